@@ -1,0 +1,1 @@
+"""polchain consensus."""
