@@ -1,0 +1,289 @@
+"""A node's chain: its database, best state, and block building and import.
+
+Importing reads like a table of contents (DESIGN.md §6): verify the header, apply the
+extrinsics (which checks each training proof), compute the roots, compare each commitment
+with its header field, then write the block as one atomic batch. A crash at any point leaves
+the database at the previous whole block.
+
+Forks are not handled yet: a block must extend the best block (single-author dev and local
+chains never fork; the networking issue brings fork choice and per-block undo records).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import msgspec
+
+from chain.block import Block, Body, compute_extrinsics_root, decode_body, encode_body
+from chain.codec import decode, encode
+from chain.config import RuntimeConfig
+from chain.crypto import Keypair, blake2_256, verify_signature
+from chain.errors import BlockError, ChainError, InvalidSignature, InvalidTransaction
+from chain.extrinsic import Extrinsic
+from chain.header import (
+    ZERO_HASH,
+    Header,
+    PolCommitment,
+    compute_pol_digest,
+    compute_slot_digest,
+    decode_header,
+)
+from chain.pallets.context import BlockInfo
+from chain.pallets.staking import get_validators
+from chain.proofs import FullReexecution, TranscriptVerifier, compute_proofs_root
+from chain.runtime import Receipt, Runtime
+from chain.state import Overlay, StateCommit, StateDB
+from chain.storage import Column, Database, WriteBatch
+
+META_BEST = b"best"
+META_FINALIZED = b"finalized"
+META_GENESIS = b"genesis"
+META_CHAIN_ID = b"chain_id"
+
+
+class _Receipts(msgspec.Struct, frozen=True, array_like=True):
+    receipts: tuple[Receipt, ...]
+
+
+class _Location(msgspec.Struct, frozen=True, array_like=True):
+    block: bytes
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedBlock:
+    """A block that became the best block, with what its extrinsics did."""
+
+    block: Block
+    receipts: tuple[Receipt, ...]
+    training_steps: int
+
+
+class Blockchain:
+    """Owns the database; builds blocks (authoring) and imports them (validating)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        chain_id: str,
+        build_genesis: Callable[[Overlay], None],
+        config: RuntimeConfig,
+        verifier: TranscriptVerifier | None = None,
+    ) -> None:
+        self.db = db
+        self.state = StateDB(db)
+        self.config = config
+        self.verifier: TranscriptVerifier = verifier or FullReexecution()
+        stored_id = db.get(Column.META, META_CHAIN_ID)
+        if stored_id is None:
+            self.genesis_hash = self._write_genesis(chain_id, build_genesis)
+        elif stored_id.decode() != chain_id:
+            raise ChainError(f"the database holds chain {stored_id.decode()!r}, not {chain_id!r}")
+        else:
+            self.genesis_hash = self._require_meta(META_GENESIS)
+        self.runtime = Runtime(self.genesis_hash, config)
+        self.best_hash = self._require_meta(META_BEST)
+        self.best_header = self.get_header(self.best_hash)
+        self.finalized_hash = self._require_meta(META_FINALIZED)
+
+    # --- reads -----------------------------------------------------------------------------
+    def get_header(self, block_hash: bytes) -> Header:
+        raw = self.db.get(Column.HEADER, block_hash)
+        if raw is None:
+            raise ChainError(f"unknown block {block_hash.hex()}")
+        return decode_header(raw)
+
+    def get_block(self, block_hash: bytes) -> Block:
+        header = self.get_header(block_hash)
+        raw = self.db.get(Column.BODY, block_hash)
+        return Block(header, decode_body(raw) if raw is not None else Body())
+
+    def get_hash(self, number: int) -> bytes | None:
+        return self.db.get(Column.NUMBER, struct.pack(">I", number))
+
+    def get_receipts(self, block_hash: bytes) -> tuple[Receipt, ...]:
+        raw = self.db.get(Column.RECEIPT, block_hash)
+        return decode(raw, _Receipts).receipts if raw is not None else ()
+
+    def get_extrinsic_location(self, xt_hash: bytes) -> tuple[bytes, int] | None:
+        """(block hash, index) of an included extrinsic, or None."""
+        raw = self.db.get(Column.TRANSCRIPT, xt_hash)
+        if raw is None:
+            return None
+        loc = decode(raw, _Location)
+        return loc.block, loc.index
+
+    @property
+    def best_number(self) -> int:
+        return self.best_header.number
+
+    # --- authoring ---------------------------------------------------------------------------
+    def build_block(
+        self,
+        candidates: Iterable[Extrinsic],
+        author: Keypair,
+        slot: int,
+        *,
+        on_invalid: Callable[[bytes, InvalidTransaction], None] | None = None,
+    ) -> ImportedBlock:
+        """Fill a block from ``candidates`` up to the weight and length limits, seal and store it."""
+        parent = self.best_header
+        if slot <= parent.slot and parent.number > 0:
+            raise BlockError(f"slot {slot} is not after the parent's slot {parent.slot}")
+        overlay = self.state.overlay()
+        info = BlockInfo(parent.number + 1, self.best_hash, author.public, True, self.verifier)
+        included: list[Extrinsic] = []
+        receipts: list[Receipt] = []
+        weight = length = 0
+        for xt in candidates:
+            raw = xt.encode()
+            xt_weight = self.runtime.compute_weight(overlay, xt)
+            if length + len(raw) > self.config.max_block_length or weight + xt_weight > self.config.max_block_weight:
+                continue
+            try:
+                receipt = self.runtime.apply_extrinsic(overlay, info, len(included), xt, blake2_256(raw), len(raw))
+            except InvalidTransaction as exc:
+                if on_invalid is not None:
+                    on_invalid(blake2_256(raw), exc)
+                continue
+            included.append(xt)
+            receipts.append(receipt)
+            weight += xt_weight
+            length += len(raw)
+        proofs = tuple(info.proofs[i] for i in sorted(info.proofs))
+        commit = self.state.compute_commit(overlay)
+        header = Header(
+            self.best_hash, info.number, commit.root, compute_extrinsics_root(included), slot, author.public,
+            (compute_slot_digest(slot), compute_pol_digest(_commitment(proofs, info))),
+        )
+        header = msgspec.structs.replace(header, seal=author.sign(header.pre_hash()))
+        block = Block(header, Body(tuple(included), proofs))
+        self._write_block(block, commit, tuple(receipts))
+        return ImportedBlock(block, tuple(receipts), info.training_steps)
+
+    # --- import ------------------------------------------------------------------------------
+    def import_block(self, block: Block) -> ImportedBlock:
+        """Re-execute ``block`` and store it if every commitment matches; BlockError if not."""
+        self.verify_header(block.header)
+        overlay, info, receipts = self.execute_body(block)
+        commit = self.state.compute_commit(overlay)
+        header = block.header
+        _verify_equal("state root", commit.root, header.state_root)
+        _verify_equal("extrinsics root", compute_extrinsics_root(block.body.extrinsics), header.extrinsics_root)
+        _verify_equal("POL commitment", _commitment(block.body.proofs, info), header.get_pol_commitment())
+        _verify_equal("training proofs used", set(info.used_proofs), set(info.proofs))
+        self._write_block(block, commit, receipts)
+        return ImportedBlock(block, receipts, info.training_steps)
+
+    def verify_header(self, header: Header) -> None:
+        """The header extends the best block, in a later slot, by a validator that sealed it."""
+        if self.db.get(Column.HEADER, header.hash()) is not None:
+            raise BlockError(f"block #{header.number} {header.hash().hex()} is already imported")
+        if header.parent_hash != self.best_hash or header.number != self.best_number + 1:
+            raise BlockError(
+                f"block #{header.number} does not extend the best block #{self.best_number} {self.best_hash.hex()}"
+            )
+        if header.slot <= self.best_header.slot and self.best_number > 0:
+            raise BlockError(f"block #{header.number} is in slot {header.slot}, not after its parent's {self.best_header.slot}")
+        if header.author not in get_validators(self.state.overlay()):
+            raise BlockError(f"block #{header.number} is authored by {header.author.hex()}, not a validator")
+        try:
+            verify_signature(header.author, header.pre_hash(), header.seal)
+        except InvalidSignature as exc:
+            raise BlockError(f"block #{header.number}: bad seal: {exc}") from None
+
+    def execute_body(self, block: Block) -> tuple[Overlay, BlockInfo, tuple[Receipt, ...]]:
+        """Apply every extrinsic of ``block`` to a fresh overlay of the parent state."""
+        header = block.header
+        proofs = {p.extrinsic_index: p for p in block.body.proofs}
+        if len(proofs) != len(block.body.proofs):
+            raise BlockError(f"block #{header.number} carries two proofs for one extrinsic")
+        info = BlockInfo(header.number, header.parent_hash, header.author, False, self.verifier, proofs)
+        overlay = self.state.overlay()
+        raws = [xt.encode() for xt in block.body.extrinsics]
+        self.verify_signatures(block.body.extrinsics)
+        receipts = []
+        for index, (xt, raw) in enumerate(zip(block.body.extrinsics, raws, strict=True)):
+            try:
+                receipts.append(
+                    self.runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw), check_signature=False)
+                )
+            except InvalidTransaction as exc:
+                raise BlockError(f"block #{header.number}: extrinsic #{index} is invalid: {exc}") from None
+        return overlay, info, tuple(receipts)
+
+    def verify_signatures(self, extrinsics: tuple[Extrinsic, ...]) -> None:
+        for index, xt in enumerate(extrinsics):
+            try:
+                xt.verify_signature(self.genesis_hash, self.runtime.spec_version)
+            except InvalidTransaction as exc:
+                raise BlockError(f"extrinsic #{index}: {exc}") from None
+
+    # --- finality ----------------------------------------------------------------------------
+    def set_finalized(self, block_hash: bytes) -> None:
+        header = self.get_header(block_hash)
+        if self.get_hash(header.number) != block_hash:
+            raise ChainError(f"block {block_hash.hex()} is not on the best chain")
+        with self.db.write_batch() as batch:
+            batch.put(Column.META, META_FINALIZED, block_hash)
+        self.finalized_hash = block_hash
+
+    # --- writing -----------------------------------------------------------------------------
+    def _write_block(self, block: Block, commit: StateCommit, receipts: tuple[Receipt, ...]) -> None:
+        block_hash = block.hash()
+        with self.db.write_batch() as batch:
+            self._stage_block(batch, block, block_hash, receipts)
+            self.state.stage_commit(batch, commit)
+        self.state.advance(commit)
+        self.best_hash, self.best_header = block_hash, block.header
+
+    def _stage_block(self, batch: WriteBatch, block: Block, block_hash: bytes, receipts: tuple[Receipt, ...]) -> None:
+        batch.put(Column.HEADER, block_hash, block.header.encode())
+        batch.put(Column.BODY, block_hash, encode_body(block.body))
+        batch.put(Column.NUMBER, struct.pack(">I", block.header.number), block_hash)
+        batch.put(Column.RECEIPT, block_hash, encode(_Receipts(receipts)))
+        for index, xt in enumerate(block.body.extrinsics):
+            batch.put(Column.TRANSCRIPT, xt.hash(), encode(_Location(block_hash, index)))
+        batch.put(Column.META, META_BEST, block_hash)
+
+    def _write_genesis(self, chain_id: str, build_genesis: Callable[[Overlay], None]) -> bytes:
+        overlay = self.state.overlay()
+        build_genesis(overlay)
+        commit = self.state.compute_commit(overlay)
+        header = Header(
+            ZERO_HASH, 0, commit.root, compute_extrinsics_root([]), 0, ZERO_HASH,
+            (compute_pol_digest(PolCommitment(compute_proofs_root([]), 0, 0)),),
+        )
+        block = Block(header, Body())
+        genesis_hash = header.hash()
+        with self.db.write_batch() as batch:
+            self._stage_block(batch, block, genesis_hash, ())
+            self.state.stage_commit(batch, commit)
+            batch.put(Column.META, META_GENESIS, genesis_hash)
+            batch.put(Column.META, META_FINALIZED, genesis_hash)
+            batch.put(Column.META, META_CHAIN_ID, chain_id.encode())
+        self.state.advance(commit)
+        return genesis_hash
+
+    def _require_meta(self, key: bytes) -> bytes:
+        value = self.db.get(Column.META, key)
+        if value is None:
+            raise ChainError(f"the database has no {key.decode()} record: it is not a polchain database or is damaged")
+        return value
+
+
+def _commitment(proofs: Iterable, info: BlockInfo) -> PolCommitment:
+    return PolCommitment(compute_proofs_root(list(proofs)), info.training_steps, info.work_units)
+
+
+def _verify_equal(what: str, computed: object, claimed: object) -> None:
+    if computed != claimed:
+        raise BlockError(f"{what} mismatch: re-execution gives {_show(computed)}, the block claims {_show(claimed)}")
+
+
+def _show(value: object) -> str:
+    return "0x" + value.hex() if isinstance(value, bytes) else repr(value)

@@ -1,0 +1,217 @@
+"""The runtime's calls: their wire form, stable indices and JSON form.
+
+Every call is a frozen Struct tagged with ``pallet_index * 256 + call_index``; the tags are
+the stable call indices of the dispatch table (``chain/runtime.py``) and never change once
+released. A call decodes to exactly one of the types in :data:`Call`; an unknown index is a
+codec error.
+
+The JSON form, for people and the CLI, is ``{"pallet": "balances", "call": "transfer",
+"args": {"dest": "5F...", "value": 10}}``: accounts as SS58 (or 0x-hex or //Dev URIs),
+bytes as 0x-hex, float32 arguments (learning rate, decay) as JSON numbers that are rounded to
+float32 once, here, so that the signed bytes carry the exact float32 bits.
+"""
+
+from __future__ import annotations
+
+import struct
+import typing
+from typing import Annotated, Any
+
+import msgspec
+
+from chain.codec import AccountId, Balance, Hash32, Wire
+from chain.crypto import parse_account, ss58_encode
+from chain.errors import CodecError
+
+# Argument kinds the JSON form converts (carried in msgspec.Meta(extra=...)).
+F32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1, extra={"json": "f32"})]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+License = Annotated[str, msgspec.Meta(max_length=4096)]
+
+MAX_REMARK = 4096
+MAX_ROWS_CHUNK = 1 << 20  # one append_rows call carries at most 1 MiB of rows
+
+
+def _tag(pallet: int, call: int) -> int:
+    return pallet * 256 + call
+
+
+# --- system (0) -------------------------------------------------------------------------------
+class Remark(Wire, frozen=True, tag=_tag(0, 0)):
+    """Store nothing; only pays the fee (useful for tests and timestamps)."""
+
+    data: Annotated[bytes, msgspec.Meta(max_length=MAX_REMARK)]
+
+
+# --- balances (1) -----------------------------------------------------------------------------
+class Transfer(Wire, frozen=True, tag=_tag(1, 0)):
+    """Move ``value`` from the signer to ``dest``."""
+
+    dest: AccountId
+    value: Balance
+
+
+# --- models (2) -------------------------------------------------------------------------------
+class RegisterModel(Wire, frozen=True, tag=_tag(2, 0)):
+    """Register a model: its spec (ml_runtime's canonical bytes) and the seed of its version 0."""
+
+    name: Name
+    spec: Annotated[bytes, msgspec.Meta(max_length=64)]
+    init_seed: Hash32
+
+
+# --- datasets (3) -----------------------------------------------------------------------------
+class RegisterDataset(Wire, frozen=True, tag=_tag(3, 0)):
+    """Announce a data set; its rows arrive with AppendRows and must hash to ``rows_root``.
+
+    ``kind`` is "classification" (labels in [0, outputs)) or "regression" (``outputs``
+    float32 targets per row). A row's canonical bytes: ``features`` float32 LE, then the
+    label as u32 LE or the targets as float32 LE.
+    """
+
+    name: Name
+    features: Count
+    kind: Annotated[str, msgspec.Meta(pattern="^(classification|regression)$")]
+    outputs: Count
+    row_count: Count
+    rows_root: Hash32
+    price_per_row: Balance
+    license: License
+
+
+class AppendRows(Wire, frozen=True, tag=_tag(3, 1)):
+    """Upload rows ``[first_row, first_row + n)`` of a registered, not yet complete data set."""
+
+    dataset: Count
+    first_row: Count
+    rows: Annotated[bytes, msgspec.Meta(max_length=MAX_ROWS_CHUNK)]
+
+
+# --- training (4) -----------------------------------------------------------------------------
+class Train(Wire, frozen=True, tag=_tag(4, 0)):
+    """The TRAIN opcode: SGD on a model version with a data set, producing a new version."""
+
+    model: Count
+    dataset: Count
+    steps: Count
+    batch_size: Count
+    lr: F32
+    l2: F32
+    segment_len: Count
+    from_version: Count | None = None  # None: the model's latest version
+
+
+# --- staking (5) ------------------------------------------------------------------------------
+class Bond(Wire, frozen=True, tag=_tag(5, 0)):
+    """Lock ``value`` of the signer's free balance as stake."""
+
+    value: Balance
+
+
+class Unbond(Wire, frozen=True, tag=_tag(5, 1)):
+    """Release ``value`` of the signer's stake back to its free balance."""
+
+    value: Balance
+
+
+Call = Remark | Transfer | RegisterModel | RegisterDataset | AppendRows | Train | Bond | Unbond
+
+# (pallet name, call name) for each call type, in tag order; the JSON form uses these names.
+CALL_NAMES: dict[type, tuple[str, str]] = {
+    Remark: ("system", "remark"),
+    Transfer: ("balances", "transfer"),
+    RegisterModel: ("models", "register_model"),
+    RegisterDataset: ("datasets", "register_dataset"),
+    AppendRows: ("datasets", "append_rows"),
+    Train: ("training", "train"),
+    Bond: ("staking", "bond"),
+    Unbond: ("staking", "unbond"),
+}
+_BY_NAME = {names: typ for typ, names in CALL_NAMES.items()}
+
+
+def compute_f32_bits(value: float) -> int:
+    """The float32 bit pattern nearest to ``value`` (round to nearest even)."""
+    return int.from_bytes(struct.pack("<f", value), "little")
+
+
+def compute_f32_value(bits: int) -> float:
+    """The float32 value of a bit pattern, as a Python float (exact)."""
+    return float(struct.unpack("<f", bits.to_bytes(4, "little"))[0])
+
+
+def call_to_json(call: Call) -> dict[str, Any]:
+    """The JSON form of a call."""
+    pallet, name = CALL_NAMES[type(call)]
+    hints = typing.get_type_hints(type(call), include_extras=True)
+    args = {f: _arg_to_json(hints[f], getattr(call, f)) for f in call.__struct_fields__}
+    return {"pallet": pallet, "call": name, "args": args}
+
+
+def call_from_json(obj: Any) -> Call:
+    """A call from its JSON form; raises CodecError saying which part is wrong."""
+    if not isinstance(obj, dict) or not {"pallet", "call"} <= obj.keys():
+        raise CodecError('a call is {"pallet": ..., "call": ..., "args": {...}}')
+    typ = _BY_NAME.get((obj["pallet"], obj["call"]))
+    if typ is None:
+        raise CodecError(f"unknown call {obj['pallet']}.{obj['call']}")
+    args = obj.get("args", {})
+    if not isinstance(args, dict):
+        raise CodecError(f"{obj['pallet']}.{obj['call']}: args must be an object")
+    hints = typing.get_type_hints(typ, include_extras=True)
+    unknown = set(args) - set(typ.__struct_fields__)
+    if unknown:
+        raise CodecError(f"{obj['pallet']}.{obj['call']}: unknown arguments {sorted(unknown)}")
+    fields = typ.__struct_fields__
+    defaults = dict(zip(fields[len(fields) - len(typ.__struct_defaults__) :], typ.__struct_defaults__, strict=True))
+    missing = [f for f in fields if f not in args and f not in defaults]
+    if missing:
+        raise CodecError(f"{obj['pallet']}.{obj['call']}: missing arguments {missing}")
+    # array_like structs convert from a positional list (the tag first).
+    values = [_arg_from_json(f, hints[f], args[f]) if f in args else defaults[f] for f in fields]
+    try:
+        return typing.cast(Call, msgspec.convert([typ.__struct_config__.tag, *values], typ, strict=True))
+    except msgspec.ValidationError as exc:
+        raise CodecError(f"{obj['pallet']}.{obj['call']}: {exc}") from None
+
+
+def _kind(hint: Any) -> str | None:
+    for meta in getattr(hint, "__metadata__", ()):
+        if isinstance(meta, msgspec.Meta) and meta.extra and "json" in meta.extra:
+            return str(meta.extra["json"])
+    if hint is AccountId:
+        return "account"
+    base = typing.get_args(hint)[0] if hasattr(hint, "__metadata__") else hint
+    return "hex" if base is bytes else None
+
+
+def _arg_to_json(hint: Any, value: Any) -> Any:
+    kind = _kind(hint)
+    if value is None:
+        return None
+    if kind == "account":
+        return ss58_encode(value)
+    if kind == "hex":
+        return "0x" + value.hex()
+    if kind == "f32":
+        return compute_f32_value(value)
+    return value
+
+
+def _arg_from_json(name: str, hint: Any, value: Any) -> Any:
+    kind = _kind(hint)
+    try:
+        if kind == "account" and isinstance(value, str):
+            return parse_account(value)
+        if kind == "hex" and isinstance(value, str):
+            if not value.startswith("0x"):
+                raise ValueError("bytes are 0x-prefixed hex")
+            return bytes.fromhex(value[2:])
+        if kind == "f32" and isinstance(value, int | float) and not isinstance(value, bool):
+            return compute_f32_bits(float(value))
+    except (ValueError, OverflowError, struct.error) as exc:
+        raise CodecError(f"argument {name!r}: {exc}") from None
+    except Exception as exc:  # parse_account raises chain errors with a clear message
+        raise CodecError(f"argument {name!r}: {exc}") from None
+    return value

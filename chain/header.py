@@ -1,0 +1,96 @@
+"""Block headers and their digest.
+
+A header commits to its parent, number, state root, extrinsics root, slot and author, and its
+digest carries consensus data: the proof-of-learning commitment (the root over the block's
+training transcripts and the work they claim, engine ``POL_``). The author's seal, an ed25519
+signature over the pre-seal hash, is a separate field so the pre-hash is simply the hash of
+the header with an empty seal. The block hash is blake2_256 of the sealed header's bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from chain.codec import U64, AccountId, BlockNumber, Hash32, Wire, decode_versioned, encode_versioned
+from chain.crypto import blake2_256
+from chain.errors import BlockError
+
+ZERO_HASH = bytes(32)
+POL_ENGINE = b"POL_"
+
+# Substrate's DigestItem discriminants, kept so digest.logs read familiarly over RPC.
+DIGEST_CONSENSUS = 4
+DIGEST_PRE_RUNTIME = 6
+
+
+class DigestItem(Wire, frozen=True):
+    """One digest log: (kind, 4-byte engine id, data)."""
+
+    kind: int
+    engine: bytes
+    data: bytes
+
+
+class PolCommitment(Wire, frozen=True):
+    """What a block claims about its training: the transcripts' root and the work done."""
+
+    transcripts_root: Hash32
+    training_steps: U64
+    work_units: U64
+
+
+class Header(Wire, frozen=True):
+    parent_hash: Hash32
+    number: BlockNumber
+    state_root: Hash32
+    extrinsics_root: Hash32
+    slot: U64
+    author: AccountId
+    digest: tuple[DigestItem, ...] = ()
+    seal: bytes = b""
+
+    def encode(self) -> bytes:
+        return encode_versioned(self)
+
+    def hash(self) -> bytes:
+        return blake2_256(self.encode())
+
+    def pre_hash(self) -> bytes:
+        """The hash the author signs: the header without its seal."""
+        return blake2_256(encode_versioned(_unsealed(self)))
+
+    def get_pol_commitment(self) -> PolCommitment:
+        """The proof-of-learning commitment in the digest; BlockError if absent or twice."""
+        from chain.codec import decode
+
+        items = [d for d in self.digest if d.kind == DIGEST_CONSENSUS and d.engine == POL_ENGINE]
+        if len(items) != 1:
+            raise BlockError(f"header #{self.number} has {len(items)} POL_ commitments, expected 1")
+        return decode(items[0].data, PolCommitment)
+
+
+def _unsealed(header: Header) -> Header:
+    return Header(
+        header.parent_hash,
+        header.number,
+        header.state_root,
+        header.extrinsics_root,
+        header.slot,
+        header.author,
+        header.digest,
+        b"",
+    )
+
+
+def compute_pol_digest(commitment: PolCommitment) -> DigestItem:
+    from chain.codec import encode
+
+    return DigestItem(DIGEST_CONSENSUS, POL_ENGINE, encode(commitment))
+
+
+def compute_slot_digest(slot: int) -> DigestItem:
+    return DigestItem(DIGEST_PRE_RUNTIME, b"aura", struct.pack("<Q", slot))
+
+
+def decode_header(data: bytes) -> Header:
+    return decode_versioned(data, Header)

@@ -1,0 +1,85 @@
+"""Accounts and balances: nonces, free and staked funds, transfers, total issuance.
+
+Accounts are never reaped: an account keeps its nonce even at zero balance, so an immortal
+extrinsic can never be replayed after the account is emptied and refilled (the replay that
+reaping allows in Substrate). The existential deposit still applies to new accounts: a
+transfer may not create an account with less than it, nor leave a dust balance behind.
+"""
+
+from __future__ import annotations
+
+from chain.calls import Transfer
+from chain.codec import U32, Balance, Wire
+from chain.errors import DispatchError
+from chain.pallets.context import CallContext
+from chain.pallets.items import StateAccess, StorageMap, StorageValue
+
+PALLET = "balances"
+
+
+class AccountInfo(Wire, frozen=True):
+    nonce: U32 = 0
+    free: Balance = 0
+    staked: Balance = 0
+
+
+ACCOUNT = StorageMap("System", "Account", AccountInfo)
+TOTAL_ISSUANCE = StorageValue("Balances", "TotalIssuance", int, 0)
+EMPTY = AccountInfo()
+
+
+def get_account(state: StateAccess, who: bytes) -> AccountInfo:
+    return ACCOUNT.get(state, who) or EMPTY
+
+
+def apply_account(state: StateAccess, who: bytes, info: AccountInfo) -> None:
+    ACCOUNT.apply_set(state, info, who)
+
+
+def apply_mint(state: StateAccess, who: bytes, amount: int) -> None:
+    """Create ``amount`` new funds in ``who`` (genesis only)."""
+    issuance = TOTAL_ISSUANCE.get(state) + amount
+    if issuance > 2**63 - 1:
+        raise DispatchError(PALLET, "Overflow", f"total issuance would exceed 2^63-1 ({issuance})")
+    info = get_account(state, who)
+    apply_account(state, who, AccountInfo(info.nonce, info.free + amount, info.staked))
+    TOTAL_ISSUANCE.apply_set(state, issuance)
+
+
+def apply_burn_staked(state: StateAccess, who: bytes, amount: int) -> int:
+    """Destroy up to ``amount`` of ``who``'s stake (a slash); returns what was destroyed."""
+    info = get_account(state, who)
+    taken = min(amount, info.staked)
+    apply_account(state, who, AccountInfo(info.nonce, info.free, info.staked - taken))
+    TOTAL_ISSUANCE.apply_set(state, TOTAL_ISSUANCE.get(state) - taken)
+    return taken
+
+
+def apply_move(state: StateAccess, src: bytes, dest: bytes, amount: int, existential_deposit: int) -> None:
+    """Move free funds; DispatchError if ``src`` cannot afford it or the ED would be broken."""
+    if src == dest or amount == 0:
+        if get_account(state, src).free < amount:
+            raise DispatchError(PALLET, "InsufficientBalance", "balance too low for the transfer")
+        return
+    sender = get_account(state, src)
+    if sender.free < amount:
+        raise DispatchError(
+            PALLET, "InsufficientBalance", f"free balance {sender.free} is less than {amount}"
+        )
+    left = sender.free - amount
+    if 0 < left < existential_deposit and sender.staked == 0:
+        raise DispatchError(
+            PALLET, "Expendability", f"the transfer would leave {left}, below the existential deposit {existential_deposit}"
+        )
+    receiver = get_account(state, dest)
+    if receiver.free + receiver.staked == 0 and receiver.nonce == 0 and amount < existential_deposit:
+        raise DispatchError(
+            PALLET, "ExistentialDeposit", f"{amount} is below the existential deposit {existential_deposit} for a new account"
+        )
+    apply_account(state, src, AccountInfo(sender.nonce, left, sender.staked))
+    apply_account(state, dest, AccountInfo(receiver.nonce, receiver.free + amount, receiver.staked))
+
+
+def apply_transfer(ctx: CallContext, call: Transfer) -> None:
+    apply_move(ctx.state, ctx.sender, call.dest, call.value, ctx.config.existential_deposit)
+    ctx.emit(PALLET, "Transferred", src=ctx.sender, dest=call.dest, value=call.value)

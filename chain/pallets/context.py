@@ -1,0 +1,61 @@
+"""What a call handler sees: the overlay, the sender, the block, the runtime's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from chain.codec import Wire
+
+if TYPE_CHECKING:
+    from chain.config import RuntimeConfig
+    from chain.pallets.items import StateAccess
+    from chain.proofs import TrainingProof, TranscriptVerifier
+
+
+EventArg = int | str | bytes | bool | float | None
+
+
+class Event(Wire, frozen=True):
+    """A runtime event: pallet, past-tense name, named arguments."""
+
+    pallet: str
+    name: str
+    args: tuple[tuple[str, EventArg], ...] = ()
+
+
+@dataclass(slots=True)
+class CallContext:
+    """The mutable context of one extrinsic's dispatch (events accumulate here, not in state)."""
+
+    state: StateAccess
+    sender: bytes
+    extrinsic_index: int
+    extrinsic_hash: bytes
+    fee: int
+    block: BlockInfo
+    config: RuntimeConfig
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, pallet: str, name: str, **args: Any) -> None:
+        self.events.append(Event(pallet, name, tuple(args.items())))
+
+
+@dataclass(slots=True)
+class BlockInfo:
+    """The block being executed, and how its training is handled.
+
+    Authoring: ``proofs`` starts empty and the training pallet appends each job's proof.
+    Importing: ``proofs`` holds the block body's proofs by extrinsic index and the training
+    pallet checks each one with ``verifier`` instead of training.
+    """
+
+    number: int
+    parent_hash: bytes
+    author: bytes
+    authoring: bool
+    verifier: TranscriptVerifier
+    proofs: dict[int, TrainingProof] = field(default_factory=dict)
+    used_proofs: set[int] = field(default_factory=set)
+    training_steps: int = 0
+    work_units: int = 0

@@ -1,0 +1,194 @@
+"""Data sets whose providers are paid for every row the chain trains on.
+
+A provider registers a data set (schema, row count, Merkle root of its rows, price per row
+used, license text), then uploads its rows in order in chunks (AppendRows), each at most one
+extrinsic's worth. When the last row arrives the rows must hash to the registered root, or
+that chunk fails; the provider may restart the upload from row 0. Only a complete data set
+can be trained on.
+
+A row's canonical bytes: the features as float32 LE, then a classification label as u32 LE
+or a regression target vector as float32 LE. The rows root is the RFC 6962 Merkle root over
+the rows' canonical bytes, so one row (and what a provider was paid for) can be proven.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+import ml_runtime
+from chain.calls import AppendRows, RegisterDataset
+from chain.codec import U32, AccountId, Balance, Hash32, Wire
+from chain.errors import DispatchError
+from chain.pallets.context import CallContext
+from chain.pallets.items import StateAccess, StorageMap, StorageValue
+
+PALLET = "datasets"
+MAX_FEATURES = 4096
+MAX_OUTPUTS = 4096
+MAX_ROWS = 1 << 20
+
+
+class DatasetInfo(Wire, frozen=True):
+    provider: AccountId
+    name: str
+    features: U32
+    kind: str
+    outputs: U32
+    row_count: U32
+    rows_root: Hash32
+    price_per_row: Balance
+    license: str
+    uploaded_rows: U32 = 0
+    chunks: tuple[U32, ...] = ()  # first row of each stored chunk
+
+    @property
+    def row_size(self) -> int:
+        return 4 * self.features + (4 if self.kind == "classification" else 4 * self.outputs)
+
+    @property
+    def complete(self) -> bool:
+        return self.uploaded_rows == self.row_count
+
+
+NEXT_DATASET_ID = StorageValue("Datasets", "NextDatasetId", int, 0)
+DATASETS = StorageMap("Datasets", "Datasets", DatasetInfo)
+CHUNKS = StorageMap("Datasets", "Chunks", bytes)
+
+
+def compute_row_dtype(info: DatasetInfo) -> np.dtype:
+    if info.kind == "classification":
+        return np.dtype([("x", "<f4", (info.features,)), ("y", "<u4")])
+    return np.dtype([("x", "<f4", (info.features,)), ("y", "<f4", (info.outputs,))])
+
+
+def compute_rows_bytes(x: np.ndarray, y: np.ndarray, kind: str) -> bytes:
+    """Canonical bytes of rows (x: (n, d) float32; y: (n,) labels or (n, k) targets)."""
+    n, d = x.shape
+    if kind == "classification":
+        dtype = np.dtype([("x", "<f4", (d,)), ("y", "<u4")])
+    else:
+        dtype = np.dtype([("x", "<f4", (d,)), ("y", "<f4", (y.shape[1],))])
+    rows = np.empty(n, dtype=dtype)
+    rows["x"] = x
+    rows["y"] = y
+    return rows.tobytes()
+
+
+def compute_rows_root(rows: bytes, row_size: int) -> bytes:
+    return ml_runtime.compute_merkle_root([rows[i : i + row_size] for i in range(0, len(rows), row_size)])
+
+
+def get_dataset(state: StateAccess, dataset_id: int) -> DatasetInfo:
+    info = DATASETS.get(state, dataset_id)
+    if info is None:
+        raise DispatchError(PALLET, "UnknownDataset", f"no data set with id {dataset_id}")
+    return info
+
+
+# Complete data sets never change, so their decoded rows are cached by content (rows root).
+_ROWS_CACHE: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_ROWS_CACHE_SIZE = 8
+
+
+def get_rows(state: StateAccess, dataset_id: int) -> tuple[DatasetInfo, np.ndarray, np.ndarray]:
+    """A complete data set's rows as (x float32 (n, d), y int32 (n,) or float32 (n, k))."""
+    info = get_dataset(state, dataset_id)
+    if not info.complete:
+        raise DispatchError(
+            PALLET, "Incomplete", f"data set {dataset_id} has {info.uploaded_rows} of {info.row_count} rows uploaded"
+        )
+    cached = _ROWS_CACHE.get(info.rows_root)
+    if cached is not None:
+        _ROWS_CACHE.move_to_end(info.rows_root)
+        return info, cached[0], cached[1]
+    raw = b"".join(CHUNKS.get(state, dataset_id, first) or b"" for first in info.chunks)
+    rows = np.frombuffer(raw, dtype=compute_row_dtype(info))
+    x = np.ascontiguousarray(rows["x"], dtype=np.float32)
+    y = (
+        np.ascontiguousarray(rows["y"], dtype=np.int32)
+        if info.kind == "classification"
+        else np.ascontiguousarray(rows["y"], dtype=np.float32)
+    )
+    _ROWS_CACHE[info.rows_root] = (x, y)
+    if len(_ROWS_CACHE) > _ROWS_CACHE_SIZE:
+        _ROWS_CACHE.popitem(last=False)
+    return info, x, y
+
+
+def apply_register_dataset(ctx: CallContext, call: RegisterDataset) -> None:
+    if not 1 <= call.features <= MAX_FEATURES:
+        raise DispatchError(PALLET, "InvalidSchema", f"features must be in 1..{MAX_FEATURES}, got {call.features}")
+    if not 1 <= call.outputs <= MAX_OUTPUTS:
+        raise DispatchError(PALLET, "InvalidSchema", f"outputs must be in 1..{MAX_OUTPUTS}, got {call.outputs}")
+    if call.kind == "classification" and call.outputs < 2:
+        raise DispatchError(PALLET, "InvalidSchema", "a classification data set has at least 2 classes")
+    if not 1 <= call.row_count <= MAX_ROWS:
+        raise DispatchError(PALLET, "InvalidSchema", f"row_count must be in 1..{MAX_ROWS}, got {call.row_count}")
+    dataset_id = apply_new_dataset(
+        ctx.state,
+        DatasetInfo(
+            ctx.sender, call.name, call.features, call.kind, call.outputs, call.row_count,
+            call.rows_root, call.price_per_row, call.license,
+        ),
+    )
+    ctx.emit(PALLET, "DatasetRegistered", dataset=dataset_id, provider=ctx.sender, rows=call.row_count)
+
+
+def apply_new_dataset(state: StateAccess, info: DatasetInfo) -> int:
+    dataset_id = NEXT_DATASET_ID.get(state)
+    DATASETS.apply_set(state, info, dataset_id)
+    NEXT_DATASET_ID.apply_set(state, dataset_id + 1)
+    return dataset_id
+
+
+def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes) -> DatasetInfo:
+    """Store one chunk of rows; on the last one, check the rows root. Returns the new info."""
+    info = get_dataset(state, dataset_id)
+    if first_row == 0 and info.chunks:
+        for first in info.chunks:  # restart the upload
+            CHUNKS.apply_delete(state, dataset_id, first)
+        info = _with_upload(info, 0, ())
+    elif info.complete:
+        raise DispatchError(PALLET, "AlreadyComplete", f"data set {dataset_id} already has all its rows")
+    if first_row != info.uploaded_rows:
+        raise DispatchError(
+            PALLET, "OutOfOrder", f"data set {dataset_id} expects row {info.uploaded_rows} next, got {first_row} (or 0 to restart)"
+        )
+    if not rows or len(rows) % info.row_size:
+        raise DispatchError(PALLET, "MalformedRows", f"{len(rows)} bytes is not a whole number of {info.row_size}-byte rows")
+    count = len(rows) // info.row_size
+    if first_row + count > info.row_count:
+        raise DispatchError(PALLET, "TooManyRows", f"rows {first_row}..{first_row + count} exceed the {info.row_count} registered")
+    decoded = np.frombuffer(rows, dtype=compute_row_dtype(info))
+    if not np.isfinite(decoded["x"]).all() or (info.kind == "regression" and not np.isfinite(decoded["y"]).all()):
+        raise DispatchError(PALLET, "MalformedRows", "rows hold a NaN or infinite value")
+    if info.kind == "classification" and (decoded["y"] >= info.outputs).any():
+        raise DispatchError(PALLET, "MalformedRows", f"a label is outside 0..{info.outputs - 1}")
+    CHUNKS.apply_set(state, rows, dataset_id, first_row)
+    info = _with_upload(info, first_row + count, (*info.chunks, first_row))
+    if info.complete:
+        raw = b"".join(CHUNKS.get(state, dataset_id, first) or b"" for first in info.chunks)
+        root = compute_rows_root(raw, info.row_size)
+        if root != info.rows_root:
+            raise DispatchError(
+                PALLET, "RootMismatch", f"the rows hash to {root.hex()}, registered {info.rows_root.hex()}; restart from row 0"
+            )
+    DATASETS.apply_set(state, info, dataset_id)
+    return info
+
+
+def apply_append_rows(ctx: CallContext, call: AppendRows) -> None:
+    info = get_dataset(ctx.state, call.dataset)
+    if info.provider != ctx.sender:
+        raise DispatchError(PALLET, "NotProvider", f"only the provider may upload rows of data set {call.dataset}")
+    info = apply_rows(ctx.state, call.dataset, call.first_row, call.rows)
+    ctx.emit(PALLET, "RowsAppended", dataset=call.dataset, uploaded=info.uploaded_rows, complete=info.complete)
+
+
+def _with_upload(info: DatasetInfo, uploaded: int, chunks: tuple[int, ...]) -> DatasetInfo:
+    return DatasetInfo(
+        info.provider, info.name, info.features, info.kind, info.outputs, info.row_count,
+        info.rows_root, info.price_per_row, info.license, uploaded, chunks,
+    )

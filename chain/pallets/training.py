@@ -1,0 +1,131 @@
+"""The TRAIN opcode: SGD on a model version with a data set, producing a new version.
+
+Dispatch order: check the arguments against the runtime's limits; load the model version and
+the data set and check they fit each other; pay the data set's provider price x rows used;
+then either train (authoring: run the job, put its proof in the block) or check the author's
+proof (importing: the consensus verifier, full re-execution by default); store the new
+version with its lineage record; emit events. The fee, charged before dispatch by the
+executive, covers the work: ml_runtime's cost model x steps.
+
+The job seed is blake2_256(parent block hash || extrinsic hash): fixed for the block, yet
+unknown to the sender when they sign, so nobody picks the batches.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+import ml_runtime
+from chain.calls import Train, compute_f32_value
+from chain.crypto import blake2_256
+from chain.errors import BlockError, DispatchError
+from chain.pallets import datasets, models
+from chain.pallets.balances import apply_move
+from chain.pallets.context import CallContext
+from chain.pallets.items import StorageMap
+from chain.proofs import TrainingProof, compute_proof
+
+PALLET = "training"
+
+
+class TrainingReceipt(msgspec.Struct, frozen=True, array_like=True):
+    """Where a TRAIN extrinsic's result lives: the model version it created."""
+
+    model: int
+    version: int
+    block: int
+
+
+RECEIPTS = StorageMap("Training", "Receipts", TrainingReceipt)
+
+
+def compute_weight(spec: ml_runtime.ModelSpec, call: Train) -> int:
+    """Work units of a TRAIN call (the fee's weight)."""
+    return ml_runtime.step_cost(spec, call.batch_size) * call.steps
+
+
+def verify_arguments(call: Train, max_steps: int, max_batch: int, max_segments: int) -> None:
+    """Raise DispatchError for arguments outside the runtime's limits (before any work)."""
+    lr, l2 = compute_f32_value(call.lr), compute_f32_value(call.l2)
+    if not 1 <= call.steps <= max_steps:
+        raise DispatchError(PALLET, "InvalidSteps", f"steps must be in 1..{max_steps}, got {call.steps}")
+    if not 1 <= call.batch_size <= max_batch:
+        raise DispatchError(PALLET, "InvalidBatchSize", f"batch_size must be in 1..{max_batch}, got {call.batch_size}")
+    if not (np.isfinite(lr) and lr > 0):
+        raise DispatchError(PALLET, "InvalidLearningRate", f"lr must be a finite float32 > 0, got {lr}")
+    if not (np.isfinite(l2) and l2 >= 0):
+        raise DispatchError(PALLET, "InvalidDecay", f"l2 must be a finite float32 >= 0, got {l2}")
+    if not 1 <= call.segment_len <= call.steps:
+        raise DispatchError(PALLET, "InvalidSegmentLength", f"segment_len must be in 1..steps ({call.steps}), got {call.segment_len}")
+    segments = -(-call.steps // call.segment_len)
+    if segments > max_segments:
+        raise DispatchError(
+            PALLET, "TooManySegments", f"{segments} segments (steps / segment_len); the limit is {max_segments}"
+        )
+
+
+def compute_job(ctx: CallContext, call: Train) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:
+    """The job a TRAIN call describes, with its parent version and data set."""
+    cfg = ctx.config
+    verify_arguments(call, cfg.max_train_steps, cfg.max_train_batch, cfg.max_segments)
+    model = models.get_model(ctx.state, call.model)
+    spec = models.decode_spec(model.spec)
+    parent = model.latest_version if call.from_version is None else call.from_version
+    weights = models.get_weights(ctx.state, call.model, parent)
+    info, x, y = datasets.get_rows(ctx.state, call.dataset)
+    wanted = "regression" if spec.family == "linear" else "classification"
+    if info.kind != wanted or info.features != spec.d or info.outputs != spec.k:
+        raise DispatchError(
+            PALLET, "DatasetMismatch",
+            f"model {call.model} ({spec.family}, d={spec.d}, k={spec.k}) cannot train on data set {call.dataset} "
+            f"({info.kind}, {info.features} features, {info.outputs} outputs)",
+        )
+    if call.batch_size > info.row_count:
+        raise DispatchError(PALLET, "InvalidBatchSize", f"batch_size {call.batch_size} exceeds the data set's {info.row_count} rows")
+    try:
+        job = ml_runtime.TrainingJob(
+            spec, weights, x, y, call.steps, call.batch_size,
+            compute_f32_value(call.lr), compute_f32_value(call.l2),
+            blake2_256(ctx.block.parent_hash + ctx.extrinsic_hash), call.segment_len,
+        )
+    except ml_runtime.MLRuntimeError as exc:
+        raise DispatchError(PALLET, "InvalidJob", str(exc)) from None
+    return job, parent, info
+
+
+def apply_train(ctx: CallContext, call: Train) -> None:
+    job, parent, info = compute_job(ctx, call)
+    license_paid = info.price_per_row * call.steps * call.batch_size
+    apply_move(ctx.state, ctx.sender, info.provider, license_paid, ctx.config.existential_deposit)
+    final, proof = _train_or_verify(ctx, job)
+    if not np.isfinite(final).all():
+        raise DispatchError(PALLET, "NonFiniteWeights", "training diverged: the final weights hold NaN or infinity")
+    record = models.TrainingRecord(
+        ctx.extrinsic_hash, call.dataset, call.steps, call.batch_size, call.lr, call.l2, call.segment_len,
+        job.seed, proof.transcript_root, proof.losses, ctx.fee, license_paid,
+    )
+    version = models.apply_new_version(ctx.state, call.model, parent, final, ctx.sender, ctx.block.number, record)
+    RECEIPTS.apply_set(ctx.state, TrainingReceipt(call.model, version, ctx.block.number), ctx.extrinsic_hash)
+    ctx.block.training_steps += call.steps
+    ctx.block.work_units += ml_runtime.step_cost(job.spec, call.batch_size) * call.steps
+    ctx.emit(PALLET, "LicensePaid", dataset=call.dataset, provider=info.provider, amount=license_paid)
+    ctx.emit(
+        PALLET, "ModelTrained", model=call.model, version=version, parent=parent, steps=call.steps,
+        loss=float(np.uint32(proof.losses[-1]).view(np.float32)), transcript_root=proof.transcript_root,
+    )
+
+
+def _train_or_verify(ctx: CallContext, job: ml_runtime.TrainingJob) -> tuple[np.ndarray, TrainingProof]:
+    block = ctx.block
+    if block.authoring:
+        result = ml_runtime.run_job(job)
+        proof = compute_proof(ctx.extrinsic_index, result)
+        block.proofs[ctx.extrinsic_index] = proof
+        return np.asarray(result.weights, dtype=np.float32), proof
+    proof = block.proofs.get(ctx.extrinsic_index)
+    if proof is None:
+        raise BlockError(f"extrinsic #{ctx.extrinsic_index} trains but the block carries no proof for it")
+    block.used_proofs.add(ctx.extrinsic_index)
+    block.verifier.verify(job, proof, blake2_256(block.parent_hash + ctx.extrinsic_hash))
+    return proof.get_checkpoint(len(proof.checkpoints) - 1), proof

@@ -1,0 +1,190 @@
+"""The wire layer: canonical codec, keys and addresses, calls, signed extrinsics, headers."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chain import calls
+from chain.codec import decode, decode_versioned, encode, encode_versioned
+from chain.crypto import (
+    Keypair,
+    blake2_256,
+    compute_seed_from_uri,
+    dev_keypair,
+    parse_account,
+    ss58_decode,
+    ss58_encode,
+)
+from chain.errors import CodecError, InvalidAddress, InvalidKey, InvalidTransaction
+from chain.extrinsic import Era, decode_extrinsic, sign_extrinsic
+from chain.header import Header, PolCommitment, compute_pol_digest
+
+GENESIS = blake2_256(b"test genesis")
+ALICE, BOB = dev_keypair("Alice"), dev_keypair("Bob")
+
+
+def _xt(call=None, nonce=0, tip=0, era=Era(0, 0), key=ALICE):
+    call = call or calls.Transfer(BOB.public, 10)
+    return sign_extrinsic(key, call, nonce=nonce, genesis_hash=GENESIS, spec_version=1, tip=tip, era=era)
+
+
+# --- codec -----------------------------------------------------------------------------------
+@given(dest=st.binary(min_size=32, max_size=32), value=st.integers(0, 2**63 - 1))
+def test_calls_round_trip_canonically(dest: bytes, value: int) -> None:
+    call = calls.Transfer(dest, value)
+    raw = encode(call)
+    assert decode(raw, calls.Call) == call
+    assert encode(decode(raw, calls.Call)) == raw
+
+
+def test_non_canonical_bytes_are_refused() -> None:
+    raw = encode(calls.Remark(b"hi"))
+    # The tag 0 as a 1-byte positive fixint re-encoded as a uint32: same value, other bytes.
+    padded = raw[:1] + b"\xce\x00\x00\x00\x00" + raw[2:]
+    with pytest.raises(CodecError, match="canonical"):
+        decode(padded, calls.Call)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "malformed"),
+        (b"\xc1", "malformed"),
+        (encode([99 * 256, b"x"]), "Invalid value"),  # unknown call index
+        (encode([256, b"short", 5]), "length"),  # a 5-byte account id
+        (encode([256, bytes(32), -1]), ">= 0"),  # negative balance
+        (encode([256, bytes(32), 1, 2]), "at most length"),  # an extra field
+    ],
+)
+def test_malformed_calls_get_specific_errors(raw: bytes, message: str) -> None:
+    with pytest.raises(CodecError, match=message):
+        decode(raw, calls.Call)
+
+
+def test_versioned_encoding_refuses_other_versions() -> None:
+    raw = encode_versioned(calls.Remark(b""))
+    with pytest.raises(CodecError, match="unknown codec version 7"):
+        decode_versioned(b"\x07" + raw[1:], calls.Remark)
+
+
+# --- crypto ----------------------------------------------------------------------------------
+def test_dev_accounts_are_deterministic_and_distinct() -> None:
+    names = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"]
+    publics = {dev_keypair(n).public for n in names}
+    assert len(publics) == 6
+    assert dev_keypair("Alice").public == Keypair.from_uri("//Alice").public
+    assert compute_seed_from_uri("//Alice//stash") != compute_seed_from_uri("//Alice")
+
+
+def test_ss58_round_trip_and_checksum() -> None:
+    address = ss58_encode(ALICE.public)
+    assert address.startswith("5")  # prefix 42 addresses start with 5, as Substrate's
+    assert ss58_decode(address) == ALICE.public
+    assert parse_account(address) == parse_account("0x" + ALICE.public.hex()) == parse_account("//Alice")
+    broken = address[:-1] + ("A" if address[-1] != "A" else "B")
+    with pytest.raises(InvalidAddress, match="checksum"):
+        ss58_decode(broken)
+    with pytest.raises(InvalidAddress, match="base58"):
+        ss58_decode("0OIl")
+    with pytest.raises(InvalidAddress, match="prefix"):
+        ss58_decode(ss58_encode(ALICE.public, prefix=0))
+
+
+def test_bad_secrets_are_refused() -> None:
+    with pytest.raises(InvalidKey, match="32 bytes"):
+        Keypair.from_uri("0x1234")
+    with pytest.raises(InvalidKey, match="not hex"):
+        Keypair.from_uri("0x" + "zz" * 32)
+    with pytest.raises(InvalidKey, match="empty junction"):
+        Keypair.from_uri("//Alice////")
+
+
+# --- extrinsics ------------------------------------------------------------------------------
+def test_extrinsic_round_trip_and_signature() -> None:
+    xt = _xt(nonce=3, tip=7, era=Era(10, 64))
+    again = decode_extrinsic(xt.encode())
+    assert again == xt and again.hash() == xt.hash()
+    again.verify_signature(GENESIS, 1)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda xt: xt.__class__(xt.signer, xt.signature, xt.nonce + 1, xt.tip, xt.era, xt.call),
+        lambda xt: xt.__class__(xt.signer, xt.signature, xt.nonce, xt.tip + 1, xt.era, xt.call),
+        lambda xt: xt.__class__(xt.signer, xt.signature, xt.nonce, xt.tip, Era(0, 5), xt.call),
+        lambda xt: xt.__class__(xt.signer, xt.signature, xt.nonce, xt.tip, xt.era, calls.Transfer(BOB.public, 11)),
+        lambda xt: xt.__class__(BOB.public, xt.signature, xt.nonce, xt.tip, xt.era, xt.call),
+    ],
+)
+def test_any_change_breaks_the_signature(tamper) -> None:
+    with pytest.raises(InvalidTransaction, match="bad ed25519 signature") as info:
+        tamper(_xt()).verify_signature(GENESIS, 1)
+    assert info.value.reason == "bad_proof"
+
+
+def test_signature_binds_chain_and_spec_version() -> None:
+    xt = _xt()
+    with pytest.raises(InvalidTransaction):
+        xt.verify_signature(blake2_256(b"another chain"), 1)
+    with pytest.raises(InvalidTransaction):
+        xt.verify_signature(GENESIS, 2)
+
+
+def test_large_payloads_are_signed_through_their_hash() -> None:
+    xt = _xt(calls.Remark(b"x" * 1000))
+    decode_extrinsic(xt.encode()).verify_signature(GENESIS, 1)
+
+
+def test_era_mortality() -> None:
+    era = Era(100, 64)
+    assert not era.is_alive(99) and era.is_alive(100) and era.is_alive(163) and not era.is_alive(164)
+    assert Era(0, 0).is_alive(10**9)
+
+
+def test_oversize_and_malformed_extrinsics() -> None:
+    with pytest.raises(InvalidTransaction, match="limit"):
+        decode_extrinsic(b"\x01" + b"\0" * (3 * 1024 * 1024))
+    raw = _xt().encode()
+    with pytest.raises(CodecError):
+        decode_extrinsic(raw[:-3])
+    with pytest.raises(CodecError):
+        decode_extrinsic(raw + b"\0")
+
+
+# --- calls in JSON ---------------------------------------------------------------------------
+def test_call_json_round_trip_keeps_float32_bits() -> None:
+    call = calls.call_from_json(
+        {"pallet": "training", "call": "train",
+         "args": {"model": 0, "dataset": 0, "steps": 100, "batch_size": 32, "lr": 0.1, "l2": 0.0001, "segment_len": 10}}
+    )
+    assert isinstance(call, calls.Train)
+    assert call.lr == 0x3DCCCCCD  # float32(0.1)
+    assert calls.call_from_json(calls.call_to_json(call)) == call
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"pallet": "balances"}, "pallet"),
+        ({"pallet": "nope", "call": "x"}, "unknown call nope.x"),
+        ({"pallet": "balances", "call": "transfer", "args": {"value": 1}}, "missing arguments \\['dest'\\]"),
+        ({"pallet": "balances", "call": "transfer", "args": {"dest": "//Bob", "value": 1, "memo": 2}}, "unknown arguments"),
+        ({"pallet": "balances", "call": "transfer", "args": {"dest": "xyz", "value": 1}}, "argument 'dest'"),
+        ({"pallet": "system", "call": "remark", "args": {"data": "abcd"}}, "0x-prefixed"),
+    ],
+)
+def test_call_json_errors(obj, message: str) -> None:
+    with pytest.raises(CodecError, match=message):
+        calls.call_from_json(obj)
+
+
+# --- headers ---------------------------------------------------------------------------------
+def test_header_seal_and_commitment() -> None:
+    commitment = PolCommitment(bytes(32), 100, 5000)
+    header = Header(bytes(32), 1, bytes(32), bytes(32), 5, ALICE.public, (compute_pol_digest(commitment),))
+    sealed = Header(*[getattr(header, f) for f in header.__struct_fields__[:-1]], seal=ALICE.sign(header.pre_hash()))
+    assert sealed.pre_hash() == header.pre_hash() and sealed.hash() != header.hash()
+    assert sealed.get_pol_commitment() == commitment
