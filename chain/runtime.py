@@ -101,11 +101,13 @@ class Runtime:
         return DISPATCH[type(xt.call)].weight(state, xt.call)
 
     def verify_extrinsic(
-        self, state: StateAccess, xt: Extrinsic, length: int, number: int, *, check_signature: bool = True
+        self, state: StateAccess, xt: Extrinsic, length: int, number: int,
+        *, check_signature: bool = True, allow_future: bool = False,
     ) -> Validity:
         """Raise InvalidTransaction unless ``xt`` could be included in block ``number`` now.
 
-        A nonce ahead of the account's raises FutureTransaction (the pool keeps those).
+        With ``allow_future`` (the pool's view) a nonce ahead of the account's is accepted:
+        the pool holds such an extrinsic until the nonces before it arrive.
         """
         if not xt.era.is_alive(number):
             raise InvalidTransaction("stale", f"era {xt.era.birth}+{xt.era.period} does not cover block {number}")
@@ -116,7 +118,7 @@ class Runtime:
             raise InvalidTransaction("stale", f"nonce {xt.nonce} is already used (account nonce is {account.nonce})")
         weight = self.compute_weight(state, xt)
         fee = self.config.compute_fee(length, weight, xt.tip)
-        if xt.nonce > account.nonce:
+        if xt.nonce > account.nonce and not allow_future:
             raise FutureTransaction(f"nonce {xt.nonce} is ahead of the account nonce {account.nonce}")
         if account.free < fee:
             raise InvalidTransaction("payment", f"free balance {account.free} cannot pay the fee {fee}")

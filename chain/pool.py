@@ -1,0 +1,708 @@
+"""The transaction pool: signed extrinsics waiting for a block.
+
+This follows Substrate's ``sc-transaction-pool`` "graph" design (``base_pool.rs``,
+``ready.rs``, ``future.rs``, ``rotator.rs``), simplified from arbitrary ``requires``/
+``provides`` tags to account nonces: the extrinsic with nonce ``n`` of a sender provides
+``(sender, n)`` and requires ``(sender, n - 1)`` unless ``n`` is the account's nonce on chain.
+
+- READY holds, per sender, the unbroken chain of nonces that starts at the account nonce: every
+  one of them can go into the next block, in nonce order. FUTURE holds the extrinsics after a
+  gap; one is promoted to READY when the gap fills (a submission, or a block advancing the
+  account nonce).
+- :meth:`TransactionPool.ready` is Substrate's ``BestIterator``: a heap over each sender's head,
+  highest priority first, so a sender's nonce ``n + 1`` never comes before ``n``.
+- The same ``(sender, nonce)`` with a strictly higher priority replaces the pooled one
+  ("usurped", Substrate's ``replaces``); otherwise the newcomer is refused ``too_low_priority``.
+- Limits (count, bytes, per sender) are enforced before inserting, evicting the worst FUTURE
+  extrinsic first, then the worst READY one that ends its sender's chain (so nobody's chain is
+  broken in the middle), like ``enforce_limits``; the evicted ones are "dropped".
+- Hashes found invalid or evicted are banned for ``ban_seconds`` (``PoolRotator``), so a peer
+  cannot make the node validate the same bad bytes again and again.
+
+The pool does not know the runtime. It is given ``validate(extrinsic) -> Validity`` that checks
+the signature, era, fee payment and call against the current best state and raises
+:class:`~chain.errors.InvalidTransaction` for an extrinsic that can never be included; a nonce
+above the account nonce is not an error for the validator, the pool files it as FUTURE.
+
+Statuses sent to listeners (``listener(hash, status, data)``): "ready", "future", "dropped",
+"invalid", "usurped" (``data`` is then the usurper's hash; None otherwise). "inBlock" and
+"finalized" are sent by the node, not the pool.
+
+The pool is not thread-safe: the node drives it from its one asyncio loop, and a validator or
+listener must not call back into the pool.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from chain.crypto import blake2_256
+from chain.errors import FutureTransaction, InvalidTransaction, PoolError
+from chain.extrinsic import Extrinsic, decode_extrinsic
+
+log = logging.getLogger(__name__)
+
+# Substrate's defaults: 8192 ready transactions, 20 MiB; polchain allows bigger extrinsics
+# (data set chunks), hence more bytes.
+DEFAULT_MAX_COUNT = 8192
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_PER_SENDER = 256
+DEFAULT_BAN_SECONDS = 1800.0  # Substrate's rotator: 30 minutes
+MAX_BANNED = 65536  # a bound on the ban list's memory under a flood of invalid extrinsics
+
+PoolStatusName = Literal["ready", "future", "dropped", "invalid", "usurped"]
+Status = Literal["ready", "future"]
+StatusListener = Callable[[bytes, str, bytes | None], None]
+
+_READY = 0
+_FUTURE = 1
+_REMOVED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Validity:
+    """What the validator says about a valid extrinsic against the best state.
+
+    ``priority`` orders the block builder (higher first; tip-based); ``account_nonce`` is the
+    sender's next nonce on chain; ``longevity`` is how many blocks the answer stays true
+    (kept for callers; the pool relies on :meth:`TransactionPool.revalidate` instead).
+    """
+
+    priority: int
+    account_nonce: int
+    longevity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The outcome of a submission: the extrinsic hash, where it was filed, what it replaced."""
+
+    hash: bytes
+    status: Status
+    usurped: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    """Counts and sizes, for RPC and metrics."""
+
+    ready: int
+    future: int
+    bytes: int
+    banned: int
+
+
+class _Entry:
+    """A pooled extrinsic; mutable because revalidation updates its priority and queue."""
+
+    __slots__ = (
+        "data",
+        "extrinsic",
+        "hash",
+        "insertion_id",
+        "longevity",
+        "nonce",
+        "priority",
+        "sender",
+        "state",
+    )
+
+    def __init__(
+        self,
+        extrinsic: Extrinsic,
+        data: bytes,
+        tx_hash: bytes,
+        validity: Validity,
+        insertion_id: int,
+    ) -> None:
+        self.extrinsic = extrinsic
+        self.data = data
+        self.hash = tx_hash
+        self.sender = extrinsic.signer
+        self.nonce = extrinsic.nonce
+        self.priority = validity.priority
+        self.longevity = validity.longevity
+        self.insertion_id = insertion_id
+        self.state = _FUTURE
+
+
+class _SenderQueue:
+    """One sender's extrinsics by nonce; nonces in [base, ready_end) are READY."""
+
+    __slots__ = ("base", "ready_end", "sender", "txs")
+
+    def __init__(self, sender: bytes, base: int) -> None:
+        self.sender = sender
+        self.base = base
+        self.ready_end = base
+        self.txs: dict[int, _Entry] = {}
+
+
+_Event = tuple[bytes, str, bytes | None]
+
+
+class TransactionPool:
+    """Ready and future queues of signed extrinsics, fed by ``submit`` and drained by blocks.
+
+    Not thread-safe (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        validate: Callable[[Extrinsic], Validity],
+        *,
+        max_count: int = DEFAULT_MAX_COUNT,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_per_sender: int = DEFAULT_MAX_PER_SENDER,
+        ban_seconds: float = DEFAULT_BAN_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._validate = validate
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.max_per_sender = max_per_sender
+        self.ban_seconds = ban_seconds
+        self._clock = clock
+        self._by_hash: dict[bytes, _Entry] = {}
+        self._senders: dict[bytes, _SenderQueue] = {}
+        self._ready_count = 0
+        self._bytes = 0
+        # hash -> expiry; insertion order is expiry order because ban_seconds is fixed.
+        self._banned: dict[bytes, float] = {}
+        # Eviction candidates as lazy min-heaps (priority, -insertion_id, entry): an item is
+        # checked when it reaches the top, so moving an entry costs a push, not a search.
+        self._future_heap: list[tuple[int, int, _Entry]] = []
+        self._tail_heap: list[tuple[int, int, _Entry]] = []
+        self._insertion_ids = itertools.count()
+        self._listeners: list[StatusListener] = []
+
+    # --- listeners -----------------------------------------------------------------------
+
+    def add_listener(self, listener: StatusListener) -> None:
+        """Call ``listener(hash, status, data)`` on every status change (see module docstring)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: StatusListener) -> None:
+        self._listeners.remove(listener)
+
+    def _apply_events(self, events: list[_Event]) -> None:
+        for tx_hash, status, data in events:
+            for listener in tuple(self._listeners):
+                try:
+                    listener(tx_hash, status, data)
+                except Exception:
+                    # A broken watcher must not leave the pool half-updated or stop the others.
+                    log.exception(
+                        "transaction pool listener failed on %s %s", status, tx_hash.hex()
+                    )
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._by_hash
+
+    def get(self, tx_hash: bytes) -> Extrinsic | None:
+        entry = self._by_hash.get(tx_hash)
+        return None if entry is None else entry.extrinsic
+
+    def get_status(self, tx_hash: bytes) -> Status | None:
+        """The queue of a pooled extrinsic ("ready" or "future"); None for an unknown hash."""
+        entry = self._by_hash.get(tx_hash)
+        if entry is None:
+            return None
+        return "ready" if entry.state == _READY else "future"
+
+    def get_data(self, tx_hash: bytes) -> bytes | None:
+        """The submitted bytes of a pooled extrinsic (its canonical encoding)."""
+        entry = self._by_hash.get(tx_hash)
+        return None if entry is None else entry.data
+
+    def status(self) -> PoolStatus:
+        ready = self._ready_count
+        return PoolStatus(ready, len(self._by_hash) - ready, self._bytes, len(self._banned))
+
+    def is_banned(self, tx_hash: bytes) -> bool:
+        expiry = self._banned.get(tx_hash)
+        if expiry is None:
+            return False
+        if self._clock() < expiry:
+            return True
+        del self._banned[tx_hash]
+        return False
+
+    def ready(self) -> Iterator[Extrinsic]:
+        """The block builder's order: highest priority first, each sender in nonce order.
+
+        Substrate's ``BestIterator``: a heap over each sender's head; yielding a head pushes
+        that sender's next nonce. Ties go to the older submission. The iterator reads the
+        pool as it goes, so :meth:`report_invalid` during the iteration stops that sender's
+        later nonces (they moved to FUTURE); other mutations while iterating are not supported.
+        """
+        heap: list[tuple[int, int, _Entry]] = []
+        for queue in self._senders.values():
+            if queue.ready_end > queue.base:
+                head = queue.txs[queue.base]
+                heap.append((-head.priority, head.insertion_id, head))
+        heapq.heapify(heap)
+        while heap:
+            entry = heapq.heappop(heap)[2]
+            if entry.state != _READY:
+                continue
+            yield entry.extrinsic
+            sender_queue = self._senders.get(entry.sender)
+            if sender_queue is None:
+                continue
+            successor = sender_queue.txs.get(entry.nonce + 1)
+            if successor is not None and successor.state == _READY:
+                heapq.heappush(heap, (-successor.priority, successor.insertion_id, successor))
+
+    def pending(self) -> list[Extrinsic]:
+        """Every pooled extrinsic: READY in :meth:`ready` order, then FUTURE by sender and nonce.
+
+        Substrate's ``author_pendingExtrinsics`` lists only ready ones; polchain lists future
+        ones too so that a client sees a submission stuck behind a nonce gap.
+        """
+        out = list(self.ready())
+        futures = [e for e in self._by_hash.values() if e.state == _FUTURE]
+        futures.sort(key=lambda e: (e.sender, e.nonce))
+        out.extend(e.extrinsic for e in futures)
+        return out
+
+    # --- submission ----------------------------------------------------------------------
+
+    def submit(self, data: bytes) -> Submitted:
+        """Decode, validate and file an extrinsic; return its hash and queue.
+
+        Raises CodecError (malformed bytes), InvalidTransaction (oversize, or refused by the
+        validator: the hash is then banned), or PoolError with reason "already_imported",
+        "temporarily_banned", "too_low_priority", "immediately_dropped" (pool full) or
+        "limit" (too many from one sender).
+        """
+        data = bytes(data)
+        extrinsic = decode_extrinsic(data)
+        # The bytes are canonical (decode checked), so their hash is the extrinsic's hash.
+        tx_hash = blake2_256(data)
+        if tx_hash in self._by_hash:
+            raise PoolError(
+                "already_imported", f"extrinsic 0x{tx_hash.hex()} is already in the pool"
+            )
+        if self.is_banned(tx_hash):
+            raise PoolError(
+                "temporarily_banned",
+                f"extrinsic 0x{tx_hash.hex()} was recently found invalid or dropped; it is banned "
+                f"for {self.ban_seconds:g} s",
+            )
+        validity = self._compute_validity(extrinsic, tx_hash)
+        events: list[_Event] = []
+        try:
+            return self._apply_submit(extrinsic, data, tx_hash, validity, events)
+        finally:
+            self._apply_events(events)
+
+    def _compute_validity(self, extrinsic: Extrinsic, tx_hash: bytes) -> Validity:
+        try:
+            validity = self._validate(extrinsic)
+        except FutureTransaction:
+            # Not the validator's contract (a future nonce is the pool's business), and not
+            # invalid either: refuse without banning.
+            raise
+        except InvalidTransaction:
+            self._apply_ban(tx_hash)
+            raise
+        if extrinsic.nonce < validity.account_nonce:
+            self._apply_ban(tx_hash)
+            raise InvalidTransaction(
+                "stale",
+                f"nonce {extrinsic.nonce} is already used (the account's next nonce is "
+                f"{validity.account_nonce})",
+            )
+        return validity
+
+    def _apply_submit(
+        self,
+        extrinsic: Extrinsic,
+        data: bytes,
+        tx_hash: bytes,
+        validity: Validity,
+        events: list[_Event],
+    ) -> Submitted:
+        sender = extrinsic.signer
+        queue = self._senders.get(sender)
+        if queue is not None and queue.base != validity.account_nonce:
+            # The best state moved since this sender's queue was filed (a block, a reorg).
+            self._apply_rebase(queue, validity.account_nonce, events)
+            queue = self._senders.get(sender)
+        nonce = extrinsic.nonce
+        old = queue.txs.get(nonce) if queue is not None else None
+        if old is not None and validity.priority <= old.priority:
+            raise PoolError(
+                "too_low_priority",
+                f"an extrinsic with nonce {nonce} from this sender is already pooled with priority "
+                f"{old.priority}; a replacement needs a strictly higher priority (tip), got "
+                f"{validity.priority}",
+            )
+        if old is None and queue is not None and len(queue.txs) >= self.max_per_sender:
+            raise PoolError(
+                "limit",
+                f"the sender already has {len(queue.txs)} extrinsics in the pool "
+                f"(max_per_sender {self.max_per_sender})",
+            )
+        entry = _Entry(extrinsic, data, tx_hash, validity, next(self._insertion_ids))
+        would_be_ready = (
+            old.state == _READY
+            if old is not None
+            else (nonce == (queue.ready_end if queue is not None else validity.account_nonce))
+        )
+        victims = self._compute_victims(entry, would_be_ready, old)
+        for victim in victims:
+            self._apply_remove(victim, events)
+            self._apply_ban(victim.hash)
+            events.append((victim.hash, "dropped", None))
+        if queue is None:
+            queue = self._senders[sender] = _SenderQueue(sender, validity.account_nonce)
+        self._by_hash[tx_hash] = entry
+        self._bytes += len(data)
+        if old is not None:
+            self._apply_replace(queue, old, entry, events)
+        else:
+            queue.txs[nonce] = entry
+            if nonce == queue.ready_end:
+                self._apply_promotions(queue, events)
+            else:
+                heapq.heappush(self._future_heap, (entry.priority, -entry.insertion_id, entry))
+                events.append((tx_hash, "future", None))
+        self._apply_heap_compaction()
+        status: Status = "ready" if entry.state == _READY else "future"
+        return Submitted(tx_hash, status, old.hash if old is not None else None)
+
+    def _apply_replace(
+        self, queue: _SenderQueue, old: _Entry, new: _Entry, events: list[_Event]
+    ) -> None:
+        queue.txs[old.nonce] = new
+        del self._by_hash[old.hash]
+        self._bytes -= len(old.data)
+        new.state = old.state
+        old.state = _REMOVED
+        if new.state == _READY:
+            if queue.ready_end == new.nonce + 1:
+                heapq.heappush(self._tail_heap, (new.priority, -new.insertion_id, new))
+        else:
+            heapq.heappush(self._future_heap, (new.priority, -new.insertion_id, new))
+        events.append((old.hash, "usurped", new.hash))
+        events.append((new.hash, "ready" if new.state == _READY else "future", None))
+
+    def _apply_promotions(self, queue: _SenderQueue, events: list[_Event]) -> None:
+        """Extend the sender's READY chain from ready_end over consecutive pooled nonces."""
+        n = queue.ready_end
+        txs = queue.txs
+        entry = txs.get(n)
+        while entry is not None:
+            entry.state = _READY
+            self._ready_count += 1
+            events.append((entry.hash, "ready", None))
+            n += 1
+            entry = txs.get(n)
+        queue.ready_end = n
+        tail = txs[n - 1]
+        heapq.heappush(self._tail_heap, (tail.priority, -tail.insertion_id, tail))
+
+    # --- limits --------------------------------------------------------------------------
+
+    def _compute_victims(
+        self, new: _Entry, new_is_ready: bool, replaced: _Entry | None
+    ) -> list[_Entry]:
+        """The extrinsics to evict so that ``new`` fits, or PoolError if it cannot fit.
+
+        FUTURE ones go first (lowest priority, then newest), evictable by a READY newcomer or a
+        strictly higher priority; then READY ones that end their sender's chain, evictable only
+        by a strictly higher priority. A sender never evicts its own extrinsics (that could
+        break the chain the newcomer depends on). Nothing is mutated here.
+        """
+        size = len(new.data)
+        if size > self.max_bytes:
+            raise PoolError(
+                "immediately_dropped",
+                f"extrinsic is {size} bytes, more than the whole pool (max_bytes {self.max_bytes})",
+            )
+        count = len(self._by_hash) + 1
+        total = self._bytes + size
+        if replaced is not None:
+            count -= 1
+            total -= len(replaced.data)
+        if count <= self.max_count and total <= self.max_bytes:
+            return []
+        victims: list[_Entry] = []
+        shelved: list[tuple[int, int, _Entry]] = []
+        # Tails as they would be after the evictions chosen so far: sender -> ready_end.
+        simulated_end: dict[bytes, int] = {}
+
+        def is_fitting() -> bool:
+            return count <= self.max_count and total <= self.max_bytes
+
+        heap = self._future_heap
+        while not is_fitting() and heap:
+            item = heap[0]
+            victim = item[2]
+            if victim.state != _FUTURE or victim.priority != item[0]:
+                heapq.heappop(heap)
+                continue
+            if not new_is_ready and victim.priority >= new.priority:
+                break
+            heapq.heappop(heap)
+            shelved.append(item)
+            if victim.sender != new.sender:
+                victims.append(victim)
+                count -= 1
+                total -= len(victim.data)
+        for item in shelved:
+            heapq.heappush(heap, item)
+        shelved = []
+
+        heap = self._tail_heap
+        while not is_fitting() and heap:
+            item = heap[0]
+            victim = item[2]
+            queue = self._senders.get(victim.sender)
+            is_live = (
+                victim.state == _READY
+                and victim.priority == item[0]
+                and queue is not None
+                and queue.txs.get(victim.nonce) is victim
+            )
+            if not is_live or queue is None:
+                heapq.heappop(heap)
+                continue
+            end = simulated_end.get(victim.sender, queue.ready_end)
+            if victim.nonce + 1 != end:
+                # Not a tail (any more): drop the item unless a simulated eviction caused it.
+                heapq.heappop(heap)
+                if victim.nonce + 1 == queue.ready_end:
+                    shelved.append(item)
+                continue
+            if victim.priority >= new.priority:
+                break
+            heapq.heappop(heap)
+            shelved.append(item)
+            if victim.sender == new.sender:
+                continue
+            victims.append(victim)
+            count -= 1
+            total -= len(victim.data)
+            simulated_end[victim.sender] = victim.nonce
+            if victim.nonce > queue.base:
+                before = queue.txs[victim.nonce - 1]
+                heapq.heappush(heap, (before.priority, -before.insertion_id, before))
+        for item in shelved:
+            heapq.heappush(heap, item)
+
+        if not is_fitting():
+            if count > self.max_count:
+                which = f"max_count {self.max_count} extrinsics"
+            else:
+                which = f"max_bytes {self.max_bytes}"
+            raise PoolError(
+                "immediately_dropped",
+                f"the pool is full ({which}) and holds nothing of lower priority than "
+                f"{new.priority} to evict",
+            )
+        return victims
+
+    def _apply_heap_compaction(self) -> None:
+        # Lazy deletion leaves dead items behind (every promotion pushes a new tail); rebuild
+        # when they outnumber the live ones, which keeps the cost amortized O(1) per push.
+        limit = 2 * len(self._by_hash) + 1024
+        if len(self._future_heap) > limit:
+            self._future_heap = [
+                (e.priority, -e.insertion_id, e)
+                for e in self._by_hash.values()
+                if e.state == _FUTURE
+            ]
+            heapq.heapify(self._future_heap)
+        if len(self._tail_heap) > limit:
+            self._tail_heap = []
+            for queue in self._senders.values():
+                if queue.ready_end > queue.base:
+                    tail = queue.txs[queue.ready_end - 1]
+                    self._tail_heap.append((tail.priority, -tail.insertion_id, tail))
+            heapq.heapify(self._tail_heap)
+
+    # --- removal -------------------------------------------------------------------------
+
+    def _apply_remove(self, entry: _Entry, events: list[_Event]) -> None:
+        """Remove one entry; a READY one cuts its sender's chain (later nonces go FUTURE)."""
+        queue = self._senders[entry.sender]
+        was_ready = entry.state == _READY
+        self._apply_detach(queue, entry)
+        if was_ready:
+            self._apply_chain(queue, events)
+        if not queue.txs:
+            del self._senders[entry.sender]
+
+    def _apply_detach(self, queue: _SenderQueue, entry: _Entry) -> None:
+        """Forget one entry, leaving its sender's chain to the caller to recompute."""
+        del queue.txs[entry.nonce]
+        del self._by_hash[entry.hash]
+        self._bytes -= len(entry.data)
+        if entry.state == _READY:
+            self._ready_count -= 1
+        entry.state = _REMOVED
+
+    def _apply_rebase(
+        self,
+        queue: _SenderQueue,
+        base: int,
+        events: list[_Event],
+        included: frozenset[bytes] = frozenset(),
+    ) -> None:
+        """Move a sender's queue to a new account nonce: older nonces are spent (stale)."""
+        queue.base = base
+        for entry in [e for e in queue.txs.values() if e.nonce < base]:
+            self._apply_detach(queue, entry)
+            if entry.hash not in included:
+                self._apply_ban(entry.hash)
+                events.append((entry.hash, "invalid", None))
+        self._apply_chain(queue, events)
+        if not queue.txs:
+            del self._senders[queue.sender]
+
+    def _apply_chain(self, queue: _SenderQueue, events: list[_Event]) -> None:
+        """Recompute which of a sender's extrinsics are READY after a removal or rebase."""
+        txs = queue.txs
+        n = queue.base
+        entry = txs.get(n)
+        while entry is not None:
+            if entry.state == _FUTURE:
+                entry.state = _READY
+                self._ready_count += 1
+                events.append((entry.hash, "ready", None))
+            n += 1
+            entry = txs.get(n)
+        queue.ready_end = n
+        for entry in txs.values():
+            if entry.nonce > n and entry.state == _READY:
+                entry.state = _FUTURE
+                self._ready_count -= 1
+                heapq.heappush(self._future_heap, (entry.priority, -entry.insertion_id, entry))
+                events.append((entry.hash, "future", None))
+        if n > queue.base:
+            tail = txs[n - 1]
+            heapq.heappush(self._tail_heap, (tail.priority, -tail.insertion_id, tail))
+
+    def report_invalid(self, tx_hash: bytes) -> bool:
+        """The block builder found this extrinsic invalid: remove and ban it.
+
+        Its sender's later nonces go back to FUTURE (status "future") until the gap fills.
+        Returns False for a hash not in the pool (it is banned all the same).
+        """
+        self._apply_ban(tx_hash)
+        entry = self._by_hash.get(tx_hash)
+        if entry is None:
+            return False
+        events: list[_Event] = []
+        try:
+            self._apply_remove(entry, events)
+            events.insert(0, (tx_hash, "invalid", None))
+        finally:
+            self._apply_events(events)
+        return True
+
+    def prune(self, included: Iterable[bytes]) -> int:
+        """Remove extrinsics a newly imported block included (by hash); return how many.
+
+        Each sender's account nonce advances past its included nonces, so its later extrinsics
+        move up (promotions) and other pooled extrinsics with a spent nonce are dropped as
+        "invalid". Included extrinsics are not banned, so that a reorg can resubmit them.
+        Extrinsics the block included but this pool never saw are reconciled by
+        :meth:`revalidate`.
+        """
+        included_set = frozenset(included)
+        bases: dict[bytes, int] = {}
+        for tx_hash in included_set:
+            entry = self._by_hash.get(tx_hash)
+            if entry is not None:
+                bases[entry.sender] = max(bases.get(entry.sender, 0), entry.nonce + 1)
+        events: list[_Event] = []
+        removed = 0
+        try:
+            for sender, base in bases.items():
+                queue = self._senders[sender]
+                before = len(queue.txs)
+                self._apply_rebase(queue, max(base, queue.base), events, included_set)
+                removed += before - len(queue.txs)
+            self._apply_heap_compaction()
+        finally:
+            self._apply_events(events)
+        return removed
+
+    def revalidate(self) -> int:
+        """Re-run the validator on every pooled extrinsic against the new best state.
+
+        Extrinsics now invalid (stale nonce, cannot pay, era expired...) are removed, banned and
+        reported "invalid"; priorities are refreshed; each sender's queue is rebased on the
+        account nonce the validator reports (promotions or demotions follow). Returns how many
+        were removed. Costs one validation (a signature check) per pooled extrinsic.
+        """
+        events: list[_Event] = []
+        removed = 0
+        try:
+            for sender in list(self._senders):
+                queue = self._senders[sender]
+                invalid: list[_Entry] = []
+                account_nonce: int | None = None
+                for nonce in sorted(queue.txs):
+                    entry = queue.txs[nonce]
+                    try:
+                        validity = self._validate(entry.extrinsic)
+                    except FutureTransaction:
+                        continue
+                    except InvalidTransaction:
+                        invalid.append(entry)
+                        continue
+                    account_nonce = validity.account_nonce
+                    if entry.priority != validity.priority:
+                        entry.priority = validity.priority
+                        # Re-file under the new key; the old heap items fail their check.
+                        heap = self._future_heap if entry.state == _FUTURE else self._tail_heap
+                        heapq.heappush(heap, (entry.priority, -entry.insertion_id, entry))
+                    entry.longevity = validity.longevity
+                # Detach first and recompute the chain once, so that a sender whose nonce
+                # advanced does not see its extrinsics bounce to "future" and back.
+                for entry in invalid:
+                    self._apply_detach(queue, entry)
+                    self._apply_ban(entry.hash)
+                    events.append((entry.hash, "invalid", None))
+                before = len(queue.txs)
+                self._apply_rebase(
+                    queue, queue.base if account_nonce is None else account_nonce, events
+                )
+                removed += len(invalid) + before - len(queue.txs)
+            self._apply_ban_expiry()
+            self._apply_heap_compaction()
+        finally:
+            self._apply_events(events)
+        return removed
+
+    # --- bans ----------------------------------------------------------------------------
+
+    def _apply_ban(self, tx_hash: bytes) -> None:
+        self._banned.pop(tx_hash, None)  # re-insert so dict order stays expiry order
+        self._banned[tx_hash] = self._clock() + self.ban_seconds
+        if len(self._banned) > MAX_BANNED:
+            self._apply_ban_expiry()
+            while len(self._banned) > MAX_BANNED:
+                del self._banned[next(iter(self._banned))]
+
+    def _apply_ban_expiry(self) -> None:
+        now = self._clock()
+        expired = list(itertools.takewhile(lambda item: item[1] <= now, self._banned.items()))
+        for tx_hash, _ in expired:
+            del self._banned[tx_hash]

@@ -1,0 +1,377 @@
+"""The node's state: a Merkle trie for roots, history and proofs, a flat column for speed.
+
+Layout
+------
+* The **trie** (chain.trie, column TRIE) is keyed by raw storage keys. Every committed state
+  root stays readable, with ``at=root``, for as long as its nodes are stored; nodes are never
+  deleted, so this is an **archive node** (pruning would need reference counts or a
+  mark-and-sweep over roots that are no longer wanted; not done).
+* The **flat column** (STATE) maps each key to its value in the **best** state only. Reads
+  of the best state are one LevelDB get instead of a walk of ~log16(n) nodes, and
+  ``keys_paged`` on the best state is a LevelDB range scan. Because it tracks one state, a
+  reorg (a new best block that is not a child of the old one) would have to roll it back:
+  that needs per-block undo records (the old value of every changed key, which
+  ``StateCommit.changes`` plus the parent's values give) in the reserved UNDO column. Not in
+  scope yet; :meth:`StateDB.advance` refuses a commit that does not build on the best state.
+* META ``state/best_root`` records which root the flat column holds; it is written in the
+  same batch as the flat values, so after a crash the two always agree.
+
+Write path of a block
+---------------------
+::
+
+    overlay = state.overlay()                 # or state.overlay(at=parent_root) on a fork
+    ... overlay.set / delete / start_transaction / rollback_transaction ...
+    commit = state.compute_commit(overlay)    # pure: new root + trie nodes + flat changes
+    with db.write_batch() as batch:           # the block's one atomic batch
+        state.stage_commit(batch, commit)
+        batch.put(Column.HEADER, ...)         # header, body, receipts, indexes...
+    state.advance(commit)                     # after the batch is written
+
+The :class:`Overlay` is the only mutable state object. Its nested transactional layers let
+a failed extrinsic be rolled back to its start while the fee, charged in an outer layer,
+stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from types import MappingProxyType
+from typing import Final
+
+from chain.errors import OverlayError, StateError
+from chain.storage import Column, Database, WriteBatch
+from chain.trie import EMPTY_ROOT, HASH_LEN, MAX_KEY_LEN, Trie
+
+__all__ = ["MAX_TRANSACTION_DEPTH", "Overlay", "StateCommit", "StateDB"]
+
+#: META key of the root whose values the flat STATE column holds.
+BEST_ROOT_KEY: Final = b"state/best_root"
+#: Nesting limit of overlay transactions (Substrate's is 255 too); it bounds memory and
+#: catches unbalanced start/commit pairs early.
+MAX_TRANSACTION_DEPTH: Final = 255
+
+_ABSENT: Final = object()  # "not in the overlay's changes": distinct from None (deleted)
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, bytes):
+        raise StateError(f"a storage key must be bytes, got {type(key).__name__}")
+    if len(key) > MAX_KEY_LEN:
+        raise StateError(f"a storage key is at most {MAX_KEY_LEN} bytes, got {len(key)}")
+
+
+def _check_value(value: object) -> None:
+    if not isinstance(value, bytes):
+        raise StateError(f"a storage value must be bytes, got {type(value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class StateCommit:
+    """The outcome of executing a block on a state, ready to be stored.
+
+    ``base_root`` is the state it was computed on, ``root`` the new state root,
+    ``trie_nodes`` the new trie nodes (hash -> encoding) and ``changes`` the net changes to
+    storage (key -> value, None for deleted), which also update the flat column.
+    """
+
+    base_root: bytes
+    root: bytes
+    trie_nodes: Mapping[bytes, bytes]
+    changes: Mapping[bytes, bytes | None]
+
+
+class Overlay:
+    """Uncommitted writes on top of a base state, with nested transactional layers.
+
+    Reads see the newest write of a key, else the base state. ``start_transaction`` opens a
+    layer; ``rollback_transaction`` undoes every write made since, ``commit_transaction``
+    folds them into the layer below. Each layer is an undo log (key -> the entry it
+    replaced), so a write is O(1) and a commit or rollback costs the layer's own writes.
+
+    The base is fixed when the overlay is made (see :meth:`StateDB.overlay`).
+    """
+
+    __slots__ = ("_base_get", "_base_iter", "_changes", "_layers", "base_root", "is_flat")
+
+    def __init__(
+        self,
+        base_root: bytes,
+        base_get: Callable[[bytes], bytes | None],
+        base_iter: Callable[[bytes], Iterator[tuple[bytes, bytes]]],
+        *,
+        is_flat: bool,
+    ) -> None:
+        self.base_root = base_root
+        self.is_flat = is_flat
+        self._base_get = base_get
+        self._base_iter = base_iter
+        self._changes: dict[bytes, bytes | None] = {}
+        self._layers: list[dict[bytes, object]] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        if type(key) is not bytes:
+            _check_key(key)
+        value = self._changes.get(key, _ABSENT)
+        if value is _ABSENT:
+            return self._base_get(key)
+        return value  # type: ignore[return-value]
+
+    def set(self, key: bytes, value: bytes) -> None:
+        if type(key) is not bytes or len(key) > MAX_KEY_LEN:
+            _check_key(key)
+        if type(value) is not bytes:
+            _check_value(value)
+        self._write(key, value)
+
+    def delete(self, key: bytes) -> None:
+        if type(key) is not bytes or len(key) > MAX_KEY_LEN:
+            _check_key(key)
+        self._write(key, None)
+
+    def _write(self, key: bytes, value: bytes | None) -> None:
+        changes = self._changes
+        if self._layers:
+            undo = self._layers[-1]
+            if key not in undo:
+                undo[key] = changes.get(key, _ABSENT)
+        changes[key] = value
+
+    # --- transactional layers -------------------------------------------------------------
+
+    @property
+    def transaction_depth(self) -> int:
+        return len(self._layers)
+
+    def start_transaction(self) -> None:
+        if len(self._layers) >= MAX_TRANSACTION_DEPTH:
+            raise OverlayError(f"more than {MAX_TRANSACTION_DEPTH} nested transactions")
+        self._layers.append({})
+
+    def commit_transaction(self) -> None:
+        if not self._layers:
+            raise OverlayError("commit_transaction without an open transaction")
+        undo = self._layers.pop()
+        if self._layers:
+            parent = self._layers[-1]
+            for key, old in undo.items():
+                # The parent keeps its own, older record of the key if it has one.
+                parent.setdefault(key, old)
+
+    def rollback_transaction(self) -> None:
+        if not self._layers:
+            raise OverlayError("rollback_transaction without an open transaction")
+        changes = self._changes
+        for key, old in self._layers.pop().items():
+            if old is _ABSENT:
+                del changes[key]
+            else:
+                changes[key] = old  # type: ignore[assignment]
+
+    @contextmanager
+    def transaction(self) -> Iterator[Overlay]:
+        """A layer that commits when the block ends normally, rolls back on an exception."""
+        self.start_transaction()
+        try:
+            yield self
+        except BaseException:
+            self.rollback_transaction()
+            raise
+        self.commit_transaction()
+
+    # --- views ----------------------------------------------------------------------------
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        """Net changes against the base state, including open transactions' (a copy).
+
+        Writes that restore a base value, or delete an absent key, are still listed; they do
+        not change the root.
+        """
+        return dict(self._changes)
+
+    def iter_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of the merged view (base + changes) under ``prefix``, in key order."""
+        _check_key(prefix)
+        mine = sorted((k, v) for k, v in self._changes.items() if k.startswith(prefix))
+        return self._merge(self._base_iter(prefix), mine)
+
+    @staticmethod
+    def _merge(
+        base: Iterator[tuple[bytes, bytes]], mine: list[tuple[bytes, bytes | None]]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        i = 0
+        n = len(mine)
+        for key, value in base:
+            while i < n and mine[i][0] < key:
+                if mine[i][1] is not None:
+                    yield mine[i]  # type: ignore[misc]
+                i += 1
+            if i < n and mine[i][0] == key:
+                if mine[i][1] is not None:
+                    yield mine[i]  # type: ignore[misc]
+                i += 1
+            else:
+                yield key, value
+        for key, v in mine[i:]:
+            if v is not None:
+                yield key, v
+
+
+class _TrieColumn:
+    """The TRIE column seen as a chain.trie.NodeStore."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, node_hash: bytes, /) -> bytes | None:
+        return self._db.get(Column.TRIE, node_hash)
+
+
+class StateDB:
+    """The node's state over one :class:`~chain.storage.Database`: best state + history.
+
+    Holds the best state root in memory; see the module docstring for the write path.
+    Historical reads (``at=root``) work for every root whose trie nodes are stored.
+    """
+
+    def __init__(self, db: Database, *, cache_size: int = 1_000_000) -> None:
+        self._db = db
+        self._trie = Trie(_TrieColumn(db), cache_size=cache_size)
+        stored = db.get(Column.META, BEST_ROOT_KEY)
+        if stored is None:
+            self._root = EMPTY_ROOT
+        elif len(stored) != HASH_LEN:
+            raise StateError(f"META {BEST_ROOT_KEY!r} holds {len(stored)} bytes, not a state root")
+        elif not self._trie.is_known_root(stored):
+            raise StateError(f"best state root 0x{stored.hex()} has no stored trie root node")
+        else:
+            self._root = stored
+
+    @property
+    def trie(self) -> Trie:
+        return self._trie
+
+    def root(self) -> bytes:
+        """State root of the best (latest committed and advanced) state."""
+        return self._root
+
+    def is_known_root(self, root: bytes) -> bool:
+        return self._trie.is_known_root(root)
+
+    def get(self, key: bytes, *, at: bytes | None = None) -> bytes | None:
+        """The value of ``key`` in the best state (flat column), or at state root ``at``."""
+        if at is None:
+            _check_key(key)
+            return self._db.get(Column.STATE, key)
+        return self._trie.get(at, key)
+
+    def keys_paged(
+        self,
+        prefix: bytes,
+        count: int,
+        start_key: bytes | None = None,
+        *,
+        at: bytes | None = None,
+    ) -> list[bytes]:
+        """Up to ``count`` keys starting with ``prefix``, in key order, strictly after
+        ``start_key`` (Substrate's ``state_getKeysPaged``)."""
+        _check_key(prefix)
+        if start_key is not None:
+            _check_key(start_key)
+        if type(count) is not int or count < 0:
+            raise StateError(f"count must be a non-negative int, got {count!r}")
+        if at is not None:
+            return [k for k, _ in islice(self._trie.iter_items(at, prefix, start_key), count)]
+        keys: list[bytes] = []
+        if count == 0:
+            return keys
+        for key, _ in self._db.iterate(Column.STATE, prefix=prefix, start=start_key):
+            if key == start_key:
+                continue  # start_key itself is excluded, as in Substrate
+            keys.append(key)
+            if len(keys) == count:
+                break
+        return keys
+
+    def prove(self, keys: Sequence[bytes], *, at: bytes | None = None) -> tuple[bytes, ...]:
+        """A read proof of ``keys`` at ``at`` (default: the best state)."""
+        return self._trie.prove(self._root if at is None else at, keys)
+
+    def overlay(self, *, at: bytes | None = None) -> Overlay:
+        """A fresh overlay over the best state, or over the state at root ``at`` (e.g. to
+        execute a block on a fork).
+
+        An overlay on the best state reads the flat column while that state is still the
+        best one, and the trie at its base root once :meth:`advance` has moved on, so its
+        view never changes under it.
+        """
+        if at is None:
+            base = self._root
+            return Overlay(
+                base,
+                lambda key: self._get_base(base, key),
+                lambda prefix: self._iter_base(base, prefix),
+                is_flat=True,
+            )
+        if not self._trie.is_known_root(at):
+            raise StateError(f"cannot open an overlay at unknown state root 0x{at.hex()}")
+        trie = self._trie
+        return Overlay(
+            at,
+            lambda key: trie.get(at, key),
+            lambda prefix: trie.iter_items(at, prefix),
+            is_flat=False,
+        )
+
+    def _get_base(self, base: bytes, key: bytes) -> bytes | None:
+        if base == self._root:
+            return self._db.get(Column.STATE, key)
+        return self._trie.get(base, key)
+
+    def _iter_base(self, base: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        if base == self._root:
+            return self._db.iterate(Column.STATE, prefix=prefix)
+        return self._trie.iter_items(base, prefix)
+
+    def compute_commit(self, overlay: Overlay) -> StateCommit:
+        """The new root, trie nodes and flat changes of ``overlay``. Pure: nothing written.
+
+        The commit builds on the overlay's base root; if that is no longer the best state,
+        the commit can still be stored as a side state (trie nodes only), not advanced to.
+        """
+        if overlay.transaction_depth:
+            raise OverlayError(
+                f"overlay has {overlay.transaction_depth} open transaction(s); commit or roll "
+                "them back first"
+            )
+        changes = overlay.changes()
+        update = self._trie.compute_update(overlay.base_root, changes)
+        return StateCommit(overlay.base_root, update.root, update.nodes, MappingProxyType(changes))
+
+    def stage_commit(self, batch: WriteBatch, commit: StateCommit) -> None:
+        """Put ``commit`` into the caller's batch: trie nodes always; flat values and the
+        best-root marker only when it builds on the best state (a fork's state is readable
+        with ``at=`` but does not touch the flat column)."""
+        batch.put_many(Column.TRIE, commit.trie_nodes.items())
+        if commit.base_root != self._root:
+            return
+        for key, value in commit.changes.items():
+            if value is None:
+                batch.delete(Column.STATE, key)
+            else:
+                batch.put(Column.STATE, key, value)
+        batch.put(Column.META, BEST_ROOT_KEY, commit.root)
+
+    def advance(self, commit: StateCommit) -> None:
+        """Make ``commit`` the best state in memory; call it after its batch was written."""
+        if commit.base_root != self._root:
+            raise StateError(
+                f"commit builds on 0x{commit.base_root.hex()}, not on the best state "
+                f"0x{self._root.hex()}; switching forks needs undo records (not supported)"
+            )
+        self._root = commit.root

@@ -1,0 +1,228 @@
+"""The node's one LevelDB database, split into columns by a one-byte key prefix.
+
+Every column lives in the same plyvel database so that one ``WriteBatch`` can touch all of
+them atomically: an imported block (header, body, receipts, transcripts, trie nodes, flat
+state values, indexes and the new best pointers) is one batch, so a crash leaves the node at
+the previous block and never half-way through one.
+
+Key layout (the first byte is the column, the rest is the column's own key):
+
+=============  ======  ==================================================================
+column         prefix  key -> value
+=============  ======  ==================================================================
+TRIE           0x01    node hash (32 bytes) -> canonical node encoding (see chain.trie)
+STATE          0x02    raw storage key -> value, for the best state only (see chain.state)
+HEADER         0x03    block hash -> encoded header
+BODY           0x04    block hash -> encoded body (extrinsics)
+NUMBER         0x05    block number (u64 big-endian, so it iterates in order) -> block hash
+TRANSCRIPT     0x06    block hash (+ index) -> encoded training transcript
+RECEIPT        0x07    block hash -> encoded receipts and events
+META           0x08    name -> value (best and finalized block, best state root...)
+UNDO           0x09    reserved: per-block undo records of the STATE column (reorgs)
+=============  ======  ==================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from enum import Enum
+from types import TracebackType
+
+import plyvel
+
+from chain.errors import StorageError
+
+__all__ = ["Column", "Database", "WriteBatch"]
+
+
+class Column(bytes, Enum):
+    """A one-byte key prefix that separates one kind of record from the others."""
+
+    TRIE = b"\x01"
+    STATE = b"\x02"
+    HEADER = b"\x03"
+    BODY = b"\x04"
+    NUMBER = b"\x05"
+    TRANSCRIPT = b"\x06"
+    RECEIPT = b"\x07"
+    META = b"\x08"
+    UNDO = b"\x09"
+
+
+def _check_column(column: object) -> bytes:
+    # Column members are bytes themselves; `type(...) is` is the cheap exact check, and
+    # returning the member avoids Enum's slow `.value` descriptor on the hot path.
+    if type(column) is not Column:
+        raise StorageError(f"column must be a chain.storage.Column, got {type(column).__name__}")
+    return column
+
+
+def _check_bytes(what: str, value: object) -> None:
+    if not isinstance(value, bytes):
+        raise StorageError(f"{what} must be bytes, got {type(value).__name__}")
+
+
+def _compute_prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string that starts with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
+
+
+class Database:
+    """One LevelDB database (plyvel) holding every column of a node.
+
+    Reads see committed data only; writes go through :meth:`write_batch`, never one by one,
+    so that every change to the database is atomic.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._db = plyvel.DB(self.path, create_if_missing=create)
+        except plyvel.Error as exc:
+            # plyvel's IOError (locked by another process), Corruption or "does not exist".
+            raise StorageError(f"cannot open database at {self.path!r}: {exc}") from exc
+        self._closed = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def _require_open(self) -> plyvel.DB:
+        if self._closed:
+            raise StorageError(f"database at {self.path!r} is closed")
+        return self._db
+
+    def get(self, column: Column, key: bytes) -> bytes | None:
+        """The value stored under ``key`` in ``column``, or None."""
+        prefix = _check_column(column)
+        _check_bytes("key", key)
+        value: bytes | None = self._require_open().get(prefix + key)
+        return value
+
+    def iterate(
+        self, column: Column, *, prefix: bytes = b"", start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs of ``column`` whose key starts with ``prefix``, in key order.
+
+        ``start`` (inclusive) skips the keys before it. Keys are returned without the column
+        byte. The iterator reads a LevelDB snapshot taken when iteration begins, so writes
+        made meanwhile are not seen.
+        """
+        col = _check_column(column)
+        _check_bytes("prefix", prefix)
+        if start is not None:
+            _check_bytes("start", start)
+        db = self._require_open()
+        lower = col + prefix
+        if start is not None and col + start > lower:
+            lower = col + start
+        upper = _compute_prefix_end(col + prefix)
+        return self._iterate(db, lower, upper)
+
+    @staticmethod
+    def _iterate(db: plyvel.DB, lower: bytes, upper: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        with db.iterator(start=lower, stop=upper) as it:
+            for key, value in it:
+                yield key[1:], value
+
+    def write_batch(self, *, sync: bool = True) -> WriteBatch:
+        """A new atomic batch; ``sync=True`` makes :meth:`WriteBatch.commit` wait for fsync."""
+        return WriteBatch(self, self._require_open().write_batch(sync=sync))
+
+    def close(self) -> None:
+        """Close the database; closing twice is harmless, using it afterwards raises."""
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class WriteBatch:
+    """Puts and deletes that reach the database together on :meth:`commit`, or not at all.
+
+    As a context manager it commits when the block ends normally and discards everything
+    when it ends with an exception. A batch is single use: after commit or discard any call
+    raises StorageError.
+    """
+
+    __slots__ = ("_batch", "_db", "_state")
+
+    def __init__(self, db: Database, batch: plyvel.WriteBatch) -> None:
+        self._db = db
+        self._batch = batch
+        self._state = "open"
+
+    @property
+    def is_open(self) -> bool:
+        return self._state == "open"
+
+    def _require_open(self) -> plyvel.WriteBatch:
+        if self._state != "open":
+            raise StorageError(f"write batch already {self._state}")
+        return self._batch
+
+    def put(self, column: Column, key: bytes, value: bytes) -> None:
+        prefix = _check_column(column)
+        _check_bytes("key", key)
+        _check_bytes("value", value)
+        self._require_open().put(prefix + key, value)
+
+    def put_many(self, column: Column, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Stage many puts into one column (the state commit stages thousands per block)."""
+        prefix = _check_column(column)
+        put = self._require_open().put
+        for key, value in items:
+            if type(key) is not bytes or type(value) is not bytes:
+                _check_bytes("key", key)
+                _check_bytes("value", value)
+            put(prefix + key, value)
+
+    def delete(self, column: Column, key: bytes) -> None:
+        prefix = _check_column(column)
+        _check_bytes("key", key)
+        self._require_open().delete(prefix + key)
+
+    def commit(self) -> None:
+        """Write every staged change in one atomic LevelDB write."""
+        batch = self._require_open()
+        self._db._require_open()
+        try:
+            batch.write()
+        except plyvel.Error as exc:
+            self._state = "failed"
+            raise StorageError(f"write batch to {self._db.path!r} failed: {exc}") from exc
+        self._state = "committed"
+
+    def discard(self) -> None:
+        """Drop every staged change; the database is left as it was."""
+        if self._state == "open":
+            self._batch.clear()
+            self._state = "discarded"
+
+    def __enter__(self) -> WriteBatch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.discard()
+        elif self._state == "open":
+            self.commit()

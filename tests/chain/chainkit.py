@@ -1,0 +1,37 @@
+"""Helpers for chain tests: dev chains on real LevelDB in temp dirs, signed extrinsics."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from chain import calls
+from chain.blockchain import Blockchain
+from chain.crypto import dev_keypair
+from chain.extrinsic import Extrinsic, sign_extrinsic
+from chain.storage import Database
+from genesis.spec import ChainSpec, load_chain_spec
+
+ALICE, BOB, CHARLIE, FERDIE = (dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Ferdie"))
+
+
+@lru_cache(maxsize=1)
+def dev_spec() -> ChainSpec:
+    return load_chain_spec("dev")
+
+
+def open_chain(path: Path, spec: ChainSpec | None = None) -> Blockchain:
+    spec = spec or dev_spec()
+    return Blockchain(
+        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis, config=spec.runtime_config
+    )
+
+
+def sign(chain: Blockchain, key, call, nonce: int, tip: int = 0, **kw) -> Extrinsic:
+    return sign_extrinsic(
+        key, call, nonce=nonce, genesis_hash=chain.genesis_hash, spec_version=chain.runtime.spec_version, tip=tip, **kw
+    )
+
+
+def train_call(steps: int = 40, batch: int = 16, lr: float = 0.5, segment: int = 10, model: int = 0) -> calls.Train:
+    return calls.Train(model, 0, steps, batch, calls.compute_f32_bits(lr), calls.compute_f32_bits(0.0001), segment)

@@ -1,0 +1,148 @@
+"""Blocks built by one node and imported by another, on real LevelDB databases."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, open_chain, sign, train_call
+
+from chain import calls
+from chain.block import Block, Body
+from chain.errors import BlockError, ChainError
+from chain.pallets import balances, models
+from chain.proofs import TrainingProof
+
+
+@pytest.fixture
+def pair(tmp_path):
+    author = open_chain(tmp_path / "author")
+    validator = open_chain(tmp_path / "validator")
+    yield author, validator
+    author.db.close()
+    validator.db.close()
+
+
+def _account(chain, key):
+    return balances.get_account(chain.state.overlay(), key.public)
+
+
+def test_genesis_is_stable_and_reopens(tmp_path) -> None:
+    one = open_chain(tmp_path / "one")
+    two = open_chain(tmp_path / "two")
+    assert one.genesis_hash == two.genesis_hash and one.best_number == 0
+    root = one.state.root()
+    one.db.close()
+    again = open_chain(tmp_path / "one")
+    assert again.genesis_hash == two.genesis_hash and again.state.root() == root
+    again.db.close()
+    two.db.close()
+
+
+def test_transfer_block_imports_with_the_same_roots(pair) -> None:
+    author, validator = pair
+    before = _account(author, BOB).free
+    xt = sign(author, ALICE, calls.Transfer(BOB.public, 5 * 10**9), 0)
+    built = author.build_block([xt], ALICE, slot=1)
+    assert [r.success for r in built.receipts] == [True]
+    imported = validator.import_block(built.block)
+    assert validator.best_hash == author.best_hash == built.block.hash()
+    assert validator.state.root() == author.state.root() == built.block.header.state_root
+    assert _account(validator, BOB).free == before + 5 * 10**9
+    assert imported.receipts == built.receipts
+
+
+def test_failed_extrinsic_changes_only_its_fee(pair) -> None:
+    author, _ = pair
+    rich = _account(author, BOB).free
+    xt = sign(author, BOB, calls.Transfer(CHARLIE.public, rich * 2), 0)  # more than Bob has
+    expected = author.state.overlay()
+    fee = author.runtime.verify_extrinsic(expected, xt, len(xt.encode()), 1).fee
+    author.runtime.apply_fee(expected, BOB.public, fee, ALICE.public)
+    expected_root = author.state.compute_commit(expected).root
+    built = author.build_block([xt], ALICE, slot=1)
+    (receipt,) = built.receipts
+    assert not receipt.success and "InsufficientBalance" in (receipt.error or "")
+    assert built.block.header.state_root == expected_root
+    assert _account(author, BOB).nonce == 1 and _account(author, BOB).free == rich - fee
+
+
+def test_invalid_extrinsics_are_left_out_of_built_blocks(pair) -> None:
+    author, _ = pair
+    stale = sign(author, ALICE, calls.Remark(b"x"), 5)  # nonce ahead
+    dropped: list[bytes] = []
+    built = author.build_block([stale], ALICE, slot=1, on_invalid=lambda h, e: dropped.append(h))
+    assert built.block.body.extrinsics == () and dropped == [stale.hash()]
+
+
+def test_training_block_is_verified_by_full_reexecution(pair) -> None:
+    author, validator = pair
+    provider_before = _account(author, FERDIE).free
+    xt = sign(author, BOB, train_call(), 0)
+    built = author.build_block([xt], ALICE, slot=1)
+    (receipt,) = built.receipts
+    assert receipt.success, receipt.error
+    assert built.training_steps == 40 and len(built.block.body.proofs) == 1
+    validator.import_block(built.block)
+    assert validator.state.root() == author.state.root()
+    info = models.get_model(validator.state.overlay(), 0)
+    assert info.latest_version == 1
+    version = models.VERSIONS.get(validator.state.overlay(), 0, 1)
+    assert version is not None and version.parent == 0 and version.training is not None
+    assert version.training.license_paid == 40 * 16 * 1000
+    assert _account(author, FERDIE).free == provider_before + 40 * 16 * 1000
+    weights = models.get_weights(validator.state.overlay(), 0, 1)
+    assert np.isfinite(weights).all()
+
+
+def _tampered(block: Block, proof: TrainingProof) -> Block:
+    return Block(block.header, Body(block.body.extrinsics, (proof,)))
+
+
+def test_a_forged_checkpoint_is_rejected_and_nothing_changes(pair) -> None:
+    author, validator = pair
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    proof = built.block.body.proofs[0]
+    cp = bytearray(proof.checkpoints[2])
+    cp[5] ^= 0x01  # one flipped bit in one weight
+    forged = msgspec.structs.replace(proof, checkpoints=(*proof.checkpoints[:2], bytes(cp), *proof.checkpoints[3:]))
+    root, best = validator.state.root(), validator.best_hash
+    with pytest.raises(BlockError, match="training proof"):
+        validator.import_block(_tampered(built.block, forged))
+    # Consistent lies (the root recomputed over the forged entries) still fail re-execution.
+    with pytest.raises(BlockError):
+        validator.import_block(_tampered(built.block, msgspec.structs.replace(proof, losses=(*proof.losses[:-1], proof.losses[-1] ^ 1))))
+    assert validator.state.root() == root and validator.best_hash == best
+
+
+def test_a_block_with_a_bad_seal_or_author_is_rejected(pair) -> None:
+    author, validator = pair
+    built = author.build_block([], ALICE, slot=1)
+    bad_seal = Block(msgspec.structs.replace(built.block.header, seal=bytes(64)), built.block.body)
+    with pytest.raises(BlockError, match="bad seal"):
+        validator.import_block(bad_seal)
+    not_validator = msgspec.structs.replace(built.block.header, author=BOB.public)
+    with pytest.raises(BlockError, match="not a validator"):
+        validator.import_block(Block(not_validator, built.block.body))
+    validator.import_block(built.block)
+    with pytest.raises(BlockError, match="already imported"):
+        validator.import_block(built.block)
+
+
+def test_a_block_with_a_wrong_state_root_is_rejected(pair) -> None:
+    author, validator = pair
+    built = author.build_block([sign(author, ALICE, calls.Transfer(BOB.public, 10**9), 0)], ALICE, slot=1)
+    header = msgspec.structs.replace(built.block.header, state_root=bytes(32))
+    header = msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash()))
+    root = validator.state.root()
+    with pytest.raises(BlockError, match="state root mismatch"):
+        validator.import_block(Block(header, built.block.body))
+    assert validator.state.root() == root and validator.best_number == 0
+
+
+def test_reopening_with_another_chain_id_is_refused(tmp_path) -> None:
+    from genesis.spec import load_chain_spec
+
+    open_chain(tmp_path / "db").db.close()
+    with pytest.raises(ChainError, match="holds chain 'dev'"):
+        open_chain(tmp_path / "db", load_chain_spec("local"))

@@ -1,0 +1,516 @@
+"""The transaction pool with real signed extrinsics and a nonce-table validator."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterable
+
+import msgspec
+import pytest
+
+from chain.calls import Remark, Transfer
+from chain.crypto import Keypair, dev_keypair
+from chain.errors import CodecError, InvalidTransaction, PoolError
+from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic, sign_extrinsic
+from chain.pool import TransactionPool, Validity
+
+GENESIS = bytes(range(32))
+SPEC = 1
+ALICE = dev_keypair("Alice")
+BOB = dev_keypair("Bob")
+CHARLIE = dev_keypair("Charlie")
+DAVE = dev_keypair("Dave")
+
+
+class NonceTable:
+    """A real validator: signature, payment and nonce checks against a dict of account nonces."""
+
+    def __init__(self) -> None:
+        self.nonces: dict[bytes, int] = {}
+        self.broke: set[bytes] = set()
+        self.calls = 0
+
+    def __call__(self, ext: Extrinsic) -> Validity:
+        self.calls += 1
+        ext.verify_signature(GENESIS, SPEC)
+        if ext.signer in self.broke:
+            raise InvalidTransaction("payment", "the signer cannot pay the fee")
+        account_nonce = self.nonces.get(ext.signer, 0)
+        if ext.nonce < account_nonce:
+            raise InvalidTransaction("stale", f"nonce {ext.nonce} < {account_nonce}")
+        return Validity(priority=ext.tip, account_nonce=account_nonce, longevity=64)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[bytes, str, bytes | None]] = []
+
+    def __call__(self, tx_hash: bytes, status: str, data: bytes | None) -> None:
+        self.events.append((tx_hash, status, data))
+
+    def get_statuses(self, tx_hash: bytes) -> list[str]:
+        return [status for h, status, _ in self.events if h == tx_hash]
+
+
+def make_tx(key: Keypair, nonce: int, tip: int = 0, value: int = 1) -> bytes:
+    ext = sign_extrinsic(
+        key,
+        Transfer(BOB.public, value),
+        nonce=nonce,
+        genesis_hash=GENESIS,
+        spec_version=SPEC,
+        tip=tip,
+    )
+    return ext.encode()
+
+
+def make_pool(**kwargs: object) -> tuple[TransactionPool, NonceTable, Recorder]:
+    table = NonceTable()
+    pool = TransactionPool(table, **kwargs)  # type: ignore[arg-type]
+    recorder = Recorder()
+    pool.add_listener(recorder)
+    return pool, table, recorder
+
+
+def get_order(pool: TransactionPool) -> list[tuple[bytes, int]]:
+    return [(ext.signer, ext.nonce) for ext in pool.ready()]
+
+
+def verify_invariants(pool: TransactionPool, nonces: dict[bytes, int]) -> None:
+    """Public-API invariants: ready() is every sender's unbroken chain from its account nonce."""
+    seen: dict[bytes, int] = {}
+    for ext in pool.ready():
+        expected = seen.get(ext.signer, nonces.get(ext.signer, 0))
+        assert ext.nonce == expected
+        seen[ext.signer] = expected + 1
+    status = pool.status()
+    assert status.ready == sum(n - nonces.get(s, 0) for s, n in seen.items())
+    assert status.ready + status.future == len(pool) == len(pool.pending())
+    assert len(pool) <= pool.max_count and status.bytes <= pool.max_bytes
+    assert status.bytes == sum(len(pool.get_data(e.hash()) or b"") for e in pool.pending())
+    for ext in pool.pending():
+        assert pool.get_status(ext.hash()) in ("ready", "future")
+
+
+# --- ready, future, promotion ---------------------------------------------------------------
+
+
+def test_ready_future_and_promotion() -> None:
+    pool, _, rec = make_pool()
+    t0, t1, t2 = make_tx(ALICE, 0), make_tx(ALICE, 1), make_tx(ALICE, 2)
+    s0 = pool.submit(t0)
+    s2 = pool.submit(t2)
+    assert (s0.status, s2.status) == ("ready", "future")
+    assert s0.hash == Extrinsic.hash(pool.get(s0.hash))  # type: ignore[arg-type]
+    assert pool.status().ready == 1 and pool.status().future == 1
+    assert get_order(pool) == [(ALICE.public, 0)]
+    s1 = pool.submit(t1)
+    assert s1.status == "ready"
+    assert pool.get_status(s2.hash) == "ready"
+    assert rec.get_statuses(s2.hash) == ["future", "ready"]
+    assert get_order(pool) == [(ALICE.public, n) for n in range(3)]
+    assert pool.status().future == 0
+    assert [e.nonce for e in pool.pending()] == [0, 1, 2]
+    verify_invariants(pool, {})
+
+
+def test_future_of_new_sender_with_advanced_nonce() -> None:
+    pool, table, _ = make_pool()
+    table.nonces[BOB.public] = 5
+    assert pool.submit(make_tx(BOB, 6)).status == "future"
+    assert pool.submit(make_tx(BOB, 5)).status == "ready"
+    assert get_order(pool) == [(BOB.public, 5), (BOB.public, 6)]
+    verify_invariants(pool, table.nonces)
+
+
+def test_order_by_priority_across_senders_and_nonce_within() -> None:
+    pool, _, _ = make_pool()
+    pool.submit(make_tx(ALICE, 0, tip=1))
+    pool.submit(make_tx(ALICE, 1, tip=100))  # high tip, but waits for Alice's nonce 0
+    pool.submit(make_tx(BOB, 0, tip=50))
+    pool.submit(make_tx(CHARLIE, 0, tip=10))
+    pool.submit(make_tx(DAVE, 0, tip=10))  # ties go to the older submission
+    assert get_order(pool) == [
+        (BOB.public, 0),
+        (CHARLIE.public, 0),
+        (DAVE.public, 0),
+        (ALICE.public, 0),
+        (ALICE.public, 1),
+    ]
+
+
+# --- replacement and duplicates -------------------------------------------------------------
+
+
+def test_replacement_needs_strictly_higher_tip() -> None:
+    pool, _, rec = make_pool()
+    first = pool.submit(make_tx(ALICE, 0, tip=5))
+    pool.submit(make_tx(ALICE, 1, tip=5))
+    for tip in (5, 4):
+        with pytest.raises(PoolError) as err:
+            pool.submit(make_tx(ALICE, 0, tip=tip, value=2))
+        assert err.value.reason == "too_low_priority"
+        assert "strictly higher" in str(err.value)
+    better = pool.submit(make_tx(ALICE, 0, tip=6, value=2))
+    assert better.status == "ready" and better.usurped == first.hash
+    assert pool.get(first.hash) is None and len(pool) == 2
+    assert (first.hash, "usurped", better.hash) in rec.events
+    assert get_order(pool) == [(ALICE.public, 0), (ALICE.public, 1)]
+    assert next(iter(pool.ready())).tip == 6
+    # A usurped extrinsic is not banned: it is simply outbid.
+    assert not pool.is_banned(first.hash)
+    verify_invariants(pool, {})
+
+
+def test_replacement_of_future_stays_future() -> None:
+    pool, _, _ = make_pool()
+    pool.submit(make_tx(ALICE, 3, tip=1))
+    replaced = pool.submit(make_tx(ALICE, 3, tip=2))
+    assert replaced.status == "future" and replaced.usurped is not None
+    assert pool.status().future == 1 and len(pool) == 1
+
+
+def test_duplicate_is_refused() -> None:
+    pool, table, _ = make_pool()
+    data = make_tx(ALICE, 0)
+    pool.submit(data)
+    calls = table.calls
+    with pytest.raises(PoolError) as err:
+        pool.submit(data)
+    assert err.value.reason == "already_imported"
+    assert table.calls == calls  # refused before validation
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty input"),
+        (b"\x07\x90", "unknown codec version 7"),
+        (b"\x01\xc1", "malformed bytes"),
+        (b"\x01\x93\x01\x02\x03", "Extrinsic"),
+    ],
+)
+def test_malformed_bytes_raise_codec_error(data: bytes, message: str) -> None:
+    pool, _, _ = make_pool()
+    with pytest.raises(CodecError, match=message):
+        pool.submit(data)
+    assert len(pool) == 0
+
+
+def test_non_canonical_bytes_are_refused() -> None:
+    pool, _, _ = make_pool()
+    body = make_tx(ALICE, 0)[1:]
+    # array header, signer (2 + 32 bytes), signature (2 + 64), then the nonce as a fixint 0;
+    # re-encode it as a uint16 (0xcd 0x0000): the same value, a different hash.
+    nonce_at = 1 + 34 + 66
+    assert body[nonce_at] == 0
+    padded = body[:nonce_at] + b"\xcd\x00\x00" + body[nonce_at + 1 :]
+    assert msgspec.msgpack.decode(padded) == msgspec.msgpack.decode(body)
+    with pytest.raises(CodecError):
+        pool.submit(b"\x01" + padded)
+
+
+def test_oversize_extrinsic_is_refused() -> None:
+    pool, _, _ = make_pool()
+    with pytest.raises(InvalidTransaction) as err:
+        pool.submit(b"\x01" + bytes(MAX_EXTRINSIC_SIZE))
+    assert err.value.reason == "exhausts_resources"
+
+
+def test_bad_signature_is_invalid_and_banned_until_expiry() -> None:
+    clock = Clock()
+    pool, table, _ = make_pool(clock=clock, ban_seconds=60)
+    ext = msgspec.msgpack.decode(make_tx(ALICE, 0)[1:])
+    ext[1] = bytes(64)
+    forged = b"\x01" + msgspec.msgpack.encode(ext)
+    with pytest.raises(InvalidTransaction) as err:
+        pool.submit(forged)
+    assert err.value.reason == "bad_proof"
+    calls = table.calls
+    with pytest.raises(PoolError) as banned:
+        pool.submit(forged)
+    assert banned.value.reason == "temporarily_banned"
+    assert table.calls == calls and pool.status().banned == 1
+    clock.now += 61  # the ban expires: the bytes are validated (and refused) again
+    with pytest.raises(InvalidTransaction):
+        pool.submit(forged)
+    assert table.calls == calls + 1
+
+
+def test_stale_nonce_and_payment_are_invalid() -> None:
+    pool, table, _ = make_pool()
+    table.nonces[ALICE.public] = 3
+    with pytest.raises(InvalidTransaction) as err:
+        pool.submit(make_tx(ALICE, 2))
+    assert err.value.reason == "stale"
+    table.broke.add(BOB.public)
+    with pytest.raises(InvalidTransaction) as err:
+        pool.submit(make_tx(BOB, 0))
+    assert err.value.reason == "payment"
+    assert len(pool) == 0 and pool.status().banned == 2
+
+
+def test_stale_nonce_is_refused_even_if_validator_accepts() -> None:
+    pool = TransactionPool(lambda ext: Validity(0, ext.nonce + 1, 64))
+    with pytest.raises(InvalidTransaction) as err:
+        pool.submit(make_tx(ALICE, 0))
+    assert err.value.reason == "stale"
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+def get_senders(count: int) -> list[Keypair]:
+    return [Keypair.from_seed(bytes([i + 1]) * 32) for i in range(count)]
+
+
+def test_full_pool_evicts_lowest_ready_or_refuses() -> None:
+    pool, _, rec = make_pool(max_count=3)
+    a, b, c, d, e = get_senders(5)
+    low = pool.submit(make_tx(a, 0, tip=1))
+    pool.submit(make_tx(b, 0, tip=2))
+    pool.submit(make_tx(c, 0, tip=3))
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_tx(d, 0, tip=1))
+    assert err.value.reason == "immediately_dropped" and "max_count 3" in str(err.value)
+    pool.submit(make_tx(e, 0, tip=5))
+    assert pool.get(low.hash) is None and len(pool) == 3
+    assert rec.get_statuses(low.hash) == ["ready", "dropped"]
+    assert pool.is_banned(low.hash)
+
+
+def test_full_pool_evicts_future_first() -> None:
+    pool, _, rec = make_pool(max_count=3)
+    a, b, c, d = get_senders(4)
+    pool.submit(make_tx(a, 0, tip=1))
+    future = pool.submit(make_tx(b, 5, tip=9))
+    pool.submit(make_tx(c, 0, tip=1))
+    # A ready newcomer outranks any future one, whatever its priority.
+    pool.submit(make_tx(d, 0, tip=1))
+    assert pool.get(future.hash) is None
+    assert rec.get_statuses(future.hash) == ["future", "dropped"]
+    assert pool.status().future == 0
+
+
+def test_future_newcomer_does_not_evict_ready_of_equal_priority() -> None:
+    pool, _, _ = make_pool(max_count=2)
+    a, b, c = get_senders(3)
+    pool.submit(make_tx(a, 0, tip=4))
+    pool.submit(make_tx(b, 0, tip=4))
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_tx(c, 1, tip=4))
+    assert err.value.reason == "immediately_dropped"
+
+
+def test_eviction_takes_chain_tails_only() -> None:
+    pool, _, _ = make_pool(max_count=3)
+    a, b, c, d = get_senders(4)
+    a0 = pool.submit(make_tx(a, 0, tip=1))
+    a1 = pool.submit(make_tx(a, 1, tip=0))
+    b0 = pool.submit(make_tx(b, 0, tip=2))
+    # a0 has the lowest-but-one priority; but a1 (its dependent, the tail) goes first.
+    pool.submit(make_tx(c, 0, tip=3))
+    assert pool.get(a1.hash) is None and pool.get_status(a0.hash) == "ready"
+    # Two evictions in one go would need a new tail (a0) after a1: exercised with bytes.
+    pool.submit(make_tx(d, 0, tip=3))
+    assert pool.get(a0.hash) is None and pool.get_status(b0.hash) == "ready"
+    verify_invariants(pool, {})
+
+
+def test_eviction_of_several_for_bytes() -> None:
+    size = len(make_tx(ALICE, 0))
+    pool, _, _ = make_pool(max_bytes=3 * size + 10)
+    a, b = get_senders(2)
+    for nonce in range(3):
+        pool.submit(make_tx(a, nonce, tip=1))
+
+    def make_remark(length: int) -> bytes:
+        return sign_extrinsic(
+            b, Remark(bytes(length)), nonce=0, genesis_hash=GENESIS, spec_version=SPEC, tip=2
+        ).encode()
+
+    big = make_remark(2 * size - len(make_remark(0)) - 1)
+    assert size < len(big) <= 2 * size + 10
+    assert pool.submit(big).status == "ready"
+    # Two of a's three went (its chain shrinks from the tail), the head stays ready.
+    assert get_order(pool) == [(b.public, 0), (a.public, 0)]
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_tx(a, 1, tip=0))
+    assert err.value.reason == "immediately_dropped" and "max_bytes" in str(err.value)
+    verify_invariants(pool, {})
+
+
+def test_extrinsic_bigger_than_pool_is_dropped() -> None:
+    pool, _, _ = make_pool(max_bytes=100)
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_tx(ALICE, 0))
+    assert err.value.reason == "immediately_dropped" and "max_bytes 100" in str(err.value)
+
+
+def test_per_sender_limit() -> None:
+    pool, _, _ = make_pool(max_per_sender=2)
+    pool.submit(make_tx(ALICE, 0))
+    pool.submit(make_tx(ALICE, 1))
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_tx(ALICE, 2))
+    assert err.value.reason == "limit" and "max_per_sender 2" in str(err.value)
+    assert pool.submit(make_tx(ALICE, 1, tip=1)).usurped is not None  # replacing is allowed
+
+
+# --- blocks: prune, revalidate, report_invalid ----------------------------------------------
+
+
+def test_prune_and_revalidate_after_nonces_advance() -> None:
+    pool, table, rec = make_pool()
+    alice = [pool.submit(make_tx(ALICE, n)).hash for n in range(3)]
+    bob0 = pool.submit(make_tx(BOB, 0)).hash
+    charlie1 = pool.submit(make_tx(CHARLIE, 1)).hash
+    dave0 = pool.submit(make_tx(DAVE, 0)).hash
+    # A block includes Alice 0 and 1; Bob's nonce 0 was spent by a transaction we never saw;
+    # Charlie's nonce 0 too (so his nonce 1 becomes ready); Dave can no longer pay.
+    assert pool.prune([*alice[:2], b"\x00" * 32]) == 2
+    assert get_order(pool)[0] == (ALICE.public, 2)
+    table.nonces.update({ALICE.public: 2, BOB.public: 1, CHARLIE.public: 1})
+    table.broke.add(DAVE.public)
+    assert pool.revalidate() == 2
+    assert pool.get(bob0) is None and pool.is_banned(bob0)
+    assert pool.get(dave0) is None and rec.get_statuses(dave0)[-1] == "invalid"
+    assert not pool.is_banned(alice[0])  # included, not invalid
+    assert pool.get_status(charlie1) == "ready"
+    assert rec.get_statuses(charlie1) == ["future", "ready"]
+    assert sorted(get_order(pool)) == sorted([(ALICE.public, 2), (CHARLIE.public, 1)])
+    verify_invariants(pool, table.nonces)
+
+
+def test_prune_drops_other_extrinsics_with_spent_nonce() -> None:
+    pool, _, rec = make_pool()
+    pool.submit(make_tx(ALICE, 0, tip=1))
+    mine = pool.submit(make_tx(ALICE, 1, tip=1)).hash
+    pool.submit(make_tx(ALICE, 2, tip=1))
+    # Pretend the block took nonce 2 (it carried its own 0 and 1): ours are spent.
+    included = next(e for e in pool.pending() if e.nonce == 2).hash()
+    assert pool.prune([included]) == 3
+    assert len(pool) == 0 and rec.get_statuses(mine)[-1] == "invalid"
+
+
+def test_revalidate_demotes_on_reorg_and_updates_priority() -> None:
+    pool, table, rec = make_pool()
+    table.nonces[ALICE.public] = 1
+    h1 = pool.submit(make_tx(ALICE, 1)).hash
+    table.nonces[ALICE.public] = 0  # a reorg: nonce 0 is unspent again
+    assert pool.revalidate() == 0
+    assert pool.get_status(h1) == "future" and rec.get_statuses(h1) == ["ready", "future"]
+    h0 = pool.submit(make_tx(ALICE, 0)).hash
+    assert pool.get_status(h0) == pool.get_status(h1) == "ready"
+
+
+def test_submit_rebases_sender_when_state_moved() -> None:
+    pool, table, _ = make_pool()
+    h0 = pool.submit(make_tx(ALICE, 0)).hash
+    table.nonces[ALICE.public] = 1  # a block spent nonce 0 before prune ran
+    assert pool.submit(make_tx(ALICE, 1)).status == "ready"
+    assert pool.get(h0) is None and len(pool) == 1
+
+
+def test_report_invalid_moves_dependents_to_future() -> None:
+    pool, _, rec = make_pool()
+    hashes = [pool.submit(make_tx(ALICE, n)).hash for n in range(3)]
+    pool.submit(make_tx(BOB, 0))
+    assert pool.report_invalid(hashes[1])
+    assert pool.is_banned(hashes[1]) and pool.get(hashes[1]) is None
+    assert rec.get_statuses(hashes[1])[-1] == "invalid"
+    assert rec.get_statuses(hashes[2])[-1] == "future"
+    assert sorted(get_order(pool)) == sorted([(ALICE.public, 0), (BOB.public, 0)])
+    assert not pool.report_invalid(b"\x11" * 32)
+
+
+def test_report_invalid_during_ready_iteration() -> None:
+    pool, _, _ = make_pool()
+    for n in range(3):
+        pool.submit(make_tx(ALICE, n, tip=9))
+    pool.submit(make_tx(BOB, 0, tip=1))
+    order = []
+    for ext in pool.ready():
+        order.append((ext.signer, ext.nonce))
+        if ext.signer == ALICE.public and ext.nonce == 0:
+            pool.report_invalid(ext.hash())
+    assert order == [(ALICE.public, 0), (BOB.public, 0)]
+
+
+def test_listener_errors_do_not_break_the_pool() -> None:
+    pool, _, rec = make_pool()
+
+    def broken(tx_hash: bytes, status: str, data: bytes | None) -> None:
+        raise RuntimeError("watcher bug")
+
+    pool.add_listener(broken)
+    pool.submit(make_tx(ALICE, 0))
+    pool.remove_listener(broken)
+    assert len(pool) == 1 and len(rec.events) == 1
+
+
+# --- a random walk against the invariants ---------------------------------------------------
+
+
+def test_random_operations_keep_invariants() -> None:
+    rng = random.Random(7)
+    keys = get_senders(4)
+    signed = {
+        (k.public, n, tip): make_tx(k, n, tip=tip)
+        for k in keys
+        for n in range(6)
+        for tip in range(3)
+    }
+    clock = Clock()
+    pool, table, _ = make_pool(max_count=12, max_per_sender=4, clock=clock, ban_seconds=5)
+
+    def apply_block(hashes: Iterable[bytes]) -> None:
+        chosen = list(hashes)
+        for h in chosen:
+            ext = pool.get(h)
+            assert ext is not None
+            table.nonces[ext.signer] = ext.nonce + 1
+        pool.prune(chosen)
+        pool.revalidate()
+
+    for _ in range(400):
+        op = rng.random()
+        clock.now += 1
+        if op < 0.7:
+            key = rng.choice(keys)
+            nonce = rng.randrange(6)
+            with contextlib.suppress(PoolError, InvalidTransaction):
+                pool.submit(signed[(key.public, nonce, rng.randrange(3))])
+        elif op < 0.8 and len(pool):
+            pool.report_invalid(rng.choice(pool.pending()).hash())
+        elif op < 0.95:
+            apply_block([e.hash() for e in list(pool.ready())[: rng.randrange(4)]])
+        else:
+            for key in keys:  # a reorg puts nonces back
+                table.nonces[key.public] = max(0, table.nonces.get(key.public, 0) - 1)
+            pool.revalidate()
+        verify_invariants(pool, table.nonces)
+
+
+def test_lazy_heaps_stay_bounded_across_blocks() -> None:
+    # Every promotion pushes an eviction candidate; prune leaves the old ones behind. The pool
+    # must compact them rather than grow with the number of extrinsics ever seen.
+    pool, table, _ = make_pool()
+    for nonce in range(2500):
+        h = pool.submit(make_tx(ALICE, nonce)).hash
+        table.nonces[ALICE.public] = nonce + 1
+        pool.prune([h])
+    assert len(pool) == 0
+    assert len(pool._tail_heap) + len(pool._future_heap) <= 2 * 1024
