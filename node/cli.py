@@ -152,6 +152,7 @@ def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
     p.add_argument("--tip", type=int, default=0)
     p.add_argument("--nonce", type=int, default=None, help="default: system_accountNextIndex")
     p.add_argument("--no-wait", action="store_true", help="return once the pool accepted it")
+    p.add_argument("--sign-only", action="store_true", help="print the signed extrinsic as 0x-hex; submit nothing")
     p.add_argument("--output-type", choices=("text", "json"), default="text")
     p.add_argument("--timeout", type=float, default=120.0)
     p.set_defaults(run=run_tx)
@@ -291,7 +292,12 @@ async def _tx_main(args: argparse.Namespace) -> int:
         for call in await _tx_calls(args, client):
             xt = sign_extrinsic(signer, call, nonce=nonce, genesis_hash=genesis, spec_version=version, tip=args.tip)
             nonce += 1
+            if args.sign_only:
+                print("0x" + xt.encode().hex())
+                continue
             results.append(await _submit(client, xt.encode(), wait=not args.no_wait, timeout=args.timeout))
+        if args.sign_only:
+            return 0
         _print_tx(results, args.output_type)
         return 0 if all(r.get("success", True) for r in results) else 1
 
@@ -361,7 +367,8 @@ def _print_tx(results: list[dict[str, Any]], output: str) -> None:
             for e in r.get("events", []):
                 print(f"  event {e['pallet']}.{e['name']} {json.dumps(e['args'])}")
             if "lossCurve" in r:
-                print(f"  model {r['model']} version {r['version']}; loss {r['lossCurve'][0]:.4f} -> {r['lossCurve'][-1]:.4f}")
+                curve = r["lossCurve"]
+                print(f"  model {r['model']} version {r['version']}; mean batch loss {curve[1]:.4f} (first segment) -> {curve[-1]:.4f} (last)")
 
 
 # --- query ------------------------------------------------------------------------------------------

@@ -72,8 +72,7 @@ def header_json(header: Header) -> dict[str, Any]:
 
 
 def event_json(event: Event) -> dict[str, Any]:
-    args = {k: hexb(v) if isinstance(v, bytes) else v for k, v in event.args}
-    return {"pallet": event.pallet, "name": event.name, "args": args}
+    return {"pallet": event.pallet, "name": event.name, "args": dict(event.args)}
 
 
 def parse_hex(value: Any, what: str, size: int | None = None) -> bytes:

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from chain.proofs import TrainingProof, TranscriptVerifier
 
 
-EventArg = int | str | bytes | bool | float | None
+# Bytes arguments are kept as 0x-hex strings: msgspec cannot decode a union of str and bytes.
+EventArg = int | str | bool | float | None
 
 
 class Event(Wire, frozen=True):
@@ -38,7 +39,9 @@ class CallContext:
     events: list[Event] = field(default_factory=list)
 
     def emit(self, pallet: str, name: str, **args: Any) -> None:
-        self.events.append(Event(pallet, name, tuple(args.items())))
+        self.events.append(
+            Event(pallet, name, tuple((k, "0x" + v.hex() if isinstance(v, bytes) else v) for k, v in args.items()))
+        )
 
 
 @dataclass(slots=True)

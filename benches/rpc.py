@@ -1,0 +1,510 @@
+"""RPC throughput: polchain's RpcServer against a bare aiohttp JSON-RPC handler.
+
+    python -m benches.rpc [--methods MODULE:FACTORY] [--seconds 5] [--requests 30000] [--rounds 3]
+
+For each method (``system_health``, ``chain_getHeader``) and transport (HTTP keep-alive,
+one WebSocket) it measures requests/s against (1) `RpcServer` serving the factory's
+`MethodTable` and (2) a bare aiohttp app that only parses, looks the method up in a
+dict, awaits the *same* handler and dumps the response. The ratio is the cost of the
+full JSON-RPC machinery (validation, limits, CORS, error mapping, subscriptions).
+
+Each server runs in its own process and the load generator in another, pinned to
+different cores where the OS allows, so client and server never share one core. The
+load generator is a raw asyncio protocol that pipelines pre-encoded requests (HTTP/1.1
+pipelining over a few keep-alive connections; back-to-back frames on one WebSocket)
+because an aiohttp client would cost as much CPU as the server and measure itself.
+Each cell stops at ``--requests`` responses or ``--seconds`` seconds, whichever first,
+after a short warm-up; each cell runs ``--rounds`` times, alternating which server goes
+first, and the best round is reported (other work on a shared machine only ever slows a
+round down). Only 127.0.0.1 is used. Results are printed and written to bench-results/rpc.json.
+
+``--methods`` takes ``module:function`` returning a `MethodTable`; the node can plug in
+its real tables (each must register ``system_health`` and ``chain_getHeader``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import importlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import struct
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from rpc.methods import MethodTable, Params
+from rpc.server import RpcServer
+
+METHODS = ("system_health", "chain_getHeader")
+TRANSPORTS = ("http", "ws")
+SERVERS = ("polchain", "bare")
+RESULTS = Path("bench-results") / "rpc.json"
+
+HEADER = {
+    "parentHash": "0x" + "5a" * 32,
+    "number": "0x1b4",
+    "stateRoot": "0x" + "c3" * 32,
+    "extrinsicsRoot": "0x" + "03" * 32,
+    "digest": {
+        "logs": [
+            "0x0661757261" + "20" + "8f" * 8,
+            "0x05617572610101" + "e4" * 64,
+        ]
+    },
+}
+
+
+def toy_methods() -> MethodTable:
+    """The default table: Substrate-shaped answers with no chain behind them."""
+    table = MethodTable()
+
+    @table.method("system_health")
+    async def system_health(params: Params) -> Any:
+        return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+
+    @table.method("chain_getHeader")
+    async def chain_get_header(params: Params) -> Any:
+        return HEADER
+
+    return table
+
+
+def load_factory(path: str) -> Callable[[], MethodTable]:
+    module, _, name = path.partition(":")
+    factory = getattr(importlib.import_module(module), name or "make_methods")
+    if not callable(factory):
+        raise SystemExit(f"--methods {path}: {name} is not callable")
+    return factory  # type: ignore[no-any-return,unused-ignore]
+
+
+def pin(cpu: int) -> None:
+    """Pin this process to one core when there are at least two (Linux only)."""
+    with contextlib.suppress(AttributeError, OSError):
+        if len(os.sched_getaffinity(0)) >= 2:
+            os.sched_setaffinity(0, {cpu})
+
+
+# --- servers -------------------------------------------------------------------------
+
+
+def bare_app(table: MethodTable) -> web.Application:
+    """The baseline: parse, one dict lookup, the same handler, dump. No checks at all."""
+    decode = msgspec.json.Decoder().decode
+    encode = msgspec.json.Encoder().encode
+    handlers = {spec.name: spec.handler for spec in table.methods()}
+
+    async def answer(data: bytes | str) -> bytes:
+        request = decode(data)
+        result = await handlers[request["method"]](request.get("params", []))
+        return encode({"jsonrpc": "2.0", "result": result, "id": request.get("id")})
+
+    async def post(request: web.Request) -> web.Response:
+        return web.Response(
+            body=await answer(await request.read()), content_type="application/json"
+        )
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        with contextlib.suppress(ConnectionError):  # the load generator just hangs up
+            async for msg in ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await ws.send_frame(await answer(msg.data), WSMsgType.TEXT)
+        return ws
+
+    app = web.Application()
+    app.router.add_post("/", post)
+    app.router.add_get("/", websocket)
+    return app
+
+
+async def _serve(kind: str, factory_path: str, port_q: Any, stop: Any) -> None:
+    table = load_factory(factory_path)()
+    loop = asyncio.get_running_loop()
+    if kind == "polchain":
+        server = RpcServer(table, host="127.0.0.1", port=0)
+        await server.start()
+        port_q.put(server.port)
+        await loop.run_in_executor(None, stop.wait)
+        await server.stop()
+    else:
+        runner = web.AppRunner(bare_app(table), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port_q.put(runner.addresses[0][1])
+        await loop.run_in_executor(None, stop.wait)
+        await runner.cleanup()
+
+
+def server_main(kind: str, factory_path: str, port_q: Any, stop: Any) -> None:
+    pin(0)
+    asyncio.run(_serve(kind, factory_path, port_q, stop))
+
+
+# --- load generator ------------------------------------------------------------------
+
+
+class _Load:
+    """Counts responses; stops at a count or a deadline."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.count = 0
+        self.started = 0.0
+        self.finished = 0.0
+        self.first_body: bytes | None = None
+        self.done = asyncio.get_running_loop().create_future()
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def add(self, n: int) -> bool:
+        """Record n responses; False once the cell is over."""
+        self.count += n
+        now = time.perf_counter()
+        if self.count >= self.limit or now - self.started >= self.seconds:
+            if not self.done.done():
+                self.finished = now
+                self.done.set_result(None)
+            return False
+        return True
+
+
+class _HttpPipeline(asyncio.Protocol):
+    """HTTP/1.1 keep-alive with ``depth`` pipelined requests in flight."""
+
+    def __init__(self, request: bytes, depth: int, load: _Load) -> None:
+        self.request = request
+        self.depth = depth
+        self.load = load
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request * self.depth)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        pos = 0
+        n = 0
+        while True:
+            end = buf.find(b"\r\n\r\n", pos)
+            if end < 0:
+                break
+            head = buf[pos:end]
+            i = head.find(b"Content-Length: ")
+            length = int(head[i + 16 : head.find(b"\r\n", i)]) if i >= 0 else 0
+            stop = end + 4 + length
+            if stop > len(buf):
+                break
+            if self.load.first_body is None:
+                self.load.first_body = head[:12] + b" " + buf[end + 4 : stop]
+            pos = stop
+            n += 1
+        self.buf = buf[pos:]
+        if n and self.load.add(n) and self.transport is not None:
+            self.transport.write(self.request * n)
+
+
+def _ws_frame(payload: bytes) -> bytes:
+    """One masked client text frame (RFC 6455 §5.2)."""
+    mask = b"\x12\x34\x56\x78"
+    size = len(payload)
+    head = (
+        bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0xFE]) + struct.pack("!H", size)
+    )
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + masked
+
+
+class _WsPipeline(asyncio.Protocol):
+    """One WebSocket with ``depth`` requests in flight."""
+
+    def __init__(self, host: str, port: int, payload: bytes, depth: int, load: _Load) -> None:
+        self.frame = _ws_frame(payload)
+        self.depth = depth
+        self.load = load
+        self.buf = b""
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.handshake = (
+            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.handshake)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        pos = 0
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(f"websocket upgrade refused: {buf[:80]!r}")
+            self.upgraded = True
+            pos = end + 4
+            assert self.transport is not None
+            self.transport.write(self.frame * self.depth)
+        n = 0
+        size = len(buf)
+        while pos + 2 <= size:
+            length = buf[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                if start + 2 > size:
+                    break
+                length = (buf[start] << 8) | buf[start + 1]
+                start += 2
+            elif length == 127:
+                if start + 8 > size:
+                    break
+                (length,) = struct.unpack_from("!Q", buf, start)
+                start += 8
+            if start + length > size:
+                break
+            if self.load.first_body is None:
+                self.load.first_body = buf[start : start + length]
+            pos = start + length
+            n += 1
+        self.buf = buf[pos:]
+        if n and self.load.add(n) and self.transport is not None:
+            self.transport.write(self.frame * n)
+
+
+async def _run_cell(
+    port: int, transport: str, method: str, limit: int, seconds: float, connections: int, depth: int
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    payload = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": method, "params": []}, separators=(",", ":")
+    ).encode()
+    protocols: list[asyncio.BaseTransport] = []
+
+    async def run(count: int, secs: float) -> _Load:
+        load = _Load(count, secs)
+        load.start()
+        if transport == "http":
+            request = (
+                f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n"
+            ).encode() + payload
+            for _ in range(connections):
+                t, _ = await loop.create_connection(
+                    lambda: _HttpPipeline(request, depth, load), "127.0.0.1", port
+                )
+                protocols.append(t)
+        else:
+            t, _ = await loop.create_connection(
+                lambda: _WsPipeline("127.0.0.1", port, payload, depth * connections, load),
+                "127.0.0.1",
+                port,
+            )
+            protocols.append(t)
+        try:
+            await asyncio.wait_for(load.done, secs + 10)
+        finally:
+            for opened in protocols:
+                opened.close()
+            protocols.clear()
+        return load
+
+    await run(min(2000, limit), seconds)  # warm-up: imports, caches, first allocations
+    load = await run(limit, seconds)
+    elapsed = load.finished - load.started
+    first = load.first_body or b""
+    if b'"result"' not in first:
+        raise RuntimeError(f"{method} over {transport}: unexpected response {first[:200]!r}")
+    return {
+        "requests": load.count,
+        "seconds": round(elapsed, 4),
+        "rps": round(load.count / elapsed, 1),
+    }
+
+
+def client_main(
+    port: int,
+    transport: str,
+    method: str,
+    limit: int,
+    seconds: float,
+    connections: int,
+    depth: int,
+    result_q: Any,
+) -> None:
+    pin(1)
+    try:
+        result_q.put(
+            asyncio.run(_run_cell(port, transport, method, limit, seconds, connections, depth))
+        )
+    except Exception as e:  # report, do not hang the parent
+        result_q.put({"error": repr(e)})
+
+
+# --- orchestration -------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benches.rpc", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--methods",
+        default="benches.rpc:toy_methods",
+        help="module:function returning a MethodTable (default: toy methods)",
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="time bound per cell")
+    parser.add_argument("--requests", type=int, default=30000, help="request bound per cell")
+    parser.add_argument("--connections", type=int, default=4, help="HTTP keep-alive connections")
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=8,
+        help="requests in flight per HTTP connection (WS: depth x connections)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds per cell, alternating server order; the best is reported",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    ctx = mp.get_context("spawn")
+    cells: list[dict[str, Any]] = []
+    servers: dict[str, tuple[Any, Any, int]] = {}
+    try:
+        for kind in SERVERS:
+            port_q = ctx.Queue()
+            stop = ctx.Event()
+            proc = ctx.Process(target=server_main, args=(kind, args.methods, port_q, stop))
+            proc.start()
+            servers[kind] = (proc, stop, port_q.get(timeout=60))
+        for transport in TRANSPORTS:
+            for method in METHODS:
+                for round_no in range(args.rounds):
+                    # Alternate which server goes first: other load on the machine then
+                    # hits both sides alike instead of always the same one.
+                    order = SERVERS if round_no % 2 == 0 else SERVERS[::-1]
+                    for kind in order:
+                        result_q = ctx.Queue()
+                        client = ctx.Process(
+                            target=client_main,
+                            args=(
+                                servers[kind][2],
+                                transport,
+                                method,
+                                args.requests,
+                                args.seconds,
+                                args.connections,
+                                args.depth,
+                                result_q,
+                            ),
+                        )
+                        client.start()
+                        result = result_q.get(timeout=args.seconds * 2 + 60)
+                        client.join(30)
+                        if "error" in result:
+                            raise SystemExit(f"{kind} {transport} {method}: {result['error']}")
+                        cells.append(
+                            {
+                                "server": kind,
+                                "transport": transport,
+                                "method": method,
+                                "round": round_no,
+                                **result,
+                            }
+                        )
+    finally:
+        for proc, stop, _port in servers.values():
+            stop.set()
+            proc.join(30)
+            if proc.is_alive():
+                proc.terminate()
+
+    def rate(kind: str, transport: str, method: str) -> float:
+        # The best round: the one least disturbed by whatever else the machine ran.
+        return max(
+            c["rps"]
+            for c in cells
+            if (c["server"], c["transport"], c["method"]) == (kind, transport, method)
+        )
+
+    rows = []
+    for transport in TRANSPORTS:
+        for method in METHODS:
+            ours, bare = rate("polchain", transport, method), rate("bare", transport, method)
+            rows.append(
+                {
+                    "method": method,
+                    "transport": transport,
+                    "polchain_rps": ours,
+                    "bare_rps": bare,
+                    "ratio": round(ours / bare, 3),
+                }
+            )
+
+    print(
+        f"RPC throughput ({args.methods}; best of {args.rounds} rounds of <= {args.requests} "
+        f"requests or {args.seconds:g} s; "
+        f"HTTP {args.connections} conns x {args.depth} pipelined, WS 1 conn x "
+        f"{args.connections * args.depth} in flight)"
+    )
+    print(f"{'method':<18} {'transport':<9} {'polchain req/s':>15} {'bare req/s':>12} {'ratio':>7}")
+    for row in rows:
+        print(
+            f"{row['method']:<18} {row['transport']:<9} {row['polchain_rps']:>15,.0f} "
+            f"{row['bare_rps']:>12,.0f} {row['ratio']:>7.2f}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "bench": "rpc",
+                "methods": args.methods,
+                "bounds": {
+                    "requests": args.requests,
+                    "seconds": args.seconds,
+                    "rounds": args.rounds,
+                },
+                "load": {"http_connections": args.connections, "depth": args.depth},
+                "machine": {
+                    "python": sys.version.split()[0],
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                },
+                "rows": rows,
+                "cells": cells,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

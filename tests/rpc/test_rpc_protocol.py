@@ -1,0 +1,264 @@
+"""JSON-RPC 2.0 to the letter, over real HTTP against a real server (spec §4-§6)."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+from rpc_fixtures import HEADER, post
+
+from rpc.server import RpcServer
+
+
+async def call(session: aiohttp.ClientSession, server: RpcServer, obj: object) -> object:
+    status, body = await post(session, server, json.dumps(obj))
+    assert status == 200, body
+    return json.loads(body)
+
+
+async def test_single_call_result_and_id_echo(server, session):
+    resp = await call(session, server, {"jsonrpc": "2.0", "id": 7, "method": "system_health"})
+    assert resp == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "result": {"peers": 0, "isSyncing": False, "shouldHavePeers": False},
+    }
+
+
+@pytest.mark.parametrize("rid", ["abc", 0, -5, 2**70, 1.5, None])
+async def test_id_may_be_string_number_or_null(server, session, rid):
+    resp = await call(
+        session, server, {"jsonrpc": "2.0", "id": rid, "method": "test_echo", "params": [1]}
+    )
+    assert resp == {"jsonrpc": "2.0", "id": rid, "result": [1]}
+
+
+async def test_substrate_shaped_header(server, session):
+    resp = await call(
+        session, server, {"jsonrpc": "2.0", "id": 1, "method": "chain_getHeader", "params": []}
+    )
+    assert resp["result"] == HEADER
+
+
+async def test_absent_params_are_an_empty_array(server, session):
+    resp = await call(session, server, {"jsonrpc": "2.0", "id": 1, "method": "test_echo"})
+    assert resp["result"] == []
+
+
+async def test_parse_error_has_null_id(server, session):
+    status, body = await post(
+        session, server, b'{"jsonrpc": "2.0", "method": "foo", "params": "bar", "baz]'
+    )
+    assert status == 200
+    resp = json.loads(body)
+    assert resp["id"] is None
+    assert resp["error"]["code"] == -32700
+    assert resp["error"]["message"] == "Parse error"
+    assert "data" in resp["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   ",
+        b"\xff\xfe",
+        b'{"jsonrpc":"2.0","id":1,"method":"test_echo","params":["\xff"]}',
+        b'"\xed\xa0\x80"',
+        b'{"a":1} trailing',
+    ],
+)
+async def test_invalid_json_or_utf8_is_parse_error(server, session, body):
+    status, raw = await post(session, server, body)
+    assert status == 200
+    resp = json.loads(raw)
+    assert resp["error"]["code"] == -32700
+    assert resp["id"] is None
+
+
+@pytest.mark.parametrize(
+    ("request_obj", "echo_id"),
+    [
+        ({"jsonrpc": "1.0", "id": 1, "method": "system_health"}, 1),
+        ({"id": 1, "method": "system_health"}, 1),
+        ({"jsonrpc": 2.0, "id": 1, "method": "system_health"}, 1),
+        ({"jsonrpc": "2.0", "id": 1, "method": 1}, 1),
+        ({"jsonrpc": "2.0", "id": 1}, 1),
+        ({"jsonrpc": "2.0", "id": 1, "method": "test_echo", "params": "bar"}, 1),
+        ({"jsonrpc": "2.0", "id": 1, "method": "test_echo", "params": 3}, 1),
+        ({"jsonrpc": "2.0", "id": 1, "method": "test_echo", "params": None}, 1),
+        ({"jsonrpc": "2.0", "id": [1], "method": "system_health"}, None),
+        ({"jsonrpc": "2.0", "id": {"a": 1}, "method": "system_health"}, None),
+        ({"jsonrpc": "2.0", "id": True, "method": "system_health"}, None),
+        (1, None),
+        ("a string", None),
+    ],
+)
+async def test_invalid_request(server, session, request_obj, echo_id):
+    resp = await call(session, server, request_obj)
+    assert resp["error"]["code"] == -32600, resp
+    assert resp["error"]["message"] == "Invalid request"
+    assert isinstance(resp["error"]["data"], str)
+    assert resp["id"] == echo_id
+
+
+async def test_invalid_request_without_id_is_still_answered(server, session):
+    # Not a valid Request object, hence not a notification: spec §6 answers [1] with an error.
+    resp = await call(session, server, {"jsonrpc": "2.0", "method": 5})
+    assert resp["error"]["code"] == -32600
+
+
+async def test_method_not_found(server, session):
+    resp = await call(session, server, {"jsonrpc": "2.0", "id": "x", "method": "nope_nope"})
+    assert resp == {
+        "jsonrpc": "2.0",
+        "id": "x",
+        "error": {
+            "code": -32601,
+            "message": "Method not found",
+            "data": "no method named 'nope_nope'",
+        },
+    }
+
+
+async def test_invalid_params_names_the_param(server, session):
+    resp = await call(
+        session, server, {"jsonrpc": "2.0", "id": 1, "method": "test_add", "params": ["one"]}
+    )
+    assert resp["error"]["code"] == -32602
+    assert "param 0 'a'" in resp["error"]["message"]
+    assert "integer" in resp["error"]["message"]
+
+
+async def test_internal_error_does_not_leak(server, session, caplog):
+    resp = await call(session, server, {"jsonrpc": "2.0", "id": 1, "method": "test_fail"})
+    assert resp["error"] == {"code": -32603, "message": "Internal error"}
+    assert "secret" not in json.dumps(resp)
+    assert "Traceback" not in json.dumps(resp)
+    assert any("test_fail" in r.getMessage() for r in caplog.records)
+
+
+async def test_unencodable_result_is_internal_error(server, session):
+    resp = await call(session, server, {"jsonrpc": "2.0", "id": 3, "method": "test_badResult"})
+    assert resp == {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "error": {"code": -32603, "message": "Internal error"},
+    }
+
+
+async def test_pool_error_code_and_reason(server, session):
+    resp = await call(session, server, {"jsonrpc": "2.0", "id": 1, "method": "test_poolReject"})
+    assert resp["error"] == {
+        "code": 1010,
+        "message": "Invalid Transaction",
+        "data": "nonce 3 is stale: the account's next nonce is 5",
+    }
+
+
+async def test_notification_gets_no_body(server, session):
+    for method in ("test_echo", "test_fail", "nope_nope"):
+        status, body = await post(session, server, json.dumps({"jsonrpc": "2.0", "method": method}))
+        assert (status, body) == (204, b"")
+
+
+async def test_batch_mixed(server, session):
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "test_add", "params": [1, 2]},
+        {"jsonrpc": "2.0", "method": "test_echo", "params": [7]},
+        {"jsonrpc": "2.0", "id": 2, "method": "nope"},
+        {"foo": "boo"},
+        1,
+        {"jsonrpc": "2.0", "id": "3", "method": "test_add", "params": {"a": 4, "b": 5}},
+    ]
+    resp = await call(session, server, batch)
+    assert isinstance(resp, list)
+    assert len(resp) == 5  # the notification has no entry
+    assert resp[0] == {"jsonrpc": "2.0", "id": 1, "result": 3}
+    assert resp[1]["error"]["code"] == -32601 and resp[1]["id"] == 2
+    assert resp[2]["error"]["code"] == -32600 and resp[2]["id"] is None
+    assert resp[3]["error"]["code"] == -32600 and resp[3]["id"] is None
+    assert resp[4] == {"jsonrpc": "2.0", "id": "3", "result": 9}
+
+
+async def test_empty_batch_is_one_invalid_request(server, session):
+    resp = await call(session, server, [])
+    assert isinstance(resp, dict)
+    assert resp["error"]["code"] == -32600
+    assert resp["id"] is None
+
+
+async def test_batch_of_only_notifications_gets_no_body(server, session):
+    batch = [{"jsonrpc": "2.0", "method": "test_echo"}, {"jsonrpc": "2.0", "method": "nope"}]
+    status, body = await post(session, server, json.dumps(batch))
+    assert (status, body) == (204, b"")
+
+
+async def test_batch_over_the_limit(start_server, session):
+    async with start_server(max_batch_len=4) as srv:
+        ok = [{"jsonrpc": "2.0", "id": i, "method": "system_health"} for i in range(4)]
+        assert len(await call(session, srv, ok)) == 4
+        resp = await call(
+            session, srv, [*ok, {"jsonrpc": "2.0", "id": 9, "method": "system_health"}]
+        )
+        assert resp["error"]["code"] == -32010
+        assert "5" in resp["error"]["data"] and "4" in resp["error"]["data"]
+
+
+async def test_oversize_body_is_413_and_server_keeps_serving(start_server, session):
+    async with start_server(max_request_size=1000) as srv:
+        big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test_echo", "params": ["x" * 2000]})
+        status, body = await post(session, srv, big)
+        assert status == 413
+        assert json.loads(body)["error"]["code"] == -32007
+
+        async def chunks():
+            for _ in range(3):
+                yield b"[" + b" " * 600 + b"]"
+
+        async with session.post(srv.url, data=chunks()) as resp:  # chunked: no Content-Length
+            assert resp.status == 413
+        resp2 = await call(session, srv, {"jsonrpc": "2.0", "id": 2, "method": "system_health"})
+        assert resp2["result"]["peers"] == 0
+
+
+async def test_oversize_response(start_server, session):
+    async with start_server(max_response_size=1000) as srv:
+        resp = await call(
+            session, srv, {"jsonrpc": "2.0", "id": 5, "method": "test_big", "params": [900]}
+        )
+        assert len(resp["result"]) == 900
+        resp = await call(
+            session, srv, {"jsonrpc": "2.0", "id": 5, "method": "test_big", "params": [2000]}
+        )
+        assert resp["error"]["code"] == -32008
+        assert resp["id"] == 5
+
+
+@pytest.mark.parametrize("depth", [65, 200, 5000, 200_000])
+async def test_deep_nesting_is_a_clear_parse_error(server, session, depth):
+    body = (
+        '{"jsonrpc":"2.0","id":1,"method":"test_echo","params":' + "[" * depth + "]" * depth + "}"
+    )
+    status, raw = await post(session, server, body)
+    assert status == 200
+    resp = json.loads(raw)
+    assert resp["error"]["code"] == -32700
+    assert "nested deeper than 64" in resp["error"]["data"]
+    assert (await call(session, server, {"jsonrpc": "2.0", "id": 2, "method": "system_health"}))[
+        "id"
+    ] == 2
+
+
+async def test_nesting_within_the_limit_and_brackets_in_strings(server, session):
+    params = [[[[1]]], "[[[[[[" * 40, {"a": {"b": {"c": []}}}]
+    resp = await call(
+        session, server, {"jsonrpc": "2.0", "id": 1, "method": "test_echo", "params": params}
+    )
+    assert resp["result"] == params
+
+
+async def test_get_root_without_upgrade_is_405(server, session):
+    async with session.get(server.url) as resp:
+        assert resp.status == 405
