@@ -80,6 +80,16 @@ def toy_methods() -> MethodTable:
     return table
 
 
+def node_methods() -> MethodTable:
+    """The real node's table over a dev chain in a temporary database (the default)."""
+    from genesis.spec import load_chain_spec
+    from node.service import NodeConfig, NodeService
+    from rpc.api import build_method_table
+
+    service = NodeService(NodeConfig(chain="dev", tmp=True), load_chain_spec("dev"))
+    return build_method_table(service)
+
+
 def load_factory(path: str) -> Callable[[], MethodTable]:
     module, _, name = path.partition(":")
     factory = getattr(importlib.import_module(module), name or "make_methods")
@@ -371,8 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--methods",
-        default="benches.rpc:toy_methods",
-        help="module:function returning a MethodTable (default: toy methods)",
+        default="benches.rpc:node_methods",
+        help="module:function returning a MethodTable (default: the dev node's; "
+        "benches.rpc:toy_methods for canned answers)",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="time bound per cell")
     parser.add_argument("--requests", type=int, default=30000, help="request bound per cell")

@@ -118,7 +118,7 @@ class Unbond(Wire, frozen=True, tag=_tag(5, 1)):
 Call = Remark | Transfer | RegisterModel | RegisterDataset | AppendRows | Train | Bond | Unbond
 
 # (pallet name, call name) for each call type, in tag order; the JSON form uses these names.
-CALL_NAMES: dict[type, tuple[str, str]] = {
+CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     Remark: ("system", "remark"),
     Transfer: ("balances", "transfer"),
     RegisterModel: ("models", "register_model"),

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import struct
 
-from chain.codec import U64, AccountId, BlockNumber, Hash32, Wire, decode_versioned, encode_versioned
+from chain.codec import (
+    U64,
+    AccountId,
+    BlockNumber,
+    Hash32,
+    Wire,
+    decode_versioned,
+    encode_versioned,
+)
 from chain.crypto import blake2_256
 from chain.errors import BlockError
 

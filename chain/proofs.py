@@ -22,10 +22,19 @@ from chain.errors import BlockError
 
 
 class TrainingProof(Wire, frozen=True):
+    """A job's transcript as the block carries it.
+
+    If training diverged (a loss or weight became non-finite in segment d), the transcript
+    stops at checkpoint d and ``diverged_segment`` is d: the call fails, and validators
+    confirm the claim by re-running segment d, so an author cannot fake a divergence to
+    skip the work.
+    """
+
     extrinsic_index: U32
     checkpoints: tuple[bytes, ...]
     losses: tuple[U32, ...]
     transcript_root: Hash32
+    diverged_segment: U32 | None = None
 
     def get_checkpoint(self, j: int) -> np.ndarray:
         return np.frombuffer(self.checkpoints[j], dtype="<f4").astype(np.float32)
@@ -38,6 +47,7 @@ def compute_proof(index: int, result: ml_runtime.JobResult) -> TrainingProof:
         tuple(np.asarray(c, dtype="<f4").tobytes() for c in result.checkpoints),
         tuple(int(np.float32(e.loss).view(np.uint32)) for e in result.transcript.entries),
         result.transcript.root,
+        None if result.finite else result.diverged_segment,
     )
 
 
@@ -61,7 +71,10 @@ def verify_proof_links(job: ml_runtime.TrainingJob, proof: TrainingProof) -> tup
     weights the job starts from, each checkpoint decodes to the model's parameter count, and
     the entries hash to the claimed transcript root. Returns the entries.
     """
-    count = job.num_segments + 1
+    diverged = proof.diverged_segment
+    if diverged is not None and diverged >= job.num_segments:
+        raise BlockError(f"training proof #{proof.extrinsic_index}: diverged segment {diverged} of {job.num_segments}")
+    count = job.num_segments + 1 if diverged is None else diverged + 1
     if len(proof.checkpoints) != count or len(proof.losses) != count:
         raise BlockError(
             f"training proof #{proof.extrinsic_index}: {len(proof.checkpoints)} checkpoints and "
@@ -80,6 +93,20 @@ def verify_proof_links(job: ml_runtime.TrainingJob, proof: TrainingProof) -> tup
     return entries
 
 
+def verify_divergence(job: ml_runtime.TrainingJob, proof: TrainingProof) -> None:
+    """Re-run the segment a proof says diverged; BlockError unless it really does."""
+    d = proof.diverged_segment
+    if d is None:
+        return
+    try:
+        ml_runtime.recompute_segment(job, d, proof.get_checkpoint(d))
+    except ml_runtime.NonFiniteWeights:
+        return
+    except ml_runtime.MLRuntimeError as exc:
+        raise BlockError(f"training proof #{proof.extrinsic_index}: diverged segment {d}: {exc}") from None
+    raise BlockError(f"training proof #{proof.extrinsic_index}: segment {d} does not diverge as claimed")
+
+
 class TranscriptVerifier(Protocol):
     """Decides whether an author's training proof is to be believed (raises BlockError if not)."""
 
@@ -91,8 +118,9 @@ class FullReexecution:
 
     def verify(self, job: ml_runtime.TrainingJob, proof: TrainingProof, block_seed: bytes) -> None:
         entries = verify_proof_links(job, proof)
-        for j in range(job.num_segments):
+        for j in range(len(entries) - 1):
             try:
                 ml_runtime.verify_segment(job, j, proof.get_checkpoint(j), entries[j + 1])
             except ml_runtime.MLRuntimeError as exc:
                 raise BlockError(f"training proof #{proof.extrinsic_index}: segment {j}: {exc}") from None
+        verify_divergence(job, proof)

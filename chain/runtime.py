@@ -17,8 +17,8 @@ import msgspec
 
 import ml_runtime
 from chain import calls
-from chain.crypto import blake2_256
 from chain.config import SPEC_VERSION, RuntimeConfig
+from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
 from chain.extrinsic import Extrinsic
 from chain.pallets import balances, datasets, models, staking, training
@@ -109,6 +109,12 @@ class Runtime:
         With ``allow_future`` (the pool's view) a nonce ahead of the account's is accepted:
         the pool holds such an extrinsic until the nonces before it arrive.
         """
+        return self._verify_extrinsic(state, xt, length, number, check_signature, allow_future)[0]
+
+    def _verify_extrinsic(
+        self, state: StateAccess, xt: Extrinsic, length: int, number: int, check_signature: bool, allow_future: bool,
+    ) -> tuple[Validity, balances.AccountInfo]:
+        """:meth:`verify_extrinsic`, also returning the signer's account as it was read."""
         if not xt.era.is_alive(number):
             raise InvalidTransaction("stale", f"era {xt.era.birth}+{xt.era.period} does not cover block {number}")
         if check_signature:
@@ -122,15 +128,15 @@ class Runtime:
             raise FutureTransaction(f"nonce {xt.nonce} is ahead of the account nonce {account.nonce}")
         if account.free < fee:
             raise InvalidTransaction("payment", f"free balance {account.free} cannot pay the fee {fee}")
-        return Validity(priority=xt.tip, account_nonce=account.nonce, fee=fee, weight=weight)
+        return Validity(priority=xt.tip, account_nonce=account.nonce, fee=fee, weight=weight), account
 
     def apply_extrinsic(
         self, state: Any, block: BlockInfo, index: int, xt: Extrinsic, xt_hash: bytes, length: int,
         *, check_signature: bool = True,
     ) -> Receipt:
         """Apply one extrinsic to the overlay; InvalidTransaction means the block is invalid."""
-        validity = self.verify_extrinsic(state, xt, length, block.number, check_signature=check_signature)
-        self.apply_fee(state, xt.signer, validity.fee, block.author)
+        validity, account = self._verify_extrinsic(state, xt, length, block.number, check_signature, False)
+        self.apply_fee(state, xt.signer, validity.fee, block.author, account)
         ctx = CallContext(state, xt.signer, index, xt_hash, validity.fee, block, self.config)
         state.start_transaction()
         try:
@@ -146,9 +152,15 @@ class Runtime:
         done = Event("system", "ExtrinsicSucceeded", (("weight", validity.weight),))
         return Receipt(index, xt_hash, True, validity.fee, validity.weight, None, (*ctx.events, done))
 
-    def apply_fee(self, state: StateAccess, who: bytes, fee: int, author: bytes) -> None:
-        """Withdraw the fee, bump the nonce, credit the block author."""
-        account = balances.get_account(state, who)
+    def apply_fee(
+        self, state: StateAccess, who: bytes, fee: int, author: bytes, account: balances.AccountInfo | None = None
+    ) -> None:
+        """Withdraw the fee, bump the nonce, credit the block author.
+
+        ``account`` is ``who``'s account if the caller has just read it (saves a read).
+        """
+        if account is None:
+            account = balances.get_account(state, who)
         balances.apply_account(state, who, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - fee))
         if author != who:
             receiver = balances.get_account(state, author)

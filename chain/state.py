@@ -95,18 +95,15 @@ class Overlay:
     The base is fixed when the overlay is made (see :meth:`StateDB.overlay`).
     """
 
-    __slots__ = ("_base_get", "_base_iter", "_changes", "_layers", "base_root", "is_flat")
+    __slots__ = ("_base_get", "_base_iter", "_changes", "_layers", "base_root")
 
     def __init__(
         self,
         base_root: bytes,
         base_get: Callable[[bytes], bytes | None],
         base_iter: Callable[[bytes], Iterator[tuple[bytes, bytes]]],
-        *,
-        is_flat: bool,
     ) -> None:
         self.base_root = base_root
-        self.is_flat = is_flat
         self._base_get = base_get
         self._base_iter = base_iter
         self._changes: dict[bytes, bytes | None] = {}
@@ -254,6 +251,7 @@ class StateDB:
 
     @property
     def trie(self) -> Trie:
+        """The trie reader over the TRIE column (for tools, benchmarks and proofs)."""
         return self._trie
 
     def root(self) -> bytes:
@@ -261,6 +259,7 @@ class StateDB:
         return self._root
 
     def is_known_root(self, root: bytes) -> bool:
+        """Whether ``root`` can be read with ``at=`` (its trie root node is stored)."""
         return self._trie.is_known_root(root)
 
     def get(self, key: bytes, *, at: bytes | None = None) -> bytes | None:
@@ -316,7 +315,6 @@ class StateDB:
                 base,
                 lambda key: self._get_base(base, key),
                 lambda prefix: self._iter_base(base, prefix),
-                is_flat=True,
             )
         if not self._trie.is_known_root(at):
             raise StateError(f"cannot open an overlay at unknown state root 0x{at.hex()}")
@@ -325,7 +323,6 @@ class StateDB:
             at,
             lambda key: trie.get(at, key),
             lambda prefix: trie.iter_items(at, prefix),
-            is_flat=False,
         )
 
     def _get_base(self, base: bytes, key: bytes) -> bytes | None:

@@ -1,1 +1,75 @@
-"""polchain ml_runtime."""
+"""polchain ml_runtime: bit-exact SGD training, transcripts and proof-of-learning checks.
+
+A leaf package (numpy + numba only). Every computation on the consensus path follows the
+determinism profile of DESIGN.md §3: float32 in a fixed order, + - * / only (exp/log
+are built from them), blake2b PRFs instead of numpy random generators, and a plain
+NumPy scalar twin for every numba kernel.
+"""
+
+from ml_runtime.cost import NS_PER_UNIT, job_cost, step_cost
+from ml_runtime.data import load_digits
+from ml_runtime.errors import (
+    BuildMismatch,
+    InvalidCheckpoint,
+    InvalidJob,
+    InvalidSpec,
+    MLRuntimeError,
+    NonFiniteWeights,
+    ProofError,
+    SegmentMismatch,
+)
+from ml_runtime.inference import predict
+from ml_runtime.job import (
+    JobResult,
+    TrainingJob,
+    recompute_segment,
+    run_job,
+    sample_segments,
+    verify_segment,
+)
+from ml_runtime.prf import batch_indices, init_weights
+from ml_runtime.selfcheck import verify_build, warm_up
+from ml_runtime.spec import ModelSpec
+from ml_runtime.transcript import (
+    Transcript,
+    TranscriptEntry,
+    compute_merkle_root,
+    hash_weights,
+    merkle_proof,
+    merkle_root,
+    verify_merkle_proof,
+)
+
+__all__ = [
+    "NS_PER_UNIT",
+    "BuildMismatch",
+    "InvalidCheckpoint",
+    "InvalidJob",
+    "InvalidSpec",
+    "JobResult",
+    "MLRuntimeError",
+    "ModelSpec",
+    "NonFiniteWeights",
+    "ProofError",
+    "SegmentMismatch",
+    "TrainingJob",
+    "Transcript",
+    "TranscriptEntry",
+    "batch_indices",
+    "compute_merkle_root",
+    "hash_weights",
+    "init_weights",
+    "job_cost",
+    "load_digits",
+    "merkle_proof",
+    "merkle_root",
+    "predict",
+    "recompute_segment",
+    "run_job",
+    "sample_segments",
+    "step_cost",
+    "verify_build",
+    "verify_merkle_proof",
+    "verify_segment",
+    "warm_up",
+]

@@ -13,9 +13,15 @@ import hashlib
 import struct
 from typing import Any, Generic, Protocol, TypeVar
 
+import msgspec
+
 from chain.codec import decode, encode
 
 V = TypeVar("V")
+
+# Bounds of the per-item memo tables below; a full table is simply emptied (no LRU
+# bookkeeping on the hot path). 65,536 entries cover a block's accounts many times over.
+_MEMO_LIMIT = 1 << 16
 
 
 class StateAccess(Protocol):
@@ -61,19 +67,52 @@ class StorageValue(Generic[V]):
         state.set(self.key, encode(value))
 
 
+def _is_immutable(typ: Any) -> bool:
+    """Whether decoded values of ``typ`` can be shared between readers (frozen Structs)."""
+    return isinstance(typ, type) and issubclass(typ, msgspec.Struct) and bool(typ.__struct_config__.frozen)
+
+
 class StorageMap(Generic[V]):
-    """A map from keys (ints, bytes or strs, possibly a tuple of them) to values of type ``V``."""
+    """A map from keys (ints, bytes or strs, possibly a tuple of them) to values of type ``V``.
+
+    Two memo tables keep the hot path (a transfer reads and writes three accounts) off
+    blake2b and the decoder: storage keys of single ``bytes`` keys (account ids), and, for
+    frozen value types only, decoded values by their canonical bytes. Both are pure
+    functions of their inputs, so a memo can never disagree with the state, whatever the
+    overlay's transactions do.
+    """
 
     def __init__(self, pallet: str, name: str, typ: type[V]) -> None:
         self.prefix = blake2_128(pallet.encode()) + blake2_128(name.encode())
         self.typ = typ
+        self._keys: dict[bytes, bytes] = {}
+        self._values: dict[bytes, V] | None = {} if _is_immutable(typ) else None
 
     def compute_key(self, *key: Any) -> bytes:
+        # Only a lone bytes key is memoized: it is the hot case, and ints would collide with
+        # bools (True == 1), which compute_map_key_part refuses.
+        if len(key) == 1 and type(key[0]) is bytes:
+            full = self._keys.get(key[0])
+            if full is None:
+                if len(self._keys) >= _MEMO_LIMIT:
+                    self._keys.clear()
+                full = self._keys[key[0]] = self.prefix + compute_map_key_part(key[0])
+            return full
         return self.prefix + b"".join(compute_map_key_part(k) for k in key)
 
     def get(self, state: StateAccess, *key: Any) -> V | None:
         raw = state.get(self.compute_key(*key))
-        return None if raw is None else decode(raw, self.typ)
+        if raw is None:
+            return None
+        values = self._values
+        if values is None:
+            return decode(raw, self.typ)
+        value = values.get(raw)
+        if value is None:
+            if len(values) >= _MEMO_LIMIT:
+                values.clear()
+            value = values[raw] = decode(raw, self.typ)
+        return value
 
     def get_raw(self, state: StateAccess, *key: Any) -> bytes | None:
         return state.get(self.compute_key(*key))

@@ -99,8 +99,10 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     license_paid = info.price_per_row * call.steps * call.batch_size
     apply_move(ctx.state, ctx.sender, info.provider, license_paid, ctx.config.existential_deposit)
     final, proof = _train_or_verify(ctx, job)
-    if not np.isfinite(final).all():
-        raise DispatchError(PALLET, "NonFiniteWeights", "training diverged: the final weights hold NaN or infinity")
+    if proof.diverged_segment is not None:
+        raise DispatchError(
+            PALLET, "NonFiniteWeights", f"training diverged in segment {proof.diverged_segment}: a loss or weight became NaN or infinite"
+        )
     record = models.TrainingRecord(
         ctx.extrinsic_hash, call.dataset, call.steps, call.batch_size, call.lr, call.l2, call.segment_len,
         job.seed, proof.transcript_root, proof.losses, ctx.fee, license_paid,
@@ -123,9 +125,9 @@ def _train_or_verify(ctx: CallContext, job: ml_runtime.TrainingJob) -> tuple[np.
         proof = compute_proof(ctx.extrinsic_index, result)
         block.proofs[ctx.extrinsic_index] = proof
         return np.asarray(result.weights, dtype=np.float32), proof
-    proof = block.proofs.get(ctx.extrinsic_index)
-    if proof is None:
+    claimed = block.proofs.get(ctx.extrinsic_index)
+    if claimed is None:
         raise BlockError(f"extrinsic #{ctx.extrinsic_index} trains but the block carries no proof for it")
     block.used_proofs.add(ctx.extrinsic_index)
-    block.verifier.verify(job, proof, blake2_256(block.parent_hash + ctx.extrinsic_hash))
-    return proof.get_checkpoint(len(proof.checkpoints) - 1), proof
+    block.verifier.verify(job, claimed, blake2_256(block.parent_hash + ctx.extrinsic_hash))
+    return claimed.get_checkpoint(len(claimed.checkpoints) - 1), claimed

@@ -146,3 +146,30 @@ def test_reopening_with_another_chain_id_is_refused(tmp_path) -> None:
     open_chain(tmp_path / "db").db.close()
     with pytest.raises(ChainError, match="holds chain 'dev'"):
         open_chain(tmp_path / "db", load_chain_spec("local"))
+
+
+def test_diverging_training_fails_the_call_and_validators_confirm_it(pair) -> None:
+    author, validator = pair
+    xt = sign(author, BOB, train_call(steps=40, lr=1e30, segment=10), 0)
+    built = author.build_block([xt], ALICE, slot=1)
+    (receipt,) = built.receipts
+    assert not receipt.success and "NonFiniteWeights" in (receipt.error or "")
+    (proof,) = built.block.body.proofs
+    assert proof.diverged_segment is not None
+    assert models.get_model(author.state.overlay(), 0).latest_version == 0
+    validator.import_block(built.block)
+    assert validator.state.root() == author.state.root()
+
+
+def test_a_faked_divergence_is_rejected(pair) -> None:
+    author, validator = pair
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    proof = built.block.body.proofs[0]
+    import ml_runtime
+    from chain.proofs import compute_entries
+
+    cut = msgspec.structs.replace(proof, checkpoints=proof.checkpoints[:2], losses=proof.losses[:2], diverged_segment=1)
+    cut = msgspec.structs.replace(cut, transcript_root=ml_runtime.merkle_root(compute_entries(cut)))
+    with pytest.raises(BlockError):
+        validator.import_block(_tampered(built.block, cut))
+    assert validator.best_number == 0

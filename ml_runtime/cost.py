@@ -1,0 +1,53 @@
+"""Cost model: work units of one SGD step, for the runtime's fees and weights.
+
+A work unit is one float32 multiply-add (or comparable scalar op) in the kernels:
+
+* linear:  B·(2dk + 2k) + 2P  — forward and gradient outer product per sample, the
+  squared error, and the update (P = parameter count);
+* softmax: B·(2dk + (2 + EXP_UNITS)·k + LOG_UNITS) + 2P — as linear plus exp per class
+  and one log per sample;
+* mlp:     B·(2dh + 2h + 3hk + (2 + EXP_UNITS)·k + LOG_UNITS) + 2P — two layers forward,
+  back-propagation through W2 and both gradient outer products.
+
+``NS_PER_UNIT`` converts units to time on the reference machine; it was measured by
+``python -m benches.kernels`` (see ``calibrate``) and is for documentation and fee
+tuning only: consensus uses the integer units, never a timing.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ml_runtime.errors import InvalidJob
+from ml_runtime.spec import ModelSpec
+
+EXP_UNITS: Final = 16  # range reduction + degree-7 Horner + table scale
+LOG_UNITS: Final = 24  # scaling loop + division + degree-4 Horner in s**2
+
+# Nanoseconds per work unit of the numba kernels, measured by benches/kernels.py on the
+# reference machine (2-core x86-64 VM, numba 0.68.1, see the bench JSON): the mean over
+# the three families at d=64, k=10, h=32, B=32 (0.282, 0.311, 0.201 ns: linear, softmax, mlp).
+NS_PER_UNIT: Final = 0.265
+
+
+def step_cost(spec: ModelSpec, batch_size: int) -> int:
+    """Work units of one SGD step of ``spec`` at ``batch_size``."""
+    if not isinstance(spec, ModelSpec):
+        raise InvalidJob(f"step_cost needs a ModelSpec, got {type(spec).__name__}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InvalidJob(f"batch_size {batch_size!r} must be a positive int")
+    d, k, h, p = spec.d, spec.k, spec.h, spec.param_count
+    if spec.family == "linear":
+        per_sample = 2 * d * k + 2 * k
+    elif spec.family == "softmax":
+        per_sample = 2 * d * k + (2 + EXP_UNITS) * k + LOG_UNITS
+    else:
+        per_sample = 2 * d * h + 2 * h + 3 * h * k + (2 + EXP_UNITS) * k + LOG_UNITS
+    return batch_size * per_sample + 2 * p
+
+
+def job_cost(spec: ModelSpec, batch_size: int, steps: int) -> int:
+    """Work units of a whole job (``steps`` SGD steps)."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise InvalidJob(f"steps {steps!r} must be a positive int")
+    return steps * step_cost(spec, batch_size)

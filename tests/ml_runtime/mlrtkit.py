@@ -1,0 +1,91 @@
+"""Random small training jobs and a twin-driven job runner, shared by the ml_runtime tests.
+
+Also a script: ``NUMBA_DISABLE_JIT=1 python tests/ml_runtime/mlrtkit.py FAMILY COUNT``
+runs COUNT random jobs through ``ml_runtime.run_job`` in this process and prints one JSON
+line per job (checkpoint hashes, losses, status), so a test can compare a JIT-off run
+against the twins bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+import ml_runtime as mr
+from ml_runtime import twins
+
+FAMILIES = ("linear", "softmax", "mlp")
+
+
+def make_random_job(family: str, seed: int) -> mr.TrainingJob:
+    """A small random job; scales span ordinary training up to overflow and divergence."""
+    rng = np.random.default_rng([seed, FAMILIES.index(family)])
+    d = int(rng.integers(1, 7))
+    k = int(rng.integers(1 if family == "linear" else 2, 5))
+    h = int(rng.integers(1, 6)) if family == "mlp" else 0
+    spec = mr.ModelSpec(family, d, k, h)
+    n = int(rng.integers(1, 9))
+    x_scale = np.float32(rng.choice([0.1, 1.0, 30.0, 1e4]))
+    x = (rng.standard_normal((n, d)) * x_scale).astype(np.float32)
+    if family == "linear":
+        y = (rng.standard_normal((n, k)) * 3).astype(np.float32)
+    else:
+        y = rng.integers(0, k, n).astype(np.int32)
+    w_scale = np.float32(rng.choice([0.01, 1.0, 20.0, 1e5, 1e36]))
+    if rng.random() < 0.3:
+        w = mr.init_weights(spec, rng.bytes(32))
+    else:
+        w = (rng.standard_normal(spec.param_count) * w_scale).astype(np.float32)
+    steps = int(rng.integers(1, 5))
+    lr = float(10 ** rng.uniform(-3, 4))
+    l2 = 0.0 if rng.random() < 0.3 else float(10 ** rng.uniform(-4, 0))
+    return mr.TrainingJob(
+        spec=spec,
+        weights=w,
+        x=x,
+        y=y,
+        steps=steps,
+        batch_size=int(rng.integers(1, min(n, 4) + 1)),
+        lr=lr,
+        l2=l2,
+        seed=rng.bytes(32),
+        segment_len=int(rng.integers(1, steps + 1)),
+    )
+
+
+def twin_run(job: mr.TrainingJob) -> dict:
+    """Run ``job`` segment by segment with the NumPy twins; same summary as ``summary``."""
+    w = np.array(job.weights, copy=True)
+    hashes = [mr.hash_weights(w).hex()]
+    losses = [np.float32(0.0).tobytes().hex()]
+    spec = job.spec
+    fn = {"linear": twins.linear_segment, "softmax": twins.softmax_segment,
+          "mlp": twins.mlp_segment}[spec.family]
+    extra = (spec.h,) if spec.family == "mlp" else ()
+    for j in range(job.num_segments):
+        steps = job.segment_steps(j)
+        idx = mr.batch_indices(job.seed, steps.start, len(steps), job.x.shape[0], job.batch_size)
+        loss, status = fn(w, job.x, job.y, idx, len(steps), job.batch_size, job.lr, job.l2,
+                          spec.d, spec.k, *extra)
+        if status >= 0:
+            return {"hashes": hashes, "losses": losses, "diverged_step": steps.start + status}
+        hashes.append(mr.hash_weights(w).hex())
+        losses.append(np.float32(loss).tobytes().hex())
+    return {"hashes": hashes, "losses": losses, "diverged_step": None}
+
+
+def summary(result: mr.JobResult) -> dict:
+    """The bits of a JobResult that twin_run reproduces."""
+    return {
+        "hashes": [e.weights_hash.hex() for e in result.transcript.entries],
+        "losses": [np.float32(e.loss).tobytes().hex() for e in result.transcript.entries],
+        "diverged_step": result.diverged_step,
+    }
+
+
+if __name__ == "__main__":
+    family, count = sys.argv[1], int(sys.argv[2])
+    for i in range(count):
+        print(json.dumps(summary(mr.run_job(make_random_job(family, i)))))
