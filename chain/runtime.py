@@ -123,6 +123,12 @@ class Runtime:
         if xt.nonce < account.nonce:
             raise InvalidTransaction("stale", f"nonce {xt.nonce} is already used (account nonce is {account.nonce})")
         weight = self.compute_weight(state, xt)
+        if weight > self.config.max_block_weight or length > self.config.max_block_length:
+            raise InvalidTransaction(
+                "exhausts_resources",
+                f"weight {weight} / length {length} exceed a block's limits "
+                f"({self.config.max_block_weight} / {self.config.max_block_length})",
+            )
         fee = self.config.compute_fee(length, weight, xt.tip)
         if xt.nonce > account.nonce and not allow_future:
             raise FutureTransaction(f"nonce {xt.nonce} is ahead of the account nonce {account.nonce}")

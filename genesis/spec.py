@@ -15,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-
 import ml_runtime
 from chain.config import RuntimeConfig
 from chain.crypto import parse_account, ss58_encode

@@ -18,14 +18,14 @@ from chain.crypto import (
     ss58_encode,
 )
 from chain.errors import CodecError, InvalidAddress, InvalidKey, InvalidTransaction
-from chain.extrinsic import Era, decode_extrinsic, sign_extrinsic
+from chain.extrinsic import IMMORTAL, Era, decode_extrinsic, sign_extrinsic
 from chain.header import Header, PolCommitment, compute_pol_digest
 
 GENESIS = blake2_256(b"test genesis")
 ALICE, BOB = dev_keypair("Alice"), dev_keypair("Bob")
 
 
-def _xt(call=None, nonce=0, tip=0, era=Era(0, 0), key=ALICE):
+def _xt(call=None, nonce=0, tip=0, era=IMMORTAL, key=ALICE):
     call = call or calls.Transfer(BOB.public, 10)
     return sign_extrinsic(key, call, nonce=nonce, genesis_hash=GENESIS, spec_version=1, tip=tip, era=era)
 

@@ -1,0 +1,200 @@
+"""Runtime modules through real blocks: each failure names its error and changes only the fee."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, open_chain, sign, train_call
+
+import ml_runtime
+from chain import calls
+from chain.crypto import Keypair
+from chain.pallets import balances, datasets, models
+
+DAVE = Keypair.from_uri("//Dave")
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = open_chain(tmp_path / "db")
+    yield c
+    c.db.close()
+
+
+def _fee(chain, xt) -> int:
+    weight = chain.runtime.compute_weight(chain.state.overlay(), xt)
+    return chain.config.compute_fee(len(xt.encode()), weight, xt.tip)
+
+
+class Driver:
+    """Applies one call per block and checks what a failure may change."""
+
+    def __init__(self, chain) -> None:
+        self.chain = chain
+        self.slot = 0
+
+    def apply(self, key, call, *, tip: int = 0):
+        chain = self.chain
+        nonce = balances.get_account(chain.state.overlay(), key.public).nonce
+        xt = sign(chain, key, call, nonce, tip)
+        # What the block must equal if the call fails: the parent state plus the fee only.
+        expected = chain.state.overlay()
+        fee = chain.runtime.verify_extrinsic(expected, xt, len(xt.encode()), chain.best_number + 1).fee
+        chain.runtime.apply_fee(expected, key.public, fee, ALICE.public)
+        fee_only_root = chain.state.compute_commit(expected).root
+        self.slot += 1
+        built = chain.build_block([xt], ALICE, slot=self.slot)
+        (receipt,) = built.receipts
+        if not receipt.success:
+            assert chain.state.root() == fee_only_root, "a failed call changed more than its fee"
+        return receipt
+
+    def fails(self, key, call, error: str) -> None:
+        receipt = self.apply(key, call)
+        assert not receipt.success and error in (receipt.error or ""), receipt.error
+
+
+def test_fee_formula_and_tip(chain) -> None:
+    d = Driver(chain)
+    before = balances.get_account(chain.state.overlay(), BOB.public).free
+    receipt = d.apply(BOB, calls.Remark(b"hello"), tip=777)
+    xt_len = len(sign(chain, BOB, calls.Remark(b"hello"), 0, 777).encode())
+    cfg = chain.config
+    assert receipt.fee == cfg.base_fee + cfg.byte_fee * xt_len + cfg.weight_fee * (10_000 + 50) + 777
+    assert balances.get_account(chain.state.overlay(), BOB.public).free == before - receipt.fee
+
+
+def test_existential_deposit_and_balance_errors(chain) -> None:
+    d = Driver(chain)
+    newcomer = Keypair.from_seed(bytes(range(32)))
+    d.fails(BOB, calls.Transfer(newcomer.public, chain.config.existential_deposit - 1), "ExistentialDeposit")
+    assert d.apply(BOB, calls.Transfer(newcomer.public, chain.config.existential_deposit)).success
+    free = balances.get_account(chain.state.overlay(), BOB.public).free
+    d.fails(BOB, calls.Transfer(CHARLIE.public, free + 1), "InsufficientBalance")
+    free = balances.get_account(chain.state.overlay(), BOB.public).free
+    probe = sign(chain, BOB, calls.Transfer(CHARLIE.public, free), 0)
+    fee = _fee(chain, probe)
+    dust = chain.config.existential_deposit // 2
+    d.fails(BOB, calls.Transfer(CHARLIE.public, free - fee - dust), "Expendability")
+
+
+def test_register_model_and_bad_specs(chain) -> None:
+    d = Driver(chain)
+    spec = ml_runtime.ModelSpec("mlp", 64, 10, 8)
+    assert d.apply(DAVE, calls.RegisterModel("mine", spec.encode(), b"\x01" * 32)).success
+    info = models.get_model(chain.state.overlay(), 1)
+    assert info.owner == DAVE.public and info.latest_version == 0
+    weights = models.get_weights(chain.state.overlay(), 1, 0)
+    assert weights.shape == (spec.param_count,)
+    assert np.array_equal(weights, ml_runtime.init_weights(spec, b"\x01" * 32))
+    d.fails(DAVE, calls.RegisterModel("bad", b"\x09garbage", bytes(32)), "InvalidSpec")
+    huge = ml_runtime.ModelSpec("mlp", 4096, 10, 64)  # 262,858 > the runtime's 2^18 parameters
+    d.fails(DAVE, calls.RegisterModel("huge", huge.encode(), bytes(32)), "ModelTooLarge")
+
+
+def _rows(n: int, d: int = 3, classes: int = 2, seed: int = 0) -> tuple[bytes, bytes]:
+    rng = np.random.default_rng(seed)  # test data only; never on the consensus path
+    x = rng.random((n, d), dtype=np.float32)
+    y = (x[:, 0] > 0.5).astype(np.uint32) % classes
+    rows = datasets.compute_rows_bytes(x, y, "classification")
+    return rows, datasets.compute_rows_root(rows, len(rows) // n)
+
+
+def test_dataset_upload_in_chunks_with_root_check_and_restart(chain) -> None:
+    d = Driver(chain)
+    rows, root = _rows(10)
+    size = len(rows) // 10
+    register = calls.RegisterDataset("toy", 3, "classification", 2, 10, root, 5, "CC0")
+    assert d.apply(DAVE, register).success
+    did = 1
+    d.fails(DAVE, calls.AppendRows(did, 4, rows[: 4 * size]), "OutOfOrder")
+    d.fails(BOB, calls.AppendRows(did, 0, rows[: 4 * size]), "NotProvider")
+    d.fails(DAVE, calls.AppendRows(did, 0, rows[: 4 * size + 3]), "MalformedRows")
+    assert d.apply(DAVE, calls.AppendRows(did, 0, rows[: 4 * size])).success
+    bad = bytearray(rows[4 * size :])
+    bad[0] ^= 1
+    d.fails(DAVE, calls.AppendRows(did, 4, bytes(bad)), "RootMismatch")
+    assert datasets.get_dataset(chain.state.overlay(), did).uploaded_rows == 4
+    assert d.apply(DAVE, calls.AppendRows(did, 4, rows[4 * size :])).success
+    info = datasets.get_dataset(chain.state.overlay(), did)
+    assert info.complete
+    d.fails(DAVE, calls.AppendRows(did, 10, rows[:size]), "AlreadyComplete")
+    nan_rows = bytearray(rows[:size])
+    nan_rows[0:4] = np.float32("nan").tobytes()
+    assert d.apply(DAVE, calls.RegisterDataset("nan", 3, "classification", 2, 1, root, 0, "")).success
+    d.fails(DAVE, calls.AppendRows(2, 0, bytes(nan_rows)), "MalformedRows")
+    label = bytearray(rows[:size])
+    label[-4:] = (7).to_bytes(4, "little")
+    d.fails(DAVE, calls.AppendRows(2, 0, bytes(label)), "MalformedRows")
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (train_call(steps=0), "InvalidSteps"),
+        (calls.Train(0, 0, 10, 0, calls.compute_f32_bits(0.1), 0, 1), "InvalidBatchSize"),
+        (calls.Train(0, 0, 10, 5000, calls.compute_f32_bits(0.1), 0, 1), "InvalidBatchSize"),
+        (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(float("nan")), 0, 1), "InvalidLearningRate"),
+        (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(-0.1), 0, 1), "InvalidLearningRate"),
+        (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(0.0), 0, 1), "InvalidLearningRate"),
+        (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(0.1), calls.compute_f32_bits(float("inf")), 1), "InvalidDecay"),
+        (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 0), "InvalidSegmentLength"),
+        (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 11), "InvalidSegmentLength"),
+        (calls.Train(0, 0, 5000, 8, calls.compute_f32_bits(0.1), 0, 1), "TooManySegments"),
+        (calls.Train(9, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 5), "UnknownModel"),
+        (calls.Train(0, 9, 10, 8, calls.compute_f32_bits(0.1), 0, 5), "UnknownDataset"),
+        (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 5, 7), "UnknownVersion"),
+    ],
+)
+def test_training_arguments_out_of_range_are_refused(chain, call, error: str) -> None:
+    Driver(chain).fails(BOB, call, error)
+
+
+def test_a_call_heavier_than_a_block_is_refused_before_the_pool(chain) -> None:
+    from chain.errors import InvalidTransaction
+
+    xt = sign(chain, BOB, calls.Train(0, 0, 100_000, 4096, calls.compute_f32_bits(0.1), 0, 1000), 0)
+    root = chain.state.root()
+    with pytest.raises(InvalidTransaction, match="exceed a block's limits") as info:
+        chain.runtime.verify_extrinsic(chain.state.overlay(), xt, len(xt.encode()), 1)
+    assert info.value.reason == "exhausts_resources" and chain.state.root() == root
+
+
+def test_rows_that_do_not_fit_the_model_are_refused(chain) -> None:
+    d = Driver(chain)
+    spec = ml_runtime.ModelSpec("softmax", 5, 3)
+    assert d.apply(DAVE, calls.RegisterModel("five", spec.encode(), bytes(32))).success
+    d.fails(BOB, calls.Train(1, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 5), "DatasetMismatch")
+    rows, root = _rows(4)
+    assert d.apply(DAVE, calls.RegisterDataset("partial", 3, "classification", 2, 4, root, 0, "")).success
+    d.fails(BOB, calls.Train(0, 1, 10, 8, calls.compute_f32_bits(0.1), 0, 5), "Incomplete")
+
+
+def test_license_payment_needs_funds(chain) -> None:
+    d = Driver(chain)
+    poor = Keypair.from_seed(b"\x05" * 32)
+    call = train_call(steps=100, batch=1000)  # the license: 100 x 1000 rows x 1000 = 10^8
+    fee = _fee(chain, sign(chain, poor, call, 0))
+    assert d.apply(ALICE, calls.Transfer(poor.public, fee + 5 * 10**7)).success  # the fee, half the license
+    d.fails(poor, call, "InsufficientBalance")
+
+
+def test_training_from_an_older_version_records_lineage(chain) -> None:
+    d = Driver(chain)
+    assert d.apply(BOB, train_call(steps=20, segment=5)).success
+    assert d.apply(CHARLIE, train_call(steps=20, segment=5)).success
+    branch = calls.Train(0, 0, 20, 16, calls.compute_f32_bits(0.5), 0, 5, 1)
+    assert d.apply(FERDIE, branch).success
+    state = chain.state.overlay()
+    assert [models.VERSIONS.get(state, 0, v).parent for v in (1, 2, 3)] == [0, 1, 1]
+    assert models.VERSIONS.get(state, 0, 3).creator == FERDIE.public
+
+
+def test_bond_unbond_and_validator_minimum(chain) -> None:
+    d = Driver(chain)
+    assert d.apply(BOB, calls.Bond(10**9)).success
+    assert balances.get_account(chain.state.overlay(), BOB.public).staked == 10**9
+    d.fails(BOB, calls.Unbond(10**10), "NotEnoughStake")
+    assert d.apply(BOB, calls.Unbond(10**9)).success
+    d.fails(ALICE, calls.Unbond(1), "BelowMinimumBond")
+    d.fails(BOB, calls.Bond(10**30 // 10**12), "InsufficientBalance")
