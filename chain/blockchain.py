@@ -36,7 +36,7 @@ from chain.header import (
     decode_header,
 )
 from chain.pallets.context import BlockInfo
-from chain.pallets.staking import get_validators
+from chain.pallets.staking import compute_slot_author, get_validators
 from chain.proofs import FullReexecution, TranscriptVerifier, compute_proofs_root
 from chain.runtime import Receipt, Runtime
 from chain.state import Overlay, StateCommit, StateDB
@@ -155,6 +155,8 @@ class Blockchain:
         parent = self.best_header
         if slot <= parent.slot and parent.number > 0:
             raise BlockError(f"slot {slot} is not after the parent's slot {parent.slot}")
+        if author.public != compute_slot_author(get_validators(self.state.overlay()), slot):
+            raise BlockError(f"slot {slot} does not belong to {author.address} (Aura round robin)")
         overlay = self.state.overlay()
         info = BlockInfo(parent.number + 1, self.best_hash, author.public, True, self.verifier)
         included: list[Extrinsic] = []
@@ -214,8 +216,11 @@ class Blockchain:
             )
         if header.slot <= self.best_header.slot and self.best_number > 0:
             raise BlockError(f"block #{header.number} is in slot {header.slot}, not after its parent's {self.best_header.slot}")
-        if header.author not in get_validators(self.state.overlay()):
+        validators = get_validators(self.state.overlay())
+        if header.author not in validators:
             raise BlockError(f"block #{header.number} is authored by {header.author.hex()}, not a validator")
+        if header.author != compute_slot_author(validators, header.slot):
+            raise BlockError(f"block #{header.number}: slot {header.slot} belongs to another validator (Aura round robin)")
         try:
             verify_signature(header.author, header.pre_hash(), header.seal)
         except InvalidSignature as exc:

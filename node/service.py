@@ -25,6 +25,7 @@ from chain.crypto import Keypair, blake2_256
 from chain.errors import InvalidTransaction
 from chain.extrinsic import Extrinsic
 from chain.header import Header
+from chain.pallets.staking import compute_slot_author, get_validators
 from chain.pool import TransactionPool, Validity
 from chain.storage import Database
 from genesis.spec import ChainSpec
@@ -171,8 +172,10 @@ class NodeService:
         if self.author is None:
             return None
         async with self._lock:
+            slot = self._next_own_slot(max(self.chain.best_header.slot + 1, int(time.time() * 1000) // self.slot_ms))
+            if slot is None:
+                return None
             candidates = list(self.pool.ready())
-            slot = max(self.chain.best_header.slot + 1, int(time.time() * 1000) // max(self.slot_ms, 1))
             invalid: list[tuple[bytes, InvalidTransaction]] = []
             started = time.perf_counter()
             imported = await asyncio.to_thread(
@@ -206,9 +209,16 @@ class NodeService:
                 self._notify(xt_hash, {"finalized": "0x" + block_hash.hex()}, final=True)
             self._publish(self._final_watchers, block.header)
 
-    def _validators(self) -> tuple[bytes, ...]:
-        from chain.pallets.staking import get_validators
+    def _next_own_slot(self, earliest: int) -> int | None:
+        """The first slot from ``earliest`` that Aura gives to this node's key (None: never)."""
+        validators = self._validators()
+        if self.author is None or self.author.public not in validators:
+            return None
+        if self.config.instant_seal:
+            return next(s for s in range(earliest, earliest + len(validators)) if compute_slot_author(validators, s) == self.author.public)
+        return earliest if compute_slot_author(validators, earliest) == self.author.public else None
 
+    def _validators(self) -> tuple[bytes, ...]:
         return get_validators(self.chain.state.overlay())
 
     async def _authoring_loop(self) -> None:

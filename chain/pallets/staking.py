@@ -24,6 +24,13 @@ def get_validators(state: StateAccess) -> tuple[bytes, ...]:
     return VALIDATORS.get(state)
 
 
+def compute_slot_author(validators: tuple[bytes, ...], slot: int) -> bytes:
+    """Aura's rule: slot s belongs to validator s mod n (round robin over the genesis set)."""
+    if not validators:
+        raise DispatchError(PALLET, "NoValidators", "the validator set is empty")
+    return validators[slot % len(validators)]
+
+
 def apply_bond(ctx: CallContext, call: Bond) -> None:
     info = get_account(ctx.state, ctx.sender)
     if info.free < call.value:

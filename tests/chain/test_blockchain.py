@@ -173,3 +173,22 @@ def test_a_faked_divergence_is_rejected(pair) -> None:
     with pytest.raises(BlockError):
         validator.import_block(_tampered(built.block, cut))
     assert validator.best_number == 0
+
+
+def test_aura_slots_go_round_robin_on_the_local_chain(tmp_path) -> None:
+    from genesis.spec import load_chain_spec
+
+    spec = load_chain_spec("local")  # Alice, Bob, Charlie, Dave validate, in that order
+    author = open_chain(tmp_path / "a", spec)
+    validator = open_chain(tmp_path / "v", spec)
+    with pytest.raises(BlockError, match="does not belong"):
+        author.build_block([], ALICE, slot=1)
+    built = author.build_block([], BOB, slot=1)
+    forged = msgspec.structs.replace(built.block.header, author=ALICE.public)
+    forged = msgspec.structs.replace(forged, seal=ALICE.sign(forged.pre_hash()))
+    with pytest.raises(BlockError, match="belongs to another validator"):
+        validator.import_block(Block(forged, built.block.body))
+    validator.import_block(built.block)
+    assert validator.best_hash == author.best_hash
+    author.db.close()
+    validator.db.close()
