@@ -298,8 +298,7 @@ class Blockchain:
         batch.put(Column.RECEIPT, block_hash, encode(_Receipts(receipts)))
         # A block's receipts are its extrinsics' (index, hash) in order: reusing the hash saves
         # encoding and hashing every extrinsic once more.
-        for receipt in receipts:
-            batch.put(Column.TRANSCRIPT, receipt.hash, encode(_Location(block_hash, receipt.index)))
+        batch.put_many(Column.TRANSCRIPT, ((r.hash, encode(_Location(block_hash, r.index))) for r in receipts))
         batch.put(Column.META, META_BEST, block_hash)
 
     def _write_genesis(self, chain_id: str, build_genesis: Callable[[Overlay], None]) -> bytes:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import nacl.bindings
-
 from chain.calls import Call
 from chain.codec import (
     U32,
@@ -88,28 +86,15 @@ class Extrinsic(Wire, frozen=True):
 def find_bad_signature(
     extrinsics: Sequence[Extrinsic], genesis_hash: bytes, spec_version: int, start: int = 0, stop: int | None = None
 ) -> int | None:
-    """The index of the first extrinsic in ``extrinsics[start:stop]`` whose signature
-    :meth:`Extrinsic.verify_signature` refuses, or None if all are good.
-
-    The block importer's fast path: it calls libsodium's ``crypto_sign_open`` (what
-    ``VerifyKey.verify`` calls) without building a VerifyKey per signature, which saves a
-    fifth of the cost of a check. Any failure there is re-checked by ``verify_signature``
-    itself, so only that method decides which signatures are bad. libsodium releases the
-    GIL, so disjoint ranges can be checked in parallel threads.
+    """The index of the first extrinsic in ``extrinsics[start:stop]`` whose signature is
+    bad, or None. libsodium releases the GIL while it verifies, so disjoint ranges can be
+    checked in parallel threads (the block importer's ``signature_threads``).
     """
-    sign_open = nacl.bindings.crypto_sign_open
     for index in range(start, len(extrinsics) if stop is None else stop):
-        xt = extrinsics[index]
-        message = compute_signing_message(
-            SigningPayload(xt.call, xt.nonce, xt.tip, xt.era, genesis_hash, spec_version)
-        )
         try:
-            sign_open(xt.signature + message, xt.signer)
-        except Exception:  # the exact check below decides, and says why
-            try:
-                xt.verify_signature(genesis_hash, spec_version)
-            except InvalidTransaction:
-                return index
+            extrinsics[index].verify_signature(genesis_hash, spec_version)
+        except InvalidTransaction:
+            return index
     return None
 
 

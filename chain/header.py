@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import struct
 
+import msgspec
+
 from chain.codec import (
     U64,
     AccountId,
     BlockNumber,
     Hash32,
     Wire,
+    decode,
     decode_versioned,
+    encode,
     encode_versioned,
 )
 from chain.crypto import blake2_256
@@ -69,8 +73,6 @@ class Header(Wire, frozen=True):
 
     def get_pol_commitment(self) -> PolCommitment:
         """The proof-of-learning commitment in the digest; BlockError if absent or twice."""
-        from chain.codec import decode
-
         items = [d for d in self.digest if d.kind == DIGEST_CONSENSUS and d.engine == POL_ENGINE]
         if len(items) != 1:
             raise BlockError(f"header #{self.number} has {len(items)} POL_ commitments, expected 1")
@@ -78,21 +80,10 @@ class Header(Wire, frozen=True):
 
 
 def _unsealed(header: Header) -> Header:
-    return Header(
-        header.parent_hash,
-        header.number,
-        header.state_root,
-        header.extrinsics_root,
-        header.slot,
-        header.author,
-        header.digest,
-        b"",
-    )
+    return msgspec.structs.replace(header, seal=b"")
 
 
 def compute_pol_digest(commitment: PolCommitment) -> DigestItem:
-    from chain.codec import encode
-
     return DigestItem(DIGEST_CONSENSUS, POL_ENGINE, encode(commitment))
 
 

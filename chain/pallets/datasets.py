@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import msgspec
 import numpy as np
 
 import ml_runtime
@@ -149,7 +150,7 @@ def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes)
     if first_row == 0 and info.chunks:
         for first in info.chunks:  # restart the upload
             CHUNKS.apply_delete(state, dataset_id, first)
-        info = _with_upload(info, 0, ())
+        info = msgspec.structs.replace(info, uploaded_rows=0, chunks=())
     elif info.complete:
         raise DispatchError(PALLET, "AlreadyComplete", f"data set {dataset_id} already has all its rows")
     if first_row != info.uploaded_rows:
@@ -167,7 +168,7 @@ def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes)
     if info.kind == "classification" and (decoded["y"] >= info.outputs).any():
         raise DispatchError(PALLET, "MalformedRows", f"a label is outside 0..{info.outputs - 1}")
     CHUNKS.apply_set(state, rows, dataset_id, first_row)
-    info = _with_upload(info, first_row + count, (*info.chunks, first_row))
+    info = msgspec.structs.replace(info, uploaded_rows=first_row + count, chunks=(*info.chunks, first_row))
     if info.complete:
         raw = b"".join(CHUNKS.get(state, dataset_id, first) or b"" for first in info.chunks)
         root = compute_rows_root(raw, info.row_size)
@@ -186,9 +187,3 @@ def apply_append_rows(ctx: CallContext, call: AppendRows) -> None:
     info = apply_rows(ctx.state, call.dataset, call.first_row, call.rows)
     ctx.emit(PALLET, "RowsAppended", dataset=call.dataset, uploaded=info.uploaded_rows, complete=info.complete)
 
-
-def _with_upload(info: DatasetInfo, uploaded: int, chunks: tuple[int, ...]) -> DatasetInfo:
-    return DatasetInfo(
-        info.provider, info.name, info.features, info.kind, info.outputs, info.row_count,
-        info.rows_root, info.price_per_row, info.license, uploaded, chunks,
-    )

@@ -1,0 +1,115 @@
+"""chain.storage: columns, ordered iteration, atomic batches, reopen — on a real LevelDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chain.errors import StorageError
+from chain.storage import Column, Database
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = Database(tmp_path / "db")
+    yield database
+    database.close()
+
+
+def test_columns_are_distinct_one_byte_prefixes() -> None:
+    values = [c.value for c in Column]
+    assert all(len(v) == 1 for v in values)
+    assert len(set(values)) == len(values)
+
+
+def test_put_get_delete_per_column(db: Database) -> None:
+    with db.write_batch() as batch:
+        batch.put(Column.HEADER, b"k", b"header")
+        batch.put(Column.BODY, b"k", b"body")
+    assert db.get(Column.HEADER, b"k") == b"header"
+    assert db.get(Column.BODY, b"k") == b"body"
+    assert db.get(Column.STATE, b"k") is None
+    with db.write_batch() as batch:
+        batch.delete(Column.HEADER, b"k")
+    assert db.get(Column.HEADER, b"k") is None
+    assert db.get(Column.BODY, b"k") == b"body"
+
+
+def test_iterate_is_ordered_and_stays_in_its_column_and_prefix(db: Database) -> None:
+    with db.write_batch() as batch:
+        for key in (b"b2", b"a", b"b1", b"b\xff", b"c", b"b"):
+            batch.put(Column.STATE, key, key.upper())
+        batch.put(Column.HEADER, b"b0", b"other column")
+        batch.put(Column.TRIE, b"\xff\xff", b"column edge")
+    assert [k for k, _ in db.iterate(Column.STATE)] == [b"a", b"b", b"b1", b"b2", b"b\xff", b"c"]
+    assert list(db.iterate(Column.STATE, prefix=b"b")) == [
+        (b"b", b"B"),
+        (b"b1", b"B1"),
+        (b"b2", b"B2"),
+        (b"b\xff", b"B\xff"),
+    ]
+    assert [k for k, _ in db.iterate(Column.STATE, prefix=b"b", start=b"b2")] == [b"b2", b"b\xff"]
+    assert next(db.iterate(Column.STATE, prefix=b"b", start=b"a"))[0] == b"b"
+    assert list(db.iterate(Column.STATE, prefix=b"z")) == []
+    assert list(db.iterate(Column.STATE, prefix=b"b", start=b"z")) == []
+    assert list(db.iterate(Column.TRIE)) == [(b"\xff\xff", b"column edge")]
+
+
+def test_batch_discarded_by_an_exception_leaves_the_db_unchanged(db: Database) -> None:
+    with db.write_batch() as batch:
+        batch.put(Column.META, b"best", b"old")
+    with pytest.raises(RuntimeError, match="boom"), db.write_batch() as batch:
+        batch.put(Column.META, b"best", b"new")
+        batch.put(Column.HEADER, b"h", b"half a block")
+        raise RuntimeError("boom")
+    assert db.get(Column.META, b"best") == b"old"
+    assert db.get(Column.HEADER, b"h") is None
+    assert not batch.is_open
+
+
+def test_batch_is_single_use(db: Database) -> None:
+    batch = db.write_batch()
+    batch.put(Column.META, b"a", b"1")
+    batch.commit()
+    with pytest.raises(StorageError, match="already committed"):
+        batch.put(Column.META, b"b", b"2")
+    with pytest.raises(StorageError, match="already committed"):
+        batch.commit()
+    discarded = db.write_batch()
+    discarded.put(Column.META, b"c", b"3")
+    discarded.discard()
+    with pytest.raises(StorageError, match="already discarded"):
+        discarded.commit()
+    assert db.get(Column.META, b"c") is None
+
+
+def test_reopen_after_close_sees_committed_data_only(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    db = Database(path)
+    with db.write_batch() as batch:
+        batch.put(Column.NUMBER, (7).to_bytes(8, "big"), b"hash7")
+    uncommitted = db.write_batch()
+    uncommitted.put(Column.NUMBER, (8).to_bytes(8, "big"), b"hash8")
+    db.close()
+    db.close()  # idempotent
+    with pytest.raises(StorageError, match="closed"):
+        db.get(Column.NUMBER, b"x")
+    with Database(path, create=False) as again:
+        assert again.get(Column.NUMBER, (7).to_bytes(8, "big")) == b"hash7"
+        assert again.get(Column.NUMBER, (8).to_bytes(8, "big")) is None
+
+
+def test_bad_input_raises_storage_error_and_stores_nothing(db: Database, tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="key must be bytes"):
+        db.get(Column.STATE, "text")  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="column must be"):
+        db.get(b"\x02", b"k")  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="value must be bytes"), db.write_batch() as batch:
+        batch.put(Column.STATE, b"good", b"1")
+        batch.put(Column.STATE, b"bad", 2)  # type: ignore[arg-type]
+    assert db.get(Column.STATE, b"good") is None
+    with pytest.raises(StorageError, match="cannot open"):
+        Database(tmp_path / "missing", create=False)
+    with pytest.raises(StorageError, match="cannot open"):
+        Database(db.path)  # LevelDB's lock: one process, one handle
