@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     purge.set_defaults(run=run_purge_chain)
 
     tx = sub.add_parser("tx", help="sign and submit a transaction").add_subparsers(dest="tx_command", required=True)
+    t = _tx(tx, "call")
+    t.add_argument("--call", required=True, help='a call in JSON: {"pallet": ..., "call": ..., "args": {...}}')
     t = _tx(tx, "transfer")
     t.add_argument("--dest", required=True)
     t.add_argument("--value", type=int, required=True)
@@ -304,6 +306,11 @@ async def _tx_main(args: argparse.Namespace) -> int:
 
 async def _tx_calls(args: argparse.Namespace, client: RpcClient) -> list[Any]:
     name = args.tx_command
+    if name == "call":
+        try:
+            return [calls.call_from_json(json.loads(args.call))]
+        except json.JSONDecodeError as exc:
+            raise CliError(f"--call is not JSON: {exc}") from None
     if name == "transfer":
         return [calls.Transfer(parse_account(args.dest), args.value)]
     if name == "register-model":

@@ -67,6 +67,15 @@ def test_tx_transfer_and_query_account(node) -> None:
     assert block["block"]["header"]["number"] == hex(result["blockNumber"])
 
 
+def test_tx_call_takes_the_json_form(node) -> None:
+    call = {"pallet": "staking", "call": "bond", "args": {"value": 10**9}}
+    out = polchain("tx", "call", "--rpc", node.url, "--signer", "//Charlie", "--call", json.dumps(call), "--output-type", "json")
+    assert out.returncode == 0, out.stderr
+    assert any(e["name"] == "Bonded" for e in json.loads(out.stdout)["events"])
+    bad = polchain("tx", "call", "--rpc", node.url, "--call", '{"pallet": "staking", "call": "bond", "args": {}}')
+    assert bad.returncode == 1 and "missing arguments ['value']" in bad.stderr
+
+
 def test_tx_errors_are_one_line(node) -> None:
     bad_signer = polchain("tx", "transfer", "--rpc", node.url, "--signer", "0xzz", "--dest", "//Eve", "--value", "1")
     assert bad_signer.returncode == 1 and bad_signer.stderr.startswith("Error:")
