@@ -122,7 +122,7 @@ class Blockchain:
 
     def get_extrinsic_location(self, xt_hash: bytes) -> tuple[bytes, int] | None:
         """(block hash, index) of an included extrinsic, or None."""
-        raw = self.db.get(Column.TRANSCRIPT, xt_hash)
+        raw = self.db.get(Column.LOOKUP, xt_hash)
         if raw is None:
             return None
         loc = decode(raw, _Location)
@@ -298,7 +298,7 @@ class Blockchain:
         batch.put(Column.RECEIPT, block_hash, encode(_Receipts(receipts)))
         # A block's receipts are its extrinsics' (index, hash) in order: reusing the hash saves
         # encoding and hashing every extrinsic once more.
-        batch.put_many(Column.TRANSCRIPT, ((r.hash, encode(_Location(block_hash, r.index))) for r in receipts))
+        batch.put_many(Column.LOOKUP, ((r.hash, encode(_Location(block_hash, r.index))) for r in receipts))
         batch.put(Column.META, META_BEST, block_hash)
 
     def _write_genesis(self, chain_id: str, build_genesis: Callable[[Overlay], None]) -> bytes:

@@ -13,12 +13,12 @@ column         prefix  key -> value
 TRIE           0x01    node hash (32 bytes) -> canonical node encoding (see chain.trie)
 STATE          0x02    raw storage key -> value, for the best state only (see chain.state)
 HEADER         0x03    block hash -> encoded header
-BODY           0x04    block hash -> encoded body (extrinsics)
-NUMBER         0x05    block number (u64 big-endian, so it iterates in order) -> block hash
-TRANSCRIPT     0x06    block hash (+ index) -> encoded training transcript
+BODY           0x04    block hash -> encoded body (extrinsics and training proofs)
+NUMBER         0x05    block number (u32 big-endian, so it iterates in order) -> block hash
 RECEIPT        0x07    block hash -> encoded receipts and events
 META           0x08    name -> value (best and finalized block, best state root...)
 UNDO           0x09    reserved: per-block undo records of the STATE column (reorgs)
+LOOKUP         0x0a    extrinsic hash -> (block hash, index in the block)
 =============  ======  ==================================================================
 """
 
@@ -44,10 +44,10 @@ class Column(bytes, Enum):
     HEADER = b"\x03"
     BODY = b"\x04"
     NUMBER = b"\x05"
-    TRANSCRIPT = b"\x06"
     RECEIPT = b"\x07"
     META = b"\x08"
     UNDO = b"\x09"
+    LOOKUP = b"\x0a"  # extrinsic hash -> (block hash, index)
 
 
 def _check_column(column: object) -> bytes:
