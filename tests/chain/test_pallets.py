@@ -198,3 +198,20 @@ def test_bond_unbond_and_validator_minimum(chain) -> None:
     assert d.apply(BOB, calls.Unbond(10**9)).success
     d.fails(ALICE, calls.Unbond(1), "BelowMinimumBond")
     d.fails(BOB, calls.Bond(10**30 // 10**12), "InsufficientBalance")
+
+
+def test_expired_era_and_wrong_chain_are_refused_by_the_runtime(chain) -> None:
+    from chain.errors import InvalidTransaction
+    from chain.extrinsic import Era, sign_extrinsic
+
+    root = chain.state.root()
+    expired = sign(chain, BOB, calls.Remark(b"late"), 0, era=Era(0, 1))  # alive in block 0 only
+    with pytest.raises(InvalidTransaction, match="does not cover block 1") as info:
+        chain.runtime.verify_extrinsic(chain.state.overlay(), expired, len(expired.encode()), 1)
+    assert info.value.reason == "stale"
+    other_chain = sign_extrinsic(BOB, calls.Remark(b"x"), nonce=0, genesis_hash=bytes(32), spec_version=1)
+    with pytest.raises(InvalidTransaction, match="bad ed25519 signature"):
+        chain.runtime.verify_extrinsic(chain.state.overlay(), other_chain, len(other_chain.encode()), 1)
+    built = chain.build_block([expired, other_chain], ALICE, slot=1)
+    assert built.block.body.extrinsics == ()
+    assert chain.state.root() == root  # an empty block: nothing applied, nothing changed
