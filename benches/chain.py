@@ -1,0 +1,463 @@
+"""Chain throughput: signed transfers imported/s, state writes/s, a training block's import.
+
+1. Transfers: node A (Alice, the dev validator) builds blocks of signed transfers from many
+   funded senders (a custom chain spec funds them at genesis) to many receivers; node B, on
+   its own LevelDB, imports the same blocks with ``Blockchain.import_block`` (decode of the
+   block bytes included, as a block off the network would be). Beside it, the raw ed25519
+   verification rate of the very same signatures with a PyNaCl loop, so the ratio shows what
+   the chain adds on top of the cryptography. A breakdown of import time by stage is taken
+   on the same blocks by timing each stage's method (a few clock reads per block, so the
+   breakdown does not distort what it measures), and the top functions of a cProfile run.
+2. State: a block's worth of writes into a StateDB of ``--state-keys`` keys, including the
+   new root and the LevelDB batch (benches/state.py, where present, measures the bare trie).
+3. Training: a block of TRAIN calls on the dev chain's digits softmax model; the author
+   trains every step, the importer re-executes everything (FullReexecution).
+
+    python -m benches.chain [--blocks 4] [--per-block 2000] [--quick]
+
+Prints a table and writes bench-results/chain.json. Figures only, never assertions: the
+machine is shared, so each rate is the best of its rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nacl.signing
+
+import chain.blockchain as blockchain_module
+from chain import calls
+from chain.block import decode_block
+from chain.blockchain import Blockchain
+from chain.crypto import Keypair, blake2_256, dev_keypair
+from chain.extrinsic import Extrinsic, SigningPayload, compute_signing_message, sign_extrinsic
+from chain.state import StateDB
+from chain.storage import Database
+from genesis.spec import ChainSpec, load_chain_spec, parse_chain_spec
+
+ALICE = dev_keypair("Alice")
+FUND = 10**15
+VALUE = 10**7  # above the existential deposit, so a first transfer may create the receiver
+
+
+def compute_keys(tag: bytes, count: int) -> list[Keypair]:
+    return [Keypair.from_seed(blake2_256(tag + i.to_bytes(4, "little"))) for i in range(count)]
+
+
+def compute_bench_spec(senders: list[Keypair]) -> ChainSpec:
+    """The dev spec with every sender funded at genesis (a distinct chain id)."""
+    obj = load_chain_spec("dev").to_json()
+    obj["id"] = "bench"
+    obj["genesis"]["runtimeGenesisConfig"]["balances"] += [["0x" + k.public.hex(), FUND] for k in senders]
+    return parse_chain_spec(obj, "bench chain spec")
+
+
+def open_node(path: Path, spec: ChainSpec, signature_threads: int = 1) -> Blockchain:
+    return Blockchain(
+        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis, config=spec.runtime_config,
+        signature_threads=signature_threads,
+    )
+
+
+# --- 1. transfers ------------------------------------------------------------------------------
+def compute_transfer_blocks(
+    author: Blockchain, senders: list[Keypair], receivers: list[bytes], blocks: int, per_block: int
+) -> tuple[list[bytes], list[Extrinsic], float]:
+    """Build ``blocks`` blocks on ``author``; their wire bytes, all extrinsics, build seconds."""
+    rng = random.Random(7)
+    encoded: list[bytes] = []
+    all_xts: list[Extrinsic] = []
+    build_seconds = 0.0
+    per_sender = -(-per_block // len(senders))
+    nonces = [0] * len(senders)
+    for b in range(blocks):
+        xts = []
+        for i in range(per_block):
+            s = (i % len(senders)) if per_sender == 1 else i // per_sender
+            xts.append(
+                sign_extrinsic(
+                    senders[s], calls.Transfer(rng.choice(receivers), VALUE), nonce=nonces[s],
+                    genesis_hash=author.genesis_hash, spec_version=author.runtime.spec_version,
+                )
+            )
+            nonces[s] += 1
+        start = time.perf_counter()
+        built = author.build_block(xts, ALICE, slot=b + 1)
+        build_seconds += time.perf_counter() - start
+        if len(built.block.body.extrinsics) != per_block:
+            raise RuntimeError(f"block {b + 1} took {len(built.block.body.extrinsics)} of {per_block} transfers")
+        encoded.append(built.block.encode())
+        all_xts += xts
+    return encoded, all_xts, build_seconds
+
+
+def compute_import_seconds(
+    path: Path, spec: ChainSpec, encoded: list[bytes], signature_threads: int = 1, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    node = open_node(path, spec, signature_threads)
+    try:
+        start = clock()
+        for raw in encoded:
+            node.import_block(decode_block(raw))
+        return clock() - start
+    finally:
+        node.db.close()
+
+
+class StageTimer:
+    """Seconds spent in named stages, accumulated across calls."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.stage(name):
+                return fn(*args, **kwargs)
+
+        return timed
+
+
+def compute_import_breakdown(path: Path, spec: ChainSpec, encoded: list[bytes]) -> dict[str, float]:
+    """Seconds per stage of importing ``encoded`` on a fresh node (stages are its methods)."""
+    node = open_node(path, spec)
+    timer = StageTimer()
+    node.verify_header = timer.wrap("header + seal", node.verify_header)  # type: ignore[method-assign]
+    node.verify_signatures = timer.wrap("signature checks", node.verify_signatures)  # type: ignore[method-assign]
+    node.execute_body = timer.wrap("execute body (incl. signatures)", node.execute_body)  # type: ignore[method-assign]
+    node.state.compute_commit = timer.wrap("state commit + root", node.state.compute_commit)  # type: ignore[method-assign]
+    node._write_block = timer.wrap("DB write batch", node._write_block)  # type: ignore[method-assign]
+    original_root = blockchain_module.compute_extrinsics_root
+    blockchain_module.compute_extrinsics_root = timer.wrap("extrinsics root", original_root)
+    try:
+        with timer.stage("total"):
+            for raw in encoded:
+                with timer.stage("decode block"):
+                    block = decode_block(raw)
+                node.import_block(block)
+    finally:
+        blockchain_module.compute_extrinsics_root = original_root
+        node.db.close()
+    out = dict(timer.seconds)
+    execute = out.pop("execute body (incl. signatures)")
+    out["execution (apply extrinsics)"] = execute - out.get("signature checks", 0.0)
+    known = sum(v for k, v in out.items() if k != "total")
+    out["other"] = out["total"] - known
+    return out
+
+
+def compute_import_profile(path: Path, spec: ChainSpec, encoded: list[bytes], top: int) -> list[tuple[str, float, float]]:
+    """(function, tottime, cumtime) of the costliest functions of one cProfiled import."""
+    node = open_node(path, spec)
+    profiler = cProfile.Profile()
+    try:
+        profiler.enable()
+        for raw in encoded:
+            node.import_block(decode_block(raw))
+        profiler.disable()
+    finally:
+        node.db.close()
+    stats = pstats.Stats(profiler)
+    rows = []
+    for (filename, line, name), (_cc, _nc, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{Path(filename).name}:{line}({name})" if line else name
+        rows.append((where, tottime, cumtime))
+    rows.sort(key=lambda r: r[1], reverse=True)
+    return rows[:top]
+
+
+def compute_signature_items(node_genesis: bytes, spec_version: int, xts: list[Extrinsic]) -> list[tuple[bytes, bytes, bytes]]:
+    return [
+        (
+            xt.signer,
+            compute_signing_message(SigningPayload(xt.call, xt.nonce, xt.tip, xt.era, node_genesis, spec_version)),
+            xt.signature,
+        )
+        for xt in xts
+    ]
+
+
+def verify_nacl(items: list[tuple[bytes, bytes, bytes]]) -> None:
+    for public, message, signature in items:
+        nacl.signing.VerifyKey(public).verify(message, signature)
+
+
+def compute_best(rounds: int, run: Callable[[], float | None]) -> float:
+    """Best seconds of ``rounds`` runs (``run`` may return its own timing)."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        got = run()
+        best = min(best, got if got is not None else time.perf_counter() - start)
+    return best
+
+
+def bench_transfers(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) -> None:
+    senders = compute_keys(b"bench-chain-sender", args.senders)
+    receivers = [k.public for k in compute_keys(b"bench-chain-receiver", args.receivers)]
+    spec = compute_bench_spec(senders)
+    author = open_node(tmp / "author", spec)
+    try:
+        encoded, xts, build_seconds = compute_transfer_blocks(author, senders, receivers, args.blocks, args.per_block)
+        genesis, spec_version = author.genesis_hash, author.runtime.spec_version
+    finally:
+        author.db.close()
+    n = len(xts)
+    runs = iter(range(1_000))
+    import_seconds = compute_best(args.rounds, lambda: compute_import_seconds(tmp / f"import{next(runs)}", spec, encoded))
+    # The importing thread's own CPU time: what one core does, whatever else the (shared)
+    # machine runs; it leaves out LevelDB's background compaction thread.
+    import_cpu_seconds = compute_best(
+        args.rounds, lambda: compute_import_seconds(tmp / f"import{next(runs)}", spec, encoded, 1, time.thread_time)
+    )
+    import2_seconds = compute_best(args.rounds, lambda: compute_import_seconds(tmp / f"import{next(runs)}", spec, encoded, 2))
+    items = compute_signature_items(genesis, spec_version, xts)
+    nacl_seconds = compute_best(args.rounds, lambda: verify_nacl(items))
+    half = n // 2
+
+    def verify_two_threads() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(verify_nacl, (items[:half], items[half:])))
+
+    nacl2_seconds = compute_best(args.rounds, verify_two_threads)
+    breakdown = compute_import_breakdown(tmp / "breakdown", spec, encoded)
+    profile = compute_import_profile(tmp / "profile", spec, encoded, args.profile_top)
+    results["transfers"] = {
+        "blocks": args.blocks,
+        "per_block": args.per_block,
+        "senders": args.senders,
+        "receivers": args.receivers,
+        "block_bytes": sum(len(e) for e in encoded) // len(encoded),
+        "built_per_s": n / build_seconds,
+        "imported_per_s": n / import_seconds,
+        "imported_per_s_importing_thread_cpu": n / import_cpu_seconds,
+        "imported_per_s_2_signature_threads": n / import2_seconds,
+        "ed25519_verify_per_s_pynacl_1_thread": n / nacl_seconds,
+        "ed25519_verify_per_s_pynacl_2_threads": n / nacl2_seconds,
+        "import_vs_verify_ratio": nacl_seconds / import_seconds,
+        "breakdown_us_per_transfer": {k: v / n * 1e6 for k, v in breakdown.items()},
+        "profile_top_tottime_s": [[name, round(t, 4), round(c, 4)] for name, t, c in profile],
+    }
+
+
+# --- 2. state writes ---------------------------------------------------------------------------
+def bench_state(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) -> None:
+    db = Database(tmp / "state")
+    try:
+        node_state = StateDB(db)
+        rng = random.Random(3)
+
+        def commit(changes: dict[bytes, bytes]) -> float:
+            """Write ``changes`` as one block would; returns the seconds the root took."""
+            overlay = node_state.overlay()
+            for key, value in changes.items():
+                overlay.set(key, value)
+            start = time.perf_counter()
+            result = node_state.compute_commit(overlay)
+            root_seconds = time.perf_counter() - start
+            with db.write_batch() as batch:
+                node_state.stage_commit(batch, result)
+            node_state.advance(result)
+            return root_seconds
+
+        # Map-like keys (a 16-byte item prefix and a 32-byte hash) and 40-byte values, as
+        # benches.state uses, so the two benches' figures can be compared.
+        prefix = bytes(16)
+        keys = [prefix + blake2_256(i.to_bytes(8, "little")) for i in range(args.state_keys)]
+        for lo in range(0, len(keys), 20_000):
+            commit({k: rng.randbytes(40) for k in keys[lo : lo + 20_000]})
+        per_block = args.state_writes
+        timings = []
+        for r in range(args.rounds):
+            # 80% updates of existing keys, 20% new keys.
+            updates = per_block * 4 // 5
+            changes = {k: rng.randbytes(40) for k in rng.sample(keys, updates)}
+            changes |= {
+                prefix + blake2_256(b"new" + r.to_bytes(2, "little") + i.to_bytes(4, "little")): rng.randbytes(40)
+                for i in range(per_block - updates)
+            }
+            start = time.perf_counter()
+            root_seconds = commit(changes)
+            timings.append((time.perf_counter() - start, root_seconds))
+        total, root = min(timings)
+        results["state"] = {
+            "state_keys": args.state_keys,
+            "writes_per_block": per_block,
+            "writes_per_s_incl_root_and_db": per_block / total,
+            "root_ms": root * 1e3,
+            "block_ms": total * 1e3,
+        }
+        # benches.state measures the bare StateDB in depth; show its last saved 100k-key
+        # figures beside ours (read from its file, not measured by this run).
+        saved = Path("bench-results/state.json")
+        if saved.exists():
+            rows = json.loads(saved.read_text()).get("results", [])
+            results["state"]["benches_state_saved"] = [
+                {k: row.get(k) for k in ("state_keys", "batch", "root_writes_per_s", "block_writes_per_s")}
+                for row in rows
+                if row.get("state_keys") == args.state_keys
+            ]
+    finally:
+        db.close()
+
+
+# --- 3. a training block -------------------------------------------------------------------
+def bench_training(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) -> None:
+    spec = load_chain_spec("dev")
+    author = open_node(tmp / "train-author", spec)
+    importer = open_node(tmp / "train-import", spec)
+    try:
+        call = calls.Train(
+            0, 0, args.train_steps, args.train_batch, calls.compute_f32_bits(0.5), calls.compute_f32_bits(0.0001),
+            args.train_segment,
+        )
+        xts = [
+            sign_extrinsic(ALICE, c, nonce=i, genesis_hash=author.genesis_hash, spec_version=author.runtime.spec_version)
+            for i, c in enumerate([msgspec.structs.replace(call, steps=args.train_segment)] + [call] * args.train_calls)
+        ]
+        # A first block of one short job compiles the numba kernels on both nodes, so the
+        # timed block measures training, not JIT compilation.
+        importer.import_block(decode_block(author.build_block(xts[:1], ALICE, slot=1).block.encode()))
+        start = time.perf_counter()
+        built = author.build_block(xts[1:], ALICE, slot=2)
+        build_seconds = time.perf_counter() - start
+        raw = built.block.encode()
+        start = time.perf_counter()
+        imported = importer.import_block(decode_block(raw))
+        import_seconds = time.perf_counter() - start
+        steps = imported.training_steps
+        ok = sum(r.success for r in imported.receipts)
+        results["training"] = {
+            "calls": args.train_calls,
+            "succeeded": ok,
+            "steps_per_call": args.train_steps,
+            "batch": args.train_batch,
+            "segment": args.train_segment,
+            "block_bytes": len(raw),
+            "build_s": build_seconds,
+            "import_s": import_seconds,
+            "build_steps_per_s": built.training_steps / build_seconds,
+            "import_steps_per_s": steps / import_seconds,
+        }
+    finally:
+        author.db.close()
+        importer.db.close()
+
+
+# --- output --------------------------------------------------------------------------------
+def print_table(results: dict[str, Any]) -> None:
+    rows: list[tuple[str, str]] = []
+    t = results.get("transfers")
+    if t:
+        rows += [
+            (f"transfers: {t['blocks']} blocks x {t['per_block']} ({t['senders']} senders -> {t['receivers']} receivers, {t['block_bytes']:,} B/block)", ""),
+            ("  built (author) /s", f"{t['built_per_s']:,.0f}"),
+            ("  IMPORTED (validator, 1 core, wall clock) /s", f"{t['imported_per_s']:,.0f}"),
+            ("  imported, per CPU second of the importing thread /s", f"{t['imported_per_s_importing_thread_cpu']:,.0f}"),
+            ("  imported, signatures in 2 threads /s", f"{t['imported_per_s_2_signature_threads']:,.0f}"),
+            ("  ed25519 verify, PyNaCl loop, 1 thread /s", f"{t['ed25519_verify_per_s_pynacl_1_thread']:,.0f}"),
+            ("  ed25519 verify, PyNaCl, 2 threads /s", f"{t['ed25519_verify_per_s_pynacl_2_threads']:,.0f}"),
+            ("  import rate (wall, 1 core) / raw verify rate", f"{t['import_vs_verify_ratio']:.2f}"),
+            ("  import breakdown, us per transfer:", ""),
+        ]
+        total = t["breakdown_us_per_transfer"]["total"]
+        for k, v in t["breakdown_us_per_transfer"].items():
+            if k != "total":
+                rows.append((f"    {k}", f"{v:,.1f} ({v / total:.0%})"))
+        rows.append(("    total (timed run)", f"{total:,.1f}"))
+    s = results.get("state")
+    if s:
+        rows += [
+            (f"state: {s['writes_per_block']} writes into {s['state_keys']:,} keys (StateDB, root + LevelDB batch)", ""),
+            ("  writes/s incl. root and DB write", f"{s['writes_per_s_incl_root_and_db']:,.0f}"),
+            ("  root computation ms / whole block ms", f"{s['root_ms']:.1f} / {s['block_ms']:.1f}"),
+        ]
+        for row in s.get("benches_state_saved", []):
+            rows.append((
+                f"  benches.state's saved run, batch {row['batch']}: block w/s / root w/s (not this run)",
+                f"{row['block_writes_per_s']:,} / {row['root_writes_per_s']:,}",
+            ))
+    tr = results.get("training")
+    if tr:
+        rows += [
+            (f"training: {tr['calls']} TRAIN x {tr['steps_per_call']} steps, batch {tr['batch']} ({tr['succeeded']} succeeded)", ""),
+            ("  build (author trains) s", f"{tr['build_s']:.3f}"),
+            ("  import (full re-execution) s", f"{tr['import_s']:.3f}"),
+            ("  steps/s build / import", f"{tr['build_steps_per_s']:,.0f} / {tr['import_steps_per_s']:,.0f}"),
+        ]
+    width = max(len(r[0]) for r in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value:>16}" if value else label)
+    if t:
+        print("top functions by own time in a cProfiled import (profiler overhead inflates small calls):")
+        for name, tottime, cumtime in t["profile_top_tottime_s"]:
+            print(f"  {tottime:8.4f}s own {cumtime:8.4f}s cum  {name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--per-block", type=int, default=2000)
+    parser.add_argument("--senders", type=int, default=2000)
+    parser.add_argument("--receivers", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--state-keys", type=int, default=100_000)
+    parser.add_argument("--state-writes", type=int, default=4000)
+    parser.add_argument("--train-calls", type=int, default=4)
+    parser.add_argument("--train-steps", type=int, default=200)
+    parser.add_argument("--train-batch", type=int, default=32)
+    parser.add_argument("--train-segment", type=int, default=20)
+    parser.add_argument("--profile-top", type=int, default=15)
+    parser.add_argument("--only", choices=("transfers", "state", "training"), action="append")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/chain.json"))
+    args = parser.parse_args()
+    if args.quick:
+        args.blocks, args.per_block, args.senders, args.receivers = 2, 200, 200, 200
+        args.rounds, args.state_keys, args.state_writes = 1, 5_000, 500
+        args.train_calls, args.train_steps = 1, 20
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
+        for name, bench in (("transfers", bench_transfers), ("state", bench_state), ("training", bench_training)):
+            if not args.only or name in args.only:
+                bench(args, Path(tmp), results)
+    print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "bench": "chain",
+        "rounds": args.rounds,
+        "results": results,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Signature checks on import: one thread or several, the same verdict and the same error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+from chainkit import ALICE, BOB, dev_spec, open_chain, sign
+
+from chain import calls
+from chain.block import Block, Body
+from chain.blockchain import Blockchain
+from chain.errors import BlockError, ChainError
+from chain.storage import Database
+
+
+def _open(path: Path, threads: int) -> Blockchain:
+    spec = dev_spec()
+    return Blockchain(
+        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis, config=spec.runtime_config,
+        signature_threads=threads,
+    )
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Block:
+    author = open_chain(tmp_path / "author")
+    xts = [sign(author, ALICE, calls.Transfer(BOB.public, 10**7), n) for n in range(300)]
+    block = author.build_block(xts, ALICE, slot=1).block
+    author.db.close()
+    return block
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_block_imports_alike_with_any_number_of_signature_threads(tmp_path: Path, built: Block, threads: int) -> None:
+    validator = _open(tmp_path / "validator", threads)
+    validator.import_block(built)
+    assert validator.state.root() == built.header.state_root
+    validator.db.close()
+
+
+def test_the_first_bad_signature_is_reported_whatever_the_threads(tmp_path: Path, built: Block) -> None:
+    xts = list(built.body.extrinsics)
+    for index in (250, 160):  # both in later ranges: the lower index must still be named
+        xts[index] = msgspec.structs.replace(xts[index], signature=xts[index - 1].signature)
+    tampered = Block(built.header, Body(tuple(xts), built.body.proofs))
+    messages = []
+    for threads in (1, 2, 3):
+        validator = _open(tmp_path / f"v{threads}", threads)
+        genesis_root = validator.state.root()
+        with pytest.raises(BlockError, match=r"extrinsic #160: ") as exc:
+            validator.import_block(tampered)
+        assert validator.best_number == 0 and validator.state.root() == genesis_root
+        messages.append(str(exc.value))
+        validator.db.close()
+    assert len(set(messages)) == 1
+
+
+def test_signature_threads_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ChainError, match="signature_threads"):
+        _open(tmp_path / "zero", 0)
