@@ -168,3 +168,21 @@ def test_sigterm_closes_cleanly_and_the_database_reopens(tmp_path) -> None:
         assert int(header["number"], 16) == 1 and header["stateRoot"] == root
     finally:
         assert again.stop() == 0
+
+
+def test_slot_authoring_makes_a_block_per_slot(tmp_path) -> None:
+    node = start_node(tmp_path, "--dev", "--block-time", "400")
+    try:
+        async def heads() -> list[dict]:
+            async with RpcClient(node.ws_url) as client:
+                sub = await client.subscribe("chain_subscribeNewHeads", [], "chain_unsubscribeNewHeads")
+                async with sub:
+                    return [await sub.next(10) for _ in range(4)]
+
+        got = asyncio.run(heads())
+        numbers = [int(h["number"], 16) for h in got]
+        slots = [int(h["slot"], 16) for h in got]
+        assert numbers == list(range(numbers[0], numbers[0] + 4))
+        assert slots[1:] == sorted(slots[1:]) and len(set(slots[1:])) == 3
+    finally:
+        assert node.stop() == 0
