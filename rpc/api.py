@@ -26,6 +26,7 @@ from chain.header import DigestItem, Header
 from chain.pallets import balances, datasets, models, training
 from chain.pallets.context import Event
 from chain.pool import TransactionPool
+from chain.storage import Column
 from genesis.spec import ChainSpec
 from rpc import errors
 from rpc.methods import MethodTable, Params, Subscription, bind_params
@@ -166,19 +167,22 @@ def build_method_table(node: NodeApi, *, node_name: str = "polchain-node") -> Me
         return nonce
 
     # --- chain -----------------------------------------------------------------------------------
+    def known_block(at: str | None) -> bytes | None:
+        """The block ``at`` names (None: the best); None if unknown; -32602 if malformed."""
+        block_hash = chain.best_hash if at is None else parse_hex(at, "block hash", 32)
+        return block_hash if chain.db.get(Column.HEADER, block_hash) is not None else None
+
     @bind_params
     async def chain_getHeader(hash: str | None = None) -> dict[str, Any] | None:
-        try:
-            return header_json(chain.get_header(block_hash_at(hash)))
-        except errors.InvalidParams:
-            return None
+        block_hash = known_block(hash)
+        return None if block_hash is None else header_json(chain.get_header(block_hash))
 
     @bind_params
     async def chain_getBlock(hash: str | None = None) -> dict[str, Any] | None:
-        try:
-            block = chain.get_block(block_hash_at(hash))
-        except errors.InvalidParams:
+        block_hash = known_block(hash)
+        if block_hash is None:
             return None
+        block = chain.get_block(block_hash)
         return {
             "block": {
                 "header": header_json(block.header),

@@ -136,6 +136,11 @@ def test_bad_input_gets_specific_errors_and_changes_nothing(node) -> None:
     assert body["error"]["code"] == -32601
     status, body = _post(node.url, b'{"jsonrpc":"2.0","id":1,"method":"chain_getBlockHash","params":[-1]}')
     assert body["error"]["code"] == -32602
+    status, body = _post(node.url, b'{"jsonrpc":"2.0","id":1,"method":"chain_getHeader","params":["0x1234"]}')
+    assert body["error"]["code"] == -32602 and "32 bytes" in body["error"]["message"]
+    unknown = '{"jsonrpc":"2.0","id":1,"method":"chain_getBlock","params":["0x' + "ab" * 32 + '"]}'
+    status, body = _post(node.url, unknown.encode())
+    assert body["result"] is None
     status, _ = _post(node.url, b"[" * 100_000 + b"]" * 100_000)
     assert status in (200, 400, 413)
     status, body = _post(node.url, b'{"jsonrpc":"2.0","id":1,"method":"system_health"}')
