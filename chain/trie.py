@@ -168,6 +168,24 @@ def _encode_partial(partial: str) -> bytes:
             return bytes(out) + packed
 
 
+def _compute_step(node: _Node, path: str, d: int) -> tuple[bytes | None, bytes | None, int]:
+    """One step of a lookup of hex ``path`` at nibble ``d``, shared by reads and proof checks.
+
+    Returns ``(value, None, d)`` when the walk ends at ``node`` (value None: the key is
+    absent), or ``(None, child_hash, d')`` to go on into that child at nibble ``d'``.
+    """
+    partial = node[0]
+    if len(node) == 2:  # leaf
+        found = len(path) - d == len(partial) and path.endswith(partial)
+        return (node[1] if found else None), None, d
+    if not path.startswith(partial, d):
+        return None, None, d
+    d += len(partial)
+    if d == len(path):
+        return node[2], None, d
+    return None, node[1][_NIBBLE[path[d]]], d + 1
+
+
 def _decode_node(data: bytes) -> _Node:
     """Decode and validate one node; raises MalformedNode saying what is wrong."""
     if type(data) is not bytes:
@@ -383,20 +401,11 @@ class Trie:
         node = self._load_root(root)
         d = 0
         while True:
-            partial = node[0]
-            if len(node) == 2:
-                return node[1] if len(path) - d == len(partial) and path.endswith(partial) else None
-            if not path.startswith(partial, d):
-                return None
-            d += len(partial)
-            if d == len(path):
-                return node[2]
-            child = node[1][_NIBBLE[path[d]]]
+            value, child, d = _compute_step(node, path, d)
             if child is None:
-                return None
+                return value
             node = self._load(child, node_hash)
             node_hash = child
-            d += 1
 
     def iter_items(
         self, root: bytes, prefix: bytes = b"", start_after: bytes | None = None
@@ -720,16 +729,7 @@ def verify_read_proof(root: bytes, key: bytes, proof: Sequence[bytes]) -> bytes 
             node = _decode_node(encoded)
         except MalformedNode as exc:
             raise ProofError(f"proof node 0x{node_hash.hex()} is malformed: {exc}") from exc
-        partial = node[0]
-        if len(node) == 2:
-            return node[1] if len(path) - d == len(partial) and path.endswith(partial) else None
-        if not path.startswith(partial, d):
-            return None
-        d += len(partial)
-        if d == len(path):
-            return node[2]
-        child = node[1][_NIBBLE[path[d]]]
+        value, child, d = _compute_step(node, path, d)
         if child is None:
-            return None
+            return value
         node_hash = child
-        d += 1
