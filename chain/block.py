@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import ml_runtime
 from chain.codec import Wire, decode_versioned, encode_versioned
 from chain.extrinsic import Extrinsic
@@ -25,9 +27,9 @@ class Block(Wire, frozen=True):
         return self.header.hash()
 
 
-def compute_extrinsics_root(extrinsics: tuple[Extrinsic, ...] | list[Extrinsic]) -> bytes:
-    """RFC 6962 Merkle root over the extrinsics' encoded bytes."""
-    return ml_runtime.compute_merkle_root([xt.encode() for xt in extrinsics])
+def compute_extrinsics_root(encoded: Sequence[bytes]) -> bytes:
+    """RFC 6962 Merkle root over the extrinsics' encoded bytes (encoded once by the caller)."""
+    return ml_runtime.compute_merkle_root(encoded)
 
 
 def decode_block(data: bytes) -> Block:

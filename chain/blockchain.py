@@ -160,6 +160,7 @@ class Blockchain:
         overlay = self.state.overlay()
         info = BlockInfo(parent.number + 1, self.best_hash, author.public, True, self.verifier)
         included: list[Extrinsic] = []
+        included_raw: list[bytes] = []
         receipts: list[Receipt] = []
         weight = length = 0
         for xt in candidates:
@@ -174,13 +175,14 @@ class Blockchain:
                     on_invalid(blake2_256(raw), exc)
                 continue
             included.append(xt)
+            included_raw.append(raw)
             receipts.append(receipt)
             weight += xt_weight
             length += len(raw)
         proofs = tuple(info.proofs[i] for i in sorted(info.proofs))
         commit = self.state.compute_commit(overlay)
         header = Header(
-            self.best_hash, info.number, commit.root, compute_extrinsics_root(included), slot, author.public,
+            self.best_hash, info.number, commit.root, compute_extrinsics_root(included_raw), slot, author.public,
             (compute_slot_digest(slot), compute_pol_digest(_commitment(proofs, info))),
         )
         header = msgspec.structs.replace(header, seal=author.sign(header.pre_hash()))
@@ -196,11 +198,12 @@ class Blockchain:
 
     def _import_block(self, block: Block) -> ImportedBlock:
         self.verify_header(block.header)
-        overlay, info, receipts = self.execute_body(block)
+        raws = [xt.encode() for xt in block.body.extrinsics]
+        overlay, info, receipts = self.execute_body(block, raws)
         commit = self.state.compute_commit(overlay)
         header = block.header
         _verify_equal("state root", commit.root, header.state_root)
-        _verify_equal("extrinsics root", compute_extrinsics_root(block.body.extrinsics), header.extrinsics_root)
+        _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
         _verify_equal("POL commitment", _commitment(block.body.proofs, info), header.get_pol_commitment())
         _verify_equal("training proofs used", set(info.used_proofs), set(info.proofs))
         self._write_block(block, commit, receipts)
@@ -226,8 +229,8 @@ class Blockchain:
         except InvalidSignature as exc:
             raise BlockError(f"block #{header.number}: bad seal: {exc}") from None
 
-    def execute_body(self, block: Block) -> tuple[Overlay, BlockInfo, tuple[Receipt, ...]]:
-        """Apply every extrinsic of ``block`` to a fresh overlay of the parent state."""
+    def execute_body(self, block: Block, raws: list[bytes]) -> tuple[Overlay, BlockInfo, tuple[Receipt, ...]]:
+        """Apply every extrinsic of ``block`` (``raws``: their encodings) to a fresh overlay of the parent state."""
         header = block.header
         proofs = {p.extrinsic_index: p for p in block.body.proofs}
         if len(proofs) != len(block.body.proofs):
@@ -235,7 +238,6 @@ class Blockchain:
         info = BlockInfo(header.number, header.parent_hash, header.author, False, self.verifier, proofs)
         overlay = self.state.overlay()
         self.verify_signatures(block.body.extrinsics)
-        raws = [xt.encode() for xt in block.body.extrinsics]
         receipts = []
         for index, (xt, raw) in enumerate(zip(block.body.extrinsics, raws, strict=True)):
             try:
