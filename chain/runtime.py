@@ -68,8 +68,11 @@ DISPATCH: dict[type, CallRow] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Validity:
-    """What the pool needs to know about a valid extrinsic."""
+class CheckedExtrinsic:
+    """What checking an extrinsic found: its priority, the sender's nonce, its fee and weight.
+
+    The pool takes priority and nonce from it (as chain.pool.Validity); the block takes the fee.
+    """
 
     priority: int
     account_nonce: int
@@ -103,7 +106,7 @@ class Runtime:
     def verify_extrinsic(
         self, state: StateAccess, xt: Extrinsic, length: int, number: int,
         *, check_signature: bool = True, allow_future: bool = False,
-    ) -> Validity:
+    ) -> CheckedExtrinsic:
         """Raise InvalidTransaction unless ``xt`` could be included in block ``number`` now.
 
         With ``allow_future`` (the pool's view) a nonce ahead of the account's is accepted:
@@ -113,7 +116,7 @@ class Runtime:
 
     def _verify_extrinsic(
         self, state: StateAccess, xt: Extrinsic, length: int, number: int, check_signature: bool, allow_future: bool,
-    ) -> tuple[Validity, balances.AccountInfo]:
+    ) -> tuple[CheckedExtrinsic, balances.AccountInfo]:
         """:meth:`verify_extrinsic`, also returning the signer's account as it was read."""
         if not xt.era.is_alive(number):
             raise InvalidTransaction("stale", f"era {xt.era.birth}+{xt.era.period} does not cover block {number}")
@@ -134,29 +137,29 @@ class Runtime:
             raise FutureTransaction(f"nonce {xt.nonce} is ahead of the account nonce {account.nonce}")
         if account.free < fee:
             raise InvalidTransaction("payment", f"free balance {account.free} cannot pay the fee {fee}")
-        return Validity(priority=xt.tip, account_nonce=account.nonce, fee=fee, weight=weight), account
+        return CheckedExtrinsic(priority=xt.tip, account_nonce=account.nonce, fee=fee, weight=weight), account
 
     def apply_extrinsic(
         self, state: Any, block: BlockInfo, index: int, xt: Extrinsic, xt_hash: bytes, length: int,
         *, check_signature: bool = True,
     ) -> Receipt:
         """Apply one extrinsic to the overlay; InvalidTransaction means the block is invalid."""
-        validity, account = self._verify_extrinsic(state, xt, length, block.number, check_signature, False)
-        self.apply_fee(state, xt.signer, validity.fee, block.author, account)
-        ctx = CallContext(state, xt.signer, index, xt_hash, validity.fee, block, self.config)
+        checked, account = self._verify_extrinsic(state, xt, length, block.number, check_signature, False)
+        self.apply_fee(state, xt.signer, checked.fee, block.author, account)
+        ctx = CallContext(state, xt.signer, index, xt_hash, checked.fee, block, self.config)
         state.start_transaction()
         try:
             DISPATCH[type(xt.call)].handler(ctx, xt.call)
         except DispatchError as exc:
             state.rollback_transaction()
             failed = Event("system", "ExtrinsicFailed", (("module", exc.module), ("error", exc.error), ("message", str(exc))))
-            return Receipt(index, xt_hash, False, validity.fee, validity.weight, f"{exc.module}.{exc.error}: {exc}", (failed,))
+            return Receipt(index, xt_hash, False, checked.fee, checked.weight, f"{exc.module}.{exc.error}: {exc}", (failed,))
         except BaseException:
             state.rollback_transaction()
             raise
         state.commit_transaction()
-        done = Event("system", "ExtrinsicSucceeded", (("weight", validity.weight),))
-        return Receipt(index, xt_hash, True, validity.fee, validity.weight, None, (*ctx.events, done))
+        done = Event("system", "ExtrinsicSucceeded", (("weight", checked.weight),))
+        return Receipt(index, xt_hash, True, checked.fee, checked.weight, None, (*ctx.events, done))
 
     def apply_fee(
         self, state: StateAccess, who: bytes, fee: int, author: bytes, account: balances.AccountInfo | None = None
