@@ -66,13 +66,7 @@ class Keypair:
 def compute_seed_from_uri(uri: str) -> bytes:
     """The 32-byte seed a secret URI names (see the module docstring)."""
     if uri.startswith("0x") and "//" not in uri:
-        try:
-            seed = bytes.fromhex(uri[2:])
-        except ValueError:
-            raise InvalidKey(f"secret seed {uri[:6]}... is not hex") from None
-        if len(seed) != 32:
-            raise InvalidKey(f"a secret seed is 32 bytes, got {len(seed)}")
-        return seed
+        return _parse_hex32(uri, InvalidKey, "a secret seed")
     phrase, sep, path = uri.partition("//")
     if "/" in phrase.replace("//", ""):
         raise InvalidKey("soft junctions (/name) do not exist for ed25519; use //name")
@@ -137,14 +131,19 @@ def parse_account(text: str) -> bytes:
     if text.startswith("//"):
         return Keypair.from_uri(text).public
     if text.startswith("0x"):
-        try:
-            raw = bytes.fromhex(text[2:])
-        except ValueError:
-            raise InvalidAddress(f"{text!r} is not hex") from None
-        if len(raw) != 32:
-            raise InvalidAddress(f"an account id is 32 bytes, got {len(raw)}")
-        return raw
+        return _parse_hex32(text, InvalidAddress, "an account id")
     return ss58_decode(text)
+
+
+def _parse_hex32(text: str, error: type[InvalidKey] | type[InvalidAddress], what: str) -> bytes:
+    # Secrets are never echoed back in an error message, so neither is the text.
+    try:
+        raw = bytes.fromhex(text[2:])
+    except ValueError:
+        raise error(f"{what} in 0x-hex is not hex") from None
+    if len(raw) != 32:
+        raise error(f"{what} is 32 bytes, got {len(raw)}")
+    return raw
 
 
 def _b58encode(data: bytes) -> str:

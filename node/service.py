@@ -23,7 +23,7 @@ from typing import Any
 from chain.blockchain import Blockchain, ImportedBlock
 from chain.crypto import Keypair, blake2_256
 from chain.errors import InvalidTransaction
-from chain.extrinsic import Extrinsic
+from chain.extrinsic import Extrinsic, decode_extrinsic
 from chain.header import Header
 from chain.pallets.staking import compute_slot_author, get_validators
 from chain.pool import TransactionPool, Validity
@@ -122,8 +122,6 @@ class NodeService:
     async def watch(self, raw: bytes) -> AsyncIterator[Any]:
         """Submit and yield Substrate TransactionStatus values until a final one."""
         queue: asyncio.Queue[Any] = asyncio.Queue(WATCH_QUEUE)
-        from chain.extrinsic import decode_extrinsic
-
         xt_hash = decode_extrinsic(raw).hash()
         self._xt_watchers.setdefault(xt_hash, set()).add(queue)
         try:

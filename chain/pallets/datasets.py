@@ -88,6 +88,11 @@ def get_dataset(state: StateAccess, dataset_id: int) -> DatasetInfo:
     return info
 
 
+def get_uploaded_rows(state: StateAccess, dataset_id: int, info: DatasetInfo) -> bytes:
+    """The canonical bytes of the rows uploaded so far, in order."""
+    return b"".join(CHUNKS.get(state, dataset_id, first) or b"" for first in info.chunks)
+
+
 # Complete data sets never change, so their decoded rows are cached by content (rows root).
 _ROWS_CACHE: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _ROWS_CACHE_SIZE = 8
@@ -104,8 +109,7 @@ def get_rows(state: StateAccess, dataset_id: int) -> tuple[DatasetInfo, np.ndarr
     if cached is not None:
         _ROWS_CACHE.move_to_end(info.rows_root)
         return info, cached[0], cached[1]
-    raw = b"".join(CHUNKS.get(state, dataset_id, first) or b"" for first in info.chunks)
-    rows = np.frombuffer(raw, dtype=compute_row_dtype(info))
+    rows = np.frombuffer(get_uploaded_rows(state, dataset_id, info), dtype=compute_row_dtype(info))
     x = np.ascontiguousarray(rows["x"], dtype=np.float32)
     y = (
         np.ascontiguousarray(rows["y"], dtype=np.int32)
@@ -170,8 +174,7 @@ def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes)
     CHUNKS.apply_set(state, rows, dataset_id, first_row)
     info = msgspec.structs.replace(info, uploaded_rows=first_row + count, chunks=(*info.chunks, first_row))
     if info.complete:
-        raw = b"".join(CHUNKS.get(state, dataset_id, first) or b"" for first in info.chunks)
-        root = compute_rows_root(raw, info.row_size)
+        root = compute_rows_root(get_uploaded_rows(state, dataset_id, info), info.row_size)
         if root != info.rows_root:
             raise DispatchError(
                 PALLET, "RootMismatch", f"the rows hash to {root.hex()}, registered {info.rows_root.hex()}; restart from row 0"
