@@ -3,13 +3,13 @@
 An importing validator does not re-run every segment of every training job: it checks the
 transcript's links (shape, first checkpoint = the on-chain weights, entries hashed from the
 checkpoints, their Merkle root = the committed root), then re-runs ``m`` segments chosen by
-a PRF keyed with its own secret and the block's seed, so the author cannot know which
+a PRF keyed with its own secret and the job seed, so the author cannot know which
 segments will be checked (Jia et al., "Proof-of-Learning: Definitions and Practice", IEEE
 S&P 2021, §4: verification by re-running a random subset of the update steps). Its cost is
 about m/S of the author's training work. An author who forges k of S segments escapes one
 validator with probability C(S-k, m) / C(S, m), and every validator samples independently.
 
-A mismatch yields a :class:`FraudProof`: the block, the extrinsic, the segment, the
+A mismatch yields a :class:`FraudProof`: the job seed, the extrinsic, the segment, the
 checkpoint it starts from, the committed entries j and j+1 with their Merkle paths to the
 transcript root. Anyone holding the job (the chain state at the block's parent) and the
 transcript root (committed by the block header through the proofs root) checks it by
@@ -32,7 +32,7 @@ from consensus.errors import InvalidFraudProof
 class FraudProof:
     """Evidence that segment ``segment`` of a block's training proof does not re-run as claimed."""
 
-    block_hash: bytes
+    job_seed: bytes  # the training job's seed (blake2_256(parent hash || extrinsic hash))
     extrinsic_index: int
     segment: int
     checkpoint: bytes  # the float32 LE weights the segment starts from
@@ -59,18 +59,18 @@ class SampledVerifier:
         self.secret = secret
         self.samples = samples
 
-    def verify(self, job: ml_runtime.TrainingJob, proof: TrainingProof, block_seed: bytes) -> None:
+    def verify(self, job: ml_runtime.TrainingJob, proof: TrainingProof, job_seed: bytes) -> None:
         entries = verify_proof_links(job, proof)
         verify_divergence(job, proof)
         finished = len(entries) - 1  # segments that ran to a finite checkpoint
-        sample = ml_runtime.sample_segments(self.secret, block_seed, finished, self.samples) if finished else ()
+        sample = ml_runtime.sample_segments(self.secret, job_seed, finished, self.samples) if finished else ()
         for j in sample:
             try:
                 ml_runtime.verify_segment(job, j, proof.get_checkpoint(j), entries[j + 1], entries[j])
             except ml_runtime.MLRuntimeError as exc:
                 transcript = ml_runtime.Transcript.build(entries)
                 evidence = FraudProof(
-                    block_seed, proof.extrinsic_index, j, proof.checkpoints[j], entries[j], entries[j + 1],
+                    job_seed, proof.extrinsic_index, j, proof.checkpoints[j], entries[j], entries[j + 1],
                     ml_runtime.merkle_proof(transcript, j), ml_runtime.merkle_proof(transcript, j + 1),
                 )
                 raise SegmentFault(f"training proof #{proof.extrinsic_index}: segment {j}: {exc}", evidence) from None

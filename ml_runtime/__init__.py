@@ -6,7 +6,7 @@ are built from them), blake2b PRFs instead of numpy random generators, and a pla
 NumPy scalar twin for every numba kernel.
 """
 
-from ml_runtime.cost import NS_PER_UNIT, job_cost, step_cost
+from ml_runtime.cost import NS_PER_UNIT, step_cost
 from ml_runtime.data import load_digits
 from ml_runtime.errors import (
     BuildMismatch,
@@ -20,6 +20,7 @@ from ml_runtime.errors import (
 )
 from ml_runtime.inference import predict
 from ml_runtime.job import (
+    MAX_ROWS,
     JobResult,
     TrainingJob,
     recompute_segment,
@@ -41,6 +42,7 @@ from ml_runtime.transcript import (
 )
 
 __all__ = [
+    "MAX_ROWS",
     "NS_PER_UNIT",
     "BuildMismatch",
     "InvalidCheckpoint",
@@ -59,7 +61,6 @@ __all__ = [
     "compute_merkle_root",
     "hash_weights",
     "init_weights",
-    "job_cost",
     "load_digits",
     "merkle_proof",
     "merkle_root",

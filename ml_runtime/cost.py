@@ -44,10 +44,3 @@ def step_cost(spec: ModelSpec, batch_size: int) -> int:
     else:
         per_sample = 2 * d * h + 2 * h + 3 * h * k + (2 + EXP_UNITS) * k + LOG_UNITS
     return batch_size * per_sample + 2 * p
-
-
-def job_cost(spec: ModelSpec, batch_size: int, steps: int) -> int:
-    """Work units of a whole job (``steps`` SGD steps)."""
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise InvalidJob(f"steps {steps!r} must be a positive int")
-    return steps * step_cost(spec, batch_size)

@@ -32,12 +32,15 @@ from ml_runtime.errors import (
     NonFiniteWeights,
     SegmentMismatch,
 )
-from ml_runtime.prf import MAX_ROWS, batch_indices, sample_indices
+from ml_runtime.prf import batch_indices, sample_indices
 from ml_runtime.spec import ModelSpec
 from ml_runtime.transcript import Transcript, TranscriptEntry, float32_bytes, hash_weights
 
 MAX_STEPS: Final = 1_000_000
 MAX_BATCH: Final = 4096
+# The most rows a job trains on, and so the most a data set may register (the chain's
+# datasets pallet imports it): its one home.
+MAX_ROWS: Final = 1 << 20
 
 
 def _frozen_copy(a: np.ndarray, dtype: str) -> np.ndarray:

@@ -31,7 +31,10 @@ _PERSON_INIT: Final = b"polchain/ml/init"
 _PERSON_BATCH: Final = b"polchain/ml/bat"
 _PERSON_SAMPLE: Final = b"polchain/ml/smp"
 _WORDS_PER_BLOCK: Final = 16
-MAX_ROWS: Final = 2**31 - 1
+# The largest population the u32-word rejection sampling is defined for (a domain limit of
+# this PRF, pinned by the golden vectors). How many rows a data set may have is a smaller
+# policy limit, ml_runtime.job.MAX_ROWS.
+MAX_POPULATION: Final = 2**31 - 1
 
 _U64 = struct.Struct("<Q")
 _U64_U32 = struct.Struct("<QI")
@@ -92,8 +95,8 @@ def batch_indices(seed: bytes, first_step: int, num_steps: int, n: int, batch: i
     vectorised across the whole segment; any step with a rejection falls back to the
     word stream, which defines the result.
     """
-    if not 1 <= n <= MAX_ROWS:
-        raise InvalidJob(f"dataset has {n} rows; the batch PRF supports 1..{MAX_ROWS}")
+    if not 1 <= n <= MAX_POPULATION:
+        raise InvalidJob(f"dataset has {n} rows; the batch PRF supports 1..{MAX_POPULATION}")
     limit = _accept_limit(n)
     base = hashlib.blake2b(key=seed, person=_PERSON_BATCH, digest_size=64)
     per_step = -(-batch // _WORDS_PER_BLOCK)
