@@ -68,7 +68,7 @@ def compute_bench_spec(senders: list[Keypair]) -> ChainSpec:
 
 def open_node(path: Path, spec: ChainSpec, signature_threads: int = 1) -> Blockchain:
     return Blockchain(
-        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis, config=spec.runtime_config,
+        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis,
         signature_threads=signature_threads,
     )
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import ml_runtime
 from chain.codec import Wire, decode_versioned, encode_versioned
 from chain.extrinsic import Extrinsic
-from chain.header import Header
+from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest
 from chain.proofs import TrainingProof
 
 
@@ -25,6 +25,24 @@ class Block(Wire, frozen=True):
 
     def hash(self) -> bytes:
         return self.header.hash()
+
+
+def _compute_max_header_length() -> int:
+    """The encoded size of the largest header an author builds: numbers at their maximum,
+    the slot and POL_ digests, a 64-byte seal."""
+    top32, top64 = 2**32 - 1, 2**63 - 1  # the largest BlockNumber and U64
+    header = Header(
+        bytes(32), top32, bytes(32), bytes(32), top64, bytes(32),
+        (compute_slot_digest(top64), compute_pol_digest(PolCommitment(bytes(32), top64, top64))), bytes(64),
+    )
+    return len(header.encode())
+
+
+# What every block spends on other things than its extrinsics and training proofs: the
+# header (at most _compute_max_header_length(), with its version byte), the block's array
+# header, the body's array header and its two list headers (at most 5 bytes each). An
+# extrinsic is carried in the body without its version byte, so its encoded length bounds it.
+BLOCK_OVERHEAD = _compute_max_header_length() + 1 + 1 + 5 + 5
 
 
 def compute_extrinsics_root(encoded: Sequence[bytes]) -> bytes:

@@ -23,9 +23,9 @@ import msgspec
 
 from chain.block import Block, Body, compute_extrinsics_root, decode_body, encode_body
 from chain.codec import decode, encode
-from chain.config import RuntimeConfig
+from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, decode_runtime_config
 from chain.crypto import Keypair, blake2_256, verify_signature
-from chain.errors import BlockError, ChainError, InvalidSignature, InvalidTransaction
+from chain.errors import BlockError, ChainError, CodecError, InvalidSignature, InvalidTransaction
 from chain.extrinsic import Extrinsic, find_bad_signature
 from chain.header import (
     ZERO_HASH,
@@ -41,6 +41,7 @@ from chain.proofs import FullReexecution, TranscriptVerifier, compute_proofs_roo
 from chain.runtime import Receipt, Runtime
 from chain.state import Overlay, StateCommit, StateDB
 from chain.storage import Column, Database, WriteBatch
+from chain.trie import EMPTY_ROOT
 
 META_BEST = b"best"
 META_FINALIZED = b"finalized"
@@ -75,11 +76,16 @@ class Blockchain:
         *,
         chain_id: str,
         build_genesis: Callable[[Overlay], None],
-        config: RuntimeConfig,
         verifier: TranscriptVerifier | None = None,
         signature_threads: int = 1,
     ) -> None:
-        """``signature_threads`` > 1 checks a block's signatures in that many threads
+        """Open ``db``, writing the genesis ``build_genesis`` describes if it is empty.
+
+        A database that holds another chain is refused: another chain id, or a genesis
+        (state or runtime config) other than the one ``build_genesis`` describes. The runtime
+        config is read from state (genesis put it there), never taken from the caller.
+
+        ``signature_threads`` > 1 checks a block's signatures in that many threads
         (libsodium releases the GIL); 1 keeps import on one core."""
         if signature_threads < 1:
             raise ChainError(f"signature_threads must be at least 1, got {signature_threads}")
@@ -87,16 +93,18 @@ class Blockchain:
         self.signature_threads = signature_threads
         self._signature_pool: ThreadPoolExecutor | None = None
         self.state = StateDB(db)
-        self.config = config
         self.verifier: TranscriptVerifier = verifier or FullReexecution()
         stored_id = db.get(Column.META, META_CHAIN_ID)
+        genesis, genesis_commit = self._compute_genesis(build_genesis)
         if stored_id is None:
-            self.genesis_hash = self._write_genesis(chain_id, build_genesis)
+            self.genesis_hash = self._write_genesis(chain_id, genesis, genesis_commit)
         elif stored_id.decode() != chain_id:
             raise ChainError(f"the database holds chain {stored_id.decode()!r}, not {chain_id!r}")
         else:
             self.genesis_hash = self._require_meta(META_GENESIS)
-        self.runtime = Runtime(self.genesis_hash, config)
+            self._verify_genesis(chain_id, genesis, genesis_commit)
+        self.config = _decode_runtime_config(self.state.get(RUNTIME_CONFIG_KEY), "the best state")
+        self.runtime = Runtime(self.genesis_hash, self.config)
         self.best_hash = self._require_meta(META_BEST)
         self.best_header = self.get_header(self.best_hash)
         self.finalized_hash = self._require_meta(META_FINALIZED)
@@ -163,11 +171,14 @@ class Blockchain:
         included_raw: list[bytes] = []
         receipts: list[Receipt] = []
         weight = length = 0
+        max_length, max_weight = self.runtime.max_extrinsic_length, self.config.max_block_weight
         for xt in candidates:
             raw = xt.encode()
-            xt_weight = self.runtime.compute_weight(overlay, xt)
-            if length + len(raw) > self.config.max_block_length or weight + xt_weight > self.config.max_block_weight:
-                continue
+            declared = self.runtime.compute_dispatch_info(overlay, xt)
+            xt_length = len(raw) + declared.proof_length
+            fits_alone = xt_length <= max_length and declared.weight <= max_weight
+            if fits_alone and (length + xt_length > max_length or weight + declared.weight > max_weight):
+                continue  # for a later block; one that fits no block is refused by apply_extrinsic
             try:
                 receipt = self.runtime.apply_extrinsic(overlay, info, len(included), xt, blake2_256(raw), len(raw))
             except InvalidTransaction as exc:
@@ -177,8 +188,8 @@ class Blockchain:
             included.append(xt)
             included_raw.append(raw)
             receipts.append(receipt)
-            weight += xt_weight
-            length += len(raw)
+            weight += declared.weight
+            length += xt_length
         proofs = tuple(info.proofs[i] for i in sorted(info.proofs))
         commit = self.state.compute_commit(overlay)
         header = Header(
@@ -197,6 +208,7 @@ class Blockchain:
             return self._import_block(block)
 
     def _import_block(self, block: Block) -> ImportedBlock:
+        self.verify_length(block)
         self.verify_header(block.header)
         raws = [xt.encode() for xt in block.body.extrinsics]
         overlay, info, receipts = self.execute_body(block, raws)
@@ -208,6 +220,15 @@ class Blockchain:
         _verify_equal("training proofs used", set(info.used_proofs), set(info.proofs))
         self._write_block(block, commit, receipts)
         return ImportedBlock(block, receipts, info.training_steps)
+
+    def verify_length(self, block: Block) -> None:
+        """BlockError if the block's encoding (header, extrinsics, training proofs: every byte
+        it carries) is over ``max_block_length``; checked before any other work."""
+        length = len(block.encode())
+        if length > self.config.max_block_length:
+            raise BlockError(
+                f"block #{block.header.number} is {length} bytes; the limit is {self.config.max_block_length}"
+            )
 
     def verify_header(self, header: Header) -> None:
         """The header extends the best block, in a later slot, by a validator that sealed it."""
@@ -303,16 +324,39 @@ class Blockchain:
         batch.put_many(Column.LOOKUP, ((r.hash, encode(_Location(block_hash, r.index))) for r in receipts))
         batch.put(Column.META, META_BEST, block_hash)
 
-    def _write_genesis(self, chain_id: str, build_genesis: Callable[[Overlay], None]) -> bytes:
-        overlay = self.state.overlay()
+    def _compute_genesis(self, build_genesis: Callable[[Overlay], None]) -> tuple[Block, StateCommit]:
+        """The genesis block ``build_genesis`` describes and its state, computed, not written."""
+        overlay = self.state.overlay(at=EMPTY_ROOT)
         build_genesis(overlay)
         commit = self.state.compute_commit(overlay)
         header = Header(
             ZERO_HASH, 0, commit.root, compute_extrinsics_root([]), 0, ZERO_HASH,
             (compute_pol_digest(PolCommitment(compute_proofs_root([]), 0, 0)),),
         )
-        block = Block(header, Body())
-        genesis_hash = header.hash()
+        return Block(header, Body()), commit
+
+    def _verify_genesis(self, chain_id: str, genesis: Block, commit: StateCommit) -> None:
+        """ChainError unless the stored genesis is ``genesis``, saying whether the runtime
+        config or the rest of the genesis state differs."""
+        if genesis.hash() == self.genesis_hash:
+            return
+        stored_root = self.get_header(self.genesis_hash).state_root
+        stored = _decode_runtime_config(self.state.get(RUNTIME_CONFIG_KEY, at=stored_root), "the stored genesis state")
+        wanted = _decode_runtime_config(commit.changes.get(RUNTIME_CONFIG_KEY), "the chain spec's genesis")
+        differences = stored.compute_differences(wanted)
+        if differences:
+            raise ChainError(
+                f"the database holds chain {chain_id!r} with another runtime config than the chain spec's: "
+                f"{'; '.join(differences)} (purge the chain to start it with the new config)"
+            )
+        raise ChainError(
+            f"the database holds chain {chain_id!r} with another genesis state than the chain spec's "
+            f"(balances, validators, models or data sets): genesis 0x{self.genesis_hash.hex()} stored, "
+            f"0x{genesis.hash().hex()} from the chain spec (purge the chain to start it anew)"
+        )
+
+    def _write_genesis(self, chain_id: str, block: Block, commit: StateCommit) -> bytes:
+        genesis_hash = block.hash()
         with self.db.write_batch() as batch:
             self._stage_block(batch, block, genesis_hash, ())
             self.state.stage_commit(batch, commit)
@@ -346,6 +390,15 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _decode_runtime_config(raw: bytes | None, where: str) -> RuntimeConfig:
+    if raw is None:
+        raise ChainError(f"{where} has no runtime config under {RUNTIME_CONFIG_KEY!r}: a genesis older than this node?")
+    try:
+        return decode_runtime_config(raw)
+    except CodecError as exc:
+        raise ChainError(f"{where}: the runtime config under {RUNTIME_CONFIG_KEY!r} is malformed: {exc}") from None
 
 
 def _commitment(proofs: Iterable, info: BlockInfo) -> PolCommitment:

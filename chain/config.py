@@ -1,8 +1,17 @@
-"""The runtime's constants: fees, limits, deposits. Part of the chain spec's genesis config."""
+"""The runtime's constants: fees, limits, deposits.
+
+The chain spec names them (``runtimeConfig``) and genesis writes them into state under the
+well-known key :data:`RUNTIME_CONFIG_KEY`, so the genesis hash covers them: two specs with
+different fees are two chains. A node reads them from state when it opens its database, never
+from the spec it was started with.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
+
+from chain.codec import decode, encode
+from chain.errors import CodecError
 
 SPEC_NAME = "polchain"
 SPEC_VERSION = 1
@@ -13,8 +22,17 @@ TRANSACTION_VERSION = 1
 class RuntimeConfig:
     """Fee = base_fee + byte_fee * length + weight_fee * weight + tip (Substrate's formula).
 
-    Weights are in work units: ml_runtime's cost model for training, a fixed amount for the
-    other calls. The defaults make a transfer cost about 0.01 unit of the token.
+    ``length`` is every byte a call adds to its block: its own encoding and, for a TRAIN
+    call, its training proof, counted at an upper bound computed from the call's arguments
+    (``chain.proofs.compute_proof_length``) so that the fee is known before dispatch. Weights
+    are in work units: ml_runtime's cost model for training, a fixed amount for the other
+    calls. The fee on the declared length and weight is withdrawn before dispatch; afterwards
+    the weight the call did not use and the proof bytes it did not carry are refunded
+    (Substrate's ``PostDispatchInfo.actual_weight``). The defaults make a transfer cost about
+    0.01 unit of the token.
+
+    ``max_block_length`` bounds a block's whole encoding (header, extrinsics and training
+    proofs): a call whose own bytes cannot fit an empty block is invalid, whatever its weight.
     """
 
     existential_deposit: int = 1_000_000  # 0.001 token at 9 decimals
@@ -31,3 +49,32 @@ class RuntimeConfig:
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip
+
+    def compute_differences(self, other: RuntimeConfig) -> list[str]:
+        """``"name self (stored) vs other (chain spec)"`` for each field that differs."""
+        return [
+            f"{f.name} {getattr(self, f.name)} (stored) vs {getattr(other, f.name)} (chain spec)"
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+# A well-known key: unhashed and ':'-prefixed, like Substrate's ``:code``, so no pallet's
+# hashed keys (16-byte twox/blake2 prefixes) can collide with it.
+RUNTIME_CONFIG_KEY = b":runtime_config"
+
+def encode_runtime_config(config: RuntimeConfig) -> bytes:
+    """The canonical bytes stored at genesis: the fields in declaration order, as an array.
+
+    Adding, removing or reordering a field changes these bytes, and so the genesis hash: it is
+    a consensus change (a new SPEC_VERSION).
+    """
+    return encode(astuple(config))
+
+
+def decode_runtime_config(data: bytes) -> RuntimeConfig:
+    values = decode(data, tuple[int, ...])
+    names = [f.name for f in fields(RuntimeConfig)]
+    if len(values) != len(names) or any(v < 0 for v in values):
+        raise CodecError(f"RuntimeConfig: expected {len(names)} integers >= 0 ({', '.join(names)}), got {values!r}")
+    return RuntimeConfig(*values)

@@ -40,6 +40,21 @@ class TrainingProof(Wire, frozen=True):
         return np.frombuffer(self.checkpoints[j], dtype="<f4").astype(np.float32)
 
 
+def compute_proof_length(param_count: int, segments: int) -> int:
+    """An upper bound of the encoded size of a proof for ``segments`` segments of a model with
+    ``param_count`` parameters: what a TRAIN call declares, and pays for, before it runs.
+
+    The MessagePack encoding (chain/codec.py) of a TrainingProof is a 5-element array (1 byte)
+    of: the extrinsic index (at most 5 bytes as a u32); the checkpoints, an array header (at
+    most 5 bytes) and ``segments + 1`` bin strings of ``4 * param_count`` bytes, each with a
+    header of at most 5 bytes (bin32); the losses, an array header and ``segments + 1`` u32s
+    of at most 5 bytes each; the transcript root (bin8: 2 + 32 bytes); the diverged segment
+    (at most 5 bytes). A diverged proof has fewer checkpoints, so the bound covers it too.
+    """
+    count = segments + 1
+    return 1 + 5 + 5 + count * (5 + 4 * param_count) + 5 + 5 * count + 34 + 5
+
+
 def compute_proof(index: int, result: ml_runtime.JobResult) -> TrainingProof:
     """The proof an author puts in the block for one job result."""
     return TrainingProof(
@@ -110,13 +125,13 @@ def verify_divergence(job: ml_runtime.TrainingJob, proof: TrainingProof) -> None
 class TranscriptVerifier(Protocol):
     """Decides whether an author's training proof is to be believed (raises BlockError if not)."""
 
-    def verify(self, job: ml_runtime.TrainingJob, proof: TrainingProof, block_seed: bytes) -> None: ...
+    def verify(self, job: ml_runtime.TrainingJob, proof: TrainingProof, job_seed: bytes) -> None: ...
 
 
 class FullReexecution:
     """Re-run every segment and compare bits: the strongest and the slowest verifier."""
 
-    def verify(self, job: ml_runtime.TrainingJob, proof: TrainingProof, block_seed: bytes) -> None:
+    def verify(self, job: ml_runtime.TrainingJob, proof: TrainingProof, job_seed: bytes) -> None:
         entries = verify_proof_links(job, proof)
         for j in range(len(entries) - 1):
             try:

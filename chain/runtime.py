@@ -1,10 +1,14 @@
 """The runtime: the dispatch table and the executive that applies extrinsics and blocks.
 
-Every call type maps to one row of :data:`DISPATCH`: its handler and its weight. The call's
-stable index is its wire tag (``chain/calls.py``). Applying an extrinsic is always the same
-sequence: check validity (signature, era, nonce, fee), charge the fee and bump the nonce,
-then dispatch inside a storage transaction that is rolled back if the call fails, so a failed
-extrinsic changes nothing but its fee and nonce.
+Every call type maps to one row of :data:`DISPATCH`: its handler and what it declares before
+it runs (:class:`DispatchInfo`: its weight, and the bytes it adds to the block besides its own
+encoding). The call's stable index is its wire tag (``chain/calls.py``). Applying an
+extrinsic is always the same sequence: check validity (signature, era, nonce, that the call's
+bytes fit a block, fee), withdraw the fee on the declared weight and length and bump the
+nonce, dispatch inside a storage transaction that is rolled back if the call fails, then
+settle: the fee on min(declared, actual) weight and proof bytes goes to the block author and
+the rest back to the sender (Substrate's ``PostDispatchInfo`` correction). A failed extrinsic
+changes nothing but its fee and nonce.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import msgspec
 
 import ml_runtime
 from chain import calls
+from chain.block import BLOCK_OVERHEAD
 from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
@@ -24,44 +29,67 @@ from chain.extrinsic import Extrinsic
 from chain.pallets import balances, datasets, models, staking, training
 from chain.pallets.context import BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
+from chain.pallets.training import TRAIN_BASE_WEIGHT
+from chain.proofs import compute_proof_length
 
 Handler = Callable[[CallContext, Any], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchInfo:
+    """What a call declares before it runs (Substrate's ``DispatchInfo``), from its arguments
+    and the state: its weight in work units, and the bytes it adds to its block besides its
+    own encoding (a TRAIN call's training proof). Both are upper bounds: the fee is withdrawn
+    on them, and what the call reports unused after dispatch is refunded."""
+
+    weight: int
+    proof_length: int = 0
 
 
 def _remark(ctx: CallContext, call: calls.Remark) -> None:
     ctx.emit("system", "Remarked", sender=ctx.sender, hash=blake2_256(call.data))
 
 
-def _train_weight(state: StateAccess, call: calls.Train) -> int:
+def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
+    """The training weight and the proof bound of the job the arguments describe.
+
+    An unknown model or undecodable spec fails at once in dispatch: only the base weight.
+    Other arguments are taken as they are (a batch or segment length of 0 as 1): out-of-range
+    ones fail in dispatch before any work and are refunded, or, if their proof could not fit
+    a block, are refused at validation.
+    """
     model = models.MODELS.get(state, call.model)
     if model is None:
-        return 0  # the call fails at once in dispatch; only the base fee is due
+        return DispatchInfo(TRAIN_BASE_WEIGHT)
     try:
         spec = ml_runtime.ModelSpec.decode(model.spec)
-        return ml_runtime.step_cost(spec, call.batch_size) * call.steps
+        step = ml_runtime.step_cost(spec, max(call.batch_size, 1))
     except ml_runtime.MLRuntimeError:
-        return 0
+        return DispatchInfo(TRAIN_BASE_WEIGHT)
+    segments = -(-call.steps // max(call.segment_len, 1))
+    return DispatchInfo(TRAIN_BASE_WEIGHT + step * call.steps, compute_proof_length(spec.param_count, segments))
 
 
 @dataclass(frozen=True, slots=True)
 class CallRow:
-    """One row of the dispatch table: the handler and the call's weight in work units."""
+    """One row of the dispatch table: the handler and what the call declares."""
 
     handler: Handler
-    weight: Callable[[StateAccess, Any], int]
+    info: Callable[[StateAccess, Any], DispatchInfo]
 
 
-def _fixed(units: int) -> Callable[[StateAccess, Any], int]:
-    return lambda _state, _call: units
+def _fixed(units: int) -> Callable[[StateAccess, Any], DispatchInfo]:
+    info = DispatchInfo(units)
+    return lambda _state, _call: info
 
 
 DISPATCH: dict[type, CallRow] = {
-    calls.Remark: CallRow(_remark, lambda _s, c: 10_000 + 10 * len(c.data)),
+    calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(10_000 + 10 * len(c.data))),
     calls.Transfer: CallRow(balances.apply_transfer, _fixed(100_000)),
     calls.RegisterModel: CallRow(models.apply_register_model, _fixed(1_000_000)),
     calls.RegisterDataset: CallRow(datasets.apply_register_dataset, _fixed(200_000)),
-    calls.AppendRows: CallRow(datasets.apply_append_rows, lambda _s, c: 100_000 + 20 * len(c.rows)),
-    calls.Train: CallRow(training.apply_train, _train_weight),
+    calls.AppendRows: CallRow(datasets.apply_append_rows, lambda _s, c: DispatchInfo(100_000 + 20 * len(c.rows))),
+    calls.Train: CallRow(training.apply_train, _train_info),
     calls.Bond: CallRow(staking.apply_bond, _fixed(100_000)),
     calls.Unbond: CallRow(staking.apply_unbond, _fixed(100_000)),
 }
@@ -69,7 +97,8 @@ DISPATCH: dict[type, CallRow] = {
 
 @dataclass(frozen=True, slots=True)
 class CheckedExtrinsic:
-    """What checking an extrinsic found: its priority, the sender's nonce, its fee and weight.
+    """What checking an extrinsic found: its priority, the sender's nonce, its declared fee
+    (before any refund) and dispatch info.
 
     The pool takes priority and nonce from it (as chain.pool.Validity); the block takes the fee.
     """
@@ -77,7 +106,7 @@ class CheckedExtrinsic:
     priority: int
     account_nonce: int
     fee: int
-    weight: int
+    info: DispatchInfo
 
 
 class Receipt(msgspec.Struct, frozen=True, array_like=True):
@@ -100,8 +129,17 @@ class Runtime:
         self.config = config
         self.spec_version = SPEC_VERSION
 
-    def compute_weight(self, state: StateAccess, xt: Extrinsic) -> int:
-        return DISPATCH[type(xt.call)].weight(state, xt.call)
+    def compute_dispatch_info(self, state: StateAccess, xt: Extrinsic) -> DispatchInfo:
+        return DISPATCH[type(xt.call)].info(state, xt.call)
+
+    def compute_fee(self, info: DispatchInfo, length: int, tip: int) -> int:
+        """The fee of an extrinsic of ``length`` bytes that declares ``info`` (before refunds)."""
+        return self.config.compute_fee(length + info.proof_length, info.weight, tip)
+
+    @property
+    def max_extrinsic_length(self) -> int:
+        """The bytes one extrinsic and its proof may take: a block less its header and framing."""
+        return self.config.max_block_length - BLOCK_OVERHEAD
 
     def verify_extrinsic(
         self, state: StateAccess, xt: Extrinsic, length: int, number: int,
@@ -125,19 +163,24 @@ class Runtime:
         account = balances.get_account(state, xt.signer)
         if xt.nonce < account.nonce:
             raise InvalidTransaction("stale", f"nonce {xt.nonce} is already used (account nonce is {account.nonce})")
-        weight = self.compute_weight(state, xt)
-        if weight > self.config.max_block_weight or length > self.config.max_block_length:
+        info = self.compute_dispatch_info(state, xt)
+        if info.weight > self.config.max_block_weight:
+            raise InvalidTransaction(
+                "exhausts_resources", f"weight {info.weight} exceeds a block's limit of {self.config.max_block_weight}"
+            )
+        if length + info.proof_length > self.max_extrinsic_length:
+            proof = f" and its training proof of {info.proof_length} bytes" if info.proof_length else ""
             raise InvalidTransaction(
                 "exhausts_resources",
-                f"weight {weight} / length {length} exceed a block's limits "
-                f"({self.config.max_block_weight} / {self.config.max_block_length})",
+                f"the extrinsic's {length} bytes{proof} cannot fit in a block of {self.config.max_block_length} "
+                f"bytes ({self.max_extrinsic_length} after the header)",
             )
-        fee = self.config.compute_fee(length, weight, xt.tip)
+        fee = self.compute_fee(info, length, xt.tip)
         if xt.nonce > account.nonce and not allow_future:
             raise FutureTransaction(f"nonce {xt.nonce} is ahead of the account nonce {account.nonce}")
         if account.free < fee:
             raise InvalidTransaction("payment", f"free balance {account.free} cannot pay the fee {fee}")
-        return CheckedExtrinsic(priority=xt.tip, account_nonce=account.nonce, fee=fee, weight=weight), account
+        return CheckedExtrinsic(priority=xt.tip, account_nonce=account.nonce, fee=fee, info=info), account
 
     def apply_extrinsic(
         self, state: Any, block: BlockInfo, index: int, xt: Extrinsic, xt_hash: bytes, length: int,
@@ -145,35 +188,46 @@ class Runtime:
     ) -> Receipt:
         """Apply one extrinsic to the overlay; InvalidTransaction means the block is invalid."""
         checked, account = self._verify_extrinsic(state, xt, length, block.number, check_signature, False)
-        self.apply_fee(state, xt.signer, checked.fee, block.author, account)
+        balances.apply_account(
+            state, xt.signer, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - checked.fee)
+        )
         ctx = CallContext(state, xt.signer, index, xt_hash, checked.fee, block, self.config)
         state.start_transaction()
         try:
             DISPATCH[type(xt.call)].handler(ctx, xt.call)
         except DispatchError as exc:
             state.rollback_transaction()
+            fee, weight = self.apply_fee(state, xt, length, checked, ctx, block.author)
             failed = Event("system", "ExtrinsicFailed", (("module", exc.module), ("error", exc.error), ("message", str(exc))))
-            return Receipt(index, xt_hash, False, checked.fee, checked.weight, f"{exc.module}.{exc.error}: {exc}", (failed,))
+            return Receipt(index, xt_hash, False, fee, weight, f"{exc.module}.{exc.error}: {exc}", (failed,))
         except BaseException:
             state.rollback_transaction()
             raise
         state.commit_transaction()
-        done = Event("system", "ExtrinsicSucceeded", (("weight", checked.weight),))
-        return Receipt(index, xt_hash, True, checked.fee, checked.weight, None, (*ctx.events, done))
+        fee, weight = self.apply_fee(state, xt, length, checked, ctx, block.author)
+        done = Event("system", "ExtrinsicSucceeded", (("weight", weight),))
+        return Receipt(index, xt_hash, True, fee, weight, None, (*ctx.events, done))
 
     def apply_fee(
-        self, state: StateAccess, who: bytes, fee: int, author: bytes, account: balances.AccountInfo | None = None
-    ) -> None:
-        """Withdraw the fee, bump the nonce, credit the block author.
+        self, state: StateAccess, xt: Extrinsic, length: int, checked: CheckedExtrinsic, ctx: CallContext, author: bytes
+    ) -> tuple[int, int]:
+        """Settle the fee withdrawn before dispatch: refund what the call did not use to the
+        sender, pay the rest to the block author. Returns (fee paid, weight used).
 
-        ``account`` is ``who``'s account if the caller has just read it (saves a read).
+        The fee is recomputed on min(declared, actual) weight and proof bytes, so a handler
+        can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).
         """
-        if account is None:
-            account = balances.get_account(state, who)
-        balances.apply_account(state, who, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - fee))
-        if author != who:
-            receiver = balances.get_account(state, author)
-            balances.apply_account(state, author, msgspec.structs.replace(receiver, free=receiver.free + fee))
-        else:
-            account = balances.get_account(state, who)
-            balances.apply_account(state, who, msgspec.structs.replace(account, free=account.free + fee))
+        declared, post = checked.info, ctx.post_info
+        used = DispatchInfo(
+            declared.weight if post.actual_weight is None else min(declared.weight, post.actual_weight),
+            declared.proof_length if post.actual_proof_length is None else min(declared.proof_length, post.actual_proof_length),
+        )
+        fee = self.compute_fee(used, length, xt.tip)
+        if checked.fee > fee:
+            balances.apply_account(state, xt.signer, _credit(balances.get_account(state, xt.signer), checked.fee - fee))
+        balances.apply_account(state, author, _credit(balances.get_account(state, author), fee))
+        return fee, used.weight
+
+
+def _credit(account: balances.AccountInfo, amount: int) -> balances.AccountInfo:
+    return msgspec.structs.replace(account, free=account.free + amount)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import ml_runtime
-from chain.config import RuntimeConfig
+from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, encode_runtime_config
 from chain.crypto import parse_account, ss58_encode
 from chain.errors import ChainError, GenesisError
 from chain.pallets import balances, datasets, models
@@ -146,6 +146,8 @@ def compute_genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
             _apply_dataset(state, ds, f"{where}: datasets[{i}]")
         for i, m in enumerate(cfg.get("models", [])):
             _apply_model(state, m, f"{where}: models[{i}]", spec.runtime_config.max_model_params)
+        # In state, so the genesis hash covers the fees and limits (chain/config.py).
+        state.set(RUNTIME_CONFIG_KEY, encode_runtime_config(spec.runtime_config))
     except ChainError as exc:
         if isinstance(exc, GenesisError):
             raise

@@ -73,7 +73,7 @@ class NodeService:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.db_path)
         self.chain = Blockchain(
-            self.db, chain_id=spec.id, build_genesis=spec.apply_genesis, config=spec.runtime_config
+            self.db, chain_id=spec.id, build_genesis=spec.apply_genesis
         )
         self.pool = TransactionPool(self._validate_for_pool)
         self.pool.add_listener(self._on_pool_status)

@@ -294,9 +294,9 @@ def build_method_table(node: NodeApi, *, node_name: str = "polchain-node") -> Me
         except ChainError as exc:
             raise errors.InvalidParams(f"Invalid params: extrinsic: {exc}") from None
         state = reader(at)
-        weight = chain.runtime.compute_weight(state, xt)
-        fee = chain.config.compute_fee(len(raw), weight, 0)
-        return {"weight": {"refTime": weight, "proofSize": 0}, "class": "normal", "partialFee": str(fee)}
+        info = chain.runtime.compute_dispatch_info(state, xt)
+        fee = chain.runtime.compute_fee(info, len(raw), 0)
+        return {"weight": {"refTime": info.weight, "proofSize": 0}, "class": "normal", "partialFee": str(fee)}
 
     # --- ml ----------------------------------------------------------------------------------------
     @bind_params

@@ -25,9 +25,26 @@ class Event(Wire, frozen=True):
     args: tuple[tuple[str, EventArg], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class PostDispatchInfo:
+    """What a call used, reported by its handler (Substrate's ``PostDispatchInfo``).
+
+    None means what the call declared before dispatch (its weight, its proof bytes). A handler
+    that stops before its heavy work lowers them; the executive charges min(declared, actual)
+    and refunds the rest, also when the call fails.
+    """
+
+    actual_weight: int | None = None
+    actual_proof_length: int | None = None
+
+
 @dataclass(slots=True)
 class CallContext:
-    """The mutable context of one extrinsic's dispatch (events accumulate here, not in state)."""
+    """The mutable context of one extrinsic's dispatch (events accumulate here, not in state).
+
+    ``fee`` is the fee withdrawn before dispatch (on the declared weight and length);
+    ``post_info`` is what the handler reports it used.
+    """
 
     state: StateAccess
     sender: bytes
@@ -37,6 +54,7 @@ class CallContext:
     block: BlockInfo
     config: RuntimeConfig
     events: list[Event] = field(default_factory=list)
+    post_info: PostDispatchInfo = field(default_factory=PostDispatchInfo)
 
     def emit(self, pallet: str, name: str, **args: Any) -> None:
         self.events.append(

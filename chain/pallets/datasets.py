@@ -3,8 +3,9 @@
 A provider registers a data set (schema, row count, Merkle root of its rows, price per row
 used, license text), then uploads its rows in order in chunks (AppendRows), each at most one
 extrinsic's worth. When the last row arrives the rows must hash to the registered root, or
-that chunk fails; the provider may restart the upload from row 0. Only a complete data set
-can be trained on.
+that chunk fails; until then the provider may restart the upload from row 0. Only a complete
+data set can be trained on, and a complete data set is immutable: models' lineage records
+name it, and training on it must mean the same rows for ever (any append is AlreadyComplete).
 
 A row's canonical bytes: the features as float32 LE, then a classification label as u32 LE
 or a regression target vector as float32 LE. The rows root is the RFC 6962 Merkle root over
@@ -28,7 +29,7 @@ from chain.pallets.items import StateAccess, StorageMap, StorageValue
 PALLET = "datasets"
 MAX_FEATURES = 4096
 MAX_OUTPUTS = 4096
-MAX_ROWS = 1 << 20
+MAX_ROWS = ml_runtime.MAX_ROWS  # a data set can have no more rows than a job trains on
 
 
 class DatasetInfo(Wire, frozen=True):
@@ -151,12 +152,12 @@ def apply_new_dataset(state: StateAccess, info: DatasetInfo) -> int:
 def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes) -> DatasetInfo:
     """Store one chunk of rows; on the last one, check the rows root. Returns the new info."""
     info = get_dataset(state, dataset_id)
+    if info.complete:
+        raise DispatchError(PALLET, "AlreadyComplete", f"data set {dataset_id} is complete; a complete data set never changes")
     if first_row == 0 and info.chunks:
-        for first in info.chunks:  # restart the upload
+        for first in info.chunks:  # restart an incomplete upload
             CHUNKS.apply_delete(state, dataset_id, first)
         info = msgspec.structs.replace(info, uploaded_rows=0, chunks=())
-    elif info.complete:
-        raise DispatchError(PALLET, "AlreadyComplete", f"data set {dataset_id} already has all its rows")
     if first_row != info.uploaded_rows:
         raise DispatchError(
             PALLET, "OutOfOrder", f"data set {dataset_id} expects row {info.uploaded_rows} next, got {first_row} (or 0 to restart)"

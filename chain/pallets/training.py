@@ -5,7 +5,10 @@ the data set and check they fit each other; pay the data set's provider price x 
 then either train (authoring: run the job, put its proof in the block) or check the author's
 proof (importing: the consensus verifier, full re-execution by default); store the new
 version with its lineage record; emit events. The fee, charged before dispatch by the
-executive, covers the work: ml_runtime's cost model x steps.
+executive, covers the work (TRAIN_BASE_WEIGHT for the reads, plus ml_runtime's cost model x
+steps) and the proof's bytes (chain.proofs.compute_proof_length). A call that fails before
+the job runs (an unknown data set, say) reports only TRAIN_BASE_WEIGHT and no proof bytes,
+and the executive refunds the rest; once the job has run (also if it diverged), the whole.
 
 The job seed is blake2_256(parent block hash || extrinsic hash): fixed for the block, yet
 unknown to the sender when they sign, so nobody picks the batches.
@@ -22,7 +25,7 @@ from chain.crypto import blake2_256
 from chain.errors import BlockError, DispatchError
 from chain.pallets import datasets, models
 from chain.pallets.balances import apply_move
-from chain.pallets.context import CallContext
+from chain.pallets.context import CallContext, PostDispatchInfo
 from chain.pallets.items import StorageMap
 from chain.proofs import TrainingProof, compute_proof
 
@@ -40,9 +43,13 @@ class TrainingReceipt(msgspec.Struct, frozen=True, array_like=True):
 RECEIPTS = StorageMap("Training", "Receipts", TrainingReceipt)
 
 
-def compute_weight(spec: ml_runtime.ModelSpec, call: Train) -> int:
-    """Work units of a TRAIN call (the fee's weight)."""
-    return ml_runtime.step_cost(spec, call.batch_size) * call.steps
+# Work units of what every TRAIN call does before its job runs: reading the model's weights
+# and the data set's rows, checking the arguments.
+TRAIN_BASE_WEIGHT = 1_000_000
+
+
+def compute_job_seed(parent_hash: bytes, extrinsic_hash: bytes) -> bytes:
+    return blake2_256(parent_hash + extrinsic_hash)
 
 
 def verify_arguments(call: Train, max_steps: int, max_batch: int, max_segments: int) -> None:
@@ -87,7 +94,7 @@ def compute_job(ctx: CallContext, call: Train) -> tuple[ml_runtime.TrainingJob, 
         job = ml_runtime.TrainingJob(
             spec, weights, x, y, call.steps, call.batch_size,
             compute_f32_value(call.lr), compute_f32_value(call.l2),
-            blake2_256(ctx.block.parent_hash + ctx.extrinsic_hash), call.segment_len,
+            compute_job_seed(ctx.block.parent_hash, ctx.extrinsic_hash), call.segment_len,
         )
     except ml_runtime.MLRuntimeError as exc:
         raise DispatchError(PALLET, "InvalidJob", str(exc)) from None
@@ -95,10 +102,12 @@ def compute_job(ctx: CallContext, call: Train) -> tuple[ml_runtime.TrainingJob, 
 
 
 def apply_train(ctx: CallContext, call: Train) -> None:
+    ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_proof_length=0)
     job, parent, info = compute_job(ctx, call)
     license_paid = info.price_per_row * call.steps * call.batch_size
     apply_move(ctx.state, ctx.sender, info.provider, license_paid, ctx.config.existential_deposit)
     final, proof = _train_or_verify(ctx, job)
+    ctx.post_info = PostDispatchInfo()  # the job ran and its proof is in the block: all is due
     if proof.diverged_segment is not None:
         raise DispatchError(
             PALLET, "NonFiniteWeights", f"training diverged in segment {proof.diverged_segment}: a loss or weight became NaN or infinite"
@@ -129,5 +138,5 @@ def _train_or_verify(ctx: CallContext, job: ml_runtime.TrainingJob) -> tuple[np.
     if claimed is None:
         raise BlockError(f"extrinsic #{ctx.extrinsic_index} trains but the block carries no proof for it")
     block.used_proofs.add(ctx.extrinsic_index)
-    block.verifier.verify(job, claimed, blake2_256(block.parent_hash + ctx.extrinsic_hash))
+    block.verifier.verify(job, claimed, job.seed)
     return claimed.get_checkpoint(len(claimed.checkpoints) - 1), claimed

@@ -5,10 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import msgspec
+
 from chain import calls
 from chain.blockchain import Blockchain
 from chain.crypto import dev_keypair
 from chain.extrinsic import Extrinsic, sign_extrinsic
+from chain.pallets import balances
 from chain.storage import Database
 from genesis.spec import ChainSpec, load_chain_spec
 
@@ -23,8 +26,16 @@ def dev_spec() -> ChainSpec:
 def open_chain(path: Path, spec: ChainSpec | None = None) -> Blockchain:
     spec = spec or dev_spec()
     return Blockchain(
-        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis, config=spec.runtime_config
+        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis
     )
+
+
+def apply_fee_only(state, who: bytes, fee: int, author: bytes) -> None:
+    """What a failed extrinsic does to state: the sender pays ``fee`` to the author, nonce + 1."""
+    account = balances.get_account(state, who)
+    balances.apply_account(state, who, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - fee))
+    receiver = balances.get_account(state, author)
+    balances.apply_account(state, author, msgspec.structs.replace(receiver, free=receiver.free + fee))
 
 
 def sign(chain: Blockchain, key, call, nonce: int, tip: int = 0, **kw) -> Extrinsic:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+
 import msgspec
 import numpy as np
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, FERDIE, open_chain, sign, train_call
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, apply_fee_only, open_chain, sign, train_call
 
 from chain import calls
 from chain.block import Block, Body
+from chain.blockchain import Blockchain
 from chain.errors import BlockError, ChainError
 from chain.pallets import balances, models
 from chain.proofs import TrainingProof
+from chain.storage import Column, Database
 
 
 @pytest.fixture
@@ -58,7 +62,7 @@ def test_failed_extrinsic_changes_only_its_fee(pair) -> None:
     xt = sign(author, BOB, calls.Transfer(CHARLIE.public, rich * 2), 0)  # more than Bob has
     expected = author.state.overlay()
     fee = author.runtime.verify_extrinsic(expected, xt, len(xt.encode()), 1).fee
-    author.runtime.apply_fee(expected, BOB.public, fee, ALICE.public)
+    apply_fee_only(expected, BOB.public, fee, ALICE.public)  # a transfer uses all it declares
     expected_root = author.state.compute_commit(expected).root
     built = author.build_block([xt], ALICE, slot=1)
     (receipt,) = built.receipts
@@ -146,6 +150,67 @@ def test_reopening_with_another_chain_id_is_refused(tmp_path) -> None:
     open_chain(tmp_path / "db").db.close()
     with pytest.raises(ChainError, match="holds chain 'dev'"):
         open_chain(tmp_path / "db", load_chain_spec("local"))
+
+
+def _open_refused(path, spec) -> ChainError:
+    """Open ``path`` with ``spec``, expecting a refusal; the database is closed either way."""
+    db = Database(path)
+    try:
+        with pytest.raises(ChainError) as info:
+            Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+    finally:
+        db.close()
+    return info.value
+
+
+def _snapshot(path) -> dict:
+    with Database(path) as db:
+        return {column: list(db.iterate(column)) for column in Column}
+
+
+def _changed_spec(change):
+    from genesis.spec import load_chain_spec, parse_chain_spec
+
+    obj = copy.deepcopy(load_chain_spec("dev").to_json())
+    change(obj)
+    return parse_chain_spec(obj, "changed dev spec")
+
+
+def test_reopening_with_another_runtime_config_is_refused_and_changes_nothing(tmp_path) -> None:
+    chain = open_chain(tmp_path / "db")
+    chain.build_block([sign(chain, BOB, calls.Remark(b"x"), 0)], ALICE, slot=1)
+    chain.db.close()
+    before = _snapshot(tmp_path / "db")
+    free = _changed_spec(lambda obj: obj["runtimeConfig"].update(base_fee=0, byte_fee=0))
+    error = _open_refused(tmp_path / "db", free)
+    assert "runtime config" in str(error) and "base_fee 1000000 (stored) vs 0 (chain spec)" in str(error)
+    assert "byte_fee 1000 (stored) vs 0 (chain spec)" in str(error)
+    assert _snapshot(tmp_path / "db") == before
+    again = open_chain(tmp_path / "db")  # the right spec still opens it, at the same block
+    assert again.best_number == 1 and again.config.base_fee == 1_000_000
+    again.db.close()
+
+
+def test_reopening_with_another_genesis_state_is_refused_and_changes_nothing(tmp_path) -> None:
+    open_chain(tmp_path / "db").db.close()
+    before = _snapshot(tmp_path / "db")
+    richer = _changed_spec(lambda obj: obj["genesis"]["runtimeGenesisConfig"]["balances"][1].__setitem__(1, 7))
+    error = _open_refused(tmp_path / "db", richer)
+    assert "genesis state" in str(error) and "runtime config" not in str(error)
+    assert _snapshot(tmp_path / "db") == before
+
+
+def test_the_runtime_config_is_in_genesis_state(tmp_path) -> None:
+    from chain.config import RUNTIME_CONFIG_KEY, decode_runtime_config
+
+    dearer = _changed_spec(lambda obj: obj["runtimeConfig"].update(base_fee=2_000_000))
+    one, two = open_chain(tmp_path / "a"), open_chain(tmp_path / "b", dearer)
+    assert one.genesis_hash != two.genesis_hash  # the genesis hash covers the fees
+    stored = two.state.get(RUNTIME_CONFIG_KEY)
+    assert stored is not None and decode_runtime_config(stored) == two.config == dearer.runtime_config
+    assert two.config.base_fee == 2_000_000
+    one.db.close()
+    two.db.close()
 
 
 def test_diverging_training_fails_the_call_and_validators_confirm_it(pair) -> None:

@@ -18,7 +18,7 @@ from chain.storage import Database
 def _open(path: Path, threads: int) -> Blockchain:
     spec = dev_spec()
     return Blockchain(
-        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis, config=spec.runtime_config,
+        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis,
         signature_threads=threads,
     )
 

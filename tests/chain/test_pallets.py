@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, FERDIE, open_chain, sign, train_call
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, apply_fee_only, open_chain, sign, train_call
 
 import ml_runtime
 from chain import calls
@@ -22,8 +22,8 @@ def chain(tmp_path):
 
 
 def _fee(chain, xt) -> int:
-    weight = chain.runtime.compute_weight(chain.state.overlay(), xt)
-    return chain.config.compute_fee(len(xt.encode()), weight, xt.tip)
+    info = chain.runtime.compute_dispatch_info(chain.state.overlay(), xt)
+    return chain.runtime.compute_fee(info, len(xt.encode()), xt.tip)
 
 
 class Driver:
@@ -37,16 +37,15 @@ class Driver:
         chain = self.chain
         nonce = balances.get_account(chain.state.overlay(), key.public).nonce
         xt = sign(chain, key, call, nonce, tip)
-        # What the block must equal if the call fails: the parent state plus the fee only.
-        expected = chain.state.overlay()
-        fee = chain.runtime.verify_extrinsic(expected, xt, len(xt.encode()), chain.best_number + 1).fee
-        chain.runtime.apply_fee(expected, key.public, fee, ALICE.public)
-        fee_only_root = chain.state.compute_commit(expected).root
+        parent_root = chain.state.root()
         self.slot += 1
         built = chain.build_block([xt], ALICE, slot=self.slot)
         (receipt,) = built.receipts
         if not receipt.success:
-            assert chain.state.root() == fee_only_root, "a failed call changed more than its fee"
+            # What the block must equal if the call fails: the parent state plus the fee only.
+            expected = chain.state.overlay(at=parent_root)
+            apply_fee_only(expected, key.public, receipt.fee, ALICE.public)
+            assert chain.state.root() == chain.state.compute_commit(expected).root, "a failed call changed more than its fee"
         return receipt
 
     def fails(self, key, call, error: str) -> None:
@@ -128,6 +127,26 @@ def test_dataset_upload_in_chunks_with_root_check_and_restart(chain) -> None:
     d.fails(DAVE, calls.AppendRows(2, 0, bytes(label)), "MalformedRows")
 
 
+def test_a_complete_dataset_is_immutable(chain) -> None:
+    d = Driver(chain)
+    rows, root = _rows(6)
+    assert d.apply(DAVE, calls.RegisterDataset("toy", 3, "classification", 2, 6, root, 5, "CC0")).success
+    assert d.apply(DAVE, calls.AppendRows(1, 0, rows)).success
+    info = datasets.get_dataset(chain.state.overlay(), 1)
+    assert info.complete
+    other, _ = _rows(6, seed=1)
+    # Appending from row 0 again used to restart the upload and empty a data set in use.
+    d.fails(DAVE, calls.AppendRows(1, 0, other[: len(other) // 2]), "AlreadyComplete")
+    d.fails(DAVE, calls.AppendRows(1, 0, rows), "AlreadyComplete")
+    assert datasets.get_dataset(chain.state.overlay(), 1) == info
+    # The genesis digits, which model 0 trains on: its provider cannot reset them either.
+    digits = datasets.get_dataset(chain.state.overlay(), 0)
+    one_row = datasets.get_uploaded_rows(chain.state.overlay(), 0, digits)[: digits.row_size]
+    d.fails(FERDIE, calls.AppendRows(0, 0, one_row), "AlreadyComplete")
+    assert datasets.get_dataset(chain.state.overlay(), 0) == digits
+    assert d.apply(BOB, train_call(steps=10, segment=5)).success
+
+
 @pytest.mark.parametrize(
     ("call", "error"),
     [
@@ -140,7 +159,7 @@ def test_dataset_upload_in_chunks_with_root_check_and_restart(chain) -> None:
         (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(0.1), calls.compute_f32_bits(float("inf")), 1), "InvalidDecay"),
         (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 0), "InvalidSegmentLength"),
         (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 11), "InvalidSegmentLength"),
-        (calls.Train(0, 0, 5000, 8, calls.compute_f32_bits(0.1), 0, 1), "TooManySegments"),
+        (calls.Train(0, 0, 1025, 8, calls.compute_f32_bits(0.1), 0, 1), "TooManySegments"),
         (calls.Train(9, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 5), "UnknownModel"),
         (calls.Train(0, 9, 10, 8, calls.compute_f32_bits(0.1), 0, 5), "UnknownDataset"),
         (calls.Train(0, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 5, 7), "UnknownVersion"),
@@ -155,7 +174,7 @@ def test_a_call_heavier_than_a_block_is_refused_before_the_pool(chain) -> None:
 
     xt = sign(chain, BOB, calls.Train(0, 0, 100_000, 4096, calls.compute_f32_bits(0.1), 0, 1000), 0)
     root = chain.state.root()
-    with pytest.raises(InvalidTransaction, match="exceed a block's limits") as info:
+    with pytest.raises(InvalidTransaction, match="weight 607977400000 exceeds a block's limit of 2000000000") as info:
         chain.runtime.verify_extrinsic(chain.state.overlay(), xt, len(xt.encode()), 1)
     assert info.value.reason == "exhausts_resources" and chain.state.root() == root
 

@@ -16,7 +16,7 @@ from genesis.spec import load_chain_spec, parse_chain_spec
 def _genesis_hash(tmp_path, spec) -> bytes:
     db = Database(tmp_path)
     try:
-        return Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis, config=spec.runtime_config).genesis_hash
+        return Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis).genesis_hash
     finally:
         db.close()
 

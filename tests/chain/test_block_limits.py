@@ -1,0 +1,188 @@
+"""Every byte a block carries counts against max_block_length and is paid for; unused weight
+is refunded after dispatch (issue 7, items 1 and 9)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import msgspec
+import pytest
+from chainkit import ALICE, BOB, open_chain, sign, train_call
+
+import ml_runtime
+from chain import calls
+from chain.block import Block
+from chain.blockchain import Blockchain
+from chain.codec import encode
+from chain.crypto import Keypair
+from chain.errors import BlockError, InvalidTransaction
+from chain.extrinsic import Extrinsic
+from chain.pallets import balances
+from chain.pool import TransactionPool, Validity
+from chain.proofs import TrainingProof, compute_proof_length
+from chain.runtime import TRAIN_BASE_WEIGHT
+
+DAVE = Keypair.from_uri("//Dave")
+# An MLP 64 -> 3000 -> 10: 225,010 parameters, 900 KB per checkpoint, within max_model_params.
+BIG = ml_runtime.ModelSpec("mlp", 64, 10, 3000)
+
+
+def _lr(value: float = 0.1) -> int:
+    return calls.compute_f32_bits(value)
+
+
+@pytest.fixture
+def chain(tmp_path: Path):
+    c = open_chain(tmp_path / "db")
+    yield c
+    c.db.close()
+
+
+def _register_big_model(chain: Blockchain) -> int:
+    built = chain.build_block([sign(chain, DAVE, calls.RegisterModel("big", BIG.encode(), bytes(32)), 0)], ALICE, slot=1)
+    assert built.receipts[0].success, built.receipts[0].error
+    return 1
+
+
+def _pool(chain: Blockchain) -> TransactionPool:
+    """A pool validating as the node does (chain.runtime.verify_extrinsic on the best state)."""
+
+    def validate(xt: Extrinsic) -> Validity:
+        v = chain.runtime.verify_extrinsic(
+            chain.state.overlay(), xt, len(xt.encode()), chain.best_number + 1, allow_future=True
+        )
+        return Validity(v.priority, v.account_nonce, 64)
+
+    return TransactionPool(validate)
+
+
+def test_a_train_call_whose_proof_cannot_fit_a_block_is_refused_by_the_pool(chain: Blockchain) -> None:
+    model = _register_big_model(chain)
+    # The outside testers' call: 1000 one-step segments of a 900 KB model, a ~900 MB proof
+    # for about 1 POL of weight. Its weight fits a block; its proof does not.
+    call = calls.Train(model, 0, 1000, 1, _lr(), 0, 1)
+    xt = sign(chain, BOB, call, 0)
+    weight = chain.runtime.compute_dispatch_info(chain.state.overlay(), xt).weight
+    assert weight <= chain.config.max_block_weight
+    root = chain.state.root()
+    with pytest.raises(InvalidTransaction, match=r"training proof of \d+ bytes") as info:
+        _pool(chain).submit(xt.encode())
+    assert info.value.reason == "exhausts_resources"
+    assert str(chain.config.max_block_length) in str(info.value)
+    assert chain.state.root() == root
+
+
+def test_the_builder_refuses_a_call_whose_proof_would_overflow_the_block(chain: Blockchain) -> None:
+    model = _register_big_model(chain)
+    # 11 checkpoints of 900 KB: about 9.9 MB of proof, twice the 5 MiB block.
+    xt = sign(chain, BOB, calls.Train(model, 0, 10, 1, _lr(), 0, 1), 0)
+    refused: list[InvalidTransaction] = []
+    root = chain.state.root()
+    built = chain.build_block([xt], ALICE, slot=2, on_invalid=lambda _h, exc: refused.append(exc))
+    assert built.block.body.extrinsics == () and built.block.body.proofs == ()
+    assert [e.reason for e in refused] == ["exhausts_resources"] and "training proof" in str(refused[0])
+    assert chain.state.root() == root
+    assert len(built.block.encode()) <= chain.config.max_block_length
+
+
+def test_the_builder_defers_a_proof_that_does_not_fit_what_is_left(chain: Blockchain) -> None:
+    model = _register_big_model(chain)
+    # Three checkpoints each (1.8 MB per proof): the second call does not fit beside the first.
+    xts = [sign(chain, key, calls.Train(model, 0, 2, 1, _lr(), 0, 1), 0) for key in (BOB, ALICE)]
+    refused: list[InvalidTransaction] = []
+    built = chain.build_block(xts, ALICE, slot=2, on_invalid=lambda _h, exc: refused.append(exc))
+    assert built.block.body.extrinsics == (xts[0],) and len(built.block.body.proofs) == 1
+    assert refused == []  # deferred to a later block, not refused
+    assert len(built.block.encode()) <= chain.config.max_block_length
+    later = chain.build_block(xts[1:], ALICE, slot=3)
+    assert later.block.body.extrinsics == (xts[1],) and later.receipts[0].success
+
+
+def test_an_imported_block_over_the_length_limit_is_refused_before_execution(tmp_path: Path) -> None:
+    author, validator = open_chain(tmp_path / "a"), open_chain(tmp_path / "v")
+    built = author.build_block([sign(author, BOB, calls.Remark(b"x"), 0)], ALICE, slot=1).block
+    limit = validator.config.max_block_length
+    padding = TrainingProof(7, (bytes(limit),), (0,), bytes(32))
+    oversize = Block(built.header, msgspec.structs.replace(built.body, proofs=(padding,)))
+    root, best = validator.state.root(), validator.best_hash
+    with pytest.raises(BlockError, match=rf"block #1 is {len(oversize.encode())} bytes; the limit is {limit}"):
+        validator.import_block(oversize)
+    assert validator.state.root() == root and validator.best_hash == best
+    validator.import_block(built)  # the block itself is fine
+    author.db.close()
+    validator.db.close()
+
+
+@pytest.mark.parametrize(
+    ("spec", "steps", "segment"),
+    [
+        (ml_runtime.ModelSpec("softmax", 64, 10), 30, 10),
+        (ml_runtime.ModelSpec("softmax", 64, 10), 7, 3),
+        (ml_runtime.ModelSpec("linear", 3, 1), 100, 1),
+        (ml_runtime.ModelSpec("mlp", 64, 10, 32), 64, 4),
+    ],
+)
+def test_the_proof_length_bound_covers_the_encoded_proof(spec, steps: int, segment: int) -> None:
+    segments = math.ceil(steps / segment)
+    # The largest values every field can take: the bound holds for any proof of this shape.
+    checkpoints = tuple(bytes(4 * spec.param_count) for _ in range(segments + 1))
+    worst = TrainingProof(2**32 - 1, checkpoints, (2**32 - 1,) * (segments + 1), bytes(32), 2**32 - 1)
+    assert len(encode(worst)) <= compute_proof_length(spec.param_count, segments)
+    # Tight: only the smaller headers of short checkpoints (bin8/bin16 for bin32) and lists.
+    assert compute_proof_length(spec.param_count, segments) - len(encode(worst)) <= 4 + 3 * (segments + 1)
+
+
+def test_a_train_fee_includes_its_proof_bytes(chain: Blockchain) -> None:
+    call = train_call(steps=30, batch=8, segment=10)  # model 0: softmax 64 -> 10, 650 parameters
+    xt = sign(chain, BOB, call, 0)
+    state = chain.state.overlay()
+    info = chain.runtime.compute_dispatch_info(state, xt)
+    proof_bound = compute_proof_length(650, 3)
+    assert info.proof_length == proof_bound
+    cfg = chain.config
+    spec = ml_runtime.ModelSpec("softmax", 64, 10)
+    weight = TRAIN_BASE_WEIGHT + ml_runtime.step_cost(spec, 8) * 30
+    expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + proof_bound) + cfg.weight_fee * weight
+    assert chain.runtime.verify_extrinsic(state, xt, len(xt.encode()), 1).fee == expected
+    before = balances.get_account(chain.state.overlay(), BOB.public).free
+    built = chain.build_block([xt], ALICE, slot=1)
+    (receipt,) = built.receipts
+    # A call that ran pays its full declared weight and proof bytes.
+    assert receipt.success and receipt.fee == expected and receipt.weight == weight
+    assert len(encode(built.block.body.proofs[0])) <= proof_bound
+    license_paid = 1000 * 30 * 8
+    assert balances.get_account(chain.state.overlay(), BOB.public).free == before - expected - license_paid
+
+
+def test_a_train_call_naming_an_unknown_dataset_is_refunded_its_training_weight(tmp_path: Path) -> None:
+    author, validator = open_chain(tmp_path / "a"), open_chain(tmp_path / "v")
+    call = calls.Train(0, 9, 1000, 64, _lr(), 0, 100)  # data set 9 does not exist
+    xt = sign(author, BOB, call, 0)
+    state = author.state.overlay()
+    declared = author.runtime.verify_extrinsic(state, xt, len(xt.encode()), 1).fee
+    info = author.runtime.compute_dispatch_info(state, xt)
+    assert info.weight > TRAIN_BASE_WEIGHT and info.proof_length > 0
+    cfg = author.config
+    expected = cfg.base_fee + cfg.byte_fee * len(xt.encode()) + cfg.weight_fee * TRAIN_BASE_WEIGHT
+    bob, alice = (balances.get_account(state, k.public).free for k in (BOB, ALICE))
+    built = author.build_block([xt], ALICE, slot=1)
+    (receipt,) = built.receipts
+    assert not receipt.success and "UnknownDataset" in (receipt.error or "")
+    assert receipt.fee == expected < declared and receipt.weight == TRAIN_BASE_WEIGHT
+    after = author.state.overlay()
+    assert balances.get_account(after, BOB.public).free == bob - expected
+    assert balances.get_account(after, ALICE.public).free == alice + expected
+    imported = validator.import_block(built.block)  # importers settle the same fee
+    assert imported.receipts == built.receipts and validator.state.root() == author.state.root()
+    author.db.close()
+    validator.db.close()
+
+
+def test_a_diverging_call_pays_its_full_weight(chain: Blockchain) -> None:
+    xt = sign(chain, BOB, train_call(steps=20, batch=16, lr=1e30, segment=5), 0)
+    state = chain.state.overlay()
+    declared = chain.runtime.verify_extrinsic(state, xt, len(xt.encode()), 1).fee
+    (receipt,) = chain.build_block([xt], ALICE, slot=1).receipts
+    assert not receipt.success and "NonFiniteWeights" in (receipt.error or "")
+    assert receipt.fee == declared  # the work ran (and validators re-run the diverging segment)
