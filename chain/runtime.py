@@ -27,7 +27,7 @@ from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
 from chain.extrinsic import Extrinsic
 from chain.pallets import balances, datasets, models, staking, training
-from chain.pallets.context import BlockInfo, CallContext, Event
+from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
 from chain.proofs import compute_proof_length
@@ -218,15 +218,18 @@ class Runtime:
         can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).
         """
         declared, post = checked.info, ctx.post_info
-        used = DispatchInfo(
-            declared.weight if post.actual_weight is None else min(declared.weight, post.actual_weight),
-            declared.proof_length if post.actual_proof_length is None else min(declared.proof_length, post.actual_proof_length),
-        )
-        fee = self.compute_fee(used, length, xt.tip)
+        if post is AS_DECLARED:
+            fee, weight = checked.fee, declared.weight
+        else:
+            used = DispatchInfo(
+                declared.weight if post.actual_weight is None else min(declared.weight, post.actual_weight),
+                declared.proof_length if post.actual_proof_length is None else min(declared.proof_length, post.actual_proof_length),
+            )
+            fee, weight = self.compute_fee(used, length, xt.tip), used.weight
         if checked.fee > fee:
             balances.apply_account(state, xt.signer, _credit(balances.get_account(state, xt.signer), checked.fee - fee))
         balances.apply_account(state, author, _credit(balances.get_account(state, author), fee))
-        return fee, used.weight
+        return fee, weight
 
 
 def _credit(account: balances.AccountInfo, amount: int) -> balances.AccountInfo:

@@ -38,6 +38,9 @@ class PostDispatchInfo:
     actual_proof_length: int | None = None
 
 
+AS_DECLARED = PostDispatchInfo()
+
+
 @dataclass(slots=True)
 class CallContext:
     """The mutable context of one extrinsic's dispatch (events accumulate here, not in state).
@@ -54,7 +57,7 @@ class CallContext:
     block: BlockInfo
     config: RuntimeConfig
     events: list[Event] = field(default_factory=list)
-    post_info: PostDispatchInfo = field(default_factory=PostDispatchInfo)
+    post_info: PostDispatchInfo = AS_DECLARED
 
     def emit(self, pallet: str, name: str, **args: Any) -> None:
         self.events.append(

@@ -25,7 +25,7 @@ from chain.crypto import blake2_256
 from chain.errors import BlockError, DispatchError
 from chain.pallets import datasets, models
 from chain.pallets.balances import apply_move
-from chain.pallets.context import CallContext, PostDispatchInfo
+from chain.pallets.context import AS_DECLARED, CallContext, PostDispatchInfo
 from chain.pallets.items import StorageMap
 from chain.proofs import TrainingProof, compute_proof
 
@@ -107,7 +107,7 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     license_paid = info.price_per_row * call.steps * call.batch_size
     apply_move(ctx.state, ctx.sender, info.provider, license_paid, ctx.config.existential_deposit)
     final, proof = _train_or_verify(ctx, job)
-    ctx.post_info = PostDispatchInfo()  # the job ran and its proof is in the block: all is due
+    ctx.post_info = AS_DECLARED  # the job ran and its proof is in the block: all is due
     if proof.diverged_segment is not None:
         raise DispatchError(
             PALLET, "NonFiniteWeights", f"training diverged in segment {proof.diverged_segment}: a loss or weight became NaN or infinite"
