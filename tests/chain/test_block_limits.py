@@ -186,3 +186,12 @@ def test_a_diverging_call_pays_its_full_weight(chain: Blockchain) -> None:
     (receipt,) = chain.build_block([xt], ALICE, slot=1).receipts
     assert not receipt.success and "NonFiniteWeights" in (receipt.error or "")
     assert receipt.fee == declared  # the work ran (and validators re-run the diverging segment)
+
+
+def test_the_default_limits_let_the_largest_model_train_one_segment() -> None:
+    from chain.block import BLOCK_OVERHEAD
+    from chain.config import RuntimeConfig
+
+    cfg = RuntimeConfig()
+    # Two checkpoints of the largest model a runtime accepts, and a generous extrinsic.
+    assert BLOCK_OVERHEAD + 1024 + compute_proof_length(cfg.max_model_params, 1) <= cfg.max_block_length
