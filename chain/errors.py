@@ -59,6 +59,14 @@ class BlockError(ChainError):
     """A block that must not be imported: a header field that disagrees with re-execution."""
 
 
+class UnknownParent(BlockError):
+    """A block whose parent is not imported yet (a syncing node fetches the parent first)."""
+
+
+class FinalityConflict(ChainError):
+    """A request that would revert the finalized block (a reorg or finalization off its chain)."""
+
+
 class PoolError(ChainError):
     """The transaction pool refused an extrinsic for a pool reason (full, banned, duplicate...)."""
 
