@@ -16,7 +16,9 @@ stores it also moves the best chain: the flat state is rolled back through the r
 blocks' journals to the common ancestor and forward through the enacted blocks' journals,
 and NUMBER and LOOKUP are rewritten for both lists. A finalized block is never retracted:
 import refuses blocks whose parent does not contain the finalized block, and a reorg whose
-common ancestor is below it raises ChainError.
+common ancestor is below it raises FinalityConflict. Journals of finalized blocks are
+deleted when they become final (they can never be retracted or enacted again); their states
+stay readable through the trie (an archive node).
 
 Where consensus comes in
 ------------------------
@@ -281,6 +283,14 @@ class Blockchain:
             to_hash, b = b.parent_hash, self.get_header(b.parent_hash)
         return TreeRoute(from_hash, tuple(retracted), tuple(reversed(enacted)))
 
+    def _walk_back(self, block_hash: bytes, stop_number: int) -> Iterator[bytes]:
+        """``block_hash`` and its ancestors above height ``stop_number``, highest first."""
+        header = self.get_header(block_hash)
+        while header.number > stop_number:
+            yield block_hash
+            block_hash = header.parent_hash
+            header = self.get_header(block_hash)
+
     def get_slot_blocks(self, slot: int, author: bytes) -> tuple[bytes, ...]:
         """Hashes of the stored blocks that ``author`` sealed in ``slot`` (any branch)."""
         prefix = struct.pack(">Q", slot) + author
@@ -490,6 +500,10 @@ class Blockchain:
             for leaf in dead:
                 batch.delete(Column.LEAVES, leaf)
             new_root = None if route is None else self._stage_reorg(batch, route, self.finalized_number, {})
+            # A newly finalized block is never retracted or enacted again: its journal goes
+            # (read above if the reorg needed it; the trie keeps its state for reads).
+            for final_hash in self._walk_back(block_hash, self.finalized_number):
+                batch.delete(Column.UNDO, final_hash)
         self._leaves -= dead
         self.finalized_hash, self.finalized_header = block_hash, header
         if route is not None and new_root is not None:

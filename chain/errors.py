@@ -63,8 +63,8 @@ class UnknownParent(BlockError):
     """A block whose parent is not imported yet (a syncing node fetches the parent first)."""
 
 
-class FinalityConflict(ChainError):
-    """A request that would revert the finalized block (a reorg or finalization off its chain)."""
+class FinalityConflict(BlockError):
+    """A block, reorg or finalization off the finalized chain: it would revert a finalized block."""
 
 
 class PoolError(ChainError):

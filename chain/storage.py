@@ -18,7 +18,8 @@ NUMBER         0x05    block number (u32 big-endian, so it iterates in order) ->
 RECEIPT        0x07    block hash -> encoded receipts and events
 META           0x08    name -> value (best and finalized block, best state root...)
 UNDO           0x09    block hash -> the block's journal: (key, value before, value after)
-                       for every key the block changed (see chain.blockchain: reorgs)
+                       for every key the block changed, until the block is finalized (see
+                       chain.blockchain: reorgs)
 LOOKUP         0x0a    extrinsic hash -> (block hash, index in the block), best chain only
 CHILDREN       0x0b    parent hash || child hash -> empty (the block tree, every branch)
 LEAVES         0x0c    block hash -> empty, for every block without children that can

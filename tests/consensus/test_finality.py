@@ -9,6 +9,7 @@ import pytest
 from consensuskit import ALICE, BOB, CHARLIE, DAVE, EVE, build, open_local
 
 from chain.errors import FinalityConflict
+from chain.storage import Column
 from consensus import finality
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
 from consensus.finality import Justification, SignedVote, Vote, VoteCollector, sign_vote
@@ -54,6 +55,8 @@ def test_three_of_four_votes_finalize_and_the_justification_serves_a_syncing_nod
     finality.import_justification(node, justification)
     assert node.finalized_hash == target.hash() and node.finalized_number == 2
     assert finality.get_justification(node, target.hash()) == justification
+    # Final blocks lose their undo journals; the one above keeps its own.
+    assert [node.db.get(Column.UNDO, b.hash()) is None for b in blocks_a] == [True, True, False]
     # A syncing node imports the blocks, then checks and applies the served justification.
     syncing = open_local(tmp_path / "syncing")
     for block in blocks_a:
