@@ -57,7 +57,7 @@ def update_pool(pool: TransactionPool, chain: Blockchain, retracted: Iterable[by
     enacted = tuple(enacted)
     included = {xt.hash() for block_hash in enacted for xt in chain.get_block(block_hash).body.extrinsics}
     resubmitted: list[bytes] = []
-    for block_hash in retracted:
+    for block_hash in reversed(tuple(retracted)):  # oldest block first: nonces in order
         for xt in chain.get_block(block_hash).body.extrinsics:
             xt_hash = xt.hash()
             if xt_hash in included or xt_hash in pool:

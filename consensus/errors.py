@@ -40,7 +40,7 @@ class Equivocation(InvalidHeader):
 class InvalidVote(ConsensusError):
     """A finality vote that does not count.
 
-    ``reason``: "bad_signature", "not_validator", "wrong_set", "unknown_block", "stale",
+    ``reason``: "malformed", "bad_signature", "not_validator", "wrong_set", "stale",
     "equivocation".
     """
 

@@ -65,6 +65,7 @@ EVIDENCE_PREFIX = b"vote/"
 MAX_VOTES = 1024
 MAX_ANCESTRY = 4096
 MAX_JUSTIFICATION_BYTES = 4 << 20
+MAX_VOTE_BYTES = 256
 #: Rounds the collector keeps votes for, and how far ahead of the local round it accepts them.
 KEPT_ROUNDS = 16
 MAX_FUTURE_ROUNDS = 2
@@ -138,6 +139,17 @@ def decode_justification(data: bytes) -> Justification:
         return decode_versioned(data, Justification)
     except CodecError as exc:
         raise InvalidJustification("malformed", f"justification: {exc}") from None
+
+
+def decode_signed_vote(data: bytes) -> SignedVote:
+    """Decode a vote from a peer (its size is bounded by its fixed fields); InvalidVote
+    "malformed" on anything else."""
+    if len(data) > MAX_VOTE_BYTES:
+        raise InvalidVote("malformed", f"a signed vote is at most {MAX_VOTE_BYTES} bytes, got {len(data)}")
+    try:
+        return decode(data, SignedVote)
+    except CodecError as exc:
+        raise InvalidVote("malformed", f"vote: {exc}") from None
 
 
 def get_justification(chain: Blockchain, block_hash: bytes) -> Justification | None:

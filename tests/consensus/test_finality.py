@@ -162,6 +162,12 @@ def test_votes_that_do_not_count_are_refused_with_their_reason(chains) -> None:
         with pytest.raises(InvalidVote) as err:
             collector.add(signed, current)
         assert err.value.reason == reason, str(err.value)
+    good = _vote(ALICE, blocks_a[0], chain=node)
+    assert finality.decode_signed_vote(msgspec.msgpack.encode(good)) == good
+    for junk in (b"", b"\x93\x01", msgspec.msgpack.encode(good) + b"\x00", bytes(1000)):
+        with pytest.raises(InvalidVote) as err:
+            finality.decode_signed_vote(junk)
+        assert err.value.reason == "malformed"
 
 
 def test_two_votes_of_one_validator_in_one_round_are_kept_as_evidence(chains) -> None:
