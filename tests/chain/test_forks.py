@@ -222,3 +222,62 @@ def test_a_reorg_is_one_batch_and_a_crash_before_it_loses_nothing(tmp_path, bran
     assert balances.get_account(node.state.overlay(), BOB.public) == balances.get_account(fresh.state.overlay(), BOB.public)
     node.db.close()
     fresh.db.close()
+
+
+def _tree(tmp: Path) -> list[Block]:
+    """A block tree: a main branch of 5, a branch of 4 off #1, of 3 off #3, of 2 off genesis;
+    each block moves a different amount to a different account, so every state differs."""
+    receivers = [BOB, CHARLIE, FERDIE]
+    blocks: dict[str, Block] = {}
+    plan = [("m", None, 5, 1), ("p", "m1", 4, 10), ("q", "m3", 3, 20), ("r", None, 2, 30)]
+    for name, fork_at, length, first_slot in plan:
+        builder = open_chain(tmp / f"builder-{name}")
+        if fork_at is not None:
+            path = [blocks[f"{fork_at[0]}{i}"] for i in range(1, int(fork_at[1:]) + 1)]
+            for block in path:
+                builder.import_block(block)
+        for i in range(length):
+            nonce = balances.get_account(builder.state.overlay(), ALICE.public).nonce
+            xt = sign(builder, ALICE, calls.Transfer(receivers[(first_slot + i) % 3].public, 10**9 + first_slot * 100 + i), nonce)
+            number = builder.best_number + 1
+            blocks[f"{name}{number}"] = _build(builder, first_slot + i, [xt])
+        builder.db.close()
+    return list(blocks.values())
+
+
+def test_any_import_order_keeps_the_flat_state_and_indexes_on_the_best_branch(tmp_path) -> None:
+    import random
+
+    blocks = _tree(tmp_path)
+    by_hash = {b.hash(): b for b in blocks}
+    outcomes = set()
+    for seed in range(3):
+        rng = random.Random(seed)
+        node = open_chain(tmp_path / f"node-{seed}")
+        pending = list(blocks)
+        while pending:
+            ready = [b for b in pending if node.has_block(b.header.parent_hash)]
+            block = rng.choice(ready)
+            pending.remove(block)
+            node.import_block(block)
+            # The best block is the longest leaf (ties: lowest hash) ...
+            leaves = node.get_leaves()
+            assert node.best_hash == max(leaves, key=lambda h: (node.get_header(h).number, bytes(255 - x for x in h)))
+            # ... the flat column holds exactly its state ...
+            root = node.best_header.state_root
+            assert node.state.root() == root
+            assert _flat_state(node) == list(node.state.trie.iter_items(root, b""))
+            # ... and NUMBER and LOOKUP index exactly its branch.
+            current, on_best = node.best_hash, set()
+            for number in range(node.best_number, 0, -1):
+                assert node.get_hash(number) == current
+                for index, xt in enumerate(by_hash[current].body.extrinsics):
+                    assert node.get_extrinsic_location(xt.hash()) == (current, index)
+                on_best.add(current)
+                current = by_hash[current].header.parent_hash
+            assert node.get_hash(node.best_number + 1) is None
+            for other in set(by_hash) - on_best:
+                assert all(node.get_extrinsic_location(xt.hash()) is None for xt in by_hash[other].body.extrinsics)
+        outcomes.add((node.best_hash, node.state.root()))
+        node.db.close()
+    assert len(outcomes) == 1
