@@ -213,3 +213,20 @@ def test_a_finalized_block_is_never_reverted(chains) -> None:
     assert full.finalized_hash == blocks_a[1].hash() and full.best_hash == blocks_a[2].hash()
     b_more.db.close()
     full.db.close()
+
+
+def test_votes_for_a_block_not_yet_imported_count_once_it_arrives(tmp_path, branches) -> None:
+    blocks_a, _ = branches
+    node = open_local(tmp_path / "late")
+    node.import_block(blocks_a[0])
+    collector = VoteCollector(node)
+    for key in (ALICE, BOB, CHARLIE):
+        assert collector.add(_vote(key, blocks_a[2], chain=node)) is None
+    assert collector.check() is None
+    for block in blocks_a[1:]:
+        node.import_block(block)
+    justification = collector.check()
+    assert justification is not None and justification.target_hash == blocks_a[2].hash()
+    finality.import_justification(node, justification)
+    assert node.finalized_hash == blocks_a[2].hash()
+    node.db.close()
