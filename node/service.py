@@ -25,9 +25,11 @@ from chain.crypto import Keypair, blake2_256
 from chain.errors import InvalidTransaction
 from chain.extrinsic import Extrinsic, decode_extrinsic
 from chain.header import Header
-from chain.pallets.staking import compute_slot_author, get_validators
+from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool, Validity
 from chain.storage import Database
+from consensus.aura import Aura, compute_slot_author
+from consensus.block_import import ConsensusRules
 from genesis.spec import ChainSpec
 
 log = logging.getLogger("polchain")
@@ -73,7 +75,8 @@ class NodeService:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.db_path)
         self.chain = Blockchain(
-            self.db, chain_id=spec.id, build_genesis=spec.apply_genesis
+            self.db, chain_id=spec.id, build_genesis=spec.apply_genesis,
+            rules=ConsensusRules(Aura(config.block_time_ms)),
         )
         self.pool = TransactionPool(self._validate_for_pool)
         self.pool.add_listener(self._on_pool_status)
