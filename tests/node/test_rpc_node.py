@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -258,6 +260,28 @@ def test_transfer_events_name_accounts_in_ss58(node) -> None:
     moved = next(e for e in receipt["events"] if e["name"] == "Transferred")
     assert moved["args"]["src"] == FERDIE.address == ss58_encode(FERDIE.public)
     assert moved["args"]["dest"] == BOB.address
+
+
+def test_cli_presents_the_loss_curve_per_segment(node) -> None:
+    """``polchain tx train`` prints the first and last segment's loss; a one-segment job
+    has one loss (the RPC's lossCurve has no starting entry to skip)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "tx", "train", "--rpc", node.url, "--signer", "//Charlie", "--model", "0",
+         "--dataset", "0", "--steps", "10", "--batch-size", "8", "--lr", "0.1", "--segment-len", "10"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr
+    xt_hash = out.stdout.split()[1]
+    curve = call(node, "ml_getTrainingReceipt", [xt_hash])["lossCurve"]
+    assert len(curve) == 1 and curve[0] > 0
+    assert f"mean batch loss {curve[0]:.4f} (first segment) -> {curve[0]:.4f} (last)" in out.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "node.cli", "query", "model", "0", "--rpc", node.url],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert shown.returncode == 0, shown.stderr
+    lineage = json.loads(shown.stdout)["lineage"]
+    assert next(v for v in lineage if v.get("training", {}).get("extrinsicHash") == xt_hash)["training"]["lossCurve"] == curve
 
 
 # --- bad parameters: -32602 with a reason ------------------------------------------------------
