@@ -235,7 +235,7 @@ class BlockNumbers(Param):
                 try:
                     out.append(self._number(item))
                 except InvalidParams as exc:
-                    raise _unfit(f"item {i}: {exc.message}") from None
+                    raise _unfit(f"item {i} {exc.message}") from None
             return out
         return self._number(value)
 
@@ -245,7 +245,7 @@ class BlockNumbers(Param):
         if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value):
             number = int(value[2:], 16) if value.startswith("0x") else int(value, 10)
         if type(number) is not int or not 0 <= number <= U32_MAX:
-            raise _unfit(f"a block number is an integer in 0..{U32_MAX}, got {_shown(value)}")
+            raise _unfit(f"must be a block number: an integer in 0..{U32_MAX} (or its 0x-hex or decimal text), got {_shown(value)}")
         return number
 
 
@@ -281,7 +281,8 @@ class Rows(Param):
                 kind = type(x)
                 if kind is not float and (kind is not int or not -_F32_LIMIT < x < _F32_LIMIT):
                     raise _unfit(f"must be {what}: inputs[{r}][{c}] is {_shown(x)}, not a float32 number")
-            out[r] = row
+            with np.errstate(over="ignore"):  # past float32's maximum becomes inf: refused next
+                out[r] = row
             if not np.isfinite(out[r]).all():
                 c = int(np.argmin(np.isfinite(out[r])))
                 raise _unfit(f"must be {what}: inputs[{r}][{c}] is outside float32's finite range")

@@ -308,7 +308,7 @@ BAD_PARAMS = [
     ("state_getRuntimeVersion", ["0x1234"], "param 0 'at' must be 32 bytes, got 2"),
     ("chain_getHeader", ["0x1234"], "param 0 'hash' must be 32 bytes, got 2"),
     ("chain_getBlockHash", [[0] * 1025], "param 0 'number' must hold at most 1024 items"),
-    ("chain_getBlockHash", [2**32], "a block number is an integer in 0..4294967295"),
+    ("chain_getBlockHash", [2**32], "must be a block number: an integer in 0..4294967295"),
     ("system_accountNextIndex", ["//Alice"], "param 0 'account' must be an SS58 address or a 0x-hex 32-byte account id"),
     ("system_accountNextIndex", ["0x12"], "param 0 'account'"),
     ("system_health", [1], "expected at most 0"),
