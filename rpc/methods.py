@@ -64,6 +64,7 @@ class ParamKind(Protocol):
 
     def parse(self, value: Any) -> Any: ...
 
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -491,7 +492,7 @@ def bind_params(fn: Callable[..., Awaitable[Any]]) -> CallHandler:
                 continue
             if isinstance(check, tuple):
                 _check_value(i, names[i], value, check)
-            elif i < len(params) if type(params) is list else names[i] in params:
+            elif type(params) is list or names[i] in params:  # not a default left out
                 try:
                     args[i] = check.parse(value)
                 except InvalidParams as exc:
