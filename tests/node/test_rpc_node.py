@@ -373,6 +373,7 @@ def test_fuzzed_params_never_get_an_internal_error(node) -> None:
             assert error is None or error["code"] != -32603, (request, answers[request["id"]])
 
     check()
+    assert "Traceback" not in node.read_log()
     assert call(node, "system_health")["isSyncing"] is False
     assert call(node, "chain_getHeader")["stateRoot"] == root_before
 
