@@ -375,7 +375,7 @@ def _print_tx(results: list[dict[str, Any]], output: str) -> None:
                 print(f"  event {e['pallet']}.{e['name']} {json.dumps(e['args'])}")
             if "lossCurve" in r:
                 curve = r["lossCurve"]
-                print(f"  model {r['model']} version {r['version']}; mean batch loss {curve[1]:.4f} (first segment) -> {curve[-1]:.4f} (last)")
+                print(f"  model {r['model']} version {r['version']}; mean batch loss {curve[0]:.4f} (first segment) -> {curve[-1]:.4f} (last)")
 
 
 # --- query ------------------------------------------------------------------------------------------
