@@ -1,0 +1,223 @@
+"""Transaction watchers while blocks are built (issue 7, item 4).
+
+The node builds and writes a block in a worker thread while its event loop keeps accepting
+submissions. Two interleavings once ended the watcher of an included transaction with a
+final status other than ``inBlock``/``finalized``:
+
+- after the worker advanced the state, before the pool heard of the block: a submission from
+  the same sender rebased the pool onto the new nonce and reported the block's own
+  transactions "invalid";
+- while the block was being built from a snapshot of the ready transactions: a replacement
+  (higher tip, same nonce) or an eviction told the snapshot's transaction "usurped" or
+  "dropped", although the block then included it.
+
+The first tests hold the worker at each of those points with a real ``NodeService`` on a
+temporary LevelDB (the block is really built and written; only its timing is held), so the
+interleaving happens every time. The last drives a real node process: many watchers from
+several accounts submitted while blocks are sealed, every one must end with ``inBlock`` then
+``finalized`` and the transaction must be in that block with a successful receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from nodekit import start_node
+
+from chain import calls
+from chain.crypto import Keypair, blake2_256, dev_keypair
+from chain.extrinsic import sign_extrinsic
+from genesis.spec import load_chain_spec
+from node.service import NodeConfig, NodeService
+from rpc.client import RpcClient
+
+SENDERS = [dev_keypair(name) for name in ("Bob", "Charlie", "Dave", "Eve", "Ferdie")]
+PER_SENDER = 40
+ROUNDS = 2
+
+
+@pytest.fixture
+def service() -> Iterator[NodeService]:
+    node = NodeService(NodeConfig(chain="dev", tmp=True, author="//Alice", instant_seal=True), load_chain_spec("dev"))
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def _sign(service: NodeService, key: Keypair, nonce: int, tip: int = 0) -> bytes:
+    chain = service.chain
+    return sign_extrinsic(
+        key, calls.Transfer(SENDERS[0].public, 1), nonce=nonce, tip=tip,
+        genesis_hash=chain.genesis_hash, spec_version=chain.runtime.spec_version,
+    ).encode()
+
+
+class HeldBuilder:
+    """Wraps ``chain.build_block`` so that the worker thread waits at one point for the test."""
+
+    def __init__(self, service: NodeService, *, after_write: bool) -> None:
+        self.reached = threading.Event()
+        self.release = threading.Event()
+        real = service.chain.build_block
+
+        def build(*args: Any, **kwargs: Any) -> Any:
+            if not after_write:
+                self.reached.set()
+                self.release.wait(30)
+            imported = real(*args, **kwargs)
+            if after_write:
+                self.reached.set()
+                self.release.wait(30)
+            return imported
+
+        service.chain.build_block = build  # type: ignore[method-assign]
+
+    async def wait(self) -> None:
+        assert await asyncio.to_thread(self.reached.wait, 30)
+
+
+async def _statuses(watch: AsyncIterator[Any]) -> list[Any]:
+    out = []
+    async for status in watch:
+        out.append(status)
+    return out
+
+
+async def _hold_block(
+    service: NodeService, builder: HeldBuilder, during: Callable[[], Any]
+) -> tuple[Any, Any]:
+    block = asyncio.ensure_future(service.author_block())
+    await builder.wait()
+    result = await during()
+    builder.release.set()
+    return await block, result
+
+
+def test_submission_after_the_block_is_written_does_not_invalidate_it(service) -> None:
+    bob = SENDERS[0]
+    async def scenario() -> None:
+        first = service.watch(_sign(service, bob, 0))
+        assert await first.__anext__() == "ready"
+        builder = HeldBuilder(service, after_write=True)
+
+        async def submit_next() -> AsyncIterator[Any]:
+            # The state already says Bob's nonce is 1; the pool has not heard of the block.
+            assert service.chain.best_number == 1
+            second = service.watch(_sign(service, bob, 1))
+            assert await second.__anext__() == "ready"
+            return second
+
+        imported, second = await _hold_block(service, builder, submit_next)
+        block_hash = "0x" + imported.block.hash().hex()
+        assert await asyncio.wait_for(_statuses(first), 5) == [{"inBlock": block_hash}, {"finalized": block_hash}]
+        assert service.pool.get_status(blake2_256(_sign(service, bob, 1))) == "ready"
+        imported = await service.author_block()
+        assert [xt.nonce for xt in imported.block.body.extrinsics] == [1]
+        assert (await asyncio.wait_for(_statuses(second), 5))[-1] == {"finalized": "0x" + imported.block.hash().hex()}
+
+    asyncio.run(scenario())
+
+
+def test_replacement_during_the_build_does_not_end_the_included_ones_watcher(service) -> None:
+    bob, charlie = SENDERS[0], SENDERS[1]
+    async def scenario() -> None:
+        first = service.watch(_sign(service, bob, 0))
+        evictable = service.watch(_sign(service, charlie, 0))
+        assert [await first.__anext__(), await evictable.__anext__()] == ["ready", "ready"]
+        service.pool.max_count = 2  # full: a newcomer must evict
+        builder = HeldBuilder(service, after_write=False)
+
+        async def replace_and_evict() -> tuple[AsyncIterator[Any], AsyncIterator[Any]]:
+            usurper = service.watch(_sign(service, bob, 0, tip=5))  # the block has Bob's tip 0
+            assert await usurper.__anext__() == "ready"
+            evictor = service.watch(_sign(service, SENDERS[2], 0, tip=5))  # evicts Charlie's
+            assert await evictor.__anext__() == "ready"
+            return usurper, evictor
+
+        imported, (usurper, evictor) = await _hold_block(service, builder, replace_and_evict)
+        block_hash = "0x" + imported.block.hash().hex()
+        assert len(imported.block.body.extrinsics) == 2
+        final = [{"inBlock": block_hash}, {"finalized": block_hash}]
+        assert await asyncio.wait_for(_statuses(first), 5) == final
+        assert await asyncio.wait_for(_statuses(evictable), 5) == final
+        # The usurper's nonce is spent by the transaction it meant to replace.
+        assert await asyncio.wait_for(_statuses(usurper), 5) == ["invalid"]
+        assert service.pool.get_status(blake2_256(_sign(service, SENDERS[2], 0, tip=5))) == "ready"
+        await evictor.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("node")
+    proc = start_node(workdir, "--dev", "--instant-seal")
+    yield proc
+    assert proc.stop() == 0, proc.read_log()
+
+
+async def _collect(sub) -> list:
+    statuses: list = []
+    async with sub:
+        while True:
+            status = await sub.next(120)
+            statuses.append(status)
+            if isinstance(status, dict) and "finalized" in status:
+                return statuses
+            if status in ("invalid", "dropped") or (isinstance(status, dict) and "usurped" in status):
+                return statuses
+
+
+async def _flood(client: RpcClient, key, first_nonce: int, genesis: bytes, version: int) -> list[tuple[str, list]]:
+    raws = [
+        "0x" + sign_extrinsic(
+            key, calls.Transfer(SENDERS[0].public, 1 + n), nonce=first_nonce + n,
+            genesis_hash=genesis, spec_version=version,
+        ).encode().hex()
+        for n in range(PER_SENDER)
+    ]
+    # One submission after another (each waits for its subscription id), so that they arrive
+    # all through the building of several blocks rather than in one burst before the first.
+    watchers = []
+    for raw in raws:
+        sub = await client.subscribe("author_submitAndWatchExtrinsic", [raw], "author_unwatchExtrinsic")
+        watchers.append(asyncio.ensure_future(_collect(sub)))
+    results = await asyncio.gather(*watchers)
+    return list(zip(raws, results, strict=True))
+
+
+def test_every_included_transaction_is_reported_in_block_and_finalized(node) -> None:
+    async def scenario() -> None:
+        clients = [RpcClient(node.ws_url, timeout=120) for _ in SENDERS]
+        try:
+            genesis = bytes.fromhex((await clients[0].call("chain_getBlockHash", [0]))[2:])
+            version = (await clients[0].call("state_getRuntimeVersion", []))["specVersion"]
+            for _ in range(ROUNDS):
+                nonces = [await c.call("system_accountNextIndex", [k.address]) for c, k in zip(clients, SENDERS, strict=True)]
+                outcomes = await asyncio.gather(*(
+                    _flood(c, k, n, genesis, version) for c, k, n in zip(clients, SENDERS, nonces, strict=True)
+                ))
+                for raw, statuses in (item for per_sender in outcomes for item in per_sender):
+                    xt_hash = "0x" + blake2_256(bytes.fromhex(raw[2:])).hex()
+                    assert statuses[0] in ("ready", "future"), (xt_hash, statuses)
+                    assert "invalid" not in statuses and "dropped" not in statuses, (xt_hash, statuses)
+                    in_block = [s["inBlock"] for s in statuses if isinstance(s, dict) and "inBlock" in s]
+                    assert len(in_block) == 1, (xt_hash, statuses)
+                    assert statuses[-1] == {"finalized": in_block[0]}, (xt_hash, statuses)
+                    receipt = await clients[0].call("ml_getTrainingReceipt", [xt_hash])
+                    assert receipt is not None and receipt["blockHash"] == in_block[0], (xt_hash, receipt)
+                    assert receipt["success"] is True, receipt
+                    block = await clients[0].call("chain_getBlock", [in_block[0]])
+                    assert raw in block["block"]["extrinsics"]
+            for client, key, before in zip(clients, SENDERS, nonces, strict=True):
+                assert await client.call("system_accountNextIndex", [key.address]) == before + PER_SENDER
+        finally:
+            for client in clients:
+                await client.close()
+
+    asyncio.run(scenario())
