@@ -20,11 +20,13 @@ This follows Substrate's ``sc-transaction-pool`` "graph" design (``base_pool.rs`
     furthest FUTURE extrinsic if that one's nonce is higher than its own, so the nonce that
     fills a sender's next gap always gets in: a sender cannot lock itself out with future
     nonces. Otherwise the newcomer is refused ``limit``.
-  * the FUTURE queue as a whole: at most ``max_future_count`` (Substrate keeps a separate,
-    smaller future limit too). A FUTURE newcomer over it evicts the furthest FUTURE extrinsic
-    of the sender holding the most of them, if that sender holds more than the newcomer's
-    sender would with it; else the worst FUTURE one of strictly lower priority; else it is
-    refused ``immediately_dropped``. So one sender cannot fill the future queue for everyone.
+  * the FUTURE queue as a whole: at most ``max_future_count`` extrinsics and
+    ``max_future_bytes`` (Substrate keeps a separate, smaller future limit too). A FUTURE
+    newcomer over either evicts the furthest FUTURE extrinsic of the sender holding the largest
+    share of it (by count or bytes, whichever limit), if that share is larger than the
+    newcomer's sender would hold with it; else the worst FUTURE one of strictly lower priority;
+    else it is refused ``immediately_dropped``. So one sender cannot fill the future queue for
+    everyone, by count or by bytes.
   * the pool (``max_count``, ``max_bytes``): the worst FUTURE extrinsics go first (any of them
     for a READY newcomer, only strictly lower priorities for a FUTURE one), then the worst
     READY ones that end their sender's chain (so nobody's chain is broken in the middle) of
@@ -81,6 +83,7 @@ DEFAULT_MAX_PER_SENDER = 256
 # Substrate's future limit is a tenth of the ready one.
 DEFAULT_MAX_FUTURE_PER_SENDER = 64
 DEFAULT_MAX_FUTURE_COUNT = 1024
+DEFAULT_MAX_FUTURE_BYTES = DEFAULT_MAX_BYTES // 8  # 8 MiB: room for 4 of the largest extrinsics
 # Blocks a FUTURE extrinsic may wait for its nonce gap to fill: 64 blocks is 6.4 minutes at
 # the default 6 s slots (Substrate's ``TransactionLongevity`` is in blocks too).
 DEFAULT_FUTURE_LONGEVITY = 64
@@ -202,6 +205,7 @@ class TransactionPool:
         max_per_sender: int = DEFAULT_MAX_PER_SENDER,
         max_future_per_sender: int = DEFAULT_MAX_FUTURE_PER_SENDER,
         max_future_count: int = DEFAULT_MAX_FUTURE_COUNT,
+        max_future_bytes: int = DEFAULT_MAX_FUTURE_BYTES,
         future_longevity: int = DEFAULT_FUTURE_LONGEVITY,
         ban_seconds: float = DEFAULT_BAN_SECONDS,
         clock: Callable[[], float] = time.monotonic,
@@ -211,7 +215,8 @@ class TransactionPool:
         for name, value in (
             ("max_count", max_count), ("max_bytes", max_bytes), ("max_per_sender", max_per_sender),
             ("max_future_per_sender", max_future_per_sender),
-            ("max_future_count", max_future_count), ("future_longevity", future_longevity),
+            ("max_future_count", max_future_count), ("max_future_bytes", max_future_bytes),
+            ("future_longevity", future_longevity),
         ):
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -221,6 +226,7 @@ class TransactionPool:
         self.max_per_sender = max_per_sender
         self.max_future_per_sender = max_future_per_sender
         self.max_future_count = max_future_count
+        self.max_future_bytes = max_future_bytes
         self.future_longevity = future_longevity
         self.block_number = block_number
         self.ban_seconds = ban_seconds
@@ -228,6 +234,7 @@ class TransactionPool:
         self._by_hash: dict[bytes, _Entry] = {}
         self._senders: dict[bytes, _SenderQueue] = {}
         self._ready_count = 0
+        self._ready_bytes = 0
         self._bytes = 0
         # hash -> expiry; insertion order is expiry order because ban_seconds is fixed.
         self._banned: dict[bytes, float] = {}
@@ -450,8 +457,8 @@ class TransactionPool:
         queue.txs[old.nonce] = new
         del self._by_hash[old.hash]
         self._bytes -= len(old.data)
-        new.state = old.state
-        old.state = _REMOVED
+        self._apply_state(new, old.state)
+        self._apply_state(old, _REMOVED)
         if new.state == _READY:
             if queue.ready_end == new.nonce + 1:
                 heapq.heappush(self._tail_heap, (new.priority, -new.insertion_id, new))
@@ -466,8 +473,7 @@ class TransactionPool:
         txs = queue.txs
         entry = txs.get(n)
         while entry is not None:
-            entry.state = _READY
-            self._ready_count += 1
+            self._apply_state(entry, _READY)
             events.append((entry.hash, "ready", None))
             n += 1
             entry = txs.get(n)
@@ -496,7 +502,7 @@ class TransactionPool:
         if replaced is None:
             victims += self._compute_sender_victims(new, new_is_ready, queue)
             if not new_is_ready:
-                victims += self._compute_future_victims(new, queue, victims)
+                victims += self._compute_future_victims(new, victims)
         count = len(self._by_hash) + 1 - len(victims)
         total = self._bytes + size - sum(len(v.data) for v in victims)
         if replaced is not None:
@@ -606,39 +612,55 @@ class TransactionPool:
         return victims
 
     def _compute_future_victims(
-        self, new: _Entry, queue: _SenderQueue | None, taken: list[_Entry]
+        self, new: _Entry, taken: list[_Entry]
     ) -> list[_Entry]:
-        """Room in the FUTURE queue for the FUTURE newcomer ``new``: fairest victims first.
+        """Room in the FUTURE queue (count and bytes) for the FUTURE newcomer ``new``.
 
-        Scans every sender (O(senders)) only when the FUTURE queue is full.
+        While a limit is exceeded: the furthest FUTURE extrinsic of the sender with the largest
+        share of it (count or bytes, whichever limit) goes, if that share is larger than the
+        newcomer's sender would have; else the worst one of strictly lower priority; else
+        PoolError. Scans every sender's FUTURE extrinsics, but only when the queue is full.
         """
-        future = len(self._by_hash) - self._ready_count + 1 - len(taken)
-        if future <= self.max_future_count:
+        size = len(new.data)
+        if size > self.max_future_bytes:
+            raise PoolError(
+                "immediately_dropped",
+                f"extrinsic is {size} bytes, more than the whole future queue (max_future_bytes "
+                f"{self.max_future_bytes}); submit the nonces before it first",
+            )
+        count = len(self._by_hash) - self._ready_count + 1 - len(taken)
+        total = self._bytes - self._ready_bytes + size - sum(len(v.data) for v in taken)
+        if count <= self.max_future_count and total <= self.max_future_bytes:
             return []
-        counts = {s: q.count_future() for s, q in self._senders.items()}
-        for victim in taken:
-            counts[victim.sender] -= 1
-        remaining: dict[bytes, list[_Entry]] = {}
-        victims: list[_Entry] = []
         skip = {id(v) for v in taken}
-        while future > self.max_future_count:
-            own = counts.get(new.sender, 0) + 1
-            sender, most = max(counts.items(), key=lambda item: item[1], default=(b"", 0))
-            if most > own:
-                if sender not in remaining:
-                    remaining[sender] = [
-                        e for e in self._senders[sender].get_futures() if id(e) not in skip
-                    ]
-                victim = remaining[sender].pop()
+        futures = {
+            sender: [e for e in queue.get_futures() if id(e) not in skip]
+            for sender, queue in self._senders.items()
+            if queue.count_future()
+        }
+        shares = {
+            sender: (len(entries), sum(len(e.data) for e in entries))
+            for sender, entries in futures.items()
+        }
+        victims: list[_Entry] = []
+        while count > self.max_future_count or total > self.max_future_bytes:
+            axis = 0 if count > self.max_future_count else 1  # the share that counts
+            mine = shares.get(new.sender, (0, 0))[axis] + (1, size)[axis]
+            sender = max(shares, key=lambda s: shares[s][axis], default=None)
+            if sender is not None and shares[sender][axis] > mine:
+                victim = futures[sender].pop()
             else:
-                victim = self._find_worst_future(new, skip)
+                victim = self._find_worst_future(new, skip, axis)
+                futures[victim.sender].remove(victim)
             victims.append(victim)
             skip.add(id(victim))
-            counts[victim.sender] -= 1
-            future -= 1
+            left = shares[victim.sender]
+            shares[victim.sender] = (left[0] - 1, left[1] - len(victim.data))
+            count -= 1
+            total -= len(victim.data)
         return victims
 
-    def _find_worst_future(self, new: _Entry, skip: set[int]) -> _Entry:
+    def _find_worst_future(self, new: _Entry, skip: set[int], axis: int) -> _Entry:
         """The worst FUTURE extrinsic ``new`` may evict by priority, or PoolError."""
         worst = self._iter_worst_futures()
         try:
@@ -650,11 +672,14 @@ class TransactionPool:
                 return victim
         finally:
             worst.close()
+        which = (
+            f"max_future_count {self.max_future_count}",
+            f"max_future_bytes {self.max_future_bytes}",
+        )[axis]
         raise PoolError(
             "immediately_dropped",
-            f"the future queue is full (max_future_count {self.max_future_count}); no sender "
-            f"holds more future extrinsics than this one would, and none has a priority below "
-            f"{new.priority}",
+            f"the future queue is full ({which}); no sender holds a larger share of it than this "
+            f"one would, and none has a priority below {new.priority}",
         )
 
     def _iter_worst_futures(self) -> Generator[_Entry, None, None]:
@@ -714,9 +739,17 @@ class TransactionPool:
         del queue.txs[entry.nonce]
         del self._by_hash[entry.hash]
         self._bytes -= len(entry.data)
+        self._apply_state(entry, _REMOVED)
+
+    def _apply_state(self, entry: _Entry, state: int) -> None:
+        """Move an entry between READY, FUTURE and removed, keeping the READY totals."""
         if entry.state == _READY:
             self._ready_count -= 1
-        entry.state = _REMOVED
+            self._ready_bytes -= len(entry.data)
+        entry.state = state
+        if state == _READY:
+            self._ready_count += 1
+            self._ready_bytes += len(entry.data)
 
     def _apply_rebase(
         self,
@@ -743,16 +776,14 @@ class TransactionPool:
         entry = txs.get(n)
         while entry is not None:
             if entry.state == _FUTURE:
-                entry.state = _READY
-                self._ready_count += 1
+                self._apply_state(entry, _READY)
                 events.append((entry.hash, "ready", None))
             n += 1
             entry = txs.get(n)
         queue.ready_end = n
         for entry in txs.values():
             if entry.nonce > n and entry.state == _READY:
-                entry.state = _FUTURE
-                self._ready_count -= 1
+                self._apply_state(entry, _FUTURE)
                 heapq.heappush(self._future_heap, (entry.priority, -entry.insertion_id, entry))
                 events.append((entry.hash, "future", None))
         if n > queue.base:

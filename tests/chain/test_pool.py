@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Iterable
 
@@ -102,6 +101,8 @@ def verify_invariants(pool: TransactionPool, nonces: dict[bytes, int]) -> None:
     assert status.ready + status.future == len(pool) == len(pool.pending())
     assert len(pool) <= pool.max_count and status.bytes <= pool.max_bytes
     assert status.bytes == sum(len(pool.get_data(e.hash()) or b"") for e in pool.pending())
+    ready_bytes = sum(len(pool.get_data(h) or b"") for h, _ in pool.ready_with_hashes())
+    assert pool._ready_bytes == ready_bytes  # what the FUTURE queue's byte limit is checked on
     for ext in pool.pending():
         assert pool.get_status(ext.hash()) in ("ready", "future")
 
@@ -458,6 +459,28 @@ def test_future_queue_is_shared_fairly() -> None:
     verify_invariants(pool, {})
 
 
+def test_future_queue_bytes_are_shared_fairly() -> None:
+    def make_remark(key: Keypair, nonce: int, length: int) -> bytes:
+        return sign_extrinsic(
+            key, Remark(bytes(length)), nonce=nonce, genesis_hash=GENESIS, spec_version=SPEC
+        ).encode()
+
+    big = [make_remark(ALICE, n, 1000) for n in (1, 2, 3)]
+    small = make_tx(BOB, 1)
+    limit = sum(map(len, big)) + len(small) - 1
+    pool, _, rec = make_pool(max_future_bytes=limit)
+    hashes = [pool.submit(data).hash for data in big]
+    # Bob's few bytes displace the furthest of Alice's many, although the count is no issue.
+    pool.submit(small)
+    assert [rec.get_statuses(h)[-1] for h in hashes] == ["future", "future", "dropped"]
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_remark(CHARLIE, 1, limit))
+    assert err.value.reason == "immediately_dropped"
+    assert f"more than the whole future queue (max_future_bytes {limit})" in str(err.value)
+    assert pool.submit(make_remark(CHARLIE, 0, limit)).status == "ready"  # READY: no such limit
+    verify_invariants(pool, {})
+
+
 def test_future_extrinsics_expire_after_their_longevity() -> None:
     pool, table, rec = make_pool(future_longevity=3)
     ready = pool.submit(make_tx(ALICE, 0)).hash
@@ -615,33 +638,51 @@ def test_listener_errors_do_not_break_the_pool() -> None:
 
 def test_random_operations_keep_invariants() -> None:
     rng = random.Random(7)
-    keys = get_senders(4)
+    keys = get_senders(5)
     signed = {
         (k.public, n, tip): make_tx(k, n, tip=tip)
         for k in keys
-        for n in range(6)
+        for n in range(8)
         for tip in range(3)
     }
     clock = Clock()
-    pool, table, _ = make_pool(max_count=12, max_per_sender=4, clock=clock, ban_seconds=5)
+    pool, table, rec = make_pool(
+        max_count=12, max_per_sender=4, max_future_per_sender=3, max_future_count=5,
+        future_longevity=6, clock=clock, ban_seconds=5,
+    )
+    number = 0
+
+    def submit_any() -> None:
+        key = rng.choice(keys)
+        try:
+            submitted = pool.submit(signed[(key.public, rng.randrange(8), rng.randrange(3))])
+        except (PoolError, InvalidTransaction):
+            return
+        if submitted.status == "future" and submitted.usurped is None:
+            # Demotions (report_invalid, a reorg) may exceed the FUTURE limits; an insertion not.
+            futures = [e for e in pool.pending() if pool.get_status(e.hash()) == "future"]
+            assert len(futures) <= pool.max_future_count
+            assert sum(e.signer == key.public for e in futures) <= pool.max_future_per_sender
 
     def apply_block(hashes: Iterable[bytes]) -> None:
+        nonlocal number
         chosen = list(hashes)
         for h in chosen:
             ext = pool.get(h)
             assert ext is not None
             table.nonces[ext.signer] = ext.nonce + 1
-        pool.prune(chosen)
-        pool.revalidate()
+        number += 1
+        mark = len(rec.events)
+        for _ in range(rng.randrange(3)):  # the block is written; the pool not yet told
+            submit_any()
+        pool.maintain(number, chosen)
+        assert not [e for e in rec.events[mark:] if e[0] in chosen and e[1] == "invalid"]
 
-    for _ in range(400):
+    for _ in range(600):
         op = rng.random()
         clock.now += 1
         if op < 0.7:
-            key = rng.choice(keys)
-            nonce = rng.randrange(6)
-            with contextlib.suppress(PoolError, InvalidTransaction):
-                pool.submit(signed[(key.public, nonce, rng.randrange(3))])
+            submit_any()
         elif op < 0.8 and len(pool):
             pool.report_invalid(rng.choice(pool.pending()).hash())
         elif op < 0.95:
