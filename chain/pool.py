@@ -32,10 +32,12 @@ This follows Substrate's ``sc-transaction-pool`` "graph" design (``base_pool.rs`
     READY ones that end their sender's chain (so nobody's chain is broken in the middle) of
     strictly lower priority.
 - FUTURE extrinsics expire: one still FUTURE ``future_longevity`` blocks after the block it
-  was submitted at is "dropped" (Substrate's ``TransactionLongevity``, counted in blocks; a
-  READY one stays until included or invalid: it is revalidated after every block).
-- Hashes found invalid, evicted or expired are banned for ``ban_seconds`` (``PoolRotator``), so
-  a peer cannot make the node validate the same bad bytes again and again.
+  was submitted at is "dropped" (Substrate's ``TransactionLongevity``, counted in blocks, so
+  nothing expires on a chain that makes no blocks; a READY one stays until included or
+  invalid: it is revalidated after every block). It is not banned: ed25519 signatures are
+  deterministic, so a sender who fills the gap later resubmits the very same bytes.
+- Hashes found invalid or evicted are banned for ``ban_seconds`` (``PoolRotator``), so a peer
+  cannot make the node validate the same bad bytes again and again.
 
 The pool does not know the runtime. It is given ``validate(extrinsic) -> Validity`` that checks
 the signature, era, fee payment and call against the current best state and raises
@@ -824,14 +826,13 @@ class TransactionPool:
         return removed
 
     def _apply_expiry(self) -> int:
-        """Drop (and ban) every FUTURE extrinsic submitted ``future_longevity`` or more blocks ago."""
+        """Drop every FUTURE extrinsic submitted ``future_longevity`` or more blocks ago."""
         limit = self.block_number - self.future_longevity
         expired = [e for e in self._by_hash.values() if e.state == _FUTURE and e.submitted_at <= limit]
         events: list[_Event] = []
         try:
             for entry in expired:
                 self._apply_remove(entry, events)
-                self._apply_ban(entry.hash)
                 events.append((entry.hash, "dropped", None))
         finally:
             self._apply_events(events)

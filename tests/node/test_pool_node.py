@@ -1,4 +1,6 @@
-"""Transaction watchers while blocks are built (issue 7, item 4).
+"""The transaction pool inside a node: watchers while blocks are built, and no lock-out.
+
+Issue 7, item 4.
 
 The node builds and writes a block in a worker thread while its event loop keeps accepting
 submissions. Two interleavings once ended the watcher of an included transaction with a
@@ -16,6 +18,9 @@ temporary LevelDB (the block is really built and written; only its timing is hel
 interleaving happens every time. The last drives a real node process: many watchers from
 several accounts submitted while blocks are sealed, every one must end with ``inBlock`` then
 ``finalized`` and the transaction must be in that block with a successful receipt.
+
+Issue 7, item 5, on the same node: a sender's future nonces are capped, and the nonce that
+fills the gap always gets in and carries the queued ones into blocks.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from nodekit import start_node
 from chain import calls
 from chain.crypto import Keypair, blake2_256, dev_keypair
 from chain.extrinsic import sign_extrinsic
+from chain.pool import DEFAULT_MAX_FUTURE_PER_SENDER, DEFAULT_MAX_PER_SENDER
 from genesis.spec import load_chain_spec
 from node.service import NodeConfig, NodeService
-from rpc.client import RpcClient
+from rpc.client import RpcCallError, RpcClient
 
 SENDERS = [dev_keypair(name) for name in ("Bob", "Charlie", "Dave", "Eve", "Ferdie")]
 PER_SENDER = 40
@@ -219,5 +225,49 @@ def test_every_included_transaction_is_reported_in_block_and_finalized(node) -> 
         finally:
             for client in clients:
                 await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_future_nonces_do_not_lock_the_sender_out(node) -> None:
+    alice = dev_keypair("Alice")
+
+    async def scenario() -> None:
+        async with RpcClient(node.url, timeout=60) as client, RpcClient(node.ws_url, timeout=60) as ws:
+            genesis = bytes.fromhex((await client.call("chain_getBlockHash", [0]))[2:])
+            version = (await client.call("state_getRuntimeVersion", []))["specVersion"]
+            base = await client.call("system_accountNextIndex", [alice.address])
+
+            def sign(nonce: int, tip: int = 0) -> str:
+                xt = sign_extrinsic(
+                    alice, calls.Remark(b"queued"), nonce=nonce, tip=tip, genesis_hash=genesis,
+                    spec_version=version,
+                )
+                return "0x" + xt.encode().hex()
+
+            # As many future nonces as the per-sender limit once took (it then refused the gap).
+            refused = []
+            for n in range(1, DEFAULT_MAX_PER_SENDER + 1):
+                try:
+                    await client.call("author_submitExtrinsic", [sign(base + n)])
+                except RpcCallError as exc:
+                    refused.append(exc)
+            sub = await ws.subscribe("author_submitAndWatchExtrinsic", [sign(base, tip=1)], "author_unwatchExtrinsic")
+            async with sub:
+                statuses = [await sub.next(60)]
+                while not (isinstance(statuses[-1], dict) and "finalized" in statuses[-1]):
+                    statuses.append(await sub.next(60))
+            assert statuses[0] == "ready" and "inBlock" in statuses[1]
+            queued = DEFAULT_MAX_FUTURE_PER_SENDER
+            assert len(refused) == DEFAULT_MAX_PER_SENDER - queued
+            assert all(e.code == 1016 and "max_future_per_sender 64" in str(e.data) for e in refused)
+            for _ in range(600):  # the queued ones follow in the next blocks
+                if not await client.call("author_pendingExtrinsics", []):
+                    break
+                await asyncio.sleep(0.05)
+            assert await client.call("author_pendingExtrinsics", []) == []
+            assert await client.call("system_accountNextIndex", [alice.address]) == base + queued + 1
+            receipt = await client.call("ml_getTrainingReceipt", ["0x" + blake2_256(bytes.fromhex(sign(base + queued)[2:])).hex()])
+            assert receipt is not None and receipt["success"] is True
 
     asyncio.run(scenario())
