@@ -6,7 +6,9 @@ touched on the loop thread: the builder gets a snapshot of the ready extrinsics,
 hears of the block (``TransactionPool.maintain``) once the worker is done. In between, a
 submission is validated against the state the worker already advanced; the pool never lets
 that move a sender's nonce (see ``chain.pool``), so the block's extrinsics are pruned as
-included and their watchers see ``inBlock``, not ``invalid``. A stop
+included and their watchers see ``inBlock``, not ``invalid``. While the worker builds, the pool
+may also replace or evict one of the snapshot's extrinsics: the watcher's final status for a
+snapshot extrinsic waits until the block is done, and is dropped if the block included it. A stop
 (SIGINT/SIGTERM) lets the block in progress finish and be written, then closes the database,
 so the database always ends at a whole block.
 """
