@@ -35,7 +35,8 @@ from nodekit import start_node
 
 from chain import calls
 from chain.crypto import Keypair, blake2_256, dev_keypair
-from chain.extrinsic import sign_extrinsic
+from chain.extrinsic import decode_extrinsic, sign_extrinsic
+from chain.pallets import balances
 from chain.pool import DEFAULT_MAX_FUTURE_PER_SENDER, DEFAULT_MAX_PER_SENDER
 from genesis.spec import load_chain_spec
 from node.service import NodeConfig, NodeService
@@ -155,6 +156,44 @@ def test_replacement_during_the_build_does_not_end_the_included_ones_watcher(ser
         assert await asyncio.wait_for(_statuses(usurper), 5) == ["invalid"]
         assert service.pool.get_status(blake2_256(_sign(service, SENDERS[2], 0, tip=5))) == "ready"
         await evictor.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_held_status_of_a_snapshot_extrinsic_the_block_left_out_is_delivered(service) -> None:
+    charlie, dave = SENDERS[1], SENDERS[2]
+    chain = service.chain
+
+    def sign_transfer(value: int, nonce: int) -> bytes:
+        return sign_extrinsic(
+            charlie, calls.Transfer(SENDERS[0].public, value), nonce=nonce,
+            genesis_hash=chain.genesis_hash, spec_version=chain.runtime.spec_version,
+        ).encode()
+
+    # Charlie's nonce 0 leaves him nothing, so his nonce 1 (valid when submitted) cannot pay
+    # its fee in the block: the block leaves it out.
+    free = balances.get_account(chain.state.overlay(), charlie.public).free
+    probe = sign_transfer(free, 0)
+    weight = chain.runtime.compute_weight(chain.state.overlay(), decode_extrinsic(probe))
+    drain = sign_transfer(free - chain.config.compute_fee(len(probe), weight, 0), 0)
+    assert len(drain) == len(probe)
+
+    async def scenario() -> None:
+        first = service.watch(drain)
+        second = service.watch(sign_transfer(1, 1))
+        assert [await first.__anext__(), await second.__anext__()] == ["ready", "ready"]
+        service.pool.max_count = 2
+        builder = HeldBuilder(service, after_write=False)
+
+        async def evict() -> None:
+            # Dave's higher tip evicts the tail of Charlie's chain: his nonce 1.
+            assert service.pool.submit(_sign(service, dave, 0, tip=5)).status == "ready"
+
+        imported, _ = await _hold_block(service, builder, evict)
+        block_hash = "0x" + imported.block.hash().hex()
+        assert [xt.signer for xt in imported.block.body.extrinsics] == [charlie.public]
+        assert await asyncio.wait_for(_statuses(first), 5) == [{"inBlock": block_hash}, {"finalized": block_hash}]
+        assert await asyncio.wait_for(_statuses(second), 5) == ["dropped"]
 
     asyncio.run(scenario())
 
