@@ -471,14 +471,18 @@ class TransactionPool:
 
     def _apply_promotions(self, queue: _SenderQueue, events: list[_Event]) -> None:
         """Extend the sender's READY chain from ready_end over consecutive pooled nonces."""
-        n = queue.ready_end
+        n = start = queue.ready_end
         txs = queue.txs
         entry = txs.get(n)
-        while entry is not None:
-            self._apply_state(entry, _READY)
+        size = 0
+        while entry is not None:  # _apply_state inlined: the hot path of every submission
+            entry.state = _READY
+            size += len(entry.data)
             events.append((entry.hash, "ready", None))
             n += 1
             entry = txs.get(n)
+        self._ready_count += n - start
+        self._ready_bytes += size
         queue.ready_end = n
         tail = txs[n - 1]
         heapq.heappush(self._tail_heap, (tail.priority, -tail.insertion_id, tail))
@@ -502,11 +506,21 @@ class TransactionPool:
             )
         victims: list[_Entry] = []
         if replaced is None:
-            victims += self._compute_sender_victims(new, new_is_ready, queue)
-            if not new_is_ready:
+            if queue is not None and (
+                len(queue.txs) >= self.max_per_sender
+                or (not new_is_ready and queue.count_future() >= self.max_future_per_sender)
+            ):
+                victims += self._compute_sender_victims(new, new_is_ready, queue)
+            if not new_is_ready and (
+                len(self._by_hash) - self._ready_count >= self.max_future_count
+                or self._bytes - self._ready_bytes + size > self.max_future_bytes
+            ):
                 victims += self._compute_future_victims(new, victims)
-        count = len(self._by_hash) + 1 - len(victims)
-        total = self._bytes + size - sum(len(v.data) for v in victims)
+        count = len(self._by_hash) + 1
+        total = self._bytes + size
+        if victims:
+            count -= len(victims)
+            total -= sum(len(v.data) for v in victims)
         if replaced is not None:
             count -= 1
             total -= len(replaced.data)
@@ -583,15 +597,11 @@ class TransactionPool:
         return victims
 
     def _compute_sender_victims(
-        self, new: _Entry, new_is_ready: bool, queue: _SenderQueue | None
+        self, new: _Entry, new_is_ready: bool, queue: _SenderQueue
     ) -> list[_Entry]:
         """The sender's furthest FUTURE extrinsics that make room for ``new`` under its limits."""
-        if queue is None:
-            return []
         total = len(queue.txs) + 1
         future = queue.count_future() + (0 if new_is_ready else 1)
-        if total <= self.max_per_sender and future <= self.max_future_per_sender:
-            return []
         futures = queue.get_futures()
         victims: list[_Entry] = []
         while total > self.max_per_sender or future > self.max_future_per_sender:
