@@ -821,18 +821,20 @@ class TransactionPool:
         return True
 
     def maintain(self, block_number: int, included: Iterable[bytes]) -> int:
-        """Bring the pool to a newly imported best block ``block_number``; return how many left.
+        """Bring the pool to a newly imported best block ``block_number``; return how many
+        extrinsics left it.
 
         In one call, so that nothing sees the pool between the steps: :meth:`prune` the
         block's extrinsics by hash (they are not invalid, and their watchers are told
-        ``inBlock`` by the node), drop the FUTURE extrinsics that outlived
-        ``future_longevity``, then :meth:`revalidate` the rest against the post-block state.
-        The validator must already read that state.
+        ``inBlock`` by the node), :meth:`revalidate` the rest against the post-block state,
+        then drop the extrinsics still FUTURE that outlived ``future_longevity`` (after the
+        revalidation, so that one the block just made READY stays). The validator must
+        already read the post-block state.
         """
         self.block_number = block_number
         removed = self.prune(included)
-        removed += self._apply_expiry()
         removed += self.revalidate()
+        removed += self._apply_expiry()
         return removed
 
     def _apply_expiry(self) -> int:

@@ -25,6 +25,7 @@ ALICE = dev_keypair("Alice")
 BOB = dev_keypair("Bob")
 CHARLIE = dev_keypair("Charlie")
 DAVE = dev_keypair("Dave")
+EVE = dev_keypair("Eve")
 
 
 class NonceTable:
@@ -487,9 +488,13 @@ def test_future_extrinsics_expire_after_their_longevity() -> None:
     early = pool.submit(make_tx(BOB, 1)).hash  # submitted at block 0
     promoted = pool.submit(make_tx(DAVE, 1)).hash
     pool.submit(make_tx(DAVE, 0))
+    saved = pool.submit(make_tx(EVE, 1)).hash
     for number in (1, 2):
         assert pool.maintain(number, []) == 0
     late = pool.submit(make_tx(CHARLIE, 1)).hash  # submitted at block 2
+    # Block 3 spends Eve's nonce 0 (an extrinsic this pool never saw): her nonce 1 is READY
+    # now, and stays although it waited its whole longevity.
+    table.nonces[EVE.public] = 1
     assert pool.maintain(3, []) == 1
     assert rec.get_statuses(early) == ["future", "dropped"] and pool.get(early) is None
     assert pool.get_status(late) == "future"
@@ -502,6 +507,7 @@ def test_future_extrinsics_expire_after_their_longevity() -> None:
     # READY extrinsics do not expire (they are revalidated after every block instead).
     assert pool.maintain(100, []) == 0
     assert pool.get_status(ready) == pool.get_status(promoted) == pool.get_status(early) == "ready"
+    assert rec.get_statuses(saved) == ["future", "ready"]
     verify_invariants(pool, table.nonces)
 
 
