@@ -48,9 +48,9 @@ Statuses sent to listeners (``listener(hash, status, data)``): "ready", "future"
 "invalid", "usurped" (``data`` is then the usurper's hash; None otherwise). "inBlock" and
 "finalized" are sent by the node, not the pool.
 
-Only :meth:`maintain` (after each block: :meth:`prune` the included extrinsics by hash, expire,
-then :meth:`revalidate` against the post-block state) moves a sender's account nonce forward. A
-submission never does, even if its validator already sees a newer state than the pool was last
+Only :meth:`maintain` (after each block: :meth:`prune` the included extrinsics by hash,
+:meth:`revalidate` the rest against the post-block state, expire) or its parts move a sender's
+account nonce forward. A submission never does, even if its validator already sees a newer state than the pool was last
 maintained for: the node's block builder writes a block in a worker thread while submissions
 keep arriving, and an extrinsic below the new nonce may be one that block included; calling it
 "invalid" (and banning it) would tell its watcher a lie. Maintenance sorts them out: included
