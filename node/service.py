@@ -2,7 +2,13 @@
 
 Everything runs on one asyncio loop except block building and import, which run in a worker
 thread (training can take seconds) while the loop keeps serving RPC. The pool is only ever
-touched on the loop thread: the builder gets a snapshot of the ready extrinsics. A stop
+touched on the loop thread: the builder gets a snapshot of the ready extrinsics, and the pool
+hears of the block (``TransactionPool.maintain``) once the worker is done. In between, a
+submission is validated against the state the worker already advanced; the pool never lets
+that move a sender's nonce (see ``chain.pool``), so the block's extrinsics are pruned as
+included and their watchers see ``inBlock``, not ``invalid``. While the worker builds, the pool
+may also replace or evict one of the snapshot's extrinsics: the watcher's final status for a
+snapshot extrinsic waits until the block is done, and is dropped if the block included it. A stop
 (SIGINT/SIGTERM) lets the block in progress finish and be written, then closes the database,
 so the database always ends at a whole block.
 """
@@ -78,7 +84,7 @@ class NodeService:
             self.db, chain_id=spec.id, build_genesis=spec.apply_genesis,
             rules=ConsensusRules(Aura(config.block_time_ms)),
         )
-        self.pool = TransactionPool(self._validate_for_pool)
+        self.pool = TransactionPool(self._validate_for_pool, block_number=self.chain.best_number)
         self.pool.add_listener(self._on_pool_status)
         self.author = Keypair.from_uri(config.author) if config.author else None
         self._stop = asyncio.Event()
@@ -87,6 +93,9 @@ class NodeService:
         self._head_watchers: set[asyncio.Queue[Header]] = set()
         self._final_watchers: set[asyncio.Queue[Header]] = set()
         self._xt_watchers: dict[bytes, set[asyncio.Queue[Any]]] = {}
+        # The block being built: its candidates' hashes -> a final status the pool sent
+        # meanwhile (see _on_pool_status), or None.
+        self._in_flight: dict[bytes, Any] = {}
         self.slot_ms = config.block_time_ms
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
 
@@ -108,12 +117,27 @@ class NodeService:
         return Validity(v.priority, v.account_nonce, 64)
 
     def _on_pool_status(self, xt_hash: bytes, status: str, data: bytes | None) -> None:
+        final: Any = None
         if status == "usurped" and data is not None:
-            self._notify(xt_hash, {"usurped": "0x" + data.hex()}, final=True)
+            final = {"usurped": "0x" + data.hex()}
         elif status in ("dropped", "invalid"):
-            self._notify(xt_hash, status, final=True)
-        else:
+            final = status
+        if final is None:
             self._notify(xt_hash, status, final=False)
+        elif xt_hash in self._in_flight:
+            # The worker is building a block from a snapshot that holds this extrinsic: the
+            # pool may replace or evict it meanwhile, yet the block may include it. Its watcher
+            # learns which once the block is done (_settle_in_flight).
+            self._in_flight[xt_hash] = final
+        else:
+            self._notify(xt_hash, final, final=True)
+
+    def _settle_in_flight(self, included: set[bytes]) -> None:
+        """After a build: send the held final statuses of the candidates the block left out."""
+        held, self._in_flight = self._in_flight, {}
+        for xt_hash, final in held.items():
+            if final is not None and xt_hash not in included:
+                self._notify(xt_hash, final, final=True)
 
     # --- submission and watching ---------------------------------------------------------------
     def submit(self, raw: bytes) -> bytes:
@@ -176,13 +200,20 @@ class NodeService:
             slot = self._next_own_slot(max(self.chain.best_header.slot + 1, int(time.time() * 1000) // self.slot_ms))
             if slot is None:
                 return None
-            candidates = list(self.pool.ready())
+            ready = list(self.pool.ready_with_hashes())
+            candidates = [xt for _, xt in ready]
             invalid: list[tuple[bytes, InvalidTransaction]] = []
             started = time.perf_counter()
-            imported = await asyncio.to_thread(
-                self.chain.build_block, candidates, self.author, slot,
-                on_invalid=lambda h, e: invalid.append((h, e)),
-            )
+            self._in_flight = dict.fromkeys((xt_hash for xt_hash, _ in ready), None)
+            included: set[bytes] = set()
+            try:
+                imported = await asyncio.to_thread(
+                    self.chain.build_block, candidates, self.author, slot,
+                    on_invalid=lambda h, e: invalid.append((h, e)),
+                )
+                included = {receipt.hash for receipt in imported.receipts}
+            finally:
+                self._settle_in_flight(included)
             elapsed = time.perf_counter() - started
             for xt_hash, exc in invalid:
                 if exc.reason != "future":
@@ -193,9 +224,12 @@ class NodeService:
     def _after_import(self, imported: ImportedBlock, elapsed: float) -> None:
         block = imported.block
         block_hash = block.hash()
-        included = [xt.hash() for xt in block.body.extrinsics]
-        self.pool.prune(included)
-        self.pool.revalidate()
+        included = [receipt.hash for receipt in imported.receipts]  # the extrinsics' hashes, in order
+        # One step on the loop thread: prune the block's extrinsics by hash, then revalidate the
+        # rest against the post-block state. Submissions that arrived while the worker thread
+        # wrote the block were validated against that state already; the pool left their
+        # senders' older extrinsics in place for this step to recognise as included.
+        self.pool.maintain(block.header.number, included)
         log.info(
             "Imported #%d (0x%s…) extrinsics=%d training_steps=%d in %.0f ms",
             block.header.number, block_hash.hex()[:12], len(included), imported.training_steps, elapsed * 1000,
