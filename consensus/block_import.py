@@ -51,7 +51,8 @@ def update_pool(pool: TransactionPool, chain: Blockchain, retracted: Iterable[by
     ``retracted`` and ``enacted`` hashes); returns the hashes resubmitted.
 
     Call it after the move, on the thread that owns the pool; it uses the pool's public API
-    only (``submit``, ``prune``, ``revalidate``). A resubmission the pool refuses (already
+    only (``submit``, then ``maintain``: prune the enacted blocks' extrinsics, revalidate the
+    rest, expire old future ones). A resubmission the pool refuses (already
     pooled, invalid on the new branch, pool full) is skipped.
     """
     enacted = tuple(enacted)
@@ -68,6 +69,5 @@ def update_pool(pool: TransactionPool, chain: Blockchain, retracted: Iterable[by
                 log.debug("retracted extrinsic 0x%s not resubmitted: %s", xt_hash.hex(), exc)
                 continue
             resubmitted.append(xt_hash)
-    pool.prune(included)
-    pool.revalidate()
+    pool.maintain(chain.best_number, included)
     return resubmitted
