@@ -15,6 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numba
+import pytest
+
 import ml_runtime as mr
 from ml_runtime import kernels
 from ml_runtime.selfcheck import golden_job
@@ -94,6 +97,10 @@ def test_kernels_ir_is_float32_without_fastmath() -> None:
         assert r["libm"] == [], name
 
 
+JIT_ONLY = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1: kernels run as Python")
+
+
+@JIT_ONLY
 def test_warm_up_covers_the_runtime_argument_types() -> None:
     """After warm_up, training and predict reuse the one compiled specialisation each."""
     mr.warm_up()
@@ -106,6 +113,7 @@ def test_warm_up_covers_the_runtime_argument_types() -> None:
         assert len(getattr(kernels, name).signatures) == 1, name
 
 
+@JIT_ONLY
 def test_every_kernel_releases_the_gil() -> None:
     """Each compiled function runs with the GIL released (``nogil=True``).
 
