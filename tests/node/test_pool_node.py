@@ -174,8 +174,8 @@ def test_held_status_of_a_snapshot_extrinsic_the_block_left_out_is_delivered(ser
     # its fee in the block: the block leaves it out.
     free = balances.get_account(chain.state.overlay(), charlie.public).free
     probe = sign_transfer(free, 0)
-    weight = chain.runtime.compute_weight(chain.state.overlay(), decode_extrinsic(probe))
-    drain = sign_transfer(free - chain.config.compute_fee(len(probe), weight, 0), 0)
+    info = chain.runtime.compute_dispatch_info(chain.state.overlay(), decode_extrinsic(probe))
+    drain = sign_transfer(free - chain.runtime.compute_fee(info, len(probe), 0), 0)
     assert len(drain) == len(probe)
 
     async def scenario() -> None:
