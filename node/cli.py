@@ -24,7 +24,14 @@ import numpy as np
 import ml_runtime
 from chain import calls
 from chain.codec import decode
-from chain.crypto import DEV_ACCOUNTS, Keypair, blake2_256, parse_account, ss58_encode
+from chain.crypto import (
+    DEV_ACCOUNTS,
+    Keypair,
+    blake2_256,
+    generate_phrase,
+    parse_account,
+    ss58_encode,
+)
 from chain.errors import ChainError
 from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
@@ -91,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         k = key.add_parser(name)
         if name == "inspect":
             k.add_argument("uri", help="a secret URI (//Alice, 0x<seed>) or an SS58 address")
-        k.add_argument("--scheme", choices=("ed25519",), default="ed25519")
+        k.add_argument("--scheme", type=_scheme, default="ed25519", help="ed25519 (the only scheme of polchain accounts)")
         k.add_argument("--output-type", choices=("text", "json"), default="text")
         k.set_defaults(run=fn)
 
@@ -161,6 +168,14 @@ def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
     return p
 
 
+def _scheme(text: str) -> str:
+    if text.lower() != "ed25519":
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not supported: polchain accounts are ed25519 only (Substrate's sr25519 and ecdsa are not)"
+        )
+    return "ed25519"
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -218,13 +233,14 @@ async def _serve(config: NodeConfig, spec: Any) -> None:
 # --- key ----------------------------------------------------------------------------------------
 def _key_info(pair: Keypair | None, public: bytes, secret: str | None) -> dict[str, Any]:
     info = {
+        "secretPhrase": secret if secret is not None and not secret.startswith(("/", "0x")) else None,
         "secretSeed": "0x" + pair.seed.hex() if pair else None,
         "publicKey": "0x" + public.hex(),
         "accountId": "0x" + public.hex(),
         "ss58Address": ss58_encode(public),
         "scheme": "ed25519",
     }
-    if secret is not None:
+    if secret is not None and info["secretPhrase"] is None:
         info["secretUri"] = secret
     return info
 
@@ -233,7 +249,7 @@ def _print_key(info: dict[str, Any], output: str) -> None:
     if output == "json":
         print(json.dumps(info, indent=2))
         return
-    labels = (("secretUri", "Secret URI"), ("secretSeed", "Secret seed"), ("publicKey", "Public key (hex)"),
+    labels = (("secretPhrase", "Secret phrase"), ("secretUri", "Secret URI"), ("secretSeed", "Secret seed"), ("publicKey", "Public key (hex)"),
               ("accountId", "Account ID"), ("ss58Address", "SS58 Address"), ("scheme", "Key scheme"))
     for key, label in labels:
         if info.get(key) is not None:
@@ -241,17 +257,20 @@ def _print_key(info: dict[str, Any], output: str) -> None:
 
 
 def run_key_generate(args: argparse.Namespace) -> int:
-    pair = Keypair.from_seed(secrets.token_bytes(32))
-    _print_key(_key_info(pair, pair.public, None), args.output_type)
+    phrase = generate_phrase()
+    pair = Keypair.from_uri(phrase)
+    _print_key(_key_info(pair, pair.public, phrase), args.output_type)
     return 0
 
 
 def run_key_inspect(args: argparse.Namespace) -> int:
-    if args.uri.startswith(("//", "0x")) or " " in args.uri:
-        pair = Keypair.from_uri(args.uri)
-        _print_key(_key_info(pair, pair.public, args.uri), args.output_type)
+    """A secret URI (as subkey: phrase, 0x seed, //junctions, ///password) or a public address."""
+    uri = args.uri
+    if uri.startswith("0x") or "/" in uri or " " in uri.strip():
+        pair = Keypair.from_uri(uri)
+        _print_key(_key_info(pair, pair.public, uri), args.output_type)
     else:
-        public = parse_account(args.uri)
+        public = parse_account(uri)
         _print_key(_key_info(None, public, None), args.output_type)
     return 0
 

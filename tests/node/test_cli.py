@@ -10,6 +10,7 @@ import pytest
 from nodekit import start_node
 
 from chain.crypto import dev_keypair
+from node.cli import main
 
 
 def polchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -44,6 +45,98 @@ def test_build_spec_raw_and_purge_chain(tmp_path) -> None:
     assert polchain("node", "--rpc-port", "x").returncode == 2  # argparse usage error
     missing = polchain("node", "--chain", str(tmp_path / "nope.json"))
     assert missing.returncode == 1 and "no chain spec at" in missing.stderr
+
+
+# Published ed25519 dev accounts: subkey inspect --scheme ed25519 //Name (the same addresses
+# polkadot-js's testing keyring lists as the ed25519 //Alice.. //Ferdie).
+SUBKEY_ED25519 = {
+    "//Alice": ("5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu", "0x88dc3417d5058ec4b4503e0c12ea1a0a89be200fe98922423d4334014fa6b0ee"),
+    "//Bob": ("5GoNkf6WdbxCFnPdAnYYQyCjAKPJgLNxXwPjwTh6DGg6gN3E", "0xd17c2d7823ebf260fd138f2d7e27d114c0145d968b5ff5006125f2414fadae69"),
+    "//Charlie": ("5DbKjhNLpqX3zqZdNBc9BGb4fHU1cRBaDhJUskrvkwfraDi6", None),
+    "//Dave": ("5ECTwv6cZ5nJQPk6tWfaTrEk8YH2L7X1VT4EL5Tx2ikfFwb7", None),
+    "//Eve": ("5Ck2miBfCe1JQ4cY3NDsXyBaD6EcsgiVmEFTWwqNSs25XDEq", None),
+    "//Ferdie": ("5E2BmpVFzYGd386XRCZ76cDePMB3sfbZp5ZKGUsrG1m6gomN", None),
+}
+
+
+def _inspect(capsys, *args: str) -> tuple[int, dict, str]:
+    code = main(["key", "inspect", *args, "--output-type", "json"])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else {}), err
+
+
+def test_key_inspect_alice_is_subkeys_alice() -> None:
+    out = polchain("key", "inspect", "--scheme", "ed25519", "//Alice")
+    assert out.returncode == 0, out.stderr
+    assert "SS58 Address:       5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu" in out.stdout
+    assert dev_keypair("Alice").address == "5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu"
+
+
+@pytest.mark.parametrize("uri", sorted(SUBKEY_ED25519))
+def test_dev_accounts_match_published_vectors(capsys, uri: str) -> None:
+    address, public = SUBKEY_ED25519[uri]
+    code, key, err = _inspect(capsys, uri)
+    assert code == 0, err
+    assert key["ss58Address"] == address
+    if public:
+        assert key["publicKey"] == public
+
+
+@pytest.mark.parametrize(
+    ("uri", "seed"),
+    [
+        # sp-core ed25519.rs seed_and_derive_should_work: seed 9d61.. derived by Hard([0; 32]).
+        ("0x9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60//0",
+         "0xede3354e133f9c8e337ddd6ee5415ed4b4ffe5fc7d21e933f4930a3730e5b21c"),
+        # substrate-bip39 lib.rs vectors (password "Substrate"): the mini secret is the first
+        # 32 bytes of PBKDF2 over the phrase's entropy.
+        ("abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about///Substrate",
+         "0x44e9d125f037ac1d51f0a7d3649689d422c2af8b1ec8e00d71db4d7bf6d127e3"),
+        ("legal winner thank year wave sausage worth useful legal winner thank yellow///Substrate",
+         "0x4313249608fe8ac10fd5886c92c4579007272cb77c21551ee5b8d60b78041685"),
+    ],
+)
+def test_secret_uris_match_published_seeds(capsys, uri: str, seed: str) -> None:
+    code, key, err = _inspect(capsys, uri)
+    assert code == 0, err
+    assert key["secretSeed"] == seed
+
+
+def test_dev_phrase_uri_is_the_default_root(capsys) -> None:
+    phrase = "bottom drive obey lake curtain smoke basket hold race lonely fit walk"
+    assert _inspect(capsys, f"{phrase}//Alice")[1]["ss58Address"] == SUBKEY_ED25519["//Alice"][0]
+    # A password changes the key (sp-core: "//Alice///password" == DEV_PHRASE//Alice with it).
+    with_pw = _inspect(capsys, "//Alice///password")[1]["ss58Address"]
+    assert with_pw == _inspect(capsys, f"{phrase}//Alice///password")[1]["ss58Address"] != SUBKEY_ED25519["//Alice"][0]
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("//Alice/soft", "soft derivation (/name) is not defined for ed25519"),
+        ("//Alice//", "empty junction"),
+        ("bottom drive obey lake curtain smoke basket hold race lonely fit fit", "bad checksum"),
+        ("bottom drive obey lake curtain smoke basket hold race lonely fit walrus", "not in the BIP-39 English list"),
+        ("bottom drive obey lake", "12, 15, 18, 21 or 24 words, got 4"),
+        ("0x" + "11" * 32 + "///pw", "only applies to a mnemonic phrase"),
+        ("my.phrase//Alice", "ASCII letters, digits and spaces"),
+    ],
+)
+def test_bad_secret_uris_are_refused_clearly(capsys, uri: str, message: str) -> None:
+    code, _, err = _inspect(capsys, uri)
+    assert code == 1 and message in err and err.count("\n") == 1
+
+
+def test_key_scheme_other_than_ed25519_is_refused() -> None:
+    out = polchain("key", "inspect", "--scheme", "sr25519", "//Alice")
+    assert out.returncode == 2 and "polchain accounts are ed25519 only" in out.stderr
+
+
+def test_key_generate_gives_a_phrase_that_inspects_to_the_same_key(capsys) -> None:
+    assert main(["key", "generate", "--output-type", "json"]) == 0
+    key = json.loads(capsys.readouterr().out)
+    assert len(key["secretPhrase"].split()) == 12
+    assert _inspect(capsys, key["secretPhrase"])[1]["ss58Address"] == key["ss58Address"]
 
 
 @pytest.fixture(scope="module")
