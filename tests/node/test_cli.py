@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
-from nodekit import start_node
+from nodekit import free_port, start_node
 
 from chain.crypto import dev_keypair
-from node.cli import main
+from genesis.spec import load_chain_spec
+from node.cli import _warn_rpc_exposure, main, warm_up_kernels
 
 
 def polchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -177,3 +183,204 @@ def test_tx_errors_are_one_line(node) -> None:
     assert failing.returncode == 1 and "InvalidLearningRate" in failing.stdout
     unknown = polchain("query", "model", "99", "--rpc", node.url)
     assert unknown.returncode == 1 and "no model 99" in unknown.stderr
+
+
+# --- bad input: one line, a specific message, a non-zero exit, never a traceback ----------------
+def _polchain_bytes(*args: str | bytes, env: dict | None = None, timeout: float = 60) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, env=env,
+    )
+
+
+def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tuple[tuple, str]]]:
+    """(argv, message) pairs: first the 16 invocations the outside testers saw end in a
+    traceback (run as subprocesses), then more inputs of the same kinds (run in-process)."""
+    dev = load_chain_spec("dev").to_json()
+    latin1 = tmp / "latin1.json"
+    latin1.write_bytes(b'{"name": "caf\xe9"}')
+    deep = tmp / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    h_str = tmp / "h.json"
+    dev["genesis"]["runtimeGenesisConfig"]["models"][0]["h"] = "32"
+    h_str.write_text(json.dumps(dev))
+    csv_frac = tmp / "frac.csv"
+    csv_frac.write_text("0.5,0.25,1\n0.1,0.2,0.7\n")
+    csv_wrap = tmp / "wrap.csv"
+    csv_wrap.write_text("0.5,0.25,1\n0.1,0.2,4294967296\n")
+    csv_nan = tmp / "nan.csv"
+    csv_nan.write_text("0.5,nan,1\n")
+    csv_latin1 = tmp / "latin1.csv"
+    csv_latin1.write_bytes(b"0.5,\xe9,1\n")
+    tx = ("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1")
+    ds = ("tx", "register-dataset", "--rpc", down, "--name", "d", "--kind", "classification", "--outputs", "2", "--csv")
+    train = ("tx", "train", "--rpc", down, "--model", "0", "--dataset", "0", "--steps", "10", "--batch-size", "8")
+    reported = [
+        (("node", "--chain", str(latin1)), "not UTF-8 (byte 13)"),
+        (("build-spec", "--chain", str(deep)), "nested deeper than 32 levels"),
+        (("tx", "call", "--rpc", down, "--call", b'{"pallet": "caf\xe9"}'), "argument --call: is not valid UTF-8"),
+        (("tx", "call", "--rpc", down, "--call", "[" * 100_000), "--call: JSON nested too deeply"),
+        (("build-spec", "--chain", str(h_str)), "models[0]: field 'h' must be a int, got str"),
+        (("node", "--rpc-port", "70000"), "argument --rpc-port: 70000 is out of range: a TCP port is 0..65535"),
+        (tx, f"no answer from a node at {down}"),
+        (("query", "account", "//Bob", "--rpc", down), f"no answer from a node at {down}"),
+        ((*tx, "--timeout", "0"), "argument --timeout: 0 is out of range: seconds are > 0"),
+        (("tx", "transfer", "--rpc", "foo://x", "--dest", "//Bob", "--value", "1"), "argument --rpc: 'foo://x' must be http://"),
+        (("query", "block", "1", "--rpc", "foo://x"), "argument --rpc: 'foo://x' must be http://"),
+        (("query", "block", "abc", "--rpc", down), "argument at: 'abc' is not an integer"),
+        (("tx", "register-model", "--rpc", down, "--name", "m", "--family", "linear", "--d", "2", "--k", "1",
+          "--seed", "0xzz"), "argument --seed: '0xzz' is not hex"),
+        (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", str(2**64)),
+         "argument --value: 18446744073709551616 is out of range: a balance is 0..2^63-1"),
+        ((*train, "--lr", "1e39"), "argument --lr: 1e39 is out of float32's range"),
+        (("query", "model", "0", "--rpc", down), f"no answer from a node at {down}"),
+    ]
+    more = [
+        (("tx", "call", "--rpc", down, "--call", '{"pallet": [], "call": {}}'), '--call: a call is {"pallet"'),
+        (("tx", "call", "--rpc", down, "--call", '{"pallet": "balances", "call": "transfer", "args": {"dest": "//Bob", "value": 18446744073709551616}}'),
+         "Error: "),
+        (("node", "--port", "-1"), "argument --port: -1 is out of range"),
+        (("node", "--rpc-port", "٣"), "argument --rpc-port: '٣' is not an integer"),
+        (("query", "block", "--rpc", down), f"no answer from a node at {down}"),
+        ((*tx, "--timeout", "nan"), "argument --timeout: nan is out of range"),
+        (("query", "model", "0", "--rpc", "http://127.0.0.1:99999"), "argument --rpc: 'http://127.0.0.1:99999' is not a URL"),
+        (("query", "block", "0x12", "--rpc", down), "argument at: expected 32 bytes of 0x-hex, got 1"),
+        (("query", "model", "4294967296", "--rpc", down), "argument id: 4294967296 is out of range: a u32"),
+        (("query", "receipt", "zz", "--rpc", down), "argument extrinsic: 'zz' is not 0x-prefixed hex"),
+        (("tx", "register-model", "--rpc", down, "--name", "m" * 65, "--family", "linear", "--d", "2", "--k", "1"),
+         "length <= 64"),
+        (("tx", "register-model", "--rpc", down, "--name", "m", "--family", "linear", "--d", "0", "--k", "1"), "Error: "),
+        (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1", "--tip", "-1"), "argument --tip: -1 is out of range"),
+        (("tx", "transfer", "--rpc", down, "--dest", "5Bad", "--value", "1"), "'5Bad' is not a 32-byte SS58 address"),
+        (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1", "--nonce", "4294967296"), "argument --nonce"),
+        ((*train, "--lr", "nan"), "argument --lr: nan is not a finite number"),
+        ((*train, "--lr", "0.1", "--l2", "inf"), "argument --l2: inf is not a finite number"),
+        ((*train, "--lr", "0.1", "--steps", "-5"), "argument --steps: -5 is out of range"),
+        ((*ds, str(csv_frac)), "row 2: label 0.7 is not a class: labels are integers 0..1"),
+        ((*ds, str(csv_wrap)), "row 2: label 4294967296 is not a class"),
+        ((*ds, str(csv_nan)), "row 1, column 2: nan is not a finite float32"),
+        ((*ds, str(csv_latin1)), "not UTF-8"),
+        ((*ds, str(tmp / "missing.csv")), "missing.csv"),
+        (("tx", "register-dataset", "--rpc", down, "--name", "d", "--kind", "regression", "--outputs", "0", "--csv", str(csv_frac)),
+         "argument --outputs: 0 is out of range"),
+        (("key", "inspect", b"//Alic\xe9"), "argument uri: is not valid UTF-8"),
+        (("purge-chain", "--base-path", str(tmp), "--chain", str(deep), "-y"), "nested deeper than 32 levels"),
+    ]
+    return reported, more
+
+
+def _argv(args: tuple) -> list[str]:
+    # What Python makes of non-UTF-8 command line bytes (PEP 383).
+    return [a.decode("utf-8", "surrogateescape") if isinstance(a, bytes) else a for a in args]
+
+
+def _one_line_error(code: int, err: str, message: str) -> bool:
+    return code in (1, 2) and "Traceback" not in err and message in err and err.count("\n") == 1
+
+
+def test_reported_bad_invocations_get_one_line_and_no_traceback(tmp_path) -> None:
+    """The 16 invocations the outside testers saw print a traceback, run as a user runs them."""
+    reported, _ = _bad_inputs(tmp_path, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    assert len(reported) == 16
+    failures = []
+    for start in range(0, len(reported), 4):  # a few at a time: the machine has two cores
+        batch = [(argv, message, _polchain_bytes(*argv)) for argv, message in reported[start : start + 4]]
+        for argv, message, proc in batch:
+            _, err = proc.communicate(timeout=120)
+            text = err.decode("utf-8", "replace")
+            if not _one_line_error(proc.returncode, text, message):
+                failures.append(f"polchain {_argv(argv)!r:.160}\n  exit {proc.returncode}, stderr: {text[-600:]!r}")
+    assert not failures, "\n".join(failures)
+
+
+def test_more_bad_input_gets_one_line_and_no_traceback(tmp_path, capsys) -> None:
+    """Inputs of the same kinds, through the same main() in this process (faster)."""
+    _, more = _bad_inputs(tmp_path, f"http://127.0.0.1:{free_port()}")
+    failures = []
+    for argv, message in more:
+        try:
+            code = main(_argv(argv))
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
+        err = capsys.readouterr().err
+        if not _one_line_error(code, err, message):
+            failures.append(f"polchain {_argv(argv)!r:.160}\n  exit {code}, stderr: {err[-600:]!r}")
+    assert not failures, "\n".join(failures)
+
+
+# --- paths stay under --base-path ------------------------------------------------------------------
+def test_a_traversal_chain_id_is_refused_and_purge_deletes_nothing_outside(tmp_path, capsys) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    victim = tmp_path / "victim" / "db"  # base/chains/../../victim/db
+    victim.mkdir(parents=True)
+    spec = load_chain_spec("dev").to_json()
+    spec["id"] = "../../victim"
+    evil = tmp_path / "evil.json"
+    evil.write_text(json.dumps(spec))
+    for argv in (["purge-chain", "--base-path", str(base), "--chain", str(evil), "-y"],
+                 ["node", "--chain", str(evil), "--base-path", str(base)]):
+        assert main(argv) == 1
+        assert "id '../../victim' must be 1-64 lowercase letters, digits, '_' or '-'" in capsys.readouterr().err
+    assert victim.is_dir()
+    assert not (base / "chains").exists()
+
+
+def test_purge_chain_refuses_a_database_that_resolves_outside_the_base_path(tmp_path, capsys) -> None:
+    base = tmp_path / "base"
+    (base / "chains").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    (outside / "db").mkdir(parents=True)
+    (base / "chains" / "dev").symlink_to(outside)  # chains/dev -> ../../elsewhere
+    assert main(["purge-chain", "--base-path", str(base), "--chain", "dev", "-y"]) == 1
+    err = capsys.readouterr().err
+    assert f"resolves to {outside.resolve() / 'db'}, outside --base-path {base.resolve()}; refusing" in err
+    assert (outside / "db").is_dir()
+    (base / "chains" / "dev").unlink()
+    (base / "chains" / "dev" / "db").mkdir(parents=True)
+    assert main(["purge-chain", "--base-path", str(base), "--chain", "dev", "-y"]) == 0
+    assert not (base / "chains" / "dev" / "db").exists() and (outside / "db").is_dir()
+
+
+# --- starting: the temporary directory, the kernel compile notice, exposure warnings ---------------
+def test_a_failed_start_leaves_no_temporary_directory(tmp_path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "node.cli", "node", "--dev", "--rpc-port", str(port)],
+            capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": str(tmpdir)},
+        )
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.splitlines()[-1].startswith("Error: ") and "address already in use" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert list(tmpdir.iterdir()) == []  # the database under polchain-* went with it
+
+
+def test_a_slow_kernel_warm_up_is_announced_with_its_time(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain")
+    assert warm_up_kernels(lambda: time.sleep(0.4), notice_after=0.1) >= 0.4
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "Compiling training kernels (first start only)..."
+    assert messages[1].startswith("Training kernels compiled in 0.")
+    caplog.clear()
+    warm_up_kernels(lambda: None, notice_after=0.5)  # loaded from numba's cache: nothing to say
+    assert caplog.records == []
+
+
+def test_rpc_external_warns_as_substrate_does(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain")
+    _warn_rpc_exposure(False, "unsafe", 9944)
+    assert caplog.records == []
+    _warn_rpc_exposure(True, "auto", 9944)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert caplog.records[0].getMessage().startswith(
+        "It isn't safe to expose RPC publicly without a proxy server that filters available set of RPC methods"
+    )
+    caplog.clear()
+    _warn_rpc_exposure(True, "unsafe", 9944)
+    assert len(caplog.records) == 2 and "--rpc-methods unsafe with --rpc-external" in caplog.records[1].getMessage()
