@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import secrets
 import shutil
 import signal
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, arg, typ in queries:
         q = query.add_parser(name)
         q.add_argument(arg, type=typ, nargs="?" if name == "block" else None)
-        q.add_argument("--rpc", type=_rpc_url, default=DEFAULT_RPC)
+        q.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
         q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer")
         if name == "model":
             q.add_argument("--version", type=_u32, default=None)
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name)
-    p.add_argument("--rpc", type=_rpc_url, default=DEFAULT_RPC)
+    p.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
     p.add_argument("--signer", type=_text, default="//Alice", help="secret URI of the signer")
     p.add_argument("--tip", type=_balance, default=0)
     p.add_argument("--nonce", type=_u32, default=None, help="default: system_accountNextIndex")
@@ -205,7 +206,11 @@ def _scheme(text: str) -> str:
     return "ed25519"
 
 
+# The node the tx and query commands talk to: --rpc, else $POLCHAIN_RPC, else the default
+# port on this machine (checked by --rpc's type like a flag).
 DEFAULT_RPC = "http://127.0.0.1:9944"
+RPC_ENV = "POLCHAIN_RPC"
+_RPC_HELP = f"the node's JSON-RPC URL (default: ${RPC_ENV}, else {DEFAULT_RPC})"
 MAX_BALANCE = 2**63 - 1  # chain.codec.Balance
 MAX_SECONDS = 86_400.0
 
