@@ -47,7 +47,8 @@ from chain.crypto import (
 from chain.errors import ChainError
 from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
-from genesis.spec import load_chain_spec
+from chain.pallets.staking import VALIDATORS
+from genesis.spec import compute_genesis_storage, load_chain_spec
 from node.service import NodeConfig, NodeService
 from rpc.api import build_method_table
 from rpc.client import RpcClient
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, args.log.upper(), logging.INFO) if hasattr(args, "log") else logging.WARNING,
+        level=args.log if hasattr(args, "log") else logging.WARNING,
         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024)
     node.add_argument("--port", type=_port, default=30333, help="p2p port (networking is not built yet)")
     node.add_argument("--bootnodes", nargs="*", default=[], help="p2p boot nodes (networking is not built yet)")
-    node.add_argument("--log", "-l", default="info", help="log level: error, warn, info, debug")
+    node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
     node.set_defaults(run=run_node)
 
     key = sub.add_parser("key", help="generate and inspect keys").add_subparsers(dest="key_command", required=True)
@@ -196,6 +197,17 @@ def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=120.0, help="seconds to wait for the node and for the block")
     p.set_defaults(run=run_tx)
     return p
+
+
+_LOG_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "warning": logging.WARNING, "info": logging.INFO,
+               "debug": logging.DEBUG, "trace": logging.DEBUG}
+
+
+def _log_level(text: str) -> int:
+    level = _LOG_LEVELS.get(text.lower())
+    if level is None:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a log level: one of {', '.join(_LOG_LEVELS)}")
+    return level
 
 
 def _scheme(text: str) -> str:
@@ -332,11 +344,13 @@ def run_node(args: argparse.Namespace) -> int:
         cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())
     spec = load_chain_spec(chain)
     _warn_rpc_exposure(args.rpc_external, args.rpc_methods, args.rpc_port)
+    if author is not None and Keypair.from_uri(author).public not in compute_validators(spec):
+        log.warning("%s is not a validator of chain %r: this node will not author blocks", author, spec.id)
     # A signal before the event loop installs its handlers still unwinds through the
     # temporary directory's cleanup (the default SIGTERM action would skip it).
     signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.ExitStack() as cleanup:
-        if args.tmp or (args.dev and args.base_path is None):
+        if args.tmp or args.base_path is None:
             # The CLI owns the temporary base path, so every exit path removes it: a
             # failed start, Ctrl-C during kernel compilation, an error while serving.
             base = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="polchain-", ignore_cleanup_errors=True)))
@@ -356,6 +370,13 @@ def run_node(args: argparse.Namespace) -> int:
         ml_runtime.verify_build()
         asyncio.run(_serve(config, spec))
     return 0
+
+
+def compute_validators(spec: Any) -> tuple[bytes, ...]:
+    """The genesis validator set of a spec (readable or raw)."""
+    storage = spec.raw if spec.raw is not None else compute_genesis_storage(spec)
+    raw = storage.get(VALIDATORS.key)
+    return () if raw is None else tuple(decode(raw, VALIDATORS.typ))
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -240,6 +240,7 @@ def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tup
         (("tx", "call", "--rpc", down, "--call", '{"pallet": "balances", "call": "transfer", "args": {"dest": "//Bob", "value": 18446744073709551616}}'),
          "Error: "),
         (("node", "--port", "-1"), "argument --port: -1 is out of range"),
+        (("node", "--log", "root"), "argument --log/-l: 'root' is not a log level"),
         (("node", "--rpc-port", "٣"), "argument --rpc-port: '٣' is not an integer"),
         (("query", "block", "--rpc", down), f"no answer from a node at {down}"),
         ((*tx, "--timeout", "nan"), "argument --timeout: nan is out of range"),
@@ -351,13 +352,14 @@ def test_a_failed_start_leaves_no_temporary_directory(tmp_path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "node.cli", "node", "--dev", "--rpc-port", str(port)],
+            [sys.executable, "-m", "node.cli", "node", "--dev", "--bob", "--rpc-port", str(port)],
             capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
             env={**os.environ, "TMPDIR": str(tmpdir)},
         )
     assert out.returncode == 1, out.stderr
     assert out.stderr.splitlines()[-1].startswith("Error: ") and "address already in use" in out.stderr
     assert "Traceback" not in out.stderr
+    assert "//Bob is not a validator of chain 'dev': this node will not author blocks" in out.stderr
     assert list(tmpdir.iterdir()) == []  # the database under polchain-* went with it
 
 
