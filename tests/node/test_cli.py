@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -386,3 +388,28 @@ def test_rpc_external_warns_as_substrate_does(caplog) -> None:
     caplog.clear()
     _warn_rpc_exposure(True, "unsafe", 9944)
     assert len(caplog.records) == 2 and "--rpc-methods unsafe with --rpc-external" in caplog.records[1].getMessage()
+
+
+def test_a_stopped_tmp_node_removes_its_directory(tmp_path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "node", "--tmp", "--alice", "--chain", "dev", "--rpc-port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmpdir)},
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert len(list(tmpdir.glob("polchain-*/chains/dev/db"))) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert list(tmpdir.iterdir()) == []
