@@ -173,6 +173,13 @@ def compute_genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
         for i, entry in enumerate(_field(cfg, "balances", list, where)):
             if not (isinstance(entry, list) and len(entry) == 2 and _is_int(entry[1]) and 0 <= entry[1] <= MAX_BALANCE):
                 raise GenesisError(f"{where}: balances[{i}] must be [account, amount in 0..2^63-1]")
+            if entry[1] < spec.runtime_config.existential_deposit:
+                # As Substrate's pallet-balances genesis: an account below the existential
+                # deposit could not exist, and would be reaped by its first transfer.
+                raise GenesisError(
+                    f"{where}: balances[{i}]: {entry[1]} is below runtimeConfig.existential_deposit "
+                    f"({spec.runtime_config.existential_deposit})"
+                )
             total += entry[1]
             if total > MAX_BALANCE:
                 raise GenesisError(f"{where}: balances[{i}]: the total issuance exceeds 2^63-1")

@@ -136,6 +136,7 @@ def _genesis(mutate):
         (_genesis(lambda g: g["balances"].append(["//Zed", 2**64])), r"balances\[6\] must be \[account, amount in 0\.\.2\^63-1\]"),
         (_genesis(lambda g: g["balances"].append(["//Zed", 2**63 - 1])), "total issuance exceeds 2"),
         (_genesis(lambda g: g["balances"].append(["//Zed", True])), r"balances\[6\] must be"),
+        (_genesis(lambda g: g["balances"].append(["//Zed", 5])), r"balances\[6\]: 5 is below runtimeConfig\.existential_deposit \(1000000\)"),
     ],
 )
 def test_specs_for_a_useless_chain_are_refused_naming_the_field(mutate, message: str) -> None:
