@@ -77,6 +77,8 @@ def test_key_inspect_alice_is_subkeys_alice() -> None:
     out = polchain("key", "inspect", "--scheme", "ed25519", "//Alice")
     assert out.returncode == 0, out.stderr
     assert "SS58 Address:       5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu" in out.stdout
+    # subkey's secret seed for ed25519 //Alice (e.g. quoted in go-substrate-rpc-client's examples)
+    assert "Secret seed:        0xabf8e5bdbe30c65656c0a3cbd181ff8a56294a69dfedd27982aace4a76909115" in out.stdout
     assert dev_keypair("Alice").address == "5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu"
 
 
@@ -88,6 +90,8 @@ def test_dev_accounts_match_published_vectors(capsys, uri: str) -> None:
     assert key["ss58Address"] == address
     if public:
         assert key["publicKey"] == public
+    if uri == "//Bob":
+        assert key["secretSeed"] == "0x3b7b60af2abcd57ba401ab398f84f4ca54bd6b2140d2503fbcf3286535fe3ff1"
 
 
 @pytest.mark.parametrize(
