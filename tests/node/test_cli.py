@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nodekit import free_port, start_node
 
 from chain.crypto import dev_keypair
@@ -417,3 +419,45 @@ def test_a_stopped_tmp_node_removes_its_directory(tmp_path) -> None:
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert list(tmpdir.iterdir()) == []
+
+
+_ODD = st.one_of(
+    st.sampled_from(["0", "-1", "1e39", "nan", "inf", "4294967296", str(2**64), "0x", "0xzz", "0x" + "00" * 32,
+                     "//Alice", "//", "/", "///", "abc", "٣", "1_000", " ", "-", "foo://x", "http://[::1", "\udcff"]),
+    st.text(max_size=6),
+)
+_FLAGS = {
+    ("tx", "transfer"): ["--dest", "--value", "--tip", "--nonce", "--signer", "--timeout", "--rpc"],
+    ("tx", "train"): ["--model", "--dataset", "--steps", "--batch-size", "--lr", "--l2", "--segment-len", "--from-version"],
+    ("tx", "register-model"): ["--name", "--family", "--d", "--k", "--h", "--seed"],
+    ("tx", "call"): ["--call", "--signer"],
+    ("query", "model"): ["--version", "--timeout", "--rpc"],
+    ("query", "block"): ["--timeout"],
+    ("query", "receipt"): ["--wait"],
+    ("key", "inspect"): ["--scheme", "--output-type"],
+    ("build-spec",): ["--chain"],
+}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(sorted(_FLAGS)), st.data())
+def test_fuzzed_arguments_never_escape_as_exceptions(capsys, command, data) -> None:
+    """Odd values for every flag, with no node to talk to: a result or one line, never a traceback."""
+    argv = list(command)
+    if command[0] in ("tx", "query"):
+        argv += ["--rpc", _NOBODY]
+    if command[-1] in ("model", "block", "receipt", "inspect"):
+        argv.append(data.draw(_ODD))
+    for flag in data.draw(st.lists(st.sampled_from(_FLAGS[command]), max_size=3, unique=True)):
+        argv += [flag, data.draw(_ODD)]
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2)
+    if code:
+        assert err.startswith("Error: ") and err.count("\n") == 1, err
+
+
+_NOBODY = f"http://127.0.0.1:{free_port()}"
