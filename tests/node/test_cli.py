@@ -183,6 +183,22 @@ def test_tx_call_takes_the_json_form(node) -> None:
     assert bad.returncode == 1 and "missing arguments ['value']" in bad.stderr
 
 
+def test_register_model_and_dataset_from_csv(node, tmp_path) -> None:
+    out = polchain("tx", "register-model", "--rpc", node.url, "--signer", "//Eve", "--name", "tiny", "--family", "linear",
+                   "--d", "2", "--k", "1", "--seed", "0x" + "07" * 32, "--output-type", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["success"] is True
+    rows = tmp_path / "rows.csv"
+    rows.write_text("0.5,0.25,1\n0.125,1.0,0\n0.75,0.5,1\n")
+    out = polchain("tx", "register-dataset", "--rpc", node.url, "--signer", "//Eve", "--name", "tiny", "--csv", str(rows),
+                   "--kind", "classification", "--outputs", "2", "--price-per-row", "5", "--output-type", "json")
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)
+    assert [r["success"] for r in results] == [True, True]  # register, then one chunk of rows
+    datasets = json.loads(polchain("query", "dataset", "1", "--rpc", node.url).stdout)
+    assert datasets["name"] == "tiny" and datasets["rowCount"] == 3 and datasets["pricePerRow"] in (5, "5")
+
+
 def test_tx_errors_are_one_line(node) -> None:
     bad_signer = polchain("tx", "transfer", "--rpc", node.url, "--signer", "0xzz", "--dest", "//Eve", "--value", "1")
     assert bad_signer.returncode == 1 and bad_signer.stderr.startswith("Error:")
