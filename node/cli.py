@@ -368,7 +368,10 @@ def run_node(args: argparse.Namespace) -> int:
         log.info("polchain node %r on chain %r (%s), database %s", args.name, spec.name, spec.id, db_path)
         warm_up_kernels(ml_runtime.warm_up)
         ml_runtime.verify_build()
-        asyncio.run(_serve(config, spec))
+        try:
+            asyncio.run(_serve(config, spec))
+        finally:
+            signal.signal(signal.SIGTERM, _interrupt)  # the closed loop reset it to the default
     return 0
 
 
