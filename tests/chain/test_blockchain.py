@@ -219,7 +219,7 @@ def test_reopening_with_another_runtime_config_is_refused_and_changes_nothing(tm
 def test_reopening_with_another_genesis_state_is_refused_and_changes_nothing(tmp_path) -> None:
     open_chain(tmp_path / "db").db.close()
     before = _snapshot(tmp_path / "db")
-    richer = _changed_spec(lambda obj: obj["genesis"]["runtimeGenesisConfig"]["balances"][1].__setitem__(1, 7))
+    richer = _changed_spec(lambda obj: obj["genesis"]["runtimeGenesisConfig"]["balances"][1].__setitem__(1, 7_000_000_000))
     error = _open_refused(tmp_path / "db", richer)
     assert "genesis state" in str(error) and "runtime config" not in str(error)
     assert _snapshot(tmp_path / "db") == before

@@ -100,7 +100,7 @@ def test_bad_secrets_are_refused() -> None:
     with pytest.raises(InvalidKey, match="not hex"):
         Keypair.from_uri("0x" + "zz" * 32)
     with pytest.raises(InvalidKey, match="empty junction"):
-        Keypair.from_uri("//Alice////")
+        Keypair.from_uri("//Alice//")  # Substrate reads "//Alice////" as the password "/"
 
 
 # --- extrinsics ------------------------------------------------------------------------------
