@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import ml_runtime
-from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, encode_runtime_config
+from chain.config import (
+    RUNTIME_CONFIG_KEY,
+    RuntimeConfig,
+    decode_runtime_config,
+    encode_runtime_config,
+)
 from chain.crypto import SS58_PREFIX, parse_account, ss58_encode
 from chain.errors import ChainError, GenesisError
 from chain.pallets import balances, datasets, models
@@ -139,17 +144,18 @@ def parse_chain_spec(obj: Any, where: str = "chain spec") -> ChainSpec:
     if properties["ss58Format"] != SS58_PREFIX:
         raise GenesisError(f"{where}: properties.ss58Format must be {SS58_PREFIX}: polchain addresses use the generic prefix")
     runtime_config = _parse_runtime_config(obj.get("runtimeConfig", {}), where)
-    check_runtime_config(runtime_config, where)
     genesis = _field(obj, "genesis", dict, where)
     config = raw = None
     if "raw" in genesis:
         raw = _parse_raw(genesis["raw"], where)
         if VALIDATORS.key not in raw:
             raise GenesisError(f"{where}: genesis.raw has no validators (Staking.Validators): no block could ever be authored")
+        runtime_config = _raw_runtime_config(raw, runtime_config if "runtimeConfig" in obj else None, where)
     elif "runtimeGenesisConfig" in genesis:
         config = genesis["runtimeGenesisConfig"]
     else:
         raise GenesisError(f"{where}: genesis needs 'runtimeGenesisConfig' or 'raw'")
+    check_runtime_config(runtime_config, where)
     spec = ChainSpec(
         name, chain_id, chain_type, tuple(boot_nodes), properties, protocol_id,
         config, raw, runtime_config,
@@ -283,6 +289,22 @@ def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
 
 MIN_BLOCK_WEIGHT = 1_000_000  # chain.runtime's register_model, the heaviest fixed-weight call
 MIN_BLOCK_LENGTH = 64 * 1024
+
+
+def _raw_runtime_config(raw: dict[bytes, bytes], stated: RuntimeConfig | None, where: str) -> RuntimeConfig:
+    """The constants a raw spec's genesis storage holds (what its genesis hash covers); a
+    ``runtimeConfig`` stated beside them must agree, or the spec says two things at once."""
+    value = raw.get(RUNTIME_CONFIG_KEY)
+    if value is None:
+        raise GenesisError(f"{where}: genesis.raw has no runtime config ({RUNTIME_CONFIG_KEY!r}): fees and limits are unknown")
+    try:
+        stored = decode_runtime_config(value)
+    except ChainError as exc:
+        raise GenesisError(f"{where}: genesis.raw's runtime config is malformed: {exc}") from None
+    if stated is not None and stated != stored:
+        differences = "; ".join(stored.compute_differences(stated)).replace("(stored)", "(genesis.raw)")
+        raise GenesisError(f"{where}: runtimeConfig disagrees with genesis.raw: {differences}")
+    return stored
 
 
 def _parse_raw(raw: Any, where: str) -> dict[bytes, bytes]:

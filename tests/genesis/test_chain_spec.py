@@ -211,3 +211,20 @@ def test_fuzzed_specs_load_or_say_what_is_wrong(data) -> None:
     except GenesisError:
         return
     assert CHAIN_ID.fullmatch(spec.id)
+
+
+def test_a_raw_spec_takes_its_runtime_config_from_its_storage() -> None:
+    """A raw spec's constants are the ones its genesis storage holds (what the genesis hash
+    covers); a ``runtimeConfig`` beside them that says otherwise is refused, naming the field,
+    and a raw spec without them is refused."""
+    from chain.config import RUNTIME_CONFIG_KEY
+
+    obj = load_chain_spec("dev").to_json(raw=True)
+    obj["runtimeConfig"]["base_fee"] = 7_000_000
+    with pytest.raises(GenesisError, match=r"runtimeConfig disagrees with genesis\.raw.*base_fee"):
+        parse_chain_spec(json.loads(json.dumps(obj)))
+    del obj["runtimeConfig"]
+    assert parse_chain_spec(json.loads(json.dumps(obj))).runtime_config == load_chain_spec("dev").runtime_config
+    del obj["genesis"]["raw"]["top"]["0x" + RUNTIME_CONFIG_KEY.hex()]
+    with pytest.raises(GenesisError, match=r"genesis\.raw has no runtime config"):
+        parse_chain_spec(json.loads(json.dumps(obj)))
