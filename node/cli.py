@@ -11,6 +11,8 @@ import argparse
 import asyncio
 import json
 import logging
+import math
+import resource
 import secrets
 import shutil
 import signal
@@ -29,10 +31,17 @@ from chain.errors import ChainError
 from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from genesis.spec import load_chain_spec
+from node.logfilter import install_repeat_filter
 from node.service import NodeConfig, NodeService
 from rpc.api import build_method_table
 from rpc.client import RpcCallError, RpcClient
-from rpc.server import RpcServer
+from rpc.server import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_HTTP_CONNECTIONS,
+    DEFAULT_WS_IDLE_TIMEOUT,
+    DEFAULT_WS_PING_INTERVAL,
+    RpcServer,
+)
 
 log = logging.getLogger("polchain")
 
@@ -49,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_repeat_filter()
     try:
         return int(args.run(args) or 0)
     except (CliError, ChainError, ml_runtime.MLRuntimeError, RpcCallError, OSError) as exc:
@@ -81,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--rpc-max-request-size", type=_positive, default=15, metavar="MB")
     node.add_argument("--rpc-max-response-size", type=_positive, default=15, metavar="MB")
     node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024)
+    node.add_argument("--rpc-max-http-connections", type=_positive, default=DEFAULT_MAX_HTTP_CONNECTIONS,
+                      help="open connections other than WebSockets; over it the longest idle one is closed")
+    node.add_argument("--rpc-header-timeout", type=_seconds, default=DEFAULT_HEADER_TIMEOUT, metavar="SECS",
+                      help="a connection must send a complete request head this soon after opening or its last response")
+    node.add_argument("--rpc-ws-ping-interval", type=_seconds, default=DEFAULT_WS_PING_INTERVAL, metavar="SECS",
+                      help="ping a silent WebSocket this often; no pong within half of it closes the connection")
+    node.add_argument("--rpc-ws-idle-timeout", type=_seconds, default=DEFAULT_WS_IDLE_TIMEOUT, metavar="SECS",
+                      help="close a WebSocket with no subscription that sends nothing for this long")
     node.add_argument("--port", type=int, default=30333, help="p2p port (networking is not built yet)")
     node.add_argument("--bootnodes", nargs="*", default=[], help="p2p boot nodes (networking is not built yet)")
     node.add_argument("--log", "-l", default="info", help="log level: error, warn, info, debug")
@@ -161,6 +179,33 @@ def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
     return p
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, as Substrate does at start (sc-cli
+    calls the fdlimit crate's raise_fd_limit): every RPC connection is a file descriptor, and
+    the usual soft limit of 1,024 let about 1,010 half-open connections stop all accepts.
+    The RPC server then keeps its connection limits under what is left (`RpcServer`)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Linux refuses more than fs.nr_open (1,048,576 by default) even when hard is unlimited.
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+            return
+        log.info("Raised the open-file limit from %d to %d", soft, target)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -189,15 +234,22 @@ def run_node(args: argparse.Namespace) -> int:
         rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
         rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
     )
+    rpc_options = {
+        "max_http_connections": args.rpc_max_http_connections,
+        "header_timeout": args.rpc_header_timeout,
+        "ws_ping_interval": args.rpc_ws_ping_interval,
+        "ws_idle_timeout": args.rpc_ws_idle_timeout,
+    }
     spec = load_chain_spec(chain)
     log.info("polchain node %r on chain %r (%s)", args.name, spec.name, spec.id)
+    raise_open_file_limit()
     ml_runtime.warm_up()
     ml_runtime.verify_build()
-    asyncio.run(_serve(config, spec))
+    asyncio.run(_serve(config, spec, rpc_options))
     return 0
 
 
-async def _serve(config: NodeConfig, spec: Any) -> None:
+async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> None:
     service = NodeService(config, spec)
     log.info("Genesis 0x%s, best #%d, database %s", service.chain.genesis_hash.hex(), service.chain.best_number, service.db_path)
     server = RpcServer(
@@ -207,6 +259,7 @@ async def _serve(config: NodeConfig, spec: Any) -> None:
         max_connections=config.rpc_max_connections,
         max_subscriptions_per_connection=config.rpc_max_subscriptions,
         cors=config.rpc_cors, rpc_methods=config.rpc_methods,  # type: ignore[arg-type]
+        **rpc_options,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
