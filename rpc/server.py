@@ -548,7 +548,10 @@ class RpcServer:
             listener, handle_signals=False, shutdown_timeout=self.shutdown_timeout
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        # A flood fills the accept queue faster than the loop drains it; a caller whose SYN
+        # finds it full waits for TCP's 1 s retransmission. 1,024 is tokio's default (under
+        # jsonrpsee); aiohttp's is 128. The kernel caps it at net.core.somaxconn.
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True, backlog=1024)
         try:
             await site.start()
         except BaseException:
