@@ -51,10 +51,11 @@ _OP_CLOSE: Final = 0x8
 class ConnectionBudget:
     """The server's TCP connections that are not WebSockets, at most ``limit`` of them.
 
-    Policy, so that a flood cannot lock new callers out: a connection is *idle* while no
-    request is in progress on it (silent since it opened, or between keep-alive requests).
-    When a new connection takes the count over ``limit``, the connection idle for longest
-    is closed to make room; when none is idle (all are mid-request), the new one is closed
+    Policy, so that a flood cannot lock new callers out: a connection is *idle* while it
+    waits on the network (silent since it opened, between keep-alive requests, or while its
+    request body trickles in) and busy while the server works on its call. When a new
+    connection takes the count over ``limit``, the connection idle for longest is closed
+    to make room; when none is idle (every one has a call running), the new one is closed
     instead. A caller that sends its request as soon as it connects is evicted only if
     ``limit`` newer connections arrive before its request head does. Idle connections also
     expire on their own after the server's header timeout. WebSockets leave this budget
@@ -85,7 +86,7 @@ class ConnectionBudget:
             asyncio.get_running_loop().call_soon(victim.force_close)
 
     def busy(self, handler: RequestHandler) -> None:
-        """A request head arrived: the connection is not idle until `idle`."""
+        """The server is working for this connection: not evictable until `idle`."""
         self._idle.pop(handler, None)
 
     def idle(self, handler: RequestHandler) -> None:

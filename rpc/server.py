@@ -45,10 +45,11 @@ are MiB like Substrate's and convert with `MIB`):
     upgrade over the limit closes the *idle* WebSocket (no subscription, no call in
     progress) that was active least recently, with close code 1013 "Try Again Later";
     when every WebSocket is busy or subscribed, the upgrade gets HTTP 429.
-  - other TCP connections (waiting for a request head, between keep-alive requests, or
-    mid-request): at most ``max_http_connections``, counted apart from WebSockets so that
-    WebSockets can never take the room HTTP callers need. Over the limit, the connection
-    idle for longest is closed (`ConnectionBudget`).
+  - other TCP connections (waiting for a request head or body, between keep-alive
+    requests, or mid-call): at most ``max_http_connections``, counted apart from
+    WebSockets so that WebSockets can never take the room HTTP callers need. Over the
+    limit, the connection that has waited on the network longest (silent, idle, or
+    dribbling a body) is closed (`ConnectionBudget`); one whose call is running is not.
   - both limits are cut at start to fit half of the open-file room left under the soft
     ``RLIMIT_NOFILE`` (the other half stays for the database, logs and peers), with a
     warning, so that accepts never fail with EMFILE because of RPC alone.
@@ -653,12 +654,18 @@ class RpcServer:
         if length is not None and length > self.max_request_size:
             return self._too_large(origin, length)
         self._http_in_flight += 1
+        handler = request.protocol
         try:
+            # Waiting for body bytes is waiting on the network, like a silent connection:
+            # evictable, or 256 slow bodies would lock every new caller out for body_timeout.
+            self._budget.idle(handler)
             try:
                 async with asyncio.timeout(self.body_timeout):
                     body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return self._too_large(origin, None)
+            except ConnectionError:
+                return web.Response(status=400)  # evicted or gone: nobody reads this
             except TimeoutError:
                 response = web.Response(
                     status=408,
@@ -666,6 +673,8 @@ class RpcServer:
                 )
                 response.force_close()
                 return response
+            finally:
+                self._budget.busy(handler)
             out = await self._handle_payload(body, None)
         finally:
             self._http_in_flight -= 1

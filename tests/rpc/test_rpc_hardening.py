@@ -381,3 +381,19 @@ def test_size_floor_never_exceeds_the_encoding():
         size = len(msgspec.json.encode(value))
         assert _size_floor(value, 1 << 30) <= size, value
         assert _size_floor(value, 0) > 0  # stops at once, still over the cap
+
+
+async def test_slow_body_flood_keeps_room_for_a_new_caller(start_server, session):
+    async with start_server(max_http_connections=10) as srv:
+        flood = []
+        for _ in range(20):  # complete heads, then bodies that never come
+            reader, writer = await rawws.connect(srv.port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+            await writer.drain()
+            flood.append((reader, writer))
+        await asyncio.sleep(0.2)
+        status, _ = await post(session, srv, HEALTH)
+        assert status == 200
+        assert srv.open_connections <= 10 + 1
+        for _reader, writer in flood:
+            writer.close()
