@@ -397,3 +397,43 @@ async def test_slow_body_flood_keeps_room_for_a_new_caller(start_server, session
         assert srv.open_connections <= 10 + 1
         for _reader, writer in flood:
             writer.close()
+
+
+async def _non_reading_connection(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client socket with a tiny receive buffer, so the server's writes block at once."""
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock)
+
+
+async def test_callers_that_never_read_big_answers_do_not_lock_out_others(start_server, session):
+    table = make_table()
+    blob = "z" * (8 * MIB)
+
+    @table.method("test_blob")
+    async def blob_method(params: Params) -> Any:
+        return blob
+
+    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test_blob"}).encode()
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    async with start_server(methods=table, max_http_connections=5, max_response_size=16 * MIB, body_timeout=30) as srv:
+        stuck = []
+        for _ in range(10):
+            reader, writer = await _non_reading_connection(srv.port)
+            writer.write(head + request)
+            await writer.drain()
+            stuck.append((reader, writer))
+        await asyncio.sleep(0.3)
+        # Their answers are stuck in the server's writes (aiohttp waits for the socket to
+        # drain with no time limit), so those connections count as waiting on the network
+        # and the budget evicts them: a new caller still gets in.
+        status, body = await post(session, srv, HEALTH)
+        assert status == 200
+        assert json.loads(body)["id"] == 1
+        assert srv.open_connections <= 5 + 1
+        for _reader, writer in stuck:
+            writer.close()
