@@ -264,12 +264,12 @@ async def test_half_open_flood_keeps_room_for_a_new_caller(start_server, session
 # --- item 10: header and frame errors ------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [b"POST", b"GET"])
+@pytest.mark.parametrize("path", [b"POST", b"GET", b"OPTIONS"])
 async def test_non_utf8_origin_is_403(server, path):
     upgrade = b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n"
     request = (
         path + b" / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://\xff\xfe:3000\r\n"
-        + (upgrade if path == b"GET" else b"Content-Length: 2\r\n")
+        + {b"GET": upgrade, b"POST": b"Content-Length: 2\r\n", b"OPTIONS": b""}[path]
         + b"Connection: close\r\n\r\n"
         + (b"{}" if path == b"POST" else b"")
     )
