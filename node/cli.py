@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -49,11 +50,18 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from chain.pallets.staking import VALIDATORS
 from genesis.spec import compute_genesis_storage, load_chain_spec
+from node.logfilter import install_repeat_filter
 from node.service import NodeConfig, NodeService
 from rpc.api import build_method_table
 from rpc.client import RpcClient
 from rpc.errors import RpcError, RpcTransportError
-from rpc.server import RpcServer
+from rpc.server import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_HTTP_CONNECTIONS,
+    DEFAULT_WS_IDLE_TIMEOUT,
+    DEFAULT_WS_PING_INTERVAL,
+    RpcServer,
+)
 
 log = logging.getLogger("polchain")
 
@@ -76,11 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     parser = build_parser()
     args = parser.parse_args(argv)
+    # basicConfig adds the handler only where nothing configured logging before (the
+    # command line); the repeat filter goes on that handler alone.
+    handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(
         level=args.log if hasattr(args, "log") else logging.WARNING,
         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
+    install_repeat_filter([handler])
     try:
         return int(args.run(args) or 0)
     except (CliError, ChainError, ml_runtime.MLRuntimeError, RpcError, OSError) as exc:
@@ -113,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--rpc-max-request-size", type=_positive, default=15, metavar="MB")
     node.add_argument("--rpc-max-response-size", type=_positive, default=15, metavar="MB")
     node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024)
+    node.add_argument("--rpc-max-http-connections", type=_positive, default=DEFAULT_MAX_HTTP_CONNECTIONS,
+                      help="open connections other than WebSockets; over it the longest idle one is closed")
+    node.add_argument("--rpc-header-timeout", type=_seconds, default=DEFAULT_HEADER_TIMEOUT, metavar="SECS",
+                      help="a connection must send a complete request head this soon after opening or its last response")
+    node.add_argument("--rpc-ws-ping-interval", type=_seconds, default=DEFAULT_WS_PING_INTERVAL, metavar="SECS",
+                      help="ping a silent WebSocket this often; no pong within half of it closes the connection")
+    node.add_argument("--rpc-ws-idle-timeout", type=_seconds, default=DEFAULT_WS_IDLE_TIMEOUT, metavar="SECS",
+                      help="close a WebSocket with no subscription that sends nothing for this long")
     node.add_argument("--port", type=_port, default=30333, help="p2p port (networking is not built yet)")
     node.add_argument("--bootnodes", nargs="*", default=[], help="p2p boot nodes (networking is not built yet)")
     node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
@@ -365,14 +385,38 @@ def run_node(args: argparse.Namespace) -> int:
             rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
             rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
         )
+        rpc_options = {
+            "max_http_connections": args.rpc_max_http_connections,
+            "header_timeout": args.rpc_header_timeout,
+            "ws_ping_interval": args.rpc_ws_ping_interval,
+            "ws_idle_timeout": args.rpc_ws_idle_timeout,
+        }
         log.info("polchain node %r on chain %r (%s), database %s", args.name, spec.name, spec.id, db_path)
+        raise_open_file_limit()
         warm_up_kernels(ml_runtime.warm_up)
         ml_runtime.verify_build()
         try:
-            asyncio.run(_serve(config, spec))
+            asyncio.run(_serve(config, spec, rpc_options))
         finally:
             signal.signal(signal.SIGTERM, _interrupt)  # the closed loop reset it to the default
     return 0
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, as Substrate does at start (sc-cli
+    calls the fdlimit crate's raise_fd_limit): every RPC connection is a file descriptor, and
+    the usual soft limit of 1,024 let about 1,010 half-open connections stop all accepts.
+    The RPC server then keeps its connection limits under what is left (`RpcServer`)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Linux refuses more than fs.nr_open (1,048,576 by default) even when hard is unlimited.
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+            return
+        log.info("Raised the open-file limit from %d to %d", soft, target)
 
 
 def compute_validators(spec: Any) -> tuple[bytes, ...]:
@@ -432,7 +476,7 @@ def compute_db_path(base: Path, chain_id: str) -> Path:
     return path
 
 
-async def _serve(config: NodeConfig, spec: Any) -> None:
+async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> None:
     service = NodeService(config, spec)
     log.info("Genesis 0x%s, best #%d, database %s", service.chain.genesis_hash.hex(), service.chain.best_number, service.db_path)
     server = RpcServer(
@@ -442,6 +486,7 @@ async def _serve(config: NodeConfig, spec: Any) -> None:
         max_connections=config.rpc_max_connections,
         max_subscriptions_per_connection=config.rpc_max_subscriptions,
         cors=config.rpc_cors, rpc_methods=config.rpc_methods,  # type: ignore[arg-type]
+        **rpc_options,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
