@@ -29,7 +29,7 @@ class Misbehaviour(enum.Enum):
     FLOOD = ("flood beyond the rate limit", -1000)
     BAD_STATUS = ("bad status message", -1000)
     BAD_BLOCK = ("bad block", -1000)  # reported by the importer
-    WRONG_RESPONSE = ("wrong answer to a request", -500)
+    WRONG_RESPONSE = ("wrong answer to a request", -600)
     UNSOLICITED_RESPONSE = ("response to no request", -200)
     BAD_ANNOUNCE = ("bad block announcement", -200)
     BAD_TRANSACTION = ("invalid transaction", -50)

@@ -88,6 +88,8 @@ log = logging.getLogger("polchain.network")
 
 WS_PATH = "/p2p"
 DEFAULT_PORT = 30333
+# aiohttp refuses a message whose size is >= max_msg_size, so a full 65535-byte Noise frame needs one more.
+WS_MAX_MSG_SIZE = MAX_NOISE_MESSAGE + 1
 RESPONSE_MARGIN = 64 * 1024  # room for the response envelope around the blocks
 
 
@@ -295,7 +297,7 @@ class NetworkService:
             self._check_allowed(addr.peer_id, outbound=True)
         try:
             ws = await self._session.ws_connect(
-                addr.websocket_url(WS_PATH), max_msg_size=MAX_NOISE_MESSAGE, compress=0, autoping=True,
+                addr.websocket_url(WS_PATH), max_msg_size=WS_MAX_MSG_SIZE, compress=0, autoping=True,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise NetworkError(f"cannot connect to {addr}: {exc or type(exc).__name__}") from None
@@ -312,7 +314,7 @@ class NetworkService:
             raise web.HTTPServiceUnavailable(text="shutting down")
         if self._pending_handshakes >= self.config.max_pending_handshakes:
             raise web.HTTPServiceUnavailable(text="too many handshakes in progress")
-        ws = web.WebSocketResponse(max_msg_size=MAX_NOISE_MESSAGE, compress=False, autoping=True)
+        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, compress=False, autoping=True)
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="polchain p2p: a WebSocket upgrade is expected")
         await ws.prepare(request)
@@ -336,11 +338,15 @@ class NetworkService:
                 max_message=self.config.max_message_size, timeout=self.config.handshake_timeout,
             )
             remote = session.remote
-            if remote == self.local_peer_id:
-                raise PeerRefused("connected to itself")
-            self._check_allowed(remote, outbound=outbound)
             peer = Peer(ws, session, self._status(), outbound=outbound, address=address, limits=self._limits)
             peer.start()
+            try:
+                if remote == self.local_peer_id:
+                    raise PeerRefused("connected to itself")
+                self._check_allowed(remote, outbound=outbound)
+            except PeerRefused as exc:
+                await peer.close(str(exc))  # the reason goes to the remote encrypted
+                raise
             peer.send(self._status())
             try:
                 async with asyncio.timeout(self.config.handshake_timeout):
