@@ -15,11 +15,12 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock
 from chain.crypto import Keypair, blake2_256
 from chain.errors import InvalidTransaction
@@ -29,6 +30,10 @@ from chain.pallets.staking import compute_slot_author, get_validators
 from chain.pool import TransactionPool, Validity
 from chain.storage import Database
 from genesis.spec import ChainSpec
+from node.network.identity import NodeKey
+from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
+from node.network.service import ChainStatus, NetworkConfig, NetworkService
+from node.network.sync import NodeLink
 
 log = logging.getLogger("polchain")
 
@@ -55,6 +60,9 @@ class NodeConfig:
     rpc_max_request_size_mb: int = 15
     rpc_max_response_size_mb: int = 15
     rpc_max_subscriptions: int = 1024
+    network: NetworkConfig | None = None  # None: no networking (a node alone)
+    node_key: str | None = None  # --node-key (hex)
+    node_key_file: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,6 +94,31 @@ class NodeService:
         self._xt_watchers: dict[bytes, set[asyncio.Queue[Any]]] = {}
         self.slot_ms = config.block_time_ms
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
+        self._import_listeners: list[Callable[[ImportedBlock], None]] = []
+        self.network: NetworkService | None = None
+        self.link: NodeLink | None = None
+        if config.network is not None:
+            self._setup_network(config.network, Path(base) / "chains" / spec.id / "network")
+
+    def _setup_network(self, net: NetworkConfig, network_dir: Path) -> None:
+        """The p2p service and its link to this node (node/network/sync.py holds the policy)."""
+        if self.config.node_key is not None:
+            key = NodeKey.from_hex(self.config.node_key)
+        elif self.config.node_key_file is not None:
+            key = NodeKey.from_file(self.config.node_key_file)
+        else:
+            key = NodeKey.load_or_generate(network_dir)
+        roles = ROLE_AUTHORITY if self.author is not None else ROLE_FULL
+        net = replace(net, roles=roles)
+        self.network = NetworkService(
+            key, net, genesis_hash=self.chain.genesis_hash, chain_status=self._link_status
+        )
+        self.link = NodeLink(self, self.network)
+        self._import_listeners.append(self.link.on_imported)
+
+    def _link_status(self) -> ChainStatus:
+        assert self.link is not None
+        return self.link.chain_status()
 
     # --- the pool's view of validity -----------------------------------------------------------
     def _validate_for_pool(self, xt: Extrinsic) -> Validity:
@@ -206,6 +239,19 @@ class NodeService:
             for xt_hash in included:
                 self._notify(xt_hash, {"finalized": "0x" + block_hash.hex()}, final=True)
             self._publish(self._final_watchers, block.header)
+        for listener in self._import_listeners:
+            listener(imported)
+
+    async def import_block(self, block: Block) -> ImportedBlock | None:
+        """Import a block from a peer, serialised with authoring; None if it no longer extends
+        the best block (we authored one meanwhile). BlockError if it is bad."""
+        async with self._lock:
+            if block.header.parent_hash != self.chain.best_hash:
+                return None
+            started = time.perf_counter()
+            imported = await asyncio.to_thread(self.chain.import_block, block)
+            self._after_import(imported, time.perf_counter() - started)
+            return imported
 
     def _next_own_slot(self, earliest: int) -> int | None:
         """The first slot from ``earliest`` that Aura gives to this node's key (None: never)."""
@@ -255,6 +301,16 @@ class NodeService:
 
     async def run(self, rpc_server: Any | None = None) -> None:
         """Serve until :meth:`request_stop`; then finish the block in progress and close."""
+        if self.network is not None:
+            try:
+                await self.network.start()
+            except BaseException:
+                await self.network.stop()
+                self.close()
+                raise
+            log.info("Local node identity is: %s", self.network.local_peer_id)
+            for addr in self.network.listen_addresses:
+                log.info("Listening for new connections on %s", addr)
         if rpc_server is not None:
             await rpc_server.start()
             log.info("JSON-RPC on %s", rpc_server.url)
@@ -263,6 +319,10 @@ class NodeService:
             await self._stop.wait()
         finally:
             await asyncio.gather(author, return_exceptions=True)
+            if self.network is not None:
+                await self.network.stop()  # fails pending requests, so syncs end
+            if self.link is not None:
+                await self.link.stop()  # waits for an import in progress
             async with self._lock:  # the block in progress is written before the database closes
                 if rpc_server is not None:
                     await rpc_server.stop()

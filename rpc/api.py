@@ -148,13 +148,36 @@ def build_method_table(node: NodeApi, *, node_name: str = "polchain-node") -> Me
     async def system_properties() -> dict[str, Any]:
         return spec.properties
 
+    # The p2p service, when the node runs one (node/network); a node alone has none.
+    network = getattr(node, "network", None)
+    link = getattr(node, "link", None)
+
     @bind_params
     async def system_health() -> dict[str, Any]:
-        return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+        if network is None:
+            return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+        return {
+            "peers": len(network.peers()),
+            "isSyncing": bool(link is not None and link.is_syncing),
+            "shouldHavePeers": spec.chain_type != "Development",
+        }
 
     @bind_params
     async def system_peers() -> list[Any]:
-        return []
+        if network is None:
+            return []
+        return [
+            {"peerId": str(p.peer_id), "roles": p.role_name, "bestHash": hexb(p.best_hash), "bestNumber": p.best_number}
+            for p in network.peers()
+        ]
+
+    @bind_params
+    async def system_localPeerId() -> str | None:
+        return None if network is None else str(network.local_peer_id)
+
+    @bind_params
+    async def system_localListenAddresses() -> list[str]:
+        return [] if network is None else [str(a) for a in network.listen_addresses]
 
     @bind_params
     async def system_accountNextIndex(account: str) -> int:
@@ -401,7 +424,7 @@ def build_method_table(node: NodeApi, *, node_name: str = "polchain-node") -> Me
 
     for fn in (
         system_name, system_version, system_chain, system_chainType, system_properties, system_health,
-        system_peers, system_accountNextIndex, chain_getHeader, chain_getBlock, chain_getBlockHash,
+        system_peers, system_localPeerId, system_localListenAddresses, system_accountNextIndex, chain_getHeader, chain_getBlock, chain_getBlockHash,
         chain_getFinalizedHead, state_getStorage, state_getKeysPaged, state_getReadProof,
         state_getRuntimeVersion, author_submitExtrinsic, author_pendingExtrinsics, payment_queryInfo,
         ml_listModels, ml_getModel, ml_getWeights, ml_predict, ml_getTrainingReceipt, ml_listDatasets,

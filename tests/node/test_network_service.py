@@ -9,6 +9,15 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
+from netkit import (
+    GENESIS,
+    MAX_NOISE_MESSAGE,
+    Node,
+    RawPeer,
+    make_chain,
+    start_node,
+    wait_for,
+)
 
 from node.network.errors import HandshakeError, PeerRefused, RequestFailed, WrongPeer
 from node.network.identity import NodeKey
@@ -24,15 +33,6 @@ from node.network.messages import (
 )
 from node.network.noise import FLAG_LAST
 from node.network.reputation import Misbehaviour
-from tests.node.netkit import (
-    GENESIS,
-    MAX_NOISE_MESSAGE,
-    Node,
-    RawPeer,
-    make_chain,
-    start_node,
-    wait_for,
-)
 
 
 @asynccontextmanager
