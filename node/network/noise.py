@@ -185,6 +185,13 @@ def _verify(payload: bytes, remote_static: bytes | None, expected: PeerId | None
     return peer
 
 
+def _write(conn: Any, payload: bytes, step: str) -> bytes:
+    try:
+        return bytes(conn.write_message(payload))
+    except Exception:  # e.g. X25519 with a low-order remote key gives an all-zero secret
+        raise HandshakeError(f"handshake {step} cannot be written: the remote's ephemeral key is invalid") from None
+
+
 async def handshake(
     static: StaticKey,
     *,
@@ -195,24 +202,30 @@ async def handshake(
     max_message: int,
     timeout: float,
 ) -> NoiseSession:
-    """Run XX over ``send``/``recv`` (whole handshake messages); the session or HandshakeError."""
+    """Run XX over ``send``/``recv`` (whole handshake messages); the session or HandshakeError.
+
+    Any failure of the transport under it (a reset, a close) is a HandshakeError too, so a
+    caller has one exception to handle for everything a remote can do during the handshake.
+    """
     try:
         async with asyncio.timeout(timeout):
             conn = _new_connection(static, initiator)
             if initiator:
-                await send(bytes(conn.write_message(b"")))
+                await send(_write(conn, b"", "message 1"))
                 payload, rs = _read(conn, await recv(), "message 2")
                 peer = _verify(payload, rs, expected)
-                await send(bytes(conn.write_message(static.payload)))
+                await send(_write(conn, static.payload, "message 3"))
             else:
                 payload, _ = _read(conn, await recv(), "message 1")
                 if payload:
                     raise HandshakeError(f"handshake message 1 carries a {len(payload)}-byte payload; XX sends none")
-                await send(bytes(conn.write_message(static.payload)))
+                await send(_write(conn, static.payload, "message 2"))
                 payload, rs = _read(conn, await recv(), "message 3")
                 peer = _verify(payload, rs, expected)
     except TimeoutError:
         raise HandshakeError(f"handshake did not finish within {timeout:g} s") from None
+    except (ConnectionError, OSError, RuntimeError) as exc:
+        raise HandshakeError(f"connection lost during the handshake: {exc or type(exc).__name__}") from None
     if not conn.handshake_finished:
         raise HandshakeError("handshake did not finish")
     return NoiseSession(conn, peer, max_message)

@@ -263,6 +263,10 @@ class NetworkService:
             task.cancel()
         await asyncio.gather(*[p.close("node shutting down") for p in list(self._peers.values())], return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(RequestFailed("the network service stopped"))
+        self._pending.clear()
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:

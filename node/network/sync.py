@@ -154,6 +154,12 @@ class NodeLink:
             count = min(MAX_BLOCKS_PER_REQUEST, info.best_number - chain.best_number)
             blocks = await self.network.request_blocks(peer, chain.best_number + 1, count)
             if not blocks:
+                # It claimed (status or announce) a best block above ours, so it has a block at
+                # every height up to it; none at all is a false claim.
+                self.network.report_peer(
+                    peer, Misbehaviour.BAD_ANNOUNCE,
+                    f"claims best #{info.best_number} but serves nothing from #{chain.best_number + 1}",
+                )
                 return
             for data in blocks:
                 block = data.block

@@ -39,11 +39,10 @@ FAST = NetworkConfig(
 )
 
 
-def make_chain(n: int, salt: bytes = b"") -> list[Block]:
-    """``n`` blocks #0..#n-1, each the child of the one before (no state: only links matter here)."""
+def make_chain(n: int, salt: bytes = b"", *, parent: bytes = ZERO_HASH, start: int = 0) -> list[Block]:
+    """``n`` blocks #start.., each the child of the one before (no state: only links matter here)."""
     blocks: list[Block] = []
-    parent = ZERO_HASH
-    for i in range(n):
+    for i in range(start, start + n):
         h = Header(parent, i, (salt + bytes(32))[:32], ZERO_HASH, i, bytes(32))
         blocks.append(Block(h, Body()))
         parent = h.hash()

@@ -82,6 +82,10 @@ async def test_garbage_handshake_bytes_are_refused() -> None:
     with pytest.raises(HandshakeError, match="message 1 does not decrypt or is malformed"):
         await handshake(StaticKey.generate(kb), initiator=False, send=ba.put, recv=ab.get, max_message=MAX, timeout=2)
     ab, ba = pipe()
+    await ab.put(b"\x00" * 32)  # a low-order X25519 key: the shared secret would be all zeros
+    with pytest.raises(HandshakeError, match="message 2 cannot be written: the remote's ephemeral key is invalid"):
+        await handshake(StaticKey.generate(kb), initiator=False, send=ba.put, recv=ab.get, max_message=MAX, timeout=2)
+    ab, ba = pipe()
     await ab.put(b"\x00" * 5000)
     with pytest.raises(HandshakeError, match="message 1 is 5000 bytes, over 1024"):
         await handshake(StaticKey.generate(kb), initiator=False, send=ba.put, recv=ab.get, max_message=MAX, timeout=2)

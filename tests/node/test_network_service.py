@@ -320,3 +320,27 @@ async def test_simultaneous_dials_leave_one_connection() -> None:
         assert pa.outbound != pb.outbound  # the same connection seen from both ends
         assert b.service.broadcast_block(make_chain(11)[10].header) == 1
         await asyncio.wait_for(a.announces.get(), 3)
+
+
+async def test_half_handshakes_and_plain_http_do_no_harm(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with nodes({}, {}) as (a, b):
+        url = a.addr.websocket_url("/p2p")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as resp:  # no WebSocket upgrade
+                assert resp.status == 400
+            for payload in (b"", b"\x00" * 32):  # stop after nothing, or after a fake message 1
+                ws = await http.ws_connect(url)
+                if payload:
+                    await ws.send_bytes(payload)
+                await ws.close()
+            ws = await http.ws_connect(url)
+            await ws.send_str("hello")  # text, not a handshake frame
+            await ws.receive()
+            await ws.close()
+        await asyncio.sleep(0.2)
+        await b.service.dial(a.addr)
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert "expected a binary handshake frame, got TEXT" in caplog.text
+        assert [p.peer_id for p in a.service.peers()] == [b.id]
+

@@ -1,0 +1,87 @@
+"""The node's link to the network, in process: a real NodeService (LevelDB, runtime, pool)
+against hand-made peers that lie about their chain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from netkit import FAST, Node, make_chain, start_node, wait_for
+
+from chain.block import Block
+from genesis.spec import load_chain_spec
+from node.network.reputation import Misbehaviour
+from node.service import NodeConfig, NodeService
+
+
+@asynccontextmanager
+async def dev_node() -> AsyncIterator[NodeService]:
+    service = NodeService(NodeConfig(chain="dev", tmp=True, network=FAST), load_chain_spec("dev"))
+    run = asyncio.create_task(service.run())
+    try:
+        await wait_for(lambda: service.network is not None and bool(service.network.listen_addresses))
+        yield service
+    finally:
+        service.request_stop()
+        await run
+
+
+async def liar(service: NodeService, blocks: list[Block]) -> Node:
+    """A peer on the node's genesis that claims ``blocks`` as its chain."""
+    peer = await start_node(genesis=service.chain.genesis_hash, blocks=1)
+    peer.blocks = blocks
+    return peer
+
+
+async def test_a_peer_ahead_is_synced_from_and_bad_blocks_get_it_banned(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        root = node.chain.best_header.state_root
+        # #1 extends the real genesis but is not a real block: no seal, author not a validator.
+        peer = await liar(node, [genesis, *make_chain(5, parent=genesis.hash(), start=1)])
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            assert f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 is authored by" in caplog.text
+            await wait_for(lambda: node.network.peers() == [])  # type: ignore[union-attr]
+            assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_peer_that_claims_blocks_it_does_not_serve_is_charged(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        peer = await liar(node, [genesis])
+        try:
+            fake_best = make_chain(9, parent=genesis.hash(), start=1)[-1].header
+            await peer.service.dial(node.network.listen_addresses[0])
+            peer.service.broadcast_block(fake_best)  # #9, which it will not serve
+            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
+            assert f"peer {peer.id}: {Misbehaviour.BAD_ANNOUNCE.reason}" in caplog.text
+            assert node.chain.best_number == 0
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_peer_on_a_fork_is_left_to_fork_choice_without_blame(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        fork = make_chain(4, parent=b"\x01" * 32, start=1)  # #1 whose parent is not our genesis
+        peer = await liar(node, [genesis, *fork])
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: "does not extend our best block: left to fork choice" in caplog.text)
+            assert node.network.reputation.score(peer.id) == 0
+            assert [p.peer_id for p in node.network.peers()] == [peer.id]
+        finally:
+            await peer.service.stop()
+
