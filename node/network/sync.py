@@ -55,6 +55,7 @@ class NodeLink:
         self._sync_lock = asyncio.Lock()
         self._syncing: set[PeerId] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._tx_outbox: list[bytes] = []
         network.handlers = NetworkHandlers(
             on_block_announce=self._on_announce,
             on_transactions=self._on_transactions,
@@ -76,10 +77,25 @@ class NodeLink:
         self.network.broadcast_block(imported.block.header)
 
     def _on_pool_status(self, xt_hash: bytes, status: str, data: bytes | None) -> None:
-        if status in ("ready", "future"):
-            raw = self.node.pool.get_data(xt_hash)
-            if raw is not None:
+        # Coalesced: everything the pool accepts in one turn of the loop (a burst of RPC
+        # submissions, a peer's batch) goes out as one Transactions message per peer, so a
+        # burst cannot fill a peer's send queue one message per extrinsic.
+        if status not in ("ready", "future"):
+            return
+        raw = self.node.pool.get_data(xt_hash)
+        if raw is None:
+            return
+        if not self._tx_outbox:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush_transactions)
+            except RuntimeError:  # no loop (a synchronous caller): send now
                 self.network.broadcast_transactions((raw,))
+                return
+        self._tx_outbox.append(raw)
+
+    def _flush_transactions(self) -> None:
+        outbox, self._tx_outbox = self._tx_outbox, []
+        self.network.broadcast_transactions(outbox)
 
     async def stop(self) -> None:
         """Wait for syncs to end (call after the network stopped, so their requests fail).

@@ -10,7 +10,11 @@ from contextlib import asynccontextmanager
 
 from netkit import FAST, Node, make_chain, start_node, wait_for
 
+from chain import calls
 from chain.block import Block
+from chain.config import SPEC_VERSION
+from chain.crypto import dev_keypair
+from chain.extrinsic import sign_extrinsic
 from genesis.spec import load_chain_spec
 from node.network.reputation import Misbehaviour
 from node.service import NodeConfig, NodeService
@@ -85,3 +89,30 @@ async def test_a_peer_on_a_fork_is_left_to_fork_choice_without_blame(caplog) -> 
         finally:
             await peer.service.stop()
 
+
+
+async def test_pool_transactions_are_gossiped_in_one_message_per_burst() -> None:
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
+        peer.blocks = [genesis]
+        peer.regossip = False
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            bob, charlie = dev_keypair("Bob"), dev_keypair("Charlie")
+            raws = [
+                sign_extrinsic(
+                    bob, calls.Transfer(charlie.public, 10**9), nonce=n,
+                    genesis_hash=node.chain.genesis_hash, spec_version=SPEC_VERSION,
+                ).encode()
+                for n in range(5)
+            ]
+            for raw in raws:  # one turn of the loop, as a burst of RPC submissions
+                node.submit(raw)
+            await asyncio.wait_for(peer.tx_event.wait(), 5)
+            await asyncio.sleep(0.2)
+            assert peer.txs == [(node.network.local_peer_id, tuple(raws))]
+        finally:
+            await peer.service.stop()
