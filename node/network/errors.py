@@ -40,7 +40,14 @@ class MessageError(NetworkError):
 
 
 class PeerRefused(NetworkError):
-    """A connection refused by policy: other chain, banned, no free slot, duplicate, self."""
+    """A connection refused by policy: other chain, banned, no free slot, duplicate, self.
+
+    ``told``: the remote refused us and said why (nothing to send back).
+    """
+
+    def __init__(self, message: str, *, told: bool = False) -> None:
+        super().__init__(message)
+        self.told = told
 
 
 class RequestFailed(NetworkError):

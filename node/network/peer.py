@@ -92,6 +92,7 @@ class Peer:
         self.known_blocks = BoundedSet(limits.known_capacity)
         self.known_txs = BoundedSet(limits.known_capacity)
         self.known_votes = BoundedSet(limits.known_capacity)
+        self.expired_requests: set[int] = set()  # ids of our requests that timed out (a few)
         self._frames = RateLimiter(limits.frames_per_second, limits.frame_burst)
         self._bytes = RateLimiter(limits.bytes_per_second, limits.byte_burst)
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)

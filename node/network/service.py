@@ -144,6 +144,7 @@ class NetworkConfig:
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
     maintain_interval: float = 0.25
+    heartbeat: float = 20.0  # WebSocket pings; a peer silent for longer is gone
 
 
 @dataclass(slots=True)
@@ -302,6 +303,7 @@ class NetworkService:
         try:
             ws = await self._session.ws_connect(
                 addr.websocket_url(WS_PATH), max_msg_size=WS_MAX_MSG_SIZE, compress=0, autoping=True,
+                heartbeat=self.config.heartbeat,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise NetworkError(f"cannot connect to {addr}: {exc or type(exc).__name__}") from None
@@ -318,68 +320,74 @@ class NetworkService:
             raise web.HTTPServiceUnavailable(text="shutting down")
         if self._pending_handshakes >= self.config.max_pending_handshakes:
             raise web.HTTPServiceUnavailable(text="too many handshakes in progress")
-        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, compress=False, autoping=True)
+        ws = web.WebSocketResponse(
+            max_msg_size=WS_MAX_MSG_SIZE, compress=False, autoping=True, heartbeat=self.config.heartbeat
+        )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="polchain p2p: a WebSocket upgrade is expected")
         await ws.prepare(request)
         remote = request.remote or "?"
+        self._pending_handshakes += 1  # inbound only: our own dials never crowd out peers
         try:
             peer = await self._establish(ws, outbound=False, address=None)
         except NetworkError as exc:
             log.info("inbound connection from %s refused: %s", remote, exc)
             await ws.close()
             return ws
+        finally:
+            self._pending_handshakes -= 1
         await self._run_peer(peer)
         return ws
 
     async def _establish(self, ws: Any, *, outbound: bool, address: Multiaddr | None) -> Peer:
         """Noise handshake, policy checks, Status exchange; the registered peer."""
-        self._pending_handshakes += 1
         try:
             session = await handshake(
                 self._static, initiator=outbound, send=ws.send_bytes, recv=lambda: _recv_raw(ws),
                 expected=address.peer_id if address else None,
                 max_message=self.config.max_message_size, timeout=self.config.handshake_timeout,
             )
-            remote = session.remote
-            peer = Peer(ws, session, self._status(), outbound=outbound, address=address, limits=self._limits)
-            peer.start()
-            try:
-                if remote == self.local_peer_id:
-                    raise PeerRefused("connected to itself")
-                self._check_allowed(remote, outbound=outbound)
-            except PeerRefused as exc:
-                await peer.close(str(exc))  # the reason goes to the remote encrypted
-                raise
-            peer.send(self._status())
-            try:
-                async with asyncio.timeout(self.config.handshake_timeout):
-                    first = await peer.recv()
-            except TimeoutError:
-                await peer.close("no status message")
-                raise HandshakeError(f"{remote} sent no status within {self.config.handshake_timeout:g} s") from None
-            except (FrameError, MessageError, Flood, PeerGone) as exc:
-                await peer.close("bad status message")
-                raise HandshakeError(f"{remote} did not send a valid status: {exc}") from None
-            reason = self._refusal(first)
-            if reason is not None:
-                if isinstance(first, Disconnect):
-                    await peer.close(None)
-                    raise PeerRefused(f"{remote} refused us: {first.reason}")
-                log.warning("refusing peer %s: %s", remote, reason)
-                await peer.close(reason)
-                raise PeerRefused(f"{remote}: {reason}")
-            assert isinstance(first, Status)
-            peer.status = first
-            peer.best_number, peer.best_hash = first.best_number, first.best_hash
-            self._register(peer)
-            return peer
-        finally:
-            self._pending_handshakes -= 1
+        except BaseException:
+            await ws.close()
+            raise
+        peer = Peer(ws, session, self._status(), outbound=outbound, address=address, limits=self._limits)
+        peer.start()
+        try:
+            await self._open(peer)
+        except PeerRefused as exc:
+            await peer.close(None if exc.told else str(exc))  # the reason goes to the remote encrypted
+            raise
+        except BaseException:
+            await peer.close("bad status message")
+            raise
+        return peer
+
+    async def _open(self, peer: Peer) -> None:
+        """Policy checks and the Status exchange on a fresh session; registers the peer."""
+        remote = peer.peer_id
+        if remote == self.local_peer_id:
+            raise PeerRefused("connected to itself")
+        self._check_allowed(remote, outbound=peer.outbound)
+        peer.send(self._status())
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                first = await peer.recv()
+        except TimeoutError:
+            raise HandshakeError(f"{remote} sent no status within {self.config.handshake_timeout:g} s") from None
+        except (FrameError, MessageError, Flood, PeerGone) as exc:
+            raise HandshakeError(f"{remote} did not send a valid status: {exc}") from None
+        if isinstance(first, Disconnect):
+            raise PeerRefused(f"{remote} refused us: {first.reason!r}", told=True)
+        reason = self._refusal(first)
+        if reason is not None:
+            log.warning("refusing peer %s: %s", remote, reason)
+            raise PeerRefused(f"{remote}: {reason}")
+        assert isinstance(first, Status)
+        peer.status = first
+        peer.best_number, peer.best_hash = first.best_number, first.best_hash
+        self._register(peer)
 
     def _refusal(self, first: Message) -> str | None:
-        if isinstance(first, Disconnect):
-            return first.reason
         if not isinstance(first, Status):
             return f"expected a status message first, got {type(first).__name__}"
         if first.version != PROTOCOL_VERSION:
@@ -400,22 +408,34 @@ class NetworkService:
         reserved = peer_id in self._reserved_ids
         if self.config.reserved_only and not reserved:
             raise PeerRefused(f"{peer_id} is not a reserved node (--reserved-only)")
-        if reserved or peer_id in self._peers:
-            return  # duplicates are settled in _register
+        old = self._peers.get(peer_id)
+        if old is not None:
+            if not self._replaces(old, outbound):
+                raise PeerRefused(f"already connected to {peer_id}")
+            return  # it takes the old connection's slot
+        if reserved:
+            return
         count = sum(1 for p in self._peers.values() if p.outbound == outbound and p.peer_id not in self._reserved_ids)
         limit = self.config.out_peers if outbound else self.config.in_peers
         if count >= limit:
             raise PeerRefused(f"no free {'outbound' if outbound else 'inbound'} slot ({count}/{limit})")
 
+    def _replaces(self, old: Peer, outbound: bool) -> bool:
+        """Whether a new connection (``outbound`` or not) to ``old``'s peer should replace it.
+
+        Both sides keep the connection dialed by the smaller peer id, so a simultaneous dial
+        ends with the same single connection at both ends.
+        """
+        dialer_new = self.local_peer_id if outbound else old.peer_id
+        dialer_old = self.local_peer_id if old.outbound else old.peer_id
+        return dialer_new < dialer_old
+
     def _register(self, peer: Peer) -> None:
         old = self._peers.get(peer.peer_id)
-        if old is not None:
-            # Both sides keep the connection dialed by the smaller peer id.
-            dialer_new = self.local_peer_id if peer.outbound else peer.peer_id
-            dialer_old = self.local_peer_id if old.outbound else old.peer_id
-            if dialer_old == dialer_new or dialer_old < dialer_new:
+        if old is not None:  # a connection that finished its handshake meanwhile
+            if not self._replaces(old, peer.outbound):
                 raise PeerRefused(f"already connected to {peer.peer_id}")
-            self._spawn(old.close("replaced by a simultaneous connection"), "p2p-close")
+            self._spawn(self._drop(old, "replaced by a simultaneous connection"), "p2p-close")
         self._peers[peer.peer_id] = peer
         for t in self._targets:
             if peer.address is not None and t.addr == peer.address:
@@ -450,12 +470,14 @@ class NetworkService:
                 if isinstance(msg, BlockResponse):
                     fut = self._pending.pop((peer.peer_id, msg.id), None)
                     if fut is None:
+                        if msg.id in peer.expired_requests:
+                            continue  # late, already charged as a timeout
                         if self.report_peer(peer.peer_id, Misbehaviour.UNSOLICITED_RESPONSE):
                             break
                     elif not fut.done():
                         fut.set_result(msg)
                 elif isinstance(msg, Disconnect):
-                    log.info("peer %s disconnected: %s", peer.peer_id, msg.reason)
+                    log.info("peer %s disconnected: %r", peer.peer_id, msg.reason)
                     break
                 elif isinstance(msg, Status):
                     reason = self._misbehaved(peer, Misbehaviour.BAD_STATUS, "a second status message")
@@ -681,6 +703,7 @@ class NetworkService:
             resp = await asyncio.wait_for(fut, timeout or self.config.request_timeout)
         except TimeoutError:
             self._pending.pop((peer_id, req.id), None)
+            peer.expired_requests.add(req.id)
             self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)
             raise RequestFailed(f"{peer_id} did not answer block request {req.id} in time") from None
         problem = _check_response(req, resp.blocks)

@@ -303,7 +303,7 @@ async def test_reserved_only_and_peer_slots() -> None:
             assert [p.peer_id for p in r.service.peers()] == [a.id]
         async with nodes({"in_peers": 1}, {}, {}) as (limited, p1, p2):
             await p1.service.dial(limited.addr)
-            with pytest.raises(PeerRefused, match=r"refused us: no free inbound slot \(1/1\)"):
+            with pytest.raises(PeerRefused, match=r"refused us: 'no free inbound slot \(1/1\)'"):
                 await p2.service.dial(limited.addr)
         async with nodes({"out_peers": 1}, {}, {}) as (limited, p1, p2):
             await limited.service.dial(p1.addr)
@@ -344,3 +344,30 @@ async def test_half_handshakes_and_plain_http_do_no_harm(caplog) -> None:
         assert "expected a binary handshake frame, got TEXT" in caplog.text
         assert [p.peer_id for p in a.service.peers()] == [b.id]
 
+
+
+async def test_a_refused_duplicate_connection_leaves_nothing_running() -> None:
+    async with nodes({}, {}) as (a, b):
+        await a.service.dial(b.addr)
+        with pytest.raises(PeerRefused, match=f"already connected to {b.id}"):
+            await a.service.dial(b.addr)
+        await asyncio.sleep(0.3)
+        writers = [t for t in asyncio.all_tasks() if t.get_name().startswith("p2p-write")]
+        assert len(writers) == 2  # one connection, seen from both ends
+        assert connected(a, b)
+
+
+async def test_a_late_answer_is_not_charged_as_unsolicited() -> None:
+    async with nodes({}, {}) as (a, b):
+        serve = a.serve
+
+        async def slow(peer, req: BlockRequest) -> list[BlockData]:
+            await asyncio.sleep(0.5)
+            return await serve(peer, req)
+
+        a.service.handlers.serve_block_request = slow
+        await b.service.dial(a.addr)
+        with pytest.raises(RequestFailed, match="did not answer block request"):
+            await b.service.request_blocks(a.id, 0, 2, timeout=0.1)
+        await asyncio.sleep(0.6)
+        assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.REQUEST_TIMEOUT.cost, abs=2)
