@@ -123,6 +123,8 @@ class Peer:
                     await self.ws.send_bytes(frame)
         except (ConnectionError, aiohttp.ClientError, RuntimeError, OversizeMessage):
             self.closed.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), CLOSE_TIMEOUT)  # so the reader ends too
 
     async def recv(self) -> Message:
         """The next whole message; raises FrameError, MessageError, Flood or PeerGone."""

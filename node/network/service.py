@@ -39,7 +39,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -171,7 +171,6 @@ class NetworkHandlers:
     on_justification: Handler | None = None
     on_peer_connected: Handler | None = None
     on_peer_disconnected: Handler | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class NetworkService:
@@ -645,11 +644,15 @@ class NetworkService:
 
     def broadcast_transactions(self, extrinsics: Sequence[bytes]) -> int:
         """Gossip encoded extrinsics; each peer gets those it has not sent or been sent."""
+        budget = self.config.max_message_size - RESPONSE_MARGIN
+        too_big = [raw for raw in extrinsics if len(raw) > budget]
+        if too_big:
+            log.warning("not gossiping %d extrinsic(s) over the %d-byte message budget", len(too_big), budget)
+            extrinsics = [raw for raw in extrinsics if len(raw) <= budget]
         hashes = [blake2_256(raw) for raw in extrinsics]
         for h in hashes:
             self._seen_txs.add(h)
         sent = 0
-        budget = self.config.max_message_size - RESPONSE_MARGIN
         for p in list(self._peers.values()):
             batch: list[bytes] = []
             size = 0

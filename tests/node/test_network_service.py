@@ -371,3 +371,15 @@ async def test_a_late_answer_is_not_charged_as_unsolicited() -> None:
             await b.service.request_blocks(a.id, 0, 2, timeout=0.1)
         await asyncio.sleep(0.6)
         assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.REQUEST_TIMEOUT.cost, abs=2)
+
+
+async def test_an_extrinsic_over_the_message_budget_is_not_gossiped(caplog) -> None:
+    async with nodes({"max_message_size": 256 * 1024}, {"max_message_size": 256 * 1024}) as (a, b):
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        assert a.service.broadcast_transactions((bytes(300_000), b"small")) == 1
+        await asyncio.wait_for(b.tx_event.wait(), 3)
+        assert b.txs == [(a.id, (b"small",))]
+        assert "not gossiping 1 extrinsic(s) over the" in caplog.text
+        await asyncio.sleep(0.2)
+        assert connected(a, b)
