@@ -247,6 +247,7 @@ def _network_config(args: argparse.Namespace) -> NetworkConfig:
         listen_addrs=listen, bootnodes=parse("--bootnodes", args.bootnodes),
         reserved_nodes=parse("--reserved-nodes", args.reserved_nodes), reserved_only=args.reserved_only,
         in_peers=args.in_peers, out_peers=args.out_peers,
+        listen_fallback=args.port is None and not args.listen_addr,
     )
 
 

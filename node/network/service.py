@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import random
@@ -145,6 +146,9 @@ class NetworkConfig:
     reconnect_max: float = 60.0
     maintain_interval: float = 0.25
     heartbeat: float = 20.0  # WebSocket pings; a peer silent for longer is gone
+    # The listen addresses are defaults the user did not choose: if a port is taken, listen
+    # on a free one (logged) instead of failing. An explicit --port/--listen-addr fails.
+    listen_fallback: bool = False
 
 
 @dataclass(slots=True)
@@ -247,7 +251,13 @@ class NetworkService:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
-                sock.bind((addr.host, addr.port))
+                try:
+                    sock.bind((addr.host, addr.port))
+                except OSError as exc:
+                    if not (self.config.listen_fallback and exc.errno == errno.EADDRINUSE):
+                        raise
+                    log.warning("p2p port %d is in use; listening on a free port instead", addr.port)
+                    sock.bind((addr.host, 0))
             except OSError as exc:
                 sock.close()
                 raise NetworkError(f"cannot listen on {addr}: {exc.strerror}") from None

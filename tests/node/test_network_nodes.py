@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -128,3 +129,25 @@ def test_bad_network_flags_are_refused_with_a_reason(tmp_path, args: list[str], 
     )
     assert proc.returncode == 1, proc.stderr
     assert message in proc.stderr, proc.stderr
+
+
+def test_a_taken_default_port_falls_back_but_an_explicit_one_fails(tmp_path) -> None:
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("0.0.0.0", 30333))
+            holder.listen()
+        except OSError:
+            pass  # something else holds it already: the same situation
+        node = start_node(tmp_path, "--chain", "dev", "--tmp")
+        try:
+            assert "p2p port 30333 is in use; listening on a free port instead" in node.read_log()
+        finally:
+            assert node.stop() == 0, node.read_log()
+        proc = subprocess.run(
+            [sys.executable, "-m", "node.cli", "node", "--chain", "dev", "--tmp", "--port", "30333",
+             "--rpc-port", str(free_port())],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert proc.returncode == 1
+        assert "cannot listen on /ip4/0.0.0.0/tcp/30333: Address already in use" in proc.stderr
