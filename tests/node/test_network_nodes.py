@@ -9,12 +9,15 @@ import sys
 import time
 
 import pytest
+from netkit import RawPeer
 from nodekit import free_port, start_node
 
 from chain import calls
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
 from node.network.identity import NodeKey
+from node.network.messages import Disconnect, Status
+from node.network.multiaddr import Multiaddr
 from rpc.client import RpcClient
 
 ALICE, BOB, CHARLIE = dev_keypair("Alice"), dev_keypair("Bob"), dev_keypair("Charlie")
@@ -151,3 +154,37 @@ def test_a_taken_default_port_falls_back_but_an_explicit_one_fails(tmp_path) -> 
         )
         assert proc.returncode == 1
         assert "cannot listen on /ip4/0.0.0.0/tcp/30333: Address already in use" in proc.stderr
+
+
+def test_a_node_bans_a_garbage_peer_refuses_another_chain_and_keeps_going(tmp_path) -> None:
+    port = free_port()
+    node = start_node(tmp_path, "--chain", "dev", "--tmp", "--listen-addr", f"/ip4/127.0.0.1/tcp/{port}")
+
+    async def scenario() -> None:
+        async with RpcClient(node.ws_url) as client:
+            genesis = bytes.fromhex((await client.call("chain_getBlockHash", [0]))[2:])
+            (addr,) = await client.call("system_localListenAddresses", [])
+            target = Multiaddr.parse(addr)
+            attacker = RawPeer()
+            assert isinstance(await attacker.connect(target, genesis=genesis), Status)
+            await attacker.send_raw(b"\x01not a Noise frame at all")
+            rest = await attacker.recv_until_closed()
+            await attacker.close()
+            assert isinstance(rest[-1], Disconnect) and rest[-1].reason.startswith("garbage")
+            stranger = RawPeer()
+            assert isinstance(await stranger.connect(target, genesis=b"\x01" * 32), Status)  # the node's own
+            answer = (await stranger.recv_until_closed())[-1]
+            await stranger.close()
+            assert isinstance(answer, Disconnect) and "the peer is on another chain" in answer.reason
+            honest = RawPeer()
+            assert isinstance(await honest.connect(target, genesis=genesis), Status)
+            assert (await client.call("system_health", []))["peers"] == 1
+            await honest.close()
+
+    try:
+        asyncio.run(scenario())
+        log = node.read_log()
+        assert "misbehaved (garbage: frame does not decrypt" in log and "banned for 60 s" in log
+        assert "the peer is on another chain" in log
+    finally:
+        assert node.stop() == 0, node.read_log()
