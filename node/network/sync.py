@@ -4,7 +4,8 @@ Kept apart from both :mod:`node.service` and :mod:`node.network.service` so fork
 replace the import policy here without touching either. The policy for now is the simplest
 correct one while the chain has a single canonical branch:
 
-- a block we author or import is announced to the peers that do not know it;
+- a block we author or import is announced to the peers that do not know it (during a sync,
+  only the best block at its end);
 - a peer that announces, or connects with, a best block higher than ours is synced from: we
   ask it for blocks by number from our best + 1 (at most 64 per request) and import each one
   that extends our best block. A block that does not extend it (a fork) ends the sync without
@@ -74,7 +75,10 @@ class NodeLink:
         return ChainStatus(chain.best_number, chain.best_hash, finalized.number, chain.finalized_hash)
 
     def on_imported(self, imported: ImportedBlock) -> None:
-        self.network.broadcast_block(imported.block.header)
+        # While a sync runs, only its last block is announced (after the sync): peers do not
+        # need every block of a catch-up, and a burst of announcements could fill their queues.
+        if not self._sync_lock.locked():
+            self.network.broadcast_block(imported.block.header)
 
     def _on_pool_status(self, xt_hash: bytes, status: str, data: bytes | None) -> None:
         # Coalesced: everything the pool accepts in one turn of the loop (a burst of RPC
@@ -155,7 +159,12 @@ class NodeLink:
     async def _sync_from(self, peer: PeerId) -> None:
         try:
             async with self._sync_lock:
-                await self._sync_locked(peer)
+                before = self.node.chain.best_hash
+                try:
+                    await self._sync_locked(peer)
+                finally:
+                    if self.node.chain.best_hash != before:
+                        self.network.broadcast_block(self.node.chain.best_header)
         except RequestFailed as exc:
             log.info("sync from %s stopped: %s", peer, exc)
         finally:

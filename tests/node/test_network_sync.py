@@ -116,3 +116,35 @@ async def test_pool_transactions_are_gossiped_in_one_message_per_burst() -> None
             assert peer.txs == [(node.network.local_peer_id, tuple(raws))]
         finally:
             await peer.service.stop()
+
+
+async def test_a_syncing_node_announces_its_new_best_once_not_every_block() -> None:
+    author_config = NodeConfig(chain="dev", tmp=True, author="//Alice", instant_seal=True, network=FAST)
+    author = NodeService(author_config, load_chain_spec("dev"))
+    run = asyncio.create_task(author.run())
+    try:
+        bob, charlie = dev_keypair("Bob"), dev_keypair("Charlie")
+        for n in range(5):
+            author.submit(sign_extrinsic(
+                bob, calls.Transfer(charlie.public, 10**9), nonce=n,
+                genesis_hash=author.chain.genesis_hash, spec_version=SPEC_VERSION,
+            ).encode())
+            await wait_for(lambda n=n: author.chain.best_number == n + 1)
+        async with dev_node() as node:
+            assert node.network is not None and author.network is not None
+            genesis = node.chain.get_block(node.chain.genesis_hash)
+            observer = await liar(node, [genesis])
+            try:
+                await observer.service.dial(node.network.listen_addresses[0])
+                await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+                await node.network.dial(author.network.listen_addresses[0])
+                await wait_for(lambda: node.chain.best_number == 5)
+                await asyncio.sleep(0.3)
+                seen = [observer.announces.get_nowait()[1].number for _ in range(observer.announces.qsize())]
+                assert seen == [5]
+                assert node.chain.best_header.state_root == author.chain.best_header.state_root
+            finally:
+                await observer.service.stop()
+    finally:
+        author.request_stop()
+        await run
