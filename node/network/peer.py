@@ -65,6 +65,8 @@ class PeerLimits:
     byte_burst: float
     send_queue: int
     known_capacity: int
+    requests_per_second: float
+    request_burst: float
 
 
 class Peer:
@@ -95,6 +97,8 @@ class Peer:
         self.expired_requests: set[int] = set()  # ids of our requests that timed out (a few)
         self._frames = RateLimiter(limits.frames_per_second, limits.frame_burst)
         self._bytes = RateLimiter(limits.bytes_per_second, limits.byte_burst)
+        self.requests = RateLimiter(limits.requests_per_second, limits.request_burst)
+        self.last_size = 0  # bytes of the message recv() returned last
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
         self._writer: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
@@ -147,6 +151,7 @@ class Peer:
                 raise Flood(f"more than {self._bytes.rate:g} bytes/s (burst {self._bytes.burst:g})")
             data = self.session.decrypt(frame)
             if data is not None:
+                self.last_size = len(data)
                 return decode_message(data, self.session.max_message)
 
     async def close(self, reason: str | None = None) -> None:

@@ -91,7 +91,8 @@ WS_PATH = "/p2p"
 DEFAULT_PORT = 30333
 # aiohttp refuses a message whose size is >= max_msg_size, so a full 65535-byte Noise frame needs one more.
 WS_MAX_MSG_SIZE = MAX_NOISE_MESSAGE + 1
-RESPONSE_MARGIN = 64 * 1024  # room for the response envelope around the blocks
+ENVELOPE = 64  # bytes around a message's items: array headers, tag, id
+ITEM_OVERHEAD = 5  # a MessagePack bin header, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,9 @@ class NetworkConfig:
     bytes_per_second: float = 64 * 1024 * 1024
     byte_burst: float = 2 * MAX_MESSAGE_SIZE
     send_queue: int = 1024
-    inbound_queue: int = 256
+    inbound_queue: int = 256  # messages waiting for their handler, and at most 2 × max_message_size bytes
+    requests_per_second: float = 20.0  # block requests served per peer (each may cost 16 MiB)
+    request_burst: float = 40.0
     max_pending_handshakes: int = 16
     seen_capacity: int = 65536
     known_capacity: int = 8192
@@ -197,6 +200,7 @@ class NetworkService:
         self._limits = PeerLimits(
             config.frames_per_second, config.frame_burst, config.bytes_per_second,
             config.byte_burst, config.send_queue, config.known_capacity,
+            config.requests_per_second, config.request_burst,
         )
         self._peers: dict[PeerId, Peer] = {}
         self._reserved_ids = {a.peer_id for a in config.reserved_nodes if a.peer_id is not None}
@@ -455,8 +459,10 @@ class NetworkService:
         )
 
     async def _run_peer(self, peer: Peer) -> None:
-        queue: asyncio.Queue[Message] = asyncio.Queue(self.config.inbound_queue)
-        worker = asyncio.create_task(self._work(peer, queue), name=f"p2p-work-{peer.peer_id.short()}")
+        queue: asyncio.Queue[tuple[Message, int]] = asyncio.Queue(self.config.inbound_queue)
+        waiting = [0]  # bytes in the queue; the worker subtracts what it has handled
+        max_waiting = 2 * self.config.max_message_size
+        worker = asyncio.create_task(self._work(peer, queue, waiting), name=f"p2p-work-{peer.peer_id.short()}")
         if self.handlers.on_peer_connected is not None:
             with contextlib.suppress(Exception):
                 await self.handlers.on_peer_connected(self.peer(peer.peer_id))
@@ -492,13 +498,25 @@ class NetworkService:
                     reason = self._misbehaved(peer, Misbehaviour.BAD_STATUS, "a second status message")
                     break
                 else:
+                    if isinstance(msg, BlockRequest) and not peer.requests.take():
+                        reason = self._misbehaved(
+                            peer, Misbehaviour.FLOOD,
+                            f"more than {peer.requests.rate:g} block requests/s (burst {peer.requests.burst:g})",
+                        )
+                        break
+                    if waiting[0] + peer.last_size > max_waiting:
+                        reason = self._misbehaved(
+                            peer, Misbehaviour.FLOOD, f"more than {max_waiting} bytes waiting to be handled"
+                        )
+                        break
                     try:
-                        queue.put_nowait(msg)
+                        queue.put_nowait((msg, peer.last_size))
                     except asyncio.QueueFull:
                         reason = self._misbehaved(
                             peer, Misbehaviour.FLOOD, f"{self.config.inbound_queue} messages waiting to be handled"
                         )
                         break
+                    waiting[0] += peer.last_size
         finally:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -576,10 +594,10 @@ class NetworkService:
             t.dialing = False
 
     # --- handling what peers send -----------------------------------------------------------------
-    async def _work(self, peer: Peer, queue: asyncio.Queue[Message]) -> None:
+    async def _work(self, peer: Peer, queue: asyncio.Queue[tuple[Message, int]], waiting: list[int]) -> None:
         h = self.handlers
         while True:
-            msg = await queue.get()
+            msg, size = await queue.get()
             try:
                 if isinstance(msg, BlockAnnounce):
                     await self._on_announce(peer, msg.header)
@@ -602,6 +620,8 @@ class NetworkService:
                 log.warning("handling a message from %s failed: %s", peer.peer_id, exc)
             except Exception:
                 log.exception("handler failed on a message from %s", peer.peer_id)
+            finally:
+                waiting[0] -= size
 
     async def _on_announce(self, peer: Peer, header: Header) -> None:
         block_hash = header.hash()
@@ -626,7 +646,7 @@ class NetworkService:
         if self.handlers.serve_block_request is not None:
             blocks = await self.handlers.serve_block_request(peer.peer_id, req)
         out: list[BlockData] = []
-        budget = self.config.max_message_size - RESPONSE_MARGIN
+        budget = self.config.max_message_size - ENVELOPE
         for bd in blocks[: req.count]:
             budget -= len(encode_message(BlockResponse(0, (bd,))))
             if budget < 0:
@@ -654,11 +674,11 @@ class NetworkService:
 
     def broadcast_transactions(self, extrinsics: Sequence[bytes]) -> int:
         """Gossip encoded extrinsics; each peer gets those it has not sent or been sent."""
-        budget = self.config.max_message_size - RESPONSE_MARGIN
-        too_big = [raw for raw in extrinsics if len(raw) > budget]
+        budget = self.config.max_message_size - ENVELOPE
+        too_big = [raw for raw in extrinsics if len(raw) + ITEM_OVERHEAD > budget]
         if too_big:
             log.warning("not gossiping %d extrinsic(s) over the %d-byte message budget", len(too_big), budget)
-            extrinsics = [raw for raw in extrinsics if len(raw) <= budget]
+            extrinsics = [raw for raw in extrinsics if len(raw) + ITEM_OVERHEAD <= budget]
         hashes = [blake2_256(raw) for raw in extrinsics]
         for h in hashes:
             self._seen_txs.add(h)
@@ -669,11 +689,11 @@ class NetworkService:
             for raw, h in zip(extrinsics, hashes, strict=True):
                 if not p.known_txs.add(h):
                     continue
-                if batch and (len(batch) == MAX_TRANSACTIONS_PER_MESSAGE or size + len(raw) > budget):
+                if batch and (len(batch) == MAX_TRANSACTIONS_PER_MESSAGE or size + len(raw) + ITEM_OVERHEAD > budget):
                     sent += p.send(Transactions(tuple(batch)))
                     batch, size = [], 0
                 batch.append(raw)
-                size += len(raw)
+                size += len(raw) + ITEM_OVERHEAD
             if batch:
                 sent += p.send(Transactions(tuple(batch)))
         return sent

@@ -383,3 +383,34 @@ async def test_an_extrinsic_over_the_message_budget_is_not_gossiped(caplog) -> N
         assert "not gossiping 1 extrinsic(s) over the" in caplog.text
         await asyncio.sleep(0.2)
         assert connected(a, b)
+
+
+async def test_a_block_request_flood_gets_a_peer_banned(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+
+    async def flood(raw: RawPeer) -> None:
+        for i in range(30):
+            await raw.send(BlockRequest(i + 1, 0, 64))
+
+    async with nodes({"requests_per_second": 5.0, "request_burst": 10.0}, {}) as (a, b):
+        await _banned_after(a, b, flood, Misbehaviour.FLOOD, caplog)
+    assert "more than 5 block requests/s (burst 10)" in caplog.text
+
+
+async def test_messages_waiting_for_a_slow_handler_are_bounded_in_bytes(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+
+    async def big_batches(raw: RawPeer) -> None:
+        for i in range(6):
+            await raw.send(Transactions((bytes([i]) * 60_000,)))
+
+    async with nodes({"max_message_size": 64 * 1024}, {}) as (a, b):
+        handler = a.service.handlers.on_transactions
+
+        async def slow(peer, xts) -> None:
+            await asyncio.sleep(1.0)
+            await handler(peer, xts)  # type: ignore[misc]
+
+        a.service.handlers.on_transactions = slow
+        await _banned_after(a, b, big_batches, Misbehaviour.FLOOD, caplog)
+    assert "bytes waiting to be handled" in caplog.text
