@@ -47,6 +47,7 @@ CONFIG = NetworkConfig(
     listen_addrs=(Multiaddr("ip4", "127.0.0.1", 0),),
     frames_per_second=1e9, frame_burst=1e9, bytes_per_second=1e12, byte_burst=1e12,
     inbound_queue=4 * WINDOW, send_queue=4 * WINDOW, seen_capacity=1 << 20,
+    requests_per_second=1e9, request_burst=1e9,
 )
 
 
