@@ -18,6 +18,7 @@ from netkit import (
     start_node,
     wait_for,
 )
+from nodekit import free_port
 
 from node.network.errors import HandshakeError, PeerRefused, RequestFailed, WrongPeer
 from node.network.identity import NodeKey
@@ -31,6 +32,7 @@ from node.network.messages import (
     Status,
     Transactions,
 )
+from node.network.multiaddr import Multiaddr
 from node.network.noise import FLAG_LAST
 from node.network.reputation import Misbehaviour
 
@@ -414,3 +416,21 @@ async def test_messages_waiting_for_a_slow_handler_are_bounded_in_bytes(caplog) 
         a.service.handlers.on_transactions = slow
         await _banned_after(a, b, big_batches, Misbehaviour.FLOOD, caplog)
     assert "bytes waiting to be handled" in caplog.text
+
+
+async def test_four_nodes_that_all_bootnode_each_other_form_one_full_mesh() -> None:
+    keys = [NodeKey.generate() for _ in range(4)]
+    ports = [free_port() for _ in range(4)]
+    addrs = [Multiaddr("ip4", "127.0.0.1", p, k.peer_id) for p, k in zip(ports, keys, strict=True)]
+    configs = [
+        {"key": k, "listen_addrs": (a.with_peer_id(None),), "bootnodes": tuple(x for x in addrs if x != a)}
+        for k, a in zip(keys, addrs, strict=True)
+    ]
+    async with nodes(*configs) as started:
+        await wait_for(lambda: all(len(n.service.peers()) == 3 for n in started), timeout=10)
+        await asyncio.sleep(1.0)  # redials of the losing duplicates must not churn the mesh
+        assert all(len(n.service.peers()) == 3 for n in started)
+        for n in started:
+            for p in n.service.peers():
+                other = next(m for m in started if m.id == p.peer_id)
+                assert other.service.peer(n.id).outbound != p.outbound  # type: ignore[union-attr]
