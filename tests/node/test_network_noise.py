@@ -27,11 +27,12 @@ def pipe() -> tuple[asyncio.Queue[bytes], asyncio.Queue[bytes]]:
 
 
 async def connect(
-    a: StaticKey, b: StaticKey, expected=None
+    a: StaticKey, b: StaticKey, expected=None, timeout: float = 2.0
 ) -> tuple[NoiseSession | BaseException, NoiseSession | BaseException]:
+    """Both ends over in-memory queues; when one end refuses, the other waits out ``timeout``."""
     ab, ba = pipe()
-    init = handshake(a, initiator=True, send=ab.put, recv=ba.get, expected=expected, max_message=MAX, timeout=2)
-    resp = handshake(b, initiator=False, send=ba.put, recv=ab.get, max_message=MAX, timeout=2)
+    init = handshake(a, initiator=True, send=ab.put, recv=ba.get, expected=expected, max_message=MAX, timeout=timeout)
+    resp = handshake(b, initiator=False, send=ba.put, recv=ab.get, max_message=MAX, timeout=timeout)
     res = await asyncio.gather(init, resp, return_exceptions=True)
     return res[0], res[1]
 
@@ -53,7 +54,7 @@ async def test_handshake_authenticates_both_sides_and_encrypts() -> None:
 
 async def test_dialing_the_wrong_peer_id_is_refused() -> None:
     ka, kb, kc = NodeKey.generate(), NodeKey.generate(), NodeKey.generate()
-    sa, _ = await connect(StaticKey.generate(ka), StaticKey.generate(kb), expected=kc.peer_id)
+    sa, _ = await connect(StaticKey.generate(ka), StaticKey.generate(kb), expected=kc.peer_id, timeout=0.3)
     assert isinstance(sa, WrongPeer)
     assert f"dialed {kc.peer_id} but the remote proved it is {kb.peer_id}" in str(sa)
 
@@ -64,13 +65,13 @@ async def test_a_peer_cannot_claim_another_identity() -> None:
     # 1. Replay the victim's genuine payload with the attacker's own Noise static key.
     replay = StaticKey.generate(attacker)
     replay.payload = genuine.payload
-    _, sb = await connect(replay, StaticKey.generate(honest))
+    _, sb = await connect(replay, StaticKey.generate(honest), timeout=0.3)
     assert isinstance(sb, HandshakeError)
     assert f"identity signature of {victim.peer_id} does not cover the Noise static key" in str(sb)
     # 2. Claim the victim's key but sign with the attacker's.
     forged = StaticKey.generate(attacker)
     forged.payload = encode_handshake_payload(victim.keypair.public, attacker.sign(STATIC_KEY_DOMAIN + forged.public))
-    sa, _ = await connect(StaticKey.generate(honest), forged)
+    sa, _ = await connect(StaticKey.generate(honest), forged, timeout=0.3)
     assert isinstance(sa, HandshakeError)
     assert f"identity signature of {victim.peer_id} does not cover" in str(sa)
 
