@@ -162,7 +162,7 @@ def apply_set_metadata(ctx: CallContext, call: SetAssetMetadata) -> None:
     if details.owner != ctx.sender:
         raise DispatchError(PALLET, "NoPermission", f"only the owner of asset {call.asset} sets its metadata")
     apply_metadata(ctx.state, call.asset, call.name, call.symbol, call.decimals)
-    ctx.emit(PALLET, "MetadataSet", asset=call.asset, name=call.name, symbol=call.symbol, decimals=call.decimals)
+    ctx.emit(PALLET, "MetadataSet", asset=call.asset, asset_name=call.name, symbol=call.symbol, decimals=call.decimals)
 
 
 def apply_mint_call(ctx: CallContext, call: MintAsset) -> None:

@@ -211,6 +211,7 @@ def apply_share_model(ctx: CallContext, call: ShareModel) -> None:
     assets.apply_new_asset(ctx.state, asset, assets.MODELS_ACCOUNT, assets.MODELS_ACCOUNT, 1, 0)
     assets.apply_metadata(ctx.state, asset, f"{info.name} shares"[:64], f"M{call.model}"[:16], 0)
     revenue.apply_open_pool(ctx.state, call.model, call.shares)
+    revenue.apply_settle(ctx.state, call.model, ctx.sender, 0)  # the owner's debt starts at acc = 0
     assets.apply_mint(ctx.state, asset, ctx.sender, call.shares)
     MODELS.apply_set(ctx.state, msgspec.structs.replace(info, shares=call.shares), call.model)
     ctx.emit(PALLET, "ModelShared", model=call.model, owner=ctx.sender, asset=asset, shares=call.shares)

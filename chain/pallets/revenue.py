@@ -96,7 +96,10 @@ def apply_open_pool(state: StateAccess, model: int, total_shares: int) -> None:
 
 
 def compute_owed(state: StateAccess, model: int, who: bytes, shares: int) -> tuple[int, int]:
-    """(whole units, SCALE-ths) ``who`` could claim now, holding ``shares`` (read-only)."""
+    """(whole units, SCALE-ths) ``who`` could claim now, holding ``shares`` (read-only).
+
+    Every holder has a record from the moment it first holds shares (settled before the
+    owner's mint and before every transfer), so no record means no shares and nothing owed."""
     pool = POOLS.get(state, model)
     if pool is None:
         return 0, 0
