@@ -29,6 +29,7 @@ from chain.errors import ChainError
 from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from genesis.spec import load_chain_spec
+from node import cli_economy
 from node.service import NodeConfig, NodeService
 from rpc.api import build_method_table
 from rpc.client import RpcCallError, RpcClient
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "model":
             q.add_argument("--version", type=int, default=None)
         q.set_defaults(run=run_query)
+    cli_economy.add_commands(tx, query, _tx)
     return parser
 
 
@@ -306,6 +308,8 @@ async def _tx_main(args: argparse.Namespace) -> int:
 
 async def _tx_calls(args: argparse.Namespace, client: RpcClient) -> list[Any]:
     name = args.tx_command
+    if hasattr(args, "build_calls"):  # node/cli_economy.py
+        return list(args.build_calls(args))
     if name == "call":
         try:
             return [calls.call_from_json(json.loads(args.call))]
