@@ -12,12 +12,12 @@ import pytest
 from rpc_fixtures import post
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
-from chainkit import ALICE, BOB, open_chain, sign  # noqa: E402
+from chainkit import ALICE, BOB, open_chain, sign
 
-from chain import calls  # noqa: E402
-from chain.crypto import ss58_encode  # noqa: E402
-from chain.pallets import assets, revenue  # noqa: E402
-from rpc.namespaces import economy  # noqa: E402
+from chain import calls
+from chain.crypto import ss58_encode
+from chain.pallets import assets, revenue
+from rpc.namespaces import economy
 
 
 @pytest.fixture
