@@ -19,7 +19,7 @@ import ml_runtime
 from chain import calls
 from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, encode_runtime_config
 from chain.crypto import parse_account, ss58_encode
-from chain.errors import ChainError, GenesisError
+from chain.errors import ChainError, DispatchError, GenesisError
 from chain.pallets import assets, balances, datasets, models
 from chain.pallets.items import StateAccess
 from chain.pallets.staking import VALIDATORS
@@ -210,12 +210,16 @@ def _apply_asset(state: StateAccess, a: Any, where: str) -> None:
     except ChainError as exc:
         raise GenesisError(f"{where}: {exc}") from None
     owner = _account(_field(a, "owner", str, where), where)
-    assets.apply_new_asset(state, asset_id, owner, owner, _field(a, "minBalance", int, where), 0)
-    assets.apply_metadata(state, asset_id, meta.name, meta.symbol, meta.decimals)
-    for i, entry in enumerate(_field(a, "balances", list, where)):
-        if not (isinstance(entry, list) and len(entry) == 2 and type(entry[1]) is int and entry[1] > 0):
-            raise GenesisError(f"{where}: balances[{i}] must be [account, amount > 0]")
-        assets.apply_mint(state, asset_id, _account(entry[0], f"{where}: balances[{i}]"), entry[1])
+    min_balance, holders = _field(a, "minBalance", int, where), _field(a, "balances", list, where)
+    try:
+        assets.apply_new_asset(state, asset_id, owner, owner, min_balance, 0)
+        assets.apply_metadata(state, asset_id, meta.name, meta.symbol, meta.decimals)
+        for i, entry in enumerate(holders):
+            if not (isinstance(entry, list) and len(entry) == 2 and type(entry[1]) is int and entry[1] > 0):
+                raise GenesisError(f"{where}: balances[{i}] must be [account, amount > 0]")
+            assets.apply_mint(state, asset_id, _account(entry[0], f"{where}: balances[{i}]"), entry[1])
+    except DispatchError as exc:
+        raise GenesisError(f"{where}: {exc}") from None
 
 
 def _parse_runtime_config(obj: Any, where: str) -> RuntimeConfig:

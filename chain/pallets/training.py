@@ -1,12 +1,13 @@
 """The TRAIN opcode: SGD on a model version with a data set, producing a new version.
 
 Dispatch order: check that the model's training permission admits the sender
-(NotAllowedToTrain: only the base weight is charged); check the arguments against the runtime's limits; load the model version and
-the data set and check they fit each other; pay the data set's provider price x rows used;
-pay the model's licence (license_per_step x steps) pro rata to its shareholders, or to its
-owner while unshared; then either train (authoring: run the job, put its proof in the block) or check the author's
-proof (importing: the consensus verifier, full re-execution by default); store the new
-version with its lineage record; emit events. The fee, charged before dispatch by the
+(NotAllowedToTrain, before any other work: only TRAIN_BASE_WEIGHT is charged); check the
+arguments against the runtime's limits; load the model version and the data set and check
+they fit each other; pay the data set's provider price x rows used; pay the model's licence
+(license_per_step x steps) pro rata to its shareholders, or to its owner while unshared;
+then either train (authoring: run the job, put its proof in the block) or check the
+author's proof (importing: the consensus verifier, full re-execution by default); store the
+new version with its lineage record; emit events. The fee, charged before dispatch by the
 executive, covers the work (TRAIN_BASE_WEIGHT for the reads, plus ml_runtime's cost model x
 steps) and the proof's bytes (chain.proofs.compute_proof_length). A call that fails before
 the job runs (an unknown data set, say) reports only TRAIN_BASE_WEIGHT and no proof bytes,

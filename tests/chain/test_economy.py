@@ -6,6 +6,7 @@ equals the parent state plus the fee and nonce only.
 
 from __future__ import annotations
 
+import copy
 from fractions import Fraction
 
 import msgspec
@@ -19,11 +20,11 @@ import ml_runtime
 from chain import calls
 from chain.codec import MAX_BALANCE
 from chain.config import RuntimeConfig
-from chain.errors import CodecError, DispatchError
+from chain.errors import CodecError, DispatchError, GenesisError
 from chain.pallets import assets, balances, models, revenue
 from chain.pallets.context import BlockInfo, CallContext
 from chain.pallets.training import TRAIN_BASE_WEIGHT
-from genesis.spec import _DictState, compute_genesis_storage
+from genesis.spec import _DictState, compute_genesis_storage, parse_chain_spec
 
 USDP = 1
 
@@ -259,3 +260,34 @@ def test_revenue_is_conserved_to_the_last_unit(total: int, ops: list[tuple]) -> 
             assert 0 <= exact[h] - earned <= Fraction(payments * total, revenue.SCALE)
         dust = balances.get_account(state, revenue.DUST_ACCOUNT).free
         assert revenue.u256(pool.paid) == pot + sum(claimed.values()) + dust
+
+
+def test_owner_permission_of_a_shared_model_means_its_shareholders(chain) -> None:
+    d = Driver(chain)
+    spec = ml_runtime.ModelSpec("softmax", 64, 10)
+    assert d.apply(DAVE, calls.RegisterModel("daves", spec.encode(), bytes(32))).success
+    assert d.apply(DAVE, calls.ShareModel(1, 10)).success
+    assert d.apply(DAVE, calls.TransferAsset(assets.compute_shares_asset(1), BOB.public, 1)).success
+    call = train_call(steps=10, segment=5, model=1)
+    assert d.apply(BOB, call).success
+    d.fails(CHARLIE, call, "models.NotAllowedToTrain")
+    d.fails(DAVE, calls.SetTrainer(1, CHARLIE.public, True), "models.OwnedByShareholders")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": assets.SHARES_BASE}, "id must be in 0..2147483647"),
+        ({"symbol": "US DP"}, "set_metadata: Expected `str` matching regex"),
+        ({"decimals": 19}, "set_metadata: Expected `int` <= 18"),
+        ({"minBalance": 0}, "min_balance must be at least 1"),
+        ({"balances": [["//Bob", 5]]}, "would hold 5, below the asset's min_balance 10000"),
+        ({"balances": [["//Bob", 2**62], ["//Eve", 2**62]]}, "would exceed 2^63-1"),
+    ],
+)
+def test_bad_genesis_assets_are_refused_with_the_reason(change, message) -> None:
+    spec = copy.deepcopy(dev_spec().to_json())  # the cached spec's config must stay as it is
+    spec["genesis"]["runtimeGenesisConfig"]["assets"][0].update(change)
+    with pytest.raises(GenesisError, match="assets\\[0\\]") as info:
+        parse_chain_spec(spec)
+    assert message in str(info.value)

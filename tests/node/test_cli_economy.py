@@ -4,6 +4,7 @@ Charlie trains it, the licence is split 60/40 and Bob claims; assets are read ba
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 from nodekit import start_node
@@ -60,3 +61,23 @@ def test_asset_commands_and_a_refusal(node) -> None:
     assert out.returncode == 1 and "assets.NoPermission" in out.stdout
     missing = polchain("query", "asset", "77", "--rpc", node.url)
     assert missing.returncode == 1 and "no asset 77" in missing.stderr
+
+
+def rpc(node, method: str, params: list) -> dict:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(node.url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_economy_methods_through_the_node(node) -> None:
+    """After the walkthrough above (module-scoped node): the same reads as raw JSON-RPC."""
+    bob = dev_keypair("Bob").address
+    usdp = rpc(node, "assets_getAsset", [1])["result"]
+    assert usdp["metadata"]["symbol"] == "USDP" and usdp["metadata"]["decimals"] == 6
+    assert rpc(node, "assets_getBalance", [1, bob])["result"]["balance"] == str(10**12)
+    assert rpc(node, "ml_getShares", [0, bob])["result"]["shares"] == "40"
+    revenue = rpc(node, "ml_getRevenue", [0, bob])["result"]
+    assert revenue["paid"] == "30000" and revenue["claimable"] == "0"
+    bad = rpc(node, "assets_getBalance", [1, "//Bob"])["error"]
+    assert bad["code"] == -32602 and "param 1 'account'" in bad["message"]
