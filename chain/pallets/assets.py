@@ -22,6 +22,8 @@ Rules, checked before anything moves:
 
 from __future__ import annotations
 
+import msgspec
+
 from chain.calls import BurnAsset, CreateAsset, MintAsset, SetAssetMetadata, TransferAsset
 from chain.codec import MAX_BALANCE, U8, U32, AccountId, Balance, Wire
 from chain.errors import DispatchError
@@ -99,9 +101,7 @@ def _apply_balance(state: StateAccess, asset: int, who: bytes, old: int, new: in
     else:
         BALANCES.apply_set(state, new, asset, who)
     change = (old == 0 and new > 0) - (old > 0 and new == 0)
-    return details if change == 0 else AssetDetails(
-        details.owner, details.issuer, details.supply, details.min_balance, details.deposit, details.accounts + change
-    )
+    return details if change == 0 else msgspec.structs.replace(details, accounts=details.accounts + change)
 
 
 def _check_new_balance(details: AssetDetails, old: int, new: int, who: str) -> None:
@@ -120,9 +120,7 @@ def apply_mint(state: StateAccess, asset: int, beneficiary: bytes, amount: int) 
     old = get_balance(state, asset, beneficiary)
     _check_new_balance(details, old, old + amount, "the beneficiary")
     details = _apply_balance(state, asset, beneficiary, old, old + amount, details)
-    ASSETS.apply_set(state, AssetDetails(
-        details.owner, details.issuer, details.supply + amount, details.min_balance, details.deposit, details.accounts
-    ), asset)
+    ASSETS.apply_set(state, msgspec.structs.replace(details, supply=details.supply + amount), asset)
 
 
 def apply_transfer_asset(state: StateAccess, asset: int, src: bytes, dest: bytes, amount: int) -> None:
@@ -183,9 +181,7 @@ def apply_burn_call(ctx: CallContext, call: BurnAsset) -> None:
         raise DispatchError(PALLET, "BalanceLow", f"balance {have} of asset {call.asset} is less than {call.amount}")
     _check_new_balance(details, have, have - call.amount, "the holder")
     details = _apply_balance(ctx.state, call.asset, call.who, have, have - call.amount, details)
-    ASSETS.apply_set(ctx.state, AssetDetails(
-        details.owner, details.issuer, details.supply - call.amount, details.min_balance, details.deposit, details.accounts
-    ), call.asset)
+    ASSETS.apply_set(ctx.state, msgspec.structs.replace(details, supply=details.supply - call.amount), call.asset)
     ctx.emit(PALLET, "Burned", asset=call.asset, who=call.who, amount=call.amount)
 
 
