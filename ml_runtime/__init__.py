@@ -1,7 +1,7 @@
 """polchain ml_runtime: bit-exact SGD training, transcripts and proof-of-learning checks.
 
 A leaf package (numpy + numba only). Every computation on the consensus path follows the
-determinism profile of DESIGN.md §3: float32 in a fixed order, + - * / only (exp/log
+determinism profile of docs/architecture.md §3: float32 in a fixed order, + - * / only (exp/log
 are built from them), blake2b PRFs instead of numpy random generators, and a plain
 NumPy scalar twin for every numba kernel.
 """

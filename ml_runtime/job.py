@@ -3,7 +3,7 @@
 The proof-of-learning scheme follows Jia et al., "Proof-of-Learning: Definitions and
 Practice" (IEEE S&P 2021): the prover (block author) commits to a checkpoint every
 ``segment_len`` steps; a verifier re-executes a few segments chosen unpredictably and
-compares. Here every step is bit-exact (DESIGN.md §3), so "compare" means equal hashes,
+compares. Here every step is bit-exact (docs/architecture.md §3), so "compare" means equal hashes,
 with no tolerance to tune.
 
 Divergence is a defined outcome: when a step's loss or any updated weight is not finite
