@@ -21,14 +21,12 @@ Prints a table and writes bench-results/revenue.json. Figures only, never assert
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benches.record import write_record
 from chain import calls
 from chain.blockchain import Blockchain
 from chain.crypto import Keypair, blake2_256, dev_keypair
@@ -128,19 +126,10 @@ def main() -> None:
     for h, r in results.items():
         print(f"{h:>8,}  {r['block_us_per_payment']:>17,.1f}  {r['pallet_us_per_payment']:>18,.1f}  "
               f"{r['reads_per_payment']:>5}  {r['writes_per_payment']:>6}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "bench": "revenue",
-        "payments": args.payments,
-        "rounds": args.rounds,
-        "results": {str(h): {k: round(v, 2) for k, v in r.items()} for h, r in results.items()},
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(
+        args.out, "revenue", payments=args.payments, rounds=args.rounds,
+        results={str(h): {k: round(v, 2) for k, v in r.items()} for h, r in results.items()},
+    )
 
 
 if __name__ == "__main__":
