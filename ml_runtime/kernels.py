@@ -7,14 +7,17 @@ overhead is paid once per segment. Consensus rules (DESIGN.md §3), and how they
   constant; a bare ``0.5`` would be float64 and promote the expression);
 * fixed order: every sum is a plain sequential loop. Without ``fastmath`` LLVM neither
   reassociates nor contracts ``a*b + c`` into an FMA, so the order written is the order
-  run. Loops are arranged so the innermost loop updates independent accumulators
-  (``z[c] += x_i * W[i, c]`` over c); LLVM may vectorise those, which changes no bits;
-* no ``parallel``/``prange``, no BLAS, no libm: exp/log come from :mod:`ml_runtime.f32math`;
+  run. Loops are arranged so the innermost loop updates independent accumulators; LLVM
+  may vectorise those, which changes no bits;
+* no ``parallel``/``prange``, no BLAS, no libm: exp/log come from :mod:`ml_runtime.f32math`
+  (exp through :func:`_exp32_lane`, the same operations written without branches);
 * ``nogil=True``: a kernel touches only arrays and float32 scalars, never a Python
   object, so it runs with the GIL released. The node builds blocks in a worker thread;
   a kernel holding the GIL would stop its event loop (and every RPC caller) for the
   whole segment. Releasing the GIL changes only the CPython wrapper, not the compiled
-  arithmetic, so no bit changes (the golden vectors and twin tests check this).
+  arithmetic, so no bit changes (the golden vectors and twin tests check this). It also
+  lets a validator re-run several segments at once on threads
+  (:func:`ml_runtime.job.recompute_segments`).
 
 SGD step t, with batch rows r_0..r_{B-1} (from the batch PRF) and weights w:
 
@@ -27,6 +30,19 @@ step finished with finite weights and a finite loss, else the index within the s
 of the first step whose loss or updated weights are not finite (the kernel stops there;
 the partially updated weights are meaningless and must be discarded).
 
+Layout (why it is fast, and why the bits are those of the per-sample formulation that
+:mod:`ml_runtime.twins` spells out): a step works on the whole batch at once. The batch
+rows are gathered once per step, feature-major (``xt[i, s]``), so the forward pass
+``z[c, s] = b[c] + x_s0*W[0,c] + x_s1*W[1,c] + ...`` runs its innermost loop over the
+samples s: B independent sums, each still taken over i in order. Activations and
+gradients of the outputs are class-major (``z[c, s]``), so softmax's loops also run over
+samples. The weight gradient is kept class-major (``gt[c, i]``, the transpose of the
+canonical ``W[i, c]``) so that adding one sample's ``x_s ⊗ dz_s`` is a contiguous loop
+over i; each ``gt[c, i]`` is still summed over s in batch order, from +0. The update reads
+``gt`` transposed and writes ``w`` in its canonical layout (:mod:`ml_runtime.spec`), which
+is the layout hashed; nothing else of the weights is ever reordered. Scratch arrays are
+allocated once per segment, not per step.
+
 :mod:`ml_runtime.twins` holds the same computations written as plain NumPy scalar code.
 """
 
@@ -37,7 +53,23 @@ from typing import Final
 import numpy as np
 from numba import njit
 
-from ml_runtime.f32math import exp32_jit, log32_jit
+from ml_runtime.f32math import (
+    C2,
+    C3,
+    C4,
+    C5,
+    C6,
+    C7,
+    EXP_MAX,
+    EXP_MIN,
+    INF,
+    LN2_HI,
+    LN2_LO,
+    LOG2E,
+    POW2,
+    exp32_jit,
+    log32_jit,
+)
 
 _Z: Final = np.float32(0.0)
 _HALF: Final = np.float32(0.5)
@@ -57,18 +89,6 @@ def _affine(w, o_w, o_b, src, n_in, n_out, out):
 
 
 @njit(cache=True, nogil=True)
-def _accumulate_outer(g, o_w, o_b, src, delta, n_in, n_out):
-    """g[W] += src ⊗ delta; g[b] += delta (one sample's contribution)."""
-    for i in range(n_in):
-        s = src[i]
-        row = o_w + i * n_out
-        for c in range(n_out):
-            g[row + c] = g[row + c] + s * delta[c]
-    for c in range(n_out):
-        g[o_b + c] = g[o_b + c] + delta[c]
-
-
-@njit(cache=True, nogil=True)
 def _softmax_probs(z, n_cls, p):
     """p = softmax(z) with max subtraction; returns (m, s) = (max z, sum exp(z - m))."""
     m = z[0]
@@ -85,56 +105,188 @@ def _softmax_probs(z, n_cls, p):
     return m, s
 
 
-@njit(cache=True, nogil=True)
-def _softmax_xent(z, label, n_cls, dz):
-    """Cross-entropy of softmax(z) at ``label``; writes dz = softmax(z) - onehot(label).
+@njit(cache=True, nogil=True, inline="always")
+def _exp32_lane(x):
+    """:func:`ml_runtime.f32math.exp32`, bit for bit, without branches (so LLVM vectorises it).
 
-    loss = log(sum_c exp(z_c - m)) - (z_label - m) with m = max z, so the log argument
-    is in [1, n_cls] and never 0.
+    exp32 returns early for NaN (x itself), x > 88 (+inf) and x < -87 (+0). Here the
+    ordinary path runs on x clamped into [-87, 88] — equal to x whenever exp32 takes that
+    path, so the same float32 operations on the same value — and the three edge results
+    are selected afterwards. The clamp keeps k in -126..127, so POW2[k + 126] is always
+    in the table; int32 truncation of |tt| < 128 is the same as exp32's int(). A test
+    compares the two on every 97th float32 bit pattern and on the edges.
     """
-    m, s = _softmax_probs(z, n_cls, dz)
-    dz[label] = dz[label] - _ONE
-    return log32_jit(s) - (z[label] - m)
+    xc = x if x < EXP_MAX else EXP_MAX
+    xc = xc if xc > EXP_MIN else EXP_MIN
+    t = xc * LOG2E
+    tt = t + _HALF if t >= _Z else t - _HALF
+    k = np.int32(tt)
+    kf = np.float32(k)
+    r = (xc - kf * LN2_HI) - kf * LN2_LO
+    p = C7
+    p = p * r + C6
+    p = p * r + C5
+    p = p * r + C4
+    p = p * r + C3
+    p = p * r + C2
+    p = p * r + _ONE
+    p = p * r + _ONE
+    e = p * POW2[k + 126]
+    e = INF if x > EXP_MAX else e
+    e = _Z if x < EXP_MIN else e
+    return x if x != x else e
 
 
 @njit(cache=True, nogil=True)
-def _sgd_update(w, g, inv_b, lr, l2):
-    """w <- w - lr*(g/B + l2*w); zeroes g; returns False if any new weight is not finite."""
+def _gather_t(x, idx, base, batch, d, xt):
+    """xt[i, s] = x[idx[base + s], i]: the step's batch, feature-major."""
+    for s in range(batch):
+        xr = x[idx[base + s]]
+        for i in range(d):
+            xt[i, s] = xr[i]
+
+
+@njit(cache=True, nogil=True)
+def _affine_t(w, o_w, o_b, srct, n_in, n_out, batch, out):
+    """out[c, s] = b[c] + src[s,0]*W[0,c] + src[s,1]*W[1,c] + ... (left to right in i).
+
+    ``srct`` is feature-major (n_in × batch) and ``out`` class-major (n_out × batch):
+    the innermost loop runs over the samples, one add to each independent sum per i.
+    """
+    for c in range(n_out):
+        bc = w[o_b + c]
+        oc = out[c]
+        for s in range(batch):
+            oc[s] = bc
+    for i in range(n_in):
+        row = o_w + i * n_out
+        si = srct[i]
+        for c in range(n_out):
+            wic = w[row + c]
+            oc = out[c]
+            for s in range(batch):
+                oc[s] = oc[s] + si[s] * wic
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_t(gt, gb, src, rowmap, dzt, n_in, n_out, batch, skip_zero):
+    """gt[c, i] += src[rowmap[s], i] * dz[c, s] and gb[c] += dz[c, s], s in batch order.
+
+    ``gt`` is the weight gradient class-major (n_out × n_in) and must hold +0 on entry
+    (:func:`_update_t` leaves it so); ``gb`` is written. With ``skip_zero`` a term whose
+    dz is ±0 is left out, which changes no bit when ``src`` is finite (only the job's
+    data x, which :class:`ml_runtime.job.TrainingJob` checks): the sums start at +0, a
+    round-to-nearest sum is -0 only when both operands are -0, so they are never -0, and
+    adding x*(±0) = ±0 to anything that is not -0 returns it unchanged. In the MLP about
+    half the hidden units are inactive (ReLU) for each sample, so half the work goes.
+    """
+    for s in range(batch):
+        xs = src[rowmap[s]]
+        for c in range(n_out):
+            dsc = dzt[c, s]
+            if skip_zero and dsc == _Z:
+                continue
+            row = gt[c]
+            for i in range(n_in):
+                row[i] = row[i] + xs[i] * dsc
+    for c in range(n_out):
+        acc = _Z
+        dc = dzt[c]
+        for s in range(batch):
+            acc = acc + dc[s]
+        gb[c] = acc
+
+
+@njit(cache=True, nogil=True)
+def _update_t(w, o_w, o_b, gt, gb, n_in, n_out, inv_b, lr, l2):
+    """w <- w - lr*(g/B + l2*w) for one layer from its class-major gradient; zeroes gt.
+
+    Returns False if any new weight is not finite: x - x is 0 for finite x and NaN for
+    ±inf/NaN, and NaN != 0; LLVM keeps the test without fastmath.
+    """
     ok = True
-    for p in range(w.shape[0]):
-        wp = w[p]
-        nw = wp - lr * (g[p] * inv_b + l2 * wp)
-        # x - x is 0 for finite x and NaN for ±inf/NaN, and NaN != 0; LLVM keeps the test without fastmath.
-        if nw - nw != _Z:
-            ok = False
-        w[p] = nw
-        g[p] = _Z
+    for i in range(n_in):
+        p0 = o_w + i * n_out
+        for c in range(n_out):
+            wp = w[p0 + c]
+            nw = wp - lr * (gt[c, i] * inv_b + l2 * wp)
+            ok = ok & (nw - nw == _Z)
+            w[p0 + c] = nw
+    for c in range(n_out):
+        row = gt[c]
+        for i in range(n_in):
+            row[i] = _Z
+        wp = w[o_b + c]
+        nw = wp - lr * (gb[c] * inv_b + l2 * wp)
+        ok = ok & (nw - nw == _Z)
+        w[o_b + c] = nw
     return ok
+
+
+@njit(cache=True, nogil=True)
+def _softmax_xent_t(z, y, idx, base, n_cls, batch, m, tot, p):
+    """Per sample s: p[:, s] = softmax(z[:, s]) - onehot(label_s); returns the loss sum.
+
+    The operations of :func:`_softmax_probs` per sample — max, exp(z - max), their sum
+    in class order, division, then the label's -1 — with loss = log(sum) - (z_label -
+    max), so the log argument is in [1, n_cls]. Class-major, so every loop but the last
+    runs over independent samples; the losses are summed in batch order.
+    """
+    z0 = z[0]
+    for s in range(batch):
+        m[s] = z0[s]
+        tot[s] = _Z
+    for c in range(1, n_cls):
+        zc = z[c]
+        for s in range(batch):
+            v = zc[s]
+            m[s] = v if v > m[s] else m[s]
+    for c in range(n_cls):
+        zc = z[c]
+        pc = p[c]
+        for s in range(batch):
+            pc[s] = _exp32_lane(zc[s] - m[s])
+        for s in range(batch):
+            tot[s] = tot[s] + pc[s]
+    for c in range(n_cls):
+        pc = p[c]
+        for s in range(batch):
+            pc[s] = pc[s] / tot[s]
+    lsum = _Z
+    for s in range(batch):
+        lab = y[idx[base + s]]
+        p[lab, s] = p[lab, s] - _ONE
+        lsum = lsum + (log32_jit(tot[s]) - (z[lab, s] - m[s]))
+    return lsum
 
 
 @njit(cache=True, nogil=True)
 def linear_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
     """Run ``nsteps`` SGD steps of least squares in place on ``w``; see module doc."""
-    g = np.zeros(w.shape[0], dtype=np.float32)
-    out = np.empty(k, dtype=np.float32)
+    xt = np.empty((d, batch), dtype=np.float32)
+    z = np.empty((k, batch), dtype=np.float32)
+    gt = np.zeros((k, d), dtype=np.float32)
+    gb = np.empty(k, dtype=np.float32)
     inv_b = _ONE / np.float32(batch)
     o_b = d * k
     total = _Z
     for t in range(nsteps):
+        base = t * batch
+        rowmap = idx[base : base + batch]
+        _gather_t(x, idx, base, batch, d, xt)
+        _affine_t(w, 0, o_b, xt, d, k, batch, z)
         lsum = _Z
         for s in range(batch):
-            r = idx[t * batch + s]
-            xr = x[r]
-            _affine(w, 0, o_b, xr, d, k, out)
+            yr = y[rowmap[s]]
             acc = _Z
             for c in range(k):
-                e = out[c] - y[r, c]
-                out[c] = e
+                e = z[c, s] - yr[c]
+                z[c, s] = e
                 acc = acc + e * e
             lsum = lsum + _HALF * acc
-            _accumulate_outer(g, 0, o_b, xr, out, d, k)
+        _accumulate_t(gt, gb, x, rowmap, z, d, k, batch, False)
         step_loss = lsum * inv_b
-        ok = _sgd_update(w, g, inv_b, lr, l2)
+        ok = _update_t(w, 0, o_b, gt, gb, d, k, inv_b, lr, l2)
         if not ok or step_loss - step_loss != _Z:
             return _Z, t
         total = total + step_loss
@@ -144,22 +296,24 @@ def linear_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
 @njit(cache=True, nogil=True)
 def softmax_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
     """Run ``nsteps`` SGD steps of multinomial logistic regression in place on ``w``."""
-    g = np.zeros(w.shape[0], dtype=np.float32)
-    z = np.empty(k, dtype=np.float32)
-    dz = np.empty(k, dtype=np.float32)
+    xt = np.empty((d, batch), dtype=np.float32)
+    z = np.empty((k, batch), dtype=np.float32)
+    p = np.empty((k, batch), dtype=np.float32)
+    m = np.empty(batch, dtype=np.float32)
+    tot = np.empty(batch, dtype=np.float32)
+    gt = np.zeros((k, d), dtype=np.float32)
+    gb = np.empty(k, dtype=np.float32)
     inv_b = _ONE / np.float32(batch)
     o_b = d * k
     total = _Z
     for t in range(nsteps):
-        lsum = _Z
-        for s in range(batch):
-            r = idx[t * batch + s]
-            xr = x[r]
-            _affine(w, 0, o_b, xr, d, k, z)
-            lsum = lsum + _softmax_xent(z, y[r], k, dz)
-            _accumulate_outer(g, 0, o_b, xr, dz, d, k)
+        base = t * batch
+        _gather_t(x, idx, base, batch, d, xt)
+        _affine_t(w, 0, o_b, xt, d, k, batch, z)
+        lsum = _softmax_xent_t(z, y, idx, base, k, batch, m, tot, p)
+        _accumulate_t(gt, gb, x, idx[base : base + batch], p, d, k, batch, False)
         step_loss = lsum * inv_b
-        ok = _sgd_update(w, g, inv_b, lr, l2)
+        ok = _update_t(w, 0, o_b, gt, gb, d, k, inv_b, lr, l2)
         if not ok or step_loss - step_loss != _Z:
             return _Z, t
         total = total + step_loss
@@ -169,42 +323,62 @@ def softmax_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
 @njit(cache=True, nogil=True)
 def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
     """Run ``nsteps`` SGD steps of the one-hidden-layer ReLU MLP in place on ``w``."""
-    g = np.zeros(w.shape[0], dtype=np.float32)
-    a = np.empty(h, dtype=np.float32)
-    hid = np.empty(h, dtype=np.float32)
-    da = np.empty(h, dtype=np.float32)
-    z = np.empty(k, dtype=np.float32)
-    dz = np.empty(k, dtype=np.float32)
+    xt = np.empty((d, batch), dtype=np.float32)
+    a = np.empty((h, batch), dtype=np.float32)
+    hid = np.empty((h, batch), dtype=np.float32)
+    hs = np.empty((batch, h), dtype=np.float32)
+    da = np.empty((h, batch), dtype=np.float32)
+    z = np.empty((k, batch), dtype=np.float32)
+    p = np.empty((k, batch), dtype=np.float32)
+    m = np.empty(batch, dtype=np.float32)
+    tot = np.empty(batch, dtype=np.float32)
+    g1 = np.zeros((h, d), dtype=np.float32)
+    gb1 = np.empty(h, dtype=np.float32)
+    g2 = np.zeros((k, h), dtype=np.float32)
+    gb2 = np.empty(k, dtype=np.float32)
+    own = np.empty(batch, dtype=np.int64)
+    for s in range(batch):
+        own[s] = s
     inv_b = _ONE / np.float32(batch)
     o_b1 = d * h
     o_w2 = o_b1 + h
     o_b2 = o_w2 + h * k
     total = _Z
     for t in range(nsteps):
-        lsum = _Z
-        for s in range(batch):
-            r = idx[t * batch + s]
-            xr = x[r]
-            _affine(w, 0, o_b1, xr, d, h, a)
-            for j in range(h):
-                hid[j] = a[j] if a[j] > _Z else _Z
-            _affine(w, o_w2, o_b2, hid, h, k, z)
-            lsum = lsum + _softmax_xent(z, y[r], k, dz)
-            # Back-propagate through W2 with the pre-update weights, before g changes.
-            for j in range(h):
-                if a[j] > _Z:
-                    acc = _Z
-                    row = o_w2 + j * k
-                    for c in range(k):
-                        acc = acc + dz[c] * w[row + c]
-                    da[j] = acc
-                else:
-                    da[j] = _Z
-            _accumulate_outer(g, o_w2, o_b2, hid, dz, h, k)
-            _accumulate_outer(g, 0, o_b1, xr, da, d, h)
+        base = t * batch
+        _gather_t(x, idx, base, batch, d, xt)
+        _affine_t(w, 0, o_b1, xt, d, h, batch, a)
+        for j in range(h):
+            aj = a[j]
+            hj = hid[j]
+            for s in range(batch):
+                v = aj[s]
+                hj[s] = v if v > _Z else _Z
+            for s in range(batch):
+                hs[s, j] = hj[s]
+        _affine_t(w, o_w2, o_b2, hid, h, k, batch, z)
+        lsum = _softmax_xent_t(z, y, idx, base, k, batch, m, tot, p)
+        # Back-propagate through W2 with the pre-update weights: for an active unit
+        # da[j] = sum_c dz[c] * W2[j, c] from +0 in class order, else +0.
+        for j in range(h):
+            row = o_w2 + j * k
+            dj = da[j]
+            for s in range(batch):
+                dj[s] = _Z
+            for c in range(k):
+                wjc = w[row + c]
+                pc = p[c]
+                for s in range(batch):
+                    dj[s] = dj[s] + pc[s] * wjc
+            aj = a[j]
+            for s in range(batch):
+                dj[s] = dj[s] if aj[s] > _Z else _Z
+        _accumulate_t(g2, gb2, hs, own, p, h, k, batch, False)
+        _accumulate_t(g1, gb1, x, idx[base : base + batch], da, d, h, batch, True)
         step_loss = lsum * inv_b
-        ok = _sgd_update(w, g, inv_b, lr, l2)
-        if not ok or step_loss - step_loss != _Z:
+        ok1 = _update_t(w, 0, o_b1, g1, gb1, d, h, inv_b, lr, l2)
+        ok2 = _update_t(w, o_w2, o_b2, g2, gb2, h, k, inv_b, lr, l2)
+        if not (ok1 and ok2) or step_loss - step_loss != _Z:
             return _Z, t
         total = total + step_loss
     return total / np.float32(nsteps), -1
