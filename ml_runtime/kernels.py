@@ -147,75 +147,133 @@ def _gather_t(x, idx, base, batch, d, xt):
 
 
 @njit(cache=True, nogil=True)
-def _affine_t(w, o_w, o_b, srct, n_in, n_out, batch, out):
+def _affine_t(wt, w, o_b, srct, n_in, n_out, batch, out):
     """out[c, s] = b[c] + src[s,0]*W[0,c] + src[s,1]*W[1,c] + ... (left to right in i).
 
-    ``srct`` is feature-major (n_in × batch) and ``out`` class-major (n_out × batch):
-    the innermost loop runs over the samples, one add to each independent sum per i.
+    ``wt`` is W class-major (n_out × n_in), ``b`` is ``w[o_b:o_b + n_out]``, ``srct``
+    feature-major (n_in × batch) and ``out`` class-major (n_out × batch): the innermost
+    loop runs over the samples, independent sums. Four terms are added per pass, still
+    one after the other in i (``((o + t0) + t1) + ...``), so out is loaded and stored
+    once per four terms; the n_in % 4 last terms take one pass each.
     """
     for c in range(n_out):
         bc = w[o_b + c]
         oc = out[c]
         for s in range(batch):
             oc[s] = bc
-    for i in range(n_in):
-        row = o_w + i * n_out
+    n4 = n_in - n_in % 4
+    for i in range(0, n4, 4):
+        x0 = srct[i]
+        x1 = srct[i + 1]
+        x2 = srct[i + 2]
+        x3 = srct[i + 3]
+        for c in range(n_out):
+            wc = wt[c]
+            w0 = wc[i]
+            w1 = wc[i + 1]
+            w2 = wc[i + 2]
+            w3 = wc[i + 3]
+            oc = out[c]
+            for s in range(batch):
+                oc[s] = (((oc[s] + x0[s] * w0) + x1[s] * w1) + x2[s] * w2) + x3[s] * w3
+    for i in range(n4, n_in):
         si = srct[i]
         for c in range(n_out):
-            wic = w[row + c]
+            wic = wt[c, i]
             oc = out[c]
             for s in range(batch):
                 oc[s] = oc[s] + si[s] * wic
 
 
 @njit(cache=True, nogil=True)
-def _accumulate_t(gt, gb, src, rowmap, dzt, n_in, n_out, batch, skip_zero):
+def _to_class_major(w, o_w, n_in, n_out, wt):
+    """wt[c, i] = W[i, c] for the canonical row-major W at ``w[o_w:]`` (exact copies)."""
+    for i in range(n_in):
+        p0 = o_w + i * n_out
+        for c in range(n_out):
+            wt[c, i] = w[p0 + c]
+
+
+@njit(cache=True, nogil=True)
+def _to_canonical(wt, n_in, n_out, o_w, w):
+    """W[i, c] = wt[c, i]: back to the canonical layout that is hashed (spec.py)."""
+    for i in range(n_in):
+        p0 = o_w + i * n_out
+        for c in range(n_out):
+            w[p0 + c] = wt[c, i]
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_t(gt, gb, src, rowmap, dzt, n_in, n_out, batch, skip_zero, live):
     """gt[c, i] += src[rowmap[s], i] * dz[c, s] and gb[c] += dz[c, s], s in batch order.
 
     ``gt`` is the weight gradient class-major (n_out × n_in) and must hold +0 on entry
-    (:func:`_update_t` leaves it so); ``gb`` is written. With ``skip_zero`` a term whose
-    dz is ±0 is left out, which changes no bit when ``src`` is finite (only the job's
-    data x, which :class:`ml_runtime.job.TrainingJob` checks): the sums start at +0, a
-    round-to-nearest sum is -0 only when both operands are -0, so they are never -0, and
-    adding x*(±0) = ±0 to anything that is not -0 returns it unchanged. In the MLP about
-    half the hidden units are inactive (ReLU) for each sample, so half the work goes.
+    (:func:`_update_t` leaves it so); ``gb`` is written; ``live`` is scratch (batch).
+    The innermost loop runs over i (independent sums); four samples are added per pass,
+    still one after the other in batch order (``((g + t0) + t1) + ...``).
+
+    With ``skip_zero`` a term whose dz is ±0 is left out, which changes no bit when
+    ``src`` is finite (only the job's data x, which :class:`ml_runtime.job.TrainingJob`
+    checks): the sums start at +0, a round-to-nearest sum is -0 only when both operands
+    are -0, so they are never -0, and adding x*(±0) = ±0 to anything that is not -0
+    returns it unchanged. In the MLP about half the hidden units are inactive (ReLU) for
+    each sample, so about half the work goes.
     """
-    for s in range(batch):
-        xs = src[rowmap[s]]
-        for c in range(n_out):
-            dsc = dzt[c, s]
-            if skip_zero and dsc == _Z:
-                continue
-            row = gt[c]
-            for i in range(n_in):
-                row[i] = row[i] + xs[i] * dsc
     for c in range(n_out):
-        acc = _Z
         dc = dzt[c]
+        n = 0
+        for s in range(batch):
+            if not (skip_zero and dc[s] == _Z):
+                live[n] = s
+                n += 1
+        row = gt[c]
+        n4 = n - n % 4
+        for q in range(0, n4, 4):
+            s0 = live[q]
+            s1 = live[q + 1]
+            s2 = live[q + 2]
+            s3 = live[q + 3]
+            d0 = dc[s0]
+            d1 = dc[s1]
+            d2 = dc[s2]
+            d3 = dc[s3]
+            x0 = src[rowmap[s0]]
+            x1 = src[rowmap[s1]]
+            x2 = src[rowmap[s2]]
+            x3 = src[rowmap[s3]]
+            for i in range(n_in):
+                row[i] = (((row[i] + x0[i] * d0) + x1[i] * d1) + x2[i] * d2) + x3[i] * d3
+        for q in range(n4, n):
+            s0 = live[q]
+            d0 = dc[s0]
+            x0 = src[rowmap[s0]]
+            for i in range(n_in):
+                row[i] = row[i] + x0[i] * d0
+        acc = _Z
         for s in range(batch):
             acc = acc + dc[s]
         gb[c] = acc
 
 
 @njit(cache=True, nogil=True)
-def _update_t(w, o_w, o_b, gt, gb, n_in, n_out, inv_b, lr, l2):
-    """w <- w - lr*(g/B + l2*w) for one layer from its class-major gradient; zeroes gt.
+def _update_t(wt, gt, w, o_b, gb, n_in, n_out, inv_b, lr, l2):
+    """w <- w - lr*(g/B + l2*w) for one layer, weights and gradient both class-major.
 
-    Returns False if any new weight is not finite: x - x is 0 for finite x and NaN for
-    ±inf/NaN, and NaN != 0; LLVM keeps the test without fastmath.
+    Zeroes ``gt`` for the next step. Returns False if any new weight is not finite:
+    x - x is 0 for finite x and NaN for ±inf/NaN, and NaN != 0; LLVM keeps the test
+    without fastmath.
     """
     ok = True
-    for i in range(n_in):
-        p0 = o_w + i * n_out
-        for c in range(n_out):
-            wp = w[p0 + c]
-            nw = wp - lr * (gt[c, i] * inv_b + l2 * wp)
-            ok = ok & (nw - nw == _Z)
-            w[p0 + c] = nw
     for c in range(n_out):
-        row = gt[c]
+        wr = wt[c]
+        gr = gt[c]
         for i in range(n_in):
-            row[i] = _Z
+            wp = wr[i]
+            nw = wp - lr * (gr[i] * inv_b + l2 * wp)
+            ok = ok & (nw - nw == _Z)
+            wr[i] = nw
+            gr[i] = _Z
+    for c in range(n_out):
         wp = w[o_b + c]
         nw = wp - lr * (gb[c] * inv_b + l2 * wp)
         ok = ok & (nw - nw == _Z)
@@ -267,6 +325,9 @@ def linear_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
     z = np.empty((k, batch), dtype=np.float32)
     gt = np.zeros((k, d), dtype=np.float32)
     gb = np.empty(k, dtype=np.float32)
+    live = np.empty(batch, dtype=np.int64)
+    wt = np.empty((k, d), dtype=np.float32)
+    _to_class_major(w, 0, d, k, wt)
     inv_b = _ONE / np.float32(batch)
     o_b = d * k
     total = _Z
@@ -274,7 +335,7 @@ def linear_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
         base = t * batch
         rowmap = idx[base : base + batch]
         _gather_t(x, idx, base, batch, d, xt)
-        _affine_t(w, 0, o_b, xt, d, k, batch, z)
+        _affine_t(wt, w, o_b, xt, d, k, batch, z)
         lsum = _Z
         for s in range(batch):
             yr = y[rowmap[s]]
@@ -284,12 +345,14 @@ def linear_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
                 z[c, s] = e
                 acc = acc + e * e
             lsum = lsum + _HALF * acc
-        _accumulate_t(gt, gb, x, rowmap, z, d, k, batch, False)
+        _accumulate_t(gt, gb, x, rowmap, z, d, k, batch, False, live)
         step_loss = lsum * inv_b
-        ok = _update_t(w, 0, o_b, gt, gb, d, k, inv_b, lr, l2)
+        ok = _update_t(wt, gt, w, o_b, gb, d, k, inv_b, lr, l2)
         if not ok or step_loss - step_loss != _Z:
+            _to_canonical(wt, d, k, 0, w)
             return _Z, t
         total = total + step_loss
+    _to_canonical(wt, d, k, 0, w)
     return total / np.float32(nsteps), -1
 
 
@@ -303,20 +366,25 @@ def softmax_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
     tot = np.empty(batch, dtype=np.float32)
     gt = np.zeros((k, d), dtype=np.float32)
     gb = np.empty(k, dtype=np.float32)
+    live = np.empty(batch, dtype=np.int64)
+    wt = np.empty((k, d), dtype=np.float32)
+    _to_class_major(w, 0, d, k, wt)
     inv_b = _ONE / np.float32(batch)
     o_b = d * k
     total = _Z
     for t in range(nsteps):
         base = t * batch
         _gather_t(x, idx, base, batch, d, xt)
-        _affine_t(w, 0, o_b, xt, d, k, batch, z)
+        _affine_t(wt, w, o_b, xt, d, k, batch, z)
         lsum = _softmax_xent_t(z, y, idx, base, k, batch, m, tot, p)
-        _accumulate_t(gt, gb, x, idx[base : base + batch], p, d, k, batch, False)
+        _accumulate_t(gt, gb, x, idx[base : base + batch], p, d, k, batch, False, live)
         step_loss = lsum * inv_b
-        ok = _update_t(w, 0, o_b, gt, gb, d, k, inv_b, lr, l2)
+        ok = _update_t(wt, gt, w, o_b, gb, d, k, inv_b, lr, l2)
         if not ok or step_loss - step_loss != _Z:
+            _to_canonical(wt, d, k, 0, w)
             return _Z, t
         total = total + step_loss
+    _to_canonical(wt, d, k, 0, w)
     return total / np.float32(nsteps), -1
 
 
@@ -336,6 +404,9 @@ def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
     gb1 = np.empty(h, dtype=np.float32)
     g2 = np.zeros((k, h), dtype=np.float32)
     gb2 = np.empty(k, dtype=np.float32)
+    live = np.empty(batch, dtype=np.int64)
+    w1 = np.empty((h, d), dtype=np.float32)
+    w2 = np.empty((k, h), dtype=np.float32)
     own = np.empty(batch, dtype=np.int64)
     for s in range(batch):
         own[s] = s
@@ -343,11 +414,13 @@ def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
     o_b1 = d * h
     o_w2 = o_b1 + h
     o_b2 = o_w2 + h * k
+    _to_class_major(w, 0, d, h, w1)
+    _to_class_major(w, o_w2, h, k, w2)
     total = _Z
     for t in range(nsteps):
         base = t * batch
         _gather_t(x, idx, base, batch, d, xt)
-        _affine_t(w, 0, o_b1, xt, d, h, batch, a)
+        _affine_t(w1, w, o_b1, xt, d, h, batch, a)
         for j in range(h):
             aj = a[j]
             hj = hid[j]
@@ -356,31 +429,34 @@ def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
                 hj[s] = v if v > _Z else _Z
             for s in range(batch):
                 hs[s, j] = hj[s]
-        _affine_t(w, o_w2, o_b2, hid, h, k, batch, z)
+        _affine_t(w2, w, o_b2, hid, h, k, batch, z)
         lsum = _softmax_xent_t(z, y, idx, base, k, batch, m, tot, p)
         # Back-propagate through W2 with the pre-update weights: for an active unit
         # da[j] = sum_c dz[c] * W2[j, c] from +0 in class order, else +0.
         for j in range(h):
-            row = o_w2 + j * k
             dj = da[j]
             for s in range(batch):
                 dj[s] = _Z
             for c in range(k):
-                wjc = w[row + c]
+                wjc = w2[c, j]
                 pc = p[c]
                 for s in range(batch):
                     dj[s] = dj[s] + pc[s] * wjc
             aj = a[j]
             for s in range(batch):
                 dj[s] = dj[s] if aj[s] > _Z else _Z
-        _accumulate_t(g2, gb2, hs, own, p, h, k, batch, False)
-        _accumulate_t(g1, gb1, x, idx[base : base + batch], da, d, h, batch, True)
+        _accumulate_t(g2, gb2, hs, own, p, h, k, batch, False, live)
+        _accumulate_t(g1, gb1, x, idx[base : base + batch], da, d, h, batch, True, live)
         step_loss = lsum * inv_b
-        ok1 = _update_t(w, 0, o_b1, g1, gb1, d, h, inv_b, lr, l2)
-        ok2 = _update_t(w, o_w2, o_b2, g2, gb2, h, k, inv_b, lr, l2)
+        ok1 = _update_t(w1, g1, w, o_b1, gb1, d, h, inv_b, lr, l2)
+        ok2 = _update_t(w2, g2, w, o_b2, gb2, h, k, inv_b, lr, l2)
         if not (ok1 and ok2) or step_loss - step_loss != _Z:
+            _to_canonical(w1, d, h, 0, w)
+            _to_canonical(w2, h, k, o_w2, w)
             return _Z, t
         total = total + step_loss
+    _to_canonical(w1, d, h, 0, w)
+    _to_canonical(w2, h, k, o_w2, w)
     return total / np.float32(nsteps), -1
 
 
