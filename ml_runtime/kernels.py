@@ -152,17 +152,41 @@ def _affine_t(wt, w, o_b, srct, n_in, n_out, batch, out):
 
     ``wt`` is W class-major (n_out × n_in), ``b`` is ``w[o_b:o_b + n_out]``, ``srct``
     feature-major (n_in × batch) and ``out`` class-major (n_out × batch): the innermost
-    loop runs over the samples, independent sums. Four terms are added per pass, still
-    one after the other in i (``((o + t0) + t1) + ...``), so out is loaded and stored
-    once per four terms; the n_in % 4 last terms take one pass each.
+    loop runs over the samples, independent sums. Eight (then four) terms are added per
+    pass, still one after the other in i (``((o + t0) + t1) + ...``), so out is loaded
+    and stored once per eight terms; the n_in % 4 last terms take one pass each.
     """
     for c in range(n_out):
         bc = w[o_b + c]
         oc = out[c]
         for s in range(batch):
             oc[s] = bc
+    n8 = n_in - n_in % 8
+    for i in range(0, n8, 8):
+        x0 = srct[i]
+        x1 = srct[i + 1]
+        x2 = srct[i + 2]
+        x3 = srct[i + 3]
+        x4 = srct[i + 4]
+        x5 = srct[i + 5]
+        x6 = srct[i + 6]
+        x7 = srct[i + 7]
+        for c in range(n_out):
+            wc = wt[c]
+            w0 = wc[i]
+            w1 = wc[i + 1]
+            w2 = wc[i + 2]
+            w3 = wc[i + 3]
+            w4 = wc[i + 4]
+            w5 = wc[i + 5]
+            w6 = wc[i + 6]
+            w7 = wc[i + 7]
+            oc = out[c]
+            for s in range(batch):
+                oc[s] = (((((((oc[s] + x0[s] * w0) + x1[s] * w1) + x2[s] * w2) + x3[s] * w3)
+                           + x4[s] * w4) + x5[s] * w5) + x6[s] * w6) + x7[s] * w7
     n4 = n_in - n_in % 4
-    for i in range(0, n4, 4):
+    for i in range(n8, n4, 4):
         x0 = srct[i]
         x1 = srct[i + 1]
         x2 = srct[i + 2]
@@ -222,10 +246,9 @@ def _accumulate_t(gt, gb, src, rowmap, dzt, n_in, n_out, batch, skip_zero, live)
     for c in range(n_out):
         dc = dzt[c]
         n = 0
-        for s in range(batch):
-            if not (skip_zero and dc[s] == _Z):
-                live[n] = s
-                n += 1
+        for s in range(batch):  # branch-free: a skipped s is overwritten by the next one
+            live[n] = s
+            n += 0 if skip_zero and dc[s] == _Z else 1
         row = gt[c]
         n4 = n - n % 4
         for q in range(0, n4, 4):
@@ -437,7 +460,19 @@ def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
             dj = da[j]
             for s in range(batch):
                 dj[s] = _Z
-            for c in range(k):
+            k4 = k - k % 4
+            for c in range(0, k4, 4):  # four classes per pass, still added in class order
+                v0 = w2[c, j]
+                v1 = w2[c + 1, j]
+                v2 = w2[c + 2, j]
+                v3 = w2[c + 3, j]
+                p0 = p[c]
+                p1 = p[c + 1]
+                p2 = p[c + 2]
+                p3 = p[c + 3]
+                for s in range(batch):
+                    dj[s] = (((dj[s] + p0[s] * v0) + p1[s] * v1) + p2[s] * v2) + p3[s] * v3
+            for c in range(k4, k):
                 wjc = w2[c, j]
                 pc = p[c]
                 for s in range(batch):
