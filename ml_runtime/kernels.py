@@ -31,17 +31,29 @@ of the first step whose loss or updated weights are not finite (the kernel stops
 the partially updated weights are meaningless and must be discarded).
 
 Layout (why it is fast, and why the bits are those of the per-sample formulation that
-:mod:`ml_runtime.twins` spells out): a step works on the whole batch at once. The batch
-rows are gathered once per step, feature-major (``xt[i, s]``), so the forward pass
-``z[c, s] = b[c] + x_s0*W[0,c] + x_s1*W[1,c] + ...`` runs its innermost loop over the
-samples s: B independent sums, each still taken over i in order. Activations and
-gradients of the outputs are class-major (``z[c, s]``), so softmax's loops also run over
-samples. The weight gradient is kept class-major (``gt[c, i]``, the transpose of the
-canonical ``W[i, c]``) so that adding one sample's ``x_s ⊗ dz_s`` is a contiguous loop
-over i; each ``gt[c, i]`` is still summed over s in batch order, from +0. The update reads
-``gt`` transposed and writes ``w`` in its canonical layout (:mod:`ml_runtime.spec`), which
-is the layout hashed; nothing else of the weights is ever reordered. Scratch arrays are
-allocated once per segment, not per step.
+:mod:`ml_runtime.twins` spells out): a step works on the whole batch at once.
+
+* The batch rows are gathered once per step, feature-major (``xt[i, s]``), so the
+  forward sums ``z[c, s] = b[c] + x_s0*W[0,c] + x_s1*W[1,c] + ...`` run their innermost
+  loop over the samples s: B independent sums, each still taken over i in order. Eight
+  (or four) terms go in per pass as ``(((z + t0) + t1) + ...)``, the same order with a
+  load and store of z per eight terms instead of per term.
+* Activations and output gradients are class-major (``z[c, s]``), so softmax's loops
+  also run over independent samples; exp is :func:`_exp32_lane`, exp32 without branches,
+  which LLVM vectorises.
+* Inside a segment the weight matrices are held class-major (``wt[c, i]``, the transpose
+  of the canonical ``W[i, c]``) and so are their gradients (``gt[c, i]``): adding the
+  samples' ``x_s ⊗ dz_s`` is a contiguous loop over i, four samples per pass in batch
+  order, each ``gt[c, i]`` summed from +0; the update is a contiguous loop. The segment
+  transposes W in at its start and out at its end (two exact copies per segment, about
+  2P loads and stores, counted in the benchmark figures), so ``w`` leaves in the
+  canonical layout of :mod:`ml_runtime.spec`, the layout that is hashed.
+* Scratch arrays are allocated once per segment, never per step.
+
+Each arrangement changes which independent sums are computed together, never the
+order of the terms within one sum, so the bits are those of the per-sample loops; the
+twin tests check it on shapes that hit every remainder of the blocking, with the JIT on
+and off (``tests/ml_runtime/test_mlrt_kernel_layout.py``), and the golden vectors pin it.
 
 :mod:`ml_runtime.twins` holds the same computations written as plain NumPy scalar code.
 """
@@ -243,6 +255,13 @@ def _accumulate_t(gt, gb, src, rowmap, dzt, n_in, n_out, batch, skip_zero, live)
     returns it unchanged. In the MLP about half the hidden units are inactive (ReLU) for
     each sample, so about half the work goes.
     """
+    # Bias: gb[c] = dz[c, 0] + dz[c, 1] + ... from +0; s outer so that the n_out sums
+    # advance side by side instead of one long chain of dependent adds at a time.
+    for c in range(n_out):
+        gb[c] = _Z
+    for s in range(batch):
+        for c in range(n_out):
+            gb[c] = gb[c] + dzt[c, s]
     for c in range(n_out):
         dc = dzt[c]
         n = 0
@@ -272,10 +291,6 @@ def _accumulate_t(gt, gb, src, rowmap, dzt, n_in, n_out, batch, skip_zero, live)
             x0 = src[rowmap[s0]]
             for i in range(n_in):
                 row[i] = row[i] + x0[i] * d0
-        acc = _Z
-        for s in range(batch):
-            acc = acc + dc[s]
-        gb[c] = acc
 
 
 @njit(cache=True, nogil=True)
