@@ -174,6 +174,27 @@ def _gather_t(x, idx, base, batch, d, xt):
 
 
 @njit(cache=True, nogil=True)
+def _transpose(src, rows, cols, dst):
+    """dst[c, r] = src[r, c] (exact copies), four source rows per pass."""
+    r4 = rows - rows % 4
+    for r in range(0, r4, 4):
+        s0 = src[r]
+        s1 = src[r + 1]
+        s2 = src[r + 2]
+        s3 = src[r + 3]
+        for c in range(cols):
+            dc = dst[c]
+            dc[r] = s0[c]
+            dc[r + 1] = s1[c]
+            dc[r + 2] = s2[c]
+            dc[r + 3] = s3[c]
+    for r in range(r4, rows):
+        sr = src[r]
+        for c in range(cols):
+            dst[c, r] = sr[c]
+
+
+@njit(cache=True, nogil=True)
 def _affine_t(wt, w, o_b, srct, n_in, n_out, batch, out):
     """out[c, s] = b[c] + src[s,0]*W[0,c] + src[s,1]*W[1,c] + ... (left to right in i).
 
@@ -485,8 +506,7 @@ def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
             for s in range(batch):
                 v = aj[s]
                 hj[s] = v if v > _Z else _Z
-            for s in range(batch):
-                hs[s, j] = hj[s]
+        _transpose(hid, h, batch, hs)
         _affine_t(w2, w, o_b2, hid, h, k, batch, z)
         lsum = _softmax_xent_t(z, y, idx, base, k, batch, m, tot, p)
         # Back-propagate through W2 with the pre-update weights: for an active unit
