@@ -32,10 +32,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import json
 import platform
 import statistics
-import sys
 import time
 import types
 from collections.abc import Callable
@@ -49,6 +47,7 @@ import numpy as np
 
 import ml_runtime as mr
 from benches import _reference_kernels as reference
+from benches.record import write_record
 from ml_runtime import kernels, twins
 
 LR, L2 = np.float32(0.05), np.float32(1e-4)
@@ -394,19 +393,10 @@ def main() -> None:
     print(f"{'control':10}{'(GIL-free integer loop, same run: the free share of the second core)':>44}"
           f"{ctl['median']:>10.2f}x ({ctl['min']:.2f}-{ctl['max']:.2f})")
     print(f"load average at the end: {os.getloadavg()}")
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({
-        "command": " ".join([Path(sys.executable).name, "-m", "benches.kernels", *sys.argv[1:]]),
-        "rounds": rounds,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": cpus, "python": platform.python_version(),
-                    "numba": numba.__version__, "numpy": np.__version__, "torch": torch_note,
-                    "loadavg": os.getloadavg()},
-        "benchmark_shapes": results_small,
-        "mnist_shapes": results_mnist,
-        "parallel_verification": parallel,
-    }, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    write_record(
+        OUT, "kernels", rounds=rounds, torch=torch_note,
+        benchmark_shapes=results_small, mnist_shapes=results_mnist, parallel_verification=parallel,
+    )
 
 
 if __name__ == "__main__":

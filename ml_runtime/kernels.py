@@ -1,7 +1,7 @@
 """Bit-exact SGD kernels, compiled by numba.
 
 One kernel per family runs a whole segment (many SGD steps) per call, so Python's
-overhead is paid once per segment. Consensus rules (DESIGN.md §3), and how they are kept:
+overhead is paid once per segment. Consensus rules (docs/architecture.md §3), and how they are kept:
 
 * float32 only: every constant is an ``np.float32`` global (numba freezes it as a float32
   constant; a bare ``0.5`` would be float64 and promote the expression);
