@@ -298,7 +298,7 @@ class NodeService:
         log.info(
             "Imported #%d (0x%s…) extrinsics=%d training_steps=%d in %.0f ms%s",
             block.header.number, block_hash.hex()[:12], len(included), imported.training_steps, elapsed * 1000,
-            "" if imported.is_best else " (side branch)" if not imported.retracted else f" (reorg: {len(imported.retracted)} retracted)",
+            f" (reorg: {len(imported.retracted)} retracted)" if imported.retracted else "" if imported.is_best else " (side branch)",
         )
         if imported.is_best:
             for enacted in imported.enacted:
