@@ -24,8 +24,9 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets.staking import get_validators
 from chain.storage import Database
 from consensus.aura import compute_slot_author
-from consensus.finality import SET_ID, Vote, sign_vote
+from consensus.finality import SET_ID, Justification, Vote, sign_vote
 from genesis.spec import load_chain_spec
+from node.network.messages import BlockData
 from node.network.reputation import Misbehaviour
 from node.service import NodeConfig, NodeService
 
@@ -118,20 +119,62 @@ async def test_finality_votes_from_peers_are_checked_and_bad_ones_cost_reputatio
             await peer.service.stop()
 
 
-def _future_block(tmp: Path, slots_ahead: int) -> Block:
-    """A real block of the `local` chain on genesis, sealed by the owner of a slot ahead of the clock."""
+def _build(tmp: Path, count: int, first_slot: int) -> list[Block]:
+    """``count`` real blocks of the `local` chain on genesis, from ``first_slot`` on, each
+    sealed by the owner of its slot."""
     db = Database(tmp / "builder")
     try:
         builder = Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
         validators = get_validators(builder.state.overlay())
-        slot = int(time.time() * 1000) // BLOCK_TIME_MS + slots_ahead
-        author = next(
-            dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")
-            if dev_keypair(n).public == compute_slot_author(validators, slot)
-        )
-        return builder.build_block([], author, slot).block
+        by_key = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
+        blocks = [builder.get_block(builder.genesis_hash)]
+        for slot in range(first_slot, first_slot + count):
+            blocks.append(builder.build_block([], by_key[compute_slot_author(validators, slot)], slot).block)
+        return blocks
     finally:
         db.close()
+
+
+def _future_block(tmp: Path, slots_ahead: int) -> Block:
+    """A real block on genesis, sealed by the owner of a slot ahead of the clock."""
+    return _build(tmp, 1, int(time.time() * 1000) // BLOCK_TIME_MS + slots_ahead)[1]
+
+
+def _justification(target: Block, voters: tuple[str, ...], genesis: bytes) -> bytes:
+    vote = Vote(SET_ID, 7, target.hash(), target.header.number)
+    votes = tuple(sign_vote(dev_keypair(n), genesis, vote) for n in voters)
+    return Justification(target.hash(), target.header.number, SET_ID, 7, votes).encode()
+
+
+async def test_justifications_served_with_blocks_are_checked_while_syncing(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    blocks = _build(tmp_path, 3, int(time.time() * 1000) // BLOCK_TIME_MS - 10)
+    genesis = blocks[0].hash()
+    good = _justification(blocks[2], ("Alice", "Bob", "Charlie"), genesis)
+    forged = _justification(blocks[3], ("Alice",), genesis)  # 1 vote of 4: below the threshold
+    attached = {blocks[2].hash(): good, blocks[3].hash(): forged}
+
+    async with local_node() as node:
+        assert node.network is not None
+        root = node.chain.get_header(genesis).state_root
+        peer = await start_node(genesis=genesis, blocks=1)
+        peer.blocks = blocks
+        serve = peer.serve
+
+        async def serve_with_justifications(who, req):  # type: ignore[no-untyped-def]
+            return [BlockData(d.block, attached.get(d.block.hash())) for d in await serve(who, req)]
+
+        peer.service.handlers.serve_block_request = serve_with_justifications
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
+            assert node.chain.finalized_hash == blocks[2].hash()  # the good one, verified, finalized #2
+            assert node.chain.get_justification(blocks[2].hash()) == good
+            assert f"peer {peer.id}: {Misbehaviour.WRONG_RESPONSE.reason} (justification below_threshold:" in caplog.text
+            assert node.chain.get_justification(blocks[3].hash()) is None
+            assert node.chain.get_header(genesis).state_root == root
+        finally:
+            await peer.service.stop()
 
 
 async def test_a_block_from_a_future_slot_is_deferred_not_blamed(tmp_path, caplog) -> None:
