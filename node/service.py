@@ -319,9 +319,7 @@ class NodeService:
                 self._finalize(justification)
             except InvalidJustification as exc:
                 log.info("a justification for #%d did not verify: %s", block.header.number, exc)
-        justification = self.collector.check()
-        if justification is not None:
-            self._finalize(justification)
+        self._finalize_collected(self.collector.check())
 
     # --- finality --------------------------------------------------------------------------------
     def _clock_round(self) -> int:
@@ -349,17 +347,13 @@ class NodeService:
         vote = make_vote(self.chain, self.author, round_number)
         if self.network is not None:
             self.network.broadcast_vote(encode(vote))
-        justification = self.collector.add(vote, round_number)
-        if justification is not None:
-            self._finalize(justification)
+        self._finalize_collected(self.collector.add(vote, round_number))
 
     async def add_vote(self, vote: SignedVote) -> None:
         """A vote from a peer: counted, and the block it completes finalized. InvalidVote
         (with its reason) if it does not count."""
         async with self._lock:
-            justification = self.collector.add(vote, self._current_round())
-            if justification is not None:
-                self._finalize(justification)
+            self._finalize_collected(self.collector.add(vote, self._current_round()))
 
     async def import_justification(self, justification: Justification) -> bool:
         """A justification from a peer: verified, then its target finalized. False if it
@@ -377,6 +371,15 @@ class NodeService:
             ) is not None:
                 return False
             return self._finalize(justification)
+
+    def _finalize_collected(self, justification: Justification | None) -> None:
+        """Finalize with a justification this node's collector put together."""
+        if justification is None:
+            return
+        try:
+            self._finalize(justification)
+        except InvalidJustification as exc:  # the collector's own checks make this unreachable
+            log.error("a justification of round %d did not verify: %s", justification.round, exc)
 
     def _finalize(self, justification: Justification) -> bool:
         """Verify and import ``justification`` (lock held), then tell the pool, the watchers
