@@ -24,7 +24,7 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets.staking import get_validators
 from chain.storage import Database
 from consensus.aura import compute_slot_author
-from consensus.finality import SET_ID, Justification, Vote, sign_vote
+from consensus.finality import SET_ID, Justification, Vote, get_vote_equivocations, sign_vote
 from genesis.spec import load_chain_spec
 from node.network.messages import BlockData
 from node.network.reputation import Misbehaviour
@@ -90,7 +90,7 @@ async def test_a_partition_heals_and_fork_choice_reconciles_the_branches(caplog)
             assert a.network.reputation.score(id_b) == 0 and b.network.reputation.score(id_a) == 0
 
 
-async def test_finality_votes_from_peers_are_checked_and_bad_ones_cost_reputation(caplog) -> None:
+async def test_finality_votes_and_justifications_from_peers_are_checked_and_bad_ones_cost_reputation(caplog) -> None:
     caplog.set_level(logging.INFO)
     async with local_node() as node:
         assert node.network is not None
@@ -114,6 +114,16 @@ async def test_finality_votes_from_peers_are_checked_and_bad_ones_cost_reputatio
             forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, now, genesis, 0))
             peer.service.broadcast_vote(encode(struct_replace(forged, voter=dev_keypair("Alice").public)))
             await wait_for(lambda: "(vote bad_signature:" in caplog.text)
+            # Two votes of Alice in one round for different blocks: kept as evidence, the relay
+            # not blamed (an honest peer passes on the copy it saw first).
+            score = node.network.reputation.score(peer.id)
+            for block_hash in (genesis, b"\x05" * 32):
+                peer.service.broadcast_vote(encode(sign_vote(dev_keypair("Alice"), genesis, Vote(SET_ID, now + 1, block_hash, 1))))
+            await wait_for(lambda: len(get_vote_equivocations(node.chain)) == 1)
+            assert node.network.reputation.score(peer.id) >= score - 1  # decay only, no charge
+            # A gossiped justification that does not verify costs its sender.
+            peer.service.broadcast_justification(_justification(node.chain.get_block(genesis), ("Alice",), genesis))
+            await wait_for(lambda: "(justification below_threshold:" in caplog.text)
             assert node.chain.finalized_number == 0
         finally:
             await peer.service.stop()
