@@ -150,9 +150,15 @@ def test_four_validators_finalize_a_transfer_and_a_training_call(devnet: Devnet)
             assert any(isinstance(s, dict) and "inBlock" in s for s in statuses), statuses
             return str(statuses[-1]["finalized"])
 
+        heads = await clients["bob"].subscribe("chain_subscribeFinalizedHeads", [], "chain_unsubscribeFinalizedHeads")
         final_blocks = await asyncio.gather(*(watch(xt.encode()) for xt in xts))
         numbers = [int((await dave.call("chain_getHeader", [h]))["number"], 16) for h in final_blocks]
         top = max(numbers)
+        async with heads:  # Bob's finalized-heads subscription follows the votes too, in order
+            seen = [int((await heads.next(30))["number"], 16)]
+            while seen[-1] < top:
+                seen.append(int((await heads.next(30))["number"], 16))
+        assert seen == sorted(seen) and seen[-1] == top, seen
 
         async def all_final() -> bool:
             return await _lowest_finalized(clients) >= top
