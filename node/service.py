@@ -13,6 +13,17 @@ may also replace or evict one of the snapshot's extrinsics: the watcher's final 
 snapshot extrinsic waits until the block is done, and is dropped if the block included it. A stop
 (SIGINT/SIGTERM) lets the block in progress finish and be written, then closes the database,
 so the database always ends at a whole block.
+
+Finality (consensus.finality) runs on the loop thread under the same lock as block work: a
+validator signs one vote per round (the Aura slot; an instant-seal node's best slot when it
+runs ahead of the clock), as soon as it has a best block of the round, or in the middle of
+the round if none came. Its own votes and its peers' go into one collector; when more than
+2/3 of the validators' votes of a round contain a block, the justification finalizes it
+(a sole validator's own vote is enough), is stored with it and gossiped, the pool hears of
+any reorganisation, and ``{"finalized": …}`` watchers and finalized-head subscribers hear
+of every newly final block in order. Blocks from peers are imported on any stored parent:
+the fork choice picks the best block, and a reorganisation puts the retracted blocks'
+extrinsics back into the pool (consensus.block_import.update_pool).
 """
 
 from __future__ import annotations
