@@ -143,7 +143,11 @@ class NodeService:
         # Finality (consensus.finality): the votes of the recent rounds, the last round this
         # node voted in, and justifications from peers whose target is not imported yet.
         self.collector = VoteCollector(self.chain)
-        self._voted_round = -1
+        # A restarted validator does not vote in the round it starts in: it may have voted in
+        # it before the restart for a block that is no longer its best, and two votes in one
+        # round are a vote equivocation. A sole validator has no one to equivocate to, and
+        # its first block should be final at once.
+        self._voted_round = self._current_round() if len(get_voters(self.chain)) > 1 else -1
         self._pending_justifications: dict[bytes, Justification] = {}
         self.network: NetworkService | None = None
         self.link: NodeLink | None = None
@@ -343,12 +347,7 @@ class NodeService:
 
     def _vote_if_due(self) -> None:
         """Sign and gossip this validator's vote for its best block, once per round (call
-        with the lock held). Never two votes in one round: that is a vote equivocation.
-
-        A node restarted within a round it already voted in votes again in that round; the
-        signature is deterministic (ed25519), so the vote is the same unless the best block
-        changed meanwhile.
-        """
+        with the lock held). Never two votes in one round: that is a vote equivocation."""
         if self.author is None:
             return
         round_number = self._current_round()

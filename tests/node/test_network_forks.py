@@ -17,14 +17,21 @@ from netkit import FAST, start_node, wait_for
 from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain
-from chain.codec import encode
+from chain.codec import decode, encode
 from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
 from chain.pallets.staking import get_validators
 from chain.storage import Database
 from consensus.aura import compute_slot_author
-from consensus.finality import SET_ID, Justification, Vote, get_vote_equivocations, sign_vote
+from consensus.finality import (
+    SET_ID,
+    Justification,
+    SignedVote,
+    Vote,
+    get_vote_equivocations,
+    sign_vote,
+)
 from genesis.spec import load_chain_spec
 from node.network.messages import BlockData
 from node.network.reputation import Misbehaviour
@@ -204,3 +211,30 @@ async def test_a_block_from_a_future_slot_is_deferred_not_blamed(tmp_path, caplo
             assert node.network.reputation.score(peer.id) == 0
         finally:
             await peer.service.stop()
+
+
+async def test_a_restarted_validator_does_not_vote_in_the_round_it_starts_in() -> None:
+    # It may have voted in that round before a restart, for another block: a second vote
+    # would be an equivocation. Start at the beginning of a round, so its middle (when a
+    # validator without a block of the round votes) comes while the node runs.
+    slot_ms = 2000
+    await asyncio.sleep((slot_ms - time.time() * 1000 % slot_ms) / 1000 + 0.02)
+    start_round = int(time.time() * 1000) // slot_ms
+    config = NodeConfig(chain="local", tmp=True, author="//Alice", block_time_ms=slot_ms, network=FAST)
+    node = NodeService(config, SPEC)
+    run = asyncio.create_task(node.run())
+    try:
+        await wait_for(lambda: node.network is not None and bool(node.network.listen_addresses))
+        assert node.network is not None
+        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
+        peer.blocks = [node.chain.get_block(node.chain.genesis_hash)]
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: bool(peer.votes), 2 * slot_ms / 1000 + 1)
+            rounds = [decode(raw, SignedVote).vote.round for raw in peer.votes]
+            assert start_round not in rounds and min(rounds) == start_round + 1, (start_round, rounds)
+        finally:
+            await peer.service.stop()
+    finally:
+        node.request_stop()
+        await run
