@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import signal
@@ -43,6 +42,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benches.record import write_record
 from chain.blockchain import Blockchain
 from chain.crypto import blake2_256, dev_keypair
 from chain.storage import Database
@@ -315,9 +315,7 @@ def main() -> None:
     print(f"devnet of 4 validators, block time {result['block_time_ms']} ms")
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_record(RESULTS, "devnet_finality", **result)
 
 
 if __name__ == "__main__":
