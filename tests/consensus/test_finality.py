@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from consensuskit import ALICE, BOB, CHARLIE, DAVE, EVE, build, open_local
 from chainkit import open_chain
+from consensuskit import ALICE, BOB, CHARLIE, DAVE, EVE, build, open_local
 
 from chain.errors import FinalityConflict
 from chain.storage import Column
@@ -17,7 +17,15 @@ from consensus import finality
 from consensus.aura import Aura
 from consensus.block_import import ConsensusRules
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
-from consensus.finality import Checkpoint, Justification, SignedVote, Vote, VoteCollector, VoterState, sign_vote
+from consensus.finality import (
+    Checkpoint,
+    Justification,
+    SignedVote,
+    Vote,
+    VoteCollector,
+    VoterState,
+    sign_vote,
+)
 
 FOUR = (ALICE, BOB, CHARLIE, DAVE)
 
