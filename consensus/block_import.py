@@ -31,10 +31,13 @@ log = logging.getLogger(__name__)
 
 
 class ConsensusRules:
-    """Aura + longest-chain fork choice, as the chain's ``BlockRules``."""
+    """Aura + the fork choice (longest chain with the justified block), as the chain's ``BlockRules``."""
 
     def __init__(self, aura: Aura) -> None:
         self.aura = aura
+        #: The highest justified block (consensus.finality), kept up to date by the node: the
+        #: fork choice prefers the branches that contain it.
+        self.justified: bytes | None = None
 
     def check_claim(self, chain: Blockchain, parent: Header, author: bytes, slot: int) -> None:
         self.aura.check_claim(chain, parent, author, slot)
@@ -43,7 +46,7 @@ class ConsensusRules:
         self.aura.verify_header(chain, header, parent)
 
     def prefer(self, chain: Blockchain, candidate: Header, best: Header) -> bool:
-        return fork_choice.prefer(candidate, best)
+        return fork_choice.prefer(candidate, best, chain, self.justified)
 
 
 def update_pool(pool: TransactionPool, chain: Blockchain, retracted: Iterable[bytes], enacted: Iterable[bytes]) -> list[bytes]:

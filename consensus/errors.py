@@ -41,7 +41,7 @@ class InvalidVote(ConsensusError):
     """A finality vote that does not count.
 
     ``reason``: "malformed", "bad_signature", "not_validator", "wrong_set", "stale",
-    "equivocation".
+    "bad_link" (the target is not after the source), "double_vote", "surround_vote".
     """
 
     def __init__(self, reason: str, message: str) -> None:
@@ -50,10 +50,12 @@ class InvalidVote(ConsensusError):
 
 
 class VoteEquivocation(InvalidVote):
-    """Two votes of one validator in one round for different blocks; ``evidence`` is stored."""
+    """A vote that breaks a Casper FFG slashing condition with an earlier one of the same
+    validator: ``reason`` "double_vote" (one target round) or "surround_vote"; ``evidence``
+    (both votes) is stored."""
 
-    def __init__(self, message: str, evidence: object) -> None:
-        super().__init__("equivocation", message)
+    def __init__(self, reason: str, message: str, evidence: object) -> None:
+        super().__init__(reason, message)
         self.evidence = evidence
 
 
@@ -62,6 +64,7 @@ class InvalidJustification(ConsensusError, ChainError):
 
     ``reason``: "malformed", "oversize", "wrong_set", "mixed_rounds", "duplicate_voter",
     "not_validator", "bad_signature", "below_threshold", "unknown_block", "bad_ancestry",
+    "bad_link", "not_final" (a link that justifies but does not finalize the target),
     "conflicts_with_finalized".
     """
 

@@ -1,32 +1,54 @@
-"""Finality, GRANDPA-style but simple: signed votes, justifications, and their checks.
+"""Finality: Casper FFG's votes, justified and finalized checkpoints, adapted to rounds.
 
-Each validator signs a :class:`Vote` for its best imported block once per round (the node
-uses the Aura slot as the round). A vote for a block counts for every ancestor of it too, as
-a GRANDPA precommit does. When the votes of one round from more than 2/3 of the validator
-set (3 of 4, 5 of 7: ``2n // 3 + 1``) all contain a block, that block is final together with
-its ancestors (Stewart & Kokoris-Kogias, *GRANDPA: a Byzantine Finality Gadget*, 2020, §3:
-the supermajority threshold, and precommits for descendants counting for the ancestor).
+Why not "a block with votes of more than 2/3 in one round is final": that rule is unsafe
+with no faulty validator at all. All four vote for A in round 1, fork choice then prefers a
+conflicting B and all four vote for B in round 2: both rounds make a justification, and two
+nodes that saw different ones finalize conflicting blocks. Casper FFG (Buterin & Griffith,
+*Casper the Friendly Finality Gadget*, 2017, §2-3) fixes it with two-phase votes and two
+slashing conditions; here they are with the Aura slot as FFG's epoch ("round").
 
-A :class:`Justification` proves it to anyone: the target block, the round's signed votes,
-and the headers that link each voted block down to the target (GRANDPA's
-``votes_ancestries``). :func:`verify_justification` checks the set id, one round for all
-votes, no voter twice, every voter a validator, the threshold, the ancestry (each vote's
-block reaches the target through the given headers, every header is used) and every
-signature; a target that conflicts with the node's finalized chain is refused with reason
-"conflicts_with_finalized" (if the votes are genuine, more than 1/3 of the validators
-equivocated). A syncing node checks each justification it receives this way before
-:func:`import_justification` finalizes.
+- A :class:`Checkpoint` is a block with a round. A :class:`Vote` names a *source* checkpoint
+  (a justified one) and a *target* (the voter's best block at the current round, which
+  descends from the source; the target round is the vote's round), signed with the set id
+  and the genesis hash (``VOTE_DOMAIN || genesis hash || encode(vote)``), so it cannot be
+  replayed on another chain or mistaken for another signed message.
+- A link S -> t is *supermajority* when more than 2/3 of the validators (``2n // 3 + 1``)
+  voted with source S and target round t; a vote for a block counts for its ancestors down
+  to the source, so the link justifies the deepest block T that many targets contain
+  (T may be S itself, at the later round: FFG's checkpoint of an epoch without a block).
+- Justified: genesis (round 0) and every target of a supermajority link from a justified
+  source. Finalized: a justified S (round s) with a supermajority link from S to round s+1;
+  S and its ancestors are final (FFG §2, "finalized").
+- Honest rules (FFG's slashing conditions, §3): never two votes with one target round
+  (*double vote*); never a vote whose (source round, target round) strictly surrounds
+  another of the same validator's (*surround vote*). An honest validator votes with the
+  highest-round justified checkpoint it knows as source, persisted (:class:`VoterState`,
+  META ``finality/voter``) with the last round it voted in, so a restart can neither lower
+  its source (that could surround) nor vote twice in a round. It does not vote in a round
+  whose best block does not descend from its source; fork choice follows the justified
+  checkpoint (consensus.fork_choice), so that is rare.
+- Both offences are evidence: the collector keeps both signed votes in the chain's EVIDENCE
+  column (``vote/`` + set id + target round + voter, the first record of a key is kept) and
+  refuses the second vote with reason "double_vote" or "surround_vote". If two conflicting
+  blocks are ever final, more than 1/3 of the validators committed one of them (FFG's
+  accountable safety, Theorem 1).
 
-What a validator signs is domain-separated and bound to the chain: ``VOTE_DOMAIN ||
-genesis hash || encode(Vote(set_id, round, block hash, block number))``, so a vote cannot be
-replayed on another chain, in another round, or mistaken for any other signed message.
+A :class:`Justification` proves finality of ``target`` to a node that did not see the votes
+(a syncing node): the more than 2/3 signed votes of the link from ``source`` (whose block is
+the target) to round ``source.round + 1``, with the headers that link each vote's target
+block down to the target (GRANDPA's ``votes_ancestries``). That the source was justified
+needs no proof: more than 2/3 signed it as their source, so with fewer than 1/3 faulty at
+least one honest validator saw it justified. A validator set of one is the one exception:
+its own justified checkpoint is final at once (no one else votes, and an honest sole
+voter's sources and targets form one chain), so its justification carries the link whose
+votes contain the target. :func:`verify_justification` checks the set id, one link for all
+votes, no voter twice, every voter a validator, the threshold, the link's rounds, the
+ancestry and every signature; a target that conflicts with the node's finalized chain is
+refused with reason "conflicts_with_finalized".
 
-Two votes of one validator in one round for different blocks are an equivocation: the
-collector keeps both signed votes in the chain's EVIDENCE column (key ``vote/`` + set id +
-round + voter) and refuses the second.
-
-The validator set is the one in the finalized block's state, with set id 0: the set does not
-change yet (an authority-set change would bump the set id, as GRANDPA's does).
+Limits: surround votes are detected among the rounds the collector keeps
+(:data:`KEPT_ROUNDS`); the validator set is the one in the finalized block's state, with
+set id 0 (an authority-set change would bump it).
 """
 
 from __future__ import annotations
@@ -54,30 +76,46 @@ from chain.crypto import Keypair, ss58_encode, verify_signature
 from chain.errors import ChainError, CodecError, InvalidSignature
 from chain.header import Header
 from chain.pallets.staking import get_validators
+from chain.storage import Column
 from consensus import fork_choice
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
 
 SET_ID = 0
-VOTE_DOMAIN = b"polchain/finality-vote/v1"
+VOTE_DOMAIN = b"polchain/finality-vote/v2"
 EVIDENCE_PREFIX = b"vote/"
+VOTER_STATE_KEY = b"finality/voter"
 #: Bounds on a justification from a peer, checked before any work: votes (one per validator),
-#: ancestry headers, and encoded bytes.
+#: ancestry headers, and encoded bytes (the wire's frame limit is 1 MiB).
 MAX_VOTES = 1024
 MAX_ANCESTRY = 4096
-MAX_JUSTIFICATION_BYTES = 4 << 20
+MAX_JUSTIFICATION_BYTES = 1 << 20
 MAX_VOTE_BYTES = 256
 #: Rounds the collector keeps votes for, and how far ahead of the local round it accepts them.
 KEPT_ROUNDS = 16
 MAX_FUTURE_ROUNDS = 2
+#: Justified checkpoints the collector remembers (the newest by round).
+KEPT_JUSTIFIED = 64
+
+
+class Checkpoint(Wire, frozen=True):
+    """Block ``block_hash`` (number ``block_number``) as of round ``round``."""
+
+    block_hash: Hash32
+    block_number: BlockNumber
+    round: U64
 
 
 class Vote(Wire, frozen=True):
-    """A validator's vote for block ``block_hash`` (number ``block_number``) in ``round``."""
+    """A validator's link from a justified ``source`` to its best block ``target`` (whose
+    round is the vote's round)."""
 
     set_id: U64
-    round: U64
-    block_hash: Hash32
-    block_number: BlockNumber
+    source: Checkpoint
+    target: Checkpoint
+
+    @property
+    def round(self) -> int:
+        return self.target.round
 
 
 class SignedVote(Wire, frozen=True):
@@ -87,12 +125,14 @@ class SignedVote(Wire, frozen=True):
 
 
 class Justification(Wire, frozen=True):
-    """Votes of one round that make ``target_hash`` final, with the linking headers."""
+    """The votes of one link (``source`` -> ``round``) that make ``target_hash`` final, with
+    the headers that link each vote's target to it."""
 
     target_hash: Hash32
     target_number: BlockNumber
     set_id: U64
     round: U64
+    source: Checkpoint
     votes: Annotated[tuple[SignedVote, ...], msgspec.Meta(max_length=MAX_VOTES)]
     ancestry: Annotated[tuple[Header, ...], msgspec.Meta(max_length=MAX_ANCESTRY)] = ()
 
@@ -101,10 +141,20 @@ class Justification(Wire, frozen=True):
 
 
 class VoteEquivocationEvidence(Wire, frozen=True):
-    """Two votes of one validator in one round for different blocks: first seen, then second."""
+    """Two votes of one validator that break a slashing condition: first seen, then second.
+    ``kind``: "double_vote" (one target round) or "surround_vote"."""
 
     first: SignedVote
     second: SignedVote
+    kind: str = "double_vote"
+
+
+class VoterState(Wire, frozen=True):
+    """What a validator must not forget across a restart: the highest justified checkpoint it
+    knows (its next source) and the last round it voted in (0: none)."""
+
+    justified: Checkpoint
+    voted_round: U64 = 0
 
 
 def compute_vote_message(genesis_hash: bytes, vote: Vote) -> bytes:
@@ -116,9 +166,15 @@ def sign_vote(key: Keypair, genesis_hash: bytes, vote: Vote) -> SignedVote:
     return SignedVote(vote, key.public, key.sign(compute_vote_message(genesis_hash, vote)))
 
 
-def make_vote(chain: Blockchain, key: Keypair, round_number: int) -> SignedVote:
-    """This validator's vote for its best block in ``round_number``."""
-    return sign_vote(key, chain.genesis_hash, Vote(SET_ID, round_number, chain.best_hash, chain.best_number))
+def make_vote(chain: Blockchain, key: Keypair, round_number: int, source: Checkpoint) -> SignedVote | None:
+    """This validator's vote in ``round_number``: from ``source`` to its best block; None if
+    the best block does not descend from the source or the round is not after it."""
+    if round_number <= source.round or not chain.has_block(source.block_hash):
+        return None
+    if not chain.is_descendant(chain.best_hash, source.block_hash):
+        return None
+    target = Checkpoint(chain.best_hash, chain.best_number, round_number)
+    return sign_vote(key, chain.genesis_hash, Vote(SET_ID, source, target))
 
 
 def compute_threshold(validators: int) -> int:
@@ -129,6 +185,38 @@ def compute_threshold(validators: int) -> int:
 def get_voters(chain: Blockchain) -> tuple[bytes, ...]:
     """The validator set that votes: the one in the finalized block's state."""
     return get_validators(chain.state_at(chain.finalized_hash))
+
+
+def genesis_checkpoint(chain: Blockchain) -> Checkpoint:
+    return Checkpoint(chain.genesis_hash, 0, 0)
+
+
+def finalized_checkpoint(chain: Blockchain) -> Checkpoint:
+    """The finalized block as a checkpoint: its round is the one its justification names
+    (the link's source round; a sole validator's: the link's target round); 0 for genesis or
+    a block finalized without a justification."""
+    j = get_justification(chain, chain.finalized_hash)
+    if j is None:
+        return Checkpoint(chain.finalized_hash, chain.finalized_number, 0)
+    is_link_source = j.source.block_hash == j.target_hash
+    return Checkpoint(chain.finalized_hash, chain.finalized_number, j.source.round if is_link_source else j.round)
+
+
+def load_voter_state(chain: Blockchain) -> VoterState:
+    """The persisted :class:`VoterState`, its justified checkpoint at least the finalized one."""
+    final = finalized_checkpoint(chain)
+    raw = chain.db.get(Column.META, VOTER_STATE_KEY)
+    if raw is None:
+        return VoterState(final, 0)
+    state = decode(raw, VoterState)
+    if state.justified.round < final.round or not chain.has_block(state.justified.block_hash):
+        return VoterState(final, state.voted_round)
+    return state
+
+
+def store_voter_state(chain: Blockchain, state: VoterState) -> None:
+    with chain.db.write_batch() as batch:
+        batch.put(Column.META, VOTER_STATE_KEY, encode(state))
 
 
 def decode_justification(data: bytes) -> Justification:
@@ -158,6 +246,15 @@ def get_justification(chain: Blockchain, block_hash: bytes) -> Justification | N
     return None if raw is None else decode_versioned(raw, Justification)
 
 
+def _check_link(vote: Vote) -> None:
+    """A vote's target is after its source, in round and height; InvalidVote "bad_link"."""
+    if vote.target.round <= vote.source.round or vote.target.block_number < vote.source.block_number:
+        raise InvalidVote(
+            "bad_link", f"a vote's target (#{vote.target.block_number}, round {vote.target.round}) must come after "
+            f"its source (#{vote.source.block_number}, round {vote.source.round})",
+        )
+
+
 def verify_justification(chain: Blockchain, justification: Justification) -> None:
     """Return if ``justification`` proves its target final on this chain (module docstring);
     InvalidJustification with a specific ``reason`` if not. Cheap checks come first, the
@@ -167,14 +264,18 @@ def verify_justification(chain: Blockchain, justification: Justification) -> Non
         raise InvalidJustification("wrong_set", f"justification for set {j.set_id}, the current set is {SET_ID}")
     voters: set[bytes] = set()
     for signed in j.votes:
-        if signed.vote.set_id != j.set_id or signed.vote.round != j.round:
+        vote = signed.vote
+        if vote.set_id != j.set_id or vote.target.round != j.round or vote.source != j.source:
             raise InvalidJustification(
-                "mixed_rounds", f"a vote of {ss58_encode(signed.voter)} is for set {signed.vote.set_id} round "
-                f"{signed.vote.round}, the justification's is set {j.set_id} round {j.round}",
+                "mixed_rounds", f"a vote of {ss58_encode(signed.voter)} is for set {vote.set_id}, link from round "
+                f"{vote.source.round} to {vote.target.round}; the justification's is set {j.set_id}, link from "
+                f"#{j.source.block_number} round {j.source.round} to round {j.round}",
             )
         if signed.voter in voters:
             raise InvalidJustification("duplicate_voter", f"{ss58_encode(signed.voter)} votes twice")
         voters.add(signed.voter)
+    if j.round <= j.source.round:
+        raise InvalidJustification("bad_link", f"a link from round {j.source.round} to round {j.round} goes backwards")
     if not chain.has_block(j.target_hash):
         raise InvalidJustification("unknown_block", f"target block {j.target_hash.hex()} is not imported")
     target = chain.get_header(j.target_hash)
@@ -195,6 +296,19 @@ def verify_justification(chain: Blockchain, justification: Justification) -> Non
         raise InvalidJustification(
             "below_threshold", f"{len(voters)} votes of {len(validators)} validators; more than 2/3 is {needed}"
         )
+    if len(validators) == 1:  # a sole validator's justified checkpoint is final (module docstring)
+        if not chain.has_block(j.source.block_hash) or not chain.is_descendant(j.target_hash, j.source.block_hash):
+            raise InvalidJustification("bad_link", f"the target #{j.target_number} does not descend from the link's source")
+    elif j.source.block_hash != j.target_hash or j.source.block_number != j.target_number:
+        raise InvalidJustification(
+            "not_final", f"the link's source #{j.source.block_number} is not the target #{j.target_number}: "
+            "the link justifies the target, it does not finalize it",
+        )
+    elif j.round != j.source.round + 1:
+        raise InvalidJustification(
+            "not_final", f"a link from round {j.source.round} to round {j.round} justifies its target but finalizes "
+            "its source only when the rounds are consecutive",
+        )
     _verify_ancestry(j)
     for signed in j.votes:
         try:
@@ -206,20 +320,22 @@ def verify_justification(chain: Blockchain, justification: Justification) -> Non
 def _verify_ancestry(j: Justification) -> None:
     headers = {h.hash(): h for h in j.ancestry}
     used: set[bytes] = set()
+    reached: set[bytes] = {j.target_hash}  # blocks already shown to link to the target
     for signed in j.votes:
-        current, number = signed.vote.block_hash, signed.vote.block_number
-        while current != j.target_hash:
+        current, number = signed.vote.target.block_hash, signed.vote.target.block_number
+        while current not in reached:
             header = headers.get(current)
             if header is None or header.number != number or number <= j.target_number:
                 raise InvalidJustification(
                     "bad_ancestry",
-                    f"the vote of {ss58_encode(signed.voter)} for #{signed.vote.block_number} "
-                    f"{signed.vote.block_hash.hex()} is not shown to contain the target",
+                    f"the vote of {ss58_encode(signed.voter)} for #{signed.vote.target.block_number} "
+                    f"{signed.vote.target.block_hash.hex()} is not shown to contain the target",
                 )
             used.add(current)
             current, number = header.parent_hash, number - 1
-        if number != j.target_number:
+        if current == j.target_hash and number != j.target_number:
             raise InvalidJustification("bad_ancestry", f"a vote names the target with number {number}, not #{j.target_number}")
+        reached.update(used)
     if len(used) != len(headers):
         raise InvalidJustification("bad_ancestry", f"{len(headers) - len(used)} ancestry headers link no vote to the target")
 
@@ -240,98 +356,167 @@ def import_justification(chain: Blockchain, justification: Justification | bytes
         raise InvalidJustification("conflicts_with_finalized", str(exc)) from None
 
 
+def follow_justified(chain: Blockchain, justified: bytes) -> TreeRoute | None:
+    """Move the best block to the longest chain containing the justified block ``justified``
+    (a block above the finalized one), if the best block does not contain it; the route, or
+    None if nothing moved."""
+    if not chain.has_block(justified) or chain.is_descendant(chain.best_hash, justified):
+        return None
+    if not chain.is_descendant(justified, chain.finalized_hash):
+        return None
+    return chain.finalize(chain.finalized_hash, best=fork_choice.select_best(chain, justified))
+
+
 def compute_evidence_key(set_id: int, round_number: int, voter: bytes) -> bytes:
     return EVIDENCE_PREFIX + struct.pack(">QQ", set_id, round_number) + voter
 
 
 def get_vote_equivocations(chain: Blockchain) -> list[VoteEquivocationEvidence]:
-    """Every vote equivocation this node has seen, by set, round and voter."""
+    """Every double or surround vote this node has seen, by set, round and voter."""
     return [decode(value, VoteEquivocationEvidence) for _, value in chain.iter_evidence(EVIDENCE_PREFIX)]
 
 
+def _surrounds(outer: Vote, inner: Vote) -> bool:
+    return outer.source.round < inner.source.round and inner.target.round < outer.target.round
+
+
 class VoteCollector:
-    """A node's votes of the recent rounds, and the justification they add up to.
+    """A node's votes of the recent rounds, the justified checkpoints they make, and the
+    justification of the newest finalized one.
 
     Not thread-safe: the node drives it from one place. Memory is bounded by one vote per
-    validator per kept round (:data:`KEPT_ROUNDS`).
+    validator per kept round (:data:`KEPT_ROUNDS`) and :data:`KEPT_JUSTIFIED` checkpoints.
     """
 
     def __init__(self, chain: Blockchain) -> None:
         self.chain = chain
         self._rounds: dict[int, dict[bytes, SignedVote]] = {}
+        self._justified: dict[Checkpoint, None] = {}
+        self.note_justified(finalized_checkpoint(chain))
+        self.note_justified(load_voter_state(chain).justified)
+
+    def note_justified(self, checkpoint: Checkpoint) -> None:
+        """Remember ``checkpoint`` as justified (computed here, or proven by a justification)."""
+        self._justified[checkpoint] = None
+        if len(self._justified) > KEPT_JUSTIFIED:
+            for old in sorted(self._justified, key=lambda c: c.round)[: len(self._justified) - KEPT_JUSTIFIED]:
+                del self._justified[old]
+
+    def is_justified(self, checkpoint: Checkpoint) -> bool:
+        return checkpoint in self._justified
+
+    def highest_justified(self) -> Checkpoint:
+        """The justified checkpoint of the highest round on the finalized chain (an honest
+        validator's source); the finalized checkpoint at least."""
+        chain = self.chain
+        final = finalized_checkpoint(chain)
+        best = final
+        for checkpoint in self._justified:
+            if (checkpoint.round, checkpoint.block_number) <= (best.round, best.block_number):
+                continue
+            if chain.has_block(checkpoint.block_hash) and chain.is_descendant(checkpoint.block_hash, chain.finalized_hash):
+                best = checkpoint
+        return best
 
     def add(self, signed: SignedVote, current_round: int | None = None) -> Justification | None:
-        """Check and keep a vote; return a justification if its round now finalizes a block
+        """Check and keep a vote; return a justification if the votes now finalize a block
         above the finalized one. InvalidVote (with a reason) if the vote does not count;
-        VoteEquivocation (evidence stored) for a second, different vote in a round.
+        VoteEquivocation (evidence stored) for a double or surround vote.
 
         ``current_round``: the local round, to refuse rounds too far ahead or behind. A vote
-        for a block not imported yet is kept and counts once the block arrives
-        (:meth:`check`).
+        for a block not imported yet, or from a source not justified here yet, is kept and
+        counts once they are (:meth:`check`).
         """
         vote = signed.vote
         if vote.set_id != SET_ID:
             raise InvalidVote("wrong_set", f"vote for set {vote.set_id}, the current set is {SET_ID}")
+        _check_link(vote)
         if current_round is not None and not current_round - KEPT_ROUNDS < vote.round <= current_round + MAX_FUTURE_ROUNDS:
             raise InvalidVote("stale", f"vote for round {vote.round}, the local round is {current_round}")
         if signed.voter not in get_voters(self.chain):
             raise InvalidVote("not_validator", f"{ss58_encode(signed.voter)} is not a validator")
+        votes = self._rounds.setdefault(vote.round, {})
+        first = votes.get(signed.voter)
+        if first == signed:
+            return None  # the same vote again (gossip): no offence, no work
         try:
             verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, vote), signed.signature)
         except InvalidSignature as exc:
             raise InvalidVote("bad_signature", f"vote of {ss58_encode(signed.voter)}: {exc}") from None
-        votes = self._rounds.setdefault(vote.round, {})
-        first = votes.get(signed.voter)
         if first is not None:
-            if first.vote == vote:
-                return None
-            evidence = VoteEquivocationEvidence(first, signed)
-            self.chain.put_evidence(compute_evidence_key(vote.set_id, vote.round, signed.voter), encode(evidence))
-            raise VoteEquivocation(
-                f"{ss58_encode(signed.voter)} voted for {first.vote.block_hash.hex()} and {vote.block_hash.hex()} "
-                f"in round {vote.round} (equivocation, evidence stored)",
-                evidence,
-            )
+            self._offence(first, signed, "double_vote", f"two votes with target round {vote.round}")
+        for other_round, other_votes in self._rounds.items():
+            other = other_votes.get(signed.voter)
+            if other is None or other_round == vote.round:
+                continue
+            if _surrounds(other.vote, vote) or _surrounds(vote, other.vote):
+                self._offence(
+                    other, signed, "surround_vote",
+                    f"link {other.vote.source.round}->{other.vote.target.round} and link "
+                    f"{vote.source.round}->{vote.target.round}, one surrounds the other",
+                )
         votes[signed.voter] = signed
         for old in sorted(self._rounds)[:-KEPT_ROUNDS]:
             del self._rounds[old]
-        return self._compute_justification(vote.round)
+        return self.check()
+
+    def _offence(self, first: SignedVote, second: SignedVote, kind: str, what: str) -> None:
+        evidence = VoteEquivocationEvidence(first, second, kind)
+        self.chain.put_evidence(compute_evidence_key(second.vote.set_id, second.vote.round, second.voter), encode(evidence))
+        raise VoteEquivocation(kind, f"{ss58_encode(second.voter)}: {what} ({kind}, evidence stored)", evidence)
 
     def check(self) -> Justification | None:
-        """Recount every kept round (after new blocks arrived); the highest new justification."""
-        found = [j for r in sorted(self._rounds) if (j := self._compute_justification(r)) is not None]
-        return max(found, key=lambda j: j.target_number, default=None)
-
-    def _compute_justification(self, round_number: int) -> Justification | None:
+        """Recount the kept rounds, oldest first (after new votes, blocks or justified
+        checkpoints): note the checkpoints they justify, and return the justification of the
+        highest block they finalize above the finalized one, or None."""
         chain = self.chain
-        votes = [v for v in self._rounds.get(round_number, {}).values() if chain.has_block(v.vote.block_hash)]
-        needed = compute_threshold(len(get_voters(chain)))
-        if len(votes) < needed:
-            return None
-        # Count, for every block between the finalized one and a voted block, the votes that
-        # contain it; the highest block with enough votes is the new finalized one.
-        support: dict[bytes, set[bytes]] = {}
-        numbers: dict[bytes, int] = {}
-        for signed in votes:
-            if not chain.is_descendant(signed.vote.block_hash, chain.finalized_hash):
-                continue
-            for block_hash, number in _walk_down(chain, signed.vote.block_hash, chain.finalized_number):
-                support.setdefault(block_hash, set()).add(signed.voter)
-                numbers[block_hash] = number
-        final = [h for h, who in support.items() if len(who) >= needed]
-        if not final:
-            return None
-        target = max(final, key=lambda h: numbers[h])
-        chosen = tuple(sorted((v for v in votes if v.voter in support[target]), key=lambda v: v.voter))
-        ancestry: dict[bytes, Header] = {}
-        for signed in chosen:
-            for block_hash, _ in _walk_down(chain, signed.vote.block_hash, numbers[target]):
-                if block_hash != target:
-                    ancestry[block_hash] = chain.get_header(block_hash)
-        return Justification(
-            target, numbers[target], SET_ID, round_number, chosen,
-            tuple(ancestry[h] for h in sorted(ancestry, key=lambda h: (numbers[h], h))),
-        )
+        validators = get_voters(chain)
+        needed = compute_threshold(len(validators))
+        found: Justification | None = None
+        for round_number in sorted(self._rounds):
+            by_source: dict[Checkpoint, list[SignedVote]] = {}
+            for signed in self._rounds[round_number].values():
+                by_source.setdefault(signed.vote.source, []).append(signed)
+            for source, votes in by_source.items():
+                if len(votes) < needed or source not in self._justified or not chain.has_block(source.block_hash):
+                    continue
+                counted = [
+                    v for v in votes
+                    if chain.has_block(v.vote.target.block_hash)
+                    and chain.is_descendant(v.vote.target.block_hash, source.block_hash)
+                ]
+                if len(counted) < needed:
+                    continue
+                # Count, for every block from the source up to a voted block, the votes that
+                # contain it: the highest block with enough is the link's justified target.
+                support: dict[bytes, set[bytes]] = {}
+                numbers: dict[bytes, int] = {source.block_hash: source.block_number}
+                for signed in counted:
+                    for block_hash, number in _walk_down(chain, signed.vote.target.block_hash, source.block_number - 1):
+                        support.setdefault(block_hash, set()).add(signed.voter)
+                        numbers[block_hash] = number
+                justified = max((h for h, who in support.items() if len(who) >= needed), key=lambda h: numbers[h])
+                self.note_justified(Checkpoint(justified, numbers[justified], round_number))
+                if len(validators) == 1:
+                    final = justified
+                elif round_number == source.round + 1:
+                    final = source.block_hash
+                else:
+                    continue
+                if final == chain.finalized_hash or not chain.is_descendant(final, chain.finalized_hash):
+                    continue
+                if found is not None and found.target_number >= numbers[final]:
+                    continue
+                chosen = tuple(sorted((v for v in counted if v.voter in support[final]), key=lambda v: v.voter))
+                ancestry: dict[bytes, Header] = {}
+                for signed in chosen:
+                    for block_hash, _ in _walk_down(chain, signed.vote.target.block_hash, numbers[final]):
+                        ancestry[block_hash] = chain.get_header(block_hash)
+                found = Justification(
+                    final, numbers[final], SET_ID, round_number, source, chosen,
+                    tuple(ancestry[h] for h in sorted(ancestry, key=lambda h: (numbers[h], h))),
+                )
+        return found
 
 
 def _walk_down(chain: Blockchain, block_hash: bytes, stop_number: int) -> Iterable[tuple[bytes, int]]:
@@ -339,5 +524,7 @@ def _walk_down(chain: Blockchain, block_hash: bytes, stop_number: int) -> Iterab
     header = chain.get_header(block_hash)
     while header.number > stop_number:
         yield block_hash, header.number
+        if header.number == stop_number + 1:
+            return  # never read the parent of genesis
         block_hash = header.parent_hash
         header = chain.get_header(block_hash)

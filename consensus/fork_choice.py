@@ -1,5 +1,10 @@
-"""Fork choice: the longest chain that contains the last finalized block; ties go to the
-lowest block hash.
+"""Fork choice: the longest chain that contains the highest justified checkpoint (Casper
+FFG's rule, Buterin & Griffith 2017, §4: follow the justified checkpoint of the greatest
+round) and so the last finalized block; ties go to the lowest block hash.
+
+Following the justified checkpoint keeps a validator's best block a descendant of the
+source it must vote from (consensus.finality); without it, a longer branch that does not
+contain the justified block would leave the validator unable to vote.
 
 Length is the block number, as in Substrate's ``LongestChain`` select-chain: every branch
 starts at genesis, so the number is the branch's cumulative count of blocks (its weight
@@ -21,8 +26,15 @@ def compute_weight(header: Header, block_hash: bytes | None = None) -> tuple[int
     return header.number, bytes(255 - b for b in raw)
 
 
-def prefer(candidate: Header, best: Header) -> bool:
-    """Whether ``candidate`` beats ``best`` (both contain the finalized block)."""
+def prefer(candidate: Header, best: Header, chain: Blockchain | None = None, justified: bytes | None = None) -> bool:
+    """Whether ``candidate`` (not stored yet, its parent is) beats ``best`` (both contain the
+    finalized block). With ``chain`` and a stored ``justified`` block: a branch that contains
+    it beats one that does not; otherwise the longer wins."""
+    if chain is not None and justified is not None and chain.has_block(justified):
+        has_candidate = chain.is_descendant(candidate.parent_hash, justified)
+        has_best = chain.is_descendant(best.hash(), justified)
+        if has_candidate != has_best:
+            return has_candidate
     return compute_weight(candidate) > compute_weight(best)
 
 

@@ -14,12 +14,15 @@ snapshot extrinsic waits until the block is done, and is dropped if the block in
 (SIGINT/SIGTERM) lets the block in progress finish and be written, then closes the database,
 so the database always ends at a whole block.
 
-Finality (consensus.finality) runs on the loop thread under the same lock as block work: a
-validator signs one vote per round (the Aura slot; an instant-seal node's best slot when it
-runs ahead of the clock), as soon as it has a best block of the round, or in the middle of
-the round if none came. Its own votes and its peers' go into one collector; when more than
-2/3 of the validators' votes of a round contain a block, the justification finalizes it
-(a sole validator's own vote is enough), is stored with it and gossiped, the pool hears of
+Finality (consensus.finality, Casper FFG) runs on the loop thread under the same lock as
+block work: a validator signs one vote per round (the Aura slot; an instant-seal node's best
+slot when it runs ahead of the clock), as soon as it has a best block of the round, or in
+the middle of the round if none came, from the highest justified checkpoint it knows (its
+source, persisted with the last round it voted in) to its best block. Its own votes and its
+peers' go into one collector; the checkpoints they justify steer the fork choice (a reorg
+if the best block does not contain the highest), and when a justified checkpoint has a
+supermajority link to the next round, the justification finalizes it (a sole validator's
+justified checkpoint is final at once), is stored with it and gossiped, the pool hears of
 any reorganisation, and ``{"finalized": …}`` watchers and finalized-head subscribers hear
 of every newly final block in order. Blocks from peers are imported on any stored parent:
 the fork choice picks the best block, and a reorganisation puts the retracted blocks'
@@ -41,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.block import Block
-from chain.blockchain import Blockchain, ImportedBlock
+from chain.blockchain import Blockchain, ImportedBlock, TreeRoute
 from chain.codec import encode
 from chain.crypto import Keypair, blake2_256
 from chain.errors import InvalidTransaction
@@ -52,14 +55,19 @@ from chain.pool import TransactionPool, Validity
 from chain.storage import Database
 from consensus.aura import Aura, compute_slot, compute_slot_author
 from consensus.block_import import ConsensusRules, update_pool
-from consensus.errors import InvalidJustification
+from consensus.errors import InvalidJustification, InvalidVote
 from consensus.finality import (
     Justification,
     SignedVote,
     VoteCollector,
+    VoterState,
+    finalized_checkpoint,
+    follow_justified,
     get_voters,
     import_justification,
+    load_voter_state,
     make_vote,
+    store_voter_state,
 )
 from genesis.spec import ChainSpec
 from node.network.identity import NodeKey
@@ -123,7 +131,7 @@ class NodeService:
         self.db = Database(self.db_path)
         self.chain = Blockchain(
             self.db, chain_id=spec.id, build_genesis=spec.apply_genesis,
-            rules=ConsensusRules(Aura(config.block_time_ms)),
+            rules=(rules := ConsensusRules(Aura(config.block_time_ms))),
         )
         self.pool = TransactionPool(self._validate_for_pool, block_number=self.chain.best_number)
         self.pool.add_listener(self._on_pool_status)
@@ -142,12 +150,17 @@ class NodeService:
         self._import_listeners: list[Callable[[ImportedBlock], None]] = []
         # Finality (consensus.finality): the votes of the recent rounds, the last round this
         # node voted in, and justifications from peers whose target is not imported yet.
+        self.rules = rules
         self.collector = VoteCollector(self.chain)
-        # A restarted validator does not vote in the round it starts in: it may have voted in
-        # it before the restart for a block that is no longer its best, and two votes in one
-        # round are a vote equivocation. A sole validator has no one to equivocate to, and
-        # its first block should be final at once.
-        self._voted_round = self._current_round() if len(get_voters(self.chain)) > 1 else -1
+        # The highest justified checkpoint and the last round voted in, persisted: a restart
+        # must not lower the source (a surround vote) or vote twice in a round (a double
+        # vote). As a second guard, a restarted validator does not vote in the round it
+        # starts in either. A sole validator has no one to equivocate to, and its first
+        # block should be final at once.
+        self._voter = load_voter_state(self.chain)
+        start_round = self._current_round() if len(get_voters(self.chain)) > 1 else -1
+        self._voted_round = max(self._voter.voted_round, start_round)
+        self.rules.justified = self._voter.justified.block_hash
         self._pending_justifications: dict[bytes, Justification] = {}
         self.network: NetworkService | None = None
         self.link: NodeLink | None = None
@@ -353,8 +366,16 @@ class NodeService:
         round_number = self._current_round()
         if round_number <= self._voted_round or self.author.public not in get_voters(self.chain):
             return
+        self._follow_justified()
+        source = self._voter.justified
+        vote = make_vote(self.chain, self.author, round_number, source)
+        if vote is None:
+            log.debug("no vote in round %d: the best block does not descend from the source #%d", round_number, source.block_number)
+            return
+        # Persisted before the vote leaves: a crash after it must not let this node vote again.
         self._voted_round = round_number
-        vote = make_vote(self.chain, self.author, round_number)
+        self._voter = VoterState(source, round_number)
+        store_voter_state(self.chain, self._voter)
         if self.network is not None:
             self.network.broadcast_vote(encode(vote))
         self._finalize_collected(self.collector.add(vote, round_number))
@@ -380,16 +401,36 @@ class NodeService:
                 justification.target_hash
             ) is not None:
                 return False
-            return self._finalize(justification)
+            moved = self._finalize(justification)
+            self._follow_justified()
+            return moved
 
     def _finalize_collected(self, justification: Justification | None) -> None:
-        """Finalize with a justification this node's collector put together."""
-        if justification is None:
-            return
-        try:
-            self._finalize(justification)
-        except InvalidJustification as exc:  # the collector's own checks make this unreachable
-            log.error("a justification of round %d did not verify: %s", justification.round, exc)
+        """Finalize with a justification this node's collector put together, then follow
+        the highest justified checkpoint."""
+        if justification is not None:
+            try:
+                self._finalize(justification)
+            except InvalidJustification as exc:  # the collector's own checks make this unreachable
+                log.error("a justification of round %d did not verify: %s", justification.round, exc)
+        self._follow_justified()
+
+    def _follow_justified(self) -> None:
+        """Persist the highest justified checkpoint the collector knows (the next source),
+        point the fork choice at it, and reorganise onto it if the best block lacks it."""
+        justified = self.collector.highest_justified()
+        self.rules.justified = justified.block_hash
+        if (justified.round, justified.block_number) > (self._voter.justified.round, self._voter.justified.block_number):
+            self._voter = VoterState(justified, self._voter.voted_round)
+            store_voter_state(self.chain, self._voter)
+        self._after_reorg(follow_justified(self.chain, justified.block_hash))
+
+    def _after_reorg(self, route: TreeRoute | None) -> None:
+        if route is not None:
+            update_pool(self.pool, self.chain, route.retracted, route.enacted)
+            self._publish(self._head_watchers, self.chain.best_header)
+            if self.network is not None:
+                self.network.broadcast_block(self.chain.best_header)
 
     def _finalize(self, justification: Justification) -> bool:
         """Verify and import ``justification`` (lock held), then tell the pool, the watchers
@@ -397,11 +438,12 @@ class NodeService:
         chain = self.chain
         old = chain.finalized_number
         route = import_justification(chain, justification)
-        if route is not None:
-            update_pool(self.pool, chain, route.retracted, route.enacted)
-            self._publish(self._head_watchers, chain.best_header)
-            if self.network is not None:
-                self.network.broadcast_block(chain.best_header)
+        self._after_reorg(route)
+        # The finalized checkpoint is justified, and the link's votes may justify more.
+        self.collector.note_justified(finalized_checkpoint(chain))
+        for signed in justification.votes:
+            with contextlib.suppress(InvalidVote):
+                self.collector.add(signed, self._current_round())
         if self.network is not None:
             self.network.broadcast_justification(justification.encode())
         if chain.finalized_number <= old:

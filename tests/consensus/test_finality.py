@@ -1,18 +1,33 @@
-"""Finality votes and justifications on the `local` chain (4 validators): 3 of 4 finalize,
-2 of 4 do not, forged, duplicate and foreign votes are refused with their reason, vote
-equivocations are kept, and a finalized block is never reverted."""
+"""Finality (Casper FFG adapted to rounds) on the `local` chain (4 validators): 3 of 4 on
+consecutive rounds finalize, 2 of 4 do not, forged, duplicate and foreign votes are refused
+with their reason, double and surround votes are kept as evidence, the reviewer's A-then-B
+scenario cannot finalize two conflicting blocks, a restart keeps the source, and a finalized
+block is never reverted."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
+from chainkit import open_chain
 from consensuskit import ALICE, BOB, CHARLIE, DAVE, EVE, build, open_local
 
 from chain.errors import FinalityConflict
 from chain.storage import Column
 from consensus import finality
+from consensus.aura import Aura
+from consensus.block_import import ConsensusRules
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
-from consensus.finality import Justification, SignedVote, Vote, VoteCollector, sign_vote
+from consensus.finality import (
+    Checkpoint,
+    Justification,
+    SignedVote,
+    Vote,
+    VoteCollector,
+    VoterState,
+    sign_vote,
+)
+
+FOUR = (ALICE, BOB, CHARLIE, DAVE)
 
 
 @pytest.fixture(scope="module")
@@ -38,23 +53,47 @@ def chains(tmp_path, branches):
     node.db.close()
 
 
-def _vote(key, block, round_number=7, genesis=None, chain=None) -> SignedVote:
+def _cp(block, round_number: int) -> Checkpoint:
+    return Checkpoint(block.hash(), block.header.number, round_number)
+
+
+def _genesis(chain) -> Checkpoint:
+    return Checkpoint(chain.genesis_hash, 0, 0)
+
+
+def _vote(key, block, round_number=7, source=None, genesis=None, chain=None) -> SignedVote:
     genesis_hash = genesis if genesis is not None else chain.genesis_hash
-    return sign_vote(key, genesis_hash, Vote(0, round_number, block.hash(), block.header.number))
+    src = source if source is not None else Checkpoint(genesis_hash, 0, 0)
+    return sign_vote(key, genesis_hash, Vote(0, src, _cp(block, round_number)))
 
 
-def test_three_of_four_votes_finalize_and_the_justification_serves_a_syncing_node(chains) -> None:
+def _justify(collector, chain, block, round_number, keys=FOUR[:3], source=None):
+    """Votes of ``keys`` from ``source`` (default genesis) to ``block``: the link justifies it."""
+    out = None
+    for key in keys:
+        out = collector.add(_vote(key, block, round_number, source=source, chain=chain))
+    return out
+
+
+def test_consecutive_supermajority_links_finalize_and_the_justification_serves_a_syncing_node(chains) -> None:
     node, blocks_a, _, tmp_path = chains
     collector = VoteCollector(node)
     target = blocks_a[1]  # #2
-    assert collector.add(_vote(ALICE, target, chain=node)) is None
-    assert collector.add(_vote(BOB, blocks_a[2], chain=node)) is None  # #3 counts for #2
-    justification = collector.add(_vote(CHARLIE, target, chain=node))
+    # Round 5: genesis -> A2 justifies (A2, 5); genesis is final already, nothing new is.
+    assert _justify(collector, node, target, 5) is None
+    assert collector.highest_justified() == _cp(target, 5)
+    # Round 6: (A2, 5) -> round 6 (a vote for #3 counts for #2): A2 is final.
+    source = _cp(target, 5)
+    assert collector.add(_vote(ALICE, target, 6, source=source, chain=node)) is None
+    assert collector.add(_vote(BOB, blocks_a[2], 6, source=source, chain=node)) is None
+    justification = collector.add(_vote(CHARLIE, target, 6, source=source, chain=node))
     assert justification is not None and justification.target_hash == target.hash()
+    assert (justification.source, justification.round) == (source, 6)
     assert [h.hash() for h in justification.ancestry] == [blocks_a[2].hash()]
     finality.import_justification(node, justification)
     assert node.finalized_hash == target.hash() and node.finalized_number == 2
     assert finality.get_justification(node, target.hash()) == justification
+    assert finality.finalized_checkpoint(node) == source
     # Final blocks lose their undo journals; the one above keeps its own.
     assert [node.db.get(Column.UNDO, b.hash()) is None for b in blocks_a] == [True, True, False]
     # A syncing node imports the blocks, then checks and applies the served justification.
@@ -69,24 +108,28 @@ def test_three_of_four_votes_finalize_and_the_justification_serves_a_syncing_nod
     reopened_path = node.db.path
     node.db.close()
     again = open_local(reopened_path)
-    assert again.finalized_hash == target.hash()
+    assert again.finalized_hash == target.hash() and finality.finalized_checkpoint(again) == source
     again.db.close()
 
 
 def test_two_of_four_votes_do_not_finalize(chains) -> None:
     node, blocks_a, _, _ = chains
     collector = VoteCollector(node)
-    votes = (_vote(ALICE, blocks_a[1], chain=node), _vote(BOB, blocks_a[1], chain=node))
+    source = _cp(blocks_a[1], 5)
+    collector.note_justified(source)
+    votes = (_vote(ALICE, blocks_a[1], 6, source, chain=node), _vote(BOB, blocks_a[1], 6, source, chain=node))
     assert all(collector.add(v) is None for v in votes)
-    short = Justification(blocks_a[1].hash(), 2, 0, 7, votes)
+    short = Justification(blocks_a[1].hash(), 2, 0, 6, source, votes)
     with pytest.raises(InvalidJustification, match="2 votes of 4 validators; more than 2/3 is 3") as err:
         finality.import_justification(node, short)
     assert err.value.reason == "below_threshold" and node.finalized_number == 0
 
 
-def _justification(node, block, keys, round_number=7) -> Justification:
-    votes = tuple(_vote(k, block, round_number, chain=node) for k in keys)
-    return Justification(block.hash(), block.header.number, 0, round_number, votes)
+def _justification(node, block, keys, round_number=6, source_round=5) -> Justification:
+    """A finality proof for ``block``: votes of the link (block, source_round) -> round_number."""
+    source = _cp(block, source_round)
+    votes = tuple(_vote(k, block, round_number, source, chain=node) for k in keys)
+    return Justification(block.hash(), block.header.number, 0, round_number, source, votes)
 
 
 @pytest.mark.parametrize(
@@ -97,10 +140,14 @@ def _justification(node, block, keys, round_number=7) -> Justification:
         ("duplicate_voter", "duplicate_voter"),
         ("outsider", "not_validator"),
         ("mixed_rounds", "mixed_rounds"),
+        ("mixed_sources", "mixed_rounds"),
         ("wrong_set", "wrong_set"),
         ("unknown_block", "unknown_block"),
         ("unlinked_vote", "bad_ancestry"),
         ("padded_ancestry", "bad_ancestry"),
+        ("rounds_not_consecutive", "not_final"),
+        ("justifies_only", "not_final"),
+        ("backwards", "bad_link"),
     ],
 )
 def test_bad_justifications_are_refused_with_their_reason(chains, case, reason) -> None:
@@ -109,26 +156,35 @@ def test_bad_justifications_are_refused_with_their_reason(chains, case, reason) 
     good = _justification(node, target, (ALICE, BOB, CHARLIE))
     votes = list(good.votes)
     ancestry: tuple = ()
-    set_id, round_number, target_hash = 0, 7, target.hash()
+    set_id, round_number, target_hash, source = 0, 6, target.hash(), good.source
     if case == "forged_signature":
         votes[1] = msgspec.structs.replace(votes[1], signature=bytes(64))
     elif case == "other_genesis":
-        votes[1] = _vote(BOB, target, genesis=bytes(32))
+        votes[1] = sign_vote(BOB, bytes(32), votes[1].vote)
     elif case == "duplicate_voter":
         votes[2] = votes[0]
     elif case == "outsider":
-        votes[2] = _vote(EVE, target, chain=node)
+        votes[2] = _vote(EVE, target, 6, source, chain=node)
     elif case == "mixed_rounds":
-        votes[2] = _vote(CHARLIE, target, round_number=8, chain=node)
+        votes[2] = _vote(CHARLIE, target, 8, source, chain=node)
+    elif case == "mixed_sources":
+        votes[2] = _vote(CHARLIE, target, 6, _cp(target, 4), chain=node)
     elif case == "wrong_set":
         set_id = 1
     elif case == "unknown_block":
         target_hash = blocks_b[0].hash()
     elif case == "unlinked_vote":
-        votes[2] = _vote(CHARLIE, blocks_a[2], chain=node)  # #3, but no header links it to #2
+        votes[2] = _vote(CHARLIE, blocks_a[2], 6, source, chain=node)  # #3, but no header links it to #2
     elif case == "padded_ancestry":
         ancestry = (blocks_a[2].header,)
-    bad = Justification(target_hash, 2 if case != "unknown_block" else 1, set_id, round_number, tuple(votes), ancestry)
+    elif case in ("rounds_not_consecutive", "backwards"):
+        round_number = 7 if case == "rounds_not_consecutive" else 5
+        votes = [_vote(k, target, round_number, source, chain=node) for k in (ALICE, BOB, CHARLIE)]
+    elif case == "justifies_only":  # the old one-round proof: votes from genesis contain A2
+        source = _genesis(node)
+        votes = [_vote(k, target, 6, source, chain=node) for k in (ALICE, BOB, CHARLIE)]
+    number = 2 if case != "unknown_block" else 1
+    bad = Justification(target_hash, number, set_id, round_number, source, tuple(votes), ancestry)
     before = (node.finalized_hash, node.best_hash, node.state.root())
     with pytest.raises(InvalidJustification) as err:
         finality.import_justification(node, bad.encode())
@@ -151,12 +207,15 @@ def test_votes_that_do_not_count_are_refused_with_their_reason(chains) -> None:
     node, blocks_a, _, _ = chains
     collector = VoteCollector(node)
     forged = msgspec.structs.replace(_vote(ALICE, blocks_a[0], chain=node), signature=bytes(64))
+    genesis = _genesis(node)
     cases = [
         (forged, None, "bad_signature"),
         (_vote(EVE, blocks_a[0], chain=node), None, "not_validator"),
-        (sign_vote(BOB, node.genesis_hash, Vote(3, 7, blocks_a[0].hash(), 1)), None, "wrong_set"),
+        (sign_vote(BOB, node.genesis_hash, Vote(3, genesis, _cp(blocks_a[0], 7))), None, "wrong_set"),
         (_vote(BOB, blocks_a[0], round_number=100, chain=node), 7, "stale"),
         (_vote(BOB, blocks_a[0], round_number=1, chain=node), 70, "stale"),
+        (_vote(BOB, blocks_a[0], 5, source=_cp(blocks_a[0], 5), chain=node), None, "bad_link"),  # target round = source round
+        (_vote(BOB, blocks_a[0], 9, source=_cp(blocks_a[1], 5), chain=node), None, "bad_link"),  # target below the source
     ]
     for signed, current, reason in cases:
         with pytest.raises(InvalidVote) as err:
@@ -168,20 +227,109 @@ def test_votes_that_do_not_count_are_refused_with_their_reason(chains) -> None:
         with pytest.raises(InvalidVote) as err:
             finality.decode_signed_vote(junk)
         assert err.value.reason == "malformed"
+    assert finality.get_vote_equivocations(node) == []
 
 
-def test_two_votes_of_one_validator_in_one_round_are_kept_as_evidence(chains) -> None:
+def test_a_double_vote_is_kept_as_evidence(chains) -> None:
     node, blocks_a, _, _ = chains
     collector = VoteCollector(node)
     first = _vote(DAVE, blocks_a[0], chain=node)
-    second = _vote(DAVE, blocks_a[1], chain=node)
+    second = _vote(DAVE, blocks_a[1], chain=node)  # same target round 7, another block
     collector.add(first)
     assert collector.add(first) is None  # the same vote again is no offence
-    with pytest.raises(VoteEquivocation, match="equivocation, evidence stored") as err:
+    with pytest.raises(VoteEquivocation, match="double_vote, evidence stored") as err:
         collector.add(second)
-    assert err.value.reason == "equivocation"
+    assert err.value.reason == "double_vote"
     (evidence,) = finality.get_vote_equivocations(node)
-    assert (evidence.first, evidence.second) == (first, second)
+    assert (evidence.first, evidence.second, evidence.kind) == (first, second, "double_vote")
+
+
+@pytest.mark.parametrize("order", ["outer_first", "inner_first"])
+def test_a_surround_vote_is_kept_as_evidence(chains, order) -> None:
+    node, blocks_a, _, _ = chains
+    collector = VoteCollector(node)
+    outer = _vote(DAVE, blocks_a[2], 9, source=_cp(blocks_a[0], 5), chain=node)  # link 5 -> 9
+    inner = _vote(DAVE, blocks_a[2], 8, source=_cp(blocks_a[1], 6), chain=node)  # link 6 -> 8
+    # Not an offence: a link that starts and ends later, or shares the source round.
+    harmless = _vote(DAVE, blocks_a[2], 10, source=_cp(blocks_a[1], 6), chain=node)
+    first, second = (outer, inner) if order == "outer_first" else (inner, outer)
+    collector.add(first)
+    collector.add(harmless)
+    with pytest.raises(VoteEquivocation, match="surround_vote, evidence stored") as err:
+        collector.add(second)
+    assert err.value.reason == "surround_vote"
+    (evidence,) = finality.get_vote_equivocations(node)
+    assert (evidence.first, evidence.second, evidence.kind) == (first, second, "surround_vote")
+
+
+def test_round_one_for_a_and_round_two_for_b_cannot_finalize_conflicting_blocks(tmp_path) -> None:
+    """The reviewer's scenario: branch A (one block), branch B (two blocks); all four vote
+    for A in round 1, then for B in round 2. Under the old rule each round was a proof of
+    finality. Now neither finalizes, an honest validator cannot vote for B from its source,
+    fork choice keeps the justified A, and the round-2 votes that would finalize A are
+    double votes."""
+    a_side, b_side = open_local(tmp_path / "a"), open_local(tmp_path / "b")
+    a1 = build(a_side, 1)
+    b1, b2 = build(b_side, 2), build(b_side, 3)
+    node = open_local(tmp_path / "node", Aura(1000))
+    rules = node.rules
+    assert isinstance(rules, ConsensusRules)
+    for block in (a1, b1, b2):
+        node.import_block(block)
+    assert node.best_hash == b2.hash()  # the longer branch, before anything is justified
+    collector = VoteCollector(node)
+    genesis = _genesis(node)
+    round_one = [_vote(k, a1, 1, genesis, chain=node) for k in FOUR]
+    assert all(collector.add(v) is None for v in round_one)
+    # Round 1 justifies (A1, 1); nothing is final, and its votes prove nothing final.
+    assert collector.highest_justified() == _cp(a1, 1) and node.finalized_number == 0
+    old_style = Justification(a1.hash(), 1, 0, 1, genesis, tuple(round_one))
+    with pytest.raises(InvalidJustification) as err:
+        finality.verify_justification(node, old_style)
+    assert err.value.reason == "not_final"
+    # An honest validator votes from (A1, 1): with B2 as its best block it cannot vote ...
+    assert finality.make_vote(node, ALICE, 2, collector.highest_justified()) is None
+    # ... and the fork choice, pointed at the justified A1, moves the best block there.
+    rules.justified = a1.hash()
+    route = finality.follow_justified(node, a1.hash())
+    assert route is not None and node.best_hash == a1.hash()
+    assert rules.prefer(node, build(b_side, 4).header, node.best_header) is False  # a longer B no longer wins
+    # The round-2 votes for B (from genesis) are not an offence on their own, and finalize nothing.
+    round_two_b = [_vote(k, b2, 2, genesis, chain=node) for k in FOUR]
+    assert all(collector.add(v) is None for v in round_two_b)
+    assert node.finalized_number == 0 and collector.check() is None
+    # Finalizing A1 takes round-2 votes from (A1, 1): each one is a double vote now.
+    for key in FOUR:
+        with pytest.raises(VoteEquivocation) as err:
+            collector.add(_vote(key, a1, 2, _cp(a1, 1), chain=node))
+        assert err.value.reason == "double_vote"
+    assert collector.check() is None and node.finalized_number == 0
+    assert len(finality.get_vote_equivocations(node)) == 4
+    for chain in (a_side, b_side, node):
+        chain.db.close()
+
+
+def test_the_source_and_last_voted_round_survive_a_restart(chains) -> None:
+    node, blocks_a, _, _ = chains
+    assert finality.load_voter_state(node) == VoterState(_genesis(node), 0)
+    collector = VoteCollector(node)
+    _justify(collector, node, blocks_a[1], 5)
+    justified = collector.highest_justified()
+    assert justified == _cp(blocks_a[1], 5)
+    finality.store_voter_state(node, VoterState(justified, 5))
+    path = node.db.path
+    node.db.close()
+    again = open_local(path)
+    try:
+        assert finality.load_voter_state(again) == VoterState(justified, 5)
+        # The new collector starts from the persisted source, not from genesis.
+        fresh = VoteCollector(again)
+        assert fresh.highest_justified() == justified
+        vote = finality.make_vote(again, ALICE, 6, fresh.highest_justified())
+        assert vote is not None and vote.vote.source == justified
+    finally:
+        again.db.close()
+        node.db = open_local(path).db  # the fixture closes it
 
 
 def test_a_finalized_block_is_never_reverted(chains) -> None:
@@ -191,7 +339,7 @@ def test_a_finalized_block_is_never_reverted(chains) -> None:
         full.import_block(block)
     assert full.best_hash == blocks_b[-1].hash()  # B (4 blocks) beats A (3)
     # 3 of 4 validators finalize A2: the longer branch B does not contain it and loses.
-    justification = _justification(full, blocks_a[1], (ALICE, BOB, DAVE), round_number=9)
+    justification = _justification(full, blocks_a[1], (ALICE, BOB, DAVE), round_number=9, source_round=8)
     route = finality.import_justification(full, justification)
     assert route is not None and route.enacted[-1] == blocks_a[2].hash()
     assert set(route.retracted) == {b.hash() for b in blocks_b}
@@ -204,7 +352,7 @@ def test_a_finalized_block_is_never_reverted(chains) -> None:
     b5 = build(b_more, 9)
     with pytest.raises(FinalityConflict, match="does not contain the finalized block"):
         full.import_block(b5)
-    conflicting = _justification(full, blocks_b[2], (ALICE, BOB, CHARLIE, DAVE), round_number=10)
+    conflicting = _justification(full, blocks_b[2], FOUR, round_number=11, source_round=10)
     with pytest.raises(InvalidJustification) as err:
         finality.import_justification(full, conflicting)
     assert err.value.reason == "conflicts_with_finalized"
@@ -220,13 +368,30 @@ def test_votes_for_a_block_not_yet_imported_count_once_it_arrives(tmp_path, bran
     node = open_local(tmp_path / "late")
     node.import_block(blocks_a[0])
     collector = VoteCollector(node)
+    _justify(collector, node, blocks_a[0], 5)  # (A1, 5) justified
+    source = _cp(blocks_a[0], 5)
     for key in (ALICE, BOB, CHARLIE):
-        assert collector.add(_vote(key, blocks_a[2], chain=node)) is None
+        assert collector.add(_vote(key, blocks_a[2], 6, source, chain=node)) is None
     assert collector.check() is None
     for block in blocks_a[1:]:
         node.import_block(block)
     justification = collector.check()
-    assert justification is not None and justification.target_hash == blocks_a[2].hash()
+    assert justification is not None and justification.target_hash == blocks_a[0].hash()
+    assert collector.highest_justified() == _cp(blocks_a[2], 6)
     finality.import_justification(node, justification)
-    assert node.finalized_hash == blocks_a[2].hash()
+    assert node.finalized_hash == blocks_a[0].hash()
     node.db.close()
+
+
+def test_a_sole_validator_finalizes_its_justified_checkpoint_at_once(tmp_path) -> None:
+    chain = open_chain(tmp_path / "dev")  # the dev chain: Alice validates alone
+    block = chain.build_block([], ALICE, slot=1).block
+    collector = VoteCollector(chain)
+    vote = finality.make_vote(chain, ALICE, 1, collector.highest_justified())
+    assert vote is not None
+    justification = collector.add(vote)
+    assert justification is not None and justification.target_hash == block.hash()
+    finality.import_justification(chain, justification)
+    assert chain.finalized_hash == block.hash()
+    assert finality.finalized_checkpoint(chain) == _cp(block, 1)
+    chain.db.close()

@@ -26,10 +26,12 @@ from chain.storage import Database
 from consensus.aura import compute_slot_author
 from consensus.finality import (
     SET_ID,
+    Checkpoint,
     Justification,
     SignedVote,
     Vote,
     get_vote_equivocations,
+    load_voter_state,
     sign_vote,
 )
 from genesis.spec import load_chain_spec
@@ -108,25 +110,29 @@ async def test_finality_votes_and_justifications_from_peers_are_checked_and_bad_
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
             now = int(time.time() * 1000) // BLOCK_TIME_MS
-            stale = sign_vote(dev_keypair("Alice"), genesis, Vote(SET_ID, now - 100, genesis, 0))
+            source = Checkpoint(genesis, 0, 0)
+            stale = sign_vote(dev_keypair("Alice"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, now - 100)))
             peer.service.broadcast_vote(encode(stale))  # a round long past: dropped without blame
             await asyncio.sleep(0.3)
             assert node.network.reputation.score(peer.id) == 0
-            outsider = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, now, genesis, 0))
+            outsider = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, now)))
             peer.service.broadcast_vote(encode(outsider))
             await wait_for(lambda: node.network.reputation.score(peer.id) < 0)
             assert f"peer {peer.id}: {Misbehaviour.BAD_VOTE.reason} (vote not_validator:" in caplog.text
             peer.service.broadcast_vote(b"\x93garbage")
             await wait_for(lambda: "(vote malformed:" in caplog.text)
-            forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, now, genesis, 0))
+            forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, now)))
             peer.service.broadcast_vote(encode(struct_replace(forged, voter=dev_keypair("Alice").public)))
             await wait_for(lambda: "(vote bad_signature:" in caplog.text)
-            # Two votes of Alice in one round for different blocks: kept as evidence, the relay
-            # not blamed (an honest peer passes on the copy it saw first).
+            # Two votes of Alice with one target round for different blocks (a double vote):
+            # kept as evidence, the relay not blamed (an honest peer passes on the copy it saw
+            # first).
             score = node.network.reputation.score(peer.id)
             for block_hash in (genesis, b"\x05" * 32):
-                peer.service.broadcast_vote(encode(sign_vote(dev_keypair("Alice"), genesis, Vote(SET_ID, now + 1, block_hash, 1))))
+                double = Vote(SET_ID, source, Checkpoint(block_hash, 1, now + 1))
+                peer.service.broadcast_vote(encode(sign_vote(dev_keypair("Alice"), genesis, double)))
             await wait_for(lambda: len(get_vote_equivocations(node.chain)) == 1)
+            assert get_vote_equivocations(node.chain)[0].kind == "double_vote"
             assert node.network.reputation.score(peer.id) >= score - 1  # decay only, no charge
             # A gossiped justification that does not verify costs its sender.
             peer.service.broadcast_justification(_justification(node.chain.get_block(genesis), ("Alice",), genesis))
@@ -158,9 +164,11 @@ def _future_block(tmp: Path, slots_ahead: int) -> Block:
 
 
 def _justification(target: Block, voters: tuple[str, ...], genesis: bytes) -> bytes:
-    vote = Vote(SET_ID, 7, target.hash(), target.header.number)
+    """A finality proof for ``target``: votes of the link (target, round 6) -> round 7."""
+    source = Checkpoint(target.hash(), target.header.number, 6)
+    vote = Vote(SET_ID, source, Checkpoint(target.hash(), target.header.number, 7))
     votes = tuple(sign_vote(dev_keypair(n), genesis, vote) for n in voters)
-    return Justification(target.hash(), target.header.number, SET_ID, 7, votes).encode()
+    return Justification(target.hash(), target.header.number, SET_ID, 7, source, votes).encode()
 
 
 async def test_justifications_served_with_blocks_are_checked_while_syncing(tmp_path, caplog) -> None:
@@ -231,8 +239,13 @@ async def test_a_restarted_validator_does_not_vote_in_the_round_it_starts_in() -
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: bool(peer.votes), 2 * slot_ms / 1000 + 1)
-            rounds = [decode(raw, SignedVote).vote.round for raw in peer.votes]
+            rounds = [decode(raw, SignedVote).vote.target.round for raw in peer.votes]
             assert start_round not in rounds and min(rounds) == start_round + 1, (start_round, rounds)
+            # The round it voted in is persisted before the vote left (a restart cannot vote
+            # in it again), with the source it voted from.
+            state = load_voter_state(node.chain)
+            assert state.voted_round >= start_round + 1
+            assert state.justified == decode(peer.votes[0], SignedVote).vote.source
         finally:
             await peer.service.stop()
     finally:
