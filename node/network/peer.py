@@ -2,7 +2,9 @@
 
 Writes go through a queue drained by one writer task, so a broadcast never waits on a slow
 peer and chunks of two messages never interleave (their Noise nonces follow the queue order).
-A peer whose queue is full is too slow to keep: the service disconnects it.
+The queue is bounded in messages and in bytes (what is encoded and not yet written): a
+response can be 16 MiB, so a message count alone would let a peer that asks and never reads
+pin gigabytes. A peer whose queue is full is too slow to keep: the service disconnects it.
 
 Reads are checked in the order that costs the least work for a hostile peer: the WebSocket
 layer refuses frames over the Noise limit (aiohttp's ``max_msg_size``), the rate limiter
@@ -64,6 +66,7 @@ class PeerLimits:
     bytes_per_second: float
     byte_burst: float
     send_queue: int
+    send_bytes: int  # bytes queued and not yet written; one message is always let in
     known_capacity: int
     requests_per_second: float
     request_burst: float
@@ -100,6 +103,8 @@ class Peer:
         self.requests = RateLimiter(limits.requests_per_second, limits.request_burst)
         self.last_size = 0  # bytes of the message recv() returned last
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
+        self._send_bytes = limits.send_bytes
+        self.queued_bytes = 0  # encoded, queued or being written, not yet on the socket
         self._writer: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.close_reason: str | None = None
@@ -109,12 +114,23 @@ class Peer:
 
     def send(self, message: Message) -> bool:
         """Queue ``message``; False if the queue is full (the peer is not keeping up) or closed."""
+        return self.send_encoded(encode_message(message))
+
+    def send_encoded(self, data: bytes) -> bool:
+        """Queue an encoded message; False if it would pass the message or byte bound, or closed.
+
+        An empty queue takes any one message (the wire bound keeps it at most one message), so
+        a byte bound below the message bound cannot refuse every large message.
+        """
         if self.closed.is_set():
             return False
+        if self.queued_bytes and self.queued_bytes + len(data) > self._send_bytes:
+            return False
         try:
-            self._queue.put_nowait(encode_message(message))
+            self._queue.put_nowait(data)
         except asyncio.QueueFull:
             return False
+        self.queued_bytes += len(data)
         return True
 
     async def _write_loop(self) -> None:
@@ -125,6 +141,7 @@ class Peer:
                     return
                 for frame in self.session.encrypt(data):
                     await self.ws.send_bytes(frame)
+                self.queued_bytes -= len(data)
         except (ConnectionError, aiohttp.ClientError, RuntimeError, OversizeMessage):
             self.closed.set()
             with contextlib.suppress(Exception):

@@ -140,6 +140,7 @@ class NetworkConfig:
     bytes_per_second: float = 64 * 1024 * 1024
     byte_burst: float = 2 * MAX_MESSAGE_SIZE
     send_queue: int = 1024
+    send_queue_bytes: int = 2 * MAX_MESSAGE_SIZE  # per peer; past it the peer is too slow and dropped
     inbound_queue: int = 256  # messages waiting for their handler, and at most 2 × max_message_size bytes
     requests_per_second: float = 20.0  # block requests served per peer (each may cost 16 MiB)
     request_burst: float = 40.0
@@ -200,7 +201,7 @@ class NetworkService:
         self._static = StaticKey.generate(key)
         self._limits = PeerLimits(
             config.frames_per_second, config.frame_burst, config.bytes_per_second,
-            config.byte_burst, config.send_queue, config.known_capacity,
+            config.byte_burst, config.send_queue, config.send_queue_bytes, config.known_capacity,
             config.requests_per_second, config.request_burst,
         )
         self._peers: dict[PeerId, Peer] = {}
@@ -647,15 +648,11 @@ class NetworkService:
         blocks: Sequence[BlockData] = ()
         if self.handlers.serve_block_request is not None:
             blocks = await self.handlers.serve_block_request(peer.peer_id, req)
-        out: list[BlockData] = []
-        budget = self.config.max_message_size - ENVELOPE
-        for bd in blocks[: req.count]:
-            budget -= len(encode_message(BlockResponse(0, (bd,))))
-            if budget < 0:
-                break
-            out.append(bd)
-        if not peer.send(BlockResponse(req.id, tuple(out))):
-            log.debug("response to %s dropped: its send queue is full", peer.peer_id)
+        # Sizing and encoding up to 16 MiB is CPU work: off the event loop.
+        data = await asyncio.to_thread(_encode_response, req, blocks, self.config.max_message_size - ENVELOPE)
+        if not peer.send_encoded(data):
+            # It asks and does not read: holding its answers would pin memory without bound.
+            self._spawn(self._drop(peer, "send queue full: the peer does not read its responses"), "p2p-slow")
 
     # --- what the node sends ----------------------------------------------------------------------
     def _gossip(self, msg: Message, digest: bytes, known: Callable[[Peer], BoundedSet]) -> int:
@@ -746,6 +743,17 @@ class NetworkService:
             self.report_peer(peer_id, Misbehaviour.WRONG_RESPONSE, problem)
             raise RequestFailed(f"{peer_id} answered block request {req.id} wrongly: {problem}")
         return list(resp.blocks)
+
+
+def _encode_response(req: BlockRequest, blocks: Sequence[BlockData], budget: int) -> bytes:
+    """The encoded response: the first blocks of ``blocks`` (at most ``req.count``) that fit in ``budget`` bytes."""
+    out: list[BlockData] = []
+    for bd in blocks[: req.count]:
+        budget -= len(encode_message(BlockResponse(0, (bd,))))
+        if budget < 0:
+            break
+        out.append(bd)
+    return encode_message(BlockResponse(req.id, tuple(out)))
 
 
 def _check_response(req: BlockRequest, blocks: Sequence[BlockData]) -> str | None:

@@ -205,9 +205,24 @@ class NodeLink:
 
     async def _serve(self, peer: PeerId, req: BlockRequest) -> list[BlockData]:
         """Blocks by number (the best chain) or by hash: walking down from a hash follows
-        parents on any branch; walking up from a hash needs it on the best chain."""
+        parents on any branch; walking up from a hash needs it on the best chain.
+
+        Read in a thread (up to 64 blocks of 5 MiB: not on the event loop), and only until
+        the blocks read fill one message: the rest would be cut from the response anyway."""
+        return await asyncio.to_thread(self._read_blocks, req, self.network.config.max_message_size)
+
+    def _read_blocks(self, req: BlockRequest, budget: int) -> list[BlockData]:
         chain = self.node.chain
         out: list[BlockData] = []
+
+        def add(block_hash: bytes, block: Block) -> bool:
+            """Append; False once the blocks read pass ``budget`` bytes."""
+            nonlocal budget
+            data = self._block_data(block_hash, block)
+            out.append(data)
+            budget -= len(block.encode()) + len(data.justification or b"")
+            return budget > 0
+
         if isinstance(req.start, bytes):
             if not chain.has_block(req.start):
                 return []
@@ -216,7 +231,8 @@ class NodeLink:
                 cursor: bytes | None = req.start
                 while cursor is not None and len(out) < req.count:
                     block = chain.get_block(cursor)
-                    out.append(self._block_data(cursor, block))
+                    if not add(cursor, block):
+                        break
                     cursor = block.header.parent_hash if block.header.number > 0 else None
                 return out
             if chain.get_hash(number) != req.start:
@@ -226,9 +242,8 @@ class NodeLink:
         step = 1 if req.direction == ASCENDING else -1
         while len(out) < req.count and number >= 0:
             block_hash = chain.get_hash(number)
-            if block_hash is None:
+            if block_hash is None or not add(block_hash, chain.get_block(block_hash)):
                 break
-            out.append(self._block_data(block_hash, chain.get_block(block_hash)))
             number += step
         return out
 

@@ -434,3 +434,36 @@ async def test_four_nodes_that_all_bootnode_each_other_form_one_full_mesh() -> N
             for p in n.service.peers():
                 other = next(m for m in started if m.id == p.peer_id)
                 assert other.service.peer(n.id).outbound != p.outbound  # type: ignore[union-attr]
+
+
+async def test_a_peer_that_asks_for_blocks_and_never_reads_is_dropped_with_memory_bounded(caplog) -> None:
+    """Review 1: responses are bounded in bytes per peer, not only in count; a peer that keeps
+    asking and never reads is disconnected instead of pinning a response per request."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    mib = 1024 * 1024
+    async with nodes({"max_message_size": mib, "send_queue_bytes": 2 * mib}, {}) as (a, b):
+        fat = [BlockData(blk, bytes(100_000)) for blk in a.blocks]  # about 1 MiB a response
+
+        async def serve(peer, req: BlockRequest) -> list[BlockData]:
+            return fat[: req.count]
+
+        a.service.handlers.serve_block_request = serve
+        await b.service.dial(a.addr)
+        raw = RawPeer()
+        await raw.connect(a.addr)
+        assert raw.ws is not None
+        transport = raw.ws._response.connection.transport  # type: ignore[union-attr]
+        transport.pause_reading()  # never reads
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        peak = 0
+        for i in range(30):  # 30 MiB of answers, far past the socket buffers
+            await raw.send(BlockRequest(i + 1, 0, 10))
+            await asyncio.sleep(0.05)
+            p = a.service._peers.get(raw.key.peer_id)
+            peak = max(peak, getattr(p, "queued_bytes", 0))
+        await wait_for(lambda: [p.peer_id for p in a.service.peers()] == [b.id], timeout=5)
+        assert "send queue full: the peer does not read its responses" in caplog.text
+        assert peak <= 3 * mib  # the bound plus the one message always let in
+        assert [d.block.header.number for d in await b.service.request_blocks(a.id, 0, 3)] == [0, 1, 2]
+        transport.abort()
+        await raw.close()
