@@ -70,6 +70,10 @@ class PeerLimits:
     known_capacity: int
     requests_per_second: float
     request_burst: float
+    tx_per_second: float
+    tx_burst: float
+    tx_bytes_per_second: float
+    tx_byte_burst: float
 
 
 class Peer:
@@ -101,6 +105,8 @@ class Peer:
         self._frames = RateLimiter(limits.frames_per_second, limits.frame_burst)
         self._bytes = RateLimiter(limits.bytes_per_second, limits.byte_burst)
         self.requests = RateLimiter(limits.requests_per_second, limits.request_burst)
+        self.tx_count = RateLimiter(limits.tx_per_second, limits.tx_burst)
+        self.tx_bytes = RateLimiter(limits.tx_bytes_per_second, limits.tx_byte_burst)
         self.last_size = 0  # bytes of the message recv() returned last
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
         self._send_bytes = limits.send_bytes

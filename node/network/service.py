@@ -144,6 +144,13 @@ class NetworkConfig:
     inbound_queue: int = 256  # messages waiting for their handler, and at most 2 × max_message_size bytes
     requests_per_second: float = 20.0  # block requests served per peer (each may cost 16 MiB)
     request_burst: float = 40.0
+    # Gossiped extrinsics taken in per peer (each costs a decode and a signature check); the
+    # excess is dropped unseen, not charged: an honest peer relays bursts. The byte burst
+    # takes the largest extrinsic (chain.extrinsic.MAX_EXTRINSIC_SIZE, 2 MiB).
+    tx_per_second: float = 256.0
+    tx_burst: float = 1024.0
+    tx_bytes_per_second: float = 2 * 1024 * 1024
+    tx_byte_burst: float = 8 * 1024 * 1024
     max_pending_handshakes: int = 16
     seen_capacity: int = 65536
     known_capacity: int = 8192
@@ -203,6 +210,7 @@ class NetworkService:
             config.frames_per_second, config.frame_burst, config.bytes_per_second,
             config.byte_burst, config.send_queue, config.send_queue_bytes, config.known_capacity,
             config.requests_per_second, config.request_burst,
+            config.tx_per_second, config.tx_burst, config.tx_bytes_per_second, config.tx_byte_burst,
         )
         self._peers: dict[PeerId, Peer] = {}
         self._reserved_ids = {a.peer_id for a in config.reserved_nodes if a.peer_id is not None}
@@ -605,11 +613,20 @@ class NetworkService:
                     await self._on_announce(peer, msg.header)
                 elif isinstance(msg, Transactions):
                     fresh = []
+                    dropped = 0
                     for raw in msg.extrinsics:
+                        if not (peer.tx_count.take() and peer.tx_bytes.take(len(raw))):
+                            dropped += 1  # over its allowance: not hashed, not marked seen
+                            continue
                         xt_hash = blake2_256(raw)
                         peer.known_txs.add(xt_hash)
                         if self._seen_txs.add(xt_hash):
                             fresh.append(raw)
+                    if dropped:
+                        log.info(
+                            "dropped %d of %d extrinsics from %s: over its rate (%g/s, %g bytes/s)",
+                            dropped, len(msg.extrinsics), peer.peer_id, peer.tx_count.rate, peer.tx_bytes.rate,
+                        )
                     if fresh and h.on_transactions is not None:
                         await h.on_transactions(peer.peer_id, tuple(fresh))
                 elif isinstance(msg, BlockRequest):

@@ -35,9 +35,13 @@ Finality
   justification on the way.
 
 Transactions from peers go through the same pool path as RPC submissions; those the pool
-accepts are gossiped on, and the network's seen-set keeps them from looping. A transaction
-that does not decode costs the peer a little reputation; one that is merely stale or already
-known does not (an honest peer can send those).
+accepts are gossiped on, and the network's seen-set keeps them from looping. Their signatures
+are checked first, in a thread (ed25519 is the costly part, and libsodium releases the GIL),
+and the node is told which verified so the pool does not check them again. A transaction that
+does not decode, whose signature fails, or whose signer cannot pay the fee costs the peer a
+little reputation (a peer must not get our signature checks for free; an honest peer checks
+before it relays); one that is merely stale, in the future or already known does not (an
+honest peer can send those). The network rate-limits them per peer before any of this.
 """
 
 from __future__ import annotations
@@ -49,7 +53,16 @@ from typing import Any, Protocol
 
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock
-from chain.errors import BlockError, ChainError, CodecError, FinalityConflict, UnknownParent
+from chain.crypto import blake2_256
+from chain.errors import (
+    BlockError,
+    ChainError,
+    CodecError,
+    FinalityConflict,
+    InvalidTransaction,
+    UnknownParent,
+)
+from chain.extrinsic import decode_extrinsic
 from chain.header import Header
 from chain.pool import TransactionPool
 from consensus.errors import (
@@ -77,6 +90,9 @@ log = logging.getLogger("polchain.sync")
 
 #: How many ancestors of a block the node fetches by hash to join it to its block tree.
 MAX_FORK_DEPTH = 256
+#: Refusals of a gossiped extrinsic that an honest relay would not have passed on: it checks
+#: the signature and the fee payment before it gossips (the pool's validation).
+CHARGED_REFUSALS = frozenset({"bad_proof", "payment"})
 
 
 class SyncedNode(Protocol):
@@ -87,6 +103,7 @@ class SyncedNode(Protocol):
     slot_ms: int
 
     def submit(self, raw: bytes) -> bytes: ...
+    def signature_verified(self, xt_hash: bytes) -> None: ...
     async def import_block(self, block: Block) -> ImportedBlock | None: ...
     async def add_vote(self, vote: SignedVote) -> None: ...
     async def import_justification(self, justification: Justification) -> bool: ...
@@ -158,13 +175,20 @@ class NodeLink:
 
     # --- from the network ---------------------------------------------------------------------
     async def _on_transactions(self, peer: PeerId, raws: Sequence[bytes]) -> None:
-        for raw in raws:
+        chain = self.node.chain
+        problems = await asyncio.to_thread(_check_signatures, raws, chain.genesis_hash, chain.runtime.spec_version)
+        for raw, problem in zip(raws, problems, strict=True):
+            if problem is not None:
+                self.network.report_peer(peer, Misbehaviour.BAD_TRANSACTION, problem)
+                continue
+            self.node.signature_verified(blake2_256(raw))
             try:
                 self.node.submit(raw)
-            except CodecError as exc:
-                self.network.report_peer(peer, Misbehaviour.BAD_TRANSACTION, str(exc))
+            except InvalidTransaction as exc:
+                if exc.reason in CHARGED_REFUSALS:
+                    self.network.report_peer(peer, Misbehaviour.BAD_TRANSACTION, f"{exc.reason}: {exc}")
             except ChainError:
-                pass  # stale, duplicate, pool full...: not the peer's fault
+                pass  # duplicate, banned, pool full...: not the peer's fault
 
     async def _on_vote(self, peer: PeerId, payload: bytes) -> bool | None:
         try:
@@ -389,6 +413,23 @@ class NodeLink:
             if not await self._import(peer, data):
                 return False
         return True
+
+
+def _check_signatures(raws: Sequence[bytes], genesis_hash: bytes, spec_version: int) -> list[str | None]:
+    """For each encoded extrinsic: None if it decodes and its signature verifies, else why not.
+
+    Run in a thread: decoding and ed25519 are the work a peer could otherwise make the event loop do."""
+    out: list[str | None] = []
+    for raw in raws:
+        try:
+            decode_extrinsic(raw).verify_signature(genesis_hash, spec_version)
+        except CodecError as exc:
+            out.append(str(exc))
+        except InvalidTransaction as exc:
+            out.append(f"{exc.reason}: {exc}")
+        else:
+            out.append(None)
+    return out
 
 
 __all__ = ["MAX_FORK_DEPTH", "NodeLink", "SyncedNode"]

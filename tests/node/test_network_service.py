@@ -467,3 +467,31 @@ async def test_a_peer_that_asks_for_blocks_and_never_reads_is_dropped_with_memor
         assert [d.block.header.number for d in await b.service.request_blocks(a.id, 0, 3)] == [0, 1, 2]
         transport.abort()
         await raw.close()
+
+
+async def test_gossiped_transactions_are_rate_limited_per_peer_in_count_and_bytes(caplog) -> None:
+    """Review 5: a peer cannot make us take in (hash, decode, verify) more extrinsics than its
+    allowance; the excess is dropped, not marked seen, and costs no ban (an honest burst)."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    limits = {"tx_per_second": 10.0, "tx_burst": 20.0, "tx_bytes_per_second": 10_000.0, "tx_byte_burst": 20_000.0}
+    async with nodes(limits, {}) as (a, b):
+        a.regossip = False
+        raw = RawPeer()
+        await raw.connect(a.addr)
+        await raw.send(Transactions(tuple(b"xt-%03d" % i for i in range(100))))
+        await asyncio.wait_for(a.tx_event.wait(), 3)
+        await asyncio.sleep(0.2)
+        assert [len(xts) for _, xts in a.txs] == [20]
+        assert "dropped 80 of 100 extrinsics from" in caplog.text
+        await raw.send(Transactions((bytes(15_000), bytes([1]) * 15_000)))  # the byte bucket: one of two
+        await wait_for(lambda: len(a.txs) == 2)
+        assert a.txs[1][1] == (bytes(15_000),)
+        assert raw.key.peer_id in [p.peer_id for p in a.service.peers()]
+        assert a.service.reputation.score(raw.key.peer_id) == 0
+        # The dropped ones were not marked seen: an honest peer can still bring them.
+        await b.service.dial(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        b.service.broadcast_transactions((b"xt-050",))
+        await wait_for(lambda: len(a.txs) == 3)
+        assert a.txs[2] == (b.id, (b"xt-050",))
+        await raw.close()

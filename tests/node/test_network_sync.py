@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import msgspec
+import pytest
 from netkit import FAST, Node, make_chain, start_node, wait_for
 
 from chain import calls
@@ -150,3 +152,39 @@ async def test_a_syncing_node_announces_its_new_best_once_not_every_block() -> N
     finally:
         author.request_stop()
         await run
+
+
+async def test_gossiped_transactions_with_a_bad_signature_or_no_funds_cost_the_peer(caplog) -> None:
+    """Review 5: checking a signature is work a peer must not get for free; an extrinsic whose
+    signature fails, or whose signer cannot pay, costs BAD_TRANSACTION (a stale one does not)."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
+        peer.blocks = [genesis]
+        peer.regossip = False
+        root = node.chain.best_header.state_root
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            bob, charlie, pauper = dev_keypair("Bob"), dev_keypair("Charlie"), dev_keypair("Pauper")
+            good = sign_extrinsic(
+                bob, calls.Transfer(charlie.public, 10**9), nonce=0,
+                genesis_hash=node.chain.genesis_hash, spec_version=SPEC_VERSION,
+            )
+            forged = msgspec.structs.replace(good, nonce=1)  # the signature covers nonce 0
+            broke = sign_extrinsic(
+                pauper, calls.Transfer(charlie.public, 10**9), nonce=0,
+                genesis_hash=node.chain.genesis_hash, spec_version=SPEC_VERSION,
+            )
+            peer.service.broadcast_transactions((forged.encode(), broke.encode(), good.encode()))
+            await wait_for(lambda: node.pool.get_data(good.hash()) is not None)
+            await wait_for(lambda: node.network.reputation.score(peer.id) < -90)  # type: ignore[union-attr]
+            assert node.network.reputation.score(peer.id) == pytest.approx(2 * Misbehaviour.BAD_TRANSACTION.cost, abs=2)
+            assert f"peer {peer.id}: {Misbehaviour.BAD_TRANSACTION.reason} (bad_proof:" in caplog.text
+            assert f"peer {peer.id}: {Misbehaviour.BAD_TRANSACTION.reason} (payment:" in caplog.text
+            assert node.pool.get_data(forged.hash()) is None and node.pool.get_data(broke.hash()) is None
+            assert node.chain.best_header.state_root == root
+        finally:
+            await peer.service.stop()
