@@ -152,6 +152,12 @@ class NetworkConfig:
     tx_bytes_per_second: float = 2 * 1024 * 1024
     tx_byte_burst: float = 8 * 1024 * 1024
     max_pending_handshakes: int = 16
+    # Inbound handshakes in progress from one IP address: idle upgrades from one host hold at
+    # most this share of the slots, so they cannot lock everyone else out.
+    max_pending_per_ip: int = 4
+    # Handshake message 1 goes out right after the upgrade: a remote silent for longer is
+    # holding a slot, not shaking hands (the rest of the handshake keeps handshake_timeout).
+    first_message_timeout: float = 2.0
     seen_capacity: int = 65536
     known_capacity: int = 8192
     reconnect_min: float = 1.0
@@ -224,6 +230,7 @@ class NetworkService:
         self._pending: dict[tuple[PeerId, int], asyncio.Future[BlockResponse]] = {}
         self._request_ids = itertools.count(1)
         self._pending_handshakes = 0
+        self._pending_by_ip: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -341,17 +348,21 @@ class NetworkService:
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         if self._stopping:
             raise web.HTTPServiceUnavailable(text="shutting down")
-        if self._pending_handshakes >= self.config.max_pending_handshakes:
-            raise web.HTTPServiceUnavailable(text="too many handshakes in progress")
         ws = web.WebSocketResponse(
             max_msg_size=WS_MAX_MSG_SIZE, compress=False, autoping=True, heartbeat=self.config.heartbeat
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="polchain p2p: a WebSocket upgrade is expected")
-        await ws.prepare(request)
         remote = request.remote or "?"
+        # Checked and counted with no await between: concurrent upgrades cannot all pass the check.
+        if self._pending_handshakes >= self.config.max_pending_handshakes:
+            raise web.HTTPServiceUnavailable(text="too many handshakes in progress")
+        if self._pending_by_ip.get(remote, 0) >= self.config.max_pending_per_ip:
+            raise web.HTTPServiceUnavailable(text="too many handshakes in progress from this address")
         self._pending_handshakes += 1  # inbound only: our own dials never crowd out peers
+        self._pending_by_ip[remote] = self._pending_by_ip.get(remote, 0) + 1
         try:
+            await ws.prepare(request)
             peer = await self._establish(ws, outbound=False, address=None)
         except NetworkError as exc:
             log.info("inbound connection from %s refused: %s", remote, exc)
@@ -359,14 +370,31 @@ class NetworkService:
             return ws
         finally:
             self._pending_handshakes -= 1
+            left = self._pending_by_ip.pop(remote) - 1
+            if left:
+                self._pending_by_ip[remote] = left
         await self._run_peer(peer)
         return ws
 
     async def _establish(self, ws: Any, *, outbound: bool, address: Multiaddr | None) -> Peer:
         """Noise handshake, policy checks, Status exchange; the registered peer."""
+        first = [not outbound]  # a responder's first read is message 1
+
+        async def recv() -> bytes:
+            if not first[0]:
+                return await _recv_raw(ws)
+            first[0] = False
+            try:
+                async with asyncio.timeout(self.config.first_message_timeout):
+                    return await _recv_raw(ws)
+            except TimeoutError:
+                raise HandshakeError(
+                    f"sent no handshake message within {self.config.first_message_timeout:g} s"
+                ) from None
+
         try:
             session = await handshake(
-                self._static, initiator=outbound, send=ws.send_bytes, recv=lambda: _recv_raw(ws),
+                self._static, initiator=outbound, send=ws.send_bytes, recv=recv,
                 expected=address.peer_id if address else None,
                 max_message=self.config.max_message_size, timeout=self.config.handshake_timeout,
             )

@@ -495,3 +495,34 @@ async def test_gossiped_transactions_are_rate_limited_per_peer_in_count_and_byte
         await wait_for(lambda: len(a.txs) == 3)
         assert a.txs[2] == (b.id, (b"xt-050",))
         await raw.close()
+
+
+async def test_idle_websocket_upgrades_from_one_address_cannot_lock_out_inbound_peers(caplog) -> None:
+    """Review 7: bare upgrades that never send handshake message 1 hold at most the per-address
+    share of the pending-handshake slots, and only for the short first-message deadline."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({"first_message_timeout": 1.0}, {}) as (a, b):
+        url = a.addr.websocket_url("/p2p")
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), limit=0)  # another loopback address
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def upgrade() -> aiohttp.ClientWebSocketResponse | int:
+                try:
+                    return await http.ws_connect(url)
+                except aiohttp.WSServerHandshakeError as exc:
+                    return exc.status
+
+            results = await asyncio.gather(*[upgrade() for _ in range(40)])
+            idle = [r for r in results if not isinstance(r, int)]
+            assert len(idle) == a.service.config.max_pending_per_ip
+            assert set(r for r in results if isinstance(r, int)) == {503}
+            await b.service.dial(a.addr)  # an honest peer from another address still gets in
+            assert [p.peer_id for p in a.service.peers()] == [b.id]
+            # The idle ones are cut at the first-message deadline, not the whole handshake's.
+            async with asyncio.timeout(1.8):
+                for ws in idle:
+                    assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            await wait_for(lambda: a.service._pending_handshakes == 0)
+            assert "sent no handshake message within 1 s" in caplog.text
+            for ws in idle:
+                await ws.close()
