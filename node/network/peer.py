@@ -114,6 +114,11 @@ class Peer:
         self._writer: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.close_reason: str | None = None
+        # Inbound side, kept by the service: bytes decoded and waiting for the handler, and an
+        # event set whenever the handler finishes one (or the peer closes) so the reader,
+        # stopped at the bound, reads on.
+        self.waiting_bytes = 0
+        self.handled = asyncio.Event()
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"p2p-write-{self.peer_id.short()}")
@@ -185,6 +190,7 @@ class Peer:
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(encode_message(Disconnect(reason[:256])))
         self.closed.set()
+        self.handled.set()
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
         if self._writer is not None:

@@ -13,9 +13,11 @@ connections between the same pair (both dialed at once) are resolved the same wa
 sides: the one dialed by the smaller peer id stays.
 
 Reading is split from handling: each peer's reader decodes, rate-limits and resolves
-responses to our requests, and passes everything else through a bounded queue to a handler
-task, so a handler that waits (an import that asks the same peer for blocks) never stalls the
-reader, and a peer that fills the queue is flooding. Misbehaviour costs reputation
+responses to our requests, and passes everything else through a queue bounded in messages and
+bytes to a handler task, so a handler that waits (an import that asks the same peer for
+blocks) does not stall the reader. A full queue means *we* are slow, not that the peer floods
+(its rates are limited before): the reader stops reading until the handler catches up, and
+TCP pushes back on the peer. Misbehaviour costs reputation
 (:mod:`node.network.reputation`); a peer below the threshold is disconnected and banned.
 
 The node plugs in with callbacks (all optional, all async):
@@ -498,9 +500,8 @@ class NetworkService:
 
     async def _run_peer(self, peer: Peer) -> None:
         queue: asyncio.Queue[tuple[Message, int]] = asyncio.Queue(self.config.inbound_queue)
-        waiting = [0]  # bytes in the queue; the worker subtracts what it has handled
         max_waiting = 2 * self.config.max_message_size
-        worker = asyncio.create_task(self._work(peer, queue, waiting), name=f"p2p-work-{peer.peer_id.short()}")
+        worker = asyncio.create_task(self._work(peer, queue), name=f"p2p-work-{peer.peer_id.short()}")
         if self.handlers.on_peer_connected is not None:
             with contextlib.suppress(Exception):
                 await self.handlers.on_peer_connected(self.peer(peer.peer_id))
@@ -542,19 +543,17 @@ class NetworkService:
                             f"more than {peer.requests.rate:g} block requests/s (burst {peer.requests.burst:g})",
                         )
                         break
-                    if waiting[0] + peer.last_size > max_waiting:
-                        reason = self._misbehaved(
-                            peer, Misbehaviour.FLOOD, f"more than {max_waiting} bytes waiting to be handled"
-                        )
+                    # Backpressure: wait (not reading) until the handler has room. One message
+                    # always fits in an empty queue, so a message at the bound still passes.
+                    while not peer.closed.is_set() and (
+                        queue.full() or (peer.waiting_bytes and peer.waiting_bytes + peer.last_size > max_waiting)
+                    ):
+                        peer.handled.clear()
+                        await peer.handled.wait()
+                    if peer.closed.is_set():
                         break
-                    try:
-                        queue.put_nowait((msg, peer.last_size))
-                    except asyncio.QueueFull:
-                        reason = self._misbehaved(
-                            peer, Misbehaviour.FLOOD, f"{self.config.inbound_queue} messages waiting to be handled"
-                        )
-                        break
-                    waiting[0] += peer.last_size
+                    queue.put_nowait((msg, peer.last_size))
+                    peer.waiting_bytes += peer.last_size
         finally:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -632,7 +631,7 @@ class NetworkService:
             t.dialing = False
 
     # --- handling what peers send -----------------------------------------------------------------
-    async def _work(self, peer: Peer, queue: asyncio.Queue[tuple[Message, int]], waiting: list[int]) -> None:
+    async def _work(self, peer: Peer, queue: asyncio.Queue[tuple[Message, int]]) -> None:
         h = self.handlers
         while True:
             msg, size = await queue.get()
@@ -668,7 +667,8 @@ class NetworkService:
             except Exception:
                 log.exception("handler failed on a message from %s", peer.peer_id)
             finally:
-                waiting[0] -= size
+                peer.waiting_bytes -= size
+                peer.handled.set()
 
     async def _on_announce(self, peer: Peer, header: Header) -> None:
         block_hash = header.hash()

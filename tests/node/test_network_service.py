@@ -399,23 +399,33 @@ async def test_a_block_request_flood_gets_a_peer_banned(caplog) -> None:
     assert "more than 5 block requests/s (burst 10)" in caplog.text
 
 
-async def test_messages_waiting_for_a_slow_handler_are_bounded_in_bytes(caplog) -> None:
+async def test_a_slow_handler_makes_the_reader_wait_not_ban_the_peer(caplog) -> None:
+    """Review 9: the inbound queue fills when *we* are slow; the reader stops reading (TCP
+    backpressure) instead of banning. What waits is still bounded in messages and bytes."""
     caplog.set_level(logging.INFO, logger="polchain.network")
-
-    async def big_batches(raw: RawPeer) -> None:
-        for i in range(6):
-            await raw.send(Transactions((bytes([i]) * 60_000,)))
-
-    async with nodes({"max_message_size": 64 * 1024}, {}) as (a, b):
+    async with nodes({"max_message_size": 64 * 1024, "inbound_queue": 4}, {}) as (a, b):
+        a.regossip = False
         handler = a.service.handlers.on_transactions
+        peaks: list[int] = []
 
         async def slow(peer, xts) -> None:
-            await asyncio.sleep(1.0)
+            p = a.service._peers[peer]
+            peaks.append(p.waiting_bytes)
+            await asyncio.sleep(0.15)
             await handler(peer, xts)  # type: ignore[misc]
 
         a.service.handlers.on_transactions = slow
-        await _banned_after(a, b, big_batches, Misbehaviour.FLOOD, caplog)
-    assert "bytes waiting to be handled" in caplog.text
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        for i in range(6):  # 360 kB: over the 128 KiB waiting bound
+            b.service.broadcast_transactions((bytes([i]) * 60_000,))
+        for i in range(12):  # more messages than the inbound queue holds
+            b.service.broadcast_transactions((b"small-%d" % i,))
+        await wait_for(lambda: len(a.txs) == 18, timeout=8)
+        assert [xts[0][:1] for _, xts in a.txs[:6]] == [bytes([i]) for i in range(6)]
+        assert max(peaks) <= 2 * 64 * 1024
+        assert connected(a, b) and a.service.reputation.score(b.id) == 0
+        assert "misbehaved" not in caplog.text
 
 
 async def test_four_nodes_that_all_bootnode_each_other_form_one_full_mesh() -> None:
