@@ -96,6 +96,7 @@ DEFAULT_PORT = 30333
 WS_MAX_MSG_SIZE = MAX_NOISE_MESSAGE + 1
 ENVELOPE = 64  # bytes around a message's items: array headers, tag, id
 ITEM_OVERHEAD = 5  # a MessagePack bin header, at most
+LAG_STEP = 0.25  # seconds: a request's timeout is waited in steps this long (see _await_answer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -776,18 +777,41 @@ class NetworkService:
         if not peer.send(req):
             self._pending.pop((peer_id, req.id), None)
             raise RequestFailed(f"{peer_id}'s send queue is full")
-        try:
-            resp = await asyncio.wait_for(fut, timeout or self.config.request_timeout)
-        except TimeoutError:
+        if not await _await_answer(fut, timeout or self.config.request_timeout):
             self._pending.pop((peer_id, req.id), None)
             peer.expired_requests.add(req.id)
             self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)
-            raise RequestFailed(f"{peer_id} did not answer block request {req.id} in time") from None
+            raise RequestFailed(f"{peer_id} did not answer block request {req.id} in time")
+        resp = fut.result()
         problem = _check_response(req, resp.blocks)
         if problem is not None:
             self.report_peer(peer_id, Misbehaviour.WRONG_RESPONSE, problem)
             raise RequestFailed(f"{peer_id} answered block request {req.id} wrongly: {problem}")
         return list(resp.blocks)
+
+
+async def _await_answer(fut: asyncio.Future[BlockResponse], timeout: float) -> bool:
+    """Wait for ``fut`` for ``timeout`` seconds of a running event loop; False if it did not come.
+
+    Waited in steps of at most :data:`LAG_STEP`: a step that ends late means our own loop was
+    stalled (a long synchronous import, a GC pause), and only :data:`LAG_STEP` of it counts, so
+    a peer is not charged REQUEST_TIMEOUT for our stall, while a silent peer still runs out in
+    ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    left = timeout
+    try:
+        while left > 0:
+            step = min(LAG_STEP, left)
+            started = loop.time()
+            done, _ = await asyncio.wait((fut,), timeout=step)
+            if done:
+                return True
+            left -= min(loop.time() - started, step)
+    except asyncio.CancelledError:
+        fut.cancel()
+        raise
+    return fut.done()
 
 
 def _encode_response(req: BlockRequest, blocks: Sequence[BlockData], budget: int) -> bytes:

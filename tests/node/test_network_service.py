@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -536,3 +537,29 @@ async def test_idle_websocket_upgrades_from_one_address_cannot_lock_out_inbound_
             assert "sent no handshake message within 1 s" in caplog.text
             for ws in idle:
                 await ws.close()
+
+
+async def test_a_stall_of_our_own_event_loop_is_not_charged_as_a_request_timeout() -> None:
+    """Review 14: the request timeout counts only time our loop was running; a stall of our
+    own (here 1.5 s against a 1 s timeout) is not the peer's fault."""
+    async with nodes({}, {}) as (a, b):
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+
+        async def stall() -> None:  # runs before our request is even written
+            time.sleep(1.5)  # blocks the whole loop, as a long synchronous import would
+
+        stalling = asyncio.create_task(stall())
+        got = await b.service.request_blocks(a.id, 0, 2, timeout=1.0)
+        await stalling
+        assert [d.block.header.number for d in got] == [0, 1]
+        assert b.service.reputation.score(a.id) == 0
+        # A peer that really does not answer is still charged.
+        async def silent(peer, req: BlockRequest) -> list[BlockData]:
+            await asyncio.sleep(5)
+            return []
+
+        a.service.handlers.serve_block_request = silent
+        with pytest.raises(RequestFailed, match="did not answer block request"):
+            await b.service.request_blocks(a.id, 0, 2, timeout=0.5)
+        assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.REQUEST_TIMEOUT.cost, abs=2)
