@@ -17,6 +17,13 @@ Blocks and forks
   never below the finalized block (a branch that joins below it can never win);
 - an announced block at or below our best height that we do not have (a competing branch)
   is fetched the same way, so every node sees every branch and fork choice decides;
+- an announced header is checked before it starts anything (it costs a sync: requests and
+  the sync lock): one that claims more blocks than slots since our finalized block cannot be
+  a chain and is ignored (no blame: a branch that conflicts with our finality can look so);
+  one authored in the name of a validator of our best state whose seal does not verify costs
+  the peer BAD_ANNOUNCE (an author we do not know may be from a validator set our chain has
+  not reached yet: it passes, under the throttle). Syncs started by announcements are
+  throttled per peer (:data:`SYNCS_PER_SECOND`, burst :data:`SYNC_BURST`);
 - a block that fails import (bad seal, wrong author, state root mismatch...) is a bad block:
   the peer is banned. Not blamed: a block from a slot too far ahead of our clock (clock skew:
   it is dropped and asked for again one slot later, as Substrate defers such blocks), an
@@ -53,17 +60,19 @@ from typing import Any, Protocol
 
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock
-from chain.crypto import blake2_256
+from chain.crypto import blake2_256, verify_signature
 from chain.errors import (
     BlockError,
     ChainError,
     CodecError,
     FinalityConflict,
+    InvalidSignature,
     InvalidTransaction,
     UnknownParent,
 )
 from chain.extrinsic import decode_extrinsic
 from chain.header import Header
+from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool
 from consensus.errors import (
     Equivocation,
@@ -83,7 +92,7 @@ from node.network.messages import (
     BlockData,
     BlockRequest,
 )
-from node.network.reputation import Misbehaviour
+from node.network.reputation import Misbehaviour, RateLimiter
 from node.network.service import ChainStatus, NetworkHandlers, NetworkService, PeerInfo
 
 log = logging.getLogger("polchain.sync")
@@ -93,6 +102,9 @@ MAX_FORK_DEPTH = 256
 #: Refusals of a gossiped extrinsic that an honest relay would not have passed on: it checks
 #: the signature and the fee payment before it gossips (the pool's validation).
 CHARGED_REFUSALS = frozenset({"bad_proof", "payment"})
+#: Syncs a peer's announcements may start: a sync costs requests and holds the sync lock.
+SYNCS_PER_SECOND = 4.0
+SYNC_BURST = 8.0
 
 
 class SyncedNode(Protocol):
@@ -118,6 +130,8 @@ class NodeLink:
         self._targets: dict[PeerId, Header] = {}  # a block a peer announced, to fetch after its sync
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_outbox: list[bytes] = []
+        self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
+        self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (best hash, its validator set)
         self._stopping = False
         network.handlers = NetworkHandlers(
             on_block_announce=self._on_announce,
@@ -126,6 +140,7 @@ class NodeLink:
             on_vote=self._on_vote,
             on_justification=self._on_justification,
             on_peer_connected=self._on_peer_connected,
+            on_peer_disconnected=self._on_peer_disconnected,
         )
         node.pool.add_listener(self._on_pool_status)
 
@@ -216,12 +231,56 @@ class NodeLink:
 
     async def _on_announce(self, peer: PeerId, header: Header) -> None:
         chain = self.node.chain
-        if chain.has_block(header.hash()):
+        if chain.has_block(header.hash()) or header.number <= chain.finalized_number:
             return
+        problem, blame = self._announce_problem(header)
+        if problem is not None:
+            if blame:
+                self.network.report_peer(peer, Misbehaviour.BAD_ANNOUNCE, problem)
+            else:
+                log.info("announce of block #%d from %s ignored: %s", header.number, peer, problem)
+            return
+        if peer not in self._syncing:
+            budget = self._sync_budget.setdefault(peer, RateLimiter(SYNCS_PER_SECOND, SYNC_BURST))
+            if not budget.take():
+                log.debug("announce of block #%d from %s: sync throttled", header.number, peer)
+                return
         if header.number > chain.best_number:
             self._start_sync(peer)
-        elif header.number > chain.finalized_number:
+        else:
             self._start_sync(peer, header)  # a competing branch: fork choice decides
+
+    def _announce_problem(self, header: Header) -> tuple[str | None, bool]:
+        """Why an announced header cannot be worth a sync (None if it may be), and whether
+        the announcer is to blame (a bad seal in a known validator's name; see the module
+        docstring)."""
+        chain = self.node.chain
+        finalized = chain.finalized_header
+        # Each block's slot is above its parent's, so a descendant of the finalized block is
+        # at most as many blocks above it as slots.
+        if header.slot < finalized.slot or header.number - finalized.number > header.slot - finalized.slot:
+            return (
+                f"block #{header.number} in slot {header.slot} is above what the slots since our "
+                f"finalized block #{finalized.number} (slot {finalized.slot}) allow"
+            ), False
+        if header.author not in self._best_validators():
+            return None, False  # a validator set we have not reached, maybe: the throttle bounds it
+        try:
+            verify_signature(header.author, header.pre_hash(), header.seal)
+        except InvalidSignature as exc:
+            return f"block #{header.number} announced with a bad seal: {exc}", True
+        return None, False
+
+    def _best_validators(self) -> tuple[bytes, ...]:
+        chain = self.node.chain
+        at, validators = self._validators
+        if at != chain.best_hash:
+            validators = get_validators(chain.state_at(chain.best_hash))
+            self._validators = (chain.best_hash, validators)
+        return validators
+
+    async def _on_peer_disconnected(self, peer: PeerId) -> None:
+        self._sync_budget.pop(peer, None)
 
     async def _on_peer_connected(self, info: PeerInfo) -> None:
         if info.best_number > self.node.chain.best_number:
