@@ -204,6 +204,13 @@ class NodeService:
                 self._signature_ok.pop(next(iter(self._signature_ok)))
         return Validity(v.priority, v.account_nonce, 64)
 
+    def signature_verified(self, xt_hash: bytes) -> None:
+        """Note that the extrinsic ``xt_hash`` has a good signature (the network link checks
+        gossiped ones in a thread), so the pool's validation does not check it again."""
+        self._signature_ok[xt_hash] = None
+        if len(self._signature_ok) > SIGNATURE_CACHE:
+            self._signature_ok.pop(next(iter(self._signature_ok)))
+
     def _on_pool_status(self, xt_hash: bytes, status: str, data: bytes | None) -> None:
         final: Any = None
         if status == "usurped" and data is not None:

@@ -2,7 +2,9 @@
 
 Writes go through a queue drained by one writer task, so a broadcast never waits on a slow
 peer and chunks of two messages never interleave (their Noise nonces follow the queue order).
-A peer whose queue is full is too slow to keep: the service disconnects it.
+The queue is bounded in messages and in bytes (what is encoded and not yet written): a
+response can be 16 MiB, so a message count alone would let a peer that asks and never reads
+pin gigabytes. A peer whose queue is full is too slow to keep: the service disconnects it.
 
 Reads are checked in the order that costs the least work for a hostile peer: the WebSocket
 layer refuses frames over the Noise limit (aiohttp's ``max_msg_size``), the rate limiter
@@ -64,9 +66,14 @@ class PeerLimits:
     bytes_per_second: float
     byte_burst: float
     send_queue: int
+    send_bytes: int  # bytes queued and not yet written; one message is always let in
     known_capacity: int
     requests_per_second: float
     request_burst: float
+    tx_per_second: float
+    tx_burst: float
+    tx_bytes_per_second: float
+    tx_byte_burst: float
 
 
 class Peer:
@@ -98,23 +105,43 @@ class Peer:
         self._frames = RateLimiter(limits.frames_per_second, limits.frame_burst)
         self._bytes = RateLimiter(limits.bytes_per_second, limits.byte_burst)
         self.requests = RateLimiter(limits.requests_per_second, limits.request_burst)
+        self.tx_count = RateLimiter(limits.tx_per_second, limits.tx_burst)
+        self.tx_bytes = RateLimiter(limits.tx_bytes_per_second, limits.tx_byte_burst)
         self.last_size = 0  # bytes of the message recv() returned last
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
+        self._send_bytes = limits.send_bytes
+        self.queued_bytes = 0  # encoded, queued or being written, not yet on the socket
         self._writer: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.close_reason: str | None = None
+        # Inbound side, kept by the service: bytes decoded and waiting for the handler, and an
+        # event set whenever the handler finishes one (or the peer closes) so the reader,
+        # stopped at the bound, reads on.
+        self.waiting_bytes = 0
+        self.handled = asyncio.Event()
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"p2p-write-{self.peer_id.short()}")
 
     def send(self, message: Message) -> bool:
         """Queue ``message``; False if the queue is full (the peer is not keeping up) or closed."""
+        return self.send_encoded(encode_message(message))
+
+    def send_encoded(self, data: bytes) -> bool:
+        """Queue an encoded message; False if it would pass the message or byte bound, or closed.
+
+        An empty queue takes any one message (the wire bound keeps it at most one message), so
+        a byte bound below the message bound cannot refuse every large message.
+        """
         if self.closed.is_set():
             return False
+        if self.queued_bytes and self.queued_bytes + len(data) > self._send_bytes:
+            return False
         try:
-            self._queue.put_nowait(encode_message(message))
+            self._queue.put_nowait(data)
         except asyncio.QueueFull:
             return False
+        self.queued_bytes += len(data)
         return True
 
     async def _write_loop(self) -> None:
@@ -125,6 +152,7 @@ class Peer:
                     return
                 for frame in self.session.encrypt(data):
                     await self.ws.send_bytes(frame)
+                self.queued_bytes -= len(data)
         except (ConnectionError, aiohttp.ClientError, RuntimeError, OversizeMessage):
             self.closed.set()
             with contextlib.suppress(Exception):
@@ -162,6 +190,7 @@ class Peer:
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(encode_message(Disconnect(reason[:256])))
         self.closed.set()
+        self.handled.set()
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
         if self._writer is not None:

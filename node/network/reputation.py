@@ -4,9 +4,11 @@ After Substrate's peerset (sc-peerset): each peer has a score that misbehaviour 
 restores (exponential decay toward 0, half-life :data:`HALF_LIFE`); below
 :data:`BAN_THRESHOLD` the peer is disconnected and banned for ``ban_seconds``. A fatal
 misbehaviour (garbage, oversize, flood, a bad block, an identity that does not verify) costs the
-whole threshold at once. Book-keeping is bounded: at most :data:`MAX_TRACKED` peers, the
-least recently charged forgotten first, bans included (a banned peer that reconnects under a
-flood of fresh ids is refused by the connection limits instead).
+whole threshold at once. Scores are bounded: at most :data:`MAX_TRACKED` peers, the least
+recently charged forgotten first. Bans are kept apart and never evicted by fresh ids (else
+charging 4096 throwaway ids would lift any ban): a ban is only dropped once it has run out.
+They stay bounded by the cost of earning one: a completed handshake and the misbehaviour,
+under the per-address connection limits, for each ``ban_seconds``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ class Misbehaviour(enum.Enum):
 class _Entry:
     score: float
     at: float
-    banned_until: float = 0.0
 
 
 class ReputationBook:
@@ -59,6 +60,8 @@ class ReputationBook:
         self.ban_seconds = ban_seconds
         self._now = time.monotonic
         self._entries: OrderedDict[object, _Entry] = OrderedDict()
+        self._bans: dict[object, float] = {}  # peer -> monotonic time its ban ends
+        self._prune_at = MAX_TRACKED
 
     def _entry(self, peer: object) -> _Entry:
         now = self._now()
@@ -81,15 +84,25 @@ class ReputationBook:
         e = self._entry(peer)
         e.score += what.cost
         if e.score <= BAN_THRESHOLD:
-            e.banned_until = self._now() + self.ban_seconds
+            now = self._now()
+            if len(self._bans) >= self._prune_at:  # amortised: prune the bans that ran out
+                self._bans = {p: until for p, until in self._bans.items() if until > now}
+                self._prune_at = max(MAX_TRACKED, 2 * len(self._bans))
+            self._bans[peer] = now + self.ban_seconds
             e.score = 0.0  # a fresh start once the ban ends
             return True
         return False
 
     def banned_for(self, peer: object) -> float:
         """Seconds of ban left (0 if not banned)."""
-        e = self._entries.get(peer)
-        return max(0.0, e.banned_until - self._now()) if e is not None else 0.0
+        until = self._bans.get(peer)
+        if until is None:
+            return 0.0
+        left = until - self._now()
+        if left <= 0:
+            del self._bans[peer]
+            return 0.0
+        return left
 
 
 class RateLimiter:

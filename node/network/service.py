@@ -13,9 +13,11 @@ connections between the same pair (both dialed at once) are resolved the same wa
 sides: the one dialed by the smaller peer id stays.
 
 Reading is split from handling: each peer's reader decodes, rate-limits and resolves
-responses to our requests, and passes everything else through a bounded queue to a handler
-task, so a handler that waits (an import that asks the same peer for blocks) never stalls the
-reader, and a peer that fills the queue is flooding. Misbehaviour costs reputation
+responses to our requests, and passes everything else through a queue bounded in messages and
+bytes to a handler task, so a handler that waits (an import that asks the same peer for
+blocks) does not stall the reader. A full queue means *we* are slow, not that the peer floods
+(its rates are limited before): the reader stops reading until the handler catches up, and
+TCP pushes back on the peer. Misbehaviour costs reputation
 (:mod:`node.network.reputation`); a peer below the threshold is disconnected and banned.
 
 The node plugs in with callbacks (all optional, all async):
@@ -94,6 +96,7 @@ DEFAULT_PORT = 30333
 WS_MAX_MSG_SIZE = MAX_NOISE_MESSAGE + 1
 ENVELOPE = 64  # bytes around a message's items: array headers, tag, id
 ITEM_OVERHEAD = 5  # a MessagePack bin header, at most
+LAG_STEP = 0.25  # seconds: a request's timeout is waited in steps this long (see _await_answer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +143,24 @@ class NetworkConfig:
     bytes_per_second: float = 64 * 1024 * 1024
     byte_burst: float = 2 * MAX_MESSAGE_SIZE
     send_queue: int = 1024
+    send_queue_bytes: int = 2 * MAX_MESSAGE_SIZE  # per peer; past it the peer is too slow and dropped
     inbound_queue: int = 256  # messages waiting for their handler, and at most 2 × max_message_size bytes
     requests_per_second: float = 20.0  # block requests served per peer (each may cost 16 MiB)
     request_burst: float = 40.0
+    # Gossiped extrinsics taken in per peer (each costs a decode and a signature check); the
+    # excess is dropped unseen, not charged: an honest peer relays bursts. The byte burst
+    # takes the largest extrinsic (chain.extrinsic.MAX_EXTRINSIC_SIZE, 2 MiB).
+    tx_per_second: float = 256.0
+    tx_burst: float = 1024.0
+    tx_bytes_per_second: float = 2 * 1024 * 1024
+    tx_byte_burst: float = 8 * 1024 * 1024
     max_pending_handshakes: int = 16
+    # Inbound handshakes in progress from one IP address: idle upgrades from one host hold at
+    # most this share of the slots, so they cannot lock everyone else out.
+    max_pending_per_ip: int = 4
+    # Handshake message 1 goes out right after the upgrade: a remote silent for longer is
+    # holding a slot, not shaking hands (the rest of the handshake keeps handshake_timeout).
+    first_message_timeout: float = 2.0
     seen_capacity: int = 65536
     known_capacity: int = 8192
     reconnect_min: float = 1.0
@@ -200,8 +217,9 @@ class NetworkService:
         self._static = StaticKey.generate(key)
         self._limits = PeerLimits(
             config.frames_per_second, config.frame_burst, config.bytes_per_second,
-            config.byte_burst, config.send_queue, config.known_capacity,
+            config.byte_burst, config.send_queue, config.send_queue_bytes, config.known_capacity,
             config.requests_per_second, config.request_burst,
+            config.tx_per_second, config.tx_burst, config.tx_bytes_per_second, config.tx_byte_burst,
         )
         self._peers: dict[PeerId, Peer] = {}
         self._reserved_ids = {a.peer_id for a in config.reserved_nodes if a.peer_id is not None}
@@ -215,6 +233,7 @@ class NetworkService:
         self._pending: dict[tuple[PeerId, int], asyncio.Future[BlockResponse]] = {}
         self._request_ids = itertools.count(1)
         self._pending_handshakes = 0
+        self._pending_by_ip: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -332,17 +351,21 @@ class NetworkService:
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         if self._stopping:
             raise web.HTTPServiceUnavailable(text="shutting down")
-        if self._pending_handshakes >= self.config.max_pending_handshakes:
-            raise web.HTTPServiceUnavailable(text="too many handshakes in progress")
         ws = web.WebSocketResponse(
             max_msg_size=WS_MAX_MSG_SIZE, compress=False, autoping=True, heartbeat=self.config.heartbeat
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="polchain p2p: a WebSocket upgrade is expected")
-        await ws.prepare(request)
         remote = request.remote or "?"
+        # Checked and counted with no await between: concurrent upgrades cannot all pass the check.
+        if self._pending_handshakes >= self.config.max_pending_handshakes:
+            raise web.HTTPServiceUnavailable(text="too many handshakes in progress")
+        if self._pending_by_ip.get(remote, 0) >= self.config.max_pending_per_ip:
+            raise web.HTTPServiceUnavailable(text="too many handshakes in progress from this address")
         self._pending_handshakes += 1  # inbound only: our own dials never crowd out peers
+        self._pending_by_ip[remote] = self._pending_by_ip.get(remote, 0) + 1
         try:
+            await ws.prepare(request)
             peer = await self._establish(ws, outbound=False, address=None)
         except NetworkError as exc:
             log.info("inbound connection from %s refused: %s", remote, exc)
@@ -350,14 +373,31 @@ class NetworkService:
             return ws
         finally:
             self._pending_handshakes -= 1
+            left = self._pending_by_ip.pop(remote) - 1
+            if left:
+                self._pending_by_ip[remote] = left
         await self._run_peer(peer)
         return ws
 
     async def _establish(self, ws: Any, *, outbound: bool, address: Multiaddr | None) -> Peer:
         """Noise handshake, policy checks, Status exchange; the registered peer."""
+        first = [not outbound]  # a responder's first read is message 1
+
+        async def recv() -> bytes:
+            if not first[0]:
+                return await _recv_raw(ws)
+            first[0] = False
+            try:
+                async with asyncio.timeout(self.config.first_message_timeout):
+                    return await _recv_raw(ws)
+            except TimeoutError:
+                raise HandshakeError(
+                    f"sent no handshake message within {self.config.first_message_timeout:g} s"
+                ) from None
+
         try:
             session = await handshake(
-                self._static, initiator=outbound, send=ws.send_bytes, recv=lambda: _recv_raw(ws),
+                self._static, initiator=outbound, send=ws.send_bytes, recv=recv,
                 expected=address.peer_id if address else None,
                 max_message=self.config.max_message_size, timeout=self.config.handshake_timeout,
             )
@@ -461,9 +501,8 @@ class NetworkService:
 
     async def _run_peer(self, peer: Peer) -> None:
         queue: asyncio.Queue[tuple[Message, int]] = asyncio.Queue(self.config.inbound_queue)
-        waiting = [0]  # bytes in the queue; the worker subtracts what it has handled
         max_waiting = 2 * self.config.max_message_size
-        worker = asyncio.create_task(self._work(peer, queue, waiting), name=f"p2p-work-{peer.peer_id.short()}")
+        worker = asyncio.create_task(self._work(peer, queue), name=f"p2p-work-{peer.peer_id.short()}")
         if self.handlers.on_peer_connected is not None:
             with contextlib.suppress(Exception):
                 await self.handlers.on_peer_connected(self.peer(peer.peer_id))
@@ -505,19 +544,17 @@ class NetworkService:
                             f"more than {peer.requests.rate:g} block requests/s (burst {peer.requests.burst:g})",
                         )
                         break
-                    if waiting[0] + peer.last_size > max_waiting:
-                        reason = self._misbehaved(
-                            peer, Misbehaviour.FLOOD, f"more than {max_waiting} bytes waiting to be handled"
-                        )
+                    # Backpressure: wait (not reading) until the handler has room. One message
+                    # always fits in an empty queue, so a message at the bound still passes.
+                    while not peer.closed.is_set() and (
+                        queue.full() or (peer.waiting_bytes and peer.waiting_bytes + peer.last_size > max_waiting)
+                    ):
+                        peer.handled.clear()
+                        await peer.handled.wait()
+                    if peer.closed.is_set():
                         break
-                    try:
-                        queue.put_nowait((msg, peer.last_size))
-                    except asyncio.QueueFull:
-                        reason = self._misbehaved(
-                            peer, Misbehaviour.FLOOD, f"{self.config.inbound_queue} messages waiting to be handled"
-                        )
-                        break
-                    waiting[0] += peer.last_size
+                    queue.put_nowait((msg, peer.last_size))
+                    peer.waiting_bytes += peer.last_size
         finally:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -595,7 +632,7 @@ class NetworkService:
             t.dialing = False
 
     # --- handling what peers send -----------------------------------------------------------------
-    async def _work(self, peer: Peer, queue: asyncio.Queue[tuple[Message, int]], waiting: list[int]) -> None:
+    async def _work(self, peer: Peer, queue: asyncio.Queue[tuple[Message, int]]) -> None:
         h = self.handlers
         while True:
             msg, size = await queue.get()
@@ -604,11 +641,20 @@ class NetworkService:
                     await self._on_announce(peer, msg.header)
                 elif isinstance(msg, Transactions):
                     fresh = []
+                    dropped = 0
                     for raw in msg.extrinsics:
+                        if not (peer.tx_count.take() and peer.tx_bytes.take(len(raw))):
+                            dropped += 1  # over its allowance: not hashed, not marked seen
+                            continue
                         xt_hash = blake2_256(raw)
                         peer.known_txs.add(xt_hash)
                         if self._seen_txs.add(xt_hash):
                             fresh.append(raw)
+                    if dropped:
+                        log.info(
+                            "dropped %d of %d extrinsics from %s: over its rate (%g/s, %g bytes/s)",
+                            dropped, len(msg.extrinsics), peer.peer_id, peer.tx_count.rate, peer.tx_bytes.rate,
+                        )
                     if fresh and h.on_transactions is not None:
                         await h.on_transactions(peer.peer_id, tuple(fresh))
                 elif isinstance(msg, BlockRequest):
@@ -622,7 +668,8 @@ class NetworkService:
             except Exception:
                 log.exception("handler failed on a message from %s", peer.peer_id)
             finally:
-                waiting[0] -= size
+                peer.waiting_bytes -= size
+                peer.handled.set()
 
     async def _on_announce(self, peer: Peer, header: Header) -> None:
         block_hash = header.hash()
@@ -647,15 +694,11 @@ class NetworkService:
         blocks: Sequence[BlockData] = ()
         if self.handlers.serve_block_request is not None:
             blocks = await self.handlers.serve_block_request(peer.peer_id, req)
-        out: list[BlockData] = []
-        budget = self.config.max_message_size - ENVELOPE
-        for bd in blocks[: req.count]:
-            budget -= len(encode_message(BlockResponse(0, (bd,))))
-            if budget < 0:
-                break
-            out.append(bd)
-        if not peer.send(BlockResponse(req.id, tuple(out))):
-            log.debug("response to %s dropped: its send queue is full", peer.peer_id)
+        # Sizing and encoding up to 16 MiB is CPU work: off the event loop.
+        data = await asyncio.to_thread(_encode_response, req, blocks, self.config.max_message_size - ENVELOPE)
+        if not peer.send_encoded(data):
+            # It asks and does not read: holding its answers would pin memory without bound.
+            self._spawn(self._drop(peer, "send queue full: the peer does not read its responses"), "p2p-slow")
 
     # --- what the node sends ----------------------------------------------------------------------
     def _gossip(self, msg: Message, digest: bytes, known: Callable[[Peer], BoundedSet]) -> int:
@@ -734,18 +777,52 @@ class NetworkService:
         if not peer.send(req):
             self._pending.pop((peer_id, req.id), None)
             raise RequestFailed(f"{peer_id}'s send queue is full")
-        try:
-            resp = await asyncio.wait_for(fut, timeout or self.config.request_timeout)
-        except TimeoutError:
+        if not await _await_answer(fut, timeout or self.config.request_timeout):
             self._pending.pop((peer_id, req.id), None)
             peer.expired_requests.add(req.id)
             self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)
-            raise RequestFailed(f"{peer_id} did not answer block request {req.id} in time") from None
+            raise RequestFailed(f"{peer_id} did not answer block request {req.id} in time")
+        resp = fut.result()
         problem = _check_response(req, resp.blocks)
         if problem is not None:
             self.report_peer(peer_id, Misbehaviour.WRONG_RESPONSE, problem)
             raise RequestFailed(f"{peer_id} answered block request {req.id} wrongly: {problem}")
         return list(resp.blocks)
+
+
+async def _await_answer(fut: asyncio.Future[BlockResponse], timeout: float) -> bool:
+    """Wait for ``fut`` for ``timeout`` seconds of a running event loop; False if it did not come.
+
+    Waited in steps of at most :data:`LAG_STEP`: a step that ends late means our own loop was
+    stalled (a long synchronous import, a GC pause), and only :data:`LAG_STEP` of it counts, so
+    a peer is not charged REQUEST_TIMEOUT for our stall, while a silent peer still runs out in
+    ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    left = timeout
+    try:
+        while left > 0:
+            step = min(LAG_STEP, left)
+            started = loop.time()
+            done, _ = await asyncio.wait((fut,), timeout=step)
+            if done:
+                return True
+            left -= min(loop.time() - started, step)
+    except asyncio.CancelledError:
+        fut.cancel()
+        raise
+    return fut.done()
+
+
+def _encode_response(req: BlockRequest, blocks: Sequence[BlockData], budget: int) -> bytes:
+    """The encoded response: the first blocks of ``blocks`` (at most ``req.count``) that fit in ``budget`` bytes."""
+    out: list[BlockData] = []
+    for bd in blocks[: req.count]:
+        budget -= len(encode_message(BlockResponse(0, (bd,))))
+        if budget < 0:
+            break
+        out.append(bd)
+    return encode_message(BlockResponse(req.id, tuple(out)))
 
 
 def _check_response(req: BlockRequest, blocks: Sequence[BlockData]) -> str | None:

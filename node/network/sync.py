@@ -17,6 +17,13 @@ Blocks and forks
   never below the finalized block (a branch that joins below it can never win);
 - an announced block at or below our best height that we do not have (a competing branch)
   is fetched the same way, so every node sees every branch and fork choice decides;
+- an announced header is checked before it starts anything (it costs a sync: requests and
+  the sync lock): one that claims more blocks than slots since our finalized block cannot be
+  a chain and is ignored (no blame: a branch that conflicts with our finality can look so);
+  one authored in the name of a validator of our best state whose seal does not verify costs
+  the peer BAD_ANNOUNCE (an author we do not know may be from a validator set our chain has
+  not reached yet: it passes, under the throttle). Syncs started by announcements are
+  throttled per peer (:data:`SYNCS_PER_SECOND`, burst :data:`SYNC_BURST`);
 - a block that fails import (bad seal, wrong author, state root mismatch...) is a bad block:
   the peer is banned. Not blamed: a block from a slot too far ahead of our clock (clock skew:
   it is dropped and asked for again one slot later, as Substrate defers such blocks), an
@@ -36,9 +43,13 @@ Finality
   justification on the way.
 
 Transactions from peers go through the same pool path as RPC submissions; those the pool
-accepts are gossiped on, and the network's seen-set keeps them from looping. A transaction
-that does not decode costs the peer a little reputation; one that is merely stale or already
-known does not (an honest peer can send those).
+accepts are gossiped on, and the network's seen-set keeps them from looping. Their signatures
+are checked first, in a thread (ed25519 is the costly part, and libsodium releases the GIL),
+and the node is told which verified so the pool does not check them again. A transaction that
+does not decode, whose signature fails, or whose signer cannot pay the fee costs the peer a
+little reputation (a peer must not get our signature checks for free; an honest peer checks
+before it relays); one that is merely stale, in the future or already known does not (an
+honest peer can send those). The network rate-limits them per peer before any of this.
 """
 
 from __future__ import annotations
@@ -50,8 +61,19 @@ from typing import Any, Protocol
 
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock
-from chain.errors import BlockError, ChainError, CodecError, FinalityConflict, UnknownParent
+from chain.crypto import blake2_256, verify_signature
+from chain.errors import (
+    BlockError,
+    ChainError,
+    CodecError,
+    FinalityConflict,
+    InvalidSignature,
+    InvalidTransaction,
+    UnknownParent,
+)
+from chain.extrinsic import decode_extrinsic
 from chain.header import Header
+from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool
 from consensus.errors import (
     Equivocation,
@@ -71,13 +93,19 @@ from node.network.messages import (
     BlockData,
     BlockRequest,
 )
-from node.network.reputation import Misbehaviour
+from node.network.reputation import Misbehaviour, RateLimiter
 from node.network.service import ChainStatus, NetworkHandlers, NetworkService, PeerInfo
 
 log = logging.getLogger("polchain.sync")
 
 #: How many ancestors of a block the node fetches by hash to join it to its block tree.
 MAX_FORK_DEPTH = 256
+#: Refusals of a gossiped extrinsic that an honest relay would not have passed on: it checks
+#: the signature and the fee payment before it gossips (the pool's validation).
+CHARGED_REFUSALS = frozenset({"bad_proof", "payment"})
+#: Syncs a peer's announcements may start: a sync costs requests and holds the sync lock.
+SYNCS_PER_SECOND = 4.0
+SYNC_BURST = 8.0
 
 
 class SyncedNode(Protocol):
@@ -88,6 +116,7 @@ class SyncedNode(Protocol):
     slot_ms: int
 
     def submit(self, raw: bytes) -> bytes: ...
+    def signature_verified(self, xt_hash: bytes) -> None: ...
     async def import_block(self, block: Block) -> ImportedBlock | None: ...
     async def add_vote(self, vote: SignedVote) -> None: ...
     async def import_justification(self, justification: Justification) -> bool: ...
@@ -102,6 +131,8 @@ class NodeLink:
         self._targets: dict[PeerId, Header] = {}  # a block a peer announced, to fetch after its sync
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_outbox: list[bytes] = []
+        self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
+        self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (best hash, its validator set)
         self._stopping = False
         network.handlers = NetworkHandlers(
             on_block_announce=self._on_announce,
@@ -110,6 +141,7 @@ class NodeLink:
             on_vote=self._on_vote,
             on_justification=self._on_justification,
             on_peer_connected=self._on_peer_connected,
+            on_peer_disconnected=self._on_peer_disconnected,
         )
         node.pool.add_listener(self._on_pool_status)
 
@@ -159,13 +191,20 @@ class NodeLink:
 
     # --- from the network ---------------------------------------------------------------------
     async def _on_transactions(self, peer: PeerId, raws: Sequence[bytes]) -> None:
-        for raw in raws:
+        chain = self.node.chain
+        problems = await asyncio.to_thread(_check_signatures, raws, chain.genesis_hash, chain.runtime.spec_version)
+        for raw, problem in zip(raws, problems, strict=True):
+            if problem is not None:
+                self.network.report_peer(peer, Misbehaviour.BAD_TRANSACTION, problem)
+                continue
+            self.node.signature_verified(blake2_256(raw))
             try:
                 self.node.submit(raw)
-            except CodecError as exc:
-                self.network.report_peer(peer, Misbehaviour.BAD_TRANSACTION, str(exc))
+            except InvalidTransaction as exc:
+                if exc.reason in CHARGED_REFUSALS:
+                    self.network.report_peer(peer, Misbehaviour.BAD_TRANSACTION, f"{exc.reason}: {exc}")
             except ChainError:
-                pass  # stale, duplicate, pool full...: not the peer's fault
+                pass  # duplicate, banned, pool full...: not the peer's fault
 
     async def _on_vote(self, peer: PeerId, payload: bytes) -> bool | None:
         try:
@@ -193,12 +232,56 @@ class NodeLink:
 
     async def _on_announce(self, peer: PeerId, header: Header) -> None:
         chain = self.node.chain
-        if chain.has_block(header.hash()):
+        if chain.has_block(header.hash()) or header.number <= chain.finalized_number:
             return
+        problem, blame = self._announce_problem(header)
+        if problem is not None:
+            if blame:
+                self.network.report_peer(peer, Misbehaviour.BAD_ANNOUNCE, problem)
+            else:
+                log.info("announce of block #%d from %s ignored: %s", header.number, peer, problem)
+            return
+        if peer not in self._syncing:
+            budget = self._sync_budget.setdefault(peer, RateLimiter(SYNCS_PER_SECOND, SYNC_BURST))
+            if not budget.take():
+                log.debug("announce of block #%d from %s: sync throttled", header.number, peer)
+                return
         if header.number > chain.best_number:
             self._start_sync(peer)
-        elif header.number > chain.finalized_number:
+        else:
             self._start_sync(peer, header)  # a competing branch: fork choice decides
+
+    def _announce_problem(self, header: Header) -> tuple[str | None, bool]:
+        """Why an announced header cannot be worth a sync (None if it may be), and whether
+        the announcer is to blame (a bad seal in a known validator's name; see the module
+        docstring)."""
+        chain = self.node.chain
+        finalized = chain.finalized_header
+        # Each block's slot is above its parent's, so a descendant of the finalized block is
+        # at most as many blocks above it as slots.
+        if header.slot < finalized.slot or header.number - finalized.number > header.slot - finalized.slot:
+            return (
+                f"block #{header.number} in slot {header.slot} is above what the slots since our "
+                f"finalized block #{finalized.number} (slot {finalized.slot}) allow"
+            ), False
+        if header.author not in self._best_validators():
+            return None, False  # a validator set we have not reached, maybe: the throttle bounds it
+        try:
+            verify_signature(header.author, header.pre_hash(), header.seal)
+        except InvalidSignature as exc:
+            return f"block #{header.number} announced with a bad seal: {exc}", True
+        return None, False
+
+    def _best_validators(self) -> tuple[bytes, ...]:
+        chain = self.node.chain
+        at, validators = self._validators
+        if at != chain.best_hash:
+            validators = get_validators(chain.state_at(chain.best_hash))
+            self._validators = (chain.best_hash, validators)
+        return validators
+
+    async def _on_peer_disconnected(self, peer: PeerId) -> None:
+        self._sync_budget.pop(peer, None)
 
     async def _on_peer_connected(self, info: PeerInfo) -> None:
         if info.best_number > self.node.chain.best_number:
@@ -206,9 +289,24 @@ class NodeLink:
 
     async def _serve(self, peer: PeerId, req: BlockRequest) -> list[BlockData]:
         """Blocks by number (the best chain) or by hash: walking down from a hash follows
-        parents on any branch; walking up from a hash needs it on the best chain."""
+        parents on any branch; walking up from a hash needs it on the best chain.
+
+        Read in a thread (up to 64 blocks of 5 MiB: not on the event loop), and only until
+        the blocks read fill one message: the rest would be cut from the response anyway."""
+        return await asyncio.to_thread(self._read_blocks, req, self.network.config.max_message_size)
+
+    def _read_blocks(self, req: BlockRequest, budget: int) -> list[BlockData]:
         chain = self.node.chain
         out: list[BlockData] = []
+
+        def add(block_hash: bytes, block: Block) -> bool:
+            """Append; False once the blocks read pass ``budget`` bytes."""
+            nonlocal budget
+            data = self._block_data(block_hash, block)
+            out.append(data)
+            budget -= len(block.encode()) + len(data.justification or b"")
+            return budget > 0
+
         if isinstance(req.start, bytes):
             if not chain.has_block(req.start):
                 return []
@@ -217,7 +315,8 @@ class NodeLink:
                 cursor: bytes | None = req.start
                 while cursor is not None and len(out) < req.count:
                     block = chain.get_block(cursor)
-                    out.append(self._block_data(cursor, block))
+                    if not add(cursor, block):
+                        break
                     cursor = block.header.parent_hash if block.header.number > 0 else None
                 return out
             if chain.get_hash(number) != req.start:
@@ -227,9 +326,8 @@ class NodeLink:
         step = 1 if req.direction == ASCENDING else -1
         while len(out) < req.count and number >= 0:
             block_hash = chain.get_hash(number)
-            if block_hash is None:
+            if block_hash is None or not add(block_hash, chain.get_block(block_hash)):
                 break
-            out.append(self._block_data(block_hash, chain.get_block(block_hash)))
             number += step
         return out
 
@@ -375,6 +473,23 @@ class NodeLink:
             if not await self._import(peer, data):
                 return False
         return True
+
+
+def _check_signatures(raws: Sequence[bytes], genesis_hash: bytes, spec_version: int) -> list[str | None]:
+    """For each encoded extrinsic: None if it decodes and its signature verifies, else why not.
+
+    Run in a thread: decoding and ed25519 are the work a peer could otherwise make the event loop do."""
+    out: list[str | None] = []
+    for raw in raws:
+        try:
+            decode_extrinsic(raw).verify_signature(genesis_hash, spec_version)
+        except CodecError as exc:
+            out.append(str(exc))
+        except InvalidTransaction as exc:
+            out.append(f"{exc.reason}: {exc}")
+        else:
+            out.append(None)
+    return out
 
 
 __all__ = ["MAX_FORK_DEPTH", "NodeLink", "SyncedNode"]

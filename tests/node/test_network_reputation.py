@@ -52,13 +52,21 @@ def test_small_costs_add_up_and_time_forgives() -> None:
     assert b.score("p") == 0  # a fresh start once the ban ends
 
 
-def test_tracking_is_bounded(monkeypatch) -> None:
+def test_tracking_is_bounded_but_fresh_ids_never_evict_a_ban(monkeypatch) -> None:
+    """Review 15: charging many fresh ids forgets old scores, never a ban still running."""
     monkeypatch.setattr(reputation, "MAX_TRACKED", 3)
-    b, _ = book()
-    for peer in "abcd":
-        b.report(peer, Misbehaviour.GARBAGE)
-    assert b.banned_for("a") == 0  # forgotten, the least recently charged
-    assert all(b.banned_for(p) > 0 for p in "bcd")
+    b, clock = book(ban_seconds=30)
+    assert b.report("banned", Misbehaviour.GARBAGE) is True
+    b.report("scored", Misbehaviour.WRONG_RESPONSE)
+    for i in range(4096):  # an attacker charging fresh ids
+        b.report(f"fresh-{i}", Misbehaviour.REQUEST_TIMEOUT)
+    assert b.banned_for("banned") == pytest.approx(30)
+    assert b.score("scored") == 0  # a mere score is forgotten, the least recently charged first
+    assert len(b._entries) <= 3
+    clock.now += 31
+    assert b.banned_for("banned") == 0  # the ban ends as before
+    b.report("late", Misbehaviour.GARBAGE)
+    assert "banned" not in b._bans  # expired bans are pruned
 
 
 def test_rate_limiter_allows_the_burst_then_the_rate() -> None:

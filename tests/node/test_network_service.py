@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -399,23 +400,33 @@ async def test_a_block_request_flood_gets_a_peer_banned(caplog) -> None:
     assert "more than 5 block requests/s (burst 10)" in caplog.text
 
 
-async def test_messages_waiting_for_a_slow_handler_are_bounded_in_bytes(caplog) -> None:
+async def test_a_slow_handler_makes_the_reader_wait_not_ban_the_peer(caplog) -> None:
+    """Review 9: the inbound queue fills when *we* are slow; the reader stops reading (TCP
+    backpressure) instead of banning. What waits is still bounded in messages and bytes."""
     caplog.set_level(logging.INFO, logger="polchain.network")
-
-    async def big_batches(raw: RawPeer) -> None:
-        for i in range(6):
-            await raw.send(Transactions((bytes([i]) * 60_000,)))
-
-    async with nodes({"max_message_size": 64 * 1024}, {}) as (a, b):
+    async with nodes({"max_message_size": 64 * 1024, "inbound_queue": 4}, {}) as (a, b):
+        a.regossip = False
         handler = a.service.handlers.on_transactions
+        peaks: list[int] = []
 
         async def slow(peer, xts) -> None:
-            await asyncio.sleep(1.0)
+            p = a.service._peers[peer]
+            peaks.append(p.waiting_bytes)
+            await asyncio.sleep(0.15)
             await handler(peer, xts)  # type: ignore[misc]
 
         a.service.handlers.on_transactions = slow
-        await _banned_after(a, b, big_batches, Misbehaviour.FLOOD, caplog)
-    assert "bytes waiting to be handled" in caplog.text
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        for i in range(6):  # 360 kB: over the 128 KiB waiting bound
+            b.service.broadcast_transactions((bytes([i]) * 60_000,))
+        for i in range(12):  # more messages than the inbound queue holds
+            b.service.broadcast_transactions((b"small-%d" % i,))
+        await wait_for(lambda: len(a.txs) == 18, timeout=8)
+        assert [xts[0][:1] for _, xts in a.txs[:6]] == [bytes([i]) for i in range(6)]
+        assert max(peaks) <= 2 * 64 * 1024
+        assert connected(a, b) and a.service.reputation.score(b.id) == 0
+        assert "misbehaved" not in caplog.text
 
 
 async def test_four_nodes_that_all_bootnode_each_other_form_one_full_mesh() -> None:
@@ -434,3 +445,121 @@ async def test_four_nodes_that_all_bootnode_each_other_form_one_full_mesh() -> N
             for p in n.service.peers():
                 other = next(m for m in started if m.id == p.peer_id)
                 assert other.service.peer(n.id).outbound != p.outbound  # type: ignore[union-attr]
+
+
+async def test_a_peer_that_asks_for_blocks_and_never_reads_is_dropped_with_memory_bounded(caplog) -> None:
+    """Review 1: responses are bounded in bytes per peer, not only in count; a peer that keeps
+    asking and never reads is disconnected instead of pinning a response per request."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    mib = 1024 * 1024
+    async with nodes({"max_message_size": mib, "send_queue_bytes": 2 * mib}, {}) as (a, b):
+        fat = [BlockData(blk, bytes(100_000)) for blk in a.blocks]  # about 1 MiB a response
+
+        async def serve(peer, req: BlockRequest) -> list[BlockData]:
+            return fat[: req.count]
+
+        a.service.handlers.serve_block_request = serve
+        await b.service.dial(a.addr)
+        raw = RawPeer()
+        await raw.connect(a.addr)
+        assert raw.ws is not None
+        transport = raw.ws._response.connection.transport  # type: ignore[union-attr]
+        transport.pause_reading()  # never reads
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        peak = 0
+        for i in range(30):  # 30 MiB of answers, far past the socket buffers
+            await raw.send(BlockRequest(i + 1, 0, 10))
+            await asyncio.sleep(0.05)
+            p = a.service._peers.get(raw.key.peer_id)
+            peak = max(peak, getattr(p, "queued_bytes", 0))
+        await wait_for(lambda: [p.peer_id for p in a.service.peers()] == [b.id], timeout=5)
+        assert "send queue full: the peer does not read its responses" in caplog.text
+        assert peak <= 3 * mib  # the bound plus the one message always let in
+        assert [d.block.header.number for d in await b.service.request_blocks(a.id, 0, 3)] == [0, 1, 2]
+        transport.abort()
+        await raw.close()
+
+
+async def test_gossiped_transactions_are_rate_limited_per_peer_in_count_and_bytes(caplog) -> None:
+    """Review 5: a peer cannot make us take in (hash, decode, verify) more extrinsics than its
+    allowance; the excess is dropped, not marked seen, and costs no ban (an honest burst)."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    limits = {"tx_per_second": 10.0, "tx_burst": 20.0, "tx_bytes_per_second": 10_000.0, "tx_byte_burst": 20_000.0}
+    async with nodes(limits, {}) as (a, b):
+        a.regossip = False
+        raw = RawPeer()
+        await raw.connect(a.addr)
+        await raw.send(Transactions(tuple(b"xt-%03d" % i for i in range(100))))
+        await asyncio.wait_for(a.tx_event.wait(), 3)
+        await asyncio.sleep(0.2)
+        assert [len(xts) for _, xts in a.txs] == [20]
+        assert "dropped 80 of 100 extrinsics from" in caplog.text
+        await raw.send(Transactions((bytes(15_000), bytes([1]) * 15_000)))  # the byte bucket: one of two
+        await wait_for(lambda: len(a.txs) == 2)
+        assert a.txs[1][1] == (bytes(15_000),)
+        assert raw.key.peer_id in [p.peer_id for p in a.service.peers()]
+        assert a.service.reputation.score(raw.key.peer_id) == 0
+        # The dropped ones were not marked seen: an honest peer can still bring them.
+        await b.service.dial(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        b.service.broadcast_transactions((b"xt-050",))
+        await wait_for(lambda: len(a.txs) == 3)
+        assert a.txs[2] == (b.id, (b"xt-050",))
+        await raw.close()
+
+
+async def test_idle_websocket_upgrades_from_one_address_cannot_lock_out_inbound_peers(caplog) -> None:
+    """Review 7: bare upgrades that never send handshake message 1 hold at most the per-address
+    share of the pending-handshake slots, and only for the short first-message deadline."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({"first_message_timeout": 1.0}, {}) as (a, b):
+        url = a.addr.websocket_url("/p2p")
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), limit=0)  # another loopback address
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def upgrade() -> aiohttp.ClientWebSocketResponse | int:
+                try:
+                    return await http.ws_connect(url)
+                except aiohttp.WSServerHandshakeError as exc:
+                    return exc.status
+
+            results = await asyncio.gather(*[upgrade() for _ in range(40)])
+            idle = [r for r in results if not isinstance(r, int)]
+            assert len(idle) == a.service.config.max_pending_per_ip
+            assert set(r for r in results if isinstance(r, int)) == {503}
+            await b.service.dial(a.addr)  # an honest peer from another address still gets in
+            assert [p.peer_id for p in a.service.peers()] == [b.id]
+            # The idle ones are cut at the first-message deadline, not the whole handshake's.
+            async with asyncio.timeout(1.8):
+                for ws in idle:
+                    assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            await wait_for(lambda: a.service._pending_handshakes == 0)
+            assert "sent no handshake message within 1 s" in caplog.text
+            for ws in idle:
+                await ws.close()
+
+
+async def test_a_stall_of_our_own_event_loop_is_not_charged_as_a_request_timeout() -> None:
+    """Review 14: the request timeout counts only time our loop was running; a stall of our
+    own (here 1.5 s against a 1 s timeout) is not the peer's fault."""
+    async with nodes({}, {}) as (a, b):
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+
+        async def stall() -> None:  # runs before our request is even written
+            time.sleep(1.5)  # blocks the whole loop, as a long synchronous import would
+
+        stalling = asyncio.create_task(stall())
+        got = await b.service.request_blocks(a.id, 0, 2, timeout=1.0)
+        await stalling
+        assert [d.block.header.number for d in got] == [0, 1]
+        assert b.service.reputation.score(a.id) == 0
+        # A peer that really does not answer is still charged.
+        async def silent(peer, req: BlockRequest) -> list[BlockData]:
+            await asyncio.sleep(5)
+            return []
+
+        a.service.handlers.serve_block_request = silent
+        with pytest.raises(RequestFailed, match="did not answer block request"):
+            await b.service.request_blocks(a.id, 0, 2, timeout=0.5)
+        assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.REQUEST_TIMEOUT.cost, abs=2)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import msgspec
+import pytest
 from netkit import FAST, Node, make_chain, start_node, wait_for
 
 from chain import calls
@@ -15,6 +18,7 @@ from chain.block import Block
 from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
+from chain.header import Header
 from genesis.spec import load_chain_spec
 from node.network.reputation import Misbehaviour
 from node.service import NodeConfig, NodeService
@@ -150,3 +154,108 @@ async def test_a_syncing_node_announces_its_new_best_once_not_every_block() -> N
     finally:
         author.request_stop()
         await run
+
+
+async def test_gossiped_transactions_with_a_bad_signature_or_no_funds_cost_the_peer(caplog) -> None:
+    """Review 5: checking a signature is work a peer must not get for free; an extrinsic whose
+    signature fails, or whose signer cannot pay, costs BAD_TRANSACTION (a stale one does not)."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
+        peer.blocks = [genesis]
+        peer.regossip = False
+        root = node.chain.best_header.state_root
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            bob, charlie, pauper = dev_keypair("Bob"), dev_keypair("Charlie"), dev_keypair("Pauper")
+            good = sign_extrinsic(
+                bob, calls.Transfer(charlie.public, 10**9), nonce=0,
+                genesis_hash=node.chain.genesis_hash, spec_version=SPEC_VERSION,
+            )
+            forged = msgspec.structs.replace(good, nonce=1)  # the signature covers nonce 0
+            broke = sign_extrinsic(
+                pauper, calls.Transfer(charlie.public, 10**9), nonce=0,
+                genesis_hash=node.chain.genesis_hash, spec_version=SPEC_VERSION,
+            )
+            peer.service.broadcast_transactions((forged.encode(), broke.encode(), good.encode()))
+            await wait_for(lambda: node.pool.get_data(good.hash()) is not None)
+            await wait_for(lambda: node.network.reputation.score(peer.id) < -90)  # type: ignore[union-attr]
+            assert node.network.reputation.score(peer.id) == pytest.approx(2 * Misbehaviour.BAD_TRANSACTION.cost, abs=2)
+            assert f"peer {peer.id}: {Misbehaviour.BAD_TRANSACTION.reason} (bad_proof:" in caplog.text
+            assert f"peer {peer.id}: {Misbehaviour.BAD_TRANSACTION.reason} (payment:" in caplog.text
+            assert node.pool.get_data(forged.hash()) is None and node.pool.get_data(broke.hash()) is None
+            assert node.chain.best_header.state_root == root
+        finally:
+            await peer.service.stop()
+
+
+async def test_announced_headers_are_checked_before_a_sync_starts(caplog) -> None:
+    """Review 8: an announce costs us a sync (requests, the sync lock); a header sealed badly in
+    a validator's name, or claiming more blocks than slots since our finalized block, starts
+    none; the first costs the peer. Syncs per peer are throttled."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        peer = await liar(node, [genesis])
+        requests: list[object] = []
+        serve = peer.serve
+
+        async def counting(p, req):
+            requests.append(req.start)
+            return await serve(p, req)
+
+        peer.service.handlers.serve_block_request = counting
+        alice = dev_keypair("Alice")  # the dev chain's validator
+        now = int(time.time() * 1000) // node.slot_ms
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            forged = Header(genesis.hash(), 1, bytes(32), bytes(32), now, alice.public, (), bytes(64))
+            peer.service.broadcast_block(forged)
+            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
+            assert f"peer {peer.id}: {Misbehaviour.BAD_ANNOUNCE.reason} (block #1 announced with a bad seal" in caplog.text
+            # More blocks than slots since the finalized block: cannot be a chain, no sync.
+            tall = Header(genesis.hash(), 10**6, bytes(32), bytes(32), 1000, alice.public, (), bytes(64))
+            peer.service.broadcast_block(tall)
+            await wait_for(lambda: "block #1000000 in slot 1000 is above" in caplog.text)
+            await asyncio.sleep(0.3)
+            assert requests == []
+            assert node.network.reputation.score(peer.id) == pytest.approx(Misbehaviour.BAD_ANNOUNCE.cost, abs=2)  # type: ignore[union-attr]
+        finally:
+            await peer.service.stop()
+
+
+async def test_syncs_started_by_one_peers_announcements_are_throttled(caplog) -> None:
+    """Review 8: fresh headers are free to make; each one that starts a sync costs us a request
+    round trip, so a peer's announcements start at most SYNC_BURST syncs at once."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        fork = make_chain(4, parent=b"\x01" * 32, start=1)  # never joins: no blame, as above
+        peer = await liar(node, [genesis, *fork])
+        requests: list[object] = []
+        serve = peer.serve
+
+        async def counting(p, req):
+            requests.append(req.start)
+            return await serve(p, req)
+
+        peer.service.handlers.serve_block_request = counting
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(requests) >= 1)  # the sync on connect
+            await wait_for(lambda: not node.link.is_syncing)  # type: ignore[union-attr]
+            requests.clear()
+            for i in range(30):  # each a fresh header (unknown author: passes the seal check)
+                peer.service.broadcast_block(make_chain(1, salt=bytes([i + 1]), parent=fork[-1].hash(), start=5)[0].header)
+                await asyncio.sleep(0.03)  # each sync ends before the next announce
+            await asyncio.sleep(0.3)
+            assert 1 <= len(requests) <= 12  # SYNC_BURST and a little refill
+            assert node.network.reputation.score(peer.id) == 0
+        finally:
+            await peer.service.stop()
