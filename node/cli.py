@@ -29,6 +29,9 @@ from chain.errors import ChainError
 from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from genesis.spec import load_chain_spec
+from node import devnet
+from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
+from node.metrics import MetricsServer
 from node.service import NodeConfig, NodeService
 from rpc.api import build_method_table
 from rpc.client import RpcCallError, RpcClient
@@ -51,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
-    except (CliError, ChainError, ml_runtime.MLRuntimeError, RpcCallError, OSError) as exc:
+    except (CliError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcCallError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--validator", action="store_true")
     for who in DEV_ACCOUNTS:
         node.add_argument(f"--{who.lower()}", action="store_true", help=f"author with //{who} (implies --validator)")
+    node.add_argument("--key", default=None, metavar="URI", help="author with this secret URI, e.g. //Validator7")
     node.add_argument("--block-time", type=_positive, default=6000, metavar="MS")
     node.add_argument("--instant-seal", action="store_true", help="author a block as soon as the pool holds something")
     node.add_argument("--rpc-port", type=int, default=9944)
@@ -83,8 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024)
     node.add_argument("--port", type=int, default=30333, help="p2p port (networking is not built yet)")
     node.add_argument("--bootnodes", nargs="*", default=[], help="p2p boot nodes (networking is not built yet)")
+    node.add_argument("--prometheus-port", type=_port, default=None, help=f"metrics port (default {PROMETHEUS_PORT})")
+    node.add_argument("--prometheus-external", action="store_true", help="serve metrics on all interfaces")
+    node.add_argument("--no-prometheus", action="store_true", help="serve no metrics")
     node.add_argument("--log", "-l", default="info", help="log level: error, warn, info, debug")
     node.set_defaults(run=run_node)
+    devnet.add_subcommand(sub, node)
 
     key = sub.add_parser("key", help="generate and inspect keys").add_subparsers(dest="key_command", required=True)
     for name, fn in (("generate", run_key_generate), ("inspect", run_key_inspect)):
@@ -161,6 +169,13 @@ def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
     return p
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1..65535)")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -171,7 +186,7 @@ def _positive(text: str) -> int:
 # --- node -------------------------------------------------------------------------------------
 def run_node(args: argparse.Namespace) -> int:
     chain = args.chain or ("dev" if args.dev else "local")
-    author = next((f"//{who}" for who in DEV_ACCOUNTS if getattr(args, who.lower())), None)
+    author = args.key or next((f"//{who}" for who in DEV_ACCOUNTS if getattr(args, who.lower())), None)
     if args.dev and author is None:
         author = "//Alice"
     if args.validator and author is None:
@@ -188,6 +203,9 @@ def run_node(args: argparse.Namespace) -> int:
         rpc_methods=args.rpc_methods, rpc_cors=cors, rpc_max_connections=args.rpc_max_connections,
         rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
         rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
+        prometheus_host="0.0.0.0" if args.prometheus_external else "127.0.0.1",
+        prometheus_port=None if args.no_prometheus else (args.prometheus_port or PROMETHEUS_PORT),
+        prometheus_required=args.prometheus_port is not None,
     )
     spec = load_chain_spec(chain)
     log.info("polchain node %r on chain %r (%s)", args.name, spec.name, spec.id)
@@ -208,11 +226,35 @@ async def _serve(config: NodeConfig, spec: Any) -> None:
         max_subscriptions_per_connection=config.rpc_max_subscriptions,
         cors=config.rpc_cors, rpc_methods=config.rpc_methods,  # type: ignore[arg-type]
     )
+    metrics = await _start_metrics(config, service)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.request_stop)
-    await service.run(server)
+    try:
+        await service.run(server)
+    finally:
+        if metrics is not None:
+            await metrics.stop()
     log.info("Shut down cleanly at block #%d", service.chain.best_number)
+
+
+async def _start_metrics(config: NodeConfig, service: NodeService) -> MetricsServer | None:
+    """The Prometheus endpoint. A port asked for with --prometheus-port must bind (as in
+    Substrate); the default one may be taken by another node on this machine, which then
+    costs the metrics only."""
+    if config.prometheus_port is None:
+        return None
+    metrics = MetricsServer(service.metrics, config.prometheus_host, config.prometheus_port)
+    try:
+        await metrics.start()
+    except OSError as exc:
+        if config.prometheus_required:
+            service.close()
+            raise CliError(f"cannot serve Prometheus metrics on {config.prometheus_host}:{config.prometheus_port}: {exc.strerror}") from None
+        log.warning("Prometheus metrics off: %s:%d is not free (%s)", config.prometheus_host, config.prometheus_port, exc.strerror)
+        return None
+    log.info("Prometheus exporter on %s", metrics.url)
+    return metrics
 
 
 # --- key ----------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from chain.pallets.staking import compute_slot_author, get_validators
 from chain.pool import TransactionPool, Validity
 from chain.storage import Database
 from genesis.spec import ChainSpec
+from node.metrics import NodeMetrics
 
 log = logging.getLogger("polchain")
 
@@ -55,6 +56,9 @@ class NodeConfig:
     rpc_max_request_size_mb: int = 15
     rpc_max_response_size_mb: int = 15
     rpc_max_subscriptions: int = 1024
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int | None = None  # None: no metrics server
+    prometheus_required: bool = False  # the port was asked for: failing to bind is an error
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,6 +90,7 @@ class NodeService:
         self._xt_watchers: dict[bytes, set[asyncio.Queue[Any]]] = {}
         self.slot_ms = config.block_time_ms
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
+        self.metrics = NodeMetrics(self)
 
     # --- the pool's view of validity -----------------------------------------------------------
     def _validate_for_pool(self, xt: Extrinsic) -> Validity:
@@ -184,10 +189,11 @@ class NodeService:
             for xt_hash, exc in invalid:
                 if exc.reason != "future":
                     self.pool.report_invalid(xt_hash)
-            self._after_import(imported, elapsed)
+            self._after_import(imported, elapsed, authored=True)
             return imported
 
-    def _after_import(self, imported: ImportedBlock, elapsed: float) -> None:
+    def _after_import(self, imported: ImportedBlock, elapsed: float, *, authored: bool = False) -> None:
+        self.metrics.on_block(imported, elapsed, authored=authored)
         block = imported.block
         block_hash = block.hash()
         included = [xt.hash() for xt in block.body.extrinsics]
