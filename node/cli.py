@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import secrets
 import shutil
 import signal
@@ -248,10 +249,11 @@ async def _start_metrics(config: NodeConfig, service: NodeService) -> MetricsSer
     try:
         await metrics.start()
     except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         if config.prometheus_required:
             service.close()
-            raise CliError(f"cannot serve Prometheus metrics on {config.prometheus_host}:{config.prometheus_port}: {exc.strerror}") from None
-        log.warning("Prometheus metrics off: %s:%d is not free (%s)", config.prometheus_host, config.prometheus_port, exc.strerror)
+            raise CliError(f"cannot serve Prometheus metrics on {config.prometheus_host}:{config.prometheus_port}: {reason}") from None
+        log.warning("Prometheus metrics off: %s:%d is not free (%s)", config.prometheus_host, config.prometheus_port, reason)
         return None
     log.info("Prometheus exporter on %s", metrics.url)
     return metrics

@@ -250,6 +250,8 @@ def _check_ports_free(plans: list[NodePlan]) -> None:
             if port is None:
                 continue
             with socket.socket() as s:
+                # As asyncio's servers do, so a port in TIME_WAIT after a restart counts as free.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind(("127.0.0.1", port))
                 except OSError:

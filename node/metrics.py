@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -48,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("polchain")
 
 DEFAULT_PORT = 9615
+# The classic text format, which generate_latest writes (with its default underscore escaping
+# of names) and Substrate serves; prometheus-client >= 0.22 labels it 1.0.0 by default.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # prometheus-client's default buckets (Substrate's import histogram uses the same), extended
 # upwards: a block with training calls can take tens of seconds to build or re-execute.
 TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -124,7 +126,7 @@ class MetricsServer:
         return f"http://{self.host}:{self.port}/metrics"
 
     async def _handle(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def start(self) -> None:
         """Bind and serve; OSError (port in use, no permission) if it cannot bind."""
