@@ -187,7 +187,10 @@ def _positive(text: str) -> int:
 # --- node -------------------------------------------------------------------------------------
 def run_node(args: argparse.Namespace) -> int:
     chain = args.chain or ("dev" if args.dev else "local")
-    author = args.key or next((f"//{who}" for who in DEV_ACCOUNTS if getattr(args, who.lower())), None)
+    dev_flag = next((who for who in DEV_ACCOUNTS if getattr(args, who.lower())), None)
+    if args.key and dev_flag:
+        raise CliError(f"--key and --{dev_flag.lower()} both name the authoring key; use one")  # a key is never echoed
+    author = args.key or (f"//{dev_flag}" if dev_flag else None)
     if args.dev and author is None:
         author = "//Alice"
     if args.validator and author is None:

@@ -248,3 +248,13 @@ def test_devnet_authors_stops_cleanly_and_resumes(tmp_path: Path) -> None:
         if proc.poll() is None:
             _stop(proc, out2)
     assert all(_db_best(base, name, spec_path) > before[name] for name in ("alice", "bob"))
+
+
+def test_node_refuses_key_together_with_a_dev_account_flag(tmp_path: Path, capsys) -> None:
+    """``--key`` (what the devnet gives //Validator7 and beyond) names the authoring key; a dev
+    flag beside it would leave it ambiguous which key authors."""
+    code = cli.main(["node", "--chain", "local", "--key", "//Validator7", "--bob", "--base-path", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "--key and --bob both name the authoring key; use one" in err and "Validator7" not in err
+    assert not (tmp_path / "chains").exists()
