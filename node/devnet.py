@@ -76,22 +76,25 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
     """Register ``polchain devnet``. ``node_parser`` tells which flags ``polchain node`` knows."""
     p: argparse.ArgumentParser = sub.add_parser(
         "devnet", help="run a local network: N validators (and K full nodes), one process each",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Start N validators (//Alice, //Bob, … //Validator7, …) and K full nodes of a local chain, "
+        "each with its own database, RPC, p2p and metrics port, show their heads live, and stop them all on Ctrl-C. "
+        "Running it again on the same base path resumes the same chain.",
     )
-    p.add_argument("--validators", "-n", type=_bounded(1, MAX_VALIDATORS), default=4, metavar="N")
+    p.add_argument("--validators", "-n", type=_bounded(1, MAX_VALIDATORS), default=4, metavar="N",
+                   help="validators, 1..64 (default 4)")
     p.add_argument("--auditors", type=_bounded(0, MAX_AUDITORS), default=0, metavar="K",
-                   help="full nodes besides the validators (they will run --pol full)")
-    p.add_argument("--base-path", "-d", type=Path, default=None,
+                   help="full nodes besides the validators (plain full nodes today; --pol full once proof-of-learning consensus lands)")
+    p.add_argument("--base-path", "-d", type=Path, default=None, metavar="DIR",
                    help="default: $XDG_DATA_HOME/polchain/devnet (~/.local/share/polchain/devnet)")
-    p.add_argument("--rpc-port", type=_bounded(1, 65535), default=9944, help="node i serves RPC on this + i")
-    p.add_argument("--port", type=_bounded(1, 65535), default=30333, help="node i listens for peers on this + i")
-    p.add_argument("--prometheus-port", type=_bounded(1, 65535), default=9615, help="node i serves metrics on this + i")
+    p.add_argument("--rpc-port", type=_bounded(1, 65535), default=9944, metavar="PORT", help="node i serves RPC on PORT + i (default 9944)")
+    p.add_argument("--port", type=_bounded(1, 65535), default=30333, metavar="PORT", help="node i listens for peers on PORT + i (default 30333)")
+    p.add_argument("--prometheus-port", type=_bounded(1, 65535), default=9615, metavar="PORT", help="node i serves metrics on PORT + i (default 9615)")
     p.add_argument("--no-prometheus", action="store_true", help="no metrics endpoints")
-    p.add_argument("--block-time", type=_bounded(1, 3_600_000), default=6000, metavar="MS")
+    p.add_argument("--block-time", type=_bounded(1, 3_600_000), default=6000, metavar="MS", help="Aura slot duration (default 6000)")
     p.add_argument("--no-tui", action="store_true", help="one status line per interval instead of a live table")
-    p.add_argument("--interval", type=_seconds, default=1.0, help="status refresh, seconds")
-    p.add_argument("--stop-timeout", type=_seconds, default=30.0, help="seconds a node gets to stop before SIGKILL")
-    p.add_argument("--log", "-l", default="info", help="the nodes' log level")
+    p.add_argument("--interval", type=_seconds, default=1.0, metavar="S", help="status refresh, seconds (default 1)")
+    p.add_argument("--stop-timeout", type=_seconds, default=30.0, metavar="S", help="seconds a node gets to stop before SIGKILL (default 30)")
+    p.add_argument("--log", "-l", choices=("error", "warn", "info", "debug"), default="info", help="the nodes' log level")
     p.set_defaults(run=run_devnet, node_flags=frozenset(node_parser._option_string_actions))
 
 

@@ -258,3 +258,31 @@ def test_node_refuses_key_together_with_a_dev_account_flag(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert "--key and --bob both name the authoring key; use one" in err and "Validator7" not in err
     assert not (tmp_path / "chains").exists()
+
+
+def test_status_table_and_line_show_heads_rates_and_exited_nodes(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from rpc.client import RpcClient
+
+    args = _args("--validators", "2", "--block-time", "1000")
+    plans = devnet.plan_nodes(args, tmp_path)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    gone.wait()
+    try:
+        alice = devnet.NodeStatus(plans[0], running, RpcClient("http://127.0.0.1:1"), best=12, finalized=9, peers=1,
+                                  answered=True, best_slot=int(time.time()) - 5)
+        alice.history.extend([(100.0, 2), (110.0, 12)])
+        bob = devnet.NodeStatus(plans[1], gone, RpcClient("http://127.0.0.1:1"))
+        assert alice.rate() == 1.0 and bob.rate() is None
+        line = devnet.status_line([alice, bob], 1000)
+        assert "Alice up best #12 fin #9 peers 1 1.00/s" in line and "Bob exited 3 best - fin -" in line
+        console = Console(record=True, width=160)
+        console.print(devnet.status_table([alice, bob], 1000, "t"))
+        text = console.export_text()
+        assert re.search(r"Alice\s+│\s+validator\s+│\s+up\s+│\s+\d+\s+│\s+\d+\s+│\s+#12\s+│\s+#9\s+│\s+1\s+│.*\((5|6)s ago\)\s+│\s+1.00", text), text
+        assert re.search(r"Bob\s+│\s+validator\s+│\s+exited 3", text), text
+    finally:
+        running.kill()
+        running.wait()
