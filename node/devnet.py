@@ -16,7 +16,8 @@ What it does, in order:
    ``<base>/<name>`` (its own LevelDB), RPC port ``--rpc-port + i``, p2p port ``--port + i``,
    Prometheus port ``--prometheus-port + i``, its log in ``<base>/<name>/node.log`` (appended),
    and a node key fixed per node (blake2-256 of ``polchain-devnet/<name>``), so every peer id
-   is known before start and nodes 1.. get node 0's multiaddr as ``--bootnodes``. These keys
+   is known before start and every node gets every other node's multiaddr as ``--bootnodes``
+   (a whole mesh without peer discovery, with no hub whose loss splits it). These keys
    are public knowledge: a devnet is for one machine, never for a network others can reach.
    Auditors will run ``--pol full`` once proof-of-learning consensus lands; today they are
    plain full nodes.
@@ -186,7 +187,7 @@ def plan_nodes(args: argparse.Namespace, base: Path) -> list[NodePlan]:
     ]
 
 
-def node_command(plan: NodePlan, spec_path: Path, boot: NodePlan | None, args: argparse.Namespace) -> list[str]:
+def node_command(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: argparse.Namespace) -> list[str]:
     """The ``polchain node`` command line of one node. Flags the node does not know yet (the p2p
     ones, before networking is merged) are left out rather than making it refuse to start."""
     known: frozenset[str] = args.node_flags
@@ -200,8 +201,9 @@ def node_command(plan: NodePlan, spec_path: Path, boot: NodePlan | None, args: a
         cmd += ["--validator", flag] if plan.name in DEV_ACCOUNTS else ["--validator", "--key", "//" + plan.name]
     if "--node-key" in known:
         cmd += ["--node-key", plan.node_key.hex()]
-    if boot is not None and boot is not plan and "--bootnodes" in known:
-        cmd += ["--bootnodes", boot.multiaddr]
+    others = [p.multiaddr for p in plans if p is not plan]
+    if others and "--bootnodes" in known:
+        cmd += ["--bootnodes", *others]
     if plan.prometheus_port is None:
         cmd += ["--no-prometheus"]
     else:
@@ -369,12 +371,12 @@ def _set_parent_death_signal() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def start_node(plan: NodePlan, spec_path: Path, boot: NodePlan, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+def start_node(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: argparse.Namespace) -> subprocess.Popen[bytes]:
     plan.base_path.mkdir(parents=True, exist_ok=True)
     log: IO[bytes] = plan.log_path.open("ab")
     try:
         return subprocess.Popen(
-            node_command(plan, spec_path, boot, args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            node_command(plan, spec_path, plans, args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_set_parent_death_signal if sys.platform == "linux" else None,
         )
     finally:
@@ -446,7 +448,7 @@ async def _run(args: argparse.Namespace, base: Path, plans: list[NodePlan], spec
     nodes: list[NodeStatus] = []
     try:
         for plan in plans:
-            proc = start_node(plan, spec_path, plans[0], args)
+            proc = start_node(plan, spec_path, plans, args)
             nodes.append(NodeStatus(plan, proc, RpcClient(f"http://127.0.0.1:{plan.rpc_port}", timeout=max(2.0, args.interval))))
             say(f"{plan.name} pid {proc.pid}: RPC http://127.0.0.1:{plan.rpc_port}  p2p {plan.multiaddr}"
                 + (f"  metrics http://127.0.0.1:{plan.prometheus_port}/metrics" if plan.prometheus_port else "")

@@ -77,28 +77,35 @@ def test_plans_and_command_lines_are_ones_polchain_node_accepts(tmp_path: Path) 
     assert devnet.plan_nodes(args, tmp_path)[3].node_key == plans[3].node_key  # fixed per node
     parser = cli.build_parser()
     for plan in plans:
-        cmd = devnet.node_command(plan, tmp_path / "spec.json", plans[0], args)
+        cmd = devnet.node_command(plan, tmp_path / "spec.json", plans, args)
         node_args = parser.parse_args(cmd[3:])  # after "python -m node.cli"
         assert node_args.rpc_port == plan.rpc_port and node_args.port == plan.p2p_port
         assert node_args.prometheus_port == plan.prometheus_port and node_args.block_time == 500
         assert node_args.validator is plan.validator
-    validator7 = parser.parse_args(devnet.node_command(plans[6], tmp_path / "s", plans[0], args)[3:])
+    validator7 = parser.parse_args(devnet.node_command(plans[6], tmp_path / "s", plans, args)[3:])
     assert validator7.key == "//Validator7"
-    assert parser.parse_args(devnet.node_command(plans[1], tmp_path / "s", plans[0], args)[3:]).bob
-    auditor = parser.parse_args(devnet.node_command(plans[7], tmp_path / "s", plans[0], args)[3:])
+    assert parser.parse_args(devnet.node_command(plans[1], tmp_path / "s", plans, args)[3:]).bob
+    auditor = parser.parse_args(devnet.node_command(plans[7], tmp_path / "s", plans, args)[3:])
     assert auditor.key is None and not any(getattr(auditor, n.lower()) for n in validator_names(6))
 
 
 def test_p2p_flags_are_passed_once_the_node_knows_them(tmp_path: Path) -> None:
-    args = _args("--validators", "2")
+    """Every node boots from every other one, so the mesh is whole without peer discovery and
+    survives the loss of any one node (node 0 is no hub)."""
+    args = _args("--validators", "3", "--auditors", "1")
     plans = devnet.plan_nodes(args, tmp_path)
     args.node_flags = frozenset({"--node-key", "--bootnodes"})
-    cmd = devnet.node_command(plans[1], tmp_path / "s", plans[0], args)
-    assert cmd[cmd.index("--node-key") + 1] == plans[1].node_key.hex()
-    assert cmd[cmd.index("--bootnodes") + 1] == plans[0].multiaddr
-    assert "--bootnodes" not in devnet.node_command(plans[0], tmp_path / "s", plans[0], args)
+    for plan in plans:
+        cmd = devnet.node_command(plan, tmp_path / "s", plans, args)
+        assert cmd[cmd.index("--node-key") + 1] == plan.node_key.hex()
+        start = cmd.index("--bootnodes") + 1
+        assert cmd[start : start + 3] == [p.multiaddr for p in plans if p is not plan]
+        assert not cmd[start + 3 :] or cmd[start + 3].startswith("--")
+    alone = devnet.plan_nodes(_args("--validators", "1"), tmp_path)
+    assert "--bootnodes" not in devnet.node_command(alone[0], tmp_path / "s", alone, args)
     args.node_flags = frozenset()
-    assert "--node-key" not in devnet.node_command(plans[1], tmp_path / "s", plans[0], args)
+    cmd = devnet.node_command(plans[1], tmp_path / "s", plans, args)
+    assert "--node-key" not in cmd and "--bootnodes" not in cmd
 
 
 @pytest.mark.parametrize(
