@@ -47,6 +47,8 @@ from chain.crypto import Keypair, blake2_256, dev_keypair
 from chain.extrinsic import Extrinsic, SigningPayload, compute_signing_message, sign_extrinsic
 from chain.state import StateDB
 from chain.storage import Database
+from consensus.aura import Aura
+from consensus.block_import import ConsensusRules
 from genesis.spec import ChainSpec, load_chain_spec, parse_chain_spec
 
 ALICE = dev_keypair("Alice")
@@ -69,7 +71,7 @@ def compute_bench_spec(senders: list[Keypair]) -> ChainSpec:
 def open_node(path: Path, spec: ChainSpec, signature_threads: int = 1) -> Blockchain:
     return Blockchain(
         Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis,
-        signature_threads=signature_threads,
+        signature_threads=signature_threads, rules=ConsensusRules(Aura(6000)),
     )
 
 

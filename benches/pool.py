@@ -104,7 +104,10 @@ def compute_results(senders: int, per_sender: int, rounds: int) -> dict[str, flo
 
     def submit_reversed() -> None:
         # Every sender's nonces arrive last-first: all future, then one promotion chain each.
-        pool = TransactionPool(make_validator(False), max_count=max_count)
+        pool = TransactionPool(
+            make_validator(False), max_count=max_count, max_future_per_sender=per_sender,
+            max_future_count=n,
+        )
         for data in reversed(txs):
             pool.submit(data)
 

@@ -1,12 +1,22 @@
-"""RPC throughput: polchain's RpcServer against a bare aiohttp JSON-RPC handler.
+"""RPC throughput of the node's real method table against a bare aiohttp JSON-RPC handler.
 
-    python -m benches.rpc [--methods MODULE:FACTORY] [--seconds 5] [--requests 30000] [--rounds 3]
+    python -m benches.rpc [--seconds 5] [--requests 30000] [--rounds 3] [--blocks 8]
 
-For each method (``system_health``, ``chain_getHeader``) and transport (HTTP keep-alive,
-one WebSocket) it measures requests/s against (1) `RpcServer` serving the factory's
-`MethodTable` and (2) a bare aiohttp app that only parses, looks the method up in a
-dict, awaits the *same* handler and dumps the response. The ratio is the cost of the
-full JSON-RPC machinery (validation, limits, CORS, error mapping, subscriptions).
+Each server process opens its own dev chain in a temporary database, authors ``--blocks``
+blocks of transfers (so the best header carries a seal and the state has history) and
+builds the node's method table from it, as ``polchain node`` does. For each method it
+measures requests/s over HTTP keep-alive and over one WebSocket against (1) `RpcServer`
+serving that table and (2) a bare aiohttp app that only parses, looks the method up in
+a dict, awaits the *same* handler and dumps the response. The methods and their params:
+
+* ``system_health`` ``[]``: the cheapest call, close to the cost of the transport alone;
+* ``chain_getHeader`` ``[]``: the best header read from LevelDB and decoded;
+* ``state_getStorage`` ``[Bob's System.Account key]``: one state read (flat column);
+* ``ml_getModel`` ``[0]``: the model's info, spec and lineage from state.
+
+Both servers run each handler with its parameter parsing (rpc.params), so the ratio is
+the cost of the JSON-RPC machinery around the handler (request validation, limits,
+CORS, error mapping, subscriptions), and the rates are what a client gets from the node.
 
 Each server runs in its own process and the load generator in another, pinned to
 different cores where the OS allows, so client and server never share one core. The
@@ -16,10 +26,8 @@ because an aiohttp client would cost as much CPU as the server and measure itsel
 Each cell stops at ``--requests`` responses or ``--seconds`` seconds, whichever first,
 after a short warm-up; each cell runs ``--rounds`` times, alternating which server goes
 first, and the best round is reported (other work on a shared machine only ever slows a
-round down). Only 127.0.0.1 is used. Results are printed and written to bench-results/rpc.json.
-
-``--methods`` takes ``module:function`` returning a `MethodTable`; the node can plug in
-its real tables (each must register ``system_health`` and ``chain_getHeader``).
+round down). The first response of every cell must be a non-null result. Only 127.0.0.1
+is used. Results are printed and written to bench-results/rpc.json.
 """
 
 from __future__ import annotations
@@ -28,7 +36,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import importlib
 import json
 import multiprocessing as mp
 import os
@@ -36,66 +43,52 @@ import platform
 import struct
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from aiohttp import WSMsgType, web
 
-from rpc.methods import MethodTable, Params
+from chain import calls
+from chain.config import SPEC_VERSION
+from chain.crypto import dev_keypair
+from chain.extrinsic import sign_extrinsic
+from chain.pallets import balances
+from genesis.spec import load_chain_spec
+from node.service import NodeConfig, NodeService
+from rpc.api import build_method_table
+from rpc.methods import MethodTable
 from rpc.server import RpcServer
 
-METHODS = ("system_health", "chain_getHeader")
+METHODS = ("system_health", "chain_getHeader", "state_getStorage", "ml_getModel")
 TRANSPORTS = ("http", "ws")
 SERVERS = ("polchain", "bare")
 RESULTS = Path("bench-results") / "rpc.json"
 
-HEADER = {
-    "parentHash": "0x" + "5a" * 32,
-    "number": "0x1b4",
-    "stateRoot": "0x" + "c3" * 32,
-    "extrinsicsRoot": "0x" + "03" * 32,
-    "digest": {
-        "logs": [
-            "0x0661757261" + "20" + "8f" * 8,
-            "0x05617572610101" + "e4" * 64,
-        ]
-    },
-}
+
+def method_params(method: str) -> list[Any]:
+    """The params each benchmarked method is called with (all answer a non-null result)."""
+    if method == "state_getStorage":
+        return ["0x" + balances.ACCOUNT.compute_key(dev_keypair("Bob").public).hex()]
+    if method == "ml_getModel":
+        return [0]
+    return []
 
 
-def toy_methods() -> MethodTable:
-    """The default table: Substrate-shaped answers with no chain behind them."""
-    table = MethodTable()
-
-    @table.method("system_health")
-    async def system_health(params: Params) -> Any:
-        return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
-
-    @table.method("chain_getHeader")
-    async def chain_get_header(params: Params) -> Any:
-        return HEADER
-
-    return table
-
-
-def node_methods() -> MethodTable:
-    """The real node's table over a dev chain in a temporary database (the default)."""
-    from genesis.spec import load_chain_spec
-    from node.service import NodeConfig, NodeService
-    from rpc.api import build_method_table
-
-    service = NodeService(NodeConfig(chain="dev", tmp=True), load_chain_spec("dev"))
-    return build_method_table(service)
-
-
-def load_factory(path: str) -> Callable[[], MethodTable]:
-    module, _, name = path.partition(":")
-    factory = getattr(importlib.import_module(module), name or "make_methods")
-    if not callable(factory):
-        raise SystemExit(f"--methods {path}: {name} is not callable")
-    return factory  # type: ignore[no-any-return,unused-ignore]
+async def open_node(blocks: int) -> tuple[NodeService, MethodTable]:
+    """A dev node in a temporary database with ``blocks`` blocks of one transfer each,
+    and its method table (the same `build_method_table` the CLI serves)."""
+    service = NodeService(NodeConfig(chain="dev", tmp=True, author="//Alice"), load_chain_spec("dev"))
+    bob, charlie = dev_keypair("Bob"), dev_keypair("Charlie")
+    for nonce in range(blocks):
+        xt = sign_extrinsic(
+            bob, calls.Transfer(charlie.public, 10**9), nonce=nonce,
+            genesis_hash=service.chain.genesis_hash, spec_version=SPEC_VERSION,
+        )
+        service.submit(xt.encode())
+        if await service.author_block() is None:
+            raise RuntimeError("the bench node could not author a block")
+    return service, build_method_table(service)
 
 
 def pin(cpu: int) -> None:
@@ -139,8 +132,15 @@ def bare_app(table: MethodTable) -> web.Application:
     return app
 
 
-async def _serve(kind: str, factory_path: str, port_q: Any, stop: Any) -> None:
-    table = load_factory(factory_path)()
+async def _serve(kind: str, blocks: int, port_q: Any, stop: Any) -> None:
+    service, table = await open_node(blocks)
+    try:
+        await _serve_table(kind, table, port_q, stop)
+    finally:
+        service.close()
+
+
+async def _serve_table(kind: str, table: MethodTable, port_q: Any, stop: Any) -> None:
     loop = asyncio.get_running_loop()
     if kind == "polchain":
         server = RpcServer(table, host="127.0.0.1", port=0)
@@ -158,9 +158,9 @@ async def _serve(kind: str, factory_path: str, port_q: Any, stop: Any) -> None:
         await runner.cleanup()
 
 
-def server_main(kind: str, factory_path: str, port_q: Any, stop: Any) -> None:
+def server_main(kind: str, blocks: int, port_q: Any, stop: Any) -> None:
     pin(0)
-    asyncio.run(_serve(kind, factory_path, port_q, stop))
+    asyncio.run(_serve(kind, blocks, port_q, stop))
 
 
 # --- load generator ------------------------------------------------------------------
@@ -308,7 +308,7 @@ async def _run_cell(
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     payload = json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": method, "params": []}, separators=(",", ":")
+        {"jsonrpc": "2.0", "id": 1, "method": method, "params": method_params(method)}, separators=(",", ":")
     ).encode()
     protocols: list[asyncio.BaseTransport] = []
 
@@ -344,7 +344,7 @@ async def _run_cell(
     load = await run(limit, seconds)
     elapsed = load.finished - load.started
     first = load.first_body or b""
-    if b'"result"' not in first:
+    if b'"result"' not in first or b'"result":null' in first:
         raise RuntimeError(f"{method} over {transport}: unexpected response {first[:200]!r}")
     return {
         "requests": load.count,
@@ -379,12 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benches.rpc", description=__doc__.split("\n")[0]
     )
-    parser.add_argument(
-        "--methods",
-        default="benches.rpc:node_methods",
-        help="module:function returning a MethodTable (default: the dev node's; "
-        "benches.rpc:toy_methods for canned answers)",
-    )
+    parser.add_argument("--blocks", type=int, default=8, help="blocks the bench node authors before serving")
     parser.add_argument("--seconds", type=float, default=5.0, help="time bound per cell")
     parser.add_argument("--requests", type=int, default=30000, help="request bound per cell")
     parser.add_argument("--connections", type=int, default=4, help="HTTP keep-alive connections")
@@ -410,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in SERVERS:
             port_q = ctx.Queue()
             stop = ctx.Event()
-            proc = ctx.Process(target=server_main, args=(kind, args.methods, port_q, stop))
+            proc = ctx.Process(target=server_main, args=(kind, args.blocks, port_q, stop))
             proc.start()
             servers[kind] = (proc, stop, port_q.get(timeout=60))
         for transport in TRANSPORTS:
@@ -478,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     print(
-        f"RPC throughput ({args.methods}; best of {args.rounds} rounds of <= {args.requests} "
+        f"RPC throughput (the dev node's method table after {args.blocks} blocks; best of {args.rounds} rounds of <= {args.requests} "
         f"requests or {args.seconds:g} s; "
         f"HTTP {args.connections} conns x {args.depth} pipelined, WS 1 conn x "
         f"{args.connections * args.depth} in flight)"
@@ -494,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "bench": "rpc",
-                "methods": args.methods,
+                "methods": {m: method_params(m) for m in METHODS},
+                "blocks": args.blocks,
                 "bounds": {
                     "requests": args.requests,
                     "seconds": args.seconds,

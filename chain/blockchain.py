@@ -1,12 +1,38 @@
-"""A node's chain: its database, best state, and block building and import.
+"""A node's chain: its database, block tree, best state, and block building and import.
 
-Importing reads like a table of contents (DESIGN.md §6): verify the header, apply the
-extrinsics (which checks each training proof), compute the roots, compare each commitment
-with its header field, then write the block as one atomic batch. A crash at any point leaves
-the database at the previous whole block.
+Importing reads like a table of contents (DESIGN.md §6): check the header (its parent is a
+known block on a branch that contains the finalized block, and consensus accepts it), apply
+the extrinsics on the parent's state (which checks each training proof), compute the roots,
+compare each commitment with its header field, then write the block as one atomic batch. A
+crash at any point leaves the database at the previous whole block.
 
-Forks are not handled yet: a block must extend the best block (single-author dev and local
-chains never fork; the networking issue brings fork choice and per-block undo records).
+Block tree and reorganisations
+------------------------------
+Every imported block is stored, whatever its branch: header, body, receipts, its trie
+nodes, its children (CHILDREN), the leaves (LEAVES) and its journal (UNDO: for each key the
+block changed, the value before and after). The flat STATE column, NUMBER and LOOKUP follow
+the best chain only. When a block on another branch becomes best, the same batch that
+stores it also moves the best chain: the flat state is rolled back through the retracted
+blocks' journals to the common ancestor and forward through the enacted blocks' journals,
+and NUMBER and LOOKUP are rewritten for both lists. A finalized block is never retracted:
+import refuses blocks whose parent does not contain the finalized block, and a reorg whose
+common ancestor is below it raises FinalityConflict. Journals of finalized blocks are
+deleted when they become final (they can never be retracted or enacted again); their states
+stay readable through the trie (an archive node).
+
+Where consensus comes in
+------------------------
+The package layering (``ml_runtime <- chain <- genesis <- consensus <- rpc <- node``) keeps
+chain from importing consensus, so consensus rules are passed in: :class:`BlockRules` is the
+consensus engine as the chain sees it (slot claims when authoring, header checks before
+execution, fork choice when a block is stored), implemented by ``consensus.block_import``.
+This is Substrate's split between the client's block import, which executes and stores, and
+the consensus engine's verifier and ``ForkChoiceStrategy``, which it is handed
+(``sc-consensus``'s ``BlockImportParams``). The import and the fork-choice decision stay in
+one call here so that the block and the move of the best chain are one write batch.
+``rules=None`` means no consensus at all, for tools, benchmarks and tests that import blocks
+they built themselves: no seal or author check, and a block becomes best only if it extends
+the best block.
 """
 
 from __future__ import annotations
@@ -14,18 +40,26 @@ from __future__ import annotations
 import gc
 import itertools
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 
 from chain.block import Block, Body, compute_extrinsics_root, decode_body, encode_body
 from chain.codec import decode, encode
 from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, decode_runtime_config
-from chain.crypto import Keypair, blake2_256, verify_signature
-from chain.errors import BlockError, ChainError, CodecError, InvalidSignature, InvalidTransaction
+from chain.crypto import Keypair, blake2_256
+from chain.errors import (
+    BlockError,
+    ChainError,
+    CodecError,
+    FinalityConflict,
+    InvalidTransaction,
+    UnknownParent,
+)
 from chain.extrinsic import Extrinsic, find_bad_signature
 from chain.header import (
     ZERO_HASH,
@@ -36,7 +70,6 @@ from chain.header import (
     decode_header,
 )
 from chain.pallets.context import BlockInfo
-from chain.pallets.staking import compute_slot_author, get_validators
 from chain.proofs import FullReexecution, TranscriptVerifier, compute_proofs_root
 from chain.runtime import Receipt, Runtime
 from chain.state import Overlay, StateCommit, StateDB
@@ -58,17 +91,73 @@ class _Location(msgspec.Struct, frozen=True, array_like=True):
     index: int
 
 
+class _Journal(msgspec.Struct, frozen=True, array_like=True):
+    """A block's UNDO record: (key, value before the block, value after), None for absent."""
+
+    entries: tuple[tuple[bytes, bytes | None, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A block staged in the batch being built: its records are not readable from the database yet."""
+
+    header: Header
+    journal: _Journal
+    receipts: tuple[Receipt, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class ImportedBlock:
-    """A block that became the best block, with what its extrinsics did."""
+    """A block that was stored, with what its extrinsics did and how the best chain moved.
+
+    ``is_best``: the block is the new best block. ``retracted``: blocks that left the best
+    chain, highest first; ``enacted``: blocks that joined it, lowest first (the block itself
+    last when it became best). A block that extends the best block has ``enacted == (hash,)``
+    and no retracted blocks; a block stored on a side branch has neither.
+    """
 
     block: Block
     receipts: tuple[Receipt, ...]
     training_steps: int
+    is_best: bool = True
+    retracted: tuple[bytes, ...] = ()
+    enacted: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRoute:
+    """The path between two blocks of the tree: down from one to their common ancestor
+    (``retracted``, highest first, the ancestor excluded), then up to the other (``enacted``,
+    lowest first)."""
+
+    common: bytes
+    retracted: tuple[bytes, ...]
+    enacted: tuple[bytes, ...]
+
+
+class BlockRules(Protocol):
+    """The consensus engine as the chain sees it (see the module docstring).
+
+    Each method raises a BlockError (subclass) to refuse; none of them writes to the chain's
+    database except through :meth:`Blockchain.put_evidence`.
+    """
+
+    def check_claim(self, chain: Blockchain, parent: Header, author: bytes, slot: int) -> None:
+        """Before authoring on ``parent``: may ``author`` seal a block in ``slot``?"""
+        ...
+
+    def verify_header(self, chain: Blockchain, header: Header, parent: Header) -> None:
+        """Before executing an incoming block: its seal, author, slot (``parent`` is stored)."""
+        ...
+
+    def prefer(self, chain: Blockchain, candidate: Header, best: Header) -> bool:
+        """Fork choice: should ``candidate`` (checked and executed, not yet stored, its parent
+        on a branch containing the finalized block) replace ``best`` as the best block?"""
+        ...
 
 
 class Blockchain:
-    """Owns the database; builds blocks (authoring) and imports them (validating)."""
+    """Owns the database; builds blocks (authoring), imports them (validating), keeps the tree."""
 
     def __init__(
         self,
@@ -77,6 +166,7 @@ class Blockchain:
         chain_id: str,
         build_genesis: Callable[[Overlay], None],
         verifier: TranscriptVerifier | None = None,
+        rules: BlockRules | None = None,
         signature_threads: int = 1,
     ) -> None:
         """Open ``db``, writing the genesis ``build_genesis`` describes if it is empty.
@@ -86,7 +176,8 @@ class Blockchain:
         config is read from state (genesis put it there), never taken from the caller.
 
         ``signature_threads`` > 1 checks a block's signatures in that many threads
-        (libsodium releases the GIL); 1 keeps import on one core."""
+        (libsodium releases the GIL); 1 keeps import on one core. ``rules``: the consensus
+        engine (None: none, see the module docstring)."""
         if signature_threads < 1:
             raise ChainError(f"signature_threads must be at least 1, got {signature_threads}")
         self.db = db
@@ -94,6 +185,7 @@ class Blockchain:
         self._signature_pool: ThreadPoolExecutor | None = None
         self.state = StateDB(db)
         self.verifier: TranscriptVerifier = verifier or FullReexecution()
+        self.rules = rules
         stored_id = db.get(Column.META, META_CHAIN_ID)
         genesis, genesis_commit = self._compute_genesis(build_genesis)
         if stored_id is None:
@@ -108,6 +200,10 @@ class Blockchain:
         self.best_hash = self._require_meta(META_BEST)
         self.best_header = self.get_header(self.best_hash)
         self.finalized_hash = self._require_meta(META_FINALIZED)
+        self.finalized_header = self.get_header(self.finalized_hash)
+        # The leaves are few (branches off the finalized chain are dropped at finality), so
+        # they are kept in memory; a database from before the block tree has only its best.
+        self._leaves = {key for key, _ in db.iterate(Column.LEAVES)} or {self.best_hash}
 
     # --- reads -----------------------------------------------------------------------------
     def get_header(self, block_hash: bytes) -> Header:
@@ -116,12 +212,16 @@ class Blockchain:
             raise ChainError(f"unknown block {block_hash.hex()}")
         return decode_header(raw)
 
+    def has_block(self, block_hash: bytes) -> bool:
+        return self.db.get(Column.HEADER, block_hash) is not None
+
     def get_block(self, block_hash: bytes) -> Block:
         header = self.get_header(block_hash)
         raw = self.db.get(Column.BODY, block_hash)
         return Block(header, decode_body(raw) if raw is not None else Body())
 
     def get_hash(self, number: int) -> bytes | None:
+        """The hash of the best chain's block ``number``, or None."""
         return self.db.get(Column.NUMBER, struct.pack(">I", number))
 
     def get_receipts(self, block_hash: bytes) -> tuple[Receipt, ...]:
@@ -129,16 +229,105 @@ class Blockchain:
         return decode(raw, _Receipts).receipts if raw is not None else ()
 
     def get_extrinsic_location(self, xt_hash: bytes) -> tuple[bytes, int] | None:
-        """(block hash, index) of an included extrinsic, or None."""
+        """(block hash, index) of an extrinsic included in the best chain, or None."""
         raw = self.db.get(Column.LOOKUP, xt_hash)
         if raw is None:
             return None
         loc = decode(raw, _Location)
         return loc.block, loc.index
 
+    def state_at(self, block_hash: bytes) -> Overlay:
+        """A read overlay of the state after block ``block_hash`` (any stored branch)."""
+        if block_hash == self.best_hash:
+            return self.state.overlay()
+        return self.state.overlay(at=self.get_header(block_hash).state_root)
+
     @property
     def best_number(self) -> int:
         return self.best_header.number
+
+    @property
+    def finalized_number(self) -> int:
+        return self.finalized_header.number
+
+    # --- the block tree ------------------------------------------------------------------------
+    def get_leaves(self) -> tuple[bytes, ...]:
+        """Blocks without children that can still become best, in hash order."""
+        return tuple(sorted(self._leaves))
+
+    def get_children(self, block_hash: bytes) -> tuple[bytes, ...]:
+        return tuple(key[32:] for key, _ in self.db.iterate(Column.CHILDREN, prefix=block_hash))
+
+    def is_canonical(self, block_hash: bytes, number: int) -> bool:
+        return self.get_hash(number) == block_hash
+
+    def is_descendant(self, block_hash: bytes, ancestor: bytes) -> bool:
+        """Whether ``ancestor`` is ``block_hash`` itself or one of its ancestors.
+
+        Walks parents from ``block_hash`` until the ancestor's height or the best chain,
+        whichever comes first: O(length of the branch), which import bounds by keeping only
+        branches that contain the finalized block.
+        """
+        if block_hash == ancestor:
+            return True
+        target = self.get_header(ancestor).number
+        header = self.get_header(block_hash)
+        current = block_hash
+        while header.number > target:
+            if self.is_canonical(current, header.number):
+                return self.is_canonical(ancestor, target)
+            current = header.parent_hash
+            header = self.get_header(current)
+        return current == ancestor
+
+    def compute_tree_route(self, from_hash: bytes, to_hash: bytes) -> TreeRoute:
+        """The route from ``from_hash`` down to the common ancestor and up to ``to_hash``."""
+        a, b = self.get_header(from_hash), self.get_header(to_hash)
+        retracted: list[bytes] = []
+        enacted: list[bytes] = []
+        while a.number > b.number:
+            retracted.append(from_hash)
+            from_hash, a = a.parent_hash, self.get_header(a.parent_hash)
+        while b.number > a.number:
+            enacted.append(to_hash)
+            to_hash, b = b.parent_hash, self.get_header(b.parent_hash)
+        while from_hash != to_hash:
+            retracted.append(from_hash)
+            enacted.append(to_hash)
+            from_hash, a = a.parent_hash, self.get_header(a.parent_hash)
+            to_hash, b = b.parent_hash, self.get_header(b.parent_hash)
+        return TreeRoute(from_hash, tuple(retracted), tuple(reversed(enacted)))
+
+    def _walk_back(self, block_hash: bytes, stop_number: int) -> Iterator[bytes]:
+        """``block_hash`` and its ancestors above height ``stop_number``, highest first."""
+        header = self.get_header(block_hash)
+        while header.number > stop_number:
+            yield block_hash
+            block_hash = header.parent_hash
+            header = self.get_header(block_hash)
+
+    def get_slot_blocks(self, slot: int, author: bytes) -> tuple[bytes, ...]:
+        """Hashes of the stored blocks that ``author`` sealed in ``slot`` (any branch)."""
+        prefix = struct.pack(">Q", slot) + author
+        return tuple(key[len(prefix):] for key, _ in self.db.iterate(Column.SLOT, prefix=prefix))
+
+    def get_justification(self, block_hash: bytes) -> bytes | None:
+        """The finality proof stored with a finalized block (consensus decodes it), or None."""
+        return self.db.get(Column.JUSTIFICATION, block_hash)
+
+    # --- evidence of misbehaviour (written by consensus, kept for slashing) ---------------------
+    def put_evidence(self, key: bytes, value: bytes) -> None:
+        """Store evidence under ``key`` in its own batch; the first record of a key is kept."""
+        if self.db.get(Column.EVIDENCE, key) is not None:
+            return
+        with self.db.write_batch() as batch:
+            batch.put(Column.EVIDENCE, key, value)
+
+    def get_evidence(self, key: bytes) -> bytes | None:
+        return self.db.get(Column.EVIDENCE, key)
+
+    def iter_evidence(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return self.db.iterate(Column.EVIDENCE, prefix=prefix)
 
     # --- authoring ---------------------------------------------------------------------------
     def build_block(
@@ -149,7 +338,8 @@ class Blockchain:
         *,
         on_invalid: Callable[[bytes, InvalidTransaction], None] | None = None,
     ) -> ImportedBlock:
-        """Fill a block from ``candidates`` up to the weight and length limits, seal and store it."""
+        """Fill a block on the best block from ``candidates`` up to the weight and length
+        limits, seal and store it."""
         with _gc_paused():
             return self._build_block(candidates, author, slot, on_invalid)
 
@@ -161,10 +351,8 @@ class Blockchain:
         on_invalid: Callable[[bytes, InvalidTransaction], None] | None,
     ) -> ImportedBlock:
         parent = self.best_header
-        if slot <= parent.slot and parent.number > 0:
-            raise BlockError(f"slot {slot} is not after the parent's slot {parent.slot}")
-        if author.public != compute_slot_author(get_validators(self.state.overlay()), slot):
-            raise BlockError(f"slot {slot} does not belong to {author.address} (Aura round robin)")
+        if self.rules is not None:
+            self.rules.check_claim(self, parent, author.public, slot)
         overlay = self.state.overlay()
         info = BlockInfo(parent.number + 1, self.best_hash, author.public, True, self.verifier)
         included: list[Extrinsic] = []
@@ -198,18 +386,19 @@ class Blockchain:
         )
         header = msgspec.structs.replace(header, seal=author.sign(header.pre_hash()))
         block = Block(header, Body(tuple(included), proofs))
-        self._write_block(block, commit, tuple(receipts))
-        return ImportedBlock(block, tuple(receipts), info.training_steps)
+        return self._write_block(block, parent, commit, tuple(receipts), info.training_steps)
 
     # --- import ------------------------------------------------------------------------------
     def import_block(self, block: Block) -> ImportedBlock:
-        """Re-execute ``block`` and store it if every commitment matches; BlockError if not."""
+        """Re-execute ``block`` on its parent's state and store it if every commitment
+        matches; BlockError if not (UnknownParent if the parent is not stored yet). The
+        result says whether it became best and which blocks the best chain lost and gained."""
         with _gc_paused():
             return self._import_block(block)
 
     def _import_block(self, block: Block) -> ImportedBlock:
         self.verify_length(block)
-        self.verify_header(block.header)
+        parent = self.verify_header(block.header)
         raws = [xt.encode() for xt in block.body.extrinsics]
         overlay, info, receipts = self.execute_body(block, raws)
         commit = self.state.compute_commit(overlay)
@@ -218,8 +407,7 @@ class Blockchain:
         _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
         _verify_equal("POL commitment", _commitment(block.body.proofs, info), header.get_pol_commitment())
         _verify_equal("training proofs used", set(info.used_proofs), set(info.proofs))
-        self._write_block(block, commit, receipts)
-        return ImportedBlock(block, receipts, info.training_steps)
+        return self._write_block(block, parent, commit, receipts, info.training_steps)
 
     def verify_length(self, block: Block) -> None:
         """BlockError if the block's encoding (header, extrinsics, training proofs: every byte
@@ -230,34 +418,36 @@ class Blockchain:
                 f"block #{block.header.number} is {length} bytes; the limit is {self.config.max_block_length}"
             )
 
-    def verify_header(self, header: Header) -> None:
-        """The header extends the best block, in a later slot, by a validator that sealed it."""
-        if self.db.get(Column.HEADER, header.hash()) is not None:
-            raise BlockError(f"block #{header.number} {header.hash().hex()} is already imported")
-        if header.parent_hash != self.best_hash or header.number != self.best_number + 1:
-            raise BlockError(
-                f"block #{header.number} does not extend the best block #{self.best_number} {self.best_hash.hex()}"
+    def verify_header(self, header: Header) -> Header:
+        """The header is new, its parent is stored on a branch that contains the finalized
+        block, and consensus accepts it; returns the parent's header."""
+        block_hash = header.hash()
+        if self.has_block(block_hash):
+            raise BlockError(f"block #{header.number} {block_hash.hex()} is already imported")
+        raw_parent = self.db.get(Column.HEADER, header.parent_hash)
+        if raw_parent is None:
+            raise UnknownParent(f"block #{header.number}: parent {header.parent_hash.hex()} is not imported")
+        parent = decode_header(raw_parent)
+        if header.number != parent.number + 1:
+            raise BlockError(f"block #{header.number} does not follow its parent #{parent.number}")
+        if not self.is_descendant(header.parent_hash, self.finalized_hash):
+            raise FinalityConflict(
+                f"block #{header.number} is on a branch that does not contain the finalized block "
+                f"#{self.finalized_number} {self.finalized_hash.hex()}"
             )
-        if header.slot <= self.best_header.slot and self.best_number > 0:
-            raise BlockError(f"block #{header.number} is in slot {header.slot}, not after its parent's {self.best_header.slot}")
-        validators = get_validators(self.state.overlay())
-        if header.author not in validators:
-            raise BlockError(f"block #{header.number} is authored by {header.author.hex()}, not a validator")
-        if header.author != compute_slot_author(validators, header.slot):
-            raise BlockError(f"block #{header.number}: slot {header.slot} belongs to another validator (Aura round robin)")
-        try:
-            verify_signature(header.author, header.pre_hash(), header.seal)
-        except InvalidSignature as exc:
-            raise BlockError(f"block #{header.number}: bad seal: {exc}") from None
+        if self.rules is not None:
+            self.rules.verify_header(self, header, parent)
+        return parent
 
     def execute_body(self, block: Block, raws: list[bytes]) -> tuple[Overlay, BlockInfo, tuple[Receipt, ...]]:
-        """Apply every extrinsic of ``block`` (``raws``: their encodings) to a fresh overlay of the parent state."""
+        """Apply every extrinsic of ``block`` (``raws``: their encodings) to a fresh overlay of
+        its parent's state (a stored block of any branch)."""
         header = block.header
         proofs = {p.extrinsic_index: p for p in block.body.proofs}
         if len(proofs) != len(block.body.proofs):
             raise BlockError(f"block #{header.number} carries two proofs for one extrinsic")
         info = BlockInfo(header.number, header.parent_hash, header.author, False, self.verifier, proofs)
-        overlay = self.state.overlay()
+        overlay = self.state_at(header.parent_hash)
         self.verify_signatures(block.body.extrinsics)
         receipts = []
         for index, (xt, raw) in enumerate(zip(block.body.extrinsics, raws, strict=True)):
@@ -298,31 +488,170 @@ class Blockchain:
 
     # --- finality ----------------------------------------------------------------------------
     def set_finalized(self, block_hash: bytes) -> None:
+        """Finalize a block of the best chain, without a justification (a sole validator)."""
         header = self.get_header(block_hash)
-        if self.get_hash(header.number) != block_hash:
-            raise ChainError(f"block {block_hash.hex()} is not on the best chain")
+        if not self.is_canonical(block_hash, header.number):
+            raise FinalityConflict(f"block {block_hash.hex()} is not on the best chain")
+        self.finalize(block_hash)
+
+    def finalize(self, block_hash: bytes, justification: bytes | None = None, *, best: bytes | None = None) -> TreeRoute | None:
+        """Make ``block_hash`` (and its ancestors) final, storing ``justification`` with it.
+
+        ``best``: the best block under the new finality, as consensus's fork choice picks it;
+        by default the best block stays, which must then contain ``block_hash``. Leaves off
+        the new finalized chain are dropped. The finalized pointer, the justification and
+        any reorg to ``best`` are one batch. Returns the reorg's route, None if the best
+        block did not change. FinalityConflict if ``block_hash`` is not a descendant of the
+        finalized block or ``best`` not one of ``block_hash``; a block already final only
+        gets its justification stored.
+        """
+        header = self.get_header(block_hash)
+        new_best = self.best_hash if best is None else best
+        if not self.is_descendant(block_hash, self.finalized_hash):
+            if self.is_descendant(self.finalized_hash, block_hash):
+                if justification is not None and self.get_justification(block_hash) is None:
+                    with self.db.write_batch() as batch:
+                        batch.put(Column.JUSTIFICATION, block_hash, justification)
+                return None
+            raise FinalityConflict(
+                f"block #{header.number} {block_hash.hex()} conflicts with the finalized block "
+                f"#{self.finalized_number} {self.finalized_hash.hex()}"
+            )
+        if not self.is_descendant(new_best, block_hash):
+            raise FinalityConflict(f"the best block {new_best.hex()} would not contain the finalized block {block_hash.hex()}")
+        dead = {leaf for leaf in self._leaves if not self.is_descendant(leaf, block_hash)}
+        route = None if new_best == self.best_hash else self.compute_tree_route(self.best_hash, new_best)
         with self.db.write_batch() as batch:
             batch.put(Column.META, META_FINALIZED, block_hash)
-        self.finalized_hash = block_hash
+            if justification is not None:
+                batch.put(Column.JUSTIFICATION, block_hash, justification)
+            for leaf in dead:
+                batch.delete(Column.LEAVES, leaf)
+            new_root = None if route is None else self._stage_reorg(batch, route, self.finalized_number, {})
+            # A newly finalized block is never retracted or enacted again: its journal goes
+            # (read above if the reorg needed it; the trie keeps its state for reads).
+            for final_hash in self._walk_back(block_hash, self.finalized_number):
+                batch.delete(Column.UNDO, final_hash)
+        self._leaves -= dead
+        self.finalized_hash, self.finalized_header = block_hash, header
+        if route is not None and new_root is not None:
+            self._move_best(new_best, new_root)
+        return route
 
     # --- writing -----------------------------------------------------------------------------
-    def _write_block(self, block: Block, commit: StateCommit, receipts: tuple[Receipt, ...]) -> None:
+    def _write_block(
+        self, block: Block, parent: Header, commit: StateCommit, receipts: tuple[Receipt, ...], training_steps: int
+    ) -> ImportedBlock:
+        header = block.header
         block_hash = block.hash()
+        old = self.state.read_values(commit.changes, at=commit.base_root)
+        journal = _Journal(tuple((key, old[key], value) for key, value in commit.changes.items()))
+        extends_best = header.parent_hash == self.best_hash
+        if self.rules is None:
+            is_best = extends_best
+        else:
+            is_best = self.rules.prefer(self, header, self.best_header)
+        route = None if not is_best or extends_best else self.compute_tree_route(self.best_hash, header.parent_hash)
         with self.db.write_batch() as batch:
-            self._stage_block(batch, block, block_hash, receipts)
-            self.state.stage_commit(batch, commit)
-        self.state.advance(commit)
-        self.best_hash, self.best_header = block_hash, block.header
+            self._stage_block(batch, block, block_hash, receipts, journal)
+            self.state.stage_nodes(batch, commit)
+            if route is not None:
+                route = TreeRoute(route.common, route.retracted, (*route.enacted, block_hash))
+                self._stage_reorg(batch, route, self.finalized_number, {block_hash: _Pending(header, journal, receipts)})
+            elif is_best:
+                self.state.stage_flat(batch, commit.changes, commit.root)
+                self._stage_canonical(batch, header.number, block_hash, receipts)
+                batch.put(Column.META, META_BEST, block_hash)
+        self._leaves.discard(header.parent_hash)
+        self._leaves.add(block_hash)
+        if is_best:
+            self._move_best(block_hash, commit.root, header)
+        return ImportedBlock(
+            block, receipts, training_steps, is_best,
+            route.retracted if route is not None else (),
+            route.enacted if route is not None else ((block_hash,) if is_best else ()),
+        )
 
-    def _stage_block(self, batch: WriteBatch, block: Block, block_hash: bytes, receipts: tuple[Receipt, ...]) -> None:
-        batch.put(Column.HEADER, block_hash, block.header.encode())
+    def _stage_reorg(
+        self,
+        batch: WriteBatch,
+        route: TreeRoute,
+        finalized_number: int,
+        pending: Mapping[bytes, _Pending],
+    ) -> bytes:
+        """Stage the move of the best chain along ``route``; returns the new best state root.
+
+        ``pending``: journals and receipts of blocks staged in this same batch (not readable
+        yet). Every retracted block must be above ``finalized_number``.
+        """
+        common = self.get_header(route.common)
+        if common.number < finalized_number and route.retracted:
+            raise FinalityConflict(
+                f"a reorg to {route.enacted[-1].hex() if route.enacted else route.common.hex()} would revert "
+                f"finalized block #{finalized_number}"
+            )
+        net: dict[bytes, bytes | None] = {}
+        # Down the retracted blocks, highest first: the last write of a key is its value in
+        # the common ancestor's state. Then up the enacted ones: the last write is the new best's.
+        for block_hash in route.retracted:
+            for key, before, _ in self._load_journal(block_hash, pending).entries:
+                net[key] = before
+        for block_hash in route.enacted:
+            for key, _, after in self._load_journal(block_hash, pending).entries:
+                net[key] = after
+        new_best = route.enacted[-1] if route.enacted else route.common
+        new_header = pending[new_best].header if new_best in pending else self.get_header(new_best)
+        self.state.stage_flat(batch, net, new_header.state_root)
+        old_number = self.best_number
+        for number in range(new_header.number + 1, old_number + 1):
+            batch.delete(Column.NUMBER, struct.pack(">I", number))
+        for block_hash in route.retracted:
+            for receipt in self.get_receipts(block_hash):
+                batch.delete(Column.LOOKUP, receipt.hash)
+        for offset, block_hash in enumerate(route.enacted, 1):
+            receipts = pending[block_hash].receipts if block_hash in pending else self.get_receipts(block_hash)
+            self._stage_canonical(batch, common.number + offset, block_hash, receipts)
+        batch.put(Column.META, META_BEST, new_best)
+        return new_header.state_root
+
+    def _load_journal(self, block_hash: bytes, pending: Mapping[bytes, _Pending]) -> _Journal:
+        if block_hash in pending:
+            return pending[block_hash].journal
+        raw = self.db.get(Column.UNDO, block_hash)
+        if raw is None:
+            raise ChainError(f"block {block_hash.hex()} has no undo record: the best chain cannot move across it")
+        return decode(raw, _Journal)
+
+    def _move_best(self, block_hash: bytes, root: bytes, header: Header | None = None) -> None:
+        self.state.move_best(root)
+        self.best_hash, self.best_header = block_hash, header or self.get_header(block_hash)
+
+    def _stage_block(
+        self,
+        batch: WriteBatch,
+        block: Block,
+        block_hash: bytes,
+        receipts: tuple[Receipt, ...],
+        journal: _Journal,
+    ) -> None:
+        """Everything stored for a block on any branch (the best chain's indexes are separate)."""
+        header = block.header
+        batch.put(Column.HEADER, block_hash, header.encode())
         batch.put(Column.BODY, block_hash, encode_body(block.body))
-        batch.put(Column.NUMBER, struct.pack(">I", block.header.number), block_hash)
         batch.put(Column.RECEIPT, block_hash, encode(_Receipts(receipts)))
+        batch.put(Column.UNDO, block_hash, encode(journal))
+        batch.put(Column.CHILDREN, header.parent_hash + block_hash, b"")
+        batch.put(Column.SLOT, struct.pack(">Q", header.slot) + header.author + block_hash, b"")
+        batch.delete(Column.LEAVES, header.parent_hash)
+        batch.put(Column.LEAVES, block_hash, b"")
+
+    @staticmethod
+    def _stage_canonical(batch: WriteBatch, number: int, block_hash: bytes, receipts: tuple[Receipt, ...]) -> None:
+        """The best chain's indexes of a block: number -> hash, extrinsic hash -> location."""
+        batch.put(Column.NUMBER, struct.pack(">I", number), block_hash)
         # A block's receipts are its extrinsics' (index, hash) in order: reusing the hash saves
         # encoding and hashing every extrinsic once more.
         batch.put_many(Column.LOOKUP, ((r.hash, encode(_Location(block_hash, r.index))) for r in receipts))
-        batch.put(Column.META, META_BEST, block_hash)
 
     def _compute_genesis(self, build_genesis: Callable[[Overlay], None]) -> tuple[Block, StateCommit]:
         """The genesis block ``build_genesis`` describes and its state, computed, not written."""
@@ -357,9 +686,15 @@ class Blockchain:
 
     def _write_genesis(self, chain_id: str, block: Block, commit: StateCommit) -> bytes:
         genesis_hash = block.hash()
+        header = block.header
         with self.db.write_batch() as batch:
-            self._stage_block(batch, block, genesis_hash, ())
+            batch.put(Column.HEADER, genesis_hash, header.encode())
+            batch.put(Column.BODY, genesis_hash, encode_body(Body()))
+            batch.put(Column.RECEIPT, genesis_hash, encode(_Receipts(())))
+            batch.put(Column.LEAVES, genesis_hash, b"")
+            self._stage_canonical(batch, 0, genesis_hash, ())
             self.state.stage_commit(batch, commit)
+            batch.put(Column.META, META_BEST, genesis_hash)
             batch.put(Column.META, META_GENESIS, genesis_hash)
             batch.put(Column.META, META_FINALIZED, genesis_hash)
             batch.put(Column.META, META_CHAIN_ID, chain_id.encode())

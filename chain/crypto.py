@@ -5,18 +5,28 @@
 - Addresses: SS58 as Substrate defines it: base58(prefix || public key || checksum), the
   checksum being the first two bytes of blake2b-512(b"SS58PRE" || prefix || public key).
   polchain uses the generic prefix 42.
-- Secret URIs: ``0x<64 hex>`` is a raw seed; ``//Alice`` style hard junctions are derived
-  with Substrate's ed25519 HDKD rule, seed' = blake2_256(SCALE(("Ed25519HDKD", seed,
-  chain_code))). Substrate's root for the dev accounts is the BIP-39 seed of its dev phrase;
-  polchain ships no BIP-39 word list, so its dev root is blake2_256 of that phrase. The dev
-  keys are therefore deterministic but are not the same keys as Substrate's //Alice.
+- Secret URIs follow Substrate's ``SecretUri`` (sp-core ``crypto.rs`` and ``address_uri.rs``):
+  ``[phrase][/soft|//hard]...[///password]``. The phrase is a BIP-39 English mnemonic or a
+  ``0x`` 32-byte seed; when it is missing, Substrate's public dev phrase is used, so
+  ``//Alice`` is ``DEV_PHRASE//Alice``. A mnemonic becomes a seed by substrate-bip39's
+  ``mini_secret_from_entropy``: PBKDF2-HMAC-SHA512 over the mnemonic's *entropy* (not the
+  BIP-39 seed of its words), salt ``"mnemonic" + password``, 2048 rounds, first 32 bytes.
+  Each hard junction ``//j`` maps seed to blake2_256(SCALE(("Ed25519HDKD", seed, cc))),
+  sp-core ``ed25519.rs`` ``derive_hard_junction``, where the chain code ``cc`` is the SCALE
+  encoding of the junction (a u64 when it is all digits, else a string) zero-padded to 32
+  bytes, or its blake2_256 when longer (sp-core ``DeriveJunction::soft``). Soft junctions
+  do not exist for ed25519 (sp-core returns ``SoftKeyInPath``) and are refused.
+  The dev accounts are therefore the same keys as ``subkey inspect --scheme ed25519 //Alice``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from dataclasses import dataclass
 
+import mnemonic
 import nacl.exceptions
 import nacl.signing
 
@@ -64,32 +74,112 @@ class Keypair:
 
 
 def compute_seed_from_uri(uri: str) -> bytes:
-    """The 32-byte seed a secret URI names (see the module docstring)."""
-    if uri.startswith("0x") and "//" not in uri:
-        return _parse_hex32(uri, InvalidKey, "a secret seed")
-    phrase, sep, path = uri.partition("//")
-    if "/" in phrase.replace("//", ""):
-        raise InvalidKey("soft junctions (/name) do not exist for ed25519; use //name")
-    seed = blake2_256((phrase.strip() or DEV_PHRASE).encode())
-    if not sep:
-        return seed
-    for junction in path.split("//"):
-        if not junction:
-            raise InvalidKey(f"empty junction in secret URI {uri!r}")
-        seed = blake2_256(_scale_str(b"Ed25519HDKD") + seed + _chain_code(junction))
+    """The 32-byte ed25519 seed a secret URI names (see the module docstring).
+
+    Errors never repeat the URI: it is a secret.
+    """
+    phrase, junctions, password = _parse_secret_uri(uri)
+    if phrase.startswith("0x"):
+        if password is not None:
+            raise InvalidKey("a password (///...) only applies to a mnemonic phrase, not to a 0x seed")
+        seed = _parse_hex32(phrase, InvalidKey, "a secret seed")
+    else:
+        seed = compute_mini_secret(phrase, password or "")
+    for hard, junction in junctions:
+        if not hard:
+            raise InvalidKey("soft derivation (/name) is not defined for ed25519 (Substrate: SoftKeyInPath); use a hard junction //name")
+        seed = derive_hard_junction(seed, compute_chain_code(junction))
     return seed
 
 
-def _scale_str(b: bytes) -> bytes:
-    # SCALE compact length prefix for lengths < 64 is (len << 2); junctions longer are hashed.
-    return bytes((len(b) << 2,)) + b
+def _parse_secret_uri(uri: str) -> tuple[str, list[tuple[bool, str]], str | None]:
+    """(phrase, [(hard, junction)...], password), as sp-core ``AddressUri::parse``.
+
+    The phrase is the leading run of ASCII letters, digits and spaces (the dev phrase when
+    empty); then ``//j`` (hard) and ``/j`` (soft) junctions; then ``///`` starts the password,
+    which runs to the end (a newline in it is refused, as in Substrate).
+    """
+    if not isinstance(uri, str):
+        raise InvalidKey("a secret URI is a string")
+    head = re.match(r"[A-Za-z0-9 ]*", uri)
+    assert head is not None  # the pattern matches the empty string
+    phrase, rest = head.group(), uri[head.end():]
+    junctions: list[tuple[bool, str]] = []
+    password: str | None = None
+    while rest:
+        if rest.startswith("///"):
+            password, rest = rest[3:], ""
+            if "\n" in password:
+                raise InvalidKey("a newline in the password of a secret URI")
+        elif rest.startswith("/"):
+            hard = rest.startswith("//")
+            body = rest[2:] if hard else rest[1:]
+            name = body.split("/", 1)[0]
+            if not name:
+                raise InvalidKey("empty junction in secret URI")
+            junctions.append((hard, name))
+            rest = body[len(name):]
+        else:
+            raise InvalidKey("a secret URI is a phrase or 0x seed of ASCII letters, digits and spaces, then /junctions")
+    return (phrase.strip() or DEV_PHRASE), junctions, password
 
 
-def _chain_code(junction: str) -> bytes:
-    # Substrate: a numeric junction is its u64 LE; otherwise the SCALE-encoded string; either
-    # zero-padded to 32 bytes, or hashed when longer.
-    raw = int(junction).to_bytes(8, "little") if junction.isdigit() else _scale_str(junction.encode())
+@functools.lru_cache(maxsize=16)
+def compute_mini_secret(phrase: str, password: str = "") -> bytes:
+    """substrate-bip39 ``mini_secret_from_entropy`` of an English BIP-39 mnemonic.
+
+    PBKDF2-HMAC-SHA512(password=entropy, salt="mnemonic"+password, 2048 rounds)[:32]
+    (paritytech/substrate-bip39 src/lib.rs ``seed_from_entropy``; sp-core
+    ``Pair::from_phrase``). Cached: every //Dev key starts from the same phrase.
+    """
+    words = phrase.split()
+    if len(words) not in (12, 15, 18, 21, 24):
+        raise InvalidKey(f"a BIP-39 phrase has 12, 15, 18, 21 or 24 words, got {len(words)}")
+    try:
+        entropy = bytes(_WORDLIST.to_entropy(words))
+    except (ValueError, LookupError) as exc:
+        reason = "bad checksum" if "checksum" in str(exc) else "a word not in the BIP-39 English list"
+        raise InvalidKey(f"not a valid BIP-39 phrase: {reason}") from None
+    return hashlib.pbkdf2_hmac("sha512", entropy, b"mnemonic" + password.encode(), 2048)[:32]
+
+
+def compute_chain_code(junction: str) -> bytes:
+    """sp-core ``DeriveJunction::from(&str)``: a u64 (LE) if the junction parses as one, else
+    the SCALE string (compact length, UTF-8); zero-padded to 32 bytes, or blake2_256 if longer."""
+    # Rust's u64 parse takes ASCII digits with an optional leading '+'.
+    if re.fullmatch(r"\+?[0-9]+", junction) and int(junction) < 1 << 64:
+        raw = int(junction).to_bytes(8, "little")
+    else:
+        raw = _scale_bytes(junction.encode())
     return raw.ljust(32, b"\0") if len(raw) <= 32 else blake2_256(raw)
+
+
+def derive_hard_junction(seed: bytes, chain_code: bytes) -> bytes:
+    """sp-core ed25519 ``derive_hard_junction``: blake2_256(SCALE(("Ed25519HDKD", seed, cc)))."""
+    return blake2_256(_scale_bytes(b"Ed25519HDKD") + seed + chain_code)
+
+
+def _scale_bytes(b: bytes) -> bytes:
+    """SCALE ``Vec<u8>``/``str``: compact length, then the bytes (modes 0..2; 2^30 bytes is
+    beyond any junction a command line can carry)."""
+    n = len(b)
+    if n < 1 << 6:
+        prefix = bytes((n << 2,))
+    elif n < 1 << 14:
+        prefix = ((n << 2) | 1).to_bytes(2, "little")
+    elif n < 1 << 30:
+        prefix = ((n << 2) | 2).to_bytes(4, "little")
+    else:
+        raise InvalidKey("a junction longer than 2^30 bytes")
+    return prefix + b
+
+
+def generate_phrase() -> str:
+    """A fresh 12-word English BIP-39 phrase (128 bits from the OS's CSPRNG), as ``subkey generate``."""
+    return str(_WORDLIST.generate(128))
+
+
+_WORDLIST = mnemonic.Mnemonic("english")
 
 
 def dev_keypair(name: str) -> Keypair:

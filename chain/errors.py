@@ -59,6 +59,14 @@ class BlockError(ChainError):
     """A block that must not be imported: a header field that disagrees with re-execution."""
 
 
+class UnknownParent(BlockError):
+    """A block whose parent is not imported yet (a syncing node fetches the parent first)."""
+
+
+class FinalityConflict(BlockError):
+    """A block, reorg or finalization off the finalized chain: it would revert a finalized block."""
+
+
 class PoolError(ChainError):
     """The transaction pool refused an extrinsic for a pool reason (full, banned, duplicate...)."""
 

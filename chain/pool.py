@@ -13,9 +13,29 @@ This follows Substrate's ``sc-transaction-pool`` "graph" design (``base_pool.rs`
   highest priority first, so a sender's nonce ``n + 1`` never comes before ``n``.
 - The same ``(sender, nonce)`` with a strictly higher priority replaces the pooled one
   ("usurped", Substrate's ``replaces``); otherwise the newcomer is refused ``too_low_priority``.
-- Limits (count, bytes, per sender) are enforced before inserting, evicting the worst FUTURE
-  extrinsic first, then the worst READY one that ends its sender's chain (so nobody's chain is
-  broken in the middle), like ``enforce_limits``; the evicted ones are "dropped".
+- Limits are enforced before inserting (like ``enforce_limits``); the evicted are "dropped":
+
+  * per sender: at most ``max_per_sender`` extrinsics, of which at most
+    ``max_future_per_sender`` FUTURE. At either limit a newcomer evicts the sender's own
+    furthest FUTURE extrinsic if that one's nonce is higher than its own, so the nonce that
+    fills a sender's next gap always gets in: a sender cannot lock itself out with future
+    nonces. Otherwise the newcomer is refused ``limit``.
+  * the FUTURE queue as a whole: at most ``max_future_count`` extrinsics and
+    ``max_future_bytes`` (Substrate keeps a separate, smaller future limit too). A FUTURE
+    newcomer over either evicts the furthest FUTURE extrinsic of the sender holding the largest
+    share of it (by count or bytes, whichever limit), if that share is larger than the
+    newcomer's sender would hold with it; else the worst FUTURE one of strictly lower priority;
+    else it is refused ``immediately_dropped``. So one sender cannot fill the future queue for
+    everyone, by count or by bytes.
+  * the pool (``max_count``, ``max_bytes``): the worst FUTURE extrinsics go first (any of them
+    for a READY newcomer, only strictly lower priorities for a FUTURE one), then the worst
+    READY ones that end their sender's chain (so nobody's chain is broken in the middle) of
+    strictly lower priority.
+- FUTURE extrinsics expire: one still FUTURE ``future_longevity`` blocks after the block it
+  was submitted at is "dropped" (Substrate's ``TransactionLongevity``, counted in blocks, so
+  nothing expires on a chain that makes no blocks; a READY one stays until included or
+  invalid: it is revalidated after every block). It is not banned: ed25519 signatures are
+  deterministic, so a sender who fills the gap later resubmits the very same bytes.
 - Hashes found invalid or evicted are banned for ``ban_seconds`` (``PoolRotator``), so a peer
   cannot make the node validate the same bad bytes again and again.
 
@@ -28,6 +48,14 @@ Statuses sent to listeners (``listener(hash, status, data)``): "ready", "future"
 "invalid", "usurped" (``data`` is then the usurper's hash; None otherwise). "inBlock" and
 "finalized" are sent by the node, not the pool.
 
+Only :meth:`maintain` (after each block: :meth:`prune` the included extrinsics by hash,
+:meth:`revalidate` the rest against the post-block state, expire) or its parts move a sender's
+account nonce forward. A submission never does, even if its validator already sees a newer state than the pool was last
+maintained for: the node's block builder writes a block in a worker thread while submissions
+keep arriving, and an extrinsic below the new nonce may be one that block included; calling it
+"invalid" (and banning it) would tell its watcher a lie. Maintenance sorts them out: included
+ones are pruned, the others found stale.
+
 The pool is not thread-safe: the node drives it from its one asyncio loop, and a validator or
 listener must not call back into the pool.
 """
@@ -38,7 +66,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,6 +81,14 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_COUNT = 8192
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_PER_SENDER = 256
+# The FUTURE queue: geth's defaults (``AccountQueue`` 64 per account, ``GlobalQueue`` 1024);
+# Substrate's future limit is a tenth of the ready one.
+DEFAULT_MAX_FUTURE_PER_SENDER = 64
+DEFAULT_MAX_FUTURE_COUNT = 1024
+DEFAULT_MAX_FUTURE_BYTES = DEFAULT_MAX_BYTES // 8  # 8 MiB: room for 4 of the largest extrinsics
+# Blocks a FUTURE extrinsic may wait for its nonce gap to fill: 64 blocks is 6.4 minutes at
+# the default 6 s slots (Substrate's ``TransactionLongevity`` is in blocks too).
+DEFAULT_FUTURE_LONGEVITY = 64
 DEFAULT_BAN_SECONDS = 1800.0  # Substrate's rotator: 30 minutes
 MAX_BANNED = 65536  # a bound on the ban list's memory under a flood of invalid extrinsics
 
@@ -71,7 +107,8 @@ class Validity:
 
     ``priority`` orders the block builder (higher first; tip-based); ``account_nonce`` is the
     sender's next nonce on chain; ``longevity`` is how many blocks the answer stays true
-    (kept for callers; the pool relies on :meth:`TransactionPool.revalidate` instead).
+    (kept for callers; the pool relies on :meth:`TransactionPool.revalidate` after every
+    block instead, and expires FUTURE extrinsics by its own ``future_longevity``).
     """
 
     priority: int
@@ -106,11 +143,11 @@ class _Entry:
         "extrinsic",
         "hash",
         "insertion_id",
-        "longevity",
         "nonce",
         "priority",
         "sender",
         "state",
+        "submitted_at",
     )
 
     def __init__(
@@ -120,6 +157,7 @@ class _Entry:
         tx_hash: bytes,
         validity: Validity,
         insertion_id: int,
+        submitted_at: int,
     ) -> None:
         self.extrinsic = extrinsic
         self.data = data
@@ -127,8 +165,8 @@ class _Entry:
         self.sender = extrinsic.signer
         self.nonce = extrinsic.nonce
         self.priority = validity.priority
-        self.longevity = validity.longevity
         self.insertion_id = insertion_id
+        self.submitted_at = submitted_at  # the best block number when it was submitted
         self.state = _FUTURE
 
 
@@ -142,6 +180,13 @@ class _SenderQueue:
         self.base = base
         self.ready_end = base
         self.txs: dict[int, _Entry] = {}
+
+    def count_future(self) -> int:
+        return len(self.txs) - (self.ready_end - self.base)
+
+    def get_futures(self) -> list[_Entry]:
+        """This sender's FUTURE extrinsics, nearest nonce first."""
+        return sorted((e for e in self.txs.values() if e.state == _FUTURE), key=lambda e: e.nonce)
 
 
 _Event = tuple[bytes, str, bytes | None]
@@ -160,18 +205,38 @@ class TransactionPool:
         max_count: int = DEFAULT_MAX_COUNT,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_per_sender: int = DEFAULT_MAX_PER_SENDER,
+        max_future_per_sender: int = DEFAULT_MAX_FUTURE_PER_SENDER,
+        max_future_count: int = DEFAULT_MAX_FUTURE_COUNT,
+        max_future_bytes: int = DEFAULT_MAX_FUTURE_BYTES,
+        future_longevity: int = DEFAULT_FUTURE_LONGEVITY,
         ban_seconds: float = DEFAULT_BAN_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        block_number: int = 0,
     ) -> None:
+        """``block_number`` is the best block the pool starts at; :meth:`maintain` moves it."""
+        for name, value in (
+            ("max_count", max_count), ("max_bytes", max_bytes), ("max_per_sender", max_per_sender),
+            ("max_future_per_sender", max_future_per_sender),
+            ("max_future_count", max_future_count), ("max_future_bytes", max_future_bytes),
+            ("future_longevity", future_longevity),
+        ):
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         self._validate = validate
         self.max_count = max_count
         self.max_bytes = max_bytes
         self.max_per_sender = max_per_sender
+        self.max_future_per_sender = max_future_per_sender
+        self.max_future_count = max_future_count
+        self.max_future_bytes = max_future_bytes
+        self.future_longevity = future_longevity
+        self.block_number = block_number
         self.ban_seconds = ban_seconds
         self._clock = clock
         self._by_hash: dict[bytes, _Entry] = {}
         self._senders: dict[bytes, _SenderQueue] = {}
         self._ready_count = 0
+        self._ready_bytes = 0
         self._bytes = 0
         # hash -> expiry; insertion order is expiry order because ban_seconds is fixed.
         self._banned: dict[bytes, float] = {}
@@ -247,6 +312,11 @@ class TransactionPool:
         pool as it goes, so :meth:`report_invalid` during the iteration stops that sender's
         later nonces (they moved to FUTURE); other mutations while iterating are not supported.
         """
+        for _, extrinsic in self.ready_with_hashes():
+            yield extrinsic
+
+    def ready_with_hashes(self) -> Iterator[tuple[bytes, Extrinsic]]:
+        """:meth:`ready` with each extrinsic's hash (known to the pool; no re-encoding)."""
         heap: list[tuple[int, int, _Entry]] = []
         for queue in self._senders.values():
             if queue.ready_end > queue.base:
@@ -257,7 +327,7 @@ class TransactionPool:
             entry = heapq.heappop(heap)[2]
             if entry.state != _READY:
                 continue
-            yield entry.extrinsic
+            yield entry.hash, entry.extrinsic
             sender_queue = self._senders.get(entry.sender)
             if sender_queue is None:
                 continue
@@ -337,8 +407,10 @@ class TransactionPool:
     ) -> Submitted:
         sender = extrinsic.signer
         queue = self._senders.get(sender)
-        if queue is not None and queue.base != validity.account_nonce:
-            # The best state moved since this sender's queue was filed (a block, a reorg).
+        if queue is not None and validity.account_nonce < queue.base:
+            # A reorg put nonces back before the pool was maintained: nothing is spent, the
+            # queue only moves down (its extrinsics wait as FUTURE). The other way round, a
+            # newer state than the pool's, is left to maintain() (see the module docstring).
             self._apply_rebase(queue, validity.account_nonce, events)
             queue = self._senders.get(sender)
         nonce = extrinsic.nonce
@@ -350,23 +422,20 @@ class TransactionPool:
                 f"{old.priority}; a replacement needs a strictly higher priority (tip), got "
                 f"{validity.priority}",
             )
-        if old is None and queue is not None and len(queue.txs) >= self.max_per_sender:
-            raise PoolError(
-                "limit",
-                f"the sender already has {len(queue.txs)} extrinsics in the pool "
-                f"(max_per_sender {self.max_per_sender})",
-            )
-        entry = _Entry(extrinsic, data, tx_hash, validity, next(self._insertion_ids))
+        entry = _Entry(
+            extrinsic, data, tx_hash, validity, next(self._insertion_ids), self.block_number
+        )
         would_be_ready = (
             old.state == _READY
             if old is not None
             else (nonce == (queue.ready_end if queue is not None else validity.account_nonce))
         )
-        victims = self._compute_victims(entry, would_be_ready, old)
+        victims = self._compute_victims(entry, would_be_ready, old, queue)
         for victim in victims:
             self._apply_remove(victim, events)
             self._apply_ban(victim.hash)
             events.append((victim.hash, "dropped", None))
+        queue = self._senders.get(sender)
         if queue is None:
             queue = self._senders[sender] = _SenderQueue(sender, validity.account_nonce)
         self._by_hash[tx_hash] = entry
@@ -390,8 +459,8 @@ class TransactionPool:
         queue.txs[old.nonce] = new
         del self._by_hash[old.hash]
         self._bytes -= len(old.data)
-        new.state = old.state
-        old.state = _REMOVED
+        self._apply_state(new, old.state)
+        self._apply_state(old, _REMOVED)
         if new.state == _READY:
             if queue.ready_end == new.nonce + 1:
                 heapq.heappush(self._tail_heap, (new.priority, -new.insertion_id, new))
@@ -402,15 +471,18 @@ class TransactionPool:
 
     def _apply_promotions(self, queue: _SenderQueue, events: list[_Event]) -> None:
         """Extend the sender's READY chain from ready_end over consecutive pooled nonces."""
-        n = queue.ready_end
+        n = start = queue.ready_end
         txs = queue.txs
         entry = txs.get(n)
-        while entry is not None:
+        size = 0
+        while entry is not None:  # _apply_state inlined: the hot path of every submission
             entry.state = _READY
-            self._ready_count += 1
+            size += len(entry.data)
             events.append((entry.hash, "ready", None))
             n += 1
             entry = txs.get(n)
+        self._ready_count += n - start
+        self._ready_bytes += size
         queue.ready_end = n
         tail = txs[n - 1]
         heapq.heappush(self._tail_heap, (tail.priority, -tail.insertion_id, tail))
@@ -418,14 +490,13 @@ class TransactionPool:
     # --- limits --------------------------------------------------------------------------
 
     def _compute_victims(
-        self, new: _Entry, new_is_ready: bool, replaced: _Entry | None
+        self, new: _Entry, new_is_ready: bool, replaced: _Entry | None, queue: _SenderQueue | None
     ) -> list[_Entry]:
         """The extrinsics to evict so that ``new`` fits, or PoolError if it cannot fit.
 
-        FUTURE ones go first (lowest priority, then newest), evictable by a READY newcomer or a
-        strictly higher priority; then READY ones that end their sender's chain, evictable only
-        by a strictly higher priority. A sender never evicts its own extrinsics (that could
-        break the chain the newcomer depends on). Nothing is mutated here.
+        In order: the sender's own limits, the FUTURE queue's, then the pool's count and bytes
+        (see the module docstring). A sender never evicts its own extrinsics below the
+        newcomer's nonce (the newcomer may depend on them). Nothing is mutated here.
         """
         size = len(new.data)
         if size > self.max_bytes:
@@ -433,59 +504,68 @@ class TransactionPool:
                 "immediately_dropped",
                 f"extrinsic is {size} bytes, more than the whole pool (max_bytes {self.max_bytes})",
             )
+        victims: list[_Entry] = []
+        if replaced is None:
+            if queue is not None and (
+                len(queue.txs) >= self.max_per_sender
+                or (not new_is_ready and queue.count_future() >= self.max_future_per_sender)
+            ):
+                victims += self._compute_sender_victims(new, new_is_ready, queue)
+            if not new_is_ready and (
+                len(self._by_hash) - self._ready_count >= self.max_future_count
+                or self._bytes - self._ready_bytes + size > self.max_future_bytes
+            ):
+                victims += self._compute_future_victims(new, victims)
         count = len(self._by_hash) + 1
         total = self._bytes + size
+        if victims:
+            count -= len(victims)
+            total -= sum(len(v.data) for v in victims)
         if replaced is not None:
             count -= 1
             total -= len(replaced.data)
-        if count <= self.max_count and total <= self.max_bytes:
-            return []
-        victims: list[_Entry] = []
-        shelved: list[tuple[int, int, _Entry]] = []
-        # Tails as they would be after the evictions chosen so far: sender -> ready_end.
-        simulated_end: dict[bytes, int] = {}
 
         def is_fitting() -> bool:
             return count <= self.max_count and total <= self.max_bytes
 
-        heap = self._future_heap
-        while not is_fitting() and heap:
-            item = heap[0]
-            victim = item[2]
-            if victim.state != _FUTURE or victim.priority != item[0]:
-                heapq.heappop(heap)
-                continue
-            if not new_is_ready and victim.priority >= new.priority:
-                break
-            heapq.heappop(heap)
-            shelved.append(item)
-            if victim.sender != new.sender:
+        if is_fitting():
+            return victims
+        taken = {id(v) for v in victims}
+        worst = self._iter_worst_futures()
+        try:
+            for victim in worst:
+                if is_fitting() or (not new_is_ready and victim.priority >= new.priority):
+                    break
+                if id(victim) in taken or (victim.sender == new.sender and victim.nonce < new.nonce):
+                    continue
                 victims.append(victim)
                 count -= 1
                 total -= len(victim.data)
-        for item in shelved:
-            heapq.heappush(heap, item)
-        shelved = []
+        finally:
+            worst.close()
 
+        shelved: list[tuple[int, int, _Entry]] = []
+        # Tails as they would be after the evictions chosen so far: sender -> ready_end.
+        simulated_end: dict[bytes, int] = {}
         heap = self._tail_heap
         while not is_fitting() and heap:
             item = heap[0]
             victim = item[2]
-            queue = self._senders.get(victim.sender)
+            sender_queue = self._senders.get(victim.sender)
             is_live = (
                 victim.state == _READY
                 and victim.priority == item[0]
-                and queue is not None
-                and queue.txs.get(victim.nonce) is victim
+                and sender_queue is not None
+                and sender_queue.txs.get(victim.nonce) is victim
             )
-            if not is_live or queue is None:
+            if not is_live or sender_queue is None:
                 heapq.heappop(heap)
                 continue
-            end = simulated_end.get(victim.sender, queue.ready_end)
+            end = simulated_end.get(victim.sender, sender_queue.ready_end)
             if victim.nonce + 1 != end:
                 # Not a tail (any more): drop the item unless a simulated eviction caused it.
                 heapq.heappop(heap)
-                if victim.nonce + 1 == queue.ready_end:
+                if victim.nonce + 1 == sender_queue.ready_end:
                     shelved.append(item)
                 continue
             if victim.priority >= new.priority:
@@ -498,8 +578,8 @@ class TransactionPool:
             count -= 1
             total -= len(victim.data)
             simulated_end[victim.sender] = victim.nonce
-            if victim.nonce > queue.base:
-                before = queue.txs[victim.nonce - 1]
+            if victim.nonce > sender_queue.base:
+                before = sender_queue.txs[victim.nonce - 1]
                 heapq.heappush(heap, (before.priority, -before.insertion_id, before))
         for item in shelved:
             heapq.heappush(heap, item)
@@ -515,6 +595,125 @@ class TransactionPool:
                 f"{new.priority} to evict",
             )
         return victims
+
+    def _compute_sender_victims(
+        self, new: _Entry, new_is_ready: bool, queue: _SenderQueue
+    ) -> list[_Entry]:
+        """The sender's furthest FUTURE extrinsics that make room for ``new`` under its limits."""
+        total = len(queue.txs) + 1
+        future = queue.count_future() + (0 if new_is_ready else 1)
+        futures = queue.get_futures()
+        victims: list[_Entry] = []
+        while total > self.max_per_sender or future > self.max_future_per_sender:
+            if not futures or futures[-1].nonce < new.nonce:
+                if total > self.max_per_sender:
+                    which = f"{len(queue.txs)} extrinsics in the pool (max_per_sender {self.max_per_sender})"
+                else:
+                    which = (
+                        f"{queue.count_future()} future extrinsics in the pool "
+                        f"(max_future_per_sender {self.max_future_per_sender})"
+                    )
+                raise PoolError(
+                    "limit",
+                    f"the sender already has {which}, none with a nonce above {new.nonce} to "
+                    f"make room; submit the nonces before them first (the next is {queue.ready_end})",
+                )
+            victims.append(futures.pop())
+            total -= 1
+            future -= 1
+        return victims
+
+    def _compute_future_victims(
+        self, new: _Entry, taken: list[_Entry]
+    ) -> list[_Entry]:
+        """Room in the FUTURE queue (count and bytes) for the FUTURE newcomer ``new``.
+
+        While a limit is exceeded: the furthest FUTURE extrinsic of the sender with the largest
+        share of it (count or bytes, whichever limit) goes, if that share is larger than the
+        newcomer's sender would have; else the worst one of strictly lower priority; else
+        PoolError. Scans every sender's FUTURE extrinsics, but only when the queue is full.
+        """
+        size = len(new.data)
+        if size > self.max_future_bytes:
+            raise PoolError(
+                "immediately_dropped",
+                f"extrinsic is {size} bytes, more than the whole future queue (max_future_bytes "
+                f"{self.max_future_bytes}); submit the nonces before it first",
+            )
+        count = len(self._by_hash) - self._ready_count + 1 - len(taken)
+        total = self._bytes - self._ready_bytes + size - sum(len(v.data) for v in taken)
+        if count <= self.max_future_count and total <= self.max_future_bytes:
+            return []
+        skip = {id(v) for v in taken}
+        futures = {
+            sender: [e for e in queue.get_futures() if id(e) not in skip]
+            for sender, queue in self._senders.items()
+            if queue.count_future()
+        }
+        shares = {
+            sender: (len(entries), sum(len(e.data) for e in entries))
+            for sender, entries in futures.items()
+        }
+        victims: list[_Entry] = []
+        while count > self.max_future_count or total > self.max_future_bytes:
+            axis = 0 if count > self.max_future_count else 1  # the share that counts
+            mine = shares.get(new.sender, (0, 0))[axis] + (1, size)[axis]
+            sender = max(shares, key=lambda s: shares[s][axis], default=None)
+            if sender is not None and shares[sender][axis] > mine:
+                victim = futures[sender].pop()
+            else:
+                victim = self._find_worst_future(new, skip, axis)
+                futures[victim.sender].remove(victim)
+            victims.append(victim)
+            skip.add(id(victim))
+            left = shares[victim.sender]
+            shares[victim.sender] = (left[0] - 1, left[1] - len(victim.data))
+            count -= 1
+            total -= len(victim.data)
+        return victims
+
+    def _find_worst_future(self, new: _Entry, skip: set[int], axis: int) -> _Entry:
+        """The worst FUTURE extrinsic ``new`` may evict by priority, or PoolError."""
+        worst = self._iter_worst_futures()
+        try:
+            for victim in worst:
+                if victim.priority >= new.priority:
+                    break
+                if id(victim) in skip or (victim.sender == new.sender and victim.nonce < new.nonce):
+                    continue
+                return victim
+        finally:
+            worst.close()
+        which = (
+            f"max_future_count {self.max_future_count}",
+            f"max_future_bytes {self.max_future_bytes}",
+        )[axis]
+        raise PoolError(
+            "immediately_dropped",
+            f"the future queue is full ({which}); no sender holds a larger share of it than this "
+            f"one would, and none has a priority below {new.priority}",
+        )
+
+    def _iter_worst_futures(self) -> Generator[_Entry, None, None]:
+        """Live FUTURE extrinsics, lowest priority (then newest) first; close() when done.
+
+        Pops the lazy heap as it goes, dropping dead items and putting live ones back on close.
+        """
+        heap = self._future_heap
+        shelved: list[tuple[int, int, _Entry]] = []
+        seen: set[int] = set()
+        try:
+            while heap:
+                item = heapq.heappop(heap)
+                entry = item[2]
+                if entry.state != _FUTURE or entry.priority != item[0] or id(entry) in seen:
+                    continue
+                seen.add(id(entry))
+                shelved.append(item)
+                yield entry
+        finally:
+            for item in shelved:
+                heapq.heappush(heap, item)
 
     def _apply_heap_compaction(self) -> None:
         # Lazy deletion leaves dead items behind (every promotion pushes a new tail); rebuild
@@ -552,9 +751,17 @@ class TransactionPool:
         del queue.txs[entry.nonce]
         del self._by_hash[entry.hash]
         self._bytes -= len(entry.data)
+        self._apply_state(entry, _REMOVED)
+
+    def _apply_state(self, entry: _Entry, state: int) -> None:
+        """Move an entry between READY, FUTURE and removed, keeping the READY totals."""
         if entry.state == _READY:
             self._ready_count -= 1
-        entry.state = _REMOVED
+            self._ready_bytes -= len(entry.data)
+        entry.state = state
+        if state == _READY:
+            self._ready_count += 1
+            self._ready_bytes += len(entry.data)
 
     def _apply_rebase(
         self,
@@ -581,16 +788,14 @@ class TransactionPool:
         entry = txs.get(n)
         while entry is not None:
             if entry.state == _FUTURE:
-                entry.state = _READY
-                self._ready_count += 1
+                self._apply_state(entry, _READY)
                 events.append((entry.hash, "ready", None))
             n += 1
             entry = txs.get(n)
         queue.ready_end = n
         for entry in txs.values():
             if entry.nonce > n and entry.state == _READY:
-                entry.state = _FUTURE
-                self._ready_count -= 1
+                self._apply_state(entry, _FUTURE)
                 heapq.heappush(self._future_heap, (entry.priority, -entry.insertion_id, entry))
                 events.append((entry.hash, "future", None))
         if n > queue.base:
@@ -614,6 +819,36 @@ class TransactionPool:
         finally:
             self._apply_events(events)
         return True
+
+    def maintain(self, block_number: int, included: Iterable[bytes]) -> int:
+        """Bring the pool to a newly imported best block ``block_number``; return how many
+        extrinsics left it.
+
+        In one call, so that nothing sees the pool between the steps: :meth:`prune` the
+        block's extrinsics by hash (they are not invalid, and their watchers are told
+        ``inBlock`` by the node), :meth:`revalidate` the rest against the post-block state,
+        then drop the extrinsics still FUTURE that outlived ``future_longevity`` (after the
+        revalidation, so that one the block just made READY stays). The validator must
+        already read the post-block state.
+        """
+        self.block_number = block_number
+        removed = self.prune(included)
+        removed += self.revalidate()
+        removed += self._apply_expiry()
+        return removed
+
+    def _apply_expiry(self) -> int:
+        """Drop every FUTURE extrinsic submitted ``future_longevity`` or more blocks ago."""
+        limit = self.block_number - self.future_longevity
+        expired = [e for e in self._by_hash.values() if e.state == _FUTURE and e.submitted_at <= limit]
+        events: list[_Event] = []
+        try:
+            for entry in expired:
+                self._apply_remove(entry, events)
+                events.append((entry.hash, "dropped", None))
+        finally:
+            self._apply_events(events)
+        return len(expired)
 
     def prune(self, included: Iterable[bytes]) -> int:
         """Remove extrinsics a newly imported block included (by hash); return how many.
@@ -673,7 +908,6 @@ class TransactionPool:
                         # Re-file under the new key; the old heap items fail their check.
                         heap = self._future_heap if entry.state == _FUTURE else self._tail_heap
                         heapq.heappush(heap, (entry.priority, -entry.insertion_id, entry))
-                    entry.longevity = validity.longevity
                 # Detach first and recompute the chain once, so that a sender whose nonce
                 # advanced does not see its extrinsics bounce to "future" and back.
                 for entry in invalid:

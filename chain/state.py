@@ -9,10 +9,11 @@ Layout
 * The **flat column** (STATE) maps each key to its value in the **best** state only. Reads
   of the best state are one LevelDB get instead of a walk of ~log16(n) nodes, and
   ``keys_paged`` on the best state is a LevelDB range scan. Because it tracks one state, a
-  reorg (a new best block that is not a child of the old one) would have to roll it back:
-  that needs per-block undo records (the old value of every changed key, which
-  ``StateCommit.changes`` plus the parent's values give) in the reserved UNDO column. Not in
-  scope yet; :meth:`StateDB.advance` refuses a commit that does not build on the best state.
+  reorg (a new best block that is not a child of the old one) rolls it back: chain.blockchain
+  keeps a journal per block (the value before and after of every key the block changed, read
+  with :meth:`StateDB.read_values`), and moves the flat column with :meth:`StateDB.stage_flat`
+  and :meth:`StateDB.move_best` in the reorg's one batch. :meth:`StateDB.advance` still
+  refuses a commit that does not build on the best state.
 * META ``state/best_root`` records which root the flat column holds; it is written in the
   same batch as the flat values, so after a crash the two always agree.
 
@@ -35,14 +36,14 @@ stays.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from types import MappingProxyType
 from typing import Final
 
-from chain.errors import OverlayError, StateError
+from chain.errors import OverlayError, StateError, UnknownStateRoot
 from chain.storage import Column, Database, WriteBatch
 from chain.trie import EMPTY_ROOT, HASH_LEN, MAX_KEY_LEN, Trie
 
@@ -363,6 +364,39 @@ class StateDB:
             else:
                 batch.put(Column.STATE, key, value)
         batch.put(Column.META, BEST_ROOT_KEY, commit.root)
+
+    def read_values(self, keys: Iterable[bytes], *, at: bytes | None = None) -> dict[bytes, bytes | None]:
+        """The values of ``keys`` in the best state (flat column), or at state root ``at``:
+        a block's journal reads its keys' values before the block with this."""
+        if at is None or at == self._root:
+            get = self._db.get
+            return {key: get(Column.STATE, key) for key in keys}
+        trie = self._trie
+        return {key: trie.get(at, key) for key in keys}
+
+    def stage_nodes(self, batch: WriteBatch, commit: StateCommit) -> None:
+        """Put only ``commit``'s trie nodes into the batch (a block on a side branch)."""
+        batch.put_many(Column.TRIE, commit.trie_nodes.items())
+
+    def stage_flat(self, batch: WriteBatch, changes: Mapping[bytes, bytes | None], root: bytes) -> None:
+        """Move the flat column by ``changes`` (None: delete) so that it holds state ``root``.
+
+        The caller guarantees that the best state plus ``changes`` is the state ``root`` (a
+        reorg's net change: the retracted blocks' old values, then the enacted blocks' new
+        ones) and calls :meth:`move_best` once the batch is written.
+        """
+        for key, value in changes.items():
+            if value is None:
+                batch.delete(Column.STATE, key)
+            else:
+                batch.put(Column.STATE, key, value)
+        batch.put(Column.META, BEST_ROOT_KEY, root)
+
+    def move_best(self, root: bytes) -> None:
+        """Make ``root`` the best state in memory after a :meth:`stage_flat` batch was written."""
+        if not self._trie.is_known_root(root):
+            raise UnknownStateRoot(f"cannot move the best state to unknown root 0x{root.hex()}")
+        self._root = root
 
     def advance(self, commit: StateCommit) -> None:
         """Make ``commit`` the best state in memory; call it after its batch was written."""

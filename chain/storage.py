@@ -17,9 +17,20 @@ BODY           0x04    block hash -> encoded body (extrinsics and training proof
 NUMBER         0x05    block number (u32 big-endian, so it iterates in order) -> block hash
 RECEIPT        0x07    block hash -> encoded receipts and events
 META           0x08    name -> value (best and finalized block, best state root...)
-UNDO           0x09    reserved: per-block undo records of the STATE column (reorgs)
-LOOKUP         0x0a    extrinsic hash -> (block hash, index in the block)
+UNDO           0x09    block hash -> the block's journal: (key, value before, value after)
+                       for every key the block changed, until the block is finalized (see
+                       chain.blockchain: reorgs)
+LOOKUP         0x0a    extrinsic hash -> (block hash, index in the block), best chain only
+CHILDREN       0x0b    parent hash || child hash -> empty (the block tree, every branch)
+LEAVES         0x0c    block hash -> empty, for every block without children that can
+                       still become best (branches off the finalized chain are dropped)
+JUSTIFICATION  0x0d    block hash -> the finality proof consensus stored with it (opaque)
+SLOT           0x0e    slot (u64 big-endian) || author || block hash -> empty
+EVIDENCE       0x0f    key chosen by consensus -> misbehaviour evidence (opaque)
 =============  ======  ==================================================================
+
+NUMBER and LOOKUP index the best chain only; HEADER, BODY, RECEIPT, UNDO, CHILDREN and SLOT
+hold every imported block, on every branch.
 """
 
 from __future__ import annotations
@@ -48,6 +59,11 @@ class Column(bytes, Enum):
     META = b"\x08"
     UNDO = b"\x09"
     LOOKUP = b"\x0a"  # extrinsic hash -> (block hash, index)
+    CHILDREN = b"\x0b"
+    LEAVES = b"\x0c"
+    JUSTIFICATION = b"\x0d"
+    SLOT = b"\x0e"
+    EVIDENCE = b"\x0f"
 
 
 def _check_column(column: object) -> bytes:

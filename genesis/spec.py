@@ -10,20 +10,31 @@ models, data sets, runtime constants) or, after ``build-spec --raw``, ``{"raw": 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import ml_runtime
-from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, encode_runtime_config
-from chain.crypto import parse_account, ss58_encode
+from chain.config import (
+    RUNTIME_CONFIG_KEY,
+    RuntimeConfig,
+    decode_runtime_config,
+    encode_runtime_config,
+)
+from chain.crypto import SS58_PREFIX, parse_account, ss58_encode
 from chain.errors import ChainError, GenesisError
 from chain.pallets import balances, datasets, models
 from chain.pallets.items import StateAccess
 from chain.pallets.staking import VALIDATORS
 
 PRESETS = ("dev", "local")
+# Substrate's chain spec ids are lowercase letters, digits, '_' and '-'; here the id is also a
+# directory name under --base-path (chains/<id>/db), so nothing else may appear in it.
+CHAIN_ID = re.compile(r"[a-z0-9_-]{1,64}")
+MAX_SPEC_DEPTH = 32  # the deepest real spec is 6 levels; json and json.dumps recurse
+MAX_BALANCE = 2**63 - 1  # chain.codec.Balance
 CHAIN_TYPES = ("Development", "Local", "Live")
 BUILTIN_SOURCES = ("digits",)
 
@@ -69,28 +80,56 @@ class ChainSpec:
 
 
 def load_chain_spec(chain: str) -> ChainSpec:
-    """``dev``, ``local`` or a path to a chain spec JSON file."""
+    """``dev``, ``local`` or a path to a chain spec JSON file (UTF-8, RFC 8259)."""
     if chain in PRESETS:
-        text = resources.files("genesis").joinpath("presets", f"{chain}.json").read_text()
+        data = resources.files("genesis").joinpath("presets", f"{chain}.json").read_bytes()
         where = f"preset {chain!r}"
     else:
         path = Path(chain)
         if not path.is_file():
             raise GenesisError(f"no chain spec at {chain!r} (and it is not one of the presets {', '.join(PRESETS)})")
-        text, where = path.read_text(), str(path)
+        data, where = path.read_bytes(), str(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GenesisError(f"{where}: not UTF-8 (byte {exc.start})") from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise GenesisError(f"{where}: not JSON: {exc}") from None
+    except RecursionError:
+        raise GenesisError(f"{where}: JSON nested deeper than {MAX_SPEC_DEPTH} levels") from None
     return parse_chain_spec(obj, where)
+
+
+def _check_depth(obj: Any, where: str) -> None:
+    """Refuse JSON nested deeper than MAX_SPEC_DEPTH, without recursing."""
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_SPEC_DEPTH:
+            raise GenesisError(f"{where}: JSON nested deeper than {MAX_SPEC_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def parse_chain_spec(obj: Any, where: str = "chain spec") -> ChainSpec:
     """Validate a chain spec's JSON; GenesisError names the field that is wrong."""
     if not isinstance(obj, dict):
         raise GenesisError(f"{where}: a chain spec is a JSON object")
+    _check_depth(obj, where)
     name = _field(obj, "name", str, where)
     chain_id = _field(obj, "id", str, where)
+    if not CHAIN_ID.fullmatch(chain_id):
+        raise GenesisError(
+            f"{where}: id {chain_id[:80]!r} must be 1-64 lowercase letters, digits, '_' or '-' "
+            "(it names the database directory under --base-path)"
+        )
+    protocol_id = obj.get("protocolId", chain_id)
+    if not isinstance(protocol_id, str) or not CHAIN_ID.fullmatch(protocol_id):
+        raise GenesisError(f"{where}: protocolId must be 1-64 lowercase letters, digits, '_' or '-'")
     chain_type = _field(obj, "chainType", str, where)
     if chain_type not in CHAIN_TYPES:
         raise GenesisError(f"{where}: chainType must be one of {CHAIN_TYPES}, got {chain_type!r}")
@@ -100,17 +139,25 @@ def parse_chain_spec(obj: Any, where: str = "chain spec") -> ChainSpec:
     properties = _field(obj, "properties", dict, where)
     for key, typ in (("tokenSymbol", str), ("tokenDecimals", int), ("ss58Format", int)):
         _field(properties, key, typ, f"{where}: properties")
+    if not 0 <= properties["tokenDecimals"] <= 18:
+        raise GenesisError(f"{where}: properties.tokenDecimals must be in 0..18 (a balance is at most 2^63-1)")
+    if properties["ss58Format"] != SS58_PREFIX:
+        raise GenesisError(f"{where}: properties.ss58Format must be {SS58_PREFIX}: polchain addresses use the generic prefix")
     runtime_config = _parse_runtime_config(obj.get("runtimeConfig", {}), where)
     genesis = _field(obj, "genesis", dict, where)
     config = raw = None
     if "raw" in genesis:
         raw = _parse_raw(genesis["raw"], where)
+        if VALIDATORS.key not in raw:
+            raise GenesisError(f"{where}: genesis.raw has no validators (Staking.Validators): no block could ever be authored")
+        runtime_config = _raw_runtime_config(raw, runtime_config if "runtimeConfig" in obj else None, where)
     elif "runtimeGenesisConfig" in genesis:
         config = genesis["runtimeGenesisConfig"]
     else:
         raise GenesisError(f"{where}: genesis needs 'runtimeGenesisConfig' or 'raw'")
+    check_runtime_config(runtime_config, where)
     spec = ChainSpec(
-        name, chain_id, chain_type, tuple(boot_nodes), properties, str(obj.get("protocolId", chain_id)),
+        name, chain_id, chain_type, tuple(boot_nodes), properties, protocol_id,
         config, raw, runtime_config,
     )
     if config is not None:
@@ -128,9 +175,20 @@ def compute_genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
     if not isinstance(cfg, dict):
         raise GenesisError(f"{where}: runtimeGenesisConfig must be an object")
     try:
+        total = 0
         for i, entry in enumerate(_field(cfg, "balances", list, where)):
-            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], int) and entry[1] >= 0):
-                raise GenesisError(f"{where}: balances[{i}] must be [account, amount >= 0]")
+            if not (isinstance(entry, list) and len(entry) == 2 and _is_int(entry[1]) and 0 <= entry[1] <= MAX_BALANCE):
+                raise GenesisError(f"{where}: balances[{i}] must be [account, amount in 0..2^63-1]")
+            if entry[1] < spec.runtime_config.existential_deposit:
+                # As Substrate's pallet-balances genesis: an account below the existential
+                # deposit could not exist, and would be reaped by its first transfer.
+                raise GenesisError(
+                    f"{where}: balances[{i}]: {entry[1]} is below runtimeConfig.existential_deposit "
+                    f"({spec.runtime_config.existential_deposit})"
+                )
+            total += entry[1]
+            if total > MAX_BALANCE:
+                raise GenesisError(f"{where}: balances[{i}]: the total issuance exceeds 2^63-1")
             balances.apply_mint(state, _account(entry[0], f"{where}: balances[{i}]"), entry[1])
         validators = tuple(_account(v, f"{where}: validators") for v in _field(cfg, "validators", list, where))
         if not validators:
@@ -142,9 +200,9 @@ def compute_genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
                 raise GenesisError(f"{where}: validator {ss58_encode(v)} cannot bond {spec.runtime_config.min_validator_bond}")
             balances.apply_account(state, v, balances.AccountInfo(info.nonce, info.free - bond, info.staked + bond))
         VALIDATORS.apply_set(state, validators)
-        for i, ds in enumerate(cfg.get("datasets", [])):
+        for i, ds in enumerate(_optional(cfg, "datasets", list, [], where)):
             _apply_dataset(state, ds, f"{where}: datasets[{i}]")
-        for i, m in enumerate(cfg.get("models", [])):
+        for i, m in enumerate(_optional(cfg, "models", list, [], where)):
             _apply_model(state, m, f"{where}: models[{i}]", spec.runtime_config.max_model_params)
         # In state, so the genesis hash covers the fees and limits (chain/config.py).
         state.set(RUNTIME_CONFIG_KEY, encode_runtime_config(spec.runtime_config))
@@ -161,12 +219,15 @@ def _apply_dataset(state: StateAccess, ds: Any, where: str) -> None:
     source = _field(ds, "source", str, where)
     if source not in BUILTIN_SOURCES:
         raise GenesisError(f"{where}: unknown source {source!r}; built in: {BUILTIN_SOURCES}")
+    license_text = _optional(ds, "license", str, "", where)
+    if len(license_text) > 4096:
+        raise GenesisError(f"{where}: license is longer than 4096 characters")
     x, y = ml_runtime.load_digits()
     rows = datasets.compute_rows_bytes(x, y, "classification")
     info = datasets.DatasetInfo(
-        _account(_field(ds, "provider", str, where), where), _field(ds, "name", str, where), x.shape[1],
+        _account(_field(ds, "provider", str, where), where), _name(ds, where), x.shape[1],
         "classification", int(y.max()) + 1, x.shape[0], datasets.compute_rows_root(rows, 4 * x.shape[1] + 4),
-        _field(ds, "pricePerRow", int, where), str(ds.get("license", "")),
+        _amount(ds, "pricePerRow", where), license_text,
     )
     dataset_id = datasets.apply_new_dataset(state, info)
     datasets.apply_rows(state, dataset_id, 0, rows)
@@ -176,11 +237,14 @@ def _apply_model(state: StateAccess, m: Any, where: str, max_params: int) -> Non
     if not isinstance(m, dict):
         raise GenesisError(f"{where}: a model is an object")
     try:
-        spec = ml_runtime.ModelSpec(_field(m, "family", str, where), _field(m, "d", int, where), _field(m, "k", int, where), int(m.get("h", 0)))
+        spec = ml_runtime.ModelSpec(
+            _field(m, "family", str, where), _field(m, "d", int, where), _field(m, "k", int, where),
+            _optional(m, "h", int, 0, where),
+        )
     except ml_runtime.MLRuntimeError as exc:
         raise GenesisError(f"{where}: {exc}") from None
     seed = _hex(_field(m, "seed", str, where), 32, f"{where}: seed")
-    models.apply_new_model(state, _account(_field(m, "owner", str, where), where), _field(m, "name", str, where), spec, seed, 0, max_params)
+    models.apply_new_model(state, _account(_field(m, "owner", str, where), where), _name(m, where), spec, seed, 0, max_params)
 
 
 def _parse_runtime_config(obj: Any, where: str) -> RuntimeConfig:
@@ -194,6 +258,53 @@ def _parse_runtime_config(obj: Any, where: str) -> RuntimeConfig:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise GenesisError(f"{where}: runtimeConfig.{key} must be an integer >= 0")
     return RuntimeConfig(**obj)
+
+
+def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
+    """Refuse constants that start a chain on which nothing useful can happen, naming the field.
+
+    - every constant fits a balance (2^63-1), and the largest fee a block can charge,
+      base + byte x max_block_length + weight x max_block_weight, does too (fees never overflow);
+    - a block has room for every fixed-weight call (register_model, 1,000,000 units, the
+      largest) and for 64 KiB of extrinsics;
+    - training can run at all: at least one step, one row per batch, one segment, one parameter.
+    """
+    for f in fields(RuntimeConfig):
+        if getattr(cfg, f.name) > MAX_BALANCE:
+            raise GenesisError(f"{where}: runtimeConfig.{f.name} must be at most 2^63-1")
+    minimums = {
+        "max_block_weight": MIN_BLOCK_WEIGHT, "max_block_length": MIN_BLOCK_LENGTH, "max_train_steps": 1,
+        "max_train_batch": 1, "max_segments": 1, "max_model_params": 1,
+    }
+    for name, low in minimums.items():
+        if getattr(cfg, name) < low:
+            raise GenesisError(f"{where}: runtimeConfig.{name} must be at least {low:,} (got {getattr(cfg, name)}): the chain could not include a transaction")
+    worst = cfg.base_fee + cfg.byte_fee * cfg.max_block_length + cfg.weight_fee * cfg.max_block_weight
+    if worst > MAX_BALANCE:
+        raise GenesisError(
+            f"{where}: runtimeConfig.base_fee/byte_fee/weight_fee: the fee of a full block "
+            f"(base_fee + byte_fee x max_block_length + weight_fee x max_block_weight) exceeds 2^63-1"
+        )
+
+
+MIN_BLOCK_WEIGHT = 1_000_000  # chain.runtime's register_model, the heaviest fixed-weight call
+MIN_BLOCK_LENGTH = 64 * 1024
+
+
+def _raw_runtime_config(raw: dict[bytes, bytes], stated: RuntimeConfig | None, where: str) -> RuntimeConfig:
+    """The constants a raw spec's genesis storage holds (what its genesis hash covers); a
+    ``runtimeConfig`` stated beside them must agree, or the spec says two things at once."""
+    value = raw.get(RUNTIME_CONFIG_KEY)
+    if value is None:
+        raise GenesisError(f"{where}: genesis.raw has no runtime config ({RUNTIME_CONFIG_KEY!r}): fees and limits are unknown")
+    try:
+        stored = decode_runtime_config(value)
+    except ChainError as exc:
+        raise GenesisError(f"{where}: genesis.raw's runtime config is malformed: {exc}") from None
+    if stated is not None and stated != stored:
+        differences = "; ".join(stored.compute_differences(stated)).replace("(stored)", "(genesis.raw)")
+        raise GenesisError(f"{where}: runtimeConfig disagrees with genesis.raw: {differences}")
+    return stored
 
 
 def _parse_raw(raw: Any, where: str) -> dict[bytes, bytes]:
@@ -210,6 +321,28 @@ def _field(obj: dict[str, Any], key: str, typ: type, where: str) -> Any:
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise GenesisError(f"{where}: field {key!r} must be a {typ.__name__}, got {type(value).__name__}")
     return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional(obj: dict[str, Any], key: str, typ: type, default: Any, where: str) -> Any:
+    return _field(obj, key, typ, where) if key in obj else default
+
+
+def _amount(obj: dict[str, Any], key: str, where: str) -> int:
+    value = _field(obj, key, int, where)
+    if not 0 <= value <= MAX_BALANCE:
+        raise GenesisError(f"{where}: {key} must be in 0..2^63-1")
+    return int(value)
+
+
+def _name(obj: dict[str, Any], where: str) -> str:
+    value = _field(obj, "name", str, where)
+    if not 1 <= len(value) <= 64:
+        raise GenesisError(f"{where}: name must be 1-64 characters")
+    return str(value)
 
 
 def _account(text: Any, where: str) -> bytes:

@@ -123,5 +123,5 @@ def log32(x: np.float32) -> np.float32:
     return ef * LN2_HI + (ef * LN2_LO + s * q)
 
 
-exp32_jit = njit(cache=True)(exp32)
-log32_jit = njit(cache=True)(log32)
+exp32_jit = njit(cache=True, nogil=True)(exp32)
+log32_jit = njit(cache=True, nogil=True)(log32)

@@ -9,7 +9,12 @@ overhead is paid once per segment. Consensus rules (DESIGN.md §3), and how they
   reassociates nor contracts ``a*b + c`` into an FMA, so the order written is the order
   run. Loops are arranged so the innermost loop updates independent accumulators
   (``z[c] += x_i * W[i, c]`` over c); LLVM may vectorise those, which changes no bits;
-* no ``parallel``/``prange``, no BLAS, no libm: exp/log come from :mod:`ml_runtime.f32math`.
+* no ``parallel``/``prange``, no BLAS, no libm: exp/log come from :mod:`ml_runtime.f32math`;
+* ``nogil=True``: a kernel touches only arrays and float32 scalars, never a Python
+  object, so it runs with the GIL released. The node builds blocks in a worker thread;
+  a kernel holding the GIL would stop its event loop (and every RPC caller) for the
+  whole segment. Releasing the GIL changes only the CPython wrapper, not the compiled
+  arithmetic, so no bit changes (the golden vectors and twin tests check this).
 
 SGD step t, with batch rows r_0..r_{B-1} (from the batch PRF) and weights w:
 
@@ -39,7 +44,7 @@ _HALF: Final = np.float32(0.5)
 _ONE: Final = np.float32(1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _affine(w, o_w, o_b, src, n_in, n_out, out):
     """out[c] = b[c] + src[0]*W[0,c] + src[1]*W[1,c] + ... (left to right)."""
     for c in range(n_out):
@@ -51,7 +56,7 @@ def _affine(w, o_w, o_b, src, n_in, n_out, out):
             out[c] = out[c] + s * w[row + c]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _accumulate_outer(g, o_w, o_b, src, delta, n_in, n_out):
     """g[W] += src ⊗ delta; g[b] += delta (one sample's contribution)."""
     for i in range(n_in):
@@ -63,7 +68,7 @@ def _accumulate_outer(g, o_w, o_b, src, delta, n_in, n_out):
         g[o_b + c] = g[o_b + c] + delta[c]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _softmax_probs(z, n_cls, p):
     """p = softmax(z) with max subtraction; returns (m, s) = (max z, sum exp(z - m))."""
     m = z[0]
@@ -80,7 +85,7 @@ def _softmax_probs(z, n_cls, p):
     return m, s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _softmax_xent(z, label, n_cls, dz):
     """Cross-entropy of softmax(z) at ``label``; writes dz = softmax(z) - onehot(label).
 
@@ -92,7 +97,7 @@ def _softmax_xent(z, label, n_cls, dz):
     return log32_jit(s) - (z[label] - m)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sgd_update(w, g, inv_b, lr, l2):
     """w <- w - lr*(g/B + l2*w); zeroes g; returns False if any new weight is not finite."""
     ok = True
@@ -107,7 +112,7 @@ def _sgd_update(w, g, inv_b, lr, l2):
     return ok
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linear_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
     """Run ``nsteps`` SGD steps of least squares in place on ``w``; see module doc."""
     g = np.zeros(w.shape[0], dtype=np.float32)
@@ -136,7 +141,7 @@ def linear_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
     return total / np.float32(nsteps), -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def softmax_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
     """Run ``nsteps`` SGD steps of multinomial logistic regression in place on ``w``."""
     g = np.zeros(w.shape[0], dtype=np.float32)
@@ -161,7 +166,7 @@ def softmax_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
     return total / np.float32(nsteps), -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
     """Run ``nsteps`` SGD steps of the one-hidden-layer ReLU MLP in place on ``w``."""
     g = np.zeros(w.shape[0], dtype=np.float32)
@@ -205,7 +210,7 @@ def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
     return total / np.float32(nsteps), -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linear_forward(w, x, d, k):
     """Outputs x @ W + b for every row, in the training kernel's order."""
     n = x.shape[0]
@@ -215,7 +220,7 @@ def linear_forward(w, x, d, k):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def softmax_forward(w, x, d, k):
     """Class probabilities softmax(x @ W + b) for every row."""
     n = x.shape[0]
@@ -227,7 +232,7 @@ def softmax_forward(w, x, d, k):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mlp_forward(w, x, d, k, h):
     """Class probabilities of the MLP for every row."""
     n = x.shape[0]

@@ -2,10 +2,13 @@
 
 The node calls :func:`warm_up` (so the first block does not pay numba's compile time;
 with ``cache=True`` a restarted node loads machine code from ``__pycache__``) and then
-:func:`verify_build`, which runs a small job that touches every operation — both affine
-layers, ReLU, exp, log, softmax, the update, L2 decay, a short last segment — and
-compares its transcript root with the value pinned here. The same job is the golden
-vector ``tests/vectors/ml_runtime/mlp.json``; a test keeps the two in sync.
+:func:`verify_build`, which runs the small golden job of every family (one kernel each:
+linear's squared error, softmax's exp/log, the MLP's two layers and ReLU; all with the
+update, L2 decay and a short last segment) and compares each transcript root and final
+weights hash with the values pinned here. A build that computes other bits in any one
+kernel would fork the chain on that family's calls, so every family is checked. The jobs
+are the golden vectors ``tests/vectors/ml_runtime/{linear,softmax,mlp}.json``; a test keeps
+the two in sync.
 """
 
 from __future__ import annotations
@@ -23,9 +26,22 @@ from ml_runtime.spec import ModelSpec
 
 _PERSON_GOLDEN: Final = b"polchain/ml/gold"
 
-# Pinned results of golden_job("mlp") (tests/vectors/ml_runtime/mlp.json).
-PINNED_MLP_ROOT: Final = "3ff1c67c851557a9b1b916f2bdddef7a583ae40aaf080e42d19f69aaf2e29a81"
-PINNED_MLP_FINAL_HASH: Final = "827631b6f938730f58c7549582858c66c8f9af2f44f9505a751042866401ada3"
+# Pinned (transcript root, final weights hash) of golden_job(family), hex; the same values
+# as tests/vectors/ml_runtime/<family>.json.
+PINNED: Final = {
+    "linear": (
+        "bb2039148382b48a13c2617b0ec3e59d9698111bb59124e2981088601cb03cf9",
+        "9045fcde85bc5d413587a9cd912bf81caa66a50a4f25bc86965829d5776a18eb",
+    ),
+    "softmax": (
+        "6179d4208710df0626de80d6ab797c966abb2a8dbf42e3da09730c9e4e1f7c14",
+        "f8c1c7268bcae9a8584cccd882b3d6b1f30940220d1bddb73dc6527c569e9547",
+    ),
+    "mlp": (
+        "3ff1c67c851557a9b1b916f2bdddef7a583ae40aaf080e42d19f69aaf2e29a81",
+        "827631b6f938730f58c7549582858c66c8f9af2f44f9505a751042866401ada3",
+    ),
+}
 
 
 def _golden_floats(tag: bytes, count: int) -> np.ndarray:
@@ -112,16 +128,18 @@ def warm_up() -> None:
 
 
 def verify_build() -> None:
-    """Raise :class:`BuildMismatch` unless this build reproduces the pinned mlp vector."""
-    try:
-        result = run_job(golden_job("mlp"))
-    except NonFiniteWeights as exc:  # cannot happen on a correct build
-        raise BuildMismatch(f"golden job diverged on this build: {exc}") from exc
-    root = result.transcript.root.hex()
-    final = result.transcript.entries[-1].weights_hash.hex()
-    if not result.finite or root != PINNED_MLP_ROOT or final != PINNED_MLP_FINAL_HASH:
-        raise BuildMismatch(
-            f"this build computes transcript root {root} (final weights {final}); the pinned "
-            f"golden vector expects {PINNED_MLP_ROOT} ({PINNED_MLP_FINAL_HASH}). Do not "
-            "validate with this build: its kernels are not bit-exact with the network's."
-        )
+    """Raise :class:`BuildMismatch` unless this build reproduces every family's pinned vector."""
+    for family, (pinned_root, pinned_final) in PINNED.items():
+        try:
+            result = run_job(golden_job(family))
+        except NonFiniteWeights as exc:  # cannot happen on a correct build
+            raise BuildMismatch(f"the golden {family} job diverged on this build: {exc}") from exc
+        root = result.transcript.root.hex()
+        final = result.transcript.entries[-1].weights_hash.hex()
+        if not result.finite or root != pinned_root or final != pinned_final:
+            raise BuildMismatch(
+                f"this build computes transcript root {root} (final weights {final}) for the "
+                f"golden {family} vector, which pins {pinned_root} ({pinned_final}). Do not "
+                f"validate with this build: its {family} kernel is not bit-exact with the "
+                "network's."
+            )

@@ -2,41 +2,69 @@
 
 Flags follow Substrate's spelling (``--dev``, ``--chain``, ``--base-path``, ``--tmp``,
 ``--rpc-port``, ``--rpc-external``, ``--rpc-methods``, ``--rpc-cors``, ``--alice``...).
-Every error a user can cause ends in one line on stderr and exit status 1 (2 for usage).
+Every error a user can cause ends in one line on stderr and exit status 1 (2 for usage):
+arguments are range-checked by their argparse types (so the message names the flag), the
+transaction is built and checked before the node is contacted, and a node that does not
+answer is an error, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import os
+import resource
 import secrets
 import shutil
 import signal
+import struct
 import sys
-from collections.abc import Sequence
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import msgspec
 import numpy as np
 
 import ml_runtime
 from chain import calls
-from chain.codec import decode
-from chain.crypto import DEV_ACCOUNTS, Keypair, blake2_256, parse_account, ss58_encode
+from chain.codec import decode, encode
+from chain.crypto import (
+    DEV_ACCOUNTS,
+    Keypair,
+    blake2_256,
+    generate_phrase,
+    parse_account,
+    ss58_encode,
+)
 from chain.errors import ChainError
 from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
-from genesis.spec import load_chain_spec
+from chain.pallets.staking import VALIDATORS
+from genesis.spec import compute_genesis_storage, load_chain_spec
 from node import devnet
+from node.logfilter import install_repeat_filter
 from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
 from node.metrics import MetricsServer
 from node.service import NodeConfig, NodeService
 from rpc.api import build_method_table
-from rpc.client import RpcCallError, RpcClient
-from rpc.server import RpcServer
+from rpc.client import RpcClient
+from rpc.errors import RpcError, RpcTransportError
+from rpc.server import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_HTTP_CONNECTIONS,
+    DEFAULT_WS_IDLE_TIMEOUT,
+    DEFAULT_WS_PING_INTERVAL,
+    RpcServer,
+)
 
 log = logging.getLogger("polchain")
 
@@ -45,17 +73,32 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 1."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (exit status 2), like the other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"Error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Arguments that are not UTF-8 arrive as surrogate escapes; echoing them must not crash.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     parser = build_parser()
     args = parser.parse_args(argv)
+    # basicConfig adds the handler only where nothing configured logging before (the
+    # command line); the repeat filter goes on that handler alone.
+    handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(
-        level=getattr(logging, args.log.upper(), logging.INFO) if hasattr(args, "log") else logging.WARNING,
+        level=args.log if hasattr(args, "log") else logging.WARNING,
         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
+    install_repeat_filter([handler])
     try:
         return int(args.run(args) or 0)
-    except (CliError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcCallError, OSError) as exc:
+    except (CliError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -63,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="polchain", description="polchain: an app chain for machine learning")
+    parser = _Parser(prog="polchain", description="polchain: an app chain for machine learning")
     sub = parser.add_subparsers(dest="command", required=True)
 
     node = sub.add_parser("node", help="run a node")
@@ -71,14 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--chain", default=None, help="dev, local, or a chain spec JSON path")
     node.add_argument("--base-path", "-d", type=Path, default=None)
     node.add_argument("--tmp", action="store_true", help="a temporary database, deleted at exit")
-    node.add_argument("--name", default="polchain-node")
+    node.add_argument("--name", type=_text, default="polchain-node")
     node.add_argument("--validator", action="store_true")
     for who in DEV_ACCOUNTS:
         node.add_argument(f"--{who.lower()}", action="store_true", help=f"author with //{who} (implies --validator)")
     node.add_argument("--key", default=None, metavar="URI", help="author with this secret URI, e.g. //Validator7")
     node.add_argument("--block-time", type=_positive, default=6000, metavar="MS")
     node.add_argument("--instant-seal", action="store_true", help="author a block as soon as the pool holds something")
-    node.add_argument("--rpc-port", type=int, default=9944)
+    node.add_argument("--rpc-port", type=_port, default=9944)
     node.add_argument("--rpc-external", action="store_true", help="listen on all interfaces")
     node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto")
     node.add_argument("--rpc-cors", default=None, help="'all' or a comma-separated list of origins")
@@ -86,12 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--rpc-max-request-size", type=_positive, default=15, metavar="MB")
     node.add_argument("--rpc-max-response-size", type=_positive, default=15, metavar="MB")
     node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024)
-    node.add_argument("--port", type=int, default=30333, help="p2p port (networking is not built yet)")
+    node.add_argument("--rpc-max-http-connections", type=_positive, default=DEFAULT_MAX_HTTP_CONNECTIONS,
+                      help="open connections other than WebSockets; over it the longest idle one is closed")
+    node.add_argument("--rpc-header-timeout", type=_seconds, default=DEFAULT_HEADER_TIMEOUT, metavar="SECS",
+                      help="a connection must send a complete request head this soon after opening or its last response")
+    node.add_argument("--rpc-ws-ping-interval", type=_seconds, default=DEFAULT_WS_PING_INTERVAL, metavar="SECS",
+                      help="ping a silent WebSocket this often; no pong within half of it closes the connection")
+    node.add_argument("--rpc-ws-idle-timeout", type=_seconds, default=DEFAULT_WS_IDLE_TIMEOUT, metavar="SECS",
+                      help="close a WebSocket with no subscription that sends nothing for this long")
+    node.add_argument("--port", type=_port, default=30333, help="p2p port (networking is not built yet)")
     node.add_argument("--bootnodes", nargs="*", default=[], help="p2p boot nodes (networking is not built yet)")
     node.add_argument("--prometheus-port", type=_port, default=None, help=f"metrics port (default {PROMETHEUS_PORT})")
     node.add_argument("--prometheus-external", action="store_true", help="serve metrics on all interfaces")
     node.add_argument("--no-prometheus", action="store_true", help="serve no metrics")
-    node.add_argument("--log", "-l", default="info", help="log level: error, warn, info, debug")
+    node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
     node.set_defaults(run=run_node)
     devnet.add_subcommand(sub, node)
 
@@ -99,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn in (("generate", run_key_generate), ("inspect", run_key_inspect)):
         k = key.add_parser(name)
         if name == "inspect":
-            k.add_argument("uri", help="a secret URI (//Alice, 0x<seed>) or an SS58 address")
-        k.add_argument("--scheme", choices=("ed25519",), default="ed25519")
+            k.add_argument("uri", type=_text, help="a secret URI (//Alice, phrase//hard///password, 0x<seed>) or an SS58 address")
+        k.add_argument("--scheme", type=_scheme, default="ed25519", help="ed25519 (the only scheme of polchain accounts)")
         k.add_argument("--output-type", choices=("text", "json"), default="text")
         k.set_defaults(run=fn)
 
@@ -117,71 +168,193 @@ def build_parser() -> argparse.ArgumentParser:
 
     tx = sub.add_parser("tx", help="sign and submit a transaction").add_subparsers(dest="tx_command", required=True)
     t = _tx(tx, "call")
-    t.add_argument("--call", required=True, help='a call in JSON: {"pallet": ..., "call": ..., "args": {...}}')
+    t.add_argument("--call", type=_text, required=True, help='a call in JSON: {"pallet": ..., "call": ..., "args": {...}}')
     t = _tx(tx, "transfer")
-    t.add_argument("--dest", required=True)
-    t.add_argument("--value", type=int, required=True)
+    t.add_argument("--dest", type=_text, required=True)
+    t.add_argument("--value", type=_balance, required=True)
     t = _tx(tx, "register-model")
-    t.add_argument("--name", required=True)
+    t.add_argument("--name", type=_text, required=True)
     t.add_argument("--family", choices=("linear", "softmax", "mlp"), required=True)
-    t.add_argument("--d", type=int, required=True)
-    t.add_argument("--k", type=int, required=True)
-    t.add_argument("--h", type=int, default=0)
-    t.add_argument("--seed", default=None, help="0x 32-byte init seed (random if omitted)")
+    t.add_argument("--d", type=_u32, required=True)
+    t.add_argument("--k", type=_u32, required=True)
+    t.add_argument("--h", type=_u32, default=0)
+    t.add_argument("--seed", type=_hex32, default=None, help="0x 32-byte init seed (random if omitted)")
     t = _tx(tx, "register-dataset")
-    t.add_argument("--name", required=True)
+    t.add_argument("--name", type=_text, required=True)
     t.add_argument("--csv", type=Path, required=True, help="rows: features..., then the label (or k targets)")
     t.add_argument("--kind", choices=("classification", "regression"), required=True)
-    t.add_argument("--outputs", type=int, required=True, help="classes, or targets per row")
-    t.add_argument("--price-per-row", type=int, default=0)
-    t.add_argument("--license", default="")
+    t.add_argument("--outputs", type=_positive_u32, required=True, help="classes, or targets per row")
+    t.add_argument("--price-per-row", type=_balance, default=0)
+    t.add_argument("--license", type=_text, default="")
     t = _tx(tx, "train")
-    t.add_argument("--model", type=int, required=True)
-    t.add_argument("--dataset", type=int, required=True)
-    t.add_argument("--steps", type=int, required=True)
-    t.add_argument("--batch-size", type=int, required=True)
-    t.add_argument("--lr", type=float, required=True)
-    t.add_argument("--l2", type=float, default=0.0)
-    t.add_argument("--segment-len", type=int, default=None, help="steps per checkpoint (default: steps/16, at least 1)")
-    t.add_argument("--from-version", type=int, default=None)
+    t.add_argument("--model", type=_u32, required=True)
+    t.add_argument("--dataset", type=_u32, required=True)
+    t.add_argument("--steps", type=_u32, required=True)
+    t.add_argument("--batch-size", type=_u32, required=True)
+    t.add_argument("--lr", type=_f32, required=True)
+    t.add_argument("--l2", type=_f32, default=0.0)
+    t.add_argument("--segment-len", type=_u32, default=None, help="steps per checkpoint (default: steps/16, at least 1)")
+    t.add_argument("--from-version", type=_u32, default=None)
 
     query = sub.add_parser("query", help="read chain state").add_subparsers(dest="query_command", required=True)
-    for name, arg in (("model", "id"), ("dataset", "id"), ("account", "address"), ("block", "at")):
+    queries = (("model", "id", _u32), ("dataset", "id", _u32), ("account", "address", _text), ("block", "at", _block_at),
+               ("receipt", "extrinsic", _hex_bytes))
+    for name, arg, typ in queries:
         q = query.add_parser(name)
-        q.add_argument(arg, nargs="?" if name == "block" else None)
-        q.add_argument("--rpc", default="http://127.0.0.1:9944")
+        q.add_argument(arg, type=typ, nargs="?" if name == "block" else None)
+        q.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
+        q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer")
         if name == "model":
-            q.add_argument("--version", type=int, default=None)
+            q.add_argument("--version", type=_u32, default=None)
+        if name == "receipt":
+            q.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
+                           help="poll until a block includes the extrinsic (its hash, or the signed extrinsic itself)")
         q.set_defaults(run=run_query)
     return parser
 
 
 def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name)
-    p.add_argument("--rpc", default="http://127.0.0.1:9944")
-    p.add_argument("--signer", default="//Alice", help="secret URI of the signer")
-    p.add_argument("--tip", type=int, default=0)
-    p.add_argument("--nonce", type=int, default=None, help="default: system_accountNextIndex")
+    p.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
+    p.add_argument("--signer", type=_text, default="//Alice", help="secret URI of the signer")
+    p.add_argument("--tip", type=_balance, default=0)
+    p.add_argument("--nonce", type=_u32, default=None, help="default: system_accountNextIndex")
     p.add_argument("--no-wait", action="store_true", help="return once the pool accepted it")
     p.add_argument("--sign-only", action="store_true", help="print the signed extrinsic as 0x-hex; submit nothing")
     p.add_argument("--output-type", choices=("text", "json"), default="text")
-    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--timeout", type=_seconds, default=120.0, help="seconds to wait for the node and for the block")
     p.set_defaults(run=run_tx)
     return p
 
 
-def _port(text: str) -> int:
+_LOG_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "warning": logging.WARNING, "info": logging.INFO,
+               "debug": logging.DEBUG, "trace": logging.DEBUG}
+
+
+def _log_level(text: str) -> int:
+    level = _LOG_LEVELS.get(text.lower())
+    if level is None:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a log level: one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
+def _scheme(text: str) -> str:
+    if text.lower() != "ed25519":
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not supported: polchain accounts are ed25519 only (Substrate's sr25519 and ecdsa are not)"
+        )
+    return "ed25519"
+
+
+# The node the tx and query commands talk to: --rpc, else $POLCHAIN_RPC, else the default
+# port on this machine (checked by --rpc's type like a flag).
+DEFAULT_RPC = "http://127.0.0.1:9944"
+RPC_ENV = "POLCHAIN_RPC"
+_RPC_HELP = f"the node's JSON-RPC URL (default: ${RPC_ENV}, else {DEFAULT_RPC})"
+MAX_BALANCE = 2**63 - 1  # chain.codec.Balance
+MAX_SECONDS = 86_400.0
+
+
+def _int_in(text: str, low: int, high: int, what: str) -> int:
+    # int() accepts "1_000" and non-ASCII digits; a command line number is ASCII digits.
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer")
     value = int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1..65535)")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: {what} is {low}..{high}")
     return value
+
+
+def _u32(text: str) -> int:
+    return _int_in(text, 0, 2**32 - 1, "a u32")
+
+
+def _positive_u32(text: str) -> int:
+    return _int_in(text, 1, 2**32 - 1, "a positive u32")
 
 
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return _int_in(text, 1, 2**31 - 1, "a positive integer")
+
+
+def _port(text: str) -> int:
+    return _int_in(text, 0, 65535, "a TCP port")
+
+
+def _balance(text: str) -> int:
+    value = _int_in(text, 0, 2**128, "a balance")
+    if value > MAX_BALANCE:
+        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: a balance is 0..2^63-1 ({MAX_BALANCE})")
     return value
+
+
+def _f32(text: str) -> float:
+    """A float32 argument: finite and within float32's range (it is signed as float32 bits)."""
+    try:
+        value = float(text)
+        struct.pack("<f", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text[:40]} is out of float32's range (about ±3.4e38)") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text[:40]} is not a finite number")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_SECONDS:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: seconds are > 0 and at most {MAX_SECONDS:.0f}")
+    return value
+
+
+def _text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("is not valid UTF-8") from None
+    return text
+
+
+def _hex_bytes(text: str) -> bytes:
+    if not text.startswith("0x"):
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not 0x-prefixed hex")
+    try:
+        return bytes.fromhex(text[2:])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not hex") from None
+
+
+def _hex32(text: str) -> bytes:
+    value = _hex_bytes(text)
+    if len(value) != 32:
+        raise argparse.ArgumentTypeError(f"expected 32 bytes of 0x-hex, got {len(value)}")
+    return value
+
+
+def _block_at(text: str) -> int | str:
+    """A block number (u32) or a 0x block hash."""
+    if text.startswith("0x"):
+        return "0x" + _hex32(text).hex()
+    return _u32(text)
+
+
+def _rpc_url(text: str) -> str:
+    try:
+        url = urllib.parse.urlsplit(text)
+        port = url.port  # raises ValueError for a port that is not one
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https", "ws", "wss") or not url.hostname:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} must be http://, https://, ws:// or wss:// with a host")
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r}: port 0 is not a port to connect to")
+    return text
 
 
 # --- node -------------------------------------------------------------------------------------
@@ -200,26 +373,124 @@ def run_node(args: argparse.Namespace) -> int:
     cors: tuple[str, ...] | str | None = None
     if args.rpc_cors:
         cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())
-    config = NodeConfig(
-        chain=chain, base_path=args.base_path, tmp=args.tmp or (args.dev and args.base_path is None),
-        name=args.name, author=author, block_time_ms=args.block_time, instant_seal=args.instant_seal,
-        rpc_host="0.0.0.0" if args.rpc_external else "127.0.0.1", rpc_port=args.rpc_port,
-        rpc_methods=args.rpc_methods, rpc_cors=cors, rpc_max_connections=args.rpc_max_connections,
-        rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
-        rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
-        prometheus_host="0.0.0.0" if args.prometheus_external else "127.0.0.1",
-        prometheus_port=None if args.no_prometheus else (args.prometheus_port or PROMETHEUS_PORT),
-        prometheus_required=args.prometheus_port is not None,
-    )
     spec = load_chain_spec(chain)
-    log.info("polchain node %r on chain %r (%s)", args.name, spec.name, spec.id)
-    ml_runtime.warm_up()
-    ml_runtime.verify_build()
-    asyncio.run(_serve(config, spec))
+    _warn_rpc_exposure(args.rpc_external, args.rpc_methods, args.rpc_port)
+    if author is not None and Keypair.from_uri(author).public not in compute_validators(spec):
+        log.warning("%s is not a validator of chain %r: this node will not author blocks", author, spec.id)
+    # A signal before the event loop installs its handlers still unwinds through the
+    # temporary directory's cleanup (the default SIGTERM action would skip it).
+    signal.signal(signal.SIGTERM, _interrupt)
+    with contextlib.ExitStack() as cleanup:
+        if args.tmp or args.base_path is None:
+            # The CLI owns the temporary base path, so every exit path removes it: a
+            # failed start, Ctrl-C during kernel compilation, an error while serving.
+            base = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="polchain-", ignore_cleanup_errors=True)))
+        else:
+            base = args.base_path
+        db_path = compute_db_path(base, spec.id)
+        config = NodeConfig(
+            chain=chain, base_path=base, tmp=False,
+            name=args.name, author=author, block_time_ms=args.block_time, instant_seal=args.instant_seal,
+            rpc_host="0.0.0.0" if args.rpc_external else "127.0.0.1", rpc_port=args.rpc_port,
+            rpc_methods=args.rpc_methods, rpc_cors=cors, rpc_max_connections=args.rpc_max_connections,
+            rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
+            rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
+            prometheus_host="0.0.0.0" if args.prometheus_external else "127.0.0.1",
+            prometheus_port=None if args.no_prometheus else (args.prometheus_port or PROMETHEUS_PORT),
+            prometheus_required=args.prometheus_port is not None,
+        )
+        rpc_options = {
+            "max_http_connections": args.rpc_max_http_connections,
+            "header_timeout": args.rpc_header_timeout,
+            "ws_ping_interval": args.rpc_ws_ping_interval,
+            "ws_idle_timeout": args.rpc_ws_idle_timeout,
+        }
+        log.info("polchain node %r on chain %r (%s), database %s", args.name, spec.name, spec.id, db_path)
+        raise_open_file_limit()
+        warm_up_kernels(ml_runtime.warm_up)
+        ml_runtime.verify_build()
+        try:
+            asyncio.run(_serve(config, spec, rpc_options))
+        finally:
+            signal.signal(signal.SIGTERM, _interrupt)  # the closed loop reset it to the default
     return 0
 
 
-async def _serve(config: NodeConfig, spec: Any) -> None:
+def raise_open_file_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, as Substrate does at start (sc-cli
+    calls the fdlimit crate's raise_fd_limit): every RPC connection is a file descriptor, and
+    the usual soft limit of 1,024 let about 1,010 half-open connections stop all accepts.
+    The RPC server then keeps its connection limits under what is left (`RpcServer`)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Linux refuses more than fs.nr_open (1,048,576 by default) even when hard is unlimited.
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+            return
+        log.info("Raised the open-file limit from %d to %d", soft, target)
+
+
+def compute_validators(spec: Any) -> tuple[bytes, ...]:
+    """The genesis validator set of a spec (readable or raw)."""
+    storage = spec.raw if spec.raw is not None else compute_genesis_storage(spec)
+    raw = storage.get(VALIDATORS.key)
+    return () if raw is None else tuple(decode(raw, VALIDATORS.typ))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _warn_rpc_exposure(external: bool, methods: str, port: int) -> None:
+    """Substrate's warning for an RPC server on every interface (sc-cli rpc_params.rs)."""
+    if not external:
+        return
+    log.warning(
+        "It isn't safe to expose RPC publicly without a proxy server that filters available set of RPC methods "
+        "(--rpc-external: listening on 0.0.0.0:%d)", port,
+    )
+    if methods == "unsafe":
+        log.warning(
+            "--rpc-methods unsafe with --rpc-external: anyone who can reach port %d may call unsafe methods "
+            "(author_*, submitting and watching transactions without limits of the safe set)", port,
+        )
+
+
+def warm_up_kernels(warm_up: Callable[[], None], notice_after: float = 1.0) -> float:
+    """Run ``warm_up`` and say so when it takes long: numba compiles the kernels on the first
+    start (6-15 s, then they load from its cache in well under a second), and a silent node
+    looks hung. Returns the seconds it took."""
+    start = time.monotonic()
+    notice = threading.Timer(notice_after, log.info, ("Compiling training kernels (first start only)...",))
+    notice.daemon = True
+    notice.start()
+    try:
+        warm_up()
+    finally:
+        notice.cancel()
+    elapsed = time.monotonic() - start
+    if elapsed >= notice_after:
+        log.info("Training kernels compiled in %.1f s", elapsed)
+    return elapsed
+
+
+def compute_db_path(base: Path, chain_id: str) -> Path:
+    """``<base>/chains/<id>/db``, refused unless it resolves inside ``base``.
+
+    The spec loader already limits ids to Substrate's alphabet; this also refuses a
+    ``chains`` or ``<id>`` entry that is a symlink out of the base path.
+    """
+    root = Path(base).resolve()
+    path = (root / "chains" / chain_id / "db").resolve()
+    if not path.is_relative_to(root):
+        raise CliError(f"the database of chain {chain_id!r} resolves to {path}, outside --base-path {root}; refusing")
+    return path
+
+
+async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> None:
     service = NodeService(config, spec)
     log.info("Genesis 0x%s, best #%d, database %s", service.chain.genesis_hash.hex(), service.chain.best_number, service.db_path)
     server = RpcServer(
@@ -229,6 +500,7 @@ async def _serve(config: NodeConfig, spec: Any) -> None:
         max_connections=config.rpc_max_connections,
         max_subscriptions_per_connection=config.rpc_max_subscriptions,
         cors=config.rpc_cors, rpc_methods=config.rpc_methods,  # type: ignore[arg-type]
+        **rpc_options,
     )
     metrics = await _start_metrics(config, service)
     loop = asyncio.get_running_loop()
@@ -265,13 +537,14 @@ async def _start_metrics(config: NodeConfig, service: NodeService) -> MetricsSer
 # --- key ----------------------------------------------------------------------------------------
 def _key_info(pair: Keypair | None, public: bytes, secret: str | None) -> dict[str, Any]:
     info = {
+        "secretPhrase": secret if secret is not None and not secret.startswith(("/", "0x")) else None,
         "secretSeed": "0x" + pair.seed.hex() if pair else None,
         "publicKey": "0x" + public.hex(),
         "accountId": "0x" + public.hex(),
         "ss58Address": ss58_encode(public),
         "scheme": "ed25519",
     }
-    if secret is not None:
+    if secret is not None and info["secretPhrase"] is None:
         info["secretUri"] = secret
     return info
 
@@ -280,7 +553,7 @@ def _print_key(info: dict[str, Any], output: str) -> None:
     if output == "json":
         print(json.dumps(info, indent=2))
         return
-    labels = (("secretUri", "Secret URI"), ("secretSeed", "Secret seed"), ("publicKey", "Public key (hex)"),
+    labels = (("secretPhrase", "Secret phrase"), ("secretUri", "Secret URI"), ("secretSeed", "Secret seed"), ("publicKey", "Public key (hex)"),
               ("accountId", "Account ID"), ("ss58Address", "SS58 Address"), ("scheme", "Key scheme"))
     for key, label in labels:
         if info.get(key) is not None:
@@ -288,17 +561,20 @@ def _print_key(info: dict[str, Any], output: str) -> None:
 
 
 def run_key_generate(args: argparse.Namespace) -> int:
-    pair = Keypair.from_seed(secrets.token_bytes(32))
-    _print_key(_key_info(pair, pair.public, None), args.output_type)
+    phrase = generate_phrase()
+    pair = Keypair.from_uri(phrase)
+    _print_key(_key_info(pair, pair.public, phrase), args.output_type)
     return 0
 
 
 def run_key_inspect(args: argparse.Namespace) -> int:
-    if args.uri.startswith(("//", "0x")) or " " in args.uri:
-        pair = Keypair.from_uri(args.uri)
-        _print_key(_key_info(pair, pair.public, args.uri), args.output_type)
+    """A secret URI (as subkey: phrase, 0x seed, //junctions, ///password) or a public address."""
+    uri = args.uri
+    if uri.startswith("0x") or "/" in uri or " " in uri.strip():
+        pair = Keypair.from_uri(uri)
+        _print_key(_key_info(pair, pair.public, uri), args.output_type)
     else:
-        public = parse_account(args.uri)
+        public = parse_account(uri)
         _print_key(_key_info(None, public, None), args.output_type)
     return 0
 
@@ -311,7 +587,7 @@ def run_build_spec(args: argparse.Namespace) -> int:
 
 def run_purge_chain(args: argparse.Namespace) -> int:
     spec = load_chain_spec(args.chain)
-    db = args.base_path / "chains" / spec.id / "db"
+    db = compute_db_path(args.base_path, spec.id)
     if not db.exists():
         print(f"{db} does not exist; nothing to purge", file=sys.stderr)
         return 0
@@ -331,60 +607,78 @@ def run_tx(args: argparse.Namespace) -> int:
     return asyncio.run(_tx_main(args))
 
 
+@contextlib.contextmanager
+def _node_errors(url: str, timeout: float) -> Iterator[None]:
+    """A node that does not answer is one line naming the URL, not a traceback."""
+    try:
+        yield
+    except RpcTransportError as exc:
+        raise CliError(f"no answer from a node at {url} (is `polchain node` running there?): {exc.data or exc}") from None
+    except TimeoutError:
+        raise CliError(f"the node at {url} did not answer within --timeout {timeout:g} s") from None
+
+
 async def _tx_main(args: argparse.Namespace) -> int:
-    async with RpcClient(args.rpc.replace("http", "ws", 1) if args.rpc.startswith("http") else args.rpc, timeout=args.timeout) as client:
-        signer = Keypair.from_uri(args.signer)
-        genesis = bytes.fromhex((await client.call("chain_getBlockHash", [0]))[2:])
-        version = (await client.call("state_getRuntimeVersion", []))["specVersion"]
-        nonce = args.nonce if args.nonce is not None else await client.call("system_accountNextIndex", [signer.address])
-        results = []
-        for call in await _tx_calls(args, client):
-            xt = sign_extrinsic(signer, call, nonce=nonce, genesis_hash=genesis, spec_version=version, tip=args.tip)
-            nonce += 1
-            if args.sign_only:
-                print("0x" + xt.encode().hex())
-                continue
-            results.append(await _submit(client, xt.encode(), wait=not args.no_wait, timeout=args.timeout))
-        if args.sign_only:
-            return 0
-        _print_tx(results, args.output_type)
-        return 0 if all(r.get("success", True) for r in results) else 1
+    # Everything that can be checked without the node is checked first.
+    signer = Keypair.from_uri(args.signer)
+    upload = _read_dataset(args) if args.tx_command == "register-dataset" else None
+    offline = None if upload is not None else [_checked(c) for c in _tx_calls(args)]
+    url = args.rpc.replace("http", "ws", 1) if args.rpc.startswith("http") else args.rpc
+    with _node_errors(args.rpc, args.timeout):
+        async with RpcClient(url, timeout=args.timeout) as client:
+            genesis = bytes.fromhex((await client.call("chain_getBlockHash", [0]))[2:])
+            version = (await client.call("state_getRuntimeVersion", []))["specVersion"]
+            nonce = args.nonce if args.nonce is not None else await client.call("system_accountNextIndex", [signer.address])
+            if upload is not None:
+                next_id = len(await client.call("ml_listDatasets", []))
+                offline = [_checked(c) for c in upload.compute_calls(next_id)]
+            assert offline is not None
+            results = []
+            for call in offline:
+                if nonce > 2**32 - 1:
+                    raise CliError(f"nonce {nonce} is out of range (a u32)")
+                xt = sign_extrinsic(signer, call, nonce=nonce, genesis_hash=genesis, spec_version=version, tip=args.tip)
+                nonce += 1
+                if args.sign_only:
+                    print("0x" + xt.encode().hex())
+                    continue
+                results.append(await _submit(client, xt.encode(), wait=not args.no_wait, timeout=args.timeout))
+    if args.sign_only:
+        return 0
+    _print_tx(results, args.output_type)
+    return 0 if all(r.get("success", True) for r in results) else 1
 
 
-async def _tx_calls(args: argparse.Namespace, client: RpcClient) -> list[Any]:
+def _checked(call: Any) -> Any:
+    """The call as the node will decode it: a round trip through the codec checks every
+    bound (name lengths, u32 counts, 2^63-1 balances) before anything is signed."""
+    try:
+        raw = encode(call)
+    except (OverflowError, msgspec.EncodeError) as exc:
+        raise CliError(f"{type(call).__name__}: {exc}") from None
+    return decode(raw, type(call))
+
+
+def _tx_calls(args: argparse.Namespace) -> list[Any]:
     name = args.tx_command
     if name == "call":
         try:
-            return [calls.call_from_json(json.loads(args.call))]
+            obj = json.loads(args.call)
         except json.JSONDecodeError as exc:
             raise CliError(f"--call is not JSON: {exc}") from None
+        except RecursionError:
+            raise CliError("--call: JSON nested too deeply") from None
+        if not (isinstance(obj, dict) and isinstance(obj.get("pallet"), str) and isinstance(obj.get("call"), str)):
+            raise CliError('--call: a call is {"pallet": "<name>", "call": "<name>", "args": {...}}')
+        try:
+            return [calls.call_from_json(obj)]
+        except RecursionError:
+            raise CliError("--call: JSON nested too deeply") from None
     if name == "transfer":
         return [calls.Transfer(parse_account(args.dest), args.value)]
     if name == "register-model":
         spec = ml_runtime.ModelSpec(args.family, args.d, args.k, args.h)
-        seed = bytes.fromhex(args.seed[2:]) if args.seed else secrets.token_bytes(32)
-        return [calls.RegisterModel(args.name, spec.encode(), seed)]
-    if name == "register-dataset":
-        try:
-            table = np.loadtxt(args.csv, delimiter=",", dtype=np.float64, ndmin=2)
-        except (OSError, ValueError) as exc:
-            raise CliError(f"{args.csv}: {exc}") from None
-        width = 1 if args.kind == "classification" else args.outputs
-        if table.shape[1] <= width:
-            raise CliError(f"{args.csv}: rows need features and {width} label column(s)")
-        x = table[:, :-width].astype(np.float32)
-        y = table[:, -1].astype(np.uint32) if args.kind == "classification" else table[:, -width:].astype(np.float32)
-        rows = datasets.compute_rows_bytes(x, y, args.kind)
-        row_size = len(rows) // len(table)
-        next_id = len(await client.call("ml_listDatasets", []))
-        out: list[Any] = [calls.RegisterDataset(
-            args.name, x.shape[1], args.kind, args.outputs, len(table),
-            datasets.compute_rows_root(rows, row_size), args.price_per_row, args.license,
-        )]
-        per_chunk = max(1, calls.MAX_ROWS_CHUNK // row_size)
-        for first in range(0, len(table), per_chunk):
-            out.append(calls.AppendRows(next_id, first, rows[first * row_size : (first + per_chunk) * row_size]))
-        return out
+        return [calls.RegisterModel(args.name, spec.encode(), args.seed or secrets.token_bytes(32))]
     if name == "train":
         segment = args.segment_len or max(1, args.steps // 16)
         return [calls.Train(
@@ -394,14 +688,84 @@ async def _tx_calls(args: argparse.Namespace, client: RpcClient) -> list[Any]:
     raise CliError(f"unknown tx {name}")
 
 
+class _DatasetUpload:
+    """A CSV read and checked: the RegisterDataset call and its AppendRows chunks."""
+
+    def __init__(self, args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> None:
+        self.args = args
+        self.rows = datasets.compute_rows_bytes(x, y, args.kind)
+        self.count, self.features = x.shape
+        self.row_size = len(self.rows) // self.count
+
+    def compute_calls(self, dataset_id: int) -> list[Any]:
+        a = self.args
+        out: list[Any] = [calls.RegisterDataset(
+            a.name, self.features, a.kind, a.outputs, self.count,
+            datasets.compute_rows_root(self.rows, self.row_size), a.price_per_row, a.license,
+        )]
+        per_chunk = max(1, calls.MAX_ROWS_CHUNK // self.row_size)
+        for first in range(0, self.count, per_chunk):
+            out.append(calls.AppendRows(dataset_id, first, self.rows[first * self.row_size : (first + per_chunk) * self.row_size]))
+        return out
+
+
+def _read_dataset(args: argparse.Namespace) -> _DatasetUpload:
+    """Rows: features, then the label (classification) or ``--outputs`` targets (regression).
+
+    Every value must be a finite float32; a label must be an integer class in [0, outputs):
+    0.7 or 4294967296 would otherwise be truncated or wrapped silently by the u32 cast.
+    """
+    where = str(args.csv)
+    try:
+        table = np.loadtxt(args.csv, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{where}: not UTF-8 (byte {exc.start})") from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{where}: {exc}") from None
+    width = 1 if args.kind == "classification" else args.outputs
+    if table.shape[0] == 0:
+        raise CliError(f"{where}: no rows")
+    if table.shape[1] <= width:
+        raise CliError(f"{where}: rows need features and {width} label column(s)")
+    x = table[:, :-width].astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise CliError(f"{where}: row {row + 1}, column {col + 1}: {table[row, col]} is not a finite float32")
+    if args.kind == "classification":
+        labels = table[:, -1]
+        wrong = ~((labels == np.floor(labels)) & (labels >= 0) & (labels < args.outputs))
+        if wrong.any():
+            row = int(np.argmax(wrong))
+            value = float(labels[row])
+            shown = str(int(value)) if value.is_integer() else repr(value)
+            raise CliError(
+                f"{where}: row {row + 1}: label {shown} is not a class: labels are integers 0..{args.outputs - 1} (--outputs {args.outputs})"
+            )
+        y = labels.astype(np.uint32)
+    else:
+        y = table[:, -width:].astype(np.float32)
+        bad = ~np.isfinite(y)
+        if bad.any():
+            row, col = (int(i) for i in np.argwhere(bad)[0])
+            raise CliError(f"{where}: row {row + 1}: target {col + 1} is not a finite float32")
+    return _DatasetUpload(args, x, y)
+
+
 async def _submit(client: RpcClient, raw: bytes, *, wait: bool, timeout: float) -> dict[str, Any]:
     xt_hash = "0x" + blake2_256(raw).hex()
     if not wait:
         return {"hash": await client.call("author_submitExtrinsic", ["0x" + raw.hex()]), "status": "submitted"}
     sub = await client.subscribe("author_submitAndWatchExtrinsic", ["0x" + raw.hex()], "author_unwatchExtrinsic")
+    deadline = time.monotonic() + timeout
     async with sub:
         while True:
-            status = await sub.next(timeout)
+            try:
+                status = await sub.next(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise CliError(f"transaction {xt_hash} was not in a block within --timeout {timeout:g} s") from None
+            except StopAsyncIteration:
+                raise CliError(f"the node closed the watch of {xt_hash} before it was in a block") from None
             if isinstance(status, dict) and "inBlock" in status:
                 receipt = await client.call("ml_getTrainingReceipt", [xt_hash])
                 return {"hash": xt_hash, "block": status["inBlock"], **(receipt or {})}
@@ -422,37 +786,57 @@ def _print_tx(results: list[dict[str, Any]], output: str) -> None:
                 print(f"  event {e['pallet']}.{e['name']} {json.dumps(e['args'])}")
             if "lossCurve" in r:
                 curve = r["lossCurve"]
-                print(f"  model {r['model']} version {r['version']}; mean batch loss {curve[1]:.4f} (first segment) -> {curve[-1]:.4f} (last)")
+                print(f"  model {r['model']} version {r['version']}; mean batch loss {curve[0]:.4f} (first segment) -> {curve[-1]:.4f} (last)")
 
 
 # --- query ------------------------------------------------------------------------------------------
 def run_query(args: argparse.Namespace) -> int:
-    return asyncio.run(_query_main(args))
+    with _node_errors(args.rpc, args.timeout):
+        return asyncio.run(_query_main(args))
 
 
 async def _query_main(args: argparse.Namespace) -> int:
-    async with RpcClient(args.rpc) as client:
-        name = args.query_command
+    name = args.query_command
+    who = parse_account(args.address) if name == "account" else None
+    async with RpcClient(args.rpc, timeout=args.timeout) as client:
         if name == "model":
-            result: Any = await client.call("ml_getModel", [int(args.id)])
+            result: Any = await client.call("ml_getModel", [args.id])
             if result is not None and args.version is not None:
-                result = {**result, "weights": await client.call("ml_getWeights", [int(args.id), args.version])}
+                result = {**result, "weights": await client.call("ml_getWeights", [args.id, args.version])}
         elif name == "dataset":
-            result = await client.call("ml_getDataset", [int(args.id)])
-        elif name == "account":
-            who = parse_account(args.address)
+            result = await client.call("ml_getDataset", [args.id])
+        elif who is not None:
             raw = await client.call("state_getStorage", ["0x" + balances.ACCOUNT.compute_key(who).hex()])
             info = decode(bytes.fromhex(raw[2:]), balances.AccountInfo) if raw else balances.EMPTY
             result = {"address": ss58_encode(who), "nonce": info.nonce, "free": str(info.free), "staked": str(info.staked)}
+        elif name == "receipt":
+            result = await _receipt(client, args.extrinsic, args.wait)
         else:
             at = args.at
-            if at is not None and not at.startswith("0x"):
-                at = await client.call("chain_getBlockHash", [int(at)])
-            result = await client.call("chain_getBlock", [at] if at else [])
+            if isinstance(at, int):
+                at = await client.call("chain_getBlockHash", [at])
+                if at is None:
+                    raise CliError(f"no block {args.at}")
+            result = await client.call("chain_getBlock", [at] if args.at is not None else [])
         if result is None:
-            raise CliError(f"no {name} {getattr(args, 'id', None) or getattr(args, 'at', '')}".strip())
+            what = {"model": "id", "dataset": "id", "block": "at"}.get(name)
+            raise CliError(f"no {name} {getattr(args, what) if what else ''}".strip())
         print(json.dumps(result, indent=2))
         return 0
+
+
+async def _receipt(client: RpcClient, extrinsic: bytes, wait: float | None) -> Any:
+    """ml_getTrainingReceipt of an extrinsic hash (32 bytes) or of a signed extrinsic (its
+    hash is blake2_256 of its bytes); with ``wait``, poll until a block includes it."""
+    xt_hash = "0x" + (extrinsic if len(extrinsic) == 32 else blake2_256(extrinsic)).hex()
+    deadline = time.monotonic() + (wait or 0.0)
+    while True:
+        receipt = await client.call("ml_getTrainingReceipt", [xt_hash])
+        if receipt is not None or wait is None:
+            return receipt
+        if time.monotonic() >= deadline:
+            raise CliError(f"extrinsic {xt_hash} was not in a block within --wait {wait:g} s")
+        await asyncio.sleep(0.2)
 
 
 if __name__ == "__main__":

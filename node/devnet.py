@@ -95,7 +95,9 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tui", action="store_true", help="one status line per interval instead of a live table")
     p.add_argument("--interval", type=_seconds, default=1.0, metavar="S", help="status refresh, seconds (default 1)")
     p.add_argument("--stop-timeout", type=_seconds, default=30.0, metavar="S", help="seconds a node gets to stop before SIGKILL (default 30)")
-    p.add_argument("--log", "-l", choices=("error", "warn", "info", "debug"), default="info", help="the nodes' log level")
+    # dest is not "log": the CLI sets this process's own logging from args.log (an int level).
+    p.add_argument("--log", "-l", dest="node_log", choices=("error", "warn", "info", "debug"), default="info",
+                   help="the nodes' log level")
     p.set_defaults(run=run_devnet, node_flags=frozenset(node_parser._option_string_actions))
 
 
@@ -194,7 +196,7 @@ def node_command(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: a
     cmd = [
         sys.executable, "-m", "node.cli", "node", "--chain", str(spec_path), "--base-path", str(plan.base_path),
         "--name", plan.name, "--rpc-port", str(plan.rpc_port), "--port", str(plan.p2p_port),
-        "--block-time", str(args.block_time), "--log", args.log,
+        "--block-time", str(args.block_time), "--log", args.node_log,
     ]
     if plan.validator:
         flag = f"--{plan.name.lower()}"

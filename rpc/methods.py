@@ -16,7 +16,9 @@ server only ever sees a table, never chain objects.
   unsubscribes or disconnects. Returning ends the subscription.
 * `bind_params` turns ``async def f(hash: str | None = None)`` into a handler that
   accepts both ``["0x.."]`` and ``{"hash": "0x.."}`` (Substrate accepts both) and
-  raises -32602 naming the param and the reason when they do not fit.
+  raises -32602 naming the param and the reason when they do not fit. A parameter
+  annotated ``Annotated[T, kind]`` with a `ParamKind` (rpc.params) is parsed by it, so
+  the method receives parsed, bounded values.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Annotated, Any, Protocol, Union
 
 import msgspec
 
@@ -44,6 +46,7 @@ __all__ = [
     "SubscriptionHandler",
     "SubscriptionSpec",
     "bind_params",
+    "json_type",
     "parse_params",
 ]
 
@@ -53,6 +56,14 @@ Params = list[Any] | dict[str, Any]
 CallHandler = Callable[[Params], Awaitable[Any]]
 SubscriptionHandler = Callable[[Params, "Subscription"], Awaitable[None]]
 ParamsCheck = Callable[[Params], None]
+
+
+class ParamKind(Protocol):
+    """A parser for one kind of parameter (see rpc.params): returns the value the method
+    takes, or raises InvalidParams whose message is the reason (``must be ...``)."""
+
+    def parse(self, value: Any) -> Any: ...
+
 
 _encode = msgspec.json.Encoder().encode
 
@@ -295,7 +306,7 @@ class MethodTable:
 # --- params binding ------------------------------------------------------------------
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """The JSON name of a decoded value's type, for error messages."""
     if value is None:
         return "null"
@@ -331,6 +342,16 @@ def _accepts(tp: type, value: Any) -> bool:
     if tp is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, tp)
+
+
+def _kind(hint: Any) -> ParamKind | None:
+    """The `ParamKind` of an ``Annotated[T, kind]`` annotation, else None."""
+    if typing.get_origin(hint) is not Annotated:
+        return None
+    for meta in hint.__metadata__:
+        if callable(getattr(meta, "parse", None)):
+            return typing.cast(ParamKind, meta)
+    return None
 
 
 def _checker(hint: Any) -> tuple[tuple[type, ...], bool, str] | None:
@@ -370,7 +391,7 @@ def _check_value(
     elif any(_accepts(tp, value) for tp in bases):
         return
     raise InvalidParams(
-        f"Invalid params: param {index} '{name}' must be {words}, got {_json_type(value)}"
+        f"Invalid params: param {index} '{name}' must be {words}, got {json_type(value)}"
     )
 
 
@@ -403,19 +424,22 @@ def parse_params(params: Params, names: Sequence[str], *, required: int | None =
             if names[i] not in params:
                 raise InvalidParams(f"Invalid params: missing required param {i} '{names[i]}'")
         return [params.get(name) for name in names]
-    raise InvalidParams(f"Invalid params: expected an array or an object, got {_json_type(params)}")
+    raise InvalidParams(f"Invalid params: expected an array or an object, got {json_type(params)}")
 
 
 def bind_params(fn: Callable[..., Awaitable[Any]]) -> CallHandler:
     """Wrap ``async def f(a: str, b: int | None = None)`` as a ``handler(params)``.
 
-    Positional arrays map in order and may omit trailing defaulted params; objects map
-    by name. Annotations that are JSON shapes (str, int, float, bool, list, dict,
-    Optional/unions of them) are checked; a mismatch raises -32602 such as
-    ``param 0 'hash' must be a string or null, got integer``.
+    Positional arrays map in order and may omit trailing defaulted params (they take
+    the default unparsed); objects map by name. A param annotated
+    ``Annotated[T, kind]`` is parsed by ``kind.parse`` and the method gets its result;
+    a refusal raises -32602 ``param <i> '<name>' <reason>``. Other annotations that are
+    JSON shapes (str, int, float, bool, list, dict, Optional/unions of them) are checked;
+    a mismatch raises -32602 such as ``param 0 'hash' must be a string or null, got
+    integer``.
     """
     signature = inspect.signature(fn)
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
     names: list[str] = []
     defaults: list[Any] = []
     for p in signature.parameters.values():
@@ -427,7 +451,7 @@ def bind_params(fn: Callable[..., Awaitable[Any]]) -> CallHandler:
     n_required = sum(1 for d in defaults if d is inspect.Parameter.empty)
     if any(d is inspect.Parameter.empty for d in defaults[n_required:]):
         raise TypeError(f"bind_params: {fn.__name__} has a required param after a defaulted one")
-    checks = [_checker(hints.get(name)) for name in names]
+    checks = [_kind(hints.get(name)) or _checker(hints.get(name)) for name in names]
     name_set = frozenset(names)
     joined = ", ".join(names) or "none"
 
@@ -443,7 +467,7 @@ def bind_params(fn: Callable[..., Awaitable[Any]]) -> CallHandler:
                 raise InvalidParams(
                     f"Invalid params: missing required param {given} '{names[given]}'"
                 )
-            args = params
+            args = list(params)
         elif type(params) is dict:
             for key in params:
                 if key not in name_set:
@@ -460,12 +484,19 @@ def bind_params(fn: Callable[..., Awaitable[Any]]) -> CallHandler:
                     args.append(defaults[i])
         else:
             raise InvalidParams(
-                f"Invalid params: expected an array or an object, got {_json_type(params)}"
+                f"Invalid params: expected an array or an object, got {json_type(params)}"
             )
         for i, value in enumerate(args):
             check = checks[i]
-            if check is not None:
+            if check is None:
+                continue
+            if isinstance(check, tuple):
                 _check_value(i, names[i], value, check)
+            elif type(params) is list or names[i] in params:  # not a default left out
+                try:
+                    args[i] = check.parse(value)
+                except InvalidParams as exc:
+                    raise InvalidParams(f"Invalid params: param {i} '{names[i]}' {exc.message}") from None
         return await fn(*args)
 
     return handler

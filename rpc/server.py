@@ -14,7 +14,7 @@ Wire behaviour, and where it comes from:
   ``{"jsonrpc":"2.0","method":NOTIF,"params":{"subscription":ID,"result":...}}``;
   unsubscribing an unknown id returns ``false``; ``rpc_methods`` returns
   ``{"methods":[...]}`` listing every registered name (unsafe ones too, as Substrate does); unsafe methods are refused externally with -32601 "RPC call is
-  unsafe to be called externally"; too many connections gets HTTP 429 like jsonrpsee;
+  unsafe to be called externally"; too many WebSockets gets HTTP 429 like jsonrpsee;
   limit errors use jsonrpsee's codes (-32006 too many subscriptions, -32007 request too
   big, -32008 response too big, -32010 batch too large); ``GET /health`` answers with
   ``system_health``'s result like Substrate's health proxy.
@@ -24,22 +24,52 @@ are MiB like Substrate's and convert with `MIB`):
 
 * request size: HTTP bodies over the limit get 413 with a -32007 error body. A WebSocket
   message over the limit gets a -32007 error response and the connection survives, up to
-  twice the limit; beyond that aiohttp closes the socket with 1009 (message too big) so
-  that a peer cannot make the server buffer unbounded frames.
+  twice the limit; beyond that the server closes the connection with 1009 (message too
+  big, RFC 6455 §7.4.1) so that a peer cannot make it buffer unbounded frames, and lingers
+  so the close is not lost to a TCP reset.
 * response size: an oversized result becomes a -32008 error for that request.
 * batch length: more entries than ``max_batch_len`` is one -32010 error.
 * nesting depth: JSON nested deeper than ``max_depth`` is a -32700 error that says so
   (never a RecursionError); the bracket count is a C-speed pre-check, so ordinary
   requests never pay for the exact depth walk.
-* connections: open WebSockets plus in-flight HTTP requests; over ``max_connections``
-  an HTTP request or WebSocket upgrade gets 429. Idle keep-alive sockets are not counted.
+* response encoding: a result whose size floor (`_size_floor`, a lower bound on its JSON
+  length found without encoding) is small is encoded on the event loop; a bigger one is
+  checked against the cap and encoded on a two-thread pool, so one huge answer does not
+  stall every other caller (issue 7: `chain_getBlock` on a huge block froze the node for
+  seconds per call). A result whose floor is already over the cap is refused without being
+  encoded at all. msgspec keeps the GIL while it copies one string, so a single leaf can
+  still hold the loop for as long as copying it takes; the cap bounds that.
+* connections, and room for new callers (`rpc.connections` has the mechanics):
+
+  - WebSockets: at most ``max_connections`` (Substrate's ``--rpc-max-connections``). An
+    upgrade over the limit closes the *idle* WebSocket (no subscription, no call in
+    progress) that was active least recently, with close code 1013 "Try Again Later";
+    when every WebSocket is busy or subscribed, the upgrade gets HTTP 429.
+  - other TCP connections (waiting for a request head or body, between keep-alive
+    requests, or mid-call): at most ``max_http_connections``, counted apart from
+    WebSockets so that WebSockets can never take the room HTTP callers need. Over the
+    limit, the connection that has waited on the network longest (silent, idle, or
+    dribbling a body) is closed (`ConnectionBudget`); one whose call is running is not.
+  - both limits are cut at start to fit half of the open-file room left under the soft
+    ``RLIMIT_NOFILE`` (the other half stays for the database, logs and peers), with a
+    warning, so that accepts never fail with EMFILE because of RPC alone.
+* timeouts: a connection must deliver a complete request head within ``header_timeout``
+  seconds of opening or of its previous response (slowloris: a client sending its header
+  a byte at a time is cut off; this is aiohttp's keep-alive timer, armed at accept and not
+  reset by partial data), and a request body within ``body_timeout`` (else HTTP 408).
+  WebSockets are pinged every ``ws_ping_interval`` seconds of silence and closed when the
+  pong does not come within half of that; a WebSocket with no subscription that sends
+  nothing for ``ws_idle_timeout`` seconds is closed with 1000.
 * subscriptions per connection: over the limit, the subscribe call gets -32006.
 * slow readers: notifications go through a bounded queue per connection
   (``ws_queue_size``); when it is full the subscription that could not queue is dropped
   (its handler is cancelled, a warning is logged) and the connection keeps working.
 
 Invalid UTF-8 is -32700 over HTTP and in binary WebSocket frames; in a *text* frame,
-RFC 6455 §8.1 requires failing the connection, which aiohttp does (close code 1007).
+RFC 6455 §8.1 requires failing the connection, which aiohttp does (close code 1007). An
+unmasked client frame closes the connection with 1002 (RFC 6455 §5.1). An ``Origin`` that
+is not printable ASCII (RFC 6454 §6.2 serialises origins in ASCII) gets 403, as does one
+whose ``:*`` wildcard port is not 1 to 5 ASCII digits from 1 to 65535.
 
 Requests on one WebSocket are answered one at a time in arrival order (like HTTP/1.1
 on one connection); subscription handlers run as their own tasks, so a long stream
@@ -49,15 +79,20 @@ never blocks calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import os
+import resource
 import secrets
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal
 
 import msgspec
 from aiohttp import WSMsgType, web
 
+from rpc.connections import CLOSE_TRY_AGAIN_LATER, ConnectionBudget, GuardedWebSocket, Listener
 from rpc.errors import (
     BatchTooLarge,
     InternalError,
@@ -75,11 +110,16 @@ from rpc.errors import (
 from rpc.methods import MethodTable, Params, Subscription, SubscriptionSpec
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_CORS",
+    "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_MAX_BATCH_LEN",
     "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_HTTP_CONNECTIONS",
     "DEFAULT_MAX_REQUEST_SIZE",
     "DEFAULT_MAX_RESPONSE_SIZE",
+    "DEFAULT_WS_IDLE_TIMEOUT",
+    "DEFAULT_WS_PING_INTERVAL",
     "MIB",
     "RpcMethodsPolicy",
     "RpcServer",
@@ -94,6 +134,19 @@ DEFAULT_MAX_RESPONSE_SIZE: Final = 15 * MIB
 DEFAULT_MAX_BATCH_LEN: Final = 256
 # serde_json (Substrate's parser) stops at 128; 64 leaves room for every real request.
 DEFAULT_MAX_DEPTH: Final = 64
+# Non-WebSocket TCP connections; WebSockets have max_connections (Substrate's 100).
+DEFAULT_MAX_HTTP_CONNECTIONS: Final = 256
+# Seconds. hyper (under jsonrpsee) allows 30 s for a request head; 10 s is ample on any
+# link that can use the node and makes a slowloris pay three times more reconnects.
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+DEFAULT_BODY_TIMEOUT: Final = 60.0  # 15 MiB in 60 s is 256 KiB/s
+DEFAULT_WS_PING_INTERVAL: Final = 30.0  # jsonrpsee's default ping interval
+DEFAULT_WS_IDLE_TIMEOUT: Final = 300.0
+# A WebSocket close handshake the server starts waits this long for the peer's answer.
+_WS_CLOSE_TIMEOUT: Final = 2.0
+# Results whose size floor is at most this are encoded inline: at most a few milliseconds.
+_INLINE_ENCODE_FLOOR: Final = 64 * 1024
+_ENCODE_THREADS: Final = 2
 # Substrate's default --rpc-cors when not in --dev.
 DEFAULT_CORS: Final = (
     "http://localhost:*",
@@ -128,6 +181,43 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a hostname other than localhost may resolve anywhere
+
+
+def _size_floor(value: Any, cap: int) -> int:
+    """A lower bound on ``len(msgspec.json.encode(value))``; stops as soon as it passes ``cap``.
+
+    Counted without encoding: a string is at least its length plus two quotes (escapes only
+    add), bytes at least their length (msgspec writes base64), a float at least 3 ("1.0",
+    "1e9"), true/null 4, any other scalar 1; a container adds its brackets, colons and
+    commas. Iterative, so deep nesting cannot overflow the stack; the work done is at most
+    proportional to ``cap`` plus the length of the last container seen.
+    """
+    total = 0
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        kind = type(node)
+        if kind is str:
+            total += len(node) + 2
+        elif kind is dict:
+            total += 1 + 2 * len(node)
+            extend(node.keys())
+            extend(node.values())
+        elif kind is list or kind is tuple:
+            total += 1 + len(node)
+            extend(node)
+        elif kind is float:
+            total += 3
+        elif kind is bytes or kind is bytearray:
+            total += len(node) + 2
+        elif kind is bool or node is None:
+            total += 4
+        else:
+            total += 1
+        if total > cap:
+            return total
+    return total
 
 
 def _exceeds_depth(value: Any, limit: int) -> bool:
@@ -166,21 +256,42 @@ class _CorsPolicy:
                     self._exact.add(origin)
 
     def is_allowed(self, origin: str) -> bool:
+        """Whether ``origin`` (already known to be printable ASCII) may call the node."""
         if self._allow_all or origin in self._exact:
             return True
         for prefix in self._port_wildcards:
-            if origin.startswith(prefix) and origin[len(prefix) :].isdigit():
+            if origin.startswith(prefix) and _is_port(origin[len(prefix) :]):
                 return True
         return False
+
+
+def _is_port(text: str) -> bool:
+    """1 to 5 ASCII digits naming a port from 1 to 65535 (``str.isdigit`` alone also
+    accepts Unicode digits such as "١٢٣" or "²", which no URL port can contain)."""
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit() and 0 < int(text) <= 65535
 
 
 class _WsConnection:
     """Per-WebSocket state: its subscriptions and the bounded outbound notification queue."""
 
-    __slots__ = ("closed", "pending", "queue", "queue_size", "subs", "writer", "ws")
+    __slots__ = (
+        "busy",
+        "closed",
+        "last_active",
+        "pending",
+        "queue",
+        "queue_size",
+        "subs",
+        "writer",
+        "ws",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
         self.ws = ws
+        # For the idle timeout and eviction: loop time of the last message, and whether
+        # one is being answered right now.
+        self.last_active = asyncio.get_running_loop().time()
+        self.busy = False
         self.subs: dict[str, tuple[Subscription, SubscriptionSpec]] = {}
         # Subscriptions accepted while handling the current message; their handlers
         # start only after the response carrying their id has been written.
@@ -252,7 +363,8 @@ class RpcServer:
     ``rpc_methods`` follows Substrate's ``--rpc-methods``: "unsafe" allows every method,
     "safe" refuses unsafe ones everywhere, "auto" refuses them unless ``host`` is a
     loopback address. ``cors`` is None (Substrate's default list), "all", or a list of
-    origins where ``scheme://host:*`` matches any port.
+    origins where ``scheme://host:*`` matches any port. The module docstring lists the
+    limits and timeouts; a timeout of None turns that timeout off.
     """
 
     def __init__(
@@ -264,12 +376,17 @@ class RpcServer:
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         max_connections: int = 100,
+        max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS,
         max_subscriptions_per_connection: int = 1024,
         max_batch_len: int = DEFAULT_MAX_BATCH_LEN,
         max_depth: int = DEFAULT_MAX_DEPTH,
         cors: str | Sequence[str] | None = None,
         rpc_methods: RpcMethodsPolicy = "auto",
         ws_queue_size: int = 1024,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+        ws_ping_interval: float | None = DEFAULT_WS_PING_INTERVAL,
+        ws_idle_timeout: float | None = DEFAULT_WS_IDLE_TIMEOUT,
         shutdown_timeout: float = 5.0,
     ) -> None:
         if rpc_methods not in ("auto", "safe", "unsafe"):
@@ -278,12 +395,21 @@ class RpcServer:
             ("max_request_size", max_request_size),
             ("max_response_size", max_response_size),
             ("max_connections", max_connections),
+            ("max_http_connections", max_http_connections),
             ("max_batch_len", max_batch_len),
             ("max_depth", max_depth),
             ("ws_queue_size", ws_queue_size),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        for name, seconds in (
+            ("header_timeout", header_timeout),
+            ("body_timeout", body_timeout),
+            ("ws_ping_interval", ws_ping_interval),
+            ("ws_idle_timeout", ws_idle_timeout),
+        ):
+            if seconds is not None and not seconds > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {seconds}")
         if max_subscriptions_per_connection < 0:
             raise ValueError("max_subscriptions_per_connection must not be negative")
         self.methods = methods
@@ -292,6 +418,7 @@ class RpcServer:
         self.max_request_size = max_request_size
         self.max_response_size = max_response_size
         self.max_connections = max_connections
+        self.max_http_connections = max_http_connections
         self.max_subscriptions_per_connection = max_subscriptions_per_connection
         self.max_batch_len = max_batch_len
         self.max_depth = max_depth
@@ -300,19 +427,41 @@ class RpcServer:
             rpc_methods == "auto" and not _is_loopback(host)
         )
         self.ws_queue_size = ws_queue_size
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_idle_timeout = ws_idle_timeout
         self.shutdown_timeout = shutdown_timeout
         self._cors = _CorsPolicy(cors)
         self._dispatch: dict[str, tuple[int, Any]] = {}
-        self._active = 0
+        self._http_in_flight = 0
         self._connections: set[_WsConnection] = set()
-        self._runner: web.AppRunner | None = None
+        self._budget = ConnectionBudget(max_http_connections)
+        self._evictions: set[asyncio.Task[None]] = set()
+        self._executor: ThreadPoolExecutor | None = None
+        self._runner: web.ServerRunner | None = None
 
     # --- lifecycle -------------------------------------------------------------------
 
     @property
     def active_connections(self) -> int:
         """Open WebSockets plus HTTP requests being handled right now."""
-        return self._active
+        return len(self._connections) + self._http_in_flight
+
+    @property
+    def websocket_connections(self) -> int:
+        """Open WebSockets counted against ``max_connections``."""
+        return len(self._connections)
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections the server holds: WebSockets plus the HTTP budget's."""
+        return len(self._connections) + len(self._budget)
+
+    @property
+    def evicted_connections(self) -> int:
+        """Idle connections closed so far to make room for new ones (HTTP and WebSocket)."""
+        return self._budget.evicted
 
     @property
     def url(self) -> str:
@@ -343,22 +492,67 @@ class RpcServer:
             dispatch["rpc_methods"] = (_CALL, rpc_methods)
         return dispatch
 
+    def _fit_to_open_file_limit(self) -> None:
+        """Cut both connection limits to half the file descriptors left under the soft limit.
+
+        Every connection is a file descriptor; past the soft RLIMIT_NOFILE, accept() fails
+        with EMFILE for everyone (issue 7). The node raises the soft limit to the hard one
+        before starting (`node.cli`), so this only bites where the hard limit is low.
+        """
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return
+        try:
+            in_use = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            in_use = 64  # not Linux: a typical count at start
+        room = max(2, (soft - in_use) // 2)
+        wanted = self.max_connections + self.max_http_connections
+        if wanted <= room:
+            return
+        ws = max(1, self.max_connections * room // wanted)
+        http = max(1, room - ws)
+        log.warning(
+            "rpc: the open-file limit (%d, %d in use) leaves room for %d connections: "
+            "WebSockets %d -> %d, other connections %d -> %d; raise `ulimit -n` for more",
+            soft, in_use, room, self.max_connections, ws, self.max_http_connections, http,
+        )
+        self.max_connections = ws
+        self.max_http_connections = self._budget.limit = http
+
     async def start(self) -> None:
         """Bind and start serving on the running loop; returns once listening."""
         if self._runner is not None:
             raise RuntimeError("RpcServer already started")
         self._dispatch = self._build_dispatch()
-        app = web.Application(client_max_size=self.max_request_size)
-        app.router.add_post("/", self._handle_post)
-        app.router.add_get("/", self._handle_get)
-        app.router.add_route("OPTIONS", "/", self._handle_preflight)
-        app.router.add_get("/health", self._handle_health)
-        app.router.add_get("/health/readiness", self._handle_readiness)
-        runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout
+        self._fit_to_open_file_limit()
+        loop = asyncio.get_running_loop()
+
+        def make_request(
+            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+        ) -> web.BaseRequest:
+            return web.BaseRequest(
+                message, payload, protocol, writer, task, loop,
+                client_max_size=self.max_request_size,
+            )
+
+        listener = Listener(
+            self._route,
+            self._budget,
+            request_factory=make_request,
+            # aiohttp arms this timer at accept and after each response, and closes the
+            # connection if no complete request head has arrived when it fires.
+            keepalive_timeout=self.header_timeout,
+            access_log=None,
+        )
+        runner = web.ServerRunner(
+            listener, handle_signals=False, shutdown_timeout=self.shutdown_timeout
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        # A flood fills the accept queue faster than the loop drains it; a caller whose SYN
+        # finds it full waits for TCP's 1 s retransmission. 1,024 is tokio's default (under
+        # jsonrpsee); aiohttp's is 128. The kernel caps it at net.core.somaxconn.
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True, backlog=1024)
         try:
             await site.start()
         except BaseException:
@@ -377,7 +571,12 @@ class RpcServer:
         for conn in list(self._connections):
             await conn.close()
             await conn.ws.close(code=1001, message=b"server shutting down")
+        if self._evictions:
+            await asyncio.gather(*self._evictions, return_exceptions=True)
         await runner.cleanup()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def __aenter__(self) -> RpcServer:
         await self.start()
@@ -388,21 +587,52 @@ class RpcServer:
 
     # --- HTTP ------------------------------------------------------------------------
 
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The five routes: POST/GET(upgrade)/OPTIONS on ``/``, ``/health``, readiness."""
+        handler = request.protocol
+        self._budget.busy(handler)
+        upgraded = False
+        try:
+            path, method = request.path, request.method
+            if path == "/":
+                if method == "POST":
+                    return await self._handle_post(request)
+                if method == "GET":
+                    response = await self._handle_get(request)
+                    upgraded = isinstance(response, web.WebSocketResponse)
+                    return response
+                if method == "OPTIONS":
+                    return await self._handle_preflight(request)
+                return web.Response(
+                    status=405,
+                    text="Used HTTP Method is not allowed. POST or OPTIONS is required\n",
+                    headers={"Allow": "POST, GET, OPTIONS"},
+                )
+            if path == "/health" and method in ("GET", "HEAD"):
+                return await self._handle_health(request)
+            if path == "/health/readiness" and method in ("GET", "HEAD"):
+                return await self._handle_readiness(request)
+            return web.Response(status=404, text="Not Found\n")
+        finally:
+            if not upgraded:
+                self._budget.idle(handler)
+
     def _cors_headers(self, origin: str | None) -> dict[str, str] | None:
         if origin is None:
             return None
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
-        origin = request.headers.get("Origin")
-        if origin is not None and not self._cors.is_allowed(origin):
-            return web.Response(status=403, text=f"Origin {origin} is not allowed by --rpc-cors\n")
-        if self._active >= self.max_connections:
+    def _origin_refusal(self, origin: str | None) -> web.Response | None:
+        if origin is None:
+            return None
+        # aiohttp decodes header bytes as UTF-8 with surrogateescape, so a non-UTF-8 Origin
+        # arrives as lone surrogates, which cannot be written back into a response.
+        if not (origin.isascii() and origin.isprintable()):
             return web.Response(
-                status=429,
-                text="Too many connections. Please try again later.\n",
-                headers={"Connection": "close"},
+                status=403, text="The Origin header is not printable ASCII (RFC 6454)\n"
             )
+        if not self._cors.is_allowed(origin):
+            return web.Response(status=403, text=f"Origin {origin} is not allowed by --rpc-cors\n")
         return None
 
     def _too_large(self, origin: str | None, size: int | None) -> web.Response:
@@ -415,48 +645,72 @@ class RpcServer:
             headers=self._cors_headers(origin),
         )
 
-    async def _handle_post(self, request: web.Request) -> web.Response:
-        refusal = self._refusal(request)
+    async def _handle_post(self, request: web.BaseRequest) -> web.Response:
+        origin = request.headers.get("Origin")
+        refusal = self._origin_refusal(origin)
         if refusal is not None:
             return refusal
-        origin = request.headers.get("Origin")
         length = request.content_length
         if length is not None and length > self.max_request_size:
             return self._too_large(origin, length)
-        self._active += 1
+        self._http_in_flight += 1
+        handler = request.protocol
         try:
+            # Waiting for body bytes is waiting on the network, like a silent connection:
+            # evictable, or 256 slow bodies would lock every new caller out for body_timeout.
+            self._budget.idle(handler)
             try:
-                body = await request.read()
+                async with asyncio.timeout(self.body_timeout):
+                    body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return self._too_large(origin, None)
+            except ConnectionError:
+                return web.Response(status=400)  # evicted or gone: nobody reads this
+            except TimeoutError:
+                response = web.Response(
+                    status=408,
+                    text=f"The request body did not arrive within {self.body_timeout:g} s\n",
+                )
+                response.force_close()
+                return response
+            finally:
+                self._budget.busy(handler)
             out = await self._handle_payload(body, None)
         finally:
-            self._active -= 1
+            self._http_in_flight -= 1
         if out is None:
             return web.Response(status=204, headers=self._cors_headers(origin))
         return web.Response(body=out, content_type=_JSON, headers=self._cors_headers(origin))
 
-    async def _handle_get(self, request: web.Request) -> web.StreamResponse:
+    async def _handle_get(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.Response(
                 status=405,
                 text="Used HTTP Method is not allowed. POST or OPTIONS is required\n",
                 headers={"Allow": "POST, OPTIONS"},
             )
-        refusal = self._refusal(request)
+        refusal = self._origin_refusal(request.headers.get("Origin"))
         if refusal is not None:
             return refusal
+        if len(self._connections) >= self.max_connections and not self._evict_idle_websocket():
+            return web.Response(
+                status=429,
+                text="Too many connections. Please try again later.\n",
+                headers={"Connection": "close"},
+            )
         return await self._serve_ws(request)
 
-    async def _handle_preflight(self, request: web.Request) -> web.Response:
+    async def _handle_preflight(self, request: web.BaseRequest) -> web.Response:
         origin = request.headers.get("Origin")
-        if origin is not None and not self._cors.is_allowed(origin):
-            return web.Response(status=403, text=f"Origin {origin} is not allowed by --rpc-cors\n")
+        refusal = self._origin_refusal(origin)
+        if refusal is not None:
+            return refusal
+        asked = request.headers.get("Access-Control-Request-Headers", "content-type")
+        if not (asked.isascii() and asked.isprintable()):
+            asked = "content-type"  # echoed back below: it must be writable
         headers = {
             "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
-            "Access-Control-Allow-Headers": request.headers.get(
-                "Access-Control-Request-Headers", "content-type"
-            ),
+            "Access-Control-Allow-Headers": asked,
             "Access-Control-Max-Age": "86400",
         }
         if origin is not None:
@@ -470,7 +724,7 @@ class RpcServer:
             return {}
         return await entry[1]([])
 
-    async def _handle_health(self, request: web.Request) -> web.Response:
+    async def _handle_health(self, request: web.BaseRequest) -> web.Response:
         try:
             health = await self._get_health()
         except Exception:
@@ -478,7 +732,7 @@ class RpcServer:
             return web.Response(status=500, text="system_health failed\n")
         return web.Response(body=_encode(health), content_type=_JSON)
 
-    async def _handle_readiness(self, request: web.Request) -> web.Response:
+    async def _handle_readiness(self, request: web.BaseRequest) -> web.Response:
         # Substrate's /health/readiness: ready when not syncing and, if the node should
         # have peers, it has some.
         try:
@@ -495,27 +749,51 @@ class RpcServer:
 
     # --- WebSocket -------------------------------------------------------------------
 
-    async def _serve_ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def _serve_ws(self, request: web.BaseRequest) -> web.WebSocketResponse:
         # Frames up to twice the limit are read so they can be answered with -32007 and
         # the connection kept; anything larger is a protocol-level refusal (1009).
-        ws = web.WebSocketResponse(max_msg_size=2 * self.max_request_size, compress=False)
+        ws = GuardedWebSocket(
+            max_msg_size=2 * self.max_request_size,
+            compress=False,
+            heartbeat=self.ws_ping_interval,
+            timeout=_WS_CLOSE_TIMEOUT,
+        )
         origin = request.headers.get("Origin")
         if origin is not None:
             ws.headers["Access-Control-Allow-Origin"] = origin
         await ws.prepare(request)
+        self._budget.forget(request.protocol)  # counted as a WebSocket from now on
         conn = _WsConnection(ws, self.ws_queue_size)
-        self._active += 1
         self._connections.add(conn)
+        loop = asyncio.get_running_loop()
+        idle_timeout = self.ws_idle_timeout
         try:
             while True:
-                msg = await ws.receive()
+                wait = None
+                if idle_timeout is not None:
+                    wait = conn.last_active + idle_timeout - loop.time()
+                    if wait <= 0:
+                        if conn.subs or conn.pending:
+                            conn.last_active = loop.time()  # its streams keep it in use
+                            continue
+                        await ws.close(code=1000, message=b"idle timeout")
+                        break
+                try:
+                    msg = await ws.receive(timeout=wait)
+                except TimeoutError:
+                    continue
                 kind = msg.type
                 if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                    out = await self._handle_payload(msg.data, conn)
-                    if out is not None:
-                        await ws.send_frame(out, _TEXT)
-                    if conn.pending:
-                        self._start_pending(conn)
+                    conn.busy = True
+                    try:
+                        out = await self._handle_payload(msg.data, conn)
+                        if out is not None:
+                            await ws.send_frame(out, _TEXT)
+                        if conn.pending:
+                            self._start_pending(conn)
+                    finally:
+                        conn.busy = False
+                        conn.last_active = loop.time()
                 elif kind is WSMsgType.ERROR:
                     log.debug("rpc: websocket error: %s", ws.exception())
                     break
@@ -524,12 +802,34 @@ class RpcServer:
         except (ConnectionError, RuntimeError) as e:
             log.debug("rpc: websocket dropped: %s", e)
         finally:
-            self._active -= 1
             self._connections.discard(conn)
             await conn.close()
             if not ws.closed:
                 await ws.close()
+            if ws.guard is not None and ws.guard.failed:
+                await ws.guard.linger(request.transport)
         return ws
+
+    def _evict_idle_websocket(self) -> bool:
+        """Close the least recently active idle WebSocket (1013); False if none is idle."""
+        idle = [c for c in self._connections if not (c.busy or c.subs or c.pending)]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c.last_active)
+        self._connections.discard(victim)  # its slot is free now; the close follows
+        self._budget.evicted += 1
+        task = asyncio.get_running_loop().create_task(self._close_evicted(victim))
+        self._evictions.add(task)
+        task.add_done_callback(self._evictions.discard)
+        return True
+
+    async def _close_evicted(self, conn: _WsConnection) -> None:
+        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+            async with asyncio.timeout(_WS_CLOSE_TIMEOUT):
+                await conn.ws.close(
+                    code=CLOSE_TRY_AGAIN_LATER,
+                    message=b"idle connection closed to make room for a new one",
+                )
 
     def _start_pending(self, conn: _WsConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -618,7 +918,7 @@ class RpcServer:
             response = await self._handle_request(request, conn)
             if response is None:
                 return None
-            return self._encode_response(response)
+            return await self._encode_result(response)
         if type(request) is list:
             if not request:
                 error = InvalidRequest(data="empty batch")
@@ -632,7 +932,7 @@ class RpcServer:
             for item in request:
                 response = await self._handle_request(item, conn)
                 if response is not None:
-                    parts.append(self._encode_response(response))
+                    parts.append(await self._encode_result(response))
             if not parts:
                 return None
             out = b"[" + b",".join(parts) + b"]"
@@ -649,7 +949,23 @@ class RpcServer:
     def _too_deep(self) -> ParseError:
         return ParseError(data=f"JSON nested deeper than {self.max_depth} levels")
 
+    async def _encode_result(self, response: dict[str, Any]) -> bytes:
+        """Encode on the loop when small, else on the encoding threads (see module doc)."""
+        if _size_floor(response, _INLINE_ENCODE_FLOOR) <= _INLINE_ENCODE_FLOOR:
+            return self._encode_response(response)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(_ENCODE_THREADS, thread_name_prefix="rpc-encode")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._encode_response, response)
+
     def _encode_response(self, response: dict[str, Any]) -> bytes:
+        """The response's JSON, or a -32008 / -32603 error response in its place."""
+        floor = _size_floor(response, self.max_response_size)
+        if floor > self.max_response_size:
+            error = OversizedResponse(
+                data=f"at least {floor} bytes, over the limit of {self.max_response_size} bytes"
+            )
+            return _encode(_error_response(error, response.get("id")))
         try:
             out = _encode(response)
         except (TypeError, ValueError, OverflowError):

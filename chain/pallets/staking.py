@@ -21,14 +21,9 @@ VALIDATORS = StorageValue("Staking", "Validators", tuple[AccountId, ...], ())
 
 
 def get_validators(state: StateAccess) -> tuple[bytes, ...]:
+    """The validator set in this state (which validator owns which slot is consensus's
+    business: consensus.aura)."""
     return VALIDATORS.get(state)
-
-
-def compute_slot_author(validators: tuple[bytes, ...], slot: int) -> bytes:
-    """Aura's rule: slot s belongs to validator s mod n (round robin over the genesis set)."""
-    if not validators:
-        raise DispatchError(PALLET, "NoValidators", "the validator set is empty")
-    return validators[slot % len(validators)]
 
 
 def apply_bond(ctx: CallContext, call: Bond) -> None:

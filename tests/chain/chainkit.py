@@ -13,6 +13,8 @@ from chain.crypto import dev_keypair
 from chain.extrinsic import Extrinsic, sign_extrinsic
 from chain.pallets import balances
 from chain.storage import Database
+from consensus.aura import Aura
+from consensus.block_import import ConsensusRules
 from genesis.spec import ChainSpec, load_chain_spec
 
 ALICE, BOB, CHARLIE, FERDIE = (dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Ferdie"))
@@ -23,10 +25,14 @@ def dev_spec() -> ChainSpec:
     return load_chain_spec("dev")
 
 
-def open_chain(path: Path, spec: ChainSpec | None = None) -> Blockchain:
+def open_chain(path: Path, spec: ChainSpec | None = None, aura: Aura | None = None) -> Blockchain:
+    """A chain with the node's consensus rules: Aura (6 s slots on the wall clock unless
+    ``aura`` says otherwise; tests use small slot numbers, far behind the clock) and the
+    longest-chain fork choice."""
     spec = spec or dev_spec()
     return Blockchain(
-        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis
+        Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis,
+        rules=ConsensusRules(aura or Aura(6000)),
     )
 
 

@@ -13,8 +13,9 @@ from chain import calls
 from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.errors import BlockError, ChainError
+from chain.header import compute_pol_digest
 from chain.pallets import balances, models
-from chain.proofs import TrainingProof
+from chain.proofs import TrainingProof, compute_proofs_root
 from chain.storage import Column, Database
 
 
@@ -103,19 +104,43 @@ def _tampered(block: Block, proof: TrainingProof) -> Block:
     return Block(block.header, Body(block.body.extrinsics, (proof,)))
 
 
+def _resealed(block: Block, proof: TrainingProof) -> Block:
+    """``block`` with ``proof``, its header committing to it and sealed again by Alice."""
+    header = block.header
+    commitment = msgspec.structs.replace(header.get_pol_commitment(), transcripts_root=compute_proofs_root([proof]))
+    pol = compute_pol_digest(header.get_pol_commitment())
+    digest = tuple(compute_pol_digest(commitment) if d == pol else d for d in header.digest)
+    header = msgspec.structs.replace(header, digest=digest)
+    header = msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash()))
+    return Block(header, Body(block.body.extrinsics, (proof,)))
+
+
 def test_a_forged_checkpoint_is_rejected_and_nothing_changes(pair) -> None:
+    import ml_runtime
+    from chain.proofs import compute_entries
+
     author, validator = pair
     built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
     proof = built.block.body.proofs[0]
+    assert len(proof.checkpoints) == 5  # 40 steps in segments of 10
     cp = bytearray(proof.checkpoints[2])
     cp[5] ^= 0x01  # one flipped bit in one weight
     forged = msgspec.structs.replace(proof, checkpoints=(*proof.checkpoints[:2], bytes(cp), *proof.checkpoints[3:]))
     root, best = validator.state.root(), validator.best_hash
-    with pytest.raises(BlockError, match="training proof"):
+    # A plain lie: the entries no longer hash to the committed transcript root.
+    with pytest.raises(BlockError, match="training proof #0: entries hash to"):
         validator.import_block(_tampered(built.block, forged))
-    # Consistent lies (the root recomputed over the forged entries) still fail re-execution.
-    with pytest.raises(BlockError):
-        validator.import_block(_tampered(built.block, msgspec.structs.replace(proof, losses=(*proof.losses[:-1], proof.losses[-1] ^ 1))))
+    # Consistent lies, told by the author: the transcript root recomputed over the forged
+    # entries, the header's proof-of-learning commitment recomputed over that proof and the
+    # header sealed again. They pass the transcript's link checks and the header's
+    # commitment, and re-execution (which runs before the state root is compared) names the
+    # faulty segment: segment 1 does not end at the forged checkpoint 2, and segment 3 does
+    # not have the forged last loss.
+    lied_loss = msgspec.structs.replace(proof, losses=(*proof.losses[:-1], proof.losses[-1] ^ 1))
+    for lie, failure in ((forged, "segment 1: .*weights hash"), (lied_loss, "segment 3: .*loss")):
+        lie = msgspec.structs.replace(lie, transcript_root=ml_runtime.merkle_root(compute_entries(lie)))
+        with pytest.raises(BlockError, match=f"training proof #0: {failure}"):
+            validator.import_block(_resealed(built.block, lie))
     assert validator.state.root() == root and validator.best_hash == best
 
 
@@ -194,7 +219,7 @@ def test_reopening_with_another_runtime_config_is_refused_and_changes_nothing(tm
 def test_reopening_with_another_genesis_state_is_refused_and_changes_nothing(tmp_path) -> None:
     open_chain(tmp_path / "db").db.close()
     before = _snapshot(tmp_path / "db")
-    richer = _changed_spec(lambda obj: obj["genesis"]["runtimeGenesisConfig"]["balances"][1].__setitem__(1, 7))
+    richer = _changed_spec(lambda obj: obj["genesis"]["runtimeGenesisConfig"]["balances"][1].__setitem__(1, 7_000_000_000))
     error = _open_refused(tmp_path / "db", richer)
     assert "genesis state" in str(error) and "runtime config" not in str(error)
     assert _snapshot(tmp_path / "db") == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from math import comb
 
 import msgspec
 import numpy as np
@@ -77,17 +78,44 @@ def test_a_fraud_proof_against_an_honest_segment_is_refused(trained) -> None:
         verify_fraud_proof(job, proof.transcript_root, honest)
 
 
+def _binomial_bounds(n: int, p: float, alpha: float) -> tuple[int, int]:
+    """The narrowest [lo, hi] with P(X < lo) <= alpha/2 and P(X > hi) <= alpha/2, X ~ B(n, p)."""
+    pmf = [comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(n + 1)]
+    lo = next(j for j in range(n + 1) if sum(pmf[: j + 1]) > alpha / 2)
+    hi = next(j for j in range(n, -1, -1) if sum(pmf[j:]) > alpha / 2)
+    return lo, hi
+
+
 def test_sampling_catches_a_forgery_with_the_expected_frequency(trained) -> None:
+    """Validators with independent secrets catch the forgery at the rate sampling predicts.
+
+    Forging checkpoint 5 makes two segments re-run wrong: segment 4 (its output is the
+    forged checkpoint) and segment 5 (its input is; entry 5 was recomputed to match, so the
+    link checks pass, but re-running from it does not reach the committed checkpoint 6).
+    With k = 2 faulty segments of S = 6 and m = 2 distinct ones sampled, a validator
+    misses both with probability C(S-k, m) / C(S, m) = C(4, 2) / C(6, 2) = 6/15, so it
+    catches the forgery with p = 1 - 6/15 = 0.6. Over n = 400 validators the count is
+    Binomial(400, 0.6) (mean 240, sd 9.8); the bounds are its exact central interval with
+    tails of 0.5e-9 each, [179, 298] (a false failure once in 10**9 runs). The bits are fixed,
+    so the run is deterministic anyway; the bounds say what any correct sampler must meet.
+    They exclude the 1/3 of sampling one segment (m = 1) or of a single faulty segment
+    (mean 133), and "always" or "never".
+    """
     _, built, job = trained
     forged = _forge_segment(job, built.block.body.proofs[0], segment=4)
+    segments, sampled, faulty, n = job.num_segments, 2, 2, 400
+    assert segments == 6
+    p = 1 - comb(segments - faulty, sampled) / comb(segments, sampled)
+    lo, hi = _binomial_bounds(n, p, alpha=1e-9)
+    assert (lo, hi) == (179, 298)
     caught = 0
-    for i in range(30):
+    for i in range(n):
         try:
-            SampledVerifier(bytes([i]) * 32, samples=2).verify(job, forged, bytes(32))
-        except SegmentFault:
+            SampledVerifier(i.to_bytes(2, "little") * 16, samples=sampled).verify(job, forged, bytes(32))
+        except SegmentFault as fault:
+            assert fault.proof.segment in (4, 5)
             caught += 1
-    # S = 6 segments, m = 2: a validator samples the forged one with probability 1/3.
-    assert 3 <= caught <= 20
+    assert lo <= caught <= hi, f"{caught} of {n} validators caught the forgery; expected {n * p:.0f}"
 
 
 def test_an_importer_with_the_sampled_verifier_rejects_the_forged_block(tmp_path, trained) -> None:

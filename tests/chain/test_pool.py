@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Iterable
 
@@ -10,10 +9,15 @@ import msgspec
 import pytest
 
 from chain.calls import Remark, Transfer
-from chain.crypto import Keypair, dev_keypair
+from chain.crypto import Keypair, blake2_256, dev_keypair
 from chain.errors import CodecError, InvalidTransaction, PoolError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic, sign_extrinsic
-from chain.pool import TransactionPool, Validity
+from chain.pool import (
+    DEFAULT_MAX_FUTURE_PER_SENDER,
+    DEFAULT_MAX_PER_SENDER,
+    TransactionPool,
+    Validity,
+)
 
 GENESIS = bytes(range(32))
 SPEC = 1
@@ -21,6 +25,7 @@ ALICE = dev_keypair("Alice")
 BOB = dev_keypair("Bob")
 CHARLIE = dev_keypair("Charlie")
 DAVE = dev_keypair("Dave")
+EVE = dev_keypair("Eve")
 
 
 class NonceTable:
@@ -97,6 +102,8 @@ def verify_invariants(pool: TransactionPool, nonces: dict[bytes, int]) -> None:
     assert status.ready + status.future == len(pool) == len(pool.pending())
     assert len(pool) <= pool.max_count and status.bytes <= pool.max_bytes
     assert status.bytes == sum(len(pool.get_data(e.hash()) or b"") for e in pool.pending())
+    ready_bytes = sum(len(pool.get_data(h) or b"") for h, _ in pool.ready_with_hashes())
+    assert pool._ready_bytes == ready_bytes  # what the FUTURE queue's byte limit is checked on
     for ext in pool.pending():
         assert pool.get_status(ext.hash()) in ("ready", "future")
 
@@ -369,6 +376,147 @@ def test_per_sender_limit() -> None:
     assert pool.submit(make_tx(ALICE, 1, tip=1)).usurped is not None  # replacing is allowed
 
 
+# --- the FUTURE queue: no lock-out, fair shares, expiry --------------------------------------
+
+
+def test_future_nonces_cannot_lock_their_sender_out() -> None:
+    # Issue 7 item 5: 256 future nonces (the per-sender limit) once locked their sender out for
+    # good, even for the nonce that fills the gap, with a tip.
+    pool, _, rec = make_pool()
+    accepted, refused = [], []
+    for nonce in range(1, DEFAULT_MAX_PER_SENDER + 1):
+        try:
+            accepted.append(pool.submit(make_tx(ALICE, nonce)).hash)
+        except PoolError as exc:
+            refused.append(exc)
+    assert pool.submit(make_tx(ALICE, 0, tip=1)).status == "ready"
+    assert len(accepted) == DEFAULT_MAX_FUTURE_PER_SENDER
+    assert all(e.reason == "limit" and "max_future_per_sender 64" in str(e) for e in refused)
+    assert "the next is 0" in str(refused[0])
+    assert pool.status().ready == len(accepted) + 1 and pool.status().future == 0
+    assert all(rec.get_statuses(h) == ["future", "ready"] for h in accepted)
+
+
+def test_next_nonce_evicts_its_senders_furthest_future_at_the_sender_limit() -> None:
+    pool, _, rec = make_pool(max_per_sender=4)
+    futures = [pool.submit(make_tx(ALICE, n, tip=9)).hash for n in (1, 2, 3, 5)]
+    assert pool.submit(make_tx(ALICE, 0)).status == "ready"
+    assert rec.get_statuses(futures[-1]) == ["future", "dropped"] and pool.is_banned(futures[-1])
+    assert get_order(pool) == [(ALICE.public, n) for n in range(4)]
+    # A future newcomer may push out a further one of its own sender, never a nearer one.
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_tx(ALICE, 6))
+    assert err.value.reason == "limit" and "max_per_sender 4" in str(err.value)
+    verify_invariants(pool, {})
+
+
+def test_next_nonce_evicts_its_own_future_when_the_pool_is_full() -> None:
+    # The pool is full of the sender's own futures and another sender's ready extrinsic of
+    # equal priority: the newcomer that fills the gap still gets in.
+    pool, _, rec = make_pool(max_count=3)
+    a1, a2 = (pool.submit(make_tx(ALICE, n)).hash for n in (1, 2))
+    pool.submit(make_tx(BOB, 0))
+    assert pool.submit(make_tx(ALICE, 0)).status == "ready"
+    assert rec.get_statuses(a2) == ["future", "dropped"]
+    assert rec.get_statuses(a1) == ["future", "ready"]
+    verify_invariants(pool, {})
+
+
+def test_ready_newcomer_evicts_the_worst_future_globally() -> None:
+    pool, _, rec = make_pool(max_count=4)
+    a, b, c, d, e, f = get_senders(6)
+    pool.submit(make_tx(a, 0))
+    b2 = pool.submit(make_tx(b, 2, tip=3)).hash
+    b3 = pool.submit(make_tx(b, 3, tip=1)).hash
+    c5 = pool.submit(make_tx(c, 5, tip=1)).hash
+    # Lowest priority first, the newest of equals first; a READY newcomer evicts whatever tip.
+    dropped = []
+    for key in (d, e, f):
+        pool.submit(make_tx(key, 0))
+        dropped.append(next(h for h, status, _ in reversed(rec.events) if status == "dropped"))
+    assert dropped == [c5, b3, b2] and pool.status().future == 0
+    verify_invariants(pool, {})
+
+
+def test_future_queue_is_shared_fairly() -> None:
+    pool, _, rec = make_pool(max_future_count=4, max_future_per_sender=3)
+    a, b, c, d, e = get_senders(5)
+    hog = [pool.submit(make_tx(a, n, tip=5)).hash for n in (1, 2, 3)]
+    pool.submit(make_tx(b, 1))
+    # The queue is full; the sender holding the most futures gives up its furthest one, even
+    # against a lower tip, as long as it holds more than the newcomer's sender would.
+    pool.submit(make_tx(c, 1))
+    pool.submit(make_tx(d, 1))
+    assert [rec.get_statuses(h)[-1] for h in hog] == ["future", "dropped", "dropped"]
+    # Now everyone holds one: only a strictly higher priority evicts (the worst, newest first).
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_tx(e, 1))
+    assert err.value.reason == "immediately_dropped" and "max_future_count 4" in str(err.value)
+    pool.submit(make_tx(e, 1, tip=1))
+    assert rec.get_statuses(blake2_256(make_tx(d, 1)))[-1] == "dropped"
+    assert pool.status().future == 4
+    # A READY newcomer does not need room in the FUTURE queue.
+    assert pool.submit(make_tx(a, 0)).status == "ready"
+    verify_invariants(pool, {})
+
+
+def test_future_queue_bytes_are_shared_fairly() -> None:
+    def make_remark(key: Keypair, nonce: int, length: int) -> bytes:
+        return sign_extrinsic(
+            key, Remark(bytes(length)), nonce=nonce, genesis_hash=GENESIS, spec_version=SPEC
+        ).encode()
+
+    big = [make_remark(ALICE, n, 1000) for n in (1, 2, 3)]
+    small = make_tx(BOB, 1)
+    limit = sum(map(len, big)) + len(small) - 1
+    pool, _, rec = make_pool(max_future_bytes=limit)
+    hashes = [pool.submit(data).hash for data in big]
+    # Bob's few bytes displace the furthest of Alice's many, although the count is no issue.
+    pool.submit(small)
+    assert [rec.get_statuses(h)[-1] for h in hashes] == ["future", "future", "dropped"]
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_remark(CHARLIE, 1, limit))
+    assert err.value.reason == "immediately_dropped"
+    assert f"more than the whole future queue (max_future_bytes {limit})" in str(err.value)
+    assert pool.submit(make_remark(CHARLIE, 0, limit)).status == "ready"  # READY: no such limit
+    verify_invariants(pool, {})
+
+
+def test_future_extrinsics_expire_after_their_longevity() -> None:
+    pool, table, rec = make_pool(future_longevity=3)
+    ready = pool.submit(make_tx(ALICE, 0)).hash
+    early = pool.submit(make_tx(BOB, 1)).hash  # submitted at block 0
+    promoted = pool.submit(make_tx(DAVE, 1)).hash
+    pool.submit(make_tx(DAVE, 0))
+    saved = pool.submit(make_tx(EVE, 1)).hash
+    for number in (1, 2):
+        assert pool.maintain(number, []) == 0
+    late = pool.submit(make_tx(CHARLIE, 1)).hash  # submitted at block 2
+    # Block 3 spends Eve's nonce 0 (an extrinsic this pool never saw): her nonce 1 is READY
+    # now, and stays although it waited its whole longevity.
+    table.nonces[EVE.public] = 1
+    assert pool.maintain(3, []) == 1
+    assert rec.get_statuses(early) == ["future", "dropped"] and pool.get(early) is None
+    assert pool.get_status(late) == "future"
+    assert pool.maintain(4, []) == 0
+    assert pool.maintain(5, []) == 1 and pool.get(late) is None
+    # Not banned: the same bytes come back once their gap is being filled (a fresh clock).
+    assert not pool.is_banned(early)
+    assert pool.submit(make_tx(BOB, 1)).status == "future"
+    assert pool.submit(make_tx(BOB, 0)).status == "ready"
+    # READY extrinsics do not expire (they are revalidated after every block instead).
+    assert pool.maintain(100, []) == 0
+    assert pool.get_status(ready) == pool.get_status(promoted) == pool.get_status(early) == "ready"
+    assert rec.get_statuses(saved) == ["future", "ready"]
+    verify_invariants(pool, table.nonces)
+
+
+def test_limits_must_be_positive() -> None:
+    for name in ("max_count", "max_future_per_sender", "future_longevity"):
+        with pytest.raises(ValueError, match=f"{name} must be a positive int, got 0"):
+            TransactionPool(NonceTable(), **{name: 0})  # type: ignore[arg-type]
+
+
 # --- blocks: prune, revalidate, report_invalid ----------------------------------------------
 
 
@@ -416,12 +564,46 @@ def test_revalidate_demotes_on_reorg_and_updates_priority() -> None:
     assert pool.get_status(h0) == pool.get_status(h1) == "ready"
 
 
-def test_submit_rebases_sender_when_state_moved() -> None:
-    pool, table, _ = make_pool()
-    h0 = pool.submit(make_tx(ALICE, 0)).hash
-    table.nonces[ALICE.public] = 1  # a block spent nonce 0 before prune ran
-    assert pool.submit(make_tx(ALICE, 1)).status == "ready"
-    assert pool.get(h0) is None and len(pool) == 1
+def test_submission_between_block_write_and_maintenance_keeps_included_ones() -> None:
+    # The node's worker thread writes a block (so the validator already reads the advanced
+    # nonce) while the event loop still serves submissions; the pool hears of the block only
+    # afterwards. A submission in that window once rebased the sender onto the new nonce and
+    # reported the block's own extrinsics "invalid" (and banned them) before prune could
+    # recognise them: their watchers were told "invalid" for included transactions.
+    pool, table, rec = make_pool()
+    included = [pool.submit(make_tx(ALICE, n)).hash for n in range(2)]
+    table.nonces[ALICE.public] = 2  # the block with Alice 0 and 1 is in the state
+    later = pool.submit(make_tx(ALICE, 2))
+    assert [rec.get_statuses(h) for h in included] == [["ready"], ["ready"]]  # not "invalid"
+    assert [pool.get_status(h) for h in included] == ["ready", "ready"]
+    assert later.status == "ready"
+    # Not the same bytes, but a spent nonce: stale, as the state says.
+    with pytest.raises(InvalidTransaction) as err:
+        pool.submit(make_tx(ALICE, 1, tip=5))
+    assert err.value.reason == "stale"
+    pool.prune(included)
+    pool.revalidate()
+    for h in included:
+        assert rec.get_statuses(h) == ["ready"]  # then "inBlock" from the node; never "invalid"
+        assert not pool.is_banned(h) and pool.get(h) is None
+    assert get_order(pool) == [(ALICE.public, 2)]
+    assert rec.get_statuses(later.hash) == ["ready"]
+    verify_invariants(pool, table.nonces)
+
+
+def test_submission_in_the_window_of_a_new_sender_and_a_gap() -> None:
+    # The block spent Bob's nonces 0..2, of which the pool held only 0; nonce 3 arrives before
+    # maintenance. It waits as FUTURE (the pool's Bob still starts at 0) and is promoted by it.
+    pool, table, rec = make_pool()
+    bob0 = pool.submit(make_tx(BOB, 0)).hash
+    table.nonces.update({BOB.public: 3, CHARLIE.public: 4})
+    bob3 = pool.submit(make_tx(BOB, 3)).hash
+    charlie4 = pool.submit(make_tx(CHARLIE, 4)).hash
+    assert (pool.get_status(bob3), pool.get_status(charlie4)) == ("future", "ready")
+    assert pool.maintain(1, [bob0]) == 1
+    assert rec.get_statuses(bob0) == ["ready"] and rec.get_statuses(bob3) == ["future", "ready"]
+    assert sorted(get_order(pool)) == sorted([(BOB.public, 3), (CHARLIE.public, 4)])
+    verify_invariants(pool, table.nonces)
 
 
 def test_report_invalid_moves_dependents_to_future() -> None:
@@ -466,33 +648,51 @@ def test_listener_errors_do_not_break_the_pool() -> None:
 
 def test_random_operations_keep_invariants() -> None:
     rng = random.Random(7)
-    keys = get_senders(4)
+    keys = get_senders(5)
     signed = {
         (k.public, n, tip): make_tx(k, n, tip=tip)
         for k in keys
-        for n in range(6)
+        for n in range(8)
         for tip in range(3)
     }
     clock = Clock()
-    pool, table, _ = make_pool(max_count=12, max_per_sender=4, clock=clock, ban_seconds=5)
+    pool, table, rec = make_pool(
+        max_count=12, max_per_sender=4, max_future_per_sender=3, max_future_count=5,
+        future_longevity=6, clock=clock, ban_seconds=5,
+    )
+    number = 0
+
+    def submit_any() -> None:
+        key = rng.choice(keys)
+        try:
+            submitted = pool.submit(signed[(key.public, rng.randrange(8), rng.randrange(3))])
+        except (PoolError, InvalidTransaction):
+            return
+        if submitted.status == "future" and submitted.usurped is None:
+            # Demotions (report_invalid, a reorg) may exceed the FUTURE limits; an insertion not.
+            futures = [e for e in pool.pending() if pool.get_status(e.hash()) == "future"]
+            assert len(futures) <= pool.max_future_count
+            assert sum(e.signer == key.public for e in futures) <= pool.max_future_per_sender
 
     def apply_block(hashes: Iterable[bytes]) -> None:
+        nonlocal number
         chosen = list(hashes)
         for h in chosen:
             ext = pool.get(h)
             assert ext is not None
             table.nonces[ext.signer] = ext.nonce + 1
-        pool.prune(chosen)
-        pool.revalidate()
+        number += 1
+        mark = len(rec.events)
+        for _ in range(rng.randrange(3)):  # the block is written; the pool not yet told
+            submit_any()
+        pool.maintain(number, chosen)
+        assert not [e for e in rec.events[mark:] if e[0] in chosen and e[1] == "invalid"]
 
-    for _ in range(400):
+    for _ in range(600):
         op = rng.random()
         clock.now += 1
         if op < 0.7:
-            key = rng.choice(keys)
-            nonce = rng.randrange(6)
-            with contextlib.suppress(PoolError, InvalidTransaction):
-                pool.submit(signed[(key.public, nonce, rng.randrange(3))])
+            submit_any()
         elif op < 0.8 and len(pool):
             pool.report_invalid(rng.choice(pool.pending()).hash())
         elif op < 0.95:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import nacl.exceptions
+import nacl.signing
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,7 +20,7 @@ from chain.crypto import (
     ss58_encode,
 )
 from chain.errors import CodecError, InvalidAddress, InvalidKey, InvalidTransaction
-from chain.extrinsic import IMMORTAL, Era, decode_extrinsic, sign_extrinsic
+from chain.extrinsic import IMMORTAL, Era, SigningPayload, decode_extrinsic, sign_extrinsic
 from chain.header import Header, PolCommitment, compute_pol_digest
 
 GENESIS = blake2_256(b"test genesis")
@@ -98,7 +100,7 @@ def test_bad_secrets_are_refused() -> None:
     with pytest.raises(InvalidKey, match="not hex"):
         Keypair.from_uri("0x" + "zz" * 32)
     with pytest.raises(InvalidKey, match="empty junction"):
-        Keypair.from_uri("//Alice////")
+        Keypair.from_uri("//Alice//")  # Substrate reads "//Alice////" as the password "/"
 
 
 # --- extrinsics ------------------------------------------------------------------------------
@@ -133,9 +135,45 @@ def test_signature_binds_chain_and_spec_version() -> None:
         xt.verify_signature(GENESIS, 2)
 
 
+def _payload_bytes(xt) -> bytes:
+    return encode(SigningPayload(xt.call, xt.nonce, xt.tip, xt.era, GENESIS, 1))
+
+
+def _signs(message: bytes, xt) -> bool:
+    """Whether xt's signature is the signer's ed25519 signature of ``message`` (PyNaCl)."""
+    try:
+        nacl.signing.VerifyKey(xt.signer).verify(message, xt.signature)
+    except nacl.exceptions.BadSignatureError:
+        return False
+    return True
+
+
+def _remark_with_payload_of(size: int):
+    """An extrinsic whose signing payload encodes to exactly ``size`` bytes."""
+    base = len(_payload_bytes(_xt(calls.Remark(b""))))
+    for extra in range(size - base - 4, size - base + 1):  # the length prefix grows by 0..3 bytes
+        xt = _xt(calls.Remark(b"x" * extra))
+        if len(_payload_bytes(xt)) == size:
+            return xt
+    raise AssertionError(f"no remark gives a {size}-byte payload")
+
+
 def test_large_payloads_are_signed_through_their_hash() -> None:
-    xt = _xt(calls.Remark(b"x" * 1000))
-    decode_extrinsic(xt.encode()).verify_signature(GENESIS, 1)
+    """Substrate signs blake2_256(payload) when the payload is over 256 bytes, else the payload.
+
+    The signature must verify against exactly that message and NOT against the other one,
+    so a signer and verifier that both skip (or both always apply) the hashing are caught.
+    """
+    for xt in (_xt(calls.Remark(b"x" * 1000)), _remark_with_payload_of(257)):
+        raw = _payload_bytes(xt)
+        assert len(raw) > 256
+        assert _signs(blake2_256(raw), xt) and not _signs(raw, xt)
+        decode_extrinsic(xt.encode()).verify_signature(GENESIS, 1)
+    for xt in (_xt(), _remark_with_payload_of(256)):
+        raw = _payload_bytes(xt)
+        assert len(raw) <= 256
+        assert _signs(raw, xt) and not _signs(blake2_256(raw), xt)
+        decode_extrinsic(xt.encode()).verify_signature(GENESIS, 1)
 
 
 def test_era_mortality() -> None:

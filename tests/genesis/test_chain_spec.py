@@ -6,11 +6,13 @@ import copy
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chain.blockchain import Blockchain
 from chain.errors import GenesisError
 from chain.storage import Database
-from genesis.spec import load_chain_spec, parse_chain_spec
+from genesis.spec import CHAIN_ID, load_chain_spec, parse_chain_spec
 
 
 def _genesis_hash(tmp_path, spec) -> bytes:
@@ -85,3 +87,144 @@ def test_bad_spec_files(tmp_path) -> None:
     raw.write_text(json.dumps(obj))
     with pytest.raises(GenesisError, match="is not hex"):
         load_chain_spec(str(raw))
+
+
+# --- ids that would leave --base-path, and specs that start a useless chain ------------------
+@pytest.mark.parametrize("chain_id", ["../../etc", "dev/../../x", "/abs", "Dev", "", "a" * 65, "dev\x00", "dév", ".."])
+def test_chain_ids_outside_substrates_alphabet_are_refused(chain_id: str) -> None:
+    with pytest.raises(GenesisError, match="must be 1-64 lowercase letters, digits, '_' or '-'"):
+        parse_chain_spec(_broken(lambda o: o.__setitem__("id", chain_id)))
+
+
+def test_a_traversal_id_in_a_spec_file_is_refused(tmp_path) -> None:
+    obj = load_chain_spec("dev").to_json()
+    obj["id"] = "../../etc"
+    path = tmp_path / "evil.json"
+    path.write_text(json.dumps(obj))
+    with pytest.raises(GenesisError, match=r"id '\.\./\.\./etc' must be 1-64 lowercase"):
+        load_chain_spec(str(path))
+
+
+def _config(**values):
+    return lambda o: o.__setitem__("runtimeConfig", values)
+
+
+def _genesis(mutate):
+    return lambda o: mutate(o["genesis"]["runtimeGenesisConfig"])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (_config(max_block_weight=0), "runtimeConfig.max_block_weight must be at least 1,000,000"),
+        (_config(max_block_length=100), "runtimeConfig.max_block_length must be at least 65,536"),
+        (_config(max_train_steps=0), "runtimeConfig.max_train_steps must be at least 1"),
+        (_config(max_train_batch=0), "runtimeConfig.max_train_batch must be at least 1"),
+        (_config(max_segments=0), "runtimeConfig.max_segments must be at least 1"),
+        (_config(base_fee=2**70), "runtimeConfig.base_fee must be at most 2"),
+        (_config(byte_fee=2**45), "the fee of a full block"),
+        (lambda o: o["properties"].__setitem__("ss58Format", 0), "ss58Format must be 42"),
+        (lambda o: o["properties"].__setitem__("tokenDecimals", 40), r"tokenDecimals must be in 0\.\.18"),
+        (lambda o: o.__setitem__("protocolId", "../x"), "protocolId must be"),
+        (_genesis(lambda g: g["models"][0].__setitem__("h", "x")), r"models\[0\]: field 'h' must be a int"),
+        (_genesis(lambda g: g["models"][0].__setitem__("h", [1])), r"models\[0\]: field 'h' must be a int"),
+        (_genesis(lambda g: g["models"][0].__setitem__("name", "")), r"models\[0\]: name must be 1-64"),
+        (_genesis(lambda g: g.__setitem__("models", 7)), "field 'models' must be a list"),
+        (_genesis(lambda g: g.__setitem__("datasets", {"a": 1})), "field 'datasets' must be a list"),
+        (_genesis(lambda g: g["datasets"][0].__setitem__("pricePerRow", 2**64)), r"pricePerRow must be in 0\.\.2\^63-1"),
+        (_genesis(lambda g: g["datasets"][0].__setitem__("license", 5)), "field 'license' must be a str"),
+        (_genesis(lambda g: g["balances"].append(["//Zed", 2**64])), r"balances\[6\] must be \[account, amount in 0\.\.2\^63-1\]"),
+        (_genesis(lambda g: g["balances"].append(["//Zed", 2**63 - 1])), "total issuance exceeds 2"),
+        (_genesis(lambda g: g["balances"].append(["//Zed", True])), r"balances\[6\] must be"),
+        (_genesis(lambda g: g["balances"].append(["//Zed", 5])), r"balances\[6\]: 5 is below runtimeConfig\.existential_deposit \(1000000\)"),
+    ],
+)
+def test_specs_for_a_useless_chain_are_refused_naming_the_field(mutate, message: str) -> None:
+    with pytest.raises(GenesisError, match=message):
+        parse_chain_spec(_broken(mutate))
+
+
+def test_a_raw_spec_without_validators_is_refused() -> None:
+    from chain.pallets.staking import VALIDATORS
+
+    obj = load_chain_spec("dev").to_json(raw=True)
+    del obj["genesis"]["raw"]["top"]["0x" + VALIDATORS.key.hex()]
+    with pytest.raises(GenesisError, match=r"genesis\.raw has no validators"):
+        parse_chain_spec(obj)
+
+
+def test_non_utf8_and_deeply_nested_spec_files_are_refused(tmp_path) -> None:
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(GenesisError, match=r"not UTF-8 \(byte 13\)"):
+        load_chain_spec(str(bad))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(GenesisError, match="nested deeper than 32 levels"):
+        load_chain_spec(str(deep))
+    obj = load_chain_spec("dev").to_json()
+    nested: list = []
+    obj["bootNodes"] = nested
+    for _ in range(40):
+        nested.append([])
+        nested = nested[0]
+    with pytest.raises(GenesisError, match="nested deeper than 32 levels"):
+        parse_chain_spec(obj)
+
+
+def _paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, (*prefix, i))
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80) | st.floats() | st.text(max_size=20)
+    | st.sampled_from(["//Alice", "0x00", "0x" + "11" * 32, "softmax", "mlp", "digits", "Development", "../x"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
+_DEV = load_chain_spec("dev").to_json()
+_DEV_PATHS = [p for p in _paths(_DEV) if p]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_specs_load_or_say_what_is_wrong(data) -> None:
+    """Any JSON value at any place in the dev spec: a ChainSpec or a GenesisError, nothing else."""
+    obj = copy.deepcopy(_DEV)
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_DEV_PATHS))
+        target = obj
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = data.draw(_JSON)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation removed this place
+    try:
+        spec = parse_chain_spec(obj)
+    except GenesisError:
+        return
+    assert CHAIN_ID.fullmatch(spec.id)
+
+
+def test_a_raw_spec_takes_its_runtime_config_from_its_storage() -> None:
+    """A raw spec's constants are the ones its genesis storage holds (what the genesis hash
+    covers); a ``runtimeConfig`` beside them that says otherwise is refused, naming the field,
+    and a raw spec without them is refused."""
+    from chain.config import RUNTIME_CONFIG_KEY
+
+    obj = load_chain_spec("dev").to_json(raw=True)
+    obj["runtimeConfig"]["base_fee"] = 7_000_000
+    with pytest.raises(GenesisError, match=r"runtimeConfig disagrees with genesis\.raw.*base_fee"):
+        parse_chain_spec(json.loads(json.dumps(obj)))
+    del obj["runtimeConfig"]
+    assert parse_chain_spec(json.loads(json.dumps(obj))).runtime_config == load_chain_spec("dev").runtime_config
+    del obj["genesis"]["raw"]["top"]["0x" + RUNTIME_CONFIG_KEY.hex()]
+    with pytest.raises(GenesisError, match=r"genesis\.raw has no runtime config"):
+        parse_chain_spec(json.loads(json.dumps(obj)))

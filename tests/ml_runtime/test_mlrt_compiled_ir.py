@@ -15,6 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numba
+import pytest
+
 import ml_runtime as mr
 from ml_runtime import kernels
 from ml_runtime.selfcheck import golden_job
@@ -94,6 +97,10 @@ def test_kernels_ir_is_float32_without_fastmath() -> None:
         assert r["libm"] == [], name
 
 
+JIT_ONLY = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1: kernels run as Python")
+
+
+@JIT_ONLY
 def test_warm_up_covers_the_runtime_argument_types() -> None:
     """After warm_up, training and predict reuse the one compiled specialisation each."""
     mr.warm_up()
@@ -104,3 +111,22 @@ def test_warm_up_covers_the_runtime_argument_types() -> None:
     for name in ("linear_segment", "softmax_segment", "mlp_segment",
                  "linear_forward", "softmax_forward", "mlp_forward"):
         assert len(getattr(kernels, name).signatures) == 1, name
+
+
+@JIT_ONLY
+def test_every_kernel_releases_the_gil() -> None:
+    """Each compiled function runs with the GIL released (``nogil=True``).
+
+    A block's training runs in a worker thread; a kernel that keeps the GIL stops the
+    node's event loop for the whole segment (issue 7 item 3: about 1 s for a
+    maximum-weight job). ``benches/health.py`` measures the effect on RPC latency.
+    """
+    from numba.core.registry import CPUDispatcher
+
+    from ml_runtime import f32math
+
+    found = {f"{mod.__name__}.{name}": fn for mod in (kernels, f32math)
+             for name, fn in vars(mod).items() if isinstance(fn, CPUDispatcher)}
+    assert len(found) >= 13, sorted(found)  # 11 kernels and helpers + exp32/log32
+    kept = sorted(name for name, fn in found.items() if not fn.targetoptions.get("nogil"))
+    assert kept == [], f"kernels that keep the GIL: {kept}"

@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mlrtkit import twin_run
 
 import ml_runtime as mr
-from ml_runtime import selfcheck
+from ml_runtime import kernels, selfcheck
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "ml_runtime"
 JOB_VECTORS = ["linear.json", "softmax.json", "mlp.json", "digits_softmax.json"]
+FAMILIES = ("linear", "softmax", "mlp")
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -74,7 +76,47 @@ def test_job_vector_reproduced(name: str) -> None:
     mr.verify_merkle_proof(res.transcript.root, res.transcript.entries[1], proof, len(res.transcript.entries))
 
 
-@pytest.mark.parametrize("family", ["linear", "softmax", "mlp"])
+def _twin_segments(job: mr.TrainingJob, segments: int) -> dict[str, Any]:
+    """The first ``segments`` segments of ``job`` run by the NumPy twins (mlrtkit.twin_run)."""
+    steps = min(job.steps, segments * job.segment_len)
+    return twin_run(mr.TrainingJob(
+        spec=job.spec, weights=job.weights, x=job.x, y=job.y, steps=steps,
+        batch_size=job.batch_size, lr=job.lr, l2=job.l2, seed=job.seed, segment_len=job.segment_len,
+    ))
+
+
+@pytest.mark.parametrize("name", ["linear.json", "softmax.json", "mlp.json"])
+def test_twins_reproduce_the_stored_bits(name: str) -> None:
+    """The twins, which share no code with the kernels, compute the stored bits too.
+
+    A vector regenerated from a wrong kernel would still agree with that kernel; it cannot
+    agree with the twins unless both are wrong in the same way.
+    """
+    v = _load(name)
+    got = _twin_segments(_job(v), len(v["checkpoint_hashes"]))
+    assert got["diverged_step"] is None
+    assert got["hashes"] == v["checkpoint_hashes"]
+    assert got["losses"] == v["losses_f32le"]
+
+
+def test_twins_reproduce_the_digits_vector_first_segment() -> None:
+    """The realistic-size vector (64 -> 10 on the digits): the twins' first segment (~1 s)."""
+    v = _load("digits_softmax.json")
+    got = _twin_segments(_job(v), 1)
+    assert got["hashes"] == v["checkpoint_hashes"][:2]
+    assert got["losses"] == v["losses_f32le"][:2]
+
+
+@pytest.mark.slow
+def test_twins_reproduce_the_whole_digits_vector() -> None:
+    """All of it (~5 s); the first-segment test above covers the same path."""
+    v = _load("digits_softmax.json")
+    got = _twin_segments(_job(v), len(v["checkpoint_hashes"]))
+    assert got["hashes"] == v["checkpoint_hashes"]
+    assert got["losses"] == v["losses_f32le"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_golden_jobs_match_vector_inputs(family: str) -> None:
     """selfcheck.golden_job regenerates exactly the inputs stored in the vector."""
     v = _load(f"{family}.json")
@@ -97,11 +139,29 @@ def test_prf_vector_reproduced() -> None:
         assert got.tolist() == case["expected"]
 
 
-def test_verify_build_pins_the_mlp_vector() -> None:
-    v = _load("mlp.json")
-    assert v["transcript_root"] == selfcheck.PINNED_MLP_ROOT
-    assert v["checkpoint_hashes"][-1] == selfcheck.PINNED_MLP_FINAL_HASH
+@pytest.mark.parametrize("family", FAMILIES)
+def test_verify_build_pins_every_family_vector(family: str) -> None:
+    v = _load(f"{family}.json")
+    assert selfcheck.PINNED[family] == (v["transcript_root"], v["checkpoint_hashes"][-1])
     mr.verify_build()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_verify_build_refuses_a_kernel_off_by_one_ulp(family: str, monkeypatch) -> None:
+    """A build whose kernel of ANY family computes other bits is refused, naming the family.
+
+    The stand-in kernel runs the real one with lr one float32 ulp higher: the smallest
+    change a miscompiled or re-ordered kernel could make.
+    """
+    name = f"{family}_segment"
+    real = getattr(kernels, name)
+
+    def off_by_one_ulp(w, x, y, idx, nsteps, batch, lr, *rest):
+        return real(w, x, y, idx, nsteps, batch, np.nextafter(lr, np.float32(np.inf)), *rest)
+
+    monkeypatch.setattr(kernels, name, off_by_one_ulp)
+    with pytest.raises(mr.BuildMismatch, match=f"golden {family} vector"):
+        mr.verify_build()
 
 
 def test_missing_vector_fails() -> None:

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
-from nodekit import start_node
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from nodekit import free_port, start_node
 
 from chain.crypto import dev_keypair
+from genesis.spec import load_chain_spec
+from node.cli import _warn_rpc_exposure, main, warm_up_kernels
 
 
 def polchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -46,6 +57,102 @@ def test_build_spec_raw_and_purge_chain(tmp_path) -> None:
     assert missing.returncode == 1 and "no chain spec at" in missing.stderr
 
 
+# Published ed25519 dev accounts: subkey inspect --scheme ed25519 //Name (the same addresses
+# polkadot-js's testing keyring lists as the ed25519 //Alice.. //Ferdie).
+SUBKEY_ED25519 = {
+    "//Alice": ("5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu", "0x88dc3417d5058ec4b4503e0c12ea1a0a89be200fe98922423d4334014fa6b0ee"),
+    "//Bob": ("5GoNkf6WdbxCFnPdAnYYQyCjAKPJgLNxXwPjwTh6DGg6gN3E", "0xd17c2d7823ebf260fd138f2d7e27d114c0145d968b5ff5006125f2414fadae69"),
+    "//Charlie": ("5DbKjhNLpqX3zqZdNBc9BGb4fHU1cRBaDhJUskrvkwfraDi6", None),
+    "//Dave": ("5ECTwv6cZ5nJQPk6tWfaTrEk8YH2L7X1VT4EL5Tx2ikfFwb7", None),
+    "//Eve": ("5Ck2miBfCe1JQ4cY3NDsXyBaD6EcsgiVmEFTWwqNSs25XDEq", None),
+    "//Ferdie": ("5E2BmpVFzYGd386XRCZ76cDePMB3sfbZp5ZKGUsrG1m6gomN", None),
+}
+
+
+def _inspect(capsys, *args: str) -> tuple[int, dict, str]:
+    code = main(["key", "inspect", *args, "--output-type", "json"])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else {}), err
+
+
+def test_key_inspect_alice_is_subkeys_alice() -> None:
+    out = polchain("key", "inspect", "--scheme", "ed25519", "//Alice")
+    assert out.returncode == 0, out.stderr
+    assert "SS58 Address:       5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu" in out.stdout
+    # subkey's secret seed for ed25519 //Alice (e.g. quoted in go-substrate-rpc-client's examples)
+    assert "Secret seed:        0xabf8e5bdbe30c65656c0a3cbd181ff8a56294a69dfedd27982aace4a76909115" in out.stdout
+    assert dev_keypair("Alice").address == "5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu"
+
+
+@pytest.mark.parametrize("uri", sorted(SUBKEY_ED25519))
+def test_dev_accounts_match_published_vectors(capsys, uri: str) -> None:
+    address, public = SUBKEY_ED25519[uri]
+    code, key, err = _inspect(capsys, uri)
+    assert code == 0, err
+    assert key["ss58Address"] == address
+    if public:
+        assert key["publicKey"] == public
+    if uri == "//Bob":
+        assert key["secretSeed"] == "0x3b7b60af2abcd57ba401ab398f84f4ca54bd6b2140d2503fbcf3286535fe3ff1"
+
+
+@pytest.mark.parametrize(
+    ("uri", "seed"),
+    [
+        # sp-core ed25519.rs seed_and_derive_should_work: seed 9d61.. derived by Hard([0; 32]).
+        ("0x9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60//0",
+         "0xede3354e133f9c8e337ddd6ee5415ed4b4ffe5fc7d21e933f4930a3730e5b21c"),
+        # substrate-bip39 lib.rs vectors (password "Substrate"): the mini secret is the first
+        # 32 bytes of PBKDF2 over the phrase's entropy.
+        ("abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about///Substrate",
+         "0x44e9d125f037ac1d51f0a7d3649689d422c2af8b1ec8e00d71db4d7bf6d127e3"),
+        ("legal winner thank year wave sausage worth useful legal winner thank yellow///Substrate",
+         "0x4313249608fe8ac10fd5886c92c4579007272cb77c21551ee5b8d60b78041685"),
+    ],
+)
+def test_secret_uris_match_published_seeds(capsys, uri: str, seed: str) -> None:
+    code, key, err = _inspect(capsys, uri)
+    assert code == 0, err
+    assert key["secretSeed"] == seed
+
+
+def test_dev_phrase_uri_is_the_default_root(capsys) -> None:
+    phrase = "bottom drive obey lake curtain smoke basket hold race lonely fit walk"
+    assert _inspect(capsys, f"{phrase}//Alice")[1]["ss58Address"] == SUBKEY_ED25519["//Alice"][0]
+    # A password changes the key (sp-core: "//Alice///password" == DEV_PHRASE//Alice with it).
+    with_pw = _inspect(capsys, "//Alice///password")[1]["ss58Address"]
+    assert with_pw == _inspect(capsys, f"{phrase}//Alice///password")[1]["ss58Address"] != SUBKEY_ED25519["//Alice"][0]
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("//Alice/soft", "soft derivation (/name) is not defined for ed25519"),
+        ("//Alice//", "empty junction"),
+        ("bottom drive obey lake curtain smoke basket hold race lonely fit fit", "bad checksum"),
+        ("bottom drive obey lake curtain smoke basket hold race lonely fit walrus", "not in the BIP-39 English list"),
+        ("bottom drive obey lake", "12, 15, 18, 21 or 24 words, got 4"),
+        ("0x" + "11" * 32 + "///pw", "only applies to a mnemonic phrase"),
+        ("my.phrase//Alice", "ASCII letters, digits and spaces"),
+    ],
+)
+def test_bad_secret_uris_are_refused_clearly(capsys, uri: str, message: str) -> None:
+    code, _, err = _inspect(capsys, uri)
+    assert code == 1 and message in err and err.count("\n") == 1
+
+
+def test_key_scheme_other_than_ed25519_is_refused() -> None:
+    out = polchain("key", "inspect", "--scheme", "sr25519", "//Alice")
+    assert out.returncode == 2 and "polchain accounts are ed25519 only" in out.stderr
+
+
+def test_key_generate_gives_a_phrase_that_inspects_to_the_same_key(capsys) -> None:
+    assert main(["key", "generate", "--output-type", "json"]) == 0
+    key = json.loads(capsys.readouterr().out)
+    assert len(key["secretPhrase"].split()) == 12
+    assert _inspect(capsys, key["secretPhrase"])[1]["ss58Address"] == key["ss58Address"]
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     proc = start_node(tmp_path_factory.mktemp("cli"), "--dev", "--instant-seal")
@@ -76,6 +183,22 @@ def test_tx_call_takes_the_json_form(node) -> None:
     assert bad.returncode == 1 and "missing arguments ['value']" in bad.stderr
 
 
+def test_register_model_and_dataset_from_csv(node, tmp_path) -> None:
+    out = polchain("tx", "register-model", "--rpc", node.url, "--signer", "//Eve", "--name", "tiny", "--family", "linear",
+                   "--d", "2", "--k", "1", "--seed", "0x" + "07" * 32, "--output-type", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["success"] is True
+    rows = tmp_path / "rows.csv"
+    rows.write_text("0.5,0.25,1\n0.125,1.0,0\n0.75,0.5,1\n")
+    out = polchain("tx", "register-dataset", "--rpc", node.url, "--signer", "//Eve", "--name", "tiny", "--csv", str(rows),
+                   "--kind", "classification", "--outputs", "2", "--price-per-row", "5", "--output-type", "json")
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)
+    assert [r["success"] for r in results] == [True, True]  # register, then one chunk of rows
+    datasets = json.loads(polchain("query", "dataset", "1", "--rpc", node.url).stdout)
+    assert datasets["name"] == "tiny" and datasets["rowCount"] == 3 and datasets["pricePerRow"] in (5, "5")
+
+
 def test_tx_errors_are_one_line(node) -> None:
     bad_signer = polchain("tx", "transfer", "--rpc", node.url, "--signer", "0xzz", "--dest", "//Eve", "--value", "1")
     assert bad_signer.returncode == 1 and bad_signer.stderr.startswith("Error:")
@@ -84,3 +207,273 @@ def test_tx_errors_are_one_line(node) -> None:
     assert failing.returncode == 1 and "InvalidLearningRate" in failing.stdout
     unknown = polchain("query", "model", "99", "--rpc", node.url)
     assert unknown.returncode == 1 and "no model 99" in unknown.stderr
+
+
+# --- bad input: one line, a specific message, a non-zero exit, never a traceback ----------------
+def _polchain_bytes(*args: str | bytes, env: dict | None = None, timeout: float = 60) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, env=env,
+    )
+
+
+def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tuple[tuple, str]]]:
+    """(argv, message) pairs: first the 16 invocations the outside testers saw end in a
+    traceback (run as subprocesses), then more inputs of the same kinds (run in-process)."""
+    dev = load_chain_spec("dev").to_json()
+    latin1 = tmp / "latin1.json"
+    latin1.write_bytes(b'{"name": "caf\xe9"}')
+    deep = tmp / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    h_str = tmp / "h.json"
+    dev["genesis"]["runtimeGenesisConfig"]["models"][0]["h"] = "32"
+    h_str.write_text(json.dumps(dev))
+    csv_frac = tmp / "frac.csv"
+    csv_frac.write_text("0.5,0.25,1\n0.1,0.2,0.7\n")
+    csv_wrap = tmp / "wrap.csv"
+    csv_wrap.write_text("0.5,0.25,1\n0.1,0.2,4294967296\n")
+    csv_nan = tmp / "nan.csv"
+    csv_nan.write_text("0.5,nan,1\n")
+    csv_latin1 = tmp / "latin1.csv"
+    csv_latin1.write_bytes(b"0.5,\xe9,1\n")
+    tx = ("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1")
+    ds = ("tx", "register-dataset", "--rpc", down, "--name", "d", "--kind", "classification", "--outputs", "2", "--csv")
+    train = ("tx", "train", "--rpc", down, "--model", "0", "--dataset", "0", "--steps", "10", "--batch-size", "8")
+    reported = [
+        (("node", "--chain", str(latin1)), "not UTF-8 (byte 13)"),
+        (("build-spec", "--chain", str(deep)), "nested deeper than 32 levels"),
+        (("tx", "call", "--rpc", down, "--call", b'{"pallet": "caf\xe9"}'), "argument --call: is not valid UTF-8"),
+        (("tx", "call", "--rpc", down, "--call", "[" * 100_000), "--call: JSON nested too deeply"),
+        (("build-spec", "--chain", str(h_str)), "models[0]: field 'h' must be a int, got str"),
+        (("node", "--rpc-port", "70000"), "argument --rpc-port: 70000 is out of range: a TCP port is 0..65535"),
+        (tx, f"no answer from a node at {down}"),
+        (("query", "account", "//Bob", "--rpc", down), f"no answer from a node at {down}"),
+        ((*tx, "--timeout", "0"), "argument --timeout: 0 is out of range: seconds are > 0"),
+        (("tx", "transfer", "--rpc", "foo://x", "--dest", "//Bob", "--value", "1"), "argument --rpc: 'foo://x' must be http://"),
+        (("query", "block", "1", "--rpc", "foo://x"), "argument --rpc: 'foo://x' must be http://"),
+        (("query", "block", "abc", "--rpc", down), "argument at: 'abc' is not an integer"),
+        (("tx", "register-model", "--rpc", down, "--name", "m", "--family", "linear", "--d", "2", "--k", "1",
+          "--seed", "0xzz"), "argument --seed: '0xzz' is not hex"),
+        (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", str(2**64)),
+         "argument --value: 18446744073709551616 is out of range: a balance is 0..2^63-1"),
+        ((*train, "--lr", "1e39"), "argument --lr: 1e39 is out of float32's range"),
+        (("query", "model", "0", "--rpc", down), f"no answer from a node at {down}"),
+    ]
+    more = [
+        (("tx", "call", "--rpc", down, "--call", '{"pallet": [], "call": {}}'), '--call: a call is {"pallet"'),
+        (("tx", "call", "--rpc", down, "--call", '{"pallet": "balances", "call": "transfer", "args": {"dest": "//Bob", "value": 18446744073709551616}}'),
+         "Error: "),
+        (("node", "--port", "-1"), "argument --port: -1 is out of range"),
+        (("node", "--log", "root"), "argument --log/-l: 'root' is not a log level"),
+        (("node", "--rpc-port", "٣"), "argument --rpc-port: '٣' is not an integer"),
+        (("query", "block", "--rpc", down), f"no answer from a node at {down}"),
+        ((*tx, "--timeout", "nan"), "argument --timeout: nan is out of range"),
+        (("query", "model", "0", "--rpc", "http://127.0.0.1:99999"), "argument --rpc: 'http://127.0.0.1:99999' is not a URL"),
+        (("query", "block", "0x12", "--rpc", down), "argument at: expected 32 bytes of 0x-hex, got 1"),
+        (("query", "model", "4294967296", "--rpc", down), "argument id: 4294967296 is out of range: a u32"),
+        (("query", "receipt", "zz", "--rpc", down), "argument extrinsic: 'zz' is not 0x-prefixed hex"),
+        (("tx", "register-model", "--rpc", down, "--name", "m" * 65, "--family", "linear", "--d", "2", "--k", "1"),
+         "length <= 64"),
+        (("tx", "register-model", "--rpc", down, "--name", "m", "--family", "linear", "--d", "0", "--k", "1"), "Error: "),
+        (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1", "--tip", "-1"), "argument --tip: -1 is out of range"),
+        (("tx", "transfer", "--rpc", down, "--dest", "5Bad", "--value", "1"), "'5Bad' is not a 32-byte SS58 address"),
+        (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1", "--nonce", "4294967296"), "argument --nonce"),
+        ((*train, "--lr", "nan"), "argument --lr: nan is not a finite number"),
+        ((*train, "--lr", "0.1", "--l2", "inf"), "argument --l2: inf is not a finite number"),
+        ((*train, "--lr", "0.1", "--steps", "-5"), "argument --steps: -5 is out of range"),
+        ((*ds, str(csv_frac)), "row 2: label 0.7 is not a class: labels are integers 0..1"),
+        ((*ds, str(csv_wrap)), "row 2: label 4294967296 is not a class"),
+        ((*ds, str(csv_nan)), "row 1, column 2: nan is not a finite float32"),
+        ((*ds, str(csv_latin1)), "not UTF-8"),
+        ((*ds, str(tmp / "missing.csv")), "missing.csv"),
+        (("tx", "register-dataset", "--rpc", down, "--name", "d", "--kind", "regression", "--outputs", "0", "--csv", str(csv_frac)),
+         "argument --outputs: 0 is out of range"),
+        (("key", "inspect", b"//Alic\xe9"), "argument uri: is not valid UTF-8"),
+        (("purge-chain", "--base-path", str(tmp), "--chain", str(deep), "-y"), "nested deeper than 32 levels"),
+    ]
+    return reported, more
+
+
+def _argv(args: tuple) -> list[str]:
+    # What Python makes of non-UTF-8 command line bytes (PEP 383).
+    return [a.decode("utf-8", "surrogateescape") if isinstance(a, bytes) else a for a in args]
+
+
+def _one_line_error(code: int, err: str, message: str) -> bool:
+    return code in (1, 2) and "Traceback" not in err and message in err and err.count("\n") == 1
+
+
+def test_reported_bad_invocations_get_one_line_and_no_traceback(tmp_path) -> None:
+    """The 16 invocations the outside testers saw print a traceback, run as a user runs them."""
+    reported, _ = _bad_inputs(tmp_path, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    assert len(reported) == 16
+    failures = []
+    for start in range(0, len(reported), 4):  # a few at a time: the machine has two cores
+        batch = [(argv, message, _polchain_bytes(*argv)) for argv, message in reported[start : start + 4]]
+        for argv, message, proc in batch:
+            _, err = proc.communicate(timeout=120)
+            text = err.decode("utf-8", "replace")
+            if not _one_line_error(proc.returncode, text, message):
+                failures.append(f"polchain {_argv(argv)!r:.160}\n  exit {proc.returncode}, stderr: {text[-600:]!r}")
+    assert not failures, "\n".join(failures)
+
+
+def test_more_bad_input_gets_one_line_and_no_traceback(tmp_path, capsys) -> None:
+    """Inputs of the same kinds, through the same main() in this process (faster)."""
+    _, more = _bad_inputs(tmp_path, f"http://127.0.0.1:{free_port()}")
+    failures = []
+    for argv, message in more:
+        try:
+            code = main(_argv(argv))
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
+        err = capsys.readouterr().err
+        if not _one_line_error(code, err, message):
+            failures.append(f"polchain {_argv(argv)!r:.160}\n  exit {code}, stderr: {err[-600:]!r}")
+    assert not failures, "\n".join(failures)
+
+
+# --- paths stay under --base-path ------------------------------------------------------------------
+def test_a_traversal_chain_id_is_refused_and_purge_deletes_nothing_outside(tmp_path, capsys) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    victim = tmp_path / "victim" / "db"  # base/chains/../../victim/db
+    victim.mkdir(parents=True)
+    spec = load_chain_spec("dev").to_json()
+    spec["id"] = "../../victim"
+    evil = tmp_path / "evil.json"
+    evil.write_text(json.dumps(spec))
+    for argv in (["purge-chain", "--base-path", str(base), "--chain", str(evil), "-y"],
+                 ["node", "--chain", str(evil), "--base-path", str(base)]):
+        assert main(argv) == 1
+        assert "id '../../victim' must be 1-64 lowercase letters, digits, '_' or '-'" in capsys.readouterr().err
+    assert victim.is_dir()
+    assert not (base / "chains").exists()
+
+
+def test_purge_chain_refuses_a_database_that_resolves_outside_the_base_path(tmp_path, capsys) -> None:
+    base = tmp_path / "base"
+    (base / "chains").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    (outside / "db").mkdir(parents=True)
+    (base / "chains" / "dev").symlink_to(outside)  # chains/dev -> ../../elsewhere
+    assert main(["purge-chain", "--base-path", str(base), "--chain", "dev", "-y"]) == 1
+    err = capsys.readouterr().err
+    assert f"resolves to {outside.resolve() / 'db'}, outside --base-path {base.resolve()}; refusing" in err
+    assert (outside / "db").is_dir()
+    (base / "chains" / "dev").unlink()
+    (base / "chains" / "dev" / "db").mkdir(parents=True)
+    assert main(["purge-chain", "--base-path", str(base), "--chain", "dev", "-y"]) == 0
+    assert not (base / "chains" / "dev" / "db").exists() and (outside / "db").is_dir()
+
+
+# --- starting: the temporary directory, the kernel compile notice, exposure warnings ---------------
+def test_a_failed_start_leaves_no_temporary_directory(tmp_path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "node.cli", "node", "--dev", "--bob", "--rpc-port", str(port)],
+            capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": str(tmpdir)},
+        )
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.splitlines()[-1].startswith("Error: ") and "address already in use" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "//Bob is not a validator of chain 'dev': this node will not author blocks" in out.stderr
+    assert list(tmpdir.iterdir()) == []  # the database under polchain-* went with it
+
+
+def test_a_slow_kernel_warm_up_is_announced_with_its_time(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain")
+    assert warm_up_kernels(lambda: time.sleep(0.4), notice_after=0.1) >= 0.4
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "Compiling training kernels (first start only)..."
+    assert messages[1].startswith("Training kernels compiled in 0.")
+    caplog.clear()
+    warm_up_kernels(lambda: None, notice_after=0.5)  # loaded from numba's cache: nothing to say
+    assert caplog.records == []
+
+
+def test_rpc_external_warns_as_substrate_does(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain")
+    _warn_rpc_exposure(False, "unsafe", 9944)
+    assert caplog.records == []
+    _warn_rpc_exposure(True, "auto", 9944)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert caplog.records[0].getMessage().startswith(
+        "It isn't safe to expose RPC publicly without a proxy server that filters available set of RPC methods"
+    )
+    caplog.clear()
+    _warn_rpc_exposure(True, "unsafe", 9944)
+    assert len(caplog.records) == 2 and "--rpc-methods unsafe with --rpc-external" in caplog.records[1].getMessage()
+
+
+def test_a_stopped_tmp_node_removes_its_directory(tmp_path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "node", "--tmp", "--alice", "--chain", "dev", "--rpc-port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmpdir)},
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert len(list(tmpdir.glob("polchain-*/chains/dev/db"))) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert list(tmpdir.iterdir()) == []
+
+
+_ODD = st.one_of(
+    st.sampled_from(["0", "-1", "1e39", "nan", "inf", "4294967296", str(2**64), "0x", "0xzz", "0x" + "00" * 32,
+                     "//Alice", "//", "/", "///", "abc", "٣", "1_000", " ", "-", "foo://x", "http://[::1", "\udcff"]),
+    st.text(max_size=6),
+)
+_FLAGS = {
+    ("tx", "transfer"): ["--dest", "--value", "--tip", "--nonce", "--signer", "--timeout", "--rpc"],
+    ("tx", "train"): ["--model", "--dataset", "--steps", "--batch-size", "--lr", "--l2", "--segment-len", "--from-version"],
+    ("tx", "register-model"): ["--name", "--family", "--d", "--k", "--h", "--seed"],
+    ("tx", "call"): ["--call", "--signer"],
+    ("query", "model"): ["--version", "--timeout", "--rpc"],
+    ("query", "block"): ["--timeout"],
+    ("query", "receipt"): ["--wait"],
+    ("key", "inspect"): ["--scheme", "--output-type"],
+    ("build-spec",): ["--chain"],
+}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(sorted(_FLAGS)), st.data())
+def test_fuzzed_arguments_never_escape_as_exceptions(capsys, command, data) -> None:
+    """Odd values for every flag, with no node to talk to: a result or one line, never a traceback."""
+    argv = list(command)
+    if command[0] in ("tx", "query"):
+        argv += ["--rpc", _NOBODY]
+    if command[-1] in ("model", "block", "receipt", "inspect"):
+        argv.append(data.draw(_ODD))
+    for flag in data.draw(st.lists(st.sampled_from(_FLAGS[command]), max_size=3, unique=True)):
+        argv += [flag, data.draw(_ODD)]
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2)
+    if code:
+        assert err.startswith("Error: ") and err.count("\n") == 1, err
+
+
+_NOBODY = f"http://127.0.0.1:{free_port()}"

@@ -142,7 +142,7 @@ async def test_the_default_port_in_use_costs_only_the_metrics(tmp_path: Path, ca
     assert f"Prometheus metrics off: 127.0.0.1:{port} is not free" in caplog.text
 
 
-@pytest.mark.parametrize(("value", "message"), [("0", "0 is not a TCP port (1..65535)"), ("65536", "65536 is not a TCP port"), ("x", "invalid _port value: 'x'")])
+@pytest.mark.parametrize(("value", "message"), [("65536", "65536 is out of range: a TCP port is 0..65535"), ("x", "'x' is not an integer")])
 def test_bad_prometheus_ports_are_usage_errors_with_the_reason(value: str, message: str, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["node", "--dev", "--prometheus-port", value])

@@ -266,6 +266,10 @@ async def test_slow_reader_drops_the_subscription_not_the_server(start_server, s
 async def test_connection_limit(start_server, session):
     async with start_server(max_connections=3) as srv:
         sockets = [await session.ws_connect(ws_url(srv)) for _ in range(3)]
+        for ws in sockets:  # subscribed, so none is idle and none can be evicted
+            await rpc(
+                ws, {"jsonrpc": "2.0", "id": 0, "method": "chain_subscribeNewHeads", "params": [0]}
+            )
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await session.ws_connect(ws_url(srv))
         assert refused.value.status == 429

@@ -1,0 +1,287 @@
+"""Connection floods against a real node: what it holds, and how fast a new caller is served.
+
+    python -m benches.rpc_flood [--calls 200] [--half-open 2000] [--churn-seconds 5]
+
+Starts ``polchain node --dev`` on a free loopback port with the default RPC limits (100
+WebSockets, 256 other connections, 10 s header timeout), then for each scenario measures a
+*new caller*: a fresh TCP connection that POSTs ``system_health`` and reads the answer
+(``Connection: close``), ``--calls`` times one after another, 5 s timeout each. Reported:
+connections the node holds for the flood once it settles (flood sockets the server has not
+closed), new-caller successes, and latency p50/p99/max.
+
+Scenarios:
+
+* ``baseline``: nothing else connected.
+* ``idle-ws``: 100 idle WebSockets (the whole WebSocket budget) held open, then 50 more
+  WebSocket upgrades (each evicts the least recently active idle one; "ws refused" counts
+  429s).
+* ``half-open``: ``--half-open`` TCP connections that never send a byte, held open.
+* ``churn``: another process opens silent connections as fast as it can for
+  ``--churn-seconds`` while the new callers are measured (eviction under pressure).
+
+Before issue 7's fix the node answered 429 to every HTTP caller while 100 idle WebSockets
+were open, and stopped accepting at about 1,010 half-open connections (1,024 open files).
+Only 127.0.0.1 is used. Results are printed and written to bench-results/rpc_flood.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+RESULTS = Path("bench-results") / "rpc_flood.json"
+REQUEST = (
+    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+)
+BODY = b'{"jsonrpc":"2.0","id":1,"method":"system_health"}'
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def start_node(
+    workdir: Path, port: int, nofile: tuple[int, int], timeout: float = 180
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """The node starts with ``nofile`` as its open-file limit (the shell's, not the bench's)."""
+    log = workdir / "node.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "node", "--dev", "--rpc-port", str(port)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile),
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"node exited:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return proc, log
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("node did not start")
+
+
+async def new_caller(port: int, timeout: float = 5.0) -> float | None:
+    """Seconds for one fresh-connection system_health call; None if it failed."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(REQUEST % (len(BODY), BODY))
+            data = await reader.read()
+            writer.close()
+    except (OSError, TimeoutError):
+        return None
+    if not data.startswith(b"HTTP/1.1 200"):
+        return None
+    return time.perf_counter() - started
+
+
+async def measure(port: int, calls: int) -> dict[str, Any]:
+    times: list[float] = []
+    failed = 0
+    for _ in range(calls):
+        t = await new_caller(port)
+        if t is None:
+            failed += 1
+        else:
+            times.append(t)
+    times.sort()
+
+    def pct(q: float) -> float | None:
+        return round(1000 * times[min(len(times) - 1, int(q * len(times)))], 2) if times else None
+
+    return {
+        "calls": calls,
+        "ok": len(times),
+        "failed": failed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": round(1000 * times[-1], 2) if times else None,
+    }
+
+
+async def still_open(readers: list[asyncio.StreamReader]) -> int:
+    async def alive(reader: asyncio.StreamReader) -> bool:
+        try:
+            return await asyncio.wait_for(reader.read(1), 0.05) != b""
+        except TimeoutError:
+            return True
+        except OSError:
+            return False
+
+    return sum(await asyncio.gather(*(alive(r) for r in readers)))
+
+
+async def scenario_idle_ws(port: int, calls: int) -> dict[str, Any]:
+    # limit=0: aiohttp's client otherwise queues connections past 100 per session.
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=10)
+    ) as session:
+        sockets = [await session.ws_connect(f"ws://127.0.0.1:{port}") for _ in range(100)]
+        refused = 0
+        extra = []
+        for _ in range(50):
+            try:
+                extra.append(await session.ws_connect(f"ws://127.0.0.1:{port}"))
+            except (aiohttp.WSServerHandshakeError, TimeoutError):
+                refused += 1
+        await asyncio.sleep(0.5)
+        held = 0
+        for ws in (*sockets, *extra):
+            try:
+                msg = await ws.receive(timeout=0.05)
+                held += msg.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            except TimeoutError:
+                held += 1
+        result = await measure(port, calls)
+        for ws in (*sockets, *extra):
+            await ws.close()
+    return {"flood": "100 idle WebSockets + 50 more upgrades", "held": held, "ws_refused": refused, **result}
+
+
+async def scenario_half_open(port: int, calls: int, count: int) -> dict[str, Any]:
+    flood = []
+    for _ in range(count):
+        try:
+            async with asyncio.timeout(2):
+                flood.append(await asyncio.open_connection("127.0.0.1", port))
+        except (OSError, TimeoutError):
+            break  # the node stopped accepting (its backlog is full)
+    await asyncio.sleep(0.5)
+    held = await still_open([r for r, _ in flood])
+    result = await measure(port, calls)
+    for _, w in flood:
+        w.close()
+    return {"flood": f"{count} silent TCP connections", "opened": len(flood), "held": held, **result}
+
+
+def _churn(port: int, seconds: float, counter: Any) -> None:
+    """32 concurrent openers; the newest 4,000 sockets are kept open (the flooder's own
+    descriptors are finite too), older ones closed."""
+    _raise_fd_limit()
+
+    async def flood() -> None:
+        end = time.monotonic() + seconds
+        held: list[asyncio.StreamWriter] = []
+
+        async def opener() -> None:
+            while time.monotonic() < end:
+                try:
+                    async with asyncio.timeout(1):
+                        _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except (OSError, TimeoutError):
+                    continue
+                held.append(writer)
+                counter.value += 1
+                if len(held) > 4000:
+                    held.pop(0).close()
+
+        await asyncio.gather(*(opener() for _ in range(32)))
+        for writer in held:
+            writer.close()
+
+    asyncio.run(flood())
+
+
+async def scenario_churn(port: int, calls: int, seconds: float) -> dict[str, Any]:
+    counter = mp.Value("q", 0)
+    flooder = mp.Process(target=_churn, args=(port, seconds, counter))
+    flooder.start()
+    await asyncio.sleep(0.5)
+    result = await measure(port, calls)
+    flooder.join()
+    rate = round(counter.value / seconds)
+    return {"flood": f"silent connections opened as fast as possible for {seconds:g} s",
+            "opened": counter.value, "opened_per_s": rate, "held": None, **result}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--half-open", type=int, default=2000)
+    parser.add_argument("--churn-seconds", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _raise_fd_limit()
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, log = start_node(Path(tmp), port, nofile)
+        try:
+
+            async def run() -> list[dict[str, Any]]:
+                rows = [{"scenario": "baseline", "flood": "none", "held": 0, **await measure(port, args.calls)}]
+                rows.append({"scenario": "idle-ws", **await scenario_idle_ws(port, args.calls)})
+                await asyncio.sleep(1)
+                rows.append({"scenario": "half-open", **await scenario_half_open(port, args.calls, args.half_open)})
+                await asyncio.sleep(1)
+                rows.append({"scenario": "churn", **await scenario_churn(port, args.calls, args.churn_seconds)})
+                return rows
+
+            rows = asyncio.run(run())
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        log_bytes = log.stat().st_size
+        tracebacks = log.read_text().count("Traceback")
+    print(f"{'scenario':<10} {'held':>6} {'new callers ok':>15} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  flood")
+    for row in rows:
+        held = "-" if row["held"] is None else str(row["held"])
+        print(
+            f"{row['scenario']:<10} {held:>6} {row['ok']:>7}/{row['calls']:<7} "
+            f"{row['p50_ms'] or '-':>8} {row['p99_ms'] or '-':>8} {row['max_ms'] or '-':>8}  {row['flood']}"
+            + (f" ({row['ws_refused']} refused)" if "ws_refused" in row else "")
+            + (f" ({row['opened_per_s']}/s)" if "opened_per_s" in row else "")
+        )
+    print(f"node open-file limit at start: {nofile[0]} (hard {nofile[1]})")
+    print(f"node log: {log_bytes} bytes, {tracebacks} tracebacks")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "bench": "rpc_flood",
+                "limits": {"websockets": 100, "http_connections": 256, "header_timeout_s": 10},
+                "node_nofile_at_start": list(nofile),
+                "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+                "rows": rows,
+                "node_log_bytes": log_bytes,
+                "node_log_tracebacks": tracebacks,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Collapse bursts of one log line into the first and a count.
+
+Under a connection flood the node's log used to grow by thousands of tracebacks a second
+(issue 7: asyncio's "socket.accept() out of system resource" and aiohttp's per-connection
+errors, 2 GB in 10 minutes), which fills the disk and buries everything else. Like
+syslog's "last message repeated N times", `RepeatFilter` lets the first record of a kind
+through, drops the same kind for ``window`` seconds while counting, and appends the count
+to the first record of that kind after the window.
+
+A record's kind is its logger, level, message template (``record.msg`` before %-formatting,
+so "accept failed on fd %d" is one kind whatever the fd) and exception type. At most
+``max_kinds`` kinds are remembered, least recently seen forgotten first, so the filter's
+memory is bounded however varied the messages. A burst that stops never reports its count;
+the next occurrence of that kind, however late, does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Final
+
+__all__ = ["RepeatFilter", "install_repeat_filter"]
+
+DEFAULT_WINDOW: Final = 10.0
+DEFAULT_MAX_KINDS: Final = 1024
+
+
+class RepeatFilter(logging.Filter):
+    """A handler filter: one record per kind per ``window`` seconds, then a count."""
+
+    def __init__(
+        self,
+        window: float = DEFAULT_WINDOW,
+        max_kinds: int = DEFAULT_MAX_KINDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._clock = clock
+        if not window > 0 or max_kinds < 1:
+            raise ValueError("window must be positive and max_kinds at least 1")
+        self.window = window
+        self.max_kinds = max_kinds
+        # kind -> [start of its window, records dropped in it]; insertion order = recency.
+        self._kinds: dict[tuple[str, int, str, str], list[float]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
+        kind = (record.name, record.levelno, str(record.msg), exc)
+        now = self._clock()
+        entry = self._kinds.pop(kind, None)
+        if entry is not None and now - entry[0] < self.window:
+            entry[1] += 1
+            self._kinds[kind] = entry
+            return False
+        self._kinds[kind] = [now, 0.0]
+        if len(self._kinds) > self.max_kinds:
+            del self._kinds[next(iter(self._kinds))]
+        if entry is not None and entry[1]:
+            # Plain text with no '%': safe to append to a template that gets record.args.
+            record.msg = (
+                f"{record.msg} [the same message was repeated {int(entry[1])} more times "
+                f"in {self.window:g} s and not logged]"
+            )
+        return True
+
+
+def install_repeat_filter(
+    handlers: Iterable[logging.Handler] | None = None, window: float = DEFAULT_WINDOW
+) -> RepeatFilter:
+    """Put one `RepeatFilter` on ``handlers``, by default every handler of the root logger
+    (where asyncio's and aiohttp's records end up too: a filter on a logger would not see its
+    children's). The CLI names the handler it made, so a host that configured logging
+    itself (an embedding program, pytest) keeps its handlers unfiltered."""
+    repeat = RepeatFilter(window)
+    for handler in logging.getLogger().handlers if handlers is None else handlers:
+        handler.addFilter(repeat)
+    return repeat

@@ -1,0 +1,274 @@
+"""What the RPC server does per TCP connection: a budget with eviction, and RFC 6455 checks.
+
+aiohttp (checked against 3.14) gives the server one protocol object, a `RequestHandler`, per
+TCP connection, and leaves out three things a public node needs:
+
+* **A bound on open connections.** aiohttp accepts every connection the kernel hands it, so
+  a client that opens sockets and sends nothing exhausts the process's file descriptors
+  (issue 7: about 1,010 half-open connections stopped all accepts at the usual 1,024
+  limit). `ConnectionBudget` bounds the connections that are not WebSockets and, when full,
+  closes the one that has waited longest without a request in progress.
+* **Masked client frames.** RFC 6455 §5.1: "The server MUST close the connection upon
+  receiving a frame that is not masked", with status 1002 (protocol error, §7.4.1).
+  aiohttp's reader unmasks when the bit is set and passes unmasked frames through.
+* **An orderly close after a protocol error.** On an oversize frame aiohttp sends its close
+  frame (1009) and closes the socket at once, with the rest of the peer's frame still
+  unread; the kernel then answers with a TCP reset (RFC 1122 §4.2.2.13), which makes the
+  peer's kernel drop the close frame it had not yet read. `FrameGuard.linger` does what
+  RFC 6455 §7.1.1 asks instead: after the close frame, half-close and keep reading (and
+  discarding) until the peer closes too, goes quiet, or a time limit passes; nginx calls
+  the same thing a lingering close.
+
+`FrameGuard` reads only frame heads (2 to 14 bytes each) and skips payloads by count, so it
+costs one small loop per received chunk; aiohttp's own reader still parses and unmasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.http_websocket import WebSocketError
+from aiohttp.web_protocol import RequestHandler
+
+__all__ = ["ConnectionBudget", "FrameGuard", "GuardedWebSocket", "Listener"]
+
+# RFC 6455 §7.4.1 status codes.
+CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # IANA WebSocket Close Code registry
+
+# Lingering close after a protocol error: stop once the peer has been silent this long, and
+# in any case after LINGER_MAX (a peer that keeps sending gets a plain close then).
+LINGER_QUIET: Final = 0.5
+LINGER_MAX: Final = 5.0
+_LINGER_POLL: Final = 0.05
+
+_OP_CLOSE: Final = 0x8
+
+
+class ConnectionBudget:
+    """The server's TCP connections that are not WebSockets, at most ``limit`` of them.
+
+    Policy, so that a flood cannot lock new callers out: a connection is *idle* while it
+    waits on the network (silent since it opened, between keep-alive requests, or while its
+    request body trickles in) and busy while the server works on its call. When a new
+    connection takes the count over ``limit``, the connection idle for longest is closed
+    to make room; when none is idle (every one has a call running), the new one is closed
+    instead. A caller that sends its request as soon as it connects is evicted only if
+    ``limit`` newer connections arrive before its request head does. Idle connections also
+    expire on their own after the server's header timeout. WebSockets leave this budget
+    when they upgrade: the server gives them their own (``max_connections``).
+    """
+
+    __slots__ = ("_idle", "_open", "evicted", "limit")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the connection limit must be at least 1, got {limit}")
+        self.limit = limit
+        self._open: set[RequestHandler] = set()
+        self._idle: dict[RequestHandler, None] = {}  # insertion order: idle longest first
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def opened(self, handler: RequestHandler) -> None:
+        self._open.add(handler)
+        self._idle[handler] = None
+        if len(self._open) > self.limit:
+            victim = next(iter(self._idle))  # never empty: the new handler is idle
+            self._forget(victim)
+            self.evicted += 1
+            # Not from inside connection_made: aiohttp finishes setting the handler up first.
+            asyncio.get_running_loop().call_soon(victim.force_close)
+
+    def busy(self, handler: RequestHandler) -> None:
+        """The server is working for this connection: not evictable until `idle`."""
+        self._idle.pop(handler, None)
+
+    def idle(self, handler: RequestHandler) -> None:
+        if handler in self._open:
+            self._idle[handler] = None  # re-inserted last: idle since now
+
+    def forget(self, handler: RequestHandler) -> None:
+        """Closed, or upgraded to a WebSocket (counted by the server from then on)."""
+        self._forget(handler)
+
+    def _forget(self, handler: RequestHandler) -> None:
+        self._open.discard(handler)
+        self._idle.pop(handler, None)
+
+
+class Listener(web.Server):
+    """aiohttp's low-level server, telling a `ConnectionBudget` about each connection."""
+
+    def __init__(self, handler: Any, budget: ConnectionBudget, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.budget = budget
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self.budget.opened(handler)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self.budget.forget(handler)
+
+
+class FrameGuard:
+    """Sits between aiohttp's `RequestHandler` and its WebSocket reader, reading frame heads.
+
+    ``feed_data`` has the reader's contract: it returns ``(eof, tail)`` and a true ``eof``
+    makes aiohttp stop reading. On an unmasked frame the guard feeds the reader only the
+    bytes before it and reports the violation through ``on_violation`` (which queues the
+    error for ``receive()``, and aiohttp then sends the close frame). After any violation,
+    the guard's or the reader's own (oversize, bad opcode...), it keeps the connection
+    reading and discards everything, watching only for the peer's close frame, so that
+    `linger` can end the connection without a reset.
+    """
+
+    __slots__ = (
+        "_head",
+        "_inner",
+        "_loop",
+        "_on_violation",
+        "_skip",
+        "eof",
+        "failed",
+        "last_data",
+        "saw_close",
+    )
+
+    def __init__(self, inner: Any, on_violation: Callable[[int, str], None]) -> None:
+        self._inner = inner
+        self._on_violation = on_violation
+        self._loop = asyncio.get_running_loop()
+        self._head = bytearray()  # a frame head not yet complete
+        self._skip = 0  # payload bytes of the current frame still to come
+        self.failed = False
+        self.saw_close = False
+        self.eof = False
+        self.last_data = self._loop.time()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.last_data = self._loop.time()
+        was_failed = self.failed
+        bad = self._scan(data)
+        if was_failed:
+            return False, b""
+        if bad is not None:
+            if bad:
+                self._inner.feed_data(data[:bad])
+            self.failed = True
+            self._on_violation(
+                CLOSE_PROTOCOL_ERROR, "client frames must be masked (RFC 6455 section 5.1)"
+            )
+            return False, b""
+        eof, tail = self._inner.feed_data(data)
+        if eof:
+            # The reader rejected a frame and queued the error; receive() sends the close.
+            self.failed = True
+            return False, b""
+        return eof, tail
+
+    def feed_eof(self) -> None:
+        self.eof = True
+        self._inner.feed_eof()
+
+    def _head_size(self) -> int:
+        head = self._head
+        if len(head) < 2:
+            return 2
+        flag = head[1] & 0x7F
+        extended = 2 if flag == 126 else 8 if flag == 127 else 0
+        return 2 + extended + (4 if head[1] & 0x80 else 0)
+
+    def _scan(self, data: bytes) -> int | None:
+        """Walk the frame heads in ``data``; the offset of the first unmasked frame, if any."""
+        bad: int | None = None
+        pos = 0
+        end = len(data)
+        head = self._head
+        start = 0  # where the head being read began (0 if in an earlier chunk)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            if not head:
+                start = pos
+            size = self._head_size()
+            take = min(size - len(head), end - pos)
+            head += data[pos : pos + take]
+            pos += take
+            if len(head) < self._head_size():
+                continue
+            b1 = head[1]
+            flag = b1 & 0x7F
+            if flag == 126:
+                length = int.from_bytes(head[2:4], "big")
+            elif flag == 127:
+                length = int.from_bytes(head[2:10], "big")
+            else:
+                length = flag
+            if not b1 & 0x80 and bad is None:
+                bad = start
+            if head[0] & 0x0F == _OP_CLOSE:
+                self.saw_close = True
+            self._skip = length
+            head.clear()
+        return bad
+
+    async def linger(self, transport: asyncio.BaseTransport | None) -> None:
+        """Half-close, then read and discard until the peer closes, goes quiet, or LINGER_MAX."""
+        if (
+            isinstance(transport, asyncio.WriteTransport)
+            and not transport.is_closing()
+            and transport.can_write_eof()
+        ):
+            transport.write_eof()
+        deadline = self._loop.time() + LINGER_MAX
+        while not (self.saw_close or self.eof):
+            now = self._loop.time()
+            if now >= deadline or now - self.last_data >= LINGER_QUIET:
+                return
+            await asyncio.sleep(_LINGER_POLL)
+
+
+class GuardedWebSocket(web.WebSocketResponse):
+    """aiohttp's WebSocketResponse with a `FrameGuard` in front of its reader.
+
+    aiohttp has no hook for this, so ``_post_start`` swaps the guard in for the reader right
+    after aiohttp installs it (and feeds the guard any frames that came in the same packet
+    as the upgrade request), and ``_close_transport`` leaves the socket open while the guard
+    lingers: the handler calls `FrameGuard.linger` and aiohttp closes the socket when the
+    handler returns. Both touch aiohttp internals (``RequestHandler._payload_parser`` and
+    ``_message_tail``, ``self._reader``); the raw-socket tests in
+    tests/rpc/test_rpc_hardening.py fail if a new aiohttp changes them.
+    """
+
+    guard: FrameGuard | None = None
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        handler: Any = request.protocol
+        tail = handler._message_tail
+        handler._message_tail = b""
+        super()._post_start(request, protocol, writer)
+        queue: Any = self._reader
+
+        def violation(code: int, message: str) -> None:
+            queue.set_exception(WebSocketError(code, message))
+
+        guard = self.guard = FrameGuard(handler._payload_parser, violation)
+        handler._payload_parser = guard
+        if tail:
+            guard.feed_data(tail)
+
+    def _close_transport(self) -> None:
+        if self.guard is not None and self.guard.failed:
+            return  # the handler lingers; aiohttp closes the socket when it returns
+        super()._close_transport()

@@ -1,0 +1,135 @@
+"""``ml_*``: models, their weights and lineage, training receipts, data sets, inference.
+
+Ids and versions are u32 (0..4294967295): an id no model or data set has answers
+``null`` (``ml_getModel``, ``ml_getWeights``, ``ml_getDataset``, ``ml_getTrainingReceipt``);
+``ml_predict`` on a missing model or version is -32602. ``ml_predict`` takes 1..1024 rows
+of the model's ``d`` numbers (at most 2^18 in all), each finite in float32, and runs the
+same float32 forward pass as training (read-only; nothing is stored).
+
+A trained version's ``lossCurve`` has one entry per segment: entry i is the mean batch
+loss over segment i (see `rpc.shapes.version_json`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import ml_runtime
+from chain.pallets import datasets, models, training
+from rpc import errors
+from rpc.methods import MethodTable, bind_params
+from rpc.params import At, Hash, Id, InputRows, OptionalId
+from rpc.reads import ReadOnlyState, state_at
+from rpc.shapes import dataset_json, event_json, hexb, model_summary, version_json
+
+if TYPE_CHECKING:
+    from rpc.api import NodeApi
+
+
+def build(node: NodeApi) -> MethodTable:
+    table = MethodTable()
+    chain = node.chain
+
+    @bind_params
+    async def ml_listModels(at: At = None) -> list[dict[str, Any]]:
+        state = state_at(chain, at)
+        return [
+            model_summary(i, info)
+            for i in range(models.NEXT_MODEL_ID.get(state))
+            if (info := models.MODELS.get(state, i)) is not None
+        ]
+
+    @bind_params
+    async def ml_getModel(model: Id, at: At = None) -> dict[str, Any] | None:
+        state = state_at(chain, at)
+        info = models.MODELS.get(state, model)
+        if info is None:
+            return None
+        lineage = [
+            version_json(v, record)
+            for v in range(info.latest_version + 1)
+            if (record := models.VERSIONS.get(state, model, v)) is not None
+        ]
+        return {**model_summary(model, info), "weightsHash": lineage[-1]["weightsHash"], "lineage": lineage}
+
+    @bind_params
+    async def ml_getWeights(model: Id, version: OptionalId = None, at: At = None) -> dict[str, Any] | None:
+        state = state_at(chain, at)
+        info = models.MODELS.get(state, model)
+        if info is None:
+            return None
+        v = info.latest_version if version is None else version
+        raw = models.WEIGHTS.get(state, model, v)
+        if raw is None:
+            return None
+        weights_hash = ml_runtime.hash_weights(np.frombuffer(raw, "<f4"))
+        return {"model": model, "version": v, "dtype": "float32-le", "weights": hexb(raw), "weightsHash": hexb(weights_hash)}
+
+    @bind_params
+    async def ml_predict(model: Id, inputs: InputRows, version: OptionalId = None, at: At = None) -> dict[str, Any]:
+        state = state_at(chain, at)
+        info = models.MODELS.get(state, model)
+        if info is None:
+            raise errors.InvalidParams(f"Invalid params: param 0 'model': no model {model}")
+        v = info.latest_version if version is None else version
+        raw = models.WEIGHTS.get(state, model, v)
+        if raw is None:
+            raise errors.InvalidParams(f"Invalid params: param 2 'version': model {model} has no version {v}")
+        spec = ml_runtime.ModelSpec.decode(info.spec)
+        if inputs.shape[1] != spec.d:
+            raise errors.InvalidParams(
+                f"Invalid params: param 1 'inputs' must be rows of {spec.d} numbers (model {model}'s d), got rows of {inputs.shape[1]}"
+            )
+        try:
+            out = ml_runtime.predict(spec, np.frombuffer(raw, "<f4").astype(np.float32), inputs)
+        except ml_runtime.MLRuntimeError as exc:
+            raise errors.InvalidParams(f"Invalid params: {exc}") from None
+        result: dict[str, Any] = {"model": model, "version": v, "outputs": out.tolist()}
+        if spec.family != "linear":
+            result["classes"] = [int(c) for c in np.argmax(out, axis=1)]
+        return result
+
+    @bind_params
+    async def ml_getTrainingReceipt(hash: Hash) -> dict[str, Any] | None:
+        """Any extrinsic's receipt by its hash; for a TRAIN call also the version it made."""
+        location = chain.get_extrinsic_location(hash)
+        if location is None:
+            return None
+        block_hash, index = location
+        receipt = chain.get_receipts(block_hash)[index]
+        header = chain.get_header(block_hash)
+        out: dict[str, Any] = {
+            "blockHash": hexb(block_hash), "blockNumber": header.number, "index": index,
+            "success": receipt.success, "error": receipt.error, "fee": str(receipt.fee),
+            "events": [event_json(e) for e in receipt.events],
+        }
+        state = ReadOnlyState(chain, header.state_root)
+        found = training.RECEIPTS.get(state, hash)
+        if found is not None:
+            version = models.VERSIONS.get(state, found.model, found.version)
+            out.update({"model": found.model, "version": found.version})
+            if version is not None and version.training is not None:
+                out.update(version_json(found.version, version)["training"])
+        return out
+
+    @bind_params
+    async def ml_listDatasets(at: At = None) -> list[dict[str, Any]]:
+        state = state_at(chain, at)
+        return [
+            dataset_json(i, info)
+            for i in range(datasets.NEXT_DATASET_ID.get(state))
+            if (info := datasets.DATASETS.get(state, i)) is not None
+        ]
+
+    @bind_params
+    async def ml_getDataset(dataset: Id, at: At = None) -> dict[str, Any] | None:
+        info = datasets.DATASETS.get(state_at(chain, at), dataset)
+        return None if info is None else dataset_json(dataset, info)
+
+    for fn in (
+        ml_listModels, ml_getModel, ml_getWeights, ml_predict, ml_getTrainingReceipt, ml_listDatasets, ml_getDataset,
+    ):
+        table.register(fn.__name__, fn)
+    return table

@@ -1,0 +1,54 @@
+"""Where an RPC read happens: the block an ``at`` parameter names, and the state there.
+
+Every method with an ``at`` (Substrate's ``hash``) reads the best block when it is
+omitted or null, and otherwise the block with that hash. A well-formed hash of a block
+this node does not have is -32602 ``unknown block 0x...``: the read cannot be answered,
+and answering it from another block would be wrong. (``chain_getHeader`` and
+``chain_getBlock`` differ, as in Substrate: they answer ``null`` for an unknown block.)
+"""
+
+from __future__ import annotations
+
+from chain.blockchain import Blockchain
+from chain.storage import Column
+from rpc import errors
+
+__all__ = ["ReadOnlyState", "block_at", "state_at", "state_root_at"]
+
+
+def block_at(chain: Blockchain, at: bytes | None) -> bytes:
+    """The hash of the block ``at`` names: the best block for None."""
+    if at is None:
+        return chain.best_hash
+    if chain.db.get(Column.HEADER, at) is None:
+        raise errors.InvalidParams(f"Invalid params: unknown block 0x{at.hex()}")
+    return at
+
+
+def state_root_at(chain: Blockchain, at: bytes | None) -> bytes | None:
+    """The state root to read at: None (the best state, served from the flat column) or
+    the named block's root."""
+    return None if at is None else chain.get_header(block_at(chain, at)).state_root
+
+
+def state_at(chain: Blockchain, at: bytes | None) -> ReadOnlyState:
+    """Read-only state at the block ``at`` names, for the pallets' storage items."""
+    return ReadOnlyState(chain, state_root_at(chain, at))
+
+
+class ReadOnlyState:
+    """The pallets' StateAccess at one state root (None: the best state); writes are a bug."""
+
+    __slots__ = ("chain", "root")
+
+    def __init__(self, chain: Blockchain, root: bytes | None) -> None:
+        self.chain, self.root = chain, root
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.chain.state.get(key, at=self.root)
+
+    def set(self, key: bytes, value: bytes) -> None:
+        raise errors.InternalError("read-only state")
+
+    def delete(self, key: bytes) -> None:
+        raise errors.InternalError("read-only state")

@@ -1,0 +1,283 @@
+"""The block tree: competing branches, fork choice, reorganisations through the journals,
+the pool after a reorg, and the atomicity of a reorg, on real LevelDB databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, open_chain, sign
+
+from chain import calls
+from chain.block import Block
+from chain.blockchain import Blockchain
+from chain.errors import FinalityConflict, StorageError, UnknownParent
+from chain.extrinsic import Extrinsic
+from chain.pallets import balances
+from chain.pool import TransactionPool, Validity
+from chain.storage import Column, Database, WriteBatch
+from consensus.block_import import update_pool
+
+# Two branches of the dev chain (Alice is the only validator, so branches differ by slot):
+# A = A1 (slot 1), A2 (slot 2); B = B1 (slot 3), B2 (slot 4), B3 (slot 5), all from genesis.
+
+
+def _build(chain: Blockchain, slot: int, xts: list[Extrinsic]) -> Block:
+    built = chain.build_block(xts, ALICE, slot=slot)
+    assert len(built.block.body.extrinsics) == len(xts)
+    return built.block
+
+
+@pytest.fixture(scope="module")
+def branches(tmp_path_factory) -> dict[str, Block]:
+    tmp = tmp_path_factory.mktemp("branches")
+    a = open_chain(tmp / "a")
+    b = open_chain(tmp / "b")
+    shared = sign(a, ALICE, calls.Transfer(BOB.public, 10**9), 0)  # in A1 and in B1
+    only_a = sign(a, BOB, calls.Transfer(CHARLIE.public, 3 * 10**9), 0)  # retracted, valid on B
+    spent = sign(a, FERDIE, calls.Remark(b"a"), 0)  # retracted, B spends Ferdie's nonce 0
+    blocks = {
+        "A1": _build(a, 1, [shared, only_a]),
+        "A2": _build(a, 2, [spent]),
+        "B1": _build(b, 3, [shared]),
+        "B2": _build(b, 4, [sign(b, FERDIE, calls.Remark(b"b"), 0)]),
+        "B3": _build(b, 5, [sign(b, CHARLIE, calls.Transfer(BOB.public, 7 * 10**9), 0)]),
+    }
+    blocks["xt:shared"], blocks["xt:only_a"], blocks["xt:spent"] = shared, only_a, spent  # type: ignore[assignment]
+    a.db.close()
+    b.db.close()
+    return blocks
+
+
+def _flat_state(chain: Blockchain) -> list[tuple[bytes, bytes]]:
+    return list(chain.db.iterate(Column.STATE))
+
+
+def _fresh(path: Path, blocks: list[Block]) -> Blockchain:
+    chain = open_chain(path)
+    for block in blocks:
+        chain.import_block(block)
+    return chain
+
+
+def _validator(chain: Blockchain):
+    def validate(xt: Extrinsic) -> Validity:
+        raw = xt.encode()
+        v = chain.runtime.verify_extrinsic(chain.state.overlay(), xt, len(raw), chain.best_number + 1, allow_future=True)
+        return Validity(v.priority, v.account_nonce, 64)
+
+    return validate
+
+
+def test_the_longer_branch_wins_and_the_state_equals_a_fresh_import(tmp_path, branches) -> None:
+    node = _fresh(tmp_path / "node", [branches["A1"], branches["A2"]])
+    a2 = branches["A2"].hash()
+    assert node.best_hash == a2
+    side = node.import_block(branches["B1"])
+    assert not side.is_best and side.enacted == side.retracted == ()
+    assert node.best_hash == a2 and node.get_hash(1) == branches["A1"].hash()
+    node.import_block(branches["B2"])  # same height as A2: the lower hash wins
+    tie_winner = min(a2, branches["B2"].hash())
+    assert node.best_hash == tie_winner
+    imported = node.import_block(branches["B3"])
+    b_hashes = tuple(branches[n].hash() for n in ("B1", "B2", "B3"))
+    assert imported.is_best and node.best_hash == b_hashes[-1]
+    if tie_winner == a2:
+        assert imported.retracted == (a2, branches["A1"].hash()) and imported.enacted == b_hashes
+    else:
+        assert imported.retracted == () and imported.enacted == (b_hashes[-1],)
+    assert node.get_leaves() == tuple(sorted([a2, b_hashes[-1]]))
+    assert node.get_children(node.genesis_hash) == tuple(sorted([branches["A1"].hash(), b_hashes[0]]))
+
+    fresh = _fresh(tmp_path / "fresh", [branches["B1"], branches["B2"], branches["B3"]])
+    assert node.state.root() == fresh.state.root() == branches["B3"].header.state_root
+    assert _flat_state(node) == _flat_state(fresh)
+    assert [node.get_hash(n) for n in range(4)] == [fresh.get_hash(n) for n in range(4)]
+    only_a = branches["xt:only_a"].hash()  # type: ignore[attr-defined]
+    shared = branches["xt:shared"].hash()  # type: ignore[attr-defined]
+    assert node.get_extrinsic_location(only_a) is None
+    assert node.get_extrinsic_location(shared) == (b_hashes[0], 0)
+
+    # And back: two more blocks on A make A the longest again; the journals run both ways.
+    a = open_chain(tmp_path / "a-more")
+    for block in (branches["A1"], branches["A2"]):
+        a.import_block(block)
+    more = [_build(a, slot, []) for slot in (6, 7)]
+    for block in more:
+        node.import_block(block)
+    assert node.best_hash == more[-1].hash() and node.state.root() == a.state.root()
+    assert _flat_state(node) == _flat_state(a)
+    assert node.get_extrinsic_location(only_a) == (branches["A1"].hash(), 1)
+    for chain in (node, fresh, a):
+        chain.db.close()
+
+
+def test_ties_go_to_the_lowest_hash_whatever_the_order(tmp_path, branches) -> None:
+    one, two = branches["A1"], branches["B1"]  # both #1 on genesis
+    winner = min(one.hash(), two.hash())
+    for name, order in (("x", [one, two]), ("y", [two, one])):
+        chain = _fresh(tmp_path / name, order)
+        assert chain.best_hash == winner
+        assert chain.state.root() == (one if winner == one.hash() else two).header.state_root
+        chain.db.close()
+
+
+def test_a_reorg_puts_retracted_extrinsics_back_in_the_pool(tmp_path, branches) -> None:
+    node = _fresh(tmp_path / "node", [branches["A1"], branches["A2"]])
+    pool = TransactionPool(_validator(node))
+    imported = [node.import_block(branches[n]) for n in ("B1", "B2", "B3")]
+    retracted = tuple(h for i in imported for h in i.retracted)
+    enacted = tuple(h for i in imported for h in i.enacted)
+    assert set(retracted) == {branches["A1"].hash(), branches["A2"].hash()}
+    resubmitted = update_pool(pool, node, retracted, enacted)
+    only_a = branches["xt:only_a"].hash()  # type: ignore[attr-defined]
+    # Bob's transfer is valid on B: back in the pool. Alice's was included by B1 too, and
+    # Ferdie's nonce 0 went to another remark on B: neither comes back.
+    assert resubmitted == [only_a]
+    assert [xt.hash() for xt in pool.ready()] == [only_a]
+    node.db.close()
+
+
+def test_a_block_on_an_unknown_parent_is_refused_and_nothing_changes(tmp_path, branches) -> None:
+    node = open_chain(tmp_path / "node")
+    root = node.state.root()
+    with pytest.raises(UnknownParent, match="is not imported"):
+        node.import_block(branches["A2"])
+    assert node.state.root() == root and node.best_number == 0 and node.get_leaves() == (node.genesis_hash,)
+    node.db.close()
+
+
+def test_a_branch_off_the_finalized_block_is_refused(tmp_path, branches) -> None:
+    node = _fresh(tmp_path / "node", [branches["A1"], branches["A2"]])
+    node.set_finalized(branches["A1"].hash())
+    root = node.state.root()
+    with pytest.raises(FinalityConflict, match="does not contain the finalized block"):
+        node.import_block(branches["B1"])
+    assert node.state.root() == root and node.best_hash == branches["A2"].hash()
+    node.db.close()
+
+
+class _Crashing(WriteBatch):
+    """A batch that is dropped instead of written, as if the process died just before."""
+
+    __slots__ = ()
+
+    def commit(self) -> None:
+        self.discard()
+        raise StorageError("simulated crash before the write")
+
+
+class _Counting(Database):
+    """A real Database that counts write batches and can fail the next commit (a crash
+    before LevelDB writes the batch: nothing of it reaches the disk)."""
+
+    batches = 0
+    fail = False
+
+    def write_batch(self, *, sync: bool = True):
+        batch = super().write_batch(sync=sync)
+        type(self).batches += 1
+        if type(self).fail:
+            batch.__class__ = _Crashing
+        return batch
+
+
+def test_a_reorg_is_one_batch_and_a_crash_before_it_loses_nothing(tmp_path, branches) -> None:
+    from chainkit import dev_spec
+
+    from consensus.aura import Aura
+    from consensus.block_import import ConsensusRules
+
+    spec = dev_spec()
+
+    def reopen() -> Blockchain:
+        return Blockchain(
+            _Counting(tmp_path / "node"), chain_id=spec.id, build_genesis=spec.apply_genesis,
+            rules=ConsensusRules(Aura(6000)),
+        )
+
+    node = reopen()
+    for name in ("A1", "A2", "B1", "B2"):
+        node.import_block(branches[name])
+    before = (node.best_hash, node.state.root(), _flat_state(node), node.get_leaves())
+    _Counting.fail = True
+    try:
+        with pytest.raises(StorageError, match="simulated crash"):
+            node.import_block(branches["B3"])
+    finally:
+        _Counting.fail = False
+    node.db.close()
+    node = reopen()  # the process "restarts": the database is as it was before B3
+    assert (node.best_hash, node.state.root(), _flat_state(node), node.get_leaves()) == before
+    assert not node.has_block(branches["B3"].hash())
+
+    _Counting.batches = 0
+    imported = node.import_block(branches["B3"])
+    assert _Counting.batches == 1 and imported.is_best
+    node.db.close()
+    node = reopen()
+    fresh = _fresh(tmp_path / "fresh", [branches["B1"], branches["B2"], branches["B3"]])
+    assert node.best_hash == branches["B3"].hash()
+    assert node.state.root() == fresh.state.root() and _flat_state(node) == _flat_state(fresh)
+    assert balances.get_account(node.state.overlay(), BOB.public) == balances.get_account(fresh.state.overlay(), BOB.public)
+    node.db.close()
+    fresh.db.close()
+
+
+def _tree(tmp: Path) -> list[Block]:
+    """A block tree: a main branch of 5, a branch of 4 off #1, of 3 off #3, of 2 off genesis;
+    each block moves a different amount to a different account, so every state differs."""
+    receivers = [BOB, CHARLIE, FERDIE]
+    blocks: dict[str, Block] = {}
+    plan = [("m", None, 5, 1), ("p", "m1", 4, 10), ("q", "m3", 3, 20), ("r", None, 2, 30)]
+    for name, fork_at, length, first_slot in plan:
+        builder = open_chain(tmp / f"builder-{name}")
+        if fork_at is not None:
+            path = [blocks[f"{fork_at[0]}{i}"] for i in range(1, int(fork_at[1:]) + 1)]
+            for block in path:
+                builder.import_block(block)
+        for i in range(length):
+            nonce = balances.get_account(builder.state.overlay(), ALICE.public).nonce
+            xt = sign(builder, ALICE, calls.Transfer(receivers[(first_slot + i) % 3].public, 10**9 + first_slot * 100 + i), nonce)
+            number = builder.best_number + 1
+            blocks[f"{name}{number}"] = _build(builder, first_slot + i, [xt])
+        builder.db.close()
+    return list(blocks.values())
+
+
+def test_any_import_order_keeps_the_flat_state_and_indexes_on_the_best_branch(tmp_path) -> None:
+    import random
+
+    blocks = _tree(tmp_path)
+    by_hash = {b.hash(): b for b in blocks}
+    outcomes = set()
+    for seed in range(3):
+        rng = random.Random(seed)
+        node = open_chain(tmp_path / f"node-{seed}")
+        pending = list(blocks)
+        while pending:
+            ready = [b for b in pending if node.has_block(b.header.parent_hash)]
+            block = rng.choice(ready)
+            pending.remove(block)
+            node.import_block(block)
+            # The best block is the longest leaf (ties: lowest hash) ...
+            leaves = node.get_leaves()
+            assert node.best_hash == max(leaves, key=lambda h: (node.get_header(h).number, bytes(255 - x for x in h)))
+            # ... the flat column holds exactly its state ...
+            root = node.best_header.state_root
+            assert node.state.root() == root
+            assert _flat_state(node) == list(node.state.trie.iter_items(root, b""))
+            # ... and NUMBER and LOOKUP index exactly its branch.
+            current, on_best = node.best_hash, set()
+            for number in range(node.best_number, 0, -1):
+                assert node.get_hash(number) == current
+                for index, xt in enumerate(by_hash[current].body.extrinsics):
+                    assert node.get_extrinsic_location(xt.hash()) == (current, index)
+                on_best.add(current)
+                current = by_hash[current].header.parent_hash
+            assert node.get_hash(node.best_number + 1) is None
+            for other in set(by_hash) - on_best:
+                assert all(node.get_extrinsic_location(xt.hash()) is None for xt in by_hash[other].body.extrinsics)
+        outcomes.add((node.best_hash, node.state.root()))
+        node.db.close()
+    assert len(outcomes) == 1

@@ -1,0 +1,98 @@
+"""The node's process limits: the open-file limit raised at start, and repeated log lines
+collapsed (issue 7, item 2)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from node.logfilter import RepeatFilter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _logger(
+    window: float, max_kinds: int = 1024, clock: Clock | None = None
+) -> tuple[logging.Logger, io.StringIO]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RepeatFilter(window, max_kinds, clock or Clock()))
+    logger = logging.getLogger(f"test.repeat.{id(out)}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    return logger, out
+
+
+def test_a_burst_of_tracebacks_becomes_one_line_and_a_count():
+    clock = Clock()
+    logger, out = _logger(window=10, clock=clock)
+    for fd in range(10_000):
+        try:
+            raise OSError(24, "Too many open files")
+        except OSError:
+            logger.exception("socket.accept() out of system resource (fd %d)", fd)
+    text = out.getvalue()
+    assert text.count("Traceback") == 1
+    assert text.count("out of system resource") == 1
+    clock.now = 10.0
+    try:
+        raise OSError(24, "Too many open files")
+    except OSError:
+        logger.exception("socket.accept() out of system resource (fd %d)", 7)
+    lines = [line for line in out.getvalue().splitlines() if "out of system resource" in line]
+    assert len(lines) == 2
+    assert "(fd 7) [the same message was repeated 9999 more times in 10 s and not logged]" in lines[1]
+
+
+def test_different_messages_and_levels_are_not_collapsed():
+    logger, out = _logger(window=60)
+    logger.warning("peer %s misbehaved", "a")
+    logger.warning("peer %s misbehaved", "b")  # same template: collapsed
+    logger.error("peer %s misbehaved", "c")  # another level
+    logger.warning("block %d imported", 1)  # another template
+    assert out.getvalue().splitlines() == ["peer a misbehaved", "peer c misbehaved", "block 1 imported"]
+
+
+def test_memory_is_bounded_by_max_kinds():
+    logger, out = _logger(window=60, max_kinds=4)
+    for i in range(100):
+        logger.warning(f"distinct message {i}")
+    handler = logger.handlers[0]
+    (repeat,) = handler.filters
+    assert isinstance(repeat, RepeatFilter)
+    assert len(repeat._kinds) == 4
+    assert len(out.getvalue().splitlines()) == 100
+
+
+def test_bad_window_is_refused():
+    with pytest.raises(ValueError, match="window"):
+        RepeatFilter(0)
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one():
+    script = textwrap.dedent(
+        """
+        import resource
+        from node.cli import raise_open_file_limit
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        raise_open_file_limit()
+        print(*resource.getrlimit(resource.RLIMIT_NOFILE), hard)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    soft, hard, original_hard = map(int, out.stdout.split())
+    assert hard == original_hard
+    assert soft == min(hard, 1 << 20) if hard != -1 else soft == 1 << 20
+    assert soft > 64

@@ -1,0 +1,439 @@
+"""Transport hardening (issue 7, items 1, 2 and 10) against a real aiohttp server on loopback.
+
+Each test names the failure it pins: a big response that froze every other caller, idle
+WebSockets that locked out HTTP, a slow header sender that held its socket for ever, a
+non-UTF-8 Origin answered with 500, Unicode digits accepted as a port, an oversize frame
+answered with a TCP reset, unmasked client frames accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import struct
+from typing import Any
+
+import aiohttp
+import pytest
+import rawws
+from rpc_fixtures import make_table, post, ws_url
+
+from rpc.methods import MethodTable, Params
+from rpc.server import MIB, RpcServer
+
+HEALTH = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system_health"})
+
+
+async def rpc(ws: aiohttp.ClientWebSocketResponse, obj: Any) -> Any:
+    await ws.send_str(json.dumps(obj))
+    return json.loads((await ws.receive(timeout=5)).data)
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+# --- item 1: big responses ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_result() -> list[float]:
+    # About 18 MiB of JSON: over Substrate's default 15 MiB cap, and ~0.2 s of msgspec work.
+    return [float(i) + 0.5 for i in range(2_000_000)]
+
+
+@pytest.fixture
+def big_table(big_result: list[float]) -> tuple[MethodTable, asyncio.Event]:
+    table = make_table()
+    entered = asyncio.Event()
+
+    @table.method("test_huge")
+    async def huge(params: Params) -> Any:
+        entered.set()
+        return big_result
+
+    return table, entered
+
+
+async def _health_calls_during(
+    session: aiohttp.ClientSession, srv: RpcServer, entered: asyncio.Event
+) -> tuple[dict[str, Any], int]:
+    """Call test_huge; count the system_health answers between its handler returning and
+    its response head arriving (the head goes out once the body is encoded)."""
+    head = asyncio.Event()
+
+    async def call_huge() -> tuple[int, bytes]:
+        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "test_huge"}).encode()
+        async with session.post(srv.url, data=body) as resp:
+            head.set()
+            return resp.status, await resp.read()
+
+    big = asyncio.ensure_future(call_huge())
+    await entered.wait()
+    answered = 0
+    while not head.is_set():
+        status, _ = await post(session, srv, HEALTH)
+        assert status == 200
+        if not head.is_set():
+            answered += 1
+    status, body = await big
+    assert status == 200
+    return json.loads(body), answered
+
+
+async def test_big_response_is_encoded_off_the_loop(start_server, session, big_table):
+    table, entered = big_table
+    async with start_server(methods=table, max_response_size=32 * MIB) as srv:
+        resp, answered = await _health_calls_during(session, srv, entered)
+    assert len(resp["result"]) == 2_000_000
+    # Encoding on the event loop answered nobody until the big response was out.
+    assert answered >= 3
+
+
+async def test_oversize_response_is_32008_and_others_are_served(start_server, session, big_table):
+    table, entered = big_table
+    async with start_server(methods=table) as srv:  # Substrate's default cap, 15 MiB
+        resp, _answered = await _health_calls_during(session, srv, entered)
+        assert resp["id"] == 7
+        assert resp["error"]["code"] == -32008
+        assert resp["error"]["message"] == "Response is too big"
+        assert str(15 * MIB) in resp["error"]["data"]
+        assert (await post(session, srv, HEALTH))[0] == 200
+
+
+async def test_oversize_string_result_is_refused_before_encoding(start_server, session):
+    table = make_table()
+    huge = "x" * (64 * MIB)
+
+    @table.method("test_hugeString")
+    async def huge_string(params: Params) -> Any:
+        return {"blob": huge}
+
+    async with start_server(methods=table, max_response_size=MIB) as srv:
+        status, body = await post(
+            session, srv, json.dumps({"jsonrpc": "2.0", "id": 3, "method": "test_hugeString"})
+        )
+    assert status == 200
+    error = json.loads(body)["error"]
+    assert error["code"] == -32008
+    assert f"limit of {MIB} bytes" in error["data"]
+
+
+# --- item 2: room for new callers ----------------------------------------------------------
+
+
+async def test_idle_websockets_leave_room_for_http(start_server, session):
+    async with start_server(max_connections=5) as srv:
+        sockets = [await session.ws_connect(ws_url(srv)) for _ in range(5)]
+        # Five idle WebSockets used to make every HTTP caller get 429.
+        status, body = await post(session, srv, HEALTH)
+        assert status == 200, body
+        assert json.loads(body)["id"] == 1
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_new_websocket_evicts_the_least_recently_active_idle_one(start_server, session):
+    async with start_server(max_connections=3) as srv:
+        sockets = [await session.ws_connect(ws_url(srv)) for _ in range(3)]
+        for i in (0, 2):  # socket 1 is now the least recently active
+            assert (await rpc(sockets[i], {"jsonrpc": "2.0", "id": i, "method": "system_health"}))[
+                "id"
+            ] == i
+        newcomer = await session.ws_connect(ws_url(srv))
+        assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 9, "method": "system_health"}))[
+            "id"
+        ] == 9
+        msg = await sockets[1].receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert msg.data == 1013  # Try Again Later
+        for ws in (sockets[0], sockets[2]):
+            assert (await rpc(ws, {"jsonrpc": "2.0", "id": 5, "method": "system_health"}))[
+                "id"
+            ] == 5
+        for ws in (*sockets, newcomer):
+            await ws.close()
+
+
+async def test_websockets_with_subscriptions_are_not_evicted(start_server, session):
+    async with start_server(max_connections=2) as srv:
+        sockets = []
+        for _ in range(2):
+            ws = await session.ws_connect(ws_url(srv))
+            await rpc(ws, {"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeNewHeads", "params": [0]})
+            sockets.append(ws)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(ws_url(srv))
+        assert refused.value.status == 429
+        assert (await post(session, srv, HEALTH))[0] == 200
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_idle_websocket_times_out_but_a_subscribed_one_stays(start_server, session):
+    async with start_server(ws_idle_timeout=0.5) as srv:
+        idle = await session.ws_connect(ws_url(srv))
+        busy = await session.ws_connect(ws_url(srv))
+        await rpc(busy, {"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeNewHeads", "params": [0]})
+        msg = await idle.receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert msg.data == 1000
+        assert idle.close_code == 1000
+        await asyncio.sleep(0.6)
+        assert not busy.closed
+        assert (await rpc(busy, {"jsonrpc": "2.0", "id": 2, "method": "system_health"}))["id"] == 2
+        await busy.close()
+
+
+async def test_heartbeat_drops_a_peer_that_never_answers_pings(start_server):
+    async with start_server(ws_ping_interval=0.3) as srv:
+        reader, writer = await rawws.upgrade(srv.port)
+        opcode, _ = await rawws.read_frame(reader, timeout=3)
+        assert opcode == rawws.OP_PING
+        # No pong: the server gives up within half the interval and closes the socket.
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        await wait_for(lambda: srv.websocket_connections == 0)
+        writer.close()
+
+
+async def test_slowloris_is_cut_after_the_header_timeout(start_server, session):
+    async with start_server(header_timeout=0.5) as srv:
+        reader, writer = await rawws.connect(srv.port)
+        head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
+        started = asyncio.get_running_loop().time()
+        cut = False
+        for byte in head:
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                cut = True
+                break
+            # Others are served while the slow client dribbles.
+            assert (await post(session, srv, HEALTH))[0] == 200
+            if reader.at_eof() or await _closed(reader):
+                cut = True
+                break
+            await asyncio.sleep(0.05)
+        assert cut, "a client sending its header a byte at a time was never cut off"
+        assert asyncio.get_running_loop().time() - started < 3
+        writer.close()
+
+
+async def _closed(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(1), 0.001) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+async def test_slow_body_gets_408(start_server):
+    async with start_server(body_timeout=0.5) as srv:
+        reader, writer = await rawws.connect(srv.port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\"")
+        head = await rawws.read_head(reader, timeout=5)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert b"Connection: close" in head
+        writer.close()
+        await writer.wait_closed()
+        await wait_for(lambda: srv.open_connections == 0)
+
+
+async def test_half_open_flood_keeps_room_for_a_new_caller(start_server, session):
+    async with start_server(max_http_connections=10) as srv:
+        flood = [await rawws.connect(srv.port) for _ in range(40)]
+        status, _ = await post(session, srv, HEALTH)
+        assert status == 200
+        assert srv.open_connections <= 10 + 1
+        # The oldest silent sockets were closed to make room: 40 - 10 of them at least.
+        closed = 0
+        for reader, _writer in flood:
+            if await _closed(reader) or reader.at_eof():
+                closed += 1
+        assert closed >= 30
+        for _reader, writer in flood:
+            writer.close()
+
+
+# --- item 10: header and frame errors ------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [b"POST", b"GET", b"OPTIONS"])
+async def test_non_utf8_origin_is_403(server, path):
+    upgrade = b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n"
+    request = (
+        path + b" / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://\xff\xfe:3000\r\n"
+        + {b"GET": upgrade, b"POST": b"Content-Length: 2\r\n", b"OPTIONS": b""}[path]
+        + b"Connection: close\r\n\r\n"
+        + (b"{}" if path == b"POST" else b"")
+    )
+    status, data = await rawws.http_exchange(server.port, request)
+    assert status == 403, data
+    assert b"Origin" in data
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost:١٢٣٤",  # Arabic-Indic digits
+        "http://localhost:３０００",  # fullwidth digits
+        "http://localhost:²",
+        "http://localhost:99999",
+        "http://localhost:",
+        "http://127.0.0.1:+80",
+    ],
+)
+async def test_origin_port_must_be_ascii_digits_in_range(server, origin):
+    request = (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: " + origin.encode()
+        + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    status, data = await rawws.http_exchange(server.port, request)
+    assert status == 403, data
+
+
+async def test_oversize_frame_closes_with_1009_not_a_reset(start_server):
+    async with start_server(max_request_size=1000) as srv:
+        reader, writer = await rawws.upgrade(srv.port)
+        payload = b"x" * (2 * MIB)
+        writer.write(rawws.frame(payload))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        code, seen = await rawws.read_close(reader)
+        assert code == 1009
+        assert seen == []
+        writer.close()
+        # The server is fine.
+        async with aiohttp.ClientSession() as session:
+            assert (await post(session, srv, HEALTH))[0] == 200
+
+
+async def test_unmasked_client_frame_closes_with_1002(server):
+    reader, writer = await rawws.upgrade(server.port)
+    writer.write(rawws.frame(HEALTH.encode(), mask=False))
+    await writer.drain()
+    code, seen = await rawws.read_close(reader)
+    assert code == 1002
+    assert seen == []  # the unmasked request was not answered
+    writer.close()
+
+
+async def test_unmasked_frame_after_masked_ones_and_in_the_upgrade_packet(server):
+    reader, writer = await rawws.upgrade(
+        server.port, tail=rawws.frame(HEALTH.encode()) + rawws.frame(HEALTH.encode(), mask=False)
+    )
+    code, seen = await rawws.read_close(reader)
+    assert code == 1002
+    assert seen == [rawws.OP_TEXT]  # the masked request before it was answered
+    writer.close()
+
+
+async def test_masked_frames_split_at_every_byte_still_work(server):
+    reader, writer = await rawws.upgrade(server.port)
+    data = rawws.frame(HEALTH.encode()) + rawws.frame(b"", rawws.OP_PING)
+    for i in range(len(data)):
+        writer.write(data[i : i + 1])
+        await writer.drain()
+    opcode, payload = await rawws.read_frame(reader)
+    assert opcode == rawws.OP_TEXT and json.loads(payload)["id"] == 1
+    opcode, _ = await rawws.read_frame(reader)
+    assert opcode == rawws.OP_PONG
+    writer.write(rawws.frame(struct.pack(">H", 1000), rawws.OP_CLOSE))
+    await writer.drain()
+    code, _ = await rawws.read_close(reader)
+    assert code == 1000
+    writer.close()
+
+
+def test_size_floor_never_exceeds_the_encoding():
+    """The cap refuses a result on its floor alone, so the floor must be a true lower bound."""
+    import math
+    import random
+
+    import msgspec
+
+    from rpc.server import _size_floor
+
+    rng = random.Random(7)
+    scalars = [
+        0, -1, 2**64, 1.0, -0.0, 5e-324, 1e300, math.nan, math.inf, 0.1, True, False, None,
+        "", "a", '"\\\n\x00', "é中𝄞", b"", b"\x00\xff" * 3, bytearray(b"ab"),
+    ]
+
+    def build(depth: int) -> Any:
+        roll = rng.random()
+        if depth > 4 or roll < 0.5:
+            return rng.choice(scalars)
+        if roll < 0.7:
+            return [build(depth + 1) for _ in range(rng.randrange(4))]
+        if roll < 0.8:
+            return tuple(build(depth + 1) for _ in range(rng.randrange(3)))
+        return {rng.choice(["", "k", "é", '"']) + str(i): build(depth + 1) for i in range(rng.randrange(4))}
+
+    for _ in range(3000):
+        value = build(0)
+        size = len(msgspec.json.encode(value))
+        assert _size_floor(value, 1 << 30) <= size, value
+        assert _size_floor(value, 0) > 0  # stops at once, still over the cap
+
+
+async def test_slow_body_flood_keeps_room_for_a_new_caller(start_server, session):
+    async with start_server(max_http_connections=10) as srv:
+        flood = []
+        for _ in range(20):  # complete heads, then bodies that never come
+            reader, writer = await rawws.connect(srv.port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+            await writer.drain()
+            flood.append((reader, writer))
+        await asyncio.sleep(0.2)
+        status, _ = await post(session, srv, HEALTH)
+        assert status == 200
+        assert srv.open_connections <= 10 + 1
+        for _reader, writer in flood:
+            writer.close()
+
+
+async def _non_reading_connection(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client socket with a tiny receive buffer, so the server's writes block at once."""
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock)
+
+
+async def test_callers_that_never_read_big_answers_do_not_lock_out_others(start_server, session):
+    table = make_table()
+    blob = "z" * (8 * MIB)
+
+    @table.method("test_blob")
+    async def blob_method(params: Params) -> Any:
+        return blob
+
+    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test_blob"}).encode()
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    async with start_server(methods=table, max_http_connections=5, max_response_size=16 * MIB, body_timeout=30) as srv:
+        stuck = []
+        for _ in range(10):
+            reader, writer = await _non_reading_connection(srv.port)
+            writer.write(head + request)
+            await writer.drain()
+            stuck.append((reader, writer))
+        await asyncio.sleep(0.3)
+        # Their answers are stuck in the server's writes (aiohttp waits for the socket to
+        # drain with no time limit), so those connections count as waiting on the network
+        # and the budget evicts them: a new caller still gets in.
+        status, body = await post(session, srv, HEALTH)
+        assert status == 200
+        assert json.loads(body)["id"] == 1
+        assert srv.open_connections <= 5 + 1
+        for _reader, writer in stuck:
+            writer.close()
