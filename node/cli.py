@@ -54,6 +54,10 @@ from node import devnet
 from node.logfilter import install_repeat_filter
 from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
 from node.metrics import MetricsServer
+from node.network.errors import NetworkError
+from node.network.identity import NodeKey
+from node.network.multiaddr import Multiaddr
+from node.network.service import DEFAULT_PORT, NetworkConfig
 from node.service import NodeConfig, NodeService
 from rpc.api import build_method_table
 from rpc.client import RpcClient
@@ -98,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_repeat_filter([handler])
     try:
         return int(args.run(args) or 0)
-    except (CliError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, OSError) as exc:
+    except (CliError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -137,8 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ping a silent WebSocket this often; no pong within half of it closes the connection")
     node.add_argument("--rpc-ws-idle-timeout", type=_seconds, default=DEFAULT_WS_IDLE_TIMEOUT, metavar="SECS",
                       help="close a WebSocket with no subscription that sends nothing for this long")
-    node.add_argument("--port", type=_port, default=30333, help="p2p port (networking is not built yet)")
-    node.add_argument("--bootnodes", nargs="*", default=[], help="p2p boot nodes (networking is not built yet)")
+    node.add_argument("--port", type=_port, default=None, help="p2p TCP port (default 30333; with --dev any free port)")
+    node.add_argument("--listen-addr", action="append", default=[], metavar="MULTIADDR",
+                      help="p2p listen address, repeatable (default /ip4/0.0.0.0/tcp/<port>)")
+    node.add_argument("--bootnodes", nargs="*", default=[], metavar="MULTIADDR", help="/ip4/…/tcp/…/p2p/<peer id>")
+    node.add_argument("--reserved-nodes", nargs="*", default=[], metavar="MULTIADDR", help="peers always kept connected")
+    node.add_argument("--reserved-only", action="store_true", help="connect to reserved nodes only")
+    node.add_argument("--in-peers", type=_u32, default=32, help="inbound peer slots")
+    node.add_argument("--out-peers", type=_u32, default=8, help="outbound peer slots")
+    node.add_argument("--node-key", default=None, metavar="HEX", help="the p2p ed25519 secret key (64 hex digits)")
+    node.add_argument("--node-key-file", type=Path, default=None,
+                      help="file with the p2p secret key (default: generated under the base path)")
     node.add_argument("--prometheus-port", type=_port, default=None, help=f"metrics port (default {PROMETHEUS_PORT})")
     node.add_argument("--prometheus-external", action="store_true", help="serve metrics on all interfaces")
     node.add_argument("--no-prometheus", action="store_true", help="serve no metrics")
@@ -368,8 +381,6 @@ def run_node(args: argparse.Namespace) -> int:
         author = "//Alice"
     if args.validator and author is None:
         raise CliError("--validator needs a key: use one of --alice .. --ferdie")
-    if args.bootnodes or args.port != 30333:
-        log.warning("--port and --bootnodes are accepted but networking is not built yet; running alone")
     cors: tuple[str, ...] | str | None = None
     if args.rpc_cors:
         cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())
@@ -398,6 +409,7 @@ def run_node(args: argparse.Namespace) -> int:
             prometheus_host="0.0.0.0" if args.prometheus_external else "127.0.0.1",
             prometheus_port=None if args.no_prometheus else (args.prometheus_port or PROMETHEUS_PORT),
             prometheus_required=args.prometheus_port is not None,
+            network=_network_config(args), node_key=args.node_key, node_key_file=args.node_key_file,
         )
         rpc_options = {
             "max_http_connections": args.rpc_max_http_connections,
@@ -488,6 +500,39 @@ def compute_db_path(base: Path, chain_id: str) -> Path:
     if not path.is_relative_to(root):
         raise CliError(f"the database of chain {chain_id!r} resolves to {path}, outside --base-path {root}; refusing")
     return path
+
+
+def _network_config(args: argparse.Namespace) -> NetworkConfig:
+    """The p2p settings from Substrate-spelled flags; a bad multiaddr is a CliError naming it."""
+    if args.node_key is not None and args.node_key_file is not None:
+        raise CliError("--node-key and --node-key-file are exclusive")
+    if args.node_key is not None:
+        try:
+            NodeKey.from_hex(args.node_key)
+        except NetworkError as exc:
+            raise CliError(f"--node-key: {exc}") from None
+    port = args.port if args.port is not None else (0 if args.dev else DEFAULT_PORT)
+    host = "127.0.0.1" if args.dev and args.port is None else "0.0.0.0"
+
+    def parse(flag: str, texts: Sequence[str], *, listen: bool = False) -> tuple[Multiaddr, ...]:
+        out = []
+        for text in texts:
+            try:
+                addr = Multiaddr.parse(text, listen=listen)
+            except NetworkError as exc:
+                raise CliError(f"{flag}: {exc}") from None
+            if not listen and addr.peer_id is None:
+                raise CliError(f"{flag}: {text!r} has no /p2p/<peer id>; the peer's identity is checked on connect")
+            out.append(addr)
+        return tuple(out)
+
+    listen = parse("--listen-addr", args.listen_addr, listen=True) or (Multiaddr("ip4", host, port),)
+    return NetworkConfig(
+        listen_addrs=listen, bootnodes=parse("--bootnodes", args.bootnodes),
+        reserved_nodes=parse("--reserved-nodes", args.reserved_nodes), reserved_only=args.reserved_only,
+        in_peers=args.in_peers, out_peers=args.out_peers,
+        listen_fallback=args.port is None and not args.listen_addr,
+    )
 
 
 async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> None:

@@ -24,11 +24,12 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock
 from chain.crypto import Keypair, blake2_256
 from chain.errors import InvalidTransaction
@@ -41,6 +42,10 @@ from consensus.aura import Aura, compute_slot_author
 from consensus.block_import import ConsensusRules
 from genesis.spec import ChainSpec
 from node.metrics import NodeMetrics
+from node.network.identity import NodeKey
+from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
+from node.network.service import ChainStatus, NetworkConfig, NetworkService
+from node.network.sync import NodeLink
 
 log = logging.getLogger("polchain")
 
@@ -77,6 +82,9 @@ class NodeConfig:
     prometheus_host: str = "127.0.0.1"
     prometheus_port: int | None = None  # None: no metrics server
     prometheus_required: bool = False  # the port was asked for: failing to bind is an error
+    network: NetworkConfig | None = None  # None: no networking (a node alone)
+    node_key: str | None = None  # --node-key (hex)
+    node_key_file: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +121,31 @@ class NodeService:
         self.slot_ms = config.block_time_ms
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
         self.metrics = NodeMetrics(self)
+        self._import_listeners: list[Callable[[ImportedBlock], None]] = []
+        self.network: NetworkService | None = None
+        self.link: NodeLink | None = None
+        if config.network is not None:
+            self._setup_network(config.network, Path(base) / "chains" / spec.id / "network")
+
+    def _setup_network(self, net: NetworkConfig, network_dir: Path) -> None:
+        """The p2p service and its link to this node (node/network/sync.py holds the policy)."""
+        if self.config.node_key is not None:
+            key = NodeKey.from_hex(self.config.node_key)
+        elif self.config.node_key_file is not None:
+            key = NodeKey.from_file(self.config.node_key_file)
+        else:
+            key = NodeKey.load_or_generate(network_dir)
+        roles = ROLE_AUTHORITY if self.author is not None else ROLE_FULL
+        net = replace(net, roles=roles)
+        self.network = NetworkService(
+            key, net, genesis_hash=self.chain.genesis_hash, chain_status=self._link_status
+        )
+        self.link = NodeLink(self, self.network)
+        self._import_listeners.append(self.link.on_imported)
+
+    def _link_status(self) -> ChainStatus:
+        assert self.link is not None
+        return self.link.chain_status()
 
     # --- the pool's view of validity -----------------------------------------------------------
     def _validate_for_pool(self, xt: Extrinsic) -> Validity:
@@ -259,6 +292,19 @@ class NodeService:
             for xt_hash in included:
                 self._notify(xt_hash, {"finalized": "0x" + block_hash.hex()}, final=True)
             self._publish(self._final_watchers, block.header)
+        for listener in self._import_listeners:
+            listener(imported)
+
+    async def import_block(self, block: Block) -> ImportedBlock | None:
+        """Import a block from a peer, serialised with authoring; None if it no longer extends
+        the best block (we authored one meanwhile). BlockError if it is bad."""
+        async with self._lock:
+            if block.header.parent_hash != self.chain.best_hash:
+                return None
+            started = time.perf_counter()
+            imported = await asyncio.to_thread(self.chain.import_block, block)
+            self._after_import(imported, time.perf_counter() - started)
+            return imported
 
     def _next_own_slot(self, earliest: int) -> int | None:
         """The first slot from ``earliest`` that Aura gives to this node's key (None: never)."""
@@ -316,14 +362,30 @@ class NodeService:
             sys.setswitchinterval(switch_interval)
 
     async def _serve(self, rpc_server: Any | None) -> None:
-        if rpc_server is not None:
-            await rpc_server.start()
-            log.info("JSON-RPC on %s", rpc_server.url)
+        try:
+            if self.network is not None:
+                await self.network.start()
+                log.info("Local node identity is: %s", self.network.local_peer_id)
+                for addr in self.network.listen_addresses:
+                    log.info("Listening for new connections on %s", addr)
+            if rpc_server is not None:
+                await rpc_server.start()
+                log.info("JSON-RPC on %s", rpc_server.url)
+        except BaseException:
+            # A failed start (a port taken, say) leaves nothing open behind it.
+            if self.network is not None:
+                await self.network.stop()
+            self.close()
+            raise
         author = asyncio.create_task(self._authoring_loop())
         try:
             await self._stop.wait()
         finally:
             await asyncio.gather(author, return_exceptions=True)
+            if self.network is not None:
+                await self.network.stop()  # fails pending requests, so syncs end
+            if self.link is not None:
+                await self.link.stop()  # waits for an import in progress
             async with self._lock:  # the block in progress is written before the database closes
                 if rpc_server is not None:
                     await rpc_server.stop()

@@ -1,7 +1,8 @@
 """``system_*``: who the node is and what it serves (Substrate's ``sc-rpc`` system API).
 
-The node has no peers yet (networking is not built), so ``system_health`` and
-``system_peers`` say so.
+The peer-to-peer reads (``system_health``'s peers, ``system_peers``, ``system_localPeerId``,
+``system_localListenAddresses``) come from the node's network service (node/network); a node
+that runs none answers with no peers, no identity and no addresses.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from chain.pallets import balances
 from rpc.methods import MethodTable, bind_params
 from rpc.params import AccountId
+from rpc.shapes import hexb
 
 if TYPE_CHECKING:
     from rpc.api import NodeApi
@@ -42,13 +44,36 @@ def build(node: NodeApi, *, node_name: str) -> MethodTable:
     async def system_properties() -> dict[str, Any]:
         return spec.properties
 
+    # The p2p service and its sync link, when the node runs them.
+    network = getattr(node, "network", None)
+    link = getattr(node, "link", None)
+
     @bind_params
     async def system_health() -> dict[str, Any]:
-        return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+        if network is None:
+            return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
+        return {
+            "peers": len(network.peers()),
+            "isSyncing": bool(link is not None and link.is_syncing),
+            "shouldHavePeers": spec.chain_type != "Development",
+        }
 
     @bind_params
     async def system_peers() -> list[Any]:
-        return []
+        if network is None:
+            return []
+        return [
+            {"peerId": str(p.peer_id), "roles": p.role_name, "bestHash": hexb(p.best_hash), "bestNumber": p.best_number}
+            for p in network.peers()
+        ]
+
+    @bind_params
+    async def system_localPeerId() -> str | None:
+        return None if network is None else str(network.local_peer_id)
+
+    @bind_params
+    async def system_localListenAddresses() -> list[str]:
+        return [] if network is None else [str(a) for a in network.listen_addresses]
 
     @bind_params
     async def system_accountNextIndex(account: AccountId) -> int:
@@ -61,7 +86,9 @@ def build(node: NodeApi, *, node_name: str) -> MethodTable:
 
     for fn in (
         system_name, system_version, system_chain, system_chainType, system_properties,
-        system_health, system_peers, system_accountNextIndex,
+        system_health, system_localPeerId, system_localListenAddresses, system_accountNextIndex,
     ):
         table.register(fn.__name__, fn)
+    # Unsafe as in Substrate: it tells a caller whom this node talks to.
+    table.register("system_peers", system_peers, unsafe=True)
     return table

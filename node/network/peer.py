@@ -1,0 +1,172 @@
+"""One connected peer: an encrypted WebSocket with a bounded outbound queue and rate-limited reads.
+
+Writes go through a queue drained by one writer task, so a broadcast never waits on a slow
+peer and chunks of two messages never interleave (their Noise nonces follow the queue order).
+A peer whose queue is full is too slow to keep: the service disconnects it.
+
+Reads are checked in the order that costs the least work for a hostile peer: the WebSocket
+layer refuses frames over the Noise limit (aiohttp's ``max_msg_size``), the rate limiter
+counts a frame before it is decrypted, the session refuses a message over the bound before
+buffering more, and only then is the message decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from node.network.errors import Flood, FrameError, OversizeMessage, PeerGone
+from node.network.identity import PeerId
+from node.network.messages import Disconnect, Message, Status, decode_message, encode_message
+from node.network.multiaddr import Multiaddr
+from node.network.noise import NoiseSession
+from node.network.reputation import RateLimiter
+
+CLOSE_TIMEOUT = 1.0
+WS_MESSAGE_TOO_BIG = 1009
+
+
+class BoundedSet:
+    """A set that forgets its oldest members beyond ``capacity`` (seen-sets for gossip)."""
+
+    __slots__ = ("_items", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, item: bytes) -> bool:
+        """Add ``item``; True if it was new."""
+        if item in self._items:
+            return False
+        self._items[item] = None
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return True
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLimits:
+    frames_per_second: float
+    frame_burst: float
+    bytes_per_second: float
+    byte_burst: float
+    send_queue: int
+    known_capacity: int
+    requests_per_second: float
+    request_burst: float
+
+
+class Peer:
+    """An authenticated connection; ``status`` is what the remote said in its handshake."""
+
+    def __init__(
+        self,
+        ws: Any,  # aiohttp ClientWebSocketResponse or web.WebSocketResponse: same read/write API
+        session: NoiseSession,
+        status: Status,
+        *,
+        outbound: bool,
+        address: Multiaddr | None,
+        limits: PeerLimits,
+    ) -> None:
+        self.ws = ws
+        self.session = session
+        self.peer_id: PeerId = session.remote
+        self.status = status
+        self.best_number = status.best_number
+        self.best_hash = status.best_hash
+        self.outbound = outbound
+        self.address = address
+        self.connected_at = time.time()
+        self.known_blocks = BoundedSet(limits.known_capacity)
+        self.known_txs = BoundedSet(limits.known_capacity)
+        self.known_votes = BoundedSet(limits.known_capacity)
+        self.expired_requests: set[int] = set()  # ids of our requests that timed out (a few)
+        self._frames = RateLimiter(limits.frames_per_second, limits.frame_burst)
+        self._bytes = RateLimiter(limits.bytes_per_second, limits.byte_burst)
+        self.requests = RateLimiter(limits.requests_per_second, limits.request_burst)
+        self.last_size = 0  # bytes of the message recv() returned last
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
+        self._writer: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+        self.close_reason: str | None = None
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"p2p-write-{self.peer_id.short()}")
+
+    def send(self, message: Message) -> bool:
+        """Queue ``message``; False if the queue is full (the peer is not keeping up) or closed."""
+        if self.closed.is_set():
+            return False
+        try:
+            self._queue.put_nowait(encode_message(message))
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                data = await self._queue.get()
+                if data is None:
+                    return
+                for frame in self.session.encrypt(data):
+                    await self.ws.send_bytes(frame)
+        except (ConnectionError, aiohttp.ClientError, RuntimeError, OversizeMessage):
+            self.closed.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), CLOSE_TIMEOUT)  # so the reader ends too
+
+    async def recv(self) -> Message:
+        """The next whole message; raises FrameError, MessageError, Flood or PeerGone."""
+        while True:
+            msg = await self.ws.receive()
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                frame: bytes = msg.data
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                raise FrameError("a text frame; every frame after the handshake is binary ciphertext")
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                code = getattr(msg.data, "code", None)
+                if code == WS_MESSAGE_TOO_BIG:
+                    raise OversizeMessage(f"WebSocket frame over the Noise limit: {msg.data}")
+                raise FrameError(f"WebSocket protocol error: {msg.data}")
+            else:  # CLOSE, CLOSING, CLOSED
+                raise PeerGone("connection closed")
+            if not self._frames.take():
+                raise Flood(f"more than {self._frames.rate:g} frames/s (burst {self._frames.burst:g})")
+            if not self._bytes.take(len(frame)):
+                raise Flood(f"more than {self._bytes.rate:g} bytes/s (burst {self._bytes.burst:g})")
+            data = self.session.decrypt(frame)
+            if data is not None:
+                self.last_size = len(data)
+                return decode_message(data, self.session.max_message)
+
+    async def close(self, reason: str | None = None) -> None:
+        """Send ``Disconnect(reason)`` if given (best effort, bounded in time), then close."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        if reason is not None and not self.closed.is_set():
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(encode_message(Disconnect(reason[:256])))
+        self.closed.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        if self._writer is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_TIMEOUT)
+            self._writer.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(), CLOSE_TIMEOUT)

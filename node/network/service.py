@@ -1,0 +1,770 @@
+"""The network service: listen, dial, keep peers, gossip, serve and make block requests.
+
+A :class:`NetworkService` owns the node's connections. Every connection is an aiohttp
+WebSocket on ``/p2p``, secured by :mod:`node.network.noise` and opened by a :class:`Status`
+exchange; a peer on another genesis or protocol version is refused with the reason logged on
+both sides (the refusing side sends an encrypted :class:`Disconnect`).
+
+Policy, in Substrate's terms (sc-network's peerset): ``in_peers`` / ``out_peers`` slots for
+ordinary peers; reserved nodes are dialed and kept connected outside the slots;
+``reserved_only`` refuses everyone else. Bootnodes and reserved nodes are redialed with
+exponential backoff (``reconnect_min`` doubling to ``reconnect_max``, with jitter). Two
+connections between the same pair (both dialed at once) are resolved the same way on both
+sides: the one dialed by the smaller peer id stays.
+
+Reading is split from handling: each peer's reader decodes, rate-limits and resolves
+responses to our requests, and passes everything else through a bounded queue to a handler
+task, so a handler that waits (an import that asks the same peer for blocks) never stalls the
+reader, and a peer that fills the queue is flooding. Misbehaviour costs reputation
+(:mod:`node.network.reputation`); a peer below the threshold is disconnected and banned.
+
+The node plugs in with callbacks (all optional, all async):
+
+- ``on_block_announce(peer, header)``: a header not seen before;
+- ``on_transactions(peer, extrinsics)``: encoded extrinsics not seen before (the seen-set is
+  global and bounded, so gossip never loops);
+- ``serve_block_request(peer, request) -> Sequence[BlockData]``;
+- ``on_vote(peer, payload) -> bool`` and ``on_justification(peer, payload) -> bool``: True
+  re-gossips the payload to the other peers, False charges the sender;
+- ``on_peer_connected(peer_info)`` / ``on_peer_disconnected(peer_id)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from chain.crypto import blake2_256
+from chain.header import Header
+from node.network.errors import (
+    Flood,
+    FrameError,
+    HandshakeError,
+    MessageError,
+    NetworkError,
+    OversizeMessage,
+    PeerGone,
+    PeerRefused,
+    RequestFailed,
+)
+from node.network.identity import NodeKey, PeerId
+from node.network.messages import (
+    ASCENDING,
+    MAX_BLOCKS_PER_REQUEST,
+    MAX_MESSAGE_SIZE,
+    MAX_TRANSACTIONS_PER_MESSAGE,
+    PROTOCOL_VERSION,
+    ROLE_AUTHORITY,
+    ROLE_FULL,
+    BlockAnnounce,
+    BlockData,
+    BlockRequest,
+    BlockResponse,
+    Disconnect,
+    FinalityVote,
+    Justification,
+    Message,
+    Status,
+    Transactions,
+    encode_message,
+)
+from node.network.multiaddr import Multiaddr
+from node.network.noise import MAX_NOISE_MESSAGE, StaticKey, handshake
+from node.network.peer import BoundedSet, Peer, PeerLimits
+from node.network.reputation import Misbehaviour, ReputationBook
+
+log = logging.getLogger("polchain.network")
+
+WS_PATH = "/p2p"
+DEFAULT_PORT = 30333
+# aiohttp refuses a message whose size is >= max_msg_size, so a full 65535-byte Noise frame needs one more.
+WS_MAX_MSG_SIZE = MAX_NOISE_MESSAGE + 1
+ENVELOPE = 64  # bytes around a message's items: array headers, tag, id
+ITEM_OVERHEAD = 5  # a MessagePack bin header, at most
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStatus:
+    """What the node tells peers about its chain (the mutable part of :class:`Status`)."""
+
+    best_number: int
+    best_hash: bytes
+    finalized_number: int
+    finalized_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """A connected peer, as ``system_peers`` shows it."""
+
+    peer_id: PeerId
+    roles: int
+    best_number: int
+    best_hash: bytes
+    outbound: bool
+    address: Multiaddr | None
+
+    @property
+    def role_name(self) -> str:
+        return "AUTHORITY" if self.roles & ROLE_AUTHORITY else "FULL"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    listen_addrs: tuple[Multiaddr, ...] = (Multiaddr("ip4", "0.0.0.0", DEFAULT_PORT),)
+    bootnodes: tuple[Multiaddr, ...] = ()
+    reserved_nodes: tuple[Multiaddr, ...] = ()
+    reserved_only: bool = False
+    in_peers: int = 32  # Substrate's defaults
+    out_peers: int = 8
+    roles: int = ROLE_FULL
+    max_message_size: int = MAX_MESSAGE_SIZE
+    handshake_timeout: float = 5.0
+    request_timeout: float = 10.0
+    ban_seconds: float = 60.0
+    frames_per_second: float = 2000.0
+    frame_burst: float = 4000.0
+    bytes_per_second: float = 64 * 1024 * 1024
+    byte_burst: float = 2 * MAX_MESSAGE_SIZE
+    send_queue: int = 1024
+    inbound_queue: int = 256  # messages waiting for their handler, and at most 2 × max_message_size bytes
+    requests_per_second: float = 20.0  # block requests served per peer (each may cost 16 MiB)
+    request_burst: float = 40.0
+    max_pending_handshakes: int = 16
+    seen_capacity: int = 65536
+    known_capacity: int = 8192
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    maintain_interval: float = 0.25
+    heartbeat: float = 20.0  # WebSocket pings; a peer silent for longer is gone
+    # The listen addresses are defaults the user did not choose: if a port is taken, listen
+    # on a free one (logged) instead of failing. An explicit --port/--listen-addr fails.
+    listen_fallback: bool = False
+
+
+@dataclass(slots=True)
+class _Target:
+    """A bootnode or reserved node the service keeps dialing."""
+
+    addr: Multiaddr
+    reserved: bool
+    backoff: float
+    next_try: float = 0.0
+    peer_id: PeerId | None = None
+    dialing: bool = False
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class NetworkHandlers:
+    on_block_announce: Handler | None = None
+    on_transactions: Handler | None = None
+    serve_block_request: Handler | None = None
+    on_vote: Handler | None = None
+    on_justification: Handler | None = None
+    on_peer_connected: Handler | None = None
+    on_peer_disconnected: Handler | None = None
+
+
+class NetworkService:
+    def __init__(
+        self,
+        key: NodeKey,
+        config: NetworkConfig,
+        *,
+        genesis_hash: bytes,
+        chain_status: Callable[[], ChainStatus],
+        handlers: NetworkHandlers | None = None,
+    ) -> None:
+        self.key = key
+        self.config = config
+        self.genesis_hash = genesis_hash
+        self.chain_status = chain_status
+        self.handlers = handlers or NetworkHandlers()
+        self.reputation = ReputationBook(config.ban_seconds)
+        self._static = StaticKey.generate(key)
+        self._limits = PeerLimits(
+            config.frames_per_second, config.frame_burst, config.bytes_per_second,
+            config.byte_burst, config.send_queue, config.known_capacity,
+            config.requests_per_second, config.request_burst,
+        )
+        self._peers: dict[PeerId, Peer] = {}
+        self._reserved_ids = {a.peer_id for a in config.reserved_nodes if a.peer_id is not None}
+        self._targets = [
+            _Target(a, True, config.reconnect_min) for a in config.reserved_nodes
+        ] + [_Target(a, False, config.reconnect_min) for a in config.bootnodes if not config.reserved_only]
+        self._blocked_until: dict[PeerId, float] = {}
+        self._seen_txs = BoundedSet(config.seen_capacity)
+        self._seen_blocks = BoundedSet(config.seen_capacity)
+        self._seen_votes = BoundedSet(config.seen_capacity)
+        self._pending: dict[tuple[PeerId, int], asyncio.Future[BlockResponse]] = {}
+        self._request_ids = itertools.count(1)
+        self._pending_handshakes = 0
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listen: list[Multiaddr] = []
+        self._stopping = False
+
+    # --- identity and addresses ---------------------------------------------------------------
+    @property
+    def local_peer_id(self) -> PeerId:
+        return self.key.peer_id
+
+    @property
+    def listen_addresses(self) -> list[Multiaddr]:
+        """Where this node listens, with the ports actually bound and its /p2p/ id."""
+        return [a.with_peer_id(self.local_peer_id) for a in self._listen]
+
+    def peers(self) -> list[PeerInfo]:
+        return [
+            PeerInfo(p.peer_id, p.status.roles, p.best_number, p.best_hash, p.outbound, p.address)
+            for p in self._peers.values()
+        ]
+
+    def peer(self, peer_id: PeerId) -> PeerInfo | None:
+        p = self._peers.get(peer_id)
+        return None if p is None else PeerInfo(p.peer_id, p.status.roles, p.best_number, p.best_hash, p.outbound, p.address)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get(WS_PATH, self._accept)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        for addr in self.config.listen_addrs:
+            if addr.protocol not in ("ip4", "ip6"):
+                raise NetworkError(f"cannot listen on {addr}: a listen address is /ip4 or /ip6")
+            family = socket.AF_INET if addr.protocol == "ip4" else socket.AF_INET6
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                try:
+                    sock.bind((addr.host, addr.port))
+                except OSError as exc:
+                    if not (self.config.listen_fallback and exc.errno == errno.EADDRINUSE):
+                        raise
+                    log.warning("p2p port %d is in use; listening on a free port instead", addr.port)
+                    sock.bind((addr.host, 0))
+            except OSError as exc:
+                sock.close()
+                raise NetworkError(f"cannot listen on {addr}: {exc.strerror}") from None
+            port = sock.getsockname()[1]
+            await web.SockSite(self._runner, sock).start()
+            self._listen.append(Multiaddr(addr.protocol, addr.host, port))
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=self.config.handshake_timeout))
+        self._spawn(self._maintain(), "p2p-maintain")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*[p.close("node shutting down") for p in list(self._peers.values())], return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(RequestFailed("the network service stopped"))
+        self._pending.clear()
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- connections ----------------------------------------------------------------------------
+    def _status(self) -> Status:
+        s = self.chain_status()
+        return Status(
+            PROTOCOL_VERSION, self.genesis_hash, self.config.roles,
+            s.best_number, s.best_hash, s.finalized_number, s.finalized_hash,
+        )
+
+    async def dial(self, addr: Multiaddr) -> PeerId:
+        """Connect to ``addr`` (checking its /p2p/ id if it has one); the remote's PeerId.
+
+        Raises HandshakeError (including WrongPeer), PeerRefused, or NetworkError if the TCP
+        or WebSocket connection fails. The connection then runs in the background.
+        """
+        if self._session is None:
+            raise NetworkError("the network service is not started")
+        if addr.peer_id == self.local_peer_id:
+            raise PeerRefused(f"{addr} is this node")
+        if addr.peer_id is not None:
+            self._check_allowed(addr.peer_id, outbound=True)
+        try:
+            ws = await self._session.ws_connect(
+                addr.websocket_url(WS_PATH), max_msg_size=WS_MAX_MSG_SIZE, compress=0, autoping=True,
+                heartbeat=self.config.heartbeat,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise NetworkError(f"cannot connect to {addr}: {exc or type(exc).__name__}") from None
+        try:
+            peer = await self._establish(ws, outbound=True, address=addr)
+        except BaseException:
+            await ws.close()
+            raise
+        self._spawn(self._run_peer(peer), f"p2p-peer-{peer.peer_id.short()}")
+        return peer.peer_id
+
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
+        if self._stopping:
+            raise web.HTTPServiceUnavailable(text="shutting down")
+        if self._pending_handshakes >= self.config.max_pending_handshakes:
+            raise web.HTTPServiceUnavailable(text="too many handshakes in progress")
+        ws = web.WebSocketResponse(
+            max_msg_size=WS_MAX_MSG_SIZE, compress=False, autoping=True, heartbeat=self.config.heartbeat
+        )
+        if not ws.can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="polchain p2p: a WebSocket upgrade is expected")
+        await ws.prepare(request)
+        remote = request.remote or "?"
+        self._pending_handshakes += 1  # inbound only: our own dials never crowd out peers
+        try:
+            peer = await self._establish(ws, outbound=False, address=None)
+        except NetworkError as exc:
+            log.info("inbound connection from %s refused: %s", remote, exc)
+            await ws.close()
+            return ws
+        finally:
+            self._pending_handshakes -= 1
+        await self._run_peer(peer)
+        return ws
+
+    async def _establish(self, ws: Any, *, outbound: bool, address: Multiaddr | None) -> Peer:
+        """Noise handshake, policy checks, Status exchange; the registered peer."""
+        try:
+            session = await handshake(
+                self._static, initiator=outbound, send=ws.send_bytes, recv=lambda: _recv_raw(ws),
+                expected=address.peer_id if address else None,
+                max_message=self.config.max_message_size, timeout=self.config.handshake_timeout,
+            )
+        except BaseException:
+            await ws.close()
+            raise
+        peer = Peer(ws, session, self._status(), outbound=outbound, address=address, limits=self._limits)
+        peer.start()
+        try:
+            await self._open(peer)
+        except PeerRefused as exc:
+            await peer.close(None if exc.told else str(exc))  # the reason goes to the remote encrypted
+            raise
+        except BaseException:
+            await peer.close("bad status message")
+            raise
+        return peer
+
+    async def _open(self, peer: Peer) -> None:
+        """Policy checks and the Status exchange on a fresh session; registers the peer."""
+        remote = peer.peer_id
+        if remote == self.local_peer_id:
+            raise PeerRefused("connected to itself")
+        self._check_allowed(remote, outbound=peer.outbound)
+        peer.send(self._status())
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                first = await peer.recv()
+        except TimeoutError:
+            raise HandshakeError(f"{remote} sent no status within {self.config.handshake_timeout:g} s") from None
+        except (FrameError, MessageError, Flood, PeerGone) as exc:
+            raise HandshakeError(f"{remote} did not send a valid status: {exc}") from None
+        if isinstance(first, Disconnect):
+            raise PeerRefused(f"{remote} refused us: {first.reason!r}", told=True)
+        reason = self._refusal(first)
+        if reason is not None:
+            log.warning("refusing peer %s: %s", remote, reason)
+            raise PeerRefused(f"{remote}: {reason}")
+        assert isinstance(first, Status)
+        peer.status = first
+        peer.best_number, peer.best_hash = first.best_number, first.best_hash
+        self._register(peer)
+
+    def _refusal(self, first: Message) -> str | None:
+        if not isinstance(first, Status):
+            return f"expected a status message first, got {type(first).__name__}"
+        if first.version != PROTOCOL_VERSION:
+            return f"protocol version {first.version} is not ours ({PROTOCOL_VERSION})"
+        if first.genesis_hash != self.genesis_hash:
+            return (
+                f"genesis 0x{first.genesis_hash.hex()} is not ours (0x{self.genesis_hash.hex()}): "
+                "the peer is on another chain"
+            )
+        return None
+
+    def _check_allowed(self, peer_id: PeerId, *, outbound: bool) -> None:
+        banned = self.reputation.banned_for(peer_id)
+        if banned > 0:
+            raise PeerRefused(f"{peer_id} is banned for {banned:.0f} more s")
+        if self._blocked_until.get(peer_id, 0.0) > time.monotonic():
+            raise PeerRefused(f"{peer_id} was dropped and is not accepted again yet")
+        reserved = peer_id in self._reserved_ids
+        if self.config.reserved_only and not reserved:
+            raise PeerRefused(f"{peer_id} is not a reserved node (--reserved-only)")
+        old = self._peers.get(peer_id)
+        if old is not None:
+            if not self._replaces(old, outbound):
+                raise PeerRefused(f"already connected to {peer_id}")
+            return  # it takes the old connection's slot
+        if reserved:
+            return
+        count = sum(1 for p in self._peers.values() if p.outbound == outbound and p.peer_id not in self._reserved_ids)
+        limit = self.config.out_peers if outbound else self.config.in_peers
+        if count >= limit:
+            raise PeerRefused(f"no free {'outbound' if outbound else 'inbound'} slot ({count}/{limit})")
+
+    def _replaces(self, old: Peer, outbound: bool) -> bool:
+        """Whether a new connection (``outbound`` or not) to ``old``'s peer should replace it.
+
+        Both sides keep the connection dialed by the smaller peer id, so a simultaneous dial
+        ends with the same single connection at both ends.
+        """
+        dialer_new = self.local_peer_id if outbound else old.peer_id
+        dialer_old = self.local_peer_id if old.outbound else old.peer_id
+        return dialer_new < dialer_old
+
+    def _register(self, peer: Peer) -> None:
+        old = self._peers.get(peer.peer_id)
+        if old is not None:  # a connection that finished its handshake meanwhile
+            if not self._replaces(old, peer.outbound):
+                raise PeerRefused(f"already connected to {peer.peer_id}")
+            self._spawn(self._drop(old, "replaced by a simultaneous connection"), "p2p-close")
+        self._peers[peer.peer_id] = peer
+        for t in self._targets:
+            if peer.address is not None and t.addr == peer.address:
+                t.peer_id = peer.peer_id
+        log.info(
+            "connected to %s (%s, best #%d)", peer.peer_id,
+            "outbound" if peer.outbound else "inbound", peer.best_number,
+        )
+
+    async def _run_peer(self, peer: Peer) -> None:
+        queue: asyncio.Queue[tuple[Message, int]] = asyncio.Queue(self.config.inbound_queue)
+        waiting = [0]  # bytes in the queue; the worker subtracts what it has handled
+        max_waiting = 2 * self.config.max_message_size
+        worker = asyncio.create_task(self._work(peer, queue, waiting), name=f"p2p-work-{peer.peer_id.short()}")
+        if self.handlers.on_peer_connected is not None:
+            with contextlib.suppress(Exception):
+                await self.handlers.on_peer_connected(self.peer(peer.peer_id))
+        reason: str | None = None
+        try:
+            while not peer.closed.is_set():
+                try:
+                    msg = await peer.recv()
+                except OversizeMessage as exc:
+                    reason = self._misbehaved(peer, Misbehaviour.OVERSIZE, str(exc))
+                    break
+                except Flood as exc:
+                    reason = self._misbehaved(peer, Misbehaviour.FLOOD, str(exc))
+                    break
+                except (FrameError, MessageError) as exc:
+                    reason = self._misbehaved(peer, Misbehaviour.GARBAGE, str(exc))
+                    break
+                except PeerGone:
+                    break
+                if isinstance(msg, BlockResponse):
+                    fut = self._pending.pop((peer.peer_id, msg.id), None)
+                    if fut is None:
+                        if msg.id in peer.expired_requests:
+                            continue  # late, already charged as a timeout
+                        if self.report_peer(peer.peer_id, Misbehaviour.UNSOLICITED_RESPONSE):
+                            break
+                    elif not fut.done():
+                        fut.set_result(msg)
+                elif isinstance(msg, Disconnect):
+                    log.info("peer %s disconnected: %r", peer.peer_id, msg.reason)
+                    break
+                elif isinstance(msg, Status):
+                    reason = self._misbehaved(peer, Misbehaviour.BAD_STATUS, "a second status message")
+                    break
+                else:
+                    if isinstance(msg, BlockRequest) and not peer.requests.take():
+                        reason = self._misbehaved(
+                            peer, Misbehaviour.FLOOD,
+                            f"more than {peer.requests.rate:g} block requests/s (burst {peer.requests.burst:g})",
+                        )
+                        break
+                    if waiting[0] + peer.last_size > max_waiting:
+                        reason = self._misbehaved(
+                            peer, Misbehaviour.FLOOD, f"more than {max_waiting} bytes waiting to be handled"
+                        )
+                        break
+                    try:
+                        queue.put_nowait((msg, peer.last_size))
+                    except asyncio.QueueFull:
+                        reason = self._misbehaved(
+                            peer, Misbehaviour.FLOOD, f"{self.config.inbound_queue} messages waiting to be handled"
+                        )
+                        break
+                    waiting[0] += peer.last_size
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await worker
+            await self._drop(peer, reason)
+
+    async def _drop(self, peer: Peer, reason: str | None) -> None:
+        if self._peers.get(peer.peer_id) is peer:
+            del self._peers[peer.peer_id]
+            for key, fut in list(self._pending.items()):
+                if key[0] == peer.peer_id:
+                    del self._pending[key]
+                    if not fut.done():
+                        fut.set_exception(RequestFailed(f"{peer.peer_id} disconnected"))
+            log.info("disconnected from %s%s", peer.peer_id, f": {reason}" if reason else "")
+            if self.handlers.on_peer_disconnected is not None:
+                with contextlib.suppress(Exception):
+                    await self.handlers.on_peer_disconnected(peer.peer_id)
+        await peer.close(reason)
+
+    def _misbehaved(self, peer: Peer, what: Misbehaviour, detail: str) -> str:
+        banned = self.reputation.report(peer.peer_id, what)
+        log.warning(
+            "peer %s misbehaved (%s: %s)%s", peer.peer_id, what.reason, detail,
+            f"; banned for {self.config.ban_seconds:g} s" if banned else "",
+        )
+        return f"{what.reason}: {detail}"
+
+    def report_peer(self, peer_id: PeerId, what: Misbehaviour, detail: str = "") -> bool:
+        """Charge ``peer_id`` (e.g. the importer found a bad block); True if it was banned."""
+        banned = self.reputation.report(peer_id, what)
+        log.warning("peer %s: %s%s%s", peer_id, what.reason, f" ({detail})" if detail else "", "; banned" if banned else "")
+        peer = self._peers.get(peer_id)
+        if banned and peer is not None:
+            self._spawn(self._drop(peer, f"banned: {what.reason}"), "p2p-ban")
+        return banned
+
+    def drop_peer(self, peer_id: PeerId, *, seconds: float = 0.0) -> bool:
+        """Disconnect ``peer_id`` and refuse it for ``seconds`` (a partition for tests)."""
+        if seconds > 0:
+            self._blocked_until[peer_id] = time.monotonic() + seconds
+        for t in self._targets:
+            if t.peer_id == peer_id:
+                t.next_try = time.monotonic() + max(seconds, t.backoff)
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return False
+        self._spawn(self._drop(peer, "dropped by the node"), "p2p-drop")
+        return True
+
+    # --- reconnecting ---------------------------------------------------------------------------
+    async def _maintain(self) -> None:
+        while True:
+            now = time.monotonic()
+            outbound = sum(1 for p in self._peers.values() if p.outbound and p.peer_id not in self._reserved_ids)
+            for t in self._targets:
+                if t.dialing or t.next_try > now or (t.peer_id is not None and t.peer_id in self._peers):
+                    continue
+                if not t.reserved and outbound >= self.config.out_peers:
+                    continue
+                t.dialing = True
+                self._spawn(self._dial_target(t), f"p2p-dial-{t.addr.port}")
+            await asyncio.sleep(self.config.maintain_interval)
+
+    async def _dial_target(self, t: _Target) -> None:
+        try:
+            t.peer_id = await self.dial(t.addr)
+            t.backoff = self.config.reconnect_min
+            t.next_try = time.monotonic() + t.backoff
+        except NetworkError as exc:
+            log.debug("dialing %s failed: %s", t.addr, exc)
+            t.next_try = time.monotonic() + t.backoff * random.uniform(0.75, 1.25)
+            t.backoff = min(self.config.reconnect_max, t.backoff * 2)
+        finally:
+            t.dialing = False
+
+    # --- handling what peers send -----------------------------------------------------------------
+    async def _work(self, peer: Peer, queue: asyncio.Queue[tuple[Message, int]], waiting: list[int]) -> None:
+        h = self.handlers
+        while True:
+            msg, size = await queue.get()
+            try:
+                if isinstance(msg, BlockAnnounce):
+                    await self._on_announce(peer, msg.header)
+                elif isinstance(msg, Transactions):
+                    fresh = []
+                    for raw in msg.extrinsics:
+                        xt_hash = blake2_256(raw)
+                        peer.known_txs.add(xt_hash)
+                        if self._seen_txs.add(xt_hash):
+                            fresh.append(raw)
+                    if fresh and h.on_transactions is not None:
+                        await h.on_transactions(peer.peer_id, tuple(fresh))
+                elif isinstance(msg, BlockRequest):
+                    await self._serve(peer, msg)
+                elif isinstance(msg, FinalityVote):
+                    await self._on_finality(peer, msg, h.on_vote)
+                elif isinstance(msg, Justification):
+                    await self._on_finality(peer, msg, h.on_justification)
+            except NetworkError as exc:
+                log.warning("handling a message from %s failed: %s", peer.peer_id, exc)
+            except Exception:
+                log.exception("handler failed on a message from %s", peer.peer_id)
+            finally:
+                waiting[0] -= size
+
+    async def _on_announce(self, peer: Peer, header: Header) -> None:
+        block_hash = header.hash()
+        peer.known_blocks.add(block_hash)
+        if header.number > peer.best_number:
+            peer.best_number, peer.best_hash = header.number, block_hash
+        if self._seen_blocks.add(block_hash) and self.handlers.on_block_announce is not None:
+            await self.handlers.on_block_announce(peer.peer_id, header)
+
+    async def _on_finality(self, peer: Peer, msg: FinalityVote | Justification, handler: Handler | None) -> None:
+        digest = blake2_256(bytes((0 if isinstance(msg, FinalityVote) else 1,)) + msg.payload)
+        peer.known_votes.add(digest)
+        if handler is None or not self._seen_votes.add(digest):
+            return
+        if await handler(peer.peer_id, msg.payload):
+            self._gossip(msg, digest, lambda p: p.known_votes)
+        else:
+            self.report_peer(peer.peer_id, Misbehaviour.BAD_VOTE, type(msg).__name__)
+
+    async def _serve(self, peer: Peer, req: BlockRequest) -> None:
+        blocks: Sequence[BlockData] = ()
+        if self.handlers.serve_block_request is not None:
+            blocks = await self.handlers.serve_block_request(peer.peer_id, req)
+        out: list[BlockData] = []
+        budget = self.config.max_message_size - ENVELOPE
+        for bd in blocks[: req.count]:
+            budget -= len(encode_message(BlockResponse(0, (bd,))))
+            if budget < 0:
+                break
+            out.append(bd)
+        if not peer.send(BlockResponse(req.id, tuple(out))):
+            log.debug("response to %s dropped: its send queue is full", peer.peer_id)
+
+    # --- what the node sends ----------------------------------------------------------------------
+    def _gossip(self, msg: Message, digest: bytes, known: Callable[[Peer], BoundedSet]) -> int:
+        sent = 0
+        for p in list(self._peers.values()):
+            if known(p).add(digest):
+                if p.send(msg):
+                    sent += 1
+                else:
+                    self._spawn(self._drop(p, "send queue full: too slow"), "p2p-slow")
+        return sent
+
+    def broadcast_block(self, header: Header) -> int:
+        """Announce ``header`` to every peer that does not know it yet; the number sent to."""
+        block_hash = header.hash()
+        self._seen_blocks.add(block_hash)
+        return self._gossip(BlockAnnounce(header), block_hash, lambda p: p.known_blocks)
+
+    def broadcast_transactions(self, extrinsics: Sequence[bytes]) -> int:
+        """Gossip encoded extrinsics; each peer gets those it has not sent or been sent."""
+        budget = self.config.max_message_size - ENVELOPE
+        too_big = [raw for raw in extrinsics if len(raw) + ITEM_OVERHEAD > budget]
+        if too_big:
+            log.warning("not gossiping %d extrinsic(s) over the %d-byte message budget", len(too_big), budget)
+            extrinsics = [raw for raw in extrinsics if len(raw) + ITEM_OVERHEAD <= budget]
+        hashes = [blake2_256(raw) for raw in extrinsics]
+        for h in hashes:
+            self._seen_txs.add(h)
+        sent = 0
+        for p in list(self._peers.values()):
+            batch: list[bytes] = []
+            size = 0
+            for raw, h in zip(extrinsics, hashes, strict=True):
+                if not p.known_txs.add(h):
+                    continue
+                if batch and (len(batch) == MAX_TRANSACTIONS_PER_MESSAGE or size + len(raw) + ITEM_OVERHEAD > budget):
+                    sent += p.send(Transactions(tuple(batch)))
+                    batch, size = [], 0
+                batch.append(raw)
+                size += len(raw) + ITEM_OVERHEAD
+            if batch:
+                sent += p.send(Transactions(tuple(batch)))
+        return sent
+
+    def broadcast_vote(self, payload: bytes) -> int:
+        msg = FinalityVote(payload)
+        return self._gossip(msg, blake2_256(b"\0" + payload), lambda p: p.known_votes)
+
+    def broadcast_justification(self, payload: bytes) -> int:
+        msg = Justification(payload)
+        return self._gossip(msg, blake2_256(b"\1" + payload), lambda p: p.known_votes)
+
+    async def request_blocks(
+        self,
+        peer_id: PeerId,
+        start: bytes | int,
+        count: int,
+        direction: int = ASCENDING,
+        *,
+        timeout: float | None = None,
+    ) -> list[BlockData]:
+        """Ask ``peer_id`` for up to ``count`` blocks from ``start``; checked to link up.
+
+        The answer must start at ``start`` and each block must be the parent (descending) or
+        child (ascending) of the one before; a peer that answers otherwise is charged and the
+        request fails. An empty answer is allowed (the peer does not have the block).
+        """
+        if not 1 <= count <= MAX_BLOCKS_PER_REQUEST:
+            raise RequestFailed(f"count {count} is outside 1..{MAX_BLOCKS_PER_REQUEST}")
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            raise RequestFailed(f"{peer_id} is not connected")
+        req = BlockRequest(next(self._request_ids), start, count, direction)
+        fut: asyncio.Future[BlockResponse] = asyncio.get_running_loop().create_future()
+        self._pending[(peer_id, req.id)] = fut
+        if not peer.send(req):
+            self._pending.pop((peer_id, req.id), None)
+            raise RequestFailed(f"{peer_id}'s send queue is full")
+        try:
+            resp = await asyncio.wait_for(fut, timeout or self.config.request_timeout)
+        except TimeoutError:
+            self._pending.pop((peer_id, req.id), None)
+            peer.expired_requests.add(req.id)
+            self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)
+            raise RequestFailed(f"{peer_id} did not answer block request {req.id} in time") from None
+        problem = _check_response(req, resp.blocks)
+        if problem is not None:
+            self.report_peer(peer_id, Misbehaviour.WRONG_RESPONSE, problem)
+            raise RequestFailed(f"{peer_id} answered block request {req.id} wrongly: {problem}")
+        return list(resp.blocks)
+
+
+def _check_response(req: BlockRequest, blocks: Sequence[BlockData]) -> str | None:
+    if len(blocks) > req.count:
+        return f"{len(blocks)} blocks for a request of {req.count}"
+    if not blocks:
+        return None
+    first = blocks[0].block.header
+    if isinstance(req.start, bytes) and first.hash() != req.start:
+        return "the first block is not the one requested"
+    if isinstance(req.start, int) and first.number != req.start:
+        return f"the first block is #{first.number}, not #{req.start}"
+    for a, b in itertools.pairwise(blocks):
+        lo, hi = (a, b) if req.direction == ASCENDING else (b, a)
+        if hi.block.header.parent_hash != lo.block.hash() or hi.block.header.number != lo.block.header.number + 1:
+            return f"block #{b.block.header.number} does not link to #{a.block.header.number}"
+    return None
+
+
+async def _recv_raw(ws: Any) -> bytes:
+    msg = await ws.receive()
+    if msg.type != aiohttp.WSMsgType.BINARY:
+        raise HandshakeError(f"expected a binary handshake frame, got {msg.type.name}")
+    return bytes(msg.data)

@@ -1,0 +1,194 @@
+"""Real NetworkServices on loopback for tests: a synthetic chain, recording handlers, a raw peer."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiohttp
+
+from chain.block import Block, Body
+from chain.header import ZERO_HASH, Header
+from node.network.identity import NodeKey, PeerId
+from node.network.messages import (
+    PROTOCOL_VERSION,
+    ROLE_FULL,
+    BlockData,
+    BlockRequest,
+    Message,
+    Status,
+    decode_message,
+    encode_message,
+)
+from node.network.multiaddr import Multiaddr
+from node.network.noise import MAX_NOISE_MESSAGE, NoiseSession, StaticKey, handshake
+from node.network.service import (
+    WS_PATH,
+    ChainStatus,
+    NetworkConfig,
+    NetworkHandlers,
+    NetworkService,
+)
+
+GENESIS = b"\x47" * 32
+LOOPBACK = (Multiaddr("ip4", "127.0.0.1", 0),)
+FAST = NetworkConfig(
+    listen_addrs=LOOPBACK, handshake_timeout=2.0, request_timeout=2.0, ban_seconds=30.0,
+    reconnect_min=0.1, reconnect_max=0.5, maintain_interval=0.05,
+)
+
+
+def make_chain(n: int, salt: bytes = b"", *, parent: bytes = ZERO_HASH, start: int = 0) -> list[Block]:
+    """``n`` blocks #start.., each the child of the one before (no state: only links matter here)."""
+    blocks: list[Block] = []
+    for i in range(start, start + n):
+        h = Header(parent, i, (salt + bytes(32))[:32], ZERO_HASH, i, bytes(32))
+        blocks.append(Block(h, Body()))
+        parent = h.hash()
+    return blocks
+
+
+@dataclass
+class Node:
+    """A NetworkService with a synthetic chain and queues of what its handlers saw."""
+
+    service: NetworkService
+    blocks: list[Block]
+    announces: asyncio.Queue[tuple[PeerId, Header]] = field(default_factory=asyncio.Queue)
+    txs: list[tuple[PeerId, tuple[bytes, ...]]] = field(default_factory=list)
+    tx_event: asyncio.Event = field(default_factory=asyncio.Event)
+    votes: list[bytes] = field(default_factory=list)
+    regossip: bool = True
+
+    @property
+    def addr(self) -> Multiaddr:
+        return self.service.listen_addresses[0]
+
+    @property
+    def id(self) -> PeerId:
+        return self.service.local_peer_id
+
+    def status(self) -> ChainStatus:
+        best = self.blocks[-1]
+        return ChainStatus(best.header.number, best.hash(), 0, self.blocks[0].hash())
+
+    async def on_announce(self, peer: PeerId, header: Header) -> None:
+        await self.announces.put((peer, header))
+
+    async def on_transactions(self, peer: PeerId, xts: tuple[bytes, ...]) -> None:
+        self.txs.append((peer, xts))
+        self.tx_event.set()
+        if self.regossip:  # what the node does after its pool accepts them
+            self.service.broadcast_transactions(xts)
+
+    async def serve(self, peer: PeerId, req: BlockRequest) -> list[BlockData]:
+        by_hash = {b.hash(): b for b in self.blocks}
+        start = by_hash.get(req.start) if isinstance(req.start, bytes) else (
+            self.blocks[req.start] if req.start < len(self.blocks) else None
+        )
+        if start is None:
+            return []
+        i = start.header.number
+        step = 1 if req.direction == 0 else -1
+        out = []
+        while 0 <= i < len(self.blocks) and len(out) < req.count:
+            out.append(BlockData(self.blocks[i]))
+            i += step
+        return out
+
+    async def on_vote(self, peer: PeerId, payload: bytes) -> bool:
+        self.votes.append(payload)
+        return not payload.startswith(b"bad")
+
+
+async def start_node(
+    config: NetworkConfig = FAST, *, genesis: bytes = GENESIS, blocks: int = 10, key: NodeKey | None = None, **changes: Any
+) -> Node:
+    node = Node(service=None, blocks=make_chain(blocks))  # type: ignore[arg-type]
+    handlers = NetworkHandlers(
+        on_block_announce=node.on_announce, on_transactions=node.on_transactions,
+        serve_block_request=node.serve, on_vote=node.on_vote, on_justification=node.on_vote,
+    )
+    node.service = NetworkService(
+        key or NodeKey.generate(), replace(config, **changes), genesis_hash=genesis,
+        chain_status=node.status, handlers=handlers,
+    )
+    await node.service.start()
+    return node
+
+
+async def wait_for(predicate, timeout: float = 5.0, what: str = "condition") -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+class RawPeer:
+    """A hand-driven client: real WebSocket and Noise, then whatever bytes a test wants to send."""
+
+    def __init__(self, key: NodeKey | None = None) -> None:
+        self.key = key or NodeKey.generate()
+        self.static = StaticKey.generate(self.key)
+        self.http: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.session: NoiseSession | None = None
+
+    async def connect(self, addr: Multiaddr, *, genesis: bytes = GENESIS, status: bool = True) -> Message | None:
+        self.http = aiohttp.ClientSession()
+        self.ws = await self.http.ws_connect(addr.websocket_url(WS_PATH), max_msg_size=0)
+        ws = self.ws
+
+        async def recv() -> bytes:
+            msg = await ws.receive()
+            return bytes(msg.data)
+
+        self.session = await handshake(
+            self.static, initiator=True, send=ws.send_bytes, recv=recv, expected=addr.peer_id,
+            max_message=1 << 24, timeout=2,
+        )
+        if not status:
+            return None
+        await self.send(Status(PROTOCOL_VERSION, genesis, ROLE_FULL, 0, genesis, 0, genesis))
+        return await self.recv()
+
+    async def send(self, message: Message) -> None:
+        assert self.session is not None and self.ws is not None
+        for frame in self.session.encrypt(encode_message(message)):
+            await self.ws.send_bytes(frame)
+
+    async def send_raw(self, data: bytes) -> None:
+        assert self.ws is not None
+        await self.ws.send_bytes(data)
+
+    async def send_encrypted(self, plaintext: bytes) -> None:
+        """One frame whose plaintext is ``plaintext`` (flag byte included by the caller)."""
+        assert self.session is not None and self.ws is not None
+        await self.ws.send_bytes(self.session.conn.encrypt(plaintext))
+
+    async def recv(self, timeout: float = 3.0) -> Message | None:
+        """The next message, or None once the connection is closed."""
+        assert self.session is not None and self.ws is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.ws.receive()
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    return None
+                data = self.session.decrypt(msg.data)
+                if data is not None:
+                    return decode_message(data)
+
+    async def recv_until_closed(self, timeout: float = 3.0) -> list[Message]:
+        out: list[Message] = []
+        while (m := await self.recv(timeout)) is not None:
+            out.append(m)
+        return out
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.http is not None:
+            await self.http.close()
+
+
+__all__ = ["FAST", "GENESIS", "MAX_NOISE_MESSAGE", "RawPeer", "make_chain", "start_node", "wait_for"]

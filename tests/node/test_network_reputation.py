@@ -1,0 +1,70 @@
+"""Reputation arithmetic: costs add up, time forgives, fatal costs ban at once, memory is bounded."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from node.network import reputation
+from node.network.reputation import (
+    BAN_THRESHOLD,
+    HALF_LIFE,
+    Misbehaviour,
+    RateLimiter,
+    ReputationBook,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def book(ban_seconds: float = 60.0) -> tuple[ReputationBook, Clock]:
+    b, clock = ReputationBook(ban_seconds), Clock()
+    b._now = clock  # type: ignore[method-assign]
+    return b, clock
+
+
+def test_fatal_misbehaviour_bans_at_once_and_the_ban_ends() -> None:
+    b, clock = book(ban_seconds=30)
+    for what in (Misbehaviour.GARBAGE, Misbehaviour.OVERSIZE, Misbehaviour.FLOOD, Misbehaviour.BAD_BLOCK):
+        assert what.cost <= BAN_THRESHOLD
+        assert b.report(what.name, what) is True
+        assert b.banned_for(what.name) == pytest.approx(30)
+    clock.now += 31
+    assert b.banned_for("GARBAGE") == 0
+
+
+def test_small_costs_add_up_and_time_forgives() -> None:
+    b, clock = book()
+    assert b.report("p", Misbehaviour.WRONG_RESPONSE) is False
+    assert b.score("p") == Misbehaviour.WRONG_RESPONSE.cost
+    clock.now += HALF_LIFE
+    assert b.score("p") == pytest.approx(Misbehaviour.WRONG_RESPONSE.cost / 2)
+    assert b.report("p", Misbehaviour.WRONG_RESPONSE) is False  # -300 - 600 = -900: not yet
+    assert b.report("p", Misbehaviour.REQUEST_TIMEOUT) is True  # -1000: banned
+    assert b.banned_for("p") > 0
+    assert b.score("p") == 0  # a fresh start once the ban ends
+
+
+def test_tracking_is_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(reputation, "MAX_TRACKED", 3)
+    b, _ = book()
+    for peer in "abcd":
+        b.report(peer, Misbehaviour.GARBAGE)
+    assert b.banned_for("a") == 0  # forgotten, the least recently charged
+    assert all(b.banned_for(p) > 0 for p in "bcd")
+
+
+def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
+    limiter = RateLimiter(rate=100.0, burst=10.0)
+    assert all(limiter.take() for _ in range(10))
+    assert limiter.take() is False
+    time.sleep(0.05)  # about 5 tokens
+    taken = sum(limiter.take() for _ in range(20))
+    assert 3 <= taken <= 10  # never more than the burst, however late the sleep ends

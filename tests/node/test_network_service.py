@@ -1,0 +1,436 @@
+"""NetworkServices talking over real loopback WebSockets, real Noise and real ed25519 keys."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+from netkit import (
+    GENESIS,
+    MAX_NOISE_MESSAGE,
+    Node,
+    RawPeer,
+    make_chain,
+    start_node,
+    wait_for,
+)
+from nodekit import free_port
+
+from node.network.errors import HandshakeError, PeerRefused, RequestFailed, WrongPeer
+from node.network.identity import NodeKey
+from node.network.messages import (
+    DESCENDING,
+    ROLE_FULL,
+    BlockData,
+    BlockRequest,
+    Disconnect,
+    FinalityVote,
+    Status,
+    Transactions,
+)
+from node.network.multiaddr import Multiaddr
+from node.network.noise import FLAG_LAST
+from node.network.reputation import Misbehaviour
+
+
+@asynccontextmanager
+async def nodes(*configs: dict) -> AsyncIterator[list[Node]]:
+    started: list[Node] = []
+    try:
+        for changes in configs:
+            started.append(await start_node(**changes))
+        yield started
+    finally:
+        for n in started:
+            await n.service.stop()
+
+
+async def refused(raw: RawPeer, node: Node) -> bool:
+    """Whether ``node`` closes on ``raw`` without a status (telling it why, or not)."""
+    try:
+        first = await raw.connect(node.addr)
+        return first is None or isinstance(first, Disconnect)
+    except (ConnectionError, aiohttp.ClientError, HandshakeError):
+        return True
+    finally:
+        await raw.close()
+
+
+def connected(a: Node, b: Node) -> bool:
+    return any(p.peer_id == b.id for p in a.service.peers()) and any(p.peer_id == a.id for p in b.service.peers())
+
+
+async def test_two_nodes_handshake_announce_and_serve_ranges() -> None:
+    async with nodes({}, {"blocks": 3}) as (a, b):
+        assert str(a.addr).startswith("/ip4/127.0.0.1/tcp/") and str(a.addr).endswith(f"/p2p/{a.id}")
+        assert await b.service.dial(a.addr) == a.id
+        await wait_for(lambda: connected(a, b))
+        (info,) = b.service.peers()
+        assert (info.peer_id, info.roles, info.best_number, info.outbound) == (a.id, ROLE_FULL, 9, True)
+        assert info.best_hash == a.blocks[-1].hash()
+        assert a.service.peers()[0].outbound is False
+
+        # Announce: reaches the peer once, with the header intact.
+        header = make_chain(12)[11].header
+        assert a.service.broadcast_block(header) == 1
+        peer, got = await asyncio.wait_for(b.announces.get(), 3)
+        assert (peer, got) == (a.id, header)
+        assert a.service.broadcast_block(header) == 0  # the peer knows it now
+        await wait_for(lambda: b.service.peer(a.id).best_number == 11)  # type: ignore[union-attr]
+
+        # Ranges: by number ascending, by hash descending, past the end, unknown start.
+        up = await b.service.request_blocks(a.id, 2, 5)
+        assert [d.block.header.number for d in up] == [2, 3, 4, 5, 6]
+        assert up[0].block == a.blocks[2]
+        down = await b.service.request_blocks(a.id, a.blocks[9].hash(), 4, DESCENDING)
+        assert [d.block.header.number for d in down] == [9, 8, 7, 6]
+        assert [d.block.header.number for d in await b.service.request_blocks(a.id, 8, 64)] == [8, 9]
+        assert await b.service.request_blocks(a.id, b"\x99" * 32, 3) == []
+        with pytest.raises(RequestFailed, match=r"outside 1\.\.64"):
+            await b.service.request_blocks(a.id, 0, 65)
+
+
+async def test_a_large_message_crosses_in_full_size_noise_frames() -> None:
+    """1.5 MB: 23 frames of exactly 65535 bytes (the Noise limit) and a shorter last one."""
+    async with nodes({}, {}) as (a, b):
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        big = bytes(range(256)) * 6000
+        assert a.service.broadcast_transactions((big,)) == 1
+        await asyncio.wait_for(b.tx_event.wait(), 5)
+        assert b.txs == [(a.id, (big,))]
+        assert connected(a, b)
+
+
+async def test_three_nodes_gossip_transactions_without_loops() -> None:
+    async with nodes({}, {}, {}) as (a, b, c):
+        await b.service.dial(a.addr)
+        await c.service.dial(b.addr)  # a line: a - b - c
+        await wait_for(lambda: connected(a, b) and connected(b, c))
+        xts = (b"xt-one", b"xt-two")
+        assert a.service.broadcast_transactions(xts) == 1
+        await wait_for(lambda: bool(c.txs))
+        await asyncio.sleep(0.3)  # time for any echo to come back
+        assert b.txs == [(a.id, xts)]
+        assert c.txs == [(b.id, xts)]
+        assert a.txs == []  # nothing came back to its origin
+        # Again: every node has seen them, so no one hears of them twice.
+        assert a.service.broadcast_transactions(xts) == 0
+        c.service.broadcast_transactions((b"xt-two", b"xt-three"))
+        await wait_for(lambda: len(a.txs) == 1)
+        await asyncio.sleep(0.2)
+        assert a.txs == [(b.id, (b"xt-three",))]
+        assert b.txs[1] == (c.id, (b"xt-three",))
+        assert len(b.txs) == 2 and len(c.txs) == 1
+
+
+async def test_votes_are_gossiped_once_and_bad_ones_cost_reputation() -> None:
+    async with nodes({}, {}, {}) as (a, b, c):
+        await b.service.dial(a.addr)
+        await c.service.dial(b.addr)
+        await wait_for(lambda: connected(a, b) and connected(b, c))
+        a.service.broadcast_vote(b"vote-1")
+        await wait_for(lambda: c.votes == [b"vote-1"])
+        assert b.votes == [b"vote-1"] and a.votes == []
+        a.service.broadcast_vote(b"bad-vote")
+        await wait_for(lambda: b"bad-vote" in b.votes)
+        await asyncio.sleep(0.2)
+        assert c.votes == [b"vote-1"]  # not passed on
+        assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.BAD_VOTE.cost, abs=5)
+
+
+async def test_a_peer_on_another_genesis_is_refused_with_a_reason(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({}, {"genesis": b"\x01" * 32}) as (a, other):
+        with pytest.raises(PeerRefused, match="another chain"):
+            await other.service.dial(a.addr)
+        await asyncio.sleep(0.2)
+        assert a.service.peers() == [] and other.service.peers() == []
+        text = caplog.text
+        assert f"refusing peer {other.id}: genesis 0x{'01' * 32} is not ours (0x{GENESIS.hex()})" in text
+        assert f"refusing peer {a.id}: genesis 0x{GENESIS.hex()} is not ours" in text
+
+
+async def test_dialing_with_another_peer_id_is_refused() -> None:
+    async with nodes({}) as (a,):
+        impostor_id = NodeKey.generate().peer_id
+        with pytest.raises(WrongPeer, match=f"dialed {impostor_id} but the remote proved it is {a.id}"):
+            b = await start_node()
+            try:
+                await b.service.dial(a.addr.with_peer_id(impostor_id))
+            finally:
+                await b.service.stop()
+        assert a.service.peers() == []
+
+
+async def test_a_peer_claiming_another_identity_is_refused(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({}, {}) as (a, victim):
+        raw = RawPeer()
+        genuine = RawPeer(victim.service.key)
+        raw.static.payload = genuine.static.payload  # the victim's payload, replayed with our Noise key
+        assert await refused(raw, a)
+        await asyncio.sleep(0.1)
+        assert a.service.peers() == []
+        assert f"identity signature of {victim.id} does not cover the Noise static key" in caplog.text
+
+
+async def _banned_after(a: Node, b: Node, attack, what: Misbehaviour, caplog, *, told: bool = True) -> None:
+    """``attack`` a from a raw peer; it is banned (``told`` why, encrypted), and a keeps serving b."""
+    await b.service.dial(a.addr)
+    raw = RawPeer()
+    first = await raw.connect(a.addr)
+    assert isinstance(first, Status)
+    await wait_for(lambda: len(a.service.peers()) == 2)
+    before = a.blocks[-1].hash()
+    await attack(raw)
+    rest = await raw.recv_until_closed()
+    if told:
+        assert rest and isinstance(rest[-1], Disconnect) and rest[-1].reason.startswith(what.reason)
+    await raw.close()
+    await wait_for(lambda: [p.peer_id for p in a.service.peers()] == [b.id])
+    assert a.service.reputation.banned_for(raw.key.peer_id) > 25
+    assert f"peer {raw.key.peer_id} misbehaved ({what.reason}" in caplog.text
+    # Banned: a reconnection is refused right after the handshake.
+    assert await refused(RawPeer(raw.key), a)
+    assert f"{raw.key.peer_id} is banned for" in caplog.text
+    # The node keeps serving the honest peer.
+    got = await b.service.request_blocks(a.id, 0, 3)
+    assert [d.block.header.number for d in got] == [0, 1, 2]
+    assert a.blocks[-1].hash() == before
+
+
+async def test_garbage_frames_get_a_peer_banned(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+
+    async def attack(raw: RawPeer) -> None:
+        await raw.send_raw(b"\x00garbage that is no ciphertext at all")
+
+    async with nodes({}, {}) as (a, b):
+        await _banned_after(a, b, attack, Misbehaviour.GARBAGE, caplog)
+    assert "frame does not decrypt" in caplog.text
+
+
+async def test_garbage_plaintext_gets_a_peer_banned(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+
+    async def attack(raw: RawPeer) -> None:
+        await raw.send_encrypted(bytes((FLAG_LAST,)) + b"\xc1\xc1 not msgpack")
+
+    async with nodes({}, {}) as (a, b):
+        await _banned_after(a, b, attack, Misbehaviour.GARBAGE, caplog)
+    assert "not a protocol message" in caplog.text
+
+
+async def test_oversize_frames_and_messages_get_a_peer_banned(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+
+    async def big_frame(raw: RawPeer) -> None:
+        await raw.send_raw(bytes(MAX_NOISE_MESSAGE + 1))
+
+    async def big_message(raw: RawPeer) -> None:
+        assert raw.session is not None
+        await raw.send(Transactions((bytes(700_000),)))  # 11 chunks; the bound is 256 KiB here
+
+    async with nodes({}, {}) as (a, b):
+        # aiohttp closes the WebSocket itself (code 1009) before a Disconnect can be sent.
+        await _banned_after(a, b, big_frame, Misbehaviour.OVERSIZE, caplog, told=False)
+    async with nodes({"max_message_size": 256 * 1024}, {}) as (a, b):
+        await _banned_after(a, b, big_message, Misbehaviour.OVERSIZE, caplog)
+    assert "message passes the 262144-byte bound" in caplog.text
+
+
+async def test_a_flood_gets_a_peer_banned(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+
+    async def flood(raw: RawPeer) -> None:
+        for i in range(300):
+            await raw.send(FinalityVote(b"v%d" % i))
+
+    async with nodes({"frames_per_second": 50.0, "frame_burst": 100.0}, {}) as (a, b):
+        await _banned_after(a, b, flood, Misbehaviour.FLOOD, caplog)
+    assert "more than 50 frames/s (burst 100)" in caplog.text
+
+
+async def test_wrong_answers_to_requests_cost_reputation() -> None:
+    async with nodes({}, {}) as (a, b):
+        other = make_chain(10, salt=b"fork")
+
+        async def lying(peer, req: BlockRequest) -> list[BlockData]:
+            return [BlockData(a.blocks[2]), BlockData(other[3])]  # #3 of another chain
+
+        a.service.handlers.serve_block_request = lying
+        await b.service.dial(a.addr)
+        with pytest.raises(RequestFailed, match="block #3 does not link to #2"):
+            await b.service.request_blocks(a.id, 2, 2)
+        with pytest.raises(RequestFailed, match="the first block is #2, not #5"):
+            await b.service.request_blocks(a.id, 5, 2)
+        assert b.service.reputation.banned_for(a.id) > 0  # two wrong answers: -1000
+        await wait_for(lambda: b.service.peers() == [])
+
+
+async def test_bad_block_reported_by_the_importer_bans_the_peer() -> None:
+    async with nodes({}, {}) as (a, b):
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        assert b.service.report_peer(a.id, Misbehaviour.BAD_BLOCK, "state root mismatch")
+        await wait_for(lambda: not connected(a, b))
+        with pytest.raises(PeerRefused, match="is banned for"):
+            await b.service.dial(a.addr)
+
+
+async def test_bootnodes_reconnect_after_a_drop_and_drop_peer_partitions() -> None:
+    async with nodes({}) as (a,), nodes({"bootnodes": (a.addr,)}) as (b,):
+        await wait_for(lambda: connected(a, b))
+        assert b.service.drop_peer(a.id, seconds=0.5)
+        await wait_for(lambda: not connected(a, b))
+        await asyncio.sleep(0.3)
+        assert not connected(a, b)  # still partitioned
+        await wait_for(lambda: connected(a, b), timeout=5)  # healed
+
+
+async def test_reserved_only_and_peer_slots() -> None:
+    async with nodes({}) as (a,):
+        async with nodes({"reserved_nodes": (a.addr,), "reserved_only": True}, {}) as (r, stranger):
+            await wait_for(lambda: connected(a, r))
+            with pytest.raises(PeerRefused, match=r"not a reserved node \(--reserved-only\)"):
+                await r.service.dial(stranger.addr)
+            with pytest.raises(PeerRefused):
+                await stranger.service.dial(r.addr)
+            await asyncio.sleep(0.1)
+            assert [p.peer_id for p in r.service.peers()] == [a.id]
+        async with nodes({"in_peers": 1}, {}, {}) as (limited, p1, p2):
+            await p1.service.dial(limited.addr)
+            with pytest.raises(PeerRefused, match=r"refused us: 'no free inbound slot \(1/1\)'"):
+                await p2.service.dial(limited.addr)
+        async with nodes({"out_peers": 1}, {}, {}) as (limited, p1, p2):
+            await limited.service.dial(p1.addr)
+            with pytest.raises(PeerRefused, match=r"no free outbound slot \(1/1\)"):
+                await limited.service.dial(p2.addr)
+
+
+async def test_simultaneous_dials_leave_one_connection() -> None:
+    async with nodes({}, {}) as (a, b):
+        await asyncio.gather(a.service.dial(b.addr), b.service.dial(a.addr), return_exceptions=True)
+        await asyncio.sleep(0.3)
+        assert connected(a, b)
+        (pa,), (pb,) = a.service.peers(), b.service.peers()
+        assert pa.outbound != pb.outbound  # the same connection seen from both ends
+        assert b.service.broadcast_block(make_chain(11)[10].header) == 1
+        await asyncio.wait_for(a.announces.get(), 3)
+
+
+async def test_half_handshakes_and_plain_http_do_no_harm(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with nodes({}, {}) as (a, b):
+        url = a.addr.websocket_url("/p2p")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as resp:  # no WebSocket upgrade
+                assert resp.status == 400
+            for payload in (b"", b"\x00" * 32):  # stop after nothing, or after a fake message 1
+                ws = await http.ws_connect(url)
+                if payload:
+                    await ws.send_bytes(payload)
+                await ws.close()
+            ws = await http.ws_connect(url)
+            await ws.send_str("hello")  # text, not a handshake frame
+            await ws.receive()
+            await ws.close()
+        await asyncio.sleep(0.2)
+        await b.service.dial(a.addr)
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert "expected a binary handshake frame, got TEXT" in caplog.text
+        assert [p.peer_id for p in a.service.peers()] == [b.id]
+
+
+
+async def test_a_refused_duplicate_connection_leaves_nothing_running() -> None:
+    async with nodes({}, {}) as (a, b):
+        await a.service.dial(b.addr)
+        with pytest.raises(PeerRefused, match=f"already connected to {b.id}"):
+            await a.service.dial(b.addr)
+        await asyncio.sleep(0.3)
+        writers = [t for t in asyncio.all_tasks() if t.get_name().startswith("p2p-write")]
+        assert len(writers) == 2  # one connection, seen from both ends
+        assert connected(a, b)
+
+
+async def test_a_late_answer_is_not_charged_as_unsolicited() -> None:
+    async with nodes({}, {}) as (a, b):
+        serve = a.serve
+
+        async def slow(peer, req: BlockRequest) -> list[BlockData]:
+            await asyncio.sleep(0.5)
+            return await serve(peer, req)
+
+        a.service.handlers.serve_block_request = slow
+        await b.service.dial(a.addr)
+        with pytest.raises(RequestFailed, match="did not answer block request"):
+            await b.service.request_blocks(a.id, 0, 2, timeout=0.1)
+        await asyncio.sleep(0.6)
+        assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.REQUEST_TIMEOUT.cost, abs=2)
+
+
+async def test_an_extrinsic_over_the_message_budget_is_not_gossiped(caplog) -> None:
+    async with nodes({"max_message_size": 256 * 1024}, {"max_message_size": 256 * 1024}) as (a, b):
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        assert a.service.broadcast_transactions((bytes(300_000), b"small")) == 1
+        await asyncio.wait_for(b.tx_event.wait(), 3)
+        assert b.txs == [(a.id, (b"small",))]
+        assert "not gossiping 1 extrinsic(s) over the" in caplog.text
+        await asyncio.sleep(0.2)
+        assert connected(a, b)
+
+
+async def test_a_block_request_flood_gets_a_peer_banned(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+
+    async def flood(raw: RawPeer) -> None:
+        for i in range(30):
+            await raw.send(BlockRequest(i + 1, 0, 64))
+
+    async with nodes({"requests_per_second": 5.0, "request_burst": 10.0}, {}) as (a, b):
+        await _banned_after(a, b, flood, Misbehaviour.FLOOD, caplog)
+    assert "more than 5 block requests/s (burst 10)" in caplog.text
+
+
+async def test_messages_waiting_for_a_slow_handler_are_bounded_in_bytes(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+
+    async def big_batches(raw: RawPeer) -> None:
+        for i in range(6):
+            await raw.send(Transactions((bytes([i]) * 60_000,)))
+
+    async with nodes({"max_message_size": 64 * 1024}, {}) as (a, b):
+        handler = a.service.handlers.on_transactions
+
+        async def slow(peer, xts) -> None:
+            await asyncio.sleep(1.0)
+            await handler(peer, xts)  # type: ignore[misc]
+
+        a.service.handlers.on_transactions = slow
+        await _banned_after(a, b, big_batches, Misbehaviour.FLOOD, caplog)
+    assert "bytes waiting to be handled" in caplog.text
+
+
+async def test_four_nodes_that_all_bootnode_each_other_form_one_full_mesh() -> None:
+    keys = [NodeKey.generate() for _ in range(4)]
+    ports = [free_port() for _ in range(4)]
+    addrs = [Multiaddr("ip4", "127.0.0.1", p, k.peer_id) for p, k in zip(ports, keys, strict=True)]
+    configs = [
+        {"key": k, "listen_addrs": (a.with_peer_id(None),), "bootnodes": tuple(x for x in addrs if x != a)}
+        for k, a in zip(keys, addrs, strict=True)
+    ]
+    async with nodes(*configs) as started:
+        await wait_for(lambda: all(len(n.service.peers()) == 3 for n in started), timeout=10)
+        await asyncio.sleep(1.0)  # redials of the losing duplicates must not churn the mesh
+        assert all(len(n.service.peers()) == 3 for n in started)
+        for n in started:
+            for p in n.service.peers():
+                other = next(m for m in started if m.id == p.peer_id)
+                assert other.service.peer(n.id).outbound != p.outbound  # type: ignore[union-attr]
