@@ -53,10 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from chain.crypto import DEV_ACCOUNTS, Keypair, _b58encode, blake2_256
+from chain.crypto import DEV_ACCOUNTS, Keypair, blake2_256
 from chain.pallets.staking import VALIDATORS
 from genesis.local import MAX_VALIDATORS, local_spec, validator_names
 from genesis.spec import compute_genesis_storage, load_chain_spec
+from node.network.identity import NodeKey
 from rpc.client import RpcClient
 from rpc.errors import RpcError
 
@@ -130,15 +131,6 @@ def default_base_path() -> Path:
 
 
 # --- identities -------------------------------------------------------------------------------
-def compute_peer_id(public: bytes) -> str:
-    """The libp2p PeerId text of an ed25519 public key: base58btc of the identity multihash
-    (0x00, length 36) of the protobuf ``PublicKey {Type: Ed25519 = 1, Data: key}``, i.e.
-    ``00 24 08 01 12 20 || key`` (libp2p specs, peer-ids/peer-ids.md). Always ``12D3KooW…``."""
-    if len(public) != 32:
-        raise ValueError(f"an ed25519 public key is 32 bytes, got {len(public)}")
-    return _b58encode(bytes((0x00, 36, 0x08, 0x01, 0x12, 32)) + public)
-
-
 @dataclass(frozen=True, slots=True)
 class NodePlan:
     """One node of the devnet: who it is and where it listens."""
@@ -162,7 +154,7 @@ class NodePlan:
 
     @property
     def peer_id(self) -> str:
-        return compute_peer_id(Keypair.from_seed(self.node_key).public)
+        return str(NodeKey.from_seed(self.node_key).peer_id)
 
     @property
     def multiaddr(self) -> str:
