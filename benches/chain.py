@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import os
-import platform
 import pstats
 import random
 import tempfile
@@ -40,6 +38,7 @@ import msgspec
 import nacl.signing
 
 import chain.blockchain as blockchain_module
+from benches.record import write_record
 from chain import calls
 from chain.block import decode_block
 from chain.blockchain import Blockchain
@@ -446,19 +445,7 @@ def main() -> None:
             if not args.only or name in args.only:
                 bench(args, Path(tmp), results)
     print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "bench": "chain",
-        "rounds": args.rounds,
-        "results": results,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out, "chain", rounds=args.rounds, results=results)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import re
 import signal
 import socket
@@ -48,6 +46,7 @@ import aiohttp
 import numpy as np
 
 import ml_runtime
+from benches.record import write_record
 from chain import calls
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
@@ -251,18 +250,7 @@ def main() -> None:
                 proc.kill()
                 proc.wait()
     print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "bench": "health",
-        "results": results,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out, "health", results=results)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from benches.record import write_record
 from chain.block import Block, Body
 from chain.header import ZERO_HASH, Header
 from node.network.identity import NodeKey, PeerId
@@ -231,12 +230,7 @@ def main() -> None:
     votes = next(v["value"] for k, v in rows.items() if k.startswith("votes"))
     plain = next(v["value"] for k, v in rows.items() if k.startswith("plain"))
     print(f"Noise + msgspec cost: votes run at {votes / plain:.0%} of bare WebSocket frames")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "bench": "p2p", "args": vars(args), "python": platform.python_version(),
-        "machine": platform.machine(), "rows": rows,
-    }, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_record(RESULTS, "p2p", args=vars(args), rows=rows)
 
 
 if __name__ == "__main__":

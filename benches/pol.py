@@ -14,7 +14,6 @@ exposes it, and one validator catches it with probability 1 - C(S-2, m) / C(S, m
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import numpy as np
 from chainkit import ALICE, open_chain, sign, train_call
 
 import ml_runtime
+from benches.record import write_record
 from chain.block import Block
 from chain.crypto import Keypair
 from chain.proofs import FullReexecution, compute_entries
@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         f"one forged checkpoint caught by {caught}/{args.trials} validators = {caught / args.trials:.3f} "
         f"(formula 1 - C(S-2,m)/C(S,m) = {expected:.3f})"
     )
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2))
-    print(f"wrote {OUT}")
+    write_record(OUT, "pol", **result)
     return 0
 
 

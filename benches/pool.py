@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import platform
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benches.record import write_record
 from chain.calls import Transfer
 from chain.crypto import Keypair, blake2_256
 from chain.errors import PoolError
@@ -158,20 +156,10 @@ def main() -> None:
     print(f"{'measure':<{width}}  {'ops/s':>12}")
     for key, value in results.items():
         print(f"{key:<{width}}  {value:>12,.0f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "bench": "pool",
-        "transactions": total,
-        "senders": args.senders,
-        "rounds": args.rounds,
-        "results_per_second": {k: round(v, 1) for k, v in results.items()},
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(
+        args.out, "pool", transactions=total, senders=args.senders, rounds=args.rounds,
+        results_per_second={k: round(v, 1) for k, v in results.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import platform
 import struct
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+from benches.record import write_record
 from chain import calls
 from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair
@@ -484,32 +483,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['method']:<18} {row['transport']:<9} {row['polchain_rps']:>15,.0f} "
             f"{row['bare_rps']:>12,.0f} {row['ratio']:>7.2f}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "bench": "rpc",
-                "methods": {m: method_params(m) for m in METHODS},
-                "blocks": args.blocks,
-                "bounds": {
-                    "requests": args.requests,
-                    "seconds": args.seconds,
-                    "rounds": args.rounds,
-                },
-                "load": {"http_connections": args.connections, "depth": args.depth},
-                "machine": {
-                    "python": sys.version.split()[0],
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                },
-                "rows": rows,
-                "cells": cells,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_record(
+        args.out, "rpc",
+        methods={m: method_params(m) for m in METHODS}, blocks=args.blocks,
+        bounds={"requests": args.requests, "seconds": args.seconds, "rounds": args.rounds},
+        load={"http_connections": args.connections, "depth": args.depth},
+        rows=rows, cells=cells,
     )
-    print(f"wrote {args.out}")
     return 0
 
 

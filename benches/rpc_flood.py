@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
-import os
-import platform
 import resource
 import socket
 import subprocess
@@ -43,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from benches.record import write_record
 
 RESULTS = Path("bench-results") / "rpc_flood.json"
 REQUEST = (
@@ -263,23 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"node open-file limit at start: {nofile[0]} (hard {nofile[1]})")
     print(f"node log: {log_bytes} bytes, {tracebacks} tracebacks")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "bench": "rpc_flood",
-                "limits": {"websockets": 100, "http_connections": 256, "header_timeout_s": 10},
-                "node_nofile_at_start": list(nofile),
-                "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-                "rows": rows,
-                "node_log_bytes": log_bytes,
-                "node_log_tracebacks": tracebacks,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_record(
+        args.out, "rpc_flood",
+        limits={"websockets": 100, "http_connections": 256, "header_timeout_s": 10},
+        node_nofile_at_start=list(nofile), rows=rows, node_log_bytes=log_bytes, node_log_tracebacks=tracebacks,
     )
-    print(f"wrote {args.out}")
     return 0
 
 

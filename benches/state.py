@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
-import platform
 import random
 import statistics
 import tempfile
@@ -35,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benches.record import write_record
 from chain.state import StateDB
 from chain.storage import Database
 from chain.trie import verify_read_proof
@@ -214,16 +212,10 @@ def main(argv: list[str] | None = None) -> None:
         for b in (int(s) for s in args.batches.split(","))
     ]
     print_table(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "workload": "48-byte keys, 40-byte values, 80% updates / 20% inserts per block",
-    }
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_record(
+        Path(args.out), "state", workload="48-byte keys, 40-byte values, 80% updates / 20% inserts per block",
+        results=rows,
+    )
 
 
 if __name__ == "__main__":

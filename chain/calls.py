@@ -28,6 +28,10 @@ F32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1, extra={"json": "f32"})]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 License = Annotated[str, msgspec.Meta(max_length=4096)]
+PERMISSIONS = ("owner", "allowlist", "anyone", "proposal")
+Permission = Annotated[str, msgspec.Meta(pattern="^(owner|allowlist|anyone|proposal)$")]
+Symbol = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9]{1,16}$")]
+MAX_DECIMALS = 18
 
 MAX_REMARK = 4096
 MAX_ROWS_CHUNK = 1 << 20  # one append_rows call carries at most 1 MiB of rows
@@ -59,6 +63,48 @@ class RegisterModel(Wire, frozen=True, tag=_tag(2, 0)):
     name: Name
     spec: Annotated[bytes, msgspec.Meta(max_length=64)]
     init_seed: Hash32
+
+
+class SetTrainingPolicy(Wire, frozen=True, tag=_tag(2, 1)):
+    """The model's owner sets who may train it and the licence price per training step.
+
+    ``permission``: "owner" (the owner, or once shared any shareholder), "allowlist" (the
+    owner and the accounts SetTrainer allowed), "anyone", or "proposal" (reserved for model
+    governance; refused until it exists).
+    """
+
+    model: Count
+    permission: Permission
+    license_per_step: Balance
+
+
+class SetTrainer(Wire, frozen=True, tag=_tag(2, 2)):
+    """The model's owner adds ``who`` to (or removes it from) the model's training allowlist."""
+
+    model: Count
+    who: AccountId
+    allowed: bool
+
+
+class ShareModel(Wire, frozen=True, tag=_tag(2, 3)):
+    """The owner splits the model into ``shares`` shares (asset ``SHARES_BASE + model``), all
+    issued to the owner; from then on the model is owned by its shareholders."""
+
+    model: Count
+    shares: Balance
+
+
+class ClaimRevenue(Wire, frozen=True, tag=_tag(2, 4)):
+    """Pay the signer the revenue its shares of ``model`` have earned (whole units)."""
+
+    model: Count
+
+
+class PayModel(Wire, frozen=True, tag=_tag(2, 5)):
+    """Pay ``amount`` to a model: split among its shareholders, or to its owner if unshared."""
+
+    model: Count
+    amount: Balance
 
 
 # --- datasets (3) -----------------------------------------------------------------------------
@@ -115,18 +161,74 @@ class Unbond(Wire, frozen=True, tag=_tag(5, 1)):
     value: Balance
 
 
-Call = Remark | Transfer | RegisterModel | RegisterDataset | AppendRows | Train | Bond | Unbond
+# --- assets (6) -------------------------------------------------------------------------------
+class CreateAsset(Wire, frozen=True, tag=_tag(6, 0)):
+    """Create asset ``asset`` (an unused id below SHARES_BASE) owned and issued by the signer,
+    reserving the asset deposit; ``min_balance`` (>= 1) is its existential deposit."""
+
+    asset: Count
+    min_balance: Balance
+
+
+class SetAssetMetadata(Wire, frozen=True, tag=_tag(6, 1)):
+    """The asset's owner sets its name, symbol and decimals."""
+
+    asset: Count
+    name: Name
+    symbol: Symbol
+    decimals: Annotated[int, msgspec.Meta(ge=0, le=MAX_DECIMALS)]
+
+
+class MintAsset(Wire, frozen=True, tag=_tag(6, 2)):
+    """The asset's issuer creates ``amount`` new units in ``beneficiary``."""
+
+    asset: Count
+    beneficiary: AccountId
+    amount: Balance
+
+
+class BurnAsset(Wire, frozen=True, tag=_tag(6, 3)):
+    """The asset's issuer destroys ``amount`` units held by ``who``."""
+
+    asset: Count
+    who: AccountId
+    amount: Balance
+
+
+class TransferAsset(Wire, frozen=True, tag=_tag(6, 4)):
+    """Move ``amount`` units of ``asset`` from the signer to ``dest``."""
+
+    asset: Count
+    dest: AccountId
+    amount: Balance
+
+
+Call = (
+    Remark | Transfer | RegisterModel | SetTrainingPolicy | SetTrainer | ShareModel | ClaimRevenue | PayModel
+    | RegisterDataset | AppendRows | Train | Bond | Unbond
+    | CreateAsset | SetAssetMetadata | MintAsset | BurnAsset | TransferAsset
+)
 
 # (pallet name, call name) for each call type, in tag order; the JSON form uses these names.
 CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     Remark: ("system", "remark"),
     Transfer: ("balances", "transfer"),
     RegisterModel: ("models", "register_model"),
+    SetTrainingPolicy: ("models", "set_training_policy"),
+    SetTrainer: ("models", "set_trainer"),
+    ShareModel: ("models", "share_model"),
+    ClaimRevenue: ("models", "claim_revenue"),
+    PayModel: ("models", "pay_model"),
     RegisterDataset: ("datasets", "register_dataset"),
     AppendRows: ("datasets", "append_rows"),
     Train: ("training", "train"),
     Bond: ("staking", "bond"),
     Unbond: ("staking", "unbond"),
+    CreateAsset: ("assets", "create"),
+    SetAssetMetadata: ("assets", "set_metadata"),
+    MintAsset: ("assets", "mint"),
+    BurnAsset: ("assets", "burn"),
+    TransferAsset: ("assets", "transfer"),
 }
 _BY_NAME = {names: typ for typ, names in CALL_NAMES.items()}
 

@@ -26,7 +26,7 @@ from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
 from chain.extrinsic import Extrinsic
-from chain.pallets import balances, datasets, models, staking, training
+from chain.pallets import assets, balances, datasets, models, staking, training
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
@@ -92,6 +92,16 @@ DISPATCH: dict[type, CallRow] = {
     calls.Train: CallRow(training.apply_train, _train_info),
     calls.Bond: CallRow(staking.apply_bond, _fixed(100_000)),
     calls.Unbond: CallRow(staking.apply_unbond, _fixed(100_000)),
+    calls.SetTrainingPolicy: CallRow(models.apply_set_training_policy, _fixed(100_000)),
+    calls.SetTrainer: CallRow(models.apply_set_trainer, _fixed(100_000)),
+    calls.ShareModel: CallRow(models.apply_share_model, _fixed(300_000)),
+    calls.ClaimRevenue: CallRow(models.apply_claim_revenue, _fixed(150_000)),
+    calls.PayModel: CallRow(models.apply_pay_model_call, _fixed(150_000)),
+    calls.CreateAsset: CallRow(assets.apply_create, _fixed(200_000)),
+    calls.SetAssetMetadata: CallRow(assets.apply_set_metadata, _fixed(100_000)),
+    calls.MintAsset: CallRow(assets.apply_mint_call, _fixed(100_000)),
+    calls.BurnAsset: CallRow(assets.apply_burn_call, _fixed(100_000)),
+    calls.TransferAsset: CallRow(assets.apply_transfer, _fixed(150_000)),
 }
 
 

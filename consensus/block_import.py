@@ -5,7 +5,7 @@ kept in step with reorganisations.
 Aura's slot claim and header checks (consensus.aura) and the fork choice
 (consensus.fork_choice). The chain calls them inside ``import_block`` and ``build_block``,
 so that checking, executing, storing the block and moving the best chain stay one call and
-one write batch, while chain/ never imports consensus/ (the layering of DESIGN.md §1).
+one write batch, while chain/ never imports consensus/ (the layering of docs/architecture.md §1).
 
 After an import (or a finalization) that moved the best chain, :func:`update_pool` does
 what Substrate's transaction pool ``maintain`` does on a new best block: extrinsics of the

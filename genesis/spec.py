@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import ml_runtime
+from chain import calls
 from chain.config import (
     RUNTIME_CONFIG_KEY,
     RuntimeConfig,
@@ -24,8 +25,8 @@ from chain.config import (
     encode_runtime_config,
 )
 from chain.crypto import SS58_PREFIX, parse_account, ss58_encode
-from chain.errors import ChainError, GenesisError
-from chain.pallets import balances, datasets, models
+from chain.errors import ChainError, DispatchError, GenesisError
+from chain.pallets import assets, balances, datasets, models
 from chain.pallets.items import StateAccess
 from chain.pallets.staking import VALIDATORS
 
@@ -204,6 +205,8 @@ def compute_genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
             _apply_dataset(state, ds, f"{where}: datasets[{i}]")
         for i, m in enumerate(_optional(cfg, "models", list, [], where)):
             _apply_model(state, m, f"{where}: models[{i}]", spec.runtime_config.max_model_params)
+        for i, a in enumerate(_optional(cfg, "assets", list, [], where)):
+            _apply_asset(state, a, f"{where}: assets[{i}]")
         # In state, so the genesis hash covers the fees and limits (chain/config.py).
         state.set(RUNTIME_CONFIG_KEY, encode_runtime_config(spec.runtime_config))
     except ChainError as exc:
@@ -244,7 +247,44 @@ def _apply_model(state: StateAccess, m: Any, where: str, max_params: int) -> Non
     except ml_runtime.MLRuntimeError as exc:
         raise GenesisError(f"{where}: {exc}") from None
     seed = _hex(_field(m, "seed", str, where), 32, f"{where}: seed")
-    models.apply_new_model(state, _account(_field(m, "owner", str, where), where), _name(m, where), spec, seed, 0, max_params)
+    permission = m.get("trainingPermission", "owner")
+    if permission not in calls.PERMISSIONS[:3]:
+        raise GenesisError(f"{where}: trainingPermission must be one of {calls.PERMISSIONS[:3]}, got {permission!r}")
+    models.apply_new_model(
+        state, _account(_field(m, "owner", str, where), where), _name(m, where), spec, seed, 0, max_params,
+        permission,
+    )
+
+
+def _apply_asset(state: StateAccess, a: Any, where: str) -> None:
+    """A genesis asset: ``{"id", "name", "symbol", "decimals", "minBalance", "owner",
+    "balances": [[account, amount], ...]}``, owned and issued by ``owner``, with no deposit
+    (as Substrate's genesis assets)."""
+    if not isinstance(a, dict):
+        raise GenesisError(f"{where}: an asset is an object")
+    asset_id = _field(a, "id", int, where)
+    if not 0 <= asset_id < assets.SHARES_BASE:
+        raise GenesisError(f"{where}: id must be in 0..{assets.SHARES_BASE - 1} (higher ids are model shares)")
+    name, symbol, decimals = _field(a, "name", str, where), _field(a, "symbol", str, where), _field(a, "decimals", int, where)
+    try:  # the bounds a SetAssetMetadata call would check
+        meta = calls.call_from_json({"pallet": "assets", "call": "set_metadata", "args": {
+            "asset": asset_id, "name": name, "symbol": symbol, "decimals": decimals,
+        }})
+    except ChainError as exc:
+        raise GenesisError(f"{where}: {exc}") from None
+    if not isinstance(meta, calls.SetAssetMetadata):  # what call_from_json built for that JSON
+        raise GenesisError(f"{where}: not asset metadata")
+    owner = _account(_field(a, "owner", str, where), where)
+    min_balance, holders = _field(a, "minBalance", int, where), _field(a, "balances", list, where)
+    try:
+        assets.apply_new_asset(state, asset_id, owner, owner, min_balance, 0)
+        assets.apply_metadata(state, asset_id, meta.name, meta.symbol, meta.decimals)
+        for i, entry in enumerate(holders):
+            if not (isinstance(entry, list) and len(entry) == 2 and type(entry[1]) is int and entry[1] > 0):
+                raise GenesisError(f"{where}: balances[{i}] must be [account, amount > 0]")
+            assets.apply_mint(state, asset_id, _account(entry[0], f"{where}: balances[{i}]"), entry[1])
+    except DispatchError as exc:
+        raise GenesisError(f"{where}: {exc}") from None
 
 
 def _parse_runtime_config(obj: Any, where: str) -> RuntimeConfig:

@@ -1,7 +1,7 @@
 """polchain ml_runtime: bit-exact SGD training, transcripts and proof-of-learning checks.
 
 A leaf package (numpy + numba only). Every computation on the consensus path follows the
-determinism profile of DESIGN.md §3: float32 in a fixed order, + - * / only (exp/log
+determinism profile of docs/architecture.md §3: float32 in a fixed order, + - * / only (exp/log
 are built from them), blake2b PRFs instead of numpy random generators, and a plain
 NumPy scalar twin for every numba kernel.
 """
@@ -24,6 +24,7 @@ from ml_runtime.job import (
     JobResult,
     TrainingJob,
     recompute_segment,
+    recompute_segments,
     run_job,
     sample_segments,
     verify_segment,
@@ -66,6 +67,7 @@ __all__ = [
     "merkle_root",
     "predict",
     "recompute_segment",
+    "recompute_segments",
     "run_job",
     "sample_segments",
     "step_cost",

@@ -1,4 +1,4 @@
-"""exp and log in float32 built only from + - * / (DESIGN.md §3).
+"""exp and log in float32 built only from + - * / (docs/architecture.md §3).
 
 libm's ``expf``/``logf`` differ between C libraries and CPUs, so consensus code may not
 call them. These versions use Cody–Waite range reduction and short polynomials, every

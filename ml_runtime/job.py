@@ -3,7 +3,7 @@
 The proof-of-learning scheme follows Jia et al., "Proof-of-Learning: Definitions and
 Practice" (IEEE S&P 2021): the prover (block author) commits to a checkpoint every
 ``segment_len`` steps; a verifier re-executes a few segments chosen unpredictably and
-compares. Here every step is bit-exact (DESIGN.md §3), so "compare" means equal hashes,
+compares. Here every step is bit-exact (docs/architecture.md §3), so "compare" means equal hashes,
 with no tolerance to tune.
 
 Divergence is a defined outcome: when a step's loss or any updated weight is not finite
@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,6 +44,9 @@ MAX_BATCH: Final = 4096
 # The most rows a job trains on, and so the most a data set may register (the chain's
 # datasets pallet imports it): its one home.
 MAX_ROWS: Final = 1 << 20
+# Threads :func:`recompute_segments` may start: more than the machine's cores only adds
+# switching, and the bound keeps a caller's typo from starting thousands.
+MAX_THREADS: Final = 256
 
 
 def _frozen_copy(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -257,6 +263,38 @@ def recompute_segment(
             step=step,
         )
     return _entry(j + 1, w, loss), w
+
+
+def recompute_segments(
+    job: TrainingJob,
+    indices: Sequence[int],
+    checkpoints: Sequence[np.ndarray],
+    threads: int | None = None,
+) -> list[tuple[TranscriptEntry, np.ndarray]]:
+    """:func:`recompute_segment` for each ``(indices[n], checkpoints[n])``, on a thread pool.
+
+    Segments are independent given their starting checkpoints, and the kernels release
+    the GIL (``nogil=True``), so a validator re-running its m sampled segments uses every
+    core. Each segment runs on its own copy of its checkpoint with the same kernel, so
+    the results are those of the serial calls, bit for bit, in the order of ``indices``.
+    ``threads`` defaults to min(len(indices), os.cpu_count()) and must be 1..MAX_THREADS.
+    If segments fail, the error raised is the one the serial loop would raise first (that
+    of the earliest failing position in ``indices``); every segment still runs to its end.
+    """
+    if not isinstance(job, TrainingJob):
+        raise InvalidJob(f"recompute_segments needs a TrainingJob, got {type(job).__name__}")
+    idx = list(indices)
+    cps = list(checkpoints)
+    if len(idx) != len(cps):
+        raise InvalidJob(f"{len(idx)} segment indices but {len(cps)} checkpoints")
+    if threads is None:
+        threads = min(len(idx), os.cpu_count() or 1)
+    n_threads = _check_int("threads", threads, 1, MAX_THREADS) if idx else 1
+    if n_threads == 1 or len(idx) <= 1:
+        return [recompute_segment(job, j, cp) for j, cp in zip(idx, cps, strict=True)]
+    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="recompute") as pool:
+        futures = [pool.submit(recompute_segment, job, j, cp) for j, cp in zip(idx, cps, strict=True)]
+        return [f.result() for f in futures]
 
 
 def verify_segment(

@@ -4,7 +4,7 @@ Each function performs the same float32 operations in the same order as its kern
 :mod:`ml_runtime.kernels`, but is written independently, as straight-line loops over
 ``np.float32`` scalars that CPython and NumPy execute without any compiler. The tests
 require twin and kernel to agree bit for bit; a disagreement means one of them breaks
-the determinism profile (DESIGN.md §3). The twins are slow (about 1 µs per operation) and
+the determinism profile (docs/architecture.md §3). The twins are slow (about 1 µs per operation) and
 are meant for tests and the benchmark, not for the chain.
 
 Signatures mirror the kernels: each ``*_segment`` takes a weight vector (updated in

@@ -50,7 +50,7 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from chain.pallets.staking import VALIDATORS
 from genesis.spec import compute_genesis_storage, load_chain_spec
-from node import devnet
+from node import cli_economy, devnet
 from node.logfilter import install_repeat_filter
 from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
 from node.metrics import MetricsServer
@@ -213,17 +213,23 @@ def build_parser() -> argparse.ArgumentParser:
     queries = (("model", "id", _u32), ("dataset", "id", _u32), ("account", "address", _text), ("block", "at", _block_at),
                ("receipt", "extrinsic", _hex_bytes))
     for name, arg, typ in queries:
-        q = query.add_parser(name)
+        q = _query(query, name)
         q.add_argument(arg, type=typ, nargs="?" if name == "block" else None)
-        q.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
-        q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer")
         if name == "model":
             q.add_argument("--version", type=_u32, default=None)
         if name == "receipt":
             q.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                            help="poll until a block includes the extrinsic (its hash, or the signed extrinsic itself)")
         q.set_defaults(run=run_query)
+    cli_economy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance)
     return parser
+
+
+def _query(sub: Any, name: str) -> argparse.ArgumentParser:
+    q: argparse.ArgumentParser = sub.add_parser(name)
+    q.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
+    q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer")
+    return q
 
 
 def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
@@ -706,6 +712,8 @@ def _checked(call: Any) -> Any:
 
 def _tx_calls(args: argparse.Namespace) -> list[Any]:
     name = args.tx_command
+    if hasattr(args, "build_calls"):  # node/cli_economy.py
+        return list(args.build_calls(args))
     if name == "call":
         try:
             obj = json.loads(args.call)

@@ -13,6 +13,17 @@ may also replace or evict one of the snapshot's extrinsics: the watcher's final 
 snapshot extrinsic waits until the block is done, and is dropped if the block included it. A stop
 (SIGINT/SIGTERM) lets the block in progress finish and be written, then closes the database,
 so the database always ends at a whole block.
+
+Finality (consensus.finality) runs on the loop thread under the same lock as block work: a
+validator signs one vote per round (the Aura slot; an instant-seal node's best slot when it
+runs ahead of the clock), as soon as it has a best block of the round, or in the middle of
+the round if none came. Its own votes and its peers' go into one collector; when more than
+2/3 of the validators' votes of a round contain a block, the justification finalizes it
+(a sole validator's own vote is enough), is stored with it and gossiped, the pool hears of
+any reorganisation, and ``{"finalized": …}`` watchers and finalized-head subscribers hear
+of every newly final block in order. Blocks from peers are imported on any stored parent:
+the fork choice picks the best block, and a reorganisation puts the retracted blocks'
+extrinsics back into the pool (consensus.block_import.update_pool).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from typing import Any
 
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock
+from chain.codec import encode
 from chain.crypto import Keypair, blake2_256
 from chain.errors import InvalidTransaction
 from chain.extrinsic import Extrinsic, decode_extrinsic
@@ -38,8 +50,17 @@ from chain.header import Header
 from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool, Validity
 from chain.storage import Database
-from consensus.aura import Aura, compute_slot_author
-from consensus.block_import import ConsensusRules
+from consensus.aura import Aura, compute_slot, compute_slot_author
+from consensus.block_import import ConsensusRules, update_pool
+from consensus.errors import InvalidJustification
+from consensus.finality import (
+    Justification,
+    SignedVote,
+    VoteCollector,
+    get_voters,
+    import_justification,
+    make_vote,
+)
 from genesis.spec import ChainSpec
 from node.metrics import NodeMetrics
 from node.network.identity import NodeKey
@@ -51,6 +72,8 @@ log = logging.getLogger("polchain")
 
 WATCH_QUEUE = 64
 SIGNATURE_CACHE = 16384
+# Justifications from peers kept until their target block arrives (each up to 1 MiB).
+MAX_PENDING_JUSTIFICATIONS = 4
 # GIL switch interval while serving (CPython's default is 5 ms). The numba kernels release
 # the GIL, but building a block also runs Python (the batch PRF: ~80,000 blake2b calls for a
 # maximum-weight job, hashing, storage). Each time the loop thread wakes (a socket read, a
@@ -122,6 +145,15 @@ class NodeService:
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
         self.metrics = NodeMetrics(self)
         self._import_listeners: list[Callable[[ImportedBlock], None]] = []
+        # Finality (consensus.finality): the votes of the recent rounds, the last round this
+        # node voted in, and justifications from peers whose target is not imported yet.
+        self.collector = VoteCollector(self.chain)
+        # A restarted validator does not vote in the round it starts in: it may have voted in
+        # it before the restart for a block that is no longer its best, and two votes in one
+        # round are a vote equivocation. A sole validator has no one to equivocate to, and
+        # its first block should be final at once.
+        self._voted_round = self._current_round() if len(get_voters(self.chain)) > 1 else -1
+        self._pending_justifications: dict[bytes, Justification] = {}
         self.network: NetworkService | None = None
         self.link: NodeLink | None = None
         if config.network is not None:
@@ -278,28 +310,138 @@ class NodeService:
         # rest against the post-block state. Submissions that arrived while the worker thread
         # wrote the block were validated against that state already; the pool left their
         # senders' older extrinsics in place for this step to recognise as included.
-        self.pool.maintain(block.header.number, included)
+        if imported.retracted:
+            # A reorganisation: the retracted blocks' extrinsics go back to the pool if still
+            # valid, the enacted blocks' are pruned (consensus.block_import.update_pool).
+            update_pool(self.pool, self.chain, imported.retracted, imported.enacted)
+        elif imported.is_best:
+            self.pool.maintain(block.header.number, included)
         log.info(
-            "Imported #%d (0x%s…) extrinsics=%d training_steps=%d in %.0f ms",
+            "Imported #%d (0x%s…) extrinsics=%d training_steps=%d in %.0f ms%s",
             block.header.number, block_hash.hex()[:12], len(included), imported.training_steps, elapsed * 1000,
+            f" (reorg: {len(imported.retracted)} retracted)" if imported.retracted else "" if imported.is_best else " (side branch)",
         )
-        for xt_hash in included:
-            self._notify(xt_hash, {"inBlock": "0x" + block_hash.hex()}, final=False)
-        self._publish(self._head_watchers, block.header)
-        # One validator: its own block is final at once (more than 2/3 of one vote).
-        if len(self._validators()) == 1:
-            self.chain.set_finalized(block_hash)
-            for xt_hash in included:
-                self._notify(xt_hash, {"finalized": "0x" + block_hash.hex()}, final=True)
-            self._publish(self._final_watchers, block.header)
+        if imported.is_best:
+            for enacted in imported.enacted:
+                enacted_hash = "0x" + enacted.hex()
+                for xt in (block if enacted == block_hash else self.chain.get_block(enacted)).body.extrinsics:
+                    self._notify(xt.hash(), {"inBlock": enacted_hash}, final=False)
+            self._publish(self._head_watchers, block.header)
         for listener in self._import_listeners:
             listener(imported)
+        # Finality: vote for a new best block of the current round at once (the round's
+        # timer covers a round without one), then recount the kept votes (some may be for
+        # this block) and retry a justification that waited for it.
+        if imported.is_best and block.header.slot >= self._clock_round():
+            self._vote_if_due()
+        justification = self._pending_justifications.pop(block_hash, None)
+        if justification is not None:
+            try:
+                self._finalize(justification)
+            except InvalidJustification as exc:
+                log.info("a justification for #%d did not verify: %s", block.header.number, exc)
+        self._finalize_collected(self.collector.check())
+
+    # --- finality --------------------------------------------------------------------------------
+    def _clock_round(self) -> int:
+        return compute_slot(int(time.time() * 1000), self.slot_ms)
+
+    def _current_round(self) -> int:
+        """The finality round: the Aura slot of the clock, or of the best block when an
+        instant-seal node runs ahead of the clock (one slot a block)."""
+        return max(self._clock_round(), self.chain.best_header.slot)
+
+    def _vote_if_due(self) -> None:
+        """Sign and gossip this validator's vote for its best block, once per round (call
+        with the lock held). Never two votes in one round: that is a vote equivocation."""
+        if self.author is None:
+            return
+        round_number = self._current_round()
+        if round_number <= self._voted_round or self.author.public not in get_voters(self.chain):
+            return
+        self._voted_round = round_number
+        vote = make_vote(self.chain, self.author, round_number)
+        if self.network is not None:
+            self.network.broadcast_vote(encode(vote))
+        self._finalize_collected(self.collector.add(vote, round_number))
+
+    async def add_vote(self, vote: SignedVote) -> None:
+        """A vote from a peer: counted, and the block it completes finalized. InvalidVote
+        (with its reason) if it does not count."""
+        async with self._lock:
+            self._finalize_collected(self.collector.add(vote, self._current_round()))
+
+    async def import_justification(self, justification: Justification) -> bool:
+        """A justification from a peer: verified, then its target finalized. False if it
+        brings nothing (the target is final already, or not imported yet: then it is kept
+        and retried when the block arrives); InvalidJustification if it does not verify."""
+        async with self._lock:
+            chain = self.chain
+            if not chain.has_block(justification.target_hash):
+                self._pending_justifications[justification.target_hash] = justification
+                while len(self._pending_justifications) > MAX_PENDING_JUSTIFICATIONS:
+                    self._pending_justifications.pop(next(iter(self._pending_justifications)))
+                return False
+            if chain.is_descendant(chain.finalized_hash, justification.target_hash) and chain.get_justification(
+                justification.target_hash
+            ) is not None:
+                return False
+            return self._finalize(justification)
+
+    def _finalize_collected(self, justification: Justification | None) -> None:
+        """Finalize with a justification this node's collector put together."""
+        if justification is None:
+            return
+        try:
+            self._finalize(justification)
+        except InvalidJustification as exc:  # the collector's own checks make this unreachable
+            log.error("a justification of round %d did not verify: %s", justification.round, exc)
+
+    def _finalize(self, justification: Justification) -> bool:
+        """Verify and import ``justification`` (lock held), then tell the pool, the watchers
+        and the peers. True if the finalized block moved."""
+        chain = self.chain
+        old = chain.finalized_number
+        route = import_justification(chain, justification)
+        if route is not None:
+            update_pool(self.pool, chain, route.retracted, route.enacted)
+            self._publish(self._head_watchers, chain.best_header)
+            if self.network is not None:
+                self.network.broadcast_block(chain.best_header)
+        if self.network is not None:
+            self.network.broadcast_justification(justification.encode())
+        if chain.finalized_number <= old:
+            return False
+        log.info(
+            "Finalized #%d (0x%s…) by %d votes of round %d",
+            chain.finalized_number, chain.finalized_hash.hex()[:12], len(justification.votes), justification.round,
+        )
+        for number in range(old + 1, chain.finalized_number + 1):
+            block_hash = chain.get_hash(number)
+            assert block_hash is not None  # the finalized chain is the best chain's start
+            block = chain.get_block(block_hash)
+            for xt in block.body.extrinsics:
+                self._notify(xt.hash(), {"finalized": "0x" + block_hash.hex()}, final=True)
+            self._publish(self._final_watchers, block.header)
+        return True
+
+    async def _finality_loop(self) -> None:
+        """Vote in the middle of every round, if no block of the round made this node vote
+        already (a missed slot, a late block)."""
+        while not self._stop.is_set():
+            now = time.time() * 1000
+            await self._wait_for(self._stop, (self.slot_ms - (now - self.slot_ms / 2) % self.slot_ms) / 1000)
+            if self._stop.is_set():
+                return
+            async with self._lock:
+                self._vote_if_due()
 
     async def import_block(self, block: Block) -> ImportedBlock | None:
-        """Import a block from a peer, serialised with authoring; None if it no longer extends
-        the best block (we authored one meanwhile). BlockError if it is bad."""
+        """Import a block from a peer onto any stored parent (fork choice decides whether it
+        becomes best), serialised with authoring; None if it is stored already. BlockError if
+        it is bad (UnknownParent: its parent is not stored)."""
         async with self._lock:
-            if block.header.parent_hash != self.chain.best_hash:
+            if self.chain.has_block(block.hash()):
                 return None
             started = time.perf_counter()
             imported = await asyncio.to_thread(self.chain.import_block, block)
@@ -378,10 +520,11 @@ class NodeService:
             self.close()
             raise
         author = asyncio.create_task(self._authoring_loop())
+        finality = asyncio.create_task(self._finality_loop())
         try:
             await self._stop.wait()
         finally:
-            await asyncio.gather(author, return_exceptions=True)
+            await asyncio.gather(author, finality, return_exceptions=True)
             if self.network is not None:
                 await self.network.stop()  # fails pending requests, so syncs end
             if self.link is not None:

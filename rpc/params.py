@@ -64,6 +64,7 @@ __all__ = [
     "Id",
     "InputRows",
     "KeysCount",
+    "OptionalAccountId",
     "OptionalId",
     "OptionalStorageKey",
     "Param",
@@ -319,5 +320,6 @@ StorageKeys = Annotated[list[bytes], STORAGE_KEYS]
 KeysCount = Annotated[int, KEYS_COUNT]
 ExtrinsicBytes = Annotated[bytes, EXTRINSIC]
 AccountId = Annotated[bytes, ACCOUNT]
+OptionalAccountId = Annotated[bytes | None, ACCOUNT.or_null()]
 BlockNumberOrList = Annotated[int | list[int] | None, BLOCK_NUMBERS.or_null()]
 InputRows = Annotated[np.ndarray, PREDICT_ROWS]

@@ -73,6 +73,7 @@ def model_summary(model_id: int, info: models.ModelInfo) -> dict[str, Any]:
         "id": model_id, "name": info.name, "owner": ss58_encode(info.owner),
         "spec": {"family": spec.family, "d": spec.d, "k": spec.k, "h": spec.h, "params": spec.param_count},
         "specHash": hexb(spec.hash()), "latestVersion": info.latest_version, "createdAt": info.created_at,
+        "trainingPermission": info.permission, "licensePerStep": str(info.license_per_step), "shares": str(info.shares),
     }
 
 

@@ -1,4 +1,4 @@
-"""The packages import one way (DESIGN.md §1): ml_runtime <- chain <- genesis <- consensus <- rpc <- node."""
+"""The packages import one way (docs/architecture.md §1): ml_runtime <- chain <- genesis <- consensus <- rpc <- node."""
 
 from __future__ import annotations
 

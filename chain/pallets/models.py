@@ -4,16 +4,39 @@ Version 0 holds the weights ml_runtime initialises from the registration seed; e
 call adds a version whose record names its parent version, the data set, the job's
 arguments, the transcript root and loss curve, the block and the trainer. Weights are stored
 under the state root as float32 little-endian bytes, so a light client can prove them.
+
+Ownership is enforced: only the owner changes a model's training policy and allowlist, and
+the policy decides who may train (:func:`verify_may_train`): ``owner`` (the default of a
+registered model), ``allowlist``, ``anyone``; ``proposal`` is reserved for model governance
+and refused until that exists. A training run pays the model's licence, ``license_per_step``
+x steps, to the model (:func:`apply_pay_model`).
+
+Fractional ownership: ``share_model`` turns a model into N shares, an asset with id
+``SHARES_BASE + model`` (chain.pallets.assets) all issued to the owner. From then on the model
+is owned by its shareholders: owner-only calls fail with OwnedByShareholders (a model's
+governance, a later step, will make those decisions by shareholder vote), "owner" training
+permission means any account holding shares, and every payment to the model is split pro
+rata among the holders by chain.pallets.revenue.
 """
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
 import ml_runtime
-from chain.calls import RegisterModel
+from chain.calls import (
+    ClaimRevenue,
+    PayModel,
+    RegisterModel,
+    SetTrainer,
+    SetTrainingPolicy,
+    ShareModel,
+)
 from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.errors import DispatchError
+from chain.pallets import assets, revenue
+from chain.pallets.balances import apply_move
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
@@ -26,6 +49,9 @@ class ModelInfo(Wire, frozen=True):
     spec: bytes
     latest_version: U32
     created_at: BlockNumber
+    permission: str = "owner"  # one of chain.calls.PERMISSIONS
+    license_per_step: Balance = 0  # paid to the model by every training step run on it
+    shares: Balance = 0  # 0: not shared; else the supply of asset SHARES_BASE + model
 
 
 class TrainingRecord(Wire, frozen=True):
@@ -57,6 +83,7 @@ NEXT_MODEL_ID = StorageValue("Models", "NextModelId", int, 0)
 MODELS = StorageMap("Models", "Models", ModelInfo)
 VERSIONS = StorageMap("Models", "Versions", ModelVersion)
 WEIGHTS = StorageMap("Models", "Weights", bytes)
+TRAINERS = StorageMap("Models", "Trainers", bool)  # (model, account) -> True: on the allowlist
 
 
 def get_model(state: StateAccess, model_id: int) -> ModelInfo:
@@ -74,14 +101,17 @@ def get_weights(state: StateAccess, model_id: int, version: int) -> np.ndarray:
 
 
 def apply_new_model(
-    state: StateAccess, owner: bytes, name: str, spec: ml_runtime.ModelSpec, seed: bytes, block: int, max_params: int
+    state: StateAccess, owner: bytes, name: str, spec: ml_runtime.ModelSpec, seed: bytes, block: int, max_params: int,
+    permission: str = "owner",
 ) -> int:
     """Register a model and its version 0; returns the new id."""
     if spec.param_count > max_params:
         raise DispatchError(PALLET, "ModelTooLarge", f"{spec.param_count} parameters, the limit is {max_params}")
     model_id = NEXT_MODEL_ID.get(state)
     weights = ml_runtime.init_weights(spec, seed)
-    MODELS.apply_set(state, ModelInfo(owner, name, spec.encode(), 0, block), model_id)
+    if model_id >= assets.SHARES_BASE:
+        raise DispatchError(PALLET, "TooManyModels", f"model ids end at {assets.SHARES_BASE - 1} (share asset ids follow)")
+    MODELS.apply_set(state, ModelInfo(owner, name, spec.encode(), 0, block, permission), model_id)
     VERSIONS.apply_set(state, ModelVersion(ml_runtime.hash_weights(weights), None, owner, block), model_id, 0)
     WEIGHTS.apply_set(state, np.asarray(weights, dtype="<f4").tobytes(), model_id, 0)
     NEXT_MODEL_ID.apply_set(state, model_id + 1)
@@ -96,7 +126,7 @@ def apply_new_version(
     version = info.latest_version + 1
     VERSIONS.apply_set(state, ModelVersion(ml_runtime.hash_weights(weights), parent, creator, block, record), model_id, version)
     WEIGHTS.apply_set(state, np.asarray(weights, dtype="<f4").tobytes(), model_id, version)
-    MODELS.apply_set(state, ModelInfo(info.owner, info.name, info.spec, version, info.created_at), model_id)
+    MODELS.apply_set(state, msgspec.structs.replace(info, latest_version=version), model_id)
     return version
 
 
@@ -113,3 +143,91 @@ def apply_register_model(ctx: CallContext, call: RegisterModel) -> None:
         ctx.state, ctx.sender, call.name, spec, call.init_seed, ctx.block.number, ctx.config.max_model_params
     )
     ctx.emit(PALLET, "ModelRegistered", model=model_id, owner=ctx.sender, spec_hash=spec.hash())
+
+
+def verify_owner(state: StateAccess, model_id: int, who: bytes) -> ModelInfo:
+    """The model, if ``who`` may act as its owner: the registrant, while it is not shared."""
+    info = get_model(state, model_id)
+    if info.shares:
+        raise DispatchError(
+            PALLET, "OwnedByShareholders", f"model {model_id} is owned by its shareholders; its owner no longer decides alone"
+        )
+    if info.owner != who:
+        raise DispatchError(PALLET, "NotOwner", f"only the owner of model {model_id} may do this")
+    return info
+
+
+def verify_may_train(state: StateAccess, model_id: int, who: bytes) -> ModelInfo:
+    """The model, if its training permission lets ``who`` train it; else NotAllowedToTrain."""
+    info = get_model(state, model_id)
+    if info.permission == "anyone":
+        return info
+    if info.shares:
+        is_owner = assets.get_balance(state, assets.compute_shares_asset(model_id), who) > 0
+    else:
+        is_owner = info.owner == who
+    if is_owner or (info.permission == "allowlist" and TRAINERS.get(state, model_id, who)):
+        return info
+    who_may = {"owner": "its owner", "allowlist": "its owner and allowlist", "proposal": "an adopted proposal"}
+    raise DispatchError(
+        PALLET, "NotAllowedToTrain", f"model {model_id}'s training permission is {info.permission!r}: only {who_may[info.permission]} may train it"
+    )
+
+
+def apply_pay_model(state: StateAccess, model_id: int, payer: bytes, amount: int, existential_deposit: int) -> int:
+    """Pay ``amount`` to a model: pro rata to its shareholders (O(1), chain.pallets.revenue),
+    or to its owner while unshared. Returns the rounding dust moved to the dust account."""
+    info = get_model(state, model_id)
+    if amount == 0:
+        return 0
+    if not info.shares:
+        apply_move(state, payer, info.owner, amount, existential_deposit)
+        return 0
+    return revenue.apply_pay(state, model_id, payer, amount, existential_deposit)
+
+
+def apply_set_training_policy(ctx: CallContext, call: SetTrainingPolicy) -> None:
+    info = verify_owner(ctx.state, call.model, ctx.sender)
+    if call.permission == "proposal":
+        raise DispatchError(PALLET, "PermissionNotSupported", "training 'by proposal' needs model governance, which is not built yet")
+    MODELS.apply_set(ctx.state, msgspec.structs.replace(info, permission=call.permission, license_per_step=call.license_per_step), call.model)
+    ctx.emit(PALLET, "TrainingPolicySet", model=call.model, permission=call.permission, license_per_step=call.license_per_step)
+
+
+def apply_set_trainer(ctx: CallContext, call: SetTrainer) -> None:
+    verify_owner(ctx.state, call.model, ctx.sender)
+    if call.allowed:
+        TRAINERS.apply_set(ctx.state, True, call.model, call.who)
+    else:
+        TRAINERS.apply_delete(ctx.state, call.model, call.who)
+    ctx.emit(PALLET, "TrainerSet", model=call.model, who=call.who, allowed=call.allowed)
+
+
+def apply_share_model(ctx: CallContext, call: ShareModel) -> None:
+    info = verify_owner(ctx.state, call.model, ctx.sender)
+    if call.shares < 1:
+        raise DispatchError(PALLET, "InvalidShares", "a model is shared into at least 1 share")
+    asset = assets.compute_shares_asset(call.model)
+    assets.apply_new_asset(ctx.state, asset, assets.MODELS_ACCOUNT, assets.MODELS_ACCOUNT, 1, 0)
+    assets.apply_metadata(ctx.state, asset, f"{info.name} shares"[:64], f"M{call.model}"[:16], 0)
+    revenue.apply_open_pool(ctx.state, call.model, call.shares)
+    revenue.apply_settle(ctx.state, call.model, ctx.sender, 0)  # the owner's debt starts at acc = 0
+    assets.apply_mint(ctx.state, asset, ctx.sender, call.shares)
+    MODELS.apply_set(ctx.state, msgspec.structs.replace(info, shares=call.shares), call.model)
+    ctx.emit(PALLET, "ModelShared", model=call.model, owner=ctx.sender, asset=asset, shares=call.shares)
+
+
+def apply_claim_revenue(ctx: CallContext, call: ClaimRevenue) -> None:
+    info = get_model(ctx.state, call.model)
+    if not info.shares:
+        raise DispatchError(PALLET, "NotShared", f"model {call.model} has not been shared")
+    shares = assets.get_balance(ctx.state, assets.compute_shares_asset(call.model), ctx.sender)
+    amount = revenue.apply_claim(ctx.state, call.model, ctx.sender, shares)
+    ctx.emit(PALLET, "RevenueClaimed", model=call.model, who=ctx.sender, amount=amount)
+
+
+def apply_pay_model_call(ctx: CallContext, call: PayModel) -> None:
+    if call.amount == 0:
+        raise DispatchError(PALLET, "ZeroAmount", "a payment is at least 1 unit")
+    dust = apply_pay_model(ctx.state, call.model, ctx.sender, call.amount, ctx.config.existential_deposit)
+    ctx.emit(PALLET, "ModelPaid", model=call.model, who=ctx.sender, amount=call.amount, dust=dust)

@@ -1,10 +1,13 @@
 """The TRAIN opcode: SGD on a model version with a data set, producing a new version.
 
-Dispatch order: check the arguments against the runtime's limits; load the model version and
-the data set and check they fit each other; pay the data set's provider price x rows used;
-then either train (authoring: run the job, put its proof in the block) or check the author's
-proof (importing: the consensus verifier, full re-execution by default); store the new
-version with its lineage record; emit events. The fee, charged before dispatch by the
+Dispatch order: check that the model's training permission admits the sender
+(NotAllowedToTrain, before any other work: only TRAIN_BASE_WEIGHT is charged); check the
+arguments against the runtime's limits; load the model version and the data set and check
+they fit each other; pay the data set's provider price x rows used; pay the model's licence
+(license_per_step x steps) pro rata to its shareholders, or to its owner while unshared;
+then either train (authoring: run the job, put its proof in the block) or check the
+author's proof (importing: the consensus verifier, full re-execution by default); store the
+new version with its lineage record; emit events. The fee, charged before dispatch by the
 executive, covers the work (TRAIN_BASE_WEIGHT for the reads, plus ml_runtime's cost model x
 steps) and the proof's bytes (chain.proofs.compute_proof_length). A call that fails before
 the job runs (an unknown data set, say) reports only TRAIN_BASE_WEIGHT and no proof bytes,
@@ -21,6 +24,7 @@ import numpy as np
 
 import ml_runtime
 from chain.calls import Train, compute_f32_value
+from chain.codec import MAX_BALANCE
 from chain.crypto import blake2_256
 from chain.errors import BlockError, DispatchError
 from chain.pallets import datasets, models
@@ -103,9 +107,14 @@ def compute_job(ctx: CallContext, call: Train) -> tuple[ml_runtime.TrainingJob, 
 
 def apply_train(ctx: CallContext, call: Train) -> None:
     ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_proof_length=0)
+    model = models.verify_may_train(ctx.state, call.model, ctx.sender)
     job, parent, info = compute_job(ctx, call)
     license_paid = info.price_per_row * call.steps * call.batch_size
     apply_move(ctx.state, ctx.sender, info.provider, license_paid, ctx.config.existential_deposit)
+    model_license = model.license_per_step * call.steps
+    if model_license > MAX_BALANCE:
+        raise DispatchError(PALLET, "Overflow", f"the model's licence {model_license} exceeds 2^63-1")
+    dust = models.apply_pay_model(ctx.state, call.model, ctx.sender, model_license, ctx.config.existential_deposit)
     final, proof = _train_or_verify(ctx, job)
     ctx.post_info = AS_DECLARED  # the job ran and its proof is in the block: all is due
     if proof.diverged_segment is not None:
@@ -121,6 +130,8 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     ctx.block.training_steps += call.steps
     ctx.block.work_units += ml_runtime.step_cost(job.spec, call.batch_size) * call.steps
     ctx.emit(PALLET, "LicensePaid", dataset=call.dataset, provider=info.provider, amount=license_paid)
+    if model_license:
+        ctx.emit(PALLET, "ModelLicensePaid", model=call.model, amount=model_license, dust=dust)
     ctx.emit(
         PALLET, "ModelTrained", model=call.model, version=version, parent=parent, steps=call.steps,
         loss=float(np.uint32(proof.losses[-1]).view(np.float32)), transcript_root=proof.transcript_root,

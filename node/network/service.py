@@ -24,8 +24,9 @@ The node plugs in with callbacks (all optional, all async):
 - ``on_transactions(peer, extrinsics)``: encoded extrinsics not seen before (the seen-set is
   global and bounded, so gossip never loops);
 - ``serve_block_request(peer, request) -> Sequence[BlockData]``;
-- ``on_vote(peer, payload) -> bool`` and ``on_justification(peer, payload) -> bool``: True
-  re-gossips the payload to the other peers, False charges the sender;
+- ``on_vote(peer, payload) -> bool | None`` and ``on_justification(peer, payload) -> bool |
+  None``: True re-gossips the payload to the other peers, False charges the sender, None
+  drops it quietly (stale, already known, or the handler charged the sender itself);
 - ``on_peer_connected(peer_info)`` / ``on_peer_disconnected(peer_id)``.
 """
 
@@ -636,9 +637,10 @@ class NetworkService:
         peer.known_votes.add(digest)
         if handler is None or not self._seen_votes.add(digest):
             return
-        if await handler(peer.peer_id, msg.payload):
+        verdict = await handler(peer.peer_id, msg.payload)
+        if verdict:
             self._gossip(msg, digest, lambda p: p.known_votes)
-        else:
+        elif verdict is False:
             self.report_peer(peer.peer_id, Misbehaviour.BAD_VOTE, type(msg).__name__)
 
     async def _serve(self, peer: Peer, req: BlockRequest) -> None:

@@ -1,21 +1,43 @@
-"""The link between a node and its network: block announce and import, range sync, gossip.
+"""The link between a node and its network: block announce and import, sync, gossip, finality.
 
-Kept apart from both :mod:`node.service` and :mod:`node.network.service` so fork choice can
-replace the import policy here without touching either. The policy for now is the simplest
-correct one while the chain has a single canonical branch:
+Kept apart from both :mod:`node.service` and :mod:`node.network.service`: the service owns the
+chain and the consensus rules, the network owns the connections, this module is the policy
+between them.
 
+Blocks and forks
 - a block we author or import is announced to the peers that do not know it (during a sync,
   only the best block at its end);
-- a peer that announces, or connects with, a best block higher than ours is synced from: we
-  ask it for blocks by number from our best + 1 (at most 64 per request) and import each one
-  that extends our best block. A block that does not extend it (a fork) ends the sync without
-  blame: choosing between branches is fork choice's job. A block that extends our best block
-  but fails import (bad seal, wrong author, state root mismatch...) is a bad block: the peer is
-  banned;
-- transactions from peers go through the same pool path as RPC submissions; those the pool
-  accepts are gossiped on, and the network's seen-set keeps them from looping. A transaction
-  that does not decode costs the peer a little reputation; one that is merely stale or already
-  known does not (an honest peer can send those).
+- a block is imported whenever its parent is stored, on whatever branch: ``import_block``
+  runs the fork choice (consensus.fork_choice) and reorganises if the new branch is better,
+  and the service puts the retracted blocks' extrinsics back into the pool;
+- a peer that announces, or connects with, a best block higher than ours is synced from by
+  number (at most 64 blocks a request) from our best + 1. A block whose parent we do not have
+  (the peer is on another branch) has its ancestry fetched from the same peer by hash,
+  walking down, until it joins a stored block: at most :data:`MAX_FORK_DEPTH` blocks, and
+  never below the finalized block (a branch that joins below it can never win);
+- an announced block at or below our best height that we do not have (a competing branch)
+  is fetched the same way, so every node sees every branch and fork choice decides;
+- a block that fails import (bad seal, wrong author, state root mismatch...) is a bad block:
+  the peer is banned. Not blamed: a block from a slot too far ahead of our clock (clock skew:
+  it is dropped and asked for again one slot later, as Substrate defers such blocks), an
+  Aura equivocation (evidence is stored; an honest peer relays the copy it saw first), and a
+  block on a branch that conflicts with our finalized block.
+
+Finality
+- votes and justifications are gossiped; the service counts votes (consensus.finality's
+  collector) and finalizes when more than 2/3 of the validators agree. A vote that does not
+  decode, has a bad signature, or comes from a non-validator costs the sender reputation; a
+  stale vote (a round long past) or a vote equivocation (which an honest relay can pass on
+  before it sees the second vote) is dropped quietly;
+- a justification is verified before it finalizes anything; one that does not verify costs
+  the sender. A range response carries each block's justification (``BlockData``), and a
+  syncing node imports and checks each one, so a node syncing from genesis checks every
+  justification on the way.
+
+Transactions from peers go through the same pool path as RPC submissions; those the pool
+accepts are gossiped on, and the network's seen-set keeps them from looping. A transaction
+that does not decode costs the peer a little reputation; one that is merely stale or already
+known does not (an honest peer can send those).
 """
 
 from __future__ import annotations
@@ -27,16 +49,34 @@ from typing import Any, Protocol
 
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock
-from chain.errors import BlockError, ChainError, CodecError
+from chain.errors import BlockError, ChainError, CodecError, FinalityConflict, UnknownParent
 from chain.header import Header
 from chain.pool import TransactionPool
+from consensus.errors import (
+    Equivocation,
+    InvalidHeader,
+    InvalidJustification,
+    InvalidVote,
+    VoteEquivocation,
+)
+from consensus.finality import Justification, SignedVote, decode_justification, decode_signed_vote
 from node.network.errors import RequestFailed
 from node.network.identity import PeerId
-from node.network.messages import MAX_BLOCKS_PER_REQUEST, BlockData, BlockRequest
+from node.network.messages import (
+    ASCENDING,
+    DESCENDING,
+    MAX_BLOCKS_PER_REQUEST,
+    MAX_JUSTIFICATION_SIZE,
+    BlockData,
+    BlockRequest,
+)
 from node.network.reputation import Misbehaviour
 from node.network.service import ChainStatus, NetworkHandlers, NetworkService, PeerInfo
 
 log = logging.getLogger("polchain.sync")
+
+#: How many ancestors of a block the node fetches by hash to join it to its block tree.
+MAX_FORK_DEPTH = 256
 
 
 class SyncedNode(Protocol):
@@ -44,9 +84,12 @@ class SyncedNode(Protocol):
 
     chain: Blockchain
     pool: TransactionPool
+    slot_ms: int
 
     def submit(self, raw: bytes) -> bytes: ...
     async def import_block(self, block: Block) -> ImportedBlock | None: ...
+    async def add_vote(self, vote: SignedVote) -> None: ...
+    async def import_justification(self, justification: Justification) -> bool: ...
 
 
 class NodeLink:
@@ -55,12 +98,16 @@ class NodeLink:
         self.network = network
         self._sync_lock = asyncio.Lock()
         self._syncing: set[PeerId] = set()
+        self._targets: dict[PeerId, Header] = {}  # a block a peer announced, to fetch after its sync
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_outbox: list[bytes] = []
+        self._stopping = False
         network.handlers = NetworkHandlers(
             on_block_announce=self._on_announce,
             on_transactions=self._on_transactions,
             serve_block_request=self._serve,
+            on_vote=self._on_vote,
+            on_justification=self._on_justification,
             on_peer_connected=self._on_peer_connected,
         )
         node.pool.add_listener(self._on_pool_status)
@@ -106,6 +153,7 @@ class NodeLink:
 
         Not cancelled: a cancelled import would release the node's lock while its thread still
         writes, and the node closes the database under that lock."""
+        self._stopping = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # --- from the network ---------------------------------------------------------------------
@@ -118,37 +166,84 @@ class NodeLink:
             except ChainError:
                 pass  # stale, duplicate, pool full...: not the peer's fault
 
+    async def _on_vote(self, peer: PeerId, payload: bytes) -> bool | None:
+        try:
+            await self.node.add_vote(decode_signed_vote(payload))
+        except VoteEquivocation as exc:
+            log.info("vote from %s not counted: %s", peer, exc)
+            return None
+        except InvalidVote as exc:
+            if exc.reason == "stale":
+                return None
+            self.network.report_peer(peer, Misbehaviour.BAD_VOTE, f"vote {exc.reason}: {exc}")
+            return None
+        return True
+
+    async def _on_justification(self, peer: PeerId, payload: bytes) -> bool | None:
+        try:
+            justification = decode_justification(payload)
+            imported = await self.node.import_justification(justification)
+        except InvalidJustification as exc:
+            self.network.report_peer(peer, Misbehaviour.BAD_VOTE, f"justification {exc.reason}: {exc}")
+            return None
+        if not self.node.chain.has_block(justification.target_hash):
+            self._start_sync(peer)  # kept by the node until the block arrives
+        return True if imported else None
+
     async def _on_announce(self, peer: PeerId, header: Header) -> None:
-        if header.number > self.node.chain.best_number:
+        chain = self.node.chain
+        if chain.has_block(header.hash()):
+            return
+        if header.number > chain.best_number:
             self._start_sync(peer)
+        elif header.number > chain.finalized_number:
+            self._start_sync(peer, header)  # a competing branch: fork choice decides
 
     async def _on_peer_connected(self, info: PeerInfo) -> None:
         if info.best_number > self.node.chain.best_number:
             self._start_sync(info.peer_id)
 
     async def _serve(self, peer: PeerId, req: BlockRequest) -> list[BlockData]:
+        """Blocks by number (the best chain) or by hash: walking down from a hash follows
+        parents on any branch; walking up from a hash needs it on the best chain."""
         chain = self.node.chain
+        out: list[BlockData] = []
         if isinstance(req.start, bytes):
-            try:
-                number = chain.get_header(req.start).number
-            except ChainError:
+            if not chain.has_block(req.start):
                 return []
+            number = chain.get_header(req.start).number
+            if req.direction == DESCENDING:
+                cursor: bytes | None = req.start
+                while cursor is not None and len(out) < req.count:
+                    block = chain.get_block(cursor)
+                    out.append(self._block_data(cursor, block))
+                    cursor = block.header.parent_hash if block.header.number > 0 else None
+                return out
             if chain.get_hash(number) != req.start:
-                return []  # not on our best chain
+                return []  # not on our best chain: its children are not a range
         else:
             number = req.start
-        step = 1 if req.direction == 0 else -1
-        out: list[BlockData] = []
+        step = 1 if req.direction == ASCENDING else -1
         while len(out) < req.count and number >= 0:
             block_hash = chain.get_hash(number)
             if block_hash is None:
                 break
-            out.append(BlockData(chain.get_block(block_hash)))
+            out.append(self._block_data(block_hash, chain.get_block(block_hash)))
             number += step
         return out
 
+    def _block_data(self, block_hash: bytes, block: Block) -> BlockData:
+        justification = self.node.chain.get_justification(block_hash)
+        if justification is not None and len(justification) > MAX_JUSTIFICATION_SIZE:
+            justification = None  # over the wire bound: the peer gets finality from votes instead
+        return BlockData(block, justification)
+
     # --- sync -----------------------------------------------------------------------------------
-    def _start_sync(self, peer: PeerId) -> None:
+    def _start_sync(self, peer: PeerId, target: Header | None = None) -> None:
+        if self._stopping:
+            return
+        if target is not None:
+            self._targets[peer] = target
         if peer in self._syncing:
             return
         self._syncing.add(peer)
@@ -161,7 +256,10 @@ class NodeLink:
             async with self._sync_lock:
                 before = self.node.chain.best_hash
                 try:
-                    await self._sync_locked(peer)
+                    while True:
+                        await self._sync_locked(peer, self._targets.pop(peer, None))
+                        if peer not in self._targets:
+                            break
                 finally:
                     if self.node.chain.best_hash != before:
                         self.network.broadcast_block(self.node.chain.best_header)
@@ -169,35 +267,113 @@ class NodeLink:
             log.info("sync from %s stopped: %s", peer, exc)
         finally:
             self._syncing.discard(peer)
+            self._targets.pop(peer, None)
 
-    async def _sync_locked(self, peer: PeerId) -> None:
+    async def _sync_locked(self, peer: PeerId, target: Header | None) -> None:
         chain = self.node.chain
+        if (
+            target is not None
+            and not chain.has_block(target.hash())
+            and not await self._fetch_branch(peer, target.hash(), target.number)
+        ):
+            return
         while True:
             info = self.network.peer(peer)
             if info is None or info.best_number <= chain.best_number:
                 return
+            start = chain.best_number + 1
             count = min(MAX_BLOCKS_PER_REQUEST, info.best_number - chain.best_number)
-            blocks = await self.network.request_blocks(peer, chain.best_number + 1, count)
+            blocks = await self.network.request_blocks(peer, start, count)
             if not blocks:
                 # It claimed (status or announce) a best block above ours, so it has a block at
                 # every height up to it; none at all is a false claim.
                 self.network.report_peer(
-                    peer, Misbehaviour.BAD_ANNOUNCE,
-                    f"claims best #{info.best_number} but serves nothing from #{chain.best_number + 1}",
+                    peer, Misbehaviour.BAD_ANNOUNCE, f"claims best #{info.best_number} but serves nothing from #{start}",
                 )
                 return
             for data in blocks:
-                block = data.block
-                if block.header.parent_hash != chain.best_hash:
-                    log.info("block #%d from %s does not extend our best block: left to fork choice", block.header.number, peer)
+                if not await self._import(peer, data):
                     return
-                try:
-                    imported = await self.node.import_block(block)
-                except BlockError as exc:
-                    self.network.report_peer(peer, Misbehaviour.BAD_BLOCK, str(exc))
-                    return
-                if imported is None:
-                    return  # our best block moved meanwhile (we authored one): look again later
+            if chain.best_number < start:
+                return  # the blocks went to a side branch: nothing more to catch up from here
+
+    async def _import(self, peer: PeerId, data: BlockData) -> bool:
+        """Import one block from ``peer`` (its ancestry first if needed) and the justification
+        with it; False ends the sync (the peer charged if it was at fault)."""
+        chain = self.node.chain
+        header = data.block.header
+        if not chain.has_block(header.hash()):
+            if not chain.has_block(header.parent_hash) and not await self._fetch_branch(
+                peer, header.parent_hash, header.number - 1
+            ):
+                return False
+            if not await self._import_block(peer, data):
+                return False
+        if data.justification is None:
+            return True
+        try:
+            justification = decode_justification(data.justification)
+            if justification.target_hash != header.hash():
+                raise InvalidJustification("malformed", f"the justification sent with #{header.number} is for another block")
+            await self.node.import_justification(justification)
+        except InvalidJustification as exc:
+            self.network.report_peer(peer, Misbehaviour.WRONG_RESPONSE, f"justification {exc.reason}: {exc}")
+            return False
+        return True
+
+    async def _import_block(self, peer: PeerId, data: BlockData) -> bool:
+        header = data.block.header
+        try:
+            await self.node.import_block(data.block)
+        except InvalidHeader as exc:
+            if isinstance(exc, Equivocation):
+                log.info("block #%d from %s not imported: %s", header.number, peer, exc)
+                return False
+            if exc.reason == "future_slot":
+                # Clock skew between us and the author, not the peer's fault: ask again a slot later.
+                log.info("block #%d from %s is ahead of our clock, retried in a slot: %s", header.number, peer, exc)
+                asyncio.get_running_loop().call_later(self.node.slot_ms / 1000, self._start_sync, peer, header)
+                return False
+            self.network.report_peer(peer, Misbehaviour.BAD_BLOCK, str(exc))
+            return False
+        except (FinalityConflict, UnknownParent) as exc:
+            log.info("block #%d from %s not imported: %s", header.number, peer, exc)
+            return False
+        except BlockError as exc:
+            self.network.report_peer(peer, Misbehaviour.BAD_BLOCK, str(exc))
+            return False
+        return True
+
+    async def _fetch_branch(self, peer: PeerId, block_hash: bytes, number: int) -> bool:
+        """Fetch ``block_hash`` and its ancestors we lack from ``peer`` (walking down by hash,
+        at most :data:`MAX_FORK_DEPTH` blocks, never below our finalized block) and import them
+        oldest first; False if the branch cannot be joined to our tree (no blame: the peer
+        may be on a branch our finality excludes) or a block fails."""
+        chain = self.node.chain
+        fetched: list[BlockData] = []
+        cursor, cursor_number = block_hash, number
+        while not chain.has_block(cursor):
+            room = min(MAX_FORK_DEPTH - len(fetched), cursor_number - chain.finalized_number)
+            if room <= 0:
+                log.info(
+                    "block #%d from %s does not join our chain above the finalized block #%d within %d blocks: left",
+                    number, peer, chain.finalized_number, MAX_FORK_DEPTH,
+                )
+                return False
+            blocks = await self.network.request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING)
+            if not blocks:
+                log.info("%s does not serve block 0x%s: its branch is left to fork choice elsewhere", peer, cursor.hex()[:12])
+                return False
+            for data in blocks:
+                if chain.has_block(data.block.hash()):
+                    break
+                fetched.append(data)
+            last = fetched[-1].block.header
+            cursor, cursor_number = last.parent_hash, last.number - 1
+        for data in reversed(fetched):
+            if not await self._import(peer, data):
+                return False
+        return True
 
 
-__all__ = ["NodeLink", "SyncedNode"]
+__all__ = ["MAX_FORK_DEPTH", "NodeLink", "SyncedNode"]

@@ -40,8 +40,12 @@ def chain(tmp_path: Path):
 
 
 def _register_big_model(chain: Blockchain) -> int:
-    built = chain.build_block([sign(chain, DAVE, calls.RegisterModel("big", BIG.encode(), bytes(32)), 0)], ALICE, slot=1)
-    assert built.receipts[0].success, built.receipts[0].error
+    xts = [
+        sign(chain, DAVE, calls.RegisterModel("big", BIG.encode(), bytes(32)), 0),
+        sign(chain, DAVE, calls.SetTrainingPolicy(1, "anyone", 0), 1),  # Bob and Alice train it below
+    ]
+    built = chain.build_block(xts, ALICE, slot=1)
+    assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
     return 1
 
 

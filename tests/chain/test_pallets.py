@@ -183,7 +183,7 @@ def test_rows_that_do_not_fit_the_model_are_refused(chain) -> None:
     d = Driver(chain)
     spec = ml_runtime.ModelSpec("softmax", 5, 3)
     assert d.apply(DAVE, calls.RegisterModel("five", spec.encode(), bytes(32))).success
-    d.fails(BOB, calls.Train(1, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 5), "DatasetMismatch")
+    d.fails(DAVE, calls.Train(1, 0, 10, 8, calls.compute_f32_bits(0.1), 0, 5), "DatasetMismatch")
     _, root = _rows(4)
     assert d.apply(DAVE, calls.RegisterDataset("partial", 3, "classification", 2, 4, root, 0, "")).success
     d.fails(BOB, calls.Train(0, 1, 10, 8, calls.compute_f32_bits(0.1), 0, 5), "Incomplete")

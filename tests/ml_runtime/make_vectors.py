@@ -2,7 +2,7 @@
 
     python tests/ml_runtime/make_vectors.py
 
-Golden vectors pin the bits across versions (DESIGN.md §3): changing any of them is a
+Golden vectors pin the bits across versions (docs/architecture.md §3): changing any of them is a
 consensus change and needs a new spec version, never a silent regeneration.
 """
 

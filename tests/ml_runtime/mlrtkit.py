@@ -1,9 +1,10 @@
 """Random small training jobs and a twin-driven job runner, shared by the ml_runtime tests.
 
-Also a script: ``NUMBA_DISABLE_JIT=1 python tests/ml_runtime/mlrtkit.py FAMILY COUNT``
-runs COUNT random jobs through ``ml_runtime.run_job`` in this process and prints one JSON
-line per job (checkpoint hashes, losses, status), so a test can compare a JIT-off run
-against the twins bit for bit.
+Also a script: ``NUMBA_DISABLE_JIT=1 python tests/ml_runtime/mlrtkit.py FAMILY COUNT [shaped]``
+runs COUNT random jobs (``make_random_job``, or ``make_shaped_job`` with ``shaped``)
+through ``ml_runtime.run_job`` in this process and prints one JSON line per job
+(checkpoint hashes, losses, status), so a test can compare a JIT-off run against the
+twins bit for bit.
 """
 
 from __future__ import annotations
@@ -55,6 +56,40 @@ def make_random_job(family: str, seed: int) -> mr.TrainingJob:
     )
 
 
+def make_shaped_job(family: str, seed: int) -> mr.TrainingJob:
+    """A job with the kernels' blocking in mind: d, h and batch up to 23, k up to 12.
+
+    The kernels add four terms per pass over inputs (``_affine_t``) and over samples
+    (``_accumulate_t``) and take the remainder one at a time, and the MLP skips inactive
+    units; these sizes cover every remainder 0..3 of each, batches larger than the rows
+    (rows repeat), several segments, and weights from ordinary to diverging.
+    """
+    rng = np.random.default_rng([seed, FAMILIES.index(family), 12])
+    d = int(rng.integers(1, 24))
+    k = int(rng.integers(1 if family == "linear" else 2, 13))
+    h = int(rng.integers(1, 24)) if family == "mlp" else 0
+    spec = mr.ModelSpec(family, d, k, h)
+    n = int(rng.integers(1, 40))
+    x = (rng.standard_normal((n, d)) * np.float32(rng.choice([0.1, 1.0, 30.0]))).astype(np.float32)
+    if family == "linear":
+        y = (rng.standard_normal((n, k)) * 3).astype(np.float32)
+    else:
+        y = rng.integers(0, k, n).astype(np.int32)
+    if rng.random() < 0.6:
+        w = mr.init_weights(spec, rng.bytes(32))
+    else:
+        w = (rng.standard_normal(spec.param_count) * np.float32(rng.choice([0.01, 1.0, 1e5, 1e36]))).astype(np.float32)
+    steps = int(rng.integers(1, 5))
+    return mr.TrainingJob(
+        spec=spec, weights=w, x=x, y=y, steps=steps,
+        batch_size=int(rng.integers(1, min(n, 23) + 1)),
+        lr=float(10 ** rng.uniform(-3, 3)),
+        l2=0.0 if rng.random() < 0.3 else float(10 ** rng.uniform(-4, -1)),
+        seed=rng.bytes(32),
+        segment_len=int(rng.integers(1, steps + 1)),
+    )
+
+
 def twin_run(job: mr.TrainingJob) -> dict:
     """Run ``job`` segment by segment with the NumPy twins; same summary as ``summary``."""
     w = np.array(job.weights, copy=True)
@@ -87,5 +122,6 @@ def summary(result: mr.JobResult) -> dict:
 
 if __name__ == "__main__":
     family, count = sys.argv[1], int(sys.argv[2])
+    make = make_shaped_job if sys.argv[3:] == ["shaped"] else make_random_job
     for i in range(count):
-        print(json.dumps(summary(mr.run_job(make_random_job(family, i)))))
+        print(json.dumps(summary(mr.run_job(make(family, i)))))

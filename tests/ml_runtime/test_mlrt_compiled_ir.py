@@ -1,4 +1,4 @@
-"""The compiled kernels obey DESIGN.md §3 at the LLVM level, and are cached on disk.
+"""The compiled kernels obey docs/architecture.md §3 at the LLVM level, and are cached on disk.
 
 Compiles every kernel afresh in a subprocess (numba refuses to show IR of cached code)
 and inspects the IR of the compiled functions, outside the CPython wrappers (which

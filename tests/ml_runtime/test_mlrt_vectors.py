@@ -1,6 +1,6 @@
 """Golden vectors under tests/vectors/ml_runtime/ are reproduced bit for bit.
 
-They pin the bits across versions (DESIGN.md §3). A missing vector file is a failure,
+They pin the bits across versions (docs/architecture.md §3). A missing vector file is a failure,
 never a skip: regenerate only with tests/ml_runtime/make_vectors.py and review the diff.
 """
 

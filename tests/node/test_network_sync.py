@@ -83,7 +83,7 @@ async def test_a_peer_on_a_fork_is_left_to_fork_choice_without_blame(caplog) -> 
         peer = await liar(node, [genesis, *fork])
         try:
             await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: "does not extend our best block: left to fork choice" in caplog.text)
+            await wait_for(lambda: "does not join our chain above the finalized block #0" in caplog.text)
             assert node.network.reputation.score(peer.id) == 0
             assert [p.peer_id for p in node.network.peers()] == [peer.id]
         finally:

@@ -1,0 +1,92 @@
+"""The CLI's economy commands: ``polchain tx`` for assets, model policy, shares and revenue,
+and ``polchain query`` for their reads.
+
+Kept apart from node/cli.py, which registers them with one call in ``build_parser`` and runs
+their transactions through its own signing and submission path (each tx subcommand here sets
+``build_calls``, which cli._tx_calls uses). Accounts accept an SS58 address, 0x-hex or a
+//Dev URI, as everywhere in the CLI; the RPC is sent SS58.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from chain import calls
+from chain.crypto import parse_account, ss58_encode
+from rpc.client import RpcClient
+
+ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
+ArgType = Callable[[str], int]
+
+
+def add_commands(
+    tx: Any, query: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType
+) -> None:
+    """Add the economy subcommands to the ``tx`` and ``query`` subparsers; ``make_tx`` and
+    ``make_query`` give each the CLI's common flags (--rpc, --timeout, signing), ``u32`` and
+    ``balance`` are the CLI's range-checked number types."""
+
+    def command(name: str, build: Callable[[argparse.Namespace], list[Any]], *arguments: tuple[str, dict[str, Any]]) -> None:
+        p = make_tx(tx, name)
+        for flag, options in arguments:
+            p.add_argument(flag, required=options.pop("required", True), **options)
+        p.set_defaults(build_calls=build)
+
+    asset, amount = ("--asset", {"type": u32}), ("--amount", {"type": balance})
+    command("asset-create", lambda a: [calls.CreateAsset(a.asset, a.min_balance)], asset, ("--min-balance", {"type": balance}))
+    command(
+        "asset-metadata", lambda a: [calls.SetAssetMetadata(a.asset, a.name, a.symbol, a.decimals)],
+        asset, ("--name", {}), ("--symbol", {}), ("--decimals", {"type": u32}),
+    )
+    command("asset-mint", lambda a: [calls.MintAsset(a.asset, parse_account(a.to), a.amount)], asset, ("--to", {}), amount)
+    command("asset-burn", lambda a: [calls.BurnAsset(a.asset, parse_account(a.who), a.amount)], asset, ("--who", {}), amount)
+    command("asset-transfer", lambda a: [calls.TransferAsset(a.asset, parse_account(a.dest), a.amount)], asset, ("--dest", {}), amount)
+    model = ("--model", {"type": u32})
+    command(
+        "model-policy", lambda a: [calls.SetTrainingPolicy(a.model, a.permission, a.license_per_step)],
+        model, ("--permission", {"choices": ("owner", "allowlist", "anyone")}),
+        ("--license-per-step", {"type": balance, "default": 0, "required": False}),
+    )
+    command(
+        "model-trainer", lambda a: [calls.SetTrainer(a.model, parse_account(a.who), not a.remove)],
+        model, ("--who", {}), ("--remove", {"action": "store_true", "required": False}),
+    )
+    command("share-model", lambda a: [calls.ShareModel(a.model, a.shares)], model, ("--shares", {"type": balance}))
+    command("claim-revenue", lambda a: [calls.ClaimRevenue(a.model)], model)
+    command("pay-model", lambda a: [calls.PayModel(a.model, a.amount)], model, amount)
+
+    for name, positional in (("asset", ("asset",)), ("asset-balance", ("asset", "account")), ("shares", ("model",)), ("revenue", ("model",))):
+        q = make_query(query, name)
+        for arg in positional:
+            q.add_argument(arg, type=u32 if arg in ("asset", "model") else str)
+        if name in ("shares", "revenue"):
+            q.add_argument("--account", default=None)
+        q.set_defaults(run=run_query)
+
+
+def run_query(args: argparse.Namespace) -> int:
+    return asyncio.run(_query(args))
+
+
+async def _query(args: argparse.Namespace) -> int:
+    name = args.query_command
+    if name == "asset":
+        method, params = "assets_getAsset", [args.asset]
+    elif name == "asset-balance":
+        method, params = "assets_getBalance", [args.asset, ss58_encode(parse_account(args.account))]
+    else:
+        method = "ml_getShares" if name == "shares" else "ml_getRevenue"
+        params = [args.model] + ([ss58_encode(parse_account(args.account))] if args.account else [])
+    async with RpcClient(args.rpc, timeout=args.timeout) as client:
+        result = await client.call(method, params)
+    if result is None:
+        what = f"asset {args.asset}" if name.startswith("asset") else f"shared model {args.model}"
+        print(f"Error: no {what}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,83 @@
+"""The economy CLI against a real dev node: Alice shares model 0, sells 40 shares to Bob,
+Charlie trains it, the licence is split 60/40 and Bob claims; assets are read back."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from nodekit import start_node
+from test_cli import polchain
+
+from chain.crypto import dev_keypair
+from chain.pallets import assets
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    proc = start_node(tmp_path_factory.mktemp("cli-economy"), "--dev", "--instant-seal")
+    yield proc
+    proc.stop()
+
+
+def tx(node, *args: str) -> dict:
+    out = polchain("tx", *args, "--rpc", node.url, "--output-type", "json")
+    assert out.returncode == 0, out.stderr + out.stdout
+    return json.loads(out.stdout)
+
+
+def query(node, *args: str) -> dict:
+    out = polchain("query", *args, "--rpc", node.url)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_share_sell_train_split_and_claim(node) -> None:
+    tx(node, "model-policy", "--signer", "//Alice", "--model", "0", "--permission", "anyone", "--license-per-step", "1000")
+    tx(node, "share-model", "--signer", "//Alice", "--model", "0", "--shares", "100")
+    tx(node, "asset-transfer", "--signer", "//Alice", "--asset", str(assets.compute_shares_asset(0)), "--dest", "//Bob", "--amount", "40")
+    assert query(node, "shares", "0", "--account", "//Bob")["shares"] == "40"
+    trained = tx(node, "train", "--signer", "//Charlie", "--model", "0", "--dataset", "0", "--steps", "30",
+                 "--batch-size", "8", "--lr", "0.25")
+    assert trained["success"], trained
+    assert query(node, "revenue", "0", "--account", "//Alice")["claimable"] == "18000"
+    assert query(node, "revenue", "0", "--account", "//Bob")["claimable"] == "12000"
+    claimed = tx(node, "claim-revenue", "--signer", "//Bob", "--model", "0")
+    event = next(e for e in claimed["events"] if e["name"] == "RevenueClaimed")
+    assert event["args"]["amount"] == 12000 and event["args"]["who"] == dev_keypair("Bob").address
+    assert query(node, "revenue", "0")["claimed"] == "12000"
+
+
+def test_asset_commands_and_a_refusal(node) -> None:
+    tx(node, "asset-create", "--signer", "//Dave", "--asset", "5", "--min-balance", "10")
+    tx(node, "asset-metadata", "--signer", "//Dave", "--asset", "5", "--name", "Dave coin", "--symbol", "DAVE", "--decimals", "2")
+    tx(node, "asset-mint", "--signer", "//Dave", "--asset", "5", "--to", "//Eve", "--amount", "1000")
+    tx(node, "asset-transfer", "--signer", "//Eve", "--asset", "5", "--dest", "//Ferdie", "--amount", "300")
+    assert query(node, "asset-balance", "5", "//Ferdie")["balance"] == "300"
+    info = query(node, "asset", "5")
+    assert info["metadata"]["symbol"] == "DAVE" and info["supply"] == "1000" and info["accounts"] == 2
+    out = polchain("tx", "asset-mint", "--signer", "//Eve", "--asset", "5", "--to", "//Eve", "--amount", "1", "--rpc", node.url)
+    assert out.returncode == 1 and "assets.NoPermission" in out.stdout
+    missing = polchain("query", "asset", "77", "--rpc", node.url)
+    assert missing.returncode == 1 and "no asset 77" in missing.stderr
+
+
+def rpc(node, method: str, params: list) -> dict:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(node.url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_economy_methods_through_the_node(node) -> None:
+    """After the walkthrough above (module-scoped node): the same reads as raw JSON-RPC."""
+    bob = dev_keypair("Bob").address
+    usdp = rpc(node, "assets_getAsset", [1])["result"]
+    assert usdp["metadata"]["symbol"] == "USDP" and usdp["metadata"]["decimals"] == 6
+    assert rpc(node, "assets_getBalance", [1, bob])["result"]["balance"] == str(10**12)
+    assert rpc(node, "ml_getShares", [0, bob])["result"]["shares"] == "40"
+    revenue = rpc(node, "ml_getRevenue", [0, bob])["result"]
+    assert revenue["paid"] == "30000" and revenue["claimable"] == "0"
+    bad = rpc(node, "assets_getBalance", [1, "//Bob"])["error"]
+    assert bad["code"] == -32602 and "param 1 'account'" in bad["message"]

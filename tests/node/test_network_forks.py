@@ -1,0 +1,240 @@
+"""Forks, partitions and finality messages between real NodeServices in one process (LevelDB,
+runtime, pool, Noise connections on loopback) on the 4-validator `local` chain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from msgspec.structs import replace as struct_replace
+from netkit import FAST, start_node, wait_for
+
+from chain import calls
+from chain.block import Block
+from chain.blockchain import Blockchain
+from chain.codec import decode, encode
+from chain.config import SPEC_VERSION
+from chain.crypto import dev_keypair
+from chain.extrinsic import sign_extrinsic
+from chain.pallets.staking import get_validators
+from chain.storage import Database
+from consensus.aura import compute_slot_author
+from consensus.finality import (
+    SET_ID,
+    Justification,
+    SignedVote,
+    Vote,
+    get_vote_equivocations,
+    sign_vote,
+)
+from genesis.spec import load_chain_spec
+from node.network.messages import BlockData
+from node.network.reputation import Misbehaviour
+from node.service import NodeConfig, NodeService
+
+BLOCK_TIME_MS = 500
+SPEC = load_chain_spec("local")
+
+
+@asynccontextmanager
+async def local_node(author: str | None = None, **network: object) -> AsyncIterator[NodeService]:
+    config = NodeConfig(
+        chain="local", tmp=True, author=author, block_time_ms=BLOCK_TIME_MS, network=replace(FAST, **network),  # type: ignore[arg-type]
+    )
+    service = NodeService(config, SPEC)
+    run = asyncio.create_task(service.run())
+    try:
+        await wait_for(lambda: service.network is not None and bool(service.network.listen_addresses))
+        yield service
+    finally:
+        service.request_stop()
+        await run
+
+
+def _is_fork(a: NodeService, b: NodeService) -> bool:
+    ha, hb = a.chain.best_hash, b.chain.best_hash
+    return not a.chain.has_block(hb) and not b.chain.has_block(ha)
+
+
+async def test_a_partition_heals_and_fork_choice_reconciles_the_branches(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with local_node("//Alice") as a:
+        assert a.network is not None
+        async with local_node("//Bob", bootnodes=(a.network.listen_addresses[0],)) as b:
+            assert b.network is not None
+            id_a, id_b = a.network.local_peer_id, b.network.local_peer_id
+            await wait_for(lambda: a.chain.best_number >= 2 and a.chain.best_hash == b.chain.best_hash, 20)
+            # Two of four validators: blocks but no finality, so either branch may still win.
+            assert a.chain.finalized_number == 0
+            base = a.chain.best_number
+            a.network.drop_peer(id_b, seconds=60)
+            b.network.drop_peer(id_a, seconds=60)
+            await wait_for(lambda: not a.network.peers() and not b.network.peers())  # type: ignore[union-attr]
+            # A transfer only Alice's side sees: if her branch loses, it must come back.
+            xt = sign_extrinsic(
+                dev_keypair("Eve"), calls.Transfer(dev_keypair("Ferdie").public, 10**9), nonce=0,
+                genesis_hash=a.chain.genesis_hash, spec_version=SPEC_VERSION,
+            )
+            a.submit(xt.encode())
+            await wait_for(lambda: a.chain.best_number >= base + 2 and b.chain.best_number >= base + 2 and _is_fork(a, b), 20)
+            # Heal: both sides accept each other again; Bob redials his bootnode.
+            a.network.drop_peer(id_b, seconds=0.01)
+            b.network.drop_peer(id_a, seconds=0.01)
+            await wait_for(lambda: a.network.peers() != [] and b.network.peers() != [], 10)  # type: ignore[union-attr]
+            top = max(a.chain.best_number, b.chain.best_number)
+            await wait_for(lambda: a.chain.best_hash == b.chain.best_hash and a.chain.best_number > top, 20)
+            assert a.chain.best_header.state_root == b.chain.best_header.state_root
+            assert "reorg:" in caplog.text  # one side (or both) moved to the other's branch
+            # The transfer ends on the common chain whichever branch won.
+            await wait_for(lambda: a.chain.get_extrinsic_location(xt.hash()) is not None, 20)
+            block_hash, _ = a.chain.get_extrinsic_location(xt.hash())  # type: ignore[misc]
+            await wait_for(lambda: b.chain.has_block(block_hash) and b.chain.is_descendant(b.chain.best_hash, block_hash), 10)
+            assert a.network.reputation.score(id_b) == 0 and b.network.reputation.score(id_a) == 0
+
+
+async def test_finality_votes_and_justifications_from_peers_are_checked_and_bad_ones_cost_reputation(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with local_node() as node:
+        assert node.network is not None
+        genesis = node.chain.genesis_hash
+        peer = await start_node(genesis=genesis, blocks=1)
+        peer.blocks = [node.chain.get_block(genesis)]
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            now = int(time.time() * 1000) // BLOCK_TIME_MS
+            stale = sign_vote(dev_keypair("Alice"), genesis, Vote(SET_ID, now - 100, genesis, 0))
+            peer.service.broadcast_vote(encode(stale))  # a round long past: dropped without blame
+            await asyncio.sleep(0.3)
+            assert node.network.reputation.score(peer.id) == 0
+            outsider = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, now, genesis, 0))
+            peer.service.broadcast_vote(encode(outsider))
+            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)
+            assert f"peer {peer.id}: {Misbehaviour.BAD_VOTE.reason} (vote not_validator:" in caplog.text
+            peer.service.broadcast_vote(b"\x93garbage")
+            await wait_for(lambda: "(vote malformed:" in caplog.text)
+            forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, now, genesis, 0))
+            peer.service.broadcast_vote(encode(struct_replace(forged, voter=dev_keypair("Alice").public)))
+            await wait_for(lambda: "(vote bad_signature:" in caplog.text)
+            # Two votes of Alice in one round for different blocks: kept as evidence, the relay
+            # not blamed (an honest peer passes on the copy it saw first).
+            score = node.network.reputation.score(peer.id)
+            for block_hash in (genesis, b"\x05" * 32):
+                peer.service.broadcast_vote(encode(sign_vote(dev_keypair("Alice"), genesis, Vote(SET_ID, now + 1, block_hash, 1))))
+            await wait_for(lambda: len(get_vote_equivocations(node.chain)) == 1)
+            assert node.network.reputation.score(peer.id) >= score - 1  # decay only, no charge
+            # A gossiped justification that does not verify costs its sender.
+            peer.service.broadcast_justification(_justification(node.chain.get_block(genesis), ("Alice",), genesis))
+            await wait_for(lambda: "(justification below_threshold:" in caplog.text)
+            assert node.chain.finalized_number == 0
+        finally:
+            await peer.service.stop()
+
+
+def _build(tmp: Path, count: int, first_slot: int) -> list[Block]:
+    """``count`` real blocks of the `local` chain on genesis, from ``first_slot`` on, each
+    sealed by the owner of its slot."""
+    db = Database(tmp / "builder")
+    try:
+        builder = Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
+        validators = get_validators(builder.state.overlay())
+        by_key = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
+        blocks = [builder.get_block(builder.genesis_hash)]
+        for slot in range(first_slot, first_slot + count):
+            blocks.append(builder.build_block([], by_key[compute_slot_author(validators, slot)], slot).block)
+        return blocks
+    finally:
+        db.close()
+
+
+def _future_block(tmp: Path, slots_ahead: int) -> Block:
+    """A real block on genesis, sealed by the owner of a slot ahead of the clock."""
+    return _build(tmp, 1, int(time.time() * 1000) // BLOCK_TIME_MS + slots_ahead)[1]
+
+
+def _justification(target: Block, voters: tuple[str, ...], genesis: bytes) -> bytes:
+    vote = Vote(SET_ID, 7, target.hash(), target.header.number)
+    votes = tuple(sign_vote(dev_keypair(n), genesis, vote) for n in voters)
+    return Justification(target.hash(), target.header.number, SET_ID, 7, votes).encode()
+
+
+async def test_justifications_served_with_blocks_are_checked_while_syncing(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    blocks = _build(tmp_path, 3, int(time.time() * 1000) // BLOCK_TIME_MS - 10)
+    genesis = blocks[0].hash()
+    good = _justification(blocks[2], ("Alice", "Bob", "Charlie"), genesis)
+    forged = _justification(blocks[3], ("Alice",), genesis)  # 1 vote of 4: below the threshold
+    attached = {blocks[2].hash(): good, blocks[3].hash(): forged}
+
+    async with local_node() as node:
+        assert node.network is not None
+        root = node.chain.get_header(genesis).state_root
+        peer = await start_node(genesis=genesis, blocks=1)
+        peer.blocks = blocks
+        serve = peer.serve
+
+        async def serve_with_justifications(who, req):  # type: ignore[no-untyped-def]
+            return [BlockData(d.block, attached.get(d.block.hash())) for d in await serve(who, req)]
+
+        peer.service.handlers.serve_block_request = serve_with_justifications
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
+            assert node.chain.finalized_hash == blocks[2].hash()  # the good one, verified, finalized #2
+            assert node.chain.get_justification(blocks[2].hash()) == good
+            assert f"peer {peer.id}: {Misbehaviour.WRONG_RESPONSE.reason} (justification below_threshold:" in caplog.text
+            assert node.chain.get_justification(blocks[3].hash()) is None
+            assert node.chain.get_header(genesis).state_root == root
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_block_from_a_future_slot_is_deferred_not_blamed(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with local_node() as node:
+        assert node.network is not None
+        block = _future_block(tmp_path, slots_ahead=5)  # the node allows 2 slots of clock skew
+        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
+        peer.blocks = [node.chain.get_block(node.chain.genesis_hash), block]
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: "is ahead of our clock, retried in a slot" in caplog.text)
+            assert node.chain.best_number == 0
+            assert node.network.reputation.score(peer.id) == 0
+            # Its slot comes (within the allowance) and the retry imports it.
+            await wait_for(lambda: node.chain.best_hash == block.hash(), 10)
+            assert node.network.reputation.score(peer.id) == 0
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_restarted_validator_does_not_vote_in_the_round_it_starts_in() -> None:
+    # It may have voted in that round before a restart, for another block: a second vote
+    # would be an equivocation. Start at the beginning of a round, so its middle (when a
+    # validator without a block of the round votes) comes while the node runs.
+    slot_ms = 2000
+    await asyncio.sleep((slot_ms - time.time() * 1000 % slot_ms) / 1000 + 0.02)
+    start_round = int(time.time() * 1000) // slot_ms
+    config = NodeConfig(chain="local", tmp=True, author="//Alice", block_time_ms=slot_ms, network=FAST)
+    node = NodeService(config, SPEC)
+    run = asyncio.create_task(node.run())
+    try:
+        await wait_for(lambda: node.network is not None and bool(node.network.listen_addresses))
+        assert node.network is not None
+        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
+        peer.blocks = [node.chain.get_block(node.chain.genesis_hash)]
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: bool(peer.votes), 2 * slot_ms / 1000 + 1)
+            rounds = [decode(raw, SignedVote).vote.round for raw in peer.votes]
+            assert start_round not in rounds and min(rounds) == start_round + 1, (start_round, rounds)
+        finally:
+            await peer.service.stop()
+    finally:
+        node.request_stop()
+        await run
