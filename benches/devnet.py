@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -38,6 +37,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from benches.record import write_record
 
 OUT = Path("bench-results") / "devnet.json"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -191,13 +192,10 @@ def main(argv: list[str] | None = None) -> int:
           f"load average at start {load[0]:.2f} on {os.cpu_count()} cores")
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({
-        "benchmark": "devnet", "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(),
-        "cores": os.cpu_count(), "load_average_at_start": load, "validators": args.validators,
-        "block_time_ms": args.block_time, "solo_node_rpc_seconds": solo, "finality": finality_note, **run,
-    }, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write_record(
+        OUT, "devnet", validators=args.validators, block_time_ms=args.block_time,
+        solo_node_rpc_seconds=solo, finality=finality_note, **run,
+    )
     return 0
 
 
