@@ -50,8 +50,10 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from chain.pallets.staking import VALIDATORS
 from genesis.spec import compute_genesis_storage, load_chain_spec
-from node import cli_economy
+from node import cli_economy, devnet
 from node.logfilter import install_repeat_filter
+from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
+from node.metrics import MetricsServer
 from node.network.errors import NetworkError
 from node.network.identity import NodeKey
 from node.network.multiaddr import Multiaddr
@@ -100,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_repeat_filter([handler])
     try:
         return int(args.run(args) or 0)
-    except (CliError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError, OSError) as exc:
+    except (CliError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--validator", action="store_true")
     for who in DEV_ACCOUNTS:
         node.add_argument(f"--{who.lower()}", action="store_true", help=f"author with //{who} (implies --validator)")
+    node.add_argument("--key", default=None, metavar="URI", help="author with this secret URI, e.g. //Validator7")
     node.add_argument("--block-time", type=_positive, default=6000, metavar="MS")
     node.add_argument("--instant-seal", action="store_true", help="author a block as soon as the pool holds something")
     node.add_argument("--rpc-port", type=_port, default=9944)
@@ -149,8 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--node-key", default=None, metavar="HEX", help="the p2p ed25519 secret key (64 hex digits)")
     node.add_argument("--node-key-file", type=Path, default=None,
                       help="file with the p2p secret key (default: generated under the base path)")
+    node.add_argument("--prometheus-port", type=_port, default=None, help=f"metrics port (default {PROMETHEUS_PORT})")
+    node.add_argument("--prometheus-external", action="store_true", help="serve metrics on all interfaces")
+    node.add_argument("--no-prometheus", action="store_true", help="serve no metrics")
     node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
     node.set_defaults(run=run_node)
+    devnet.add_subcommand(sub, node)
 
     key = sub.add_parser("key", help="generate and inspect keys").add_subparsers(dest="key_command", required=True)
     for name, fn in (("generate", run_key_generate), ("inspect", run_key_inspect)):
@@ -372,7 +379,10 @@ def _rpc_url(text: str) -> str:
 # --- node -------------------------------------------------------------------------------------
 def run_node(args: argparse.Namespace) -> int:
     chain = args.chain or ("dev" if args.dev else "local")
-    author = next((f"//{who}" for who in DEV_ACCOUNTS if getattr(args, who.lower())), None)
+    dev_flag = next((who for who in DEV_ACCOUNTS if getattr(args, who.lower())), None)
+    if args.key and dev_flag:
+        raise CliError(f"--key and --{dev_flag.lower()} both name the authoring key; use one")  # a key is never echoed
+    author = args.key or (f"//{dev_flag}" if dev_flag else None)
     if args.dev and author is None:
         author = "//Alice"
     if args.validator and author is None:
@@ -402,6 +412,9 @@ def run_node(args: argparse.Namespace) -> int:
             rpc_methods=args.rpc_methods, rpc_cors=cors, rpc_max_connections=args.rpc_max_connections,
             rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
             rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
+            prometheus_host="0.0.0.0" if args.prometheus_external else "127.0.0.1",
+            prometheus_port=None if args.no_prometheus else (args.prometheus_port or PROMETHEUS_PORT),
+            prometheus_required=args.prometheus_port is not None,
             network=_network_config(args), node_key=args.node_key, node_key_file=args.node_key_file,
         )
         rpc_options = {
@@ -540,11 +553,36 @@ async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> 
         cors=config.rpc_cors, rpc_methods=config.rpc_methods,  # type: ignore[arg-type]
         **rpc_options,
     )
+    metrics = await _start_metrics(config, service)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.request_stop)
-    await service.run(server)
+    try:
+        await service.run(server)
+    finally:
+        if metrics is not None:
+            await metrics.stop()
     log.info("Shut down cleanly at block #%d", service.chain.best_number)
+
+
+async def _start_metrics(config: NodeConfig, service: NodeService) -> MetricsServer | None:
+    """The Prometheus endpoint. A port asked for with --prometheus-port must bind (as in
+    Substrate); the default one may be taken by another node on this machine, which then
+    costs the metrics only."""
+    if config.prometheus_port is None:
+        return None
+    metrics = MetricsServer(service.metrics, config.prometheus_host, config.prometheus_port)
+    try:
+        await metrics.start()
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        if config.prometheus_required:
+            service.close()
+            raise CliError(f"cannot serve Prometheus metrics on {config.prometheus_host}:{config.prometheus_port}: {reason}") from None
+        log.warning("Prometheus metrics off: %s:%d is not free (%s)", config.prometheus_host, config.prometheus_port, reason)
+        return None
+    log.info("Prometheus exporter on %s", metrics.url)
+    return metrics
 
 
 # --- key ----------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ from consensus.finality import (
     store_voter_state,
 )
 from genesis.spec import ChainSpec
+from node.metrics import NodeMetrics
 from node.network.identity import NodeKey
 from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
 from node.network.service import ChainStatus, NetworkConfig, NetworkService
@@ -109,6 +110,9 @@ class NodeConfig:
     rpc_max_request_size_mb: int = 15
     rpc_max_response_size_mb: int = 15
     rpc_max_subscriptions: int = 1024
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int | None = None  # None: no metrics server
+    prometheus_required: bool = False  # the port was asked for: failing to bind is an error
     network: NetworkConfig | None = None  # None: no networking (a node alone)
     node_key: str | None = None  # --node-key (hex)
     node_key_file: Path | None = None
@@ -147,6 +151,7 @@ class NodeService:
         self._in_flight: dict[bytes, Any] = {}
         self.slot_ms = config.block_time_ms
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
+        self.metrics = NodeMetrics(self)
         self._import_listeners: list[Callable[[ImportedBlock], None]] = []
         # Finality (consensus.finality): the votes of the recent rounds, the last round this
         # node voted in, and justifications from peers whose target is not imported yet.
@@ -313,10 +318,11 @@ class NodeService:
             for xt_hash, exc in invalid:
                 if exc.reason != "future":
                     self.pool.report_invalid(xt_hash)
-            self._after_import(imported, elapsed)
+            self._after_import(imported, elapsed, authored=True)
             return imported
 
-    def _after_import(self, imported: ImportedBlock, elapsed: float) -> None:
+    def _after_import(self, imported: ImportedBlock, elapsed: float, *, authored: bool = False) -> None:
+        self.metrics.on_block(imported, elapsed, authored=authored)
         block = imported.block
         block_hash = block.hash()
         included = [receipt.hash for receipt in imported.receipts]  # the extrinsics' hashes, in order

@@ -1,0 +1,478 @@
+"""``polchain devnet``: N validators (and K full nodes) on this machine, one process each.
+
+What it does, in order:
+
+1. Base path. ``--base-path DIR``, by default ``$XDG_DATA_HOME/polchain/devnet`` (that is
+   ``~/.local/share/polchain/devnet``), next to where Substrate nodes keep their default base
+   path (``~/.local/share/<node>``), so that running ``polchain devnet`` again resumes the same
+   chain; ``polchain devnet --base-path $(mktemp -d)`` gives a throwaway one. A lock file
+   (``devnet.lock``) keeps a second devnet off the same directory.
+2. Chain spec. ``chain-spec.json``: the raw form of :func:`genesis.local.local_spec` (storage
+   key/values), so a later change of genesis code cannot change this chain's genesis. If the
+   file exists it is reused, and refused if its validators are not the ``--validators N``
+   asked for (the databases hold that chain).
+3. Nodes. Validator i is ``//Alice``, ``//Bob``, … ``//Ferdie``, ``//Validator7``, …; auditor j is
+   a full node (no authoring key). Node i runs ``polchain node`` with base path
+   ``<base>/<name>`` (its own LevelDB), RPC port ``--rpc-port + i``, p2p port ``--port + i``,
+   Prometheus port ``--prometheus-port + i``, its log in ``<base>/<name>/node.log`` (appended),
+   and a node key fixed per node (blake2-256 of ``polchain-devnet/<name>``), so every peer id
+   is known before start and every node gets every other node's multiaddr as ``--bootnodes``
+   (a whole mesh without peer discovery, with no hub whose loss splits it). These keys
+   are public knowledge: a devnet is for one machine, never for a network others can reach.
+   Auditors will run ``--pol full`` once proof-of-learning consensus lands; today they are
+   plain full nodes.
+4. Status. Every ``--interval`` seconds each node is asked over RPC for its best and
+   finalized heads and peer count; a live table (rich) shows them with the time of the best
+   block (its Aura slot × block time) and the rate of new best blocks over the last 30 s. With
+   ``--no-tui``, or when stdout is not a terminal, one status line is printed per interval.
+5. Stop. Ctrl-C (SIGINT) or SIGTERM: each node gets SIGINT (it finishes the block in progress
+   and closes its database), then ``--stop-timeout`` seconds, then SIGKILL for any left.
+   Children run in their own session, so a Ctrl-C at the terminal reaches only this process,
+   which stops them in order; on Linux they also get SIGTERM if this process dies.
+
+Exit status: 0 when every node stopped cleanly, 1 otherwise (a node that exited by itself, or
+one that had to be killed); a usage error is 2, as for every polchain command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from chain.crypto import DEV_ACCOUNTS, Keypair, blake2_256
+from chain.pallets.staking import VALIDATORS
+from genesis.local import MAX_VALIDATORS, local_spec, validator_names
+from genesis.spec import compute_genesis_storage, load_chain_spec
+from node.network.identity import NodeKey
+from rpc.client import RpcClient
+from rpc.errors import RpcError
+
+SPEC_FILE = "chain-spec.json"
+LOCK_FILE = "devnet.lock"
+LOG_FILE = "node.log"
+RATE_WINDOW = 30.0  # seconds of best-block history behind "imported/s"
+MAX_AUDITORS = 64
+PR_SET_PDEATHSIG = 1
+
+
+class DevnetError(Exception):
+    """A devnet that cannot start: printed as one line, exit status 1."""
+
+
+# --- the command line -----------------------------------------------------------------------
+def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
+    """Register ``polchain devnet``. ``node_parser`` tells which flags ``polchain node`` knows."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "devnet", help="run a local network: N validators (and K full nodes), one process each",
+        description="Start N validators (//Alice, //Bob, … //Validator7, …) and K full nodes of a local chain, "
+        "each with its own database, RPC, p2p and metrics port, show their heads live, and stop them all on Ctrl-C. "
+        "Running it again on the same base path resumes the same chain.",
+    )
+    p.add_argument("--validators", "-n", type=_bounded(1, MAX_VALIDATORS), default=4, metavar="N",
+                   help="validators, 1..64 (default 4)")
+    p.add_argument("--auditors", type=_bounded(0, MAX_AUDITORS), default=0, metavar="K",
+                   help="full nodes besides the validators (plain full nodes today; --pol full once proof-of-learning consensus lands)")
+    p.add_argument("--base-path", "-d", type=Path, default=None, metavar="DIR",
+                   help="default: $XDG_DATA_HOME/polchain/devnet (~/.local/share/polchain/devnet)")
+    p.add_argument("--rpc-port", type=_bounded(1, 65535), default=9944, metavar="PORT", help="node i serves RPC on PORT + i (default 9944)")
+    p.add_argument("--port", type=_bounded(1, 65535), default=30333, metavar="PORT", help="node i listens for peers on PORT + i (default 30333)")
+    p.add_argument("--prometheus-port", type=_bounded(1, 65535), default=9615, metavar="PORT", help="node i serves metrics on PORT + i (default 9615)")
+    p.add_argument("--no-prometheus", action="store_true", help="no metrics endpoints")
+    p.add_argument("--block-time", type=_bounded(1, 3_600_000), default=6000, metavar="MS", help="Aura slot duration (default 6000)")
+    p.add_argument("--no-tui", action="store_true", help="one status line per interval instead of a live table")
+    p.add_argument("--interval", type=_seconds, default=1.0, metavar="S", help="status refresh, seconds (default 1)")
+    p.add_argument("--stop-timeout", type=_seconds, default=30.0, metavar="S", help="seconds a node gets to stop before SIGKILL (default 30)")
+    # dest is not "log": the CLI sets this process's own logging from args.log (an int level).
+    p.add_argument("--log", "-l", dest="node_log", choices=("error", "warn", "info", "debug"), default="info",
+                   help="the nodes' log level")
+    p.set_defaults(run=run_devnet, node_flags=frozenset(node_parser._option_string_actions))
+
+
+def _bounded(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high}")
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{value} is out of range 0.05..3600 seconds")
+    return value
+
+
+def default_base_path() -> Path:
+    """``$XDG_DATA_HOME/polchain/devnet``, ``~/.local/share/polchain/devnet`` without it."""
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "polchain" / "devnet"
+
+
+# --- identities -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """One node of the devnet: who it is and where it listens."""
+
+    index: int
+    name: str  # Alice, Validator7, Auditor1
+    validator: bool
+    rpc_port: int
+    p2p_port: int
+    prometheus_port: int | None
+    base_path: Path
+
+    @property
+    def dir_name(self) -> str:
+        return self.name.lower()
+
+    @property
+    def node_key(self) -> bytes:
+        """The node's p2p secret seed; fixed so its peer id is known before it starts."""
+        return blake2_256(f"polchain-devnet/{self.dir_name}".encode())
+
+    @property
+    def peer_id(self) -> str:
+        return str(NodeKey.from_seed(self.node_key).peer_id)
+
+    @property
+    def multiaddr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.p2p_port}/p2p/{self.peer_id}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_path / LOG_FILE
+
+
+def plan_nodes(args: argparse.Namespace, base: Path) -> list[NodePlan]:
+    names = [(n, True) for n in validator_names(args.validators)]
+    names += [(f"Auditor{j + 1}", False) for j in range(args.auditors)]
+    total = len(names)
+    for flag, first in (("--rpc-port", args.rpc_port), ("--port", args.port), ("--prometheus-port", args.prometheus_port)):
+        if first + total - 1 > 65535:
+            raise DevnetError(f"{flag} {first} leaves no room for {total} nodes (ports {first}..{first + total - 1})")
+    return [
+        NodePlan(
+            i, name, validator, args.rpc_port + i, args.port + i,
+            None if args.no_prometheus else args.prometheus_port + i, base / name.lower(),
+        )
+        for i, (name, validator) in enumerate(names)
+    ]
+
+
+def node_command(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: argparse.Namespace) -> list[str]:
+    """The ``polchain node`` command line of one node. Flags the node does not know yet (the p2p
+    ones, before networking is merged) are left out rather than making it refuse to start."""
+    known: frozenset[str] = args.node_flags
+    cmd = [
+        sys.executable, "-m", "node.cli", "node", "--chain", str(spec_path), "--base-path", str(plan.base_path),
+        "--name", plan.name, "--rpc-port", str(plan.rpc_port), "--port", str(plan.p2p_port),
+        "--block-time", str(args.block_time), "--log", args.node_log,
+    ]
+    if plan.validator:
+        flag = f"--{plan.name.lower()}"
+        cmd += ["--validator", flag] if plan.name in DEV_ACCOUNTS else ["--validator", "--key", "//" + plan.name]
+    if "--node-key" in known:
+        cmd += ["--node-key", plan.node_key.hex()]
+    others = [p.multiaddr for p in plans if p is not plan]
+    if others and "--bootnodes" in known:
+        cmd += ["--bootnodes", *others]
+    if plan.prometheus_port is None:
+        cmd += ["--no-prometheus"]
+    else:
+        cmd += ["--prometheus-port", str(plan.prometheus_port)]
+    return cmd
+
+
+# --- the chain spec on disk -----------------------------------------------------------------------
+def prepare_spec(base: Path, n: int) -> tuple[Path, bool]:
+    """``(spec path, resumed)``: write the raw spec for ``n`` validators, or check the one there."""
+    path = base / SPEC_FILE
+    wanted = tuple(Keypair.from_uri("//" + name).public for name in validator_names(n))
+    if path.exists():
+        spec = load_chain_spec(str(path))
+        storage = spec.raw if spec.raw is not None else compute_genesis_storage(spec)
+        found = VALIDATORS.get(_ReadOnlyState(storage))
+        if found != wanted:
+            raise DevnetError(
+                f"{base} holds a devnet of {len(found)} validators, not {n}: run it with --validators "
+                f"{len(found)}, or choose another --base-path (or delete {base} to start over)"
+            )
+        return path, True
+    text = json.dumps(local_spec(n).to_json(raw=True), indent=1)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # a spec file is whole or absent
+    return path, False
+
+
+class _ReadOnlyState:
+    """Genesis storage as the state a storage item reads."""
+
+    def __init__(self, items: dict[bytes, bytes]) -> None:
+        self.items = items
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.items.get(key)
+
+    def set(self, key: bytes, value: bytes) -> None:
+        raise TypeError("read-only")
+
+    def delete(self, key: bytes) -> None:
+        raise TypeError("read-only")
+
+
+def _check_ports_free(plans: list[NodePlan]) -> None:
+    for plan in plans:
+        for what, port in (("RPC", plan.rpc_port), ("p2p", plan.p2p_port), ("Prometheus", plan.prometheus_port)):
+            if port is None:
+                continue
+            with socket.socket() as s:
+                # As asyncio's servers do, so a port in TIME_WAIT after a restart counts as free.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    raise DevnetError(
+                        f"port {port} ({what} of {plan.name}) is in use; is another node running? "
+                        f"Choose other ports with --rpc-port / --port / --prometheus-port"
+                    ) from None
+
+
+# --- running ------------------------------------------------------------------------------------
+@dataclass
+class NodeStatus:
+    """What the devnet knows of one running node."""
+
+    plan: NodePlan
+    proc: subprocess.Popen[bytes]
+    client: RpcClient
+    best: int | None = None
+    best_slot: int | None = None
+    finalized: int | None = None
+    finalized_hash: str | None = None
+    peers: int | None = None
+    answered: bool = False
+    history: deque[tuple[float, int]] = field(default_factory=deque)
+
+    @property
+    def state(self) -> str:
+        code = self.proc.poll()
+        if code is not None:
+            return f"exited {code}"
+        return "up" if self.answered else "starting"
+
+    def rate(self) -> float | None:
+        """New best blocks per second over the last RATE_WINDOW seconds."""
+        if len(self.history) < 2:
+            return None
+        (t0, b0), (t1, b1) = self.history[0], self.history[-1]
+        return max(0, b1 - b0) / (t1 - t0) if t1 > t0 else None
+
+
+async def poll(node: NodeStatus) -> None:
+    """Ask one node for its heads and peers; a node that does not answer keeps its old figures."""
+    if node.proc.poll() is not None:
+        node.answered = False
+        return
+    try:
+        best, fin_hash, health = await node.client.batch(
+            [("chain_getHeader", []), ("chain_getFinalizedHead", []), ("system_health", [])]
+        )
+        if isinstance(best, Exception) or isinstance(fin_hash, Exception) or isinstance(health, Exception):
+            return
+        if fin_hash != node.finalized_hash:
+            header = await node.client.call("chain_getHeader", [fin_hash])
+            node.finalized, node.finalized_hash = int(header["number"], 16), fin_hash
+    except (RpcError, OSError, TimeoutError, KeyError, TypeError, ValueError):
+        node.answered = False
+        return
+    node.answered = True
+    node.best = int(best["number"], 16)
+    node.best_slot = int(best["slot"], 16) if isinstance(best.get("slot"), str) else None
+    node.peers = int(health["peers"])
+    now = time.monotonic()
+    node.history.append((now, node.best))
+    while node.history and now - node.history[0][0] > RATE_WINDOW:
+        node.history.popleft()
+
+
+def _last_block(node: NodeStatus, block_ms: int) -> str:
+    if node.best_slot is None or not node.best:
+        return "-"
+    ago = time.time() - node.best_slot * block_ms / 1000
+    return time.strftime("%H:%M:%S", time.localtime(node.best_slot * block_ms / 1000)) + f" ({max(0.0, ago):.0f}s ago)"
+
+
+def _fmt(value: int | None) -> str:
+    return "-" if value is None else f"#{value}"
+
+
+def status_line(nodes: list[NodeStatus], block_ms: int) -> str:
+    parts = []
+    for n in nodes:
+        rate = n.rate()
+        parts.append(
+            f"{n.plan.name} {n.state} best {_fmt(n.best)} fin {_fmt(n.finalized)} peers {'-' if n.peers is None else n.peers} "
+            f"{'-' if rate is None else f'{rate:.2f}'}/s"
+        )
+    return time.strftime("%H:%M:%S") + " " + " | ".join(parts)
+
+
+def status_table(nodes: list[NodeStatus], block_ms: int, title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, caption="Ctrl-C stops every node")
+    for column in ("node", "role", "state", "RPC", "p2p", "best", "finalized", "peers", "last block", "imported/s"):
+        table.add_column(column, justify="right" if column in ("best", "finalized", "peers", "imported/s", "RPC", "p2p") else "left")
+    for n in nodes:
+        rate = n.rate()
+        state = n.state
+        style = "green" if state == "up" else ("red" if state.startswith("exited") else "yellow")
+        table.add_row(
+            n.plan.name, "validator" if n.plan.validator else "full", f"[{style}]{state}[/]", str(n.plan.rpc_port),
+            str(n.plan.p2p_port), _fmt(n.best), _fmt(n.finalized), "-" if n.peers is None else str(n.peers),
+            _last_block(n, block_ms), "-" if rate is None else f"{rate:.2f}",
+        )
+    return table
+
+
+def _set_parent_death_signal() -> None:
+    """In the child before exec (Linux): SIGTERM when the devnet process dies, so no node is
+    left running after a SIGKILL of the devnet."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_node(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    plan.base_path.mkdir(parents=True, exist_ok=True)
+    log: IO[bytes] = plan.log_path.open("ab")
+    try:
+        return subprocess.Popen(
+            node_command(plan, spec_path, plans, args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_set_parent_death_signal if sys.platform == "linux" else None,
+        )
+    finally:
+        log.close()  # the child holds its own descriptor
+
+
+async def stop_nodes(nodes: list[NodeStatus], timeout: float, say: Any) -> bool:
+    """SIGINT to each node, up to ``timeout`` seconds, then SIGKILL. True if all stopped cleanly."""
+    for n in nodes:
+        if n.proc.poll() is None:
+            n.proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while any(n.proc.poll() is None for n in nodes) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    clean = True
+    for n in nodes:
+        if n.proc.poll() is None:
+            n.proc.kill()
+            n.proc.wait()
+            say(f"{n.plan.name} (pid {n.proc.pid}) did not stop in {timeout:.0f}s: killed")
+            clean = False
+        elif n.proc.returncode != 0:
+            say(f"{n.plan.name} (pid {n.proc.pid}) exited with status {n.proc.returncode}; see {n.plan.log_path}")
+            clean = False
+        else:
+            say(f"{n.plan.name} (pid {n.proc.pid}) stopped at best {_fmt(n.best)}")
+    return clean
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_devnet(args: argparse.Namespace) -> int:
+    base = (args.base_path or default_base_path()).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    lock = (base / LOCK_FILE).open("a")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DevnetError(f"another polchain devnet runs on {base} ({base / LOCK_FILE} is locked)") from None
+        plans = plan_nodes(args, base)
+        spec_path, resumed = prepare_spec(base, args.validators)
+        _check_ports_free(plans)
+        return asyncio.run(_run(args, base, plans, spec_path, resumed))
+    finally:
+        lock.close()
+
+
+async def _run(args: argparse.Namespace, base: Path, plans: list[NodePlan], spec_path: Path, resumed: bool) -> int:
+    tui = not args.no_tui and sys.stdout.isatty()
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    validators = sum(p.validator for p in plans)
+    say(f"{'Resuming' if resumed else 'Starting'} a devnet of {validators} validators and {len(plans) - validators} "
+        f"full nodes in {base} (chain spec {spec_path})")
+    if "--bootnodes" not in args.node_flags:
+        say("This polchain node has no p2p network yet: every validator authors its own slots alone")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    nodes: list[NodeStatus] = []
+    try:
+        for plan in plans:
+            proc = start_node(plan, spec_path, plans, args)
+            nodes.append(NodeStatus(plan, proc, RpcClient(f"http://127.0.0.1:{plan.rpc_port}", timeout=max(2.0, args.interval))))
+            say(f"{plan.name} pid {proc.pid}: RPC http://127.0.0.1:{plan.rpc_port}  p2p {plan.multiaddr}"
+                + (f"  metrics http://127.0.0.1:{plan.prometheus_port}/metrics" if plan.prometheus_port else "")
+                + f"  log {plan.log_path}")
+        title = f"polchain devnet: {validators} validators, {len(plans) - validators} full nodes, {base}"
+        live: Any = None
+        if tui:
+            from rich.live import Live
+
+            live = Live(status_table(nodes, args.block_time, title), auto_refresh=False)
+            live.start()
+        try:
+            while not stop.is_set():
+                await asyncio.gather(*(poll(n) for n in nodes))
+                if live is not None:
+                    live.update(status_table(nodes, args.block_time, title), refresh=True)
+                else:
+                    say(status_line(nodes, args.block_time))
+                if all(n.proc.poll() is not None for n in nodes):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), args.interval)
+        finally:
+            if live is not None:
+                live.stop()
+        if not stop.is_set():
+            say("Every node exited; the last lines of their logs:")
+            for n in nodes:
+                say(f"--- {n.plan.name} ({n.plan.log_path})\n{_tail(n.plan.log_path)}")
+    finally:
+        clean = await stop_nodes(nodes, args.stop_timeout, say)
+        await asyncio.gather(*(n.client.close() for n in nodes), return_exceptions=True)
+    return 0 if clean and stop.is_set() else 1

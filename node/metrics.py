@@ -1,0 +1,141 @@
+"""Prometheus metrics of a node, served in the text exposition format on ``--prometheus-port``.
+
+Names follow Substrate's where one exists, so dashboards made for Substrate nodes read
+polchain nodes too (the names and help texts are those a Substrate node exports, e.g. in
+its public /metrics output; sc-service, sc-consensus import queue, sc-basic-authorship):
+
+- ``substrate_block_height{status="best"|"finalized"}`` (gauge)
+- ``substrate_sub_libp2p_peers_count`` (gauge; 0 while the node runs without a network)
+- ``substrate_ready_transactions_number`` (gauge: the pool's ready queue)
+- ``substrate_block_verification_and_import_time`` (histogram, seconds: blocks from peers)
+- ``substrate_proposer_block_constructed`` (histogram, seconds: blocks this node authored)
+
+and polchain's own counters of training work:
+
+- ``polchain_blocks_authored_total``
+- ``polchain_training_steps_total`` (SGD steps run by this node as a block author)
+- ``polchain_training_steps_verified_total`` (SGD steps of peers' blocks re-executed on import)
+
+plus the ``process_*`` metrics of prometheus-client's process collector (CPU, memory, fds).
+
+Gauges are read from the node when scraped, so only the counters and histograms need hooks
+(:meth:`NodeMetrics.on_block`). Each node has its own registry, never the library's global
+one, so several nodes in one process (tests) do not collide. The server is a small aiohttp app
+on the node's own event loop: no extra thread. Substrate binds 127.0.0.1:9615 unless
+``--prometheus-external`` and serves only ``GET /metrics``; so does this.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+if TYPE_CHECKING:
+    from chain.blockchain import ImportedBlock
+    from node.service import NodeService
+
+log = logging.getLogger("polchain")
+
+DEFAULT_PORT = 9615
+# The classic text format, which generate_latest writes (with its default underscore escaping
+# of names) and Substrate serves; prometheus-client >= 0.22 labels it 1.0.0 by default.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# prometheus-client's default buckets (Substrate's import histogram uses the same), extended
+# upwards: a block with training calls can take tens of seconds to build or re-execute.
+TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class NodeMetrics:
+    """The metrics of one :class:`~node.service.NodeService`, in a registry of its own."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        height = Gauge("substrate_block_height", "Block height info of the chain", ["status"], registry=reg)
+        height.labels("best").set_function(lambda: service.chain.best_number)
+        height.labels("finalized").set_function(self._finalized_number)
+        Gauge("substrate_sub_libp2p_peers_count", "Number of connected peers", registry=reg).set_function(self._peers)
+        Gauge(
+            "substrate_ready_transactions_number", "Number of transactions in the ready queue", registry=reg
+        ).set_function(lambda: service.pool.status().ready)
+        self.import_time = Histogram(
+            "substrate_block_verification_and_import_time", "Time taken to verify and import blocks",
+            buckets=TIME_BUCKETS, registry=reg,
+        )
+        self.constructed = Histogram(
+            "substrate_proposer_block_constructed", "Histogram of time taken to construct new block",
+            buckets=TIME_BUCKETS, registry=reg,
+        )
+        self.authored = Counter("polchain_blocks_authored", "Blocks this node authored", registry=reg)
+        self.steps = Counter(
+            "polchain_training_steps", "SGD steps this node ran as block author", registry=reg
+        )
+        self.steps_verified = Counter(
+            "polchain_training_steps_verified", "SGD steps of peers' blocks re-executed on import", registry=reg
+        )
+        ProcessCollector(registry=reg)
+
+    def _finalized_number(self) -> int:
+        chain = self.service.chain
+        return chain.get_header(chain.finalized_hash).number
+
+    def _peers(self) -> int:
+        # The same probe as rpc/api.py's system_health: a node alone has no network service.
+        network = getattr(self.service, "network", None)
+        return 0 if network is None else len(network.peers())
+
+    def on_block(self, imported: ImportedBlock, elapsed: float, *, authored: bool) -> None:
+        """A block became best: built here (``authored``) or imported from a peer."""
+        if authored:
+            self.constructed.observe(elapsed)
+            self.authored.inc()
+            self.steps.inc(imported.training_steps)
+        else:
+            self.import_time.observe(elapsed)
+            self.steps_verified.inc(imported.training_steps)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format (version 0.0.4)."""
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """``GET /metrics`` on ``host:port``; start and stop it on the node's loop."""
+
+    def __init__(self, metrics: NodeMetrics, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+        self.metrics = metrics
+        self.host = host
+        self.port = port
+        app = web.Application(client_max_size=1024)  # a scrape has no body
+        app.router.add_get("/metrics", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def start(self) -> None:
+        """Bind and serve; OSError (port in use, no permission) if it cannot bind."""
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError:
+            await self._runner.cleanup()
+            raise
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,298 @@
+"""``polchain devnet``: the N-validator local spec, node identities and command lines, and a real
+devnet process that starts, authors, stops cleanly and resumes on the same base path."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from chain.blockchain import Blockchain
+from chain.crypto import Keypair
+from chain.errors import GenesisError
+from chain.pallets import balances
+from chain.pallets.staking import VALIDATORS
+from chain.storage import Database
+from genesis.local import local_spec, validator_names
+from genesis.spec import compute_genesis_storage, load_chain_spec
+from node import cli, devnet
+
+
+# --- the spec -----------------------------------------------------------------------------------
+def test_validator_names_count_on_from_the_six_dev_accounts() -> None:
+    assert validator_names(1) == ("Alice",)
+    assert validator_names(8) == ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie", "Validator7", "Validator8")
+    for bad in (0, -1, 65):
+        with pytest.raises(GenesisError, match=f"1 to 64 validators, not {bad}"):
+            validator_names(bad)
+
+
+def test_local_spec_of_four_is_the_local_preset() -> None:
+    """Same storage, so the same genesis hash: ``--chain local`` nodes can join a 4-node devnet."""
+    assert compute_genesis_storage(local_spec(4)) == compute_genesis_storage(load_chain_spec("local"))
+
+
+def test_local_spec_bonds_every_validator_beyond_the_six() -> None:
+    spec = local_spec(8)
+    storage = compute_genesis_storage(spec)
+    state = devnet._ReadOnlyState(storage)
+    publics = tuple(Keypair.from_uri("//" + n).public for n in validator_names(8))
+    assert VALIDATORS.get(state) == publics
+    v8 = balances.get_account(state, publics[7])
+    assert v8.staked == spec.runtime_config.min_validator_bond and v8.free > 0
+    assert spec.name == "Local Testnet (8 validators)" and spec.id == "local_testnet"
+
+
+# --- identities and command lines ----------------------------------------------------------------
+def test_node_identities_are_the_network_layers_peer_ids(tmp_path: Path) -> None:
+    """The multiaddrs handed out as boot nodes name the peer id each node will present."""
+    from node.network.identity import NodeKey
+
+    plans = devnet.plan_nodes(_args("--validators", "2"), tmp_path)
+    for plan in plans:
+        assert plan.peer_id == str(NodeKey.from_hex(plan.node_key.hex()).peer_id)
+        assert plan.peer_id.startswith("12D3KooW")
+
+
+def _args(*argv: str):
+    return cli.build_parser().parse_args(["devnet", *argv])
+
+
+def test_plans_and_command_lines_are_ones_polchain_node_accepts(tmp_path: Path) -> None:
+    args = _args("--validators", "7", "--auditors", "1", "--rpc-port", "20000", "--port", "21000", "--block-time", "500")
+    plans = devnet.plan_nodes(args, tmp_path)
+    assert [p.name for p in plans] == [*validator_names(7), "Auditor1"]
+    assert [p.rpc_port for p in plans] == list(range(20000, 20008))
+    assert [p.prometheus_port for p in plans] == list(range(9615, 9623))
+    assert len({p.peer_id for p in plans}) == 8 and all(p.peer_id.startswith("12D3KooW") for p in plans)
+    assert plans[1].multiaddr == f"/ip4/127.0.0.1/tcp/21001/p2p/{plans[1].peer_id}"
+    assert devnet.plan_nodes(args, tmp_path)[3].node_key == plans[3].node_key  # fixed per node
+    parser = cli.build_parser()
+    for plan in plans:
+        cmd = devnet.node_command(plan, tmp_path / "spec.json", plans, args)
+        node_args = parser.parse_args(cmd[3:])  # after "python -m node.cli"
+        assert node_args.rpc_port == plan.rpc_port and node_args.port == plan.p2p_port
+        assert node_args.prometheus_port == plan.prometheus_port and node_args.block_time == 500
+        assert node_args.validator is plan.validator
+    validator7 = parser.parse_args(devnet.node_command(plans[6], tmp_path / "s", plans, args)[3:])
+    assert validator7.key == "//Validator7"
+    assert parser.parse_args(devnet.node_command(plans[1], tmp_path / "s", plans, args)[3:]).bob
+    auditor = parser.parse_args(devnet.node_command(plans[7], tmp_path / "s", plans, args)[3:])
+    assert auditor.key is None and not any(getattr(auditor, n.lower()) for n in validator_names(6))
+
+
+def test_p2p_flags_are_passed_once_the_node_knows_them(tmp_path: Path) -> None:
+    """Every node boots from every other one, so the mesh is whole without peer discovery and
+    survives the loss of any one node (node 0 is no hub)."""
+    args = _args("--validators", "3", "--auditors", "1")
+    plans = devnet.plan_nodes(args, tmp_path)
+    args.node_flags = frozenset({"--node-key", "--bootnodes"})
+    for plan in plans:
+        cmd = devnet.node_command(plan, tmp_path / "s", plans, args)
+        assert cmd[cmd.index("--node-key") + 1] == plan.node_key.hex()
+        start = cmd.index("--bootnodes") + 1
+        assert cmd[start : start + 3] == [p.multiaddr for p in plans if p is not plan]
+        assert not cmd[start + 3 :] or cmd[start + 3].startswith("--")
+    alone = devnet.plan_nodes(_args("--validators", "1"), tmp_path)
+    assert "--bootnodes" not in devnet.node_command(alone[0], tmp_path / "s", alone, args)
+    args.node_flags = frozenset()
+    cmd = devnet.node_command(plans[1], tmp_path / "s", plans, args)
+    assert "--node-key" not in cmd and "--bootnodes" not in cmd
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--validators", "0"], "0 is out of range 1..64"),
+        (["--validators", "two"], "'two' is not an integer"),
+        (["--auditors", "-1"], "-1 is out of range 0..64"),
+        (["--rpc-port", "70000"], "70000 is out of range 1..65535"),
+        (["--interval", "0"], "0.0 is out of range 0.05..3600 seconds"),
+    ],
+)
+def test_bad_arguments_are_usage_errors_with_the_reason(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["devnet", *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ports_past_65535_are_refused_before_anything_starts(tmp_path: Path, capsys) -> None:
+    assert cli.main(["devnet", "--validators", "3", "--rpc-port", "65534", "--base-path", str(tmp_path)]) == 1
+    assert "--rpc-port 65534 leaves no room for 3 nodes (ports 65534..65536)" in capsys.readouterr().err
+    assert not (tmp_path / devnet.SPEC_FILE).exists()
+
+
+# --- a real devnet --------------------------------------------------------------------------------
+def _free_range(count: int) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1."""
+    for _ in range(200):
+        first = random.randrange(20000, 60000 - count)
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError("no free port range")
+
+
+def _rpc(port: int, method: str, params: list | None = None):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=2) as response:
+        return json.loads(response.read())["result"]
+
+
+def _best(port: int) -> int | None:
+    """The node's best number; None while it does not answer (starting, or an error answer)."""
+    try:
+        return int(_rpc(port, "chain_getHeader")["number"], 16)
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _start(base: Path, first: int, n: int, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "devnet", "--validators", str(n), "--base-path", str(base),
+         "--rpc-port", str(first), "--port", str(first + n), "--prometheus-port", str(first + 2 * n),
+         "--block-time", "500", "--no-tui", "--interval", "0.5", "--stop-timeout", "20"],
+        stdout=out.open("w"), stderr=subprocess.STDOUT,
+    )
+
+
+def _wait(proc: subprocess.Popen, out: Path, ports: list[int], *, at_least: list[int], timeout: float = 120) -> list[int]:
+    """Each node's first answered best, once every node is at ``at_least`` or beyond."""
+    deadline = time.monotonic() + timeout
+    first: list[int | None] = [None] * len(ports)
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, out.read_text()
+        bests = [_best(p) for p in ports]
+        first = [f if f is not None else b for f, b in zip(first, bests, strict=True)]
+        if all(b is not None and b >= low for b, low in zip(bests, at_least, strict=True)):
+            return first  # type: ignore[return-value]
+        time.sleep(0.2)
+    raise AssertionError(f"devnet did not get there in {timeout}s:\n{out.read_text()}")
+
+
+def _stop(proc: subprocess.Popen, out: Path) -> dict[str, int]:
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0, out.read_text()
+    text = out.read_text()
+    pids = {name: int(pid) for name, pid in re.findall(r"^(\w+) pid (\d+):", text, re.M)}
+    for name, pid in pids.items():
+        assert re.search(rf"^{name} \(pid {pid}\) stopped at best (#\d+|-)$", text, re.M), text
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # exited and reaped
+    return pids
+
+
+def _db_best(base: Path, name: str, spec_path: Path) -> int:
+    """Open a node's LevelDB (its lock is free once the node exited) and walk it back to genesis."""
+    spec = load_chain_spec(str(spec_path))
+    db = Database(base / name / "chains" / spec.id / "db")
+    try:
+        chain = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        assert chain.best_header.state_root == chain.state.root()
+        header = chain.best_header
+        while header.number > 0:
+            parent = chain.get_header(header.parent_hash)
+            assert parent.number == header.number - 1 and chain.get_hash(parent.number) == header.parent_hash
+            header = parent
+        return chain.best_number
+    finally:
+        db.close()
+
+
+def test_devnet_authors_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    base, n = tmp_path / "net", 2
+    first = _free_range(3 * n)
+    ports = [first + i for i in range(n)]
+    out = tmp_path / "run1.txt"
+    proc = _start(base, first, n, out)
+    try:
+        _wait(proc, out, ports, at_least=[2] * n)
+        # A second devnet on the same base path is refused while this one runs.
+        second = subprocess.run(
+            [sys.executable, "-m", "node.cli", "devnet", "--validators", str(n), "--base-path", str(base)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode == 1 and "another polchain devnet runs on" in second.stderr, second.stderr
+    finally:
+        if proc.poll() is None:
+            _stop(proc, out)
+    assert (base / devnet.SPEC_FILE).is_file()
+    spec_path = base / devnet.SPEC_FILE
+    before = {name: _db_best(base, name, spec_path) for name in ("alice", "bob")}
+    assert min(before.values()) >= 2
+
+    # Another N on the same base path: refused, nothing started, the spec untouched.
+    spec_bytes = spec_path.read_bytes()
+    other = subprocess.run(
+        [sys.executable, "-m", "node.cli", "devnet", "--validators", "3", "--base-path", str(base)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert other.returncode == 1
+    assert "holds a devnet of 2 validators, not 3: run it with --validators 2" in other.stderr
+    assert spec_path.read_bytes() == spec_bytes
+
+    out2 = tmp_path / "run2.txt"
+    proc = _start(base, first, n, out2)
+    try:
+        resumed = _wait(proc, out2, ports, at_least=[0] * n)  # the first answer of each node
+        assert all(r >= before[name] for r, name in zip(resumed, ("alice", "bob"), strict=True)), (resumed, before)
+        assert "Resuming a devnet of 2 validators" in out2.read_text()
+        _wait(proc, out2, ports, at_least=[b + 1 for b in resumed])  # and it goes on authoring
+    finally:
+        if proc.poll() is None:
+            _stop(proc, out2)
+    assert all(_db_best(base, name, spec_path) > before[name] for name in ("alice", "bob"))
+
+
+def test_node_refuses_key_together_with_a_dev_account_flag(tmp_path: Path, capsys) -> None:
+    """``--key`` (what the devnet gives //Validator7 and beyond) names the authoring key; a dev
+    flag beside it would leave it ambiguous which key authors."""
+    code = cli.main(["node", "--chain", "local", "--key", "//Validator7", "--bob", "--base-path", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "--key and --bob both name the authoring key; use one" in err and "Validator7" not in err
+    assert not (tmp_path / "chains").exists()
+
+
+def test_status_table_and_line_show_heads_rates_and_exited_nodes(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from rpc.client import RpcClient
+
+    args = _args("--validators", "2", "--block-time", "1000")
+    plans = devnet.plan_nodes(args, tmp_path)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    gone.wait()
+    try:
+        alice = devnet.NodeStatus(plans[0], running, RpcClient("http://127.0.0.1:1"), best=12, finalized=9, peers=1,
+                                  answered=True, best_slot=int(time.time()) - 5)
+        alice.history.extend([(100.0, 2), (110.0, 12)])
+        bob = devnet.NodeStatus(plans[1], gone, RpcClient("http://127.0.0.1:1"))
+        assert alice.rate() == 1.0 and bob.rate() is None
+        line = devnet.status_line([alice, bob], 1000)
+        assert "Alice up best #12 fin #9 peers 1 1.00/s" in line and "Bob exited 3 best - fin -" in line
+        console = Console(record=True, width=160)
+        console.print(devnet.status_table([alice, bob], 1000, "t"))
+        text = console.export_text()
+        assert re.search(r"Alice\s+│\s+validator\s+│\s+up\s+│\s+\d+\s+│\s+\d+\s+│\s+#12\s+│\s+#9\s+│\s+1\s+│.*\((5|6)s ago\)\s+│\s+1.00", text), text
+        assert re.search(r"Bob\s+│\s+validator\s+│\s+exited 3", text), text
+    finally:
+        running.kill()
+        running.wait()
