@@ -219,8 +219,9 @@ def test_ancestry_forgeries_are_refused_with_the_specific_cause(node, branches, 
         header = msgspec.structs.replace(header, seal=CHARLIE.sign(header.pre_hash()))
         votes[2] = _signed(node, CHARLIE, header.hash(), 2)
         ancestry = (header,)
-    elif case == "padded":
-        ancestry = (blocks_a[2].header,)
+    elif case == "padded":  # one header links Charlie's vote, one links nothing
+        votes[2] = _vote(node, CHARLIE, blocks_a[2])
+        ancestry = (blocks_a[2].header, branches[1][0].header)
     j = Justification(target.hash(), 2, 0, 7, tuple(votes), ancestry)
     _refused(node, j, "bad_ancestry", message)
 
