@@ -14,7 +14,9 @@ Survivors explained (equivalent mutants; ids from ``mutmut results``):
   ``except ChainError`` in import_justification): unreachable after verify_justification.
   It has checked that the target is imported and on the finalized chain, and select_best
   returns the target or a descendant, so ``finalize`` has no FinalityConflict left to raise;
-  the clause only turns an impossible crash into a refusal.
+  the clause only turns an impossible crash into a refusal. (The one ChainError that could
+  still land there is a StorageError from a failing disk write, which it would then label
+  "conflicts_with_finalized", the peer's fault; no test can make LevelDB fail that write.)
 - ``x_compute_evidence_key__mutmut_10``: ``struct.pack(">qq", ...)`` instead of ``">QQ"``. Set
   ids and rounds are ``U64`` wire integers, which chain/codec.py caps at 2**63 - 1 (msgpack's
   signed range), and below that the signed and unsigned big-endian bytes are identical; a

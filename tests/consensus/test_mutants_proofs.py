@@ -8,7 +8,8 @@ Survivors explained (equivalent mutants; ids from ``mutmut results``):
 
 - ``x_compute_proof__mutmut_13``, ``_15`` and ``x_verify_proof_links__mutmut_27``, ``_29``:
   ``np.asarray(w, dtype=None)`` instead of ``dtype="<f4"``. The runtime's weights and
-  checkpoints are float32 arrays already (ml_runtime/job.py), and on a little-endian host
+  checkpoints are float32 arrays already (TrainingJob stores its weights as float32, and
+  run_job's checkpoints are copies of them: ml_runtime/job.py), and on a little-endian host
   (x86-64, AArch64: every platform numba targets here) their native bytes are the "<f4"
   bytes, so no byte differs.
 - ``x_compute_proof__mutmut_22``: ``diverged_segment`` is written even for a finite run; a
