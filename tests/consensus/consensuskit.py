@@ -31,3 +31,23 @@ def open_local(path: Path, aura: Aura | None = None) -> Blockchain:
 
 def build(chain: Blockchain, slot: int, xts: list | None = None) -> Block:
     return chain.build_block(xts or [], slot_owner(slot), slot=slot).block
+
+
+def train_on_dev(path: Path, lr: float = 0.5):
+    """A dev chain with one block holding one TRAIN job (60 steps, 6 segments of 10) by Bob,
+    and the job as an importer rebuilds it from the parent state: (chain, built, job)."""
+    from chainkit import open_chain, sign, train_call
+
+    from chain.pallets.context import BlockInfo, CallContext
+    from chain.pallets.training import compute_job
+
+    author = open_chain(path)
+    bob = dev_keypair("Bob")
+    parent = author.best_hash
+    before = author.state.overlay()
+    xt = sign(author, bob, train_call(steps=60, segment=10, lr=lr), 0)
+    built = author.build_block([xt], dev_keypair("Alice"), slot=1)
+    info = BlockInfo(1, parent, dev_keypair("Alice").public, False, None)  # type: ignore[arg-type]
+    ctx = CallContext(before, bob.public, 0, xt.hash(), 0, info, author.config)
+    job, _, _ = compute_job(ctx, xt.call)
+    return author, built, job
