@@ -1,6 +1,6 @@
 """A node's chain: its database, block tree, best state, and block building and import.
 
-Importing reads like a table of contents (docs/architecture.md §6): check the header (its parent is a
+Importing reads like a table of contents (docs/architecture.md §7): check the header (its parent is a
 known block on a branch that contains the finalized block, and consensus accepts it), apply
 the extrinsics on the parent's state (which checks each training proof), compute the roots,
 compare each commitment with its header field, then write the block as one atomic batch. A
