@@ -10,12 +10,14 @@ authorities, ``slot_author``). A block is refused when
   branch, so one author cannot fill a branch by reusing a slot;
 - its slot is more than ``max_future_slots`` ahead of the local clock's slot ("future_slot"):
   Substrate defers such blocks until their slot comes; polchain refuses them and the peer
-  may send again later;
-- its author already sealed another block in the same slot ("equivocation"). Both headers
-  are kept in the chain's EVIDENCE column (key ``aura/`` + slot + author) for slashing by the
-  next issue. Refusing the second block follows this project's issue 8; note that two nodes
-  that saw the two blocks in opposite orders then follow different branches until finality
-  settles it (Substrate imports both and only reports).
+  may send again later.
+
+A block whose author already sealed another block in the same slot is an equivocation: both
+headers are kept in the chain's EVIDENCE column (key ``aura/`` + slot + author) for slashing,
+and the block is still imported, as Substrate's Aura does (it only reports). Refusing it
+would let an equivocating author split honest nodes for good: a node that saw block A first
+would refuse B and every descendant of B, while a node that saw B first would do the
+opposite. Imported, both blocks reach every node, and fork choice and finality pick one.
 
 The seal is checked before the equivocation lookup, so stored evidence always consists of
 two headers the author really signed.
@@ -23,6 +25,7 @@ two headers the author really signed.
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections.abc import Callable
@@ -33,7 +36,9 @@ from chain.crypto import ss58_encode, verify_signature
 from chain.errors import InvalidSignature
 from chain.header import Header
 from chain.pallets.staking import get_validators
-from consensus.errors import Equivocation, InvalidHeader
+from consensus.errors import InvalidHeader
+
+log = logging.getLogger("polchain.consensus")
 
 EVIDENCE_PREFIX = b"aura/"
 DEFAULT_MAX_FUTURE_SLOTS = 2
@@ -124,10 +129,9 @@ class Aura:
         if others:
             evidence = AuraEquivocation(header.slot, header.author, chain.get_header(others[0]), header)
             chain.put_evidence(compute_evidence_key(header.slot, header.author), encode(evidence))
-            raise Equivocation(
-                f"block #{header.number}: {ss58_encode(header.author)} already sealed block "
-                f"{others[0].hex()} in slot {header.slot} (equivocation, evidence stored)",
-                evidence,
+            log.warning(
+                "block #%d: %s already sealed block %s in slot %d (equivocation, evidence stored; imported all the same)",
+                header.number, ss58_encode(header.author), others[0].hex(), header.slot,
             )
 
 

@@ -29,14 +29,6 @@ class InvalidHeader(ConsensusError, BlockError):
         self.reason = reason
 
 
-class Equivocation(InvalidHeader):
-    """A second block by one author in one slot; ``evidence`` holds both headers (stored)."""
-
-    def __init__(self, message: str, evidence: object) -> None:
-        super().__init__("equivocation", message)
-        self.evidence = evidence
-
-
 class InvalidVote(ConsensusError):
     """A finality vote that does not count.
 

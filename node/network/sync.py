@@ -76,7 +76,6 @@ from chain.header import Header
 from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool
 from consensus.errors import (
-    Equivocation,
     InvalidHeader,
     InvalidJustification,
     InvalidVote,
@@ -425,9 +424,6 @@ class NodeLink:
         try:
             await self.node.import_block(data.block)
         except InvalidHeader as exc:
-            if isinstance(exc, Equivocation):
-                log.info("block #%d from %s not imported: %s", header.number, peer, exc)
-                return False
             if exc.reason == "future_slot":
                 # Clock skew between us and the author, not the peer's fault: ask again a slot later.
                 log.info("block #%d from %s is ahead of our clock, retried in a slot: %s", header.number, peer, exc)
