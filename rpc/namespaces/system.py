@@ -67,6 +67,18 @@ def build(node: NodeApi, *, node_name: str) -> MethodTable:
             for p in network.peers()
         ]
 
+    # Substrate's startingBlock: where this node's sync began, i.e. its best block at start.
+    starting_block = node.chain.best_number
+
+    @bind_params
+    async def system_syncState() -> dict[str, int]:
+        """Substrate's shape: the block sync started from, our best, and the highest best
+        block any connected peer reports (never below our own)."""
+        current = node.chain.best_number
+        peers = network.peers() if network is not None else []
+        highest = max([current, *(p.best_number for p in peers)])
+        return {"startingBlock": starting_block, "currentBlock": current, "highestBlock": highest}
+
     @bind_params
     async def system_localPeerId() -> str | None:
         return None if network is None else str(network.local_peer_id)
@@ -86,7 +98,7 @@ def build(node: NodeApi, *, node_name: str) -> MethodTable:
 
     for fn in (
         system_name, system_version, system_chain, system_chainType, system_properties,
-        system_health, system_localPeerId, system_localListenAddresses, system_accountNextIndex,
+        system_health, system_syncState, system_localPeerId, system_localListenAddresses, system_accountNextIndex,
     ):
         table.register(fn.__name__, fn)
     # Unsafe as in Substrate: it tells a caller whom this node talks to.

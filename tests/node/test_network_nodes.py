@@ -72,6 +72,8 @@ def test_a_second_node_syncs_from_the_first_and_gossips_back(tmp_path) -> None:
             async with RpcClient(a.ws_url) as ca, RpcClient(b.ws_url) as cb:
                 header = await _until(cb, "chain_getHeader", [], lambda h: int(h["number"], 16) == 3)
                 assert header["stateRoot"] == root_a
+                # b started empty; its peer a is at #3, and so is b now.
+                assert await cb.call("system_syncState", []) == {"startingBlock": 0, "currentBlock": 3, "highestBlock": 3}
                 assert await cb.call("chain_getBlockHash", [3]) == await ca.call("chain_getBlockHash", [3])
                 health = await cb.call("system_health", [])
                 assert health["peers"] == 1 and health["shouldHavePeers"] is False

@@ -103,6 +103,8 @@ def test_system_reads_describe_the_dev_chain(node) -> None:
     assert call(node, "system_properties") == json.loads(json.dumps(spec.properties))
     assert call(node, "system_health") == {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
     assert call(node, "system_peers") == []
+    state = call(node, "system_syncState")
+    assert state["startingBlock"] == 0 and state["currentBlock"] == state["highestBlock"] >= 0
     by_ss58 = call(node, "system_accountNextIndex", [FERDIE.address])
     assert by_ss58 == call(node, "system_accountNextIndex", ["0x" + FERDIE.public.hex()])
     assert call(node, "system_accountNextIndex", {"account": FERDIE.address}) == by_ss58
