@@ -6,7 +6,47 @@ test asserts the reason and the message's specifics.
 
 Survivors explained (equivalent mutants; ids from ``mutmut results``):
 
-SURVIVORS
+- ``x_load_voter_state__mutmut_12``: ``VoterState(final, )`` instead of ``VoterState(final, 0)``:
+  ``voted_round`` defaults to 0 (VoterState in consensus/finality.py), so the object is equal.
+- ``x_import_justification__mutmut_11``: ``best = select_best(...) if ... or True`` also
+  computes a best block for a target that is already final; ``Blockchain.finalize`` returns
+  before reading ``best`` for such a target (it only stores the justification), and
+  ``select_best`` only reads, so nothing differs
+  (test_an_already_final_target_only_gets_its_justification_stored shows that path).
+- ``x_import_justification__mutmut_26`` .. ``_32`` (the reason, message or arguments of the
+  ``except ChainError`` in import_justification): unreachable after verify_justification.
+  It has checked that the target is imported and on the finalized chain, and select_best
+  returns the target or a descendant, so ``finalize`` has no FinalityConflict left to raise;
+  the clause only turns an impossible crash into a refusal. (The one ChainError that could
+  still land there is a StorageError from a failing disk write, which it would then label
+  "conflicts_with_finalized", the peer's fault; no test can make LevelDB fail that write.)
+- ``x_compute_evidence_key__mutmut_10``: ``struct.pack(">qq", ...)`` instead of ``">QQ"``. Set
+  ids and rounds are ``U64`` wire integers, which chain/codec.py caps at 2**63 - 1 (msgpack's
+  signed range), and below that the signed and unsigned big-endian bytes are identical; a
+  vote with a larger round cannot be decoded, so never reaches the collector from a peer
+  (test_an_equivocation_in_the_highest_round_is_stored_and_carried pins the top key).
+- ``x__surrounds__mutmut_3``: ``inner.target.round <= outer.target.round`` instead of ``<``.
+  ``VoteCollector.add`` calls ``_surrounds`` only for the voter's vote kept in *another*
+  round (``other_round == vote.round`` is skipped), and a vote is kept under its target
+  round, so the two target rounds are never equal and ``<=`` and ``<`` agree. (Equal target
+  rounds are the double vote, found before.)
+- ``xǁVoteCollectorǁnote_justified__mutmut_1``: ``self._justified[checkpoint] = ""`` instead of
+  ``None``: the dict is an insertion-ordered set; its values are never read.
+- ``xǁVoteCollectorǁnote_justified__mutmut_2``: ``len(...) >= KEPT_JUSTIFIED`` instead of ``>``.
+  At exactly KEPT_JUSTIFIED entries the pruning slice ``[: len - KEPT_JUSTIFIED]`` is empty,
+  so the mutant deletes nothing either (test_the_collector_keeps_the_newest_justified_checkpoints
+  pins the bound from the other side).
+- ``xǁVoteCollectorǁcheck__mutmut_29``, ``_67``, ``_75``, ``_79``: ``break`` instead of
+  ``continue`` after a source's group of votes in a round has passed ``len(votes) >= needed``
+  (the continues for "too few counted", "rounds not consecutive", "already final or off the
+  finalized chain" and "not higher than the one found"). Breaking only skips the round's
+  other source groups, and none of them can reach the threshold: a round keeps one vote per
+  voter, every voter was checked to be a validator, and two disjoint groups of more than 2/3
+  of n validators would need more than n of them. The validator set is the genesis one
+  (chain/pallets/staking.py's Staking.Validators is written only by genesis/spec.py, set id
+  0), so the count n never shrinks under kept votes. (A short group before a supermajority
+  one does not hide it: test_a_short_link_does_not_hide_a_supermajority_link_of_the_same_round
+  kills the ``break`` at the first continue.)
 """
 
 from __future__ import annotations
@@ -381,6 +421,7 @@ def test_a_surround_vote_is_stored_in_either_order(node, branches, order) -> Non
         _vote(node, DAVE, blocks_a[2], 7, _cp(blocks_a[0], 5)),  # 5 -> 7
     ]
     first, second = (outer, inner) if order == "outer_first" else (inner, outer)
+    assert collector.add(_vote(node, ALICE, blocks_a[0], 3)) is None  # a round without Dave's vote, first
     assert collector.add(first) is None
     assert all(collector.add(v) is None for v in harmless)
     o, i = (5, 9), (6, 8)
@@ -429,6 +470,9 @@ def test_highest_justified_prefers_round_then_height_on_the_finalized_chain(node
     blocks_a, blocks_b = branches
     collector = VoteCollector(node)
     assert collector.highest_justified() == _genesis(node)
+    collector.note_justified(_cp(blocks_a[1], 6))
+    collector.note_justified(_cp(blocks_b[1], 6))  # same round and height: the first noted stays
+    assert collector.highest_justified() == _cp(blocks_a[1], 6)
     collector.note_justified(_cp(blocks_a[1], 7))
     collector.note_justified(_cp(blocks_a[2], 7))
     collector.note_justified(_cp(blocks_a[0], 7))
@@ -507,6 +551,18 @@ def test_a_vote_off_the_source_does_not_hide_the_others(node, branches) -> None:
     assert [v.voter for v in made.votes] == sorted(k.public for k in THREE)
     assert [h.hash() for h in made.ancestry] == [blocks_a[2].hash()]
     assert collector.highest_justified() == _cp(blocks_a[2], 7)
+
+
+def test_a_short_link_does_not_hide_a_supermajority_link_of_the_same_round(node, branches) -> None:
+    blocks_a, _ = branches
+    collector = VoteCollector(node)
+    source = _cp(blocks_a[1], 6)
+    collector.note_justified(source)
+    assert collector.add(_vote(node, DAVE, blocks_a[2], 7)) is None  # from genesis, alone: first in the round
+    for key in (ALICE, BOB):
+        assert collector.add(_vote(node, key, blocks_a[1], 7, source)) is None
+    made = collector.add(_vote(node, CHARLIE, blocks_a[1], 7, source))
+    assert made is not None and (made.target_hash, made.source) == (blocks_a[1].hash(), source)
 
 
 def test_follow_justified_moves_only_to_a_justified_block_above_the_finalized_one(node, branches) -> None:
