@@ -29,7 +29,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,21 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from benches.record import write_record
+from node.devnet import find_free_port_range
 
 OUT = Path("bench-results") / "devnet.json"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _free_range(count: int) -> int:
-    for first in range(21000, 60000 - count, 97):
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no free port range")
 
 
 def _rpc(port: int, method: str, params: list[Any] | None = None) -> Any:
@@ -85,7 +75,7 @@ def _rss_mb(pid: int) -> float:
 
 def solo_start(workdir: Path) -> float:
     """Seconds until a lone ``polchain node --chain local --alice --tmp`` answers RPC."""
-    port = _free_range(2)
+    port = find_free_port_range(2)
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "node.cli", "node", "--chain", "local", "--alice", "--tmp", "--rpc-port", str(port),
@@ -105,7 +95,7 @@ def solo_start(workdir: Path) -> float:
 
 def devnet_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     n = args.validators
-    first = _free_range(3 * n)
+    first = find_free_port_range(3 * n)
     out = workdir / "devnet.out"
     started = time.monotonic()
     proc = subprocess.Popen(

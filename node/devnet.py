@@ -43,6 +43,7 @@ import ctypes
 import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -241,6 +242,22 @@ class _ReadOnlyState:
 
     def delete(self, key: bytes) -> None:
         raise TypeError("read-only")
+
+
+def find_free_port_range(count: int, low: int = 20000, high: int = 60000) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1, tried at random starts so
+    that devnets started side by side (tests, benchmarks) rarely pick the same range."""
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(low, high - count)
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise DevnetError(f"no {count} consecutive free ports in {low}..{high}")
 
 
 def _check_ports_free(plans: list[NodePlan]) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -134,18 +132,6 @@ def test_ports_past_65535_are_refused_before_anything_starts(tmp_path: Path, cap
 
 
 # --- a real devnet --------------------------------------------------------------------------------
-def _free_range(count: int) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1."""
-    for _ in range(200):
-        first = random.randrange(20000, 60000 - count)
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no free port range")
 
 
 def _rpc(port: int, method: str, params: list | None = None):
@@ -217,7 +203,7 @@ def _db_best(base: Path, name: str, spec_path: Path) -> int:
 
 def test_devnet_authors_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     base, n = tmp_path / "net", 2
-    first = _free_range(3 * n)
+    first = devnet.find_free_port_range(3 * n)
     ports = [first + i for i in range(n)]
     out = tmp_path / "run1.txt"
     proc = _start(base, first, n, out)
