@@ -51,6 +51,7 @@ from chain.pallets import balances, datasets
 from chain.pallets.staking import VALIDATORS
 from genesis.spec import compute_genesis_storage, load_chain_spec
 from node import cli_economy, devnet
+from node.byzantine import InvalidByzantineMode, parse_byzantine
 from node.logfilter import install_repeat_filter
 from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
 from node.metrics import MetricsServer
@@ -156,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--prometheus-external", action="store_true", help="serve metrics on all interfaces")
     node.add_argument("--no-prometheus", action="store_true", help="serve no metrics")
     node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
+    node.add_argument("--byzantine", type=_byzantine, default=None, metavar="MODE",
+                      help="misbehave on purpose, for tests and the devnet: forge-training=F (0 < F <= 1), "
+                      "withhold-checkpoints or equivocate (node/byzantine.py)")
     node.set_defaults(run=run_node)
     devnet.add_subcommand(sub, node)
 
@@ -255,6 +259,13 @@ def _log_level(text: str) -> int:
     if level is None:
         raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a log level: one of {', '.join(_LOG_LEVELS)}")
     return level
+
+
+def _byzantine(text: str) -> Any:
+    try:
+        return parse_byzantine(text)
+    except InvalidByzantineMode as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _scheme(text: str) -> str:
@@ -416,6 +427,7 @@ def run_node(args: argparse.Namespace) -> int:
             prometheus_port=None if args.no_prometheus else (args.prometheus_port or PROMETHEUS_PORT),
             prometheus_required=args.prometheus_port is not None,
             network=_network_config(args), node_key=args.node_key, node_key_file=args.node_key_file,
+            byzantine=args.byzantine,
         )
         rpc_options = {
             "max_http_connections": args.rpc_max_http_connections,

@@ -25,6 +25,13 @@ What it does, in order:
    finalized heads and peer count; a live table (rich) shows them with the time of the best
    block (its Aura slot × block time) and the rate of new best blocks over the last 30 s. With
    ``--no-tui``, or when stdout is not a terminal, one status line is printed per interval.
+   Two columns follow faults: ``frauds``, the fraud proofs each node found (its metric
+   ``polchain_pol_frauds_detected_total``, read from its Prometheus endpoint), and ``slashed``,
+   the stake each validator lost since genesis (its account's ``staked`` over RPC, read from an
+   honest node: a slash burns staked balance, nothing else lowers it but an unbond).
+   ``--byzantine-node K --byzantine MODE`` starts validator K (0-based) with ``--byzantine MODE``
+   (node/byzantine.py), marked in the table: ``polchain devnet --byzantine-node 1 --byzantine
+   forge-training=0.25`` runs the proof-of-learning fraud scenario live.
 5. Stop. Ctrl-C (SIGINT) or SIGTERM: each node gets SIGINT (it finishes the block in progress
    and closes its database), then ``--stop-timeout`` seconds, then SIGKILL for any left.
    Children run in their own session, so a Ctrl-C at the terminal reaches only this process,
@@ -49,15 +56,20 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from chain.codec import decode
 from chain.crypto import DEV_ACCOUNTS, Keypair, blake2_256
+from chain.errors import CodecError
+from chain.pallets.balances import ACCOUNT, AccountInfo
 from chain.pallets.staking import VALIDATORS
 from genesis.local import MAX_VALIDATORS, local_spec, validator_names
 from genesis.spec import compute_genesis_storage, load_chain_spec
+from node.byzantine import InvalidByzantineMode, parse_byzantine
 from node.network.identity import NodeKey
 from rpc.client import RpcClient
 from rpc.errors import RpcError
@@ -100,7 +112,11 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
     # dest is not "log": the CLI sets this process's own logging from args.log (an int level).
     p.add_argument("--log", "-l", dest="node_log", choices=("error", "warn", "info", "debug"), default="info",
                    help="the nodes' log level")
-    p.set_defaults(run=run_devnet, node_flags=frozenset(node_parser._option_string_actions))
+    p.add_argument("--byzantine-node", type=_bounded(0, MAX_VALIDATORS - 1), default=None, metavar="K",
+                   help="validator K (0-based) misbehaves as --byzantine says; the others are honest")
+    p.add_argument("--byzantine", dest="byzantine_mode", type=_byzantine_mode, default=None, metavar="MODE",
+                   help="forge-training=F (0 < F <= 1), withhold-checkpoints or equivocate (node/byzantine.py)")
+    p.set_defaults(run=run_devnet, node_flags=frozenset(node_parser._option_string_actions), devnet_parser=p)
 
 
 def _bounded(low: int, high: int) -> Any:
@@ -113,6 +129,25 @@ def _bounded(low: int, high: int) -> Any:
             raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high}")
         return value
     return parse
+
+
+def _byzantine_mode(text: str) -> str:
+    """The --byzantine text as given (validated), passed on to the node verbatim."""
+    try:
+        parse_byzantine(text)
+    except InvalidByzantineMode as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def check_byzantine_args(args: argparse.Namespace) -> str | None:
+    """The usage error of the --byzantine pair, if any: both or neither, and K a validator."""
+    node, mode = getattr(args, "byzantine_node", None), getattr(args, "byzantine_mode", None)
+    if (node is None) != (mode is None):
+        return "--byzantine and --byzantine-node go together: which validator misbehaves, and how"
+    if node is not None and node >= args.validators:
+        return f"--byzantine-node {node} is not a validator: with --validators {args.validators} it is 0..{args.validators - 1}"
+    return None
 
 
 def _seconds(text: str) -> float:
@@ -143,6 +178,7 @@ class NodePlan:
     p2p_port: int
     prometheus_port: int | None
     base_path: Path
+    byzantine: str | None = None  # the --byzantine mode this node runs with, None: honest
 
     @property
     def dir_name(self) -> str:
@@ -173,10 +209,12 @@ def plan_nodes(args: argparse.Namespace, base: Path) -> list[NodePlan]:
     for flag, first in (("--rpc-port", args.rpc_port), ("--port", args.port), ("--prometheus-port", args.prometheus_port)):
         if first + total - 1 > 65535:
             raise DevnetError(f"{flag} {first} leaves no room for {total} nodes (ports {first}..{first + total - 1})")
+    byzantine_node = getattr(args, "byzantine_node", None)
     return [
         NodePlan(
             i, name, validator, args.rpc_port + i, args.port + i,
             None if args.no_prometheus else args.prometheus_port + i, base / name.lower(),
+            args.byzantine_mode if i == byzantine_node else None,
         )
         for i, (name, validator) in enumerate(names)
     ]
@@ -199,6 +237,8 @@ def node_command(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: a
     others = [p.multiaddr for p in plans if p is not plan]
     if others and "--bootnodes" in known:
         cmd += ["--bootnodes", *others]
+    if plan.byzantine is not None:
+        cmd += ["--byzantine", plan.byzantine]
     if plan.prometheus_port is None:
         cmd += ["--no-prometheus"]
     else:
@@ -290,6 +330,8 @@ class NodeStatus:
     finalized: int | None = None
     finalized_hash: str | None = None
     peers: int | None = None
+    frauds: int | None = None  # polchain_pol_frauds_detected_total of this node
+    slashed: int | None = None  # stake this node's validator lost since genesis (an honest node's view)
     answered: bool = False
     history: deque[tuple[float, int]] = field(default_factory=deque)
 
@@ -335,6 +377,76 @@ async def poll(node: NodeStatus) -> None:
         node.history.popleft()
 
 
+FRAUDS_METRIC = "polchain_pol_frauds_detected_total"
+
+
+def read_metric(text: str, name: str) -> int | None:
+    """The sum of a Prometheus counter's samples (every label set) in an exposition ``text``;
+    None if the node does not export it."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"):
+            try:
+                total += float(line.rsplit(" ", 1)[1])
+            except (IndexError, ValueError):
+                continue
+            seen = True
+    return int(total) if seen else None
+
+
+def _fetch_metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1.0) as response:
+        return str(response.read(4 << 20).decode("utf-8", "replace"))
+
+
+async def poll_frauds(node: NodeStatus) -> None:
+    """Frauds this node detected, from its metrics endpoint (kept if it does not answer)."""
+    port = node.plan.prometheus_port
+    if port is None or node.proc.poll() is not None:
+        return
+    try:
+        text = await asyncio.to_thread(_fetch_metrics, port)
+    except (OSError, ValueError):
+        return
+    node.frauds = read_metric(text, FRAUDS_METRIC)
+
+
+@dataclass
+class StakeWatch:
+    """Each validator's stake at genesis and now, read over RPC from one honest node: what a
+    slash took (staking.apply_slash burns staked balance; a reward or a bond never lowers it)."""
+
+    genesis: dict[str, int] = field(default_factory=dict)  # validator name -> staked at genesis
+
+    async def poll(self, nodes: list[NodeStatus]) -> None:
+        honest = [n for n in nodes if n.plan.byzantine is None and n.answered and n.proc.poll() is None]
+        validators = [n for n in nodes if n.plan.validator]
+        if not honest or not validators:
+            return
+        client = honest[0].client
+        keys = ["0x" + ACCOUNT.compute_key(Keypair.from_uri("//" + n.plan.name).public).hex() for n in validators]
+        try:
+            if len(self.genesis) < len(validators):
+                genesis_hash = await client.call("chain_getBlockHash", [0])
+                first = await client.batch([("state_getStorage", [key, genesis_hash]) for key in keys])
+                self.genesis = {n.plan.name: _staked(raw) for n, raw in zip(validators, first, strict=True)}
+            now = await client.batch([("state_getStorage", [key]) for key in keys])
+        except (RpcError, OSError, TimeoutError, ValueError):
+            return
+        for n, raw in zip(validators, now, strict=True):
+            if not isinstance(raw, Exception):
+                n.slashed = max(0, self.genesis.get(n.plan.name, 0) - _staked(raw))
+
+
+def _staked(raw: Any) -> int:
+    if not isinstance(raw, str):
+        return 0
+    try:
+        return int(decode(bytes.fromhex(raw.removeprefix("0x")), AccountInfo).staked)
+    except (ValueError, CodecError):
+        return 0
+
+
 def _last_block(node: NodeStatus, block_ms: int) -> str:
     if node.best_slot is None or not node.best:
         return "-"
@@ -346,13 +458,18 @@ def _fmt(value: int | None) -> str:
     return "-" if value is None else f"#{value}"
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def status_line(nodes: list[NodeStatus], block_ms: int) -> str:
     parts = []
     for n in nodes:
         rate = n.rate()
         parts.append(
-            f"{n.plan.name} {n.state} best {_fmt(n.best)} fin {_fmt(n.finalized)} peers {'-' if n.peers is None else n.peers} "
-            f"{'-' if rate is None else f'{rate:.2f}'}/s"
+            f"{n.plan.name}{'' if n.plan.byzantine is None else f' [byzantine {n.plan.byzantine}]'} {n.state} "
+            f"best {_fmt(n.best)} fin {_fmt(n.finalized)} peers {'-' if n.peers is None else n.peers} "
+            f"{'-' if rate is None else f'{rate:.2f}'}/s frauds {_count(n.frauds)} slashed {_count(n.slashed)}"
         )
     return time.strftime("%H:%M:%S") + " " + " | ".join(parts)
 
@@ -360,17 +477,22 @@ def status_line(nodes: list[NodeStatus], block_ms: int) -> str:
 def status_table(nodes: list[NodeStatus], block_ms: int, title: str) -> Any:
     from rich.table import Table
 
-    table = Table(title=title, caption="Ctrl-C stops every node")
-    for column in ("node", "role", "state", "RPC", "p2p", "best", "finalized", "peers", "last block", "imported/s"):
-        table.add_column(column, justify="right" if column in ("best", "finalized", "peers", "imported/s", "RPC", "p2p") else "left")
+    table = Table(title=title, caption="Ctrl-C stops every node; frauds: fraud proofs the node found; slashed: stake the validator lost")
+    numeric = ("best", "finalized", "peers", "imported/s", "RPC", "p2p", "frauds", "slashed")
+    for column in ("node", "role", "state", "RPC", "p2p", "best", "finalized", "peers", "last block", "imported/s", "frauds", "slashed"):
+        table.add_column(column, justify="right" if column in numeric else "left")
     for n in nodes:
         rate = n.rate()
         state = n.state
         style = "green" if state == "up" else ("red" if state.startswith("exited") else "yellow")
+        role = "validator" if n.plan.validator else "full"
+        if n.plan.byzantine is not None:
+            role = f"[bold red]{role}, byzantine: {n.plan.byzantine}[/]"
         table.add_row(
-            n.plan.name, "validator" if n.plan.validator else "full", f"[{style}]{state}[/]", str(n.plan.rpc_port),
+            n.plan.name, role, f"[{style}]{state}[/]", str(n.plan.rpc_port),
             str(n.plan.p2p_port), _fmt(n.best), _fmt(n.finalized), "-" if n.peers is None else str(n.peers),
-            _last_block(n, block_ms), "-" if rate is None else f"{rate:.2f}",
+            _last_block(n, block_ms), "-" if rate is None else f"{rate:.2f}", _count(n.frauds),
+            f"[bold red]{n.slashed}[/]" if n.slashed else _count(n.slashed),
         )
     return table
 
@@ -425,6 +547,9 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def run_devnet(args: argparse.Namespace) -> int:
+    problem = check_byzantine_args(args)
+    if problem is not None:
+        args.devnet_parser.error(problem)
     base = (args.base_path or default_base_path()).resolve()
     base.mkdir(parents=True, exist_ok=True)
     lock = (base / LOCK_FILE).open("a")
@@ -463,7 +588,7 @@ async def _run(args: argparse.Namespace, base: Path, plans: list[NodePlan], spec
             nodes.append(NodeStatus(plan, proc, RpcClient(f"http://127.0.0.1:{plan.rpc_port}", timeout=max(2.0, args.interval))))
             say(f"{plan.name} pid {proc.pid}: RPC http://127.0.0.1:{plan.rpc_port}  p2p {plan.multiaddr}"
                 + (f"  metrics http://127.0.0.1:{plan.prometheus_port}/metrics" if plan.prometheus_port else "")
-                + f"  log {plan.log_path}")
+                + f"  log {plan.log_path}" + ("" if plan.byzantine is None else f"  BYZANTINE: {plan.byzantine}"))
         title = f"polchain devnet: {validators} validators, {len(plans) - validators} full nodes, {base}"
         live: Any = None
         if tui:
@@ -471,9 +596,11 @@ async def _run(args: argparse.Namespace, base: Path, plans: list[NodePlan], spec
 
             live = Live(status_table(nodes, args.block_time, title), auto_refresh=False)
             live.start()
+        stakes = StakeWatch()
         try:
             while not stop.is_set():
-                await asyncio.gather(*(poll(n) for n in nodes))
+                await asyncio.gather(*(poll(n) for n in nodes), *(poll_frauds(n) for n in nodes))
+                await stakes.poll(nodes)
                 if live is not None:
                     live.update(status_table(nodes, args.block_time, title), refresh=True)
                 else:

@@ -70,6 +70,7 @@ from consensus.finality import (
     store_voter_state,
 )
 from genesis.spec import ChainSpec
+from node.byzantine import Byzantine, build_empty_sibling
 from node.metrics import NodeMetrics
 from node.network.identity import NodeKey
 from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
@@ -116,6 +117,7 @@ class NodeConfig:
     network: NetworkConfig | None = None  # None: no networking (a node alone)
     node_key: str | None = None  # --node-key (hex)
     node_key_file: Path | None = None
+    byzantine: Byzantine | None = None  # --byzantine: misbehave on purpose (node/byzantine.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -319,7 +321,22 @@ class NodeService:
                 if exc.reason != "future":
                     self.pool.report_invalid(xt_hash)
             self._after_import(imported, elapsed, authored=True)
+            if self.config.byzantine is not None and self.config.byzantine.equivocates:
+                await self._equivocate(imported)
             return imported
+
+    async def _equivocate(self, imported: ImportedBlock) -> None:
+        """--byzantine equivocate (lock held): seal a second, empty block in the same slot on
+        the same parent, import it and announce it like the first (node/byzantine.py)."""
+        assert self.author is not None
+        sibling = build_empty_sibling(self.chain, imported.block, self.author)
+        started = time.perf_counter()
+        second = await asyncio.to_thread(self.chain.import_block, sibling)
+        log.warning(
+            "byzantine: sealed a second block #%d (0x%s…) in slot %d (equivocation)",
+            sibling.header.number, sibling.hash().hex()[:12], sibling.header.slot,
+        )
+        self._after_import(second, time.perf_counter() - started, authored=True)
 
     def _after_import(self, imported: ImportedBlock, elapsed: float, *, authored: bool = False) -> None:
         self.metrics.on_block(imported, elapsed, authored=authored)

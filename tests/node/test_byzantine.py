@@ -1,0 +1,238 @@
+"""node/byzantine.py without a network: the --byzantine rule, the forging trainer, the
+equivocating sibling.
+
+The forging trainer must produce the strongest forgery (issue 9): a transcript that is
+internally consistent (its root is the Merkle root of its entries, every entry hashes its
+checkpoint), in which exactly ceil(F*S) segments do not re-run to their entries and every
+other one does, so only re-execution of a forged segment can find it.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ml_runtime as mr
+from node import byzantine
+from node.byzantine import Byzantine, InvalidByzantineMode, parse_byzantine
+
+
+# --- the rule ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("forge-training=0.25", Byzantine("forge-training", Fraction(1, 4))),
+        ("forge-training=1", Byzantine("forge-training", Fraction(1))),
+        ("forge-training=.5", Byzantine("forge-training", Fraction(1, 2))),
+        ("forge-training=0.1", Byzantine("forge-training", Fraction(1, 10))),
+        ("withhold-checkpoints", Byzantine("withhold-checkpoints")),
+        ("equivocate", Byzantine("equivocate")),
+    ],
+)
+def test_parse_accepts_the_three_modes(text: str, expected: Byzantine) -> None:
+    assert parse_byzantine(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("forge-training=0", "outside (0, 1]"),
+        ("forge-training=1.5", "outside (0, 1]"),
+        ("forge-training=1.0000001", "outside (0, 1]"),
+        ("forge-training=-0.5", "is not a decimal number"),
+        ("forge-training=nan", "is not a decimal number"),
+        ("forge-training=inf", "is not a decimal number"),
+        ("forge-training=1e-1", "is not a decimal number"),
+        ("forge-training=0.2.5", "is not a decimal number"),
+        ("forge-training=.", "is not a decimal number"),
+        ("forge-training=٠.٥", "is not a decimal number"),  # Arabic-Indic digits: isdigit() but not ASCII
+        ("forge-training=0." + "1" * 40, "is not a decimal number"),
+        ("forge-training=", "needs =F"),
+        ("forge-training", "needs =F"),
+        ("forge_training=0.25", "got 'forge_training=0.25'"),
+        ("withhold-checkpoints=1", "got 'withhold-checkpoints=1'"),
+        ("Equivocate", "got 'Equivocate'"),
+        ("", "got ''"),
+    ],
+)
+def test_parse_refuses_anything_else_naming_the_rule(text: str, why: str) -> None:
+    with pytest.raises(InvalidByzantineMode) as err:
+        parse_byzantine(text)
+    assert str(err.value).startswith(byzantine.RULE)
+    assert why in str(err.value)
+
+
+def test_cli_refuses_a_bad_mode_with_one_error_line() -> None:
+    """``polchain node --byzantine bogus``: one ``Error:`` line naming the rule, non-zero exit,
+    before anything starts (no database is created)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "node", "--dev", "--byzantine", "forge-training=2"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("Error:") and "--byzantine" in lines[0] and "outside (0, 1]" in lines[0]
+
+
+def test_cli_devnet_refuses_a_byzantine_node_out_of_range() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "devnet", "--validators", "2", "--byzantine-node", "2",
+         "--byzantine", "equivocate", "--base-path", "/nonexistent/never-created"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "--byzantine-node 2" in lines[0], out.stderr
+
+
+def test_cli_devnet_needs_both_flags() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "devnet", "--validators", "2", "--byzantine", "equivocate",
+         "--base-path", "/nonexistent/never-created"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert "--byzantine and --byzantine-node go together" in out.stderr
+
+
+# --- the forging trainer ----------------------------------------------------------------------------
+def _job(steps: int = 64, segment_len: int = 8, seed: bytes = b"\x07" * 32) -> mr.TrainingJob:
+    spec = mr.ModelSpec("softmax", 8, 3, 0)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 40).astype(np.int32)
+    return mr.TrainingJob(spec, mr.init_weights(spec, b"\x01" * 32), x, y, steps, 8, 0.1, 1e-4, seed, segment_len)
+
+
+def _mismatching_segments(job: mr.TrainingJob, result: mr.JobResult) -> list[int]:
+    entries = result.transcript.entries
+    bad = []
+    for j in range(job.num_segments):
+        try:
+            mr.verify_segment(job, j, result.checkpoints[j], entries[j + 1], entries[j])
+        except mr.SegmentMismatch:
+            bad.append(j)
+    return bad
+
+
+def _assert_consistent(job: mr.TrainingJob, result: mr.JobResult) -> None:
+    entries = result.transcript.entries
+    assert result.finite
+    assert len(entries) == len(result.checkpoints) == job.num_segments + 1
+    assert result.transcript.root == mr.merkle_root(entries)
+    assert [e.index for e in entries] == list(range(len(entries)))
+    for entry, checkpoint in zip(entries, result.checkpoints, strict=True):
+        assert entry.weights_hash == mr.hash_weights(checkpoint)
+        assert np.isfinite(checkpoint).all() and checkpoint.dtype == np.float32
+    assert np.array_equal(result.checkpoints[0], job.weights)  # checkpoint 0 is the on-chain weights
+    assert np.array_equal(result.weights, result.checkpoints[-1])
+    for j, entry in enumerate(entries):  # every opening's audit path leads to the root
+        mr.verify_merkle_proof(result.transcript.root, entry, mr.merkle_proof(result.transcript, j), len(entries))
+
+
+@pytest.mark.parametrize(("fraction", "steps", "segment_len"), [("0.25", 64, 8), ("0.1", 30, 1), ("1", 24, 8), ("0.5", 8, 8)])
+def test_forged_result_is_consistent_and_exactly_ceil_fs_segments_do_not_rerun(fraction: str, steps: int, segment_len: int) -> None:
+    job = _job(steps, segment_len)
+    mode = parse_byzantine(f"forge-training={fraction}")
+    S = job.num_segments
+    k = math.ceil(Fraction(fraction) * S)
+    result = byzantine.trainer_for(mode)(job)
+    _assert_consistent(job, result)
+    forged = byzantine.choose_forged_segments(job.seed, S, Fraction(fraction))
+    assert len(forged) == k
+    assert _mismatching_segments(job, result) == list(forged)
+    # Not a copy of the honest run: the root and the new weights differ.
+    honest = mr.run_job(job)
+    assert honest.transcript.root != result.transcript.root
+    assert not np.array_equal(honest.weights, result.weights)
+
+
+def test_ceil_is_exact_on_the_decimal() -> None:
+    """0.035 * 200 is 7.000000000000001 in binary floating point; the rule's ceil(F*S) is 7."""
+    assert math.ceil(0.035 * 200) == 8
+    assert byzantine.count_forged(parse_byzantine("forge-training=0.035").fraction or Fraction(0), 200) == 7
+    assert byzantine.count_forged(Fraction("0.25"), 1) == 1  # at least one segment of any job
+    assert byzantine.count_forged(Fraction("1"), 7) == 7
+
+
+def test_forged_segments_come_from_the_job_seed() -> None:
+    a = byzantine.choose_forged_segments(b"\x01" * 32, 64, Fraction(1, 4))
+    assert a == byzantine.choose_forged_segments(b"\x01" * 32, 64, Fraction(1, 4))
+    assert a != byzantine.choose_forged_segments(b"\x02" * 32, 64, Fraction(1, 4))
+    assert a == tuple(sorted(set(a))) and all(0 <= j < 64 for j in a)
+
+
+def test_the_forger_is_deterministic() -> None:
+    job = _job()
+    trainer = byzantine.trainer_for(parse_byzantine("forge-training=0.25"))
+    assert trainer(job).transcript.root == trainer(job).transcript.root
+
+
+def test_honest_modes_train_honestly() -> None:
+    for mode in (None, parse_byzantine("withhold-checkpoints"), parse_byzantine("equivocate")):
+        assert byzantine.trainer_for(mode) is mr.run_job
+
+
+def test_an_honest_segment_that_diverges_ends_the_result_as_run_job_does() -> None:
+    """After a forged segment the honest rest may diverge: the result stops at the last finite
+    checkpoint, with the segment that diverged, the way run_job reports it."""
+    spec = mr.ModelSpec("linear", 2, 1, 0)
+    x = np.full((4, 2), 1e18, dtype=np.float32)
+    y = np.ones((4, 1), dtype=np.float32)
+    job = mr.TrainingJob(spec, np.ones(spec.param_count, dtype=np.float32), x, y, 8, 4, 1.0, 0.0, b"\x03" * 32, 2)
+    honest = mr.run_job(job)
+    assert not honest.finite
+    forged = byzantine.run_forged_job(job, ())
+    assert (forged.finite, forged.diverged_segment, forged.diverged_step) == (False, honest.diverged_segment, honest.diverged_step)
+    assert forged.transcript.root == honest.transcript.root
+    assert byzantine.run_forged_job(job, range(job.num_segments)).finite  # nothing runs, nothing diverges
+
+
+def test_perturbation_never_rounds_away_and_stays_finite() -> None:
+    w = np.array([0.0, 1e-30, 1.0, -3.5, 1e30, 3.0e38, -3.4e38], dtype=np.float32)
+    out = byzantine.perturb(w, b"\x05" * 32, 0)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert mr.hash_weights(out) != mr.hash_weights(w)
+    changed = out != w
+    assert changed[:5].sum() >= 4  # ordinary weights move (a draw of exactly 0 leaves one)
+
+
+# --- the equivocating sibling -----------------------------------------------------------------------
+def test_the_empty_sibling_is_a_valid_second_block_of_the_slot(tmp_path) -> None:
+    """What ``--byzantine equivocate`` announces besides its normal block: sealed by the same
+    author in the same slot on the same parent, and valid, so an honest node imports both and
+    keeps the pair as equivocation evidence (consensus.aura)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "consensus"))
+    from consensuskit import BOB, open_local
+
+    from chain import calls
+    from chain.extrinsic import sign_extrinsic
+    from consensus.aura import get_equivocations
+
+    author, honest = open_local(tmp_path / "author"), open_local(tmp_path / "honest")
+    try:
+        remark = sign_extrinsic(BOB, calls.Remark(b"x"), nonce=0, genesis_hash=author.genesis_hash,
+                                spec_version=author.runtime.spec_version)
+        first = author.build_block([remark], BOB, slot=1).block
+        assert len(first.body.extrinsics) == 1
+        second = byzantine.build_empty_sibling(author, first, BOB)
+        assert (second.header.parent_hash, second.header.slot, second.header.author) == (
+            first.header.parent_hash, first.header.slot, first.header.author)
+        assert second.hash() != first.hash() and second.body.extrinsics == ()
+        author.import_block(second)  # the equivocator imports its own second block
+        honest.import_block(first)
+        honest.import_block(second)
+        assert honest.has_block(first.hash()) and honest.has_block(second.hash())
+        (evidence,) = get_equivocations(honest)
+        assert (evidence.slot, evidence.author) == (1, BOB.public)
+        assert {evidence.first.hash(), evidence.second.hash()} == {first.hash(), second.hash()}
+    finally:
+        author.db.close()
+        honest.db.close()
