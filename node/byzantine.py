@@ -26,8 +26,9 @@ and punish each fault; no honest operator runs them. Three modes:
 
 ``equivocate``
     In each of its slots the author seals two different blocks on the same parent and announces
-    both: the normal one, and an empty sibling (:func:`build_empty_sibling`). Both are valid;
-    together they are an Aura equivocation, slashable with ``pol.report_equivocation``.
+    both: the normal one, to which it adds a remark of its own (:func:`equivocation_remark`, so
+    the block is never empty), and an empty sibling (:func:`build_empty_sibling`). Both are
+    valid; together they are an Aura equivocation, slashable with ``pol.report_equivocation``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final
@@ -44,9 +45,12 @@ import msgspec
 import numpy as np
 
 import ml_runtime
+from chain import calls
 from chain.block import Block, Body, compute_extrinsics_root
 from chain.crypto import Keypair
+from chain.extrinsic import Extrinsic, sign_extrinsic
 from chain.header import Header, compute_slot_digest
+from chain.pallets import balances
 
 if TYPE_CHECKING:
     from chain.blockchain import Blockchain
@@ -220,20 +224,37 @@ def serves_checkpoints(mode: Byzantine | None) -> bool:
 
 
 # --- equivocate ------------------------------------------------------------------------------------
+def equivocation_remark(chain: Blockchain, author: Keypair, candidates: Sequence[Extrinsic], slot: int) -> Extrinsic:
+    """A remark signed by ``author``, to add to its normal block's ``candidates`` (the pool's
+    ready extrinsics, so the author's own come in nonce order from its account's nonce): the
+    normal block then holds at least this, and its empty sibling always differs from it."""
+    own = sum(1 for xt in candidates if xt.signer == author.public)
+    nonce = balances.get_account(chain.state.overlay(), author.public).nonce + own
+    return sign_extrinsic(
+        author, calls.Remark(b"polchain/byzantine/equivocate/" + slot.to_bytes(8, "big")), nonce=nonce,
+        genesis_hash=chain.genesis_hash, spec_version=chain.runtime.spec_version,
+    )
+
+
 def build_empty_sibling(chain: Blockchain, block: Block, author: Keypair) -> Block:
     """A second block of ``block``'s author in ``block``'s slot on ``block``'s parent, with no
-    extrinsics: valid on its own, an equivocation together with ``block``.
+    extrinsics: valid on its own, an equivocation together with ``block`` (the same block if
+    ``block`` is empty too: the caller checks).
 
-    A block without extrinsics changes no state (this runtime has no per-block hooks), so its
-    state root is the parent's, and its proof-of-learning commitment is the one of any block
-    without training, the genesis block's (taken from the genesis header rather than rebuilt,
-    so this stays right whatever the commitment's fields are).
+    Its state is the parent's after the runtime's per-block hook, if the runtime has one (an
+    era start may change the validator set), and its proof-of-learning commitment is the one of
+    any block without training, the genesis block's (taken from the genesis header rather than
+    rebuilt, so this stays right whatever the commitment's fields are).
     """
     header = block.header
-    parent = chain.get_header(header.parent_hash)
+    overlay = chain.state_at(header.parent_hash)
+    on_initialize = getattr(chain.runtime, "on_initialize", None)
+    if on_initialize is not None:
+        on_initialize(overlay, header.number)
+    state_root = chain.state.compute_commit(overlay).root
     pol_digest = chain.get_header(chain.genesis_hash).digest  # the genesis header's one item
     sibling = Header(
-        header.parent_hash, header.number, parent.state_root, compute_extrinsics_root([]), header.slot,
+        header.parent_hash, header.number, state_root, compute_extrinsics_root([]), header.slot,
         author.public, (compute_slot_digest(header.slot), *pol_digest),
     )
     sibling = msgspec.structs.replace(sibling, seal=author.sign(sibling.pre_hash()))

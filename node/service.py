@@ -70,7 +70,7 @@ from consensus.finality import (
     store_voter_state,
 )
 from genesis.spec import ChainSpec
-from node.byzantine import Byzantine, build_empty_sibling
+from node.byzantine import Byzantine, build_empty_sibling, equivocation_remark
 from node.metrics import NodeMetrics
 from node.network.identity import NodeKey
 from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
@@ -304,6 +304,8 @@ class NodeService:
                 return None
             ready = list(self.pool.ready_with_hashes())
             candidates = [xt for _, xt in ready]
+            if self.config.byzantine is not None and self.config.byzantine.equivocates:
+                candidates.append(equivocation_remark(self.chain, self.author, candidates, slot))
             invalid: list[tuple[bytes, InvalidTransaction]] = []
             started = time.perf_counter()
             self._in_flight = dict.fromkeys((xt_hash for xt_hash, _ in ready), None)
@@ -330,6 +332,9 @@ class NodeService:
         the same parent, import it and announce it like the first (node/byzantine.py)."""
         assert self.author is not None
         sibling = build_empty_sibling(self.chain, imported.block, self.author)
+        if sibling.hash() == imported.block.hash():
+            log.warning("byzantine: no second block in slot %d: the first is empty too", sibling.header.slot)
+            return
         started = time.perf_counter()
         second = await asyncio.to_thread(self.chain.import_block, sibling)
         log.warning(

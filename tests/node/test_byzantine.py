@@ -210,7 +210,7 @@ def test_the_empty_sibling_is_a_valid_second_block_of_the_slot(tmp_path) -> None
     author in the same slot on the same parent, and valid, so an honest node imports both and
     keeps the pair as equivocation evidence (consensus.aura)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "consensus"))
-    from consensuskit import BOB, open_local
+    from consensuskit import ALICE, BOB, open_local
 
     from chain import calls
     from chain.extrinsic import sign_extrinsic
@@ -218,10 +218,12 @@ def test_the_empty_sibling_is_a_valid_second_block_of_the_slot(tmp_path) -> None
 
     author, honest = open_local(tmp_path / "author"), open_local(tmp_path / "honest")
     try:
-        remark = sign_extrinsic(BOB, calls.Remark(b"x"), nonce=0, genesis_hash=author.genesis_hash,
-                                spec_version=author.runtime.spec_version)
-        first = author.build_block([remark], BOB, slot=1).block
-        assert len(first.body.extrinsics) == 1
+        transfer = sign_extrinsic(BOB, calls.Transfer(ALICE.public, 10**9), nonce=0, genesis_hash=author.genesis_hash,
+                                  spec_version=author.runtime.spec_version)
+        remark = byzantine.equivocation_remark(author, BOB, [transfer], 1)
+        assert remark.nonce == 1 and remark.signer == BOB.public  # after Bob's own ready extrinsic
+        first = author.build_block([transfer, remark], BOB, slot=1).block
+        assert first.body.extrinsics == (transfer, remark)
         second = byzantine.build_empty_sibling(author, first, BOB)
         assert (second.header.parent_hash, second.header.slot, second.header.author) == (
             first.header.parent_hash, first.header.slot, first.header.author)
@@ -236,3 +238,66 @@ def test_the_empty_sibling_is_a_valid_second_block_of_the_slot(tmp_path) -> None
     finally:
         author.db.close()
         honest.db.close()
+
+
+# --- the devnet -------------------------------------------------------------------------------------
+def _devnet_args(*argv: str):
+    from node import cli
+
+    return cli.build_parser().parse_args(["devnet", *argv])
+
+
+def test_devnet_passes_the_mode_to_node_k_only(tmp_path: Path) -> None:
+    from node import cli, devnet
+
+    args = _devnet_args("--validators", "4", "--byzantine-node", "1", "--byzantine", "forge-training=0.035")
+    assert devnet.check_byzantine_args(args) is None
+    plans = devnet.plan_nodes(args, tmp_path)
+    assert [p.byzantine for p in plans] == [None, "forge-training=0.035", None, None]
+    parser = cli.build_parser()
+    for plan in plans:
+        node_args = parser.parse_args(devnet.node_command(plan, tmp_path / "spec.json", plans, args)[3:])
+        assert node_args.byzantine == (parse_byzantine("forge-training=0.035") if plan.index == 1 else None)
+
+
+def test_metric_reading_sums_every_label_set_and_ignores_lookalikes() -> None:
+    from node import devnet
+
+    text = "\n".join([
+        "# HELP polchain_pol_frauds_detected_total Fraud proofs found",
+        "# TYPE polchain_pol_frauds_detected_total counter",
+        'polchain_pol_frauds_detected_total{kind="segment"} 2.0',
+        'polchain_pol_frauds_detected_total{kind="start"} 1.0',
+        "polchain_pol_frauds_detected_total_created 1.7e9",
+        "polchain_pol_frauds_detected_totally 9",
+    ])
+    assert devnet.read_metric(text, devnet.FRAUDS_METRIC) == 3
+    assert devnet.read_metric("polchain_pol_frauds_detected_total 0.0\n", devnet.FRAUDS_METRIC) == 0
+    assert devnet.read_metric("polchain_blocks_authored_total 4\n", devnet.FRAUDS_METRIC) is None
+
+
+def test_status_marks_the_byzantine_node_and_shows_frauds_and_slashes(tmp_path: Path) -> None:
+    import re
+
+    from rich.console import Console
+
+    from node import devnet
+    from rpc.client import RpcClient
+
+    args = _devnet_args("--validators", "2", "--byzantine-node", "1", "--byzantine", "equivocate")
+    plans = devnet.plan_nodes(args, tmp_path)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        alice = devnet.NodeStatus(plans[0], running, RpcClient("http://127.0.0.1:1"), best=5, answered=True, frauds=1, slashed=0)
+        bob = devnet.NodeStatus(plans[1], running, RpcClient("http://127.0.0.1:1"), best=4, answered=True, frauds=0, slashed=500)
+        line = devnet.status_line([alice, bob], 1000)
+        assert "Alice up best #5" in line and "frauds 1 slashed 0" in line
+        assert "Bob [byzantine equivocate] up best #4" in line and "frauds 0 slashed 500" in line
+        console = Console(record=True, width=220)
+        console.print(devnet.status_table([alice, bob], 1000, "t"))
+        text = console.export_text()
+        assert re.search(r"Bob\s+│\s+validator, byzantine: equivocate\s+│\s+up.*│\s+0\s+│\s+500\s+│", text), text
+        assert re.search(r"Alice\s+│\s+validator\s+│\s+up.*│\s+1\s+│\s+0\s+│", text), text
+    finally:
+        running.kill()
+        running.wait()
