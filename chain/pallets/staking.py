@@ -1,23 +1,65 @@
-"""Staking, as much as consensus needs: bonds, the validator set, slashing.
+"""Staking, as much as consensus needs: bonds, the validator set, slashing, eras.
 
 The validator set comes from genesis; an account bonds free funds to back its validator and
-loses them when slashed (consensus calls :func:`apply_slash` with a fraud proof's verdict).
+loses part of them when an offence is proven (chain.pallets.pol calls :func:`apply_slash`).
+A slash takes ``slash_fraction_ppm`` millionths of the offender's stake (rounded down), pays
+``reporter_share_ppm`` millionths of that (rounded down) to the reporter's free balance and
+burns the rest (total issuance falls by it). The reporter always has an account (it signed
+and paid a fee, so its nonce is at least 1), so the credit never creates an account below
+the existential deposit.
+
+The validator set changes only at era starts, like Substrate's ``pallet-session``: an
+offender is queued (:data:`PENDING_REMOVAL`) and leaves ``Staking.Validators`` in
+:func:`on_initialize` of the first block of the next era (``number % era_length == 0``), so
+every node switches Aura's slot owners at the same block. The last validator is never
+queued (a chain without validators can never author again): it is slashed and kept. An
+``era_length`` of 0 means no eras: queued validators are never removed.
+
 Unbonding is immediate for now: there is no unbonding period yet, which a chain with real
-stake needs so a validator cannot withdraw before its misbehaviour is proven.
+stake needs so a validator cannot withdraw before its misbehaviour is proven (a validator
+must keep ``min_validator_bond`` staked while in the set, so that much stays slashable).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chain.calls import Bond, Unbond
-from chain.codec import AccountId
+from chain.codec import U64, AccountId, Balance, BlockNumber, Wire
 from chain.errors import DispatchError
-from chain.pallets.balances import AccountInfo, apply_account, apply_burn_staked, get_account
+from chain.pallets.balances import TOTAL_ISSUANCE, AccountInfo, apply_account, get_account
 from chain.pallets.context import CallContext
-from chain.pallets.items import StateAccess, StorageValue
+from chain.pallets.items import StateAccess, StorageMap, StorageValue
+
+if TYPE_CHECKING:
+    from chain.config import RuntimeConfig
 
 PALLET = "staking"
+PPM = 1_000_000
 
 VALIDATORS = StorageValue("Staking", "Validators", tuple[AccountId, ...], ())
+#: Validators to remove at the next era start, in the order their offences were proven.
+PENDING_REMOVAL = StorageValue("Staking", "PendingRemoval", tuple[AccountId, ...], ())
+
+
+class Removal(Wire, frozen=True):
+    """When a validator left the set: the era whose first block removed it."""
+
+    era: U64
+    block: BlockNumber
+
+
+#: Every validator removed for an offence (the ValidatorRemoved record: receipts belong to
+#: extrinsics, and a removal happens before the block's first extrinsic).
+REMOVED = StorageMap("Staking", "Removed", Removal)
+
+
+class Slash(Wire, frozen=True):
+    """What one slash did: taken from the stake, paid to the reporter, burned."""
+
+    amount: Balance
+    reporter_reward: Balance
+    burned: Balance
 
 
 def get_validators(state: StateAccess) -> tuple[bytes, ...]:
@@ -45,6 +87,55 @@ def apply_unbond(ctx: CallContext, call: Unbond) -> None:
     ctx.emit(PALLET, "Unbonded", who=ctx.sender, value=call.value)
 
 
-def apply_slash(state: StateAccess, who: bytes, amount: int) -> int:
-    """Burn up to ``amount`` of ``who``'s stake; returns the amount burned."""
-    return apply_burn_staked(state, who, amount)
+def compute_slash(staked: int, config: RuntimeConfig) -> Slash:
+    """The slash of an offender with ``staked`` (module docstring); fractions above one
+    million ppm count as one million."""
+    amount = staked * min(config.slash_fraction_ppm, PPM) // PPM
+    reward = amount * min(config.reporter_share_ppm, PPM) // PPM
+    return Slash(amount, reward, amount - reward)
+
+
+def apply_slash(state: StateAccess, config: RuntimeConfig, offender: bytes, reporter: bytes) -> Slash:
+    """Slash ``offender``'s stake, pay ``reporter`` its share, burn the rest."""
+    info = get_account(state, offender)
+    slash = compute_slash(info.staked, config)
+    apply_account(state, offender, AccountInfo(info.nonce, info.free, info.staked - slash.amount))
+    paid = get_account(state, reporter)  # read after the write: the offender may report itself
+    apply_account(state, reporter, AccountInfo(paid.nonce, paid.free + slash.reporter_reward, paid.staked))
+    TOTAL_ISSUANCE.apply_set(state, TOTAL_ISSUANCE.get(state) - slash.burned)
+    return slash
+
+
+def apply_queue_removal(state: StateAccess, who: bytes) -> str:
+    """Queue ``who`` to leave the validator set at the next era start. Returns what happened:
+    "queued", "already_queued", "not_validator", or "last_validator" (kept: removing it
+    with the ones queued already would leave no validator)."""
+    validators, pending = get_validators(state), PENDING_REMOVAL.get(state)
+    if who in pending:
+        return "already_queued"
+    if who not in validators:
+        return "not_validator"
+    if not set(validators) - set(pending) - {who}:
+        return "last_validator"
+    PENDING_REMOVAL.apply_set(state, (*pending, who))
+    return "queued"
+
+
+def on_initialize(state: StateAccess, number: int, config: RuntimeConfig) -> tuple[bytes, ...]:
+    """At the first block of an era, remove the queued validators; returns the removed ones.
+    Called by the executive before block ``number``'s extrinsics, when building and importing."""
+    if config.era_length == 0 or number % config.era_length != 0:
+        return ()
+    pending = PENDING_REMOVAL.get(state)
+    if not pending:
+        return ()
+    validators = get_validators(state)
+    kept = tuple(v for v in validators if v not in pending)
+    if not kept:  # unreachable: apply_queue_removal never queues the last one; never empty the set
+        return ()
+    VALIDATORS.apply_set(state, kept)
+    state.delete(PENDING_REMOVAL.key)
+    removed = tuple(v for v in validators if v in pending)
+    for who in removed:
+        REMOVED.apply_set(state, Removal(number // config.era_length, number), who)
+    return removed
