@@ -37,10 +37,12 @@ MAX_DECIMALS = 18
 MAX_REMARK = 4096
 # Bounds of the evidence a pol report carries, checked while the extrinsic decodes (before the
 # evidence itself is decoded). A header an author builds is about 300 bytes (chain.block's
-# BLOCK_OVERHEAD); a fraud proof is dominated by one checkpoint's weights (4 bytes per
-# parameter), and an extrinsic is also bounded by the block length.
+# BLOCK_OVERHEAD). A fraud proof is dominated by one checkpoint's weights (4 bytes per
+# parameter); a whole extrinsic is at most chain.extrinsic.MAX_EXTRINSIC_SIZE (2 MiB) and a
+# block's max_block_length anyway, so a proof for a model of more than about 2^19
+# parameters cannot be reported in an extrinsic.
 MAX_HEADER_BYTES = 1024
-MAX_FRAUD_PROOF_BYTES = 8 << 20
+MAX_FRAUD_PROOF_BYTES = 2 << 20
 MAX_ROWS_CHUNK = 1 << 20  # one append_rows call carries at most 1 MiB of rows
 
 

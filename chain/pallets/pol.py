@@ -150,8 +150,7 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
     offender = proof.header.author
     key = compute_offence_key(OFFENCE_FRAUD, block_hash)
     verify_new_offence(ctx.state, key, offender)
-    _verify_seal(proof.header, "the proof's header")
-    try:
+    try:  # checks the header's seal, the paths, and re-runs the one segment
         verify_fraud_proof(ctx.state, ctx.config, proof)
     except InvalidFraudProof as exc:
         raise DispatchError(PALLET, "InvalidFraudProof", f"{exc.reason}: {exc}") from None
