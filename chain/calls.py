@@ -165,9 +165,14 @@ class Bond(Wire, frozen=True, tag=_tag(5, 0)):
 
 
 class Unbond(Wire, frozen=True, tag=_tag(5, 1)):
-    """Release ``value`` of the signer's stake back to its free balance."""
+    """Start releasing ``value`` of the signer's stake: it stays slashable for ``era_length``
+    blocks, then WithdrawUnbonded moves it to the free balance."""
 
     value: Balance
+
+
+class WithdrawUnbonded(Wire, frozen=True, tag=_tag(5, 2)):
+    """Move the signer's unbonded funds whose unbonding period is over to its free balance."""
 
 
 # --- assets (6) -------------------------------------------------------------------------------
@@ -241,7 +246,7 @@ Call = (
     Remark | Transfer | RegisterModel | SetTrainingPolicy | SetTrainer | ShareModel | ClaimRevenue | PayModel
     | RegisterDataset | AppendRows | Train | Bond | Unbond
     | CreateAsset | SetAssetMetadata | MintAsset | BurnAsset | TransferAsset
-    | ReportFraud | ReportEquivocation | ReportVoteEquivocation
+    | ReportFraud | ReportEquivocation | ReportVoteEquivocation | WithdrawUnbonded
 )
 
 # (pallet name, call name) for each call type, in tag order; the JSON form uses these names.
@@ -267,6 +272,7 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     ReportFraud: ("pol", "report_fraud"),
     ReportEquivocation: ("pol", "report_equivocation"),
     ReportVoteEquivocation: ("pol", "report_vote_equivocation"),
+    WithdrawUnbonded: ("staking", "withdraw_unbonded"),
 }
 _BY_NAME = {names: typ for typ, names in CALL_NAMES.items()}
 

@@ -105,6 +105,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.ReportFraud: CallRow(pol.apply_report_fraud, lambda s, c: DispatchInfo(pol.compute_report_fraud_weight(s, c))),
     calls.ReportEquivocation: CallRow(pol.apply_report_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
     calls.ReportVoteEquivocation: CallRow(pol.apply_report_vote_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
+    calls.WithdrawUnbonded: CallRow(staking.apply_withdraw_unbonded, _fixed(100_000)),
 }
 
 

@@ -15,16 +15,21 @@ every node switches Aura's slot owners at the same block. The last validator is 
 queued (a chain without validators can never author again): it is slashed and kept. An
 ``era_length`` of 0 means no eras: queued validators are never removed.
 
-Unbonding is immediate for now: there is no unbonding period yet, which a chain with real
-stake needs so a validator cannot withdraw before its misbehaviour is proven (a validator
-must keep ``min_validator_bond`` staked while in the set, so that much stays slashable).
+Unbonding takes ``era_length`` blocks (Substrate's ``BondingDuration``, here in blocks): an
+unbonded amount leaves ``staked`` for an unlocking chunk (:data:`UNLOCKING`, at most
+:data:`MAX_UNLOCKING_CHUNKS` per account; one unbonded in a block whose chunk exists already
+joins it) that stays slashable until block ``unlock_at``, after which ``withdraw_unbonded``
+moves it to the free balance. So an offender cannot withdraw its stake before an offence
+proven within an era of it is punished. A slash takes its fraction of the stake and the
+unlocking chunks together, from ``staked`` first, then from the chunks that unlock last.
+A validator keeps at least ``min_validator_bond`` staked while in the set.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chain.calls import Bond, Unbond
+from chain.calls import Bond, Unbond, WithdrawUnbonded
 from chain.codec import U64, AccountId, Balance, BlockNumber, Wire
 from chain.errors import DispatchError
 from chain.pallets.balances import TOTAL_ISSUANCE, AccountInfo, apply_account, get_account
@@ -40,6 +45,28 @@ PPM = 1_000_000
 VALIDATORS = StorageValue("Staking", "Validators", tuple[AccountId, ...], ())
 #: Validators to remove at the next era start, in the order their offences were proven.
 PENDING_REMOVAL = StorageValue("Staking", "PendingRemoval", tuple[AccountId, ...], ())
+
+
+class UnlockChunk(Wire, frozen=True):
+    """Unbonded funds, slashable until block ``unlock_at``."""
+
+    value: Balance
+    unlock_at: BlockNumber
+
+
+MAX_UNLOCKING_CHUNKS = 32  # Substrate's MaxUnlockingChunks
+UNLOCKING = StorageMap("Staking", "Unlocking", tuple[UnlockChunk, ...])
+
+
+def get_unlocking(state: StateAccess, who: bytes) -> tuple[UnlockChunk, ...]:
+    return UNLOCKING.get(state, who) or ()
+
+
+def _apply_unlocking(state: StateAccess, who: bytes, chunks: tuple[UnlockChunk, ...]) -> None:
+    if chunks:
+        UNLOCKING.apply_set(state, chunks, who)
+    else:
+        UNLOCKING.apply_delete(state, who)
 
 
 class Removal(Wire, frozen=True):
@@ -83,8 +110,32 @@ def apply_unbond(ctx: CallContext, call: Unbond) -> None:
     left = info.staked - call.value
     if ctx.sender in get_validators(ctx.state) and left < ctx.config.min_validator_bond:
         raise DispatchError(PALLET, "BelowMinimumBond", f"a validator keeps at least {ctx.config.min_validator_bond} staked")
-    apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free + call.value, left))
-    ctx.emit(PALLET, "Unbonded", who=ctx.sender, value=call.value)
+    unlock_at = ctx.block.number + ctx.config.era_length
+    chunks = get_unlocking(ctx.state, ctx.sender)
+    if chunks and chunks[-1].unlock_at == unlock_at:
+        chunks = (*chunks[:-1], UnlockChunk(chunks[-1].value + call.value, unlock_at))
+    elif len(chunks) >= MAX_UNLOCKING_CHUNKS:
+        raise DispatchError(
+            PALLET, "NoMoreChunks", f"{MAX_UNLOCKING_CHUNKS} unbondings are unlocking already; withdraw_unbonded first"
+        )
+    else:
+        chunks = (*chunks, UnlockChunk(call.value, unlock_at))
+    apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free, left))
+    _apply_unlocking(ctx.state, ctx.sender, chunks)
+    ctx.emit(PALLET, "Unbonded", who=ctx.sender, value=call.value, unlock_at=unlock_at)
+
+
+def apply_withdraw_unbonded(ctx: CallContext, call: WithdrawUnbonded) -> None:
+    chunks = get_unlocking(ctx.state, ctx.sender)
+    ready = sum(c.value for c in chunks if c.unlock_at <= ctx.block.number)
+    if not ready:
+        first = min((c.unlock_at for c in chunks), default=None)
+        when = "nothing is unbonding" if first is None else f"the first unbonded funds unlock at block {first}"
+        raise DispatchError(PALLET, "NothingToWithdraw", f"nothing to withdraw at block {ctx.block.number}: {when}")
+    info = get_account(ctx.state, ctx.sender)
+    apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free + ready, info.staked))
+    _apply_unlocking(ctx.state, ctx.sender, tuple(c for c in chunks if c.unlock_at > ctx.block.number))
+    ctx.emit(PALLET, "Withdrawn", who=ctx.sender, value=ready)
 
 
 def compute_slash(staked: int, config: RuntimeConfig) -> Slash:
@@ -96,10 +147,22 @@ def compute_slash(staked: int, config: RuntimeConfig) -> Slash:
 
 
 def apply_slash(state: StateAccess, config: RuntimeConfig, offender: bytes, reporter: bytes) -> Slash:
-    """Slash ``offender``'s stake, pay ``reporter`` its share, burn the rest."""
+    """Slash ``offender``'s stake and unlocking chunks (module docstring), pay ``reporter``
+    its share, burn the rest."""
     info = get_account(state, offender)
-    slash = compute_slash(info.staked, config)
-    apply_account(state, offender, AccountInfo(info.nonce, info.free, info.staked - slash.amount))
+    chunks = get_unlocking(state, offender)
+    slash = compute_slash(info.staked + sum(c.value for c in chunks), config)
+    from_stake = min(slash.amount, info.staked)
+    apply_account(state, offender, AccountInfo(info.nonce, info.free, info.staked - from_stake))
+    due = slash.amount - from_stake
+    if due:
+        kept: list[UnlockChunk] = []
+        for chunk in reversed(chunks):  # the chunks that unlock last pay first
+            taken = min(due, chunk.value)
+            due -= taken
+            if chunk.value > taken:
+                kept.append(UnlockChunk(chunk.value - taken, chunk.unlock_at))
+        _apply_unlocking(state, offender, tuple(reversed(kept)))
     paid = get_account(state, reporter)  # read after the write: the offender may report itself
     apply_account(state, reporter, AccountInfo(paid.nonce, paid.free + slash.reporter_reward, paid.staked))
     TOTAL_ISSUANCE.apply_set(state, TOTAL_ISSUANCE.get(state) - slash.burned)

@@ -67,8 +67,10 @@ class Local:
         return receipt
 
     def fails(self, call, error: str, key: Keypair = EVE) -> str:
+        """The call fails with ``pallet.Error`` (the pol pallet's unless ``error`` names one)."""
         receipt = self.report(call, key)
-        assert not receipt.success and receipt.error.startswith(f"pol.{error}:"), receipt.error
+        name = error if "." in error else f"pol.{error}"
+        assert not receipt.success and receipt.error.startswith(f"{name}:"), receipt.error
         return receipt.error
 
 
@@ -307,3 +309,35 @@ def test_queue_never_empties_the_set() -> None:
     assert staking.on_initialize(state, cfg.era_length - 1, cfg) == ()
     assert staking.on_initialize(state, cfg.era_length, cfg) == (ALICE.public,)
     assert staking.get_validators(state) == (BOB.public,)
+
+
+def test_unbonded_funds_stay_slashable_for_an_era_then_withdraw(local) -> None:
+    chain = local.chain
+    era = chain.config.era_length
+    assert local.report(calls.Bond(10 * 10**9), key=BOB).success
+    staked = balances.get_account(_state(chain), BOB.public).staked
+    free = balances.get_account(_state(chain), BOB.public).free
+    receipt = local.report(calls.Unbond(10 * 10**9), key=BOB)  # block #2
+    assert receipt.success, receipt.error
+    account = balances.get_account(_state(chain), BOB.public)
+    assert account.staked == staked - 10 * 10**9 and account.free == free - receipt.fee  # not free yet
+    assert staking.get_unlocking(_state(chain), BOB.public) == (staking.UnlockChunk(10 * 10**9, 2 + era),)
+    error = local.fails(calls.WithdrawUnbonded(), "staking.NothingToWithdraw", key=BOB)
+    assert f"unlock at block {2 + era}" in error
+    # Bob equivocates: the slash counts the unlocking funds, takes the stake first, then the chunk.
+    first = chain.get_header(chain.get_hash(1)).encode()
+    assert chain.get_header(chain.get_hash(1)).author == BOB.public
+    receipt = local.report(calls.ReportEquivocation(first, sealed(BOB, 1, b"\x09" * 32)))
+    assert receipt.success, receipt.error
+    total = staked
+    amount = total * chain.config.slash_fraction_ppm // PPM
+    left_staked = staked - 10 * 10**9
+    assert balances.get_account(_state(chain), BOB.public).staked == max(left_staked - amount, 0)
+    chunk_left = 10 * 10**9 - max(amount - left_staked, 0)
+    assert staking.get_unlocking(_state(chain), BOB.public) == (staking.UnlockChunk(chunk_left, 2 + era),)
+    local.until(2 + era - 1)
+    free = balances.get_account(_state(chain), BOB.public).free
+    receipt = local.report(calls.WithdrawUnbonded(), key=BOB)  # block 2 + era
+    assert receipt.success, receipt.error
+    assert balances.get_account(_state(chain), BOB.public).free == free - receipt.fee + chunk_left
+    assert staking.get_unlocking(_state(chain), BOB.public) == ()
