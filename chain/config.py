@@ -46,6 +46,12 @@ class RuntimeConfig:
     max_segments: int = 1024
     max_model_params: int = 1 << 18
     min_validator_bond: int = 1_000_000_000
+    pol_samples: int = 4                # m: segments each validator re-runs per job
+    challenge_blocks: int = 4           # a block is voted for only with this many descendants
+    max_transcript_bytes: int = 64 << 20  # (S+1) * 4 * param_count a TRAIN call may make its author store and serve
+    slash_fraction_ppm: int = 500_000   # share of the offender's staked balance slashed per offence
+    reporter_share_ppm: int = 100_000   # share of the slashed amount paid to the reporter; rest burned
+    era_length: int = 16                # blocks per era; validator-set changes apply at era starts
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip
