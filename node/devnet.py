@@ -25,10 +25,10 @@ What it does, in order:
    finalized heads and peer count; a live table (rich) shows them with the time of the best
    block (its Aura slot × block time) and the rate of new best blocks over the last 30 s. With
    ``--no-tui``, or when stdout is not a terminal, one status line is printed per interval.
-   Two columns follow faults: ``frauds``, the fraud proofs each node found (its metric
-   ``polchain_pol_frauds_detected_total``, read from its Prometheus endpoint), and ``slashed``,
-   the stake each validator lost since genesis (its account's ``staked`` over RPC, read from an
-   honest node: a slash burns staked balance, nothing else lowers it but an unbond).
+   Columns follow faults: ``frauds``, the training frauds each node proved (its metric
+   ``polchain_pol_frauds_detected_total``, read from its Prometheus endpoint), and ``slashes``
+   and ``slashed``, each validator's offences the runtime punished and the stake they took
+   (``pol_getOffences`` over RPC, from the first honest node that answers).
    ``--byzantine-node K --byzantine MODE`` starts validator K (0-based) with ``--byzantine MODE``
    (node/byzantine.py), marked in the table: ``polchain devnet --byzantine-node 1 --byzantine
    forge-training=0.25`` runs the proof-of-learning fraud scenario live.
@@ -62,10 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from chain.codec import decode
-from chain.crypto import DEV_ACCOUNTS, Keypair, blake2_256
-from chain.errors import CodecError
-from chain.pallets.balances import ACCOUNT, AccountInfo
+from chain.crypto import DEV_ACCOUNTS, Keypair, blake2_256, ss58_encode
 from chain.pallets.staking import VALIDATORS
 from genesis.local import MAX_VALIDATORS, local_spec, validator_names
 from genesis.spec import compute_genesis_storage, load_chain_spec
@@ -331,7 +328,8 @@ class NodeStatus:
     finalized_hash: str | None = None
     peers: int | None = None
     frauds: int | None = None  # polchain_pol_frauds_detected_total of this node
-    slashed: int | None = None  # stake this node's validator lost since genesis (an honest node's view)
+    slashes: int | None = None  # offences of this node's validator punished (an honest node's view)
+    slashed: int | None = None  # and the stake they took
     answered: bool = False
     history: deque[tuple[float, int]] = field(default_factory=deque)
 
@@ -411,40 +409,26 @@ async def poll_frauds(node: NodeStatus) -> None:
     node.frauds = read_metric(text, FRAUDS_METRIC)
 
 
-@dataclass
-class StakeWatch:
-    """Each validator's stake at genesis and now, read over RPC from one honest node: what a
-    slash took (staking.apply_slash burns staked balance; a reward or a bond never lowers it)."""
-
-    genesis: dict[str, int] = field(default_factory=dict)  # validator name -> staked at genesis
-
-    async def poll(self, nodes: list[NodeStatus]) -> None:
-        honest = [n for n in nodes if n.plan.byzantine is None and n.answered and n.proc.poll() is None]
-        validators = [n for n in nodes if n.plan.validator]
-        if not honest or not validators:
-            return
-        client = honest[0].client
-        keys = ["0x" + ACCOUNT.compute_key(Keypair.from_uri("//" + n.plan.name).public).hex() for n in validators]
+async def poll_offences(nodes: list[NodeStatus]) -> None:
+    """Each validator's punished offences (count and stake slashed), from the first honest node
+    that answers ``pol_getOffences`` (chain.pallets.pol records each offence once)."""
+    validators = {ss58_encode(Keypair.from_uri("//" + n.plan.name).public): n for n in nodes if n.plan.validator}
+    for source in (n for n in nodes if n.plan.byzantine is None and n.answered and n.proc.poll() is None):
         try:
-            if len(self.genesis) < len(validators):
-                genesis_hash = await client.call("chain_getBlockHash", [0])
-                first = await client.batch([("state_getStorage", [key, genesis_hash]) for key in keys])
-                self.genesis = {n.plan.name: _staked(raw) for n, raw in zip(validators, first, strict=True)}
-            now = await client.batch([("state_getStorage", [key]) for key in keys])
-        except (RpcError, OSError, TimeoutError, ValueError):
-            return
-        for n, raw in zip(validators, now, strict=True):
-            if not isinstance(raw, Exception):
-                n.slashed = max(0, self.genesis.get(n.plan.name, 0) - _staked(raw))
-
-
-def _staked(raw: Any) -> int:
-    if not isinstance(raw, str):
-        return 0
-    try:
-        return int(decode(bytes.fromhex(raw.removeprefix("0x")), AccountInfo).staked)
-    except (ValueError, CodecError):
-        return 0
+            found = await source.client.call("pol_getOffences", [])
+            offences = found["offences"]
+            counts = dict.fromkeys(validators, 0)
+            amounts = dict.fromkeys(validators, 0)
+            for offence in offences:
+                who = offence["offender"]
+                if who in counts:
+                    counts[who] += 1
+                    amounts[who] += int(offence["slashed"])
+        except (RpcError, OSError, TimeoutError, KeyError, TypeError, ValueError):
+            continue
+        for who, node in validators.items():
+            node.slashes, node.slashed = counts[who], amounts[who]
+        return
 
 
 def _last_block(node: NodeStatus, block_ms: int) -> str:
@@ -469,7 +453,8 @@ def status_line(nodes: list[NodeStatus], block_ms: int) -> str:
         parts.append(
             f"{n.plan.name}{'' if n.plan.byzantine is None else f' [byzantine {n.plan.byzantine}]'} {n.state} "
             f"best {_fmt(n.best)} fin {_fmt(n.finalized)} peers {'-' if n.peers is None else n.peers} "
-            f"{'-' if rate is None else f'{rate:.2f}'}/s frauds {_count(n.frauds)} slashed {_count(n.slashed)}"
+            f"{'-' if rate is None else f'{rate:.2f}'}/s frauds {_count(n.frauds)} slashes {_count(n.slashes)} "
+            f"slashed {_count(n.slashed)}"
         )
     return time.strftime("%H:%M:%S") + " " + " | ".join(parts)
 
@@ -477,9 +462,13 @@ def status_line(nodes: list[NodeStatus], block_ms: int) -> str:
 def status_table(nodes: list[NodeStatus], block_ms: int, title: str) -> Any:
     from rich.table import Table
 
-    table = Table(title=title, caption="Ctrl-C stops every node; frauds: fraud proofs the node found; slashed: stake the validator lost")
-    numeric = ("best", "finalized", "peers", "imported/s", "RPC", "p2p", "frauds", "slashed")
-    for column in ("node", "role", "state", "RPC", "p2p", "best", "finalized", "peers", "last block", "imported/s", "frauds", "slashed"):
+    table = Table(
+        title=title,
+        caption="Ctrl-C stops every node. frauds: training frauds the node proved; slashes: the validator's offences punished, and the stake they took",
+    )
+    numeric = ("best", "finalized", "peers", "imported/s", "RPC", "p2p", "frauds", "slashes", "slashed")
+    columns = ("node", "role", "state", "RPC", "p2p", "best", "finalized", "peers", "last block", "imported/s", "frauds", "slashes", "slashed")
+    for column in columns:
         table.add_column(column, justify="right" if column in numeric else "left")
     for n in nodes:
         rate = n.rate()
@@ -492,6 +481,7 @@ def status_table(nodes: list[NodeStatus], block_ms: int, title: str) -> Any:
             n.plan.name, role, f"[{style}]{state}[/]", str(n.plan.rpc_port),
             str(n.plan.p2p_port), _fmt(n.best), _fmt(n.finalized), "-" if n.peers is None else str(n.peers),
             _last_block(n, block_ms), "-" if rate is None else f"{rate:.2f}", _count(n.frauds),
+            f"[bold red]{n.slashes}[/]" if n.slashes else _count(n.slashes),
             f"[bold red]{n.slashed}[/]" if n.slashed else _count(n.slashed),
         )
     return table
@@ -596,11 +586,10 @@ async def _run(args: argparse.Namespace, base: Path, plans: list[NodePlan], spec
 
             live = Live(status_table(nodes, args.block_time, title), auto_refresh=False)
             live.start()
-        stakes = StakeWatch()
         try:
             while not stop.is_set():
                 await asyncio.gather(*(poll(n) for n in nodes), *(poll_frauds(n) for n in nodes))
-                await stakes.poll(nodes)
+                await poll_offences(nodes)
                 if live is not None:
                     live.update(status_table(nodes, args.block_time, title), refresh=True)
                 else:

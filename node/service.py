@@ -47,7 +47,7 @@ from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock, TreeRoute
 from chain.codec import encode
 from chain.crypto import Keypair, blake2_256
-from chain.errors import InvalidTransaction
+from chain.errors import ChainError, InvalidTransaction
 from chain.extrinsic import Extrinsic, decode_extrinsic
 from chain.header import Header
 from chain.pallets.staking import get_validators
@@ -76,6 +76,7 @@ from node.network.identity import NodeKey
 from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
 from node.network.service import ChainStatus, NetworkConfig, NetworkService
 from node.network.sync import NodeLink
+from node.offences import EquivocationReporter
 
 log = logging.getLogger("polchain")
 
@@ -155,6 +156,9 @@ class NodeService:
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
         self.metrics = NodeMetrics(self)
         self._import_listeners: list[Callable[[ImportedBlock], None]] = []
+        # Aura equivocations this node has evidence of go on chain (node/offences.py).
+        self.equivocations = EquivocationReporter(self.chain, self.author, self.submit, self.pool.pending)
+        self._import_listeners.append(self._report_equivocation)
         # Finality (consensus.finality): the votes of the recent rounds, the last round this
         # node voted in, and justifications from peers whose target is not imported yet.
         self.rules = rules
@@ -342,6 +346,12 @@ class NodeService:
             sibling.header.number, sibling.hash().hex()[:12], sibling.header.slot,
         )
         self._after_import(second, time.perf_counter() - started, authored=True)
+
+    def _report_equivocation(self, imported: ImportedBlock) -> None:
+        try:
+            self.equivocations.on_block(imported.block.header)
+        except ChainError as exc:  # the pool refused it (the fee, say): the evidence stays stored
+            log.warning("could not submit pol.report_equivocation: %s", exc)
 
     def _after_import(self, imported: ImportedBlock, elapsed: float, *, authored: bool = False) -> None:
         self.metrics.on_block(imported, elapsed, authored=authored)

@@ -288,16 +288,58 @@ def test_status_marks_the_byzantine_node_and_shows_frauds_and_slashes(tmp_path: 
     plans = devnet.plan_nodes(args, tmp_path)
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        alice = devnet.NodeStatus(plans[0], running, RpcClient("http://127.0.0.1:1"), best=5, answered=True, frauds=1, slashed=0)
-        bob = devnet.NodeStatus(plans[1], running, RpcClient("http://127.0.0.1:1"), best=4, answered=True, frauds=0, slashed=500)
+        alice = devnet.NodeStatus(plans[0], running, RpcClient("http://127.0.0.1:1"), best=5, answered=True, frauds=1,
+                                  slashes=0, slashed=0)
+        bob = devnet.NodeStatus(plans[1], running, RpcClient("http://127.0.0.1:1"), best=4, answered=True, frauds=0,
+                                slashes=1, slashed=500)
         line = devnet.status_line([alice, bob], 1000)
-        assert "Alice up best #5" in line and "frauds 1 slashed 0" in line
-        assert "Bob [byzantine equivocate] up best #4" in line and "frauds 0 slashed 500" in line
-        console = Console(record=True, width=220)
+        assert "Alice up best #5" in line and "frauds 1 slashes 0 slashed 0" in line
+        assert "Bob [byzantine equivocate] up best #4" in line and "frauds 0 slashes 1 slashed 500" in line
+        console = Console(record=True, width=240)
         console.print(devnet.status_table([alice, bob], 1000, "t"))
         text = console.export_text()
-        assert re.search(r"Bob\s+│\s+validator, byzantine: equivocate\s+│\s+up.*│\s+0\s+│\s+500\s+│", text), text
-        assert re.search(r"Alice\s+│\s+validator\s+│\s+up.*│\s+1\s+│\s+0\s+│", text), text
+        assert re.search(r"Bob\s+│\s+validator, byzantine: equivocate\s+│\s+up.*│\s+0\s+│\s+1\s+│\s+500\s+│", text), text
+        assert re.search(r"Alice\s+│\s+validator\s+│\s+up.*│\s+1\s+│\s+0\s+│\s+0\s+│", text), text
     finally:
         running.kill()
         running.wait()
+
+
+def test_an_honest_node_reports_the_equivocation_once_and_it_is_slashed(tmp_path) -> None:
+    """node/offences.py: the pair consensus.aura stored becomes pol.report_equivocation signed
+    by the node's key; the runtime slashes the equivocator; no second report, and an
+    equivocator never reports itself."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "consensus"))
+    from consensuskit import ALICE, BOB, CHARLIE, open_local
+
+    from chain import calls
+    from chain.pallets import balances
+    from node.offences import EquivocationReporter
+
+    author, honest = open_local(tmp_path / "author"), open_local(tmp_path / "honest")
+    try:
+        submitted: list[bytes] = []
+        reporter = EquivocationReporter(honest, CHARLIE, submitted.append, lambda: ())
+        own = EquivocationReporter(author, BOB, submitted.append, lambda: ())
+        first = author.build_block([byzantine.equivocation_remark(author, BOB, [], 1)], BOB, slot=1).block
+        second = byzantine.build_empty_sibling(author, first, BOB)
+        author.import_block(second)
+        assert own.on_block(second.header) is None  # Bob has the evidence of himself, and keeps quiet
+        honest.import_block(first)
+        assert reporter.on_block(first.header) is None  # one block: no evidence yet
+        honest.import_block(second)
+        xt = reporter.on_block(second.header)
+        assert xt is not None and isinstance(xt.call, calls.ReportEquivocation) and xt.signer == CHARLIE.public
+        assert submitted == [xt.encode()]
+        assert reporter.on_block(second.header) is None and len(submitted) == 1  # once
+        bond = balances.get_account(honest.state.overlay(), BOB.public).staked
+        built = honest.build_block([xt], CHARLIE, slot=2)
+        assert built.receipts[0].success, built.receipts[0].error
+        after = balances.get_account(honest.state.overlay(), BOB.public).staked
+        assert after < bond
+        assert {e.name for e in built.receipts[0].events} >= {"Slashed", "EquivocationProven"}
+        fresh = EquivocationReporter(honest, ALICE, submitted.append, lambda: ())
+        assert fresh.on_block(second.header) is None  # punished already in the best state
+    finally:
+        author.db.close()
+        honest.db.close()

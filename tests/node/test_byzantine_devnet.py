@@ -36,7 +36,7 @@ from typing import Any
 
 from chain import calls
 from chain.codec import decode
-from chain.crypto import dev_keypair
+from chain.crypto import dev_keypair, ss58_encode
 from chain.extrinsic import sign_extrinsic
 from chain.pallets.balances import ACCOUNT, AccountInfo
 from node.devnet import find_free_port_range
@@ -142,6 +142,10 @@ async def _staked(client: RpcClient, who: bytes, at: str | None = None) -> int:
     return int(decode(bytes.fromhex(raw[2:]), AccountInfo).staked) if raw else 0
 
 
+async def _offences(client: RpcClient) -> list[dict[str, Any]]:
+    return list((await client.call("pol_getOffences", []))["offences"])
+
+
 async def _agree(net: LiveDevnet, names: tuple[str, ...] = HONEST) -> int:
     """The honest nodes' finalized chains are prefixes of one chain; returns the lowest height."""
     finalized = {n: await _finalized(net.clients[n]) for n in names}
@@ -206,7 +210,10 @@ def test_a_forging_author_is_caught_never_finalized_and_slashed(tmp_path: Path) 
 
             await _until(slashed, 40, "pol.report_fraud to slash Bob's bond on the honest chain", net)
             left = await _staked(alice, BOB.public)
-            assert left == bond - bond * 500_000 // 1_000_000, (bond, left)  # slash_fraction_ppm of the local spec
+            (offence,) = await _offences(alice)
+            assert (offence["kind"], offence["offender"]) == ("fraud", ss58_encode(BOB.public))
+            assert offence["key"].endswith(forged["blockHash"][2:])  # fraud/ + the block hash
+            assert int(offence["slashed"]) == bond - left > 0
 
             async def past_it() -> bool:
                 return min([(await _finalized(net.clients[n]))[0] for n in HONEST]) > forged["blockNumber"]
@@ -222,7 +229,8 @@ def test_a_forging_author_is_caught_never_finalized_and_slashed(tmp_path: Path) 
             async def shown() -> bool:  # the devnet's status line: frauds found, Bob's slash
                 line = net.last_status()
                 frauds = [int(f) for f in re.findall(r"frauds (\d+)", line)]
-                return "Bob [byzantine forge-training=0.25]" in line and sum(frauds) >= 1 and f"slashed {bond - left}" in line
+                bob = line.split("Bob [byzantine forge-training=0.25]")[-1].split("|")[0]
+                return sum(frauds) >= 1 and f"slashes 1 slashed {bond - left}" in bob
 
             await _until(shown, 10, "the status line to show the fraud and the slash", net)
             print(f"forged block #{forged['blockNumber']} detected in {detection:.1f} s; Bob's bond {bond} -> {left}")
@@ -253,6 +261,7 @@ def test_a_withholding_authors_blocks_are_never_imported_nor_finalized(tmp_path:
                 assert await net.clients[name].call("chain_getHeader", [withheld["blockHash"]]) is None
             await _agree(net)
             assert await _staked(alice, BOB.public) == bond  # withholding is not provable: no slash
+            assert await _offences(alice) == []
             assert not any("Fraud in block" in net.log(n) for n in HONEST)
 
         run(net, scenario)
@@ -280,7 +289,10 @@ def test_an_equivocating_author_is_reported_and_slashed(tmp_path: Path) -> None:
                 return await _staked(alice, BOB.public) < bond
 
             await _until(slashed, 40, "pol.report_equivocation to slash Bob's bond", net)
-            assert await _staked(alice, BOB.public) == bond - bond * 500_000 // 1_000_000
+            offences = await _offences(alice)
+            assert offences and {(o["kind"], o["offender"]) for o in offences} == {("aura", ss58_encode(BOB.public))}
+            assert sum(int(o["slashed"]) for o in offences) == bond - await _staked(alice, BOB.public)
+            assert "Submitted pol.report_equivocation" in "".join(net.log(n) for n in HONEST)
             await _agree(net)
 
         run(net, scenario)

@@ -1,0 +1,94 @@
+"""Reporting the Aura equivocations a node has evidence of, as ``pol.report_equivocation``.
+
+consensus.aura stores the evidence when it checks the header of a second block one author
+sealed in one slot (both are imported, as in Substrate; the pair is kept under
+``aura/`` + slot + author). Evidence on one node's disk punishes nobody: a node with an
+authoring key turns it into the extrinsic chain.pallets.pol checks (two sealed headers,
+same author and slot), signed with that key and submitted to its own pool, from where it is
+gossiped like any other; the runtime slashes the offender, pays this node the reporter's
+share and removes the offender at the next era start (Substrate's offchain equivocation
+reports do the same with an unsigned transaction; polchain's pays a fee instead, so an
+invalid report costs its sender).
+
+Each offence is submitted once per node run, and not at all if the best state already
+records it as punished or the offender is no longer a validator. A node never reports
+itself (an equivocating node imports its own second block, and would collect its own
+reporter's share). Several honest nodes may report the same offence at the same moment:
+the first included is punished, the others fail with DuplicateReport and their senders pay
+the fee (the price of not coordinating; a report is small).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from chain import calls
+from chain.blockchain import Blockchain
+from chain.codec import decode
+from chain.crypto import Keypair, ss58_encode
+from chain.extrinsic import Extrinsic, sign_extrinsic
+from chain.header import Header
+from chain.pallets import balances, pol, staking
+from consensus.aura import AuraEquivocation, compute_evidence_key
+
+log = logging.getLogger("polchain")
+
+# Offence keys this node remembers having submitted (oldest forgotten first): a bound on memory
+# that a flood of equivocations cannot grow; a forgotten one is caught by the state check.
+MAX_REMEMBERED: Final = 1024
+
+
+def compute_next_nonce(chain: Blockchain, pending: Iterable[Extrinsic], account: bytes) -> int:
+    """The account's nonce after its pooled extrinsics that follow the state's without a gap
+    (as ``system_accountNextIndex``)."""
+    nonce = balances.get_account(chain.state.overlay(), account).nonce
+    for n in sorted(xt.nonce for xt in pending if xt.signer == account):
+        if n == nonce:
+            nonce += 1
+    return nonce
+
+
+class EquivocationReporter:
+    """Call :meth:`on_block` with every imported block's header."""
+
+    def __init__(
+        self, chain: Blockchain, author: Keypair | None, submit: Callable[[bytes], object],
+        pending: Callable[[], Iterable[Extrinsic]],
+    ) -> None:
+        self.chain = chain
+        self.author = author
+        self.submit = submit
+        self.pending = pending
+        self._reported: dict[bytes, None] = {}
+
+    def on_block(self, header: Header) -> Extrinsic | None:
+        """If the evidence store holds an equivocation of ``header``'s author in its slot, not
+        reported yet: sign and submit the report; returns it (None: nothing to report)."""
+        if self.author is None or header.author == self.author.public:
+            return None
+        raw = self.chain.get_evidence(compute_evidence_key(header.slot, header.author))
+        if raw is None:
+            return None
+        key = pol.compute_offence_key(pol.OFFENCE_AURA, header.slot, header.author)
+        if key in self._reported:
+            return None
+        state = self.chain.state.overlay()
+        if pol.get_offence(state, key) is not None or header.author not in staking.get_validators(state):
+            return None
+        evidence = decode(raw, AuraEquivocation)
+        xt = sign_extrinsic(
+            self.author, calls.ReportEquivocation(evidence.first.encode(), evidence.second.encode()),
+            nonce=compute_next_nonce(self.chain, self.pending(), self.author.public),
+            genesis_hash=self.chain.genesis_hash, spec_version=self.chain.runtime.spec_version,
+        )
+        self.submit(xt.encode())
+        self._reported[key] = None
+        while len(self._reported) > MAX_REMEMBERED:
+            self._reported.pop(next(iter(self._reported)))
+        log.warning(
+            "Submitted pol.report_equivocation: %s sealed two blocks in slot %d (nonce %d)",
+            ss58_encode(header.author), header.slot, xt.nonce,
+        )
+        return xt
