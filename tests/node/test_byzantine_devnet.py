@@ -210,10 +210,11 @@ def test_a_forging_author_is_caught_never_finalized_and_slashed(tmp_path: Path) 
 
             await _until(slashed, 40, "pol.report_fraud to slash Bob's bond on the honest chain", net)
             left = await _staked(alice, BOB.public)
-            (offence,) = await _offences(alice)
-            assert (offence["kind"], offence["offender"]) == ("fraud", ss58_encode(BOB.public))
-            assert offence["key"].endswith(forged["blockHash"][2:])  # fraud/ + the block hash
-            assert int(offence["slashed"]) == bond - left > 0
+            # Bob may forge again before he leaves the set (the era's end): each forged block is
+            # one offence, keyed fraud/ + its hash; the first is the block this test watched.
+            offences = await _offences(alice)
+            assert {(o["kind"], o["offender"]) for o in offences} == {("fraud", ss58_encode(BOB.public))}
+            assert any(o["key"].endswith(forged["blockHash"][2:]) for o in offences), offences
 
             async def past_it() -> bool:
                 return min([(await _finalized(net.clients[n]))[0] for n in HONEST]) > forged["blockNumber"]
@@ -230,7 +231,8 @@ def test_a_forging_author_is_caught_never_finalized_and_slashed(tmp_path: Path) 
                 line = net.last_status()
                 frauds = [int(f) for f in re.findall(r"frauds (\d+)", line)]
                 bob = line.split("Bob [byzantine forge-training=0.25]")[-1].split("|")[0]
-                return sum(frauds) >= 1 and f"slashes 1 slashed {bond - left}" in bob
+                shown = re.search(r"slashes (\d+) slashed (\d+)", bob)
+                return sum(frauds) >= 1 and shown is not None and int(shown[1]) >= 1 and int(shown[2]) >= bond - left
 
             await _until(shown, 10, "the status line to show the fraud and the slash", net)
             print(f"forged block #{forged['blockNumber']} detected in {detection:.1f} s; Bob's bond {bond} -> {left}")
