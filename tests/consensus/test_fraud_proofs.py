@@ -36,12 +36,13 @@ from chain.fraud import (
     decode_fraud_proof,
     verify_fraud_proof,
 )
+from chain.header import compute_pol_digest
 from chain.pallets.training import compute_job_at
 from chain.proofs import TrainingClaim
 from chain.transcripts import LocalSource
 from consensus.pol import SampledVerifier, compute_sample
 from ml_runtime.spec import MAX_PARAMS
-from ml_runtime.transcript import compute_leaf_path
+from ml_runtime.transcript import compute_leaf_path, compute_merkle_root
 
 S = 6
 replace = msgspec.structs.replace
@@ -269,3 +270,27 @@ def test_decoding_is_bounded_and_canonical(world) -> None:
     with pytest.raises(InvalidFraudProof, match=r"^expected a FraudProof, got bytes$") as caught:
         _verify(world, raw)
     assert caught.value.reason == "malformed"
+
+
+def _recommitted(p: FraudProof, **changes) -> FraudProof:
+    """``p`` with its result commitment changed, the only result of a re-sealed header (the
+    author's key signs anything; only the fault rules stand between it and a valid proof)."""
+    result = replace(p.result, **changes)
+    pol = p.header.get_pol_commitment()
+    root = compute_merkle_root([encode(result)])
+    digest = (p.header.digest[0], compute_pol_digest(replace(pol, transcripts_root=root)))
+    header = _reseal(replace(p.header, digest=digest))
+    return replace(p, header=header, result=result, result_count=1, result_position=0, result_path=())
+
+
+def test_a_divergence_claimed_past_the_last_segment_is_refused(world) -> None:
+    p = world["proof"]
+    _refused(world, _recommitted(p, diverged_segment=S), "bad_result", r"^divergence claimed in segment 6; the job has 6$")
+    _refused(world, _recommitted(p, diverged_segment=2**32 - 1), "bad_result", r"^divergence claimed in segment 4294967295")
+    diverged = _recommitted(p, diverged_segment=2)
+    _refused(
+        world, replace(diverged, kind=FAULT_DIVERGENCE, segment=3), "bad_segment",
+        r"^a divergence fault at 3 does not fit a transcript of 3 entries \(diverged: 2\)$",
+    )
+    _refused(world, replace(diverged, kind=FAULT_DIVERGENCE, segment=2), "bad_opening", r"^2 openings; a divergence fault needs 1$")
+    _refused(world, replace(diverged, kind=FAULT_SEGMENT, segment=2), "bad_segment", r"^a segment fault at 2 does not fit")

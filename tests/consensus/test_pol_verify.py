@@ -28,12 +28,13 @@ from forgery import WithholdingSource, forging_trainer
 import ml_runtime
 from chain.blockchain import Blockchain
 from chain.crypto import blake2_256
-from chain.errors import BlockError, CheckpointsUnavailable, FraudFound
+from chain.errors import BlockError, CheckpointsUnavailable, FraudFound, InvalidFraudProof
 from chain.fraud import (
     FAULT_DIVERGENCE,
     FAULT_END,
     FAULT_SEGMENT,
     FAULT_START,
+    compute_fraud_proof,
     decode_fraud_proof,
     verify_fraud_proof,
 )
@@ -199,14 +200,24 @@ def test_sampled_verifier_parameters() -> None:
 
 
 class _Openings:
-    """A CheckpointSource over one job's openings (all of them, with weights), whatever the block
-    hash: the detection test re-verifies one forged job as if it were in many blocks."""
+    """A CheckpointSource over one job's openings, whatever the block hash (the detection test
+    re-verifies one forged job as if it were in many blocks), giving weights only where asked,
+    as a peer would."""
 
     def __init__(self, openings: dict[int, Opening]) -> None:
         self.openings = openings
 
     def fetch(self, block_hash: bytes, result: TrainingResult, wanted) -> dict[int, Opening]:
-        return {j: self.openings[j] for j, _ in wanted if j in self.openings}
+        return {
+            j: self.openings[j] if with_weights else msgspec.structs.replace(self.openings[j], weights=None)
+            for j, with_weights in wanted
+            if j in self.openings
+        }
+
+
+def _all_openings(author: Blockchain, block, claim: TrainingClaim) -> dict[int, Opening]:
+    count = len(claim.result.losses)
+    return LocalSource(author.transcripts).fetch(block.hash(), claim.result, [(j, True) for j in range(count)])
 
 
 def _forge_outputs(segments: set[int]):
@@ -248,8 +259,7 @@ def test_the_detection_rate_matches_the_formula(tmp_path, segments, samples, fau
     author, block = _author(tmp_path / "author", _forge_outputs(forged), steps=segments * 4, segment=4)
     validator = open_chain(tmp_path / "validator")
     claim = _claim(validator, block, 0)
-    everything = LocalSource(author.transcripts).fetch(block.hash(), claim.result, [(j, True) for j in range(segments + 1)])
-    source = _Openings(everything)
+    source = _Openings(_all_openings(author, block, claim))
     verifiers = [SampledVerifier(bytes([v + 1]) * 32, samples) for v in range(validators)]
     q = comb(segments - faulty, samples) / comb(segments, samples)
     p = 1 - q**validators
@@ -286,7 +296,7 @@ def test_a_source_that_hands_over_a_wrong_opening_makes_the_block_unavailable(tm
     author, block = _author(tmp_path / "author")
     validator = open_chain(tmp_path / "validator")
     claim = _claim(validator, block, 0)
-    everything = LocalSource(author.transcripts).fetch(block.hash(), claim.result, [(j, True) for j in range(S + 1)])
+    everything = _all_openings(author, block, claim)
     verifier = SampledVerifier(b"v" * 32, 2)
     sample = compute_sample(b"v" * 32, block.hash(), 0, S, 2)
     j = sample[0]
@@ -300,5 +310,88 @@ def test_a_source_that_hands_over_a_wrong_opening_makes_the_block_unavailable(tm
         with pytest.raises(CheckpointsUnavailable, match=rf"^extrinsic #0: the source (did not give|gave a bad) entry {j}"):
             verifier.verify_block(block, block.hash(), [claim], _Openings(openings))
         assert name
+    author.db.close()
+    validator.db.close()
+
+
+def _altered(alter):
+    """A trainer that runs the job honestly, then lets ``alter(checkpoints, losses)`` change the
+    outcome in place; the transcript is rebuilt from what it leaves."""
+
+    def train(job: ml_runtime.TrainingJob) -> ml_runtime.JobResult:
+        honest = ml_runtime.run_job(job)
+        checkpoints = [np.array(c, dtype=np.float32, copy=True) for c in honest.checkpoints]
+        losses = [e.loss for e in honest.transcript.entries]
+        alter(checkpoints, losses)
+        entries = [ml_runtime.TranscriptEntry(j, ml_runtime.hash_weights(c), x) for j, (c, x) in enumerate(zip(checkpoints, losses, strict=True))]
+        return ml_runtime.JobResult(checkpoints[-1], tuple(checkpoints), ml_runtime.Transcript.build(entries), True)
+
+    return train
+
+
+def _set_start_loss(checkpoints, losses) -> None:
+    losses[0] = 1.0
+
+
+def _poison(value: float, count: int):
+    def alter(checkpoints, losses) -> None:
+        checkpoints[3][:count] = np.float32(value)
+
+    return alter
+
+
+@pytest.mark.parametrize(
+    ("alter", "kind", "segment", "message"),
+    [
+        (_set_start_loss, FAULT_START, 0, r"entry 0 has loss bits 0x3f800000, not \+0\.0$"),
+        (_poison(np.inf, 1), FAULT_SEGMENT, 3, r"checkpoint 3 cannot be re-run: checkpoint contains NaN or infinity$"),
+        (_poison(3e38, 10**6), FAULT_SEGMENT, 3, r"segment 3 diverges \(segment 3 diverged at step \d+: .*\), the transcript claims entry 4$"),
+    ],
+)
+def test_a_committed_start_loss_or_unrunnable_checkpoint_is_a_fault(tmp_path, alter, kind, segment, message) -> None:
+    """Entry 0's loss is +0.0 in an honest run; a committed checkpoint that cannot be re-run
+    (not finite) or that diverges was never an honest run's. Checkpoint 3 is poisoned and the
+    sample covers segment 3 (not 2, whose fault would be reported first): the parallel re-run
+    fails, and the segments are re-run alone to say which one is at fault."""
+    author, block = _author(tmp_path / "author", _altered(alter))
+    validator = open_chain(tmp_path / "validator")
+    claim = _claim(validator, block, 0)
+    secret = next(
+        s for s in (i.to_bytes(4, "little") * 8 for i in range(10_000))
+        if {3, 5} <= set(compute_sample(s, block.hash(), 0, S, 3)) and 2 not in compute_sample(s, block.hash(), 0, S, 3)
+    )
+    source = _Openings(_all_openings(author, block, claim))
+    with pytest.raises(FraudFound, match=rf"^block {block.hash().hex()} extrinsic #0: {message}") as caught:
+        SampledVerifier(secret, 3).verify_block(block, block.hash(), [claim], source)
+    _check_proof_elsewhere(tmp_path, caught.value, kind, segment, block)
+    author.db.close()
+    validator.db.close()
+
+
+def test_an_honest_divergence_imports_and_every_segment_sampled_imports(tmp_path) -> None:
+    """A job that diverged in segment 0 (n = 1: nothing finished, entry 0 fetched with its
+    weights to re-run the divergence); an honest job with m = S, where sampled segments share
+    entries (j + 1 is both an output to compare and an input with weights)."""
+    author = open_chain(tmp_path / "author")
+    xts = [sign(author, BOB, train_call(steps=STEPS, segment=SEGMENT, lr=1e30), 0), sign(author, BOB, train_call(), 1)]
+    block = author.build_block(xts, ALICE, slot=1).block
+    assert block.body.results[0].diverged_segment == 0 and len(block.body.results[0].losses) == 1
+    validator = open_chain(tmp_path / "validator")
+    claims = [_claim(validator, block, 0), _claim(validator, block, 1, block.body.results[1])]
+    source = _Openings(_all_openings(author, block, claims[0]) | {})
+    fetched = SampledVerifier(b"d" * 32, 4).verify_block(block, block.hash(), claims[:1], source)
+    assert [(i, o.index, o.weights is not None) for i, o in fetched] == [(0, 0, True)]
+    second = _Openings(_all_openings(author, block, claims[1]))
+    fetched = SampledVerifier(b"d" * 32, 99).verify_block(block, block.hash(), claims[1:], second)
+    segments = claims[1].job.num_segments
+    assert [(i, o.index, o.weights is not None) for i, o in fetched] == [(1, j, j < segments) for j in range(segments + 1)]
+    validator.verifier = SampledVerifier(b"d" * 32, 2)
+    validator.import_block(block, LocalSource(author.transcripts))
+    # A divergence proof against the honest divergence shows no fault.
+    d0 = _all_openings(author, block, claims[0])[0]
+    proof = compute_fraud_proof(block, claims[0], FAULT_DIVERGENCE, 0, [d0])
+    with pytest.raises(InvalidFraudProof, match=r"no divergence fault at 0$") as caught:
+        verify_fraud_proof(validator.state_at(block.header.parent_hash), validator.config, proof)
+    assert caught.value.reason == "no_fault"
     author.db.close()
     validator.db.close()
