@@ -16,10 +16,9 @@ import msgspec
 import pytest
 from consensuskit import ALICE, BOB, CHARLIE
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
 
 from chainkit import open_chain, sign, train_call
-from forgery import forging_trainer
 
 from chain.calls import Remark
 from chain.codec import encode
@@ -43,6 +42,7 @@ from chain.transcripts import LocalSource
 from consensus.pol import SampledVerifier, compute_sample
 from ml_runtime.spec import MAX_PARAMS
 from ml_runtime.transcript import compute_leaf_path, compute_merkle_root
+from tests.forgery import forging_trainer
 
 S = 6
 replace = msgspec.structs.replace

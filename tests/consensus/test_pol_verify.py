@@ -20,10 +20,9 @@ import numpy as np
 import pytest
 from consensuskit import ALICE, BOB
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
 
 from chainkit import open_chain, sign, train_call
-from forgery import WithholdingSource, forging_trainer
 
 import ml_runtime
 from chain.blockchain import Blockchain
@@ -42,6 +41,7 @@ from chain.pallets.training import compute_job_at
 from chain.proofs import FullReexecution, Opening, TrainingClaim, TrainingResult
 from chain.transcripts import LocalSource
 from consensus.pol import SampledVerifier, compute_sample, compute_sample_binding
+from tests.forgery import WithholdingSource, forging_trainer
 
 STEPS, SEGMENT = 60, 10  # S = 6 segments, n = 7 entries
 S = STEPS // SEGMENT
