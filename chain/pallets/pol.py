@@ -40,7 +40,8 @@ import ml_runtime
 from chain.calls import ReportEquivocation, ReportFraud, ReportVoteEquivocation, Train
 from chain.codec import U8, AccountId, Balance, BlockNumber, Wire, decode_versioned
 from chain.crypto import ss58_encode, verify_signature
-from chain.errors import ChainError, CodecError, DispatchError, InvalidSignature
+from chain.errors import ChainError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
+from chain.fraud import decode_fraud_proof, verify_fraud_proof
 from chain.header import Header
 from chain.pallets import models, staking
 from chain.pallets.context import CallContext
@@ -123,8 +124,6 @@ def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
     """REPORT_BASE_WEIGHT plus one segment of the proof's TRAIN call (ml_runtime's cost model
     for the model and batch size x min(segment_len, steps)); only the base weight for a proof
     that does not decode or names no known model (its dispatch fails at once)."""
-    from chain.fraud import decode_fraud_proof
-
     try:
         train = decode_fraud_proof(call.proof).extrinsic.call
         if not isinstance(train, Train):
@@ -139,9 +138,6 @@ def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
 
 
 def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
-    from chain.errors import InvalidFraudProof
-    from chain.fraud import decode_fraud_proof, verify_fraud_proof
-
     try:
         proof = decode_fraud_proof(call.proof)
     except InvalidFraudProof as exc:

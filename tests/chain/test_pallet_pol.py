@@ -7,10 +7,17 @@ changes nothing but the fee and nonce; a second report of one offence is refused
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import msgspec
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, apply_fee_only, open_chain, sign
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/forgery.py
+from chainkit import ALICE, BOB, CHARLIE, apply_fee_only, open_chain, sign, train_call
+from forgery import forging_trainer
+
+import ml_runtime
 from chain import calls
 from chain.blockchain import Blockchain
 from chain.crypto import Keypair, dev_keypair
@@ -341,3 +348,77 @@ def test_unbonded_funds_stay_slashable_for_an_era_then_withdraw(local) -> None:
     assert receipt.success, receipt.error
     assert balances.get_account(_state(chain), BOB.public).free == free - receipt.fee + chunk_left
     assert staking.get_unlocking(_state(chain), BOB.public) == ()
+
+
+# --- report_fraud ----------------------------------------------------------------------------
+def _fraud_world(tmp_path, forge: bool):
+    """Bob's block #1 (slot 1) on an author chain, with one TRAIN call (6 segments of 10
+    steps) whose checkpoint 3 is forged (or honest), and the SEGMENT proof at segment 2 a
+    validator would build from the author's openings."""
+    from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
+    from chain.pallets.training import compute_job_at
+    from chain.proofs import TrainingClaim
+
+    author = open_chain(tmp_path / ("forger" if forge else "honest"), load_chain_spec("local"))
+    if forge:
+        author.trainer = forging_trainer("segment", 3)
+    xt = sign(author, CHARLIE, train_call(steps=60, segment=10), 0)
+    block = author.build_block([xt], BOB, slot=1).block
+    header = block.header
+    job, parent_version, _ = compute_job_at(author.state_at(header.parent_hash), author.config, xt.call, header.parent_hash, xt.hash())
+    claim = TrainingClaim(0, job, block.body.results[0], xt.call.model, parent_version)
+    openings = [author.transcripts.get(block.hash(), 0, j) for j in (2, 3)]
+    proof = compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, openings)
+    author.db.close()
+    return block, job, proof
+
+
+def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(local, tmp_path) -> None:
+    from chain.fraud import FAULT_SEGMENT
+
+    chain = local.chain
+    block, job, proof = _fraud_world(tmp_path, forge=True)
+    raw = proof.encode()
+    call = calls.ReportFraud(raw)
+    # The weight pays for the one segment the runtime re-runs.
+    xt = sign(chain, EVE, call, 0)
+    weight = chain.runtime.compute_dispatch_info(_state(chain), xt).weight
+    assert weight == pol.REPORT_BASE_WEIGHT + ml_runtime.step_cost(job.spec, job.batch_size) * 10
+    before = _before(chain, BOB.public)
+    receipt = local.report(call)  # block #1 of this chain: the forged block was never imported here
+    assert receipt.success, receipt.error
+    assert receipt.weight == weight
+    slash = _expect_slash(chain, receipt, BOB.public, before)
+    proven = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("pol", "FraudProven")]
+    assert proven == [{
+        "block_hash": "0x" + block.hash().hex(), "block_number": 1, "offender": "0x" + BOB.public.hex(),
+        "kind": FAULT_SEGMENT, "segment": 2, "slashed": slash.amount,
+    }]
+    assert pol.get_offence(_state(chain), pol.compute_offence_key(pol.OFFENCE_FRAUD, block.hash())).kind == pol.OFFENCE_FRAUD
+    local.fails(call, "DuplicateReport")
+    local.until(chain.config.era_length - 1)
+    assert BOB.public in staking.get_validators(_state(chain))
+    local.until(chain.config.era_length)
+    assert BOB.public not in staking.get_validators(_state(chain))
+
+
+def test_an_invalid_fraud_proof_fails_with_its_reason_and_costs_its_fee(local, tmp_path) -> None:
+    chain = local.chain
+    _, _, honest = _fraud_world(tmp_path, forge=False)
+    _, _, forged = _fraud_world(tmp_path, forge=True)
+    seal = bytearray(forged.header.seal)
+    seal[0] ^= 1
+    cases = [
+        (b"", "malformed"),
+        (b"\x01\x90", "malformed"),
+        (forged.encode() + b"\x00", "malformed"),
+        (honest.encode(), "no_fault"),
+        (msgspec.structs.replace(forged, header=msgspec.structs.replace(forged.header, seal=bytes(seal))).encode(), "bad_seal"),
+        (msgspec.structs.replace(forged, segment=3).encode(), "bad_opening"),
+    ]
+    staked = balances.get_account(_state(chain), BOB.public).staked
+    for raw, reason in cases:
+        error = local.fails(calls.ReportFraud(raw), "InvalidFraudProof")
+        assert error.startswith(f"pol.InvalidFraudProof: {reason}: "), error
+    assert balances.get_account(_state(chain), BOB.public).staked == staked
+    assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
