@@ -67,6 +67,10 @@ class FinalityConflict(BlockError):
     """A block, reorg or finalization off the finalized chain: it would revert a finalized block."""
 
 
+class InvalidBlockAncestry(BlockError):
+    """A block that is, or descends from, a block proven invalid (``Blockchain.invalidate``)."""
+
+
 class PoolError(ChainError):
     """The transaction pool refused an extrinsic for a pool reason (full, banned, duplicate...)."""
 

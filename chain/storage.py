@@ -27,6 +27,9 @@ LEAVES         0x0c    block hash -> empty, for every block without children tha
 JUSTIFICATION  0x0d    block hash -> the finality proof consensus stored with it (opaque)
 SLOT           0x0e    slot (u64 big-endian) || author || block hash -> empty
 EVIDENCE       0x0f    key chosen by consensus -> misbehaviour evidence (opaque)
+INVALID        0x11    block hash -> why the block is invalid (utf-8, at most 256 bytes),
+                       for a block proven invalid and for every stored descendant of it
+                       (see chain.blockchain: Blockchain.invalidate)
 =============  ======  ==================================================================
 
 NUMBER and LOOKUP index the best chain only; HEADER, BODY, RECEIPT, UNDO, CHILDREN and SLOT
@@ -64,6 +67,7 @@ class Column(bytes, Enum):
     JUSTIFICATION = b"\x0d"
     SLOT = b"\x0e"
     EVIDENCE = b"\x0f"
+    INVALID = b"\x11"
 
 
 def _check_column(column: object) -> bytes:
