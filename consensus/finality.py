@@ -202,8 +202,9 @@ def select_target(chain: Blockchain, source: Checkpoint) -> tuple[bytes, int] | 
 def make_vote(chain: Blockchain, key: Keypair, round_number: int, source: Checkpoint) -> SignedVote | None:
     """This validator's vote in ``round_number``: from ``source`` to :func:`select_target`;
     None if there is no target yet (the window), the best chain does not descend from the
-    source, the source is unknown or invalid, or the round is not after the source's."""
-    if round_number <= source.round or not chain.has_block(source.block_hash) or chain.is_invalid(source.block_hash):
+    source, the source is unknown (an invalid source has no valid descendant to vote for), or
+    the round is not after the source's."""
+    if round_number <= source.round or not chain.has_block(source.block_hash):
         return None
     found = select_target(chain, source)
     if found is None:

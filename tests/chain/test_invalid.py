@@ -259,3 +259,19 @@ def test_an_invalid_block_is_never_finalized_nor_made_best_by_finality(tmp_path,
     node.finalize(h["A1"], best=h["A1"])  # the valid part of the branch can be
     assert node.finalized_hash == h["A1"] and node.best_hash == h["A1"]
     node.db.close()
+
+
+def test_fork_choice_on_stored_candidates_skips_invalid_ones_and_counts_the_justified_block_itself(tmp_path, blocks) -> None:
+    h = {name: block.hash() for name, block in blocks.items()}
+    node = _fresh(tmp_path / "node", [blocks["A1"], blocks["B1"], blocks["B2"], blocks["B3"]])
+    assert node.best_hash == h["B3"]
+    # A stored leaf that is the justified block beats a longer branch without it.
+    assert fork_choice.prefer(blocks["A1"].header, node.best_header, node, justified=h["A1"])
+    assert not fork_choice.prefer(blocks["A1"].header, node.best_header, node, justified=None)
+    node.invalidate(h["B2"], "fraud")
+    # A stored candidate marked invalid never wins, even against a shorter best block.
+    assert not fork_choice.prefer(blocks["B2"].header, blocks["A1"].header, node)
+    # An invalid root (a justified block later proven invalid) falls back to the finalized block.
+    assert fork_choice.select_best(node, h["B2"]) == fork_choice.select_best(node) == node.best_hash
+    assert not node.is_invalid(node.best_hash)
+    node.db.close()

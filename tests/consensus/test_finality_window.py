@@ -106,3 +106,43 @@ def test_no_vote_is_made_for_an_invalid_block_or_its_descendants_nor_counted_for
     assert chain.finalized_number >= 10 and not chain.is_invalid(chain.finalized_hash)
     assert chain.get_hash(5) != blocks[4].hash()
     chain.db.close()
+
+
+def test_a_justified_block_proven_invalid_is_no_longer_a_source(tmp_path) -> None:
+    chain = _open(tmp_path / "node", 4)
+    blocks = [build(chain, slot) for slot in range(1, 11)]
+    collector = VoteCollector(chain)
+    genesis = Checkpoint(chain.genesis_hash, 0, 0)
+    for key in FOUR[:3]:
+        vote = finality.make_vote(chain, key, 10, genesis)
+        assert vote is not None
+        collector.add(vote, 10)
+    b6 = Checkpoint(blocks[5].hash(), 6, 10)
+    assert collector.highest_justified() == b6
+    chain.invalidate(blocks[4].hash(), "fraud")  # B5: B6 with it
+    assert collector.highest_justified() == genesis
+    assert finality.follow_justified(chain, b6.block_hash) is None
+    assert finality.make_vote(chain, ALICE, 11, b6) is None  # nothing valid descends from it
+    # Round-11 votes from (B6, 10) (signed before the fraud was known) justify and finalize nothing.
+    for key in FOUR[:3]:
+        collector.add(sign_vote(key, chain.genesis_hash, Vote(0, b6, Checkpoint(blocks[9].hash(), 10, 11))), 11)
+    # The recount gives the round-10 votes to the valid part of their branch: (B4, 10).
+    assert collector.check() is None and collector.highest_justified() == Checkpoint(blocks[3].hash(), 4, 10)
+    assert chain.finalized_number == 0
+    chain.db.close()
+
+
+def test_a_best_chain_block_marked_invalid_is_never_a_target(tmp_path) -> None:
+    """Defence in depth: the best chain never holds a marked block (invalidate moves it in the
+    same batch), but the target check reads the mark anyway."""
+    from chain.storage import Column
+
+    chain = _open(tmp_path / "node", 4)
+    blocks = [build(chain, slot) for slot in range(1, 7)]
+    genesis = Checkpoint(chain.genesis_hash, 0, 0)
+    assert finality.select_target(chain, genesis) == (blocks[1].hash(), 2)
+    with chain.db.write_batch() as batch:
+        batch.put(Column.INVALID, blocks[1].hash(), b"marked by hand")
+    assert finality.select_target(chain, genesis) is None
+    assert finality.make_vote(chain, ALICE, 7, genesis) is None
+    chain.db.close()
