@@ -70,7 +70,7 @@ from consensus.finality import (
     store_voter_state,
 )
 from genesis.spec import ChainSpec
-from node.byzantine import Byzantine, build_empty_sibling, equivocation_remark
+from node.byzantine import Byzantine, build_empty_sibling, equivocation_remark, trainer_for
 from node.metrics import NodeMetrics
 from node.network.identity import NodeKey
 from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
@@ -139,6 +139,7 @@ class NodeService:
         self.chain = Blockchain(
             self.db, chain_id=spec.id, build_genesis=spec.apply_genesis,
             rules=(rules := ConsensusRules(Aura(config.block_time_ms))),
+            trainer=trainer_for(config.byzantine),  # ml_runtime.run_job unless --byzantine forge-training
         )
         self.pool = TransactionPool(self._validate_for_pool, block_number=self.chain.best_number)
         self.pool.add_listener(self._on_pool_status)

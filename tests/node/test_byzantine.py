@@ -343,3 +343,64 @@ def test_an_honest_node_reports_the_equivocation_once_and_it_is_slashed(tmp_path
     finally:
         author.db.close()
         honest.db.close()
+
+
+# --- the forging author's block, imported ------------------------------------------------------------
+@pytest.mark.parametrize(("samples", "hits"), [(4, True), (1, True), (1, False)])
+def test_a_forging_authors_block_passes_every_commitment_and_only_re_execution_catches_it(
+    tmp_path, samples: int, hits: bool
+) -> None:
+    """Blockchain(trainer=forging) builds a block whose every commitment (results root, state
+    root, seal) is computed from the forged outcome, so only re-running a forged segment finds
+    it. A SampledVerifier whose sample covers it (always at m = S = 4; at m = 1 a validator
+    secret is picked whose sample does) raises FraudFound with a FraudProof every node accepts
+    (verify_fraud_proof), and nothing is stored. One whose sample misses it (m = 1, another
+    secret) imports the block: the escape a single validator's check allows, with probability
+    C(S-k, m) / C(S, m) = 3/4 here (the other validators' samples, and the fraud proof, are what
+    catch it then)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
+    from chainkit import open_chain, sign, train_call
+
+    from chain.crypto import dev_keypair
+    from chain.errors import FraudFound
+    from chain.fraud import FAULT_SEGMENT, verify_fraud_proof
+    from chain.transcripts import LocalSource
+    from consensus.pol import SampledVerifier, compute_sample
+
+    mode = parse_byzantine("forge-training=0.25")
+    author = open_chain(tmp_path / "author", trainer=byzantine.trainer_for(mode))
+    try:
+        bob = dev_keypair("Bob")
+        built = author.build_block([sign(author, bob, train_call(steps=40, segment=10), 0)], dev_keypair("Alice"), slot=1)
+        block, block_hash = built.block, built.block.hash()
+        assert built.receipts[0].success, built.receipts[0].error
+        (result,) = block.body.results
+        forged = set(byzantine.choose_forged_segments(_seed_of(block), 4, Fraction(1, 4)))
+        assert len(forged) == 1
+        secret = next(
+            s for s in (bytes([i]) * 32 for i in range(1, 256))
+            if bool(set(compute_sample(s, block_hash, 0, 4, samples)) & forged) == hits
+        )
+        honest = open_chain(tmp_path / "honest", verifier=SampledVerifier(secret, samples))
+        try:
+            before = (honest.best_hash, honest.state.root())
+            if not hits:
+                assert honest.import_block(block, LocalSource(author.transcripts)).is_best  # escaped this validator
+                return
+            with pytest.raises(FraudFound) as err:
+                honest.import_block(block, LocalSource(author.transcripts))
+            proof = err.value.proof
+            assert proof.block_hash() == block_hash and proof.kind == FAULT_SEGMENT and proof.segment in forged
+            assert proof.result.transcript_root == result.transcript_root
+            verify_fraud_proof(honest.state_at(honest.best_hash), honest.config, proof)
+            assert (honest.best_hash, honest.state.root()) == before and not honest.has_block(block_hash)
+        finally:
+            honest.db.close()
+    finally:
+        author.db.close()
+
+
+def _seed_of(block) -> bytes:
+    from chain.pallets.training import compute_job_seed
+
+    return compute_job_seed(block.header.parent_hash, block.body.extrinsics[0].hash())
