@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -54,3 +56,20 @@ def test_a_symlink_or_a_directory_is_refused(tmp_path) -> None:
     with pytest.raises(PolSecretError, match="is not a regular file"):
         load_or_generate_secret(path)
 
+
+
+def test_the_node_refuses_to_start_with_a_readable_secret(tmp_path) -> None:
+    """A real ``polchain node`` process: a clear one-line error, exit status 1, file untouched."""
+    path = compute_secret_path(tmp_path / "chains" / "dev")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x03" * 32)
+    os.chmod(path, 0o644)
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "node", "--chain", "dev", "--base-path", str(tmp_path),
+         "--rpc-port", "0", "--no-prometheus", "--listen-addr", "/ip4/127.0.0.1/tcp/0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 1, out.stderr
+    assert f"Error: the proof-of-learning secret {path} has mode 0644: group or others may access it" in out.stderr
+    assert path.read_bytes() == b"\x03" * 32
+    assert not (tmp_path / "chains" / "dev" / "db").exists() or not any((tmp_path / "chains" / "dev" / "db").iterdir())
