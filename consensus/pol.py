@@ -1,66 +1,81 @@
-"""Proof-of-learning verification by sampling, and fraud proofs.
+"""Proof-of-learning verification by sampling: what a validator checks on every import.
 
-An importing validator does not re-run every segment of every training job: the block's
-execution has checked each result's shape (chain.pallets.training); the verifier fetches,
-through a CheckpointSource, the openings its sample needs (each verified against the
-committed transcript root), then re-runs ``m`` segments chosen by
-a PRF keyed with its own secret and the block hash, so the author cannot know which
-segments will be checked (Jia et al., "Proof-of-Learning: Definitions and Practice", IEEE
-S&P 2021, §4: verification by re-running a random subset of the update steps). Its cost is
-about m/S of the author's training work. An author who forges k of S segments escapes one
-validator with probability C(S-k, m) / C(S, m), and every validator samples independently.
+An importing validator does not re-run every segment of every training job. For each TRAIN
+call the block ran (a :class:`~chain.proofs.TrainingClaim`: the job rebuilt from the parent
+state and the author's :class:`~chain.proofs.TrainingResult`), it asks the checkpoint
+source once for the openings it needs, and checks, cheapest first:
 
-A mismatch yields a :class:`FraudProof`: the block hash, the extrinsic, the segment, the
-checkpoint it starts from, the committed entries j and j+1 with their Merkle paths to the
-transcript root. Anyone holding the job (the chain state at the block's parent) and the
-transcript root (committed by the block header through the results root) checks it by
-re-running that one segment.
+1. the links: entry 0 commits to the model's on-chain weights with loss +0.0, and entry
+   n-1 to the new weights the block stores (two Merkle paths, no weights fetched);
+2. a claimed divergence: segment d re-run from checkpoint d must diverge;
+3. ``m`` sampled segments: segment j re-run from checkpoint j must give entry j+1, bit for
+   bit (checkpoint j fetched with its weights, entry j+1 without).
+
+The sample is drawn by ml_runtime.sample_segments from a PRF keyed with the validator's own
+secret and bound to the block hash and the extrinsic index (hashed together, so two jobs of
+one block get independent samples and no choice of index or block maps onto another's), so
+the author cannot know it when it seals the block (Jia et al., "Proof-of-Learning:
+Definitions and Practice", IEEE S&P 2021, §4: verification by re-running a random subset
+of the update steps). Its cost is about m/S of the author's training work, on every core
+(ml_runtime.recompute_segments). An author who forges k of a job's S segments escapes one
+validator with probability C(S-k, m) / C(S, m), and V validators sampling independently with
+probability (C(S-k, m) / C(S, m))^V.
+
+A mismatch raises :class:`~chain.errors.FraudFound` carrying a
+:class:`~chain.fraud.FraudProof` any node checks by re-running at most one segment; openings
+that cannot be obtained raise :class:`~chain.errors.CheckpointsUnavailable` (the block is
+neither accepted nor judged). ``chain.proofs.FullReexecution`` is the auditor's verifier.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import numpy as np
+from typing import TYPE_CHECKING, Final
 
 import ml_runtime
-from chain.errors import BlockError, CheckpointsUnavailable
-from chain.proofs import CheckpointSource, Opening, TrainingClaim, verify_divergence
-from consensus.errors import InvalidFraudProof
+from chain.crypto import blake2_256
+from chain.errors import BlockError, CheckpointsUnavailable, FraudFound
+from chain.fraud import (
+    FAULT_DIVERGENCE,
+    FAULT_END,
+    FAULT_SEGMENT,
+    FAULT_START,
+    compute_end_fault,
+    compute_entry_count,
+    compute_entry_fault,
+    compute_fraud_proof,
+    compute_segment_fault,
+    compute_start_fault,
+)
+from chain.proofs import CheckpointSource, Opening, TrainingClaim, verify_opening
 
 if TYPE_CHECKING:
     from chain.block import Block
 
-
-@dataclass(frozen=True, slots=True)
-class FraudProof:
-    """Evidence that segment ``segment`` of a block's training proof does not re-run as claimed."""
-
-    block_hash: bytes
-    extrinsic_index: int
-    segment: int
-    checkpoint: bytes  # the float32 LE weights the segment starts from
-    start: ml_runtime.TranscriptEntry  # committed entry j: the checkpoint's hash
-    claimed: ml_runtime.TranscriptEntry  # committed entry j + 1: what the segment should give
-    start_path: tuple[bytes, ...]
-    claimed_path: tuple[bytes, ...]
+_SAMPLE_DOMAIN: Final = b"polchain/pol/sample"
 
 
-class SegmentFault(BlockError):
-    """A sampled segment did not re-run to the committed entry; ``proof`` says which."""
+def compute_sample_binding(block_hash: bytes, extrinsic_index: int) -> bytes:
+    """The 32 bytes a validator's sample PRF is bound to for one job: blake2_256 over a domain
+    tag, the block hash and the extrinsic index (u32 LE)."""
+    return blake2_256(_SAMPLE_DOMAIN + block_hash + extrinsic_index.to_bytes(4, "little"))
 
-    def __init__(self, message: str, proof: FraudProof) -> None:
-        super().__init__(message)
-        self.proof = proof
+
+def compute_sample(secret: bytes, block_hash: bytes, extrinsic_index: int, finished: int, samples: int) -> tuple[int, ...]:
+    """The segments a validator with ``secret`` re-runs of a job with ``finished`` segments
+    claimed finite (sorted, distinct; all of them if ``samples`` >= ``finished``)."""
+    if finished == 0:
+        return ()
+    return ml_runtime.sample_segments(secret, compute_sample_binding(block_hash, extrinsic_index), finished, samples)
 
 
 class SampledVerifier:
-    """The consensus verifier: links always, then ``samples`` segments per job chosen secretly."""
+    """The validator's verifier (module docstring): links, divergence, ``samples`` segments a job."""
 
     def __init__(self, secret: bytes, samples: int = 4) -> None:
-        if samples < 1:
+        if not isinstance(secret, bytes) or not 16 <= len(secret) <= 64:
+            raise ValueError("a validator secret is 16..64 bytes")
+        if not isinstance(samples, int) or samples < 1:
             raise ValueError("a sampled verifier re-runs at least one segment per job")
         self.secret = secret
         self.samples = samples
@@ -68,67 +83,72 @@ class SampledVerifier:
     def verify_block(
         self, block: Block, block_hash: bytes, claims: Sequence[TrainingClaim], source: CheckpointSource
     ) -> list[tuple[int, Opening]]:
+        """Check every claim; return (extrinsic index, opening) for every opening fetched."""
         fetched: list[tuple[int, Opening]] = []
         for claim in claims:
-            fetched.extend((claim.extrinsic_index, o) for o in self._verify_claim(block_hash, claim, source))
+            openings = self._verify_claim(block, block_hash, claim, source)
+            fetched.extend((claim.extrinsic_index, openings[j]) for j in sorted(openings))
         return fetched
 
-    def _verify_claim(self, block_hash: bytes, claim: TrainingClaim, source: CheckpointSource) -> list[Opening]:
-        job, result = claim.job, claim.result
-        where = f"training result #{result.extrinsic_index}"
-        finished = len(result.losses) - 1  # segments that ran to a finite checkpoint
-        sample = ml_runtime.sample_segments(self.secret, block_hash, finished, self.samples) if finished else ()
-        wanted: dict[int, bool] = {}
+    def _verify_claim(
+        self, block: Block, block_hash: bytes, claim: TrainingClaim, source: CheckpointSource
+    ) -> dict[int, Opening]:
+        job, result, index = claim.job, claim.result, claim.extrinsic_index
+        n = compute_entry_count(job, result.diverged_segment)
+        sample = compute_sample(self.secret, block_hash, index, n - 1, self.samples)
+        wanted = {0: False, n - 1: result.diverged_segment is not None}
         for j in sample:
             wanted[j] = True
             wanted.setdefault(j + 1, False)
-        if result.diverged_segment is not None:
-            wanted[result.diverged_segment] = True
-        got = source.fetch(block_hash, result, sorted(wanted.items()))
-        missing = [j for j in sorted(wanted) if j not in got]
-        if missing:
-            raise CheckpointsUnavailable(f"{where}: checkpoints {missing} could not be obtained")
-        if 0 in got and got[0].weights is not None and got[0].weights != np.asarray(job.weights, dtype="<f4").tobytes():
-            raise BlockError(f"{where}: checkpoint 0 is not the model's on-chain weights")
-        last = len(result.losses) - 1
-        if last in got and got[last].weights_hash != result.commitment().weights_hash:
-            raise BlockError(f"{where}: the result's weights are not checkpoint {last} of its transcript")
-        if result.diverged_segment is not None:
-            verify_divergence(job, result, got[result.diverged_segment])
-        for j in sample:
-            start, end = got[j], got[j + 1]
-            try:
-                ml_runtime.verify_segment(job, j, start.get_weights(), end.entry())
-            except ml_runtime.MLRuntimeError as exc:
-                evidence = FraudProof(
-                    block_hash, result.extrinsic_index, j, start.weights or b"", start.entry(), end.entry(),
-                    start.path, end.path,
-                )
-                raise SegmentFault(f"{where}: segment {j}: {exc}", evidence) from None
-        return [got[j] for j in sorted(got)]
+        openings = _fetch(source, block_hash, claim, wanted)
+        where = f"block {block_hash.hex()} extrinsic #{index}"
+
+        def fraud(kind: int, segment: int, fault: str, used: Sequence[Opening]) -> FraudFound:
+            return FraudFound(f"{where}: {fault}", compute_fraud_proof(block, claim, kind, segment, used))
+
+        fault = compute_start_fault(job, openings[0])
+        if fault is not None:
+            raise fraud(FAULT_START, 0, fault, [openings[0]])
+        fault = compute_end_fault(result.commitment(), openings[n - 1])
+        if fault is not None:
+            raise fraud(FAULT_END, n - 1, fault, [openings[n - 1]])
+        d = result.diverged_segment
+        if d is not None:
+            fault = compute_segment_fault(job, d, openings[d].get_weights(), None)
+            if fault is not None:
+                raise fraud(FAULT_DIVERGENCE, d, fault, [openings[d]])
+        checkpoints = [openings[j].get_weights() for j in sample]
+        try:
+            reruns = ml_runtime.recompute_segments(job, sample, checkpoints)
+        except ml_runtime.MLRuntimeError as exc:
+            failure: ml_runtime.MLRuntimeError | None = exc
+        else:
+            failure = None
+        for position, j in enumerate(sample):
+            # A segment that raised (diverged, a non-finite checkpoint) is re-run alone to say
+            # which; the rest compare their results with the claimed entries.
+            if failure is None:
+                fault = compute_entry_fault(j, reruns[position][0], openings[j + 1])
+            else:
+                fault = compute_segment_fault(job, j, checkpoints[position], openings[j + 1])
+            if fault is not None:
+                raise fraud(FAULT_SEGMENT, j, fault, [openings[j], openings[j + 1]])
+        if failure is not None:
+            raise BlockError(f"{where}: re-running the sampled segments failed: {failure}")
+        return openings
 
 
-def verify_fraud_proof(job: ml_runtime.TrainingJob, transcript_root: bytes, fraud: FraudProof) -> None:
-    """Return if ``fraud`` shows a fault in the transcript under ``transcript_root``.
-
-    Raises InvalidFraudProof if the evidence is not committed (a bad path, a checkpoint that is
-    not entry j's) or if the segment re-runs to the committed entry (no fault).
-    """
-    count = job.num_segments + 1
-    if fraud.start.index != fraud.segment or fraud.claimed.index != fraud.segment + 1:
-        raise InvalidFraudProof(f"entries {fraud.start.index}, {fraud.claimed.index} do not bracket segment {fraud.segment}")
-    try:
-        ml_runtime.verify_merkle_proof(transcript_root, fraud.start, fraud.start_path, count)
-        ml_runtime.verify_merkle_proof(transcript_root, fraud.claimed, fraud.claimed_path, count)
-    except ml_runtime.MLRuntimeError as exc:
-        raise InvalidFraudProof(f"the entries are not committed by the transcript root: {exc}") from None
-    checkpoint = np.frombuffer(fraud.checkpoint, dtype="<f4").astype(np.float32)
-    if ml_runtime.hash_weights(checkpoint) != fraud.start.weights_hash:
-        raise InvalidFraudProof(f"the checkpoint is not the one committed in entry {fraud.segment}")
-    try:
-        ml_runtime.verify_segment(job, fraud.segment, checkpoint, fraud.claimed)
-    except ml_runtime.MLRuntimeError:
-        return  # the committed segment does not re-run to the committed entry: a fault
-    raise InvalidFraudProof(
-        f"segment {fraud.segment} of extrinsic #{fraud.extrinsic_index} re-runs to the committed entry: no fault"
-    )
+def _fetch(source: CheckpointSource, block_hash: bytes, claim: TrainingClaim, wanted: dict[int, bool]) -> dict[int, Opening]:
+    """The wanted openings from ``source`` in one request, each checked again against the
+    result (a source that hands over something else is unavailable, not evidence)."""
+    result = claim.result
+    openings = source.fetch(block_hash, result, sorted(wanted.items()))
+    for j, with_weights in wanted.items():
+        opening = openings.get(j)
+        if opening is None or opening.index != j:
+            raise CheckpointsUnavailable(f"extrinsic #{claim.extrinsic_index}: the source did not give entry {j}")
+        try:
+            verify_opening(result, opening, need_weights=with_weights)
+        except BlockError as exc:
+            raise CheckpointsUnavailable(f"extrinsic #{claim.extrinsic_index}: the source gave a bad entry {j}: {exc}") from None
+    return openings
