@@ -325,6 +325,8 @@ def test_the_source_and_last_voted_round_survive_a_restart(chains) -> None:
         # The new collector starts from the persisted source, not from genesis.
         fresh = VoteCollector(again)
         assert fresh.highest_justified() == justified
+        for slot in (9, 10, 11, 12):  # the challenge window: A3 is voted for once it has 4 descendants
+            build(again, slot)
         vote = finality.make_vote(again, ALICE, 6, fresh.highest_justified())
         assert vote is not None and vote.vote.source == justified
     finally:
@@ -387,11 +389,14 @@ def test_a_sole_validator_finalizes_its_justified_checkpoint_at_once(tmp_path) -
     chain = open_chain(tmp_path / "dev")  # the dev chain: Alice validates alone
     block = chain.build_block([], ALICE, slot=1).block
     collector = VoteCollector(chain)
-    vote = finality.make_vote(chain, ALICE, 1, collector.highest_justified())
+    assert finality.make_vote(chain, ALICE, 1, collector.highest_justified()) is None  # the challenge window
+    for slot in range(2, 2 + chain.config.challenge_blocks):
+        chain.build_block([], ALICE, slot=slot)
+    vote = finality.make_vote(chain, ALICE, 5, collector.highest_justified())
     assert vote is not None
     justification = collector.add(vote)
     assert justification is not None and justification.target_hash == block.hash()
     finality.import_justification(chain, justification)
     assert chain.finalized_hash == block.hash()
-    assert finality.finalized_checkpoint(chain) == _cp(block, 1)
+    assert finality.finalized_checkpoint(chain) == _cp(block, 5)
     chain.db.close()
