@@ -26,7 +26,7 @@ from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
 from chain.extrinsic import Extrinsic
-from chain.pallets import assets, balances, datasets, models, staking, training
+from chain.pallets import assets, balances, datasets, models, pol, staking, training
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
@@ -109,6 +109,10 @@ DISPATCH: dict[type, CallRow] = {
     calls.MintAsset: CallRow(assets.apply_mint_call, _fixed(100_000)),
     calls.BurnAsset: CallRow(assets.apply_burn_call, _fixed(100_000)),
     calls.TransferAsset: CallRow(assets.apply_transfer, _fixed(150_000)),
+    calls.ReportFraud: CallRow(pol.apply_report_fraud, lambda s, c: DispatchInfo(pol.compute_report_fraud_weight(s, c))),
+    calls.ReportEquivocation: CallRow(pol.apply_report_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
+    calls.ReportVoteEquivocation: CallRow(pol.apply_report_vote_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
+    calls.WithdrawUnbonded: CallRow(staking.apply_withdraw_unbonded, _fixed(100_000)),
 }
 
 
@@ -148,6 +152,12 @@ class Runtime:
 
     def compute_dispatch_info(self, state: StateAccess, xt: Extrinsic) -> DispatchInfo:
         return DISPATCH[type(xt.call)].info(state, xt.call)
+
+    def on_initialize(self, state: StateAccess, number: int) -> None:
+        """What block ``number`` does before its first extrinsic, when built and when imported
+        alike (Substrate's ``on_initialize``): at an era start, the queued validators leave
+        the set (chain.pallets.staking.on_initialize)."""
+        staking.on_initialize(state, number, self.config)
 
     def compute_fee(self, info: DispatchInfo, length: int, tip: int) -> int:
         """The fee of an extrinsic of ``length`` bytes that declares ``info`` (before refunds)."""
@@ -221,7 +231,7 @@ class Runtime:
         balances.apply_account(
             state, xt.signer, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - checked.fee)
         )
-        ctx = CallContext(state, xt.signer, index, xt_hash, checked.fee, block, self.config)
+        ctx = CallContext(state, xt.signer, index, xt_hash, checked.fee, block, self.config, genesis_hash=self.genesis_hash)
         state.start_transaction()
         try:
             DISPATCH[type(xt.call)].handler(ctx, xt.call)

@@ -48,7 +48,8 @@ class CallContext:
     """The mutable context of one extrinsic's dispatch (events accumulate here, not in state).
 
     ``fee`` is the fee withdrawn before dispatch (on the declared weight and length);
-    ``post_info`` is what the handler reports it used.
+    ``post_info`` is what the handler reports it used; ``genesis_hash`` names the chain, for
+    calls that check signatures over chain-bound messages (finality votes).
     """
 
     state: StateAccess
@@ -60,6 +61,7 @@ class CallContext:
     config: RuntimeConfig
     events: list[Event] = field(default_factory=list)
     post_info: PostDispatchInfo = AS_DECLARED
+    genesis_hash: bytes = b""
 
     def emit(self, pallet: str, name: str, **args: Any) -> None:
         self.events.append(
