@@ -59,7 +59,9 @@ from node.network.errors import NetworkError
 from node.network.identity import NodeKey
 from node.network.multiaddr import Multiaddr
 from node.network.service import DEFAULT_PORT, NetworkConfig
-from node.service import NodeConfig, NodeService
+from node.network.transcripts import DEFAULT_FETCH_TIMEOUT
+from node.pol_keystore import PolSecretError
+from node.service import POL_MODES, NodeConfig, NodeService
 from rpc.api import build_method_table
 from rpc.client import RpcClient
 from rpc.errors import RpcError, RpcTransportError
@@ -103,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_repeat_filter([handler])
     try:
         return int(args.run(args) or 0)
-    except (CliError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError, OSError) as exc:
+    except (
+        CliError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError, PolSecretError, OSError,
+    ) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -156,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--prometheus-port", type=_port, default=None, help=f"metrics port (default {PROMETHEUS_PORT})")
     node.add_argument("--prometheus-external", action="store_true", help="serve metrics on all interfaces")
     node.add_argument("--no-prometheus", action="store_true", help="serve no metrics")
+    node.add_argument("--pol", choices=POL_MODES, default="sampled",
+                      help="how blocks' training is checked on import: sampled (pol_samples segments per job, chosen "
+                           "with this node's secret) or full (re-run every segment: an auditor)")
+    node.add_argument("--pol-fetch-timeout", type=_seconds, default=DEFAULT_FETCH_TIMEOUT, metavar="SECONDS",
+                      help=f"how long an import waits for the training checkpoints it samples (default {DEFAULT_FETCH_TIMEOUT:g}); "
+                           "a block whose checkpoints do not come in time is not imported")
     node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
     node.add_argument("--byzantine", type=_byzantine, default=None, metavar="MODE",
                       help="misbehave on purpose, for tests and the devnet: forge-training=F (0 < F <= 1), "
@@ -428,6 +438,7 @@ def run_node(args: argparse.Namespace) -> int:
             prometheus_required=args.prometheus_port is not None,
             network=_network_config(args), node_key=args.node_key, node_key_file=args.node_key_file,
             byzantine=args.byzantine,
+            pol=args.pol, pol_fetch_timeout=args.pol_fetch_timeout,
         )
         rpc_options = {
             "max_http_connections": args.rpc_max_http_connections,

@@ -16,6 +16,19 @@ and polchain's own counters of training work:
 - ``polchain_training_steps_total`` (SGD steps run by this node as a block author)
 - ``polchain_training_steps_verified_total`` (SGD steps of peers' blocks re-executed on import)
 
+and of proof-of-learning (issue 9; node.network.transcripts, node.service):
+
+- ``polchain_pol_verify_seconds`` (histogram: checking a peer's block's training, fetching
+  the openings included; and checking a peer's fraud proof)
+- ``polchain_pol_frauds_detected_total`` (faults this node's verifier proved)
+- ``polchain_pol_fraud_proofs_accepted_total`` (valid fraud proofs from peers)
+- ``polchain_pol_unavailable_total`` (imports refused because openings could not be fetched)
+- ``polchain_pol_openings_fetched_total``, ``polchain_pol_checkpoints_fetched_total``,
+  ``polchain_pol_fetched_bytes_total`` (verified openings fetched from peers, those of them
+  with weights, and their encoded bytes)
+- ``polchain_pol_openings_served_total``, ``polchain_pol_served_bytes_total``
+- ``polchain_pol_bad_openings_total`` (openings from peers that did not verify)
+
 plus the ``process_*`` metrics of prometheus-client's process collector (CPU, memory, fds).
 
 Gauges are read from the node when scraped, so only the counters and histograms need hooks
@@ -28,6 +41,7 @@ on the node's own event loop: no extra thread. Substrate binds 127.0.0.1:9615 un
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -39,6 +53,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 
 if TYPE_CHECKING:
     from chain.blockchain import ImportedBlock
@@ -84,6 +99,20 @@ class NodeMetrics:
         self.steps_verified = Counter(
             "polchain_training_steps_verified", "SGD steps of peers' blocks re-executed on import", registry=reg
         )
+        self.pol_verify_time = Histogram(
+            "polchain_pol_verify_seconds", "Time taken to check the training of a peer's block or fraud proof",
+            buckets=TIME_BUCKETS, registry=reg,
+        )
+        self.pol_frauds = Counter(
+            "polchain_pol_frauds_detected", "Training faults this node's verifier proved", registry=reg
+        )
+        self.pol_fraud_proofs = Counter(
+            "polchain_pol_fraud_proofs_accepted", "Valid fraud proofs received from peers", registry=reg
+        )
+        self.pol_unavailable = Counter(
+            "polchain_pol_unavailable", "Block imports refused: checkpoints not obtainable in time", registry=reg
+        )
+        reg.register(_TranscriptCollector(service))
         ProcessCollector(registry=reg)
 
     def _finalized_number(self) -> int:
@@ -108,6 +137,30 @@ class NodeMetrics:
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format (version 0.0.4)."""
         return generate_latest(self.registry)
+
+
+class _TranscriptCollector:
+    """The node's transcript counters (node.network.transcripts.TranscriptStats), read at scrape."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+
+    def describe(self) -> list[Metric]:
+        return []  # read only at collection: the stats object may not exist yet at registration
+
+    def collect(self) -> Iterator[Metric]:
+        stats = getattr(self.service, "pol_stats", None)
+        if stats is None:
+            return
+        for name, doc, value in (
+            ("polchain_pol_openings_fetched", "Verified transcript openings fetched from peers", stats.openings_fetched),
+            ("polchain_pol_checkpoints_fetched", "Openings fetched with their weights (checkpoints)", stats.checkpoints_fetched),
+            ("polchain_pol_fetched_bytes", "Encoded bytes of the openings fetched from peers", stats.bytes_fetched),
+            ("polchain_pol_openings_served", "Transcript openings served to peers", stats.openings_served),
+            ("polchain_pol_served_bytes", "Encoded bytes of the openings served to peers", stats.bytes_served),
+            ("polchain_pol_bad_openings", "Openings from peers that did not verify", stats.bad_openings),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
 
 
 class MetricsServer:

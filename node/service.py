@@ -27,6 +27,16 @@ any reorganisation, and ``{"finalized": …}`` watchers and finalized-head subsc
 of every newly final block in order. Blocks from peers are imported on any stored parent:
 the fork choice picks the best block, and a reorganisation puts the retracted blocks'
 extrinsics back into the pool (consensus.block_import.update_pool).
+
+Proof-of-learning (issue 9): every block from a peer is checked on import by the node's
+verifier, ``--pol sampled`` (consensus.pol.SampledVerifier: ``pol_samples`` segments per job,
+chosen with this node's secret, node.pol_keystore) or ``--pol full`` (chain.proofs.
+FullReexecution: the auditor). The checkpoints come from the peers (node.network.transcripts).
+A verifier that finds a fault raises FraudFound: the node stores the proof as evidence
+(``pol/`` + block hash + extrinsic index), gossips it, and, if it has an author key, submits
+``pol.report_fraud`` signed with it to its own pool, so the author's bond is slashed on
+chain. A fraud proof from a peer is checked against the best state and, if valid,
+invalidates the block and its descendants here too (``Blockchain.invalidate``).
 """
 
 from __future__ import annotations
@@ -35,23 +45,39 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import struct
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock, TreeRoute
 from chain.codec import encode
 from chain.crypto import Keypair, blake2_256
-from chain.errors import ChainError, InvalidTransaction
-from chain.extrinsic import Extrinsic, decode_extrinsic
+from chain.errors import ChainError, FinalityConflict, FraudFound, InvalidTransaction
+from chain.extrinsic import Extrinsic, decode_extrinsic, sign_extrinsic
+from chain.fraud import (
+    FraudProof,
+    compute_max_fraud_proof_size,
+    decode_fraud_proof,
+    verify_fraud_proof,
+)
 from chain.header import Header
+from chain.pallets import balances
 from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool, Validity
+from chain.proofs import (
+    CheckpointSource,
+    FullReexecution,
+    Opening,
+    TrainingClaim,
+    TranscriptVerifier,
+)
 from chain.storage import Database
 from consensus.aura import Aura, compute_slot, compute_slot_author
 from consensus.block_import import ConsensusRules, update_pool
@@ -69,14 +95,23 @@ from consensus.finality import (
     make_vote,
     store_voter_state,
 )
+from consensus.pol import SampledVerifier
 from genesis.spec import ChainSpec
-from node.byzantine import Byzantine, build_empty_sibling, equivocation_remark, trainer_for
+from node.byzantine import (
+    Byzantine,
+    build_empty_sibling,
+    equivocation_remark,
+    serves_checkpoints,
+    trainer_for,
+)
 from node.metrics import NodeMetrics
 from node.network.identity import NodeKey
 from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
 from node.network.service import ChainStatus, NetworkConfig, NetworkService
 from node.network.sync import NodeLink
+from node.network.transcripts import DEFAULT_FETCH_TIMEOUT, TranscriptStats
 from node.offences import EquivocationReporter
+from node.pol_keystore import compute_secret_path, load_or_generate_secret
 
 log = logging.getLogger("polchain")
 
@@ -91,6 +126,36 @@ MAX_PENDING_JUSTIFICATIONS = 4
 # benches.health measured a system_health p99 of ~40 ms during maximum-weight blocks at 5 ms,
 # ~5 ms at 0.5 ms, with no change in build time.
 LOOP_SWITCH_INTERVAL = 0.0005
+FRAUD_EVIDENCE_PREFIX = b"pol/"
+POL_MODES = ("sampled", "full")
+
+
+def compute_fraud_evidence_key(block_hash: bytes, extrinsic_index: int) -> bytes:
+    return FRAUD_EVIDENCE_PREFIX + block_hash + struct.pack(">I", extrinsic_index)
+
+
+class NodeVerifier:
+    """The node's TranscriptVerifier: the one ``--pol`` chose, timed for the metrics.
+
+    ``inner`` is set once the chain is open (a sampling verifier takes ``pol_samples`` from
+    the runtime config in the chain's state). The time covers fetching the openings too:
+    that is what a validator spends before it can vote."""
+
+    def __init__(self, observe: Callable[[float], None]) -> None:
+        self.inner: TranscriptVerifier | None = None
+        self.observe = observe
+
+    def verify_block(
+        self, block: Block, block_hash: bytes, claims: Sequence[TrainingClaim], source: CheckpointSource
+    ) -> list[tuple[int, Opening]]:
+        assert self.inner is not None, "NodeVerifier.inner is set when the node starts"
+        if not claims:
+            return self.inner.verify_block(block, block_hash, claims, source)
+        started = time.perf_counter()
+        try:
+            return self.inner.verify_block(block, block_hash, claims, source)
+        finally:
+            self.observe(time.perf_counter() - started)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +184,8 @@ class NodeConfig:
     node_key: str | None = None  # --node-key (hex)
     node_key_file: Path | None = None
     byzantine: Byzantine | None = None  # --byzantine: misbehave on purpose (node/byzantine.py)
+    pol: str = "sampled"  # --pol: "sampled" (SampledVerifier) or "full" (FullReexecution: an auditor)
+    pol_fetch_timeout: float = DEFAULT_FETCH_TIMEOUT  # --pol-fetch-timeout, seconds
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,14 +200,27 @@ class NodeService:
         if config.tmp or base is None:
             self._tmpdir = tempfile.mkdtemp(prefix="polchain-")
             base = Path(self._tmpdir)
-        self.db_path = Path(base) / "chains" / spec.id / "db"
+        if config.pol not in POL_MODES:
+            raise ValueError(f"--pol {config.pol!r}: expected one of {', '.join(POL_MODES)}")
+        chain_dir = Path(base) / "chains" / spec.id
+        self.db_path = chain_dir / "db"
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        # Read before the database opens, so a bad secret file stops the node before anything else.
+        pol_secret = load_or_generate_secret(compute_secret_path(chain_dir))
+        self.metrics = NodeMetrics(self)
+        self.pol_stats = TranscriptStats()
+        self.pol_fetch_timeout = config.pol_fetch_timeout
+        self.verifier = NodeVerifier(self.metrics.pol_verify_time.observe)
         self.db = Database(self.db_path)
         self.chain = Blockchain(
             self.db, chain_id=spec.id, build_genesis=spec.apply_genesis,
-            rules=(rules := ConsensusRules(Aura(config.block_time_ms))),
+            rules=(rules := ConsensusRules(Aura(config.block_time_ms))), verifier=self.verifier,
             trainer=trainer_for(config.byzantine),  # ml_runtime.run_job unless --byzantine forge-training
         )
+        self.verifier.inner = (
+            FullReexecution() if config.pol == "full" else SampledVerifier(pol_secret, self.chain.config.pol_samples)
+        )
+        del pol_secret  # kept by the verifier only; never logged nor served
         self.pool = TransactionPool(self._validate_for_pool, block_number=self.chain.best_number)
         self.pool.add_listener(self._on_pool_status)
         self.author = Keypair.from_uri(config.author) if config.author else None
@@ -155,7 +235,6 @@ class NodeService:
         self._in_flight: dict[bytes, Any] = {}
         self.slot_ms = config.block_time_ms
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
-        self.metrics = NodeMetrics(self)
         self._import_listeners: list[Callable[[ImportedBlock], None]] = []
         # Aura equivocations this node has evidence of go on chain (node/offences.py).
         self.equivocations = EquivocationReporter(self.chain, self.author, self.submit, self.pool.pending)
@@ -193,6 +272,7 @@ class NodeService:
             key, net, genesis_hash=self.chain.genesis_hash, chain_status=self._link_status
         )
         self.link = NodeLink(self, self.network)
+        self.link.transcripts.serving = serves_checkpoints(self.config.byzantine)  # withhold-checkpoints: none
         self._import_listeners.append(self.link.on_imported)
 
     def _link_status(self) -> ChainStatus:
@@ -518,17 +598,104 @@ class NodeService:
             async with self._lock:
                 self._vote_if_due()
 
-    async def import_block(self, block: Block) -> ImportedBlock | None:
+    async def import_block(self, block: Block, source: CheckpointSource | None = None) -> ImportedBlock | None:
         """Import a block from a peer onto any stored parent (fork choice decides whether it
         becomes best), serialised with authoring; None if it is stored already. BlockError if
-        it is bad (UnknownParent: its parent is not stored)."""
+        it is bad (UnknownParent: its parent is not stored; CheckpointsUnavailable: ``source``
+        could not provide the openings the verifier asked for; FraudFound: its training is
+        false, and the proof is stored, gossiped and reported before the error is raised).
+        ``source``: where the verifier fetches checkpoints (None: this node's store)."""
         async with self._lock:
             if self.chain.has_block(block.hash()):
                 return None
             started = time.perf_counter()
-            imported = await asyncio.to_thread(self.chain.import_block, block)
+            try:
+                imported = await asyncio.to_thread(self.chain.import_block, block, source)
+            except FraudFound as exc:
+                self._on_fraud_found(exc.proof, str(exc))
+                raise
             self._after_import(imported, time.perf_counter() - started)
             return imported
+
+    # --- proof-of-learning fraud ---------------------------------------------------------------
+    def _on_fraud_found(self, proof: FraudProof, message: str) -> None:
+        """Our verifier proved a block's training false: keep the proof, tell the peers, and
+        report it on chain (a fraud proof is the one thing the author cannot answer)."""
+        block_hash = proof.block_hash()
+        encoded = proof.encode()
+        self.metrics.pol_frauds.inc()
+        log.warning(
+            "Fraud in block #%d (0x%s…) by %s: %s", proof.header.number, block_hash.hex()[:12],
+            proof.header.author.hex()[:16], message,
+        )
+        self.chain.put_evidence(compute_fraud_evidence_key(block_hash, proof.extrinsic_index), encoded)
+        # Not stored, so marked only: a later copy of the block, or a child, is refused at once.
+        self.chain.invalidate(block_hash, f"fraud: extrinsic #{proof.extrinsic_index}: {message}")
+        if self.network is not None:
+            self.network.broadcast_fraud_proof(encoded)
+        self._report_fraud(encoded, block_hash)
+
+    def _report_fraud(self, encoded: bytes, block_hash: bytes) -> None:
+        """Submit ``pol.report_fraud(encoded)`` signed with the author key to our own pool
+        (gossiped from there like any extrinsic); a node without a key only gossips."""
+        if self.author is None:
+            return
+        try:
+            nonce = self._next_nonce(self.author.public)
+            xt = sign_extrinsic(
+                self.author, calls.ReportFraud(encoded), nonce=nonce,
+                genesis_hash=self.chain.genesis_hash, spec_version=self.chain.runtime.spec_version,
+            )
+            self.submit(xt.encode())
+        except ChainError as exc:  # the pool's or the runtime's refusal (fee, duplicate...)
+            log.warning("could not submit pol.report_fraud: %s", exc)
+            return
+        except Exception:  # best effort: the block is refused and the proof gossiped whatever happens here
+            log.exception("could not submit pol.report_fraud")
+            return
+        log.info("Submitted pol.report_fraud for block 0x%s… (nonce %d)", block_hash.hex()[:12], nonce)
+
+    def _next_nonce(self, account: bytes) -> int:
+        """The account's nonce after those already in the pool without a gap (as
+        ``system_accountNextIndex``)."""
+        nonce = balances.get_account(self.chain.state.overlay(), account).nonce
+        for n in sorted(xt.nonce for xt in self.pool.pending() if xt.signer == account):
+            if n == nonce:
+                nonce += 1
+        return nonce
+
+    async def import_fraud_proof(self, payload: bytes) -> bool:
+        """A fraud proof from a peer: decoded, checked against the best state, and if it shows
+        a fault, its block (and descendants) invalidated here. True if it was new and valid
+        (to gossip on); False if already known here; InvalidFraudProof (with its reason) if it
+        does not decode or shows no fault."""
+        proof = decode_fraud_proof(payload, compute_max_fraud_proof_size(self.chain.config.max_model_params))
+        block_hash = proof.block_hash()
+        key = compute_fraud_evidence_key(block_hash, proof.extrinsic_index)
+        if self.chain.get_evidence(key) is not None:
+            return False
+        async with self._lock:
+            started = time.perf_counter()
+            state = self.chain.state_at(self.chain.best_hash)
+            await asyncio.to_thread(verify_fraud_proof, state, self.chain.config, proof)
+            self.metrics.pol_verify_time.observe(time.perf_counter() - started)
+            self.chain.put_evidence(key, payload)
+            self.metrics.pol_fraud_proofs.inc()
+            log.warning(
+                "Fraud proof from a peer: block #%d (0x%s…) by %s is invalid (extrinsic #%d)",
+                proof.header.number, block_hash.hex()[:12], proof.header.author.hex()[:16], proof.extrinsic_index,
+            )
+            try:
+                route = await asyncio.to_thread(
+                    self.chain.invalidate, block_hash, f"fraud proof: extrinsic #{proof.extrinsic_index}"
+                )
+            except FinalityConflict as exc:
+                # A proven fraud in a finalized block: finality waits out the challenge window
+                # so that this does not happen; it cannot be undone here, only reported.
+                log.error("a valid fraud proof against a finalized block: %s", exc)
+            else:
+                self._after_reorg(route)
+        return True
 
     def _next_own_slot(self, earliest: int) -> int | None:
         """The first slot from ``earliest`` that Aura gives to this node's key (None: never)."""

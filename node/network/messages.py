@@ -5,9 +5,11 @@ declaration order (chain.codec's canonical form: a message has exactly one encod
 :func:`decode_message` refuses any other). Headers and blocks are chain's own types, so a block
 arrives already in the form ``Blockchain.import_block`` takes.
 
-Tags are part of the protocol: never reuse one. Tag 9 is reserved for the fraud-proof message
-of the next issue; until it is defined, a message with that tag is refused with its own error
-so a newer peer is told apart from a garbage one.
+Tags are part of the protocol: never reuse one. Tag 9 is the fraud-proof gossip, 10 and 11
+the transcript request and response of proof-of-learning (issue 9: a block carries each
+training call's transcript root, losses and new weights; the intermediate checkpoints are
+fetched on demand, with Merkle paths against the root, by the validators whose sample needs
+them).
 
 Bounds (checked by msgspec while decoding, after the size check on the raw bytes):
 - a message is at most :data:`MAX_MESSAGE_SIZE` bytes (a block is at most 5 MiB of
@@ -16,7 +18,15 @@ Bounds (checked by msgspec while decoding, after the size check on the raw bytes
   most as many;
 - a Transactions message carries at most :data:`MAX_TRANSACTIONS_PER_MESSAGE` extrinsics of
   at most ``MAX_EXTRINSIC_SIZE`` bytes each;
-- votes, justifications and disconnect reasons have their own small bounds.
+- votes, justifications and disconnect reasons have their own small bounds;
+- a transcript request names 1..:data:`MAX_OPENINGS_PER_REQUEST` entries of one training call
+  of one block, no entry twice; a response carries at most as many openings and, when it is
+  read, at most :data:`MAX_TRANSCRIPT_RESPONSE_SIZE` bytes (each checkpoint is at most 4 ×
+  ``max_model_params`` bytes, 1 MiB by default; a server cuts its answer at that budget and the
+  requester asks again for the rest). The Noise transport chunks any message up to
+  :data:`MAX_MESSAGE_SIZE`, so the budget fits with room to spare;
+- a gossiped fraud proof is at most :data:`MAX_FRAUD_PROOF_SIZE` bytes before it is decoded
+  (chain.fraud.decode_fraud_proof checks its fields).
 """
 
 from __future__ import annotations
@@ -26,10 +36,11 @@ from typing import Annotated
 import msgspec
 
 from chain.block import Block
-from chain.codec import U8, U16, U64, BlockNumber, Hash32, Wire, decode, encode
+from chain.codec import U8, U16, U32, U64, BlockNumber, Hash32, Wire, decode, encode
 from chain.errors import CodecError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
 from chain.header import Header
+from chain.proofs import Opening
 from node.network.errors import MessageError, OversizeMessage
 
 PROTOCOL_VERSION = 1
@@ -39,6 +50,16 @@ MAX_TRANSACTIONS_PER_MESSAGE = 256
 MAX_VOTE_SIZE = 64 * 1024
 MAX_JUSTIFICATION_SIZE = 1024 * 1024
 MAX_REASON = 256
+MAX_OPENINGS_PER_REQUEST = 64
+# A response of 8 checkpoints of the largest model (4 × 2^18 params = 1 MiB each) and their
+# paths; a bigger answer is cut by the server and asked for again by the requester.
+MAX_TRANSCRIPT_RESPONSE_SIZE = 8 * 1024 * 1024
+# A fraud proof holds a header, the TRAIN extrinsic (<= 2 MiB), audit paths and at most two
+# openings, one with a checkpoint (4 bytes a parameter: 1 MiB at the default max_model_params):
+# about 3.2 MiB at the default config (chain.fraud.compute_max_fraud_proof_size). The wire
+# allows 8 MiB, room for governance to raise max_model_params about five-fold; the node then
+# checks the proof against the bound of its chain's current config before decoding it.
+MAX_FRAUD_PROOF_SIZE = 8 * 1024 * 1024
 
 # Substrate's Roles bits (sc-network-common): FULL = 1, LIGHT = 2, AUTHORITY = 4.
 ROLE_FULL = 1
@@ -47,7 +68,7 @@ ROLE_AUTHORITY = 4
 ASCENDING = 0
 DESCENDING = 1
 
-TAG_FRAUD_PROOF = 9  # reserved for the next issue
+TAG_FRAUD_PROOF = 9
 
 
 class Status(Wire, frozen=True, tag=1):
@@ -119,7 +140,45 @@ class Disconnect(Wire, frozen=True, tag=8):
     reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON)]
 
 
-Message = Status | BlockAnnounce | Transactions | BlockRequest | BlockResponse | FinalityVote | Justification | Disconnect
+class FraudProofGossip(Wire, frozen=True, tag=TAG_FRAUD_PROOF):
+    """An encoded chain.fraud.FraudProof: a block's training does not re-run as committed.
+
+    Opaque bytes here, so a proof is size-checked before it is decoded, and decoded (with its
+    specific errors) by chain.fraud, which the runtime's ``pol.report_fraud`` uses too."""
+
+    proof: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_FRAUD_PROOF_SIZE)]
+
+
+Wanted = Annotated[
+    tuple[tuple[U32, bool], ...],
+    msgspec.Meta(min_length=1, max_length=MAX_OPENINGS_PER_REQUEST),
+]
+
+
+class TranscriptRequest(Wire, frozen=True, tag=10):
+    """Openings of entries of the transcript of one training call of one block.
+
+    ``wanted`` is (entry index, with the checkpoint's weights) pairs: a sampled segment j
+    needs entry j with weights and entry j + 1 without (its hash and loss suffice)."""
+
+    id: U64
+    block_hash: Hash32
+    extrinsic_index: U32
+    wanted: Wanted
+
+
+class TranscriptResponse(Wire, frozen=True, tag=11):
+    """The openings the server has of those asked for, in the order asked, none twice; an
+    empty tuple means it has none of them (not found is an answer, not an error)."""
+
+    id: U64
+    openings: Annotated[tuple[Opening, ...], msgspec.Meta(max_length=MAX_OPENINGS_PER_REQUEST)]
+
+
+Message = (
+    Status | BlockAnnounce | Transactions | BlockRequest | BlockResponse | FinalityVote | Justification | Disconnect
+    | FraudProofGossip | TranscriptRequest | TranscriptResponse
+)
 
 
 def encode_message(message: Message) -> bytes:
@@ -131,20 +190,10 @@ def decode_message(data: bytes, max_size: int = MAX_MESSAGE_SIZE) -> Message:
     if len(data) > max_size:
         raise OversizeMessage(f"message of {len(data)} bytes is over the {max_size}-byte bound")
     try:
-        return decode(data, Message)  # type: ignore[arg-type]
+        msg: Message = decode(data, Message)  # type: ignore[arg-type]
     except CodecError as exc:
-        if _peek_tag(data) == TAG_FRAUD_PROOF:
-            raise MessageError(f"tag {TAG_FRAUD_PROOF} is reserved for fraud proofs, not yet defined") from None
         detail = str(exc).split(": ", 1)[-1]  # drop the union's long type name
         raise MessageError(f"not a protocol message: {detail}") from None
-
-
-def _peek_tag(data: bytes) -> int | None:
-    """The first element of a MessagePack array if it is a small positive int (tags are)."""
-    if not data:
-        return None
-    head = data[0]
-    offset = 1 if 0x90 <= head <= 0x9F else 3 if head == 0xDC else 5 if head == 0xDD else None
-    if offset is None or len(data) <= offset or data[offset] > 0x7F:
-        return None
-    return data[offset]
+    if isinstance(msg, TranscriptRequest) and len({index for index, _ in msg.wanted}) != len(msg.wanted):
+        raise MessageError("not a protocol message: a transcript request names an entry twice")
+    return msg

@@ -36,6 +36,12 @@ class Misbehaviour(enum.Enum):
     BAD_ANNOUNCE = ("bad block announcement", -200)
     BAD_TRANSACTION = ("invalid transaction", -50)
     BAD_VOTE = ("invalid finality message", -200)
+    # An opening that does not verify against the block's transcript root: the peer sent
+    # made-up checkpoint data (an honest server only serves what it verified or computed).
+    BAD_OPENING = ("invalid checkpoint opening", -600)
+    # A fraud proof that does not decode or shows no fault: it cost us a segment's re-run.
+    # An honest node checks a proof before it relays one, so two bad ones ban the sender.
+    BAD_FRAUD_PROOF = ("invalid fraud proof", -600)
     REQUEST_TIMEOUT = ("request timed out", -100)
 
     @property

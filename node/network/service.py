@@ -29,6 +29,17 @@ The node plugs in with callbacks (all optional, all async):
 - ``on_vote(peer, payload) -> bool | None`` and ``on_justification(peer, payload) -> bool |
   None``: True re-gossips the payload to the other peers, False charges the sender, None
   drops it quietly (stale, already known, or the handler charged the sender itself);
+- ``serve_transcript_request(peer, request) -> Sequence[Opening]``: the openings the node has
+  of those asked for (proof-of-learning checkpoints, node.network.transcripts), already cut at
+  the response budget;
+- ``on_fraud_proof(peer, payload) -> bool | None``: as ``on_vote`` (a proof is gossiped once:
+  the seen-set is global).
+
+Requests a peer makes of us (block ranges and transcript openings alike) take tokens from
+one per-peer bucket (``requests_per_second``, ``request_burst``); a peer that asks faster is
+flooding and is banned. Gossiped fraud proofs take from the same bucket before anything is
+decoded (each costs a segment's re-run to check), but the excess is dropped, not charged: an
+honest relay forwards every proof it sees.
 - ``on_peer_connected(peer_info)`` / ``on_peer_disconnected(peer_id)``.
 """
 
@@ -51,6 +62,7 @@ from aiohttp import web
 
 from chain.crypto import blake2_256
 from chain.header import Header
+from chain.proofs import Opening
 from node.network.errors import (
     Flood,
     FrameError,
@@ -67,7 +79,9 @@ from node.network.messages import (
     ASCENDING,
     MAX_BLOCKS_PER_REQUEST,
     MAX_MESSAGE_SIZE,
+    MAX_OPENINGS_PER_REQUEST,
     MAX_TRANSACTIONS_PER_MESSAGE,
+    MAX_TRANSCRIPT_RESPONSE_SIZE,
     PROTOCOL_VERSION,
     ROLE_AUTHORITY,
     ROLE_FULL,
@@ -77,10 +91,13 @@ from node.network.messages import (
     BlockResponse,
     Disconnect,
     FinalityVote,
+    FraudProofGossip,
     Justification,
     Message,
     Status,
     Transactions,
+    TranscriptRequest,
+    TranscriptResponse,
     encode_message,
 )
 from node.network.multiaddr import Multiaddr
@@ -196,6 +213,8 @@ class NetworkHandlers:
     on_justification: Handler | None = None
     on_peer_connected: Handler | None = None
     on_peer_disconnected: Handler | None = None
+    serve_transcript_request: Handler | None = None
+    on_fraud_proof: Handler | None = None
 
 
 class NetworkService:
@@ -230,7 +249,7 @@ class NetworkService:
         self._seen_txs = BoundedSet(config.seen_capacity)
         self._seen_blocks = BoundedSet(config.seen_capacity)
         self._seen_votes = BoundedSet(config.seen_capacity)
-        self._pending: dict[tuple[PeerId, int], asyncio.Future[BlockResponse]] = {}
+        self._pending: dict[tuple[PeerId, int], asyncio.Future[Message]] = {}
         self._request_ids = itertools.count(1)
         self._pending_handshakes = 0
         self._pending_by_ip: dict[str, int] = {}
@@ -522,7 +541,18 @@ class NetworkService:
                     break
                 except PeerGone:
                     break
-                if isinstance(msg, BlockResponse):
+                if isinstance(msg, TranscriptResponse) and peer.last_size > MAX_TRANSCRIPT_RESPONSE_SIZE:
+                    # Read (the message bound allows it) but over what any server may send.
+                    fut = self._pending.pop((peer.peer_id, msg.id), None)
+                    if fut is not None and not fut.done():
+                        fut.set_exception(RequestFailed(f"transcript response {msg.id} of {peer.last_size} bytes"))
+                    if self.report_peer(
+                        peer.peer_id, Misbehaviour.WRONG_RESPONSE,
+                        f"a transcript response of {peer.last_size} bytes, over {MAX_TRANSCRIPT_RESPONSE_SIZE}",
+                    ):
+                        break
+                    continue
+                if isinstance(msg, (BlockResponse, TranscriptResponse)):
                     fut = self._pending.pop((peer.peer_id, msg.id), None)
                     if fut is None:
                         if msg.id in peer.expired_requests:
@@ -538,10 +568,11 @@ class NetworkService:
                     reason = self._misbehaved(peer, Misbehaviour.BAD_STATUS, "a second status message")
                     break
                 else:
-                    if isinstance(msg, BlockRequest) and not peer.requests.take():
+                    if isinstance(msg, (BlockRequest, TranscriptRequest)) and not peer.requests.take():
                         reason = self._misbehaved(
                             peer, Misbehaviour.FLOOD,
-                            f"more than {peer.requests.rate:g} block requests/s (burst {peer.requests.burst:g})",
+                            f"more than {peer.requests.rate:g} {'block' if isinstance(msg, BlockRequest) else 'transcript'} "
+                            f"requests/s (burst {peer.requests.burst:g}), block and transcript requests together",
                         )
                         break
                     # Backpressure: wait (not reading) until the handler has room. One message
@@ -663,6 +694,10 @@ class NetworkService:
                     await self._on_finality(peer, msg, h.on_vote)
                 elif isinstance(msg, Justification):
                     await self._on_finality(peer, msg, h.on_justification)
+                elif isinstance(msg, TranscriptRequest):
+                    await self._serve_transcript(peer, msg)
+                elif isinstance(msg, FraudProofGossip):
+                    await self._on_fraud_proof(peer, msg)
             except NetworkError as exc:
                 log.warning("handling a message from %s failed: %s", peer.peer_id, exc)
             except Exception:
@@ -699,6 +734,29 @@ class NetworkService:
         if not peer.send_encoded(data):
             # It asks and does not read: holding its answers would pin memory without bound.
             self._spawn(self._drop(peer, "send queue full: the peer does not read its responses"), "p2p-slow")
+
+    async def _serve_transcript(self, peer: Peer, req: TranscriptRequest) -> None:
+        openings: Sequence[Opening] = ()
+        if self.handlers.serve_transcript_request is not None:
+            openings = await self.handlers.serve_transcript_request(peer.peer_id, req)
+        data = await asyncio.to_thread(_encode_transcript_response, req, openings)
+        if not peer.send_encoded(data):
+            self._spawn(self._drop(peer, "send queue full: the peer does not read its responses"), "p2p-slow")
+
+    async def _on_fraud_proof(self, peer: Peer, msg: FraudProofGossip) -> None:
+        digest = blake2_256(b"\2" + msg.proof)
+        peer.known_votes.add(digest)
+        if self.handlers.on_fraud_proof is None or digest in self._seen_votes:
+            return
+        if not peer.requests.take():
+            log.info("dropped a fraud proof from %s: over its request rate (%g/s)", peer.peer_id, peer.requests.rate)
+            return  # not marked seen: the same proof from another peer is still checked
+        self._seen_votes.add(digest)
+        verdict = await self.handlers.on_fraud_proof(peer.peer_id, msg.proof)
+        if verdict:
+            self._gossip(msg, digest, lambda p: p.known_votes)
+        elif verdict is False:
+            self.report_peer(peer.peer_id, Misbehaviour.BAD_FRAUD_PROOF)
 
     # --- what the node sends ----------------------------------------------------------------------
     def _gossip(self, msg: Message, digest: bytes, known: Callable[[Peer], BoundedSet]) -> int:
@@ -751,6 +809,61 @@ class NetworkService:
         msg = Justification(payload)
         return self._gossip(msg, blake2_256(b"\1" + payload), lambda p: p.known_votes)
 
+    def broadcast_fraud_proof(self, proof: bytes) -> int:
+        """Gossip an encoded fraud proof to every peer that has not seen it; the number sent to."""
+        digest = blake2_256(b"\2" + proof)
+        self._seen_votes.add(digest)
+        return self._gossip(FraudProofGossip(proof), digest, lambda p: p.known_votes)
+
+    async def _request(self, peer_id: PeerId, make: Callable[[int], Message], timeout: float | None, what: str) -> Message:
+        """Send the request ``make(id)`` to ``peer_id`` and wait for the answer with its id.
+
+        A silent peer is charged REQUEST_TIMEOUT (see :func:`_await_answer` for our own stalls)."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            raise RequestFailed(f"{peer_id} is not connected")
+        req_id = next(self._request_ids)
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[(peer_id, req_id)] = fut
+        if not peer.send(make(req_id)):
+            self._pending.pop((peer_id, req_id), None)
+            raise RequestFailed(f"{peer_id}'s send queue is full")
+        if not await _await_answer(fut, timeout or self.config.request_timeout):
+            self._pending.pop((peer_id, req_id), None)
+            peer.expired_requests.add(req_id)
+            self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)
+            raise RequestFailed(f"{peer_id} did not answer {what} request {req_id} in time")
+        return fut.result()
+
+    async def request_transcript(
+        self,
+        peer_id: PeerId,
+        block_hash: bytes,
+        extrinsic_index: int,
+        wanted: Sequence[tuple[int, bool]],
+        *,
+        timeout: float | None = None,
+    ) -> tuple[Opening, ...]:
+        """Ask ``peer_id`` for openings of entries of one training call's transcript.
+
+        The answer may hold fewer than asked (the peer has only some, or cut its answer at the
+        response budget) but only entries asked for, in the order asked, none twice; a peer
+        that answers otherwise is charged and the request fails. Whether each opening verifies
+        against the block's transcript root is the caller's check (it holds the result).
+        """
+        if not 1 <= len(wanted) <= MAX_OPENINGS_PER_REQUEST:
+            raise RequestFailed(f"{len(wanted)} entries is outside 1..{MAX_OPENINGS_PER_REQUEST}")
+        asked = tuple((int(j), bool(w)) for j, w in wanted)
+        resp = await self._request(
+            peer_id, lambda i: TranscriptRequest(i, block_hash, extrinsic_index, asked), timeout, "transcript"
+        )
+        problem = _check_transcript_response(asked, resp)
+        if problem is not None:
+            self.report_peer(peer_id, Misbehaviour.WRONG_RESPONSE, problem)
+            raise RequestFailed(f"{peer_id} answered a transcript request wrongly: {problem}")
+        assert isinstance(resp, TranscriptResponse)
+        return resp.openings
+
     async def request_blocks(
         self,
         peer_id: PeerId,
@@ -768,29 +881,20 @@ class NetworkService:
         """
         if not 1 <= count <= MAX_BLOCKS_PER_REQUEST:
             raise RequestFailed(f"count {count} is outside 1..{MAX_BLOCKS_PER_REQUEST}")
-        peer = self._peers.get(peer_id)
-        if peer is None:
-            raise RequestFailed(f"{peer_id} is not connected")
-        req = BlockRequest(next(self._request_ids), start, count, direction)
-        fut: asyncio.Future[BlockResponse] = asyncio.get_running_loop().create_future()
-        self._pending[(peer_id, req.id)] = fut
-        if not peer.send(req):
-            self._pending.pop((peer_id, req.id), None)
-            raise RequestFailed(f"{peer_id}'s send queue is full")
-        if not await _await_answer(fut, timeout or self.config.request_timeout):
-            self._pending.pop((peer_id, req.id), None)
-            peer.expired_requests.add(req.id)
-            self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)
-            raise RequestFailed(f"{peer_id} did not answer block request {req.id} in time")
-        resp = fut.result()
-        problem = _check_response(req, resp.blocks)
+        req = BlockRequest(0, start, count, direction)
+        resp = await self._request(peer_id, lambda i: BlockRequest(i, start, count, direction), timeout, "block")
+        problem = (
+            _check_response(req, resp.blocks) if isinstance(resp, BlockResponse)
+            else f"a {type(resp).__name__} to a block request"
+        )
         if problem is not None:
             self.report_peer(peer_id, Misbehaviour.WRONG_RESPONSE, problem)
-            raise RequestFailed(f"{peer_id} answered block request {req.id} wrongly: {problem}")
+            raise RequestFailed(f"{peer_id} answered a block request wrongly: {problem}")
+        assert isinstance(resp, BlockResponse)
         return list(resp.blocks)
 
 
-async def _await_answer(fut: asyncio.Future[BlockResponse], timeout: float) -> bool:
+async def _await_answer(fut: asyncio.Future[Message], timeout: float) -> bool:
     """Wait for ``fut`` for ``timeout`` seconds of a running event loop; False if it did not come.
 
     Waited in steps of at most :data:`LAG_STEP`: a step that ends late means our own loop was
@@ -823,6 +927,34 @@ def _encode_response(req: BlockRequest, blocks: Sequence[BlockData], budget: int
             break
         out.append(bd)
     return encode_message(BlockResponse(req.id, tuple(out)))
+
+
+def _encode_transcript_response(req: TranscriptRequest, openings: Sequence[Opening]) -> bytes:
+    """The encoded response: the first ``openings`` that fit in :data:`MAX_TRANSCRIPT_RESPONSE_SIZE`.
+
+    The server's handler cuts its answer at the budget already (it stops reading there); this
+    keeps the bound whatever a handler returns."""
+    out = list(openings[: len(req.wanted)])
+    data = encode_message(TranscriptResponse(req.id, tuple(out)))
+    while len(data) > MAX_TRANSCRIPT_RESPONSE_SIZE and out:
+        out.pop()
+        data = encode_message(TranscriptResponse(req.id, tuple(out)))
+    return data
+
+
+def _check_transcript_response(asked: Sequence[tuple[int, bool]], resp: Message) -> str | None:
+    if not isinstance(resp, TranscriptResponse):
+        return f"a {type(resp).__name__} to a transcript request"
+    order = {j: i for i, (j, _) in enumerate(asked)}
+    last = -1
+    for opening in resp.openings:
+        position = order.get(opening.index)
+        if position is None:
+            return f"entry {opening.index} was not asked for"
+        if position <= last:
+            return f"entry {opening.index} is out of the order asked, or twice"
+        last = position
+    return None
 
 
 def _check_response(req: BlockRequest, blocks: Sequence[BlockData]) -> str | None:

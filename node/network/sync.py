@@ -42,6 +42,24 @@ Finality
   syncing node imports and checks each one, so a node syncing from genesis checks every
   justification on the way.
 
+Proof-of-learning (issue 9)
+- every block from a peer is imported with a :class:`~node.network.transcripts.NetworkSource`:
+  the node's verifier fetches the openings its sample needs from the peer the block came from
+  first, then the others. A block whose openings cannot be had within ``--pol-fetch-timeout``
+  (``CheckpointsUnavailable``) is not imported: logged once per block, counted in
+  ``polchain_pol_unavailable_total``, not the peer's fault (it may relay an author that
+  withholds), and retried when the next announcement or sync round brings it again. A block
+  that is not imported is never built on nor voted for;
+- a block whose check finds a fault (``FraudFound``) is not imported either; the node stores
+  the proof, gossips it and reports it on chain (node.service). The relaying peer is not
+  blamed: an honest peer whose own sample missed the forged segment imports and relays it;
+- a gossiped fraud proof is size-bounded by the wire type, rate-limited per peer, decoded and
+  checked against our best state (chain.fraud.verify_fraud_proof re-runs the one segment), and
+  a valid one invalidates the block and its descendants here (``Blockchain.invalidate``, a
+  reorganisation if we had built on it) and is gossiped on once; one that does not decode or
+  shows no fault costs the sender BAD_FRAUD_PROOF, with the reason logged;
+- transcript requests are served from the node's store (node.network.transcripts).
+
 Transactions from peers go through the same pool path as RPC submissions; those the pool
 accepts are gossiped on, and the network's seen-set keeps them from looping. Their signatures
 are checked first, in a thread (ed25519 is the costly part, and libsodium releases the GIL),
@@ -65,8 +83,12 @@ from chain.crypto import blake2_256, verify_signature
 from chain.errors import (
     BlockError,
     ChainError,
+    CheckpointsUnavailable,
     CodecError,
     FinalityConflict,
+    FraudFound,
+    InvalidBlockAncestry,
+    InvalidFraudProof,
     InvalidSignature,
     InvalidTransaction,
     UnknownParent,
@@ -75,6 +97,7 @@ from chain.extrinsic import decode_extrinsic
 from chain.header import Header
 from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool
+from chain.proofs import CheckpointSource
 from consensus.errors import (
     InvalidHeader,
     InvalidJustification,
@@ -82,6 +105,7 @@ from consensus.errors import (
     VoteEquivocation,
 )
 from consensus.finality import Justification, SignedVote, decode_justification, decode_signed_vote
+from node.metrics import NodeMetrics
 from node.network.errors import RequestFailed
 from node.network.identity import PeerId
 from node.network.messages import (
@@ -92,8 +116,10 @@ from node.network.messages import (
     BlockData,
     BlockRequest,
 )
+from node.network.peer import BoundedSet
 from node.network.reputation import Misbehaviour, RateLimiter
 from node.network.service import ChainStatus, NetworkHandlers, NetworkService, PeerInfo
+from node.network.transcripts import NetworkSource, TranscriptServer, TranscriptStats
 
 log = logging.getLogger("polchain.sync")
 
@@ -105,6 +131,11 @@ CHARGED_REFUSALS = frozenset({"bad_proof", "payment"})
 #: Syncs a peer's announcements may start: a sync costs requests and holds the sync lock.
 SYNCS_PER_SECOND = 4.0
 SYNC_BURST = 8.0
+#: Fraud-proof refusals that can be our own lag, not the sender's fault: the job's model
+#: version or data set is not in our best state yet.
+UNBLAMED_FRAUD_REASONS = frozenset({"unknown_job"})
+#: Blocks whose unavailable openings were logged (each once, however often retried).
+UNAVAILABLE_LOGGED = 1024
 
 
 class SyncedNode(Protocol):
@@ -113,10 +144,14 @@ class SyncedNode(Protocol):
     chain: Blockchain
     pool: TransactionPool
     slot_ms: int
+    metrics: NodeMetrics
+    pol_stats: TranscriptStats
+    pol_fetch_timeout: float
 
     def submit(self, raw: bytes) -> bytes: ...
     def signature_verified(self, xt_hash: bytes) -> None: ...
-    async def import_block(self, block: Block) -> ImportedBlock | None: ...
+    async def import_block(self, block: Block, source: CheckpointSource | None = None) -> ImportedBlock | None: ...
+    async def import_fraud_proof(self, payload: bytes) -> bool: ...
     async def add_vote(self, vote: SignedVote) -> None: ...
     async def import_justification(self, justification: Justification) -> bool: ...
 
@@ -133,6 +168,8 @@ class NodeLink:
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
         self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (best hash, its validator set)
         self._stopping = False
+        self._unavailable = BoundedSet(UNAVAILABLE_LOGGED)
+        self.transcripts = TranscriptServer(node.chain.transcripts, node.pol_stats)
         network.handlers = NetworkHandlers(
             on_block_announce=self._on_announce,
             on_transactions=self._on_transactions,
@@ -141,6 +178,8 @@ class NodeLink:
             on_justification=self._on_justification,
             on_peer_connected=self._on_peer_connected,
             on_peer_disconnected=self._on_peer_disconnected,
+            serve_transcript_request=self.transcripts.serve,
+            on_fraud_proof=self._on_fraud_proof,
         )
         node.pool.add_listener(self._on_pool_status)
 
@@ -229,9 +268,24 @@ class NodeLink:
             self._start_sync(peer)  # kept by the node until the block arrives
         return True if imported else None
 
+    async def _on_fraud_proof(self, peer: PeerId, payload: bytes) -> bool | None:
+        """A gossiped fraud proof: True (gossip it on) if it is valid and new here; an invalid
+        one is charged here with its reason (so None, not False, to the network)."""
+        try:
+            return await self.node.import_fraud_proof(payload) or None
+        except InvalidFraudProof as exc:
+            if exc.reason in UNBLAMED_FRAUD_REASONS:
+                log.info("fraud proof from %s not checked here: %s: %s", peer, exc.reason, exc)
+            else:
+                self.network.report_peer(peer, Misbehaviour.BAD_FRAUD_PROOF, f"{exc.reason}: {exc}")
+            return None
+
     async def _on_announce(self, peer: PeerId, header: Header) -> None:
         chain = self.node.chain
         if chain.has_block(header.hash()) or header.number <= chain.finalized_number:
+            return
+        if chain.is_invalid(header.hash()) or chain.is_invalid(header.parent_hash):
+            log.debug("announce of block #%d from %s ignored: it is, or builds on, a block proven invalid", header.number, peer)
             return
         problem, blame = self._announce_problem(header)
         if problem is not None:
@@ -421,8 +475,25 @@ class NodeLink:
 
     async def _import_block(self, peer: PeerId, data: BlockData) -> bool:
         header = data.block.header
+        source = NetworkSource(
+            self.network, asyncio.get_running_loop(), peer, timeout=self.node.pol_fetch_timeout, stats=self.node.pol_stats
+        )
         try:
-            await self.node.import_block(data.block)
+            await self.node.import_block(data.block, source)
+        except CheckpointsUnavailable as exc:
+            # Not the relay's fault (the author may withhold); the next announcement or sync
+            # round asks again. Until then the block is not stored: nothing builds on it or
+            # votes for it.
+            self.node.metrics.pol_unavailable.inc()
+            if self._unavailable.add(header.hash()):
+                log.warning("block #%d (0x%s…) from %s not imported: %s", header.number, header.hash().hex()[:12], peer, exc)
+            return False
+        except FraudFound as exc:
+            log.warning("block #%d from %s rejected: %s", header.number, peer, exc)
+            return False
+        except InvalidBlockAncestry as exc:
+            log.info("block #%d from %s not imported: %s", header.number, peer, exc)
+            return False
         except InvalidHeader as exc:
             if exc.reason == "future_slot":
                 # Clock skew between us and the author, not the peer's fault: ask again a slot later.

@@ -157,6 +157,8 @@ def test_a_header_without_one_pol_commitment_is_refused(world) -> None:
     h = p.header
     for digest in (h.digest[:1], h.digest + h.digest[1:]):
         _refused(world, replace(p, header=_reseal(replace(h, digest=digest))), "bad_header", r"POL_ commitments, expected 1$")
+    garbled = (h.digest[0], replace(h.digest[1], data=b"\x00"))
+    _refused(world, replace(p, header=_reseal(replace(h, digest=garbled))), "bad_header", r"^PolCommitment: ")
 
 
 def test_a_result_not_under_the_transcripts_root_is_refused(world) -> None:

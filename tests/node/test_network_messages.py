@@ -1,4 +1,4 @@
-"""The wire protocol: canonical encodings, bounds, the reserved fraud-proof tag."""
+"""The wire protocol: canonical encodings, bounds, the fraud-proof gossip."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from chain.header import Header
 from node.network.errors import MessageError, OversizeMessage
 from node.network.messages import (
     MAX_BLOCKS_PER_REQUEST,
+    MAX_FRAUD_PROOF_SIZE,
     MAX_TRANSACTIONS_PER_MESSAGE,
     PROTOCOL_VERSION,
     ROLE_AUTHORITY,
@@ -20,6 +21,7 @@ from node.network.messages import (
     BlockResponse,
     Disconnect,
     FinalityVote,
+    FraudProofGossip,
     Justification,
     Status,
     Transactions,
@@ -53,11 +55,15 @@ def test_tags_are_fixed() -> None:
     assert [encode_message(m)[1] for m in ALL] == [1, 2, 3, 4, 4, 5, 6, 7, 8]
 
 
-def test_reserved_fraud_proof_tag_has_its_own_error() -> None:
-    with pytest.raises(MessageError, match=f"tag {TAG_FRAUD_PROOF} is reserved for fraud proofs"):
-        decode_message(msgspec.msgpack.encode([TAG_FRAUD_PROOF, b"proof"]))
-    with pytest.raises(MessageError, match="not a protocol message: Invalid value 10"):
-        decode_message(msgspec.msgpack.encode([10, b"x"]))
+def test_fraud_proof_gossip_is_tag_9_and_size_bounded_before_decoding() -> None:
+    msg = FraudProofGossip(b"proof")
+    assert encode_message(msg)[1] == TAG_FRAUD_PROOF == 9 and decode_message(encode_message(msg)) == msg
+    with pytest.raises(MessageError, match=f"length <= {MAX_FRAUD_PROOF_SIZE}"):
+        decode_message(msgspec.msgpack.encode([TAG_FRAUD_PROOF, bytes(MAX_FRAUD_PROOF_SIZE + 1)]))
+    with pytest.raises(MessageError, match="length >= 1"):
+        decode_message(msgspec.msgpack.encode([TAG_FRAUD_PROOF, b""]))
+    with pytest.raises(MessageError, match="not a protocol message: Invalid value 12"):
+        decode_message(msgspec.msgpack.encode([12, b"x"]))
 
 
 def test_non_canonical_and_garbage_bytes_are_refused() -> None:

@@ -1,0 +1,219 @@
+"""Proof-of-learning checkpoints over the network: serving openings and fetching them on import.
+
+A block carries each training call's transcript root, loss curve and new weights; the
+intermediate checkpoints stay with the author (issue 9). A validator importing the block
+fetches only the openings its secret sample needs (consensus.pol.SampledVerifier asks a
+:class:`chain.proofs.CheckpointSource`), verifies each against the committed root, and
+stores them with the block, so it serves them too.
+
+Serving (:class:`TranscriptServer`) reads the node's :class:`chain.transcripts.TranscriptStore`
+and answers only what it has: the author has every opening of its own blocks, any other node
+those it fetched or computed. An opening asked for with its weights is served only if the
+stored one has them; one asked for without is served without (a hash and a loss, not 1 MiB).
+An unknown block or call is an empty answer, not an error. Reading stops once the answer
+reaches :data:`~node.network.messages.MAX_TRANSCRIPT_RESPONSE_SIZE` bytes; the requester asks
+again for the rest. Request rates are limited per peer by the network service.
+
+Fetching (:class:`NetworkSource`) is called by ``Blockchain.import_block`` in the import
+worker thread, while the network runs on the event loop: it hands the work to the loop with
+``asyncio.run_coroutine_threadsafe`` and blocks the worker thread (never the loop) on the
+answer. It asks the peer the block came from first, then every other connected peer, each for
+what is still missing, and checks every opening with :func:`chain.proofs.verify_opening`
+(in a thread: hashing a checkpoint is up to 1 MiB of BLAKE2b); a peer that sends one that does
+not verify is charged BAD_OPENING and the next peer is asked. All of it within
+``timeout`` seconds (``--pol-fetch-timeout``, 2 s by default); what is still missing then
+raises :class:`chain.errors.CheckpointsUnavailable`, and the block is not imported (the
+sync retries it on a later announcement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from chain.codec import encode
+from chain.errors import BlockError, CheckpointsUnavailable
+from chain.proofs import Opening, TrainingResult, verify_opening
+from chain.transcripts import TranscriptStore
+from node.network.errors import RequestFailed
+from node.network.identity import PeerId
+from node.network.messages import (
+    MAX_OPENINGS_PER_REQUEST,
+    MAX_TRANSCRIPT_RESPONSE_SIZE,
+    TranscriptRequest,
+)
+from node.network.reputation import Misbehaviour
+from node.network.service import NetworkService
+
+log = logging.getLogger("polchain.pol")
+
+DEFAULT_FETCH_TIMEOUT = 2.0
+# Room for an encoded opening's fields besides its weights and path (index, hash, loss, headers).
+OPENING_OVERHEAD = 64
+# Seconds the worker thread waits past the fetch timeout for the loop to give up by itself.
+THREAD_GRACE = 1.0
+
+
+@dataclass(slots=True)
+class TranscriptStats:
+    """Counters a node exports as metrics (node.metrics); updated on the event loop thread."""
+
+    openings_fetched: int = 0
+    checkpoints_fetched: int = 0  # openings fetched with their weights
+    bytes_fetched: int = 0
+    openings_served: int = 0
+    bytes_served: int = 0
+    bad_openings: int = 0
+
+
+class TranscriptServer:
+    """Answers TranscriptRequests from a :class:`TranscriptStore`."""
+
+    def __init__(self, store: TranscriptStore, stats: TranscriptStats | None = None, *, serving: bool = True) -> None:
+        self.store = store
+        self.stats = stats or TranscriptStats()
+        self.serving = serving  # False: --byzantine withhold-checkpoints answers not-found to all (node/byzantine.py)
+
+    async def serve(self, peer: PeerId, req: TranscriptRequest) -> list[Opening]:
+        """The openings we have of those asked for, in the order asked (read in a thread)."""
+        if not self.serving:
+            return []
+        openings = await asyncio.to_thread(self.read, req)
+        self.stats.openings_served += len(openings)
+        self.stats.bytes_served += sum(len(encode(o)) for o in openings)
+        return openings
+
+    def read(self, req: TranscriptRequest) -> list[Opening]:
+        out: list[Opening] = []
+        budget = MAX_TRANSCRIPT_RESPONSE_SIZE - 64  # the response's own envelope
+        for index, with_weights in req.wanted:
+            opening = self.store.get(req.block_hash, req.extrinsic_index, index)
+            if opening is None:
+                continue
+            if with_weights and opening.weights is None:
+                continue  # we hold its hash and loss only
+            if not with_weights and opening.weights is not None:
+                opening = msgspec.structs.replace(opening, weights=None)
+            budget -= OPENING_OVERHEAD + 34 * len(opening.path) + len(opening.weights or b"")
+            if budget < 0:
+                break
+            out.append(opening)
+        return out
+
+
+class NetworkSource:
+    """A :class:`chain.proofs.CheckpointSource` for one import: openings from the peers.
+
+    Built on the event loop thread; :meth:`fetch` is called from the import worker thread.
+    """
+
+    def __init__(
+        self,
+        network: NetworkService,
+        loop: asyncio.AbstractEventLoop,
+        first: PeerId | None,
+        *,
+        timeout: float = DEFAULT_FETCH_TIMEOUT,
+        stats: TranscriptStats | None = None,
+    ) -> None:
+        self.network = network
+        self.loop = loop
+        self.first = first
+        self.timeout = timeout
+        self.stats = stats or TranscriptStats()
+
+    def fetch(self, block_hash: bytes, result: TrainingResult, wanted: Sequence[tuple[int, bool]]) -> dict[int, Opening]:
+        """Verified openings for each (entry index, with weights) of ``wanted``.
+
+        CheckpointsUnavailable if not every one could be had from the peers within the timeout;
+        BlockError (from verify_opening) never escapes: a bad opening is the sender's fault,
+        not the block's, and the next peer is asked."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            # The loop's own thread would wait on itself: a programming error, said plainly.
+            raise RuntimeError("NetworkSource.fetch blocks: call it from the import worker thread")
+        future = asyncio.run_coroutine_threadsafe(self._fetch(block_hash, result, tuple(wanted)), self.loop)
+        try:
+            return future.result(self.timeout + THREAD_GRACE)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise CheckpointsUnavailable(
+                f"openings of extrinsic #{result.extrinsic_index} of block 0x{block_hash.hex()[:12]}… "
+                f"not obtained within {self.timeout:g} s"
+            ) from None
+        except concurrent.futures.CancelledError:
+            raise CheckpointsUnavailable("the network stopped while openings were fetched") from None
+
+    async def _fetch(
+        self, block_hash: bytes, result: TrainingResult, wanted: tuple[tuple[int, bool], ...]
+    ) -> dict[int, Opening]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        need = dict(wanted)  # entry index -> with weights
+        got: dict[int, Opening] = {}
+        peers = [p.peer_id for p in self.network.peers()]
+        order = [self.first] if self.first in peers else []
+        order += [p for p in peers if p != self.first]
+        asked: list[PeerId] = []
+        for i, peer in enumerate(order):
+            if not need:
+                break
+            asked.append(peer)
+            while need:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                # Leave half of what is left for the peers after this one.
+                per_peer = left if i == len(order) - 1 else left / 2
+                batch = list(need.items())[:MAX_OPENINGS_PER_REQUEST]
+                try:
+                    openings = await self.network.request_transcript(
+                        peer, block_hash, result.extrinsic_index, batch, timeout=per_peer
+                    )
+                except RequestFailed as exc:
+                    log.debug("openings of 0x%s… from %s: %s", block_hash.hex()[:12], peer, exc)
+                    break
+                if not openings:
+                    break
+                verified, problem = await asyncio.to_thread(_verify, result, openings, need)
+                for opening in verified:
+                    got[opening.index] = opening
+                    del need[opening.index]
+                    self.stats.openings_fetched += 1
+                    self.stats.checkpoints_fetched += opening.weights is not None
+                    self.stats.bytes_fetched += len(encode(opening))
+                if problem is not None:
+                    self.stats.bad_openings += 1
+                    self.network.report_peer(peer, Misbehaviour.BAD_OPENING, problem)
+                    break
+        if need:
+            missing = sorted(need)
+            raise CheckpointsUnavailable(
+                f"{len(missing)} of {len(wanted)} openings (entries {missing[:8]}{'…' if len(missing) > 8 else ''}) "
+                f"of extrinsic #{result.extrinsic_index} of block 0x{block_hash.hex()[:12]}… could not be had "
+                f"from {len(asked)} peer(s) within {self.timeout:g} s"
+            )
+        return got
+
+
+def _verify(result: TrainingResult, openings: Sequence[Opening], need: dict[int, bool]) -> tuple[list[Opening], str | None]:
+    """The openings that verify, up to the first that does not, and why that one did not."""
+    good: list[Opening] = []
+    for opening in openings:
+        try:
+            verify_opening(result, opening, need_weights=need[opening.index])
+        except BlockError as exc:
+            return good, f"entry {opening.index} of extrinsic #{result.extrinsic_index}: {exc}"
+        good.append(opening)
+    return good, None
+
+
+__all__ = ["DEFAULT_FETCH_TIMEOUT", "NetworkSource", "TranscriptServer", "TranscriptStats"]

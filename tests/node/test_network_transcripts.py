@@ -1,0 +1,286 @@
+"""Transcript openings over real loopback NetworkServices (real WebSockets, Noise, ed25519) and
+a real LevelDB TranscriptStore: serving what a node has, fetching what a sample needs,
+verifying every opening, and the bounds on requests and responses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+import numpy as np
+import pytest
+from netkit import Node, RawPeer, start_node, wait_for
+
+import ml_runtime as mr
+from chain.errors import CheckpointsUnavailable
+from chain.proofs import Opening, TrainingResult, compute_openings, compute_result
+from chain.storage import Database
+from chain.transcripts import TranscriptStore
+from node.network.errors import MessageError, RequestFailed
+from node.network.messages import (
+    MAX_OPENINGS_PER_REQUEST,
+    MAX_TRANSCRIPT_RESPONSE_SIZE,
+    Disconnect,
+    Status,
+    TranscriptRequest,
+    TranscriptResponse,
+    decode_message,
+    encode_message,
+)
+from node.network.reputation import Misbehaviour
+from node.network.transcripts import NetworkSource, TranscriptServer, TranscriptStats
+
+BLOCK = b"\xab" * 32
+SPEC = mr.ModelSpec("softmax", 3, 2)
+
+
+def _job_result() -> mr.JobResult:
+    rng = np.random.default_rng(7)
+    job = mr.TrainingJob(
+        spec=SPEC, weights=np.zeros(SPEC.param_count, dtype=np.float32),
+        x=rng.standard_normal((32, 3)).astype(np.float32), y=rng.integers(0, 2, 32).astype(np.int32),
+        steps=16, batch_size=4, lr=0.1, l2=0.0, seed=b"\x05" * 32, segment_len=2,
+    )
+    return mr.run_job(job)
+
+
+JOB = _job_result()
+RESULT: TrainingResult = compute_result(0, JOB)
+OPENINGS: tuple[Opening, ...] = compute_openings(JOB)  # 9 entries: 8 segments
+SAMPLE = ((2, True), (3, False), (6, True), (7, False))  # what a 2-segment sample of 2 and 6 needs
+
+
+@asynccontextmanager
+async def serving(
+    tmp_path, *stores: tuple[Opening, ...] | str | None, **changes
+) -> AsyncIterator[list[tuple[Node, TranscriptServer]]]:
+    """One node per entry of ``stores``, each serving those openings of BLOCK's call #0 from a
+    real database (None: no transcript handler, so empty answers; "silent": never answers),
+    then a client node last."""
+    started: list[tuple[Node, TranscriptServer]] = []
+    dbs: list[Database] = []
+    try:
+        for i, openings in enumerate((*stores, ())):
+            db = Database(tmp_path / f"db{i}")
+            dbs.append(db)
+            store = TranscriptStore(db)
+            if isinstance(openings, tuple) and openings:
+                with db.write_batch() as batch:
+                    store.stage(batch, BLOCK, 0, openings)
+            node = await start_node(**changes)
+            server = TranscriptServer(store, TranscriptStats())
+            if openings == "silent":
+                node.service.handlers.serve_transcript_request = _silent
+            elif openings is not None:
+                node.service.handlers.serve_transcript_request = server.serve
+            started.append((node, server))
+        client = started[-1][0]
+        for node, _ in started[:-1]:
+            await client.service.dial(node.addr)
+        yield started
+    finally:
+        for node, _ in started:
+            await node.service.stop()
+        for db in dbs:
+            db.close()
+
+
+async def _silent(peer, req) -> list[Opening]:
+    await asyncio.sleep(30)
+    return []
+
+
+def _source(client: Node, first, timeout: float = 2.0) -> NetworkSource:
+    return NetworkSource(client.service, asyncio.get_running_loop(), first, timeout=timeout, stats=TranscriptStats())
+
+
+# --- the wire --------------------------------------------------------------------------------------
+
+
+def test_transcript_messages_round_trip_with_their_tags() -> None:
+    req = TranscriptRequest(5, BLOCK, 1, ((0, True), (4, False)))
+    resp = TranscriptResponse(5, OPENINGS[:2])
+    assert decode_message(encode_message(req)) == req and encode_message(req)[1] == 10
+    assert decode_message(encode_message(resp)) == resp and encode_message(resp)[1] == 11
+
+
+@pytest.mark.parametrize(
+    ("wanted", "reason"),
+    [
+        ((), "Expected `array` of length >= 1"),
+        (tuple((j, False) for j in range(MAX_OPENINGS_PER_REQUEST + 1)), f"length <= {MAX_OPENINGS_PER_REQUEST}"),
+        (((3, True), (3, False)), "a transcript request names an entry twice"),
+        (((2**32, True),), "Expected `int` <= 4294967295"),
+    ],
+)
+def test_a_transcript_request_out_of_bounds_does_not_decode(wanted, reason: str) -> None:
+    data = msgspec.msgpack.encode([10, 1, BLOCK, 0, [list(w) for w in wanted]])
+    with pytest.raises(MessageError, match=reason):
+        decode_message(data)
+
+
+def test_a_response_over_the_openings_bound_does_not_decode() -> None:
+    data = msgspec.msgpack.encode([11, 1, [msgspec.to_builtins(OPENINGS[0])] * (MAX_OPENINGS_PER_REQUEST + 1)])
+    with pytest.raises(MessageError, match=f"length <= {MAX_OPENINGS_PER_REQUEST}"):
+        decode_message(data)
+
+
+# --- serving ---------------------------------------------------------------------------------------
+
+
+async def test_a_node_serves_what_it_has_and_not_found_is_an_empty_answer(tmp_path) -> None:
+    held = (OPENINGS[2], msgspec.structs.replace(OPENINGS[3], weights=None))  # what a sampler fetched
+    async with serving(tmp_path, held) as [(a, server), (b, _)]:
+        got = await b.service.request_transcript(a.id, BLOCK, 0, [(j, False) for j in range(9)])
+        assert [o.index for o in got] == [2, 3] and all(o.weights is None for o in got)
+        # Weights are served only where they are held; asked without, they are left out.
+        got = await b.service.request_transcript(a.id, BLOCK, 0, [(2, True), (3, True)])
+        assert [(o.index, o.weights is not None) for o in got] == [(2, True)]
+        # An unknown block or call, or an entry nobody holds: an answer, empty, nobody charged.
+        assert await b.service.request_transcript(a.id, b"\x01" * 32, 0, [(0, True)]) == ()
+        assert await b.service.request_transcript(a.id, BLOCK, 7, [(2, False)]) == ()
+        assert b.service.reputation.score(a.id) == 0 and a.service.reputation.score(b.id) == 0
+        assert server.stats.openings_served == 3
+
+
+async def test_an_answer_is_cut_at_the_response_budget_and_the_rest_is_asked_again(tmp_path) -> None:
+    """12 checkpoints of the largest model (1 MiB each) do not fit one 8 MiB response."""
+    big = tuple(Opening(j, bytes(32), 0, (bytes(32),) * 4, bytes([j]) * (4 << 18)) for j in range(12))
+    async with serving(tmp_path, big) as [(a, _), (b, _)]:
+        first = await b.service.request_transcript(a.id, BLOCK, 0, [(j, True) for j in range(12)])
+        assert 0 < len(first) < 12
+        assert len(encode_message(TranscriptResponse(1, first))) <= MAX_TRANSCRIPT_RESPONSE_SIZE
+        rest = await b.service.request_transcript(a.id, BLOCK, 0, [(j, True) for j in range(len(first), 12)])
+        assert [o.index for o in first + rest][: len(first) + len(rest)] == list(range(len(first) + len(rest)))
+
+
+# --- fetching --------------------------------------------------------------------------------------
+
+
+async def test_a_sample_is_fetched_from_the_first_peer_verified_and_counted(tmp_path) -> None:
+    async with serving(tmp_path, OPENINGS, OPENINGS) as [(a, sa), (_, sc), (b, _)]:
+        source = _source(b, a.id)
+        got = await asyncio.to_thread(source.fetch, BLOCK, RESULT, SAMPLE)
+        assert sorted(got) == [2, 3, 6, 7]
+        assert got[2].weights is not None and got[3].weights is None  # only what the sample needs
+        assert sa.stats.openings_served == 4 and sc.stats.openings_served == 0
+        assert source.stats.openings_fetched == 4
+        assert source.stats.bytes_fetched == sum(len(msgspec.msgpack.encode(o)) for o in got.values())
+        # Two checkpoints of the nine the author holds.
+        assert sum(len(o.weights or b"") for o in got.values()) == 2 * 4 * SPEC.param_count
+
+
+async def test_what_the_first_peer_lacks_comes_from_the_next(tmp_path) -> None:
+    async with serving(tmp_path, None, OPENINGS[:4], OPENINGS) as [(a, _), (_, sc), (_, sd), (b, _)]:
+        source = _source(b, a.id)  # a answers every request empty
+        started = time.monotonic()
+        got = await asyncio.to_thread(source.fetch, BLOCK, RESULT, SAMPLE)
+        assert sorted(got) == [2, 3, 6, 7] and time.monotonic() - started < 2.5
+        assert sc.stats.openings_served + sd.stats.openings_served == 4 and sd.stats.openings_served >= 2
+
+
+async def test_a_bad_opening_costs_the_sender_and_the_next_peer_is_asked(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    forged = list(OPENINGS)
+    forged[2] = msgspec.structs.replace(forged[2], weights=bytes(len(forged[2].weights or b"")))  # made-up checkpoint
+    async with serving(tmp_path, tuple(forged), OPENINGS) as [(a, _), _, (b, _)]:
+        source = _source(b, a.id)
+        got = await asyncio.to_thread(source.fetch, BLOCK, RESULT, SAMPLE)
+        assert sorted(got) == [2, 3, 6, 7] and got[2] == OPENINGS[2]
+        assert source.stats.bad_openings == 1
+        assert b.service.reputation.score(a.id) <= Misbehaviour.BAD_OPENING.cost + 1
+        assert "invalid checkpoint opening" in caplog.text
+        assert "weights do not hash to the entry's weights hash" in caplog.text
+
+
+async def test_openings_nobody_has_raise_checkpoints_unavailable_within_the_timeout(tmp_path) -> None:
+    async with serving(tmp_path, OPENINGS[:4], "silent") as [(a, _), _, (b, _)]:
+        source = _source(b, a.id, timeout=0.6)  # c never answers: its request times out
+        started = time.monotonic()
+        with pytest.raises(CheckpointsUnavailable, match=r"2 of 4 openings \(entries \[6, 7\]\) of extrinsic #0"):
+            await asyncio.to_thread(source.fetch, BLOCK, RESULT, SAMPLE)
+        assert time.monotonic() - started < 0.6 + 1.0
+
+
+async def test_fetch_on_the_event_loop_thread_is_refused(tmp_path) -> None:
+    async with serving(tmp_path, OPENINGS) as [(a, _), (b, _)]:
+        with pytest.raises(RuntimeError, match="call it from the import worker thread"):
+            _source(b, a.id).fetch(BLOCK, RESULT, SAMPLE)
+
+
+# --- bounds against a hostile peer ----------------------------------------------------------------
+
+
+async def _raw_to(node: Node) -> RawPeer:
+    raw = RawPeer()
+    assert isinstance(await raw.connect(node.addr), Status)
+    await wait_for(lambda: len(node.service.peers()) >= 1)
+    return raw
+
+
+async def test_a_transcript_request_flood_gets_a_peer_banned(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with serving(tmp_path, OPENINGS, requests_per_second=5.0, request_burst=10.0) as [(a, server), _]:
+        raw = await _raw_to(a)
+        for i in range(30):
+            await raw.send(TranscriptRequest(i + 1, BLOCK, 0, ((2, True),)))
+        rest = await raw.recv_until_closed()
+        await raw.close()
+        assert isinstance(rest[-1], Disconnect) and rest[-1].reason.startswith(Misbehaviour.FLOOD.reason)
+        assert "more than 5 transcript requests/s (burst 10)" in caplog.text
+        assert a.service.reputation.banned_for(raw.key.peer_id) > 0
+        assert sum(isinstance(m, TranscriptResponse) for m in rest) <= 11  # served at most the burst
+        assert server.stats.openings_served <= 11
+
+
+async def test_an_oversize_transcript_request_gets_a_peer_banned_unserved(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with serving(tmp_path, OPENINGS) as [(a, server), _]:
+        raw = await _raw_to(a)
+        await raw.send(TranscriptRequest(1, BLOCK, 0, tuple((j, True) for j in range(MAX_OPENINGS_PER_REQUEST + 1))))
+        rest = await raw.recv_until_closed()
+        await raw.close()
+        assert isinstance(rest[-1], Disconnect) and rest[-1].reason.startswith(Misbehaviour.GARBAGE.reason)
+        assert f"length <= {MAX_OPENINGS_PER_REQUEST}" in caplog.text
+        assert server.stats.openings_served == 0
+
+
+async def test_an_oversize_transcript_response_is_refused_and_charged(tmp_path) -> None:
+    """A peer answering with more than the 8 MiB a server may send (the message bound is 16)."""
+    async with serving(tmp_path) as [(b, _)]:
+        raw = await _raw_to(b)
+
+        async def answer() -> None:
+            req = await raw.recv()
+            while not isinstance(req, TranscriptRequest):
+                req = await raw.recv()
+            big = tuple(Opening(j, bytes(32), 0, (), bytes(1 << 20)) for j in range(9))
+            await raw.send(TranscriptResponse(req.id, big))
+
+        task = asyncio.create_task(answer())
+        with pytest.raises(RequestFailed, match=r"transcript response \d+ of \d+ bytes"):
+            await b.service.request_transcript(raw.key.peer_id, BLOCK, 0, [(j, True) for j in range(9)], timeout=3)
+        await task
+        await raw.close()
+        assert b.service.reputation.score(raw.key.peer_id) <= Misbehaviour.WRONG_RESPONSE.cost + 1
+
+
+async def test_an_answer_with_entries_not_asked_for_is_wrong(tmp_path) -> None:
+    async with serving(tmp_path) as [(b, _)]:
+        raw = await _raw_to(b)
+
+        async def answer() -> None:
+            req = await raw.recv()
+            while not isinstance(req, TranscriptRequest):
+                req = await raw.recv()
+            await raw.send(TranscriptResponse(req.id, (OPENINGS[5],)))
+
+        task = asyncio.create_task(answer())
+        with pytest.raises(RequestFailed, match="entry 5 was not asked for"):
+            await b.service.request_transcript(raw.key.peer_id, BLOCK, 0, [(2, True)], timeout=3)
+        await task
+        await raw.close()
