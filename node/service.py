@@ -407,6 +407,11 @@ class NodeService:
             for xt_hash, exc in invalid:
                 if exc.reason != "future":
                     self.pool.report_invalid(xt_hash)
+            if self.config.byzantine is not None and imported.block.body.results:
+                log.warning(
+                    "byzantine (%s): authored block #%d 0x%s with %d training result(s)", self.config.byzantine,
+                    imported.block.header.number, imported.block.hash().hex(), len(imported.block.body.results),
+                )
             self._after_import(imported, elapsed, authored=True)
             if self.config.byzantine is not None and self.config.byzantine.equivocates:
                 await self._equivocate(imported)
