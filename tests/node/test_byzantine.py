@@ -404,3 +404,45 @@ def _seed_of(block) -> bytes:
     from chain.pallets.training import compute_job_seed
 
     return compute_job_seed(block.header.parent_hash, block.body.extrinsics[0].hash())
+
+
+# --- withhold-checkpoints, on the wire ---------------------------------------------------------------
+async def test_a_withholding_server_answers_not_found_to_everything_it_holds(tmp_path) -> None:
+    """--byzantine withhold-checkpoints sets its TranscriptServer to serving=False: a validator
+    asking it over the real p2p protocol gets nothing, though the store holds every opening,
+    and its fetch ends in CheckpointsUnavailable (the block is then not imported:
+    tests/node/test_pol_nodes.py; the whole scenario live: test_byzantine_devnet.py)."""
+    import asyncio
+
+    from netkit import start_node
+
+    from chain.errors import CheckpointsUnavailable
+    from chain.proofs import compute_openings, compute_result
+    from chain.storage import Database
+    from chain.transcripts import TranscriptStore
+    from node.network.transcripts import NetworkSource, TranscriptServer, TranscriptStats
+
+    job = _job(steps=16, segment_len=4)
+    outcome = mr.run_job(job)
+    block = b"\xab" * 32
+    db = Database(tmp_path / "db")
+    store = TranscriptStore(db)
+    with db.write_batch() as batch:
+        store.stage(batch, block, 0, compute_openings(outcome))
+    server = TranscriptServer(store, TranscriptStats(), serving=byzantine.serves_checkpoints(parse_byzantine("withhold-checkpoints")))
+    author, validator = await start_node(), await start_node()
+    try:
+        author.service.handlers.serve_transcript_request = server.serve
+        await validator.service.dial(author.addr)
+        source = NetworkSource(validator.service, asyncio.get_running_loop(), author.id, timeout=0.6, stats=TranscriptStats())
+        wanted = ((0, False), (1, True), (2, False), (4, False))
+        with pytest.raises(CheckpointsUnavailable, match=r"4 of 4 openings \(entries \[0, 1, 2, 4\]\)"):
+            await asyncio.to_thread(source.fetch, block, compute_result(0, outcome), wanted)
+        assert server.stats.openings_served == 0 and source.stats.openings_fetched == 0
+        server.serving = byzantine.serves_checkpoints(None)  # an honest node serves the same store
+        got = await asyncio.to_thread(source.fetch, block, compute_result(0, outcome), wanted)
+        assert sorted(got) == [0, 1, 2, 4] and server.stats.openings_served == 4
+    finally:
+        await author.service.stop()
+        await validator.service.stop()
+        db.close()

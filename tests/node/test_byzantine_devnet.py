@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chain import calls
 from chain.codec import decode
 from chain.crypto import dev_keypair, ss58_encode
@@ -255,6 +257,7 @@ def test_a_forging_author_is_caught_never_finalized_and_slashed(tmp_path: Path) 
         run(net, scenario)
 
 
+@pytest.mark.slow  # ~30 s; shorter: test_byzantine.py's withholding server, test_pol_nodes.py's unfetchable sample
 def test_a_withholding_authors_blocks_are_never_imported_nor_finalized(tmp_path: Path) -> None:
     with live_devnet(tmp_path, "withhold-checkpoints") as net:
 
