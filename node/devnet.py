@@ -19,8 +19,8 @@ What it does, in order:
    is known before start and every node gets every other node's multiaddr as ``--bootnodes``
    (a whole mesh without peer discovery, with no hub whose loss splits it). These keys
    are public knowledge: a devnet is for one machine, never for a network others can reach.
-   Auditors will run ``--pol full`` once proof-of-learning consensus lands; today they are
-   plain full nodes.
+   Auditors run ``--pol full``: they re-run every segment of every training call (validators
+   sample ``pol_samples`` segments a job), so a forgery a sample misses is still proven.
 4. Status. Every ``--interval`` seconds each node is asked over RPC for its best and
    finalized heads and peer count; a live table (rich) shows them with the time of the best
    block (its Aura slot × block time) and the rate of new best blocks over the last 30 s. With
@@ -95,7 +95,7 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
     p.add_argument("--validators", "-n", type=_bounded(1, MAX_VALIDATORS), default=4, metavar="N",
                    help="validators, 1..64 (default 4)")
     p.add_argument("--auditors", type=_bounded(0, MAX_AUDITORS), default=0, metavar="K",
-                   help="full nodes besides the validators (plain full nodes today; --pol full once proof-of-learning consensus lands)")
+                   help="full nodes besides the validators, each an auditor (--pol full: re-runs every training segment)")
     p.add_argument("--base-path", "-d", type=Path, default=None, metavar="DIR",
                    help="default: $XDG_DATA_HOME/polchain/devnet (~/.local/share/polchain/devnet)")
     p.add_argument("--rpc-port", type=_bounded(1, 65535), default=9944, metavar="PORT", help="node i serves RPC on PORT + i (default 9944)")
@@ -236,6 +236,8 @@ def node_command(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: a
         cmd += ["--bootnodes", *others]
     if plan.byzantine is not None:
         cmd += ["--byzantine", plan.byzantine]
+    if not plan.validator and "--pol" in known:
+        cmd += ["--pol", "full"]
     if plan.prometheus_port is None:
         cmd += ["--no-prometheus"]
     else:

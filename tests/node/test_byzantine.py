@@ -258,6 +258,17 @@ def test_devnet_passes_the_mode_to_node_k_only(tmp_path: Path) -> None:
     for plan in plans:
         node_args = parser.parse_args(devnet.node_command(plan, tmp_path / "spec.json", plans, args)[3:])
         assert node_args.byzantine == (parse_byzantine("forge-training=0.035") if plan.index == 1 else None)
+        assert node_args.pol == "sampled"
+
+
+def test_devnet_auditors_re_run_everything(tmp_path: Path) -> None:
+    from node import cli, devnet
+
+    args = _devnet_args("--validators", "2", "--auditors", "1")
+    plans = devnet.plan_nodes(args, tmp_path)
+    parser = cli.build_parser()
+    pols = [parser.parse_args(devnet.node_command(p, tmp_path / "s", plans, args)[3:]).pol for p in plans]
+    assert pols == ["sampled", "sampled", "full"]
 
 
 def test_metric_reading_sums_every_label_set_and_ignores_lookalikes() -> None:
