@@ -293,6 +293,9 @@ def test_every_sampled_segment_is_rerun_in_parallel_and_the_earliest_fault_is_re
 
 
 def test_a_source_that_hands_over_a_wrong_opening_makes_the_block_unavailable(tmp_path) -> None:
+    """Missing openings and ones without the weights the sample needs are refused at once; ones
+    that do not verify are found when they would make a fault, and blamed on the source: the
+    verifier never accuses an author with openings that are not the author's."""
     author, block = _author(tmp_path / "author")
     validator = open_chain(tmp_path / "validator")
     claim = _claim(validator, block, 0)
@@ -300,14 +303,20 @@ def test_a_source_that_hands_over_a_wrong_opening_makes_the_block_unavailable(tm
     verifier = SampledVerifier(b"v" * 32, 2)
     sample = compute_sample(b"v" * 32, block.hash(), 0, S, 2)
     j = sample[0]
+    other_hash = msgspec.structs.replace(everything[0], weights_hash=everything[1].weights_hash)
     cases = {
-        "missing": {k: o for k, o in everything.items() if k != j},
-        "another entry": everything | {j: everything[j + 1]},
-        "no weights": everything | {j: msgspec.structs.replace(everything[j], weights=None)},
-        "other weights": everything | {j: msgspec.structs.replace(everything[j], weights=everything[j + 1].weights)},
+        "missing": ({k: o for k, o in everything.items() if k != j}, j),
+        "another entry": (everything | {j: everything[j + 1]}, j),
+        "no weights": (everything | {j: msgspec.structs.replace(everything[j], weights=None)}, j),
+        "other weights": (everything | {j: msgspec.structs.replace(everything[j], weights=everything[j + 1].weights)}, j),
+        "short weights": (everything | {j: msgspec.structs.replace(everything[j], weights=everything[j].weights[:-4])}, j),
+        "other output": (everything | {j + 1: msgspec.structs.replace(everything[j + 1], loss=everything[j + 1].loss ^ 1)}, j + 1),
+        "other start": (everything | {0: other_hash}, 0),
+        "other end": (everything | {S: msgspec.structs.replace(everything[S], weights_hash=bytes(32))}, S),
     }
-    for name, openings in cases.items():
-        with pytest.raises(CheckpointsUnavailable, match=rf"^extrinsic #0: the source (did not give|gave a bad) entry {j}"):
+    for name, (openings, bad) in cases.items():
+        where = rf"^block {block.hash().hex()} extrinsic #0: the source"
+        with pytest.raises(CheckpointsUnavailable, match=rf"{where} (did not give|gave a bad) entry {bad}(: |$)"):
             verifier.verify_block(block, block.hash(), [claim], _Openings(openings))
         assert name
     author.db.close()
