@@ -27,7 +27,7 @@ from node.network.errors import Flood, FrameError, OversizeMessage, PeerGone
 from node.network.identity import PeerId
 from node.network.messages import Disconnect, Message, Status, decode_message, encode_message
 from node.network.multiaddr import Multiaddr
-from node.network.noise import NoiseSession
+from node.network.noise import MAX_CHUNK, TAG_LEN, NoiseSession
 from node.network.reputation import RateLimiter
 
 CLOSE_TIMEOUT = 1.0
@@ -119,6 +119,15 @@ class Peer:
         # stopped at the bound, reads on.
         self.waiting_bytes = 0
         self.handled = asyncio.Event()
+
+    def inbound_wait(self, size: int) -> float:
+        """Seconds until a message of ``size`` bytes from this peer passes our read limits.
+
+        Before asking for a large answer (a transcript response, up to 8 MiB), the requester
+        waits this long, so that answers we asked for never make an honest peer look like a
+        flood (an auditor fetching every checkpoint of a block asks for hundreds of MiB)."""
+        frames = size // MAX_CHUNK + 2
+        return max(self._frames.wait_for(frames), self._bytes.wait_for(size + frames * (TAG_LEN + 1)))
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"p2p-write-{self.peer_id.short()}")

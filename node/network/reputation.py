@@ -122,6 +122,13 @@ class RateLimiter:
         self._tokens = burst
         self._at = time.monotonic()
 
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` tokens are banked (0: now; inf: more than the burst)."""
+        if amount > self.burst:
+            return float("inf")
+        tokens = min(self.burst, self._tokens + (time.monotonic() - self._at) * self.rate)
+        return 0.0 if tokens >= amount else (amount - tokens) / self.rate
+
     def take(self, amount: float = 1.0) -> bool:
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)

@@ -854,8 +854,22 @@ class NetworkService:
         if not 1 <= len(wanted) <= MAX_OPENINGS_PER_REQUEST:
             raise RequestFailed(f"{len(wanted)} entries is outside 1..{MAX_OPENINGS_PER_REQUEST}")
         asked = tuple((int(j), bool(w)) for j, w in wanted)
+        budget = timeout or self.config.request_timeout
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            # Pace our own requests so that their answers stay within what we let this peer
+            # send (an auditor asks one peer for every checkpoint of a block, hundreds of MiB).
+            pause = peer.inbound_wait(MAX_TRANSCRIPT_RESPONSE_SIZE)
+            if pause >= budget:
+                raise RequestFailed(
+                    f"{peer_id}: an answer of {MAX_TRANSCRIPT_RESPONSE_SIZE} bytes would pass our read limits "
+                    f"for {pause:.1f} s more"
+                )
+            if pause > 0:
+                await asyncio.sleep(pause)
+                budget -= pause
         resp = await self._request(
-            peer_id, lambda i: TranscriptRequest(i, block_hash, extrinsic_index, asked), timeout, "transcript"
+            peer_id, lambda i: TranscriptRequest(i, block_hash, extrinsic_index, asked), budget, "transcript"
         )
         problem = _check_transcript_response(asked, resp)
         if problem is not None:

@@ -158,6 +158,19 @@ async def test_an_answer_is_cut_at_the_response_budget_and_the_rest_is_asked_aga
         assert [o.index for o in first + rest][: len(first) + len(rest)] == list(range(len(first) + len(rest)))
 
 
+async def test_asking_for_large_answers_is_paced_to_our_own_read_limits(tmp_path) -> None:
+    """An auditor asks one peer for checkpoint after checkpoint: the answers it asked for must
+    not pass the byte rate it allows that peer (the peer would be banned for a flood)."""
+    big = tuple(Opening(j, bytes(32), 0, (bytes(32),) * 4, bytes([j]) * (1 << 20)) for j in range(16))
+    limits = {"bytes_per_second": 4.0 * (1 << 20), "byte_burst": 9.0 * (1 << 20)}
+    async with serving(tmp_path, big, **limits) as [(a, _), (b, _)]:
+        got: list[Opening] = []
+        while len(got) < len(big):
+            got += await b.service.request_transcript(a.id, BLOCK, 0, [(j, True) for j in range(len(got), 16)], timeout=5)
+        assert [o.index for o in got] == list(range(16))
+        assert b.service.reputation.score(a.id) == 0 and [p.peer_id for p in b.service.peers()] == [a.id]
+
+
 # --- fetching --------------------------------------------------------------------------------------
 
 
