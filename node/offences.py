@@ -1,4 +1,5 @@
-"""Reporting the Aura equivocations a node has evidence of, as ``pol.report_equivocation``.
+"""Reporting the equivocations a node has evidence of: Aura's as ``pol.report_equivocation``,
+finality votes' as ``pol.report_vote_equivocation``.
 
 consensus.aura stores the evidence when it checks the header of a second block one author
 sealed in one slot (both are imported, as in Substrate; the pair is kept under
@@ -8,7 +9,10 @@ same author and slot), signed with that key and submitted to its own pool, from 
 gossiped like any other; the runtime slashes the offender, pays this node the reporter's
 share and removes the offender at the next era start (Substrate's offchain equivocation
 reports do the same with an unsigned transaction; polchain's pays a fee instead, so an
-invalid report costs its sender).
+invalid report costs its sender). Finality votes are the same: consensus.finality's collector
+stores two votes of one validator that break a Casper FFG slashing condition (a double or a
+surround vote) and raises VoteEquivocation with them; :meth:`EquivocationReporter.on_vote_equivocation`
+reports the pair.
 
 Each offence is submitted once per node run, and not at all if the best state already
 records it as punished or the offender is no longer a validator. A node never reports
@@ -26,12 +30,13 @@ from typing import Final
 
 from chain import calls
 from chain.blockchain import Blockchain
-from chain.codec import decode
+from chain.codec import decode, encode
 from chain.crypto import Keypair, ss58_encode
 from chain.extrinsic import Extrinsic, sign_extrinsic
 from chain.header import Header
 from chain.pallets import balances, pol, staking
 from consensus.aura import AuraEquivocation, compute_evidence_key
+from consensus.finality import VoteEquivocationEvidence
 
 log = logging.getLogger("polchain")
 
@@ -63,6 +68,17 @@ class EquivocationReporter:
         self.pending = pending
         self._reported: dict[bytes, None] = {}
 
+    def on_vote_equivocation(self, evidence: VoteEquivocationEvidence) -> Extrinsic | None:
+        """Report two votes of one validator that break a slashing condition (the collector's
+        evidence), unless already reported or punished, or the voter is this node."""
+        first, second = evidence.first, evidence.second
+        a, b = first.vote, second.vote
+        round_number = a.target.round if evidence.kind == "double_vote" else max(a.target.round, b.target.round)
+        key = pol.compute_offence_key(pol.OFFENCE_VOTE, a.set_id, round_number, first.voter)
+        what = f"{ss58_encode(first.voter)} signed a {evidence.kind.replace('_', ' ')} in round {round_number}"
+        call = calls.ReportVoteEquivocation(encode(first), encode(second))
+        return self._report(first.voter, key, call, "report_vote_equivocation", what)
+
     def on_block(self, header: Header) -> Extrinsic | None:
         """If the evidence store holds an equivocation of ``header``'s author in its slot, not
         reported yet: sign and submit the report; returns it (None: nothing to report)."""
@@ -72,23 +88,24 @@ class EquivocationReporter:
         if raw is None:
             return None
         key = pol.compute_offence_key(pol.OFFENCE_AURA, header.slot, header.author)
-        if key in self._reported:
+        evidence = decode(raw, AuraEquivocation)
+        call = calls.ReportEquivocation(evidence.first.encode(), evidence.second.encode())
+        what = f"{ss58_encode(header.author)} sealed two blocks in slot {header.slot}"
+        return self._report(header.author, key, call, "report_equivocation", what)
+
+    def _report(self, offender: bytes, key: bytes, call: calls.Call, name: str, what: str) -> Extrinsic | None:
+        if self.author is None or offender == self.author.public or key in self._reported:
             return None
         state = self.chain.state.overlay()
-        if pol.get_offence(state, key) is not None or header.author not in staking.get_validators(state):
+        if pol.get_offence(state, key) is not None or offender not in staking.get_validators(state):
             return None
-        evidence = decode(raw, AuraEquivocation)
         xt = sign_extrinsic(
-            self.author, calls.ReportEquivocation(evidence.first.encode(), evidence.second.encode()),
-            nonce=compute_next_nonce(self.chain, self.pending(), self.author.public),
+            self.author, call, nonce=compute_next_nonce(self.chain, self.pending(), self.author.public),
             genesis_hash=self.chain.genesis_hash, spec_version=self.chain.runtime.spec_version,
         )
         self.submit(xt.encode())
         self._reported[key] = None
         while len(self._reported) > MAX_REMEMBERED:
             self._reported.pop(next(iter(self._reported)))
-        log.warning(
-            "Submitted pol.report_equivocation: %s sealed two blocks in slot %d (nonce %d)",
-            ss58_encode(header.author), header.slot, xt.nonce,
-        )
+        log.warning("Submitted pol.%s: %s (nonce %d)", name, what, xt.nonce)
         return xt

@@ -81,11 +81,12 @@ from chain.proofs import (
 from chain.storage import Database
 from consensus.aura import Aura, compute_slot, compute_slot_author
 from consensus.block_import import ConsensusRules, update_pool
-from consensus.errors import InvalidJustification, InvalidVote
+from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
 from consensus.finality import (
     Justification,
     SignedVote,
     VoteCollector,
+    VoteEquivocationEvidence,
     VoterState,
     finalized_checkpoint,
     follow_justified,
@@ -515,7 +516,15 @@ class NodeService:
         """A vote from a peer: counted, and the block it completes finalized. InvalidVote
         (with its reason) if it does not count."""
         async with self._lock:
-            self._finalize_collected(self.collector.add(vote, self._current_round()))
+            try:
+                self._finalize_collected(self.collector.add(vote, self._current_round()))
+            except VoteEquivocation as exc:  # the collector stored both votes: report them on chain
+                if isinstance(exc.evidence, VoteEquivocationEvidence):
+                    try:
+                        self.equivocations.on_vote_equivocation(exc.evidence)
+                    except ChainError as refused:
+                        log.warning("could not submit pol.report_vote_equivocation: %s", refused)
+                raise
 
     async def import_justification(self, justification: Justification) -> bool:
         """A justification from a peer: verified, then its target finalized. False if it

@@ -457,3 +457,37 @@ async def test_a_withholding_server_answers_not_found_to_everything_it_holds(tmp
         await author.service.stop()
         await validator.service.stop()
         db.close()
+
+
+def test_an_honest_node_reports_a_double_vote_and_it_is_slashed(tmp_path) -> None:
+    """A finality double vote the collector caught (VoteEquivocationEvidence) goes on chain as
+    pol.report_vote_equivocation signed by the node's key, once; the runtime slashes the voter."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "consensus"))
+    from consensuskit import ALICE, BOB, CHARLIE, open_local
+
+    from chain import calls
+    from chain.pallets import balances
+    from chain.votes import Checkpoint, Vote, sign_vote
+    from consensus.finality import SET_ID, VoteEquivocationEvidence
+    from node.offences import EquivocationReporter
+
+    chain = open_local(tmp_path / "chain")
+    try:
+        one = chain.build_block([], BOB, slot=1).block
+        genesis = Checkpoint(chain.genesis_hash, 0, 0)
+        first = sign_vote(BOB, chain.genesis_hash, Vote(SET_ID, genesis, Checkpoint(one.hash(), 1, 5)))
+        second = sign_vote(BOB, chain.genesis_hash, Vote(SET_ID, genesis, Checkpoint(chain.genesis_hash, 0, 5)))
+        evidence = VoteEquivocationEvidence(first, second, "double_vote")
+        submitted: list[bytes] = []
+        assert EquivocationReporter(chain, BOB, submitted.append, lambda: ()).on_vote_equivocation(evidence) is None
+        reporter = EquivocationReporter(chain, CHARLIE, submitted.append, lambda: ())
+        xt = reporter.on_vote_equivocation(evidence)
+        assert xt is not None and isinstance(xt.call, calls.ReportVoteEquivocation) and submitted == [xt.encode()]
+        assert reporter.on_vote_equivocation(evidence) is None  # once
+        bond = balances.get_account(chain.state.overlay(), BOB.public).staked
+        built = chain.build_block([xt], CHARLIE, slot=2)
+        assert built.receipts[0].success, built.receipts[0].error
+        assert balances.get_account(chain.state.overlay(), BOB.public).staked < bond
+        assert EquivocationReporter(chain, ALICE, submitted.append, lambda: ()).on_vote_equivocation(evidence) is None
+    finally:
+        chain.db.close()

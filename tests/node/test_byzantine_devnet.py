@@ -312,7 +312,7 @@ def test_an_equivocating_author_is_reported_and_slashed(tmp_path: Path) -> None:
             offences = await _offences(alice)
             assert offences and {(o["kind"], o["offender"]) for o in offences} == {("aura", ss58_encode(BOB.public))}
             assert sum(int(o["slashed"]) for o in offences) == bond - await _staked(alice, BOB.public)
-            assert "Submitted pol.report_equivocation" in "".join(net.log(n) for n in HONEST)
+            assert "Submitted pol.report_equivocation:" in "".join(net.log(n) for n in HONEST)
             await _agree(net)
 
         run(net, scenario)
