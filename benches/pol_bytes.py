@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             call = calls.Train(model, 0, steps, batch, calls.compute_f32_bits(0.1), 0, segment)
             xt = sign(chain, BOB, call, n)
             refused: list[str] = []
-            built = chain.build_block([xt], ALICE, slot=2 + n, on_invalid=lambda _h, exc: refused.append(str(exc)))
+            built = chain.build_block([xt], ALICE, slot=2 + n, on_invalid=lambda _h, exc, out=refused: out.append(str(exc)))
             receipt = built.receipts[0] if built.receipts else None
             rows.append({
                 "case": label, "xt_bytes": len(xt.encode()), "block_bytes": len(built.block.encode()),
