@@ -705,6 +705,13 @@ class Blockchain:
     ) -> ImportedBlock:
         header = block.header
         block_hash = block.hash()
+        for checked in (block_hash, header.parent_hash):  # proven invalid while the block was executed or verified
+            reason = self.get_invalid_reason(checked)
+            if reason is not None:
+                raise InvalidBlockAncestry(
+                    f"block #{header.number} {block_hash.hex()}: {'it' if checked == block_hash else 'its parent'} "
+                    f"was proven invalid while it was being imported: {reason}"
+                )
         old = self.state.read_values(commit.changes, at=commit.base_root)
         journal = _Journal(tuple((key, old[key], value) for key, value in commit.changes.items()))
         extends_best = header.parent_hash == self.best_hash
