@@ -296,7 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sync_rate = synced / sync_seconds if sync_seconds > 0 else float("nan")
     return {
         "block_time_ms": args.block_time,
-        "challenge_blocks": getattr(net.spec.runtime_config, "challenge_blocks", 0),
+        "challenge_blocks": net.spec.runtime_config.challenge_blocks,
         "all_rpc_up_s": round(up, 3),
         "first_finalized_any_s": round(first, 3),
         "first_finalized_all_s": round(all_four, 3),

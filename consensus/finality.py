@@ -42,9 +42,10 @@ final. So an honest validator votes for a block only once the block has ``challe
 proof against it meanwhile (an invalidated block has left the best chain), and never for an
 invalid block or a descendant of one (:func:`select_target`). Finality lags the best block by
 about ``challenge_blocks`` blocks more than without the window: the time the window gives a
-fraud proof to reach every node. The collector counts a vote only for the blocks of its chain
-that are not invalid, and a justification whose target is invalid (or descends from an
-invalid block) is refused with reason "invalid_block".
+fraud proof to reach every node. A validator set of one has no window (it sealed every block
+itself). The collector counts a vote only for the blocks of its chain that are not invalid,
+and a justification whose target is invalid (or descends from an invalid block) is refused
+with reason "invalid_block".
 
 A :class:`Justification` proves finality of ``target`` to a node that did not see the votes
 (a syncing node): the more than 2/3 signed votes of the link from ``source`` (whose block is
@@ -150,16 +151,22 @@ class VoterState(Wire, frozen=True):
 
 def get_challenge_blocks(chain: Blockchain) -> int:
     """The challenge window in blocks: the chain parameter ``challenge_blocks`` of the runtime
-    config in the chain's state (0 for a runtime config without it)."""
-    return int(getattr(chain.config, "challenge_blocks", 0))
+    config in the chain's genesis state (``chain.config``)."""
+    return chain.config.challenge_blocks
 
 
 def select_target(chain: Blockchain, source: Checkpoint) -> tuple[bytes, int] | None:
     """(hash, number) of the block this validator may vote for from ``source``: the block of
     its best chain with ``challenge_blocks`` descendants on it (the challenge window, module
     docstring). None if that block is below the source or does not descend from it, or is
-    invalid (the best chain holds no invalid block, but the check is one read)."""
-    number = chain.best_number - get_challenge_blocks(chain)
+    invalid (the best chain holds no invalid block, but the check is one read).
+
+    A validator set of one has no window: the window waits for other validators' fraud
+    proofs, and a sole validator sealed every block itself (an honest one knows them valid;
+    a dishonest one would not wait anyway). So an instant-seal dev node, whose blocks come
+    only with transactions, still finalizes each block at once."""
+    window = get_challenge_blocks(chain) if len(get_voters(chain)) > 1 else 0
+    number = chain.best_number - window
     if number < source.block_number:
         return None
     target = chain.get_hash(number)
