@@ -36,7 +36,10 @@ A verifier that finds a fault raises FraudFound: the node stores the proof as ev
 (``pol/`` + block hash + extrinsic index), gossips it, and, if it has an author key, submits
 ``pol.report_fraud`` signed with it to its own pool, so the author's bond is slashed on
 chain. A fraud proof from a peer is checked against the best state and, if valid,
-invalidates the block and its descendants here too (``Blockchain.invalidate``).
+invalidates the block and its descendants here too (``Blockchain.invalidate``), and is
+reported on chain by this node too if it has an author key and the offence is not punished
+yet in its best state (the detector may be a key-less auditor; a duplicate report fails with
+DuplicateReport and costs its fee, while the first included earns the reporter's share).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ from chain.fraud import (
 )
 from chain.header import Header
 from chain.pallets import balances
+from chain.pallets.pol import OFFENCE_FRAUD, compute_offence_key, get_offence
 from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool, Validity
 from chain.proofs import (
@@ -194,6 +198,8 @@ class NodeService:
     """One node: call :meth:`run` and stop it with :meth:`request_stop`."""
 
     def __init__(self, config: NodeConfig, spec: ChainSpec) -> None:
+        if config.pol not in POL_MODES:
+            raise ValueError(f"--pol {config.pol!r}: expected one of {', '.join(POL_MODES)}")
         self.config = config
         self.spec = spec
         self._tmpdir: str | None = None
@@ -201,8 +207,6 @@ class NodeService:
         if config.tmp or base is None:
             self._tmpdir = tempfile.mkdtemp(prefix="polchain-")
             base = Path(self._tmpdir)
-        if config.pol not in POL_MODES:
-            raise ValueError(f"--pol {config.pol!r}: expected one of {', '.join(POL_MODES)}")
         chain_dir = Path(base) / "chains" / spec.id
         self.db_path = chain_dir / "db"
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -709,6 +713,10 @@ class NodeService:
                 log.error("a valid fraud proof against a finalized block: %s", exc)
             else:
                 self._after_reorg(route)
+            # Reported on chain here too unless it is punished already: the detector may have
+            # no author key (an auditor), and the first report included earns the reward.
+            if get_offence(self.chain.state.overlay(), compute_offence_key(OFFENCE_FRAUD, block_hash)) is None:
+                self._report_fraud(payload, block_hash)
         return True
 
     def _next_own_slot(self, earliest: int) -> int | None:

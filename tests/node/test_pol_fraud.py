@@ -50,7 +50,7 @@ from node.network.multiaddr import Multiaddr
 from node.pol_keystore import compute_secret_path
 from rpc.client import RpcClient
 
-ALICE, BOB = dev_keypair("Alice"), dev_keypair("Bob")
+ALICE, BOB, CHARLIE = dev_keypair("Alice"), dev_keypair("Bob"), dev_keypair("Charlie")
 STEPS, SEGMENT = 80, 10  # 8 segments, 9 entries
 FORGED = 4  # checkpoint 4 is made up: segments 3 and 4 do not re-run
 FAULTY = {FORGED - 1, FORGED}
@@ -218,7 +218,7 @@ def test_a_node_that_imported_a_forged_block_drops_it_on_a_valid_fraud_proof_and
     _write_secret(base, _secret(block.hash(), covers=False))
     port, metrics, key = free_port(), free_port(), "32" * 32
     c = start_node(
-        tmp_path, "--chain", "dev", "--base-path", str(base), "--node-key", key,
+        tmp_path, "--chain", "dev", "--charlie", "--base-path", str(base), "--node-key", key,
         "--listen-addr", f"/ip4/127.0.0.1/tcp/{port}", "--prometheus-port", str(metrics),
     )
     try:
@@ -237,6 +237,12 @@ def test_a_node_that_imported_a_forged_block_drops_it_on_a_valid_fraud_proof_and
                     await relay.raw.send(FraudProofGossip(encoded))
                     await _until(client, "chain_getHeader", [], lambda h: int(h["number"], 16) == 0)
                     assert await client.call("chain_getBlockHash", [1]) is None
+                    # C has a key and the offence is not punished yet: it reports it too.
+                    pending = await _until(client, "author_pendingExtrinsics", [], lambda p: len(p) >= 1)
+                    reports = [decode_extrinsic(bytes.fromhex(x[2:])) for x in pending]
+                    reports = [x for x in reports if isinstance(x.call, calls.ReportFraud)]
+                    assert len(reports) == 1 and reports[0].signer == CHARLIE.public
+                    assert reports[0].call == calls.ReportFraud(encoded)
                     await relay.raw.send(FraudProofGossip(b"\x93\x01\x02"))
                     await _until(client, "system_peers", [], lambda p: p == [])  # two bad proofs: banned
             finally:
