@@ -312,3 +312,32 @@ def test_a_block_whose_parent_is_proven_invalid_during_its_import_is_not_stored(
     assert not node.has_block(h["A2"]) and node.best_hash == node.genesis_hash
     assert node.state.root() == node.get_header(node.genesis_hash).state_root
     node.db.close()
+
+
+def test_the_leaves_stay_exact_through_invalid_siblings_and_dead_branches(tmp_path, blocks) -> None:
+    h = {name: block.hash() for name, block in blocks.items()}
+    node = _fresh(tmp_path / "node", [blocks["A1"], blocks["B1"], blocks["B2"]])
+    node.invalidate(h["A1"], "fraud")  # a side branch: genesis keeps a valid child (B1)
+    assert node.get_leaves() == (h["B2"],) and node.best_hash == h["B2"]
+    node.invalidate(h["B1"], "fraud")  # genesis's last valid child: genesis is a leaf again
+    assert node.get_leaves() == (node.genesis_hash,) and node.best_hash == node.genesis_hash
+    node.db.close()
+
+    # A branch that does not contain the finalized block never gets a leaf back.
+    node = _fresh(tmp_path / "dead", [blocks["A1"], blocks["A2"], blocks["B1"], blocks["B2"]])
+    node.finalize(h["A1"], best=h["A2"])
+    assert node.get_leaves() == (h["A2"],)
+    assert node.invalidate(h["B2"], "fraud") is None
+    assert node.get_leaves() == (h["A2"],) and node.is_invalid(h["B2"]) and node.best_hash == h["A2"]
+    node.db.close()
+
+
+def test_select_best_skips_a_leaf_marked_invalid(tmp_path, blocks) -> None:
+    """Defence in depth: invalidate drops invalid leaves, but the fork choice reads the mark."""
+    h = {name: block.hash() for name, block in blocks.items()}
+    node = _fresh(tmp_path / "node", [blocks["A1"], blocks["B1"], blocks["B2"]])
+    assert fork_choice.select_best(node) == h["B2"]
+    with node.db.write_batch() as batch:
+        batch.put(Column.INVALID, h["B2"], b"marked by hand")
+    assert fork_choice.select_best(node) == h["A1"]
+    node.db.close()
