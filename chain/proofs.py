@@ -163,7 +163,7 @@ def verify_opening(result: TrainingResult, opening: Opening, *, need_weights: bo
     """
     where = f"training result #{result.extrinsic_index}: opening {opening.index}"
     count = len(result.losses)
-    if not opening.index < count:
+    if not 0 <= opening.index < count:
         raise BlockError(f"{where} is outside entries 0..{count - 1}")
     if opening.loss != result.losses[opening.index]:
         raise BlockError(f"{where}: loss bits {opening.loss:#010x}, the result has {result.losses[opening.index]:#010x}")

@@ -90,3 +90,48 @@ def test_a_source_that_serves_another_job_s_openings_is_caught(tmp_path, validat
         validator.import_block(second.block, Liar())
     assert _unchanged(validator) == before
     author.db.close()
+
+
+def test_a_source_that_silently_omits_a_checkpoint_is_unavailable(tmp_path, validator) -> None:
+    """A source is to raise CheckpointsUnavailable itself; one that returns fewer openings
+    than asked for (a buggy or hostile implementation) does not get a block past the auditor."""
+    author = open_chain(tmp_path / "author")
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    local = LocalSource(author.transcripts)
+
+    class Forgetful:
+        def fetch(self, block_hash, result, wanted):
+            return {j: o for j, o in local.fetch(block_hash, result, wanted).items() if j != 3}
+
+    before = _unchanged(validator)
+    with pytest.raises(CheckpointsUnavailable, match=r"^training result #0: checkpoints \[3\] could not be obtained$"):
+        validator.import_block(built.block, Forgetful())
+    assert _unchanged(validator) == before
+    author.db.close()
+
+
+def test_no_checkpoint_is_fetched_for_a_block_whose_roots_do_not_match(tmp_path, validator) -> None:
+    """The verifier runs only once the state root, extrinsics root and POL_ commitment match
+    the header: a block that is wrong in a cheap way costs no fetch and no re-execution."""
+    import msgspec
+
+    from chain.block import Block
+
+    author = open_chain(tmp_path / "author")
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    asked: list[int] = []
+    local = LocalSource(author.transcripts)
+
+    class Counting:
+        def fetch(self, block_hash, result, wanted):
+            asked.extend(j for j, _ in wanted)
+            return local.fetch(block_hash, result, wanted)
+
+    header = msgspec.structs.replace(built.block.header, state_root=bytes(32))
+    header = msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash()))
+    with pytest.raises(BlockError, match=r"^state root mismatch"):
+        validator.import_block(Block(header, built.block.body), Counting())
+    assert asked == []
+    validator.import_block(built.block, Counting())
+    assert asked == [0, 1, 2, 3, 4]
+    author.db.close()

@@ -157,6 +157,8 @@ def test_a_header_without_one_pol_commitment_is_refused(world) -> None:
     h = p.header
     for digest in (h.digest[:1], h.digest + h.digest[1:]):
         _refused(world, replace(p, header=_reseal(replace(h, digest=digest))), "bad_header", r"POL_ commitments, expected 1$")
+    garbled = (h.digest[0], replace(h.digest[1], data=b"\x00"))
+    _refused(world, replace(p, header=_reseal(replace(h, digest=garbled))), "bad_header", r"^PolCommitment: ")
 
 
 def test_a_result_not_under_the_transcripts_root_is_refused(world) -> None:
@@ -262,11 +264,12 @@ def test_decoding_is_bounded_and_canonical(world) -> None:
     assert caught.value.reason == "oversize"
     decode_fraud_proof(raw, max_size=len(raw))
     for bad in (b"", b"\x02" + raw[1:], raw + b"\x00", raw[:-1], b"\x01" + encode(p.header)):
-        with pytest.raises(InvalidFraudProof) as caught:
+        with pytest.raises(InvalidFraudProof, match=r"^FraudProof: ") as caught:
             decode_fraud_proof(bad)
         assert caught.value.reason == "malformed"
-    with pytest.raises(InvalidFraudProof, match=r"^a fraud proof is bytes, not str$"):
+    with pytest.raises(InvalidFraudProof, match=r"^a fraud proof is bytes, not str$") as caught:
         decode_fraud_proof("x")  # type: ignore[arg-type]
+    assert caught.value.reason == "malformed"
     with pytest.raises(InvalidFraudProof, match=r"^expected a FraudProof, got bytes$") as caught:
         _verify(world, raw)
     assert caught.value.reason == "malformed"
