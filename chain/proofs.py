@@ -242,7 +242,7 @@ class FullReexecution:
         got = source.fetch(block_hash, result, [(j, True) for j in range(count)])
         missing = [j for j in range(count) if j not in got]
         if missing:
-            raise CheckpointsUnavailable(f"{where}: checkpoints {missing[:8]} could not be obtained")
+            raise CheckpointsUnavailable(f"{where}: checkpoints {missing} could not be obtained")
         openings = [got[j] for j in range(count)]
         for o in openings:  # a source is trusted to verify; an auditor checks again (cheap next to training)
             verify_opening(result, o, need_weights=True)

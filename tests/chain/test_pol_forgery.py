@@ -135,3 +135,51 @@ def test_no_checkpoint_is_fetched_for_a_block_whose_roots_do_not_match(tmp_path,
     validator.import_block(built.block, Counting())
     assert asked == [0, 1, 2, 3, 4]
     author.db.close()
+
+
+def test_a_source_that_leaves_out_the_weights_is_refused(tmp_path, validator) -> None:
+    """The auditor asks for every checkpoint with its weights; openings without them (a
+    source that ignores the request's need_weights) are refused for that reason."""
+    import msgspec
+
+    author = open_chain(tmp_path / "author")
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    local = LocalSource(author.transcripts)
+    asked: list[tuple[int, bool]] = []
+
+    class Light:
+        def fetch(self, block_hash, result, wanted):
+            asked.extend(wanted)
+            return {j: msgspec.structs.replace(o, weights=None) for j, o in local.fetch(block_hash, result, wanted).items()}
+
+    before = _unchanged(validator)
+    with pytest.raises(BlockError, match=r"^training result #0: opening 0 carries no weights$"):
+        validator.import_block(built.block, Light())
+    assert asked == [(j, True) for j in range(5)]
+    assert _unchanged(validator) == before
+    author.db.close()
+
+
+def test_a_job_that_diverged_but_claims_to_have_finished_is_refused(tmp_path, validator) -> None:
+    """An author whose job diverged in segment d, claiming it finished (checkpoint d repeated
+    after it, the transcript rebuilt): re-running segment d diverges, and the auditor says so."""
+    import ml_runtime
+
+    def undiverge(job):
+        outcome = ml_runtime.run_job(job)
+        assert not outcome.finite
+        d = outcome.diverged_segment
+        last = outcome.checkpoints[-1]
+        checkpoints = (*outcome.checkpoints, *(last for _ in range(job.num_segments - d)))
+        entries = [*outcome.transcript.entries]
+        entries += [ml_runtime.TranscriptEntry(j, entries[-1].weights_hash, 1.0) for j in range(d + 1, job.num_segments + 1)]
+        return ml_runtime.JobResult(last, checkpoints, ml_runtime.Transcript.build(entries), True)
+
+    forger = open_chain(tmp_path / "forger", trainer=undiverge)
+    built = forger.build_block([sign(forger, BOB, train_call(lr=1e30), 0)], ALICE, slot=1)
+    assert built.receipts[0].success  # the lie: a new model version
+    before = _unchanged(validator)
+    with pytest.raises(BlockError, match=r"^training result #0: segment 0 diverges on re-execution; the transcript claims finite weights$"):
+        validator.import_block(built.block, LocalSource(forger.transcripts))
+    assert _unchanged(validator) == before
+    forger.db.close()
