@@ -3,6 +3,22 @@
 root's dependence on every commitment field, each reason verify_opening gives, and the
 cheap checks the TRAIN dispatch makes on a result (chain.pallets.training.verify_result_shape).
 The forgery classes FullReexecution must catch are in tests/chain/test_pol_forgery.py.
+
+Mutation score (mutmut 3.8.1 over chain/proofs.py and chain/transcripts.py, tests: this
+module, tests/chain/test_pol_forgery.py, test_blockchain.py, test_block_limits.py): 289 of
+297 killed (97%). Survivors explained (equivalent mutants; ids from ``mutmut results``):
+
+- ``x_compute_result__mutmut_14``, ``_16``, ``x_compute_openings__mutmut_17``, ``_19`` and
+  ``xǁFullReexecutionǁ_verify_claim__mutmut_29``, ``_31``: ``np.asarray(w, dtype=None)``
+  instead of ``dtype="<f4"``. The weights and checkpoints are float32 arrays already
+  (TrainingJob stores float32 weights; run_job's checkpoints are copies), and on a
+  little-endian host (x86-64, AArch64: every platform numba targets here) their native
+  bytes are the "<f4" bytes.
+- ``x_compute_result__mutmut_19``: ``diverged_segment`` written even for a finite run; a
+  finite JobResult's ``diverged_segment`` is None (ml_runtime/job.py), so the result is the same.
+- ``chain.transcripts.xǁLocalSourceǁfetch__mutmut_18``: ``verify_opening(...,
+  need_weights=None)``. LocalSource already reports an opening stored without weights as
+  missing when weights are needed, so need_weights changes nothing in verify_opening there.
 """
 
 from __future__ import annotations
@@ -24,7 +40,9 @@ from chain.proofs import (
     compute_result_length,
     compute_results_root,
     compute_transcript_bytes,
+    verify_divergence,
     verify_opening,
+    verify_segment,
 )
 
 
@@ -128,3 +146,29 @@ def test_the_dispatch_checks_a_result_s_shape(trained) -> None:
         with pytest.raises(BlockError, match=rf"^training result #0: {reason}"):
             verify_result_shape(job, bad)
     verify_result_shape(job, msgspec.structs.replace(result, losses=result.losses[:3], diverged_segment=2))
+
+
+def test_segment_and_divergence_checks_name_a_bad_starting_checkpoint(trained) -> None:
+    """verify_segment and verify_divergence trust only that the start opening's weights hash
+    to its entry (a sampled verifier has not re-run the segment before it): a committed
+    checkpoint that is not finite is refused for that reason, not passed to the kernels."""
+    result, job, outcome = trained
+    openings = compute_openings(outcome)
+    bad = np.asarray(outcome.checkpoints[2], dtype="<f4").copy()
+    bad[0] = np.inf
+    start = msgspec.structs.replace(openings[2], weights=bad.tobytes())
+    with pytest.raises(BlockError, match=r"^training result #0: segment 2: checkpoint contains NaN or infinity$"):
+        verify_segment(job, result, 2, start, openings[3])
+    diverged = msgspec.structs.replace(result, losses=result.losses[:3], diverged_segment=2)
+    with pytest.raises(BlockError, match=r"^training result #0: diverged segment 2: checkpoint contains NaN or infinity$"):
+        verify_divergence(job, diverged, start)
+    verify_segment(job, result, 2, openings[2], openings[3])  # the honest segment
+
+
+def test_a_loss_mismatch_names_both_losses(trained) -> None:
+    result, job, outcome = trained
+    openings = compute_openings(outcome)
+    honest = openings[4].loss
+    lie = msgspec.structs.replace(openings[4], loss=honest ^ 1)
+    with pytest.raises(BlockError, match=rf"^training result #0: segment 3 re-runs to loss bits {honest:#010x}, entry 4 claims {honest ^ 1:#010x}$"):
+        verify_segment(job, result, 3, openings[3], lie)
