@@ -44,6 +44,15 @@ checkpoint that is not finite is a fault too. Checking costs one segment's re-ex
 most (Jia et al., "Proof-of-Learning: Definitions and Practice", IEEE S&P 2021, §4: a
 dispute is settled by re-running the disputed update steps).
 
+Which state to check against: the job is rebuilt from the model version and data set the
+call names, read from ``state``. Versions and complete data sets never change on one chain,
+so any state of a chain that contains the block's parent gives the block's job; a state of
+another fork may hold a different version or data set under the same number, and would
+then see a "fault" in an honest block. A node therefore checks a proof with the state at
+``header.parent_hash`` (and fetches the parent first if it lacks it); the runtime's
+``pol.report_fraud`` must only accept proofs about blocks whose parent is an ancestor of the
+block that includes them.
+
 Every way a proof can fail to show a fault raises :class:`~chain.errors.InvalidFraudProof`
 with a specific ``reason``: "oversize", "malformed", "unknown_kind", "bad_seal",
 "bad_extrinsic_path", "not_training", "bad_header", "bad_result_path", "bad_parent_version",
@@ -176,28 +185,33 @@ def compute_end_fault(commitment: ResultCommitment, last: Opening) -> str | None
     return None
 
 
-def compute_segment_fault(
-    job: ml_runtime.TrainingJob, j: int, checkpoint: np.ndarray, claimed: Opening | None
-) -> str | None:
-    """Re-run segment j from ``checkpoint`` (checkpoint j, already checked against entry j):
-    what is wrong with the claim, or None. ``claimed`` is entry j + 1; None claims that the
-    segment diverges."""
+# What re-running a segment gives: entry j + 1, or the error that stopped it.
+Rerun = ml_runtime.TranscriptEntry | ml_runtime.NonFiniteWeights | ml_runtime.InvalidCheckpoint
+
+
+def compute_rerun(job: ml_runtime.TrainingJob, j: int, checkpoint: np.ndarray) -> Rerun:
+    """Segment j re-run from ``checkpoint``: entry j + 1, or the divergence (NonFiniteWeights) or
+    the refusal of a checkpoint that cannot be run (InvalidCheckpoint: not finite, wrong length)
+    that stopped it. Returned, not raised, so that re-runs on a thread pool report every one."""
     try:
-        entry, _ = ml_runtime.recompute_segment(job, j, checkpoint)
-    except ml_runtime.NonFiniteWeights as exc:
-        return None if claimed is None else f"segment {j} diverges ({exc}), the transcript claims entry {j + 1}"
-    except ml_runtime.InvalidCheckpoint as exc:
-        return f"checkpoint {j} cannot be re-run: {exc}"
-    return compute_entry_fault(j, entry, claimed)
+        return ml_runtime.recompute_segment(job, j, checkpoint)[0]
+    except (ml_runtime.NonFiniteWeights, ml_runtime.InvalidCheckpoint) as exc:
+        return exc
 
 
-def compute_entry_fault(j: int, entry: ml_runtime.TranscriptEntry, claimed: Opening | None) -> str | None:
-    """Compare segment j's re-run result ``entry`` with the claim (module docstring)."""
+def compute_segment_fault(j: int, rerun: Rerun, claimed: Opening | None) -> str | None:
+    """What is wrong with the claim about segment j, given its re-run from checkpoint j
+    (checked against entry j), or None. ``claimed`` is entry j + 1; None claims that the
+    segment diverges."""
+    if isinstance(rerun, ml_runtime.NonFiniteWeights):
+        return None if claimed is None else f"segment {j} diverges ({rerun}), the transcript claims entry {j + 1}"
+    if isinstance(rerun, ml_runtime.InvalidCheckpoint):
+        return f"checkpoint {j} cannot be re-run: {rerun}"
     if claimed is None:
         return f"segment {j} re-runs without diverging; the transcript claims it diverged"
-    if entry.weights_hash != claimed.weights_hash:
-        return f"segment {j} re-runs to weights {entry.weights_hash.hex()}, entry {j + 1} claims {claimed.weights_hash.hex()}"
-    bits = int.from_bytes(float32_bytes(entry.loss), "little")
+    if rerun.weights_hash != claimed.weights_hash:
+        return f"segment {j} re-runs to weights {rerun.weights_hash.hex()}, entry {j + 1} claims {claimed.weights_hash.hex()}"
+    bits = int.from_bytes(float32_bytes(rerun.loss), "little")
     if bits != claimed.loss:
         return f"segment {j} re-runs to loss bits {bits:#010x}, entry {j + 1} claims {claimed.loss:#010x}"
     return None
@@ -336,4 +350,4 @@ def _compute_fault(proof: FraudProof, job: ml_runtime.TrainingJob) -> str | None
     if proof.kind == FAULT_END:
         return compute_end_fault(proof.result, first)
     claimed = proof.openings[1] if proof.kind == FAULT_SEGMENT else None
-    return compute_segment_fault(job, proof.segment, first.get_weights(), claimed)
+    return compute_segment_fault(proof.segment, compute_rerun(job, proof.segment, first.get_weights()), claimed)

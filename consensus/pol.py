@@ -16,20 +16,27 @@ secret and bound to the block hash and the extrinsic index (hashed together, so 
 one block get independent samples and no choice of index or block maps onto another's), so
 the author cannot know it when it seals the block (Jia et al., "Proof-of-Learning:
 Definitions and Practice", IEEE S&P 2021, §4: verification by re-running a random subset
-of the update steps). Its cost is about m/S of the author's training work, on every core
-(ml_runtime.recompute_segments). An author who forges k of a job's S segments escapes one
+of the update steps). Its cost is about m/S of the author's training work: the sampled
+segments of all the block's jobs run on one thread pool of as many threads as cores (the
+kernels release the GIL; each re-run is bit-identical to a serial one). An author who forges k of a job's S segments escapes one
 validator with probability C(S-k, m) / C(S, m), and V validators sampling independently with
 probability (C(S-k, m) / C(S, m))^V.
 
 A mismatch raises :class:`~chain.errors.FraudFound` carrying a
 :class:`~chain.fraud.FraudProof` any node checks by re-running at most one segment; openings
 that cannot be obtained raise :class:`~chain.errors.CheckpointsUnavailable` (the block is
-neither accepted nor judged). ``chain.proofs.FullReexecution`` is the auditor's verifier.
+neither accepted nor judged). A source verifies every opening it hands over (the
+CheckpointSource contract, chain/proofs.py), so the verifier does not hash them again on the
+common path; before it accuses an author it re-verifies the openings its proof carries, so a
+faulty source can make a block unavailable, never an honest author guilty. ``chain.proofs.FullReexecution`` is the auditor's verifier.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import ml_runtime
@@ -40,16 +47,19 @@ from chain.fraud import (
     FAULT_END,
     FAULT_SEGMENT,
     FAULT_START,
+    Rerun,
     compute_end_fault,
     compute_entry_count,
-    compute_entry_fault,
     compute_fraud_proof,
+    compute_rerun,
     compute_segment_fault,
     compute_start_fault,
 )
-from chain.proofs import CheckpointSource, Opening, TrainingClaim, verify_opening
+from chain.proofs import CheckpointSource, Opening, TrainingClaim, TrainingResult, verify_opening
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from chain.block import Block
 
 _SAMPLE_DOMAIN: Final = b"polchain/pol/sample"
@@ -69,6 +79,27 @@ def compute_sample(secret: bytes, block_hash: bytes, extrinsic_index: int, finis
     return ml_runtime.sample_segments(secret, compute_sample_binding(block_hash, extrinsic_index), finished, samples)
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """One claim being verified: its sample and the openings fetched for it."""
+
+    block: Block
+    where: str
+    claim: TrainingClaim
+    sample: tuple[int, ...]
+    openings: dict[int, Opening]
+
+    def fraud(self, kind: int, segment: int, fault: str, used: Sequence[Opening]) -> BlockError:
+        """FraudFound for ``fault``, once the openings the proof carries are verified again;
+        CheckpointsUnavailable if they do not verify (the source's fault, not the author's)."""
+        for opening in used:  # weights, where the fault needed them, are there (_fetch) and checked
+            try:
+                verify_opening(self.claim.result, opening, need_weights=False)
+            except BlockError as exc:
+                return CheckpointsUnavailable(f"{self.where}: the source gave a bad entry {opening.index}: {exc}")
+        return FraudFound(f"{self.where}: {fault}", compute_fraud_proof(self.block, self.claim, kind, segment, used))
+
+
 class SampledVerifier:
     """The validator's verifier (module docstring): links, divergence, ``samples`` segments a job."""
 
@@ -83,16 +114,21 @@ class SampledVerifier:
     def verify_block(
         self, block: Block, block_hash: bytes, claims: Sequence[TrainingClaim], source: CheckpointSource
     ) -> list[tuple[int, Opening]]:
-        """Check every claim; return (extrinsic index, opening) for every opening fetched."""
-        fetched: list[tuple[int, Opening]] = []
-        for claim in claims:
-            openings = self._verify_claim(block, block_hash, claim, source)
-            fetched.extend((claim.extrinsic_index, openings[j]) for j in sorted(openings))
-        return fetched
+        """Check every claim; return (extrinsic index, opening) for every opening fetched.
 
-    def _verify_claim(
-        self, block: Block, block_hash: bytes, claim: TrainingClaim, source: CheckpointSource
-    ) -> dict[int, Opening]:
+        The links and claimed divergences of every job first, then the sampled segments of all
+        jobs at once; faults are reported in claim order, then segment order."""
+        checks = [self._verify_links(block, block_hash, claim, source) for claim in claims]
+        tasks = [(check, j) for check in checks for j in check.sample]
+        reruns = _rerun_all([(check.claim.job, j, check.openings[j].get_weights()) for check, j in tasks])
+        for (check, j), rerun in zip(tasks, reruns, strict=True):
+            fault = compute_segment_fault(j, rerun, check.openings[j + 1])
+            if fault is not None:
+                raise check.fraud(FAULT_SEGMENT, j, fault, [check.openings[j], check.openings[j + 1]])
+        return [(check.claim.extrinsic_index, check.openings[j]) for check in checks for j in sorted(check.openings)]
+
+    def _verify_links(self, block: Block, block_hash: bytes, claim: TrainingClaim, source: CheckpointSource) -> _Check:
+        """Fetch what the claim's sample needs; check the links and a claimed divergence."""
         job, result, index = claim.job, claim.result, claim.extrinsic_index
         n = compute_entry_count(job, result.diverged_segment)
         sample = compute_sample(self.secret, block_hash, index, n - 1, self.samples)
@@ -100,55 +136,42 @@ class SampledVerifier:
         for j in sample:
             wanted[j] = True
             wanted.setdefault(j + 1, False)
-        openings = _fetch(source, block_hash, claim, wanted)
         where = f"block {block_hash.hex()} extrinsic #{index}"
-
-        def fraud(kind: int, segment: int, fault: str, used: Sequence[Opening]) -> FraudFound:
-            return FraudFound(f"{where}: {fault}", compute_fraud_proof(block, claim, kind, segment, used))
-
-        fault = compute_start_fault(job, openings[0])
+        check = _Check(block, where, claim, sample, _fetch(source, block_hash, where, result, wanted))
+        first, last = check.openings[0], check.openings[n - 1]
+        fault = compute_start_fault(job, first)
         if fault is not None:
-            raise fraud(FAULT_START, 0, fault, [openings[0]])
-        fault = compute_end_fault(result.commitment(), openings[n - 1])
+            raise check.fraud(FAULT_START, 0, fault, [first])
+        fault = compute_end_fault(result.commitment(), last)
         if fault is not None:
-            raise fraud(FAULT_END, n - 1, fault, [openings[n - 1]])
+            raise check.fraud(FAULT_END, n - 1, fault, [last])
         d = result.diverged_segment
         if d is not None:
-            fault = compute_segment_fault(job, d, openings[d].get_weights(), None)
+            fault = compute_segment_fault(d, compute_rerun(job, d, last.get_weights()), None)
             if fault is not None:
-                raise fraud(FAULT_DIVERGENCE, d, fault, [openings[d]])
-        checkpoints = [openings[j].get_weights() for j in sample]
-        try:
-            reruns = ml_runtime.recompute_segments(job, sample, checkpoints)
-        except ml_runtime.MLRuntimeError as exc:
-            failure: ml_runtime.MLRuntimeError | None = exc
-        else:
-            failure = None
-        for position, j in enumerate(sample):
-            # A segment that raised (diverged, a non-finite checkpoint) is re-run alone to say
-            # which; the rest compare their results with the claimed entries.
-            if failure is None:
-                fault = compute_entry_fault(j, reruns[position][0], openings[j + 1])
-            else:
-                fault = compute_segment_fault(job, j, checkpoints[position], openings[j + 1])
-            if fault is not None:
-                raise fraud(FAULT_SEGMENT, j, fault, [openings[j], openings[j + 1]])
-        if failure is not None:
-            raise BlockError(f"{where}: re-running the sampled segments failed: {failure}")
-        return openings
+                raise check.fraud(FAULT_DIVERGENCE, d, fault, [last])
+        return check
 
 
-def _fetch(source: CheckpointSource, block_hash: bytes, claim: TrainingClaim, wanted: dict[int, bool]) -> dict[int, Opening]:
-    """The wanted openings from ``source`` in one request, each checked again against the
-    result (a source that hands over something else is unavailable, not evidence)."""
-    result = claim.result
+def _rerun_all(tasks: Sequence[tuple[ml_runtime.TrainingJob, int, np.ndarray]]) -> list[Rerun]:
+    """compute_rerun for each task, in order, on a pool of one thread a core (one pool a block:
+    its threads live only as long as the block's check)."""
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        return list(pool.map(_rerun, tasks))
+
+
+def _rerun(task: tuple[ml_runtime.TrainingJob, int, np.ndarray]) -> Rerun:
+    return compute_rerun(*task)
+
+
+def _fetch(
+    source: CheckpointSource, block_hash: bytes, where: str, result: TrainingResult, wanted: dict[int, bool]
+) -> dict[int, Opening]:
+    """The wanted openings from ``source`` in one request: each there, for its entry, with
+    weights where they are needed (else the block is unavailable from this source)."""
     openings = source.fetch(block_hash, result, sorted(wanted.items()))
     for j, with_weights in wanted.items():
         opening = openings.get(j)
-        if opening is None or opening.index != j:
-            raise CheckpointsUnavailable(f"extrinsic #{claim.extrinsic_index}: the source did not give entry {j}")
-        try:
-            verify_opening(result, opening, need_weights=with_weights)
-        except BlockError as exc:
-            raise CheckpointsUnavailable(f"extrinsic #{claim.extrinsic_index}: the source gave a bad entry {j}: {exc}") from None
+        if opening is None or opening.index != j or (with_weights and opening.weights is None):
+            raise CheckpointsUnavailable(f"{where}: the source did not give entry {j}")
     return openings

@@ -149,8 +149,10 @@ def test_an_honest_block_imports_and_the_fetched_openings_are_the_samples(tmp_pa
     validator = open_chain(tmp_path / "validator")
     verifier = SampledVerifier(secret, 2)
     claim = _claim(validator, block, 0)
-    fetched = verifier.verify_block(block, block.hash(), [claim], LocalSource(author.transcripts))
+    source = _Recording(LocalSource(author.transcripts))
+    fetched = verifier.verify_block(block, block.hash(), [claim], source)
     wanted = {0: False, S: False} | {j + 1: False for j in sample} | {j: True for j in sample}
+    assert source.asked == [(block.hash(), 0, sorted(wanted.items()))]  # one request, weights only for the sample
     assert [(i, o.index) for i, o in fetched] == [(0, j) for j in sorted(wanted)]
     assert all(o.weights is not None for _, o in fetched if wanted[o.index])
     validator.verifier = verifier
@@ -160,6 +162,18 @@ def test_an_honest_block_imports_and_the_fetched_openings_are_the_samples(tmp_pa
         assert validator.transcripts.get(block.hash(), 0, j) is not None
     author.db.close()
     validator.db.close()
+
+
+class _Recording:
+    """A CheckpointSource that records what it is asked for."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.asked: list = []
+
+    def fetch(self, block_hash: bytes, result: TrainingResult, wanted) -> dict[int, Opening]:
+        self.asked.append((block_hash, result.extrinsic_index, list(wanted)))
+        return self.inner.fetch(block_hash, result, wanted)
 
 
 def _claim(chain: Blockchain, block, index: int, result: TrainingResult | None = None) -> TrainingClaim:
@@ -293,6 +307,9 @@ def test_every_sampled_segment_is_rerun_in_parallel_and_the_earliest_fault_is_re
 
 
 def test_a_source_that_hands_over_a_wrong_opening_makes_the_block_unavailable(tmp_path) -> None:
+    """Missing openings and ones without the weights the sample needs are refused at once; ones
+    that do not verify are found when they would make a fault, and blamed on the source: the
+    verifier never accuses an author with openings that are not the author's."""
     author, block = _author(tmp_path / "author")
     validator = open_chain(tmp_path / "validator")
     claim = _claim(validator, block, 0)
@@ -300,14 +317,20 @@ def test_a_source_that_hands_over_a_wrong_opening_makes_the_block_unavailable(tm
     verifier = SampledVerifier(b"v" * 32, 2)
     sample = compute_sample(b"v" * 32, block.hash(), 0, S, 2)
     j = sample[0]
+    other_hash = msgspec.structs.replace(everything[0], weights_hash=everything[1].weights_hash)
     cases = {
-        "missing": {k: o for k, o in everything.items() if k != j},
-        "another entry": everything | {j: everything[j + 1]},
-        "no weights": everything | {j: msgspec.structs.replace(everything[j], weights=None)},
-        "other weights": everything | {j: msgspec.structs.replace(everything[j], weights=everything[j + 1].weights)},
+        "missing": ({k: o for k, o in everything.items() if k != j}, j),
+        "another entry": (everything | {j: everything[j + 1]}, j),
+        "no weights": (everything | {j: msgspec.structs.replace(everything[j], weights=None)}, j),
+        "other weights": (everything | {j: msgspec.structs.replace(everything[j], weights=everything[j + 1].weights)}, j),
+        "short weights": (everything | {j: msgspec.structs.replace(everything[j], weights=everything[j].weights[:-4])}, j),
+        "other output": (everything | {j + 1: msgspec.structs.replace(everything[j + 1], loss=everything[j + 1].loss ^ 1)}, j + 1),
+        "other start": (everything | {0: other_hash}, 0),
+        "other end": (everything | {S: msgspec.structs.replace(everything[S], weights_hash=bytes(32))}, S),
     }
-    for name, openings in cases.items():
-        with pytest.raises(CheckpointsUnavailable, match=rf"^extrinsic #0: the source (did not give|gave a bad) entry {j}"):
+    for name, (openings, bad) in cases.items():
+        where = rf"^block {block.hash().hex()} extrinsic #0: the source"
+        with pytest.raises(CheckpointsUnavailable, match=rf"{where} (did not give|gave a bad) entry {bad}(: |$)"):
             verifier.verify_block(block, block.hash(), [claim], _Openings(openings))
         assert name
     author.db.close()
@@ -379,8 +402,10 @@ def test_an_honest_divergence_imports_and_every_segment_sampled_imports(tmp_path
     validator = open_chain(tmp_path / "validator")
     claims = [_claim(validator, block, 0), _claim(validator, block, 1, block.body.results[1])]
     source = _Openings(_all_openings(author, block, claims[0]) | {})
-    fetched = SampledVerifier(b"d" * 32, 4).verify_block(block, block.hash(), claims[:1], source)
+    recording = _Recording(source)
+    fetched = SampledVerifier(b"d" * 32, 4).verify_block(block, block.hash(), claims[:1], recording)
     assert [(i, o.index, o.weights is not None) for i, o in fetched] == [(0, 0, True)]
+    assert recording.asked == [(block.hash(), 0, [(0, True)])]
     second = _Openings(_all_openings(author, block, claims[1]))
     fetched = SampledVerifier(b"d" * 32, 99).verify_block(block, block.hash(), claims[1:], second)
     segments = claims[1].job.num_segments
