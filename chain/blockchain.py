@@ -434,12 +434,11 @@ class Blockchain:
         return found
 
     def _choose_best(self, leaves: Iterable[bytes], fallback: bytes) -> bytes:
-        """The best of ``leaves`` that contain the finalized block and are not invalid, by the
-        rules' fork choice (``prefer`` is a strict order: each leaf is compared with the best
-        so far); ``fallback`` if there is none."""
-        candidates = sorted(
-            leaf for leaf in leaves if not self.is_invalid(leaf) and self.is_descendant(leaf, self.finalized_hash)
-        )
+        """The best of ``leaves`` by the rules' fork choice (``prefer`` is a strict order: each
+        leaf is compared with the best so far); ``fallback`` if there is none. The leaves all
+        contain the finalized block (finalize drops the others) and none is invalid
+        (invalidate drops them and makes a parent left without a valid child a leaf)."""
+        candidates = sorted(leaves)
         if not candidates:
             return fallback
         if self.rules is None:
@@ -705,6 +704,13 @@ class Blockchain:
     ) -> ImportedBlock:
         header = block.header
         block_hash = block.hash()
+        for checked in (block_hash, header.parent_hash):  # proven invalid while the block was executed or verified
+            reason = self.get_invalid_reason(checked)
+            if reason is not None:
+                raise InvalidBlockAncestry(
+                    f"block #{header.number} {block_hash.hex()}: {'it' if checked == block_hash else 'its parent'} "
+                    f"was proven invalid while it was being imported: {reason}"
+                )
         old = self.state.read_values(commit.changes, at=commit.base_root)
         journal = _Journal(tuple((key, old[key], value) for key, value in commit.changes.items()))
         extends_best = header.parent_hash == self.best_hash

@@ -13,6 +13,7 @@ from chain import calls
 from chain.block import Block
 from chain.blockchain import MAX_INVALID_REASON_BYTES, Blockchain
 from chain.errors import ChainError, FinalityConflict, InvalidBlockAncestry, StorageError
+from chain.proofs import FullReexecution
 from chain.storage import Column, Database, WriteBatch
 from consensus import fork_choice
 
@@ -274,4 +275,69 @@ def test_fork_choice_on_stored_candidates_skips_invalid_ones_and_counts_the_just
     # An invalid root (a justified block later proven invalid) falls back to the finalized block.
     assert fork_choice.select_best(node, h["B2"]) == fork_choice.select_best(node) == node.best_hash
     assert not node.is_invalid(node.best_hash)
+    node.db.close()
+
+
+class _InvalidatingVerifier:
+    """The default verifier, after proving ``target`` invalid on ``chain``: a fraud proof that
+    arrives while a block is being verified (the verifier may wait seconds on the network)."""
+
+    def __init__(self, target: bytes) -> None:
+        self.chain: Blockchain | None = None
+        self.target = target
+        self.inner = FullReexecution()
+
+    def verify_block(self, block, block_hash, claims, source):
+        assert self.chain is not None
+        self.chain.invalidate(self.target, "fraud proven meanwhile")
+        return self.inner.verify_block(block, block_hash, claims, source)
+
+
+def test_a_block_whose_parent_is_proven_invalid_during_its_import_is_not_stored(tmp_path, blocks) -> None:
+    from consensus.aura import Aura
+    from consensus.block_import import ConsensusRules
+
+    h = {name: block.hash() for name, block in blocks.items()}
+    spec = dev_spec()
+    verifier = _InvalidatingVerifier(h["B1"])
+    node = Blockchain(
+        Database(tmp_path / "node"), chain_id=spec.id, build_genesis=spec.apply_genesis,
+        rules=ConsensusRules(Aura(6000)), verifier=verifier,
+    )
+    verifier.chain = node
+    node.import_block(blocks["A1"])
+    verifier.target = h["A1"]
+    with pytest.raises(InvalidBlockAncestry, match="its parent was proven invalid while it was being imported: fraud proven meanwhile"):
+        node.import_block(blocks["A2"])
+    assert not node.has_block(h["A2"]) and node.best_hash == node.genesis_hash
+    assert node.state.root() == node.get_header(node.genesis_hash).state_root
+    node.db.close()
+
+
+def test_the_leaves_stay_exact_through_invalid_siblings_and_dead_branches(tmp_path, blocks) -> None:
+    h = {name: block.hash() for name, block in blocks.items()}
+    node = _fresh(tmp_path / "node", [blocks["A1"], blocks["B1"], blocks["B2"]])
+    node.invalidate(h["A1"], "fraud")  # a side branch: genesis keeps a valid child (B1)
+    assert node.get_leaves() == (h["B2"],) and node.best_hash == h["B2"]
+    node.invalidate(h["B1"], "fraud")  # genesis's last valid child: genesis is a leaf again
+    assert node.get_leaves() == (node.genesis_hash,) and node.best_hash == node.genesis_hash
+    node.db.close()
+
+    # A branch that does not contain the finalized block never gets a leaf back.
+    node = _fresh(tmp_path / "dead", [blocks["A1"], blocks["A2"], blocks["B1"], blocks["B2"]])
+    node.finalize(h["A1"], best=h["A2"])
+    assert node.get_leaves() == (h["A2"],)
+    assert node.invalidate(h["B2"], "fraud") is None
+    assert node.get_leaves() == (h["A2"],) and node.is_invalid(h["B2"]) and node.best_hash == h["A2"]
+    node.db.close()
+
+
+def test_select_best_skips_a_leaf_marked_invalid(tmp_path, blocks) -> None:
+    """Defence in depth: invalidate drops invalid leaves, but the fork choice reads the mark."""
+    h = {name: block.hash() for name, block in blocks.items()}
+    node = _fresh(tmp_path / "node", [blocks["A1"], blocks["B1"], blocks["B2"]])
+    assert fork_choice.select_best(node) == h["B2"]
+    with node.db.write_batch() as batch:
+        batch.put(Column.INVALID, h["B2"], b"marked by hand")
+    assert fork_choice.select_best(node) == h["A1"]
     node.db.close()
