@@ -241,16 +241,14 @@ def build_empty_sibling(chain: Blockchain, block: Block, author: Keypair) -> Blo
     extrinsics: valid on its own, an equivocation together with ``block`` (the same block if
     ``block`` is empty too: the caller checks).
 
-    Its state is the parent's after the runtime's per-block hook, if the runtime has one (an
+    Its state is the parent's after the runtime's per-block hook (``Runtime.on_initialize``: an
     era start may change the validator set), and its proof-of-learning commitment is the one of
     any block without training, the genesis block's (taken from the genesis header rather than
     rebuilt, so this stays right whatever the commitment's fields are).
     """
     header = block.header
     overlay = chain.state_at(header.parent_hash)
-    on_initialize = getattr(chain.runtime, "on_initialize", None)
-    if on_initialize is not None:
-        on_initialize(overlay, header.number)
+    chain.runtime.on_initialize(overlay, header.number)
     state_root = chain.state.compute_commit(overlay).root
     pol_digest = chain.get_header(chain.genesis_hash).digest  # the genesis header's one item
     sibling = Header(
