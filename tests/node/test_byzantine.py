@@ -491,3 +491,45 @@ def test_an_honest_node_reports_a_double_vote_and_it_is_slashed(tmp_path) -> Non
         assert EquivocationReporter(chain, ALICE, submitted.append, lambda: ()).on_vote_equivocation(evidence) is None
     finally:
         chain.db.close()
+
+
+def test_the_empty_sibling_at_an_era_start_runs_the_runtimes_per_block_hook(tmp_path) -> None:
+    """At an era start a queued validator leaves the set before the first extrinsic: an empty
+    block there changes state, and the sibling's state root must say so (else importers refuse
+    it with a state root mismatch)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "consensus"))
+    from consensuskit import BOB, CHARLIE, open_local, slot_owner
+
+    from chain.pallets import staking
+    from node.offences import EquivocationReporter
+
+    author, honest = open_local(tmp_path / "author"), open_local(tmp_path / "honest")
+    try:
+        first = author.build_block([byzantine.equivocation_remark(author, BOB, [], 1)], BOB, slot=1).block
+        second = byzantine.build_empty_sibling(author, first, BOB)
+        for block in (first, second):
+            honest.import_block(block)
+        submitted: list[bytes] = []
+        report = EquivocationReporter(honest, CHARLIE, submitted.append, lambda: ()).on_block(second.header)
+        honest.build_block([report], CHARLIE, slot=2)
+        assert staking.PENDING_REMOVAL.get(honest.state.overlay()) == (BOB.public,)
+        era = honest.config.era_length
+        slot = 2
+        while honest.best_number < era - 1:
+            slot += 1
+            if slot_owner(slot) is not BOB:
+                honest.build_block([], slot_owner(slot), slot=slot)
+        slot += 1
+        while slot_owner(slot) is BOB:
+            slot += 1
+        owner = slot_owner(slot)
+        start = honest.build_block([byzantine.equivocation_remark(honest, owner, [], slot)], owner, slot=slot).block
+        assert start.header.number % era == 0
+        parent_root = honest.get_header(start.header.parent_hash).state_root
+        sibling = byzantine.build_empty_sibling(honest, start, owner)
+        assert sibling.header.state_root != parent_root  # Bob left the set in it
+        honest.import_block(sibling)
+        assert BOB.public not in staking.get_validators(honest.state_at(sibling.hash()))
+    finally:
+        author.db.close()
+        honest.db.close()
