@@ -533,3 +533,30 @@ def test_the_empty_sibling_at_an_era_start_runs_the_runtimes_per_block_hook(tmp_
     finally:
         author.db.close()
         honest.db.close()
+
+
+# --- the node wiring -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mode", "serving", "forging"),
+    [(None, True, False), ("forge-training=0.25", True, True), ("withhold-checkpoints", False, False), ("equivocate", True, False)],
+)
+def test_the_node_service_wires_each_mode(mode: str | None, serving: bool, forging: bool) -> None:
+    """NodeConfig.byzantine reaches the chain's trainer (forge-training) and the transcript
+    server (withhold-checkpoints); an honest node trains with ml_runtime.run_job and serves."""
+    from genesis.spec import load_chain_spec
+    from node.network.service import NetworkConfig
+    from node.service import NodeConfig, NodeService
+
+    config = NodeConfig(
+        chain="local", tmp=True, author="//Bob", network=NetworkConfig(listen_addrs=()),
+        byzantine=None if mode is None else parse_byzantine(mode),
+    )
+    service = NodeService(config, load_chain_spec("local"))
+    try:
+        assert service.link is not None and service.link.transcripts.serving is serving
+        assert (service.chain.trainer is not mr.run_job) is forging
+        job = _job()
+        outcome = service.chain.trainer(job)
+        assert (outcome.transcript.root != mr.run_job(job).transcript.root) is forging
+    finally:
+        service.close()
