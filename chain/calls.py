@@ -35,6 +35,9 @@ MAX_DECIMALS = 18
 
 MAX_REMARK = 4096
 MAX_ROWS_CHUNK = 1 << 20  # one append_rows call carries at most 1 MiB of rows
+# Paid inference takes what the free ml_predict RPC takes: at most 1,024 rows and 2^18 numbers.
+MAX_INFER_ROWS = 1024
+MAX_INFER_BYTES = 4 << 18
 
 
 def _tag(pallet: int, call: int) -> int:
@@ -105,6 +108,24 @@ class PayModel(Wire, frozen=True, tag=_tag(2, 5)):
 
     model: Count
     amount: Balance
+
+
+class SetInferencePrice(Wire, frozen=True, tag=_tag(2, 6)):
+    """The model's owner sets what one row of paid inference (``models.infer``) costs."""
+
+    model: Count
+    price_per_row: Balance
+
+
+class Infer(Wire, frozen=True, tag=_tag(2, 7)):
+    """Paid inference: run ``version`` of ``model`` (its latest if None) on ``inputs`` inside the
+    block and pay the model ``price_per_row`` x rows. ``inputs`` are rows of the model's ``d``
+    float32 numbers, little-endian, row after row (1..MAX_INFER_ROWS rows, each number finite);
+    the outputs go in the receipt's ``models.InferenceMade`` event."""
+
+    model: Count
+    version: Count | None
+    inputs: Annotated[bytes, msgspec.Meta(max_length=MAX_INFER_BYTES)]
 
 
 # --- datasets (3) -----------------------------------------------------------------------------
@@ -205,6 +226,7 @@ class TransferAsset(Wire, frozen=True, tag=_tag(6, 4)):
 
 Call = (
     Remark | Transfer | RegisterModel | SetTrainingPolicy | SetTrainer | ShareModel | ClaimRevenue | PayModel
+    | SetInferencePrice | Infer
     | RegisterDataset | AppendRows | Train | Bond | Unbond
     | CreateAsset | SetAssetMetadata | MintAsset | BurnAsset | TransferAsset
 )
@@ -219,6 +241,8 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     ShareModel: ("models", "share_model"),
     ClaimRevenue: ("models", "claim_revenue"),
     PayModel: ("models", "pay_model"),
+    SetInferencePrice: ("models", "set_inference_price"),
+    Infer: ("models", "infer"),
     RegisterDataset: ("datasets", "register_dataset"),
     AppendRows: ("datasets", "append_rows"),
     Train: ("training", "train"),

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from chain import calls
 from chain.crypto import parse_account, ss58_encode
 from rpc.client import RpcClient
@@ -59,6 +61,14 @@ def add_commands(
     command("share-model", lambda a: [calls.ShareModel(a.model, a.shares)], model, ("--shares", {"type": balance}))
     command("claim-revenue", lambda a: [calls.ClaimRevenue(a.model)], model)
     command("pay-model", lambda a: [calls.PayModel(a.model, a.amount)], model, amount)
+    command(
+        "inference-price", lambda a: [calls.SetInferencePrice(a.model, a.price_per_row)], model, ("--price-per-row", {"type": balance})
+    )
+    command(
+        "infer", lambda a: [calls.Infer(a.model, a.version, a.inputs)],
+        model, ("--version", {"type": u32, "default": None, "required": False}),
+        ("--inputs", {"type": _parse_rows, "help": "rows as JSON, e.g. '[[0.1, 0.2], [0.3, 0.4]]'"}),
+    )
 
     for name, positional in (("asset", ("asset",)), ("asset-balance", ("asset", "account")), ("shares", ("model",)), ("revenue", ("model",))):
         q = make_query(query, name)
@@ -67,6 +77,26 @@ def add_commands(
         if name in ("shares", "revenue"):
             q.add_argument("--account", default=None)
         q.set_defaults(run=run_query)
+
+
+def _parse_rows(text: str) -> bytes:
+    """JSON rows of numbers as the float32 little-endian bytes models.infer takes; the row
+    width is the model's to check (the runtime says which rule a bad input breaks)."""
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r for r in rows):
+        raise argparse.ArgumentTypeError("must be a non-empty JSON list of non-empty lists of numbers")
+    if len({len(r) for r in rows}) != 1:
+        raise argparse.ArgumentTypeError("rows must all have the same length")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for r in rows for v in r):
+        raise argparse.ArgumentTypeError("must hold numbers only")
+    with np.errstate(over="ignore"):
+        x = np.asarray(rows, dtype=np.float64).astype("<f4")
+    if not np.isfinite(x).all():
+        raise argparse.ArgumentTypeError("has a number that is not finite in float32")
+    return x.tobytes()
 
 
 def run_query(args: argparse.Namespace) -> int:

@@ -74,6 +74,7 @@ def model_summary(model_id: int, info: models.ModelInfo) -> dict[str, Any]:
         "spec": {"family": spec.family, "d": spec.d, "k": spec.k, "h": spec.h, "params": spec.param_count},
         "specHash": hexb(spec.hash()), "latestVersion": info.latest_version, "createdAt": info.created_at,
         "trainingPermission": info.permission, "licensePerStep": str(info.license_per_step), "shares": str(info.shares),
+        "inferencePrice": str(info.inference_price),
     }
 
 

@@ -52,6 +52,7 @@ class ModelInfo(Wire, frozen=True):
     permission: str = "owner"  # one of chain.calls.PERMISSIONS
     license_per_step: Balance = 0  # paid to the model by every training step run on it
     shares: Balance = 0  # 0: not shared; else the supply of asset SHARES_BASE + model
+    inference_price: Balance = 0  # paid to the model per row of paid inference (chain.pallets.inference)
 
 
 class TrainingRecord(Wire, frozen=True):
