@@ -155,6 +155,39 @@ class AppendRows(Wire, frozen=True, tag=_tag(3, 1)):
     rows: Annotated[bytes, msgspec.Meta(max_length=MAX_ROWS_CHUNK)]
 
 
+LICENSE_ALLOWED = ("anyone", "accounts", "models")
+MAX_LICENSEES = 64
+
+
+class LicenseTerms(Wire, frozen=True):
+    """A data set's licence, as the runtime enforces it on every training job.
+
+    ``price_per_row`` x rows used (steps x batch size) is paid to the provider in the native
+    token (``asset`` None) or in a fungible asset. ``allowed``: "anyone", "accounts" (the
+    signer must be in ``accounts``) or "models" (the trained model must be in ``models``).
+    ``expires_at``: the last block in which a job may use the data (None: never expires).
+    ``max_rows_per_job``: a cap on steps x batch size (None: no cap). ``text_hash``: the
+    blake2-256 of the licence's legal text, which lives off chain.
+    """
+
+    price_per_row: Balance
+    asset: Count | None = None
+    allowed: Annotated[str, msgspec.Meta(pattern="^(anyone|accounts|models)$")] = "anyone"
+    accounts: Annotated[tuple[AccountId, ...], msgspec.Meta(max_length=MAX_LICENSEES)] = ()
+    models: Annotated[tuple[Count, ...], msgspec.Meta(max_length=MAX_LICENSEES)] = ()
+    expires_at: Count | None = None
+    max_rows_per_job: Count | None = None
+    text_hash: Hash32 = bytes(32)
+
+
+class SetDatasetLicense(Wire, frozen=True, tag=_tag(3, 2)):
+    """The provider sets new licence terms; they apply to jobs from LICENSE_NOTICE_BLOCKS
+    blocks later on, never to jobs already signed against the old terms."""
+
+    dataset: Count
+    terms: LicenseTerms
+
+
 # --- training (4) -----------------------------------------------------------------------------
 class Train(Wire, frozen=True, tag=_tag(4, 0)):
     """The TRAIN opcode: SGD on a model version with a data set, producing a new version."""
@@ -227,7 +260,7 @@ class TransferAsset(Wire, frozen=True, tag=_tag(6, 4)):
 Call = (
     Remark | Transfer | RegisterModel | SetTrainingPolicy | SetTrainer | ShareModel | ClaimRevenue | PayModel
     | SetInferencePrice | Infer
-    | RegisterDataset | AppendRows | Train | Bond | Unbond
+    | RegisterDataset | AppendRows | SetDatasetLicense | Train | Bond | Unbond
     | CreateAsset | SetAssetMetadata | MintAsset | BurnAsset | TransferAsset
 )
 
@@ -245,6 +278,7 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     Infer: ("models", "infer"),
     RegisterDataset: ("datasets", "register_dataset"),
     AppendRows: ("datasets", "append_rows"),
+    SetDatasetLicense: ("datasets", "set_license"),
     Train: ("training", "train"),
     Bond: ("staking", "bond"),
     Unbond: ("staking", "unbond"),
@@ -270,9 +304,12 @@ def compute_f32_value(bits: int) -> float:
 def call_to_json(call: Call) -> dict[str, Any]:
     """The JSON form of a call."""
     pallet, name = CALL_NAMES[type(call)]
-    hints = typing.get_type_hints(type(call), include_extras=True)
-    args = {f: _arg_to_json(hints[f], getattr(call, f)) for f in call.__struct_fields__}
-    return {"pallet": pallet, "call": name, "args": args}
+    return {"pallet": pallet, "call": name, "args": _struct_to_json(call)}
+
+
+def _struct_to_json(obj: msgspec.Struct) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(obj), include_extras=True)
+    return {f: _arg_to_json(hints[f], getattr(obj, f)) for f in obj.__struct_fields__}
 
 
 def call_from_json(obj: Any) -> Call:
@@ -285,21 +322,39 @@ def call_from_json(obj: Any) -> Call:
     args = obj.get("args", {})
     if not isinstance(args, dict):
         raise CodecError(f"{obj['pallet']}.{obj['call']}: args must be an object")
-    hints = typing.get_type_hints(typ, include_extras=True)
-    unknown = set(args) - set(typ.__struct_fields__)
-    if unknown:
-        raise CodecError(f"{obj['pallet']}.{obj['call']}: unknown arguments {sorted(unknown)}")
-    fields = typ.__struct_fields__
-    defaults = dict(zip(fields[len(fields) - len(typ.__struct_defaults__) :], typ.__struct_defaults__, strict=True))
-    missing = [f for f in fields if f not in args and f not in defaults]
-    if missing:
-        raise CodecError(f"{obj['pallet']}.{obj['call']}: missing arguments {missing}")
-    # array_like structs convert from a positional list (the tag first).
-    values = [_arg_from_json(f, hints[f], args[f]) if f in args else defaults[f] for f in fields]
+    values = _struct_values(typ, args, f"{obj['pallet']}.{obj['call']}")
     try:
         return typing.cast(Call, msgspec.convert([typ.__struct_config__.tag, *values], typ, strict=True))
     except msgspec.ValidationError as exc:
         raise CodecError(f"{obj['pallet']}.{obj['call']}: {exc}") from None
+
+
+def _struct_values(typ: Any, args: dict[str, Any], where: str) -> list[Any]:
+    """The positional values of an array_like struct from its JSON object (defaults filled in)."""
+    hints = typing.get_type_hints(typ, include_extras=True)
+    unknown = set(args) - set(typ.__struct_fields__)
+    if unknown:
+        raise CodecError(f"{where}: unknown arguments {sorted(unknown)}")
+    fields = typ.__struct_fields__
+    defaults = dict(zip(fields[len(fields) - len(typ.__struct_defaults__) :], typ.__struct_defaults__, strict=True))
+    missing = [f for f in fields if f not in args and f not in defaults]
+    if missing:
+        raise CodecError(f"{where}: missing arguments {missing}")
+    # array_like structs convert from a positional list (a tagged one: the tag first).
+    return [_arg_from_json(f, hints[f], args[f]) if f in args else defaults[f] for f in fields]
+
+
+def _element(hint: Any) -> Any:
+    """X of ``tuple[X, ...]`` (through Annotated), else None."""
+    base = typing.get_args(hint)[0] if hasattr(hint, "__metadata__") else hint
+    if typing.get_origin(base) is tuple:
+        return typing.get_args(base)[0]
+    return None
+
+
+def _struct_type(hint: Any) -> Any:
+    base = typing.get_args(hint)[0] if hasattr(hint, "__metadata__") else hint
+    return base if isinstance(base, type) and issubclass(base, msgspec.Struct) else None
 
 
 def _kind(hint: Any) -> str | None:
@@ -316,6 +371,10 @@ def _arg_to_json(hint: Any, value: Any) -> Any:
     kind = _kind(hint)
     if value is None:
         return None
+    if isinstance(value, msgspec.Struct):
+        return _struct_to_json(value)
+    if isinstance(value, tuple):
+        return [_arg_to_json(_element(hint), v) for v in value]
     if kind == "account":
         return ss58_encode(value)
     if kind == "hex":
@@ -327,6 +386,12 @@ def _arg_to_json(hint: Any, value: Any) -> Any:
 
 def _arg_from_json(name: str, hint: Any, value: Any) -> Any:
     kind = _kind(hint)
+    struct_type = _struct_type(hint)
+    if struct_type is not None and isinstance(value, dict):
+        return _struct_values(struct_type, value, f"argument {name!r}")
+    element = _element(hint)
+    if element is not None and isinstance(value, list):
+        return [_arg_from_json(name, element, v) for v in value]
     try:
         if kind == "account" and isinstance(value, str):
             return parse_account(value)

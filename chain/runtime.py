@@ -26,7 +26,7 @@ from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
 from chain.extrinsic import Extrinsic
-from chain.pallets import assets, balances, datasets, inference, models, staking, training
+from chain.pallets import assets, balances, datasets, inference, licenses, models, staking, training
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
@@ -102,6 +102,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.MintAsset: CallRow(assets.apply_mint_call, _fixed(100_000)),
     calls.BurnAsset: CallRow(assets.apply_burn_call, _fixed(100_000)),
     calls.TransferAsset: CallRow(assets.apply_transfer, _fixed(150_000)),
+    calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
     calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
     calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(inference.compute_weight(s, c))),
 }

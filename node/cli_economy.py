@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from chain import calls
-from chain.crypto import parse_account, ss58_encode
+from chain.crypto import blake2_256, parse_account, ss58_encode
 from rpc.client import RpcClient
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
@@ -70,6 +70,17 @@ def add_commands(
         ("--inputs", {"type": _parse_rows, "help": "rows as JSON, e.g. '[[0.1, 0.2], [0.3, 0.4]]'"}),
     )
 
+    command(
+        "dataset-license", _license_call,
+        ("--dataset", {"type": u32}), ("--price-per-row", {"type": balance}),
+        ("--asset", {"type": u32, "default": None, "required": False, "help": "price in this asset (default: POL)"}),
+        ("--allow-account", {"action": "append", "default": [], "required": False, "help": "only these accounts may train (repeat)"}),
+        ("--allow-model", {"action": "append", "type": u32, "default": [], "required": False, "help": "only these models may train on it (repeat)"}),
+        ("--expires-at", {"type": u32, "default": None, "required": False, "help": "last block in which a job may use the data"}),
+        ("--max-rows-per-job", {"type": u32, "default": None, "required": False, "help": "cap on steps x batch size"}),
+        ("--text-file", {"default": None, "required": False, "help": "the licence text; its blake2-256 goes on chain"}),
+    )
+
     for name, positional in (("asset", ("asset",)), ("asset-balance", ("asset", "account")), ("shares", ("model",)), ("revenue", ("model",))):
         q = make_query(query, name)
         for arg in positional:
@@ -77,6 +88,21 @@ def add_commands(
         if name in ("shares", "revenue"):
             q.add_argument("--account", default=None)
         q.set_defaults(run=run_query)
+
+
+def _license_call(a: argparse.Namespace) -> list[Any]:
+    if a.allow_account and a.allow_model:
+        raise ValueError("--allow-account and --allow-model exclude each other: a licence names accounts or models")
+    allowed = "accounts" if a.allow_account else "models" if a.allow_model else "anyone"
+    text_hash = bytes(32)
+    if a.text_file is not None:
+        with open(a.text_file, "rb") as f:
+            text_hash = blake2_256(f.read())
+    terms = calls.LicenseTerms(
+        a.price_per_row, a.asset, allowed, tuple(parse_account(x) for x in a.allow_account), tuple(a.allow_model),
+        a.expires_at, a.max_rows_per_job, text_hash,
+    )
+    return [calls.SetDatasetLicense(a.dataset, terms)]
 
 
 def _parse_rows(text: str) -> bytes:

@@ -99,3 +99,19 @@ def test_paid_inference_answers_with_ml_predicts_bits(node) -> None:
     assert outputs.tolist() == free["outputs"]
     refused = polchain("tx", "inference-price", "--signer", "//Alice", "--model", "0", "--price-per-row", "5", "--rpc", node.url)
     assert refused.returncode == 1 and "models.OwnedByShareholders" in refused.stdout
+
+
+def test_dataset_license_from_the_cli_is_pending_then_applies(node, tmp_path) -> None:
+    text = tmp_path / "licence.txt"
+    text.write_text("research use only\n")
+    out = tx(node, "dataset-license", "--signer", "//Ferdie", "--dataset", "0", "--price-per-row", "7",
+             "--asset", "1", "--allow-account", "//Bob", "--max-rows-per-job", "5000", "--text-file", str(text))
+    assert out["success"], out
+    dataset = rpc(node, "ml_getDataset", [0])["result"]
+    pending = dataset["pendingTerms"]
+    assert pending["pricePerRow"] == "7" and pending["asset"] == 1 and pending["allowed"] == "accounts"
+    assert pending["accounts"] == [dev_keypair("Bob").address] and pending["maxRowsPerJob"] == 5000
+    assert dataset["terms"]["allowed"] == "anyone"  # the old terms hold until the notice runs out
+    both = polchain("tx", "dataset-license", "--signer", "//Ferdie", "--dataset", "0", "--price-per-row", "1",
+                    "--allow-account", "//Bob", "--allow-model", "2", "--rpc", node.url)
+    assert both.returncode == 1 and "exclude each other" in both.stderr
