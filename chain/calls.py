@@ -72,8 +72,8 @@ class SetTrainingPolicy(Wire, frozen=True, tag=_tag(2, 1)):
     """The model's owner sets who may train it and the licence price per training step.
 
     ``permission``: "owner" (the owner, or once shared any shareholder), "allowlist" (the
-    owner and the accounts SetTrainer allowed), "anyone", or "proposal" (reserved for model
-    governance; refused until it exists).
+    owner and the accounts SetTrainer allowed), "anyone", or "proposal" (only the accounts
+    adopted proposals allow: set by model governance, chain.pallets.governance).
     """
 
     model: Count
@@ -257,11 +257,77 @@ class TransferAsset(Wire, frozen=True, tag=_tag(6, 4)):
     amount: Balance
 
 
+# --- gov (8): a DAO per shared model --------------------------------------------------------
+PPM = 1_000_000  # parts per million: the unit of quorum, threshold and treasury share
+Ppm = Annotated[int, msgspec.Meta(ge=0, le=PPM)]
+
+
+class ProposePolicy(Wire, frozen=True, tag=_tag(8, 0)):
+    """Propose a shared model's training permission and licence per step ("proposal":
+    only the accounts adopted proposals allow may train it)."""
+
+    model: Count
+    permission: Permission
+    license_per_step: Balance
+
+
+class ProposeInferencePrice(Wire, frozen=True, tag=_tag(8, 1)):
+    """Propose a shared model's price per row of paid inference."""
+
+    model: Count
+    price_per_row: Balance
+
+
+class ProposeRelease(Wire, frozen=True, tag=_tag(8, 2)):
+    """Propose adopting ``version`` as the model's released version."""
+
+    model: Count
+    version: Count
+
+
+class ProposeSpend(Wire, frozen=True, tag=_tag(8, 3)):
+    """Propose paying ``amount`` from the model's treasury to ``dest``."""
+
+    model: Count
+    dest: AccountId
+    amount: Balance
+
+
+class ProposeTrainer(Wire, frozen=True, tag=_tag(8, 4)):
+    """Propose adding ``who`` to (or removing it from) the model's training allowlist."""
+
+    model: Count
+    who: AccountId
+    allowed: bool
+
+
+class ProposeParams(Wire, frozen=True, tag=_tag(8, 5)):
+    """Propose the model's governance parameters: quorum (turnout, of all shares) and
+    threshold (ayes, of the votes cast) in ppm, the voting and enactment periods in blocks,
+    and the share of every payment to the model set aside for its treasury, in ppm."""
+
+    model: Count
+    quorum: Ppm
+    threshold: Ppm
+    voting_blocks: Count
+    enactment_blocks: Count
+    treasury: Ppm
+
+
+class Vote(Wire, frozen=True, tag=_tag(8, 6)):
+    """Vote on a proposal with every share of its model the signer holds; the shares stay
+    locked (not transferable) until the vote ends."""
+
+    proposal: Count
+    aye: bool
+
+
 Call = (
     Remark | Transfer | RegisterModel | SetTrainingPolicy | SetTrainer | ShareModel | ClaimRevenue | PayModel
     | SetInferencePrice | Infer
     | RegisterDataset | AppendRows | SetDatasetLicense | Train | Bond | Unbond
     | CreateAsset | SetAssetMetadata | MintAsset | BurnAsset | TransferAsset
+    | ProposePolicy | ProposeInferencePrice | ProposeRelease | ProposeSpend | ProposeTrainer | ProposeParams | Vote
 )
 
 # (pallet name, call name) for each call type, in tag order; the JSON form uses these names.
@@ -287,6 +353,13 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     MintAsset: ("assets", "mint"),
     BurnAsset: ("assets", "burn"),
     TransferAsset: ("assets", "transfer"),
+    ProposePolicy: ("gov", "propose_policy"),
+    ProposeInferencePrice: ("gov", "propose_inference_price"),
+    ProposeRelease: ("gov", "propose_release"),
+    ProposeSpend: ("gov", "propose_spend"),
+    ProposeTrainer: ("gov", "propose_trainer"),
+    ProposeParams: ("gov", "propose_params"),
+    Vote: ("gov", "vote"),
 }
 _BY_NAME = {names: typ for typ, names in CALL_NAMES.items()}
 

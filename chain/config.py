@@ -46,6 +46,8 @@ class RuntimeConfig:
     max_segments: int = 1024
     max_model_params: int = 1 << 18
     min_validator_bond: int = 1_000_000_000
+    gov_voting_blocks: int = 20  # a shared model's first voting period (its holders may change it)
+    gov_enactment_blocks: int = 5  # and its first enactment delay
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip

@@ -26,7 +26,17 @@ from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
 from chain.extrinsic import Extrinsic
-from chain.pallets import assets, balances, datasets, inference, licenses, models, staking, training
+from chain.pallets import (
+    assets,
+    balances,
+    datasets,
+    governance,
+    inference,
+    licenses,
+    models,
+    staking,
+    training,
+)
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
@@ -102,6 +112,13 @@ DISPATCH: dict[type, CallRow] = {
     calls.MintAsset: CallRow(assets.apply_mint_call, _fixed(100_000)),
     calls.BurnAsset: CallRow(assets.apply_burn_call, _fixed(100_000)),
     calls.TransferAsset: CallRow(assets.apply_transfer, _fixed(150_000)),
+    calls.ProposePolicy: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeInferencePrice: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeRelease: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeSpend: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeTrainer: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeParams: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.Vote: CallRow(governance.apply_vote, _fixed(200_000)),
     calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
     calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
     calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(inference.compute_weight(s, c))),
@@ -144,6 +161,12 @@ class Runtime:
 
     def compute_dispatch_info(self, state: StateAccess, xt: Extrinsic) -> DispatchInfo:
         return DISPATCH[type(xt.call)].info(state, xt.call)
+
+    def on_initialize(self, state: StateAccess, number: int) -> None:
+        """What block ``number`` does before its first extrinsic, when built and when imported
+        alike (Substrate's ``on_initialize``): model governance tallies and enacts what is due
+        (chain.pallets.governance)."""
+        governance.apply_on_initialize(state, number, self.config.existential_deposit)
 
     def compute_fee(self, info: DispatchInfo, length: int, tip: int) -> int:
         """The fee of an extrinsic of ``length`` bytes that declares ``info`` (before refunds)."""

@@ -307,14 +307,15 @@ def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
       base + byte x max_block_length + weight x max_block_weight, does too (fees never overflow);
     - a block has room for every fixed-weight call (register_model, 1,000,000 units, the
       largest) and for 64 KiB of extrinsics;
-    - training can run at all: at least one step, one row per batch, one segment, one parameter.
+    - training can run at all: at least one step, one row per batch, one segment, one parameter;
+    - a model's vote lasts at least one block.
     """
     for f in fields(RuntimeConfig):
         if getattr(cfg, f.name) > MAX_BALANCE:
             raise GenesisError(f"{where}: runtimeConfig.{f.name} must be at most 2^63-1")
     minimums = {
         "max_block_weight": MIN_BLOCK_WEIGHT, "max_block_length": MIN_BLOCK_LENGTH, "max_train_steps": 1,
-        "max_train_batch": 1, "max_segments": 1, "max_model_params": 1,
+        "max_train_batch": 1, "max_segments": 1, "max_model_params": 1, "gov_voting_blocks": 1,
     }
     for name, low in minimums.items():
         if getattr(cfg, name) < low:

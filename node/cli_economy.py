@@ -81,10 +81,30 @@ def add_commands(
         ("--text-file", {"default": None, "required": False, "help": "the licence text; its blake2-256 goes on chain"}),
     )
 
-    for name, positional in (("asset", ("asset",)), ("asset-balance", ("asset", "account")), ("shares", ("model",)), ("revenue", ("model",))):
+    command("gov-propose-price", lambda a: [calls.ProposeInferencePrice(a.model, a.price_per_row)], model,
+            ("--price-per-row", {"type": balance}))
+    command("gov-propose-policy", lambda a: [calls.ProposePolicy(a.model, a.permission, a.license_per_step)], model,
+            ("--permission", {"choices": calls.PERMISSIONS}), ("--license-per-step", {"type": balance, "default": 0, "required": False}))
+    command("gov-propose-release", lambda a: [calls.ProposeRelease(a.model, a.version)], model, ("--version", {"type": u32}))
+    command("gov-propose-spend", lambda a: [calls.ProposeSpend(a.model, parse_account(a.dest), a.amount)], model, ("--dest", {}), amount)
+    command("gov-propose-trainer", lambda a: [calls.ProposeTrainer(a.model, parse_account(a.who), not a.remove)], model,
+            ("--who", {}), ("--remove", {"action": "store_true", "required": False}))
+    command(
+        "gov-propose-params", lambda a: [calls.ProposeParams(a.model, a.quorum, a.threshold, a.voting_blocks, a.enactment_blocks, a.treasury)],
+        model, ("--quorum", {"type": u32, "help": "turnout, ppm of all shares"}), ("--threshold", {"type": u32, "help": "ayes, ppm of the votes cast"}),
+        ("--voting-blocks", {"type": u32}), ("--enactment-blocks", {"type": u32}),
+        ("--treasury", {"type": u32, "default": 0, "required": False, "help": "ppm of every payment set aside"}),
+    )
+    command("gov-vote", lambda a: [calls.Vote(a.proposal, a.vote == "aye")], ("--proposal", {"type": u32}),
+            ("--vote", {"choices": ("aye", "nay")}))
+
+    for name, positional in (
+        ("asset", ("asset",)), ("asset-balance", ("asset", "account")), ("shares", ("model",)), ("revenue", ("model",)),
+        ("proposals", ("model",)), ("proposal", ("proposal",)),
+    ):
         q = make_query(query, name)
         for arg in positional:
-            q.add_argument(arg, type=u32 if arg in ("asset", "model") else str)
+            q.add_argument(arg, type=u32 if arg in ("asset", "model", "proposal") else str)
         if name in ("shares", "revenue"):
             q.add_argument("--account", default=None)
         q.set_defaults(run=run_query)
@@ -135,13 +155,20 @@ async def _query(args: argparse.Namespace) -> int:
         method, params = "assets_getAsset", [args.asset]
     elif name == "asset-balance":
         method, params = "assets_getBalance", [args.asset, ss58_encode(parse_account(args.account))]
+    elif name == "proposals":
+        method, params = "gov_listProposals", [args.model]
+    elif name == "proposal":
+        method, params = "gov_getProposal", [args.proposal]
     else:
         method = "ml_getShares" if name == "shares" else "ml_getRevenue"
         params = [args.model] + ([ss58_encode(parse_account(args.account))] if args.account else [])
     async with RpcClient(args.rpc, timeout=args.timeout) as client:
         result = await client.call(method, params)
     if result is None:
-        what = f"asset {args.asset}" if name.startswith("asset") else f"shared model {args.model}"
+        what = (
+            f"asset {args.asset}" if name.startswith("asset") else f"proposal {args.proposal}" if name == "proposal"
+            else f"shared model {args.model}"
+        )
         print(f"Error: no {what}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))

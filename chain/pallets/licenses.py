@@ -124,6 +124,8 @@ def apply_set_license(ctx: CallContext, call: SetDatasetLicense) -> None:
         raise DispatchError(PALLET, "NotProvider", f"only the provider sets data set {call.dataset}'s licence")
     terms = call.terms
     if terms.asset is not None:
+        if assets.compute_shares_model(terms.asset) is not None:
+            raise DispatchError(PALLET, "InvalidCurrency", "model shares are not a currency for licences (votes lock them)")
         assets.get_asset(ctx.state, terms.asset)  # UnknownAsset
     number = ctx.block.number
     record = LICENSES.get(ctx.state, call.dataset)

@@ -181,3 +181,26 @@ def _apply_credit(state: StateAccess, who: bytes, amount: int) -> None:
     are paid whatever they are owed (the funds exist already, so no overflow past issuance)."""
     account = get_account(state, who)
     apply_account(state, who, AccountInfo(account.nonce, account.free + amount, account.staked))
+
+
+def compute_treasury_account(model: int) -> bytes:
+    """A shared model's treasury: Substrate's ``into_sub_account_truncating(model)`` of the
+    pallet id ``py/trsy`` (``b"modl" || id || model as u32 LE``, zero padded)."""
+    return (b"modl" + b"py/trsy" + model.to_bytes(4, "little")).ljust(32, b"\x00")
+
+
+def apply_set_aside(state: StateAccess, model: int, payer: bytes, amount: int, existential_deposit: int) -> None:
+    """Move ``amount`` of a payment to the model into its treasury (governance spends it)."""
+    _apply_debit(state, payer, amount, existential_deposit)
+    _apply_credit(state, compute_treasury_account(model), amount)
+
+
+def apply_spend(state: StateAccess, model: int, dest: bytes, amount: int, existential_deposit: int) -> None:
+    """Pay ``amount`` from the model's treasury to ``dest`` (an adopted spend proposal)."""
+    receiver = get_account(state, dest)
+    if receiver.free + receiver.staked == 0 and receiver.nonce == 0 and amount < existential_deposit:
+        raise DispatchError(
+            PALLET, "ExistentialDeposit", f"{amount} is below the existential deposit {existential_deposit} for a new account"
+        )
+    _apply_debit(state, compute_treasury_account(model), amount, 0)
+    _apply_credit(state, dest, amount)
