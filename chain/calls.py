@@ -128,6 +128,31 @@ class Infer(Wire, frozen=True, tag=_tag(2, 7)):
     inputs: Annotated[bytes, msgspec.Meta(max_length=MAX_INFER_BYTES)]
 
 
+class PostBounty(Wire, frozen=True, tag=_tag(2, 8)):
+    """Escrow ``amount`` for the first trained version of ``model`` whose loss on data set
+    ``dataset`` (every row, computed by the chain) is below ``target_loss`` (float32 bits).
+    Unclaimed, the poster may cancel it after block ``expires_at``."""
+
+    model: Count
+    dataset: Count
+    target_loss: F32
+    amount: Balance
+    expires_at: Count
+
+
+class ClaimBounty(Wire, frozen=True, tag=_tag(2, 9)):
+    """Ask the chain to evaluate ``version`` for ``bounty``; it pays the version's trainer."""
+
+    bounty: Count
+    version: Count
+
+
+class CancelBounty(Wire, frozen=True, tag=_tag(2, 10)):
+    """The poster takes back an expired, unclaimed bounty."""
+
+    bounty: Count
+
+
 # --- datasets (3) -----------------------------------------------------------------------------
 class RegisterDataset(Wire, frozen=True, tag=_tag(3, 0)):
     """Announce a data set; its rows arrive with AppendRows and must hash to ``rows_root``.
@@ -324,7 +349,7 @@ class Vote(Wire, frozen=True, tag=_tag(8, 6)):
 
 Call = (
     Remark | Transfer | RegisterModel | SetTrainingPolicy | SetTrainer | ShareModel | ClaimRevenue | PayModel
-    | SetInferencePrice | Infer
+    | SetInferencePrice | Infer | PostBounty | ClaimBounty | CancelBounty
     | RegisterDataset | AppendRows | SetDatasetLicense | Train | Bond | Unbond
     | CreateAsset | SetAssetMetadata | MintAsset | BurnAsset | TransferAsset
     | ProposePolicy | ProposeInferencePrice | ProposeRelease | ProposeSpend | ProposeTrainer | ProposeParams | Vote
@@ -342,6 +367,9 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     PayModel: ("models", "pay_model"),
     SetInferencePrice: ("models", "set_inference_price"),
     Infer: ("models", "infer"),
+    PostBounty: ("models", "post_bounty"),
+    ClaimBounty: ("models", "claim_bounty"),
+    CancelBounty: ("models", "cancel_bounty"),
     RegisterDataset: ("datasets", "register_dataset"),
     AppendRows: ("datasets", "append_rows"),
     SetDatasetLicense: ("datasets", "set_license"),

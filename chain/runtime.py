@@ -29,6 +29,7 @@ from chain.extrinsic import Extrinsic
 from chain.pallets import (
     assets,
     balances,
+    bounties,
     datasets,
     governance,
     inference,
@@ -119,6 +120,9 @@ DISPATCH: dict[type, CallRow] = {
     calls.ProposeTrainer: CallRow(governance.apply_propose, _fixed(300_000)),
     calls.ProposeParams: CallRow(governance.apply_propose, _fixed(300_000)),
     calls.Vote: CallRow(governance.apply_vote, _fixed(200_000)),
+    calls.PostBounty: CallRow(bounties.apply_post_bounty, _fixed(bounties.BOUNTY_BASE_WEIGHT)),
+    calls.ClaimBounty: CallRow(bounties.apply_claim_bounty, lambda s, c: DispatchInfo(bounties.compute_claim_weight(s, c))),
+    calls.CancelBounty: CallRow(bounties.apply_cancel_bounty, _fixed(100_000)),
     calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
     calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
     calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(inference.compute_weight(s, c))),

@@ -18,8 +18,9 @@ from ml_runtime.errors import (
     ProofError,
     SegmentMismatch,
 )
-from ml_runtime.inference import predict
+from ml_runtime.inference import compute_loss, predict
 from ml_runtime.job import (
+    MAX_BATCH,
     MAX_ROWS,
     JobResult,
     TrainingJob,
@@ -43,6 +44,7 @@ from ml_runtime.transcript import (
 )
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_ROWS",
     "NS_PER_UNIT",
     "BuildMismatch",
@@ -59,6 +61,7 @@ __all__ = [
     "Transcript",
     "TranscriptEntry",
     "batch_indices",
+    "compute_loss",
     "compute_merkle_root",
     "hash_weights",
     "init_weights",

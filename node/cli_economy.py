@@ -81,6 +81,14 @@ def add_commands(
         ("--text-file", {"default": None, "required": False, "help": "the licence text; its blake2-256 goes on chain"}),
     )
 
+    command(
+        "post-bounty", lambda a: [calls.PostBounty(a.model, a.dataset, calls.compute_f32_bits(a.target_loss), a.amount, a.expires_at)],
+        model, ("--dataset", {"type": u32, "help": "the validation data set"}),
+        ("--target-loss", {"type": float, "help": "paid when a version's loss on the data set is below this"}),
+        amount, ("--expires-at", {"type": u32, "help": "block after which the poster may cancel"}),
+    )
+    command("claim-bounty", lambda a: [calls.ClaimBounty(a.bounty, a.version)], ("--bounty", {"type": u32}), ("--version", {"type": u32}))
+    command("cancel-bounty", lambda a: [calls.CancelBounty(a.bounty)], ("--bounty", {"type": u32}))
     command("gov-propose-price", lambda a: [calls.ProposeInferencePrice(a.model, a.price_per_row)], model,
             ("--price-per-row", {"type": balance}))
     command("gov-propose-policy", lambda a: [calls.ProposePolicy(a.model, a.permission, a.license_per_step)], model,

@@ -129,15 +129,15 @@ def apply_pay(state: StateAccess, model: int, payer: bytes, amount: int, existen
     pool = POOLS.get(state, model)
     if pool is None:
         raise DispatchError(PALLET, "NotShared", f"model {model} has not been shared")
-    _apply_debit(state, payer, amount, existential_deposit)
-    _apply_credit(state, POT_ACCOUNT, amount)
+    apply_debit(state, payer, amount, existential_deposit)
+    apply_credit(state, POT_ACCOUNT, amount)
     scaled = amount * SCALE
     delta = scaled // pool.total_shares
     dust_frac = pool.dust_frac + scaled - delta * pool.total_shares
     dust, dust_frac = divmod(dust_frac, SCALE)
     if dust:
-        _apply_debit(state, POT_ACCOUNT, dust, 0)
-        _apply_credit(state, DUST_ACCOUNT, dust)
+        apply_debit(state, POT_ACCOUNT, dust, 0)
+        apply_credit(state, DUST_ACCOUNT, dust)
     POOLS.apply_set(
         state,
         msgspec.structs.replace(
@@ -155,8 +155,8 @@ def apply_claim(state: StateAccess, model: int, who: bytes, shares: int) -> int:
     holder = apply_settle(state, model, who, shares)
     if holder.owed == 0:
         raise DispatchError(PALLET, "NothingToClaim", f"no whole unit of revenue is owed in model {model}")
-    _apply_debit(state, POT_ACCOUNT, holder.owed, 0)
-    _apply_credit(state, who, holder.owed)
+    apply_debit(state, POT_ACCOUNT, holder.owed, 0)
+    apply_credit(state, who, holder.owed)
     HOLDERS.apply_set(state, msgspec.structs.replace(holder, owed=0), model, who)
     pool = POOLS.get(state, model)
     assert pool is not None  # apply_settle checked it
@@ -164,7 +164,7 @@ def apply_claim(state: StateAccess, model: int, who: bytes, shares: int) -> int:
     return holder.owed
 
 
-def _apply_debit(state: StateAccess, who: bytes, amount: int, existential_deposit: int) -> None:
+def apply_debit(state: StateAccess, who: bytes, amount: int, existential_deposit: int) -> None:
     account = get_account(state, who)
     if account.free < amount:
         raise DispatchError(PALLET, "InsufficientBalance", f"free balance {account.free} is less than {amount}")
@@ -176,7 +176,7 @@ def _apply_debit(state: StateAccess, who: bytes, amount: int, existential_deposi
     apply_account(state, who, AccountInfo(account.nonce, left, account.staked))
 
 
-def _apply_credit(state: StateAccess, who: bytes, amount: int) -> None:
+def apply_credit(state: StateAccess, who: bytes, amount: int) -> None:
     """Credit without the new-account deposit check: the pot, the dust account and claimants
     are paid whatever they are owed (the funds exist already, so no overflow past issuance)."""
     account = get_account(state, who)
@@ -191,8 +191,8 @@ def compute_treasury_account(model: int) -> bytes:
 
 def apply_set_aside(state: StateAccess, model: int, payer: bytes, amount: int, existential_deposit: int) -> None:
     """Move ``amount`` of a payment to the model into its treasury (governance spends it)."""
-    _apply_debit(state, payer, amount, existential_deposit)
-    _apply_credit(state, compute_treasury_account(model), amount)
+    apply_debit(state, payer, amount, existential_deposit)
+    apply_credit(state, compute_treasury_account(model), amount)
 
 
 def apply_spend(state: StateAccess, model: int, dest: bytes, amount: int, existential_deposit: int) -> None:
@@ -202,5 +202,5 @@ def apply_spend(state: StateAccess, model: int, dest: bytes, amount: int, existe
         raise DispatchError(
             PALLET, "ExistentialDeposit", f"{amount} is below the existential deposit {existential_deposit} for a new account"
         )
-    _apply_debit(state, compute_treasury_account(model), amount, 0)
-    _apply_credit(state, dest, amount)
+    apply_debit(state, compute_treasury_account(model), amount, 0)
+    apply_credit(state, dest, amount)
