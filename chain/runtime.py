@@ -26,7 +26,7 @@ from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
 from chain.extrinsic import Extrinsic
-from chain.pallets import assets, balances, datasets, models, staking, training
+from chain.pallets import assets, balances, datasets, federated, models, staking, training
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
@@ -102,7 +102,13 @@ DISPATCH: dict[type, CallRow] = {
     calls.MintAsset: CallRow(assets.apply_mint_call, _fixed(100_000)),
     calls.BurnAsset: CallRow(assets.apply_burn_call, _fixed(100_000)),
     calls.TransferAsset: CallRow(assets.apply_transfer, _fixed(150_000)),
+    calls.OpenRound: CallRow(federated.apply_open_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.CommitUpdate: CallRow(federated.apply_commit_update, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.ChallengeRound: CallRow(federated.apply_challenge, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.RevealSegment: CallRow(federated.apply_reveal_segment, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
 }
+
 
 
 @dataclass(frozen=True, slots=True)
