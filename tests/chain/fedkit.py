@@ -102,7 +102,8 @@ class Driver:
     def fails(self, key, call, error: str) -> str:
         receipt = self.apply(key, call)
         assert not receipt.success, f"expected {error}"
-        assert receipt.error is not None and receipt.error.startswith(f"federated.{error}:"), receipt.error
+        qualified = error if "." in error else f"federated.{error}"
+        assert receipt.error is not None and receipt.error.startswith(f"{qualified}:"), receipt.error
         return receipt.error
 
 
