@@ -208,9 +208,29 @@ def compute_row_leaves(spec: ml_runtime.ModelSpec, x: np.ndarray, y: np.ndarray)
     return [raw[i : i + size] for i in range(0, len(raw), size)]
 
 
-def compute_leaf_path(leaves: list[bytes], index: int) -> tuple[bytes, ...]:
-    """RFC 6962 audit path of raw leaf ``index`` under ml_runtime.compute_merkle_root(leaves)."""
-    return tuple(transcript._path([transcript._h(b"\x00" + leaf) for leaf in leaves], index))
+def compute_leaf_paths(leaves: list[bytes], indices: list[int]) -> dict[int, tuple[bytes, ...]]:
+    """RFC 6962 audit paths of the raw leaves at ``indices`` under
+    ml_runtime.compute_merkle_root(leaves), leaf's sibling first, in one pass over the tree:
+    each subtree is hashed once (O(n) hashes for any number of paths, where one
+    ml_runtime.transcript-style walk per path would cost O(n) each)."""
+    wanted = sorted(set(indices))
+    paths: dict[int, list[bytes]] = {i: [] for i in wanted}
+
+    def walk(hashes: list[bytes], first: int, inside: list[int]) -> bytes:
+        if len(hashes) == 1:
+            return hashes[0]
+        k = transcript._split(len(hashes))
+        left_in = [i for i in inside if i < first + k]
+        right_in = [i for i in inside if i >= first + k]
+        left, right = walk(hashes[:k], first, left_in), walk(hashes[k:], first + k, right_in)
+        for i in left_in:
+            paths[i].append(right)
+        for i in right_in:
+            paths[i].append(left)
+        return transcript._node(left, right)
+
+    walk([transcript._h(b"\x00" + leaf) for leaf in leaves], 0, wanted)
+    return {i: tuple(p) for i, p in paths.items()}
 
 
 def verify_leaf_path(root: bytes, leaf: bytes, path: tuple[bytes, ...], index: int, count: int) -> bool:
@@ -258,11 +278,12 @@ def compute_reveal(
 ) -> RevealSegment:
     """The RevealSegment of segment j for a participant holding ``leaves`` (its rows)."""
     t = result.transcript
-    rows = compute_segment_rows(compute_batch_seed(round_id, account), info, j, len(leaves))
+    rows = compute_segment_rows(compute_batch_seed(round_id, account), info, j, len(leaves)).tolist()
+    paths = compute_leaf_paths(leaves, rows)
     return RevealSegment(
         round_id, j, np.asarray(result.checkpoints[j], dtype="<f4").tobytes(), ml_runtime.merkle_proof(t, j),
         t.entries[j + 1].weights_hash, ml_runtime.merkle_proof(t, j + 1),
-        b"".join(leaves[int(r)] for r in rows), tuple(compute_leaf_path(leaves, int(r)) for r in rows),
+        b"".join(leaves[r] for r in rows), tuple(paths[r] for r in rows),
     )
 
 

@@ -192,3 +192,16 @@ def test_detection_rate_matches_the_formula(chain) -> None:
         caught += bool(failing & set(federated.compute_challenged(seeded, BOB.public)))
     p = 1 - math.comb(S - f, m) / math.comb(S, m)
     assert abs(caught / trials - p) < 4 * math.sqrt(p * (1 - p) / trials), (caught / trials, p)
+
+
+def test_leaf_paths_match_the_data_root_for_every_count() -> None:
+    """One-pass paths equal what verify_leaf_path accepts, for odd and even tree sizes."""
+    for n in (1, 2, 3, 5, 8, 13, 64, 100):
+        leaves = [bytes([i % 256, i // 256]) * 3 for i in range(n)]
+        root = ml_runtime.compute_merkle_root(leaves)
+        paths = federated.compute_leaf_paths(leaves, list(range(n)))
+        for i in range(n):
+            assert federated.verify_leaf_path(root, leaves[i], paths[i], i, n)
+            assert not federated.verify_leaf_path(root, leaves[i] + b"x", paths[i], i, n)
+            if n > 1:
+                assert not federated.verify_leaf_path(root, leaves[i], paths[i], (i + 1) % n, n)

@@ -192,3 +192,36 @@ def test_cheaters_are_caught_or_excluded(chains) -> None:
     assert [e.participant for e in federated.LINEAGE.get(state, 0, 1).entries] == [BOB.public]
     assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
     assert sum(e.name == "UpdateExcluded" for e in receipt.events) == 1
+
+
+@pytest.mark.parametrize("family", ["linear", "mlp"])
+def test_every_model_family_re_runs_over_revealed_rows_only(chains, family: str) -> None:
+    """The validator's data array holds only the revealed rows (zeros elsewhere); the kernels
+    of every family read only the rows a batch names, so the segments re-run to the bits."""
+    chain, follower = chains
+    d = Driver(chain, follower)
+    spec = ml_runtime.ModelSpec(family, 64, 10, 16 if family == "mlp" else 0)
+    d.ok(ALICE, calls.RegisterModel(f"fl-{family}", spec.encode(), bytes(range(32))))
+    shares, _ = split_digits(2, seed=4)
+    people = []
+    for key, (x, y) in zip((BOB, CHARLIE), shares, strict=True):
+        target = np.eye(10, dtype=np.float32)[y] if family == "linear" else y
+        people.append(Participant(key, x, target))
+    lr = 0.05 if family == "linear" else 0.5
+    d.ok(ALICE, open_call(model=1, lr=calls.compute_f32_bits(lr), samples=3, min_updates=2))
+    for p in people:
+        d.ok(p.key, p.train(chain, 0))
+    d.until(5)
+    d.ok(EVE, calls.ChallengeRound(0))
+    for p in people:
+        for reveal in p.reveals(chain, 0):
+            d.ok(p.key, reveal)
+    d.ok(EVE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    assert federated.get_round(state, 0).status == federated.CLOSED
+    expected = twins.fedavg(
+        np.stack([np.asarray(p.result.weights, np.float32) for p in sorted(people, key=lambda p: p.key.public)]),
+        np.array([len(p.leaves) for p in sorted(people, key=lambda p: p.key.public)], dtype=np.int64),
+        sum(len(p.leaves) for p in people),
+    )[0]
+    assert models.get_weights(state, 1, 1).tobytes() == expected.tobytes()
