@@ -33,6 +33,7 @@ from chain.codec import decode
 from chain.crypto import Keypair, parse_account, ss58_encode
 from chain.extrinsic import sign_extrinsic
 from chain.pallets import federated
+from node import fl_simulation
 from rpc.client import RpcClient
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
@@ -41,6 +42,22 @@ ArgType = Callable[[str], Any]
 
 class FlError(Exception):
     """A federated command that cannot go on (main prints it as one Error: line)."""
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    try:
+        report = fl_simulation.simulate(
+            trials=args.trials, seed=args.seed, participants=args.participants, cheat=args.cheater,
+            fake_segments=args.fake_segments, samples=args.samples, steps=args.steps, batch=args.batch_size,
+            segment=args.segment_len, lr=args.lr,
+        )
+    except fl_simulation.SimulationError as exc:
+        raise FlError(str(exc)) from None
+    if args.output_type == "json":
+        print(fl_simulation.compute_json(report).decode())
+    else:
+        print("\n".join(fl_simulation.compute_summary_lines(report)))
+    return 0
 
 
 def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType, f32: ArgType) -> None:
@@ -72,6 +89,19 @@ def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *,
     p.add_argument("--account", default=None, help="the participant's account instead of --signer")
     p.add_argument("--sample-count", type=u32, default=None)
     p.set_defaults(run=_run_train)
+    p = fl.add_parser("simulate", help="rounds with a cheater on an in-process dev chain (no node needed)")
+    p.add_argument("--participants", type=u32, default=4, help="2..5, the last one cheats")
+    p.add_argument("--cheater", choices=fl_simulation.CHEATS, default="fake-weights")
+    p.add_argument("--fake-segments", type=u32, default=1, help="segments a fake-weights cheater fakes")
+    p.add_argument("--samples", type=u32, default=2, help="m: challenged segments per update")
+    p.add_argument("--steps", type=u32, default=200)
+    p.add_argument("--batch-size", type=u32, default=16)
+    p.add_argument("--segment-len", type=u32, default=20)
+    p.add_argument("--lr", type=f32, default=0.5)
+    p.add_argument("--trials", type=u32, default=1)
+    p.add_argument("--seed", type=u32, default=0, help="splits the digits; trial t uses seed + t")
+    p.add_argument("--output-type", choices=("text", "json"), default="text")
+    p.set_defaults(run=_run_simulate)
     p = make_query(fl, "status")
     p.add_argument("--round", type=u32, required=True)
     p.add_argument("--account", default=None)
