@@ -244,7 +244,9 @@ class CommitUpdate(Wire, frozen=True, tag=_tag(10, 1)):
 
     ``data_root`` is the RFC 6962 root of its ``row_count`` rows' canonical bytes (no row is
     on chain); ``weights`` the new weights (float32 LE); ``losses`` the float32 bits of every
-    transcript entry; ``first_path``/``last_path`` the audit paths of entries 0 and S.
+    transcript entry; ``first_path``/``last_path`` the audit paths of entries 0 and S;
+    ``dataset`` a registered data set whose rows these are (same root and count), whose
+    provider is then paid price_per_row x rows used, as by a TRAIN call.
     """
 
     round: Count
@@ -256,6 +258,7 @@ class CommitUpdate(Wire, frozen=True, tag=_tag(10, 1)):
     losses: Annotated[tuple[Count, ...], msgspec.Meta(max_length=1 << 16)]
     first_path: FlPath
     last_path: FlPath
+    dataset: Count | None = None  # the rows are this registered data set's: its licence is paid
 
 
 class ChallengeRound(Wire, frozen=True, tag=_tag(10, 2)):

@@ -13,7 +13,9 @@ steps, each a call of this pallet:
    count; the weights local training produced; the transcript root, every entry's loss,
    and the audit paths of entries 0 and S. The pallet checks that entry 0 is the base
    version's weights and entry S the submitted weights, so a transcript is pinned at both
-   ends; the bond is reserved.
+   ends; the bond is reserved. An update may name a registered data set whose rows it used
+   (same root and count): the data set's provider is paid price_per_row x rows used
+   (local_steps x batch_size), as for a TRAIN call.
 3. **Challenge** (anyone, after ``commit_deadline``): the challenge seed becomes
    ``blake2_256("polchain/fl/chal" || round || parent hash)``, the parent hash of the block
    that includes the call: unknown when the updates were committed. Each participant's
@@ -82,7 +84,7 @@ from chain.calls import (
 from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.crypto import blake2_256
 from chain.errors import DispatchError
-from chain.pallets import balances, models, revenue
+from chain.pallets import balances, datasets, models, revenue
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 from ml_runtime import fedavg, transcript
@@ -483,6 +485,7 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
         theirs = UPDATES.get(state, call.round, other)
         if theirs is not None and (theirs.transcript_root == call.transcript_root or theirs.weights_hash == last.weights_hash):
             raise _fail("UpdateReused", "the transcript root or weights repeat another participant's update in this round")
+    license_paid = _apply_data_license(ctx, call, spec, info)
     _apply_reserve(state, who, info.bond, ctx.config.existential_deposit, "bond")
     update = UpdateInfo(call.data_root, call.row_count, call.sample_count, last.weights_hash, call.transcript_root, call.losses, ctx.block.number)
     UPDATES.apply_set(state, update, call.round, who)
@@ -490,7 +493,27 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
     ROUNDS.apply_set(
         state, msgspec.structs.replace(info, participants=(*info.participants, who), total_samples=info.total_samples + call.sample_count), call.round,
     )
+    if call.dataset is not None:
+        ctx.emit("training", "LicensePaid", dataset=call.dataset, provider=datasets.get_dataset(state, call.dataset).provider, amount=license_paid)
     ctx.emit(PALLET, "UpdateCommitted", round=call.round, participant=who, samples=call.sample_count, transcript_root=call.transcript_root)
+
+
+def _apply_data_license(ctx: CallContext, call: CommitUpdate, spec: ml_runtime.ModelSpec, info: RoundInfo) -> int:
+    """If the update names a registered data set, check the rows are its rows (root and count)
+    and pay its provider price_per_row x rows used (local_steps x batch_size), as TRAIN does."""
+    if call.dataset is None:
+        return 0
+    data = datasets.get_dataset(ctx.state, call.dataset)
+    if not data.complete:
+        raise _fail("DatasetMismatch", f"data set {call.dataset} is not completely uploaded")
+    wanted = "regression" if spec.family == "linear" else "classification"
+    if data.kind != wanted or data.features != spec.d or data.outputs != spec.k:
+        raise _fail("DatasetMismatch", f"data set {call.dataset} ({data.kind}, {data.features} features, {data.outputs} outputs) does not fit the model")
+    if data.rows_root != call.data_root or data.row_count != call.row_count:
+        raise _fail("DatasetMismatch", f"the committed rows are not data set {call.dataset}'s (its root and row count differ)")
+    amount = data.price_per_row * info.local_steps * info.batch_size
+    balances.apply_move(ctx.state, ctx.sender, data.provider, amount, ctx.config.existential_deposit)
+    return amount
 
 
 # --- challenge --------------------------------------------------------------------------------

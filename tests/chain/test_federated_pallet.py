@@ -10,7 +10,18 @@ import msgspec
 import numpy as np
 import pytest
 from chainkit import ALICE, open_chain
-from fedkit import BOB, CHARLIE, DAVE, EVE, Driver, Participant, open_call, replace, split_digits
+from fedkit import (
+    BOB,
+    CHARLIE,
+    DAVE,
+    EVE,
+    FERDIE,
+    Driver,
+    Participant,
+    open_call,
+    replace,
+    split_digits,
+)
 
 import ml_runtime
 from chain import calls
@@ -205,3 +216,22 @@ def test_leaf_paths_match_the_data_root_for_every_count() -> None:
             assert not federated.verify_leaf_path(root, leaves[i] + b"x", paths[i], i, n)
             if n > 1:
                 assert not federated.verify_leaf_path(root, leaves[i], paths[i], (i + 1) % n, n)
+
+
+def test_an_update_on_a_registered_data_set_pays_its_licence(chain) -> None:
+    """Rows that are a registered data set's (the dev digits, Ferdie's at 1000 per row used):
+    the provider is paid price x local_steps x batch_size, as for TRAIN; other rows are refused."""
+    d = Driver(chain)
+    d.ok(ALICE, open_call(min_updates=1))
+    x, y = ml_runtime.load_digits()
+    public = Participant(BOB, x, y)
+    commit = public.train(chain, 0)
+    third = Participant(CHARLIE, x[:600], y[:600])
+    d.fails(CHARLIE, replace(third.train(chain, 0), dataset=0), "DatasetMismatch")
+    d.fails(BOB, replace(commit, dataset=7), "datasets.UnknownDataset")
+    ferdie_before = federated.balances.get_account(chain.state.overlay(), FERDIE.public).free
+    receipt = d.ok(BOB, replace(commit, dataset=0))
+    paid = 1000 * 40 * 16
+    assert federated.balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie_before + paid
+    event = next(e for e in receipt.events if e.name == "LicensePaid")
+    assert dict(event.args)["amount"] == paid
