@@ -235,3 +235,36 @@ def test_an_update_on_a_registered_data_set_pays_its_licence(chain) -> None:
     assert federated.balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie_before + paid
     event = next(e for e in receipt.events if e.name == "LicensePaid")
     assert dict(event.args)["amount"] == paid
+
+
+def test_a_late_reveal_is_refused_and_the_update_excluded(chain) -> None:
+    r = _Round(chain, min_updates=1, commit_deadline=3, reveal_deadline=7)
+    d = r.d
+    d.ok(BOB, r.bob_commit)
+    d.ok(CHARLIE, r.charlie.train(chain, 0))
+    d.ok(EVE, calls.ChallengeRound(0))
+    for reveal in r.bob.reveals(chain, 0):
+        d.ok(BOB, reveal)
+    d.until(7)
+    late = r.charlie.reveals(chain, 0)[0]
+    assert "took reveals up to block 7" in d.fails(CHARLIE, late, "TooLate")
+    d.ok(EVE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    assert federated.UPDATES.get(state, 0, CHARLIE.public).status == federated.EXCLUDED
+    assert federated.UPDATES.get(state, 0, BOB.public).status == federated.ACCEPTED
+
+
+def test_a_round_never_challenged_fails_at_close_and_refunds_everyone(chain) -> None:
+    r = _Round(chain, min_updates=1, commit_deadline=3, reveal_deadline=5)
+    d = r.d
+    alice_free = federated.balances.get_account(chain.state.overlay(), ALICE.public).free
+    d.ok(BOB, r.bob_commit)
+    d.until(5)
+    assert "reveal deadline 5 has passed" in d.fails(EVE, calls.ChallengeRound(0), "TooLate")
+    receipt = d.ok(EVE, calls.CloseRound(0))
+    assert dict(receipt.events[-2].args)["reason"] == "the round was never challenged"
+    state = chain.state.overlay()
+    assert federated.get_round(state, 0).status == federated.FAILED
+    assert federated.balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+    # Alice got the pool back (and authored every block, earning the fees).
+    assert federated.balances.get_account(state, ALICE.public).free >= alice_free + 9 * 10**9
