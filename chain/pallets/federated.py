@@ -40,6 +40,12 @@ steps, each a call of this pallet:
    accepted get their bonds back. With fewer, the round fails: the accepted get their bonds
    back and the pool (with any forfeited bonds) returns to the owner.
 
+**Copied updates** are not refused at commit: refusing the second of two equal updates
+would let anyone who sees an update in the pool front-run it with a copy and lock its owner
+out of the round. A copy is excluded anyway, and loses its bond: its batches are seeded by
+its own account, so its segments do not re-run to the copied transcript, even with the
+original's rows in hand (and without them it cannot reveal at all).
+
 **Batches and what a reveal shows.** A participant's job is an ordinary
 ``ml_runtime.TrainingJob`` over its n rows with seed ``blake2_256("polchain/fl/batch" ||
 round || account)``: fixed by the round and the account, so nobody picks batches. Step t's
@@ -481,10 +487,6 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
             ml_runtime.verify_merkle_proof(call.transcript_root, entry, path, count)
         except ml_runtime.ProofError as exc:
             raise _fail("BadTranscriptProof", f"{what} is not under the transcript root: {exc}") from None
-    for other in info.participants:
-        theirs = UPDATES.get(state, call.round, other)
-        if theirs is not None and (theirs.transcript_root == call.transcript_root or theirs.weights_hash == last.weights_hash):
-            raise _fail("UpdateReused", "the transcript root or weights repeat another participant's update in this round")
     license_paid = _apply_data_license(ctx, call, spec, info)
     _apply_reserve(state, who, info.bond, ctx.config.existential_deposit, "bond")
     update = UpdateInfo(call.data_root, call.row_count, call.sample_count, last.weights_hash, call.transcript_root, call.losses, ctx.block.number)

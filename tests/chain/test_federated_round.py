@@ -103,15 +103,13 @@ def test_honest_three_party_round_end_to_end(chains) -> None:
     assert accuracy(spec, aggregate, x_test, y_test) > accuracy(spec, base, x_test, y_test) + 0.3
 
 
-def _forge_transcript(base: np.ndarray, segments: int, seed: int, final: np.ndarray | None = None) -> ml_runtime.JobResult:
-    """Checkpoints that no training produced: the base version, then noise (or ``final`` last),
-    but a consistent transcript (its root, paths and losses all check out at commit)."""
+def _forge_transcript(base: np.ndarray, segments: int, seed: int) -> ml_runtime.JobResult:
+    """Checkpoints that no training produced: the base version, then noise, but a consistent
+    transcript (its root, paths and losses all check out at commit)."""
     rng = np.random.default_rng(seed)
     checkpoints = [base] + [
         (base + rng.normal(0, 0.05, base.shape)).astype(np.float32) for _ in range(segments)
     ]
-    if final is not None:
-        checkpoints[-1] = final
     entries = [ml_runtime.TranscriptEntry(0, ml_runtime.hash_weights(base), 0.0)] + [
         ml_runtime.TranscriptEntry(j, ml_runtime.hash_weights(w), 1.5) for j, w in enumerate(checkpoints[1:], 1)
     ]
@@ -147,21 +145,20 @@ def test_cheaters_are_caught_or_excluded(chains) -> None:
 
     d.ok(EVE, silent.train(chain, 0))
 
-    # The copier resubmits Bob's update: refused (same transcript root), and with only Bob's
-    # weights under its own transcript root: refused too (same weights).
-    d.fails(FERDIE, honest_commit, "UpdateReused")
-    own = copier.train(chain, 0)
-    d.fails(FERDIE, replace(own, weights=honest_commit.weights), "BadTranscriptProof")
-    d.fails(FERDIE, replace(honest_commit, transcript_root=own.transcript_root, first_path=own.first_path, last_path=own.last_path), "BadTranscriptProof")
-    bobs = np.frombuffer(honest_commit.weights, dtype="<f4").astype(np.float32)
-    forged = _forge_transcript(base, info.segments, seed=2, final=bobs)
-    error = d.fails(FERDIE, federated.compute_commit(0, own.data_root, own.row_count, own.sample_count, forged), "UpdateReused")
-    assert "repeat another participant's update" in error
-
+    # The copier resubmits Bob's update, and gets Bob's rows too (collusion). The commit is
+    # accepted (refusing copies would let a copier front-run Bob and lock him out) but cannot
+    # survive its challenge: its batches are seeded by Ferdie's account, not Bob's.
+    d.ok(FERDIE, honest_commit)
+    copier.result, copier.leaves = honest.result, honest.leaves
+    # Faking Bob's weights under another transcript fails at commit: entry S is pinned.
+    own = Participant(FERDIE, *shares[4]).train(chain, 0)
+    d.fails(ALICE, replace(own, weights=honest_commit.weights), "BadTranscriptProof")
     d.until(9)
     d.ok(ALICE, calls.ChallengeRound(0))
     for reveal in honest.reveals(chain, 0):
         d.ok(BOB, reveal)
+    receipt = d.ok(FERDIE, copier.reveals(chain, 0)[0])
+    assert [e.name for e in receipt.events][:1] == ["UpdateExcluded"]
     # The faker's first challenged segment re-runs to other bits: excluded at once, bond forfeited.
     receipt = d.ok(CHARLIE, faker.reveals(chain, 0)[0])
     assert [e.name for e in receipt.events][:1] == ["UpdateExcluded"]
@@ -184,11 +181,11 @@ def test_cheaters_are_caught_or_excluded(chains) -> None:
     silent_update = federated.UPDATES.get(state, 0, EVE.public)
     assert silent_update.status == federated.EXCLUDED and "revealed 0 of 2" in silent_update.reason
     info = federated.get_round(state, 0)
-    assert info.status == federated.CLOSED and info.forfeited == 3 * info.bond
+    assert info.status == federated.CLOSED and info.forfeited == 4 * info.bond
     # Bob alone is accepted: the new version is his update bit for bit, and he is paid the
-    # whole pool plus the three forfeited bonds, and his bond back.
+    # whole pool plus the four forfeited bonds, and his bond back.
     assert models.get_weights(state, 0, 1).tobytes() == np.asarray(honest.result.weights, np.float32).tobytes()
-    assert _free(chain, BOB) == bob_before + info.bond + info.reward_pool + 3 * info.bond
+    assert _free(chain, BOB) == bob_before + info.bond + info.reward_pool + 4 * info.bond
     assert [e.participant for e in federated.LINEAGE.get(state, 0, 1).entries] == [BOB.public]
     assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
     assert sum(e.name == "UpdateExcluded" for e in receipt.events) == 1
