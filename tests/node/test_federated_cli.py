@@ -75,8 +75,23 @@ def test_a_three_party_round_from_the_command_line(node, tmp_path) -> None:
     assert accuracy(spec, np.frombuffer(raw, "<f4").astype(np.float32), x_test, y_test) > 0.6
 
 
-def _best(node) -> int:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "chain_getHeader", "params": []}).encode()
+def rpc(node, method: str, params: list) -> dict:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     request = urllib.request.Request(node.url, body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
-        return int(json.loads(response.read())["result"]["number"], 16)
+        return json.loads(response.read())
+
+
+def _best(node) -> int:
+    return int(rpc(node, "chain_getHeader", [])["result"]["number"], 16)
+
+
+def test_fl_methods_through_the_node(node) -> None:
+    """After the round above (module-scoped node): the fl_ reads as raw JSON-RPC."""
+    got = rpc(node, "fl_getRound", [0])["result"]
+    assert got["status"] == "closed" and got["newVersion"] == 1
+    assert [r["id"] for r in rpc(node, "fl_listRounds", [])["result"]] == [0]
+    update = rpc(node, "fl_getUpdate", [0, dev_keypair("Bob").address])["result"]
+    assert update["status"] == "accepted" and update["verified"] == update["challenged"]
+    assert rpc(node, "fl_getRound", [9])["result"] is None
+    assert rpc(node, "fl_getUpdate", [0, "0x12"])["error"]["code"] == -32602
