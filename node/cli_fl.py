@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -178,11 +179,15 @@ class LocalWork:
 def read_rows(path: Path, spec: ml_runtime.ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     """The private CSV: d finite float32 features, then a label in 0..k-1 or k float32 targets."""
     try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below
+            table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise FlError(f"{path}: {exc}") from None
     width = spec.k if spec.family == "linear" else 1
-    if table.shape[0] == 0 or table.shape[1] != spec.d + width:
+    if table.shape[0] == 0:
+        raise FlError(f"{path}: no rows")
+    if table.shape[1] != spec.d + width:
         raise FlError(f"{path}: rows must have {spec.d} features and {width} label column(s), got {table.shape[1]} columns")
     x = table[:, : spec.d].astype(np.float32)
     if not np.isfinite(x).all():

@@ -5,6 +5,7 @@ reveal their challenged segments, and the round closes with a better model."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import urllib.request
 from pathlib import Path
@@ -19,6 +20,7 @@ from fedkit import accuracy, split_digits
 
 import ml_runtime
 from chain.crypto import dev_keypair
+from node import cli_fl
 
 PEOPLE = ("Bob", "Charlie", "Dave")
 
@@ -95,3 +97,29 @@ def test_fl_methods_through_the_node(node) -> None:
     assert update["status"] == "accepted" and update["verified"] == update["challenged"]
     assert rpc(node, "fl_getRound", [9])["result"] is None
     assert rpc(node, "fl_getUpdate", [0, "0x12"])["error"]["code"] == -32602
+
+
+def test_bad_arguments_get_one_error_line(node, tmp_path) -> None:
+    narrow = tmp_path / "narrow.csv"
+    narrow.write_text("0.5,0.25,3\n")
+    out = polchain("fl", "status", "--round", "9", "--rpc", node.url)
+    assert out.returncode == 1 and out.stderr.strip() == "Error: no federated round 9"
+    out = polchain("fl", "join", "--round", "9", "--data", str(narrow), "--signer", "//Bob", "--rpc", node.url)
+    assert out.returncode == 1 and out.stderr.strip() == "Error: no federated round 9"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("0.5,0.25,3\n", "rows must have 64 features and 1 label column(s), got 3 columns"),
+        (",".join(["0.5"] * 64) + ",10\n", "labels are integers 0..9"),
+        (",".join(["0.5"] * 64) + ",2.5\n", "labels are integers 0..9"),
+        (",".join(["nan"] * 64) + ",1\n", "a feature is not a finite float32"),
+        ("", "no rows"),
+    ],
+)
+def test_private_rows_are_checked_before_training(tmp_path, text: str, reason: str) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text(text)
+    with pytest.raises(cli_fl.FlError, match=re.escape(reason)):
+        cli_fl.read_rows(path, ml_runtime.ModelSpec("softmax", 64, 10, 0))
