@@ -345,6 +345,89 @@ class Vote(Wire, frozen=True, tag=_tag(8, 6)):
 
     proposal: Count
     aye: bool
+# --- federated (10) ---------------------------------------------------------------------------
+# Federated learning with verified updates (chain/pallets/federated.py has the protocol).
+MAX_FL_ALLOWLIST = 64
+MAX_FL_PATH = 32  # Merkle audit path hashes: enough for 2^32 leaves
+MAX_FL_WEIGHTS = 4 << 18  # bytes of one weight vector: max_model_params float32s at most
+MAX_FL_REVEAL_ROWS = 1 << 16
+FlPath = Annotated[tuple[Hash32, ...], msgspec.Meta(max_length=MAX_FL_PATH)]
+
+
+class OpenRound(Wire, frozen=True, tag=_tag(10, 0)):
+    """The model's owner opens a federated round on ``base_version``.
+
+    ``allowlist`` empty: anyone may take part. Participants train ``local_steps`` SGD steps
+    of ``batch_size`` rows at ``lr``/``l2`` from the base version, checkpointing every
+    ``segment_len`` steps; ``samples`` segments of each update are challenged. Commits are
+    accepted up to block ``commit_deadline``, reveals up to ``reveal_deadline``. Each
+    participant reserves ``bond``; the owner reserves ``reward_pool``.
+    """
+
+    model: Count
+    base_version: Count
+    allowlist: Annotated[tuple[AccountId, ...], msgspec.Meta(max_length=MAX_FL_ALLOWLIST)]
+    local_steps: Count
+    batch_size: Count
+    lr: F32
+    l2: F32
+    segment_len: Count
+    samples: Count
+    min_updates: Count
+    max_updates: Count
+    bond: Balance
+    reward_pool: Balance
+    commit_deadline: Count
+    reveal_deadline: Count
+
+
+class CommitUpdate(Wire, frozen=True, tag=_tag(10, 1)):
+    """A participant's update: its data commitment and what local training produced.
+
+    ``data_root`` is the RFC 6962 root of its ``row_count`` rows' canonical bytes (no row is
+    on chain); ``weights`` the new weights (float32 LE); ``losses`` the float32 bits of every
+    transcript entry; ``first_path``/``last_path`` the audit paths of entries 0 and S;
+    ``dataset`` a registered data set whose rows these are (same root and count), whose
+    provider is then paid price_per_row x rows used, as by a TRAIN call.
+    """
+
+    round: Count
+    data_root: Hash32
+    row_count: Count
+    sample_count: Count
+    weights: Annotated[bytes, msgspec.Meta(max_length=MAX_FL_WEIGHTS)]
+    transcript_root: Hash32
+    losses: Annotated[tuple[Count, ...], msgspec.Meta(max_length=1 << 16)]
+    first_path: FlPath
+    last_path: FlPath
+    dataset: Count | None = None  # the rows are this registered data set's: its licence is paid
+
+
+class ChallengeRound(Wire, frozen=True, tag=_tag(10, 2)):
+    """Anyone, after the commit deadline: fix the challenge randomness and end the commits."""
+
+    round: Count
+
+
+class RevealSegment(Wire, frozen=True, tag=_tag(10, 3)):
+    """A participant opens one challenged segment j: checkpoint j's weights with the audit
+    path of entry j, the weights hash of entry j+1 with its path, and the distinct rows the
+    segment's batches use (ascending row index) with their paths under the data root."""
+
+    round: Count
+    segment: Count
+    weights: Annotated[bytes, msgspec.Meta(max_length=MAX_FL_WEIGHTS)]
+    start_path: FlPath
+    end_hash: Hash32
+    end_path: FlPath
+    rows: Annotated[bytes, msgspec.Meta(max_length=MAX_ROWS_CHUNK)]
+    row_paths: Annotated[tuple[FlPath, ...], msgspec.Meta(max_length=MAX_FL_REVEAL_ROWS)]
+
+
+class CloseRound(Wire, frozen=True, tag=_tag(10, 4)):
+    """Anyone, after the reveal deadline (or once every update is decided): aggregate, pay."""
+
+    round: Count
 
 
 Call = (
@@ -353,6 +436,7 @@ Call = (
     | RegisterDataset | AppendRows | SetDatasetLicense | Train | Bond | Unbond
     | CreateAsset | SetAssetMetadata | MintAsset | BurnAsset | TransferAsset
     | ProposePolicy | ProposeInferencePrice | ProposeRelease | ProposeSpend | ProposeTrainer | ProposeParams | Vote
+    | OpenRound | CommitUpdate | ChallengeRound | RevealSegment | CloseRound
 )
 
 # (pallet name, call name) for each call type, in tag order; the JSON form uses these names.
@@ -388,6 +472,11 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     ProposeTrainer: ("gov", "propose_trainer"),
     ProposeParams: ("gov", "propose_params"),
     Vote: ("gov", "vote"),
+    OpenRound: ("federated", "open_round"),
+    CommitUpdate: ("federated", "commit_update"),
+    ChallengeRound: ("federated", "challenge"),
+    RevealSegment: ("federated", "reveal_segment"),
+    CloseRound: ("federated", "close_round"),
 }
 _BY_NAME = {names: typ for typ, names in CALL_NAMES.items()}
 

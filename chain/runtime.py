@@ -31,6 +31,7 @@ from chain.pallets import (
     balances,
     bounties,
     datasets,
+    federated,
     governance,
     inference,
     licenses,
@@ -126,7 +127,13 @@ DISPATCH: dict[type, CallRow] = {
     calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
     calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
     calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(inference.compute_weight(s, c))),
+    calls.OpenRound: CallRow(federated.apply_open_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.CommitUpdate: CallRow(federated.apply_commit_update, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.ChallengeRound: CallRow(federated.apply_challenge, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.RevealSegment: CallRow(federated.apply_reveal_segment, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
 }
+
 
 
 @dataclass(frozen=True, slots=True)

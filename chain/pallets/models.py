@@ -142,9 +142,11 @@ def apply_new_model(
 
 
 def apply_new_version(
-    state: StateAccess, model_id: int, parent: int, weights: np.ndarray, creator: bytes, block: int, record: TrainingRecord
+    state: StateAccess, model_id: int, parent: int, weights: np.ndarray, creator: bytes, block: int, record: TrainingRecord | None
 ) -> int:
-    """Store trained weights as the model's next version; returns its number."""
+    """Store trained weights as the model's next version; returns its number. ``record`` is None
+    for a version not made by one TRAIN call (a federated round's aggregate: its lineage is in
+    chain.pallets.federated.LINEAGE)."""
     info = get_model(state, model_id)
     version = info.latest_version + 1
     VERSIONS.apply_set(state, ModelVersion(ml_runtime.hash_weights(weights), parent, creator, block, record), model_id, version)
