@@ -56,6 +56,8 @@ class RuntimeConfig:
     slash_fraction_ppm: int = 500_000  # share of the offender's staked balance slashed per offence
     reporter_share_ppm: int = 100_000  # share of the slashed amount paid to the reporter; rest burned
     era_length: int = 16  # blocks per era; validator-set changes apply at era starts
+    gov_voting_blocks: int = 20  # a shared model's first voting period (its holders may change it)
+    gov_enactment_blocks: int = 5  # and its first enactment delay
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip

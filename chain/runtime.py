@@ -26,7 +26,19 @@ from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
 from chain.extrinsic import Extrinsic
-from chain.pallets import assets, balances, datasets, models, pol, staking, training
+from chain.pallets import (
+    assets,
+    balances,
+    bounties,
+    datasets,
+    governance,
+    inference,
+    licenses,
+    models,
+    pol,
+    staking,
+    training,
+)
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
@@ -113,6 +125,19 @@ DISPATCH: dict[type, CallRow] = {
     calls.ReportEquivocation: CallRow(pol.apply_report_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
     calls.ReportVoteEquivocation: CallRow(pol.apply_report_vote_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
     calls.WithdrawUnbonded: CallRow(staking.apply_withdraw_unbonded, _fixed(100_000)),
+    calls.ProposePolicy: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeInferencePrice: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeRelease: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeSpend: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeTrainer: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeParams: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.Vote: CallRow(governance.apply_vote, _fixed(200_000)),
+    calls.PostBounty: CallRow(bounties.apply_post_bounty, _fixed(bounties.BOUNTY_BASE_WEIGHT)),
+    calls.ClaimBounty: CallRow(bounties.apply_claim_bounty, lambda s, c: DispatchInfo(bounties.compute_claim_weight(s, c))),
+    calls.CancelBounty: CallRow(bounties.apply_cancel_bounty, _fixed(100_000)),
+    calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
+    calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
+    calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(inference.compute_weight(s, c))),
 }
 
 
@@ -156,8 +181,10 @@ class Runtime:
     def on_initialize(self, state: StateAccess, number: int) -> None:
         """What block ``number`` does before its first extrinsic, when built and when imported
         alike (Substrate's ``on_initialize``): at an era start, the queued validators leave
-        the set (chain.pallets.staking.on_initialize)."""
+        the set (chain.pallets.staking.on_initialize); model governance tallies and enacts
+        what is due (chain.pallets.governance)."""
         staking.on_initialize(state, number, self.config)
+        governance.apply_on_initialize(state, number, self.config.existential_deposit)
 
     def compute_fee(self, info: DispatchInfo, length: int, tip: int) -> int:
         """The fee of an extrinsic of ``length`` bytes that declares ``info`` (before refunds)."""

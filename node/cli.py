@@ -712,8 +712,11 @@ def _checked(call: Any) -> Any:
 
 def _tx_calls(args: argparse.Namespace) -> list[Any]:
     name = args.tx_command
-    if hasattr(args, "build_calls"):  # node/cli_economy.py
-        return list(args.build_calls(args))
+    if hasattr(args, "build_calls"):  # node/cli_economy.py: a ValueError there is a user error
+        try:
+            return list(args.build_calls(args))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if name == "call":
         try:
             obj = json.loads(args.call)
