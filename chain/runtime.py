@@ -36,6 +36,7 @@ from chain.pallets import (
     licenses,
     models,
     pol,
+    rewards,
     staking,
     training,
 )
@@ -178,11 +179,13 @@ class Runtime:
     def compute_dispatch_info(self, state: StateAccess, xt: Extrinsic) -> DispatchInfo:
         return DISPATCH[type(xt.call)].info(state, xt.call)
 
-    def on_initialize(self, state: StateAccess, number: int) -> None:
-        """What block ``number`` does before its first extrinsic, when built and when imported
-        alike (Substrate's ``on_initialize``): at an era start, the queued validators leave
-        the set (chain.pallets.staking.on_initialize); model governance tallies and enacts
-        what is due (chain.pallets.governance)."""
+    def on_initialize(self, state: StateAccess, number: int, author: bytes) -> None:
+        """What block ``number`` by ``author`` does before its first extrinsic, when built and
+        when imported alike (Substrate's ``on_initialize``): at an era start, the era's rewards
+        are paid and the queued validators leave the set (chain.pallets.rewards, staking); the
+        block's reward is minted; model governance tallies and enacts what is due
+        (chain.pallets.governance)."""
+        rewards.on_initialize(state, self.config, number, author)
         staking.on_initialize(state, number, self.config)
         governance.apply_on_initialize(state, number, self.config.existential_deposit)
 
@@ -279,7 +282,8 @@ class Runtime:
         self, state: StateAccess, xt: Extrinsic, length: int, checked: CheckedExtrinsic, ctx: CallContext, author: bytes
     ) -> tuple[int, int]:
         """Settle the fee withdrawn before dispatch: refund what the call did not use to the
-        sender, pay the rest to the block author. Returns (fee paid, weight used).
+        sender, pay the rest to the block author (less, for a training call, the validators'
+        share, which goes to the era's reward pot). Returns (fee paid, weight used).
 
         The fee is recomputed on min(declared, actual) weight and result bytes, so a handler
         can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).
@@ -295,7 +299,10 @@ class Runtime:
             fee, weight = self.compute_fee(used, length, xt.tip), used.weight
         if checked.fee > fee:
             balances.apply_account(state, xt.signer, _credit(balances.get_account(state, xt.signer), checked.fee - fee))
-        balances.apply_account(state, author, _credit(balances.get_account(state, author), fee))
+        share = rewards.compute_fee_share(self.config, fee) if isinstance(xt.call, calls.Train) else 0
+        if share:
+            rewards.apply_fee_share(state, share)
+        balances.apply_account(state, author, _credit(balances.get_account(state, author), fee - share))
         return fee, weight
 
 
