@@ -22,6 +22,7 @@ import msgspec
 from chain.codec import AccountId, Balance, Hash32, Wire
 from chain.crypto import parse_account, ss58_encode
 from chain.errors import CodecError
+from chain.votes import MAX_VOTE_BYTES
 
 # Argument kinds the JSON form converts (carried in msgspec.Meta(extra=...)).
 F32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1, extra={"json": "f32"})]
@@ -34,6 +35,14 @@ Symbol = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9]{1,16}$")]
 MAX_DECIMALS = 18
 
 MAX_REMARK = 4096
+# Bounds of the evidence a pol report carries, checked while the extrinsic decodes (before the
+# evidence itself is decoded). A header an author builds is about 300 bytes (chain.block's
+# BLOCK_OVERHEAD). A fraud proof is dominated by one checkpoint's weights (4 bytes per
+# parameter); a whole extrinsic is at most chain.extrinsic.MAX_EXTRINSIC_SIZE (2 MiB) and a
+# block's max_block_length anyway, so a proof for a model of more than about 2^19
+# parameters cannot be reported in an extrinsic.
+MAX_HEADER_BYTES = 1024
+MAX_FRAUD_PROOF_BYTES = 2 << 20
 MAX_ROWS_CHUNK = 1 << 20  # one append_rows call carries at most 1 MiB of rows
 # Paid inference takes what the free ml_predict RPC takes: at most 1,024 rows and 2^18 numbers.
 MAX_INFER_ROWS = 1024
@@ -235,9 +244,14 @@ class Bond(Wire, frozen=True, tag=_tag(5, 0)):
 
 
 class Unbond(Wire, frozen=True, tag=_tag(5, 1)):
-    """Release ``value`` of the signer's stake back to its free balance."""
+    """Start releasing ``value`` of the signer's stake: it stays slashable for ``era_length``
+    blocks, then WithdrawUnbonded moves it to the free balance."""
 
     value: Balance
+
+
+class WithdrawUnbonded(Wire, frozen=True, tag=_tag(5, 2)):
+    """Move the signer's unbonded funds whose unbonding period is over to its free balance."""
 
 
 # --- assets (6) -------------------------------------------------------------------------------
@@ -280,6 +294,31 @@ class TransferAsset(Wire, frozen=True, tag=_tag(6, 4)):
     asset: Count
     dest: AccountId
     amount: Balance
+
+
+# --- pol (7): proof-of-learning offences -----------------------------------------------------
+class ReportFraud(Wire, frozen=True, tag=_tag(7, 0)):
+    """Prove that a block's training is wrong: ``proof`` is an encoded chain.fraud.FraudProof
+    (bytes, not the struct: a call cannot nest an Extrinsic without an import cycle). The
+    block's author is slashed; the signer gets the reporter's share."""
+
+    proof: Annotated[bytes, msgspec.Meta(max_length=MAX_FRAUD_PROOF_BYTES)]
+
+
+class ReportEquivocation(Wire, frozen=True, tag=_tag(7, 1)):
+    """Prove that one author sealed two different blocks in one Aura slot: two encoded sealed
+    headers (chain.header.Header.encode)."""
+
+    first: Annotated[bytes, msgspec.Meta(max_length=MAX_HEADER_BYTES)]
+    second: Annotated[bytes, msgspec.Meta(max_length=MAX_HEADER_BYTES)]
+
+
+class ReportVoteEquivocation(Wire, frozen=True, tag=_tag(7, 2)):
+    """Prove that one validator broke a finality slashing condition (a double or a surround
+    vote): two encoded chain.votes.SignedVote."""
+
+    first: Annotated[bytes, msgspec.Meta(max_length=MAX_VOTE_BYTES)]
+    second: Annotated[bytes, msgspec.Meta(max_length=MAX_VOTE_BYTES)]
 
 
 # --- gov (8): a DAO per shared model --------------------------------------------------------
@@ -435,6 +474,7 @@ Call = (
     | SetInferencePrice | Infer | PostBounty | ClaimBounty | CancelBounty
     | RegisterDataset | AppendRows | SetDatasetLicense | Train | Bond | Unbond
     | CreateAsset | SetAssetMetadata | MintAsset | BurnAsset | TransferAsset
+    | ReportFraud | ReportEquivocation | ReportVoteEquivocation | WithdrawUnbonded
     | ProposePolicy | ProposeInferencePrice | ProposeRelease | ProposeSpend | ProposeTrainer | ProposeParams | Vote
     | OpenRound | CommitUpdate | ChallengeRound | RevealSegment | CloseRound
 )
@@ -465,6 +505,10 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     MintAsset: ("assets", "mint"),
     BurnAsset: ("assets", "burn"),
     TransferAsset: ("assets", "transfer"),
+    ReportFraud: ("pol", "report_fraud"),
+    ReportEquivocation: ("pol", "report_equivocation"),
+    ReportVoteEquivocation: ("pol", "report_vote_equivocation"),
+    WithdrawUnbonded: ("staking", "withdraw_unbonded"),
     ProposePolicy: ("gov", "propose_policy"),
     ProposeInferencePrice: ("gov", "propose_inference_price"),
     ProposeRelease: ("gov", "propose_release"),

@@ -62,10 +62,8 @@ import msgspec
 from chain.blockchain import Blockchain, TreeRoute
 from chain.codec import (
     U64,
-    AccountId,
     BlockNumber,
     Hash32,
-    Signature,
     Wire,
     decode,
     decode_versioned,
@@ -77,11 +75,19 @@ from chain.errors import ChainError, CodecError, InvalidSignature
 from chain.header import Header
 from chain.pallets.staking import get_validators
 from chain.storage import Column
+from chain.votes import (  # the wire types and signing live in chain/: the runtime checks votes too
+    MAX_VOTE_BYTES,
+    Checkpoint,
+    SignedVote,
+    Vote,
+    compute_vote_message,
+    sign_vote,
+    surrounds,
+)
 from consensus import fork_choice
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
 
 SET_ID = 0
-VOTE_DOMAIN = b"polchain/finality-vote/v2"
 EVIDENCE_PREFIX = b"vote/"
 VOTER_STATE_KEY = b"finality/voter"
 #: Bounds on a justification from a peer, checked before any work: votes (one per validator),
@@ -89,39 +95,11 @@ VOTER_STATE_KEY = b"finality/voter"
 MAX_VOTES = 1024
 MAX_ANCESTRY = 4096
 MAX_JUSTIFICATION_BYTES = 1 << 20
-MAX_VOTE_BYTES = 256
 #: Rounds the collector keeps votes for, and how far ahead of the local round it accepts them.
 KEPT_ROUNDS = 16
 MAX_FUTURE_ROUNDS = 2
 #: Justified checkpoints the collector remembers (the newest by round).
 KEPT_JUSTIFIED = 64
-
-
-class Checkpoint(Wire, frozen=True):
-    """Block ``block_hash`` (number ``block_number``) as of round ``round``."""
-
-    block_hash: Hash32
-    block_number: BlockNumber
-    round: U64
-
-
-class Vote(Wire, frozen=True):
-    """A validator's link from a justified ``source`` to its best block ``target`` (whose
-    round is the vote's round)."""
-
-    set_id: U64
-    source: Checkpoint
-    target: Checkpoint
-
-    @property
-    def round(self) -> int:
-        return self.target.round
-
-
-class SignedVote(Wire, frozen=True):
-    vote: Vote
-    voter: AccountId
-    signature: Signature
 
 
 class Justification(Wire, frozen=True):
@@ -155,15 +133,6 @@ class VoterState(Wire, frozen=True):
 
     justified: Checkpoint
     voted_round: U64 = 0
-
-
-def compute_vote_message(genesis_hash: bytes, vote: Vote) -> bytes:
-    """The bytes a validator signs (see the module docstring)."""
-    return VOTE_DOMAIN + genesis_hash + encode(vote)
-
-
-def sign_vote(key: Keypair, genesis_hash: bytes, vote: Vote) -> SignedVote:
-    return SignedVote(vote, key.public, key.sign(compute_vote_message(genesis_hash, vote)))
 
 
 def make_vote(chain: Blockchain, key: Keypair, round_number: int, source: Checkpoint) -> SignedVote | None:
@@ -376,10 +345,6 @@ def get_vote_equivocations(chain: Blockchain) -> list[VoteEquivocationEvidence]:
     return [decode(value, VoteEquivocationEvidence) for _, value in chain.iter_evidence(EVIDENCE_PREFIX)]
 
 
-def _surrounds(outer: Vote, inner: Vote) -> bool:
-    return outer.source.round < inner.source.round and inner.target.round < outer.target.round
-
-
 class VoteCollector:
     """A node's votes of the recent rounds, the justified checkpoints they make, and the
     justification of the newest finalized one.
@@ -449,7 +414,7 @@ class VoteCollector:
             other = other_votes.get(signed.voter)
             if other is None or other_round == vote.round:
                 continue
-            if _surrounds(other.vote, vote) or _surrounds(vote, other.vote):
+            if surrounds(other.vote, vote) or surrounds(vote, other.vote):
                 self._offence(
                     other, signed, "surround_vote",
                     f"link {other.vote.source.round}->{other.vote.target.round} and link "

@@ -31,7 +31,9 @@ __all__ = [
 # Event arguments that hold an account id (the pallets emit them as 0x-hex, see
 # chain.pallets.context.CallContext.emit): shown in SS58 like every other account.
 # tests/node/test_rpc_node.py checks the events of transfers and training.
-EVENT_ACCOUNT_ARGS: Final = frozenset({"sender", "src", "dest", "who", "owner", "provider"})
+EVENT_ACCOUNT_ARGS: Final = frozenset(
+    {"sender", "src", "dest", "who", "owner", "provider", "proposer", "trainer", "participant", "offender", "reporter", "author"}
+)
 
 
 def hexb(value: bytes) -> str:

@@ -1,23 +1,92 @@
-"""Staking, as much as consensus needs: bonds, the validator set, slashing.
+"""Staking, as much as consensus needs: bonds, the validator set, slashing, eras.
 
 The validator set comes from genesis; an account bonds free funds to back its validator and
-loses them when slashed (consensus calls :func:`apply_slash` with a fraud proof's verdict).
-Unbonding is immediate for now: there is no unbonding period yet, which a chain with real
-stake needs so a validator cannot withdraw before its misbehaviour is proven.
+loses part of them when an offence is proven (chain.pallets.pol calls :func:`apply_slash`).
+A slash takes ``slash_fraction_ppm`` millionths of the offender's stake (rounded down), pays
+``reporter_share_ppm`` millionths of that (rounded down) to the reporter's free balance and
+burns the rest (total issuance falls by it). The reporter always has an account (it signed
+and paid a fee, so its nonce is at least 1), so the credit never creates an account below
+the existential deposit.
+
+The validator set changes only at era starts, like Substrate's ``pallet-session``: an
+offender is queued (:data:`PENDING_REMOVAL`) and leaves ``Staking.Validators`` in
+:func:`on_initialize` of the first block of the next era (``number % era_length == 0``), so
+every node switches Aura's slot owners at the same block. The last validator is never
+queued (a chain without validators can never author again): it is slashed and kept. An
+``era_length`` of 0 means no eras: queued validators are never removed.
+
+Unbonding takes ``era_length`` blocks (Substrate's ``BondingDuration``, here in blocks): an
+unbonded amount leaves ``staked`` for an unlocking chunk (:data:`UNLOCKING`, at most
+:data:`MAX_UNLOCKING_CHUNKS` per account; one unbonded in a block whose chunk exists already
+joins it) that stays slashable until block ``unlock_at``, after which ``withdraw_unbonded``
+moves it to the free balance. So an offender cannot withdraw its stake before an offence
+proven within an era of it is punished. A slash takes its fraction of the stake and the
+unlocking chunks together, from ``staked`` first, then from the chunks that unlock last.
+A validator keeps at least ``min_validator_bond`` staked while in the set.
 """
 
 from __future__ import annotations
 
-from chain.calls import Bond, Unbond
-from chain.codec import AccountId
+from typing import TYPE_CHECKING
+
+from chain.calls import Bond, Unbond, WithdrawUnbonded
+from chain.codec import U64, AccountId, Balance, BlockNumber, Wire
 from chain.errors import DispatchError
-from chain.pallets.balances import AccountInfo, apply_account, apply_burn_staked, get_account
+from chain.pallets.balances import TOTAL_ISSUANCE, AccountInfo, apply_account, get_account
 from chain.pallets.context import CallContext
-from chain.pallets.items import StateAccess, StorageValue
+from chain.pallets.items import StateAccess, StorageMap, StorageValue
+
+if TYPE_CHECKING:
+    from chain.config import RuntimeConfig
 
 PALLET = "staking"
+PPM = 1_000_000
 
 VALIDATORS = StorageValue("Staking", "Validators", tuple[AccountId, ...], ())
+#: Validators to remove at the next era start, in the order their offences were proven.
+PENDING_REMOVAL = StorageValue("Staking", "PendingRemoval", tuple[AccountId, ...], ())
+
+
+class UnlockChunk(Wire, frozen=True):
+    """Unbonded funds, slashable until block ``unlock_at``."""
+
+    value: Balance
+    unlock_at: BlockNumber
+
+
+MAX_UNLOCKING_CHUNKS = 32  # Substrate's MaxUnlockingChunks
+UNLOCKING = StorageMap("Staking", "Unlocking", tuple[UnlockChunk, ...])
+
+
+def get_unlocking(state: StateAccess, who: bytes) -> tuple[UnlockChunk, ...]:
+    return UNLOCKING.get(state, who) or ()
+
+
+def _apply_unlocking(state: StateAccess, who: bytes, chunks: tuple[UnlockChunk, ...]) -> None:
+    if chunks:
+        UNLOCKING.apply_set(state, chunks, who)
+    else:
+        UNLOCKING.apply_delete(state, who)
+
+
+class Removal(Wire, frozen=True):
+    """When a validator left the set: the era whose first block removed it."""
+
+    era: U64
+    block: BlockNumber
+
+
+#: Every validator removed for an offence (the ValidatorRemoved record: receipts belong to
+#: extrinsics, and a removal happens before the block's first extrinsic).
+REMOVED = StorageMap("Staking", "Removed", Removal)
+
+
+class Slash(Wire, frozen=True):
+    """What one slash did: taken from the stake, paid to the reporter, burned."""
+
+    amount: Balance
+    reporter_reward: Balance
+    burned: Balance
 
 
 def get_validators(state: StateAccess) -> tuple[bytes, ...]:
@@ -41,10 +110,95 @@ def apply_unbond(ctx: CallContext, call: Unbond) -> None:
     left = info.staked - call.value
     if ctx.sender in get_validators(ctx.state) and left < ctx.config.min_validator_bond:
         raise DispatchError(PALLET, "BelowMinimumBond", f"a validator keeps at least {ctx.config.min_validator_bond} staked")
-    apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free + call.value, left))
-    ctx.emit(PALLET, "Unbonded", who=ctx.sender, value=call.value)
+    unlock_at = ctx.block.number + ctx.config.era_length
+    chunks = get_unlocking(ctx.state, ctx.sender)
+    if chunks and chunks[-1].unlock_at == unlock_at:
+        chunks = (*chunks[:-1], UnlockChunk(chunks[-1].value + call.value, unlock_at))
+    elif len(chunks) >= MAX_UNLOCKING_CHUNKS:
+        raise DispatchError(
+            PALLET, "NoMoreChunks", f"{MAX_UNLOCKING_CHUNKS} unbondings are unlocking already; withdraw_unbonded first"
+        )
+    else:
+        chunks = (*chunks, UnlockChunk(call.value, unlock_at))
+    apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free, left))
+    _apply_unlocking(ctx.state, ctx.sender, chunks)
+    ctx.emit(PALLET, "Unbonded", who=ctx.sender, value=call.value, unlock_at=unlock_at)
 
 
-def apply_slash(state: StateAccess, who: bytes, amount: int) -> int:
-    """Burn up to ``amount`` of ``who``'s stake; returns the amount burned."""
-    return apply_burn_staked(state, who, amount)
+def apply_withdraw_unbonded(ctx: CallContext, call: WithdrawUnbonded) -> None:
+    chunks = get_unlocking(ctx.state, ctx.sender)
+    ready = sum(c.value for c in chunks if c.unlock_at <= ctx.block.number)
+    if not ready:
+        first = min((c.unlock_at for c in chunks), default=None)
+        when = "nothing is unbonding" if first is None else f"the first unbonded funds unlock at block {first}"
+        raise DispatchError(PALLET, "NothingToWithdraw", f"nothing to withdraw at block {ctx.block.number}: {when}")
+    info = get_account(ctx.state, ctx.sender)
+    apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free + ready, info.staked))
+    _apply_unlocking(ctx.state, ctx.sender, tuple(c for c in chunks if c.unlock_at > ctx.block.number))
+    ctx.emit(PALLET, "Withdrawn", who=ctx.sender, value=ready)
+
+
+def compute_slash(staked: int, config: RuntimeConfig) -> Slash:
+    """The slash of an offender with ``staked`` (module docstring); fractions above one
+    million ppm count as one million."""
+    amount = staked * min(config.slash_fraction_ppm, PPM) // PPM
+    reward = amount * min(config.reporter_share_ppm, PPM) // PPM
+    return Slash(amount, reward, amount - reward)
+
+
+def apply_slash(state: StateAccess, config: RuntimeConfig, offender: bytes, reporter: bytes) -> Slash:
+    """Slash ``offender``'s stake and unlocking chunks (module docstring), pay ``reporter``
+    its share, burn the rest."""
+    info = get_account(state, offender)
+    chunks = get_unlocking(state, offender)
+    slash = compute_slash(info.staked + sum(c.value for c in chunks), config)
+    from_stake = min(slash.amount, info.staked)
+    apply_account(state, offender, AccountInfo(info.nonce, info.free, info.staked - from_stake))
+    due = slash.amount - from_stake
+    if due:
+        kept: list[UnlockChunk] = []
+        for chunk in reversed(chunks):  # the chunks that unlock last pay first
+            taken = min(due, chunk.value)
+            due -= taken
+            if chunk.value > taken:
+                kept.append(UnlockChunk(chunk.value - taken, chunk.unlock_at))
+        _apply_unlocking(state, offender, tuple(reversed(kept)))
+    paid = get_account(state, reporter)  # read after the write: the offender may report itself
+    apply_account(state, reporter, AccountInfo(paid.nonce, paid.free + slash.reporter_reward, paid.staked))
+    TOTAL_ISSUANCE.apply_set(state, TOTAL_ISSUANCE.get(state) - slash.burned)
+    return slash
+
+
+def apply_queue_removal(state: StateAccess, who: bytes) -> str:
+    """Queue ``who`` to leave the validator set at the next era start. Returns what happened:
+    "queued", "already_queued", "not_validator", or "last_validator" (kept: removing it
+    with the ones queued already would leave no validator)."""
+    validators, pending = get_validators(state), PENDING_REMOVAL.get(state)
+    if who in pending:
+        return "already_queued"
+    if who not in validators:
+        return "not_validator"
+    if not set(validators) - set(pending) - {who}:
+        return "last_validator"
+    PENDING_REMOVAL.apply_set(state, (*pending, who))
+    return "queued"
+
+
+def on_initialize(state: StateAccess, number: int, config: RuntimeConfig) -> tuple[bytes, ...]:
+    """At the first block of an era, remove the queued validators; returns the removed ones.
+    Called by the executive before block ``number``'s extrinsics, when building and importing."""
+    if config.era_length == 0 or number % config.era_length != 0:
+        return ()
+    pending = PENDING_REMOVAL.get(state)
+    if not pending:
+        return ()
+    validators = get_validators(state)
+    kept = tuple(v for v in validators if v not in pending)
+    if not kept:  # unreachable: apply_queue_removal never queues the last one; never empty the set
+        return ()
+    VALIDATORS.apply_set(state, kept)
+    state.delete(PENDING_REMOVAL.key)
+    removed = tuple(v for v in validators if v in pending)
+    for who in removed:
+        REMOVED.apply_set(state, Removal(number // config.era_length, number), who)
+    return removed

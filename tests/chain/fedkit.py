@@ -90,7 +90,7 @@ class Driver:
         (receipt,) = self.block([xt]).receipts
         if not receipt.success:
             expected = chain.state.overlay(at=parent_root)
-            apply_fee_only(expected, key.public, receipt.fee, ALICE.public)
+            apply_fee_only(chain, expected, chain.best_number, key.public, receipt.fee, ALICE.public)
             assert chain.state.root() == chain.state.compute_commit(expected).root, "a failed call changed more than its fee"
         return receipt
 

@@ -291,6 +291,28 @@ def test_cli_presents_the_loss_curve_per_segment(node) -> None:
     assert next(v for v in lineage if v.get("training", {}).get("extrinsicHash") == xt_hash)["training"]["lossCurve"] == curve
 
 
+def test_pol_getOffences_lists_a_reported_equivocation(node) -> None:
+    """Two headers Alice sealed for one slot, reported by Bob: slashed, and kept (the dev
+    chain's only validator)."""
+    import msgspec
+
+    from chain.header import Header
+
+    alice = dev_keypair("Alice")
+    headers = []
+    for root in (b"\x01" * 32, b"\x02" * 32):
+        header = Header(bytes(32), 1, root, bytes(32), 10**9, alice.public)
+        headers.append(msgspec.structs.replace(header, seal=alice.sign(header.pre_hash())).encode())
+    assert call(node, "pol_getOffences")["offences"] == []
+    receipt = submit_and_wait(node, signed(node, BOB, calls.ReportEquivocation(*headers)))
+    assert receipt["success"], receipt
+    got = call(node, "pol_getOffences")
+    (offence,) = got["offences"]
+    assert (offence["kind"], offence["offender"], offence["reporter"]) == ("aura", alice.address, BOB.address)
+    assert int(offence["slashed"]) == int(offence["reporterReward"]) + int(offence["burned"]) > 0
+    assert got["validators"] == [alice.address] and got["pendingRemoval"] == [] and got["next"] is None
+
+
 # --- bad parameters: -32602 with a reason ------------------------------------------------------
 LONG_KEY = "0x" + "ab" * 257
 BAD_PARAMS = [

@@ -1,0 +1,233 @@
+"""Proof-of-learning offences: fraud proofs, Aura equivocations and finality equivocations
+reported by anyone, checked by the runtime, punished once.
+
+Three calls carry evidence as bytes, each bounded by the call's codec before it is decoded
+here canonically:
+
+- ``report_fraud(proof)``: a chain.fraud.FraudProof; the runtime re-runs the one segment it
+  names (chain.fraud.verify_fraud_proof). The call's weight includes that segment (ml_runtime's
+  cost model x the segment's steps), so the reporter pays for the check. Offender: the
+  block's author. Offence key: the block hash.
+- ``report_equivocation(first, second)``: two sealed headers with one author and one slot
+  and different hashes, both seals valid, the author a validator in this state (Substrate's
+  ``pallet-aura``/BABE equivocation report). Key: (slot, author).
+- ``report_vote_equivocation(first, second)``: two signed finality votes of one validator
+  (a validator in this state), both signatures valid under this chain's genesis hash, that
+  break one of Casper FFG's slashing conditions (chain.votes): a double vote (two different
+  votes with one target round) or a surround vote. Key: (set id, round, voter), the round
+  being the target round of the double vote, or of the surrounding (outer) vote.
+
+A valid report goes through :func:`apply_offence`, the one effect of all three: the offence
+key is recorded (a second report of it is refused with DuplicateReport), the offender is
+slashed and the reporter paid (chain.pallets.staking.apply_slash), and the offender is
+queued to leave the validator set at the next era start (never the last validator). An
+invalid report fails with a DispatchError naming what is wrong; its fee is kept: its sender
+made every node check it.
+
+Order of checks: decode, the cheap relations between the two pieces of evidence, the
+offender's membership, the duplicate lookup, then signatures (and the segment re-run) last.
+
+Limit: a header's seal signs its pre-hash, which does not name the chain, so two headers one
+validator key sealed for the same slot on two different chains (a key reused across chains)
+count as an equivocation here. Votes name the genesis hash and have no such ambiguity.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import ml_runtime
+from chain.calls import ReportEquivocation, ReportFraud, ReportVoteEquivocation, Train
+from chain.codec import U8, AccountId, Balance, BlockNumber, Wire, decode_versioned
+from chain.crypto import ss58_encode, verify_signature
+from chain.errors import ChainError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
+from chain.fraud import decode_fraud_proof, verify_fraud_proof
+from chain.header import Header
+from chain.pallets import models, staking
+from chain.pallets.context import CallContext
+from chain.pallets.items import StateAccess, StorageMap
+from chain.votes import (
+    SignedVote,
+    decode_signed_vote,
+    is_double_vote,
+    surrounds,
+    verify_signed_vote,
+)
+
+PALLET = "pol"
+
+OFFENCE_FRAUD, OFFENCE_AURA, OFFENCE_VOTE = 0, 1, 2
+_KEY_PREFIX = {OFFENCE_FRAUD: b"fraud/", OFFENCE_AURA: b"aura/", OFFENCE_VOTE: b"vote/"}
+
+#: Work units of a report before any training: decoding, hashing and two signature checks.
+REPORT_BASE_WEIGHT = 500_000
+
+
+class Offence(Wire, frozen=True):
+    """A punished offence: what, who, who reported it, in which block, and the slash."""
+
+    kind: U8
+    offender: AccountId
+    reporter: AccountId
+    block: BlockNumber
+    slashed: Balance
+    reporter_reward: Balance
+    burned: Balance
+
+
+#: Offence key (:func:`compute_offence_key`) -> the punished offence.
+OFFENCES = StorageMap("Pol", "Offences", Offence)
+
+
+def compute_offence_key(kind: int, *parts: bytes | int) -> bytes:
+    """The key of one offence: a kind prefix, then each part (ints as u64 big-endian)."""
+    raw = [p if isinstance(p, bytes) else struct.pack(">Q", p) for p in parts]
+    return _KEY_PREFIX[kind] + b"".join(raw)
+
+
+def get_offence(state: StateAccess, key: bytes) -> Offence | None:
+    return OFFENCES.get(state, key)
+
+
+# --- the effect ------------------------------------------------------------------------------
+def apply_offence(ctx: CallContext, kind: int, key: bytes, offender: bytes) -> staking.Slash:
+    """Punish a proven offence (the caller checked it with :func:`verify_new_offence` before
+    its expensive checks): record it, slash the offender, pay the reporter (the sender), queue
+    the offender's removal; emits staking.Slashed and, when the offender is the last
+    validator, staking.ValidatorKept with the reason."""
+    slash = staking.apply_slash(ctx.state, ctx.config, offender, ctx.sender)
+    OFFENCES.apply_set(
+        ctx.state,
+        Offence(kind, offender, ctx.sender, ctx.block.number, slash.amount, slash.reporter_reward, slash.burned),
+        key,
+    )
+    ctx.emit(staking.PALLET, "Slashed", who=offender, amount=slash.amount, reporter_reward=slash.reporter_reward, burned=slash.burned)
+    outcome = staking.apply_queue_removal(ctx.state, offender)
+    if outcome == "last_validator":
+        ctx.emit(staking.PALLET, "ValidatorKept", who=offender, reason="the last validator is never removed")
+    return slash
+
+
+def verify_new_offence(state: StateAccess, key: bytes, offender: bytes) -> None:
+    """DuplicateReport if the offence ``key`` is punished already."""
+    if OFFENCES.get(state, key) is not None:
+        raise DispatchError(PALLET, "DuplicateReport", f"this offence of {ss58_encode(offender)} is punished already")
+
+
+def _check_validator(state: StateAccess, who: bytes) -> None:
+    if who not in staking.get_validators(state):
+        raise DispatchError(PALLET, "NotValidator", f"{ss58_encode(who)} is not a validator")
+
+
+# --- report_fraud ----------------------------------------------------------------------------
+def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
+    """REPORT_BASE_WEIGHT plus one segment of the proof's TRAIN call (ml_runtime's cost model
+    for the model and batch size x min(segment_len, steps)); only the base weight for a proof
+    that does not decode or names no known model (its dispatch fails at once)."""
+    try:
+        train = decode_fraud_proof(call.proof).extrinsic.call
+        if not isinstance(train, Train):
+            return REPORT_BASE_WEIGHT
+        model = models.MODELS.get(state, train.model)
+        if model is None:
+            return REPORT_BASE_WEIGHT
+        step = ml_runtime.step_cost(ml_runtime.ModelSpec.decode(model.spec), max(train.batch_size, 1))
+    except (ChainError, ml_runtime.MLRuntimeError):
+        return REPORT_BASE_WEIGHT
+    return REPORT_BASE_WEIGHT + step * min(train.segment_len, train.steps)
+
+
+def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
+    try:
+        proof = decode_fraud_proof(call.proof)
+    except InvalidFraudProof as exc:
+        raise DispatchError(PALLET, "InvalidFraudProof", f"{exc.reason}: {exc}") from None
+    block_hash = proof.block_hash()
+    offender = proof.header.author
+    key = compute_offence_key(OFFENCE_FRAUD, block_hash)
+    verify_new_offence(ctx.state, key, offender)
+    try:  # checks the header's seal, the paths, and re-runs the one segment
+        verify_fraud_proof(ctx.state, ctx.config, proof)
+    except InvalidFraudProof as exc:
+        raise DispatchError(PALLET, "InvalidFraudProof", f"{exc.reason}: {exc}") from None
+    slash = apply_offence(ctx, OFFENCE_FRAUD, key, offender)
+    ctx.emit(
+        PALLET, "FraudProven", block_hash=block_hash, block_number=proof.header.number, offender=offender,
+        kind=proof.kind, segment=proof.segment, slashed=slash.amount,
+    )
+
+
+# --- report_equivocation (Aura) --------------------------------------------------------------
+def _decode_header(data: bytes, which: str) -> Header:
+    try:
+        return decode_versioned(data, Header)
+    except CodecError as exc:
+        raise DispatchError(PALLET, "MalformedHeader", f"{which} header: {exc}") from None
+
+
+def _verify_seal(header: Header, which: str) -> None:
+    try:
+        verify_signature(header.author, header.pre_hash(), header.seal)
+    except InvalidSignature as exc:
+        raise DispatchError(PALLET, "BadSeal", f"{which} (#{header.number}): {exc}") from None
+
+
+def apply_report_equivocation(ctx: CallContext, call: ReportEquivocation) -> None:
+    first, second = _decode_header(call.first, "the first"), _decode_header(call.second, "the second")
+    if first.author != second.author:
+        raise DispatchError(PALLET, "DifferentAuthors", "the two headers have different authors: no equivocation")
+    if first.slot != second.slot:
+        raise DispatchError(
+            PALLET, "DifferentSlots", f"the headers are in slots {first.slot} and {second.slot}: no equivocation"
+        )
+    if first.hash() == second.hash():
+        raise DispatchError(PALLET, "SameBlock", "the two headers are one block: no equivocation")
+    offender = first.author
+    _check_validator(ctx.state, offender)
+    key = compute_offence_key(OFFENCE_AURA, first.slot, offender)
+    verify_new_offence(ctx.state, key, offender)
+    _verify_seal(first, "the first header")
+    _verify_seal(second, "the second header")
+    slash = apply_offence(ctx, OFFENCE_AURA, key, offender)
+    ctx.emit(PALLET, "EquivocationProven", kind="aura", offender=offender, slot=first.slot, slashed=slash.amount)
+
+
+# --- report_vote_equivocation (finality) -----------------------------------------------------
+def _decode_vote(data: bytes, which: str) -> SignedVote:
+    try:
+        return decode_signed_vote(data)
+    except CodecError as exc:
+        raise DispatchError(PALLET, "MalformedVote", f"{which} vote: {exc}") from None
+
+
+def apply_report_vote_equivocation(ctx: CallContext, call: ReportVoteEquivocation) -> None:
+    first, second = _decode_vote(call.first, "the first"), _decode_vote(call.second, "the second")
+    a, b = first.vote, second.vote
+    if first.voter != second.voter:
+        raise DispatchError(PALLET, "DifferentVoters", "the two votes have different voters: no equivocation")
+    if a.set_id != b.set_id:
+        raise DispatchError(PALLET, "DifferentSets", f"the votes are for sets {a.set_id} and {b.set_id}: no equivocation")
+    if is_double_vote(a, b):
+        kind, round_number = "double_vote", a.target.round
+    elif surrounds(a, b) or surrounds(b, a):
+        kind, round_number = "surround_vote", max(a.target.round, b.target.round)
+    else:
+        raise DispatchError(
+            PALLET, "NotEquivocation",
+            f"links {a.source.round}->{a.target.round} and {b.source.round}->{b.target.round} are neither a double "
+            "vote (two different votes with one target round) nor a surround vote",
+        )
+    offender = first.voter
+    _check_validator(ctx.state, offender)
+    key = compute_offence_key(OFFENCE_VOTE, a.set_id, round_number, offender)
+    verify_new_offence(ctx.state, key, offender)
+    for which, signed in (("first", first), ("second", second)):
+        try:
+            verify_signed_vote(ctx.genesis_hash, signed)
+        except InvalidSignature as exc:
+            raise DispatchError(PALLET, "BadSignature", f"the {which} vote: {exc}") from None
+    slash = apply_offence(ctx, OFFENCE_VOTE, key, offender)
+    ctx.emit(
+        PALLET, "EquivocationProven", kind=kind, offender=offender, set_id=a.set_id, round=round_number,
+        slashed=slash.amount,
+    )

@@ -1,0 +1,424 @@
+"""The pol pallet's offences through real blocks on the `local` chain (Alice, Bob, Charlie and
+Dave validate; Eve reports): an Aura equivocation and a double or surround finality vote are
+slashed by the exact fraction, the reporter is paid its share, the rest is burned, and the
+offender leaves the validator set at the next era start (not before), after which Aura
+refuses its blocks. Every malformed or non-offence report fails with its specific error and
+changes nothing but the fee and nonce; a second report of one offence is refused."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/forgery.py
+from chainkit import ALICE, BOB, CHARLIE, apply_fee_only, open_chain, sign, train_call
+from forgery import forging_trainer
+
+import ml_runtime
+from chain import calls
+from chain.blockchain import Blockchain
+from chain.crypto import Keypair, dev_keypair
+from chain.errors import CodecError
+from chain.extrinsic import decode_extrinsic
+from chain.header import Header
+from chain.pallets import balances, pol, staking
+from chain.storage import Database
+from chain.votes import Checkpoint, SignedVote, Vote, sign_vote
+from consensus.errors import InvalidHeader
+from genesis.spec import load_chain_spec
+
+DAVE, EVE = dev_keypair("Dave"), dev_keypair("Eve")
+KEYS = {k.public: k for k in (ALICE, BOB, CHARLIE, DAVE, EVE)}
+PPM = 1_000_000
+
+
+class Local:
+    """A `local` chain whose blocks are sealed by their slot's owner (one slot per block)."""
+
+    def __init__(self, chain: Blockchain) -> None:
+        self.chain = chain
+        self.slot = 0
+
+    def owner(self, slot: int) -> Keypair:
+        validators = staking.get_validators(self.chain.state.overlay())
+        return KEYS[validators[slot % len(validators)]]
+
+    def block(self, xts=()):
+        self.slot += 1
+        return self.chain.build_block(list(xts), self.owner(self.slot), slot=self.slot)
+
+    def until(self, number: int) -> None:
+        """Build empty blocks until the best block is #number."""
+        while self.chain.best_number < number:
+            self.block()
+
+    def report(self, call, key: Keypair = EVE):
+        """One block holding ``key``'s extrinsic; its receipt. A failed report must change
+        the state by the fee and nonce only (the block's author gets the fee)."""
+        chain = self.chain
+        nonce = balances.get_account(chain.state.overlay(), key.public).nonce
+        xt = sign(chain, key, call, nonce)
+        parent_root = chain.state.root()
+        author = self.owner(self.slot + 1)
+        imported = self.block([xt])
+        (receipt,) = imported.receipts
+        if not receipt.success:
+            expected = chain.state.overlay(at=parent_root)
+            apply_fee_only(chain, expected, chain.best_number, key.public, receipt.fee, author.public)
+            assert chain.state.root() == chain.state.compute_commit(expected).root, "a failed report changed more than its fee"
+            info = chain.runtime.compute_dispatch_info(chain.state.overlay(at=parent_root), xt)
+            assert receipt.fee == chain.runtime.compute_fee(info, len(xt.encode()), 0), "a failed report's fee is kept whole"
+        return receipt
+
+    def fails(self, call, error: str, key: Keypair = EVE) -> str:
+        """The call fails with ``pallet.Error`` (the pol pallet's unless ``error`` names one)."""
+        receipt = self.report(call, key)
+        name = error if "." in error else f"pol.{error}"
+        assert not receipt.success and receipt.error.startswith(f"{name}:"), receipt.error
+        return receipt.error
+
+
+@pytest.fixture
+def local(tmp_path):
+    chain = open_chain(tmp_path / "db", load_chain_spec("local"))
+    yield Local(chain)
+    chain.db.close()
+
+
+def sealed(key: Keypair, slot: int, state_root: bytes, parent: bytes = bytes(32), number: int = 1) -> bytes:
+    """An encoded header sealed by ``key`` (a real ed25519 seal over its pre-hash)."""
+    header = Header(parent, number, state_root, bytes(32), slot, key.public)
+    return msgspec.structs.replace(header, seal=key.sign(header.pre_hash())).encode()
+
+
+def vote(chain: Blockchain, key: Keypair, source_round: int, target_round: int, target: bytes, set_id: int = 0) -> bytes:
+    v = Vote(set_id, Checkpoint(chain.genesis_hash, 0, source_round), Checkpoint(target, 1, target_round))
+    return msgspec.msgpack.encode(sign_vote(key, chain.genesis_hash, v))
+
+
+def _state(chain: Blockchain):
+    return chain.state.overlay()
+
+
+def _expect_slash(chain: Blockchain, receipt, offender: bytes, before: dict) -> staking.Slash:
+    """The slash is exact: fraction of the stake, reporter share, burn = issuance drop."""
+    cfg = chain.config
+    amount = before["staked"] * cfg.slash_fraction_ppm // PPM
+    reward = amount * cfg.reporter_share_ppm // PPM
+    state = _state(chain)
+    assert balances.get_account(state, offender).staked == before["staked"] - amount
+    assert balances.get_account(state, EVE.public).free == before["eve"] - receipt.fee + reward
+    assert balances.TOTAL_ISSUANCE.get(state) == before["issuance"] - (amount - reward)
+    slashed = [e for e in receipt.events if (e.pallet, e.name) == ("staking", "Slashed")]
+    assert [dict(e.args) for e in slashed] == [
+        {"who": "0x" + offender.hex(), "amount": amount, "reporter_reward": reward, "burned": amount - reward}
+    ]
+    assert amount > 0 and reward > 0 and amount - reward > 0
+    return staking.Slash(amount, reward, amount - reward)
+
+
+def _before(chain: Blockchain, offender: bytes) -> dict:
+    state = _state(chain)
+    return {
+        "staked": balances.get_account(state, offender).staked,
+        "eve": balances.get_account(state, EVE.public).free,
+        "issuance": balances.TOTAL_ISSUANCE.get(state),
+    }
+
+
+def test_aura_equivocation_is_slashed_and_the_author_leaves_at_the_next_era(local, tmp_path) -> None:
+    chain = local.chain
+    era = chain.config.era_length
+    assert era >= 4
+    local.block()  # #1, slot 1: Bob's
+    first = chain.best_header
+    assert first.author == BOB.public
+    second = sealed(BOB, first.slot, b"\x01" * 32, first.parent_hash)  # Bob seals another block in slot 1
+    before = _before(chain, BOB.public)
+    receipt = local.report(calls.ReportEquivocation(first.encode(), second))
+    assert receipt.success, receipt.error
+    _expect_slash(chain, receipt, BOB.public, before)
+    proven = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("pol", "EquivocationProven")]
+    assert proven == [{"kind": "aura", "offender": "0x" + BOB.public.hex(), "slot": 1, "slashed": before["staked"] // 2}]
+    key = pol.compute_offence_key(pol.OFFENCE_AURA, 1, BOB.public)
+    assert pol.get_offence(_state(chain), key).reporter == EVE.public
+    assert staking.PENDING_REMOVAL.get(_state(chain)) == (BOB.public,)
+
+    # Not before the era starts: Bob stays a validator (and authors) up to block era - 1.
+    local.until(era - 1)
+    assert BOB.public in staking.get_validators(_state(chain))
+    assert BOB.public in {chain.get_header(chain.get_hash(n)).author for n in range(3, era)}
+    local.until(era)  # the era's first block removes Bob before its extrinsics
+    state = _state(chain)
+    assert staking.get_validators(state) == (ALICE.public, CHARLIE.public, DAVE.public)
+    assert staking.PENDING_REMOVAL.get(state) == ()
+    assert staking.REMOVED.get(state, BOB.public) == staking.Removal(1, era)
+
+    # Aura now refuses Bob: for authoring, and for a block he sealed that a node imports.
+    parent = chain.best_header
+    with pytest.raises(InvalidHeader) as err:
+        chain.build_block([], BOB, slot=parent.slot + 1)
+    assert err.value.reason == "wrong_author"
+    spec = load_chain_spec("local")
+    loose = Blockchain(Database(tmp_path / "loose"), chain_id=spec.id, build_genesis=spec.apply_genesis)
+    for n in range(1, era + 1):
+        loose.import_block(chain.get_block(chain.get_hash(n)))
+    bobs = loose.build_block([], BOB, slot=parent.slot + 1).block  # no consensus rules on this one
+    with pytest.raises(InvalidHeader) as err:
+        chain.import_block(bobs)
+    assert err.value.reason == "not_validator"
+    loose.db.close()
+    local.block()  # the three left take turns
+    assert chain.best_header.author in {ALICE.public, CHARLIE.public, DAVE.public}
+
+
+@pytest.mark.parametrize(
+    ("kind", "links", "round_number"),
+    [("double_vote", ((0, 3), (0, 3)), 3), ("surround_vote", ((0, 5), (1, 4)), 5), ("surround_vote", ((2, 3), (1, 6)), 6)],
+)
+def test_vote_equivocation_is_slashed(local, kind, links, round_number) -> None:
+    chain = local.chain
+    (s1, t1), (s2, t2) = links
+    first = vote(chain, CHARLIE, s1, t1, b"\xaa" * 32)
+    second = vote(chain, CHARLIE, s2, t2, b"\xbb" * 32)
+    before = _before(chain, CHARLIE.public)
+    receipt = local.report(calls.ReportVoteEquivocation(first, second))
+    assert receipt.success, receipt.error
+    slash = _expect_slash(chain, receipt, CHARLIE.public, before)
+    proven = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("pol", "EquivocationProven")]
+    assert proven == [
+        {"kind": kind, "offender": "0x" + CHARLIE.public.hex(), "set_id": 0, "round": round_number, "slashed": slash.amount}
+    ]
+    assert pol.get_offence(_state(chain), pol.compute_offence_key(pol.OFFENCE_VOTE, 0, round_number, CHARLIE.public))
+    assert staking.PENDING_REMOVAL.get(_state(chain)) == (CHARLIE.public,)
+    # the other order is the same offence
+    local.fails(calls.ReportVoteEquivocation(second, first), "DuplicateReport")
+
+
+def test_a_second_report_of_one_offence_is_refused(local) -> None:
+    chain = local.chain
+    local.block()
+    first = chain.best_header.encode()
+    other = sealed(BOB, 1, b"\x02" * 32)
+    assert local.report(calls.ReportEquivocation(first, other)).success
+    staked = balances.get_account(_state(chain), BOB.public).staked
+    local.fails(calls.ReportEquivocation(first, other), "DuplicateReport")
+    local.fails(calls.ReportEquivocation(other, sealed(BOB, 1, b"\x03" * 32)), "DuplicateReport", key=DAVE)
+    assert balances.get_account(_state(chain), BOB.public).staked == staked
+
+
+def _aura_cases() -> list[tuple[str, bytes, bytes, str]]:
+    good = sealed(BOB, 7, b"\x01" * 32)
+    other = sealed(BOB, 7, b"\x02" * 32)
+    unsealed = Header(bytes(32), 1, b"\x02" * 32, bytes(32), 7, BOB.public)
+    forged_seal = msgspec.structs.replace(unsealed, seal=BOB.sign(b"something else")).encode()
+    return [
+        ("garbage", b"\x01\x93\x01", other, "MalformedHeader"),
+        ("empty", good, b"", "MalformedHeader"),
+        ("non-canonical", good + b"\x00", other, "MalformedHeader"),
+        ("different authors", good, sealed(CHARLIE, 7, b"\x02" * 32), "DifferentAuthors"),
+        ("different slots", good, sealed(BOB, 8, b"\x02" * 32), "DifferentSlots"),
+        ("one block twice", good, good, "SameBlock"),
+        ("a seal over other bytes", good, forged_seal, "BadSeal"),
+        ("not a validator", sealed(EVE, 7, b"\x01" * 32), sealed(EVE, 7, b"\x02" * 32), "NotValidator"),
+    ]
+
+
+def test_malformed_and_innocent_block_pairs_are_refused_with_their_error(local) -> None:
+    chain = local.chain
+    staked = balances.get_account(_state(chain), BOB.public).staked
+    for what, first, second, error in _aura_cases():
+        message = local.fails(calls.ReportEquivocation(first, second), error)
+        assert message, what
+    assert balances.get_account(_state(chain), BOB.public).staked == staked
+    assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
+
+
+def test_malformed_and_innocent_vote_pairs_are_refused_with_their_error(local) -> None:
+    chain = local.chain
+    a = vote(chain, DAVE, 0, 3, b"\xaa" * 32)
+    other_chain = Vote(0, Checkpoint(chain.genesis_hash, 0, 0), Checkpoint(b"\xbb" * 32, 1, 3))
+    foreign = msgspec.msgpack.encode(sign_vote(DAVE, b"\x42" * 32, other_chain))  # signed for another genesis
+    tampered = msgspec.msgpack.decode(vote(chain, DAVE, 0, 3, b"\xbb" * 32), type=SignedVote)
+    tampered = msgspec.msgpack.encode(msgspec.structs.replace(tampered, signature=bytes(64)))
+    cases = [
+        (b"\x93\x00", a, "MalformedVote"),
+        (a, a + b"\x00", "MalformedVote"),
+        (a, vote(chain, CHARLIE, 0, 3, b"\xbb" * 32), "DifferentVoters"),
+        (a, vote(chain, DAVE, 0, 3, b"\xbb" * 32, set_id=1), "DifferentSets"),
+        (a, a, "NotEquivocation"),  # one vote twice
+        (a, vote(chain, DAVE, 3, 4, b"\xbb" * 32), "NotEquivocation"),  # consecutive links
+        (a, vote(chain, DAVE, 0, 4, b"\xbb" * 32), "NotEquivocation"),  # one source, later target: no surround
+        (a, foreign, "BadSignature"),
+        (tampered, a, "BadSignature"),
+        (vote(chain, EVE, 0, 3, b"\xaa" * 32), vote(chain, EVE, 0, 3, b"\xbb" * 32), "NotValidator"),
+    ]
+    for first, second, error in cases:
+        local.fails(calls.ReportVoteEquivocation(first, second), error)
+    assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
+
+
+def test_oversize_evidence_is_refused_before_it_is_decoded(local) -> None:
+    chain = local.chain
+    huge_header = calls.ReportEquivocation(b"\x01" * (calls.MAX_HEADER_BYTES + 1), b"")
+    huge_vote = calls.ReportVoteEquivocation(b"", b"\x00" * 257)
+    for call in (huge_header, huge_vote):
+        raw = sign(chain, EVE, call, 0).encode()
+        with pytest.raises(CodecError, match="length <= "):
+            decode_extrinsic(raw)
+
+
+def test_the_last_validator_is_slashed_and_kept(tmp_path) -> None:
+    chain = open_chain(tmp_path / "dev")  # the dev chain: Alice alone validates
+    try:
+        slot = 0
+        nonce = 0
+
+        def block(xts=()):
+            nonlocal slot
+            slot += 1
+            return chain.build_block(list(xts), ALICE, slot=slot)
+
+        first = block().block.header
+        xt = sign(chain, BOB, calls.ReportEquivocation(first.encode(), sealed(ALICE, first.slot, b"\x05" * 32)), nonce)
+        staked = balances.get_account(chain.state.overlay(), ALICE.public).staked
+        (receipt,) = block([xt]).receipts
+        assert receipt.success, receipt.error
+        kept = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("staking", "ValidatorKept")]
+        assert kept == [{"who": "0x" + ALICE.public.hex(), "reason": "the last validator is never removed"}]
+        assert balances.get_account(chain.state.overlay(), ALICE.public).staked == staked - staked // 2
+        while chain.best_number < chain.config.era_length + 1:
+            block()
+        assert staking.get_validators(chain.state.overlay()) == (ALICE.public,)
+    finally:
+        chain.db.close()
+
+
+def test_queue_never_empties_the_set() -> None:
+    """Two of two validators offend: the first is queued, the second kept."""
+    class Memory(dict):
+        def set(self, key, value):
+            self[key] = value
+
+        def delete(self, key):
+            self.pop(key, None)
+
+    state = Memory()
+    staking.VALIDATORS.apply_set(state, (ALICE.public, BOB.public))
+    assert staking.apply_queue_removal(state, ALICE.public) == "queued"
+    assert staking.apply_queue_removal(state, ALICE.public) == "already_queued"
+    assert staking.apply_queue_removal(state, BOB.public) == "last_validator"
+    assert staking.apply_queue_removal(state, EVE.public) == "not_validator"
+    cfg = load_chain_spec("local").runtime_config
+    assert staking.on_initialize(state, cfg.era_length - 1, cfg) == ()
+    assert staking.on_initialize(state, cfg.era_length, cfg) == (ALICE.public,)
+    assert staking.get_validators(state) == (BOB.public,)
+
+
+def test_unbonded_funds_stay_slashable_for_an_era_then_withdraw(local) -> None:
+    chain = local.chain
+    era = chain.config.era_length
+    assert local.report(calls.Bond(10 * 10**9), key=BOB).success
+    staked = balances.get_account(_state(chain), BOB.public).staked
+    free = balances.get_account(_state(chain), BOB.public).free
+    receipt = local.report(calls.Unbond(10 * 10**9), key=BOB)  # block #2
+    assert receipt.success, receipt.error
+    account = balances.get_account(_state(chain), BOB.public)
+    assert account.staked == staked - 10 * 10**9 and account.free == free - receipt.fee  # not free yet
+    assert staking.get_unlocking(_state(chain), BOB.public) == (staking.UnlockChunk(10 * 10**9, 2 + era),)
+    error = local.fails(calls.WithdrawUnbonded(), "staking.NothingToWithdraw", key=BOB)
+    assert f"unlock at block {2 + era}" in error
+    # Bob equivocates: the slash counts the unlocking funds, takes the stake first, then the chunk.
+    first = chain.get_header(chain.get_hash(1)).encode()
+    assert chain.get_header(chain.get_hash(1)).author == BOB.public
+    receipt = local.report(calls.ReportEquivocation(first, sealed(BOB, 1, b"\x09" * 32)))
+    assert receipt.success, receipt.error
+    total = staked
+    amount = total * chain.config.slash_fraction_ppm // PPM
+    left_staked = staked - 10 * 10**9
+    assert balances.get_account(_state(chain), BOB.public).staked == max(left_staked - amount, 0)
+    chunk_left = 10 * 10**9 - max(amount - left_staked, 0)
+    assert staking.get_unlocking(_state(chain), BOB.public) == (staking.UnlockChunk(chunk_left, 2 + era),)
+    local.until(2 + era - 1)
+    free = balances.get_account(_state(chain), BOB.public).free
+    receipt = local.report(calls.WithdrawUnbonded(), key=BOB)  # block 2 + era
+    assert receipt.success, receipt.error
+    assert balances.get_account(_state(chain), BOB.public).free == free - receipt.fee + chunk_left
+    assert staking.get_unlocking(_state(chain), BOB.public) == ()
+
+
+# --- report_fraud ----------------------------------------------------------------------------
+def _fraud_world(tmp_path, forge: bool):
+    """Bob's block #1 (slot 1) on an author chain, with one TRAIN call (6 segments of 10
+    steps) whose checkpoint 3 is forged (or honest), and the SEGMENT proof at segment 2 a
+    validator would build from the author's openings."""
+    from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
+    from chain.pallets.training import compute_job_at
+    from chain.proofs import TrainingClaim
+
+    author = open_chain(tmp_path / ("forger" if forge else "honest"), load_chain_spec("local"))
+    if forge:
+        author.trainer = forging_trainer("segment", 3)
+    xt = sign(author, CHARLIE, train_call(steps=60, segment=10), 0)
+    block = author.build_block([xt], BOB, slot=1).block
+    header = block.header
+    job, parent_version, _ = compute_job_at(author.state_at(header.parent_hash), author.config, xt.call, header.parent_hash, xt.hash())
+    claim = TrainingClaim(0, job, block.body.results[0], xt.call.model, parent_version)
+    openings = [author.transcripts.get(block.hash(), 0, j) for j in (2, 3)]
+    proof = compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, openings)
+    author.db.close()
+    return block, job, proof
+
+
+def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(local, tmp_path) -> None:
+    from chain.fraud import FAULT_SEGMENT
+
+    chain = local.chain
+    block, job, proof = _fraud_world(tmp_path, forge=True)
+    raw = proof.encode()
+    call = calls.ReportFraud(raw)
+    # The weight pays for the one segment the runtime re-runs.
+    xt = sign(chain, EVE, call, 0)
+    weight = chain.runtime.compute_dispatch_info(_state(chain), xt).weight
+    assert weight == pol.REPORT_BASE_WEIGHT + ml_runtime.step_cost(job.spec, job.batch_size) * 10
+    before = _before(chain, BOB.public)
+    receipt = local.report(call)  # block #1 of this chain: the forged block was never imported here
+    assert receipt.success, receipt.error
+    assert receipt.weight == weight
+    slash = _expect_slash(chain, receipt, BOB.public, before)
+    proven = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("pol", "FraudProven")]
+    assert proven == [{
+        "block_hash": "0x" + block.hash().hex(), "block_number": 1, "offender": "0x" + BOB.public.hex(),
+        "kind": FAULT_SEGMENT, "segment": 2, "slashed": slash.amount,
+    }]
+    assert pol.get_offence(_state(chain), pol.compute_offence_key(pol.OFFENCE_FRAUD, block.hash())).kind == pol.OFFENCE_FRAUD
+    local.fails(call, "DuplicateReport")
+    local.until(chain.config.era_length - 1)
+    assert BOB.public in staking.get_validators(_state(chain))
+    local.until(chain.config.era_length)
+    assert BOB.public not in staking.get_validators(_state(chain))
+
+
+def test_an_invalid_fraud_proof_fails_with_its_reason_and_costs_its_fee(local, tmp_path) -> None:
+    chain = local.chain
+    _, _, honest = _fraud_world(tmp_path, forge=False)
+    _, _, forged = _fraud_world(tmp_path, forge=True)
+    seal = bytearray(forged.header.seal)
+    seal[0] ^= 1
+    cases = [
+        (b"", "malformed"),
+        (b"\x01\x90", "malformed"),
+        (forged.encode() + b"\x00", "malformed"),
+        (honest.encode(), "no_fault"),
+        (msgspec.structs.replace(forged, header=msgspec.structs.replace(forged.header, seal=bytes(seal))).encode(), "bad_seal"),
+        (msgspec.structs.replace(forged, segment=3).encode(), "bad_opening"),
+    ]
+    staked = balances.get_account(_state(chain), BOB.public).staked
+    for raw, reason in cases:
+        error = local.fails(calls.ReportFraud(raw), "InvalidFraudProof")
+        assert error.startswith(f"pol.InvalidFraudProof: {reason}: "), error
+    assert balances.get_account(_state(chain), BOB.public).staked == staked
+    assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
