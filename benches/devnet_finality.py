@@ -1,6 +1,6 @@
 """A 4-validator devnet of real node processes on loopback: finality, propagation, sync, idle CPU.
 
-    python -m benches.devnet_finality [--block-time 1000] [--blocks 30]
+    python -m benches.devnet_finality [--block-time 1000] [--blocks 30] [--challenge-blocks N]
 
 Four ``polchain node --chain local --alice|--bob|--charlie|--dave`` processes, each with its own
 LevelDB, p2p port, node key and RPC port, all bootnodes of each other (what ``polchain
@@ -14,7 +14,11 @@ devnet --validators 4`` starts). Rows:
   delivers it minus the time the author's own subscription delivers it (both go through the
   same RPC path, so its cost cancels), over ``--blocks`` blocks and the three other nodes;
 - ``finality lag``: per block, new-head time at the author to finalized-head time at the
-  same node, p50;
+  same node, p50; and in blocks: Alice's best number minus the number of each block she
+  finalizes, when she finalizes it. Validators vote for a block only once it has
+  ``challenge_blocks`` descendants (consensus.finality), so this is about
+  ``challenge_blocks`` + 1 (``--challenge-blocks N`` runs the devnet on the `local` spec
+  with that runtime parameter instead of the preset's);
 - ``idle CPU``: each validator's CPU time (``/proc/<pid>/stat``, user + system) over 5 s of
   empty blocks, as a share of one core;
 - ``sync from genesis``: a fifth node (no validator key, empty database) joins and catches up
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -39,6 +44,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +54,7 @@ from chain.crypto import blake2_256, dev_keypair
 from chain.storage import Database
 from consensus.aura import Aura
 from consensus.block_import import ConsensusRules
-from genesis.spec import load_chain_spec
+from genesis.spec import ChainSpec, load_chain_spec
 from node.network.identity import NodeKey
 from rpc.client import RpcClient
 
@@ -67,9 +73,15 @@ def _free_port() -> int:
 
 
 class Net:
-    def __init__(self, workdir: Path, block_time: int) -> None:
+    def __init__(self, workdir: Path, block_time: int, challenge_blocks: int | None = None) -> None:
         self.workdir = workdir
         self.block_time = block_time
+        self.spec: ChainSpec = load_chain_spec("local")
+        self.chain = "local"
+        if challenge_blocks is not None:
+            self.spec = replace(self.spec, runtime_config=replace(self.spec.runtime_config, challenge_blocks=challenge_blocks))
+            self.chain = str(workdir / "local-spec.json")
+            Path(self.chain).write_text(json.dumps(self.spec.to_json()))
         self.p2p = {n: _free_port() for n in (*NAMES, "eve")}
         self.rpc = {n: _free_port() for n in (*NAMES, "eve")}
         self.keys = {n: blake2_256(n.encode()).hex() for n in (*NAMES, "eve")}
@@ -80,7 +92,7 @@ class Net:
 
     def spawn(self, name: str, *, validator: bool = True) -> None:
         args = [
-            sys.executable, "-m", "node.cli", "node", "--chain", "local", "--base-path", str(self.workdir / name),
+            sys.executable, "-m", "node.cli", "node", "--chain", self.chain, "--base-path", str(self.workdir / name),
             "--block-time", str(self.block_time), "--rpc-port", str(self.rpc[name]),
             "--listen-addr", f"/ip4/127.0.0.1/tcp/{self.p2p[name]}", "--node-key", self.keys[name],
             "--bootnodes", *[self.addr(n) for n in NAMES if n != name],
@@ -152,10 +164,12 @@ async def _poll_finality(
         await asyncio.sleep(0.02)
 
 
-async def _propagation(net: Net, blocks: int) -> tuple[list[float], list[float]]:
+async def _propagation(net: Net, blocks: int) -> tuple[list[float], list[float], list[int]]:
     seen: dict[tuple[int, int], dict[str, float]] = {}
     authors: dict[tuple[int, int], str] = {}
     final_at: dict[int, float] = {}
+    alice_best = [0]
+    lag_blocks: list[int] = []
 
     async def heads(name: str) -> None:
         async with RpcClient(net.url(name)) as client:
@@ -165,6 +179,8 @@ async def _propagation(net: Net, blocks: int) -> tuple[list[float], list[float]]
                     header = await sub.next(30)
                     key = (int(header["number"], 16), int(header["slot"], 16))
                     seen.setdefault(key, {})[name] = time.monotonic()
+                    if name == "alice":
+                        alice_best[0] = key[0]
                     authors[key] = AUTHORS.get(header["author"], "?")
 
     async def finalized(name: str) -> None:
@@ -173,7 +189,10 @@ async def _propagation(net: Net, blocks: int) -> tuple[list[float], list[float]]
             async with sub:
                 while True:
                     header = await sub.next(30)
-                    final_at.setdefault(int(header["number"], 16), time.monotonic())
+                    number = int(header["number"], 16)
+                    final_at.setdefault(number, time.monotonic())
+                    if alice_best[0] >= number:
+                        lag_blocks.append(alice_best[0] - number)
 
     tasks = [asyncio.create_task(heads(n)) for n in NAMES] + [asyncio.create_task(finalized("alice"))]
     try:
@@ -195,7 +214,7 @@ async def _propagation(net: Net, blocks: int) -> tuple[list[float], list[float]]
         latencies += [(t - times[author]) * 1000 for n, t in times.items() if n != author]
         if key[0] in final_at and "alice" in times:
             lags.append((final_at[key[0]] - times["alice"]) * 1000)
-    return latencies, lags
+    return latencies, lags, lag_blocks
 
 
 def _idle_cpu(net: Net, seconds: float = 5.0) -> dict[str, float]:
@@ -225,7 +244,7 @@ async def _sync(net: Net) -> tuple[int, float]:
 def _solo_import(net: Net, count: int) -> float:
     """Blocks/s importing Alice's first ``count`` blocks into a fresh database, no network
     (best of three rounds)."""
-    spec = load_chain_spec("local")
+    spec = net.spec
     source_db = Database(net.workdir / "alice" / "chains" / spec.id / "db")
     try:
         source = Blockchain(source_db, chain_id=spec.id, build_genesis=spec.apply_genesis)
@@ -260,13 +279,13 @@ def _pct(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="devnet-bench-") as tmp:
-        net = Net(Path(tmp), args.block_time)
+        net = Net(Path(tmp), args.block_time, args.challenge_blocks)
         try:
             started = time.monotonic()
             for name in NAMES:
                 net.spawn(name)
             up, first, all_four = asyncio.run(_first_finality(net, started))
-            latencies, lags = asyncio.run(_propagation(net, args.blocks))
+            latencies, lags, lag_blocks = asyncio.run(_propagation(net, args.blocks))
             cpu = _idle_cpu(net)
             synced, sync_seconds = asyncio.run(_sync(net))
             net.stop("eve")
@@ -277,6 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sync_rate = synced / sync_seconds if sync_seconds > 0 else float("nan")
     return {
         "block_time_ms": args.block_time,
+        "challenge_blocks": net.spec.runtime_config.challenge_blocks,
         "all_rpc_up_s": round(up, 3),
         "first_finalized_any_s": round(first, 3),
         "first_finalized_all_s": round(all_four, 3),
@@ -285,6 +305,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "max": round(max(latencies, default=float("nan")), 2),
         },
         "finality_lag_ms": {"samples": len(lags), "p50": round(_pct(lags, 0.5), 1), "p99": round(_pct(lags, 0.99), 1)},
+        "finality_lag_blocks": {
+            "samples": len(lag_blocks), "p50": _pct([float(b) for b in lag_blocks], 0.5), "max": max(lag_blocks, default=-1),
+        },
         "idle_cpu_percent": {n: round(v, 1) for n, v in cpu.items()},
         "sync": {
             "blocks": synced, "seconds": round(sync_seconds, 3), "blocks_per_s": round(sync_rate, 1),
@@ -298,21 +321,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--block-time", type=int, default=1000, metavar="MS")
     parser.add_argument("--blocks", type=int, default=30, help="blocks to measure propagation over")
+    parser.add_argument(
+        "--challenge-blocks", type=int, default=None, metavar="N",
+        help="run the local spec with this challenge window (default: the preset's)",
+    )
     result = run(parser.parse_args())
     p, lag, sync = result["propagation_ms"], result["finality_lag_ms"], result["sync"]
+    lag_blocks = result["finality_lag_blocks"]
     rows = [
         ("all 4 processes answering RPC", f"{result['all_rpc_up_s']:.2f} s"),
         ("first finalized block, any node", f"{result['first_finalized_any_s']:.2f} s"),
         ("first finalized block, all 4 nodes", f"{result['first_finalized_all_s']:.2f} s"),
         (f"propagation p50 / p99 ({p['samples']} samples)", f"{p['p50']:.1f} / {p['p99']:.1f} ms"),
         (f"finality lag p50 / p99 ({lag['samples']} blocks)", f"{lag['p50']:.0f} / {lag['p99']:.0f} ms"),
+        (
+            f"finality lag in blocks p50 / max ({lag_blocks['samples']} finalizations)",
+            f"{lag_blocks['p50']:.0f} / {lag_blocks['max']} blocks",
+        ),
         ("idle CPU per node", ", ".join(f"{n} {v:.1f}%" for n, v in result["idle_cpu_percent"].items())),
         (f"sync from genesis ({sync['blocks']} blocks)", f"{sync['blocks_per_s']:.1f} blocks/s"),
         ("solo import of the same blocks", f"{sync['solo_import_blocks_per_s']:.1f} blocks/s"),
         ("sync / solo", f"{sync['share_of_solo'] * 100:.1f}%"),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"devnet of 4 validators, block time {result['block_time_ms']} ms")
+    print(f"devnet of 4 validators, block time {result['block_time_ms']} ms, challenge window {result['challenge_blocks']} blocks")
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
     write_record(RESULTS, "devnet_finality", **result)

@@ -23,6 +23,22 @@ common ancestor is below it raises FinalityConflict. Journals of finalized block
 deleted when they become final (they can never be retracted or enacted again); their states
 stay readable through the trie (an archive node).
 
+Blocks proven invalid
+---------------------
+A block is imported before anyone has finished checking its training (verification is
+sampled, and a fraud proof may come from another validator later), so a stored block can
+turn out invalid. :meth:`Blockchain.invalidate` (called by the node once it has verified a
+fraud proof, its own or a peer's) marks the block and every stored descendant in INVALID,
+drops them from the leaves, makes the parent a leaf again if no valid child is left, and,
+if the best chain contained the block, moves it to the best remaining leaf by the fork
+choice, with the undo journals as any reorg: the records and the reorg are one batch, and
+the chain's cached best block, header and state follow. Import refuses a marked block and
+any child of one (InvalidBlockAncestry), finality never finalizes one nor makes it best,
+and the fork choice never picks one. The finalized block and its ancestors cannot be
+invalidated (FinalityConflict): that is why validators vote for a block only once it has
+``challenge_blocks`` descendants (consensus.finality), the window in which a fraud proof
+is expected to arrive.
+
 Where consensus comes in
 ------------------------
 The package layering (``ml_runtime <- chain <- genesis <- consensus <- rpc <- node``) keeps
@@ -61,6 +77,7 @@ from chain.errors import (
     ChainError,
     CodecError,
     FinalityConflict,
+    InvalidBlockAncestry,
     InvalidTransaction,
     UnknownParent,
 )
@@ -91,6 +108,9 @@ META_BEST = b"best"
 META_FINALIZED = b"finalized"
 META_GENESIS = b"genesis"
 META_CHAIN_ID = b"chain_id"
+#: The longest reason stored with an invalid block (utf-8 bytes; a longer one is cut at a
+#: character boundary): the record is the node's own note, read by operators and RPC.
+MAX_INVALID_REASON_BYTES = 256
 
 
 class _Receipts(msgspec.Struct, frozen=True, array_like=True):
@@ -332,6 +352,104 @@ class Blockchain:
         """The finality proof stored with a finalized block (consensus decodes it), or None."""
         return self.db.get(Column.JUSTIFICATION, block_hash)
 
+    # --- blocks proven invalid ---------------------------------------------------------------
+    def is_invalid(self, block_hash: bytes) -> bool:
+        """Whether ``block_hash`` was proven invalid or descends from a block that was: one
+        read, since :meth:`invalidate` marks every stored descendant and import refuses the
+        children of a marked block."""
+        return self.db.get(Column.INVALID, block_hash) is not None
+
+    def get_invalid_reason(self, block_hash: bytes) -> str | None:
+        """Why ``block_hash`` is invalid (for a descendant: which ancestor), or None."""
+        raw = self.db.get(Column.INVALID, block_hash)
+        return None if raw is None else raw.decode("utf-8", errors="replace")
+
+    def invalidate(self, block_hash: bytes, reason: str) -> TreeRoute | None:
+        """Record ``block_hash`` as invalid (a fraud proof against it was verified) with its
+        descendants, and move the best chain off it; returns the reorg's route, None if the
+        best block did not change.
+
+        The INVALID records (``reason``, utf-8, cut to :data:`MAX_INVALID_REASON_BYTES`; a
+        descendant's names the invalid ancestor), the leaves that change (the invalid ones go;
+        the parent becomes a leaf again if no valid child is left) and the reorg are one
+        batch. The new best block is the best remaining leaf under the fork choice
+        (``rules.prefer``; with ``rules=None``, the highest, ties to the lowest hash): the
+        other branch if there is one, else the invalid block's parent. The journals of the
+        retracted blocks undo them, as in any reorg. The chain's cached best block, header
+        and state move with it; the caller tells the pool, watchers and peers (the route).
+
+        An unknown block is marked only (its import will be refused); a block already marked
+        keeps its first reason and nothing changes. FinalityConflict for the finalized block
+        or one of its ancestors: finality is never reverted, and nothing is written.
+        """
+        if not isinstance(block_hash, bytes) or len(block_hash) != 32:
+            raise ChainError(f"block hash must be 32 bytes, got {block_hash!r:.80}")
+        if not isinstance(reason, str):
+            raise ChainError(f"reason must be a str, got {type(reason).__name__}")
+        if self.is_invalid(block_hash):
+            return None
+        record = reason.encode("utf-8", errors="replace")[:MAX_INVALID_REASON_BYTES].decode("utf-8", errors="ignore").encode()
+        if not self.has_block(block_hash):
+            with self.db.write_batch() as batch:
+                batch.put(Column.INVALID, block_hash, record)
+            return None
+        header = self.get_header(block_hash)
+        if self.is_descendant(self.finalized_hash, block_hash):
+            raise FinalityConflict(
+                f"block #{header.number} {block_hash.hex()} is finalized (the finalized block is "
+                f"#{self.finalized_number} {self.finalized_hash.hex()}): it cannot be invalidated"
+            )
+        marked = self._collect_subtree(block_hash)
+        dead = self._leaves & marked.keys()
+        parent = header.parent_hash
+        revived = not any(child not in marked and not self.is_invalid(child) for child in self.get_children(parent))
+        revived = revived and self.is_descendant(parent, self.finalized_hash)
+        leaves = (self._leaves - dead) | ({parent} if revived else set())
+        route = None
+        if self.best_hash in marked:
+            route = self.compute_tree_route(self.best_hash, self._choose_best(leaves, parent))
+        with self.db.write_batch() as batch:
+            descendant_record = f"descends from invalid block {block_hash.hex()}".encode()
+            for marked_hash in marked:
+                batch.put(Column.INVALID, marked_hash, record if marked_hash == block_hash else descendant_record)
+            for leaf in dead:
+                batch.delete(Column.LEAVES, leaf)
+            if revived:
+                batch.put(Column.LEAVES, parent, b"")
+            new_root = None if route is None else self._stage_reorg(batch, route, self.finalized_number, {})
+        self._leaves = leaves
+        if route is not None and new_root is not None:
+            self._move_best(route.enacted[-1] if route.enacted else route.common, new_root)
+        return route
+
+    def _collect_subtree(self, block_hash: bytes) -> dict[bytes, None]:
+        """``block_hash`` and every stored descendant (through CHILDREN), in insertion order."""
+        found: dict[bytes, None] = {block_hash: None}
+        todo = [block_hash]
+        while todo:
+            for child in self.get_children(todo.pop()):
+                if child not in found:
+                    found[child] = None
+                    todo.append(child)
+        return found
+
+    def _choose_best(self, leaves: Iterable[bytes], fallback: bytes) -> bytes:
+        """The best of ``leaves`` by the rules' fork choice (``prefer`` is a strict order: each
+        leaf is compared with the best so far); ``fallback`` if there is none. The leaves all
+        contain the finalized block (finalize drops the others) and none is invalid
+        (invalidate drops them and makes a parent left without a valid child a leaf)."""
+        candidates = sorted(leaves)
+        if not candidates:
+            return fallback
+        if self.rules is None:
+            return max(candidates, key=lambda h: (self.get_header(h).number, bytes(255 - b for b in h)))
+        best, best_header = candidates[0], self.get_header(candidates[0])
+        for leaf in candidates[1:]:
+            header = self.get_header(leaf)
+            if self.rules.prefer(self, header, best_header):
+                best, best_header = leaf, header
+        return best
+
     # --- evidence of misbehaviour (written by consensus, kept for slashing) ---------------------
     def put_evidence(self, key: bytes, value: bytes) -> None:
         """Store evidence under ``key`` in its own batch; the first record of a key is kept."""
@@ -449,8 +567,17 @@ class Blockchain:
         """The header is new, its parent is stored on a branch that contains the finalized
         block, and consensus accepts it; returns the parent's header."""
         block_hash = header.hash()
+        reason = self.get_invalid_reason(block_hash)
+        if reason is not None:
+            raise InvalidBlockAncestry(f"block #{header.number} {block_hash.hex()} is invalid: {reason}")
         if self.has_block(block_hash):
             raise BlockError(f"block #{header.number} {block_hash.hex()} is already imported")
+        reason = self.get_invalid_reason(header.parent_hash)  # also for a parent refused before it was stored
+        if reason is not None:
+            raise InvalidBlockAncestry(
+                f"block #{header.number} {block_hash.hex()} descends from an invalid block: its parent "
+                f"#{header.number - 1} {header.parent_hash.hex()} is invalid: {reason}"
+            )
         raw_parent = self.db.get(Column.HEADER, header.parent_hash)
         if raw_parent is None:
             raise UnknownParent(f"block #{header.number}: parent {header.parent_hash.hex()} is not imported")
@@ -535,6 +662,10 @@ class Blockchain:
         """
         header = self.get_header(block_hash)
         new_best = self.best_hash if best is None else best
+        for what, checked in (("block to finalize", block_hash), ("new best block", new_best)):
+            reason = self.get_invalid_reason(checked)
+            if reason is not None:
+                raise InvalidBlockAncestry(f"the {what} {checked.hex()} is invalid: {reason}")
         if not self.is_descendant(block_hash, self.finalized_hash):
             if self.is_descendant(self.finalized_hash, block_hash):
                 if justification is not None and self.get_justification(block_hash) is None:
@@ -573,6 +704,13 @@ class Blockchain:
     ) -> ImportedBlock:
         header = block.header
         block_hash = block.hash()
+        for checked in (block_hash, header.parent_hash):  # proven invalid while the block was executed or verified
+            reason = self.get_invalid_reason(checked)
+            if reason is not None:
+                raise InvalidBlockAncestry(
+                    f"block #{header.number} {block_hash.hex()}: {'it' if checked == block_hash else 'its parent'} "
+                    f"was proven invalid while it was being imported: {reason}"
+                )
         old = self.state.read_values(commit.changes, at=commit.base_root)
         journal = _Journal(tuple((key, old[key], value) for key, value in commit.changes.items()))
         extends_best = header.parent_hash == self.best_hash

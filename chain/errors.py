@@ -84,7 +84,7 @@ class FraudFound(BlockError):
 
 
 class InvalidBlockAncestry(BlockError):
-    """A block that is, or descends from, a block proven invalid."""
+    """A block that is, or descends from, a block proven invalid (``Blockchain.invalidate``)."""
 
 
 class UnknownParent(BlockError):

@@ -31,6 +31,9 @@ OPENING        0x10    block hash || extrinsic index (u32 BE) || entry index (u3
                        an encoded chain.proofs.Opening: one training checkpoint with its
                        audit path, kept by the author and by every node that fetched it
                        (see chain.transcripts)
+INVALID        0x11    block hash -> why the block is invalid (utf-8, at most 256 bytes),
+                       for a block proven invalid and for every stored descendant of it
+                       (see chain.blockchain: Blockchain.invalidate)
 =============  ======  ==================================================================
 
 NUMBER and LOOKUP index the best chain only; HEADER, BODY, RECEIPT, UNDO, CHILDREN and SLOT
@@ -69,6 +72,7 @@ class Column(bytes, Enum):
     SLOT = b"\x0e"
     EVIDENCE = b"\x0f"
     OPENING = b"\x10"
+    INVALID = b"\x11"
 
 
 def _check_column(column: object) -> bytes:

@@ -53,7 +53,8 @@ class InvalidJustification(ConsensusError, ChainError):
     ``reason``: "malformed", "oversize", "wrong_set", "mixed_rounds", "duplicate_voter",
     "not_validator", "bad_signature", "below_threshold", "unknown_block", "bad_ancestry",
     "bad_link", "not_final" (a link that justifies but does not finalize the target),
-    "conflicts_with_finalized".
+    "conflicts_with_finalized", "invalid_block" (the target is, or descends from, a block
+    proven invalid: ``Blockchain.invalidate``).
     """
 
     def __init__(self, reason: str, message: str) -> None:

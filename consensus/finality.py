@@ -8,8 +8,9 @@ nodes that saw different ones finalize conflicting blocks. Casper FFG (Buterin &
 slashing conditions; here they are with the Aura slot as FFG's epoch ("round").
 
 - A :class:`Checkpoint` is a block with a round. A :class:`Vote` names a *source* checkpoint
-  (a justified one) and a *target* (the voter's best block at the current round, which
-  descends from the source; the target round is the vote's round), signed with the set id
+  (a justified one) and a *target* (the block of the voter's best chain that has
+  ``challenge_blocks`` descendants on it, see below, which descends from the source; the
+  target round is the vote's round), signed with the set id
   and the genesis hash (``VOTE_DOMAIN || genesis hash || encode(vote)``), so it cannot be
   replayed on another chain or mistaken for another signed message.
 - A link S -> t is *supermajority* when more than 2/3 of the validators (``2n // 3 + 1``)
@@ -32,6 +33,19 @@ slashing conditions; here they are with the Aura slot as FFG's epoch ("round").
   refuses the second vote with reason "double_vote" or "surround_vote". If two conflicting
   blocks are ever final, more than 1/3 of the validators committed one of them (FFG's
   accountable safety, Theorem 1).
+
+The challenge window. Verification on import is sampled (consensus.pol), so a block's fraud
+may be proven by another validator after this one imported it; a proven block is invalid
+with its descendants (``Blockchain.invalidate``), which is only possible while it is not
+final. So an honest validator votes for a block only once the block has ``challenge_blocks``
+(a chain parameter of the runtime config) descendants on its best chain, with no valid fraud
+proof against it meanwhile (an invalidated block has left the best chain), and never for an
+invalid block or a descendant of one (:func:`select_target`). Finality lags the best block by
+about ``challenge_blocks`` blocks more than without the window: the time the window gives a
+fraud proof to reach every node. A validator set of one has no window (it sealed every block
+itself). The collector counts a vote only for the blocks of its chain that are not invalid,
+and a justification whose target is invalid (or descends from an invalid block) is refused
+with reason "invalid_block".
 
 A :class:`Justification` proves finality of ``target`` to a node that did not see the votes
 (a syncing node): the more than 2/3 signed votes of the link from ``source`` (whose block is
@@ -135,14 +149,43 @@ class VoterState(Wire, frozen=True):
     voted_round: U64 = 0
 
 
+def get_challenge_blocks(chain: Blockchain) -> int:
+    """The challenge window in blocks: the chain parameter ``challenge_blocks`` of the runtime
+    config in the chain's genesis state (``chain.config``)."""
+    return chain.config.challenge_blocks
+
+
+def select_target(chain: Blockchain, source: Checkpoint) -> tuple[bytes, int] | None:
+    """(hash, number) of the block this validator may vote for from ``source``: the block of
+    its best chain with ``challenge_blocks`` descendants on it (the challenge window, module
+    docstring). None if that block is below the source or does not descend from it, or is
+    invalid (the best chain holds no invalid block, but the check is one read).
+
+    A validator set of one has no window: the window waits for other validators' fraud
+    proofs, and a sole validator sealed every block itself (an honest one knows them valid;
+    a dishonest one would not wait anyway). So an instant-seal dev node, whose blocks come
+    only with transactions, still finalizes each block at once."""
+    window = get_challenge_blocks(chain) if len(get_voters(chain)) > 1 else 0
+    number = chain.best_number - window
+    if number < source.block_number:
+        return None
+    target = chain.get_hash(number)
+    if target is None or chain.is_invalid(target) or not chain.is_descendant(target, source.block_hash):
+        return None
+    return target, number
+
+
 def make_vote(chain: Blockchain, key: Keypair, round_number: int, source: Checkpoint) -> SignedVote | None:
-    """This validator's vote in ``round_number``: from ``source`` to its best block; None if
-    the best block does not descend from the source or the round is not after it."""
+    """This validator's vote in ``round_number``: from ``source`` to :func:`select_target`;
+    None if there is no target yet (the window), the best chain does not descend from the
+    source, the source is unknown (an invalid source has no valid descendant to vote for), or
+    the round is not after the source's."""
     if round_number <= source.round or not chain.has_block(source.block_hash):
         return None
-    if not chain.is_descendant(chain.best_hash, source.block_hash):
+    found = select_target(chain, source)
+    if found is None:
         return None
-    target = Checkpoint(chain.best_hash, chain.best_number, round_number)
+    target = Checkpoint(found[0], found[1], round_number)
     return sign_vote(key, chain.genesis_hash, Vote(SET_ID, source, target))
 
 
@@ -250,6 +293,9 @@ def verify_justification(chain: Blockchain, justification: Justification) -> Non
     target = chain.get_header(j.target_hash)
     if target.number != j.target_number:
         raise InvalidJustification("malformed", f"target block is #{target.number}, the justification says #{j.target_number}")
+    invalid = chain.get_invalid_reason(j.target_hash)
+    if invalid is not None:
+        raise InvalidJustification("invalid_block", f"target #{j.target_number} {j.target_hash.hex()} is invalid: {invalid}")
     if not chain.is_descendant(j.target_hash, chain.finalized_hash) and not chain.is_descendant(chain.finalized_hash, j.target_hash):
         raise InvalidJustification(
             "conflicts_with_finalized",
@@ -329,7 +375,7 @@ def follow_justified(chain: Blockchain, justified: bytes) -> TreeRoute | None:
     """Move the best block to the longest chain containing the justified block ``justified``
     (a block above the finalized one), if the best block does not contain it; the route, or
     None if nothing moved."""
-    if not chain.has_block(justified) or chain.is_descendant(chain.best_hash, justified):
+    if not chain.has_block(justified) or chain.is_invalid(justified) or chain.is_descendant(chain.best_hash, justified):
         return None
     if not chain.is_descendant(justified, chain.finalized_hash):
         return None
@@ -371,15 +417,17 @@ class VoteCollector:
         return checkpoint in self._justified
 
     def highest_justified(self) -> Checkpoint:
-        """The justified checkpoint of the highest round on the finalized chain (an honest
-        validator's source); the finalized checkpoint at least."""
+        """The justified checkpoint of the highest round on the finalized chain that is not
+        invalid (an honest validator's source); the finalized checkpoint at least."""
         chain = self.chain
         final = finalized_checkpoint(chain)
         best = final
         for checkpoint in self._justified:
             if (checkpoint.round, checkpoint.block_number) <= (best.round, best.block_number):
                 continue
-            if chain.has_block(checkpoint.block_hash) and chain.is_descendant(checkpoint.block_hash, chain.finalized_hash):
+            if chain.has_block(checkpoint.block_hash) and not chain.is_invalid(checkpoint.block_hash) and chain.is_descendant(
+                checkpoint.block_hash, chain.finalized_hash
+            ):
                 best = checkpoint
         return best
 
@@ -445,6 +493,8 @@ class VoteCollector:
             for source, votes in by_source.items():
                 if len(votes) < needed or source not in self._justified or not chain.has_block(source.block_hash):
                     continue
+                if chain.is_invalid(source.block_hash):
+                    continue  # proven invalid after it was justified: nothing above it counts
                 counted = [
                     v for v in votes
                     if chain.has_block(v.vote.target.block_hash)
@@ -453,11 +503,15 @@ class VoteCollector:
                 if len(counted) < needed:
                     continue
                 # Count, for every block from the source up to a voted block, the votes that
-                # contain it: the highest block with enough is the link's justified target.
+                # contain it: the highest block with enough is the link's justified target. A
+                # block proven invalid (and so its descendants) gets no support: a vote for it
+                # counts for its valid ancestors only.
                 support: dict[bytes, set[bytes]] = {}
                 numbers: dict[bytes, int] = {source.block_hash: source.block_number}
                 for signed in counted:
                     for block_hash, number in _walk_down(chain, signed.vote.target.block_hash, source.block_number - 1):
+                        if chain.is_invalid(block_hash):
+                            continue
                         support.setdefault(block_hash, set()).add(signed.voter)
                         numbers[block_hash] = number
                 justified = max((h for h, who in support.items() if len(who) >= needed), key=lambda h: numbers[h])

@@ -27,11 +27,14 @@ def compute_weight(header: Header, block_hash: bytes | None = None) -> tuple[int
 
 
 def prefer(candidate: Header, best: Header, chain: Blockchain | None = None, justified: bytes | None = None) -> bool:
-    """Whether ``candidate`` (not stored yet, its parent is) beats ``best`` (both contain the
-    finalized block). With ``chain`` and a stored ``justified`` block: a branch that contains
-    it beats one that does not; otherwise the longer wins."""
+    """Whether ``candidate`` (its parent is stored; it may be too) beats ``best`` (both contain
+    the finalized block). With ``chain``: a candidate on an invalid parent (or itself marked
+    invalid, ``Blockchain.invalidate``) never wins; with a stored ``justified`` block too, a
+    branch that contains it beats one that does not; otherwise the longer wins."""
+    if chain is not None and (chain.is_invalid(candidate.parent_hash) or chain.is_invalid(candidate.hash())):
+        return False
     if chain is not None and justified is not None and chain.has_block(justified):
-        has_candidate = chain.is_descendant(candidate.parent_hash, justified)
+        has_candidate = chain.is_descendant(candidate.parent_hash, justified) or candidate.hash() == justified
         has_best = chain.is_descendant(best.hash(), justified)
         if has_candidate != has_best:
             return has_candidate
@@ -40,9 +43,12 @@ def prefer(candidate: Header, best: Header, chain: Blockchain | None = None, jus
 
 def select_best(chain: Blockchain, finalized: bytes | None = None) -> bytes:
     """The best leaf among those that contain ``finalized`` (default: the chain's finalized
-    block). There is always one: the finalized block or a descendant is a leaf."""
-    root = chain.finalized_hash if finalized is None else finalized
-    candidates = [leaf for leaf in chain.get_leaves() if chain.is_descendant(leaf, root)]
+    block) and are not invalid. There is always one: the finalized block or a descendant is
+    a valid leaf (``Blockchain.invalidate`` makes a parent a leaf again when its last valid
+    child goes). An invalid ``finalized`` (a justified block later proven invalid) is
+    replaced by the chain's finalized block, which never is."""
+    root = chain.finalized_hash if finalized is None or chain.is_invalid(finalized) else finalized
+    candidates = [leaf for leaf in chain.get_leaves() if not chain.is_invalid(leaf) and chain.is_descendant(leaf, root)]
     if not candidates:
         return root
     return max(candidates, key=lambda h: compute_weight(chain.get_header(h), h))

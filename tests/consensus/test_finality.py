@@ -325,6 +325,8 @@ def test_the_source_and_last_voted_round_survive_a_restart(chains) -> None:
         # The new collector starts from the persisted source, not from genesis.
         fresh = VoteCollector(again)
         assert fresh.highest_justified() == justified
+        for slot in (9, 10, 11, 12):  # the challenge window: A3 is voted for once it has 4 descendants
+            build(again, slot)
         vote = finality.make_vote(again, ALICE, 6, fresh.highest_justified())
         assert vote is not None and vote.vote.source == justified
     finally:
@@ -384,7 +386,9 @@ def test_votes_for_a_block_not_yet_imported_count_once_it_arrives(tmp_path, bran
 
 
 def test_a_sole_validator_finalizes_its_justified_checkpoint_at_once(tmp_path) -> None:
+    """Without a challenge window either: a sole validator sealed every block itself."""
     chain = open_chain(tmp_path / "dev")  # the dev chain: Alice validates alone
+    assert chain.config.challenge_blocks == 4
     block = chain.build_block([], ALICE, slot=1).block
     collector = VoteCollector(chain)
     vote = finality.make_vote(chain, ALICE, 1, collector.highest_justified())

@@ -154,10 +154,20 @@ def test_the_threshold_is_more_than_two_thirds() -> None:
     assert [finality.compute_threshold(n) for n in range(1, 11)] == [1, 2, 3, 3, 4, 5, 5, 6, 7, 7]
 
 
+def _extend(chain, slots) -> None:
+    """Blocks on the best block in ``slots``: the challenge window (challenge_blocks = 4 in the
+    local preset) lets a validator vote for a block only once it has 4 descendants."""
+    for slot in slots:
+        build(chain, slot)
+
+
 def test_make_vote_signs_the_best_block_from_the_source(node, branches) -> None:
     blocks_a, blocks_b = branches
     genesis = _genesis(node)
-    signed = finality.make_vote(node, ALICE, 12, genesis)
+    assert node.config.challenge_blocks == 4
+    assert finality.make_vote(node, ALICE, 12, genesis) is None  # A3 is best: nothing has 4 descendants
+    _extend(node, (7, 8, 9, 10))
+    signed = finality.make_vote(node, ALICE, 12, genesis)  # for A3, the block 4 below the best
     assert signed == sign_vote(ALICE, node.genesis_hash, Vote(0, genesis, _cp(blocks_a[2], 12)))
     assert signed is not None and signed.voter == ALICE.public
     assert VoteCollector(node).add(signed, 12) is None  # a valid, counted vote
@@ -476,6 +486,7 @@ def test_the_source_and_last_voted_round_are_persisted(node, branches) -> None:
         assert node.db.get(Column.META, b"finality/voter") == msgspec.msgpack.encode(stored)
         assert finality.load_voter_state(node) == loaded
         assert VoteCollector(node).highest_justified() == loaded.justified
+    _extend(node, (7, 8, 9, 10))  # A3 gets its 4 descendants (the challenge window)
     vote = finality.make_vote(node, ALICE, 9, finality.load_voter_state(node).justified)
     assert vote is not None and vote.vote.source == final
 
