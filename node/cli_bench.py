@@ -69,7 +69,7 @@ def add_subcommand(sub: Any) -> None:
             p.add_argument("--segment", type=_count(1, 10_000), default=None, help="steps per segment (default 25, quick 10)")
         if name == "devnet":
             p.add_argument("--validators", type=_count(1, 16), default=None, help="validator processes (default 4, quick 2)")
-            p.add_argument("--clients", type=_count(1, 64), default=None, help="RPC clients submitting (default 4, quick 2)")
+            p.add_argument("--clients", type=_count(1, 6), default=None, help="RPC clients submitting, one dev account each (default 4, quick 2)")
             p.add_argument("--seconds", type=_count(1, 3600), default=None, help="seconds of load per repetition")
         p.set_defaults(run=run_bench)
 
