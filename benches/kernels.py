@@ -318,7 +318,7 @@ def _bench_control(rounds: int) -> dict[str, Any]:
 def _bench_parallel(family: str, rounds: int, quick: bool) -> dict[str, Any]:
     shape = Shape("p", family, 64, 10, 32 if family == "mlp" else 0, 32, 0)
     spec, w, x, y = _data(shape, 0)
-    seg = 100 if quick else 200
+    seg = 50 if quick else 200
     job = mr.TrainingJob(spec, w, x, y, steps=16 * seg, batch_size=32, lr=float(LR),
                          l2=float(L2), seed=b"\x22" * 32, segment_len=seg)
     res = mr.run_job(job)
@@ -369,7 +369,7 @@ def _table(title: str, results: dict[str, Any], cols: list[str]) -> None:
 def measure(quick: bool, rounds: int, advance: Callable[[int], None] = lambda n=1: None) -> dict[str, Any]:
     """Every table's figures: ``rounds`` interleaved rounds per shape; ``advance`` is called
     once per shape and per verification family (8 in all), for a progress bar."""
-    scale = 4 if quick else 1
+    scale = 8 if quick else 1
     mr.warm_up()
     fast = _fastmath_module()
     try:

@@ -79,7 +79,7 @@ class Context:
     reps: int
     out: Path
     command: str
-    console: Console = field(default_factory=lambda: Console(width=None if _tty() else 200))
+    console: Console = field(default_factory=lambda: Console(width=None if _tty() else 320))
     options: dict[str, Any] = field(default_factory=dict)
 
     @contextlib.contextmanager
