@@ -444,7 +444,7 @@ def run(ctx: Any) -> Any:
     if ctx.quick:
         blocks, seconds, requests, warmup = 2, 0.4, 4000, 300
     else:
-        blocks, seconds, requests, warmup = 8, 3.0, 30000, 2000
+        blocks, seconds, requests, warmup = 8, 2.0, 30000, 1000
     connections, depth = 4, 8
     total = len(TRANSPORTS) * len(METHODS) * ctx.reps * len(SERVERS)
     with ctx.progress(total, "rpc cells") as advance:

@@ -114,7 +114,8 @@ def test_transfers_schema(records) -> None:
     res = _record(records, "transfers")
     assert res["transfers"] == res["blocks"] * res["per_block"] > 0 and len(res["state_root"]) == 64
     for key in ("imported_per_s_1_thread", "imported_per_s_2_threads", "pynacl_verify_per_s_1_thread",
-                "pynacl_verify_per_s_2_threads", "ratio_1_core", "ratio_2_cores"):
+                "pynacl_verify_per_s_2_threads", "ratio_1_core", "ratio_2_cores", "ratio_1_core_cpu",
+                "imported_per_s_1_thread_cpu", "pynacl_verify_per_s_1_thread_cpu"):
         assert _is_stat(res[key]), key
         assert res[key]["min"] > 0
 
