@@ -46,6 +46,7 @@ from chain.crypto import Keypair, blake2_256, dev_keypair
 from chain.extrinsic import Extrinsic, SigningPayload, compute_signing_message, sign_extrinsic
 from chain.state import StateDB
 from chain.storage import Database
+from chain.transcripts import LocalSource
 from consensus.aura import Aura
 from consensus.block_import import ConsensusRules
 from genesis.spec import ChainSpec, load_chain_spec, parse_chain_spec
@@ -340,13 +341,14 @@ def bench_training(args: argparse.Namespace, tmp: Path, results: dict[str, Any])
         ]
         # A first block of one short job compiles the numba kernels on both nodes, so the
         # timed block measures training, not JIT compilation.
-        importer.import_block(decode_block(author.build_block(xts[:1], ALICE, slot=1).block.encode()))
+        source = LocalSource(author.transcripts)
+        importer.import_block(decode_block(author.build_block(xts[:1], ALICE, slot=1).block.encode()), source)
         start = time.perf_counter()
         built = author.build_block(xts[1:], ALICE, slot=2)
         build_seconds = time.perf_counter() - start
         raw = built.block.encode()
         start = time.perf_counter()
-        imported = importer.import_block(decode_block(raw))
+        imported = importer.import_block(decode_block(raw), source)
         import_seconds = time.perf_counter() - start
         steps = imported.training_steps
         ok = sum(r.success for r in imported.receipts)

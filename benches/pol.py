@@ -22,25 +22,42 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "chain"))
 
-import msgspec
-import numpy as np
 from chainkit import ALICE, open_chain, sign, train_call
 
 import ml_runtime
 from benches.record import write_record
 from chain.block import Block
 from chain.crypto import Keypair
-from chain.proofs import FullReexecution, compute_entries
+from chain.proofs import (
+    FullReexecution,
+    Opening,
+    TrainingClaim,
+    TrainingResult,
+    compute_openings,
+    compute_result,
+)
+from chain.transcripts import LocalSource
 from consensus.pol import SampledVerifier, SegmentFault
+from tests.forgery import forge_outcome
 
 OUT = Path("bench-results") / "pol.json"
 
 
-def _import(block: Block, verifier: object, tmp: Path, name: str) -> float:
+class _Openings:
+    """A CheckpointSource over one job's openings in memory."""
+
+    def __init__(self, openings: tuple[Opening, ...]) -> None:
+        self.openings = openings
+
+    def fetch(self, block_hash: bytes, result: TrainingResult, wanted) -> dict[int, Opening]:
+        return {j: self.openings[j] for j, _ in wanted}
+
+
+def _import(block: Block, source: LocalSource, verifier: object, tmp: Path, name: str) -> float:
     chain = open_chain(tmp / name)
     chain.verifier = verifier  # type: ignore[assignment]
     started = time.perf_counter()
-    chain.import_block(block)
+    chain.import_block(block, source)
     elapsed = time.perf_counter() - started
     chain.db.close()
     return elapsed
@@ -66,33 +83,28 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         built = author.build_block(xts, ALICE, slot=1)
         build_s = time.perf_counter() - started
-        author.db.close()
         assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
         steps = built.training_steps
         segments = -(-args.steps // args.segment)
-        full_s = _import(built.block, FullReexecution(), tmp, "full")
-        sampled_s = _import(built.block, SampledVerifier(b"s" * 32, args.samples), tmp, "sampled")
+        source = LocalSource(author.transcripts)
+        full_s = _import(built.block, source, FullReexecution(), tmp, "full")
+        sampled_s = _import(built.block, source, SampledVerifier(b"s" * 32, args.samples), tmp, "sampled")
+        author.db.close()
 
-        # A forgery of one segment in job 0, with a consistent transcript root.
-        proof = built.block.body.proofs[0]
-        cps = list(proof.checkpoints)
-        w = np.frombuffer(cps[segments // 2 + 1], "<f4").copy()
-        w[7] += np.float32(0.5)
-        cps[segments // 2 + 1] = w.astype("<f4").tobytes()
-        forged = msgspec.structs.replace(proof, checkpoints=tuple(cps))
-        forged = msgspec.structs.replace(forged, transcript_root=ml_runtime.merkle_root(compute_entries(forged)))
+        # A forgery of one checkpoint in job 0, with a consistent transcript root.
         validator = open_chain(tmp / "detect")
-        from chain.pallets.context import BlockInfo, CallContext
-        from chain.pallets.training import compute_job
+        from chain.pallets.training import compute_job_at
 
-        info = BlockInfo(1, validator.best_hash, ALICE.public, False, FullReexecution())
-        job, _, _ = compute_job(
-            CallContext(validator.state.overlay(), xts[0].signer, 0, xts[0].hash(), 0, info, validator.config), xts[0].call
+        job, parent, _ = compute_job_at(
+            validator.state.overlay(), validator.config, xts[0].call, validator.best_hash, xts[0].hash()
         )
+        outcome = forge_outcome(ml_runtime.run_job(job), "segment", segments // 2 + 1)
+        claim = TrainingClaim(0, job, compute_result(0, outcome), 0, parent)
+        forged = _Openings(compute_openings(outcome))
         caught = 0
         for t in range(args.trials):
             try:
-                SampledVerifier(t.to_bytes(4, "little") * 8, args.samples).verify(job, forged, built.block.hash())
+                SampledVerifier(t.to_bytes(4, "little") * 8, args.samples).verify_block(built.block, built.block.hash(), [claim], forged)
             except SegmentFault:
                 caught += 1
         validator.db.close()

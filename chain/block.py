@@ -1,4 +1,4 @@
-"""Blocks: a header, the extrinsics, and a training proof for each TRAIN call that ran."""
+"""Blocks: a header, the extrinsics, and a training result for each TRAIN call that ran."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import ml_runtime
 from chain.codec import Wire, decode_versioned, encode_versioned
 from chain.extrinsic import Extrinsic
 from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest
-from chain.proofs import TrainingProof
+from chain.proofs import TrainingResult
 
 
 class Body(Wire, frozen=True):
     extrinsics: tuple[Extrinsic, ...] = ()
-    proofs: tuple[TrainingProof, ...] = ()
+    results: tuple[TrainingResult, ...] = ()
 
 
 class Block(Wire, frozen=True):
@@ -38,7 +38,7 @@ def _compute_max_header_length() -> int:
     return len(header.encode())
 
 
-# What every block spends on other things than its extrinsics and training proofs: the
+# What every block spends on other things than its extrinsics and training results: the
 # header (at most _compute_max_header_length(), with its version byte), the block's array
 # header, the body's array header and its two list headers (at most 5 bytes each). An
 # extrinsic is carried in the body without its version byte, so its encoded length bounds it.

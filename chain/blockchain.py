@@ -2,9 +2,12 @@
 
 Importing reads like a table of contents (docs/architecture.md §7): check the header (its parent is a
 known block on a branch that contains the finalized block, and consensus accepts it), apply
-the extrinsics on the parent's state (which checks each training proof), compute the roots,
-compare each commitment with its header field, then write the block as one atomic batch. A
-crash at any point leaves the database at the previous whole block.
+the extrinsics on the parent's state (which checks each training result's shape and takes
+its new weights), compute the roots, compare each commitment with its header field, then
+hand the block's training claims to the verifier, which fetches the checkpoints it needs
+from a CheckpointSource (chain.proofs) and re-runs segments, and write the block, with the
+openings the verifier fetched, as one atomic batch. A crash at any point leaves the database
+at the previous whole block.
 
 Block tree and reorganisations
 ------------------------------
@@ -48,6 +51,7 @@ from typing import Protocol
 
 import msgspec
 
+import ml_runtime
 from chain.block import Block, Body, compute_extrinsics_root, decode_body, encode_body
 from chain.codec import decode, encode
 from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, decode_runtime_config
@@ -70,10 +74,17 @@ from chain.header import (
     decode_header,
 )
 from chain.pallets.context import BlockInfo
-from chain.proofs import FullReexecution, TranscriptVerifier, compute_proofs_root
+from chain.proofs import (
+    CheckpointSource,
+    FullReexecution,
+    Opening,
+    TranscriptVerifier,
+    compute_results_root,
+)
 from chain.runtime import Receipt, Runtime
 from chain.state import Overlay, StateCommit, StateDB
 from chain.storage import Column, Database, WriteBatch
+from chain.transcripts import LocalSource, TranscriptStore
 from chain.trie import EMPTY_ROOT
 
 META_BEST = b"best"
@@ -166,6 +177,7 @@ class Blockchain:
         chain_id: str,
         build_genesis: Callable[[Overlay], None],
         verifier: TranscriptVerifier | None = None,
+        trainer: Callable[[ml_runtime.TrainingJob], ml_runtime.JobResult] = ml_runtime.run_job,
         rules: BlockRules | None = None,
         signature_threads: int = 1,
     ) -> None:
@@ -177,7 +189,10 @@ class Blockchain:
 
         ``signature_threads`` > 1 checks a block's signatures in that many threads
         (libsodium releases the GIL); 1 keeps import on one core. ``rules``: the consensus
-        engine (None: none, see the module docstring)."""
+        engine (None: none, see the module docstring). ``verifier``: how imported blocks'
+        training is checked (chain.proofs.FullReexecution by default); ``trainer``: how this
+        node runs the jobs of the blocks it builds (ml_runtime.run_job; a test or byzantine
+        node replaces it)."""
         if signature_threads < 1:
             raise ChainError(f"signature_threads must be at least 1, got {signature_threads}")
         self.db = db
@@ -185,6 +200,8 @@ class Blockchain:
         self._signature_pool: ThreadPoolExecutor | None = None
         self.state = StateDB(db)
         self.verifier: TranscriptVerifier = verifier or FullReexecution()
+        self.trainer = trainer
+        self.transcripts = TranscriptStore(db)
         self.rules = rules
         stored_id = db.get(Column.META, META_CHAIN_ID)
         genesis, genesis_commit = self._compute_genesis(build_genesis)
@@ -354,7 +371,7 @@ class Blockchain:
         if self.rules is not None:
             self.rules.check_claim(self, parent, author.public, slot)
         overlay = self.state.overlay()
-        info = BlockInfo(parent.number + 1, self.best_hash, author.public, True, self.verifier)
+        info = BlockInfo(parent.number + 1, self.best_hash, author.public, True, self.trainer)
         included: list[Extrinsic] = []
         included_raw: list[bytes] = []
         receipts: list[Receipt] = []
@@ -363,7 +380,7 @@ class Blockchain:
         for xt in candidates:
             raw = xt.encode()
             declared = self.runtime.compute_dispatch_info(overlay, xt)
-            xt_length = len(raw) + declared.proof_length
+            xt_length = len(raw) + declared.result_length
             fits_alone = xt_length <= max_length and declared.weight <= max_weight
             if fits_alone and (length + xt_length > max_length or weight + declared.weight > max_weight):
                 continue  # for a later block; one that fits no block is refused by apply_extrinsic
@@ -378,25 +395,30 @@ class Blockchain:
             receipts.append(receipt)
             weight += declared.weight
             length += xt_length
-        proofs = tuple(info.proofs[i] for i in sorted(info.proofs))
+        results = tuple(info.results[i] for i in sorted(info.results))
         commit = self.state.compute_commit(overlay)
         header = Header(
             self.best_hash, info.number, commit.root, compute_extrinsics_root(included_raw), slot, author.public,
-            (compute_slot_digest(slot), compute_pol_digest(_commitment(proofs, info))),
+            (compute_slot_digest(slot), compute_pol_digest(_commitment(results, info))),
         )
         header = msgspec.structs.replace(header, seal=author.sign(header.pre_hash()))
-        block = Block(header, Body(tuple(included), proofs))
-        return self._write_block(block, parent, commit, tuple(receipts), info.training_steps)
+        block = Block(header, Body(tuple(included), results))
+        # The author keeps every opening of every job, in the block's own batch: it serves them.
+        openings = [(index, o) for index in sorted(info.openings) for o in info.openings[index]]
+        return self._write_block(block, parent, commit, tuple(receipts), info.training_steps, openings)
 
     # --- import ------------------------------------------------------------------------------
-    def import_block(self, block: Block) -> ImportedBlock:
+    def import_block(self, block: Block, source: CheckpointSource | None = None) -> ImportedBlock:
         """Re-execute ``block`` on its parent's state and store it if every commitment
-        matches; BlockError if not (UnknownParent if the parent is not stored yet). The
-        result says whether it became best and which blocks the best chain lost and gained."""
+        matches and the verifier believes its training; BlockError if not (UnknownParent if
+        the parent is not stored yet, CheckpointsUnavailable if ``source`` cannot provide the
+        checkpoints the verifier asks for). ``source``: where the verifier fetches
+        checkpoints (by default this node's own transcript store). The result says whether it
+        became best and which blocks the best chain lost and gained."""
         with _gc_paused():
-            return self._import_block(block)
+            return self._import_block(block, source)
 
-    def _import_block(self, block: Block) -> ImportedBlock:
+    def _import_block(self, block: Block, source: CheckpointSource | None) -> ImportedBlock:
         self.verify_length(block)
         parent = self.verify_header(block.header)
         raws = [xt.encode() for xt in block.body.extrinsics]
@@ -405,12 +427,16 @@ class Blockchain:
         header = block.header
         _verify_equal("state root", commit.root, header.state_root)
         _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
-        _verify_equal("POL commitment", _commitment(block.body.proofs, info), header.get_pol_commitment())
-        _verify_equal("training proofs used", set(info.used_proofs), set(info.proofs))
-        return self._write_block(block, parent, commit, receipts, info.training_steps)
+        _verify_equal("POL commitment", _commitment(block.body.results, info), header.get_pol_commitment())
+        _verify_equal("training results used", {c.extrinsic_index for c in info.claims}, set(info.results))
+        # Only now, with every cheap commitment matched, is the training worth checking: a
+        # block that fails above costs its sender no checkpoint fetch and no re-execution.
+        block_hash = block.hash()
+        openings = self.verifier.verify_block(block, block_hash, info.claims, source or LocalSource(self.transcripts))
+        return self._write_block(block, parent, commit, receipts, info.training_steps, openings)
 
     def verify_length(self, block: Block) -> None:
-        """BlockError if the block's encoding (header, extrinsics, training proofs: every byte
+        """BlockError if the block's encoding (header, extrinsics, training results: every byte
         it carries) is over ``max_block_length``; checked before any other work."""
         length = len(block.encode())
         if length > self.config.max_block_length:
@@ -443,10 +469,10 @@ class Blockchain:
         """Apply every extrinsic of ``block`` (``raws``: their encodings) to a fresh overlay of
         its parent's state (a stored block of any branch)."""
         header = block.header
-        proofs = {p.extrinsic_index: p for p in block.body.proofs}
-        if len(proofs) != len(block.body.proofs):
-            raise BlockError(f"block #{header.number} carries two proofs for one extrinsic")
-        info = BlockInfo(header.number, header.parent_hash, header.author, False, self.verifier, proofs)
+        results = {r.extrinsic_index: r for r in block.body.results}
+        if len(results) != len(block.body.results):
+            raise BlockError(f"block #{header.number} carries two training results for one extrinsic")
+        info = BlockInfo(header.number, header.parent_hash, header.author, False, self.trainer, results)
         overlay = self.state_at(header.parent_hash)
         self.verify_signatures(block.body.extrinsics)
         receipts = []
@@ -540,7 +566,8 @@ class Blockchain:
 
     # --- writing -----------------------------------------------------------------------------
     def _write_block(
-        self, block: Block, parent: Header, commit: StateCommit, receipts: tuple[Receipt, ...], training_steps: int
+        self, block: Block, parent: Header, commit: StateCommit, receipts: tuple[Receipt, ...], training_steps: int,
+        openings: Iterable[tuple[int, Opening]] = (),
     ) -> ImportedBlock:
         header = block.header
         block_hash = block.hash()
@@ -554,6 +581,8 @@ class Blockchain:
         route = None if not is_best or extends_best else self.compute_tree_route(self.best_hash, header.parent_hash)
         with self.db.write_batch() as batch:
             self._stage_block(batch, block, block_hash, receipts, journal)
+            for index, opening in openings:
+                self.transcripts.stage(batch, block_hash, index, (opening,))
             self.state.stage_nodes(batch, commit)
             if route is not None:
                 route = TreeRoute(route.common, route.retracted, (*route.enacted, block_hash))
@@ -660,7 +689,7 @@ class Blockchain:
         commit = self.state.compute_commit(overlay)
         header = Header(
             ZERO_HASH, 0, commit.root, compute_extrinsics_root([]), 0, ZERO_HASH,
-            (compute_pol_digest(PolCommitment(compute_proofs_root([]), 0, 0)),),
+            (compute_pol_digest(PolCommitment(compute_results_root([]), 0, 0)),),
         )
         return Block(header, Body()), commit
 
@@ -736,8 +765,8 @@ def _decode_runtime_config(raw: bytes | None, where: str) -> RuntimeConfig:
         raise ChainError(f"{where}: the runtime config under {RUNTIME_CONFIG_KEY!r} is malformed: {exc}") from None
 
 
-def _commitment(proofs: Iterable, info: BlockInfo) -> PolCommitment:
-    return PolCommitment(compute_proofs_root(list(proofs)), info.training_steps, info.work_units)
+def _commitment(results: Iterable, info: BlockInfo) -> PolCommitment:
+    return PolCommitment(compute_results_root(list(results)), info.training_steps, info.work_units)
 
 
 def _verify_equal(what: str, computed: object, claimed: object) -> None:

@@ -23,16 +23,16 @@ class RuntimeConfig:
     """Fee = base_fee + byte_fee * length + weight_fee * weight + tip (Substrate's formula).
 
     ``length`` is every byte a call adds to its block: its own encoding and, for a TRAIN
-    call, its training proof, counted at an upper bound computed from the call's arguments
-    (``chain.proofs.compute_proof_length``) so that the fee is known before dispatch. Weights
+    call, its training result, counted at an upper bound computed from the call's arguments
+    (``chain.proofs.compute_result_length``) so that the fee is known before dispatch. Weights
     are in work units: ml_runtime's cost model for training, a fixed amount for the other
     calls. The fee on the declared length and weight is withdrawn before dispatch; afterwards
-    the weight the call did not use and the proof bytes it did not carry are refunded
+    the weight the call did not use and the result bytes it did not carry are refunded
     (Substrate's ``PostDispatchInfo.actual_weight``). The defaults make a transfer cost about
     0.01 unit of the token.
 
     ``max_block_length`` bounds a block's whole encoding (header, extrinsics and training
-    proofs): a call whose own bytes cannot fit an empty block is invalid, whatever its weight.
+    results): a call whose own bytes cannot fit an empty block is invalid, whatever its weight.
     """
 
     existential_deposit: int = 1_000_000  # 0.001 token at 9 decimals
@@ -46,6 +46,16 @@ class RuntimeConfig:
     max_segments: int = 1024
     max_model_params: int = 1 << 18
     min_validator_bond: int = 1_000_000_000
+    # Proof of learning (docs/architecture.md §2). A block carries each TRAIN call's result
+    # (transcript root, losses, new weights); the intermediate checkpoints stay with the
+    # author, who must store and serve them: ``max_transcript_bytes`` bounds what one call can
+    # make it keep, (S + 1) * 4 * param_count.
+    pol_samples: int = 4  # m: segments each validator re-runs per job
+    challenge_blocks: int = 4  # a block is voted for only with this many descendants
+    max_transcript_bytes: int = 64 << 20
+    slash_fraction_ppm: int = 500_000  # share of the offender's staked balance slashed per offence
+    reporter_share_ppm: int = 100_000  # share of the slashed amount paid to the reporter; rest burned
+    era_length: int = 16  # blocks per era; validator-set changes apply at era starts
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip

@@ -1,5 +1,12 @@
 """The exception tree of the chain package: every failure raised by chain/ is a ChainError."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chain.fraud import FraudProof
+
 
 class ChainError(Exception):
     """Base of every error raised by the chain package."""
@@ -59,12 +66,41 @@ class BlockError(ChainError):
     """A block that must not be imported: a header field that disagrees with re-execution."""
 
 
+class CheckpointsUnavailable(BlockError):
+    """The training checkpoints a verifier needs could not be obtained (withheld, or not in time).
+
+    Not proof of a fault: the block is not imported (nor voted for, nor built on) until they
+    are; an author whose checkpoints nobody can fetch never gets its block final.
+    """
+
+
+class FraudFound(BlockError):
+    """A verifier found a provable training fault; ``proof`` (a chain.fraud.FraudProof) shows it
+    to anyone who re-runs one segment."""
+
+    def __init__(self, message: str, proof: FraudProof) -> None:
+        super().__init__(message)
+        self.proof = proof
+
+
+class InvalidBlockAncestry(BlockError):
+    """A block that is, or descends from, a block proven invalid."""
+
+
 class UnknownParent(BlockError):
     """A block whose parent is not imported yet (a syncing node fetches the parent first)."""
 
 
 class FinalityConflict(BlockError):
     """A block, reorg or finalization off the finalized chain: it would revert a finalized block."""
+
+
+class InvalidFraudProof(ChainError):
+    """A fraud proof that does not show a fault; ``reason`` is a short snake_case tag."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class PoolError(ChainError):

@@ -6,7 +6,7 @@ encoding). The call's stable index is its wire tag (``chain/calls.py``). Applyin
 extrinsic is always the same sequence: check validity (signature, era, nonce, that the call's
 bytes fit a block, fee), withdraw the fee on the declared weight and length and bump the
 nonce, dispatch inside a storage transaction that is rolled back if the call fails, then
-settle: the fee on min(declared, actual) weight and proof bytes goes to the block author and
+settle: the fee on min(declared, actual) weight and result bytes goes to the block author and
 the rest back to the sender (Substrate's ``PostDispatchInfo`` correction). A failed extrinsic
 changes nothing but its fee and nonce.
 """
@@ -30,7 +30,7 @@ from chain.pallets import assets, balances, datasets, models, staking, training
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
-from chain.proofs import compute_proof_length
+from chain.proofs import compute_result_length, compute_transcript_bytes
 
 Handler = Callable[[CallContext, Any], None]
 
@@ -39,11 +39,14 @@ Handler = Callable[[CallContext, Any], None]
 class DispatchInfo:
     """What a call declares before it runs (Substrate's ``DispatchInfo``), from its arguments
     and the state: its weight in work units, and the bytes it adds to its block besides its
-    own encoding (a TRAIN call's training proof). Both are upper bounds: the fee is withdrawn
-    on them, and what the call reports unused after dispatch is refunded."""
+    own encoding (a TRAIN call's training result). Both are upper bounds: the fee is withdrawn
+    on them, and what the call reports unused after dispatch is refunded. ``transcript_bytes``:
+    the checkpoint bytes a TRAIN call makes its author store and serve (not in the block, not
+    charged; bounded by ``max_transcript_bytes``)."""
 
     weight: int
-    proof_length: int = 0
+    result_length: int = 0
+    transcript_bytes: int = 0
 
 
 def _remark(ctx: CallContext, call: calls.Remark) -> None:
@@ -51,11 +54,11 @@ def _remark(ctx: CallContext, call: calls.Remark) -> None:
 
 
 def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
-    """The training weight and the proof bound of the job the arguments describe.
+    """The training weight and the result bound of the job the arguments describe.
 
     An unknown model or undecodable spec fails at once in dispatch: only the base weight.
     Other arguments are taken as they are (a batch or segment length of 0 as 1): out-of-range
-    ones fail in dispatch before any work and are refunded, or, if their proof could not fit
+    ones fail in dispatch before any work and are refunded, or, if their result could not fit
     a block, are refused at validation.
     """
     model = models.MODELS.get(state, call.model)
@@ -67,7 +70,11 @@ def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
     except ml_runtime.MLRuntimeError:
         return DispatchInfo(TRAIN_BASE_WEIGHT)
     segments = -(-call.steps // max(call.segment_len, 1))
-    return DispatchInfo(TRAIN_BASE_WEIGHT + step * call.steps, compute_proof_length(spec.param_count, segments))
+    return DispatchInfo(
+        TRAIN_BASE_WEIGHT + step * call.steps,
+        compute_result_length(spec.param_count, segments),
+        compute_transcript_bytes(spec.param_count, segments),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +151,11 @@ class Runtime:
 
     def compute_fee(self, info: DispatchInfo, length: int, tip: int) -> int:
         """The fee of an extrinsic of ``length`` bytes that declares ``info`` (before refunds)."""
-        return self.config.compute_fee(length + info.proof_length, info.weight, tip)
+        return self.config.compute_fee(length + info.result_length, info.weight, tip)
 
     @property
     def max_extrinsic_length(self) -> int:
-        """The bytes one extrinsic and its proof may take: a block less its header and framing."""
+        """The bytes one extrinsic and its result may take: a block less its header and framing."""
         return self.config.max_block_length - BLOCK_OVERHEAD
 
     def verify_extrinsic(
@@ -159,8 +166,21 @@ class Runtime:
 
         With ``allow_future`` (the pool's view) a nonce ahead of the account's is accepted:
         the pool holds such an extrinsic until the nonces before it arrive.
+
+        This is the pool's admission check (Substrate's ``validate_transaction``), so it also
+        refuses a TRAIN call whose transcript exceeds ``max_transcript_bytes``: in a block
+        such a call fails in dispatch (training.TranscriptTooLarge) and its sender pays the
+        fee, but the pool does not relay what can only fail.
         """
-        return self._verify_extrinsic(state, xt, length, number, check_signature, allow_future)[0]
+        checked = self._verify_extrinsic(state, xt, length, number, check_signature, allow_future)[0]
+        transcript = checked.info.transcript_bytes
+        if transcript > self.config.max_transcript_bytes:
+            raise InvalidTransaction(
+                "exhausts_resources",
+                f"the training job's transcript of {transcript} bytes exceeds max_transcript_bytes "
+                f"({self.config.max_transcript_bytes}): no author stores and serves it",
+            )
+        return checked
 
     def _verify_extrinsic(
         self, state: StateAccess, xt: Extrinsic, length: int, number: int, check_signature: bool, allow_future: bool,
@@ -178,8 +198,8 @@ class Runtime:
             raise InvalidTransaction(
                 "exhausts_resources", f"weight {info.weight} exceeds a block's limit of {self.config.max_block_weight}"
             )
-        if length + info.proof_length > self.max_extrinsic_length:
-            proof = f" and its training proof of {info.proof_length} bytes" if info.proof_length else ""
+        if length + info.result_length > self.max_extrinsic_length:
+            proof = f" and its training result of {info.result_length} bytes" if info.result_length else ""
             raise InvalidTransaction(
                 "exhausts_resources",
                 f"the extrinsic's {length} bytes{proof} cannot fit in a block of {self.config.max_block_length} "
@@ -224,7 +244,7 @@ class Runtime:
         """Settle the fee withdrawn before dispatch: refund what the call did not use to the
         sender, pay the rest to the block author. Returns (fee paid, weight used).
 
-        The fee is recomputed on min(declared, actual) weight and proof bytes, so a handler
+        The fee is recomputed on min(declared, actual) weight and result bytes, so a handler
         can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).
         """
         declared, post = checked.info, ctx.post_info
@@ -233,7 +253,7 @@ class Runtime:
         else:
             used = DispatchInfo(
                 declared.weight if post.actual_weight is None else min(declared.weight, post.actual_weight),
-                declared.proof_length if post.actual_proof_length is None else min(declared.proof_length, post.actual_proof_length),
+                declared.result_length if post.actual_result_length is None else min(declared.result_length, post.actual_result_length),
             )
             fee, weight = self.compute_fee(used, length, xt.tip), used.weight
         if checked.fee > fee:

@@ -13,7 +13,7 @@ column         prefix  key -> value
 TRIE           0x01    node hash (32 bytes) -> canonical node encoding (see chain.trie)
 STATE          0x02    raw storage key -> value, for the best state only (see chain.state)
 HEADER         0x03    block hash -> encoded header
-BODY           0x04    block hash -> encoded body (extrinsics and training proofs)
+BODY           0x04    block hash -> encoded body (extrinsics and training results)
 NUMBER         0x05    block number (u32 big-endian, so it iterates in order) -> block hash
 RECEIPT        0x07    block hash -> encoded receipts and events
 META           0x08    name -> value (best and finalized block, best state root...)
@@ -27,6 +27,10 @@ LEAVES         0x0c    block hash -> empty, for every block without children tha
 JUSTIFICATION  0x0d    block hash -> the finality proof consensus stored with it (opaque)
 SLOT           0x0e    slot (u64 big-endian) || author || block hash -> empty
 EVIDENCE       0x0f    key chosen by consensus -> misbehaviour evidence (opaque)
+OPENING        0x10    block hash || extrinsic index (u32 BE) || entry index (u32 BE) ->
+                       an encoded chain.proofs.Opening: one training checkpoint with its
+                       audit path, kept by the author and by every node that fetched it
+                       (see chain.transcripts)
 =============  ======  ==================================================================
 
 NUMBER and LOOKUP index the best chain only; HEADER, BODY, RECEIPT, UNDO, CHILDREN and SLOT
@@ -64,6 +68,7 @@ class Column(bytes, Enum):
     JUSTIFICATION = b"\x0d"
     SLOT = b"\x0e"
     EVIDENCE = b"\x0f"
+    OPENING = b"\x10"
 
 
 def _check_column(column: object) -> bytes:

@@ -167,11 +167,69 @@ def verify_merkle_proof(
         raise ProofError(f"proof for entry {entry.index} does not lead to the root")
 
 
+def merkle_proofs(transcript: Transcript) -> tuple[tuple[bytes, ...], ...]:
+    """The audit path of every entry, in index order: what :func:`merkle_proof` gives for each.
+
+    One pass over the tree instead of one per entry: each subtree's hash is computed once and
+    appended to the paths of the entries under its sibling, O(n log n) hashes for n entries
+    where n separate calls would take O(n^2) (an author opens all S + 1 entries of a job).
+    """
+    paths: list[list[bytes]] = [[] for _ in transcript.entries]
+
+    def walk(leaves: Sequence[bytes], first: int) -> bytes:
+        if len(leaves) == 1:
+            return leaves[0]
+        k = _split(len(leaves))
+        left, right = walk(leaves[:k], first), walk(leaves[k:], first + k)
+        for i in range(first, first + k):
+            paths[i].append(right)
+        for i in range(first + k, first + len(leaves)):
+            paths[i].append(left)
+        return _node(left, right)
+
+    walk([e.leaf_hash() for e in transcript.entries], 0)
+    return tuple(tuple(p) for p in paths)
+
+
+def compute_leaf_path(leaves: Sequence[bytes], index: int) -> tuple[bytes, ...]:
+    """Audit path of raw leaf ``index`` under :func:`compute_merkle_root` of ``leaves``.
+
+    The tree of the chain's raw-leaf roots (a block's extrinsics root and training results
+    root), so that one extrinsic or one result can be shown to be in a block by its header
+    alone (a fraud proof carries both). Path order as :func:`merkle_proof`.
+    """
+    n = len(leaves)
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n:
+        raise ProofError(f"leaf index {index!r} is outside 0..{n - 1}")
+    return tuple(_path([_h(b"\x00" + leaf) for leaf in leaves], index))
+
+
+def verify_leaf_path(root: bytes, leaf: bytes, path: Sequence[bytes], index: int, count: int) -> None:
+    """Raise :class:`ProofError` unless ``path`` shows raw ``leaf`` at ``index`` of ``count``
+    leaves under ``root`` (as :func:`compute_merkle_root` hashes them).
+
+    ``count`` comes from the verifier's side, as in :func:`verify_merkle_proof`.
+    """
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ProofError(f"leaf count {count!r} must be a positive int")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
+        raise ProofError(f"leaf index {index!r} is outside 0..{count - 1}")
+    if not isinstance(root, bytes) or len(root) != 32:
+        raise ProofError("root must be 32 bytes")
+    if not isinstance(leaf, bytes):
+        raise ProofError(f"leaf must be bytes, got {type(leaf).__name__}")
+    for i, node in enumerate(path):
+        if not isinstance(node, bytes) or len(node) != 32:
+            raise ProofError(f"path element {i} is not a 32-byte hash")
+    if _fold(index, count, _h(b"\x00" + leaf), list(path)) != root:
+        raise ProofError(f"path for leaf {index} does not lead to the root")
+
+
 def compute_merkle_root(leaves: Sequence[bytes]) -> bytes:
     """RFC 6962 Merkle Tree Hash over raw leaf data (hashed as 0x00 || leaf).
 
     The empty tree's hash is blake2b-256 of nothing (RFC 6962: MTH({}) = HASH()). The chain
-    uses this for extrinsics roots, data set rows roots and the block's proofs root.
+    uses this for extrinsics roots, data set rows roots and the block's results root.
     """
     if not leaves:
         return _h(b"")

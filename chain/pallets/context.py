@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chain.codec import Wire
 
 if TYPE_CHECKING:
+    import ml_runtime
     from chain.config import RuntimeConfig
     from chain.pallets.items import StateAccess
-    from chain.proofs import TrainingProof, TranscriptVerifier
+    from chain.proofs import Opening, TrainingClaim, TrainingResult
 
 
 # Bytes arguments are kept as 0x-hex strings: msgspec cannot decode a union of str and bytes.
@@ -29,13 +31,13 @@ class Event(Wire, frozen=True):
 class PostDispatchInfo:
     """What a call used, reported by its handler (Substrate's ``PostDispatchInfo``).
 
-    None means what the call declared before dispatch (its weight, its proof bytes). A handler
+    None means what the call declared before dispatch (its weight, its result bytes). A handler
     that stops before its heavy work lowers them; the executive charges min(declared, actual)
     and refunds the rest, also when the call fails.
     """
 
     actual_weight: int | None = None
-    actual_proof_length: int | None = None
+    actual_result_length: int | None = None
 
 
 AS_DECLARED = PostDispatchInfo()
@@ -69,17 +71,21 @@ class CallContext:
 class BlockInfo:
     """The block being executed, and how its training is handled.
 
-    Authoring: ``proofs`` starts empty and the training pallet appends each job's proof.
-    Importing: ``proofs`` holds the block body's proofs by extrinsic index and the training
-    pallet checks each one with ``verifier`` instead of training.
+    Authoring: the training pallet runs each job with ``trainer`` (ml_runtime.run_job; a
+    byzantine node swaps in its own) and puts its result in ``results`` and every opening of
+    its transcript in ``openings`` (stored with the block). Importing: ``results`` holds the
+    block body's results by extrinsic index; the training pallet checks each cheaply, takes
+    the new weights from it, and records a claim in ``claims`` for the chain's verifier,
+    which runs after the block's roots match its header.
     """
 
     number: int
     parent_hash: bytes
     author: bytes
     authoring: bool
-    verifier: TranscriptVerifier
-    proofs: dict[int, TrainingProof] = field(default_factory=dict)
-    used_proofs: set[int] = field(default_factory=set)
+    trainer: Callable[[ml_runtime.TrainingJob], ml_runtime.JobResult]
+    results: dict[int, TrainingResult] = field(default_factory=dict)
+    claims: list[TrainingClaim] = field(default_factory=list)
+    openings: dict[int, tuple[Opening, ...]] = field(default_factory=dict)
     training_steps: int = 0
     work_units: int = 0

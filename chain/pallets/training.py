@@ -2,16 +2,19 @@
 
 Dispatch order: check that the model's training permission admits the sender
 (NotAllowedToTrain, before any other work: only TRAIN_BASE_WEIGHT is charged); check the
-arguments against the runtime's limits; load the model version and the data set and check
-they fit each other; pay the data set's provider price x rows used; pay the model's licence
-(license_per_step x steps) pro rata to its shareholders, or to its owner while unshared;
-then either train (authoring: run the job, put its proof in the block) or check the
-author's proof (importing: the consensus verifier, full re-execution by default); store the
-new version with its lineage record; emit events. The fee, charged before dispatch by the
-executive, covers the work (TRAIN_BASE_WEIGHT for the reads, plus ml_runtime's cost model x
-steps) and the proof's bytes (chain.proofs.compute_proof_length). A call that fails before
-the job runs (an unknown data set, say) reports only TRAIN_BASE_WEIGHT and no proof bytes,
-and the executive refunds the rest; once the job has run (also if it diverged), the whole.
+arguments against the runtime's limits, the transcript the job would make its author store
+against ``max_transcript_bytes`` (TranscriptTooLarge); load the model version and the data
+set and check they fit each other; pay the data set's provider price x rows used; pay the
+model's licence (license_per_step x steps) pro rata to its shareholders, or to its owner
+while unshared; then either train (authoring: run the job with the block's trainer, put its
+result in the block and its openings in the author's store) or take the author's result
+(importing: check it cheaply, record a TrainingClaim that the chain's verifier checks once
+the block's roots match its header); store the new version with its lineage record; emit
+events. The fee, charged before dispatch by the executive, covers the work
+(TRAIN_BASE_WEIGHT for the reads, plus ml_runtime's cost model x steps) and the result's
+bytes (chain.proofs.compute_result_length). A call that fails before the job runs (an
+unknown data set, say) reports only TRAIN_BASE_WEIGHT and no result bytes, and the
+executive refunds the rest; once the job has run (also if it diverged), the whole.
 
 The job seed is blake2_256(parent block hash || extrinsic hash): fixed for the block, yet
 unknown to the sender when they sign, so nobody picks the batches.
@@ -25,13 +28,20 @@ import numpy as np
 import ml_runtime
 from chain.calls import Train, compute_f32_value
 from chain.codec import MAX_BALANCE
+from chain.config import RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import BlockError, DispatchError
 from chain.pallets import datasets, models
 from chain.pallets.balances import apply_move
 from chain.pallets.context import AS_DECLARED, CallContext, PostDispatchInfo
-from chain.pallets.items import StorageMap
-from chain.proofs import TrainingProof, compute_proof
+from chain.pallets.items import StateAccess, StorageMap
+from chain.proofs import (
+    TrainingClaim,
+    TrainingResult,
+    compute_openings,
+    compute_result,
+    compute_transcript_bytes,
+)
 
 PALLET = "training"
 
@@ -78,13 +88,32 @@ def verify_arguments(call: Train, max_steps: int, max_batch: int, max_segments: 
 
 def compute_job(ctx: CallContext, call: Train) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:
     """The job a TRAIN call describes, with its parent version and data set."""
-    cfg = ctx.config
-    verify_arguments(call, cfg.max_train_steps, cfg.max_train_batch, cfg.max_segments)
-    model = models.get_model(ctx.state, call.model)
+    return compute_job_at(ctx.state, ctx.config, call, ctx.block.parent_hash, ctx.extrinsic_hash)
+
+
+def compute_job_at(
+    state: StateAccess, config: RuntimeConfig, call: Train, parent_hash: bytes, extrinsic_hash: bytes
+) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:
+    """The job a TRAIN call describes in ``state`` (the state of the block's parent), with its
+    parent version and data set; DispatchError as the dispatch would raise it.
+
+    Usable outside a dispatch: a fraud-proof check rebuilds the job with it from any state
+    that holds the model version and the data set (both are immutable once written).
+    """
+    verify_arguments(call, config.max_train_steps, config.max_train_batch, config.max_segments)
+    model = models.get_model(state, call.model)
     spec = models.decode_spec(model.spec)
+    segments = -(-call.steps // call.segment_len)
+    transcript = compute_transcript_bytes(spec.param_count, segments)
+    if transcript > config.max_transcript_bytes:
+        raise DispatchError(
+            PALLET, "TranscriptTooLarge",
+            f"the job's transcript is {transcript} bytes ({segments} segments + 1 checkpoints of {spec.param_count} "
+            f"float32 parameters); the limit is {config.max_transcript_bytes}",
+        )
     parent = model.latest_version if call.from_version is None else call.from_version
-    weights = models.get_weights(ctx.state, call.model, parent)
-    info, x, y = datasets.get_rows(ctx.state, call.dataset)
+    weights = models.get_weights(state, call.model, parent)
+    info, x, y = datasets.get_rows(state, call.dataset)
     wanted = "regression" if spec.family == "linear" else "classification"
     if info.kind != wanted or info.features != spec.d or info.outputs != spec.k:
         raise DispatchError(
@@ -98,7 +127,7 @@ def compute_job(ctx: CallContext, call: Train) -> tuple[ml_runtime.TrainingJob, 
         job = ml_runtime.TrainingJob(
             spec, weights, x, y, call.steps, call.batch_size,
             compute_f32_value(call.lr), compute_f32_value(call.l2),
-            compute_job_seed(ctx.block.parent_hash, ctx.extrinsic_hash), call.segment_len,
+            compute_job_seed(parent_hash, extrinsic_hash), call.segment_len,
         )
     except ml_runtime.MLRuntimeError as exc:
         raise DispatchError(PALLET, "InvalidJob", str(exc)) from None
@@ -106,7 +135,7 @@ def compute_job(ctx: CallContext, call: Train) -> tuple[ml_runtime.TrainingJob, 
 
 
 def apply_train(ctx: CallContext, call: Train) -> None:
-    ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_proof_length=0)
+    ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_result_length=0)
     model = models.verify_may_train(ctx.state, call.model, ctx.sender)
     job, parent, info = compute_job(ctx, call)
     license_paid = info.price_per_row * call.steps * call.batch_size
@@ -115,15 +144,16 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     if model_license > MAX_BALANCE:
         raise DispatchError(PALLET, "Overflow", f"the model's licence {model_license} exceeds 2^63-1")
     dust = models.apply_pay_model(ctx.state, call.model, ctx.sender, model_license, ctx.config.existential_deposit)
-    final, proof = _train_or_verify(ctx, job)
-    ctx.post_info = AS_DECLARED  # the job ran and its proof is in the block: all is due
-    if proof.diverged_segment is not None:
+    result = _train_or_take(ctx, job, call.model, parent)
+    ctx.post_info = AS_DECLARED  # the job ran and its result is in the block: all is due
+    if result.diverged_segment is not None:
         raise DispatchError(
-            PALLET, "NonFiniteWeights", f"training diverged in segment {proof.diverged_segment}: a loss or weight became NaN or infinite"
+            PALLET, "NonFiniteWeights", f"training diverged in segment {result.diverged_segment}: a loss or weight became NaN or infinite"
         )
+    final = result.get_weights()
     record = models.TrainingRecord(
         ctx.extrinsic_hash, call.dataset, call.steps, call.batch_size, call.lr, call.l2, call.segment_len,
-        job.seed, proof.transcript_root, proof.losses, ctx.fee, license_paid,
+        job.seed, result.transcript_root, result.losses, ctx.fee, license_paid,
     )
     version = models.apply_new_version(ctx.state, call.model, parent, final, ctx.sender, ctx.block.number, record)
     RECEIPTS.apply_set(ctx.state, TrainingReceipt(call.model, version, ctx.block.number), ctx.extrinsic_hash)
@@ -134,20 +164,52 @@ def apply_train(ctx: CallContext, call: Train) -> None:
         ctx.emit(PALLET, "ModelLicensePaid", model=call.model, amount=model_license, dust=dust)
     ctx.emit(
         PALLET, "ModelTrained", model=call.model, version=version, parent=parent, steps=call.steps,
-        loss=float(np.uint32(proof.losses[-1]).view(np.float32)), transcript_root=proof.transcript_root,
+        loss=float(np.uint32(result.losses[-1]).view(np.float32)), transcript_root=result.transcript_root,
     )
 
 
-def _train_or_verify(ctx: CallContext, job: ml_runtime.TrainingJob) -> tuple[np.ndarray, TrainingProof]:
+def _train_or_take(ctx: CallContext, job: ml_runtime.TrainingJob, model: int, parent: int) -> TrainingResult:
+    """Authoring: run the job, keep its result and openings. Importing: the block's result for
+    this call, after the checks every importer makes without the checkpoints (BlockError)."""
     block = ctx.block
+    index = ctx.extrinsic_index
     if block.authoring:
-        result = ml_runtime.run_job(job)
-        proof = compute_proof(ctx.extrinsic_index, result)
-        block.proofs[ctx.extrinsic_index] = proof
-        return np.asarray(result.weights, dtype=np.float32), proof
-    claimed = block.proofs.get(ctx.extrinsic_index)
+        outcome = block.trainer(job)
+        result = compute_result(index, outcome)
+        block.results[index] = result
+        block.openings[index] = compute_openings(outcome)
+        return result
+    claimed = block.results.get(index)
     if claimed is None:
-        raise BlockError(f"extrinsic #{ctx.extrinsic_index} trains but the block carries no proof for it")
-    block.used_proofs.add(ctx.extrinsic_index)
-    block.verifier.verify(job, claimed, job.seed)
-    return claimed.get_checkpoint(len(claimed.checkpoints) - 1), claimed
+        raise BlockError(f"extrinsic #{index} trains but the block carries no result for it")
+    verify_result_shape(job, claimed)
+    block.claims.append(TrainingClaim(index, job, claimed, model, parent))
+    return claimed
+
+
+def verify_result_shape(job: ml_runtime.TrainingJob, result: TrainingResult) -> None:
+    """The checks every importer makes on a result before it believes anything of it.
+
+    The diverged segment is one of the job's; there is one loss per entry (S + 1, or d + 1 if
+    it diverged in segment d); entry 0's loss is +0.0 (no step has run: ml_runtime.run_job);
+    every loss is finite (a diverged segment leaves no entry); the weights are 4 bytes per
+    parameter, all finite. What they do not show (that the segments re-run to the entries)
+    is the verifier's part.
+    """
+    where = f"training result #{result.extrinsic_index}"
+    d = result.diverged_segment
+    if d is not None and d >= job.num_segments:
+        raise BlockError(f"{where}: diverged segment {d} of {job.num_segments}")
+    count = job.num_segments + 1 if d is None else d + 1
+    if len(result.losses) != count:
+        raise BlockError(f"{where}: {len(result.losses)} losses, expected {count}")
+    if result.losses[0] != 0:
+        raise BlockError(f"{where}: entry 0's loss bits are {result.losses[0]:#010x}, expected 0 (no step has run)")
+    losses = np.asarray(result.losses, dtype=np.uint32).view(np.float32)
+    if not np.isfinite(losses).all():
+        raise BlockError(f"{where}: a loss is not finite")
+    size = job.spec.param_count * 4
+    if len(result.weights) != size:
+        raise BlockError(f"{where}: weights are {len(result.weights)} bytes, expected {size}")
+    if not np.isfinite(result.get_weights()).all():
+        raise BlockError(f"{where}: the weights are not all finite")

@@ -46,9 +46,9 @@ def build(node: NodeApi) -> MethodTable:
             "block": {
                 "header": header_json(block.header),
                 "extrinsics": [hexb(xt.encode()) for xt in block.body.extrinsics],
-                "trainingProofs": [
-                    {"extrinsicIndex": p.extrinsic_index, "transcriptRoot": hexb(p.transcript_root), "checkpoints": len(p.checkpoints)}
-                    for p in block.body.proofs
+                "trainingResults": [
+                    {"extrinsicIndex": r.extrinsic_index, "transcriptRoot": hexb(r.transcript_root), "entries": len(r.losses)}
+                    for r in block.body.results
                 ],
             },
             "justifications": None,

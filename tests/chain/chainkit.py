@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -25,14 +26,14 @@ def dev_spec() -> ChainSpec:
     return load_chain_spec("dev")
 
 
-def open_chain(path: Path, spec: ChainSpec | None = None, aura: Aura | None = None) -> Blockchain:
+def open_chain(path: Path, spec: ChainSpec | None = None, aura: Aura | None = None, **options: Any) -> Blockchain:
     """A chain with the node's consensus rules: Aura (6 s slots on the wall clock unless
     ``aura`` says otherwise; tests use small slot numbers, far behind the clock) and the
-    longest-chain fork choice."""
+    longest-chain fork choice. ``options`` go to Blockchain (``verifier``, ``trainer``)."""
     spec = spec or dev_spec()
     return Blockchain(
         Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis,
-        rules=ConsensusRules(aura or Aura(6000)),
+        rules=ConsensusRules(aura or Aura(6000)), **options,
     )
 
 

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chainkit import ALICE, BOB, open_chain, sign, train_call
 
 from chain import calls
+from chain.codec import encode
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "chain"
 
@@ -37,8 +38,13 @@ def compute_vectors() -> tuple[dict, dict]:
             "block": "0x" + built.block.encode().hex(),
             "block_hash": "0x" + built.block.hash().hex(),
             "state_root": "0x" + built.block.header.state_root.hex(),
-            "transcript_root": "0x" + built.block.body.proofs[0].transcript_root.hex(),
+            "transcript_root": "0x" + built.block.body.results[0].transcript_root.hex(),
             "receipts_success": [r.success for r in built.receipts],
+            # The checkpoints the block does not carry: what its author serves (chain.transcripts).
+            "openings": [
+                "0x" + encode(chain.transcripts.get(built.block.hash(), 1, j)).hex()
+                for j in range(len(built.block.body.results[0].losses))
+            ],
         }
         chain.db.close()
     return genesis, block

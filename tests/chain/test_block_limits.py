@@ -1,5 +1,7 @@
 """Every byte a block carries counts against max_block_length and is paid for; unused weight
-is refunded after dispatch (issue 7, items 1 and 9)."""
+is refunded after dispatch (issue 7, items 1 and 9). A block carries each TRAIN call's result,
+not its checkpoints; what the author must store, the transcript, is bounded by
+max_transcript_bytes (issue 9)."""
 
 from __future__ import annotations
 
@@ -12,15 +14,15 @@ from chainkit import ALICE, BOB, open_chain, sign, train_call
 
 import ml_runtime
 from chain import calls
-from chain.block import Block
+from chain.block import BLOCK_OVERHEAD, Block
 from chain.blockchain import Blockchain
 from chain.codec import encode
 from chain.crypto import Keypair
 from chain.errors import BlockError, InvalidTransaction
 from chain.extrinsic import Extrinsic
-from chain.pallets import balances
+from chain.pallets import balances, models
 from chain.pool import TransactionPool, Validity
-from chain.proofs import TrainingProof, compute_proof_length
+from chain.proofs import TrainingResult, compute_result_length
 from chain.runtime import TRAIN_BASE_WEIGHT
 
 DAVE = Keypair.from_uri("//Dave")
@@ -61,54 +63,91 @@ def _pool(chain: Blockchain) -> TransactionPool:
     return TransactionPool(validate)
 
 
-def test_a_train_call_whose_proof_cannot_fit_a_block_is_refused_by_the_pool(chain: Blockchain) -> None:
+def test_a_train_call_whose_transcript_is_over_the_limit_is_refused_by_the_pool(chain: Blockchain) -> None:
     model = _register_big_model(chain)
-    # The outside testers' call: 1000 one-step segments of a 900 KB model, a ~900 MB proof
-    # for about 1 POL of weight. Its weight fits a block; its proof does not.
+    # The outside testers' call: 1000 one-step segments of a 900 KB model, a ~900 MB
+    # transcript for its author to store and serve, for about 1 POL of weight. Its weight
+    # fits a block, and so does its result (the new weights and 1001 losses): the transcript
+    # does not fit max_transcript_bytes.
     call = calls.Train(model, 0, 1000, 1, _lr(), 0, 1)
     xt = sign(chain, BOB, call, 0)
-    weight = chain.runtime.compute_dispatch_info(chain.state.overlay(), xt).weight
-    assert weight <= chain.config.max_block_weight
+    info = chain.runtime.compute_dispatch_info(chain.state.overlay(), xt)
+    assert info.weight <= chain.config.max_block_weight
+    assert len(xt.encode()) + info.result_length <= chain.runtime.max_extrinsic_length
+    assert info.transcript_bytes == 1001 * 4 * BIG.param_count > chain.config.max_transcript_bytes
     root = chain.state.root()
-    with pytest.raises(InvalidTransaction, match=r"training proof of \d+ bytes") as info:
+    with pytest.raises(InvalidTransaction, match=r"transcript of 900,?\d+ bytes exceeds max_transcript_bytes") as caught:
         _pool(chain).submit(xt.encode())
-    assert info.value.reason == "exhausts_resources"
-    assert str(chain.config.max_block_length) in str(info.value)
+    assert caught.value.reason == "exhausts_resources"
     assert chain.state.root() == root
 
 
-def test_the_builder_refuses_a_call_whose_proof_would_overflow_the_block(chain: Blockchain) -> None:
+def test_a_train_call_over_the_transcript_limit_fails_in_dispatch_and_pays(chain: Blockchain) -> None:
     model = _register_big_model(chain)
-    # 11 checkpoints of 900 KB: about 9.9 MB of proof, twice the 5 MiB block.
-    xt = sign(chain, BOB, calls.Train(model, 0, 10, 1, _lr(), 0, 1), 0)
-    refused: list[InvalidTransaction] = []
-    root = chain.state.root()
-    built = chain.build_block([xt], ALICE, slot=2, on_invalid=lambda _h, exc: refused.append(exc))
-    assert built.block.body.extrinsics == () and built.block.body.proofs == ()
-    assert [e.reason for e in refused] == ["exhausts_resources"] and "training proof" in str(refused[0])
-    assert chain.state.root() == root
-    assert len(built.block.encode()) <= chain.config.max_block_length
+    xt = sign(chain, BOB, calls.Train(model, 0, 1000, 1, _lr(), 0, 1), 0)
+    bob = balances.get_account(chain.state.overlay(), BOB.public).free
+    built = chain.build_block([xt], ALICE, slot=2)  # an author may include it: it only fails
+    (receipt,) = built.receipts
+    assert not receipt.success and receipt.error is not None
+    assert receipt.error.startswith("training.TranscriptTooLarge: the job's transcript is 900940040 bytes (1000 segments + 1 checkpoints of 225010 float32 parameters); the limit is 67108864")
+    assert built.block.body.results == () and built.training_steps == 0
+    assert balances.get_account(chain.state.overlay(), BOB.public).free == bob - receipt.fee
+    assert models.get_model(chain.state.overlay(), model).latest_version == 0
 
 
-def test_the_builder_defers_a_proof_that_does_not_fit_what_is_left(chain: Blockchain) -> None:
+def test_every_valid_train_call_fits_a_block() -> None:
+    from chain.config import RuntimeConfig
+
+    cfg = RuntimeConfig()
+    # The largest result the default limits admit (the largest model, the most segments)
+    # and a generous extrinsic fit one block: the block carries the result, not the transcript.
+    assert BLOCK_OVERHEAD + 1024 + compute_result_length(cfg.max_model_params, cfg.max_segments) <= cfg.max_block_length
+
+
+def test_the_builder_defers_a_result_that_does_not_fit_what_is_left(chain: Blockchain) -> None:
     model = _register_big_model(chain)
-    # Three checkpoints each (1.8 MB per proof): the second call does not fit beside the first.
-    xts = [sign(chain, key, calls.Train(model, 0, 2, 1, _lr(), 0, 1), 0) for key in (BOB, ALICE)]
+    # Each result carries 900 KB of new weights: five fit a 5 MiB block, the sixth waits.
+    xts = [sign(chain, BOB, calls.Train(model, 0, 1, 1, _lr(), 0, 1), n) for n in range(6)]
     refused: list[InvalidTransaction] = []
     built = chain.build_block(xts, ALICE, slot=2, on_invalid=lambda _h, exc: refused.append(exc))
-    assert built.block.body.extrinsics == (xts[0],) and len(built.block.body.proofs) == 1
+    assert built.block.body.extrinsics == tuple(xts[:5]) and len(built.block.body.results) == 5
+    assert all(r.success for r in built.receipts)
     assert refused == []  # deferred to a later block, not refused
     assert len(built.block.encode()) <= chain.config.max_block_length
-    later = chain.build_block(xts[1:], ALICE, slot=3)
-    assert later.block.body.extrinsics == (xts[1],) and later.receipts[0].success
+    later = chain.build_block(xts[5:], ALICE, slot=3)
+    assert later.block.body.extrinsics == (xts[5],) and later.receipts[0].success
+
+
+def test_a_big_train_block_stays_under_the_limit_and_pays_for_its_bytes(chain: Blockchain) -> None:
+    model = _register_big_model(chain)
+    # 20 one-step segments of the 900 KB model: a body carrying every checkpoint was 21 x 900
+    # KB = 18.9 MB, almost four times max_block_length. The block carries the result.
+    xt = sign(chain, BOB, calls.Train(model, 0, 20, 1, _lr(), 0, 1), 0)
+    info = chain.runtime.compute_dispatch_info(chain.state.overlay(), xt)
+    bound = compute_result_length(BIG.param_count, 20)
+    assert info.result_length == bound
+    cfg = chain.config
+    expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + bound) + cfg.weight_fee * info.weight
+    built = chain.build_block([xt], ALICE, slot=2)
+    (receipt,) = built.receipts
+    assert receipt.success and receipt.fee == expected
+    (result,) = built.block.body.results
+    assert len(encode(result)) <= bound
+    size = len(built.block.encode())
+    assert size <= cfg.max_block_length
+    # Every byte the block carries beyond a header is the extrinsic and its (paid-for) result.
+    assert size <= len(xt.encode()) + bound + BLOCK_OVERHEAD
+    # The author keeps every checkpoint, outside the block.
+    stored = [chain.transcripts.get(built.block.hash(), 0, j) for j in range(21)]
+    assert all(o is not None and o.weights is not None for o in stored)
 
 
 def test_an_imported_block_over_the_length_limit_is_refused_before_execution(tmp_path: Path) -> None:
     author, validator = open_chain(tmp_path / "a"), open_chain(tmp_path / "v")
     built = author.build_block([sign(author, BOB, calls.Remark(b"x"), 0)], ALICE, slot=1).block
     limit = validator.config.max_block_length
-    padding = TrainingProof(7, (bytes(limit),), (0,), bytes(32))
-    oversize = Block(built.header, msgspec.structs.replace(built.body, proofs=(padding,)))
+    padding = TrainingResult(7, bytes(32), (0,), bytes(limit))
+    oversize = Block(built.header, msgspec.structs.replace(built.body, results=(padding,)))
     root, best = validator.state.root(), validator.best_hash
     with pytest.raises(BlockError, match=rf"block #1 is {len(oversize.encode())} bytes; the limit is {limit}"):
         validator.import_block(oversize)
@@ -127,23 +166,22 @@ def test_an_imported_block_over_the_length_limit_is_refused_before_execution(tmp
         (ml_runtime.ModelSpec("mlp", 64, 10, 32), 64, 4),
     ],
 )
-def test_the_proof_length_bound_covers_the_encoded_proof(spec, steps: int, segment: int) -> None:
+def test_the_result_length_bound_covers_the_encoded_result(spec, steps: int, segment: int) -> None:
     segments = math.ceil(steps / segment)
-    # The largest values every field can take: the bound holds for any proof of this shape.
-    checkpoints = tuple(bytes(4 * spec.param_count) for _ in range(segments + 1))
-    worst = TrainingProof(2**32 - 1, checkpoints, (2**32 - 1,) * (segments + 1), bytes(32), 2**32 - 1)
-    assert len(encode(worst)) <= compute_proof_length(spec.param_count, segments)
-    # Tight: only the smaller headers of short checkpoints (bin8/bin16 for bin32) and lists.
-    assert compute_proof_length(spec.param_count, segments) - len(encode(worst)) <= 4 + 3 * (segments + 1)
+    # The largest values every field can take: the bound holds for any result of this shape.
+    worst = TrainingResult(2**32 - 1, bytes(32), (2**32 - 1,) * (segments + 1), bytes(4 * spec.param_count), 2**32 - 1)
+    assert len(encode(worst)) <= compute_result_length(spec.param_count, segments)
+    # Tight: only the smaller headers of short weights (bin8/bin16 for bin32) and of the list.
+    assert compute_result_length(spec.param_count, segments) - len(encode(worst)) <= 3 + 4
 
 
-def test_a_train_fee_includes_its_proof_bytes(chain: Blockchain) -> None:
+def test_a_train_fee_includes_its_result_bytes(chain: Blockchain) -> None:
     call = train_call(steps=30, batch=8, segment=10)  # model 0: softmax 64 -> 10, 650 parameters
     xt = sign(chain, BOB, call, 0)
     state = chain.state.overlay()
     info = chain.runtime.compute_dispatch_info(state, xt)
-    proof_bound = compute_proof_length(650, 3)
-    assert info.proof_length == proof_bound
+    proof_bound = compute_result_length(650, 3)
+    assert info.result_length == proof_bound
     cfg = chain.config
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
     weight = TRAIN_BASE_WEIGHT + ml_runtime.step_cost(spec, 8) * 30
@@ -152,9 +190,9 @@ def test_a_train_fee_includes_its_proof_bytes(chain: Blockchain) -> None:
     before = balances.get_account(chain.state.overlay(), BOB.public).free
     built = chain.build_block([xt], ALICE, slot=1)
     (receipt,) = built.receipts
-    # A call that ran pays its full declared weight and proof bytes.
+    # A call that ran pays its full declared weight and result bytes.
     assert receipt.success and receipt.fee == expected and receipt.weight == weight
-    assert len(encode(built.block.body.proofs[0])) <= proof_bound
+    assert len(encode(built.block.body.results[0])) <= proof_bound
     license_paid = 1000 * 30 * 8
     assert balances.get_account(chain.state.overlay(), BOB.public).free == before - expected - license_paid
 
@@ -166,7 +204,7 @@ def test_a_train_call_naming_an_unknown_dataset_is_refunded_its_training_weight(
     state = author.state.overlay()
     declared = author.runtime.verify_extrinsic(state, xt, len(xt.encode()), 1).fee
     info = author.runtime.compute_dispatch_info(state, xt)
-    assert info.weight > TRAIN_BASE_WEIGHT and info.proof_length > 0
+    assert info.weight > TRAIN_BASE_WEIGHT and info.result_length > 0
     cfg = author.config
     expected = cfg.base_fee + cfg.byte_fee * len(xt.encode()) + cfg.weight_fee * TRAIN_BASE_WEIGHT
     bob, alice = (balances.get_account(state, k.public).free for k in (BOB, ALICE))
@@ -190,12 +228,3 @@ def test_a_diverging_call_pays_its_full_weight(chain: Blockchain) -> None:
     (receipt,) = chain.build_block([xt], ALICE, slot=1).receipts
     assert not receipt.success and "NonFiniteWeights" in (receipt.error or "")
     assert receipt.fee == declared  # the work ran (and validators re-run the diverging segment)
-
-
-def test_the_default_limits_let_the_largest_model_train_one_segment() -> None:
-    from chain.block import BLOCK_OVERHEAD
-    from chain.config import RuntimeConfig
-
-    cfg = RuntimeConfig()
-    # Two checkpoints of the largest model a runtime accepts, and a generous extrinsic.
-    assert BLOCK_OVERHEAD + 1024 + compute_proof_length(cfg.max_model_params, 1) <= cfg.max_block_length

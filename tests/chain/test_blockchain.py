@@ -13,10 +13,10 @@ from chain import calls
 from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.errors import BlockError, ChainError
-from chain.header import compute_pol_digest
 from chain.pallets import balances, models
-from chain.proofs import TrainingProof, compute_proofs_root
 from chain.storage import Column, Database
+from chain.transcripts import LocalSource
+from tests.forgery import forging_trainer
 
 
 @pytest.fixture
@@ -87,9 +87,12 @@ def test_training_block_is_verified_by_full_reexecution(pair) -> None:
     built = author.build_block([xt], ALICE, slot=1)
     (receipt,) = built.receipts
     assert receipt.success, receipt.error
-    assert built.training_steps == 40 and len(built.block.body.proofs) == 1
-    validator.import_block(built.block)
+    assert built.training_steps == 40 and len(built.block.body.results) == 1
+    validator.import_block(built.block, LocalSource(author.transcripts))
     assert validator.state.root() == author.state.root()
+    # The validator keeps (and can serve) every checkpoint it fetched: full re-execution fetched all.
+    stored = [validator.transcripts.get(built.block.hash(), 0, j) for j in range(5)]
+    assert stored == [author.transcripts.get(built.block.hash(), 0, j) for j in range(5)] and None not in stored
     info = models.get_model(validator.state.overlay(), 0)
     assert info.latest_version == 1
     version = models.VERSIONS.get(validator.state.overlay(), 0, 1)
@@ -100,48 +103,40 @@ def test_training_block_is_verified_by_full_reexecution(pair) -> None:
     assert np.isfinite(weights).all()
 
 
-def _tampered(block: Block, proof: TrainingProof) -> Block:
-    return Block(block.header, Body(block.body.extrinsics, (proof,)))
-
-
-def _resealed(block: Block, proof: TrainingProof) -> Block:
-    """``block`` with ``proof``, its header committing to it and sealed again by Alice."""
-    header = block.header
-    commitment = msgspec.structs.replace(header.get_pol_commitment(), transcripts_root=compute_proofs_root([proof]))
-    pol = compute_pol_digest(header.get_pol_commitment())
-    digest = tuple(compute_pol_digest(commitment) if d == pol else d for d in header.digest)
-    header = msgspec.structs.replace(header, digest=digest)
-    header = msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash()))
-    return Block(header, Body(block.body.extrinsics, (proof,)))
-
-
-def test_a_forged_checkpoint_is_rejected_and_nothing_changes(pair) -> None:
-    import ml_runtime
-    from chain.proofs import compute_entries
-
+def test_a_result_the_header_does_not_commit_to_is_rejected(pair) -> None:
     author, validator = pair
     built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
-    proof = built.block.body.proofs[0]
-    assert len(proof.checkpoints) == 5  # 40 steps in segments of 10
-    cp = bytearray(proof.checkpoints[2])
-    cp[5] ^= 0x01  # one flipped bit in one weight
-    forged = msgspec.structs.replace(proof, checkpoints=(*proof.checkpoints[:2], bytes(cp), *proof.checkpoints[3:]))
+    (result,) = built.block.body.results
+    # A plain lie: another transcript root in the body than the author's. The model's lineage
+    # record stores it, so the state root already differs from the header's.
+    lie = msgspec.structs.replace(result, transcript_root=bytes(32))
     root, best = validator.state.root(), validator.best_hash
-    # A plain lie: the entries no longer hash to the committed transcript root.
-    with pytest.raises(BlockError, match="training proof #0: entries hash to"):
-        validator.import_block(_tampered(built.block, forged))
-    # Consistent lies, told by the author: the transcript root recomputed over the forged
-    # entries, the header's proof-of-learning commitment recomputed over that proof and the
-    # header sealed again. They pass the transcript's link checks and the header's
-    # commitment, and re-execution (which runs before the state root is compared) names the
-    # faulty segment: segment 1 does not end at the forged checkpoint 2, and segment 3 does
-    # not have the forged last loss.
-    lied_loss = msgspec.structs.replace(proof, losses=(*proof.losses[:-1], proof.losses[-1] ^ 1))
-    for lie, failure in ((forged, "segment 1: .*weights hash"), (lied_loss, "segment 3: .*loss")):
-        lie = msgspec.structs.replace(lie, transcript_root=ml_runtime.merkle_root(compute_entries(lie)))
-        with pytest.raises(BlockError, match=f"training proof #0: {failure}"):
-            validator.import_block(_resealed(built.block, lie))
+    with pytest.raises(BlockError, match=r"^state root mismatch"):
+        validator.import_block(Block(built.block.header, Body(built.block.body.extrinsics, (lie,))), LocalSource(author.transcripts))
     assert validator.state.root() == root and validator.best_hash == best
+
+
+@pytest.mark.parametrize(
+    ("kind", "segment", "failure"),
+    [
+        ("segment", 2, "segment 1 re-runs to other weights than entry 2's"),
+        ("loss", 4, "segment 3 re-runs to loss bits 0x[0-9a-f]{8}, entry 4 claims"),
+    ],
+)
+def test_a_forged_training_block_is_rejected_and_nothing_changes(tmp_path, pair, kind: str, segment: int, failure: str) -> None:
+    """Consistent lies, told by the author: its trainer forged the outcome, so the result,
+    the openings it serves, the transcript root, the header's commitment, the state root and
+    the seal all agree. Only re-execution shows the fault, and names it."""
+    _, validator = pair
+    forger = open_chain(tmp_path / "forger", trainer=forging_trainer(kind, segment))
+    built = forger.build_block([sign(forger, BOB, train_call(), 0)], ALICE, slot=1)
+    assert built.receipts[0].success
+    root, best = validator.state.root(), validator.best_hash
+    with pytest.raises(BlockError, match=f"^training result #0: {failure}"):
+        validator.import_block(built.block, LocalSource(forger.transcripts))
+    assert validator.state.root() == root and validator.best_hash == best
+    assert validator.transcripts.get(built.block.hash(), 0, 0) is None  # nothing of it stored
+    forger.db.close()
 
 
 def test_a_block_with_a_bad_seal_or_author_is_rejected(pair) -> None:
@@ -244,25 +239,22 @@ def test_diverging_training_fails_the_call_and_validators_confirm_it(pair) -> No
     built = author.build_block([xt], ALICE, slot=1)
     (receipt,) = built.receipts
     assert not receipt.success and "NonFiniteWeights" in (receipt.error or "")
-    (proof,) = built.block.body.proofs
-    assert proof.diverged_segment is not None
+    (result,) = built.block.body.results
+    assert result.diverged_segment is not None
     assert models.get_model(author.state.overlay(), 0).latest_version == 0
-    validator.import_block(built.block)
+    validator.import_block(built.block, LocalSource(author.transcripts))
     assert validator.state.root() == author.state.root()
 
 
-def test_a_faked_divergence_is_rejected(pair) -> None:
-    author, validator = pair
-    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
-    proof = built.block.body.proofs[0]
-    import ml_runtime
-    from chain.proofs import compute_entries
-
-    cut = msgspec.structs.replace(proof, checkpoints=proof.checkpoints[:2], losses=proof.losses[:2], diverged_segment=1)
-    cut = msgspec.structs.replace(cut, transcript_root=ml_runtime.merkle_root(compute_entries(cut)))
-    with pytest.raises(BlockError):
-        validator.import_block(_tampered(built.block, cut))
+def test_a_faked_divergence_is_rejected(tmp_path, pair) -> None:
+    _, validator = pair
+    forger = open_chain(tmp_path / "forger", trainer=forging_trainer("divergence", 1))
+    built = forger.build_block([sign(forger, BOB, train_call(), 0)], ALICE, slot=1)
+    assert not built.receipts[0].success and "NonFiniteWeights" in (built.receipts[0].error or "")
+    with pytest.raises(BlockError, match=r"^training result #0: segment 1 does not diverge as claimed$"):
+        validator.import_block(built.block, LocalSource(forger.transcripts))
     assert validator.best_number == 0
+    forger.db.close()
 
 
 def test_aura_slots_go_round_robin_on_the_local_chain(tmp_path) -> None:

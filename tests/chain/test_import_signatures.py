@@ -44,7 +44,7 @@ def test_the_first_bad_signature_is_reported_whatever_the_threads(tmp_path: Path
     xts = list(built.body.extrinsics)
     for index in (250, 160):  # both in later ranges: the lower index must still be named
         xts[index] = msgspec.structs.replace(xts[index], signature=xts[index - 1].signature)
-    tampered = Block(built.header, Body(tuple(xts), built.body.proofs))
+    tampered = Block(built.header, Body(tuple(xts), built.body.results))
     messages = []
     for threads in (1, 2, 3):
         validator = _open(tmp_path / f"v{threads}", threads)

@@ -38,16 +38,11 @@ def train_on_dev(path: Path, lr: float = 0.5):
     and the job as an importer rebuilds it from the parent state: (chain, built, job)."""
     from chainkit import open_chain, sign, train_call
 
-    from chain.pallets.context import BlockInfo, CallContext
-    from chain.pallets.training import compute_job
+    from chain.pallets.training import compute_job_at
 
     author = open_chain(path)
     bob = dev_keypair("Bob")
-    parent = author.best_hash
-    before = author.state.overlay()
     xt = sign(author, bob, train_call(steps=60, segment=10, lr=lr), 0)
+    job, _, _ = compute_job_at(author.state.overlay(), author.config, xt.call, author.best_hash, xt.hash())
     built = author.build_block([xt], dev_keypair("Alice"), slot=1)
-    info = BlockInfo(1, parent, dev_keypair("Alice").public, False, None)  # type: ignore[arg-type]
-    ctx = CallContext(before, bob.public, 0, xt.hash(), 0, info, author.config)
-    job, _, _ = compute_job(ctx, xt.call)
     return author, built, job

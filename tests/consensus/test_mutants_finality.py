@@ -76,11 +76,11 @@ THREE = (ALICE, BOB, CHARLIE)
 
 @pytest.fixture(scope="module")
 def branches(tmp_path_factory):
-    """Branch A = A1..A3 (slots 1, 2, 3); branch B = B1, B2 (slots 5, 6); both from genesis."""
+    """Branch A = A1..A3 (slots 1, 2, 4); branch B = B1, B2 (slots 5, 6); both from genesis."""
     tmp = tmp_path_factory.mktemp("branches")
     a = open_local(tmp / "a")
     b = open_local(tmp / "b")
-    blocks = [build(a, s) for s in (1, 2, 3)], [build(b, s) for s in (5, 6)]
+    blocks = [build(a, s) for s in (1, 2, 4)], [build(b, s) for s in (5, 6)]
     a.db.close()
     b.db.close()
     return blocks

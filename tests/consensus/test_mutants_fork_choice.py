@@ -25,10 +25,10 @@ from consensus.fork_choice import compute_weight, prefer, select_best
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     """Leaves of three heights on genesis: four one-block branches (slots 1..4), two
-    two-block branches (slots 5, 6 and 7, 8) and one three-block branch (slots 9..11)."""
+    two-block branches (slots 5, 7 and 6, 8) and one three-block branch (slots 9..11)."""
     tmp = tmp_path_factory.mktemp("tree")
     branches = []
-    for n, slots in enumerate(((1,), (2,), (3,), (4,), (5, 6), (7, 8), (9, 10, 11))):
+    for n, slots in enumerate(((1,), (2,), (3,), (4,), (5, 7), (6, 8), (9, 10, 11))):
         chain = open_local(tmp / f"b{n}")
         branches.append([build(chain, s) for s in slots])
         chain.db.close()

@@ -1,20 +1,8 @@
-"""Tests that kill the mutants mutation testing (mutmut, see README "Development") found
-alive in chain/proofs.py: the declared proof length (a fee input, so consensus data), the
-proofs root's dependence on every (index, transcript root), and the specific reason of each
-refused proof. Forged proofs keep their transcript root consistent (entries recomputed), so
-only the one rule under test is broken.
-
-Survivors explained (equivalent mutants; ids from ``mutmut results``):
-
-- ``x_compute_proof__mutmut_13``, ``_15`` and ``x_verify_proof_links__mutmut_27``, ``_29``:
-  ``np.asarray(w, dtype=None)`` instead of ``dtype="<f4"``. The runtime's weights and
-  checkpoints are float32 arrays already (TrainingJob stores its weights as float32, and
-  run_job's checkpoints are copies of them: ml_runtime/job.py), and on a little-endian host
-  (x86-64, AArch64: every platform numba targets here) their native bytes are the "<f4"
-  bytes, so no byte differs.
-- ``x_compute_proof__mutmut_22``: ``diverged_segment`` is written even for a finite run; a
-  finite JobResult's ``diverged_segment`` is None (its default, ml_runtime/job.py), so the
-  proof is the same.
+"""Tests that pin chain/proofs.py rule by rule (the targets of mutation testing, see README
+"Development"): the declared result length (a fee input, so consensus data), the results
+root's dependence on every commitment field, each reason verify_opening gives, and the
+cheap checks the TRAIN dispatch makes on a result (chain.pallets.training.verify_result_shape).
+The forgery classes FullReexecution must catch are in tests/chain/test_pol_forgery.py.
 """
 
 from __future__ import annotations
@@ -27,85 +15,116 @@ from consensuskit import train_on_dev
 import ml_runtime
 from chain.codec import encode
 from chain.errors import BlockError
+from chain.pallets.training import verify_result_shape
 from chain.proofs import (
-    FullReexecution,
-    TrainingProof,
-    compute_entries,
-    compute_proof_length,
-    compute_proofs_root,
-    verify_divergence,
-    verify_proof_links,
+    ResultCommitment,
+    TrainingResult,
+    compute_openings,
+    compute_result,
+    compute_result_length,
+    compute_results_root,
+    compute_transcript_bytes,
+    verify_opening,
 )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     author, built, job = train_on_dev(tmp_path_factory.mktemp("trained") / "a")
-    yield built.block.body.proofs[0], job
+    outcome = ml_runtime.run_job(job)
+    yield built.block.body.results[0], job, outcome
     author.db.close()
 
 
-def _rerooted(proof: TrainingProof, **changes) -> TrainingProof:
-    """``proof`` changed, with its transcript root recomputed so the links still hold."""
-    changed = msgspec.structs.replace(proof, **changes)
-    return msgspec.structs.replace(changed, transcript_root=ml_runtime.merkle_root(compute_entries(changed)))
+def test_the_declared_result_length_is_pinned_and_bounds_a_real_result(trained) -> None:
+    result, job, _ = trained
+    # 1 + 5 + 34 + 5 + 5(S + 1) + 5 + 4P + 5 (the docstring's layout)
+    assert compute_result_length(0, 0) == 60
+    assert compute_result_length(1, 0) == 64
+    assert compute_result_length(3, 5) == 1 + 5 + 34 + 5 + 30 + 5 + 12 + 5
+    assert len(encode(result)) <= compute_result_length(job.spec.param_count, job.num_segments)
+    assert compute_transcript_bytes(650, 6) == 7 * 4 * 650
 
 
-def test_the_declared_proof_length_is_pinned_and_bounds_a_real_proof(trained) -> None:
-    proof, job = trained
-    # 1 + 5 + 5 + (S + 1)(5 + 4P) + 5 + 5(S + 1) + 34 + 5 (the docstring's layout)
-    assert compute_proof_length(0, 0) == 65
-    assert compute_proof_length(1, 0) == 69
-    assert compute_proof_length(3, 5) == 1 + 5 + 5 + 6 * 17 + 5 + 30 + 34 + 5
-    assert len(encode(proof)) <= compute_proof_length(job.spec.param_count, job.num_segments)
+def test_the_result_is_the_outcome(trained) -> None:
+    result, _, outcome = trained
+    assert result == compute_result(0, outcome)
+    assert result.transcript_root == outcome.transcript.root and result.diverged_segment is None
+    assert result.weights == np.asarray(outcome.weights, dtype="<f4").tobytes()
+    assert np.array_equal(result.get_weights(), outcome.weights) and result.get_weights().dtype == np.float32
+    assert [np.uint32(b).view(np.float32) for b in result.losses] == [np.float32(e.loss) for e in outcome.transcript.entries]
+    commitment = result.commitment()
+    assert commitment == ResultCommitment(0, result.transcript_root, outcome.transcript.entries[-1].weights_hash, None)
 
 
-def test_the_proofs_root_commits_to_each_index_and_transcript_root() -> None:
-    a = TrainingProof(0, (), (), bytes(32))
-    b = TrainingProof(1, (), (), bytes(32))
-    c = TrainingProof(0, (), (), b"\x01" * 32)
-    roots = {compute_proofs_root(p) for p in ([a], [b], [c], [a, b], [b, a])}
-    assert len(roots) == 5
-    assert compute_proofs_root([a]) == ml_runtime.compute_merkle_root([encode((0, bytes(32)))])
-
-
-def test_each_broken_link_is_refused_with_its_cause(trained) -> None:
-    proof, job = trained
-    s = job.num_segments
-    size = job.spec.param_count * 4
-    cases = [
-        (_rerooted(proof, diverged_segment=s), f"training proof #0: diverged segment {s} of {s}$"),
-        (msgspec.structs.replace(proof, losses=proof.losses[:-1]), f"{s + 1} checkpoints and {s} losses, expected {s + 1} of each"),
-        (msgspec.structs.replace(proof, checkpoints=proof.checkpoints[:-1]), f"{s} checkpoints and {s + 1} losses, expected {s + 1} of each"),
-        (_rerooted(proof, checkpoints=(*proof.checkpoints[:2], proof.checkpoints[2] + bytes(4), *proof.checkpoints[3:])),
-         f"checkpoint 2 is {size + 4} bytes, expected {size}"),
-        (_rerooted(proof, checkpoints=(proof.checkpoints[1], *proof.checkpoints[1:])), "checkpoint 0 is not the model's on-chain weights"),
+def test_the_results_root_covers_every_commitment_field() -> None:
+    a = TrainingResult(0, bytes(32), (0,), b"\0" * 4)
+    variants = [
+        a,
+        msgspec.structs.replace(a, extrinsic_index=1),
+        msgspec.structs.replace(a, transcript_root=b"\1" * 32),
+        msgspec.structs.replace(a, weights=b"\0\0\0\1"),
+        msgspec.structs.replace(a, diverged_segment=0),
     ]
-    for forged, message in cases:
-        with pytest.raises(BlockError, match=message):
-            verify_proof_links(job, forged)
-        with pytest.raises(BlockError, match=message):
-            FullReexecution().verify(job, forged, bytes(32))
-    assert verify_proof_links(job, proof) == compute_entries(proof)
+    roots = {compute_results_root([v]) for v in variants}
+    assert len(roots) == len(variants)
+    assert compute_results_root([variants[0], variants[1]]) != compute_results_root([variants[1], variants[0]])
+    assert compute_results_root([a]) == ml_runtime.compute_merkle_root([encode(a.commitment())])
+    assert compute_results_root([]) == ml_runtime.compute_merkle_root([])
+    # The losses are not in the commitment: the state (lineage record) and the transcript hold them.
+    assert compute_results_root([msgspec.structs.replace(a, losses=(1,))]) == compute_results_root([a])
 
 
-def test_a_faked_divergence_is_refused_for_that_reason(trained) -> None:
-    """An honest run cut after checkpoint 1 and claimed to diverge in segment 1, root
-    recomputed: the links hold, and only re-running segment 1 shows the lie."""
-    proof, job = trained
-    cut = _rerooted(proof, checkpoints=proof.checkpoints[:2], losses=proof.losses[:2], diverged_segment=1)
-    verify_proof_links(job, cut)
-    with pytest.raises(BlockError, match=r"^training proof #0: segment 1 does not diverge as claimed$"):
-        FullReexecution().verify(job, cut, bytes(32))
+def test_every_opening_verifies_with_its_weights(trained) -> None:
+    result, job, outcome = trained
+    openings = compute_openings(outcome)
+    assert [o.index for o in openings] == list(range(job.num_segments + 1))
+    for o, e in zip(openings, outcome.transcript.entries, strict=True):
+        assert verify_opening(result, o, need_weights=True) == e
+        assert o.entry() == e and np.array_equal(o.get_weights(), outcome.checkpoints[e.index])
+        light = msgspec.structs.replace(o, weights=None)
+        assert verify_opening(result, light, need_weights=False) == e
 
 
-def test_a_divergence_claimed_from_a_non_finite_checkpoint_is_refused(trained) -> None:
-    """Checkpoint 1 forged to hold an infinity, claimed to diverge in segment 1, root
-    recomputed: re-running segment 1 refuses the checkpoint itself."""
-    proof, job = trained
-    w = np.frombuffer(proof.checkpoints[1], "<f4").copy()
-    w[0] = np.inf
-    cut = _rerooted(proof, checkpoints=(proof.checkpoints[0], w.tobytes()), losses=proof.losses[:2], diverged_segment=1)
-    verify_proof_links(job, cut)
-    with pytest.raises(BlockError, match=r"^training proof #0: diverged segment 1: checkpoint contains NaN or infinity$"):
-        verify_divergence(job, cut)
+def test_a_bad_opening_is_refused_for_its_own_reason(trained) -> None:
+    result, _, outcome = trained
+    o = compute_openings(outcome)[2]
+    other = compute_openings(outcome)[3]
+    cases = [
+        (msgspec.structs.replace(o, index=7), r"opening 7 is outside entries 0\.\.6$"),
+        (msgspec.structs.replace(o, loss=o.loss ^ 1), r"opening 2: loss bits 0x[0-9a-f]{8}, the result has 0x[0-9a-f]{8}$"),
+        (msgspec.structs.replace(o, path=other.path), r"opening 2: not under the transcript root: "),
+        (msgspec.structs.replace(o, weights_hash=other.weights_hash), r"opening 2: not under the transcript root: "),
+        (msgspec.structs.replace(o, weights=None), r"opening 2 carries no weights$"),
+        (msgspec.structs.replace(o, weights=(o.weights or b"")[:-4]), r"opening 2: weights are 2596 bytes, expected 2600$"),
+        (msgspec.structs.replace(o, weights=other.weights), r"opening 2: weights do not hash to the entry's weights hash$"),
+    ]
+    for bad, reason in cases:
+        with pytest.raises(BlockError, match=rf"^training result #0: {reason}"):
+            verify_opening(result, bad, need_weights=True)
+    # Weights that are present are checked even when not needed: nothing unverified is stored.
+    with pytest.raises(BlockError, match="do not hash"):
+        verify_opening(result, msgspec.structs.replace(o, weights=other.weights), need_weights=False)
+    with pytest.raises(BlockError, match="carries no weights"):
+        msgspec.structs.replace(o, weights=None).get_weights()
+
+
+def test_the_dispatch_checks_a_result_s_shape(trained) -> None:
+    result, job, _ = trained
+    verify_result_shape(job, result)
+    nan = int(np.float32("nan").view(np.uint32))
+    inf_weights = np.asarray(result.get_weights(), dtype="<f4").copy()
+    inf_weights[5] = np.inf
+    cases = [
+        (msgspec.structs.replace(result, diverged_segment=6), r"diverged segment 6 of 6$"),
+        (msgspec.structs.replace(result, losses=result.losses[:-1]), r"6 losses, expected 7$"),
+        (msgspec.structs.replace(result, diverged_segment=2), r"7 losses, expected 3$"),
+        (msgspec.structs.replace(result, losses=(1, *result.losses[1:])), r"entry 0's loss bits are 0x00000001, expected 0"),
+        (msgspec.structs.replace(result, losses=(*result.losses[:-1], nan)), r"a loss is not finite$"),
+        (msgspec.structs.replace(result, weights=result.weights[:-4]), r"weights are 2596 bytes, expected 2600$"),
+        (msgspec.structs.replace(result, weights=inf_weights.tobytes()), r"the weights are not all finite$"),
+    ]
+    for bad, reason in cases:
+        with pytest.raises(BlockError, match=rf"^training result #0: {reason}"):
+            verify_result_shape(job, bad)
+    verify_result_shape(job, msgspec.structs.replace(result, losses=result.losses[:3], diverged_segment=2))

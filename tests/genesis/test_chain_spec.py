@@ -122,6 +122,11 @@ def _genesis(mutate):
         (_config(max_train_batch=0), "runtimeConfig.max_train_batch must be at least 1"),
         (_config(max_segments=0), "runtimeConfig.max_segments must be at least 1"),
         (_config(base_fee=2**70), "runtimeConfig.base_fee must be at most 2"),
+        (_config(max_transcript_bytes=7), "runtimeConfig.max_transcript_bytes must be at least 8"),
+        (_config(pol_samples=0), "runtimeConfig.pol_samples must be at least 1"),
+        (_config(era_length=0), "runtimeConfig.era_length must be at least 1"),
+        (_config(slash_fraction_ppm=1_000_001), r"runtimeConfig.slash_fraction_ppm must be at most 1,000,000 \(parts per million\)"),
+        (_config(reporter_share_ppm=2**40), r"runtimeConfig.reporter_share_ppm must be at most 1,000,000"),
         (_config(byte_fee=2**45), "the fee of a full block"),
         (lambda o: o["properties"].__setitem__("ss58Format", 0), "ss58Format must be 42"),
         (lambda o: o["properties"].__setitem__("tokenDecimals", 40), r"tokenDecimals must be in 0\.\.18"),
@@ -228,3 +233,17 @@ def test_a_raw_spec_takes_its_runtime_config_from_its_storage() -> None:
     del obj["genesis"]["raw"]["top"]["0x" + RUNTIME_CONFIG_KEY.hex()]
     with pytest.raises(GenesisError, match=r"genesis\.raw has no runtime config"):
         parse_chain_spec(json.loads(json.dumps(obj)))
+
+
+def test_the_proof_of_learning_parameters_are_in_the_genesis_hash(tmp_path) -> None:
+    """Two specs that differ only in a proof-of-learning parameter are two chains (issue 9)."""
+    base = load_chain_spec("dev").to_json()
+    hashes = set()
+    for i, change in enumerate(({}, {"pol_samples": 8}, {"challenge_blocks": 2}, {"max_transcript_bytes": 1 << 20},
+                                {"slash_fraction_ppm": 1}, {"reporter_share_ppm": 0}, {"era_length": 32})):
+        obj = copy.deepcopy(base)
+        obj["runtimeConfig"] = change
+        spec = parse_chain_spec(obj)
+        assert all(getattr(spec.runtime_config, k) == v for k, v in change.items())
+        hashes.add(_genesis_hash(tmp_path / str(i), spec))
+    assert len(hashes) == 7

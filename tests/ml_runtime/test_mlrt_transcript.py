@@ -116,3 +116,43 @@ def test_compute_merkle_root_over_raw_leaves() -> None:
     es = _entries(7)
     assert mr.compute_merkle_root([e.encode() for e in es]) == mr.merkle_root(es)
     assert mr.compute_merkle_root([]) == _h(b"")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13])
+def test_merkle_proofs_are_every_audit_path(n: int) -> None:
+    t = mr.Transcript.build(_entries(n))
+    assert mr.merkle_proofs(t) == tuple(mr.merkle_proof(t, i) for i in range(n))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 16])
+def test_leaf_paths_verify_against_the_raw_leaf_root(n: int) -> None:
+    leaves = [bytes([i]) * (i + 1) for i in range(n)]
+    root = mr.compute_merkle_root(leaves)
+    for i, leaf in enumerate(leaves):
+        path = mr.compute_leaf_path(leaves, i)
+        mr.verify_leaf_path(root, leaf, path, i, n)
+        with pytest.raises(mr.ProofError, match=rf"^path for leaf {i} does not lead to the root$"):
+            mr.verify_leaf_path(root, leaf + b"x", path, i, n)
+        if n > 1:
+            with pytest.raises(mr.ProofError, match=r"does not lead to the root|too short|extra hashes"):
+                mr.verify_leaf_path(root, leaf, path, (i + 1) % n, n)
+
+
+def test_leaf_path_edge_cases_name_the_fault() -> None:
+    leaves = [b"a", b"b", b"c"]
+    root = mr.compute_merkle_root(leaves)
+    path = mr.compute_leaf_path(leaves, 2)
+    with pytest.raises(mr.ProofError, match=r"^leaf index 3 is outside 0\.\.2$"):
+        mr.compute_leaf_path(leaves, 3)
+    with pytest.raises(mr.ProofError, match=r"^leaf index -1 is outside 0\.\.2$"):
+        mr.verify_leaf_path(root, b"c", path, -1, 3)
+    with pytest.raises(mr.ProofError, match=r"^leaf count 0 must be a positive int$"):
+        mr.verify_leaf_path(root, b"c", path, 0, 0)
+    with pytest.raises(mr.ProofError, match=r"^root must be 32 bytes$"):
+        mr.verify_leaf_path(root[:31], b"c", path, 2, 3)
+    with pytest.raises(mr.ProofError, match=r"^path element 0 is not a 32-byte hash$"):
+        mr.verify_leaf_path(root, b"c", (b"x",), 2, 3)
+    with pytest.raises(mr.ProofError, match=r"^proof has 1 extra hashes$"):
+        mr.verify_leaf_path(root, b"c", (*path, bytes(32)), 2, 3)
+    # A raw leaf is hashed as 0x00 || leaf: the root of a one-leaf tree is not the leaf itself.
+    mr.verify_leaf_path(_h(b"\x00only"), b"only", (), 0, 1)

@@ -128,6 +128,11 @@ async def _agree(clients: dict[str, RpcClient]) -> None:
                 assert await c.call("chain_getBlockHash", [number]) == head, (name, other, number)
 
 
+@pytest.mark.xfail(
+    run=False,
+    reason="issue 9: a block carries training results, not checkpoints; peers fetch them with polnet's "
+    "NetworkSource, which lands on the polnet branch (polnet removes this mark)",
+)
 def test_four_validators_finalize_a_transfer_and_a_training_call(devnet: Devnet) -> None:
     async def scenario(clients: dict[str, RpcClient]) -> None:
         dave = clients["dave"]

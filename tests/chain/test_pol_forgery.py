@@ -1,0 +1,92 @@
+"""Every forgery class of issue 9, told consistently, and caught by full re-execution.
+
+Each forged block is built by an author whose trainer forged the job's outcome
+(tests/forgery.py): the result, the openings it serves, the transcript root, the results
+root in the header, the state root and the seal all agree with the forgery, so no header or
+root check can catch it. The validator imports it with ``FullReexecution`` through the
+author's openings and must name the fault; its state root, best block and transcript store
+stay as they were. Each test fails if the check it names is removed from chain/proofs.py
+(the other checks catch the forgery, if at all, with another reason).
+"""
+
+from __future__ import annotations
+
+import pytest
+from chainkit import ALICE, BOB, open_chain, sign, train_call
+
+from chain.errors import BlockError, CheckpointsUnavailable
+from chain.proofs import FullReexecution
+from chain.storage import Column
+from chain.transcripts import LocalSource
+from tests.forgery import WithholdingSource, forging_trainer
+
+# train_call(): 40 steps in segments of 10, S = 4 segments, n = 5 entries.
+CASES = [
+    ("start", 0, r"checkpoint 0 is not the model's on-chain weights$"),
+    ("segment", 2, r"segment 1 re-runs to other weights than entry 2's$"),
+    ("end", 0, r"the result's weights are not checkpoint 4 of its transcript$"),
+    ("divergence", 2, r"segment 2 does not diverge as claimed$"),
+    ("loss", 3, r"segment 2 re-runs to loss bits 0x[0-9a-f]{8}, entry 3 claims 0x[0-9a-f]{8}$"),
+]
+
+
+@pytest.fixture
+def validator(tmp_path):
+    chain = open_chain(tmp_path / "validator", verifier=FullReexecution())
+    yield chain
+    chain.db.close()
+
+
+def _unchanged(chain) -> tuple:
+    return chain.state.root(), chain.best_hash, sum(1 for _ in chain.db.iterate(Column.OPENING))
+
+
+@pytest.mark.parametrize(("kind", "segment", "reason"), CASES, ids=[c[0] for c in CASES])
+def test_full_reexecution_names_each_forgery(tmp_path, validator, kind: str, segment: int, reason: str) -> None:
+    forger = open_chain(tmp_path / "forger", trainer=forging_trainer(kind, segment))
+    built = forger.build_block([sign(forger, BOB, train_call(), 0)], ALICE, slot=1)
+    # The forgery is consistent: the author's own store verifies every opening against the result.
+    (result,) = built.block.body.results
+    LocalSource(forger.transcripts).fetch(built.block.hash(), result, [(j, True) for j in range(len(result.losses))])
+    before = _unchanged(validator)
+    with pytest.raises(BlockError, match=rf"^training result #0: {reason}"):
+        validator.import_block(built.block, LocalSource(forger.transcripts))
+    assert _unchanged(validator) == before
+    forger.db.close()
+
+
+def test_a_withheld_checkpoint_makes_the_block_unavailable_not_imported(tmp_path, validator) -> None:
+    author = open_chain(tmp_path / "author")
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    before = _unchanged(validator)
+    with pytest.raises(CheckpointsUnavailable, match=r"^training result #0: entries \[2\] withheld$"):
+        validator.import_block(built.block, WithholdingSource(LocalSource(author.transcripts), [2]))
+    assert _unchanged(validator) == before
+    # From the validator's own (empty) store: unavailable too, naming what it lacks.
+    with pytest.raises(CheckpointsUnavailable, match=r"training result #0: entries 0, 1, 2, 3, 4 are not stored here$"):
+        validator.import_block(built.block)
+    assert _unchanged(validator) == before
+    # Once the checkpoints can be had, the same block imports, and the validator keeps them.
+    validator.import_block(built.block, LocalSource(author.transcripts))
+    assert validator.best_hash == built.block.hash() and _unchanged(validator)[2] == 5
+    author.db.close()
+
+
+def test_a_source_that_serves_another_job_s_openings_is_caught(tmp_path, validator) -> None:
+    """A source that returns unverified openings (here: a peer serving the openings of
+    another block's job) does not get them past the auditor: each is checked against the
+    result's transcript root."""
+    author = open_chain(tmp_path / "author")
+    first = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    second = author.build_block([sign(author, BOB, train_call(), 1)], ALICE, slot=2)
+    validator.import_block(first.block, LocalSource(author.transcripts))
+
+    class Liar:
+        def fetch(self, block_hash, result, wanted):
+            return {j: author.transcripts.get(first.block.hash(), 0, j) for j, _ in wanted}
+
+    before = _unchanged(validator)
+    with pytest.raises(BlockError, match=r"^training result #0: opening 0: (loss bits|not under the transcript root)"):
+        validator.import_block(second.block, Liar())
+    assert _unchanged(validator) == before
+    author.db.close()
