@@ -99,7 +99,8 @@ def test_validator_schema(records) -> None:
     assert set(res["verifiers"]) == {"full", "S/m=4", "S/m=8", "S/m=16", "S/m=32"}
     full = res["verifiers"]["full"]
     for name, v in res["verifiers"].items():
-        assert _is_stat(v["import_ms"]) and _is_stat(v["verified_steps_per_s"]) and _is_stat(v["speedup_vs_full"])
+        for key in ("import_ms", "import_cpu_ms", "verified_steps_per_s", "speedup_vs_full", "speedup_vs_full_cpu"):
+            assert _is_stat(v[key]), (name, key)
         assert v["samples_m"] == 32 // int(name.split("=")[1]) if name != "full" else v["samples_m"] == 32
         assert v["bytes_per_validator"] == res["block_bytes"] + v["bytes_fetched"]["median"]
         # a sampled validator fetches fewer openings than the auditor, who fetches all S+1
