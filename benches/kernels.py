@@ -225,11 +225,12 @@ def _torch_fn(shape: Shape, w0: np.ndarray, x: np.ndarray, y: np.ndarray,
     return run
 
 
-def _bench_shape(shape: Shape, fast: types.ModuleType, rounds: int, twin_steps: int) -> dict[str, Any]:
+def _bench_shape(shape: Shape, fast: types.ModuleType, rounds: int, twin_steps: int,
+                 slow_div: int = 4) -> dict[str, Any]:
     spec, w, x, y = _data(shape, 10_000)
     steps = shape.steps
     idx = mr.batch_indices(b"\x33" * 32, 0, steps, x.shape[0], shape.batch)
-    slow_steps = max(1, steps // 4)  # the before / NumPy / torch columns run fewer steps
+    slow_steps = max(1, steps // slow_div)  # the before / NumPy / torch columns run fewer steps
     sidx = idx[: slow_steps * shape.batch]
     fns: dict[str, Callable[[], object]] = {
         "before": _segment_fn(reference, shape, w, x, y, sidx, slow_steps),
@@ -384,10 +385,10 @@ def measure(quick: bool, rounds: int, advance: Callable[[int], None] = lambda n=
              Shape("mlp 784-128-10 B64", "mlp", 784, 10, 128, 64, 80 // scale)]
     results_small, results_mnist = {}, {}
     for s in small:
-        results_small[s.name] = _bench_shape(s, fast, rounds, 2)
+        results_small[s.name] = _bench_shape(s, fast, rounds, 2, 16 if quick else 4)
         advance(1)
     for s in mnist:
-        results_mnist[s.name] = _bench_shape(s, fast, rounds, 0)
+        results_mnist[s.name] = _bench_shape(s, fast, rounds, 0, 16 if quick else 4)
         advance(1)
     parallel: dict[str, Any] = {}
     for f in ("softmax", "mlp"):
