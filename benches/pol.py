@@ -28,6 +28,7 @@ import ml_runtime
 from benches.record import write_record
 from chain.block import Block
 from chain.crypto import Keypair
+from chain.errors import FraudFound
 from chain.proofs import (
     FullReexecution,
     Opening,
@@ -37,7 +38,7 @@ from chain.proofs import (
     compute_result,
 )
 from chain.transcripts import LocalSource
-from consensus.pol import SampledVerifier, SegmentFault
+from consensus.pol import SampledVerifier
 from tests.forgery import forge_outcome
 
 OUT = Path("bench-results") / "pol.json"
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in range(args.trials):
             try:
                 SampledVerifier(t.to_bytes(4, "little") * 8, args.samples).verify_block(built.block, built.block.hash(), [claim], forged)
-            except SegmentFault:
+            except FraudFound:
                 caught += 1
         validator.db.close()
     expected = 1 - comb(segments - 2, args.samples) / comb(segments, args.samples)

@@ -12,10 +12,6 @@ class ConsensusError(Exception):
     """Base of every error raised by consensus/."""
 
 
-class InvalidFraudProof(ConsensusError):
-    """A fraud proof that does not show a fault (the segment re-runs to the committed entry)."""
-
-
 class InvalidHeader(ConsensusError, BlockError):
     """A block header that Aura refuses: wrong author, bad seal, slot not after the parent's
     or too far in the future, or an equivocation.

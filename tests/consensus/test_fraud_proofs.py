@@ -1,0 +1,298 @@
+"""Fraud proofs tampered field by field, and proofs against honest blocks: each refused by
+verify_fraud_proof with its specific reason, on a node that never saw the block, its state
+unchanged.
+
+The valid proof is the one a sampled validator builds for a block whose TRAIN call
+(extrinsic #1, after a remark) has checkpoint 3 forged (tests/forgery.py: segments 2 and 3
+re-run wrong); the honest block trains version 0 explicitly (``from_version=0``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+from consensuskit import ALICE, BOB, CHARLIE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
+
+from chainkit import open_chain, sign, train_call
+
+from chain.calls import Remark
+from chain.codec import encode
+from chain.errors import FraudFound, InvalidFraudProof
+from chain.fraud import (
+    FAULT_DIVERGENCE,
+    FAULT_END,
+    FAULT_SEGMENT,
+    FAULT_START,
+    MAX_FRAUD_PROOF_SIZE,
+    FraudProof,
+    compute_fraud_proof,
+    compute_max_fraud_proof_size,
+    decode_fraud_proof,
+    verify_fraud_proof,
+)
+from chain.header import compute_pol_digest
+from chain.pallets.training import compute_job_at
+from chain.proofs import TrainingClaim
+from chain.transcripts import LocalSource
+from consensus.pol import SampledVerifier, compute_sample
+from ml_runtime.spec import MAX_PARAMS
+from ml_runtime.transcript import compute_leaf_path, compute_merkle_root
+from tests.forgery import forging_trainer
+
+S = 6
+replace = msgspec.structs.replace
+
+
+def _build(path: Path, trainer=None, from_version: int | None = None):
+    author = open_chain(path)
+    if trainer is not None:
+        author.trainer = trainer
+    call = replace(train_call(steps=60, segment=10), from_version=from_version)
+    xts = [sign(author, BOB, Remark(b"hi"), 0), sign(author, BOB, call, 1)]
+    return author, author.build_block(xts, ALICE, slot=1).block
+
+
+def _claim(chain, block, index: int) -> TrainingClaim:
+    xt = block.body.extrinsics[index]
+    job, parent_version, _ = compute_job_at(
+        chain.state_at(block.header.parent_hash), chain.config, xt.call, block.header.parent_hash, xt.hash()
+    )
+    return TrainingClaim(index, job, block.body.results[0], xt.call.model, parent_version)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fraud")
+    author, block = _build(tmp / "author", forging_trainer("segment", 3))
+    secret = next(
+        s for s in (i.to_bytes(4, "little") * 8 for i in range(10_000))
+        if 3 in compute_sample(s, block.hash(), 1, S, 2) and 2 not in compute_sample(s, block.hash(), 1, S, 2)
+    )
+    validator = open_chain(tmp / "validator")
+    validator.verifier = SampledVerifier(secret, 2)
+    with pytest.raises(FraudFound) as caught:
+        validator.import_block(block, LocalSource(author.transcripts))
+    proof = caught.value.proof
+    assert (proof.kind, proof.segment, proof.extrinsic_index) == (FAULT_SEGMENT, 3, 1)
+    honest_author, honest = _build(tmp / "honest", from_version=0)
+    other = open_chain(tmp / "other")
+    root = other.state.root()
+    yield {
+        "proof": proof, "block": block, "author": author, "honest": honest, "honest_author": honest_author,
+        "other": other, "validator": validator,
+    }
+    assert other.state.root() == root  # no check wrote anything
+    for chain in (author, validator, honest_author, other):
+        chain.db.close()
+
+
+def _verify(world, proof) -> None:
+    other = world["other"]
+    verify_fraud_proof(other.state_at(other.best_hash), other.config, proof)
+
+
+def _refused(world, proof, reason: str, match: str | None = None) -> None:
+    with pytest.raises(InvalidFraudProof, match=match) as caught:
+        _verify(world, proof)
+    assert caught.value.reason == reason, str(caught.value)
+
+
+def _reseal(header):
+    unsealed = replace(header, seal=b"")
+    return replace(unsealed, seal=ALICE.sign(unsealed.pre_hash()))
+
+
+def test_the_valid_proof_checks(world) -> None:
+    _verify(world, world["proof"])
+    assert world["proof"].block_hash() == world["block"].hash()
+
+
+def _tampered_header(p: FraudProof) -> dict[str, FraudProof]:
+    h = p.header
+    seal = bytearray(h.seal)
+    seal[5] ^= 1
+    return {
+        "seal": replace(p, header=replace(h, seal=bytes(seal))),
+        "short seal": replace(p, header=replace(h, seal=h.seal[:63])),
+        "number": replace(p, header=replace(h, number=h.number + 1)),
+        "author": replace(p, header=replace(h, author=CHARLIE.public)),
+    }
+
+
+def test_a_header_not_sealed_by_its_author_is_refused(world) -> None:
+    for name, proof in _tampered_header(world["proof"]).items():
+        _refused(world, proof, "bad_seal", r"^block #[12]: the seal is not its author's: bad ed25519 signature for ")
+        assert name
+
+
+def test_an_extrinsic_not_under_the_extrinsics_root_is_refused(world) -> None:
+    p = world["proof"]
+    other_train = sign(world["other"], BOB, train_call(steps=60, segment=10, lr=0.25), 1)
+    for proof in (
+        replace(p, extrinsic_index=0),
+        replace(p, extrinsic_count=3),
+        replace(p, extrinsic_count=1),
+        replace(p, extrinsic_path=()),
+        replace(p, extrinsic_path=(bytes(32),)),
+        replace(p, extrinsic_path=(*p.extrinsic_path, bytes(32))),
+        replace(p, extrinsic=other_train),
+    ):
+        _refused(world, proof, "bad_extrinsic_path", r"^extrinsic #[01]: ")
+
+
+def test_a_proof_about_another_call_is_refused(world) -> None:
+    p, block = world["proof"], world["block"]
+    raws = [xt.encode() for xt in block.body.extrinsics]
+    remark = replace(p, extrinsic=block.body.extrinsics[0], extrinsic_index=0, extrinsic_path=compute_leaf_path(raws, 0))
+    _refused(world, remark, "not_training", r"^extrinsic #0 is a Remark call, not TRAIN$")
+
+
+def test_a_header_without_one_pol_commitment_is_refused(world) -> None:
+    p = world["proof"]
+    h = p.header
+    for digest in (h.digest[:1], h.digest + h.digest[1:]):
+        _refused(world, replace(p, header=_reseal(replace(h, digest=digest))), "bad_header", r"POL_ commitments, expected 1$")
+    garbled = (h.digest[0], replace(h.digest[1], data=b"\x00"))
+    _refused(world, replace(p, header=_reseal(replace(h, digest=garbled))), "bad_header", r"^PolCommitment: ")
+
+
+def test_a_result_not_under_the_transcripts_root_is_refused(world) -> None:
+    p = world["proof"]
+    r = p.result
+    for proof in (
+        replace(p, result=replace(r, transcript_root=bytes(32))),
+        replace(p, result=replace(r, weights_hash=bytes(32))),
+        replace(p, result=replace(r, diverged_segment=2)),
+        replace(p, result_count=2),
+        replace(p, result_position=1),
+        replace(p, result_path=(bytes(32),)),
+    ):
+        _refused(world, proof, "bad_result_path", r"^result of extrinsic #1: ")
+    _refused(
+        world, replace(p, result=replace(r, extrinsic_index=0)), "bad_result_path",
+        r"^the result is extrinsic #0's, not #1's$",
+    )
+
+
+def test_a_job_that_cannot_be_rebuilt_is_refused(world) -> None:
+    _refused(world, replace(world["proof"], parent_version=7), "unknown_job", r"^the job cannot be rebuilt: ")
+
+
+def test_a_parent_version_other_than_the_calls_is_refused(world) -> None:
+    honest_author, honest, validator = world["honest_author"], world["honest"], world["validator"]
+    claim = _claim(validator, honest, 1)
+    openings = LocalSource(honest_author.transcripts).fetch(honest.hash(), claim.result, [(0, False)])
+    proof = compute_fraud_proof(honest, claim, FAULT_START, 0, [openings[0]])
+    _refused(world, proof, "no_fault")
+    _refused(world, replace(proof, parent_version=1), "bad_parent_version", r"^the call trains version 0, the proof says 1$")
+
+
+def test_an_unknown_kind_is_refused(world) -> None:
+    for kind in (4, 255):
+        _refused(world, replace(world["proof"], kind=kind), "unknown_kind", rf"^fault kind {kind} is not one of \[0, 1, 2, 3\]$")
+
+
+def test_a_segment_that_does_not_fit_the_kind_is_refused(world) -> None:
+    p = world["proof"]
+    for kind, segment in ((FAULT_SEGMENT, S), (FAULT_SEGMENT, 2**32 - 1), (FAULT_START, 3), (FAULT_END, 3),
+                          (FAULT_END, S + 1), (FAULT_DIVERGENCE, 3)):
+        _refused(world, replace(p, kind=kind, segment=segment), "bad_segment", r" does not fit a transcript of 7 entries")
+
+
+def test_openings_that_are_not_the_committed_ones_are_refused(world) -> None:
+    p = world["proof"]
+    start, end = p.openings
+    weights = bytearray(start.weights)
+    weights[0] ^= 1
+    path = list(end.path)
+    path[0] = bytes(32)
+    cases = {
+        "one opening": ((start,), r"^1 openings; a segment fault needs 2$"),
+        "three openings": ((start, end, end), r"^3 openings; a segment fault needs 2$"),
+        "swapped": ((end, start), r"^opening of entry 4 where entry 3 is needed$"),
+        "no weights": ((replace(start, weights=None), end), r"^opening of entry 3 must carry weights$"),
+        "extra weights": ((start, replace(end, weights=start.weights)), r"^opening of entry 4 must not carry weights$"),
+        "bad path": ((start, replace(end, path=tuple(path))), r"^entry 4 is not committed by the transcript root: "),
+        "short path": ((start, replace(end, path=end.path[:-1])), r"^entry 4 is not committed by the transcript root: "),
+        "other loss": ((start, replace(end, loss=end.loss ^ 1)), r"^entry 4 is not committed by the transcript root: "),
+        "other hash": ((replace(start, weights_hash=end.weights_hash), end), r"^entry 3 is not committed"),
+        "short weights": ((replace(start, weights=start.weights[:-4]), end), r"^checkpoint 3 is \d+ bytes, expected \d+$"),
+        "other weights": ((replace(start, weights=bytes(weights)), end), r"^checkpoint 3 does not hash to entry 3$"),
+    }
+    for name, (openings, match) in cases.items():
+        _refused(world, replace(p, openings=openings), "bad_opening", match)
+        assert name
+    _refused(world, replace(p, segment=2), "bad_opening", r"^opening of entry 3 where entry 2 is needed$")
+
+
+def test_proofs_against_honest_segments_and_links_are_refused(world) -> None:
+    """No fault: an honest block's start, every segment, its end; the forged block's segment 0."""
+    honest_author, honest, validator = world["honest_author"], world["honest"], world["validator"]
+    claim = _claim(validator, honest, 1)
+    openings = LocalSource(honest_author.transcripts).fetch(honest.hash(), claim.result, [(j, True) for j in range(S + 1)])
+    proofs = [compute_fraud_proof(honest, claim, FAULT_START, 0, [openings[0]])]
+    proofs += [compute_fraud_proof(honest, claim, FAULT_SEGMENT, j, [openings[j], openings[j + 1]]) for j in range(S)]
+    proofs.append(compute_fraud_proof(honest, claim, FAULT_END, S, [openings[S]]))
+    for proof in proofs:
+        assert all(o.weights is None for o in proof.openings[1:]) and (proof.openings[0].weights is None) == (proof.kind != FAULT_SEGMENT)
+        _refused(world, proof, "no_fault", rf"^block {honest.hash().hex()} extrinsic #1: no (start|segment|end) fault at {proof.segment}$")
+    forged_author, forged = world["author"], world["block"]
+    fclaim = _claim(validator, forged, 1)
+    got = LocalSource(forged_author.transcripts).fetch(forged.hash(), fclaim.result, [(0, True), (1, False)])
+    _refused(world, compute_fraud_proof(forged, fclaim, FAULT_SEGMENT, 0, [got[0], got[1]]), "no_fault")
+
+
+def test_decoding_is_bounded_and_canonical(world) -> None:
+    p = world["proof"]
+    raw = p.encode()
+    assert decode_fraud_proof(raw) == p and decode_fraud_proof(bytearray(raw)) == p
+    assert compute_max_fraud_proof_size(MAX_PARAMS) == MAX_FRAUD_PROOF_SIZE
+    # 64 KiB of header, 2 MiB of extrinsic, two 1091-byte paths, the result, three small
+    # ints, two openings with 1091-byte paths and one checkpoint of 4 bytes a parameter
+    assert compute_max_fraud_proof_size(0) == 2 + 65536 + 2 * 1024 * 1024 + 15 + 2 * 1091 + 79 + 12 + 1 + 2 * 1136 + 5 + 1
+    assert compute_max_fraud_proof_size(10) - compute_max_fraud_proof_size(0) == 40
+    with pytest.raises(InvalidFraudProof, match=rf"^fraud proof is {len(raw)} bytes; the limit is {len(raw) - 1}$") as caught:
+        decode_fraud_proof(raw, max_size=len(raw) - 1)
+    assert caught.value.reason == "oversize"
+    with pytest.raises(InvalidFraudProof) as caught:
+        decode_fraud_proof(bytes(MAX_FRAUD_PROOF_SIZE + 1))
+    assert caught.value.reason == "oversize"
+    decode_fraud_proof(raw, max_size=len(raw))
+    for bad in (b"", b"\x02" + raw[1:], raw + b"\x00", raw[:-1], b"\x01" + encode(p.header)):
+        with pytest.raises(InvalidFraudProof) as caught:
+            decode_fraud_proof(bad)
+        assert caught.value.reason == "malformed"
+    with pytest.raises(InvalidFraudProof, match=r"^a fraud proof is bytes, not str$"):
+        decode_fraud_proof("x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidFraudProof, match=r"^expected a FraudProof, got bytes$") as caught:
+        _verify(world, raw)
+    assert caught.value.reason == "malformed"
+
+
+def _recommitted(p: FraudProof, **changes) -> FraudProof:
+    """``p`` with its result commitment changed, the only result of a re-sealed header (the
+    author's key signs anything; only the fault rules stand between it and a valid proof)."""
+    result = replace(p.result, **changes)
+    pol = p.header.get_pol_commitment()
+    root = compute_merkle_root([encode(result)])
+    digest = (p.header.digest[0], compute_pol_digest(replace(pol, transcripts_root=root)))
+    header = _reseal(replace(p.header, digest=digest))
+    return replace(p, header=header, result=result, result_count=1, result_position=0, result_path=())
+
+
+def test_a_divergence_claimed_past_the_last_segment_is_refused(world) -> None:
+    p = world["proof"]
+    _refused(world, _recommitted(p, diverged_segment=S), "bad_result", r"^divergence claimed in segment 6; the job has 6$")
+    _refused(world, _recommitted(p, diverged_segment=2**32 - 1), "bad_result", r"^divergence claimed in segment 4294967295")
+    diverged = _recommitted(p, diverged_segment=2)
+    _refused(
+        world, replace(diverged, kind=FAULT_DIVERGENCE, segment=3), "bad_segment",
+        r"^a divergence fault at 3 does not fit a transcript of 3 entries \(diverged: 2\)$",
+    )
+    _refused(world, replace(diverged, kind=FAULT_DIVERGENCE, segment=2), "bad_opening", r"^2 openings; a divergence fault needs 1$")
+    _refused(world, replace(diverged, kind=FAULT_SEGMENT, segment=2), "bad_segment", r"^a segment fault at 2 does not fit")
