@@ -3,8 +3,10 @@
     polchain bench validator [--quick] [--reps N] [--jobs J] [--segment L] [--out DIR]
     python -m benches.validator [same flags]
 
-The issue 9 benchmark. An author (the dev chain's Alice) builds one block of ``J`` TRAIN calls
-on the digits softmax model (64 -> 10, batch 32), each of ``S = 32`` segments of ``L`` steps.
+The issue 9 benchmark, per model family: an author (the dev chain's Alice) builds one block of
+``J`` TRAIN calls on the digits (batch 32) for the softmax model 64 -> 10 (the dev genesis's
+model 0) and for an MLP 64 -> 32 -> 10 (registered in a first block that every validator
+imports untimed), each call of ``S = 32`` segments of ``L`` steps.
 The block carries one ``TrainingResult`` per call (transcript root, loss curve, new weights);
 the intermediate checkpoints stay in the author's ``TranscriptStore``. Fresh validators (each
 its own LevelDB with the same genesis) import the block with ``Blockchain.import_block``:
@@ -64,7 +66,7 @@ from genesis.spec import ChainSpec, load_chain_spec
 
 SEGMENTS = 32  # S, segments per job
 RATIOS = (4, 8, 16, 32)  # S/m
-SENDERS = ("Bob", "Charlie", "Dave", "Eve", "Ferdie", "Alice")
+SENDERS = ("Bob", "Charlie", "Dave", "Eve", "Ferdie")  # Alice authors (and registers the MLP)
 
 
 class _OldTrainingProof(Wire, frozen=True):
@@ -110,18 +112,40 @@ def _verifiers() -> dict[str, Any]:
     return out
 
 
-def measure(jobs: int, segment: int, reps: int, tmp: Path, advance: Any) -> dict[str, Any]:
+FAMILIES = {  # family -> (model spec on the digits, the model's id on the bench chain)
+    "softmax 64-10": (ml_runtime.ModelSpec("softmax", 64, 10, 0), 0),  # the dev genesis's model 0
+    "mlp 64-32-10": (ml_runtime.ModelSpec("mlp", 64, 10, 32), 1),  # registered in block 1
+}
+
+
+def measure(family: str, jobs: int, segment: int, reps: int, tmp: Path, advance: Any) -> dict[str, Any]:
+    """One family: the author's blocks, then ``reps`` rounds of one import per verifier."""
     spec = load_chain_spec("dev")
+    model_spec, model = FAMILIES[family]
+    tmp = tmp / family.split()[0]
+    tmp.mkdir()
     author = _open(tmp / "author", spec, FullReexecution())
     steps = SEGMENTS * segment
+    alice = dev_keypair("Alice")
     try:
-        call = calls.Train(0, 0, steps, 32, calls.compute_f32_bits(0.5), calls.compute_f32_bits(0.0001), segment)
+        setup = []  # block 1 (imported untimed by every validator): the MLP model, open to anyone
+        if model != 0:
+            register = [sign_extrinsic(alice, c, nonce=i, genesis_hash=author.genesis_hash,
+                                       spec_version=author.runtime.spec_version)
+                        for i, c in enumerate([calls.RegisterModel("bench-mlp", model_spec.encode(), b"\x07" * 32),
+                                               calls.SetTrainingPolicy(model, "anyone", 0)])]
+            first = author.build_block(register, alice, slot=1)
+            if not all(r.success for r in first.receipts):
+                raise RuntimeError(f"registering the {family} model failed: {[r.error for r in first.receipts]}")
+            setup.append(first.block)
+        call = calls.Train(model, 0, steps, 32, calls.compute_f32_bits(0.5 if model == 0 else 0.1),
+                           calls.compute_f32_bits(0.0001), segment)
         keys = [dev_keypair(n) for n in SENDERS]
         xts = [sign_extrinsic(keys[i % len(keys)], call, nonce=i // len(keys), genesis_hash=author.genesis_hash,
                               spec_version=author.runtime.spec_version) for i in range(jobs)]
         ml_runtime.warm_up()
         started = time.perf_counter()
-        built = author.build_block(xts, dev_keypair("Alice"), slot=1)
+        built = author.build_block(xts, alice, slot=len(setup) + 1)
         build_s = time.perf_counter() - started
         failed = [r.error for r in built.receipts if not r.success]
         if failed:
@@ -129,14 +153,13 @@ def measure(jobs: int, segment: int, reps: int, tmp: Path, advance: Any) -> dict
         block = built.block
         block_hash = block.hash()
         results = list(block.body.results)
-        if len(results) != jobs:
-            raise RuntimeError(f"{len(results)} training results in a block of {jobs} TRAIN calls")
+        if len(results) != jobs or any(r.diverged_segment is not None for r in results):
+            raise RuntimeError(f"{family}: {len(results)} finished training results in a block of {jobs} TRAIN calls")
         block_bytes = len(block.encode())
         old_proof_bytes = 0
         for r in results:
-            n = len(r.losses)
             cps = []
-            for j in range(n):
+            for j in range(len(r.losses)):
                 opening = author.transcripts.get(block_hash, r.extrinsic_index, j)
                 if opening is None or opening.weights is None:
                     raise RuntimeError(f"the author does not hold entry {j} of job #{r.extrinsic_index}")
@@ -145,7 +168,6 @@ def measure(jobs: int, segment: int, reps: int, tmp: Path, advance: Any) -> dict
                 r.extrinsic_index, tuple(cps), tuple(r.losses), r.transcript_root, r.diverged_segment)))
         result_bytes = sum(len(encode(r)) for r in results)
         old_block_bytes = block_bytes - result_bytes + old_proof_bytes
-        advance(1)
 
         names = list(_verifiers())
         ms: dict[str, list[float]] = {n: [] for n in names}
@@ -157,6 +179,9 @@ def measure(jobs: int, segment: int, reps: int, tmp: Path, advance: Any) -> dict
                 node = _open(tmp / f"v{rep}-{name.replace('/', '_')}", spec, verifier)
                 source = CountingSource(LocalSource(author.transcripts))
                 try:
+                    for earlier in setup:
+                        node.import_block(earlier, source=source)
+                    source.bytes = source.openings = 0
                     started, cpu = time.perf_counter(), time.process_time()
                     node.import_block(block, source=source)
                     ms[name].append((time.perf_counter() - started) * 1e3)
@@ -185,11 +210,11 @@ def measure(jobs: int, segment: int, reps: int, tmp: Path, advance: Any) -> dict
             "escape_one_forged_segment": comb(SEGMENTS - 1, m) / comb(SEGMENTS, m),
         }
     return {
-        "family": "softmax 64->10 (digits), batch 32", "jobs": jobs, "segments_S": SEGMENTS,
-        "segment_len": segment, "steps_per_job": steps, "block_training_steps": total_steps,
-        "author_build_s": build_s, "block_bytes": block_bytes, "results_bytes": result_bytes,
-        "old_format_block_bytes": old_block_bytes, "old_format_bytes_per_validator": old_block_bytes,
-        "verifiers": rows,
+        "family": family, "param_count": model_spec.param_count, "data": "digits (8x8, 10 classes), batch 32",
+        "jobs": jobs, "segments_S": SEGMENTS, "segment_len": segment, "steps_per_job": steps,
+        "block_training_steps": total_steps, "author_build_s": build_s, "block_bytes": block_bytes,
+        "results_bytes": result_bytes, "old_format_block_bytes": old_block_bytes,
+        "old_format_bytes_per_validator": old_block_bytes, "verifiers": rows,
     }
 
 
@@ -203,24 +228,29 @@ def _parallel(quick: bool, reps: int) -> dict[str, Any]:
 def run(ctx: Context) -> Report:
     jobs = int(ctx.options.get("jobs", 2 if ctx.quick else 4))
     segment = int(ctx.options.get("segment", 10 if ctx.quick else 25))
+    res: dict[str, Any] = {"families": {}}
     with tempfile.TemporaryDirectory(prefix="polchain-bench-validator-") as tmpdir, \
-            ctx.progress(ctx.reps + 2, f"validator: {jobs} jobs x {SEGMENTS} segments of {segment}") as advance:
-        res = measure(jobs, segment, ctx.reps, Path(tmpdir), advance)
+            ctx.progress(len(FAMILIES) * ctx.reps + 1,
+                         f"validator: {jobs} jobs x {SEGMENTS} segments of {segment}") as advance:
+        for family in FAMILIES:
+            res["families"][family] = measure(family, jobs, segment, ctx.reps, Path(tmpdir), advance)
         res["parallel_verification"] = _parallel(ctx.quick, ctx.reps)
         advance(1)
-    v = res["verifiers"]
-    rows = [[name, str(r["samples_m"]), fmt(r["import_ms"], 1), fmt(r["verified_steps_per_s"]),
-             "1.00x" if name == "full" else fmt(r["speedup_vs_full"], 1, "x"), fmt(r["import_cpu_ms"], 1),
-             "1.00x" if name == "full" else fmt(r["speedup_vs_full_cpu"], 1, "x"),
-             f"{r['bytes_fetched']['median']:,.0f}", f"{r['bytes_per_validator']:,}",
-             f"{r['escape_one_forged_segment']:.3f}"] for name, r in v.items()]
-    rows.append(["old format (all checkpoints in the block)", "-", "-", "-", "-", "-", "-", "0",
-                 f"{res['old_format_block_bytes']:,}", "-"])
+    rows = []
+    for family, f in res["families"].items():
+        for name, r in f["verifiers"].items():
+            rows.append([family, name, str(r["samples_m"]), fmt(r["import_ms"], 1), fmt(r["verified_steps_per_s"]),
+                         "1.00x" if name == "full" else fmt(r["speedup_vs_full"], 1, "x"), fmt(r["import_cpu_ms"], 1),
+                         "1.00x" if name == "full" else fmt(r["speedup_vs_full_cpu"], 1, "x"),
+                         f"{r['bytes_fetched']['median']:,.0f}", f"{r['bytes_per_validator']:,}",
+                         f"{r['escape_one_forged_segment']:.3f}"])
+        rows.append([family, "old format: every checkpoint in the block", "-", "-", "-", "-", "-", "-", "0",
+                     f"{f['old_format_block_bytes']:,}", "-"])
     par = res["parallel_verification"]
     notes = [
-        f"block: {jobs} TRAIN calls x {res['steps_per_job']} steps = {res['block_training_steps']:,} steps; "
-        f"{res['block_bytes']:,} bytes (old format: {res['old_format_block_bytes']:,}); author trained and built "
-        f"it in {res['author_build_s']:.2f} s",
+        *(f"{family}: block of {f['jobs']} TRAIN calls x {f['steps_per_job']} steps = {f['block_training_steps']:,} "
+          f"steps, {f['block_bytes']:,} bytes (old format {f['old_format_block_bytes']:,}); the author trained and "
+          f"built it in {f['author_build_s']:.2f} s" for family, f in res["families"].items()),
         "ideal speed-up at S/m = r is r (the block's own execution, links and hashing are not sampled); "
         "ms and steps/s in wall clock; CPU ms = CPU time of the whole process during the import (all its "
         "threads, LevelDB's too; not what other programs on the machine take)",
@@ -229,19 +259,22 @@ def run(ctx: Context) -> Report:
     ]
 
     def plot(fig: Any) -> None:
-        names = list(v)
         ax = fig.add_subplot(1, 2, 1)
-        xs = [v[n]["ratio_s_over_m"] for n in names]
-        med, err = errorbars([v[n]["verified_steps_per_s"] for n in names])
-        ax.errorbar(xs, med, yerr=err, fmt="o-", capsize=3)
+        ax2 = fig.add_subplot(1, 2, 2)
+        for family, f in res["families"].items():
+            v = f["verifiers"]
+            xs = [v[n]["ratio_s_over_m"] for n in v]
+            med, err = errorbars([v[n]["verified_steps_per_s"] for n in v])
+            ax.errorbar(xs, med, yerr=err, fmt="o-", capsize=3, label=family)
+            med, err = errorbars([v[n]["speedup_vs_full"] for n in v])
+            ax2.errorbar(xs, med, yerr=err, fmt="o-", capsize=3, label=f"{family} (wall)")
+            ax2.plot(xs, [v[n]["speedup_vs_full_cpu"]["median"] for n in v], "x:", label=f"{family} (CPU)")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("S/m (1 = full re-execution)")
         ax.set_ylabel("training steps verified / s")
-        ax.set_title("validator throughput vs sample rate")
-        ax2 = fig.add_subplot(1, 2, 2)
-        med, err = errorbars([v[n]["speedup_vs_full"] for n in names])
-        ax2.errorbar(xs, med, yerr=err, fmt="o-", capsize=3, label="measured")
-        ax2.plot(xs, xs, "--", label="ideal (S/m)")
+        ax.set_title("validator throughput vs sample rate", fontsize=9)
+        ax.legend(fontsize=7)
+        ax2.plot([1, 32], [1, 32], "--", color="grey", label="ideal (S/m)")
         ax2.set_xscale("log", base=2)
         ax2.set_yscale("log", base=2)
         ax2.set_xlabel("S/m")
@@ -249,10 +282,10 @@ def run(ctx: Context) -> Report:
         ax2.legend(fontsize=7)
 
     return Report(
-        title=f"A validator importing a block of {jobs} TRAIN calls (softmax 64->10, S={SEGMENTS} segments of "
-              f"{segment} steps): median (min–max) of {ctx.reps} repetitions",
-        columns=["verifier", "m", "import ms", "steps verified/s", "speed-up", "CPU ms", "speed-up (CPU)", "bytes fetched",
-                 "bytes per validator", "P(escape 1 forged seg.)"],
+        title=f"A validator importing a block of {jobs} TRAIN calls (digits, batch 32, S={SEGMENTS} segments of "
+              f"{segment} steps), sampled vs full: median (min–max) of {ctx.reps} repetitions",
+        columns=["family", "verifier", "m", "import ms", "steps verified/s", "speed-up", "CPU ms", "speed-up (CPU)",
+                 "bytes fetched", "bytes per validator", "P(escape 1 forged seg.)"],
         rows=rows, results=res, plot=plot, notes=notes,
     )
 
