@@ -138,7 +138,7 @@ def measure(family: str, jobs: int, segment: int, reps: int, tmp: Path, advance:
             if not all(r.success for r in first.receipts):
                 raise RuntimeError(f"registering the {family} model failed: {[r.error for r in first.receipts]}")
             setup.append(first.block)
-        call = calls.Train(model, 0, steps, 32, calls.compute_f32_bits(0.5 if model == 0 else 0.1),
+        call = calls.Train(model, 0, steps, 32, calls.compute_f32_bits(0.5 if model == 0 else 0.02),
                            calls.compute_f32_bits(0.0001), segment)
         keys = [dev_keypair(n) for n in SENDERS]
         xts = [sign_extrinsic(keys[i % len(keys)], call, nonce=i // len(keys), genesis_hash=author.genesis_hash,
