@@ -163,7 +163,7 @@ def verify_opening(result: TrainingResult, opening: Opening, *, need_weights: bo
     """
     where = f"training result #{result.extrinsic_index}: opening {opening.index}"
     count = len(result.losses)
-    if not opening.index < count:
+    if not 0 <= opening.index < count:
         raise BlockError(f"{where} is outside entries 0..{count - 1}")
     if opening.loss != result.losses[opening.index]:
         raise BlockError(f"{where}: loss bits {opening.loss:#010x}, the result has {result.losses[opening.index]:#010x}")
@@ -242,7 +242,7 @@ class FullReexecution:
         got = source.fetch(block_hash, result, [(j, True) for j in range(count)])
         missing = [j for j in range(count) if j not in got]
         if missing:
-            raise CheckpointsUnavailable(f"{where}: checkpoints {missing[:8]} could not be obtained")
+            raise CheckpointsUnavailable(f"{where}: checkpoints {missing} could not be obtained")
         openings = [got[j] for j in range(count)]
         for o in openings:  # a source is trusted to verify; an auditor checks again (cheap next to training)
             verify_opening(result, o, need_weights=True)

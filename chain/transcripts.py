@@ -84,8 +84,8 @@ class LocalSource:
             verify_opening(result, opening, need_weights=need_weights)
             found[index] = opening
         if missing:
-            shown = ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else "")
             raise CheckpointsUnavailable(
-                f"block {block_hash.hex()}: training result #{result.extrinsic_index}: entries {shown} are not stored here"
+                f"block {block_hash.hex()}: training result #{result.extrinsic_index}: "
+                f"entries {', '.join(map(str, missing))} are not stored here"
             )
         return found

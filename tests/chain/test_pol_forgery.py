@@ -90,3 +90,96 @@ def test_a_source_that_serves_another_job_s_openings_is_caught(tmp_path, validat
         validator.import_block(second.block, Liar())
     assert _unchanged(validator) == before
     author.db.close()
+
+
+def test_a_source_that_silently_omits_a_checkpoint_is_unavailable(tmp_path, validator) -> None:
+    """A source is to raise CheckpointsUnavailable itself; one that returns fewer openings
+    than asked for (a buggy or hostile implementation) does not get a block past the auditor."""
+    author = open_chain(tmp_path / "author")
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    local = LocalSource(author.transcripts)
+
+    class Forgetful:
+        def fetch(self, block_hash, result, wanted):
+            return {j: o for j, o in local.fetch(block_hash, result, wanted).items() if j != 3}
+
+    before = _unchanged(validator)
+    with pytest.raises(CheckpointsUnavailable, match=r"^training result #0: checkpoints \[3\] could not be obtained$"):
+        validator.import_block(built.block, Forgetful())
+    assert _unchanged(validator) == before
+    author.db.close()
+
+
+def test_no_checkpoint_is_fetched_for_a_block_whose_roots_do_not_match(tmp_path, validator) -> None:
+    """The verifier runs only once the state root, extrinsics root and POL_ commitment match
+    the header: a block that is wrong in a cheap way costs no fetch and no re-execution."""
+    import msgspec
+
+    from chain.block import Block
+
+    author = open_chain(tmp_path / "author")
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    asked: list[int] = []
+    local = LocalSource(author.transcripts)
+
+    class Counting:
+        def fetch(self, block_hash, result, wanted):
+            asked.extend(j for j, _ in wanted)
+            return local.fetch(block_hash, result, wanted)
+
+    header = msgspec.structs.replace(built.block.header, state_root=bytes(32))
+    header = msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash()))
+    with pytest.raises(BlockError, match=r"^state root mismatch"):
+        validator.import_block(Block(header, built.block.body), Counting())
+    assert asked == []
+    validator.import_block(built.block, Counting())
+    assert asked == [0, 1, 2, 3, 4]
+    author.db.close()
+
+
+def test_a_source_that_leaves_out_the_weights_is_refused(tmp_path, validator) -> None:
+    """The auditor asks for every checkpoint with its weights; openings without them (a
+    source that ignores the request's need_weights) are refused for that reason."""
+    import msgspec
+
+    author = open_chain(tmp_path / "author")
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    local = LocalSource(author.transcripts)
+    asked: list[tuple[int, bool]] = []
+
+    class Light:
+        def fetch(self, block_hash, result, wanted):
+            asked.extend(wanted)
+            return {j: msgspec.structs.replace(o, weights=None) for j, o in local.fetch(block_hash, result, wanted).items()}
+
+    before = _unchanged(validator)
+    with pytest.raises(BlockError, match=r"^training result #0: opening 0 carries no weights$"):
+        validator.import_block(built.block, Light())
+    assert asked == [(j, True) for j in range(5)]
+    assert _unchanged(validator) == before
+    author.db.close()
+
+
+def test_a_job_that_diverged_but_claims_to_have_finished_is_refused(tmp_path, validator) -> None:
+    """An author whose job diverged in segment d, claiming it finished (checkpoint d repeated
+    after it, the transcript rebuilt): re-running segment d diverges, and the auditor says so."""
+    import ml_runtime
+
+    def undiverge(job):
+        outcome = ml_runtime.run_job(job)
+        assert not outcome.finite
+        d = outcome.diverged_segment
+        last = outcome.checkpoints[-1]
+        checkpoints = (*outcome.checkpoints, *(last for _ in range(job.num_segments - d)))
+        entries = [*outcome.transcript.entries]
+        entries += [ml_runtime.TranscriptEntry(j, entries[-1].weights_hash, 1.0) for j in range(d + 1, job.num_segments + 1)]
+        return ml_runtime.JobResult(last, checkpoints, ml_runtime.Transcript.build(entries), True)
+
+    forger = open_chain(tmp_path / "forger", trainer=undiverge)
+    built = forger.build_block([sign(forger, BOB, train_call(lr=1e30), 0)], ALICE, slot=1)
+    assert built.receipts[0].success  # the lie: a new model version
+    before = _unchanged(validator)
+    with pytest.raises(BlockError, match=r"^training result #0: segment 0 diverges on re-execution; the transcript claims finite weights$"):
+        validator.import_block(built.block, LocalSource(forger.transcripts))
+    assert _unchanged(validator) == before
+    forger.db.close()

@@ -24,7 +24,9 @@ from chain.proofs import (
     compute_result_length,
     compute_results_root,
     compute_transcript_bytes,
+    verify_divergence,
     verify_opening,
+    verify_segment,
 )
 
 
@@ -128,3 +130,29 @@ def test_the_dispatch_checks_a_result_s_shape(trained) -> None:
         with pytest.raises(BlockError, match=rf"^training result #0: {reason}"):
             verify_result_shape(job, bad)
     verify_result_shape(job, msgspec.structs.replace(result, losses=result.losses[:3], diverged_segment=2))
+
+
+def test_segment_and_divergence_checks_name_a_bad_starting_checkpoint(trained) -> None:
+    """verify_segment and verify_divergence trust only that the start opening's weights hash
+    to its entry (a sampled verifier has not re-run the segment before it): a committed
+    checkpoint that is not finite is refused for that reason, not passed to the kernels."""
+    result, job, outcome = trained
+    openings = compute_openings(outcome)
+    bad = np.asarray(outcome.checkpoints[2], dtype="<f4").copy()
+    bad[0] = np.inf
+    start = msgspec.structs.replace(openings[2], weights=bad.tobytes())
+    with pytest.raises(BlockError, match=r"^training result #0: segment 2: checkpoint contains NaN or infinity$"):
+        verify_segment(job, result, 2, start, openings[3])
+    diverged = msgspec.structs.replace(result, losses=result.losses[:3], diverged_segment=2)
+    with pytest.raises(BlockError, match=r"^training result #0: diverged segment 2: checkpoint contains NaN or infinity$"):
+        verify_divergence(job, diverged, start)
+    verify_segment(job, result, 2, openings[2], openings[3])  # the honest segment
+
+
+def test_a_loss_mismatch_names_both_losses(trained) -> None:
+    result, job, outcome = trained
+    openings = compute_openings(outcome)
+    honest = openings[4].loss
+    lie = msgspec.structs.replace(openings[4], loss=honest ^ 1)
+    with pytest.raises(BlockError, match=rf"^training result #0: segment 3 re-runs to loss bits {honest:#010x}, entry 4 claims {honest ^ 1:#010x}$"):
+        verify_segment(job, result, 3, openings[3], lie)
