@@ -149,8 +149,10 @@ def test_an_honest_block_imports_and_the_fetched_openings_are_the_samples(tmp_pa
     validator = open_chain(tmp_path / "validator")
     verifier = SampledVerifier(secret, 2)
     claim = _claim(validator, block, 0)
-    fetched = verifier.verify_block(block, block.hash(), [claim], LocalSource(author.transcripts))
+    source = _Recording(LocalSource(author.transcripts))
+    fetched = verifier.verify_block(block, block.hash(), [claim], source)
     wanted = {0: False, S: False} | {j + 1: False for j in sample} | {j: True for j in sample}
+    assert source.asked == [(block.hash(), 0, sorted(wanted.items()))]  # one request, weights only for the sample
     assert [(i, o.index) for i, o in fetched] == [(0, j) for j in sorted(wanted)]
     assert all(o.weights is not None for _, o in fetched if wanted[o.index])
     validator.verifier = verifier
@@ -160,6 +162,18 @@ def test_an_honest_block_imports_and_the_fetched_openings_are_the_samples(tmp_pa
         assert validator.transcripts.get(block.hash(), 0, j) is not None
     author.db.close()
     validator.db.close()
+
+
+class _Recording:
+    """A CheckpointSource that records what it is asked for."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.asked: list = []
+
+    def fetch(self, block_hash: bytes, result: TrainingResult, wanted) -> dict[int, Opening]:
+        self.asked.append((block_hash, result.extrinsic_index, list(wanted)))
+        return self.inner.fetch(block_hash, result, wanted)
 
 
 def _claim(chain: Blockchain, block, index: int, result: TrainingResult | None = None) -> TrainingClaim:
@@ -388,8 +402,10 @@ def test_an_honest_divergence_imports_and_every_segment_sampled_imports(tmp_path
     validator = open_chain(tmp_path / "validator")
     claims = [_claim(validator, block, 0), _claim(validator, block, 1, block.body.results[1])]
     source = _Openings(_all_openings(author, block, claims[0]) | {})
-    fetched = SampledVerifier(b"d" * 32, 4).verify_block(block, block.hash(), claims[:1], source)
+    recording = _Recording(source)
+    fetched = SampledVerifier(b"d" * 32, 4).verify_block(block, block.hash(), claims[:1], recording)
     assert [(i, o.index, o.weights is not None) for i, o in fetched] == [(0, 0, True)]
+    assert recording.asked == [(block.hash(), 0, [(0, True)])]
     second = _Openings(_all_openings(author, block, claims[1]))
     fetched = SampledVerifier(b"d" * 32, 99).verify_block(block, block.hash(), claims[1:], second)
     segments = claims[1].job.num_segments
