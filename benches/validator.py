@@ -265,14 +265,15 @@ def run(ctx: Context) -> Report:
     def plot(fig: Any) -> None:
         ax = fig.add_subplot(1, 2, 1)
         ax2 = fig.add_subplot(1, 2, 2)
-        for family, f in res["families"].items():
-            v = f["verifiers"]
+        for i, (family, f) in enumerate(res["families"].items()):
+            v, color = f["verifiers"], f"C{i}"
             xs = [v[n]["ratio_s_over_m"] for n in v]
             med, err = errorbars([v[n]["verified_steps_per_s"] for n in v])
-            ax.errorbar(xs, med, yerr=err, fmt="o-", capsize=3, label=family)
+            ax.errorbar(xs, med, yerr=err, fmt="o-", capsize=3, label=family, color=color)
             med, err = errorbars([v[n]["speedup_vs_full"] for n in v])
-            ax2.errorbar(xs, med, yerr=err, fmt="o-", capsize=3, label=f"{family} (wall)")
-            ax2.plot(xs, [v[n]["speedup_vs_full_cpu"]["median"] for n in v], "x:", label=f"{family} (CPU)")
+            ax2.errorbar(xs, med, yerr=err, fmt="o-", capsize=3, label=f"{family} (wall)", color=color)
+            ax2.plot(xs, [v[n]["speedup_vs_full_cpu"]["median"] for n in v], "x:", label=f"{family} (CPU)",
+                     color=color)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("S/m (1 = full re-execution)")
         ax.set_ylabel("training steps verified / s")
