@@ -17,6 +17,12 @@ One run, side by side on the same machine and minute:
    supervisor (which polls each node's RPC every second) is measured too.
 4. Seconds from SIGINT to the devnet's exit (every node finishing its block and closing).
 
+``polchain bench devnet`` (``run``) measures the devnet under load instead: N validators on
+loopback and M RPC clients (one dev account each, at most IN_FLIGHT extrinsics not yet in a
+block; client 0 sends a small TRAIN call in place of every 10th transfer), then included tx/s
+and the latency from submission to in-block and to finalized (p50, p99) as one node sees
+them, per window of the load (the repetitions), median and spread.
+
 The numba cache should be warm (run any node once before); the cache state is not changed here.
 Ports are free ones on 127.0.0.1. Prints a table and writes bench-results/devnet.json. Figures,
 never assertions; the machine is shared, so the load average at start is recorded with them.
