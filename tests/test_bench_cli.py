@@ -108,6 +108,8 @@ def test_validator_schema(records) -> None:
             # a sampled validator fetches fewer openings than the auditor, who fetches all S+1
             assert v["openings_fetched"]["median"] <= full["openings_fetched"]["median"] == 33
         assert f["verifiers"]["S/m=32"]["escape_one_forged_segment"] == pytest.approx(1 - 1 / 32)
+        for key in ("import_ms", "import_cpu_ms", "speedup_ceiling", "speedup_ceiling_cpu"):
+            assert _is_stat(f["floor"][key]), (family, "floor", key)
         # the old format carried every checkpoint: 33 copies of the weights (float32)
         assert f["old_format_block_bytes"] > f["block_bytes"] + 32 * f["param_count"] * 4
     assert res["parallel_verification"]["softmax"]["speedup"]["median"] > 0
