@@ -92,6 +92,11 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.reps is None:
         args.reps = 3 if args.quick else 5
+    try:  # before minutes of measuring, not after
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"Error: --out {args.out}: cannot make the folder: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     module = importlib.import_module(BENCHES[args.bench_command][0])
     options = {k: getattr(args, k) for k in ("jobs", "segment", "validators", "clients", "seconds")
                if getattr(args, k, None) is not None}

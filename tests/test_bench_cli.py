@@ -162,3 +162,13 @@ def test_bad_arguments_are_usage_errors(argv, expected, capsys) -> None:
         main(argv)
     assert exc.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+def test_an_out_folder_that_cannot_be_made_is_refused_before_measuring(tmp_path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    started = time.monotonic()
+    assert main(["bench", "transfers", "--quick", "--out", str(blocker / "sub")]) == 1
+    assert f"Error: --out {blocker / 'sub'}: cannot make the folder: Not a directory" in capsys.readouterr().err
+    assert time.monotonic() - started < 5  # refused at once, no transfers signed
+    assert blocker.read_text() == "not a folder"
