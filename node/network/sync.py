@@ -361,8 +361,8 @@ class NodeLink:
             return budget > 0
 
         if isinstance(req.start, bytes):
-            if not chain.has_block(req.start):
-                return []
+            if not chain.has_block(req.start) or chain.is_invalid(req.start):
+                return []  # a block proven invalid (or a descendant) is not served: peers would import it
             number = chain.get_header(req.start).number
             if req.direction == DESCENDING:
                 cursor: bytes | None = req.start

@@ -37,6 +37,7 @@ from consensus.pol import SampledVerifier, compute_sample
 from genesis.spec import load_chain_spec
 from node.network.identity import NodeKey
 from node.network.messages import (
+    DESCENDING,
     BlockAnnounce,
     BlockData,
     BlockRequest,
@@ -111,6 +112,7 @@ class Relay:
         self.raw = RawPeer()
         self.proofs: list[bytes] = []
         self.got_proof = asyncio.Event()
+        self.responses: asyncio.Queue[BlockResponse] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, port: int, peer_id) -> None:
@@ -134,6 +136,8 @@ class Relay:
                     for o, (_, w) in zip(found, msg.wanted, strict=True) if o is not None
                 )
                 await self.raw.send(TranscriptResponse(msg.id, openings))
+            elif isinstance(msg, BlockResponse):
+                await self.responses.put(msg)
             elif isinstance(msg, FraudProofGossip):
                 self.proofs.append(msg.proof)
                 self.got_proof.set()
@@ -230,6 +234,8 @@ def test_a_node_that_imported_a_forged_block_drops_it_on_a_valid_fraud_proof_and
                     await relay.announce()
                     # Its sample missed the forged segments: C imports the block...
                     await _until(client, "chain_getHeader", [], lambda h: int(h["number"], 16) == 1)
+                    await relay.raw.send(BlockRequest(77, block.hash(), 1))
+                    assert [d.block for d in (await asyncio.wait_for(relay.responses.get(), 5)).blocks] == [block]
                     # ...a proof that shows no fault costs the sender, the valid one drops
                     # the block here too, and a malformed one costs the sender again.
                     wrong = msgspec.structs.replace(proof, segment=(proof.segment + 2) % (STEPS // SEGMENT))
@@ -237,6 +243,9 @@ def test_a_node_that_imported_a_forged_block_drops_it_on_a_valid_fraud_proof_and
                     await relay.raw.send(FraudProofGossip(encoded))
                     await _until(client, "chain_getHeader", [], lambda h: int(h["number"], 16) == 0)
                     assert await client.call("chain_getBlockHash", [1]) is None
+                    # C keeps the block stored but no longer serves it.
+                    await relay.raw.send(BlockRequest(78, block.hash(), 1, DESCENDING))  # as a fork fetch asks
+                    assert (await asyncio.wait_for(relay.responses.get(), 5)).blocks == ()
                     # C has a key and the offence is not punished yet: it reports it too.
                     pending = await _until(client, "author_pendingExtrinsics", [], lambda p: len(p) >= 1)
                     reports = [decode_extrinsic(bytes.fromhex(x[2:])) for x in pending]
