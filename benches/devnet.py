@@ -17,6 +17,12 @@ One run, side by side on the same machine and minute:
    supervisor (which polls each node's RPC every second) is measured too.
 4. Seconds from SIGINT to the devnet's exit (every node finishing its block and closing).
 
+``polchain bench devnet`` (``run``) measures the devnet under load instead: N validators on
+loopback and M RPC clients (one dev account each, at most IN_FLIGHT extrinsics not yet in a
+block; client 0 sends a small TRAIN call in place of every 10th transfer), then included tx/s
+and the latency from submission to in-block and to finalized (p50, p99) as one node sees
+them, per window of the load (the repetitions), median and spread.
+
 The numba cache should be warm (run any node once before); the cache state is not changed here.
 Ports are free ones on 127.0.0.1. Prints a table and writes bench-results/devnet.json. Figures,
 never assertions; the machine is shared, so the load average at start is recorded with them.
@@ -25,6 +31,7 @@ never assertions; the machine is shared, so the load average at start is recorde
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -32,12 +39,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benches.record import write_record
+from chain import calls
+from chain.crypto import DEV_ACCOUNTS, dev_keypair, ss58_encode
+from chain.extrinsic import sign_extrinsic
 from node.devnet import find_free_port_range
 
 OUT = Path("bench-results") / "devnet.json"
@@ -144,6 +156,273 @@ def devnet_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         stop_seconds = time.monotonic() - stop_started
     return {"marks": marks, "idle": idle, "stop_seconds": stop_seconds, "exit_status": code,
             "final_heads": final_heads, "idle_seconds": elapsed}
+
+
+# --- load: polchain bench devnet --------------------------------------------------------------
+
+TRAIN_EVERY = 10  # client 0 sends a small TRAIN call in place of every 10th transfer
+IN_FLIGHT = 192  # per client: submitted and not yet in a block (the pool allows 256 per sender)
+POLL = 0.05  # seconds between the watcher's polls: the resolution of every latency
+
+
+@dataclass
+class _Tx:
+    client: int
+    kind: str
+    submitted: float
+    in_block: float | None = None
+    finalized: float | None = None
+    block: int | None = None
+
+
+@dataclass
+class _Load:
+    """What the clients submitted and the watcher saw, shared between threads (under ``lock``)."""
+
+    txs: dict[str, _Tx] = field(default_factory=dict)  # 0x-hex of the extrinsic's bytes
+    outstanding: list[int] = field(default_factory=list)
+    refused: int = 0
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)  # clients stop submitting
+    done: threading.Event = field(default_factory=threading.Event)  # the watcher stops
+
+
+def _client(i: int, port: int, load: _Load, genesis: bytes, spec_version: int) -> None:
+    """One RPC client: //<dev account i> sends transfers (and, for client 0, TRAIN calls)
+    to node ``port`` with at most IN_FLIGHT not yet in a block; a refused submission is
+    counted and retried after a pause with the same nonce."""
+    signer = dev_keypair(DEV_ACCOUNTS[i])
+    dest = dev_keypair(DEV_ACCOUNTS[(i + 1) % len(DEV_ACCOUNTS)]).public
+    nonce = int(_rpc(port, "system_accountNextIndex", [ss58_encode(signer.public)]))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # keep-alive: one per client
+    sent = 0
+    while not load.stop.is_set():
+        with load.lock:
+            busy = load.outstanding[i] >= IN_FLIGHT
+        if busy:
+            time.sleep(POLL / 2)
+            continue
+        train = i == 0 and sent % TRAIN_EVERY == TRAIN_EVERY - 1
+        call = (calls.Train(0, 0, 40, 16, calls.compute_f32_bits(0.1), calls.compute_f32_bits(0.0), 10)
+                if train else calls.Transfer(dest, 10**9))
+        xt = sign_extrinsic(signer, call, nonce=nonce, genesis_hash=genesis, spec_version=spec_version)
+        raw = "0x" + xt.encode().hex()
+        submitted = time.monotonic()
+        try:
+            body = json.dumps({"jsonrpc": "2.0", "id": sent, "method": "author_submitExtrinsic", "params": [raw]})
+            conn.request("POST", "/", body, {"Content-Type": "application/json"})
+            answer = json.loads(conn.getresponse().read())
+            if "result" not in answer:
+                raise ValueError(answer.get("error"))
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            conn.close()  # reconnects on the next request
+            with load.lock:
+                load.refused += 1
+                if len(load.errors) < 5:
+                    load.errors.append(f"client {i}: {exc!r}")
+            time.sleep(0.2)
+            continue
+        with load.lock:
+            load.txs[raw] = _Tx(i, "train" if train else "transfer", submitted)
+            load.outstanding[i] += 1
+        nonce += 1
+        sent += 1
+
+
+def _watch(port: int, load: _Load, start_number: int) -> None:
+    """Poll one node every POLL s: each new best block's extrinsics are "in block" now; each
+    advance of the finalized head finalizes the blocks up to it (as this node saw them on
+    its best chain; the bench does not follow reorgs and counts a tx once)."""
+    seen = finalized = start_number
+    by_block: dict[int, list[str]] = {}
+    while not load.done.is_set():
+        try:
+            best, fin = _heads(port) or (seen, finalized)
+            for number in range(seen + 1, best + 1):
+                block = _rpc(port, "chain_getBlock", [_rpc(port, "chain_getBlockHash", [number])])
+                now = time.monotonic()
+                mine = []
+                with load.lock:
+                    for raw in block["block"]["extrinsics"]:
+                        tx = load.txs.get(raw)
+                        if tx is not None and tx.in_block is None:
+                            tx.in_block, tx.block = now, number
+                            load.outstanding[tx.client] -= 1
+                            mine.append(raw)
+                by_block[number] = mine
+                seen = number
+            if fin > finalized:
+                now = time.monotonic()
+                with load.lock:
+                    for number in range(finalized + 1, min(fin, seen) + 1):
+                        for raw in by_block.pop(number, []):
+                            load.txs[raw].finalized = now
+                finalized = min(fin, seen)
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            with load.lock:
+                if len(load.errors) < 5:
+                    load.errors.append(f"watcher: {exc!r}")
+        time.sleep(POLL)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def measure_load(validators: int, clients: int, block_ms: int, seconds: float, windows: int,
+                 drain: float, advance: Any, workdir: Path) -> dict[str, Any]:
+    """Launch ``polchain devnet``, wait for its first finalized block, load it for
+    ``seconds`` (``windows`` equal windows, the repetitions), let it drain, stop it."""
+    first = find_free_port_range(3 * validators)
+    out = workdir / "devnet.out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "devnet", "--validators", str(validators),
+         "--base-path", str(workdir / "net"), "--rpc-port", str(first), "--port", str(first + validators),
+         "--prometheus-port", str(first + 2 * validators), "--block-time", str(block_ms), "--no-tui"],
+        stdout=out.open("w"), stderr=subprocess.STDOUT,
+    )
+    ports = [first + i for i in range(validators)]
+    load = _Load(outstanding=[0] * clients)
+    try:
+        started = time.monotonic()
+        while True:  # every RPC up and a first finalized block: the devnet is live
+            if proc.poll() is not None:
+                raise RuntimeError(f"devnet exited: {_tail_text(out)}")
+            heads = [_heads(port) for port in ports]
+            if all(h is not None for h in heads) and any(h[1] >= 1 for h in heads if h):
+                break
+            if time.monotonic() - started > 120:
+                raise RuntimeError(f"no finalized block within 120 s: {_tail_text(out)}")
+            time.sleep(0.1)
+        ready_s = time.monotonic() - started
+        advance(1)
+        genesis = bytes.fromhex(_rpc(ports[0], "chain_getBlockHash", [0])[2:])
+        spec_version = int(_rpc(ports[0], "state_getRuntimeVersion")["specVersion"])
+        head = _heads(ports[0])
+        watcher = threading.Thread(target=_watch, args=(ports[0], load, head[0] if head else 0), daemon=True)
+        watcher.start()
+        workers = [threading.Thread(target=_client, args=(i, ports[i % validators], load, genesis, spec_version),
+                                    daemon=True) for i in range(clients)]
+        load_start = time.monotonic()
+        for w in workers:
+            w.start()
+        bounds = [load_start + seconds * k / windows for k in range(windows + 1)]
+        for k in range(windows):
+            time.sleep(max(0.0, bounds[k + 1] - time.monotonic()))
+            advance(1)
+        stop_submitting = time.monotonic()
+        load.stop.set()
+        for w in workers:
+            w.join(10)
+        deadline = time.monotonic() + drain
+        while time.monotonic() < deadline:
+            with load.lock:
+                if all(tx.finalized is not None for tx in load.txs.values()):
+                    break
+            time.sleep(POLL)
+        load.done.set()
+        watcher.join(10)
+        advance(1)
+    finally:
+        load.stop.set()
+        load.done.set()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    txs = list(load.txs.values())
+    per_window = []
+    for k in range(windows):
+        lo, hi = bounds[k], bounds[k + 1]
+        included = [t for t in txs if t.in_block is not None and lo <= t.in_block < hi]
+        sent = [t for t in txs if lo <= t.submitted < hi]
+        to_block = [t.in_block - t.submitted for t in sent if t.in_block is not None]
+        to_final = [t.finalized - t.submitted for t in sent if t.finalized is not None]
+        per_window.append({
+            "submitted": len(sent), "included": len(included), "included_per_s": len(included) / (hi - lo),
+            "in_block_p50_s": _percentile(to_block, 0.5), "in_block_p99_s": _percentile(to_block, 0.99),
+            "finalized_p50_s": _percentile(to_final, 0.5), "finalized_p99_s": _percentile(to_final, 0.99),
+            "not_in_block": len(sent) - len(to_block), "not_finalized": len(sent) - len(to_final),
+        })
+    all_block = [t.in_block - t.submitted for t in txs if t.in_block is not None]
+    all_final = [t.finalized - t.submitted for t in txs if t.finalized is not None]
+    return {
+        "ready_s": ready_s, "load_seconds": stop_submitting - load_start, "windows": per_window,
+        "submitted": len(txs), "trains": sum(t.kind == "train" for t in txs),
+        "in_block": len(all_block), "finalized": len(all_final), "refused_submissions": load.refused,
+        "errors": load.errors,
+        "overall": {"in_block_p50_s": _percentile(all_block, 0.5), "in_block_p99_s": _percentile(all_block, 0.99),
+                    "finalized_p50_s": _percentile(all_final, 0.5), "finalized_p99_s": _percentile(all_final, 0.99)},
+    }
+
+
+def _tail_text(path: Path, lines: int = 8) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+def run(ctx: Any) -> Any:
+    """``polchain bench devnet``: N validators on loopback, M clients submitting transfers and
+    training over RPC; included tx/s and latency from submission to in-block and to
+    finalized (p50, p99), per window of the load (the repetitions), median and spread."""
+    from benches.runner import Report, fmt, summarize
+
+    validators = ctx.options.get("validators", 2 if ctx.quick else 4)
+    clients = min(ctx.options.get("clients", 2 if ctx.quick else 4), len(DEV_ACCOUNTS))
+    seconds = float(ctx.options.get("seconds", 9 if ctx.quick else 60))
+    block_ms = 500 if ctx.quick else 1000
+    drain = 8.0 if ctx.quick else 20.0
+    with tempfile.TemporaryDirectory(prefix="polchain-bench-devnet-") as tmp, \
+            ctx.progress(ctx.reps + 2, f"devnet {validators} validators, {clients} clients") as advance:
+        res = measure_load(validators, clients, block_ms, seconds, ctx.reps, drain, advance, Path(tmp))
+    if not res["in_block"]:
+        raise RuntimeError(f"no submitted extrinsic reached a block ({res['submitted']} submitted; {res['errors']})")
+    keys = ("included_per_s", "in_block_p50_s", "in_block_p99_s", "finalized_p50_s", "finalized_p99_s")
+    stats = {k: summarize([w[k] for w in res["windows"] if w[k] is not None])
+             if any(w[k] is not None for w in res["windows"]) else None for k in keys}
+    res["summary"] = stats
+    labels = {"included_per_s": ("included tx/s", 1, ""), "in_block_p50_s": ("submission -> in block, p50", 2, " s"),
+              "in_block_p99_s": ("submission -> in block, p99", 2, " s"),
+              "finalized_p50_s": ("submission -> finalized, p50", 2, " s"),
+              "finalized_p99_s": ("submission -> finalized, p99", 2, " s")}
+    rows = [[label, fmt(stats[k], d, u)] for k, (label, d, u) in labels.items()]
+    rows += [["submitted / in a block / finalized (all windows)",
+              f"{res['submitted']} / {res['in_block']} / {res['finalized']}"],
+             ["of which TRAIN calls", str(res["trains"])],
+             ["refused submissions (retried)", str(res["refused_submissions"])],
+             ["launch until every RPC up and a block finalized", f"{res['ready_s']:.1f} s"]]
+
+    def plot(fig: Any) -> None:
+        ax = fig.add_subplot(1, 2, 1)
+        ax.plot(range(1, len(res["windows"]) + 1), [w["included_per_s"] for w in res["windows"]], "o-")
+        ax.set_xlabel("window")
+        ax.set_ylabel("included tx/s")
+        ax.set_ylim(bottom=0)
+        ax2 = fig.add_subplot(1, 2, 2)
+        for k in ("in_block_p50_s", "in_block_p99_s", "finalized_p50_s", "finalized_p99_s"):
+            ax2.plot(range(1, len(res["windows"]) + 1), [w[k] or float("nan") for w in res["windows"]], "o-", label=k)
+        ax2.set_xlabel("window")
+        ax2.set_ylabel("seconds after submission")
+        ax2.legend(fontsize=7)
+
+    return Report(
+        title=f"devnet: {validators} validators, {block_ms} ms blocks, {clients} RPC clients (<= {IN_FLIGHT} in flight "
+              f"each, a TRAIN call every {TRAIN_EVERY} from client 0); {seconds:g} s of load in {ctx.reps} windows, "
+              "median (min–max) over the windows",
+        columns=["what", "value"], rows=rows, results={
+            "validators": validators, "clients": clients, "block_time_ms": block_ms, "seconds": seconds,
+            "in_flight_per_client": IN_FLIGHT, "poll_s": POLL, **res},
+        plot=plot,
+        notes=[f"latencies are measured by polling node 0 every {POLL * 1000:.0f} ms (their resolution); "
+               "a window's latencies are those of the extrinsics submitted in it"],
+    )
 
 
 def _fmt(seconds: float | None, missing: str) -> str:

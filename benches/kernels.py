@@ -32,8 +32,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import hashlib
+import importlib.util
 import platform
 import statistics
+import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable
@@ -66,18 +70,35 @@ class Shape:
 
 
 def _fastmath_module() -> types.ModuleType:
-    """ml_runtime.kernels recompiled with fastmath=True (and fastmath exp/log): benchmark only."""
+    """ml_runtime.kernels recompiled with fastmath=True (and fastmath exp/log): benchmark only.
+
+    The rewritten source is written to a file named by its hash under the temp directory
+    and imported from there, so that numba's on-disk cache (``cache=True``) keeps the
+    compiled fastmath kernels between runs as it keeps the strict ones: the compile (about
+    5 s per family) is then paid once per machine and source, not per run.
+    """
     src = Path(kernels.__file__).read_text()
-    src = src.replace("@njit(cache=True, nogil=True", "@njit(fastmath=True, nogil=True")
+    src = src.replace("@njit(cache=True, nogil=True", "@njit(fastmath=True, cache=True, nogil=True")
     src = src.replace(
         "    exp32_jit,\n    log32_jit,\n)",
         ")\nfrom ml_runtime import f32math as _f32\n"
-        "exp32_jit = njit(fastmath=True, nogil=True)(_f32.exp32)\n"
-        "log32_jit = njit(fastmath=True, nogil=True)(_f32.log32)",
+        "exp32_jit = njit(fastmath=True, cache=True, nogil=True)(_f32.exp32)\n"
+        "log32_jit = njit(fastmath=True, cache=True, nogil=True)(_f32.log32)",
     )
-    assert "cache=True" not in src and "_f32.exp32" in src
-    mod = types.ModuleType("kernels_fastmath")
-    exec(compile(src, "<kernels_fastmath>", "exec"), mod.__dict__)
+    assert "@njit(cache=True" not in src and "_f32.exp32" in src
+    digest = hashlib.blake2b(src.encode(), digest_size=8).hexdigest()
+    folder = Path(tempfile.gettempdir()) / "polchain-bench-fastmath"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"kernels_fastmath_{digest}.py"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(src)
+        tmp.replace(path)  # atomic: a concurrent run never imports half a file
+    spec = importlib.util.spec_from_file_location(f"kernels_fastmath_{digest}", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # numba's cache finds a kernel's globals by module name
+    spec.loader.exec_module(mod)
     return mod
 
 
@@ -204,11 +225,12 @@ def _torch_fn(shape: Shape, w0: np.ndarray, x: np.ndarray, y: np.ndarray,
     return run
 
 
-def _bench_shape(shape: Shape, fast: types.ModuleType, rounds: int, twin_steps: int) -> dict[str, Any]:
+def _bench_shape(shape: Shape, fast: types.ModuleType, rounds: int, twin_steps: int,
+                 slow_div: int = 4) -> dict[str, Any]:
     spec, w, x, y = _data(shape, 10_000)
     steps = shape.steps
     idx = mr.batch_indices(b"\x33" * 32, 0, steps, x.shape[0], shape.batch)
-    slow_steps = max(1, steps // 4)  # the before / NumPy / torch columns run fewer steps
+    slow_steps = max(1, steps // slow_div)  # the before / NumPy / torch columns run fewer steps
     sidx = idx[: slow_steps * shape.batch]
     fns: dict[str, Callable[[], object]] = {
         "before": _segment_fn(reference, shape, w, x, y, sidx, slow_steps),
@@ -297,7 +319,7 @@ def _bench_control(rounds: int) -> dict[str, Any]:
 def _bench_parallel(family: str, rounds: int, quick: bool) -> dict[str, Any]:
     shape = Shape("p", family, 64, 10, 32 if family == "mlp" else 0, 32, 0)
     spec, w, x, y = _data(shape, 0)
-    seg = 100 if quick else 200
+    seg = 50 if quick else 200
     job = mr.TrainingJob(spec, w, x, y, steps=16 * seg, batch_size=32, lr=float(LR),
                          l2=float(L2), seed=b"\x22" * 32, segment_len=seg)
     res = mr.run_job(job)
@@ -345,33 +367,108 @@ def _table(title: str, results: dict[str, Any], cols: list[str]) -> None:
               + (f"{t1['median']:>14.2f}x" if t1 else f"{'-':>15}"))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps and rounds (about a minute)")
-    ap.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 7, quick 3)")
-    args = ap.parse_args()
-    rounds = args.rounds or (3 if args.quick else 7)
-    scale = 4 if args.quick else 1
+def measure(quick: bool, rounds: int, advance: Callable[[int], None] = lambda n=1: None) -> dict[str, Any]:
+    """Every table's figures: ``rounds`` interleaved rounds per shape; ``advance`` is called
+    once per shape and per verification family (8 in all), for a progress bar."""
+    scale = 8 if quick else 1
     mr.warm_up()
     fast = _fastmath_module()
-    cpus = os.cpu_count() or 1
     try:
         import torch
 
         torch_note: str | None = f"torch {torch.__version__}"
     except ImportError:
         torch_note = None
-        print("PyTorch is not installed: torch columns skipped (pip install '.[bench]').")
     small = [Shape(f"{f} 64-10{'-32' if f == 'mlp' else ''} B32", f, 64, 10, 32 if f == "mlp" else 0,
                    32, 4000 // scale) for f in ("linear", "softmax", "mlp")]
     mnist = [Shape("softmax 784-10 B64", "softmax", 784, 10, 0, 64, 800 // scale),
              Shape("mlp 784-128-10 B64", "mlp", 784, 10, 128, 64, 80 // scale)]
-    results_small = {s.name: _bench_shape(s, fast, rounds, 2) for s in small}
-    results_mnist = {s.name: _bench_shape(s, fast, rounds, 0) for s in mnist}
+    results_small, results_mnist = {}, {}
+    for s in small:
+        results_small[s.name] = _bench_shape(s, fast, rounds, 2, 16 if quick else 4)
+        advance(1)
+    for s in mnist:
+        results_mnist[s.name] = _bench_shape(s, fast, rounds, 0, 16 if quick else 4)
+        advance(1)
     parallel: dict[str, Any] = {}
     for f in ("softmax", "mlp"):
-        parallel[f] = _bench_parallel(f, rounds, args.quick)
+        parallel[f] = _bench_parallel(f, rounds, quick)
+        advance(1)
     parallel["control_nogil_integer_loop"] = _bench_control(rounds)
+    advance(1)
+    return {"rounds": rounds, "torch": torch_note, "benchmark_shapes": results_small,
+            "mnist_shapes": results_mnist, "parallel_verification": parallel}
+
+
+MEASURE_STEPS = 8  # advance() calls of one measure()
+
+
+def run(ctx: Any) -> Any:
+    """``polchain bench kernels``: see benches/runner.py."""
+    from benches.runner import Report, errorbars, fmt
+
+    with ctx.progress(MEASURE_STEPS, "kernels") as advance:
+        res = measure(ctx.quick, ctx.reps, advance)
+    cpus = os.cpu_count() or 1
+    cols = ["before", "strict", "fastmath", "blas", "torch_1t", f"torch_{cpus}t"]
+    rows = []
+    for group in ("benchmark_shapes", "mnist_shapes"):
+        for name, r in res[group].items():
+            ratios = r["ratios"]
+            rows.append([name, *(fmt(r.get(c)) for c in cols),
+                         fmt(ratios["strict_over_before"], 2, "x"), fmt(ratios["strict_over_fastmath"], 2, "x"),
+                         fmt(ratios.get("strict_over_torch_1t"), 2, "x")])
+    par = res["parallel_verification"]
+    verify_rows = [[f, fmt(par[f]["steps_s_1t"]), fmt(par[f]["steps_s_2t"]), fmt(par[f]["speedup"], 2, "x")]
+                   for f in ("softmax", "mlp")]
+    verify_rows.append(["control (GIL-free integer loop)", "", "", fmt(par["control_nogil_integer_loop"], 2, "x")])
+    notes = [
+        "strict = the bit-exact consensus kernels; fastmath = the same source built with fastmath (benchmark only); "
+        "single-threaded columns in CPU time of the running thread, torch with all threads in wall time",
+        "verification: the control is what the machine's second core gave in the same run; no code beats it",
+    ]
+
+    def plot(fig: Any) -> None:
+        names = [*res["benchmark_shapes"], *res["mnist_shapes"]]
+        rs = [*res["benchmark_shapes"].values(), *res["mnist_shapes"].values()]
+        ax = fig.add_subplot(1, 1, 1)
+        width = 0.8 / len(cols)
+        for i, col in enumerate(cols):
+            have = [(j, r[col]) for j, r in enumerate(rs) if col in r]
+            if not have:
+                continue
+            med, err = errorbars([s for _, s in have])
+            ax.bar([j + i * width for j, _ in have], med, width, yerr=err, label=col, capsize=2)
+        ax.set_yscale("log")
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=15, fontsize=7)
+        ax.set_ylabel("SGD steps/s (log)")
+        ax.set_title("training kernels: median and min–max of the rounds")
+        ax.legend(fontsize=7, ncols=3)
+
+    return Report(
+        title=f"SGD steps/s, median (min–max) of {ctx.reps} interleaved rounds ({cpus} CPUs, numba {numba.__version__}, "
+              f"numpy {np.__version__}{', ' + res['torch'] if res['torch'] else ''})",
+        columns=["shape", *cols, "strict/before", "strict/fastmath", "strict/torch 1t"],
+        rows=rows, results=res, plot=plot, notes=notes,
+        extra_tables=[("Verification on 1 vs 2 threads: re-running m=8 of S=16 segments (recompute_segments), "
+                       "steps/s and speed-up, wall clock",
+                       ["family", "1 thread", "2 threads", "speed-up"], verify_rows)],
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps and rounds (about a minute)")
+    ap.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 7, quick 3)")
+    args = ap.parse_args()
+    rounds = args.rounds or (3 if args.quick else 7)
+    cpus = os.cpu_count() or 1
+    res = measure(args.quick, rounds)
+    torch_note = res["torch"]
+    if torch_note is None:
+        print("PyTorch is not installed: torch columns skipped (pip install '.[bench]').")
+    results_small, results_mnist = res["benchmark_shapes"], res["mnist_shapes"]
+    parallel = res["parallel_verification"]
 
     cols = ["before", "strict", "fastmath", "blas", "torch_1t", f"torch_{cpus}t"]
     print("CPU time of the running thread for every single-threaded column; torch with all "
@@ -393,10 +490,7 @@ def main() -> None:
     print(f"{'control':10}{'(GIL-free integer loop, same run: the free share of the second core)':>44}"
           f"{ctl['median']:>10.2f}x ({ctl['min']:.2f}-{ctl['max']:.2f})")
     print(f"load average at the end: {os.getloadavg()}")
-    write_record(
-        OUT, "kernels", rounds=rounds, torch=torch_note,
-        benchmark_shapes=results_small, mnist_shapes=results_mnist, parallel_verification=parallel,
-    )
+    write_record(OUT, "kernels", **res)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("numpy", "numba", "msgspec", "pynacl", "aiohttp", "plyvel", "noiseprotocol")
+LIBRARIES = ("numpy", "numba", "msgspec", "pynacl", "aiohttp", "plyvel", "noiseprotocol", "torch", "matplotlib")
 
 
 def describe_machine() -> dict[str, Any]:
@@ -41,14 +41,15 @@ def describe_machine() -> dict[str, Any]:
     }
 
 
-def write_record(path: Path, bench: str, **fields: Any) -> Path:
+def write_record(path: Path, bench: str, *, command: str | None = None, **fields: Any) -> Path:
     """Write ``fields`` as ``bench``'s record to ``path`` (its folder is made), with the
-    machine, the command and the time; print where it went and return the path."""
+    machine, the command (``command``, else this process's command line) and the time;
+    print where it went and return the path."""
     record = {
         "bench": bench,
         **fields,
         "machine": describe_machine(),
-        "command": compute_command(),
+        "command": command or compute_command(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

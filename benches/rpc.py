@@ -25,8 +25,8 @@ pipelining over a few keep-alive connections; back-to-back frames on one WebSock
 because an aiohttp client would cost as much CPU as the server and measure itself.
 Each cell stops at ``--requests`` responses or ``--seconds`` seconds, whichever first,
 after a short warm-up; each cell runs ``--rounds`` times, alternating which server goes
-first, and the best round is reported (other work on a shared machine only ever slows a
-round down). The first response of every cell must be a non-null result. Only 127.0.0.1
+first, and the median with its spread (min-max) is reported, with the ratio polchain/bare
+taken within each round. ``polchain bench rpc`` runs the same cells (``run``). The first response of every cell must be a non-null result. Only 127.0.0.1
 is used. Results are printed and written to bench-results/rpc.json.
 """
 
@@ -303,7 +303,8 @@ class _WsPipeline(asyncio.Protocol):
 
 
 async def _run_cell(
-    port: int, transport: str, method: str, limit: int, seconds: float, connections: int, depth: int
+    port: int, transport: str, method: str, limit: int, seconds: float, connections: int, depth: int,
+    warmup: int = 2000,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     payload = json.dumps(
@@ -339,7 +340,7 @@ async def _run_cell(
             protocols.clear()
         return load
 
-    await run(min(2000, limit), seconds)  # warm-up: imports, caches, first allocations
+    await run(min(warmup, limit), seconds)  # warm-up: imports, caches, first allocations
     load = await run(limit, seconds)
     elapsed = load.finished - load.started
     first = load.first_body or b""
@@ -352,26 +353,128 @@ async def _run_cell(
     }
 
 
-def client_main(
-    port: int,
-    transport: str,
-    method: str,
-    limit: int,
-    seconds: float,
-    connections: int,
-    depth: int,
-    result_q: Any,
-) -> None:
+def client_main(cells: Any, result_q: Any) -> None:
+    """The load generator: one process for every cell (spawning one per cell would cost
+    more than a quick cell), pinned to the core the servers are not on. Reads
+    (port, transport, method, limit, seconds, connections, depth, warmup) tuples from
+    ``cells`` until None; answers each with its result or {"error": ...}."""
     pin(1)
-    try:
-        result_q.put(
-            asyncio.run(_run_cell(port, transport, method, limit, seconds, connections, depth))
-        )
-    except Exception as e:  # report, do not hang the parent
-        result_q.put({"error": repr(e)})
+    while (cell := cells.get()) is not None:
+        try:
+            result_q.put(asyncio.run(_run_cell(*cell)))
+        except Exception as e:  # report, do not hang the parent
+            result_q.put({"error": repr(e)})
 
 
 # --- orchestration -------------------------------------------------------------------
+
+
+def measure(
+    blocks: int, seconds: float, requests: int, connections: int, depth: int, rounds: int,
+    warmup: int = 2000, advance: Any = lambda n=1: None,
+) -> list[dict[str, Any]]:
+    """Every cell, ``rounds`` times: both servers, both transports, every method. Within a
+    round the two servers run back to back, alternating which goes first, so other load
+    on the machine hits both alike; ``advance`` is called once per cell."""
+    ctx = mp.get_context("spawn")
+    cells: list[dict[str, Any]] = []
+    servers: dict[str, tuple[Any, Any, int]] = {}
+    cell_q, result_q = ctx.Queue(), ctx.Queue()
+    client = ctx.Process(target=client_main, args=(cell_q, result_q))
+    try:
+        for kind in SERVERS:
+            port_q = ctx.Queue()
+            stop = ctx.Event()
+            proc = ctx.Process(target=server_main, args=(kind, blocks, port_q, stop))
+            proc.start()
+            servers[kind] = (proc, stop, port_q)
+        servers = {kind: (proc, stop, q.get(timeout=120)) for kind, (proc, stop, q) in servers.items()}
+        client.start()
+        for transport in TRANSPORTS:
+            for method in METHODS:
+                for round_no in range(rounds):
+                    order = SERVERS if round_no % 2 == 0 else SERVERS[::-1]
+                    for kind in order:
+                        cell_q.put((servers[kind][2], transport, method, requests, seconds,
+                                    connections, depth, warmup))
+                        result = result_q.get(timeout=seconds * 2 + 60)
+                        if "error" in result:
+                            raise RuntimeError(f"{kind} {transport} {method}: {result['error']}")
+                        cells.append({"server": kind, "transport": transport, "method": method,
+                                      "round": round_no, **result})
+                        advance(1)
+    finally:
+        if client.is_alive():
+            cell_q.put(None)
+            client.join(30)
+        for proc, stop, _port in servers.values():
+            stop.set()
+            proc.join(30)
+            if proc.is_alive():
+                proc.terminate()
+    return cells
+
+
+def compute_rows(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method and transport: each server's req/s over the rounds, and the ratio
+    polchain / bare taken within each round (same machine state), summarised."""
+    from benches.runner import summarize
+
+    rows = []
+    for transport in TRANSPORTS:
+        for method in METHODS:
+            mine = [c for c in cells if (c["transport"], c["method"]) == (transport, method)]
+            by_round: dict[int, dict[str, float]] = {}
+            for c in mine:
+                by_round.setdefault(c["round"], {})[c["server"]] = c["rps"]
+            ours = [r["polchain"] for r in by_round.values()]
+            bare = [r["bare"] for r in by_round.values()]
+            rows.append({
+                "method": method, "transport": transport,
+                "polchain_rps": summarize(ours), "bare_rps": summarize(bare),
+                "ratio": summarize([o / b for o, b in zip(ours, bare, strict=True)]),
+            })
+    return rows
+
+
+def run(ctx: Any) -> Any:
+    """``polchain bench rpc``: see the module docstring; median and spread of ``ctx.reps`` rounds."""
+    from benches.runner import Report, errorbars, fmt
+
+    if ctx.quick:
+        blocks, seconds, requests, warmup = 2, 0.4, 4000, 300
+    else:
+        blocks, seconds, requests, warmup = 8, 2.0, 30000, 1000
+    connections, depth = 4, 8
+    total = len(TRANSPORTS) * len(METHODS) * ctx.reps * len(SERVERS)
+    with ctx.progress(total, "rpc cells") as advance:
+        cells = measure(blocks, seconds, requests, connections, depth, ctx.reps, warmup, advance)
+    rows = compute_rows(cells)
+
+    def plot(fig: Any) -> None:
+        for i, transport in enumerate(TRANSPORTS):
+            ax = fig.add_subplot(1, 2, i + 1)
+            mine = [r for r in rows if r["transport"] == transport]
+            for j, kind in enumerate(SERVERS):
+                med, err = errorbars([r[f"{kind}_rps"] for r in mine])
+                ax.bar([x + j * 0.4 for x in range(len(mine))], med, 0.4, yerr=err, capsize=3, label=kind)
+            ax.set_xticks([x + 0.2 for x in range(len(mine))], [r["method"] for r in mine], rotation=20, fontsize=7)
+            ax.set_title(f"{transport}: req/s, median and min–max")
+            ax.legend(fontsize=7)
+
+    return Report(
+        title=f"RPC req/s: the dev node's method table ({blocks} blocks) vs a bare aiohttp handler, "
+              f"median (min–max) of {ctx.reps} rounds; HTTP {connections} keep-alive conns x {depth} pipelined, "
+              f"one WebSocket x {connections * depth} in flight",
+        columns=["method", "transport", "polchain req/s", "bare req/s", "polchain / bare"],
+        rows=[[r["method"], r["transport"], fmt(r["polchain_rps"]), fmt(r["bare_rps"]), fmt(r["ratio"], 2)]
+              for r in rows],
+        results={"methods": {m: method_params(m) for m in METHODS}, "blocks": blocks,
+                 "bounds": {"requests": requests, "seconds": seconds, "warmup": warmup},
+                 "load": {"http_connections": connections, "depth": depth}, "rows": rows, "cells": cells},
+        plot=plot,
+        notes=["each cell stops at its request count or time bound; the ratio is taken within a round"],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,100 +491,25 @@ def main(argv: list[str] | None = None) -> int:
         default=8,
         help="requests in flight per HTTP connection (WS: depth x connections)",
     )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="rounds per cell, alternating server order; the best is reported",
-    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per cell, alternating server order")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-
-    ctx = mp.get_context("spawn")
-    cells: list[dict[str, Any]] = []
-    servers: dict[str, tuple[Any, Any, int]] = {}
-    try:
-        for kind in SERVERS:
-            port_q = ctx.Queue()
-            stop = ctx.Event()
-            proc = ctx.Process(target=server_main, args=(kind, args.blocks, port_q, stop))
-            proc.start()
-            servers[kind] = (proc, stop, port_q.get(timeout=60))
-        for transport in TRANSPORTS:
-            for method in METHODS:
-                for round_no in range(args.rounds):
-                    # Alternate which server goes first: other load on the machine then
-                    # hits both sides alike instead of always the same one.
-                    order = SERVERS if round_no % 2 == 0 else SERVERS[::-1]
-                    for kind in order:
-                        result_q = ctx.Queue()
-                        client = ctx.Process(
-                            target=client_main,
-                            args=(
-                                servers[kind][2],
-                                transport,
-                                method,
-                                args.requests,
-                                args.seconds,
-                                args.connections,
-                                args.depth,
-                                result_q,
-                            ),
-                        )
-                        client.start()
-                        result = result_q.get(timeout=args.seconds * 2 + 60)
-                        client.join(30)
-                        if "error" in result:
-                            raise SystemExit(f"{kind} {transport} {method}: {result['error']}")
-                        cells.append(
-                            {
-                                "server": kind,
-                                "transport": transport,
-                                "method": method,
-                                "round": round_no,
-                                **result,
-                            }
-                        )
-    finally:
-        for proc, stop, _port in servers.values():
-            stop.set()
-            proc.join(30)
-            if proc.is_alive():
-                proc.terminate()
-
-    def rate(kind: str, transport: str, method: str) -> float:
-        # The best round: the one least disturbed by whatever else the machine ran.
-        return max(
-            c["rps"]
-            for c in cells
-            if (c["server"], c["transport"], c["method"]) == (kind, transport, method)
-        )
-
-    rows = []
-    for transport in TRANSPORTS:
-        for method in METHODS:
-            ours, bare = rate("polchain", transport, method), rate("bare", transport, method)
-            rows.append(
-                {
-                    "method": method,
-                    "transport": transport,
-                    "polchain_rps": ours,
-                    "bare_rps": bare,
-                    "ratio": round(ours / bare, 3),
-                }
-            )
-
+    cells = measure(args.blocks, args.seconds, args.requests, args.connections, args.depth, args.rounds)
+    rows = compute_rows(cells)
     print(
-        f"RPC throughput (the dev node's method table after {args.blocks} blocks; best of {args.rounds} rounds of <= {args.requests} "
-        f"requests or {args.seconds:g} s; "
+        f"RPC throughput (the dev node's method table after {args.blocks} blocks; median (min-max) of {args.rounds} "
+        f"rounds of <= {args.requests} requests or {args.seconds:g} s; "
         f"HTTP {args.connections} conns x {args.depth} pipelined, WS 1 conn x "
         f"{args.connections * args.depth} in flight)"
     )
-    print(f"{'method':<18} {'transport':<9} {'polchain req/s':>15} {'bare req/s':>12} {'ratio':>7}")
+    print(f"{'method':<18} {'transport':<9} {'polchain req/s':>24} {'bare req/s':>24} {'ratio':>18}")
     for row in rows:
+        o, b, r = row["polchain_rps"], row["bare_rps"], row["ratio"]
         print(
-            f"{row['method']:<18} {row['transport']:<9} {row['polchain_rps']:>15,.0f} "
-            f"{row['bare_rps']:>12,.0f} {row['ratio']:>7.2f}"
+            f"{row['method']:<18} {row['transport']:<9} "
+            f"{o['median']:>8,.0f} ({o['min']:,.0f}-{o['max']:,.0f})".ljust(54)
+            + f"{b['median']:>8,.0f} ({b['min']:,.0f}-{b['max']:,.0f})".rjust(24)
+            + f"{r['median']:>7.2f} ({r['min']:.2f}-{r['max']:.2f})".rjust(20)
         )
     write_record(
         args.out, "rpc",

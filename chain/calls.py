@@ -44,6 +44,9 @@ MAX_REMARK = 4096
 MAX_HEADER_BYTES = 1024
 MAX_FRAUD_PROOF_BYTES = 2 << 20
 MAX_ROWS_CHUNK = 1 << 20  # one append_rows call carries at most 1 MiB of rows
+# Paid inference takes what the free ml_predict RPC takes: at most 1,024 rows and 2^18 numbers.
+MAX_INFER_ROWS = 1024
+MAX_INFER_BYTES = 4 << 18
 
 
 def _tag(pallet: int, call: int) -> int:
@@ -78,8 +81,8 @@ class SetTrainingPolicy(Wire, frozen=True, tag=_tag(2, 1)):
     """The model's owner sets who may train it and the licence price per training step.
 
     ``permission``: "owner" (the owner, or once shared any shareholder), "allowlist" (the
-    owner and the accounts SetTrainer allowed), "anyone", or "proposal" (reserved for model
-    governance; refused until it exists).
+    owner and the accounts SetTrainer allowed), "anyone", or "proposal" (only the accounts
+    adopted proposals allow: set by model governance, chain.pallets.governance).
     """
 
     model: Count
@@ -116,6 +119,49 @@ class PayModel(Wire, frozen=True, tag=_tag(2, 5)):
     amount: Balance
 
 
+class SetInferencePrice(Wire, frozen=True, tag=_tag(2, 6)):
+    """The model's owner sets what one row of paid inference (``models.infer``) costs."""
+
+    model: Count
+    price_per_row: Balance
+
+
+class Infer(Wire, frozen=True, tag=_tag(2, 7)):
+    """Paid inference: run ``version`` of ``model`` (its latest if None) on ``inputs`` inside the
+    block and pay the model ``price_per_row`` x rows. ``inputs`` are rows of the model's ``d``
+    float32 numbers, little-endian, row after row (1..MAX_INFER_ROWS rows, each number finite);
+    the outputs go in the receipt's ``models.InferenceMade`` event."""
+
+    model: Count
+    version: Count | None
+    inputs: Annotated[bytes, msgspec.Meta(max_length=MAX_INFER_BYTES)]
+
+
+class PostBounty(Wire, frozen=True, tag=_tag(2, 8)):
+    """Escrow ``amount`` for the first trained version of ``model`` whose loss on data set
+    ``dataset`` (every row, computed by the chain) is below ``target_loss`` (float32 bits).
+    Unclaimed, the poster may cancel it after block ``expires_at``."""
+
+    model: Count
+    dataset: Count
+    target_loss: F32
+    amount: Balance
+    expires_at: Count
+
+
+class ClaimBounty(Wire, frozen=True, tag=_tag(2, 9)):
+    """Ask the chain to evaluate ``version`` for ``bounty``; it pays the version's trainer."""
+
+    bounty: Count
+    version: Count
+
+
+class CancelBounty(Wire, frozen=True, tag=_tag(2, 10)):
+    """The poster takes back an expired, unclaimed bounty."""
+
+    bounty: Count
+
+
 # --- datasets (3) -----------------------------------------------------------------------------
 class RegisterDataset(Wire, frozen=True, tag=_tag(3, 0)):
     """Announce a data set; its rows arrive with AppendRows and must hash to ``rows_root``.
@@ -141,6 +187,39 @@ class AppendRows(Wire, frozen=True, tag=_tag(3, 1)):
     dataset: Count
     first_row: Count
     rows: Annotated[bytes, msgspec.Meta(max_length=MAX_ROWS_CHUNK)]
+
+
+LICENSE_ALLOWED = ("anyone", "accounts", "models")
+MAX_LICENSEES = 64
+
+
+class LicenseTerms(Wire, frozen=True):
+    """A data set's licence, as the runtime enforces it on every training job.
+
+    ``price_per_row`` x rows used (steps x batch size) is paid to the provider in the native
+    token (``asset`` None) or in a fungible asset. ``allowed``: "anyone", "accounts" (the
+    signer must be in ``accounts``) or "models" (the trained model must be in ``models``).
+    ``expires_at``: the last block in which a job may use the data (None: never expires).
+    ``max_rows_per_job``: a cap on steps x batch size (None: no cap). ``text_hash``: the
+    blake2-256 of the licence's legal text, which lives off chain.
+    """
+
+    price_per_row: Balance
+    asset: Count | None = None
+    allowed: Annotated[str, msgspec.Meta(pattern="^(anyone|accounts|models)$")] = "anyone"
+    accounts: Annotated[tuple[AccountId, ...], msgspec.Meta(max_length=MAX_LICENSEES)] = ()
+    models: Annotated[tuple[Count, ...], msgspec.Meta(max_length=MAX_LICENSEES)] = ()
+    expires_at: Count | None = None
+    max_rows_per_job: Count | None = None
+    text_hash: Hash32 = bytes(32)
+
+
+class SetDatasetLicense(Wire, frozen=True, tag=_tag(3, 2)):
+    """The provider sets new licence terms; they apply to jobs from LICENSE_NOTICE_BLOCKS
+    blocks later on, never to jobs already signed against the old terms."""
+
+    dataset: Count
+    terms: LicenseTerms
 
 
 # --- training (4) -----------------------------------------------------------------------------
@@ -242,11 +321,162 @@ class ReportVoteEquivocation(Wire, frozen=True, tag=_tag(7, 2)):
     second: Annotated[bytes, msgspec.Meta(max_length=MAX_VOTE_BYTES)]
 
 
+# --- gov (8): a DAO per shared model --------------------------------------------------------
+PPM = 1_000_000  # parts per million: the unit of quorum, threshold and treasury share
+Ppm = Annotated[int, msgspec.Meta(ge=0, le=PPM)]
+
+
+class ProposePolicy(Wire, frozen=True, tag=_tag(8, 0)):
+    """Propose a shared model's training permission and licence per step ("proposal":
+    only the accounts adopted proposals allow may train it)."""
+
+    model: Count
+    permission: Permission
+    license_per_step: Balance
+
+
+class ProposeInferencePrice(Wire, frozen=True, tag=_tag(8, 1)):
+    """Propose a shared model's price per row of paid inference."""
+
+    model: Count
+    price_per_row: Balance
+
+
+class ProposeRelease(Wire, frozen=True, tag=_tag(8, 2)):
+    """Propose adopting ``version`` as the model's released version."""
+
+    model: Count
+    version: Count
+
+
+class ProposeSpend(Wire, frozen=True, tag=_tag(8, 3)):
+    """Propose paying ``amount`` from the model's treasury to ``dest``."""
+
+    model: Count
+    dest: AccountId
+    amount: Balance
+
+
+class ProposeTrainer(Wire, frozen=True, tag=_tag(8, 4)):
+    """Propose adding ``who`` to (or removing it from) the model's training allowlist."""
+
+    model: Count
+    who: AccountId
+    allowed: bool
+
+
+class ProposeParams(Wire, frozen=True, tag=_tag(8, 5)):
+    """Propose the model's governance parameters: quorum (turnout, of all shares) and
+    threshold (ayes, of the votes cast) in ppm, the voting and enactment periods in blocks,
+    and the share of every payment to the model set aside for its treasury, in ppm."""
+
+    model: Count
+    quorum: Ppm
+    threshold: Ppm
+    voting_blocks: Count
+    enactment_blocks: Count
+    treasury: Ppm
+
+
+class Vote(Wire, frozen=True, tag=_tag(8, 6)):
+    """Vote on a proposal with every share of its model the signer holds; the shares stay
+    locked (not transferable) until the vote ends."""
+
+    proposal: Count
+    aye: bool
+# --- federated (10) ---------------------------------------------------------------------------
+# Federated learning with verified updates (chain/pallets/federated.py has the protocol).
+MAX_FL_ALLOWLIST = 64
+MAX_FL_PATH = 32  # Merkle audit path hashes: enough for 2^32 leaves
+MAX_FL_WEIGHTS = 4 << 18  # bytes of one weight vector: max_model_params float32s at most
+MAX_FL_REVEAL_ROWS = 1 << 16
+FlPath = Annotated[tuple[Hash32, ...], msgspec.Meta(max_length=MAX_FL_PATH)]
+
+
+class OpenRound(Wire, frozen=True, tag=_tag(10, 0)):
+    """The model's owner opens a federated round on ``base_version``.
+
+    ``allowlist`` empty: anyone may take part. Participants train ``local_steps`` SGD steps
+    of ``batch_size`` rows at ``lr``/``l2`` from the base version, checkpointing every
+    ``segment_len`` steps; ``samples`` segments of each update are challenged. Commits are
+    accepted up to block ``commit_deadline``, reveals up to ``reveal_deadline``. Each
+    participant reserves ``bond``; the owner reserves ``reward_pool``.
+    """
+
+    model: Count
+    base_version: Count
+    allowlist: Annotated[tuple[AccountId, ...], msgspec.Meta(max_length=MAX_FL_ALLOWLIST)]
+    local_steps: Count
+    batch_size: Count
+    lr: F32
+    l2: F32
+    segment_len: Count
+    samples: Count
+    min_updates: Count
+    max_updates: Count
+    bond: Balance
+    reward_pool: Balance
+    commit_deadline: Count
+    reveal_deadline: Count
+
+
+class CommitUpdate(Wire, frozen=True, tag=_tag(10, 1)):
+    """A participant's update: its data commitment and what local training produced.
+
+    ``data_root`` is the RFC 6962 root of its ``row_count`` rows' canonical bytes (no row is
+    on chain); ``weights`` the new weights (float32 LE); ``losses`` the float32 bits of every
+    transcript entry; ``first_path``/``last_path`` the audit paths of entries 0 and S;
+    ``dataset`` a registered data set whose rows these are (same root and count), whose
+    provider is then paid price_per_row x rows used, as by a TRAIN call.
+    """
+
+    round: Count
+    data_root: Hash32
+    row_count: Count
+    sample_count: Count
+    weights: Annotated[bytes, msgspec.Meta(max_length=MAX_FL_WEIGHTS)]
+    transcript_root: Hash32
+    losses: Annotated[tuple[Count, ...], msgspec.Meta(max_length=1 << 16)]
+    first_path: FlPath
+    last_path: FlPath
+    dataset: Count | None = None  # the rows are this registered data set's: its licence is paid
+
+
+class ChallengeRound(Wire, frozen=True, tag=_tag(10, 2)):
+    """Anyone, after the commit deadline: fix the challenge randomness and end the commits."""
+
+    round: Count
+
+
+class RevealSegment(Wire, frozen=True, tag=_tag(10, 3)):
+    """A participant opens one challenged segment j: checkpoint j's weights with the audit
+    path of entry j, the weights hash of entry j+1 with its path, and the distinct rows the
+    segment's batches use (ascending row index) with their paths under the data root."""
+
+    round: Count
+    segment: Count
+    weights: Annotated[bytes, msgspec.Meta(max_length=MAX_FL_WEIGHTS)]
+    start_path: FlPath
+    end_hash: Hash32
+    end_path: FlPath
+    rows: Annotated[bytes, msgspec.Meta(max_length=MAX_ROWS_CHUNK)]
+    row_paths: Annotated[tuple[FlPath, ...], msgspec.Meta(max_length=MAX_FL_REVEAL_ROWS)]
+
+
+class CloseRound(Wire, frozen=True, tag=_tag(10, 4)):
+    """Anyone, after the reveal deadline (or once every update is decided): aggregate, pay."""
+
+    round: Count
+
+
 Call = (
     Remark | Transfer | RegisterModel | SetTrainingPolicy | SetTrainer | ShareModel | ClaimRevenue | PayModel
-    | RegisterDataset | AppendRows | Train | Bond | Unbond
+    | SetInferencePrice | Infer | PostBounty | ClaimBounty | CancelBounty
+    | RegisterDataset | AppendRows | SetDatasetLicense | Train | Bond | Unbond
     | CreateAsset | SetAssetMetadata | MintAsset | BurnAsset | TransferAsset
     | ReportFraud | ReportEquivocation | ReportVoteEquivocation | WithdrawUnbonded
+    | ProposePolicy | ProposeInferencePrice | ProposeRelease | ProposeSpend | ProposeTrainer | ProposeParams | Vote
+    | OpenRound | CommitUpdate | ChallengeRound | RevealSegment | CloseRound
 )
 
 # (pallet name, call name) for each call type, in tag order; the JSON form uses these names.
@@ -259,8 +489,14 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     ShareModel: ("models", "share_model"),
     ClaimRevenue: ("models", "claim_revenue"),
     PayModel: ("models", "pay_model"),
+    SetInferencePrice: ("models", "set_inference_price"),
+    Infer: ("models", "infer"),
+    PostBounty: ("models", "post_bounty"),
+    ClaimBounty: ("models", "claim_bounty"),
+    CancelBounty: ("models", "cancel_bounty"),
     RegisterDataset: ("datasets", "register_dataset"),
     AppendRows: ("datasets", "append_rows"),
+    SetDatasetLicense: ("datasets", "set_license"),
     Train: ("training", "train"),
     Bond: ("staking", "bond"),
     Unbond: ("staking", "unbond"),
@@ -273,6 +509,18 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     ReportEquivocation: ("pol", "report_equivocation"),
     ReportVoteEquivocation: ("pol", "report_vote_equivocation"),
     WithdrawUnbonded: ("staking", "withdraw_unbonded"),
+    ProposePolicy: ("gov", "propose_policy"),
+    ProposeInferencePrice: ("gov", "propose_inference_price"),
+    ProposeRelease: ("gov", "propose_release"),
+    ProposeSpend: ("gov", "propose_spend"),
+    ProposeTrainer: ("gov", "propose_trainer"),
+    ProposeParams: ("gov", "propose_params"),
+    Vote: ("gov", "vote"),
+    OpenRound: ("federated", "open_round"),
+    CommitUpdate: ("federated", "commit_update"),
+    ChallengeRound: ("federated", "challenge"),
+    RevealSegment: ("federated", "reveal_segment"),
+    CloseRound: ("federated", "close_round"),
 }
 _BY_NAME = {names: typ for typ, names in CALL_NAMES.items()}
 
@@ -290,9 +538,12 @@ def compute_f32_value(bits: int) -> float:
 def call_to_json(call: Call) -> dict[str, Any]:
     """The JSON form of a call."""
     pallet, name = CALL_NAMES[type(call)]
-    hints = typing.get_type_hints(type(call), include_extras=True)
-    args = {f: _arg_to_json(hints[f], getattr(call, f)) for f in call.__struct_fields__}
-    return {"pallet": pallet, "call": name, "args": args}
+    return {"pallet": pallet, "call": name, "args": _struct_to_json(call)}
+
+
+def _struct_to_json(obj: msgspec.Struct) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(obj), include_extras=True)
+    return {f: _arg_to_json(hints[f], getattr(obj, f)) for f in obj.__struct_fields__}
 
 
 def call_from_json(obj: Any) -> Call:
@@ -305,21 +556,39 @@ def call_from_json(obj: Any) -> Call:
     args = obj.get("args", {})
     if not isinstance(args, dict):
         raise CodecError(f"{obj['pallet']}.{obj['call']}: args must be an object")
-    hints = typing.get_type_hints(typ, include_extras=True)
-    unknown = set(args) - set(typ.__struct_fields__)
-    if unknown:
-        raise CodecError(f"{obj['pallet']}.{obj['call']}: unknown arguments {sorted(unknown)}")
-    fields = typ.__struct_fields__
-    defaults = dict(zip(fields[len(fields) - len(typ.__struct_defaults__) :], typ.__struct_defaults__, strict=True))
-    missing = [f for f in fields if f not in args and f not in defaults]
-    if missing:
-        raise CodecError(f"{obj['pallet']}.{obj['call']}: missing arguments {missing}")
-    # array_like structs convert from a positional list (the tag first).
-    values = [_arg_from_json(f, hints[f], args[f]) if f in args else defaults[f] for f in fields]
+    values = _struct_values(typ, args, f"{obj['pallet']}.{obj['call']}")
     try:
         return typing.cast(Call, msgspec.convert([typ.__struct_config__.tag, *values], typ, strict=True))
     except msgspec.ValidationError as exc:
         raise CodecError(f"{obj['pallet']}.{obj['call']}: {exc}") from None
+
+
+def _struct_values(typ: Any, args: dict[str, Any], where: str) -> list[Any]:
+    """The positional values of an array_like struct from its JSON object (defaults filled in)."""
+    hints = typing.get_type_hints(typ, include_extras=True)
+    unknown = set(args) - set(typ.__struct_fields__)
+    if unknown:
+        raise CodecError(f"{where}: unknown arguments {sorted(unknown)}")
+    fields = typ.__struct_fields__
+    defaults = dict(zip(fields[len(fields) - len(typ.__struct_defaults__) :], typ.__struct_defaults__, strict=True))
+    missing = [f for f in fields if f not in args and f not in defaults]
+    if missing:
+        raise CodecError(f"{where}: missing arguments {missing}")
+    # array_like structs convert from a positional list (a tagged one: the tag first).
+    return [_arg_from_json(f, hints[f], args[f]) if f in args else defaults[f] for f in fields]
+
+
+def _element(hint: Any) -> Any:
+    """X of ``tuple[X, ...]`` (through Annotated), else None."""
+    base = typing.get_args(hint)[0] if hasattr(hint, "__metadata__") else hint
+    if typing.get_origin(base) is tuple:
+        return typing.get_args(base)[0]
+    return None
+
+
+def _struct_type(hint: Any) -> Any:
+    base = typing.get_args(hint)[0] if hasattr(hint, "__metadata__") else hint
+    return base if isinstance(base, type) and issubclass(base, msgspec.Struct) else None
 
 
 def _kind(hint: Any) -> str | None:
@@ -336,6 +605,10 @@ def _arg_to_json(hint: Any, value: Any) -> Any:
     kind = _kind(hint)
     if value is None:
         return None
+    if isinstance(value, msgspec.Struct):
+        return _struct_to_json(value)
+    if isinstance(value, tuple):
+        return [_arg_to_json(_element(hint), v) for v in value]
     if kind == "account":
         return ss58_encode(value)
     if kind == "hex":
@@ -347,6 +620,12 @@ def _arg_to_json(hint: Any, value: Any) -> Any:
 
 def _arg_from_json(name: str, hint: Any, value: Any) -> Any:
     kind = _kind(hint)
+    struct_type = _struct_type(hint)
+    if struct_type is not None and isinstance(value, dict):
+        return _struct_values(struct_type, value, f"argument {name!r}")
+    element = _element(hint)
+    if element is not None and isinstance(value, list):
+        return [_arg_from_json(name, element, v) for v in value]
     try:
         if kind == "account" and isinstance(value, str):
             return parse_account(value)

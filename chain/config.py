@@ -56,6 +56,14 @@ class RuntimeConfig:
     slash_fraction_ppm: int = 500_000  # share of the offender's staked balance slashed per offence
     reporter_share_ppm: int = 100_000  # share of the slashed amount paid to the reporter; rest burned
     era_length: int = 16  # blocks per era; validator-set changes apply at era starts
+    gov_voting_blocks: int = 20  # a shared model's first voting period (its holders may change it)
+    gov_enactment_blocks: int = 5  # and its first enactment delay
+    # Rewards for compute (chain.pallets.rewards): each block mints block_reward, halved every
+    # reward_halving_blocks (0: never), into the era's pot with validator_fee_share_ppm of
+    # every training fee; at each era start the pot is paid to the validators by blocks authored.
+    block_reward: int = 0
+    reward_halving_blocks: int = 0
+    validator_fee_share_ppm: int = 0
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip

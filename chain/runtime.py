@@ -26,7 +26,21 @@ from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
 from chain.extrinsic import Extrinsic
-from chain.pallets import assets, balances, datasets, models, pol, staking, training
+from chain.pallets import (
+    assets,
+    balances,
+    bounties,
+    datasets,
+    federated,
+    governance,
+    inference,
+    licenses,
+    models,
+    pol,
+    rewards,
+    staking,
+    training,
+)
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
 from chain.pallets.items import StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
@@ -113,7 +127,26 @@ DISPATCH: dict[type, CallRow] = {
     calls.ReportEquivocation: CallRow(pol.apply_report_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
     calls.ReportVoteEquivocation: CallRow(pol.apply_report_vote_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
     calls.WithdrawUnbonded: CallRow(staking.apply_withdraw_unbonded, _fixed(100_000)),
+    calls.ProposePolicy: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeInferencePrice: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeRelease: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeSpend: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeTrainer: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposeParams: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.Vote: CallRow(governance.apply_vote, _fixed(200_000)),
+    calls.PostBounty: CallRow(bounties.apply_post_bounty, _fixed(bounties.BOUNTY_BASE_WEIGHT)),
+    calls.ClaimBounty: CallRow(bounties.apply_claim_bounty, lambda s, c: DispatchInfo(bounties.compute_claim_weight(s, c))),
+    calls.CancelBounty: CallRow(bounties.apply_cancel_bounty, _fixed(100_000)),
+    calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
+    calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
+    calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(inference.compute_weight(s, c))),
+    calls.OpenRound: CallRow(federated.apply_open_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.CommitUpdate: CallRow(federated.apply_commit_update, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.ChallengeRound: CallRow(federated.apply_challenge, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.RevealSegment: CallRow(federated.apply_reveal_segment, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
 }
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +186,15 @@ class Runtime:
     def compute_dispatch_info(self, state: StateAccess, xt: Extrinsic) -> DispatchInfo:
         return DISPATCH[type(xt.call)].info(state, xt.call)
 
-    def on_initialize(self, state: StateAccess, number: int) -> None:
-        """What block ``number`` does before its first extrinsic, when built and when imported
-        alike (Substrate's ``on_initialize``): at an era start, the queued validators leave
-        the set (chain.pallets.staking.on_initialize)."""
+    def on_initialize(self, state: StateAccess, number: int, author: bytes) -> None:
+        """What block ``number`` by ``author`` does before its first extrinsic, when built and
+        when imported alike (Substrate's ``on_initialize``): at an era start, the era's rewards
+        are paid and the queued validators leave the set (chain.pallets.rewards, staking); the
+        block's reward is minted; model governance tallies and enacts what is due
+        (chain.pallets.governance)."""
+        rewards.on_initialize(state, self.config, number, author)
         staking.on_initialize(state, number, self.config)
+        governance.apply_on_initialize(state, number, self.config.existential_deposit)
 
     def compute_fee(self, info: DispatchInfo, length: int, tip: int) -> int:
         """The fee of an extrinsic of ``length`` bytes that declares ``info`` (before refunds)."""
@@ -252,7 +289,8 @@ class Runtime:
         self, state: StateAccess, xt: Extrinsic, length: int, checked: CheckedExtrinsic, ctx: CallContext, author: bytes
     ) -> tuple[int, int]:
         """Settle the fee withdrawn before dispatch: refund what the call did not use to the
-        sender, pay the rest to the block author. Returns (fee paid, weight used).
+        sender, pay the rest to the block author (less, for a training call, the validators'
+        share, which goes to the era's reward pot). Returns (fee paid, weight used).
 
         The fee is recomputed on min(declared, actual) weight and result bytes, so a handler
         can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).
@@ -268,7 +306,10 @@ class Runtime:
             fee, weight = self.compute_fee(used, length, xt.tip), used.weight
         if checked.fee > fee:
             balances.apply_account(state, xt.signer, _credit(balances.get_account(state, xt.signer), checked.fee - fee))
-        balances.apply_account(state, author, _credit(balances.get_account(state, author), fee))
+        share = rewards.compute_fee_share(self.config, fee) if isinstance(xt.call, calls.Train) else 0
+        if share:
+            rewards.apply_fee_share(state, share)
+        balances.apply_account(state, author, _credit(balances.get_account(state, author), fee - share))
         return fee, weight
 
 

@@ -312,6 +312,7 @@ def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
     - proof of learning works: a validator re-runs at least one segment per job
       (pol_samples), an era is at least one block, and the slash and reporter shares are
       parts per million, at most 1,000,000 (all of it).
+    - a model's vote lasts at least one block.
     """
     for f in fields(RuntimeConfig):
         if getattr(cfg, f.name) > MAX_BALANCE:
@@ -319,7 +320,7 @@ def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
     minimums = {
         "max_block_weight": MIN_BLOCK_WEIGHT, "max_block_length": MIN_BLOCK_LENGTH, "max_train_steps": 1,
         "max_train_batch": 1, "max_segments": 1, "max_model_params": 1,
-        "max_transcript_bytes": 8, "pol_samples": 1, "era_length": 1,
+        "max_transcript_bytes": 8, "pol_samples": 1, "era_length": 1, "gov_voting_blocks": 1,
     }
     for name, low in minimums.items():
         if getattr(cfg, name) < low:

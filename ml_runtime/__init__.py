@@ -18,8 +18,9 @@ from ml_runtime.errors import (
     ProofError,
     SegmentMismatch,
 )
-from ml_runtime.inference import predict
+from ml_runtime.inference import compute_loss, predict
 from ml_runtime.job import (
+    MAX_BATCH,
     MAX_ROWS,
     JobResult,
     TrainingJob,
@@ -46,6 +47,7 @@ from ml_runtime.transcript import (
 )
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_ROWS",
     "NS_PER_UNIT",
     "BuildMismatch",
@@ -63,6 +65,7 @@ __all__ = [
     "TranscriptEntry",
     "batch_indices",
     "compute_leaf_path",
+    "compute_loss",
     "compute_merkle_root",
     "hash_weights",
     "init_weights",

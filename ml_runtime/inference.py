@@ -6,6 +6,7 @@ import numpy as np
 
 from ml_runtime import kernels
 from ml_runtime.errors import InvalidJob
+from ml_runtime.job import MAX_BATCH
 from ml_runtime.spec import ModelSpec
 
 
@@ -33,3 +34,36 @@ def predict(spec: ModelSpec, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
         else:
             out = kernels.mlp_forward(w, xs, spec.d, spec.k, spec.h)
     return np.asarray(out, dtype=np.float32)
+
+
+def compute_loss(spec: ModelSpec, weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.float32 | None:
+    """The mean training loss of ``weights`` over every row of (x, y), or None if it is not
+    finite: the number a bounty's target is compared with.
+
+    It is computed by the training kernel itself, as one SGD step whose batch is every row in
+    row order at learning rate 0 and decay 0: the step's loss is the mean over the batch in
+    the kernel's fixed order, and the weights it "updates" stay what they were (w - 0 x g).
+    So it is bit-exact wherever training is (the kernels' twins and golden vectors pin it),
+    with no second loss implementation to keep in step. At most MAX_BATCH rows.
+    """
+    if not isinstance(spec, ModelSpec):
+        raise InvalidJob(f"compute_loss needs a ModelSpec, got {type(spec).__name__}")
+    if not isinstance(weights, np.ndarray) or weights.dtype != np.float32 or weights.shape != (spec.param_count,):
+        raise InvalidJob(f"weights must be float32 of shape ({spec.param_count},)")
+    n = x.shape[0] if isinstance(x, np.ndarray) and x.ndim == 2 else 0
+    if not 1 <= n <= MAX_BATCH or x.dtype != np.float32 or x.shape[1] != spec.d:
+        raise InvalidJob(f"x must be float32 of shape (n, {spec.d}) with 1..{MAX_BATCH} rows")
+    w = np.array(weights, copy=True)
+    xs = np.array(x, order="C", copy=True)
+    ys = np.array(y, order="C", copy=True)
+    idx = np.arange(n, dtype=np.int64)
+    zero = np.float32(0.0)
+    args = (w, xs, ys, idx, 1, n, zero, zero, spec.d, spec.k)
+    with np.errstate(all="ignore"):
+        if spec.family == "linear":
+            loss, status = kernels.linear_segment(*args)
+        elif spec.family == "softmax":
+            loss, status = kernels.softmax_segment(*args)
+        else:
+            loss, status = kernels.mlp_segment(*args, spec.h)
+    return None if status >= 0 else np.float32(loss)

@@ -162,3 +162,21 @@ def forward(family: str, w: np.ndarray, x: np.ndarray, d: int, k: int, h: int) -
                 hid = [v if v > _Z else _Z for v in pre]
                 out[r] = _softmax(_logits(w, d * h + h, d * h + h + h * k, hid, k))[0]
     return out
+
+
+def fedavg(updates: np.ndarray, counts: np.ndarray, total: int) -> tuple[np.ndarray, int]:
+    """Twin of :func:`ml_runtime.fedavg.fedavg_kernel`: (out, status)."""
+    u, n_params = updates.shape
+    denom = F32(total)
+    coef = [F32(int(counts[i])) / denom for i in range(u)]
+    out = np.empty(n_params, dtype=np.float32)
+    status = -1
+    with np.errstate(all="ignore"):
+        for p in range(n_params):
+            acc = _Z
+            for i in range(u):
+                acc = acc + coef[i] * updates[i, p]
+            out[p] = acc
+            if status < 0 and not _finite(acc):
+                status = p
+    return out, status

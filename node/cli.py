@@ -50,7 +50,7 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from chain.pallets.staking import VALIDATORS
 from genesis.spec import compute_genesis_storage, load_chain_spec
-from node import cli_economy, devnet
+from node import cli_bench, cli_economy, cli_fl, devnet
 from node.logfilter import install_repeat_filter
 from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
 from node.metrics import MetricsServer
@@ -105,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (
-        CliError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError, PolSecretError, OSError,
+        CliError, cli_fl.FlError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError,
+        PolSecretError, OSError,
     ) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
     node.set_defaults(run=run_node)
     devnet.add_subcommand(sub, node)
+    cli_bench.add_subcommand(sub)
 
     key = sub.add_parser("key", help="generate and inspect keys").add_subparsers(dest="key_command", required=True)
     for name, fn in (("generate", run_key_generate), ("inspect", run_key_inspect)):
@@ -232,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="poll until a block includes the extrinsic (its hash, or the signed extrinsic itself)")
         q.set_defaults(run=run_query)
     cli_economy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance)
+    cli_fl.add_commands(sub, _tx, _query, u32=_u32, balance=_balance, f32=_f32)
     return parser
 
 
@@ -684,12 +687,15 @@ async def _tx_main(args: argparse.Namespace) -> int:
     # Everything that can be checked without the node is checked first.
     signer = Keypair.from_uri(args.signer)
     upload = _read_dataset(args) if args.tx_command == "register-dataset" else None
-    offline = None if upload is not None else [_checked(c) for c in _tx_calls(args)]
+    online = getattr(args, "build_calls_online", None)  # node/cli_fl.py: calls that need chain reads first
+    offline = None if upload is not None or online is not None else [_checked(c) for c in _tx_calls(args)]
     url = args.rpc.replace("http", "ws", 1) if args.rpc.startswith("http") else args.rpc
     with _node_errors(args.rpc, args.timeout):
         async with RpcClient(url, timeout=args.timeout) as client:
             genesis = bytes.fromhex((await client.call("chain_getBlockHash", [0]))[2:])
             version = (await client.call("state_getRuntimeVersion", []))["specVersion"]
+            if online is not None:
+                offline = [_checked(c) for c in await online(args, client, signer)]
             nonce = args.nonce if args.nonce is not None else await client.call("system_accountNextIndex", [signer.address])
             if upload is not None:
                 next_id = len(await client.call("ml_listDatasets", []))
@@ -723,8 +729,11 @@ def _checked(call: Any) -> Any:
 
 def _tx_calls(args: argparse.Namespace) -> list[Any]:
     name = args.tx_command
-    if hasattr(args, "build_calls"):  # node/cli_economy.py
-        return list(args.build_calls(args))
+    if hasattr(args, "build_calls"):  # node/cli_economy.py: a ValueError there is a user error
+        try:
+            return list(args.build_calls(args))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if name == "call":
         try:
             obj = json.loads(args.call)

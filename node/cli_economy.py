@@ -16,8 +16,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from chain import calls
-from chain.crypto import parse_account, ss58_encode
+from chain.crypto import blake2_256, parse_account, ss58_encode
 from rpc.client import RpcClient
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
@@ -59,14 +61,96 @@ def add_commands(
     command("share-model", lambda a: [calls.ShareModel(a.model, a.shares)], model, ("--shares", {"type": balance}))
     command("claim-revenue", lambda a: [calls.ClaimRevenue(a.model)], model)
     command("pay-model", lambda a: [calls.PayModel(a.model, a.amount)], model, amount)
+    command(
+        "inference-price", lambda a: [calls.SetInferencePrice(a.model, a.price_per_row)], model, ("--price-per-row", {"type": balance})
+    )
+    command(
+        "infer", lambda a: [calls.Infer(a.model, a.version, a.inputs)],
+        model, ("--version", {"type": u32, "default": None, "required": False}),
+        ("--inputs", {"type": _parse_rows, "help": "rows as JSON, e.g. '[[0.1, 0.2], [0.3, 0.4]]'"}),
+    )
 
-    for name, positional in (("asset", ("asset",)), ("asset-balance", ("asset", "account")), ("shares", ("model",)), ("revenue", ("model",))):
+    command(
+        "dataset-license", _license_call,
+        ("--dataset", {"type": u32}), ("--price-per-row", {"type": balance}),
+        ("--asset", {"type": u32, "default": None, "required": False, "help": "price in this asset (default: POL)"}),
+        ("--allow-account", {"action": "append", "default": [], "required": False, "help": "only these accounts may train (repeat)"}),
+        ("--allow-model", {"action": "append", "type": u32, "default": [], "required": False, "help": "only these models may train on it (repeat)"}),
+        ("--expires-at", {"type": u32, "default": None, "required": False, "help": "last block in which a job may use the data"}),
+        ("--max-rows-per-job", {"type": u32, "default": None, "required": False, "help": "cap on steps x batch size"}),
+        ("--text-file", {"default": None, "required": False, "help": "the licence text; its blake2-256 goes on chain"}),
+    )
+
+    command(
+        "post-bounty", lambda a: [calls.PostBounty(a.model, a.dataset, calls.compute_f32_bits(a.target_loss), a.amount, a.expires_at)],
+        model, ("--dataset", {"type": u32, "help": "the validation data set"}),
+        ("--target-loss", {"type": float, "help": "paid when a version's loss on the data set is below this"}),
+        amount, ("--expires-at", {"type": u32, "help": "block after which the poster may cancel"}),
+    )
+    command("claim-bounty", lambda a: [calls.ClaimBounty(a.bounty, a.version)], ("--bounty", {"type": u32}), ("--version", {"type": u32}))
+    command("cancel-bounty", lambda a: [calls.CancelBounty(a.bounty)], ("--bounty", {"type": u32}))
+    command("gov-propose-price", lambda a: [calls.ProposeInferencePrice(a.model, a.price_per_row)], model,
+            ("--price-per-row", {"type": balance}))
+    command("gov-propose-policy", lambda a: [calls.ProposePolicy(a.model, a.permission, a.license_per_step)], model,
+            ("--permission", {"choices": calls.PERMISSIONS}), ("--license-per-step", {"type": balance, "default": 0, "required": False}))
+    command("gov-propose-release", lambda a: [calls.ProposeRelease(a.model, a.version)], model, ("--version", {"type": u32}))
+    command("gov-propose-spend", lambda a: [calls.ProposeSpend(a.model, parse_account(a.dest), a.amount)], model, ("--dest", {}), amount)
+    command("gov-propose-trainer", lambda a: [calls.ProposeTrainer(a.model, parse_account(a.who), not a.remove)], model,
+            ("--who", {}), ("--remove", {"action": "store_true", "required": False}))
+    command(
+        "gov-propose-params", lambda a: [calls.ProposeParams(a.model, a.quorum, a.threshold, a.voting_blocks, a.enactment_blocks, a.treasury)],
+        model, ("--quorum", {"type": u32, "help": "turnout, ppm of all shares"}), ("--threshold", {"type": u32, "help": "ayes, ppm of the votes cast"}),
+        ("--voting-blocks", {"type": u32}), ("--enactment-blocks", {"type": u32}),
+        ("--treasury", {"type": u32, "default": 0, "required": False, "help": "ppm of every payment set aside"}),
+    )
+    command("gov-vote", lambda a: [calls.Vote(a.proposal, a.vote == "aye")], ("--proposal", {"type": u32}),
+            ("--vote", {"choices": ("aye", "nay")}))
+
+    for name, positional in (
+        ("asset", ("asset",)), ("asset-balance", ("asset", "account")), ("shares", ("model",)), ("revenue", ("model",)),
+        ("proposals", ("model",)), ("proposal", ("proposal",)),
+    ):
         q = make_query(query, name)
         for arg in positional:
-            q.add_argument(arg, type=u32 if arg in ("asset", "model") else str)
+            q.add_argument(arg, type=u32 if arg in ("asset", "model", "proposal") else str)
         if name in ("shares", "revenue"):
             q.add_argument("--account", default=None)
         q.set_defaults(run=run_query)
+
+
+def _license_call(a: argparse.Namespace) -> list[Any]:
+    if a.allow_account and a.allow_model:
+        raise ValueError("--allow-account and --allow-model exclude each other: a licence names accounts or models")
+    allowed = "accounts" if a.allow_account else "models" if a.allow_model else "anyone"
+    text_hash = bytes(32)
+    if a.text_file is not None:
+        with open(a.text_file, "rb") as f:
+            text_hash = blake2_256(f.read())
+    terms = calls.LicenseTerms(
+        a.price_per_row, a.asset, allowed, tuple(parse_account(x) for x in a.allow_account), tuple(a.allow_model),
+        a.expires_at, a.max_rows_per_job, text_hash,
+    )
+    return [calls.SetDatasetLicense(a.dataset, terms)]
+
+
+def _parse_rows(text: str) -> bytes:
+    """JSON rows of numbers as the float32 little-endian bytes models.infer takes; the row
+    width is the model's to check (the runtime says which rule a bad input breaks)."""
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r for r in rows):
+        raise argparse.ArgumentTypeError("must be a non-empty JSON list of non-empty lists of numbers")
+    if len({len(r) for r in rows}) != 1:
+        raise argparse.ArgumentTypeError("rows must all have the same length")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for r in rows for v in r):
+        raise argparse.ArgumentTypeError("must hold numbers only")
+    with np.errstate(over="ignore"):
+        x = np.asarray(rows, dtype=np.float64).astype("<f4")
+    if not np.isfinite(x).all():
+        raise argparse.ArgumentTypeError("has a number that is not finite in float32")
+    return x.tobytes()
 
 
 def run_query(args: argparse.Namespace) -> int:
@@ -79,13 +163,20 @@ async def _query(args: argparse.Namespace) -> int:
         method, params = "assets_getAsset", [args.asset]
     elif name == "asset-balance":
         method, params = "assets_getBalance", [args.asset, ss58_encode(parse_account(args.account))]
+    elif name == "proposals":
+        method, params = "gov_listProposals", [args.model]
+    elif name == "proposal":
+        method, params = "gov_getProposal", [args.proposal]
     else:
         method = "ml_getShares" if name == "shares" else "ml_getRevenue"
         params = [args.model] + ([ss58_encode(parse_account(args.account))] if args.account else [])
     async with RpcClient(args.rpc, timeout=args.timeout) as client:
         result = await client.call(method, params)
     if result is None:
-        what = f"asset {args.asset}" if name.startswith("asset") else f"shared model {args.model}"
+        what = (
+            f"asset {args.asset}" if name.startswith("asset") else f"proposal {args.proposal}" if name == "proposal"
+            else f"shared model {args.model}"
+        )
         print(f"Error: no {what}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))

@@ -19,7 +19,7 @@ from chain.header import Header
 from chain.pool import TransactionPool
 from genesis.spec import ChainSpec
 from rpc.methods import MethodTable
-from rpc.namespaces import author, chain, economy, ml, payment, pol, state, system
+from rpc.namespaces import author, chain, economy, fl, gov, ml, payment, pol, state, system
 
 __all__ = ["NodeApi", "build_method_table"]
 
@@ -39,6 +39,6 @@ class NodeApi(Protocol):
 def build_method_table(node: NodeApi, *, node_name: str = "polchain-node") -> MethodTable:
     """Every method the node serves, bound to ``node``."""
     table = system.build(node, node_name=node_name)
-    for namespace in (chain, state, author, payment, ml, economy, pol):
+    for namespace in (chain, state, author, payment, ml, economy, gov, fl, pol):
         table.merge(namespace.build(node))
     return table

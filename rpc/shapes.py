@@ -13,8 +13,9 @@ from chain import calls
 from chain.codec import encode
 from chain.crypto import ss58_encode
 from chain.header import DigestItem, Header
-from chain.pallets import datasets, models
+from chain.pallets import datasets, licenses, models
 from chain.pallets.context import Event
+from chain.pallets.items import StateAccess
 
 __all__ = [
     "EVENT_ACCOUNT_ARGS",
@@ -30,7 +31,9 @@ __all__ = [
 # Event arguments that hold an account id (the pallets emit them as 0x-hex, see
 # chain.pallets.context.CallContext.emit): shown in SS58 like every other account.
 # tests/node/test_rpc_node.py checks the events of transfers and training.
-EVENT_ACCOUNT_ARGS: Final = frozenset({"sender", "src", "dest", "who", "owner", "provider"})
+EVENT_ACCOUNT_ARGS: Final = frozenset(
+    {"sender", "src", "dest", "who", "owner", "provider", "proposer", "trainer", "participant", "offender", "reporter", "author"}
+)
 
 
 def hexb(value: bytes) -> str:
@@ -74,6 +77,7 @@ def model_summary(model_id: int, info: models.ModelInfo) -> dict[str, Any]:
         "spec": {"family": spec.family, "d": spec.d, "k": spec.k, "h": spec.h, "params": spec.param_count},
         "specHash": hexb(spec.hash()), "latestVersion": info.latest_version, "createdAt": info.created_at,
         "trainingPermission": info.permission, "licensePerStep": str(info.license_per_step), "shares": str(info.shares),
+        "inferencePrice": str(info.inference_price),
     }
 
 
@@ -108,4 +112,28 @@ def dataset_json(dataset_id: int, info: datasets.DatasetInfo) -> dict[str, Any]:
         "kind": info.kind, "outputs": info.outputs, "rowCount": info.row_count, "uploadedRows": info.uploaded_rows,
         "complete": info.complete, "rowsRoot": hexb(info.rows_root), "pricePerRow": str(info.price_per_row),
         "license": info.license,
+    }
+
+
+def license_json(state: StateAccess, dataset_id: int, info: datasets.DatasetInfo, block: int) -> dict[str, Any]:
+    """The terms a job in ``block`` would train under, a pending change, and the usage index
+    (each model that trained on the data set: jobs, rows used and amount paid, per currency)."""
+    record = licenses.LICENSES.get(state, dataset_id)
+    out: dict[str, Any] = {"terms": terms_json(licenses.get_terms(state, dataset_id, info, block))}
+    if record is not None and record.next is not None and block < record.next_from:
+        out["pendingTerms"] = {**terms_json(record.next), "appliesFrom": record.next_from}
+    usage = []
+    for model, currency in licenses.USAGE_INDEX.get(state, dataset_id) or ():
+        u = licenses.USAGE.get(state, dataset_id, model, currency) or licenses.LicenseUsage()
+        asset = None if currency == licenses.NATIVE else currency - 1
+        usage.append({"model": model, "asset": asset, "jobs": u.jobs, "rows": str(u.rows), "paid": str(u.paid)})
+    out["usage"] = usage
+    return out
+
+
+def terms_json(terms: calls.LicenseTerms) -> dict[str, Any]:
+    return {
+        "pricePerRow": str(terms.price_per_row), "asset": terms.asset, "allowed": terms.allowed,
+        "accounts": [ss58_encode(a) for a in terms.accounts], "models": list(terms.models),
+        "expiresAt": terms.expires_at, "maxRowsPerJob": terms.max_rows_per_job, "textHash": hexb(terms.text_hash),
     }

@@ -59,6 +59,30 @@ METADATA = StorageMap("Assets", "Metadata", AssetMetadata)
 BALANCES = StorageMap("Assets", "Account", int)  # (asset, account) -> balance >= min_balance
 
 
+class AssetLock(Wire, frozen=True):
+    """``amount`` of an account's balance may not be transferred before block ``until``
+    (model shares that voted, chain.pallets.governance; like pallet-assets' freezes)."""
+
+    amount: Balance
+    until: U32
+
+
+LOCKS = StorageMap("Assets", "Lock", AssetLock)  # (asset, account) -> lock
+
+
+def apply_lock(state: StateAccess, asset: int, who: bytes, amount: int, until: int) -> None:
+    """Lock ``amount`` until ``until``; an existing lock keeps the larger of each."""
+    old = LOCKS.get(state, asset, who)
+    if old is not None:
+        amount, until = max(amount, old.amount), max(until, old.until)
+    LOCKS.apply_set(state, AssetLock(amount, until), asset, who)
+
+
+def get_locked(state: StateAccess, asset: int, who: bytes, now: int) -> int:
+    lock = LOCKS.get(state, asset, who)
+    return 0 if lock is None or now >= lock.until else lock.amount
+
+
 def compute_shares_asset(model: int) -> int:
     return SHARES_BASE + model
 
@@ -186,5 +210,12 @@ def apply_burn_call(ctx: CallContext, call: BurnAsset) -> None:
 
 
 def apply_transfer(ctx: CallContext, call: TransferAsset) -> None:
+    locked = get_locked(ctx.state, call.asset, ctx.sender, ctx.block.number)
+    if locked and get_balance(ctx.state, call.asset, ctx.sender) - locked < call.amount:
+        lock = LOCKS.get(ctx.state, call.asset, ctx.sender)
+        until = lock.until if lock is not None else 0
+        raise DispatchError(
+            PALLET, "Locked", f"{locked} of asset {call.asset} are locked until block {until} (they voted); {call.amount} cannot move"
+        )
     apply_transfer_asset(ctx.state, call.asset, ctx.sender, call.dest, call.amount)
     ctx.emit(PALLET, "Transferred", asset=call.asset, src=ctx.sender, dest=call.dest, amount=call.amount)

@@ -37,7 +37,8 @@ def apply_account(state: StateAccess, who: bytes, info: AccountInfo) -> None:
 
 
 def apply_mint(state: StateAccess, who: bytes, amount: int) -> None:
-    """Create ``amount`` new funds in ``who`` (genesis only)."""
+    """Create ``amount`` new funds in ``who``: genesis balances and block rewards
+    (chain.pallets.rewards) are the only issuance."""
     issuance = TOTAL_ISSUANCE.get(state) + amount
     if issuance > 2**63 - 1:
         raise DispatchError(PALLET, "Overflow", f"total issuance would exceed 2^63-1 ({issuance})")

@@ -7,16 +7,16 @@ under the state root as float32 little-endian bytes, so a light client can prove
 
 Ownership is enforced: only the owner changes a model's training policy and allowlist, and
 the policy decides who may train (:func:`verify_may_train`): ``owner`` (the default of a
-registered model), ``allowlist``, ``anyone``; ``proposal`` is reserved for model governance
-and refused until that exists. A training run pays the model's licence, ``license_per_step``
-x steps, to the model (:func:`apply_pay_model`).
+registered model), ``allowlist``, ``anyone``, ``proposal`` (a shared model's holders choose
+who trains it, by governance). A training run pays the model's licence,
+``license_per_step`` x steps, to the model (:func:`apply_pay_model`).
 
 Fractional ownership: ``share_model`` turns a model into N shares, an asset with id
 ``SHARES_BASE + model`` (chain.pallets.assets) all issued to the owner. From then on the model
-is owned by its shareholders: owner-only calls fail with OwnedByShareholders (a model's
-governance, a later step, will make those decisions by shareholder vote), "owner" training
-permission means any account holding shares, and every payment to the model is split pro
-rata among the holders by chain.pallets.revenue.
+is owned by its shareholders: owner-only calls fail with OwnedByShareholders (its holders
+make those decisions by vote, chain.pallets.governance), "owner" training permission means
+any account holding shares, and every payment to the model is split pro rata among the
+holders by chain.pallets.revenue, less the share its governance sets aside for its treasury.
 """
 
 from __future__ import annotations
@@ -52,6 +52,28 @@ class ModelInfo(Wire, frozen=True):
     permission: str = "owner"  # one of chain.calls.PERMISSIONS
     license_per_step: Balance = 0  # paid to the model by every training step run on it
     shares: Balance = 0  # 0: not shared; else the supply of asset SHARES_BASE + model
+    inference_price: Balance = 0  # paid to the model per row of paid inference (chain.pallets.inference)
+    released_version: U32 | None = None  # the version its shareholders adopted (gov.propose_release)
+
+
+class GovParams(Wire, frozen=True):
+    """A shared model's governance rules (chain.pallets.governance), changed by proposal.
+
+    Set when the model is shared, with the periods the runtime config gives new models
+    (``gov_voting_blocks``, ``gov_enactment_blocks``: the dev chain votes in 3 blocks, as
+    Substrate's ``fast-runtime`` builds shorten their democracy periods).
+
+    ``quorum``: votes cast, in ppm of all shares, for a vote to count; ``threshold``: ayes, in
+    ppm of the votes cast, that a proposal must exceed; ``voting_blocks`` and
+    ``enactment_blocks``: how long a vote lasts and how long a passed proposal waits;
+    ``treasury``: the ppm of every payment to the model set aside for its treasury.
+    """
+
+    quorum: U32 = 200_000
+    threshold: U32 = 500_000
+    voting_blocks: U32 = 20
+    enactment_blocks: U32 = 5
+    treasury: U32 = 0
 
 
 class TrainingRecord(Wire, frozen=True):
@@ -83,7 +105,8 @@ NEXT_MODEL_ID = StorageValue("Models", "NextModelId", int, 0)
 MODELS = StorageMap("Models", "Models", ModelInfo)
 VERSIONS = StorageMap("Models", "Versions", ModelVersion)
 WEIGHTS = StorageMap("Models", "Weights", bytes)
-TRAINERS = StorageMap("Models", "Trainers", bool)  # (model, account) -> True: on the allowlist
+TRAINERS = StorageMap("Models", "Trainers", bool)
+GOV_PARAMS = StorageMap("Models", "GovParams", GovParams)  # model -> its rules, once changed from the defaults  # (model, account) -> True: on the allowlist
 
 
 def get_model(state: StateAccess, model_id: int) -> ModelInfo:
@@ -119,9 +142,11 @@ def apply_new_model(
 
 
 def apply_new_version(
-    state: StateAccess, model_id: int, parent: int, weights: np.ndarray, creator: bytes, block: int, record: TrainingRecord
+    state: StateAccess, model_id: int, parent: int, weights: np.ndarray, creator: bytes, block: int, record: TrainingRecord | None
 ) -> int:
-    """Store trained weights as the model's next version; returns its number."""
+    """Store trained weights as the model's next version; returns its number. ``record`` is None
+    for a version not made by one TRAIN call (a federated round's aggregate: its lineage is in
+    chain.pallets.federated.LINEAGE)."""
     info = get_model(state, model_id)
     version = info.latest_version + 1
     VERSIONS.apply_set(state, ModelVersion(ml_runtime.hash_weights(weights), parent, creator, block, record), model_id, version)
@@ -166,9 +191,13 @@ def verify_may_train(state: StateAccess, model_id: int, who: bytes) -> ModelInfo
         is_owner = assets.get_balance(state, assets.compute_shares_asset(model_id), who) > 0
     else:
         is_owner = info.owner == who
-    if is_owner or (info.permission == "allowlist" and TRAINERS.get(state, model_id, who)):
+    listed = TRAINERS.get(state, model_id, who)
+    if info.permission == "proposal":  # only whom adopted proposals allow, holders included
+        if listed:
+            return info
+    elif is_owner or (info.permission == "allowlist" and listed):
         return info
-    who_may = {"owner": "its owner", "allowlist": "its owner and allowlist", "proposal": "an adopted proposal"}
+    who_may = {"owner": "its owner", "allowlist": "its owner and allowlist", "proposal": "accounts adopted proposals allow"}
     raise DispatchError(
         PALLET, "NotAllowedToTrain", f"model {model_id}'s training permission is {info.permission!r}: only {who_may[info.permission]} may train it"
     )
@@ -183,13 +212,24 @@ def apply_pay_model(state: StateAccess, model_id: int, payer: bytes, amount: int
     if not info.shares:
         apply_move(state, payer, info.owner, amount, existential_deposit)
         return 0
-    return revenue.apply_pay(state, model_id, payer, amount, existential_deposit)
+    set_aside = amount * get_gov_params(state, model_id).treasury // 1_000_000
+    if set_aside:
+        revenue.apply_set_aside(state, model_id, payer, set_aside, existential_deposit)
+    if amount == set_aside:
+        return 0
+    return revenue.apply_pay(state, model_id, payer, amount - set_aside, existential_deposit)
+
+
+def get_gov_params(state: StateAccess, model_id: int) -> GovParams:
+    return GOV_PARAMS.get(state, model_id) or GovParams()
 
 
 def apply_set_training_policy(ctx: CallContext, call: SetTrainingPolicy) -> None:
     info = verify_owner(ctx.state, call.model, ctx.sender)
     if call.permission == "proposal":
-        raise DispatchError(PALLET, "PermissionNotSupported", "training 'by proposal' needs model governance, which is not built yet")
+        raise DispatchError(
+            PALLET, "PermissionNotSupported", "training 'by proposal' is for shared models: their holders adopt it with gov.propose_policy"
+        )
     MODELS.apply_set(ctx.state, msgspec.structs.replace(info, permission=call.permission, license_per_step=call.license_per_step), call.model)
     ctx.emit(PALLET, "TrainingPolicySet", model=call.model, permission=call.permission, license_per_step=call.license_per_step)
 
@@ -211,6 +251,8 @@ def apply_share_model(ctx: CallContext, call: ShareModel) -> None:
     assets.apply_new_asset(ctx.state, asset, assets.MODELS_ACCOUNT, assets.MODELS_ACCOUNT, 1, 0)
     assets.apply_metadata(ctx.state, asset, f"{info.name} shares"[:64], f"M{call.model}"[:16], 0)
     revenue.apply_open_pool(ctx.state, call.model, call.shares)
+    cfg = ctx.config
+    GOV_PARAMS.apply_set(ctx.state, GovParams(voting_blocks=cfg.gov_voting_blocks, enactment_blocks=cfg.gov_enactment_blocks), call.model)
     revenue.apply_settle(ctx.state, call.model, ctx.sender, 0)  # the owner's debt starts at acc = 0
     assets.apply_mint(ctx.state, asset, ctx.sender, call.shares)
     MODELS.apply_set(ctx.state, msgspec.structs.replace(info, shares=call.shares), call.model)

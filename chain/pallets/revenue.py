@@ -129,15 +129,15 @@ def apply_pay(state: StateAccess, model: int, payer: bytes, amount: int, existen
     pool = POOLS.get(state, model)
     if pool is None:
         raise DispatchError(PALLET, "NotShared", f"model {model} has not been shared")
-    _apply_debit(state, payer, amount, existential_deposit)
-    _apply_credit(state, POT_ACCOUNT, amount)
+    apply_debit(state, payer, amount, existential_deposit)
+    apply_credit(state, POT_ACCOUNT, amount)
     scaled = amount * SCALE
     delta = scaled // pool.total_shares
     dust_frac = pool.dust_frac + scaled - delta * pool.total_shares
     dust, dust_frac = divmod(dust_frac, SCALE)
     if dust:
-        _apply_debit(state, POT_ACCOUNT, dust, 0)
-        _apply_credit(state, DUST_ACCOUNT, dust)
+        apply_debit(state, POT_ACCOUNT, dust, 0)
+        apply_credit(state, DUST_ACCOUNT, dust)
     POOLS.apply_set(
         state,
         msgspec.structs.replace(
@@ -155,8 +155,8 @@ def apply_claim(state: StateAccess, model: int, who: bytes, shares: int) -> int:
     holder = apply_settle(state, model, who, shares)
     if holder.owed == 0:
         raise DispatchError(PALLET, "NothingToClaim", f"no whole unit of revenue is owed in model {model}")
-    _apply_debit(state, POT_ACCOUNT, holder.owed, 0)
-    _apply_credit(state, who, holder.owed)
+    apply_debit(state, POT_ACCOUNT, holder.owed, 0)
+    apply_credit(state, who, holder.owed)
     HOLDERS.apply_set(state, msgspec.structs.replace(holder, owed=0), model, who)
     pool = POOLS.get(state, model)
     assert pool is not None  # apply_settle checked it
@@ -164,7 +164,7 @@ def apply_claim(state: StateAccess, model: int, who: bytes, shares: int) -> int:
     return holder.owed
 
 
-def _apply_debit(state: StateAccess, who: bytes, amount: int, existential_deposit: int) -> None:
+def apply_debit(state: StateAccess, who: bytes, amount: int, existential_deposit: int) -> None:
     account = get_account(state, who)
     if account.free < amount:
         raise DispatchError(PALLET, "InsufficientBalance", f"free balance {account.free} is less than {amount}")
@@ -176,8 +176,31 @@ def _apply_debit(state: StateAccess, who: bytes, amount: int, existential_deposi
     apply_account(state, who, AccountInfo(account.nonce, left, account.staked))
 
 
-def _apply_credit(state: StateAccess, who: bytes, amount: int) -> None:
+def apply_credit(state: StateAccess, who: bytes, amount: int) -> None:
     """Credit without the new-account deposit check: the pot, the dust account and claimants
     are paid whatever they are owed (the funds exist already, so no overflow past issuance)."""
     account = get_account(state, who)
     apply_account(state, who, AccountInfo(account.nonce, account.free + amount, account.staked))
+
+
+def compute_treasury_account(model: int) -> bytes:
+    """A shared model's treasury: Substrate's ``into_sub_account_truncating(model)`` of the
+    pallet id ``py/trsy`` (``b"modl" || id || model as u32 LE``, zero padded)."""
+    return (b"modl" + b"py/trsy" + model.to_bytes(4, "little")).ljust(32, b"\x00")
+
+
+def apply_set_aside(state: StateAccess, model: int, payer: bytes, amount: int, existential_deposit: int) -> None:
+    """Move ``amount`` of a payment to the model into its treasury (governance spends it)."""
+    apply_debit(state, payer, amount, existential_deposit)
+    apply_credit(state, compute_treasury_account(model), amount)
+
+
+def apply_spend(state: StateAccess, model: int, dest: bytes, amount: int, existential_deposit: int) -> None:
+    """Pay ``amount`` from the model's treasury to ``dest`` (an adopted spend proposal)."""
+    receiver = get_account(state, dest)
+    if receiver.free + receiver.staked == 0 and receiver.nonce == 0 and amount < existential_deposit:
+        raise DispatchError(
+            PALLET, "ExistentialDeposit", f"{amount} is below the existential deposit {existential_deposit} for a new account"
+        )
+    apply_debit(state, compute_treasury_account(model), amount, 0)
+    apply_credit(state, dest, amount)

@@ -4,9 +4,9 @@ Dispatch order: check that the model's training permission admits the sender
 (NotAllowedToTrain, before any other work: only TRAIN_BASE_WEIGHT is charged); check the
 arguments against the runtime's limits, the transcript the job would make its author store
 against ``max_transcript_bytes`` (TranscriptTooLarge); load the model version and the data
-set and check they fit each other; pay the data set's provider price x rows used; pay the
-model's licence (license_per_step x steps) pro rata to its shareholders, or to its owner
-while unshared; then either train (authoring: run the job with the block's trainer, put its
+set and check they fit each other; check the data set's licence terms and pay its provider
+price x rows used (chain.pallets.licenses); pay the model's licence (license_per_step x
+steps) pro rata to its shareholders, or to its owner while unshared; then either train (authoring: run the job with the block's trainer, put its
 result in the block and its openings in the author's store) or take the author's result
 (importing: check it cheaply, record a TrainingClaim that the chain's verifier checks once
 the block's roots match its header); store the new version with its lineage record; emit
@@ -31,8 +31,7 @@ from chain.codec import MAX_BALANCE
 from chain.config import RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import BlockError, DispatchError
-from chain.pallets import datasets, models
-from chain.pallets.balances import apply_move
+from chain.pallets import datasets, licenses, models
 from chain.pallets.context import AS_DECLARED, CallContext, PostDispatchInfo
 from chain.pallets.items import StateAccess, StorageMap
 from chain.proofs import (
@@ -138,8 +137,10 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_result_length=0)
     model = models.verify_may_train(ctx.state, call.model, ctx.sender)
     job, parent, info = compute_job(ctx, call)
-    license_paid = info.price_per_row * call.steps * call.batch_size
-    apply_move(ctx.state, ctx.sender, info.provider, license_paid, ctx.config.existential_deposit)
+    license_paid, terms = licenses.apply_license(
+        ctx.state, call.dataset, info, ctx.sender, call.model, call.steps * call.batch_size, ctx.block.number,
+        ctx.config.existential_deposit,
+    )
     model_license = model.license_per_step * call.steps
     if model_license > MAX_BALANCE:
         raise DispatchError(PALLET, "Overflow", f"the model's licence {model_license} exceeds 2^63-1")
@@ -159,7 +160,7 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     RECEIPTS.apply_set(ctx.state, TrainingReceipt(call.model, version, ctx.block.number), ctx.extrinsic_hash)
     ctx.block.training_steps += call.steps
     ctx.block.work_units += ml_runtime.step_cost(job.spec, call.batch_size) * call.steps
-    ctx.emit(PALLET, "LicensePaid", dataset=call.dataset, provider=info.provider, amount=license_paid)
+    ctx.emit(PALLET, "LicensePaid", dataset=call.dataset, provider=info.provider, amount=license_paid, asset=terms.asset)
     if model_license:
         ctx.emit(PALLET, "ModelLicensePaid", model=call.model, amount=model_license, dust=dust)
     ctx.emit(

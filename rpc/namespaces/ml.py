@@ -22,7 +22,7 @@ from rpc import errors
 from rpc.methods import MethodTable, bind_params
 from rpc.params import At, Hash, Id, InputRows, OptionalId
 from rpc.reads import ReadOnlyState, state_at
-from rpc.shapes import dataset_json, event_json, hexb, model_summary, version_json
+from rpc.shapes import dataset_json, event_json, hexb, license_json, model_summary, version_json
 
 if TYPE_CHECKING:
     from rpc.api import NodeApi
@@ -125,8 +125,13 @@ def build(node: NodeApi) -> MethodTable:
 
     @bind_params
     async def ml_getDataset(dataset: Id, at: At = None) -> dict[str, Any] | None:
-        info = datasets.DATASETS.get(state_at(chain, at), dataset)
-        return None if info is None else dataset_json(dataset, info)
+        state = state_at(chain, at)
+        info = datasets.DATASETS.get(state, dataset)
+        if info is None:
+            return None
+        out = dataset_json(dataset, info)
+        out.update(license_json(state, dataset, info, chain.best_number + 1 if at is None else chain.get_header(at).number + 1))
+        return out
 
     for fn in (
         ml_listModels, ml_getModel, ml_getWeights, ml_predict, ml_getTrainingReceipt, ml_listDatasets, ml_getDataset,

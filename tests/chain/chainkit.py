@@ -37,8 +37,11 @@ def open_chain(path: Path, spec: ChainSpec | None = None, aura: Aura | None = No
     )
 
 
-def apply_fee_only(state, who: bytes, fee: int, author: bytes) -> None:
-    """What a failed extrinsic does to state: the sender pays ``fee`` to the author, nonce + 1."""
+def apply_fee_only(chain: Blockchain, state, number: int, who: bytes, fee: int, author: bytes) -> None:
+    """What block ``number`` with one failed extrinsic does to its parent's ``state``: what every
+    block does before its extrinsics (on_initialize), then the sender pays ``fee`` to the
+    author, nonce + 1."""
+    chain.runtime.on_initialize(state, number, author)
     account = balances.get_account(state, who)
     balances.apply_account(state, who, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - fee))
     receiver = balances.get_account(state, author)

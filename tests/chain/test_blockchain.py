@@ -63,7 +63,7 @@ def test_failed_extrinsic_changes_only_its_fee(pair) -> None:
     xt = sign(author, BOB, calls.Transfer(CHARLIE.public, rich * 2), 0)  # more than Bob has
     expected = author.state.overlay()
     fee = author.runtime.verify_extrinsic(expected, xt, len(xt.encode()), 1).fee
-    apply_fee_only(expected, BOB.public, fee, ALICE.public)  # a transfer uses all it declares
+    apply_fee_only(author, expected, 1, BOB.public, fee, ALICE.public)  # a transfer uses all it declares
     expected_root = author.state.compute_commit(expected).root
     built = author.build_block([xt], ALICE, slot=1)
     (receipt,) = built.receipts

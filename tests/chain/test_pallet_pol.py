@@ -67,7 +67,7 @@ class Local:
         (receipt,) = imported.receipts
         if not receipt.success:
             expected = chain.state.overlay(at=parent_root)
-            apply_fee_only(expected, key.public, receipt.fee, author.public)
+            apply_fee_only(chain, expected, chain.best_number, key.public, receipt.fee, author.public)
             assert chain.state.root() == chain.state.compute_commit(expected).root, "a failed report changed more than its fee"
             info = chain.runtime.compute_dispatch_info(chain.state.overlay(at=parent_root), xt)
             assert receipt.fee == chain.runtime.compute_fee(info, len(xt.encode()), 0), "a failed report's fee is kept whole"

@@ -42,9 +42,10 @@ class Driver:
         built = chain.build_block([xt], ALICE, slot=self.slot)
         (receipt,) = built.receipts
         if not receipt.success:
-            # What the block must equal if the call fails: the parent state plus the fee only.
+            # What the block must equal if the call fails: the parent state plus the fee only
+            # (and what every block does before its extrinsics).
             expected = chain.state.overlay(at=parent_root)
-            apply_fee_only(expected, key.public, receipt.fee, ALICE.public)
+            apply_fee_only(chain, expected, chain.best_number, key.public, receipt.fee, ALICE.public)
             assert chain.state.root() == chain.state.compute_commit(expected).root, "a failed call changed more than its fee"
         return receipt
 

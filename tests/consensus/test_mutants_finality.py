@@ -80,10 +80,31 @@ def branches(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("branches")
     a = open_local(tmp / "a")
     b = open_local(tmp / "b")
-    blocks = [build(a, s) for s in (1, 2, 4)], [build(b, s) for s in (5, 6)]
+    first = [build(a, s) for s in (1, 2)]
+    blocks = [*first, _a3_hashing_below(tmp, first)], [build(b, s) for s in (5, 6)]
     a.db.close()
     b.db.close()
     return blocks
+
+
+def _a3_hashing_below(tmp, first):
+    """A3 (slot 4), with a remark chosen so that its hash is below A2's: the ancestry test
+    needs hash order to differ from number order, whatever the genesis hash is."""
+    from chainkit import sign
+
+    from chain import calls
+
+    for attempt in range(64):
+        chain = open_local(tmp / f"a3-{attempt}")
+        try:
+            for block in first:
+                chain.import_block(block)
+            a3 = build(chain, 4, [sign(chain, ALICE, calls.Remark(bytes([attempt])), 0)])
+        finally:
+            chain.db.close()
+        if a3.hash() < first[1].hash():
+            return a3
+    raise AssertionError("no remark of 64 gives A3 a hash below A2's")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import numpy as np
 import pytest
 from nodekit import start_node
 from test_cli import polchain
@@ -81,3 +82,36 @@ def test_economy_methods_through_the_node(node) -> None:
     assert revenue["paid"] == "30000" and revenue["claimable"] == "0"
     bad = rpc(node, "assets_getBalance", [1, "//Bob"])["error"]
     assert bad["code"] == -32602 and "param 1 'account'" in bad["message"]
+
+
+def test_paid_inference_answers_with_ml_predicts_bits(node) -> None:
+    """Dave pays for an inference on model 0 (shared above, so its price is its holders' to
+    set: 0); the receipt's outputs are the free ml_predict's float32 bits."""
+    model = rpc(node, "ml_getModel", [0])["result"]
+    d = model["spec"]["d"]
+    rows = [[(i * d + j) / 50 for j in range(d)] for i in range(2)]
+    paid = tx(node, "infer", "--signer", "//Dave", "--model", "0", "--inputs", json.dumps(rows))
+    assert paid["success"], paid
+    made = next(e for e in paid["events"] if e["name"] == "InferenceMade")["args"]
+    assert made["rows"] == 2 and made["paid"] == 0 and made["version"] == model["latestVersion"]
+    free = rpc(node, "ml_predict", [0, rows])["result"]
+    outputs = np.frombuffer(bytes.fromhex(made["outputs"][2:]), "<f4").reshape(2, -1)
+    assert outputs.tolist() == free["outputs"]
+    refused = polchain("tx", "inference-price", "--signer", "//Alice", "--model", "0", "--price-per-row", "5", "--rpc", node.url)
+    assert refused.returncode == 1 and "models.OwnedByShareholders" in refused.stdout
+
+
+def test_dataset_license_from_the_cli_is_pending_then_applies(node, tmp_path) -> None:
+    text = tmp_path / "licence.txt"
+    text.write_text("research use only\n")
+    out = tx(node, "dataset-license", "--signer", "//Ferdie", "--dataset", "0", "--price-per-row", "7",
+             "--asset", "1", "--allow-account", "//Bob", "--max-rows-per-job", "5000", "--text-file", str(text))
+    assert out["success"], out
+    dataset = rpc(node, "ml_getDataset", [0])["result"]
+    pending = dataset["pendingTerms"]
+    assert pending["pricePerRow"] == "7" and pending["asset"] == 1 and pending["allowed"] == "accounts"
+    assert pending["accounts"] == [dev_keypair("Bob").address] and pending["maxRowsPerJob"] == 5000
+    assert dataset["terms"]["allowed"] == "anyone"  # the old terms hold until the notice runs out
+    both = polchain("tx", "dataset-license", "--signer", "//Ferdie", "--dataset", "0", "--price-per-row", "1",
+                    "--allow-account", "//Bob", "--allow-model", "2", "--rpc", node.url)
+    assert both.returncode == 1 and "exclude each other" in both.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,17 +32,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.skipif(shutil.which("polchain") is None, reason="needs the polchain console script (pip install -e .)")
-def test_readme_quickstart_runs_as_written(tmp_path) -> None:
-    """Both shell blocks exactly as a reader copies them, in bash, on a free port (RPC_PORT)."""
-    if shutil.which("curl") is None:
-        pytest.skip("the quickstart uses curl")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "POLCHAIN_RPC"} | {"RPC_PORT": str(port)}
-    node_cmd = _block("quickstart-node").strip()
+@contextlib.contextmanager
+def _quickstart_node(tmp_path: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """The quickstart's node command, run as a reader runs it; Ctrl-C at the end."""
     log = (tmp_path / "node.log").open("w")
     # exec: Ctrl-C (SIGINT) goes to the node itself, as in a terminal.
-    node = subprocess.Popen(["bash", "-c", "exec " + node_cmd], stdout=log, stderr=subprocess.STDOUT, env=env)
+    node = subprocess.Popen(["bash", "-c", "exec " + _block("quickstart-node").strip()], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -50,6 +47,45 @@ def test_readme_quickstart_runs_as_written(tmp_path) -> None:
             except OSError:
                 assert node.poll() is None and time.monotonic() < deadline, (tmp_path / "node.log").read_text()
                 time.sleep(0.2)
+        yield node
+    finally:
+        node.send_signal(signal.SIGINT)  # Ctrl-C
+        assert node.wait(30) == 0
+
+
+@pytest.mark.skipif(shutil.which("polchain") is None, reason="needs the polchain console script (pip install -e .)")
+def test_readme_economy_walkthrough_runs_as_written(tmp_path) -> None:
+    """Register, share, sell, train, infer, propose and pass: the Economy section's script."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "POLCHAIN_RPC"} | {"RPC_PORT": str(port)}
+    with _quickstart_node(tmp_path, port, env):
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", _block("walkthrough")], capture_output=True, text=True, timeout=240, env=env,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        out = done.stdout
+        revenue = json.loads(out[out.index('{\n  "model": 1') :].split("\n}\n")[0] + "\n}")
+        assert revenue["claimable"] == "12000"  # 40% of 30 steps x 1000
+        assert "InferenceMade" in out
+        proposal = json.loads(out[out.index('{\n  "id": 0,\n  "model": 1') :].split("\n}\n")[0] + "\n}")
+        assert proposal["status"] == "enacted" and proposal["ayes"] == "100", proposal
+        model = json.loads(out[out.rindex('{\n  "id": 1') :].split("\n}\n")[0] + "\n}")
+        assert model["inferencePrice"] == "5000" and model["shares"] == "100"
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "gov_listProposals", "params": [1]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            listed = json.loads(response.read())["result"]
+        assert listed["proposals"] == [] and listed["params"]["votingBlocks"] == 3 and listed["treasury"] == "0"
+
+
+@pytest.mark.skipif(shutil.which("polchain") is None, reason="needs the polchain console script (pip install -e .)")
+def test_readme_quickstart_runs_as_written(tmp_path) -> None:
+    """Both shell blocks exactly as a reader copies them, in bash, on a free port (RPC_PORT)."""
+    if shutil.which("curl") is None:
+        pytest.skip("the quickstart uses curl")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "POLCHAIN_RPC"} | {"RPC_PORT": str(port)}
+    with _quickstart_node(tmp_path, port, env):
         script = _block("quickstart")
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=240, env=env,
@@ -65,7 +101,4 @@ def test_readme_quickstart_runs_as_written(tmp_path) -> None:
         for v in model["lineage"][1:]:
             t = v["training"]
             assert len(t["lossCurve"]) == -(-t["steps"] // t["segmentLen"])  # one loss per segment
-    finally:
-        node.send_signal(signal.SIGINT)  # Ctrl-C
-        assert node.wait(30) == 0
     assert "Shut down cleanly at block #2" in (tmp_path / "node.log").read_text()

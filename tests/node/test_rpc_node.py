@@ -216,8 +216,10 @@ def test_models_and_datasets_listed_match_single_reads(node) -> None:
     sets = call(node, "ml_listDatasets")
     assert sets
     for dataset in sets:
-        assert call(node, "ml_getDataset", [dataset["id"]]) == dataset
-        assert call(node, "ml_getDataset", {"dataset": dataset["id"], "at": call(node, "chain_getBlockHash", [])}) == dataset
+        one = call(node, "ml_getDataset", [dataset["id"]])
+        assert {k: one[k] for k in dataset} == dataset and {"terms", "usage"} <= one.keys()
+        at = call(node, "ml_getDataset", {"dataset": dataset["id"], "at": call(node, "chain_getBlockHash", [])})
+        assert {k: at[k] for k in dataset} == dataset
         ss58_decode(dataset["provider"])
         assert 0 <= dataset["uploadedRows"] <= dataset["rowCount"]
     assert call(node, "ml_getDataset", [U32_MAX]) is None
@@ -251,6 +253,9 @@ def test_training_receipt_loss_curve_has_one_loss_per_segment_and_events_use_ss5
     paid = next(e for e in receipt["events"] if e["name"] == "LicensePaid")
     dataset = call(node, "ml_getDataset", [0])
     assert paid["args"]["provider"] == dataset["provider"]
+    used = next(u for u in dataset["usage"] if u["model"] == 0 and u["asset"] is None)
+    assert used["jobs"] >= 1 and int(used["rows"]) >= 60 * 16 and int(used["paid"]) == int(used["rows"]) * int(dataset["pricePerRow"])
+    assert dataset["terms"]["allowed"] == "anyone" and dataset["terms"]["pricePerRow"] == dataset["pricePerRow"]
     ss58_decode(paid["args"]["provider"])
     after = call(node, "ml_getModel", [0])
     assert after["latestVersion"] == before["latestVersion"] + 1

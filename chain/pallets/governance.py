@@ -1,0 +1,231 @@
+"""A DAO per shared model: its shareholders propose and vote, weighted by shares.
+
+What a proposal can do (one call each, ``gov.propose_*``): set the training permission and
+licence per step, the inference price, the released version, a spend from the model's
+treasury, an account on the training allowlist (the ``proposal`` permission trains only
+those), and the governance parameters themselves (:class:`chain.pallets.models.GovParams`:
+quorum, threshold, voting and enactment periods, treasury share).
+
+Life of a proposal, all in blocks, with the parameters as they were when it was made:
+
+1. Any holder of the model's shares proposes (at most :data:`MAX_ACTIVE` open per model).
+   Voting runs for ``voting_blocks`` blocks.
+2. ``gov.vote`` counts every share the voter holds, once per proposal (AlreadyVoted), and
+   locks that many shares until the vote ends (chain.pallets.assets locks), so shares cannot
+   vote twice by changing hands.
+3. At the block where voting ends, :func:`apply_on_initialize` tallies it, before that
+   block's extrinsics: it passes with turnout >= ``quorum`` ppm of all shares and ayes >
+   ``threshold`` ppm of the votes cast; a passed proposal waits ``enactment_blocks`` and then
+   executes, also at the start of a block. An action that can no longer run (a spend larger
+   than the treasury) ends ``failed`` with its reason; nothing else changes.
+
+Work per block is bounded: each block's agenda holds at most :data:`MAX_AGENDA` proposals;
+a proposal whose end block is full is refused (AgendaFull), and an enactment is put on the
+next block with room. This is Substrate's democracy/referenda shape (propose, vote with
+conviction-less locks, tally at the end, enactment delay) reduced to one model's holders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from chain import calls
+from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
+from chain.errors import DispatchError
+from chain.pallets import assets, models, revenue
+from chain.pallets.context import CallContext
+from chain.pallets.items import StateAccess, StorageMap, StorageValue
+
+PALLET = "gov"
+PPM = calls.PPM
+MAX_ACTIVE = 8  # open proposals per model
+MAX_AGENDA = 16  # proposals tallied or enacted at the start of one block
+MAX_PERIOD = 100_000  # blocks, for voting and enactment periods
+MAX_DEFER = 64  # blocks an enactment may be pushed back when agendas are full
+
+Action = (
+    calls.ProposePolicy | calls.ProposeInferencePrice | calls.ProposeRelease | calls.ProposeSpend
+    | calls.ProposeTrainer | calls.ProposeParams
+)
+
+
+class Proposal(Wire, frozen=True):
+    model: U32
+    proposer: AccountId
+    action: Action
+    created: BlockNumber
+    ends: BlockNumber
+    enactment_blocks: U32
+    quorum: U32
+    threshold: U32
+    ayes: Balance = 0
+    nays: Balance = 0
+    status: str = "voting"  # voting, passed, rejected, enacted, failed
+    enact_at: BlockNumber | None = None
+    note: str = ""
+
+
+class Ballot(Wire, frozen=True):
+    aye: bool
+    shares: Balance
+
+
+NEXT_PROPOSAL = StorageValue("Gov", "NextProposal", int, 0)
+PROPOSALS = StorageMap("Gov", "Proposals", Proposal)
+BALLOTS = StorageMap("Gov", "Ballots", Ballot)  # (proposal, voter) -> ballot
+ACTIVE = StorageMap("Gov", "Active", tuple[U32, ...])  # model -> open proposals (voting or passed)
+AGENDA = StorageMap("Gov", "Agenda", tuple[U32, ...])  # block -> proposals to tally or enact
+
+
+def get_proposal(state: StateAccess, proposal_id: int) -> Proposal:
+    proposal = PROPOSALS.get(state, proposal_id)
+    if proposal is None:
+        raise DispatchError(PALLET, "UnknownProposal", f"no proposal {proposal_id}")
+    return proposal
+
+
+def apply_propose(ctx: CallContext, action: Any) -> None:
+    """Every ``gov.propose_*`` call: check the proposer and the action, open the vote."""
+    state, model = ctx.state, action.model
+    info = models.get_model(state, model)
+    if not info.shares:
+        raise DispatchError(PALLET, "NotShared", f"model {model} is not shared: its owner decides alone")
+    if assets.get_balance(state, assets.compute_shares_asset(model), ctx.sender) == 0:
+        raise DispatchError(PALLET, "NotShareholder", f"only holders of model {model}'s shares propose")
+    _verify_action(state, info, action)
+    active = ACTIVE.get(state, model) or ()
+    if len(active) >= MAX_ACTIVE:
+        raise DispatchError(PALLET, "TooManyProposals", f"model {model} has {len(active)} open proposals; at most {MAX_ACTIVE}")
+    params = models.get_gov_params(state, model)
+    ends = ctx.block.number + params.voting_blocks
+    agenda = AGENDA.get(state, ends) or ()
+    if len(agenda) >= MAX_AGENDA:
+        raise DispatchError(PALLET, "AgendaFull", f"block {ends} already ends {MAX_AGENDA} votes; propose in a later block")
+    proposal_id = NEXT_PROPOSAL.get(state)
+    PROPOSALS.apply_set(
+        state,
+        Proposal(model, ctx.sender, action, ctx.block.number, ends, params.enactment_blocks, params.quorum, params.threshold),
+        proposal_id,
+    )
+    NEXT_PROPOSAL.apply_set(state, proposal_id + 1)
+    ACTIVE.apply_set(state, (*active, proposal_id), model)
+    AGENDA.apply_set(state, (*agenda, proposal_id), ends)
+    ctx.emit(PALLET, "Proposed", proposal=proposal_id, model=model, proposer=ctx.sender, ends=ends,
+             action=calls.CALL_NAMES[type(action)][1])
+
+
+def _verify_action(state: StateAccess, info: models.ModelInfo, action: Any) -> None:
+    if isinstance(action, calls.ProposeRelease) and action.version > info.latest_version:
+        raise DispatchError(PALLET, "UnknownVersion", f"the model has versions 0..{info.latest_version}, not {action.version}")
+    if isinstance(action, calls.ProposeSpend) and action.amount == 0:
+        raise DispatchError(PALLET, "ZeroAmount", "a spend is at least 1 unit")
+    if isinstance(action, calls.ProposeParams):
+        if not 1 <= action.voting_blocks <= MAX_PERIOD or action.enactment_blocks > MAX_PERIOD:
+            raise DispatchError(
+                PALLET, "InvalidParams", f"voting lasts 1..{MAX_PERIOD} blocks and enactment waits 0..{MAX_PERIOD}"
+            )
+        if action.threshold >= PPM:
+            raise DispatchError(PALLET, "InvalidParams", f"a threshold of {action.threshold} ppm can never be exceeded")
+
+
+def apply_vote(ctx: CallContext, call: calls.Vote) -> None:
+    state = ctx.state
+    proposal = get_proposal(state, call.proposal)
+    if proposal.status != "voting" or ctx.block.number >= proposal.ends:
+        raise DispatchError(PALLET, "VotingClosed", f"proposal {call.proposal} is {proposal.status}; voting ended at block {proposal.ends}")
+    if BALLOTS.get(state, call.proposal, ctx.sender) is not None:
+        raise DispatchError(PALLET, "AlreadyVoted", f"{ctx.sender.hex()} already voted on proposal {call.proposal}")
+    asset = assets.compute_shares_asset(proposal.model)
+    shares = assets.get_balance(state, asset, ctx.sender)
+    if shares == 0:
+        raise DispatchError(PALLET, "NotShareholder", f"no shares of model {proposal.model} to vote with")
+    assets.apply_lock(state, asset, ctx.sender, shares, proposal.ends)
+    BALLOTS.apply_set(state, Ballot(call.aye, shares), call.proposal, ctx.sender)
+    if call.aye:
+        proposal = msgspec.structs.replace(proposal, ayes=proposal.ayes + shares)
+    else:
+        proposal = msgspec.structs.replace(proposal, nays=proposal.nays + shares)
+    PROPOSALS.apply_set(state, proposal, call.proposal)
+    ctx.emit(PALLET, "Voted", proposal=call.proposal, who=ctx.sender, aye=call.aye, shares=shares)
+
+
+def compute_passes(proposal: Proposal, total_shares: int) -> bool:
+    """Turnout >= quorum ppm of all shares, and ayes > threshold ppm of the votes cast."""
+    cast = proposal.ayes + proposal.nays
+    return cast > 0 and cast * PPM >= proposal.quorum * total_shares and proposal.ayes * PPM > proposal.threshold * cast
+
+
+def apply_on_initialize(state: Any, number: int, existential_deposit: int) -> None:
+    """Tally the votes that end at block ``number`` and enact what is due, before the block's
+    extrinsics. What happened is each proposal's ``status`` (and ``note`` when it failed):
+    the chain keeps no block-level events, so ``gov_getProposal`` is where to read it."""
+    due = AGENDA.get(state, number)
+    if not due:
+        return
+    AGENDA.apply_delete(state, number)
+    for proposal_id in due:
+        proposal = PROPOSALS.get(state, proposal_id)
+        if proposal is not None and proposal.status == "voting":
+            _apply_tally(state, proposal_id, proposal, number)
+        elif proposal is not None and proposal.status == "passed":
+            _apply_enact(state, proposal_id, proposal, existential_deposit)
+
+
+def _apply_tally(state: Any, proposal_id: int, proposal: Proposal, number: int) -> None:
+    total = models.get_model(state, proposal.model).shares
+    if not compute_passes(proposal, total):
+        _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="rejected"))
+        return
+    at = number + max(proposal.enactment_blocks, 1)
+    for _ in range(MAX_DEFER):
+        agenda = AGENDA.get(state, at) or ()
+        if len(agenda) < MAX_AGENDA:
+            AGENDA.apply_set(state, (*agenda, proposal_id), at)
+            PROPOSALS.apply_set(state, msgspec.structs.replace(proposal, status="passed", enact_at=at), proposal_id)
+            return
+        at += 1
+    _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="failed", note="gov.AgendaFull: no block with room to enact it"))
+
+
+def _apply_enact(state: Any, proposal_id: int, proposal: Proposal, existential_deposit: int) -> None:
+    state.start_transaction()
+    try:
+        _apply_action(state, proposal.model, proposal.action, existential_deposit)
+    except DispatchError as exc:
+        state.rollback_transaction()
+        _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="failed", note=f"{exc.module}.{exc.error}: {exc}"))
+        return
+    state.commit_transaction()
+    _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="enacted"))
+
+
+def _apply_close(state: Any, proposal_id: int, proposal: Proposal) -> None:
+    PROPOSALS.apply_set(state, proposal, proposal_id)
+    active = ACTIVE.get(state, proposal.model) or ()
+    ACTIVE.apply_set(state, tuple(p for p in active if p != proposal_id), proposal.model)
+
+
+def _apply_action(state: Any, model: int, action: Any, existential_deposit: int) -> None:
+    info = models.get_model(state, model)
+    if isinstance(action, calls.ProposePolicy):
+        info = msgspec.structs.replace(info, permission=action.permission, license_per_step=action.license_per_step)
+    elif isinstance(action, calls.ProposeInferencePrice):
+        info = msgspec.structs.replace(info, inference_price=action.price_per_row)
+    elif isinstance(action, calls.ProposeRelease):
+        info = msgspec.structs.replace(info, released_version=action.version)
+    elif isinstance(action, calls.ProposeSpend):
+        revenue.apply_spend(state, model, action.dest, action.amount, existential_deposit)
+    elif isinstance(action, calls.ProposeTrainer):
+        if action.allowed:
+            models.TRAINERS.apply_set(state, True, model, action.who)
+        else:
+            models.TRAINERS.apply_delete(state, model, action.who)
+    else:
+        models.GOV_PARAMS.apply_set(
+            state,
+            models.GovParams(action.quorum, action.threshold, action.voting_blocks, action.enactment_blocks, action.treasury),
+            model,
+        )
+    models.MODELS.apply_set(state, info, model)

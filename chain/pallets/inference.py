@@ -1,0 +1,99 @@
+"""Paid inference: a model's prediction computed inside a block, paid for per row.
+
+``models.infer`` runs a stored version of a model on rows the caller sends with the same
+bit-exact forward pass as training and the free ``ml_predict`` RPC (``ml_runtime.predict``),
+puts the outputs in the receipt (the ``models.InferenceMade`` event: float32 little-endian,
+row after row, ``k`` numbers a row), and pays the model ``inference_price`` x rows through
+:func:`chain.pallets.models.apply_pay_model`: pro rata to its shareholders once it is shared,
+to its owner before. The owner sets the price (``models.set_inference_price``; a shared model's
+price is its shareholders' decision, through governance once that exists).
+
+Why on chain when ``ml_predict`` is free: the receipt is a record anyone can check (which
+version answered, what it answered, that the model was paid), and payment and answer are one
+atomic step. The weight charged is the forward pass's work units (an upper bound: one SGD
+step's cost at ``rows``, ml_runtime's cost model) plus a base for the reads, so the fee is
+known before dispatch.
+
+Dispatch order: the model and version, then the inputs (a whole number of rows of the
+model's ``d`` numbers, 1..MAX_INFER_ROWS rows, every number finite; the codec has already
+bounded their bytes), then pay, then compute. A failed call changes nothing but its fee and
+nonce.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+import ml_runtime
+from chain.calls import MAX_INFER_ROWS, Infer, SetInferencePrice
+from chain.codec import MAX_BALANCE
+from chain.errors import DispatchError
+from chain.pallets import models
+from chain.pallets.context import CallContext
+from chain.pallets.items import StateAccess
+
+PALLET = "models"
+
+# Work units of what every infer call does besides the forward pass: reading the model's
+# spec and weights, paying, writing the event.
+INFER_BASE_WEIGHT = 200_000
+
+
+def compute_weight(state: StateAccess, call: Infer) -> int:
+    """The weight an infer call declares: the base, plus the forward pass's upper bound when
+    the model is known and the inputs divide into its rows (otherwise dispatch fails early)."""
+    info = models.MODELS.get(state, call.model)
+    if info is None:
+        return INFER_BASE_WEIGHT
+    try:
+        spec = ml_runtime.ModelSpec.decode(info.spec)
+    except ml_runtime.MLRuntimeError:
+        return INFER_BASE_WEIGHT
+    rows = len(call.inputs) // (4 * spec.d)
+    if not 1 <= rows <= MAX_INFER_ROWS:
+        return INFER_BASE_WEIGHT
+    return INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, rows)
+
+
+def apply_set_inference_price(ctx: CallContext, call: SetInferencePrice) -> None:
+    info = models.verify_owner(ctx.state, call.model, ctx.sender)
+    models.MODELS.apply_set(ctx.state, msgspec.structs.replace(info, inference_price=call.price_per_row), call.model)
+    ctx.emit(PALLET, "InferencePriceSet", model=call.model, price_per_row=call.price_per_row)
+
+
+def apply_infer(ctx: CallContext, call: Infer) -> None:
+    info = models.get_model(ctx.state, call.model)
+    spec = models.decode_spec(info.spec)
+    version = info.latest_version if call.version is None else call.version
+    weights = models.get_weights(ctx.state, call.model, version)
+    x = _decode_rows(call.inputs, spec.d)
+    price = info.inference_price * x.shape[0]
+    if price > MAX_BALANCE:
+        raise DispatchError(PALLET, "Overflow", f"{x.shape[0]} rows at {info.inference_price} a row exceed 2^63-1")
+    dust = models.apply_pay_model(ctx.state, call.model, ctx.sender, price, ctx.config.existential_deposit)
+    try:
+        out = ml_runtime.predict(spec, weights, x)
+    except ml_runtime.MLRuntimeError as exc:  # unreachable after the checks above; kept specific
+        raise DispatchError(PALLET, "InvalidInputs", str(exc)) from None
+    ctx.emit(
+        PALLET, "InferenceMade", model=call.model, version=version, rows=int(x.shape[0]), paid=price, dust=dust,
+        outputs=np.ascontiguousarray(out, dtype="<f4").tobytes(),
+    )
+
+
+def _decode_rows(data: bytes, d: int) -> np.ndarray:
+    """The call's inputs as an (n, d) float32 array; DispatchError naming the rule broken."""
+    row_bytes = 4 * d
+    if not data or len(data) % row_bytes:
+        raise DispatchError(
+            PALLET, "InvalidInputs", f"inputs are {len(data)} bytes, not a whole number (>= 1) of rows of {d} float32s ({row_bytes} bytes)"
+        )
+    rows = len(data) // row_bytes
+    if rows > MAX_INFER_ROWS:
+        raise DispatchError(PALLET, "InvalidInputs", f"{rows} rows; at most {MAX_INFER_ROWS}")
+    x = np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(rows, d)
+    if not np.isfinite(x).all():
+        bad = int(np.argwhere(~np.isfinite(x))[0][0])
+        raise DispatchError(PALLET, "InvalidInputs", f"row {bad} has a NaN or infinite number")
+    return x

@@ -1,0 +1,113 @@
+"""``polchain bench kernels|validator|transfers|rpc|devnet``: the benchmarks from the CLI.
+
+The work stays in the benches/ modules (each exposes ``run(ctx) -> Report``, see
+benches/runner.py); this module only parses the flags and hands them over, so that
+``python -m benches.X`` and ``polchain bench X`` measure the same code. The benches are
+imported when the command runs, not when the CLI starts (numba, torch and matplotlib are
+slow to import and a node never needs them).
+
+Every result records the command that reproduces it, spelled out with every option,
+defaults included, so that a record read later does not depend on the defaults of the
+version that reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+# name -> (module, one-line help)
+BENCHES: dict[str, tuple[str, str]] = {
+    "kernels": ("benches.kernels", "SGD steps/s of the strict kernels vs fastmath, NumPy/BLAS, PyTorch; 1 vs 2 threads"),
+    "validator": ("benches.validator", "a validator's import of training blocks: sampled (S/m = 4..32) vs full re-execution"),
+    "transfers": ("benches.chain", "signed transfers imported/s against PyNaCl's signature ceilings on 1 and 2 cores"),
+    "rpc": ("benches.rpc", "req/s of the node's method table vs a bare aiohttp handler, HTTP keep-alive and WebSocket"),
+    "devnet": ("benches.devnet", "N validators on loopback, M clients over RPC: tx/s, latency to in-block and finalized"),
+}
+DEFAULT_OUT = Path("bench-results")
+
+
+def _reps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 2 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} repetitions: between 2 and 1000 (a median of one shot is no median)")
+    return value
+
+
+def _count(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value}: between {low} and {high}")
+        return value
+
+    return parse
+
+
+def add_subcommand(sub: Any) -> None:
+    """Add ``bench`` and its five subcommands to the CLI's subparsers."""
+    bench = sub.add_parser("bench", help="run a benchmark: table, JSON and PNG under --out")
+    kinds = bench.add_subparsers(dest="bench_command", required=True)
+    for name, (_module, help_text) in BENCHES.items():
+        p = kinds.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--quick", action="store_true", help="small sizes: under a minute")
+        p.add_argument("--reps", type=_reps, default=None, help="repetitions (default: 5, --quick 3)")
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                       help=f"where <name>.json and <name>.png go (default {DEFAULT_OUT}/)")
+        if name == "validator":
+            p.add_argument("--jobs", type=_count(1, 64), default=None, help="TRAIN calls per block (default 4, quick 2)")
+            p.add_argument("--segment", type=_count(1, 10_000), default=None, help="steps per segment (default 25, quick 10)")
+        if name == "devnet":
+            p.add_argument("--validators", type=_count(1, 16), default=None, help="validator processes (default 4, quick 2)")
+            p.add_argument("--clients", type=_count(1, 6), default=None, help="RPC clients submitting, one dev account each (default 4, quick 2)")
+            p.add_argument("--seconds", type=_count(1, 3600), default=None, help="seconds of load per repetition")
+        p.set_defaults(run=run_bench)
+
+
+def compute_bench_command(args: argparse.Namespace) -> str:
+    """``polchain bench NAME`` with every option as parsed (defaults resolved)."""
+    words = ["polchain", "bench", args.bench_command]
+    if args.quick:
+        words.append("--quick")
+    words += ["--reps", str(args.reps), "--out", str(args.out)]
+    for flag in ("jobs", "segment", "validators", "clients", "seconds"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            words += [f"--{flag}", str(value)]
+    return shlex.join(words)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from benches.runner import Context, finish  # not at CLI start: see the module docstring
+
+    if args.reps is None:
+        args.reps = 3 if args.quick else 5
+    try:  # before minutes of measuring, not after
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"Error: --out {args.out}: cannot make the folder: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    module = importlib.import_module(BENCHES[args.bench_command][0])
+    options = {k: getattr(args, k) for k in ("jobs", "segment", "validators", "clients", "seconds")
+               if getattr(args, k, None) is not None}
+    ctx = Context(
+        name=args.bench_command, quick=args.quick, reps=args.reps, out=args.out,
+        command=compute_bench_command(args), options=options,
+    )
+    try:
+        report = module.run(ctx)
+    except RuntimeError as exc:  # a bench that cannot measure says why, in one line
+        print(f"Error: bench {args.bench_command}: {exc}", file=sys.stderr)
+        return 1
+    finish(ctx, report)
+    return 0

@@ -1,0 +1,103 @@
+"""Training bounties through real blocks: paid to the trainer of the first claimed version
+whose loss the chain computes below the target; every refusal changes only the fee and nonce
+(Driver); and the loss is the training kernel's own, leaving the weights untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, open_chain, train_call
+from test_pallets import DAVE, Driver
+
+import ml_runtime
+from chain import calls
+from chain.pallets import balances, bounties, datasets, models
+
+POL = 10**9
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = open_chain(tmp_path / "db")
+    yield c
+    c.db.close()
+
+
+def _loss(chain, model: int, version: int) -> float:
+    state = chain.state.overlay()
+    spec = models.decode_spec(models.get_model(state, model).spec)
+    _, x, y = datasets.get_rows(state, 0)
+    loss = ml_runtime.compute_loss(spec, models.get_weights(state, model, version), x, y)
+    assert loss is not None
+    return float(loss)
+
+
+def _bounty(d: Driver, key, target: float, expires_in: int = 50) -> int:
+    call = calls.PostBounty(0, 0, calls.compute_f32_bits(target), 5 * POL, d.chain.best_number + 1 + expires_in)
+    receipt = d.apply(key, call)
+    assert receipt.success, receipt.error
+    return dict(next(e for e in receipt.events if e.name == "BountyPosted").args)["bounty"]
+
+
+def test_compute_loss_is_the_kernels_mean_loss_and_changes_no_weight(chain) -> None:
+    state = chain.state.overlay()
+    spec = models.decode_spec(models.get_model(state, 0).spec)
+    _, x, y = datasets.get_rows(state, 0)
+    w = models.get_weights(state, 0, 0)
+    before = w.copy()
+    loss = ml_runtime.compute_loss(spec, w, x, y)
+    assert np.array_equal(w, before)
+    logits = x.astype(np.float64) @ w[: spec.d * spec.k].reshape(spec.d, spec.k).astype(np.float64) + w[spec.d * spec.k :]
+    logits -= logits.max(axis=1, keepdims=True)
+    expected = np.mean(np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(len(y)), y])
+    assert loss is not None and abs(float(loss) - expected) < 1e-4 * max(1.0, expected)
+
+
+def test_the_first_version_below_target_is_paid_to_its_trainer(chain) -> None:
+    d = Driver(chain)
+    target = _loss(chain, 0, models.get_model(chain.state.overlay(), 0).latest_version) * 0.8
+    bounty = _bounty(d, DAVE, target)
+    pot = balances.get_account(chain.state.overlay(), bounties.BOUNTY_ACCOUNT).free
+    assert pot == 5 * POL
+    d.fails(BOB, calls.ClaimBounty(bounty, 0), "models.NotEligible")  # not trained after the post
+    d.fails(BOB, calls.ClaimBounty(bounty, 9), "models.UnknownVersion")
+    d.fails(BOB, calls.ClaimBounty(77, 0), "models.UnknownBounty")
+    assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
+    version = models.get_model(chain.state.overlay(), 0).latest_version
+    assert _loss(chain, 0, version) < target
+    charlie = balances.get_account(chain.state.overlay(), CHARLIE.public).free
+    claimed = d.apply(BOB, calls.ClaimBounty(bounty, version))  # anyone claims; the trainer is paid
+    assert claimed.success, claimed.error
+    assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
+    assert balances.get_account(chain.state.overlay(), bounties.BOUNTY_ACCOUNT).free == 0
+    d.fails(BOB, calls.ClaimBounty(bounty, version), "models.BountyClosed")
+
+
+def test_a_claim_short_of_the_target_pays_its_fee_and_changes_nothing_else(chain) -> None:
+    d = Driver(chain)
+    bounty = _bounty(d, DAVE, 1e-6)
+    assert d.apply(CHARLIE, train_call(steps=20, batch=8)).success
+    version = models.get_model(chain.state.overlay(), 0).latest_version
+    d.fails(BOB, calls.ClaimBounty(bounty, version), "models.NotBelowTarget")
+    receipt = d.apply(BOB, calls.ClaimBounty(bounty, version))
+    assert receipt.weight > bounties.BOUNTY_BASE_WEIGHT  # the evaluation was charged
+
+
+def test_post_and_cancel_refusals(chain) -> None:
+    d = Driver(chain)
+    n = chain.best_number + 1
+    d.fails(DAVE, calls.PostBounty(0, 0, calls.compute_f32_bits(1.0), 0, n + 5), "models.ZeroAmount")
+    d.fails(DAVE, calls.PostBounty(0, 0, calls.compute_f32_bits(0.0), POL, n + 5), "models.InvalidTarget")
+    d.fails(DAVE, calls.PostBounty(0, 0, calls.compute_f32_bits(float("nan")), POL, n + 5), "models.InvalidTarget")
+    d.fails(DAVE, calls.PostBounty(0, 0, calls.compute_f32_bits(1.0), POL, 1), "models.InvalidExpiry")
+    d.fails(DAVE, calls.PostBounty(9, 0, calls.compute_f32_bits(1.0), POL, n + 50), "models.UnknownModel")
+    d.fails(DAVE, calls.PostBounty(0, 0, calls.compute_f32_bits(1.0), 10**30 % 2**63, n + 50), "InsufficientBalance")
+    bounty = _bounty(d, DAVE, 0.5, expires_in=2)
+    d.fails(ALICE, calls.CancelBounty(bounty), "models.NotPoster")
+    d.fails(DAVE, calls.CancelBounty(bounty), "models.NotExpired")
+    assert d.apply(BOB, calls.Remark(b"tick")).success
+    dave = balances.get_account(chain.state.overlay(), DAVE.public).free
+    receipt = d.apply(DAVE, calls.CancelBounty(bounty))
+    assert receipt.success, receipt.error
+    assert balances.get_account(chain.state.overlay(), DAVE.public).free == dave + 5 * POL - receipt.fee
+    d.fails(DAVE, calls.CancelBounty(bounty), "models.BountyClosed")

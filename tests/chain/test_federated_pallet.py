@@ -1,0 +1,270 @@
+"""Every bad federated call gets its specific error and changes nothing but its fee (the
+driver compares the state root with the parent's plus the fee); the detection rate of a
+cheater who fakes f of S segments matches 1 - C(S-f, m) / C(S, m)."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import numpy as np
+import pytest
+from chainkit import ALICE, open_chain
+from fedkit import (
+    BOB,
+    CHARLIE,
+    DAVE,
+    EVE,
+    FERDIE,
+    Driver,
+    Participant,
+    open_call,
+    replace,
+    split_digits,
+)
+
+import ml_runtime
+from chain import calls
+from chain.pallets import federated, models
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = open_chain(tmp_path / "db")
+    yield c
+    c.db.close()
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "reason"),
+    [
+        ({"model": 7}, "models.UnknownModel", "no model with id 7"),
+        ({"base_version": 3}, "models.UnknownVersion", "has no version 3"),
+        ({"local_steps": 0}, "InvalidSteps", "local_steps must be in 1..100000"),
+        ({"batch_size": 5000}, "InvalidBatchSize", "batch_size must be in 1..4096"),
+        ({"lr": calls.compute_f32_bits(float("inf"))}, "InvalidLearningRate", "finite float32 > 0"),
+        ({"lr": calls.compute_f32_bits(0.0)}, "InvalidLearningRate", "finite float32 > 0"),
+        ({"l2": calls.compute_f32_bits(-1.0)}, "InvalidDecay", ">= 0"),
+        ({"segment_len": 41}, "InvalidSegmentLength", "1..local_steps (40)"),
+        ({"local_steps": 2000, "segment_len": 1}, "TooManySegments", "2000 segments; the limit is 1024"),
+        ({"samples": 0}, "InvalidSamples", "must be in 1..8"),
+        ({"samples": 9}, "InvalidSamples", "must be in 1..8"),
+        ({"min_updates": 0}, "InvalidUpdateCounts", "1 <= min_updates (0)"),
+        ({"min_updates": 5, "max_updates": 4}, "InvalidUpdateCounts", "min_updates (5) <= max_updates (4)"),
+        ({"max_updates": 65}, "InvalidUpdateCounts", "<= 64"),
+        ({"allowlist": (BOB.public,), "min_updates": 2}, "InvalidUpdateCounts", "the allowlist's size"),
+        ({"allowlist": (BOB.public, BOB.public)}, "DuplicateParticipant", "names an account twice"),
+        ({"commit_deadline": 1}, "InvalidDeadlines", "1 < commit_deadline (1)"),
+        ({"commit_deadline": 19}, "InvalidDeadlines", "< reveal_deadline - 1"),
+        ({"reveal_deadline": 200_000}, "InvalidDeadlines", "reveal_deadline <= 100001"),
+        ({"segment_len": 40, "local_steps": 40, "batch_size": 4096, "samples": 1}, "RevealTooLarge", "at most half a block"),
+        ({"reward_pool": 2**62}, "InsufficientBalance", "cannot reserve the reward pool"),
+    ],
+)
+def test_impossible_rounds_are_refused(chain, changes: dict, error: str, reason: str) -> None:
+    message = Driver(chain).fails(ALICE, open_call(**changes), error)
+    assert reason in message
+
+
+def test_only_the_owner_opens_a_round(chain) -> None:
+    assert "only the owner of model 0" in Driver(chain).fails(BOB, open_call(), "models.NotOwner")
+
+
+class _Round:
+    """Round 0 open with Bob (and Charlie) committed honestly."""
+
+    def __init__(self, chain, **kw) -> None:
+        self.d = Driver(chain)
+        shares, _ = split_digits(3, seed=3)
+        self.bob, self.charlie, self.dave = (Participant(k, x, y) for k, (x, y) in zip((BOB, CHARLIE, DAVE), shares, strict=True))
+        self.d.ok(ALICE, open_call(**kw))
+        self.bob_commit = self.bob.train(chain, 0)
+
+
+def test_bad_commits_are_refused(chain) -> None:
+    r = _Round(chain, allowlist=(BOB.public, CHARLIE.public), min_updates=1, max_updates=2, commit_deadline=18)
+    d, c = r.d, r.bob_commit
+    spec = models.decode_spec(models.get_model(chain.state.overlay(), 0).spec)
+    assert "round with id 4" in d.fails(BOB, replace(c, round=4), "UnknownRound")
+    assert "allowlist only" in d.fails(DAVE, r.dave.train(chain, 0), "NotAllowed")
+    assert "the model has 650 float32" in d.fails(BOB, replace(c, weights=c.weights[:-4]), "WrongShape")
+    assert "9 transcript entries" in d.fails(BOB, replace(c, losses=c.losses[:-1]), "WrongShape")
+    nan = np.frombuffer(c.weights, dtype="<f4").copy()
+    nan[3] = np.nan
+    d.fails(BOB, replace(c, weights=nan.tobytes()), "NonFiniteWeights")
+    inf_loss = calls.compute_f32_bits(float("inf"))
+    d.fails(BOB, replace(c, losses=(*c.losses[:-1], inf_loss)), "NonFiniteWeights")
+    assert "entry 0 (the base version's weights)" in d.fails(BOB, replace(c, first_path=c.last_path), "BadTranscriptProof")
+    assert "entry 8 (the submitted weights)" in d.fails(BOB, replace(c, losses=(*c.losses[:-1], c.losses[-1] ^ 1)), "BadTranscriptProof")
+    d.fails(BOB, replace(c, row_count=15), "InvalidRowCount")  # fewer rows than the batch size
+    too_many = federated.MAX_CELLS // spec.d + 1
+    d.fails(BOB, replace(c, row_count=too_many, sample_count=1), "InvalidRowCount")
+    d.fails(BOB, replace(c, sample_count=0), "InvalidSampleCount")
+    d.fails(BOB, replace(c, sample_count=c.row_count + 1), "InvalidSampleCount")
+    d.ok(BOB, c)
+    assert "already committed" in d.fails(BOB, c, "DuplicateUpdate")
+    d.ok(CHARLIE, r.charlie.train(chain, 0))
+    d.until(18)
+    assert "took commits up to block 18" in d.fails(BOB, c, "CommitClosed")
+
+
+def test_a_full_round_refuses_more_updates(chain) -> None:
+    r = _Round(chain, min_updates=1, max_updates=1)
+    r.d.ok(BOB, r.bob_commit)
+    assert "has its 1 updates" in r.d.fails(CHARLIE, r.charlie.train(chain, 0), "RoundFull")
+
+
+def test_bad_challenges_reveals_and_closes_are_refused(chain) -> None:
+    r = _Round(chain, min_updates=1)
+    d = r.d
+    d.ok(BOB, r.bob_commit)
+    assert "takes commits until block 5" in d.fails(EVE, calls.ChallengeRound(0), "TooEarly")
+    assert "is open, not revealing" in d.fails(BOB, _reveal_any(r, chain), "NotRevealing")
+    assert "takes reveals until block 20" in d.fails(EVE, calls.CloseRound(0), "TooEarly")
+    d.until(5)
+    d.ok(EVE, calls.ChallengeRound(0))
+    assert "is revealing" in d.fails(EVE, calls.ChallengeRound(0), "AlreadyChallenged")
+    info = federated.get_round(chain.state.overlay(), 0)
+    challenged = federated.compute_challenged(info, BOB.public)
+    first = r.bob.reveals(chain, 0)[0]
+    other = next(j for j in range(info.segments) if j not in challenged)
+    unchallenged = federated.compute_reveal(0, info, other, r.bob.result, r.bob.leaves, BOB.public)
+    assert f"segment {other} is not one of" in d.fails(BOB, unchallenged, "NotChallenged")
+    assert "committed no update" in d.fails(CHARLIE, first, "NoUpdate")
+    d.fails(BOB, replace(first, weights=first.weights[:8]), "WrongShape")
+    d.fails(BOB, replace(first, start_path=first.end_path), "BadTranscriptProof")
+    d.fails(BOB, replace(first, end_hash=bytes(32)), "BadTranscriptProof")
+    d.fails(BOB, replace(first, rows=first.rows[:-1]), "WrongRows")
+    d.fails(BOB, replace(first, row_paths=first.row_paths[:-1]), "WrongRows")
+    bad_path = (tuple(bytes(32) for _ in first.row_paths[0]), *first.row_paths[1:])
+    assert "is not under the data root" in d.fails(BOB, replace(first, row_paths=bad_path), "BadRowProof")
+    tampered = bytearray(first.rows)
+    tampered[0] ^= 1
+    d.fails(BOB, replace(first, rows=bytes(tampered)), "BadRowProof")
+    d.ok(BOB, first)
+    assert "already verified" in d.fails(BOB, first, "AlreadyRevealed")
+    for reveal in r.bob.reveals(chain, 0)[1:]:
+        d.ok(BOB, reveal)
+    d.ok(EVE, calls.CloseRound(0))
+    assert "already closed" in d.fails(EVE, calls.CloseRound(0), "RoundEnded")
+    d.fails(BOB, first, "NotRevealing")
+
+
+def _reveal_any(r: _Round, chain) -> calls.RevealSegment:
+    """A well-formed reveal of segment 0 before any challenge."""
+    info = federated.get_round(chain.state.overlay(), 0)
+    return federated.compute_reveal(0, info, 0, r.bob.result, r.bob.leaves, BOB.public)
+
+
+def test_a_round_without_enough_updates_fails_and_refunds(chain) -> None:
+    r = _Round(chain, min_updates=2)
+    d = r.d
+    d.ok(BOB, r.bob_commit)
+    d.until(5)
+    receipt = d.ok(EVE, calls.ChallengeRound(0))
+    assert "1 updates committed, 2 needed" in dict(receipt.events[-2].args)["reason"]
+    state = chain.state.overlay()
+    assert federated.get_round(state, 0).status == federated.FAILED
+    assert federated.balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+    assert models.get_model(state, 0).latest_version == 0
+
+
+def test_detection_rate_matches_the_formula(chain) -> None:
+    """A cheater fakes the last f segments (honest training up to there, then made-up
+    checkpoints). Which segments fail is found by re-running every segment with the reveal
+    code path; the chance that a challenge hits one, over many challenge seeds, is compared
+    with 1 - C(S-f, m) / C(S, m) within four standard deviations."""
+    r = _Round(chain, local_steps=40, segment_len=5, samples=2)
+    state = chain.state.overlay()
+    info = federated.get_round(state, 0)
+    spec = federated.get_spec(state, info)
+    base = models.get_weights(state, 0, 0)
+    S, m, f = info.segments, info.samples, 3
+    honest = r.bob.result
+    assert honest is not None
+    checkpoints = list(honest.checkpoints)
+    for j in range(S - f + 1, S + 1):
+        checkpoints[j] = (checkpoints[j] * np.float32(0.999)).astype(np.float32)
+    losses = [e.loss for e in honest.transcript.entries]
+    entries = [ml_runtime.TranscriptEntry(j, ml_runtime.hash_weights(w), losses[j]) for j, w in enumerate(checkpoints)]
+    forged = ml_runtime.JobResult(checkpoints[-1], tuple(checkpoints), ml_runtime.Transcript.build(entries), True)
+    job = federated.compute_job(info, spec, base, BOB.public, r.bob.x, r.bob.y, 0)
+    failing = set()
+    for j in range(S):
+        try:
+            ml_runtime.verify_segment(job, j, forged.checkpoints[j], entries[j + 1], entries[j])
+        except ml_runtime.SegmentMismatch:
+            failing.add(j)
+    assert failing == set(range(S - f, S))
+    trials = 4000
+    caught = 0
+    for t in range(trials):
+        seeded = msgspec.structs.replace(info, status=federated.REVEALING, challenge_seed=federated.compute_challenge_seed(0, t.to_bytes(32, "little")))
+        caught += bool(failing & set(federated.compute_challenged(seeded, BOB.public)))
+    p = 1 - math.comb(S - f, m) / math.comb(S, m)
+    assert abs(caught / trials - p) < 4 * math.sqrt(p * (1 - p) / trials), (caught / trials, p)
+
+
+def test_leaf_paths_match_the_data_root_for_every_count() -> None:
+    """One-pass paths equal what verify_leaf_path accepts, for odd and even tree sizes."""
+    for n in (1, 2, 3, 5, 8, 13, 64, 100):
+        leaves = [bytes([i % 256, i // 256]) * 3 for i in range(n)]
+        root = ml_runtime.compute_merkle_root(leaves)
+        paths = federated.compute_leaf_paths(leaves, list(range(n)))
+        for i in range(n):
+            assert federated.verify_leaf_path(root, leaves[i], paths[i], i, n)
+            assert not federated.verify_leaf_path(root, leaves[i] + b"x", paths[i], i, n)
+            if n > 1:
+                assert not federated.verify_leaf_path(root, leaves[i], paths[i], (i + 1) % n, n)
+
+
+def test_an_update_on_a_registered_data_set_pays_its_licence(chain) -> None:
+    """Rows that are a registered data set's (the dev digits, Ferdie's at 1000 per row used):
+    the provider is paid price x local_steps x batch_size, as for TRAIN; other rows are refused."""
+    d = Driver(chain)
+    d.ok(ALICE, open_call(min_updates=1))
+    x, y = ml_runtime.load_digits()
+    public = Participant(BOB, x, y)
+    commit = public.train(chain, 0)
+    third = Participant(CHARLIE, x[:600], y[:600])
+    d.fails(CHARLIE, replace(third.train(chain, 0), dataset=0), "DatasetMismatch")
+    d.fails(BOB, replace(commit, dataset=7), "datasets.UnknownDataset")
+    ferdie_before = federated.balances.get_account(chain.state.overlay(), FERDIE.public).free
+    receipt = d.ok(BOB, replace(commit, dataset=0))
+    paid = 1000 * 40 * 16
+    assert federated.balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie_before + paid
+    event = next(e for e in receipt.events if e.name == "LicensePaid")
+    assert dict(event.args)["amount"] == paid
+
+
+def test_a_late_reveal_is_refused_and_the_update_excluded(chain) -> None:
+    r = _Round(chain, min_updates=1, commit_deadline=3, reveal_deadline=7)
+    d = r.d
+    d.ok(BOB, r.bob_commit)
+    d.ok(CHARLIE, r.charlie.train(chain, 0))
+    d.ok(EVE, calls.ChallengeRound(0))
+    for reveal in r.bob.reveals(chain, 0):
+        d.ok(BOB, reveal)
+    d.until(7)
+    late = r.charlie.reveals(chain, 0)[0]
+    assert "took reveals up to block 7" in d.fails(CHARLIE, late, "TooLate")
+    d.ok(EVE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    assert federated.UPDATES.get(state, 0, CHARLIE.public).status == federated.EXCLUDED
+    assert federated.UPDATES.get(state, 0, BOB.public).status == federated.ACCEPTED
+
+
+def test_a_round_never_challenged_fails_at_close_and_refunds_everyone(chain) -> None:
+    r = _Round(chain, min_updates=1, commit_deadline=3, reveal_deadline=5)
+    d = r.d
+    alice_free = federated.balances.get_account(chain.state.overlay(), ALICE.public).free
+    d.ok(BOB, r.bob_commit)
+    d.until(5)
+    assert "reveal deadline 5 has passed" in d.fails(EVE, calls.ChallengeRound(0), "TooLate")
+    receipt = d.ok(EVE, calls.CloseRound(0))
+    assert dict(receipt.events[-2].args)["reason"] == "the round was never challenged"
+    state = chain.state.overlay()
+    assert federated.get_round(state, 0).status == federated.FAILED
+    assert federated.balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+    # Alice got the pool back (and authored every block, earning the fees).
+    assert federated.balances.get_account(state, ALICE.public).free >= alice_free + 9 * 10**9

@@ -1,0 +1,224 @@
+"""Federated rounds through real blocks: an honest three-party round end to end (a second node
+imports every block), and each cheating strategy caught or excluded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from chainkit import ALICE, open_chain
+from fedkit import (
+    BOB,
+    CHARLIE,
+    DAVE,
+    EVE,
+    FERDIE,
+    Driver,
+    Participant,
+    accuracy,
+    open_call,
+    replace,
+    split_digits,
+)
+
+import ml_runtime
+from chain import calls
+from chain.pallets import balances, federated, models
+from ml_runtime import twins
+
+
+@pytest.fixture
+def chains(tmp_path):
+    a, b = open_chain(tmp_path / "a"), open_chain(tmp_path / "b")
+    yield a, b
+    a.db.close()
+    b.db.close()
+
+
+def _free(chain, key) -> int:
+    return balances.get_account(chain.state.overlay(), key.public).free
+
+
+def test_honest_three_party_round_end_to_end(chains) -> None:
+    chain, follower = chains
+    d = Driver(chain, follower)
+    shares, (x_test, y_test) = split_digits(3, seed=11)
+    people = [Participant(k, x, y) for k, (x, y) in zip((BOB, CHARLIE, DAVE), shares, strict=True)]
+    state = chain.state.overlay()
+    spec = models.decode_spec(models.get_model(state, 0).spec)
+    base = models.get_weights(state, 0, 0)
+
+    owner_before = _free(chain, ALICE)
+    d.ok(ALICE, open_call(min_updates=3, reward_pool=9 * 10**9 + 7))
+    assert federated.get_round(chain.state.overlay(), 0).status == federated.OPEN
+    commits = [p.train(chain, 0) for p in people]
+    fees: dict[bytes, int] = {p.key.public: 0 for p in people}
+    before = {p.key.public: _free(chain, p.key) for p in people}
+    for p, c in zip(people, commits, strict=True):
+        fees[p.key.public] += d.ok(p.key, c).fee
+    d.until(5)  # the commit deadline
+    d.ok(EVE, calls.ChallengeRound(0))
+    info = federated.get_round(chain.state.overlay(), 0)
+    assert info.status == federated.REVEALING and info.challenge_seed is not None
+    for p in people:
+        challenged = federated.compute_challenged(info, p.key.public)
+        assert len(challenged) == 2
+        for reveal in p.reveals(chain, 0):
+            fees[p.key.public] += d.ok(p.key, reveal).fee
+        assert federated.UPDATES.get(chain.state.overlay(), 0, p.key.public).status == federated.ACCEPTED
+    # Every update is decided, so the round may close before its reveal deadline.
+    receipt = d.ok(FERDIE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    info = federated.get_round(state, 0)
+    assert info.status == federated.CLOSED and info.new_version == 1
+
+    # The new version is FedAvg of the three updates in ascending account order, bit for bit
+    # against the NumPy twin.
+    order = sorted(people, key=lambda p: p.key.public)
+    stacked = np.stack([np.asarray(p.result.weights, dtype=np.float32) for p in order])
+    counts = np.array([len(p.leaves) for p in order], dtype=np.int64)
+    expected, status = twins.fedavg(stacked, counts, int(counts.sum()))
+    assert status == -1
+    aggregate = models.get_weights(state, 0, 1)
+    assert aggregate.tobytes() == expected.tobytes()
+    version = models.VERSIONS.get(state, 0, 1)
+    assert version.parent == 0 and version.training is None and version.weights_hash == ml_runtime.hash_weights(aggregate)
+    lineage = federated.LINEAGE.get(state, 0, 1)
+    assert lineage.round == 0
+    assert [e.participant for e in lineage.entries] == [p.key.public for p in order]
+    assert [e.data_root for e in lineage.entries] == [ml_runtime.compute_merkle_root(p.leaves) for p in order]
+    assert [e.transcript_root for e in lineage.entries] == [p.result.transcript.root for p in order]
+
+    # Rewards in proportion to samples (floor), bonds back, the remainder to the owner, escrow empty.
+    pool, total = 9 * 10**9 + 7, int(counts.sum())
+    rewards = {p.key.public: pool * len(p.leaves) // total for p in people}
+    for p in people:
+        assert _free(chain, p.key) == before[p.key.public] - fees[p.key.public] + rewards[p.key.public]
+        assert federated.UPDATES.get(state, 0, p.key.public).reward == rewards[p.key.public]
+    assert _free(chain, ALICE) > owner_before - pool  # the owner got the remainder (and block fees)
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+    events = [e.name for e in receipt.events]
+    assert events.count("RewardPaid") == 3 and "RoundClosed" in events
+
+    # The aggregate is better than the base version on held-out rows.
+    assert accuracy(spec, aggregate, x_test, y_test) > accuracy(spec, base, x_test, y_test) + 0.3
+
+
+def _forge_transcript(base: np.ndarray, segments: int, seed: int) -> ml_runtime.JobResult:
+    """Checkpoints that no training produced: the base version, then noise, but a consistent
+    transcript (its root, paths and losses all check out at commit)."""
+    rng = np.random.default_rng(seed)
+    checkpoints = [base] + [
+        (base + rng.normal(0, 0.05, base.shape)).astype(np.float32) for _ in range(segments)
+    ]
+    entries = [ml_runtime.TranscriptEntry(0, ml_runtime.hash_weights(base), 0.0)] + [
+        ml_runtime.TranscriptEntry(j, ml_runtime.hash_weights(w), 1.5) for j, w in enumerate(checkpoints[1:], 1)
+    ]
+    return ml_runtime.JobResult(checkpoints[-1], tuple(checkpoints), ml_runtime.Transcript.build(entries), True)
+
+
+def test_cheaters_are_caught_or_excluded(chains) -> None:
+    chain, _ = chains
+    d = Driver(chain)
+    shares, _ = split_digits(5, seed=5)
+    honest = Participant(BOB, *shares[0])
+    faker = Participant(CHARLIE, *shares[1])  # fake weights: a forged transcript
+    wrong_data = Participant(DAVE, *shares[2])  # trains on rows other than those committed
+    silent = Participant(EVE, *shares[3])  # never reveals
+    copier = Participant(FERDIE, *shares[4])  # reuses Bob's update
+    d.ok(ALICE, open_call(min_updates=1, commit_deadline=9, reveal_deadline=20))
+    state = chain.state.overlay()
+    info = federated.get_round(state, 0)
+    base = models.get_weights(state, 0, 0)
+
+    d.ok(BOB, honest.train(chain, 0))
+    honest_commit = honest.train(chain, 0)
+
+    faker.train(chain, 0)  # for its leaves
+    faker.result = _forge_transcript(base, info.segments, seed=1)
+    d.ok(CHARLIE, federated.compute_commit(0, ml_runtime.compute_merkle_root(faker.leaves), len(faker.leaves), len(faker.leaves), faker.result))
+
+    # Dave commits to his rows but trains on the same rows with shifted labels.
+    committed_leaves = federated.compute_row_leaves(models.decode_spec(models.get_model(state, 0).spec), wrong_data.x, wrong_data.y)
+    wrong_data.y = (wrong_data.y + 1) % 10
+    commit = wrong_data.train(chain, 0)
+    d.ok(DAVE, replace(commit, data_root=ml_runtime.compute_merkle_root(committed_leaves)))
+
+    d.ok(EVE, silent.train(chain, 0))
+
+    # The copier resubmits Bob's update, and gets Bob's rows too (collusion). The commit is
+    # accepted (refusing copies would let a copier front-run Bob and lock him out) but cannot
+    # survive its challenge: its batches are seeded by Ferdie's account, not Bob's.
+    d.ok(FERDIE, honest_commit)
+    copier.result, copier.leaves = honest.result, honest.leaves
+    # Faking Bob's weights under another transcript fails at commit: entry S is pinned.
+    own = Participant(FERDIE, *shares[4]).train(chain, 0)
+    d.fails(ALICE, replace(own, weights=honest_commit.weights), "BadTranscriptProof")
+    d.until(9)
+    d.ok(ALICE, calls.ChallengeRound(0))
+    for reveal in honest.reveals(chain, 0):
+        d.ok(BOB, reveal)
+    receipt = d.ok(FERDIE, copier.reveals(chain, 0)[0])
+    assert [e.name for e in receipt.events][:1] == ["UpdateExcluded"]
+    # The faker's first challenged segment re-runs to other bits: excluded at once, bond forfeited.
+    receipt = d.ok(CHARLIE, faker.reveals(chain, 0)[0])
+    assert [e.name for e in receipt.events][:1] == ["UpdateExcluded"]
+    update = federated.UPDATES.get(chain.state.overlay(), 0, CHARLIE.public)
+    assert update.status == federated.EXCLUDED and "does not re-run" in update.reason
+    d.fails(CHARLIE, faker.reveals(chain, 0)[1], "UpdateDecided")
+    # Dave's revealed rows (what he trained on) are not under his data root.
+    error = d.fails(DAVE, wrong_data.reveals(chain, 0)[0], "BadRowProof")
+    assert "is not under the data root" in error
+    # Revealing the committed rows instead re-runs to other bits: excluded.
+    wrong_data.leaves = committed_leaves
+    d.ok(DAVE, wrong_data.reveals(chain, 0)[0])
+    assert federated.UPDATES.get(chain.state.overlay(), 0, DAVE.public).status == federated.EXCLUDED
+
+    d.fails(FERDIE, calls.CloseRound(0), "TooEarly")  # Eve has not revealed; the deadline is ahead
+    d.until(20)
+    bob_before = _free(chain, BOB)
+    receipt = d.ok(FERDIE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    silent_update = federated.UPDATES.get(state, 0, EVE.public)
+    assert silent_update.status == federated.EXCLUDED and "revealed 0 of 2" in silent_update.reason
+    info = federated.get_round(state, 0)
+    assert info.status == federated.CLOSED and info.forfeited == 4 * info.bond
+    # Bob alone is accepted: the new version is his update bit for bit, and he is paid the
+    # whole pool plus the four forfeited bonds, and his bond back.
+    assert models.get_weights(state, 0, 1).tobytes() == np.asarray(honest.result.weights, np.float32).tobytes()
+    assert _free(chain, BOB) == bob_before + info.bond + info.reward_pool + 4 * info.bond
+    assert [e.participant for e in federated.LINEAGE.get(state, 0, 1).entries] == [BOB.public]
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+    assert sum(e.name == "UpdateExcluded" for e in receipt.events) == 1
+
+
+@pytest.mark.parametrize("family", ["linear", "mlp"])
+def test_every_model_family_re_runs_over_revealed_rows_only(chains, family: str) -> None:
+    """The validator's data array holds only the revealed rows (zeros elsewhere); the kernels
+    of every family read only the rows a batch names, so the segments re-run to the bits."""
+    chain, follower = chains
+    d = Driver(chain, follower)
+    spec = ml_runtime.ModelSpec(family, 64, 10, 16 if family == "mlp" else 0)
+    d.ok(ALICE, calls.RegisterModel(f"fl-{family}", spec.encode(), bytes(range(32))))
+    shares, _ = split_digits(2, seed=4)
+    people = []
+    for key, (x, y) in zip((BOB, CHARLIE), shares, strict=True):
+        target = np.eye(10, dtype=np.float32)[y] if family == "linear" else y
+        people.append(Participant(key, x, target))
+    lr = 0.05 if family == "linear" else 0.5
+    d.ok(ALICE, open_call(model=1, lr=calls.compute_f32_bits(lr), samples=3, min_updates=2))
+    for p in people:
+        d.ok(p.key, p.train(chain, 0))
+    d.until(5)
+    d.ok(EVE, calls.ChallengeRound(0))
+    for p in people:
+        for reveal in p.reveals(chain, 0):
+            d.ok(p.key, reveal)
+    d.ok(EVE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    assert federated.get_round(state, 0).status == federated.CLOSED
+    expected = twins.fedavg(
+        np.stack([np.asarray(p.result.weights, np.float32) for p in sorted(people, key=lambda p: p.key.public)]),
+        np.array([len(p.leaves) for p in sorted(people, key=lambda p: p.key.public)], dtype=np.int64),
+        sum(len(p.leaves) for p in people),
+    )[0]
+    assert models.get_weights(state, 1, 1).tobytes() == expected.tobytes()

@@ -1,0 +1,177 @@
+"""Model governance through real blocks: holders propose and vote by shares, votes lock the
+shares, the tally and the enactment happen at the start of blocks, treasury set-aside and
+spend, the proposal permission; every refusal changes only the fee and nonce (Driver)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, train_call
+from test_pallets import DAVE, Driver
+
+import ml_runtime
+from chain import calls
+from chain.pallets import assets, balances, governance, models, revenue
+
+
+def _spec():
+    """The dev spec with the default 20-block votes (dev itself votes in 3 blocks)."""
+    spec = dev_spec()
+    return dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, gov_voting_blocks=20, gov_enactment_blocks=5))
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = open_chain(tmp_path / "db", _spec())
+    yield c
+    c.db.close()
+
+
+def _shared(d: Driver) -> int:
+    """Alice registers model M and shares it 100 ways; Bob buys 40; returns M."""
+    spec = calls.RegisterModel("dao", ml_runtime.ModelSpec("softmax", 64, 10).encode(), bytes(32))
+    receipt = d.apply(ALICE, spec)
+    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    assert d.apply(ALICE, calls.ShareModel(model, 100)).success
+    assert d.apply(ALICE, calls.TransferAsset(assets.compute_shares_asset(model), BOB.public, 40)).success
+    return model
+
+
+def _wait_until(d: Driver, number: int) -> None:
+    while d.chain.best_number < number:
+        assert d.apply(DAVE, calls.Remark(b"tick")).success
+
+
+def _proposal(chain, pid: int) -> governance.Proposal:
+    return governance.get_proposal(chain.state.overlay(), pid)
+
+
+def test_a_price_proposal_passes_and_is_enacted_after_the_delay(chain) -> None:
+    d = Driver(chain)
+    model = _shared(d)
+    receipt = d.apply(BOB, calls.ProposeInferencePrice(model, 7_000))
+    assert receipt.success, receipt.error
+    pid = dict(next(e for e in receipt.events if e.name == "Proposed").args)["proposal"]
+    p = _proposal(chain, pid)
+    params = models.get_gov_params(chain.state.overlay(), model)
+    assert params.voting_blocks == chain.config.gov_voting_blocks
+    assert (p.status, p.ends) == ("voting", chain.best_number + params.voting_blocks)
+    assert d.apply(BOB, calls.Vote(pid, True)).success
+    d.fails(BOB, calls.Vote(pid, False), "gov.AlreadyVoted")
+    assert d.apply(ALICE, calls.Vote(pid, True)).success
+    # Votes lock the shares until the end: Bob cannot hand his 40 to Charlie to vote again.
+    d.fails(BOB, calls.TransferAsset(assets.compute_shares_asset(model), CHARLIE.public, 1), "assets.Locked")
+    d.fails(CHARLIE, calls.Vote(pid, False), "gov.NotShareholder")
+    _wait_until(d, p.ends - 1)
+    assert _proposal(chain, pid).status == "voting"
+    _wait_until(d, p.ends)
+    p = _proposal(chain, pid)
+    assert p.status == "passed" and (p.ayes, p.nays) == (100, 0) and p.enact_at == p.ends + params.enactment_blocks
+    d.fails(ALICE, calls.Vote(pid, False), "gov.VotingClosed")
+    assert d.apply(BOB, calls.TransferAsset(assets.compute_shares_asset(model), CHARLIE.public, 1)).success  # unlocked
+    assert models.get_model(chain.state.overlay(), model).inference_price == 0
+    _wait_until(d, p.enact_at)
+    assert _proposal(chain, pid).status == "enacted"
+    assert models.get_model(chain.state.overlay(), model).inference_price == 7_000
+    assert governance.ACTIVE.get(chain.state.overlay(), model) == ()
+
+
+def test_quorum_and_threshold(chain) -> None:
+    d = Driver(chain)
+    model = _shared(d)
+    low = d.apply(BOB, calls.ProposeRelease(model, 0))
+    split = d.apply(BOB, calls.ProposeTrainer(model, CHARLIE.public, True))
+    low_id = dict(next(e for e in low.events if e.name == "Proposed").args)["proposal"]
+    split_id = dict(next(e for e in split.events if e.name == "Proposed").args)["proposal"]
+    assert d.apply(BOB, calls.Vote(split_id, True)).success  # 40 ayes
+    assert d.apply(ALICE, calls.Vote(split_id, False)).success  # 60 nays
+    _wait_until(d, _proposal(chain, split_id).ends)
+    assert _proposal(chain, low_id).status == "rejected"  # nobody voted: no quorum
+    assert _proposal(chain, split_id).status == "rejected"  # 40% ayes, threshold 50%
+    assert governance.compute_passes(governance.Proposal(0, ALICE.public, calls.ProposeRelease(0, 0), 0, 1, 0, 200_000, 500_000, 20, 0), 100) is True
+    assert governance.compute_passes(governance.Proposal(0, ALICE.public, calls.ProposeRelease(0, 0), 0, 1, 0, 200_000, 500_000, 19, 0), 100) is False
+    assert governance.compute_passes(governance.Proposal(0, ALICE.public, calls.ProposeRelease(0, 0), 0, 1, 0, 200_000, 500_000, 25, 25), 100) is False
+
+
+def test_treasury_set_aside_and_a_spend_that_outgrows_it_fails(chain) -> None:
+    d = Driver(chain)
+    model = _shared(d)
+    params = d.apply(BOB, calls.ProposeParams(model, 100_000, 500_000, 3, 1, 250_000))
+    pid = dict(next(e for e in params.events if e.name == "Proposed").args)["proposal"]
+    assert d.apply(ALICE, calls.Vote(pid, True)).success
+    _wait_until(d, _proposal(chain, pid).enact_at or _proposal(chain, pid).ends)
+    _wait_until(d, _proposal(chain, pid).enact_at)
+    assert models.get_gov_params(chain.state.overlay(), model).treasury == 250_000
+    assert d.apply(CHARLIE, calls.PayModel(model, 4_000_000)).success
+    treasury = revenue.compute_treasury_account(model)
+    assert balances.get_account(chain.state.overlay(), treasury).free == 1_000_000
+    assert revenue.compute_owed(chain.state.overlay(), model, BOB.public, 40)[0] == 1_200_000
+    grantee = bytes([7]) * 32
+    too_much = d.apply(BOB, calls.ProposeSpend(model, grantee, 2_000_000))
+    ok = d.apply(BOB, calls.ProposeSpend(model, grantee, 1_000_000))
+    ids = [dict(next(e for e in r.events if e.name == "Proposed").args)["proposal"] for r in (too_much, ok)]
+    for pid in ids:
+        assert d.apply(ALICE, calls.Vote(pid, True)).success
+    _wait_until(d, max(_proposal(chain, i).ends for i in ids) + 1)
+    _wait_until(d, max(_proposal(chain, i).enact_at or 0 for i in ids))
+    first, second = (_proposal(chain, i) for i in ids)
+    assert first.status == "failed" and "InsufficientBalance" in first.note
+    assert second.status == "enacted"
+    assert balances.get_account(chain.state.overlay(), grantee).free == 1_000_000
+    assert balances.get_account(chain.state.overlay(), treasury).free == 0
+
+
+def test_training_by_proposal(chain) -> None:
+    d = Driver(chain)
+    model = _shared(d)
+    d.fails(ALICE, calls.SetTrainingPolicy(model, "proposal", 0), "models.OwnedByShareholders")
+    pids = []
+    for action in (calls.ProposePolicy(model, "proposal", 0), calls.ProposeTrainer(model, CHARLIE.public, True)):
+        r = d.apply(BOB, action)
+        pids.append(dict(next(e for e in r.events if e.name == "Proposed").args)["proposal"])
+    for pid in pids:
+        assert d.apply(ALICE, calls.Vote(pid, True)).success
+    _wait_until(d, max(_proposal(chain, p).ends for p in pids))
+    _wait_until(d, max(_proposal(chain, p).enact_at or 0 for p in pids))
+    assert models.get_model(chain.state.overlay(), model).permission == "proposal"
+    d.fails(ALICE, train_call(model=model, steps=10, batch=4), "models.NotAllowedToTrain")  # a holder, not adopted
+    assert d.apply(CHARLIE, train_call(model=model, steps=10, batch=4)).success
+
+
+def test_every_bad_proposal_names_its_reason(chain) -> None:
+    d = Driver(chain)
+    d.fails(ALICE, calls.ProposeInferencePrice(0, 1), "gov.NotShared")  # model 0 is not shared
+    model = _shared(d)
+    d.fails(CHARLIE, calls.ProposeInferencePrice(model, 1), "gov.NotShareholder")
+    d.fails(BOB, calls.ProposeInferencePrice(99, 1), "models.UnknownModel")
+    d.fails(BOB, calls.ProposeRelease(model, 5), "gov.UnknownVersion")
+    d.fails(BOB, calls.ProposeSpend(model, DAVE.public, 0), "gov.ZeroAmount")
+    d.fails(BOB, calls.ProposeParams(model, 0, 1_000_000, 5, 5, 0), "gov.InvalidParams")
+    d.fails(BOB, calls.ProposeParams(model, 0, 0, 0, 5, 0), "gov.InvalidParams")
+    d.fails(BOB, calls.Vote(12345, True), "gov.UnknownProposal")
+    for _ in range(governance.MAX_ACTIVE):
+        assert d.apply(BOB, calls.ProposeInferencePrice(model, 1)).success
+    d.fails(BOB, calls.ProposeInferencePrice(model, 1), "gov.TooManyProposals")
+
+
+def test_an_importer_tallies_and_enacts_as_the_author_did(chain, tmp_path) -> None:
+    """on_initialize runs on import too: a second node importing every block ends with the
+    author's state root, the enacted price included."""
+    d = Driver(chain)
+    model = _shared(d)
+    r = d.apply(BOB, calls.ProposeInferencePrice(model, 3))
+    pid = dict(next(e for e in r.events if e.name == "Proposed").args)["proposal"]
+    assert d.apply(ALICE, calls.Vote(pid, True)).success
+    _wait_until(d, _proposal(chain, pid).ends)
+    _wait_until(d, _proposal(chain, pid).enact_at)
+    other = open_chain(tmp_path / "other", _spec())
+    try:
+        for number in range(1, chain.best_number + 1):
+            block_hash = chain.get_hash(number)
+            assert block_hash is not None
+            other.import_block(chain.get_block(block_hash))
+        assert other.state.root() == chain.state.root()
+        assert models.get_model(other.state.overlay(), model).inference_price == 3
+    finally:
+        other.db.close()

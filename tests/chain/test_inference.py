@@ -1,0 +1,114 @@
+"""Paid inference (models.infer) through real blocks: the receipt's outputs are the free
+ml_predict's bits, the price is paid to the owner or pro rata to shareholders, and every bad
+input fails with its specific error, changing nothing but the fee and nonce (Driver checks
+the state root)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from chainkit import BOB, CHARLIE, open_chain
+from test_pallets import DAVE, Driver
+
+import ml_runtime
+from chain import calls
+from chain.codec import MAX_BALANCE
+from chain.errors import CodecError
+from chain.extrinsic import decode_extrinsic
+from chain.pallets import balances, inference, models, revenue
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = open_chain(tmp_path / "db")
+    yield c
+    c.db.close()
+
+
+def _register(d: Driver, owner) -> tuple[int, ml_runtime.ModelSpec]:
+    spec = ml_runtime.ModelSpec("softmax", 4, 3)
+    receipt = d.apply(owner, calls.RegisterModel("iris", spec.encode(), bytes(32)))
+    assert receipt.success, receipt.error
+    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    return model, spec
+
+
+def _rows(n: int, d: int) -> np.ndarray:
+    return (np.arange(n * d, dtype=np.float32).reshape(n, d) / np.float32(7)).astype(np.float32)
+
+
+def _event(receipt, name: str) -> dict:
+    return dict(next(e for e in receipt.events if e.name == name).args)
+
+
+def test_infer_outputs_are_predicts_bits_and_the_owner_is_paid(chain) -> None:
+    d = Driver(chain)
+    model, spec = _register(d, DAVE)
+    assert d.apply(DAVE, calls.SetInferencePrice(model, 5_000)).success
+    x = _rows(3, spec.d)
+    owner_before = balances.get_account(chain.state.overlay(), DAVE.public).free
+    bob_before = balances.get_account(chain.state.overlay(), BOB.public).free
+    receipt = d.apply(BOB, calls.Infer(model, None, x.astype("<f4").tobytes()))
+    assert receipt.success, receipt.error
+    made = _event(receipt, "InferenceMade")
+    weights = models.get_weights(chain.state.overlay(), model, 0)
+    expected = ml_runtime.predict(spec, weights, x).astype("<f4").tobytes()
+    assert bytes.fromhex(made["outputs"][2:]) == expected
+    assert (made["version"], made["rows"], made["paid"]) == (0, 3, 15_000)
+    state = chain.state.overlay()
+    assert balances.get_account(state, DAVE.public).free == owner_before + 15_000
+    assert balances.get_account(state, BOB.public).free == bob_before - 15_000 - receipt.fee
+
+
+def test_the_fee_covers_the_forward_pass(chain) -> None:
+    d = Driver(chain)
+    model, spec = _register(d, DAVE)
+    one = d.apply(BOB, calls.Infer(model, 0, _rows(1, spec.d).tobytes()))
+    many = d.apply(BOB, calls.Infer(model, 0, _rows(100, spec.d).tobytes()))
+    assert one.success and many.success
+    assert one.weight == inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, 1)
+    assert many.weight == inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, 100)
+    assert many.fee > one.fee
+
+
+def test_a_shared_models_inference_revenue_goes_to_its_holders(chain) -> None:
+    d = Driver(chain)
+    model, spec = _register(d, DAVE)
+    assert d.apply(DAVE, calls.SetInferencePrice(model, 1_000_000)).success
+    assert d.apply(DAVE, calls.ShareModel(model, 100)).success
+    assert d.apply(DAVE, calls.TransferAsset(models.assets.compute_shares_asset(model), CHARLIE.public, 40)).success
+    assert d.apply(BOB, calls.Infer(model, None, _rows(2, spec.d).tobytes())).success
+    state = chain.state.overlay()
+    assert revenue.compute_owed(state, model, DAVE.public, 60)[0] == 1_200_000
+    assert revenue.compute_owed(state, model, CHARLIE.public, 40)[0] == 800_000
+    d.fails(DAVE, calls.SetInferencePrice(model, 1), "models.OwnedByShareholders")
+
+
+def test_every_bad_inference_fails_with_its_reason_and_changes_only_the_fee(chain) -> None:
+    d = Driver(chain)
+    model, spec = _register(d, DAVE)
+    row = 4 * spec.d
+    d.fails(BOB, calls.Infer(99, None, _rows(1, spec.d).tobytes()), "models.UnknownModel")
+    d.fails(BOB, calls.Infer(model, 7, _rows(1, spec.d).tobytes()), "models.UnknownVersion")
+    d.fails(BOB, calls.Infer(model, None, b""), "models.InvalidInputs")
+    d.fails(BOB, calls.Infer(model, None, bytes(row + 1)), "models.InvalidInputs")
+    d.fails(BOB, calls.Infer(model, None, bytes(row * (calls.MAX_INFER_ROWS + 1))), "models.InvalidInputs")
+    nan = _rows(2, spec.d)
+    nan[1, 2] = np.nan
+    d.fails(BOB, calls.Infer(model, None, nan.tobytes()), "models.InvalidInputs")
+    inf = _rows(1, spec.d)
+    inf[0, 0] = np.inf
+    d.fails(BOB, calls.Infer(model, None, inf.tobytes()), "models.InvalidInputs")
+    d.fails(BOB, calls.SetInferencePrice(model, 10), "models.NotOwner")
+    assert d.apply(DAVE, calls.SetInferencePrice(model, MAX_BALANCE // 2)).success
+    d.fails(BOB, calls.Infer(model, None, _rows(3, spec.d).tobytes()), "models.Overflow")
+    assert d.apply(DAVE, calls.SetInferencePrice(model, 10**17)).success
+    d.fails(BOB, calls.Infer(model, None, _rows(1, spec.d).tobytes()), "balances")  # cannot pay the price
+
+
+def test_oversize_inputs_do_not_decode(chain) -> None:
+    from chainkit import sign
+
+    raw = sign(chain, BOB, calls.Infer(0, None, b"\0" * (calls.MAX_INFER_BYTES + 4)), 0, 0).encode()
+    with pytest.raises(CodecError, match="length"):
+        decode_extrinsic(raw)

@@ -1,0 +1,89 @@
+"""Data set licences through real blocks: terms enforced on every job, changed only for
+future jobs (after LICENSE_NOTICE_BLOCKS), paid in POL or an asset, usage recorded. Every
+refusal goes through test_pallets.Driver, which asserts the state equals the parent's plus
+the fee and nonce only."""
+
+from __future__ import annotations
+
+import pytest
+from chainkit import BOB, CHARLIE, FERDIE, open_chain, train_call
+from test_pallets import DAVE, Driver
+
+from chain import calls
+from chain.crypto import blake2_256
+from chain.pallets import assets, balances, datasets, licenses
+
+USDP = 1
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = open_chain(tmp_path / "db")
+    yield c
+    c.db.close()
+
+
+def _wait(d: Driver, blocks: int) -> None:
+    for _ in range(blocks):
+        assert d.apply(DAVE, calls.Remark(b"tick")).success
+
+
+def _terms(chain, block: int | None = None) -> calls.LicenseTerms:
+    state = chain.state.overlay()
+    info = datasets.get_dataset(state, 0)
+    return licenses.get_terms(state, 0, info, chain.best_number + 1 if block is None else block)
+
+
+def test_registered_terms_are_the_price_and_text_hash(chain) -> None:
+    info = datasets.get_dataset(chain.state.overlay(), 0)
+    assert _terms(chain) == calls.LicenseTerms(info.price_per_row, text_hash=blake2_256(info.license.encode()))
+
+
+def test_terms_change_after_notice_and_are_enforced(chain) -> None:
+    d = Driver(chain)
+    terms = calls.LicenseTerms(3, asset=USDP, allowed="accounts", accounts=(BOB.public,), max_rows_per_job=1000,
+                               expires_at=10_000, text_hash=bytes(range(32)))
+    d.fails(BOB, calls.SetDatasetLicense(0, terms), "datasets.NotProvider")
+    d.fails(FERDIE, calls.SetDatasetLicense(7, terms), "datasets.UnknownDataset")
+    d.fails(FERDIE, calls.SetDatasetLicense(0, calls.LicenseTerms(1, asset=99)), "assets.UnknownAsset")
+    receipt = d.apply(FERDIE, calls.SetDatasetLicense(0, terms))
+    assert receipt.success, receipt.error
+    set_at = chain.best_number
+    # Jobs signed against the old terms still train under them until the notice runs out.
+    assert d.apply(CHARLIE, train_call(steps=20, batch=8)).success
+    _wait(d, set_at + licenses.LICENSE_NOTICE_BLOCKS - chain.best_number - 1)
+    assert chain.best_number + 1 == set_at + licenses.LICENSE_NOTICE_BLOCKS
+    assert _terms(chain) == terms
+    d.fails(CHARLIE, train_call(steps=20, batch=8), "datasets.NotLicensed")
+    d.fails(BOB, train_call(steps=100, batch=16), "datasets.RowsCapExceeded")
+    usdp_before = assets.get_balance(chain.state.overlay(), USDP, FERDIE.public)
+    pol_before = balances.get_account(chain.state.overlay(), FERDIE.public).free
+    trained = d.apply(BOB, train_call(steps=40, batch=16))
+    assert trained.success, trained.error
+    state = chain.state.overlay()
+    assert assets.get_balance(state, USDP, FERDIE.public) == usdp_before + 3 * 40 * 16
+    assert balances.get_account(state, FERDIE.public).free == pol_before  # paid in USDP, not POL
+    paid = dict(next(e for e in trained.events if e.name == "LicensePaid").args)
+    assert paid["amount"] == 1920 and paid["asset"] == USDP
+    usage = licenses.USAGE.get(state, 0, 0, licenses.compute_currency(terms))
+    assert usage == licenses.LicenseUsage(1, 640, 1920)
+    assert licenses.USAGE_INDEX.get(state, 0) == ((0, licenses.NATIVE), (0, USDP + 1))
+
+
+def test_expiry_and_model_only_licences(chain) -> None:
+    d = Driver(chain)
+    start = chain.best_number + 1
+    expires = start + licenses.LICENSE_NOTICE_BLOCKS + 1
+    assert d.apply(FERDIE, calls.SetDatasetLicense(0, calls.LicenseTerms(0, allowed="models", models=(5,), expires_at=expires))).success
+    _wait(d, licenses.LICENSE_NOTICE_BLOCKS - 1)
+    d.fails(BOB, train_call(steps=10, batch=4), "datasets.NotLicensed")
+    assert d.apply(FERDIE, calls.SetDatasetLicense(0, calls.LicenseTerms(0, expires_at=expires))).success
+    _wait(d, licenses.LICENSE_NOTICE_BLOCKS)
+    d.fails(BOB, train_call(steps=10, batch=4), "datasets.LicenseExpired")
+
+
+def test_set_license_json_round_trip() -> None:
+    call = calls.SetDatasetLicense(0, calls.LicenseTerms(5, asset=1, allowed="accounts", accounts=(BOB.public,), max_rows_per_job=9))
+    obj = calls.call_to_json(call)
+    assert obj["args"]["terms"]["accounts"] == [BOB.address]
+    assert calls.call_from_json(obj) == call

@@ -1,0 +1,102 @@
+"""Rewards for compute: block rewards on a halving curve and validators' training-fee share
+pooled per era and paid by authoring points, through real blocks and on a bare state."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign, train_call
+
+from chain import calls
+from chain.pallets import balances, rewards
+
+
+def _spec(**fields):
+    spec = dev_spec()
+    return dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, **fields))
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = open_chain(tmp_path / "db", _spec(block_reward=1_000_000, reward_halving_blocks=6, validator_fee_share_ppm=200_000, era_length=4))
+    yield c
+    c.db.close()
+
+
+def _free(chain, who: bytes) -> int:
+    return balances.get_account(chain.state.overlay(), who).free
+
+
+def test_the_halving_curve() -> None:
+    cfg = _spec(block_reward=1000, reward_halving_blocks=10).runtime_config
+    assert [rewards.compute_block_reward(cfg, n) for n in (0, 9, 10, 19, 20, 99, 10_000)] == [1000, 1000, 500, 500, 250, 1, 0]
+    flat = _spec(block_reward=7).runtime_config
+    assert rewards.compute_block_reward(flat, 10**9) == 7
+    assert rewards.compute_fee_share(_spec(validator_fee_share_ppm=250_000).runtime_config, 1001) == 250
+
+
+def test_rewards_and_fee_shares_pool_per_era_and_pay_the_authors(chain) -> None:
+    issuance = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    alice = _free(chain, ALICE.public)
+    built = chain.build_block([sign(chain, BOB, train_call(steps=20, batch=8), 0)], ALICE, slot=1)  # block 1
+    (receipt,) = built.receipts
+    assert receipt.success, receipt.error
+    share = rewards.compute_fee_share(chain.config, receipt.fee)
+    assert share > 0
+    state = chain.state.overlay()
+    assert _free(chain, ALICE.public) == alice + receipt.fee - share  # the author keeps the rest
+    assert balances.get_account(state, rewards.POT_ACCOUNT).free == 1_000_000 + share
+    assert balances.TOTAL_ISSUANCE.get(state) == issuance + 1_000_000  # only the reward is new money
+    assert rewards.POINTS.get(state, ALICE.public) == rewards.AUTHORING_POINTS
+    for n in (2, 3):
+        chain.build_block([], ALICE, slot=n)
+    before = _free(chain, ALICE.public)
+    pot = balances.get_account(chain.state.overlay(), rewards.POT_ACCOUNT).free
+    chain.build_block([], ALICE, slot=4)  # era start: the pot is paid, then block 4's reward minted
+    state = chain.state.overlay()
+    assert _free(chain, ALICE.public) == before + pot
+    assert balances.get_account(state, rewards.POT_ACCOUNT).free == 1_000_000
+    assert rewards.POINTS.get(state, ALICE.public) == rewards.AUTHORING_POINTS
+    assert balances.TOTAL_ISSUANCE.get(state) == issuance + 4 * 1_000_000
+
+
+def test_an_era_payout_is_pro_rata_and_keeps_the_remainder(chain) -> None:
+    state = chain.state.overlay()
+    revenue_credit = rewards.revenue.apply_credit
+    revenue_credit(state, rewards.POT_ACCOUNT, 1001)
+    rewards.POINTS.apply_set(state, 40, ALICE.public)
+    rewards.POINTS.apply_set(state, 20, BOB.public)
+    rewards.EARNERS.apply_set(state, (ALICE.public, BOB.public))
+    alice, bob = (balances.get_account(state, k.public).free for k in (ALICE, BOB))
+    pot = balances.get_account(state, rewards.POT_ACCOUNT).free
+    rewards.apply_era_payout(state)
+    assert balances.get_account(state, ALICE.public).free == alice + pot * 40 // 60
+    assert balances.get_account(state, BOB.public).free == bob + pot * 20 // 60
+    assert balances.get_account(state, rewards.POT_ACCOUNT).free == pot - pot * 40 // 60 - pot * 20 // 60
+    assert rewards.POINTS.get(state, BOB.public) is None and rewards.EARNERS.get(state) == ()
+
+
+def test_a_chain_without_rewards_keeps_no_records(tmp_path) -> None:
+    c = open_chain(tmp_path / "plain")
+    try:
+        root = c.state.root()
+        c.build_block([], ALICE, slot=1)
+        assert c.state.root() == root
+        assert c.runtime.config.block_reward == 0
+    finally:
+        c.db.close()
+
+
+def test_importers_agree(chain, tmp_path) -> None:
+    for n in range(1, 7):
+        chain.build_block([sign(chain, CHARLIE, calls.Remark(b"x"), n - 1)], ALICE, slot=n)
+    other = open_chain(tmp_path / "other", _spec(block_reward=1_000_000, reward_halving_blocks=6, validator_fee_share_ppm=200_000, era_length=4))
+    try:
+        for number in range(1, chain.best_number + 1):
+            block_hash = chain.get_hash(number)
+            assert block_hash is not None
+            other.import_block(chain.get_block(block_hash))
+        assert other.state.root() == chain.state.root()
+    finally:
+        other.db.close()

@@ -1,0 +1,174 @@
+"""``polchain bench``: every subcommand, run as the real CLI on --quick sizes, writes the JSON
+record (its schema pinned here) and the PNG plot; bad arguments get specific usage errors.
+
+The five benches run at once in one module fixture (real processes: the CLI, its devnet
+nodes and RPC servers, all on 127.0.0.1) so that the file takes about as long as the
+slowest of them; the figures of such a run are meaningless (they share two cores), only
+their shape is checked. Each bench runs with ``--reps 2``, the smallest repetition count
+the CLI takes (a median of one shot is refused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHES = ("kernels", "validator", "transfers", "rpc", "devnet")
+EXTRA = {"devnet": ["--seconds", "4", "--validators", "2", "--clients", "1"], "validator": ["--jobs", "1"]}
+COMMON_KEYS = {"bench", "quick", "reps", "table", "extra_tables", "results", "notes", "plot", "machine", "command", "time"}
+STAT_KEYS = {"median", "min", "max", "q1", "q3", "n", "values"}
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, Path]]:
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = {}
+    for name in BENCHES:
+        log = (out / f"{name}.log").open("w")
+        procs[name] = (subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "bench", name, "--quick", "--reps", "2", "--out", str(out),
+             *EXTRA.get(name, [])],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        ), log)
+    deadline = time.monotonic() + 240
+    done = {}
+    for name, (proc, log) in procs.items():
+        try:
+            code = proc.wait(max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        log.close()
+        done[name] = (code, (out / f"{name}.log").read_text(), out)
+    return done
+
+
+def _record(records: dict[str, tuple[int, str, Path]], name: str) -> dict[str, Any]:
+    code, log, out = records[name]
+    assert code == 0, f"polchain bench {name} exited {code}:\n{log[-3000:]}"
+    record = json.loads((out / f"{name}.json").read_text())
+    assert set(record) >= COMMON_KEYS, set(record) ^ COMMON_KEYS
+    assert record["bench"] == name and record["quick"] is True and record["reps"] == 2
+    assert record["command"].startswith(f"polchain bench {name} --quick --reps 2 --out ")
+    machine = record["machine"]
+    assert machine["cpu"] and machine["cpus"] >= 1 and machine["libraries"]["numpy"] and machine["libraries"]["matplotlib"]
+    table = record["table"]
+    assert table["title"] and table["columns"] and table["rows"]
+    assert all(len(row) == len(table["columns"]) for row in table["rows"])
+    assert record["plot"] == f"{name}.png"
+    assert (out / record["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {out / name}.json" in log  # the table went to stdout before it
+    return record["results"]
+
+
+def _is_stat(value: Any, n: int = 2) -> bool:
+    return isinstance(value, dict) and set(value) >= STAT_KEYS and value["n"] == n and \
+        value["min"] <= value["median"] <= value["max"] and len(value["values"]) == n
+
+
+def test_kernels_schema(records) -> None:
+    res = _record(records, "kernels")
+    assert res["rounds"] == 2
+    for group, names in (("benchmark_shapes", ("linear 64-10 B32", "softmax 64-10 B32", "mlp 64-10-32 B32")),
+                         ("mnist_shapes", ("softmax 784-10 B64", "mlp 784-128-10 B64"))):
+        assert set(res[group]) == set(names)
+        for shape in res[group].values():
+            for column in ("before", "strict", "fastmath", "blas"):
+                assert 0 < shape[column]["min"] <= shape[column]["median"] <= shape[column]["max"]
+            assert {"strict_over_before", "strict_over_fastmath"} <= set(shape["ratios"])
+    par = res["parallel_verification"]
+    for family in ("softmax", "mlp"):
+        assert len(par[family]["speedup"]["all"]) == 2 and par[family]["steps_s_1t"]["median"] > 0
+    assert len(par["control_nogil_integer_loop"]["all"]) == 2
+
+
+def test_validator_schema(records) -> None:
+    res = _record(records, "validator")
+    assert set(res["families"]) == {"softmax 64-10", "mlp 64-32-10"}
+    for family, f in res["families"].items():
+        assert f["jobs"] == 1 and f["segments_S"] == 32 and f["block_training_steps"] == 32 * f["segment_len"]
+        assert set(f["verifiers"]) == {"full", "S/m=4", "S/m=8", "S/m=16", "S/m=32"}
+        full = f["verifiers"]["full"]
+        for name, v in f["verifiers"].items():
+            for key in ("import_ms", "import_cpu_ms", "verified_steps_per_s", "speedup_vs_full", "speedup_vs_full_cpu"):
+                assert _is_stat(v[key]), (family, name, key)
+            assert v["samples_m"] == (32 if name == "full" else 32 // int(name.split("=")[1]))
+            assert v["bytes_per_validator"] == f["block_bytes"] + v["bytes_fetched"]["median"]
+            # a sampled validator fetches fewer openings than the auditor, who fetches all S+1
+            assert v["openings_fetched"]["median"] <= full["openings_fetched"]["median"] == 33
+        assert f["verifiers"]["S/m=32"]["escape_one_forged_segment"] == pytest.approx(1 - 1 / 32)
+        for key in ("import_ms", "import_cpu_ms", "speedup_ceiling", "speedup_ceiling_cpu"):
+            assert _is_stat(f["floor"][key]), (family, "floor", key)
+        # the old format carried every checkpoint: 33 copies of the weights (float32)
+        assert f["old_format_block_bytes"] > f["block_bytes"] + 32 * f["param_count"] * 4
+    assert res["parallel_verification"]["softmax"]["speedup"]["median"] > 0
+
+
+def test_transfers_schema(records) -> None:
+    res = _record(records, "transfers")
+    assert res["transfers"] == res["blocks"] * res["per_block"] > 0 and len(res["state_root"]) == 64
+    for key in ("imported_per_s_1_thread", "imported_per_s_2_threads", "pynacl_verify_per_s_1_thread",
+                "pynacl_verify_per_s_2_threads", "ratio_1_core", "ratio_2_cores", "ratio_1_core_cpu",
+                "imported_per_s_1_thread_cpu", "pynacl_verify_per_s_1_thread_cpu"):
+        assert _is_stat(res[key]), key
+        assert res[key]["min"] > 0
+
+
+def test_rpc_schema(records) -> None:
+    res = _record(records, "rpc")
+    assert set(res["methods"]) == {"system_health", "chain_getHeader", "state_getStorage", "ml_getModel"}
+    assert {(r["method"], r["transport"]) for r in res["rows"]} == {
+        (m, t) for m in res["methods"] for t in ("http", "ws")}
+    for row in res["rows"]:
+        assert _is_stat(row["polchain_rps"]) and _is_stat(row["bare_rps"]) and _is_stat(row["ratio"])
+    # every cell ran for both servers in both rounds, and answered
+    assert len(res["cells"]) == 4 * 2 * 2 * 2 and all(c["requests"] > 0 for c in res["cells"])
+
+
+def test_devnet_schema(records) -> None:
+    res = _record(records, "devnet")
+    assert res["validators"] == 2 and res["clients"] == 1 and len(res["windows"]) == 2
+    assert 0 < res["in_block"] <= res["submitted"] and res["finalized"] <= res["in_block"]
+    for window in res["windows"]:
+        assert {"included_per_s", "in_block_p50_s", "in_block_p99_s", "finalized_p50_s", "finalized_p99_s"} <= set(window)
+    assert _is_stat(res["summary"]["included_per_s"]) and res["summary"]["included_per_s"]["median"] > 0
+    p50, p99 = res["overall"]["in_block_p50_s"], res["overall"]["in_block_p99_s"]
+    assert 0 <= p50 <= p99
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["bench", "kernels", "--reps", "1"], "1 repetitions: between 2 and 1000 (a median of one shot is no median)"),
+        (["bench", "rpc", "--reps", "x"], "not an integer: 'x'"),
+        (["bench", "devnet", "--clients", "7"], "7: between 1 and 6"),
+        (["bench", "validator", "--jobs", "0"], "0: between 1 and 64"),
+        (["bench", "nothing"], "invalid choice: 'nothing'"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(argv, expected, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_an_out_folder_that_cannot_be_made_is_refused_before_measuring(tmp_path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    started = time.monotonic()
+    assert main(["bench", "transfers", "--quick", "--out", str(blocker / "sub")]) == 1
+    assert f"Error: --out {blocker / 'sub'}: cannot make the folder: Not a directory" in capsys.readouterr().err
+    assert time.monotonic() - started < 5  # refused at once, no transfers signed
+    assert blocker.read_text() == "not a folder"
