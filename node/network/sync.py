@@ -48,7 +48,9 @@ Proof-of-learning (issue 9)
   first, then the others. A block whose openings cannot be had within ``--pol-fetch-timeout``
   (``CheckpointsUnavailable``) is not imported: logged once per block, counted in
   ``polchain_pol_unavailable_total``, not the peer's fault (it may relay an author that
-  withholds), and retried when the next announcement or sync round brings it again. A block
+  withholds), and retried when the next announcement or sync round brings it again, from
+  another peer at once, from the same peer after a cooldown (:data:`UNAVAILABLE_COOLDOWN`
+  fetch timeouts, at least a slot: each try waits under the node's block lock). A block
   that is not imported is never built on nor voted for;
 - a block whose check finds a fault (``FraudFound``) is not imported either; the node stores
   the proof, gossips it and reports it on chain (node.service). The relaying peer is not
@@ -74,6 +76,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -136,6 +139,10 @@ SYNC_BURST = 8.0
 UNBLAMED_FRAUD_REASONS = frozenset({"unknown_job"})
 #: Blocks whose unavailable openings were logged (each once, however often retried).
 UNAVAILABLE_LOGGED = 1024
+#: A block whose openings one peer could not provide is not asked of that peer again for
+#: this many fetch timeouts (at least a slot): the import waits under the node's block lock,
+#: and a withholding author's every new block would otherwise cost us that wait again.
+UNAVAILABLE_COOLDOWN = 4
 
 
 class SyncedNode(Protocol):
@@ -169,6 +176,7 @@ class NodeLink:
         self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (best hash, its validator set)
         self._stopping = False
         self._unavailable = BoundedSet(UNAVAILABLE_LOGGED)
+        self._cooldown: OrderedDict[tuple[bytes, PeerId], float] = OrderedDict()  # -> loop time it ends
         self.transcripts = TranscriptServer(node.chain.transcripts, node.pol_stats)
         network.handlers = NetworkHandlers(
             on_block_announce=self._on_announce,
@@ -361,8 +369,8 @@ class NodeLink:
             return budget > 0
 
         if isinstance(req.start, bytes):
-            if not chain.has_block(req.start):
-                return []
+            if not chain.has_block(req.start) or chain.is_invalid(req.start):
+                return []  # a block proven invalid (or a descendant) is not served: peers would import it
             number = chain.get_header(req.start).number
             if req.direction == DESCENDING:
                 cursor: bytes | None = req.start
@@ -475,9 +483,12 @@ class NodeLink:
 
     async def _import_block(self, peer: PeerId, data: BlockData) -> bool:
         header = data.block.header
-        source = NetworkSource(
-            self.network, asyncio.get_running_loop(), peer, timeout=self.node.pol_fetch_timeout, stats=self.node.pol_stats
-        )
+        loop = asyncio.get_running_loop()
+        key = (header.hash(), peer)
+        if self._cooldown.get(key, 0.0) > loop.time():
+            log.debug("block #%d from %s: its openings were unavailable from it lately; not asked again yet", header.number, peer)
+            return False
+        source = NetworkSource(self.network, loop, peer, timeout=self.node.pol_fetch_timeout, stats=self.node.pol_stats)
         try:
             await self.node.import_block(data.block, source)
         except CheckpointsUnavailable as exc:
@@ -485,6 +496,11 @@ class NodeLink:
             # round asks again. Until then the block is not stored: nothing builds on it or
             # votes for it.
             self.node.metrics.pol_unavailable.inc()
+            cooldown = max(self.node.slot_ms / 1000, UNAVAILABLE_COOLDOWN * self.node.pol_fetch_timeout)
+            self._cooldown[key] = loop.time() + cooldown
+            self._cooldown.move_to_end(key)
+            while len(self._cooldown) > UNAVAILABLE_LOGGED:
+                self._cooldown.popitem(last=False)
             if self._unavailable.add(header.hash()):
                 log.warning("block #%d (0x%s…) from %s not imported: %s", header.number, header.hash().hex()[:12], peer, exc)
             return False

@@ -1,5 +1,6 @@
-"""Fraud on the node side, with real ``polchain node`` processes and a hand-driven peer (real
-WebSocket and Noise) that relays a forged block and serves its forged checkpoints.
+"""Fraud and withholding on the node side, with real ``polchain node`` processes and a
+hand-driven peer (real WebSocket and Noise) that relays a forged block and serves its forged
+checkpoints (or withholds them).
 
 The block is the strongest forgery: one checkpoint of a TRAIN call's transcript is made up, the
 transcript, results root, state root and seal are recomputed from it, so only re-running one
@@ -37,6 +38,7 @@ from consensus.pol import SampledVerifier, compute_sample
 from genesis.spec import load_chain_spec
 from node.network.identity import NodeKey
 from node.network.messages import (
+    DESCENDING,
     BlockAnnounce,
     BlockData,
     BlockRequest,
@@ -68,16 +70,20 @@ def _forging_trainer(job: ml_runtime.TrainingJob) -> ml_runtime.JobResult:
     return ml_runtime.JobResult(honest.weights, tuple(checkpoints), ml_runtime.Transcript.build(entries), True)
 
 
-def _forged_block(path: Path) -> tuple[Blockchain, Block]:
+def _forged_block(path: Path, trainer=_forging_trainer, slot: int | None = None) -> tuple[Blockchain, Block]:
     spec = load_chain_spec("dev")
     author = Blockchain(
         Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis,
-        rules=ConsensusRules(Aura(6000)), trainer=_forging_trainer,
+        rules=ConsensusRules(Aura(6000)), trainer=trainer,
     )
     train = calls.Train(0, 0, STEPS, 16, calls.compute_f32_bits(0.5), 0, SEGMENT)
     xt = sign_extrinsic(BOB, train, nonce=0, genesis_hash=author.genesis_hash, spec_version=author.runtime.spec_version)
-    slot = int(time.time() * 1000) // 6000
+    slot = _slot() if slot is None else slot
     return author, author.build_block([xt], ALICE, slot).block
+
+
+def _slot() -> int:
+    return int(time.time() * 1000) // 6000
 
 
 def _secret(block_hash: bytes, *, covers: bool) -> bytes:
@@ -106,11 +112,15 @@ class Relay:
     """A raw peer that announces the forged block, serves it and its checkpoints, and keeps
     every fraud proof it is sent."""
 
-    def __init__(self, author: Blockchain, block: Block) -> None:
+    def __init__(self, author: Blockchain, block: Block, *, withhold: bool = False) -> None:
         self.author, self.block = author, block
+        self.blocks = {block.hash(): block}  # more can be added: served by hash and by number
+        self.withhold = withhold  # answer every transcript request with nothing
+        self.transcript_requests = 0
         self.raw = RawPeer()
         self.proofs: list[bytes] = []
         self.got_proof = asyncio.Event()
+        self.responses: asyncio.Queue[BlockResponse] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, port: int, peer_id) -> None:
@@ -118,15 +128,25 @@ class Relay:
         assert isinstance(first, Status)
         self._task = asyncio.create_task(self._serve())
 
-    async def announce(self) -> None:
-        await self.raw.send(BlockAnnounce(self.block.header))
+    async def announce(self, block: Block | None = None) -> None:
+        await self.raw.send(BlockAnnounce((block or self.block).header))
 
     async def _serve(self) -> None:
         while (msg := await self.raw.recv(60)) is not None:
             if isinstance(msg, BlockRequest):
-                hit = msg.start in (1, self.block.hash())
-                await self.raw.send(BlockResponse(msg.id, (BlockData(self.block),) if hit else ()))
+                by_number = {b.header.number: b for b in self.blocks.values()}
+                first = self.blocks.get(msg.start) if isinstance(msg.start, bytes) else by_number.get(msg.start)
+                out = []
+                while first is not None and len(out) < msg.count:
+                    out.append(BlockData(first))
+                    step = 1 if msg.direction == 0 else -1
+                    first = by_number.get(first.header.number + step)
+                await self.raw.send(BlockResponse(msg.id, tuple(out)))
             elif isinstance(msg, TranscriptRequest):
+                self.transcript_requests += 1
+                if self.withhold:
+                    await self.raw.send(TranscriptResponse(msg.id, ()))
+                    continue
                 store = self.author.transcripts
                 found = [store.get(msg.block_hash, msg.extrinsic_index, j) for j, _ in msg.wanted]
                 openings = tuple(
@@ -134,6 +154,8 @@ class Relay:
                     for o, (_, w) in zip(found, msg.wanted, strict=True) if o is not None
                 )
                 await self.raw.send(TranscriptResponse(msg.id, openings))
+            elif isinstance(msg, BlockResponse):
+                await self.responses.put(msg)
             elif isinstance(msg, FraudProofGossip):
                 self.proofs.append(msg.proof)
                 self.got_proof.set()
@@ -230,6 +252,8 @@ def test_a_node_that_imported_a_forged_block_drops_it_on_a_valid_fraud_proof_and
                     await relay.announce()
                     # Its sample missed the forged segments: C imports the block...
                     await _until(client, "chain_getHeader", [], lambda h: int(h["number"], 16) == 1)
+                    await relay.raw.send(BlockRequest(77, block.hash(), 1))
+                    assert [d.block for d in (await asyncio.wait_for(relay.responses.get(), 5)).blocks] == [block]
                     # ...a proof that shows no fault costs the sender, the valid one drops
                     # the block here too, and a malformed one costs the sender again.
                     wrong = msgspec.structs.replace(proof, segment=(proof.segment + 2) % (STEPS // SEGMENT))
@@ -237,6 +261,9 @@ def test_a_node_that_imported_a_forged_block_drops_it_on_a_valid_fraud_proof_and
                     await relay.raw.send(FraudProofGossip(encoded))
                     await _until(client, "chain_getHeader", [], lambda h: int(h["number"], 16) == 0)
                     assert await client.call("chain_getBlockHash", [1]) is None
+                    # C keeps the block stored but no longer serves it.
+                    await relay.raw.send(BlockRequest(78, block.hash(), 1, DESCENDING))  # as a fork fetch asks
+                    assert (await asyncio.wait_for(relay.responses.get(), 5)).blocks == ()
                     # C has a key and the offence is not punished yet: it reports it too.
                     pending = await _until(client, "author_pendingExtrinsics", [], lambda p: len(p) >= 1)
                     reports = [decode_extrinsic(bytes.fromhex(x[2:])) for x in pending]
@@ -258,4 +285,54 @@ def test_a_node_that_imported_a_forged_block_drops_it_on_a_valid_fraud_proof_and
         assert f"Fraud proof from a peer: block #1 (0x{block.hash().hex()[:12]}…)" in log
     finally:
         assert c.stop() == 0, c.read_log()
+        author.db.close()
+
+
+def test_a_withheld_block_is_not_asked_of_the_same_peer_again_until_a_cooldown_ends(tmp_path) -> None:
+    """A peer that cannot serve a block's checkpoints is not asked again for that block on its
+    next announcement (each try holds the node's block lock for up to the fetch timeout), but
+    is once the cooldown (max(slot, 4 fetch timeouts) = 6 s here) is over."""
+    slot = _slot()
+    author, block_1 = _forged_block(tmp_path / "author", ml_runtime.run_job, slot - 1)  # honest training
+    block_2 = author.build_block([], ALICE, slot).block
+    port, metrics, key = free_port(), free_port(), "33" * 32
+    b = start_node(
+        tmp_path, "--chain", "dev", "--base-path", str(tmp_path / "b"), "--node-key", key, "--pol-fetch-timeout", "0.5",
+        "--listen-addr", f"/ip4/127.0.0.1/tcp/{port}", "--prometheus-port", str(metrics),
+    )
+    try:
+        async def run() -> None:
+            relay = Relay(author, block_1, withhold=True)
+            relay.blocks[block_2.hash()] = block_2
+            await relay.start(port, NodeKey.from_hex(key).peer_id)
+            try:
+                async with RpcClient(b.ws_url) as client:
+                    await relay.announce(block_1)
+                    deadline = time.monotonic() + 10
+                    while scrape(metrics).get("polchain_pol_unavailable_total", 0) < 1:
+                        assert time.monotonic() < deadline
+                        await asyncio.sleep(0.05)
+                    asked, failed_at = relay.transcript_requests, time.monotonic()
+                    assert asked >= 1
+                    await relay.announce(block_2)  # a sync round from #1: block #1 is cooling down
+                    await asyncio.sleep(1.0)
+                    assert relay.transcript_requests == asked
+                    assert scrape(metrics)["polchain_pol_unavailable_total"] == 1
+                    assert int((await client.call("chain_getHeader", []))["number"], 16) == 0
+                    # Cooled down and served now: the next announcement brings both blocks in.
+                    relay.withhold = False
+                    while time.monotonic() < failed_at + 6.2 or _slot() <= slot:
+                        await asyncio.sleep(0.1)
+                    block_3 = author.build_block([], ALICE, _slot()).block
+                    relay.blocks[block_3.hash()] = block_3
+                    await relay.announce(block_3)
+                    await _until(client, "chain_getHeader", [], lambda h: int(h["number"], 16) == 3)
+                    assert relay.transcript_requests > asked
+            finally:
+                await relay.close()
+
+        asyncio.run(run())
+        assert b.read_log().count(f"(0x{block_1.hash().hex()[:12]}…) from ") == 1  # logged once
+    finally:
+        assert b.stop() == 0, b.read_log()
         author.db.close()

@@ -64,25 +64,32 @@ async def _request(raw: RawPeer, msg):
 
 
 def test_a_validator_fetches_only_its_sample_verifies_it_and_serves_it_on(tmp_path) -> None:
-    pa, pb, ma, mb = free_port(), free_port(), free_port(), free_port()
+    """B samples (the default); C is an auditor (--pol full) and fetches every checkpoint."""
+    pa, pb, ma, mb, mc = free_port(), free_port(), free_port(), free_port(), free_port()
     id_a, id_b = NodeKey.from_hex(KEY_A).peer_id, NodeKey.from_hex(KEY_B).peer_id
     a = start_node(
         tmp_path, "--chain", "dev", "--alice", "--instant-seal", "--base-path", str(tmp_path / "a"),
         "--listen-addr", f"/ip4/127.0.0.1/tcp/{pa}", "--node-key", KEY_A, "--prometheus-port", str(ma),
     )
-    b = None
+    b = c = None
     try:
         b = start_node(
             tmp_path, "--chain", "dev", "--base-path", str(tmp_path / "b"), "--node-key", KEY_B,
             "--listen-addr", f"/ip4/127.0.0.1/tcp/{pb}", "--bootnodes", f"/ip4/127.0.0.1/tcp/{pa}/p2p/{id_a}",
             "--prometheus-port", str(mb),
         )
+        c = start_node(
+            tmp_path, "--chain", "dev", "--pol", "full", "--base-path", str(tmp_path / "c"),
+            "--listen-addr", "/ip4/127.0.0.1/tcp/0", "--reserved-nodes", f"/ip4/127.0.0.1/tcp/{pa}/p2p/{id_a}",
+            "--reserved-only", "--prometheus-port", str(mc),
+        )
         secret = tmp_path / "b" / "chains" / "dev" / "keystore" / "pol_secret"
         assert oct(secret.stat().st_mode & 0o777) == "0o600" and len(secret.read_bytes()) == 32
 
         async def run() -> None:
-            async with RpcClient(a.ws_url) as ca, RpcClient(b.ws_url) as cb:
+            async with RpcClient(a.ws_url) as ca, RpcClient(b.ws_url) as cb, RpcClient(c.ws_url) as cc:
                 await _until(cb, "system_health", [], lambda h: h["peers"] == 1)
+                await _until(cc, "system_health", [], lambda h: h["peers"] == 1)
                 genesis = bytes.fromhex((await ca.call("chain_getBlockHash", [0]))[2:])
                 version = (await ca.call("state_getRuntimeVersion", []))["specVersion"]
                 train = calls.Train(0, 0, STEPS, 16, calls.compute_f32_bits(0.5), 0, SEGMENT)
@@ -91,6 +98,7 @@ def test_a_validator_fetches_only_its_sample_verifies_it_and_serves_it_on(tmp_pa
                 header_a = await _until(ca, "chain_getHeader", [], lambda h: int(h["number"], 16) == 1)
                 header_b = await _until(cb, "chain_getHeader", [], lambda h: int(h["number"], 16) == 1)
                 assert header_b == header_a
+                assert await _until(cc, "chain_getHeader", [], lambda h: int(h["number"], 16) == 1) == header_a
                 block_hash = bytes.fromhex((await cb.call("chain_getBlockHash", [1]))[2:])
 
                 # B checked the block by sampling: it fetched a few openings, never all 17
@@ -106,9 +114,12 @@ def test_a_validator_fetches_only_its_sample_verifies_it_and_serves_it_on(tmp_pa
                 assert mb_[("polchain_pol_verify_seconds_count", ())] == 1
                 assert mb_[("polchain_pol_unavailable_total", ())] == 0
                 assert mb_[("polchain_pol_frauds_detected_total", ())] == 0
+                # C, the auditor, fetched every checkpoint (the bytes the block used to carry).
+                mc_ = scrape(mc)
+                assert mc_[("polchain_pol_checkpoints_fetched_total", ())] == ENTRIES
+                assert mc_[("polchain_pol_fetched_bytes_total", ())] > ENTRIES * 4 * PARAMS
                 ma_ = scrape(ma)
-                assert ma_[("polchain_pol_openings_served_total", ())] == fetched
-                assert ma_[("polchain_pol_served_bytes_total", ())] == fetched_bytes
+                assert ma_[("polchain_pol_openings_served_total", ())] == fetched + ENTRIES
 
                 # B serves what it fetched, to anyone: a raw peer asks B for every entry.
                 raw = RawPeer()
@@ -137,8 +148,9 @@ def test_a_validator_fetches_only_its_sample_verifies_it_and_serves_it_on(tmp_pa
         asyncio.run(run())
         assert secret.read_bytes().hex() not in b.read_log()
     finally:
-        if b is not None:
-            assert b.stop() == 0, b.read_log()
+        for node in (b, c):
+            if node is not None:
+                assert node.stop() == 0, node.read_log()
         assert a.stop() == 0, a.read_log()
 
 
