@@ -297,3 +297,30 @@ def test_a_divergence_claimed_past_the_last_segment_is_refused(world) -> None:
     )
     _refused(world, replace(diverged, kind=FAULT_DIVERGENCE, segment=2), "bad_opening", r"^2 openings; a divergence fault needs 1$")
     _refused(world, replace(diverged, kind=FAULT_SEGMENT, segment=2), "bad_segment", r"^a segment fault at 2 does not fit")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a proof checked on another fork's state: model version 1 differs between the forks, so an "
+    "honest block looks faulty; callers must check with the state at header.parent_hash (chain/fraud.py "
+    "docstring), and pol.report_fraud has no ancestry check yet",
+)
+def test_an_honest_block_on_another_fork_cannot_be_framed(tmp_path) -> None:
+    """Fork A and fork B each create version 1 of model 0 at height 1 (different learning
+    rates); block B2 trains honestly from B's version 1. Checked against fork A's state, a
+    start "fault" in B2 must not be proven."""
+    chain = open_chain(tmp_path / "a")
+    a1 = chain.build_block([sign(chain, BOB, train_call(steps=20, segment=10, lr=0.5), 0)], ALICE, slot=1).block
+    b_author = open_chain(tmp_path / "b")
+    b1 = b_author.build_block([sign(b_author, BOB, train_call(steps=20, segment=10, lr=0.25), 0)], ALICE, slot=2).block
+    b2 = b_author.build_block([sign(b_author, BOB, replace(train_call(steps=20, segment=10), from_version=1), 1)], ALICE, slot=3).block
+    claim = _claim(b_author, b2, 0)
+    entry0 = LocalSource(b_author.transcripts).fetch(b2.hash(), claim.result, [(0, False)])[0]
+    proof = compute_fraud_proof(b2, claim, FAULT_START, 0, [entry0])
+    assert b1.hash() != a1.hash()
+    with pytest.raises(InvalidFraudProof, match=r"no start fault at 0$"):  # the block's own parent state
+        verify_fraud_proof(b_author.state_at(b2.header.parent_hash), b_author.config, proof)
+    with pytest.raises(InvalidFraudProof):  # fork A's state: today the "fault" is proven (xfail)
+        verify_fraud_proof(chain.state_at(a1.hash()), chain.config, proof)
+    chain.db.close()
+    b_author.db.close()
