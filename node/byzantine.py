@@ -248,7 +248,7 @@ def build_empty_sibling(chain: Blockchain, block: Block, author: Keypair) -> Blo
     """
     header = block.header
     overlay = chain.state_at(header.parent_hash)
-    chain.runtime.on_initialize(overlay, header.number, author.public)
+    chain.runtime.on_initialize(overlay, header.number, author.public, header.parent_hash)
     state_root = chain.state.compute_commit(overlay).root
     pol_digest = chain.get_header(chain.genesis_hash).digest  # the genesis header's one item
     sibling = Header(
