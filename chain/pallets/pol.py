@@ -108,8 +108,12 @@ def apply_offence(ctx: CallContext, kind: int, key: bytes, offender: bytes) -> s
     return slash
 
 
-def verify_new_offence(state: StateAccess, key: bytes, offender: bytes) -> None:
-    """DuplicateReport if the offence ``key`` is punished already."""
+def verify_new_offence(state: StateAccess, key: bytes, offender: bytes, reporter: bytes) -> None:
+    """SelfReport if the offender reports itself (it would get the reporter's share of its own
+    slash back, and could race honest reporters to do so); DuplicateReport if the offence
+    ``key`` is punished already."""
+    if reporter == offender:
+        raise DispatchError(PALLET, "SelfReport", f"{ss58_encode(offender)} cannot report its own offence")
     if OFFENCES.get(state, key) is not None:
         raise DispatchError(PALLET, "DuplicateReport", f"this offence of {ss58_encode(offender)} is punished already")
 
@@ -145,7 +149,7 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
     block_hash = proof.block_hash()
     offender = proof.header.author
     key = compute_offence_key(OFFENCE_FRAUD, block_hash)
-    verify_new_offence(ctx.state, key, offender)
+    verify_new_offence(ctx.state, key, offender, ctx.sender)
     parent = system.get_block_hash(ctx.state, proof.header.number - 1) if proof.header.number else None
     if parent != proof.header.parent_hash:
         # The job is rebuilt from this chain's state, which is the faulty block's parent state
@@ -195,7 +199,7 @@ def apply_report_equivocation(ctx: CallContext, call: ReportEquivocation) -> Non
     offender = first.author
     _check_validator(ctx.state, offender)
     key = compute_offence_key(OFFENCE_AURA, first.slot, offender)
-    verify_new_offence(ctx.state, key, offender)
+    verify_new_offence(ctx.state, key, offender, ctx.sender)
     _verify_seal(first, "the first header")
     _verify_seal(second, "the second header")
     slash = apply_offence(ctx, OFFENCE_AURA, key, offender)
@@ -230,7 +234,7 @@ def apply_report_vote_equivocation(ctx: CallContext, call: ReportVoteEquivocatio
     offender = first.voter
     _check_validator(ctx.state, offender)
     key = compute_offence_key(OFFENCE_VOTE, a.set_id, round_number, offender)
-    verify_new_offence(ctx.state, key, offender)
+    verify_new_offence(ctx.state, key, offender, ctx.sender)
     for which, signed in (("first", first), ("second", second)):
         try:
             verify_signed_vote(ctx.genesis_hash, signed)

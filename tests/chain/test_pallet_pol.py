@@ -210,6 +210,16 @@ def test_a_second_report_of_one_offence_is_refused(local) -> None:
     assert balances.get_account(_state(chain), BOB.public).staked == staked
 
 
+def test_an_offender_cannot_report_itself(local) -> None:
+    """It would take the reporter's share of its own slash, racing the honest reporters."""
+    chain = local.chain
+    local.block()
+    first = chain.best_header.encode()
+    other = sealed(BOB, 1, b"\x02" * 32)
+    local.fails(calls.ReportEquivocation(first, other), "SelfReport", key=BOB)
+    assert local.report(calls.ReportEquivocation(first, other)).success
+
+
 def _aura_cases() -> list[tuple[str, bytes, bytes, str]]:
     good = sealed(BOB, 7, b"\x01" * 32)
     other = sealed(BOB, 7, b"\x02" * 32)
