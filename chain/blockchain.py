@@ -57,10 +57,10 @@ the best block.
 from __future__ import annotations
 
 import gc
-import itertools
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -602,21 +602,38 @@ class Blockchain:
             raise BlockError(f"block #{header.number} carries two training results for one extrinsic")
         info = BlockInfo(header.number, header.parent_hash, header.author, False, self.trainer, results)
         overlay = self.state_at(header.parent_hash)
-        self.verify_signatures(block.body.extrinsics)
-        self.runtime.on_initialize(overlay, header.number, header.author)
+        extrinsics = block.body.extrinsics
+        checks = self._start_signature_checks(extrinsics)
+        if checks is None:
+            self.verify_signatures(extrinsics)
+        try:
+            receipts = self._apply_body(overlay, info, extrinsics, raws)
+        finally:
+            # Every signature is checked, and a bad one reported first, whatever execution
+            # found: a block is judged as if its signatures had been checked before it ran.
+            if checks is not None:
+                self._report_bad_signature(extrinsics, checks.finish())
+        return overlay, info, receipts
+
+    def _apply_body(
+        self, overlay: Overlay, info: BlockInfo, extrinsics: tuple[Extrinsic, ...], raws: list[bytes]
+    ) -> tuple[Receipt, ...]:
+        self.runtime.on_initialize(overlay, info.number, info.author)
         receipts = []
-        for index, (xt, raw) in enumerate(zip(block.body.extrinsics, raws, strict=True)):
+        for index, (xt, raw) in enumerate(zip(extrinsics, raws, strict=True)):
             try:
                 receipts.append(
                     self.runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw), check_signature=False)
                 )
             except InvalidTransaction as exc:
-                raise BlockError(f"block #{header.number}: extrinsic #{index} is invalid: {exc}") from None
-        return overlay, info, tuple(receipts)
+                raise BlockError(f"block #{info.number}: extrinsic #{index} is invalid: {exc}") from None
+        return tuple(receipts)
 
     def verify_signatures(self, extrinsics: tuple[Extrinsic, ...]) -> None:
-        """BlockError naming the first extrinsic whose signature is bad, if any."""
-        bad = self._find_bad_signature(extrinsics)
+        """BlockError naming the first extrinsic whose signature is bad, if any (on this thread)."""
+        self._report_bad_signature(extrinsics, find_bad_signature(extrinsics, self.genesis_hash, self.runtime.spec_version))
+
+    def _report_bad_signature(self, extrinsics: tuple[Extrinsic, ...], bad: int | None) -> None:
         if bad is None:
             return
         try:
@@ -624,22 +641,20 @@ class Blockchain:
         except InvalidTransaction as exc:
             raise BlockError(f"extrinsic #{bad}: {exc}") from None
 
-    def _find_bad_signature(self, extrinsics: tuple[Extrinsic, ...]) -> int | None:
-        genesis, spec = self.genesis_hash, self.runtime.spec_version
-        threads = min(self.signature_threads, len(extrinsics) // 64 or 1)  # small blocks: not worth a hand-off
-        if threads == 1:
-            return find_bad_signature(extrinsics, genesis, spec)
+    def _start_signature_checks(self, extrinsics: tuple[Extrinsic, ...]) -> _SignatureChecks | None:
+        """With ``signature_threads`` > 1, start checking the block's signatures on the pool's
+        threads while this thread executes the block (None: check them here, first).
+
+        libsodium releases the GIL while it verifies, so the pool's threads verify while this
+        thread runs the runtime; when execution is done this thread takes the chunks that are
+        left, so no core idles whichever side is slower."""
+        if self.signature_threads == 1 or len(extrinsics) < 64:  # small blocks: not worth a hand-off
+            return None
         if self._signature_pool is None:
             self._signature_pool = ThreadPoolExecutor(self.signature_threads - 1, thread_name_prefix="signatures")
-        bounds = [len(extrinsics) * i // threads for i in range(threads + 1)]
-        # This thread checks the first range itself while the pool checks the others; the
-        # first bad index over all ranges is what a serial check would report.
-        futures = [
-            self._signature_pool.submit(find_bad_signature, extrinsics, genesis, spec, lo, hi)
-            for lo, hi in itertools.pairwise(bounds[1:])
-        ]
-        found = [find_bad_signature(extrinsics, genesis, spec, 0, bounds[1])] + [f.result() for f in futures]
-        return min((i for i in found if i is not None), default=None)
+        checks = _SignatureChecks(extrinsics, self.genesis_hash, self.runtime.spec_version)
+        checks.futures = [self._signature_pool.submit(checks.run) for _ in range(self.signature_threads - 1)]
+        return checks
 
     # --- finality ----------------------------------------------------------------------------
     def set_finalized(self, block_hash: bytes) -> None:
@@ -875,6 +890,40 @@ class Blockchain:
         if value is None:
             raise ChainError(f"the database has no {key.decode()} record: it is not a polchain database or is damaged")
         return value
+
+
+class _SignatureChecks:
+    """One block's signature checks, shared by several threads in chunks of consecutive
+    extrinsics; every chunk is checked, so the lowest bad index found is the one a serial
+    check reports first."""
+
+    CHUNK = 64
+
+    def __init__(self, extrinsics: tuple[Extrinsic, ...], genesis_hash: bytes, spec_version: int) -> None:
+        self.extrinsics, self.genesis_hash, self.spec_version = extrinsics, genesis_hash, spec_version
+        self.futures: list[Future[None]] = []
+        self._starts = iter(range(0, len(extrinsics), self.CHUNK))
+        self._lock = threading.Lock()
+        self._bad: list[int] = []
+
+    def run(self) -> None:
+        """Check chunks until none is left."""
+        while True:
+            with self._lock:
+                start = next(self._starts, None)
+            if start is None:
+                return
+            stop = min(start + self.CHUNK, len(self.extrinsics))
+            bad = find_bad_signature(self.extrinsics, self.genesis_hash, self.spec_version, start, stop)
+            if bad is not None:
+                self._bad.append(bad)
+
+    def finish(self) -> int | None:
+        """Help with the chunks that are left, wait for the other threads; the first bad index."""
+        self.run()
+        for future in self.futures:
+            future.result()
+        return min(self._bad, default=None)
 
 
 @contextmanager
