@@ -726,7 +726,7 @@ class Blockchain:
                     f"block #{header.number} {block_hash.hex()}: {'it' if checked == block_hash else 'its parent'} "
                     f"was proven invalid while it was being imported: {reason}"
                 )
-        old = self.state.read_values(commit.changes, at=commit.base_root)
+        old = self.state.read_values(commit.changes, at=commit.base_root, known=commit.base_values)
         journal = _Journal(tuple((key, old[key], value) for key, value in commit.changes.items()))
         extends_best = header.parent_hash == self.best_hash
         if self.rules is None:
