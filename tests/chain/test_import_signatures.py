@@ -89,3 +89,23 @@ def test_an_execution_failure_is_reported_when_every_signature_is_good(tmp_path:
             validator.import_block(tampered)
         assert validator.best_number == 0
         validator.db.close()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_decoding_a_block_leaves_the_garbage_collector_as_it_found_it(built: Block, enabled: bool) -> None:
+    # decode_block holds the collector off while it decodes, also when the bytes are bad.
+    import gc
+
+    from chain.block import decode_block
+    from chain.errors import CodecError
+
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert decode_block(built.encode()) == built
+        assert gc.isenabled() == enabled
+        with pytest.raises(CodecError):
+            decode_block(built.encode()[:-3])
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()
