@@ -540,14 +540,22 @@ class Blockchain:
     def _import_block(self, block: Block, source: CheckpointSource | None) -> ImportedBlock:
         self.verify_length(block)
         parent = self.verify_header(block.header)
-        raws = [xt.encode() for xt in block.body.extrinsics]
-        overlay, info, receipts = self.execute_body(block, raws)
-        commit = self.state.compute_commit(overlay)
-        header = block.header
-        _verify_equal("state root", commit.root, header.state_root)
-        _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
-        _verify_equal("POL commitment", _commitment(block.body.results, info), header.get_pol_commitment())
-        _verify_equal("training results used", {c.extrinsic_index for c in info.claims}, set(info.results))
+        # With signature threads, the signatures are checked on them while this thread
+        # executes the block and computes its roots; all are checked, and a bad one is reported
+        # first whatever else failed meanwhile, before the training is verified or anything stored.
+        checks = self._start_signature_checks(block.body.extrinsics)
+        try:
+            raws = [xt.encode() for xt in block.body.extrinsics]
+            overlay, info, receipts = self.execute_body(block, raws, check_signatures=checks is None)
+            commit = self.state.compute_commit(overlay)
+            header = block.header
+            _verify_equal("state root", commit.root, header.state_root)
+            _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
+            _verify_equal("POL commitment", _commitment(block.body.results, info), header.get_pol_commitment())
+            _verify_equal("training results used", {c.extrinsic_index for c in info.claims}, set(info.results))
+        finally:
+            if checks is not None:
+                self._report_bad_signature(block.body.extrinsics, checks.finish())
         # Only now, with every cheap commitment matched, is the training worth checking: a
         # block that fails above costs its sender no checkpoint fetch and no re-execution.
         block_hash = block.hash()
@@ -593,27 +601,21 @@ class Blockchain:
             self.rules.verify_header(self, header, parent)
         return parent
 
-    def execute_body(self, block: Block, raws: list[bytes]) -> tuple[Overlay, BlockInfo, tuple[Receipt, ...]]:
+    def execute_body(
+        self, block: Block, raws: list[bytes], *, check_signatures: bool = True
+    ) -> tuple[Overlay, BlockInfo, tuple[Receipt, ...]]:
         """Apply every extrinsic of ``block`` (``raws``: their encodings) to a fresh overlay of
-        its parent's state (a stored block of any branch)."""
+        its parent's state (a stored block of any branch), after checking every signature
+        (``check_signatures=False``: the caller checks them, as import does on other threads)."""
         header = block.header
         results = {r.extrinsic_index: r for r in block.body.results}
         if len(results) != len(block.body.results):
             raise BlockError(f"block #{header.number} carries two training results for one extrinsic")
         info = BlockInfo(header.number, header.parent_hash, header.author, False, self.trainer, results)
         overlay = self.state_at(header.parent_hash)
-        extrinsics = block.body.extrinsics
-        checks = self._start_signature_checks(extrinsics)
-        if checks is None:
-            self.verify_signatures(extrinsics)
-        try:
-            receipts = self._apply_body(overlay, info, extrinsics, raws)
-        finally:
-            # Every signature is checked, and a bad one reported first, whatever execution
-            # found: a block is judged as if its signatures had been checked before it ran.
-            if checks is not None:
-                self._report_bad_signature(extrinsics, checks.finish())
-        return overlay, info, receipts
+        if check_signatures:
+            self.verify_signatures(block.body.extrinsics)
+        return overlay, info, self._apply_body(overlay, info, block.body.extrinsics, raws)
 
     def _apply_body(
         self, overlay: Overlay, info: BlockInfo, extrinsics: tuple[Extrinsic, ...], raws: list[bytes]
@@ -646,8 +648,8 @@ class Blockchain:
         threads while this thread executes the block (None: check them here, first).
 
         libsodium releases the GIL while it verifies, so the pool's threads verify while this
-        thread runs the runtime; when execution is done this thread takes the chunks that are
-        left, so no core idles whichever side is slower."""
+        thread runs the runtime and computes the roots; then this thread takes the chunks
+        that are left, so no core idles whichever side is slower."""
         if self.signature_threads == 1 or len(extrinsics) < 64:  # small blocks: not worth a hand-off
             return None
         if self._signature_pool is None:

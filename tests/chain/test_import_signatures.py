@@ -109,3 +109,19 @@ def test_decoding_a_block_leaves_the_garbage_collector_as_it_found_it(built: Blo
         assert gc.isenabled() == enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_a_bad_signature_is_reported_before_a_wrong_state_root(tmp_path: Path, built: Block) -> None:
+    # The signature threads run on while the importer computes the roots: a block with both
+    # faults is still refused for its signature, and nothing is stored.
+    xts = list(built.body.extrinsics)
+    xts[290] = msgspec.structs.replace(xts[290], signature=xts[289].signature)
+    header = msgspec.structs.replace(built.header, state_root=bytes(32))
+    tampered = Block(header, Body(tuple(xts), built.body.results))
+    for threads in (1, 2, 3):
+        validator = _open(tmp_path / f"v{threads}", threads)
+        genesis_root = validator.state.root()
+        with pytest.raises(BlockError, match=r"^extrinsic #290: bad ed25519 signature"):
+            validator.import_block(tampered)
+        assert validator.best_number == 0 and validator.state.root() == genesis_root
+        validator.db.close()
