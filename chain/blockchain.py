@@ -57,10 +57,10 @@ the best block.
 from __future__ import annotations
 
 import gc
-import itertools
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -540,14 +540,22 @@ class Blockchain:
     def _import_block(self, block: Block, source: CheckpointSource | None) -> ImportedBlock:
         self.verify_length(block)
         parent = self.verify_header(block.header)
-        raws = [xt.encode() for xt in block.body.extrinsics]
-        overlay, info, receipts = self.execute_body(block, raws)
-        commit = self.state.compute_commit(overlay)
-        header = block.header
-        _verify_equal("state root", commit.root, header.state_root)
-        _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
-        _verify_equal("POL commitment", _commitment(block.body.results, info), header.get_pol_commitment())
-        _verify_equal("training results used", {c.extrinsic_index for c in info.claims}, set(info.results))
+        # With signature threads, the signatures are checked on them while this thread
+        # executes the block and computes its roots; all are checked, and a bad one is reported
+        # first whatever else failed meanwhile, before the training is verified or anything stored.
+        checks = self._start_signature_checks(block.body.extrinsics)
+        try:
+            raws = [xt.encode() for xt in block.body.extrinsics]
+            overlay, info, receipts = self.execute_body(block, raws, check_signatures=checks is None)
+            commit = self.state.compute_commit(overlay)
+            header = block.header
+            _verify_equal("state root", commit.root, header.state_root)
+            _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
+            _verify_equal("POL commitment", _commitment(block.body.results, info), header.get_pol_commitment())
+            _verify_equal("training results used", {c.extrinsic_index for c in info.claims}, set(info.results))
+        finally:
+            if checks is not None:
+                self._report_bad_signature(block.body.extrinsics, checks.finish())
         # Only now, with every cheap commitment matched, is the training worth checking: a
         # block that fails above costs its sender no checkpoint fetch and no re-execution.
         block_hash = block.hash()
@@ -593,30 +601,41 @@ class Blockchain:
             self.rules.verify_header(self, header, parent)
         return parent
 
-    def execute_body(self, block: Block, raws: list[bytes]) -> tuple[Overlay, BlockInfo, tuple[Receipt, ...]]:
+    def execute_body(
+        self, block: Block, raws: list[bytes], *, check_signatures: bool = True
+    ) -> tuple[Overlay, BlockInfo, tuple[Receipt, ...]]:
         """Apply every extrinsic of ``block`` (``raws``: their encodings) to a fresh overlay of
-        its parent's state (a stored block of any branch)."""
+        its parent's state (a stored block of any branch), after checking every signature
+        (``check_signatures=False``: the caller checks them, as import does on other threads)."""
         header = block.header
         results = {r.extrinsic_index: r for r in block.body.results}
         if len(results) != len(block.body.results):
             raise BlockError(f"block #{header.number} carries two training results for one extrinsic")
         info = BlockInfo(header.number, header.parent_hash, header.author, False, self.trainer, results)
         overlay = self.state_at(header.parent_hash)
-        self.verify_signatures(block.body.extrinsics)
-        self.runtime.on_initialize(overlay, header.number, header.author, header.parent_hash)
+        if check_signatures:
+            self.verify_signatures(block.body.extrinsics)
+        return overlay, info, self._apply_body(overlay, info, block.body.extrinsics, raws)
+
+    def _apply_body(
+        self, overlay: Overlay, info: BlockInfo, extrinsics: tuple[Extrinsic, ...], raws: list[bytes]
+    ) -> tuple[Receipt, ...]:
+        self.runtime.on_initialize(overlay, info.number, info.author, info.parent_hash)
         receipts = []
-        for index, (xt, raw) in enumerate(zip(block.body.extrinsics, raws, strict=True)):
+        for index, (xt, raw) in enumerate(zip(extrinsics, raws, strict=True)):
             try:
                 receipts.append(
                     self.runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw), check_signature=False)
                 )
             except InvalidTransaction as exc:
-                raise BlockError(f"block #{header.number}: extrinsic #{index} is invalid: {exc}") from None
-        return overlay, info, tuple(receipts)
+                raise BlockError(f"block #{info.number}: extrinsic #{index} is invalid: {exc}") from None
+        return tuple(receipts)
 
     def verify_signatures(self, extrinsics: tuple[Extrinsic, ...]) -> None:
-        """BlockError naming the first extrinsic whose signature is bad, if any."""
-        bad = self._find_bad_signature(extrinsics)
+        """BlockError naming the first extrinsic whose signature is bad, if any (on this thread)."""
+        self._report_bad_signature(extrinsics, find_bad_signature(extrinsics, self.genesis_hash, self.runtime.spec_version))
+
+    def _report_bad_signature(self, extrinsics: tuple[Extrinsic, ...], bad: int | None) -> None:
         if bad is None:
             return
         try:
@@ -624,22 +643,20 @@ class Blockchain:
         except InvalidTransaction as exc:
             raise BlockError(f"extrinsic #{bad}: {exc}") from None
 
-    def _find_bad_signature(self, extrinsics: tuple[Extrinsic, ...]) -> int | None:
-        genesis, spec = self.genesis_hash, self.runtime.spec_version
-        threads = min(self.signature_threads, len(extrinsics) // 64 or 1)  # small blocks: not worth a hand-off
-        if threads == 1:
-            return find_bad_signature(extrinsics, genesis, spec)
+    def _start_signature_checks(self, extrinsics: tuple[Extrinsic, ...]) -> _SignatureChecks | None:
+        """With ``signature_threads`` > 1, start checking the block's signatures on the pool's
+        threads while this thread executes the block (None: check them here, first).
+
+        libsodium releases the GIL while it verifies, so the pool's threads verify while this
+        thread runs the runtime and computes the roots; then this thread takes the chunks
+        that are left, so no core idles whichever side is slower."""
+        if self.signature_threads == 1 or len(extrinsics) < 64:  # small blocks: not worth a hand-off
+            return None
         if self._signature_pool is None:
             self._signature_pool = ThreadPoolExecutor(self.signature_threads - 1, thread_name_prefix="signatures")
-        bounds = [len(extrinsics) * i // threads for i in range(threads + 1)]
-        # This thread checks the first range itself while the pool checks the others; the
-        # first bad index over all ranges is what a serial check would report.
-        futures = [
-            self._signature_pool.submit(find_bad_signature, extrinsics, genesis, spec, lo, hi)
-            for lo, hi in itertools.pairwise(bounds[1:])
-        ]
-        found = [find_bad_signature(extrinsics, genesis, spec, 0, bounds[1])] + [f.result() for f in futures]
-        return min((i for i in found if i is not None), default=None)
+        checks = _SignatureChecks(extrinsics, self.genesis_hash, self.runtime.spec_version)
+        checks.futures = [self._signature_pool.submit(checks.run) for _ in range(self.signature_threads - 1)]
+        return checks
 
     # --- finality ----------------------------------------------------------------------------
     def set_finalized(self, block_hash: bytes) -> None:
@@ -711,7 +728,7 @@ class Blockchain:
                     f"block #{header.number} {block_hash.hex()}: {'it' if checked == block_hash else 'its parent'} "
                     f"was proven invalid while it was being imported: {reason}"
                 )
-        old = self.state.read_values(commit.changes, at=commit.base_root)
+        old = self.state.read_values(commit.changes, at=commit.base_root, known=commit.base_values)
         journal = _Journal(tuple((key, old[key], value) for key, value in commit.changes.items()))
         extends_best = header.parent_hash == self.best_hash
         if self.rules is None:
@@ -875,6 +892,40 @@ class Blockchain:
         if value is None:
             raise ChainError(f"the database has no {key.decode()} record: it is not a polchain database or is damaged")
         return value
+
+
+class _SignatureChecks:
+    """One block's signature checks, shared by several threads in chunks of consecutive
+    extrinsics; every chunk is checked, so the lowest bad index found is the one a serial
+    check reports first."""
+
+    CHUNK = 64
+
+    def __init__(self, extrinsics: tuple[Extrinsic, ...], genesis_hash: bytes, spec_version: int) -> None:
+        self.extrinsics, self.genesis_hash, self.spec_version = extrinsics, genesis_hash, spec_version
+        self.futures: list[Future[None]] = []
+        self._starts = iter(range(0, len(extrinsics), self.CHUNK))
+        self._lock = threading.Lock()
+        self._bad: list[int] = []
+
+    def run(self) -> None:
+        """Check chunks until none is left."""
+        while True:
+            with self._lock:
+                start = next(self._starts, None)
+            if start is None:
+                return
+            stop = min(start + self.CHUNK, len(self.extrinsics))
+            bad = find_bad_signature(self.extrinsics, self.genesis_hash, self.spec_version, start, stop)
+            if bad is not None:
+                self._bad.append(bad)
+
+    def finish(self) -> int | None:
+        """Help with the chunks that are left, wait for the other threads; the first bad index."""
+        self.run()
+        for future in self.futures:
+            future.result()
+        return min(self._bad, default=None)
 
 
 @contextmanager

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from types import MappingProxyType
 from typing import Final
@@ -77,12 +77,15 @@ class StateCommit:
     ``base_root`` is the state it was computed on, ``root`` the new state root,
     ``trie_nodes`` the new trie nodes (hash -> encoding) and ``changes`` the net changes to
     storage (key -> value, None for deleted), which also update the flat column.
+    ``base_values``: values at ``base_root`` the overlay read while it ran (key -> value,
+    None for absent), so that :meth:`StateDB.read_values` need not read them again.
     """
 
     base_root: bytes
     root: bytes
     trie_nodes: Mapping[bytes, bytes]
     changes: Mapping[bytes, bytes | None]
+    base_values: Mapping[bytes, bytes | None] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class Overlay:
@@ -96,7 +99,7 @@ class Overlay:
     The base is fixed when the overlay is made (see :meth:`StateDB.overlay`).
     """
 
-    __slots__ = ("_base_get", "_base_iter", "_changes", "_layers", "base_root")
+    __slots__ = ("_base_get", "_base_iter", "_base_values", "_changes", "_layers", "base_root")
 
     def __init__(
         self,
@@ -109,13 +112,18 @@ class Overlay:
         self._base_iter = base_iter
         self._changes: dict[bytes, bytes | None] = {}
         self._layers: list[dict[bytes, object]] = []
+        # Every base value read: the base never changes under an overlay, and a block's
+        # journal needs the old value of each key it wrote, most of which it read first.
+        self._base_values: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
         if type(key) is not bytes:
             _check_key(key)
         value = self._changes.get(key, _ABSENT)
         if value is _ABSENT:
-            return self._base_get(key)
+            value = self._base_values.get(key, _ABSENT)
+            if value is _ABSENT:
+                value = self._base_values[key] = self._base_get(key)
         return value  # type: ignore[return-value]
 
     def set(self, key: bytes, value: bytes) -> None:
@@ -181,6 +189,10 @@ class Overlay:
         self.commit_transaction()
 
     # --- views ----------------------------------------------------------------------------
+
+    def base_values(self) -> dict[bytes, bytes | None]:
+        """The base state's values of the keys read so far (None: absent), a copy."""
+        return dict(self._base_values)
 
     def changes(self) -> dict[bytes, bytes | None]:
         """Net changes against the base state, including open transactions' (a copy).
@@ -349,7 +361,9 @@ class StateDB:
             )
         changes = overlay.changes()
         update = self._trie.compute_update(overlay.base_root, changes)
-        return StateCommit(overlay.base_root, update.root, update.nodes, MappingProxyType(changes))
+        return StateCommit(
+            overlay.base_root, update.root, update.nodes, MappingProxyType(changes), MappingProxyType(overlay.base_values())
+        )
 
     def stage_commit(self, batch: WriteBatch, commit: StateCommit) -> None:
         """Put ``commit`` into the caller's batch: trie nodes always; flat values and the
@@ -365,14 +379,17 @@ class StateDB:
                 batch.put(Column.STATE, key, value)
         batch.put(Column.META, BEST_ROOT_KEY, commit.root)
 
-    def read_values(self, keys: Iterable[bytes], *, at: bytes | None = None) -> dict[bytes, bytes | None]:
+    def read_values(
+        self, keys: Iterable[bytes], *, at: bytes | None = None, known: Mapping[bytes, bytes | None] = MappingProxyType({})
+    ) -> dict[bytes, bytes | None]:
         """The values of ``keys`` in the best state (flat column), or at state root ``at``:
-        a block's journal reads its keys' values before the block with this."""
+        a block's journal reads its keys' values before the block with this. ``known``:
+        values already read at that same state (a commit's ``base_values``), not read again."""
         if at is None or at == self._root:
             get = self._db.get
-            return {key: get(Column.STATE, key) for key in keys}
+            return {key: known[key] if key in known else get(Column.STATE, key) for key in keys}
         trie = self._trie
-        return {key: trie.get(at, key) for key in keys}
+        return {key: known[key] if key in known else trie.get(at, key) for key in keys}
 
     def stage_nodes(self, batch: WriteBatch, commit: StateCommit) -> None:
         """Put only ``commit``'s trie nodes into the batch (a block on a side branch)."""
@@ -385,11 +402,12 @@ class StateDB:
         reorg's net change: the retracted blocks' old values, then the enacted blocks' new
         ones) and calls :meth:`move_best` once the batch is written.
         """
+        # Keys are distinct, so puts and deletes may be staged in any order; the puts go in
+        # one put_many (a block of transfers writes thousands of accounts).
+        batch.put_many(Column.STATE, ((key, value) for key, value in changes.items() if value is not None))
         for key, value in changes.items():
             if value is None:
                 batch.delete(Column.STATE, key)
-            else:
-                batch.put(Column.STATE, key, value)
         batch.put(Column.META, BEST_ROOT_KEY, root)
 
     def move_best(self, root: bytes) -> None:

@@ -101,7 +101,9 @@ class StorageMap(Generic[V]):
         return self.prefix + b"".join(compute_map_key_part(k) for k in key)
 
     def get(self, state: StateAccess, *key: Any) -> V | None:
-        raw = state.get(self.compute_key(*key))
+        # The memoized key inline: a transfer reads an account four times.
+        full = self._keys.get(key[0]) if len(key) == 1 and type(key[0]) is bytes else None
+        raw = state.get(full if full is not None else self.compute_key(*key))
         if raw is None:
             return None
         values = self._values
@@ -118,7 +120,8 @@ class StorageMap(Generic[V]):
         return state.get(self.compute_key(*key))
 
     def apply_set(self, state: StateAccess, value: V, *key: Any) -> None:
-        state.set(self.compute_key(*key), encode(value))
+        full = self._keys.get(key[0]) if len(key) == 1 and type(key[0]) is bytes else None
+        state.set(full if full is not None else self.compute_key(*key), encode(value))
 
     def apply_set_raw(self, state: StateAccess, raw: bytes, *key: Any) -> None:
         state.set(self.compute_key(*key), raw)

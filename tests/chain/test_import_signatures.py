@@ -60,3 +60,68 @@ def test_the_first_bad_signature_is_reported_whatever_the_threads(tmp_path: Path
 def test_signature_threads_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ChainError, match="signature_threads"):
         _open(tmp_path / "zero", 0)
+
+
+def test_a_bad_signature_is_reported_before_an_execution_failure_earlier_in_the_block(tmp_path: Path, built: Block) -> None:
+    # Extrinsic #20 fails in execution (its nonce is used), #200 has a bad signature: with the
+    # signatures checked beside execution, the block is still judged as if they were checked
+    # first, so #200's signature is named, with any number of threads.
+    for threads in (1, 2, 3):
+        validator = _open(tmp_path / f"v{threads}", threads)
+        xts = list(built.body.extrinsics)
+        xts[20] = sign(validator, ALICE, xts[20].call, 0)  # well signed, but its nonce is used
+        xts[200] = msgspec.structs.replace(xts[200], signature=xts[199].signature)
+        tampered = Block(built.header, Body(tuple(xts), built.body.results))
+        genesis_root = validator.state.root()
+        with pytest.raises(BlockError, match=r"^extrinsic #200: bad ed25519 signature"):
+            validator.import_block(tampered)
+        assert validator.best_number == 0 and validator.state.root() == genesis_root
+        validator.db.close()
+
+
+def test_an_execution_failure_is_reported_when_every_signature_is_good(tmp_path: Path, built: Block) -> None:
+    for threads in (1, 2, 3):
+        validator = _open(tmp_path / f"v{threads}", threads)
+        xts = list(built.body.extrinsics)
+        xts[20] = sign(validator, ALICE, xts[20].call, 0)  # well signed, but its nonce is used
+        tampered = Block(built.header, Body(tuple(xts), built.body.results))
+        with pytest.raises(BlockError, match=r"extrinsic #20 is invalid: nonce 0 is already used"):
+            validator.import_block(tampered)
+        assert validator.best_number == 0
+        validator.db.close()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_decoding_a_block_leaves_the_garbage_collector_as_it_found_it(built: Block, enabled: bool) -> None:
+    # decode_block holds the collector off while it decodes, also when the bytes are bad.
+    import gc
+
+    from chain.block import decode_block
+    from chain.errors import CodecError
+
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert decode_block(built.encode()) == built
+        assert gc.isenabled() == enabled
+        with pytest.raises(CodecError):
+            decode_block(built.encode()[:-3])
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()
+
+
+def test_a_bad_signature_is_reported_before_a_wrong_state_root(tmp_path: Path, built: Block) -> None:
+    # The signature threads run on while the importer computes the roots: a block with both
+    # faults is still refused for its signature, and nothing is stored.
+    xts = list(built.body.extrinsics)
+    xts[290] = msgspec.structs.replace(xts[290], signature=xts[289].signature)
+    header = msgspec.structs.replace(built.header, state_root=bytes(32))
+    tampered = Block(header, Body(tuple(xts), built.body.results))
+    for threads in (1, 2, 3):
+        validator = _open(tmp_path / f"v{threads}", threads)
+        genesis_root = validator.state.root()
+        with pytest.raises(BlockError, match=r"^extrinsic #290: bad ed25519 signature"):
+            validator.import_block(tampered)
+        assert validator.best_number == 0 and validator.state.root() == genesis_root
+        validator.db.close()

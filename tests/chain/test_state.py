@@ -289,3 +289,18 @@ def test_corrupt_best_root_record_is_reported(db: Database) -> None:
         batch.put(Column.META, b"state/best_root", b"short")
     with pytest.raises(StateError, match="not a state root"):
         StateDB(db)
+
+
+def test_a_commit_carries_the_base_values_its_overlay_read_and_read_values_reuses_them(db: Database) -> None:
+    state = StateDB(db)
+    base = _write(state, db, {b"a": b"1", b"b": b"2"})
+    overlay = state.overlay()
+    assert overlay.get(b"a") == b"1" and overlay.get(b"x") is None
+    overlay.set(b"a", b"10")
+    assert overlay.get(b"a") == b"10"  # the write wins over the remembered base value
+    overlay.set(b"b", b"20")  # written without a read: not among the base values
+    commit = state.compute_commit(overlay)
+    assert dict(commit.base_values) == {b"a": b"1", b"x": None}
+    # The journal's old values: those read are taken from the commit, the others read.
+    assert state.read_values(commit.changes, at=commit.base_root, known=commit.base_values) == {b"a": b"1", b"b": b"2"}
+    assert state.read_values([b"a"], at=base, known={b"a": b"known"}) == {b"a": b"known"}

@@ -303,7 +303,7 @@ def test_a_divergence_claimed_past_the_last_segment_is_refused(world) -> None:
     strict=True,
     reason="a proof checked on another fork's state: model version 1 differs between the forks, so an "
     "honest block looks faulty; callers must check with the state at header.parent_hash (chain/fraud.py "
-    "docstring), and pol.report_fraud has no ancestry check yet",
+    "docstring); pol.report_fraud refuses such a proof before judging it (NotOnThisChain, tests/chain/test_pallet_pol.py)",
 )
 def test_an_honest_block_on_another_fork_cannot_be_framed(tmp_path) -> None:
     """Fork A and fork B each create version 1 of model 0 at height 1 (different learning
