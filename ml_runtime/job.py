@@ -49,7 +49,24 @@ MAX_ROWS: Final = 1 << 20
 MAX_THREADS: Final = 256
 
 
+def _is_immutable(a: np.ndarray) -> bool:
+    """True if nobody can ever write ``a``'s values: it is read-only, and the chain of its bases
+    ends in a ``bytes`` object (numpy refuses to make such an array writeable again, where the
+    owner of an array's memory may flip a plain read-only flag back)."""
+    if a.flags.writeable:
+        return False
+    base: object = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, bytes)
+
+
 def _frozen_copy(a: np.ndarray, dtype: str) -> np.ndarray:
+    """A read-only C-contiguous array of ``a``'s values as ``dtype``: ``a`` itself if it is that
+    already and immutable (a data set's cached rows, chain.pallets.datasets: shared by every
+    job, not copied per job), else a copy."""
+    if a.dtype == np.dtype(dtype) and a.flags.c_contiguous and _is_immutable(a):
+        return a
     out = np.array(a, dtype=dtype, order="C", copy=True)
     out.flags.writeable = False
     return out
@@ -91,6 +108,8 @@ def _check_array(name: str, a: object, dtype: str, shape: tuple[int, ...]) -> np
 @dataclass(frozen=True, slots=True, eq=False)
 class TrainingJob:
     """Everything a training opcode needs; validated (and copied read-only) on construction.
+
+    Arrays that are already immutable (read-only over a ``bytes`` buffer) are kept, not copied.
 
     ``x`` is float32 (n, d); ``y`` is int32 (n,) class labels for softmax/mlp and float32
     (n, k) targets for linear. ``lr`` and ``l2`` are stored as float32. Steps are split

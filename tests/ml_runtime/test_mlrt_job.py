@@ -42,6 +42,30 @@ def test_valid_job_is_frozen_and_copied() -> None:
         job.steps = 5  # type: ignore[misc]
 
 
+def test_immutable_arrays_are_shared_and_read_only_ones_copied() -> None:
+    """A data set's rows (read-only over bytes: nobody can write them again) are shared by every
+    job, not copied per job; an array that is only flagged read-only is copied, since its
+    owner may flag it writeable again and change the job's data under it."""
+    x = np.frombuffer(np.ones((5, 3), dtype=np.float32).tobytes(), dtype=np.float32).reshape(5, 3)
+    y = np.frombuffer(np.zeros(5, dtype=np.float32).tobytes(), dtype=np.float32)
+    job = mr.TrainingJob(**_kwargs(x=x))
+    assert job.x is x
+    with pytest.raises(ValueError, match="WRITEABLE"):
+        job.x.flags.writeable = True
+    owned = np.ones((5, 3), dtype=np.float32)
+    owned.flags.writeable = False
+    job = mr.TrainingJob(**_kwargs(x=owned))
+    assert job.x is not owned
+    owned.flags.writeable = True
+    owned[0, 0] = 7.0
+    assert job.x[0, 0] == 1.0
+    strided = np.frombuffer(np.ones((5, 6), dtype=np.float32).tobytes(), dtype=np.float32).reshape(5, 6)[:, ::2]
+    assert mr.TrainingJob(**_kwargs(x=strided)).x.flags.c_contiguous
+    assert y.dtype == np.float32  # a float32 y is for linear models; a wrong dtype is still refused
+    with pytest.raises(mr.InvalidJob, match="dtype"):
+        mr.TrainingJob(**_kwargs(y=y))
+
+
 LINEAR = mr.ModelSpec("linear", 3, 2)
 
 
