@@ -160,8 +160,10 @@ def test_an_honest_block_imports_and_the_fetched_openings_are_the_samples(tmp_pa
     validator.verifier = verifier
     validator.import_block(block, LocalSource(author.transcripts))
     assert validator.best_hash == block.hash()
-    for j in sorted(wanted):  # stored, and served from here on
-        assert validator.transcripts.get(block.hash(), 0, j) is not None
+    assert all(o.weights is None for _, o in fetched if not wanted[o.index])  # as a peer sends them
+    for j in sorted(wanted):  # stored, and served from here on; weights only where they were fetched
+        stored = validator.transcripts.get(block.hash(), 0, j)
+        assert stored is not None and (stored.weights is not None) == wanted[j]
     author.db.close()
     validator.db.close()
 
