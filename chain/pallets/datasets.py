@@ -103,7 +103,7 @@ def _immutable(a: np.ndarray, dtype: type) -> np.ndarray:
     """``a`` as a C-contiguous array over a ``bytes`` object: read-only for good (numpy will not
     make it writeable again), so every training job of the data set shares it uncopied
     (ml_runtime.TrainingJob keeps immutable arrays as they are)."""
-    c = np.ascontiguousarray(a, dtype=dtype)
+    c: np.ndarray = np.ascontiguousarray(a, dtype=dtype)
     return np.frombuffer(c.tobytes(), dtype=dtype).reshape(c.shape)
 
 
