@@ -27,6 +27,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 
+import msgspec
+
 from chain.codec import decode, encode
 from chain.errors import CheckpointsUnavailable, CodecError
 from chain.proofs import Opening, TrainingResult, verify_opening
@@ -64,10 +66,14 @@ class LocalSource:
     """A CheckpointSource over a TranscriptStore: what this node holds, nothing fetched.
 
     An opening stored without weights does not satisfy a request that needs them; a missing
-    one raises CheckpointsUnavailable naming the entries. Each opening is verified against
-    the result (chain.proofs.verify_opening), which costs one hash of the weights: the store
-    may hold another block's openings under a hash only if the database was tampered with,
-    but a verifier should not have to assume that.
+    one raises CheckpointsUnavailable naming the entries. An opening is handed out with its
+    weights only where they were asked for, as a peer sends it: the weights nobody asked for
+    are neither hashed here nor stored again by the importer (a sampling validator asks for
+    the weights of m of a job's S + 1 entries and the entries after them without). Each
+    opening is verified against the result (chain.proofs.verify_opening), which costs one
+    hash of the weights where they are handed out: the store may hold another block's
+    openings under a hash only if the database was tampered with, but a verifier should not
+    have to assume that.
     """
 
     def __init__(self, store: TranscriptStore) -> None:
@@ -81,6 +87,8 @@ class LocalSource:
             if opening is None or (need_weights and opening.weights is None):
                 missing.append(index)
                 continue
+            if not need_weights and opening.weights is not None:
+                opening = msgspec.structs.replace(opening, weights=None)
             verify_opening(result, opening, need_weights=need_weights)
             found[index] = opening
         if missing:

@@ -56,6 +56,7 @@ def compute_loss(spec: ModelSpec, weights: np.ndarray, x: np.ndarray, y: np.ndar
     w = np.array(weights, copy=True)
     xs = np.array(x, order="C", copy=True)
     ys = np.array(y, order="C", copy=True)
+    xs.flags.writeable = ys.flags.writeable = False  # as a TrainingJob's: the one compiled specialisation
     idx = np.arange(n, dtype=np.int64)
     zero = np.float32(0.0)
     args = (w, xs, ys, idx, 1, n, zero, zero, spec.d, spec.k)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
@@ -49,7 +50,48 @@ MAX_ROWS: Final = 1 << 20
 MAX_THREADS: Final = 256
 
 
+def _is_immutable(a: np.ndarray) -> bool:
+    """True if nobody can ever write ``a``'s values: it is read-only, and the chain of its bases
+    ends in a ``bytes`` object (numpy refuses to make such an array writeable again, where the
+    owner of an array's memory may flip a plain read-only flag back)."""
+    if a.flags.writeable:
+        return False
+    base: object = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, bytes)
+
+
+# Immutable arrays (_is_immutable) whose values passed a job's checks, by (id, check): their
+# values never change, so a data set's rows are checked once, not once per job (the digits:
+# 115,008 floats). An entry is dropped when its array is freed (weakref callback), before the
+# id can be reused, and the weakref is compared on every hit besides.
+_CHECKED: dict[tuple[int, str], weakref.ref[np.ndarray]] = {}
+
+
+def _checked_once(a: np.ndarray, check: str, run: Callable[[], None]) -> None:
+    """``run()`` (which raises InvalidJob) unless ``a`` is immutable and passed ``check`` before."""
+    if not _is_immutable(a):
+        run()
+        return
+    key = (id(a), check)
+    ref = _CHECKED.get(key)
+    if ref is not None and ref() is a:
+        return
+    run()
+
+    def forget(_ref: weakref.ref[np.ndarray]) -> None:
+        _CHECKED.pop(key, None)
+
+    _CHECKED[key] = weakref.ref(a, forget)
+
+
 def _frozen_copy(a: np.ndarray, dtype: str) -> np.ndarray:
+    """A read-only C-contiguous array of ``a``'s values as ``dtype``: ``a`` itself if it is that
+    already and immutable (a data set's cached rows, chain.pallets.datasets: shared by every
+    job, not copied per job), else a copy."""
+    if a.dtype == np.dtype(dtype) and a.flags.c_contiguous and _is_immutable(a):
+        return a
     out = np.array(a, dtype=dtype, order="C", copy=True)
     out.flags.writeable = False
     return out
@@ -78,6 +120,17 @@ def _check_rate(name: str, value: object, *, positive: bool) -> np.float32:
     return v
 
 
+def _check_finite(name: str, a: np.ndarray) -> None:
+    if not np.isfinite(a).all():
+        raise InvalidJob(f"{name} contains NaN or infinity")
+
+
+def _check_labels(y: np.ndarray, k: int) -> None:
+    if y.min() < 0 or y.max() >= k:
+        bad = int(y[(y < 0) | (y >= k)][0])
+        raise InvalidJob(f"label {bad} is outside 0..{k - 1}")
+
+
 def _check_array(name: str, a: object, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         raise InvalidJob(f"{name} must be a numpy array, got {type(a).__name__}")
@@ -91,6 +144,8 @@ def _check_array(name: str, a: object, dtype: str, shape: tuple[int, ...]) -> np
 @dataclass(frozen=True, slots=True, eq=False)
 class TrainingJob:
     """Everything a training opcode needs; validated (and copied read-only) on construction.
+
+    Arrays that are already immutable (read-only over a ``bytes`` buffer) are kept, not copied.
 
     ``x`` is float32 (n, d); ``y`` is int32 (n,) class labels for softmax/mlp and float32
     (n, k) targets for linear. ``lr`` and ``l2`` are stored as float32. Steps are split
@@ -123,17 +178,13 @@ class TrainingJob:
         if n > MAX_ROWS:
             raise InvalidJob(f"dataset has {n} rows; at most {MAX_ROWS}")
         x = _check_array("x", self.x, "float32", (n, spec.d))
-        if not np.isfinite(x).all():
-            raise InvalidJob("x contains NaN or infinity")
+        _checked_once(x, "finite", lambda: _check_finite("x", x))
         if spec.family == "linear":
             y = _check_array("y", self.y, "float32", (n, spec.k))
-            if not np.isfinite(y).all():
-                raise InvalidJob("y contains NaN or infinity")
+            _checked_once(y, "finite", lambda: _check_finite("y", y))
         else:
             y = _check_array("y", self.y, "int32", (n,))
-            if y.min() < 0 or y.max() >= spec.k:
-                bad = int(y[(y < 0) | (y >= spec.k)][0])
-                raise InvalidJob(f"label {bad} is outside 0..{spec.k - 1}")
+            _checked_once(y, f"labels<{spec.k}", lambda: _check_labels(y, spec.k))
         steps = _check_int("steps", self.steps, 1, MAX_STEPS)
         batch = _check_int("batch_size", self.batch_size, 1, min(n, MAX_BATCH))
         seg = _check_int("segment_len", self.segment_len, 1, steps)

@@ -99,6 +99,14 @@ _ROWS_CACHE: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _ROWS_CACHE_SIZE = 8
 
 
+def _immutable(a: np.ndarray, dtype: type) -> np.ndarray:
+    """``a`` as a C-contiguous array over a ``bytes`` object: read-only for good (numpy will not
+    make it writeable again), so every training job of the data set shares it uncopied
+    (ml_runtime.TrainingJob keeps immutable arrays as they are)."""
+    c: np.ndarray = np.ascontiguousarray(a, dtype=dtype)
+    return np.frombuffer(c.tobytes(), dtype=dtype).reshape(c.shape)
+
+
 def get_rows(state: StateAccess, dataset_id: int) -> tuple[DatasetInfo, np.ndarray, np.ndarray]:
     """A complete data set's rows as (x float32 (n, d), y int32 (n,) or float32 (n, k))."""
     info = get_dataset(state, dataset_id)
@@ -111,12 +119,8 @@ def get_rows(state: StateAccess, dataset_id: int) -> tuple[DatasetInfo, np.ndarr
         _ROWS_CACHE.move_to_end(info.rows_root)
         return info, cached[0], cached[1]
     rows = np.frombuffer(get_uploaded_rows(state, dataset_id, info), dtype=compute_row_dtype(info))
-    x = np.ascontiguousarray(rows["x"], dtype=np.float32)
-    y = (
-        np.ascontiguousarray(rows["y"], dtype=np.int32)
-        if info.kind == "classification"
-        else np.ascontiguousarray(rows["y"], dtype=np.float32)
-    )
+    x = _immutable(rows["x"], np.float32)
+    y = _immutable(rows["y"], np.int32 if info.kind == "classification" else np.float32)
     _ROWS_CACHE[info.rows_root] = (x, y)
     if len(_ROWS_CACHE) > _ROWS_CACHE_SIZE:
         _ROWS_CACHE.popitem(last=False)

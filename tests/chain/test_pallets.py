@@ -9,7 +9,7 @@ from chainkit import ALICE, BOB, CHARLIE, FERDIE, apply_fee_only, open_chain, si
 import ml_runtime
 from chain import calls
 from chain.crypto import Keypair
-from chain.pallets import balances, datasets, models
+from chain.pallets import balances, datasets, models, training
 
 DAVE = Keypair.from_uri("//Dave")
 
@@ -146,6 +146,21 @@ def test_a_complete_dataset_is_immutable(chain) -> None:
     d.fails(FERDIE, calls.AppendRows(0, 0, one_row), "AlreadyComplete")
     assert datasets.get_dataset(chain.state.overlay(), 0) == digits
     assert d.apply(BOB, train_call(steps=10, segment=5)).success
+
+
+def test_a_datasets_cached_rows_cannot_be_written(chain) -> None:
+    """Every TRAIN job of a data set shares its cached rows uncopied (ml_runtime.TrainingJob keeps
+    immutable arrays), so the cache hands out arrays nobody can make writeable again."""
+    _, x, y = datasets.get_rows(chain.state.overlay(), 0)
+    for a in (x, y):
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            a.flags.writeable = True
+    again = datasets.get_rows(chain.state.overlay(), 0)
+    assert again[1] is x and again[2] is y
+    job, _, _ = training.compute_job_at(
+        chain.state.overlay(), chain.runtime.config, train_call(steps=10, segment=5), b"\x00" * 32, b"\x01" * 32
+    )
+    assert job.x is x and job.y is y
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ proof is checked by a third node (verify_fraud_proof) on its own state.
 
 from __future__ import annotations
 
+import os
 import sys
 from math import comb
 from pathlib import Path
@@ -40,6 +41,7 @@ from chain.fraud import (
 from chain.pallets.training import compute_job_at
 from chain.proofs import FullReexecution, Opening, TrainingClaim, TrainingResult
 from chain.transcripts import LocalSource
+from consensus import pol
 from consensus.pol import SampledVerifier, compute_sample, compute_sample_binding
 from tests.forgery import WithholdingSource, forging_trainer
 
@@ -158,8 +160,10 @@ def test_an_honest_block_imports_and_the_fetched_openings_are_the_samples(tmp_pa
     validator.verifier = verifier
     validator.import_block(block, LocalSource(author.transcripts))
     assert validator.best_hash == block.hash()
-    for j in sorted(wanted):  # stored, and served from here on
-        assert validator.transcripts.get(block.hash(), 0, j) is not None
+    assert all(o.weights is None for _, o in fetched if not wanted[o.index])  # as a peer sends them
+    for j in sorted(wanted):  # stored, and served from here on; weights only where they were fetched
+        stored = validator.transcripts.get(block.hash(), 0, j)
+        assert stored is not None and (stored.weights is not None) == wanted[j]
     author.db.close()
     validator.db.close()
 
@@ -294,8 +298,13 @@ def test_the_detection_rate_matches_the_formula(tmp_path, segments, samples, fau
     validator.db.close()
 
 
-def test_every_sampled_segment_is_rerun_in_parallel_and_the_earliest_fault_is_reported(tmp_path) -> None:
-    """All segments forged, m = S: the fault reported is segment 0's, as a serial run reports it."""
+@pytest.mark.parametrize("pool_min_units", [0, pol.POOL_MIN_UNITS])
+def test_every_sampled_segment_is_rerun_in_parallel_and_the_earliest_fault_is_reported(
+    tmp_path, monkeypatch, pool_min_units
+) -> None:
+    """All segments forged, m = S: the fault reported is segment 0's, as a serial run reports it,
+    on a thread pool (a threshold of 0) and inline (this block's work is under the default)."""
+    monkeypatch.setattr(pol, "POOL_MIN_UNITS", pool_min_units)
     author, block = _author(tmp_path / "author", _forge_outputs(set(range(S))))
     validator = open_chain(tmp_path / "validator")
     claim = _claim(validator, block, 0)
@@ -304,6 +313,26 @@ def test_every_sampled_segment_is_rerun_in_parallel_and_the_earliest_fault_is_re
     assert (caught.value.proof.kind, caught.value.proof.segment) == (FAULT_SEGMENT, 0)
     author.db.close()
     validator.db.close()
+
+
+def test_small_samples_rerun_inline_and_large_ones_on_a_pool_with_the_same_results(tmp_path) -> None:
+    """Starting a pool costs about 0.6 ms of CPU: a block's re-runs under POOL_MIN_UNITS work units
+    (a sample of 2 segments of a few jobs) run on the importing thread; above it, one thread a
+    core. The results are the serial ones, bit for bit, in order."""
+    author, block = _author(tmp_path / "author")
+    claim = _claim(author, block, 0)
+    openings = _all_openings(author, block, claim)
+    one = [(claim.job, j, openings[j].get_weights()) for j in range(S)]
+    per_task = ml_runtime.step_cost(claim.job.spec, claim.job.batch_size) * SEGMENT
+    assert pol.compute_rerun_threads(one[:1]) == 1 and pol.compute_rerun_threads(one) == 1
+    many = one * (pol.POOL_MIN_UNITS // (per_task * S) + 1)
+    assert sum(per_task for _ in many) >= pol.POOL_MIN_UNITS
+    assert pol.compute_rerun_threads(many) == (os.cpu_count() or 1)
+    assert pol.compute_rerun_threads(many[:-S]) == 1  # just under the threshold
+    inline = pol._rerun_all(one)
+    assert inline == [openings[j + 1].entry() for j in range(S)]
+    assert pol._rerun_all(many) == inline * (len(many) // S)
+    author.db.close()
 
 
 def test_a_source_that_hands_over_a_wrong_opening_makes_the_block_unavailable(tmp_path) -> None:

@@ -42,6 +42,59 @@ def test_valid_job_is_frozen_and_copied() -> None:
         job.steps = 5  # type: ignore[misc]
 
 
+def test_immutable_arrays_are_shared_and_read_only_ones_copied() -> None:
+    """A data set's rows (read-only over bytes: nobody can write them again) are shared by every
+    job, not copied per job; an array that is only flagged read-only is copied, since its
+    owner may flag it writeable again and change the job's data under it."""
+    x = np.frombuffer(np.ones((5, 3), dtype=np.float32).tobytes(), dtype=np.float32).reshape(5, 3)
+    y = np.frombuffer(np.zeros(5, dtype=np.float32).tobytes(), dtype=np.float32)
+    job = mr.TrainingJob(**_kwargs(x=x))
+    assert job.x is x
+    with pytest.raises(ValueError, match="WRITEABLE"):
+        job.x.flags.writeable = True
+    owned = np.ones((5, 3), dtype=np.float32)
+    owned.flags.writeable = False
+    job = mr.TrainingJob(**_kwargs(x=owned))
+    assert job.x is not owned
+    owned.flags.writeable = True
+    owned[0, 0] = 7.0
+    assert job.x[0, 0] == 1.0
+    strided = np.frombuffer(np.ones((5, 6), dtype=np.float32).tobytes(), dtype=np.float32).reshape(5, 6)[:, ::2]
+    assert mr.TrainingJob(**_kwargs(x=strided)).x.flags.c_contiguous
+    assert y.dtype == np.float32  # a float32 y is for linear models; a wrong dtype is still refused
+    with pytest.raises(mr.InvalidJob, match="dtype"):
+        mr.TrainingJob(**_kwargs(y=y))
+
+
+def _immutable(a: np.ndarray) -> np.ndarray:
+    return np.frombuffer(a.tobytes(), dtype=a.dtype).reshape(a.shape)
+
+
+def test_an_immutable_arrays_checks_run_once_per_check_and_never_remember_a_failure() -> None:
+    """A data set's rows are checked by the first job that uses them, not by every job; what is
+    remembered is a passed check of one array (by identity, for as long as it lives) and of one
+    label bound, never a failure."""
+    from ml_runtime import job as job_module
+
+    x = _immutable(np.ones((5, 3), dtype=np.float32))
+    mr.TrainingJob(**_kwargs(x=x))
+    assert (id(x), "finite") in job_module._CHECKED
+    mr.TrainingJob(**_kwargs(x=x))  # the remembered check
+    bad = np.ones((5, 3), dtype=np.float32)
+    bad[2, 1] = np.nan
+    bad = _immutable(bad)
+    for _ in range(2):
+        with pytest.raises(mr.InvalidJob, match="x contains NaN"):
+            mr.TrainingJob(**_kwargs(x=bad))
+    y = _immutable(np.array([0, 1, 2, 1, 0], dtype=np.int32))
+    mr.TrainingJob(**_kwargs(spec=mr.ModelSpec("softmax", 3, 3), weights=np.zeros(12, dtype=np.float32), y=y))
+    with pytest.raises(mr.InvalidJob, match=r"label 2 is outside 0\.\.1"):
+        mr.TrainingJob(**_kwargs(y=y))  # passed for k = 3, not for k = 2
+    key = (id(x), "finite")
+    del x
+    assert key not in job_module._CHECKED
+
+
 LINEAR = mr.ModelSpec("linear", 3, 2)
 
 
