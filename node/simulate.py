@@ -162,6 +162,7 @@ class SimBlock:
     imported: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))  # per validator, inf if never
     proof_at: np.ndarray | None = field(repr=False, default=None)  # per validator: a proof for it reached v
     detected_at: float | None = None
+    proof_bytes: int = 0  # the encoded fraud proof gossiped about it
     detectors: int = 0
     samplers: int = 0
     children: list[int] = field(default_factory=list)
@@ -371,7 +372,7 @@ class Simulation:
         if b.detected_at is None:
             b.detected_at = t
             self._real_fraud_proof(b, v)
-        reach = t + self.latencies() + self.proof_bytes[-1] * 8 * self.bytes_per_bit_ms
+        reach = t + self.latencies() + b.proof_bytes * 8 * self.bytes_per_bit_ms
         reach[v] = t
         b.proof_at = reach if b.proof_at is None else np.minimum(b.proof_at, reach)
 
@@ -441,7 +442,8 @@ class Simulation:
                 verify_fraud_proof(chain.state_at(b.block.header.parent_hash), chain.config, exc.proof)
             except InvalidFraudProof as bad:
                 raise SimulationError(f"block {b.index}: the detector's fraud proof does not verify: {bad}") from None
-            self.proof_bytes.append(len(exc.proof.encode()))
+            b.proof_bytes = len(exc.proof.encode())
+            self.proof_bytes.append(b.proof_bytes)
             self.real_proofs_verified += 1
             return
         raise SimulationError(f"block {b.index}: validator {v} detected a fault the real verifier does not find")
@@ -553,7 +555,7 @@ def simulate(p: Params, *, workdir: Path | None = None, progress: Callable[[], N
                for b in detected if b.proof_at is not None]
     verified = len(sim.fetch_bytes)
     block_bytes = float(np.mean([b.size for b in counted])) if counted else 0.0
-    proof_total = sum(sim.proof_bytes) * p.validators
+    proof_total = sum(b.proof_bytes for b in detected) * p.validators  # each validator receives each proof once
     escape = comb(p.segments - p.forged_segments, p.samples) / comb(p.segments, p.samples)
     simulation = {
         "forged_produced": len(forged),
@@ -762,6 +764,7 @@ def _plot(record: dict[str, Any], path: Path) -> bool:
         ax.plot(ws, [r["forged_finalized"] for r in s["windows"]], "o-", color="C3", label="forged finalized")
         ax.plot(ws, [r["forged_finalized_detected"] for r in s["windows"]], "x--", color="C1",
                 label="... of them detected")
+        ax.set_ylim(bottom=0, top=max(1, *(r["forged_finalized"] for r in s["windows"])) * 1.1)
         ax.set_xlabel("challenge window W (blocks)")
         ax.set_ylabel("forged blocks finalized")
         twin = ax.twinx()

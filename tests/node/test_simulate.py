@@ -23,7 +23,7 @@ def _small(**kw: object) -> Params:
 
 
 def test_same_seed_same_simulation_and_another_seed_another(tmp_path: Path) -> None:
-    argv = ["simulate", "--validators", "10", "--byzantine", "0.2", "--blocks", "25", "--segments", "8",
+    argv = ["simulate", "--validators", "10", "--byzantine", "0.2", "--blocks", "15", "--segments", "8",
             "--fault", "mixed", "--seed", "3", "--probes", "1"]
     records = []
     for _ in range(2):
@@ -33,7 +33,7 @@ def test_same_seed_same_simulation_and_another_seed_another(tmp_path: Path) -> N
         del r["measured"]  # wall and CPU times, the machine's load: the only part that may differ
     assert records[0] == records[1]
     assert records[0]["simulation"]["forged_produced"] + records[0]["simulation"]["withheld_produced"] > 0
-    other = simulate(Params(10, 0.2, "mixed", 25, segments=8, probes=1, seed=4))
+    other = simulate(Params(10, 0.2, "mixed", 15, segments=8, probes=1, seed=4))
     assert other["simulation"]["per_block"] != records[0]["simulation"]["per_block"]
 
 
@@ -60,16 +60,31 @@ def test_without_a_window_forged_blocks_are_finalized() -> None:
     assert w4["forged_finalized_detected"] == 0  # a window of 4 slots lets every proof arrive first
 
 
-def test_detection_rate_matches_the_analytic_rate() -> None:
-    p = Params(validators=10, byzantine=0.3, blocks=240, segments=16, samples=2, forged_segments=1, probes=0, seed=11)
+@pytest.mark.parametrize(("segments", "samples", "forged", "closed_form"), [
+    (16, 2, 1, 1 - (14 / 16) ** 7),  # C(15, 2) / C(16, 2) = 14/16
+    (8, 1, 2, 1 - (6 / 8) ** 7),  # C(6, 1) / C(8, 1)
+])
+def test_detection_rate_matches_the_analytic_rate(segments: int, samples: int, forged: int, closed_form: float) -> None:
+    p = Params(validators=10, byzantine=0.3, blocks=240, segments=segments, samples=samples, forged_segments=forged,
+               probes=0, seed=11)
     a = simulate(p)["simulation"]["analytic"]
-    expected = compute_detection_rate(16, 1, 2, 7)
+    expected = compute_detection_rate(segments, forged, samples, 7)
     assert a["honest_validators"] == 7 and a["expected_detection_rate"] == pytest.approx(expected)
-    assert expected == pytest.approx(1 - (14 / 16) ** 7)
+    assert expected == pytest.approx(closed_form)
     n = a["forged_eligible"]
     assert n >= 50
     sigma = math.sqrt(expected * (1 - expected) / n)
     assert abs(a["measured_detection_rate"] - expected) <= 4 * sigma, (a, sigma)
+
+
+def test_withheld_blocks_are_never_imported_nor_finalized_and_the_chain_goes_on() -> None:
+    s = simulate(_small(fault="withhold", blocks=30))["simulation"]
+    assert s["withheld_produced"] > 0 and s["forged_produced"] == 0
+    assert s["real_withheld_checked"] >= s["withheld_produced"]  # the real verifier raised CheckpointsUnavailable
+    withheld = [b for b in s["per_block"] if b[4] == "withheld"]
+    assert withheld and all(b[7] == 0 for b in withheld)  # no honest validator sampled (imported) one
+    assert all(b[2] not in {w[0] for w in withheld} for b in s["per_block"] if b[4] == "honest")  # nor built on one
+    assert s["honest_finalized"] >= s["honest_produced"] - 2
 
 
 def test_json_schema_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
