@@ -160,6 +160,7 @@ class SimBlock:
     counted: bool
     bad_ancestors: tuple[int, ...]  # forged blocks among itself and its ancestors
     imported: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))  # per validator, inf if never
+    headed: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))  # when it became v's best block
     proof_at: np.ndarray | None = field(repr=False, default=None)  # per validator: a proof for it reached v
     detected_at: float | None = None
     proof_bytes: int = 0  # the encoded fraud proof gossiped about it
@@ -256,6 +257,7 @@ class Simulation:
         self.heap: list[tuple[float, int, int, int, int]] = []
         self.seq = 0
         self.pending: dict[tuple[int, int], list[int]] = {}
+        self.heads = [-1] * V  # each validator's best block (-1: genesis)
         self.slots = p.blocks + compute_tail(p)
         self.bytes_per_bit_ms = 1.0 / (p.bandwidth_mbps * 1e3)  # ms per bit
         self.fetch_bytes: list[int] = []  # openings per (validator, block) verified
@@ -266,6 +268,7 @@ class Simulation:
         self.real_proofs_verified = 0
         self.real_withheld_checked = 0
         self.events = 0
+        self._subtree_headed: dict[int, np.ndarray] | None = None
 
     # --- the loop --------------------------------------------------------------------------------
     def push(self, t: float, kind: int, a: int, b: int) -> None:
@@ -325,6 +328,9 @@ class Simulation:
                      block.hash(), len(block.encode()), claim, forged, slot < p.blocks, bad)
         b.imported = np.full(p.validators, math.inf)
         b.imported[author] = t
+        b.headed = np.full(p.validators, math.inf)
+        b.headed[author] = t
+        self.heads[author] = index
         self.blocks.append(b)
         if parent >= 0:
             self.blocks[parent].children.append(index)
@@ -361,8 +367,23 @@ class Simulation:
         if self.known_invalid(v, b, t):
             return
         b.imported[v] = t
+        self._move_head(t, v, b)
         for child in self.pending.pop((v, index), ()):
             self.on_arrive(t, v, child)
+
+    def _move_head(self, t: float, v: int, b: SimBlock) -> None:
+        """v's best block after importing b: b if higher than the current one (ties: the first
+        imported stays); if the current one is known invalid, the highest valid imported block."""
+        h = self.heads[v]
+        current = self.blocks[h] if h >= 0 else None
+        if current is not None and self.known_invalid(v, current, t):
+            h = self.head(v, t)
+        elif b.height > (current.height if current is not None else 0):
+            h = b.index
+        if h != self.heads[v] and h >= 0:
+            self.heads[v] = h
+            head = self.blocks[h]
+            head.headed[v] = min(head.headed[v], t)
 
     def on_detect(self, t: float, v: int, index: int) -> None:
         b = self.blocks[index]
@@ -462,6 +483,14 @@ class Simulation:
         """Block index -> the time it is finalized with challenge window ``window`` (absent if never)."""
         V = self.p.validators
         need = 2 * V // 3 + 1
+        if self._subtree_headed is None:  # per block: when each validator's best block was first in its subtree
+            self._subtree_headed = {}
+            for b in reversed(self.blocks):
+                m = b.headed.copy()
+                for c in b.children:
+                    np.minimum(m, self._subtree_headed[c], out=m)
+                self._subtree_headed[b.index] = m
+        sub = self._subtree_headed
         out: dict[int, float] = {}
         for b in self.blocks:
             if b.kind == "withheld":
@@ -469,11 +498,9 @@ class Simulation:
             level = [b.index]
             for _ in range(window):
                 level = [c for x in level for c in self.blocks[x].children]
-            if not level:
-                votes = np.full(V, math.inf)
-            else:
-                votes = np.minimum.reduce([self.blocks[d].imported for d in level]) if len(level) > 1 \
-                    else self.blocks[level[0]].imported.copy()
+            votes = np.full(V, math.inf)
+            for d in level:  # v votes once its best block is W or more below b, on b's branch
+                np.minimum(votes, sub[d], out=votes)
             invalid = np.full(V, math.inf)
             for x in b.bad_ancestors:
                 proof = self.blocks[x].proof_at
