@@ -50,14 +50,18 @@ What is modelled
   and either imports it or broadcasts a fraud proof; it drops any block it knows descends
   from a proven-invalid one; it never obtains a withheld block's checkpoints, so neither
   imports nor votes for it or its descendants. Byzantine validators neither sample nor
-  report, and vote for every block they see at once (the worst case for safety).
-* Finality (Casper FFG's threshold, simplified): an honest validator votes for block b once
-  it has imported a descendant W blocks deeper and has seen no fraud proof for b or an
-  ancestor; a vote counts for b's ancestors too. b is finalized when more than 2/3 of all
-  validators have voted for it. Votes depend on nothing else, so one run evaluates every W
-  in the table (the block tree and the proofs do not depend on W). A finalized forged block
-  is the safety failure. Slots go on for as many blocks as the largest W after the
-  ``--blocks`` counted, so that every counted block can gather its votes.
+  report, and vote for every block but a withheld one when it is made (the worst case for
+  safety). An author imports its own block at once.
+* Finality (Casper FFG's threshold, simplified): an honest validator's best block is the
+  highest it has imported (ties: the first), or, once a proof invalidates it, the highest
+  valid one; it votes for block b once its best block is b's descendant W or more blocks
+  deeper, unless it has seen a fraud proof for b or an ancestor by then (so it votes along
+  one chain: a block a fork orphans gets no honest vote). A vote counts for b's ancestors
+  too. b is finalized when more than 2/3 of all validators have voted for it (votes are
+  counted when cast: their propagation is not modelled). Votes change nothing else (the
+  block tree and the proofs do not depend on W), so one run evaluates every W of the table.
+  A finalized forged block is the safety failure. After the ``--blocks`` counted, slots go
+  on for the largest W evaluated plus 8, so that every counted block can gather its votes.
 
 The expected detection rate of a forged job sampled by H honest validators is
 1 - (C(S-k, m) / C(S, m))^H (README); the report prints it beside the measured one.
@@ -619,6 +623,8 @@ def simulate(p: Params, *, workdir: Path | None = None, progress: Callable[[], N
         "windows": table,
         "min_window_no_forged_finalized": safe[0] if safe else None,
         "min_window_no_detected_forged_finalized": caught_only[0] if caught_only else None,
+        "per_block_columns": ["index", "height", "parent", "author", "kind", "produced_ms", "detected_ms",
+                              "honest_samplers"],
         "per_block": [[b.index, b.height, b.parent, b.author, b.kind, round(b.produced, 3),
                        None if b.detected_at is None else round(b.detected_at, 3), b.samplers] for b in counted],
     }

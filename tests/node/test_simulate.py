@@ -97,7 +97,7 @@ def test_json_schema_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     s = record["simulation"]
     for key in ("forged_produced", "forged_detected", "forged_finalized", "withheld_produced", "detection_ms_p50",
                 "detection_ms_p99", "finality_ms_p50", "finality_ms_p99", "bytes_per_block_per_validator", "analytic",
-                "windows", "min_window_no_forged_finalized", "per_block"):
+                "windows", "min_window_no_forged_finalized", "per_block", "per_block_columns"):
         assert key in s, key
     assert set(s["bytes_per_block_per_validator"]) == {"block", "openings", "fraud_proofs", "total"}
     assert [r["window_blocks"] for r in s["windows"]] == [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
