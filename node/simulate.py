@@ -133,6 +133,7 @@ class Params:
     segment_steps: int = 2
     probes: int = 2
     seed: int = 0
+    windows: tuple[int, ...] = WINDOWS  # the table's W (with challenge_blocks); the CLI keeps them all
 
     def check(self) -> None:
         """SimulationError naming the first argument out of its range (argparse checked each
@@ -522,7 +523,7 @@ class Simulation:
 
 def compute_tail(p: Params) -> int:
     """Slots run after the counted blocks: the largest W evaluated, and a margin for forks."""
-    return max(max(WINDOWS), p.challenge_blocks) + 8
+    return max(*p.windows, p.challenge_blocks) + 8
 
 
 def _eligible(sim: Simulation, b: SimBlock) -> bool:
@@ -567,7 +568,7 @@ def simulate(p: Params, *, workdir: Path | None = None, progress: Callable[[], N
     detected = [b for b in forged if b.detected_at is not None]
     honest_count = len(sim.honest)
     eligible = [b for b in forged if _eligible(sim, b)]
-    windows = sorted({*WINDOWS, p.challenge_blocks})
+    windows = sorted({*p.windows, p.challenge_blocks})
     table = []
     for w in windows:
         fin = sim.finality(w)
@@ -643,7 +644,7 @@ def simulate(p: Params, *, workdir: Path | None = None, progress: Callable[[], N
                     "python": platform.python_version(), "numpy": np.__version__,
                     "load_average": list(os.getloadavg())},
     }
-    return {"params": {k: getattr(p, k) for k in p.__dataclass_fields__}, "simulation": simulation, "measured": measured}
+    return {"params": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(p).items()}, "simulation": simulation, "measured": measured}
 
 
 # --- the command line ---------------------------------------------------------------------------------

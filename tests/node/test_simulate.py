@@ -17,7 +17,7 @@ from node.simulate import Params, compute_detection_rate, simulate
 
 def _small(**kw: object) -> Params:
     base: dict[str, object] = {"validators": 10, "byzantine": 0.2, "blocks": 40, "segments": 8, "samples": 2,
-                               "forged_segments": 1, "probes": 1, "seed": 7}
+                               "forged_segments": 1, "probes": 1, "seed": 7, "windows": (0, 1, 4, 8)}
     base.update(kw)
     return Params(**base)  # type: ignore[arg-type]
 
@@ -33,7 +33,7 @@ def test_same_seed_same_simulation_and_another_seed_another(tmp_path: Path) -> N
         del r["measured"]  # wall and CPU times, the machine's load: the only part that may differ
     assert records[0] == records[1]
     assert records[0]["simulation"]["forged_produced"] + records[0]["simulation"]["withheld_produced"] > 0
-    other = simulate(Params(10, 0.2, "mixed", 15, segments=8, probes=1, seed=4))
+    other = simulate(Params(10, 0.2, "mixed", 15, segments=8, probes=1, seed=4, windows=(0,)))
     assert other["simulation"]["per_block"] != records[0]["simulation"]["per_block"]
 
 
@@ -66,7 +66,7 @@ def test_without_a_window_forged_blocks_are_finalized() -> None:
 ])
 def test_detection_rate_matches_the_analytic_rate(segments: int, samples: int, forged: int, closed_form: float) -> None:
     p = Params(validators=10, byzantine=0.3, blocks=240, segments=segments, samples=samples, forged_segments=forged,
-               probes=0, seed=11)
+               probes=0, seed=11, windows=(0,))
     a = simulate(p)["simulation"]["analytic"]
     expected = compute_detection_rate(segments, forged, samples, 7)
     assert a["honest_validators"] == 7 and a["expected_detection_rate"] == pytest.approx(expected)
