@@ -50,7 +50,7 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from chain.pallets.staking import VALIDATORS
 from genesis.spec import compute_genesis_storage, load_chain_spec
-from node import cli_bench, cli_economy, cli_fl, devnet
+from node import cli_bench, cli_economy, cli_fl, devnet, simulate
 from node.byzantine import InvalidByzantineMode, parse_byzantine
 from node.logfilter import install_repeat_filter
 from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.set_defaults(run=run_node)
     devnet.add_subcommand(sub, node)
     cli_bench.add_subcommand(sub)
+    simulate.add_subcommand(sub)
 
     key = sub.add_parser("key", help="generate and inspect keys").add_subparsers(dest="key_command", required=True)
     for name, fn in (("generate", run_key_generate), ("inspect", run_key_inspect)):

@@ -1,0 +1,143 @@
+"""``polchain simulate``: the simulator's invariants on small sizes (node/simulate.py).
+
+Every run here builds real blocks with real training and runs the real sampling and
+verification code; sizes are small so that each test takes seconds."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from node.cli import main
+from node.simulate import Params, compute_detection_rate, simulate
+
+
+def _small(**kw: object) -> Params:
+    base: dict[str, object] = {"validators": 10, "byzantine": 0.2, "blocks": 40, "segments": 8, "samples": 2,
+                               "forged_segments": 1, "probes": 1, "seed": 7, "windows": (0, 1, 4, 8)}
+    base.update(kw)
+    return Params(**base)  # type: ignore[arg-type]
+
+
+def test_same_seed_same_simulation_and_another_seed_another(tmp_path: Path) -> None:
+    argv = ["simulate", "--validators", "10", "--byzantine", "0.2", "--blocks", "15", "--segments", "8",
+            "--fault", "mixed", "--seed", "3", "--probes", "1"]
+    records = []
+    for _ in range(2):
+        assert main([*argv, "--out", str(tmp_path)]) == 0
+        records.append(json.loads((tmp_path / "simulate.json").read_text()))
+    for r in records:
+        del r["measured"]  # wall and CPU times, the machine's load: the only part that may differ
+    assert records[0] == records[1]
+    assert records[0]["simulation"]["forged_produced"] + records[0]["simulation"]["withheld_produced"] > 0
+    other = simulate(Params(10, 0.2, "mixed", 15, segments=8, probes=1, seed=4, windows=(0,)))
+    assert other["simulation"]["per_block"] != records[0]["simulation"]["per_block"]
+
+
+def test_a_long_enough_window_finalizes_no_forged_block() -> None:
+    # k = m = 4 of S = 8: a job escapes one validator with 1/70, all 8 honest ones with ~1e-15.
+    record = simulate(_small(samples=4, forged_segments=4, challenge_blocks=8))
+    s = record["simulation"]
+    assert s["forged_produced"] >= 5 and s["forged_detected"] == s["forged_produced"]
+    assert s["forged_finalized"] == 0
+    # each first detection's real proof passed verify_fraud_proof (the tail's forged blocks too)
+    assert s["real_fraud_proofs_verified"] >= s["forged_detected"]
+    assert s["honest_finalized"] > 0 and s["finality_ms_p50"] > 8 * 1000  # the window's price: W slots
+    assert s["min_window_no_forged_finalized"] is not None and s["min_window_no_forged_finalized"] <= 8
+
+
+def test_without_a_window_forged_blocks_are_finalized() -> None:
+    # W = 0: validators vote as soon as they import, before the detector's proof reaches them.
+    record = simulate(_small(samples=1, challenge_blocks=0))
+    s = record["simulation"]
+    assert s["forged_finalized"] > 0
+    w0 = s["windows"][0]
+    assert w0["window_blocks"] == 0 and w0["forged_finalized_detected"] > 0  # caught, and final all the same
+    w4 = next(r for r in s["windows"] if r["window_blocks"] == 4)
+    assert w4["forged_finalized_detected"] == 0  # a window of 4 slots lets every proof arrive first
+
+
+@pytest.mark.parametrize(("segments", "samples", "forged", "closed_form"), [
+    (16, 2, 1, 1 - (14 / 16) ** 7),  # C(15, 2) / C(16, 2) = 14/16
+    (8, 1, 2, 1 - (6 / 8) ** 7),  # C(6, 1) / C(8, 1)
+])
+def test_detection_rate_matches_the_analytic_rate(segments: int, samples: int, forged: int, closed_form: float) -> None:
+    p = Params(validators=10, byzantine=0.3, blocks=240, segments=segments, samples=samples, forged_segments=forged,
+               probes=0, seed=11, windows=(0,))
+    a = simulate(p)["simulation"]["analytic"]
+    expected = compute_detection_rate(segments, forged, samples, 7)
+    assert a["honest_validators"] == 7 and a["expected_detection_rate"] == pytest.approx(expected)
+    assert expected == pytest.approx(closed_form)
+    n = a["forged_eligible"]
+    assert n >= 50
+    sigma = math.sqrt(expected * (1 - expected) / n)
+    assert abs(a["measured_detection_rate"] - expected) <= 4 * sigma, (a, sigma)
+
+
+def test_withheld_blocks_are_never_imported_nor_finalized_and_the_chain_goes_on() -> None:
+    s = simulate(_small(fault="withhold", blocks=30))["simulation"]
+    assert s["withheld_produced"] > 0 and s["forged_produced"] == 0
+    assert s["real_withheld_checked"] >= s["withheld_produced"]  # the real verifier raised CheckpointsUnavailable
+    withheld = [b for b in s["per_block"] if b[4] == "withheld"]
+    assert withheld and all(b[7] == 0 for b in withheld)  # no honest validator sampled (imported) one
+    assert all(b[2] not in {w[0] for w in withheld} for b in s["per_block"] if b[4] == "honest")  # nor built on one
+    assert s["honest_finalized"] >= s["honest_produced"] - 2
+
+
+def test_json_schema_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--quick", "--blocks", "12", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "simulate.json").read_text())
+    assert set(record) == {"params", "simulation", "measured", "command", "plot"}
+    assert record["plot"] == "simulate.png" and (tmp_path / "simulate.png").stat().st_size > 1000
+    assert record["params"]["validators"] == 20 and record["params"]["blocks"] == 12
+    assert record["command"].startswith("polchain simulate --validators 20 ")
+    s = record["simulation"]
+    for key in ("forged_produced", "forged_detected", "forged_finalized", "withheld_produced", "detection_ms_p50",
+                "detection_ms_p99", "finality_ms_p50", "finality_ms_p99", "bytes_per_block_per_validator", "analytic",
+                "windows", "min_window_no_forged_finalized", "per_block", "per_block_columns"):
+        assert key in s, key
+    assert set(s["bytes_per_block_per_validator"]) == {"block", "openings", "fraud_proofs", "total"}
+    assert [r["window_blocks"] for r in s["windows"]] == [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
+    assert set(s["windows"][0]) == {"window_blocks", "forged_finalized", "forged_finalized_detected",
+                                    "honest_finalized", "finality_ms_p50", "finality_ms_p99"}
+    cpu = record["measured"]["validator_cpu_ms_per_block"]
+    assert cpu["n"] > 0 and cpu["p50"] > 0 and "real consensus.pol.SampledVerifier" in cpu["how"]
+    assert "forged blocks:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "reason"), [
+    (["--validators", "5"], "argument --validators: 5 is out of range: 10..1000"),
+    (["--validators", "1001"], "argument --validators: 1001 is out of range"),
+    (["--byzantine", "0.6"], "argument --byzantine: 0.6 is out of range"),
+    (["--byzantine", "nan"], "argument --byzantine: nan is out of range"),
+    (["--fault", "lie"], "argument --fault: invalid choice: 'lie'"),
+    (["--blocks", "ten"], "argument --blocks: 'ten' is not an integer"),
+    (["--samples", "0"], "argument --samples/-m: 0 is out of range"),
+    (["--samples", "9", "--segments", "8"], "--samples 9 is more than --segments 8"),
+    (["--forged-segments", "9", "--segments", "8"], "--forged-segments 9 is more than --segments 8"),
+    (["--challenge-blocks", "-1"], "argument --challenge-blocks/-W: -1 is out of range"),
+    (["--latency-ms", "inf"], "argument --latency-ms: inf is out of range"),
+    (["--bandwidth-mbps", "0"], "argument --bandwidth-mbps: 0 is out of range"),
+])
+def test_bad_arguments_get_one_error_line(args: list[str], reason: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(["simulate", *args, "--out", str(tmp_path / "out")])
+    except SystemExit as exc:  # argparse's usage error
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code in (1, 2)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and reason in lines[0], err
+    assert not (tmp_path / "out" / "simulate.json").exists()
+
+
+def test_out_that_is_a_file_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["simulate", "--quick", "--out", str(blocker / "sub")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: --out {blocker / 'sub'}: cannot make the folder")
