@@ -490,7 +490,7 @@ class Blockchain:
             self.rules.check_claim(self, parent, author.public, slot)
         overlay = self.state.overlay()
         info = BlockInfo(parent.number + 1, self.best_hash, author.public, True, self.trainer)
-        self.runtime.on_initialize(overlay, info.number, author.public)
+        self.runtime.on_initialize(overlay, info.number, author.public, info.parent_hash)
         included: list[Extrinsic] = []
         included_raw: list[bytes] = []
         receipts: list[Receipt] = []
@@ -603,7 +603,7 @@ class Blockchain:
         info = BlockInfo(header.number, header.parent_hash, header.author, False, self.trainer, results)
         overlay = self.state_at(header.parent_hash)
         self.verify_signatures(block.body.extrinsics)
-        self.runtime.on_initialize(overlay, header.number, header.author)
+        self.runtime.on_initialize(overlay, header.number, header.author, header.parent_hash)
         receipts = []
         for index, (xt, raw) in enumerate(zip(block.body.extrinsics, raws, strict=True)):
             try:

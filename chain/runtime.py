@@ -39,6 +39,7 @@ from chain.pallets import (
     pol,
     rewards,
     staking,
+    system,
     training,
 )
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
@@ -186,12 +187,14 @@ class Runtime:
     def compute_dispatch_info(self, state: StateAccess, xt: Extrinsic) -> DispatchInfo:
         return DISPATCH[type(xt.call)].info(state, xt.call)
 
-    def on_initialize(self, state: StateAccess, number: int, author: bytes) -> None:
-        """What block ``number`` by ``author`` does before its first extrinsic, when built and
-        when imported alike (Substrate's ``on_initialize``): at an era start, the era's rewards
-        are paid and the queued validators leave the set (chain.pallets.rewards, staking); the
+    def on_initialize(self, state: StateAccess, number: int, author: bytes, parent_hash: bytes) -> None:
+        """What block ``number`` by ``author`` on ``parent_hash`` does before its first
+        extrinsic, when built and when imported alike (Substrate's ``on_initialize``): it
+        records its parent's hash (chain.pallets.system); at an era start, the era's rewards are
+        paid and the queued validators leave the set (chain.pallets.rewards, staking); the
         block's reward is minted; model governance tallies and enacts what is due
         (chain.pallets.governance)."""
+        system.apply_on_initialize(state, number, parent_hash)
         rewards.on_initialize(state, self.config, number, author)
         staking.on_initialize(state, number, self.config)
         governance.apply_on_initialize(state, number, self.config.existential_deposit)

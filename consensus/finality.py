@@ -165,7 +165,7 @@ def select_target(chain: Blockchain, source: Checkpoint) -> tuple[bytes, int] | 
     proofs, and a sole validator sealed every block itself (an honest one knows them valid;
     a dishonest one would not wait anyway). So an instant-seal dev node, whose blocks come
     only with transactions, still finalizes each block at once."""
-    window = get_challenge_blocks(chain) if len(get_voters(chain)) > 1 else 0
+    window = 0 if len(get_voters(chain)) == 1 else get_challenge_blocks(chain)
     number = chain.best_number - window
     if number < source.block_number:
         return None

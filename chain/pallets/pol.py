@@ -43,7 +43,7 @@ from chain.crypto import ss58_encode, verify_signature
 from chain.errors import ChainError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.fraud import decode_fraud_proof, verify_fraud_proof
 from chain.header import Header
-from chain.pallets import models, staking
+from chain.pallets import models, staking, system
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap
 from chain.votes import (
@@ -146,6 +146,16 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
     offender = proof.header.author
     key = compute_offence_key(OFFENCE_FRAUD, block_hash)
     verify_new_offence(ctx.state, key, offender)
+    parent = system.get_block_hash(ctx.state, proof.header.number - 1) if proof.header.number else None
+    if parent != proof.header.parent_hash:
+        # The job is rebuilt from this chain's state, which is the faulty block's parent state
+        # only if that parent is on this chain: on another fork a model version or data set id
+        # may hold other data, and an honest block would look faulty (a framing).
+        raise DispatchError(
+            PALLET, "NotOnThisChain",
+            f"block #{proof.header.number}'s parent {proof.header.parent_hash.hex()} is not this chain's block "
+            f"#{proof.header.number - 1} (or is older than the last {system.BLOCK_HASH_COUNT} blocks)",
+        )
     try:  # checks the header's seal, the paths, and re-runs the one segment
         verify_fraud_proof(ctx.state, ctx.config, proof)
     except InvalidFraudProof as exc:

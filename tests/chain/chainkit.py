@@ -41,7 +41,7 @@ def apply_fee_only(chain: Blockchain, state, number: int, who: bytes, fee: int, 
     """What block ``number`` with one failed extrinsic does to its parent's ``state``: what every
     block does before its extrinsics (on_initialize), then the sender pays ``fee`` to the
     author, nonce + 1."""
-    chain.runtime.on_initialize(state, number, author)
+    chain.runtime.on_initialize(state, number, author, chain.get_hash(number - 1) or b"")
     account = balances.get_account(state, who)
     balances.apply_account(state, who, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - fee))
     receiver = balances.get_account(state, author)

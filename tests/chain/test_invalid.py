@@ -269,6 +269,8 @@ def test_fork_choice_on_stored_candidates_skips_invalid_ones_and_counts_the_just
     # A stored leaf that is the justified block beats a longer branch without it.
     assert fork_choice.prefer(blocks["A1"].header, node.best_header, node, justified=h["A1"])
     assert not fork_choice.prefer(blocks["A1"].header, node.best_header, node, justified=None)
+    # When both contain the justified block, the longer wins.
+    assert not fork_choice.prefer(blocks["A1"].header, node.best_header, node, justified=node.genesis_hash)
     node.invalidate(h["B2"], "fraud")
     # A stored candidate marked invalid never wins, even against a shorter best block.
     assert not fork_choice.prefer(blocks["B2"].header, blocks["A1"].header, node)
@@ -340,4 +342,23 @@ def test_select_best_skips_a_leaf_marked_invalid(tmp_path, blocks) -> None:
     with node.db.write_batch() as batch:
         batch.put(Column.INVALID, h["B2"], b"marked by hand")
     assert fork_choice.select_best(node) == h["A1"]
+    node.db.close()
+
+
+def test_following_an_invalid_justified_block_moves_nothing(tmp_path, blocks) -> None:
+    """The justified block A1 keeps the best chain on branch A though B is longer; a justified
+    block later proven invalid (A2) is not followed: the fork choice still keeps A1."""
+    from consensus.block_import import ConsensusRules
+    from consensus.finality import follow_justified
+
+    h = {name: block.hash() for name, block in blocks.items()}
+    node = _fresh(tmp_path / "node", [blocks["A1"], blocks["A2"], blocks["B1"], blocks["B2"], blocks["B3"]])
+    assert isinstance(node.rules, ConsensusRules)
+    node.rules.justified = h["A1"]
+    follow_justified(node, h["A1"])
+    assert node.best_hash == h["A2"]
+    route = node.invalidate(h["A2"], "fraud")  # the best chain falls back to A1, which holds the justified block
+    assert route is not None and node.best_hash == h["A1"]
+    assert follow_justified(node, h["A2"]) is None
+    assert node.best_hash == h["A1"]
     node.db.close()

@@ -422,3 +422,27 @@ def test_an_invalid_fraud_proof_fails_with_its_reason_and_costs_its_fee(local, t
         assert error.startswith(f"pol.InvalidFraudProof: {reason}: "), error
     assert balances.get_account(_state(chain), BOB.public).staked == staked
     assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
+
+
+def test_a_fraud_proof_about_a_block_off_this_chain_is_refused_before_it_is_judged(local, tmp_path) -> None:
+    """The runtime rebuilds the job from its own state, which is the faulty block's parent
+    state only if that parent is on this chain: a block on another fork (here #2 on an author
+    chain whose #1 this chain never had) is refused as NotOnThisChain, never judged, so no
+    honest author can be framed with another fork's data (system.BlockHash holds the window)."""
+    from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
+    from chain.pallets import system
+    from chain.pallets.training import compute_job_at
+    from chain.proofs import TrainingClaim
+
+    author = open_chain(tmp_path / "fork", load_chain_spec("local"))
+    author.trainer = forging_trainer("segment", 3)
+    author.build_block([sign(author, EVE, calls.Remark(b"fork"), 0)], BOB, slot=1)
+    xt = sign(author, CHARLIE, train_call(steps=60, segment=10), 0)
+    block = author.build_block([xt], CHARLIE, slot=2).block
+    header = block.header
+    job, parent_version, _ = compute_job_at(author.state_at(header.parent_hash), author.config, xt.call, header.parent_hash, xt.hash())
+    claim = TrainingClaim(0, job, block.body.results[0], xt.call.model, parent_version)
+    proof = compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, [author.transcripts.get(block.hash(), 0, j) for j in (2, 3)])
+    author.db.close()
+    local.fails(calls.ReportFraud(proof.encode()), "NotOnThisChain")
+    assert system.get_block_hash(_state(local.chain), 0) == local.chain.genesis_hash

@@ -36,10 +36,11 @@ Survivors explained (equivalent mutants; ids from ``mutmut results``):
   At exactly KEPT_JUSTIFIED entries the pruning slice ``[: len - KEPT_JUSTIFIED]`` is empty,
   so the mutant deletes nothing either (test_the_collector_keeps_the_newest_justified_checkpoints
   pins the bound from the other side).
-- ``xǁVoteCollectorǁcheck__mutmut_29``, ``_67``, ``_75``, ``_79``: ``break`` instead of
-  ``continue`` after a source's group of votes in a round has passed ``len(votes) >= needed``
-  (the continues for "too few counted", "rounds not consecutive", "already final or off the
-  finalized chain" and "not higher than the one found"). Breaking only skips the round's
+- ``xǁVoteCollectorǁcheck__mutmut_22``, ``_31``, ``_71``, ``_79``, ``_83``: ``break`` instead
+  of ``continue`` after a source's group of votes in a round has passed ``len(votes) >=
+  needed`` (the continues for "source proven invalid", "too few counted", "rounds not
+  consecutive", "already final or off the finalized chain" and "not higher than the one
+  found"). Breaking only skips the round's
   other source groups, and none of them can reach the threshold: a round keeps one vote per
   voter, every voter was checked to be a validator, and two disjoint groups of more than 2/3
   of n validators would need more than n of them. The validator set is the genesis one

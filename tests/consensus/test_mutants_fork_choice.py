@@ -9,7 +9,7 @@ Survivors explained (equivalent mutants; ids from ``mutmut results``):
   block_hash`` always rehashes the header. ``block_hash`` is only ever the header's own hash
   (select_best passes the leaf's hash with its header), so the key is the same bytes; the
   argument only saves the rehash.
-- ``x_select_best__mutmut_17`` and ``x_select_best__mutmut_19``: the key drops the leaf's hash
+- ``x_select_best__mutmut_22`` and ``x_select_best__mutmut_24``: the key drops the leaf's hash
   (``compute_weight(header, None)`` / ``compute_weight(header)``), so compute_weight rehashes
   the header: the same hash, the same key, as above.
 """

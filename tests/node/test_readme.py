@@ -76,6 +76,10 @@ def test_readme_economy_walkthrough_runs_as_written(tmp_path) -> None:
         with urllib.request.urlopen(request, timeout=30) as response:
             listed = json.loads(response.read())["result"]
         assert listed["proposals"] == [] and listed["params"]["votingBlocks"] == 3 and listed["treasury"] == "0"
+        body = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "gov_getProposal", "params": [0]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["result"] == proposal
 
 
 @pytest.mark.skipif(shutil.which("polchain") is None, reason="needs the polchain console script (pip install -e .)")
