@@ -62,7 +62,13 @@ from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock, TreeRoute
 from chain.codec import encode
 from chain.crypto import Keypair, blake2_256
-from chain.errors import ChainError, FinalityConflict, FraudFound, InvalidTransaction
+from chain.errors import (
+    ChainError,
+    FinalityConflict,
+    FraudFound,
+    InvalidFraudProof,
+    InvalidTransaction,
+)
 from chain.extrinsic import Extrinsic, decode_extrinsic, sign_extrinsic
 from chain.fraud import (
     FraudProof,
@@ -683,8 +689,8 @@ class NodeService:
         return nonce
 
     async def import_fraud_proof(self, payload: bytes) -> bool:
-        """A fraud proof from a peer: decoded, checked against the best state, and if it shows
-        a fault, its block (and descendants) invalidated here. True if it was new and valid
+        """A fraud proof from a peer: decoded, checked against the faulty block's parent state,
+        and if it shows a fault, its block (and descendants) invalidated here. True if it was new and valid
         (to gossip on); False if already known here; InvalidFraudProof (with its reason) if it
         does not decode or shows no fault."""
         proof = decode_fraud_proof(payload, compute_max_fraud_proof_size(self.chain.config.max_model_params))
@@ -694,7 +700,13 @@ class NodeService:
             return False
         async with self._lock:
             started = time.perf_counter()
-            state = self.chain.state_at(self.chain.best_hash)
+            # Judged on the faulty block's parent state, never on our best state: on another fork
+            # a model version or data set id may hold other data, and an honest block would look
+            # faulty (a framing). A proof about a block whose parent we do not hold cannot be
+            # judged here: "unknown_job", which costs the sender nothing (we may be behind).
+            if not self.chain.has_block(proof.header.parent_hash):
+                raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent is not stored here")
+            state = self.chain.state_at(proof.header.parent_hash)
             await asyncio.to_thread(verify_fraud_proof, state, self.chain.config, proof)
             self.metrics.pol_verify_time.observe(time.perf_counter() - started)
             self.chain.put_evidence(key, payload)

@@ -56,7 +56,7 @@ Proof-of-learning (issue 9)
   the proof, gossips it and reports it on chain (node.service). The relaying peer is not
   blamed: an honest peer whose own sample missed the forged segment imports and relays it;
 - a gossiped fraud proof is size-bounded by the wire type, rate-limited per peer, decoded and
-  checked against our best state (chain.fraud.verify_fraud_proof re-runs the one segment), and
+  checked against the faulty block's parent state (chain.fraud.verify_fraud_proof re-runs the one segment), and
   a valid one invalidates the block and its descendants here (``Blockchain.invalidate``, a
   reorganisation if we had built on it) and is gossiped on once; one that does not decode or
   shows no fault costs the sender BAD_FRAUD_PROOF, with the reason logged;
