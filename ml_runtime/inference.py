@@ -6,7 +6,7 @@ import numpy as np
 
 from ml_runtime import kernels
 from ml_runtime.errors import InvalidJob
-from ml_runtime.job import MAX_BATCH
+from ml_runtime.job import MAX_BATCH, run_kernel
 from ml_runtime.spec import ModelSpec
 
 
@@ -59,12 +59,5 @@ def compute_loss(spec: ModelSpec, weights: np.ndarray, x: np.ndarray, y: np.ndar
     xs.flags.writeable = ys.flags.writeable = False  # as a TrainingJob's: the one compiled specialisation
     idx = np.arange(n, dtype=np.int64)
     zero = np.float32(0.0)
-    args = (w, xs, ys, idx, 1, n, zero, zero, spec.d, spec.k)
-    with np.errstate(all="ignore"):
-        if spec.family == "linear":
-            loss, status = kernels.linear_segment(*args)
-        elif spec.family == "softmax":
-            loss, status = kernels.softmax_segment(*args)
-        else:
-            loss, status = kernels.mlp_segment(*args, spec.h)
-    return None if status >= 0 else np.float32(loss)
+    loss, status = run_kernel(spec, w, xs, ys, idx, 1, n, zero, zero)
+    return None if status >= 0 else loss

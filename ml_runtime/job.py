@@ -234,9 +234,19 @@ class JobResult:
 def _run_segment(job: TrainingJob, j: int, w: np.ndarray) -> tuple[np.float32, int]:
     """Run segment j in place on w; returns (mean loss, status) as the kernels define."""
     steps = job.segment_steps(j)
-    spec = job.spec
     idx = batch_indices(job.seed, steps.start, len(steps), job.x.shape[0], job.batch_size)
-    args = (w, job.x, job.y, idx, len(steps), job.batch_size, job.lr, job.l2, spec.d, spec.k)
+    return run_kernel(job.spec, w, job.x, job.y, idx, len(steps), job.batch_size, job.lr, job.l2)
+
+
+def run_kernel(
+    spec: ModelSpec, w: np.ndarray, x: np.ndarray, y: np.ndarray, idx: np.ndarray, nsteps: int, batch: int,
+    lr: float, l2: float,
+) -> tuple[np.float32, int]:
+    """The family's segment kernel: ``nsteps`` SGD steps of ``batch`` rows (``idx``) in place
+    on ``w``; (mean loss, status) as the kernels define. The one place a family picks its
+    kernel, for training and for ml_runtime.compute_loss alike. ``lr`` and ``l2`` are float32
+    values (np.float32, as a TrainingJob stores them)."""
+    args = (w, x, y, idx, nsteps, batch, lr, l2, spec.d, spec.k)
     # errstate only matters when the kernels run as Python (NUMBA_DISABLE_JIT=1): overflow
     # to inf is an expected, handled outcome, not something to warn about.
     with np.errstate(all="ignore"):
