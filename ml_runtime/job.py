@@ -240,7 +240,7 @@ def _run_segment(job: TrainingJob, j: int, w: np.ndarray) -> tuple[np.float32, i
 
 def run_kernel(
     spec: ModelSpec, w: np.ndarray, x: np.ndarray, y: np.ndarray, idx: np.ndarray, nsteps: int, batch: int,
-    lr: float, l2: float,
+    lr: np.float32 | float, l2: np.float32 | float,
 ) -> tuple[np.float32, int]:
     """The family's segment kernel: ``nsteps`` SGD steps of ``batch`` rows (``idx``) in place
     on ``w``; (mean loss, status) as the kernels define. The one place a family picks its
