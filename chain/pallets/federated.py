@@ -17,8 +17,13 @@ steps, each a call of this pallet:
    (same root and count): the data set's provider is paid price_per_row x rows used
    (local_steps x batch_size), as for a TRAIN call.
 3. **Challenge** (anyone, after ``commit_deadline``): the challenge seed becomes
-   ``blake2_256("polchain/fl/chal" || round || parent hash)``, the parent hash of the block
-   that includes the call: unknown when the updates were committed. Each participant's
+   ``blake2_256("polchain/fl/chal" || round || hash of block commit_deadline)``, read from
+   this chain's recent block hashes (chain.pallets.system): unknown when the updates were
+   committed, and the same whoever sends the call and whenever, so nobody can pick the block
+   it depends on by choosing when to challenge. Only the author of the deadline block itself
+   could grind it (by varying that block's contents), as with any block-hash randomness; a
+   VRF (BABE's) would close that too. After ``system.BLOCK_HASH_COUNT`` blocks the hash is
+   gone and the round can no longer be challenged (ChallengeExpired): it is closed as failed. Each participant's
    challenged segments are ``ml_runtime.sample_segments(seed, account, S, m)``.
 4. **Reveal** (each participant, per challenged segment, up to ``reveal_deadline``): the
    starting checkpoint with its audit path, the weights hash of the next entry with its
@@ -90,7 +95,7 @@ from chain.calls import (
 from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.crypto import blake2_256
 from chain.errors import DispatchError
-from chain.pallets import balances, datasets, models, revenue
+from chain.pallets import balances, datasets, models, revenue, system
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 from ml_runtime import fedavg, transcript
@@ -188,8 +193,8 @@ def compute_batch_seed(round_id: int, account: bytes) -> bytes:
     return blake2_256(_PERSON_BATCH + struct.pack("<I", round_id) + account)
 
 
-def compute_challenge_seed(round_id: int, parent_hash: bytes) -> bytes:
-    return blake2_256(_PERSON_CHALLENGE + struct.pack("<I", round_id) + parent_hash)
+def compute_challenge_seed(round_id: int, deadline_hash: bytes) -> bytes:
+    return blake2_256(_PERSON_CHALLENGE + struct.pack("<I", round_id) + deadline_hash)
 
 
 def compute_challenged(info: RoundInfo, account: bytes) -> tuple[int, ...]:
@@ -533,7 +538,12 @@ def apply_challenge(ctx: CallContext, call: ChallengeRound) -> None:
     if len(info.participants) < info.min_updates:
         _apply_fail_round(ctx, call.round, info, f"{len(info.participants)} updates committed, {info.min_updates} needed")
         return
-    seed = compute_challenge_seed(call.round, ctx.block.parent_hash)
+    deadline_hash = system.get_block_hash(state, info.commit_deadline)
+    if deadline_hash is None:
+        raise _fail(
+            "ChallengeExpired", f"block {info.commit_deadline}'s hash is older than the last {system.BLOCK_HASH_COUNT} blocks; close the round"
+        )
+    seed = compute_challenge_seed(call.round, deadline_hash)
     ROUNDS.apply_set(state, msgspec.structs.replace(info, status=REVEALING, challenge_seed=seed), call.round)
     ctx.emit(PALLET, "RoundChallenged", round=call.round, seed=seed)
 

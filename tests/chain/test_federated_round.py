@@ -59,6 +59,8 @@ def test_honest_three_party_round_end_to_end(chains) -> None:
     d.ok(EVE, calls.ChallengeRound(0))
     info = federated.get_round(chain.state.overlay(), 0)
     assert info.status == federated.REVEALING and info.challenge_seed is not None
+    # The seed depends on the commit deadline's block, not on who challenged or when.
+    assert info.challenge_seed == federated.compute_challenge_seed(0, chain.get_hash(info.commit_deadline))
     for p in people:
         challenged = federated.compute_challenged(info, p.key.public)
         assert len(challenged) == 2
