@@ -24,7 +24,7 @@ LIBRARIES = ("numpy", "numba", "msgspec", "pynacl", "aiohttp", "plyvel", "noisep
 
 def describe_machine() -> dict[str, Any]:
     """CPU model, cores, load, Python and the versions of the libraries the benches time."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)
