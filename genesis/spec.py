@@ -325,7 +325,7 @@ def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
     for name, low in minimums.items():
         if getattr(cfg, name) < low:
             raise GenesisError(f"{where}: runtimeConfig.{name} must be at least {low:,} (got {getattr(cfg, name)}): the chain could not include a transaction")
-    for name in ("slash_fraction_ppm", "reporter_share_ppm"):
+    for name in ("slash_fraction_ppm", "reporter_share_ppm", "validator_fee_share_ppm"):
         if getattr(cfg, name) > PPM:
             raise GenesisError(f"{where}: runtimeConfig.{name} must be at most {PPM:,} (parts per million), got {getattr(cfg, name):,}")
     worst = cfg.base_fee + cfg.byte_fee * cfg.max_block_length + cfg.weight_fee * cfg.max_block_weight
@@ -336,7 +336,7 @@ def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
         )
 
 
-PPM = 1_000_000
+PPM = calls.PPM
 MIN_BLOCK_WEIGHT = 1_000_000  # chain.runtime's register_model, the heaviest fixed-weight call
 MIN_BLOCK_LENGTH = 64 * 1024
 

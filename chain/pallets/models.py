@@ -26,6 +26,7 @@ import numpy as np
 
 import ml_runtime
 from chain.calls import (
+    PPM,
     ClaimRevenue,
     PayModel,
     RegisterModel,
@@ -212,7 +213,7 @@ def apply_pay_model(state: StateAccess, model_id: int, payer: bytes, amount: int
     if not info.shares:
         apply_move(state, payer, info.owner, amount, existential_deposit)
         return 0
-    set_aside = amount * get_gov_params(state, model_id).treasury // 1_000_000
+    set_aside = amount * get_gov_params(state, model_id).treasury // PPM
     if set_aside:
         revenue.apply_set_aside(state, model_id, payer, set_aside, existential_deposit)
     if amount == set_aside:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chain.calls import PPM
 from chain.codec import U64, AccountId
 from chain.pallets import revenue
 from chain.pallets.balances import apply_mint, get_account
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from chain.config import RuntimeConfig
 
 PALLET = "rewards"
-PPM = 1_000_000
 AUTHORING_POINTS = 20
 POT_ACCOUNT = revenue.compute_pallet_account(b"py/erapt")
 
@@ -47,7 +47,7 @@ def compute_block_reward(config: RuntimeConfig, number: int) -> int:
 
 def compute_fee_share(config: RuntimeConfig, fee: int) -> int:
     """The part of a training call's fee that goes to the era's pot (rounded down)."""
-    return fee * min(config.validator_fee_share_ppm, PPM) // PPM
+    return fee * config.validator_fee_share_ppm // PPM  # at most PPM: the spec loader checks it
 
 
 def on_initialize(state: StateAccess, config: RuntimeConfig, number: int, author: bytes) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chain.calls import Bond, Unbond, WithdrawUnbonded
+from chain.calls import PPM, Bond, Unbond, WithdrawUnbonded
 from chain.codec import U64, AccountId, Balance, BlockNumber, Wire
 from chain.errors import DispatchError
 from chain.pallets.balances import TOTAL_ISSUANCE, AccountInfo, apply_account, get_account
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from chain.config import RuntimeConfig
 
 PALLET = "staking"
-PPM = 1_000_000
 
 VALIDATORS = StorageValue("Staking", "Validators", tuple[AccountId, ...], ())
 #: Validators to remove at the next era start, in the order their offences were proven.

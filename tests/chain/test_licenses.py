@@ -87,3 +87,10 @@ def test_set_license_json_round_trip() -> None:
     obj = calls.call_to_json(call)
     assert obj["args"]["terms"]["accounts"] == [BOB.address]
     assert calls.call_from_json(obj) == call
+
+
+def test_a_price_that_overflows_for_the_rows_used_fails_before_paying(chain) -> None:
+    d = Driver(chain)
+    assert d.apply(FERDIE, calls.SetDatasetLicense(0, calls.LicenseTerms(2**62))).success
+    _wait(d, licenses.LICENSE_NOTICE_BLOCKS - 1)
+    d.fails(BOB, train_call(steps=10, batch=4), "datasets.Overflow")

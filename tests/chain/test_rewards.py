@@ -101,3 +101,19 @@ def test_importers_agree(chain, tmp_path) -> None:
         assert other.state.root() == chain.state.root()
     finally:
         other.db.close()
+
+
+def test_the_block_hash_window_keeps_the_last_block_hash_count_blocks(chain) -> None:
+    """system.BlockHash: block N records N-1's hash and forgets the one BLOCK_HASH_COUNT older,
+    so the state holds a bounded window of its ancestry (what pol.report_fraud checks against)."""
+    from chain.pallets import system
+
+    state = chain.state.overlay()
+    n = system.BLOCK_HASH_COUNT
+    system.apply_on_initialize(state, n, b"\x01" * 32)  # records n-1; nothing old enough to forget
+    system.apply_on_initialize(state, n + 1, b"\x02" * 32)  # records n, forgets 0
+    assert system.get_block_hash(state, n - 1) == b"\x01" * 32
+    assert system.get_block_hash(state, n) == b"\x02" * 32
+    assert system.get_block_hash(state, 0) is None
+    chain.build_block([], ALICE, slot=1)
+    assert system.get_block_hash(chain.state.overlay(), 0) == chain.genesis_hash
