@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, train_call
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign, train_call
 from test_pallets import DAVE, Driver
 
 import ml_runtime
@@ -175,3 +175,61 @@ def test_an_importer_tallies_and_enacts_as_the_author_did(chain, tmp_path) -> No
         assert models.get_model(other.state.overlay(), model).inference_price == 3
     finally:
         other.db.close()
+
+
+def _register_shared(d: Driver, name: str) -> int:
+    spec = calls.RegisterModel(name, ml_runtime.ModelSpec("softmax", 64, 10).encode(), bytes(32))
+    model = dict(next(e for e in d.apply(ALICE, spec).events if e.name == "ModelRegistered").args)["model"]
+    assert d.apply(ALICE, calls.ShareModel(model, 100)).success
+    return model
+
+
+def test_a_full_agenda_refuses_the_next_proposal_that_would_end_there(chain) -> None:
+    """Work per block is bounded: MAX_AGENDA votes end in one block. Three models' holders
+    propose in one block, so all end together; the (MAX_AGENDA + 1)-th is refused and pays
+    only its fee, and the agenda holds exactly MAX_AGENDA."""
+    d = Driver(chain)
+    model_ids = [_register_shared(d, f"m{i}") for i in range(3)]
+    nonce = balances.get_account(chain.state.overlay(), ALICE.public).nonce
+    proposals = [calls.ProposeInferencePrice(model_ids[i // governance.MAX_ACTIVE], i + 1) for i in range(governance.MAX_AGENDA + 1)]
+    xts = [sign(chain, ALICE, call, nonce + i) for i, call in enumerate(proposals)]
+    built = chain.build_block(xts, ALICE, slot=d.slot + 1)
+    *accepted, refused = built.receipts
+    assert all(r.success for r in accepted), [r.error for r in accepted]
+    assert not refused.success and "gov.AgendaFull" in (refused.error or ""), refused.error
+    ends = chain.best_number + models.get_gov_params(chain.state.overlay(), model_ids[0]).voting_blocks
+    assert len(governance.AGENDA.get(chain.state.overlay(), ends)) == governance.MAX_AGENDA
+    assert governance.ACTIVE.get(chain.state.overlay(), model_ids[2]) is None  # the refused one opened nothing
+
+
+def _passing(model: int, at: int) -> governance.Proposal:
+    return governance.Proposal(model, ALICE.public, calls.ProposeInferencePrice(model, 5), 0, at, 1, 0, 0, ayes=100)
+
+
+def test_an_enactment_moves_to_the_next_block_with_room_and_fails_after_max_defer(chain) -> None:
+    """A passed proposal is enacted at ends + enactment_blocks, or, when that block's agenda is
+    full, at the next block with room; after MAX_DEFER full blocks it ends ``failed`` with
+    gov.AgendaFull, and is no longer open. The tally runs on a state overlay with the agendas
+    filled by hand (filling 64 blocks' agendas through calls would take a thousand proposals)."""
+    d = Driver(chain)
+    model = _shared(d)
+    full = tuple(range(1000, 1000 + governance.MAX_AGENDA))
+    state = chain.state.overlay()
+    ends = chain.best_number + 10
+    for pid, at in ((1, ends), (2, ends + 1)):
+        governance.PROPOSALS.apply_set(state, _passing(model, at), pid)
+        governance.AGENDA.apply_set(state, (pid,), at)
+    governance.ACTIVE.apply_set(state, (1, 2), model)
+    for at in range(ends + 1, ends + 4):  # the first three blocks after the end are full
+        governance.AGENDA.apply_set(state, full, at)
+    governance.apply_on_initialize(state, ends, chain.config.existential_deposit)
+    first = governance.get_proposal(state, 1)
+    assert (first.status, first.enact_at) == ("passed", ends + 4)
+    assert governance.AGENDA.get(state, ends + 4) == (1,)
+    for at in range(ends + 2, ends + 2 + governance.MAX_DEFER + 1):
+        governance.AGENDA.apply_set(state, full, at)
+    governance.AGENDA.apply_set(state, (2,), ends + 1)
+    governance.apply_on_initialize(state, ends + 1, chain.config.existential_deposit)
+    second = governance.get_proposal(state, 2)
+    assert second.status == "failed" and "gov.AgendaFull" in second.note and second.enact_at is None
+    assert governance.ACTIVE.get(state, model) == (1,)
