@@ -57,6 +57,7 @@ the best block.
 from __future__ import annotations
 
 import gc
+import logging
 import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -103,6 +104,8 @@ from chain.state import Overlay, StateCommit, StateDB
 from chain.storage import Column, Database, WriteBatch
 from chain.transcripts import LocalSource, TranscriptStore
 from chain.trie import EMPTY_ROOT
+
+log = logging.getLogger(__name__)
 
 META_BEST = b"best"
 META_FINALIZED = b"finalized"
@@ -504,7 +507,7 @@ class Blockchain:
             if fits_alone and (length + xt_length > max_length or weight + declared.weight > max_weight):
                 continue  # for a later block; one that fits no block is refused by apply_extrinsic
             try:
-                receipt = self.runtime.apply_extrinsic(overlay, info, len(included), xt, blake2_256(raw), len(raw))
+                receipt = self._apply_candidate(overlay, info, len(included), xt, raw)
             except InvalidTransaction as exc:
                 if on_invalid is not None:
                     on_invalid(blake2_256(raw), exc)
@@ -525,6 +528,30 @@ class Blockchain:
         # The author keeps every opening of every job, in the block's own batch: it serves them.
         openings = [(index, o) for index in sorted(info.openings) for o in info.openings[index]]
         return self._write_block(block, parent, commit, tuple(receipts), info.training_steps, openings)
+
+    def _apply_candidate(self, overlay: Overlay, info: BlockInfo, index: int, xt: Extrinsic, raw: bytes) -> Receipt:
+        """Apply one candidate of a block being built. An unexpected exception from the runtime
+        (a bug some input reaches) is turned into InvalidTransaction("runtime_error") with
+        every change the extrinsic made undone, its fee and nonce included, and its training
+        records dropped: the block is built without it and the pool drops it. Otherwise one
+        such transaction, gossiped to every pool, would stop every validator from authoring.
+        (On import the same exception refuses the block: see import_block.)"""
+        steps, units = info.training_steps, info.work_units
+        overlay.start_transaction()
+        try:
+            receipt = self.runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw))
+        except InvalidTransaction:
+            overlay.rollback_transaction()
+            raise
+        except Exception as exc:
+            overlay.rollback_transaction()
+            info.results.pop(index, None)
+            info.openings.pop(index, None)
+            info.training_steps, info.work_units = steps, units
+            log.exception("the runtime failed on extrinsic 0x%s; left out of the block", blake2_256(raw).hex())
+            raise InvalidTransaction("runtime_error", f"the runtime failed on this extrinsic: {exc!r}") from exc
+        overlay.commit_transaction()
+        return receipt
 
     # --- import ------------------------------------------------------------------------------
     def import_block(self, block: Block, source: CheckpointSource | None = None) -> ImportedBlock:

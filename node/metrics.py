@@ -13,6 +13,7 @@ its public /metrics output; sc-service, sc-consensus import queue, sc-basic-auth
 and polchain's own counters of training work:
 
 - ``polchain_blocks_authored_total``
+- ``polchain_authoring_failures_total`` (slots whose authoring raised: a bug, logged; the loop goes on)
 - ``polchain_training_steps_total`` (SGD steps run by this node as a block author)
 - ``polchain_training_steps_verified_total`` (SGD steps of peers' blocks re-executed on import)
 
@@ -93,6 +94,9 @@ class NodeMetrics:
             buckets=TIME_BUCKETS, registry=reg,
         )
         self.authored = Counter("polchain_blocks_authored", "Blocks this node authored", registry=reg)
+        self.authoring_failures = Counter(
+            "polchain_authoring_failures", "Slots whose authoring raised (logged; the next slot tries again)", registry=reg
+        )
         self.steps = Counter(
             "polchain_training_steps", "SGD steps this node ran as block author", registry=reg
         )

@@ -620,7 +620,10 @@ class NodeService:
             if self._stop.is_set():
                 return
             async with self._lock:
-                self._vote_if_due()
+                try:
+                    self._vote_if_due()
+                except Exception:  # as for authoring: a failed round must not end the loop
+                    log.exception("Finality voting failed in this round; trying again in the next")
 
     async def import_block(self, block: Block, source: CheckpointSource | None = None) -> ImportedBlock | None:
         """Import a block from a peer onto any stored parent (fork choice decides whether it
@@ -754,14 +757,24 @@ class NodeService:
                 if self._stop.is_set():
                     return
                 if self.pool.status().ready:
-                    await self.author_block()
+                    await self._author_slot()
                     if self.pool.status().ready:
                         self._work.set()
             else:
                 now = time.time() * 1000
                 await self._wait_for(self._stop, (self.slot_ms - now % self.slot_ms) / 1000)
                 if not self._stop.is_set():
-                    await self.author_block()
+                    await self._author_slot()
+
+    async def _author_slot(self) -> None:
+        """One slot's authoring. A failure is logged and costs this slot only (Substrate's slot
+        worker does the same): an exception must not end the loop and leave a node that runs,
+        serves RPC and never authors again."""
+        try:
+            await self.author_block()
+        except Exception:
+            self.metrics.authoring_failures.inc()
+            log.exception("Authoring failed in this slot; trying again in the next")
 
     async def _wait_for(self, event: asyncio.Event, timeout: float | None) -> None:
         stop = asyncio.ensure_future(self._stop.wait())

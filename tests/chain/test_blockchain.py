@@ -12,6 +12,7 @@ from chainkit import ALICE, BOB, CHARLIE, FERDIE, apply_fee_only, open_chain, si
 from chain import calls
 from chain.block import Block, Body
 from chain.blockchain import Blockchain
+from chain.crypto import blake2_256
 from chain.errors import BlockError, ChainError
 from chain.pallets import balances, models
 from chain.storage import Column, Database
@@ -274,3 +275,36 @@ def test_aura_slots_go_round_robin_on_the_local_chain(tmp_path) -> None:
     assert validator.best_hash == author.best_hash
     author.db.close()
     validator.db.close()
+
+
+def test_a_runtime_bug_costs_the_extrinsic_not_the_block(tmp_path, monkeypatch) -> None:
+    """An unexpected exception while a call dispatches (a bug some input reaches) must not
+    stop the author: the extrinsic is left out of the block and reported invalid, with every
+    change it made undone (its fee and nonce too), and the block holds the others. Without
+    this, one such transaction gossiped to every pool stops every validator from authoring."""
+    from chain import runtime
+
+    original = runtime.DISPATCH[calls.Remark]
+
+    def handler(ctx, call) -> None:
+        if call.data == b"boom":
+            balances.apply_account(ctx.state, ctx.sender, balances.AccountInfo(nonce=99, free=1))  # then fails
+            raise RuntimeError("a bug")
+        original.handler(ctx, call)
+
+    monkeypatch.setitem(runtime.DISPATCH, calls.Remark, runtime.CallRow(handler, original.info))
+    chain = open_chain(tmp_path / "a")
+    twin = open_chain(tmp_path / "b")
+    try:
+        boom, fine = sign(chain, BOB, calls.Remark(b"boom"), 0), sign(chain, CHARLIE, calls.Remark(b"fine"), 0)
+        invalid: list = []
+        built = chain.build_block([boom, fine], ALICE, slot=1, on_invalid=lambda h, e: invalid.append((h, e)))
+        assert [r.hash for r in built.receipts] == [blake2_256(fine.encode())]
+        ((bad_hash, exc),) = invalid
+        assert bad_hash == blake2_256(boom.encode()) and exc.reason == "runtime_error" and "a bug" in str(exc)
+        assert balances.get_account(chain.state.overlay(), BOB.public).nonce == 0
+        expected = twin.build_block([fine], ALICE, slot=1)
+        assert built.block.header.state_root == expected.block.header.state_root
+    finally:
+        chain.db.close()
+        twin.db.close()

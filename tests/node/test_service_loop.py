@@ -36,3 +36,35 @@ def test_run_shortens_the_gil_switch_interval_and_restores_it(tmp_path) -> None:
     assert seen[0] <= 0.001, f"the node serves with a {seen[0] * 1000:g} ms GIL switch interval"
     assert seen == [service_module.LOOP_SWITCH_INTERVAL]
     assert sys.getswitchinterval() == before
+
+
+def test_a_failed_slot_does_not_end_authoring(tmp_path) -> None:
+    """An exception while authoring costs that slot only: it is logged and counted
+    (polchain_authoring_failures_total), and the next slot authors. Before, the loop task
+    died silently and the node went on serving RPC without ever authoring again."""
+    service = NodeService(
+        NodeConfig(base_path=tmp_path, author="//Alice", block_time_ms=100), load_chain_spec("dev")
+    )
+    real = service.chain.build_block
+    calls_seen: list[int] = []
+
+    def flaky(*args, **kwargs):
+        calls_seen.append(len(calls_seen))
+        if len(calls_seen) == 1:
+            raise RuntimeError("a bug in the first slot")
+        return real(*args, **kwargs)
+
+    service.chain.build_block = flaky  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(service.run())
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if service.chain.best_number >= 1:
+                break
+        service.request_stop()
+        await task
+
+    asyncio.run(scenario())
+    assert service.metrics.authoring_failures._value.get() == 1
+    assert service.chain.best_number >= 1, "no block after the failed slot: authoring stopped"
