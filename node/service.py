@@ -26,7 +26,8 @@ justified checkpoint is final at once), is stored with it and gossiped, the pool
 any reorganisation, and ``{"finalized": …}`` watchers and finalized-head subscribers hear
 of every newly final block in order. Blocks from peers are imported on any stored parent:
 the fork choice picks the best block, and a reorganisation puts the retracted blocks'
-extrinsics back into the pool (consensus.block_import.update_pool).
+extrinsics back into the pool (consensus.block_import.update_pool) and tells their watchers
+``{"retracted": …}``, then ``{"inBlock": …}`` for the enacted blocks'.
 
 Proof-of-learning (issue 9): every block from a peer is checked on import by the node's
 verifier, ``--pol sampled`` (consensus.pol.SampledVerifier: ``pol_samples`` segments per job,
@@ -367,6 +368,19 @@ class NodeService:
                 if not watchers:
                     del self._xt_watchers[xt_hash]
 
+    def _notify_route(self, retracted: Sequence[bytes], enacted: Sequence[bytes], known: Block | None = None) -> None:
+        """Tell extrinsic watchers of a best-chain change: ``{"retracted": block}`` for each
+        extrinsic of a block that left the best chain (Substrate's
+        ``TransactionStatus::Retracted``; the pool takes it back), then ``{"inBlock": block}``
+        for each of a block that joined it. ``known``: a block at hand, not read again."""
+        if not self._xt_watchers:
+            return
+        for status, hashes in (("retracted", retracted), ("inBlock", enacted)):
+            for block_hash in hashes:
+                block = known if known is not None and block_hash == known.hash() else self.chain.get_block(block_hash)
+                for xt in block.body.extrinsics:
+                    self._notify(xt.hash(), {status: "0x" + block_hash.hex()}, final=False)
+
     def _notify(self, xt_hash: bytes, status: Any, *, final: bool) -> None:
         for queue in self._xt_watchers.get(xt_hash, ()):
             with contextlib.suppress(asyncio.QueueFull):
@@ -471,10 +485,7 @@ class NodeService:
             f" (reorg: {len(imported.retracted)} retracted)" if imported.retracted else "" if imported.is_best else " (side branch)",
         )
         if imported.is_best:
-            for enacted in imported.enacted:
-                enacted_hash = "0x" + enacted.hex()
-                for xt in (block if enacted == block_hash else self.chain.get_block(enacted)).body.extrinsics:
-                    self._notify(xt.hash(), {"inBlock": enacted_hash}, final=False)
+            self._notify_route(imported.retracted, imported.enacted, block)
             self._publish(self._head_watchers, block.header)
         for listener in self._import_listeners:
             listener(imported)
@@ -578,6 +589,7 @@ class NodeService:
     def _after_reorg(self, route: TreeRoute | None) -> None:
         if route is not None:
             update_pool(self.pool, self.chain, route.retracted, route.enacted)
+            self._notify_route(route.retracted, route.enacted)
             self._publish(self._head_watchers, self.chain.best_header)
             if self.network is not None:
                 self.network.broadcast_block(self.chain.best_header)

@@ -34,10 +34,14 @@ import pytest
 from nodekit import start_node
 
 from chain import calls
+from chain.blockchain import Blockchain
 from chain.crypto import Keypair, blake2_256, dev_keypair
 from chain.extrinsic import decode_extrinsic, sign_extrinsic
 from chain.pallets import balances
+from chain.pallets.staking import get_validators
 from chain.pool import DEFAULT_MAX_FUTURE_PER_SENDER, DEFAULT_MAX_PER_SENDER
+from chain.storage import Database
+from consensus.aura import compute_slot_author
 from genesis.spec import load_chain_spec
 from node.service import NodeConfig, NodeService
 from rpc.client import RpcCallError, RpcClient
@@ -310,3 +314,49 @@ def test_future_nonces_do_not_lock_the_sender_out(node) -> None:
             assert receipt is not None and receipt["success"] is True
 
     asyncio.run(scenario())
+
+
+def test_a_reorg_tells_the_watcher_retracted_then_in_block_again(tmp_path) -> None:
+    """Substrate's TransactionStatus::Retracted: when the block that held a watched extrinsic
+    leaves the best chain, its watcher hears {"retracted": that block}; the extrinsic goes back
+    to the pool, and the next block that includes it is announced as {"inBlock": ...}. Four
+    validators, so one vote finalizes nothing and the branch can be retracted."""
+    spec = load_chain_spec("local")
+    service = NodeService(
+        NodeConfig(chain="local", tmp=True, author="//Alice", instant_seal=True, block_time_ms=100), spec
+    )
+    keys = {k.public: k for k in map(dev_keypair, ("Alice", "Bob", "Charlie", "Dave"))}
+
+    async def scenario() -> list[Any]:
+        watch = service.watch(_sign(service, dev_keypair("Eve"), 0))
+        seen = [await anext(watch)]
+        first = await service.author_block()
+        assert first is not None
+        seen.append(await asyncio.wait_for(anext(watch), 5))
+        # A longer branch from genesis without the extrinsic, built by another database.
+        other = Blockchain(Database(tmp_path / "fork"), chain_id=spec.id, build_genesis=spec.apply_genesis)
+        try:
+            validators = get_validators(other.state.overlay())
+            fork = [
+                other.build_block([], keys[compute_slot_author(validators, slot)], slot=slot).block for slot in (1, 2)
+            ]
+        finally:
+            other.db.close()
+        for block in fork:
+            await service.import_block(block)
+        assert service.chain.best_hash == fork[-1].hash()
+        seen.append(await asyncio.wait_for(anext(watch), 5))
+        await asyncio.sleep(0.5)  # past the first block's slot: Alice seals one block a slot
+        again = await service.author_block()
+        assert again is not None
+        while (status := await asyncio.wait_for(anext(watch), 5)) in ("ready", "future"):
+            pass
+        seen.append(status)
+        await watch.aclose()
+        return [seen, "0x" + first.block.hash().hex(), "0x" + again.block.hash().hex()]
+
+    try:
+        (statuses, first, again) = asyncio.run(scenario())
+    finally:
+        service.close()
+    assert statuses == ["ready", {"inBlock": first}, {"retracted": first}, {"inBlock": again}]
