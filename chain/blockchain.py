@@ -159,6 +159,19 @@ class ImportedBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedImport:
+    """A block executed on its parent's state with every cheap commitment matched
+    (Blockchain.prepare_import): its training is still to be verified, then it is written."""
+
+    block: Block
+    block_hash: bytes
+    parent: Header
+    commit: StateCommit
+    receipts: tuple[Receipt, ...]
+    info: BlockInfo
+
+
+@dataclass(frozen=True, slots=True)
 class TreeRoute:
     """The path between two blocks of the tree: down from one to their common ancestor
     (``retracted``, highest first, the ancestor excluded), then up to the other (``enacted``,
@@ -560,11 +573,42 @@ class Blockchain:
         the parent is not stored yet, CheckpointsUnavailable if ``source`` cannot provide the
         checkpoints the verifier asks for). ``source``: where the verifier fetches
         checkpoints (by default this node's own transcript store). The result says whether it
-        became best and which blocks the best chain lost and gained."""
-        with _gc_paused():
-            return self._import_block(block, source)
+        became best and which blocks the best chain lost and gained.
 
-    def _import_block(self, block: Block, source: CheckpointSource | None) -> ImportedBlock:
+        It is :meth:`prepare_import`, :meth:`verify_training` and :meth:`finish_import` in
+        one call; a node calls them one by one so that the middle one, which may wait on
+        the network for openings, does not hold up its other block work (node.service)."""
+        with _gc_paused():  # held across the three (each pauses it too, nested: a no-op)
+            prepared = self.prepare_import(block)
+            return self.finish_import(prepared, self.verify_training(prepared, source))
+
+    def prepare_import(self, block: Block) -> PreparedImport:
+        """Execute ``block`` on its parent's state and match every cheap commitment (length,
+        header, signatures, state and extrinsics roots, the POL commitment): what is left is
+        its training. Reads the database only; serialise it with writes (it may read the
+        best state's flat values)."""
+        with _gc_paused():
+            return self._prepare_import(block)
+
+    def verify_training(self, prepared: PreparedImport, source: CheckpointSource | None = None) -> list[tuple[int, Opening]]:
+        """Run the verifier on a prepared block's training claims (BlockError, FraudFound or
+        CheckpointsUnavailable if it does not believe them); returns the openings fetched.
+        Touches neither the database nor the chain's state: it may run while other blocks
+        are built or imported."""
+        with _gc_paused():
+            return self.verifier.verify_block(
+                prepared.block, prepared.block_hash, prepared.info.claims, source or LocalSource(self.transcripts)
+            )
+
+    def finish_import(self, prepared: PreparedImport, openings: Iterable[tuple[int, Opening]]) -> ImportedBlock:
+        """Store a prepared block whose training was verified, after checking again what
+        may have changed since it was prepared: it is not stored already, and its branch
+        still contains the finalized block (its own and its parent's validity are checked by
+        the write)."""
+        with _gc_paused():
+            return self._finish_import(prepared, openings)
+
+    def _prepare_import(self, block: Block) -> PreparedImport:
         self.verify_length(block)
         parent = self.verify_header(block.header)
         # With signature threads, the signatures are checked on them while this thread
@@ -585,9 +629,20 @@ class Blockchain:
                 self._report_bad_signature(block.body.extrinsics, checks.finish())
         # Only now, with every cheap commitment matched, is the training worth checking: a
         # block that fails above costs its sender no checkpoint fetch and no re-execution.
-        block_hash = block.hash()
-        openings = self.verifier.verify_block(block, block_hash, info.claims, source or LocalSource(self.transcripts))
-        return self._write_block(block, parent, commit, receipts, info.training_steps, openings)
+        return PreparedImport(block, block.hash(), parent, commit, receipts, info)
+
+    def _finish_import(self, prepared: PreparedImport, openings: Iterable[tuple[int, Opening]]) -> ImportedBlock:
+        header, block_hash = prepared.block.header, prepared.block_hash
+        if self.has_block(block_hash):
+            raise BlockError(f"block #{header.number} {block_hash.hex()} is already imported")
+        if not self.is_descendant(header.parent_hash, self.finalized_hash):
+            raise FinalityConflict(
+                f"block #{header.number} is on a branch that does not contain the block #{self.finalized_number} "
+                f"{self.finalized_hash.hex()} finalized while it was being verified"
+            )
+        return self._write_block(
+            prepared.block, prepared.parent, prepared.commit, prepared.receipts, prepared.info.training_steps, openings
+        )
 
     def verify_length(self, block: Block) -> None:
         """BlockError if the block's encoding (header, extrinsics, training results: every byte

@@ -644,15 +644,25 @@ class NodeService:
         could not provide the openings the verifier asked for; FraudFound: its training is
         false, and the proof is stored, gossiped and reported before the error is raised).
         ``source``: where the verifier fetches checkpoints (None: this node's store)."""
+        # Execution and the cheap commitments run under the lock (they read the state a write
+        # would change); the training check does not: it may wait up to --pol-fetch-timeout on
+        # peers for openings (a withholding author's block makes it wait in full), and holding
+        # the lock meanwhile would delay this node's own block and votes by as much.
         async with self._lock:
             if self.chain.has_block(block.hash()):
                 return None
             started = time.perf_counter()
-            try:
-                imported = await asyncio.to_thread(self.chain.import_block, block, source)
-            except FraudFound as exc:
+            prepared = await asyncio.to_thread(self.chain.prepare_import, block)
+        try:
+            openings = await asyncio.to_thread(self.chain.verify_training, prepared, source)
+        except FraudFound as exc:
+            async with self._lock:
                 self._on_fraud_found(exc.proof, str(exc))
-                raise
+            raise
+        async with self._lock:
+            if self.chain.has_block(prepared.block_hash):  # imported meanwhile (another announcement)
+                return None
+            imported = await asyncio.to_thread(self.chain.finish_import, prepared, openings)
             self._after_import(imported, time.perf_counter() - started)
             return imported
 

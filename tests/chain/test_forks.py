@@ -11,7 +11,7 @@ from chainkit import ALICE, BOB, CHARLIE, FERDIE, open_chain, sign
 from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain
-from chain.errors import FinalityConflict, StorageError, UnknownParent
+from chain.errors import BlockError, FinalityConflict, StorageError, UnknownParent
 from chain.extrinsic import Extrinsic
 from chain.pallets import balances
 from chain.pool import TransactionPool, Validity
@@ -154,6 +154,28 @@ def test_a_branch_off_the_finalized_block_is_refused(tmp_path, branches) -> None
     with pytest.raises(FinalityConflict, match="does not contain the finalized block"):
         node.import_block(branches["B1"])
     assert node.state.root() == root and node.best_hash == branches["A2"].hash()
+    node.db.close()
+
+
+def test_a_block_prepared_before_another_branch_was_finalized_is_not_written(tmp_path, branches) -> None:
+    """A node verifies a block's training without its lock (node.service): if finality moves
+    to another branch meanwhile, finish_import must refuse the prepared block, not store a
+    block on a branch that lost, and the second check is the only one that can see it."""
+    node = _fresh(tmp_path / "node", [branches["A1"]])
+    prepared = node.prepare_import(branches["B1"])  # B1 forks at genesis: fine while A1 is not final
+    openings = node.verify_training(prepared)
+    node.set_finalized(branches["A1"].hash())
+    root = node.state.root()
+    with pytest.raises(FinalityConflict, match="finalized while it was being verified"):
+        node.finish_import(prepared, openings)
+    assert not node.has_block(branches["B1"].hash()) and node.state.root() == root
+    assert node.best_hash == branches["A1"].hash()
+    # Two announcements of one block verified side by side: the second write is refused.
+    twice = node.prepare_import(branches["A2"])
+    node.import_block(branches["A2"])
+    with pytest.raises(BlockError, match="already imported"):
+        node.finish_import(twice, [])
+    assert node.best_hash == branches["A2"].hash()
     node.db.close()
 
 

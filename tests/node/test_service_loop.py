@@ -68,3 +68,52 @@ def test_a_failed_slot_does_not_end_authoring(tmp_path) -> None:
     asyncio.run(scenario())
     assert service.metrics.authoring_failures._value.get() == 1
     assert service.chain.best_number >= 1, "no block after the failed slot: authoring stopped"
+
+
+def test_authoring_goes_on_while_a_peer_block_waits_for_its_openings(tmp_path) -> None:
+    """Checking a peer's training may wait on the network for openings (up to
+    --pol-fetch-timeout; a withholding author makes every validator wait in full). That wait
+    must not hold the node's block lock: here the source blocks until released, and the
+    node authors its own block meanwhile; then the peer's block is stored too."""
+    import threading
+
+    from chain import calls
+    from chain.blockchain import Blockchain
+    from chain.crypto import dev_keypair
+    from chain.extrinsic import sign_extrinsic
+    from chain.pallets.staking import get_validators
+    from chain.storage import Database
+    from chain.transcripts import LocalSource
+    from consensus.aura import compute_slot_author
+
+    spec = load_chain_spec("local")
+    service = NodeService(NodeConfig(chain="local", tmp=True, author="//Alice", instant_seal=True, block_time_ms=100), spec)
+    keys = {k.public: k for k in map(dev_keypair, ("Alice", "Bob", "Charlie", "Dave"))}
+    peer = Blockchain(Database(tmp_path / "peer"), chain_id=spec.id, build_genesis=spec.apply_genesis)
+    train = calls.Train(0, 0, 40, 16, calls.compute_f32_bits(0.5), calls.compute_f32_bits(0.0001), 10)
+    xt = sign_extrinsic(dev_keypair("Eve"), train, nonce=0, genesis_hash=peer.genesis_hash, spec_version=peer.runtime.spec_version)
+    slot = next(s for s in range(1, 9) if compute_slot_author(get_validators(peer.state.overlay()), s) != keys[service.author.public].public)
+    theirs = peer.build_block([xt], keys[compute_slot_author(get_validators(peer.state.overlay()), slot)], slot=slot)
+    assert theirs.block.body.results, "the peer's block carries a training result"
+    entered, release = threading.Event(), threading.Event()
+
+    class HeldSource(LocalSource):
+        def fetch(self, block_hash, result, wanted):
+            entered.set()
+            assert release.wait(30)
+            return super().fetch(block_hash, result, wanted)
+
+    async def scenario() -> tuple[object, object]:
+        importing = asyncio.ensure_future(service.import_block(theirs.block, HeldSource(peer.transcripts)))
+        assert await asyncio.to_thread(entered.wait, 30)
+        ours = await asyncio.wait_for(service.author_block(), 10)  # not behind the held import
+        release.set()
+        return ours, await importing
+
+    try:
+        ours, imported = asyncio.run(scenario())
+        assert ours is not None and imported is not None
+        assert service.chain.has_block(theirs.block.hash()) and service.chain.has_block(ours.block.hash())
+    finally:
+        peer.db.close()
+        service.close()
