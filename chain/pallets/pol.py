@@ -10,7 +10,8 @@ here canonically:
   block's author. Offence key: the block hash.
 - ``report_equivocation(first, second)``: two sealed headers with one author and one slot
   and different hashes, both seals valid, the author a validator in this state (Substrate's
-  ``pallet-aura``/BABE equivocation report). Key: (slot, author).
+  ``pallet-aura``/BABE equivocation report), and at least one header's parent a block of this
+  chain among the last ``system.BLOCK_HASH_COUNT``. Key: (slot, author).
 - ``report_vote_equivocation(first, second)``: two signed finality votes of one validator
   (a validator in this state), both signatures valid under this chain's genesis hash, that
   break one of Casper FFG's slashing conditions (chain.votes): a double vote (two different
@@ -27,9 +28,14 @@ made every node check it.
 Order of checks: decode, the cheap relations between the two pieces of evidence, the
 offender's membership, the duplicate lookup, then signatures (and the segment re-run) last.
 
-Limit: a header's seal signs its pre-hash, which does not name the chain, so two headers one
-validator key sealed for the same slot on two different chains (a key reused across chains)
-count as an equivocation here. Votes name the genesis hash and have no such ambiguity.
+A header's seal signs its pre-hash, which does not name the chain: two headers one validator
+key sealed for one slot on two different chains (a key reused on a test network, or the dev
+keys on every dev chain) would look like an equivocation. So an Aura report must show a
+header whose parent is this chain's block (NotOnThisChain otherwise), which a header of
+another chain cannot. An equivocation both of whose blocks sit on a branch that left the best
+chain, or older than the window, is not punishable here. Votes name the genesis hash and have
+no such ambiguity. A fraud proof's block must have its parent on this chain for another
+reason: its job is rebuilt from this chain's state (see apply_report_fraud).
 """
 
 from __future__ import annotations
@@ -150,16 +156,11 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
     offender = proof.header.author
     key = compute_offence_key(OFFENCE_FRAUD, block_hash)
     verify_new_offence(ctx.state, key, offender, ctx.sender)
-    parent = system.get_block_hash(ctx.state, proof.header.number - 1) if proof.header.number else None
-    if parent != proof.header.parent_hash:
+    if not _has_parent_here(ctx.state, proof.header):
         # The job is rebuilt from this chain's state, which is the faulty block's parent state
         # only if that parent is on this chain: on another fork a model version or data set id
         # may hold other data, and an honest block would look faulty (a framing).
-        raise DispatchError(
-            PALLET, "NotOnThisChain",
-            f"block #{proof.header.number}'s parent {proof.header.parent_hash.hex()} is not this chain's block "
-            f"#{proof.header.number - 1} (or is older than the last {system.BLOCK_HASH_COUNT} blocks)",
-        )
+        raise _not_on_this_chain(proof.header)
     try:  # checks the header's seal, the paths, and re-runs the one segment
         verify_fraud_proof(ctx.state, ctx.config, proof)
     except InvalidFraudProof as exc:
@@ -202,8 +203,24 @@ def apply_report_equivocation(ctx: CallContext, call: ReportEquivocation) -> Non
     verify_new_offence(ctx.state, key, offender, ctx.sender)
     _verify_seal(first, "the first header")
     _verify_seal(second, "the second header")
+    if not (_has_parent_here(ctx.state, first) or _has_parent_here(ctx.state, second)):
+        raise _not_on_this_chain(first)  # two headers of another chain (module docstring)
     slash = apply_offence(ctx, OFFENCE_AURA, key, offender)
     ctx.emit(PALLET, "EquivocationProven", kind="aura", offender=offender, slot=first.slot, slashed=slash.amount)
+
+
+def _has_parent_here(state: StateAccess, header: Header) -> bool:
+    """Whether ``header``'s parent is this chain's block of its number, within the window
+    system.BlockHash keeps."""
+    return header.number > 0 and system.get_block_hash(state, header.number - 1) == header.parent_hash
+
+
+def _not_on_this_chain(header: Header) -> DispatchError:
+    return DispatchError(
+        PALLET, "NotOnThisChain",
+        f"block #{header.number}'s parent {header.parent_hash.hex()} is not this chain's block "
+        f"#{header.number - 1} (or is older than the last {system.BLOCK_HASH_COUNT} blocks)",
+    )
 
 
 # --- report_vote_equivocation (finality) -----------------------------------------------------

@@ -234,6 +234,8 @@ def _aura_cases() -> list[tuple[str, bytes, bytes, str]]:
         ("one block twice", good, good, "SameBlock"),
         ("a seal over other bytes", good, forged_seal, "BadSeal"),
         ("not a validator", sealed(EVE, 7, b"\x01" * 32), sealed(EVE, 7, b"\x02" * 32), "NotValidator"),
+        # Bob's key sealed both, validly, in one slot: but of another chain (a key reused there).
+        ("two headers of another chain", good, other, "NotOnThisChain"),
     ]
 
 
