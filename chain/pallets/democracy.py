@@ -57,7 +57,7 @@ from chain.config import (
     encode_runtime_config,
 )
 from chain.errors import CodecError, DispatchError
-from chain.pallets import balances, revenue
+from chain.pallets import balances, revenue, system
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
@@ -114,6 +114,11 @@ NEXT_REFERENDUM = StorageValue("Democracy", "NextReferendum", int, 0)
 REFERENDA = StorageMap("Democracy", "Referenda", Referendum)
 BALLOTS = StorageMap("Democracy", "Ballots", Ballot)  # (referendum, voter) -> ballot
 AGENDA = StorageMap("Democracy", "Agenda", tuple[U32, ...])  # block -> referenda to tally or enact
+# The configs replaced within the last system.BLOCK_HASH_COUNT blocks (the window in which a
+# fraud proof can name its block, chain.pallets.pol): block E -> the config E itself ran with,
+# stored by E's first enactment, and the blocks E in ascending order.
+REPLACED = StorageMap("Democracy", "Replaced", bytes)
+REPLACED_AT = StorageValue("Democracy", "ReplacedAt", tuple[U32, ...], ())
 
 
 def _fail(error: str, message: str) -> DispatchError:
@@ -136,6 +141,18 @@ def get_config(state: StateAccess) -> RuntimeConfig:
         return decode_runtime_config(raw)
     except CodecError as exc:
         raise _fail("NoRuntimeConfig", f"the stored runtime config is malformed: {exc}") from None
+
+
+def get_config_of_block(state: StateAccess, number: int) -> RuntimeConfig:
+    """The config block ``number`` of this chain ran with (its parent state's), for a block
+    within the last system.BLOCK_HASH_COUNT: a job is judged under the limits it was run
+    under, not under limits a referendum set later (which could make a fraud unprovable)."""
+    for enacted in REPLACED_AT.get(state):
+        if number <= enacted:  # block `enacted` ran before its own enactment, with the old config
+            raw = REPLACED.get(state, enacted)
+            if raw is not None:
+                return decode_runtime_config(raw)
+    return get_config(state)
 
 
 def compute_config(current: RuntimeConfig, changes: tuple[calls.ConfigChange, ...]) -> RuntimeConfig:
@@ -260,7 +277,7 @@ def apply_on_initialize(state: Any, number: int) -> None:
         if referendum is not None and referendum.status == "voting":
             _apply_tally(state, referendum_id, referendum, number)
         elif referendum is not None and referendum.status == "passed":
-            _apply_enact(state, referendum_id, referendum)
+            _apply_enact(state, referendum_id, referendum, number)
 
 
 def _apply_tally(state: Any, referendum_id: int, referendum: Referendum, number: int) -> None:
@@ -280,12 +297,28 @@ def _apply_tally(state: Any, referendum_id: int, referendum: Referendum, number:
     REFERENDA.apply_set(state, failed, referendum_id)
 
 
-def _apply_enact(state: Any, referendum_id: int, referendum: Referendum) -> None:
+def _apply_enact(state: Any, referendum_id: int, referendum: Referendum, number: int) -> None:
     try:
-        config = compute_config(get_config(state), referendum.changes)
+        current = get_config(state)
+        config = compute_config(current, referendum.changes)
     except DispatchError as exc:
         failed = msgspec.structs.replace(referendum, status="failed", note=f"{exc.module}.{exc.error}: {exc}")
         REFERENDA.apply_set(state, failed, referendum_id)
         return
+    _apply_remember(state, number, current)
     state.set(RUNTIME_CONFIG_KEY, encode_runtime_config(config))
     REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="enacted"), referendum_id)
+
+
+def _apply_remember(state: Any, number: int, current: RuntimeConfig) -> None:
+    """Keep the config block ``number`` runs with (once per block), and forget those of blocks
+    out of the fraud-proof window: each enactment prunes what it can, so the work stays
+    amortised O(1) and the list at most BLOCK_HASH_COUNT long."""
+    at = REPLACED_AT.get(state)
+    if at and at[-1] == number:
+        return
+    kept = tuple(e for e in at if e + system.BLOCK_HASH_COUNT >= number)
+    for e in at[: len(at) - len(kept)]:
+        REPLACED.apply_delete(state, e)
+    REPLACED.apply_set(state, encode_runtime_config(current), number)
+    REPLACED_AT.apply_set(state, (*kept, number))

@@ -89,6 +89,11 @@ def test_a_passed_referendum_changes_the_fee_from_the_block_after_its_enactment(
     assert chain.config.base_fee == old_fee + 1_000_000
     after = d.apply(BOB, calls.Transfer(DAVE.public, 10**9))
     assert after.fee - enacting.fee == 1_000_000
+    # Fraud in a block is judged under the config that block ran with (chain.pallets.pol).
+    state = chain.state.overlay()
+    assert [democracy.get_config_of_block(state, n).base_fee for n in (1, r.enact_at, r.enact_at + 1)] == [
+        old_fee, old_fee, old_fee + 1_000_000
+    ]
     # The lock comes back once, by the voter's own call.
     locked = free(chain, CHARLIE)
     unlocked = d.apply(CHARLIE, calls.UnlockVote(ref))
