@@ -36,14 +36,17 @@ def transfer_fee(node) -> int:
     return int(tx(node, "transfer", "--signer", "//Dave", "--dest", "//Eve", "--value", "1000000000")["fee"])
 
 
-def too_long_for_64k(node) -> str:
-    """A signed append_rows of 70,000 bytes: it fits the default 5 MiB block, not a 64 KiB one."""
+def signed(node, call_: calls.Call) -> str:
     genesis = bytes.fromhex(call(node, "chain_getBlockHash", [0])[2:])
     version = call(node, "state_getRuntimeVersion")["specVersion"]
     nonce = call(node, "system_accountNextIndex", [dev_keypair("Ferdie").address])
-    xt = sign_extrinsic(dev_keypair("Ferdie"), calls.AppendRows(0, 0, bytes(70_000)), nonce=nonce, genesis_hash=genesis,
-                        spec_version=version)
+    xt = sign_extrinsic(dev_keypair("Ferdie"), call_, nonce=nonce, genesis_hash=genesis, spec_version=version)
     return "0x" + xt.encode().hex()
+
+
+def too_long_for_64k(node) -> str:
+    """A signed append_rows of 70,000 bytes: it fits the default 5 MiB block, not a 64 KiB one."""
+    return signed(node, calls.AppendRows(0, 0, bytes(70_000)))
 
 
 @pytest.mark.timeout(300)
@@ -75,6 +78,9 @@ def test_a_referendum_changes_the_config_of_a_running_node_and_survives_a_restar
         enacted_at = call(node, "chain_getBlockHash", [shown["enactAt"]])
         parent = call(node, "chain_getBlockHash", [shown["enactAt"] - 1])
         assert call(node, "state_getRuntimeConfig", [parent]) == old and call(node, "state_getRuntimeConfig", [enacted_at]) == new
+        remark = signed(node, calls.Remark(b"fee?"))
+        fees = [int(call(node, "payment_queryInfo", [remark, *at])["partialFee"]) for at in ([parent], [])]
+        assert fees[1] - fees[0] == 1_000_000
         # Without a restart: the pool measures against 64 KiB, and fees are the new ones.
         error = error_of(node, "author_submitExtrinsic", [too_long_for_64k(node)])
         assert "cannot fit in a block of 65536 bytes" in error["data"], error
