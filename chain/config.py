@@ -84,7 +84,9 @@ class RuntimeConfig:
         - proof of learning works: a validator re-runs at least one segment per job
           (pol_samples), an era is at least one block, and the slash, reporter and validator
           fee shares are parts per million, at most 1,000,000 (all of it);
-        - a model's vote lasts at least one block.
+        - a model's vote lasts at least one block, and its voting and enactment periods are at
+          most 100,000 blocks (chain.pallets.governance.MAX_PERIOD: what a shared model's
+          holders may set; referenda on the config use the same periods).
         """
         problems = [f"{f.name} must be at most 2^63-1" for f in fields(self) if getattr(self, f.name) > MAX_BALANCE]
         problems += [
@@ -96,6 +98,11 @@ class RuntimeConfig:
             f"{name} must be at most {PPM:,} (parts per million), got {getattr(self, name):,}"
             for name in ("slash_fraction_ppm", "reporter_share_ppm", "validator_fee_share_ppm")
             if getattr(self, name) > PPM
+        ]
+        problems += [
+            f"{name} must be at most {MAX_GOV_PERIOD:,} blocks, got {getattr(self, name):,}"
+            for name in ("gov_voting_blocks", "gov_enactment_blocks")
+            if getattr(self, name) > MAX_GOV_PERIOD
         ]
         if self.base_fee + self.byte_fee * self.max_block_length + self.weight_fee * self.max_block_weight > MAX_BALANCE:
             problems.append(
@@ -115,6 +122,7 @@ class RuntimeConfig:
 
 MIN_BLOCK_WEIGHT = 1_000_000  # chain.runtime's register_model, the heaviest fixed-weight call
 MIN_BLOCK_LENGTH = 64 * 1024
+MAX_GOV_PERIOD = 100_000  # chain.pallets.governance.MAX_PERIOD
 MINIMUMS = {
     "max_block_weight": MIN_BLOCK_WEIGHT, "max_block_length": MIN_BLOCK_LENGTH, "max_train_steps": 1,
     "max_train_batch": 1, "max_segments": 1, "max_model_params": 1,

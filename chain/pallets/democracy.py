@@ -49,6 +49,7 @@ from typing import Any
 import msgspec
 
 from chain import calls
+from chain.block import BLOCK_OVERHEAD
 from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
 from chain.config import (
     RUNTIME_CONFIG_KEY,
@@ -57,6 +58,7 @@ from chain.config import (
     encode_runtime_config,
 )
 from chain.errors import CodecError, DispatchError
+from chain.extrinsic import MAX_EXTRINSIC_SIZE
 from chain.pallets import balances, revenue, system
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
@@ -86,9 +88,12 @@ FIXED = {
         "extrinsic (2 MiB) or the network (8 MiB), so a faulty block could not be proven"
     ),
 }
-# Mid-chain ceilings beyond the spec loader's bounds: a block must still cross the network,
-# whose messages are at most 16 MiB and carry a block with its training proofs.
+# Mid-chain bounds on max_block_length beyond the spec loader's: a block must still cross the
+# network, whose messages are at most 16 MiB and carry a block with its training proofs; and a
+# referendum may not shrink blocks below the largest extrinsic the chain accepts (2 MiB; a
+# pol.report_fraud of a large model's proof is one), or a faulty block could not be proven.
 MAX_GOVERNED_BLOCK_LENGTH = 8 * 1024 * 1024
+MIN_GOVERNED_BLOCK_LENGTH = BLOCK_OVERHEAD + MAX_EXTRINSIC_SIZE
 
 
 class Referendum(Wire, frozen=True):
@@ -175,10 +180,15 @@ def compute_config(current: RuntimeConfig, changes: tuple[calls.ConfigChange, ..
             raise _fail("FixedField", f"{name} cannot change mid-chain: {FIXED[name]}")
     config = replace(current, **{c.name: c.value for c in changes})
     problems = config.compute_problems()
-    if config.max_block_length > MAX_GOVERNED_BLOCK_LENGTH:
+    if "max_block_length" in names and config.max_block_length > MAX_GOVERNED_BLOCK_LENGTH:
         problems.append(
             f"max_block_length must be at most {MAX_GOVERNED_BLOCK_LENGTH:,} mid-chain (got {config.max_block_length:,}): "
             "a block and its training proofs must fit a 16 MiB network message"
+        )
+    if "max_block_length" in names and config.max_block_length < MIN_GOVERNED_BLOCK_LENGTH:
+        problems.append(
+            f"max_block_length must be at least {MIN_GOVERNED_BLOCK_LENGTH:,} mid-chain (got {config.max_block_length:,}): "
+            f"every extrinsic the chain accepts ({MAX_EXTRINSIC_SIZE:,} bytes, a fraud report) must fit a block"
         )
     if problems:
         raise _fail("InvalidConfig", f"the config would break its bounds: {problems[0]}")

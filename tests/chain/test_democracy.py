@@ -13,12 +13,12 @@ import pytest
 from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
 from test_pallets import DAVE, Driver
 
-from chain import calls
+from chain import calls, config
 from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig
 from chain.crypto import Keypair
 from chain.errors import CodecError, GenesisError
 from chain.extrinsic import decode_extrinsic
-from chain.pallets import balances, democracy
+from chain.pallets import balances, democracy, governance
 from genesis.spec import check_runtime_config
 
 VOTE = 7 * 10**14  # above the quorum: a tenth of the dev chain's 6 * 10^15 POL units
@@ -154,6 +154,8 @@ def test_bad_proposals_are_refused_with_their_reason(chain) -> None:
     d.fails(ALICE, change(slash_fraction_ppm=calls.PPM + 1), "slash_fraction_ppm must be at most 1,000,000")
     d.fails(ALICE, change(byte_fee=2**62), "base_fee/byte_fee/weight_fee: the fee of a full block")
     d.fails(ALICE, change(max_block_length=democracy.MAX_GOVERNED_BLOCK_LENGTH + 1), "16 MiB network message")
+    d.fails(ALICE, change(max_block_length=democracy.MIN_GOVERNED_BLOCK_LENGTH - 1), "a fraud report) must fit a block")
+    d.fails(ALICE, change(gov_voting_blocks=100_001), "gov_voting_blocks must be at most 100,000 blocks")
     poor = Keypair.from_seed(bytes(range(32)))
     assert d.apply(BOB, calls.Transfer(poor.public, democracy.PROPOSAL_DEPOSIT)).success
     d.fails(poor, change(base_fee=5), "democracy.InsufficientBalance")  # the fee came first
@@ -214,6 +216,7 @@ def test_the_spec_loader_and_referenda_share_one_table_of_bounds() -> None:
     with pytest.raises(GenesisError, match=r"runtimeConfig\.pol_samples must be at least 1"):
         check_runtime_config(bad, "spec")
     assert RuntimeConfig().compute_problems() == []
+    assert config.MAX_GOV_PERIOD == governance.MAX_PERIOD
 
 
 def test_the_config_is_decoded_once_per_distinct_bytes(chain) -> None:

@@ -1,6 +1,6 @@
 """A runtime-config referendum on a real dev node (``--dev --instant-seal``: votes last 3 blocks
 and enactment waits 1; every transaction seals a block): Bob proposes a higher base fee and a
-64 KiB block length through the CLI, Charlie votes it through, and the node honours the new
+block weight limit of 1,000,000 units through the CLI, Charlie votes it through, and the node honours the new
 config from the block after the enactment, without a restart and after one."""
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def signed(node, call_: calls.Call) -> str:
     return "0x" + xt.encode().hex()
 
 
-def too_long_for_64k(node) -> str:
-    """A signed append_rows of 70,000 bytes: it fits the default 5 MiB block, not a 64 KiB one."""
+def too_heavy(node) -> str:
+    """A signed append_rows of 70,000 bytes, 1,500,000 weight units: within the default block
+    weight (2 * 10^9), not within 10^6."""
     return signed(node, calls.AppendRows(0, 0, bytes(70_000)))
 
 
@@ -55,9 +56,9 @@ def test_a_referendum_changes_the_config_of_a_running_node_and_survives_a_restar
     node = start_node(tmp_path, "--dev", "--instant-seal", "--base-path", str(base))
     try:
         old = call(node, "state_getRuntimeConfig")
-        assert old["max_block_length"] == 5 * 1024 * 1024
+        assert old["max_block_weight"] == 2 * 10**9
         fee_before = transfer_fee(node)
-        proposed = tx(node, "democracy", "propose", "--signer", "//Bob", "--set", "max_block_length=65536",
+        proposed = tx(node, "democracy", "propose", "--signer", "//Bob", "--set", "max_block_weight=1000000",
                       "--set", f"base_fee={old['base_fee'] + 1_000_000}")
         assert proposed["success"], proposed
         ref = next(e for e in proposed["events"] if e["name"] == "Proposed")["args"]["referendum"]
@@ -69,21 +70,21 @@ def test_a_referendum_changes_the_config_of_a_running_node_and_survives_a_restar
             assert tx(node, "transfer", "--signer", "//Dave", "--dest", "//Eve", "--value", "1000000000")["success"]
         shown = call(node, "democracy_getReferendum", [ref])
         assert shown["status"] == "enacted" and shown["ayes"] == str(VOTE) and shown["changes"] == [
-            {"name": "base_fee", "value": old["base_fee"] + 1_000_000}, {"name": "max_block_length", "value": 65536},
+            {"name": "base_fee", "value": old["base_fee"] + 1_000_000}, {"name": "max_block_weight", "value": 1_000_000},
         ]
         listed = call(node, "democracy_listReferenda", [])
         assert [r["id"] for r in listed["referenda"]] == [ref] and listed["quorum"] == democracy.QUORUM_PPM
         new = query(node, "runtime-config")
-        assert new == {**old, "base_fee": old["base_fee"] + 1_000_000, "max_block_length": 65536}
+        assert new == {**old, "base_fee": old["base_fee"] + 1_000_000, "max_block_weight": 1_000_000}
         enacted_at = call(node, "chain_getBlockHash", [shown["enactAt"]])
         parent = call(node, "chain_getBlockHash", [shown["enactAt"] - 1])
         assert call(node, "state_getRuntimeConfig", [parent]) == old and call(node, "state_getRuntimeConfig", [enacted_at]) == new
         remark = signed(node, calls.Remark(b"fee?"))
         fees = [int(call(node, "payment_queryInfo", [remark, *at])["partialFee"]) for at in ([parent], [])]
         assert fees[1] - fees[0] == 1_000_000
-        # Without a restart: the pool measures against 64 KiB, and fees are the new ones.
-        error = error_of(node, "author_submitExtrinsic", [too_long_for_64k(node)])
-        assert "cannot fit in a block of 65536 bytes" in error["data"], error
+        # Without a restart: the pool measures against the new weight limit, and fees are the new ones.
+        error = error_of(node, "author_submitExtrinsic", [too_heavy(node)])
+        assert "weight 1500000 exceeds a block's limit of 1000000" in error["data"], error
         assert transfer_fee(node) - fee_before == 1_000_000
         assert tx(node, "democracy", "unlock", "--signer", "//Charlie", "--referendum", str(ref))["success"]
     finally:
@@ -91,8 +92,8 @@ def test_a_referendum_changes_the_config_of_a_running_node_and_survives_a_restar
     node = start_node(tmp_path, "--dev", "--instant-seal", "--base-path", str(base))
     try:
         assert call(node, "state_getRuntimeConfig") == new
-        error = error_of(node, "author_submitExtrinsic", [too_long_for_64k(node)])
-        assert "cannot fit in a block of 65536 bytes" in error["data"], error
+        error = error_of(node, "author_submitExtrinsic", [too_heavy(node)])
+        assert "weight 1500000 exceeds a block's limit of 1000000" in error["data"], error
         assert transfer_fee(node) - fee_before == 1_000_000
     finally:
         assert node.stop() == 0, node.read_log()
