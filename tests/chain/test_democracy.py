@@ -11,12 +11,14 @@ import dataclasses
 import msgspec
 import pytest
 from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_pallets import DAVE, Driver
 
 from chain import calls, config
 from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig
 from chain.crypto import Keypair
-from chain.errors import CodecError, GenesisError
+from chain.errors import CodecError, DispatchError, GenesisError
 from chain.extrinsic import decode_extrinsic
 from chain.pallets import balances, democracy, governance
 from genesis.spec import check_runtime_config
@@ -222,3 +224,28 @@ def test_the_spec_loader_and_referenda_share_one_table_of_bounds() -> None:
 def test_the_config_is_decoded_once_per_distinct_bytes(chain) -> None:
     assert chain.runtime is chain.runtime
     assert chain.runtime_of(chain.state.overlay()) is chain.runtime
+
+
+def test_a_full_agenda_refuses_the_next_proposal_ending_in_that_block(chain) -> None:
+    proposals = [sign(chain, BOB, change(base_fee=2_000_000 + i), i) for i in range(democracy.MAX_AGENDA + 1)]
+    built = chain.build_block(proposals, ALICE, slot=1)
+    assert all(r.success for r in built.receipts[:-1])
+    last = built.receipts[-1]
+    assert not last.success and (last.error or "").startswith("democracy.AgendaFull: block 11 already ends 16 referenda")
+    assert len(democracy.AGENDA.get(chain.state.overlay(), 11) or ()) == democracy.MAX_AGENDA
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(democracy.FIELDS)), st.integers(0, 2**63 - 1), min_size=1, max_size=4))
+def test_a_proposal_either_names_its_reason_or_makes_a_config_within_every_bound(values) -> None:
+    current = dev_spec().runtime_config
+    try:
+        new = democracy.compute_config(current, change(**values).changes)
+    except DispatchError as exc:
+        assert exc.module == "democracy" and exc.error in ("FixedField", "InvalidConfig")
+        return
+    assert new.compute_problems() == [] and not FIXED_NAMES & values.keys()
+    assert {k: getattr(new, k) for k in values} == values
+
+
+FIXED_NAMES = set(democracy.FIXED)
