@@ -249,7 +249,9 @@ class Blockchain:
     def runtime_of(self, state: StateAccess) -> Runtime:
         """The runtime with the config stored in ``state`` (chain.pallets.democracy rewrites it
         at a block boundary); the block built or imported on ``state`` runs with it."""
-        raw = state.get(RUNTIME_CONFIG_KEY)
+        return self._runtime_for(state.get(RUNTIME_CONFIG_KEY))
+
+    def _runtime_for(self, raw: bytes | None) -> Runtime:
         runtime = self._runtimes.get(raw or b"")
         if runtime is None:
             runtime = Runtime(self.genesis_hash, _decode_runtime_config(raw, "the state"))
@@ -265,7 +267,7 @@ class Blockchain:
     @property
     def runtime(self) -> Runtime:
         """The runtime of the next block on the best one (and of the pool): the best state's."""
-        return self.runtime_of(self.state.overlay())
+        return self._runtime_for(self.state.get(RUNTIME_CONFIG_KEY))  # the flat column: no overlay
 
     @property
     def config(self) -> RuntimeConfig:
