@@ -92,6 +92,7 @@ from chain.header import (
     decode_header,
 )
 from chain.pallets.context import BlockInfo
+from chain.pallets.items import StateAccess
 from chain.proofs import (
     CheckpointSource,
     FullReexecution,
@@ -248,8 +249,10 @@ class Blockchain:
         else:
             self.genesis_hash = self._require_meta(META_GENESIS)
             self._verify_genesis(chain_id, genesis, genesis_commit)
-        self.config = _decode_runtime_config(self.state.get(RUNTIME_CONFIG_KEY), "the best state")
-        self.runtime = Runtime(self.genesis_hash, self.config)
+        # One Runtime per distinct runtime config seen, by its stored bytes: the config is read
+        # from state for every block and every pool check, and decoded once (a handful exist).
+        self._runtimes: dict[bytes, Runtime] = {}
+        self.runtime_of(self.state.overlay())  # a malformed or missing config fails the open
         self.best_hash = self._require_meta(META_BEST)
         self.best_header = self.get_header(self.best_hash)
         self.finalized_hash = self._require_meta(META_FINALIZED)
@@ -257,6 +260,35 @@ class Blockchain:
         # The leaves are few (branches off the finalized chain are dropped at finality), so
         # they are kept in memory; a database from before the block tree has only its best.
         self._leaves = {key for key, _ in db.iterate(Column.LEAVES)} or {self.best_hash}
+
+    # --- the runtime config: each block runs with the config in its parent's state --------------
+    def runtime_of(self, state: StateAccess) -> Runtime:
+        """The runtime with the config stored in ``state`` (chain.pallets.democracy rewrites it
+        at a block boundary); the block built or imported on ``state`` runs with it."""
+        return self._runtime_for(state.get(RUNTIME_CONFIG_KEY))
+
+    def _runtime_for(self, raw: bytes | None) -> Runtime:
+        runtime = self._runtimes.get(raw or b"")
+        if runtime is None:
+            runtime = Runtime(self.genesis_hash, _decode_runtime_config(raw, "the state"))
+            if len(self._runtimes) >= 64:
+                self._runtimes.clear()
+            self._runtimes[raw or b""] = runtime  # raw is not None: decoding None raised
+        return runtime
+
+    def config_at(self, block_hash: bytes) -> RuntimeConfig:
+        """The config in the state after block ``block_hash``: the one its children run with."""
+        return self.runtime_of(self.state_at(block_hash)).config
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime of the next block on the best one (and of the pool): the best state's."""
+        return self._runtime_for(self.state.get(RUNTIME_CONFIG_KEY))  # the flat column: no overlay
+
+    @property
+    def config(self) -> RuntimeConfig:
+        """The config in the best state: the next block's (see :meth:`runtime_of`)."""
+        return self.runtime.config
 
     # --- reads -----------------------------------------------------------------------------
     def get_header(self, block_hash: bytes) -> Header:
@@ -506,21 +538,22 @@ class Blockchain:
             self.rules.check_claim(self, parent, author.public, slot)
         overlay = self.state.overlay()
         info = BlockInfo(parent.number + 1, self.best_hash, author.public, True, self.trainer)
-        self.runtime.on_initialize(overlay, info.number, author.public, info.parent_hash)
+        runtime = self.runtime_of(overlay)  # the parent's config, read before on_initialize
+        runtime.on_initialize(overlay, info.number, author.public, info.parent_hash)
         included: list[Extrinsic] = []
         included_raw: list[bytes] = []
         receipts: list[Receipt] = []
         weight = length = 0
-        max_length, max_weight = self.runtime.max_extrinsic_length, self.config.max_block_weight
+        max_length, max_weight = runtime.max_extrinsic_length, runtime.config.max_block_weight
         for xt in candidates:
             raw = xt.encode()
-            declared = self.runtime.compute_dispatch_info(overlay, xt)
+            declared = runtime.compute_dispatch_info(overlay, xt)
             xt_length = len(raw) + declared.result_length
             fits_alone = xt_length <= max_length and declared.weight <= max_weight
             if fits_alone and (length + xt_length > max_length or weight + declared.weight > max_weight):
                 continue  # for a later block; one that fits no block is refused by apply_extrinsic
             try:
-                receipt = self._apply_candidate(overlay, info, len(included), xt, raw)
+                receipt = self._apply_candidate(runtime, overlay, info, len(included), xt, raw)
             except InvalidTransaction as exc:
                 if on_invalid is not None:
                     on_invalid(blake2_256(raw), exc)
@@ -542,7 +575,9 @@ class Blockchain:
         openings = [(index, o) for index in sorted(info.openings) for o in info.openings[index]]
         return self._write_block(block, parent, commit, tuple(receipts), info.training_steps, openings)
 
-    def _apply_candidate(self, overlay: Overlay, info: BlockInfo, index: int, xt: Extrinsic, raw: bytes) -> Receipt:
+    def _apply_candidate(
+        self, runtime: Runtime, overlay: Overlay, info: BlockInfo, index: int, xt: Extrinsic, raw: bytes
+    ) -> Receipt:
         """Apply one candidate of a block being built. An unexpected exception from the runtime
         (a bug some input reaches) is turned into InvalidTransaction("runtime_error") with
         every change the extrinsic made undone, its fee and nonce included, and its training
@@ -552,7 +587,7 @@ class Blockchain:
         steps, units = info.training_steps, info.work_units
         overlay.start_transaction()
         try:
-            receipt = self.runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw))
+            receipt = runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw))
         except InvalidTransaction:
             overlay.rollback_transaction()
             raise
@@ -646,12 +681,13 @@ class Blockchain:
 
     def verify_length(self, block: Block) -> None:
         """BlockError if the block's encoding (header, extrinsics, training results: every byte
-        it carries) is over ``max_block_length``; checked before any other work."""
+        it carries) is over its parent state's ``max_block_length`` (the best state's if the
+        parent is unknown: UnknownParent follows); checked before any other work."""
         length = len(block.encode())
-        if length > self.config.max_block_length:
-            raise BlockError(
-                f"block #{block.header.number} is {length} bytes; the limit is {self.config.max_block_length}"
-            )
+        parent = block.header.parent_hash
+        limit = (self.config_at(parent) if self.has_block(parent) else self.config).max_block_length
+        if length > limit:
+            raise BlockError(f"block #{block.header.number} is {length} bytes; the limit is {limit}")
 
     def verify_header(self, header: Header) -> Header:
         """The header is new, its parent is stored on a branch that contains the finalized
@@ -702,12 +738,13 @@ class Blockchain:
     def _apply_body(
         self, overlay: Overlay, info: BlockInfo, extrinsics: tuple[Extrinsic, ...], raws: list[bytes]
     ) -> tuple[Receipt, ...]:
-        self.runtime.on_initialize(overlay, info.number, info.author, info.parent_hash)
+        runtime = self.runtime_of(overlay)  # the parent's config, read before on_initialize
+        runtime.on_initialize(overlay, info.number, info.author, info.parent_hash)
         receipts = []
         for index, (xt, raw) in enumerate(zip(extrinsics, raws, strict=True)):
             try:
                 receipts.append(
-                    self.runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw), check_signature=False)
+                    runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw), check_signature=False)
                 )
             except InvalidTransaction as exc:
                 raise BlockError(f"block #{info.number}: extrinsic #{index} is invalid: {exc}") from None

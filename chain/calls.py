@@ -469,6 +469,40 @@ class CloseRound(Wire, frozen=True, tag=_tag(10, 4)):
     round: Count
 
 
+# --- democracy (11): POL holders vote on the runtime config --------------------------------
+# chain/pallets/democracy.py has the rules; a change names a RuntimeConfig field (chain.config).
+MAX_CONFIG_CHANGES = 32  # at most one change per RuntimeConfig field (there are 26)
+ConfigField = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_]{0,63}$")]
+
+
+class ConfigChange(Wire, frozen=True):
+    """Set the runtime config's field ``name`` to ``value``."""
+
+    name: ConfigField
+    value: Balance
+
+
+class ProposeConfig(Wire, frozen=True, tag=_tag(11, 0)):
+    """Propose a referendum on the runtime config: ``changes`` sorted by name, each field once.
+    The proposer deposits democracy.PROPOSAL_DEPOSIT until the vote ends."""
+
+    changes: Annotated[tuple[ConfigChange, ...], msgspec.Meta(max_length=MAX_CONFIG_CHANGES)]
+
+
+class VoteConfig(Wire, frozen=True, tag=_tag(11, 1)):
+    """Vote on a runtime-config referendum with ``amount`` POL, locked until the vote ends."""
+
+    referendum: Count
+    aye: bool
+    amount: Balance
+
+
+class UnlockVote(Wire, frozen=True, tag=_tag(11, 2)):
+    """After the vote on ``referendum`` ended, take back the POL the signer locked on it."""
+
+    referendum: Count
+
+
 Call = (
     Remark | Transfer | RegisterModel | SetTrainingPolicy | SetTrainer | ShareModel | ClaimRevenue | PayModel
     | SetInferencePrice | Infer | PostBounty | ClaimBounty | CancelBounty
@@ -477,6 +511,7 @@ Call = (
     | ReportFraud | ReportEquivocation | ReportVoteEquivocation | WithdrawUnbonded
     | ProposePolicy | ProposeInferencePrice | ProposeRelease | ProposeSpend | ProposeTrainer | ProposeParams | Vote
     | OpenRound | CommitUpdate | ChallengeRound | RevealSegment | CloseRound
+    | ProposeConfig | VoteConfig | UnlockVote
 )
 
 # (pallet name, call name) for each call type, in tag order; the JSON form uses these names.
@@ -521,6 +556,9 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     ChallengeRound: ("federated", "challenge"),
     RevealSegment: ("federated", "reveal_segment"),
     CloseRound: ("federated", "close_round"),
+    ProposeConfig: ("democracy", "propose"),
+    VoteConfig: ("democracy", "vote"),
+    UnlockVote: ("democracy", "unlock"),
 }
 _BY_NAME = {names: typ for typ, names in CALL_NAMES.items()}
 

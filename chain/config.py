@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass, fields
 
-from chain.codec import decode, encode
+from chain.calls import PPM
+from chain.codec import MAX_BALANCE, decode, encode
 from chain.errors import CodecError
 
 SPEC_NAME = "polchain"
@@ -68,6 +69,48 @@ class RuntimeConfig:
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip
 
+    def compute_problems(self) -> list[str]:
+        """What makes this config unusable, one message per broken rule, each starting with the
+        field(s) it names; empty if none. The one table of bounds: the spec loader
+        (genesis.spec.check_runtime_config) and a referendum (chain.pallets.democracy, when
+        proposed and again when enacted) both apply it.
+
+        - every constant fits a balance (2^63-1), and the largest fee a block can charge,
+          base + byte x max_block_length + weight x max_block_weight, does too (fees never overflow);
+        - a block has room for every fixed-weight call (register_model, 1,000,000 units, the
+          largest) and for 64 KiB of extrinsics;
+        - training can run at all: at least one step, one row per batch, one segment, one parameter,
+          and a transcript of one segment of a one-parameter model (2 checkpoints, 8 bytes);
+        - proof of learning works: a validator re-runs at least one segment per job
+          (pol_samples), an era is at least one block, and the slash, reporter and validator
+          fee shares are parts per million, at most 1,000,000 (all of it);
+        - a model's vote lasts at least one block, and its voting and enactment periods are at
+          most 100,000 blocks (chain.pallets.governance.MAX_PERIOD: what a shared model's
+          holders may set; referenda on the config use the same periods).
+        """
+        problems = [f"{f.name} must be at most 2^63-1" for f in fields(self) if getattr(self, f.name) > MAX_BALANCE]
+        problems += [
+            f"{name} must be at least {low:,} (got {getattr(self, name)}): the chain could not include a transaction"
+            for name, low in MINIMUMS.items()
+            if getattr(self, name) < low
+        ]
+        problems += [
+            f"{name} must be at most {PPM:,} (parts per million), got {getattr(self, name):,}"
+            for name in ("slash_fraction_ppm", "reporter_share_ppm", "validator_fee_share_ppm")
+            if getattr(self, name) > PPM
+        ]
+        problems += [
+            f"{name} must be at most {MAX_GOV_PERIOD:,} blocks, got {getattr(self, name):,}"
+            for name in ("gov_voting_blocks", "gov_enactment_blocks")
+            if getattr(self, name) > MAX_GOV_PERIOD
+        ]
+        if self.base_fee + self.byte_fee * self.max_block_length + self.weight_fee * self.max_block_weight > MAX_BALANCE:
+            problems.append(
+                "base_fee/byte_fee/weight_fee: the fee of a full block "
+                "(base_fee + byte_fee x max_block_length + weight_fee x max_block_weight) exceeds 2^63-1"
+            )
+        return problems
+
     def compute_differences(self, other: RuntimeConfig) -> list[str]:
         """``"name self (stored) vs other (chain spec)"`` for each field that differs."""
         return [
@@ -76,6 +119,15 @@ class RuntimeConfig:
             if getattr(self, f.name) != getattr(other, f.name)
         ]
 
+
+MIN_BLOCK_WEIGHT = 1_000_000  # chain.runtime's register_model, the heaviest fixed-weight call
+MIN_BLOCK_LENGTH = 64 * 1024
+MAX_GOV_PERIOD = 100_000  # chain.pallets.governance.MAX_PERIOD
+MINIMUMS = {
+    "max_block_weight": MIN_BLOCK_WEIGHT, "max_block_length": MIN_BLOCK_LENGTH, "max_train_steps": 1,
+    "max_train_batch": 1, "max_segments": 1, "max_model_params": 1,
+    "max_transcript_bytes": 8, "pol_samples": 1, "era_length": 1, "gov_voting_blocks": 1,
+}
 
 # A well-known key: unhashed and ':'-prefixed, like Substrate's ``:code``, so no pallet's
 # hashed keys (16-byte twox/blake2 prefixes) can collide with it.

@@ -31,6 +31,7 @@ from chain.pallets import (
     balances,
     bounties,
     datasets,
+    democracy,
     federated,
     governance,
     inference,
@@ -146,6 +147,9 @@ DISPATCH: dict[type, CallRow] = {
     calls.ChallengeRound: CallRow(federated.apply_challenge, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.RevealSegment: CallRow(federated.apply_reveal_segment, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.ProposeConfig: CallRow(democracy.apply_propose, _fixed(300_000)),
+    calls.VoteConfig: CallRow(democracy.apply_vote, _fixed(200_000)),
+    calls.UnlockVote: CallRow(democracy.apply_unlock, _fixed(100_000)),
 }
 
 
@@ -177,7 +181,8 @@ class Receipt(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Runtime:
-    """Validates and applies extrinsics with one chain's genesis hash and configuration."""
+    """Validates and applies extrinsics with one chain's genesis hash and configuration: the
+    config in the parent state of the block it runs (chain.blockchain picks it per block)."""
 
     def __init__(self, genesis_hash: bytes, config: RuntimeConfig) -> None:
         self.genesis_hash = genesis_hash
@@ -192,12 +197,14 @@ class Runtime:
         extrinsic, when built and when imported alike (Substrate's ``on_initialize``): it
         records its parent's hash (chain.pallets.system); at an era start, the era's rewards are
         paid and the queued validators leave the set (chain.pallets.rewards, staking); the
-        block's reward is minted; model governance tallies and enacts what is due
-        (chain.pallets.governance)."""
+        block's reward is minted; model governance and runtime-config referenda tally and
+        enact what is due (chain.pallets.governance, democracy). ``self.config`` is the
+        parent state's: a config enacted here governs the next block on."""
         system.apply_on_initialize(state, number, parent_hash)
         rewards.on_initialize(state, self.config, number, author)
         staking.on_initialize(state, number, self.config)
         governance.apply_on_initialize(state, number, self.config.existential_deposit)
+        democracy.apply_on_initialize(state, number)
 
     def compute_fee(self, info: DispatchInfo, length: int, tip: int) -> int:
         """The fee of an extrinsic of ``length`` bytes that declares ``info`` (before refunds)."""

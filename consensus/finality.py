@@ -151,7 +151,8 @@ class VoterState(Wire, frozen=True):
 
 def get_challenge_blocks(chain: Blockchain) -> int:
     """The challenge window in blocks: the chain parameter ``challenge_blocks`` of the runtime
-    config in the chain's genesis state (``chain.config``)."""
+    config in the best state (``chain.config``: genesis sets it, a referendum may change it,
+    chain.pallets.democracy), the state whose chain the target is chosen on."""
     return chain.config.challenge_blocks
 
 

@@ -35,7 +35,7 @@ faulty source can make a block unavailable, never an honest author guilty. ``cha
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -104,13 +104,16 @@ class _Check:
 class SampledVerifier:
     """The validator's verifier (module docstring): links, divergence, ``samples`` segments a job."""
 
-    def __init__(self, secret: bytes, samples: int = 4) -> None:
+    def __init__(self, secret: bytes, samples: int = 4, *, samples_for: Callable[[Block], int] | None = None) -> None:
+        """``samples_for``: m for a block, when it is a chain parameter that can change (the node
+        passes its parent state's ``pol_samples``); else ``samples`` for every block."""
         if not isinstance(secret, bytes) or not 16 <= len(secret) <= 64:
             raise ValueError("a validator secret is 16..64 bytes")
         if not isinstance(samples, int) or samples < 1:
             raise ValueError("a sampled verifier re-runs at least one segment per job")
         self.secret = secret
         self.samples = samples
+        self.samples_for = samples_for
 
     def verify_block(
         self, block: Block, block_hash: bytes, claims: Sequence[TrainingClaim], source: CheckpointSource
@@ -119,7 +122,8 @@ class SampledVerifier:
 
         The links and claimed divergences of every job first, then the sampled segments of all
         jobs at once; faults are reported in claim order, then segment order."""
-        checks = [self._verify_links(block, block_hash, claim, source) for claim in claims]
+        samples = self.samples if self.samples_for is None or not claims else max(1, self.samples_for(block))
+        checks = [self._verify_links(block, block_hash, claim, source, samples) for claim in claims]
         tasks = [(check, j) for check in checks for j in check.sample]
         reruns = _rerun_all([(check.claim.job, j, check.openings[j].get_weights()) for check, j in tasks])
         for (check, j), rerun in zip(tasks, reruns, strict=True):
@@ -128,11 +132,13 @@ class SampledVerifier:
                 raise check.fraud(FAULT_SEGMENT, j, fault, [check.openings[j], check.openings[j + 1]])
         return [(check.claim.extrinsic_index, check.openings[j]) for check in checks for j in sorted(check.openings)]
 
-    def _verify_links(self, block: Block, block_hash: bytes, claim: TrainingClaim, source: CheckpointSource) -> _Check:
+    def _verify_links(
+        self, block: Block, block_hash: bytes, claim: TrainingClaim, source: CheckpointSource, samples: int
+    ) -> _Check:
         """Fetch what the claim's sample needs; check the links and a claimed divergence."""
         job, result, index = claim.job, claim.result, claim.extrinsic_index
         n = compute_entry_count(job, result.diverged_segment)
-        sample = compute_sample(self.secret, block_hash, index, n - 1, self.samples)
+        sample = compute_sample(self.secret, block_hash, index, n - 1, samples)
         wanted = {0: False, n - 1: result.diverged_segment is not None}
         for j in sample:
             wanted[j] = True

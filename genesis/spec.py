@@ -301,44 +301,12 @@ def _parse_runtime_config(obj: Any, where: str) -> RuntimeConfig:
 
 
 def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
-    """Refuse constants that start a chain on which nothing useful can happen, naming the field.
-
-    - every constant fits a balance (2^63-1), and the largest fee a block can charge,
-      base + byte x max_block_length + weight x max_block_weight, does too (fees never overflow);
-    - a block has room for every fixed-weight call (register_model, 1,000,000 units, the
-      largest) and for 64 KiB of extrinsics;
-    - training can run at all: at least one step, one row per batch, one segment, one parameter,
-      and a transcript of one segment of a one-parameter model (2 checkpoints, 8 bytes);
-    - proof of learning works: a validator re-runs at least one segment per job
-      (pol_samples), an era is at least one block, and the slash and reporter shares are
-      parts per million, at most 1,000,000 (all of it).
-    - a model's vote lasts at least one block.
-    """
-    for f in fields(RuntimeConfig):
-        if getattr(cfg, f.name) > MAX_BALANCE:
-            raise GenesisError(f"{where}: runtimeConfig.{f.name} must be at most 2^63-1")
-    minimums = {
-        "max_block_weight": MIN_BLOCK_WEIGHT, "max_block_length": MIN_BLOCK_LENGTH, "max_train_steps": 1,
-        "max_train_batch": 1, "max_segments": 1, "max_model_params": 1,
-        "max_transcript_bytes": 8, "pol_samples": 1, "era_length": 1, "gov_voting_blocks": 1,
-    }
-    for name, low in minimums.items():
-        if getattr(cfg, name) < low:
-            raise GenesisError(f"{where}: runtimeConfig.{name} must be at least {low:,} (got {getattr(cfg, name)}): the chain could not include a transaction")
-    for name in ("slash_fraction_ppm", "reporter_share_ppm", "validator_fee_share_ppm"):
-        if getattr(cfg, name) > PPM:
-            raise GenesisError(f"{where}: runtimeConfig.{name} must be at most {PPM:,} (parts per million), got {getattr(cfg, name):,}")
-    worst = cfg.base_fee + cfg.byte_fee * cfg.max_block_length + cfg.weight_fee * cfg.max_block_weight
-    if worst > MAX_BALANCE:
-        raise GenesisError(
-            f"{where}: runtimeConfig.base_fee/byte_fee/weight_fee: the fee of a full block "
-            f"(base_fee + byte_fee x max_block_length + weight_fee x max_block_weight) exceeds 2^63-1"
-        )
-
-
-PPM = calls.PPM
-MIN_BLOCK_WEIGHT = 1_000_000  # chain.runtime's register_model, the heaviest fixed-weight call
-MIN_BLOCK_LENGTH = 64 * 1024
+    """Refuse constants that start a chain on which nothing useful can happen, naming the
+    field: the first of :meth:`chain.config.RuntimeConfig.compute_problems` (the one table
+    of bounds, which runtime-config referenda are held to as well)."""
+    problems = cfg.compute_problems()
+    if problems:
+        raise GenesisError(f"{where}: runtimeConfig.{problems[0]}")
 
 
 def _raw_runtime_config(raw: dict[bytes, bytes], stated: RuntimeConfig | None, where: str) -> RuntimeConfig:

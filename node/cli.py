@@ -50,7 +50,7 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from chain.pallets.staking import VALIDATORS
 from genesis.spec import compute_genesis_storage, load_chain_spec
-from node import cli_bench, cli_economy, cli_fl, devnet, simulate
+from node import cli_bench, cli_democracy, cli_economy, cli_fl, devnet, simulate
 from node.byzantine import InvalidByzantineMode, parse_byzantine
 from node.logfilter import install_repeat_filter
 from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
@@ -239,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="poll until a block includes the extrinsic (its hash, or the signed extrinsic itself)")
         q.set_defaults(run=run_query)
     cli_economy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance)
+    cli_democracy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance)
     cli_fl.add_commands(sub, _tx, _query, u32=_u32, balance=_balance, f32=_f32)
     return parser
 

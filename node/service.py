@@ -230,7 +230,9 @@ class NodeService:
             trainer=trainer_for(config.byzantine),  # ml_runtime.run_job unless --byzantine forge-training
         )
         self.verifier.inner = (
-            FullReexecution() if config.pol == "full" else SampledVerifier(pol_secret, self.chain.config.pol_samples)
+            FullReexecution() if config.pol == "full" else SampledVerifier(
+                pol_secret, samples_for=lambda block: self.chain.config_at(block.header.parent_hash).pol_samples
+            )
         )
         del pol_secret  # kept by the verifier only; never logged nor served
         self.pool = TransactionPool(self._validate_for_pool, block_number=self.chain.best_number)
@@ -732,7 +734,7 @@ class NodeService:
             if not self.chain.has_block(proof.header.parent_hash):
                 raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent is not stored here")
             state = self.chain.state_at(proof.header.parent_hash)
-            await asyncio.to_thread(verify_fraud_proof, state, self.chain.config, proof)
+            await asyncio.to_thread(verify_fraud_proof, state, self.chain.config_at(proof.header.parent_hash), proof)
             self.metrics.pol_verify_time.observe(time.perf_counter() - started)
             self.chain.put_evidence(key, payload)
             self.metrics.pol_fraud_proofs.inc()

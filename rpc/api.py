@@ -19,7 +19,19 @@ from chain.header import Header
 from chain.pool import TransactionPool
 from genesis.spec import ChainSpec
 from rpc.methods import MethodTable
-from rpc.namespaces import author, chain, economy, fl, gov, ml, payment, pol, state, system
+from rpc.namespaces import (
+    author,
+    chain,
+    democracy,
+    economy,
+    fl,
+    gov,
+    ml,
+    payment,
+    pol,
+    state,
+    system,
+)
 
 __all__ = ["NodeApi", "build_method_table"]
 
@@ -39,6 +51,6 @@ class NodeApi(Protocol):
 def build_method_table(node: NodeApi, *, node_name: str = "polchain-node") -> MethodTable:
     """Every method the node serves, bound to ``node``."""
     table = system.build(node, node_name=node_name)
-    for namespace in (chain, state, author, payment, ml, economy, gov, fl, pol):
+    for namespace in (chain, state, author, payment, ml, economy, gov, democracy, fl, pol):
         table.merge(namespace.build(node))
     return table

@@ -49,7 +49,7 @@ from chain.crypto import ss58_encode, verify_signature
 from chain.errors import ChainError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.fraud import decode_fraud_proof, verify_fraud_proof
 from chain.header import Header
-from chain.pallets import models, staking, system
+from chain.pallets import democracy, models, staking, system
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap
 from chain.votes import (
@@ -162,7 +162,7 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
         # may hold other data, and an honest block would look faulty (a framing).
         raise _not_on_this_chain(proof.header)
     try:  # checks the header's seal, the paths, and re-runs the one segment
-        verify_fraud_proof(ctx.state, ctx.config, proof)
+        verify_fraud_proof(ctx.state, democracy.get_config_of_block(ctx.state, proof.header.number), proof)
     except InvalidFraudProof as exc:
         raise DispatchError(PALLET, "InvalidFraudProof", f"{exc.reason}: {exc}") from None
     slash = apply_offence(ctx, OFFENCE_FRAUD, key, offender)

@@ -31,11 +31,13 @@ def build(node: NodeApi) -> MethodTable:
             xt = decode_extrinsic(extrinsic)
         except ChainError as exc:
             raise errors.InvalidParams(f"Invalid params: param 0 'extrinsic' is not an extrinsic: {exc}") from None
+        state = state_at(chain, at)
+        runtime = chain.runtime_of(state)  # the fees of the block on ``at``: its state's config
         try:
-            info = chain.runtime.compute_dispatch_info(state_at(chain, at), xt)
+            info = runtime.compute_dispatch_info(state, xt)
         except (ChainError, ml_runtime.MLRuntimeError) as exc:
             raise errors.InvalidParams(f"Invalid params: param 0 'extrinsic' has no weight: {exc}") from None
-        fee = chain.runtime.compute_fee(info, len(extrinsic), 0)
+        fee = runtime.compute_fee(info, len(extrinsic), 0)
         return {"weight": {"refTime": info.weight, "proofSize": 0}, "class": "normal", "partialFee": str(fee)}
 
     table.register("payment_queryInfo", payment_queryInfo)

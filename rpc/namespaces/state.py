@@ -8,12 +8,13 @@ holds at most 1000 keys and verifies with `chain.trie.verify_read_proof` against
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from chain.config import SPEC_NAME, SPEC_VERSION, TRANSACTION_VERSION
 from rpc.methods import MethodTable, bind_params
 from rpc.params import At, KeysCount, OptionalStorageKey, StorageKey, StorageKeys
-from rpc.reads import block_at, state_root_at
+from rpc.reads import block_at, state_at, state_root_at
 from rpc.shapes import hexb
 
 if TYPE_CHECKING:
@@ -51,6 +52,14 @@ def build(node: NodeApi) -> MethodTable:
             "transactionVersion": TRANSACTION_VERSION, "stateVersion": 1,
         }
 
-    for fn in (state_getStorage, state_getKeysPaged, state_getReadProof, state_getRuntimeVersion):
+    @bind_params
+    async def state_getRuntimeConfig(at: At = None) -> dict[str, int]:
+        """The runtime config in the state after block ``at`` (default best): the config
+        its children run with (genesis sets it; a referendum may change it,
+        chain.pallets.democracy). Every field a JSON number, as the chain spec's
+        ``runtimeConfig``."""
+        return dataclasses.asdict(chain.runtime_of(state_at(chain, at)).config)
+
+    for fn in (state_getStorage, state_getKeysPaged, state_getReadProof, state_getRuntimeVersion, state_getRuntimeConfig):
         table.register(fn.__name__, fn)
     return table

@@ -449,3 +449,21 @@ def test_an_honest_divergence_imports_and_every_segment_sampled_imports(tmp_path
     assert caught.value.reason == "no_fault"
     author.db.close()
     validator.db.close()
+
+
+def test_m_can_be_a_chain_parameter_read_per_block(tmp_path) -> None:
+    """The node's verifier takes m from the block's parent state (pol_samples, which a
+    runtime-config referendum may change): ``samples_for`` is asked once per block."""
+    author, block = _author(tmp_path / "author")
+    secret = b"v" * 32
+    validator = open_chain(tmp_path / "validator")
+    asked: list[bytes] = []
+    verifier = SampledVerifier(secret, 2, samples_for=lambda b: asked.append(b.hash()) or 3)
+    source = _Recording(LocalSource(author.transcripts))
+    verifier.verify_block(block, block.hash(), [_claim(validator, block, 0)], source)
+    sample = compute_sample(secret, block.hash(), 0, S, 3)
+    wanted = {0: False, S: False} | {j + 1: False for j in sample} | {j: True for j in sample}
+    assert len(sample) == 3 and asked == [block.hash()]
+    assert source.asked == [(block.hash(), 0, sorted(wanted.items()))]
+    author.db.close()
+    validator.db.close()

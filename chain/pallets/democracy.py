@@ -1,0 +1,334 @@
+"""Democracy: holders of POL vote on the runtime config (fees, limits, proof-of-learning
+parameters), council-free, and a passed change is enacted at a block boundary.
+
+The shape is chain.pallets.governance's (Substrate's democracy/referenda: propose, vote with
+conviction-less locks, tally at the end, enactment delay), with POL instead of a model's
+shares and the chain's :class:`chain.config.RuntimeConfig` instead of a model's settings.
+
+Life of a referendum, in blocks, with the periods of the config in force when it is proposed
+(``gov_voting_blocks`` and ``gov_enactment_blocks``, the same periods a shared model's
+first vote uses, so a dev chain's short periods serve both):
+
+1. ``democracy.propose(changes)``: ``changes`` are (field, value) pairs, sorted by field name
+   with no field twice (one canonical encoding per proposal), each a field of RuntimeConfig
+   that may change mid-chain (:data:`FIXED` lists those that may not, and why), and the config
+   they make must pass the spec loader's bounds (``RuntimeConfig.compute_problems``: one table).
+   The proposer moves :data:`PROPOSAL_DEPOSIT` into the pallet's account; it is returned
+   when the vote ends, whatever the outcome (as Substrate's referenda return a submission
+   deposit). A malformed proposal is refused before anything moves: its sender pays only
+   the fee, so there is nothing to burn.
+2. ``democracy.vote(ref, aye, amount)``: ``amount`` POL of the voter's free balance moves into
+   the pallet's account (the lock; the ballot records it), so it can be neither transferred,
+   staked nor spent on fees while the vote runs; the rest of the free balance still pays fees.
+   Once per account per referendum (AlreadyVoted).
+3. At the block where voting ends, :func:`apply_on_initialize` tallies it, before that block's
+   extrinsics: it passes with turnout >= :data:`QUORUM_PPM` of the total issuance and ayes >
+   :data:`THRESHOLD_PPM` of the votes cast. A passed referendum waits ``enactment_blocks``
+   (at least 1) and is enacted at the start of a block: the new config is written under
+   ``:runtime_config`` after the bounds are checked again against the config then in force
+   (another referendum may have changed it); if they fail, the referendum ends ``failed``
+   with the reason and nothing changes.
+4. ``democracy.unlock(ref)``: once the vote has ended, each voter takes its lock back, one
+   call per voter: no block ever loops over voters.
+
+The new config governs the blocks after the one that enacted it: each block is built and
+imported with the config in its parent's state (chain.blockchain), so the extrinsics of the
+enactment block still pay the old fees.
+
+Work per block is bounded as in governance: a block's agenda holds at most
+:data:`MAX_AGENDA` referenda (AgendaFull for a proposal whose end block is full; an
+enactment moves to the next block with room, at most :data:`MAX_DEFER` blocks on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from itertools import pairwise
+from typing import Any
+
+import msgspec
+
+from chain import calls
+from chain.block import BLOCK_OVERHEAD
+from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
+from chain.config import (
+    RUNTIME_CONFIG_KEY,
+    RuntimeConfig,
+    decode_runtime_config,
+    encode_runtime_config,
+)
+from chain.errors import CodecError, DispatchError
+from chain.extrinsic import MAX_EXTRINSIC_SIZE
+from chain.pallets import balances, revenue, system
+from chain.pallets.context import CallContext
+from chain.pallets.items import StateAccess, StorageMap, StorageValue
+
+PALLET = "democracy"
+PPM = calls.PPM
+# 100 POL (9 decimals): what an agenda slot costs while the vote runs, so that filling every
+# block's agenda ties up real funds (the fee alone is about 0.01 POL).
+PROPOSAL_DEPOSIT = 100 * 10**9
+QUORUM_PPM = 100_000  # turnout: a tenth of all POL in existence
+THRESHOLD_PPM = 500_000  # ayes: a strict majority of the votes cast
+MAX_AGENDA = 16  # referenda tallied or enacted at the start of one block
+MAX_DEFER = 64  # blocks an enactment may be pushed back when agendas are full
+# The pallet's account holds every deposit and every locked vote until it is returned.
+DEMOCRACY_ACCOUNT = revenue.compute_pallet_account(b"py/democ")
+FIELDS = frozenset(f.name for f in fields(RuntimeConfig))
+# Fields a referendum may not change, and why (the error names both).
+FIXED = {
+    "era_length": (
+        "eras are block number % era_length and era indices number // era_length: a new length "
+        "would renumber past eras and move the next era start, under staking's unbonding and "
+        "rewards' era pots"
+    ),
+    "max_model_params": (
+        "registered models and the wire bounds sized for them depend on it: a cut leaves models "
+        "above the bound, a raise can make a fraud proof too large for a pol.report_fraud "
+        "extrinsic (2 MiB) or the network (8 MiB), so a faulty block could not be proven"
+    ),
+}
+# Mid-chain bounds on max_block_length beyond the spec loader's: a block must still cross the
+# network, whose messages are at most 16 MiB and carry a block with its training proofs; and a
+# referendum may not shrink blocks below the largest extrinsic the chain accepts (2 MiB; a
+# pol.report_fraud of a large model's proof is one), or a faulty block could not be proven.
+MAX_GOVERNED_BLOCK_LENGTH = 8 * 1024 * 1024
+MIN_GOVERNED_BLOCK_LENGTH = BLOCK_OVERHEAD + MAX_EXTRINSIC_SIZE
+
+
+class Referendum(Wire, frozen=True):
+    proposer: AccountId
+    changes: tuple[calls.ConfigChange, ...]
+    deposit: Balance
+    created: BlockNumber
+    ends: BlockNumber
+    enactment_blocks: U32
+    ayes: Balance = 0
+    nays: Balance = 0
+    status: str = "voting"  # voting, passed, rejected, enacted, failed
+    enact_at: BlockNumber | None = None
+    note: str = ""
+
+
+class Ballot(Wire, frozen=True):
+    aye: bool
+    amount: Balance  # locked in DEMOCRACY_ACCOUNT until unlocked
+
+
+NEXT_REFERENDUM = StorageValue("Democracy", "NextReferendum", int, 0)
+REFERENDA = StorageMap("Democracy", "Referenda", Referendum)
+BALLOTS = StorageMap("Democracy", "Ballots", Ballot)  # (referendum, voter) -> ballot
+AGENDA = StorageMap("Democracy", "Agenda", tuple[U32, ...])  # block -> referenda to tally or enact
+# The configs replaced within the last system.BLOCK_HASH_COUNT blocks (the window in which a
+# fraud proof can name its block, chain.pallets.pol): block E -> the config E itself ran with,
+# stored by E's first enactment, and the blocks E in ascending order.
+REPLACED = StorageMap("Democracy", "Replaced", bytes)
+REPLACED_AT = StorageValue("Democracy", "ReplacedAt", tuple[U32, ...], ())
+
+
+def _fail(error: str, message: str) -> DispatchError:
+    return DispatchError(PALLET, error, message)
+
+
+def get_referendum(state: StateAccess, referendum: int) -> Referendum:
+    found = REFERENDA.get(state, referendum)
+    if found is None:
+        raise _fail("UnknownReferendum", f"no referendum {referendum}")
+    return found
+
+
+def get_config(state: StateAccess) -> RuntimeConfig:
+    """The config in ``state`` (genesis wrote it; an enacted referendum rewrites it)."""
+    raw = state.get(RUNTIME_CONFIG_KEY)
+    if raw is None:
+        raise _fail("NoRuntimeConfig", f"the state holds no runtime config under {RUNTIME_CONFIG_KEY!r}")
+    try:
+        return decode_runtime_config(raw)
+    except CodecError as exc:
+        raise _fail("NoRuntimeConfig", f"the stored runtime config is malformed: {exc}") from None
+
+
+def get_config_of_block(state: StateAccess, number: int) -> RuntimeConfig:
+    """The config block ``number`` of this chain ran with (its parent state's), for a block
+    within the last system.BLOCK_HASH_COUNT: a job is judged under the limits it was run
+    under, not under limits a referendum set later (which could make a fraud unprovable)."""
+    for enacted in REPLACED_AT.get(state):
+        if number <= enacted:  # block `enacted` ran before its own enactment, with the old config
+            raw = REPLACED.get(state, enacted)
+            if raw is not None:
+                return decode_runtime_config(raw)
+    return get_config(state)
+
+
+def compute_config(current: RuntimeConfig, changes: tuple[calls.ConfigChange, ...]) -> RuntimeConfig:
+    """``current`` with ``changes`` applied; DispatchError naming the first rule they break:
+    NoChanges, NotCanonical (unsorted or a field twice), UnknownField, FixedField (with why),
+    InvalidConfig (a bound of RuntimeConfig.compute_problems or a mid-chain ceiling)."""
+    if not changes:
+        raise _fail("NoChanges", "a referendum changes at least one field")
+    names = [c.name for c in changes]
+    for before, after in pairwise(names):
+        if before >= after:
+            raise _fail(
+                "NotCanonical",
+                f"changes are sorted by field name with each field once: {after!r} follows {before!r}",
+            )
+    for name in names:
+        if name not in FIELDS:
+            raise _fail("UnknownField", f"the runtime config has no field {name!r}")
+        if name in FIXED:
+            raise _fail("FixedField", f"{name} cannot change mid-chain: {FIXED[name]}")
+    config = replace(current, **{c.name: c.value for c in changes})
+    problems = config.compute_problems()
+    if "max_block_length" in names and config.max_block_length > MAX_GOVERNED_BLOCK_LENGTH:
+        problems.append(
+            f"max_block_length must be at most {MAX_GOVERNED_BLOCK_LENGTH:,} mid-chain (got {config.max_block_length:,}): "
+            "a block and its training proofs must fit a 16 MiB network message"
+        )
+    if "max_block_length" in names and config.max_block_length < MIN_GOVERNED_BLOCK_LENGTH:
+        problems.append(
+            f"max_block_length must be at least {MIN_GOVERNED_BLOCK_LENGTH:,} mid-chain (got {config.max_block_length:,}): "
+            f"every extrinsic the chain accepts ({MAX_EXTRINSIC_SIZE:,} bytes, a fraud report) must fit a block"
+        )
+    if problems:
+        raise _fail("InvalidConfig", f"the config would break its bounds: {problems[0]}")
+    return config
+
+
+def compute_passes(referendum: Referendum, total_issuance: int) -> bool:
+    """Turnout >= QUORUM_PPM of the total issuance, and ayes > THRESHOLD_PPM of the votes cast."""
+    cast = referendum.ayes + referendum.nays
+    return cast > 0 and cast * PPM >= QUORUM_PPM * total_issuance and referendum.ayes * PPM > THRESHOLD_PPM * cast
+
+
+def apply_propose(ctx: CallContext, call: calls.ProposeConfig) -> None:
+    state = ctx.state
+    compute_config(ctx.config, call.changes)
+    ends = ctx.block.number + ctx.config.gov_voting_blocks
+    agenda = AGENDA.get(state, ends) or ()
+    if len(agenda) >= MAX_AGENDA:
+        raise _fail("AgendaFull", f"block {ends} already ends {MAX_AGENDA} referenda; propose in a later block")
+    _apply_lock(state, ctx.sender, PROPOSAL_DEPOSIT, ctx.config.existential_deposit, "the proposal deposit")
+    referendum = NEXT_REFERENDUM.get(state)
+    REFERENDA.apply_set(
+        state,
+        Referendum(ctx.sender, call.changes, PROPOSAL_DEPOSIT, ctx.block.number, ends, ctx.config.gov_enactment_blocks),
+        referendum,
+    )
+    NEXT_REFERENDUM.apply_set(state, referendum + 1)
+    AGENDA.apply_set(state, (*agenda, referendum), ends)
+    ctx.emit(PALLET, "Proposed", referendum=referendum, proposer=ctx.sender, ends=ends, deposit=PROPOSAL_DEPOSIT)
+
+
+def apply_vote(ctx: CallContext, call: calls.VoteConfig) -> None:
+    state = ctx.state
+    referendum = get_referendum(state, call.referendum)
+    if referendum.status != "voting" or ctx.block.number >= referendum.ends:
+        raise _fail(
+            "VotingClosed", f"referendum {call.referendum} is {referendum.status}; voting ended at block {referendum.ends}"
+        )
+    if BALLOTS.get(state, call.referendum, ctx.sender) is not None:
+        raise _fail("AlreadyVoted", f"{ctx.sender.hex()} already voted on referendum {call.referendum}")
+    if call.amount == 0:
+        raise _fail("ZeroAmount", "a vote locks at least 1 unit of POL")
+    tally = (referendum.ayes if call.aye else referendum.nays) + call.amount
+    if tally > 2**63 - 1:  # cannot happen while the issuance fits a balance; never wraps anyway
+        raise _fail("Overflow", f"the tally would exceed 2^63-1 ({tally})")
+    _apply_lock(state, ctx.sender, call.amount, ctx.config.existential_deposit, "the vote")
+    BALLOTS.apply_set(state, Ballot(call.aye, call.amount), call.referendum, ctx.sender)
+    side = {"ayes": tally} if call.aye else {"nays": tally}
+    REFERENDA.apply_set(state, msgspec.structs.replace(referendum, **side), call.referendum)
+    ctx.emit(PALLET, "Voted", referendum=call.referendum, who=ctx.sender, aye=call.aye, amount=call.amount)
+
+
+def apply_unlock(ctx: CallContext, call: calls.UnlockVote) -> None:
+    state = ctx.state
+    referendum = get_referendum(state, call.referendum)
+    ballot = BALLOTS.get(state, call.referendum, ctx.sender)
+    if ballot is None:
+        raise _fail("NoLock", f"{ctx.sender.hex()} holds no lock on referendum {call.referendum} (never voted, or unlocked)")
+    if referendum.status == "voting":
+        raise _fail("StillVoting", f"referendum {call.referendum} locks its votes until block {referendum.ends}")
+    BALLOTS.apply_delete(state, call.referendum, ctx.sender)
+    _apply_release(state, ctx.sender, ballot.amount)
+    ctx.emit(PALLET, "Unlocked", referendum=call.referendum, who=ctx.sender, amount=ballot.amount)
+
+
+def _apply_lock(state: StateAccess, who: bytes, amount: int, existential_deposit: int, what: str) -> None:
+    account = balances.get_account(state, who)
+    if account.free < amount:
+        raise _fail("InsufficientBalance", f"free balance {account.free} cannot lock {what} of {amount}")
+    left = account.free - amount
+    if 0 < left < existential_deposit and account.staked == 0:
+        raise _fail("Expendability", f"locking {what} would leave {left}, below the existential deposit {existential_deposit}")
+    balances.apply_account(state, who, msgspec.structs.replace(account, free=left))
+    pot = balances.get_account(state, DEMOCRACY_ACCOUNT)
+    balances.apply_account(state, DEMOCRACY_ACCOUNT, msgspec.structs.replace(pot, free=pot.free + amount))
+
+
+def _apply_release(state: StateAccess, who: bytes, amount: int) -> None:
+    pot = balances.get_account(state, DEMOCRACY_ACCOUNT)
+    if pot.free < amount:  # an invariant: every deposit and vote was locked into it
+        raise _fail("LockShortfall", f"the democracy account holds {pot.free}, cannot release {amount}")
+    balances.apply_account(state, DEMOCRACY_ACCOUNT, msgspec.structs.replace(pot, free=pot.free - amount))
+    account = balances.get_account(state, who)
+    balances.apply_account(state, who, msgspec.structs.replace(account, free=account.free + amount))
+
+
+def apply_on_initialize(state: Any, number: int) -> None:
+    """Tally the referenda whose vote ends at block ``number`` and enact those due, before the
+    block's extrinsics. The outcome is each referendum's ``status`` (and ``note``)."""
+    due = AGENDA.get(state, number)
+    if not due:
+        return
+    AGENDA.apply_delete(state, number)
+    for referendum_id in due:
+        referendum = REFERENDA.get(state, referendum_id)
+        if referendum is not None and referendum.status == "voting":
+            _apply_tally(state, referendum_id, referendum, number)
+        elif referendum is not None and referendum.status == "passed":
+            _apply_enact(state, referendum_id, referendum, number)
+
+
+def _apply_tally(state: Any, referendum_id: int, referendum: Referendum, number: int) -> None:
+    _apply_release(state, referendum.proposer, referendum.deposit)
+    if not compute_passes(referendum, balances.TOTAL_ISSUANCE.get(state)):
+        REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="rejected"), referendum_id)
+        return
+    at = number + max(referendum.enactment_blocks, 1)
+    for _ in range(MAX_DEFER):
+        agenda = AGENDA.get(state, at) or ()
+        if len(agenda) < MAX_AGENDA:
+            AGENDA.apply_set(state, (*agenda, referendum_id), at)
+            REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="passed", enact_at=at), referendum_id)
+            return
+        at += 1
+    failed = msgspec.structs.replace(referendum, status="failed", note="democracy.AgendaFull: no block with room to enact it")
+    REFERENDA.apply_set(state, failed, referendum_id)
+
+
+def _apply_enact(state: Any, referendum_id: int, referendum: Referendum, number: int) -> None:
+    try:
+        current = get_config(state)
+        config = compute_config(current, referendum.changes)
+    except DispatchError as exc:
+        failed = msgspec.structs.replace(referendum, status="failed", note=f"{exc.module}.{exc.error}: {exc}")
+        REFERENDA.apply_set(state, failed, referendum_id)
+        return
+    _apply_remember(state, number, current)
+    state.set(RUNTIME_CONFIG_KEY, encode_runtime_config(config))
+    REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="enacted"), referendum_id)
+
+
+def _apply_remember(state: Any, number: int, current: RuntimeConfig) -> None:
+    """Keep the config block ``number`` runs with (once per block), and forget those of blocks
+    out of the fraud-proof window: each enactment prunes what it can, so the work stays
+    amortised O(1) and the list at most BLOCK_HASH_COUNT long."""
+    at = REPLACED_AT.get(state)
+    if at and at[-1] == number:
+        return
+    kept = tuple(e for e in at if e + system.BLOCK_HASH_COUNT >= number)
+    for e in at[: len(at) - len(kept)]:
+        REPLACED.apply_delete(state, e)
+    REPLACED.apply_set(state, encode_runtime_config(current), number)
+    REPLACED_AT.apply_set(state, (*kept, number))

@@ -1,0 +1,251 @@
+"""Runtime-config referenda through real blocks (chain.pallets.democracy): POL holders
+propose and vote with locked POL, the tally and the enactment happen at the start of blocks,
+and a new config governs the blocks after the one that enacted it, when built and when
+imported, and after a restart. Every refusal changes only the fee and nonce (Driver asserts
+the state root)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import msgspec
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_pallets import DAVE, Driver
+
+from chain import calls, config
+from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig
+from chain.crypto import Keypair
+from chain.errors import CodecError, DispatchError, GenesisError
+from chain.extrinsic import decode_extrinsic
+from chain.pallets import balances, democracy, governance
+from genesis.spec import check_runtime_config
+
+VOTE = 7 * 10**14  # above the quorum: a tenth of the dev chain's 6 * 10^15 POL units
+
+
+def _spec():
+    """The dev spec with 10-block votes and a 2-block enactment delay (dev: 3 and 1), room for
+    one call per block."""
+    spec = dev_spec()
+    return dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, gov_voting_blocks=10, gov_enactment_blocks=2))
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = open_chain(tmp_path / "db", _spec())
+    yield c
+    c.db.close()
+
+
+def change(**values: int) -> calls.ProposeConfig:
+    return calls.ProposeConfig(tuple(calls.ConfigChange(k, v) for k, v in sorted(values.items())))
+
+
+def referendum(chain, ref: int) -> democracy.Referendum:
+    return democracy.get_referendum(chain.state.overlay(), ref)
+
+
+def free(chain, key) -> int:
+    return balances.get_account(chain.state.overlay(), key.public).free
+
+
+def wait_until(d: Driver, number: int) -> None:
+    while d.chain.best_number < number:
+        assert d.apply(DAVE, calls.Remark(b"tick")).success
+
+
+def propose(d: Driver, key, **values: int) -> int:
+    receipt = d.apply(key, change(**values))
+    assert receipt.success, receipt.error
+    return int(dict(next(e for e in receipt.events if e.name == "Proposed").args)["referendum"])
+
+
+def test_a_passed_referendum_changes_the_fee_from_the_block_after_its_enactment(chain, tmp_path) -> None:
+    """Bob proposes, Charlie votes (Alice only authors the blocks, and collects their fees)."""
+    d = Driver(chain)
+    old_fee = chain.config.base_fee
+    before = free(chain, BOB)
+    ref = propose(d, BOB, base_fee=old_fee + 1_000_000)
+    r = referendum(chain, ref)
+    assert (r.status, r.ends, r.deposit) == ("voting", 1 + chain.config.gov_voting_blocks, democracy.PROPOSAL_DEPOSIT)
+    assert before - free(chain, BOB) - democracy.PROPOSAL_DEPOSIT == chain.get_receipts(chain.best_hash)[0].fee
+    assert d.apply(CHARLIE, calls.VoteConfig(ref, True, VOTE)).success
+    d.fails(CHARLIE, calls.VoteConfig(ref, False, 1), "democracy.AlreadyVoted")
+    d.fails(CHARLIE, calls.UnlockVote(ref), "democracy.StillVoting")
+    wait_until(d, r.ends - 1)
+    assert referendum(chain, ref).status == "voting"
+    proposer = free(chain, BOB)
+    wait_until(d, r.ends)  # tallied before this block's extrinsics: the deposit is back
+    r = referendum(chain, ref)
+    assert (r.status, r.ayes, r.nays, r.enact_at) == ("passed", VOTE, 0, r.ends + chain.config.gov_enactment_blocks)
+    assert free(chain, BOB) == proposer + democracy.PROPOSAL_DEPOSIT
+    d.fails(BOB, calls.VoteConfig(ref, True, 1), "democracy.VotingClosed")
+    assert chain.config.base_fee == old_fee
+    # The enactment block's own transfer pays the old fee; the next block's the new one.
+    wait_until(d, r.enact_at - 1)
+    enacting = d.apply(BOB, calls.Transfer(DAVE.public, 10**9))
+    assert chain.best_number == r.enact_at and referendum(chain, ref).status == "enacted"
+    assert chain.config.base_fee == old_fee + 1_000_000
+    after = d.apply(BOB, calls.Transfer(DAVE.public, 10**9))
+    assert after.fee - enacting.fee == 1_000_000
+    # Fraud in a block is judged under the config that block ran with (chain.pallets.pol).
+    state = chain.state.overlay()
+    assert [democracy.get_config_of_block(state, n).base_fee for n in (1, r.enact_at, r.enact_at + 1)] == [
+        old_fee, old_fee, old_fee + 1_000_000
+    ]
+    # The lock comes back once, by the voter's own call.
+    locked = free(chain, CHARLIE)
+    unlocked = d.apply(CHARLIE, calls.UnlockVote(ref))
+    assert unlocked.success and free(chain, CHARLIE) == locked + VOTE - unlocked.fee
+    d.fails(CHARLIE, calls.UnlockVote(ref), "democracy.NoLock")
+    assert balances.get_account(chain.state.overlay(), democracy.DEMOCRACY_ACCOUNT).free == 0
+
+    # Another node imports the same blocks and reaches the same states (its import runs each
+    # block with its parent's config), and the new config survives a restart.
+    other = open_chain(tmp_path / "other", _spec())
+    for number in range(1, chain.best_number + 1):
+        imported = other.import_block(chain.get_block(chain.get_hash(number)))
+        assert imported.block.header.state_root == chain.get_header(chain.get_hash(number)).state_root
+    assert other.config == chain.config
+    assert other.config_at(other.get_hash(r.enact_at - 1)).base_fee == old_fee
+    other.db.close()
+    chain.db.close()
+    reopened = open_chain(tmp_path / "db", _spec())
+    try:
+        assert reopened.config.base_fee == old_fee + 1_000_000
+        assert reopened.config_at(reopened.genesis_hash).base_fee == old_fee
+    finally:
+        reopened.db.close()
+
+
+def test_refused_by_quorum_or_threshold_changes_nothing(chain) -> None:
+    d = Driver(chain)
+    genesis_config = chain.state.get(RUNTIME_CONFIG_KEY)
+    low = propose(d, BOB, base_fee=5)
+    split = propose(d, BOB, byte_fee=5)
+    assert d.apply(CHARLIE, calls.VoteConfig(low, True, VOTE // 10)).success  # under the quorum
+    assert d.apply(CHARLIE, calls.VoteConfig(split, True, VOTE)).success
+    assert d.apply(BOB, calls.VoteConfig(split, False, VOTE)).success  # half: not a majority
+    wait_until(d, referendum(chain, split).ends + 2)
+    assert referendum(chain, low).status == "rejected" and referendum(chain, split).status == "rejected"
+    assert chain.state.get(RUNTIME_CONFIG_KEY) == genesis_config
+    assert balances.get_account(chain.state.overlay(), democracy.DEMOCRACY_ACCOUNT).free == VOTE // 10 + 2 * VOTE
+    issuance = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    r = referendum(chain, split)
+    quorum = -(-issuance * democracy.QUORUM_PPM // calls.PPM)
+    assert democracy.compute_passes(msgspec.structs.replace(r, ayes=quorum, nays=0), issuance)
+    assert not democracy.compute_passes(msgspec.structs.replace(r, ayes=quorum - 1, nays=0), issuance)
+    assert not democracy.compute_passes(msgspec.structs.replace(r, ayes=0, nays=0), issuance)
+
+
+def test_bad_proposals_are_refused_with_their_reason(chain) -> None:
+    d = Driver(chain)
+    d.fails(ALICE, calls.ProposeConfig(()), "democracy.NoChanges")
+    unsorted = (calls.ConfigChange("byte_fee", 1), calls.ConfigChange("base_fee", 1))
+    d.fails(ALICE, calls.ProposeConfig(unsorted), "democracy.NotCanonical")
+    twice = (calls.ConfigChange("base_fee", 1), calls.ConfigChange("base_fee", 2))
+    d.fails(ALICE, calls.ProposeConfig(twice), "democracy.NotCanonical")
+    d.fails(ALICE, change(no_such_field=1), "democracy.UnknownField")
+    for field in ("era_length", "max_model_params"):
+        receipt = d.apply(ALICE, change(**{field: 32}))
+        assert receipt.error is not None and receipt.error.startswith(f"democracy.FixedField: {field} cannot change mid-chain")
+    d.fails(ALICE, change(pol_samples=0), "democracy.InvalidConfig: the config would break its bounds: pol_samples must be at least 1")
+    d.fails(ALICE, change(slash_fraction_ppm=calls.PPM + 1), "slash_fraction_ppm must be at most 1,000,000")
+    d.fails(ALICE, change(byte_fee=2**62), "base_fee/byte_fee/weight_fee: the fee of a full block")
+    d.fails(ALICE, change(max_block_length=democracy.MAX_GOVERNED_BLOCK_LENGTH + 1), "16 MiB network message")
+    d.fails(ALICE, change(max_block_length=democracy.MIN_GOVERNED_BLOCK_LENGTH - 1), "a fraud report) must fit a block")
+    d.fails(ALICE, change(gov_voting_blocks=100_001), "gov_voting_blocks must be at most 100,000 blocks")
+    poor = Keypair.from_seed(bytes(range(32)))
+    assert d.apply(BOB, calls.Transfer(poor.public, democracy.PROPOSAL_DEPOSIT)).success
+    d.fails(poor, change(base_fee=5), "democracy.InsufficientBalance")  # the fee came first
+    assert democracy.NEXT_REFERENDUM.get(chain.state.overlay()) == 0
+    # Names that are no field's shape, and more changes than fields, never decode.
+    with pytest.raises(CodecError):
+        calls.call_from_json({"pallet": "democracy", "call": "propose", "args": {"changes": [{"name": "Base_Fee", "value": 1}]}})
+    many = [{"name": f"f{i:02}", "value": 1} for i in range(calls.MAX_CONFIG_CHANGES + 1)]
+    with pytest.raises(CodecError):
+        calls.call_from_json({"pallet": "democracy", "call": "propose", "args": {"changes": many}})
+    xt = sign(chain, ALICE, change(base_fee=7), 0)
+    assert decode_extrinsic(xt.encode()).call == change(base_fee=7)
+
+
+def test_bad_votes_and_locks(chain) -> None:
+    d = Driver(chain)
+    ref = propose(d, ALICE, base_fee=2_000_000)
+    d.fails(BOB, calls.VoteConfig(ref + 1, True, 1), "democracy.UnknownReferendum")
+    d.fails(BOB, calls.VoteConfig(ref, True, 0), "democracy.ZeroAmount")
+    too_much = d.apply(BOB, calls.VoteConfig(ref, True, free(chain, BOB) + 1))
+    assert too_much.error is not None and too_much.error.startswith("democracy.InsufficientBalance")
+    dust = free(chain, BOB) - too_much.fee - chain.config.existential_deposit // 2  # the same fee: same length
+    d.fails(BOB, calls.VoteConfig(ref, True, dust), "democracy.Expendability")
+    d.fails(CHARLIE, calls.UnlockVote(ref), "democracy.NoLock")
+    all_but = free(chain, BOB) - 10**12
+    assert d.apply(BOB, calls.VoteConfig(ref, False, all_but)).success
+    # Locked: neither transferable nor stakeable; the rest still pays fees.
+    d.fails(BOB, calls.Transfer(CHARLIE.public, 2 * 10**12), "balances.InsufficientBalance")
+    d.fails(BOB, calls.Bond(2 * 10**12), "InsufficientBalance")
+    assert d.apply(BOB, calls.Transfer(CHARLIE.public, 10**11)).success
+    wait_until(d, referendum(chain, ref).ends)
+    assert referendum(chain, ref).status == "rejected"
+    assert d.apply(BOB, calls.UnlockVote(ref)).success
+    assert d.apply(BOB, calls.Transfer(CHARLIE.public, 2 * 10**12)).success
+
+
+def test_enactment_rechecks_the_bounds_against_the_config_then_in_force(chain) -> None:
+    """Each change is within bounds alone; together the fee of a full block would overflow:
+    the second to be enacted fails with the reason and the config keeps the first."""
+    d = Driver(chain)
+    heavy = propose(d, ALICE, max_block_weight=9 * 10**18)
+    dear = propose(d, BOB, byte_fee=10**11)
+    assert d.apply(ALICE, calls.VoteConfig(heavy, True, VOTE)).success
+    assert d.apply(BOB, calls.VoteConfig(dear, True, VOTE)).success
+    wait_until(d, referendum(chain, dear).ends)
+    wait_until(d, referendum(chain, dear).enact_at or 0)
+    assert referendum(chain, heavy).status == "enacted"
+    failed = referendum(chain, dear)
+    assert failed.status == "failed" and failed.note.startswith("democracy.InvalidConfig")
+    assert "base_fee/byte_fee/weight_fee" in failed.note
+    assert (chain.config.max_block_weight, chain.config.byte_fee) == (9 * 10**18, RuntimeConfig().byte_fee)
+
+
+def test_the_spec_loader_and_referenda_share_one_table_of_bounds() -> None:
+    spec = dev_spec()
+    bad = dataclasses.replace(spec.runtime_config, pol_samples=0)
+    assert bad.compute_problems()[0].startswith("pol_samples must be at least 1")
+    with pytest.raises(GenesisError, match=r"runtimeConfig\.pol_samples must be at least 1"):
+        check_runtime_config(bad, "spec")
+    assert RuntimeConfig().compute_problems() == []
+    assert config.MAX_GOV_PERIOD == governance.MAX_PERIOD
+
+
+def test_the_config_is_decoded_once_per_distinct_bytes(chain) -> None:
+    assert chain.runtime is chain.runtime
+    assert chain.runtime_of(chain.state.overlay()) is chain.runtime
+
+
+def test_a_full_agenda_refuses_the_next_proposal_ending_in_that_block(chain) -> None:
+    proposals = [sign(chain, BOB, change(base_fee=2_000_000 + i), i) for i in range(democracy.MAX_AGENDA + 1)]
+    built = chain.build_block(proposals, ALICE, slot=1)
+    assert all(r.success for r in built.receipts[:-1])
+    last = built.receipts[-1]
+    assert not last.success and (last.error or "").startswith("democracy.AgendaFull: block 11 already ends 16 referenda")
+    assert len(democracy.AGENDA.get(chain.state.overlay(), 11) or ()) == democracy.MAX_AGENDA
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(democracy.FIELDS)), st.integers(0, 2**63 - 1), min_size=1, max_size=4))
+def test_a_proposal_either_names_its_reason_or_makes_a_config_within_every_bound(values) -> None:
+    current = dev_spec().runtime_config
+    try:
+        new = democracy.compute_config(current, change(**values).changes)
+    except DispatchError as exc:
+        assert exc.module == "democracy" and exc.error in ("FixedField", "InvalidConfig")
+        return
+    assert new.compute_problems() == [] and not FIXED_NAMES & values.keys()
+    assert {k: getattr(new, k) for k in values} == values
+
+
+FIXED_NAMES = set(democracy.FIXED)
