@@ -59,11 +59,14 @@ class RuntimeConfig:
     gov_voting_blocks: int = 20  # a shared model's first voting period (its holders may change it)
     gov_enactment_blocks: int = 5  # and its first enactment delay
     # Rewards for compute (chain.pallets.rewards): each block mints block_reward, halved every
-    # reward_halving_blocks (0: never), into the era's pot with validator_fee_share_ppm of
-    # every training fee; at each era start the pot is paid to the validators by blocks authored.
+    # reward_halving_blocks (0: never); voter_reward_share_ppm of it goes to the voters' pot,
+    # the rest to the authors' pot; validator_fee_share_ppm of every training fee goes to the
+    # voters' pot. At each era start the authors' pot is paid by blocks authored, the voters'
+    # pot by blocks covered by the finality votes noted on chain (rewards.note_votes).
     block_reward: int = 0
     reward_halving_blocks: int = 0
     validator_fee_share_ppm: int = 0
+    voter_reward_share_ppm: int = 0
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip

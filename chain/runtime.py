@@ -146,6 +146,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.ChallengeRound: CallRow(federated.apply_challenge, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.RevealSegment: CallRow(federated.apply_reveal_segment, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.NoteVotes: CallRow(rewards.apply_note_votes, lambda _s, c: DispatchInfo(rewards.compute_note_votes_weight(c))),
 }
 
 
@@ -293,7 +294,7 @@ class Runtime:
     ) -> tuple[int, int]:
         """Settle the fee withdrawn before dispatch: refund what the call did not use to the
         sender, pay the rest to the block author (less, for a training call, the validators'
-        share, which goes to the era's reward pot). Returns (fee paid, weight used).
+        share, which goes to the era's voters' pot). Returns (fee paid, weight used).
 
         The fee is recomputed on min(declared, actual) weight and result bytes, so a handler
         can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).

@@ -91,6 +91,7 @@ from chain.pallets.staking import get_validators
 from chain.storage import Column
 from chain.votes import (  # the wire types and signing live in chain/: the runtime checks votes too
     MAX_VOTE_BYTES,
+    SET_ID,
     Checkpoint,
     SignedVote,
     Vote,
@@ -101,7 +102,6 @@ from chain.votes import (  # the wire types and signing live in chain/: the runt
 from consensus import fork_choice
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
 
-SET_ID = 0
 EVIDENCE_PREFIX = b"vote/"
 VOTER_STATE_KEY = b"finality/voter"
 #: Bounds on a justification from a peer, checked before any work: votes (one per validator),

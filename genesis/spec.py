@@ -310,8 +310,8 @@ def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
     - training can run at all: at least one step, one row per batch, one segment, one parameter,
       and a transcript of one segment of a one-parameter model (2 checkpoints, 8 bytes);
     - proof of learning works: a validator re-runs at least one segment per job
-      (pol_samples), an era is at least one block, and the slash and reporter shares are
-      parts per million, at most 1,000,000 (all of it).
+      (pol_samples), an era is at least one block, and the slash, reporter, validator fee
+      and voter reward shares are parts per million, at most 1,000,000 (all of it).
     - a model's vote lasts at least one block.
     """
     for f in fields(RuntimeConfig):
@@ -325,7 +325,7 @@ def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
     for name, low in minimums.items():
         if getattr(cfg, name) < low:
             raise GenesisError(f"{where}: runtimeConfig.{name} must be at least {low:,} (got {getattr(cfg, name)}): the chain could not include a transaction")
-    for name in ("slash_fraction_ppm", "reporter_share_ppm", "validator_fee_share_ppm"):
+    for name in ("slash_fraction_ppm", "reporter_share_ppm", "validator_fee_share_ppm", "voter_reward_share_ppm"):
         if getattr(cfg, name) > PPM:
             raise GenesisError(f"{where}: runtimeConfig.{name} must be at most {PPM:,} (parts per million), got {getattr(cfg, name):,}")
     worst = cfg.base_fee + cfg.byte_fee * cfg.max_block_length + cfg.weight_fee * cfg.max_block_weight
