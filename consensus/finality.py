@@ -416,6 +416,12 @@ class VoteCollector:
     def is_justified(self, checkpoint: Checkpoint) -> bool:
         return checkpoint in self._justified
 
+    def recent_votes(self) -> Iterable[SignedVote]:
+        """Every vote kept (at most one per validator per kept round), signatures checked:
+        what a block's author notes on chain (consensus.vote_notes)."""
+        for votes in self._rounds.values():
+            yield from votes.values()
+
     def highest_justified(self) -> Checkpoint:
         """The justified checkpoint of the highest round on the finalized chain that is not
         invalid (an honest validator's source); the finalized checkpoint at least."""

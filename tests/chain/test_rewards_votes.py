@@ -253,3 +253,47 @@ def test_a_chain_without_rewards_refuses_note_votes_and_keeps_no_records(tmp_pat
     finally:
         lc.chain.db.close()
 
+
+
+def test_the_author_notes_each_validators_newest_vote_that_adds_something(local, tmp_path) -> None:
+    """consensus.vote_notes picks, per validator of the best state, its newest vote whose target
+    is on the best chain and above its credit; the note it signs passes the runtime's checks."""
+    from consensus.vote_notes import make_note_votes, select_votes_to_note
+
+    fork = Local(open_chain(tmp_path / "fork", _spec(**REWARDED)))
+    try:
+        fork.slot = 40
+        fork.until(3)
+        off_chain = fork.vote(CHARLIE, 3, round_number=500)  # Charlie's newest: another fork's #3
+    finally:
+        fork.chain.db.close()
+    local.until(4)
+    assert local.note([local.vote(DAVE, 3)]).success  # block 5: Dave credited up to #3
+    votes = [
+        local.vote(BOB, 2, round_number=10), local.vote(BOB, 4, round_number=11),  # Bob's newest: #4
+        off_chain, local.vote(CHARLIE, 1, round_number=20),  # Charlie's newest on this chain: #1
+        local.vote(DAVE, 2, round_number=30),  # not above Dave's credit
+        local.vote(ALICE, 4, round_number=40, set_id=1),  # another set
+        local.vote(FERDIE, 4, round_number=50),  # not a validator
+    ]
+    chosen = select_votes_to_note(local.chain, votes)
+    assert [(v.voter, v.vote.target.block_number) for v in chosen] == sorted([(BOB.public, 4), (CHARLIE.public, 1)])
+    author = local.owner(local.slot + 1)
+    note = make_note_votes(local.chain, author, [], votes)
+    assert note is not None and note.call == calls.NoteVotes(chosen) and note.signer == author.public
+    (receipt,) = local.block([note]).receipts  # block 6, by the note's signer
+    assert receipt.success, receipt.error
+    assert (local.credited(BOB), local.credited(CHARLIE)) == (4, 1)
+    assert make_note_votes(local.chain, author, [], votes) is None  # nothing adds anything now
+    assert not note.era.is_alive(local.chain.best_number + 1)  # it lives for its one block
+
+
+def test_nothing_is_noted_on_a_chain_without_rewards(tmp_path) -> None:
+    from consensus.vote_notes import make_note_votes
+
+    lc = Local(open_chain(tmp_path / "plain", load_chain_spec("local")))
+    try:
+        lc.until(2)
+        assert make_note_votes(lc.chain, ALICE, [], [lc.vote(BOB, 1)]) is None
+    finally:
+        lc.chain.db.close()
