@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from nodekit import NodeProcess, free_port, start_node
+from test_cli import polchain
 
 from chain.codec import decode
 from chain.crypto import blake2_256, dev_keypair, ss58_encode
@@ -78,6 +79,11 @@ def test_validators_are_paid_for_their_finality_votes(tmp_path) -> None:
 
         asyncio.run(scenario())
         assert "Finalized #" in nodes["alice"].read_log()
+        out = polchain("query", "rewards", "--rpc", nodes["bob"].url)
+        assert out.returncode == 0, out.stderr
+        shown = json.loads(out.stdout)
+        assert {v["account"] for v in shown["validators"]} == {KEYS[n].address for n in NAMES}
+        assert {"authoredPoints", "votedPoints", "creditedTo"} <= set(shown["validators"][0])
     finally:
         for node in nodes.values():
             node.stop(signal.SIGKILL)
