@@ -13,6 +13,8 @@ import dataclasses
 import msgspec
 import pytest
 from chainkit import ALICE, BOB, CHARLIE, FERDIE, apply_fee_only, open_chain, sign, train_call
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chain import calls
 from chain.blockchain import Blockchain
@@ -297,3 +299,47 @@ def test_nothing_is_noted_on_a_chain_without_rewards(tmp_path) -> None:
         assert make_note_votes(lc.chain, ALICE, [], [lc.vote(BOB, 1)]) is None
     finally:
         lc.chain.db.close()
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory):
+    chain = open_chain(tmp_path_factory.mktemp("bare") / "db", _spec(**REWARDED))
+    yield chain
+    chain.db.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    author_pot=st.integers(0, 2**62), voter_pot=st.integers(0, 2**62),
+    points=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)), min_size=1, max_size=4),
+)
+def test_an_era_payout_conserves_both_pots_to_the_unit(bare, author_pot: int, voter_pot: int, points) -> None:
+    """Whatever the points: each pot pays pro rata (rounded down), keeps the remainder (less
+    than one unit per earner), keeps everything if nobody has its points, and total issuance
+    does not move."""
+    state = bare.state.overlay()  # a fresh overlay per example: nothing is written to disk
+    earners = [k.public for k in (ALICE, BOB, CHARLIE, DAVE)][: len(points)]
+    balances.apply_mint(state, rewards.POT_ACCOUNT, author_pot)
+    balances.apply_mint(state, rewards.VOTER_POT_ACCOUNT, voter_pot)
+    for who, (authored, voted) in zip(earners, points, strict=False):
+        rewards.POINTS.apply_set(state, rewards.EraPoints(authored, voted), who)
+    rewards.EARNERS.apply_set(state, tuple(earners))
+    issuance = balances.TOTAL_ISSUANCE.get(state)
+    pots = (rewards.POT_ACCOUNT, rewards.VOTER_POT_ACCOUNT)
+    before = {who: balances.get_account(state, who).free for who in (*earners, *pots)}
+    rewards.apply_era_payout(state)
+    after = {who: balances.get_account(state, who).free for who in (*earners, *pots)}
+    assert sum(after.values()) == sum(before.values()) and balances.TOTAL_ISSUANCE.get(state) == issuance
+    for pot, column in ((rewards.POT_ACCOUNT, 0), (rewards.VOTER_POT_ACCOUNT, 1)):
+        total = sum(p[column] for p in points)
+        held = before[pot]
+        paid = [held * p[column] // total if total else 0 for p in points]
+        assert after[pot] == held - sum(paid)
+        assert after[pot] < len(points) or total == 0 or held == after[pot] == 0
+    for who, (authored, voted) in zip(earners, points, strict=False):
+        a_total, v_total = sum(p[0] for p in points), sum(p[1] for p in points)
+        expected = (before[rewards.POT_ACCOUNT] * authored // a_total if a_total else 0) + (
+            before[rewards.VOTER_POT_ACCOUNT] * voted // v_total if v_total else 0
+        )
+        assert after[who] - before[who] == expected
+    assert rewards.EARNERS.get(state) == () and all(rewards.POINTS.get(state, who) is None for who in earners)
