@@ -2,7 +2,8 @@
 
 The runtime's ``rewards.note_votes`` (chain.pallets.rewards) fails whole if any vote in it is
 bad, so the author picks only votes that pass its checks in the state the new block builds
-on (its parent, the best block): for each validator of that state, its newest vote (highest
+on (its parent, the best block, less the validators the new block removes if it starts an
+era): for each validator of that state, its newest vote (highest
 round) the collector holds (consensus.finality.VoteCollector: signatures checked already)
 whose set id is the current one, whose target is a block of the best chain inside the
 ``system.BlockHash`` window, and whose target is above the block that validator is credited
@@ -36,6 +37,11 @@ def select_votes_to_note(chain: Blockchain, votes: Iterable[SignedVote]) -> tupl
     state = chain.state.overlay()
     validators = set(staking.get_validators(state))
     best = chain.best_number
+    era_length = chain.config.era_length
+    if era_length and (best + 1) % era_length == 0:
+        # The new block starts an era: its on_initialize removes the queued validators before
+        # the note is applied, and a vote of one of them would fail the whole note.
+        validators -= set(staking.PENDING_REMOVAL.get(state))
     lowest = max(0, best + 1 - system.BLOCK_HASH_COUNT)
     chosen: dict[bytes, SignedVote] = {}
     for signed in votes:

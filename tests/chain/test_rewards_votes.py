@@ -343,3 +343,29 @@ def test_an_era_payout_conserves_both_pots_to_the_unit(bare, author_pot: int, vo
         )
         assert after[who] - before[who] == expected
     assert rewards.EARNERS.get(state) == () and all(rewards.POINTS.get(state, who) is None for who in earners)
+
+
+def test_the_author_leaves_out_validators_its_era_start_block_removes(local) -> None:
+    """Dave's double vote is punished: he is queued to leave the set at the next era start.
+    The note for the block that starts the era leaves his vote out (that block's
+    on_initialize removes him before the note is applied, and his vote would fail the
+    whole note: NotValidator); for the blocks before, his vote is noted as usual."""
+    from consensus.vote_notes import make_note_votes, select_votes_to_note
+
+    local.until(2)
+    genesis = Checkpoint(local.chain.genesis_hash, 0, 0)
+    first = sign_vote(DAVE, local.chain.genesis_hash, Vote(SET_ID, genesis, Checkpoint(local.chain.get_hash(1), 1, 9)))
+    second = sign_vote(DAVE, local.chain.genesis_hash, Vote(SET_ID, genesis, Checkpoint(local.chain.get_hash(2), 2, 9)))
+    (receipt,) = local.block([sign(local.chain, EVE, calls.ReportVoteEquivocation(encode(first), encode(second)), 0)]).receipts
+    assert receipt.success, receipt.error
+    assert staking.PENDING_REMOVAL.get(local.chain.state.overlay()) == (DAVE.public,)
+    local.until(ERA - 2)
+    votes = [local.vote(DAVE, 5), local.vote(BOB, 5)]
+    assert {v.voter for v in select_votes_to_note(local.chain, votes)} == {DAVE.public, BOB.public}  # block 7: no era start
+    local.block()  # block 7
+    assert [v.voter for v in select_votes_to_note(local.chain, votes)] == [BOB.public]  # block 8 starts the era
+    author = local.owner(local.slot + 1)
+    (receipt,) = local.block([make_note_votes(local.chain, author, [], votes)]).receipts  # block 8
+    assert receipt.success, receipt.error
+    assert DAVE.public not in staking.get_validators(local.chain.state.overlay())
+    assert local.credited(BOB) == 5 and local.credited(DAVE) is None
