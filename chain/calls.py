@@ -22,7 +22,7 @@ import msgspec
 from chain.codec import AccountId, Balance, Hash32, Wire
 from chain.crypto import parse_account, ss58_encode
 from chain.errors import CodecError
-from chain.votes import MAX_VOTE_BYTES
+from chain.votes import MAX_VOTE_BYTES, SignedVote
 
 # Argument kinds the JSON form converts (carried in msgspec.Meta(extra=...)).
 F32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1, extra={"json": "f32"})]
@@ -471,7 +471,7 @@ class CloseRound(Wire, frozen=True, tag=_tag(10, 4)):
 
 # --- democracy (11): POL holders vote on the runtime config --------------------------------
 # chain/pallets/democracy.py has the rules; a change names a RuntimeConfig field (chain.config).
-MAX_CONFIG_CHANGES = 32  # at most one change per RuntimeConfig field (there are 26)
+MAX_CONFIG_CHANGES = 32  # at most one change per RuntimeConfig field (there are 27)
 ConfigField = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_]{0,63}$")]
 
 
@@ -503,6 +503,20 @@ class UnlockVote(Wire, frozen=True, tag=_tag(11, 2)):
     referendum: Count
 
 
+# --- rewards (12) ----------------------------------------------------------------------------
+#: Votes one note_votes call carries: one per validator at most (consensus.finality's bound on
+#: a justification's votes, MAX_VOTES), checked while the call decodes, before any vote does.
+MAX_NOTED_VOTES = 1024
+
+
+class NoteVotes(Wire, frozen=True, tag=_tag(12, 0)):
+    """Carry finality votes into the chain so that their voters are paid (chain.pallets.rewards):
+    each a chain.votes.SignedVote for a block of this chain, at most one per voter. Anyone may
+    submit it; in practice each block's author notes the votes it has seen."""
+
+    votes: Annotated[tuple[SignedVote, ...], msgspec.Meta(max_length=MAX_NOTED_VOTES)]
+
+
 Call = (
     Remark | Transfer | RegisterModel | SetTrainingPolicy | SetTrainer | ShareModel | ClaimRevenue | PayModel
     | SetInferencePrice | Infer | PostBounty | ClaimBounty | CancelBounty
@@ -512,6 +526,7 @@ Call = (
     | ProposePolicy | ProposeInferencePrice | ProposeRelease | ProposeSpend | ProposeTrainer | ProposeParams | Vote
     | OpenRound | CommitUpdate | ChallengeRound | RevealSegment | CloseRound
     | ProposeConfig | VoteConfig | UnlockVote
+    | NoteVotes
 )
 
 # (pallet name, call name) for each call type, in tag order; the JSON form uses these names.
@@ -559,6 +574,7 @@ CALL_NAMES: dict[type[Wire], tuple[str, str]] = {
     ProposeConfig: ("democracy", "propose"),
     VoteConfig: ("democracy", "vote"),
     UnlockVote: ("democracy", "unlock"),
+    NoteVotes: ("rewards", "note_votes"),
 }
 _BY_NAME = {names: typ for typ, names in CALL_NAMES.items()}
 

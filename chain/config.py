@@ -60,11 +60,14 @@ class RuntimeConfig:
     gov_voting_blocks: int = 20  # a shared model's first voting period (its holders may change it)
     gov_enactment_blocks: int = 5  # and its first enactment delay
     # Rewards for compute (chain.pallets.rewards): each block mints block_reward, halved every
-    # reward_halving_blocks (0: never), into the era's pot with validator_fee_share_ppm of
-    # every training fee; at each era start the pot is paid to the validators by blocks authored.
+    # reward_halving_blocks (0: never); voter_reward_share_ppm of it goes to the voters' pot,
+    # the rest to the authors' pot; validator_fee_share_ppm of every training fee goes to the
+    # voters' pot. At each era start the authors' pot is paid by blocks authored, the voters'
+    # pot by blocks covered by the finality votes noted on chain (rewards.note_votes).
     block_reward: int = 0
     reward_halving_blocks: int = 0
     validator_fee_share_ppm: int = 0
+    voter_reward_share_ppm: int = 0
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip
@@ -82,8 +85,8 @@ class RuntimeConfig:
         - training can run at all: at least one step, one row per batch, one segment, one parameter,
           and a transcript of one segment of a one-parameter model (2 checkpoints, 8 bytes);
         - proof of learning works: a validator re-runs at least one segment per job
-          (pol_samples), an era is at least one block, and the slash, reporter and validator
-          fee shares are parts per million, at most 1,000,000 (all of it);
+          (pol_samples), an era is at least one block, and the slash, reporter, validator fee
+          and voter reward shares are parts per million, at most 1,000,000 (all of it);
         - a model's vote lasts at least one block, and its voting and enactment periods are at
           most 100,000 blocks (chain.pallets.governance.MAX_PERIOD: what a shared model's
           holders may set; referenda on the config use the same periods).
@@ -96,7 +99,7 @@ class RuntimeConfig:
         ]
         problems += [
             f"{name} must be at most {PPM:,} (parts per million), got {getattr(self, name):,}"
-            for name in ("slash_fraction_ppm", "reporter_share_ppm", "validator_fee_share_ppm")
+            for name in ("slash_fraction_ppm", "reporter_share_ppm", "validator_fee_share_ppm", "voter_reward_share_ppm")
             if getattr(self, name) > PPM
         ]
         problems += [

@@ -150,6 +150,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.ProposeConfig: CallRow(democracy.apply_propose, _fixed(300_000)),
     calls.VoteConfig: CallRow(democracy.apply_vote, _fixed(200_000)),
     calls.UnlockVote: CallRow(democracy.apply_unlock, _fixed(100_000)),
+    calls.NoteVotes: CallRow(rewards.apply_note_votes, lambda _s, c: DispatchInfo(rewards.compute_note_votes_weight(c))),
 }
 
 
@@ -300,7 +301,7 @@ class Runtime:
     ) -> tuple[int, int]:
         """Settle the fee withdrawn before dispatch: refund what the call did not use to the
         sender, pay the rest to the block author (less, for a training call, the validators'
-        share, which goes to the era's reward pot). Returns (fee paid, weight used).
+        share, which goes to the era's voters' pot). Returns (fee paid, weight used).
 
         The fee is recomputed on min(declared, actual) weight and result bytes, so a handler
         can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).

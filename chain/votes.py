@@ -25,6 +25,9 @@ from chain.crypto import Keypair, verify_signature
 from chain.errors import CodecError
 
 VOTE_DOMAIN = b"polchain/finality-vote/v2"
+#: The validator set's id every vote names. No authority-set change bumps it yet, so it is 0;
+#: the collector (consensus.finality) and the runtime (rewards.note_votes) both check it.
+SET_ID = 0
 #: A signed vote's encoding is at most this long (its fields are fixed-size or bounded ints).
 MAX_VOTE_BYTES = 256
 

@@ -91,6 +91,7 @@ from chain.pallets.staking import get_validators
 from chain.storage import Column
 from chain.votes import (  # the wire types and signing live in chain/: the runtime checks votes too
     MAX_VOTE_BYTES,
+    SET_ID,
     Checkpoint,
     SignedVote,
     Vote,
@@ -101,7 +102,6 @@ from chain.votes import (  # the wire types and signing live in chain/: the runt
 from consensus import fork_choice
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
 
-SET_ID = 0
 EVIDENCE_PREFIX = b"vote/"
 VOTER_STATE_KEY = b"finality/voter"
 #: Bounds on a justification from a peer, checked before any work: votes (one per validator),
@@ -416,6 +416,12 @@ class VoteCollector:
 
     def is_justified(self, checkpoint: Checkpoint) -> bool:
         return checkpoint in self._justified
+
+    def recent_votes(self) -> Iterable[SignedVote]:
+        """Every vote kept (at most one per validator per kept round), signatures checked:
+        what a block's author notes on chain (consensus.vote_notes)."""
+        for votes in self._rounds.values():
+            yield from votes.values()
 
     def highest_justified(self) -> Checkpoint:
         """The justified checkpoint of the highest round on the finalized chain that is not

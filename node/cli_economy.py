@@ -108,13 +108,15 @@ def add_commands(
 
     for name, positional in (
         ("asset", ("asset",)), ("asset-balance", ("asset", "account")), ("shares", ("model",)), ("revenue", ("model",)),
-        ("proposals", ("model",)), ("proposal", ("proposal",)),
+        ("proposals", ("model",)), ("proposal", ("proposal",)), ("rewards", ()),
     ):
         q = make_query(query, name)
         for arg in positional:
             q.add_argument(arg, type=u32 if arg in ("asset", "model", "proposal") else str)
         if name in ("shares", "revenue"):
             q.add_argument("--account", default=None)
+        if name == "rewards":
+            q.add_argument("--at", default=None, help="block hash (default: the best block)")
         q.set_defaults(run=run_query)
 
 
@@ -167,6 +169,8 @@ async def _query(args: argparse.Namespace) -> int:
         method, params = "gov_listProposals", [args.model]
     elif name == "proposal":
         method, params = "gov_getProposal", [args.proposal]
+    elif name == "rewards":  # the era's pots and each validator's points, authored and voted
+        method, params = "pol_getRewards", [] if args.at is None else [args.at]
     else:
         method = "ml_getShares" if name == "shares" else "ml_getRevenue"
         params = [args.model] + ([ss58_encode(parse_account(args.account))] if args.account else [])

@@ -27,7 +27,9 @@ any reorganisation, and ``{"finalized": …}`` watchers and finalized-head subsc
 of every newly final block in order. Blocks from peers are imported on any stored parent:
 the fork choice picks the best block, and a reorganisation puts the retracted blocks'
 extrinsics back into the pool (consensus.block_import.update_pool) and tells their watchers
-``{"retracted": …}``, then ``{"inBlock": …}`` for the enacted blocks'.
+``{"retracted": …}``, then ``{"inBlock": …}`` for the enacted blocks'. Each block this
+validator authors also notes the votes it has seen on chain (``rewards.note_votes``, chosen
+by consensus.vote_notes), so that the voters are paid.
 
 Proof-of-learning (issue 9): every block from a peer is checked on import by the node's
 verifier, ``--pol sampled`` (consensus.pol.SampledVerifier: ``pol_samples`` segments per job,
@@ -108,6 +110,7 @@ from consensus.finality import (
     store_voter_state,
 )
 from consensus.pol import SampledVerifier
+from consensus.vote_notes import make_note_votes
 from genesis.spec import ChainSpec
 from node.byzantine import (
     Byzantine,
@@ -418,6 +421,9 @@ class NodeService:
             candidates = [xt for _, xt in ready]
             if self.config.byzantine is not None and self.config.byzantine.equivocates:
                 candidates.append(equivocation_remark(self.chain, self.author, candidates, slot))
+            note = make_note_votes(self.chain, self.author, candidates, self.collector.recent_votes())
+            if note is not None:  # the finality votes seen, so that their voters are paid
+                candidates.append(note)
             invalid: list[tuple[bytes, InvalidTransaction]] = []
             started = time.perf_counter()
             self._in_flight = dict.fromkeys((xt_hash for xt_hash, _ in ready), None)

@@ -1,5 +1,6 @@
 """``pol_getOffences``: the offences the runtime has punished (chain.pallets.pol) and the
-validator set's pending and past removals (chain.pallets.staking).
+validator set's pending and past removals (chain.pallets.staking). ``pol_getRewards``: the
+era's reward pots and each validator's era points, authored and voted (chain.pallets.rewards).
 
 One page holds at most :data:`PAGE` offences in storage-key order; ``next`` is the storage
 key to pass as ``start_key`` (the second parameter) for the next page, or null after the last. Amounts are decimal
@@ -13,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from chain.codec import decode
 from chain.crypto import ss58_encode
-from chain.pallets import pol, staking
+from chain.pallets import pol, rewards, staking
+from chain.pallets.balances import get_account
 from rpc.methods import MethodTable, bind_params
 from rpc.params import At, OptionalStorageKey
-from rpc.reads import state_at, state_root_at
+from rpc.reads import block_at, state_at, state_root_at
 from rpc.shapes import hexb
 
 if TYPE_CHECKING:
@@ -61,5 +63,37 @@ def build(node: NodeApi) -> MethodTable:
             "removed": removed,
         }
 
+    @bind_params
+    async def pol_getRewards(at: At = None) -> dict[str, Any]:
+        """The era in progress at ``at``: its two pots, what each validator (and any earner
+        that left the set) has earned in points so far, split into blocks authored and blocks
+        its noted finality votes covered, and the block its votes are credited up to."""
+        state = state_at(chain, at)
+        number = chain.get_header(block_at(chain, at)).number
+        config = chain.config
+        earners = rewards.EARNERS.get(state)
+        accounts = list(staking.get_validators(state)) + [e for e in earners if e not in staking.get_validators(state)]
+        listed = []
+        for who in accounts:  # the validator set and the earners: both bounded by the genesis validators
+            points = rewards.get_points(state, who)
+            listed.append({
+                "account": ss58_encode(who), "authoredPoints": points.authored, "votedPoints": points.voted,
+                "creditedTo": rewards.CREDITED.get(state, who),
+            })
+        era_length = config.era_length
+        return {
+            "block": number, "eraLength": era_length,
+            "era": number // era_length if era_length else 0,
+            "nextPayout": (number // era_length + 1) * era_length if era_length else None,
+            "enabled": rewards.is_enabled(config),
+            "blockReward": str(rewards.compute_block_reward(config, number + 1)),
+            "voterRewardSharePpm": config.voter_reward_share_ppm, "validatorFeeSharePpm": config.validator_fee_share_ppm,
+            "authorPot": str(get_account(state, rewards.POT_ACCOUNT).free),
+            "voterPot": str(get_account(state, rewards.VOTER_POT_ACCOUNT).free),
+            "authorPotAccount": ss58_encode(rewards.POT_ACCOUNT), "voterPotAccount": ss58_encode(rewards.VOTER_POT_ACCOUNT),
+            "validators": listed,
+        }
+
     table.register("pol_getOffences", pol_getOffences)
+    table.register("pol_getRewards", pol_getRewards)
     return table

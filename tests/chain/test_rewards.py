@@ -1,5 +1,6 @@
-"""Rewards for compute: block rewards on a halving curve and validators' training-fee share
-pooled per era and paid by authoring points, through real blocks and on a bare state."""
+"""Rewards for compute: block rewards on a halving curve pooled per era and paid by authoring
+points, and the validators' training-fee share pooled for the voters, through real blocks and
+on a bare state (the voters' side: test_rewards_votes.py)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_the_halving_curve() -> None:
     assert rewards.compute_fee_share(_spec(validator_fee_share_ppm=250_000).runtime_config, 1001) == 250
 
 
-def test_rewards_and_fee_shares_pool_per_era_and_pay_the_authors(chain) -> None:
+def test_rewards_pool_per_era_and_pay_the_authors_and_fee_shares_go_to_the_voters(chain) -> None:
     issuance = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
     alice = _free(chain, ALICE.public)
     built = chain.build_block([sign(chain, BOB, train_call(steps=20, batch=8), 0)], ALICE, slot=1)  # block 1
@@ -46,9 +47,10 @@ def test_rewards_and_fee_shares_pool_per_era_and_pay_the_authors(chain) -> None:
     assert share > 0
     state = chain.state.overlay()
     assert _free(chain, ALICE.public) == alice + receipt.fee - share  # the author keeps the rest
-    assert balances.get_account(state, rewards.POT_ACCOUNT).free == 1_000_000 + share
+    assert balances.get_account(state, rewards.POT_ACCOUNT).free == 1_000_000
+    assert balances.get_account(state, rewards.VOTER_POT_ACCOUNT).free == share  # the verifiers' (test_rewards_votes.py)
     assert balances.TOTAL_ISSUANCE.get(state) == issuance + 1_000_000  # only the reward is new money
-    assert rewards.POINTS.get(state, ALICE.public) == rewards.AUTHORING_POINTS
+    assert rewards.POINTS.get(state, ALICE.public) == rewards.EraPoints(authored=rewards.AUTHORING_POINTS)
     for n in (2, 3):
         chain.build_block([], ALICE, slot=n)
     before = _free(chain, ALICE.public)
@@ -57,7 +59,8 @@ def test_rewards_and_fee_shares_pool_per_era_and_pay_the_authors(chain) -> None:
     state = chain.state.overlay()
     assert _free(chain, ALICE.public) == before + pot
     assert balances.get_account(state, rewards.POT_ACCOUNT).free == 1_000_000
-    assert rewards.POINTS.get(state, ALICE.public) == rewards.AUTHORING_POINTS
+    assert balances.get_account(state, rewards.VOTER_POT_ACCOUNT).free == share  # no votes noted: kept whole
+    assert rewards.POINTS.get(state, ALICE.public) == rewards.EraPoints(authored=rewards.AUTHORING_POINTS)
     assert balances.TOTAL_ISSUANCE.get(state) == issuance + 4 * 1_000_000
 
 
@@ -65,8 +68,8 @@ def test_an_era_payout_is_pro_rata_and_keeps_the_remainder(chain) -> None:
     state = chain.state.overlay()
     revenue_credit = rewards.revenue.apply_credit
     revenue_credit(state, rewards.POT_ACCOUNT, 1001)
-    rewards.POINTS.apply_set(state, 40, ALICE.public)
-    rewards.POINTS.apply_set(state, 20, BOB.public)
+    rewards.POINTS.apply_set(state, rewards.EraPoints(authored=40), ALICE.public)
+    rewards.POINTS.apply_set(state, rewards.EraPoints(authored=20), BOB.public)
     rewards.EARNERS.apply_set(state, (ALICE.public, BOB.public))
     alice, bob = (balances.get_account(state, k.public).free for k in (ALICE, BOB))
     pot = balances.get_account(state, rewards.POT_ACCOUNT).free

@@ -128,6 +128,7 @@ def _genesis(mutate):
         (_config(slash_fraction_ppm=1_000_001), r"runtimeConfig.slash_fraction_ppm must be at most 1,000,000 \(parts per million\)"),
         (_config(reporter_share_ppm=2**40), r"runtimeConfig.reporter_share_ppm must be at most 1,000,000"),
         (_config(validator_fee_share_ppm=1_000_001), r"runtimeConfig.validator_fee_share_ppm must be at most 1,000,000"),
+        (_config(voter_reward_share_ppm=1_000_001), r"runtimeConfig.voter_reward_share_ppm must be at most 1,000,000"),
         (_config(gov_voting_blocks=0), "runtimeConfig.gov_voting_blocks must be at least 1"),
         (_config(byte_fee=2**45), "the fee of a full block"),
         (lambda o: o["properties"].__setitem__("ss58Format", 0), "ss58Format must be 42"),
