@@ -299,9 +299,10 @@ def test_pol_getOffences_lists_a_reported_equivocation(node) -> None:
     from chain.header import Header
 
     alice = dev_keypair("Alice")
+    genesis = bytes.fromhex(call(node, "chain_getBlockHash", [0])[2:])  # a parent on this chain
     headers = []
     for root in (b"\x01" * 32, b"\x02" * 32):
-        header = Header(bytes(32), 1, root, bytes(32), 10**9, alice.public)
+        header = Header(genesis, 1, root, bytes(32), 10**9, alice.public)
         headers.append(msgspec.structs.replace(header, seal=alice.sign(header.pre_hash())).encode())
     assert call(node, "pol_getOffences")["offences"] == []
     receipt = submit_and_wait(node, signed(node, BOB, calls.ReportEquivocation(*headers)))
