@@ -70,7 +70,7 @@ MALFORMED: Final = -2  # a key or signature of the wrong length: bad without a c
 
 
 @njit(nogil=True, cache=True)
-def _verify_forward(sigs, keys, messages, offsets, verdicts, progress, r, lo, hi):  # type: ignore[no-untyped-def]
+def _verify_forward(sigs, keys, messages, offsets, verdicts, progress, r, lo, hi):
     """Verify ``lo..hi-1`` upwards until the back of range ``r`` is reached."""
     base = messages.ctypes.data
     for i in range(lo, hi):
@@ -83,7 +83,7 @@ def _verify_forward(sigs, keys, messages, offsets, verdicts, progress, r, lo, hi
 
 
 @njit(nogil=True, cache=True)
-def _verify_backward(sigs, keys, messages, offsets, verdicts, progress, bounds):  # type: ignore[no-untyped-def]
+def _verify_backward(sigs, keys, messages, offsets, verdicts, progress, bounds):
     """Verify every range downwards from its back until its front is reached."""
     base = messages.ctypes.data
     for r in range(bounds.shape[0]):
