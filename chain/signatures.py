@@ -50,7 +50,7 @@ from chain.extrinsic import SigningPayload, compute_signing_message
 if TYPE_CHECKING:
     from chain.extrinsic import Extrinsic
 
-__all__ = ["SignatureBatch", "find_bad_signature"]
+__all__ = ["SignatureBatch", "find_bad_signature", "warm_up"]
 
 # libsodium as PyNaCl loaded it: its symbols resolved by name when numba links the kernels,
 # so the compiled kernels can be cached on disk (a raw function address could not).
@@ -151,3 +151,16 @@ def find_bad_signature(extrinsics: Sequence[Extrinsic], genesis_hash: bytes, spe
     if not extrinsics:
         return None
     return SignatureBatch(extrinsics, genesis_hash, spec_version).finish()
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time on a machine) both kernels now rather than on the
+    first block: about 0.2 s with numba's on-disk cache, a few seconds without."""
+    sig, key, message = bytes(64), bytes(32), b"\0"
+    offsets = np.array([0, 1], dtype=np.int64)
+    bounds = np.array([[0, 1]], dtype=np.int64)
+    sigs, keys = np.frombuffer(sig, dtype=np.uint8).reshape(1, 64), np.frombuffer(key, dtype=np.uint8).reshape(1, 32)
+    messages = np.frombuffer(message, dtype=np.uint8)
+    verdicts = np.full(1, GOOD, dtype=np.int32)  # nothing left unchecked: no libsodium call
+    _verify_forward(sigs, keys, messages, offsets, verdicts, bounds.copy(), 0, 0, 1)
+    _verify_backward(sigs, keys, messages, offsets, verdicts, bounds.copy(), bounds)
