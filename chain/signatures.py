@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Final
 
 import llvmlite.binding
 import nacl._sodium
+import nacl.bindings  # its import runs sodium_init(), which libsodium needs before any call
 import numpy as np
 from numba import njit, types
 
