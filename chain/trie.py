@@ -68,6 +68,7 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -109,6 +110,7 @@ def compute_node_hash(encoded: bytes) -> bytes:
 EMPTY_ROOT: bytes = compute_node_hash(bytes((_EMPTY,)))
 _NODE_HASHER = hashlib.blake2b(digest_size=HASH_LEN)  # copied, never updated itself
 _fromhex = bytes.fromhex
+_first = itemgetter(0)
 
 
 class NodeStore(Protocol):
@@ -533,7 +535,7 @@ class Trie:
         old = None if root == EMPTY_ROOT else self._load_root(root)
         if not items:
             return TrieUpdate(root, MappingProxyType({}))
-        items.sort()
+        items.sort(key=_first)  # keys are distinct: no need to compare the values
         new = self._update(old, root, 0, items, 0, len(items))
         if new is None:
             return TrieUpdate(EMPTY_ROOT, MappingProxyType({}))
