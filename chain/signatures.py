@@ -35,15 +35,17 @@ idles whichever side is slower, and no lock is taken per signature.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import accumulate
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import llvmlite.binding
 import nacl._sodium
 import nacl.bindings  # its import runs sodium_init(), which libsodium needs before any call
+import numba
 import numpy as np
 from numba import njit, types
 
@@ -54,15 +56,25 @@ if TYPE_CHECKING:
 
 __all__ = ["SignatureBatch", "find_bad_signature", "warm_up"]
 
-# libsodium as PyNaCl loaded it: its symbols resolved by name when numba links the kernels,
-# so the compiled kernels can be cached on disk (a raw function address could not).
-llvmlite.binding.load_library_permanently(nacl._sodium.__file__)
 # int crypto_sign_verify_detached(const unsigned char *sig, const unsigned char *m,
 #                                 unsigned long long mlen, const unsigned char *pk);
-# pointers passed as uintp: the same registers and width on every 64-bit ABI numba targets.
-_verify_detached = types.ExternalFunction(
-    "crypto_sign_verify_detached", types.int32(types.uintp, types.uintp, types.uint64, types.uintp)
-)
+# from libsodium as PyNaCl loaded it.
+_verify_detached: Any
+if numba.config.DISABLE_JIT:  # type: ignore[attr-defined]  # kernels run as Python: by ctypes
+    _c_verify = ctypes.CDLL(nacl._sodium.__file__).crypto_sign_verify_detached
+    _c_verify.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulonglong, ctypes.c_void_p)
+    _c_verify.restype = ctypes.c_int
+
+    def _verify_detached(sig: int, message: int, length: int, key: int) -> int:
+        return int(_c_verify(int(sig), int(message), int(length), int(key)))
+else:
+    # Its symbols resolved by name when numba links the kernels, so the compiled kernels can
+    # be cached on disk (a raw function address could not). Pointers passed as uintp: the
+    # same registers and width on every 64-bit ABI numba targets.
+    llvmlite.binding.load_library_permanently(nacl._sodium.__file__)
+    _verify_detached = types.ExternalFunction(
+        "crypto_sign_verify_detached", types.int32(types.uintp, types.uintp, types.uint64, types.uintp)
+    )
 
 _START_TIMEOUT: Final = 0.01  # seconds :meth:`SignatureBatch.start` waits for each worker to start
 

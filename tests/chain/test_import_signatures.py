@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+import numba
 import pytest
 from chainkit import ALICE, BOB, dev_spec, open_chain, sign
 
@@ -127,6 +128,7 @@ def test_a_bad_signature_is_reported_before_a_wrong_state_root(tmp_path: Path, b
         validator.db.close()
 
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1: the kernels run as Python, under the GIL")
 def test_signature_threads_verify_while_the_importing_thread_holds_the_gil(tmp_path: Path, built: Block) -> None:
     # The importing thread runs the runtime (Python) while the signature threads verify: they
     # must not need the GIL per signature, or they stall until it is handed over (every
