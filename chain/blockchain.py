@@ -208,7 +208,7 @@ class Blockchain:
         config is read from state (genesis put it there), never taken from the caller.
 
         ``signature_threads`` > 1 checks a block's signatures in that many threads
-        (libsodium releases the GIL); 1 keeps import on one core. ``rules``: the consensus
+        (chain.signatures: without the GIL); 1 keeps import on one core. ``rules``: the consensus
         engine (None: none, see the module docstring). ``verifier``: how imported blocks'
         training is checked (chain.proofs.FullReexecution by default); ``trainer``: how this
         node runs the jobs of the blocks it builds (ml_runtime.run_job; a test or byzantine
