@@ -126,7 +126,7 @@ class SignatureBatch:
         self.verdicts = np.full(n, UNCHECKED, dtype=np.int32)
         signatures, keys = [xt.signature for xt in extrinsics], [xt.signer for xt in extrinsics]
         for i, (signature, key) in enumerate(zip(signatures, keys, strict=True)):
-            if type(signature) is not bytes or len(signature) != 64 or type(key) is not bytes or len(key) != 32:
+            if not isinstance(signature, bytes) or len(signature) != 64 or not isinstance(key, bytes) or len(key) != 32:
                 self.verdicts[i] = MALFORMED
                 signatures[i], keys[i] = bytes(64), bytes(32)
         self._sigs = np.frombuffer(b"".join(signatures), dtype=np.uint8).reshape(n, 64)
