@@ -51,7 +51,7 @@ import msgspec
 
 import ml_runtime
 from benches.runner import Context, Report, errorbars, fmt, summarize
-from chain import calls
+from chain import calls, signatures
 from chain.blockchain import Blockchain
 from chain.codec import Wire, encode
 from chain.crypto import dev_keypair
@@ -157,6 +157,7 @@ def measure(family: str, jobs: int, segment: int, reps: int, tmp: Path, advance:
         xts = [sign_extrinsic(keys[i % len(keys)], call, nonce=i // len(keys), genesis_hash=author.genesis_hash,
                               spec_version=author.runtime.spec_version) for i in range(jobs)]
         ml_runtime.warm_up()
+        signatures.warm_up()
         started = time.perf_counter()
         built = author.build_block(xts, alice, slot=len(setup) + 1)
         build_s = time.perf_counter() - started

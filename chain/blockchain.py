@@ -59,9 +59,8 @@ from __future__ import annotations
 import gc
 import logging
 import struct
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -82,7 +81,7 @@ from chain.errors import (
     InvalidTransaction,
     UnknownParent,
 )
-from chain.extrinsic import Extrinsic, find_bad_signature
+from chain.extrinsic import Extrinsic
 from chain.header import (
     ZERO_HASH,
     Header,
@@ -101,6 +100,7 @@ from chain.proofs import (
     compute_results_root,
 )
 from chain.runtime import Receipt, Runtime
+from chain.signatures import SignatureBatch, find_bad_signature
 from chain.state import Overlay, StateCommit, StateDB
 from chain.storage import Column, Database, WriteBatch
 from chain.transcripts import LocalSource, TranscriptStore
@@ -225,7 +225,7 @@ class Blockchain:
         config is read from state (genesis put it there), never taken from the caller.
 
         ``signature_threads`` > 1 checks a block's signatures in that many threads
-        (libsodium releases the GIL); 1 keeps import on one core. ``rules``: the consensus
+        (chain.signatures: without the GIL); 1 keeps import on one core. ``rules``: the consensus
         engine (None: none, see the module docstring). ``verifier``: how imported blocks'
         training is checked (chain.proofs.FullReexecution by default); ``trainer``: how this
         node runs the jobs of the blocks it builds (ml_runtime.run_job; a test or byzantine
@@ -762,19 +762,19 @@ class Blockchain:
         except InvalidTransaction as exc:
             raise BlockError(f"extrinsic #{bad}: {exc}") from None
 
-    def _start_signature_checks(self, extrinsics: tuple[Extrinsic, ...]) -> _SignatureChecks | None:
+    def _start_signature_checks(self, extrinsics: tuple[Extrinsic, ...]) -> SignatureBatch | None:
         """With ``signature_threads`` > 1, start checking the block's signatures on the pool's
         threads while this thread executes the block (None: check them here, first).
 
-        libsodium releases the GIL while it verifies, so the pool's threads verify while this
-        thread runs the runtime and computes the roots; then this thread takes the chunks
-        that are left, so no core idles whichever side is slower."""
+        The pool's threads verify without the GIL (chain.signatures), so they run while this
+        thread runs the runtime and computes the roots; then this thread verifies what they
+        have not reached, so no core idles whichever side is slower."""
         if self.signature_threads == 1 or len(extrinsics) < 64:  # small blocks: not worth a hand-off
             return None
         if self._signature_pool is None:
             self._signature_pool = ThreadPoolExecutor(self.signature_threads - 1, thread_name_prefix="signatures")
-        checks = _SignatureChecks(extrinsics, self.genesis_hash, self.runtime.spec_version)
-        checks.futures = [self._signature_pool.submit(checks.run) for _ in range(self.signature_threads - 1)]
+        checks = SignatureBatch(extrinsics, self.genesis_hash, self.runtime.spec_version)
+        checks.start(self._signature_pool, self.signature_threads - 1)
         return checks
 
     # --- finality ----------------------------------------------------------------------------
@@ -1011,40 +1011,6 @@ class Blockchain:
         if value is None:
             raise ChainError(f"the database has no {key.decode()} record: it is not a polchain database or is damaged")
         return value
-
-
-class _SignatureChecks:
-    """One block's signature checks, shared by several threads in chunks of consecutive
-    extrinsics; every chunk is checked, so the lowest bad index found is the one a serial
-    check reports first."""
-
-    CHUNK = 64
-
-    def __init__(self, extrinsics: tuple[Extrinsic, ...], genesis_hash: bytes, spec_version: int) -> None:
-        self.extrinsics, self.genesis_hash, self.spec_version = extrinsics, genesis_hash, spec_version
-        self.futures: list[Future[None]] = []
-        self._starts = iter(range(0, len(extrinsics), self.CHUNK))
-        self._lock = threading.Lock()
-        self._bad: list[int] = []
-
-    def run(self) -> None:
-        """Check chunks until none is left."""
-        while True:
-            with self._lock:
-                start = next(self._starts, None)
-            if start is None:
-                return
-            stop = min(start + self.CHUNK, len(self.extrinsics))
-            bad = find_bad_signature(self.extrinsics, self.genesis_hash, self.spec_version, start, stop)
-            if bad is not None:
-                self._bad.append(bad)
-
-    def finish(self) -> int | None:
-        """Help with the chunks that are left, wait for the other threads; the first bad index."""
-        self.run()
-        for future in self.futures:
-            future.result()
-        return min(self._bad, default=None)
 
 
 @contextmanager

@@ -11,8 +11,6 @@ An extrinsic's hash is blake2_256 of its versioned canonical bytes, as the pool 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from chain.calls import Call
 from chain.codec import (
     U32,
@@ -81,21 +79,6 @@ class Extrinsic(Wire, frozen=True):
             verify_signature(self.signer, message, self.signature)
         except InvalidSignature as exc:
             raise InvalidTransaction("bad_proof", str(exc)) from None
-
-
-def find_bad_signature(
-    extrinsics: Sequence[Extrinsic], genesis_hash: bytes, spec_version: int, start: int = 0, stop: int | None = None
-) -> int | None:
-    """The index of the first extrinsic in ``extrinsics[start:stop]`` whose signature is
-    bad, or None. libsodium releases the GIL while it verifies, so disjoint ranges can be
-    checked in parallel threads (the block importer's ``signature_threads``).
-    """
-    for index in range(start, len(extrinsics) if stop is None else stop):
-        try:
-            extrinsics[index].verify_signature(genesis_hash, spec_version)
-        except InvalidTransaction:
-            return index
-    return None
 
 
 def compute_signing_message(payload: SigningPayload) -> bytes:

@@ -40,6 +40,7 @@ few. Either raises a BlockError whose message names the fault (see :class:`FullR
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -53,6 +54,11 @@ from chain.errors import BlockError, CheckpointsUnavailable
 
 if TYPE_CHECKING:
     from chain.block import Block
+
+# ml_runtime's transcript entry (40 bytes: index u32 LE, weights hash, float32 loss LE) with
+# the loss given as its bits; and the float32 exponent field, all ones for inf and NaN only.
+_ENTRY_BITS = struct.Struct("<I32sI")
+_F32_EXPONENT = 0x7F800000
 
 
 class ResultCommitment(Wire, frozen=True):
@@ -169,7 +175,15 @@ def verify_opening(result: TrainingResult, opening: Opening, *, need_weights: bo
         raise BlockError(f"{where}: loss bits {opening.loss:#010x}, the result has {result.losses[opening.index]:#010x}")
     entry = opening.entry()
     try:
-        ml_runtime.verify_merkle_proof(result.transcript_root, entry, opening.path, count)
+        if opening.loss & _F32_EXPONENT != _F32_EXPONENT:
+            # A finite loss: its bits are the float32 the entry encodes, so the entry's 40
+            # bytes are packed from them directly (the leaf ml_runtime.TranscriptEntry.encode
+            # gives, without its float round trip); a NaN's bits might not survive that trip,
+            # so anything else takes the entry's own path.
+            leaf = _ENTRY_BITS.pack(opening.index, opening.weights_hash, opening.loss)
+            ml_runtime.verify_leaf_path(result.transcript_root, leaf, opening.path, opening.index, count)
+        else:
+            ml_runtime.verify_merkle_proof(result.transcript_root, entry, opening.path, count)
     except ml_runtime.ProofError as exc:
         raise BlockError(f"{where}: not under the transcript root: {exc}") from None
     if opening.weights is None:

@@ -68,6 +68,7 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -98,7 +99,6 @@ _HEX = "0123456789abcdef"
 _NIBBLE = {c: i for i, c in enumerate(_HEX)}
 # The character just after each hex digit: "prefix + _NEXT[c]" bounds the keys under "prefix + c".
 _NEXT = {c: chr(ord(c) + 1) for c in _HEX}
-_SMALL_LEB = [bytes((n,)) for n in range(128)]
 _BIT = [1 << i for i in range(16)]
 
 
@@ -108,6 +108,9 @@ def compute_node_hash(encoded: bytes) -> bytes:
 
 
 EMPTY_ROOT: bytes = compute_node_hash(bytes((_EMPTY,)))
+_NODE_HASHER = hashlib.blake2b(digest_size=HASH_LEN)  # copied, never updated itself
+_fromhex = bytes.fromhex
+_first = itemgetter(0)
 
 
 class NodeStore(Protocol):
@@ -152,11 +155,7 @@ _Item = tuple[str, bytes | None]
 # --- encoding -----------------------------------------------------------------------------
 
 
-def _encode_partial(partial: str) -> bytes:
-    n = len(partial)
-    packed = bytes.fromhex(partial) if n % 2 == 0 else bytes.fromhex(partial + "0")
-    if n < 128:
-        return _SMALL_LEB[n] + packed
+def _encode_leb128(n: int) -> bytes:
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -165,7 +164,13 @@ def _encode_partial(partial: str) -> bytes:
             out.append(byte | 0x80)
         else:
             out.append(byte)
-            return bytes(out) + packed
+            return bytes(out)
+
+
+# The LEB128 of every nibble count a node can have (a partial path is part of one key, of at
+# most MAX_KEY_LEN bytes, and decoding refuses longer ones): a table lookup on the hot path,
+# where most leaves of hashed keys have more than 127 nibbles and so a two-byte length.
+_LEB = [_encode_leb128(n) for n in range(2 * MAX_KEY_LEN + 1)]
 
 
 def _compute_step(node: _Node, path: str, d: int) -> tuple[bytes | None, bytes | None, int]:
@@ -530,7 +535,7 @@ class Trie:
         old = None if root == EMPTY_ROOT else self._load_root(root)
         if not items:
             return TrieUpdate(root, MappingProxyType({}))
-        items.sort()
+        items.sort(key=_first)  # keys are distinct: no need to compare the values
         new = self._update(old, root, 0, items, 0, len(items))
         if new is None:
             return TrieUpdate(EMPTY_ROOT, MappingProxyType({}))
@@ -661,32 +666,39 @@ class Trie:
 
 
 def _seal(node: _Node, nodes: dict[bytes, bytes], cache: dict[bytes, _Node]) -> bytes:
-    """Hash a dirty subtree bottom-up, each node once; collect encodings, cache clean nodes."""
+    """Hash a dirty subtree bottom-up, each node once; collect encodings, cache clean nodes.
+
+    The hot path of a block's root (a block of transfers seals thousands of nodes): each
+    encoding is one concatenation, and each hash a copy of a blake2b object made once
+    (hashlib's keyword constructor costs more than the hash of a small node).
+    """
     if len(node) == 2:
         partial, value = node
-        encoded = b"\x01" + _encode_partial(partial) + value
+        n = len(partial)
+        encoded = b"\x01" + _LEB[n] + _fromhex(partial + "0" if n & 1 else partial) + value
     else:
         partial, children, value = node
         if type(children) is not list:
             children = list(children)  # a clean node re-sealed (e.g. moved by a split)
         bitmap = 0
-        hashes = []
         for i, child in enumerate(children):
             if child is not None:
                 if type(child) is not bytes:
-                    child = children[i] = _seal(child, nodes, cache)
+                    children[i] = _seal(child, nodes, cache)
                 bitmap |= _BIT[i]
-                hashes.append(child)
-        encoded = (
-            (b"\x02" if value is None else b"\x03")
-            + _encode_partial(partial)
-            + bitmap.to_bytes(2, "little")
-            + b"".join(hashes)
-        )
-        if value is not None:
-            encoded += value
+        n = len(partial)
+        encoded = b"".join((
+            b"\x02" if value is None else b"\x03",
+            _LEB[n],
+            _fromhex(partial + "0" if n & 1 else partial),
+            bitmap.to_bytes(2, "little"),
+            *[child for child in children if child is not None],
+            b"" if value is None else value,
+        ))
         node = (partial, tuple(children), value)
-    node_hash = hashlib.blake2b(encoded, digest_size=HASH_LEN).digest()
+    hasher = _NODE_HASHER.copy()
+    hasher.update(encoded)
+    node_hash = hasher.digest()
     nodes[node_hash] = encoded
     cache[node_hash] = node
     return node_hash

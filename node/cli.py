@@ -35,7 +35,7 @@ import msgspec
 import numpy as np
 
 import ml_runtime
-from chain import calls
+from chain import calls, signatures
 from chain.codec import decode, encode
 from chain.crypto import (
     DEV_ACCOUNTS,
@@ -454,6 +454,7 @@ def run_node(args: argparse.Namespace) -> int:
         log.info("polchain node %r on chain %r (%s), database %s", args.name, spec.name, spec.id, db_path)
         raise_open_file_limit()
         warm_up_kernels(ml_runtime.warm_up)
+        signatures.warm_up()  # the block import's signature kernels (chain.signatures), loaded now
         ml_runtime.verify_build()
         try:
             asyncio.run(_serve(config, spec, rpc_options))

@@ -120,7 +120,10 @@ def test_transfers_schema(records) -> None:
     assert res["transfers"] == res["blocks"] * res["per_block"] > 0 and len(res["state_root"]) == 64
     for key in ("imported_per_s_1_thread", "imported_per_s_2_threads", "pynacl_verify_per_s_1_thread",
                 "pynacl_verify_per_s_2_threads", "ratio_1_core", "ratio_2_cores", "ratio_1_core_cpu",
-                "imported_per_s_1_thread_cpu", "pynacl_verify_per_s_1_thread_cpu"):
+                "imported_per_s_1_thread_cpu", "pynacl_verify_per_s_1_thread_cpu",
+                "kernel_verify_per_s_1_thread", "kernel_verify_per_s_2_threads", "ratio_1_core_kernel",
+                "ratio_2_cores_kernel", "imported_per_s_2_threads_importing_thread_cpu",
+                "imported_per_s_2_threads_process_cpu"):
         assert _is_stat(res[key]), key
         assert res[key]["min"] > 0
 

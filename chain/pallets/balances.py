@@ -11,7 +11,7 @@ from __future__ import annotations
 from chain.calls import Transfer
 from chain.codec import U32, Balance, Wire
 from chain.errors import DispatchError
-from chain.pallets.context import CallContext
+from chain.pallets.context import CallContext, Event
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
 PALLET = "balances"
@@ -83,4 +83,8 @@ def apply_move(state: StateAccess, src: bytes, dest: bytes, amount: int, existen
 
 def apply_transfer(ctx: CallContext, call: Transfer) -> None:
     apply_move(ctx.state, ctx.sender, call.dest, call.value, ctx.config.existential_deposit)
-    ctx.emit(PALLET, "Transferred", src=ctx.sender, dest=call.dest, value=call.value)
+    # The event ctx.emit(PALLET, "Transferred", src=..., dest=..., value=...) builds, built
+    # directly: the commonest extrinsic skips the keyword dict and the generic conversion.
+    ctx.events.append(
+        Event(PALLET, "Transferred", (("src", "0x" + ctx.sender.hex()), ("dest", "0x" + call.dest.hex()), ("value", call.value)))
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+import numba
 import pytest
 from chainkit import ALICE, BOB, dev_spec, open_chain, sign
 
@@ -125,3 +126,33 @@ def test_a_bad_signature_is_reported_before_a_wrong_state_root(tmp_path: Path, b
             validator.import_block(tampered)
         assert validator.best_number == 0 and validator.state.root() == genesis_root
         validator.db.close()
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1: the kernels run as Python, under the GIL")
+def test_signature_threads_verify_while_the_importing_thread_holds_the_gil(tmp_path: Path, built: Block) -> None:
+    # The importing thread runs the runtime (Python) while the signature threads verify: they
+    # must not need the GIL per signature, or they stall until it is handed over (every
+    # sys.getswitchinterval()) and the importing thread ends up verifying nearly all itself.
+    # sum() over a range loops in C and never releases the GIL: a stand-in for the runtime.
+    import time
+
+    validator = _open(tmp_path / "v", 2)
+    xts = built.body.extrinsics
+    serial = time.thread_time()
+    validator.verify_signatures(xts)
+    serial = time.thread_time() - serial
+    n = 1_000_000
+    held = time.perf_counter()
+    sum(range(n))
+    held = time.perf_counter() - held
+    checks = validator._start_signature_checks(xts)
+    assert checks is not None
+    sum(range(int(n * 8 * serial / held)))  # the GIL held for ~8x a serial check of the block
+    cpu = time.thread_time()
+    assert checks.finish() is None
+    cpu = time.thread_time() - cpu
+    # What the importing thread still had to verify itself: little of the block (the second
+    # thread had the whole hold to verify it, whatever the machine's load took of that); had
+    # it stalled, the two would share the block once the GIL is free, about half each.
+    assert cpu < serial / 5, f"{cpu * 1e3:.1f} ms of {serial * 1e3:.1f} ms left to the importing thread"
+    validator.db.close()
