@@ -3,17 +3,17 @@ verifier's tests are tests/consensus/test_pol_verify.py (forged blocks, the dete
 what the verifier asks its source for) and test_fraud_proofs.py; this module holds what is
 left over.
 
-Last run (``rm -rf mutants && mutmut run --max-children 1 "consensus.pol*" "chain.fraud*"``):
-243 mutants, 238 killed, 5 survived. Survivors explained (equivalent mutants; ids from
-``mutmut results``):
+Last run (``rm -rf mutants && mutmut run --max-children 2 "consensus.pol*" "chain.proofs*"``,
+then the survivors again after the tests below): 277 mutants of consensus/pol.py, 272
+killed, 5 survived. Survivors explained (equivalent mutants; ids from ``mutmut results``):
 
-- ``xǁSampledVerifierǁverify_block__mutmut_15``, ``_18``, ``_19``: ``zip(tasks, reruns,
+- ``xǁSampledVerifierǁverify_block__mutmut_29``, ``_32``, ``_33``: ``zip(tasks, reruns,
   strict=True)`` with ``strict`` None, left out or False. ``reruns`` is ``pool.map`` over
   ``tasks``, one result per task by construction, so the lengths never differ.
-- ``x__rerun_all__mutmut_1``: ``ThreadPoolExecutor(None)`` instead of one thread a core.
+- ``x__rerun_all__mutmut_6``: ``ThreadPoolExecutor(None)`` instead of one thread a core.
   The pool size only schedules the re-runs (min(32, cores + 4) threads instead of
   ``cores``); each re-run is bit-identical whatever thread runs it, and ``map`` keeps the
-  order (the test below).
+  order (the first test below). Which thread runs what is pinned by the last test.
 - ``xǁ_Checkǁfraud__mutmut_3``: ``need_weights=None`` instead of ``False`` when the openings
   of an accusation are verified again: verify_opening only tests it for truth, and None is
   false.
@@ -48,3 +48,55 @@ def test_reruns_on_the_pool_are_the_serial_ones_in_task_order() -> None:
     assert [r.weights_hash for r in reruns[:-1]] == [result.transcript.entries[j + 1].weights_hash for j in order]
     assert isinstance(reruns[-1], ml_runtime.InvalidCheckpoint)
     assert _rerun_all([]) == []
+
+
+def test_the_rerun_thread_policy(monkeypatch) -> None:
+    """compute_rerun_threads: one task, or less work than POOL_MIN_UNITS, runs inline (1);
+    work of POOL_MIN_UNITS or more over two or more tasks gets one thread a core (1 if the
+    core count is unknown)."""
+    from consensus import pol
+
+    job = _job()
+    result = ml_runtime.run_job(job)
+    tasks = [(job, j, result.checkpoints[j]) for j in range(3)]
+    units = [ml_runtime.step_cost(job.spec, job.batch_size) * len(job.segment_steps(j)) for j in range(3)]
+    monkeypatch.setattr(pol.os, "cpu_count", lambda: 7)
+    assert pol.compute_rerun_threads(tasks) == 1  # far below the default minimum
+    monkeypatch.setattr(pol, "POOL_MIN_UNITS", sum(units))
+    assert pol.compute_rerun_threads(tasks) == 7  # exactly the minimum: a pool
+    monkeypatch.setattr(pol, "POOL_MIN_UNITS", units[0] + units[1])
+    assert pol.compute_rerun_threads(tasks[:2]) == 7  # two tasks: a pool
+    monkeypatch.setattr(pol, "POOL_MIN_UNITS", 0)
+    assert pol.compute_rerun_threads(tasks[:1]) == 1  # one task: nothing to share
+    monkeypatch.setattr(pol, "POOL_MIN_UNITS", sum(units) + 1)
+    assert pol.compute_rerun_threads(tasks) == 1
+    monkeypatch.setattr(pol, "POOL_MIN_UNITS", 0)
+    monkeypatch.setattr(pol.os, "cpu_count", lambda: None)
+    assert pol.compute_rerun_threads(tasks) == 1
+
+
+def test_small_reruns_stay_on_the_calling_thread_and_large_ones_use_the_pool(monkeypatch) -> None:
+    """_rerun_all follows the policy: inline below it (no thread started for a cheap block),
+    on pool threads at or above it (each result still the serial one, in order)."""
+    import threading
+
+    from consensus import pol
+
+    job = _job()
+    result = ml_runtime.run_job(job)
+    tasks = [(job, j, result.checkpoints[j]) for j in range(4)]
+    ran_on: list[int] = []
+    real = pol.compute_rerun
+
+    def recording(*task):
+        ran_on.append(threading.get_ident())
+        return real(*task)
+
+    monkeypatch.setattr(pol, "compute_rerun", recording)
+    monkeypatch.setattr(pol.os, "cpu_count", lambda: 2)
+    serial = _rerun_all(tasks)
+    assert set(ran_on) == {threading.get_ident()}
+    ran_on.clear()
+    monkeypatch.setattr(pol, "POOL_MIN_UNITS", 0)
+    assert [r.weights_hash for r in _rerun_all(tasks)] == [r.weights_hash for r in serial]
+    assert threading.get_ident() not in ran_on and len(ran_on) == 4

@@ -4,9 +4,10 @@ root's dependence on every commitment field, each reason verify_opening gives, a
 cheap checks the TRAIN dispatch makes on a result (chain.pallets.training.verify_result_shape).
 The forgery classes FullReexecution must catch are in tests/chain/test_pol_forgery.py.
 
-Mutation score (mutmut 3.8.1 over chain/proofs.py and chain/transcripts.py, tests: this
-module, tests/chain/test_pol_forgery.py, test_blockchain.py, test_block_limits.py): 289 of
-297 killed (97%). Survivors explained (equivalent mutants; ids from ``mutmut results``):
+Mutation score (mutmut 3.8.1; last full run over chain/proofs.py and chain/transcripts.py: 289
+of 297 killed; last run over chain/proofs.py alone, after verify_opening's packed-bits path,
+``mutmut run "consensus.pol*" "chain.proofs*"``: 244 of 253 killed). Survivors explained
+(equivalent mutants; ids from ``mutmut results``):
 
 - ``x_compute_result__mutmut_14``, ``_16``, ``x_compute_openings__mutmut_17``, ``_19`` and
   ``xǁFullReexecutionǁ_verify_claim__mutmut_29``, ``_31``: ``np.asarray(w, dtype=None)``
@@ -16,6 +17,12 @@ module, tests/chain/test_pol_forgery.py, test_blockchain.py, test_block_limits.p
   bytes are the "<f4" bytes.
 - ``x_compute_result__mutmut_19``: ``diverged_segment`` written even for a finite run; a
   finite JobResult's ``diverged_segment`` is None (ml_runtime/job.py), so the result is the same.
+- ``x_verify_opening__mutmut_13``, ``_14``: the test that sends a finite loss to the
+  packed-bits leaf (``&`` made ``|``, ``!=`` made ``==``). Both paths compute the same leaf
+  for every float32 whose bits survive a float round trip (tests/chain/test_opening_bits.py
+  pins the verdicts for zero, -0, a subnormal, the largest float, inf and NaN), and the
+  branch is reached only after ``opening.loss == result.losses[index]``, where every loss of
+  a result the chain accepted is finite (verify_result_shape); the branch is a speed choice.
 - ``chain.transcripts.xǁLocalSourceǁfetch__mutmut_18``: ``verify_opening(...,
   need_weights=None)``. LocalSource already reports an opening stored without weights as
   missing when weights are needed, so need_weights changes nothing in verify_opening there.

@@ -451,6 +451,23 @@ def test_an_honest_divergence_imports_and_every_segment_sampled_imports(tmp_path
     validator.db.close()
 
 
+def test_m_of_zero_still_samples_one_segment_and_entry_0_comes_without_weights(tmp_path) -> None:
+    """A per-block m below 1 is taken as 1 (a validator always re-runs something), and the
+    link check fetches entry 0 without its weights unless the sample re-runs segment 0 (its
+    loss and weights hash are all the start check needs)."""
+    author, block = _author(tmp_path / "author")
+    validator = open_chain(tmp_path / "validator")
+    secret = next(s for s in (bytes([i]) * 32 for i in range(1, 64)) if compute_sample(s, block.hash(), 0, S, 1) != (0,))
+    sample = compute_sample(secret, block.hash(), 0, S, 1)
+    source = _Recording(LocalSource(author.transcripts))
+    SampledVerifier(secret, 2, samples_for=lambda _b: 0).verify_block(block, block.hash(), [_claim(validator, block, 0)], source)
+    wanted = {0: False, S: False} | {j + 1: False for j in sample} | {j: True for j in sample}
+    assert len(sample) == 1 and 0 not in sample
+    assert source.asked == [(block.hash(), 0, sorted(wanted.items()))]
+    author.db.close()
+    validator.db.close()
+
+
 def test_m_can_be_a_chain_parameter_read_per_block(tmp_path) -> None:
     """The node's verifier takes m from the block's parent state (pol_samples, which a
     runtime-config referendum may change): ``samples_for`` is asked once per block."""
