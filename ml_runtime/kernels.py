@@ -353,6 +353,53 @@ def _accumulate_t(gt, gb, src, rowmap, dzt, n_in, n_out, batch, skip_zero, live)
 
 
 @njit(cache=True, nogil=True, pipeline_class=_NoAlias)
+def _accumulate_own_t(gt, gb, src, dzt, n_in, n_out, batch):
+    """gt[c, i] = sum_s src[s, i] * dz[c, s] and gb[c] = sum_s dz[c, s], from +0 in batch order.
+
+    :func:`_accumulate_t`'s sums for a source that is the step's own sample-major scratch
+    (the MLP's hidden activations): no row map, no skipping, and eight samples per pass
+    (``((g + t0) + t1) + ...``, still in batch order), which halves the passes over each
+    row. Writes ``gt`` (which need not be zero on entry) and ``gb``.
+    """
+    for c in range(n_out):
+        gb[c] = _Z
+    for s in range(batch):
+        for c in range(n_out):
+            gb[c] = gb[c] + dzt[c, s]
+    b8 = batch - batch % 8
+    for c in range(n_out):
+        dc = dzt[c]
+        row = gt[c]
+        for i in range(n_in):
+            row[i] = _Z
+        for q in range(0, b8, 8):
+            d0 = dc[q]
+            d1 = dc[q + 1]
+            d2 = dc[q + 2]
+            d3 = dc[q + 3]
+            d4 = dc[q + 4]
+            d5 = dc[q + 5]
+            d6 = dc[q + 6]
+            d7 = dc[q + 7]
+            x0 = src[q]
+            x1 = src[q + 1]
+            x2 = src[q + 2]
+            x3 = src[q + 3]
+            x4 = src[q + 4]
+            x5 = src[q + 5]
+            x6 = src[q + 6]
+            x7 = src[q + 7]
+            for i in range(n_in):
+                row[i] = (((((((row[i] + x0[i] * d0) + x1[i] * d1) + x2[i] * d2) + x3[i] * d3)
+                            + x4[i] * d4) + x5[i] * d5) + x6[i] * d6) + x7[i] * d7
+        for q in range(b8, batch):
+            d0 = dc[q]
+            x0 = src[q]
+            for i in range(n_in):
+                row[i] = row[i] + x0[i] * d0
+
+
+@njit(cache=True, nogil=True, pipeline_class=_NoAlias)
 def _update_t(wt, gt, w, o_b, gb, n_in, n_out, inv_b, lr, l2):
     """w <- w - lr*(g/B + l2*w) for one layer, weights and gradient both class-major.
 
@@ -554,9 +601,6 @@ def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
     live = np.empty(batch, dtype=np.int64)
     w1 = np.empty((h, d), dtype=np.float32)
     w2 = np.empty((k, h), dtype=np.float32)
-    own = np.empty(batch, dtype=np.int64)
-    for s in range(batch):
-        own[s] = s
     inv_b = _ONE / np.float32(batch)
     o_b1 = d * h
     o_w2 = o_b1 + h
@@ -573,7 +617,7 @@ def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
         _affine_t(w2, w, o_b2, hid, h, k, batch, z)
         lsum = _softmax_xent_t(z, y, idx, base, k, batch, m, tot, p)
         _backprop_hidden_t(w2, p, a, h, k, batch, da)
-        _accumulate_t(g2, gb2, hs, own, p, h, k, batch, False, live)
+        _accumulate_own_t(g2, gb2, hs, p, h, k, batch)
         _accumulate_t(g1, gb1, x, idx[base : base + batch], da, d, h, batch, True, live)
         step_loss = lsum * inv_b
         ok1 = _update_t(w1, g1, w, o_b1, gb1, d, h, inv_b, lr, l2)
