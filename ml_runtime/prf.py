@@ -21,8 +21,11 @@ key and a 12-byte message, so exactly two compressions, the first over the key b
 The key block's compression depends only on the job seed and is cached per seed
 (:func:`_keyed_state`); each block then costs one compression and no Python. ``hashlib``
 stays the definition: the rare steps that reject a word are recomputed from its word
-stream (:func:`_words`), and the tests compare the compiled blocks with ``hashlib`` on
-random keys, steps and block counters, with the JIT on and as plain Python.
+stream (:func:`_words`); ``tests/ml_runtime/test_mlrt_prf.py`` compares the compiled path
+with the former hashlib path (kept in ``benches/_reference_kernels.py``) on random seeds,
+step counters, populations and batch sizes, and the JIT-disabled twin tests run it as
+plain Python (numpy's uint64 arithmetic wraps the same way). ``python -m benches.prf``
+measures both: 57.8 -> 15.3 µs per 25-step segment of batch 32.
 """
 
 from __future__ import annotations
