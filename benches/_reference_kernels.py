@@ -38,6 +38,8 @@ the partially updated weights are meaningless and must be discarded).
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from typing import Final
 
 import numpy as np
@@ -254,3 +256,39 @@ def mlp_forward(w, x, d, k, h):
         _affine(w, o_w2, o_w2 + h * k, a, h, k, z)
         _softmax_probs(z, k, out[r])
     return out
+
+
+def batch_indices_hashlib(seed: bytes, first_step: int, num_steps: int, n: int, batch: int) -> np.ndarray:
+    """ml_runtime.prf.batch_indices as it was before the compiled blake2b (commit b5fd9a1).
+
+    One ``hashlib`` call per 64-byte block with Python around each; kept to measure "before"
+    side by side (benches/prf.py) and as the reference the tests compare the compiled PRF
+    with. Same output bits: blake2b(key=seed, person=b"polchain/ml/bat", u64 t || u32 block),
+    16 little-endian u32 words per block, rejection sampling below 2**32 - 2**32 mod n.
+    """
+    limit = 2**32 - (2**32 % n)
+    base = hashlib.blake2b(key=seed, person=b"polchain/ml/bat", digest_size=64)
+    per_step = -(-batch // 16)
+    parts = []
+    for t in range(first_step, first_step + num_steps):
+        for b in range(per_step):
+            h = base.copy()
+            h.update(struct.pack("<QI", t, b))
+            parts.append(h.digest())
+    words = np.frombuffer(b"".join(parts), dtype="<u4").reshape(num_steps, -1)[:, :batch]
+    out = (words % np.uint32(n)).astype(np.int64)
+    bad_rows: list[int] = []
+    if limit < 2**32:
+        bad_rows = np.nonzero((words >= np.uint32(limit)).any(axis=1))[0].tolist()
+    for r in bad_rows:
+        row: list[int] = []
+        block = 0
+        while len(row) < batch:
+            h = base.copy()
+            h.update(struct.pack("<QI", first_step + r, block))
+            for (word,) in struct.iter_unpack("<I", h.digest()):
+                if word < limit and len(row) < batch:
+                    row.append(word % n)
+            block += 1
+        out[r, :] = row
+    return out.reshape(-1)

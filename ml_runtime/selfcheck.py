@@ -21,7 +21,7 @@ import numpy as np
 from ml_runtime import kernels
 from ml_runtime.errors import BuildMismatch, NonFiniteWeights
 from ml_runtime.job import TrainingJob, run_job
-from ml_runtime.prf import init_weights
+from ml_runtime.prf import batch_indices, init_weights
 from ml_runtime.spec import ModelSpec
 
 _PERSON_GOLDEN: Final = b"polchain/ml/gold"
@@ -125,6 +125,7 @@ def warm_up() -> None:
     kernels.linear_forward(ro_w, ro_x, 2, 2)
     kernels.softmax_forward(ro_w, ro_x, 2, 2)
     kernels.mlp_forward(ro_w12, ro_x, 2, 2, 2)
+    batch_indices(bytes(32), 0, 1, 3, 1)  # the compiled batch PRF (and its keyed-state cache)
 
 
 def verify_build() -> None:

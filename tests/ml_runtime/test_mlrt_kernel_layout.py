@@ -40,10 +40,11 @@ def test_shaped_job_equals_twin(family: str, seed: int) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_shaped_jobs_cover_every_remainder(family: str) -> None:
-    """The generator reaches sizes ≡ 0..3 (mod 4) and both finite and diverged runs."""
+    """The generator reaches sizes ≡ 0..7 (mod 8): _affine_t takes eight inputs per pass and
+    the MLP's output-layer gradient eight samples per pass; and both finite and diverged runs."""
     jobs = [make_shaped_job(family, s) for s in range(40)]
-    assert {j.spec.d % 4 for j in jobs} == {0, 1, 2, 3}
-    assert {j.batch_size % 4 for j in jobs} == {0, 1, 2, 3}
+    assert {j.spec.d % 8 for j in jobs} == set(range(8))
+    assert {j.batch_size % 8 for j in jobs} == set(range(8))
     assert max(j.batch_size for j in jobs) >= 8 and max(j.spec.k for j in jobs) >= 8
     if family == "mlp":
         assert {j.spec.h % 4 for j in jobs} == {0, 1, 2, 3}

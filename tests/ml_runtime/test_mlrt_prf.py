@@ -7,8 +7,11 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ml_runtime as mr
+from benches._reference_kernels import batch_indices_hashlib
 
 
 def _stream_reference(seed: bytes, t: int, n: int, batch: int) -> list[int]:
@@ -40,6 +43,39 @@ def test_batch_indices_match_stream_definition(n: int) -> None:
 def test_batch_indices_rows_bound() -> None:
     with pytest.raises(mr.InvalidJob, match="rows"):
         mr.batch_indices(bytes(32), 0, 1, 0, 1)
+
+
+@pytest.mark.parametrize("seed", [b"", bytes(31), bytes(33), bytes(64), "x" * 32, bytearray(32)])
+def test_batch_indices_rejects_bad_seed(seed: object) -> None:
+    # The compiled PRF is built for the job seed's one shape (a 32-byte key); hashlib took
+    # any key up to 64 bytes (and an empty one as no key), a different construction.
+    with pytest.raises(mr.InvalidJob, match="batch seed must be exactly 32 bytes"):
+        mr.batch_indices(seed, 0, 1, 10, 1)  # type: ignore[arg-type]
+
+
+# n: powers of two (no rejection), small, digits-sized, and sizes that reject up to half
+# of all words (2**31 + 1 would, but exceeds the domain; 3 * 2**29 + 1 rejects a quarter).
+_N = st.one_of(st.sampled_from([1, 2, 3, 10, 1797, 2**20, 2**30, 3 * 2**29 + 1, 2**31 - 1]),
+               st.integers(1, 2**31 - 1))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(seed=st.binary(min_size=32, max_size=32), first=st.integers(0, 2**63 - 64),
+       steps=st.integers(1, 5), n=_N, batch=st.integers(1, 70))
+def test_compiled_batch_prf_equals_hashlib_reference(seed: bytes, first: int, steps: int, n: int,
+                                                     batch: int) -> None:
+    """The compiled blake2b path gives the old hashlib path's bits (the vectors pin a few)."""
+    got = mr.batch_indices(seed, first, steps, n, batch)
+    want = batch_indices_hashlib(seed, first, steps, n, batch)
+    assert got.dtype == np.int64 and got.tolist() == want.tolist()
+
+
+def test_compiled_batch_prf_equals_stream_definition_on_many_blocks() -> None:
+    # batch 70 = five blocks per step, the last one partly used; 40 steps from a high counter.
+    seed = bytes(range(100, 132))
+    got = mr.batch_indices(seed, 2**40, 40, 1797, 70).reshape(40, 70)
+    for i in range(40):
+        assert got[i].tolist() == _stream_reference(seed, 2**40 + i, 1797, 70)
 
 
 def test_init_weights_deterministic_and_bounded() -> None:
