@@ -35,9 +35,9 @@ The new config governs the blocks after the one that enacted it: each block is b
 imported with the config in its parent's state (chain.blockchain), so the extrinsics of the
 enactment block still pay the old fees.
 
-Work per block is bounded as in governance: a block's agenda holds at most
-:data:`MAX_AGENDA` referenda (AgendaFull for a proposal whose end block is full; an
-enactment moves to the next block with room, at most :data:`MAX_DEFER` blocks on).
+Work per block is bounded as in governance, by the pallet's agenda (chain.pallets.agenda: at
+most MAX_AGENDA referenda a block; AgendaFull for a proposal whose end block is full; an
+enactment moves to the next block with room, at most MAX_DEFER blocks on).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from chain.config import (
 from chain.errors import CodecError, DispatchError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
 from chain.pallets import balances, revenue, system
+from chain.pallets.agenda import MAX_AGENDA, Agenda
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
@@ -70,8 +71,6 @@ PPM = calls.PPM
 PROPOSAL_DEPOSIT = 100 * 10**9
 QUORUM_PPM = 100_000  # turnout: a tenth of all POL in existence
 THRESHOLD_PPM = 500_000  # ayes: a strict majority of the votes cast
-MAX_AGENDA = 16  # referenda tallied or enacted at the start of one block
-MAX_DEFER = 64  # blocks an enactment may be pushed back when agendas are full
 # The pallet's account holds every deposit and every locked vote until it is returned.
 DEMOCRACY_ACCOUNT = revenue.compute_pallet_account(b"py/democ")
 FIELDS = frozenset(f.name for f in fields(RuntimeConfig))
@@ -118,7 +117,7 @@ class Ballot(Wire, frozen=True):
 NEXT_REFERENDUM = StorageValue("Democracy", "NextReferendum", int, 0)
 REFERENDA = StorageMap("Democracy", "Referenda", Referendum)
 BALLOTS = StorageMap("Democracy", "Ballots", Ballot)  # (referendum, voter) -> ballot
-AGENDA = StorageMap("Democracy", "Agenda", tuple[U32, ...])  # block -> referenda to tally or enact
+AGENDA = Agenda("Democracy")  # block -> referenda to tally or enact
 # The configs replaced within the last system.BLOCK_HASH_COUNT blocks (the window in which a
 # fraud proof can name its block, chain.pallets.pol): block E -> the config E itself ran with,
 # stored by E's first enactment, and the blocks E in ascending order.
@@ -205,8 +204,7 @@ def apply_propose(ctx: CallContext, call: calls.ProposeConfig) -> None:
     state = ctx.state
     compute_config(ctx.config, call.changes)
     ends = ctx.block.number + ctx.config.gov_voting_blocks
-    agenda = AGENDA.get(state, ends) or ()
-    if len(agenda) >= MAX_AGENDA:
+    if not AGENDA.has_room(state, ends):
         raise _fail("AgendaFull", f"block {ends} already ends {MAX_AGENDA} referenda; propose in a later block")
     _apply_lock(state, ctx.sender, PROPOSAL_DEPOSIT, ctx.config.existential_deposit, "the proposal deposit")
     referendum = NEXT_REFERENDUM.get(state)
@@ -216,7 +214,7 @@ def apply_propose(ctx: CallContext, call: calls.ProposeConfig) -> None:
         referendum,
     )
     NEXT_REFERENDUM.apply_set(state, referendum + 1)
-    AGENDA.apply_set(state, (*agenda, referendum), ends)
+    AGENDA.apply_add(state, referendum, ends)
     ctx.emit(PALLET, "Proposed", referendum=referendum, proposer=ctx.sender, ends=ends, deposit=PROPOSAL_DEPOSIT)
 
 
@@ -278,11 +276,7 @@ def _apply_release(state: StateAccess, who: bytes, amount: int) -> None:
 def apply_on_initialize(state: Any, number: int) -> None:
     """Tally the referenda whose vote ends at block ``number`` and enact those due, before the
     block's extrinsics. The outcome is each referendum's ``status`` (and ``note``)."""
-    due = AGENDA.get(state, number)
-    if not due:
-        return
-    AGENDA.apply_delete(state, number)
-    for referendum_id in due:
+    for referendum_id in AGENDA.apply_take(state, number):
         referendum = REFERENDA.get(state, referendum_id)
         if referendum is not None and referendum.status == "voting":
             _apply_tally(state, referendum_id, referendum, number)
@@ -295,16 +289,12 @@ def _apply_tally(state: Any, referendum_id: int, referendum: Referendum, number:
     if not compute_passes(referendum, balances.TOTAL_ISSUANCE.get(state)):
         REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="rejected"), referendum_id)
         return
-    at = number + max(referendum.enactment_blocks, 1)
-    for _ in range(MAX_DEFER):
-        agenda = AGENDA.get(state, at) or ()
-        if len(agenda) < MAX_AGENDA:
-            AGENDA.apply_set(state, (*agenda, referendum_id), at)
-            REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="passed", enact_at=at), referendum_id)
-            return
-        at += 1
-    failed = msgspec.structs.replace(referendum, status="failed", note="democracy.AgendaFull: no block with room to enact it")
-    REFERENDA.apply_set(state, failed, referendum_id)
+    at = AGENDA.apply_schedule(state, referendum_id, number + max(referendum.enactment_blocks, 1))
+    if at is None:
+        failed = msgspec.structs.replace(referendum, status="failed", note="democracy.AgendaFull: no block with room to enact it")
+        REFERENDA.apply_set(state, failed, referendum_id)
+        return
+    REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="passed", enact_at=at), referendum_id)
 
 
 def _apply_enact(state: Any, referendum_id: int, referendum: Referendum, number: int) -> None:

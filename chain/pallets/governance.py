@@ -19,9 +19,9 @@ Life of a proposal, all in blocks, with the parameters as they were when it was 
    executes, also at the start of a block. An action that can no longer run (a spend larger
    than the treasury) ends ``failed`` with its reason; nothing else changes.
 
-Work per block is bounded: each block's agenda holds at most :data:`MAX_AGENDA` proposals;
-a proposal whose end block is full is refused (AgendaFull), and an enactment is put on the
-next block with room. This is Substrate's democracy/referenda shape (propose, vote with
+Work per block is bounded by the pallet's agenda (chain.pallets.agenda: at most MAX_AGENDA
+proposals a block; a proposal whose end block is full is refused with AgendaFull, and an
+enactment is put on the next block with room, at most MAX_DEFER blocks on). This is Substrate's democracy/referenda shape (propose, vote with
 conviction-less locks, tally at the end, enactment delay) reduced to one model's holders.
 """
 
@@ -35,15 +35,14 @@ from chain import calls
 from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
 from chain.errors import DispatchError
 from chain.pallets import assets, models, revenue
+from chain.pallets.agenda import MAX_AGENDA, Agenda
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
 PALLET = "gov"
 PPM = calls.PPM
 MAX_ACTIVE = 8  # open proposals per model
-MAX_AGENDA = 16  # proposals tallied or enacted at the start of one block
 MAX_PERIOD = 100_000  # blocks, for voting and enactment periods
-MAX_DEFER = 64  # blocks an enactment may be pushed back when agendas are full
 
 Action = (
     calls.ProposePolicy | calls.ProposeInferencePrice | calls.ProposeRelease | calls.ProposeSpend
@@ -76,7 +75,7 @@ NEXT_PROPOSAL = StorageValue("Gov", "NextProposal", int, 0)
 PROPOSALS = StorageMap("Gov", "Proposals", Proposal)
 BALLOTS = StorageMap("Gov", "Ballots", Ballot)  # (proposal, voter) -> ballot
 ACTIVE = StorageMap("Gov", "Active", tuple[U32, ...])  # model -> open proposals (voting or passed)
-AGENDA = StorageMap("Gov", "Agenda", tuple[U32, ...])  # block -> proposals to tally or enact
+AGENDA = Agenda("Gov")  # block -> proposals to tally or enact
 
 
 def get_proposal(state: StateAccess, proposal_id: int) -> Proposal:
@@ -100,8 +99,7 @@ def apply_propose(ctx: CallContext, action: Any) -> None:
         raise DispatchError(PALLET, "TooManyProposals", f"model {model} has {len(active)} open proposals; at most {MAX_ACTIVE}")
     params = models.get_gov_params(state, model)
     ends = ctx.block.number + params.voting_blocks
-    agenda = AGENDA.get(state, ends) or ()
-    if len(agenda) >= MAX_AGENDA:
+    if not AGENDA.has_room(state, ends):
         raise DispatchError(PALLET, "AgendaFull", f"block {ends} already ends {MAX_AGENDA} votes; propose in a later block")
     proposal_id = NEXT_PROPOSAL.get(state)
     PROPOSALS.apply_set(
@@ -111,7 +109,7 @@ def apply_propose(ctx: CallContext, action: Any) -> None:
     )
     NEXT_PROPOSAL.apply_set(state, proposal_id + 1)
     ACTIVE.apply_set(state, (*active, proposal_id), model)
-    AGENDA.apply_set(state, (*agenda, proposal_id), ends)
+    AGENDA.apply_add(state, proposal_id, ends)
     ctx.emit(PALLET, "Proposed", proposal=proposal_id, model=model, proposer=ctx.sender, ends=ends,
              action=calls.CALL_NAMES[type(action)][1])
 
@@ -161,11 +159,7 @@ def apply_on_initialize(state: Any, number: int, existential_deposit: int) -> No
     """Tally the votes that end at block ``number`` and enact what is due, before the block's
     extrinsics. What happened is each proposal's ``status`` (and ``note`` when it failed):
     the chain keeps no block-level events, so ``gov_getProposal`` is where to read it."""
-    due = AGENDA.get(state, number)
-    if not due:
-        return
-    AGENDA.apply_delete(state, number)
-    for proposal_id in due:
+    for proposal_id in AGENDA.apply_take(state, number):
         proposal = PROPOSALS.get(state, proposal_id)
         if proposal is not None and proposal.status == "voting":
             _apply_tally(state, proposal_id, proposal, number)
@@ -178,15 +172,11 @@ def _apply_tally(state: Any, proposal_id: int, proposal: Proposal, number: int) 
     if not compute_passes(proposal, total):
         _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="rejected"))
         return
-    at = number + max(proposal.enactment_blocks, 1)
-    for _ in range(MAX_DEFER):
-        agenda = AGENDA.get(state, at) or ()
-        if len(agenda) < MAX_AGENDA:
-            AGENDA.apply_set(state, (*agenda, proposal_id), at)
-            PROPOSALS.apply_set(state, msgspec.structs.replace(proposal, status="passed", enact_at=at), proposal_id)
-            return
-        at += 1
-    _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="failed", note="gov.AgendaFull: no block with room to enact it"))
+    at = AGENDA.apply_schedule(state, proposal_id, number + max(proposal.enactment_blocks, 1))
+    if at is None:
+        _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="failed", note="gov.AgendaFull: no block with room to enact it"))
+        return
+    PROPOSALS.apply_set(state, msgspec.structs.replace(proposal, status="passed", enact_at=at), proposal_id)
 
 
 def _apply_enact(state: Any, proposal_id: int, proposal: Proposal, existential_deposit: int) -> None:

@@ -20,7 +20,7 @@ from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig
 from chain.crypto import Keypair
 from chain.errors import CodecError, DispatchError, GenesisError
 from chain.extrinsic import decode_extrinsic
-from chain.pallets import balances, democracy, governance
+from chain.pallets import agenda, balances, democracy, governance
 from genesis.spec import check_runtime_config
 
 VOTE = 7 * 10**14  # above the quorum: a tenth of the dev chain's 6 * 10^15 POL units
@@ -227,12 +227,12 @@ def test_the_config_is_decoded_once_per_distinct_bytes(chain) -> None:
 
 
 def test_a_full_agenda_refuses_the_next_proposal_ending_in_that_block(chain) -> None:
-    proposals = [sign(chain, BOB, change(base_fee=2_000_000 + i), i) for i in range(democracy.MAX_AGENDA + 1)]
+    proposals = [sign(chain, BOB, change(base_fee=2_000_000 + i), i) for i in range(agenda.MAX_AGENDA + 1)]
     built = chain.build_block(proposals, ALICE, slot=1)
     assert all(r.success for r in built.receipts[:-1])
     last = built.receipts[-1]
     assert not last.success and (last.error or "").startswith("democracy.AgendaFull: block 11 already ends 16 referenda")
-    assert len(democracy.AGENDA.get(chain.state.overlay(), 11) or ()) == democracy.MAX_AGENDA
+    assert len(democracy.AGENDA.get(chain.state.overlay(), 11) or ()) == agenda.MAX_AGENDA
 
 
 @settings(max_examples=200, deadline=None)

@@ -12,7 +12,7 @@ from test_pallets import DAVE, Driver
 
 import ml_runtime
 from chain import calls
-from chain.pallets import assets, balances, governance, models, revenue
+from chain.pallets import agenda, assets, balances, governance, models, revenue
 
 
 def _spec():
@@ -191,14 +191,14 @@ def test_a_full_agenda_refuses_the_next_proposal_that_would_end_there(chain) -> 
     d = Driver(chain)
     model_ids = [_register_shared(d, f"m{i}") for i in range(3)]
     nonce = balances.get_account(chain.state.overlay(), ALICE.public).nonce
-    proposals = [calls.ProposeInferencePrice(model_ids[i // governance.MAX_ACTIVE], i + 1) for i in range(governance.MAX_AGENDA + 1)]
+    proposals = [calls.ProposeInferencePrice(model_ids[i // governance.MAX_ACTIVE], i + 1) for i in range(agenda.MAX_AGENDA + 1)]
     xts = [sign(chain, ALICE, call, nonce + i) for i, call in enumerate(proposals)]
     built = chain.build_block(xts, ALICE, slot=d.slot + 1)
     *accepted, refused = built.receipts
     assert all(r.success for r in accepted), [r.error for r in accepted]
     assert not refused.success and "gov.AgendaFull" in (refused.error or ""), refused.error
     ends = chain.best_number + models.get_gov_params(chain.state.overlay(), model_ids[0]).voting_blocks
-    assert len(governance.AGENDA.get(chain.state.overlay(), ends)) == governance.MAX_AGENDA
+    assert len(governance.AGENDA.get(chain.state.overlay(), ends)) == agenda.MAX_AGENDA
     assert governance.ACTIVE.get(chain.state.overlay(), model_ids[2]) is None  # the refused one opened nothing
 
 
@@ -213,7 +213,7 @@ def test_an_enactment_moves_to_the_next_block_with_room_and_fails_after_max_defe
     filled by hand (filling 64 blocks' agendas through calls would take a thousand proposals)."""
     d = Driver(chain)
     model = _shared(d)
-    full = tuple(range(1000, 1000 + governance.MAX_AGENDA))
+    full = tuple(range(1000, 1000 + agenda.MAX_AGENDA))
     state = chain.state.overlay()
     ends = chain.best_number + 10
     for pid, at in ((1, ends), (2, ends + 1)):
@@ -226,7 +226,7 @@ def test_an_enactment_moves_to_the_next_block_with_room_and_fails_after_max_defe
     first = governance.get_proposal(state, 1)
     assert (first.status, first.enact_at) == ("passed", ends + 4)
     assert governance.AGENDA.get(state, ends + 4) == (1,)
-    for at in range(ends + 2, ends + 2 + governance.MAX_DEFER + 1):
+    for at in range(ends + 2, ends + 2 + agenda.MAX_DEFER + 1):
         governance.AGENDA.apply_set(state, full, at)
     governance.AGENDA.apply_set(state, (2,), ends + 1)
     governance.apply_on_initialize(state, ends + 1, chain.config.existential_deposit)
