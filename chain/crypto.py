@@ -192,7 +192,8 @@ def verify_signature(public: bytes, message: bytes, signature: bytes) -> None:
     try:
         nacl.signing.VerifyKey(public).verify(message, signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError) as exc:
-        raise InvalidSignature(f"bad ed25519 signature for {ss58_encode(public)}: {exc}") from None
+        who = ss58_encode(public) if len(public) == 32 else f"a {len(public)}-byte key (not an account id)"
+        raise InvalidSignature(f"bad ed25519 signature for {who}: {exc}") from None
 
 
 def ss58_encode(public: bytes, prefix: int = SS58_PREFIX) -> str:

@@ -226,3 +226,14 @@ def test_header_seal_and_commitment() -> None:
     sealed = Header(*[getattr(header, f) for f in header.__struct_fields__[:-1]], seal=ALICE.sign(header.pre_hash()))
     assert sealed.pre_hash() == header.pre_hash() and sealed.hash() != header.hash()
     assert sealed.get_pol_commitment() == commitment
+
+
+def test_a_key_of_the_wrong_length_is_a_bad_signature_not_a_bad_address() -> None:
+    """verify_signature's refusal is InvalidSignature whatever the key (building its message
+    used to raise InvalidAddress for a key that is not 32 bytes)."""
+    from chain.crypto import verify_signature
+    from chain.errors import InvalidSignature
+
+    for key in (bytes(31), bytes(33), b""):
+        with pytest.raises(InvalidSignature, match=f"a {len(key)}-byte key"):
+            verify_signature(key, b"message", bytes(64))
