@@ -88,3 +88,35 @@ def apply_transfer(ctx: CallContext, call: Transfer) -> None:
     ctx.events.append(
         Event(PALLET, "Transferred", (("src", "0x" + ctx.sender.hex()), ("dest", "0x" + call.dest.hex()), ("value", call.value)))
     )
+
+
+def apply_hold(state: StateAccess, pallet: str, holder: bytes, who: bytes, amount: int, existential_deposit: int, what: str) -> None:
+    """Move ``amount`` of ``who``'s free balance into ``holder``, a pallet's account that holds
+    it until :func:`apply_release` (a federated round's reward pool and bonds, a referendum's
+    deposit and locked votes). DispatchError(``pallet``, InsufficientBalance or
+    Expendability) if ``who`` cannot spare it; ``what`` names it in the message."""
+    if amount == 0:
+        return
+    account = get_account(state, who)
+    if account.free < amount:
+        raise DispatchError(pallet, "InsufficientBalance", f"free balance {account.free} cannot hold {what} of {amount}")
+    left = account.free - amount
+    if 0 < left < existential_deposit and account.staked == 0:
+        raise DispatchError(pallet, "Expendability", f"holding {what} would leave {left}, below the existential deposit {existential_deposit}")
+    apply_account(state, who, AccountInfo(account.nonce, left, account.staked))
+    held = get_account(state, holder)
+    apply_account(state, holder, AccountInfo(held.nonce, held.free + amount, held.staked))
+
+
+def apply_release(state: StateAccess, pallet: str, holder: bytes, who: bytes, amount: int) -> None:
+    """Pay ``amount`` that ``holder`` holds (:func:`apply_hold`) to ``who``. The holder holding
+    less is an invariant broken (every unit it pays out was held into it): DispatchError
+    (``pallet``, HeldShortfall), never a negative balance."""
+    if amount == 0:
+        return
+    held = get_account(state, holder)
+    if held.free < amount:
+        raise DispatchError(pallet, "HeldShortfall", f"the {pallet} account holds {held.free}, cannot release {amount}")
+    apply_account(state, holder, AccountInfo(held.nonce, held.free - amount, held.staked))
+    account = get_account(state, who)
+    apply_account(state, who, AccountInfo(account.nonce, account.free + amount, account.staked))

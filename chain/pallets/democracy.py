@@ -206,7 +206,7 @@ def apply_propose(ctx: CallContext, call: calls.ProposeConfig) -> None:
     ends = ctx.block.number + ctx.config.gov_voting_blocks
     if not AGENDA.has_room(state, ends):
         raise _fail("AgendaFull", f"block {ends} already ends {MAX_AGENDA} referenda; propose in a later block")
-    _apply_lock(state, ctx.sender, PROPOSAL_DEPOSIT, ctx.config.existential_deposit, "the proposal deposit")
+    balances.apply_hold(state, PALLET, DEMOCRACY_ACCOUNT, ctx.sender, PROPOSAL_DEPOSIT, ctx.config.existential_deposit, "the proposal deposit")
     referendum = NEXT_REFERENDUM.get(state)
     REFERENDA.apply_set(
         state,
@@ -232,7 +232,7 @@ def apply_vote(ctx: CallContext, call: calls.VoteConfig) -> None:
     tally = (referendum.ayes if call.aye else referendum.nays) + call.amount
     if tally > 2**63 - 1:  # cannot happen while the issuance fits a balance; never wraps anyway
         raise _fail("Overflow", f"the tally would exceed 2^63-1 ({tally})")
-    _apply_lock(state, ctx.sender, call.amount, ctx.config.existential_deposit, "the vote")
+    balances.apply_hold(state, PALLET, DEMOCRACY_ACCOUNT, ctx.sender, call.amount, ctx.config.existential_deposit, "the vote")
     BALLOTS.apply_set(state, Ballot(call.aye, call.amount), call.referendum, ctx.sender)
     side = {"ayes": tally} if call.aye else {"nays": tally}
     REFERENDA.apply_set(state, msgspec.structs.replace(referendum, **side), call.referendum)
@@ -248,29 +248,8 @@ def apply_unlock(ctx: CallContext, call: calls.UnlockVote) -> None:
     if referendum.status == "voting":
         raise _fail("StillVoting", f"referendum {call.referendum} locks its votes until block {referendum.ends}")
     BALLOTS.apply_delete(state, call.referendum, ctx.sender)
-    _apply_release(state, ctx.sender, ballot.amount)
+    balances.apply_release(state, PALLET, DEMOCRACY_ACCOUNT, ctx.sender, ballot.amount)
     ctx.emit(PALLET, "Unlocked", referendum=call.referendum, who=ctx.sender, amount=ballot.amount)
-
-
-def _apply_lock(state: StateAccess, who: bytes, amount: int, existential_deposit: int, what: str) -> None:
-    account = balances.get_account(state, who)
-    if account.free < amount:
-        raise _fail("InsufficientBalance", f"free balance {account.free} cannot lock {what} of {amount}")
-    left = account.free - amount
-    if 0 < left < existential_deposit and account.staked == 0:
-        raise _fail("Expendability", f"locking {what} would leave {left}, below the existential deposit {existential_deposit}")
-    balances.apply_account(state, who, msgspec.structs.replace(account, free=left))
-    pot = balances.get_account(state, DEMOCRACY_ACCOUNT)
-    balances.apply_account(state, DEMOCRACY_ACCOUNT, msgspec.structs.replace(pot, free=pot.free + amount))
-
-
-def _apply_release(state: StateAccess, who: bytes, amount: int) -> None:
-    pot = balances.get_account(state, DEMOCRACY_ACCOUNT)
-    if pot.free < amount:  # an invariant: every deposit and vote was locked into it
-        raise _fail("LockShortfall", f"the democracy account holds {pot.free}, cannot release {amount}")
-    balances.apply_account(state, DEMOCRACY_ACCOUNT, msgspec.structs.replace(pot, free=pot.free - amount))
-    account = balances.get_account(state, who)
-    balances.apply_account(state, who, msgspec.structs.replace(account, free=account.free + amount))
 
 
 def apply_on_initialize(state: Any, number: int) -> None:
@@ -285,7 +264,7 @@ def apply_on_initialize(state: Any, number: int) -> None:
 
 
 def _apply_tally(state: Any, referendum_id: int, referendum: Referendum, number: int) -> None:
-    _apply_release(state, referendum.proposer, referendum.deposit)
+    balances.apply_release(state, PALLET, DEMOCRACY_ACCOUNT, referendum.proposer, referendum.deposit)
     if not compute_passes(referendum, balances.TOTAL_ISSUANCE.get(state)):
         REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="rejected"), referendum_id)
         return

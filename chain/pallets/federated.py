@@ -317,33 +317,6 @@ def get_spec(state: StateAccess, info: RoundInfo) -> ml_runtime.ModelSpec:
 # --- escrow -----------------------------------------------------------------------------------
 
 
-def _apply_reserve(state: StateAccess, who: bytes, amount: int, existential_deposit: int, what: str) -> None:
-    """Move ``amount`` of ``who``'s free balance into the escrow account."""
-    if amount == 0:
-        return
-    account = balances.get_account(state, who)
-    if account.free < amount:
-        raise _fail("InsufficientBalance", f"free balance {account.free} cannot reserve the {what} of {amount}")
-    left = account.free - amount
-    if 0 < left < existential_deposit and account.staked == 0:
-        raise _fail("Expendability", f"reserving the {what} would leave {left}, below the existential deposit {existential_deposit}")
-    balances.apply_account(state, who, msgspec.structs.replace(account, free=left))
-    escrow = balances.get_account(state, ESCROW_ACCOUNT)
-    balances.apply_account(state, ESCROW_ACCOUNT, msgspec.structs.replace(escrow, free=escrow.free + amount))
-
-
-def _apply_release(state: StateAccess, who: bytes, amount: int) -> None:
-    """Pay ``amount`` out of the escrow account (which holds every reserved unit) to ``who``."""
-    if amount == 0:
-        return
-    escrow = balances.get_account(state, ESCROW_ACCOUNT)
-    if escrow.free < amount:  # an invariant: every round's funds were reserved into escrow
-        raise _fail("EscrowShortfall", f"escrow holds {escrow.free}, cannot release {amount}")
-    balances.apply_account(state, ESCROW_ACCOUNT, msgspec.structs.replace(escrow, free=escrow.free - amount))
-    account = balances.get_account(state, who)
-    balances.apply_account(state, who, msgspec.structs.replace(account, free=account.free + amount))
-
-
 def compute_weight(state: StateAccess, call: OpenRound | CommitUpdate | ChallengeRound | RevealSegment | CloseRound) -> int:
     """What a federated call declares before dispatch, in work units (the fee is withdrawn on
     it): a reveal the re-run of its segment, a close (or a challenge, which may fail the round)
@@ -437,7 +410,7 @@ def apply_open_round(ctx: CallContext, call: OpenRound) -> None:
     models.get_weights(ctx.state, call.model, call.base_version)  # UnknownVersion
     spec = models.decode_spec(models.get_model(ctx.state, call.model).spec)
     _verify_open(ctx, call, spec)
-    _apply_reserve(ctx.state, ctx.sender, call.reward_pool, ctx.config.existential_deposit, "reward pool")
+    balances.apply_hold(ctx.state, PALLET, ESCROW_ACCOUNT, ctx.sender, call.reward_pool, ctx.config.existential_deposit, "the reward pool")
     round_id = NEXT_ROUND.get(ctx.state)
     c = call
     info = RoundInfo(
@@ -493,7 +466,7 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
         except ml_runtime.ProofError as exc:
             raise _fail("BadTranscriptProof", f"{what} is not under the transcript root: {exc}") from None
     license_paid = _apply_data_license(ctx, call, spec, info)
-    _apply_reserve(state, who, info.bond, ctx.config.existential_deposit, "bond")
+    balances.apply_hold(state, PALLET, ESCROW_ACCOUNT, who, info.bond, ctx.config.existential_deposit, "the bond")
     update = UpdateInfo(call.data_root, call.row_count, call.sample_count, last.weights_hash, call.transcript_root, call.losses, ctx.block.number)
     UPDATES.apply_set(state, update, call.round, who)
     UPDATE_WEIGHTS.apply_set(state, call.weights, call.round, who)
@@ -645,8 +618,8 @@ def _apply_fail_round(ctx: CallContext, round_id: int, info: RoundInfo, reason: 
     for who in info.participants:
         update = UPDATES.get(ctx.state, round_id, who)
         if update is not None and update.status != EXCLUDED:
-            _apply_release(ctx.state, who, info.bond)
-    _apply_release(ctx.state, info.owner, info.reward_pool + info.forfeited)
+            balances.apply_release(ctx.state, PALLET, ESCROW_ACCOUNT, who, info.bond)
+    balances.apply_release(ctx.state, PALLET, ESCROW_ACCOUNT, info.owner, info.reward_pool + info.forfeited)
     ROUNDS.apply_set(ctx.state, msgspec.structs.replace(info, status=FAILED), round_id)
     ctx.emit(PALLET, "RoundFailed", round=round_id, reason=reason)
 
@@ -695,10 +668,10 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
         assert u is not None
         reward = pool * u.sample_count // total
         paid += reward
-        _apply_release(state, who, info.bond + reward)
+        balances.apply_release(state, PALLET, ESCROW_ACCOUNT, who, info.bond + reward)
         UPDATES.apply_set(state, msgspec.structs.replace(u, reward=reward), call.round, who)
         ctx.emit(PALLET, "RewardPaid", round=call.round, participant=who, amount=reward)
-    _apply_release(state, info.owner, pool - paid)
+    balances.apply_release(state, PALLET, ESCROW_ACCOUNT, info.owner, pool - paid)
     ROUNDS.apply_set(state, msgspec.structs.replace(info, status=CLOSED, new_version=version), call.round)
     ctx.emit(
         PALLET, "RoundClosed", round=call.round, model=info.model, version=version, accepted=len(accepted),

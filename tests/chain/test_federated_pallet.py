@@ -58,7 +58,7 @@ def chain(tmp_path):
         ({"commit_deadline": 19}, "InvalidDeadlines", "< reveal_deadline - 1"),
         ({"reveal_deadline": 200_000}, "InvalidDeadlines", "reveal_deadline <= 100001"),
         ({"segment_len": 40, "local_steps": 40, "batch_size": 4096, "samples": 1}, "RevealTooLarge", "at most half a block"),
-        ({"reward_pool": 2**62}, "InsufficientBalance", "cannot reserve the reward pool"),
+        ({"reward_pool": 2**62}, "InsufficientBalance", "cannot hold the reward pool"),
     ],
 )
 def test_impossible_rounds_are_refused(chain, changes: dict, error: str, reason: str) -> None:
