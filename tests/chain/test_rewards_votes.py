@@ -12,12 +12,12 @@ import dataclasses
 
 import msgspec
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, FERDIE, apply_fee_only, open_chain, sign, train_call
+import test_pallet_pol
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, open_chain, sign, train_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain import calls
-from chain.blockchain import Blockchain
 from chain.codec import decode, encode
 from chain.crypto import Keypair, dev_keypair
 from chain.errors import CodecError
@@ -39,24 +39,9 @@ def _spec(**fields) -> ChainSpec:
 REWARDED = {"block_reward": REWARD, "validator_fee_share_ppm": 200_000, "voter_reward_share_ppm": 400_000, "era_length": ERA}
 
 
-class Local:
-    """A `local` chain whose blocks are sealed by their slot's owner, one slot per block."""
-
-    def __init__(self, chain: Blockchain) -> None:
-        self.chain = chain
-        self.slot = 0
-
-    def owner(self, slot: int) -> Keypair:
-        validators = staking.get_validators(self.chain.state.overlay())
-        return KEYS[validators[slot % len(validators)]]
-
-    def block(self, xts=()):
-        self.slot += 1
-        return self.chain.build_block(list(xts), self.owner(self.slot), slot=self.slot)
-
-    def until(self, number: int) -> None:
-        while self.chain.best_number < number:
-            self.block()
+class Local(test_pallet_pol.Local):
+    """test_pallet_pol's `local` chain (blocks sealed by their slot's owner, one slot per
+    block, a failed call checked to change only its fee and nonce), with votes to note."""
 
     def vote(self, key: Keypair, number: int, round_number: int | None = None, **kw) -> SignedVote:
         """``key``'s vote for this chain's block ``number`` (from genesis)."""
@@ -64,21 +49,8 @@ class Local:
         return sign_vote(key, self.chain.genesis_hash, Vote(kw.pop("set_id", SET_ID), Checkpoint(self.chain.genesis_hash, 0, 0), target))
 
     def note(self, votes, key: Keypair = EVE):
-        """One block holding ``key``'s note_votes; its receipt. A failed call must change the
-        state by its fee and nonce only (the block's author gets the fee)."""
-        chain = self.chain
-        nonce = balances.get_account(chain.state.overlay(), key.public).nonce
-        xt = sign(chain, key, calls.NoteVotes(tuple(votes)), nonce)
-        parent_root = chain.state.root()
-        author = self.owner(self.slot + 1)
-        (receipt,) = self.block([xt]).receipts
-        if not receipt.success:
-            expected = chain.state.overlay(at=parent_root)
-            apply_fee_only(chain, expected, chain.best_number, key.public, receipt.fee, author.public)
-            assert chain.state.root() == chain.state.compute_commit(expected).root, "a failed note changed more than its fee"
-            info = chain.runtime.compute_dispatch_info(chain.state.overlay(at=parent_root), xt)
-            assert receipt.fee == chain.runtime.compute_fee(info, len(xt.encode()), 0), "a failed note's fee is kept whole"
-        return receipt
+        """One block holding ``key``'s note_votes; its receipt (test_pallet_pol.Local.report)."""
+        return self.report(calls.NoteVotes(tuple(votes)), key)
 
     def fails(self, votes, error: str) -> str:
         receipt = self.note(votes)
