@@ -308,3 +308,31 @@ def test_a_runtime_bug_costs_the_extrinsic_not_the_block(tmp_path, monkeypatch) 
     finally:
         chain.db.close()
         twin.db.close()
+
+
+def test_a_runtime_bug_after_training_leaves_no_result_or_opening_behind(tmp_path, monkeypatch) -> None:
+    """A TRAIN call that ran its job and then hit a bug: its result, openings and step count
+    are dropped with it, so the block (its POL commitment, its stored openings) is the block
+    without the call."""
+    from chain import runtime
+
+    original = runtime.DISPATCH[calls.Train]
+
+    def handler(ctx, call) -> None:
+        original.handler(ctx, call)
+        if call.steps == 40:
+            raise RuntimeError("a bug after the job ran")
+
+    monkeypatch.setitem(runtime.DISPATCH, calls.Train, runtime.CallRow(handler, original.info))
+    chain = open_chain(tmp_path / "a")
+    twin = open_chain(tmp_path / "b")
+    try:
+        boom, fine = sign(chain, BOB, train_call(steps=40), 0), sign(chain, CHARLIE, train_call(steps=30), 0)
+        built = chain.build_block([boom, fine], ALICE, slot=1)
+        expected = twin.build_block([fine], ALICE, slot=1)
+        assert built.block.body.results == expected.block.body.results and len(built.block.body.results) == 1
+        assert built.block.header == expected.block.header and built.training_steps == expected.training_steps == 30
+        assert chain.transcripts.get(built.block.hash(), 0, 0) == twin.transcripts.get(expected.block.hash(), 0, 0)
+    finally:
+        chain.db.close()
+        twin.db.close()

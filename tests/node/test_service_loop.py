@@ -117,3 +117,32 @@ def test_authoring_goes_on_while_a_peer_block_waits_for_its_openings(tmp_path) -
     finally:
         peer.db.close()
         service.close()
+
+
+def test_a_failed_round_does_not_end_finality_voting(tmp_path) -> None:
+    """As for authoring: an exception in one round's vote is logged and the next round votes
+    again; before, the finality loop task died with it. No author key: the loop is then the
+    only caller (an authored block makes the node vote too)."""
+    service = NodeService(NodeConfig(base_path=tmp_path, block_time_ms=100), load_chain_spec("dev"))
+    real = service._vote_if_due
+    rounds: list[int] = []
+
+    def flaky() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise RuntimeError("a bug in the first round")
+        real()
+
+    service._vote_if_due = flaky  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(service.run())
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if len(rounds) >= 3:
+                break
+        service.request_stop()
+        await task
+
+    asyncio.run(scenario())
+    assert len(rounds) >= 3, f"the finality loop stopped after {len(rounds)} round(s)"
