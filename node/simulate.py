@@ -271,7 +271,6 @@ class Simulation:
         self.proof_bytes: list[int] = []
         self.cpu_ms: list[float] = []
         self.cpu_process_ms: list[float] = []  # CPU of every thread (the re-runs run on a pool)
-        self.mismatches = 0
         self.real_proofs_verified = 0
         self.real_withheld_checked = 0
         self.events = 0
