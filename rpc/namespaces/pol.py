@@ -69,10 +69,12 @@ def build(node: NodeApi) -> MethodTable:
         that left the set) has earned in points so far, split into blocks authored and blocks
         its noted finality votes covered, and the block its votes are credited up to."""
         state = state_at(chain, at)
-        number = chain.get_header(block_at(chain, at)).number
-        config = chain.config
-        earners = rewards.EARNERS.get(state)
-        accounts = list(staking.get_validators(state)) + [e for e in earners if e not in staking.get_validators(state)]
+        block_hash = block_at(chain, at)
+        number = chain.get_header(block_hash).number
+        config = chain.config_at(block_hash)  # the config of the state read, not the best one
+        validators = staking.get_validators(state)
+        known = set(validators)
+        accounts = list(validators) + [e for e in rewards.EARNERS.get(state) if e not in known]
         listed = []
         for who in accounts:  # the validator set and the earners: both bounded by the genesis validators
             points = rewards.get_points(state, who)
