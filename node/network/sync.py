@@ -134,6 +134,8 @@ CHARGED_REFUSALS = frozenset({"bad_proof", "payment"})
 #: Syncs a peer's announcements may start: a sync costs requests and holds the sync lock.
 SYNCS_PER_SECOND = 4.0
 SYNC_BURST = 8.0
+#: Announced blocks kept per peer for its running sync to fetch (the newest kept).
+MAX_PENDING_TARGETS = 8
 #: Fraud-proof refusals that can be our own lag, not the sender's fault: the job's model
 #: version or data set is not in our best state yet.
 UNBLAMED_FRAUD_REASONS = frozenset({"unknown_job"})
@@ -169,7 +171,7 @@ class NodeLink:
         self.network = network
         self._sync_lock = asyncio.Lock()
         self._syncing: set[PeerId] = set()
-        self._targets: dict[PeerId, Header] = {}  # a block a peer announced, to fetch after its sync
+        self._targets: dict[PeerId, OrderedDict[bytes, Header]] = {}  # blocks a peer announced, to fetch in its sync
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_outbox: list[bytes] = []
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
@@ -302,15 +304,14 @@ class NodeLink:
             else:
                 log.info("announce of block #%d from %s ignored: %s", header.number, peer, problem)
             return
-        if peer not in self._syncing:
-            budget = self._sync_budget.setdefault(peer, RateLimiter(SYNCS_PER_SECOND, SYNC_BURST))
-            if not budget.take():
-                log.debug("announce of block #%d from %s: sync throttled", header.number, peer)
-                return
-        if header.number > chain.best_number:
-            self._start_sync(peer)
-        else:
-            self._start_sync(peer, header)  # a competing branch: fork choice decides
+        budget = self._sync_budget.setdefault(peer, RateLimiter(SYNCS_PER_SECOND, SYNC_BURST))
+        if not budget.take():
+            log.debug("announce of block #%d from %s: sync throttled", header.number, peer)
+            return
+        # The header is kept as a target even above our best: the catch-up by number follows
+        # the peer's best chain only, and a block announced during a sync may be a sibling of
+        # one it fetches (an equivocation: found by CI, the evidence was never seen).
+        self._start_sync(peer, header)
 
     def _announce_problem(self, header: Header) -> tuple[str | None, bool]:
         """Why an announced header cannot be worth a sync (None if it may be), and whether
@@ -403,7 +404,10 @@ class NodeLink:
         if self._stopping:
             return
         if target is not None:
-            self._targets[peer] = target
+            pending = self._targets.setdefault(peer, OrderedDict())
+            pending[target.hash()] = target
+            while len(pending) > MAX_PENDING_TARGETS:  # the oldest go: catch-up covers most
+                pending.popitem(last=False)
         if peer in self._syncing:
             return
         self._syncing.add(peer)
@@ -416,10 +420,13 @@ class NodeLink:
             async with self._sync_lock:
                 before = self.node.chain.best_hash
                 try:
-                    while True:
-                        await self._sync_locked(peer, self._targets.pop(peer, None))
-                        if peer not in self._targets:
+                    target = None
+                    while True:  # catch up by number, then each announced block not yet had
+                        await self._sync_locked(peer, target)
+                        pending = self._targets.get(peer)
+                        if not pending:
                             break
+                        _, target = pending.popitem(last=False)
                 finally:
                     if self.node.chain.best_hash != before:
                         self.network.broadcast_block(self.node.chain.best_header)

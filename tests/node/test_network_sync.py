@@ -15,11 +15,14 @@ from netkit import FAST, Node, make_chain, start_node, wait_for
 
 from chain import calls
 from chain.block import Block
+from chain.blockchain import Blockchain
 from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
 from chain.header import Header
+from chain.storage import Database
 from genesis.spec import load_chain_spec
+from node.network.messages import BlockData, BlockRequest
 from node.network.reputation import Misbehaviour
 from node.service import NodeConfig, NodeService
 
@@ -259,7 +262,57 @@ async def test_syncs_started_by_one_peers_announcements_are_throttled(caplog) ->
                 peer.service.broadcast_block(make_chain(1, salt=bytes([i + 1]), parent=fork[-1].hash(), start=5)[0].header)
                 await asyncio.sleep(0.03)  # each sync ends before the next announce
             await asyncio.sleep(0.3)
-            assert 1 <= len(requests) <= 12  # SYNC_BURST and a little refill
+            # SYNC_BURST and a little refill; each sync asks twice: the catch-up by number, then
+            # the announced block by hash (neither joins here).
+            assert 1 <= len(requests) <= 2 * 12
+            assert node.network.reputation.score(peer.id) == 0
+        finally:
+            await peer.service.stop()
+
+
+def _siblings(tmp_path, slots: tuple[int, ...]) -> list[Block]:
+    """Real dev-chain blocks #1, one per slot in ``slots``, each on genesis (Alice seals all)."""
+    spec, alice, out = load_chain_spec("dev"), dev_keypair("Alice"), []
+    for slot in slots:
+        db = Database(tmp_path / f"builder-{slot}")
+        try:
+            out.append(Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis).build_block([], alice, slot).block)
+        finally:
+            db.close()
+    return out
+
+
+async def test_a_sibling_announced_while_a_sync_runs_is_fetched_after_it(tmp_path) -> None:
+    """Found by CI: Bob sealed two blocks #1 in one slot and announced both; the honest nodes
+    were syncing the first when the second's announce came, so it started no sync of its own,
+    and the catch-up by number (which follows the peer's best chain) never fetched it: the
+    equivocation went unseen. An announce during a sync is now kept and fetched after it."""
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        now = int(time.time() * 1000) // node.slot_ms
+        first, second = _siblings(tmp_path, (now - 2, now - 1))
+        by_hash = {b.hash(): b for b in (genesis, first, second)}
+        peer = await liar(node, [genesis])
+        gate = asyncio.Event()
+
+        async def serve(p: object, req: BlockRequest) -> list[BlockData]:
+            if isinstance(req.start, bytes):
+                return [BlockData(by_hash[req.start])] if req.start in by_hash else []
+            await gate.wait()  # the catch-up is under way while the second announce arrives
+            return [BlockData(first)] if req.start == 1 else []
+
+        peer.service.handlers.serve_block_request = serve
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            peer.blocks = [genesis, first]
+            peer.service.broadcast_block(first.header)
+            await wait_for(lambda: node.link.is_syncing)  # type: ignore[union-attr]
+            peer.service.broadcast_block(second.header)
+            await asyncio.sleep(0.2)
+            gate.set()
+            await wait_for(lambda: node.chain.has_block(first.hash()) and node.chain.has_block(second.hash()))
             assert node.network.reputation.score(peer.id) == 0
         finally:
             await peer.service.stop()
