@@ -1,7 +1,7 @@
 """polchain consensus: every consensus rule, handed to the chain and driven by the node.
 
 - ``aura``: slot assignment, header checks, block equivocation evidence;
-- ``fork_choice``: the longest chain containing the finalized block, ties to the lowest hash;
+- ``fork_choice``: the longest chain containing the finalized block, ties to the earlier slot, then the lowest hash;
 - ``finality``: signed votes, justifications, vote equivocation evidence;
 - ``block_import``: the rules object a node passes to ``Blockchain(rules=...)``, and the pool
   update after a reorganisation;

@@ -1,6 +1,6 @@
 """Fork choice: the longest chain that contains the highest justified checkpoint (Casper
 FFG's rule, Buterin & Griffith 2017, §4: follow the justified checkpoint of the greatest
-round) and so the last finalized block; ties go to the lowest block hash.
+round) and so the last finalized block; ties go to the earlier slot, then the lowest hash.
 
 Following the justified checkpoint keeps a validator's best block a descendant of the
 source it must vote from (consensus.finality); without it, a longer branch that does not
@@ -10,8 +10,15 @@ Length is the block number, as in Substrate's ``LongestChain`` select-chain: eve
 starts at genesis, so the number is the branch's cumulative count of blocks (its weight
 in this chain, where every block weighs the same). A branch that does not contain the
 finalized block never wins: the chain refuses to import onto it and drops its leaves at
-finality. The tie rule (lowest hash, compared as big-endian bytes) is arbitrary but the
-same on every node, so two nodes with the same blocks pick the same best block.
+finality.
+
+Ties (two branches of one length) go to the block of the earlier slot: its author built
+first, and the later one either did not see it in time or built beside it on purpose. Going
+by hash alone would let the later author win half its ties, and all of them by grinding its
+block's hash (any extrinsic, or its order, changes it). Only blocks of one slot, one author's
+equivocation (slashable: consensus.aura), tie on the slot too; they go to the lowest hash
+(big-endian bytes), arbitrary but the same on every node, so two nodes with the same blocks
+pick the same best block.
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ from chain.blockchain import Blockchain
 from chain.header import Header
 
 
-def compute_weight(header: Header, block_hash: bytes | None = None) -> tuple[int, bytes]:
-    """A sort key: greater is preferred (number, then the complement of the hash)."""
+def compute_weight(header: Header, block_hash: bytes | None = None) -> tuple[int, int, bytes]:
+    """A sort key: greater is preferred (number, then the earlier slot, then the complement
+    of the hash)."""
     raw = header.hash() if block_hash is None else block_hash
-    return header.number, bytes(255 - b for b in raw)
+    return header.number, -header.slot, bytes(255 - b for b in raw)
 
 
 def prefer(candidate: Header, best: Header, chain: Blockchain | None = None, justified: bytes | None = None) -> bool:

@@ -1,7 +1,7 @@
 """Tests that kill the mutants mutation testing (mutmut, see README "Development") found
 alive in consensus/fork_choice.py: a block never beats itself, and ``select_best`` picks the
-longest leaf under the finalized block, the lowest hash among equals, whatever the leaves'
-hash order.
+longest leaf under the finalized block, the earlier slot among equals, then the lowest hash,
+whatever the leaves' hash order.
 
 Survivors explained (equivalent mutants; ids from ``mutmut results``):
 
@@ -19,6 +19,9 @@ from __future__ import annotations
 import pytest
 from consensuskit import build, open_local
 
+from chain import calls
+from chain.crypto import dev_keypair
+from chain.extrinsic import sign_extrinsic
 from consensus.fork_choice import compute_weight, prefer, select_best
 
 
@@ -42,18 +45,17 @@ def test_a_block_does_not_beat_itself(tree) -> None:
     assert compute_weight(one) == compute_weight(one, one.hash())
 
 
-def test_the_longest_leaf_wins_then_the_lowest_hash(tmp_path, tree) -> None:
+def test_the_longest_leaf_wins_then_the_earlier_slot(tmp_path, tree) -> None:
     node = open_local(tmp_path / "node")
     for branch in tree[:6]:
         for block in branch:
             node.import_block(block)
-    twos = sorted(b[-1].hash() for b in tree[4:6])
-    # Two leaves of height 2: the lower hash wins, not the higher one, and not merely the
-    # first leaf in hash order (a height-1 leaf must sort first for that to show).
-    leaves = node.get_leaves()
-    assert len(leaves) == 6
-    assert select_best(node) == twos[0] == select_best(node, node.genesis_hash)
-    assert min(leaves) != twos[0] != max(leaves)
+    early, late = tree[4][-1], tree[5][-1]  # height 2, slots 7 and 8
+    # Two leaves of height 2: the earlier slot wins, not merely the first leaf in hash or
+    # slot order (the height-1 leaves have earlier slots still).
+    assert len(node.get_leaves()) == 6
+    assert select_best(node) == early.hash() == select_best(node, node.genesis_hash)
+    assert prefer(early.header, late.header) and not prefer(late.header, early.header)
     # The height-3 leaf wins whatever its hash.
     for block in tree[6]:
         node.import_block(block)
@@ -61,3 +63,33 @@ def test_the_longest_leaf_wins_then_the_lowest_hash(tmp_path, tree) -> None:
     # Under a given block only its descendants count.
     assert select_best(node, tree[4][0].hash()) == tree[4][1].hash()
     node.db.close()
+
+
+def test_a_tie_goes_to_the_earlier_slot_whatever_the_hashes(tmp_path, tree) -> None:
+    """Two blocks of one height: the earlier slot's wins, so an author who builds late on a
+    parent that already has a child (or grinds its block's hash: any extrinsic changes it)
+    cannot take the tie. Only one slot's blocks (one author's equivocation, slashable) fall
+    through to the hash."""
+    ones = [b[0] for b in tree[:4]]  # height 1, slots 1..4
+    by_hash = sorted(ones, key=lambda b: b.hash())
+    assert by_hash != sorted(ones, key=lambda b: b.header.slot)  # the hash order differs somewhere
+    for later in ones[1:]:
+        assert prefer(ones[0].header, later.header) and not prefer(later.header, ones[0].header)
+    node = open_local(tmp_path / "node")
+    for block in reversed(ones):
+        node.import_block(block)
+    assert select_best(node) == ones[0].hash()
+    node.db.close()
+
+
+def test_within_one_slot_the_lowest_hash_wins(tmp_path) -> None:
+    chain = open_local(tmp_path / "a")
+    first = build(chain, 1)
+    chain.db.close()
+    chain = open_local(tmp_path / "b")
+    remark = sign_extrinsic(dev_keypair("Bob"), calls.Remark(b"another block in slot 1"), nonce=0,
+                            genesis_hash=chain.genesis_hash, spec_version=chain.runtime.spec_version)
+    second = build(chain, 1, [remark])
+    chain.db.close()
+    low, high = sorted((first, second), key=lambda b: b.hash())
+    assert prefer(low.header, high.header) and not prefer(high.header, low.header)
