@@ -443,6 +443,7 @@ def run(ctx: Context) -> Report:
             ax2.plot(xs, [v[n]["speedup_vs_full_cpu"]["median"] for n in v], "x:", label=f"{family} (CPU)",
                      color=color)
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")  # the sizes' rates differ 20-fold
         ax.set_xlabel("S/m (1 = full re-execution)")
         ax.set_ylabel("training steps verified / s")
         ax.set_title("validator throughput vs sample rate", fontsize=9)
