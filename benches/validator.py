@@ -1,12 +1,28 @@
 """A validator's import of blocks of training calls: sampled verification vs full re-execution.
 
-    polchain bench validator [--quick] [--reps N] [--jobs J] [--segment L] [--out DIR]
+    polchain bench validator [--quick] [--reps N] [--jobs J] [--segment L] [--size all|digits|mnist] [--out DIR]
     python -m benches.validator [same flags]
 
-The issue 9 benchmark, per model family: an author (the dev chain's Alice) builds one block of
-``J`` TRAIN calls on the digits (batch 32) for the softmax model 64 -> 10 (the dev genesis's
-model 0) and for an MLP 64 -> 32 -> 10 (registered in a first block that every validator
-imports untimed), each call of ``S = 32`` segments of ``L`` steps.
+The issue 9 benchmark, per model family and size: an author (the dev chain's Alice) builds one
+block of ``J`` TRAIN calls, each of ``S = 32`` segments of ``L`` steps, for
+
+* the digits (64 features, batch 32): the softmax model 64 -> 10 (the dev genesis's model 0)
+  and an MLP 64 -> 32 -> 10;
+* MNIST-sized data (784 features, 10 classes, batch 64; the shapes of benches/kernels.py): a
+  softmax 784 -> 10 and an MLP 784 -> 128 -> 10, on a synthetic classification data set (rows
+  from a fixed seed: the bench measures verification, not accuracy).
+
+What a family needs beyond genesis (its model, the MNIST-sized data set: RegisterDataset and
+AppendRows in 1 MiB chunks) goes into setup blocks that every validator imports untimed.
+
+The block respects the dev chain's runtime limits (``max_block_weight``, ``max_block_length``,
+``max_transcript_bytes``), as the runtime declares them for the calls
+(``Runtime.compute_dispatch_info``): if ``J`` calls of ``L`` steps a segment do not fit one
+block, the block takes as many calls as fit; if not even one does, ``L`` shrinks to the
+longest segment with which one call fits (``S`` stays 32, so S/m keeps its meaning). At the
+MNIST MLP the weight limit allows 150 steps a block: one call of 32 segments of 4 steps. What
+was chosen is printed and recorded (``jobs``, ``jobs_offered``, ``segment_len``,
+``segment_len_asked``, ``fit``).
 The block carries one ``TrainingResult`` per call (transcript root, loss curve, new weights);
 the intermediate checkpoints stay in the author's ``TranscriptStore``. Fresh validators (each
 its own LevelDB with the same genesis) import the block with ``Blockchain.import_block``:
@@ -17,7 +33,8 @@ its own LevelDB with the same genesis) import the block with ``Blockchain.import
 
 The openings come from an in-process source over the author's store that counts the bytes
 of every opening it hands out (their canonical encoding: what a peer would send) — the bytes
-a validator fetches on top of the block. Every repetition imports once per verifier, in
+a validator fetches on top of the block. They are encoded for counting after the timed
+import, not inside it: encoding is the sender's work, not the validator's. Every repetition imports once per verifier, in
 turn, so that other load on the machine hits all of them alike; the speed-up is taken
 within a repetition, then summarised (median, min–max) over the repetitions.
 
@@ -42,20 +59,24 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from math import comb
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 import ml_runtime
 from benches.runner import Context, Report, errorbars, fmt, summarize
 from chain import calls, signatures
 from chain.blockchain import Blockchain
+from chain.calls import MAX_ROWS_CHUNK
 from chain.codec import Wire, encode
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
+from chain.pallets import datasets, models
 from chain.proofs import CheckpointSource, FullReexecution, Opening, TrainingResult
 from chain.storage import Database
 from chain.transcripts import LocalSource
@@ -82,20 +103,26 @@ class _OldTrainingProof(Wire, frozen=True):
 
 class CountingSource:
     """A CheckpointSource that hands out another's openings as a peer would send them (the
-    weights only where they were asked for) and counts their encoded bytes."""
+    weights only where they were asked for) and keeps them, so that :meth:`count` can give
+    their encoded bytes after the timed import (encoding them is the sender's work)."""
 
     def __init__(self, inner: CheckpointSource) -> None:
         self.inner = inner
-        self.bytes = 0
-        self.openings = 0
+        self.sent: list[Opening] = []
 
     def fetch(self, block_hash: bytes, result: TrainingResult, wanted: Sequence[tuple[int, bool]]) -> dict[int, Opening]:
         got = self.inner.fetch(block_hash, result, wanted)
         need = dict(wanted)
         sent = {j: o if need.get(j) else msgspec.structs.replace(o, weights=None) for j, o in got.items()}
-        self.openings += len(sent)
-        self.bytes += sum(len(encode(o)) for o in sent.values())
+        self.sent.extend(sent.values())
         return sent
+
+    def count(self) -> tuple[int, int]:
+        """(openings handed out, their encoded bytes) since the last :meth:`reset`."""
+        return len(self.sent), sum(len(encode(o)) for o in self.sent)
+
+    def reset(self) -> None:
+        self.sent = []
 
 
 def _open(path: Path, spec: ChainSpec, verifier: Any) -> Blockchain:
@@ -125,37 +152,139 @@ def _verifiers() -> dict[str, Any]:
     return out
 
 
-FAMILIES = {  # family -> (model spec on the digits, the model's id on the bench chain)
-    "softmax 64-10": (ml_runtime.ModelSpec("softmax", 64, 10, 0), 0),  # the dev genesis's model 0
-    "mlp 64-32-10": (ml_runtime.ModelSpec("mlp", 64, 10, 32), 1),  # registered in block 1
+@dataclass(frozen=True)
+class Family:
+    """A model family at one size, and the data it trains on in the bench."""
+
+    spec: ml_runtime.ModelSpec
+    data: str  # "digits" (the dev genesis's data set 0) or "mnist" (synthetic, registered in setup)
+    batch: int
+    lr: float
+    genesis_model: int | None = None  # the dev genesis's model id, or None: registered in setup
+
+
+FAMILIES = {
+    "softmax 64-10": Family(ml_runtime.ModelSpec("softmax", 64, 10, 0), "digits", 32, 0.5, genesis_model=0),
+    "mlp 64-32-10": Family(ml_runtime.ModelSpec("mlp", 64, 10, 32), "digits", 32, 0.02),
+    "softmax 784-10": Family(ml_runtime.ModelSpec("softmax", 784, 10, 0), "mnist", 64, 0.005),
+    "mlp 784-128-10": Family(ml_runtime.ModelSpec("mlp", 784, 10, 128), "mnist", 64, 0.01),
 }
+SIZES = {"all": tuple(FAMILIES), "digits": ("softmax 64-10", "mlp 64-32-10"),
+         "mnist": ("softmax 784-10", "mlp 784-128-10")}
+DATA = {"digits": "digits (8x8, 10 classes; the dev genesis's data set 0)",
+        "mnist": "synthetic MNIST-sized rows (784 features in [0, 1), 10 classes, fixed seed)"}
+MNIST_FEATURES, MNIST_CLASSES, MNIST_SEED = 784, 10, 784
 
 
-def measure(family: str, jobs: int, segment: int, reps: int, tmp: Path, advance: Any) -> dict[str, Any]:
+def compute_mnist_rows(n: int) -> bytes:
+    """``n`` MNIST-sized classification rows in their canonical bytes: features uniform in
+    [0, 1) (pixel intensities' range) and the label a fixed random linear teacher's argmax, so
+    that the data can be learnt; from a fixed seed, the same bytes on every run."""
+    rng = np.random.default_rng(MNIST_SEED)
+    x = rng.random((n, MNIST_FEATURES), dtype=np.float32)
+    teacher = rng.standard_normal((MNIST_FEATURES, MNIST_CLASSES)).astype(np.float32)
+    y = np.argmax((x - 0.5) @ teacher, axis=1).astype(np.uint32)
+    return datasets.compute_rows_bytes(x, y, "classification")
+
+
+def _build_all(author: Blockchain, xts: list[Any], alice: Any, what: str) -> list[Any]:
+    """Blocks by Alice on the author's best block until every one of ``xts`` is in one (the
+    builder leaves what does not fit for a later block); each must succeed."""
+    blocks, left = [], list(xts)
+    while left:
+        built = author.build_block(left, alice, slot=author.best_header.number + 1)
+        if not built.block.body.extrinsics:
+            raise RuntimeError(f"{what}: the author could not include any of the {len(left)} setup calls left")
+        failed = [r.error for r in built.receipts if not r.success]
+        if failed:
+            raise RuntimeError(f"{what}: a setup call failed: {failed}")
+        taken = {x.encode() for x in built.block.body.extrinsics}
+        left = [x for x in left if x.encode() not in taken]
+        blocks.append(built.block)
+    return blocks
+
+
+def _setup(author: Blockchain, family: Family, rows: int) -> tuple[list[Any], int, int]:
+    """The untimed setup blocks for ``family`` (its model, and for MNIST sizes the data set);
+    returns them, the model's id and the data set's id."""
+    alice = dev_keypair("Alice")
+    state = author.state.overlay()  # reads only
+    todo: list[Any] = []
+    dataset = 0
+    if family.data == "mnist":
+        raw = compute_mnist_rows(rows)
+        row_size = 4 * MNIST_FEATURES + 4
+        dataset = datasets.NEXT_DATASET_ID.get(state)
+        todo.append(calls.RegisterDataset("bench-mnist-sized", MNIST_FEATURES, "classification", MNIST_CLASSES, rows,
+                                          datasets.compute_rows_root(raw, row_size), 0, "synthetic (benchmark only)"))
+        per_chunk = MAX_ROWS_CHUNK // row_size
+        todo += [calls.AppendRows(dataset, first, raw[first * row_size:(first + per_chunk) * row_size])
+                 for first in range(0, rows, per_chunk)]
+    model = family.genesis_model
+    if model is None:
+        model = models.NEXT_MODEL_ID.get(state)
+        todo += [calls.RegisterModel(f"bench-{family.spec.family}-{family.spec.d}", family.spec.encode(), b"\x07" * 32),
+                 calls.SetTrainingPolicy(model, "anyone", 0)]
+    xts = [sign_extrinsic(alice, c, nonce=i, genesis_hash=author.genesis_hash, spec_version=author.runtime.spec_version)
+           for i, c in enumerate(todo)]
+    return _build_all(author, xts, alice, f"setting up {family.spec.family} {family.spec.d}"), model, dataset
+
+
+def _fit(author: Blockchain, train: Callable[[int], calls.Train], jobs: int, segment: int) -> tuple[int, int, str]:
+    """(calls, segment length, why) for a block of ``jobs`` TRAIN calls of ``SEGMENTS``
+    segments of ``segment`` steps within the runtime's limits, as the runtime declares the
+    calls' weight and bytes: fewer calls if they do not all fit, shorter segments if not even
+    one does."""
+    runtime, state = author.runtime, author.state.overlay()
+    config = runtime.config
+    bob = dev_keypair("Bob")
+
+    def per_call(length: int) -> tuple[int, int, int]:
+        xt = sign_extrinsic(bob, train(length), nonce=0, genesis_hash=author.genesis_hash, spec_version=runtime.spec_version)
+        info = runtime.compute_dispatch_info(state, xt)
+        return info.weight, len(xt.encode()) + info.result_length, info.transcript_bytes
+
+    def fits(length: int) -> int:
+        weight, size, transcript = per_call(length)
+        if transcript > config.max_transcript_bytes:
+            return 0
+        return min(config.max_block_weight // weight, runtime.max_extrinsic_length // size)
+
+    if fits(segment) >= 1:
+        n = min(jobs, fits(segment))
+        why = "as asked" if n == jobs else f"{n} of {jobs} calls fit the block's weight/length limits"
+        return n, segment, why
+    length = segment
+    while length > 1 and fits(length) < 1:
+        length -= 1
+    if fits(length) < 1:
+        raise RuntimeError(f"not even one TRAIN call of {SEGMENTS} one-step segments fits a block")
+    return 1, length, (f"one call of {SEGMENTS} x {segment} steps exceeds the block's limits "
+                       f"(max_block_weight {config.max_block_weight:,}): 1 call of {SEGMENTS} x {length} steps")
+
+
+def measure(name: str, jobs: int, segment: int, reps: int, rows: int, tmp: Path, advance: Any) -> dict[str, Any]:
     """One family: the author's blocks, then ``reps`` rounds of one import per verifier."""
     spec = load_chain_spec("dev")
-    model_spec, model = FAMILIES[family]
-    tmp = tmp / family.split()[0]
+    family = FAMILIES[name]
+    model_spec = family.spec
+    tmp = tmp / name.replace(" ", "_")
     tmp.mkdir()
     author = _open(tmp / "author", spec, FullReexecution())
-    steps = SEGMENTS * segment
     alice = dev_keypair("Alice")
     try:
-        setup = []  # block 1 (imported untimed by every validator): the MLP model, open to anyone
-        if model != 0:
-            register = [sign_extrinsic(alice, c, nonce=i, genesis_hash=author.genesis_hash,
-                                       spec_version=author.runtime.spec_version)
-                        for i, c in enumerate([calls.RegisterModel("bench-mlp", model_spec.encode(), b"\x07" * 32),
-                                               calls.SetTrainingPolicy(model, "anyone", 0)])]
-            first = author.build_block(register, alice, slot=1)
-            if not all(r.success for r in first.receipts):
-                raise RuntimeError(f"registering the {family} model failed: {[r.error for r in first.receipts]}")
-            setup.append(first.block)
-        call = calls.Train(model, 0, steps, 32, calls.compute_f32_bits(0.5 if model == 0 else 0.02),
-                           calls.compute_f32_bits(0.0001), segment)
+        setup, model, dataset = _setup(author, family, rows)
+
+        def train(length: int) -> calls.Train:
+            return calls.Train(model, dataset, SEGMENTS * length, family.batch, calls.compute_f32_bits(family.lr),
+                               calls.compute_f32_bits(0.0001), length)
+
+        jobs_fit, segment_len, fit = _fit(author, train, jobs, segment)
+        steps = SEGMENTS * segment_len
         keys = [dev_keypair(n) for n in SENDERS]
-        xts = [sign_extrinsic(keys[i % len(keys)], call, nonce=i // len(keys), genesis_hash=author.genesis_hash,
-                              spec_version=author.runtime.spec_version) for i in range(jobs)]
+        xts = [sign_extrinsic(keys[i % len(keys)], train(segment_len), nonce=i // len(keys),
+                              genesis_hash=author.genesis_hash, spec_version=author.runtime.spec_version)
+               for i in range(jobs_fit)]
         ml_runtime.warm_up()
         signatures.warm_up()
         started = time.perf_counter()
@@ -167,12 +296,12 @@ def measure(family: str, jobs: int, segment: int, reps: int, tmp: Path, advance:
         block = built.block
         block_hash = block.hash()
         results = list(block.body.results)
-        if not results or len(results) != len(block.body.extrinsics):
+        if len(results) != jobs_fit or len(results) != len(block.body.extrinsics):
             # the author leaves out what does not fit the block's weight and length limits
-            raise RuntimeError(f"{family}: {len(results)} training results for {len(block.body.extrinsics)} "
-                               f"TRAIN calls in the block ({jobs} offered)")
+            raise RuntimeError(f"{name}: {len(results)} training results for {len(block.body.extrinsics)} "
+                               f"TRAIN calls in the block ({jobs_fit} offered)")
         if any(r.diverged_segment is not None for r in results):
-            raise RuntimeError(f"{family}: a training job diverged; the benchmark needs finished jobs")
+            raise RuntimeError(f"{name}: a training job diverged; the benchmark needs finished jobs")
         block_bytes = len(block.encode())
         old_proof_bytes = 0
         for r in results:
@@ -186,6 +315,7 @@ def measure(family: str, jobs: int, segment: int, reps: int, tmp: Path, advance:
                 r.extrinsic_index, tuple(cps), tuple(r.losses), r.transcript_root, r.diverged_segment)))
         result_bytes = sum(len(encode(r)) for r in results)
         old_block_bytes = block_bytes - result_bytes + old_proof_bytes
+        losses = [calls.compute_f32_value(bits) for bits in results[0].losses[1:]]  # entry 0 has no loss
 
         names = list(_verifiers())
         ms: dict[str, list[float]] = {n: [] for n in names}
@@ -193,53 +323,58 @@ def measure(family: str, jobs: int, segment: int, reps: int, tmp: Path, advance:
         fetched: dict[str, list[int]] = {n: [] for n in names}
         openings: dict[str, list[int]] = {n: [] for n in names}
         for rep in range(reps):
-            for name, verifier in _verifiers().items():
-                node = _open(tmp / f"v{rep}-{name.replace('/', '_')}", spec, verifier)
+            for vname, verifier in _verifiers().items():
+                node = _open(tmp / f"v{rep}-{vname.replace('/', '_')}", spec, verifier)
                 source = CountingSource(LocalSource(author.transcripts))
                 try:
                     for earlier in setup:
                         node.import_block(earlier, source=source)
-                    source.bytes = source.openings = 0
+                    source.reset()
                     started, cpu = time.perf_counter(), time.process_time()
                     node.import_block(block, source=source)
-                    ms[name].append((time.perf_counter() - started) * 1e3)
-                    cpu_ms[name].append((time.process_time() - cpu) * 1e3)
+                    ms[vname].append((time.perf_counter() - started) * 1e3)
+                    cpu_ms[vname].append((time.process_time() - cpu) * 1e3)
                 finally:
                     node.db.close()
-                fetched[name].append(source.bytes)
-                openings[name].append(source.openings)
+                count, size = source.count()
+                fetched[vname].append(size)
+                openings[vname].append(count)
             advance(1)
     finally:
         author.db.close()
     total_steps = built.training_steps
-    rows: dict[str, Any] = {}
+    rows_out: dict[str, Any] = {}
     floor = {
         "import_ms": summarize(ms[FLOOR]), "import_cpu_ms": summarize(cpu_ms[FLOOR]),
         "speedup_ceiling": summarize([f / s for f, s in zip(ms["full"], ms[FLOOR], strict=True)]),
         "speedup_ceiling_cpu": summarize([f / s for f, s in zip(cpu_ms["full"], cpu_ms[FLOOR], strict=True)]),
     }
-    for name in names:
-        if name == FLOOR:
+    for vname in names:
+        if vname == FLOOR:
             continue
-        m = SEGMENTS if name == "full" else SEGMENTS // int(name.split("=")[1])
-        speedups = [f / s for f, s in zip(ms["full"], ms[name], strict=True)]
-        speedups_cpu = [f / s for f, s in zip(cpu_ms["full"], cpu_ms[name], strict=True)]
-        rows[name] = {
+        m = SEGMENTS if vname == "full" else SEGMENTS // int(vname.split("=")[1])
+        speedups = [f / s for f, s in zip(ms["full"], ms[vname], strict=True)]
+        speedups_cpu = [f / s for f, s in zip(cpu_ms["full"], cpu_ms[vname], strict=True)]
+        rows_out[vname] = {
             "samples_m": m, "ratio_s_over_m": SEGMENTS / m,
-            "import_ms": summarize(ms[name]),
-            "verified_steps_per_s": summarize([total_steps / (t / 1e3) for t in ms[name]]),
+            "import_ms": summarize(ms[vname]),
+            "verified_steps_per_s": summarize([total_steps / (t / 1e3) for t in ms[vname]]),
             "speedup_vs_full": summarize(speedups),
-            "import_cpu_ms": summarize(cpu_ms[name]), "speedup_vs_full_cpu": summarize(speedups_cpu),
-            "bytes_fetched": summarize(fetched[name]), "openings_fetched": summarize(openings[name]),
-            "bytes_per_validator": block_bytes + int(summarize(fetched[name])["median"]),
+            "import_cpu_ms": summarize(cpu_ms[vname]), "speedup_vs_full_cpu": summarize(speedups_cpu),
+            "bytes_fetched": summarize(fetched[vname]), "openings_fetched": summarize(openings[vname]),
+            "bytes_per_validator": block_bytes + int(summarize(fetched[vname])["median"]),
             "escape_one_forged_segment": comb(SEGMENTS - 1, m) / comb(SEGMENTS, m),
         }
     return {
-        "family": family, "param_count": model_spec.param_count, "data": "digits (8x8, 10 classes), batch 32",
-        "jobs": len(results), "jobs_offered": jobs, "segments_S": SEGMENTS, "segment_len": segment, "steps_per_job": steps,
+        "family": name, "size": family.data, "param_count": model_spec.param_count,
+        "data": f"{DATA[family.data]}, batch {family.batch}", "batch": family.batch,
+        "dataset_rows": rows if family.data == "mnist" else None,
+        "jobs": len(results), "jobs_offered": jobs, "segments_S": SEGMENTS, "segment_len": segment_len,
+        "segment_len_asked": segment, "fit": fit, "steps_per_job": steps,
         "block_training_steps": total_steps, "author_build_s": build_s, "block_bytes": block_bytes,
         "results_bytes": result_bytes, "old_format_block_bytes": old_block_bytes,
-        "old_format_bytes_per_validator": old_block_bytes, "verifiers": rows, "floor": floor,
+        "old_format_bytes_per_validator": old_block_bytes, "job0_loss_first_last_segment": [losses[0], losses[-1]],
+        "verifiers": rows_out, "floor": floor,
     }
 
 
@@ -253,33 +388,39 @@ def _parallel(quick: bool, reps: int) -> dict[str, Any]:
 def run(ctx: Context) -> Report:
     jobs = int(ctx.options.get("jobs", 2 if ctx.quick else 4))
     segment = int(ctx.options.get("segment", 10 if ctx.quick else 25))
-    res: dict[str, Any] = {"families": {}}
+    size = str(ctx.options.get("size", "all"))
+    if size not in SIZES:
+        raise RuntimeError(f"--size {size!r}: one of {', '.join(SIZES)}")
+    rows = 256 if ctx.quick else 1024  # MNIST-sized rows: the batches' PRF draws from them
+    families = SIZES[size]
+    res: dict[str, Any] = {"families": {}, "size": size}
     with tempfile.TemporaryDirectory(prefix="polchain-bench-validator-") as tmpdir, \
-            ctx.progress(len(FAMILIES) * ctx.reps + 1,
+            ctx.progress(len(families) * ctx.reps + 1,
                          f"validator: {jobs} jobs x {SEGMENTS} segments of {segment}") as advance:
-        for family in FAMILIES:
-            res["families"][family] = measure(family, jobs, segment, ctx.reps, Path(tmpdir), advance)
+        for family in families:
+            res["families"][family] = measure(family, jobs, segment, ctx.reps, rows, Path(tmpdir), advance)
         res["parallel_verification"] = _parallel(ctx.quick, ctx.reps)
         advance(1)
-    rows = []
+    rows_table = []
     for family, f in res["families"].items():
         for name, r in f["verifiers"].items():
-            rows.append([family, name, str(r["samples_m"]), fmt(r["import_ms"], 1), fmt(r["verified_steps_per_s"]),
-                         "1.00x" if name == "full" else fmt(r["speedup_vs_full"], 1, "x"), fmt(r["import_cpu_ms"], 1),
-                         "1.00x" if name == "full" else fmt(r["speedup_vs_full_cpu"], 1, "x"),
-                         f"{r['bytes_fetched']['median']:,.0f}", f"{r['bytes_per_validator']:,}",
-                         f"{r['escape_one_forged_segment']:.3f}"])
+            rows_table.append([family, name, str(r["samples_m"]), fmt(r["import_ms"], 1), fmt(r["verified_steps_per_s"]),
+                               "1.00x" if name == "full" else fmt(r["speedup_vs_full"], 1, "x"), fmt(r["import_cpu_ms"], 1),
+                               "1.00x" if name == "full" else fmt(r["speedup_vs_full_cpu"], 1, "x"),
+                               f"{r['bytes_fetched']['median']:,.0f}", f"{r['bytes_per_validator']:,}",
+                               f"{r['escape_one_forged_segment']:.3f}"])
         fl = f["floor"]
-        rows.append([family, FLOOR, "0", fmt(fl["import_ms"], 1), "-", fmt(fl["speedup_ceiling"], 1, "x"),
-                     fmt(fl["import_cpu_ms"], 1), fmt(fl["speedup_ceiling_cpu"], 1, "x"), "0", f"{f['block_bytes']:,}",
-                     "1.000"])
-        rows.append([family, "old format: every checkpoint in the block", "-", "-", "-", "-", "-", "-", "0",
-                     f"{f['old_format_block_bytes']:,}", "-"])
+        rows_table.append([family, FLOOR, "0", fmt(fl["import_ms"], 1), "-", fmt(fl["speedup_ceiling"], 1, "x"),
+                           fmt(fl["import_cpu_ms"], 1), fmt(fl["speedup_ceiling_cpu"], 1, "x"), "0",
+                           f"{f['block_bytes']:,}", "1.000"])
+        rows_table.append([family, "old format: every checkpoint in the block", "-", "-", "-", "-", "-", "-", "0",
+                           f"{f['old_format_block_bytes']:,}", "-"])
     par = res["parallel_verification"]
     notes = [
-        *(f"{family}: block of {f['jobs']} of {f['jobs_offered']} TRAIN calls offered (the block's weight limit) x {f['steps_per_job']} steps = {f['block_training_steps']:,} "
-          f"steps, {f['block_bytes']:,} bytes (old format {f['old_format_block_bytes']:,}); the author trained and "
-          f"built it in {f['author_build_s']:.2f} s" for family, f in res["families"].items()),
+        *(f"{family} ({f['data']}): block of {f['jobs']} TRAIN calls x {SEGMENTS} segments of {f['segment_len']} "
+          f"steps = {f['block_training_steps']:,} steps ({f['fit']}), {f['block_bytes']:,} bytes (old format "
+          f"{f['old_format_block_bytes']:,}); the author trained and built it in {f['author_build_s']:.2f} s"
+          for family, f in res["families"].items()),
         f"'{FLOOR}': the same import with a benchmark-only verifier that checks nothing: what no sample rate "
         "removes (decode, execution, roots, the write); its speed-up is the ceiling of every verifier's",
         "ideal speed-up at S/m = r is r (the block's own execution, links and hashing are not sampled); "
@@ -302,6 +443,7 @@ def run(ctx: Context) -> Report:
             ax2.plot(xs, [v[n]["speedup_vs_full_cpu"]["median"] for n in v], "x:", label=f"{family} (CPU)",
                      color=color)
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")  # the sizes' rates differ 20-fold
         ax.set_xlabel("S/m (1 = full re-execution)")
         ax.set_ylabel("training steps verified / s")
         ax.set_title("validator throughput vs sample rate", fontsize=9)
@@ -314,11 +456,11 @@ def run(ctx: Context) -> Report:
         ax2.legend(fontsize=7)
 
     return Report(
-        title=f"A validator importing a block of {jobs} TRAIN calls (digits, batch 32, S={SEGMENTS} segments of "
-              f"{segment} steps), sampled vs full: median (min–max) of {ctx.reps} repetitions",
+        title=f"A validator importing a block of up to {jobs} TRAIN calls (S={SEGMENTS} segments of up to {segment} "
+              f"steps; per family below), sampled vs full: median (min–max) of {ctx.reps} repetitions",
         columns=["family", "verifier", "m", "import ms", "steps verified/s", "speed-up", "CPU ms", "speed-up (CPU)",
                  "bytes fetched", "bytes per validator", "P(escape 1 forged seg.)"],
-        rows=rows, results=res, plot=plot, notes=notes,
+        rows=rows_table, results=res, plot=plot, notes=notes,
     )
 
 
@@ -331,11 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--segment", type=int, default=None)
+    parser.add_argument("--size", choices=tuple(SIZES), default=None)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args(argv)
     args.reps = args.reps or (3 if args.quick else 5)
     ctx = Context("validator", args.quick, args.reps, args.out, compute_command(),
-                  options={k: getattr(args, k) for k in ("jobs", "segment") if getattr(args, k) is not None})
+                  options={k: getattr(args, k) for k in ("jobs", "segment", "size") if getattr(args, k) is not None})
     finish(ctx, run(ctx))
     return 0
 

@@ -158,14 +158,17 @@ def compute_openings(result: ml_runtime.JobResult) -> tuple[Opening, ...]:
     )
 
 
-def verify_opening(result: TrainingResult, opening: Opening, *, need_weights: bool) -> ml_runtime.TranscriptEntry:
-    """The entry ``opening`` shows, if it is entry ``opening.index`` of ``result``'s transcript.
+def verify_opening(result: TrainingResult, opening: Opening, *, need_weights: bool) -> None:
+    """Return if ``opening`` is entry ``opening.index`` of ``result``'s transcript.
 
     BlockError naming the fault: the index is outside 0..n-1 (n: the result's entry count);
-    the loss is not ``result.losses[index]``; the audit path does not lead to the transcript
-    root; the weights are missing (``need_weights``), or, when present, not 4 bytes per
-    parameter or not hashing to the entry's weights hash. Weights are checked whenever they
-    are present, so nothing unverified is ever stored or served.
+    the loss is not ``result.losses[index]``; the weights hash is not 32 bytes (an Opening
+    decoded from bytes always has 32, Hash32; one built in process might not); the audit
+    path does not lead to the transcript root; the weights are missing (``need_weights``),
+    or, when present, not 4 bytes per parameter or not hashing to the entry's weights hash.
+    Weights are checked whenever they are present, so nothing unverified is ever stored or
+    served. No TranscriptEntry is built on the common path (a finite loss): every sampled
+    opening passes here once, and the entry's own checks cost a quarter of the call.
     """
     where = f"training result #{result.extrinsic_index}: opening {opening.index}"
     count = len(result.losses)
@@ -173,7 +176,8 @@ def verify_opening(result: TrainingResult, opening: Opening, *, need_weights: bo
         raise BlockError(f"{where} is outside entries 0..{count - 1}")
     if opening.loss != result.losses[opening.index]:
         raise BlockError(f"{where}: loss bits {opening.loss:#010x}, the result has {result.losses[opening.index]:#010x}")
-    entry = opening.entry()
+    if len(opening.weights_hash) != 32:
+        raise BlockError(f"{where}: weights hash is {len(opening.weights_hash)} bytes, not 32")
     try:
         if opening.loss & _F32_EXPONENT != _F32_EXPONENT:
             # A finite loss: its bits are the float32 the entry encodes, so the entry's 40
@@ -183,18 +187,17 @@ def verify_opening(result: TrainingResult, opening: Opening, *, need_weights: bo
             leaf = _ENTRY_BITS.pack(opening.index, opening.weights_hash, opening.loss)
             ml_runtime.verify_leaf_path(result.transcript_root, leaf, opening.path, opening.index, count)
         else:
-            ml_runtime.verify_merkle_proof(result.transcript_root, entry, opening.path, count)
+            ml_runtime.verify_merkle_proof(result.transcript_root, opening.entry(), opening.path, count)
     except ml_runtime.ProofError as exc:
         raise BlockError(f"{where}: not under the transcript root: {exc}") from None
     if opening.weights is None:
         if need_weights:
             raise BlockError(f"{where} carries no weights")
-        return entry
+        return
     if len(opening.weights) != len(result.weights):
         raise BlockError(f"{where}: weights are {len(opening.weights)} bytes, expected {len(result.weights)}")
     if blake2_256(opening.weights) != opening.weights_hash:
         raise BlockError(f"{where}: weights do not hash to the entry's weights hash")
-    return entry
 
 
 class CheckpointSource(Protocol):

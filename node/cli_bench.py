@@ -66,7 +66,10 @@ def add_subcommand(sub: Any) -> None:
                        help=f"where <name>.json and <name>.png go (default {DEFAULT_OUT}/)")
         if name == "validator":
             p.add_argument("--jobs", type=_count(1, 64), default=None, help="TRAIN calls per block (default 4, quick 2)")
-            p.add_argument("--segment", type=_count(1, 10_000), default=None, help="steps per segment (default 25, quick 10)")
+            p.add_argument("--segment", type=_count(1, 10_000), default=None,
+                           help="steps per segment (default 25, quick 10; shorter where one call would not fit a block)")
+            p.add_argument("--size", choices=("all", "digits", "mnist"), default="all",
+                           help="model sizes: digits (64 features, batch 32), mnist (784 features, batch 64) or all (default)")
         if name == "devnet":
             p.add_argument("--validators", type=_count(1, 16), default=None, help="validator processes (default 4, quick 2)")
             p.add_argument("--clients", type=_count(1, 6), default=None, help="RPC clients submitting, one dev account each (default 4, quick 2)")
@@ -80,7 +83,7 @@ def compute_bench_command(args: argparse.Namespace) -> str:
     if args.quick:
         words.append("--quick")
     words += ["--reps", str(args.reps), "--out", str(args.out)]
-    for flag in ("jobs", "segment", "validators", "clients", "seconds"):
+    for flag in ("jobs", "segment", "size", "validators", "clients", "seconds"):
         value = getattr(args, flag, None)
         if value is not None:
             words += [f"--{flag}", str(value)]
@@ -98,7 +101,7 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"Error: --out {args.out}: cannot make the folder: {exc.strerror or exc}", file=sys.stderr)
         return 1
     module = importlib.import_module(BENCHES[args.bench_command][0])
-    options = {k: getattr(args, k) for k in ("jobs", "segment", "validators", "clients", "seconds")
+    options = {k: getattr(args, k) for k in ("jobs", "segment", "size", "validators", "clients", "seconds")
                if getattr(args, k, None) is not None}
     ctx = Context(
         name=args.bench_command, quick=args.quick, reps=args.reps, out=args.out,

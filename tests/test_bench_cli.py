@@ -95,9 +95,11 @@ def test_kernels_schema(records) -> None:
 
 def test_validator_schema(records) -> None:
     res = _record(records, "validator")
-    assert set(res["families"]) == {"softmax 64-10", "mlp 64-32-10"}
+    assert res["size"] == "all"
+    assert set(res["families"]) == {"softmax 64-10", "mlp 64-32-10", "softmax 784-10", "mlp 784-128-10"}
     for family, f in res["families"].items():
         assert f["jobs"] == 1 and f["segments_S"] == 32 and f["block_training_steps"] == 32 * f["segment_len"]
+        assert f["batch"] == (64 if "784" in family else 32) and f["segment_len"] <= f["segment_len_asked"] == 10
         assert set(f["verifiers"]) == {"full", "S/m=4", "S/m=8", "S/m=16", "S/m=32"}
         full = f["verifiers"]["full"]
         for name, v in f["verifiers"].items():
@@ -112,6 +114,11 @@ def test_validator_schema(records) -> None:
             assert _is_stat(f["floor"][key]), (family, "floor", key)
         # the old format carried every checkpoint: 33 copies of the weights (float32)
         assert f["old_format_block_bytes"] > f["block_bytes"] + 32 * f["param_count"] * 4
+    # the MNIST-sized MLP's 320 steps (32 x 10) exceed a block's weight (about 150 steps fit):
+    # its segments are shortened so that one call fits, and the record says so
+    mlp = res["families"]["mlp 784-128-10"]
+    assert mlp["segment_len"] < 10 and mlp["fit"].startswith("one call of 32 x 10 steps exceeds the block's limits")
+    assert res["families"]["softmax 784-10"]["fit"] == "as asked"
     assert res["parallel_verification"]["softmax"]["speedup"]["median"] > 0
 
 
@@ -157,6 +164,7 @@ def test_devnet_schema(records) -> None:
         (["bench", "rpc", "--reps", "x"], "not an integer: 'x'"),
         (["bench", "devnet", "--clients", "7"], "7: between 1 and 6"),
         (["bench", "validator", "--jobs", "0"], "0: between 1 and 64"),
+        (["bench", "validator", "--size", "cifar"], "invalid choice: 'cifar' (choose from"),
         (["bench", "nothing"], "invalid choice: 'nothing'"),
     ],
 )

@@ -28,7 +28,8 @@ def test_every_kind_of_loss_verifies_as_the_entry_encodes_it() -> None:
     transcript, result = _transcript()
     for j, entry in enumerate(transcript.entries):
         opening = Opening(j, entry.weights_hash, result.losses[j], ml_runtime.merkle_proof(transcript, j))
-        got = verify_opening(result, opening, need_weights=False)
+        verify_opening(result, opening, need_weights=False)  # raises BlockError if not
+        got = opening.entry()
         assert got.index == j and got.weights_hash == entry.weights_hash
         assert got.loss == entry.loss or (np.isnan(got.loss) and np.isnan(entry.loss))
 
@@ -43,4 +44,16 @@ def test_another_weights_hash_or_path_is_not_under_the_root(j: int) -> None:
         Opening(j, transcript.entries[j].weights_hash, result.losses[j], ml_runtime.merkle_proof(transcript, other)),
     ):
         with pytest.raises(BlockError, match=rf"^training result #0: opening {j}: not under the transcript root: "):
+            verify_opening(result, opening, need_weights=False)
+
+
+def test_a_weights_hash_of_the_wrong_length_is_refused_by_name() -> None:
+    """An Opening decoded from bytes always has a 32-byte weights hash (Hash32); one built in
+    process may not, and must not reach the leaf packing (struct pads or cuts it to 32 bytes)."""
+    transcript, result = _transcript()
+    entry = transcript.entries[2]
+    path = ml_runtime.merkle_proof(transcript, 2)
+    for digest in (entry.weights_hash[:31], entry.weights_hash + b"\x00"):
+        opening = Opening(2, digest, result.losses[2], path)
+        with pytest.raises(BlockError, match=rf"^training result #0: opening 2: weights hash is {len(digest)} bytes, not 32$"):
             verify_opening(result, opening, need_weights=False)
