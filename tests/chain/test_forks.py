@@ -76,16 +76,12 @@ def test_the_longer_branch_wins_and_the_state_equals_a_fresh_import(tmp_path, br
     side = node.import_block(branches["B1"])
     assert not side.is_best and side.enacted == side.retracted == ()
     assert node.best_hash == a2 and node.get_hash(1) == branches["A1"].hash()
-    node.import_block(branches["B2"])  # same height as A2: the lower hash wins
-    tie_winner = min(a2, branches["B2"].hash())
-    assert node.best_hash == tie_winner
+    node.import_block(branches["B2"])  # same height as A2 (slot 2), a later slot (4): A2 stays
+    assert node.best_hash == a2
     imported = node.import_block(branches["B3"])
     b_hashes = tuple(branches[n].hash() for n in ("B1", "B2", "B3"))
     assert imported.is_best and node.best_hash == b_hashes[-1]
-    if tie_winner == a2:
-        assert imported.retracted == (a2, branches["A1"].hash()) and imported.enacted == b_hashes
-    else:
-        assert imported.retracted == () and imported.enacted == (b_hashes[-1],)
+    assert imported.retracted == (a2, branches["A1"].hash()) and imported.enacted == b_hashes
     assert node.get_leaves() == tuple(sorted([a2, b_hashes[-1]]))
     assert node.get_children(node.genesis_hash) == tuple(sorted([branches["A1"].hash(), b_hashes[0]]))
 
@@ -112,13 +108,12 @@ def test_the_longer_branch_wins_and_the_state_equals_a_fresh_import(tmp_path, br
         chain.db.close()
 
 
-def test_ties_go_to_the_lowest_hash_whatever_the_order(tmp_path, branches) -> None:
-    one, two = branches["A1"], branches["B1"]  # both #1 on genesis
-    winner = min(one.hash(), two.hash())
+def test_ties_go_to_the_earlier_slot_whatever_the_order(tmp_path, branches) -> None:
+    one, two = branches["A1"], branches["B1"]  # both #1 on genesis, in slots 1 and 3
     for name, order in (("x", [one, two]), ("y", [two, one])):
         chain = _fresh(tmp_path / name, order)
-        assert chain.best_hash == winner
-        assert chain.state.root() == (one if winner == one.hash() else two).header.state_root
+        assert chain.best_hash == one.hash()
+        assert chain.state.root() == one.header.state_root
         chain.db.close()
 
 
@@ -282,9 +277,10 @@ def test_any_import_order_keeps_the_flat_state_and_indexes_on_the_best_branch(tm
             block = rng.choice(ready)
             pending.remove(block)
             node.import_block(block)
-            # The best block is the longest leaf (ties: lowest hash) ...
+            # The best block is the longest leaf (ties: the earlier slot, then the lowest hash) ...
             leaves = node.get_leaves()
-            assert node.best_hash == max(leaves, key=lambda h: (node.get_header(h).number, bytes(255 - x for x in h)))
+            key = {h: (node.get_header(h).number, -node.get_header(h).slot, bytes(255 - x for x in h)) for h in leaves}
+            assert node.best_hash == max(leaves, key=key.__getitem__)
             # ... the flat column holds exactly its state ...
             root = node.best_header.state_root
             assert node.state.root() == root
