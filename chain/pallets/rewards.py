@@ -2,7 +2,7 @@
 voters' share of training fees, paid per era.
 
 Every block mints ``block_reward`` (halved every ``reward_halving_blocks`` blocks, Bitcoin's
-curve; 0 disables the halving). ``voter_reward_share_ppm`` of it goes to the voters' pot
+curve; 0 disables the halving), or what the total issuance's bound of 2^63-1 leaves of it. ``voter_reward_share_ppm`` of it goes to the voters' pot
 (:data:`VOTER_POT_ACCOUNT`), the rest to the authors' pot (:data:`POT_ACCOUNT`), and the
 block's author earns :data:`AUTHORING_POINTS` authoring points (Substrate's
 ``pallet-staking`` era reward points, 20 per block authored in ``pallet-authorship``).
@@ -52,11 +52,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chain.calls import PPM, NoteVotes
-from chain.codec import U64, AccountId, BlockNumber, Wire
+from chain.codec import MAX_BALANCE, U64, AccountId, BlockNumber, Wire
 from chain.crypto import ss58_encode
 from chain.errors import DispatchError, InvalidSignature
 from chain.pallets import revenue, staking, system
-from chain.pallets.balances import apply_mint, get_account
+from chain.pallets.balances import TOTAL_ISSUANCE, apply_mint, get_account
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 from chain.votes import SET_ID, verify_signed_vote
 
@@ -134,7 +134,10 @@ def on_initialize(state: StateAccess, config: RuntimeConfig, number: int, author
         return
     if config.era_length and number % config.era_length == 0:
         apply_era_payout(state)
-    reward = compute_block_reward(config, number)
+    # What the issuance bound leaves (balances.apply_mint refuses more): a block_reward within
+    # the config's bounds may still outgrow it, and a mint refused here, before any extrinsic,
+    # would refuse every block from now on (the chain would halt with no way to vote it back).
+    reward = min(compute_block_reward(config, number), MAX_BALANCE - TOTAL_ISSUANCE.get(state))
     voters = compute_voters_part(config, reward)
     if reward - voters:
         apply_mint(state, POT_ACCOUNT, reward - voters)

@@ -20,7 +20,7 @@ from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig
 from chain.crypto import Keypair
 from chain.errors import CodecError, DispatchError, GenesisError
 from chain.extrinsic import decode_extrinsic
-from chain.pallets import agenda, balances, democracy, governance
+from chain.pallets import agenda, balances, democracy, governance, rewards
 from genesis.spec import check_runtime_config
 
 VOTE = 7 * 10**14  # above the quorum: a tenth of the dev chain's 6 * 10^15 POL units
@@ -249,3 +249,31 @@ def test_a_proposal_either_names_its_reason_or_makes_a_config_within_every_bound
 
 
 FIXED_NAMES = set(democracy.FIXED)
+
+
+def test_a_block_reward_voted_up_to_the_balance_bound_mints_up_to_the_issuance_bound_and_blocks_go_on(chain, tmp_path) -> None:
+    """An attacker with a tenth of the POL (nobody else voting) passes block_reward = 2^63-1:
+    within every bound of the config, but the next block's mint would take the total issuance
+    over 2^63-1. That raised in on_initialize, before any extrinsic: no block could be built
+    or imported again, the chain halted for good (not even a referendum to undo it could be
+    included). The mint is what the issuance bound leaves: the chain goes on, and importers agree."""
+    d = Driver(chain)
+    ref = propose(d, BOB, block_reward=2**63 - 1)
+    assert d.apply(CHARLIE, calls.VoteConfig(ref, True, VOTE)).success
+    wait_until(d, referendum(chain, ref).ends)
+    wait_until(d, referendum(chain, ref).enact_at or 0)
+    assert referendum(chain, ref).status == "enacted" and chain.config.block_reward == 2**63 - 1
+    supply = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    assert d.apply(DAVE, calls.Remark(b"after")).success  # was: DispatchError balances.Overflow from build_block
+    state = chain.state.overlay()
+    assert balances.TOTAL_ISSUANCE.get(state) == 2**63 - 1
+    assert balances.get_account(state, rewards.POT_ACCOUNT).free == 2**63 - 1 - supply
+    assert d.apply(DAVE, calls.Remark(b"and on")).success  # nothing left to mint: nothing minted
+    assert balances.TOTAL_ISSUANCE.get(chain.state.overlay()) == 2**63 - 1
+    other = open_chain(tmp_path / "other", _spec())
+    try:
+        for number in range(1, chain.best_number + 1):
+            other.import_block(chain.get_block(chain.get_hash(number)))
+        assert other.state.root() == chain.state.root()
+    finally:
+        other.db.close()
