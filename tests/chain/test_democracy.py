@@ -277,3 +277,34 @@ def test_a_block_reward_voted_up_to_the_balance_bound_mints_up_to_the_issuance_b
         assert other.state.root() == chain.state.root()
     finally:
         other.db.close()
+
+
+def test_proposals_cannot_crowd_out_the_enactment_of_a_passed_referendum(tmp_path) -> None:
+    """With a voting period longer than the enactment delay plus agenda.MAX_DEFER, an attacker
+    could veto any passed referendum without a vote: MAX_AGENDA proposals a block, each ending in
+    one of the MAX_DEFER blocks the enactment may move to, filled every agenda it could take and
+    it failed (AgendaFull). Its price was fees and deposits that come back at each tally. A
+    proposal's tally and a passed referendum's enactment no longer share an agenda."""
+    spec = dev_spec()
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, gov_voting_blocks=80, gov_enactment_blocks=2))
+    chain = open_chain(tmp_path / "db", spec)
+    try:
+        d = Driver(chain)
+        ref = propose(d, BOB, base_fee=2_000_000)
+        assert d.apply(CHARLIE, calls.VoteConfig(ref, True, VOTE)).success
+        eve, nonce = Keypair.from_uri("//Eve"), 0
+        r = referendum(chain, ref)
+        first = r.ends + chain.config.gov_enactment_blocks
+        while chain.best_number + 1 + chain.config.gov_voting_blocks < first + agenda.MAX_DEFER:
+            proposals = [sign(chain, eve, change(byte_fee=1_000 + nonce + i), nonce + i) for i in range(agenda.MAX_AGENDA)]
+            d.slot += 1
+            built = chain.build_block(proposals, ALICE, slot=d.slot)
+            assert all(receipt.success for receipt in built.receipts)
+            nonce += agenda.MAX_AGENDA
+        wait_until(d, r.ends)
+        r = referendum(chain, ref)
+        assert (r.status, r.enact_at) == ("passed", first), r.note
+        wait_until(d, first)
+        assert referendum(chain, ref).status == "enacted" and chain.config.base_fee == 2_000_000
+    finally:
+        chain.db.close()
