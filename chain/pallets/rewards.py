@@ -99,6 +99,14 @@ def compute_block_reward(config: RuntimeConfig, number: int) -> int:
     return config.block_reward >> (number // config.reward_halving_blocks)
 
 
+def compute_minted_reward(state: StateAccess, config: RuntimeConfig, number: int) -> int:
+    """What block ``number`` on ``state`` mints: its block reward, or what the issuance bound
+    leaves of it (balances.apply_mint refuses more). A block_reward within the config's bounds
+    may still outgrow it, and a mint refused before any extrinsic would refuse every block from
+    then on: the chain would halt, with no way to vote the reward back down."""
+    return min(compute_block_reward(config, number), MAX_BALANCE - TOTAL_ISSUANCE.get(state))
+
+
 def compute_voters_part(config: RuntimeConfig, reward: int) -> int:
     """The part of a block's reward that goes to the voters' pot (rounded down)."""
     return reward * config.voter_reward_share_ppm // PPM  # at most PPM: the spec loader checks it
@@ -134,10 +142,7 @@ def on_initialize(state: StateAccess, config: RuntimeConfig, number: int, author
         return
     if config.era_length and number % config.era_length == 0:
         apply_era_payout(state)
-    # What the issuance bound leaves (balances.apply_mint refuses more): a block_reward within
-    # the config's bounds may still outgrow it, and a mint refused here, before any extrinsic,
-    # would refuse every block from now on (the chain would halt with no way to vote it back).
-    reward = min(compute_block_reward(config, number), MAX_BALANCE - TOTAL_ISSUANCE.get(state))
+    reward = compute_minted_reward(state, config, number)
     voters = compute_voters_part(config, reward)
     if reward - voters:
         apply_mint(state, POT_ACCOUNT, reward - voters)
