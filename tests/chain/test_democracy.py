@@ -20,7 +20,7 @@ from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig
 from chain.crypto import Keypair
 from chain.errors import CodecError, DispatchError, GenesisError
 from chain.extrinsic import decode_extrinsic
-from chain.pallets import agenda, balances, democracy, governance, rewards
+from chain.pallets import agenda, balances, democracy, governance, rewards, system
 from genesis.spec import check_runtime_config
 
 VOTE = 7 * 10**14  # above the quorum: a tenth of the dev chain's 6 * 10^15 POL units
@@ -308,3 +308,20 @@ def test_proposals_cannot_crowd_out_the_enactment_of_a_passed_referendum(tmp_pat
         assert referendum(chain, ref).status == "enacted" and chain.config.base_fee == 2_000_000
     finally:
         chain.db.close()
+
+
+def test_the_challenge_window_ends_inside_the_block_hash_window(chain) -> None:
+    """challenge_blocks had no upper bound: a referendum (or a chain spec) could set it past
+    system.BLOCK_HASH_COUNT, and then every finality vote's target was older than the blocks
+    the state can name, so no vote could be noted (voters never paid) and no fraud in a block
+    still under challenge could be reported on chain; past the chain's length, finality
+    stopped for good. It is at most BLOCK_HASH_COUNT - 1, in the one table of bounds."""
+    d = Driver(chain)
+    d.fails(ALICE, change(challenge_blocks=system.BLOCK_HASH_COUNT), "challenge_blocks must be at most 4,095 blocks")
+    d.fails(ALICE, change(challenge_blocks=2**63 - 1), "democracy.InvalidConfig")
+    assert democracy.NEXT_REFERENDUM.get(chain.state.overlay()) == 0
+    bad = dataclasses.replace(dev_spec().runtime_config, challenge_blocks=system.BLOCK_HASH_COUNT)
+    with pytest.raises(GenesisError, match=r"runtimeConfig\.challenge_blocks must be at most 4,095"):
+        check_runtime_config(bad, "spec")
+    assert config.MAX_CHALLENGE_BLOCKS == system.BLOCK_HASH_COUNT - 1
+    assert propose(d, BOB, challenge_blocks=system.BLOCK_HASH_COUNT - 1) == 0
