@@ -3,7 +3,8 @@
 Importing reads like a table of contents (docs/architecture.md §7): check the header (its parent is a
 known block on a branch that contains the finalized block, and consensus accepts it), apply
 the extrinsics on the parent's state (which checks each training result's shape and takes
-its new weights), compute the roots, compare each commitment with its header field, then
+its new weights, and that the extrinsics' weight stays within the parent state's
+``max_block_weight``, as the builder keeps it), compute the roots, compare each commitment with its header field, then
 hand the block's training claims to the verifier, which fetches the checkpoints it needs
 from a CheckpointSource (chain.proofs) and re-runs segments, and write the block, with the
 openings the verifier fetched, as one atomic batch. A crash at any point leaves the database
@@ -745,13 +746,21 @@ class Blockchain:
         runtime = self.runtime_of(overlay)  # the parent's config, read before on_initialize
         runtime.on_initialize(overlay, info.number, info.author, info.parent_hash)
         receipts = []
+        # The weight the extrinsics used, at most what they declared: the builder keeps the
+        # declared total within max_block_weight, so an honest block is never refused here, and
+        # a byzantine one is refused as soon as it goes over (one extrinsic's work past it).
+        weight, max_weight = 0, runtime.config.max_block_weight
         for index, (xt, raw) in enumerate(zip(extrinsics, raws, strict=True)):
             try:
-                receipts.append(
-                    runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw), check_signature=False)
-                )
+                receipt = runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw), check_signature=False)
             except InvalidTransaction as exc:
                 raise BlockError(f"block #{info.number}: extrinsic #{index} is invalid: {exc}") from None
+            weight += receipt.weight
+            if weight > max_weight:
+                raise BlockError(
+                    f"block #{info.number}: its extrinsics use {weight} units of weight; the limit is {max_weight}"
+                )
+            receipts.append(receipt)
         return tuple(receipts)
 
     def verify_signatures(self, extrinsics: tuple[Extrinsic, ...]) -> None:

@@ -89,7 +89,12 @@ class RuntimeConfig:
           and voter reward shares are parts per million, at most 1,000,000 (all of it);
         - a model's vote lasts at least one block, and its voting and enactment periods are at
           most 100,000 blocks (chain.pallets.governance.MAX_PERIOD: what a shared model's
-          holders may set; referenda on the config use the same periods).
+          holders may set; referenda on the config use the same periods);
+        - the challenge window (consensus.finality) ends inside the window of block hashes the
+          state keeps (chain.pallets.system.BLOCK_HASH_COUNT): at most 4,095 blocks, so every
+          vote's target can be noted (chain.pallets.rewards) and a fraud in a block not yet
+          final can be reported (chain.pallets.pol); a larger one left voters unpaid, and one
+          past the chain's length stopped finality for good.
         """
         problems = [f"{f.name} must be at most 2^63-1" for f in fields(self) if getattr(self, f.name) > MAX_BALANCE]
         problems += [
@@ -107,6 +112,12 @@ class RuntimeConfig:
             for name in ("gov_voting_blocks", "gov_enactment_blocks")
             if getattr(self, name) > MAX_GOV_PERIOD
         ]
+        if self.challenge_blocks > MAX_CHALLENGE_BLOCKS:
+            problems.append(
+                f"challenge_blocks must be at most {MAX_CHALLENGE_BLOCKS:,} blocks, got {self.challenge_blocks:,}: "
+                "a finality vote's target must be a block the state can still name (system.BLOCK_HASH_COUNT), "
+                "to be noted for its voter's reward and to have its fraud reported on chain until it is final"
+            )
         if self.base_fee + self.byte_fee * self.max_block_length + self.weight_fee * self.max_block_weight > MAX_BALANCE:
             problems.append(
                 "base_fee/byte_fee/weight_fee: the fee of a full block "
@@ -126,6 +137,7 @@ class RuntimeConfig:
 MIN_BLOCK_WEIGHT = 1_000_000  # chain.runtime's register_model, the heaviest fixed-weight call
 MIN_BLOCK_LENGTH = 64 * 1024
 MAX_GOV_PERIOD = 100_000  # chain.pallets.governance.MAX_PERIOD
+MAX_CHALLENGE_BLOCKS = 4096 - 1  # chain.pallets.system.BLOCK_HASH_COUNT - 1
 MINIMUMS = {
     "max_block_weight": MIN_BLOCK_WEIGHT, "max_block_length": MIN_BLOCK_LENGTH, "max_train_steps": 1,
     "max_train_batch": 1, "max_segments": 1, "max_model_params": 1,

@@ -19,10 +19,14 @@ MAX_DEFER = 64  # blocks an enactment may be pushed back when agendas are full
 
 
 class Agenda(StorageMap[tuple[int, ...]]):
-    """Block number -> the ids due at its start, stored as ``<pallet>.Agenda``."""
+    """Block number -> the ids due at its start, stored as ``<pallet>.<name>``.
 
-    def __init__(self, pallet: str) -> None:
-        super().__init__(pallet, "Agenda", tuple[U32, ...])
+    A pallet keeps its tallies and its enactments on two agendas: on one, the proposals that
+    anyone can make for a deposit returned at the tally could fill every block an enactment
+    may move to, and so veto a passed vote (AgendaFull) without casting one."""
+
+    def __init__(self, pallet: str, name: str = "Agenda") -> None:
+        super().__init__(pallet, name, tuple[U32, ...])
 
     def has_room(self, state: StateAccess, number: int) -> bool:
         return len(self.get(state, number) or ()) < MAX_AGENDA

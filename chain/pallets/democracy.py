@@ -35,9 +35,10 @@ The new config governs the blocks after the one that enacted it: each block is b
 imported with the config in its parent's state (chain.blockchain), so the extrinsics of the
 enactment block still pay the old fees.
 
-Work per block is bounded as in governance, by the pallet's agenda (chain.pallets.agenda: at
-most MAX_AGENDA referenda a block; AgendaFull for a proposal whose end block is full; an
-enactment moves to the next block with room, at most MAX_DEFER blocks on).
+Work per block is bounded as in governance, by the pallet's agendas (chain.pallets.agenda: at
+most MAX_AGENDA tallies and MAX_AGENDA enactments a block; AgendaFull for a proposal whose end
+block is full; an enactment moves to the next block with room on the enactments' own agenda,
+at most MAX_DEFER blocks on, so proposals cannot crowd it out).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ class Ballot(Wire, frozen=True):
 NEXT_REFERENDUM = StorageValue("Democracy", "NextReferendum", int, 0)
 REFERENDA = StorageMap("Democracy", "Referenda", Referendum)
 BALLOTS = StorageMap("Democracy", "Ballots", Ballot)  # (referendum, voter) -> ballot
-AGENDA = Agenda("Democracy")  # block -> referenda to tally or enact
+AGENDA = Agenda("Democracy")  # block -> referenda to tally (and, on a chain from before ENACTMENTS, to enact)
+ENACTMENTS = Agenda("Democracy", "Enactments")  # block -> passed referenda to enact
 # The configs replaced within the last system.BLOCK_HASH_COUNT blocks (the window in which a
 # fraud proof can name its block, chain.pallets.pol): block E -> the config E itself ran with,
 # stored by E's first enactment, and the blocks E in ascending order.
@@ -255,7 +257,7 @@ def apply_unlock(ctx: CallContext, call: calls.UnlockVote) -> None:
 def apply_on_initialize(state: Any, number: int) -> None:
     """Tally the referenda whose vote ends at block ``number`` and enact those due, before the
     block's extrinsics. The outcome is each referendum's ``status`` (and ``note``)."""
-    for referendum_id in AGENDA.apply_take(state, number):
+    for referendum_id in (*AGENDA.apply_take(state, number), *ENACTMENTS.apply_take(state, number)):
         referendum = REFERENDA.get(state, referendum_id)
         if referendum is not None and referendum.status == "voting":
             _apply_tally(state, referendum_id, referendum, number)
@@ -268,7 +270,7 @@ def _apply_tally(state: Any, referendum_id: int, referendum: Referendum, number:
     if not compute_passes(referendum, balances.TOTAL_ISSUANCE.get(state)):
         REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="rejected"), referendum_id)
         return
-    at = AGENDA.apply_schedule(state, referendum_id, number + max(referendum.enactment_blocks, 1))
+    at = ENACTMENTS.apply_schedule(state, referendum_id, number + max(referendum.enactment_blocks, 1))
     if at is None:
         failed = msgspec.structs.replace(referendum, status="failed", note="democracy.AgendaFull: no block with room to enact it")
         REFERENDA.apply_set(state, failed, referendum_id)

@@ -19,9 +19,10 @@ Life of a proposal, all in blocks, with the parameters as they were when it was 
    executes, also at the start of a block. An action that can no longer run (a spend larger
    than the treasury) ends ``failed`` with its reason; nothing else changes.
 
-Work per block is bounded by the pallet's agenda (chain.pallets.agenda: at most MAX_AGENDA
-proposals a block; a proposal whose end block is full is refused with AgendaFull, and an
-enactment is put on the next block with room, at most MAX_DEFER blocks on). This is Substrate's democracy/referenda shape (propose, vote with
+Work per block is bounded by the pallet's agendas (chain.pallets.agenda: at most MAX_AGENDA
+tallies and MAX_AGENDA enactments a block; a proposal whose end block is full is refused with
+AgendaFull, and an enactment is put on the next block with room on the enactments' own agenda,
+at most MAX_DEFER blocks on). This is Substrate's democracy/referenda shape (propose, vote with
 conviction-less locks, tally at the end, enactment delay) reduced to one model's holders.
 """
 
@@ -76,6 +77,7 @@ PROPOSALS = StorageMap("Gov", "Proposals", Proposal)
 BALLOTS = StorageMap("Gov", "Ballots", Ballot)  # (proposal, voter) -> ballot
 ACTIVE = StorageMap("Gov", "Active", tuple[U32, ...])  # model -> open proposals (voting or passed)
 AGENDA = Agenda("Gov")  # block -> proposals to tally or enact
+ENACTMENTS = Agenda("Gov", "Enactments")  # block -> passed proposals to enact (chain.pallets.agenda: why apart)
 
 
 def get_proposal(state: StateAccess, proposal_id: int) -> Proposal:
@@ -159,7 +161,7 @@ def apply_on_initialize(state: Any, number: int, existential_deposit: int) -> No
     """Tally the votes that end at block ``number`` and enact what is due, before the block's
     extrinsics. What happened is each proposal's ``status`` (and ``note`` when it failed):
     the chain keeps no block-level events, so ``gov_getProposal`` is where to read it."""
-    for proposal_id in AGENDA.apply_take(state, number):
+    for proposal_id in (*AGENDA.apply_take(state, number), *ENACTMENTS.apply_take(state, number)):
         proposal = PROPOSALS.get(state, proposal_id)
         if proposal is not None and proposal.status == "voting":
             _apply_tally(state, proposal_id, proposal, number)
@@ -172,7 +174,7 @@ def _apply_tally(state: Any, proposal_id: int, proposal: Proposal, number: int) 
     if not compute_passes(proposal, total):
         _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="rejected"))
         return
-    at = AGENDA.apply_schedule(state, proposal_id, number + max(proposal.enactment_blocks, 1))
+    at = ENACTMENTS.apply_schedule(state, proposal_id, number + max(proposal.enactment_blocks, 1))
     if at is None:
         _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="failed", note="gov.AgendaFull: no block with room to enact it"))
         return

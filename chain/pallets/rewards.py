@@ -2,7 +2,7 @@
 voters' share of training fees, paid per era.
 
 Every block mints ``block_reward`` (halved every ``reward_halving_blocks`` blocks, Bitcoin's
-curve; 0 disables the halving). ``voter_reward_share_ppm`` of it goes to the voters' pot
+curve; 0 disables the halving), or what the total issuance's bound of 2^63-1 leaves of it. ``voter_reward_share_ppm`` of it goes to the voters' pot
 (:data:`VOTER_POT_ACCOUNT`), the rest to the authors' pot (:data:`POT_ACCOUNT`), and the
 block's author earns :data:`AUTHORING_POINTS` authoring points (Substrate's
 ``pallet-staking`` era reward points, 20 per block authored in ``pallet-authorship``).
@@ -52,11 +52,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chain.calls import PPM, NoteVotes
-from chain.codec import U64, AccountId, BlockNumber, Wire
+from chain.codec import MAX_BALANCE, U64, AccountId, BlockNumber, Wire
 from chain.crypto import ss58_encode
 from chain.errors import DispatchError, InvalidSignature
 from chain.pallets import revenue, staking, system
-from chain.pallets.balances import apply_mint, get_account
+from chain.pallets.balances import TOTAL_ISSUANCE, apply_mint, get_account
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 from chain.votes import SET_ID, verify_signed_vote
 
@@ -99,6 +99,14 @@ def compute_block_reward(config: RuntimeConfig, number: int) -> int:
     return config.block_reward >> (number // config.reward_halving_blocks)
 
 
+def compute_minted_reward(state: StateAccess, config: RuntimeConfig, number: int) -> int:
+    """What block ``number`` on ``state`` mints: its block reward, or what the issuance bound
+    leaves of it (balances.apply_mint refuses more). A block_reward within the config's bounds
+    may still outgrow it, and a mint refused before any extrinsic would refuse every block from
+    then on: the chain would halt, with no way to vote the reward back down."""
+    return min(compute_block_reward(config, number), MAX_BALANCE - TOTAL_ISSUANCE.get(state))
+
+
 def compute_voters_part(config: RuntimeConfig, reward: int) -> int:
     """The part of a block's reward that goes to the voters' pot (rounded down)."""
     return reward * config.voter_reward_share_ppm // PPM  # at most PPM: the spec loader checks it
@@ -134,7 +142,7 @@ def on_initialize(state: StateAccess, config: RuntimeConfig, number: int, author
         return
     if config.era_length and number % config.era_length == 0:
         apply_era_payout(state)
-    reward = compute_block_reward(config, number)
+    reward = compute_minted_reward(state, config, number)
     voters = compute_voters_part(config, reward)
     if reward - voters:
         apply_mint(state, POT_ACCOUNT, reward - voters)

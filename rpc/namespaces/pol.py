@@ -88,7 +88,7 @@ def build(node: NodeApi) -> MethodTable:
             "era": number // era_length if era_length else 0,
             "nextPayout": (number // era_length + 1) * era_length if era_length else None,
             "enabled": rewards.is_enabled(config),
-            "blockReward": str(rewards.compute_block_reward(config, number + 1)),
+            "blockReward": str(rewards.compute_minted_reward(state, config, number + 1)),
             "voterRewardSharePpm": config.voter_reward_share_ppm, "validatorFeeSharePpm": config.validator_fee_share_ppm,
             "authorPot": str(get_account(state, rewards.POT_ACCOUNT).free),
             "voterPot": str(get_account(state, rewards.VOTER_POT_ACCOUNT).free),

@@ -5,24 +5,27 @@ max_transcript_bytes (issue 9)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import msgspec
 import pytest
-from chainkit import ALICE, BOB, open_chain, sign, train_call
+from chainkit import ALICE, BOB, dev_spec, open_chain, sign, train_call
 
 import ml_runtime
 from chain import calls
-from chain.block import BLOCK_OVERHEAD, Block
+from chain.block import BLOCK_OVERHEAD, Block, Body, compute_extrinsics_root
 from chain.blockchain import Blockchain
 from chain.codec import encode
-from chain.crypto import Keypair
+from chain.crypto import Keypair, blake2_256
 from chain.errors import BlockError, InvalidTransaction
 from chain.extrinsic import Extrinsic
+from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest
 from chain.pallets import balances, models
+from chain.pallets.context import BlockInfo
 from chain.pool import TransactionPool, Validity
-from chain.proofs import TrainingResult, compute_result_length
+from chain.proofs import TrainingResult, compute_result_length, compute_results_root
 from chain.runtime import TRAIN_BASE_WEIGHT
 
 DAVE = Keypair.from_uri("//Dave")
@@ -228,3 +231,42 @@ def test_a_diverging_call_pays_its_full_weight(chain: Blockchain) -> None:
     (receipt,) = chain.build_block([xt], ALICE, slot=1).receipts
     assert not receipt.success and "NonFiniteWeights" in (receipt.error or "")
     assert receipt.fee == declared  # the work ran (and validators re-run the diverging segment)
+
+
+def _seal_ignoring_the_weight_limit(chain: Blockchain, xts: list[Extrinsic], author: Keypair, slot: int) -> Block:
+    """What a byzantine author builds: ``xts`` all applied on the best block (each one valid,
+    as Blockchain.build_block applies it) without the builder's running weight total, sealed."""
+    overlay = chain.state.overlay()
+    runtime = chain.runtime_of(overlay)
+    info = BlockInfo(chain.best_number + 1, chain.best_hash, author.public, True, chain.trainer)
+    runtime.on_initialize(overlay, info.number, author.public, info.parent_hash)
+    raws = [xt.encode() for xt in xts]
+    for index, (xt, raw) in enumerate(zip(xts, raws, strict=True)):
+        assert runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw)).success
+    header = Header(
+        chain.best_hash, info.number, chain.state.compute_commit(overlay).root, compute_extrinsics_root(raws), slot,
+        author.public, (compute_slot_digest(slot), compute_pol_digest(PolCommitment(compute_results_root([]), 0, 0))),
+    )
+    header = msgspec.structs.replace(header, seal=author.sign(header.pre_hash()))
+    return Block(header, Body(tuple(xts)))
+
+
+def test_an_imported_block_over_the_weight_limit_is_refused(tmp_path: Path) -> None:
+    """max_block_weight bounds a block's work: the builder stops at it, and import refused no
+    block for going over it, so a byzantine author could make every validator do any amount
+    of work in one block (heavy calls, each valid alone, that no honest block would hold)."""
+    spec = dev_spec()
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, max_block_weight=1_000_000))
+    author, validator = open_chain(tmp_path / "a", spec), open_chain(tmp_path / "v", spec)
+    try:
+        xts = [sign(author, BOB, calls.Transfer(DAVE.public, 10**9), n) for n in range(11)]  # 11 x 100,000 units
+        assert len(author.build_block(list(xts), ALICE, slot=1).receipts) == 10  # an honest block stops at 10
+        heavy = _seal_ignoring_the_weight_limit(validator, xts, ALICE, slot=1)
+        root, best = validator.state.root(), validator.best_hash
+        with pytest.raises(BlockError, match=r"block #1: its extrinsics use 1100000 units of weight; the limit is 1000000"):
+            validator.import_block(heavy)
+        assert validator.state.root() == root and validator.best_hash == best
+        validator.import_block(author.get_block(author.best_hash))  # the honest block is fine
+    finally:
+        author.db.close()
+        validator.db.close()

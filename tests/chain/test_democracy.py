@@ -20,7 +20,7 @@ from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig
 from chain.crypto import Keypair
 from chain.errors import CodecError, DispatchError, GenesisError
 from chain.extrinsic import decode_extrinsic
-from chain.pallets import agenda, balances, democracy, governance
+from chain.pallets import agenda, balances, democracy, governance, rewards, system
 from genesis.spec import check_runtime_config
 
 VOTE = 7 * 10**14  # above the quorum: a tenth of the dev chain's 6 * 10^15 POL units
@@ -249,3 +249,79 @@ def test_a_proposal_either_names_its_reason_or_makes_a_config_within_every_bound
 
 
 FIXED_NAMES = set(democracy.FIXED)
+
+
+def test_a_block_reward_voted_up_to_the_balance_bound_mints_up_to_the_issuance_bound_and_blocks_go_on(chain, tmp_path) -> None:
+    """An attacker with a tenth of the POL (nobody else voting) passes block_reward = 2^63-1:
+    within every bound of the config, but the next block's mint would take the total issuance
+    over 2^63-1. That raised in on_initialize, before any extrinsic: no block could be built
+    or imported again, the chain halted for good (not even a referendum to undo it could be
+    included). The mint is what the issuance bound leaves: the chain goes on, and importers agree."""
+    d = Driver(chain)
+    ref = propose(d, BOB, block_reward=2**63 - 1)
+    assert d.apply(CHARLIE, calls.VoteConfig(ref, True, VOTE)).success
+    wait_until(d, referendum(chain, ref).ends)
+    wait_until(d, referendum(chain, ref).enact_at or 0)
+    assert referendum(chain, ref).status == "enacted" and chain.config.block_reward == 2**63 - 1
+    supply = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    assert d.apply(DAVE, calls.Remark(b"after")).success  # was: DispatchError balances.Overflow from build_block
+    state = chain.state.overlay()
+    assert balances.TOTAL_ISSUANCE.get(state) == 2**63 - 1
+    assert balances.get_account(state, rewards.POT_ACCOUNT).free == 2**63 - 1 - supply
+    assert d.apply(DAVE, calls.Remark(b"and on")).success  # nothing left to mint: nothing minted
+    assert balances.TOTAL_ISSUANCE.get(chain.state.overlay()) == 2**63 - 1
+    other = open_chain(tmp_path / "other", _spec())
+    try:
+        for number in range(1, chain.best_number + 1):
+            other.import_block(chain.get_block(chain.get_hash(number)))
+        assert other.state.root() == chain.state.root()
+    finally:
+        other.db.close()
+
+
+def test_proposals_cannot_crowd_out_the_enactment_of_a_passed_referendum(tmp_path) -> None:
+    """With a voting period longer than the enactment delay plus agenda.MAX_DEFER, an attacker
+    could veto any passed referendum without a vote: MAX_AGENDA proposals a block, each ending in
+    one of the MAX_DEFER blocks the enactment may move to, filled every agenda it could take and
+    it failed (AgendaFull). Its price was fees and deposits that come back at each tally. A
+    proposal's tally and a passed referendum's enactment no longer share an agenda."""
+    spec = dev_spec()
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, gov_voting_blocks=80, gov_enactment_blocks=2))
+    chain = open_chain(tmp_path / "db", spec)
+    try:
+        d = Driver(chain)
+        ref = propose(d, BOB, base_fee=2_000_000)
+        assert d.apply(CHARLIE, calls.VoteConfig(ref, True, VOTE)).success
+        eve, nonce = Keypair.from_uri("//Eve"), 0
+        r = referendum(chain, ref)
+        first = r.ends + chain.config.gov_enactment_blocks
+        while chain.best_number + 1 + chain.config.gov_voting_blocks < first + agenda.MAX_DEFER:
+            proposals = [sign(chain, eve, change(byte_fee=1_000 + nonce + i), nonce + i) for i in range(agenda.MAX_AGENDA)]
+            d.slot += 1
+            built = chain.build_block(proposals, ALICE, slot=d.slot)
+            assert all(receipt.success for receipt in built.receipts)
+            nonce += agenda.MAX_AGENDA
+        wait_until(d, r.ends)
+        r = referendum(chain, ref)
+        assert (r.status, r.enact_at) == ("passed", first), r.note
+        wait_until(d, first)
+        assert referendum(chain, ref).status == "enacted" and chain.config.base_fee == 2_000_000
+    finally:
+        chain.db.close()
+
+
+def test_the_challenge_window_ends_inside_the_block_hash_window(chain) -> None:
+    """challenge_blocks had no upper bound: a referendum (or a chain spec) could set it past
+    system.BLOCK_HASH_COUNT, and then every finality vote's target was older than the blocks
+    the state can name, so no vote could be noted (voters never paid) and no fraud in a block
+    still under challenge could be reported on chain; past the chain's length, finality
+    stopped for good. It is at most BLOCK_HASH_COUNT - 1, in the one table of bounds."""
+    d = Driver(chain)
+    d.fails(ALICE, change(challenge_blocks=system.BLOCK_HASH_COUNT), "challenge_blocks must be at most 4,095 blocks")
+    d.fails(ALICE, change(challenge_blocks=2**63 - 1), "democracy.InvalidConfig")
+    assert democracy.NEXT_REFERENDUM.get(chain.state.overlay()) == 0
+    bad = dataclasses.replace(dev_spec().runtime_config, challenge_blocks=system.BLOCK_HASH_COUNT)
+    with pytest.raises(GenesisError, match=r"runtimeConfig\.challenge_blocks must be at most 4,095"):
+        check_runtime_config(bad, "spec")
+    assert config.MAX_CHALLENGE_BLOCKS == system.BLOCK_HASH_COUNT - 1
+    assert propose(d, BOB, challenge_blocks=system.BLOCK_HASH_COUNT - 1) == 0

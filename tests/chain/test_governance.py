@@ -12,6 +12,7 @@ from test_pallets import DAVE, Driver
 
 import ml_runtime
 from chain import calls
+from chain.crypto import dev_keypair
 from chain.pallets import agenda, assets, balances, governance, models, revenue
 
 
@@ -207,8 +208,8 @@ def _passing(model: int, at: int) -> governance.Proposal:
 
 
 def test_an_enactment_moves_to_the_next_block_with_room_and_fails_after_max_defer(chain) -> None:
-    """A passed proposal is enacted at ends + enactment_blocks, or, when that block's agenda is
-    full, at the next block with room; after MAX_DEFER full blocks it ends ``failed`` with
+    """A passed proposal is enacted at ends + enactment_blocks, or, when that block's agenda of
+    enactments is full, at the next block with room; after MAX_DEFER full blocks it ends ``failed`` with
     gov.AgendaFull, and is no longer open. The tally runs on a state overlay with the agendas
     filled by hand (filling 64 blocks' agendas through calls would take a thousand proposals)."""
     d = Driver(chain)
@@ -220,16 +221,67 @@ def test_an_enactment_moves_to_the_next_block_with_room_and_fails_after_max_defe
         governance.PROPOSALS.apply_set(state, _passing(model, at), pid)
         governance.AGENDA.apply_set(state, (pid,), at)
     governance.ACTIVE.apply_set(state, (1, 2), model)
-    for at in range(ends + 1, ends + 4):  # the first three blocks after the end are full
-        governance.AGENDA.apply_set(state, full, at)
+    for at in range(ends + 1, ends + 4):  # the first three blocks after the end have no room to enact
+        governance.ENACTMENTS.apply_set(state, full, at)
     governance.apply_on_initialize(state, ends, chain.config.existential_deposit)
     first = governance.get_proposal(state, 1)
     assert (first.status, first.enact_at) == ("passed", ends + 4)
-    assert governance.AGENDA.get(state, ends + 4) == (1,)
+    assert governance.ENACTMENTS.get(state, ends + 4) == (1,)
     for at in range(ends + 2, ends + 2 + agenda.MAX_DEFER + 1):
-        governance.AGENDA.apply_set(state, full, at)
+        governance.ENACTMENTS.apply_set(state, full, at)
     governance.AGENDA.apply_set(state, (2,), ends + 1)
     governance.apply_on_initialize(state, ends + 1, chain.config.existential_deposit)
     second = governance.get_proposal(state, 2)
     assert second.status == "failed" and "gov.AgendaFull" in second.note and second.enact_at is None
     assert governance.ACTIVE.get(state, model) == (1,)
+
+
+def test_proposals_on_other_models_cannot_crowd_out_an_enactment(tmp_path) -> None:
+    """The agenda is the pallet's, shared by every model, and proposing needs one share of any
+    shared model and no deposit: an attacker who registers and shares its own models could
+    fill, MAX_AGENDA a block, every block a passed proposal's enactment may move to, and the
+    proposal failed (AgendaFull) whatever its holders voted. Enactments have their own agenda."""
+    spec = dev_spec()
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, gov_voting_blocks=80, gov_enactment_blocks=2))
+    chain = open_chain(tmp_path / "db", spec)
+    try:
+        d = Driver(chain)
+        eve, nonce = dev_keypair("Eve"), 0
+        softmax = ml_runtime.ModelSpec("softmax", 4, 2).encode()
+
+        def block(calls_: list) -> list:
+            nonlocal nonce
+            xts = [sign(chain, eve, call, nonce + i) for i, call in enumerate(calls_)]
+            nonce += len(xts)
+            d.slot += 1
+            receipts = chain.build_block(xts, ALICE, slot=d.slot).receipts
+            assert len(receipts) == len(xts) and all(r.success for r in receipts), [r.error for r in receipts]
+            return receipts
+
+        # The attacker's models: MAX_AGENDA x MAX_DEFER proposals, MAX_ACTIVE open on each.
+        need = agenda.MAX_AGENDA * agenda.MAX_DEFER // governance.MAX_ACTIVE
+        owned = []
+        for _ in range(need // agenda.MAX_AGENDA):
+            receipts = block([calls.RegisterModel("spam", softmax, bytes(32))] * agenda.MAX_AGENDA)
+            owned += [dict(next(e for e in r.events if e.name == "ModelRegistered").args)["model"] for r in receipts]
+        for start in range(0, need, agenda.MAX_AGENDA):
+            block([calls.ShareModel(m, 1) for m in owned[start : start + agenda.MAX_AGENDA]])
+        model = _shared(d)
+        receipt = d.apply(BOB, calls.ProposeInferencePrice(model, 7_000))
+        pid = dict(next(e for e in receipt.events if e.name == "Proposed").args)["proposal"]
+        assert d.apply(ALICE, calls.Vote(pid, True)).success
+        p = _proposal(chain, pid)
+        first = p.ends + p.enactment_blocks
+        assert chain.best_number + 1 + chain.config.gov_voting_blocks <= first, "the spam starts at the enactment block"
+        pending = [m for m in owned for _ in range(governance.MAX_ACTIVE)]
+        while chain.best_number + 1 + chain.config.gov_voting_blocks < first + agenda.MAX_DEFER:
+            block([calls.ProposeRelease(m, 0) for m in pending[: agenda.MAX_AGENDA]])
+            pending = pending[agenda.MAX_AGENDA :]
+        _wait_until(d, p.ends)
+        p = _proposal(chain, pid)
+        assert (p.status, p.enact_at) == ("passed", first), p.note
+        _wait_until(d, first)
+        assert _proposal(chain, pid).status == "enacted"
+        assert models.get_model(chain.state.overlay(), model).inference_price == 7_000
+    finally:
+        chain.db.close()

@@ -68,3 +68,21 @@ async def test_points_split_into_authored_and_voted(start_server, session, tmp_p
         assert then["block"] == 3 and all(v["votedPoints"] == 0 for v in then["validators"])
     finally:
         chain.db.close()
+
+
+async def test_the_block_reward_shown_is_what_the_next_block_mints_up_to_the_issuance_bound(start_server, session, tmp_path) -> None:
+    """block_reward may be as large as any balance (2^63-1); the total issuance may not grow
+    past it: the next block mints what is left, and pol_getRewards says so."""
+    spec = load_chain_spec("dev")
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, block_reward=2**63 - 1))
+    chain = open_chain(tmp_path / "db", spec)
+    try:
+        supply = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+        genesis = chain.genesis_hash
+        chain.build_block([], ALICE, slot=1)
+        assert balances.TOTAL_ISSUANCE.get(chain.state.overlay()) == 2**63 - 1
+        assert (await _call(start_server, session, chain, ["0x" + genesis.hex()]))["result"]["blockReward"] == str(2**63 - 1 - supply)
+        got = (await _call(start_server, session, chain, []))["result"]
+        assert (got["block"], got["blockReward"], got["authorPot"]) == (1, "0", str(2**63 - 1 - supply))
+    finally:
+        chain.db.close()
