@@ -17,6 +17,22 @@ Layout
 * META ``state/best_root`` records which root the flat column holds; it is written in the
   same batch as the flat values, so after a crash the two always agree.
 
+Readers on other threads
+------------------------
+RPC reads, the pool's validation and a node's training verification read the best state
+while the importing thread writes the next block. An overlay of the best state reads the
+flat column only while that column holds its base root; but the column moves in the block's
+batch, before the in-memory root follows (:meth:`StateDB.advance`, :meth:`StateDB.move_best`).
+A reader that checked "my base is the best root" and then read the column in that window
+would see the next block's value under the old root, a view of no state at all (found in
+review). So staging flat changes marks the column as moving, the move clears the mark, and a
+best-state read checks root and mark and reads the column under one lock that the writer
+takes to set either: a read that sees the column settled on its base finishes before the
+batch can be written. Otherwise it reads the trie at its base root, which never changes.
+Iteration takes its LevelDB iterator (a snapshot) under the same lock. If a batch with staged
+flat changes is discarded instead (an error while staging; a failed write), the mark stays
+until the next move: best-state reads go to the trie meanwhile, slower but right.
+
 Write path of a block
 ---------------------
 ::
@@ -36,6 +52,7 @@ stays.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -252,6 +269,9 @@ class StateDB:
     def __init__(self, db: Database, *, cache_size: int = 1_000_000) -> None:
         self._db = db
         self._trie = Trie(_TrieColumn(db), cache_size=cache_size)
+        # Guards _root and _moving against readers on other threads (module docstring).
+        self._lock = threading.Lock()
+        self._moving = False  # flat changes are staged in a batch that may be written any time
         stored = db.get(Column.META, BEST_ROOT_KEY)
         if stored is None:
             self._root = EMPTY_ROOT
@@ -339,14 +359,20 @@ class StateDB:
         )
 
     def _get_base(self, base: bytes, key: bytes) -> bytes | None:
-        if base == self._root:
-            return self._db.get(Column.STATE, key)
+        with self._lock:
+            if base == self._root and not self._moving:
+                return self._db.get(Column.STATE, key)
         return self._trie.get(base, key)
 
     def _iter_base(self, base: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        if base == self._root:
-            return self._db.iterate(Column.STATE, prefix=prefix)
+        with self._lock:
+            if base == self._root and not self._moving:
+                return self._db.iterate(Column.STATE, prefix=prefix)  # its snapshot is taken now
         return self._trie.iter_items(base, prefix)
+
+    def _mark_moving(self) -> None:
+        with self._lock:
+            self._moving = True
 
     def compute_commit(self, overlay: Overlay) -> StateCommit:
         """The new root, trie nodes and flat changes of ``overlay``. Pure: nothing written.
@@ -372,6 +398,7 @@ class StateDB:
         batch.put_many(Column.TRIE, commit.trie_nodes.items())
         if commit.base_root != self._root:
             return
+        self._mark_moving()
         for key, value in commit.changes.items():
             if value is None:
                 batch.delete(Column.STATE, key)
@@ -402,6 +429,7 @@ class StateDB:
         reorg's net change: the retracted blocks' old values, then the enacted blocks' new
         ones) and calls :meth:`move_best` once the batch is written.
         """
+        self._mark_moving()
         # Keys are distinct, so puts and deletes may be staged in any order; the puts go in
         # one put_many (a block of transfers writes thousands of accounts).
         batch.put_many(Column.STATE, ((key, value) for key, value in changes.items() if value is not None))
@@ -414,7 +442,8 @@ class StateDB:
         """Make ``root`` the best state in memory after a :meth:`stage_flat` batch was written."""
         if not self._trie.is_known_root(root):
             raise UnknownStateRoot(f"cannot move the best state to unknown root 0x{root.hex()}")
-        self._root = root
+        with self._lock:
+            self._root, self._moving = root, False
 
     def advance(self, commit: StateCommit) -> None:
         """Make ``commit`` the best state in memory; call it after its batch was written."""
@@ -423,4 +452,5 @@ class StateDB:
                 f"commit builds on 0x{commit.base_root.hex()}, not on the best state "
                 f"0x{self._root.hex()}; switching forks needs undo records (not supported)"
             )
-        self._root = commit.root
+        with self._lock:
+            self._root, self._moving = commit.root, False

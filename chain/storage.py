@@ -46,6 +46,7 @@ import os
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from types import TracebackType
+from typing import Any
 
 import plyvel
 
@@ -155,8 +156,8 @@ class Database:
         """(key, value) pairs of ``column`` whose key starts with ``prefix``, in key order.
 
         ``start`` (inclusive) skips the keys before it. Keys are returned without the column
-        byte. The iterator reads a LevelDB snapshot taken when iteration begins, so writes
-        made meanwhile are not seen.
+        byte. The iterator reads a LevelDB snapshot taken by this call (not at the first
+        ``next``), so writes made afterwards are not seen.
         """
         col = _check_column(column)
         _check_bytes("prefix", prefix)
@@ -167,11 +168,11 @@ class Database:
         if start is not None and col + start > lower:
             lower = col + start
         upper = _compute_prefix_end(col + prefix)
-        return self._iterate(db, lower, upper)
+        return self._drain(db.iterator(start=lower, stop=upper))
 
     @staticmethod
-    def _iterate(db: plyvel.DB, lower: bytes, upper: bytes | None) -> Iterator[tuple[bytes, bytes]]:
-        with db.iterator(start=lower, stop=upper) as it:
+    def _drain(iterator: Any) -> Iterator[tuple[bytes, bytes]]:
+        with iterator as it:
             for key, value in it:
                 yield key[1:], value
 
