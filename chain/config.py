@@ -94,7 +94,10 @@ class RuntimeConfig:
           state keeps (chain.pallets.system.BLOCK_HASH_COUNT): at most 4,095 blocks, so every
           vote's target can be noted (chain.pallets.rewards) and a fraud in a block not yet
           final can be reported (chain.pallets.pol); a larger one left voters unpaid, and one
-          past the chain's length stopped finality for good.
+          past the chain's length stopped finality for good;
+        - a transcript is at most 1 GiB: its author holds every checkpoint of a TRAIN call in
+          memory and writes them in the block's batch, so a larger bound lets one call exhaust
+          every author's memory.
         """
         problems = [f"{f.name} must be at most 2^63-1" for f in fields(self) if getattr(self, f.name) > MAX_BALANCE]
         problems += [
@@ -112,6 +115,11 @@ class RuntimeConfig:
             for name in ("gov_voting_blocks", "gov_enactment_blocks")
             if getattr(self, name) > MAX_GOV_PERIOD
         ]
+        if self.max_transcript_bytes > MAX_TRANSCRIPT_BYTES:
+            problems.append(
+                f"max_transcript_bytes must be at most {MAX_TRANSCRIPT_BYTES:,}, got {self.max_transcript_bytes:,}: "
+                "a TRAIN call's author holds its whole transcript in memory and writes it in the block's one batch"
+            )
         if self.challenge_blocks > MAX_CHALLENGE_BLOCKS:
             problems.append(
                 f"challenge_blocks must be at most {MAX_CHALLENGE_BLOCKS:,} blocks, got {self.challenge_blocks:,}: "
@@ -138,6 +146,7 @@ MIN_BLOCK_WEIGHT = 1_000_000  # chain.runtime's register_model, the heaviest fix
 MIN_BLOCK_LENGTH = 64 * 1024
 MAX_GOV_PERIOD = 100_000  # chain.pallets.governance.MAX_PERIOD
 MAX_CHALLENGE_BLOCKS = 4096 - 1  # chain.pallets.system.BLOCK_HASH_COUNT - 1
+MAX_TRANSCRIPT_BYTES = 1 << 30
 MINIMUMS = {
     "max_block_weight": MIN_BLOCK_WEIGHT, "max_block_length": MIN_BLOCK_LENGTH, "max_train_steps": 1,
     "max_train_batch": 1, "max_segments": 1, "max_model_params": 1,

@@ -325,3 +325,16 @@ def test_the_challenge_window_ends_inside_the_block_hash_window(chain) -> None:
         check_runtime_config(bad, "spec")
     assert config.MAX_CHALLENGE_BLOCKS == system.BLOCK_HASH_COUNT - 1
     assert propose(d, BOB, challenge_blocks=system.BLOCK_HASH_COUNT - 1) == 0
+
+
+def test_a_transcript_is_at_most_one_gib(chain) -> None:
+    """max_transcript_bytes had no upper bound: a referendum (or a chain spec) could raise it
+    until one TRAIN call's checkpoints, which its author holds in memory and writes in the
+    block's one batch, exhaust every author's memory. At most 1 GiB, in the table of bounds."""
+    d = Driver(chain)
+    d.fails(ALICE, change(max_transcript_bytes=(1 << 30) + 1), "max_transcript_bytes must be at most 1,073,741,824")
+    assert democracy.NEXT_REFERENDUM.get(chain.state.overlay()) == 0
+    bad = dataclasses.replace(dev_spec().runtime_config, max_transcript_bytes=1 << 40)
+    with pytest.raises(GenesisError, match=r"runtimeConfig\.max_transcript_bytes must be at most 1,073,741,824"):
+        check_runtime_config(bad, "spec")
+    assert propose(d, BOB, max_transcript_bytes=1 << 30) == 0
