@@ -744,15 +744,23 @@ class Blockchain:
     ) -> tuple[Receipt, ...]:
         runtime = self.runtime_of(overlay)  # the parent's config, read before on_initialize
         runtime.on_initialize(overlay, info.number, info.author, info.parent_hash)
-        receipts = []
-        for index, (xt, raw) in enumerate(zip(extrinsics, raws, strict=True)):
+        receipts: list[Receipt] = []
+        if len(extrinsics) != len(raws):
+            raise ValueError(f"{len(extrinsics)} extrinsics but {len(raws)} encodings")
+        index = 0
+        while True:
+            # Runs of transfers in bulk (the same changes, receipts and events), the rest one by one.
+            index = runtime.apply_transfers(overlay, info, extrinsics, raws, index, receipts)
+            if index == len(extrinsics):
+                return tuple(receipts)
+            raw = raws[index]
             try:
                 receipts.append(
-                    runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw), check_signature=False)
+                    runtime.apply_extrinsic(overlay, info, index, extrinsics[index], blake2_256(raw), len(raw), check_signature=False)
                 )
             except InvalidTransaction as exc:
                 raise BlockError(f"block #{info.number}: extrinsic #{index} is invalid: {exc}") from None
-        return tuple(receipts)
+            index += 1
 
     def verify_signatures(self, extrinsics: tuple[Extrinsic, ...]) -> None:
         """BlockError naming the first extrinsic whose signature is bad, if any (on this thread)."""
