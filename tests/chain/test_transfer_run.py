@@ -6,6 +6,7 @@ it, and with the bulk path switched off."""
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -53,7 +54,7 @@ FUNDS = {
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Blockchain]:
-    obj = dev_spec().to_json()
+    obj = copy.deepcopy(dev_spec().to_json())  # to_json shares the cached spec's lists
     obj["id"] = "transfer-run"
     genesis = obj["genesis"]["runtimeGenesisConfig"]
     genesis["balances"] += [["0x" + who.hex(), amount] for who, amount in FUNDS.items()]
