@@ -249,9 +249,17 @@ class StateDB:
     Historical reads (``at=root``) work for every root whose trie nodes are stored.
     """
 
-    def __init__(self, db: Database, *, cache_size: int = 1_000_000) -> None:
+    def __init__(self, db: Database, *, cache_size: int = 1_000_000, value_cache_size: int = 1 << 17) -> None:
         self._db = db
         self._trie = Trie(_TrieColumn(db), cache_size=cache_size)
+        # Values of the best state that blocks read or wrote lately (None: absent), so that
+        # the accounts a block of transfers touches again are not each a LevelDB read. It
+        # always describes the state at self._root: advance and move_best update it with the
+        # very changes the flat column got in the batch just written, anything else empties
+        # it. A full cache is emptied. Only the importing thread's overlays and journals read it.
+        self._values: dict[bytes, bytes | None] = {}
+        self._value_cache_size = value_cache_size
+        self._staged_flat: tuple[bytes, Mapping[bytes, bytes | None]] | None = None
         stored = db.get(Column.META, BEST_ROOT_KEY)
         if stored is None:
             self._root = EMPTY_ROOT
@@ -340,8 +348,24 @@ class StateDB:
 
     def _get_base(self, base: bytes, key: bytes) -> bytes | None:
         if base == self._root:
-            return self._db.get(Column.STATE, key)
+            return self._get_best(key)
         return self._trie.get(base, key)
+
+    def _get_best(self, key: bytes) -> bytes | None:
+        """The best state's value of ``key``: from the value cache, else the flat column."""
+        value = self._values.get(key, _ABSENT)
+        if value is _ABSENT:
+            value = self._db.get(Column.STATE, key)
+            if len(self._values) >= self._value_cache_size:
+                self._values.clear()
+            self._values[key] = value
+        return value  # type: ignore[return-value]
+
+    def _update_values(self, changes: Mapping[bytes, bytes | None]) -> None:
+        values = self._values
+        values.update(changes)
+        if len(values) > self._value_cache_size:
+            values.clear()
 
     def _iter_base(self, base: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         if base == self._root:
@@ -386,8 +410,8 @@ class StateDB:
         a block's journal reads its keys' values before the block with this. ``known``:
         values already read at that same state (a commit's ``base_values``), not read again."""
         if at is None or at == self._root:
-            get = self._db.get
-            return {key: known[key] if key in known else get(Column.STATE, key) for key in keys}
+            get = self._get_best
+            return {key: known[key] if key in known else get(key) for key in keys}
         trie = self._trie
         return {key: known[key] if key in known else trie.get(at, key) for key in keys}
 
@@ -409,11 +433,17 @@ class StateDB:
             if value is None:
                 batch.delete(Column.STATE, key)
         batch.put(Column.META, BEST_ROOT_KEY, root)
+        self._staged_flat = (root, changes)
 
     def move_best(self, root: bytes) -> None:
         """Make ``root`` the best state in memory after a :meth:`stage_flat` batch was written."""
         if not self._trie.is_known_root(root):
             raise UnknownStateRoot(f"cannot move the best state to unknown root 0x{root.hex()}")
+        staged, self._staged_flat = self._staged_flat, None
+        if staged is not None and staged[0] == root and root != self._root:
+            self._update_values(staged[1])
+        elif root != self._root:
+            self._values.clear()
         self._root = root
 
     def advance(self, commit: StateCommit) -> None:
@@ -423,4 +453,5 @@ class StateDB:
                 f"commit builds on 0x{commit.base_root.hex()}, not on the best state "
                 f"0x{self._root.hex()}; switching forks needs undo records (not supported)"
             )
+        self._update_values(commit.changes)
         self._root = commit.root
