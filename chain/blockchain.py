@@ -860,7 +860,8 @@ class Blockchain:
                     f"was proven invalid while it was being imported: {reason}"
                 )
         old = self.state.read_values(commit.changes, at=commit.base_root, known=commit.base_values)
-        journal = _Journal(tuple((key, old[key], value) for key, value in commit.changes.items()))
+        # read_values keeps the order of the keys it is given: the three columns line up.
+        journal = _Journal(tuple(zip(old, old.values(), commit.changes.values(), strict=True)))
         extends_best = header.parent_hash == self.best_hash
         if self.rules is None:
             is_best = extends_best

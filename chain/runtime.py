@@ -22,6 +22,7 @@ import msgspec
 import ml_runtime
 from chain import calls
 from chain.block import BLOCK_OVERHEAD
+from chain.codec import encode
 from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
@@ -376,8 +377,9 @@ class Runtime:
             else:
                 index = len(extrinsics)
         finally:
+            key, put = balances.ACCOUNT.compute_key, state.set  # balances.apply_account, unrolled
             for who in written:
-                balances.apply_account(state, who, current[who])
+                put(key(who), encode(current[who]))
         return index
 
     def apply_fee(
