@@ -69,7 +69,7 @@ import msgspec
 
 import ml_runtime
 from chain.block import Block, Body, compute_extrinsics_root, decode_body, encode_body
-from chain.codec import decode, encode
+from chain.codec import decode, encode, encode_versioned_each
 from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, decode_runtime_config
 from chain.crypto import Keypair, blake2_256
 from chain.errors import (
@@ -655,7 +655,7 @@ class Blockchain:
         # first whatever else failed meanwhile, before the training is verified or anything stored.
         checks = self._start_signature_checks(block.body.extrinsics)
         try:
-            raws = [xt.encode() for xt in block.body.extrinsics]
+            raws = encode_versioned_each(block.body.extrinsics)  # each xt.encode()
             overlay, info, receipts = self.execute_body(block, raws, check_signatures=checks is None)
             commit = self.state.compute_commit(overlay)
             header = block.header
