@@ -9,6 +9,10 @@ nonce, dispatch inside a storage transaction that is rolled back if the call fai
 settle: the fee on min(declared, actual) weight and result bytes goes to the block author and
 the rest back to the sender (Substrate's ``PostDispatchInfo`` correction). A failed extrinsic
 changes nothing but its fee and nonce.
+
+On import, :meth:`Runtime.apply_transfers` applies a block's runs of transfers that succeed
+with the same outcome bit for bit and none of the generic steps; whatever it would not apply
+the same way (any other outcome) goes through :meth:`Runtime.apply_extrinsic`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Layout
   refuses a commit that does not build on the best state.
 * META ``state/best_root`` records which root the flat column holds; it is written in the
   same batch as the flat values, so after a crash the two always agree.
+* In memory, :class:`StateDB` keeps the best state's values that blocks lately read or
+  wrote (at most ``value_cache_size``), updated with each batch's own flat changes when the
+  best state moves: the accounts a block of transfers touches again are dict reads, not
+  LevelDB reads.
 
 Write path of a block
 ---------------------
