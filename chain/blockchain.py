@@ -170,6 +170,9 @@ class PreparedImport:
     commit: StateCommit
     receipts: tuple[Receipt, ...]
     info: BlockInfo
+    # Signatures still being checked on the signature threads (a block without training):
+    # finish_import stages the block's write meanwhile and commits it only once they are good.
+    signatures: SignatureBatch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,7 +628,9 @@ class Blockchain:
         """Execute ``block`` on its parent's state and match every cheap commitment (length,
         header, signatures, state and extrinsics roots, the POL commitment): what is left is
         its training. Reads the database only; serialise it with writes (it may read the
-        best state's flat values)."""
+        best state's flat values). With signature threads, a block without training may
+        leave its signatures to be finished by :meth:`finish_import`, which stores nothing
+        before they are all good."""
         with _gc_paused():
             return self._prepare_import(block)
 
@@ -663,25 +668,47 @@ class Blockchain:
             _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
             _verify_equal("POL commitment", _commitment(block.body.results, info), header.get_pol_commitment())
             _verify_equal("training results used", {c.extrinsic_index for c in info.claims}, set(info.results))
-        finally:
-            if checks is not None:
-                self._report_bad_signature(block.body.extrinsics, checks.finish())
-        # Only now, with every cheap commitment matched, is the training worth checking: a
-        # block that fails above costs its sender no checkpoint fetch and no re-execution.
-        return PreparedImport(block, block.hash(), parent, commit, receipts, info)
+        except BaseException:
+            self._finish_signatures(block, checks)  # a bad signature is the reason given first
+            raise
+        if info.claims:
+            # Only now, with every cheap commitment matched and every signature good, is the
+            # training worth checking: a block that fails above costs its sender no checkpoint
+            # fetch and no re-execution.
+            self._finish_signatures(block, checks)
+            checks = None
+        return PreparedImport(block, block.hash(), parent, commit, receipts, info, checks)
+
+    def _finish_signatures(self, block: Block, checks: SignatureBatch | None) -> None:
+        """Wait for the signature threads' verdict on ``block``; BlockError if one is bad."""
+        if checks is not None:
+            self._report_bad_signature(block.body.extrinsics, checks.finish())
 
     def _finish_import(self, prepared: PreparedImport, openings: Iterable[tuple[int, Opening]]) -> ImportedBlock:
         header, block_hash = prepared.block.header, prepared.block_hash
-        if self.has_block(block_hash):
-            raise BlockError(f"block #{header.number} {block_hash.hex()} is already imported")
-        if not self.is_descendant(header.parent_hash, self.finalized_hash):
-            raise FinalityConflict(
-                f"block #{header.number} is on a branch that does not contain the block #{self.finalized_number} "
-                f"{self.finalized_hash.hex()} finalized while it was being verified"
+        # Signatures still on the signature threads are waited for just before the block's
+        # batch is written: staging it (the journal, trie nodes, flat values, receipts and
+        # indexes) overlaps their work. Whatever fails meanwhile, a bad signature is the reason given.
+        pending = [prepared.signatures]
+
+        def finish_signatures() -> None:
+            self._finish_signatures(prepared.block, pending.pop() if pending else None)
+
+        try:
+            if self.has_block(block_hash):
+                raise BlockError(f"block #{header.number} {block_hash.hex()} is already imported")
+            if not self.is_descendant(header.parent_hash, self.finalized_hash):
+                raise FinalityConflict(
+                    f"block #{header.number} is on a branch that does not contain the block #{self.finalized_number} "
+                    f"{self.finalized_hash.hex()} finalized while it was being verified"
+                )
+            return self._write_block(
+                prepared.block, prepared.parent, prepared.commit, prepared.receipts, prepared.info.training_steps, openings,
+                before_commit=finish_signatures,
             )
-        return self._write_block(
-            prepared.block, prepared.parent, prepared.commit, prepared.receipts, prepared.info.training_steps, openings
-        )
+        except BaseException:
+            finish_signatures()
+            raise
 
     def verify_length(self, block: Block) -> None:
         """BlockError if the block's encoding (header, extrinsics, training results: every byte
@@ -848,8 +875,10 @@ class Blockchain:
     # --- writing -----------------------------------------------------------------------------
     def _write_block(
         self, block: Block, parent: Header, commit: StateCommit, receipts: tuple[Receipt, ...], training_steps: int,
-        openings: Iterable[tuple[int, Opening]] = (),
+        openings: Iterable[tuple[int, Opening]] = (), *, before_commit: Callable[[], None] | None = None,
     ) -> ImportedBlock:
+        """Store ``block`` in one batch; ``before_commit`` runs once the batch is staged, and
+        an exception from it discards the batch (import: the signature threads' verdict)."""
         header = block.header
         block_hash = block.hash()
         for checked in (block_hash, header.parent_hash):  # proven invalid while the block was executed or verified
@@ -880,6 +909,8 @@ class Blockchain:
                 self.state.stage_flat(batch, commit.changes, commit.root)
                 self._stage_canonical(batch, header.number, block_hash, receipts)
                 batch.put(Column.META, META_BEST, block_hash)
+            if before_commit is not None:
+                before_commit()
         self._leaves.discard(header.parent_hash)
         self._leaves.add(block_hash)
         if is_best:
