@@ -428,7 +428,9 @@ def run(ctx: Any) -> Any:
     with 2, and verifies the same signatures with a PyNaCl loop on 1 thread and on 2;
     the ratios are taken within a repetition (same machine state), then summarised.
     Every import must reach the author's state root (``import_block`` checks the header's
-    root), and the final roots of the 1- and 2-thread nodes are compared here too.
+    root), and the final roots of the 1- and 2-thread nodes are compared here too. Each
+    repetition also imports the blocks once more with every stage timed apart
+    (:func:`compute_import_breakdown`): microseconds per transfer by stage.
     """
     from benches.runner import Report, errorbars, fmt, summarize
 
@@ -436,6 +438,7 @@ def run(ctx: Any) -> Any:
     senders_n = per_block
     rates: dict[str, list[float]] = {k: [] for k in ("import_1", "import_2", "nacl_1", "nacl_2", "import_1_cpu", "nacl_1_cpu",
                                                      "kernel_1", "kernel_2", "import_2_cpu", "import_2_process_cpu")}
+    stages: dict[str, list[float]] = {}  # us per transfer of each stage of a 1-thread import (stage timers)
     with tempfile.TemporaryDirectory(prefix="bench-transfers-") as tmpdir, \
             ctx.progress(1 + ctx.reps, f"transfers: {blocks} blocks x {per_block}") as advance:
         tmp = Path(tmpdir)
@@ -497,6 +500,8 @@ def run(ctx: Any) -> Any:
                     rates["nacl_1_cpu"].append(n / (time.thread_time() - cpu))
             verify_kernel(1)
             verify_kernel(2)
+            for stage, seconds in compute_import_breakdown(tmp / f"breakdown{rep}", spec, encoded).items():
+                stages.setdefault(stage, []).append(seconds / n * 1e6)
             advance(1)
     stats = {k: summarize(v) for k, v in rates.items()}
     ratio_1 = summarize([a / b for a, b in zip(rates["import_1"], rates["nacl_1"], strict=True)])
@@ -519,6 +524,9 @@ def run(ctx: Any) -> Any:
              ["ed25519 verify, libsodium as the import calls it (chain.signatures), 2 threads", fmt(stats["kernel_2"])],
              ["import / that ceiling, 1 core", fmt(ratio_1_kernel, 2)],
              ["import / that ceiling, 2 cores", fmt(ratio_2_kernel, 2)]]
+    breakdown = {stage: summarize(values) for stage, values in stages.items()}
+    rows += [["import, 1 signature thread, us per transfer by stage (timed apart, wall clock):", ""]]
+    rows += [[f"  {stage}", fmt(stat, 1)] for stage, stat in breakdown.items()]
 
     def plot(fig: Any) -> None:
         ax = fig.add_subplot(1, 1, 1)
@@ -541,7 +549,8 @@ def run(ctx: Any) -> Any:
                  "kernel_verify_per_s_1_thread": stats["kernel_1"], "kernel_verify_per_s_2_threads": stats["kernel_2"],
                  "ratio_1_core_kernel": ratio_1_kernel, "ratio_2_cores_kernel": ratio_2_kernel,
                  "imported_per_s_2_threads_importing_thread_cpu": stats["import_2_cpu"],
-                 "imported_per_s_2_threads_process_cpu": stats["import_2_process_cpu"]},
+                 "imported_per_s_2_threads_process_cpu": stats["import_2_process_cpu"],
+                 "breakdown_us_per_transfer": breakdown},
         notes=["the ratio is import rate over PyNaCl's signature-only rate for the same transfers, "
                "within each repetition; wall clock unless said (CPU time of the thread leaves out LevelDB's "
                "background compaction and whatever else runs on the machine)",

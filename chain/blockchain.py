@@ -70,7 +70,7 @@ import msgspec
 
 import ml_runtime
 from chain.block import Block, Body, compute_extrinsics_root, decode_body, encode_body
-from chain.codec import decode, encode
+from chain.codec import decode, encode, encode_versioned_each
 from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, decode_runtime_config
 from chain.crypto import Keypair, blake2_256
 from chain.errors import (
@@ -171,6 +171,9 @@ class PreparedImport:
     commit: StateCommit
     receipts: tuple[Receipt, ...]
     info: BlockInfo
+    # Signatures still being checked on the signature threads (a block without training):
+    # finish_import stages the block's write meanwhile and commits it only once they are good.
+    signatures: SignatureBatch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,7 +629,9 @@ class Blockchain:
         """Execute ``block`` on its parent's state and match every cheap commitment (length,
         header, signatures, state and extrinsics roots, the POL commitment): what is left is
         its training. Reads the database only; serialise it with writes (it may read the
-        best state's flat values)."""
+        best state's flat values). With signature threads, a block without training may
+        leave its signatures to be finished by :meth:`finish_import`, which stores nothing
+        before they are all good."""
         with _gc_paused():
             return self._prepare_import(block)
 
@@ -656,7 +661,7 @@ class Blockchain:
         # first whatever else failed meanwhile, before the training is verified or anything stored.
         checks = self._start_signature_checks(block.body.extrinsics)
         try:
-            raws = [xt.encode() for xt in block.body.extrinsics]
+            raws = encode_versioned_each(block.body.extrinsics)  # each xt.encode()
             overlay, info, receipts = self.execute_body(block, raws, check_signatures=checks is None)
             commit = self.state.compute_commit(overlay)
             header = block.header
@@ -664,25 +669,47 @@ class Blockchain:
             _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
             _verify_equal("POL commitment", _commitment(block.body.results, info), header.get_pol_commitment())
             _verify_equal("training results used", {c.extrinsic_index for c in info.claims}, set(info.results))
-        finally:
-            if checks is not None:
-                self._report_bad_signature(block.body.extrinsics, checks.finish())
-        # Only now, with every cheap commitment matched, is the training worth checking: a
-        # block that fails above costs its sender no checkpoint fetch and no re-execution.
-        return PreparedImport(block, block.hash(), parent, commit, receipts, info)
+        except BaseException:
+            self._finish_signatures(block, checks)  # a bad signature is the reason given first
+            raise
+        if info.claims:
+            # Only now, with every cheap commitment matched and every signature good, is the
+            # training worth checking: a block that fails above costs its sender no checkpoint
+            # fetch and no re-execution.
+            self._finish_signatures(block, checks)
+            checks = None
+        return PreparedImport(block, block.hash(), parent, commit, receipts, info, checks)
+
+    def _finish_signatures(self, block: Block, checks: SignatureBatch | None) -> None:
+        """Wait for the signature threads' verdict on ``block``; BlockError if one is bad."""
+        if checks is not None:
+            self._report_bad_signature(block.body.extrinsics, checks.finish())
 
     def _finish_import(self, prepared: PreparedImport, openings: Iterable[tuple[int, Opening]]) -> ImportedBlock:
         header, block_hash = prepared.block.header, prepared.block_hash
-        if self.has_block(block_hash):
-            raise BlockError(f"block #{header.number} {block_hash.hex()} is already imported")
-        if not self.is_descendant(header.parent_hash, self.finalized_hash):
-            raise FinalityConflict(
-                f"block #{header.number} is on a branch that does not contain the block #{self.finalized_number} "
-                f"{self.finalized_hash.hex()} finalized while it was being verified"
+        # Signatures still on the signature threads are waited for just before the block's
+        # batch is written: staging it (the journal, trie nodes, flat values, receipts and
+        # indexes) overlaps their work. Whatever fails meanwhile, a bad signature is the reason given.
+        pending = [prepared.signatures]
+
+        def finish_signatures() -> None:
+            self._finish_signatures(prepared.block, pending.pop() if pending else None)
+
+        try:
+            if self.has_block(block_hash):
+                raise BlockError(f"block #{header.number} {block_hash.hex()} is already imported")
+            if not self.is_descendant(header.parent_hash, self.finalized_hash):
+                raise FinalityConflict(
+                    f"block #{header.number} is on a branch that does not contain the block #{self.finalized_number} "
+                    f"{self.finalized_hash.hex()} finalized while it was being verified"
+                )
+            return self._write_block(
+                prepared.block, prepared.parent, prepared.commit, prepared.receipts, prepared.info.training_steps, openings,
+                before_commit=finish_signatures,
             )
-        return self._write_block(
-            prepared.block, prepared.parent, prepared.commit, prepared.receipts, prepared.info.training_steps, openings
-        )
+        except BaseException:
+            finish_signatures()
+            raise
 
     def verify_length(self, block: Block) -> None:
         """BlockError if the block's encoding (header, extrinsics, training results: every byte
@@ -745,22 +772,30 @@ class Blockchain:
     ) -> tuple[Receipt, ...]:
         runtime = self.runtime_of(overlay)  # the parent's config, read before on_initialize
         runtime.on_initialize(overlay, info.number, info.author, info.parent_hash)
-        receipts = []
+        receipts: list[Receipt] = []
+        if len(extrinsics) != len(raws):
+            raise ValueError(f"{len(extrinsics)} extrinsics but {len(raws)} encodings")
         # The weight the extrinsics used, at most what they declared: the builder keeps the
         # declared total within max_block_weight, so an honest block is never refused here, and
-        # a byzantine one is refused as soon as it goes over (one extrinsic's work past it).
+        # a byzantine one is refused as soon as it goes over (one extrinsic's or one run's work past it).
         weight, max_weight = 0, runtime.config.max_block_weight
-        for index, (xt, raw) in enumerate(zip(extrinsics, raws, strict=True)):
-            try:
-                receipt = runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw), check_signature=False)
-            except InvalidTransaction as exc:
-                raise BlockError(f"block #{info.number}: extrinsic #{index} is invalid: {exc}") from None
-            weight += receipt.weight
+        index = 0
+        while index < len(extrinsics):
+            done = len(receipts)
+            # Runs of transfers in bulk (the same changes, receipts and events), the rest one by one.
+            index = runtime.apply_transfers(overlay, info, extrinsics, raws, index, receipts)
+            if index < len(extrinsics):
+                raw = raws[index]
+                try:
+                    receipts.append(
+                        runtime.apply_extrinsic(overlay, info, index, extrinsics[index], blake2_256(raw), len(raw), check_signature=False)
+                    )
+                except InvalidTransaction as exc:
+                    raise BlockError(f"block #{info.number}: extrinsic #{index} is invalid: {exc}") from None
+                index += 1
+            weight += sum(receipt.weight for receipt in receipts[done:])
             if weight > max_weight:
-                raise BlockError(
-                    f"block #{info.number}: its extrinsics use {weight} units of weight; the limit is {max_weight}"
-                )
-            receipts.append(receipt)
+                raise BlockError(f"block #{info.number}: its extrinsics use {weight} units of weight; the limit is {max_weight}")
         return tuple(receipts)
 
     def verify_signatures(self, extrinsics: tuple[Extrinsic, ...]) -> None:
@@ -849,8 +884,10 @@ class Blockchain:
     # --- writing -----------------------------------------------------------------------------
     def _write_block(
         self, block: Block, parent: Header, commit: StateCommit, receipts: tuple[Receipt, ...], training_steps: int,
-        openings: Iterable[tuple[int, Opening]] = (),
+        openings: Iterable[tuple[int, Opening]] = (), *, before_commit: Callable[[], None] | None = None,
     ) -> ImportedBlock:
+        """Store ``block`` in one batch; ``before_commit`` runs once the batch is staged, and
+        an exception from it discards the batch (import: the signature threads' verdict)."""
         header = block.header
         block_hash = block.hash()
         for checked in (block_hash, header.parent_hash):  # proven invalid while the block was executed or verified
@@ -861,7 +898,8 @@ class Blockchain:
                     f"was proven invalid while it was being imported: {reason}"
                 )
         old = self.state.read_values(commit.changes, at=commit.base_root, known=commit.base_values)
-        journal = _Journal(tuple((key, old[key], value) for key, value in commit.changes.items()))
+        # read_values keeps the order of the keys it is given: the three columns line up.
+        journal = _Journal(tuple(zip(old, old.values(), commit.changes.values(), strict=True)))
         extends_best = header.parent_hash == self.best_hash
         if self.rules is None:
             is_best = extends_best
@@ -880,6 +918,8 @@ class Blockchain:
                 self.state.stage_flat(batch, commit.changes, commit.root)
                 self._stage_canonical(batch, header.number, block_hash, receipts)
                 batch.put(Column.META, META_BEST, block_hash)
+            if before_commit is not None:
+                before_commit()
         self._leaves.discard(header.parent_hash)
         self._leaves.add(block_hash)
         if is_best:

@@ -16,6 +16,10 @@ Layout
   refuses a commit that does not build on the best state.
 * META ``state/best_root`` records which root the flat column holds; it is written in the
   same batch as the flat values, so after a crash the two always agree.
+* In memory, :class:`StateDB` keeps the best state's values that blocks lately read or
+  wrote (at most ``value_cache_size``), updated with each batch's own flat changes when the
+  best state moves: the accounts a block of transfers touches again are dict reads, not
+  LevelDB reads.
 
 Readers on other threads
 ------------------------
@@ -266,12 +270,20 @@ class StateDB:
     Historical reads (``at=root``) work for every root whose trie nodes are stored.
     """
 
-    def __init__(self, db: Database, *, cache_size: int = 1_000_000) -> None:
+    def __init__(self, db: Database, *, cache_size: int = 1_000_000, value_cache_size: int = 1 << 17) -> None:
         self._db = db
         self._trie = Trie(_TrieColumn(db), cache_size=cache_size)
-        # Guards _root and _moving against readers on other threads (module docstring).
+        # Guards _root, _moving and _values against readers on other threads (module docstring).
         self._lock = threading.Lock()
         self._moving = False  # flat changes are staged in a batch that may be written any time
+        # Values of the best state that blocks read or wrote lately (None: absent), so that
+        # the accounts a block of transfers touches again are not each a LevelDB read. It
+        # always describes the state at self._root: advance and move_best update it with the
+        # very changes the flat column got in the batch just written, anything else empties
+        # it. A full cache is emptied. Read and filled under self._lock, as the column is read.
+        self._values: dict[bytes, bytes | None] = {}
+        self._value_cache_size = value_cache_size
+        self._staged_flat: tuple[bytes, Mapping[bytes, bytes | None]] | None = None
         stored = db.get(Column.META, BEST_ROOT_KEY)
         if stored is None:
             self._root = EMPTY_ROOT
@@ -361,8 +373,24 @@ class StateDB:
     def _get_base(self, base: bytes, key: bytes) -> bytes | None:
         with self._lock:
             if base == self._root and not self._moving:
-                return self._db.get(Column.STATE, key)
+                return self._get_best(key)
         return self._trie.get(base, key)
+
+    def _get_best(self, key: bytes) -> bytes | None:
+        """The best state's value of ``key``: from the value cache, else the flat column."""
+        value = self._values.get(key, _ABSENT)
+        if value is _ABSENT:
+            value = self._db.get(Column.STATE, key)
+            if len(self._values) >= self._value_cache_size:
+                self._values.clear()
+            self._values[key] = value
+        return value  # type: ignore[return-value]
+
+    def _update_values(self, changes: Mapping[bytes, bytes | None]) -> None:
+        values = self._values
+        values.update(changes)
+        if len(values) > self._value_cache_size:
+            values.clear()
 
     def _iter_base(self, base: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         with self._lock:
@@ -412,9 +440,10 @@ class StateDB:
         """The values of ``keys`` in the best state (flat column), or at state root ``at``:
         a block's journal reads its keys' values before the block with this. ``known``:
         values already read at that same state (a commit's ``base_values``), not read again."""
-        if at is None or at == self._root:
-            get = self._db.get
-            return {key: known[key] if key in known else get(Column.STATE, key) for key in keys}
+        with self._lock:
+            if at is None or (at == self._root and not self._moving):
+                get = self._get_best
+                return {key: known[key] if key in known else get(key) for key in keys}
         trie = self._trie
         return {key: known[key] if key in known else trie.get(at, key) for key in keys}
 
@@ -431,18 +460,27 @@ class StateDB:
         """
         self._mark_moving()
         # Keys are distinct, so puts and deletes may be staged in any order; the puts go in
-        # one put_many (a block of transfers writes thousands of accounts).
-        batch.put_many(Column.STATE, ((key, value) for key, value in changes.items() if value is not None))
-        for key, value in changes.items():
-            if value is None:
-                batch.delete(Column.STATE, key)
+        # one put_many (a block of transfers writes thousands of accounts, and deletes none).
+        if None not in changes.values():
+            batch.put_many(Column.STATE, changes.items())  # type: ignore[arg-type]
+        else:
+            batch.put_many(Column.STATE, ((key, value) for key, value in changes.items() if value is not None))
+            for key, value in changes.items():
+                if value is None:
+                    batch.delete(Column.STATE, key)
         batch.put(Column.META, BEST_ROOT_KEY, root)
+        self._staged_flat = (root, changes)
 
     def move_best(self, root: bytes) -> None:
         """Make ``root`` the best state in memory after a :meth:`stage_flat` batch was written."""
         if not self._trie.is_known_root(root):
             raise UnknownStateRoot(f"cannot move the best state to unknown root 0x{root.hex()}")
+        staged, self._staged_flat = self._staged_flat, None
         with self._lock:
+            if staged is not None and staged[0] == root and root != self._root:
+                self._update_values(staged[1])
+            elif root != self._root:
+                self._values.clear()
             self._root, self._moving = root, False
 
     def advance(self, commit: StateCommit) -> None:
@@ -453,4 +491,5 @@ class StateDB:
                 f"0x{self._root.hex()}; switching forks needs undo records (not supported)"
             )
         with self._lock:
+            self._update_values(commit.changes)
             self._root, self._moving = commit.root, False

@@ -133,6 +133,9 @@ def test_transfers_schema(records) -> None:
                 "imported_per_s_2_threads_process_cpu"):
         assert _is_stat(res[key]), key
         assert res[key]["min"] > 0
+    stages = res["breakdown_us_per_transfer"]
+    assert {"signature checks", "execution (apply extrinsics)", "state commit + root", "DB write batch", "total"} <= set(stages)
+    assert all(_is_stat(stat) for stat in stages.values())
 
 
 def test_rpc_schema(records) -> None:

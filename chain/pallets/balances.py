@@ -83,11 +83,14 @@ def apply_move(state: StateAccess, src: bytes, dest: bytes, amount: int, existen
 
 def apply_transfer(ctx: CallContext, call: Transfer) -> None:
     apply_move(ctx.state, ctx.sender, call.dest, call.value, ctx.config.existential_deposit)
-    # The event ctx.emit(PALLET, "Transferred", src=..., dest=..., value=...) builds, built
-    # directly: the commonest extrinsic skips the keyword dict and the generic conversion.
-    ctx.events.append(
-        Event(PALLET, "Transferred", (("src", "0x" + ctx.sender.hex()), ("dest", "0x" + call.dest.hex()), ("value", call.value)))
-    )
+    ctx.events.append(compute_transferred_event(ctx.sender, call.dest, call.value))
+
+
+def compute_transferred_event(src: bytes, dest: bytes, value: int) -> Event:
+    """The event of a transfer: what ``ctx.emit(PALLET, "Transferred", src=..., dest=...,
+    value=...)`` builds, built directly (the commonest extrinsic skips the keyword dict and
+    the generic conversion); chain.runtime's batched transfers emit the same."""
+    return Event(PALLET, "Transferred", (("src", "0x" + src.hex()), ("dest", "0x" + dest.hex()), ("value", value)))
 
 
 def apply_hold(state: StateAccess, pallet: str, holder: bytes, who: bytes, amount: int, existential_deposit: int, what: str) -> None:

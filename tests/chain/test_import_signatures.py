@@ -7,13 +7,15 @@ from pathlib import Path
 import msgspec
 import numba
 import pytest
-from chainkit import ALICE, BOB, dev_spec, open_chain, sign
+from chainkit import ALICE, BOB, dev_spec, open_chain, sign, train_call
 
 from chain import calls
-from chain.block import Block, Body
+from chain.block import Block, Body, compute_extrinsics_root
 from chain.blockchain import Blockchain
 from chain.errors import BlockError, ChainError
-from chain.storage import Database
+from chain.pallets import balances
+from chain.storage import Column, Database
+from chain.transcripts import LocalSource
 
 
 def _open(path: Path, threads: int) -> Blockchain:
@@ -155,4 +157,56 @@ def test_signature_threads_verify_while_the_importing_thread_holds_the_gil(tmp_p
     # thread had the whole hold to verify it, whatever the machine's load took of that); had
     # it stalled, the two would share the block once the GIL is free, about half each.
     assert cpu < serial / 5, f"{cpu * 1e3:.1f} ms of {serial * 1e3:.1f} ms left to the importing thread"
+    validator.db.close()
+
+
+def _with_bad_signature(block: Block, index: int) -> Block:
+    """``block`` with extrinsic ``index`` signed wrongly and a header that commits to it (its
+    extrinsics root recomputed; a signature changes no state): every root matches."""
+    xts = list(block.body.extrinsics)
+    xts[index] = msgspec.structs.replace(xts[index], signature=xts[index - 1].signature)
+    header = msgspec.structs.replace(block.header, extrinsics_root=compute_extrinsics_root([xt.encode() for xt in xts]))
+    return Block(header, Body(tuple(xts), block.body.results))
+
+
+def test_a_bad_signature_in_a_block_whose_roots_match_stores_nothing(tmp_path: Path, built: Block) -> None:
+    # With signature threads the verdict on a block without training is awaited only before
+    # its batch is written (finish_import): the block is refused there, and nothing is stored.
+    tampered = _with_bad_signature(built, 123)
+    for threads in (1, 2, 3):
+        validator = _open(tmp_path / f"v{threads}", threads)
+        genesis_root = validator.state.root()
+        if threads > 1:
+            prepared = validator.prepare_import(tampered)
+            assert prepared.signatures is not None
+            with pytest.raises(BlockError, match=r"^extrinsic #123: bad ed25519 signature"):
+                validator.finish_import(prepared, validator.verify_training(prepared))
+        with pytest.raises(BlockError, match=r"^extrinsic #123: bad ed25519 signature"):
+            validator.import_block(tampered)
+        assert validator.best_number == 0 and validator.state.root() == genesis_root
+        assert not validator.has_block(tampered.hash()) and validator.db.get(Column.BODY, tampered.hash()) is None
+        receiver = balances.ACCOUNT.compute_key(built.body.extrinsics[0].call.dest)
+        assert validator.state.overlay().get(receiver) == validator.db.get(Column.STATE, receiver)  # the genesis value
+        validator.import_block(built)  # the honest block still imports
+        assert validator.state.root() == built.header.state_root
+        validator.db.close()
+
+
+def test_a_training_block_has_its_signatures_checked_before_its_training(tmp_path: Path) -> None:
+    # A block with training claims waits for the signature threads in prepare_import, before
+    # the verifier fetches or re-runs anything.
+    author = open_chain(tmp_path / "author")
+    xts = [sign(author, BOB, train_call(), 0)]
+    xts += [sign(author, ALICE, calls.Transfer(BOB.public, 10**7), n) for n in range(80)]
+    block = author.build_block(xts, ALICE, slot=1).block
+    assert len(block.body.results) == 1 and len(block.body.extrinsics) == 81
+    tampered = _with_bad_signature(block, 40)
+    validator = _open(tmp_path / "v", 2)
+    with pytest.raises(BlockError, match=r"^extrinsic #40: bad ed25519 signature"):
+        validator.prepare_import(tampered)
+    prepared = validator.prepare_import(block)
+    assert prepared.signatures is None  # checked already
+    validator.finish_import(prepared, validator.verify_training(prepared, LocalSource(author.transcripts)))
+    assert validator.state.root() == block.header.state_root
+    author.db.close()
     validator.db.close()

@@ -304,3 +304,44 @@ def test_a_commit_carries_the_base_values_its_overlay_read_and_read_values_reuse
     # The journal's old values: those read are taken from the commit, the others read.
     assert state.read_values(commit.changes, at=commit.base_root, known=commit.base_values) == {b"a": b"1", b"b": b"2"}
     assert state.read_values([b"a"], at=base, known={b"a": b"known"}) == {b"a": b"known"}
+
+
+@pytest.mark.parametrize("cache_size", [1 << 17, 2])
+def test_best_state_reads_follow_every_move_of_the_best_state(db: Database, cache_size: int) -> None:
+    # StateDB keeps the best state's values that blocks read or wrote (chain.state: the value
+    # cache); after each advance, reorg (stage_flat + move_best) and abandoned batch, every
+    # overlay on the best state reads what the flat column and the trie hold.
+    state = StateDB(db, value_cache_size=cache_size)
+    keys = [b"a", b"b", b"c", b"d"]
+
+    def check() -> None:
+        overlay = state.overlay()
+        for key in keys:
+            assert overlay.get(key) == db.get(Column.STATE, key) == state.get(key, at=state.root())
+        assert state.read_values(keys) == {key: db.get(Column.STATE, key) for key in keys}
+
+    r1 = _write(state, db, {b"a": b"1", b"b": b"2"})
+    check()
+    _write(state, db, {b"a": b"3", b"d": b"4"})
+    check()
+    # A side branch on r1, then a reorg to it: the flat column moves by the net change.
+    side = state.overlay(at=r1)
+    side.set(b"a", b"9")
+    side.set(b"c", b"7")
+    commit = state.compute_commit(side)
+    with db.write_batch() as batch:
+        state.stage_nodes(batch, commit)
+    check()
+    # A reorg batch that is abandoned changes nothing.
+    with pytest.raises(RuntimeError, match="abandoned"), db.write_batch() as batch:
+        state.stage_flat(batch, {b"a": b"9", b"c": b"7", b"d": None}, commit.root)
+        raise RuntimeError("abandoned")
+    check()
+    with db.write_batch() as batch:
+        state.stage_flat(batch, {b"a": b"9", b"c": b"7", b"d": None}, commit.root)
+    state.move_best(commit.root)
+    assert state.root() == commit.root
+    check()
+    assert state.overlay().get(b"a") == b"9" and state.overlay().get(b"d") is None
+    _write(state, db, {b"b": None, b"c": b"8"})
+    check()

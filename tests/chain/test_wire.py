@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chain import calls
-from chain.codec import decode, decode_versioned, encode, encode_versioned
+from chain.codec import decode, decode_versioned, encode, encode_versioned, encode_versioned_each
 from chain.crypto import (
     Keypair,
     blake2_256,
@@ -237,3 +237,9 @@ def test_a_key_of_the_wrong_length_is_a_bad_signature_not_a_bad_address() -> Non
     for key in (bytes(31), bytes(33), b""):
         with pytest.raises(InvalidSignature, match=f"a {len(key)}-byte key"):
             verify_signature(key, b"message", bytes(64))
+
+
+def test_encode_versioned_each_is_encode_versioned_of_each() -> None:
+    xts = [_xt(calls.Remark(bytes(i)), nonce=i * 300, tip=i, era=Era(i, 2 * i) if i else IMMORTAL) for i in range(5)]
+    assert encode_versioned_each(xts) == [encode_versioned(xt) for xt in xts] == [xt.encode() for xt in xts]
+    assert encode_versioned_each([]) == []

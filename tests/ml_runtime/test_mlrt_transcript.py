@@ -156,3 +156,20 @@ def test_leaf_path_edge_cases_name_the_fault() -> None:
         mr.verify_leaf_path(root, b"c", (*path, bytes(32)), 2, 3)
     # A raw leaf is hashed as 0x00 || leaf: the root of a one-leaf tree is not the leaf itself.
     mr.verify_leaf_path(_h(b"\x00only"), b"only", (), 0, 1)
+
+
+def _mth_by_definition(hashes: list[bytes]) -> bytes:
+    """RFC 6962 §2.1 as written: split at the largest power of two below n, recurse."""
+    if len(hashes) == 1:
+        return hashes[0]
+    k = 1 << ((len(hashes) - 1).bit_length() - 1)
+    return _h(b"\x01" + _mth_by_definition(hashes[:k]) + _mth_by_definition(hashes[k:]))
+
+
+@pytest.mark.parametrize("sizes", [range(1, 301), (511, 512, 513, 2000, 4097)])
+def test_roots_level_by_level_equal_the_recursive_definition(sizes: range | tuple[int, ...]) -> None:
+    # Leaves of varied lengths, the empty one included; the RFC's leaf hash is H(0x00 || leaf).
+    for n in sizes:
+        leaves = [bytes([i % 251]) * (i % 7 * 9) for i in range(n)]
+        assert mr.compute_merkle_root(leaves) == _mth_by_definition([_h(b"\x00" + leaf) for leaf in leaves])
+    assert mr.compute_merkle_root([]) == _h(b"")

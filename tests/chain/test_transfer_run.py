@@ -1,0 +1,215 @@
+"""Runtime.apply_transfers (a block's runs of transfers in bulk) gives the very bits that
+Runtime.apply_extrinsic gives one by one: the same receipts and events, the same state
+changes in the same order, the same base reads and root, and the same error for a block
+that is invalid. Each case is executed twice on the same parent state: as import executes
+it, and with the bulk path switched off."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, sign
+
+from chain import calls
+from chain.block import Block, Body
+from chain.blockchain import Blockchain
+from chain.crypto import Keypair, blake2_256
+from chain.errors import BlockError
+from chain.extrinsic import Era, Extrinsic
+from chain.header import Header
+from chain.pallets import balances
+from chain.runtime import TRANSFER_INFO, Runtime
+from chain.storage import Database
+from genesis.spec import parse_chain_spec
+
+ED = 1_000_000  # the dev chain's existential deposit (checked in the fixture)
+FEE = 2_000_000  # above any transfer's fee on the dev chain (checked in the fixture)
+
+
+def _key(name: str) -> Keypair:
+    return Keypair.from_seed(blake2_256(b"transfer-run-" + name.encode()))
+
+
+RICH = [_key(f"rich{i}") for i in range(4)]
+POOR = _key("poor")  # pays fees, not much more
+BROKE = _key("broke")  # cannot pay a fee
+DUSTY = _key("dusty")
+STAKED_DUSTY = _key("staked")  # may keep less than the ED: it has stake
+STAKED_ONLY = _key("validator")  # a genesis validator that bonded all it had: free 0, nonce 0
+NEW = [_key(f"new{i}") for i in range(4)]  # no account at genesis
+
+FUNDS = {
+    **{k.public: 10**15 for k in RICH},
+    POOR.public: 40 * FEE + 5 * ED,
+    BROKE.public: ED,  # below any fee (checked in the fixture)
+    DUSTY.public: 20 * FEE + ED,
+    STAKED_DUSTY.public: 20 * FEE + ED + 10**9,
+}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Blockchain]:
+    obj = copy.deepcopy(dev_spec().to_json())  # to_json shares the cached spec's lists
+    obj["id"] = "transfer-run"
+    genesis = obj["genesis"]["runtimeGenesisConfig"]
+    genesis["balances"] += [["0x" + who.hex(), amount] for who, amount in FUNDS.items()]
+    genesis["balances"].append(["0x" + STAKED_ONLY.public.hex(), dev_spec().runtime_config.min_validator_bond])
+    genesis["validators"].append("0x" + STAKED_ONLY.public.hex())
+    spec = parse_chain_spec(obj, "test spec")
+    path = tmp_path_factory.mktemp("transfer-run")
+    node = Blockchain(Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis)
+    # Block 1: STAKED_DUSTY bonds (its nonce is 1 from then on).
+    node.build_block([sign(node, STAKED_DUSTY, calls.Bond(10**9), 0)], ALICE, slot=1)
+    assert balances.get_account(node.state_at(node.best_hash), STAKED_DUSTY.public).staked == 10**9
+    assert node.config.existential_deposit == ED
+    assert balances.get_account(node.state_at(node.best_hash), STAKED_ONLY.public) == balances.AccountInfo(0, 0, 10**9)
+    assert node.config.compute_fee(0, TRANSFER_INFO.weight, 0) > ED
+    assert node.config.compute_fee(300, TRANSFER_INFO.weight, 0) < FEE  # a transfer is under 300 bytes
+    yield node
+    node.db.close()
+
+
+def _execute(chain: Blockchain, xts: list[Extrinsic], author: bytes, bulk: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """(receipts' bytes, changes in order, base reads, root, extrinsics applied one by one),
+    or the BlockError's message."""
+    header = Header(chain.best_hash, chain.best_number + 1, bytes(32), bytes(32), 1, author, ())
+    block = Block(header, Body(tuple(xts)))
+    one_by_one: list[int] = []
+    with monkeypatch.context() as patch:
+        general = Runtime.apply_extrinsic
+
+        def spy(self: Runtime, state: Any, info: Any, index: int, *rest: Any, **kw: Any) -> Any:
+            one_by_one.append(index)
+            return general(self, state, info, index, *rest, **kw)
+
+        patch.setattr(Runtime, "apply_extrinsic", spy)
+        if not bulk:
+            patch.setattr(Runtime, "apply_transfers", lambda self, state, info, extrinsics, raws, start, receipts: start)
+        try:
+            overlay, _info, receipts = chain.execute_body(block, [xt.encode() for xt in xts], check_signatures=False)
+        except BlockError as exc:
+            return str(exc)
+    root = chain.state.compute_commit(overlay).root
+    return (
+        msgspec.msgpack.encode(receipts), list(overlay.changes().items()), overlay.base_values(), root, one_by_one,
+    )
+
+
+def _assert_alike(chain: Blockchain, xts: list[Extrinsic], monkeypatch: pytest.MonkeyPatch, author: bytes = ALICE.public) -> Any:
+    bulk = _execute(chain, xts, author, True, monkeypatch)
+    general = _execute(chain, xts, author, False, monkeypatch)
+    if isinstance(general, str):
+        assert bulk == general
+        return bulk
+    assert general[4] == list(range(len(xts)))
+    assert bulk[:4] == general[:4]
+    return bulk
+
+
+class Nonces:
+    def __init__(self) -> None:
+        self.next: dict[bytes, int] = {STAKED_DUSTY.public: 1}
+
+    def __call__(self, who: Keypair) -> int:
+        n = self.next.get(who.public, 0)
+        self.next[who.public] = n + 1
+        return n
+
+
+def test_every_outcome_of_a_transfer_in_one_block(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+    nonce = Nonces()
+    r0, r1, r2, r3 = RICH
+
+    def transfer(key: Keypair, dest: bytes, value: int, **kw: Any) -> Extrinsic:
+        return sign(chain, key, calls.Transfer(dest, value), nonce(key), **kw)
+
+    def leave_dust(key: Keypair, dest: bytes) -> Extrinsic:
+        """A transfer that would leave the sender ED / 2 after its fee (its first in the block)."""
+        first = nonce(key)
+        free = balances.get_account(chain.state_at(chain.best_hash), key.public).free
+        probe = sign(chain, key, calls.Transfer(dest, free // 2), first)
+        value = free - chain.config.compute_fee(len(probe.encode()), TRANSFER_INFO.weight, 0) - ED // 2
+        xt = sign(chain, key, calls.Transfer(dest, value), first)
+        assert len(xt.encode()) == len(probe.encode())
+        return xt
+
+    xts = [
+        transfer(r0, NEW[0].public, 10**7),  # creates an account
+        transfer(r0, r1.public, 10**9),
+        transfer(r1, ALICE.public, 5 * ED, tip=7),  # to the author
+        transfer(ALICE, r2.public, 10**8),  # from the author
+        transfer(r2, r2.public, 10**6),  # to oneself
+        transfer(r2, NEW[1].public, 0),  # nothing
+        transfer(r2, r0.public, 0),  # nothing, to an account
+        transfer(r2, STAKED_ONLY.public, ED - 1),  # below the ED to an account with only stake: fine
+        transfer(r2, NEW[1].public, ED - 1),  # new account below the ED: fails
+        transfer(POOR, r0.public, 10**12),  # more than it has: fails
+        leave_dust(DUSTY, r0.public),  # would leave dust: fails
+        leave_dust(STAKED_DUSTY, r0.public),  # may leave dust: it has stake
+        sign(chain, r3, calls.Remark(b"between two runs"), nonce(r3)),
+        transfer(r0, NEW[0].public, ED // 2),  # to an account that now exists: below the ED is fine
+        transfer(NEW[0], r3.public, ED),  # from an account created in this block
+        transfer(r3, BOB.public, 10**7, era=Era(0, 64)),  # mortal, alive
+        transfer(POOR, CHARLIE.public, 2 * ED),
+        transfer(POOR, r1.public, 3 * ED),
+        transfer(r1, ALICE.public, 2 * ED),
+    ]
+    result = _assert_alike(chain, xts, monkeypatch)
+    assert not isinstance(result, str), result
+    *_, one_by_one = result
+    # The bulk path applied every transfer that succeeded; the rest went one by one.
+    assert one_by_one == [4, 5, 6, 8, 9, 10, 12]
+
+
+def test_the_author_sends_and_receives_in_the_same_run(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+    nonce = Nonces()
+    r0, r1 = RICH[:2]
+    xts = [sign(chain, r0, calls.Transfer(r1.public, 10**8), nonce(r0)),
+           sign(chain, r1, calls.Transfer(r0.public, 10**7), nonce(r1)),
+           sign(chain, r0, calls.Transfer(NEW[2].public, 10**7), nonce(r0))]
+    *_, one_by_one = _assert_alike(chain, xts, monkeypatch, author=r1.public)
+    assert one_by_one == []
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [("stale nonce", "is already used"), ("future nonce", "ahead of the account nonce"), ("fee unpaid", "cannot pay the fee"),
+     ("era ended", "does not cover block"), ("era not begun", "does not cover block")],
+)
+def test_an_invalid_transfer_fails_the_block_alike(chain: Blockchain, monkeypatch: pytest.MonkeyPatch, case: str, reason: str) -> None:
+    r0, r1 = RICH[:2]
+    good = [sign(chain, r0, calls.Transfer(r1.public, 10**7), 0), sign(chain, r1, calls.Transfer(r0.public, 10**7), 0)]
+    number = chain.best_number + 1
+    bad = {
+        "stale nonce": sign(chain, r0, calls.Transfer(r1.public, 10**7), 0),
+        "future nonce": sign(chain, r1, calls.Transfer(r0.public, 10**7), 5),
+        "fee unpaid": sign(chain, BROKE, calls.Transfer(r0.public, 1), 0),
+        "era ended": sign(chain, r1, calls.Transfer(r0.public, 10**7), 1, era=Era(0, number)),
+        "era not begun": sign(chain, r1, calls.Transfer(r0.public, 10**7), 1, era=Era(number + 1, 8)),
+    }[case]
+    message = _assert_alike(chain, [*good, bad, *good], monkeypatch)
+    assert message.startswith(f"block #{number}: extrinsic #2 is invalid: ") and reason in message
+
+
+def test_random_blocks_of_transfers(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(12)
+    senders = [*RICH, POOR, DUSTY, STAKED_DUSTY, ALICE]
+    values = [0, 1, ED - 1, ED, ED + 1, FEE, 10 * FEE, 19 * FEE, 10**9, 10**14, 2 * 10**15]
+    for _ in range(3):
+        nonce = Nonces()
+        xts = []
+        for _ in range(120):
+            key = rng.choice(senders)
+            dest = rng.choice([*senders, *NEW, BOB]).public
+            if rng.random() < 0.05:
+                xts.append(sign(chain, key, calls.Remark(b"x"), nonce(key)))
+            else:
+                xts.append(sign(chain, key, calls.Transfer(dest, rng.choice(values)), nonce(key), tip=rng.choice([0, 0, 3])))
+        author = rng.choice([ALICE, RICH[0]]).public
+        *_, one_by_one = _assert_alike(chain, xts, monkeypatch, author)
+        assert len(one_by_one) < len(xts) // 2
