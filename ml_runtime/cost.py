@@ -24,10 +24,16 @@ from ml_runtime.spec import ModelSpec
 EXP_UNITS: Final = 16  # range reduction + degree-7 Horner + table scale
 LOG_UNITS: Final = 24  # scaling loop + division + degree-4 Horner in s**2
 
-# Nanoseconds per work unit of the numba kernels, measured by benches/kernels.py on the
-# reference machine (2-core x86-64 VM, numba 0.68.1, see the bench JSON): the mean over
-# the three families at d=64, k=10, h=32, B=32 (0.282, 0.311, 0.201 ns: linear, softmax, mlp).
-NS_PER_UNIT: Final = 0.265
+# Nanoseconds per work unit of the numba kernels on the reference machine (2-core x86-64 VM,
+# numba 0.68.1), from `polchain bench kernels --reps 5` on the quiet machine (README,
+# Performance): the mean over the three families at d=64, k=10, h=32, B=32 of
+# 1e9 / (steps/s x step_cost): linear 269,602 steps/s x 42,900 units -> 0.086 ns, softmax
+# 201,536 x 48,788 -> 0.102 ns, mlp 76,783 x 175,188 -> 0.074 ns. It was 0.265 before the
+# kernels' rework (issue 12); at MNIST sizes a unit is cheaper still (0.029-0.073 ns), as
+# the larger loops vectorise better. So the default max_block_weight (2e9 units) is now about
+# 0.18 s of training at the small shapes, not the 0.53 s it was set for: a chain that wants
+# more training per block raises it by referendum (chain.pallets.democracy).
+NS_PER_UNIT: Final = 0.087
 
 
 def step_cost(spec: ModelSpec, batch_size: int) -> int:
