@@ -17,7 +17,7 @@ of 297 killed; last run over chain/proofs.py alone, after verify_opening's packe
   bytes are the "<f4" bytes.
 - ``x_compute_result__mutmut_19``: ``diverged_segment`` written even for a finite run; a
   finite JobResult's ``diverged_segment`` is None (ml_runtime/job.py), so the result is the same.
-- ``x_verify_opening__mutmut_13``, ``_14``: the test that sends a finite loss to the
+- ``x_verify_opening__mutmut_15``, ``_16``: the test that sends a finite loss to the
   packed-bits leaf (``&`` made ``|``, ``!=`` made ``==``). Both paths compute the same leaf
   for every float32 whose bits survive a float round trip (tests/chain/test_opening_bits.py
   pins the verdicts for zero, -0, a subnormal, the largest float, inf and NaN), and the
