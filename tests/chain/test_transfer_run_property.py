@@ -10,7 +10,8 @@ next block runs over the state's value cache (chain/state.py), as a node's block
 Each generated block mixes transfers with adversarial parameters (nothing, one unit, dust,
 exactly the existential deposit, the whole free balance, more, the balance less the fee or
 less the fee and dust, to oneself, to the author, to a new account, to an account with only
-stake; a nonce right, stale, ahead or repeated; tips; eras alive, ended, not begun) with
+stake; a nonce right, stale, ahead or repeated; tips, some more than the sender has; eras
+alive, ended, not begun; authors with and without an account) with
 remarks, bonds, unbonds and withdrawals from the same accounts. Half the examples run on a
 chain whose blocks hold ten transfers' weight, so the weight limit falls inside runs.
 
@@ -63,7 +64,7 @@ DUSTY = _key("dusty")  # a few fees and the ED
 BROKE = _key("broke")  # the ED: cannot pay a fee
 VALIDATOR = _key("validator")  # a genesis validator that bonded all it had: free 0, stake only
 NEW = [_key(f"new{i}") for i in range(3)]  # no account at genesis
-AUTHORS = [ALICE, RICH[0], POOR]  # the author also sends and receives
+AUTHORS = [ALICE, RICH[0], POOR, NEW[2]]  # the author also sends and receives; NEW[2] starts with no account
 
 FUNDS = {
     **{k.public: 10**15 for k in RICH},
@@ -85,18 +86,26 @@ _op = st.tuples(
     st.integers(0, len(SENDERS) - 1),
     st.integers(0, len(DESTS) - 1),
     st.one_of(st.sampled_from(AMOUNTS), st.integers(0, 2 * 10**15)),
-    st.sampled_from(["right"] * 24 + ["stale", "future", "repeat"]),
-    st.sampled_from([0, 0, 0, 1, 7, 1000]),
-    st.sampled_from(["immortal"] * 12 + ["alive", "alive", "ended", "unborn"]),
+    st.sampled_from(["right"] * 8 + ["stale", "future", "repeat"]),
+    st.sampled_from([0, 0, 0, 1, 7, 1000, 10**9]),  # 10**9: more than the poor can pay
+    st.sampled_from(["immortal"] * 8 + ["alive", "alive", "ended", "unborn"]),
 )
-# Per block: its author, whether it keeps the extrinsics that make it invalid (else they are
-# left out as they are found, as a builder would, so that most blocks are valid), its ops.
+# Per block: its author; which one of the extrinsics that make it invalid it keeps, if any
+# (the others are left out as they are found, as a builder would: most blocks are valid, and
+# an invalid one is refused for one reason, of any kind, at any place); its ops, after a
+# number of plain transfers that brings the ten-transfer weight limit near or past.
+FILLER: Op = ("transfer", 0, 1, 10**9, "right", 0, "immortal")  # RICH[0] to RICH[1]
 _blocks = st.lists(
-    st.tuples(st.integers(0, len(AUTHORS) - 1), st.sampled_from([False, False, True]), st.lists(_op, min_size=1, max_size=24)),
+    st.tuples(
+        st.integers(0, len(AUTHORS) - 1),
+        st.sampled_from([None, None, 0, 1, 2]),
+        st.sampled_from([0, 0, 0, 5, 8, 9, 10, 11]),
+        st.lists(_op, min_size=1, max_size=24),
+    ),
     min_size=2,
     max_size=4,
 )
-Blocks = list[tuple[int, bool, list[Op]]]
+Blocks = list[tuple[int, int | None, int, list[Op]]]
 
 
 def _spec(max_block_weight: int | None) -> ChainSpec:
@@ -140,7 +149,7 @@ class _Builder:
 
     chain: Blockchain
     author: Keypair
-    keep_invalid: bool
+    keep_invalid: int | None
 
     def __post_init__(self) -> None:
         self.runtime = self.chain.runtime
@@ -149,6 +158,7 @@ class _Builder:
         self.info = BlockInfo(self.number, self.chain.best_hash, self.author.public, True, self.chain.trainer)
         self.runtime.on_initialize(self.overlay, self.number, self.author.public, self.chain.best_hash)
         self.last_nonce: dict[bytes, int] = {}
+        self.invalid = 0  # the invalid extrinsics found so far
         self.xts: list[Extrinsic] = []
 
     def add(self, op: Op) -> None:
@@ -196,7 +206,8 @@ class _Builder:
             self.runtime.apply_extrinsic(self.overlay, self.info, len(self.xts), xt, blake2_256(raw), len(raw))
         except InvalidTransaction:
             self.overlay.rollback_transaction()  # the block is invalid; go on from the state before it
-            if not self.keep_invalid:
+            self.invalid += 1
+            if self.invalid - 1 != self.keep_invalid:
                 return
         else:
             self.overlay.commit_transaction()
@@ -242,16 +253,18 @@ def _assert_alike(chain: Blockchain, xts: list[Extrinsic], author: bytes) -> Any
 
 def _run(blocks: Blocks, max_block_weight: int | None) -> None:
     with _chains(SPECS[max_block_weight]) as (author_chain, validator):
-        for slot, (author_index, keep_invalid, ops) in enumerate(blocks, start=1):
+        for slot, (author_index, keep_invalid, fillers, ops) in enumerate(blocks, start=1):
             author = AUTHORS[author_index]
             builder = _Builder(validator, author, keep_invalid)
-            for op in ops:
+            for op in [FILLER] * fillers + ops:
                 builder.add(op)
             # The generated block, both ways on the validator's best state.
             outcome = _assert_alike(validator, builder.xts, author.public)
             if isinstance(outcome, str):
                 assert outcome.startswith(f"block #{builder.number}: "), outcome
-                event("a block refused for its weight" if "units of weight" in outcome else "a block refused for an extrinsic")
+                reasons = {"units of weight": "its weight", "already used": "a stale nonce", "ahead of": "a future nonce",
+                           "cannot pay": "an unpaid fee", "does not cover": "a dead era"}
+                event("a block refused for " + next((v for k, v in reasons.items() if k in outcome), outcome))
             else:
                 event("a block applied, transfers in bulk" if len(outcome[4]) < len(builder.xts) else "a block applied one by one")
             # The author builds what is valid of it (the general path); the validator imports
