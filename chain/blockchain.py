@@ -784,8 +784,7 @@ class Blockchain:
             done = len(receipts)
             # Runs of transfers in bulk (the same changes, receipts and events), the rest one by one.
             index = runtime.apply_transfers(overlay, info, extrinsics, raws, index, receipts)
-            if len(receipts) > done:
-                weight = _add_weight(info.number, weight, max_weight, receipts[done:])
+            weight = _add_weight(info.number, weight, max_weight, receipts[done:])
             if index < len(extrinsics):
                 raw = raws[index]
                 try:
