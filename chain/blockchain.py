@@ -60,7 +60,7 @@ from __future__ import annotations
 import gc
 import logging
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -784,18 +784,18 @@ class Blockchain:
             done = len(receipts)
             # Runs of transfers in bulk (the same changes, receipts and events), the rest one by one.
             index = runtime.apply_transfers(overlay, info, extrinsics, raws, index, receipts)
+            weight = _add_weight(info.number, weight, max_weight, receipts[done:])
             if index < len(extrinsics):
                 raw = raws[index]
                 try:
-                    receipts.append(
-                        runtime.apply_extrinsic(overlay, info, index, extrinsics[index], blake2_256(raw), len(raw), check_signature=False)
+                    receipt = runtime.apply_extrinsic(
+                        overlay, info, index, extrinsics[index], blake2_256(raw), len(raw), check_signature=False
                     )
                 except InvalidTransaction as exc:
                     raise BlockError(f"block #{info.number}: extrinsic #{index} is invalid: {exc}") from None
+                receipts.append(receipt)
+                weight = _add_weight(info.number, weight, max_weight, (receipt,))
                 index += 1
-            weight += sum(receipt.weight for receipt in receipts[done:])
-            if weight > max_weight:
-                raise BlockError(f"block #{info.number}: its extrinsics use {weight} units of weight; the limit is {max_weight}")
         return tuple(receipts)
 
     def verify_signatures(self, extrinsics: tuple[Extrinsic, ...]) -> None:
@@ -1096,6 +1096,19 @@ def _decode_runtime_config(raw: bytes | None, where: str) -> RuntimeConfig:
 
 def _commitment(results: Iterable, info: BlockInfo) -> PolCommitment:
     return PolCommitment(compute_results_root(list(results)), info.training_steps, info.work_units)
+
+
+def _add_weight(number: int, weight: int, max_weight: int, receipts: Sequence[Receipt]) -> int:
+    """``weight`` plus what ``receipts`` used; BlockError at the first receipt that takes it
+    past ``max_weight``. The message names the total at that receipt whether the receipts
+    were applied one by one or as a run of transfers (Runtime.apply_transfers), and a run
+    that goes over is refused before the extrinsic after it is looked at, so a block is
+    refused for the same reason in both ways (tests/chain/test_transfer_run_property.py)."""
+    for receipt in receipts:
+        weight += receipt.weight
+        if weight > max_weight:
+            raise BlockError(f"block #{number}: its extrinsics use {weight} units of weight; the limit is {max_weight}")
+    return weight
 
 
 def _verify_equal(what: str, computed: object, claimed: object) -> None:

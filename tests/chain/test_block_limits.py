@@ -270,3 +270,63 @@ def test_an_imported_block_over_the_weight_limit_is_refused(tmp_path: Path) -> N
     finally:
         author.db.close()
         validator.db.close()
+
+
+def _weight_chains(tmp_path: Path) -> tuple[Blockchain, Blockchain]:
+    """An author and a validator on a dev chain whose blocks hold 10 transfers' weight."""
+    spec = dev_spec()
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, max_block_weight=1_000_000))
+    return open_chain(tmp_path / "a", spec), open_chain(tmp_path / "v", spec)
+
+
+def test_an_imported_block_of_transfers_exactly_at_the_weight_limit_is_accepted(tmp_path: Path) -> None:
+    """Import counts the weight of each run of transfers (Runtime.apply_transfers) at once:
+    a byzantine-built block of exactly max_block_weight is still a valid block."""
+    author, validator = _weight_chains(tmp_path)
+    try:
+        xts = [sign(validator, BOB, calls.Transfer(DAVE.public, 10**9), n) for n in range(10)]  # 10 x 100,000 units
+        full = _seal_ignoring_the_weight_limit(author, xts, ALICE, slot=1)
+        imported = validator.import_block(full)
+        assert len(imported.receipts) == 10 and all(r.success for r in imported.receipts)
+        assert sum(r.weight for r in imported.receipts) == validator.config.max_block_weight
+        assert validator.state.root() == full.header.state_root
+    finally:
+        author.db.close()
+        validator.db.close()
+
+
+@pytest.mark.parametrize("extra", [1, 2, 5])
+def test_a_block_of_transfers_over_the_weight_limit_names_the_first_extrinsic_past_it(tmp_path: Path, extra: int) -> None:
+    """The weight message is the one the one-by-one path gives (tests/chain/test_transfer_run.py):
+    the weight used at the first extrinsic past the limit, however long the run of transfers
+    that goes over it."""
+    author, validator = _weight_chains(tmp_path)
+    try:
+        xts = [sign(validator, BOB, calls.Transfer(DAVE.public, 10**9), n) for n in range(10 + extra)]
+        heavy = _seal_ignoring_the_weight_limit(author, xts, ALICE, slot=1)
+        root, best = validator.state.root(), validator.best_hash
+        with pytest.raises(BlockError, match=r"^block #1: its extrinsics use 1100000 units of weight; the limit is 1000000$"):
+            validator.import_block(heavy)
+        assert validator.state.root() == root and validator.best_hash == best
+    finally:
+        author.db.close()
+        validator.db.close()
+
+
+def test_a_run_of_transfers_over_the_weight_limit_is_refused_for_its_weight_before_what_follows(tmp_path: Path) -> None:
+    """Eleven transfers (one past the limit), then an extrinsic that is invalid (a stale nonce):
+    one by one, the block is refused at the eleventh for its weight, and so it is on import,
+    where the eleven are one run applied in bulk before the invalid one is looked at."""
+    author, validator = _weight_chains(tmp_path)
+    try:
+        xts = [sign(validator, BOB, calls.Transfer(DAVE.public, 10**9), n) for n in range(11)]
+        stale = sign(validator, BOB, calls.Remark(b"stale"), 0)
+        heavy = _seal_ignoring_the_weight_limit(author, xts, ALICE, slot=1)
+        block = Block(heavy.header, Body((*xts, stale)))  # refused before its roots are compared
+        root, best = validator.state.root(), validator.best_hash
+        with pytest.raises(BlockError, match=r"^block #1: its extrinsics use 1100000 units of weight; the limit is 1000000$"):
+            validator.import_block(block)
+        assert validator.state.root() == root and validator.best_hash == best
+    finally:
+        author.db.close()
+        validator.db.close()
