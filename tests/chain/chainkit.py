@@ -7,12 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from chain import calls
+from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.crypto import dev_keypair
+from chain.errors import BlockError
 from chain.extrinsic import Extrinsic, sign_extrinsic
+from chain.header import Header
 from chain.pallets import balances
+from chain.runtime import Runtime
 from chain.storage import Database
 from consensus.aura import Aura
 from consensus.block_import import ConsensusRules
@@ -56,3 +61,42 @@ def sign(chain: Blockchain, key, call, nonce: int, tip: int = 0, **kw) -> Extrin
 
 def train_call(steps: int = 40, batch: int = 16, lr: float = 0.5, segment: int = 10, model: int = 0) -> calls.Train:
     return calls.Train(model, 0, steps, batch, calls.compute_f32_bits(lr), calls.compute_f32_bits(0.0001), segment)
+
+
+def apply_both_ways(chain: Blockchain, xts: list[Extrinsic], author: bytes) -> Any:
+    """``xts`` executed as block best + 1 on the best state as import executes it (runs of
+    transfers in bulk, ``Runtime.apply_transfers``) and one by one (``apply_extrinsic`` only,
+    as the author builds); asserts both give the same bits and returns the bulk outcome:
+    (receipts' bytes, changes in order, base reads, root, indexes applied one by one), or
+    the BlockError's message, which must be the same too."""
+    bulk = _execute_body(chain, xts, author, bulk=True)
+    general = _execute_body(chain, xts, author, bulk=False)
+    if isinstance(general, str):
+        assert bulk == general
+    else:
+        assert not isinstance(bulk, str), bulk
+        assert general[4] == list(range(len(xts)))
+        assert bulk[:4] == general[:4]
+    return bulk
+
+
+def _execute_body(chain: Blockchain, xts: list[Extrinsic], author: bytes, *, bulk: bool) -> Any:
+    header = Header(chain.best_hash, chain.best_number + 1, bytes(32), bytes(32), 1, author, ())
+    block = Block(header, Body(tuple(xts)))
+    one_by_one: list[int] = []
+    with pytest.MonkeyPatch.context() as patch:
+        general = Runtime.apply_extrinsic
+
+        def spy(self: Runtime, state: Any, info: Any, index: int, *rest: Any, **kw: Any) -> Any:
+            one_by_one.append(index)
+            return general(self, state, info, index, *rest, **kw)
+
+        patch.setattr(Runtime, "apply_extrinsic", spy)
+        if not bulk:
+            patch.setattr(Runtime, "apply_transfers", lambda self, state, info, extrinsics, raws, start, receipts: start)
+        try:
+            overlay, _info, receipts = chain.execute_body(block, [xt.encode() for xt in xts], check_signatures=False)
+        except BlockError as exc:
+            return str(exc)
+    root = chain.state.compute_commit(overlay).root
+    return msgspec.msgpack.encode(receipts), list(overlay.changes().items()), overlay.base_values(), root, one_by_one

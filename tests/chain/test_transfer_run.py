@@ -11,19 +11,15 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-import msgspec
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, dev_spec, sign
+from chainkit import ALICE, BOB, CHARLIE, apply_both_ways, dev_spec, sign
 
 from chain import calls
-from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.crypto import Keypair, blake2_256
-from chain.errors import BlockError
 from chain.extrinsic import Era, Extrinsic
-from chain.header import Header
 from chain.pallets import balances
-from chain.runtime import TRANSFER_INFO, Runtime
+from chain.runtime import TRANSFER_INFO
 from chain.storage import Database
 from genesis.spec import parse_chain_spec
 
@@ -74,43 +70,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Blockchain]:
     node.db.close()
 
 
-def _execute(chain: Blockchain, xts: list[Extrinsic], author: bytes, bulk: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """(receipts' bytes, changes in order, base reads, root, extrinsics applied one by one),
-    or the BlockError's message."""
-    header = Header(chain.best_hash, chain.best_number + 1, bytes(32), bytes(32), 1, author, ())
-    block = Block(header, Body(tuple(xts)))
-    one_by_one: list[int] = []
-    with monkeypatch.context() as patch:
-        general = Runtime.apply_extrinsic
-
-        def spy(self: Runtime, state: Any, info: Any, index: int, *rest: Any, **kw: Any) -> Any:
-            one_by_one.append(index)
-            return general(self, state, info, index, *rest, **kw)
-
-        patch.setattr(Runtime, "apply_extrinsic", spy)
-        if not bulk:
-            patch.setattr(Runtime, "apply_transfers", lambda self, state, info, extrinsics, raws, start, receipts: start)
-        try:
-            overlay, _info, receipts = chain.execute_body(block, [xt.encode() for xt in xts], check_signatures=False)
-        except BlockError as exc:
-            return str(exc)
-    root = chain.state.compute_commit(overlay).root
-    return (
-        msgspec.msgpack.encode(receipts), list(overlay.changes().items()), overlay.base_values(), root, one_by_one,
-    )
-
-
-def _assert_alike(chain: Blockchain, xts: list[Extrinsic], monkeypatch: pytest.MonkeyPatch, author: bytes = ALICE.public) -> Any:
-    bulk = _execute(chain, xts, author, True, monkeypatch)
-    general = _execute(chain, xts, author, False, monkeypatch)
-    if isinstance(general, str):
-        assert bulk == general
-        return bulk
-    assert general[4] == list(range(len(xts)))
-    assert bulk[:4] == general[:4]
-    return bulk
-
-
 class Nonces:
     def __init__(self) -> None:
         self.next: dict[bytes, int] = {STAKED_DUSTY.public: 1}
@@ -121,7 +80,7 @@ class Nonces:
         return n
 
 
-def test_every_outcome_of_a_transfer_in_one_block(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_outcome_of_a_transfer_in_one_block(chain: Blockchain) -> None:
     nonce = Nonces()
     r0, r1, r2, r3 = RICH
 
@@ -159,20 +118,20 @@ def test_every_outcome_of_a_transfer_in_one_block(chain: Blockchain, monkeypatch
         transfer(POOR, r1.public, 3 * ED),
         transfer(r1, ALICE.public, 2 * ED),
     ]
-    result = _assert_alike(chain, xts, monkeypatch)
+    result = apply_both_ways(chain, xts, ALICE.public)
     assert not isinstance(result, str), result
     *_, one_by_one = result
     # The bulk path applied every transfer that succeeded; the rest went one by one.
     assert one_by_one == [4, 5, 6, 8, 9, 10, 12]
 
 
-def test_the_author_sends_and_receives_in_the_same_run(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_author_sends_and_receives_in_the_same_run(chain: Blockchain) -> None:
     nonce = Nonces()
     r0, r1 = RICH[:2]
     xts = [sign(chain, r0, calls.Transfer(r1.public, 10**8), nonce(r0)),
            sign(chain, r1, calls.Transfer(r0.public, 10**7), nonce(r1)),
            sign(chain, r0, calls.Transfer(NEW[2].public, 10**7), nonce(r0))]
-    *_, one_by_one = _assert_alike(chain, xts, monkeypatch, author=r1.public)
+    *_, one_by_one = apply_both_ways(chain, xts, r1.public)
     assert one_by_one == []
 
 
@@ -192,11 +151,11 @@ def test_an_invalid_transfer_fails_the_block_alike(chain: Blockchain, monkeypatc
         "era ended": sign(chain, r1, calls.Transfer(r0.public, 10**7), 1, era=Era(0, number)),
         "era not begun": sign(chain, r1, calls.Transfer(r0.public, 10**7), 1, era=Era(number + 1, 8)),
     }[case]
-    message = _assert_alike(chain, [*good, bad, *good], monkeypatch)
+    message = apply_both_ways(chain, [*good, bad, *good], ALICE.public)
     assert message.startswith(f"block #{number}: extrinsic #2 is invalid: ") and reason in message
 
 
-def test_random_blocks_of_transfers(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_random_blocks_of_transfers(chain: Blockchain) -> None:
     rng = random.Random(12)
     senders = [*RICH, POOR, DUSTY, STAKED_DUSTY, ALICE]
     values = [0, 1, ED - 1, ED, ED + 1, FEE, 10 * FEE, 19 * FEE, 10**9, 10**14, 2 * 10**15]
@@ -211,5 +170,5 @@ def test_random_blocks_of_transfers(chain: Blockchain, monkeypatch: pytest.Monke
             else:
                 xts.append(sign(chain, key, calls.Transfer(dest, rng.choice(values)), nonce(key), tip=rng.choice([0, 0, 3])))
         author = rng.choice([ALICE, RICH[0]]).public
-        *_, one_by_one = _assert_alike(chain, xts, monkeypatch, author)
+        *_, one_by_one = apply_both_ways(chain, xts, author)
         assert len(one_by_one) < len(xts) // 2

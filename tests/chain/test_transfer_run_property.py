@@ -32,21 +32,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import pytest
-from chainkit import ALICE, dev_spec, sign
+from chainkit import ALICE, apply_both_ways, dev_spec, sign
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from chain import calls
-from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.crypto import Keypair, blake2_256
-from chain.errors import BlockError, InvalidTransaction
+from chain.errors import InvalidTransaction
 from chain.extrinsic import IMMORTAL, Era, Extrinsic
-from chain.header import Header
 from chain.pallets import balances
 from chain.pallets.context import BlockInfo
-from chain.runtime import TRANSFER_INFO, Runtime
+from chain.runtime import TRANSFER_INFO
 from chain.state import Overlay
 from chain.storage import Database
 from genesis.spec import ChainSpec, parse_chain_spec
@@ -217,42 +214,6 @@ class _Builder:
         self.xts.append(xt)
 
 
-def _execute(chain: Blockchain, xts: list[Extrinsic], author: bytes, bulk: bool) -> Any:
-    """(receipts' bytes, changes in order, base reads, root, indexes applied one by one), or
-    the BlockError's message, executing ``xts`` as block best + 1 on the best state."""
-    header = Header(chain.best_hash, chain.best_number + 1, bytes(32), bytes(32), 1, author, ())
-    block = Block(header, Body(tuple(xts)))
-    one_by_one: list[int] = []
-    with pytest.MonkeyPatch.context() as patch:
-        general = Runtime.apply_extrinsic
-
-        def spy(self: Runtime, state: Any, info: Any, index: int, *rest: Any, **kw: Any) -> Any:
-            one_by_one.append(index)
-            return general(self, state, info, index, *rest, **kw)
-
-        patch.setattr(Runtime, "apply_extrinsic", spy)
-        if not bulk:
-            patch.setattr(Runtime, "apply_transfers", lambda self, state, info, extrinsics, raws, start, receipts: start)
-        try:
-            overlay, _info, receipts = chain.execute_body(block, [xt.encode() for xt in xts], check_signatures=False)
-        except BlockError as exc:
-            return str(exc)
-    root = chain.state.compute_commit(overlay).root
-    return msgspec.msgpack.encode(receipts), list(overlay.changes().items()), overlay.base_values(), root, one_by_one
-
-
-def _assert_alike(chain: Blockchain, xts: list[Extrinsic], author: bytes) -> Any:
-    bulk = _execute(chain, xts, author, bulk=True)
-    general = _execute(chain, xts, author, bulk=False)
-    if isinstance(general, str):
-        assert bulk == general
-    else:
-        assert not isinstance(bulk, str), bulk
-        assert general[4] == list(range(len(xts)))
-        assert bulk[:4] == general[:4]
-    return bulk
-
-
 def _run(blocks: Blocks, max_block_weight: int | None) -> None:
     with _chains(SPECS[max_block_weight]) as (author_chain, validator):
         for slot, (author_index, keep_invalid, fillers, ops) in enumerate(blocks, start=1):
@@ -261,7 +222,7 @@ def _run(blocks: Blocks, max_block_weight: int | None) -> None:
             for op in [FILLER] * fillers + ops:
                 builder.add(op)
             # The generated block, both ways on the validator's best state.
-            outcome = _assert_alike(validator, builder.xts, author.public)
+            outcome = apply_both_ways(validator, builder.xts, author.public)
             if isinstance(outcome, str):
                 assert outcome.startswith(f"block #{builder.number}: "), outcome
                 reasons = {"units of weight": "its weight", "already used": "a stale nonce", "ahead of": "a future nonce",
@@ -273,7 +234,7 @@ def _run(blocks: Blocks, max_block_weight: int | None) -> None:
             # that block (the bulk path): an honest block is never refused.
             built = author_chain.build_block(builder.xts, author, slot=slot)
             included = list(built.block.body.extrinsics)
-            _assert_alike(validator, included, author.public)
+            apply_both_ways(validator, included, author.public)
             imported = validator.import_block(built.block)
             assert msgspec.msgpack.encode(imported.receipts) == msgspec.msgpack.encode(built.receipts)
             assert validator.state.root() == author_chain.state.root() == built.block.header.state_root
