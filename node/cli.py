@@ -245,10 +245,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _query(sub: Any, name: str) -> argparse.ArgumentParser:
+    """A query subcommand; run by :func:`run_rpc_query` with the ``rpc_call`` default the
+    caller sets, unless it sets its own ``run``."""
     q: argparse.ArgumentParser = sub.add_parser(name)
     q.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
     q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer")
+    q.set_defaults(run=run_rpc_query)
     return q
+
+
+def run_rpc_query(args: argparse.Namespace) -> int:
+    """A query that is one RPC call: ``args.rpc_call(args)`` names the method, its params and
+    what is asked for; the answer is printed as JSON, a null answer is "no <what>"."""
+    method, params, what = args.rpc_call(args)
+
+    async def call() -> Any:
+        async with RpcClient(args.rpc, timeout=args.timeout) as client:
+            return await client.call(method, params)
+
+    with _node_errors(args.rpc, args.timeout):
+        result = asyncio.run(call())
+    if result is None:
+        raise CliError(f"no {what}")
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def _tx(sub: Any, name: str) -> argparse.ArgumentParser:

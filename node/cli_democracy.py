@@ -15,16 +15,12 @@ the CLI's own signing and submission path (``build_calls``).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import sys
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
 from chain import calls
 from chain.config import RuntimeConfig
-from rpc.client import RpcClient
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
 ArgType = Callable[[str], int]
@@ -53,13 +49,13 @@ def add_commands(
 
     q = make_query(query, "referenda")
     q.add_argument("--before", type=u32, default=None, help="list ids below this one (paging)")
-    q.set_defaults(run=run_query)
+    q.set_defaults(rpc_call=lambda a: ("democracy_listReferenda", [a.before], "referenda"))
     q = make_query(query, "referendum")
     q.add_argument("referendum", type=u32)
-    q.set_defaults(run=run_query)
+    q.set_defaults(rpc_call=lambda a: ("democracy_getReferendum", [a.referendum], f"referendum {a.referendum}"))
     q = make_query(query, "runtime-config")
     q.add_argument("--at", default=None, help="0x block hash (default: the best block)")
-    q.set_defaults(run=run_query)
+    q.set_defaults(rpc_call=lambda a: ("state_getRuntimeConfig", [a.at], "runtime config"))
 
 
 def _change(balance: ArgType) -> Callable[[str], calls.ConfigChange]:
@@ -79,24 +75,3 @@ def _propose(a: argparse.Namespace) -> list[Any]:
     if twice:
         raise ValueError(f"--set names {', '.join(twice)} more than once")
     return [calls.ProposeConfig(tuple(changes))]
-
-
-def run_query(args: argparse.Namespace) -> int:
-    return asyncio.run(_query(args))
-
-
-async def _query(args: argparse.Namespace) -> int:
-    name = args.query_command
-    if name == "referenda":
-        method, params = "democracy_listReferenda", [args.before]
-    elif name == "referendum":
-        method, params = "democracy_getReferendum", [args.referendum]
-    else:
-        method, params = "state_getRuntimeConfig", [args.at]
-    async with RpcClient(args.rpc, timeout=args.timeout) as client:
-        result = await client.call(method, params)
-    if result is None:
-        print(f"Error: no referendum {args.referendum}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0

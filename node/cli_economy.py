@@ -10,9 +10,7 @@ their transactions through its own signing and submission path (each tx subcomma
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +18,6 @@ import numpy as np
 
 from chain import calls
 from chain.crypto import blake2_256, parse_account, ss58_encode
-from rpc.client import RpcClient
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
 ArgType = Callable[[str], int]
@@ -117,7 +114,7 @@ def add_commands(
             q.add_argument("--account", default=None)
         if name == "rewards":
             q.add_argument("--at", default=None, help="block hash (default: the best block)")
-        q.set_defaults(run=run_query)
+        q.set_defaults(rpc_call=_rpc_call)
 
 
 def _license_call(a: argparse.Namespace) -> list[Any]:
@@ -155,33 +152,19 @@ def _parse_rows(text: str) -> bytes:
     return x.tobytes()
 
 
-def run_query(args: argparse.Namespace) -> int:
-    return asyncio.run(_query(args))
-
-
-async def _query(args: argparse.Namespace) -> int:
+def _rpc_call(args: argparse.Namespace) -> tuple[str, list[Any], str]:
+    """The RPC method, its params and what is asked for, of an economy query (cli.run_rpc_query)."""
     name = args.query_command
     if name == "asset":
-        method, params = "assets_getAsset", [args.asset]
-    elif name == "asset-balance":
-        method, params = "assets_getBalance", [args.asset, ss58_encode(parse_account(args.account))]
-    elif name == "proposals":
-        method, params = "gov_listProposals", [args.model]
-    elif name == "proposal":
-        method, params = "gov_getProposal", [args.proposal]
-    elif name == "rewards":  # the era's pots and each validator's points, authored and voted
-        method, params = "pol_getRewards", [] if args.at is None else [args.at]
-    else:
-        method = "ml_getShares" if name == "shares" else "ml_getRevenue"
-        params = [args.model] + ([ss58_encode(parse_account(args.account))] if args.account else [])
-    async with RpcClient(args.rpc, timeout=args.timeout) as client:
-        result = await client.call(method, params)
-    if result is None:
-        what = (
-            f"asset {args.asset}" if name.startswith("asset") else f"proposal {args.proposal}" if name == "proposal"
-            else f"shared model {args.model}"
-        )
-        print(f"Error: no {what}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
+        return "assets_getAsset", [args.asset], f"asset {args.asset}"
+    if name == "asset-balance":
+        return "assets_getBalance", [args.asset, ss58_encode(parse_account(args.account))], f"asset {args.asset}"
+    if name == "proposals":
+        return "gov_listProposals", [args.model], f"shared model {args.model}"
+    if name == "proposal":
+        return "gov_getProposal", [args.proposal], f"proposal {args.proposal}"
+    if name == "rewards":  # the era's pots and each validator's points, authored and voted
+        return "pol_getRewards", [] if args.at is None else [args.at], "rewards"
+    method = "ml_getShares" if name == "shares" else "ml_getRevenue"
+    params = [args.model] + ([ss58_encode(parse_account(args.account))] if args.account else [])
+    return method, params, f"shared model {args.model}"

@@ -267,6 +267,8 @@ def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tup
         (("node", "--log", "root"), "argument --log/-l: 'root' is not a log level"),
         (("node", "--rpc-port", "٣"), "argument --rpc-port: '٣' is not an integer"),
         (("query", "block", "--rpc", down), f"no answer from a node at {down}"),
+        (("query", "referendum", "0", "--rpc", down), f"no answer from a node at {down}"),  # cli.run_rpc_query
+        (("query", "asset", "0", "--rpc", down), f"no answer from a node at {down}"),
         ((*tx, "--timeout", "nan"), "argument --timeout: nan is out of range"),
         (("query", "model", "0", "--rpc", "http://127.0.0.1:99999"), "argument --rpc: 'http://127.0.0.1:99999' is not a URL"),
         (("query", "block", "0x12", "--rpc", down), "argument at: expected 32 bytes of 0x-hex, got 1"),
