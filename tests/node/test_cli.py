@@ -29,6 +29,20 @@ def polchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
     )
 
 
+def polchain_tx(node, *args: str) -> dict:
+    """``polchain tx ...`` against ``node`` (a nodekit node): its JSON output, exit 0 asserted."""
+    out = polchain("tx", *args, "--rpc", node.url, "--output-type", "json")
+    assert out.returncode == 0, out.stderr + out.stdout
+    return json.loads(out.stdout)
+
+
+def polchain_query(node, *args: str) -> dict:
+    """``polchain query ...`` against ``node``: its JSON output, exit 0 asserted."""
+    out = polchain("query", *args, "--rpc", node.url)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def test_key_generate_and_inspect() -> None:
     out = polchain("key", "generate", "--output-type", "json")
     assert out.returncode == 0, out.stderr

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from nodekit import start_node
 from test_cli import polchain
+from test_cli import polchain_query as query
+from test_cli import polchain_tx as tx
 
 from chain.crypto import dev_keypair
 from chain.pallets import assets
@@ -20,18 +22,6 @@ def node(tmp_path_factory):
     proc = start_node(tmp_path_factory.mktemp("cli-economy"), "--dev", "--instant-seal")
     yield proc
     proc.stop()
-
-
-def tx(node, *args: str) -> dict:
-    out = polchain("tx", *args, "--rpc", node.url, "--output-type", "json")
-    assert out.returncode == 0, out.stderr + out.stdout
-    return json.loads(out.stdout)
-
-
-def query(node, *args: str) -> dict:
-    out = polchain("query", *args, "--rpc", node.url)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_share_sell_train_split_and_claim(node) -> None:

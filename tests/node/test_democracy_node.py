@@ -5,11 +5,11 @@ config from the block after the enactment, without a restart and after one."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from nodekit import start_node
 from test_cli import polchain
+from test_cli import polchain_query as query
+from test_cli import polchain_tx as tx
 from test_rpc_node import call, error_of
 
 from chain import calls
@@ -18,18 +18,6 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets import democracy
 
 VOTE = 7 * 10**14  # above the quorum: a tenth of the dev chain's 6 * 10^15 POL units
-
-
-def tx(node, *args: str) -> dict:
-    out = polchain("tx", *args, "--rpc", node.url, "--output-type", "json")
-    assert out.returncode == 0, out.stderr + out.stdout
-    return json.loads(out.stdout)
-
-
-def query(node, *args: str) -> dict:
-    out = polchain("query", *args, "--rpc", node.url)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def transfer_fee(node) -> int:
