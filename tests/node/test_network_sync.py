@@ -24,6 +24,7 @@ from chain.storage import Database
 from genesis.spec import load_chain_spec
 from node.network.messages import BlockData, BlockRequest
 from node.network.reputation import Misbehaviour
+from node.network.sync import MAX_PENDING_TARGETS
 from node.service import NodeConfig, NodeService
 
 
@@ -314,5 +315,35 @@ async def test_a_sibling_announced_while_a_sync_runs_is_fetched_after_it(tmp_pat
             gate.set()
             await wait_for(lambda: node.chain.has_block(first.hash()) and node.chain.has_block(second.hash()))
             assert node.network.reputation.score(peer.id) == 0
+        finally:
+            await peer.service.stop()
+
+
+async def test_the_blocks_a_peer_announces_during_one_sync_are_bounded() -> None:
+    """A sync that cannot proceed (another holds the sync lock) while the peer keeps
+    announcing: the throttle lets SYNCS_PER_SECOND through after its burst, and of those the
+    node keeps only the newest MAX_PENDING_TARGETS to fetch when the sync runs, not every one."""
+    async with dev_node() as node:
+        assert node.network is not None and node.link is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        fork = make_chain(4, parent=b"\x01" * 32, start=1)  # never joins: no blame
+        peer = await liar(node, [genesis, *fork])
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            await wait_for(lambda: not node.link.is_syncing)  # type: ignore[union-attr]  # the sync on connect
+            sent = 0
+            async with node.link._sync_lock:  # the next sync waits here while announcements arrive
+                deadline = time.monotonic() + 3.5  # the burst of 8 and about 12 more at 4 a second
+                while time.monotonic() < deadline:
+                    sent += 1
+                    peer.service.broadcast_block(make_chain(1, salt=sent.to_bytes(4, "big"), parent=fork[-1].hash(), start=5)[0].header)
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.1)
+                assert node.link.is_syncing
+                pending = node.link._targets[peer.id]
+                assert len(pending) == MAX_PENDING_TARGETS < sent
+                first = make_chain(1, salt=(1).to_bytes(4, "big"), parent=fork[-1].hash(), start=5)[0].header
+                assert first.hash() not in pending  # taken in the burst, then the oldest to go
         finally:
             await peer.service.stop()
