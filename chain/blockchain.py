@@ -60,6 +60,7 @@ from __future__ import annotations
 import gc
 import logging
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -238,7 +239,12 @@ class Blockchain:
             raise ChainError(f"signature_threads must be at least 1, got {signature_threads}")
         self.db = db
         self.signature_threads = signature_threads
-        self._signature_pool: ThreadPoolExecutor | None = None
+        # Threads start on the first block handed to them.
+        self._signature_pool = (
+            ThreadPoolExecutor(signature_threads - 1, thread_name_prefix="signatures") if signature_threads > 1 else None
+        )
+        self._ahead: tuple[Block, SignatureBatch] | None = None  # start_signatures_ahead's block
+        self._ahead_lock = threading.Lock()
         self.state = StateDB(db)
         self.verifier: TranscriptVerifier = verifier or FullReexecution()
         self.trainer = trainer
@@ -659,7 +665,7 @@ class Blockchain:
         # With signature threads, the signatures are checked on them while this thread
         # executes the block and computes its roots; all are checked, and a bad one is reported
         # first whatever else failed meanwhile, before the training is verified or anything stored.
-        checks = self._start_signature_checks(block.body.extrinsics)
+        checks = self._start_signature_checks(block)
         try:
             raws = encode_versioned_each(block.body.extrinsics)  # each xt.encode()
             overlay, info, receipts = self.execute_body(block, raws, check_signatures=checks is None)
@@ -810,19 +816,44 @@ class Blockchain:
         except InvalidTransaction as exc:
             raise BlockError(f"extrinsic #{bad}: {exc}") from None
 
-    def _start_signature_checks(self, extrinsics: tuple[Extrinsic, ...]) -> SignatureBatch | None:
+    def _start_signature_checks(self, block: Block) -> SignatureBatch | None:
         """With ``signature_threads`` > 1, start checking the block's signatures on the pool's
-        threads while this thread executes the block (None: check them here, first).
+        threads while this thread executes the block (None: check them here, first); or
+        claim the checks :meth:`start_signatures_ahead` started for this very block.
 
         The pool's threads verify without the GIL (chain.signatures), so they run while this
         thread runs the runtime and computes the roots; then this thread verifies what they
         have not reached, so no core idles whichever side is slower."""
-        if self.signature_threads == 1 or len(extrinsics) < 64:  # small blocks: not worth a hand-off
+        with self._ahead_lock:
+            ahead = self._ahead
+            if ahead is not None and ahead[0] is block:
+                self._ahead = None
+                return ahead[1]
+        return self._new_signature_checks(block, wait=True)
+
+    def start_signatures_ahead(self, block: Block | None) -> None:
+        """Start checking ``block``'s signatures on the signature threads now, before its import.
+
+        A syncing node calls this with the next block of a range before it imports the
+        current one: the threads then verify the next block while this thread executes and
+        writes the current one, and the write (one LevelDB batch, on this thread) no longer
+        leaves a core idle. The import of this very object (identity: the same extrinsics)
+        claims the checks; any other import starts its own. One block ahead at a time: a
+        later call cancels what an earlier one started and no import claimed, and ``None``
+        only cancels. No effect with one signature thread or a small block. Bounded: at most
+        one block's signatures, which its import would verify anyway."""
+        checks = None if block is None else self._new_signature_checks(block, wait=False)
+        with self._ahead_lock:
+            dropped, self._ahead = self._ahead, None if block is None or checks is None else (block, checks)
+        if dropped is not None:
+            dropped[1].cancel()
+
+    def _new_signature_checks(self, block: Block, *, wait: bool) -> SignatureBatch | None:
+        extrinsics = block.body.extrinsics
+        if self._signature_pool is None or len(extrinsics) < 64:  # small blocks: not worth a hand-off
             return None
-        if self._signature_pool is None:
-            self._signature_pool = ThreadPoolExecutor(self.signature_threads - 1, thread_name_prefix="signatures")
         checks = SignatureBatch(extrinsics, self.genesis_hash, self.runtime.spec_version)
-        checks.start(self._signature_pool, self.signature_threads - 1)
+        checks.start(self._signature_pool, self.signature_threads - 1, wait=wait)
         return checks
 
     # --- finality ----------------------------------------------------------------------------

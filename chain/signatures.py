@@ -141,8 +141,13 @@ class SignatureBatch:
     def __len__(self) -> int:
         return len(self.verdicts)
 
-    def start(self, pool: ThreadPoolExecutor, workers: int) -> None:
-        """Give each of ``workers`` threads of ``pool`` one contiguous range (call once, first)."""
+    def start(self, pool: ThreadPoolExecutor, workers: int, *, wait: bool = True) -> None:
+        """Give each of ``workers`` threads of ``pool`` one contiguous range (call once, first).
+
+        ``wait=False`` returns at once: for a batch queued behind another block's on busy
+        threads (Blockchain.start_signatures_ahead), whose threads would not start within the
+        wait anyway; they take it up as they finish the earlier batch, whose :meth:`finish`
+        leaves the GIL free meanwhile."""
         n = len(self)
         edges = [n * w // workers for w in range(workers + 1)]
         self._bounds = np.array([[edges[w], edges[w + 1]] for w in range(workers)], dtype=np.int64)
@@ -153,8 +158,17 @@ class SignatureBatch:
         # worker woken while this thread runs Python would otherwise wait for the GIL to be
         # forced over (sys.getswitchinterval(), 5 ms; measured 8 ms on a loaded machine).
         # A worker that is not scheduled within the timeout simply starts later.
-        for event in started:
-            event.wait(_START_TIMEOUT)
+        if wait:
+            for event in started:
+                event.wait(_START_TIMEOUT)
+
+    def cancel(self) -> None:
+        """Make the worker threads stop at their next signature (a batch no import will claim).
+
+        Their verdicts so far stay, and :meth:`finish` would still verify the rest on the
+        calling thread: each range's back is moved down to its front, which a worker reads
+        before every verification, as it reads the importing thread's progress."""
+        self._progress[:, 1] = self._bounds[:, 0]
 
     def _forward(self, r: int, started: threading.Event) -> None:
         lo, hi = self._bounds[r]

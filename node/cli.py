@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--pol-fetch-timeout", type=_seconds, default=DEFAULT_FETCH_TIMEOUT, metavar="SECONDS",
                       help=f"how long an import waits for the training checkpoints it samples (default {DEFAULT_FETCH_TIMEOUT:g}); "
                            "a block whose checkpoints do not come in time is not imported")
+    node.add_argument("--signature-threads", type=_signature_threads, default=DEFAULT_SIGNATURE_THREADS, metavar="N",
+                      help="threads that check a block's signatures on import, the importing one included (1: "
+                           f"all on it, before the block runs; default {DEFAULT_SIGNATURE_THREADS}: one a core)")
     node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
     node.add_argument("--byzantine", type=_byzantine, default=None, metavar="MODE",
                       help="misbehave on purpose, for tests and the devnet: forge-training=F (0 < F <= 1), "
@@ -318,6 +321,8 @@ RPC_ENV = "POLCHAIN_RPC"
 _RPC_HELP = f"the node's JSON-RPC URL (default: ${RPC_ENV}, else {DEFAULT_RPC})"
 MAX_BALANCE = 2**63 - 1  # chain.codec.Balance
 MAX_SECONDS = 86_400.0
+MAX_SIGNATURE_THREADS = 64
+DEFAULT_SIGNATURE_THREADS = min(os.cpu_count() or 1, MAX_SIGNATURE_THREADS)
 
 
 def _int_in(text: str, low: int, high: int, what: str) -> int:
@@ -341,6 +346,10 @@ def _positive_u32(text: str) -> int:
 
 def _positive(text: str) -> int:
     return _int_in(text, 1, 2**31 - 1, "a positive integer")
+
+
+def _signature_threads(text: str) -> int:
+    return _int_in(text, 1, MAX_SIGNATURE_THREADS, "a thread count")
 
 
 def _port(text: str) -> int:
@@ -463,7 +472,7 @@ def run_node(args: argparse.Namespace) -> int:
             prometheus_required=args.prometheus_port is not None,
             network=_network_config(args), node_key=args.node_key, node_key_file=args.node_key_file,
             byzantine=args.byzantine,
-            pol=args.pol, pol_fetch_timeout=args.pol_fetch_timeout,
+            pol=args.pol, pol_fetch_timeout=args.pol_fetch_timeout, signature_threads=args.signature_threads,
         )
         rpc_options = {
             "max_http_connections": args.rpc_max_http_connections,

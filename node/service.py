@@ -201,6 +201,7 @@ class NodeConfig:
     byzantine: Byzantine | None = None  # --byzantine: misbehave on purpose (node/byzantine.py)
     pol: str = "sampled"  # --pol: "sampled" (SampledVerifier) or "full" (FullReexecution: an auditor)
     pol_fetch_timeout: float = DEFAULT_FETCH_TIMEOUT  # --pol-fetch-timeout, seconds
+    signature_threads: int = 1  # --signature-threads (chain.signatures; the CLI's default: one a core)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -231,6 +232,7 @@ class NodeService:
             self.db, chain_id=spec.id, build_genesis=spec.apply_genesis,
             rules=(rules := ConsensusRules(Aura(config.block_time_ms))), verifier=self.verifier,
             trainer=trainer_for(config.byzantine),  # ml_runtime.run_job unless --byzantine forge-training
+            signature_threads=config.signature_threads,
         )
         self.verifier.inner = (
             FullReexecution() if config.pol == "full" else SampledVerifier(

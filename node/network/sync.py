@@ -458,8 +458,12 @@ class NodeLink:
                     peer, Misbehaviour.BAD_ANNOUNCE, f"claims best #{info.best_number} but serves nothing from #{start}",
                 )
                 return
-            for data in blocks:
+            for i, data in enumerate(blocks):
+                # The signature threads check the next block while this one is imported.
+                following = blocks[i + 1].block if i + 1 < len(blocks) else None
+                await asyncio.to_thread(chain.start_signatures_ahead, following)
                 if not await self._import(peer, data):
+                    chain.start_signatures_ahead(None)
                     return
             if chain.best_number < start:
                 return  # the blocks went to a side branch: nothing more to catch up from here

@@ -147,7 +147,7 @@ def test_signature_threads_verify_while_the_importing_thread_holds_the_gil(tmp_p
     held = time.perf_counter()
     sum(range(n))
     held = time.perf_counter() - held
-    checks = validator._start_signature_checks(xts)
+    checks = validator._start_signature_checks(built)
     assert checks is not None
     sum(range(int(n * 8 * serial / held)))  # the GIL held for ~8x a serial check of the block
     cpu = time.thread_time()
@@ -209,4 +209,63 @@ def test_a_training_block_has_its_signatures_checked_before_its_training(tmp_pat
     validator.finish_import(prepared, validator.verify_training(prepared, LocalSource(author.transcripts)))
     assert validator.state.root() == block.header.state_root
     author.db.close()
+    validator.db.close()
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_signatures_checked_ahead_give_the_import_the_same_verdict(tmp_path: Path, built: Block, threads: int) -> None:
+    # A syncing node starts the next block's checks before it imports the current one: the
+    # import of that block claims them, and their verdict is the one a fresh check gives.
+    validator = _open(tmp_path / "v", threads)
+    genesis_root = validator.state.root()
+    tampered = _with_bad_signature(built, 123)
+    validator.start_signatures_ahead(tampered)
+    with pytest.raises(BlockError, match=r"^extrinsic #123: bad ed25519 signature"):
+        validator.import_block(tampered)
+    assert validator.best_number == 0 and validator.state.root() == genesis_root
+    assert validator._ahead is None  # claimed by the import, bad verdict and all
+    validator.start_signatures_ahead(built)
+    validator.import_block(built)
+    assert validator._ahead is None and validator.state.root() == built.header.state_root
+    validator.db.close()
+
+
+def test_checks_started_ahead_are_claimed_only_by_the_block_they_checked(tmp_path: Path, built: Block) -> None:
+    # The same header with other extrinsics (a peer's swap) must get its own check: had the
+    # import claimed the checks of the honest body (all good) by the header's hash, the swap
+    # would be refused for its extrinsics root, not for its bad signature.
+    validator = _open(tmp_path / "v", 2)
+    genesis_root = validator.state.root()
+    xts = list(built.body.extrinsics)
+    xts[160] = msgspec.structs.replace(xts[160], signature=xts[159].signature)
+    swapped = Block(built.header, Body(tuple(xts), built.body.results))
+    assert swapped.hash() == built.hash()
+    validator.start_signatures_ahead(built)
+    with pytest.raises(BlockError, match=r"^extrinsic #160: bad ed25519 signature"):
+        validator.import_block(swapped)
+    assert validator.state.root() == genesis_root
+    validator.import_block(built)  # the checks started for it are still there for it
+    assert validator._ahead is None and validator.state.root() == built.header.state_root
+    validator.db.close()
+
+
+def test_a_later_call_cancels_the_checks_no_import_claimed(tmp_path: Path, built: Block) -> None:
+    validator = _open(tmp_path / "v", 2)
+    validator.start_signatures_ahead(built)
+    assert validator._ahead is not None
+    first = validator._ahead[1]
+    other = _with_bad_signature(built, 5)
+    validator.start_signatures_ahead(other)
+    assert validator._ahead is not None and validator._ahead[0] is other
+    assert (first._progress[:, 1] == first._bounds[:, 0]).all()  # cancelled: its worker stops
+    validator.start_signatures_ahead(None)
+    assert validator._ahead is None
+    validator.start_signatures_ahead(Block(built.header, Body(built.body.extrinsics[:10], ())))
+    assert validator._ahead is None  # a small block: checked by its import, nothing started
+    validator.import_block(built)
+    assert validator.state.root() == built.header.state_root
+    one = _open(tmp_path / "one", 1)
+    one.start_signatures_ahead(built)  # one signature thread: nothing to start
+    assert one._ahead is None
+    one.db.close()
     validator.db.close()

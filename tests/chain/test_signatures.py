@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
+import numba
 import pytest
 from chainkit import ALICE, BOB
 
@@ -75,3 +76,18 @@ def test_shared_ranges_check_every_signature_once_or_more(workers: int) -> None:
     assert UNCHECKED not in batch.verdicts
     assert ((batch.verdicts == GOOD) == (serial.verdicts == GOOD)).all()
     assert [v == GOOD for v in batch.verdicts] == [_pynacl_good(xt) for xt in cases]
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1: the kernels run as Python, under the GIL")
+def test_a_cancelled_batch_stops_its_workers_and_finish_still_checks_the_rest() -> None:
+    xts = [_xt(n) for n in range(1500)]  # ~100 ms of signatures: the worker is far from done when cancelled
+    xts[1400] = msgspec.structs.replace(xts[1400], nonce=1)  # the message changed: bad
+    with ThreadPoolExecutor(1) as pool:
+        batch = SignatureBatch(xts, GENESIS, SPEC)
+        batch.start(pool, 1)  # waits until the worker runs
+        batch.cancel()
+        batch._futures[0].result(timeout=10)  # the worker returns without reaching the end
+        left = int((batch.verdicts == UNCHECKED).sum())
+        assert left > 0
+        assert batch.finish() == 1400  # the calling thread verifies what is left, the bad one too
+    assert UNCHECKED not in batch.verdicts

@@ -347,3 +347,45 @@ async def test_the_blocks_a_peer_announces_during_one_sync_are_bounded() -> None
                 assert first.hash() not in pending  # taken in the burst, then the oldest to go
         finally:
             await peer.service.stop()
+
+
+async def test_a_synced_range_has_each_next_blocks_signatures_checked_ahead(tmp_path) -> None:
+    """With signature threads, sync starts the next block's signature checks before it imports
+    the current one (Blockchain.start_signatures_ahead), and each import claims its block's."""
+    spec, alice = load_chain_spec("dev"), dev_keypair("Alice")
+    service = NodeService(NodeConfig(chain="dev", tmp=True, network=FAST, signature_threads=2), spec)
+    run = asyncio.create_task(service.run())
+    db = Database(tmp_path / "builder")
+    try:
+        await wait_for(lambda: service.network is not None and bool(service.network.listen_addresses))
+        assert service.network is not None and service.chain.signature_threads == 2
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        now = int(time.time() * 1000) // service.slot_ms
+        blocks = [builder.get_block(builder.genesis_hash)]
+        for k in range(3):
+            xts = [sign_extrinsic(alice, calls.Transfer(dev_keypair("Bob").public, 10**7), nonce=100 * k + n,
+                                  genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION) for n in range(100)]
+            built = builder.build_block(xts, alice, now - 4 + k)
+            assert len(built.block.body.extrinsics) == 100
+            blocks.append(built.block)
+        ahead: list[int | None] = []
+        start_ahead = service.chain.start_signatures_ahead
+
+        def spy(block: Block | None) -> None:
+            ahead.append(None if block is None else block.header.number)
+            start_ahead(block)
+
+        service.chain.start_signatures_ahead = spy  # type: ignore[method-assign]
+        peer = await liar(service, blocks)
+        try:
+            await peer.service.dial(service.network.listen_addresses[0])
+            await wait_for(lambda: service.chain.best_number == 3)
+            assert service.chain.best_header.state_root == builder.best_header.state_root
+            assert ahead == [2, 3, None]
+            assert service.chain._ahead is None  # each started check was claimed by its import
+        finally:
+            await peer.service.stop()
+    finally:
+        db.close()
+        service.request_stop()
+        await run
