@@ -107,6 +107,9 @@ def test_validator_schema(records) -> None:
                 assert _is_stat(v[key]), (family, name, key)
             assert v["samples_m"] == (32 if name == "full" else 32 // int(name.split("=")[1]))
             assert v["bytes_per_validator"] == f["block_bytes"] + v["bytes_fetched"]["median"]
+            assert isinstance(v["rerun_threads"], int) and v["rerun_threads"] >= 1
+            # one pool policy for both: the auditor re-runs on at least as many threads as a sample
+            assert v["rerun_threads"] <= full["rerun_threads"]
             # a sampled validator fetches fewer openings than the auditor, who fetches all S+1
             assert v["openings_fetched"]["median"] <= full["openings_fetched"]["median"] == 33
         assert f["verifiers"]["S/m=32"]["escape_one_forged_segment"] == pytest.approx(1 - 1 / 32)
