@@ -36,6 +36,10 @@ on one thread a core when the segments they re-run weigh ``POOL_MIN_UNITS`` work
 more, on the importing thread below that. So a wall-clock speed-up compares like with like
 (full re-execution gets the cores a sampled import gets), and wall time can be under CPU time
 for either. The threads each verifier's re-runs got are printed and recorded (``rerun_threads``).
+``full, 1 thread`` is the auditor with its re-runs forced inline (``FullReexecution(threads=1)``,
+how every auditor ran before it shared the pool): what the pool gives full re-execution in the
+same run, and the sampled import's speed-up over it is the one earlier versions of this bench
+reported.
 
 The openings come from an in-process source over the author's store that counts the bytes
 of every opening it hands out (their canonical encoding: what a peer would send) — the bytes
@@ -155,6 +159,7 @@ class _NoVerification:
 
 
 FLOOR = "floor (no verification)"
+FULL_SERIAL = "full, 1 thread"
 
 
 class _Recording:
@@ -174,6 +179,8 @@ class _Recording:
 def _rerun_threads(verifier: Any, block_hash: bytes, claims: Sequence[TrainingClaim]) -> int:
     """The threads ``verifier``'s re-runs of ``claims`` got (chain.proofs.compute_rerun_threads
     over the segments it re-runs: a sampled verifier's sample, or every segment)."""
+    if isinstance(verifier, FullReexecution) and verifier.threads is not None:
+        return verifier.threads
     if isinstance(verifier, SampledVerifier):
         segments = [(c.job, j) for c in claims for j in compute_sample(
             verifier.secret, block_hash, c.extrinsic_index, c.job.num_segments, verifier.samples)]
@@ -183,7 +190,7 @@ def _rerun_threads(verifier: Any, block_hash: bytes, claims: Sequence[TrainingCl
 
 
 def _verifiers() -> dict[str, Any]:
-    out: dict[str, Any] = {"full": FullReexecution()}
+    out: dict[str, Any] = {"full": FullReexecution(), FULL_SERIAL: FullReexecution(threads=1)}
     for ratio in RATIOS:
         out[f"S/m={ratio}"] = SampledVerifier(b"bench-validator-secret-" + bytes([ratio]) * 9, SEGMENTS // ratio)
     out[FLOOR] = _NoVerification()
@@ -395,7 +402,7 @@ def measure(name: str, jobs: int, segment: int, reps: int, rows: int, tmp: Path,
     for vname in names:
         if vname == FLOOR:
             continue
-        m = SEGMENTS if vname == "full" else SEGMENTS // int(vname.split("=")[1])
+        m = SEGMENTS if vname in ("full", FULL_SERIAL) else SEGMENTS // int(vname.split("=")[1])
         speedups = [f / s for f, s in zip(ms["full"], ms[vname], strict=True)]
         speedups_cpu = [f / s for f, s in zip(cpu_ms["full"], cpu_ms[vname], strict=True)]
         rows_out[vname] = {
@@ -480,7 +487,7 @@ def run(ctx: Context) -> Report:
         ax = fig.add_subplot(1, 2, 1)
         ax2 = fig.add_subplot(1, 2, 2)
         for i, (family, f) in enumerate(res["families"].items()):
-            v, color = f["verifiers"], f"C{i}"
+            v, color = {n: r for n, r in f["verifiers"].items() if n != FULL_SERIAL}, f"C{i}"
             xs = [v[n]["ratio_s_over_m"] for n in v]
             med, err = errorbars([v[n]["verified_steps_per_s"] for n in v])
             ax.errorbar(xs, med, yerr=err, fmt="o-", capsize=3, label=family, color=color)
