@@ -109,6 +109,7 @@ def test_validator_schema(records) -> None:
             assert v["samples_m"] == (32 if name.startswith("full") else 32 // int(name.split("=")[1]))
             assert v["bytes_per_validator"] == f["block_bytes"] + v["bytes_fetched"]["median"]
             assert isinstance(v["rerun_threads"], int) and v["rerun_threads"] >= 1
+            assert _is_stat(v["speedup_vs_full_1_thread_cpu"]), (family, name)
             # one pool policy for both: the auditor re-runs on at least as many threads as a sample
             assert v["rerun_threads"] <= full["rerun_threads"]
             # a sampled validator fetches fewer openings than the auditor, who fetches all S+1
