@@ -36,14 +36,19 @@ Once the block's roots match its header, the chain hands the claims to a
 :class:`TranscriptVerifier`. :class:`FullReexecution` (the auditor, ``--pol full``) fetches
 every checkpoint and re-runs every segment; consensus/pol.py's sampled verifier re-runs a
 few. Either raises a BlockError whose message names the fault (see :class:`FullReexecution`).
+Both re-run a block's segments by :func:`map_reruns`: inline when the block's work is small
+(POOL_MIN_UNITS), else on a pool of one thread a core (:func:`compute_rerun_threads`); the
+kernels release the GIL and a re-run's bits do not depend on the thread that runs it.
 """
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import numpy as np
 
@@ -234,25 +239,58 @@ class TranscriptVerifier(Protocol):
 class FullReexecution:
     """Fetch every checkpoint and re-run every segment: the auditor (``--pol full``).
 
-    For each claim, in order, BlockError (the message says which) if: checkpoint 0 is not
-    the model's on-chain weights; checkpoint n-1 is not the result's weights; segment j does
-    not re-run from checkpoint j to entry j + 1's weights hash, or to its loss; the segment
-    the result says diverged runs to finite weights. CheckpointsUnavailable (from the source)
-    if an opening cannot be obtained. Segments are re-run in order, so the first fault found
-    is the earliest one.
+    For each claim, in order, BlockError (the message says which) if: an opening does not
+    verify (verify_opening) or carries no weights; checkpoint 0 is not the model's on-chain
+    weights; checkpoint n-1 is not the result's weights; segment j does not re-run from
+    checkpoint j to entry j + 1's weights hash, or to its loss; the segment the result says
+    diverged runs to finite weights. CheckpointsUnavailable (from the source) if an opening
+    cannot be obtained.
+
+    The fault reported is the earliest one in that order (claims in order; within a claim its
+    openings and links, then its segments in order, then its divergence), the one a serial
+    check finds first: the claims' openings are fetched and their links checked in claim
+    order until one fails; the re-runs of the claims before it then go to :func:`map_reruns`
+    (one thread a core when the block's work is large, as for the sampled verifier) and are
+    judged in order, so a segment of an earlier claim is blamed before a later claim's
+    missing checkpoint or broken link. The first fault cancels the re-runs not yet started.
     """
+
+    def __init__(self, threads: int | None = None) -> None:
+        """``threads``: re-run every block on this many threads (1: inline; tests force a pool
+        on blocks too small for one); None: :func:`compute_rerun_threads` decides per block."""
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"re-run threads must be a positive int or None, got {threads!r}")
+        self.threads = threads
 
     def verify_block(
         self, block: Block, block_hash: bytes, claims: Sequence[TrainingClaim], source: CheckpointSource
     ) -> list[tuple[int, Opening]]:
         fetched: list[tuple[int, Opening]] = []
+        reruns: list[_SegmentCheck] = []
+        refused: BlockError | None = None
         for claim in claims:
-            openings = self._verify_claim(block_hash, claim, source)
+            try:
+                openings = self._verify_links(block_hash, claim, source)
+            except BlockError as exc:  # reported once the earlier claims' segments are judged
+                refused = exc
+                break
             fetched.extend((claim.extrinsic_index, o) for o in openings)
+            reruns.extend(_compute_segment_checks(claim, openings))
+        threads = compute_rerun_threads([(c.job, c.segment) for c in reruns]) if self.threads is None else self.threads
+        faults = map_reruns(_judge, reruns, threads)
+        try:
+            for fault in faults:
+                if fault is not None:
+                    raise fault
+        finally:
+            faults.close()
+        if refused is not None:
+            raise refused
         return fetched
 
     @staticmethod
-    def _verify_claim(block_hash: bytes, claim: TrainingClaim, source: CheckpointSource) -> list[Opening]:
+    def _verify_links(block_hash: bytes, claim: TrainingClaim, source: CheckpointSource) -> list[Opening]:
+        """Every opening of the claim, each verified, with checkpoint 0 and n-1 checked."""
         job, result = claim.job, claim.result
         where = f"training result #{result.extrinsic_index}"
         count = len(result.losses)
@@ -267,11 +305,86 @@ class FullReexecution:
             raise BlockError(f"{where}: checkpoint 0 is not the model's on-chain weights")
         if openings[-1].weights != result.weights:
             raise BlockError(f"{where}: the result's weights are not checkpoint {count - 1} of its transcript")
-        for j in range(count - 1):
-            verify_segment(job, result, j, openings[j], openings[j + 1])
-        if result.diverged_segment is not None:
-            verify_divergence(job, result, openings[result.diverged_segment])
         return openings
+
+
+@dataclass(frozen=True, slots=True)
+class _SegmentCheck:
+    """One re-run of the auditor's: segment ``segment`` of a claim from ``start``, to give
+    ``end`` (verify_segment), or, with ``end`` None, to diverge (verify_divergence)."""
+
+    job: ml_runtime.TrainingJob
+    result: TrainingResult
+    segment: int
+    start: Opening
+    end: Opening | None
+
+
+def _compute_segment_checks(claim: TrainingClaim, openings: Sequence[Opening]) -> list[_SegmentCheck]:
+    """A claim's re-runs in the order a serial check makes them: its segments, then its divergence."""
+    job, result = claim.job, claim.result
+    checks = [_SegmentCheck(job, result, j, openings[j], openings[j + 1]) for j in range(len(openings) - 1)]
+    d = result.diverged_segment
+    if d is not None:
+        checks.append(_SegmentCheck(job, result, d, openings[d], None))
+    return checks
+
+
+def _judge(check: _SegmentCheck) -> BlockError | None:
+    """The BlockError a check finds, returned (it may run on a pool thread; the caller raises
+    the earliest), or None."""
+    try:
+        if check.end is None:
+            verify_divergence(check.job, check.result, check.start)
+        else:
+            verify_segment(check.job, check.result, check.segment, check.start, check.end)
+    except BlockError as exc:
+        return exc
+    return None
+
+
+# Work units (ml_runtime.step_cost) below which a block's re-runs run on the importing thread:
+# about 5 ms of today's kernels (softmax 64->10 at batch 32 runs 175,000 steps/s, 48,788 units
+# a step; bench kernels), where starting a pool and handing work to it costs about 0.6 ms of
+# CPU and, on a loaded machine, rarely buys a core (README, Performance). A sample of 2 of 32
+# segments of 4 softmax jobs of 25-step segments is 9.8 million units; re-running all of them
+# (the auditor) is 156 million.
+POOL_MIN_UNITS: Final = 50_000_000
+
+_Task = TypeVar("_Task")
+_Out = TypeVar("_Out")
+
+
+def compute_rerun_threads(segments: Sequence[tuple[ml_runtime.TrainingJob, int]]) -> int:
+    """Threads to re-run a block's ``segments`` (job, segment index) on: 1 (inline) when their
+    work is under POOL_MIN_UNITS or there is one segment, else one a core (1 if the core count
+    is unknown). The policy of both verifiers."""
+    units = sum(ml_runtime.step_cost(job.spec, job.batch_size) * len(job.segment_steps(j)) for job, j in segments)
+    if len(segments) <= 1 or units < POOL_MIN_UNITS:
+        return 1
+    return os.cpu_count() or 1
+
+
+def map_reruns(rerun: Callable[[_Task], _Out], tasks: Sequence[_Task], threads: int) -> Generator[_Out, None, None]:
+    """``rerun(task)`` for each task, yielded in task order: on the calling thread, one task
+    as each result is asked for, when ``threads`` is 1; else all submitted to a pool of
+    ``threads`` threads (one pool a call: its threads live as long as the iterator). An
+    exception a task raises surfaces at its place in the order, after the results before it,
+    as inline. Closing the iterator early (the caller found a fault) cancels the tasks not
+    yet started and waits for the running ones. The kernels release the GIL, and a re-run's
+    bits do not depend on its thread (tests/consensus/test_mutants_pol.py)."""
+    if threads <= 1:
+        for task in tasks:
+            yield rerun(task)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(rerun, task) for task in tasks]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def verify_segment(job: ml_runtime.TrainingJob, result: TrainingResult, j: int, start: Opening, end: Opening) -> None:

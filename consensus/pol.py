@@ -19,7 +19,8 @@ Definitions and Practice", IEEE S&P 2021, §4: verification by re-running a rand
 of the update steps). Its cost is about m/S of the author's training work: the sampled
 segments of all the block's jobs run on one thread pool of as many threads as cores (the
 kernels release the GIL; each re-run is bit-identical to a serial one), or inline when
-their work is too small to pay for the pool (POOL_MIN_UNITS). An author who forges k of a job's S segments escapes one
+their work is too small to pay for the pool (chain.proofs.map_reruns and POOL_MIN_UNITS: the
+auditor's policy too). An author who forges k of a job's S segments escapes one
 validator with probability C(S-k, m) / C(S, m), and V validators sampling independently with
 probability (C(S-k, m) / C(S, m))^V.
 
@@ -34,9 +35,7 @@ faulty source can make a block unavailable, never an honest author guilty. ``cha
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -56,7 +55,15 @@ from chain.fraud import (
     compute_segment_fault,
     compute_start_fault,
 )
-from chain.proofs import CheckpointSource, Opening, TrainingClaim, TrainingResult, verify_opening
+from chain.proofs import (
+    CheckpointSource,
+    Opening,
+    TrainingClaim,
+    TrainingResult,
+    compute_rerun_threads,
+    map_reruns,
+    verify_opening,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -160,32 +167,11 @@ class SampledVerifier:
         return check
 
 
-# Work units (ml_runtime.step_cost) below which a block's re-runs run on the importing thread:
-# about 5 ms of today's kernels (softmax 64->10 at batch 32 runs 175,000 steps/s, 48,788 units
-# a step; bench kernels), where starting a pool and handing work to it costs about 0.6 ms of
-# CPU and, on a loaded machine, rarely buys a core (README, Performance). A sample of 2 of 32
-# segments of 4 softmax jobs of 25-step segments is 9.8 million units.
-POOL_MIN_UNITS: Final = 50_000_000
-
-
-def compute_rerun_threads(tasks: Sequence[tuple[ml_runtime.TrainingJob, int, np.ndarray]]) -> int:
-    """Threads to re-run ``tasks`` on: 1 (inline) when their work is under POOL_MIN_UNITS or
-    there is one task, else one a core."""
-    units = sum(ml_runtime.step_cost(job.spec, job.batch_size) * len(job.segment_steps(j)) for job, j, _ in tasks)
-    if len(tasks) <= 1 or units < POOL_MIN_UNITS:
-        return 1
-    return os.cpu_count() or 1
-
-
 def _rerun_all(tasks: Sequence[tuple[ml_runtime.TrainingJob, int, np.ndarray]]) -> list[Rerun]:
-    """compute_rerun for each task, in order: inline when the work is small, else on a pool of
-    one thread a core (one pool a block: its threads live only as long as the block's check).
-    Either way the results are those of the serial calls, bit for bit."""
-    threads = compute_rerun_threads(tasks)
-    if threads == 1:
-        return [_rerun(task) for task in tasks]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(_rerun, tasks))
+    """compute_rerun for each task, in order, by chain.proofs.map_reruns: inline when the work is
+    small, else on a pool of one thread a core (compute_rerun_threads, the auditor's policy too;
+    one pool a block). Either way the results are those of the serial calls, bit for bit."""
+    return list(map_reruns(_rerun, tasks, compute_rerun_threads([(job, j) for job, j, _ in tasks])))
 
 
 def _rerun(task: tuple[ml_runtime.TrainingJob, int, np.ndarray]) -> Rerun:

@@ -100,13 +100,18 @@ def test_validator_schema(records) -> None:
     for family, f in res["families"].items():
         assert f["jobs"] == 1 and f["segments_S"] == 32 and f["block_training_steps"] == 32 * f["segment_len"]
         assert f["batch"] == (64 if "784" in family else 32) and f["segment_len"] <= f["segment_len_asked"] == 10
-        assert set(f["verifiers"]) == {"full", "S/m=4", "S/m=8", "S/m=16", "S/m=32"}
+        assert set(f["verifiers"]) == {"full", "full, 1 thread", "S/m=4", "S/m=8", "S/m=16", "S/m=32"}
+        assert f["verifiers"]["full, 1 thread"]["rerun_threads"] == 1
         full = f["verifiers"]["full"]
         for name, v in f["verifiers"].items():
             for key in ("import_ms", "import_cpu_ms", "verified_steps_per_s", "speedup_vs_full", "speedup_vs_full_cpu"):
                 assert _is_stat(v[key]), (family, name, key)
-            assert v["samples_m"] == (32 if name == "full" else 32 // int(name.split("=")[1]))
+            assert v["samples_m"] == (32 if name.startswith("full") else 32 // int(name.split("=")[1]))
             assert v["bytes_per_validator"] == f["block_bytes"] + v["bytes_fetched"]["median"]
+            assert isinstance(v["rerun_threads"], int) and v["rerun_threads"] >= 1
+            assert _is_stat(v["speedup_vs_full_1_thread_cpu"]), (family, name)
+            # one pool policy for both: the auditor re-runs on at least as many threads as a sample
+            assert v["rerun_threads"] <= full["rerun_threads"]
             # a sampled validator fetches fewer openings than the auditor, who fetches all S+1
             assert v["openings_fetched"]["median"] <= full["openings_fetched"]["median"] == 33
         assert f["verifiers"]["S/m=32"]["escape_one_forged_segment"] == pytest.approx(1 - 1 / 32)

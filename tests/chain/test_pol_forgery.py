@@ -6,19 +6,26 @@ root in the header, the state root and the seal all agree with the forgery, so n
 root check can catch it. The validator imports it with ``FullReexecution`` through the
 author's openings and must name the fault; its state root, best block and transcript store
 stay as they were. Each test fails if the check it names is removed from chain/proofs.py
-(the other checks catch the forgery, if at all, with another reason).
+(the other checks catch the forgery, if at all, with another reason). Every test runs with
+the auditor's re-runs as a node makes them (the pool policy: these blocks are small, so on the
+importing thread) and forced onto a pool of two threads, and must find the same fault.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+
 import pytest
 from chainkit import ALICE, BOB, open_chain, sign, train_call
 
+import ml_runtime
+from chain import proofs
 from chain.errors import BlockError, CheckpointsUnavailable
 from chain.proofs import FullReexecution
 from chain.storage import Column
 from chain.transcripts import LocalSource
-from tests.forgery import WithholdingSource, forging_trainer
+from tests.forgery import WithholdingSource, forge_outcome, forging_trainer
 
 # train_call(): 40 steps in segments of 10, S = 4 segments, n = 5 entries.
 CASES = [
@@ -30,9 +37,9 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def validator(tmp_path):
-    chain = open_chain(tmp_path / "validator", verifier=FullReexecution())
+@pytest.fixture(params=[None, 2], ids=["policy", "pool"])
+def validator(tmp_path, request):
+    chain = open_chain(tmp_path / "validator", verifier=FullReexecution(request.param))
     yield chain
     chain.db.close()
 
@@ -183,3 +190,81 @@ def test_a_job_that_diverged_but_claims_to_have_finished_is_refused(tmp_path, va
         validator.import_block(built.block, LocalSource(forger.transcripts))
     assert _unchanged(validator) == before
     forger.db.close()
+
+
+def _forging_each(forgeries):
+    """A trainer that runs each job honestly, then forges the i-th job of the block as
+    ``forgeries[i]`` says ((kind, segment), or None: left honest)."""
+    left = iter(forgeries)
+
+    def train(job):
+        outcome = ml_runtime.run_job(job)
+        forgery = next(left)
+        return outcome if forgery is None else forge_outcome(outcome, *forgery)
+
+    return train
+
+
+# Two TRAIN calls in one block (train_call: n = 5 entries each). A nudged checkpoint k breaks
+# segments k - 1 and k of its job; the earliest fault (claims in order, segments in order) is
+# the one to report, whatever a pool finishes first.
+TWO_CLAIMS = [
+    (("segment", 3), ("segment", 1), r"#0: segment 2 re-runs to other weights than entry 3's$"),
+    (("loss", 4), ("segment", 1), r"#0: segment 3 re-runs to loss bits 0x[0-9a-f]{8}, entry 4 claims 0x[0-9a-f]{8}$"),
+    (("segment", 3), ("start", 0), r"#0: segment 2 re-runs to other weights than entry 3's$"),
+    (("segment", 3), ("end", 0), r"#0: segment 2 re-runs to other weights than entry 3's$"),
+    (None, ("segment", 1), r"#1: segment 0 re-runs to other weights than entry 1's$"),
+    (None, ("divergence", 2), r"#1: segment 2 does not diverge as claimed$"),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "reason"), TWO_CLAIMS, ids=["seg-seg", "loss-seg", "seg-start", "seg-end",
+                                                                         "ok-seg", "ok-div"])
+def test_the_earliest_fault_of_two_forged_claims_is_reported_on_one_thread_and_on_a_pool(
+    tmp_path, first, second, reason
+) -> None:
+    """The earliest fault is reported with the re-runs on a pool as on one thread: a later
+    claim's fault (or its broken link, checked before any segment) that a pool finds first
+    does not pre-empt an earlier claim's segment."""
+    forger = open_chain(tmp_path / "forger", trainer=_forging_each([first, second]))
+    built = forger.build_block([sign(forger, BOB, train_call(), 0), sign(forger, BOB, train_call(), 1)], ALICE, slot=1)
+    assert [r.extrinsic_index for r in built.block.body.results] == [0, 1]
+    validator = open_chain(tmp_path / "validator")
+    before = _unchanged(validator)
+    for threads in (1, 2):
+        validator.verifier = FullReexecution(threads)
+        with pytest.raises(BlockError, match=rf"^training result {reason}"):
+            validator.import_block(built.block, LocalSource(forger.transcripts))
+        assert _unchanged(validator) == before
+    validator.db.close()
+    forger.db.close()
+
+
+def test_the_auditor_reruns_a_large_block_on_every_core_and_a_small_one_inline(tmp_path, monkeypatch) -> None:
+    """Full re-execution follows the sampled verifier's pool policy (chain.proofs.
+    compute_rerun_threads): a block whose segments weigh POOL_MIN_UNITS or more is re-run on
+    one thread a core, off the importing thread; a small one on the importing thread."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    ran_on: list[int] = []
+    real = proofs.verify_segment
+
+    def recording(*args):
+        ran_on.append(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(proofs, "verify_segment", recording)
+    author = open_chain(tmp_path / "author")
+    small = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    # The dev genesis's model 0 (softmax 64 -> 10), 32 segments of 40 steps at batch 32: 1,280
+    # steps of 48,788 units, over POOL_MIN_UNITS (50 million).
+    large = author.build_block([sign(author, BOB, train_call(1280, 32, 0.5, 40), 1)], ALICE, slot=2)
+    assert 1280 * ml_runtime.step_cost(ml_runtime.ModelSpec("softmax", 64, 10, 0), 32) >= 50_000_000
+    validator = open_chain(tmp_path / "validator")
+    validator.import_block(small.block, LocalSource(author.transcripts))
+    assert len(ran_on) == 4 and set(ran_on) == {threading.get_ident()}
+    ran_on.clear()
+    validator.import_block(large.block, LocalSource(author.transcripts))
+    assert len(ran_on) == 32 and threading.get_ident() not in ran_on
+    assert validator.best_hash == large.block.hash()
+    validator.db.close()
+    author.db.close()

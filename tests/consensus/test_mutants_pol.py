@@ -13,7 +13,9 @@ killed, 5 survived. Survivors explained (equivalent mutants; ids from ``mutmut r
 - ``x__rerun_all__mutmut_6``: ``ThreadPoolExecutor(None)`` instead of one thread a core.
   The pool size only schedules the re-runs (min(32, cores + 4) threads instead of
   ``cores``); each re-run is bit-identical whatever thread runs it, and ``map`` keeps the
-  order (the first test below). Which thread runs what is pinned by the last test.
+  order (the first test below). Which thread runs what is pinned by the last test. (Since
+  this run the pool and its policy moved to chain.proofs.map_reruns and
+  compute_rerun_threads, shared with the auditor; their tests are in test_mutants_proofs.py.)
 - ``xǁ_Checkǁfraud__mutmut_3``: ``need_weights=None`` instead of ``False`` when the openings
   of an accusation are verified again: verify_opening only tests it for truth, and None is
   false.
@@ -50,36 +52,12 @@ def test_reruns_on_the_pool_are_the_serial_ones_in_task_order() -> None:
     assert _rerun_all([]) == []
 
 
-def test_the_rerun_thread_policy(monkeypatch) -> None:
-    """compute_rerun_threads: one task, or less work than POOL_MIN_UNITS, runs inline (1);
-    work of POOL_MIN_UNITS or more over two or more tasks gets one thread a core (1 if the
-    core count is unknown)."""
-    from consensus import pol
-
-    job = _job()
-    result = ml_runtime.run_job(job)
-    tasks = [(job, j, result.checkpoints[j]) for j in range(3)]
-    units = [ml_runtime.step_cost(job.spec, job.batch_size) * len(job.segment_steps(j)) for j in range(3)]
-    monkeypatch.setattr(pol.os, "cpu_count", lambda: 7)
-    assert pol.compute_rerun_threads(tasks) == 1  # far below the default minimum
-    monkeypatch.setattr(pol, "POOL_MIN_UNITS", sum(units))
-    assert pol.compute_rerun_threads(tasks) == 7  # exactly the minimum: a pool
-    monkeypatch.setattr(pol, "POOL_MIN_UNITS", units[0] + units[1])
-    assert pol.compute_rerun_threads(tasks[:2]) == 7  # two tasks: a pool
-    monkeypatch.setattr(pol, "POOL_MIN_UNITS", 0)
-    assert pol.compute_rerun_threads(tasks[:1]) == 1  # one task: nothing to share
-    monkeypatch.setattr(pol, "POOL_MIN_UNITS", sum(units) + 1)
-    assert pol.compute_rerun_threads(tasks) == 1
-    monkeypatch.setattr(pol, "POOL_MIN_UNITS", 0)
-    monkeypatch.setattr(pol.os, "cpu_count", lambda: None)
-    assert pol.compute_rerun_threads(tasks) == 1
-
-
 def test_small_reruns_stay_on_the_calling_thread_and_large_ones_use_the_pool(monkeypatch) -> None:
     """_rerun_all follows the policy: inline below it (no thread started for a cheap block),
     on pool threads at or above it (each result still the serial one, in order)."""
     import threading
 
+    from chain import proofs
     from consensus import pol
 
     job = _job()
@@ -93,10 +71,10 @@ def test_small_reruns_stay_on_the_calling_thread_and_large_ones_use_the_pool(mon
         return real(*task)
 
     monkeypatch.setattr(pol, "compute_rerun", recording)
-    monkeypatch.setattr(pol.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(proofs.os, "cpu_count", lambda: 2)
     serial = _rerun_all(tasks)
     assert set(ran_on) == {threading.get_ident()}
     ran_on.clear()
-    monkeypatch.setattr(pol, "POOL_MIN_UNITS", 0)
+    monkeypatch.setattr(proofs, "POOL_MIN_UNITS", 0)
     assert [r.weights_hash for r in _rerun_all(tasks)] == [r.weights_hash for r in serial]
     assert threading.get_ident() not in ran_on and len(ran_on) == 4

@@ -1,7 +1,8 @@
 """Tests that pin chain/proofs.py rule by rule (the targets of mutation testing, see README
 "Development"): the declared result length (a fee input, so consensus data), the results
 root's dependence on every commitment field, each reason verify_opening gives, and the
-cheap checks the TRAIN dispatch makes on a result (chain.pallets.training.verify_result_shape).
+cheap checks the TRAIN dispatch makes on a result (chain.pallets.training.verify_result_shape),
+and the re-run pool both verifiers use (compute_rerun_threads, map_reruns).
 The forgery classes FullReexecution must catch are in tests/chain/test_pol_forgery.py.
 
 Mutation score (mutmut 3.8.1; last full run over chain/proofs.py and chain/transcripts.py: 289
@@ -36,10 +37,12 @@ import pytest
 from consensuskit import train_on_dev
 
 import ml_runtime
+from chain import proofs
 from chain.codec import encode
 from chain.errors import BlockError
 from chain.pallets.training import verify_result_shape
 from chain.proofs import (
+    FullReexecution,
     ResultCommitment,
     TrainingResult,
     compute_openings,
@@ -47,6 +50,7 @@ from chain.proofs import (
     compute_result_length,
     compute_results_root,
     compute_transcript_bytes,
+    map_reruns,
     verify_divergence,
     verify_opening,
     verify_segment,
@@ -179,3 +183,75 @@ def test_a_loss_mismatch_names_both_losses(trained) -> None:
     lie = msgspec.structs.replace(openings[4], loss=honest ^ 1)
     with pytest.raises(BlockError, match=rf"^training result #0: segment 3 re-runs to loss bits {honest:#010x}, entry 4 claims {honest ^ 1:#010x}$"):
         verify_segment(job, result, 3, openings[3], lie)
+
+
+def test_the_rerun_thread_policy(trained, monkeypatch) -> None:
+    """compute_rerun_threads, for both verifiers: one segment, or less work than POOL_MIN_UNITS,
+    runs inline (1); work of POOL_MIN_UNITS or more over two or more segments gets one thread a
+    core (1 if the core count is unknown)."""
+    _, job, _ = trained
+    segments = [(job, j) for j in range(3)]
+    units = [ml_runtime.step_cost(job.spec, job.batch_size) * len(job.segment_steps(j)) for j in range(3)]
+    monkeypatch.setattr(proofs.os, "cpu_count", lambda: 7)
+    assert proofs.compute_rerun_threads(segments) == 1  # far below the default minimum
+    monkeypatch.setattr(proofs, "POOL_MIN_UNITS", sum(units))
+    assert proofs.compute_rerun_threads(segments) == 7  # exactly the minimum: a pool
+    monkeypatch.setattr(proofs, "POOL_MIN_UNITS", units[0] + units[1])
+    assert proofs.compute_rerun_threads(segments[:2]) == 7  # two segments: a pool
+    monkeypatch.setattr(proofs, "POOL_MIN_UNITS", 0)
+    assert proofs.compute_rerun_threads(segments[:1]) == 1  # one segment: nothing to share
+    assert proofs.compute_rerun_threads([]) == 1
+    monkeypatch.setattr(proofs, "POOL_MIN_UNITS", sum(units) + 1)
+    assert proofs.compute_rerun_threads(segments) == 1
+    monkeypatch.setattr(proofs, "POOL_MIN_UNITS", 0)
+    monkeypatch.setattr(proofs.os, "cpu_count", lambda: None)
+    assert proofs.compute_rerun_threads(segments) == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_map_reruns_gives_task_order_and_a_task_s_exception_at_its_place(threads: int) -> None:
+    """Results come in task order however the pool finishes them (earlier tasks here take
+    longer), and an exception raised in a task surfaces after the results before it, as
+    inline: the earliest one, though a later task failed first."""
+    import time
+
+    def rerun(i: int) -> int:
+        time.sleep(0.002 * (6 - i))
+        if i in (3, 5):
+            raise ValueError(f"task {i}")
+        return i * i
+
+    assert list(map_reruns(rerun, range(3), threads)) == [0, 1, 4]
+    assert list(map_reruns(rerun, [], threads)) == []
+    got: list[int] = []
+    with pytest.raises(ValueError, match=r"^task 3$"):
+        got.extend(map_reruns(rerun, range(6), threads))
+    assert got == [0, 1, 4]
+
+
+def test_closing_map_reruns_early_cancels_the_tasks_not_started() -> None:
+    """The first fault ends a check: closing the iterator then cancels what no thread has
+    started (with two threads busy for 0.2 s, tasks 3.. are still queued) and waits for the
+    running ones; inline, nothing after the last result asked for runs."""
+    import time
+
+    started: list[int] = []
+
+    def rerun(i: int) -> int:
+        started.append(i)
+        if i:
+            time.sleep(0.2)
+        return i
+
+    for threads in (1, 2):
+        started.clear()
+        results = map_reruns(rerun, range(10), threads)
+        assert next(results) == 0
+        results.close()
+        assert max(started) <= (0 if threads == 1 else 3)
+
+
+@pytest.mark.parametrize("threads", [0, -1, True, 2.0, "2"])
+def test_the_auditor_refuses_a_thread_count_that_is_not_a_positive_int(threads) -> None:
+    with pytest.raises(ValueError, match=r"^re-run threads must be a positive int or None, got "):
+        FullReexecution(threads)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
 from chainkit import open_chain, sign, train_call
 
 import ml_runtime
+from chain import proofs
 from chain.blockchain import Blockchain
 from chain.crypto import blake2_256
 from chain.errors import BlockError, CheckpointsUnavailable, FraudFound, InvalidFraudProof
@@ -119,8 +120,9 @@ def test_a_forged_block_is_refused_with_a_fraud_proof(tmp_path, forgery, param, 
     assert expected in (faulty or {expected})
     _check_proof_elsewhere(tmp_path, fraud, kind, expected, block)
     auditor = open_chain(tmp_path / "auditor")
-    auditor.verifier = FullReexecution()
-    _refuse(auditor, block, source, BlockError, full)
+    for threads in (None, 2):  # the pool policy (this block is small: inline), and a pool forced on
+        auditor.verifier = FullReexecution(threads)
+        _refuse(auditor, block, source, BlockError, full)
     # The honest twin of the job imports on the same validator: nothing of the refusal stuck.
     honest_author, honest = _author(tmp_path / "honest")
     validator.import_block(honest, LocalSource(honest_author.transcripts))
@@ -298,13 +300,13 @@ def test_the_detection_rate_matches_the_formula(tmp_path, segments, samples, fau
     validator.db.close()
 
 
-@pytest.mark.parametrize("pool_min_units", [0, pol.POOL_MIN_UNITS])
+@pytest.mark.parametrize("pool_min_units", [0, proofs.POOL_MIN_UNITS])
 def test_every_sampled_segment_is_rerun_in_parallel_and_the_earliest_fault_is_reported(
     tmp_path, monkeypatch, pool_min_units
 ) -> None:
     """All segments forged, m = S: the fault reported is segment 0's, as a serial run reports it,
     on a thread pool (a threshold of 0) and inline (this block's work is under the default)."""
-    monkeypatch.setattr(pol, "POOL_MIN_UNITS", pool_min_units)
+    monkeypatch.setattr(proofs, "POOL_MIN_UNITS", pool_min_units)
     author, block = _author(tmp_path / "author", _forge_outputs(set(range(S))))
     validator = open_chain(tmp_path / "validator")
     claim = _claim(validator, block, 0)
@@ -324,11 +326,12 @@ def test_small_samples_rerun_inline_and_large_ones_on_a_pool_with_the_same_resul
     openings = _all_openings(author, block, claim)
     one = [(claim.job, j, openings[j].get_weights()) for j in range(S)]
     per_task = ml_runtime.step_cost(claim.job.spec, claim.job.batch_size) * SEGMENT
-    assert pol.compute_rerun_threads(one[:1]) == 1 and pol.compute_rerun_threads(one) == 1
-    many = one * (pol.POOL_MIN_UNITS // (per_task * S) + 1)
-    assert sum(per_task for _ in many) >= pol.POOL_MIN_UNITS
-    assert pol.compute_rerun_threads(many) == (os.cpu_count() or 1)
-    assert pol.compute_rerun_threads(many[:-S]) == 1  # just under the threshold
+    segments = [(job, j) for job, j, _ in one]
+    assert proofs.compute_rerun_threads(segments[:1]) == 1 and proofs.compute_rerun_threads(segments) == 1
+    many = one * (proofs.POOL_MIN_UNITS // (per_task * S) + 1)
+    assert sum(per_task for _ in many) >= proofs.POOL_MIN_UNITS
+    assert proofs.compute_rerun_threads([(job, j) for job, j, _ in many]) == (os.cpu_count() or 1)
+    assert proofs.compute_rerun_threads([(job, j) for job, j, _ in many[:-S]]) == 1  # just under the threshold
     inline = pol._rerun_all(one)
     assert inline == [openings[j + 1].entry() for j in range(S)]
     assert pol._rerun_all(many) == inline * (len(many) // S)
