@@ -17,6 +17,7 @@ the same way (any other outcome) goes through :meth:`Runtime.apply_extrinsic`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,7 @@ from chain.pallets import (
     training,
 )
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
-from chain.pallets.items import StateAccess
+from chain.pallets.items import BatchStateAccess, StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
 from chain.proofs import compute_result_length, compute_transcript_bytes
 
@@ -112,6 +113,10 @@ def _fixed(units: int) -> Callable[[StateAccess, Any], DispatchInfo]:
 
 
 TRANSFER_INFO = DispatchInfo(100_000)
+# How many transfers' accounts Runtime.apply_transfers reads ahead: first, and at most.
+_READ_AHEAD_FIRST = 16
+_READ_AHEAD_MOST = 1024
+_EXTRINSIC_HASHER = hashlib.blake2b(digest_size=32)  # copied per extrinsic, never updated itself
 
 DISPATCH: dict[type, CallRow] = {
     calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(10_000 + 10 * len(c.data))),
@@ -304,7 +309,7 @@ class Runtime:
         return Receipt(index, xt_hash, True, fee, weight, None, (*ctx.events, done))
 
     def apply_transfers(
-        self, state: StateAccess, block: BlockInfo, extrinsics: Sequence[Extrinsic], raws: Sequence[bytes],
+        self, state: BatchStateAccess, block: BlockInfo, extrinsics: Sequence[Extrinsic], raws: Sequence[bytes],
         start: int, receipts: list[Receipt],
     ) -> int:
         """Apply the run of transfers from ``extrinsics[start]`` on that succeed, appending
@@ -333,18 +338,39 @@ class Runtime:
             return start
         number, author, ed = block.number, block.author, config.existential_deposit
         max_length, compute_fee = self.max_extrinsic_length, config.compute_fee
-        read, empty, transfer, transferred = balances.ACCOUNT.get, balances.EMPTY, calls.Transfer, balances.compute_transferred_event
-        account_info = balances.AccountInfo
+        empty, transfer, transferred = balances.EMPTY, calls.Transfer, balances.compute_transferred_event
+        account_info, read_many = balances.AccountInfo, balances.ACCOUNT.get_many
+        hasher = _EXTRINSIC_HASHER
         succeeded = Event("system", "ExtrinsicSucceeded", (("weight", weight),))
         current: dict[bytes, balances.AccountInfo] = {}  # every account of the run as it is now
         written: dict[bytes, None] = {}  # the accounts written, in order of first write
+        count = len(extrinsics)
+        # The accounts are read ahead in batches (Overlay.peek_many: one call for many reads),
+        # each batch those of the next ``ahead`` transfers not read yet: the run's reads do not
+        # see its writes, so reading an account early reads the same value, and one the run
+        # never reaches is only read for nothing (a peek: not a base read of the block's). The
+        # batch grows from a few transfers, so a run that ends at once (a transfer that fails,
+        # then the next, ...) reads few ahead.
+        fetched, ahead = start, _READ_AHEAD_FIRST
         index = start
         try:
-            for index in range(start, len(extrinsics)):
+            for index in range(start, count):
                 xt = extrinsics[index]
                 call = xt.call
                 if type(call) is not transfer:
                     break
+                if index == fetched:
+                    fetched = min(count, index + ahead)
+                    ahead = min(ahead * 4, _READ_AHEAD_MOST)
+                    wanted: dict[bytes, None] = {} if author in current else {author: None}
+                    for upcoming in extrinsics[index:fetched]:
+                        upcoming_call = upcoming.call
+                        if type(upcoming_call) is not transfer:
+                            break
+                        wanted[upcoming.signer] = wanted[upcoming_call.dest] = None
+                    fresh = [who for who in wanted if who not in current]
+                    for who, account in zip(fresh, read_many(state, fresh, peek=True), strict=True):
+                        current[who] = account or empty
                 era = xt.era
                 if era.period and not era.birth <= number < era.birth + era.period:
                     break
@@ -353,9 +379,7 @@ class Runtime:
                 signer, dest, value = xt.signer, call.dest, call.value
                 if length > max_length or signer == dest or value == 0:
                     break
-                sender = current.get(signer)
-                if sender is None:
-                    sender = current[signer] = read(state, signer) or empty
+                sender = current[signer]
                 fee = compute_fee(length, weight, xt.tip)
                 free = sender.free - fee
                 if xt.nonce != sender.nonce or free < value:  # also free < 0: the fee unpaid
@@ -363,27 +387,26 @@ class Runtime:
                 left = free - value
                 if 0 < left < ed and sender.staked == 0:
                     break
-                receiver = current.get(dest)
-                if receiver is None:
-                    receiver = current[dest] = read(state, dest) or empty
+                receiver = current[dest]
                 if value < ed and receiver.free + receiver.staked == 0 and receiver.nonce == 0:
                     break
                 current[signer] = account_info(sender.nonce + 1, left, sender.staked)
                 current[dest] = account_info(receiver.nonce, receiver.free + value, receiver.staked)
-                paid = current.get(author)
-                if paid is None:
-                    paid = read(state, author) or empty
+                paid = current[author]
                 current[author] = account_info(paid.nonce, paid.free + fee, paid.staked)
                 written[signer] = written[dest] = written[author] = None
+                digest = hasher.copy()  # blake2_256(raw), without the keyword constructor's cost
+                digest.update(raw)
                 receipts.append(
-                    Receipt(index, blake2_256(raw), True, fee, weight, None, (transferred(signer, dest, value), succeeded))
+                    Receipt(index, digest.digest(), True, fee, weight, None, (transferred(signer, dest, value), succeeded))
                 )
             else:
-                index = len(extrinsics)
+                index = count
         finally:
-            key, put = balances.ACCOUNT.compute_key, state.set  # balances.apply_account, unrolled
-            for who in written:
-                put(key(who), encode(current[who]))
+            # balances.apply_account of each, in one call
+            keys = balances.ACCOUNT.compute_keys(list(written))
+            state.get_many(keys)  # the base reads of the accounts the run read (peeked above)
+            state.set_many(zip(keys, [encode(current[who]) for who in written], strict=True))
         return index
 
     def apply_fee(

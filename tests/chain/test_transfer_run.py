@@ -172,3 +172,40 @@ def test_random_blocks_of_transfers(chain: Blockchain) -> None:
         author = rng.choice([ALICE, RICH[0]]).public
         *_, one_by_one = apply_both_ways(chain, xts, author)
         assert len(one_by_one) < len(xts) // 2
+
+
+def test_a_run_longer_than_every_read_ahead_batch(chain: Blockchain) -> None:
+    # apply_transfers reads the accounts of the transfers to come in growing batches (16, 64,
+    # 256, then 1024 transfers at a time): a run of 1,400 crosses every batch size, some
+    # accounts first read in one batch are written in the run before the next batch is read.
+    rng = random.Random(5)
+    nonce = Nonces()
+    dests = [*(k.public for k in (*RICH, *NEW)), BOB.public, ALICE.public]
+    xts = []
+    for i in range(1400):
+        sender = RICH[i % 4]
+        dest = rng.choice([d for d in dests if d != sender.public])
+        xts.append(sign(chain, sender, calls.Transfer(dest, ED + i), nonce(sender)))
+    xts[1300] = sign(chain, RICH[0], calls.Remark(b"between two runs"), xts[1300].nonce)
+    *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
+    assert one_by_one == [1300]
+
+
+def test_a_run_that_keeps_stopping_reads_few_accounts_ahead(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A block of transfers that each end the run (of nothing: applied one by one, failing) must
+    # not make apply_transfers read the rest of the block ahead each time (quadratic work).
+    from chain.state import Overlay
+
+    peeked: list[int] = []
+    peek_many = Overlay.peek_many
+
+    def count(self: Overlay, keys: Any) -> Any:
+        peeked.append(len(keys))
+        return peek_many(self, keys)
+
+    monkeypatch.setattr(Overlay, "peek_many", count)
+    nonce = Nonces()
+    xts = [sign(chain, RICH[i % 4], calls.Transfer(NEW[i % 4].public, 0), nonce(RICH[i % 4])) for i in range(300)]
+    *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
+    assert one_by_one == list(range(300))
+    assert len(peeked) == 300 and max(peeked) <= 2 * 16 + 1  # one batch of 16 transfers' accounts (and the author) each
