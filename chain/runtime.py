@@ -27,7 +27,7 @@ import msgspec
 import ml_runtime
 from chain import calls
 from chain.block import BLOCK_OVERHEAD
-from chain.codec import encode
+from chain.codec import encode_each
 from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
@@ -339,10 +339,11 @@ class Runtime:
         number, author, ed = block.number, block.author, config.existential_deposit
         max_length, compute_fee = self.max_extrinsic_length, config.compute_fee
         empty, transfer, transferred = balances.EMPTY, calls.Transfer, balances.compute_transferred_event
-        account_info, read_many = balances.AccountInfo, balances.ACCOUNT.get_many
+        account_info, compute_keys, decode_many = balances.AccountInfo, balances.ACCOUNT.compute_keys, balances.ACCOUNT.decode_many
         hasher = _EXTRINSIC_HASHER
         succeeded = Event("system", "ExtrinsicSucceeded", (("weight", weight),))
         current: dict[bytes, balances.AccountInfo] = {}  # every account of the run as it is now
+        keyed: dict[bytes, bytes] = {}  # their storage keys
         written: dict[bytes, None] = {}  # the accounts written, in order of first write
         count = len(extrinsics)
         # The accounts are read ahead in batches (Overlay.peek_many: one call for many reads),
@@ -369,7 +370,9 @@ class Runtime:
                             break
                         wanted[upcoming.signer] = wanted[upcoming_call.dest] = None
                     fresh = [who for who in wanted if who not in current]
-                    for who, account in zip(fresh, read_many(state, fresh, peek=True), strict=True):
+                    keys = compute_keys(fresh)
+                    keyed.update(zip(fresh, keys, strict=True))
+                    for who, account in zip(fresh, decode_many(state.peek_many(keys)), strict=True):
                         current[who] = account or empty
                 era = xt.era
                 if era.period and not era.birth <= number < era.birth + era.period:
@@ -404,9 +407,9 @@ class Runtime:
                 index = count
         finally:
             # balances.apply_account of each, in one call
-            keys = balances.ACCOUNT.compute_keys(list(written))
+            keys = [keyed[who] for who in written]
             state.get_many(keys)  # the base reads of the accounts the run read (peeked above)
-            state.set_many(zip(keys, [encode(current[who]) for who in written], strict=True))
+            state.set_many(zip(keys, encode_each([current[who] for who in written]), strict=True))
         return index
 
     def apply_fee(

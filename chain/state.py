@@ -162,7 +162,13 @@ class Overlay:
         changes, known = self._changes, self._base_values
         missing = [key for key in keys if key not in changes and key not in known]
         if missing:
-            known.update(zip(missing, self._read_base(missing), strict=True))
+            peeked = self._peeked
+            values: list[object] = [peeked.pop(key, _ABSENT) for key in missing] if peeked else [_ABSENT] * len(missing)
+            if _ABSENT in values:
+                unread = [key for key, value in zip(missing, values, strict=True) if value is _ABSENT]
+                read = iter(self._read_base(unread))
+                values = [next(read) if value is _ABSENT else value for value in values]
+            known.update(zip(missing, values, strict=True))  # type: ignore[arg-type]
         return [changes[key] if key in changes else known[key] for key in keys]
 
     def peek_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
@@ -174,26 +180,23 @@ class Overlay:
         changes, known, peeked = self._changes, self._base_values, self._peeked
         missing = [key for key in keys if key not in changes and key not in known and key not in peeked]
         if missing:
-            peeked.update(zip(missing, self._read_base(missing), strict=True))
+            values = self._read_base(missing)
+            if len(missing) == len(keys):
+                peeked.update(zip(keys, values, strict=True))
+                return values  # all of them read now (the common case: a run's fresh accounts)
+            peeked.update(zip(missing, values, strict=True))
         return [changes[key] if key in changes else known[key] if key in known else peeked[key] for key in keys]
 
-    def _read_base(self, missing: list[bytes]) -> list[bytes | None]:
-        """The base values of ``missing`` (keys neither changed nor read yet): those peeked
-        already, the rest in one batch."""
-        peeked = self._peeked
-        values: list[object] = [peeked.pop(key, _ABSENT) for key in missing] if peeked else [_ABSENT] * len(missing)
-        unread = [key for key, value in zip(missing, values, strict=True) if value is _ABSENT]
-        if unread:
+    def _read_base(self, unread: list[bytes]) -> list[bytes | None]:
+        """The base values of ``unread`` (keys neither changed, read nor peeked), in one batch."""
+        if set(map(type, unread)) != {bytes}:
             for key in unread:
-                if type(key) is not bytes:
-                    _check_key(key)
-            read = iter(self._base_get_many(unread))
-            values = [next(read) if value is _ABSENT else value for value in values]
-        return values  # type: ignore[return-value]
+                _check_key(key)
+        return self._base_get_many(unread)
 
     def set_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         """:meth:`set` of each (key, value) pair, in order."""
-        write = self._write
+        write = self._write if self._layers else self._changes.__setitem__  # no undo log to keep
         for key, value in items:
             if type(key) is not bytes or len(key) > MAX_KEY_LEN:
                 _check_key(key)

@@ -134,8 +134,12 @@ class StorageMap(Generic[V]):
         """:meth:`get` of each single ``bytes`` key of ``keys``, read in one batch
         (``state.get_many``, or ``state.peek_many`` with ``peek``): the accounts of a
         block's run of transfers."""
-        values, full = self._values, self.compute_keys(keys)
-        raws = state.peek_many(full) if peek else state.get_many(full)
+        full = self.compute_keys(keys)
+        return self.decode_many(state.peek_many(full) if peek else state.get_many(full))
+
+    def decode_many(self, raws: Sequence[bytes | None]) -> list[V | None]:
+        """The values of ``raws`` (stored bytes, None for absent), decoded as :meth:`get` does."""
+        values = self._values
         if values is None:
             return [None if raw is None else decode(raw, self.typ) for raw in raws]
         out: list[V | None] = []
