@@ -181,8 +181,9 @@ class CheckedExtrinsic:
     info: DispatchInfo
 
 
-class Receipt(msgspec.Struct, frozen=True, array_like=True):
-    """The outcome of one applied extrinsic, as stored with its block."""
+class Receipt(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """The outcome of one applied extrinsic, as stored with its block. Not tracked by the
+    cyclic garbage collector, as chain.pallets.context.Event: it holds scalars and events only."""
 
     index: int
     hash: bytes

@@ -306,7 +306,9 @@ def _build(paths: list[str], values: list[bytes | None], lo: int, hi: int, d: in
     while i < hi:
         path = paths[i]
         c = path[e]
-        j = bisect_left(paths, head + _NEXT[c], i + 1, hi)
+        j = i + 1
+        if j < hi and paths[j][e] == c:  # more than one entry below this nibble (else no bisect)
+            j = bisect_left(paths, head + _NEXT[c], j + 1, hi)
         children[_NIBBLE[c]] = (path[e + 1 :], values[i]) if j - i == 1 else _build(paths, values, i, j, e + 1)
         i = j
     return (first[d:e], children, value)
@@ -597,7 +599,9 @@ class Trie:
         while i < hi:
             path = paths[i]
             c = path[e]
-            j = bisect_left(paths, head + _NEXT[c], i + 1, hi)
+            j = i + 1
+            if j < hi and paths[j][e] == c:  # more than one change below this nibble (else no bisect)
+                j = bisect_left(paths, head + _NEXT[c], j + 1, hi)
             idx = _NIBBLE[c]
             child = children[idx]
             if type(child) is bytes:
