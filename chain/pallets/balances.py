@@ -89,8 +89,30 @@ def apply_transfer(ctx: CallContext, call: Transfer) -> None:
 def compute_transferred_event(src: bytes, dest: bytes, value: int) -> Event:
     """The event of a transfer: what ``ctx.emit(PALLET, "Transferred", src=..., dest=...,
     value=...)`` builds, built directly (the commonest extrinsic skips the keyword dict and
-    the generic conversion); chain.runtime's batched transfers emit the same."""
-    return Event(PALLET, "Transferred", (("src", "0x" + src.hex()), ("dest", "0x" + dest.hex()), ("value", value)))
+    the generic conversion); chain.runtime's batched transfers emit the same. The accounts'
+    0x-hex forms are memoized (a pure function of the bytes; the same accounts transfer
+    block after block), in a table emptied when full as chain.pallets.items' memos are."""
+    names = _HEX_NAMES
+    src_name = names.get(src)
+    if src_name is None:
+        src_name = _remember_hex(src)
+    dest_name = names.get(dest)
+    if dest_name is None:
+        dest_name = _remember_hex(dest)
+    return Event(PALLET, "Transferred", (("src", src_name), ("dest", dest_name), ("value", value)))
+
+
+_HEX_NAMES: dict[bytes, str] = {}
+_HEX_NAMES_LIMIT = 1 << 16
+
+
+def _remember_hex(who: bytes) -> str:
+    name = "0x" + who.hex()
+    if type(who) is bytes:  # (a memo keyed by bytes only: bytes-like keys would hash alike)
+        if len(_HEX_NAMES) >= _HEX_NAMES_LIMIT:
+            _HEX_NAMES.clear()
+        _HEX_NAMES[who] = name
+    return name
 
 
 def apply_hold(state: StateAccess, pallet: str, holder: bytes, who: bytes, amount: int, existential_deposit: int, what: str) -> None:

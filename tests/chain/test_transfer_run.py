@@ -15,9 +15,11 @@ import pytest
 from chainkit import ALICE, BOB, CHARLIE, apply_both_ways, dev_spec, sign
 
 from chain import calls
+from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.crypto import Keypair, blake2_256
 from chain.extrinsic import Era, Extrinsic
+from chain.header import Header
 from chain.pallets import balances
 from chain.runtime import TRANSFER_INFO
 from chain.storage import Database
@@ -209,3 +211,29 @@ def test_a_run_that_keeps_stopping_reads_few_accounts_ahead(chain: Blockchain, m
     *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
     assert one_by_one == list(range(300))
     assert len(peeked) == 300 and max(peeked) <= 2 * 16 + 1  # one batch of 16 transfers' accounts (and the author) each
+
+
+def test_transferred_events_are_those_emit_builds_and_receipts_are_untracked(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+    # balances.compute_transferred_event (both paths emit it) memoizes the accounts' hex forms:
+    # the same event as CallContext.emit, before and after its table is emptied when full.
+    # Receipts and events are untracked by the cyclic GC (gc=False: they cannot form cycles).
+    import gc
+
+    from chain.pallets.context import CallContext
+
+    monkeypatch.setattr(balances, "_HEX_NAMES_LIMIT", 3)
+    balances._HEX_NAMES.clear()
+    ctx = CallContext(None, b"", 0, b"", 0, None, None)  # type: ignore[arg-type]
+    accounts = [k.public for k in (*RICH, *NEW)]
+    for i, src in enumerate(accounts * 2):
+        dest = accounts[(i * 3 + 1) % len(accounts)]
+        ctx.emit("balances", "Transferred", src=src, dest=dest, value=i)
+        assert balances.compute_transferred_event(src, dest, i) == ctx.events[-1]
+        assert len(balances._HEX_NAMES) <= 3
+    nonce = Nonces()
+    xts = [sign(chain, RICH[0], calls.Transfer(NEW[0].public, ED), nonce(RICH[0]))]
+    _overlay, _info, run = chain.execute_body(
+        Block(Header(chain.best_hash, chain.best_number + 1, bytes(32), bytes(32), 1, ALICE.public, ()), Body(tuple(xts))),
+        [xt.encode() for xt in xts], check_signatures=False,
+    )
+    assert run[0].success and not gc.is_tracked(run[0]) and not any(gc.is_tracked(event) for event in run[0].events)
