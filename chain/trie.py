@@ -277,7 +277,12 @@ def _common_len(a: str, a_from: int, b: str) -> int:
     n = min(len(a) - a_from, len(b))
     if a.startswith(b[:n], a_from):
         return n
-    lo, hi = 0, n - 1  # binary search on startswith keeps the work in C
+    # They differ within n. Below hashed key prefixes they mostly differ at once.
+    if a[a_from] != b[0]:
+        return 0
+    if a[a_from + 1] != b[1]:
+        return 1
+    lo, hi = 2, n - 1  # binary search on startswith keeps the work in C
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if a.startswith(b[:mid], a_from):
