@@ -62,6 +62,7 @@ partial path proves absence.
 
 from __future__ import annotations
 
+import binascii
 import gc
 import hashlib
 from bisect import bisect_left
@@ -108,7 +109,9 @@ def compute_node_hash(encoded: bytes) -> bytes:
 
 EMPTY_ROOT: bytes = compute_node_hash(bytes((_EMPTY,)))
 _NODE_HASHER = hashlib.blake2b(digest_size=HASH_LEN)  # copied, never updated itself
-_fromhex = bytes.fromhex
+# binascii's parser, not bytes.fromhex: the same bytes for the even-length lowercase hex paths
+# it is given, at under half the cost (fromhex skips whitespace character by character).
+_fromhex = binascii.unhexlify
 
 
 class NodeStore(Protocol):
