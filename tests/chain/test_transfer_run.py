@@ -221,15 +221,15 @@ def test_transferred_events_are_those_emit_builds_and_receipts_are_untracked(cha
 
     from chain.pallets.context import CallContext
 
-    monkeypatch.setattr(balances, "_HEX_NAMES_LIMIT", 3)
-    balances._HEX_NAMES.clear()
+    monkeypatch.setattr(balances, "_ARG_PAIRS_LIMIT", 3)
+    balances._ARG_PAIRS.clear()
     ctx = CallContext(None, b"", 0, b"", 0, None, None)  # type: ignore[arg-type]
     accounts = [k.public for k in (*RICH, *NEW)]
     for i, src in enumerate(accounts * 2):
         dest = accounts[(i * 3 + 1) % len(accounts)]
         ctx.emit("balances", "Transferred", src=src, dest=dest, value=i)
         assert balances.compute_transferred_event(src, dest, i) == ctx.events[-1]
-        assert len(balances._HEX_NAMES) <= 3
+        assert len(balances._ARG_PAIRS) <= 3
     nonce = Nonces()
     xts = [sign(chain, RICH[0], calls.Transfer(NEW[0].public, ED), nonce(RICH[0]))]
     _overlay, _info, run = chain.execute_body(
