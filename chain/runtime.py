@@ -346,6 +346,9 @@ class Runtime:
         current: dict[bytes, balances.AccountInfo] = {}  # every account of the run as it is now
         keyed: dict[bytes, bytes] = {}  # their storage keys
         written: dict[bytes, None] = {}  # the accounts written, in order of first write
+        # The fees paid to the author since current[author] last had them added: added when
+        # the author's account is read (it sends or receives) and when the run ends.
+        fees = 0
         count = len(extrinsics)
         # The accounts are read ahead in batches (Overlay.peek_many: one call for many reads),
         # each batch those of the next ``ahead`` transfers not read yet: the run's reads do not
@@ -383,6 +386,10 @@ class Runtime:
                 signer, dest, value = xt.signer, call.dest, call.value
                 if length > max_length or signer == dest or value == 0:
                     break
+                if fees and (signer == author or dest == author):  # the author's account is read: settle its fees
+                    paid = current[author]
+                    current[author] = account_info(paid.nonce, paid.free + fees, paid.staked)
+                    fees = 0
                 sender = current[signer]
                 fee = compute_fee(length, weight, xt.tip)
                 free = sender.free - fee
@@ -396,8 +403,7 @@ class Runtime:
                     break
                 current[signer] = account_info(sender.nonce + 1, left, sender.staked)
                 current[dest] = account_info(receiver.nonce, receiver.free + value, receiver.staked)
-                paid = current[author]
-                current[author] = account_info(paid.nonce, paid.free + fee, paid.staked)
+                fees += fee
                 written[signer] = written[dest] = written[author] = None
                 digest = hasher.copy()  # blake2_256(raw), without the keyword constructor's cost
                 digest.update(raw)
@@ -407,6 +413,9 @@ class Runtime:
             else:
                 index = count
         finally:
+            if fees:
+                paid = current[author]
+                current[author] = account_info(paid.nonce, paid.free + fees, paid.staked)
             # balances.apply_account of each, in one call
             keys = [keyed[who] for who in written]
             state.get_many(keys)  # the base reads of the accounts the run read (peeked above)

@@ -549,9 +549,11 @@ class Trie:
             return TrieUpdate(root, MappingProxyType({}))
         # Two parallel lists, sorted by path: bisecting the paths alone compares strings,
         # not (path, value) tuples, on the hottest line of an update.
-        keys = sorted(changes)  # bytes sort like their hex paths
-        paths = [key.hex() for key in keys]
-        values = [changes[key] for key in keys]
+        unsorted = list(map(bytes.hex, changes))  # (bytes sort like their hex paths)
+        changed = list(changes.values())
+        order = sorted(range(len(unsorted)), key=unsorted.__getitem__)  # str keys: CPython's fastest compare
+        paths = [unsorted[i] for i in order]
+        values = [changed[i] for i in order]
         new = self._update(old, root, 0, paths, values, 0, len(paths))
         if new is None:
             return TrieUpdate(EMPTY_ROOT, MappingProxyType({}))
