@@ -348,6 +348,9 @@ class Trie:
         self._store = store
         self._cache: dict[bytes, _Node] = {}
         self._cache_size = cache_size
+        # Whether the update in progress deletes any key: without deletions no branch can
+        # lose an entry, so none needs _normalize (set by _compute_update).
+        self._deleting = True
 
     # --- node access ----------------------------------------------------------------------
 
@@ -554,6 +557,7 @@ class Trie:
         order = sorted(range(len(unsorted)), key=unsorted.__getitem__)  # str keys: CPython's fastest compare
         paths = [unsorted[i] for i in order]
         values = [changed[i] for i in order]
+        self._deleting = None in values
         new = self._update(old, root, 0, paths, values, 0, len(paths))
         if new is None:
             return TrieUpdate(EMPTY_ROOT, MappingProxyType({}))
@@ -632,6 +636,8 @@ class Trie:
             else:
                 children[idx] = self._update(child, child_hash, e + 1, paths, values, i, j)
             i = j
+        if not self._deleting:  # every entry kept, at least one added if the path was split
+            return (partial, children, value)
         return self._normalize(partial, children, value, node_hash)
 
     def _update_one(
@@ -714,30 +720,32 @@ def _seal(node: _Node, nodes: dict[bytes, bytes], cache: dict[bytes, _Node]) -> 
         if type(children) is not list:
             children = list(children)  # a clean node re-sealed (e.g. moved by a split)
         bitmap = 0
+        hashes: list[bytes] = []  # the children's hashes, in nibble order
         for i, child in enumerate(children):
             if child is None:
                 continue
             bitmap |= _BIT[i]
-            if type(child) is bytes:
-                continue
-            if len(child) == 2:  # a dirty leaf: _seal's first case, inline
-                leaf_partial = child[0]
-                n = len(leaf_partial)
-                leaf = _LEAF_HEAD[n] + _fromhex(leaf_partial + "0" if n & 1 else leaf_partial) + child[1]
-                hasher = _NODE_HASHER.copy()
-                hasher.update(leaf)
-                leaf_hash = children[i] = hasher.digest()
-                nodes[leaf_hash] = leaf
-                cache[leaf_hash] = child
-            else:
-                children[i] = _seal(child, nodes, cache)
+            if type(child) is not bytes:
+                if len(child) == 2:  # a dirty leaf: _seal's first case, inline
+                    leaf_partial = child[0]
+                    n = len(leaf_partial)
+                    leaf = _LEAF_HEAD[n] + _fromhex(leaf_partial + "0" if n & 1 else leaf_partial) + child[1]
+                    hasher = _NODE_HASHER.copy()
+                    hasher.update(leaf)
+                    leaf_hash = hasher.digest()
+                    nodes[leaf_hash] = leaf
+                    cache[leaf_hash] = child
+                    child = children[i] = leaf_hash
+                else:
+                    child = children[i] = _seal(child, nodes, cache)
+            hashes.append(child)
         n = len(partial)
         encoded = b"".join((
             b"\x02" if value is None else b"\x03",
             _LEB[n],
             _fromhex(partial + "0" if n & 1 else partial),
             bitmap.to_bytes(2, "little"),
-            *[child for child in children if child is not None],
+            *hashes,
             b"" if value is None else value,
         ))
         node = (partial, tuple(children), value)
