@@ -417,9 +417,9 @@ class Runtime:
                 paid = current[author]
                 current[author] = account_info(paid.nonce, paid.free + fees, paid.staked)
             # balances.apply_account of each, in one call
+            # (read=True: the accounts the run read, peeked above, become the block's base reads)
             keys = [keyed[who] for who in written]
-            state.get_many(keys)  # the base reads of the accounts the run read (peeked above)
-            state.set_many(zip(keys, encode_each([current[who] for who in written]), strict=True))
+            state.set_many(zip(keys, encode_each([current[who] for who in written]), strict=True), read=True)
         return index
 
     def apply_fee(

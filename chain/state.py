@@ -194,14 +194,21 @@ class Overlay:
                 _check_key(key)
         return self._base_get_many(unread)
 
-    def set_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        """:meth:`set` of each (key, value) pair, in order."""
-        write = self._write if self._layers else self._changes.__setitem__  # no undo log to keep
+    def set_many(self, items: Iterable[tuple[bytes, bytes]], *, read: bool = False) -> None:
+        """:meth:`set` of each (key, value) pair, in order. With ``read``, each key is first
+        read as :meth:`get` reads it (its base value becomes a base read if it is neither
+        changed nor read yet): a batch of read-modify-writes, as a run of transfers makes of
+        the accounts it read ahead with :meth:`peek_many`."""
+        changes, known, peeked = self._changes, self._base_values, self._peeked
+        write = self._write if self._layers else changes.__setitem__  # no undo log to keep
         for key, value in items:
             if type(key) is not bytes or len(key) > MAX_KEY_LEN:
                 _check_key(key)
             if type(value) is not bytes:
                 _check_value(value)
+            if read and key not in changes and key not in known:
+                old = peeked.pop(key, _ABSENT) if peeked else _ABSENT
+                known[key] = self._base_get(key) if old is _ABSENT else old  # type: ignore[assignment]
             write(key, value)
 
     def set(self, key: bytes, value: bytes) -> None:
