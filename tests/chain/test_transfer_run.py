@@ -15,6 +15,7 @@ import pytest
 from chainkit import ALICE, BOB, CHARLIE, apply_both_ways, dev_spec, sign
 
 from chain import calls
+from chain import runtime as runtime_module
 from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.crypto import Keypair, blake2_256
@@ -210,7 +211,8 @@ def test_a_run_that_keeps_stopping_reads_few_accounts_ahead(chain: Blockchain, m
     xts = [sign(chain, RICH[i % 4], calls.Transfer(NEW[i % 4].public, 0), nonce(RICH[i % 4])) for i in range(300)]
     *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
     assert one_by_one == list(range(300))
-    assert len(peeked) == 300 and max(peeked) <= 2 * 16 + 1  # one batch of 16 transfers' accounts (and the author) each
+    first = runtime_module._READ_AHEAD_FIRST
+    assert len(peeked) == 300 and max(peeked) <= 2 * first + 1  # one first batch of accounts (and the author's) each
 
 
 def test_transferred_events_are_those_emit_builds_and_receipts_are_untracked(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
