@@ -348,9 +348,6 @@ class Trie:
         self._store = store
         self._cache: dict[bytes, _Node] = {}
         self._cache_size = cache_size
-        # Whether the update in progress deletes any key: without deletions no branch can
-        # lose an entry, so none needs _normalize (set by _compute_update).
-        self._deleting = True
 
     # --- node access ----------------------------------------------------------------------
 
@@ -557,8 +554,7 @@ class Trie:
         order = sorted(range(len(unsorted)), key=unsorted.__getitem__)  # str keys: CPython's fastest compare
         paths = [unsorted[i] for i in order]
         values = [changed[i] for i in order]
-        self._deleting = None in values
-        new = self._update(old, root, 0, paths, values, 0, len(paths))
+        new = self._update(old, root, 0, paths, values, 0, len(paths), None in values)
         if new is None:
             return TrieUpdate(EMPTY_ROOT, MappingProxyType({}))
         nodes: dict[bytes, bytes] = {}
@@ -569,10 +565,13 @@ class Trie:
         return TrieUpdate(new_root, MappingProxyType(nodes))
 
     def _update(
-        self, node: _Node | None, node_hash: bytes, d: int, paths: list[str], values: list[bytes | None], lo: int, hi: int
+        self, node: _Node | None, node_hash: bytes, d: int, paths: list[str], values: list[bytes | None], lo: int, hi: int,
+        deleting: bool,
     ) -> Any:
         """The subtree ``node`` (at depth d) with the changes ``lo:hi`` of ``paths``/``values``
-        applied; they all share path[:d]. Returns a dirty node, or None for an empty subtree."""
+        applied; they all share path[:d]. Returns a dirty node, or None for an empty subtree.
+        ``deleting``: whether the update deletes any key (without deletions no branch can lose
+        an entry, so none needs :meth:`_normalize`)."""
         if hi - lo == 1:
             return self._update_one(node, node_hash, d, paths[lo], values[lo])
         if node is None:
@@ -634,9 +633,9 @@ class Trie:
                 else:
                     children[idx] = self._update_one(child, child_hash, e + 1, path, new_value)
             else:
-                children[idx] = self._update(child, child_hash, e + 1, paths, values, i, j)
+                children[idx] = self._update(child, child_hash, e + 1, paths, values, i, j, deleting)
             i = j
-        if not self._deleting:  # every entry kept, at least one added if the path was split
+        if not deleting:  # every entry kept, at least one added if the path was split
             return (partial, children, value)
         return self._normalize(partial, children, value, node_hash)
 
