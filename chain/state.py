@@ -87,6 +87,15 @@ def _check_key(key: object) -> None:
         raise StateError(f"a storage key is at most {MAX_KEY_LEN} bytes, got {len(key)}")
 
 
+def _check_keys(keys: Sequence[object]) -> None:
+    """:func:`_check_key` of each of ``keys``, the common case (all exactly bytes) in C. Only
+    the type: as :meth:`Overlay.get`, a read does not refuse a key longer than a write may be."""
+    if set(map(type, keys)) - {bytes}:
+        for key in keys:
+            if type(key) is not bytes:
+                _check_key(key)
+
+
 def _check_value(value: object) -> None:
     if not isinstance(value, bytes):
         raise StateError(f"a storage value must be bytes, got {type(value).__name__}")
@@ -159,6 +168,7 @@ class Overlay:
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """:meth:`get` of each of ``keys``, in order, with the base values not read yet read
         in one batch: one call for many reads."""
+        _check_keys(keys)
         changes, known = self._changes, self._base_values
         missing = [key for key in keys if key not in changes and key not in known]
         if missing:
@@ -177,6 +187,7 @@ class Overlay:
         reading ahead (a block's run of transfers reads the accounts of the transfers to
         come in batches, and may stop before some of them): the overlay's base reads stay
         those of the keys the block really read."""
+        _check_keys(keys)
         changes, known, peeked = self._changes, self._base_values, self._peeked
         missing = [key for key in keys if key not in changes and key not in known and key not in peeked]
         if missing:
@@ -188,10 +199,7 @@ class Overlay:
         return [changes[key] if key in changes else known[key] if key in known else peeked[key] for key in keys]
 
     def _read_base(self, unread: list[bytes]) -> list[bytes | None]:
-        """The base values of ``unread`` (keys neither changed, read nor peeked), in one batch."""
-        if set(map(type, unread)) != {bytes}:
-            for key in unread:
-                _check_key(key)
+        """The base values of ``unread`` (checked keys neither changed, read nor peeked), in one batch."""
         return self._base_get_many(unread)
 
     def set_many(self, items: Iterable[tuple[bytes, bytes]], *, read: bool = False) -> None:

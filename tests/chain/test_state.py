@@ -335,6 +335,10 @@ def test_get_many_reads_like_get_and_peek_many_leaves_no_base_read(db: Database,
         overlay.get_many([b"ok", "text"])  # type: ignore[list-item]
     with pytest.raises(StateError, match="must be bytes"):
         overlay.peek_many(["text"])  # type: ignore[list-item]
+    with pytest.raises(StateError, match="must be bytes, got bytearray"):
+        overlay.get_many([bytearray(b"a")])  # type: ignore[list-item]
+    with pytest.raises(StateError, match="must be bytes, got bytearray"):
+        overlay.peek_many([b"a", bytearray(b"a")])  # type: ignore[list-item]
     with pytest.raises(StateError, match="value must be bytes"):
         overlay.set_many([(b"e", b"5"), (b"f", 6)])  # type: ignore[list-item]
     with pytest.raises(StateError, match="at most 256 bytes"):
