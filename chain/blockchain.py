@@ -65,13 +65,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Protocol
 
 import msgspec
 
 import ml_runtime
 from chain.block import Block, Body, compute_extrinsics_root, decode_body, encode_body
-from chain.codec import decode, encode, encode_versioned_each
+from chain.codec import decode, encode, encode_each, encode_versioned_each
 from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, decode_runtime_config
 from chain.crypto import Keypair, blake2_256
 from chain.errors import (
@@ -1039,8 +1040,10 @@ class Blockchain:
         """The best chain's indexes of a block: number -> hash, extrinsic hash -> location."""
         batch.put(Column.NUMBER, struct.pack(">I", number), block_hash)
         # A block's receipts are its extrinsics' (index, hash) in order: reusing the hash saves
-        # encoding and hashing every extrinsic once more.
-        batch.put_many(Column.LOOKUP, ((r.hash, encode(_Location(block_hash, r.index))) for r in receipts))
+        # encoding and hashing every extrinsic once more. A (block, index) tuple encodes as the
+        # array_like _Location does (one msgpack array of the fields in order), in one call.
+        locations = encode_each(zip(repeat(block_hash), [r.index for r in receipts]))
+        batch.put_many(Column.LOOKUP, zip([r.hash for r in receipts], locations, strict=True))
 
     def _compute_genesis(self, build_genesis: Callable[[Overlay], None]) -> tuple[Block, StateCommit]:
         """The genesis block ``build_genesis`` describes and its state, computed, not written."""

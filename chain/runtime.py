@@ -17,6 +17,7 @@ the same way (any other outcome) goes through :meth:`Runtime.apply_extrinsic`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ import msgspec
 import ml_runtime
 from chain import calls
 from chain.block import BLOCK_OVERHEAD
-from chain.codec import encode
+from chain.codec import encode_each
 from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
@@ -49,7 +50,7 @@ from chain.pallets import (
     training,
 )
 from chain.pallets.context import AS_DECLARED, BlockInfo, CallContext, Event
-from chain.pallets.items import StateAccess
+from chain.pallets.items import BatchStateAccess, StateAccess
 from chain.pallets.training import TRAIN_BASE_WEIGHT
 from chain.proofs import compute_result_length, compute_transcript_bytes
 
@@ -112,6 +113,10 @@ def _fixed(units: int) -> Callable[[StateAccess, Any], DispatchInfo]:
 
 
 TRANSFER_INFO = DispatchInfo(100_000)
+# How many transfers' accounts Runtime.apply_transfers reads ahead: first, and at most.
+_READ_AHEAD_FIRST = 16
+_READ_AHEAD_MOST = 1024
+_EXTRINSIC_HASHER = hashlib.blake2b(digest_size=32)  # copied per extrinsic, never updated itself
 
 DISPATCH: dict[type, CallRow] = {
     calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(10_000 + 10 * len(c.data))),
@@ -176,8 +181,9 @@ class CheckedExtrinsic:
     info: DispatchInfo
 
 
-class Receipt(msgspec.Struct, frozen=True, array_like=True):
-    """The outcome of one applied extrinsic, as stored with its block."""
+class Receipt(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """The outcome of one applied extrinsic, as stored with its block. Not tracked by the
+    cyclic garbage collector, as chain.pallets.context.Event: it holds scalars and events only."""
 
     index: int
     hash: bytes
@@ -304,7 +310,7 @@ class Runtime:
         return Receipt(index, xt_hash, True, fee, weight, None, (*ctx.events, done))
 
     def apply_transfers(
-        self, state: StateAccess, block: BlockInfo, extrinsics: Sequence[Extrinsic], raws: Sequence[bytes],
+        self, state: BatchStateAccess, block: BlockInfo, extrinsics: Sequence[Extrinsic], raws: Sequence[bytes],
         start: int, receipts: list[Receipt],
     ) -> int:
         """Apply the run of transfers from ``extrinsics[start]`` on that succeed, appending
@@ -333,18 +339,45 @@ class Runtime:
             return start
         number, author, ed = block.number, block.author, config.existential_deposit
         max_length, compute_fee = self.max_extrinsic_length, config.compute_fee
-        read, empty, transfer, transferred = balances.ACCOUNT.get, balances.EMPTY, calls.Transfer, balances.compute_transferred_event
-        account_info = balances.AccountInfo
+        empty, transfer, transferred = balances.EMPTY, calls.Transfer, balances.compute_transferred_event
+        account_info, compute_keys, decode_many = balances.AccountInfo, balances.ACCOUNT.compute_keys, balances.ACCOUNT.decode_many
+        hasher = _EXTRINSIC_HASHER
         succeeded = Event("system", "ExtrinsicSucceeded", (("weight", weight),))
         current: dict[bytes, balances.AccountInfo] = {}  # every account of the run as it is now
+        keyed: dict[bytes, bytes] = {}  # their storage keys
         written: dict[bytes, None] = {}  # the accounts written, in order of first write
+        # The fees paid to the author since current[author] last had them added: added when
+        # the author's account is read (it sends or receives) and when the run ends.
+        fees = 0
+        count = len(extrinsics)
+        # The accounts are read ahead in batches (Overlay.peek_many: one call for many reads),
+        # each batch those of the next ``ahead`` transfers not read yet: the run's reads do not
+        # see its writes, so reading an account early reads the same value, and one the run
+        # never reaches is only read for nothing (a peek: not a base read of the block's). The
+        # batch grows from a few transfers, so a run that ends at once (a transfer that fails,
+        # then the next, ...) reads few ahead.
+        fetched, ahead = start, _READ_AHEAD_FIRST
         index = start
         try:
-            for index in range(start, len(extrinsics)):
+            for index in range(start, count):
                 xt = extrinsics[index]
                 call = xt.call
                 if type(call) is not transfer:
                     break
+                if index == fetched:
+                    fetched = min(count, index + ahead)
+                    ahead = min(ahead * 4, _READ_AHEAD_MOST)
+                    wanted: dict[bytes, None] = {} if author in current else {author: None}
+                    for upcoming in extrinsics[index:fetched]:
+                        upcoming_call = upcoming.call
+                        if type(upcoming_call) is not transfer:
+                            break
+                        wanted[upcoming.signer] = wanted[upcoming_call.dest] = None
+                    fresh = [who for who in wanted if who not in current]
+                    keys = compute_keys(fresh)
+                    keyed.update(zip(fresh, keys, strict=True))
+                    for who, account in zip(fresh, decode_many(state.peek_many(keys)), strict=True):
+                        current[who] = account or empty
                 era = xt.era
                 if era.period and not era.birth <= number < era.birth + era.period:
                     break
@@ -353,9 +386,11 @@ class Runtime:
                 signer, dest, value = xt.signer, call.dest, call.value
                 if length > max_length or signer == dest or value == 0:
                     break
-                sender = current.get(signer)
-                if sender is None:
-                    sender = current[signer] = read(state, signer) or empty
+                if fees and (signer == author or dest == author):  # the author's account is read: settle its fees
+                    paid = current[author]
+                    current[author] = account_info(paid.nonce, paid.free + fees, paid.staked)
+                    fees = 0
+                sender = current[signer]
                 fee = compute_fee(length, weight, xt.tip)
                 free = sender.free - fee
                 if xt.nonce != sender.nonce or free < value:  # also free < 0: the fee unpaid
@@ -363,27 +398,28 @@ class Runtime:
                 left = free - value
                 if 0 < left < ed and sender.staked == 0:
                     break
-                receiver = current.get(dest)
-                if receiver is None:
-                    receiver = current[dest] = read(state, dest) or empty
+                receiver = current[dest]
                 if value < ed and receiver.free + receiver.staked == 0 and receiver.nonce == 0:
                     break
                 current[signer] = account_info(sender.nonce + 1, left, sender.staked)
                 current[dest] = account_info(receiver.nonce, receiver.free + value, receiver.staked)
-                paid = current.get(author)
-                if paid is None:
-                    paid = read(state, author) or empty
-                current[author] = account_info(paid.nonce, paid.free + fee, paid.staked)
+                fees += fee
                 written[signer] = written[dest] = written[author] = None
+                digest = hasher.copy()  # blake2_256(raw), without the keyword constructor's cost
+                digest.update(raw)
                 receipts.append(
-                    Receipt(index, blake2_256(raw), True, fee, weight, None, (transferred(signer, dest, value), succeeded))
+                    Receipt(index, digest.digest(), True, fee, weight, None, (transferred(signer, dest, value), succeeded))
                 )
             else:
-                index = len(extrinsics)
+                index = count
         finally:
-            key, put = balances.ACCOUNT.compute_key, state.set  # balances.apply_account, unrolled
-            for who in written:
-                put(key(who), encode(current[who]))
+            if fees:
+                paid = current[author]
+                current[author] = account_info(paid.nonce, paid.free + fees, paid.staked)
+            # balances.apply_account of each, in one call
+            # (read=True: the accounts the run read, peeked above, become the block's base reads)
+            keys = [keyed[who] for who in written]
+            state.set_many(zip(keys, encode_each([current[who] for who in written]), strict=True), read=True)
         return index
 
     def apply_fee(

@@ -60,6 +60,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from types import MappingProxyType
 from typing import Final
@@ -84,6 +85,15 @@ def _check_key(key: object) -> None:
         raise StateError(f"a storage key must be bytes, got {type(key).__name__}")
     if len(key) > MAX_KEY_LEN:
         raise StateError(f"a storage key is at most {MAX_KEY_LEN} bytes, got {len(key)}")
+
+
+def _check_keys(keys: Sequence[object]) -> None:
+    """:func:`_check_key` of each of ``keys``, the common case (all exactly bytes) in C. Only
+    the type: as :meth:`Overlay.get`, a read does not refuse a key longer than a write may be."""
+    if set(map(type, keys)) - {bytes}:
+        for key in keys:
+            if type(key) is not bytes:
+                _check_key(key)
 
 
 def _check_value(value: object) -> None:
@@ -120,22 +130,26 @@ class Overlay:
     The base is fixed when the overlay is made (see :meth:`StateDB.overlay`).
     """
 
-    __slots__ = ("_base_get", "_base_iter", "_base_values", "_changes", "_layers", "base_root")
+    __slots__ = ("_base_get", "_base_get_many", "_base_iter", "_base_values", "_changes", "_layers", "_peeked", "base_root")
 
     def __init__(
         self,
         base_root: bytes,
         base_get: Callable[[bytes], bytes | None],
         base_iter: Callable[[bytes], Iterator[tuple[bytes, bytes]]],
+        base_get_many: Callable[[list[bytes]], list[bytes | None]] | None = None,
     ) -> None:
         self.base_root = base_root
         self._base_get = base_get
         self._base_iter = base_iter
+        self._base_get_many = base_get_many or (lambda keys: [base_get(key) for key in keys])
         self._changes: dict[bytes, bytes | None] = {}
         self._layers: list[dict[bytes, object]] = []
         # Every base value read: the base never changes under an overlay, and a block's
         # journal needs the old value of each key it wrote, most of which it read first.
         self._base_values: dict[bytes, bytes | None] = {}
+        # Base values read ahead by peek_many and not read since (not base reads yet).
+        self._peeked: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
         if type(key) is not bytes:
@@ -144,8 +158,66 @@ class Overlay:
         if value is _ABSENT:
             value = self._base_values.get(key, _ABSENT)
             if value is _ABSENT:
-                value = self._base_values[key] = self._base_get(key)
+                if self._peeked:
+                    value = self._peeked.pop(key, _ABSENT)
+                if value is _ABSENT:
+                    value = self._base_get(key)
+                self._base_values[key] = value  # type: ignore[assignment]
         return value  # type: ignore[return-value]
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """:meth:`get` of each of ``keys``, in order, with the base values not read yet read
+        in one batch: one call for many reads."""
+        _check_keys(keys)
+        changes, known = self._changes, self._base_values
+        missing = [key for key in keys if key not in changes and key not in known]
+        if missing:
+            peeked = self._peeked
+            values: list[object] = [peeked.pop(key, _ABSENT) for key in missing] if peeked else [_ABSENT] * len(missing)
+            if _ABSENT in values:
+                unread = [key for key, value in zip(missing, values, strict=True) if value is _ABSENT]
+                read = iter(self._read_base(unread))
+                values = [next(read) if value is _ABSENT else value for value in values]
+            known.update(zip(missing, values, strict=True))  # type: ignore[arg-type]
+        return [changes[key] if key in changes else known[key] for key in keys]
+
+    def peek_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """:meth:`get_many` that leaves no trace in :meth:`base_values`: the base values it
+        reads are kept aside until :meth:`get` or :meth:`get_many` reads them, if ever. For
+        reading ahead (a block's run of transfers reads the accounts of the transfers to
+        come in batches, and may stop before some of them): the overlay's base reads stay
+        those of the keys the block really read."""
+        _check_keys(keys)
+        changes, known, peeked = self._changes, self._base_values, self._peeked
+        missing = [key for key in keys if key not in changes and key not in known and key not in peeked]
+        if missing:
+            values = self._read_base(missing)
+            if len(missing) == len(keys):
+                peeked.update(zip(keys, values, strict=True))
+                return values  # all of them read now (the common case: a run's fresh accounts)
+            peeked.update(zip(missing, values, strict=True))
+        return [changes[key] if key in changes else known[key] if key in known else peeked[key] for key in keys]
+
+    def _read_base(self, unread: list[bytes]) -> list[bytes | None]:
+        """The base values of ``unread`` (checked keys neither changed, read nor peeked), in one batch."""
+        return self._base_get_many(unread)
+
+    def set_many(self, items: Iterable[tuple[bytes, bytes]], *, read: bool = False) -> None:
+        """:meth:`set` of each (key, value) pair, in order. With ``read``, each key is first
+        read as :meth:`get` reads it (its base value becomes a base read if it is neither
+        changed nor read yet): a batch of read-modify-writes, as a run of transfers makes of
+        the accounts it read ahead with :meth:`peek_many`."""
+        changes, known, peeked = self._changes, self._base_values, self._peeked
+        write = self._write if self._layers else changes.__setitem__  # no undo log to keep
+        for key, value in items:
+            if type(key) is not bytes or len(key) > MAX_KEY_LEN:
+                _check_key(key)
+            if type(value) is not bytes:
+                _check_value(value)
+            if read and key not in changes and key not in known:
+                old = peeked.pop(key, _ABSENT) if peeked else _ABSENT
+                known[key] = self._base_get(key) if old is _ABSENT else old  # type: ignore[assignment]
+            write(key, value)
 
     def set(self, key: bytes, value: bytes) -> None:
         if type(key) is not bytes or len(key) > MAX_KEY_LEN:
@@ -358,16 +430,18 @@ class StateDB:
             base = self._root
             return Overlay(
                 base,
-                lambda key: self._get_base(base, key),
-                lambda prefix: self._iter_base(base, prefix),
+                partial(self._get_base, base),
+                partial(self._iter_base, base),
+                partial(self._get_base_many, base),
             )
         if not self._trie.is_known_root(at):
             raise StateError(f"cannot open an overlay at unknown state root 0x{at.hex()}")
         trie = self._trie
         return Overlay(
             at,
-            lambda key: trie.get(at, key),
-            lambda prefix: trie.iter_items(at, prefix),
+            partial(trie.get, at),
+            partial(trie.iter_items, at),
+            lambda keys: [trie.get(at, key) for key in keys],
         )
 
     def _get_base(self, base: bytes, key: bytes) -> bytes | None:
@@ -375,6 +449,29 @@ class StateDB:
             if base == self._root and not self._moving:
                 return self._get_best(key)
         return self._trie.get(base, key)
+
+    def _get_base_many(self, base: bytes, keys: list[bytes]) -> list[bytes | None]:
+        """:meth:`_get_base` of each of ``keys``: the best state's values under one lock
+        (value cache, then the flat column's misses in one batch), else the trie's."""
+        with self._lock:
+            if base == self._root and not self._moving:
+                cached, limit = self._values, self._value_cache_size
+                found = [cached.get(key, _ABSENT) for key in keys]
+                misses = [key for key, value in zip(keys, found, strict=True) if value is _ABSENT]
+                if not misses:
+                    return found  # type: ignore[return-value]
+                read = iter(self._db.get_many(Column.STATE, misses))
+                out: list[bytes | None] = []
+                for key, value in zip(keys, found, strict=True):
+                    if value is _ABSENT:
+                        value = next(read)
+                        if len(cached) >= limit:
+                            cached.clear()
+                        cached[key] = value
+                    out.append(value)  # type: ignore[arg-type]
+                return out
+        trie = self._trie
+        return [trie.get(base, key) for key in keys]
 
     def _get_best(self, key: bytes) -> bytes | None:
         """The best state's value of ``key``: from the value cache, else the flat column."""

@@ -150,6 +150,17 @@ class Database:
         value: bytes | None = self._db.get(column + key)
         return value
 
+    def get_many(self, column: Column, keys: Iterable[bytes]) -> list[bytes | None]:
+        """:meth:`get` of each of ``keys``, in order (a block's accounts, read in one call)."""
+        prefix = _check_column(column)
+        get = self._require_open().get
+        out: list[bytes | None] = []
+        for key in keys:
+            if type(key) is not bytes:
+                _check_bytes("key", key)
+            out.append(get(prefix + key))
+        return out
+
     def iterate(
         self, column: Column, *, prefix: bytes = b"", start: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:

@@ -19,8 +19,13 @@ if TYPE_CHECKING:
 EventArg = int | str | bool | float | None
 
 
-class Event(Wire, frozen=True):
-    """A runtime event: pallet, past-tense name, named arguments."""
+class Event(Wire, frozen=True, gc=False):
+    """A runtime event: pallet, past-tense name, named arguments.
+
+    Not tracked by the cyclic garbage collector (``gc=False``): a block of transfers makes
+    thousands, which the collection after each block would walk, and an event holds only
+    strings and scalars in tuples, so it can never be part of a reference cycle.
+    """
 
     pallet: str
     name: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -30,6 +31,14 @@ class StateAccess(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
     def set(self, key: bytes, value: bytes) -> None: ...
     def delete(self, key: bytes) -> None: ...
+
+
+class BatchStateAccess(StateAccess, Protocol):
+    """A state that also reads many keys in one call (the Overlay)."""
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+    def peek_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+    def set_many(self, items: Iterable[tuple[bytes, bytes]], *, read: bool = False) -> None: ...
 
 
 def blake2_128(data: bytes) -> bytes:
@@ -100,6 +109,11 @@ class StorageMap(Generic[V]):
             return full
         return self.prefix + b"".join(compute_map_key_part(k) for k in key)
 
+    def compute_keys(self, keys: Sequence[bytes]) -> list[bytes]:
+        """:meth:`compute_key` of each single ``bytes`` key of ``keys`` (memoized alike)."""
+        memo, compute_key = self._keys, self.compute_key
+        return [memo.get(key) or compute_key(key) for key in keys]
+
     def get(self, state: StateAccess, *key: Any) -> V | None:
         # The memoized key inline: a transfer reads an account four times.
         full = self._keys.get(key[0]) if len(key) == 1 and type(key[0]) is bytes else None
@@ -115,6 +129,28 @@ class StorageMap(Generic[V]):
                 values.clear()
             value = values[raw] = decode(raw, self.typ)
         return value
+
+    def get_many(self, state: BatchStateAccess, keys: Sequence[bytes], *, peek: bool = False) -> list[V | None]:
+        """:meth:`get` of each single ``bytes`` key of ``keys``, read in one batch
+        (``state.get_many``, or ``state.peek_many`` with ``peek``): the accounts of a
+        block's run of transfers."""
+        full = self.compute_keys(keys)
+        return self.decode_many(state.peek_many(full) if peek else state.get_many(full))
+
+    def decode_many(self, raws: Sequence[bytes | None]) -> list[V | None]:
+        """The values of ``raws`` (stored bytes, None for absent), decoded as :meth:`get` does."""
+        values = self._values
+        if values is None:
+            return [None if raw is None else decode(raw, self.typ) for raw in raws]
+        out: list[V | None] = []
+        for raw in raws:
+            value = None if raw is None else values.get(raw)
+            if value is None and raw is not None:
+                if len(values) >= _MEMO_LIMIT:
+                    values.clear()
+                value = values[raw] = decode(raw, self.typ)
+            out.append(value)
+        return out
 
     def get_raw(self, state: StateAccess, *key: Any) -> bytes | None:
         return state.get(self.compute_key(*key))

@@ -336,3 +336,23 @@ def test_a_runtime_bug_after_training_leaves_no_result_or_opening_behind(tmp_pat
     finally:
         chain.db.close()
         twin.db.close()
+
+
+def test_the_lookup_index_stores_each_location_as_its_struct_encodes(tmp_path) -> None:
+    # _stage_canonical encodes the LOOKUP values as (block, index) tuples in one call: the
+    # bytes must be _Location's, which get_extrinsic_location decodes (canonical form only),
+    # for indexes of every msgpack integer width.
+    from chain.blockchain import _Location
+    from chain.codec import encode
+    from chain.runtime import Receipt
+
+    chain = open_chain(tmp_path / "chain")
+    block_hash = blake2_256(b"a block")
+    indexes = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32]
+    receipts = tuple(Receipt(i, blake2_256(i.to_bytes(8, "big")), True, 1, 1, None, ()) for i in indexes)
+    with chain.db.write_batch() as batch:
+        Blockchain._stage_canonical(batch, 7, block_hash, receipts)
+    for receipt in receipts:
+        assert chain.db.get(Column.LOOKUP, receipt.hash) == encode(_Location(block_hash, receipt.index))
+        assert chain.get_extrinsic_location(receipt.hash) == (block_hash, receipt.index)
+    chain.db.close()

@@ -36,3 +36,30 @@ def test_reads_follow_writes_and_shared_values_are_frozen() -> None:
     assert ACCOUNT.get(state, who) == AccountInfo(4, 5, 6)
     with pytest.raises(AttributeError):
         first.free = 0  # type: ignore[misc]
+
+
+def test_batched_reads_give_what_one_by_one_reads_give() -> None:
+    # StorageMap.get_many / compute_keys / decode_many (a run of transfers reads its accounts
+    # so), for a frozen value type (decoded values memoized) and a mutable one (never shared).
+    class _BatchState(_DictState):
+        def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+            return [self.get(key) for key in keys]
+
+        peek_many = get_many
+
+    from chain.pallets.items import StorageMap
+
+    mutable = StorageMap("Test", "Lists", list[int])
+    state = _BatchState()
+    whos = [bytes([i]) * 32 for i in range(4)]
+    for i, who in enumerate(whos[:3]):
+        ACCOUNT.apply_set(state, AccountInfo(i, 10 * i, 0), who)
+        mutable.apply_set(state, [i, i], who)
+    asked = [whos[3], whos[0], whos[2], whos[0]]
+    assert ACCOUNT.compute_keys(asked) == [ACCOUNT.compute_key(who) for who in asked]
+    for item in (ACCOUNT, mutable):
+        expected = [item.get(state, who) for who in asked]
+        assert item.get_many(state, asked) == expected == item.get_many(state, asked, peek=True)
+        assert expected[0] is None and expected[1] is not None
+    lists = mutable.get_many(state, asked)
+    assert lists[1] == lists[3] and lists[1] is not lists[3]  # a mutable value is decoded afresh each time

@@ -306,6 +306,46 @@ def test_a_commit_carries_the_base_values_its_overlay_read_and_read_values_reuse
     assert state.read_values([b"a"], at=base, known={b"a": b"known"}) == {b"a": b"known"}
 
 
+@pytest.mark.parametrize("at_root", [False, True])
+def test_get_many_reads_like_get_and_peek_many_leaves_no_base_read(db: Database, at_root: bool) -> None:
+    # Overlay.get_many / peek_many: a run of transfers reads its accounts in batches, ahead of
+    # use (chain.runtime); the block's base reads (its journal's old values) must stay those of
+    # the keys it read with get/get_many, whatever was peeked.
+    state = StateDB(db, value_cache_size=2)  # the value cache is emptied while a batch is read
+    root = _write(state, db, {b"a": b"1", b"b": b"2", b"c": b"3"})
+    overlay = state.overlay(at=root) if at_root else state.overlay()
+    overlay.set(b"a", b"10")
+    overlay.delete(b"b")
+    keys = [b"a", b"b", b"c", b"x", b"c"]
+    assert overlay.peek_many(keys) == [b"10", None, b"3", None, b"3"]
+    assert overlay.base_values() == {}  # peeked, not read
+    assert overlay.get(b"c") == b"3" and overlay.base_values() == {b"c": b"3"}
+    assert overlay.get_many([b"x", b"y", b"a"]) == [None, None, b"10"]
+    assert overlay.base_values() == {b"c": b"3", b"x": None, b"y": None}  # x peeked, y read: both base reads now
+    assert overlay.get_many(keys) == [overlay.get(key) for key in keys]
+    overlay.set_many([(b"d", b"4"), (b"c", b"30")])
+    assert overlay.changes() == {b"a": b"10", b"b": None, b"d": b"4", b"c": b"30"}
+    # read=True: read-modify-writes; a key peeked or not read yet becomes a base read, a key
+    # changed already does not.
+    assert overlay.peek_many([b"p"]) == [None] and b"p" not in overlay.base_values()
+    overlay.set_many([(b"p", b"1"), (b"q", b"2"), (b"a", b"11")], read=True)
+    assert overlay.base_values() == {b"c": b"3", b"x": None, b"y": None, b"p": None, b"q": None}
+    assert overlay.changes() == {b"a": b"11", b"b": None, b"d": b"4", b"c": b"30", b"p": b"1", b"q": b"2"}
+    with pytest.raises(StateError, match="must be bytes"):
+        overlay.get_many([b"ok", "text"])  # type: ignore[list-item]
+    with pytest.raises(StateError, match="must be bytes"):
+        overlay.peek_many(["text"])  # type: ignore[list-item]
+    with pytest.raises(StateError, match="must be bytes, got bytearray"):
+        overlay.get_many([bytearray(b"a")])  # type: ignore[list-item]
+    with pytest.raises(StateError, match="must be bytes, got bytearray"):
+        overlay.peek_many([b"a", bytearray(b"a")])  # type: ignore[list-item]
+    with pytest.raises(StateError, match="value must be bytes"):
+        overlay.set_many([(b"e", b"5"), (b"f", 6)])  # type: ignore[list-item]
+    with pytest.raises(StateError, match="at most 256 bytes"):
+        overlay.set_many([(bytes(257), b"5")])
+    assert overlay.changes()[b"e"] == b"5" and b"f" not in overlay.changes()  # the pairs before the bad one
+
+
 @pytest.mark.parametrize("cache_size", [1 << 17, 2])
 def test_best_state_reads_follow_every_move_of_the_best_state(db: Database, cache_size: int) -> None:
     # StateDB keeps the best state's values that blocks read or wrote (chain.state: the value
@@ -318,6 +358,8 @@ def test_best_state_reads_follow_every_move_of_the_best_state(db: Database, cach
         overlay = state.overlay()
         for key in keys:
             assert overlay.get(key) == db.get(Column.STATE, key) == state.get(key, at=state.root())
+        column = [db.get(Column.STATE, key) for key in keys]
+        assert state.overlay().get_many(keys) == column and state.overlay().peek_many(keys) == column
         assert state.read_values(keys) == {key: db.get(Column.STATE, key) for key in keys}
 
     r1 = _write(state, db, {b"a": b"1", b"b": b"2"})

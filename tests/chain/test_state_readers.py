@@ -97,6 +97,7 @@ def test_a_commit_staged_by_stage_commit_is_not_read_under_the_old_root(tmp_path
         state.stage_commit(batch, later)
     assert db.get(Column.STATE, b"key") == b"new"  # written, not yet advanced to
     assert reader.get(b"key") == b"old" and state.overlay().get(b"key") == b"old"
+    assert state.overlay().get_many([b"key"]) == [b"old"] and state.overlay().peek_many([b"key"]) == [b"old"]  # batched reads too
     assert state.read_values([b"key"], at=commit.root) == {b"key": b"old"}  # a journal's read, too
     state.advance(later)
     assert reader.get(b"key") == b"old" and state.overlay().get(b"key") == b"new"

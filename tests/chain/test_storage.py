@@ -34,6 +34,8 @@ def test_put_get_delete_per_column(db: Database) -> None:
         batch.delete(Column.HEADER, b"k")
     assert db.get(Column.HEADER, b"k") is None
     assert db.get(Column.BODY, b"k") == b"body"
+    assert db.get_many(Column.BODY, [b"k", b"x", b"k"]) == [b"body", None, b"body"]
+    assert db.get_many(Column.HEADER, []) == []
 
 
 def test_iterate_is_ordered_and_stays_in_its_column_and_prefix(db: Database) -> None:
@@ -105,6 +107,10 @@ def test_bad_input_raises_storage_error_and_stores_nothing(db: Database, tmp_pat
         db.get(Column.STATE, "text")  # type: ignore[arg-type]
     with pytest.raises(StorageError, match="column must be"):
         db.get(b"\x02", b"k")  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="key must be bytes"):
+        db.get_many(Column.STATE, [b"k", "text"])  # type: ignore[list-item]
+    with pytest.raises(StorageError, match="column must be"):
+        db.get_many(b"\x02", [b"k"])  # type: ignore[arg-type]
     with pytest.raises(StorageError, match="value must be bytes"), db.write_batch() as batch:
         batch.put(Column.STATE, b"good", b"1")
         batch.put(Column.STATE, b"bad", 2)  # type: ignore[arg-type]

@@ -15,9 +15,12 @@ import pytest
 from chainkit import ALICE, BOB, CHARLIE, apply_both_ways, dev_spec, sign
 
 from chain import calls
+from chain import runtime as runtime_module
+from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.crypto import Keypair, blake2_256
 from chain.extrinsic import Era, Extrinsic
+from chain.header import Header
 from chain.pallets import balances
 from chain.runtime import TRANSFER_INFO
 from chain.storage import Database
@@ -172,3 +175,67 @@ def test_random_blocks_of_transfers(chain: Blockchain) -> None:
         author = rng.choice([ALICE, RICH[0]]).public
         *_, one_by_one = apply_both_ways(chain, xts, author)
         assert len(one_by_one) < len(xts) // 2
+
+
+def test_a_run_longer_than_every_read_ahead_batch(chain: Blockchain) -> None:
+    # apply_transfers reads the accounts of the transfers to come in growing batches (16, 64,
+    # 256, then 1024 transfers at a time): a run of 1,400 crosses every batch size, some
+    # accounts first read in one batch are written in the run before the next batch is read.
+    rng = random.Random(5)
+    nonce = Nonces()
+    dests = [*(k.public for k in (*RICH, *NEW)), BOB.public, ALICE.public]
+    xts = []
+    for i in range(1400):
+        sender = RICH[i % 4]
+        dest = rng.choice([d for d in dests if d != sender.public])
+        xts.append(sign(chain, sender, calls.Transfer(dest, ED + i), nonce(sender)))
+    xts[1300] = sign(chain, RICH[0], calls.Remark(b"between two runs"), xts[1300].nonce)
+    *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
+    assert one_by_one == [1300]
+
+
+def test_a_run_that_keeps_stopping_reads_few_accounts_ahead(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A block of transfers that each end the run (of nothing: applied one by one, failing) must
+    # not make apply_transfers read the rest of the block ahead each time (quadratic work).
+    from chain.state import Overlay
+
+    peeked: list[int] = []
+    peek_many = Overlay.peek_many
+
+    def count(self: Overlay, keys: Any) -> Any:
+        peeked.append(len(keys))
+        return peek_many(self, keys)
+
+    monkeypatch.setattr(Overlay, "peek_many", count)
+    nonce = Nonces()
+    xts = [sign(chain, RICH[i % 4], calls.Transfer(NEW[i % 4].public, 0), nonce(RICH[i % 4])) for i in range(300)]
+    *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
+    assert one_by_one == list(range(300))
+    first = runtime_module._READ_AHEAD_FIRST
+    assert len(peeked) == 300 and max(peeked) <= 2 * first + 1  # one first batch of accounts (and the author's) each
+
+
+def test_transferred_events_are_those_emit_builds_and_receipts_are_untracked(chain: Blockchain, monkeypatch: pytest.MonkeyPatch) -> None:
+    # balances.compute_transferred_event (both paths emit it) memoizes the accounts' hex forms:
+    # the same event as CallContext.emit, before and after its table is emptied when full.
+    # Receipts and events are untracked by the cyclic GC (gc=False: they cannot form cycles).
+    import gc
+
+    from chain.pallets.context import CallContext
+
+    monkeypatch.setattr(balances, "_ARG_PAIRS_LIMIT", 3)
+    balances._ARG_PAIRS.clear()
+    ctx = CallContext(None, b"", 0, b"", 0, None, None)  # type: ignore[arg-type]
+    accounts = [k.public for k in (*RICH, *NEW)]
+    for i, src in enumerate(accounts * 2):
+        dest = accounts[(i * 3 + 1) % len(accounts)]
+        ctx.emit("balances", "Transferred", src=src, dest=dest, value=i)
+        assert balances.compute_transferred_event(src, dest, i) == ctx.events[-1]
+        assert len(balances._ARG_PAIRS) <= 3
+    nonce = Nonces()
+    xts = [sign(chain, RICH[0], calls.Transfer(NEW[0].public, ED), nonce(RICH[0]))]
+    _overlay, _info, run = chain.execute_body(
+        Block(Header(chain.best_hash, chain.best_number + 1, bytes(32), bytes(32), 1, ALICE.public, ()), Body(tuple(xts))),
+        [xt.encode() for xt in xts], check_signatures=False,
+    )
+    assert run[0].success and not gc.is_tracked(run[0]) and not any(gc.is_tracked(event) for event in run[0].events)
