@@ -116,7 +116,8 @@ def import_all(node: Blockchain, encoded: list[bytes]) -> None:
     following = next((decode_block(raw) for raw in blocks), None)
     while following is not None:
         block, following = following, next((decode_block(raw) for raw in blocks), None)
-        node.start_signatures_ahead(following)
+        if following is not None:
+            node.start_signatures_ahead(following)
         node.import_block(block)
 
 

@@ -118,6 +118,9 @@ META_CHAIN_ID = b"chain_id"
 #: The longest reason stored with an invalid block (utf-8 bytes; a longer one is cut at a
 #: character boundary): the record is the node's own note, read by operators and RPC.
 MAX_INVALID_REASON_BYTES = 256
+#: Blocks whose signature checks Blockchain.start_signatures_ahead keeps started: the block a
+#: sync is importing and the next one.
+SIGNATURES_AHEAD = 2
 
 
 class _Receipts(msgspec.Struct, frozen=True, array_like=True):
@@ -244,7 +247,7 @@ class Blockchain:
         self._signature_pool = (
             ThreadPoolExecutor(signature_threads - 1, thread_name_prefix="signatures") if signature_threads > 1 else None
         )
-        self._ahead: tuple[Block, SignatureBatch] | None = None  # start_signatures_ahead's block
+        self._ahead: list[tuple[Block, SignatureBatch]] = []  # started by start_signatures_ahead, oldest first
         self._ahead_lock = threading.Lock()
         self.state = StateDB(db)
         self.verifier: TranscriptVerifier = verifier or FullReexecution()
@@ -826,10 +829,10 @@ class Blockchain:
         thread runs the runtime and computes the roots; then this thread verifies what they
         have not reached, so no core idles whichever side is slower."""
         with self._ahead_lock:
-            ahead = self._ahead
-            if ahead is not None and ahead[0] is block:
-                self._ahead = None
-                return ahead[1]
+            for k, (started, checks) in enumerate(self._ahead):
+                if started is block:
+                    del self._ahead[k]
+                    return checks
         return self._new_signature_checks(block, wait=True)
 
     def start_signatures_ahead(self, block: Block | None) -> None:
@@ -839,15 +842,27 @@ class Blockchain:
         current one: the threads then verify the next block while this thread executes and
         writes the current one, and the write (one LevelDB batch, on this thread) no longer
         leaves a core idle. The import of this very object (identity: the same extrinsics)
-        claims the checks; any other import starts its own. One block ahead at a time: a
-        later call cancels what an earlier one started and no import claimed, and ``None``
-        only cancels. No effect with one signature thread or a small block. Bounded: at most
-        one block's signatures, which its import would verify anyway."""
-        checks = None if block is None else self._new_signature_checks(block, wait=False)
+        claims the checks; any other import starts its own. At most SIGNATURES_AHEAD blocks
+        (the one being imported and the next): a further call cancels the oldest checks no
+        import claimed, and ``None`` cancels all. No effect with one signature thread, a small
+        block or a block already started. Bounded: two blocks' signatures, which their
+        imports would verify anyway."""
+        dropped: list[tuple[Block, SignatureBatch]] = []
         with self._ahead_lock:
-            dropped, self._ahead = self._ahead, None if block is None or checks is None else (block, checks)
-        if dropped is not None:
-            dropped[1].cancel()
+            if block is None:
+                dropped, self._ahead = self._ahead, []
+            elif any(started is block for started, _ in self._ahead):
+                return
+        if block is not None:
+            checks = self._new_signature_checks(block, wait=False)
+            if checks is None:
+                return
+            with self._ahead_lock:
+                self._ahead.append((block, checks))
+                while len(self._ahead) > SIGNATURES_AHEAD:
+                    dropped.append(self._ahead.pop(0))
+        for _, checks in dropped:
+            checks.cancel()
 
     def _new_signature_checks(self, block: Block, *, wait: bool) -> SignatureBatch | None:
         extrinsics = block.body.extrinsics

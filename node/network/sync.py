@@ -460,8 +460,8 @@ class NodeLink:
                 return
             for i, data in enumerate(blocks):
                 # The signature threads check the next block while this one is imported.
-                following = blocks[i + 1].block if i + 1 < len(blocks) else None
-                await asyncio.to_thread(chain.start_signatures_ahead, following)
+                if i + 1 < len(blocks):
+                    await asyncio.to_thread(chain.start_signatures_ahead, blocks[i + 1].block)
                 if not await self._import(peer, data):
                     chain.start_signatures_ahead(None)
                     return

@@ -9,11 +9,13 @@ import numba
 import pytest
 from chainkit import ALICE, BOB, dev_spec, open_chain, sign, train_call
 
+import chain.blockchain as blockchain_module
 from chain import calls
 from chain.block import Block, Body, compute_extrinsics_root
 from chain.blockchain import Blockchain
 from chain.errors import BlockError, ChainError
 from chain.pallets import balances
+from chain.signatures import SignatureBatch
 from chain.storage import Column, Database
 from chain.transcripts import LocalSource
 
@@ -223,10 +225,37 @@ def test_signatures_checked_ahead_give_the_import_the_same_verdict(tmp_path: Pat
     with pytest.raises(BlockError, match=r"^extrinsic #123: bad ed25519 signature"):
         validator.import_block(tampered)
     assert validator.best_number == 0 and validator.state.root() == genesis_root
-    assert validator._ahead is None  # claimed by the import, bad verdict and all
+    assert validator._ahead == []  # claimed by the import, bad verdict and all
     validator.start_signatures_ahead(built)
     validator.import_block(built)
-    assert validator._ahead is None and validator.state.root() == built.header.state_root
+    assert validator._ahead == [] and validator.state.root() == built.header.state_root
+    validator.db.close()
+
+
+def test_a_range_imported_as_sync_does_checks_each_blocks_signatures_once(tmp_path: Path, monkeypatch) -> None:
+    # Sync starts block k+1's checks, then imports block k, which must claim the checks
+    # started for it one step earlier, not lose them to the newer start and verify again.
+    author = open_chain(tmp_path / "author")
+    blocks = []
+    for k in range(3):
+        xts = [sign(author, ALICE, calls.Transfer(BOB.public, 10**7), 100 * k + n) for n in range(100)]
+        blocks.append(author.build_block(xts, ALICE, slot=k + 1).block)
+    author.db.close()
+    started: list[SignatureBatch] = []
+
+    class Counted(SignatureBatch):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(blockchain_module, "SignatureBatch", Counted)
+    validator = _open(tmp_path / "v", 2)
+    for k, block in enumerate(blocks):
+        if k + 1 < len(blocks):
+            validator.start_signatures_ahead(blocks[k + 1])
+        validator.import_block(block)
+    assert validator.best_number == 3 and validator.state.root() == blocks[-1].header.state_root
+    assert len(started) == 3 and validator._ahead == []  # one check a block, each claimed by its import
     validator.db.close()
 
 
@@ -245,27 +274,32 @@ def test_checks_started_ahead_are_claimed_only_by_the_block_they_checked(tmp_pat
         validator.import_block(swapped)
     assert validator.state.root() == genesis_root
     validator.import_block(built)  # the checks started for it are still there for it
-    assert validator._ahead is None and validator.state.root() == built.header.state_root
+    assert validator._ahead == [] and validator.state.root() == built.header.state_root
     validator.db.close()
 
 
-def test_a_later_call_cancels_the_checks_no_import_claimed(tmp_path: Path, built: Block) -> None:
+def test_checks_no_import_claimed_are_cancelled_beyond_two_blocks(tmp_path: Path, built: Block) -> None:
     validator = _open(tmp_path / "v", 2)
+    others = [_with_bad_signature(built, i) for i in (5, 6)]
     validator.start_signatures_ahead(built)
-    assert validator._ahead is not None
-    first = validator._ahead[1]
-    other = _with_bad_signature(built, 5)
-    validator.start_signatures_ahead(other)
-    assert validator._ahead is not None and validator._ahead[0] is other
-    assert (first._progress[:, 1] == first._bounds[:, 0]).all()  # cancelled: its worker stops
-    validator.start_signatures_ahead(None)
-    assert validator._ahead is None
+    validator.start_signatures_ahead(built)  # already started: nothing new
+    first = validator._ahead[0][1]
+    assert len(validator._ahead) == 1
+    validator.start_signatures_ahead(others[0])
+    assert [b for b, _ in validator._ahead] == [built, others[0]]
+    assert not (first._progress[:, 1] == first._bounds[:, 0]).all()  # still running
+    validator.start_signatures_ahead(others[1])  # a third: the oldest is cancelled
+    assert [b for b, _ in validator._ahead] == others
+    assert (first._progress[:, 1] == first._bounds[:, 0]).all()  # its worker stops at its next signature
     validator.start_signatures_ahead(Block(built.header, Body(built.body.extrinsics[:10], ())))
-    assert validator._ahead is None  # a small block: checked by its import, nothing started
+    assert len(validator._ahead) == 2  # a small block: checked by its import, nothing started
+    kept = [c for _, c in validator._ahead]
+    validator.start_signatures_ahead(None)
+    assert validator._ahead == [] and all((c._progress[:, 1] == c._bounds[:, 0]).all() for c in kept)
     validator.import_block(built)
     assert validator.state.root() == built.header.state_root
     one = _open(tmp_path / "one", 1)
     one.start_signatures_ahead(built)  # one signature thread: nothing to start
-    assert one._ahead is None
+    assert one._ahead == []
     one.db.close()
     validator.db.close()
