@@ -1,0 +1,102 @@
+"""Attacks an outside tester ran against a real ``polchain node`` process, one test each.
+
+Each test names what the attacker could do before the fix; each checks that the node keeps
+serving and that its state root did not move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import socket
+import time
+import urllib.request
+
+from netkit import RawPeer
+from nodekit import NodeProcess, free_port, start_node
+
+from node.network.messages import Status
+from node.network.multiaddr import Multiaddr
+from node.network.service import NetworkConfig
+from rpc.client import RpcClient
+
+FD_LIMIT = 256  # the node's open-file limit (soft and hard) in the descriptor test
+
+
+def _rpc(node: NodeProcess, method: str, params: list, timeout: float = 5.0) -> object:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(node.url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())["result"]
+
+
+def _state_root(node: NodeProcess) -> str:
+    header = _rpc(node, "chain_getHeader", [])
+    assert isinstance(header, dict)
+    return str(header["stateRoot"])
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """True unless the node has closed ``sock`` (EOF or reset)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def test_silent_connections_to_the_p2p_port_cannot_take_every_file_descriptor(tmp_path) -> None:
+    """Before: the p2p listener (public by default, 0.0.0.0:30333) kept every TCP connection
+    that never sent its upgrade request for aiohttp's 75 s keep-alive, with no bound on their
+    number. Anyone who could reach the port took all the node's descriptors: at a limit of
+    256, 300 silent connections left the RPC server unable to accept (``/health`` timed out)
+    and asyncio logging a traceback per failed accept. Now at most
+    ``NetworkConfig.max_pending_connections`` of them stay open (the longest idle is closed
+    first), the rest of the node keeps its descriptors, and a real peer still gets in."""
+    p2p = free_port()
+    node = start_node(
+        tmp_path, "--chain", "dev", "--tmp", "--no-prometheus",
+        "--listen-addr", f"/ip4/127.0.0.1/tcp/{p2p}", preexec_fn=_low_fd_limit,
+    )
+    socks: list[socket.socket] = []
+    try:
+        root = _state_root(node)
+        for i in range(FD_LIMIT + 44):
+            try:
+                sock = socket.create_connection(("127.0.0.1", p2p), timeout=2)
+            except OSError:
+                break  # the node's accept queue is full: enough
+            if i % 2:
+                sock.sendall(b"GET /p2p HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
+            socks.append(sock)
+        assert len(socks) > FD_LIMIT - 20
+        with urllib.request.urlopen(f"{node.url}/health", timeout=5) as response:
+            assert response.status == 200
+        deadline = time.monotonic() + 5
+        while (held := sum(_still_open(s) for s in socks)) > NetworkConfig().max_pending_connections:
+            assert time.monotonic() < deadline, f"the node still holds {held} silent p2p connections"
+            time.sleep(0.1)
+        assert _state_root(node) == root
+
+        async def honest_peer() -> None:
+            async with RpcClient(node.ws_url) as client:
+                genesis = bytes.fromhex((await client.call("chain_getBlockHash", [0]))[2:])
+                (addr,) = await client.call("system_localListenAddresses", [])
+                peer = RawPeer()
+                assert isinstance(await peer.connect(Multiaddr.parse(addr), genesis=genesis), Status)
+                assert (await client.call("system_health", []))["peers"] == 1
+                await peer.close()
+
+        asyncio.run(honest_peer())
+    finally:
+        for sock in socks:
+            sock.close()
+        assert node.stop() == 0, node.read_log()
+    assert "Traceback" not in node.read_log()
