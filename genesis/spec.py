@@ -275,7 +275,7 @@ def _apply_asset(state: StateAccess, a: Any, where: str) -> None:
     if not isinstance(meta, calls.SetAssetMetadata):  # what call_from_json built for that JSON
         raise GenesisError(f"{where}: not asset metadata")
     owner = _account(_field(a, "owner", str, where), where)
-    min_balance, holders = _field(a, "minBalance", int, where), _field(a, "balances", list, where)
+    min_balance, holders = _amount(a, "minBalance", where), _field(a, "balances", list, where)
     try:
         assets.apply_new_asset(state, asset_id, owner, owner, min_balance, 0)
         assets.apply_metadata(state, asset_id, meta.name, meta.symbol, meta.decimals)

@@ -145,6 +145,8 @@ def _genesis(mutate):
         (_genesis(lambda g: g["balances"].append(["//Zed", 2**63 - 1])), "total issuance exceeds 2"),
         (_genesis(lambda g: g["balances"].append(["//Zed", True])), r"balances\[6\] must be"),
         (_genesis(lambda g: g["balances"].append(["//Zed", 5])), r"balances\[6\]: 5 is below runtimeConfig\.existential_deposit \(1000000\)"),
+        # Before: an OverflowError traceback from the encoder (a u64 cannot hold 2^64).
+        (_genesis(lambda g: g["assets"][0].__setitem__("minBalance", 2**64)), r"assets\[0\]: minBalance must be in 0\.\.2\^63-1"),
     ],
 )
 def test_specs_for_a_useless_chain_are_refused_naming_the_field(mutate, message: str) -> None:
