@@ -21,7 +21,7 @@ from node.network.multiaddr import Multiaddr
 from node.network.service import NetworkConfig
 from rpc.client import RpcClient
 
-FD_LIMIT = 256  # the node's open-file limit (soft and hard) in the descriptor test
+FD_LIMIT = 512  # the node's open-file limit (soft and hard) in the descriptor tests
 
 
 def _rpc(node: NodeProcess, method: str, params: list, timeout: float = 5.0) -> object:
@@ -56,7 +56,7 @@ def test_silent_connections_to_the_p2p_port_cannot_take_every_file_descriptor(tm
     """Before: the p2p listener (public by default, 0.0.0.0:30333) kept every TCP connection
     that never sent its upgrade request for aiohttp's 75 s keep-alive, with no bound on their
     number. Anyone who could reach the port took all the node's descriptors: at a limit of
-    256, 300 silent connections left the RPC server unable to accept (``/health`` timed out)
+    512, 556 silent connections left the RPC server unable to accept (``/health`` timed out)
     and asyncio logging a traceback per failed accept. Now at most
     ``NetworkConfig.max_pending_connections`` of them stay open (the longest idle is closed
     first), the rest of the node keeps its descriptors, and a real peer still gets in."""
@@ -95,6 +95,44 @@ def test_silent_connections_to_the_p2p_port_cannot_take_every_file_descriptor(tm
                 await peer.close()
 
         asyncio.run(honest_peer())
+    finally:
+        for sock in socks:
+            sock.close()
+        assert node.stop() == 0, node.read_log()
+    assert "Traceback" not in node.read_log()
+
+
+def test_silent_connections_to_the_metrics_port_cannot_take_every_file_descriptor(tmp_path) -> None:
+    """Before: the Prometheus endpoint (``--prometheus-external`` puts it on every interface)
+    had the p2p port's hole: aiohttp kept each connection that never sent a request for 75 s,
+    with no bound on their number, and 556 of them at a limit of 512 descriptors left the RPC
+    server unable to accept. Now at most ``metrics.MAX_CONNECTIONS`` wait for their request
+    (the longest idle is closed first) and a scrape still works."""
+    from node import metrics
+
+    port = free_port()
+    node = start_node(
+        tmp_path, "--chain", "dev", "--tmp", "--prometheus-port", str(port),
+        "--listen-addr", "/ip4/127.0.0.1/tcp/0", preexec_fn=_low_fd_limit,
+    )
+    socks: list[socket.socket] = []
+    try:
+        root = _state_root(node)
+        for _ in range(FD_LIMIT + 44):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break
+        assert len(socks) > FD_LIMIT - 20
+        with urllib.request.urlopen(f"{node.url}/health", timeout=5) as response:
+            assert response.status == 200
+        deadline = time.monotonic() + 5
+        while (held := sum(_still_open(s) for s in socks)) > metrics.MAX_CONNECTIONS:
+            assert time.monotonic() < deadline, f"the node still holds {held} silent metrics connections"
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert b"substrate_block_height" in response.read()
+        assert _state_root(node) == root
     finally:
         for sock in socks:
             sock.close()
