@@ -138,3 +138,29 @@ def test_silent_connections_to_the_metrics_port_cannot_take_every_file_descripto
             sock.close()
         assert node.stop() == 0, node.read_log()
     assert "Traceback" not in node.read_log()
+
+
+def test_a_body_of_millions_of_empty_objects_is_refused_before_it_is_decoded(tmp_path) -> None:
+    """Before: the server decoded any body under 15 MiB and then walked every container for
+    its nesting depth on the event loop: one 13.5 MB POST of 4.5 million ``{}`` held the loop
+    (and with it block production, peers and every other caller) for about 4 s, and a few
+    in parallel for 12 s. It got a -32602 for its params at the end. Now a body with more
+    than 65,536 ``[``/``{`` is a -32700 error before any decoding; a legal large body is
+    decoded on the encoding threads."""
+    node = start_node(tmp_path, "--chain", "dev", "--tmp", "--no-prometheus", "--listen-addr", "/ip4/127.0.0.1/tcp/0")
+    try:
+        root = _state_root(node)
+        body = b'{"jsonrpc":"2.0","id":7,"method":"system_name","params":[[' + b",".join([b"{}"] * 4_500_000) + b"]]}"
+        request = urllib.request.Request(node.url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert answer["error"] == {
+            "code": -32700, "message": "Parse error",
+            "data": "JSON has more than 65536 arrays and objects ('[' and '{' counted in the raw text)",
+        }
+        rows = [[0.5] * 64 for _ in range(1024)]  # the largest ml_predict: still answered
+        result = _rpc(node, "ml_predict", [0, rows], timeout=30)
+        assert isinstance(result, dict) and len(result["outputs"]) == 1024
+        assert _state_root(node) == root
+    finally:
+        assert node.stop() == 0, node.read_log()

@@ -236,7 +236,7 @@ async def test_oversize_response(start_server, session):
         assert resp["id"] == 5
 
 
-@pytest.mark.parametrize("depth", [65, 200, 5000, 200_000])
+@pytest.mark.parametrize("depth", [65, 200, 5000, 60_000])
 async def test_deep_nesting_is_a_clear_parse_error(server, session, depth):
     body = (
         '{"jsonrpc":"2.0","id":1,"method":"test_echo","params":' + "[" * depth + "]" * depth + "}"
@@ -249,6 +249,19 @@ async def test_deep_nesting_is_a_clear_parse_error(server, session, depth):
     assert (await call(session, server, {"jsonrpc": "2.0", "id": 2, "method": "system_health"}))[
         "id"
     ] == 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    ["[" * 200_000 + "]" * 200_000, "[" + ",".join(["[]"] * 70_000) + "]", "[" + ",".join(['{"a":1}'] * 70_000) + "]"],
+)
+async def test_a_body_with_too_many_arrays_and_objects_is_refused_before_decoding(server, session, params):
+    body = '{"jsonrpc":"2.0","id":1,"method":"test_echo","params":' + params + "}"
+    status, raw = await post(session, server, body)
+    assert status == 200
+    resp = json.loads(raw)
+    assert resp["error"]["code"] == -32700
+    assert resp["error"]["data"] == "JSON has more than 65536 arrays and objects ('[' and '{' counted in the raw text)"
 
 
 async def test_nesting_within_the_limit_and_brackets_in_strings(server, session):
