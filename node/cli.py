@@ -733,7 +733,10 @@ async def _tx_main(args: argparse.Namespace) -> int:
                 offline = [_checked(c) for c in await online(args, client, signer)]
             nonce = args.nonce if args.nonce is not None else await client.call("system_accountNextIndex", [signer.address])
             if upload is not None:
-                next_id = len(await client.call("ml_listDatasets", []))
+                # The id RegisterDataset will take: the chain's next id (not a list's length:
+                # ml_listDatasets answers a page).
+                raw_next = await client.call("state_getStorage", ["0x" + datasets.NEXT_DATASET_ID.key.hex()])
+                next_id = 0 if raw_next is None else decode(bytes.fromhex(raw_next[2:]), int)
                 offline = [_checked(c) for c in upload.compute_calls(next_id)]
             assert offline is not None
             results = []

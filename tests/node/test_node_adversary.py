@@ -15,11 +15,18 @@ import urllib.request
 
 from netkit import RawPeer
 from nodekit import NodeProcess, free_port, start_node
+from test_cli import polchain
 
+import ml_runtime
+from chain import calls
+from chain.crypto import dev_keypair
+from chain.extrinsic import sign_extrinsic
+from node import metrics
 from node.network.messages import Status
 from node.network.multiaddr import Multiaddr
 from node.network.service import NetworkConfig
 from rpc.client import RpcClient
+from rpc.namespaces.ml import MAX_LIST
 
 FD_LIMIT = 512  # the node's open-file limit (soft and hard) in the descriptor tests
 
@@ -108,8 +115,6 @@ def test_silent_connections_to_the_metrics_port_cannot_take_every_file_descripto
     with no bound on their number, and 556 of them at a limit of 512 descriptors left the RPC
     server unable to accept. Now at most ``metrics.MAX_CONNECTIONS`` wait for their request
     (the longest idle is closed first) and a scrape still works."""
-    from node import metrics
-
     port = free_port()
     node = start_node(
         tmp_path, "--chain", "dev", "--tmp", "--prometheus-port", str(port),
@@ -162,5 +167,49 @@ def test_a_body_of_millions_of_empty_objects_is_refused_before_it_is_decoded(tmp
         result = _rpc(node, "ml_predict", [0, rows], timeout=30)
         assert isinstance(result, dict) and len(result["outputs"]) == 1024
         assert _state_root(node) == root
+    finally:
+        assert node.stop() == 0, node.read_log()
+
+
+def test_the_model_and_data_set_lists_come_in_pages(tmp_path) -> None:
+    """Before: ``ml_listModels`` and ``ml_listDatasets`` read and shaped every model or data
+    set on the event loop in one answer. A model costs a 2.2 mPOL fee to register: 3,000 of
+    them made each call take 0.1 s and 1.2 MB, so about 40,000 (88 POL) make every call
+    hold the node for over a second and then fail with -32008 for everyone. Now they answer
+    at most MAX_LIST from ``start`` (default: the newest), as ``fl_listRounds`` does; the
+    CLI finds the next data set id from storage, not from the list's length."""
+    node = start_node(tmp_path, "--dev", "--instant-seal", "--tmp", "--no-prometheus", "--listen-addr", "/ip4/127.0.0.1/tcp/0")
+    try:
+        genesis = bytes.fromhex(str(_rpc(node, "chain_getBlockHash", [0]))[2:])
+        version = _rpc(node, "state_getRuntimeVersion", [])["specVersion"]  # type: ignore[index]
+        model_spec = ml_runtime.ModelSpec("linear", 2, 1, 0).encode()
+        dave, eve = dev_keypair("Dave"), dev_keypair("Eve")
+        for i in range(MAX_LIST + 10):
+            xt = sign_extrinsic(dave, calls.RegisterModel(f"m{i}", model_spec, bytes(32)), nonce=i, genesis_hash=genesis, spec_version=version)
+            _rpc(node, "author_submitExtrinsic", ["0x" + xt.encode().hex()])
+        for i in range(MAX_LIST):
+            call = calls.RegisterDataset(f"d{i}", 2, "classification", 2, 1, bytes(32), 0, "")
+            xt = sign_extrinsic(eve, call, nonce=i, genesis_hash=genesis, spec_version=version)
+            _rpc(node, "author_submitExtrinsic", ["0x" + xt.encode().hex()])
+        deadline = time.monotonic() + 60
+        while _rpc(node, "ml_getModel", [MAX_LIST + 10]) is None or _rpc(node, "ml_getDataset", [MAX_LIST]) is None:
+            assert time.monotonic() < deadline, "the registrations were not included"
+            time.sleep(0.2)
+        root = _state_root(node)
+        newest = _rpc(node, "ml_listModels", [])
+        assert [m["id"] for m in newest] == list(range(11, MAX_LIST + 11))  # type: ignore[union-attr, index]
+        assert [m["id"] for m in _rpc(node, "ml_listModels", [0])] == list(range(MAX_LIST))  # type: ignore[union-attr, index]
+        assert [m["id"] for m in _rpc(node, "ml_listModels", [105])] == list(range(105, MAX_LIST + 11))  # type: ignore[union-attr, index]
+        assert [d["id"] for d in _rpc(node, "ml_listDatasets", [])] == list(range(1, MAX_LIST + 1))  # type: ignore[union-attr, index]
+        assert [d["id"] for d in _rpc(node, "ml_listDatasets", [0])] == list(range(MAX_LIST))  # type: ignore[union-attr, index]
+        assert _state_root(node) == root
+        rows = tmp_path / "rows.csv"
+        rows.write_text("0.5,0.25,1\n0.125,1.0,0\n0.75,0.5,1\n")
+        out = polchain("tx", "register-dataset", "--rpc", node.url, "--signer", "//Ferdie", "--name", "tiny", "--csv", str(rows),
+                       "--kind", "classification", "--outputs", "2", "--output-type", "json")
+        assert out.returncode == 0, out.stderr
+        assert [r["success"] for r in json.loads(out.stdout)] == [True, True]
+        tiny = _rpc(node, "ml_getDataset", [MAX_LIST + 1])
+        assert isinstance(tiny, dict) and tiny["name"] == "tiny" and tiny["complete"] is True
     finally:
         assert node.stop() == 0, node.read_log()
