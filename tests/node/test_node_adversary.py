@@ -10,6 +10,7 @@ import asyncio
 import json
 import resource
 import socket
+import struct
 import time
 import urllib.request
 
@@ -211,5 +212,41 @@ def test_the_model_and_data_set_lists_come_in_pages(tmp_path) -> None:
         assert [r["success"] for r in json.loads(out.stdout)] == [True, True]
         tiny = _rpc(node, "ml_getDataset", [MAX_LIST + 1])
         assert isinstance(tiny, dict) and tiny["name"] == "tiny" and tiny["complete"] is True
+    finally:
+        assert node.stop() == 0, node.read_log()
+
+
+def test_a_model_s_lineage_comes_in_pages(tmp_path) -> None:
+    """Before: ``ml_getModel`` read and shaped every version of the model in one answer. The
+    dev model (training permission "anyone") gains a version for each training call, and the
+    cheapest one (1 step, batch 1) costs 4.8 mPOL: about 25,000 of them (120 POL) push the
+    answer past the response cap, after which every ``ml_getModel`` and ``polchain query
+    model`` of it fails for everyone, each after reading all the versions on the event loop.
+    Now the lineage holds at most MAX_LIST versions from ``start`` (its third param; default:
+    the newest), and ``weightsHash`` is still the latest version's."""
+    node = start_node(tmp_path, "--dev", "--instant-seal", "--tmp", "--no-prometheus", "--listen-addr", "/ip4/127.0.0.1/tcp/0")
+    try:
+        genesis = bytes.fromhex(str(_rpc(node, "chain_getBlockHash", [0]))[2:])
+        version = _rpc(node, "state_getRuntimeVersion", [])["specVersion"]  # type: ignore[index]
+        lr = int.from_bytes(struct.pack("<f", 0.01), "little")
+        bob = dev_keypair("Bob")
+        for i in range(MAX_LIST + 1):
+            call = calls.Train(model=0, dataset=0, steps=1, batch_size=1, lr=lr, l2=0, segment_len=1)
+            xt = sign_extrinsic(bob, call, nonce=i, genesis_hash=genesis, spec_version=version)
+            _rpc(node, "author_submitExtrinsic", ["0x" + xt.encode().hex()])
+        deadline = time.monotonic() + 120
+        while (latest := _rpc(node, "ml_listModels", [0])[0]["latestVersion"]) < MAX_LIST + 1:  # type: ignore[index]
+            assert time.monotonic() < deadline, f"only {latest} versions were trained"
+            time.sleep(0.2)
+        root = _state_root(node)
+        newest = _rpc(node, "ml_getModel", [0])
+        assert isinstance(newest, dict)
+        assert [v["version"] for v in newest["lineage"]] == list(range(2, MAX_LIST + 2))
+        assert newest["weightsHash"] == newest["lineage"][-1]["weightsHash"]
+        oldest = _rpc(node, "ml_getModel", [0, None, 0])
+        assert isinstance(oldest, dict)
+        assert [v["version"] for v in oldest["lineage"]] == list(range(MAX_LIST))
+        assert oldest["weightsHash"] == newest["weightsHash"]  # the latest version's, whatever the page
+        assert _state_root(node) == root
     finally:
         assert node.stop() == 0, node.read_log()
