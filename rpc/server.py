@@ -32,6 +32,8 @@ are MiB like Substrate's and convert with `MIB`):
 * nesting depth: JSON nested deeper than ``max_depth`` is a -32700 error that says so
   (never a RecursionError); the bracket count is a C-speed pre-check, so ordinary
   requests never pay for the exact depth walk.
+* batches: the server yields to the event loop after each entry, so a batch of 256
+  heavy reads (each a few milliseconds) cannot hold the loop for the whole batch.
 * containers: a body with more than ``max_containers`` ``[`` and ``{`` characters (counted
   in the raw text, strings included: no method takes text with brackets) is a -32700 error
   before it is decoded. Decoding and walking a container costs far more than its two bytes:
@@ -965,6 +967,9 @@ class RpcServer:
                 response = await self._handle_request(item, conn)
                 if response is not None:
                     parts.append(await self._encode_result(response))
+                # Let other callers, blocks and peers in between entries: each may take a few
+                # milliseconds of reads that never await, 256 of them over a second.
+                await asyncio.sleep(0)
             if not parts:
                 return None
             out = b"[" + b",".join(parts) + b"]"
