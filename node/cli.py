@@ -354,10 +354,18 @@ def _balance(text: str) -> int:
     return value
 
 
+def _float(text: str) -> float:
+    """float() of a command line number: float() also takes non-ASCII digits, '_' and
+    surrounding spaces, which _int_in refuses; so does this (ValueError)."""
+    if not text.isascii() or "_" in text or text != text.strip():
+        raise ValueError(text)
+    return float(text)
+
+
 def _f32(text: str) -> float:
     """A float32 argument: finite and within float32's range (it is signed as float32 bits)."""
     try:
-        value = float(text)
+        value = _float(text)
         struct.pack("<f", value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
@@ -370,7 +378,7 @@ def _f32(text: str) -> float:
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
+        value = _float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
     if not 0 < value <= MAX_SECONDS:  # NaN fails this too
