@@ -177,6 +177,7 @@ def compute_genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
         raise GenesisError(f"{where}: runtimeGenesisConfig must be an object")
     try:
         total = 0
+        endowed: set[bytes] = set()
         for i, entry in enumerate(_field(cfg, "balances", list, where)):
             if not (isinstance(entry, list) and len(entry) == 2 and _is_int(entry[1]) and 0 <= entry[1] <= MAX_BALANCE):
                 raise GenesisError(f"{where}: balances[{i}] must be [account, amount in 0..2^63-1]")
@@ -190,10 +191,16 @@ def compute_genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
             total += entry[1]
             if total > MAX_BALANCE:
                 raise GenesisError(f"{where}: balances[{i}]: the total issuance exceeds 2^63-1")
-            balances.apply_mint(state, _account(entry[0], f"{where}: balances[{i}]"), entry[1])
+            who = _account(entry[0], f"{where}: balances[{i}]")
+            _check_once(who, endowed, f"{where}: balances[{i}]")
+            balances.apply_mint(state, who, entry[1])
         validators = tuple(_account(v, f"{where}: validators") for v in _field(cfg, "validators", list, where))
         if not validators:
             raise GenesisError(f"{where}: at least one validator is needed")
+        seen: set[bytes] = set()
+        for i, v in enumerate(validators):
+            # Each entry is an Aura slot and a finality vote: one key twice would hold two.
+            _check_once(v, seen, f"{where}: validators[{i}]")
         for v in validators:
             info = balances.get_account(state, v)
             bond = min(info.free, spec.runtime_config.min_validator_bond)
@@ -275,7 +282,7 @@ def _apply_asset(state: StateAccess, a: Any, where: str) -> None:
     if not isinstance(meta, calls.SetAssetMetadata):  # what call_from_json built for that JSON
         raise GenesisError(f"{where}: not asset metadata")
     owner = _account(_field(a, "owner", str, where), where)
-    min_balance, holders = _field(a, "minBalance", int, where), _field(a, "balances", list, where)
+    min_balance, holders = _amount(a, "minBalance", where), _field(a, "balances", list, where)
     try:
         assets.apply_new_asset(state, asset_id, owner, owner, min_balance, 0)
         assets.apply_metadata(state, asset_id, meta.name, meta.symbol, meta.decimals)
@@ -339,6 +346,14 @@ def _field(obj: dict[str, Any], key: str, typ: type, where: str) -> Any:
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise GenesisError(f"{where}: field {key!r} must be a {typ.__name__}, got {type(value).__name__}")
     return value
+
+
+def _check_once(who: bytes, seen: set[bytes], where: str) -> None:
+    """Refuse an account listed twice (Substrate's balances genesis: "duplicate balances in
+    genesis"; its staking genesis refuses a stash bonded twice), whatever form names it."""
+    if who in seen:
+        raise GenesisError(f"{where}: {ss58_encode(who)} is listed twice")
+    seen.add(who)
 
 
 def _is_int(value: Any) -> bool:

@@ -363,10 +363,18 @@ def _balance(text: str) -> int:
     return value
 
 
+def _float(text: str) -> float:
+    """float() of a command line number: float() also takes non-ASCII digits, '_' and
+    surrounding spaces, which _int_in refuses; so does this (ValueError)."""
+    if not text.isascii() or "_" in text or text != text.strip():
+        raise ValueError(text)
+    return float(text)
+
+
 def _f32(text: str) -> float:
     """A float32 argument: finite and within float32's range (it is signed as float32 bits)."""
     try:
-        value = float(text)
+        value = _float(text)
         struct.pack("<f", value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
@@ -379,7 +387,7 @@ def _f32(text: str) -> float:
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
+        value = _float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
     if not 0 < value <= MAX_SECONDS:  # NaN fails this too
@@ -742,7 +750,10 @@ async def _tx_main(args: argparse.Namespace) -> int:
                 offline = [_checked(c) for c in await online(args, client, signer)]
             nonce = args.nonce if args.nonce is not None else await client.call("system_accountNextIndex", [signer.address])
             if upload is not None:
-                next_id = len(await client.call("ml_listDatasets", []))
+                # The id RegisterDataset will take: the chain's next id (not a list's length:
+                # ml_listDatasets answers a page).
+                raw_next = await client.call("state_getStorage", ["0x" + datasets.NEXT_DATASET_ID.key.hex()])
+                next_id = 0 if raw_next is None else decode(bytes.fromhex(raw_next[2:]), int)
                 offline = [_checked(c) for c in upload.compute_calls(next_id)]
             assert offline is not None
             results = []

@@ -56,6 +56,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from rpc.connections import ConnectionBudget, Listener
+
 if TYPE_CHECKING:
     from chain.blockchain import ImportedBlock
     from node.service import NodeService
@@ -63,6 +65,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("polchain")
 
 DEFAULT_PORT = 9615
+# Connections waiting for their request: a Prometheus server keeps one per target; more can
+# only be a flood, which closes the longest idle (the endpoint may be public:
+# --prometheus-external). HEADER_TIMEOUT is the RPC server's default header timeout.
+MAX_CONNECTIONS = 32
+HEADER_TIMEOUT = 10.0
 # The classic text format, which generate_latest writes (with its default underscore escaping
 # of names) and Substrate serves; prometheus-client >= 0.22 labels it 1.0.0 by default.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -174,15 +181,23 @@ class MetricsServer:
         self.metrics = metrics
         self.host = host
         self.port = port
-        app = web.Application(client_max_size=1024)  # a scrape has no body
-        app.router.add_get("/metrics", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A connection must send its request head within HEADER_TIMEOUT of opening or of its last
+        # answer (aiohttp's keep-alive timer), and at most MAX_CONNECTIONS wait to: the longest
+        # idle is closed first (rpc.connections). A scrape's body is never read.
+        server = Listener(
+            self._handle, ConnectionBudget(MAX_CONNECTIONS), keepalive_timeout=HEADER_TIMEOUT, access_log=None
+        )
+        self._runner = web.ServerRunner(server, handle_signals=False)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/metrics"
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.BaseRequest) -> web.Response:
+        if request.path != "/metrics":
+            return web.Response(status=404, text="Not Found\n")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, text="GET /metrics\n", headers={"Allow": "GET, HEAD"})
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def start(self) -> None:

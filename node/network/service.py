@@ -104,6 +104,7 @@ from node.network.multiaddr import Multiaddr
 from node.network.noise import MAX_NOISE_MESSAGE, StaticKey, handshake
 from node.network.peer import BoundedSet, Peer, PeerLimits
 from node.network.reputation import Misbehaviour, ReputationBook
+from rpc.connections import ConnectionBudget, Listener
 
 log = logging.getLogger("polchain.network")
 
@@ -172,6 +173,10 @@ class NetworkConfig:
     tx_bytes_per_second: float = 2 * 1024 * 1024
     tx_byte_burst: float = 8 * 1024 * 1024
     max_pending_handshakes: int = 16
+    # TCP connections that have not yet sent their upgrade request (rpc.connections'
+    # ConnectionBudget: past it the longest idle is closed). The p2p port is public: without
+    # a bound, silent connections took every file descriptor of the process.
+    max_pending_connections: int = 64
     # Inbound handshakes in progress from one IP address: idle upgrades from one host hold at
     # most this share of the slots, so they cannot lock everyone else out.
     max_pending_per_ip: int = 4
@@ -253,7 +258,8 @@ class NetworkService:
         self._request_ids = itertools.count(1)
         self._pending_handshakes = 0
         self._pending_by_ip: dict[str, int] = {}
-        self._runner: web.AppRunner | None = None
+        self._budget = ConnectionBudget(config.max_pending_connections)
+        self._runner: web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listen: list[Multiaddr] = []
@@ -281,9 +287,12 @@ class NetworkService:
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get(WS_PATH, self._accept)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A connection must send its upgrade request within handshake_timeout of opening (aiohttp
+        # arms keepalive_timeout at accept), and at most max_pending_connections wait to.
+        server = Listener(
+            self._route, self._budget, keepalive_timeout=self.config.handshake_timeout, access_log=None
+        )
+        self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
         for addr in self.config.listen_addrs:
             if addr.protocol not in ("ip4", "ip6"):
@@ -367,7 +376,16 @@ class NetworkService:
         self._spawn(self._run_peer(peer), f"p2p-peer-{peer.peer_id.short()}")
         return peer.peer_id
 
-    async def _accept(self, request: web.Request) -> web.StreamResponse:
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path != WS_PATH:
+            return web.Response(status=404, text="polchain p2p: the only path is /p2p\n")
+        if request.method != "GET":
+            return web.Response(status=405, text="polchain p2p: GET with a WebSocket upgrade\n", headers={"Allow": "GET"})
+        # From here the connection is counted by max_pending_handshakes, then by in_peers.
+        self._budget.forget(request.protocol)
+        return await self._accept(request)
+
+    async def _accept(self, request: web.BaseRequest) -> web.StreamResponse:
         if self._stopping:
             raise web.HTTPServiceUnavailable(text="shutting down")
         ws = web.WebSocketResponse(

@@ -145,6 +145,15 @@ def _genesis(mutate):
         (_genesis(lambda g: g["balances"].append(["//Zed", 2**63 - 1])), "total issuance exceeds 2"),
         (_genesis(lambda g: g["balances"].append(["//Zed", True])), r"balances\[6\] must be"),
         (_genesis(lambda g: g["balances"].append(["//Zed", 5])), r"balances\[6\]: 5 is below runtimeConfig\.existential_deposit \(1000000\)"),
+        # Before: an OverflowError traceback from the encoder (a u64 cannot hold 2^64).
+        (_genesis(lambda g: g["assets"][0].__setitem__("minBalance", 2**64)), r"assets\[0\]: minBalance must be in 0\.\.2\^63-1"),
+        # Before: accepted. Alice twice in the set held two Aura slots and inflated the count
+        # finality's 2n/3+1 is taken of (voters are distinct: [Alice, Alice] never finalized);
+        # an account listed twice got both amounts. Substrate refuses
+        # both at genesis ("duplicate balances in genesis", staking's "stash already bonded").
+        (_genesis(lambda g: g["validators"].append("//Alice")), r"validators\[1\]: 5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu is listed twice"),
+        (_genesis(lambda g: g["balances"].append(["//Alice", 10**12])), r"balances\[6\]: 5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu is listed twice"),
+        (_genesis(lambda g: g["balances"].append(["0x" + "88dc3417d5058ec4b4503e0c12ea1a0a89be200fe98922423d4334014fa6b0ee", 10**12])), r"balances\[6\]: 5FA9nQDV.* is listed twice"),
     ],
 )
 def test_specs_for_a_useless_chain_are_refused_naming_the_field(mutate, message: str) -> None:

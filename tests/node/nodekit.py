@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,14 +49,18 @@ class NodeProcess:
         return self.log.read_text()
 
 
-def start_node(workdir: Path, *args: str, port: int | None = None, timeout: float = 90) -> NodeProcess:
-    """``polchain node <args> --rpc-port <free>``; returns once /health answers."""
+def start_node(
+    workdir: Path, *args: str, port: int | None = None, timeout: float = 90,
+    preexec_fn: Callable[[], None] | None = None,
+) -> NodeProcess:
+    """``polchain node <args> --rpc-port <free>``; returns once /health answers.
+    ``preexec_fn`` runs in the child before exec (to lower its resource limits, say)."""
     port = port or free_port()
     log = workdir / f"node-{port}.log"
     handle = log.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "node.cli", "node", *args, "--rpc-port", str(port)],
-        stdout=handle, stderr=subprocess.STDOUT, cwd=os.getcwd(),
+        stdout=handle, stderr=subprocess.STDOUT, cwd=os.getcwd(), preexec_fn=preexec_fn,
     )
     node = NodeProcess(proc, port, log)
     deadline = time.monotonic() + timeout

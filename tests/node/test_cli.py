@@ -284,6 +284,12 @@ def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tup
         (("query", "referendum", "0", "--rpc", down), f"no answer from a node at {down}"),  # cli.run_rpc_query
         (("query", "asset", "0", "--rpc", down), f"no answer from a node at {down}"),
         ((*tx, "--timeout", "nan"), "argument --timeout: nan is out of range"),
+        # Before: float() took non-ASCII digits and '_' (signed as lr 0.5, waited 3 s), which the
+        # integer flags refuse.
+        ((*tx, "--timeout", "٣"), "argument --timeout: '٣' is not a number of seconds"),
+        ((*train, "--lr", "٠.٥"), "argument --lr: '٠.٥' is not a number"),
+        ((*train, "--lr", "0.0_1"), "argument --lr: '0.0_1' is not a number"),
+        ((*tx, "--timeout", " 2 "), "argument --timeout: ' 2 ' is not a number of seconds"),
         (("query", "model", "0", "--rpc", "http://127.0.0.1:99999"), "argument --rpc: 'http://127.0.0.1:99999' is not a URL"),
         (("query", "block", "0x12", "--rpc", down), "argument at: expected 32 bytes of 0x-hex, got 1"),
         (("query", "model", "4294967296", "--rpc", down), "argument id: 4294967296 is out of range: a u32"),
