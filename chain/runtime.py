@@ -112,6 +112,9 @@ def _fixed(units: int) -> Callable[[StateAccess, Any], DispatchInfo]:
     return lambda _state, _call: info
 
 
+#: An account's nonce is a u32 (balances.AccountInfo): an extrinsic at this nonce is refused,
+#: since applying it would store the next one, 2^32, which no account record decodes.
+LAST_NONCE = 2**32 - 1
 TRANSFER_INFO = DispatchInfo(100_000)
 # How many transfers' accounts Runtime.apply_transfers reads ahead: first, and at most.
 _READ_AHEAD_FIRST = 16
@@ -264,6 +267,14 @@ class Runtime:
         account = balances.get_account(state, xt.signer)
         if xt.nonce < account.nonce:
             raise InvalidTransaction("stale", f"nonce {xt.nonce} is already used (account nonce is {account.nonce})")
+        if xt.nonce >= LAST_NONCE:
+            # Substrate's CheckNonce adds one without a check (``account.nonce += One::one()``);
+            # here the account record holding 2^32 could never be decoded again.
+            raise InvalidTransaction(
+                "exhausts_resources",
+                f"nonce {xt.nonce} is the last a u32 holds: the account's next nonce would not fit; "
+                "this account can send no more extrinsics",
+            )
         info = self.compute_dispatch_info(state, xt)
         if info.weight > self.config.max_block_weight:
             raise InvalidTransaction(
@@ -393,7 +404,7 @@ class Runtime:
                 sender = current[signer]
                 fee = compute_fee(length, weight, xt.tip)
                 free = sender.free - fee
-                if xt.nonce != sender.nonce or free < value:  # also free < 0: the fee unpaid
+                if xt.nonce != sender.nonce or free < value or xt.nonce == LAST_NONCE:  # also free < 0: the fee unpaid
                     break
                 left = free - value
                 if 0 < left < ed and sender.staked == 0:
