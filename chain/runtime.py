@@ -27,7 +27,7 @@ import msgspec
 import ml_runtime
 from chain import calls
 from chain.block import BLOCK_OVERHEAD
-from chain.codec import encode_each
+from chain.codec import MAX_BALANCE, encode_each
 from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
@@ -288,6 +288,14 @@ class Runtime:
                 f"bytes ({self.max_extrinsic_length} after the header)",
             )
         fee = self.compute_fee(info, length, xt.tip)
+        if fee > MAX_BALANCE:
+            # Only the tip can get it there (RuntimeConfig.compute_problems bounds the rest):
+            # no balance can pay it, so refused as unpayable, whoever sends it, rather than
+            # saturated to 2^63-1, which an account holding every unit could pay.
+            raise InvalidTransaction(
+                "payment",
+                f"tip {xt.tip}: the fee, {fee - xt.tip} plus the tip, exceeds the largest balance {MAX_BALANCE}",
+            )
         if xt.nonce > account.nonce and not allow_future:
             raise FutureTransaction(f"nonce {xt.nonce} is ahead of the account nonce {account.nonce}")
         if account.free < fee:

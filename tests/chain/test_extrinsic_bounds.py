@@ -1,4 +1,4 @@
-"""An extrinsic's nonce at the end of its range: the pool's validation, a block
+"""An extrinsic's nonce and tip at the ends of their ranges: the pool's validation, a block
 built or imported (transfers in bulk and one by one) refuse the same way, with a reason,
 and nothing stored changes.
 
@@ -7,6 +7,7 @@ reach the last nonce are out of the question."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import msgspec
@@ -15,6 +16,7 @@ from chainkit import ALICE, BOB, CHARLIE, apply_both_ways, dev_spec, sign
 
 from chain import calls
 from chain.blockchain import Blockchain
+from chain.codec import MAX_BALANCE
 from chain.errors import InvalidTransaction
 from chain.pallets import balances
 from chain.pool import TransactionPool, Validity
@@ -95,3 +97,23 @@ def test_the_nonce_before_the_last_still_works(chain: Blockchain) -> None:
     receipts, _changes, _reads, _root, _one_by_one = apply_both_ways(chain, [xt], ALICE.public)
     (receipt,) = msgspec.msgpack.decode(receipts)
     assert receipt[2] is True, receipt  # success
+
+
+def test_a_tip_that_pushes_the_fee_past_a_balance_is_refused(chain: Blockchain) -> None:
+    """A tip of 2^63-1 plus the fee's other terms is more than any balance can hold: refused
+    as unpayable with that reason, never a fee above 2^63-1 in a message."""
+    xt = sign(chain, ALICE, calls.Transfer(CHARLIE.public, 10**9), 0, tip=MAX_BALANCE)
+    exc = _pool_view(chain, xt)
+    assert exc.reason == "payment" and f"tip {MAX_BALANCE}" in str(exc), exc
+    assert all(int(n) <= MAX_BALANCE for n in re.findall(r"\d+", str(exc))), exc
+    root = chain.state.root()
+    refused = apply_both_ways(chain, [xt], ALICE.public)
+    assert chain.state.root() == root
+    assert isinstance(refused, str) and f"tip {MAX_BALANCE}" in refused, refused
+    assert all(int(n) <= MAX_BALANCE for n in re.findall(r"\d+", refused)), refused
+    # The largest tip that still fits: the fee is computed in range and only the balance is short.
+    info = chain.runtime.compute_dispatch_info(chain.state.overlay(), xt)
+    fee_without_tip = chain.runtime.compute_fee(info, len(xt.encode()), 0)
+    fits = sign(chain, ALICE, calls.Transfer(CHARLIE.public, 10**9), 0, tip=MAX_BALANCE - fee_without_tip)
+    exc = _pool_view(chain, fits)
+    assert exc.reason == "payment" and f"cannot pay the fee {MAX_BALANCE}" in str(exc), exc
