@@ -70,6 +70,8 @@ class RuntimeConfig:
     voter_reward_share_ppm: int = 0
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
+        """Exact, not saturated: with a valid config only a tip can take it past 2^63-1, and
+        chain.runtime refuses such an extrinsic (payment) before the fee is used or shown."""
         return self.base_fee + self.byte_fee * length + self.weight_fee * weight + tip
 
     def compute_problems(self) -> list[str]:

@@ -27,7 +27,7 @@ import msgspec
 import ml_runtime
 from chain import calls
 from chain.block import BLOCK_OVERHEAD
-from chain.codec import encode_each
+from chain.codec import MAX_BALANCE, encode_each
 from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
 from chain.errors import DispatchError, FutureTransaction, InvalidTransaction
@@ -112,6 +112,9 @@ def _fixed(units: int) -> Callable[[StateAccess, Any], DispatchInfo]:
     return lambda _state, _call: info
 
 
+#: An account's nonce is a u32 (balances.AccountInfo): an extrinsic at this nonce is refused,
+#: since applying it would store the next one, 2^32, which no account record decodes.
+LAST_NONCE = 2**32 - 1
 TRANSFER_INFO = DispatchInfo(100_000)
 # How many transfers' accounts Runtime.apply_transfers reads ahead: first, and at most.
 _READ_AHEAD_FIRST = 16
@@ -264,6 +267,14 @@ class Runtime:
         account = balances.get_account(state, xt.signer)
         if xt.nonce < account.nonce:
             raise InvalidTransaction("stale", f"nonce {xt.nonce} is already used (account nonce is {account.nonce})")
+        if xt.nonce >= LAST_NONCE:
+            # Substrate's CheckNonce adds one without a check (``account.nonce += One::one()``);
+            # here the account record holding 2^32 could never be decoded again.
+            raise InvalidTransaction(
+                "exhausts_resources",
+                f"nonce {xt.nonce} is the last a u32 holds: the account's next nonce would not fit; "
+                "this account can send no more extrinsics",
+            )
         info = self.compute_dispatch_info(state, xt)
         if info.weight > self.config.max_block_weight:
             raise InvalidTransaction(
@@ -277,6 +288,14 @@ class Runtime:
                 f"bytes ({self.max_extrinsic_length} after the header)",
             )
         fee = self.compute_fee(info, length, xt.tip)
+        if fee > MAX_BALANCE:
+            # Only the tip can get it there (RuntimeConfig.compute_problems bounds the rest):
+            # no balance can pay it, so refused as unpayable, whoever sends it, rather than
+            # saturated to 2^63-1, which an account holding every unit could pay.
+            raise InvalidTransaction(
+                "payment",
+                f"tip {xt.tip}: the fee, {fee - xt.tip} plus the tip, exceeds the largest balance {MAX_BALANCE}",
+            )
         if xt.nonce > account.nonce and not allow_future:
             raise FutureTransaction(f"nonce {xt.nonce} is ahead of the account nonce {account.nonce}")
         if account.free < fee:
@@ -393,7 +412,7 @@ class Runtime:
                 sender = current[signer]
                 fee = compute_fee(length, weight, xt.tip)
                 free = sender.free - fee
-                if xt.nonce != sender.nonce or free < value:  # also free < 0: the fee unpaid
+                if xt.nonce != sender.nonce or free < value or xt.nonce == LAST_NONCE:  # also free < 0: the fee unpaid
                     break
                 left = free - value
                 if 0 < left < ed and sender.staked == 0:

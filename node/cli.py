@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--chain", default=None, help="dev, local, or a chain spec JSON path")
     node.add_argument("--base-path", "-d", type=Path, default=None)
     node.add_argument("--tmp", action="store_true", help="a temporary database, deleted at exit")
-    node.add_argument("--name", type=_text, default="polchain-node")
+    node.add_argument("--name", type=_node_name, default="polchain-node")
     node.add_argument("--validator", action="store_true")
     for who in DEV_ACCOUNTS:
         node.add_argument(f"--{who.lower()}", action="store_true", help=f"author with //{who} (implies --validator)")
@@ -400,6 +400,20 @@ def _text(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise argparse.ArgumentTypeError("is not valid UTF-8") from None
+    return text
+
+
+#: Substrate's sc-cli refuses a node name of NODE_NAME_MAX_LENGTH (64) characters or more, and
+#: an empty one (``is_node_name_valid``): the name goes to peers, logs and system_name.
+NODE_NAME_MAX_LENGTH = 64
+
+
+def _node_name(text: str) -> str:
+    text = _text(text)
+    if not 0 < len(text) < NODE_NAME_MAX_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"a node name is 1..{NODE_NAME_MAX_LENGTH - 1} characters, got {len(text)}"
+        )
     return text
 
 

@@ -23,6 +23,10 @@ moves it to the free balance. So an offender cannot withdraw its stake before an
 proven within an era of it is punished. A slash takes its fraction of the stake and the
 unlocking chunks together, from ``staked`` first, then from the chunks that unlock last.
 A validator keeps at least ``min_validator_bond`` staked while in the set.
+
+An unbond of 0 is refused (ZeroUnbond): its chunk would be worth nothing yet take one of the
+places, and 32 of them locked the stake for good (nothing ever matured to withdraw).
+``withdraw_unbonded`` drops any zero chunk a chain stored before that rule.
 """
 
 from __future__ import annotations
@@ -103,6 +107,11 @@ def apply_bond(ctx: CallContext, call: Bond) -> None:
 
 
 def apply_unbond(ctx: CallContext, call: Unbond) -> None:
+    if not call.value:
+        raise DispatchError(
+            PALLET, "ZeroUnbond",
+            f"unbond of 0: nothing leaves the stake, and an empty chunk would take one of the {MAX_UNLOCKING_CHUNKS} unlocking places",
+        )
     info = get_account(ctx.state, ctx.sender)
     if info.staked < call.value:
         raise DispatchError(PALLET, "NotEnoughStake", f"stake {info.staked} is less than {call.value}")
@@ -125,16 +134,23 @@ def apply_unbond(ctx: CallContext, call: Unbond) -> None:
 
 
 def apply_withdraw_unbonded(ctx: CallContext, call: WithdrawUnbonded) -> None:
+    """Credit the chunks unlocked by this block and drop them, with any chunk worth 0 (a chain
+    may hold some from before :func:`apply_unbond` refused 0: each took an unlocking place for
+    good). NothingToWithdraw if that leaves the chunks as they are."""
     chunks = get_unlocking(ctx.state, ctx.sender)
-    ready = sum(c.value for c in chunks if c.unlock_at <= ctx.block.number)
-    if not ready:
-        first = min((c.unlock_at for c in chunks), default=None)
-        when = "nothing is unbonding" if first is None else f"the first unbonded funds unlock at block {first}"
-        raise DispatchError(PALLET, "NothingToWithdraw", f"nothing to withdraw at block {ctx.block.number}: {when}")
-    info = get_account(ctx.state, ctx.sender)
-    apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free + ready, info.staked))
-    _apply_unlocking(ctx.state, ctx.sender, tuple(c for c in chunks if c.unlock_at > ctx.block.number))
-    ctx.emit(PALLET, "Withdrawn", who=ctx.sender, value=ready)
+    number = ctx.block.number
+    kept = tuple(c for c in chunks if c.unlock_at > number and c.value)
+    if len(kept) == len(chunks):
+        # every chunk is worth something and unlocks after this block (min: a referendum may
+        # have shortened era_length since the last ones were unbonded)
+        when = f"the first unbonded funds unlock at block {min(c.unlock_at for c in kept)}" if kept else "nothing is unbonding"
+        raise DispatchError(PALLET, "NothingToWithdraw", f"nothing to withdraw at block {number}: {when}")
+    ready = sum(c.value for c in chunks if c.unlock_at <= number)
+    if ready:
+        info = get_account(ctx.state, ctx.sender)
+        apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free + ready, info.staked))
+        ctx.emit(PALLET, "Withdrawn", who=ctx.sender, value=ready)
+    _apply_unlocking(ctx.state, ctx.sender, kept)
 
 
 def compute_slash(staked: int, config: RuntimeConfig) -> Slash:

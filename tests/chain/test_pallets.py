@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, FERDIE, apply_fee_only, open_chain, sign, train_call
+from chainkit import (
+    ALICE,
+    BOB,
+    CHARLIE,
+    FERDIE,
+    apply_fee_only,
+    dev_spec,
+    open_chain,
+    sign,
+    train_call,
+)
 
 import ml_runtime
 from chain import calls
+from chain.blockchain import Blockchain
 from chain.crypto import Keypair
-from chain.pallets import balances, datasets, models, training
+from chain.pallets import balances, datasets, models, staking, training
+from chain.storage import Database
+from consensus.aura import Aura
+from consensus.block_import import ConsensusRules
 
 DAVE = Keypair.from_uri("//Dave")
 
@@ -233,6 +247,52 @@ def test_bond_unbond_and_validator_minimum(chain) -> None:
     assert d.apply(BOB, calls.Unbond(10**9)).success
     d.fails(ALICE, calls.Unbond(1), "BelowMinimumBond")
     d.fails(BOB, calls.Bond(10**30 // 10**12), "InsufficientBalance")
+
+
+def test_unbond_of_nothing_is_refused_and_cannot_lock_the_stake(chain) -> None:
+    """unbond(0) used to store an unlocking chunk worth 0 that withdraw_unbonded never
+    removed: 32 of them (MAX_UNLOCKING_CHUNKS) locked the stake for good."""
+    d = Driver(chain)
+    assert d.apply(BOB, calls.Bond(10**9)).success
+    for _ in range(staking.MAX_UNLOCKING_CHUNKS + 1):
+        d.fails(BOB, calls.Unbond(0), "staking.ZeroUnbond")  # the Driver checks only the fee changed
+    assert staking.get_unlocking(chain.state.overlay(), BOB.public) == ()
+    assert d.apply(BOB, calls.Unbond(10**8)).success
+    assert len(staking.get_unlocking(chain.state.overlay(), BOB.public)) == 1
+
+
+def test_withdraw_drops_the_empty_chunks_a_chain_holds_already(tmp_path) -> None:
+    """A chain may hold zero-valued chunks from before unbond(0) was refused: 32 of them
+    (some matured, some not) filled Bob's unlocking places. withdraw_unbonded drops them, so
+    Bob can unbond again; nothing was due, so nothing is credited."""
+    spec = dev_spec()
+    era = spec.runtime_config.era_length
+    empty = tuple(staking.UnlockChunk(0, 1 if i % 2 else 1000) for i in range(staking.MAX_UNLOCKING_CHUNKS))
+
+    def build(state) -> None:
+        spec.apply_genesis(state)
+        info = balances.get_account(state, BOB.public)
+        balances.apply_account(state, BOB.public, balances.AccountInfo(info.nonce, info.free - 10**9, info.staked + 10**9))
+        staking.UNLOCKING.apply_set(state, empty, BOB.public)
+
+    chain = Blockchain(Database(tmp_path / "db"), chain_id=spec.id, build_genesis=build, rules=ConsensusRules(Aura(6000)))
+    try:
+        d = Driver(chain)
+        d.fails(BOB, calls.Unbond(10**8), "staking.NoMoreChunks")
+        free = balances.get_account(chain.state.overlay(), BOB.public).free
+        receipt = d.apply(BOB, calls.WithdrawUnbonded())
+        assert receipt.success, receipt.error
+        assert [e.name for e in receipt.events] == ["ExtrinsicSucceeded"]  # no Withdrawn of 0
+        assert staking.get_unlocking(chain.state.overlay(), BOB.public) == ()
+        assert balances.get_account(chain.state.overlay(), BOB.public).free == free - receipt.fee
+        assert d.apply(BOB, calls.Unbond(10**8)).success
+        number = chain.best_number
+        assert staking.get_unlocking(chain.state.overlay(), BOB.public) == (staking.UnlockChunk(10**8, number + era),)
+        # With only funds not yet unlocked, the message names the block they unlock at, a later one.
+        d.fails(BOB, calls.WithdrawUnbonded(), f"nothing to withdraw at block {number + 1}: the first unbonded funds unlock at block {number + era}")
+        d.fails(CHARLIE, calls.WithdrawUnbonded(), "nothing to withdraw at block")
+    finally:
+        chain.db.close()
 
 
 def test_expired_era_and_wrong_chain_are_refused_by_the_runtime(chain) -> None:

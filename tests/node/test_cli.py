@@ -20,7 +20,7 @@ from nodekit import free_port, start_node
 
 from chain.crypto import dev_keypair
 from genesis.spec import load_chain_spec
-from node.cli import _warn_rpc_exposure, main, warm_up_kernels
+from node.cli import _warn_rpc_exposure, build_parser, main, warm_up_kernels
 
 
 def polchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -297,6 +297,11 @@ def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tup
         (("tx", "register-model", "--rpc", down, "--name", "m" * 65, "--family", "linear", "--d", "2", "--k", "1"),
          "length <= 64"),
         (("tx", "register-model", "--rpc", down, "--name", "m", "--family", "linear", "--d", "0", "--k", "1"), "Error: "),
+        # A node name is 1..63 characters (Substrate's sc-cli); the port after it is refused too,
+        # so that no node starts here even without the name's check.
+        (("node", "--name", "n" * 5000, "--rpc-port", "70000"), "argument --name: a node name is 1..63 characters, got 5000"),
+        (("node", "--name", "n" * 64, "--rpc-port", "70000"), "argument --name: a node name is 1..63 characters, got 64"),
+        (("node", "--name", "", "--rpc-port", "70000"), "argument --name: a node name is 1..63 characters, got 0"),
         (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1", "--tip", "-1"), "argument --tip: -1 is out of range"),
         (("tx", "transfer", "--rpc", down, "--dest", "5Bad", "--value", "1"), "'5Bad' is not a 32-byte SS58 address"),
         (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1", "--nonce", "4294967296"), "argument --nonce"),
@@ -353,6 +358,11 @@ def test_more_bad_input_gets_one_line_and_no_traceback(tmp_path, capsys) -> None
         if not _one_line_error(code, err, message):
             failures.append(f"polchain {_argv(argv)!r:.160}\n  exit {code}, stderr: {err[-600:]!r}")
     assert not failures, "\n".join(failures)
+
+
+def test_a_node_name_of_63_characters_is_accepted() -> None:
+    name = "\u00e9" * 63  # characters, as Substrate counts them, not bytes (126 here)
+    assert build_parser().parse_args(["node", "--name", name]).name == name
 
 
 # --- paths stay under --base-path ------------------------------------------------------------------
