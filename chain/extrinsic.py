@@ -54,8 +54,14 @@ class SigningPayload(Wire, frozen=True):
     spec_version: U32
 
 
-class Extrinsic(Wire, frozen=True):
-    """A signed extrinsic."""
+class Extrinsic(Wire, frozen=True, gc=False):
+    """A signed extrinsic.
+
+    Not tracked by the cyclic garbage collector (``gc=False``): a block of transfers decodes
+    into thousands, which each collection until they are freed would walk (the one after an
+    import among them), and an extrinsic holds bytes, integers and frozen wire objects only
+    (an era, a call: no mutable container), so it can never be part of a reference cycle.
+    """
 
     signer: AccountId
     signature: Signature

@@ -16,7 +16,7 @@ from chainkit import ALICE, BOB, CHARLIE, apply_both_ways, dev_spec, sign
 
 from chain import calls
 from chain import runtime as runtime_module
-from chain.block import Block, Body
+from chain.block import Block, Body, decode_block
 from chain.blockchain import Blockchain
 from chain.crypto import Keypair, blake2_256
 from chain.extrinsic import Era, Extrinsic
@@ -239,3 +239,6 @@ def test_transferred_events_are_those_emit_builds_and_receipts_are_untracked(cha
         [xt.encode() for xt in xts], check_signatures=False,
     )
     assert run[0].success and not gc.is_tracked(run[0]) and not any(gc.is_tracked(event) for event in run[0].events)
+    # Extrinsics likewise (frozen, acyclic), signed or decoded from a block's bytes.
+    decoded = decode_block(Block(Header(chain.best_hash, 1, bytes(32), bytes(32), 1, ALICE.public, ()), Body(tuple(xts))).encode())
+    assert not gc.is_tracked(xts[0]) and not any(gc.is_tracked(xt) for xt in decoded.body.extrinsics)
