@@ -268,3 +268,35 @@ def test_the_auditor_reruns_a_large_block_on_every_core_and_a_small_one_inline(t
     assert validator.best_hash == large.block.hash()
     validator.db.close()
     author.db.close()
+
+
+def test_the_auditor_s_thread_count_overrides_the_pool_policy(tmp_path, monkeypatch) -> None:
+    """FullReexecution(threads=n) re-runs every block on n threads whatever its size: a small
+    block (the policy: inline) goes to a pool of two with threads=2, off the importing thread,
+    and is judged the same (a forged segment named as inline; the honest block imports)."""
+    ran_on: list[int] = []
+    real = proofs.verify_segment
+
+    def recording(*args):
+        ran_on.append(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(proofs, "verify_segment", recording)
+    forger = open_chain(tmp_path / "forger", trainer=forging_trainer("segment", 2))
+    forged = forger.build_block([sign(forger, BOB, train_call(), 0)], ALICE, slot=1)
+    author = open_chain(tmp_path / "author")
+    honest = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    validator = open_chain(tmp_path / "validator", verifier=FullReexecution(2))
+    # 40 steps at batch 16 of the dev model (softmax 64 -> 10): far under POOL_MIN_UNITS.
+    assert 40 * ml_runtime.step_cost(ml_runtime.ModelSpec("softmax", 64, 10, 0), 16) < proofs.POOL_MIN_UNITS
+    before = _unchanged(validator)
+    with pytest.raises(BlockError, match=r"^training result #0: segment 1 re-runs to other weights than entry 2's$"):
+        validator.import_block(forged.block, LocalSource(forger.transcripts))
+    assert _unchanged(validator) == before
+    assert ran_on and threading.get_ident() not in ran_on
+    ran_on.clear()
+    validator.import_block(honest.block, LocalSource(author.transcripts))
+    assert len(ran_on) == 4 and threading.get_ident() not in ran_on
+    assert validator.best_hash == honest.block.hash()
+    for chain in (forger, author, validator):
+        chain.db.close()

@@ -3,19 +3,17 @@ verifier's tests are tests/consensus/test_pol_verify.py (forged blocks, the dete
 what the verifier asks its source for) and test_fraud_proofs.py; this module holds what is
 left over.
 
-Last run (``rm -rf mutants && mutmut run --max-children 2 "consensus.pol*" "chain.proofs*"``,
-then the survivors again after the tests below): 277 mutants of consensus/pol.py, 272
-killed, 5 survived. Survivors explained (equivalent mutants; ids from ``mutmut results``):
+Last run (``rm -rf mutants && mutmut run --max-children 2 "consensus.pol*"``, mutmut 3.8.1,
+2026-11-29, after the pool and its policy moved to chain.proofs.map_reruns and
+compute_rerun_threads, shared with the auditor; their tests are in test_mutants_proofs.py and
+tests/chain/test_pol_forgery.py): 260 mutants of consensus/pol.py, 256 killed, 4 survived
+(before the move: 277, 272 killed). Survivors explained (equivalent mutants; ids from
+``mutmut results``):
 
 - ``xǁSampledVerifierǁverify_block__mutmut_29``, ``_32``, ``_33``: ``zip(tasks, reruns,
-  strict=True)`` with ``strict`` None, left out or False. ``reruns`` is ``pool.map`` over
-  ``tasks``, one result per task by construction, so the lengths never differ.
-- ``x__rerun_all__mutmut_6``: ``ThreadPoolExecutor(None)`` instead of one thread a core.
-  The pool size only schedules the re-runs (min(32, cores + 4) threads instead of
-  ``cores``); each re-run is bit-identical whatever thread runs it, and ``map`` keeps the
-  order (the first test below). Which thread runs what is pinned by the last test. (Since
-  this run the pool and its policy moved to chain.proofs.map_reruns and
-  compute_rerun_threads, shared with the auditor; their tests are in test_mutants_proofs.py.)
+  strict=True)`` with ``strict`` None, left out or False. ``reruns`` is ``_rerun_all`` over
+  ``tasks``: the list of ``map_reruns``, which yields one result per task, in task order, or
+  raises (tests/consensus/test_mutants_proofs.py pins it), so the lengths never differ.
 - ``xǁ_Checkǁfraud__mutmut_3``: ``need_weights=None`` instead of ``False`` when the openings
   of an accusation are verified again: verify_opening only tests it for truth, and None is
   false.

@@ -6,12 +6,18 @@ and the re-run pool both verifiers use (compute_rerun_threads, map_reruns).
 The forgery classes FullReexecution must catch are in tests/chain/test_pol_forgery.py.
 
 Mutation score (mutmut 3.8.1; last full run over chain/proofs.py and chain/transcripts.py: 289
-of 297 killed; last run over chain/proofs.py alone, after verify_opening's packed-bits path,
-``mutmut run "consensus.pol*" "chain.proofs*"``: 244 of 253 killed). Survivors explained
+of 297 killed; last run over chain/proofs.py alone, after the auditor moved onto the shared
+re-run pool (FullReexecution(threads=...), compute_rerun_threads, map_reruns, _judge),
+``rm -rf mutants && mutmut run --max-children 2 "chain.proofs*"``: 323 of 334 killed, then
+325 of 334 after tests/chain/test_pol_forgery.py::
+test_the_auditor_s_thread_count_overrides_the_pool_policy killed
+``xǁFullReexecutionǁ__init____mutmut_9`` (``self.threads = None``) and
+``xǁFullReexecutionǁverify_block__mutmut_21`` (``... if (self.threads is None) or True``): with
+either, a forced thread count was ignored and a small block re-run inline). Survivors explained
 (equivalent mutants; ids from ``mutmut results``):
 
 - ``x_compute_result__mutmut_14``, ``_16``, ``x_compute_openings__mutmut_17``, ``_19`` and
-  ``xǁFullReexecutionǁ_verify_claim__mutmut_29``, ``_31``: ``np.asarray(w, dtype=None)``
+  ``xǁFullReexecutionǁ_verify_links__mutmut_29``, ``_31``: ``np.asarray(w, dtype=None)``
   instead of ``dtype="<f4"``. The weights and checkpoints are float32 arrays already
   (TrainingJob stores float32 weights; run_job's checkpoints are copies), and on a
   little-endian host (x86-64, AArch64: every platform numba targets here) their native
