@@ -151,6 +151,11 @@ def test_signature_threads_verify_while_the_importing_thread_holds_the_gil(tmp_p
     held = time.perf_counter() - held
     checks = validator._start_signature_checks(built)
     assert checks is not None
+    # Once the worker is past its Python prologue (start() waits for that only 10 ms, which a
+    # loaded machine may not grant), the hold must not stop it.
+    deadline = time.monotonic() + 10
+    while checks._progress[0, 0] == checks._bounds[0, 0] and time.monotonic() < deadline:
+        time.sleep(0.0005)
     sum(range(int(n * 8 * serial / held)))  # the GIL held for ~8x a serial check of the block
     cpu = time.thread_time()
     assert checks.finish() is None
