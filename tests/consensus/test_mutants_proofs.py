@@ -237,7 +237,7 @@ def test_map_reruns_gives_task_order_and_a_task_s_exception_at_its_place(threads
 
 def test_closing_map_reruns_early_cancels_the_tasks_not_started() -> None:
     """The first fault ends a check: closing the iterator then cancels what no thread has
-    started (with two threads busy for 0.2 s, tasks 3.. are still queued) and waits for the
+    started (with two threads busy for 0.5 s, tasks 3.. are still queued) and waits for the
     running ones; inline, nothing after the last result asked for runs."""
     import time
 
@@ -246,7 +246,7 @@ def test_closing_map_reruns_early_cancels_the_tasks_not_started() -> None:
     def rerun(i: int) -> int:
         started.append(i)
         if i:
-            time.sleep(0.2)
+            time.sleep(0.5)
         return i
 
     for threads in (1, 2):
