@@ -240,11 +240,8 @@ def test_the_earliest_fault_of_two_forged_claims_is_reported_on_one_thread_and_o
     forger.db.close()
 
 
-def test_the_auditor_reruns_a_large_block_on_every_core_and_a_small_one_inline(tmp_path, monkeypatch) -> None:
-    """Full re-execution follows the sampled verifier's pool policy (chain.proofs.
-    compute_rerun_threads): a block whose segments weigh POOL_MIN_UNITS or more is re-run on
-    one thread a core, off the importing thread; a small one on the importing thread."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+def _record_segment_threads(monkeypatch) -> list[int]:
+    """The thread of every segment re-run (chain.proofs.verify_segment) from now on, in order."""
     ran_on: list[int] = []
     real = proofs.verify_segment
 
@@ -253,6 +250,15 @@ def test_the_auditor_reruns_a_large_block_on_every_core_and_a_small_one_inline(t
         return real(*args)
 
     monkeypatch.setattr(proofs, "verify_segment", recording)
+    return ran_on
+
+
+def test_the_auditor_reruns_a_large_block_on_every_core_and_a_small_one_inline(tmp_path, monkeypatch) -> None:
+    """Full re-execution follows the sampled verifier's pool policy (chain.proofs.
+    compute_rerun_threads): a block whose segments weigh POOL_MIN_UNITS or more is re-run on
+    one thread a core, off the importing thread; a small one on the importing thread."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    ran_on = _record_segment_threads(monkeypatch)
     author = open_chain(tmp_path / "author")
     small = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
     # The dev genesis's model 0 (softmax 64 -> 10), 32 segments of 40 steps at batch 32: 1,280
@@ -274,14 +280,7 @@ def test_the_auditor_s_thread_count_overrides_the_pool_policy(tmp_path, monkeypa
     """FullReexecution(threads=n) re-runs every block on n threads whatever its size: a small
     block (the policy: inline) goes to a pool of two with threads=2, off the importing thread,
     and is judged the same (a forged segment named as inline; the honest block imports)."""
-    ran_on: list[int] = []
-    real = proofs.verify_segment
-
-    def recording(*args):
-        ran_on.append(threading.get_ident())
-        return real(*args)
-
-    monkeypatch.setattr(proofs, "verify_segment", recording)
+    ran_on = _record_segment_threads(monkeypatch)
     forger = open_chain(tmp_path / "forger", trainer=forging_trainer("segment", 2))
     forged = forger.build_block([sign(forger, BOB, train_call(), 0)], ALICE, slot=1)
     author = open_chain(tmp_path / "author")
