@@ -46,7 +46,6 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
@@ -368,23 +367,24 @@ def compute_rerun_threads(segments: Sequence[tuple[ml_runtime.TrainingJob, int]]
 def map_reruns(rerun: Callable[[_Task], _Out], tasks: Sequence[_Task], threads: int) -> Generator[_Out, None, None]:
     """``rerun(task)`` for each task, yielded in task order: on the calling thread, one task
     as each result is asked for, when ``threads`` is 1; else all submitted to a pool of
-    ``threads`` threads (one pool a call: its threads live as long as the iterator). An
+    ``threads`` threads (ml_runtime.get_rerun_pool: kept for the process, shared with other
+    checks, which each wait for their own tasks only). An
     exception a task raises surfaces at its place in the order, after the results before it,
     as inline. Closing the iterator early (the caller found a fault) cancels the tasks not
-    yet started and waits for the running ones. The kernels release the GIL, and a re-run's
+    yet started; the running ones finish on the pool's threads and their results are dropped. The kernels release the GIL, and a re-run's
     bits do not depend on its thread (tests/consensus/test_mutants_pol.py)."""
     if threads <= 1:
         for task in tasks:
             yield rerun(task)
         return
-    with ThreadPoolExecutor(threads) as pool:
-        futures = [pool.submit(rerun, task) for task in tasks]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    pool = ml_runtime.get_rerun_pool(threads)
+    futures = [pool.submit(rerun, task) for task in tasks]
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 def verify_segment(job: ml_runtime.TrainingJob, result: TrainingResult, j: int, start: Opening, end: Opening) -> None:

@@ -237,8 +237,8 @@ def test_map_reruns_gives_task_order_and_a_task_s_exception_at_its_place(threads
 
 def test_closing_map_reruns_early_cancels_the_tasks_not_started() -> None:
     """The first fault ends a check: closing the iterator then cancels what no thread has
-    started (with two threads busy for 0.5 s, tasks 3.. are still queued) and waits for the
-    running ones; inline, nothing after the last result asked for runs."""
+    started (with two threads busy for 0.5 s, tasks 3.. are still queued) and lets the
+    running ones finish; inline, nothing after the last result asked for runs."""
     import time
 
     started: list[int] = []

@@ -66,3 +66,17 @@ def test_first_failure_in_index_order_is_raised() -> None:
     with pytest.raises(mr.NonFiniteWeights, match="segment 2 diverged") as exc:
         mr.recompute_segments(job, [1, 2, 3], [good, huge, huge], threads=3)
     assert exc.value.segment == 2
+
+
+def test_the_rerun_pool_is_kept_for_the_process() -> None:
+    # A pool a call paid its threads' start on every block; one is made per thread count and kept.
+    job = _job("softmax")
+    res = mr.run_job(job)
+    mr.recompute_segments(job, [0, 1], res.checkpoints[:2], threads=2)
+    pool = mr.get_rerun_pool(2)
+    assert mr.get_rerun_pool(2) is pool and mr.get_rerun_pool(3) is not pool
+    mr.recompute_segments(job, [0, 1], res.checkpoints[:2], threads=2)
+    assert mr.get_rerun_pool(2) is pool
+    for bad in (0, MAX_THREADS + 1, True, 2.0):
+        with pytest.raises(mr.InvalidJob, match="threads"):
+            mr.get_rerun_pool(bad)  # type: ignore[arg-type]
