@@ -344,8 +344,9 @@ def _judge(check: _SegmentCheck) -> BlockError | None:
 
 # Work units (ml_runtime.step_cost) below which a block's re-runs run on the importing thread:
 # about 5 ms of today's kernels (softmax 64->10 at batch 32 runs 175,000 steps/s, 48,788 units
-# a step; bench kernels), where starting a pool and handing work to it costs about 0.6 ms of
-# CPU and, on a loaded machine, rarely buys a core (README, Performance). A sample of 2 of 32
+# a step; bench kernels), where starting a pool and handing work to it cost about 0.6 ms of
+# CPU (measured when a pool was made per block; the pool is now kept, ml_runtime.get_rerun_pool,
+# and the threshold not re-measured) and, on a loaded machine, rarely buys a core (README, Performance). A sample of 2 of 32
 # segments of 4 softmax jobs of 25-step segments is 9.8 million units; re-running all of them
 # (the auditor) is 156 million.
 POOL_MIN_UNITS: Final = 50_000_000

@@ -169,8 +169,9 @@ class SampledVerifier:
 
 def _rerun_all(tasks: Sequence[tuple[ml_runtime.TrainingJob, int, np.ndarray]]) -> list[Rerun]:
     """compute_rerun for each task, in order, by chain.proofs.map_reruns: inline when the work is
-    small, else on a pool of one thread a core (compute_rerun_threads, the auditor's policy too;
-    one pool a block). Either way the results are those of the serial calls, bit for bit."""
+    small, else on the process's kept pool of one thread a core (compute_rerun_threads, the
+    auditor's policy too; ml_runtime.get_rerun_pool). Either way the results are those of the
+    serial calls, bit for bit."""
     return list(map_reruns(_rerun, tasks, compute_rerun_threads([(job, j) for job, j, _ in tasks])))
 
 
