@@ -459,7 +459,8 @@ class NodeLink:
                 )
                 return
             for i, data in enumerate(blocks):
-                # The signature threads check the next block while this one is imported.
+                # The signature threads check the next block while this one is imported (a range
+                # comes linked, request_blocks checks it; a failed import cancels what was started).
                 if i + 1 < len(blocks):
                     await asyncio.to_thread(chain.start_signatures_ahead, blocks[i + 1].block)
                 if not await self._import(peer, data):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import msgspec
@@ -349,10 +349,31 @@ async def test_the_blocks_a_peer_announces_during_one_sync_are_bounded() -> None
             await peer.service.stop()
 
 
-async def test_a_synced_range_has_each_next_blocks_signatures_checked_ahead(tmp_path) -> None:
-    """With signature threads, sync starts the next block's signature checks before it imports
-    the current one (Blockchain.start_signatures_ahead), and each import claims its block's."""
-    spec, alice = load_chain_spec("dev"), dev_keypair("Alice")
+def _transfer_blocks(builder: Blockchain, now: int) -> list[Block]:
+    """Genesis and three real dev-chain blocks of 100 transfers each on ``builder`` (Alice seals)."""
+    alice = dev_keypair("Alice")
+    blocks = [builder.get_block(builder.genesis_hash)]
+    for k in range(3):
+        xts = [sign_extrinsic(alice, calls.Transfer(dev_keypair("Bob").public, 10**7), nonce=100 * k + n,
+                              genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION) for n in range(100)]
+        built = builder.build_block(xts, alice, now - 4 + k)
+        assert len(built.block.body.extrinsics) == 100
+        blocks.append(built.block)
+    return blocks
+
+
+def _resealed(block: Block, **changes: object) -> Block:
+    header = msgspec.structs.replace(block.header, **changes)
+    return Block(msgspec.structs.replace(header, seal=dev_keypair("Alice").sign(header.pre_hash())), block.body)
+
+
+async def _sync_with_ahead_spy(
+    tmp_path, serve: Callable[[Blockchain, int], list[Block]], until: Callable[[Blockchain, list[int | None]], bool]
+) -> tuple[Blockchain, bytes, list[int | None]]:
+    """A node with 2 signature threads syncs what ``serve`` builds from a peer until ``until``
+    (its chain, the start_signatures_ahead calls so far) holds; returns its chain, the builder's
+    best root and those calls (block numbers, None for a cancel)."""
+    spec = load_chain_spec("dev")
     service = NodeService(NodeConfig(chain="dev", tmp=True, network=FAST, signature_threads=2), spec)
     run = asyncio.create_task(service.run())
     db = Database(tmp_path / "builder")
@@ -360,14 +381,7 @@ async def test_a_synced_range_has_each_next_blocks_signatures_checked_ahead(tmp_
         await wait_for(lambda: service.network is not None and bool(service.network.listen_addresses))
         assert service.network is not None and service.chain.signature_threads == 2
         builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
-        now = int(time.time() * 1000) // service.slot_ms
-        blocks = [builder.get_block(builder.genesis_hash)]
-        for k in range(3):
-            xts = [sign_extrinsic(alice, calls.Transfer(dev_keypair("Bob").public, 10**7), nonce=100 * k + n,
-                                  genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION) for n in range(100)]
-            built = builder.build_block(xts, alice, now - 4 + k)
-            assert len(built.block.body.extrinsics) == 100
-            blocks.append(built.block)
+        blocks = serve(builder, int(time.time() * 1000) // service.slot_ms)
         ahead: list[int | None] = []
         start_ahead = service.chain.start_signatures_ahead
 
@@ -379,13 +393,34 @@ async def test_a_synced_range_has_each_next_blocks_signatures_checked_ahead(tmp_
         peer = await liar(service, blocks)
         try:
             await peer.service.dial(service.network.listen_addresses[0])
-            await wait_for(lambda: service.chain.best_number == 3)
-            assert service.chain.best_header.state_root == builder.best_header.state_root
-            assert ahead == [2, 3]
-            assert service.chain._ahead == []  # each started check was claimed by its import
+            await wait_for(lambda: until(service.chain, ahead))
+            return service.chain, builder.best_header.state_root, list(ahead)
         finally:
             await peer.service.stop()
     finally:
         db.close()
         service.request_stop()
         await run
+
+
+async def test_a_synced_range_has_each_next_blocks_signatures_checked_ahead(tmp_path) -> None:
+    """With signature threads, sync starts the next block's signature checks before it imports
+    the current one (Blockchain.start_signatures_ahead), and each import claims its block's."""
+    chain, root, ahead = await _sync_with_ahead_spy(tmp_path, _transfer_blocks, lambda c, _: c.best_number == 3)
+    assert chain.best_header.state_root == root
+    assert ahead == [2, 3]
+    assert chain._ahead == []  # each started check was claimed by its import
+
+
+async def test_a_failed_import_cancels_the_checks_started_ahead(tmp_path) -> None:
+    """#2 has a false state root and #3 is resealed onto it (a range must link: request_blocks
+    checks it), so #3's checks are started ahead; #2's import fails, and they are cancelled."""
+
+    def serve(builder: Blockchain, now: int) -> list[Block]:
+        genesis, one, two, three = _transfer_blocks(builder, now)
+        bad = _resealed(two, state_root=bytes(32))
+        return [genesis, one, bad, _resealed(three, parent_hash=bad.hash())]
+
+    chain, _, ahead = await _sync_with_ahead_spy(tmp_path, serve, lambda _, calls: None in calls)
+    assert ahead == [2, 3, None]
+    assert chain._ahead == [] and chain.best_number == 1
