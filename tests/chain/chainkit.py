@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from chain.runtime import Runtime
 from chain.storage import Database
 from consensus.aura import Aura
 from consensus.block_import import ConsensusRules
-from genesis.spec import ChainSpec, load_chain_spec
+from genesis.spec import ChainSpec, load_chain_spec, parse_chain_spec
 
 ALICE, BOB, CHARLIE, FERDIE = (dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Ferdie"))
 
@@ -29,6 +30,18 @@ ALICE, BOB, CHARLIE, FERDIE = (dev_keypair(n) for n in ("Alice", "Bob", "Charlie
 @lru_cache(maxsize=1)
 def dev_spec() -> ChainSpec:
     return load_chain_spec("dev")
+
+
+def compute_funded_spec(chain_id: str, funds: dict[bytes, int], validator: bytes) -> ChainSpec:
+    """The dev spec under ``chain_id`` with ``funds`` (account -> balance) at genesis and
+    ``validator`` one more validator, bonded with the minimum."""
+    obj = copy.deepcopy(dev_spec().to_json())  # to_json shares the cached spec's lists
+    obj["id"] = chain_id
+    genesis = obj["genesis"]["runtimeGenesisConfig"]
+    genesis["balances"] += [["0x" + who.hex(), amount] for who, amount in funds.items()]
+    genesis["balances"].append(["0x" + validator.hex(), dev_spec().runtime_config.min_validator_bond])
+    genesis["validators"].append("0x" + validator.hex())
+    return parse_chain_spec(obj, "test spec")
 
 
 def open_chain(path: Path, spec: ChainSpec | None = None, aura: Aura | None = None, **options: Any) -> Blockchain:

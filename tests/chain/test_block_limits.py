@@ -295,6 +295,15 @@ def test_an_imported_block_of_transfers_exactly_at_the_weight_limit_is_accepted(
         validator.db.close()
 
 
+def _assert_refused_for_weight(validator: Blockchain, block: Block) -> None:
+    """Import refuses ``block`` for the weight its extrinsics use (1,100,000 units against the
+    limit of 1,000,000 that _weight_chains sets), and nothing changes."""
+    root, best = validator.state.root(), validator.best_hash
+    with pytest.raises(BlockError, match=r"^block #1: its extrinsics use 1100000 units of weight; the limit is 1000000$"):
+        validator.import_block(block)
+    assert validator.state.root() == root and validator.best_hash == best
+
+
 @pytest.mark.parametrize("extra", [1, 2, 5])
 def test_a_block_of_transfers_over_the_weight_limit_names_the_first_extrinsic_past_it(tmp_path: Path, extra: int) -> None:
     """The weight message is the one the one-by-one path gives (tests/chain/test_transfer_run.py):
@@ -304,10 +313,7 @@ def test_a_block_of_transfers_over_the_weight_limit_names_the_first_extrinsic_pa
     try:
         xts = [sign(validator, BOB, calls.Transfer(DAVE.public, 10**9), n) for n in range(10 + extra)]
         heavy = _seal_ignoring_the_weight_limit(author, xts, ALICE, slot=1)
-        root, best = validator.state.root(), validator.best_hash
-        with pytest.raises(BlockError, match=r"^block #1: its extrinsics use 1100000 units of weight; the limit is 1000000$"):
-            validator.import_block(heavy)
-        assert validator.state.root() == root and validator.best_hash == best
+        _assert_refused_for_weight(validator, heavy)
     finally:
         author.db.close()
         validator.db.close()
@@ -323,10 +329,7 @@ def test_a_run_of_transfers_over_the_weight_limit_is_refused_for_its_weight_befo
         stale = sign(validator, BOB, calls.Remark(b"stale"), 0)
         heavy = _seal_ignoring_the_weight_limit(author, xts, ALICE, slot=1)
         block = Block(heavy.header, Body((*xts, stale)))  # refused before its roots are compared
-        root, best = validator.state.root(), validator.best_hash
-        with pytest.raises(BlockError, match=r"^block #1: its extrinsics use 1100000 units of weight; the limit is 1000000$"):
-            validator.import_block(block)
-        assert validator.state.root() == root and validator.best_hash == best
+        _assert_refused_for_weight(validator, block)
     finally:
         author.db.close()
         validator.db.close()

@@ -6,13 +6,12 @@ it, and with the bulk path switched off."""
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, apply_both_ways, dev_spec, sign
+from chainkit import ALICE, BOB, CHARLIE, apply_both_ways, compute_funded_spec, sign
 
 from chain import calls
 from chain import runtime as runtime_module
@@ -24,7 +23,6 @@ from chain.header import Header
 from chain.pallets import balances
 from chain.runtime import TRANSFER_INFO
 from chain.storage import Database
-from genesis.spec import parse_chain_spec
 
 ED = 1_000_000  # the dev chain's existential deposit (checked in the fixture)
 FEE = 2_000_000  # above any transfer's fee on the dev chain (checked in the fixture)
@@ -53,13 +51,7 @@ FUNDS = {
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Blockchain]:
-    obj = copy.deepcopy(dev_spec().to_json())  # to_json shares the cached spec's lists
-    obj["id"] = "transfer-run"
-    genesis = obj["genesis"]["runtimeGenesisConfig"]
-    genesis["balances"] += [["0x" + who.hex(), amount] for who, amount in FUNDS.items()]
-    genesis["balances"].append(["0x" + STAKED_ONLY.public.hex(), dev_spec().runtime_config.min_validator_bond])
-    genesis["validators"].append("0x" + STAKED_ONLY.public.hex())
-    spec = parse_chain_spec(obj, "test spec")
+    spec = compute_funded_spec("transfer-run", FUNDS, STAKED_ONLY.public)
     path = tmp_path_factory.mktemp("transfer-run")
     node = Blockchain(Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis)
     # Block 1: STAKED_DUSTY bonds (its nonce is 1 from then on).

@@ -22,7 +22,6 @@ invisible here by design; one that is looser is what this test finds.)
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import tempfile
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from chainkit import ALICE, apply_both_ways, dev_spec, sign
+from chainkit import ALICE, apply_both_ways, compute_funded_spec, sign
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
@@ -46,7 +45,7 @@ from chain.pallets.context import BlockInfo
 from chain.runtime import TRANSFER_INFO
 from chain.state import Overlay
 from chain.storage import Database
-from genesis.spec import ChainSpec, parse_chain_spec
+from genesis.spec import ChainSpec
 
 EXAMPLES = int(os.environ.get("POLCHAIN_PROPERTY_EXAMPLES", "150"))
 ED = 1_000_000  # the dev chain's existential deposit (checked in _spec)
@@ -108,13 +107,7 @@ Blocks = list[tuple[int, int | None, int, list[Op]]]
 
 
 def _spec(max_block_weight: int | None) -> ChainSpec:
-    obj = copy.deepcopy(dev_spec().to_json())  # to_json shares the cached spec's lists
-    obj["id"] = "transfer-run-property"
-    genesis = obj["genesis"]["runtimeGenesisConfig"]
-    genesis["balances"] += [["0x" + who.hex(), amount] for who, amount in FUNDS.items()]
-    genesis["balances"].append(["0x" + VALIDATOR.public.hex(), dev_spec().runtime_config.min_validator_bond])
-    genesis["validators"].append("0x" + VALIDATOR.public.hex())
-    spec = parse_chain_spec(obj, "test spec")
+    spec = compute_funded_spec("transfer-run-property", FUNDS, VALIDATOR.public)
     if max_block_weight is not None:
         spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, max_block_weight=max_block_weight))
     config = spec.runtime_config
