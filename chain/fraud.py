@@ -55,6 +55,7 @@ block that includes them.
 
 Every way a proof can fail to show a fault raises :class:`~chain.errors.InvalidFraudProof`
 with a specific ``reason``: "oversize", "malformed", "unknown_kind", "bad_seal",
+"not_validator" (the author is not a validator of ``state``: Aura would refuse the block),
 "bad_extrinsic_path", "not_training", "bad_header", "bad_result_path", "bad_parent_version",
 "unknown_job", "bad_result", "bad_segment", "bad_opening", "no_fault".
 """
@@ -70,10 +71,11 @@ import numpy as np
 import ml_runtime
 from chain.calls import Train
 from chain.codec import U8, U32, Hash32, Wire, decode_versioned, encode, encode_versioned
-from chain.crypto import blake2_256, verify_signature
+from chain.crypto import blake2_256, ss58_encode, verify_signature
 from chain.errors import BlockError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
 from chain.header import Header
+from chain.pallets.staking import get_validators
 from chain.pallets.training import compute_job_at
 from chain.proofs import Opening, ResultCommitment, TrainingClaim
 from ml_runtime.spec import MAX_PARAMS
@@ -241,7 +243,10 @@ def compute_fraud_proof(
 def verify_fraud_proof(state: StateAccess, config: RuntimeConfig, proof: FraudProof) -> None:
     """Return if ``proof`` shows a fault in a block sealed by its author; InvalidFraudProof
     (with the reason, module docstring) otherwise. ``state`` is any state holding the job's
-    model version and data set; ``config`` the runtime limits the job is rebuilt under."""
+    model version and data set, whose validators must include the block's author (a node
+    passes the parent state: the set Aura checked the author against; the runtime its own,
+    so an author that has left the set since is not slashed, as for equivocations);
+    ``config`` the runtime limits the job is rebuilt under."""
     if not isinstance(proof, FraudProof):
         raise InvalidFraudProof("malformed", f"expected a FraudProof, got {type(proof).__name__}")
     if proof.kind not in FAULT_NAMES:
@@ -251,6 +256,10 @@ def verify_fraud_proof(state: StateAccess, config: RuntimeConfig, proof: FraudPr
         verify_signature(header.author, header.pre_hash(), header.seal)
     except InvalidSignature as exc:
         raise InvalidFraudProof("bad_seal", f"block #{header.number}: the seal is not its author's: {exc}") from None
+    if header.author not in get_validators(state):
+        # Aura refuses such a block: a "fault" in it slashes no one, and accepted, a throwaway
+        # key's forgeries would cost every node a re-run and every validator a report's fee.
+        raise InvalidFraudProof("not_validator", f"block #{header.number} is sealed by {ss58_encode(header.author)}, not a validator")
     try:
         verify_leaf_path(
             header.extrinsics_root, proof.extrinsic.encode(), proof.extrinsic_path, proof.extrinsic_index,

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from consensuskit import ALICE, BOB, CHARLIE
+from consensuskit import ALICE, BOB, CHARLIE, EVE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
 
-from chainkit import open_chain, sign, train_call
+from chainkit import dev_spec, open_chain, sign, train_call
 
+from chain.blockchain import Blockchain
 from chain.calls import Remark
 from chain.codec import encode
+from chain.crypto import ss58_encode
 from chain.errors import FraudFound, InvalidFraudProof
 from chain.fraud import (
     FAULT_DIVERGENCE,
@@ -38,6 +40,7 @@ from chain.fraud import (
 from chain.header import compute_pol_digest
 from chain.pallets.training import compute_job_at
 from chain.proofs import TrainingClaim
+from chain.storage import Database
 from chain.transcripts import LocalSource
 from consensus.pol import SampledVerifier, compute_sample
 from ml_runtime.spec import MAX_PARAMS
@@ -324,3 +327,22 @@ def test_an_honest_block_on_another_fork_cannot_be_framed(tmp_path) -> None:
         verify_fraud_proof(chain.state_at(a1.hash()), chain.config, proof)
     chain.db.close()
     b_author.db.close()
+
+
+def test_a_block_sealed_by_a_non_validator_proves_nothing(world, tmp_path) -> None:
+    """Anyone can seal a block with a throwaway key and forge its training: no node imports
+    it (Aura refuses the author), so a "fault" in it proves nothing about anyone with a stake.
+    Accepted, such a proof made every node re-run a segment, relay it, and every validator
+    pay a pol.report_fraud fee for a slash of nothing, one throwaway key after another.
+    Refused with reason "not_validator", judged on the parent state (the validators Aura
+    checks a block's author against)."""
+    spec = dev_spec()
+    loose = Blockchain(Database(tmp_path / "loose"), chain_id=spec.id, build_genesis=spec.apply_genesis)  # no Aura
+    loose.trainer = forging_trainer("segment", 3)
+    call = train_call(steps=60, segment=10)
+    xts = [sign(loose, BOB, Remark(b"hi"), 0), sign(loose, BOB, call, 1)]
+    block = loose.build_block(xts, EVE, slot=1).block
+    claim = _claim(loose, block, 1)
+    proof = compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, [loose.transcripts.get(block.hash(), 1, j) for j in (2, 3)])
+    loose.db.close()
+    _refused(world, proof, "not_validator", rf"^block #1 is sealed by {ss58_encode(EVE.public)}, not a validator$")
