@@ -24,6 +24,9 @@ Blocks and forks
   the peer BAD_ANNOUNCE (an author we do not know may be from a validator set our chain has
   not reached yet: it passes, under the throttle). Syncs started by announcements are
   throttled per peer (:data:`SYNCS_PER_SECOND`, burst :data:`SYNC_BURST`);
+- one sync imports at a time (the sync lock), but the lock is not held while a block
+  request is awaited: a peer that answers just inside the request timeout, every time,
+  delays only its own sync, not the other peers';
 - a block that fails import (bad seal, wrong author, state root mismatch...) is a bad block:
   the peer is banned. Not blamed: a block from a slot too far ahead of our clock (clock skew:
   it is dropped and asked for again one slot later, as Substrate defers such blocks), an
@@ -450,7 +453,7 @@ class NodeLink:
                 return
             start = chain.best_number + 1
             count = min(MAX_BLOCKS_PER_REQUEST, info.best_number - chain.best_number)
-            blocks = await self.network.request_blocks(peer, start, count)
+            blocks = await self._request_blocks(peer, start, count, ASCENDING)
             if not blocks:
                 # It claimed (status or announce) a best block above ours, so it has a block at
                 # every height up to it; none at all is a false claim.
@@ -468,6 +471,19 @@ class NodeLink:
                     return
             if chain.best_number < start:
                 return  # the blocks went to a side branch: nothing more to catch up from here
+
+    async def _request_blocks(self, peer: PeerId, start: bytes | int, count: int, direction: int) -> list[BlockData]:
+        """``request_blocks`` with the sync lock released while the answer is awaited (the
+        caller holds it). A peer may answer at any time within the request timeout, every
+        time, at no cost to its reputation: holding the lock meanwhile let one such peer keep
+        every other peer's sync waiting, and the node behind the chain. When the lock is taken
+        again the chain may have moved on: the blocks imported meanwhile are skipped
+        (``_import``), and the catch-up goes on from the new best block."""
+        self._sync_lock.release()
+        try:
+            return await self.network.request_blocks(peer, start, count, direction)
+        finally:
+            await self._sync_lock.acquire()
 
     async def _import(self, peer: PeerId, data: BlockData) -> bool:
         """Import one block from ``peer`` (its ancestry first if needed) and the justification
@@ -554,7 +570,7 @@ class NodeLink:
                     number, peer, chain.finalized_number, MAX_FORK_DEPTH,
                 )
                 return False
-            blocks = await self.network.request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING)
+            blocks = await self._request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING)
             if not blocks:
                 log.info("%s does not serve block 0x%s: its branch is left to fork choice elsewhere", peer, cursor.hex()[:12])
                 return False
