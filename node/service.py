@@ -733,17 +733,22 @@ class NodeService:
         key = compute_fraud_evidence_key(block_hash, proof.extrinsic_index)
         if self.chain.get_evidence(key) is not None:
             return False
+        started = time.perf_counter()
+        # Judged on the faulty block's parent state, never on our best state: on another fork
+        # a model version or data set id may hold other data, and an honest block would look
+        # faulty (a framing). A proof about a block whose parent we do not hold cannot be
+        # judged here: "unknown_job", which costs the sender nothing (we may be behind).
+        if not self.chain.has_block(proof.header.parent_hash):
+            raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent is not stored here")
+        # Judged off the lock, as a block's training check is (import_block): the re-run is up
+        # to a block's worth of training, and a false proof from a peer held up every import,
+        # vote and authored block meanwhile. A stored parent's state does not change.
+        state = self.chain.state_at(proof.header.parent_hash)
+        await asyncio.to_thread(verify_fraud_proof, state, self.chain.config_at(proof.header.parent_hash), proof)
+        self.metrics.pol_verify_time.observe(time.perf_counter() - started)
         async with self._lock:
-            started = time.perf_counter()
-            # Judged on the faulty block's parent state, never on our best state: on another fork
-            # a model version or data set id may hold other data, and an honest block would look
-            # faulty (a framing). A proof about a block whose parent we do not hold cannot be
-            # judged here: "unknown_job", which costs the sender nothing (we may be behind).
-            if not self.chain.has_block(proof.header.parent_hash):
-                raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent is not stored here")
-            state = self.chain.state_at(proof.header.parent_hash)
-            await asyncio.to_thread(verify_fraud_proof, state, self.chain.config_at(proof.header.parent_hash), proof)
-            self.metrics.pol_verify_time.observe(time.perf_counter() - started)
+            if self.chain.get_evidence(key) is not None:
+                return False  # the same fault, proven by another copy meanwhile
             self.chain.put_evidence(key, payload)
             self.metrics.pol_fraud_proofs.inc()
             log.warning(

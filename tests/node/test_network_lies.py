@@ -6,6 +6,8 @@ block, finalized block and state as they were, or moving on with the honest peer
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,12 +16,20 @@ from pathlib import Path
 
 from netkit import FAST, Node, start_node, wait_for
 
+import node.service as node_service
+from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain
+from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair
+from chain.extrinsic import sign_extrinsic
+from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
+from chain.pallets.training import compute_job_at
+from chain.proofs import TrainingClaim
 from chain.storage import Database
 from genesis.spec import load_chain_spec
 from node.network.messages import BlockData, BlockRequest
+from node.network.reputation import Misbehaviour
 from node.network.service import NetworkConfig
 from node.service import NodeConfig, NodeService
 
@@ -92,4 +102,70 @@ async def test_a_peer_that_answers_slowly_does_not_hold_up_the_sync_from_another
         finally:
             gate.set()
             await slow.service.stop()
+            await honest.service.stop()
+
+
+def honest_training_block_and_false_proof(path: Path, slot: int) -> tuple[Block, bytes]:
+    """A dev-chain block #1 (Alice, ``slot``) whose TRAIN call Bob sent and Alice ran honestly
+    (6 segments of 10 steps), and a fraud proof claiming its segment 2 does not re-run: a
+    false accusation any peer can build from the openings honest nodes serve."""
+    spec = load_chain_spec("dev")
+    db = Database(path)
+    try:
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        call = calls.Train(0, 0, 60, 16, calls.compute_f32_bits(0.5), calls.compute_f32_bits(0.0001), 10)
+        xt = sign_extrinsic(dev_keypair("Bob"), call, nonce=0, genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION)
+        block = builder.build_block([xt], ALICE, slot).block
+        parent = block.header.parent_hash
+        job, parent_version, _ = compute_job_at(builder.state_at(parent), builder.config, call, parent, xt.hash())
+        claim = TrainingClaim(0, job, block.body.results[0], call.model, parent_version)
+        openings = [builder.transcripts.get(block.hash(), 0, j) for j in (2, 3)]
+        return block, compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, openings).encode()  # type: ignore[arg-type]
+    finally:
+        db.close()
+
+
+async def test_a_false_fraud_proof_is_judged_without_holding_up_imports(tmp_path, monkeypatch, caplog) -> None:
+    """Judging a fraud proof re-runs one segment of the accused job: up to a block's worth of
+    training, chosen by whoever sent the TRAIN call. It ran under the node's lock, so a peer
+    with a false proof about an honest block (charged after it is judged, banned after two)
+    held up every import, vote and authored block meanwhile, and fresh identities could
+    queue more. It is judged off the lock now, and the block that arrives meanwhile is
+    imported; the false proof still costs its sender BAD_FRAUD_PROOF and changes nothing."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        now = int(time.time() * 1000) // node.slot_ms
+        _, proof = honest_training_block_and_false_proof(tmp_path / "trainer", now - 3)
+        blocks, root = real_blocks(tmp_path / "builder", 1, node.slot_ms)
+        genesis_root = node.chain.best_header.state_root
+        rerun_started, rerun_may_end = threading.Event(), threading.Event()
+        judge = node_service.verify_fraud_proof
+
+        def long_rerun(state, config, p):  # type: ignore[no-untyped-def]
+            rerun_started.set()
+            rerun_may_end.wait(10.0)  # a long segment: it ends when the test has seen the import
+            return judge(state, config, p)
+
+        monkeypatch.setattr(node_service, "verify_fraud_proof", long_rerun)
+        peer = await peer_with(node, blocks[:1])
+        honest = await peer_with(node, blocks[:1])
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await honest.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
+            peer.service.broadcast_fraud_proof(proof)
+            await wait_for(rerun_started.is_set)
+            honest.blocks = blocks
+            honest.service.broadcast_block(blocks[1].header)
+            await wait_for(lambda: node.chain.best_number == 1, timeout=5.0, what="block #1 imported during the re-run")
+            rerun_may_end.set()
+            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
+            assert f"peer {peer.id}: {Misbehaviour.BAD_FRAUD_PROOF.reason} (no_fault: " in caplog.text
+            assert node.chain.best_hash == blocks[1].hash() and node.chain.best_header.state_root == root
+            assert node.chain.get_header(node.chain.genesis_hash).state_root == genesis_root
+            assert node.chain.finalized_number == 0 and not list(node.chain.iter_evidence(b""))
+        finally:
+            rerun_may_end.set()
+            await peer.service.stop()
             await honest.service.stop()
