@@ -268,10 +268,14 @@ def _check_link(vote: Vote) -> None:
         )
 
 
-def verify_justification(chain: Blockchain, justification: Justification) -> None:
+def verify_justification(chain: Blockchain, justification: Justification, *, target_known: bool = True) -> None:
     """Return if ``justification`` proves its target final on this chain (module docstring);
     InvalidJustification with a specific ``reason`` if not. Cheap checks come first, the
-    signatures last."""
+    signatures last.
+
+    ``target_known=False``: the target block is not imported yet (a justification kept until
+    it is); everything that does not need the block is checked, all but "unknown_block", the
+    target's number, "invalid_block", "conflicts_with_finalized" and a sole validator's link."""
     j = justification
     if j.set_id != SET_ID:
         raise InvalidJustification("wrong_set", f"justification for set {j.set_id}, the current set is {SET_ID}")
@@ -289,20 +293,8 @@ def verify_justification(chain: Blockchain, justification: Justification) -> Non
         voters.add(signed.voter)
     if j.round <= j.source.round:
         raise InvalidJustification("bad_link", f"a link from round {j.source.round} to round {j.round} goes backwards")
-    if not chain.has_block(j.target_hash):
-        raise InvalidJustification("unknown_block", f"target block {j.target_hash.hex()} is not imported")
-    target = chain.get_header(j.target_hash)
-    if target.number != j.target_number:
-        raise InvalidJustification("malformed", f"target block is #{target.number}, the justification says #{j.target_number}")
-    invalid = chain.get_invalid_reason(j.target_hash)
-    if invalid is not None:
-        raise InvalidJustification("invalid_block", f"target #{j.target_number} {j.target_hash.hex()} is invalid: {invalid}")
-    if not chain.is_descendant(j.target_hash, chain.finalized_hash) and not chain.is_descendant(chain.finalized_hash, j.target_hash):
-        raise InvalidJustification(
-            "conflicts_with_finalized",
-            f"target #{j.target_number} {j.target_hash.hex()} is not on the chain of the finalized block "
-            f"#{chain.finalized_number} {chain.finalized_hash.hex()}",
-        )
+    if target_known:
+        _verify_target(chain, j)
     validators = set(get_voters(chain))
     outsiders = voters - validators
     if outsiders:
@@ -313,7 +305,9 @@ def verify_justification(chain: Blockchain, justification: Justification) -> Non
             "below_threshold", f"{len(voters)} votes of {len(validators)} validators; more than 2/3 is {needed}"
         )
     if len(validators) == 1:  # a sole validator's justified checkpoint is final (module docstring)
-        if not chain.has_block(j.source.block_hash) or not chain.is_descendant(j.target_hash, j.source.block_hash):
+        if target_known and (
+            not chain.has_block(j.source.block_hash) or not chain.is_descendant(j.target_hash, j.source.block_hash)
+        ):
             raise InvalidJustification("bad_link", f"the target #{j.target_number} does not descend from the link's source")
     elif j.source.block_hash != j.target_hash or j.source.block_number != j.target_number:
         raise InvalidJustification(
@@ -331,6 +325,23 @@ def verify_justification(chain: Blockchain, justification: Justification) -> Non
             verify_signature(signed.voter, compute_vote_message(chain.genesis_hash, signed.vote), signed.signature)
         except InvalidSignature as exc:
             raise InvalidJustification("bad_signature", f"vote of {ss58_encode(signed.voter)}: {exc}") from None
+
+
+def _verify_target(chain: Blockchain, j: Justification) -> None:
+    if not chain.has_block(j.target_hash):
+        raise InvalidJustification("unknown_block", f"target block {j.target_hash.hex()} is not imported")
+    target = chain.get_header(j.target_hash)
+    if target.number != j.target_number:
+        raise InvalidJustification("malformed", f"target block is #{target.number}, the justification says #{j.target_number}")
+    invalid = chain.get_invalid_reason(j.target_hash)
+    if invalid is not None:
+        raise InvalidJustification("invalid_block", f"target #{j.target_number} {j.target_hash.hex()} is invalid: {invalid}")
+    if not chain.is_descendant(j.target_hash, chain.finalized_hash) and not chain.is_descendant(chain.finalized_hash, j.target_hash):
+        raise InvalidJustification(
+            "conflicts_with_finalized",
+            f"target #{j.target_number} {j.target_hash.hex()} is not on the chain of the finalized block "
+            f"#{chain.finalized_number} {chain.finalized_hash.hex()}",
+        )
 
 
 def _verify_ancestry(j: Justification) -> None:

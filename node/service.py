@@ -108,6 +108,7 @@ from consensus.finality import (
     load_voter_state,
     make_vote,
     store_voter_state,
+    verify_justification,
 )
 from consensus.pol import SampledVerifier
 from consensus.vote_notes import make_note_votes
@@ -564,6 +565,16 @@ class NodeService:
         async with self._lock:
             chain = self.chain
             if not chain.has_block(justification.target_hash):
+                # Checked as far as it can be without the block before it is kept: unchecked,
+                # a forgery took the place of the honest one waiting for the same block. Votes
+                # of non-validators here may be of a set we have not reached: not blamed.
+                try:
+                    verify_justification(chain, justification, target_known=False)
+                except InvalidJustification as exc:
+                    if exc.reason not in ("not_validator", "below_threshold"):
+                        raise
+                    log.info("a justification for the unknown block 0x%s… is not kept: %s", justification.target_hash.hex()[:12], exc)
+                    return False
                 self._pending_justifications[justification.target_hash] = justification
                 while len(self._pending_justifications) > MAX_PENDING_JUSTIFICATIONS:
                     self._pending_justifications.pop(next(iter(self._pending_justifications)))

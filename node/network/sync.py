@@ -41,7 +41,9 @@ Finality
   round long past) or a double or surround vote (which an honest relay can pass on before
   it sees the other vote) is dropped quietly;
 - a justification is verified before it finalizes anything; one that does not verify costs
-  the sender. A range response carries each block's justification (``BlockData``), and a
+  the sender. One for a block not imported yet is kept until the block arrives, checked
+  first as far as it can be without the block (consensus.finality.verify_justification with
+  ``target_known=False``), so a forgery cannot take the place of the honest one. A range response carries each block's justification (``BlockData``), and a
   syncing node imports and checks each one, so a node syncing from genesis checks every
   justification on the way.
 

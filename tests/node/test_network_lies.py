@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 from netkit import FAST, Node, start_node, wait_for
 
 import node.service as node_service
@@ -21,12 +22,13 @@ from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain
 from chain.config import SPEC_VERSION
-from chain.crypto import dev_keypair
+from chain.crypto import Keypair, dev_keypair
 from chain.extrinsic import sign_extrinsic
 from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
 from chain.pallets.training import compute_job_at
 from chain.proofs import TrainingClaim
 from chain.storage import Database
+from consensus.finality import SET_ID, Checkpoint, Justification, Vote, sign_vote
 from genesis.spec import load_chain_spec
 from node.network.messages import BlockData, BlockRequest
 from node.network.reputation import Misbehaviour
@@ -169,3 +171,52 @@ async def test_a_false_fraud_proof_is_judged_without_holding_up_imports(tmp_path
             rerun_may_end.set()
             await peer.service.stop()
             await honest.service.stop()
+
+
+def sole_justification(genesis: bytes, target: Block, round_number: int, key: Keypair = ALICE, *, forge: bool = False) -> bytes:
+    """A dev-chain justification of ``target``: ``key``'s vote of the link from genesis to
+    ``round_number`` (a sole validator's justified checkpoint is final); ``forge``: in
+    Alice's name, signed by Ferdie."""
+    vote = Vote(SET_ID, Checkpoint(genesis, 0, 0), Checkpoint(target.hash(), target.header.number, round_number))
+    signed = sign_vote(dev_keypair("Ferdie") if forge else key, genesis, vote)
+    if forge:
+        signed = msgspec.structs.replace(signed, voter=ALICE.public)
+    return Justification(target.hash(), target.header.number, SET_ID, round_number, Checkpoint(genesis, 0, 0), (signed,)).encode()
+
+
+async def test_a_forged_justification_cannot_replace_the_one_waiting_for_its_block(tmp_path, caplog) -> None:
+    """A justification for a block not imported yet is kept until the block arrives. It was
+    kept unchecked, by target, the last one in place of the one before: any peer could send
+    a forged one for the block an honest peer's justification waited for, and the node did
+    not finalize it (the forgery failed when the block came; the honest one was gone and,
+    seen, not taken again). Now what can be checked without the block is checked first: a
+    bad signature costs the sender, votes of non-validators (maybe a set we have not
+    reached) are dropped without blame, and the honest one finalizes the block."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.genesis_hash
+        blocks, root = real_blocks(tmp_path / "builder", 1, node.slot_ms)
+        round_number = int(time.time() * 1000) // node.slot_ms
+        good = sole_justification(genesis, blocks[1], round_number)
+        honest = await peer_with(node, blocks[:1])
+        liar = await peer_with(node, blocks[:1])
+        try:
+            await honest.service.dial(node.network.listen_addresses[0])
+            await liar.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
+            honest.service.broadcast_justification(good)
+            await wait_for(lambda: blocks[1].hash() in node._pending_justifications)
+            liar.service.broadcast_justification(sole_justification(genesis, blocks[1], round_number, dev_keypair("Ferdie")))
+            liar.service.broadcast_justification(sole_justification(genesis, blocks[1], round_number, forge=True))
+            await wait_for(lambda: node.network.reputation.score(liar.id) < 0)  # type: ignore[union-attr]
+            assert f"peer {liar.id}: {Misbehaviour.BAD_VOTE.reason} (justification bad_signature: " in caplog.text
+            assert node.network.reputation.score(honest.id) == 0  # type: ignore[union-attr]
+            honest.blocks = blocks
+            honest.service.broadcast_block(blocks[1].header)
+            await wait_for(lambda: node.chain.finalized_number == 1, what="#1 finalized by the honest justification")
+            assert node.chain.get_justification(blocks[1].hash()) == good
+            assert node.chain.best_header.state_root == root
+        finally:
+            await honest.service.stop()
+            await liar.service.stop()
