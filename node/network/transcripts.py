@@ -10,9 +10,10 @@ Serving (:class:`TranscriptServer`) reads the node's :class:`chain.transcripts.T
 and answers only what it has: the author has every opening of its own blocks, any other node
 those it fetched or computed. An opening asked for with its weights is served only if the
 stored one has them; one asked for without is served without (a hash and a loss, not 1 MiB).
-An unknown block or call is an empty answer, not an error. Reading stops once the answer
-reaches :data:`~node.network.messages.MAX_TRANSCRIPT_RESPONSE_SIZE` bytes; the requester asks
-again for the rest. Request rates are limited per peer by the network service.
+An unknown block or call is an empty answer, not an error. Reading stops once the openings
+read (their checkpoints counted whether sent or not: a stored opening is read whole) reach
+:data:`~node.network.messages.MAX_TRANSCRIPT_RESPONSE_SIZE` bytes; the requester asks again
+for the rest. Request rates are limited per peer by the network service.
 
 Fetching (:class:`NetworkSource`) is called by ``Blockchain.import_block`` in the import
 worker thread, while the network runs on the event loop: it hands the work to the loop with
@@ -95,13 +96,15 @@ class TranscriptServer:
             opening = self.store.get(req.block_hash, req.extrinsic_index, index)
             if opening is None:
                 continue
+            # The checkpoint was read whole even if it is not sent: it counts, or 64 entries
+            # asked without weights cost 64 MiB of reads for a few KiB of answer.
+            budget -= OPENING_OVERHEAD + 34 * len(opening.path) + len(opening.weights or b"")
+            if budget < 0:
+                break
             if with_weights and opening.weights is None:
                 continue  # we hold its hash and loss only
             if not with_weights and opening.weights is not None:
                 opening = msgspec.structs.replace(opening, weights=None)
-            budget -= OPENING_OVERHEAD + 34 * len(opening.path) + len(opening.weights or b"")
-            if budget < 0:
-                break
             out.append(opening)
         return out
 

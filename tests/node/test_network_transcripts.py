@@ -158,6 +158,38 @@ async def test_an_answer_is_cut_at_the_response_budget_and_the_rest_is_asked_aga
         assert [o.index for o in first + rest][: len(first) + len(rest)] == list(range(len(first) + len(rest)))
 
 
+def test_openings_asked_without_weights_are_cut_at_the_bytes_read_not_only_sent(tmp_path) -> None:
+    """A stored opening is read whole, its checkpoint too (1 MiB at the largest model), even
+    when it is asked for without: 64 such entries asked without weights made the server read
+    and decode 64 MiB to send a few KiB, up to 40 requests at once and 20 a second per peer,
+    for free. The bytes read now count against the response budget, as those sent do: the
+    answer is cut there and the requester asks again for the rest."""
+    big = tuple(Opening(j, bytes(32), 0, (bytes(32),) * 4, bytes([j]) * (4 << 18)) for j in range(12))
+    db = Database(tmp_path / "db")
+    try:
+        store = TranscriptStore(db)
+        with db.write_batch() as batch:
+            store.stage(batch, BLOCK, 0, big)
+        read: list[int] = []
+        get = store.get
+
+        def counting(block_hash: bytes, extrinsic_index: int, index: int) -> Opening | None:
+            opening = get(block_hash, extrinsic_index, index)
+            read.append(len(opening.weights or b"") if opening is not None else 0)
+            return opening
+
+        store.get = counting  # type: ignore[method-assign]
+        server = TranscriptServer(store)
+        first = server.read(TranscriptRequest(1, BLOCK, 0, tuple((j, False) for j in range(12))))
+        assert sum(read) <= MAX_TRANSCRIPT_RESPONSE_SIZE, f"{sum(read)} bytes read for one answer"
+        assert 0 < len(first) < 12 and all(o.weights is None for o in first)
+        assert [o.index for o in first] == list(range(len(first)))
+        rest = server.read(TranscriptRequest(2, BLOCK, 0, tuple((j, False) for j in range(len(first), 12))))
+        assert [o.index for o in rest] == list(range(len(first), len(first) + len(rest))) and rest
+    finally:
+        db.close()
+
+
 async def test_asking_for_large_answers_is_paced_to_our_own_read_limits(tmp_path) -> None:
     """An auditor asks one peer for checkpoint after checkpoint: the answers it asked for must
     not pass the byte rate it allows that peer (the peer would be banned for a flood)."""
