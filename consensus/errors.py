@@ -29,7 +29,8 @@ class InvalidVote(ConsensusError):
     """A finality vote that does not count.
 
     ``reason``: "malformed", "bad_signature", "not_validator", "wrong_set", "stale",
-    "bad_link" (the target is not after the source), "double_vote", "surround_vote".
+    "bad_link" (the target is not after the source), "wrong_number" (the target block is not
+    of the number the vote names), "double_vote", "surround_vote".
     """
 
     def __init__(self, reason: str, message: str) -> None:

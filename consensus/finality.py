@@ -28,6 +28,10 @@ slashing conditions; here they are with the Aura slot as FFG's epoch ("round").
   its source (that could surround) nor vote twice in a round. It does not vote in a round
   whose best block does not descend from its source; fork choice follows the justified
   checkpoint (consensus.fork_choice), so that is rare.
+- A vote names its target by hash and number: one whose number is not its block's is
+  refused ("wrong_number"), or, kept while its block was unknown, never counted (in a
+  justification it would make the whole justification fail: one validator's false number
+  stalled finality).
 - Both offences are evidence: the collector keeps both signed votes in the chain's EVIDENCE
   column (``vote/`` + set id + target round + voter, the first record of a key is kept) and
   refuses the second vote with reason "double_vote" or "surround_vote". If two conflicting
@@ -466,6 +470,13 @@ class VoteCollector:
             raise InvalidVote("stale", f"vote for round {vote.round}, the local round is {current_round}")
         if signed.voter not in get_voters(self.chain):
             raise InvalidVote("not_validator", f"{ss58_encode(signed.voter)} is not a validator")
+        if self.chain.has_block(vote.target.block_hash):
+            number = self.chain.get_header(vote.target.block_hash).number
+            if number != vote.target.block_number:
+                raise InvalidVote(
+                    "wrong_number", f"the vote of {ss58_encode(signed.voter)} names block #{vote.target.block_number} "
+                    f"{vote.target.block_hash.hex()}, which is #{number}",
+                )
         votes = self._rounds.setdefault(vote.round, {})
         first = votes.get(signed.voter)
         if first == signed:
@@ -502,6 +513,7 @@ class VoteCollector:
         highest block they finalize above the finalized one, or None."""
         chain = self.chain
         validators = get_voters(chain)
+        voters = set(validators)
         needed = compute_threshold(len(validators))
         found: Justification | None = None
         for round_number in sorted(self._rounds):
@@ -513,9 +525,14 @@ class VoteCollector:
                     continue
                 if chain.is_invalid(source.block_hash):
                     continue  # proven invalid after it was justified: nothing above it counts
+                # Only what a justification can carry (verify_justification): a vote kept before
+                # its block came may name it under another number, and a voter may have left the
+                # set since; in the justification either would make it fail at every node.
                 counted = [
                     v for v in votes
-                    if chain.has_block(v.vote.target.block_hash)
+                    if v.voter in voters
+                    and chain.has_block(v.vote.target.block_hash)
+                    and chain.get_header(v.vote.target.block_hash).number == v.vote.target.block_number
                     and chain.is_descendant(v.vote.target.block_hash, source.block_hash)
                 ]
                 if len(counted) < needed:

@@ -37,7 +37,8 @@ Finality
 - votes and justifications are gossiped; the service counts votes (consensus.finality's
   collector, Casper FFG) and finalizes when more than 2/3 of the validators link a justified
   checkpoint to the next round. A vote that does not decode, has a bad signature or a
-  backwards link, or comes from a non-validator costs the sender reputation; a stale vote (a
+  backwards link, names its block under another number, or comes from a non-validator costs
+  the sender reputation; a stale vote (a
   round long past) or a double or surround vote (which an honest relay can pass on before
   it sees the other vote) is dropped quietly;
 - a justification is verified before it finalizes anything; one that does not verify costs

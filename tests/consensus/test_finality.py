@@ -399,3 +399,43 @@ def test_a_sole_validator_finalizes_its_justified_checkpoint_at_once(tmp_path) -
     assert chain.finalized_hash == block.hash()
     assert finality.finalized_checkpoint(chain) == _cp(block, 1)
     chain.db.close()
+
+
+def _mislabeled(key, block, number: int, round_number: int, source: Checkpoint, chain) -> SignedVote:
+    """``key``'s vote for ``block`` under a block number that is not its own (signed: the
+    validator itself lies)."""
+    target = Checkpoint(block.hash(), number, round_number)
+    return sign_vote(key, chain.genesis_hash, Vote(0, source, target))
+
+
+def test_one_validators_vote_under_a_false_block_number_cannot_stall_finality(tmp_path, branches) -> None:
+    """A vote names its target by hash and number. The collector counted it by hash, and
+    put it in the justification it built, whose check then refused the number
+    ("bad_ancestry"): one byzantine validator of four, voting early in every round with a
+    false number, kept every node from finalizing anything. A vote whose number is not its
+    block's is now refused when the block is known ("wrong_number"), and not counted when
+    the block comes later; the three honest votes finalize."""
+    blocks_a, _ = branches
+    for known in (True, False):
+        node = open_local(tmp_path / f"known-{known}")
+        for block in blocks_a[: 3 if known else 2]:
+            node.import_block(block)
+        collector = VoteCollector(node)
+        _justify(collector, node, blocks_a[1], 5)  # (A2, 5) justified
+        source = _cp(blocks_a[1], 5)
+        lie = _mislabeled(DAVE, blocks_a[2], 7, 6, source, node)  # A3 is #3
+        if known:
+            with pytest.raises(InvalidVote, match=r"names block #7 .* which is #3$") as err:
+                collector.add(lie)
+            assert err.value.reason == "wrong_number"
+        else:
+            assert collector.add(lie) is None  # kept: the block may come
+            node.import_block(blocks_a[2])
+        justification = None
+        for key in (ALICE, BOB, CHARLIE):
+            justification = collector.add(_vote(key, blocks_a[1], 6, source, chain=node))
+        assert justification is not None
+        finality.import_justification(node, justification)  # before: InvalidJustification "bad_ancestry"
+        assert node.finalized_hash == blocks_a[1].hash()
+        assert DAVE.public not in {v.voter for v in justification.votes}
+        node.db.close()
