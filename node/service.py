@@ -247,6 +247,7 @@ class NodeService:
         self._stop = asyncio.Event()
         self._work = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._fraud_check = asyncio.Lock()  # one fraud proof re-run at a time, off self._lock
         self._head_watchers: set[asyncio.Queue[Header]] = set()
         self._final_watchers: set[asyncio.Queue[Header]] = set()
         self._xt_watchers: dict[bytes, set[asyncio.Queue[Any]]] = {}
@@ -753,9 +754,11 @@ class NodeService:
             raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent is not stored here")
         # Judged off the lock, as a block's training check is (import_block): the re-run is up
         # to a block's worth of training, and a false proof from a peer held up every import,
-        # vote and authored block meanwhile. A stored parent's state does not change.
+        # vote and authored block meanwhile. A stored parent's state does not change. One at
+        # a time: proofs from many peers at once must not take every core from authoring.
         state = self.chain.state_at(proof.header.parent_hash)
-        await asyncio.to_thread(verify_fraud_proof, state, self.chain.config_at(proof.header.parent_hash), proof)
+        async with self._fraud_check:
+            await asyncio.to_thread(verify_fraud_proof, state, self.chain.config_at(proof.header.parent_hash), proof)
         self.metrics.pol_verify_time.observe(time.perf_counter() - started)
         async with self._lock:
             if self.chain.get_evidence(key) is not None:
