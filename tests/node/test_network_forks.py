@@ -128,8 +128,8 @@ async def test_finality_votes_and_justifications_from_peers_are_checked_and_bad_
             # kept as evidence, the relay not blamed (an honest peer passes on the copy it saw
             # first).
             score = node.network.reputation.score(peer.id)
-            for block_hash in (genesis, b"\x05" * 32):
-                double = Vote(SET_ID, source, Checkpoint(block_hash, 1, now + 1))
+            for block_hash, number in ((genesis, 0), (b"\x05" * 32, 1)):
+                double = Vote(SET_ID, source, Checkpoint(block_hash, number, now + 1))
                 peer.service.broadcast_vote(encode(sign_vote(dev_keypair("Alice"), genesis, double)))
             await wait_for(lambda: len(get_vote_equivocations(node.chain)) == 1)
             assert get_vote_equivocations(node.chain)[0].kind == "double_vote"
