@@ -666,17 +666,21 @@ class Blockchain:
     def _prepare_import(self, block: Block) -> PreparedImport:
         self.verify_length(block)
         parent = self.verify_header(block.header)
+        header = block.header
+        # The extrinsics root first, one hash over the body: a peer could send a real header
+        # with a body of its own (valid transfers, signed once, sent by every fresh identity)
+        # and have every signature checked and the whole body run before the roots differed.
+        raws = encode_versioned_each(block.body.extrinsics)  # each xt.encode()
+        _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
         # With signature threads, the signatures are checked on them while this thread
-        # executes the block and computes its roots; all are checked, and a bad one is reported
-        # first whatever else failed meanwhile, before the training is verified or anything stored.
+        # executes the block and computes its state root; all are checked, and a bad one is
+        # reported first whatever else failed meanwhile, before the training is verified or
+        # anything stored.
         checks = self._start_signature_checks(block)
         try:
-            raws = encode_versioned_each(block.body.extrinsics)  # each xt.encode()
             overlay, info, receipts = self.execute_body(block, raws, check_signatures=checks is None)
             commit = self.state.compute_commit(overlay)
-            header = block.header
             _verify_equal("state root", commit.root, header.state_root)
-            _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
             _verify_equal("POL commitment", _commitment(block.body.results, info), header.get_pol_commitment())
             _verify_equal("training results used", {c.extrinsic_index for c in info.claims}, set(info.results))
         except BaseException:

@@ -19,7 +19,7 @@ from netkit import FAST, Node, start_node, wait_for
 
 import node.service as node_service
 from chain import calls
-from chain.block import Block
+from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.config import SPEC_VERSION
 from chain.crypto import Keypair, dev_keypair
@@ -220,3 +220,32 @@ async def test_a_forged_justification_cannot_replace_the_one_waiting_for_its_blo
         finally:
             await honest.service.stop()
             await liar.service.stop()
+
+
+async def test_a_real_header_with_another_body_is_refused_before_the_body_runs(tmp_path, caplog) -> None:
+    """A peer serves the real next header (Alice sealed it) with a body of its own: here 200
+    valid transfers of Bob's, which could be 5 MiB of them, signed once and served again by
+    every fresh identity. The import checked the body's signatures and executed it all, under
+    the node's lock, before it compared the roots ("state root mismatch"): a block's worth of
+    work for each connection the attacker opens. The extrinsics root, one hash over the body,
+    is now compared first; the peer is banned for it and the state is unchanged."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        blocks, _ = real_blocks(tmp_path / "builder", 1, node.slot_ms)
+        bob = dev_keypair("Bob")
+        body = tuple(
+            sign_extrinsic(bob, calls.Transfer(ALICE.public, 10**6), nonce=n, genesis_hash=node.chain.genesis_hash,
+                           spec_version=SPEC_VERSION)
+            for n in range(200)
+        )
+        swapped = Block(blocks[1].header, Body(body, ()))
+        root = node.chain.best_header.state_root
+        peer = await peer_with(node, [blocks[0], swapped])
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            assert f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (extrinsics root mismatch" in caplog.text
+            assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
+        finally:
+            await peer.service.stop()
