@@ -19,7 +19,7 @@ Fetching (:class:`NetworkSource`) is called by ``Blockchain.import_block`` in th
 worker thread, while the network runs on the event loop: it hands the work to the loop with
 ``asyncio.run_coroutine_threadsafe`` and blocks the worker thread (never the loop) on the
 answer. It asks the peer the block came from first, then every other connected peer, each for
-what is still missing, and checks every opening with :func:`chain.proofs.verify_opening`
+what is still missing and for at most half of the time left (the last peer: all of it), and checks every opening with :func:`chain.proofs.verify_opening`
 (in a thread: hashing a checkpoint is up to 1 MiB of BLAKE2b); a peer that sends one that does
 not verify is charged BAD_OPENING and the next peer is asked. All of it within
 ``timeout`` seconds (``--pol-fetch-timeout``, 2 s by default); what is still missing then
@@ -170,12 +170,15 @@ class NetworkSource:
             if not need:
                 break
             asked.append(peer)
+            # Half of what is left for this peer (all of it for the last), for all its answers
+            # together: given per request, a peer answering one opening at a time, each inside
+            # the request's timeout, kept the whole budget and the next peers none.
+            left = deadline - loop.time()
+            peer_deadline = loop.time() + (left if i == len(order) - 1 else left / 2)
             while need:
-                left = deadline - loop.time()
-                if left <= 0:
+                per_peer = peer_deadline - loop.time()
+                if per_peer <= 0:
                     break
-                # Leave half of what is left for the peers after this one.
-                per_peer = left if i == len(order) - 1 else left / 2
                 batch = list(need.items())[:MAX_OPENINGS_PER_REQUEST]
                 try:
                     openings = await self.network.request_transcript(

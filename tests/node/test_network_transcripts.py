@@ -228,6 +228,25 @@ async def test_what_the_first_peer_lacks_comes_from_the_next(tmp_path) -> None:
         assert sc.stats.openings_served + sd.stats.openings_served == 4 and sd.stats.openings_served >= 2
 
 
+async def test_a_first_peer_that_trickles_openings_keeps_only_half_the_time(tmp_path) -> None:
+    """A peer may answer with fewer openings than asked (the response budget): one that gives
+    one opening per answer, each well inside the request's timeout, was asked again and
+    again, each request with half of what was left, and so kept the whole fetch budget for
+    itself (a relay delaying every block it passes on by as much). It now has half the budget
+    in all, as the other peers are promised; the next peer is asked for the rest."""
+    async with serving(tmp_path, OPENINGS, OPENINGS) as [(a, sa), (_, sc), (b, _)]:
+        serve = sa.serve
+
+        async def trickle(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.3)
+            return (await serve(peer, req))[:1]
+
+        a.service.handlers.serve_transcript_request = trickle
+        got = await asyncio.to_thread(_source(b, a.id).fetch, BLOCK, RESULT, SAMPLE)  # 2 s in all
+        assert sorted(got) == [2, 3, 6, 7]
+        assert sc.stats.openings_served >= 1, "the first peer kept the whole budget"
+
+
 async def test_a_bad_opening_costs_the_sender_and_the_next_peer_is_asked(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
     forged = list(OPENINGS)
