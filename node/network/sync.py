@@ -38,15 +38,14 @@ Finality
   collector, Casper FFG) and finalizes when more than 2/3 of the validators link a justified
   checkpoint to the next round. A vote that does not decode, has a bad signature or a
   backwards link, names its block under another number, or comes from a non-validator costs
-  the sender reputation; a stale vote (a
-  round long past) or a double or surround vote (which an honest relay can pass on before
-  it sees the other vote) is dropped quietly;
+  the sender reputation; a stale vote (a round long past) or a double or surround vote
+  (which an honest relay can pass on before it sees the other vote) is dropped quietly;
 - a justification is verified before it finalizes anything; one that does not verify costs
   the sender. One for a block not imported yet is kept until the block arrives, checked
   first as far as it can be without the block (consensus.finality.verify_justification with
-  ``target_known=False``), so a forgery cannot take the place of the honest one. A range response carries each block's justification (``BlockData``), and a
-  syncing node imports and checks each one, so a node syncing from genesis checks every
-  justification on the way.
+  ``target_known=False``), so a forgery cannot take the place of the honest one. A range
+  response carries each block's justification (``BlockData``), and a syncing node imports
+  and checks each one, so a node syncing from genesis checks every justification on the way.
 
 Proof-of-learning (issue 9)
 - every block from a peer is imported with a :class:`~node.network.transcripts.NetworkSource`:
