@@ -745,7 +745,6 @@ class NodeService:
         key = compute_fraud_evidence_key(block_hash, proof.extrinsic_index)
         if self.chain.get_evidence(key) is not None:
             return False
-        started = time.perf_counter()
         # Judged on the faulty block's parent state, never on our best state: on another fork
         # a model version or data set id may hold other data, and an honest block would look
         # faulty (a framing). A proof about a block whose parent we do not hold cannot be
@@ -758,8 +757,9 @@ class NodeService:
         # a time: proofs from many peers at once must not take every core from authoring.
         state = self.chain.state_at(proof.header.parent_hash)
         async with self._fraud_check:
+            started = time.perf_counter()
             await asyncio.to_thread(verify_fraud_proof, state, self.chain.config_at(proof.header.parent_hash), proof)
-        self.metrics.pol_verify_time.observe(time.perf_counter() - started)
+            self.metrics.pol_verify_time.observe(time.perf_counter() - started)
         async with self._lock:
             if self.chain.get_evidence(key) is not None:
                 return False  # the same fault, proven by another copy meanwhile

@@ -7,7 +7,8 @@ here canonically:
 - ``report_fraud(proof)``: a chain.fraud.FraudProof; the runtime re-runs the one segment it
   names (chain.fraud.verify_fraud_proof). The call's weight includes that segment (ml_runtime's
   cost model x the segment's steps), so the reporter pays for the check. Offender: the
-  block's author. Offence key: the block hash.
+  block's author, a validator in this state (else "not_validator": a block a throwaway key
+  sealed proves nothing, Aura would refuse it). Offence key: the block hash.
 - ``report_equivocation(first, second)``: two sealed headers with one author and one slot
   and different hashes, both seals valid, the author a validator in this state (Substrate's
   ``pallet-aura``/BABE equivocation report), and at least one header's parent a block of this
