@@ -22,7 +22,8 @@ TCP pushes back on the peer. Misbehaviour costs reputation
 
 The node plugs in with callbacks (all optional, all async):
 
-- ``on_block_announce(peer, header)``: a header not seen before;
+- ``on_block_announce(peer, header)``: a header this peer has not announced or been sent
+  before (per peer: the first announcer of a block may never serve it);
 - ``on_transactions(peer, extrinsics)``: encoded extrinsics not seen before (the seen-set is
   global and bounded, so gossip never loops);
 - ``serve_block_request(peer, request) -> Sequence[BlockData]``;
@@ -252,7 +253,6 @@ class NetworkService:
         ] + [_Target(a, False, config.reconnect_min) for a in config.bootnodes if not config.reserved_only]
         self._blocked_until: dict[PeerId, float] = {}
         self._seen_txs = BoundedSet(config.seen_capacity)
-        self._seen_blocks = BoundedSet(config.seen_capacity)
         self._seen_votes = BoundedSet(config.seen_capacity)
         self._pending: dict[tuple[PeerId, int], asyncio.Future[Message]] = {}
         self._request_ids = itertools.count(1)
@@ -726,10 +726,13 @@ class NetworkService:
 
     async def _on_announce(self, peer: Peer, header: Header) -> None:
         block_hash = header.hash()
-        peer.known_blocks.add(block_hash)
+        new = peer.known_blocks.add(block_hash)
         if header.number > peer.best_number:
             peer.best_number, peer.best_hash = header.number, block_hash
-        if self._seen_blocks.add(block_hash) and self.handlers.on_block_announce is not None:
+        # Heard once per peer, not once per node: a peer that announces a block first and then
+        # does not serve it must not leave every other peer's announcement of it unheard (the
+        # handler returns at once for a block it has, and throttles syncs per peer).
+        if new and self.handlers.on_block_announce is not None:
             await self.handlers.on_block_announce(peer.peer_id, header)
 
     async def _on_finality(self, peer: Peer, msg: FinalityVote | Justification, handler: Handler | None) -> None:
@@ -790,7 +793,6 @@ class NetworkService:
     def broadcast_block(self, header: Header) -> int:
         """Announce ``header`` to every peer that does not know it yet; the number sent to."""
         block_hash = header.hash()
-        self._seen_blocks.add(block_hash)
         return self._gossip(BlockAnnounce(header), block_hash, lambda p: p.known_blocks)
 
     def broadcast_transactions(self, extrinsics: Sequence[bytes]) -> int:

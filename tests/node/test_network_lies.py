@@ -249,3 +249,33 @@ async def test_a_real_header_with_another_body_is_refused_before_the_body_runs(t
             assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
         finally:
             await peer.service.stop()
+
+
+async def test_a_peer_that_announces_a_block_first_and_never_serves_it_does_not_silence_the_others(tmp_path, caplog) -> None:
+    """Announcements were passed on once per node: the first peer to announce a block was the
+    only one asked for it. A peer that relays every new header first (copied from the honest
+    network) and then serves nothing was not blamed (an honest peer may have dropped the
+    block since, proven invalid), and every honest peer's announcement of the block went
+    unheard: the node fell behind until something else (a justification, a reconnect)
+    started a sync. Each peer's first announcement of a block is now heard; the node fetches
+    it from the honest peer."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        blocks, root = real_blocks(tmp_path / "builder", 1, node.slot_ms)
+        first = await peer_with(node, blocks[:1])  # announces #1, serves only genesis
+        honest = await peer_with(node, blocks[:1])
+        try:
+            await first.service.dial(node.network.listen_addresses[0])
+            await honest.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
+            first.service.broadcast_block(blocks[1].header)
+            await wait_for(lambda: f"{first.id} does not serve block 0x{blocks[1].hash().hex()[:12]}" in caplog.text)
+            honest.blocks = blocks
+            honest.service.broadcast_block(blocks[1].header)
+            await wait_for(lambda: node.chain.best_number == 1, timeout=5.0, what="#1 fetched from the honest peer")
+            assert node.chain.best_hash == blocks[1].hash() and node.chain.best_header.state_root == root
+            assert node.network.reputation.score(honest.id) == 0  # type: ignore[union-attr]
+        finally:
+            await first.service.stop()
+            await honest.service.stop()
