@@ -26,7 +26,9 @@ Bounds (checked by msgspec while decoding, after the size check on the raw bytes
   requester asks again for the rest). The Noise transport chunks any message up to
   :data:`MAX_MESSAGE_SIZE`, so the budget fits with room to spare;
 - a gossiped fraud proof is at most :data:`MAX_FRAUD_PROOF_SIZE` bytes before it is decoded
-  (chain.fraud.decode_fraud_proof checks its fields).
+  (chain.fraud.decode_fraud_proof checks its fields);
+- a block announcement is at most :data:`MAX_ANNOUNCE_SIZE` bytes (a header's digest has no
+  bound of its own; an announced header was hashed, checked and kept for a sync).
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ MAX_TRANSCRIPT_RESPONSE_SIZE = 8 * 1024 * 1024
 # allows 8 MiB, room for governance to raise max_model_params about five-fold; the node then
 # checks the proof against the bound of its chain's current config before decoding it.
 MAX_FRAUD_PROOF_SIZE = 8 * 1024 * 1024
+# A header an author builds is a few hundred bytes (chain.block.BLOCK_OVERHEAD); a digest has
+# no bound of its own, so an announcement is bounded here, as a fraud proof's header is
+# (chain.fraud.MAX_HEADER_SIZE: room for digests the runtime does not know).
+MAX_ANNOUNCE_SIZE = 64 * 1024 + 64
 
 # Substrate's Roles bits (sc-network-common): FULL = 1, LIGHT = 2, AUTHORITY = 4.
 ROLE_FULL = 1
@@ -194,6 +200,11 @@ def decode_message(data: bytes, max_size: int = MAX_MESSAGE_SIZE) -> Message:
     except CodecError as exc:
         detail = str(exc).split(": ", 1)[-1]  # drop the union's long type name
         raise MessageError(f"not a protocol message: {detail}") from None
+    if isinstance(msg, BlockAnnounce) and len(data) > MAX_ANNOUNCE_SIZE:
+        raise OversizeMessage(
+            f"a block announcement of {len(data)} bytes is over the {MAX_ANNOUNCE_SIZE}-byte bound (a real header "
+            "is a few hundred bytes)"
+        )
     if isinstance(msg, TranscriptRequest) and len({index for index, _ in msg.wanted}) != len(msg.wanted):
         raise MessageError("not a protocol message: a transcript request names an entry twice")
     return msg

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import msgspec
-from netkit import FAST, Node, start_node, wait_for
+from netkit import FAST, Node, make_chain, start_node, wait_for
 
 import node.service as node_service
 from chain import calls
@@ -25,6 +25,7 @@ from chain.config import SPEC_VERSION
 from chain.crypto import Keypair, dev_keypair
 from chain.extrinsic import sign_extrinsic
 from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
+from chain.header import DigestItem
 from chain.pallets.training import compute_job_at
 from chain.proofs import TrainingClaim
 from chain.storage import Database
@@ -279,3 +280,28 @@ async def test_a_peer_that_announces_a_block_first_and_never_serves_it_does_not_
         finally:
             await first.service.stop()
             await honest.service.stop()
+
+
+async def test_an_announced_header_far_larger_than_any_real_one_gets_the_peer_banned_unheard(caplog) -> None:
+    """A header's digest has no bound of its own: an announcement could carry a header of up
+    to 16 MiB, hashed on the event loop, checked, and kept (up to 8 a peer) as a target of
+    the peer's next sync, with no blame for an author we do not know. A real header is a few
+    hundred bytes (chain.fraud.MAX_HEADER_SIZE leaves 64 KiB for digests we do not know):
+    an announcement over that is refused before its header is looked at, as oversize."""
+    caplog.set_level(logging.INFO)
+    receiver = await start_node(blocks=1)
+    sender = await start_node(blocks=1)
+    try:
+        await sender.service.dial(receiver.addr)
+        await wait_for(lambda: len(receiver.service.peers()) == 1)
+        real = make_chain(2)[1].header
+        sender.service.broadcast_block(real)  # a real-sized one is heard
+        assert (await asyncio.wait_for(receiver.announces.get(), 3))[1] == real
+        huge = msgspec.structs.replace(real, digest=(DigestItem(4, b"junk", bytes(1 << 20)),))
+        sender.service.broadcast_block(huge)
+        await wait_for(lambda: receiver.service.reputation.banned_for(sender.id) > 0)
+        assert f"peer {sender.id} misbehaved ({Misbehaviour.OVERSIZE.reason}: a block announcement of " in caplog.text
+        assert receiver.announces.empty()
+    finally:
+        await sender.service.stop()
+        await receiver.service.stop()
