@@ -52,6 +52,9 @@ class BoundedSet:
             self._items.popitem(last=False)
         return True
 
+    def discard(self, item: bytes) -> None:
+        self._items.pop(item, None)
+
     def __contains__(self, item: object) -> bool:
         return item in self._items
 

@@ -64,7 +64,8 @@ Proof-of-learning (issue 9)
   checked against the faulty block's parent state (chain.fraud.verify_fraud_proof re-runs the one segment), and
   a valid one invalidates the block and its descendants here (``Blockchain.invalidate``, a
   reorganisation if we had built on it) and is gossiped on once; one that does not decode or
-  shows no fault costs the sender BAD_FRAUD_PROOF, with the reason logged;
+  shows no fault costs the sender BAD_FRAUD_PROOF, with the reason logged; one that cannot
+  be judged yet (its block's parent is not here) is not marked seen, so a later copy is read;
 - transcript requests are served from the node's store (node.network.transcripts).
 
 Transactions from peers go through the same pool path as RPC submissions; those the pool
@@ -291,6 +292,7 @@ class NodeLink:
         except InvalidFraudProof as exc:
             if exc.reason in UNBLAMED_FRAUD_REASONS:
                 log.info("fraud proof from %s not checked here: %s: %s", peer, exc.reason, exc)
+                self.network.forget_fraud_proof(payload)  # a copy that comes once we can judge it is read
             else:
                 self.network.report_peer(peer, Misbehaviour.BAD_FRAUD_PROOF, f"{exc.reason}: {exc}")
             return None

@@ -35,6 +35,7 @@ from node.network.messages import BlockData, BlockRequest
 from node.network.reputation import Misbehaviour
 from node.network.service import NetworkConfig
 from node.service import NodeConfig, NodeService
+from tests.forgery import forging_trainer
 
 ALICE = dev_keypair("Alice")  # the dev chain's validator
 
@@ -305,3 +306,55 @@ async def test_an_announced_header_far_larger_than_any_real_one_gets_the_peer_ba
     finally:
         await sender.service.stop()
         await receiver.service.stop()
+
+
+def forged_block_on_a_parent(path: Path, slot: int) -> tuple[Block, Block, bytes]:
+    """Dev-chain blocks #1 (empty) and #2 (Bob's TRAIN call, checkpoint 3 forged by its author
+    Alice) in ``slot`` and the next, and the valid fraud proof against #2 (segment 2)."""
+    spec = load_chain_spec("dev")
+    db = Database(path)
+    try:
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis, trainer=forging_trainer("segment", 3))
+        one = builder.build_block([], ALICE, slot).block
+        call = calls.Train(0, 0, 60, 16, calls.compute_f32_bits(0.5), calls.compute_f32_bits(0.0001), 10)
+        xt = sign_extrinsic(dev_keypair("Bob"), call, nonce=0, genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION)
+        two = builder.build_block([xt], ALICE, slot + 1).block
+        parent = two.header.parent_hash
+        job, parent_version, _ = compute_job_at(builder.state_at(parent), builder.config, call, parent, xt.hash())
+        claim = TrainingClaim(0, job, two.body.results[0], call.model, parent_version)
+        openings = [builder.transcripts.get(two.hash(), 0, j) for j in (2, 3)]
+        return one, two, compute_fraud_proof(two, claim, FAULT_SEGMENT, 2, openings).encode()  # type: ignore[arg-type]
+    finally:
+        db.close()
+
+
+async def test_a_fraud_proof_that_came_before_its_parent_is_checked_when_it_comes_again(tmp_path, caplog) -> None:
+    """A fraud proof about a block whose parent the node lacks cannot be judged ("unknown_job",
+    no blame: we may be behind), but it was marked seen, so every later copy was dropped
+    unread: a peer sending it first to a node catching up kept the node from ever learning
+    the block is invalid. Only a proof that was judged is marked seen now; the copy that
+    comes once the parent is here is checked, and the block is invalidated."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        now = int(time.time() * 1000) // node.slot_ms
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        one, two, proof = forged_block_on_a_parent(tmp_path / "forger", now - 3)
+        early = await peer_with(node, [genesis])
+        honest = await peer_with(node, [genesis])
+        try:
+            await early.service.dial(node.network.listen_addresses[0])
+            await honest.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
+            early.service.broadcast_fraud_proof(proof)
+            await wait_for(lambda: "not checked here: unknown_job" in caplog.text)
+            honest.blocks = [genesis, one]
+            honest.service.broadcast_block(one.header)
+            await wait_for(lambda: node.chain.best_number == 1)
+            honest.service.broadcast_fraud_proof(proof)
+            await wait_for(lambda: node.chain.is_invalid(two.hash()), timeout=10.0, what="#2 invalidated by the proof")
+            assert node.chain.best_hash == one.hash() and node.chain.best_header.state_root == one.header.state_root
+            assert node.network.reputation.score(early.id) == 0 and node.network.reputation.score(honest.id) == 0  # type: ignore[union-attr]
+        finally:
+            await early.service.stop()
+            await honest.service.stop()
