@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from node.cli import main
+from node.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = ("kernels", "validator", "transfers", "rpc", "devnet")
@@ -168,7 +168,7 @@ def test_devnet_schema(records) -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["bench", "kernels", "--reps", "1"], "1 repetitions: between 2 and 1000 (a median of one shot is no median)"),
+        (["bench", "kernels", "--reps", "1"], "1 repetitions: between 2 and 50 (a median of one shot is no median)"),
         (["bench", "rpc", "--reps", "x"], "not an integer: 'x'"),
         (["bench", "devnet", "--clients", "7"], "7: between 1 and 6"),
         (["bench", "validator", "--jobs", "0"], "0: between 1 and 64"),
@@ -181,6 +181,18 @@ def test_bad_arguments_are_usage_errors(argv, expected, capsys) -> None:
         main(argv)
     assert exc.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", BENCHES)
+@pytest.mark.parametrize("reps", ["51", "1000", str(10**6)])
+def test_repetitions_that_would_take_hours_are_refused_before_parsing_ends(name, reps, capsys) -> None:
+    # 1000 repetitions of the default rpc bench are 1000 x 16 cells x 2 s: 9 hours of load.
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["bench", name, "--reps", reps])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"Error: polchain bench {name}: argument --reps: {reps} repetitions: between 2 and 50 (")
+    assert len(err.splitlines()) == 1
 
 
 def test_an_out_folder_that_cannot_be_made_is_refused_before_measuring(tmp_path, capsys) -> None:
