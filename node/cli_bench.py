@@ -97,14 +97,14 @@ def compute_bench_command(args: argparse.Namespace) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from benches.runner import Context, finish  # not at CLI start: see the module docstring
+    from benches.record import check_out_folder  # not at CLI start: see the module docstring
+    from benches.runner import Context, finish
 
     if args.reps is None:
         args.reps = 3 if args.quick else 5
-    try:  # before minutes of measuring, not after
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"Error: --out {args.out}: cannot make the folder: {exc.strerror or exc}", file=sys.stderr)
+    problem = check_out_folder(args.out, [f"{args.bench_command}.json", f"{args.bench_command}.png"])
+    if problem is not None:  # before minutes of measuring, not after
+        print(f"Error: --out {args.out}: {problem}", file=sys.stderr)
         return 1
     module = importlib.import_module(BENCHES[args.bench_command][0])
     options = {k: getattr(args, k) for k in ("jobs", "segment", "size", "validators", "clients", "seconds")

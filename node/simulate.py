@@ -722,12 +722,14 @@ def run_simulate(args: argparse.Namespace) -> int:
                args.segment_steps, args.probes, args.seed)
     try:
         p.check()
-        args.out.mkdir(parents=True, exist_ok=True)
     except SimulationError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"Error: --out {args.out}: cannot make the folder: {exc.strerror or exc}", file=sys.stderr)
+    from benches.record import check_out_folder  # the CLI starts without it
+
+    problem = check_out_folder(args.out, ["simulate.json", "simulate.png"])
+    if problem is not None:  # before the run, not after it
+        print(f"Error: --out {args.out}: {problem}", file=sys.stderr)
         return 1
     from rich.progress import Progress  # the CLI starts without it
 

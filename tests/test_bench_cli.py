@@ -203,3 +203,15 @@ def test_an_out_folder_that_cannot_be_made_is_refused_before_measuring(tmp_path,
     assert f"Error: --out {blocker / 'sub'}: cannot make the folder: Not a directory" in capsys.readouterr().err
     assert time.monotonic() - started < 5  # refused at once, no transfers signed
     assert blocker.read_text() == "not a folder"
+
+
+def test_an_out_folder_whose_record_cannot_be_written_is_refused_before_measuring(tmp_path, capsys) -> None:
+    # --out exists but <out>/transfers.json is a folder: the bench used to measure for a minute,
+    # print its table, then fail on the write and lose the figures
+    (tmp_path / "transfers.json").mkdir()
+    started = time.monotonic()
+    assert main(["bench", "transfers", "--quick", "--reps", "2", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == \
+        f"Error: --out {tmp_path}: {tmp_path / 'transfers.json'} is a folder, not a file"
+    assert time.monotonic() - started < 5  # refused at once, no transfers signed
+    assert [p.name for p in tmp_path.iterdir()] == ["transfers.json"]

@@ -141,3 +141,16 @@ def test_out_that_is_a_file_is_one_error_line(tmp_path: Path, capsys: pytest.Cap
     assert main(["simulate", "--quick", "--out", str(blocker / "sub")]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: --out {blocker / 'sub'}: cannot make the folder")
+
+
+@pytest.mark.parametrize("target", ["simulate.json", "simulate.png"])
+def test_an_out_folder_whose_outputs_cannot_be_written_is_refused_before_simulating(
+        target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --out exists, but the file the run would end by writing cannot be: refused before the run
+    # (it used to simulate, print its tables, then fail on the write and lose the results)
+    (tmp_path / target).mkdir()
+    assert main(["simulate", "--quick", "--blocks", "1", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert err.strip() == f"Error: --out {tmp_path}: {tmp_path / target} is a folder, not a file"
+    assert "forged blocks:" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target]
