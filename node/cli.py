@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -722,13 +723,23 @@ def run_purge_chain(args: argparse.Namespace) -> int:
     if not db.exists():
         print(f"{db} does not exist; nothing to purge", file=sys.stderr)
         return 0
-    if not args.y:
-        if not sys.stdin.isatty():
-            raise CliError("refusing to delete without a terminal to ask; pass -y")
-        if input(f"Are you sure to remove {db}? [y/N]: ").strip().lower() not in ("y", "yes"):
-            print("Aborted", file=sys.stderr)
-            return 1
-    shutil.rmtree(db)
+    with contextlib.ExitStack() as held:
+        # LevelDB holds an fcntl lock on <db>/LOCK while the database is open; it is taken
+        # here, and kept through the deletion, so that a running node's database (which it
+        # would go on writing into unlinked files) is refused, and no node opens it meanwhile.
+        if (db / "LOCK").is_file():
+            lock = held.enter_context((db / "LOCK").open("a"))
+            try:
+                fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise CliError(f"{db} is in use by a running node (its LOCK is held): stop the node first") from None
+        if not args.y:
+            if not sys.stdin.isatty():
+                raise CliError("refusing to delete without a terminal to ask; pass -y")
+            if input(f"Are you sure to remove {db}? [y/N]: ").strip().lower() not in ("y", "yes"):
+                print("Aborted", file=sys.stderr)
+                return 1
+        shutil.rmtree(db)
     print(f"{db} removed", file=sys.stderr)
     return 0
 

@@ -400,6 +400,25 @@ def test_purge_chain_refuses_a_database_that_resolves_outside_the_base_path(tmp_
 
 
 # --- starting: the temporary directory, the kernel compile notice, exposure warnings ---------------
+def test_purge_chain_refuses_the_database_of_a_running_node(tmp_path) -> None:
+    # It deleted the database from under a running node (exit 0, "removed"), which then went on
+    # writing blocks into unlinked files: everything it imported was lost at its next start.
+    base = tmp_path / "base"
+    running = start_node(tmp_path, "--dev", "--base-path", str(base), "--no-prometheus", "--port", str(free_port()))
+    db = base / "chains" / "dev" / "db"
+    try:
+        out = polchain("purge-chain", "--base-path", str(base), "-y")
+        assert out.returncode == 1, out.stderr
+        assert out.stderr.strip() == f"Error: {db} is in use by a running node (its LOCK is held): stop the node first"
+        assert (db / "CURRENT").is_file()
+        with urllib.request.urlopen(f"{running.url}/health", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        assert running.stop() == 0
+    done = polchain("purge-chain", "--base-path", str(base), "-y")
+    assert done.returncode == 0 and not db.exists(), done.stderr
+
+
 def test_a_failed_start_leaves_no_temporary_directory(tmp_path) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
