@@ -76,6 +76,10 @@ LOCK_FILE = "devnet.lock"
 LOG_FILE = "node.log"
 RATE_WINDOW = 30.0  # seconds of best-block history behind "imported/s"
 MAX_AUDITORS = 64
+#: Node processes in all (validators and auditors). A node takes about 185 MB idle (README,
+#: benches/devnet.py): each flag's own bound of 64 allowed 128 processes, 24 GB, more than the
+#: project's machine has.
+MAX_NODES = 64
 PR_SET_PDEATHSIG = 1
 
 
@@ -93,7 +97,7 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
         "Running it again on the same base path resumes the same chain.",
     )
     p.add_argument("--validators", "-n", type=_bounded(1, MAX_VALIDATORS), default=4, metavar="N",
-                   help="validators, 1..64 (default 4)")
+                   help=f"validators, 1..{MAX_VALIDATORS} (default 4); with --auditors at most {MAX_NODES} nodes")
     p.add_argument("--auditors", type=_bounded(0, MAX_AUDITORS), default=0, metavar="K",
                    help="full nodes besides the validators, each an auditor (--pol full: re-runs every training segment)")
     p.add_argument("--base-path", "-d", type=Path, default=None, metavar="DIR",
@@ -203,6 +207,9 @@ def plan_nodes(args: argparse.Namespace, base: Path) -> list[NodePlan]:
     names = [(n, True) for n in validator_names(args.validators)]
     names += [(f"Auditor{j + 1}", False) for j in range(args.auditors)]
     total = len(names)
+    if total > MAX_NODES:
+        raise DevnetError(f"--validators {args.validators} + --auditors {args.auditors} = {total} nodes: at most {MAX_NODES} "
+                          "(one process of about 185 MB each)")
     for flag, first in (("--rpc-port", args.rpc_port), ("--port", args.port), ("--prometheus-port", args.prometheus_port)):
         if first + total - 1 > 65535:
             raise DevnetError(f"{flag} {first} leaves no room for {total} nodes (ports {first}..{first + total - 1})")
@@ -543,6 +550,7 @@ def run_devnet(args: argparse.Namespace) -> int:
     if problem is not None:
         args.devnet_parser.error(problem)
     base = (args.base_path or default_base_path()).resolve()
+    plans = plan_nodes(args, base)  # its refusals write nothing
     base.mkdir(parents=True, exist_ok=True)
     lock = (base / LOCK_FILE).open("a")
     try:
@@ -550,7 +558,6 @@ def run_devnet(args: argparse.Namespace) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise DevnetError(f"another polchain devnet runs on {base} ({base / LOCK_FILE} is locked)") from None
-        plans = plan_nodes(args, base)
         spec_path, resumed = prepare_spec(base, args.validators)
         _check_ports_free(plans)
         return asyncio.run(_run(args, base, plans, spec_path, resumed))
