@@ -551,8 +551,11 @@ def run_devnet(args: argparse.Namespace) -> int:
         args.devnet_parser.error(problem)
     base = (args.base_path or default_base_path()).resolve()
     plans = plan_nodes(args, base)  # its refusals write nothing
-    base.mkdir(parents=True, exist_ok=True)
-    lock = (base / LOCK_FILE).open("a")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        lock = (base / LOCK_FILE).open("a")
+    except OSError as exc:
+        raise DevnetError(f"--base-path {base}: cannot make the folder: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -145,6 +145,16 @@ def test_more_nodes_than_the_bound_are_refused_before_anything_starts(tmp_path: 
     assert len(devnet.plan_nodes(_args("--validators", "60", "--auditors", "4"), base)) == 64
 
 
+def test_a_base_path_that_is_a_file_is_refused_naming_the_flag(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for base in (blocker, blocker / "sub"):
+        assert cli.main(["devnet", "--validators", "1", "--base-path", str(base)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"Error: --base-path {base}: cannot make the folder: "), err
+    assert blocker.read_text() == "x"
+
+
 # --- a real devnet --------------------------------------------------------------------------------
 
 
