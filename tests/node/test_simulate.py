@@ -5,14 +5,17 @@ verification code; sizes are small so that each test takes seconds."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from node.cli import main
-from node.simulate import Params, compute_detection_rate, simulate
+from node.simulate import FAULTS, Params, compute_detection_rate, simulate
 
 
 def _small(**kw: object) -> Params:
@@ -154,3 +157,39 @@ def test_an_out_folder_whose_outputs_cannot_be_written_is_refused_before_simulat
     assert err.strip() == f"Error: --out {tmp_path}: {tmp_path / target} is a folder, not a file"
     assert "forged blocks:" not in out
     assert sorted(p.name for p in tmp_path.iterdir()) == [target]
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(validators=st.integers(10, 14), byzantine=st.sampled_from([0.1, 0.2, 0.3]), fault=st.sampled_from(FAULTS),
+       segments=st.integers(2, 8), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_invariants_over_random_small_configurations(validators: int, byzantine: float, fault: str, segments: int,
+                                                      data: st.DataObject, seed: int) -> None:
+    """Over random small configurations (slots 10 mean latencies long, as the README's runs):
+    the same seed gives the same simulation; a longer window never finalizes more forged blocks
+    nor finalizes honest ones sooner; from W = 1 on, no detected forged block is finalized
+    (detection and the proof take a few latencies, a vote needs a block one slot later); and a
+    forged block nobody detected and every honest validator sampled escaped all of them."""
+    samples = data.draw(st.integers(1, segments), label="samples")
+    forged = data.draw(st.integers(1, segments), label="forged_segments")
+    p = Params(validators, byzantine, fault, 12, samples=samples, segments=segments, forged_segments=forged,
+               probes=0, seed=seed, windows=(0, 1, 2, 4))
+    first, again = simulate(p)["simulation"], simulate(p)["simulation"]
+    assert first == again
+    rows = first["windows"]
+    assert [r["window_blocks"] for r in rows] == [0, 1, 2, 4]
+    for shorter, longer in itertools.pairwise(rows):
+        assert longer["forged_finalized"] <= shorter["forged_finalized"], rows
+        assert longer["forged_finalized_detected"] <= shorter["forged_finalized_detected"], rows
+        if shorter["finality_ms_p50"] is not None and longer["finality_ms_p50"] is not None:
+            assert longer["finality_ms_p50"] >= shorter["finality_ms_p50"], rows
+    assert all(r["forged_finalized_detected"] == 0 for r in rows if r["window_blocks"] >= 1), rows
+    assert first["forged_detected"] <= first["forged_produced"]
+    per = [dict(zip(first["per_block_columns"], b, strict=True)) for b in first["per_block"]]
+    assert sum(b["kind"] == "forged" for b in per) == first["forged_produced"]
+    assert sum(b["kind"] == "forged" and b["detected_ms"] is not None for b in per) == first["forged_detected"]
+    for b in per:  # a detection is after the block, and only of a forged block
+        assert b["detected_ms"] is None or (b["kind"] == "forged" and b["detected_ms"] > b["produced_ms"])
+    if segments == forged or samples + forged > segments:  # every sample hits a forged segment
+        honest = first["analytic"]["honest_validators"]
+        assert all(b["detected_ms"] is not None for b in per if b["kind"] == "forged" and b["honest_samplers"] > 0), per
+        assert first["analytic"]["expected_detection_rate"] == 1.0 and honest > 0
