@@ -77,8 +77,6 @@ import argparse
 import heapq
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -92,6 +90,7 @@ from typing import Any
 import numpy as np
 
 import ml_runtime
+from benches.record import check_out_folder, describe_machine
 from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain
@@ -639,9 +638,7 @@ def simulate(p: Params, *, workdir: Path | None = None, progress: Callable[[], N
             "process_cpu_p50": _rounded(_pct(sim.cpu_process_ms, 50), 3),
             "process_cpu_p99": _rounded(_pct(sim.cpu_process_ms, 99), 3),
         },
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "numpy": np.__version__,
-                    "load_average": list(os.getloadavg())},
+        "machine": describe_machine(),  # the benches' block: CPU model, cores, load, library versions
     }
     return {"params": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(p).items()}, "simulation": simulation, "measured": measured}
 
@@ -725,8 +722,6 @@ def run_simulate(args: argparse.Namespace) -> int:
     except SimulationError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    from benches.record import check_out_folder  # the CLI starts without it
-
     problem = check_out_folder(args.out, ["simulate.json", "simulate.png"])
     if problem is not None:  # before the run, not after it
         print(f"Error: --out {args.out}: {problem}", file=sys.stderr)

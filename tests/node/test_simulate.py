@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benches.record import describe_machine
 from node.cli import main
 from node.simulate import FAULTS, Params, compute_detection_rate, simulate
 
@@ -193,3 +194,14 @@ def test_invariants_over_random_small_configurations(validators: int, byzantine:
         honest = first["analytic"]["honest_validators"]
         assert all(b["detected_ms"] is not None for b in per if b["kind"] == "forged" and b["honest_samplers"] > 0), per
         assert first["analytic"]["expected_detection_rate"] == 1.0 and honest > 0
+
+
+def test_the_record_names_the_machine_as_the_benches_do(tmp_path: Path) -> None:
+    # It recorded platform.processor() as the CPU ("x86_64" here, "" on many Linux builds) and
+    # numpy's version alone: not the CPU model, nor numba, msgspec or the others the runs time.
+    assert main(["simulate", "--validators", "10", "--blocks", "1", "--probes", "0", "--out", str(tmp_path)]) == 0
+    machine = json.loads((tmp_path / "simulate.json").read_text())["measured"]["machine"]
+    expected = describe_machine()
+    assert machine["cpu"] == expected["cpu"] and machine["cpus"] == expected["cpus"]
+    assert machine["libraries"] == expected["libraries"] and machine["libraries"]["numba"]
+    assert machine["python"] == expected["python"] and len(machine["load_average"]) == 3
