@@ -102,13 +102,20 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.reps is None:
         args.reps = 3 if args.quick else 5
-    problem = check_out_folder(args.out, [f"{args.bench_command}.json", f"{args.bench_command}.png"])
-    if problem is not None:  # before minutes of measuring, not after
-        print(f"Error: --out {args.out}: {problem}", file=sys.stderr)
-        return 1
     module = importlib.import_module(BENCHES[args.bench_command][0])
     options = {k: getattr(args, k) for k in ("jobs", "segment", "size", "validators", "clients", "seconds")
                if getattr(args, k, None) is not None}
+    # A bench may refuse a combination of options (benches/devnet.py: windows too short to hold a
+    # block); then the out folder, before minutes of measuring, not after.
+    check = getattr(module, "check_options", None)
+    problem = check(args.quick, args.reps, options) if check is not None else None
+    if problem is not None:
+        print(f"Error: bench {args.bench_command}: {problem}", file=sys.stderr)
+        return 1
+    problem = check_out_folder(args.out, [f"{args.bench_command}.json", f"{args.bench_command}.png"])
+    if problem is not None:
+        print(f"Error: --out {args.out}: {problem}", file=sys.stderr)
+        return 1
     ctx = Context(
         name=args.bench_command, quick=args.quick, reps=args.reps, out=args.out,
         command=compute_bench_command(args), options=options,

@@ -215,3 +215,14 @@ def test_an_out_folder_whose_record_cannot_be_written_is_refused_before_measurin
         f"Error: --out {tmp_path}: {tmp_path / 'transfers.json'} is a folder, not a file"
     assert time.monotonic() - started < 5  # refused at once, no transfers signed
     assert [p.name for p in tmp_path.iterdir()] == ["transfers.json"]
+
+
+def test_devnet_windows_shorter_than_two_blocks_are_refused_before_launching(tmp_path, capsys) -> None:
+    # --quick loads for 9 s with 500 ms blocks: 50 windows were 0.18 s each, most with no block
+    # in them, and their medians were reported as figures
+    started = time.monotonic()
+    assert main(["bench", "devnet", "--quick", "--reps", "50", "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "Error: bench devnet: --seconds 9 in --reps 50 windows of 0.18 s: a window must hold 2 blocks "
+        "(2 x 500 ms): at most 9 repetitions, or more --seconds")
+    assert time.monotonic() - started < 5 and not (tmp_path / "out").exists()
