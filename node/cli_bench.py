@@ -35,11 +35,17 @@ DEFAULT_OUT = Path("bench-results")
 MAX_REPS = 50
 
 
+def _int(text: str) -> int:
+    """ASCII digits with an optional sign, as node/cli.py's numbers: int() also takes "1_0",
+    surrounding spaces and non-ASCII digits."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise argparse.ArgumentTypeError(f"not an integer: {text[:40]!r}")
+    return int(text)
+
+
 def _reps(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    value = _int(text)
     if not 2 <= value <= MAX_REPS:
         why = "a median of one shot is no median" if value < 2 else \
             "a default-size repetition takes up to half a minute: more would take hours"
@@ -49,10 +55,7 @@ def _reps(text: str) -> int:
 
 def _count(low: int, high: int) -> Any:
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        value = _int(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value}: between {low} and {high}")
         return value

@@ -122,10 +122,11 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
 
 def _bounded(low: int, high: int) -> Any:
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        # ASCII digits, as node/cli.py's numbers: int() also takes "1_0", spaces, other scripts' digits
+        digits = text[1:] if text[:1] in "+-" else text
+        if not (digits.isascii() and digits.isdigit()):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer")
+        value = int(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high}")
         return value
@@ -153,9 +154,11 @@ def check_byzantine_args(args: argparse.Namespace) -> str | None:
 
 def _seconds(text: str) -> float:
     try:
+        if not text.isascii() or "_" in text or text != text.strip():  # float() takes these
+            raise ValueError(text)
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
     if not 0.05 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{value} is out of range 0.05..3600 seconds")
     return value

@@ -660,6 +660,8 @@ def _int(low: int, high: int) -> Callable[[str], int]:
 def _float(low: float, high: float, *, open_low: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
+            if not text.isascii() or "_" in text or text != text.strip():  # float() takes these too
+                raise ValueError(text)
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
