@@ -23,6 +23,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from rpc.client import RpcClient
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
 ArgType = Callable[[str], Any]
+NodeErrors = Callable[[str, float], AbstractContextManager[None]]
 
 
 class FlError(Exception):
@@ -61,8 +63,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType, f32: ArgType) -> None:
-    """Add ``polchain fl ...`` to the top-level subparsers."""
+def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType, f32: ArgType,
+                 node_errors: NodeErrors) -> None:
+    """Add ``polchain fl ...`` to the top-level subparsers. ``node_errors(url, timeout)`` turns a
+    node that does not answer into the CLI's one line (node/cli.py, as for the tx commands)."""
     fl = sub.add_parser("fl", help="federated learning rounds").add_subparsers(dest="tx_command", required=True)
     p = make_tx(fl, "open")
     for flag, typ, default in (
@@ -89,7 +93,7 @@ def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *,
     p.add_argument("--signer", default="//Alice", help="the participant's secret URI (its account seeds the batches)")
     p.add_argument("--account", default=None, help="the participant's account instead of --signer")
     p.add_argument("--sample-count", type=u32, default=None)
-    p.set_defaults(run=_run_train)
+    p.set_defaults(run=_run_train, node_errors=node_errors)
     p = fl.add_parser("simulate", help="rounds with a cheater on an in-process dev chain (no node needed)")
     p.add_argument("--participants", type=u32, default=4, help="2..5, the last one cheats")
     p.add_argument("--cheater", choices=fl_simulation.CHEATS, default="fake-weights")
@@ -106,7 +110,7 @@ def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *,
     p = make_query(fl, "status")
     p.add_argument("--round", type=u32, required=True)
     p.add_argument("--account", default=None)
-    p.set_defaults(run=_run_status)
+    p.set_defaults(run=_run_status, node_errors=node_errors)
 
 
 async def _static(items: list[Any]) -> list[Any]:
@@ -261,7 +265,9 @@ def _run_train(args: argparse.Namespace) -> int:
         async with RpcClient(args.rpc, timeout=args.timeout) as client:
             return (await LocalWork.load(client, args.round, account, args.data, args.sample_count)).summary()
 
-    print(json.dumps(asyncio.run(main()), indent=2))
+    with args.node_errors(args.rpc, args.timeout):
+        summary = asyncio.run(main())
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -275,5 +281,7 @@ def _run_status(args: argparse.Namespace) -> int:
                 result = {**result, "update": await client.call("fl_getUpdate", [args.round, ss58_encode(parse_account(args.account))])}
             return result
 
-    print(json.dumps(asyncio.run(main()), indent=2))
+    with args.node_errors(args.rpc, args.timeout):
+        result = asyncio.run(main())
+    print(json.dumps(result, indent=2))
     return 0
