@@ -122,6 +122,14 @@ async def _best_number(client: RpcClient) -> int:
 
 
 async def _open_calls(args: argparse.Namespace, client: RpcClient, signer: Any) -> list[Any]:
+    # The deadlines the chain would refuse (federated._verify_open), before anything is signed:
+    # commit after now + 1 + commit-blocks, reveal 1 + reveal-blocks later, at most
+    # MAX_ROUND_BLOCKS ahead; the reveal phase needs a block.
+    if args.reveal_blocks < 1:
+        raise FlError(f"--reveal-blocks {args.reveal_blocks}: the reveal phase is at least 1 block")
+    if args.commit_blocks + args.reveal_blocks + 2 > federated.MAX_ROUND_BLOCKS:
+        raise FlError(f"--commit-blocks {args.commit_blocks} + --reveal-blocks {args.reveal_blocks}: a round's deadlines "
+                      f"are at most {federated.MAX_ROUND_BLOCKS} blocks ahead")
     now = await _best_number(client)
     model = await client.call("ml_getModel", [args.model])
     if model is None:

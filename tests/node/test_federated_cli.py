@@ -134,3 +134,21 @@ def test_no_node_at_the_url_is_the_same_line_as_the_other_commands_give(command:
     assert out.returncode == 1 and out.stdout == ""
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith(f"Error: no answer from a node at {url} (is `polchain node` running there?): "), line
+
+
+@pytest.mark.parametrize(("flags", "reason"), [
+    (["--commit-blocks", "4294967295"],
+     "--commit-blocks 4294967295 + --reveal-blocks 10: a round's deadlines are at most 100000 blocks ahead"),
+    (["--commit-blocks", "50000", "--reveal-blocks", "50000"],
+     "--commit-blocks 50000 + --reveal-blocks 50000: a round's deadlines are at most 100000 blocks ahead"),
+    (["--reveal-blocks", "0"], "--reveal-blocks 0: the reveal phase is at least 1 block"),
+])
+def test_round_deadlines_the_chain_refuses_are_refused_before_signing(node, flags: list[str], reason: str) -> None:
+    # They were signed and sent: a deadline past 2^32 died in the codec as "OpenRound: Expected
+    # `int` <= 4294967295 - at `$[14]`", the others failed in a block and paid the fee.
+    nonce = rpc(node, "system_accountNextIndex", [dev_keypair("Alice").address])["result"]
+    out = polchain("fl", "open", "--rpc", node.url, "--model", "0", "--local-steps", "40", "--batch-size", "16", "--lr", "0.5",
+                   "--segment-len", "10", *flags)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip() == f"Error: {reason}"
+    assert rpc(node, "system_accountNextIndex", [dev_keypair("Alice").address])["result"] == nonce  # nothing sent
