@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                            help="poll until a block includes the extrinsic (its hash, or the signed extrinsic itself)")
         q.set_defaults(run=run_query)
-    cli_economy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance)
+    cli_economy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance, f32=_f32)
     cli_democracy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance)
     cli_fl.add_commands(sub, _tx, _query, u32=_u32, balance=_balance, f32=_f32, node_errors=_node_errors)
     return parser

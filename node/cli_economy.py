@@ -21,14 +21,15 @@ from chain.crypto import blake2_256, parse_account, ss58_encode
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
 ArgType = Callable[[str], int]
+FloatType = Callable[[str], float]
 
 
 def add_commands(
-    tx: Any, query: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType
+    tx: Any, query: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType, f32: FloatType
 ) -> None:
     """Add the economy subcommands to the ``tx`` and ``query`` subparsers; ``make_tx`` and
-    ``make_query`` give each the CLI's common flags (--rpc, --timeout, signing), ``u32`` and
-    ``balance`` are the CLI's range-checked number types."""
+    ``make_query`` give each the CLI's common flags (--rpc, --timeout, signing), ``u32``,
+    ``balance`` and ``f32`` are the CLI's range-checked number types."""
 
     def command(name: str, build: Callable[[argparse.Namespace], list[Any]], *arguments: tuple[str, dict[str, Any]]) -> None:
         p = make_tx(tx, name)
@@ -81,7 +82,7 @@ def add_commands(
     command(
         "post-bounty", lambda a: [calls.PostBounty(a.model, a.dataset, calls.compute_f32_bits(a.target_loss), a.amount, a.expires_at)],
         model, ("--dataset", {"type": u32, "help": "the validation data set"}),
-        ("--target-loss", {"type": float, "help": "paid when a version's loss on the data set is below this"}),
+        ("--target-loss", {"type": f32, "help": "paid when a version's loss on the data set is below this"}),
         amount, ("--expires-at", {"type": u32, "help": "block after which the poster may cancel"}),
     )
     command("claim-bounty", lambda a: [calls.ClaimBounty(a.bounty, a.version)], ("--bounty", {"type": u32}), ("--version", {"type": u32}))

@@ -15,6 +15,7 @@ from test_cli import polchain_tx as tx
 
 from chain.crypto import dev_keypair
 from chain.pallets import assets
+from node.cli import build_parser
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,19 @@ def test_dataset_license_from_the_cli_is_pending_then_applies(node, tmp_path) ->
     both = polchain("tx", "dataset-license", "--signer", "//Ferdie", "--dataset", "0", "--price-per-row", "1",
                     "--allow-account", "//Bob", "--allow-model", "2", "--rpc", node.url)
     assert both.returncode == 1 and "exclude each other" in both.stderr
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("1e39", "1e39 is out of float32's range"),  # was an OverflowError traceback from struct.pack
+    ("nan", "nan is not a finite number"),  # NaN and inf were signed and sent: the bounty failed in a block
+    ("inf", "inf is not a finite number"),
+    ("1e400", "1e400 is not a finite number"),
+    ("1_0", "'1_0' is not a number"),
+])
+def test_a_target_loss_is_a_finite_float32(value: str, reason: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["tx", "post-bounty", "--model", "0", "--dataset", "0", "--target-loss", value,
+                                   "--amount", "1", "--expires-at", "100"])
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"argument --target-loss: {reason}" in line
