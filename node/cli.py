@@ -869,6 +869,8 @@ def _read_dataset(args: argparse.Namespace) -> _DatasetUpload:
     0.7 or 4294967296 would otherwise be truncated or wrapped silently by the u32 cast.
     """
     where = str(args.csv)
+    if args.csv.exists() and not args.csv.is_file():  # /dev/zero, a pipe: one endless line, all memory
+        raise CliError(f"{where}: not a regular file")
     try:
         table = np.loadtxt(args.csv, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -190,6 +190,8 @@ class LocalWork:
 
 def read_rows(path: Path, spec: ml_runtime.ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     """The private CSV: d finite float32 features, then a label in 0..k-1 or k float32 targets."""
+    if path.exists() and not path.is_file():  # /dev/zero, a pipe: one endless line, all memory
+        raise FlError(f"{path}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -417,6 +418,25 @@ def test_purge_chain_refuses_the_database_of_a_running_node(tmp_path) -> None:
         assert running.stop() == 0
     done = polchain("purge-chain", "--base-path", str(base), "-y")
     assert done.returncode == 0 and not db.exists(), done.stderr
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # were the test to fail, fail fast
+
+
+@pytest.mark.parametrize("code", [
+    "from node.cli import main; raise SystemExit(main(['tx', 'register-dataset', '--rpc', 'http://127.0.0.1:9', "
+    "'--name', 'd', '--kind', 'classification', '--outputs', '2', '--csv', '/dev/zero', '--sign-only']))",
+    "from node import cli_fl; import ml_runtime; from pathlib import Path\n"
+    "try:\n    cli_fl.read_rows(Path('/dev/zero'), ml_runtime.ModelSpec('softmax', 64, 10, 0))\n"
+    "except cli_fl.FlError as exc:\n    print(f'Error: {exc}', file=__import__('sys').stderr); raise SystemExit(1)",
+])
+def test_rows_from_a_file_that_never_ends_are_refused(code: str) -> None:
+    # --csv /dev/zero (tx register-dataset) and --data /dev/zero (fl join, reveal, train) went to
+    # np.loadtxt, which read one endless line: all memory, then a MemoryError traceback.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL, preexec_fn=_limit_memory)
+    assert out.returncode == 1 and out.stderr.strip() == "Error: /dev/zero: not a regular file", out.stderr[-2000:]
 
 
 def test_a_failed_start_leaves_no_temporary_directory(tmp_path) -> None:
