@@ -593,6 +593,9 @@ def _network_config(args: argparse.Namespace) -> NetworkConfig:
     """The p2p settings from Substrate-spelled flags; a bad multiaddr is a CliError naming it."""
     if args.node_key is not None and args.node_key_file is not None:
         raise CliError("--node-key and --node-key-file are exclusive")
+    key_file = args.node_key_file
+    if key_file is not None and key_file.exists() and not key_file.is_file():  # /dev/zero: read whole, all memory
+        raise CliError(f"--node-key-file {key_file}: not a regular file")
     if args.node_key is not None:
         try:
             NodeKey.from_hex(args.node_key)

@@ -439,6 +439,16 @@ def test_rows_from_a_file_that_never_ends_are_refused(code: str) -> None:
     assert out.returncode == 1 and out.stderr.strip() == "Error: /dev/zero: not a regular file", out.stderr[-2000:]
 
 
+def test_a_node_key_file_that_never_ends_is_refused_before_the_node_starts(tmp_path) -> None:
+    # NodeKey.from_file read /dev/zero whole: all memory, then a MemoryError traceback
+    out = subprocess.run([sys.executable, "-m", "node.cli", "node", "--dev", "--base-path", str(tmp_path),
+                          "--node-key-file", "/dev/zero", "--rpc-port", str(free_port())],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, preexec_fn=_limit_memory)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == "Error: --node-key-file /dev/zero: not a regular file", out.stderr[-2000:]
+    assert not (tmp_path / "chains").exists()
+
+
 def test_a_failed_start_leaves_no_temporary_directory(tmp_path) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
