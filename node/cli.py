@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -46,7 +47,7 @@ from chain.crypto import (
     parse_account,
     ss58_encode,
 )
-from chain.errors import ChainError
+from chain.errors import ChainError, CodecError
 from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from chain.pallets.staking import VALIDATORS
@@ -803,11 +804,22 @@ async def _tx_main(args: argparse.Namespace) -> int:
 def _checked(call: Any) -> Any:
     """The call as the node will decode it: a round trip through the codec checks every
     bound (name lengths, u32 counts, 2^63-1 balances) before anything is signed."""
+    typ = type(call)
     try:
         raw = encode(call)
     except (OverflowError, msgspec.EncodeError) as exc:
-        raise CliError(f"{type(call).__name__}: {exc}") from None
-    return decode(raw, type(call))
+        raise CliError(f"{typ.__name__}: {exc}") from None
+    try:
+        return decode(raw, typ)
+    except CodecError as exc:
+        # msgspec names the value by its place in the array (a tagged struct's tag is first):
+        # "Expected `int` <= 18 - at `$[4]`"; the field's name is what the user can find.
+        found = re.fullmatch(rf"{typ.__name__}: (.*) - at `\$\[(\d+)\](.*)`", str(exc), flags=re.DOTALL)
+        fields = getattr(typ, "__struct_fields__", ())
+        place = int(found[2]) - (typ.__struct_config__.tag is not None) if found else -1
+        if found is None or not 0 <= place < len(fields):
+            raise
+        raise CliError(f"{typ.__name__}.{fields[place]}{found[3]}: {found[1]}") from None
 
 
 def _tx_calls(args: argparse.Namespace) -> list[Any]:

@@ -18,7 +18,7 @@ from test_cli import polchain_tx as tx
 
 from chain.crypto import blake2_256, dev_keypair
 from chain.pallets import assets
-from node.cli import build_parser
+from node.cli import build_parser, main
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +154,15 @@ def test_a_licence_text_is_hashed_as_its_bytes(tmp_path) -> None:
                                       "--text-file", str(text)])
     (call,) = args.build_calls(args)
     assert call.dataset == 3 and call.terms.text_hash == blake2_256(text.read_bytes())
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["asset-metadata", "--asset", "0", "--name", "x", "--symbol", "y", "--decimals", "19"],
+     "SetAssetMetadata.decimals: Expected `int` <= 18"),
+    (["gov-propose-params", "--model", "0", "--quorum", "2000000", "--threshold", "1", "--voting-blocks", "1",
+      "--enactment-blocks", "1"], "ProposeParams.quorum: Expected `int` <= 1000000"),
+])
+def test_a_value_over_a_calls_bound_names_the_field(argv: list[str], message: str, capsys) -> None:
+    # it named the field by its index: "SetAssetMetadata: Expected `int` <= 18 - at `$[4]`"
+    assert main(["tx", *argv, "--rpc", "http://127.0.0.1:9"]) == 1  # refused before the node is asked
+    assert capsys.readouterr().err.strip() == f"Error: {message}"
