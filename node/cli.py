@@ -327,14 +327,14 @@ MAX_SIGNATURE_THREADS = 64
 DEFAULT_SIGNATURE_THREADS = min(os.cpu_count() or 1, MAX_SIGNATURE_THREADS)
 
 
-def _int_in(text: str, low: int, high: int, what: str) -> int:
+def _int_in(text: str, low: int, high: int, what: str, high_text: str | None = None) -> int:
     # int() accepts "1_000" and non-ASCII digits; a command line number is ASCII digits.
     digits = text[1:] if text[:1] in "+-" else text
     if not (digits.isascii() and digits.isdigit()):
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer")
     value = int(text)
     if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: {what} is {low}..{high}")
+        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: {what} is {low}..{high_text or high}")
     return value
 
 
@@ -359,10 +359,7 @@ def _port(text: str) -> int:
 
 
 def _balance(text: str) -> int:
-    value = _int_in(text, 0, 2**128, "a balance")
-    if value > MAX_BALANCE:
-        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: a balance is 0..2^63-1 ({MAX_BALANCE})")
-    return value
+    return _int_in(text, 0, MAX_BALANCE, "a balance", f"2^63-1 ({MAX_BALANCE})")
 
 
 def _float(text: str) -> float:
