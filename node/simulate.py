@@ -143,9 +143,14 @@ class Params:
             raise SimulationError(f"--forged-segments {self.forged_segments} is more than --segments {self.segments}")
         if self.byzantine_count() >= self.validators:
             raise SimulationError(f"--byzantine {self.byzantine} leaves no honest validator among {self.validators}")
+        if self.byzantine > 0 and self.byzantine_count() == 0:
+            raise SimulationError(f"--byzantine {self.byzantine:g} of --validators {self.validators} is no validator "
+                                  f"({self.byzantine * self.validators:.2g}): at least {1 / self.validators:g}, or 0")
 
     def byzantine_count(self) -> int:
-        return round(self.byzantine * self.validators)
+        """The byzantine validators: the fraction of V rounded down, so that it never exceeds the
+        fraction asked for (round(0.5 x 11) was 6); the 1e-9 absorbs 0.29 x 100 = 28.999..."""
+        return math.floor(self.byzantine * self.validators + 1e-9)
 
 
 @dataclass

@@ -205,3 +205,16 @@ def test_the_record_names_the_machine_as_the_benches_do(tmp_path: Path) -> None:
     assert machine["cpu"] == expected["cpu"] and machine["cpus"] == expected["cpus"]
     assert machine["libraries"] == expected["libraries"] and machine["libraries"]["numba"]
     assert machine["python"] == expected["python"] and len(machine["load_average"]) == 3
+
+
+def test_the_byzantine_fraction_is_never_exceeded_nor_silently_zero(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # round(0.5 x 11) = 6: 6 of 11 validators (0.55) were byzantine under a flag bounded to 0.5
+    assert Params(11, 0.5).byzantine_count() == 5
+    assert [Params(v, b).byzantine_count() for v, b in ((10, 0.1), (100, 0.1), (1000, 0.1), (100, 0.29), (10, 0.3))] == \
+        [1, 10, 100, 29, 3]
+    # 0.04 of 10 validators was round(0.4) = 0: a run without a byzantine validator, reported as one with
+    code = main(["simulate", "--validators", "10", "--byzantine", "0.04", "--out", str(tmp_path / "out")])
+    assert code == 1 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err.strip() == \
+        "Error: --byzantine 0.04 of --validators 10 is no validator (0.4): at least 0.1, or 0"
