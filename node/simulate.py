@@ -143,6 +143,12 @@ class Params:
             raise SimulationError(f"--forged-segments {self.forged_segments} is more than --segments {self.segments}")
         if self.byzantine_count() >= self.validators:
             raise SimulationError(f"--byzantine {self.byzantine} leaves no honest validator among {self.validators}")
+        steps = compute_sgd_steps(self)
+        if steps > MAX_SGD_STEPS:
+            raise SimulationError(
+                f"--blocks {self.blocks} (and {compute_tail(self)} slots after) x --segment-steps {self.segment_steps} x "
+                f"(2 x --segments {self.segments} + --probes {self.probes} x --samples {self.samples}) = {steps:,} SGD steps "
+                f"to train and re-run: at most {MAX_SGD_STEPS:,}")
         if self.byzantine > 0 and self.byzantine_count() == 0:
             raise SimulationError(f"--byzantine {self.byzantine:g} of --validators {self.validators} is no validator "
                                   f"({self.byzantine * self.validators:.2g}): at least {1 / self.validators:g}, or 0")
@@ -522,6 +528,20 @@ class Simulation:
             if math.isfinite(t):
                 out[b.index] = t
         return out
+
+
+#: The real training a run may do (:func:`compute_sgd_steps`). It ran at about 290k steps/s here
+#: (softmax 64 -> 10, batch 8, with the chain around it), so this is about 17 minutes; each flag
+#: within its own range allowed 2.3e9 steps together (2 to 3 hours). The README's runs (V up to
+#: 1000, 500 blocks, m up to 4) train 43,200.
+MAX_SGD_STEPS = 300_000_000
+
+
+def compute_sgd_steps(p: Params) -> int:
+    """An upper bound of the SGD steps a run trains and re-runs: every slot's block trains S
+    segments, its distinct sampled segments are re-run once (at most S), and ``--probes``
+    validators re-run ``m`` segments each with the real verifier."""
+    return (p.blocks + compute_tail(p)) * p.segment_steps * (2 * p.segments + p.probes * p.samples)
 
 
 def compute_tail(p: Params) -> int:

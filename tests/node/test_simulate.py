@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from benches.record import describe_machine
 from node.cli import main
-from node.simulate import FAULTS, Params, compute_detection_rate, simulate
+from node.simulate import (
+    FAULTS,
+    MAX_SGD_STEPS,
+    Params,
+    SimulationError,
+    compute_detection_rate,
+    compute_sgd_steps,
+    simulate,
+)
 
 
 def _small(**kw: object) -> Params:
@@ -218,3 +226,22 @@ def test_the_byzantine_fraction_is_never_exceeded_nor_silently_zero(tmp_path: Pa
     assert code == 1 and not (tmp_path / "out").exists()
     assert capsys.readouterr().err.strip() == \
         "Error: --byzantine 0.04 of --validators 10 is no validator (0.4): at least 0.1, or 0"
+
+
+def test_a_run_that_would_train_for_hours_is_refused_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Each flag in its range, together: 5,040 slots of a 25,600-step job trained, re-run and
+    # re-run again by 16 probes sampling all 256 segments: 2.3e9 SGD steps, 2 to 3 hours here
+    # (5 blocks of it took 16 s).
+    argv = ["--validators", "1000", "--blocks", "5000", "--segments", "256", "--samples", "256", "--segment-steps", "100",
+            "--probes", "16"]
+    p = Params(1000, blocks=5000, segments=256, samples=256, segment_steps=100, probes=16)
+    with pytest.raises(SimulationError) as exc:
+        p.check()
+    message = ("--blocks 5000 (and 40 slots after) x --segment-steps 100 x (2 x --segments 256 + --probes 16 x --samples 256) "
+               "= 2,322,432,000 SGD steps to train and re-run: at most 300,000,000")
+    assert str(exc.value) == message
+    assert main(["simulate", *argv, "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.strip() == f"Error: {message}"
+    assert not (tmp_path / "out").exists()
+    # the README's runs are far inside: V = 1000, 500 blocks, m up to 4
+    assert compute_sgd_steps(Params(1000, blocks=500, samples=4)) < MAX_SGD_STEPS / 1000
