@@ -373,9 +373,14 @@ def _tail_text(path: Path, lines: int = 8) -> str:
 MIN_WINDOW_BLOCKS = 2
 
 
+def resolve_options(quick: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the defaults of the sizes it leaves out (``polchain bench`` records them all)."""
+    return {"validators": 2 if quick else 4, "clients": 2 if quick else 4, "seconds": 9 if quick else 60, **options}
+
+
 def _load_sizes(quick: bool, options: dict[str, Any]) -> tuple[float, int]:
     """(seconds of load, block time in ms) for these options."""
-    return float(options.get("seconds", 9 if quick else 60)), 500 if quick else 1000
+    return float(resolve_options(quick, options)["seconds"]), 500 if quick else 1000
 
 
 def check_options(quick: bool, reps: int, options: dict[str, Any]) -> str | None:
@@ -394,8 +399,8 @@ def run(ctx: Any) -> Any:
     finalized (p50, p99), per window of the load (the repetitions), median and spread."""
     from benches.runner import Report, fmt, summarize
 
-    validators = ctx.options.get("validators", 2 if ctx.quick else 4)
-    clients = min(ctx.options.get("clients", 2 if ctx.quick else 4), len(DEV_ACCOUNTS))
+    options = resolve_options(ctx.quick, ctx.options)
+    validators, clients = options["validators"], min(options["clients"], len(DEV_ACCOUNTS))
     seconds, block_ms = _load_sizes(ctx.quick, ctx.options)
     drain = 8.0 if ctx.quick else 20.0
     with tempfile.TemporaryDirectory(prefix="polchain-bench-devnet-") as tmp, \

@@ -86,13 +86,30 @@ def add_subcommand(sub: Any) -> None:
         p.set_defaults(run=run_bench)
 
 
+OPTIONS = ("jobs", "segment", "size", "validators", "clients", "seconds")  # the benches' own flags
+
+
+def resolve_args(args: argparse.Namespace) -> Any:
+    """Fill in ``args``' defaults (repetitions; the sizes the bench module's ``resolve_options``
+    gives, so that the recorded command names every size the run used) and return the module."""
+    if args.reps is None:
+        args.reps = 3 if args.quick else 5
+    module = importlib.import_module(BENCHES[args.bench_command][0])
+    resolve = getattr(module, "resolve_options", None)
+    if resolve is not None:
+        given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
+        for name, value in resolve(args.quick, given).items():
+            setattr(args, name, value)
+    return module
+
+
 def compute_bench_command(args: argparse.Namespace) -> str:
-    """``polchain bench NAME`` with every option as parsed (defaults resolved)."""
+    """``polchain bench NAME`` with every option as parsed (defaults resolved: :func:`resolve_args`)."""
     words = ["polchain", "bench", args.bench_command]
     if args.quick:
         words.append("--quick")
     words += ["--reps", str(args.reps), "--out", str(args.out)]
-    for flag in ("jobs", "segment", "size", "validators", "clients", "seconds"):
+    for flag in OPTIONS:
         value = getattr(args, flag, None)
         if value is not None:
             words += [f"--{flag}", str(value)]
@@ -103,11 +120,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from benches.record import check_out_folder  # not at CLI start: see the module docstring
     from benches.runner import Context, finish
 
-    if args.reps is None:
-        args.reps = 3 if args.quick else 5
-    module = importlib.import_module(BENCHES[args.bench_command][0])
-    options = {k: getattr(args, k) for k in ("jobs", "segment", "size", "validators", "clients", "seconds")
-               if getattr(args, k, None) is not None}
+    module = resolve_args(args)
+    options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
     # A bench may refuse a combination of options (benches/devnet.py: windows too short to hold a
     # block); then the out folder, before minutes of measuring, not after.
     check = getattr(module, "check_options", None)

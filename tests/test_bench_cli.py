@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from node.cli import build_parser, main
+from node.cli_bench import compute_bench_command, resolve_args
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = ("kernels", "validator", "transfers", "rpc", "devnet")
@@ -96,6 +97,9 @@ def test_kernels_schema(records) -> None:
 def test_validator_schema(records) -> None:
     res = _record(records, "validator")
     assert res["size"] == "all"
+    # the command names every size, defaults included (it left out --segment and --size)
+    command = json.loads((records["validator"][2] / "validator.json").read_text())["command"]
+    assert command.endswith(" --jobs 1 --segment 10 --size all")
     assert set(res["families"]) == {"softmax 64-10", "mlp 64-32-10", "softmax 784-10", "mlp 784-128-10"}
     for family, f in res["families"].items():
         assert f["jobs"] == 1 and f["segments_S"] == 32 and f["block_training_steps"] == 32 * f["segment_len"]
@@ -250,3 +254,21 @@ def test_numbers_are_ascii_digits_as_elsewhere_in_the_cli(argv, expected, capsys
         build_parser().parse_args(argv)
     assert exc.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["bench", "validator", "--quick", "--jobs", "1"],
+     "polchain bench validator --quick --reps 3 --out bench-results --jobs 1 --segment 10 --size all"),
+    (["bench", "validator", "--size", "mnist"],
+     "polchain bench validator --reps 5 --out bench-results --jobs 4 --segment 25 --size mnist"),
+    (["bench", "devnet", "--out", "a b"], "polchain bench devnet --reps 5 --out 'a b' --validators 4 --clients 4 --seconds 60"),
+    (["bench", "devnet", "--quick", "--clients", "1"],
+     "polchain bench devnet --quick --reps 3 --out bench-results --validators 2 --clients 1 --seconds 9"),
+    (["bench", "rpc"], "polchain bench rpc --reps 5 --out bench-results"),
+])
+def test_the_recorded_command_names_every_size_the_run_uses(argv, command) -> None:
+    # a record said "polchain bench validator --quick --reps 3 --out bench-results": run again
+    # after the defaults change, it would measure other sizes than the record's
+    args = build_parser().parse_args(argv)
+    resolve_args(args)
+    assert compute_bench_command(args) == command
