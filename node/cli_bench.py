@@ -82,7 +82,8 @@ def add_subcommand(sub: Any) -> None:
         if name == "devnet":
             p.add_argument("--validators", type=_count(1, 16), default=None, help="validator processes (default 4, quick 2)")
             p.add_argument("--clients", type=_count(1, 6), default=None, help="RPC clients submitting, one dev account each (default 4, quick 2)")
-            p.add_argument("--seconds", type=_count(1, 3600), default=None, help="seconds of load per repetition")
+            p.add_argument("--seconds", type=_count(1, 3600), default=None,
+                           help="seconds of load in all, cut into --reps windows of at least 2 blocks (default 60, --quick 9)")
         p.set_defaults(run=run_bench)
 
 

@@ -272,3 +272,11 @@ def test_the_recorded_command_names_every_size_the_run_uses(argv, command) -> No
     args = build_parser().parse_args(argv)
     resolve_args(args)
     assert compute_bench_command(args) == command
+
+
+def test_the_devnet_help_says_seconds_are_the_whole_load(capsys) -> None:
+    # it said "seconds of load per repetition": --seconds 60 --reps 5 is 60 s of load in 5 windows
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "devnet", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "seconds of load in all, cut into --reps windows of at least 2 blocks (default 60, --quick 9)" in help_text
