@@ -82,8 +82,36 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 1."""
 
 
+class _StoreOnce(argparse._StoreAction):
+    """argparse's ``store`` that refuses a second occurrence of a single-value flag. argparse
+    keeps the last value silently ("--validators 10 ... --validators 1000" ran 1000);
+    Substrate's CLI (clap) refuses it. Flags taking a list (nargs) and ``append`` ones repeat."""
+
+    given = False  # reset by _Parser before each parse
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if self.option_strings and self.nargs in (None, "?"):
+            if self.given:
+                raise argparse.ArgumentError(self, "given more than once")
+            self.given = True
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error (exit status 2), like the other errors."""
+    """argparse with a one-line usage error (exit status 2), like the other errors, and
+    single-value flags that may be given once (:class:`_StoreOnce`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        for action in self._actions:
+            if isinstance(action, _StoreOnce):
+                action.given = False
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"Error: {self.prog}: {message} (see {self.prog} --help)\n")

@@ -562,3 +562,30 @@ def test_fuzzed_arguments_never_escape_as_exceptions(capsys, command, data) -> N
 
 
 _NOBODY = f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["simulate", "--validators", "10", "--blocks", "5", "--validators", "1000"], "--validators"),
+    (["bench", "kernels", "--out", "a", "--out", "b"], "--out"),
+    (["devnet", "-n", "2", "--validators", "3"], "--validators/-n"),
+    (["fl", "simulate", "--trials", "1", "--trials", "2"], "--trials"),
+    (["node", "--dev", "--rpc-port", "1", "--rpc-port", "2"], "--rpc-port"),
+])
+def test_a_flag_given_twice_is_a_usage_error(argv: list[str], flag: str, capsys) -> None:
+    # argparse kept the last value silently: "--validators 10 ... --validators 1000" simulated
+    # 1000 validators; Substrate's CLI (clap) refuses a repeated single-value flag
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"argument {flag}: given more than once" in line
+
+
+def test_repeatable_flags_stay_repeatable() -> None:
+    args = build_parser().parse_args(["node", "--listen-addr", "/ip4/127.0.0.1/tcp/1", "--listen-addr", "/ip4/127.0.0.1/tcp/2"])
+    assert args.listen_addr == ["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]
+    args = build_parser().parse_args(["simulate", "--quick", "--quick"])
+    assert args.quick is True
+    first = build_parser()
+    assert first.parse_args(["simulate", "--seed", "1"]).seed == 1
+    assert first.parse_args(["simulate", "--seed", "2"]).seed == 2  # a parser parses again
