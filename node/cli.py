@@ -180,8 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--port", type=_port, default=None, help="p2p TCP port (default 30333; with --dev any free port)")
     node.add_argument("--listen-addr", action="append", default=[], metavar="MULTIADDR",
                       help="p2p listen address, repeatable (default /ip4/0.0.0.0/tcp/<port>)")
-    node.add_argument("--bootnodes", nargs="*", default=[], metavar="MULTIADDR", help="/ip4/…/tcp/…/p2p/<peer id>")
-    node.add_argument("--reserved-nodes", nargs="*", default=[], metavar="MULTIADDR", help="peers always kept connected")
+    node.add_argument("--bootnodes", nargs="*", action="extend", default=[], metavar="MULTIADDR",
+                      help="/ip4/…/tcp/…/p2p/<peer id> (repeatable)")
+    node.add_argument("--reserved-nodes", nargs="*", action="extend", default=[], metavar="MULTIADDR",
+                      help="peers always kept connected (repeatable)")
     node.add_argument("--reserved-only", action="store_true", help="connect to reserved nodes only")
     node.add_argument("--in-peers", type=_u32, default=32, help="inbound peer slots")
     node.add_argument("--out-peers", type=_u32, default=8, help="outbound peer slots")

@@ -589,3 +589,13 @@ def test_repeatable_flags_stay_repeatable() -> None:
     first = build_parser()
     assert first.parse_args(["simulate", "--seed", "1"]).seed == 1
     assert first.parse_args(["simulate", "--seed", "2"]).seed == 2  # a parser parses again
+
+
+def test_list_flags_given_twice_add_up() -> None:
+    # "--bootnodes A --bootnodes B" kept B alone: A was dropped without a word (Substrate's
+    # --bootnodes and --reserved-nodes take every occurrence)
+    a, b, c = (f"/ip4/127.0.0.1/tcp/{p}/p2p/12D3KooWx" for p in (1, 2, 3))
+    args = build_parser().parse_args(["node", "--bootnodes", a, "--bootnodes", b, c, "--reserved-nodes", a,
+                                      "--reserved-nodes", c])
+    assert args.bootnodes == [a, b, c] and args.reserved_nodes == [a, c]
+    assert build_parser().parse_args(["node"]).bootnodes == []
