@@ -368,16 +368,40 @@ def _tail_text(path: Path, lines: int = 8) -> str:
         return "(no output)"
 
 
+#: Blocks a window of the load (a repetition) must span: a shorter window may hold no block at
+#: all, and its rate and latencies are noise, not a figure.
+MIN_WINDOW_BLOCKS = 2
+
+
+def resolve_options(quick: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the defaults of the sizes it leaves out (``polchain bench`` records them all)."""
+    return {"validators": 2 if quick else 4, "clients": 2 if quick else 4, "seconds": 9 if quick else 60, **options}
+
+
+def _load_sizes(quick: bool, options: dict[str, Any]) -> tuple[float, int]:
+    """(seconds of load, block time in ms) for these options."""
+    return float(resolve_options(quick, options)["seconds"]), 500 if quick else 1000
+
+
+def check_options(quick: bool, reps: int, options: dict[str, Any]) -> str | None:
+    """Why these options cannot give figures, or None; ``polchain bench`` asks before launching."""
+    seconds, block_ms = _load_sizes(quick, options)
+    if seconds * 1000 / reps >= MIN_WINDOW_BLOCKS * block_ms:
+        return None
+    most = int(seconds * 1000 // (MIN_WINDOW_BLOCKS * block_ms))
+    return (f"--seconds {seconds:g} in --reps {reps} windows of {seconds / reps:.2f} s: a window must hold "
+            f"{MIN_WINDOW_BLOCKS} blocks ({MIN_WINDOW_BLOCKS} x {block_ms} ms): at most {most} repetitions, or more --seconds")
+
+
 def run(ctx: Any) -> Any:
     """``polchain bench devnet``: N validators on loopback, M clients submitting transfers and
     training over RPC; included tx/s and latency from submission to in-block and to
     finalized (p50, p99), per window of the load (the repetitions), median and spread."""
     from benches.runner import Report, fmt, summarize
 
-    validators = ctx.options.get("validators", 2 if ctx.quick else 4)
-    clients = min(ctx.options.get("clients", 2 if ctx.quick else 4), len(DEV_ACCOUNTS))
-    seconds = float(ctx.options.get("seconds", 9 if ctx.quick else 60))
-    block_ms = 500 if ctx.quick else 1000
+    options = resolve_options(ctx.quick, ctx.options)
+    validators, clients = options["validators"], min(options["clients"], len(DEV_ACCOUNTS))
+    seconds, block_ms = _load_sizes(ctx.quick, ctx.options)
     drain = 8.0 if ctx.quick else 20.0
     with tempfile.TemporaryDirectory(prefix="polchain-bench-devnet-") as tmp, \
             ctx.progress(ctx.reps + 2, f"devnet {validators} validators, {clients} clients") as advance:

@@ -14,7 +14,9 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,29 @@ def write_record(path: Path, bench: str, *, command: str | None = None, **fields
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def check_out_folder(out: Path, names: Sequence[str]) -> str | None:
+    """Why the files ``names`` could not be written in the folder ``out``, or None (the folder is
+    made). Called before measuring: a run that fails on its last write loses minutes of figures.
+    A name that is a folder, an existing file this user cannot write, and a folder it cannot
+    create files in are refused (root may write anywhere: only the first then applies)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot make the folder: {exc.strerror or exc}"
+    for name in names:
+        path = out / name
+        if path.is_dir():
+            return f"{path} is a folder, not a file"
+        if path.exists() and not os.access(path, os.W_OK):
+            return f"{path} is not writable"
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        return f"cannot write in the folder: {exc.strerror or exc}"
+    return None
 
 
 def compute_command() -> str:

@@ -437,10 +437,14 @@ def _parallel(quick: bool, reps: int) -> dict[str, Any]:
             "control_nogil_integer_loop": kernels._bench_control(reps)}
 
 
+def resolve_options(quick: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the defaults of the sizes it leaves out (``polchain bench`` records them all)."""
+    return {"jobs": 2 if quick else 4, "segment": 10 if quick else 25, "size": "all", **options}
+
+
 def run(ctx: Context) -> Report:
-    jobs = int(ctx.options.get("jobs", 2 if ctx.quick else 4))
-    segment = int(ctx.options.get("segment", 10 if ctx.quick else 25))
-    size = str(ctx.options.get("size", "all"))
+    options = resolve_options(ctx.quick, ctx.options)
+    jobs, segment, size = int(options["jobs"]), int(options["segment"]), str(options["size"])
     if size not in SIZES:
         raise RuntimeError(f"--size {size!r}: one of {', '.join(SIZES)}")
     rows = 256 if ctx.quick else 1024  # MNIST-sized rows: the batches' PRF draws from them

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import math
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -45,7 +47,7 @@ from chain.crypto import (
     parse_account,
     ss58_encode,
 )
-from chain.errors import ChainError
+from chain.errors import ChainError, CodecError
 from chain.extrinsic import sign_extrinsic
 from chain.pallets import balances, datasets
 from chain.pallets.staking import VALIDATORS
@@ -80,8 +82,36 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 1."""
 
 
+class _StoreOnce(argparse._StoreAction):
+    """argparse's ``store`` that refuses a second occurrence of a single-value flag. argparse
+    keeps the last value silently ("--validators 10 ... --validators 1000" ran 1000);
+    Substrate's CLI (clap) refuses it. Flags taking a list (nargs) and ``append`` ones repeat."""
+
+    given = False  # reset by _Parser before each parse
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if self.option_strings and self.nargs in (None, "?"):
+            if self.given:
+                raise argparse.ArgumentError(self, "given more than once")
+            self.given = True
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error (exit status 2), like the other errors."""
+    """argparse with a one-line usage error (exit status 2), like the other errors, and
+    single-value flags that may be given once (:class:`_StoreOnce`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        for action in self._actions:
+            if isinstance(action, _StoreOnce):
+                action.given = False
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"Error: {self.prog}: {message} (see {self.prog} --help)\n")
@@ -150,8 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--port", type=_port, default=None, help="p2p TCP port (default 30333; with --dev any free port)")
     node.add_argument("--listen-addr", action="append", default=[], metavar="MULTIADDR",
                       help="p2p listen address, repeatable (default /ip4/0.0.0.0/tcp/<port>)")
-    node.add_argument("--bootnodes", nargs="*", default=[], metavar="MULTIADDR", help="/ip4/…/tcp/…/p2p/<peer id>")
-    node.add_argument("--reserved-nodes", nargs="*", default=[], metavar="MULTIADDR", help="peers always kept connected")
+    node.add_argument("--bootnodes", nargs="*", action="extend", default=[], metavar="MULTIADDR",
+                      help="/ip4/…/tcp/…/p2p/<peer id> (repeatable)")
+    node.add_argument("--reserved-nodes", nargs="*", action="extend", default=[], metavar="MULTIADDR",
+                      help="peers always kept connected (repeatable)")
     node.add_argument("--reserved-only", action="store_true", help="connect to reserved nodes only")
     node.add_argument("--in-peers", type=_u32, default=32, help="inbound peer slots")
     node.add_argument("--out-peers", type=_u32, default=8, help="outbound peer slots")
@@ -241,9 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
                            help="poll until a block includes the extrinsic (its hash, or the signed extrinsic itself)")
         q.set_defaults(run=run_query)
-    cli_economy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance)
+    cli_economy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance, f32=_f32)
     cli_democracy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance)
-    cli_fl.add_commands(sub, _tx, _query, u32=_u32, balance=_balance, f32=_f32)
+    cli_fl.add_commands(sub, _tx, _query, u32=_u32, balance=_balance, f32=_f32, node_errors=_node_errors)
     return parser
 
 
@@ -325,14 +357,14 @@ MAX_SIGNATURE_THREADS = 64
 DEFAULT_SIGNATURE_THREADS = min(os.cpu_count() or 1, MAX_SIGNATURE_THREADS)
 
 
-def _int_in(text: str, low: int, high: int, what: str) -> int:
+def _int_in(text: str, low: int, high: int, what: str, high_text: str | None = None) -> int:
     # int() accepts "1_000" and non-ASCII digits; a command line number is ASCII digits.
     digits = text[1:] if text[:1] in "+-" else text
     if not (digits.isascii() and digits.isdigit()):
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer")
     value = int(text)
     if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: {what} is {low}..{high}")
+        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: {what} is {low}..{high_text or high}")
     return value
 
 
@@ -357,10 +389,7 @@ def _port(text: str) -> int:
 
 
 def _balance(text: str) -> int:
-    value = _int_in(text, 0, 2**128, "a balance")
-    if value > MAX_BALANCE:
-        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: a balance is 0..2^63-1 ({MAX_BALANCE})")
-    return value
+    return _int_in(text, 0, MAX_BALANCE, "a balance", f"2^63-1 ({MAX_BALANCE})")
 
 
 def _float(text: str) -> float:
@@ -592,6 +621,9 @@ def _network_config(args: argparse.Namespace) -> NetworkConfig:
     """The p2p settings from Substrate-spelled flags; a bad multiaddr is a CliError naming it."""
     if args.node_key is not None and args.node_key_file is not None:
         raise CliError("--node-key and --node-key-file are exclusive")
+    key_file = args.node_key_file
+    if key_file is not None and key_file.exists() and not key_file.is_file():  # /dev/zero: read whole, all memory
+        raise CliError(f"--node-key-file {key_file}: not a regular file")
     if args.node_key is not None:
         try:
             NodeKey.from_hex(args.node_key)
@@ -722,13 +754,23 @@ def run_purge_chain(args: argparse.Namespace) -> int:
     if not db.exists():
         print(f"{db} does not exist; nothing to purge", file=sys.stderr)
         return 0
-    if not args.y:
-        if not sys.stdin.isatty():
-            raise CliError("refusing to delete without a terminal to ask; pass -y")
-        if input(f"Are you sure to remove {db}? [y/N]: ").strip().lower() not in ("y", "yes"):
-            print("Aborted", file=sys.stderr)
-            return 1
-    shutil.rmtree(db)
+    with contextlib.ExitStack() as held:
+        # LevelDB holds an fcntl lock on <db>/LOCK while the database is open; it is taken
+        # here, and kept through the deletion, so that a running node's database (which it
+        # would go on writing into unlinked files) is refused, and no node opens it meanwhile.
+        if (db / "LOCK").is_file():
+            lock = held.enter_context((db / "LOCK").open("a"))
+            try:
+                fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise CliError(f"{db} is in use by a running node (its LOCK is held): stop the node first") from None
+        if not args.y:
+            if not sys.stdin.isatty():
+                raise CliError("refusing to delete without a terminal to ask; pass -y")
+            if input(f"Are you sure to remove {db}? [y/N]: ").strip().lower() not in ("y", "yes"):
+                print("Aborted", file=sys.stderr)
+                return 1
+        shutil.rmtree(db)
     print(f"{db} removed", file=sys.stderr)
     return 0
 
@@ -789,11 +831,22 @@ async def _tx_main(args: argparse.Namespace) -> int:
 def _checked(call: Any) -> Any:
     """The call as the node will decode it: a round trip through the codec checks every
     bound (name lengths, u32 counts, 2^63-1 balances) before anything is signed."""
+    typ = type(call)
     try:
         raw = encode(call)
     except (OverflowError, msgspec.EncodeError) as exc:
-        raise CliError(f"{type(call).__name__}: {exc}") from None
-    return decode(raw, type(call))
+        raise CliError(f"{typ.__name__}: {exc}") from None
+    try:
+        return decode(raw, typ)
+    except CodecError as exc:
+        # msgspec names the value by its place in the array (a tagged struct's tag is first):
+        # "Expected `int` <= 18 - at `$[4]`"; the field's name is what the user can find.
+        found = re.fullmatch(rf"{typ.__name__}: (.*) - at `\$\[(\d+)\](.*)`", str(exc), flags=re.DOTALL)
+        fields = getattr(typ, "__struct_fields__", ())
+        place = int(found[2]) - (typ.__struct_config__.tag is not None) if found else -1
+        if found is None or not 0 <= place < len(fields):
+            raise
+        raise CliError(f"{typ.__name__}.{fields[place]}{found[3]}: {found[1]}") from None
 
 
 def _tx_calls(args: argparse.Namespace) -> list[Any]:
@@ -858,6 +911,8 @@ def _read_dataset(args: argparse.Namespace) -> _DatasetUpload:
     0.7 or 4294967296 would otherwise be truncated or wrapped silently by the u32 cast.
     """
     where = str(args.csv)
+    if args.csv.exists() and not args.csv.is_file():  # /dev/zero, a pipe: one endless line, all memory
+        raise CliError(f"{where}: not a regular file")
     try:
         table = np.loadtxt(args.csv, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
     except UnicodeDecodeError as exc:

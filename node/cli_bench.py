@@ -29,24 +29,33 @@ BENCHES: dict[str, tuple[str, str]] = {
     "devnet": ("benches.devnet", "N validators on loopback, M clients over RPC: tx/s, latency to in-block and finalized"),
 }
 DEFAULT_OUT = Path("bench-results")
+#: At most this many repetitions. A repetition of the default rpc bench is 16 cells of 2 s of load
+#: (32 s), of the default kernels bench about as long: 1000 repetitions (the old bound) were 9 hours
+#: of measuring; 50 are under half an hour, ten times the default.
+MAX_REPS = 50
+
+
+def _int(text: str) -> int:
+    """ASCII digits with an optional sign, as node/cli.py's numbers: int() also takes "1_0",
+    surrounding spaces and non-ASCII digits."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise argparse.ArgumentTypeError(f"not an integer: {text[:40]!r}")
+    return int(text)
 
 
 def _reps(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 2 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"{value} repetitions: between 2 and 1000 (a median of one shot is no median)")
+    value = _int(text)
+    if not 2 <= value <= MAX_REPS:
+        why = "a median of one shot is no median" if value < 2 else \
+            "a default-size repetition takes up to half a minute: more would take hours"
+        raise argparse.ArgumentTypeError(f"{value} repetitions: between 2 and {MAX_REPS} ({why})")
     return value
 
 
 def _count(low: int, high: int) -> Any:
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        value = _int(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value}: between {low} and {high}")
         return value
@@ -61,7 +70,7 @@ def add_subcommand(sub: Any) -> None:
     for name, (_module, help_text) in BENCHES.items():
         p = kinds.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--quick", action="store_true", help="small sizes: under a minute")
-        p.add_argument("--reps", type=_reps, default=None, help="repetitions (default: 5, --quick 3)")
+        p.add_argument("--reps", type=_reps, default=None, help=f"repetitions, 2..{MAX_REPS} (default: 5, --quick 3)")
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                        help=f"where <name>.json and <name>.png go (default {DEFAULT_OUT}/)")
         if name == "validator":
@@ -73,17 +82,35 @@ def add_subcommand(sub: Any) -> None:
         if name == "devnet":
             p.add_argument("--validators", type=_count(1, 16), default=None, help="validator processes (default 4, quick 2)")
             p.add_argument("--clients", type=_count(1, 6), default=None, help="RPC clients submitting, one dev account each (default 4, quick 2)")
-            p.add_argument("--seconds", type=_count(1, 3600), default=None, help="seconds of load per repetition")
+            p.add_argument("--seconds", type=_count(1, 3600), default=None,
+                           help="seconds of load in all, cut into --reps windows of at least 2 blocks (default 60, --quick 9)")
         p.set_defaults(run=run_bench)
 
 
+OPTIONS = ("jobs", "segment", "size", "validators", "clients", "seconds")  # the benches' own flags
+
+
+def resolve_args(args: argparse.Namespace) -> Any:
+    """Fill in ``args``' defaults (repetitions; the sizes the bench module's ``resolve_options``
+    gives, so that the recorded command names every size the run used) and return the module."""
+    if args.reps is None:
+        args.reps = 3 if args.quick else 5
+    module = importlib.import_module(BENCHES[args.bench_command][0])
+    resolve = getattr(module, "resolve_options", None)
+    if resolve is not None:
+        given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
+        for name, value in resolve(args.quick, given).items():
+            setattr(args, name, value)
+    return module
+
+
 def compute_bench_command(args: argparse.Namespace) -> str:
-    """``polchain bench NAME`` with every option as parsed (defaults resolved)."""
+    """``polchain bench NAME`` with every option as parsed (defaults resolved: :func:`resolve_args`)."""
     words = ["polchain", "bench", args.bench_command]
     if args.quick:
         words.append("--quick")
     words += ["--reps", str(args.reps), "--out", str(args.out)]
-    for flag in ("jobs", "segment", "size", "validators", "clients", "seconds"):
+    for flag in OPTIONS:
         value = getattr(args, flag, None)
         if value is not None:
             words += [f"--{flag}", str(value)]
@@ -91,18 +118,22 @@ def compute_bench_command(args: argparse.Namespace) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from benches.runner import Context, finish  # not at CLI start: see the module docstring
+    from benches.record import check_out_folder  # not at CLI start: see the module docstring
+    from benches.runner import Context, finish
 
-    if args.reps is None:
-        args.reps = 3 if args.quick else 5
-    try:  # before minutes of measuring, not after
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"Error: --out {args.out}: cannot make the folder: {exc.strerror or exc}", file=sys.stderr)
+    module = resolve_args(args)
+    options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
+    # A bench may refuse a combination of options (benches/devnet.py: windows too short to hold a
+    # block); then the out folder, before minutes of measuring, not after.
+    check = getattr(module, "check_options", None)
+    problem = check(args.quick, args.reps, options) if check is not None else None
+    if problem is not None:
+        print(f"Error: bench {args.bench_command}: {problem}", file=sys.stderr)
         return 1
-    module = importlib.import_module(BENCHES[args.bench_command][0])
-    options = {k: getattr(args, k) for k in ("jobs", "segment", "size", "validators", "clients", "seconds")
-               if getattr(args, k, None) is not None}
+    problem = check_out_folder(args.out, [f"{args.bench_command}.json", f"{args.bench_command}.png"])
+    if problem is not None:
+        print(f"Error: --out {args.out}: {problem}", file=sys.stderr)
+        return 1
     ctx = Context(
         name=args.bench_command, quick=args.quick, reps=args.reps, out=args.out,
         command=compute_bench_command(args), options=options,

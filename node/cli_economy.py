@@ -10,25 +10,29 @@ their transactions through its own signing and submission path (each tx subcomma
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import stat
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from chain import calls
-from chain.crypto import blake2_256, parse_account, ss58_encode
+from chain.crypto import parse_account, ss58_encode
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
 ArgType = Callable[[str], int]
+FloatType = Callable[[str], float]
 
 
 def add_commands(
-    tx: Any, query: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType
+    tx: Any, query: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType, f32: FloatType
 ) -> None:
     """Add the economy subcommands to the ``tx`` and ``query`` subparsers; ``make_tx`` and
-    ``make_query`` give each the CLI's common flags (--rpc, --timeout, signing), ``u32`` and
-    ``balance`` are the CLI's range-checked number types."""
+    ``make_query`` give each the CLI's common flags (--rpc, --timeout, signing), ``u32``,
+    ``balance`` and ``f32`` are the CLI's range-checked number types."""
 
     def command(name: str, build: Callable[[argparse.Namespace], list[Any]], *arguments: tuple[str, dict[str, Any]]) -> None:
         p = make_tx(tx, name)
@@ -81,7 +85,7 @@ def add_commands(
     command(
         "post-bounty", lambda a: [calls.PostBounty(a.model, a.dataset, calls.compute_f32_bits(a.target_loss), a.amount, a.expires_at)],
         model, ("--dataset", {"type": u32, "help": "the validation data set"}),
-        ("--target-loss", {"type": float, "help": "paid when a version's loss on the data set is below this"}),
+        ("--target-loss", {"type": f32, "help": "paid when a version's loss on the data set is below this"}),
         amount, ("--expires-at", {"type": u32, "help": "block after which the poster may cancel"}),
     )
     command("claim-bounty", lambda a: [calls.ClaimBounty(a.bounty, a.version)], ("--bounty", {"type": u32}), ("--version", {"type": u32}))
@@ -121,15 +125,27 @@ def _license_call(a: argparse.Namespace) -> list[Any]:
     if a.allow_account and a.allow_model:
         raise ValueError("--allow-account and --allow-model exclude each other: a licence names accounts or models")
     allowed = "accounts" if a.allow_account else "models" if a.allow_model else "anyone"
-    text_hash = bytes(32)
-    if a.text_file is not None:
-        with open(a.text_file, "rb") as f:
-            text_hash = blake2_256(f.read())
+    text_hash = bytes(32) if a.text_file is None else _hash_text_file(a.text_file)
     terms = calls.LicenseTerms(
         a.price_per_row, a.asset, allowed, tuple(parse_account(x) for x in a.allow_account), tuple(a.allow_model),
         a.expires_at, a.max_rows_per_job, text_hash,
     )
     return [calls.SetDatasetLicense(a.dataset, terms)]
+
+
+def _hash_text_file(name: str) -> bytes:
+    """blake2-256 of a licence text file, read in chunks. A regular file only: /dev/zero or a
+    pipe never ends (read whole, it took all memory)."""
+    try:
+        with open(name, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ValueError(f"--text-file {name}: not a regular file")
+            digest = hashlib.blake2b(digest_size=32)  # chain.crypto.blake2_256, fed in chunks
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ValueError(f"--text-file {name}: {exc.strerror or exc}") from None
+    return digest.digest()
 
 
 def _parse_rows(text: str) -> bytes:

@@ -23,6 +23,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from rpc.client import RpcClient
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
 ArgType = Callable[[str], Any]
+NodeErrors = Callable[[str, float], AbstractContextManager[None]]
 
 
 class FlError(Exception):
@@ -61,8 +63,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType, f32: ArgType) -> None:
-    """Add ``polchain fl ...`` to the top-level subparsers."""
+def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *, u32: ArgType, balance: ArgType, f32: ArgType,
+                 node_errors: NodeErrors) -> None:
+    """Add ``polchain fl ...`` to the top-level subparsers. ``node_errors(url, timeout)`` turns a
+    node that does not answer into the CLI's one line (node/cli.py, as for the tx commands)."""
     fl = sub.add_parser("fl", help="federated learning rounds").add_subparsers(dest="tx_command", required=True)
     p = make_tx(fl, "open")
     for flag, typ, default in (
@@ -89,7 +93,7 @@ def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *,
     p.add_argument("--signer", default="//Alice", help="the participant's secret URI (its account seeds the batches)")
     p.add_argument("--account", default=None, help="the participant's account instead of --signer")
     p.add_argument("--sample-count", type=u32, default=None)
-    p.set_defaults(run=_run_train)
+    p.set_defaults(run=_run_train, node_errors=node_errors)
     p = fl.add_parser("simulate", help="rounds with a cheater on an in-process dev chain (no node needed)")
     p.add_argument("--participants", type=u32, default=4, help="2..5, the last one cheats")
     p.add_argument("--cheater", choices=fl_simulation.CHEATS, default="fake-weights")
@@ -106,7 +110,7 @@ def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *,
     p = make_query(fl, "status")
     p.add_argument("--round", type=u32, required=True)
     p.add_argument("--account", default=None)
-    p.set_defaults(run=_run_status)
+    p.set_defaults(run=_run_status, node_errors=node_errors)
 
 
 async def _static(items: list[Any]) -> list[Any]:
@@ -118,6 +122,14 @@ async def _best_number(client: RpcClient) -> int:
 
 
 async def _open_calls(args: argparse.Namespace, client: RpcClient, signer: Any) -> list[Any]:
+    # The deadlines the chain would refuse (federated._verify_open), before anything is signed:
+    # commit after now + 1 + commit-blocks, reveal 1 + reveal-blocks later, at most
+    # MAX_ROUND_BLOCKS ahead; the reveal phase needs a block.
+    if args.reveal_blocks < 1:
+        raise FlError(f"--reveal-blocks {args.reveal_blocks}: the reveal phase is at least 1 block")
+    if args.commit_blocks + args.reveal_blocks + 2 > federated.MAX_ROUND_BLOCKS:
+        raise FlError(f"--commit-blocks {args.commit_blocks} + --reveal-blocks {args.reveal_blocks}: a round's deadlines "
+                      f"are at most {federated.MAX_ROUND_BLOCKS} blocks ahead")
     now = await _best_number(client)
     model = await client.call("ml_getModel", [args.model])
     if model is None:
@@ -178,6 +190,8 @@ class LocalWork:
 
 def read_rows(path: Path, spec: ml_runtime.ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     """The private CSV: d finite float32 features, then a label in 0..k-1 or k float32 targets."""
+    if path.exists() and not path.is_file():  # /dev/zero, a pipe: one endless line, all memory
+        raise FlError(f"{path}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below
@@ -261,7 +275,9 @@ def _run_train(args: argparse.Namespace) -> int:
         async with RpcClient(args.rpc, timeout=args.timeout) as client:
             return (await LocalWork.load(client, args.round, account, args.data, args.sample_count)).summary()
 
-    print(json.dumps(asyncio.run(main()), indent=2))
+    with args.node_errors(args.rpc, args.timeout):
+        summary = asyncio.run(main())
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -275,5 +291,7 @@ def _run_status(args: argparse.Namespace) -> int:
                 result = {**result, "update": await client.call("fl_getUpdate", [args.round, ss58_encode(parse_account(args.account))])}
             return result
 
-    print(json.dumps(asyncio.run(main()), indent=2))
+    with args.node_errors(args.rpc, args.timeout):
+        result = asyncio.run(main())
+    print(json.dumps(result, indent=2))
     return 0

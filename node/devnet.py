@@ -76,6 +76,10 @@ LOCK_FILE = "devnet.lock"
 LOG_FILE = "node.log"
 RATE_WINDOW = 30.0  # seconds of best-block history behind "imported/s"
 MAX_AUDITORS = 64
+#: Node processes in all (validators and auditors). A node takes about 185 MB idle (README,
+#: benches/devnet.py): each flag's own bound of 64 allowed 128 processes, 24 GB, more than the
+#: project's machine has.
+MAX_NODES = 64
 PR_SET_PDEATHSIG = 1
 
 
@@ -93,7 +97,7 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
         "Running it again on the same base path resumes the same chain.",
     )
     p.add_argument("--validators", "-n", type=_bounded(1, MAX_VALIDATORS), default=4, metavar="N",
-                   help="validators, 1..64 (default 4)")
+                   help=f"validators, 1..{MAX_VALIDATORS} (default 4); with --auditors at most {MAX_NODES} nodes")
     p.add_argument("--auditors", type=_bounded(0, MAX_AUDITORS), default=0, metavar="K",
                    help="full nodes besides the validators, each an auditor (--pol full: re-runs every training segment)")
     p.add_argument("--base-path", "-d", type=Path, default=None, metavar="DIR",
@@ -118,10 +122,11 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
 
 def _bounded(low: int, high: int) -> Any:
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        # ASCII digits, as node/cli.py's numbers: int() also takes "1_0", spaces, other scripts' digits
+        digits = text[1:] if text[:1] in "+-" else text
+        if not (digits.isascii() and digits.isdigit()):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer")
+        value = int(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high}")
         return value
@@ -149,9 +154,11 @@ def check_byzantine_args(args: argparse.Namespace) -> str | None:
 
 def _seconds(text: str) -> float:
     try:
+        if not text.isascii() or "_" in text or text != text.strip():  # float() takes these
+            raise ValueError(text)
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
     if not 0.05 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{value} is out of range 0.05..3600 seconds")
     return value
@@ -203,6 +210,9 @@ def plan_nodes(args: argparse.Namespace, base: Path) -> list[NodePlan]:
     names = [(n, True) for n in validator_names(args.validators)]
     names += [(f"Auditor{j + 1}", False) for j in range(args.auditors)]
     total = len(names)
+    if total > MAX_NODES:
+        raise DevnetError(f"--validators {args.validators} + --auditors {args.auditors} = {total} nodes: at most {MAX_NODES} "
+                          "(one process of about 185 MB each)")
     for flag, first in (("--rpc-port", args.rpc_port), ("--port", args.port), ("--prometheus-port", args.prometheus_port)):
         if first + total - 1 > 65535:
             raise DevnetError(f"{flag} {first} leaves no room for {total} nodes (ports {first}..{first + total - 1})")
@@ -543,14 +553,17 @@ def run_devnet(args: argparse.Namespace) -> int:
     if problem is not None:
         args.devnet_parser.error(problem)
     base = (args.base_path or default_base_path()).resolve()
-    base.mkdir(parents=True, exist_ok=True)
-    lock = (base / LOCK_FILE).open("a")
+    plans = plan_nodes(args, base)  # its refusals write nothing
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        lock = (base / LOCK_FILE).open("a")
+    except OSError as exc:
+        raise DevnetError(f"--base-path {base}: cannot make the folder: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise DevnetError(f"another polchain devnet runs on {base} ({base / LOCK_FILE} is locked)") from None
-        plans = plan_nodes(args, base)
         spec_path, resumed = prepare_spec(base, args.validators)
         _check_ports_free(plans)
         return asyncio.run(_run(args, base, plans, spec_path, resumed))

@@ -77,8 +77,6 @@ import argparse
 import heapq
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -92,6 +90,7 @@ from typing import Any
 import numpy as np
 
 import ml_runtime
+from benches.record import check_out_folder, describe_machine
 from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain
@@ -144,9 +143,20 @@ class Params:
             raise SimulationError(f"--forged-segments {self.forged_segments} is more than --segments {self.segments}")
         if self.byzantine_count() >= self.validators:
             raise SimulationError(f"--byzantine {self.byzantine} leaves no honest validator among {self.validators}")
+        steps = compute_sgd_steps(self)
+        if steps > MAX_SGD_STEPS:
+            raise SimulationError(
+                f"--blocks {self.blocks} (and {compute_tail(self)} slots after) x --segment-steps {self.segment_steps} x "
+                f"(2 x --segments {self.segments} + --probes {self.probes} x --samples {self.samples}) = {steps:,} SGD steps "
+                f"to train and re-run: at most {MAX_SGD_STEPS:,}")
+        if self.byzantine > 0 and self.byzantine_count() == 0:
+            raise SimulationError(f"--byzantine {self.byzantine:g} of --validators {self.validators} is no validator "
+                                  f"({self.byzantine * self.validators:.2g}): at least {1 / self.validators:g}, or 0")
 
     def byzantine_count(self) -> int:
-        return round(self.byzantine * self.validators)
+        """The byzantine validators: the fraction of V rounded down, so that it never exceeds the
+        fraction asked for (round(0.5 x 11) was 6); the 1e-9 absorbs 0.29 x 100 = 28.999..."""
+        return math.floor(self.byzantine * self.validators + 1e-9)
 
 
 @dataclass
@@ -520,6 +530,20 @@ class Simulation:
         return out
 
 
+#: The real training a run may do (:func:`compute_sgd_steps`). It ran at about 290k steps/s here
+#: (softmax 64 -> 10, batch 8, with the chain around it), so this is about 17 minutes; each flag
+#: within its own range allowed 2.3e9 steps together (2 to 3 hours). The README's runs (V up to
+#: 1000, 500 blocks, m up to 4) train 43,200.
+MAX_SGD_STEPS = 300_000_000
+
+
+def compute_sgd_steps(p: Params) -> int:
+    """An upper bound of the SGD steps a run trains and re-runs: every slot's block trains S
+    segments, its distinct sampled segments are re-run once (at most S), and ``--probes``
+    validators re-run ``m`` segments each with the real verifier."""
+    return (p.blocks + compute_tail(p)) * p.segment_steps * (2 * p.segments + p.probes * p.samples)
+
+
 def compute_tail(p: Params) -> int:
     """Slots run after the counted blocks: the largest W evaluated, and a margin for forks."""
     return max(*p.windows, p.challenge_blocks) + 8
@@ -639,9 +663,7 @@ def simulate(p: Params, *, workdir: Path | None = None, progress: Callable[[], N
             "process_cpu_p50": _rounded(_pct(sim.cpu_process_ms, 50), 3),
             "process_cpu_p99": _rounded(_pct(sim.cpu_process_ms, 99), 3),
         },
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "numpy": np.__version__,
-                    "load_average": list(os.getloadavg())},
+        "machine": describe_machine(),  # the benches' block: CPU model, cores, load, library versions
     }
     return {"params": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(p).items()}, "simulation": simulation, "measured": measured}
 
@@ -663,6 +685,8 @@ def _int(low: int, high: int) -> Callable[[str], int]:
 def _float(low: float, high: float, *, open_low: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
+            if not text.isascii() or "_" in text or text != text.strip():  # float() takes these too
+                raise ValueError(text)
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
@@ -722,12 +746,12 @@ def run_simulate(args: argparse.Namespace) -> int:
                args.segment_steps, args.probes, args.seed)
     try:
         p.check()
-        args.out.mkdir(parents=True, exist_ok=True)
     except SimulationError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"Error: --out {args.out}: cannot make the folder: {exc.strerror or exc}", file=sys.stderr)
+    problem = check_out_folder(args.out, ["simulate.json", "simulate.png"])
+    if problem is not None:  # before the run, not after it
+        print(f"Error: --out {args.out}: {problem}", file=sys.stderr)
         return 1
     from rich.progress import Progress  # the CLI starts without it
 

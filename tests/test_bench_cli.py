@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from node.cli import main
+from node.cli import build_parser, main
+from node.cli_bench import compute_bench_command, resolve_args
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = ("kernels", "validator", "transfers", "rpc", "devnet")
@@ -96,6 +97,9 @@ def test_kernels_schema(records) -> None:
 def test_validator_schema(records) -> None:
     res = _record(records, "validator")
     assert res["size"] == "all"
+    # the command names every size, defaults included (it left out --segment and --size)
+    command = json.loads((records["validator"][2] / "validator.json").read_text())["command"]
+    assert command.endswith(" --jobs 1 --segment 10 --size all")
     assert set(res["families"]) == {"softmax 64-10", "mlp 64-32-10", "softmax 784-10", "mlp 784-128-10"}
     for family, f in res["families"].items():
         assert f["jobs"] == 1 and f["segments_S"] == 32 and f["block_training_steps"] == 32 * f["segment_len"]
@@ -168,7 +172,7 @@ def test_devnet_schema(records) -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["bench", "kernels", "--reps", "1"], "1 repetitions: between 2 and 1000 (a median of one shot is no median)"),
+        (["bench", "kernels", "--reps", "1"], "1 repetitions: between 2 and 50 (a median of one shot is no median)"),
         (["bench", "rpc", "--reps", "x"], "not an integer: 'x'"),
         (["bench", "devnet", "--clients", "7"], "7: between 1 and 6"),
         (["bench", "validator", "--jobs", "0"], "0: between 1 and 64"),
@@ -183,6 +187,18 @@ def test_bad_arguments_are_usage_errors(argv, expected, capsys) -> None:
     assert expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", BENCHES)
+@pytest.mark.parametrize("reps", ["51", "1000", str(10**6)])
+def test_repetitions_that_would_take_hours_are_refused_before_parsing_ends(name, reps, capsys) -> None:
+    # 1000 repetitions of the default rpc bench are 1000 x 16 cells x 2 s: 9 hours of load.
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["bench", name, "--reps", reps])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"Error: polchain bench {name}: argument --reps: {reps} repetitions: between 2 and 50 (")
+    assert len(err.splitlines()) == 1
+
+
 def test_an_out_folder_that_cannot_be_made_is_refused_before_measuring(tmp_path, capsys) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -191,3 +207,76 @@ def test_an_out_folder_that_cannot_be_made_is_refused_before_measuring(tmp_path,
     assert f"Error: --out {blocker / 'sub'}: cannot make the folder: Not a directory" in capsys.readouterr().err
     assert time.monotonic() - started < 5  # refused at once, no transfers signed
     assert blocker.read_text() == "not a folder"
+
+
+def test_an_out_folder_whose_record_cannot_be_written_is_refused_before_measuring(tmp_path, capsys) -> None:
+    # --out exists but <out>/transfers.json is a folder: the bench used to measure for a minute,
+    # print its table, then fail on the write and lose the figures
+    (tmp_path / "transfers.json").mkdir()
+    started = time.monotonic()
+    assert main(["bench", "transfers", "--quick", "--reps", "2", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == \
+        f"Error: --out {tmp_path}: {tmp_path / 'transfers.json'} is a folder, not a file"
+    assert time.monotonic() - started < 5  # refused at once, no transfers signed
+    assert [p.name for p in tmp_path.iterdir()] == ["transfers.json"]
+
+
+def test_devnet_windows_shorter_than_two_blocks_are_refused_before_launching(tmp_path, capsys) -> None:
+    # --quick loads for 9 s with 500 ms blocks: 50 windows were 0.18 s each, most with no block
+    # in them, and their medians were reported as figures
+    started = time.monotonic()
+    assert main(["bench", "devnet", "--quick", "--reps", "50", "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "Error: bench devnet: --seconds 9 in --reps 50 windows of 0.18 s: a window must hold 2 blocks "
+        "(2 x 500 ms): at most 9 repetitions, or more --seconds")
+    assert time.monotonic() - started < 5 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["bench", "validator", "--jobs", "1_0"], "argument --jobs: not an integer: '1_0'"),
+        (["bench", "validator", "--segment", "\u0663"], "argument --segment: not an integer: '\u0663'"),  # Arabic-Indic 3
+        (["bench", "kernels", "--reps", " 3"], "argument --reps: not an integer: ' 3'"),
+        (["bench", "devnet", "--seconds", "6\n"], "argument --seconds: not an integer: '6\\n'"),
+        (["devnet", "--validators", "1_0"], "argument --validators/-n: '1_0' is not an integer"),
+        (["devnet", "--auditors", "\u0663"], "argument --auditors: '\u0663' is not an integer"),
+        (["devnet", "--interval", "1_0"], "argument --interval: '1_0' is not a number of seconds"),
+        (["devnet", "--stop-timeout", " 5"], "argument --stop-timeout: ' 5' is not a number of seconds"),
+        (["simulate", "--slot-ms", "1_000"], "argument --slot-ms: '1_000' is not a number"),
+        (["simulate", "--byzantine", " 0.1"], "argument --byzantine: ' 0.1' is not a number"),
+    ],
+)
+def test_numbers_are_ascii_digits_as_elsewhere_in_the_cli(argv, expected, capsys) -> None:
+    # int() and float() also take "1_0", surrounding spaces and non-ASCII digits; the rest of the
+    # CLI (node/cli.py, node/simulate.py) refuses them, and these flags now do too
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["bench", "validator", "--quick", "--jobs", "1"],
+     "polchain bench validator --quick --reps 3 --out bench-results --jobs 1 --segment 10 --size all"),
+    (["bench", "validator", "--size", "mnist"],
+     "polchain bench validator --reps 5 --out bench-results --jobs 4 --segment 25 --size mnist"),
+    (["bench", "devnet", "--out", "a b"], "polchain bench devnet --reps 5 --out 'a b' --validators 4 --clients 4 --seconds 60"),
+    (["bench", "devnet", "--quick", "--clients", "1"],
+     "polchain bench devnet --quick --reps 3 --out bench-results --validators 2 --clients 1 --seconds 9"),
+    (["bench", "rpc"], "polchain bench rpc --reps 5 --out bench-results"),
+])
+def test_the_recorded_command_names_every_size_the_run_uses(argv, command) -> None:
+    # a record said "polchain bench validator --quick --reps 3 --out bench-results": run again
+    # after the defaults change, it would measure other sizes than the record's
+    args = build_parser().parse_args(argv)
+    resolve_args(args)
+    assert compute_bench_command(args) == command
+
+
+def test_the_devnet_help_says_seconds_are_the_whole_load(capsys) -> None:
+    # it said "seconds of load per repetition": --seconds 60 --reps 5 is 60 s of load in 5 windows
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "devnet", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "seconds of load in all, cut into --reps windows of at least 2 blocks (default 60, --quick 9)" in help_text

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 
 import pytest
 
 import benches
-from benches.record import write_record
+from benches.record import check_out_folder, write_record
 
 
 @pytest.mark.parametrize("name", sorted(m.name for m in pkgutil.iter_modules(benches.__path__)))
@@ -24,3 +25,21 @@ def test_a_record_names_its_machine_and_command(tmp_path) -> None:
     machine = record["machine"]
     assert machine["cpus"] >= 1 and machine["cpu"] and machine["libraries"]["numba"]
     assert record["command"].startswith("python ") and record["time"].endswith("Z")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder")
+def test_a_folder_this_user_cannot_write_in_is_named_before_measuring(tmp_path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        assert check_out_folder(locked, ["x.json"]) == "cannot write in the folder: Permission denied"
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_an_out_folder_is_made_and_checked(tmp_path) -> None:
+    assert check_out_folder(tmp_path / "a b" / "c", ["x.json"]) is None and (tmp_path / "a b" / "c").is_dir()
+    assert list((tmp_path / "a b" / "c").iterdir()) == []  # the probe file is gone
+    (tmp_path / "f").write_text("")
+    assert check_out_folder(tmp_path / "f", ["x.json"]) == "cannot make the folder: File exists"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -274,6 +275,10 @@ def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tup
         (("query", "model", "0", "--rpc", down), f"no answer from a node at {down}"),
     ]
     more = [
+        (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "-1"),  # it said "a balance is 0..2^128"
+         "argument --value: -1 is out of range: a balance is 0..2^63-1 (9223372036854775807)"),
+        (("tx", "democracy", "propose", "--rpc", down, "--set", "max_block_weight=-5"),
+         "argument --set: -5 is out of range: a balance is 0..2^63-1"),
         (("tx", "call", "--rpc", down, "--call", '{"pallet": [], "call": {}}'), '--call: a call is {"pallet"'),
         (("tx", "call", "--rpc", down, "--call", '{"pallet": "balances", "call": "transfer", "args": {"dest": "//Bob", "value": 18446744073709551616}}'),
          "Error: "),
@@ -400,6 +405,54 @@ def test_purge_chain_refuses_a_database_that_resolves_outside_the_base_path(tmp_
 
 
 # --- starting: the temporary directory, the kernel compile notice, exposure warnings ---------------
+def test_purge_chain_refuses_the_database_of_a_running_node(tmp_path) -> None:
+    # It deleted the database from under a running node (exit 0, "removed"), which then went on
+    # writing blocks into unlinked files: everything it imported was lost at its next start.
+    base = tmp_path / "base"
+    running = start_node(tmp_path, "--dev", "--base-path", str(base), "--no-prometheus", "--port", str(free_port()))
+    db = base / "chains" / "dev" / "db"
+    try:
+        out = polchain("purge-chain", "--base-path", str(base), "-y")
+        assert out.returncode == 1, out.stderr
+        assert out.stderr.strip() == f"Error: {db} is in use by a running node (its LOCK is held): stop the node first"
+        assert (db / "CURRENT").is_file()
+        with urllib.request.urlopen(f"{running.url}/health", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        assert running.stop() == 0
+    done = polchain("purge-chain", "--base-path", str(base), "-y")
+    assert done.returncode == 0 and not db.exists(), done.stderr
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # were the test to fail, fail fast
+
+
+@pytest.mark.parametrize("code", [
+    "from node.cli import main; raise SystemExit(main(['tx', 'register-dataset', '--rpc', 'http://127.0.0.1:9', "
+    "'--name', 'd', '--kind', 'classification', '--outputs', '2', '--csv', '/dev/zero', '--sign-only']))",
+    "from node import cli_fl; import ml_runtime; from pathlib import Path\n"
+    "try:\n    cli_fl.read_rows(Path('/dev/zero'), ml_runtime.ModelSpec('softmax', 64, 10, 0))\n"
+    "except cli_fl.FlError as exc:\n    print(f'Error: {exc}', file=__import__('sys').stderr); raise SystemExit(1)",
+])
+def test_rows_from_a_file_that_never_ends_are_refused(code: str) -> None:
+    # --csv /dev/zero (tx register-dataset) and --data /dev/zero (fl join, reveal, train) went to
+    # np.loadtxt, which read one endless line: all memory, then a MemoryError traceback.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL, preexec_fn=_limit_memory)
+    assert out.returncode == 1 and out.stderr.strip() == "Error: /dev/zero: not a regular file", out.stderr[-2000:]
+
+
+def test_a_node_key_file_that_never_ends_is_refused_before_the_node_starts(tmp_path) -> None:
+    # NodeKey.from_file read /dev/zero whole: all memory, then a MemoryError traceback
+    out = subprocess.run([sys.executable, "-m", "node.cli", "node", "--dev", "--base-path", str(tmp_path),
+                          "--node-key-file", "/dev/zero", "--rpc-port", str(free_port())],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, preexec_fn=_limit_memory)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == "Error: --node-key-file /dev/zero: not a regular file", out.stderr[-2000:]
+    assert not (tmp_path / "chains").exists()
+
+
 def test_a_failed_start_leaves_no_temporary_directory(tmp_path) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
@@ -509,3 +562,40 @@ def test_fuzzed_arguments_never_escape_as_exceptions(capsys, command, data) -> N
 
 
 _NOBODY = f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["simulate", "--validators", "10", "--blocks", "5", "--validators", "1000"], "--validators"),
+    (["bench", "kernels", "--out", "a", "--out", "b"], "--out"),
+    (["devnet", "-n", "2", "--validators", "3"], "--validators/-n"),
+    (["fl", "simulate", "--trials", "1", "--trials", "2"], "--trials"),
+    (["node", "--dev", "--rpc-port", "1", "--rpc-port", "2"], "--rpc-port"),
+])
+def test_a_flag_given_twice_is_a_usage_error(argv: list[str], flag: str, capsys) -> None:
+    # argparse kept the last value silently: "--validators 10 ... --validators 1000" simulated
+    # 1000 validators; Substrate's CLI (clap) refuses a repeated single-value flag
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"argument {flag}: given more than once" in line
+
+
+def test_repeatable_flags_stay_repeatable() -> None:
+    args = build_parser().parse_args(["node", "--listen-addr", "/ip4/127.0.0.1/tcp/1", "--listen-addr", "/ip4/127.0.0.1/tcp/2"])
+    assert args.listen_addr == ["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]
+    args = build_parser().parse_args(["simulate", "--quick", "--quick"])
+    assert args.quick is True
+    first = build_parser()
+    assert first.parse_args(["simulate", "--seed", "1"]).seed == 1
+    assert first.parse_args(["simulate", "--seed", "2"]).seed == 2  # a parser parses again
+
+
+def test_list_flags_given_twice_add_up() -> None:
+    # "--bootnodes A --bootnodes B" kept B alone: A was dropped without a word (Substrate's
+    # --bootnodes and --reserved-nodes take every occurrence)
+    a, b, c = (f"/ip4/127.0.0.1/tcp/{p}/p2p/12D3KooWx" for p in (1, 2, 3))
+    args = build_parser().parse_args(["node", "--bootnodes", a, "--bootnodes", b, c, "--reserved-nodes", a,
+                                      "--reserved-nodes", c])
+    assert args.bootnodes == [a, b, c] and args.reserved_nodes == [a, c]
+    assert build_parser().parse_args(["node"]).bootnodes == []

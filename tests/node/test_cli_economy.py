@@ -4,6 +4,9 @@ Charlie trains it, the licence is split 60/40 and Bob claims; assets are read ba
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
+import sys
 import urllib.request
 
 import numpy as np
@@ -13,8 +16,9 @@ from test_cli import polchain
 from test_cli import polchain_query as query
 from test_cli import polchain_tx as tx
 
-from chain.crypto import dev_keypair
+from chain.crypto import blake2_256, dev_keypair
 from chain.pallets import assets
+from node.cli import build_parser, main
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +109,60 @@ def test_dataset_license_from_the_cli_is_pending_then_applies(node, tmp_path) ->
     both = polchain("tx", "dataset-license", "--signer", "//Ferdie", "--dataset", "0", "--price-per-row", "1",
                     "--allow-account", "//Bob", "--allow-model", "2", "--rpc", node.url)
     assert both.returncode == 1 and "exclude each other" in both.stderr
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("1e39", "1e39 is out of float32's range"),  # was an OverflowError traceback from struct.pack
+    ("nan", "nan is not a finite number"),  # NaN and inf were signed and sent: the bounty failed in a block
+    ("inf", "inf is not a finite number"),
+    ("1e400", "1e400 is not a finite number"),
+    ("1_0", "'1_0' is not a number"),
+])
+def test_a_target_loss_is_a_finite_float32(value: str, reason: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["tx", "post-bounty", "--model", "0", "--dataset", "0", "--target-loss", value,
+                                   "--amount", "1", "--expires-at", "100"])
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"argument --target-loss: {reason}" in line
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # were the test to fail, fail fast
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("/dev/zero", "--text-file /dev/zero: not a regular file"),  # was read whole: all memory, then a traceback
+    ("missing.txt", "--text-file {tmp}/missing.txt: No such file or directory"),  # was a bare [Errno 2]
+    (".", "--text-file {tmp}/.: Is a directory"),
+])
+def test_a_licence_text_file_is_a_regular_file(name: str, reason: str, tmp_path) -> None:
+    path = name if name.startswith("/") else f"{tmp_path}/{name}"
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "tx", "dataset-license", "--dataset", "0", "--price-per-row", "1",
+         "--text-file", path, "--sign-only", "--rpc", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, preexec_fn=_limit_memory,
+    )
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip() == "Error: " + reason.format(tmp=tmp_path)
+
+
+def test_a_licence_text_is_hashed_as_its_bytes(tmp_path) -> None:
+    text = tmp_path / "licence.txt"
+    text.write_bytes(b"CC-BY-4.0\n" * 100_000)
+    args = build_parser().parse_args(["tx", "dataset-license", "--dataset", "3", "--price-per-row", "5",
+                                      "--text-file", str(text)])
+    (call,) = args.build_calls(args)
+    assert call.dataset == 3 and call.terms.text_hash == blake2_256(text.read_bytes())
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["asset-metadata", "--asset", "0", "--name", "x", "--symbol", "y", "--decimals", "19"],
+     "SetAssetMetadata.decimals: Expected `int` <= 18"),
+    (["gov-propose-params", "--model", "0", "--quorum", "2000000", "--threshold", "1", "--voting-blocks", "1",
+      "--enactment-blocks", "1"], "ProposeParams.quorum: Expected `int` <= 1000000"),
+])
+def test_a_value_over_a_calls_bound_names_the_field(argv: list[str], message: str, capsys) -> None:
+    # it named the field by its index: "SetAssetMetadata: Expected `int` <= 18 - at `$[4]`"
+    assert main(["tx", *argv, "--rpc", "http://127.0.0.1:9"]) == 1  # refused before the node is asked
+    assert capsys.readouterr().err.strip() == f"Error: {message}"

@@ -131,6 +131,30 @@ def test_ports_past_65535_are_refused_before_anything_starts(tmp_path: Path, cap
     assert not (tmp_path / devnet.SPEC_FILE).exists()
 
 
+def test_more_nodes_than_the_bound_are_refused_before_anything_starts(tmp_path: Path, capsys) -> None:
+    # 64 validators and 64 auditors: 128 node processes of about 185 MB each, more memory than
+    # this 23 GB machine has; each flag was within its own range, so all of them were started.
+    base = tmp_path / "net"
+    message = "--validators 64 + --auditors 64 = 128 nodes: at most 64 (one process of about 185 MB each)"
+    with pytest.raises(devnet.DevnetError) as exc:
+        devnet.plan_nodes(_args("--validators", "64", "--auditors", "64"), base)
+    assert str(exc.value) == message
+    assert cli.main(["devnet", "--validators", "64", "--auditors", "64", "--base-path", str(base)]) == 1
+    assert capsys.readouterr().err.strip() == f"Error: {message}"
+    assert not base.exists()  # nothing written
+    assert len(devnet.plan_nodes(_args("--validators", "60", "--auditors", "4"), base)) == 64
+
+
+def test_a_base_path_that_is_a_file_is_refused_naming_the_flag(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for base in (blocker, blocker / "sub"):
+        assert cli.main(["devnet", "--validators", "1", "--base-path", str(base)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"Error: --base-path {base}: cannot make the folder: "), err
+    assert blocker.read_text() == "x"
+
+
 # --- a real devnet --------------------------------------------------------------------------------
 
 

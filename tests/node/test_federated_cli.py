@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nodekit import start_node
+from nodekit import free_port, start_node
 from test_cli import polchain
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
@@ -123,3 +123,32 @@ def test_private_rows_are_checked_before_training(tmp_path, text: str, reason: s
     path.write_text(text)
     with pytest.raises(cli_fl.FlError, match=re.escape(reason)):
         cli_fl.read_rows(path, ml_runtime.ModelSpec("softmax", 64, 10, 0))
+
+
+@pytest.mark.parametrize("command", [["status", "--round", "0"], ["train", "--round", "0", "--data", "rows.csv"]])
+def test_no_node_at_the_url_is_the_same_line_as_the_other_commands_give(command: list[str]) -> None:
+    # fl status / fl train printed "Error: Transport error: POST <url>: ClientConnectorError(...)",
+    # without the hint every other command gives
+    url = f"http://127.0.0.1:{free_port()}"
+    out = polchain("fl", *command, "--rpc", url, "--timeout", "5")
+    assert out.returncode == 1 and out.stdout == ""
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"Error: no answer from a node at {url} (is `polchain node` running there?): "), line
+
+
+@pytest.mark.parametrize(("flags", "reason"), [
+    (["--commit-blocks", "4294967295"],
+     "--commit-blocks 4294967295 + --reveal-blocks 10: a round's deadlines are at most 100000 blocks ahead"),
+    (["--commit-blocks", "50000", "--reveal-blocks", "50000"],
+     "--commit-blocks 50000 + --reveal-blocks 50000: a round's deadlines are at most 100000 blocks ahead"),
+    (["--reveal-blocks", "0"], "--reveal-blocks 0: the reveal phase is at least 1 block"),
+])
+def test_round_deadlines_the_chain_refuses_are_refused_before_signing(node, flags: list[str], reason: str) -> None:
+    # They were signed and sent: a deadline past 2^32 died in the codec as "OpenRound: Expected
+    # `int` <= 4294967295 - at `$[14]`", the others failed in a block and paid the fee.
+    nonce = rpc(node, "system_accountNextIndex", [dev_keypair("Alice").address])["result"]
+    out = polchain("fl", "open", "--rpc", node.url, "--model", "0", "--local-steps", "40", "--batch-size", "16", "--lr", "0.5",
+                   "--segment-len", "10", *flags)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip() == f"Error: {reason}"
+    assert rpc(node, "system_accountNextIndex", [dev_keypair("Alice").address])["result"] == nonce  # nothing sent

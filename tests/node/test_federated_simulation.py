@@ -4,6 +4,8 @@ catch rate of a cheater faking every segment is 1."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
 import pytest
 from test_cli import polchain
@@ -64,3 +66,22 @@ def test_the_command_prints_the_report() -> None:
     assert text.returncode == 0 and "held-out accuracy: base" in text.stdout
     bad = polchain("fl", "simulate", "--participants", "9")
     assert bad.returncode == 1 and bad.stderr.strip() == "Error: --participants must be in 2..5"
+
+
+def test_a_run_that_would_take_hours_is_refused_before_the_first_trial() -> None:
+    """10,000 trials of 5 participants training 100,000 steps each: 5e9 SGD steps, about 8 hours
+    here (one such trial takes 3 s). Refused at once, naming the flags and the bound."""
+    started = time.monotonic()
+    try:
+        out = polchain("fl", "simulate", "--trials", "10000", "--participants", "5", "--steps", "100000",
+                       "--segment-len", "100", timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("polchain fl simulate started 5e9 steps of training instead of refusing them")
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip() == (
+        "Error: --trials 10000 x --participants 5 x --steps 100000 = 5,000,000,000 local SGD steps: "
+        f"at most {fl_simulation.MAX_TOTAL_STEPS:,}"
+    )
+    assert time.monotonic() - started < 10
+    # the default run and the README's 200 trials stay well inside the bound
+    assert fl_simulation.MAX_TOTAL_STEPS >= 200 * 4 * 200

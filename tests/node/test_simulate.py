@@ -5,14 +5,26 @@ verification code; sizes are small so that each test takes seconds."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from benches.record import describe_machine
 from node.cli import main
-from node.simulate import Params, compute_detection_rate, simulate
+from node.simulate import (
+    FAULTS,
+    MAX_SGD_STEPS,
+    Params,
+    SimulationError,
+    compute_detection_rate,
+    compute_sgd_steps,
+    simulate,
+)
 
 
 def _small(**kw: object) -> Params:
@@ -141,3 +153,95 @@ def test_out_that_is_a_file_is_one_error_line(tmp_path: Path, capsys: pytest.Cap
     assert main(["simulate", "--quick", "--out", str(blocker / "sub")]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: --out {blocker / 'sub'}: cannot make the folder")
+
+
+@pytest.mark.parametrize("target", ["simulate.json", "simulate.png"])
+def test_an_out_folder_whose_outputs_cannot_be_written_is_refused_before_simulating(
+        target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --out exists, but the file the run would end by writing cannot be: refused before the run
+    # (it used to simulate, print its tables, then fail on the write and lose the results)
+    (tmp_path / target).mkdir()
+    assert main(["simulate", "--quick", "--blocks", "1", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert err.strip() == f"Error: --out {tmp_path}: {tmp_path / target} is a folder, not a file"
+    assert "forged blocks:" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target]
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(validators=st.integers(10, 14), byzantine=st.sampled_from([0.1, 0.2, 0.3]), fault=st.sampled_from(FAULTS),
+       segments=st.integers(2, 8), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_invariants_over_random_small_configurations(validators: int, byzantine: float, fault: str, segments: int,
+                                                      data: st.DataObject, seed: int) -> None:
+    """Over random small configurations (slots 10 mean latencies long, as the README's runs):
+    the same seed gives the same simulation; a longer window never finalizes more forged blocks
+    nor finalizes honest ones sooner; from W = 1 on, no detected forged block is finalized
+    (detection and the proof take a few latencies, a vote needs a block one slot later); and a
+    forged block nobody detected and every honest validator sampled escaped all of them."""
+    samples = data.draw(st.integers(1, segments), label="samples")
+    forged = data.draw(st.integers(1, segments), label="forged_segments")
+    p = Params(validators, byzantine, fault, 12, samples=samples, segments=segments, forged_segments=forged,
+               probes=0, seed=seed, windows=(0, 1, 2, 4))
+    first, again = simulate(p)["simulation"], simulate(p)["simulation"]
+    assert first == again
+    rows = first["windows"]
+    assert [r["window_blocks"] for r in rows] == [0, 1, 2, 4]
+    for shorter, longer in itertools.pairwise(rows):
+        assert longer["forged_finalized"] <= shorter["forged_finalized"], rows
+        assert longer["forged_finalized_detected"] <= shorter["forged_finalized_detected"], rows
+        if shorter["finality_ms_p50"] is not None and longer["finality_ms_p50"] is not None:
+            assert longer["finality_ms_p50"] >= shorter["finality_ms_p50"], rows
+    assert all(r["forged_finalized_detected"] == 0 for r in rows if r["window_blocks"] >= 1), rows
+    assert first["forged_detected"] <= first["forged_produced"]
+    per = [dict(zip(first["per_block_columns"], b, strict=True)) for b in first["per_block"]]
+    assert sum(b["kind"] == "forged" for b in per) == first["forged_produced"]
+    assert sum(b["kind"] == "forged" and b["detected_ms"] is not None for b in per) == first["forged_detected"]
+    for b in per:  # a detection is after the block, and only of a forged block
+        assert b["detected_ms"] is None or (b["kind"] == "forged" and b["detected_ms"] > b["produced_ms"])
+    if segments == forged or samples + forged > segments:  # every sample hits a forged segment
+        honest = first["analytic"]["honest_validators"]
+        assert all(b["detected_ms"] is not None for b in per if b["kind"] == "forged" and b["honest_samplers"] > 0), per
+        assert first["analytic"]["expected_detection_rate"] == 1.0 and honest > 0
+
+
+def test_the_record_names_the_machine_as_the_benches_do(tmp_path: Path) -> None:
+    # It recorded platform.processor() as the CPU ("x86_64" here, "" on many Linux builds) and
+    # numpy's version alone: not the CPU model, nor numba, msgspec or the others the runs time.
+    assert main(["simulate", "--validators", "10", "--blocks", "1", "--probes", "0", "--out", str(tmp_path)]) == 0
+    machine = json.loads((tmp_path / "simulate.json").read_text())["measured"]["machine"]
+    expected = describe_machine()
+    assert machine["cpu"] == expected["cpu"] and machine["cpus"] == expected["cpus"]
+    assert machine["libraries"] == expected["libraries"] and machine["libraries"]["numba"]
+    assert machine["python"] == expected["python"] and len(machine["load_average"]) == 3
+
+
+def test_the_byzantine_fraction_is_never_exceeded_nor_silently_zero(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # round(0.5 x 11) = 6: 6 of 11 validators (0.55) were byzantine under a flag bounded to 0.5
+    assert Params(11, 0.5).byzantine_count() == 5
+    assert [Params(v, b).byzantine_count() for v, b in ((10, 0.1), (100, 0.1), (1000, 0.1), (100, 0.29), (10, 0.3))] == \
+        [1, 10, 100, 29, 3]
+    # 0.04 of 10 validators was round(0.4) = 0: a run without a byzantine validator, reported as one with
+    code = main(["simulate", "--validators", "10", "--byzantine", "0.04", "--out", str(tmp_path / "out")])
+    assert code == 1 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err.strip() == \
+        "Error: --byzantine 0.04 of --validators 10 is no validator (0.4): at least 0.1, or 0"
+
+
+def test_a_run_that_would_train_for_hours_is_refused_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Each flag in its range, together: 5,040 slots of a 25,600-step job trained, re-run and
+    # re-run again by 16 probes sampling all 256 segments: 2.3e9 SGD steps, 2 to 3 hours here
+    # (5 blocks of it took 16 s).
+    argv = ["--validators", "1000", "--blocks", "5000", "--segments", "256", "--samples", "256", "--segment-steps", "100",
+            "--probes", "16"]
+    p = Params(1000, blocks=5000, segments=256, samples=256, segment_steps=100, probes=16)
+    with pytest.raises(SimulationError) as exc:
+        p.check()
+    message = ("--blocks 5000 (and 40 slots after) x --segment-steps 100 x (2 x --segments 256 + --probes 16 x --samples 256) "
+               "= 2,322,432,000 SGD steps to train and re-run: at most 300,000,000")
+    assert str(exc.value) == message
+    assert main(["simulate", *argv, "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.strip() == f"Error: {message}"
+    assert not (tmp_path / "out").exists()
+    # the README's runs are far inside: V = 1000, 500 blocks, m up to 4
+    assert compute_sgd_steps(Params(1000, blocks=500, samples=4)) < MAX_SGD_STEPS / 1000
