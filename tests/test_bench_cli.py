@@ -145,6 +145,10 @@ def test_transfers_schema(records) -> None:
     stages = res["breakdown_us_per_transfer"]
     assert {"signature checks", "execution (apply extrinsics)", "state commit + root", "DB write batch", "total"} <= set(stages)
     assert all(_is_stat(stat) for stat in stages.values())
+    # The LevelDB write inside the DB write stage: its CPU and its wait for fsync, parts of it.
+    write, cpu, wait = (stages[k]["median"] for k in (
+        "DB write batch", "DB write batch: LevelDB write, CPU", "DB write batch: waiting for fsync"))
+    assert 0 < cpu < write and 0 <= wait < write
 
 
 def test_rpc_schema(records) -> None:
