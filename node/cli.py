@@ -621,14 +621,13 @@ def _network_config(args: argparse.Namespace) -> NetworkConfig:
     """The p2p settings from Substrate-spelled flags; a bad multiaddr is a CliError naming it."""
     if args.node_key is not None and args.node_key_file is not None:
         raise CliError("--node-key and --node-key-file are exclusive")
-    key_file = args.node_key_file
-    if key_file is not None and key_file.exists() and not key_file.is_file():  # /dev/zero: read whole, all memory
-        raise CliError(f"--node-key-file {key_file}: not a regular file")
-    if args.node_key is not None:
-        try:
+    try:  # checked here, before anything is written; the service loads the key again
+        if args.node_key is not None:
             NodeKey.from_hex(args.node_key)
-        except NetworkError as exc:
-            raise CliError(f"--node-key: {exc}") from None
+        if args.node_key_file is not None:
+            NodeKey.from_file(args.node_key_file)
+    except NetworkError as exc:
+        raise CliError(f"--node-key{'-file' if args.node_key is None else ''}: {exc}") from None
     port = args.port if args.port is not None else (0 if args.dev else DEFAULT_PORT)
     host = "127.0.0.1" if args.dev and args.port is None else "0.0.0.0"
 

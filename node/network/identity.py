@@ -38,6 +38,8 @@ PEER_ID_PREFIX = bytes((IDENTITY_MULTIHASH, 36)) + PUBLIC_KEY_PROTOBUF_PREFIX
 PEER_ID_LEN = len(PEER_ID_PREFIX) + 32
 SHA256_MULTIHASH = 0x12
 KEY_FILE_NAME = "secret_ed25519"
+#: Longest node key file read: 64 hex digits with an 0x and whitespace fit with room to spare.
+MAX_KEY_FILE_SIZE = 256
 MAX_PEER_ID_TEXT = 128  # longer text is refused before any base58 arithmetic
 
 
@@ -150,11 +152,17 @@ class NodeKey:
 
     @classmethod
     def from_file(cls, path: Path) -> NodeKey:
-        """``--node-key-file``: 32 raw bytes or 64 hex digits."""
+        """``--node-key-file``: 32 raw bytes or 64 hex digits (whitespace around them allowed).
+
+        Read no further than a key can go (:data:`MAX_KEY_FILE_SIZE`): a larger file, or one
+        that never ends (``/dev/zero``), is refused, not read whole into memory."""
         try:
-            data = Path(path).read_bytes()
+            with open(path, "rb") as file:
+                data = file.read(MAX_KEY_FILE_SIZE + 1)
         except OSError as exc:
             raise InvalidNodeKey(f"cannot read node key file {path}: {exc.strerror}") from None
+        if len(data) > MAX_KEY_FILE_SIZE:
+            raise InvalidNodeKey(f"node key file {path} is over {MAX_KEY_FILE_SIZE} bytes: not a node key")
         if len(data) == 32:
             return cls.from_seed(data)
         try:

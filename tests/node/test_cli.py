@@ -449,7 +449,8 @@ def test_a_node_key_file_that_never_ends_is_refused_before_the_node_starts(tmp_p
                           "--node-key-file", "/dev/zero", "--rpc-port", str(free_port())],
                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, preexec_fn=_limit_memory)
     assert out.returncode == 1
-    assert out.stderr.strip().splitlines()[-1] == "Error: --node-key-file /dev/zero: not a regular file", out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        "Error: --node-key-file: node key file /dev/zero is over 256 bytes: not a node key"), out.stderr[-2000:]
     assert not (tmp_path / "chains").exists()
 
 

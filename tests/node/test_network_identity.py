@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,20 @@ def test_bad_node_key_files(tmp_path) -> None:
     bad.write_bytes(b"\x01" * 40)
     with pytest.raises(InvalidNodeKey, match="neither 32 raw bytes nor 64 hex digits"):
         NodeKey.from_file(bad)
+
+
+def test_a_node_key_file_is_read_only_as_far_as_a_key_can_go(tmp_path) -> None:
+    """A key is at most a few hundred bytes: a larger file (or /dev/zero, which never ends) is
+    refused after that much is read, not read whole into memory."""
+    big = tmp_path / "big"
+    big.write_bytes(b"0" * (1 << 20))
+    with pytest.raises(InvalidNodeKey, match=r"node key file .*big is over 256 bytes"):
+        NodeKey.from_file(big)
+    with pytest.raises(InvalidNodeKey, match="node key file /dev/zero is over 256 bytes"):
+        NodeKey.from_file(Path("/dev/zero"))
+    padded = tmp_path / "padded"  # 64 hex digits and whitespace, within the bound, still a key
+    padded.write_text("  0x" + "11" * 32 + "\n" * 100)
+    assert NodeKey.from_file(padded).peer_id == NodeKey.from_hex("11" * 32).peer_id
 
 
 def test_default_key_is_generated_once_with_mode_0600(tmp_path) -> None:
