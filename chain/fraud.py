@@ -14,7 +14,9 @@ one sealed block and nothing more:
   digest's ``transcripts_root``: the transcript root, the hash of the new weights and the
   claimed divergence the author committed to;
 * the model version the job trained from (a call naming the latest version would resolve
-  differently on a later state);
+  differently on a later state; for a start fault, the only fault that depends on it, a call
+  naming no version must have trained the latest version made before the block:
+  :func:`_verify_latest_version`);
 * the fault's kind, its segment, and the transcript openings (entry, Merkle path under the
   transcript root, and the checkpoint's weights where a segment must be re-run).
 
@@ -75,6 +77,7 @@ from chain.crypto import blake2_256, ss58_encode, verify_signature
 from chain.errors import BlockError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
 from chain.header import Header
+from chain.pallets import models
 from chain.pallets.staking import get_validators
 from chain.pallets.training import compute_job_at
 from chain.proofs import Opening, ResultCommitment, TrainingClaim
@@ -304,12 +307,51 @@ def _rebuild_job(state: StateAccess, config: RuntimeConfig, proof: FraudProof, c
         raise InvalidFraudProof(
             "bad_parent_version", f"the call trains version {call.from_version}, the proof says {proof.parent_version}"
         )
+    if call.from_version is None and proof.kind == FAULT_START:
+        _verify_latest_version(state, call.model, proof.parent_version, proof.header.number)
     pinned = msgspec.structs.replace(call, from_version=proof.parent_version)
     try:
         job, _, _ = compute_job_at(state, config, pinned, proof.header.parent_hash, proof.extrinsic.hash())
     except DispatchError as exc:
         raise InvalidFraudProof("unknown_job", f"the job cannot be rebuilt: {exc.error}: {exc}") from None
     return job
+
+
+def _verify_latest_version(state: StateAccess, model: int, version: int, number: int) -> None:
+    """"bad_parent_version" unless ``version`` is the one a TRAIN call naming no version must
+    have trained in block #``number``, for a start fault.
+
+    Such a call trains the model's latest version when it runs: the latest made before the
+    block, or one an earlier call made in the same block. The proof says which
+    (``parent_version``), and only the start fault depends on it (checkpoint 0 against that
+    version's weights; every other fault re-runs from committed checkpoints with the job's
+    data and seed, which no version changes). Unchecked, a proof naming an older version of
+    the model showed a start fault in any honest block that trained a later one: a way to
+    have an honest author's block invalidated and its bond slashed. Versions are made in
+    block order (``ModelVersion.block``), so the latest before the block is the version made
+    before it whose successor was not. A version made in the block itself is refused: the
+    state does not say which calls of the block came before which, so such a start fault
+    cannot be shown (every validator still checks the start link on import, consensus/pol.py).
+    An unknown version is left to the job's rebuild ("unknown_job").
+    """
+    made = models.VERSIONS.get(state, model, version)
+    if made is None:
+        return
+    if made.block == number:
+        raise InvalidFraudProof(
+            "bad_parent_version",
+            f"version {version} was made in block #{number} itself: which version a call naming none trained "
+            "in its own block is not shown by a proof",
+        )
+    if made.block > number:
+        raise InvalidFraudProof("bad_parent_version", f"version {version} was made in block #{made.block}, after block #{number}")
+    later = models.VERSIONS.get(state, model, version + 1)
+    if later is not None and later.block < number:
+        raise InvalidFraudProof(
+            "bad_parent_version",
+            f"the call names no version, so it trained the latest before block #{number}: version {version + 1} "
+            f"(made in block #{later.block}) is later than version {version}",
+        )
 
 
 def _compute_wanted(proof: FraudProof, n: int) -> tuple[tuple[int, bool], ...]:

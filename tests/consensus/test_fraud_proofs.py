@@ -346,3 +346,53 @@ def test_a_block_sealed_by_a_non_validator_proves_nothing(world, tmp_path) -> No
     proof = compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, [loose.transcripts.get(block.hash(), 1, j) for j in (2, 3)])
     loose.db.close()
     _refused(world, proof, "not_validator", rf"^block #1 is sealed by {ss58_encode(EVE.public)}, not a validator$")
+
+
+def test_a_start_fault_cannot_be_framed_by_naming_an_older_version(tmp_path) -> None:
+    """A TRAIN call that names no version trains the model's latest one, so the proof says
+    which version that was (``parent_version``), and the start fault compares checkpoint 0
+    with that version's weights. An honest block trained version 1; a proof naming version 0,
+    which also exists, showed "checkpoint 0 is not the model's on-chain weights": anyone could
+    have an honest author's block invalidated and its bond slashed. The version a call without
+    one trained is the latest one before the block (``ModelVersion.block``), or one made
+    earlier in the same block: version 0 is neither."""
+    author = open_chain(tmp_path / "author")
+    call = train_call(steps=60, segment=10)
+    first = author.build_block([sign(author, BOB, call, 0)], ALICE, slot=1).block
+    second = author.build_block([sign(author, BOB, call, 1)], ALICE, slot=2).block
+    claim = _claim(author, second, 0)
+    assert claim.parent_version == 1 and first.header.number == 1
+    openings = LocalSource(author.transcripts).fetch(second.hash(), claim.result, [(0, False)])
+    honest = compute_fraud_proof(second, claim, FAULT_START, 0, [openings[0]])
+    state = author.state_at(second.header.parent_hash)
+    root = author.state.root()
+    with pytest.raises(InvalidFraudProof) as caught:
+        verify_fraud_proof(state, author.config, honest)
+    assert caught.value.reason == "no_fault"
+    with pytest.raises(InvalidFraudProof) as caught:
+        verify_fraud_proof(state, author.config, replace(honest, parent_version=0))
+    assert caught.value.reason == "bad_parent_version", str(caught.value)
+    assert str(caught.value) == (
+        "the call names no version, so it trained the latest before block #2: version 1 (made in block #1) "
+        "is later than version 0"
+    )
+    assert author.state.root() == root
+    # The runtime checks against its own, later state: versions made in and after the block.
+    third = author.build_block([sign(author, BOB, call, 2)], ALICE, slot=3).block
+    assert third.header.number == 3
+    later, root = author.state_at(author.best_hash), author.state.root()
+    with pytest.raises(InvalidFraudProof) as caught:
+        verify_fraud_proof(later, author.config, honest)
+    assert caught.value.reason == "no_fault"
+    for version, message in (
+        (2, "version 2 was made in block #2 itself: which version a call naming none trained in its own block "
+            "is not shown by a proof"),
+        (3, "version 3 was made in block #3, after block #2"),
+        (0, "the call names no version, so it trained the latest before block #2: version 1 (made in block #1) "
+            "is later than version 0"),
+    ):
+        with pytest.raises(InvalidFraudProof) as caught:
+            verify_fraud_proof(later, author.config, replace(honest, parent_version=version))
+        assert (caught.value.reason, str(caught.value)) == ("bad_parent_version", message)
+    assert author.state.root() == root
+    author.db.close()
