@@ -136,6 +136,7 @@ SETUP: list[list[tuple[Keypair, Any]]] = [
         (CHARLIE, calls.CreateAsset(7, 100)),
         (CHARLIE, calls.MintAsset(7, BOB.public, 10**6)),
         (BOB, calls.Bond(10**12)),
+        (EVE, calls.PostBounty(0, 1, calls.compute_f32_bits(100.0), 5 * 10**9, 9)),
     ],
     [
         (ALICE, calls.TransferAsset(SHARES0, BOB.public, 300)),
@@ -144,15 +145,27 @@ SETUP: list[list[tuple[Keypair, Any]]] = [
         (ALICE, calls.Vote(0, True)),
         (EVE, calls.PayModel(0, 10**9 + 7)),
         (BOB, calls.SetTrainingPolicy(1, "anyone", 3)),
+        (CHARLIE, calls.Train(0, 1, 2, 4, calls.compute_f32_bits(0.5), 0, 1)),  # version 1, after the bounty
+        (BOB, calls.Unbond(10**9)),  # unlocks at block 6
     ],
-    [], [], [], [],
+    [], [], [],
+    [  # block 6, the treasury share enacted: things under way when the random blocks start (7)
+        (EVE, calls.PayModel(0, 10**10)),
+        (ALICE, calls.ProposeSpend(0, DAVE.public, 10**6)),  # proposal 1: ends 8, enacted at 9
+        (ALICE, calls.Vote(1, True)),
+        (DAVE, calls.ProposeConfig((calls.ConfigChange("block_reward", 7),))),  # referendum 0: ends 9, enacted at 10
+        (DAVE, calls.VoteConfig(0, True, 7 * 10**14)),
+        (BOB, calls.OpenRound(1, 0, (), 2, 2, calls.compute_f32_bits(0.5), 0, 1, 1, 1, 2, 10**9, 10**10, 8, 11)),  # round 0
+    ],
 ]
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """A chain after SETUP: model 0 shared (Alice 500, Bob 300, Charlie 200) with a 10%
-    treasury, Bob's model 1, data set 1 (8 rows, complete), asset 7, Bob bonded."""
+    treasury and a spend proposal voting, its version 1 trained after Eve's bounty 0 (target
+    loss 100 on data set 1: claimable), Bob's model 1 with federated round 0 open, data set
+    1 (8 rows, complete), asset 7, Bob bonded with 1 POL unbonding, referendum 0 voting."""
     path = tmp_path_factory.mktemp("conserve") / "db"
     chain = open_chain(path, _spec())
     try:
@@ -223,7 +236,7 @@ CALLS: dict[type, st.SearchStrategy[Any]] = {
     calls.SetInferencePrice: st.builds(calls.SetInferencePrice, model_ids, amounts),
     calls.Infer: st.builds(calls.Infer, model_ids, st.none() | small, rows_inputs),
     calls.PostBounty: st.builds(Later, st.just("post_bounty"), st.tuples(model_ids, dataset_ids, f32s, amounts, st.sampled_from([-1, 0, 1, 2, 3, U32_MAX]))),
-    calls.ClaimBounty: st.builds(calls.ClaimBounty, small, small),
+    calls.ClaimBounty: st.builds(calls.ClaimBounty, mostly([0], [1, U32_MAX]), mostly([1, 2, 3], [0, U32_MAX])),
     calls.CancelBounty: st.builds(calls.CancelBounty, small),
     calls.RegisterDataset: st.builds(
         calls.RegisterDataset, st.just("d"), mostly([64], [0, 1, U32_MAX]), mostly(["classification"], ["regression"]),
@@ -232,6 +245,9 @@ CALLS: dict[type, st.SearchStrategy[Any]] = {
     calls.AppendRows: st.builds(calls.AppendRows, mostly([2, 3], [0, 1, U32_MAX]), small, mostly([_tiny_rows()[:260]], [b"", b"\x00" * 260])),
     calls.SetDatasetLicense: st.builds(calls.SetDatasetLicense, dataset_ids, _terms()),
     calls.Train: st.builds(
+        calls.Train, mostly([0, 1], [U32_MAX]), mostly([0, 1], [2]), st.sampled_from([1, 2]), st.sampled_from([1, 4]),
+        st.just(_f32(0.5)), st.just(0), st.just(1),
+    ) | st.builds(
         calls.Train, model_ids, dataset_ids, mostly([1, 2], [0, 3]), mostly([1, 4], [0]),
         mostly([_f32(0.5)], [0, 0x7FC00000]), st.sampled_from([0, _f32(1e-4)]), mostly([1], [0, 2]),
         mostly([None], [0, 1, U32_MAX]),
@@ -518,6 +534,7 @@ def test_random_blocks_of_every_call_conserve_funds(template: Path, plans) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 3,000 examples take about ten minutes on one core
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 @given(plans=st.lists(block_plan, min_size=1, max_size=8))
 def test_random_blocks_of_every_call_conserve_funds_long(template: Path, plans) -> None:
