@@ -95,7 +95,7 @@ from chain.calls import (
 from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.crypto import blake2_256
 from chain.errors import DispatchError
-from chain.pallets import balances, datasets, models, revenue, system
+from chain.pallets import balances, datasets, licenses, models, revenue, system
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 from ml_runtime import fedavg, transcript
@@ -480,7 +480,10 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
 
 def _apply_data_license(ctx: CallContext, call: CommitUpdate, spec: ml_runtime.ModelSpec, info: RoundInfo) -> int:
     """If the update names a registered data set, check the rows are its rows (root and count)
-    and pay its provider price_per_row x rows used (local_steps x batch_size), as TRAIN does."""
+    and apply its licence to the rows used (local_steps x batch_size) as TRAIN does
+    (chain.pallets.licenses.apply_license): the terms in force at this block (who may train,
+    expiry, cap, price and currency) are checked, the provider paid, the usage recorded. The
+    registered price_per_row alone would ignore every licence its provider set since."""
     if call.dataset is None:
         return 0
     data = datasets.get_dataset(ctx.state, call.dataset)
@@ -491,8 +494,10 @@ def _apply_data_license(ctx: CallContext, call: CommitUpdate, spec: ml_runtime.M
         raise _fail("DatasetMismatch", f"data set {call.dataset} ({data.kind}, {data.features} features, {data.outputs} outputs) does not fit the model")
     if data.rows_root != call.data_root or data.row_count != call.row_count:
         raise _fail("DatasetMismatch", f"the committed rows are not data set {call.dataset}'s (its root and row count differ)")
-    amount = data.price_per_row * info.local_steps * info.batch_size
-    balances.apply_move(ctx.state, ctx.sender, data.provider, amount, ctx.config.existential_deposit)
+    amount, _terms = licenses.apply_license(
+        ctx.state, call.dataset, data, ctx.sender, info.model, info.local_steps * info.batch_size, ctx.block.number,
+        ctx.config.existential_deposit,
+    )
     return amount
 
 

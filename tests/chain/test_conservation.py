@@ -540,3 +540,37 @@ def test_random_blocks_of_every_call_conserve_funds(template: Path, plans) -> No
 def test_random_blocks_of_every_call_conserve_funds_long(template: Path, plans) -> None:
     run_plans(template, plans)
 
+
+
+# --- regressions: each a violation of the economy's rules, shrunk to its calls ---------------------
+@pytest.fixture
+def dev_chain(tmp_path):
+    c = open_chain(tmp_path / "db")
+    yield c
+    c.db.close()
+
+
+def test_a_federated_update_on_a_data_set_obeys_its_current_licence(dev_chain) -> None:
+    """Ferdie licenses the dev digits (data set 0) to Charlie only, at 2,000 a row: Bob's
+    update naming them is NotLicensed (it paid the registered 1,000 a row and was accepted),
+    and Charlie's pays the licence's price, recorded as a TRAIN job's usage is."""
+    from fedkit import FERDIE, Driver, Participant, open_call, replace
+
+    chain = dev_chain
+    d = Driver(chain)
+    terms = calls.LicenseTerms(2000, allowed="accounts", accounts=(CHARLIE.public,))
+    d.ok(FERDIE, calls.SetDatasetLicense(0, terms))
+    d.until(1 + licenses.LICENSE_NOTICE_BLOCKS)
+    d.ok(ALICE, open_call(min_updates=1, commit_deadline=chain.best_number + 5, reveal_deadline=chain.best_number + 20))
+    x, y = ml_runtime.load_digits()
+    state = chain.state.overlay()
+    ferdie = balances.get_account(state, FERDIE.public).free
+    error = d.fails(BOB, replace(Participant(BOB, x, y).train(chain, 0), dataset=0), "datasets.NotLicensed")
+    assert "licensed to listed accounts only" in error
+    assert balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie
+    receipt = d.ok(CHARLIE, replace(Participant(CHARLIE, x, y).train(chain, 0), dataset=0))
+    paid = 2000 * 40 * 16
+    assert dict(next(e for e in receipt.events if e.name == "LicensePaid").args)["amount"] == paid
+    state = chain.state.overlay()
+    assert balances.get_account(state, FERDIE.public).free == ferdie + paid
+    assert licenses.USAGE_TOTAL.get(state, 0, licenses.NATIVE) == licenses.LicenseUsage(1, 40 * 16, paid)
