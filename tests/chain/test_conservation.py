@@ -39,6 +39,7 @@ open, challenge and close run for real (a round that fails returns its pool).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import tempfile
@@ -126,6 +127,14 @@ ONE_ROW_ROOT = datasets.compute_rows_root(_tiny_rows()[:260], 260)
 
 
 # --- the template chain -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Later:
+    """A call built when its block is: it names block numbers or hashes of the chain then."""
+
+    kind: str
+    args: tuple[Any, ...] = ()
+
+
 SETUP: list[list[tuple[Keypair, Any]]] = [
     [
         (DAVE, calls.RegisterDataset("tiny", 64, "classification", 10, TINY_ROWS,
@@ -147,15 +156,18 @@ SETUP: list[list[tuple[Keypair, Any]]] = [
         (BOB, calls.SetTrainingPolicy(1, "anyone", 3)),
         (CHARLIE, calls.Train(0, 1, 2, 4, calls.compute_f32_bits(0.5), 0, 1)),  # version 1, after the bounty
         (BOB, calls.Unbond(10**9)),  # unlocks at block 6
+        (BOB, calls.OpenRound(1, 0, (), 2, 2, calls.compute_f32_bits(0.5), 0, 1, 1, 1, 2, 10**9, 10**10, 4, 12)),  # round 0
     ],
-    [], [], [],
+    [(CHARLIE, Later("fl_commit", (0, 1, False))), (EVE, Later("fl_commit", (0, None, True)))],  # Eve's will not re-run
+    [], [],
     [  # block 6, the treasury share enacted: things under way when the random blocks start (7)
         (EVE, calls.PayModel(0, 10**10)),
         (ALICE, calls.ProposeSpend(0, DAVE.public, 10**6)),  # proposal 1: ends 8, enacted at 9
         (ALICE, calls.Vote(1, True)),
         (DAVE, calls.ProposeConfig((calls.ConfigChange("block_reward", 7),))),  # referendum 0: ends 9, enacted at 10
         (DAVE, calls.VoteConfig(0, True, 7 * 10**14)),
-        (BOB, calls.OpenRound(1, 0, (), 2, 2, calls.compute_f32_bits(0.5), 0, 1, 1, 1, 2, 10**9, 10**10, 8, 11)),  # round 0
+        (BOB, calls.OpenRound(1, 0, (), 2, 2, calls.compute_f32_bits(0.5), 0, 1, 1, 1, 2, 10**9, 10**10, 8, 11)),  # round 1
+        (ALICE, calls.ChallengeRound(0)),  # Charlie and Eve reveal in the random blocks, up to block 12
     ],
 ]
 
@@ -164,7 +176,8 @@ SETUP: list[list[tuple[Keypair, Any]]] = [
 def template(tmp_path_factory) -> Path:
     """A chain after SETUP: model 0 shared (Alice 500, Bob 300, Charlie 200) with a 10%
     treasury and a spend proposal voting, its version 1 trained after Eve's bounty 0 (target
-    loss 100 on data set 1: claimable), Bob's model 1 with federated round 0 open, data set
+    loss 100 on data set 1: claimable), Bob's model 1 with federated round 0 revealing
+    (Charlie's honest update, Eve's that does not re-run) and round 1 open, data set
     1 (8 rows, complete), asset 7, Bob bonded with 1 POL unbonding, referendum 0 voting."""
     path = tmp_path_factory.mktemp("conserve") / "db"
     chain = open_chain(path, _spec())
@@ -175,7 +188,7 @@ def template(tmp_path_factory) -> Path:
             for key, call in block:
                 nonce = nonces.get(key.public, balances.get_account(chain.state.overlay(), key.public).nonce)
                 nonces[key.public] = nonce + 1
-                xts.append(sign(chain, key, call, nonce))
+                xts.append(sign(chain, key, _materialize(chain, key, call), nonce))
             built = chain.build_block(xts, ALICE, slot=slot)
             assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
             verify_invariants(chain)
@@ -204,14 +217,6 @@ ppm = mostly([0, 100_000, 500_000], [1, 999_999, calls.PPM])
 permissions = st.sampled_from(calls.PERMISSIONS)
 f32s = mostly([_f32(10.0), _f32(3.0)], [_f32(1e-9), 0, 0x7FC00000, 0x7F800000, 0xFF800000, U32_MAX])
 rows_inputs = mostly([bytes(256), bytes(512)], [b"", b"abc", np.full(64, np.nan, "<f4").tobytes(), bytes(256 * 1025)])
-
-
-@dataclass(frozen=True)
-class Later:
-    """A call built when its block is: it names block numbers or hashes of the chain then."""
-
-    kind: str
-    args: tuple[Any, ...] = ()
 
 
 def _terms() -> st.SearchStrategy[calls.LicenseTerms]:
@@ -273,13 +278,13 @@ CALLS: dict[type, st.SearchStrategy[Any]] = {
     ),
     calls.Vote: st.builds(calls.Vote, small, st.booleans()),
     calls.OpenRound: st.builds(Later, st.just("open_round"), st.tuples(model_ids, amounts, amounts, st.sampled_from([0, 1, 2]))),
-    calls.CommitUpdate: st.builds(
+    calls.CommitUpdate: st.builds(Later, st.just("fl_commit"), st.tuples(mostly([0, 1], [2]), st.sampled_from([None, 1]), st.booleans())) | st.builds(
         calls.CommitUpdate, small, st.just(bytes(32)), st.sampled_from([0, 4, 8]), st.sampled_from([0, 4]),
         st.sampled_from([b"", bytes(4 * 650)]), st.just(bytes(32)), st.sampled_from([(), (0, 0, 0)]), st.just(()), st.just(()),
         st.none() | dataset_ids,
     ),
     calls.ChallengeRound: st.builds(calls.ChallengeRound, small),
-    calls.RevealSegment: st.builds(calls.RevealSegment, small, small, st.just(b""), st.just(()), st.just(bytes(32)), st.just(()), st.just(b""), st.just(())),
+    calls.RevealSegment: st.builds(Later, st.just("fl_reveal"), st.tuples(mostly([0, 1], [2]), st.booleans())) | st.builds(calls.RevealSegment, small, small, st.just(b""), st.just(()), st.just(bytes(32)), st.just(()), st.just(b""), st.just(())),
     calls.CloseRound: st.builds(calls.CloseRound, small),
     calls.ProposeConfig: st.builds(
         calls.ProposeConfig,
@@ -330,6 +335,8 @@ def _materialize(chain, signer: Keypair, call: Any) -> Any:
         return calls.OpenRound(
             model, 0, (), 2, 2, _f32(0.5), 0, 1, 1, 1, 2, bond, pool, number + commit, number + commit + 2,
         )
+    if kind in ("fl_commit", "fl_reveal"):
+        return _federated(chain, signer, kind, *args)
     if kind == "equivocation":
         header = chain.best_header if args[0] else chain.get_header(chain.get_hash(1))
         other = msgspec.structs.replace(header, state_root=bytes(32))
@@ -355,6 +362,35 @@ def _materialize(chain, signer: Keypair, call: Any) -> Any:
         signed = sign_vote(voter, chain.genesis_hash, vote)
         return calls.NoteVotes((signed, signed) if mode == "twice" else (signed,))
     raise AssertionError(kind)
+
+
+def _federated(chain, signer: Keypair, kind: str, round_id: int, *rest: Any) -> Any:
+    """A participant's real commit to (or reveal of its first challenged segment in) round
+    ``round_id``: local training on the tiny data set's rows (``dataset`` 1 names them, so
+    its licence is paid); ``cheat``: the weights of another job (its transcript does not
+    re-run: the update is excluded when revealed). The call's own arguments when the round
+    is not there or not at that stage (it then fails on them)."""
+    state = chain.state.overlay()
+    info = federated.ROUNDS.get(state, round_id)
+    if info is None:
+        return calls.ChallengeRound(round_id)
+    spec = federated.get_spec(state, info)
+    base = models.get_weights(state, info.model, info.base_version)
+    rows = np.frombuffer(_tiny_rows(), dtype=federated.compute_row_dtype(spec))
+    x, y = np.ascontiguousarray(rows["x"]), rows["y"].astype(np.int32)
+    cheat = rest[-1]
+    job = federated.compute_job(info, spec, base, signer.public, x, y, round_id)
+    if cheat:  # a job with a learning rate other than the round's
+        job = dataclasses.replace(job, lr=float(job.lr) * 2)
+    result = ml_runtime.run_job(job)
+    leaves = federated.compute_row_leaves(spec, x, y)
+    if kind == "fl_commit":
+        commit = federated.compute_commit(round_id, ml_runtime.compute_merkle_root(leaves), len(leaves), len(leaves), result)
+        return msgspec.structs.replace(commit, dataset=rest[0])
+    challenged = federated.compute_challenged(info, signer.public)
+    if not challenged:
+        return calls.CloseRound(round_id)
+    return federated.compute_reveal(round_id, info, challenged[0], result, leaves, signer.public)
 
 
 def _validator(chain):
