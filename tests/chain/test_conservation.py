@@ -60,6 +60,7 @@ from chain import calls
 from chain.codec import MAX_BALANCE, decode
 from chain.crypto import Keypair
 from chain.errors import CodecError, InvalidTransaction, PoolError
+from chain.extrinsic import IMMORTAL, Era
 from chain.pallets import (
     assets,
     balances,
@@ -313,6 +314,8 @@ signed_call = st.tuples(
     st.sampled_from(range(len(SIGNERS))),
     st.one_of(*CALLS.values()),
     st.sampled_from([0] * 12 + [1, -1]),  # nonce offset: mostly right, sometimes ahead or stale
+    mostly([0], [1, 10**9, MAX_BALANCE]),  # tip
+    mostly([(0, 0)], [(0, 1), (5, 4), (-1, 4), (1, U32_MAX)]),  # era (birth relative to the block, period)
 )
 block_plan = st.tuples(st.lists(signed_call, max_size=10), st.lists(OVER_BOUNDS, max_size=1))
 
@@ -405,17 +408,19 @@ OUTCOMES: Counter[tuple[tuple[str, str], str]] = Counter()  # (call, error or "o
 ERROR = re.compile(r"^[a-z_]+\.[A-Z][A-Za-z]+: .+")
 
 
-def run_block(chain, follower, slot: int, plan: list[tuple[int, Any, int]], over_bounds: list[Any]) -> Any:
-    """Sign ``plan``'s calls (nonces from the state, offset as drawn), offer each to a pool
+def run_block(chain, follower, slot: int, plan: list[tuple[int, Any, int, int, tuple[int, int]]], over_bounds: list[Any]) -> Any:
+    """Sign ``plan``'s calls (nonces from the state, offset, tip and era as drawn), offer each to a pool
     (a refusal changes no state), build a block from all of them on ``chain``, import it on
     ``follower``; returns the built block."""
     state = chain.state.overlay()
     nonces: dict[bytes, int] = {}
     xts = []
-    for index, call, offset in plan:
+    number = chain.best_number + 1
+    for index, call, offset, tip, (birth, period) in plan:
         key = SIGNERS[index]
         nonce = nonces.get(key.public, balances.get_account(state, key.public).nonce)
-        xts.append(sign(chain, key, _materialize(chain, key, call), max(0, nonce + offset)))
+        era = Era(max(0, number + birth), period) if period else IMMORTAL
+        xts.append(sign(chain, key, _materialize(chain, key, call), max(0, nonce + offset), tip, era=era))
         if offset == 0:
             nonces[key.public] = nonce + 1
     pool = TransactionPool(_validator(chain))
