@@ -615,3 +615,32 @@ def test_a_federated_update_on_a_data_set_obeys_its_current_licence(dev_chain) -
     state = chain.state.overlay()
     assert balances.get_account(state, FERDIE.public).free == ferdie + paid
     assert licenses.USAGE_TOTAL.get(state, 0, licenses.NATIVE) == licenses.LicenseUsage(1, 40 * 16, paid)
+
+
+def test_a_licence_usage_total_past_a_balance_saturates_and_stays_readable(dev_chain) -> None:
+    """Dave pays himself for his own data set in an asset he minted the whole supply of:
+    each job moves nothing (trainer == provider) but adds 2^63-1 to the usage records. The
+    second job stored 2^64-2, which no reader decodes (every later job on the data set and
+    model then raised a CodecError instead of a dispatch error); the totals saturate."""
+    from test_pallets import Driver
+
+    chain = dev_chain
+    d = Driver(chain)
+    rows = _tiny_rows()[:260]
+    for call in (
+        calls.CreateAsset(9, 1), calls.MintAsset(9, DAVE.public, MAX_BALANCE),
+        calls.RegisterDataset("own", 64, "classification", 10, 1, ONE_ROW_ROOT, 0, ""), calls.AppendRows(1, 0, rows),
+        calls.SetDatasetLicense(1, calls.LicenseTerms(MAX_BALANCE, asset=9)),
+    ):
+        assert d.apply(DAVE, call).success
+    while chain.best_number < 5 + licenses.LICENSE_NOTICE_BLOCKS:
+        assert d.apply(DAVE, calls.Remark(b"")).success
+    train = calls.Train(0, 1, 1, 1, _f32(0.5), 0, 1)
+    for _ in range(3):
+        receipt = d.apply(DAVE, train)
+        assert receipt.success, receipt.error
+    state = chain.state.overlay()
+    currency = licenses.compute_currency(calls.LicenseTerms(0, asset=9))
+    assert licenses.USAGE.get(state, 1, 0, currency) == licenses.LicenseUsage(3, 3, MAX_BALANCE)
+    assert licenses.USAGE_TOTAL.get(state, 1, currency) == licenses.LicenseUsage(3, 3, MAX_BALANCE)
+    assert assets.get_balance(state, 9, DAVE.public) == MAX_BALANCE
