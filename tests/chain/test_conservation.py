@@ -644,3 +644,38 @@ def test_a_licence_usage_total_past_a_balance_saturates_and_stays_readable(dev_c
     assert licenses.USAGE.get(state, 1, 0, currency) == licenses.LicenseUsage(3, 3, MAX_BALANCE)
     assert licenses.USAGE_TOTAL.get(state, 1, currency) == licenses.LicenseUsage(3, 3, MAX_BALANCE)
     assert assets.get_balance(state, 9, DAVE.public) == MAX_BALANCE
+
+
+def test_two_data_sets_with_one_rows_root_are_each_read_with_its_own_schema(tmp_path) -> None:
+    """The same 260 bytes are one row of 64 features and a label, and one row of 63 features
+    and 2 regression targets: two data sets, one rows root. The decoded-rows cache was keyed
+    by the root alone, so a node that had read the first served its arrays for the second:
+    Bob's TRAIN on the second failed (InvalidJob) on the author, whose cache was warm, and
+    succeeded on an importer that had just started (cold): two state roots for one block."""
+    chain, follower = open_chain(tmp_path / "a"), open_chain(tmp_path / "b")
+    try:
+        rows = _tiny_rows()[:260]
+        plan = [
+            (DAVE, calls.RegisterDataset("as labels", 64, "classification", 10, 1, ONE_ROW_ROOT, 0, "")),
+            (DAVE, calls.AppendRows(1, 0, rows)),
+            (DAVE, calls.RegisterDataset("as targets", 63, "regression", 2, 1, ONE_ROW_ROOT, 0, "")),
+            (DAVE, calls.AppendRows(2, 0, rows)),
+            (BOB, calls.RegisterModel("linear", ml_runtime.ModelSpec("linear", 63, 2).encode(), bytes(32))),
+        ]
+        built = chain.build_block([sign(chain, key, call, n) for n, (key, call) in enumerate(plan[:4])] + [sign(chain, BOB, plan[4][1], 0)], ALICE, slot=1)
+        assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
+        follower.import_block(built.block)
+        train_a = sign(chain, BOB, calls.Train(0, 1, 1, 1, _f32(0.5), 0, 1), 1)  # reads data set 1's rows
+        follower.import_block(chain.build_block([train_a], ALICE, slot=2).block, LocalSource(chain.transcripts))
+        train_b = sign(chain, BOB, calls.Train(1, 2, 1, 1, _f32(0.5), 0, 1), 2)
+        built = chain.build_block([train_b], ALICE, slot=3)
+        (receipt,) = built.receipts
+        assert receipt.success, receipt.error
+        datasets._ROWS_CACHE.clear()  # the importer as a node that has just started
+        follower.import_block(built.block, LocalSource(chain.transcripts))
+        assert follower.state.root() == chain.state.root()
+        x, y = datasets.get_rows(chain.state.overlay(), 2)[1:]
+        assert x.shape == (1, 63) and y.dtype == np.float32 and y.shape == (1, 2)
+    finally:
+        chain.db.close()
+        follower.db.close()
