@@ -32,9 +32,13 @@ every block :func:`verify_invariants` checks, to the unit:
 
 Calls covered: all 44 in calls.CALL_NAMES (the test asserts it). TRAIN jobs are tiny (1-3
 steps of batch 1-4 on the 650-parameter digits softmax), so they run in every example.
-Federated commit/reveal carry no real local training (a participant's update needs a
-training run and Merkle paths per example): they reach their shape and proof checks only;
-open, challenge and close run for real (a round that fails returns its pool).
+Federated updates are real (2 local steps on the tiny data set's 8 rows, an honest and a
+cheating participant, reveals re-run by the chain); an update copied from another account
+and a participant that reveals an honest segment of a dishonest job are not generated.
+pol.report_fraud gets malformed proofs only (a real one needs a faulty author).
+
+The regression tests at the end are the violations found while building this, each shrunk
+to its calls.
 """
 
 from __future__ import annotations
@@ -48,9 +52,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fedkit
 import msgspec
 import numpy as np
 import pytest
+import test_pallets
 from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -595,25 +601,23 @@ def test_a_federated_update_on_a_data_set_obeys_its_current_licence(dev_chain) -
     """Ferdie licenses the dev digits (data set 0) to Charlie only, at 2,000 a row: Bob's
     update naming them is NotLicensed (it paid the registered 1,000 a row and was accepted),
     and Charlie's pays the licence's price, recorded as a TRAIN job's usage is."""
-    from fedkit import FERDIE, Driver, Participant, open_call, replace
-
     chain = dev_chain
-    d = Driver(chain)
+    d = fedkit.Driver(chain)
     terms = calls.LicenseTerms(2000, allowed="accounts", accounts=(CHARLIE.public,))
-    d.ok(FERDIE, calls.SetDatasetLicense(0, terms))
+    d.ok(fedkit.FERDIE, calls.SetDatasetLicense(0, terms))
     d.until(1 + licenses.LICENSE_NOTICE_BLOCKS)
-    d.ok(ALICE, open_call(min_updates=1, commit_deadline=chain.best_number + 5, reveal_deadline=chain.best_number + 20))
+    d.ok(ALICE, fedkit.open_call(min_updates=1, commit_deadline=chain.best_number + 5, reveal_deadline=chain.best_number + 20))
     x, y = ml_runtime.load_digits()
     state = chain.state.overlay()
-    ferdie = balances.get_account(state, FERDIE.public).free
-    error = d.fails(BOB, replace(Participant(BOB, x, y).train(chain, 0), dataset=0), "datasets.NotLicensed")
+    ferdie = balances.get_account(state, fedkit.FERDIE.public).free
+    error = d.fails(BOB, fedkit.replace(fedkit.Participant(BOB, x, y).train(chain, 0), dataset=0), "datasets.NotLicensed")
     assert "licensed to listed accounts only" in error
-    assert balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie
-    receipt = d.ok(CHARLIE, replace(Participant(CHARLIE, x, y).train(chain, 0), dataset=0))
+    assert balances.get_account(chain.state.overlay(), fedkit.FERDIE.public).free == ferdie
+    receipt = d.ok(CHARLIE, fedkit.replace(fedkit.Participant(CHARLIE, x, y).train(chain, 0), dataset=0))
     paid = 2000 * 40 * 16
     assert dict(next(e for e in receipt.events if e.name == "LicensePaid").args)["amount"] == paid
     state = chain.state.overlay()
-    assert balances.get_account(state, FERDIE.public).free == ferdie + paid
+    assert balances.get_account(state, fedkit.FERDIE.public).free == ferdie + paid
     assert licenses.USAGE_TOTAL.get(state, 0, licenses.NATIVE) == licenses.LicenseUsage(1, 40 * 16, paid)
 
 
@@ -622,10 +626,8 @@ def test_a_licence_usage_total_past_a_balance_saturates_and_stays_readable(dev_c
     each job moves nothing (trainer == provider) but adds 2^63-1 to the usage records. The
     second job stored 2^64-2, which no reader decodes (every later job on the data set and
     model then raised a CodecError instead of a dispatch error); the totals saturate."""
-    from test_pallets import Driver
-
     chain = dev_chain
-    d = Driver(chain)
+    d = test_pallets.Driver(chain)
     rows = _tiny_rows()[:260]
     for call in (
         calls.CreateAsset(9, 1), calls.MintAsset(9, DAVE.public, MAX_BALANCE),
