@@ -681,3 +681,30 @@ def test_two_data_sets_with_one_rows_root_are_each_read_with_its_own_schema(tmp_
     finally:
         chain.db.close()
         follower.db.close()
+
+
+def test_a_vote_locks_the_shares_it_votes_with_not_an_expired_locks_larger_amount(tmp_path) -> None:
+    """Bob votes with 800 shares, gives 300 away once that vote ends, votes again with his 500:
+    the new lock is 500. It kept the expired lock's 800 (the larger of each), so the 200
+    shares Alice then sends him could not move until the second vote ended (assets.Locked)."""
+    obj = msgspec.json.decode(msgspec.json.encode(dev_spec().to_json()))
+    obj["runtimeConfig"]["gov_voting_blocks"] = 10  # room for the transfers while the second vote runs
+    dev_chain = open_chain(tmp_path / "long votes", parse_chain_spec(obj, "long votes"))
+    d = test_pallets.Driver(dev_chain)
+    shares = assets.compute_shares_asset(0)
+    assert d.apply(ALICE, calls.ShareModel(0, 1000)).success
+    assert d.apply(ALICE, calls.TransferAsset(shares, BOB.public, 800)).success
+    assert d.apply(BOB, calls.ProposeInferencePrice(0, 1)).success  # proposal 0
+    assert d.apply(BOB, calls.Vote(0, True)).success
+    first = governance.get_proposal(dev_chain.state.overlay(), 0)
+    while dev_chain.best_number < first.ends:
+        assert d.apply(ALICE, calls.Remark(b"")).success
+    assert d.apply(BOB, calls.TransferAsset(shares, CHARLIE.public, 300)).success
+    assert d.apply(BOB, calls.ProposeInferencePrice(0, 2)).success  # proposal 1
+    assert d.apply(BOB, calls.Vote(1, False)).success
+    assert assets.LOCKS.get(dev_chain.state.overlay(), shares, BOB.public) == assets.AssetLock(500, governance.get_proposal(dev_chain.state.overlay(), 1).ends)
+    assert d.apply(ALICE, calls.TransferAsset(shares, BOB.public, 200)).success
+    receipt = d.apply(BOB, calls.TransferAsset(shares, CHARLIE.public, 200))
+    assert receipt.success, receipt.error
+    d.fails(BOB, calls.TransferAsset(shares, CHARLIE.public, 1), "assets.Locked")  # the 500 that voted stay locked
+    dev_chain.db.close()
