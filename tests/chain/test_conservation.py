@@ -37,8 +37,9 @@ cheating participant, reveals re-run by the chain); an update copied from anothe
 and a participant that reveals an honest segment of a dishonest job are not generated.
 pol.report_fraud gets malformed proofs only (a real one needs a faulty author).
 
-The regression tests at the end are the violations found while building this, each shrunk
-to its calls.
+The regression tests at the end are violations of these rules found while building this,
+by reading the pallets against them (the random runs, 9,000 examples, found none), each
+written as the shortest sequence of calls that shows it.
 """
 
 from __future__ import annotations
