@@ -70,10 +70,12 @@ class AssetLock(Wire, frozen=True):
 LOCKS = StorageMap("Assets", "Lock", AssetLock)  # (asset, account) -> lock
 
 
-def apply_lock(state: StateAccess, asset: int, who: bytes, amount: int, until: int) -> None:
-    """Lock ``amount`` until ``until``; an existing lock keeps the larger of each."""
+def apply_lock(state: StateAccess, asset: int, who: bytes, amount: int, until: int, now: int) -> None:
+    """Lock ``amount`` until ``until`` (in block ``now``); a lock still in force keeps the
+    larger of each. An expired one (:func:`get_locked` reads it as 0) is replaced: its amount,
+    what an earlier vote held, may exceed what ``who`` holds now."""
     old = LOCKS.get(state, asset, who)
-    if old is not None:
+    if old is not None and now < old.until:
         amount, until = max(amount, old.amount), max(until, old.until)
     LOCKS.apply_set(state, AssetLock(amount, until), asset, who)
 

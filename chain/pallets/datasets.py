@@ -94,8 +94,12 @@ def get_uploaded_rows(state: StateAccess, dataset_id: int, info: DatasetInfo) ->
     return b"".join(CHUNKS.get(state, dataset_id, first) or b"" for first in info.chunks)
 
 
-# Complete data sets never change, so their decoded rows are cached by content (rows root).
-_ROWS_CACHE: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+# Complete data sets never change, so their decoded rows are cached by content: the rows root
+# with the schema that decodes the rows. The root alone is not enough: it commits to the
+# rows' bytes, which other schemas read as other arrays (260 bytes are 64 features and a label,
+# or 63 features and 2 targets), and a cache is per node, so a hit that served another data
+# set's arrays made warm and cold nodes execute one block differently.
+_ROWS_CACHE: OrderedDict[tuple[bytes, str, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _ROWS_CACHE_SIZE = 8
 
 
@@ -114,14 +118,15 @@ def get_rows(state: StateAccess, dataset_id: int) -> tuple[DatasetInfo, np.ndarr
         raise DispatchError(
             PALLET, "Incomplete", f"data set {dataset_id} has {info.uploaded_rows} of {info.row_count} rows uploaded"
         )
-    cached = _ROWS_CACHE.get(info.rows_root)
+    key = (info.rows_root, info.kind, info.features, info.outputs)
+    cached = _ROWS_CACHE.get(key)
     if cached is not None:
-        _ROWS_CACHE.move_to_end(info.rows_root)
+        _ROWS_CACHE.move_to_end(key)
         return info, cached[0], cached[1]
     rows = np.frombuffer(get_uploaded_rows(state, dataset_id, info), dtype=compute_row_dtype(info))
     x = _immutable(rows["x"], np.float32)
     y = _immutable(rows["y"], np.int32 if info.kind == "classification" else np.float32)
-    _ROWS_CACHE[info.rows_root] = (x, y)
+    _ROWS_CACHE[key] = (x, y)
     if len(_ROWS_CACHE) > _ROWS_CACHE_SIZE:
         _ROWS_CACHE.popitem(last=False)
     return info, x, y

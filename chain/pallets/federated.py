@@ -95,7 +95,7 @@ from chain.calls import (
 from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.crypto import blake2_256
 from chain.errors import DispatchError
-from chain.pallets import balances, datasets, models, revenue, system
+from chain.pallets import balances, datasets, licenses, models, revenue, system
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 from ml_runtime import fedavg, transcript
@@ -465,7 +465,7 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
             ml_runtime.verify_merkle_proof(call.transcript_root, entry, path, count)
         except ml_runtime.ProofError as exc:
             raise _fail("BadTranscriptProof", f"{what} is not under the transcript root: {exc}") from None
-    license_paid = _apply_data_license(ctx, call, spec, info)
+    license_paid, currency = _apply_data_license(ctx, call, spec, info)
     balances.apply_hold(state, PALLET, ESCROW_ACCOUNT, who, info.bond, ctx.config.existential_deposit, "the bond")
     update = UpdateInfo(call.data_root, call.row_count, call.sample_count, last.weights_hash, call.transcript_root, call.losses, ctx.block.number)
     UPDATES.apply_set(state, update, call.round, who)
@@ -474,15 +474,22 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
         state, msgspec.structs.replace(info, participants=(*info.participants, who), total_samples=info.total_samples + call.sample_count), call.round,
     )
     if call.dataset is not None:
-        ctx.emit("training", "LicensePaid", dataset=call.dataset, provider=datasets.get_dataset(state, call.dataset).provider, amount=license_paid)
+        ctx.emit(
+            "training", "LicensePaid", dataset=call.dataset, provider=datasets.get_dataset(state, call.dataset).provider,
+            amount=license_paid, asset=currency,
+        )
     ctx.emit(PALLET, "UpdateCommitted", round=call.round, participant=who, samples=call.sample_count, transcript_root=call.transcript_root)
 
 
-def _apply_data_license(ctx: CallContext, call: CommitUpdate, spec: ml_runtime.ModelSpec, info: RoundInfo) -> int:
+def _apply_data_license(ctx: CallContext, call: CommitUpdate, spec: ml_runtime.ModelSpec, info: RoundInfo) -> tuple[int, int | None]:
     """If the update names a registered data set, check the rows are its rows (root and count)
-    and pay its provider price_per_row x rows used (local_steps x batch_size), as TRAIN does."""
+    and apply its licence to the rows used (local_steps x batch_size) as TRAIN does
+    (chain.pallets.licenses.apply_license): the terms in force at this block (who may train,
+    expiry, cap, price and currency) are checked, the provider paid, the usage recorded. The
+    registered price_per_row alone would ignore every licence its provider set since. Returns
+    what was paid and in which asset (None: POL), as TRAIN's LicensePaid event says."""
     if call.dataset is None:
-        return 0
+        return 0, None
     data = datasets.get_dataset(ctx.state, call.dataset)
     if not data.complete:
         raise _fail("DatasetMismatch", f"data set {call.dataset} is not completely uploaded")
@@ -491,9 +498,11 @@ def _apply_data_license(ctx: CallContext, call: CommitUpdate, spec: ml_runtime.M
         raise _fail("DatasetMismatch", f"data set {call.dataset} ({data.kind}, {data.features} features, {data.outputs} outputs) does not fit the model")
     if data.rows_root != call.data_root or data.row_count != call.row_count:
         raise _fail("DatasetMismatch", f"the committed rows are not data set {call.dataset}'s (its root and row count differ)")
-    amount = data.price_per_row * info.local_steps * info.batch_size
-    balances.apply_move(ctx.state, ctx.sender, data.provider, amount, ctx.config.existential_deposit)
-    return amount
+    amount, terms = licenses.apply_license(
+        ctx.state, call.dataset, data, ctx.sender, info.model, info.local_steps * info.batch_size, ctx.block.number,
+        ctx.config.existential_deposit,
+    )
+    return amount, terms.asset
 
 
 # --- challenge --------------------------------------------------------------------------------

@@ -141,7 +141,7 @@ def apply_vote(ctx: CallContext, call: calls.Vote) -> None:
     shares = assets.get_balance(state, asset, ctx.sender)
     if shares == 0:
         raise DispatchError(PALLET, "NotShareholder", f"no shares of model {proposal.model} to vote with")
-    assets.apply_lock(state, asset, ctx.sender, shares, proposal.ends)
+    assets.apply_lock(state, asset, ctx.sender, shares, proposal.ends, ctx.block.number)
     BALLOTS.apply_set(state, Ballot(call.aye, shares), call.proposal, ctx.sender)
     if call.aye:
         proposal = msgspec.structs.replace(proposal, ayes=proposal.ayes + shares)

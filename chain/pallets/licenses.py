@@ -21,7 +21,7 @@ recorded and readable by key, and counted in the totals).
 from __future__ import annotations
 
 from chain.calls import LicenseTerms, SetDatasetLicense
-from chain.codec import U32, Balance, BlockNumber, Wire
+from chain.codec import MAX_BALANCE, U32, Balance, BlockNumber, Wire
 from chain.crypto import blake2_256
 from chain.errors import DispatchError
 from chain.pallets import assets
@@ -34,6 +34,7 @@ PALLET = "datasets"
 LICENSE_NOTICE_BLOCKS = 10
 MAX_USAGE_ENTRIES = 256
 NATIVE = 0  # currency key of the native token; asset a is a + 1
+U32_MAX = 2**32 - 1
 
 
 class LicenseRecord(Wire, frozen=True):
@@ -113,9 +114,19 @@ def _apply_usage(state: StateAccess, dataset_id: int, model: int, currency: int,
         if len(index) < MAX_USAGE_ENTRIES:
             USAGE_INDEX.apply_set(state, (*index, (model, currency)), dataset_id)
         old = LicenseUsage()
-    USAGE.apply_set(state, LicenseUsage(old.jobs + 1, old.rows + rows, old.paid + paid), dataset_id, model, currency)
+    USAGE.apply_set(state, _compute_added(old, rows, paid), dataset_id, model, currency)
     total = USAGE_TOTAL.get(state, dataset_id, currency) or LicenseUsage()
-    USAGE_TOTAL.apply_set(state, LicenseUsage(total.jobs + 1, total.rows + rows, total.paid + paid), dataset_id, currency)
+    USAGE_TOTAL.apply_set(state, _compute_added(total, rows, paid), dataset_id, currency)
+
+
+def _compute_added(usage: LicenseUsage, rows: int, paid: int) -> LicenseUsage:
+    """``usage`` plus one job, each count saturating at its type's bound (then a lower bound).
+
+    Totals are not bounded by the supply: funds circulate, and a provider paying itself (its
+    own data set, trainer == provider) moves nothing yet adds the price. Unsaturated, a total
+    past 2^63-1 was stored as a value no reader decodes, and every later job on the data set
+    failed on reading it."""
+    return LicenseUsage(min(usage.jobs + 1, U32_MAX), min(usage.rows + rows, MAX_BALANCE), min(usage.paid + paid, MAX_BALANCE))
 
 
 def apply_set_license(ctx: CallContext, call: SetDatasetLicense) -> None:
