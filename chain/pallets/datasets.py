@@ -20,7 +20,7 @@ import msgspec
 import numpy as np
 
 import ml_runtime
-from chain.calls import AppendRows, RegisterDataset
+from chain.calls import MAX_ROWS_CHUNK, AppendRows, RegisterDataset
 from chain.codec import U32, AccountId, Balance, Hash32, Wire
 from chain.errors import DispatchError
 from chain.pallets.context import CallContext
@@ -158,6 +158,22 @@ def apply_new_dataset(state: StateAccess, info: DatasetInfo) -> int:
     return dataset_id
 
 
+def compute_max_chunks(info: DatasetInfo) -> int:
+    """How many chunks an upload of ``info``'s rows may take: twice what full chunks (as many
+    rows as fit in one AppendRows, ``MAX_ROWS_CHUNK`` bytes) need, plus 16.
+
+    The record lists every chunk's first row, and each append reads and writes it whole for a
+    weight that counts only the call's own rows: an upload one row at a time made the record
+    of a million-row data set megabytes long, each append dearer than the last (quadratic in
+    the rows), and a block of such appends ran for minutes. With the bound an upload's chunks
+    carry, on average, at least half a full chunk's rows, so the record is read and written at
+    most about twice per MiB of rows; the slack of 16 leaves small data sets free to upload in
+    small pieces.
+    """
+    per_chunk = max(1, MAX_ROWS_CHUNK // info.row_size)
+    return 2 * -(-info.row_count // per_chunk) + 16
+
+
 def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes) -> DatasetInfo:
     """Store one chunk of rows; on the last one, check the rows root. Returns the new info."""
     info = get_dataset(state, dataset_id)
@@ -176,6 +192,13 @@ def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes)
     count = len(rows) // info.row_size
     if first_row + count > info.row_count:
         raise DispatchError(PALLET, "TooManyRows", f"rows {first_row}..{first_row + count} exceed the {info.row_count} registered")
+    limit = compute_max_chunks(info)
+    if len(info.chunks) >= limit:
+        raise DispatchError(
+            PALLET, "TooManyChunks",
+            f"data set {dataset_id} is uploaded in at most {limit} chunks (twice what 1 MiB chunks "
+            "need, plus 16); restart from row 0 with larger chunks",
+        )
     decoded = np.frombuffer(rows, dtype=compute_row_dtype(info))
     if not np.isfinite(decoded["x"]).all() or (info.kind == "regression" and not np.isfinite(decoded["y"]).all()):
         raise DispatchError(PALLET, "MalformedRows", "rows hold a NaN or infinite value")

@@ -114,6 +114,31 @@ def _rows(n: int, d: int = 3, classes: int = 2, seed: int = 0) -> tuple[bytes, b
     return rows, datasets.compute_rows_root(rows, len(rows) // n)
 
 
+def test_a_data_set_is_uploaded_in_a_bounded_number_of_chunks(chain) -> None:
+    """Each AppendRows adds its first row to the data set's record, which every later append
+    reads and writes whole, for a weight that only counts the call's own rows: uploaded one
+    row at a time, the record of a million-row data set grew to megabytes, each append cost
+    more than the last and a block of them ran for minutes. At most twice the chunks that
+    full 1 MiB chunks need, plus 16, are taken; a restart from row 0 starts the count again."""
+    d = Driver(chain)
+    rows, root = _rows(40)
+    size = len(rows) // 40
+    assert d.apply(DAVE, calls.RegisterDataset("dribble", 3, "classification", 2, 40, root, 0, "")).success
+    did = 1
+    assert datasets.compute_max_chunks(datasets.get_dataset(chain.state.overlay(), did)) == 18  # 2 x 1 + 16
+    for first in range(18):
+        assert d.apply(DAVE, calls.AppendRows(did, first, rows[first * size : (first + 1) * size])).success
+    receipt = d.apply(DAVE, calls.AppendRows(did, 18, rows[18 * size : 19 * size]))
+    assert not receipt.success and receipt.error == (
+        "datasets.TooManyChunks: data set 1 is uploaded in at most 18 chunks (twice what 1 MiB chunks "
+        "need, plus 16); restart from row 0 with larger chunks"
+    ), receipt.error
+    assert datasets.get_dataset(chain.state.overlay(), did).uploaded_rows == 18
+    assert d.apply(DAVE, calls.AppendRows(did, 0, rows[: 20 * size])).success  # a restart counts afresh
+    assert d.apply(DAVE, calls.AppendRows(did, 20, rows[20 * size :])).success
+    assert datasets.get_dataset(chain.state.overlay(), did).complete
+
+
 def test_dataset_upload_in_chunks_with_root_check_and_restart(chain) -> None:
     d = Driver(chain)
     rows, root = _rows(10)
