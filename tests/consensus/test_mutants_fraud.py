@@ -29,3 +29,25 @@ def test_a_memoryview_decodes_like_bytes() -> None:
     with pytest.raises(InvalidFraudProof, match=r"^FraudProof: ") as caught:
         decode_fraud_proof(memoryview(b"\x01\x90"))
     assert caught.value.reason == "malformed"
+
+
+def test_a_forked_process_gets_its_own_rerun_pool() -> None:
+    """mutmut runs each mutant in a child forked from the process that ran the tests once,
+    and the re-run pool (ml_runtime.job.get_rerun_pool) is kept per process: the child
+    inherited a pool whose threads stayed in the parent, so the first re-run it submitted
+    waited forever and every mutant of compute_fraud_proof's helpers "timed out". A forked
+    child now makes its own pool on first use."""
+    import os
+
+    from ml_runtime.job import get_rerun_pool
+
+    assert get_rerun_pool(1).submit(int, "7").result(timeout=5) == 7  # the parent's pool, with its thread
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its re-run finishes
+        try:
+            ok = get_rerun_pool(1).submit(int, "8").result(timeout=5) == 8
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
