@@ -3,9 +3,15 @@ kill its mutants are tests/consensus/test_fraud_proofs.py (every field of a proo
 each refused with its reason; proofs against honest blocks; decoding bounds) and
 test_pol_verify.py (valid proofs of every fault kind, checked on another node).
 
-Last run (``rm -rf mutants && mutmut run --max-children 1 "consensus.pol*" "chain.fraud*"``):
-467 mutants, 464 killed, 3 survived. Survivors explained (equivalent mutants; ids from
-``mutmut results``):
+Last run (2026-11-29, after the "not_validator" rule; ``rm -rf mutants && mutmut run
+--max-children 2 "chain.fraud*"``): 476 mutants, 473 killed, 3 survived. Every mutant of
+the rule's lines in ``x_verify_fraud_proof`` is killed; the test that pins them is
+test_fraud_proofs.py::test_a_block_sealed_by_a_non_validator_proves_nothing (reason and
+the author named in the message). (The first run of this round hung on the mutants of
+compute_fraud_proof's helpers, their re-runs never starting, and was stopped: mutmut's
+forked children inherited the re-run pool without its threads, see
+test_a_forked_process_gets_its_own_rerun_pool.) Survivors explained (equivalent mutants;
+ids from ``mutmut results``):
 
 - ``x__verify_openings__mutmut_13``, ``_16``, ``_17``: ``zip(proof.openings, wanted,
   strict=True)`` with ``strict`` None, left out or False. The line before refuses a proof
