@@ -331,6 +331,17 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
+def _forget_pools() -> None:
+    """In a forked child: the pools' threads stayed in the parent, so a task submitted to
+    an inherited pool would never run (mutmut forks a child per mutant); make new ones."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
+
+
 def get_rerun_pool(threads: int) -> ThreadPoolExecutor:
     """The process's pool of ``threads`` threads for re-running segments, made on first use and
     kept (one per thread count asked for: in practice one, a thread a core).
