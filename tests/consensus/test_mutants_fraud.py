@@ -16,6 +16,16 @@ ids from ``mutmut results``):
 - ``x__verify_openings__mutmut_13``, ``_16``, ``_17``: ``zip(proof.openings, wanted,
   strict=True)`` with ``strict`` None, left out or False. The line before refuses a proof
   whose opening count is not ``len(wanted)`` ("bad_opening"), so the lengths never differ.
+
+Then ``_verify_latest_version`` (the start fault of a call naming no version is proven only
+against the latest version made before its block; ``mutmut run --max-children 2
+"chain.fraud.x__verify_latest_version*"``, 2026-11-29): 40 mutants, 39 killed by
+test_fraud_proofs.py::test_a_start_fault_cannot_be_framed_by_naming_an_older_version, 1
+survived:
+
+- ``x__verify_latest_version__mutmut_18``: ``made.block >= number`` instead of ``>`` in the
+  "made after the block" refusal. The line before has already refused ``made.block ==
+  number`` (made in the block itself), so the two conditions select the same versions.
 """
 
 from __future__ import annotations
