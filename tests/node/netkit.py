@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -30,6 +32,9 @@ from node.network.service import (
     NetworkHandlers,
     NetworkService,
 )
+
+if TYPE_CHECKING:
+    from node.service import NodeService
 
 GENESIS = b"\x47" * 32
 LOOPBACK = (Multiaddr("ip4", "127.0.0.1", 0),)
@@ -116,6 +121,19 @@ async def start_node(
     )
     await node.service.start()
     return node
+
+
+@asynccontextmanager
+async def running(service: NodeService) -> AsyncIterator[NodeService]:
+    """``service`` run on this event loop, yielded once it listens for peers; stopped (and
+    waited for) when the block ends."""
+    run = asyncio.create_task(service.run())
+    try:
+        await wait_for(lambda: service.network is not None and bool(service.network.listen_addresses))
+        yield service
+    finally:
+        service.request_stop()
+        await run
 
 
 async def wait_for(predicate, timeout: float = 5.0, what: str = "condition") -> None:

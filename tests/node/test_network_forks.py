@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
 
 from msgspec.structs import replace as struct_replace
-from netkit import FAST, start_node, wait_for
+from netkit import FAST, running, start_node, wait_for
 
 from chain import calls
 from chain.block import Block
@@ -43,19 +42,11 @@ BLOCK_TIME_MS = 500
 SPEC = load_chain_spec("local")
 
 
-@asynccontextmanager
-async def local_node(author: str | None = None, **network: object) -> AsyncIterator[NodeService]:
+def local_node(author: str | None = None, **network: object) -> AbstractAsyncContextManager[NodeService]:
     config = NodeConfig(
         chain="local", tmp=True, author=author, block_time_ms=BLOCK_TIME_MS, network=replace(FAST, **network),  # type: ignore[arg-type]
     )
-    service = NodeService(config, SPEC)
-    run = asyncio.create_task(service.run())
-    try:
-        await wait_for(lambda: service.network is not None and bool(service.network.listen_addresses))
-        yield service
-    finally:
-        service.request_stop()
-        await run
+    return running(NodeService(config, SPEC))
 
 
 def _is_fork(a: NodeService, b: NodeService) -> bool:

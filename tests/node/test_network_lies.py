@@ -9,13 +9,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
 
 import msgspec
-from netkit import FAST, Node, make_chain, start_node, wait_for
+from netkit import FAST, Node, make_chain, running, start_node, wait_for
 
 import node.service as node_service
 from chain import calls
@@ -40,17 +39,9 @@ from tests.forgery import forging_trainer
 ALICE = dev_keypair("Alice")  # the dev chain's validator
 
 
-@asynccontextmanager
-async def dev_node(network: NetworkConfig = FAST) -> AsyncIterator[NodeService]:
+def dev_node(network: NetworkConfig = FAST) -> AbstractAsyncContextManager[NodeService]:
     """A dev-chain node with no authoring key: it only imports what peers send."""
-    service = NodeService(NodeConfig(chain="dev", tmp=True, network=network), load_chain_spec("dev"))
-    run = asyncio.create_task(service.run())
-    try:
-        await wait_for(lambda: service.network is not None and bool(service.network.listen_addresses))
-        yield service
-    finally:
-        service.request_stop()
-        await run
+    return running(NodeService(NodeConfig(chain="dev", tmp=True, network=network), load_chain_spec("dev")))
 
 
 def real_blocks(path: Path, count: int, slot_ms: int) -> tuple[list[Block], bytes]:

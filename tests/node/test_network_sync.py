@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import msgspec
 import pytest
-from netkit import FAST, Node, make_chain, start_node, wait_for
+from netkit import FAST, Node, make_chain, running, start_node, wait_for
 
 from chain import calls
 from chain.block import Block
@@ -28,16 +28,8 @@ from node.network.sync import MAX_PENDING_TARGETS
 from node.service import NodeConfig, NodeService
 
 
-@asynccontextmanager
-async def dev_node(block_time_ms: int = 6000) -> AsyncIterator[NodeService]:
-    service = NodeService(NodeConfig(chain="dev", tmp=True, network=FAST, block_time_ms=block_time_ms), load_chain_spec("dev"))
-    run = asyncio.create_task(service.run())
-    try:
-        await wait_for(lambda: service.network is not None and bool(service.network.listen_addresses))
-        yield service
-    finally:
-        service.request_stop()
-        await run
+def dev_node(block_time_ms: int = 6000) -> AbstractAsyncContextManager[NodeService]:
+    return running(NodeService(NodeConfig(chain="dev", tmp=True, network=FAST, block_time_ms=block_time_ms), load_chain_spec("dev")))
 
 
 async def liar(service: NodeService, blocks: list[Block]) -> Node:
