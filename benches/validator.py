@@ -82,7 +82,6 @@ import ml_runtime
 from benches.runner import Context, Report, errorbars, fmt, summarize
 from chain import calls, signatures
 from chain.blockchain import Blockchain
-from chain.calls import MAX_ROWS_CHUNK
 from chain.codec import Wire, encode
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
@@ -262,7 +261,7 @@ def _setup(author: Blockchain, family: Family, rows: int) -> tuple[list[Any], in
         dataset = datasets.NEXT_DATASET_ID.get(state)
         todo.append(calls.RegisterDataset("bench-mnist-sized", MNIST_FEATURES, "classification", MNIST_CLASSES, rows,
                                           datasets.compute_rows_root(raw, row_size), 0, "synthetic (benchmark only)"))
-        per_chunk = MAX_ROWS_CHUNK // row_size
+        per_chunk = datasets.compute_chunk_rows(row_size)
         todo += [calls.AppendRows(dataset, first, raw[first * row_size:(first + per_chunk) * row_size])
                  for first in range(0, rows, per_chunk)]
     model = family.genesis_model

@@ -897,7 +897,7 @@ class _DatasetUpload:
             a.name, self.features, a.kind, a.outputs, self.count,
             datasets.compute_rows_root(self.rows, self.row_size), a.price_per_row, a.license,
         )]
-        per_chunk = max(1, calls.MAX_ROWS_CHUNK // self.row_size)
+        per_chunk = datasets.compute_chunk_rows(self.row_size)
         for first in range(0, self.count, per_chunk):
             out.append(calls.AppendRows(dataset_id, first, self.rows[first * self.row_size : (first + per_chunk) * self.row_size]))
         return out

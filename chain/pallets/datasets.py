@@ -158,6 +158,12 @@ def apply_new_dataset(state: StateAccess, info: DatasetInfo) -> int:
     return dataset_id
 
 
+def compute_chunk_rows(row_size: int) -> int:
+    """Rows of ``row_size`` bytes in a full chunk: as many as one AppendRows carries
+    (``MAX_ROWS_CHUNK`` bytes), at least one."""
+    return max(1, MAX_ROWS_CHUNK // row_size)
+
+
 def compute_max_chunks(info: DatasetInfo) -> int:
     """How many chunks an upload of ``info``'s rows may take: twice what full chunks (as many
     rows as fit in one AppendRows, ``MAX_ROWS_CHUNK`` bytes) need, plus 16.
@@ -170,8 +176,7 @@ def compute_max_chunks(info: DatasetInfo) -> int:
     most about twice per MiB of rows; the slack of 16 leaves small data sets free to upload in
     small pieces.
     """
-    per_chunk = max(1, MAX_ROWS_CHUNK // info.row_size)
-    return 2 * -(-info.row_count // per_chunk) + 16
+    return 2 * -(-info.row_count // compute_chunk_rows(info.row_size)) + 16
 
 
 def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes) -> DatasetInfo:
