@@ -121,6 +121,8 @@ MAX_INVALID_REASON_BYTES = 256
 #: Blocks whose signature checks Blockchain.start_signatures_ahead keeps started: the block a
 #: sync is importing and the next one.
 SIGNATURES_AHEAD = 2
+#: Fewer extrinsics than this are checked by the importing thread: not worth a hand-off.
+_MIN_HANDED_OFF = 64
 
 
 class _Receipts(msgspec.Struct, frozen=True, array_like=True):
@@ -247,7 +249,7 @@ class Blockchain:
         self._signature_pool = (
             ThreadPoolExecutor(signature_threads - 1, thread_name_prefix="signatures") if signature_threads > 1 else None
         )
-        self._ahead: list[tuple[Block, SignatureBatch]] = []  # started by start_signatures_ahead, oldest first
+        self._ahead: list[tuple[Block, SignatureBatch, list[bytes]]] = []  # started by start_signatures_ahead, oldest first
         self._ahead_lock = threading.Lock()
         self.state = StateDB(db)
         self.verifier: TranscriptVerifier = verifier or FullReexecution()
@@ -667,16 +669,17 @@ class Blockchain:
         self.verify_length(block)
         parent = self.verify_header(block.header)
         header = block.header
-        # The extrinsics root first, one hash over the body: a peer could send a real header
-        # with a body of its own (valid transfers, signed once, sent by every fresh identity)
-        # and have every signature checked and the whole body run before the roots differed.
-        raws = encode_versioned_each(block.body.extrinsics)  # each xt.encode()
-        _verify_equal("extrinsics root", compute_extrinsics_root(raws), header.extrinsics_root)
         # With signature threads, the signatures are checked on them while this thread
         # executes the block and computes its state root; all are checked, and a bad one is
         # reported first whatever else failed meanwhile, before the training is verified or
         # anything stored.
-        checks = self._start_signature_checks(block)
+        ahead = self._claim_ahead(block)
+        if ahead is None:
+            raws = self._verify_extrinsics_root(block)
+            pool = self._signature_pool_for(block)
+            checks = None if pool is None else self._new_signature_checks(block, pool, wait=True)
+        else:
+            checks, raws = ahead  # the root was matched when they were started
         try:
             overlay, info, receipts = self.execute_body(block, raws, check_signatures=checks is None)
             commit = self.state.compute_commit(overlay)
@@ -824,20 +827,30 @@ class Blockchain:
         except InvalidTransaction as exc:
             raise BlockError(f"extrinsic #{bad}: {exc}") from None
 
-    def _start_signature_checks(self, block: Block) -> SignatureBatch | None:
-        """With ``signature_threads`` > 1, start checking the block's signatures on the pool's
-        threads while this thread executes the block (None: check them here, first); or
-        claim the checks :meth:`start_signatures_ahead` started for this very block.
+    def _verify_extrinsics_root(self, block: Block) -> list[bytes]:
+        """The extrinsics' encodings, once their root matches the header's (BlockError if not).
+
+        Checked before anything else in the body, one hash over it: a peer could send a real
+        header with a body of its own (valid transfers, signed once, sent by every fresh
+        identity) and have every signature checked and the whole body run before the roots
+        differed."""
+        raws = encode_versioned_each(block.body.extrinsics)  # each xt.encode()
+        _verify_equal("extrinsics root", compute_extrinsics_root(raws), block.header.extrinsics_root)
+        return raws
+
+    def _claim_ahead(self, block: Block) -> tuple[SignatureBatch, list[bytes]] | None:
+        """The signature checks :meth:`start_signatures_ahead` started for this very block,
+        with its extrinsics' encodings (their root already matched), taken out; or None.
 
         The pool's threads verify without the GIL (chain.signatures), so they run while this
         thread runs the runtime and computes the roots; then this thread verifies what they
         have not reached, so no core idles whichever side is slower."""
         with self._ahead_lock:
-            for k, (started, checks) in enumerate(self._ahead):
+            for k, (started, checks, raws) in enumerate(self._ahead):
                 if started is block:
                     del self._ahead[k]
-                    return checks
-        return self._new_signature_checks(block, wait=True)
+                    return checks, raws
+        return None
 
     def start_signatures_ahead(self, block: Block | None) -> None:
         """Start checking ``block``'s signatures on the signature threads now, before its import.
@@ -850,30 +863,36 @@ class Blockchain:
         (the one being imported and the next): a further call cancels the oldest checks no
         import claimed, and ``None`` cancels all. No effect with one signature thread, a small
         block or a block already started. Bounded: two blocks' signatures, which their
-        imports would verify anyway."""
-        dropped: list[tuple[Block, SignatureBatch]] = []
+        imports would verify anyway. The extrinsics root is matched first, as the import
+        does (a body that is not its header's starts nothing), and its import reuses it."""
+        dropped: list[tuple[Block, SignatureBatch, list[bytes]]] = []
         with self._ahead_lock:
             if block is None:
                 dropped, self._ahead = self._ahead, []
-            elif any(started is block for started, _ in self._ahead):
+            elif any(started is block for started, _, _ in self._ahead):
                 return
-        if block is not None:
-            checks = self._new_signature_checks(block, wait=False)
-            if checks is None:
-                return
+        pool = None if block is None else self._signature_pool_for(block)
+        if block is not None and pool is not None:
+            try:
+                raws = self._verify_extrinsics_root(block)
+            except BlockError:
+                return  # its import gives the reason
+            checks = self._new_signature_checks(block, pool, wait=False)
             with self._ahead_lock:
-                self._ahead.append((block, checks))
+                self._ahead.append((block, checks, raws))
                 while len(self._ahead) > SIGNATURES_AHEAD:
                     dropped.append(self._ahead.pop(0))
-        for _, checks in dropped:
+        for _, checks, _ in dropped:
             checks.cancel()
 
-    def _new_signature_checks(self, block: Block, *, wait: bool) -> SignatureBatch | None:
-        extrinsics = block.body.extrinsics
-        if self._signature_pool is None or len(extrinsics) < 64:  # small blocks: not worth a hand-off
-            return None
-        checks = SignatureBatch(extrinsics, self.genesis_hash, self.runtime.spec_version)
-        checks.start(self._signature_pool, self.signature_threads - 1, wait=wait)
+    def _signature_pool_for(self, block: Block) -> ThreadPoolExecutor | None:
+        """The signature threads, if the block's signatures go to them: there are some, and
+        the block is not so small that a hand-off would cost more than it saves."""
+        return self._signature_pool if len(block.body.extrinsics) >= _MIN_HANDED_OFF else None
+
+    def _new_signature_checks(self, block: Block, pool: ThreadPoolExecutor, *, wait: bool) -> SignatureBatch:
+        checks = SignatureBatch(block.body.extrinsics, self.genesis_hash, self.runtime.spec_version)
+        checks.start(pool, self.signature_threads - 1, wait=wait)
         return checks
 
     # --- finality ----------------------------------------------------------------------------

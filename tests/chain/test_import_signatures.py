@@ -158,8 +158,9 @@ def test_signature_threads_verify_while_the_importing_thread_holds_the_gil(tmp_p
     held = time.perf_counter()
     sum(range(n))
     held = time.perf_counter() - held
-    checks = validator._start_signature_checks(built)
-    assert checks is not None
+    pool = validator._signature_pool_for(built)
+    assert pool is not None
+    checks = validator._new_signature_checks(built, pool, wait=True)
     # Once the worker is past its Python prologue (start() waits for that only 10 ms, which a
     # loaded machine may not grant), the hold must not stop it.
     deadline = time.monotonic() + 10
@@ -292,6 +293,37 @@ def test_checks_started_ahead_are_claimed_only_by_the_block_they_checked(tmp_pat
     validator.db.close()
 
 
+def test_a_body_that_is_not_its_headers_starts_no_checks_ahead(tmp_path: Path, built: Block, monkeypatch) -> None:
+    # A range response may pair a real header with a body of the peer's own (valid
+    # signatures by throwaway keys): its extrinsics root is matched before any signature
+    # is handed to the threads, as the import itself does.
+    validator = _open(tmp_path / "v", 2)
+    genesis_root = validator.state.root()
+    xts = list(built.body.extrinsics)
+    xts[7] = sign(validator, ALICE, calls.Transfer(BOB.public, 10**6), 7)  # validly signed, not the header's
+    swapped = Block(built.header, Body(tuple(xts), built.body.results))
+    started: list[SignatureBatch] = []
+    monkeypatch.setattr(blockchain_module, "SignatureBatch", lambda *a: started.append(SignatureBatch(*a)) or started[-1])
+    validator.start_signatures_ahead(swapped)
+    assert validator._ahead == [] and started == []
+    with pytest.raises(BlockError, match=r"^extrinsics root mismatch"):
+        validator.import_block(swapped)
+    assert started == [] and validator.state.root() == genesis_root
+    validator.db.close()
+
+
+def test_a_block_started_ahead_hashes_its_extrinsics_once(tmp_path: Path, built: Block, monkeypatch) -> None:
+    validator = _open(tmp_path / "v", 2)
+    roots: list[int] = []
+    real = blockchain_module.compute_extrinsics_root
+    monkeypatch.setattr(blockchain_module, "compute_extrinsics_root", lambda raws: roots.append(len(raws)) or real(raws))
+    validator.start_signatures_ahead(built)
+    validator.import_block(built)
+    assert roots == [len(built.body.extrinsics)]  # at the start, not again by the import
+    assert validator.state.root() == built.header.state_root
+    validator.db.close()
+
+
 def test_checks_no_import_claimed_are_cancelled_beyond_two_blocks(tmp_path: Path, built: Block) -> None:
     validator = _open(tmp_path / "v", 2)
     others = [_with_bad_signature(built, i) for i in (5, 6)]
@@ -300,14 +332,14 @@ def test_checks_no_import_claimed_are_cancelled_beyond_two_blocks(tmp_path: Path
     first = validator._ahead[0][1]
     assert len(validator._ahead) == 1
     validator.start_signatures_ahead(others[0])
-    assert [b for b, _ in validator._ahead] == [built, others[0]]
+    assert [b for b, *_ in validator._ahead] == [built, others[0]]
     assert not (first._progress[:, 1] == first._bounds[:, 0]).all()  # still running
     validator.start_signatures_ahead(others[1])  # a third: the oldest is cancelled
-    assert [b for b, _ in validator._ahead] == others
+    assert [b for b, *_ in validator._ahead] == others
     assert (first._progress[:, 1] == first._bounds[:, 0]).all()  # its worker stops at its next signature
     validator.start_signatures_ahead(Block(built.header, Body(built.body.extrinsics[:10], ())))
     assert len(validator._ahead) == 2  # a small block: checked by its import, nothing started
-    kept = [c for _, c in validator._ahead]
+    kept = [c for _, c, _ in validator._ahead]
     validator.start_signatures_ahead(None)
     assert validator._ahead == [] and all((c._progress[:, 1] == c._bounds[:, 0]).all() for c in kept)
     validator.import_block(built)
