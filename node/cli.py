@@ -21,8 +21,10 @@ import os
 import re
 import resource
 import secrets
+import select
 import shutil
 import signal
+import socket
 import struct
 import sys
 import tempfile
@@ -117,6 +119,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"Error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe or socket whose reader is gone: Linux reports POLLERR on the
+    write end of a pipe with no readers (pipe_poll), POLLHUP/POLLERR on a shut socket."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Arguments that are not UTF-8 arrive as surrogate escapes; echoing them must not crash.
     for stream in (sys.stdout, sys.stderr):
@@ -134,7 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     install_repeat_filter([handler])
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
+        return code
+    except BrokenPipeError as exc:
+        if not _stdout_closed():  # a socket's EPIPE: one line, as every OSError
+            print(f"Error: {exc}", file=sys.stderr)
+            return 1
+        # The reader of stdout went away (`polchain query block 1 | head`). Python ignores
+        # SIGPIPE, so the write raised; stop quietly with the status SIGPIPE gives (128 + 13),
+        # and point stdout at /dev/null so the flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (
         CliError, cli_fl.FlError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError,
         PolSecretError, OSError,
@@ -497,6 +521,12 @@ def run_node(args: argparse.Namespace) -> int:
     if args.rpc_cors:
         cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())
     spec = load_chain_spec(chain)
+    # Refused before the kernels compile and before anything is written under the base path.
+    if not args.tmp and args.base_path is not None:
+        with contextlib.ExitStack() as probe:
+            _lock_database(compute_db_path(args.base_path, spec.id), probe, "another running node")
+    rpc_host = "0.0.0.0" if args.rpc_external else "127.0.0.1"
+    _require_free_port("JSON-RPC", rpc_host, args.rpc_port, "--rpc-port")
     _warn_rpc_exposure(args.rpc_external, args.rpc_methods, args.rpc_port)
     if author is not None and Keypair.from_uri(author).public not in compute_validators(spec):
         log.warning("%s is not a validator of chain %r: this node will not author blocks", author, spec.id)
@@ -514,7 +544,7 @@ def run_node(args: argparse.Namespace) -> int:
         config = NodeConfig(
             chain=chain, base_path=base, tmp=False,
             name=args.name, author=author, block_time_ms=args.block_time, instant_seal=args.instant_seal,
-            rpc_host="0.0.0.0" if args.rpc_external else "127.0.0.1", rpc_port=args.rpc_port,
+            rpc_host=rpc_host, rpc_port=args.rpc_port,
             rpc_methods=args.rpc_methods, rpc_cors=cors, rpc_max_connections=args.rpc_max_connections,
             rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
             rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
@@ -541,6 +571,37 @@ def run_node(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGTERM, _interrupt)  # the closed loop reset it to the default
     return 0
+
+
+def _lock_database(db: Path, held: contextlib.ExitStack, holder: str) -> None:
+    """Take LevelDB's own lock, an fcntl lock on ``<db>/LOCK`` (util/env_posix.cc LockFile),
+    for as long as ``held`` lasts; a CliError naming ``holder`` if another process holds it.
+    A node and purge-chain check it first, so the refusal is one plain line (plyvel says
+    "b'IO error: lock …/LOCK: Resource temporarily unavailable'") given before any work."""
+    if not (db / "LOCK").is_file():
+        return
+    lock = held.enter_context((db / "LOCK").open("a"))
+    try:
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        advice = "stop the node first" if holder == "a running node" else "stop that node or choose another --base-path"
+        raise CliError(f"{db} is in use by {holder} (its LOCK is held): {advice}") from None
+
+
+def _require_free_port(what: str, host: str, port: int, flag: str) -> None:
+    """Refuse a port another process listens on, before the node compiles or writes anything
+    (the server's own bind failed only after both, as "[Errno 98] error while attempting to
+    bind on address …"). The probe binds as aiohttp's server does (SO_REUSEADDR), so it
+    refuses what the server would; port 0 is any free port."""
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise CliError(f"cannot serve {what} on {host}:{port}: {reason} (another node? choose another {flag})") from None
 
 
 def raise_open_file_limit() -> None:
@@ -698,8 +759,10 @@ async def _start_metrics(config: NodeConfig, service: NodeService) -> MetricsSer
 
 # --- key ----------------------------------------------------------------------------------------
 def _key_info(pair: Keypair | None, public: bytes, secret: str | None) -> dict[str, Any]:
+    # subkey's labels (sc-cli print_from_uri): a bare phrase is a "secret phrase"; with
+    # //junctions or ///password, or a 0x seed, it is a secret URI.
     info = {
-        "secretPhrase": secret if secret is not None and not secret.startswith(("/", "0x")) else None,
+        "secretPhrase": secret if secret is not None and "/" not in secret and not secret.startswith("0x") else None,
         "secretSeed": "0x" + pair.seed.hex() if pair else None,
         "publicKey": "0x" + public.hex(),
         "accountId": "0x" + public.hex(),
@@ -754,15 +817,10 @@ def run_purge_chain(args: argparse.Namespace) -> int:
         print(f"{db} does not exist; nothing to purge", file=sys.stderr)
         return 0
     with contextlib.ExitStack() as held:
-        # LevelDB holds an fcntl lock on <db>/LOCK while the database is open; it is taken
-        # here, and kept through the deletion, so that a running node's database (which it
-        # would go on writing into unlinked files) is refused, and no node opens it meanwhile.
-        if (db / "LOCK").is_file():
-            lock = held.enter_context((db / "LOCK").open("a"))
-            try:
-                fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise CliError(f"{db} is in use by a running node (its LOCK is held): stop the node first") from None
+        # LevelDB's lock is taken here, and kept through the deletion, so that a running
+        # node's database (which it would go on writing into unlinked files) is refused,
+        # and no node opens it meanwhile.
+        _lock_database(db, held, "a running node")
         if not args.y:
             if not sys.stdin.isatty():
                 raise CliError("refusing to delete without a terminal to ask; pass -y")
@@ -910,7 +968,9 @@ def _read_dataset(args: argparse.Namespace) -> _DatasetUpload:
     0.7 or 4294967296 would otherwise be truncated or wrapped silently by the u32 cast.
     """
     where = str(args.csv)
-    if args.csv.exists() and not args.csv.is_file():  # /dev/zero, a pipe: one endless line, all memory
+    if not args.csv.exists():  # numpy's message names the file again: "rows.csv: rows.csv not found."
+        raise CliError(f"{where}: no such file")
+    if not args.csv.is_file():  # /dev/zero, a pipe: one endless line, all memory
         raise CliError(f"{where}: not a regular file")
     try:
         table = np.loadtxt(args.csv, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")

@@ -51,6 +51,7 @@ import fcntl
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -537,8 +538,20 @@ async def stop_nodes(nodes: list[NodeStatus], timeout: float, say: Any) -> bool:
             say(f"{n.plan.name} (pid {n.proc.pid}) exited with status {n.proc.returncode}; see {n.plan.log_path}")
             clean = False
         else:
-            say(f"{n.plan.name} (pid {n.proc.pid}) stopped at best {_fmt(n.best)}")
+            say(f"{n.plan.name} (pid {n.proc.pid}) stopped at best {_fmt(read_stopped_at(n.plan.log_path, n.best))}")
     return clean
+
+
+STOPPED_AT = re.compile(r"Shut down cleanly at block #(\d+)")
+
+
+def read_stopped_at(log_path: Path, polled: int | None) -> int | None:
+    """The block a node stopped at, from the last line it logs ("Shut down cleanly at block
+    #N", node/cli.py); ``polled`` (the last status poll) if that line is missing. The poll is
+    up to ``--interval`` old, and a node finishes the block in progress after SIGINT, so the
+    poll alone named a head the node had already passed."""
+    found = STOPPED_AT.findall(_tail(log_path))
+    return int(found[-1]) if found else polled
 
 
 def _tail(path: Path, lines: int = 5) -> str:
