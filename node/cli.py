@@ -175,26 +175,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run a node")
     node.add_argument("--dev", action="store_true", help="dev chain: --chain dev --alice --tmp (unless --base-path)")
-    node.add_argument("--chain", default=None, help="dev, local, or a chain spec JSON path")
-    node.add_argument("--base-path", "-d", type=Path, default=None)
+    node.add_argument("--chain", default=None, help="dev, local, or a chain spec JSON path (default: local; dev with --dev)")
+    node.add_argument("--base-path", "-d", type=Path, default=None,
+                      help="where the chain's database, keystore and network key live (default: a temporary one, as --tmp)")
     node.add_argument("--tmp", action="store_true", help="a temporary database, deleted at exit")
-    node.add_argument("--name", type=_node_name, default="polchain-node")
-    node.add_argument("--validator", action="store_true")
+    node.add_argument("--name", type=_node_name, default="polchain-node", help="1..63 characters (default polchain-node)")
+    node.add_argument("--validator", action="store_true", help="author blocks; needs a key (--alice .. --ferdie or --key)")
     for who in DEV_ACCOUNTS:
         node.add_argument(f"--{who.lower()}", action="store_true", help=f"author with //{who} (implies --validator)")
     node.add_argument("--key", default=None, metavar="URI", help="author with this secret URI, e.g. //Validator7")
-    node.add_argument("--block-time", type=_positive, default=6000, metavar="MS")
+    node.add_argument("--block-time", type=_positive, default=6000, metavar="MS", help="Aura slot duration (default 6000)")
     node.add_argument("--instant-seal", action="store_true", help="author a block as soon as the pool holds something")
-    node.add_argument("--rpc-port", type=_port, default=9944)
+    node.add_argument("--rpc-port", type=_port, default=9944, metavar="PORT", help="JSON-RPC over HTTP and WebSocket (default 9944)")
     node.add_argument("--rpc-external", action="store_true", help="listen on all interfaces")
-    node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto")
+    node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto",
+                      help="auto (default): unsafe methods on localhost only, as in Substrate")
     node.add_argument("--rpc-cors", default=None, help="'all' or a comma-separated list of origins")
-    node.add_argument("--rpc-max-connections", type=_positive, default=100)
-    node.add_argument("--rpc-max-request-size", type=_positive, default=15, metavar="MB")
-    node.add_argument("--rpc-max-response-size", type=_positive, default=15, metavar="MB")
-    node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024)
-    node.add_argument("--rpc-max-http-connections", type=_positive, default=DEFAULT_MAX_HTTP_CONNECTIONS,
-                      help="open connections other than WebSockets; over it the longest idle one is closed")
+    node.add_argument("--rpc-max-connections", type=_positive, default=100, metavar="N",
+                      help="open WebSockets (default 100); when full the least recently active idle one is closed")
+    node.add_argument("--rpc-max-request-size", type=_positive, default=15, metavar="MB", help="default 15")
+    node.add_argument("--rpc-max-response-size", type=_positive, default=15, metavar="MB", help="default 15")
+    node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024, metavar="N", help="default 1024")
+    node.add_argument("--rpc-max-http-connections", type=_positive, default=DEFAULT_MAX_HTTP_CONNECTIONS, metavar="N",
+                      help=f"open connections other than WebSockets (default {DEFAULT_MAX_HTTP_CONNECTIONS}); "
+                           "over it the longest idle one is closed")
     node.add_argument("--rpc-header-timeout", type=_seconds, default=DEFAULT_HEADER_TIMEOUT, metavar="SECS",
                       help="a connection must send a complete request head this soon after opening or its last response")
     node.add_argument("--rpc-ws-ping-interval", type=_seconds, default=DEFAULT_WS_PING_INTERVAL, metavar="SECS",
@@ -209,12 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--reserved-nodes", nargs="*", action="extend", default=[], metavar="MULTIADDR",
                       help="peers always kept connected (repeatable)")
     node.add_argument("--reserved-only", action="store_true", help="connect to reserved nodes only")
-    node.add_argument("--in-peers", type=_u32, default=32, help="inbound peer slots")
-    node.add_argument("--out-peers", type=_u32, default=8, help="outbound peer slots")
+    node.add_argument("--in-peers", type=_u32, default=32, metavar="N", help="inbound peer slots (default 32)")
+    node.add_argument("--out-peers", type=_u32, default=8, metavar="N", help="outbound peer slots (default 8)")
     node.add_argument("--node-key", default=None, metavar="HEX", help="the p2p ed25519 secret key (64 hex digits)")
-    node.add_argument("--node-key-file", type=Path, default=None,
+    node.add_argument("--node-key-file", type=Path, default=None, metavar="PATH",
                       help="file with the p2p secret key (default: generated under the base path)")
-    node.add_argument("--prometheus-port", type=_port, default=None, help=f"metrics port (default {PROMETHEUS_PORT})")
+    node.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
+                      help=f"metrics port (default {PROMETHEUS_PORT}; if that one is taken the node runs without metrics)")
     node.add_argument("--prometheus-external", action="store_true", help="serve metrics on all interfaces")
     node.add_argument("--no-prometheus", action="store_true", help="serve no metrics")
     node.add_argument("--pol", choices=POL_MODES, default="sampled",
@@ -226,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--signature-threads", type=_signature_threads, default=DEFAULT_SIGNATURE_THREADS, metavar="N",
                       help="threads that check a block's signatures on import, the importing one included (1: "
                            f"all on it, before the block runs; default {DEFAULT_SIGNATURE_THREADS}: one a core)")
-    node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
+    node.add_argument("--log", "-l", type=_log_level, default="info", metavar="LEVEL",
+                      help="log level: error, warn, info (default), debug (trace = debug)")
     node.add_argument("--byzantine", type=_byzantine, default=None, metavar="MODE",
                       help="misbehave on purpose, for tests and the devnet: forge-training=F (0 < F <= 1), "
                       "withhold-checkpoints or equivocate (node/byzantine.py)")
@@ -245,13 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         k.set_defaults(run=fn)
 
     spec = sub.add_parser("build-spec", help="print a chain spec")
-    spec.add_argument("--chain", default="dev")
+    spec.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
     spec.add_argument("--raw", action="store_true", help="the genesis storage instead of the readable config")
     spec.set_defaults(run=run_build_spec)
 
     purge = sub.add_parser("purge-chain", help="delete a chain's database")
-    purge.add_argument("--base-path", "-d", type=Path, required=True)
-    purge.add_argument("--chain", default="dev")
+    purge.add_argument("--base-path", "-d", type=Path, required=True, help="the node's --base-path")
+    purge.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
     purge.add_argument("-y", action="store_true", help="do not ask")
     purge.set_defaults(run=run_purge_chain)
 
@@ -308,7 +314,7 @@ def _query(sub: Any, name: str) -> argparse.ArgumentParser:
     caller sets, unless it sets its own ``run``."""
     q: argparse.ArgumentParser = sub.add_parser(name)
     q.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
-    q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer")
+    q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer (default 30)")
     q.set_defaults(run=run_rpc_query)
     return q
 
@@ -333,13 +339,13 @@ def run_rpc_query(args: argparse.Namespace) -> int:
 def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name)
     p.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
-    p.add_argument("--signer", type=_text, default="//Alice", help="secret URI of the signer")
-    p.add_argument("--tip", type=_balance, default=0)
+    p.add_argument("--signer", type=_text, default="//Alice", help="secret URI of the signer (default //Alice)")
+    p.add_argument("--tip", type=_balance, default=0, help="planck added to the fee for priority (default 0)")
     p.add_argument("--nonce", type=_u32, default=None, help="default: system_accountNextIndex")
     p.add_argument("--no-wait", action="store_true", help="return once the pool accepted it")
     p.add_argument("--sign-only", action="store_true", help="print the signed extrinsic as 0x-hex; submit nothing")
     p.add_argument("--output-type", choices=("text", "json"), default="text")
-    p.add_argument("--timeout", type=_seconds, default=120.0, help="seconds to wait for the node and for the block")
+    p.add_argument("--timeout", type=_seconds, default=120.0, help="seconds to wait for the node and for the block (default 120)")
     p.set_defaults(run=run_tx)
     return p
 
@@ -516,7 +522,7 @@ def run_node(args: argparse.Namespace) -> int:
     if args.dev and author is None:
         author = "//Alice"
     if args.validator and author is None:
-        raise CliError("--validator needs a key: use one of --alice .. --ferdie")
+        raise CliError("--validator needs a key: use one of --alice .. --ferdie, or --key URI")
     cors: tuple[str, ...] | str | None = None
     if args.rpc_cors:
         cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())
@@ -843,9 +849,20 @@ def _node_errors(url: str, timeout: float) -> Iterator[None]:
     try:
         yield
     except RpcTransportError as exc:
-        raise CliError(f"no answer from a node at {url} (is `polchain node` running there?): {exc.data or exc}") from None
+        raise CliError(f"no answer from a node at {url} (is `polchain node` running there?): {_transport_reason(exc)}") from None
     except TimeoutError:
         raise CliError(f"the node at {url} did not answer within --timeout {timeout:g} s") from None
+
+
+def _transport_reason(exc: RpcTransportError) -> str:
+    """Why no answer came: the socket error's own words ("Connection refused") where one is
+    behind it, not aiohttp's repr of its connection key; else the client's description."""
+    cause: BaseException | None = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno)
+        cause = cause.__cause__
+    return str(exc.data or exc)
 
 
 async def _tx_main(args: argparse.Namespace) -> int:

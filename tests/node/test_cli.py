@@ -686,3 +686,13 @@ def test_a_rows_file_that_does_not_exist_is_named_once(tmp_path, capsys) -> None
                  "classification", "--outputs", "2", "--csv", str(missing), "--sign-only"])
     assert code == 1
     assert capsys.readouterr().err == f"Error: {missing}: no such file\n"
+
+
+@pytest.mark.parametrize("argv", [["query", "model", "0"], ["tx", "transfer", "--dest", "//Bob", "--value", "1"]])
+def test_no_node_at_the_url_is_said_plainly(argv: list[str], capsys) -> None:
+    # It ended in aiohttp's repr: "ClientConnectorError(ConnectionKey(host='127.0.0.1', port=9944,
+    # is_ssl=False, ssl=True, proxy=None, proxy_auth=None, …), ConnectionRefusedError(111, …))"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main([*argv, "--rpc", url]) == 1
+    assert capsys.readouterr().err == (
+        f"Error: no answer from a node at {url} (is `polchain node` running there?): Connection refused\n")
