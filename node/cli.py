@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     node = sub.add_parser("node", help="run a node")
     node.add_argument("--dev", action="store_true", help="dev chain: --chain dev --alice --tmp (unless --base-path)")
     node.add_argument("--chain", default=None, help="dev, local, or a chain spec JSON path (default: local; dev with --dev)")
-    node.add_argument("--base-path", "-d", type=Path, default=None,
+    node.add_argument("--base-path", "-d", type=_path, default=None,
                       help="where the chain's database, keystore and network key live (default: a temporary one, as --tmp)")
     node.add_argument("--tmp", action="store_true", help="a temporary database, deleted at exit")
     node.add_argument("--name", type=_node_name, default="polchain-node", help="1..63 characters (default polchain-node)")
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     spec.set_defaults(run=run_build_spec)
 
     purge = sub.add_parser("purge-chain", help="delete a chain's database")
-    purge.add_argument("--base-path", "-d", type=Path, required=True, help="the node's --base-path")
+    purge.add_argument("--base-path", "-d", type=_path, required=True, help="the node's --base-path")
     purge.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
     purge.add_argument("-y", action="store_true", help="do not ask")
     purge.set_defaults(run=run_purge_chain)
@@ -474,6 +474,15 @@ def _node_name(text: str) -> str:
             f"a node name is 1..{NODE_NAME_MAX_LENGTH - 1} characters, got {len(text)}"
         )
     return text
+
+
+def _path(text: str) -> Path:
+    """A folder or file named on the command line. An empty one is refused: Path("") is the
+    current folder, so `--base-path "$BASE"` with BASE unset put a node's database there
+    (and purge-chain deleted the one it found there)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (for the current folder, say .)")
+    return Path(_text(text))
 
 
 def _hex_bytes(text: str) -> bytes:

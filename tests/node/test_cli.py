@@ -696,3 +696,22 @@ def test_no_node_at_the_url_is_said_plainly(argv: list[str], capsys) -> None:
     assert main([*argv, "--rpc", url]) == 1
     assert capsys.readouterr().err == (
         f"Error: no answer from a node at {url} (is `polchain node` running there?): Connection refused\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["purge-chain", "--base-path", "", "-y"],
+    ["node", "--dev", "--base-path", ""],
+    ["devnet", "--base-path", ""],
+])
+def test_an_empty_base_path_is_refused_not_taken_for_the_current_folder(argv: list[str], tmp_path, monkeypatch,
+                                                                        capsys) -> None:
+    # Path("") is Path("."): `--base-path "$BASE"` with BASE unset ran a node with its database
+    # in the current folder, and purge-chain deleted ./chains/dev/db
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chains" / "dev" / "db").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "argument --base-path/-d: an empty path (for the current folder, say .)" in line, line
+    assert (tmp_path / "chains" / "dev" / "db").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["chains"]
