@@ -102,7 +102,9 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
     p.add_argument("--auditors", type=_bounded(0, MAX_AUDITORS), default=0, metavar="K",
                    help="full nodes besides the validators, each an auditor (--pol full: re-runs every training segment)")
     # The node's own --base-path type (an empty path is refused there, not taken for ".").
-    p.add_argument("--base-path", "-d", type=node_parser._option_string_actions["--base-path"].type, default=None, metavar="DIR",
+    base_path_type = node_parser._option_string_actions["--base-path"].type
+    assert callable(base_path_type)
+    p.add_argument("--base-path", "-d", type=base_path_type, default=None, metavar="DIR",
                    help="default: $XDG_DATA_HOME/polchain/devnet (~/.local/share/polchain/devnet)")
     p.add_argument("--rpc-port", type=_bounded(1, 65535), default=9944, metavar="PORT", help="node i serves RPC on PORT + i (default 9944)")
     p.add_argument("--port", type=_bounded(1, 65535), default=30333, metavar="PORT", help="node i listens for peers on PORT + i (default 30333)")
