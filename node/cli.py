@@ -242,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_subcommand(sub)
 
     key = sub.add_parser("key", help="generate and inspect keys").add_subparsers(dest="key_command", required=True)
-    for name, fn in (("generate", run_key_generate), ("inspect", run_key_inspect)):
-        k = key.add_parser(name)
+    for name, fn, what in (("generate", run_key_generate, "a new BIP-39 phrase and its key"),
+                           ("inspect", run_key_inspect, "the key of a secret URI, or an SS58 address")):
+        k = key.add_parser(name, help=what)
         if name == "inspect":
             k.add_argument("uri", type=_text, help="a secret URI (//Alice, phrase//hard///password, 0x<seed>) or an SS58 address")
         k.add_argument("--scheme", type=_scheme, default="ed25519", help="ed25519 (the only scheme of polchain accounts)")
@@ -309,10 +310,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The one line `polchain tx --help`, `polchain query --help` and `polchain fl --help` show for
+#: each subcommand (they listed bare names), keyed by the command after "polchain".
+_SUBCOMMAND_HELP = {
+    "tx call": "any call, given as JSON", "tx transfer": "send POL",
+    "tx register-model": "a new model: family and sizes; weights from a seed",
+    "tx register-dataset": "register a CSV's rows (Merkle root) and upload them",
+    "tx train": "train a model on a data set in a block (proof-of-learning)",
+    "tx asset-create": "create an asset (10 POL deposit)", "tx asset-metadata": "name, symbol and decimals of an asset",
+    "tx asset-mint": "mint an asset (its issuer)", "tx asset-burn": "burn an asset (its issuer)",
+    "tx asset-transfer": "send an asset", "tx model-policy": "who may train a model, and its licence per step",
+    "tx model-trainer": "add or remove an allowed trainer", "tx share-model": "turn a model into shares",
+    "tx claim-revenue": "claim a shareholder's revenue", "tx pay-model": "pay a model's shareholders",
+    "tx inference-price": "a model's price per inference row", "tx infer": "paid inference in a block",
+    "tx dataset-license": "a data set's licence terms (apply 10 blocks later)",
+    "tx post-bounty": "escrow a reward for a version below a target loss",
+    "tx claim-bounty": "claim a bounty for a trained version", "tx cancel-bounty": "take back an expired bounty",
+    "tx gov-propose-price": "shareholders: propose an inference price", "tx gov-propose-policy": "shareholders: propose a training policy",
+    "tx gov-propose-release": "shareholders: propose a version to release", "tx gov-propose-spend": "shareholders: propose a treasury spend",
+    "tx gov-propose-trainer": "shareholders: propose a trainer", "tx gov-propose-params": "shareholders: propose governance parameters",
+    "tx gov-vote": "shareholders: vote on a model proposal with all shares",
+    "tx democracy propose": "propose runtime config changes (100 POL deposit)",
+    "tx democracy vote": "vote on a referendum with locked POL", "tx democracy unlock": "take back POL locked in an ended vote",
+    "query model": "a model, its versions and lineage", "query dataset": "a data set and its licence",
+    "query account": "an account's nonce, free and staked POL", "query block": "a block by number or hash (default: the best)",
+    "query receipt": "the receipt of an extrinsic (--wait for its block)", "query asset": "an asset",
+    "query asset-balance": "an account's balance of an asset", "query shares": "a shared model's share asset, holder count and an account's shares",
+    "query revenue": "a model's revenue and what an account may claim", "query proposals": "a shared model's open proposals",
+    "query proposal": "a model proposal", "query rewards": "validators' era points and the reward pots",
+    "query referenda": "runtime-config referenda", "query referendum": "a referendum",
+    "query runtime-config": "the runtime config in force",
+    "fl open": "open a federated round on a model (owner)", "fl join": "train on private rows and commit the update",
+    "fl reveal": "reveal the challenged segments of an update", "fl close": "close a round: FedAvg of the accepted updates",
+    "fl train": "dry run of join: the commitment, nothing sent", "fl status": "a round, or one participant's update",
+}
+
+
+def _subcommand_help(sub: Any, name: str) -> str | None:
+    return _SUBCOMMAND_HELP.get(f"{sub._prog_prefix} {name}".removeprefix("polchain "))
+
+
 def _query(sub: Any, name: str) -> argparse.ArgumentParser:
     """A query subcommand; run by :func:`run_rpc_query` with the ``rpc_call`` default the
     caller sets, unless it sets its own ``run``."""
-    q: argparse.ArgumentParser = sub.add_parser(name)
+    q: argparse.ArgumentParser = sub.add_parser(name, help=_subcommand_help(sub, name))
     q.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
     q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer (default 30)")
     q.set_defaults(run=run_rpc_query)
@@ -337,7 +378,7 @@ def run_rpc_query(args: argparse.Namespace) -> int:
 
 
 def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name)
+    p: argparse.ArgumentParser = sub.add_parser(name, help=_subcommand_help(sub, name))
     p.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
     p.add_argument("--signer", type=_text, default="//Alice", help="secret URI of the signer (default //Alice)")
     p.add_argument("--tip", type=_balance, default=0, help="planck added to the fee for priority (default 0)")

@@ -715,3 +715,22 @@ def test_an_empty_base_path_is_refused_not_taken_for_the_current_folder(argv: li
     (line,) = capsys.readouterr().err.splitlines()
     assert "argument --base-path/-d: an empty path (for the current folder, say .)" in line, line
     assert (tmp_path / "chains" / "dev" / "db").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["chains"]
+
+
+def test_every_subcommand_has_a_line_in_its_parents_help() -> None:
+    # `polchain tx --help` listed 29 bare names, `polchain query --help` 15
+    import argparse
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                described = {a.dest for a in action._choices_actions if a.help}
+                for name, child in action.choices.items():
+                    if name not in described:
+                        missing.append(f"{path} {name}".strip())
+                    walk(child, f"{path} {name}")
+
+    walk(build_parser(), "")
+    assert missing == []
