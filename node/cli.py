@@ -21,8 +21,10 @@ import os
 import re
 import resource
 import secrets
+import select
 import shutil
 import signal
+import socket
 import struct
 import sys
 import tempfile
@@ -117,6 +119,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"Error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe or socket whose reader is gone: Linux reports POLLERR on the
+    write end of a pipe with no readers (pipe_poll), POLLHUP/POLLERR on a shut socket."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Arguments that are not UTF-8 arrive as surrogate escapes; echoing them must not crash.
     for stream in (sys.stdout, sys.stderr):
@@ -134,7 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     install_repeat_filter([handler])
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
+        return code
+    except BrokenPipeError as exc:
+        if not _stdout_closed():  # a socket's EPIPE: one line, as every OSError
+            print(f"Error: {exc}", file=sys.stderr)
+            return 1
+        # The reader of stdout went away (`polchain query block 1 | head`). Python ignores
+        # SIGPIPE, so the write raised; stop quietly with the status SIGPIPE gives (128 + 13),
+        # and point stdout at /dev/null so the flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (
         CliError, cli_fl.FlError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError,
         PolSecretError, OSError,
@@ -151,26 +175,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run a node")
     node.add_argument("--dev", action="store_true", help="dev chain: --chain dev --alice --tmp (unless --base-path)")
-    node.add_argument("--chain", default=None, help="dev, local, or a chain spec JSON path")
-    node.add_argument("--base-path", "-d", type=Path, default=None)
+    node.add_argument("--chain", default=None, help="dev, local, or a chain spec JSON path (default: local; dev with --dev)")
+    node.add_argument("--base-path", "-d", type=_path, default=None,
+                      help="where the chain's database, keystore and network key live (default: a temporary one, as --tmp)")
     node.add_argument("--tmp", action="store_true", help="a temporary database, deleted at exit")
-    node.add_argument("--name", type=_node_name, default="polchain-node")
-    node.add_argument("--validator", action="store_true")
+    node.add_argument("--name", type=_node_name, default="polchain-node", help="1..63 characters (default polchain-node)")
+    node.add_argument("--validator", action="store_true", help="author blocks; needs a key (--alice .. --ferdie or --key)")
     for who in DEV_ACCOUNTS:
         node.add_argument(f"--{who.lower()}", action="store_true", help=f"author with //{who} (implies --validator)")
     node.add_argument("--key", default=None, metavar="URI", help="author with this secret URI, e.g. //Validator7")
-    node.add_argument("--block-time", type=_positive, default=6000, metavar="MS")
+    node.add_argument("--block-time", type=_positive, default=6000, metavar="MS", help="Aura slot duration (default 6000)")
     node.add_argument("--instant-seal", action="store_true", help="author a block as soon as the pool holds something")
-    node.add_argument("--rpc-port", type=_port, default=9944)
+    node.add_argument("--rpc-port", type=_port, default=9944, metavar="PORT", help="JSON-RPC over HTTP and WebSocket (default 9944)")
     node.add_argument("--rpc-external", action="store_true", help="listen on all interfaces")
-    node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto")
+    node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto",
+                      help="auto (default): unsafe methods on localhost only, as in Substrate")
     node.add_argument("--rpc-cors", default=None, help="'all' or a comma-separated list of origins")
-    node.add_argument("--rpc-max-connections", type=_positive, default=100)
-    node.add_argument("--rpc-max-request-size", type=_positive, default=15, metavar="MB")
-    node.add_argument("--rpc-max-response-size", type=_positive, default=15, metavar="MB")
-    node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024)
-    node.add_argument("--rpc-max-http-connections", type=_positive, default=DEFAULT_MAX_HTTP_CONNECTIONS,
-                      help="open connections other than WebSockets; over it the longest idle one is closed")
+    node.add_argument("--rpc-max-connections", type=_positive, default=100, metavar="N",
+                      help="open WebSockets (default 100); when full the least recently active idle one is closed")
+    node.add_argument("--rpc-max-request-size", type=_positive, default=15, metavar="MB", help="default 15")
+    node.add_argument("--rpc-max-response-size", type=_positive, default=15, metavar="MB", help="default 15")
+    node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024, metavar="N", help="default 1024")
+    node.add_argument("--rpc-max-http-connections", type=_positive, default=DEFAULT_MAX_HTTP_CONNECTIONS, metavar="N",
+                      help=f"open connections other than WebSockets (default {DEFAULT_MAX_HTTP_CONNECTIONS}); "
+                           "over it the longest idle one is closed")
     node.add_argument("--rpc-header-timeout", type=_seconds, default=DEFAULT_HEADER_TIMEOUT, metavar="SECS",
                       help="a connection must send a complete request head this soon after opening or its last response")
     node.add_argument("--rpc-ws-ping-interval", type=_seconds, default=DEFAULT_WS_PING_INTERVAL, metavar="SECS",
@@ -185,12 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--reserved-nodes", nargs="*", action="extend", default=[], metavar="MULTIADDR",
                       help="peers always kept connected (repeatable)")
     node.add_argument("--reserved-only", action="store_true", help="connect to reserved nodes only")
-    node.add_argument("--in-peers", type=_u32, default=32, help="inbound peer slots")
-    node.add_argument("--out-peers", type=_u32, default=8, help="outbound peer slots")
+    node.add_argument("--in-peers", type=_u32, default=32, metavar="N", help="inbound peer slots (default 32)")
+    node.add_argument("--out-peers", type=_u32, default=8, metavar="N", help="outbound peer slots (default 8)")
     node.add_argument("--node-key", default=None, metavar="HEX", help="the p2p ed25519 secret key (64 hex digits)")
-    node.add_argument("--node-key-file", type=Path, default=None,
+    node.add_argument("--node-key-file", type=Path, default=None, metavar="PATH",
                       help="file with the p2p secret key (default: generated under the base path)")
-    node.add_argument("--prometheus-port", type=_port, default=None, help=f"metrics port (default {PROMETHEUS_PORT})")
+    node.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
+                      help=f"metrics port (default {PROMETHEUS_PORT}; if that one is taken the node runs without metrics)")
     node.add_argument("--prometheus-external", action="store_true", help="serve metrics on all interfaces")
     node.add_argument("--no-prometheus", action="store_true", help="serve no metrics")
     node.add_argument("--pol", choices=POL_MODES, default="sampled",
@@ -202,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--signature-threads", type=_signature_threads, default=DEFAULT_SIGNATURE_THREADS, metavar="N",
                       help="threads that check a block's signatures on import, the importing one included (1: "
                            f"all on it, before the block runs; default {DEFAULT_SIGNATURE_THREADS}: one a core)")
-    node.add_argument("--log", "-l", type=_log_level, default="info", help="log level: error, warn, info, debug (trace = debug)")
+    node.add_argument("--log", "-l", type=_log_level, default="info", metavar="LEVEL",
+                      help="log level: error, warn, info (default), debug (trace = debug)")
     node.add_argument("--byzantine", type=_byzantine, default=None, metavar="MODE",
                       help="misbehave on purpose, for tests and the devnet: forge-training=F (0 < F <= 1), "
                       "withhold-checkpoints or equivocate (node/byzantine.py)")
@@ -212,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_subcommand(sub)
 
     key = sub.add_parser("key", help="generate and inspect keys").add_subparsers(dest="key_command", required=True)
-    for name, fn in (("generate", run_key_generate), ("inspect", run_key_inspect)):
-        k = key.add_parser(name)
+    for name, fn, what in (("generate", run_key_generate, "a new BIP-39 phrase and its key"),
+                           ("inspect", run_key_inspect, "the key of a secret URI, or an SS58 address")):
+        k = key.add_parser(name, help=what)
         if name == "inspect":
             k.add_argument("uri", type=_text, help="a secret URI (//Alice, phrase//hard///password, 0x<seed>) or an SS58 address")
         k.add_argument("--scheme", type=_scheme, default="ed25519", help="ed25519 (the only scheme of polchain accounts)")
@@ -221,13 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         k.set_defaults(run=fn)
 
     spec = sub.add_parser("build-spec", help="print a chain spec")
-    spec.add_argument("--chain", default="dev")
+    spec.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
     spec.add_argument("--raw", action="store_true", help="the genesis storage instead of the readable config")
     spec.set_defaults(run=run_build_spec)
 
     purge = sub.add_parser("purge-chain", help="delete a chain's database")
-    purge.add_argument("--base-path", "-d", type=Path, required=True)
-    purge.add_argument("--chain", default="dev")
+    purge.add_argument("--base-path", "-d", type=_path, required=True, help="the node's --base-path")
+    purge.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
     purge.add_argument("-y", action="store_true", help="do not ask")
     purge.set_defaults(run=run_purge_chain)
 
@@ -279,12 +310,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The one line `polchain tx --help`, `polchain query --help` and `polchain fl --help` show for
+#: each subcommand (they listed bare names), keyed by the command after "polchain".
+_SUBCOMMAND_HELP = {
+    "tx call": "any call, given as JSON", "tx transfer": "send POL",
+    "tx register-model": "a new model: family and sizes; weights from a seed",
+    "tx register-dataset": "register a CSV's rows (Merkle root) and upload them",
+    "tx train": "train a model on a data set in a block (proof-of-learning)",
+    "tx asset-create": "create an asset (10 POL deposit)", "tx asset-metadata": "name, symbol and decimals of an asset",
+    "tx asset-mint": "mint an asset (its issuer)", "tx asset-burn": "burn an asset (its issuer)",
+    "tx asset-transfer": "send an asset", "tx model-policy": "who may train a model, and its licence per step",
+    "tx model-trainer": "add or remove an allowed trainer", "tx share-model": "turn a model into shares",
+    "tx claim-revenue": "claim a shareholder's revenue", "tx pay-model": "pay a model's shareholders",
+    "tx inference-price": "a model's price per inference row", "tx infer": "paid inference in a block",
+    "tx dataset-license": "a data set's licence terms (apply 10 blocks later)",
+    "tx post-bounty": "escrow a reward for a version below a target loss",
+    "tx claim-bounty": "claim a bounty for a trained version", "tx cancel-bounty": "take back an expired bounty",
+    "tx gov-propose-price": "shareholders: propose an inference price", "tx gov-propose-policy": "shareholders: propose a training policy",
+    "tx gov-propose-release": "shareholders: propose a version to release", "tx gov-propose-spend": "shareholders: propose a treasury spend",
+    "tx gov-propose-trainer": "shareholders: propose a trainer", "tx gov-propose-params": "shareholders: propose governance parameters",
+    "tx gov-vote": "shareholders: vote on a model proposal with all shares",
+    "tx democracy propose": "propose runtime config changes (100 POL deposit)",
+    "tx democracy vote": "vote on a referendum with locked POL", "tx democracy unlock": "take back POL locked in an ended vote",
+    "query model": "a model, its versions and lineage", "query dataset": "a data set and its licence",
+    "query account": "an account's nonce, free and staked POL", "query block": "a block by number or hash (default: the best)",
+    "query receipt": "the receipt of an extrinsic (--wait for its block)", "query asset": "an asset",
+    "query asset-balance": "an account's balance of an asset", "query shares": "a shared model's share asset, holder count and an account's shares",
+    "query revenue": "a model's revenue and what an account may claim", "query proposals": "a shared model's open proposals",
+    "query proposal": "a model proposal", "query rewards": "validators' era points and the reward pots",
+    "query referenda": "runtime-config referenda", "query referendum": "a referendum",
+    "query runtime-config": "the runtime config in force",
+    "fl open": "open a federated round on a model (owner)", "fl join": "train on private rows and commit the update",
+    "fl reveal": "reveal the challenged segments of an update", "fl close": "close a round: FedAvg of the accepted updates",
+    "fl train": "dry run of join: the commitment, nothing sent", "fl status": "a round, or one participant's update",
+}
+
+
+def _subcommand_help(sub: Any, name: str) -> str | None:
+    return _SUBCOMMAND_HELP.get(f"{sub._prog_prefix} {name}".removeprefix("polchain "))
+
+
 def _query(sub: Any, name: str) -> argparse.ArgumentParser:
     """A query subcommand; run by :func:`run_rpc_query` with the ``rpc_call`` default the
     caller sets, unless it sets its own ``run``."""
-    q: argparse.ArgumentParser = sub.add_parser(name)
+    q: argparse.ArgumentParser = sub.add_parser(name, help=_subcommand_help(sub, name))
     q.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
-    q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer")
+    q.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the node's answer (default 30)")
     q.set_defaults(run=run_rpc_query)
     return q
 
@@ -307,15 +378,15 @@ def run_rpc_query(args: argparse.Namespace) -> int:
 
 
 def _tx(sub: Any, name: str) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name)
+    p: argparse.ArgumentParser = sub.add_parser(name, help=_subcommand_help(sub, name))
     p.add_argument("--rpc", type=_rpc_url, default=os.environ.get(RPC_ENV, DEFAULT_RPC), help=_RPC_HELP)
-    p.add_argument("--signer", type=_text, default="//Alice", help="secret URI of the signer")
-    p.add_argument("--tip", type=_balance, default=0)
+    p.add_argument("--signer", type=_text, default="//Alice", help="secret URI of the signer (default //Alice)")
+    p.add_argument("--tip", type=_balance, default=0, help="planck added to the fee for priority (default 0)")
     p.add_argument("--nonce", type=_u32, default=None, help="default: system_accountNextIndex")
     p.add_argument("--no-wait", action="store_true", help="return once the pool accepted it")
     p.add_argument("--sign-only", action="store_true", help="print the signed extrinsic as 0x-hex; submit nothing")
     p.add_argument("--output-type", choices=("text", "json"), default="text")
-    p.add_argument("--timeout", type=_seconds, default=120.0, help="seconds to wait for the node and for the block")
+    p.add_argument("--timeout", type=_seconds, default=120.0, help="seconds to wait for the node and for the block (default 120)")
     p.set_defaults(run=run_tx)
     return p
 
@@ -446,6 +517,15 @@ def _node_name(text: str) -> str:
     return text
 
 
+def _path(text: str) -> Path:
+    """A folder or file named on the command line. An empty one is refused: Path("") is the
+    current folder, so `--base-path "$BASE"` with BASE unset put a node's database there
+    (and purge-chain deleted the one it found there)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (for the current folder, say .)")
+    return Path(_text(text))
+
+
 def _hex_bytes(text: str) -> bytes:
     if not text.startswith("0x"):
         raise argparse.ArgumentTypeError(f"{text[:20]!r} is not 0x-prefixed hex")
@@ -492,11 +572,17 @@ def run_node(args: argparse.Namespace) -> int:
     if args.dev and author is None:
         author = "//Alice"
     if args.validator and author is None:
-        raise CliError("--validator needs a key: use one of --alice .. --ferdie")
+        raise CliError("--validator needs a key: use one of --alice .. --ferdie, or --key URI")
     cors: tuple[str, ...] | str | None = None
     if args.rpc_cors:
         cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())
     spec = load_chain_spec(chain)
+    # Refused before the kernels compile and before anything is written under the base path.
+    if not args.tmp and args.base_path is not None:
+        with contextlib.ExitStack() as probe:
+            _lock_database(compute_db_path(args.base_path, spec.id), probe, "another running node")
+    rpc_host = "0.0.0.0" if args.rpc_external else "127.0.0.1"
+    _require_free_port("JSON-RPC", rpc_host, args.rpc_port, "--rpc-port")
     _warn_rpc_exposure(args.rpc_external, args.rpc_methods, args.rpc_port)
     if author is not None and Keypair.from_uri(author).public not in compute_validators(spec):
         log.warning("%s is not a validator of chain %r: this node will not author blocks", author, spec.id)
@@ -514,7 +600,7 @@ def run_node(args: argparse.Namespace) -> int:
         config = NodeConfig(
             chain=chain, base_path=base, tmp=False,
             name=args.name, author=author, block_time_ms=args.block_time, instant_seal=args.instant_seal,
-            rpc_host="0.0.0.0" if args.rpc_external else "127.0.0.1", rpc_port=args.rpc_port,
+            rpc_host=rpc_host, rpc_port=args.rpc_port,
             rpc_methods=args.rpc_methods, rpc_cors=cors, rpc_max_connections=args.rpc_max_connections,
             rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
             rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
@@ -541,6 +627,37 @@ def run_node(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGTERM, _interrupt)  # the closed loop reset it to the default
     return 0
+
+
+def _lock_database(db: Path, held: contextlib.ExitStack, holder: str) -> None:
+    """Take LevelDB's own lock, an fcntl lock on ``<db>/LOCK`` (util/env_posix.cc LockFile),
+    for as long as ``held`` lasts; a CliError naming ``holder`` if another process holds it.
+    A node and purge-chain check it first, so the refusal is one plain line (plyvel says
+    "b'IO error: lock …/LOCK: Resource temporarily unavailable'") given before any work."""
+    if not (db / "LOCK").is_file():
+        return
+    lock = held.enter_context((db / "LOCK").open("a"))
+    try:
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        advice = "stop the node first" if holder == "a running node" else "stop that node or choose another --base-path"
+        raise CliError(f"{db} is in use by {holder} (its LOCK is held): {advice}") from None
+
+
+def _require_free_port(what: str, host: str, port: int, flag: str) -> None:
+    """Refuse a port another process listens on, before the node compiles or writes anything
+    (the server's own bind failed only after both, as "[Errno 98] error while attempting to
+    bind on address …"). The probe binds as aiohttp's server does (SO_REUSEADDR), so it
+    refuses what the server would; port 0 is any free port."""
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise CliError(f"cannot serve {what} on {host}:{port}: {reason} (another node? choose another {flag})") from None
 
 
 def raise_open_file_limit() -> None:
@@ -698,8 +815,10 @@ async def _start_metrics(config: NodeConfig, service: NodeService) -> MetricsSer
 
 # --- key ----------------------------------------------------------------------------------------
 def _key_info(pair: Keypair | None, public: bytes, secret: str | None) -> dict[str, Any]:
+    # subkey's labels (sc-cli print_from_uri): a bare phrase is a "secret phrase"; with
+    # //junctions or ///password, or a 0x seed, it is a secret URI.
     info = {
-        "secretPhrase": secret if secret is not None and not secret.startswith(("/", "0x")) else None,
+        "secretPhrase": secret if secret is not None and "/" not in secret and not secret.startswith("0x") else None,
         "secretSeed": "0x" + pair.seed.hex() if pair else None,
         "publicKey": "0x" + public.hex(),
         "accountId": "0x" + public.hex(),
@@ -754,15 +873,10 @@ def run_purge_chain(args: argparse.Namespace) -> int:
         print(f"{db} does not exist; nothing to purge", file=sys.stderr)
         return 0
     with contextlib.ExitStack() as held:
-        # LevelDB holds an fcntl lock on <db>/LOCK while the database is open; it is taken
-        # here, and kept through the deletion, so that a running node's database (which it
-        # would go on writing into unlinked files) is refused, and no node opens it meanwhile.
-        if (db / "LOCK").is_file():
-            lock = held.enter_context((db / "LOCK").open("a"))
-            try:
-                fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise CliError(f"{db} is in use by a running node (its LOCK is held): stop the node first") from None
+        # LevelDB's lock is taken here, and kept through the deletion, so that a running
+        # node's database (which it would go on writing into unlinked files) is refused,
+        # and no node opens it meanwhile.
+        _lock_database(db, held, "a running node")
         if not args.y:
             if not sys.stdin.isatty():
                 raise CliError("refusing to delete without a terminal to ask; pass -y")
@@ -785,9 +899,20 @@ def _node_errors(url: str, timeout: float) -> Iterator[None]:
     try:
         yield
     except RpcTransportError as exc:
-        raise CliError(f"no answer from a node at {url} (is `polchain node` running there?): {exc.data or exc}") from None
+        raise CliError(f"no answer from a node at {url} (is `polchain node` running there?): {_transport_reason(exc)}") from None
     except TimeoutError:
         raise CliError(f"the node at {url} did not answer within --timeout {timeout:g} s") from None
+
+
+def _transport_reason(exc: RpcTransportError) -> str:
+    """Why no answer came: the socket error's own words ("Connection refused") where one is
+    behind it, not aiohttp's repr of its connection key; else the client's description."""
+    cause: BaseException | None = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno)
+        cause = cause.__cause__
+    return str(exc.data or exc)
 
 
 async def _tx_main(args: argparse.Namespace) -> int:
@@ -910,7 +1035,9 @@ def _read_dataset(args: argparse.Namespace) -> _DatasetUpload:
     0.7 or 4294967296 would otherwise be truncated or wrapped silently by the u32 cast.
     """
     where = str(args.csv)
-    if args.csv.exists() and not args.csv.is_file():  # /dev/zero, a pipe: one endless line, all memory
+    if not args.csv.exists():  # numpy's message names the file again: "rows.csv: rows.csv not found."
+        raise CliError(f"{where}: no such file")
+    if not args.csv.is_file():  # /dev/zero, a pipe: one endless line, all memory
         raise CliError(f"{where}: not a regular file")
     try:
         table = np.loadtxt(args.csv, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")

@@ -51,6 +51,7 @@ import fcntl
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -100,7 +101,10 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
                    help=f"validators, 1..{MAX_VALIDATORS} (default 4); with --auditors at most {MAX_NODES} nodes")
     p.add_argument("--auditors", type=_bounded(0, MAX_AUDITORS), default=0, metavar="K",
                    help="full nodes besides the validators, each an auditor (--pol full: re-runs every training segment)")
-    p.add_argument("--base-path", "-d", type=Path, default=None, metavar="DIR",
+    # The node's own --base-path type (an empty path is refused there, not taken for ".").
+    base_path_type = node_parser._option_string_actions["--base-path"].type
+    assert callable(base_path_type)
+    p.add_argument("--base-path", "-d", type=base_path_type, default=None, metavar="DIR",
                    help="default: $XDG_DATA_HOME/polchain/devnet (~/.local/share/polchain/devnet)")
     p.add_argument("--rpc-port", type=_bounded(1, 65535), default=9944, metavar="PORT", help="node i serves RPC on PORT + i (default 9944)")
     p.add_argument("--port", type=_bounded(1, 65535), default=30333, metavar="PORT", help="node i listens for peers on PORT + i (default 30333)")
@@ -537,8 +541,20 @@ async def stop_nodes(nodes: list[NodeStatus], timeout: float, say: Any) -> bool:
             say(f"{n.plan.name} (pid {n.proc.pid}) exited with status {n.proc.returncode}; see {n.plan.log_path}")
             clean = False
         else:
-            say(f"{n.plan.name} (pid {n.proc.pid}) stopped at best {_fmt(n.best)}")
+            say(f"{n.plan.name} (pid {n.proc.pid}) stopped at best {_fmt(read_stopped_at(n.plan.log_path, n.best))}")
     return clean
+
+
+STOPPED_AT = re.compile(r"Shut down cleanly at block #(\d+)")
+
+
+def read_stopped_at(log_path: Path, polled: int | None) -> int | None:
+    """The block a node stopped at, from the last line it logs ("Shut down cleanly at block
+    #N", node/cli.py); ``polled`` (the last status poll) if that line is missing. The poll is
+    up to ``--interval`` old, and a node finishes the block in progress after SIGINT, so the
+    poll alone named a head the node had already passed."""
+    found = STOPPED_AT.findall(_tail(log_path))
+    return int(found[-1]) if found else polled
 
 
 def _tail(path: Path, lines: int = 5) -> str:

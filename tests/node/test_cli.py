@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import resource
 import signal
 import socket
@@ -457,17 +458,18 @@ def test_a_node_key_file_that_never_ends_is_refused_before_the_node_starts(tmp_p
 def test_a_failed_start_leaves_no_temporary_directory(tmp_path) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+    with socket.socket() as taken:  # the p2p port: it fails once the database is written (the RPC port is checked before)
+        taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "node.cli", "node", "--dev", "--bob", "--rpc-port", str(port)],
+            [sys.executable, "-m", "node.cli", "node", "--dev", "--bob", "--port", str(port), "--rpc-port", str(free_port()),
+             "--no-prometheus"],
             capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
             env={**os.environ, "TMPDIR": str(tmpdir)},
         )
     assert out.returncode == 1, out.stderr
-    assert out.stderr.splitlines()[-1].startswith("Error: ") and "address already in use" in out.stderr
+    assert out.stderr.splitlines()[-1] == f"Error: cannot listen on /ip4/0.0.0.0/tcp/{port}: Address already in use"
     assert "Traceback" not in out.stderr
     assert "//Bob is not a validator of chain 'dev': this node will not author blocks" in out.stderr
     assert list(tmpdir.iterdir()) == []  # the database under polchain-* went with it
@@ -600,3 +602,135 @@ def test_list_flags_given_twice_add_up() -> None:
                                       "--reserved-nodes", c])
     assert args.bootnodes == [a, b, c] and args.reserved_nodes == [a, c]
     assert build_parser().parse_args(["node"]).bootnodes == []
+
+
+# --- the CLI as an outside tester drives it off the README's path ------------------------------------
+def test_a_base_path_in_use_or_a_taken_rpc_port_is_refused_and_a_restart_resumes(tmp_path) -> None:
+    """Two nodes on one base path, a node whose RPC port is taken, Ctrl-C then SIGTERM and a
+    restart: the refusals are one line naming the cause, written before anything else is
+    (the second node used to print plyvel's b'IO error: lock …' and the taken port
+    "[Errno 98] error while attempting to bind on address …", after compiling the kernels and
+    writing a database), and each restart resumes at the head the node stopped at."""
+    base = tmp_path / "base"
+    db = (base / "chains" / "dev" / "db").resolve()
+    running = start_node(tmp_path, "--dev", "--base-path", str(base), "--block-time", "300", "--no-prometheus",
+                         "--port", str(free_port()))
+    try:
+        deadline = time.monotonic() + 60
+        while _best_number(running) < 2:
+            assert time.monotonic() < deadline, running.read_log()
+            time.sleep(0.1)
+        twice = polchain("node", "--dev", "--base-path", str(base), "--rpc-port", str(free_port()), "--no-prometheus")
+        assert twice.returncode == 1, twice.stderr
+        assert twice.stderr.splitlines()[-1] == (
+            f"Error: {db} is in use by another running node (its LOCK is held): stop that node or choose another --base-path")
+        other = tmp_path / "other"
+        taken = polchain("node", "--dev", "--base-path", str(other), "--rpc-port", str(running.port), "--no-prometheus")
+        assert taken.returncode == 1, taken.stderr
+        assert taken.stderr.splitlines()[-1] == (
+            f"Error: cannot serve JSON-RPC on 127.0.0.1:{running.port}: Address already in use "
+            "(another node? choose another --rpc-port)")
+        assert "Traceback" not in twice.stderr + taken.stderr and not other.exists()
+        with urllib.request.urlopen(f"{running.url}/health", timeout=5) as response:
+            assert response.status == 200  # the running node is untouched
+    finally:
+        assert running.stop(signal.SIGINT) == 0  # Ctrl-C
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        stopped = re.findall(r"Shut down cleanly at block #(\d+)", running.read_log())
+        assert stopped, running.read_log()
+        running = start_node(tmp_path, "--dev", "--base-path", str(base), "--no-prometheus", "--port", str(free_port()))
+        assert running.stop(sig) == 0
+        assert re.search(rf"Genesis 0x[0-9a-f]+, best #{stopped[-1]}, ", running.read_log()), running.read_log()
+
+
+def _best_number(node) -> int:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "chain_getHeader", "params": []}).encode()
+    request = urllib.request.Request(node.url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(json.loads(response.read())["result"]["number"], 16)
+
+
+def test_output_to_a_closed_pipe_ends_quietly() -> None:
+    # `polchain query block 1 | head` printed "Error: [Errno 32] Broken pipe" (Python ignores
+    # SIGPIPE, so the write raised BrokenPipeError, an OSError) and exited 1; a tool whose reader
+    # went away stops quietly, with the status SIGPIPE would give (128 + 13).
+    for argv in (["build-spec", "--chain", "dev", "--raw"], ["key", "inspect", "//Alice"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first write: deterministic
+        try:
+            proc = subprocess.run([sys.executable, "-m", "node.cli", *argv], stdout=write, stderr=subprocess.PIPE,
+                                  text=True, timeout=60, stdin=subprocess.DEVNULL)
+        finally:
+            os.close(write)
+        assert proc.returncode == 128 + signal.SIGPIPE, (argv, proc.stderr)
+        assert proc.stderr == "", (argv, proc.stderr)
+
+
+def test_key_inspect_names_a_phrase_with_junctions_a_secret_uri(capsys) -> None:
+    # subkey prints "Secret phrase" for a bare phrase and "Secret Key URI" for a phrase with
+    # //junctions or ///password (sc-cli print_from_uri); polchain labelled the whole URI,
+    # password included, a secret phrase
+    phrase = "bottom drive obey lake curtain smoke basket hold race lonely fit walk"
+    _, key, _ = _inspect(capsys, f"{phrase}//Alice///password")
+    assert key["secretUri"] == f"{phrase}//Alice///password" and key["secretPhrase"] is None
+    _, key, _ = _inspect(capsys, phrase)
+    assert key["secretPhrase"] == phrase and "secretUri" not in key
+    assert main(["key", "inspect", f"{phrase}//Alice"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"Secret URI:         {phrase}//Alice"
+
+
+def test_a_rows_file_that_does_not_exist_is_named_once(tmp_path, capsys) -> None:
+    # numpy's message repeated the name: "Error: rows.csv: rows.csv not found."
+    missing = tmp_path / "rows.csv"
+    code = main(["tx", "register-dataset", "--rpc", f"http://127.0.0.1:{free_port()}", "--name", "d", "--kind",
+                 "classification", "--outputs", "2", "--csv", str(missing), "--sign-only"])
+    assert code == 1
+    assert capsys.readouterr().err == f"Error: {missing}: no such file\n"
+
+
+@pytest.mark.parametrize("argv", [["query", "model", "0"], ["tx", "transfer", "--dest", "//Bob", "--value", "1"]])
+def test_no_node_at_the_url_is_said_plainly(argv: list[str], capsys) -> None:
+    # It ended in aiohttp's repr: "ClientConnectorError(ConnectionKey(host='127.0.0.1', port=9944,
+    # is_ssl=False, ssl=True, proxy=None, proxy_auth=None, …), ConnectionRefusedError(111, …))"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main([*argv, "--rpc", url]) == 1
+    assert capsys.readouterr().err == (
+        f"Error: no answer from a node at {url} (is `polchain node` running there?): Connection refused\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["purge-chain", "--base-path", "", "-y"],
+    ["node", "--dev", "--base-path", ""],
+    ["devnet", "--base-path", ""],
+])
+def test_an_empty_base_path_is_refused_not_taken_for_the_current_folder(argv: list[str], tmp_path, monkeypatch,
+                                                                        capsys) -> None:
+    # Path("") is Path("."): `--base-path "$BASE"` with BASE unset ran a node with its database
+    # in the current folder, and purge-chain deleted ./chains/dev/db
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chains" / "dev" / "db").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "argument --base-path/-d: an empty path (for the current folder, say .)" in line, line
+    assert (tmp_path / "chains" / "dev" / "db").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["chains"]
+
+
+def test_every_subcommand_has_a_line_in_its_parents_help() -> None:
+    # `polchain tx --help` listed 29 bare names, `polchain query --help` 15
+    import argparse
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                described = {a.dest for a in action._choices_actions if a.help}
+                for name, child in action.choices.items():
+                    if name not in described:
+                        missing.append(f"{path} {name}".strip())
+                    walk(child, f"{path} {name}")
+
+    walk(build_parser(), "")
+    assert missing == []

@@ -177,7 +177,9 @@ def _start(base: Path, first: int, n: int, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "node.cli", "devnet", "--validators", str(n), "--base-path", str(base),
          "--rpc-port", str(first), "--port", str(first + n), "--prometheus-port", str(first + 2 * n),
-         "--block-time", "500", "--no-tui", "--interval", "0.5", "--stop-timeout", "20"],
+         # A status poll every 10 s: the tests read the nodes' RPC themselves, and the stop comes
+         # before the second poll, so the devnet's last poll is always behind the nodes' heads.
+         "--block-time", "500", "--no-tui", "--interval", "10", "--stop-timeout", "20"],
         stdout=out.open("w"), stderr=subprocess.STDOUT,
     )
 
@@ -246,6 +248,10 @@ def test_devnet_authors_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     spec_path = base / devnet.SPEC_FILE
     before = {name: _db_best(base, name, spec_path) for name in ("alice", "bob")}
     assert min(before.values()) >= 2
+    # What it printed at the stop is where each node stopped (it printed its last poll, blocks
+    # behind, or "-" before the first answer; a node also finishes the block in progress).
+    printed = re.findall(r"^(\w+) \(pid \d+\) stopped at best #(\d+)$", out.read_text(), re.M)
+    assert {name.lower(): int(best) for name, best in printed} == before, out.read_text()
 
     # Another N on the same base path: refused, nothing started, the spec untouched.
     spec_bytes = spec_path.read_bytes()

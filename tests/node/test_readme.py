@@ -106,3 +106,25 @@ def test_readme_quickstart_runs_as_written(tmp_path) -> None:
             t = v["training"]
             assert len(t["lossCurve"]) == -(-t["steps"] // t["segmentLen"])  # one loss per segment
     assert "Shut down cleanly at block #2" in (tmp_path / "node.log").read_text()
+
+
+@pytest.mark.skipif(shutil.which("polchain") is None, reason="needs the polchain console script (pip install -e .)")
+def test_readme_federated_round_runs_as_written(tmp_path) -> None:
+    """The federated section's script on the quickstart's node, in an empty folder: it makes
+    its own CSVs and its own blocks past the commit deadline (it named a bob.csv nobody had
+    made, and waited for blocks an --instant-seal node never makes)."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "POLCHAIN_RPC"} | {"RPC_PORT": str(port)}
+    work = tmp_path / "reader"
+    work.mkdir()
+    with _quickstart_node(tmp_path, port, env):
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", _block("federated")], capture_output=True, text=True, timeout=300, env=env,
+            cwd=work,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert re.search(r'event federated\.RoundClosed \{"round": 0, "model": 0, "version": 1, "accepted": 2, "excluded": 0', out), out
+    status = json.loads(out[out.rindex('{\n  "id": 0') :])
+    assert status["status"] == "closed" and status["update"]["status"] == "accepted", status
+    assert sorted(p.name for p in work.iterdir()) == ["bob.csv", "charlie.csv"]
