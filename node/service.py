@@ -120,6 +120,7 @@ from node.byzantine import (
     serves_checkpoints,
     trainer_for,
 )
+from node.logfilter import PROGRESS_LOGGER
 from node.metrics import NodeMetrics
 from node.network.identity import NodeKey
 from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
@@ -130,6 +131,7 @@ from node.offences import EquivocationReporter
 from node.pol_keystore import compute_secret_path, load_or_generate_secret
 
 log = logging.getLogger("polchain")
+progress = logging.getLogger(PROGRESS_LOGGER)  # a line per block, never collapsed (node.logfilter)
 
 WATCH_QUEUE = 64
 SIGNATURE_CACHE = 16384
@@ -491,7 +493,7 @@ class NodeService:
             update_pool(self.pool, self.chain, imported.retracted, imported.enacted)
         elif imported.is_best:
             self.pool.maintain(block.header.number, included)
-        log.info(
+        progress.info(
             "Imported #%d (0x%s…) extrinsics=%d training_steps=%d in %.0f ms%s",
             block.header.number, block_hash.hex()[:12], len(included), imported.training_steps, elapsed * 1000,
             f" (reorg: {len(imported.retracted)} retracted)" if imported.retracted else "" if imported.is_best else " (side branch)",
@@ -632,7 +634,7 @@ class NodeService:
             self.network.broadcast_justification(justification.encode())
         if chain.finalized_number <= old:
             return False
-        log.info(
+        progress.info(
             "Finalized #%d (0x%s…) by %d votes of round %d",
             chain.finalized_number, chain.finalized_hash.hex()[:12], len(justification.votes), justification.round,
         )

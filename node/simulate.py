@@ -703,8 +703,8 @@ FULL = {"validators": Params.validators, "blocks": Params.blocks}
 
 def add_subcommand(sub: Any) -> None:
     """Add ``simulate`` to the CLI's subparsers."""
-    s = sub.add_parser("simulate", help="V validators checking proof-of-learning blocks, in virtual time",
-                       description=__doc__.split("\n")[0])
+    what = "V validators checking proof-of-learning blocks, in virtual time"
+    s = sub.add_parser("simulate", help=what, description=f"{what} (README: Simulator).")
     s.add_argument("--validators", type=_int(10, 1000), default=None, help="V, 10..1000 (default 100, --quick 20)")
     s.add_argument("--byzantine", type=_float(0.0, 0.5), default=Params.byzantine,
                    help="fraction of validators whose blocks are faulty, 0..0.5 (default 0.1)")

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from node.logfilter import RepeatFilter
+from node.logfilter import PROGRESS_LOGGER, RepeatFilter
 
 
 class Clock:
@@ -62,6 +62,24 @@ def test_different_messages_and_levels_are_not_collapsed():
     logger.error("peer %s misbehaved", "c")  # another level
     logger.warning("block %d imported", 1)  # another template
     assert out.getvalue().splitlines() == ["peer a misbehaved", "peer c misbehaved", "block 1 imported"]
+
+
+def test_the_nodes_progress_lines_are_never_collapsed():
+    # One "Imported #N" a block is what an operator watches: with 6 s blocks a 10 s window hid
+    # every other one. The same template on another logger is still collapsed.
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RepeatFilter(10, clock=Clock()))
+    for name in (PROGRESS_LOGGER, "test.progress.other"):
+        logger = logging.getLogger(name)
+        logger.propagate, logger.level = False, logging.INFO
+        logger.addHandler(handler)
+        try:
+            for number in range(1, 4):
+                logger.info("Imported #%d", number)
+        finally:
+            logger.removeHandler(handler)
+    assert out.getvalue().splitlines() == ["Imported #1", "Imported #2", "Imported #3", "Imported #1"]
 
 
 def test_memory_is_bounded_by_max_kinds():
