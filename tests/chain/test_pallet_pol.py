@@ -254,7 +254,8 @@ def _aura_cases() -> list[tuple[str, bytes, bytes, str, str]]:
         ("one block twice", good, good, "SameBlock", "the two headers are one block"),
         ("a seal over other bytes", good, forged_seal, "BadSeal", "the second header (#1): "),
         ("the first seal over other bytes", forged_seal, good, "BadSeal", "the first header (#1): "),
-        ("not a validator", sealed(EVE, 7, b"\x01" * 32), sealed(EVE, 7, b"\x02" * 32), "NotValidator", "is not a validator"),
+        ("not a validator", sealed(EVE, 7, b"\x01" * 32), sealed(EVE, 7, b"\x02" * 32), "NotValidator",
+         f"{ss58_encode(EVE.public)} is not a validator"),
         # Bob's key sealed both, validly, in one slot: but of another chain (a key reused there).
         ("two headers of another chain", good, other, "NotOnThisChain", f"block #1's parent {bytes(32).hex()} is not one of"),
         # A block numbered 0 has no parent to be on this chain (nor a number below it to look up).
@@ -268,7 +269,7 @@ def test_malformed_and_innocent_block_pairs_are_refused_with_their_error(local) 
     staked = balances.get_account(_state(chain), BOB.public).staked
     for what, first, second, error, says in _aura_cases():
         message = local.fails(calls.ReportEquivocation(first, second), error)
-        assert says in message, (what, message)
+        assert message.startswith(f"pol.{error}: {says}"), (what, message)
     assert balances.get_account(_state(chain), BOB.public).staked == staked
     assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
 
@@ -291,11 +292,12 @@ def test_malformed_and_innocent_vote_pairs_are_refused_with_their_error(local) -
         (a, vote(chain, DAVE, 0, 4, b"\xbb" * 32), "NotEquivocation", "links 0->3 and 0->4"),  # one source, later target
         (a, foreign, "BadSignature", "the second vote: "),
         (tampered, a, "BadSignature", "the first vote: "),
-        (vote(chain, EVE, 0, 3, b"\xaa" * 32), vote(chain, EVE, 0, 3, b"\xbb" * 32), "NotValidator", "is not a validator"),
+        (vote(chain, EVE, 0, 3, b"\xaa" * 32), vote(chain, EVE, 0, 3, b"\xbb" * 32), "NotValidator",
+         f"{ss58_encode(EVE.public)} is not a validator"),
     ]
     for first, second, error, says in cases:
         message = local.fails(calls.ReportVoteEquivocation(first, second), error)
-        assert says in message, message
+        assert message.startswith(f"pol.{error}: {says}"), message
     assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
 
 
@@ -439,6 +441,46 @@ def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(l
     assert BOB.public in staking.get_validators(_state(chain))
     local.until(chain.config.era_length)
     assert BOB.public not in staking.get_validators(_state(chain))
+
+
+def test_a_fraud_reports_weight_is_one_segment_at_the_calls_own_batch_size(local, tmp_path) -> None:
+    chain = local.chain
+    _, job, proof = _fraud_world(tmp_path, forge=True)
+    train = proof.extrinsic.call
+    for batch in (1, 3):
+        call = msgspec.structs.replace(train, batch_size=batch)
+        changed = msgspec.structs.replace(proof, extrinsic=msgspec.structs.replace(proof.extrinsic, call=call))
+        weight = pol.compute_report_fraud_weight(_state(chain), calls.ReportFraud(changed.encode()))
+        assert weight == pol.REPORT_BASE_WEIGHT + ml_runtime.step_cost(job.spec, batch) * min(train.segment_len, train.steps)
+
+
+def test_a_fraud_is_judged_under_the_config_its_block_ran_with(local, tmp_path) -> None:
+    """A referendum that lowers a training limit after a forged block (here max_train_steps
+    below the block's 60 steps) must not make its fraud unprovable: the job is rebuilt under
+    the config the block ran with (democracy.get_config_of_block), not the current one."""
+    import dataclasses
+
+    from chain.config import encode_runtime_config
+    from chain.errors import DispatchError
+    from chain.pallets import democracy
+    from chain.pallets.context import BlockInfo, CallContext
+
+    chain = local.chain
+    _, _, proof = _fraud_world(tmp_path, forge=True)
+    local.block()  # #1: the forged block's number; its config is the one in force now
+    state = chain.state.overlay()
+    ran_with = democracy.get_config(state)
+    lowered = dataclasses.replace(ran_with, max_train_steps=10)
+    state.set(democracy.RUNTIME_CONFIG_KEY, encode_runtime_config(lowered))  # as a referendum enacted at #2 would
+    ctx = CallContext(state, EVE.public, 0, bytes(32), 0, BlockInfo(3, bytes(32), ALICE.public, True, None), lowered)  # type: ignore[arg-type]
+    ctx.genesis_hash = chain.genesis_hash
+    # Without the record of what #1 ran with, the job would be rebuilt under the lowered limit: unprovable.
+    with pytest.raises(DispatchError, match=r"steps must be in 1..10, got 60"):
+        pol.apply_report_fraud(ctx, calls.ReportFraud(proof.encode()))
+    democracy.REPLACED.apply_set(state, encode_runtime_config(ran_with), 2)
+    democracy.REPLACED_AT.apply_set(state, (2,))
+    pol.apply_report_fraud(ctx, calls.ReportFraud(proof.encode()))
+    assert [e.name for e in ctx.events][-1] == "FraudProven"
 
 
 def test_an_invalid_fraud_proof_fails_with_its_reason_and_costs_its_fee(local, tmp_path) -> None:
