@@ -219,8 +219,8 @@ def _has_parent_here(state: StateAccess, header: Header) -> bool:
 def _not_on_this_chain(header: Header) -> DispatchError:
     return DispatchError(
         PALLET, "NotOnThisChain",
-        f"block #{header.number}'s parent {header.parent_hash.hex()} is not this chain's block "
-        f"#{header.number - 1} (or is older than the last {system.BLOCK_HASH_COUNT} blocks)",
+        f"block #{header.number}'s parent {header.parent_hash.hex()} is not one of this chain's last "
+        f"{system.BLOCK_HASH_COUNT} blocks",
     )
 
 

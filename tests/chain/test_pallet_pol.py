@@ -20,7 +20,7 @@ from forgery import forging_trainer
 import ml_runtime
 from chain import calls
 from chain.blockchain import Blockchain
-from chain.crypto import Keypair, dev_keypair
+from chain.crypto import Keypair, dev_keypair, ss58_encode
 from chain.errors import CodecError
 from chain.extrinsic import decode_extrinsic
 from chain.header import Header
@@ -216,35 +216,60 @@ def test_an_offender_cannot_report_itself(local) -> None:
     local.block()
     first = chain.best_header.encode()
     other = sealed(BOB, 1, b"\x02" * 32)
-    local.fails(calls.ReportEquivocation(first, other), "SelfReport", key=BOB)
+    message = local.fails(calls.ReportEquivocation(first, other), "SelfReport", key=BOB)
+    assert message.endswith(f"{ss58_encode(BOB.public)} cannot report its own offence"), message
     assert local.report(calls.ReportEquivocation(first, other)).success
+    message = local.fails(calls.ReportEquivocation(first, other), "DuplicateReport")
+    assert message.endswith(f"this offence of {ss58_encode(BOB.public)} is punished already"), message
+    votes = (vote(chain, CHARLIE, 0, 3, b"\xaa" * 32), vote(chain, CHARLIE, 0, 3, b"\xbb" * 32))
+    local.fails(calls.ReportVoteEquivocation(*votes), "SelfReport", key=CHARLIE)
+    assert local.report(calls.ReportVoteEquivocation(*votes)).success
 
 
-def _aura_cases() -> list[tuple[str, bytes, bytes, str]]:
+def test_offences_are_keyed_by_fixed_width_parts(local) -> None:
+    """An offence's key is its kind's prefix and its parts, ints as u64 big-endian: state every
+    node must agree on. The slot may be the largest a header carries (chain.codec's U64: a
+    non-negative int64, so ">Q" and ">q" pack every one alike)."""
+    chain = local.chain
+    slot = 2**63 - 1
+    first = sealed(BOB, slot, b"\x01" * 32, chain.genesis_hash)
+    assert local.report(calls.ReportEquivocation(first, sealed(BOB, slot, b"\x02" * 32))).success
+    key = pol.compute_offence_key(pol.OFFENCE_AURA, slot, BOB.public)
+    assert key == b"aura/" + slot.to_bytes(8, "big") + BOB.public
+    assert pol.get_offence(_state(chain), key).offender == BOB.public
+    assert pol.compute_offence_key(pol.OFFENCE_VOTE, 0, 3, CHARLIE.public) == b"vote/" + bytes(8) + (3).to_bytes(8, "big") + CHARLIE.public
+
+
+def _aura_cases() -> list[tuple[str, bytes, bytes, str, str]]:
     good = sealed(BOB, 7, b"\x01" * 32)
     other = sealed(BOB, 7, b"\x02" * 32)
     unsealed = Header(bytes(32), 1, b"\x02" * 32, bytes(32), 7, BOB.public)
     forged_seal = msgspec.structs.replace(unsealed, seal=BOB.sign(b"something else")).encode()
     return [
-        ("garbage", b"\x01\x93\x01", other, "MalformedHeader"),
-        ("empty", good, b"", "MalformedHeader"),
-        ("non-canonical", good + b"\x00", other, "MalformedHeader"),
-        ("different authors", good, sealed(CHARLIE, 7, b"\x02" * 32), "DifferentAuthors"),
-        ("different slots", good, sealed(BOB, 8, b"\x02" * 32), "DifferentSlots"),
-        ("one block twice", good, good, "SameBlock"),
-        ("a seal over other bytes", good, forged_seal, "BadSeal"),
-        ("not a validator", sealed(EVE, 7, b"\x01" * 32), sealed(EVE, 7, b"\x02" * 32), "NotValidator"),
+        ("garbage", b"\x01\x93\x01", other, "MalformedHeader", "the first header: "),
+        ("empty", good, b"", "MalformedHeader", "the second header: "),
+        ("non-canonical", good + b"\x00", other, "MalformedHeader", "the first header: "),
+        ("different authors", good, sealed(CHARLIE, 7, b"\x02" * 32), "DifferentAuthors", "the two headers have different authors"),
+        ("different slots", good, sealed(BOB, 8, b"\x02" * 32), "DifferentSlots", "the headers are in slots 7 and 8"),
+        ("one block twice", good, good, "SameBlock", "the two headers are one block"),
+        ("a seal over other bytes", good, forged_seal, "BadSeal", "the second header (#1): "),
+        ("the first seal over other bytes", forged_seal, good, "BadSeal", "the first header (#1): "),
+        ("not a validator", sealed(EVE, 7, b"\x01" * 32), sealed(EVE, 7, b"\x02" * 32), "NotValidator",
+         f"{ss58_encode(EVE.public)} is not a validator"),
         # Bob's key sealed both, validly, in one slot: but of another chain (a key reused there).
-        ("two headers of another chain", good, other, "NotOnThisChain"),
+        ("two headers of another chain", good, other, "NotOnThisChain", f"block #1's parent {bytes(32).hex()} is not one of"),
+        # A block numbered 0 has no parent to be on this chain (nor a number below it to look up).
+        ("two headers numbered 0", sealed(BOB, 7, b"\x01" * 32, number=0), sealed(BOB, 7, b"\x02" * 32, number=0),
+         "NotOnThisChain", "block #0's parent"),
     ]
 
 
 def test_malformed_and_innocent_block_pairs_are_refused_with_their_error(local) -> None:
     chain = local.chain
     staked = balances.get_account(_state(chain), BOB.public).staked
-    for what, first, second, error in _aura_cases():
+    for what, first, second, error, says in _aura_cases():
         message = local.fails(calls.ReportEquivocation(first, second), error)
-        assert message, what
+        assert message.startswith(f"pol.{error}: {says}"), (what, message)
     assert balances.get_account(_state(chain), BOB.public).staked == staked
     assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
 
@@ -256,20 +281,23 @@ def test_malformed_and_innocent_vote_pairs_are_refused_with_their_error(local) -
     foreign = msgspec.msgpack.encode(sign_vote(DAVE, b"\x42" * 32, other_chain))  # signed for another genesis
     tampered = msgspec.msgpack.decode(vote(chain, DAVE, 0, 3, b"\xbb" * 32), type=SignedVote)
     tampered = msgspec.msgpack.encode(msgspec.structs.replace(tampered, signature=bytes(64)))
+    neither = "are neither a double vote (two different votes with one target round) nor a surround vote"
     cases = [
-        (b"\x93\x00", a, "MalformedVote"),
-        (a, a + b"\x00", "MalformedVote"),
-        (a, vote(chain, CHARLIE, 0, 3, b"\xbb" * 32), "DifferentVoters"),
-        (a, vote(chain, DAVE, 0, 3, b"\xbb" * 32, set_id=1), "DifferentSets"),
-        (a, a, "NotEquivocation"),  # one vote twice
-        (a, vote(chain, DAVE, 3, 4, b"\xbb" * 32), "NotEquivocation"),  # consecutive links
-        (a, vote(chain, DAVE, 0, 4, b"\xbb" * 32), "NotEquivocation"),  # one source, later target: no surround
-        (a, foreign, "BadSignature"),
-        (tampered, a, "BadSignature"),
-        (vote(chain, EVE, 0, 3, b"\xaa" * 32), vote(chain, EVE, 0, 3, b"\xbb" * 32), "NotValidator"),
+        (b"\x93\x00", a, "MalformedVote", "the first vote: "),
+        (a, a + b"\x00", "MalformedVote", "the second vote: "),
+        (a, vote(chain, CHARLIE, 0, 3, b"\xbb" * 32), "DifferentVoters", "the two votes have different voters"),
+        (a, vote(chain, DAVE, 0, 3, b"\xbb" * 32, set_id=1), "DifferentSets", "the votes are for sets 0 and 1"),
+        (a, a, "NotEquivocation", f"links 0->3 and 0->3 {neither}"),  # one vote twice
+        (a, vote(chain, DAVE, 3, 4, b"\xbb" * 32), "NotEquivocation", f"links 0->3 and 3->4 {neither}"),  # consecutive links
+        (a, vote(chain, DAVE, 0, 4, b"\xbb" * 32), "NotEquivocation", "links 0->3 and 0->4"),  # one source, later target
+        (a, foreign, "BadSignature", "the second vote: "),
+        (tampered, a, "BadSignature", "the first vote: "),
+        (vote(chain, EVE, 0, 3, b"\xaa" * 32), vote(chain, EVE, 0, 3, b"\xbb" * 32), "NotValidator",
+         f"{ss58_encode(EVE.public)} is not a validator"),
     ]
-    for first, second, error in cases:
-        local.fails(calls.ReportVoteEquivocation(first, second), error)
+    for first, second, error, says in cases:
+        message = local.fails(calls.ReportVoteEquivocation(first, second), error)
+        assert message.startswith(f"pol.{error}: {says}"), message
     assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
 
 
@@ -396,8 +424,9 @@ def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(l
     xt = sign(chain, EVE, call, 0)
     weight = chain.runtime.compute_dispatch_info(_state(chain), xt).weight
     assert weight == pol.REPORT_BASE_WEIGHT + ml_runtime.step_cost(job.spec, job.batch_size) * 10
+    local.fails(call, "SelfReport", key=BOB)  # block #1 of this chain: the forged block was never imported here
     before = _before(chain, BOB.public)
-    receipt = local.report(call)  # block #1 of this chain: the forged block was never imported here
+    receipt = local.report(call)
     assert receipt.success, receipt.error
     assert receipt.weight == weight
     slash = _expect_slash(chain, receipt, BOB.public, before)
@@ -412,6 +441,46 @@ def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(l
     assert BOB.public in staking.get_validators(_state(chain))
     local.until(chain.config.era_length)
     assert BOB.public not in staking.get_validators(_state(chain))
+
+
+def test_a_fraud_reports_weight_is_one_segment_at_the_calls_own_batch_size(local, tmp_path) -> None:
+    chain = local.chain
+    _, job, proof = _fraud_world(tmp_path, forge=True)
+    train = proof.extrinsic.call
+    for batch in (1, 3):
+        call = msgspec.structs.replace(train, batch_size=batch)
+        changed = msgspec.structs.replace(proof, extrinsic=msgspec.structs.replace(proof.extrinsic, call=call))
+        weight = pol.compute_report_fraud_weight(_state(chain), calls.ReportFraud(changed.encode()))
+        assert weight == pol.REPORT_BASE_WEIGHT + ml_runtime.step_cost(job.spec, batch) * min(train.segment_len, train.steps)
+
+
+def test_a_fraud_is_judged_under_the_config_its_block_ran_with(local, tmp_path) -> None:
+    """A referendum that lowers a training limit after a forged block (here max_train_steps
+    below the block's 60 steps) must not make its fraud unprovable: the job is rebuilt under
+    the config the block ran with (democracy.get_config_of_block), not the current one."""
+    import dataclasses
+
+    from chain.config import encode_runtime_config
+    from chain.errors import DispatchError
+    from chain.pallets import democracy
+    from chain.pallets.context import BlockInfo, CallContext
+
+    chain = local.chain
+    _, _, proof = _fraud_world(tmp_path, forge=True)
+    local.block()  # #1: the forged block's number; its config is the one in force now
+    state = chain.state.overlay()
+    ran_with = democracy.get_config(state)
+    lowered = dataclasses.replace(ran_with, max_train_steps=10)
+    state.set(democracy.RUNTIME_CONFIG_KEY, encode_runtime_config(lowered))  # as a referendum enacted at #2 would
+    ctx = CallContext(state, EVE.public, 0, bytes(32), 0, BlockInfo(3, bytes(32), ALICE.public, True, None), lowered)  # type: ignore[arg-type]
+    ctx.genesis_hash = chain.genesis_hash
+    # Without the record of what #1 ran with, the job would be rebuilt under the lowered limit: unprovable.
+    with pytest.raises(DispatchError, match=r"steps must be in 1..10, got 60"):
+        pol.apply_report_fraud(ctx, calls.ReportFraud(proof.encode()))
+    democracy.REPLACED.apply_set(state, encode_runtime_config(ran_with), 2)
+    democracy.REPLACED_AT.apply_set(state, (2,))
+    pol.apply_report_fraud(ctx, calls.ReportFraud(proof.encode()))
+    assert [e.name for e in ctx.events][-1] == "FraudProven"
 
 
 def test_an_invalid_fraud_proof_fails_with_its_reason_and_costs_its_fee(local, tmp_path) -> None:
