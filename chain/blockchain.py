@@ -174,7 +174,6 @@ class PreparedImport:
 
     block: Block
     block_hash: bytes
-    parent: Header
     commit: StateCommit
     receipts: tuple[Receipt, ...]
     info: BlockInfo
@@ -593,7 +592,7 @@ class Blockchain:
         block = Block(header, Body(tuple(included), results))
         # The author keeps every opening of every job, in the block's own batch: it serves them.
         openings = [(index, o) for index in sorted(info.openings) for o in info.openings[index]]
-        return self._write_block(block, parent, commit, tuple(receipts), info.training_steps, openings)
+        return self._write_block(block, commit, tuple(receipts), info.training_steps, openings)
 
     def _apply_candidate(
         self, runtime: Runtime, overlay: Overlay, info: BlockInfo, index: int, xt: Extrinsic, raw: bytes
@@ -667,7 +666,7 @@ class Blockchain:
 
     def _prepare_import(self, block: Block) -> PreparedImport:
         self.verify_length(block)
-        parent = self.verify_header(block.header)
+        self.verify_header(block.header)
         header = block.header
         # With signature threads, the signatures are checked on them while this thread
         # executes the block and computes its state root; all are checked, and a bad one is
@@ -695,7 +694,7 @@ class Blockchain:
             # fetch and no re-execution.
             self._finish_signatures(block, checks)
             checks = None
-        return PreparedImport(block, block.hash(), parent, commit, receipts, info, checks)
+        return PreparedImport(block, block.hash(), commit, receipts, info, checks)
 
     def _finish_signatures(self, block: Block, checks: SignatureBatch | None) -> None:
         """Wait for the signature threads' verdict on ``block``; BlockError if one is bad."""
@@ -721,7 +720,7 @@ class Blockchain:
                     f"{self.finalized_hash.hex()} finalized while it was being verified"
                 )
             return self._write_block(
-                prepared.block, prepared.parent, prepared.commit, prepared.receipts, prepared.info.training_steps, openings,
+                prepared.block, prepared.commit, prepared.receipts, prepared.info.training_steps, openings,
                 before_commit=finish_signatures,
             )
         except BaseException:
@@ -953,7 +952,7 @@ class Blockchain:
 
     # --- writing -----------------------------------------------------------------------------
     def _write_block(
-        self, block: Block, parent: Header, commit: StateCommit, receipts: tuple[Receipt, ...], training_steps: int,
+        self, block: Block, commit: StateCommit, receipts: tuple[Receipt, ...], training_steps: int,
         openings: Iterable[tuple[int, Opening]] = (), *, before_commit: Callable[[], None] | None = None,
     ) -> ImportedBlock:
         """Store ``block`` in one batch; ``before_commit`` runs once the batch is staged, and

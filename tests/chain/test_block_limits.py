@@ -155,6 +155,13 @@ def test_an_imported_block_over_the_length_limit_is_refused_before_execution(tmp
     with pytest.raises(BlockError, match=rf"block #1 is {len(oversize.encode())} bytes; the limit is {limit}"):
         validator.import_block(oversize)
     assert validator.state.root() == root and validator.best_hash == best
+    # At the limit exactly, the length passes (and the stray result fails the commitment).
+    padding = TrainingResult(7, bytes(32), (0,), bytes(2 * limit - len(oversize.encode())))
+    at_limit = Block(built.header, msgspec.structs.replace(built.body, results=(padding,)))
+    assert len(at_limit.encode()) == limit
+    with pytest.raises(BlockError, match=r"^POL commitment mismatch"):
+        validator.import_block(at_limit)
+    assert validator.state.root() == root and validator.best_hash == best
     validator.import_block(built)  # the block itself is fine
     author.db.close()
     validator.db.close()

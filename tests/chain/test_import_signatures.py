@@ -337,8 +337,11 @@ def test_checks_no_import_claimed_are_cancelled_beyond_two_blocks(tmp_path: Path
     validator.start_signatures_ahead(others[1])  # a third: the oldest is cancelled
     assert [b for b, *_ in validator._ahead] == others
     assert (first._progress[:, 1] == first._bounds[:, 0]).all()  # its worker stops at its next signature
-    validator.start_signatures_ahead(Block(built.header, Body(built.body.extrinsics[:10], ())))
-    assert len(validator._ahead) == 2  # a small block: checked by its import, nothing started
+    small, smallest_handed_off = (_tampered(built, list(built.body.extrinsics[:n])) for n in (63, 64))
+    validator.start_signatures_ahead(small)
+    assert [b for b, *_ in validator._ahead] == others  # a small block: checked by its import, nothing started
+    validator.start_signatures_ahead(smallest_handed_off)
+    assert [b for b, *_ in validator._ahead] == [others[1], smallest_handed_off]
     kept = [c for _, c, _ in validator._ahead]
     validator.start_signatures_ahead(None)
     assert validator._ahead == [] and all((c._progress[:, 1] == c._bounds[:, 0]).all() for c in kept)

@@ -299,3 +299,59 @@ def test_the_auditor_s_thread_count_overrides_the_pool_policy(tmp_path, monkeypa
     assert validator.best_hash == honest.block.hash()
     for chain in (forger, author, validator):
         chain.db.close()
+
+
+def _resealed(header, **changes):
+    import msgspec
+
+    header = msgspec.structs.replace(header, **changes)
+    return msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash()))
+
+
+def test_a_re_sealed_header_claiming_other_work_is_refused_for_its_pol_commitment(tmp_path, validator) -> None:
+    """The author claims one more SGD step than it ran (the step count is what verifiers and
+    rewards read), the commitment digest recomputed and the header re-sealed: the re-executed
+    commitment differs, before any checkpoint is asked for."""
+    from chain.block import Block
+    from chain.header import PolCommitment, compute_pol_digest
+
+    author = open_chain(tmp_path / "author")
+    built = author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=1)
+    header = built.block.header
+    claimed = header.get_pol_commitment()
+    inflated = compute_pol_digest(PolCommitment(claimed.transcripts_root, claimed.training_steps + 1, claimed.work_units))
+    digest = tuple(inflated if d.engine == inflated.engine and d.kind == inflated.kind else d for d in header.digest)
+    before = _unchanged(validator)
+    with pytest.raises(BlockError, match=r"^POL commitment mismatch: re-execution gives PolCommitment\("):
+        validator.import_block(Block(_resealed(header, digest=digest), built.block.body))
+    assert _unchanged(validator) == before
+    imported = validator.import_block(built.block, LocalSource(author.transcripts))
+    assert imported.training_steps == claimed.training_steps == 40
+    author.db.close()
+
+
+def test_a_training_result_no_train_call_uses_is_refused(tmp_path, validator) -> None:
+    """A body carrying a second training result, for an extrinsic that is no TRAIN call (the
+    results root and so the POL commitment recomputed over both, the header re-sealed): every
+    result must be one a TRAIN call of the block used."""
+    import msgspec
+
+    from chain import calls
+    from chain.block import Block, Body
+    from chain.header import PolCommitment, compute_pol_digest
+    from chain.proofs import compute_results_root
+
+    author = open_chain(tmp_path / "author")
+    xts = [sign(author, BOB, train_call(), 0), sign(author, ALICE, calls.Remark(b"no training"), 0)]
+    built = author.build_block(xts, ALICE, slot=1)
+    (result,) = built.block.body.results
+    results = (result, msgspec.structs.replace(result, extrinsic_index=1))
+    header = built.block.header
+    claimed = header.get_pol_commitment()
+    pol = compute_pol_digest(PolCommitment(compute_results_root(list(results)), claimed.training_steps, claimed.work_units))
+    digest = tuple(pol if d.engine == pol.engine and d.kind == pol.kind else d for d in header.digest)
+    before = _unchanged(validator)
+    with pytest.raises(BlockError, match=r"^training results used mismatch: re-execution gives \{0\}, the block claims \{0, 1\}$"):
+        validator.import_block(Block(_resealed(header, digest=digest), Body(built.block.body.extrinsics, results)))
+    assert _unchanged(validator) == before
+    author.db.close()

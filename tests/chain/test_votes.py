@@ -9,7 +9,14 @@ from __future__ import annotations
 import pytest
 
 from chain.errors import CodecError
-from chain.votes import MAX_VOTE_BYTES, Checkpoint, Vote, decode_signed_vote, is_double_vote, surrounds
+from chain.votes import (
+    MAX_VOTE_BYTES,
+    Checkpoint,
+    Vote,
+    decode_signed_vote,
+    is_double_vote,
+    surrounds,
+)
 
 
 def _link(source_round: int, target_round: int, target: bytes = b"\xaa" * 32) -> Vote:
