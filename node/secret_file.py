@@ -6,7 +6,8 @@ Each was created under its final name with ``O_CREAT | O_EXCL`` and then written
 or a power cut between the two left an empty (or, before the data reached the disk, a
 zero-length) file, which every later start refuses as it must refuse any damaged secret,
 so the node never started again until an operator deleted the file (found by killing
-devnet validators; tests/node/test_secret_files.py).
+devnet validators and asking what a kill during a first start leaves;
+tests/node/test_secret_files.py).
 
 Here the bytes go to a temporary file in the same directory, are fsynced, and only then get
 the final name with ``link(2)``, which fails if the name exists, as ``O_EXCL`` did: two
