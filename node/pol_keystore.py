@@ -6,8 +6,9 @@ block, which of its segments will be checked: a secret it could read or guess wo
 forge exactly the segments nobody samples (issue 9, "Sampled verification on every import").
 Hence:
 
-- 32 bytes from the OS CSPRNG (``secrets.token_bytes``), written on first start with
-  ``O_CREAT | O_EXCL`` and mode 0600 (two nodes racing on one base path end with one secret);
+- 32 bytes from the OS CSPRNG (``secrets.token_bytes``), written on first start with mode
+  0600, all or nothing (node.secret_file: a kill during the first start cannot leave a
+  damaged secret; two nodes racing on one base path end with one secret);
 - a file that is not exactly 32 bytes, is not a regular file, or that the group or others may
   read or write is refused with :class:`PolSecretError` naming the problem, never repaired
   silently (a secret others could read is already spent; the operator decides);
@@ -23,6 +24,8 @@ import os
 import secrets
 import stat
 from pathlib import Path
+
+from node.secret_file import create_private_file
 
 SECRET_FILE = "pol_secret"
 SECRET_LENGTH = 32
@@ -47,15 +50,11 @@ def load_or_generate_secret(path: Path) -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         secret = secrets.token_bytes(SECRET_LENGTH)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            return load_secret(path)  # another process won the race: use its secret
+            created = create_private_file(path, secret)
         except OSError as exc:
             raise PolSecretError(f"cannot create the proof-of-learning secret {path}: {exc.strerror}") from None
-        with os.fdopen(fd, "wb") as f:
-            f.write(secret)
-            f.flush()
-            os.fsync(f.fileno())
+        if not created:
+            return load_secret(path)  # another process won the race: use its secret
         return secret
     return load_secret(path)
 

@@ -21,7 +21,6 @@ digits (Substrate accepts both).
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 from chain.crypto import Keypair, _b58decode, _b58encode, verify_signature
 from chain.errors import InvalidAddress, InvalidSignature
 from node.network.errors import InvalidNodeKey, InvalidPeerId
+from node.secret_file import create_private_file
 
 ED25519_KEY_TYPE = 1
 # protobuf: field 1 varint (tag 0x08) = 1; field 2 length-delimited (tag 0x12), length 32.
@@ -179,12 +179,9 @@ class NodeKey:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             seed = secrets.token_bytes(32)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
+            # All or nothing (node.secret_file): a kill here must not leave an empty key file.
+            if not create_private_file(path, seed):
                 return cls.from_file(path)  # another process won the race: use its key
-            with os.fdopen(fd, "wb") as f:
-                f.write(seed)
             return cls.from_seed(seed)
         return cls.from_file(path)
 

@@ -578,12 +578,16 @@ class NodeLink:
             if not blocks:
                 log.info("%s does not serve block 0x%s: its branch is left to fork choice elsewhere", peer, cursor.hex()[:12])
                 return False
+            # The sync lock was released while the answer was awaited: another sync may have
+            # imported part of the branch meanwhile, the asked-for block itself included
+            # (then nothing is kept from this answer, and the loop ends on the cursor).
             for data in blocks:
                 if chain.has_block(data.block.hash()):
                     break
                 fetched.append(data)
-            last = fetched[-1].block.header
-            cursor, cursor_number = last.parent_hash, last.number - 1
+            if fetched:
+                last = fetched[-1].block.header
+                cursor, cursor_number = last.parent_hash, last.number - 1
         for data in reversed(fetched):
             if not await self._import(peer, data):
                 return False

@@ -4,6 +4,7 @@ against hand-made peers that lie about their chain."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -416,3 +417,67 @@ async def test_a_failed_import_cancels_the_checks_started_ahead(tmp_path) -> Non
     chain, _, ahead = await _sync_with_ahead_spy(tmp_path, serve, lambda _, calls: None in calls)
     assert ahead == [2, 3, None]
     assert chain._ahead == [] and chain.best_number == 1
+
+
+
+async def test_a_branch_imported_by_another_sync_while_it_is_fetched_ends_the_fetch(tmp_path) -> None:
+    """Found by killing validators of a devnet (a restarted node syncs from several peers at
+    once): a branch fetch releases the sync lock while it waits for the peer's answer, and
+    another sync imported the very block it asked for meanwhile. The answer then began with
+    a block the node had, nothing was kept, and reading the last kept block raised
+    IndexError: the sync task died, and what the peer announced meanwhile (B3 here) was
+    never fetched. Here the peer's answer stands for the other sync: before it answers the
+    request for fork block B2's branch, the node imports B1 and B2 (and B3 is announced)."""
+    async with dev_node() as node:
+        assert node.network is not None and node.link is not None
+        now = int(time.time() * 1000) // node.slot_ms
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        a1, a2 = _alice_chain(tmp_path / "a", (now - 6, now - 5))
+        fork = _alice_chain(tmp_path / "b", (now - 4, now - 3, now - 2))
+        b1, b2, b3 = fork
+        await node.import_block(a1)
+        await node.import_block(a2)
+        peer = await liar(node, [genesis])
+        by_hash = {b.hash(): b for b in (genesis, *fork)}
+
+        async def serve(p: object, req: BlockRequest) -> list[BlockData]:
+            if req.start == b2.hash() and not node.chain.has_block(b2.hash()):
+                await node.import_block(b1)  # what another peer's sync does meanwhile
+                await node.import_block(b2)
+                peer.blocks = [genesis, *fork]
+                peer.service.broadcast_block(b3.header)  # kept for after this sync's fetch
+                await asyncio.sleep(0.3)
+                return [BlockData(b2), BlockData(b1)]
+            if isinstance(req.start, bytes):
+                return [BlockData(by_hash[req.start])] if req.start in by_hash else []
+            return [BlockData(b) for b in peer.blocks[req.start:req.start + req.count]]
+
+        peer.service.handlers.serve_block_request = serve
+        loop = asyncio.get_running_loop()
+        died: list[BaseException] = []  # a task's exception, reported when the task is freed
+        loop.set_exception_handler(lambda _, context: died.append(context["exception"]))
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1 and not node.link.is_syncing)  # type: ignore[union-attr]
+            peer.service.broadcast_block(b2.header)  # a fork block whose parent the node lacks
+            await wait_for(lambda: node.chain.has_block(b2.hash()))
+            await wait_for(lambda: node.chain.best_number == 3 or not node.link.is_syncing)  # type: ignore[union-attr]
+            gc.collect()
+            assert died == [], died
+            await wait_for(lambda: node.chain.best_hash == b3.hash())
+            assert node.chain.best_header.state_root == b3.header.state_root
+            assert node.network.reputation.score(peer.id) == 0
+        finally:
+            loop.set_exception_handler(None)
+            await peer.service.stop()
+
+
+def _alice_chain(path, slots: tuple[int, ...]) -> list[Block]:
+    """Real dev-chain blocks #1.., one per slot in ``slots``, each on the one before (Alice seals)."""
+    spec, alice = load_chain_spec("dev"), dev_keypair("Alice")
+    db = Database(path)
+    try:
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        return [builder.build_block([], alice, slot).block for slot in slots]
+    finally:
+        db.close()
