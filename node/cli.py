@@ -580,7 +580,10 @@ def run_node(args: argparse.Namespace) -> int:
     # Refused before the kernels compile and before anything is written under the base path.
     if not args.tmp and args.base_path is not None:
         with contextlib.ExitStack() as probe:
-            _lock_database(compute_db_path(args.base_path, spec.id), probe, "another running node")
+            _lock_database(
+                compute_db_path(args.base_path, spec.id), probe,
+                "another running node (its LOCK is held): stop that node or choose another --base-path",
+            )
     rpc_host = "0.0.0.0" if args.rpc_external else "127.0.0.1"
     _require_free_port("JSON-RPC", rpc_host, args.rpc_port, "--rpc-port")
     _warn_rpc_exposure(args.rpc_external, args.rpc_methods, args.rpc_port)
@@ -631,7 +634,8 @@ def run_node(args: argparse.Namespace) -> int:
 
 def _lock_database(db: Path, held: contextlib.ExitStack, holder: str) -> None:
     """Take LevelDB's own lock, an fcntl lock on ``<db>/LOCK`` (util/env_posix.cc LockFile),
-    for as long as ``held`` lasts; a CliError naming ``holder`` if another process holds it.
+    for as long as ``held`` lasts; a CliError naming ``holder`` (who it is, and what to do) if
+    another process holds it.
     A node and purge-chain check it first, so the refusal is one plain line (plyvel says
     "b'IO error: lock …/LOCK: Resource temporarily unavailable'") given before any work."""
     if not (db / "LOCK").is_file():
@@ -640,8 +644,7 @@ def _lock_database(db: Path, held: contextlib.ExitStack, holder: str) -> None:
     try:
         fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        advice = "stop the node first" if holder == "a running node" else "stop that node or choose another --base-path"
-        raise CliError(f"{db} is in use by {holder} (its LOCK is held): {advice}") from None
+        raise CliError(f"{db} is in use by {holder}") from None
 
 
 def _require_free_port(what: str, host: str, port: int, flag: str) -> None:
@@ -876,7 +879,7 @@ def run_purge_chain(args: argparse.Namespace) -> int:
         # LevelDB's lock is taken here, and kept through the deletion, so that a running
         # node's database (which it would go on writing into unlinked files) is refused,
         # and no node opens it meanwhile.
-        _lock_database(db, held, "a running node")
+        _lock_database(db, held, "a running node (its LOCK is held): stop the node first")
         if not args.y:
             if not sys.stdin.isatty():
                 raise CliError("refusing to delete without a terminal to ask; pass -y")
