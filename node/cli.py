@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="misbehave on purpose, for tests and the devnet: forge-training=F (0 < F <= 1), "
                       "withhold-checkpoints or equivocate (node/byzantine.py)")
     node.set_defaults(run=run_node)
-    devnet.add_subcommand(sub, node)
+    devnet.add_subcommand(sub, node, _path)
     cli_bench.add_subcommand(sub)
     simulate.add_subcommand(sub)
 

@@ -59,6 +59,7 @@ import sys
 import time
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -89,8 +90,10 @@ class DevnetError(Exception):
 
 
 # --- the command line -----------------------------------------------------------------------
-def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
-    """Register ``polchain devnet``. ``node_parser`` tells which flags ``polchain node`` knows."""
+def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser, path_type: Callable[[str], Path]) -> None:
+    """Register ``polchain devnet``. ``node_parser`` tells which flags ``polchain node`` knows;
+    ``path_type`` parses ``--base-path`` as the node's own flag does (an empty path is refused,
+    not taken for the current folder)."""
     p: argparse.ArgumentParser = sub.add_parser(
         "devnet", help="run a local network: N validators (and K full nodes), one process each",
         description="Start N validators (//Alice, //Bob, … //Validator7, …) and K full nodes of a local chain, "
@@ -101,10 +104,7 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser) -> None:
                    help=f"validators, 1..{MAX_VALIDATORS} (default 4); with --auditors at most {MAX_NODES} nodes")
     p.add_argument("--auditors", type=_bounded(0, MAX_AUDITORS), default=0, metavar="K",
                    help="full nodes besides the validators, each an auditor (--pol full: re-runs every training segment)")
-    # The node's own --base-path type (an empty path is refused there, not taken for ".").
-    base_path_type = node_parser._option_string_actions["--base-path"].type
-    assert callable(base_path_type)
-    p.add_argument("--base-path", "-d", type=base_path_type, default=None, metavar="DIR",
+    p.add_argument("--base-path", "-d", type=path_type, default=None, metavar="DIR",
                    help="default: $XDG_DATA_HOME/polchain/devnet (~/.local/share/polchain/devnet)")
     p.add_argument("--rpc-port", type=_bounded(1, 65535), default=9944, metavar="PORT", help="node i serves RPC on PORT + i (default 9944)")
     p.add_argument("--port", type=_bounded(1, 65535), default=30333, metavar="PORT", help="node i listens for peers on PORT + i (default 30333)")

@@ -312,3 +312,12 @@ def test_status_table_and_line_show_heads_rates_and_exited_nodes(tmp_path: Path)
     finally:
         running.kill()
         running.wait()
+
+
+def test_the_head_a_node_stopped_at_is_its_last_shutdown_line_else_the_last_poll(tmp_path: Path) -> None:
+    log = tmp_path / "node.log"
+    log.write_text("Imported #7\nShut down cleanly at block #8\nrestarted\nShut down cleanly at block #12\n")
+    assert devnet.read_stopped_at(log, 11) == 12  # the poll lags the block finished after SIGINT
+    log.write_text("Imported #7\nkilled\n")
+    assert devnet.read_stopped_at(log, 7) == 7  # no shutdown line: the poll is all there is
+    assert devnet.read_stopped_at(tmp_path / "missing.log", None) is None
