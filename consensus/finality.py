@@ -23,9 +23,10 @@ slashing conditions; here they are with the Aura slot as FFG's epoch ("round").
 - Honest rules (FFG's slashing conditions, §3): never two votes with one target round
   (*double vote*); never a vote whose (source round, target round) strictly surrounds
   another of the same validator's (*surround vote*). An honest validator votes with the
-  highest-round justified checkpoint it knows as source, persisted (:class:`VoterState`,
-  META ``finality/voter``) with the last round it voted in, so a restart can neither lower
-  its source (that could surround) nor vote twice in a round. It does not vote in a round
+  highest-round justified checkpoint it knows as source, persisted (:class:`VoterState`, in
+  a file beside the database that ``purge-chain`` keeps: node.service) with the last round
+  it voted in, so a restart, even on an emptied database, can neither lower its source (that
+  could surround) nor vote twice in a round. It does not vote in a round
   whose best block does not descend from its source; fork choice follows the justified
   checkpoint (consensus.fork_choice), so that is rare.
 - A vote names its target by hash and number: one whose number is not its block's is
@@ -92,7 +93,6 @@ from chain.crypto import Keypair, ss58_encode, verify_signature
 from chain.errors import ChainError, CodecError, InvalidSignature
 from chain.header import Header
 from chain.pallets.staking import get_validators
-from chain.storage import Column
 from chain.votes import (  # the wire types and signing live in chain/: the runtime checks votes too
     MAX_VOTE_BYTES,
     SET_ID,
@@ -107,7 +107,6 @@ from consensus import fork_choice
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
 
 EVIDENCE_PREFIX = b"vote/"
-VOTER_STATE_KEY = b"finality/voter"
 #: Bounds on a justification from a peer, checked before any work: votes (one per validator),
 #: ancestry headers, and encoded bytes (the wire's frame limit is 1 MiB).
 MAX_VOTES = 1024
@@ -219,21 +218,22 @@ def finalized_checkpoint(chain: Blockchain) -> Checkpoint:
     return Checkpoint(chain.finalized_hash, chain.finalized_number, j.source.round if is_link_source else j.round)
 
 
-def load_voter_state(chain: Blockchain) -> VoterState:
-    """The persisted :class:`VoterState`, its justified checkpoint at least the finalized one."""
+def load_voter_state(chain: Blockchain, stored: VoterState | None) -> VoterState:
+    """The voter state to go on from: ``stored`` (the validator's record, None if it has none),
+    its justified checkpoint raised to the finalized one if that is of a higher round.
+
+    A stored checkpoint whose block this node does not have is kept, not replaced by the
+    finalized one: the record outlives the database (node.service keeps it beside it), so
+    after a purge, or on a new machine, the node has only synced part of the chain, and a
+    source lowered to what it has would make its next vote surround the votes it cast from
+    the stored one. :func:`make_vote` makes no vote from a source it lacks, so the validator
+    is silent until its sync reaches the source or a higher checkpoint is justified."""
     final = finalized_checkpoint(chain)
-    raw = chain.db.get(Column.META, VOTER_STATE_KEY)
-    if raw is None:
+    if stored is None:
         return VoterState(final, 0)
-    state = decode(raw, VoterState)
-    if state.justified.round < final.round or not chain.has_block(state.justified.block_hash):
-        return VoterState(final, state.voted_round)
-    return state
-
-
-def store_voter_state(chain: Blockchain, state: VoterState) -> None:
-    with chain.db.write_batch() as batch:
-        batch.put(Column.META, VOTER_STATE_KEY, encode(state))
+    if stored.justified.round < final.round:
+        return VoterState(final, stored.voted_round)
+    return stored
 
 
 def decode_justification(data: bytes) -> Justification:
@@ -420,7 +420,6 @@ class VoteCollector:
         self._rounds: dict[int, dict[bytes, SignedVote]] = {}
         self._justified: dict[Checkpoint, None] = {}
         self.note_justified(finalized_checkpoint(chain))
-        self.note_justified(load_voter_state(chain).justified)
 
     def note_justified(self, checkpoint: Checkpoint) -> None:
         """Remember ``checkpoint`` as justified (computed here, or proven by a justification)."""

@@ -66,6 +66,7 @@ from node.network.service import DEFAULT_PORT, NetworkConfig
 from node.network.transcripts import DEFAULT_FETCH_TIMEOUT
 from node.pol_keystore import PolSecretError
 from node.service import POL_MODES, NodeConfig, NodeService
+from node.voter_record import VoterRecordError
 from rpc.api import build_method_table
 from rpc.client import RpcClient
 from rpc.errors import RpcError, RpcTransportError
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
     except (
         CliError, cli_fl.FlError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError,
-        PolSecretError, OSError,
+        PolSecretError, VoterRecordError, OSError,
     ) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ forge exactly the segments nobody samples (issue 9, "Sampled verification on eve
 Hence:
 
 - 32 bytes from the OS CSPRNG (``secrets.token_bytes``), written on first start with mode
-  0600, all or nothing (node.secret_file: a kill during the first start cannot leave a
+  0600, all or nothing (node.durable_file: a kill during the first start cannot leave a
   damaged secret; two nodes racing on one base path end with one secret);
 - a file that is not exactly 32 bytes, is not a regular file, or that the group or others may
   read or write is refused with :class:`PolSecretError` naming the problem, never repaired
@@ -25,7 +25,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from node.secret_file import create_private_file
+from node.durable_file import create_private_file
 
 SECRET_FILE = "pol_secret"
 SECRET_LENGTH = 32

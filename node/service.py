@@ -107,7 +107,6 @@ from consensus.finality import (
     import_justification,
     load_voter_state,
     make_vote,
-    store_voter_state,
     verify_justification,
 )
 from consensus.pol import SampledVerifier
@@ -129,6 +128,7 @@ from node.network.sync import NodeLink
 from node.network.transcripts import DEFAULT_FETCH_TIMEOUT, TranscriptStats
 from node.offences import EquivocationReporter
 from node.pol_keystore import compute_secret_path, load_or_generate_secret
+from node.voter_record import compute_record_path, load_record, store_record
 
 log = logging.getLogger("polchain")
 progress = logging.getLogger(PROGRESS_LOGGER)  # a line per block, never collapsed (node.logfilter)
@@ -226,6 +226,8 @@ class NodeService:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         # Read before the database opens, so a bad secret file stops the node before anything else.
         pol_secret = load_or_generate_secret(compute_secret_path(chain_dir))
+        self._voter_record = compute_record_path(chain_dir)
+        stored_voter = load_record(self._voter_record)
         self.metrics = NodeMetrics(self)
         self.pol_stats = TranscriptStats()
         self.pol_fetch_timeout = config.pol_fetch_timeout
@@ -266,12 +268,13 @@ class NodeService:
         # node voted in, and justifications from peers whose target is not imported yet.
         self.rules = rules
         self.collector = VoteCollector(self.chain)
-        # The highest justified checkpoint and the last round voted in, persisted: a restart
-        # must not lower the source (a surround vote) or vote twice in a round (a double
-        # vote). As a second guard, a restarted validator does not vote in the round it
-        # starts in either. A sole validator has no one to equivocate to, and its first
-        # block should be final at once.
-        self._voter = load_voter_state(self.chain)
+        # The highest justified checkpoint and the last round voted in, persisted beside the
+        # keys (node.voter_record): a restart, even on a purged database, must not lower the
+        # source (a surround vote) or vote twice in a round (a double vote). As a second
+        # guard, a restarted validator does not vote in the round it starts in either. A sole
+        # validator has no one to equivocate to, and its first block should be final at once.
+        self._voter = load_voter_state(self.chain, stored_voter)
+        self.collector.note_justified(self._voter.justified)
         start_round = self._current_round() if len(get_voters(self.chain)) > 1 else -1
         self._voted_round = max(self._voter.voted_round, start_round)
         self.rules.justified = self._voter.justified.block_hash
@@ -542,7 +545,7 @@ class NodeService:
         # Persisted before the vote leaves: a crash after it must not let this node vote again.
         self._voted_round = round_number
         self._voter = VoterState(source, round_number)
-        store_voter_state(self.chain, self._voter)
+        store_record(self._voter_record, self._voter)
         if self.network is not None:
             self.network.broadcast_vote(encode(vote))
         self._finalize_collected(self.collector.add(vote, round_number))
@@ -607,7 +610,7 @@ class NodeService:
         self.rules.justified = justified.block_hash
         if (justified.round, justified.block_number) > (self._voter.justified.round, self._voter.justified.block_number):
             self._voter = VoterState(justified, self._voter.voted_round)
-            store_voter_state(self.chain, self._voter)
+            store_record(self._voter_record, self._voter)
         self._after_reorg(follow_justified(self.chain, justified.block_hash))
 
     def _after_reorg(self, route: TreeRoute | None) -> None:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from chain.crypto import Keypair, _b58decode, _b58encode, verify_signature
 from chain.errors import InvalidAddress, InvalidSignature
+from node.durable_file import create_private_file
 from node.network.errors import InvalidNodeKey, InvalidPeerId
-from node.secret_file import create_private_file
 
 ED25519_KEY_TYPE = 1
 # protobuf: field 1 varint (tag 0x08) = 1; field 2 length-delimited (tag 0x12), length 32.
@@ -179,7 +179,7 @@ class NodeKey:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             seed = secrets.token_bytes(32)
-            # All or nothing (node.secret_file): a kill here must not leave an empty key file.
+            # All or nothing (node.durable_file): a kill here must not leave an empty key file.
             if not create_private_file(path, seed):
                 return cls.from_file(path)  # another process won the race: use its key
             return cls.from_seed(seed)

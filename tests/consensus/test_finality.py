@@ -309,21 +309,24 @@ def test_round_one_for_a_and_round_two_for_b_cannot_finalize_conflicting_blocks(
         chain.db.close()
 
 
-def test_the_source_and_last_voted_round_survive_a_restart(chains) -> None:
+def test_a_stored_record_is_where_a_restarted_voter_goes_on_from(chains) -> None:
+    # The record itself is stored by the node, outside the database (node.voter_record;
+    # tests/node/test_voter_record.py purges the database under a running validator).
     node, blocks_a, _, _ = chains
-    assert finality.load_voter_state(node) == VoterState(_genesis(node), 0)
+    assert finality.load_voter_state(node, None) == VoterState(_genesis(node), 0)
     collector = VoteCollector(node)
     _justify(collector, node, blocks_a[1], 5)
     justified = collector.highest_justified()
     assert justified == _cp(blocks_a[1], 5)
-    finality.store_voter_state(node, VoterState(justified, 5))
+    stored = VoterState(justified, 5)
     path = node.db.path
     node.db.close()
     again = open_local(path)
     try:
-        assert finality.load_voter_state(again) == VoterState(justified, 5)
-        # The new collector starts from the persisted source, not from genesis.
+        assert finality.load_voter_state(again, stored) == stored
+        # A new collector told the stored source (as node.service does) starts from it, not from genesis.
         fresh = VoteCollector(again)
+        fresh.note_justified(stored.justified)
         assert fresh.highest_justified() == justified
         for slot in (9, 10, 11, 12):  # the challenge window: A3 is voted for once it has 4 descendants
             build(again, slot)
@@ -332,6 +335,18 @@ def test_the_source_and_last_voted_round_survive_a_restart(chains) -> None:
     finally:
         again.db.close()
         node.db = open_local(path).db  # the fixture closes it
+
+
+def test_a_stored_source_the_node_lacks_is_kept_and_no_vote_is_made_from_it(chains) -> None:
+    # After a purge the record names a block the sync has not reached: lowering the source to
+    # what the node has would make its next vote surround the ones it cast before.
+    node, _, _, _ = chains
+    for slot in (9, 10, 11, 12):
+        build(node, slot)
+    unknown = VoterState(Checkpoint(bytes(32), 7, 9), 9)
+    assert finality.load_voter_state(node, unknown) == unknown
+    assert finality.make_vote(node, ALICE, 10, unknown.justified) is None
+    assert finality.make_vote(node, ALICE, 10, finality.load_voter_state(node, None).justified) is not None
 
 
 def test_a_finalized_block_is_never_reverted(chains) -> None:

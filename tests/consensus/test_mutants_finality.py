@@ -482,23 +482,25 @@ def test_a_surround_vote_is_stored_in_either_order(node, branches, order) -> Non
     assert (evidence.first, evidence.second, evidence.kind) == (first, second, "surround_vote")
 
 
-def test_the_source_and_last_voted_round_are_persisted(node, branches) -> None:
+def test_a_stored_voter_state_is_raised_to_the_final_checkpoint_only(node, branches) -> None:
     blocks_a, _ = branches
     finality.import_justification(node, _final(node, blocks_a[0]))  # A1 final, at round 5
     final = _cp(blocks_a[0], 5)
-    assert finality.load_voter_state(node) == VoterState(final, 0)
+    assert finality.load_voter_state(node, None) == VoterState(final, 0)
+    unknown = VoterState(Checkpoint(bytes(32), 2, 9), 9)
     for stored, loaded in [
         (VoterState(_cp(blocks_a[1], 5), 6), VoterState(_cp(blocks_a[1], 5), 6)),  # same round: kept
         (VoterState(_cp(blocks_a[2], 8), 8), VoterState(_cp(blocks_a[2], 8), 8)),
         (VoterState(_cp(blocks_a[1], 4), 7), VoterState(final, 7)),  # below the final round
-        (VoterState(Checkpoint(bytes(32), 2, 9), 9), VoterState(final, 9)),  # unknown block
+        (unknown, unknown),  # a block this node lacks (a purged node's record): kept, never lowered
     ]:
-        finality.store_voter_state(node, stored)
-        assert node.db.get(Column.META, b"finality/voter") == msgspec.msgpack.encode(stored)
-        assert finality.load_voter_state(node) == loaded
-        assert VoteCollector(node).highest_justified() == loaded.justified
+        assert finality.load_voter_state(node, stored) == loaded
+        collector = VoteCollector(node)
+        collector.note_justified(loaded.justified)  # as node.service does
+        assert collector.highest_justified() == (final if loaded is unknown else loaded.justified)
     _extend(node, (7, 8, 9, 10))  # A3 gets its 4 descendants (the challenge window)
-    vote = finality.make_vote(node, ALICE, 9, finality.load_voter_state(node).justified)
+    assert finality.make_vote(node, ALICE, 9, unknown.justified) is None
+    vote = finality.make_vote(node, ALICE, 9, finality.load_voter_state(node, None).justified)
     assert vote is not None and vote.vote.source == final
 
 

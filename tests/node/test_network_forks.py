@@ -30,13 +30,13 @@ from consensus.finality import (
     SignedVote,
     Vote,
     get_vote_equivocations,
-    load_voter_state,
     sign_vote,
 )
 from genesis.spec import load_chain_spec
 from node.network.messages import BlockData
 from node.network.reputation import Misbehaviour
 from node.service import NodeConfig, NodeService
+from node.voter_record import load_record
 
 BLOCK_TIME_MS = 500
 SPEC = load_chain_spec("local")
@@ -236,7 +236,8 @@ async def test_a_restarted_validator_does_not_vote_in_the_round_it_starts_in() -
             assert start_round not in rounds and min(rounds) == start_round + 1, (start_round, rounds)
             # The round it voted in is persisted before the vote left (a restart cannot vote
             # in it again), with the source it voted from.
-            state = load_voter_state(node.chain)
+            state = load_record(node._voter_record)
+            assert state is not None
             assert state.voted_round >= start_round + 1
             assert state.justified == decode(peer.votes[0], SignedVote).vote.source
         finally:

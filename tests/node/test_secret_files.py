@@ -61,7 +61,7 @@ def test_a_kill_while_a_secret_is_first_written_leaves_nothing_that_blocks_the_n
         key = NodeKey.load_or_generate(network_dir)  # was: InvalidNodeKey, an empty file is not a node key
         assert len(path.read_bytes()) == 32 and NodeKey.load_or_generate(network_dir).peer_id == key.peer_id
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    # What the kill left is a temporary file beside it, never read (node.secret_file).
+    # What the kill left is a temporary file beside it, never read (node.durable_file).
     others = [p.name for p in path.parent.iterdir() if p != path]
     assert all(name.startswith(f".{path.name}.") and name.endswith(".tmp") for name in others), others
 

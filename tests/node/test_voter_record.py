@@ -1,0 +1,164 @@
+"""A validator's finality record (its source and last voted round) outlives its database.
+
+Casper FFG slashes a validator for a *surround vote*: a vote whose (source round, target
+round) strictly contains one of its earlier votes (consensus/finality.py). An honest
+validator avoids it by never lowering its source; the source and the last round it voted in
+are its slashing protection. Kept in the chain database, they were deleted by
+``polchain purge-chain`` (or lost with the disk, or left behind when a validator moves to a
+new machine): the restarted validator voted from genesis, or from whatever checkpoint its
+sync had reached, while the network was far past it, and each such vote surrounded the
+votes it had cast before: an honest operator's routine command got them slashed. Found by
+asking what a purge does to a live 4-validator devnet (node/service.py keeps the record in
+``voter_state`` beside the database now).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from netkit import FAST, start_node, wait_for
+
+from chain.block import Block
+from chain.blockchain import Blockchain
+from chain.codec import CodecError, decode
+from chain.crypto import dev_keypair
+from chain.pallets.staking import get_validators
+from chain.storage import Database
+from consensus.aura import compute_slot_author
+from consensus.finality import (
+    SET_ID,
+    Checkpoint,
+    Justification,
+    SignedVote,
+    Vote,
+    VoterState,
+    sign_vote,
+)
+from genesis.spec import load_chain_spec
+from node.cli import main as cli_main
+from node.network.messages import BlockData
+from node.service import NodeConfig, NodeService
+from node.voter_record import VoterRecordError, load_record, store_record
+
+SLOT_MS = 500
+# No challenge window, so that a vote has a target as soon as the node has a block: this
+# test is about the source (the window is tests/consensus/test_finality_window.py).
+_LOCAL = load_chain_spec("local")
+SPEC = replace(_LOCAL, runtime_config=replace(_LOCAL.runtime_config, challenge_blocks=0))
+SOURCE_ROUND = 6  # the justified checkpoint's round before the purge
+
+
+def _build(tmp: Path, count: int, first_slot: int) -> list[Block]:
+    """Genesis and ``count`` real blocks of the chain on it, each sealed by its slot's owner."""
+    db = Database(tmp / "builder")
+    try:
+        builder = Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
+        validators = get_validators(builder.state.overlay())
+        by_key = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
+        blocks = [builder.get_block(builder.genesis_hash)]
+        for slot in range(first_slot, first_slot + count):
+            blocks.append(builder.build_block([], by_key[compute_slot_author(validators, slot)], slot).block)
+        return blocks
+    finally:
+        db.close()
+
+
+def _justification(target: Block, genesis: bytes) -> bytes:
+    """Bob's, Charlie's and Dave's votes (3 of 4) for the link (target, SOURCE_ROUND) -> the next round."""
+    source = Checkpoint(target.hash(), target.header.number, SOURCE_ROUND)
+    vote = Vote(SET_ID, source, Checkpoint(target.hash(), target.header.number, SOURCE_ROUND + 1))
+    votes = tuple(sign_vote(dev_keypair(n), genesis, vote) for n in ("Bob", "Charlie", "Dave"))
+    return Justification(target.hash(), target.header.number, SET_ID, SOURCE_ROUND + 1, source, votes).encode()
+
+
+def _alices_votes(payloads: list[bytes]) -> list[Vote]:
+    """Alice's votes among what the peer was sent (votes and justifications share its list)."""
+    alice = dev_keypair("Alice").public
+    out = []
+    for raw in payloads:
+        try:
+            signed = decode(raw, SignedVote)
+        except CodecError:
+            continue
+        if signed.voter == alice:
+            out.append(signed.vote)
+    return out
+
+
+async def test_a_purged_validator_never_votes_from_a_lower_source(tmp_path) -> None:
+    blocks = _build(tmp_path, 6, int(time.time() * 1000) // SLOT_MS - 20)
+    genesis = blocks[0].hash()
+    attached = {blocks[3].hash(): _justification(blocks[3], genesis)}
+    base = tmp_path / "alice"
+    config = NodeConfig(chain="local", base_path=base, author="//Alice", block_time_ms=SLOT_MS, network=FAST)
+    peer = await start_node(genesis=genesis, blocks=1)
+    serve = peer.serve
+
+    async def serve_with_justification(who, req):  # type: ignore[no-untyped-def]
+        return [BlockData(d.block, attached.get(d.block.hash())) for d in await serve(who, req)]
+
+    peer.service.handlers.serve_block_request = serve_with_justification
+
+    async def run_alice(blocks_served: list[Block], until) -> list[Vote]:  # type: ignore[no-untyped-def]
+        """Alice's node on ``base`` with the peer serving ``blocks_served``; her votes once ``until()``."""
+        peer.blocks = blocks_served
+        peer.votes.clear()
+        node = NodeService(config, SPEC)
+        run = asyncio.create_task(node.run())
+        try:
+            await wait_for(lambda: node.network is not None and bool(node.network.listen_addresses))
+            assert node.network is not None
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(until, 10)
+            return _alices_votes(peer.votes)
+        finally:
+            node.request_stop()
+            await run
+
+    try:
+        # Before: Alice syncs the six blocks, finalizes #3 by the justification, and votes
+        # from it (source round 6 or 7; a vote in a round that came before the justification
+        # was imported has genesis as its source).
+        before = await run_alice(blocks, lambda: any(v.source.round >= SOURCE_ROUND for v in _alices_votes(peer.votes)))
+        floor = max(v.source.round for v in before)
+
+        # The operator purges the chain (the database only: keys and secrets stay) and
+        # restarts; the one peer serves only genesis and #1 for now (a sync far from done).
+        assert cli_main(["purge-chain", "--chain", "local", "--base-path", str(base), "-y"]) == 0
+        started = time.monotonic()
+        during = await run_alice(blocks[:2], lambda: time.monotonic() - started > 6 * SLOT_MS / 1000)
+        # Each of these would surround a vote of `before`: a slashable offence.
+        assert [(v.source.round, v.source.block_number, v.target.round, v.target.block_number) for v in during if v.source.round < floor] == [], floor
+        assert during == []  # no vote at all: the source it keeps is a block it has not synced yet
+
+        # Once the sync reaches the source, Alice votes again, from it or above.
+        after = await run_alice(blocks, lambda: bool(_alices_votes(peer.votes)))
+        assert after and all(v.source.round >= floor for v in after), after
+    finally:
+        await peer.service.stop()
+
+
+def test_the_record_round_trips_and_a_damaged_one_is_refused_by_name(tmp_path, capsys) -> None:
+    path = tmp_path / "chains" / SPEC.id / "keystore" / "slashing_protection"
+    assert load_record(path) is None
+    state = VoterState(Checkpoint(bytes(range(32)), 7, 9), 12)
+    store_record(path, state)
+    assert load_record(path) == state
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["slashing_protection"]  # no temporary left behind
+
+    for data, problem in ((b"\x92\x01", "damaged"), (b"", "damaged"), (bytes(2000), "1025 bytes or more, at most 1024")):
+        path.write_bytes(data)
+        with pytest.raises(VoterRecordError, match=problem) as err:
+            load_record(path)
+        assert str(path) in str(err.value)
+        # The node refuses to start on it, in one line, and leaves the file as it was.
+        code = cli_main(["node", "--chain", "local", "--base-path", str(tmp_path), "--rpc-port", "0", "--no-prometheus"])
+        assert code == 1
+        err_lines = capsys.readouterr().err.strip().splitlines()
+        assert err_lines[-1].startswith(f"Error: the slashing protection record {path} is damaged"), err_lines
+        assert path.read_bytes() == data
