@@ -126,7 +126,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.Transfer: CallRow(balances.apply_transfer, lambda _s, _c: TRANSFER_INFO),
     calls.RegisterModel: CallRow(models.apply_register_model, _fixed(1_000_000)),
     calls.RegisterDataset: CallRow(datasets.apply_register_dataset, _fixed(200_000)),
-    calls.AppendRows: CallRow(datasets.apply_append_rows, lambda _s, c: DispatchInfo(100_000 + 20 * len(c.rows))),
+    calls.AppendRows: CallRow(datasets.apply_append_rows, lambda s, c: DispatchInfo(datasets.compute_append_weight(s, c))),
     calls.Train: CallRow(training.apply_train, _train_info),
     calls.Bond: CallRow(staking.apply_bond, _fixed(100_000)),
     calls.Unbond: CallRow(staking.apply_unbond, _fixed(100_000)),
