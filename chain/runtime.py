@@ -76,7 +76,9 @@ def _remark(ctx: CallContext, call: calls.Remark) -> None:
 
 
 def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
-    """The training weight and the result bound of the job the arguments describe.
+    """The training weight and the result bound of the job the arguments describe: the base,
+    reading the data set's rows (datasets.compute_read_weight: a job of one step reads them
+    all), and the steps.
 
     An unknown model or undecodable spec fails at once in dispatch: only the base weight.
     Other arguments are taken as they are (a batch or segment length of 0 as 1): out-of-range
@@ -93,7 +95,7 @@ def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
         return DispatchInfo(TRAIN_BASE_WEIGHT)
     segments = -(-call.steps // max(call.segment_len, 1))
     return DispatchInfo(
-        TRAIN_BASE_WEIGHT + step * call.steps,
+        TRAIN_BASE_WEIGHT + training.compute_read_weight(state, call.dataset) + step * call.steps,
         compute_result_length(spec.param_count, segments),
         compute_transcript_bytes(spec.param_count, segments),
     )
