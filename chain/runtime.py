@@ -126,7 +126,7 @@ _EXTRINSIC_HASHER = hashlib.blake2b(digest_size=32)  # copied per extrinsic, nev
 DISPATCH: dict[type, CallRow] = {
     calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(10_000 + 10 * len(c.data))),
     calls.Transfer: CallRow(balances.apply_transfer, lambda _s, _c: TRANSFER_INFO),
-    calls.RegisterModel: CallRow(models.apply_register_model, _fixed(1_000_000)),
+    calls.RegisterModel: CallRow(models.apply_register_model, lambda _s, c: DispatchInfo(models.compute_register_weight(c))),
     calls.RegisterDataset: CallRow(datasets.apply_register_dataset, _fixed(200_000)),
     calls.AppendRows: CallRow(datasets.apply_append_rows, lambda s, c: DispatchInfo(datasets.compute_append_weight(s, c))),
     calls.Train: CallRow(training.apply_train, _train_info),
