@@ -173,9 +173,9 @@ def make_last_append(bench: Bench, n: int) -> list[Extrinsic]:
 
 
 def setup_small_rows(bench: Bench, quick: bool) -> None:
-    """A data set of MAX_ROWS 8-byte rows registered, none uploaded: each append is a full
-    1 MiB chunk of 131,072 rows."""
-    bench.data["dataset"] = _register_dataset(bench, BOB, ml_runtime.MAX_ROWS, 1, bytes(32))
+    """Data sets of MAX_ROWS 8-byte rows registered, none uploaded: each append is a full
+    1 MiB chunk of 131,072 rows (never the last of a data set: the next data set takes over)."""
+    bench.data["datasets"] = [_register_dataset(bench, BOB, ml_runtime.MAX_ROWS, 1, bytes(32)) for _ in range(4)]
     bench.data["next_row"] = 0
     bench.data["chunk"] = _rows(datasets.compute_chunk_rows(8), 1, 3)
 
@@ -184,8 +184,12 @@ def make_chunk_append(bench: Bench, n: int) -> list[Extrinsic]:
     b = bench.data
     out = []
     for _ in range(n):
-        out.append(bench.sign(BOB, calls.AppendRows(b["dataset"], b["next_row"], b["chunk"])))
-        b["next_row"] += len(b["chunk"]) // 8
+        rows = len(b["chunk"]) // 8
+        if b["next_row"] + rows >= ml_runtime.MAX_ROWS:
+            b["datasets"].pop(0)
+            b["next_row"] = 0
+        out.append(bench.sign(BOB, calls.AppendRows(b["datasets"][0], b["next_row"], b["chunk"])))
+        b["next_row"] += rows
     return out
 
 
@@ -235,10 +239,12 @@ def setup_wide_model(bench: Bench, quick: bool) -> None:
     bench.block([bench.sign(BOB, calls.RegisterModel("wide", INFER_SPEC.encode(), bytes(32)))])
 
 
-def make_infer(bench: Bench, n: int) -> list[Extrinsic]:
-    b = bench.data
-    x = np.ones((calls.MAX_INFER_ROWS, 1), dtype="<f4").tobytes()
-    return [bench.sign(BOB, calls.Infer(b["model"], None, x)) for _ in range(n)]
+def _make_infer(rows: int) -> Callable[[Bench, int], list[Extrinsic]]:
+    def make(bench: Bench, n: int) -> list[Extrinsic]:
+        x = np.ones((rows, 1), dtype="<f4").tobytes()
+        return [bench.sign(BOB, calls.Infer(bench.data["model"], None, x)) for _ in range(n)]
+
+    return make
 
 
 def make_transfers(bench: Bench, n: int) -> list[Extrinsic]:
@@ -287,10 +293,15 @@ SCENARIOS = [
         make_last_append, 2, 1, setup_almost_complete, "RootMismatch",
     ),
     Scenario(
-        "infer_wide", "models.infer, 1,024 rows into a 1-input 4,096-output model", make_infer, 3, 2, setup_wide_model,
+        "infer_wide", "models.infer, 1,024 rows into a 1-input 4,096-output model (4M outputs)",
+        _make_infer(calls.MAX_INFER_ROWS), 3, 2, setup_wide_model, None,
     ),
     Scenario(
-        "post_bounty_big", "models.post_bounty naming a large data set (ValidationTooLarge)", make_post_bounty, 3, 2,
+        "infer_wide_16", "models.infer, 16 rows into a 1-input 4,096-output model (2^16 outputs)",
+        _make_infer(16), 20, 10, setup_wide_model,
+    ),
+    Scenario(
+        "post_bounty_big", "models.post_bounty naming a large data set that does not fit the model", make_post_bounty, 3, 2,
         setup_big_dataset, None,
     ),
     Scenario(
