@@ -247,6 +247,19 @@ def _make_infer(rows: int) -> Callable[[Bench, int], list[Extrinsic]]:
     return make
 
 
+def setup_big_model(bench: Bench, quick: bool) -> None:
+    """A model of max_model_params (2^18) parameters, Bob's."""
+    bench.data["model"] = models.NEXT_MODEL_ID.get(bench.author.state.overlay())
+    bench.block([bench.sign(BOB, calls.RegisterModel("big", MAX_PARAMS_SPEC.encode(), bytes(32)))])
+
+
+def make_open_round(bench: Bench, n: int) -> list[Extrinsic]:
+    """federated.open_round on the big model's version 0, refused (InvalidSteps) after the
+    base version's 1 MiB of weights is read: it changes nothing, so it can be sent again."""
+    call = calls.OpenRound(bench.data["model"], 0, (), 0, 1, F32_HALF, 0, 1, 1, 1, 1, 0, 0, 10**6, 10**6 + 10)
+    return [bench.sign(BOB, call) for _ in range(n)]
+
+
 def make_transfers(bench: Bench, n: int) -> list[Extrinsic]:
     return [bench.sign(BOB, calls.Transfer(blake2_256(os.urandom(8)), 10**7)) for _ in range(n)]
 
@@ -299,6 +312,10 @@ SCENARIOS = [
     Scenario(
         "infer_wide_16", "models.infer, 16 rows into a 1-input 4,096-output model (2^16 outputs)",
         _make_infer(16), 20, 10, setup_wide_model,
+    ),
+    Scenario(
+        "open_round_big", "federated.open_round on a 2^18-parameter model, refused after reading its weights",
+        make_open_round, 20, 10, setup_big_model, "InvalidSteps",
     ),
     Scenario(
         "post_bounty_big", "models.post_bounty naming a large data set that does not fit the model", make_post_bounty, 3, 2,

@@ -319,10 +319,16 @@ def get_spec(state: StateAccess, info: RoundInfo) -> ml_runtime.ModelSpec:
 
 def compute_weight(state: StateAccess, call: OpenRound | CommitUpdate | ChallengeRound | RevealSegment | CloseRound) -> int:
     """What a federated call declares before dispatch, in work units (the fee is withdrawn on
-    it): a reveal the re-run of its segment, a close (or a challenge, which may fail the round)
-    FedAvg over the round's updates and their payouts; BASE_WEIGHT for an unknown round."""
+    it): an open reading the base version's weights (models.compute_weights_read_weight; a
+    fixed weight let a refused open read 1 MiB and be sent again and again), a reveal the re-run
+    of its segment, a close (or a challenge, which may fail the round) FedAvg over the round's
+    updates and their payouts; BASE_WEIGHT for an unknown model or round."""
     if isinstance(call, OpenRound):
-        return BASE_WEIGHT
+        owned = models.MODELS.get(state, call.model)
+        try:
+            return BASE_WEIGHT + (0 if owned is None else models.compute_weights_read_weight(ml_runtime.ModelSpec.decode(owned.spec)))
+        except ml_runtime.MLRuntimeError:
+            return BASE_WEIGHT
     if isinstance(call, CommitUpdate):
         return BASE_WEIGHT + 20 * (len(call.weights) + 34 * len(call.losses))
     info = ROUNDS.get(state, call.round)

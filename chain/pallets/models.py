@@ -36,7 +36,7 @@ from chain.calls import (
 )
 from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.errors import DispatchError
-from chain.pallets import assets, revenue
+from chain.pallets import assets, datasets, revenue
 from chain.pallets.balances import apply_move
 from chain.pallets.context import AS_DECLARED, CallContext, PostDispatchInfo
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
@@ -173,6 +173,12 @@ def compute_register_weight(call: RegisterModel) -> int:
     except ml_runtime.MLRuntimeError:
         return REGISTER_BASE_WEIGHT
     return REGISTER_BASE_WEIGHT + PARAM_WEIGHT * spec.param_count
+
+
+def compute_weights_read_weight(spec: ml_runtime.ModelSpec) -> int:
+    """What reading one version's weights costs (:func:`get_weights`: 4 bytes a parameter),
+    at datasets.READ_BYTE_WEIGHT a byte, as reading a data set's rows."""
+    return datasets.READ_BYTE_WEIGHT * 4 * spec.param_count
 
 
 def decode_spec(raw: bytes) -> ml_runtime.ModelSpec:

@@ -12,7 +12,7 @@ from test_weights_datasets import compute_weight
 
 import ml_runtime
 from chain import calls
-from chain.pallets import inference, models
+from chain.pallets import federated, inference, models
 
 
 @pytest.fixture
@@ -60,3 +60,23 @@ def test_inference_outputs_are_bounded_and_their_bytes_declared(chain) -> None:
         inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(wide, rows) + inference.OUTPUT_WEIGHT * rows * wide.k
     )
     assert d.apply(BOB, calls.Infer(model, None, ok)).success
+
+
+# --- federated.open_round read the base version's weights for a fixed weight ---------------------
+
+
+def test_opening_a_round_declares_reading_the_base_versions_weights(chain) -> None:
+    """Before: 200,000 units whatever the model, and the base version's weights (1 MiB at
+    2^18 parameters) were read before the round's arguments were checked: a refused open
+    changed nothing and could be sent 10,000 times a block (about 12 s)."""
+    d = Driver(chain)
+    big = ml_runtime.ModelSpec("linear", 511, 512)  # 2^18 parameters
+    receipt = d.apply(BOB, calls.RegisterModel("big", big.encode(), bytes(32)))
+    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    half = calls.compute_f32_bits(0.5)
+    call = calls.OpenRound(model, 0, (), 0, 1, half, 0, 1, 1, 1, 1, 0, 0, 10**6, 10**6 + 10)  # 0 local steps
+    weight = compute_weight(chain, call)
+    assert weight >= federated.BASE_WEIGHT + 4 * big.param_count
+    assert weight == federated.BASE_WEIGHT + models.compute_weights_read_weight(big)
+    d.fails(BOB, call, "InvalidSteps")  # Driver: the state moved by the fee and nonce only
+    assert compute_weight(chain, calls.OpenRound(99, 0, (), 0, 1, half, 0, 1, 1, 1, 1, 0, 0, 10**6, 10**6 + 10)) == federated.BASE_WEIGHT
