@@ -303,7 +303,7 @@ SCENARIOS = [
     ),
     Scenario(
         "append_rows_last", "datasets.append_rows of the last row of a MAX_ROWS data set (wrong root: repeatable)",
-        make_last_append, 2, 1, setup_almost_complete, "RootMismatch",
+        make_last_append, 40, 20, setup_almost_complete, "RootMismatch",
     ),
     Scenario(
         "infer_wide", "models.infer, 1,024 rows into a 1-input 4,096-output model (4M outputs)",
