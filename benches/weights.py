@@ -260,6 +260,58 @@ def make_open_round(bench: Bench, n: int) -> list[Extrinsic]:
     return [bench.sign(BOB, call) for _ in range(n)]
 
 
+REVEAL_SPEC = ml_runtime.ModelSpec("softmax", 4, 2)  # 4 features: the most rows MAX_CELLS admits bar one
+
+
+def setup_big_reveals(bench: Bench, quick: bool) -> None:
+    """A federated round on Bob's 4-feature model: one step of batch 1 a segment, 64 segments,
+    all challenged; Charlie commits an update over the most rows a commit admits
+    (federated.compute_max_rows: 838,860, ``--quick`` 65,536), trained honestly, and the
+    round is challenged. Each of Charlie's 64 reveals is then well formed and re-runs to its
+    entry, and materialises all of Charlie's rows to do so."""
+    from chain.pallets import federated
+
+    model = models.NEXT_MODEL_ID.get(bench.author.state.overlay())
+    bench.block([bench.sign(BOB, calls.RegisterModel("fl", REVEAL_SPEC.encode(), bytes(32)))])
+    deadline = bench.author.best_number + 3
+    bench.block([bench.sign(BOB, calls.OpenRound(model, 0, (), 64, 1, F32_HALF, 0, 1, 64, 1, 1, 0, 0, deadline, deadline + 10_000))])
+    round_id = federated.NEXT_ROUND.get(bench.author.state.overlay()) - 1
+    n = 1 << 16 if quick else federated.compute_max_rows(REVEAL_SPEC)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, REVEAL_SPEC.d)).astype(np.float32)
+    y = rng.integers(0, 2, n).astype(np.int32)
+    state = bench.author.state.overlay()
+    info = federated.get_round(state, round_id)
+    base = models.get_weights(state, model, 0)
+    result = ml_runtime.run_job(federated.compute_job(info, REVEAL_SPEC, base, CHARLIE.public, x, y, round_id))
+    leaves = federated.compute_row_leaves(REVEAL_SPEC, x, y)
+    commit = federated.compute_commit(round_id, ml_runtime.compute_merkle_root(leaves), n, n, result)
+    bench.block([bench.sign(CHARLIE, commit)])
+    while bench.author.best_number <= deadline:
+        bench.block([])
+    bench.block([bench.sign(BOB, calls.ChallengeRound(round_id))])
+    info = federated.get_round(bench.author.state.overlay(), round_id)
+    seed = federated.compute_batch_seed(round_id, CHARLIE.public)
+    wanted = {j: federated.compute_segment_rows(seed, info, j, n).tolist() for j in federated.compute_challenged(info, CHARLIE.public)}
+    paths = federated.compute_leaf_paths(leaves, [r for rows in wanted.values() for r in rows])  # one pass for all
+    t = result.transcript
+    bench.data["reveals"] = [
+        calls.RevealSegment(
+            round_id, j, np.asarray(result.checkpoints[j], dtype="<f4").tobytes(), ml_runtime.merkle_proof(t, j),
+            t.entries[j + 1].weights_hash, ml_runtime.merkle_proof(t, j + 1),
+            b"".join(leaves[r] for r in rows), tuple(paths[r] for r in rows),
+        )
+        for j, rows in wanted.items()
+    ]
+
+
+def make_reveals(bench: Bench, n: int) -> list[Extrinsic]:
+    pending = bench.data["reveals"]
+    out = [bench.sign(CHARLIE, call) for call in pending[:n]]
+    del pending[:n]
+    return out
+
+
 def make_transfers(bench: Bench, n: int) -> list[Extrinsic]:
     return [bench.sign(BOB, calls.Transfer(blake2_256(os.urandom(8)), 10**7)) for _ in range(n)]
 
@@ -316,6 +368,10 @@ SCENARIOS = [
     Scenario(
         "open_round_big", "federated.open_round on a 2^18-parameter model, refused after reading its weights",
         make_open_round, 20, 10, setup_big_model, "InvalidSteps",
+    ),
+    Scenario(
+        "reveal_big_n", "federated.reveal_segment of 1 step, batch 1, by a participant of the most rows",
+        make_reveals, 20, 10, setup_big_reveals,
     ),
     Scenario(
         "post_bounty_big", "models.post_bounty naming a large data set that does not fit the model", make_post_bounty, 3, 2,
