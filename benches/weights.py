@@ -193,6 +193,31 @@ def make_chunk_append(bench: Bench, n: int) -> list[Extrinsic]:
     return out
 
 
+def setup_many_chunks(bench: Bench, quick: bool) -> None:
+    """Data sets of wide rows (2,048 features, 2,048 regression targets: 16 KiB a row, 64 rows
+    a full chunk, so a MAX_ROWS data set may take 32,784 chunks), each uploaded one row a
+    chunk, 1,000 chunks (``--quick`` 200): an append at row 0 restarts the upload and deletes
+    them all."""
+    chunks = 200 if quick else 1000
+    features = 2048
+    row = np.ones(2 * features, dtype="<f4").tobytes()
+    bench.data["restart"] = []
+    for _ in range(4):
+        call = calls.RegisterDataset("wide", features, "regression", features, ml_runtime.MAX_ROWS, bytes(32), 0, "")
+        dataset = datasets.NEXT_DATASET_ID.get(bench.author.state.overlay())
+        bench.block([bench.sign(BOB, call)])
+        for first in range(0, chunks, 300):
+            bench.block([bench.sign(BOB, calls.AppendRows(dataset, r, row)) for r in range(first, min(first + 300, chunks))])
+        bench.data["restart"].append((dataset, row))
+
+
+def make_restart(bench: Bench, n: int) -> list[Extrinsic]:
+    pending = bench.data["restart"]
+    out = [bench.sign(BOB, calls.AppendRows(dataset, 0, row)) for dataset, row in pending[:n]]
+    del pending[:n]
+    return out
+
+
 def _big_dataset_mib(quick: bool) -> int:
     return 8 if quick else 32
 
@@ -356,6 +381,10 @@ SCENARIOS = [
     Scenario(
         "append_rows_last", "datasets.append_rows of the last row of a MAX_ROWS data set (wrong root: repeatable)",
         make_last_append, 40, 20, setup_almost_complete, "RootMismatch",
+    ),
+    Scenario(
+        "append_rows_restart", "datasets.append_rows at row 0 of an upload of 1,000 one-row chunks (deletes them)",
+        make_restart, 1, 1, setup_many_chunks,
     ),
     Scenario(
         "infer_wide", "models.infer, 1,024 rows into a 1-input 4,096-output model (4M outputs)",
