@@ -388,7 +388,7 @@ SCENARIOS = [
     ),
     Scenario(
         "infer_wide", "models.infer, 1,024 rows into a 1-input 4,096-output model (4M outputs)",
-        _make_infer(calls.MAX_INFER_ROWS), 3, 2, setup_wide_model, None,
+        _make_infer(calls.MAX_INFER_ROWS), 100, 50, setup_wide_model, None,
     ),
     Scenario(
         "infer_wide_16", "models.infer, 16 rows into a 1-input 4,096-output model (2^16 outputs)",
