@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 import ml_runtime
+from benches.record import check_out_folder
 from benches.runner import Context, Report, finish, fmt, summarize
 from chain import calls
 from chain.block import BLOCK_OVERHEAD, Block
@@ -607,6 +608,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-hooks", action="store_true", help="skip the on_initialize table")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error(f"--reps must be at least 1, got {args.reps}")
+    problem = check_out_folder(args.out, ["weights.json"])
+    if problem is not None:
+        parser.error(f"--out {args.out}: {problem}")
     ctx = Context(
         "weights", args.quick, args.reps, args.out, "python -m benches.weights " + " ".join(sys.argv[1:]),
         options={"only": args.only, "no_hooks": args.no_hooks},
