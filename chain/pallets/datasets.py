@@ -128,10 +128,11 @@ def compute_frontier_root(frontier: Sequence[bytes]) -> bytes:
 def compute_append_weight(state: StateAccess, call: AppendRows) -> int:
     """An append's weight: the base and its bytes; with the data set's record, its rows (each
     hashed into the frontier) and, for a restart (``first_row`` 0), the chunks it deletes.
-    An unknown data set fails at once: the base and bytes only."""
+    An unknown or complete data set fails at once (UnknownDataset, AlreadyComplete): the base
+    and bytes only."""
     weight = APPEND_BASE_WEIGHT + APPEND_BYTE_WEIGHT * len(call.rows)
     info = DATASETS.get(state, call.dataset)
-    if info is None:
+    if info is None or info.complete:
         return weight
     restart = len(info.chunks) if call.first_row == 0 else 0
     return weight + ROW_HASH_WEIGHT * (len(call.rows) // info.row_size) + CHUNK_DELETE_WEIGHT * restart

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chainkit import BOB, open_chain, sign
+from chainkit import BOB, FERDIE, open_chain, sign
 from test_pallets import Driver
 
 from chain import calls
@@ -112,3 +112,10 @@ def test_an_append_declares_the_hashing_of_each_of_its_rows(chain) -> None:
     rows = len(chunk) // 8
     assert weight >= 1_000 * rows  # two blake2b of a row: about 1 us (benches/weights.py)
     assert weight == datasets.APPEND_BASE_WEIGHT + datasets.APPEND_BYTE_WEIGHT * len(chunk) + datasets.ROW_HASH_WEIGHT * rows
+
+
+def test_an_append_to_a_complete_data_set_declares_no_rows(chain) -> None:
+    """It fails at once (AlreadyComplete): no row is hashed and no chunk deleted."""
+    rows = bytes(70_000)
+    assert compute_weight(chain, calls.AppendRows(0, 0, rows)) == datasets.APPEND_BASE_WEIGHT + datasets.APPEND_BYTE_WEIGHT * len(rows)
+    Driver(chain).fails(FERDIE, calls.AppendRows(0, 0, rows), "AlreadyComplete")  # Ferdie provides the digits
