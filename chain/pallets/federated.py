@@ -108,6 +108,7 @@ MAX_ROUND_BLOCKS = 100_000  # how far ahead a deadline may be
 MAX_CELLS = 1 << 22  # n rows x d features a validator materialises to re-run a segment
 MAX_ROW_PATH = 20  # ceil(log2(ml_runtime.MAX_ROWS)): the longest row audit path
 BASE_WEIGHT = 200_000
+FEDAVG_WEIGHT = 32  # per parameter of each update a close averages (benches/weights.py)
 CELL_WEIGHT = 4  # per number of a participant's data array a reveal materialises (about 2 ns: 9 ms for 4.2M)
 _PERSON_BATCH = b"polchain/fl/batch"
 _PERSON_CHALLENGE = b"polchain/fl/chal"
@@ -392,8 +393,11 @@ def compute_reveal_weight(spec: ml_runtime.ModelSpec, info: OpenRound | RoundInf
 
 
 def compute_close_weight(spec: ml_runtime.ModelSpec, info: OpenRound | RoundInfo) -> int:
-    """Work units of closing: FedAvg over up to max_updates weight vectors, and the writes."""
-    return BASE_WEIGHT + info.max_updates * (4 * spec.param_count + 50_000)
+    """Work units of closing: FedAvg over up to max_updates weight vectors (FEDAVG_WEIGHT a
+    parameter of each: reading and stacking the vectors and the kernel's row-order pass,
+    6-22 ns a number, about 380 ms for 64 updates of 2^18 parameters; at 4 units it was
+    about 70 million units), and the reads, payouts and writes of each update."""
+    return BASE_WEIGHT + info.max_updates * (FEDAVG_WEIGHT * spec.param_count + 50_000)
 
 
 def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) -> None:

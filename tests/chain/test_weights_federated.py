@@ -75,3 +75,18 @@ def test_a_commit_is_bounded_by_the_numbers_of_its_rows_labels_included(chain) -
     error = d.fails(CHARLIE, commit, "InvalidRowCount")  # Driver: the state moved by the fee and nonce only
     assert "row_count must be in 1..1023" in error
     assert federated.compute_max_rows(spec) == federated.MAX_CELLS // 4097 == 1023
+
+
+def test_closing_declares_fedavg_at_its_measured_cost(chain) -> None:
+    """Before: 4 units a parameter of each update, and FedAvg of 64 updates of 2^18
+    parameters (the bit-exact kernel, row order, after stacking 64 MiB) took about 380 ms, at
+    some 70 million units: 28 such closes a block, 10 s or more."""
+    d = Driver(chain)
+    spec = ml_runtime.ModelSpec("linear", 511, 512)  # 2^18 parameters
+    receipt = d.ok(BOB, calls.RegisterModel("big", spec.encode(), bytes(32)))
+    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    d.ok(BOB, open_call(model=model, local_steps=1, batch_size=1, segment_len=1, samples=1, min_updates=1, max_updates=64,
+                        bond=0, reward_pool=0, commit_deadline=5, reveal_deadline=50))
+    weight = federated.compute_weight(chain.state.overlay(), calls.CloseRound(0))
+    assert weight >= 64 * 20 * spec.param_count  # 380 ms over 64 x 2^18 numbers: 22 ns each
+    assert weight == federated.BASE_WEIGHT + 64 * (federated.FEDAVG_WEIGHT * spec.param_count + 50_000)
