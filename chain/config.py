@@ -82,8 +82,8 @@ class RuntimeConfig:
 
         - every constant fits a balance (2^63-1), and the largest fee a block can charge,
           base + byte x max_block_length + weight x max_block_weight, does too (fees never overflow);
-        - a block has room for every fixed-weight call (register_model, 1,000,000 units, the
-          largest) and for 64 KiB of extrinsics;
+        - a block has room for the fixed part of every call's weight (register_model's base,
+          1,000,000 units, the largest) and for 64 KiB of extrinsics;
         - training can run at all: at least one step, one row per batch, one segment, one parameter,
           and a transcript of one segment of a one-parameter model (2 checkpoints, 8 bytes);
         - proof of learning works: a validator re-runs at least one segment per job
@@ -144,7 +144,7 @@ class RuntimeConfig:
         ]
 
 
-MIN_BLOCK_WEIGHT = 1_000_000  # chain.runtime's register_model, the heaviest fixed-weight call
+MIN_BLOCK_WEIGHT = 1_000_000  # models.REGISTER_BASE_WEIGHT, the largest fixed part of a call's weight
 MIN_BLOCK_LENGTH = 64 * 1024
 MAX_GOV_PERIOD = 100_000  # chain.pallets.governance.MAX_PERIOD
 MAX_CHALLENGE_BLOCKS = 4096 - 1  # chain.pallets.system.BLOCK_HASH_COUNT - 1

@@ -76,7 +76,9 @@ def _remark(ctx: CallContext, call: calls.Remark) -> None:
 
 
 def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
-    """The training weight and the result bound of the job the arguments describe.
+    """The training weight and the result bound of the job the arguments describe: the base,
+    reading the data set's rows (datasets.compute_read_weight: a job of one step reads them
+    all), and the steps.
 
     An unknown model or undecodable spec fails at once in dispatch: only the base weight.
     Other arguments are taken as they are (a batch or segment length of 0 as 1): out-of-range
@@ -93,7 +95,7 @@ def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
         return DispatchInfo(TRAIN_BASE_WEIGHT)
     segments = -(-call.steps // max(call.segment_len, 1))
     return DispatchInfo(
-        TRAIN_BASE_WEIGHT + step * call.steps,
+        TRAIN_BASE_WEIGHT + training.compute_read_weight(state, call.dataset) + step * call.steps,
         compute_result_length(spec.param_count, segments),
         compute_transcript_bytes(spec.param_count, segments),
     )
@@ -124,9 +126,9 @@ _EXTRINSIC_HASHER = hashlib.blake2b(digest_size=32)  # copied per extrinsic, nev
 DISPATCH: dict[type, CallRow] = {
     calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(10_000 + 10 * len(c.data))),
     calls.Transfer: CallRow(balances.apply_transfer, lambda _s, _c: TRANSFER_INFO),
-    calls.RegisterModel: CallRow(models.apply_register_model, _fixed(1_000_000)),
+    calls.RegisterModel: CallRow(models.apply_register_model, lambda _s, c: DispatchInfo(models.compute_register_weight(c))),
     calls.RegisterDataset: CallRow(datasets.apply_register_dataset, _fixed(200_000)),
-    calls.AppendRows: CallRow(datasets.apply_append_rows, lambda _s, c: DispatchInfo(100_000 + 20 * len(c.rows))),
+    calls.AppendRows: CallRow(datasets.apply_append_rows, lambda s, c: DispatchInfo(datasets.compute_append_weight(s, c))),
     calls.Train: CallRow(training.apply_train, _train_info),
     calls.Bond: CallRow(staking.apply_bond, _fixed(100_000)),
     calls.Unbond: CallRow(staking.apply_unbond, _fixed(100_000)),

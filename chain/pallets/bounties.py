@@ -20,7 +20,6 @@ batch), and must fit the model (family, features, outputs) as training data woul
 from __future__ import annotations
 
 import msgspec
-import numpy as np
 
 import ml_runtime
 from chain.calls import CancelBounty, ClaimBounty, PostBounty, compute_f32_value
@@ -60,7 +59,8 @@ def get_bounty(state: StateAccess, bounty_id: int) -> Bounty:
 
 
 def compute_claim_weight(state: StateAccess, call: ClaimBounty) -> int:
-    """The base, plus one training step's work units over the whole validation set."""
+    """The base, plus one training step's work units over the whole validation set, plus
+    reading its rows (datasets.compute_read_weight)."""
     bounty = BOUNTIES.get(state, call.bounty)
     info = None if bounty is None else models.MODELS.get(state, bounty.model)
     data = None if bounty is None else datasets.DATASETS.get(state, bounty.dataset)
@@ -70,18 +70,27 @@ def compute_claim_weight(state: StateAccess, call: ClaimBounty) -> int:
         spec = ml_runtime.ModelSpec.decode(info.spec)
     except ml_runtime.MLRuntimeError:
         return BOUNTY_BASE_WEIGHT
-    return BOUNTY_BASE_WEIGHT + ml_runtime.step_cost(spec, max(1, min(data.row_count, ml_runtime.MAX_BATCH)))
+    rows = max(1, min(data.row_count, ml_runtime.MAX_BATCH))
+    return BOUNTY_BASE_WEIGHT + ml_runtime.step_cost(spec, rows) + datasets.compute_read_weight(data)
 
 
-def _load_validation(state: StateAccess, model: int, dataset: int) -> tuple[ml_runtime.ModelSpec, np.ndarray, np.ndarray]:
+def _verify_validation(state: StateAccess, model: int, dataset: int) -> ml_runtime.ModelSpec:
+    """The model's spec, if the data set can validate it: complete, of the model's kind and
+    shape, and at most MAX_BATCH rows. From the records alone: posting a bounty reads no row
+    (it read every row of the data set named, for a fixed weight, before refusing one too
+    large to validate), and a complete data set never changes, so the claim finds the same."""
     spec = models.decode_spec(models.get_model(state, model).spec)
-    info, x, y = datasets.get_rows(state, dataset)
+    info = datasets.get_dataset(state, dataset)
+    if not info.complete:
+        raise DispatchError(
+            datasets.PALLET, "Incomplete", f"data set {dataset} has {info.uploaded_rows} of {info.row_count} rows uploaded"
+        )
     wanted = "regression" if spec.family == "linear" else "classification"
     if info.kind != wanted or info.features != spec.d or info.outputs != spec.k:
         raise DispatchError(PALLET, "DatasetMismatch", f"data set {dataset} does not fit model {model} ({spec.family}, d={spec.d}, k={spec.k})")
     if info.row_count > ml_runtime.MAX_BATCH:
         raise DispatchError(PALLET, "ValidationTooLarge", f"data set {dataset} has {info.row_count} rows; a validation set has at most {ml_runtime.MAX_BATCH}")
-    return spec, x, y
+    return spec
 
 
 def apply_post_bounty(ctx: CallContext, call: PostBounty) -> None:
@@ -92,7 +101,7 @@ def apply_post_bounty(ctx: CallContext, call: PostBounty) -> None:
         raise DispatchError(PALLET, "InvalidTarget", f"the target loss must be a finite float32 > 0, got {target}")
     if call.expires_at <= ctx.block.number:
         raise DispatchError(PALLET, "InvalidExpiry", f"expires_at {call.expires_at} is not after this block ({ctx.block.number})")
-    _load_validation(ctx.state, call.model, call.dataset)
+    _verify_validation(ctx.state, call.model, call.dataset)
     revenue.apply_debit(ctx.state, ctx.sender, call.amount, ctx.config.existential_deposit)
     revenue.apply_credit(ctx.state, BOUNTY_ACCOUNT, call.amount)
     bounty_id = NEXT_BOUNTY.get(ctx.state)
@@ -116,7 +125,8 @@ def apply_claim_bounty(ctx: CallContext, call: ClaimBounty) -> None:
         raise DispatchError(
             PALLET, "NotEligible", f"version {call.version} was not trained after the bounty was posted (block {bounty.posted_at})"
         )
-    spec, x, y = _load_validation(ctx.state, bounty.model, bounty.dataset)
+    spec = _verify_validation(ctx.state, bounty.model, bounty.dataset)
+    _, x, y = datasets.get_rows(ctx.state, bounty.dataset)
     weights = models.get_weights(ctx.state, bounty.model, call.version)
     loss = ml_runtime.compute_loss(spec, weights, x, y)
     target = compute_f32_value(bounty.target_loss)

@@ -10,11 +10,23 @@ name it, and training on it must mean the same rows for ever (any append is Alre
 A row's canonical bytes: the features as float32 LE, then a classification label as u32 LE
 or a regression target vector as float32 LE. The rows root is the RFC 6962 Merkle root over
 the rows' canonical bytes, so one row (and what a provider was paid for) can be proven.
+
+Each append hashes its own rows into the upload's frontier (:data:`FRONTIER`: the roots of
+the perfect subtrees of the rows so far, as Certificate Transparency's compact Merkle trees
+keep them), so the append that completes a data set folds at most 20 hashes instead of
+reading back and hashing every row: that append cost about a second for a MAX_ROWS data set
+of 8-byte rows at the weight of its own one row, and under a wrong root it failed, was rolled
+back and could be sent again in every block (benches/weights.py). An append's weight counts
+its bytes and its rows (:func:`compute_append_weight`), and a restart the chunks it deletes.
+Reading a complete data set's rows costs :func:`compute_read_weight`, which every call that
+reads them (training.train, models.claim_bounty, pol.report_fraud) declares.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import msgspec
 import numpy as np
@@ -30,6 +42,14 @@ PALLET = "datasets"
 MAX_FEATURES = 4096
 MAX_OUTPUTS = 4096
 MAX_ROWS = ml_runtime.MAX_ROWS  # a data set can have no more rows than a job trains on
+
+# Work units (about 1 ns each: a transfer, 100,000 units, imports in about 90 us), measured by
+# benches/weights.py and rounded up about twofold.
+APPEND_BASE_WEIGHT = 100_000  # reading and writing the record, checking the rows
+APPEND_BYTE_WEIGHT = 20  # per byte: decoding, the finiteness check, the chunk's write
+ROW_HASH_WEIGHT = 2_000  # per row: its leaf hash and, amortised, one node hash (about 0.9 us)
+CHUNK_DELETE_WEIGHT = 50_000  # per chunk a restart deletes
+READ_BYTE_WEIGHT = 1  # per byte of a complete data set's rows read cold (get_rows: 0.5-0.8 ns, at most a block of 2 GB)
 
 
 class DatasetInfo(Wire, frozen=True):
@@ -57,6 +77,71 @@ class DatasetInfo(Wire, frozen=True):
 NEXT_DATASET_ID = StorageValue("Datasets", "NextDatasetId", int, 0)
 DATASETS = StorageMap("Datasets", "Datasets", DatasetInfo)
 CHUNKS = StorageMap("Datasets", "Chunks", bytes)
+# data set -> the rows root's frontier while its upload is incomplete (compute_frontier)
+FRONTIER = StorageMap("Datasets", "Frontier", tuple[Hash32, ...])
+
+# blake2b-256 states that absorbed RFC 6962's leaf and node prefixes (ml_runtime.transcript's
+# hashes: compute_merkle_root is the same tree, tests/chain/test_weights_datasets.py checks it)
+_LEAF = hashlib.blake2b(b"\x00", digest_size=32)
+_NODE = hashlib.blake2b(b"\x01", digest_size=32)
+
+
+def compute_frontier(frontier: Sequence[bytes], count: int, rows: bytes, row_size: int) -> list[bytes]:
+    """The frontier of ``count`` rows, ``frontier``, after appending ``rows``.
+
+    The frontier of n leaves is the roots of the perfect subtrees that RFC 6962's tree of
+    those leaves splits into, largest first: one per set bit of n (RFC 6962 section 2.1
+    splits at the largest power of two below n, so the left part is always perfect). A leaf
+    joins as a subtree of one; while the subtree before it is as large, the two merge, as
+    the carries of n + 1 in binary. Each row costs its leaf hash and, amortised, one node hash.
+    """
+    stack = list(frontier)
+    n = count
+    for offset in range(0, len(rows), row_size):
+        hasher = _LEAF.copy()
+        hasher.update(rows[offset : offset + row_size])
+        node = hasher.digest()
+        carries = n
+        while carries & 1:
+            hasher = _NODE.copy()
+            hasher.update(stack.pop())
+            hasher.update(node)
+            node = hasher.digest()
+            carries >>= 1
+        stack.append(node)
+        n += 1
+    return stack
+
+
+def compute_frontier_root(frontier: Sequence[bytes]) -> bytes:
+    """The RFC 6962 root of the leaves whose (non-empty) frontier this is: the subtrees folded
+    from the right, MTH(D[n]) = node(MTH(D[0:k]), MTH(D[k:n]))."""
+    root = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        hasher = _NODE.copy()
+        hasher.update(left)
+        hasher.update(root)
+        root = hasher.digest()
+    return root
+
+
+def compute_append_weight(state: StateAccess, call: AppendRows) -> int:
+    """An append's weight: the base and its bytes; with the data set's record, its rows (each
+    hashed into the frontier) and, for a restart (``first_row`` 0), the chunks it deletes.
+    An unknown or complete data set fails at once (UnknownDataset, AlreadyComplete): the base
+    and bytes only."""
+    weight = APPEND_BASE_WEIGHT + APPEND_BYTE_WEIGHT * len(call.rows)
+    info = DATASETS.get(state, call.dataset)
+    if info is None or info.complete:
+        return weight
+    restart = len(info.chunks) if call.first_row == 0 else 0
+    return weight + ROW_HASH_WEIGHT * (len(call.rows) // info.row_size) + CHUNK_DELETE_WEIGHT * restart
+
+
+def compute_read_weight(info: DatasetInfo) -> int:
+    """What reading a complete data set's rows costs (:func:`get_rows`, cold: an attacker
+    rotates more data sets than the cache holds): READ_BYTE_WEIGHT per byte."""
+    return READ_BYTE_WEIGHT * info.row_count * info.row_size
 
 
 def compute_row_dtype(info: DatasetInfo) -> np.dtype:
@@ -187,6 +272,7 @@ def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes)
     if first_row == 0 and info.chunks:
         for first in info.chunks:  # restart an incomplete upload
             CHUNKS.apply_delete(state, dataset_id, first)
+        FRONTIER.apply_delete(state, dataset_id)
         info = msgspec.structs.replace(info, uploaded_rows=0, chunks=())
     if first_row != info.uploaded_rows:
         raise DispatchError(
@@ -210,13 +296,19 @@ def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes)
     if info.kind == "classification" and (decoded["y"] >= info.outputs).any():
         raise DispatchError(PALLET, "MalformedRows", f"a label is outside 0..{info.outputs - 1}")
     CHUNKS.apply_set(state, rows, dataset_id, first_row)
+    stored = FRONTIER.get(state, dataset_id) if info.chunks else None
+    frontier = compute_frontier(stored or (), first_row, rows, info.row_size)
     info = msgspec.structs.replace(info, uploaded_rows=first_row + count, chunks=(*info.chunks, first_row))
     if info.complete:
-        root = compute_rows_root(get_uploaded_rows(state, dataset_id, info), info.row_size)
+        root = compute_frontier_root(frontier)
         if root != info.rows_root:
             raise DispatchError(
                 PALLET, "RootMismatch", f"the rows hash to {root.hex()}, registered {info.rows_root.hex()}; restart from row 0"
             )
+        if stored is not None:
+            FRONTIER.apply_delete(state, dataset_id)
+    else:
+        FRONTIER.apply_set(state, tuple(frontier), dataset_id)
     DATASETS.apply_set(state, info, dataset_id)
     return info
 

@@ -66,7 +66,8 @@ rows), plus m+1 checkpoints of the model the round is training anyway.
 **Limits** (checked at open, before any work): everything a round can make the chain do
 is bounded by the runtime config (steps, batch, segments, block weight and length), a
 reveal must fit one extrinsic at the worst case (n up to MAX_ROWS), a participant's data
-array n·d at most MAX_CELLS float32s (what a validator allocates to re-run a segment), and
+array (x and y, n·(d + 1), or n·(d + k) for a linear model) at most MAX_CELLS float32s (what
+a validator allocates to re-run a segment), and
 sample counts sum to at most ml_runtime.fedavg.MAX_SAMPLES.
 
 **Known limit.** The challenge randomness is the parent hash of the block that includes the
@@ -96,7 +97,7 @@ from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.crypto import blake2_256
 from chain.errors import DispatchError
 from chain.pallets import balances, datasets, licenses, models, revenue, system
-from chain.pallets.context import CallContext
+from chain.pallets.context import CallContext, PostDispatchInfo
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 from ml_runtime import fedavg, transcript
 
@@ -107,6 +108,8 @@ MAX_ROUND_BLOCKS = 100_000  # how far ahead a deadline may be
 MAX_CELLS = 1 << 22  # n rows x d features a validator materialises to re-run a segment
 MAX_ROW_PATH = 20  # ceil(log2(ml_runtime.MAX_ROWS)): the longest row audit path
 BASE_WEIGHT = 200_000
+FEDAVG_WEIGHT = 32  # per parameter of each update a close averages (benches/weights.py)
+CELL_WEIGHT = 4  # per number of a participant's data array a reveal materialises (about 2 ns: 9 ms for 4.2M)
 _PERSON_BATCH = b"polchain/fl/batch"
 _PERSON_CHALLENGE = b"polchain/fl/chal"
 
@@ -319,10 +322,16 @@ def get_spec(state: StateAccess, info: RoundInfo) -> ml_runtime.ModelSpec:
 
 def compute_weight(state: StateAccess, call: OpenRound | CommitUpdate | ChallengeRound | RevealSegment | CloseRound) -> int:
     """What a federated call declares before dispatch, in work units (the fee is withdrawn on
-    it): a reveal the re-run of its segment, a close (or a challenge, which may fail the round)
-    FedAvg over the round's updates and their payouts; BASE_WEIGHT for an unknown round."""
+    it): an open reading the base version's weights (models.compute_weights_read_weight; a
+    fixed weight let a refused open read 1 MiB and be sent again and again), a reveal the re-run
+    of its segment, a close (or a challenge, which may fail the round) FedAvg over the round's
+    updates and their payouts; BASE_WEIGHT for an unknown model or round."""
     if isinstance(call, OpenRound):
-        return BASE_WEIGHT
+        owned = models.MODELS.get(state, call.model)
+        try:
+            return BASE_WEIGHT + (0 if owned is None else models.compute_weights_read_weight(ml_runtime.ModelSpec.decode(owned.spec)))
+        except ml_runtime.MLRuntimeError:
+            return BASE_WEIGHT
     if isinstance(call, CommitUpdate):
         return BASE_WEIGHT + 20 * (len(call.weights) + 34 * len(call.losses))
     info = ROUNDS.get(state, call.round)
@@ -350,16 +359,45 @@ def compute_reveal_bound(spec: ml_runtime.ModelSpec, call: OpenRound | RoundInfo
     return 64 + 2 * weights + 2 * path + 5 + rows * (row_size + path)
 
 
-def compute_reveal_weight(spec: ml_runtime.ModelSpec, info: OpenRound | RoundInfo) -> int:
-    """Work units of a reveal: the segment's re-run, plus hashing its rows and paths."""
+def compute_row_cells(spec: ml_runtime.ModelSpec) -> int:
+    """Numbers a row takes in the data array a reveal materialises: d features, and a label
+    (k targets for a linear model)."""
+    return spec.d + (spec.k if spec.family == "linear" else 1)
+
+
+def compute_max_rows(spec: ml_runtime.ModelSpec) -> int:
+    """The most rows (n) an update may commit for this model: MAX_ROWS, and MAX_CELLS numbers
+    of x and y together. (The bound counted x alone: a linear model of one feature and 4,096
+    targets admitted 2^20 rows, whose y a reveal allocated and copied as 16 GiB.)"""
+    return min(ml_runtime.MAX_ROWS, MAX_CELLS // compute_row_cells(spec))
+
+
+def compute_reveal_weight(spec: ml_runtime.ModelSpec, info: OpenRound | RoundInfo, n: int | None = None) -> int:
+    """Work units of a reveal by a participant of ``n`` rows: the segment's re-run, hashing its
+    rows and paths, and materialising the participant's whole data array (x of n x d and y,
+    zeros but the revealed rows, checked and copied into the job: CELL_WEIGHT a number).
+
+    n is the participant's own (its commit's row_count), which the weight, computed without
+    the sender, cannot read: a reveal declares the largest n a commit admits
+    (:func:`compute_max_rows`, the default) and reports its update's own n after dispatch
+    (the executive refunds the rest, Substrate's ``PostDispatchInfo``). A fixed part let a
+    reveal of one step of batch 1 over 2^20 rows of a 4-feature model cost 8.5 ms at about
+    214,000 units (benches/weights.py)."""
     row_size = compute_row_dtype(spec).itemsize
     rows = info.segment_len * info.batch_size
-    return BASE_WEIGHT + ml_runtime.step_cost(spec, info.batch_size) * info.segment_len + 20 * rows * (row_size + 34 * MAX_ROW_PATH)
+    cells = (compute_max_rows(spec) if n is None else n) * compute_row_cells(spec)
+    return (
+        BASE_WEIGHT + ml_runtime.step_cost(spec, info.batch_size) * info.segment_len
+        + 20 * rows * (row_size + 34 * MAX_ROW_PATH) + CELL_WEIGHT * cells
+    )
 
 
 def compute_close_weight(spec: ml_runtime.ModelSpec, info: OpenRound | RoundInfo) -> int:
-    """Work units of closing: FedAvg over up to max_updates weight vectors, and the writes."""
-    return BASE_WEIGHT + info.max_updates * (4 * spec.param_count + 50_000)
+    """Work units of closing: FedAvg over up to max_updates weight vectors (FEDAVG_WEIGHT a
+    parameter of each: reading and stacking the vectors and the kernel's row-order pass,
+    6-22 ns a number, about 380 ms for 64 updates of 2^18 parameters; at 4 units it was
+    about 70 million units), and the reads, payouts and writes of each update."""
+    return BASE_WEIGHT + info.max_updates * (FEDAVG_WEIGHT * spec.param_count + 50_000)
 
 
 def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) -> None:
@@ -438,10 +476,10 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
     if len(info.participants) >= info.max_updates:
         raise _fail("RoundFull", f"round {call.round} has its {info.max_updates} updates")
     spec = get_spec(state, info)
-    if not 1 <= call.row_count <= min(ml_runtime.MAX_ROWS, MAX_CELLS // spec.d) or call.row_count < info.batch_size:
+    if not 1 <= call.row_count <= compute_max_rows(spec) or call.row_count < info.batch_size:
         raise _fail(
             "InvalidRowCount",
-            f"row_count must be in {info.batch_size}..{min(ml_runtime.MAX_ROWS, MAX_CELLS // spec.d)} (batch size .. data limit), got {call.row_count}",
+            f"row_count must be in {info.batch_size}..{compute_max_rows(spec)} (batch size .. data limit), got {call.row_count}",
         )
     if not 1 <= call.sample_count <= call.row_count:
         raise _fail("InvalidSampleCount", f"sample_count must be in 1..row_count ({call.row_count}), got {call.sample_count}")
@@ -591,6 +629,7 @@ def _verify_reveal(ctx: CallContext, call: RevealSegment, info: RoundInfo, updat
 
 def apply_reveal_segment(ctx: CallContext, call: RevealSegment) -> None:
     state, who = ctx.state, ctx.sender
+    ctx.post_info = PostDispatchInfo(actual_weight=BASE_WEIGHT)  # until the update's own n is known
     info = get_round(state, call.round)
     if info.status != REVEALING:
         raise _fail("NotRevealing", f"round {call.round} is {info.status}, not revealing")
@@ -599,6 +638,7 @@ def apply_reveal_segment(ctx: CallContext, call: RevealSegment) -> None:
     update = UPDATES.get(state, call.round, who)
     if update is None:
         raise _fail("NoUpdate", f"this account committed no update to round {call.round}")
+    ctx.post_info = PostDispatchInfo(actual_weight=compute_reveal_weight(get_spec(state, info), info, update.row_count))
     if update.status != COMMITTED:
         raise _fail("UpdateDecided", f"this update is already {update.status}")
     job, checkpoint, start, end = _verify_reveal(ctx, call, info, update)

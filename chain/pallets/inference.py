@@ -16,7 +16,9 @@ known before dispatch.
 
 Dispatch order: the model and version, then the inputs (a whole number of rows of the
 model's ``d`` numbers, 1..MAX_INFER_ROWS rows, every number finite; the codec has already
-bounded their bytes), then pay, then compute. A failed call changes nothing but its fee and
+bounded their bytes), then the outputs' count (rows x k, at most MAX_INFER_OUTPUTS:
+TooManyOutputs), then pay, then compute. The weight also counts the outputs (OUTPUT_WEIGHT
+each): they are written into the receipt. A failed call changes nothing but its fee and
 nonce.
 """
 
@@ -38,6 +40,13 @@ PALLET = "models"
 # Work units of what every infer call does besides the forward pass: reading the model's
 # spec and weights, paying, writing the event.
 INFER_BASE_WEIGHT = 200_000
+# The outputs (rows x k float32) go into the receipt as hex: per output number, its bytes, the
+# hex and the receipt's encoding and write, about 50 ns (benches/weights.py). A call holds at
+# most MAX_INFER_OUTPUTS of them (256 KiB, 512 KiB of hex): 1,024 rows into a model of 4,096
+# outputs made 16 MiB of outputs for the forward pass's weight, and a block of such calls
+# 4 GB of receipts and about 25 s to import.
+OUTPUT_WEIGHT = 100
+MAX_INFER_OUTPUTS = 1 << 16
 
 
 def compute_weight(state: StateAccess, call: Infer) -> int:
@@ -51,9 +60,9 @@ def compute_weight(state: StateAccess, call: Infer) -> int:
     except ml_runtime.MLRuntimeError:
         return INFER_BASE_WEIGHT
     rows = len(call.inputs) // (4 * spec.d)
-    if not 1 <= rows <= MAX_INFER_ROWS:
+    if not 1 <= rows <= MAX_INFER_ROWS or rows * spec.k > MAX_INFER_OUTPUTS:
         return INFER_BASE_WEIGHT
-    return INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, rows)
+    return INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, rows) + OUTPUT_WEIGHT * rows * spec.k
 
 
 def apply_set_inference_price(ctx: CallContext, call: SetInferencePrice) -> None:
@@ -68,6 +77,12 @@ def apply_infer(ctx: CallContext, call: Infer) -> None:
     version = info.latest_version if call.version is None else call.version
     weights = models.get_weights(ctx.state, call.model, version)
     x = _decode_rows(call.inputs, spec.d)
+    outputs = x.shape[0] * spec.k
+    if outputs > MAX_INFER_OUTPUTS:
+        raise DispatchError(
+            PALLET, "TooManyOutputs",
+            f"{x.shape[0]} rows x {spec.k} outputs = {outputs} numbers; a call's outputs hold at most {MAX_INFER_OUTPUTS}",
+        )
     price = info.inference_price * x.shape[0]
     if price > MAX_BALANCE:
         raise DispatchError(PALLET, "Overflow", f"{x.shape[0]} rows at {info.inference_price} a row exceed 2^63-1")

@@ -50,7 +50,7 @@ from chain.crypto import ss58_encode, verify_signature
 from chain.errors import ChainError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.fraud import decode_fraud_proof, verify_fraud_proof
 from chain.header import Header
-from chain.pallets import democracy, models, staking, system
+from chain.pallets import democracy, models, staking, system, training
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap
 from chain.votes import (
@@ -132,9 +132,11 @@ def _check_validator(state: StateAccess, who: bytes) -> None:
 
 # --- report_fraud ----------------------------------------------------------------------------
 def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
-    """REPORT_BASE_WEIGHT plus one segment of the proof's TRAIN call (ml_runtime's cost model
-    for the model and batch size x min(segment_len, steps)); only the base weight for a proof
-    that does not decode or names no known model (its dispatch fails at once)."""
+    """REPORT_BASE_WEIGHT plus reading the job's data set (the job is rebuilt from this
+    state: datasets.compute_read_weight) and one segment of the proof's TRAIN call
+    (ml_runtime's cost model for the model and batch size x min(segment_len, steps)); only
+    the base weight for a proof that does not decode or names no known model (its dispatch
+    fails at once)."""
     try:
         train = decode_fraud_proof(call.proof).extrinsic.call
         if not isinstance(train, Train):
@@ -145,7 +147,8 @@ def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
         step = ml_runtime.step_cost(ml_runtime.ModelSpec.decode(model.spec), max(train.batch_size, 1))
     except (ChainError, ml_runtime.MLRuntimeError):
         return REPORT_BASE_WEIGHT
-    return REPORT_BASE_WEIGHT + step * min(train.segment_len, train.steps)
+    read = training.compute_read_weight(state, train.dataset)
+    return REPORT_BASE_WEIGHT + read + step * min(train.segment_len, train.steps)
 
 
 def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:

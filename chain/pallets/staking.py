@@ -207,13 +207,13 @@ def on_initialize(state: StateAccess, number: int, config: RuntimeConfig) -> tup
     pending = PENDING_REMOVAL.get(state)
     if not pending:
         return ()
-    validators = get_validators(state)
-    kept = tuple(v for v in validators if v not in pending)
+    validators, leaving = get_validators(state), set(pending)  # a set: linear in the validators, not quadratic
+    kept = tuple(v for v in validators if v not in leaving)
     if not kept:  # unreachable: apply_queue_removal never queues the last one; never empty the set
         return ()
     VALIDATORS.apply_set(state, kept)
     state.delete(PENDING_REMOVAL.key)
-    removed = tuple(v for v in validators if v in pending)
+    removed = tuple(v for v in validators if v in leaving)
     for who in removed:
         REMOVED.apply_set(state, Removal(number // config.era_length, number), who)
     return removed

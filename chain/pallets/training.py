@@ -1,7 +1,8 @@
 """The TRAIN opcode: SGD on a model version with a data set, producing a new version.
 
 Dispatch order: check that the model's training permission admits the sender
-(NotAllowedToTrain, before any other work: only TRAIN_BASE_WEIGHT is charged); check the
+(NotAllowedToTrain, before any other work: only TRAIN_BASE_WEIGHT is charged; a failure
+after it is charged the base and reading the data set, datasets.compute_read_weight); check the
 arguments against the runtime's limits, the transcript the job would make its author store
 against ``max_transcript_bytes`` (TranscriptTooLarge); load the model version and the data
 set and check they fit each other; check the data set's licence terms and pay its provider
@@ -11,7 +12,8 @@ result in the block and its openings in the author's store) or take the author's
 (importing: check it cheaply, record a TrainingClaim that the chain's verifier checks once
 the block's roots match its header); store the new version with its lineage record; emit
 events. The fee, charged before dispatch by the executive, covers the work
-(TRAIN_BASE_WEIGHT for the reads, plus ml_runtime's cost model x steps) and the result's
+(TRAIN_BASE_WEIGHT for the reads, reading the data set's rows, plus ml_runtime's cost model
+x steps) and the result's
 bytes (chain.proofs.compute_result_length). A call that fails before the job runs (an
 unknown data set, say) reports only TRAIN_BASE_WEIGHT and no result bytes, and the
 executive refunds the rest; once the job has run (also if it diverged), the whole.
@@ -133,9 +135,19 @@ def compute_job_at(
     return job, parent, info
 
 
+def compute_read_weight(state: StateAccess, dataset_id: int) -> int:
+    """What reading a TRAIN call's data set costs (datasets.compute_read_weight); 0 for an
+    unknown data set (the call fails before reading anything)."""
+    info = datasets.DATASETS.get(state, dataset_id)
+    return 0 if info is None else datasets.compute_read_weight(info)
+
+
 def apply_train(ctx: CallContext, call: Train) -> None:
     ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_result_length=0)
     model = models.verify_may_train(ctx.state, call.model, ctx.sender)
+    # From here a failure may come after the data set's rows were read: they are charged.
+    read = compute_read_weight(ctx.state, call.dataset)
+    ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT + read, actual_result_length=0)
     job, parent, info = compute_job(ctx, call)
     license_paid, terms = licenses.apply_license(
         ctx.state, call.dataset, info, ctx.sender, call.model, call.steps * call.batch_size, ctx.block.number,

@@ -22,7 +22,7 @@ from chain.crypto import Keypair, blake2_256
 from chain.errors import BlockError, InvalidTransaction
 from chain.extrinsic import Extrinsic
 from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest
-from chain.pallets import balances, models
+from chain.pallets import balances, datasets, models
 from chain.pallets.context import BlockInfo
 from chain.pool import TransactionPool, Validity
 from chain.proofs import TrainingResult, compute_result_length, compute_results_root
@@ -194,7 +194,8 @@ def test_a_train_fee_includes_its_result_bytes(chain: Blockchain) -> None:
     assert info.result_length == proof_bound
     cfg = chain.config
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
-    weight = TRAIN_BASE_WEIGHT + ml_runtime.step_cost(spec, 8) * 30
+    read = datasets.compute_read_weight(datasets.get_dataset(state, 0))  # the data set's rows, read whole
+    weight = TRAIN_BASE_WEIGHT + read + ml_runtime.step_cost(spec, 8) * 30
     expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + proof_bound) + cfg.weight_fee * weight
     assert chain.runtime.verify_extrinsic(state, xt, len(xt.encode()), 1).fee == expected
     before = balances.get_account(chain.state.overlay(), BOB.public).free

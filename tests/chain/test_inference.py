@@ -66,8 +66,9 @@ def test_the_fee_covers_the_forward_pass(chain) -> None:
     one = d.apply(BOB, calls.Infer(model, 0, _rows(1, spec.d).tobytes()))
     many = d.apply(BOB, calls.Infer(model, 0, _rows(100, spec.d).tobytes()))
     assert one.success and many.success
-    assert one.weight == inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, 1)
-    assert many.weight == inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, 100)
+    outputs = inference.OUTPUT_WEIGHT * spec.k  # per row: its outputs go into the receipt
+    assert one.weight == inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, 1) + outputs
+    assert many.weight == inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, 100) + 100 * outputs
     assert many.fee > one.fee
 
 

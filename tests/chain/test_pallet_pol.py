@@ -24,7 +24,7 @@ from chain.crypto import Keypair, dev_keypair, ss58_encode
 from chain.errors import CodecError
 from chain.extrinsic import decode_extrinsic
 from chain.header import Header
-from chain.pallets import balances, pol, staking
+from chain.pallets import balances, datasets, pol, staking
 from chain.storage import Database
 from chain.votes import Checkpoint, SignedVote, Vote, sign_vote
 from consensus.errors import InvalidHeader
@@ -423,7 +423,8 @@ def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(l
     # The weight pays for the one segment the runtime re-runs.
     xt = sign(chain, EVE, call, 0)
     weight = chain.runtime.compute_dispatch_info(_state(chain), xt).weight
-    assert weight == pol.REPORT_BASE_WEIGHT + ml_runtime.step_cost(job.spec, job.batch_size) * 10
+    read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), 0))  # the job is rebuilt from the data set
+    assert weight == pol.REPORT_BASE_WEIGHT + read + ml_runtime.step_cost(job.spec, job.batch_size) * 10
     local.fails(call, "SelfReport", key=BOB)  # block #1 of this chain: the forged block was never imported here
     before = _before(chain, BOB.public)
     receipt = local.report(call)
@@ -451,7 +452,8 @@ def test_a_fraud_reports_weight_is_one_segment_at_the_calls_own_batch_size(local
         call = msgspec.structs.replace(train, batch_size=batch)
         changed = msgspec.structs.replace(proof, extrinsic=msgspec.structs.replace(proof.extrinsic, call=call))
         weight = pol.compute_report_fraud_weight(_state(chain), calls.ReportFraud(changed.encode()))
-        assert weight == pol.REPORT_BASE_WEIGHT + ml_runtime.step_cost(job.spec, batch) * min(train.segment_len, train.steps)
+        read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), train.dataset))
+        assert weight == pol.REPORT_BASE_WEIGHT + read + ml_runtime.step_cost(job.spec, batch) * min(train.segment_len, train.steps)
 
 
 def test_a_fraud_is_judged_under_the_config_its_block_ran_with(local, tmp_path) -> None:

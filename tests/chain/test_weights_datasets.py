@@ -1,0 +1,121 @@
+"""Declared weights bound the real cost of calls under state an attacker shapes
+(benches/weights.py measures it). datasets.append_rows: the append that completed a data set
+read back and hashed every row for the weight of its own rows; now each append hashes its
+rows into the upload's frontier and declares them. Shared helpers of tests/chain/test_weights_*.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from chainkit import BOB, FERDIE, open_chain, sign
+from test_pallets import Driver
+
+from chain import calls
+from chain.pallets import datasets
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = open_chain(tmp_path / "db")
+    yield c
+    c.db.close()
+
+
+class ReadLog:
+    """A state that records the keys read through it (the overlay underneath does the work)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.keys = inner, []
+
+    def get(self, key: bytes) -> bytes | None:
+        self.keys.append(key)
+        return self.inner.get(key)  # type: ignore[no-any-return]
+
+    def set(self, key: bytes, value: bytes) -> None:
+        self.inner.set(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self.inner.delete(key)
+
+    def chunk_reads(self) -> int:
+        return sum(key.startswith(datasets.CHUNKS.prefix) for key in self.keys)
+
+
+def compute_rows(count: int, features: int, classes: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((count, features)).astype(np.float32)
+    y = rng.integers(0, classes, count).astype(np.uint32)
+    return datasets.compute_rows_bytes(x, y, "classification")
+
+
+def compute_weight(chain, call) -> int:
+    """The weight ``call`` declares, sent by Bob, in the best state."""
+    return int(chain.runtime.compute_dispatch_info(chain.state.overlay(), sign(chain, BOB, call, 0)).weight)
+
+
+# --- datasets.append_rows: the append that completes a data set hashed every row ----------------
+
+
+def test_the_append_that_completes_a_data_set_reads_no_earlier_chunk(chain) -> None:
+    """Before: the completing append read every chunk back and hashed every row (a MAX_ROWS
+    data set of 8-byte rows: about 1 s) for the weight of its own rows; under a wrong root
+    it failed, was rolled back, and could be sent again, block after block."""
+    count, row_size = 1000, 8
+    rows = compute_rows(count, 1, 2)
+    state = chain.state.overlay()
+    info = datasets.DatasetInfo(BOB.public, "d", 1, "classification", 2, count, datasets.compute_rows_root(rows, row_size), 0, "")
+    dataset = datasets.apply_new_dataset(state, info)
+    for first in range(0, count - 1, 333):
+        datasets.apply_rows(state, dataset, first, rows[first * row_size : min(first + 333, count - 1) * row_size])
+    log = ReadLog(state)
+    done = datasets.apply_rows(log, dataset, count - 1, rows[(count - 1) * row_size :])
+    assert done.complete and log.chunk_reads() == 0
+    assert datasets.FRONTIER.get(state, dataset) is None  # an upload's frontier goes with it
+    assert datasets.get_rows(state, dataset)[1].shape == (count, 1)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 13, 64, 100, 257])
+def test_the_incremental_rows_root_is_rfc6962s_for_any_chunking(count: int) -> None:
+    rows = compute_rows(count, 1, 2, seed=count)
+    expected = datasets.compute_rows_root(rows, 8)
+    rng = np.random.default_rng(count)
+    frontier: list[bytes] = []
+    done = 0
+    while done < count:
+        take = int(rng.integers(1, count - done + 1))
+        frontier = datasets.compute_frontier(frontier, done, rows[done * 8 : (done + take) * 8], 8)
+        done += take
+    assert datasets.compute_frontier_root(frontier) == expected
+
+
+def test_a_completing_append_under_a_wrong_root_fails_and_changes_only_the_fee(chain) -> None:
+    d = Driver(chain)
+    rows = compute_rows(300, 1, 2)
+    receipt = d.apply(BOB, calls.RegisterDataset("d", 1, "classification", 2, 300, bytes(32), 0, ""))
+    dataset = dict(next(e for e in receipt.events if e.name == "DatasetRegistered").args)["dataset"]
+    assert d.apply(BOB, calls.AppendRows(dataset, 0, rows[: 299 * 8])).success
+    d.fails(BOB, calls.AppendRows(dataset, 299, rows[299 * 8 :]), "RootMismatch")
+    d.fails(BOB, calls.AppendRows(dataset, 299, rows[299 * 8 :]), "RootMismatch")  # again: still only the fee
+    assert datasets.get_dataset(chain.state.overlay(), dataset).uploaded_rows == 299
+
+
+def test_an_append_declares_the_hashing_of_each_of_its_rows(chain) -> None:
+    """Each append now hashes its rows into the frontier: its weight counts them, from the
+    row size the state holds (8-byte rows: 131,072 leaves in one 1 MiB chunk)."""
+    d = Driver(chain)
+    receipt = d.apply(BOB, calls.RegisterDataset("d", 1, "classification", 2, 1 << 20, bytes(32), 0, ""))
+    dataset = dict(next(e for e in receipt.events if e.name == "DatasetRegistered").args)["dataset"]
+    chunk = bytes(calls.MAX_ROWS_CHUNK)
+    weight = compute_weight(chain, calls.AppendRows(dataset, 0, chunk))
+    rows = len(chunk) // 8
+    assert weight >= 1_000 * rows  # two blake2b of a row: about 1 us (benches/weights.py)
+    assert weight == datasets.APPEND_BASE_WEIGHT + datasets.APPEND_BYTE_WEIGHT * len(chunk) + datasets.ROW_HASH_WEIGHT * rows
+
+
+def test_an_append_to_a_complete_data_set_declares_no_rows(chain) -> None:
+    """It fails at once (AlreadyComplete): no row is hashed and no chunk deleted."""
+    rows = bytes(70_000)
+    assert compute_weight(chain, calls.AppendRows(0, 0, rows)) == datasets.APPEND_BASE_WEIGHT + datasets.APPEND_BYTE_WEIGHT * len(rows)
+    Driver(chain).fails(FERDIE, calls.AppendRows(0, 0, rows), "AlreadyComplete")  # Ferdie provides the digits
