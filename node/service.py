@@ -211,11 +211,14 @@ class NodeConfig:
 class NodeService:
     """One node: call :meth:`run` and stop it with :meth:`request_stop`."""
 
-    def __init__(self, config: NodeConfig, spec: ChainSpec) -> None:
+    def __init__(self, config: NodeConfig, spec: ChainSpec, *, clock: Callable[[], float] = time.time) -> None:
         if config.pol not in POL_MODES:
             raise ValueError(f"--pol {config.pol!r}: expected one of {', '.join(POL_MODES)}")
         self.config = config
         self.spec = spec
+        #: Where the node reads the time (seconds since the epoch) for its slots and rounds,
+        #: Aura's header check included: one seam, so a test can skew or step it.
+        self.clock = clock
         self._tmpdir: str | None = None
         base = config.base_path
         if config.tmp or base is None:
@@ -235,7 +238,7 @@ class NodeService:
         self.db = Database(self.db_path)
         self.chain = Blockchain(
             self.db, chain_id=spec.id, build_genesis=spec.apply_genesis,
-            rules=(rules := ConsensusRules(Aura(config.block_time_ms))), verifier=self.verifier,
+            rules=(rules := ConsensusRules(Aura(config.block_time_ms, clock=lambda: self.clock()))), verifier=self.verifier,
             trainer=trainer_for(config.byzantine),  # ml_runtime.run_job unless --byzantine forge-training
             signature_threads=config.signature_threads,
         )
@@ -423,7 +426,7 @@ class NodeService:
         if self.author is None:
             return None
         async with self._lock:
-            slot = self._next_own_slot(max(self.chain.best_header.slot + 1, int(time.time() * 1000) // self.slot_ms))
+            slot = self._next_own_slot(max(self.chain.best_header.slot + 1, int(self.clock() * 1000) // self.slot_ms))
             if slot is None:
                 return None
             ready = list(self.pool.ready_with_hashes())
@@ -521,7 +524,7 @@ class NodeService:
 
     # --- finality --------------------------------------------------------------------------------
     def _clock_round(self) -> int:
-        return compute_slot(int(time.time() * 1000), self.slot_ms)
+        return compute_slot(int(self.clock() * 1000), self.slot_ms)
 
     def _current_round(self) -> int:
         """The finality round: the Aura slot of the clock, or of the best block when an
@@ -654,7 +657,7 @@ class NodeService:
         """Vote in the middle of every round, if no block of the round made this node vote
         already (a missed slot, a late block)."""
         while not self._stop.is_set():
-            now = time.time() * 1000
+            now = self.clock() * 1000
             await self._wait_for(self._stop, (self.slot_ms - (now - self.slot_ms / 2) % self.slot_ms) / 1000)
             if self._stop.is_set():
                 return
@@ -817,7 +820,7 @@ class NodeService:
                     if self.pool.status().ready:
                         self._work.set()
             else:
-                now = time.time() * 1000
+                now = self.clock() * 1000
                 await self._wait_for(self._stop, (self.slot_ms - now % self.slot_ms) / 1000)
                 if not self._stop.is_set():
                     await self._author_slot()
