@@ -60,16 +60,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from msgspec.structs import replace as replace_struct
+
 from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock, TreeRoute
 from chain.codec import encode
-from chain.crypto import Keypair, blake2_256
+from chain.crypto import Keypair, blake2_256, ss58_encode, verify_signature
 from chain.errors import (
     ChainError,
     FinalityConflict,
     FraudFound,
     InvalidFraudProof,
+    InvalidSignature,
     InvalidTransaction,
 )
 from chain.extrinsic import Extrinsic, decode_extrinsic, sign_extrinsic
@@ -101,6 +104,7 @@ from consensus.finality import (
     VoteCollector,
     VoteEquivocationEvidence,
     VoterState,
+    compute_vote_message,
     finalized_checkpoint,
     follow_justified,
     get_voters,
@@ -145,6 +149,9 @@ MAX_PENDING_JUSTIFICATIONS = 4
 # ~5 ms at 0.5 ms, with no change in build time.
 LOOP_SWITCH_INTERVAL = 0.0005
 FRAUD_EVIDENCE_PREFIX = b"pol/"
+# This run's own votes remembered, to tell them from another signer's when they come back
+# (gossip, justifications, note_votes): a round's vote is ~200 bytes.
+MAX_SIGNED_VOTES = 4096
 POL_MODES = ("sampled", "full")
 
 
@@ -205,6 +212,7 @@ class NodeConfig:
     pol: str = "sampled"  # --pol: "sampled" (SampledVerifier) or "full" (FullReexecution: an auditor)
     pol_fetch_timeout: float = DEFAULT_FETCH_TIMEOUT  # --pol-fetch-timeout, seconds
     signature_threads: int = 1  # --signature-threads (chain.signatures; the CLI's default: one a core)
+    doppelganger_rounds: int = 0  # --doppelganger-rounds: rounds listening for this key's signatures before signing
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -280,7 +288,21 @@ class NodeService:
         self.collector.note_justified(self._voter.justified)
         start_round = self._current_round() if len(get_voters(self.chain)) > 1 else -1
         self._voted_round = max(self._voter.voted_round, start_round)
+        self._authored_slot = max(self._voter.authored_slot, start_round)  # the same rule for blocks
         self.rules.justified = self._voter.justified.block_hash
+        # Doppelganger detection (_check_own_vote, _check_own_block): whatever this key signed
+        # before this run is in a round or slot up to these; a signature of this key above them
+        # that this run did not make is another node's.
+        self._own_since_round = self._voted_round
+        self._own_since_slot = self._authored_slot
+        self._signed_votes: dict[int, SignedVote] = {}  # this run's votes by round (the newest MAX_SIGNED_VOTES)
+        self._doppelganger: str | None = None  # what showed another signer of this key: signing stopped
+        self._listen_until = self._clock_round() + config.doppelganger_rounds if config.doppelganger_rounds > 0 else -1
+        if self.author is not None and self._listen_until >= 0:
+            log.info(
+                "Doppelganger protection: listening for votes and blocks of %s until round %d before signing",
+                ss58_encode(self.author.public), self._listen_until,
+            )
         self._pending_justifications: dict[bytes, Justification] = {}
         self.network: NetworkService | None = None
         self.link: NodeLink | None = None
@@ -426,8 +448,18 @@ class NodeService:
         if self.author is None:
             return None
         async with self._lock:
-            slot = self._next_own_slot(max(self.chain.best_header.slot + 1, int(self.clock() * 1000) // self.slot_ms))
-            if slot is None:
+            slot = self._next_own_slot(
+                max(self.chain.best_header.slot + 1, int(self.clock() * 1000) // self.slot_ms, self._authored_slot + 1)
+            )
+            if slot is None or self._signing_paused():
+                return None
+            # Recorded before the block is built (a crash after must not let this key seal
+            # another block in the slot: node.voter_record). A sole validator has no one to
+            # equivocate to, and its database refuses a second block in a slot.
+            self._authored_slot = slot
+            if len(get_voters(self.chain)) > 1 and not self._record(
+                replace_struct(self._voter, authored_slot=slot), f"Not authoring in slot {slot}"
+            ):
                 return None
             ready = list(self.pool.ready_with_hashes())
             candidates = [xt for _, xt in ready]
@@ -509,6 +541,8 @@ class NodeService:
             self._publish(self._head_watchers, block.header)
         for listener in self._import_listeners:
             listener(imported)
+        if not authored:
+            self._check_own_block(block)
         # Finality: vote for a new best block of the current round at once (the round's
         # timer covers a round without one), then recount the kept votes (some may be for
         # this block) and retry a justification that waited for it.
@@ -539,6 +573,8 @@ class NodeService:
         round_number = self._current_round()
         if round_number <= self._voted_round or self.author.public not in get_voters(self.chain):
             return
+        if self._signing_paused():
+            return
         self._follow_justified()
         source = self._voter.justified
         vote = make_vote(self.chain, self.author, round_number, source)
@@ -546,9 +582,13 @@ class NodeService:
             log.debug("no vote in round %d: the best block does not descend from the source #%d", round_number, source.block_number)
             return
         # Persisted before the vote leaves: a crash after it must not let this node vote again.
+        # Not again in this round even if the record could not be written.
         self._voted_round = round_number
-        self._voter = VoterState(source, round_number)
-        store_record(self._voter_record, self._voter)
+        if not self._record(replace_struct(self._voter, justified=source, voted_round=round_number), f"Not voting in round {round_number}"):
+            return
+        self._signed_votes[round_number] = vote
+        while len(self._signed_votes) > MAX_SIGNED_VOTES:  # older ones of this run count as before it
+            self._own_since_round = max(self._own_since_round, self._signed_votes.pop(next(iter(self._signed_votes))).vote.round)
         if self.network is not None:
             self.network.broadcast_vote(encode(vote))
         self._finalize_collected(self.collector.add(vote, round_number))
@@ -557,6 +597,7 @@ class NodeService:
         """A vote from a peer: counted, and the block it completes finalized. InvalidVote
         (with its reason) if it does not count."""
         async with self._lock:
+            self._check_own_vote(vote, "from a peer")
             try:
                 self._finalize_collected(self.collector.add(vote, self._current_round()))
             except VoteEquivocation as exc:  # the collector stored both votes: report them on chain
@@ -572,6 +613,8 @@ class NodeService:
         brings nothing (the target is final already, or not imported yet: then it is kept
         and retried when the block arrives); InvalidJustification if it does not verify."""
         async with self._lock:
+            for signed in justification.votes:
+                self._check_own_vote(signed, "in a justification")
             chain = self.chain
             if not chain.has_block(justification.target_hash):
                 # Checked as far as it can be without the block before it is kept: unchecked,
@@ -612,9 +655,105 @@ class NodeService:
         justified = self.collector.highest_justified()
         self.rules.justified = justified.block_hash
         if (justified.round, justified.block_number) > (self._voter.justified.round, self._voter.justified.block_number):
-            self._voter = VoterState(justified, self._voter.voted_round)
-            store_record(self._voter_record, self._voter)
+            self._raise_record(replace_struct(self._voter, justified=justified))
         self._after_reorg(follow_justified(self.chain, justified.block_hash))
+
+    # --- signing safety: the record, another signer of this key ------------------------------------
+    def _record(self, state: VoterState, refusal: str) -> bool:
+        """Write ``state`` as this validator's record before signing what it records; False
+        (with one ERROR line: ``refusal``, then why) if it cannot be written: the signature is
+        then not made. Whatever was signed before stays recorded (the file is replaced whole
+        or not at all), so once the disk recovers the next round or slot is signed as usual."""
+        try:
+            store_record(self._voter_record, state)
+        except OSError as exc:
+            log.error(
+                "%s: the slashing protection record %s could not be written (%s); nothing is signed that it does not record",
+                refusal, self._voter_record, exc.strerror or exc,
+            )
+            return False
+        self._voter = state
+        return True
+
+    def _raise_record(self, state: VoterState) -> None:
+        """Keep a higher source (or round) this validator learned without signing anything:
+        in memory at once, on disk if it can be (the next vote's record writes it anyway)."""
+        self._voter = state
+        try:
+            store_record(self._voter_record, state)
+        except OSError as exc:
+            log.warning("the slashing protection record %s could not be written (%s)", self._voter_record, exc.strerror or exc)
+
+    def _signing_paused(self) -> bool:
+        """True while this node must not sign: another signer of its key was seen (until a
+        restart), or it still listens for one (``--doppelganger-rounds``)."""
+        if self._doppelganger is not None:
+            return True
+        if self._listen_until >= 0:
+            if self._clock_round() <= self._listen_until:
+                return True
+            self._listen_until = -1
+            log.info("Doppelganger protection: no other signer of this key seen; signing from round %d", self._clock_round())
+        return False
+
+    def _on_doppelganger(self, what: str, where: str) -> None:
+        """Another node signs with this validator's key: stop signing, say so once."""
+        if self._doppelganger is not None:
+            return
+        assert self.author is not None
+        self._doppelganger = what
+        log.error(
+            "Doppelganger: %s signed with this validator's key %s that this node did not make (%s): another node "
+            "signs with this key; not signing votes or blocks until restarted. Stop one of them: every round both "
+            "sign, the key may be slashed",
+            what, ss58_encode(self.author.public), where,
+        )
+
+    def _check_own_vote(self, signed: SignedVote, where: str) -> None:
+        """A vote of this validator's key seen here (gossip, a justification, a block's
+        note_votes). One this run did not sign, in a round after those signed before it, is
+        another signer's (:meth:`_on_doppelganger`). One from before this run (a restore from
+        an old backup: the record is older than the key's votes) raises the record to it, so
+        that no later vote surrounds it or repeats its round. Only a good signature counts:
+        anyone can name this key in a vote."""
+        if self.author is None or signed.voter != self.author.public:
+            return
+        vote = signed.vote
+        if self._signed_votes.get(vote.round) == signed:
+            return  # this run's own vote, come back
+        try:
+            verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, vote), signed.signature)
+        except InvalidSignature:
+            return  # not this key's doing (the collector refuses it with its reason)
+        if vote.round > self._own_since_round:
+            self._on_doppelganger(f"a vote in round {vote.round}", where)
+            return
+        state = self._voter
+        higher = (vote.source.round, vote.source.block_number) > (state.justified.round, state.justified.block_number)
+        if higher or vote.round > state.voted_round:
+            log.warning(
+                "A vote of this validator in round %d from the checkpoint #%d of round %d (%s) is newer than its "
+                "slashing protection record (restored from an old backup?): the record is raised to it",
+                vote.round, vote.source.block_number, vote.source.round, where,
+            )
+            self._raise_record(replace_struct(
+                state, justified=vote.source if higher else state.justified, voted_round=max(state.voted_round, vote.round)
+            ))
+            self._voted_round = max(self._voted_round, vote.round)
+
+    def _check_own_block(self, block: Block) -> None:
+        """A block from a peer: if sealed with this validator's key in a slot after those it
+        sealed before this run (this run's own blocks are never imported from a peer), another
+        node signs with the key. Its note_votes are checked for this key's votes too."""
+        if self.author is None:
+            return
+        header = block.header
+        if header.author == self.author.public and header.slot > self._own_since_slot:
+            self._on_doppelganger(f"a block in slot {header.slot}", f"block #{header.number} 0x{block.hash().hex()[:12]}…")
+        for xt in block.body.extrinsics:
+            if isinstance(xt.call, calls.NoteVotes):
+                for signed in xt.call.votes:
+                    self._check_own_vote(signed, f"noted in block #{header.number}")
 
     def _after_reorg(self, route: TreeRoute | None) -> None:
         if route is not None:
