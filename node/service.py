@@ -97,7 +97,7 @@ from chain.proofs import (
 from chain.storage import Database
 from consensus.aura import Aura, compute_slot, compute_slot_author
 from consensus.block_import import ConsensusRules, update_pool
-from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
+from consensus.errors import InvalidHeader, InvalidJustification, InvalidVote, VoteEquivocation
 from consensus.finality import (
     Justification,
     SignedVote,
@@ -152,7 +152,19 @@ FRAUD_EVIDENCE_PREFIX = b"pol/"
 # This run's own votes remembered, to tell them from another signer's when they come back
 # (gossip, justifications, note_votes): a round's vote is ~200 bytes.
 MAX_SIGNED_VOTES = 4096
+# A block this far ahead of the local clock is not clock skew (NodeService._check_far_future).
+FAR_FUTURE_MS = 3_600_000
+MAX_FAR_FUTURE_AUTHORS = 64
 POL_MODES = ("sampled", "full")
+
+
+def _describe_duration(ms: int) -> str:
+    hours = ms / 3_600_000
+    if hours < 48:
+        return f"{hours:.0f} hours"
+    if hours < 2 * 8766:
+        return f"{hours / 24:.0f} days"
+    return f"{hours / 8766:.0f} years"
 
 
 def compute_fraud_evidence_key(block_hash: bytes, extrinsic_index: int) -> bytes:
@@ -297,6 +309,7 @@ class NodeService:
         self._own_since_slot = self._authored_slot
         self._signed_votes: dict[int, SignedVote] = {}  # this run's votes by round (the newest MAX_SIGNED_VOTES)
         self._doppelganger: str | None = None  # what showed another signer of this key: signing stopped
+        self._far_future_authors: dict[bytes, None] = {}  # named once each (_check_far_future)
         self._listen_until = self._clock_round() + config.doppelganger_rounds if config.doppelganger_rounds > 0 else -1
         if self.author is not None and self._listen_until >= 0:
             log.info(
@@ -741,6 +754,35 @@ class NodeService:
             ))
             self._voted_round = max(self._voted_round, vote.round)
 
+    def _check_far_future(self, block: Block) -> None:
+        """A block deferred as ahead of this node's clock: if it is hours ahead, not seconds,
+        say once per author why it will never come within reach. A slot is the clock divided by
+        ``--block-time``, which every node gets on its command line (not from the chain), so a
+        node started with another block time than the chain's sees slots of another scale:
+        half the others' block time puts its slots decades ahead of theirs, twice puts theirs
+        decades ahead of its own, and the sync retries such a block every slot for ever (found
+        with four in-process validators, one at another --block-time: it dropped out without
+        an error). The seal is checked first: a forged header must not make a node name an
+        innocent validator."""
+        header = block.header
+        ahead_ms = (header.slot - self._clock_round()) * self.slot_ms
+        if ahead_ms < FAR_FUTURE_MS or header.author in self._far_future_authors:
+            return
+        try:
+            verify_signature(header.author, header.pre_hash(), header.seal)
+        except InvalidSignature:
+            return
+        self._far_future_authors[header.author] = None
+        while len(self._far_future_authors) > MAX_FAR_FUTURE_AUTHORS:
+            self._far_future_authors.pop(next(iter(self._far_future_authors)))
+        log.error(
+            "Block #%d by %s is in slot %d, %d slots (%s) ahead of this node's clock at --block-time %d ms: its author's "
+            "--block-time or clock differs from this node's (every node of a chain needs the chain's block time and a "
+            "synchronised clock); its blocks are not imported",
+            header.number, ss58_encode(header.author), header.slot, ahead_ms // self.slot_ms, _describe_duration(ahead_ms),
+            self.slot_ms,
+        )
+
     def _check_own_block(self, block: Block) -> None:
         """A block from a peer: if sealed with this validator's key in a slot after those it
         sealed before this run (this run's own blocks are never imported from a peer), another
@@ -821,7 +863,12 @@ class NodeService:
             if self.chain.has_block(block.hash()):
                 return None
             started = time.perf_counter()
-            prepared = await asyncio.to_thread(self.chain.prepare_import, block)
+            try:
+                prepared = await asyncio.to_thread(self.chain.prepare_import, block)
+            except InvalidHeader as exc:
+                if exc.reason == "future_slot":
+                    self._check_far_future(block)
+                raise
         try:
             openings = await asyncio.to_thread(self.chain.verify_training, prepared, source)
         except FraudFound as exc:

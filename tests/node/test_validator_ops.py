@@ -29,7 +29,7 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets.staking import get_validators
 from chain.storage import Database
 from consensus.aura import compute_slot_author, get_equivocations
-from consensus.errors import InvalidVote
+from consensus.errors import InvalidHeader, InvalidVote
 from consensus.finality import (
     SET_ID,
     Checkpoint,
@@ -102,6 +102,7 @@ def _own_votes(node: NodeService, *, besides: tuple[SignedVote, ...] = ()) -> li
 
 def _build_on_genesis(tmp: Path, slots: list[int]) -> list[Block]:
     """Real blocks of the chain from genesis, one in each of ``slots``, each sealed by its owner."""
+    tmp.mkdir(parents=True, exist_ok=True)
     db = Database(tmp / "builder")
     try:
         builder = Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
@@ -392,5 +393,34 @@ async def test_a_restored_validators_own_past_vote_in_gossip_raises_its_source(t
         (vote,) = [v for v in _own_votes(node) if v.vote != past]
         assert not surrounds(vote.vote, past), (vote.vote.source, past.source)
         assert _errors(caplog) == []
+    finally:
+        node.close()
+
+
+# --- 5. another --block-time ----------------------------------------------------------------------
+async def test_blocks_of_a_validator_with_another_block_time_are_named_as_such_once(tmp_path, caplog) -> None:
+    # Slots are the clock divided by --block-time, which each node is given on its command
+    # line: a validator started with half the others' block time seals blocks in slots twice
+    # the others' numbers, decades ahead of their clocks. They are deferred ("ahead of our
+    # clock") and retried every slot for ever, and the validator drops out without a word
+    # (measured with 4 in-process validators, one at another --block-time). Skew of a few
+    # slots stays a deferral, with no error.
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        skewed, mismatched, again = (_build_on_genesis(tmp_path / str(s), [s])[0] for s in (start + 5, 2 * start, 2 * start + 4))  # the last two: one author
+        for block in (skewed, mismatched, again):
+            with pytest.raises(InvalidHeader) as refused:
+                await node.import_block(block)
+            assert refused.value.reason == "future_slot"
+        errors = _errors(caplog)
+        assert len(errors) == 1, errors
+        author = ss58_encode(mismatched.header.author)
+        assert errors[0].startswith(
+            f"Block #1 by {author} is in slot {2 * start}, {start} slots ({start * SLOT_MS / 1000 / 86400 / 365.25:.0f} years) "
+            f"ahead of this node's clock at --block-time {SLOT_MS} ms: its author's --block-time or clock differs from this node's"
+        ), errors
+        assert node.chain.best_number == 0
     finally:
         node.close()
