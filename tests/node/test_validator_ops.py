@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from nodekit import start_node
 
 from chain import calls
 from chain.block import Block
@@ -39,6 +40,7 @@ from consensus.finality import (
     surrounds,
 )
 from genesis.spec import load_chain_spec
+from node.cli import main as cli_main
 from node.service import NodeConfig, NodeService
 from node.voter_record import compute_record_path, load_record
 
@@ -424,3 +426,15 @@ async def test_blocks_of_a_validator_with_another_block_time_are_named_as_such_o
         assert node.chain.best_number == 0
     finally:
         node.close()
+
+
+def test_the_doppelganger_wait_is_a_node_flag(tmp_path, capsys) -> None:
+    node = start_node(tmp_path, "--chain", "local", "--alice", "--tmp", "--no-prometheus", "--doppelganger-rounds", "2")
+    try:
+        assert "Doppelganger protection: listening for votes and blocks of " + ss58_encode(ALICE.public) in node.read_log()
+    finally:
+        node.stop()
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["node", "--chain", "local", "--alice", "--tmp", "--doppelganger-rounds", "1001"])
+    assert exited.value.code == 2
+    assert "1001 is out of range: a number of rounds is 0..1000" in capsys.readouterr().err
