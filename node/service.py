@@ -132,7 +132,13 @@ from node.network.sync import NodeLink
 from node.network.transcripts import DEFAULT_FETCH_TIMEOUT, TranscriptStats
 from node.offences import EquivocationReporter
 from node.pol_keystore import compute_secret_path, load_or_generate_secret
-from node.voter_record import compute_record_path, load_record, store_record
+from node.voter_record import (
+    VoterRecordError,
+    adopt_chain_records,
+    compute_record_path,
+    load_record,
+    store_record,
+)
 
 log = logging.getLogger("polchain")
 progress = logging.getLogger(PROGRESS_LOGGER)  # a line per block, never collapsed (node.logfilter)
@@ -250,7 +256,7 @@ class NodeService:
         # Read before the database opens, so a bad secret file stops the node before anything else.
         pol_secret = load_or_generate_secret(compute_secret_path(chain_dir))
         self._voter_record = compute_record_path(chain_dir)
-        stored_voter = load_record(self._voter_record)
+        own_record = load_record(self._voter_record)
         self.metrics = NodeMetrics(self)
         self.pol_stats = TranscriptStats()
         self.pol_fetch_timeout = config.pol_fetch_timeout
@@ -262,6 +268,11 @@ class NodeService:
             trainer=trainer_for(config.byzantine),  # ml_runtime.run_job unless --byzantine forge-training
             signature_threads=config.signature_threads,
         )
+        try:  # a record of another chain stops the node before it starts (node.voter_record)
+            stored_voter = adopt_chain_records(chain_dir, self.chain.genesis_hash, own_record)
+        except VoterRecordError:
+            self.db.close()
+            raise
         self.verifier.inner = (
             FullReexecution() if config.pol == "full" else SampledVerifier(
                 pol_secret, samples_for=lambda block: self.chain.config_at(block.header.parent_hash).pol_samples
@@ -296,7 +307,9 @@ class NodeService:
         # source (a surround vote) or vote twice in a round (a double vote). As a second
         # guard, a restarted validator does not vote in the round it starts in either. A sole
         # validator has no one to equivocate to, and its first block should be final at once.
-        self._voter = load_voter_state(self.chain, stored_voter)
+        self._voter = replace_struct(load_voter_state(self.chain, stored_voter), genesis_hash=self.chain.genesis_hash)
+        if stored_voter is not None and stored_voter != own_record:
+            self._raise_record(self._voter)  # stamped with the genesis, or adopted from another spec id's record
         self.collector.note_justified(self._voter.justified)
         start_round = self._current_round() if len(get_voters(self.chain)) > 1 else -1
         self._voted_round = max(self._voter.voted_round, start_round)

@@ -36,13 +36,14 @@ from consensus.finality import (
     Checkpoint,
     SignedVote,
     Vote,
+    VoterState,
     sign_vote,
     surrounds,
 )
 from genesis.spec import load_chain_spec
 from node.cli import main as cli_main
 from node.service import NodeConfig, NodeService
-from node.voter_record import compute_record_path, load_record
+from node.voter_record import VoterRecordError, compute_record_path, load_record, store_record
 
 SLOT_MS = 1000
 _LOCAL = load_chain_spec("local")
@@ -438,3 +439,55 @@ def test_the_doppelganger_wait_is_a_node_flag(tmp_path, capsys) -> None:
         cli_main(["node", "--chain", "local", "--alice", "--tmp", "--doppelganger-rounds", "1001"])
     assert exited.value.code == 2
     assert "1001 is out of range: a number of rounds is 0..1000" in capsys.readouterr().err
+
+
+async def test_a_spec_renamed_on_the_same_base_path_keeps_the_validators_record(tmp_path, caplog) -> None:
+    # The record lives under <base>/chains/<spec id>/, and the genesis hash does not depend on
+    # the id: an operator who exports the spec, gives it another id and restarts on the same
+    # base path joins the same network with an empty record (and an empty database), and
+    # votes from genesis again: each vote surrounds the ones it cast before.
+    start = _slot_now()
+    (block,) = _build_on_genesis(tmp_path, [start - 20])
+    base = tmp_path / "alice"
+    clock = Clock.in_slot(start)
+    node = _node(base, clock)
+    try:
+        genesis = node.chain.genesis_hash
+        await node.import_block(block)
+        past = Vote(SET_ID, Checkpoint(block.hash(), 1, start - 8), Checkpoint(block.hash(), 1, start - 7))
+        await node.add_vote(sign_vote(ALICE, genesis, past))  # raises its record (see above)
+        clock.to_slot(start + 3)
+        node._vote_if_due()
+        (before,) = [v for v in _own_votes(node) if v.vote != past]
+    finally:
+        node.close()
+    renamed = replace(SPEC, id="renamed_testnet", name="Renamed")
+    clock.to_slot(start + 2)  # a clock a little behind, too
+    config = NodeConfig(chain="renamed", base_path=base, author="//Alice", block_time_ms=SLOT_MS)
+    node = NodeService(config, renamed, clock=clock)
+    try:
+        assert node.chain.genesis_hash == genesis
+        await node.import_block(block)
+        for r in range(start + 3, start + 6):
+            clock.to_slot(r)
+            node._vote_if_due()
+        votes = [v.vote for v in _own_votes(node)]
+        assert [v.round for v in votes] == [start + 4, start + 5]
+        assert not any(surrounds(v, past) or surrounds(v, before.vote) for v in votes), votes
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(w.startswith(f"The slashing protection record {compute_record_path(base / 'chains' / SPEC.id)} is of this chain") for w in warnings), warnings
+    finally:
+        node.close()
+
+
+def test_a_record_of_another_chain_is_refused_by_name(tmp_path) -> None:
+    # A purged base path restarted with a spec of another genesis under the same id (the
+    # database's own genesis check cannot see it: the database is gone): the record's source
+    # is a block the new chain never has, and the validator would stay silent for ever.
+    base = tmp_path / "alice"
+    record = compute_record_path(base / "chains" / SPEC.id)
+    store_record(record, VoterState(Checkpoint(b"\x01" * 32, 5, 9), 10, 0, b"\x02" * 32))
+    with pytest.raises(VoterRecordError) as refused:
+        _node(base, Clock.in_slot(_slot_now()))
+    assert str(refused.value).startswith(f"the slashing protection record {record} is of another chain (genesis 0x0202")
+    assert load_record(record) == VoterState(Checkpoint(b"\x01" * 32, 5, 9), 10, 0, b"\x02" * 32)
