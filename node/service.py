@@ -323,6 +323,7 @@ class NodeService:
         self._signed_votes: dict[int, SignedVote] = {}  # this run's votes by round (the newest MAX_SIGNED_VOTES)
         self._doppelganger: str | None = None  # what showed another signer of this key: signing stopped
         self._far_future_authors: dict[bytes, None] = {}  # named once each (_check_far_future)
+        self._ahead_voters: dict[bytes, None] = {}  # named once each (_note_vote_ahead)
         self._listen_until = self._clock_round() + config.doppelganger_rounds if config.doppelganger_rounds > 0 else -1
         if self.author is not None and self._listen_until >= 0:
             log.info(
@@ -624,8 +625,13 @@ class NodeService:
         (with its reason) if it does not count."""
         async with self._lock:
             self._check_own_vote(vote, "from a peer")
+            current = self._current_round()
             try:
-                self._finalize_collected(self.collector.add(vote, self._current_round()))
+                self._finalize_collected(self.collector.add(vote, current))
+            except InvalidVote as exc:
+                if exc.reason == "stale" and vote.vote.round > current:
+                    self._note_vote_ahead(vote, current)
+                raise
             except VoteEquivocation as exc:  # the collector stored both votes: report them on chain
                 if isinstance(exc.evidence, VoteEquivocationEvidence):
                     try:
@@ -794,6 +800,27 @@ class NodeService:
             "synchronised clock); its blocks are not imported",
             header.number, ss58_encode(header.author), header.slot, ahead_ms // self.slot_ms, _describe_duration(ahead_ms),
             self.slot_ms,
+        )
+
+    def _note_vote_ahead(self, signed: SignedVote, current: int) -> None:
+        """A validator's vote too far ahead of this node's round to be kept (the collector's
+        MAX_FUTURE_ROUNDS): dropped without blame, as it may be this node's clock that is
+        behind. A validator whose clock runs more than that ahead loses every vote, so it is
+        named, once, with a good signature (a forged vote must not name an innocent one)."""
+        if signed.voter in self._ahead_voters or signed.voter not in get_voters(self.chain):
+            return
+        try:
+            verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, signed.vote), signed.signature)
+        except InvalidSignature:
+            return
+        self._ahead_voters[signed.voter] = None
+        while len(self._ahead_voters) > MAX_FAR_FUTURE_AUTHORS:
+            self._ahead_voters.pop(next(iter(self._ahead_voters)))
+        ahead = signed.vote.round - current
+        log.warning(
+            "Votes of %s are %d rounds ahead of this node's clock (round %d, this node's %d): its clock or this node's "
+            "is off by about %.0f s, and such votes are not counted",
+            ss58_encode(signed.voter), ahead, signed.vote.round, current, ahead * self.slot_ms / 1000,
         )
 
     def _check_own_block(self, block: Block) -> None:

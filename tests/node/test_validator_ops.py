@@ -301,6 +301,35 @@ async def test_a_clock_stepped_back_never_makes_a_second_vote_or_block(tmp_path)
         node.close()
 
 
+async def test_votes_of_a_validator_whose_clock_runs_ahead_are_named_once(tmp_path, caplog) -> None:
+    # A vote more than MAX_FUTURE_ROUNDS ahead of the local round is dropped without blame
+    # (it may be our clock that is behind); a validator whose clock runs 3 slots ahead then
+    # loses every vote, and no one said so. Now its peers name it once; a good signature first.
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        genesis = node.chain.genesis_hash
+        bob = dev_keypair("Bob")
+        source = Checkpoint(genesis, 0, 0)
+        near = sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 2)))
+        await node.add_vote(near)  # two rounds ahead: counted, nothing said
+        forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 3)))
+        for vote in (SignedVote(forged.vote, bob.public, forged.signature),
+                     sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 3))),
+                     sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 4)))):
+            with pytest.raises(InvalidVote) as refused:
+                await node.add_vote(vote)
+            assert refused.value.reason == "stale"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [
+            f"Votes of {ss58_encode(bob.public)} are 3 rounds ahead of this node's clock (round {start + 3}, this "
+            f"node's {start}): its clock or this node's is off by about 3 s, and such votes are not counted"
+        ], warnings
+    finally:
+        node.close()
+
+
 # --- 3. the record cannot be written -----------------------------------------------------------------
 async def test_a_vote_whose_record_cannot_be_written_is_not_sent_and_voting_resumes_after(tmp_path, caplog) -> None:
     start = _slot_now()
