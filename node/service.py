@@ -31,6 +31,17 @@ extrinsics back into the pool (consensus.block_import.update_pool) and tells the
 validator authors also notes the votes it has seen on chain (``rewards.note_votes``, chosen
 by consensus.vote_notes), so that the voters are paid.
 
+What a validator signs is recorded first (node.voter_record: its source, the last round it
+voted in, the last slot it sealed a block in); a record that cannot be written means the vote
+or block is not made (one ERROR; the next round tries again). A restarted validator signs
+neither in the round nor in the slot it starts in. A vote or block of its own key that it did
+not make (another node runs the key: an operator's hot standby) stops it signing until it is
+restarted, with one ERROR naming the key and the round or slot; ``--doppelganger-rounds N``
+makes it listen N rounds for one before it first signs (Lighthouse's doppelganger
+protection, https://lighthouse-book.sigmaprime.io/advanced_doppelganger.html). Its own votes
+from before this run, seen in gossip, a justification or a block's note_votes (a base path
+restored from an old backup), raise its record instead, so that no later vote surrounds them.
+
 Proof-of-learning (issue 9): every block from a peer is checked on import by the node's
 verifier, ``--pol sampled`` (consensus.pol.SampledVerifier: ``pol_samples`` segments per job,
 chosen with this node's secret, node.pol_keystore) or ``--pol full`` (chain.proofs.

@@ -14,8 +14,10 @@ outlive everything an operator does to the node short of losing the keys:
   moves a validator's keys moves this file with them (Ethereum clients keep the same record
   apart from their database for the same reason, and EIP-3076 defines its interchange).
 - It is replaced whole on every change (node.durable_file.replace_file: a crash leaves the
-  old record or the new, never part of one), and written before the vote it records leaves
-  the node.
+  old record or the new, never part of one), and written before the vote or block it records
+  leaves the node. It keeps the last slot the key sealed a block in too: a purge in the slot
+  a validator had authored in let it seal a second block in that slot (an Aura equivocation)
+  once the database that refused it was gone.
 - A record that does not decode is refused with :class:`VoterRecordError`, never replaced
   silently: voting without it is what the record exists to prevent; the operator decides.
 - It names the chain's genesis hash, for two operator mistakes the directory name cannot
