@@ -40,7 +40,9 @@ restarted, with one ERROR naming the key and the round or slot; ``--doppelganger
 makes it listen N rounds for one before it first signs (Lighthouse's doppelganger
 protection, https://lighthouse-book.sigmaprime.io/advanced_doppelganger.html). Its own votes
 from before this run, seen in gossip, a justification or a block's note_votes (a base path
-restored from an old backup), raise its record instead, so that no later vote surrounds them.
+restored from an old backup), raise its record instead, so that no later vote surrounds them;
+and it does not vote while its best block is minutes behind the round (catching up: the
+blocks it has yet to import may note such votes).
 
 Proof-of-learning (issue 9): every block from a peer is checked on import by the node's
 verifier, ``--pol sampled`` (consensus.pol.SampledVerifier: ``pol_samples`` segments per job,
@@ -172,6 +174,8 @@ MAX_SIGNED_VOTES = 4096
 # A block this far ahead of the local clock is not clock skew (NodeService._check_far_future).
 FAR_FUTURE_MS = 3_600_000
 MAX_FAR_FUTURE_AUTHORS = 64
+# A validator whose best block is this far behind the round does not vote (NodeService._catching_up).
+CATCH_UP_MS = 60_000
 POL_MODES = ("sampled", "full")
 
 
@@ -335,6 +339,7 @@ class NodeService:
         self._doppelganger: str | None = None  # what showed another signer of this key: signing stopped
         self._far_future_authors: dict[bytes, None] = {}  # named once each (_check_far_future)
         self._ahead_voters: dict[bytes, None] = {}  # named once each (_note_vote_ahead)
+        self._catching_up_logged = False
         self._listen_until = self._clock_round() + config.doppelganger_rounds if config.doppelganger_rounds > 0 else -1
         if self.author is not None and self._listen_until >= 0:
             log.info(
@@ -611,7 +616,7 @@ class NodeService:
         round_number = self._current_round()
         if round_number <= self._voted_round or self.author.public not in get_voters(self.chain):
             return
-        if self._signing_paused():
+        if self._signing_paused() or self._catching_up(round_number):
             return
         self._follow_justified()
         source = self._voter.justified
@@ -726,6 +731,25 @@ class NodeService:
             store_record(self._voter_record, state)
         except OSError as exc:
             log.warning("the slashing protection record %s could not be written (%s)", self._voter_record, exc.strerror or exc)
+
+    def _catching_up(self, round_number: int) -> bool:
+        """True while the best block is far behind ``round_number``: more than two turns of
+        every validator and at least :data:`CATCH_UP_MS`. Such a node is catching up (or
+        restored from an old backup): the blocks it has yet to import may note votes it cast
+        since its record was saved (:meth:`_check_own_vote`), and a vote from what it knows
+        now would surround them. Ethereum's validator clients do not attest while their node
+        syncs. Peers' claims of their best blocks are not used: a peer could claim any.
+        Authoring does not wait for votes, so this cannot stall a live chain: its next block
+        is recent. Genesis is exempt (nothing authored yet: nothing to have voted past)."""
+        best = self.chain.best_header
+        behind = round_number - best.slot
+        if best.number == 0 or behind * self.slot_ms <= max(CATCH_UP_MS, 2 * len(get_voters(self.chain)) * self.slot_ms):
+            self._catching_up_logged = False
+            return False
+        if not self._catching_up_logged:
+            self._catching_up_logged = True
+            log.info("Not voting in round %d: the best block #%d is %d slots behind it (catching up first)", round_number, best.number, behind)
+        return True
 
     def _signing_paused(self) -> bool:
         """True while this node must not sign: another signer of its key was seen (until a

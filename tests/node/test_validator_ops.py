@@ -10,8 +10,10 @@ clock, a full disk and a restore from backup do to a 4-validator devnet.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -19,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from netkit import FAST, running, wait_for
+from netkit import start_node as start_peer
 from nodekit import start_node
 
 from chain import calls
@@ -427,6 +431,66 @@ async def test_a_restored_validators_own_past_vote_in_gossip_raises_its_source(t
         assert _errors(caplog) == []
     finally:
         node.close()
+
+
+async def test_a_validator_does_not_vote_while_its_best_block_is_far_behind(tmp_path, caplog) -> None:
+    # Restored from an old backup, a validator knows only what its old database and record
+    # knew; the blocks that note the votes it cast since come with the sync. A vote made in
+    # the meantime (the round's timer does not wait for the sync) came from the old source
+    # and surrounded them. Ethereum's validator clients do not attest while their node syncs;
+    # here the node does not vote while its best block is minutes behind the round.
+    start = _slot_now()
+    spec = replace(SPEC, runtime_config=replace(SPEC.runtime_config, block_reward=10**9))  # votes are noted
+    db = Database(tmp_path / "builder")
+    try:
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        genesis = builder.genesis_hash
+        validators = get_validators(builder.state.overlay())
+        blocks = [builder.get_block(genesis)]  # then #1 the backup's best, #2 and #3 since
+        blocks += [builder.build_block([], AUTHORS[compute_slot_author(validators, s)], s).block for s in (start - 200, start - 4, start - 3)]
+        past = Vote(SET_ID, Checkpoint(blocks[2].hash(), 2, start - 4), Checkpoint(blocks[3].hash(), 3, start - 3))
+        author = AUTHORS[compute_slot_author(validators, start - 2)]
+        note = sign_extrinsic(
+            author, calls.NoteVotes((sign_vote(ALICE, genesis, past),)), nonce=0, genesis_hash=genesis, spec_version=SPEC_VERSION,
+        )
+        blocks.append(builder.build_block([note], author, start - 2).block)
+    finally:
+        db.close()
+    caplog.set_level(logging.INFO, logger="polchain")
+    clock = Clock.in_slot(start)
+    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=SLOT_MS, network=FAST)
+    node = NodeService(config, spec, clock=clock)
+    peer = await start_peer(genesis=genesis, blocks=1)
+    peer.blocks = blocks
+    serve = peer.serve
+
+    async def slow_serve(who, req):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(1.0)
+        return await serve(who, req)
+
+    peer.service.handlers.serve_block_request = slow_serve
+    try:
+        async with running(node):
+            assert node.network is not None and node.link is not None
+            await node.import_block(blocks[1])  # what the old database held
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.link.is_syncing, 5)  # type: ignore[union-attr]
+            clock.to_slot(start + 1)  # the round's timer, while the sync waits for the peer
+            async with node._lock:
+                node._vote_if_due()
+            assert _own_votes(node) == []
+            infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and r.name == "polchain"]
+            said = [m for m in infos if m.startswith("Not voting in round ")]
+            assert len(said) == 1, infos  # once while it lasts, not once a round
+            assert re.fullmatch(r"Not voting in round \d+: the best block #1 is 20[01] slots behind it \(catching up first\)", said[0])
+            await wait_for(lambda: node.chain.best_hash == blocks[-1].hash(), 10)
+            clock.to_slot(start + 2)
+            async with node._lock:
+                node._vote_if_due()
+            votes = _own_votes(node)
+            assert votes and all(v.vote.source == past.source and not surrounds(v.vote, past) for v in votes), votes
+    finally:
+        await peer.service.stop()
 
 
 # --- 5. another --block-time ----------------------------------------------------------------------
