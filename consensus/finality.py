@@ -146,10 +146,15 @@ class VoteEquivocationEvidence(Wire, frozen=True):
 
 class VoterState(Wire, frozen=True):
     """What a validator must not forget across a restart: the highest justified checkpoint it
-    knows (its next source) and the last round it voted in (0: none)."""
+    knows (its next source), the last round it voted in (0: none) and the last slot it sealed
+    a block in (0: none; Aura's one block per slot, which the database alone enforced until
+    ``purge-chain`` emptied it in the slot the validator had authored in), and the genesis hash
+    of the chain it is about (None in a record from before it was kept: node.voter_record)."""
 
     justified: Checkpoint
     voted_round: U64 = 0
+    authored_slot: U64 = 0
+    genesis_hash: Hash32 | None = None
 
 
 def get_challenge_blocks(chain: Blockchain) -> int:
@@ -232,7 +237,7 @@ def load_voter_state(chain: Blockchain, stored: VoterState | None) -> VoterState
     if stored is None:
         return VoterState(final, 0)
     if stored.justified.round < final.round:
-        return VoterState(final, stored.voted_round)
+        return msgspec.structs.replace(stored, justified=final)
     return stored
 
 

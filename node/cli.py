@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--key", default=None, metavar="URI", help="author with this secret URI, e.g. //Validator7")
     node.add_argument("--block-time", type=_positive, default=6000, metavar="MS", help="Aura slot duration (default 6000)")
     node.add_argument("--instant-seal", action="store_true", help="author a block as soon as the pool holds something")
+    node.add_argument("--doppelganger-rounds", type=_doppelganger_rounds, default=0, metavar="N",
+                      help="a validator listens N rounds for votes and blocks of its own key before it signs, and stops "
+                      "if it sees one (another node runs the key); default 0: it signs at once, and stops all the same")
     node.add_argument("--rpc-port", type=_port, default=9944, metavar="PORT", help="JSON-RPC over HTTP and WebSocket (default 9944)")
     node.add_argument("--rpc-external", action="store_true", help="listen on all interfaces")
     node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto",
@@ -452,6 +455,10 @@ def _positive(text: str) -> int:
     return _int_in(text, 1, 2**31 - 1, "a positive integer")
 
 
+def _doppelganger_rounds(text: str) -> int:
+    return _int_in(text, 0, 1000, "a number of rounds")
+
+
 def _signature_threads(text: str) -> int:
     return _int_in(text, 1, MAX_SIGNATURE_THREADS, "a thread count")
 
@@ -614,6 +621,7 @@ def run_node(args: argparse.Namespace) -> int:
             network=_network_config(args), node_key=args.node_key, node_key_file=args.node_key_file,
             byzantine=args.byzantine,
             pol=args.pol, pol_fetch_timeout=args.pol_fetch_timeout, signature_threads=args.signature_threads,
+            doppelganger_rounds=args.doppelganger_rounds,
         )
         rpc_options = {
             "max_http_connections": args.rpc_max_http_connections,

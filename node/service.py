@@ -31,6 +31,19 @@ extrinsics back into the pool (consensus.block_import.update_pool) and tells the
 validator authors also notes the votes it has seen on chain (``rewards.note_votes``, chosen
 by consensus.vote_notes), so that the voters are paid.
 
+What a validator signs is recorded first (node.voter_record: its source, the last round it
+voted in, the last slot it sealed a block in); a record that cannot be written means the vote
+or block is not made (one ERROR; the next round tries again). A restarted validator signs
+neither in the round nor in the slot it starts in. A vote or block of its own key that it did
+not make (another node runs the key: an operator's hot standby) stops it signing until it is
+restarted, with one ERROR naming the key and the round or slot; ``--doppelganger-rounds N``
+makes it listen N rounds for one before it first signs (Lighthouse's doppelganger
+protection, https://lighthouse-book.sigmaprime.io/advanced_doppelganger.html). Its own votes
+from before this run, seen in gossip, a justification or a block's note_votes (a base path
+restored from an old backup), raise its record instead, so that no later vote surrounds them;
+and it does not vote while its best block is minutes behind the round (catching up: the
+blocks it has yet to import may note such votes).
+
 Proof-of-learning (issue 9): every block from a peer is checked on import by the node's
 verifier, ``--pol sampled`` (consensus.pol.SampledVerifier: ``pol_samples`` segments per job,
 chosen with this node's secret, node.pol_keystore) or ``--pol full`` (chain.proofs.
@@ -60,16 +73,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from msgspec.structs import replace as replace_struct
+
 from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock, TreeRoute
 from chain.codec import encode
-from chain.crypto import Keypair, blake2_256
+from chain.crypto import Keypair, blake2_256, ss58_encode, verify_signature
 from chain.errors import (
     ChainError,
     FinalityConflict,
     FraudFound,
     InvalidFraudProof,
+    InvalidSignature,
     InvalidTransaction,
 )
 from chain.extrinsic import Extrinsic, decode_extrinsic, sign_extrinsic
@@ -94,13 +110,14 @@ from chain.proofs import (
 from chain.storage import Database
 from consensus.aura import Aura, compute_slot, compute_slot_author
 from consensus.block_import import ConsensusRules, update_pool
-from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
+from consensus.errors import InvalidHeader, InvalidJustification, InvalidVote, VoteEquivocation
 from consensus.finality import (
     Justification,
     SignedVote,
     VoteCollector,
     VoteEquivocationEvidence,
     VoterState,
+    compute_vote_message,
     finalized_checkpoint,
     follow_justified,
     get_voters,
@@ -128,7 +145,13 @@ from node.network.sync import NodeLink
 from node.network.transcripts import DEFAULT_FETCH_TIMEOUT, TranscriptStats
 from node.offences import EquivocationReporter
 from node.pol_keystore import compute_secret_path, load_or_generate_secret
-from node.voter_record import compute_record_path, load_record, store_record
+from node.voter_record import (
+    VoterRecordError,
+    adopt_chain_records,
+    compute_record_path,
+    load_record,
+    store_record,
+)
 
 log = logging.getLogger("polchain")
 progress = logging.getLogger(PROGRESS_LOGGER)  # a line per block, never collapsed (node.logfilter)
@@ -145,7 +168,24 @@ MAX_PENDING_JUSTIFICATIONS = 4
 # ~5 ms at 0.5 ms, with no change in build time.
 LOOP_SWITCH_INTERVAL = 0.0005
 FRAUD_EVIDENCE_PREFIX = b"pol/"
+# This run's own votes remembered, to tell them from another signer's when they come back
+# (gossip, justifications, note_votes): a round's vote is ~200 bytes.
+MAX_SIGNED_VOTES = 4096
+# A block this far ahead of the local clock is not clock skew (NodeService._check_far_future).
+FAR_FUTURE_MS = 3_600_000
+MAX_FAR_FUTURE_AUTHORS = 64
+# A validator whose best block is this far behind the round does not vote (NodeService._catching_up).
+CATCH_UP_MS = 60_000
 POL_MODES = ("sampled", "full")
+
+
+def _describe_duration(ms: int) -> str:
+    hours = ms / 3_600_000
+    if hours < 48:
+        return f"{hours:.0f} hours"
+    if hours < 2 * 8766:
+        return f"{hours / 24:.0f} days"
+    return f"{hours / 8766:.0f} years"
 
 
 def compute_fraud_evidence_key(block_hash: bytes, extrinsic_index: int) -> bytes:
@@ -205,17 +245,21 @@ class NodeConfig:
     pol: str = "sampled"  # --pol: "sampled" (SampledVerifier) or "full" (FullReexecution: an auditor)
     pol_fetch_timeout: float = DEFAULT_FETCH_TIMEOUT  # --pol-fetch-timeout, seconds
     signature_threads: int = 1  # --signature-threads (chain.signatures; the CLI's default: one a core)
+    doppelganger_rounds: int = 0  # --doppelganger-rounds: rounds listening for this key's signatures before signing
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class NodeService:
     """One node: call :meth:`run` and stop it with :meth:`request_stop`."""
 
-    def __init__(self, config: NodeConfig, spec: ChainSpec) -> None:
+    def __init__(self, config: NodeConfig, spec: ChainSpec, *, clock: Callable[[], float] = time.time) -> None:
         if config.pol not in POL_MODES:
             raise ValueError(f"--pol {config.pol!r}: expected one of {', '.join(POL_MODES)}")
         self.config = config
         self.spec = spec
+        #: Where the node reads the time (seconds since the epoch) for its slots and rounds,
+        #: Aura's header check included: one seam, so a test can skew or step it.
+        self.clock = clock
         self._tmpdir: str | None = None
         base = config.base_path
         if config.tmp or base is None:
@@ -227,7 +271,7 @@ class NodeService:
         # Read before the database opens, so a bad secret file stops the node before anything else.
         pol_secret = load_or_generate_secret(compute_secret_path(chain_dir))
         self._voter_record = compute_record_path(chain_dir)
-        stored_voter = load_record(self._voter_record)
+        own_record = load_record(self._voter_record)
         self.metrics = NodeMetrics(self)
         self.pol_stats = TranscriptStats()
         self.pol_fetch_timeout = config.pol_fetch_timeout
@@ -235,10 +279,15 @@ class NodeService:
         self.db = Database(self.db_path)
         self.chain = Blockchain(
             self.db, chain_id=spec.id, build_genesis=spec.apply_genesis,
-            rules=(rules := ConsensusRules(Aura(config.block_time_ms))), verifier=self.verifier,
+            rules=(rules := ConsensusRules(Aura(config.block_time_ms, clock=lambda: self.clock()))), verifier=self.verifier,
             trainer=trainer_for(config.byzantine),  # ml_runtime.run_job unless --byzantine forge-training
             signature_threads=config.signature_threads,
         )
+        try:  # a record of another chain stops the node before it starts (node.voter_record)
+            stored_voter = adopt_chain_records(chain_dir, self.chain.genesis_hash, own_record)
+        except VoterRecordError:
+            self.db.close()
+            raise
         self.verifier.inner = (
             FullReexecution() if config.pol == "full" else SampledVerifier(
                 pol_secret, samples_for=lambda block: self.chain.config_at(block.header.parent_hash).pol_samples
@@ -273,11 +322,30 @@ class NodeService:
         # source (a surround vote) or vote twice in a round (a double vote). As a second
         # guard, a restarted validator does not vote in the round it starts in either. A sole
         # validator has no one to equivocate to, and its first block should be final at once.
-        self._voter = load_voter_state(self.chain, stored_voter)
+        self._voter = replace_struct(load_voter_state(self.chain, stored_voter), genesis_hash=self.chain.genesis_hash)
+        if stored_voter is not None and stored_voter != own_record:
+            self._raise_record(self._voter)  # stamped with the genesis, or adopted from another spec id's record
         self.collector.note_justified(self._voter.justified)
         start_round = self._current_round() if len(get_voters(self.chain)) > 1 else -1
         self._voted_round = max(self._voter.voted_round, start_round)
+        self._authored_slot = max(self._voter.authored_slot, start_round)  # the same rule for blocks
         self.rules.justified = self._voter.justified.block_hash
+        # Doppelganger detection (_check_own_vote, _check_own_block): whatever this key signed
+        # before this run is in a round or slot up to these; a signature of this key above them
+        # that this run did not make is another node's.
+        self._own_since_round = self._voted_round
+        self._own_since_slot = self._authored_slot
+        self._signed_votes: dict[int, SignedVote] = {}  # this run's votes by round (the newest MAX_SIGNED_VOTES)
+        self._doppelganger: str | None = None  # what showed another signer of this key: signing stopped
+        self._far_future_authors: dict[bytes, None] = {}  # named once each (_check_far_future)
+        self._ahead_voters: dict[bytes, None] = {}  # named once each (_note_vote_ahead)
+        self._catching_up_logged = False
+        self._listen_until = self._clock_round() + config.doppelganger_rounds if config.doppelganger_rounds > 0 else -1
+        if self.author is not None and self._listen_until >= 0:
+            log.info(
+                "Doppelganger protection: listening for votes and blocks of %s until round %d before signing",
+                ss58_encode(self.author.public), self._listen_until,
+            )
         self._pending_justifications: dict[bytes, Justification] = {}
         self.network: NetworkService | None = None
         self.link: NodeLink | None = None
@@ -423,8 +491,18 @@ class NodeService:
         if self.author is None:
             return None
         async with self._lock:
-            slot = self._next_own_slot(max(self.chain.best_header.slot + 1, int(time.time() * 1000) // self.slot_ms))
-            if slot is None:
+            slot = self._next_own_slot(
+                max(self.chain.best_header.slot + 1, int(self.clock() * 1000) // self.slot_ms, self._authored_slot + 1)
+            )
+            if slot is None or self._signing_paused():
+                return None
+            # Recorded before the block is built (a crash after must not let this key seal
+            # another block in the slot: node.voter_record). A sole validator has no one to
+            # equivocate to, and its database refuses a second block in a slot.
+            self._authored_slot = slot
+            if len(get_voters(self.chain)) > 1 and not self._record(
+                replace_struct(self._voter, authored_slot=slot), f"Not authoring in slot {slot}"
+            ):
                 return None
             ready = list(self.pool.ready_with_hashes())
             candidates = [xt for _, xt in ready]
@@ -506,6 +584,8 @@ class NodeService:
             self._publish(self._head_watchers, block.header)
         for listener in self._import_listeners:
             listener(imported)
+        if not authored:
+            self._check_own_block(block)
         # Finality: vote for a new best block of the current round at once (the round's
         # timer covers a round without one), then recount the kept votes (some may be for
         # this block) and retry a justification that waited for it.
@@ -521,7 +601,7 @@ class NodeService:
 
     # --- finality --------------------------------------------------------------------------------
     def _clock_round(self) -> int:
-        return compute_slot(int(time.time() * 1000), self.slot_ms)
+        return compute_slot(int(self.clock() * 1000), self.slot_ms)
 
     def _current_round(self) -> int:
         """The finality round: the Aura slot of the clock, or of the best block when an
@@ -536,6 +616,8 @@ class NodeService:
         round_number = self._current_round()
         if round_number <= self._voted_round or self.author.public not in get_voters(self.chain):
             return
+        if self._signing_paused() or self._catching_up(round_number):
+            return
         self._follow_justified()
         source = self._voter.justified
         vote = make_vote(self.chain, self.author, round_number, source)
@@ -543,9 +625,13 @@ class NodeService:
             log.debug("no vote in round %d: the best block does not descend from the source #%d", round_number, source.block_number)
             return
         # Persisted before the vote leaves: a crash after it must not let this node vote again.
+        # Not again in this round even if the record could not be written.
         self._voted_round = round_number
-        self._voter = VoterState(source, round_number)
-        store_record(self._voter_record, self._voter)
+        if not self._record(replace_struct(self._voter, justified=source, voted_round=round_number), f"Not voting in round {round_number}"):
+            return
+        self._signed_votes[round_number] = vote
+        while len(self._signed_votes) > MAX_SIGNED_VOTES:  # older ones of this run count as before it
+            self._own_since_round = max(self._own_since_round, self._signed_votes.pop(next(iter(self._signed_votes))).vote.round)
         if self.network is not None:
             self.network.broadcast_vote(encode(vote))
         self._finalize_collected(self.collector.add(vote, round_number))
@@ -554,8 +640,14 @@ class NodeService:
         """A vote from a peer: counted, and the block it completes finalized. InvalidVote
         (with its reason) if it does not count."""
         async with self._lock:
+            self._check_own_vote(vote, "from a peer")
+            current = self._current_round()
             try:
-                self._finalize_collected(self.collector.add(vote, self._current_round()))
+                self._finalize_collected(self.collector.add(vote, current))
+            except InvalidVote as exc:
+                if exc.reason == "stale" and vote.vote.round > current:
+                    self._note_vote_ahead(vote, current)
+                raise
             except VoteEquivocation as exc:  # the collector stored both votes: report them on chain
                 if isinstance(exc.evidence, VoteEquivocationEvidence):
                     try:
@@ -569,6 +661,8 @@ class NodeService:
         brings nothing (the target is final already, or not imported yet: then it is kept
         and retried when the block arrives); InvalidJustification if it does not verify."""
         async with self._lock:
+            for signed in justification.votes:
+                self._check_own_vote(signed, "in a justification")
             chain = self.chain
             if not chain.has_block(justification.target_hash):
                 # Checked as far as it can be without the block before it is kept: unchecked,
@@ -609,9 +703,174 @@ class NodeService:
         justified = self.collector.highest_justified()
         self.rules.justified = justified.block_hash
         if (justified.round, justified.block_number) > (self._voter.justified.round, self._voter.justified.block_number):
-            self._voter = VoterState(justified, self._voter.voted_round)
-            store_record(self._voter_record, self._voter)
+            self._raise_record(replace_struct(self._voter, justified=justified))
         self._after_reorg(follow_justified(self.chain, justified.block_hash))
+
+    # --- signing safety: the record, another signer of this key ------------------------------------
+    def _record(self, state: VoterState, refusal: str) -> bool:
+        """Write ``state`` as this validator's record before signing what it records; False
+        (with one ERROR line: ``refusal``, then why) if it cannot be written: the signature is
+        then not made. Whatever was signed before stays recorded (the file is replaced whole
+        or not at all), so once the disk recovers the next round or slot is signed as usual."""
+        try:
+            store_record(self._voter_record, state)
+        except OSError as exc:
+            log.error(
+                "%s: the slashing protection record %s could not be written (%s); nothing is signed that it does not record",
+                refusal, self._voter_record, exc.strerror or exc,
+            )
+            return False
+        self._voter = state
+        return True
+
+    def _raise_record(self, state: VoterState) -> None:
+        """Keep a higher source (or round) this validator learned without signing anything:
+        in memory at once, on disk if it can be (the next vote's record writes it anyway)."""
+        self._voter = state
+        try:
+            store_record(self._voter_record, state)
+        except OSError as exc:
+            log.warning("the slashing protection record %s could not be written (%s)", self._voter_record, exc.strerror or exc)
+
+    def _catching_up(self, round_number: int) -> bool:
+        """True while the best block is far behind ``round_number``: more than two turns of
+        every validator and at least :data:`CATCH_UP_MS`. Such a node is catching up (or
+        restored from an old backup): the blocks it has yet to import may note votes it cast
+        since its record was saved (:meth:`_check_own_vote`), and a vote from what it knows
+        now would surround them. Ethereum's validator clients do not attest while their node
+        syncs. Peers' claims of their best blocks are not used: a peer could claim any.
+        Authoring does not wait for votes, so this cannot stall a live chain: its next block
+        is recent. Genesis is exempt (nothing authored yet: nothing to have voted past)."""
+        best = self.chain.best_header
+        behind = round_number - best.slot
+        if best.number == 0 or behind * self.slot_ms <= max(CATCH_UP_MS, 2 * len(get_voters(self.chain)) * self.slot_ms):
+            self._catching_up_logged = False
+            return False
+        if not self._catching_up_logged:
+            self._catching_up_logged = True
+            log.info("Not voting in round %d: the best block #%d is %d slots behind it (catching up first)", round_number, best.number, behind)
+        return True
+
+    def _signing_paused(self) -> bool:
+        """True while this node must not sign: another signer of its key was seen (until a
+        restart), or it still listens for one (``--doppelganger-rounds``)."""
+        if self._doppelganger is not None:
+            return True
+        if self._listen_until >= 0:
+            if self._clock_round() <= self._listen_until:
+                return True
+            self._listen_until = -1
+            log.info("Doppelganger protection: no other signer of this key seen; signing from round %d", self._clock_round())
+        return False
+
+    def _on_doppelganger(self, what: str, where: str) -> None:
+        """Another node signs with this validator's key: stop signing, say so once."""
+        if self._doppelganger is not None:
+            return
+        assert self.author is not None
+        self._doppelganger = what
+        log.error(
+            "Doppelganger: %s signed with this validator's key %s that this node did not make (%s): another node "
+            "signs with this key; not signing votes or blocks until restarted. Stop one of them: every round both "
+            "sign, the key may be slashed",
+            what, ss58_encode(self.author.public), where,
+        )
+
+    def _check_own_vote(self, signed: SignedVote, where: str) -> None:
+        """A vote of this validator's key seen here (gossip, a justification, a block's
+        note_votes). One this run did not sign, in a round after those signed before it, is
+        another signer's (:meth:`_on_doppelganger`). One from before this run (a restore from
+        an old backup: the record is older than the key's votes) raises the record to it, so
+        that no later vote surrounds it or repeats its round. Only a good signature counts:
+        anyone can name this key in a vote."""
+        if self.author is None or signed.voter != self.author.public:
+            return
+        vote = signed.vote
+        if self._signed_votes.get(vote.round) == signed:
+            return  # this run's own vote, come back
+        try:
+            verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, vote), signed.signature)
+        except InvalidSignature:
+            return  # not this key's doing (the collector refuses it with its reason)
+        if vote.round > self._own_since_round:
+            self._on_doppelganger(f"a vote in round {vote.round}", where)
+            return
+        state = self._voter
+        higher = (vote.source.round, vote.source.block_number) > (state.justified.round, state.justified.block_number)
+        if higher or vote.round > state.voted_round:
+            log.warning(
+                "A vote of this validator in round %d from the checkpoint #%d of round %d (%s) is newer than its "
+                "slashing protection record (restored from an old backup?): the record is raised to it",
+                vote.round, vote.source.block_number, vote.source.round, where,
+            )
+            self._raise_record(replace_struct(
+                state, justified=vote.source if higher else state.justified, voted_round=max(state.voted_round, vote.round)
+            ))
+            self._voted_round = max(self._voted_round, vote.round)
+
+    def _check_far_future(self, block: Block) -> None:
+        """A block deferred as ahead of this node's clock: if it is hours ahead, not seconds,
+        say once per author why it will never come within reach. A slot is the clock divided by
+        ``--block-time``, which every node gets on its command line (not from the chain), so a
+        node started with another block time than the chain's sees slots of another scale:
+        half the others' block time puts its slots decades ahead of theirs, twice puts theirs
+        decades ahead of its own, and the sync retries such a block every slot for ever (found
+        with four in-process validators, one at another --block-time: it dropped out without
+        an error). The seal is checked first: a forged header must not make a node name an
+        innocent validator."""
+        header = block.header
+        ahead_ms = (header.slot - self._clock_round()) * self.slot_ms
+        if ahead_ms < FAR_FUTURE_MS or header.author in self._far_future_authors:
+            return
+        try:
+            verify_signature(header.author, header.pre_hash(), header.seal)
+        except InvalidSignature:
+            return
+        self._far_future_authors[header.author] = None
+        while len(self._far_future_authors) > MAX_FAR_FUTURE_AUTHORS:
+            self._far_future_authors.pop(next(iter(self._far_future_authors)))
+        log.error(
+            "Block #%d by %s is in slot %d, %d slots (%s) ahead of this node's clock at --block-time %d ms: its author's "
+            "--block-time or clock differs from this node's (every node of a chain needs the chain's block time and a "
+            "synchronised clock); its blocks are not imported",
+            header.number, ss58_encode(header.author), header.slot, ahead_ms // self.slot_ms, _describe_duration(ahead_ms),
+            self.slot_ms,
+        )
+
+    def _note_vote_ahead(self, signed: SignedVote, current: int) -> None:
+        """A validator's vote too far ahead of this node's round to be kept (the collector's
+        MAX_FUTURE_ROUNDS): dropped without blame, as it may be this node's clock that is
+        behind. A validator whose clock runs more than that ahead loses every vote, so it is
+        named, once, with a good signature (a forged vote must not name an innocent one)."""
+        if signed.voter in self._ahead_voters or signed.voter not in get_voters(self.chain):
+            return
+        try:
+            verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, signed.vote), signed.signature)
+        except InvalidSignature:
+            return
+        self._ahead_voters[signed.voter] = None
+        while len(self._ahead_voters) > MAX_FAR_FUTURE_AUTHORS:
+            self._ahead_voters.pop(next(iter(self._ahead_voters)))
+        ahead = signed.vote.round - current
+        log.warning(
+            "Votes of %s are %d rounds ahead of this node's clock (round %d, this node's %d): its clock or this node's "
+            "is off by about %.0f s, and such votes are not counted",
+            ss58_encode(signed.voter), ahead, signed.vote.round, current, ahead * self.slot_ms / 1000,
+        )
+
+    def _check_own_block(self, block: Block) -> None:
+        """A block from a peer: if sealed with this validator's key in a slot after those it
+        sealed before this run (this run's own blocks are never imported from a peer), another
+        node signs with the key. Its note_votes are checked for this key's votes too."""
+        if self.author is None:
+            return
+        header = block.header
+        if header.author == self.author.public and header.slot > self._own_since_slot:
+            self._on_doppelganger(f"a block in slot {header.slot}", f"block #{header.number} 0x{block.hash().hex()[:12]}…")
+        for xt in block.body.extrinsics:
+            if isinstance(xt.call, calls.NoteVotes):
+                for signed in xt.call.votes:
+                    self._check_own_vote(signed, f"noted in block #{header.number}")
 
     def _after_reorg(self, route: TreeRoute | None) -> None:
         if route is not None:
@@ -654,7 +913,7 @@ class NodeService:
         """Vote in the middle of every round, if no block of the round made this node vote
         already (a missed slot, a late block)."""
         while not self._stop.is_set():
-            now = time.time() * 1000
+            now = self.clock() * 1000
             await self._wait_for(self._stop, (self.slot_ms - (now - self.slot_ms / 2) % self.slot_ms) / 1000)
             if self._stop.is_set():
                 return
@@ -679,7 +938,12 @@ class NodeService:
             if self.chain.has_block(block.hash()):
                 return None
             started = time.perf_counter()
-            prepared = await asyncio.to_thread(self.chain.prepare_import, block)
+            try:
+                prepared = await asyncio.to_thread(self.chain.prepare_import, block)
+            except InvalidHeader as exc:
+                if exc.reason == "future_slot":
+                    self._check_far_future(block)
+                raise
         try:
             openings = await asyncio.to_thread(self.chain.verify_training, prepared, source)
         except FraudFound as exc:
@@ -817,7 +1081,7 @@ class NodeService:
                     if self.pool.status().ready:
                         self._work.set()
             else:
-                now = time.time() * 1000
+                now = self.clock() * 1000
                 await self._wait_for(self._stop, (self.slot_ms - now % self.slot_ms) / 1000)
                 if not self._stop.is_set():
                     await self._author_slot()

@@ -14,20 +14,37 @@ outlive everything an operator does to the node short of losing the keys:
   moves a validator's keys moves this file with them (Ethereum clients keep the same record
   apart from their database for the same reason, and EIP-3076 defines its interchange).
 - It is replaced whole on every change (node.durable_file.replace_file: a crash leaves the
-  old record or the new, never part of one), and written before the vote it records leaves
-  the node.
+  old record or the new, never part of one), and written before the vote or block it records
+  leaves the node. It keeps the last slot the key sealed a block in too: a purge in the slot
+  a validator had authored in let it seal a second block in that slot (an Aura equivocation)
+  once the database that refused it was gone.
 - A record that does not decode is refused with :class:`VoterRecordError`, never replaced
   silently: voting without it is what the record exists to prevent; the operator decides.
+- It names the chain's genesis hash, for two operator mistakes the directory name cannot
+  see (:func:`adopt_chain_records`). The directory is named by the chain spec's id, and the
+  genesis does not depend on the id: a spec exported, renamed and started on the same base
+  path is the same network with an empty record, so the validator voted from genesis again
+  (surround votes) and in rounds it had voted in. Every record of the same genesis under
+  another id is adopted now (its highest source, round and slot). The other way round, a
+  spec of another genesis under the same id (after ``purge-chain``: the database's own
+  genesis check has nothing to compare then) kept a source the new chain never has, and the
+  validator stayed silent for ever: it is refused by name. Ethereum's slashing protection
+  interchange (EIP-3076) keys its records the same way, by ``genesis_validators_root``.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from chain.codec import decode, encode
 from chain.errors import CodecError
 from consensus.finality import VoterState
 from node.durable_file import replace_file
+
+log = logging.getLogger("polchain")
 
 RECORD_FILE = "slashing_protection"
 MAX_RECORD_BYTES = 1024  # a VoterState encodes in under 100 bytes
@@ -68,3 +85,43 @@ def store_record(path: Path, state: VoterState) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     replace_file(path, encode(state))
+
+
+def adopt_chain_records(chain_dir: Path, genesis_hash: bytes, own: VoterState | None) -> VoterState | None:
+    """The record to go on from for the chain of ``genesis_hash`` in ``chain_dir``: ``own`` (the
+    record in ``chain_dir``), raised to every record of the same genesis in a sibling
+    ``<base>/chains/<other id>`` (module docstring), and stamped with the genesis hash.
+    VoterRecordError if ``own`` is of another genesis. A sibling record that cannot be read is
+    skipped with a warning: it may be of any chain."""
+    chain_dir = Path(chain_dir)
+    path = compute_record_path(chain_dir)
+    if own is not None and own.genesis_hash not in (None, genesis_hash):
+        raise VoterRecordError(
+            f"the slashing protection record {path} is of another chain (genesis 0x{own.genesis_hash.hex()}, this "
+            f"spec's is 0x{genesis_hash.hex()}): a spec of another genesis under the id {chain_dir.name!r}; keep the "
+            "record while that chain runs (move it aside), or give this spec another id"
+        )
+    merged = own
+    siblings = sorted(p for p in chain_dir.parent.iterdir() if p != chain_dir and p.is_dir()) if chain_dir.parent.is_dir() else []
+    for other_dir in siblings:
+        other_path = compute_record_path(other_dir)
+        try:
+            other = load_record(other_path)
+        except VoterRecordError as exc:
+            log.warning("%s (not adopted: it may be of this chain)", exc)
+            continue
+        if other is None or other.genesis_hash != genesis_hash:
+            continue
+        log.warning(
+            "The slashing protection record %s is of this chain too (genesis 0x%s…, spec id %r): its source, "
+            "rounds and slots are kept in %s", other_path, genesis_hash.hex()[:12], other_dir.name, path,
+        )
+        merged = other if merged is None else _merge(merged, other)
+    return None if merged is None else replace(merged, genesis_hash=genesis_hash)
+
+
+def _merge(a: VoterState, b: VoterState) -> VoterState:
+    """What two records of one validator on one chain allow together: the higher source, the
+    later round and slot."""
+    justified = max((a.justified, b.justified), key=lambda c: (c.round, c.block_number))
+    return VoterState(justified, max(a.voted_round, b.voted_round), max(a.authored_slot, b.authored_slot), a.genesis_hash)

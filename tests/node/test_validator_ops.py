@@ -1,0 +1,586 @@
+"""What routine validator operations do to a validator's signing, and what must never follow
+from them: two blocks in one slot or two votes in one round (each a slashable offence).
+
+Each test drives a real NodeService (LevelDB in a temporary directory, the runtime, real
+ed25519) in this process, with its clock (``NodeService.clock``, the seam where the node
+reads time) set by the test, so a round or a slot comes when the test says, not when the
+machine's clock does. Found by asking what an operator's hot standby, a skewed or stepped
+clock, a full disk and a restore from backup do to a 4-validator devnet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from netkit import FAST, running, wait_for
+from netkit import start_node as start_peer
+from nodekit import start_node
+
+from chain import calls
+from chain.block import Block
+from chain.blockchain import Blockchain
+from chain.config import SPEC_VERSION
+from chain.crypto import dev_keypair, ss58_encode
+from chain.extrinsic import sign_extrinsic
+from chain.pallets.staking import get_validators
+from chain.storage import Database
+from consensus.aura import compute_slot_author, get_equivocations
+from consensus.errors import InvalidHeader, InvalidVote
+from consensus.finality import (
+    SET_ID,
+    Checkpoint,
+    SignedVote,
+    Vote,
+    VoterState,
+    sign_vote,
+    surrounds,
+)
+from genesis.spec import load_chain_spec
+from node.cli import main as cli_main
+from node.service import NodeConfig, NodeService
+from node.voter_record import VoterRecordError, compute_record_path, load_record, store_record
+
+SLOT_MS = 1000
+_LOCAL = load_chain_spec("local")
+# No challenge window, so that a vote has a target (genesis) at once: these tests are about
+# when a validator signs, not what (the window: tests/consensus/test_finality_window.py).
+SPEC = replace(_LOCAL, runtime_config=replace(_LOCAL.runtime_config, challenge_blocks=0))
+ALICE = dev_keypair("Alice")
+AUTHORS = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
+
+
+class Clock:
+    """A settable clock: seconds since the epoch, as time.time."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    @classmethod
+    def in_slot(cls, slot: int) -> Clock:
+        clock = cls(0.0)
+        clock.to_slot(slot)
+        return clock
+
+    def to_slot(self, slot: int) -> None:
+        """Move into ``slot``, a little after its start."""
+        self.now = (slot * SLOT_MS + 100) / 1000
+
+
+def _slot_now() -> int:
+    return int(time.time() * 1000) // SLOT_MS
+
+
+@functools.cache
+def _validators() -> tuple[bytes, ...]:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "db")
+        try:
+            return get_validators(Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis).state.overlay())
+        finally:
+            db.close()
+
+
+def _alices_slot(after: int) -> int:
+    """The first slot after ``after`` that Aura gives Alice (round robin over the set)."""
+    validators = _validators()
+    return next(s for s in range(after + 1, after + 1 + len(validators)) if compute_slot_author(validators, s) == ALICE.public)
+
+
+def _node(base: Path, clock: Clock, **changes: object) -> NodeService:
+    config = NodeConfig(chain="local", base_path=base, author="//Alice", block_time_ms=SLOT_MS, **changes)  # type: ignore[arg-type]
+    return NodeService(config, SPEC, clock=clock)
+
+
+def _own_votes(node: NodeService, *, besides: tuple[SignedVote, ...] = ()) -> list[SignedVote]:
+    return [v for v in node.collector.recent_votes() if v.voter == ALICE.public and v not in besides]
+
+
+def _build_on_genesis(tmp: Path, slots: list[int]) -> list[Block]:
+    """Real blocks of the chain from genesis, one in each of ``slots``, each sealed by its owner."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    db = Database(tmp / "builder")
+    try:
+        builder = Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
+        validators = get_validators(builder.state.overlay())
+        return [builder.build_block([], AUTHORS[compute_slot_author(validators, s)], s).block for s in slots]
+    finally:
+        db.close()
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# --- 1. doppelganger: the same key on two nodes --------------------------------------------------
+async def test_a_vote_of_its_own_key_it_did_not_make_stops_the_validator_signing(tmp_path, caplog) -> None:
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        genesis = node.chain.genesis_hash
+        source = Checkpoint(genesis, 0, 0)
+        # Its own vote comes back from a peer (gossip): that is no doppelganger.
+        clock.to_slot(start + 1)
+        node._vote_if_due()
+        (mine,) = _own_votes(node)
+        await node.add_vote(mine)
+        assert _errors(caplog) == []
+        # The hot standby, with the same key, votes in the next round before this node does.
+        twin = sign_vote(ALICE, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 2)))
+        await node.add_vote(twin)
+        errors = _errors(caplog)
+        assert len(errors) == 1, errors
+        assert errors[0].startswith(f"Doppelganger: a vote in round {start + 2} signed with this validator's key "
+                                    f"{ss58_encode(ALICE.public)} that this node did not make")
+        assert "not signing votes or blocks until restarted" in errors[0]
+        # It signs nothing more: no vote in this round or any later one, no block in its slot.
+        for later in (start + 2, start + 3, start + 9):
+            clock.to_slot(later)
+            node._vote_if_due()
+        assert _own_votes(node, besides=(mine, twin)) == []
+        clock.to_slot(_alices_slot(start + 9))
+        assert await node.author_block() is None
+        assert node.chain.best_number == 0
+        # One mistake, one line: more of the twin's votes are not logged again.
+        await node.add_vote(sign_vote(ALICE, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 10))))
+        assert len(_errors(caplog)) == 1
+    finally:
+        node.close()
+
+
+async def test_a_forged_vote_in_its_name_does_not_stop_a_validator(tmp_path, caplog) -> None:
+    # Anyone can put a validator's key in a vote: only a good signature shows another signer.
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        genesis = node.chain.genesis_hash
+        forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, Checkpoint(genesis, 0, 0), Checkpoint(genesis, 0, start + 2)))
+        forged = SignedVote(forged.vote, ALICE.public, forged.signature)
+        with pytest.raises(InvalidVote) as refused:
+            await node.add_vote(forged)
+        assert refused.value.reason == "bad_signature"
+        assert _errors(caplog) == []
+        clock.to_slot(start + 2)
+        node._vote_if_due()
+        assert len(_own_votes(node)) == 1
+    finally:
+        node.close()
+
+
+async def test_a_block_of_its_own_key_it_did_not_make_stops_the_validator_signing(tmp_path, caplog) -> None:
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        slot = _alices_slot(start + 1)
+        (block,) = _build_on_genesis(tmp_path, [slot])  # the hot standby's block in Alice's slot
+        clock.to_slot(slot)
+        await node.import_block(block)
+        assert node.chain.best_hash == block.hash()
+        errors = _errors(caplog)
+        assert len(errors) == 1, errors
+        assert errors[0].startswith(f"Doppelganger: a block in slot {slot} signed with this validator's key "
+                                    f"{ss58_encode(ALICE.public)} that this node did not make")
+        # No block in its next slot, no vote.
+        clock.to_slot(_alices_slot(slot))
+        assert await node.author_block() is None
+        node._vote_if_due()
+        assert _own_votes(node) == []
+    finally:
+        node.close()
+
+
+async def test_doppelganger_protection_listens_before_signing(tmp_path, caplog) -> None:
+    # Opt-in (Lighthouse's --enable-doppelganger-protection): N rounds of listening for the
+    # key's votes and blocks before the first signature.
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock, doppelganger_rounds=3)
+    try:
+        for r in (start + 1, start + 2, start + 3):
+            clock.to_slot(r)
+            node._vote_if_due()
+        assert _own_votes(node) == []
+        clock.to_slot(_alices_slot(start))  # Alice's slot inside the wait
+        if _alices_slot(start) <= start + 3:
+            assert await node.author_block() is None
+        clock.to_slot(start + 4)
+        node._vote_if_due()
+        assert [v.vote.round for v in _own_votes(node)] == [start + 4]
+    finally:
+        node.close()
+
+
+async def test_doppelganger_protection_catches_the_twin_during_the_wait(tmp_path, caplog) -> None:
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock, doppelganger_rounds=3)
+    try:
+        genesis = node.chain.genesis_hash
+        clock.to_slot(start + 1)
+        twin = sign_vote(ALICE, genesis, Vote(SET_ID, Checkpoint(genesis, 0, 0), Checkpoint(genesis, 0, start + 1)))
+        await node.add_vote(twin)
+        assert len(_errors(caplog)) == 1
+        for r in range(start + 2, start + 8):
+            clock.to_slot(r)
+            node._vote_if_due()
+        assert _own_votes(node, besides=(twin,)) == []
+    finally:
+        node.close()
+
+
+# --- 2. clocks -------------------------------------------------------------------------------------
+async def test_a_purged_validator_restarted_in_the_slot_it_authored_in_does_not_author_again(tmp_path) -> None:
+    # The database had the first block, so the slot claim refused a second one; purge-chain
+    # deleted it (or a clock stepped back a slot, or both). The record beside the keys keeps
+    # the last slot this key sealed a block in.
+    base = tmp_path / "alice"
+    slot = _alices_slot(_slot_now() + 1)
+    clock = Clock(0.0)
+    clock.to_slot(slot - 1)
+    node = _node(base, clock)
+    try:
+        clock.to_slot(slot)
+        first = await node.author_block()
+        assert first is not None and first.block.header.slot == slot
+    finally:
+        node.close()
+    shutil.rmtree(base / "chains" / SPEC.id / "db")  # what purge-chain does
+    for now in (slot, slot - 1):  # restarted in the same slot, or with its clock a slot back
+        clock.to_slot(now)
+        node = _node(base, clock)
+        try:
+            # The pool differs after a restart, so a second block would not be the first again.
+            xt = sign_extrinsic(
+                dev_keypair("Eve"), calls.Transfer(dev_keypair("Ferdie").public, 10**9), nonce=0,
+                genesis_hash=node.chain.genesis_hash, spec_version=SPEC_VERSION,
+            )
+            node.submit(xt.encode())
+            assert await node.author_block() is None
+            assert node.chain.get_slot_blocks(slot, ALICE.public) == ()
+        finally:
+            node.close()
+    clock.to_slot(_alices_slot(slot) - 1)
+    node = _node(base, clock)
+    try:
+        clock.to_slot(_alices_slot(slot))
+        later = await node.author_block()
+        assert later is not None and later.block.header.slot == _alices_slot(slot)
+    finally:
+        node.close()
+
+
+async def test_a_clock_stepped_back_never_makes_a_second_vote_or_block(tmp_path) -> None:
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        slot = _alices_slot(start + 1)
+        clock.to_slot(slot)
+        authored = await node.author_block()
+        assert authored is not None
+        (vote,) = _own_votes(node)  # the new best block of its round made it vote
+        assert vote.vote.round == slot
+        for now in (slot - 1, slot, slot - 1):  # NTP steps the clock back, then on again
+            clock.to_slot(now)
+            assert await node.author_block() is None
+            node._vote_if_due()
+        assert _own_votes(node) == [vote]
+        assert node.chain.get_slot_blocks(slot, ALICE.public) == (authored.block.hash(),)
+        assert get_equivocations(node.chain) == []
+    finally:
+        node.close()
+
+
+async def test_votes_of_a_validator_whose_clock_runs_ahead_are_named_once(tmp_path, caplog) -> None:
+    # A vote more than MAX_FUTURE_ROUNDS ahead of the local round is dropped without blame
+    # (it may be our clock that is behind); a validator whose clock runs 3 slots ahead then
+    # loses every vote, and no one said so. Now its peers name it once; a good signature first.
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        genesis = node.chain.genesis_hash
+        bob = dev_keypair("Bob")
+        source = Checkpoint(genesis, 0, 0)
+        near = sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 2)))
+        await node.add_vote(near)  # two rounds ahead: counted, nothing said
+        forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 3)))
+        for vote in (SignedVote(forged.vote, bob.public, forged.signature),
+                     sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 3))),
+                     sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 4)))):
+            with pytest.raises(InvalidVote) as refused:
+                await node.add_vote(vote)
+            assert refused.value.reason == "stale"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [
+            f"Votes of {ss58_encode(bob.public)} are 3 rounds ahead of this node's clock (round {start + 3}, this "
+            f"node's {start}): its clock or this node's is off by about 3 s, and such votes are not counted"
+        ], warnings
+    finally:
+        node.close()
+
+
+# --- 3. the record cannot be written -----------------------------------------------------------------
+async def test_a_vote_whose_record_cannot_be_written_is_not_sent_and_voting_resumes_after(tmp_path, caplog) -> None:
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    base = tmp_path / "alice"
+    node = _node(base, clock)
+    record = compute_record_path(base / "chains" / SPEC.id)
+    try:
+        clock.to_slot(start + 1)
+        node._vote_if_due()
+        assert load_record(record) is not None and load_record(record).voted_round == start + 1  # type: ignore[union-attr]
+        # The record cannot be replaced (a directory in its place: root ignores a read-only mode).
+        record.unlink()
+        record.mkdir()
+        clock.to_slot(start + 2)
+        node._vote_if_due()
+        errors = _errors(caplog)
+        assert len(errors) == 1, errors
+        assert errors[0].startswith(f"Not voting in round {start + 2}: the slashing protection record {record} could not be written")
+        assert [v.vote.round for v in _own_votes(node)] == [start + 1]
+        # Nor a block: it too is recorded before it leaves.
+        clock.to_slot(_alices_slot(start + 2))
+        assert await node.author_block() is None
+        assert node.chain.best_number == 0
+        assert any(f"Not authoring in slot {_alices_slot(start + 2)}" in e for e in _errors(caplog))
+        # The disk recovers: the next round's vote is recorded, then sent; never a second vote in a round.
+        record.rmdir()
+        clock.to_slot(_alices_slot(start + 2) + 1)
+        node._vote_if_due()
+        rounds = [v.vote.round for v in _own_votes(node)]
+        assert rounds == [start + 1, _alices_slot(start + 2) + 1]
+        assert load_record(record).voted_round == rounds[-1]  # type: ignore[union-attr]
+    finally:
+        node.close()
+
+
+# --- 4. restored from a backup ---------------------------------------------------------------------
+async def test_a_validator_restored_from_a_backup_raises_its_source_to_its_own_votes_noted_on_chain(tmp_path, caplog) -> None:
+    # An old base path (database and record) while the network moved on: this key voted,
+    # after the backup, from a justified checkpoint the node's record never held. The blocks it
+    # syncs note that vote (rewards.note_votes); seeing it, the node raises its source to that
+    # vote's, so its next vote cannot surround it.
+    spec = replace(SPEC, runtime_config=replace(SPEC.runtime_config, block_reward=10**9))  # votes are noted
+    start = _slot_now()
+    db = Database(tmp_path / "builder")
+    try:
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        genesis = builder.genesis_hash
+        validators = get_validators(builder.state.overlay())
+        blocks = [builder.build_block([], AUTHORS[compute_slot_author(validators, s)], s).block for s in (start - 20, start - 19)]
+        past = Vote(SET_ID, Checkpoint(blocks[0].hash(), 1, start - 15), Checkpoint(blocks[1].hash(), 2, start - 14))
+        author = AUTHORS[compute_slot_author(validators, start - 18)]
+        note = sign_extrinsic(
+            author, calls.NoteVotes((sign_vote(ALICE, genesis, past),)), nonce=0, genesis_hash=genesis, spec_version=SPEC_VERSION,
+        )
+        third = builder.build_block([note], author, start - 18)
+        assert [r.hash for r in third.receipts] == [note.hash()]
+        blocks.append(third.block)
+    finally:
+        db.close()
+    clock = Clock.in_slot(start)
+    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=SLOT_MS)
+    node = NodeService(config, spec, clock=clock)
+    try:
+        for block in blocks:
+            await node.import_block(block)
+        assert node.chain.best_hash == blocks[-1].hash()
+        clock.to_slot(start + 1)
+        node._vote_if_due()
+        (vote,) = _own_votes(node)
+        assert not surrounds(vote.vote, past), (vote.vote.source, past.source)
+        assert vote.vote.source == past.source
+        record = load_record(compute_record_path(tmp_path / "alice" / "chains" / SPEC.id))
+        assert record is not None and record.justified == past.source
+        assert _errors(caplog) == []  # its own past, not a doppelganger
+    finally:
+        node.close()
+
+
+async def test_a_restored_validators_own_past_vote_in_gossip_raises_its_source(tmp_path, caplog) -> None:
+    start = _slot_now()
+    (block,) = _build_on_genesis(tmp_path, [start - 20])
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        genesis = node.chain.genesis_hash
+        await node.import_block(block)
+        past_source = Checkpoint(block.hash(), 1, start - 8)
+        past = Vote(SET_ID, past_source, Checkpoint(block.hash(), 1, start - 7))
+        await node.add_vote(sign_vote(ALICE, genesis, past))
+        clock.to_slot(start + 1)
+        node._vote_if_due()
+        (vote,) = [v for v in _own_votes(node) if v.vote != past]
+        assert not surrounds(vote.vote, past), (vote.vote.source, past.source)
+        assert _errors(caplog) == []
+    finally:
+        node.close()
+
+
+async def test_a_validator_does_not_vote_while_its_best_block_is_far_behind(tmp_path, caplog) -> None:
+    # Restored from an old backup, a validator knows only what its old database and record
+    # knew; the blocks that note the votes it cast since come with the sync. A vote made in
+    # the meantime (the round's timer does not wait for the sync) came from the old source
+    # and surrounded them. Ethereum's validator clients do not attest while their node syncs;
+    # here the node does not vote while its best block is minutes behind the round.
+    start = _slot_now()
+    spec = replace(SPEC, runtime_config=replace(SPEC.runtime_config, block_reward=10**9))  # votes are noted
+    db = Database(tmp_path / "builder")
+    try:
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        genesis = builder.genesis_hash
+        validators = get_validators(builder.state.overlay())
+        blocks = [builder.get_block(genesis)]  # then #1 the backup's best, #2 and #3 since
+        blocks += [builder.build_block([], AUTHORS[compute_slot_author(validators, s)], s).block for s in (start - 200, start - 4, start - 3)]
+        past = Vote(SET_ID, Checkpoint(blocks[2].hash(), 2, start - 4), Checkpoint(blocks[3].hash(), 3, start - 3))
+        author = AUTHORS[compute_slot_author(validators, start - 2)]
+        note = sign_extrinsic(
+            author, calls.NoteVotes((sign_vote(ALICE, genesis, past),)), nonce=0, genesis_hash=genesis, spec_version=SPEC_VERSION,
+        )
+        blocks.append(builder.build_block([note], author, start - 2).block)
+    finally:
+        db.close()
+    caplog.set_level(logging.INFO, logger="polchain")
+    clock = Clock.in_slot(start)
+    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=SLOT_MS, network=FAST)
+    node = NodeService(config, spec, clock=clock)
+    peer = await start_peer(genesis=genesis, blocks=1)
+    peer.blocks = blocks
+    serve = peer.serve
+
+    async def slow_serve(who, req):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(1.0)
+        return await serve(who, req)
+
+    peer.service.handlers.serve_block_request = slow_serve
+    try:
+        async with running(node):
+            assert node.network is not None and node.link is not None
+            await node.import_block(blocks[1])  # what the old database held
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.link.is_syncing, 5)  # type: ignore[union-attr]
+            clock.to_slot(start + 1)  # the round's timer, while the sync waits for the peer
+            async with node._lock:
+                node._vote_if_due()
+            assert _own_votes(node) == []
+            infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and r.name == "polchain"]
+            said = [m for m in infos if m.startswith("Not voting in round ")]
+            assert len(said) == 1, infos  # once while it lasts, not once a round
+            assert re.fullmatch(r"Not voting in round \d+: the best block #1 is 20[01] slots behind it \(catching up first\)", said[0])
+            await wait_for(lambda: node.chain.best_hash == blocks[-1].hash(), 10)
+            clock.to_slot(start + 2)
+            async with node._lock:
+                node._vote_if_due()
+            votes = _own_votes(node)
+            assert votes and all(v.vote.source == past.source and not surrounds(v.vote, past) for v in votes), votes
+    finally:
+        await peer.service.stop()
+
+
+# --- 5. another --block-time ----------------------------------------------------------------------
+async def test_blocks_of_a_validator_with_another_block_time_are_named_as_such_once(tmp_path, caplog) -> None:
+    # Slots are the clock divided by --block-time, which each node is given on its command
+    # line: a validator started with half the others' block time seals blocks in slots twice
+    # the others' numbers, decades ahead of their clocks. They are deferred ("ahead of our
+    # clock") and retried every slot for ever, and the validator drops out without a word
+    # (measured with 4 in-process validators, one at another --block-time). Skew of a few
+    # slots stays a deferral, with no error.
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        skewed, mismatched, again = (_build_on_genesis(tmp_path / str(s), [s])[0] for s in (start + 5, 2 * start, 2 * start + 4))  # the last two: one author
+        for block in (skewed, mismatched, again):
+            with pytest.raises(InvalidHeader) as refused:
+                await node.import_block(block)
+            assert refused.value.reason == "future_slot"
+        errors = _errors(caplog)
+        assert len(errors) == 1, errors
+        author = ss58_encode(mismatched.header.author)
+        assert errors[0].startswith(
+            f"Block #1 by {author} is in slot {2 * start}, {start} slots ({start * SLOT_MS / 1000 / 86400 / 365.25:.0f} years) "
+            f"ahead of this node's clock at --block-time {SLOT_MS} ms: its author's --block-time or clock differs from this node's"
+        ), errors
+        assert node.chain.best_number == 0
+    finally:
+        node.close()
+
+
+def test_the_doppelganger_wait_is_a_node_flag(tmp_path, capsys) -> None:
+    node = start_node(tmp_path, "--chain", "local", "--alice", "--tmp", "--no-prometheus", "--doppelganger-rounds", "2")
+    try:
+        assert "Doppelganger protection: listening for votes and blocks of " + ss58_encode(ALICE.public) in node.read_log()
+    finally:
+        node.stop()
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["node", "--chain", "local", "--alice", "--tmp", "--doppelganger-rounds", "1001"])
+    assert exited.value.code == 2
+    assert "1001 is out of range: a number of rounds is 0..1000" in capsys.readouterr().err
+
+
+async def test_a_spec_renamed_on_the_same_base_path_keeps_the_validators_record(tmp_path, caplog) -> None:
+    # The record lives under <base>/chains/<spec id>/, and the genesis hash does not depend on
+    # the id: an operator who exports the spec, gives it another id and restarts on the same
+    # base path joins the same network with an empty record (and an empty database), and
+    # votes from genesis again: each vote surrounds the ones it cast before.
+    start = _slot_now()
+    (block,) = _build_on_genesis(tmp_path, [start - 20])
+    base = tmp_path / "alice"
+    clock = Clock.in_slot(start)
+    node = _node(base, clock)
+    try:
+        genesis = node.chain.genesis_hash
+        await node.import_block(block)
+        past = Vote(SET_ID, Checkpoint(block.hash(), 1, start - 8), Checkpoint(block.hash(), 1, start - 7))
+        await node.add_vote(sign_vote(ALICE, genesis, past))  # raises its record (see above)
+        clock.to_slot(start + 3)
+        node._vote_if_due()
+        (before,) = [v for v in _own_votes(node) if v.vote != past]
+    finally:
+        node.close()
+    renamed = replace(SPEC, id="renamed_testnet", name="Renamed")
+    clock.to_slot(start + 2)  # a clock a little behind, too
+    config = NodeConfig(chain="renamed", base_path=base, author="//Alice", block_time_ms=SLOT_MS)
+    node = NodeService(config, renamed, clock=clock)
+    try:
+        assert node.chain.genesis_hash == genesis
+        await node.import_block(block)
+        for r in range(start + 3, start + 6):
+            clock.to_slot(r)
+            node._vote_if_due()
+        votes = [v.vote for v in _own_votes(node)]
+        assert [v.round for v in votes] == [start + 4, start + 5]
+        assert not any(surrounds(v, past) or surrounds(v, before.vote) for v in votes), votes
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(w.startswith(f"The slashing protection record {compute_record_path(base / 'chains' / SPEC.id)} is of this chain") for w in warnings), warnings
+    finally:
+        node.close()
+
+
+def test_a_record_of_another_chain_is_refused_by_name(tmp_path) -> None:
+    # A purged base path restarted with a spec of another genesis under the same id (the
+    # database's own genesis check cannot see it: the database is gone): the record's source
+    # is a block the new chain never has, and the validator would stay silent for ever.
+    base = tmp_path / "alice"
+    record = compute_record_path(base / "chains" / SPEC.id)
+    store_record(record, VoterState(Checkpoint(b"\x01" * 32, 5, 9), 10, 0, b"\x02" * 32))
+    with pytest.raises(VoterRecordError) as refused:
+        _node(base, Clock.in_slot(_slot_now()))
+    assert str(refused.value).startswith(f"the slashing protection record {record} is of another chain (genesis 0x0202")
+    assert load_record(record) == VoterState(Checkpoint(b"\x01" * 32, 5, 9), 10, 0, b"\x02" * 32)
