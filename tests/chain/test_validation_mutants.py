@@ -16,9 +16,20 @@ import pytest
 from chainkit import ALICE, BOB, open_chain, sign, train_call
 
 from chain import calls
+from chain.block import BLOCK_OVERHEAD
 from chain.blockchain import Blockchain
+from chain.codec import MAX_BALANCE, encode
+from chain.crypto import blake2_256
 from chain.errors import BlockError, CodecError, FutureTransaction, InvalidTransaction
-from chain.extrinsic import MAX_EXTRINSIC_SIZE, Era, decode_extrinsic
+from chain.extrinsic import (
+    IMMORTAL,
+    MAX_EXTRINSIC_SIZE,
+    Era,
+    Extrinsic,
+    SigningPayload,
+    compute_signing_message,
+    decode_extrinsic,
+)
 from chain.header import (
     DIGEST_CONSENSUS,
     DIGEST_PRE_RUNTIME,
@@ -28,7 +39,8 @@ from chain.header import (
     PolCommitment,
     compute_pol_digest,
 )
-from chain.runtime import CheckedExtrinsic, Runtime
+from chain.pallets import balances
+from chain.runtime import TRANSFER_INFO, CheckedExtrinsic, Runtime
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +152,92 @@ def test_a_header_without_exactly_one_pol_commitment_is_refused_by_count(count: 
     header = _header(*[compute_pol_digest(COMMITMENT)] * count, DigestItem(DIGEST_CONSENSUS, b"FRNK", b""))
     with pytest.raises(BlockError, match=f"^header #5 has {count} POL_ commitments, expected 1$"):
         header.get_pol_commitment()
+
+
+# --- _verify_extrinsic's bounds at their edges ------------------------------------------------
+def _with(chain: Blockchain, **changes: int) -> Runtime:
+    """The chain's runtime with ``changes`` to its config (limits a chain spec could not set are
+    fine here: only the comparison at the edge is under test)."""
+    return Runtime(chain.genesis_hash, dataclasses.replace(chain.config, **changes))
+
+
+def test_a_call_of_exactly_a_blocks_weight_is_admitted(chain: Blockchain) -> None:
+    xt = sign(chain, ALICE, calls.Transfer(BOB.public, 10**6), 0)
+    weight = TRANSFER_INFO.weight
+    assert _verify(chain, xt, runtime=_with(chain, max_block_weight=weight)).info.weight == weight
+    _refused(chain, xt, "exhausts_resources", f"^weight {weight} exceeds a block's limit of {weight - 1}$",
+             runtime=_with(chain, max_block_weight=weight - 1))
+
+
+def test_an_extrinsic_that_exactly_fills_a_block_is_admitted(chain: Blockchain) -> None:
+    xt = sign(chain, ALICE, calls.Transfer(BOB.public, 10**6), 0)
+    length = len(xt.encode())
+    limit = BLOCK_OVERHEAD + length
+    assert _verify(chain, xt, runtime=_with(chain, max_block_length=limit)).account_nonce == 0
+    _refused(chain, xt, "exhausts_resources",
+             f"^the extrinsic's {length} bytes cannot fit in a block of {limit - 1} bytes \\({length - 1} after the header\\)$",
+             runtime=_with(chain, max_block_length=limit - 1))
+
+
+def test_a_training_result_counts_in_the_extrinsics_length(chain: Blockchain) -> None:
+    xt = sign(chain, ALICE, train_call(), 0)
+    length, result = len(xt.encode()), chain.runtime.compute_dispatch_info(chain.state.overlay(), xt).result_length
+    assert result > 0
+    limit = BLOCK_OVERHEAD + length + result
+    assert _verify(chain, xt, runtime=_with(chain, max_block_length=limit)).info.result_length == result
+    _refused(chain, xt, "exhausts_resources",
+             f"^the extrinsic's {length} bytes and its training result of {result} bytes cannot fit in a block "
+             f"of {limit - 1} bytes \\({length + result - 1} after the header\\)$",
+             runtime=_with(chain, max_block_length=limit - 1))
+
+
+def test_a_fee_of_exactly_the_free_balance_is_payable_and_one_more_is_not(chain: Blockchain) -> None:
+    free = balances.get_account(chain.state.overlay(), ALICE.public).free
+    probe = sign(chain, ALICE, calls.Transfer(BOB.public, 10**6), 0, tip=free // 2)
+    tip = free - chain.runtime.compute_fee(TRANSFER_INFO, len(probe.encode()), 0)
+    exact = sign(chain, ALICE, calls.Transfer(BOB.public, 10**6), 0, tip=tip)
+    assert len(exact.encode()) == len(probe.encode())
+    assert _verify(chain, exact).fee == free
+    over = sign(chain, ALICE, calls.Transfer(BOB.public, 10**6), 0, tip=tip + 1)
+    _refused(chain, over, "payment", f"^free balance {free} cannot pay the fee {free + 1}$")
+
+
+def test_a_fee_of_exactly_the_largest_balance_is_refused_as_unpaid_not_as_too_large(chain: Blockchain) -> None:
+    probe = sign(chain, ALICE, calls.Transfer(BOB.public, 10**6), 0, tip=MAX_BALANCE // 2)
+    base = chain.runtime.compute_fee(TRANSFER_INFO, len(probe.encode()), 0)
+    exact = sign(chain, ALICE, calls.Transfer(BOB.public, 10**6), 0, tip=MAX_BALANCE - base)
+    assert len(exact.encode()) == len(probe.encode())
+    free = balances.get_account(chain.state.overlay(), ALICE.public).free
+    _refused(chain, exact, "payment", f"^free balance {free} cannot pay the fee {MAX_BALANCE}$")
+    over = sign(chain, ALICE, calls.Transfer(BOB.public, 10**6), 0, tip=MAX_BALANCE - base + 1)
+    _refused(chain, over, "payment",
+             f"^tip {MAX_BALANCE - base + 1}: the fee, {base} plus the tip, exceeds the largest balance {MAX_BALANCE}$")
+
+
+# --- the signing payload --------------------------------------------------------------------
+@pytest.mark.parametrize("size", [256, 257])
+def test_a_payload_of_256_bytes_is_signed_as_it_is_and_a_longer_one_through_its_hash(chain: Blockchain, size: int) -> None:
+    """Substrate's rule, which wallets follow: a signing payload longer than 256 bytes is signed
+    through its blake2_256 hash; up to 256 bytes, the payload itself."""
+    spec = chain.runtime.spec_version
+
+    def payload(n: int) -> SigningPayload:
+        return SigningPayload(calls.Remark(b"r" * n), 0, 0, IMMORTAL, chain.genesis_hash, spec)
+
+    n = next(n for n in range(300) if len(encode(payload(n))) == size)
+    raw = encode(payload(n))
+    message = raw if size == 256 else blake2_256(raw)
+    assert compute_signing_message(payload(n)) == message
+    xt = Extrinsic(ALICE.public, ALICE.sign(message), 0, 0, IMMORTAL, calls.Remark(b"r" * n))  # signed as a wallet does
+    assert _verify(chain, xt).account_nonce == 0
+
+
+@pytest.mark.parametrize("field", ["genesis_hash", "spec_version", "nonce", "tip", "era"])
+def test_a_signature_covers_the_chain_the_spec_and_every_field(chain: Blockchain, field: str) -> None:
+    spec, call = chain.runtime.spec_version, calls.Transfer(BOB.public, 10**6)
+    signed = {"genesis_hash": chain.genesis_hash, "spec_version": spec, "nonce": 0, "tip": 0, "era": IMMORTAL}
+    other = {"genesis_hash": blake2_256(b"another chain"), "spec_version": spec + 1, "nonce": 1, "tip": 1, "era": Era(0, 64)}
+    signed[field] = other[field]
+    message = compute_signing_message(SigningPayload(call, signed["nonce"], signed["tip"], signed["era"], signed["genesis_hash"], signed["spec_version"]))
+    xt = Extrinsic(ALICE.public, ALICE.sign(message), 0, 0, IMMORTAL, call)
+    _refused(chain, xt, "bad_proof", f"^bad ed25519 signature for {ALICE.address}: ")
