@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import msgspec
 import pytest
-from chainkit import ALICE, BOB, open_chain, sign, train_call
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign, train_call
 
 from chain import calls
 from chain.block import BLOCK_OVERHEAD
@@ -39,8 +39,9 @@ from chain.header import (
     PolCommitment,
     compute_pol_digest,
 )
-from chain.pallets import balances
-from chain.runtime import TRANSFER_INFO, CheckedExtrinsic, Runtime
+from chain.pallets import balances, rewards
+from chain.pallets.training import TRAIN_BASE_WEIGHT
+from chain.runtime import TRANSFER_INFO, CheckedExtrinsic, DispatchInfo, Runtime
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +242,26 @@ def test_a_signature_covers_the_chain_the_spec_and_every_field(chain: Blockchain
     message = compute_signing_message(SigningPayload(call, signed["nonce"], signed["tip"], signed["era"], signed["genesis_hash"], signed["spec_version"]))
     xt = Extrinsic(ALICE.public, ALICE.sign(message), 0, 0, IMMORTAL, call)
     _refused(chain, xt, "bad_proof", f"^bad ed25519 signature for {ALICE.address}: ")
+
+
+# --- apply_fee: the validators' share is of training fees only --------------------------------
+def test_the_validators_share_is_taken_from_training_fees_only(tmp_path) -> None:
+    spec = dev_spec()
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, validator_fee_share_ppm=250_000))
+    node = open_chain(tmp_path / "shares", spec)
+    state = node.state.overlay()
+    transfer = sign(node, BOB, calls.Transfer(CHARLIE.public, 10**9), 0)
+    train = sign(node, CHARLIE, calls.Train(0, 9, 1000, 64, calls.compute_f32_bits(0.5), 0, 100), 0)  # data set 9: none
+    alice, charlie = (balances.get_account(state, k.public).free for k in (ALICE, CHARLIE))
+    built = node.build_block([transfer, train], ALICE, slot=1)
+    moved, failed = built.receipts
+    assert moved.success and not failed.success and "UnknownDataset" in (failed.error or "")
+    assert moved.fee == node.runtime.compute_fee(TRANSFER_INFO, len(transfer.encode()), 0)
+    # The failed call is charged its base weight and no result (training.apply_train's post info).
+    assert failed.fee == node.runtime.compute_fee(DispatchInfo(TRAIN_BASE_WEIGHT), len(train.encode()), 0)
+    share = failed.fee * 250_000 // 1_000_000
+    after = node.state.overlay()
+    assert balances.get_account(after, rewards.VOTER_POT_ACCOUNT).free == share > 0
+    assert balances.get_account(after, ALICE.public).free == alice + moved.fee + failed.fee - share
+    assert balances.get_account(after, CHARLIE.public).free == charlie + 10**9 - failed.fee
+    node.db.close()
