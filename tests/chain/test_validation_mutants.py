@@ -15,6 +15,7 @@ import msgspec
 import pytest
 from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign, train_call
 
+import ml_runtime
 from chain import calls
 from chain.block import BLOCK_OVERHEAD
 from chain.blockchain import Blockchain
@@ -40,8 +41,9 @@ from chain.header import (
     compute_pol_digest,
 )
 from chain.pallets import balances, rewards
+from chain.pallets.context import BlockInfo, Event
 from chain.pallets.training import TRAIN_BASE_WEIGHT
-from chain.runtime import TRANSFER_INFO, CheckedExtrinsic, DispatchInfo, Runtime
+from chain.runtime import TRANSFER_INFO, CheckedExtrinsic, DispatchInfo, Receipt, Runtime
 
 
 @pytest.fixture(scope="module")
@@ -264,4 +266,32 @@ def test_the_validators_share_is_taken_from_training_fees_only(tmp_path) -> None
     assert balances.get_account(after, rewards.VOTER_POT_ACCOUNT).free == share > 0
     assert balances.get_account(after, ALICE.public).free == alice + moved.fee + failed.fee - share
     assert balances.get_account(after, CHARLIE.public).free == charlie + 10**9 - failed.fee
+    node.db.close()
+
+
+# --- apply_extrinsic ---------------------------------------------------------------------------
+def test_apply_extrinsic_checks_the_signature_unless_told_it_was_checked(chain: Blockchain) -> None:
+    good = sign(chain, ALICE, calls.Transfer(BOB.public, 10**6), 0)
+    forged = msgspec.structs.replace(good, signature=sign(chain, ALICE, calls.Transfer(BOB.public, 10**6 + 1), 0).signature)
+    block = BlockInfo(chain.best_number + 1, chain.best_hash, BOB.public, False, ml_runtime.run_job)
+    for kw in ({}, {"check_signature": True}):
+        overlay = chain.state.overlay()
+        with pytest.raises(InvalidTransaction, match=f"^bad ed25519 signature for {ALICE.address}: ") as caught:
+            chain.runtime.apply_extrinsic(overlay, block, 0, forged, forged.hash(), len(forged.encode()), **kw)
+        assert caught.value.reason == "bad_proof" and not overlay.changes()
+    overlay = chain.state.overlay()
+    receipt = chain.runtime.apply_extrinsic(overlay, block, 0, forged, forged.hash(), len(forged.encode()), check_signature=False)
+    assert receipt.success  # the importer checked the block's signatures in bulk beforehand
+
+
+def test_a_failed_extrinsic_pays_and_its_receipt_says_why(tmp_path) -> None:
+    node = open_chain(tmp_path / "failed")
+    xt = sign(node, BOB, calls.Transfer(CHARLIE.public, MAX_BALANCE), 0)
+    bob = balances.get_account(node.state.overlay(), BOB.public)
+    built = node.build_block([sign(node, ALICE, calls.Remark(b"first"), 0), xt], ALICE, slot=1)
+    fee = node.runtime.compute_fee(TRANSFER_INFO, len(xt.encode()), 0)
+    message = f"free balance {bob.free - fee} is less than {MAX_BALANCE}"
+    failed = Event("system", "ExtrinsicFailed", (("module", "balances"), ("error", "InsufficientBalance"), ("message", message)))
+    assert built.receipts[1] == Receipt(1, xt.hash(), False, fee, TRANSFER_INFO.weight, f"balances.InsufficientBalance: {message}", (failed,))
+    assert balances.get_account(node.state.overlay(), BOB.public) == balances.AccountInfo(1, bob.free - fee, bob.staked)
     node.db.close()
