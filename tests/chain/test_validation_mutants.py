@@ -94,6 +94,16 @@ def test_a_future_nonce_is_for_the_pool_only(chain: Blockchain) -> None:
     assert chain.state.root() == root
 
 
+def test_a_used_nonce_is_stale(tmp_path) -> None:
+    node = open_chain(tmp_path / "stale")
+    node.build_block([sign(node, ALICE, calls.Remark(b"0"), 0), sign(node, ALICE, calls.Remark(b"1"), 1)], ALICE, slot=1)
+    for nonce in (0, 1):
+        _refused(node, sign(node, ALICE, calls.Remark(b"again"), nonce), "stale",
+                 f"^nonce {nonce} is already used \\(account nonce is 2\\)$", allow_future=True)
+    assert _verify(node, sign(node, ALICE, calls.Remark(b"next"), 2)).account_nonce == 2
+    node.db.close()
+
+
 @pytest.mark.parametrize(("offset", "alive"), [(-1, False), (0, True), (3, True), (4, False)])
 def test_a_mortal_era_covers_its_birth_and_period_and_nothing_else(chain: Blockchain, offset: int, alive: bool) -> None:
     # Era(birth=10, period=4): blocks 10, 11, 12, 13.
