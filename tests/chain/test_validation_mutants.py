@@ -3,7 +3,67 @@ chain/runtime.py (verify_extrinsic, _verify_extrinsic, apply_extrinsic, apply_fe
 apply_transfers), chain/extrinsic.py and chain/header.py found unchecked.
 
 Every refusal is asserted by its reason and message, on a real chain (LevelDB, ed25519), with
-the state root unchanged. SURVIVORS is filled in at the end of this docstring.
+the state root unchanged. The bulk path's edges are in tests/chain/test_transfer_run.py.
+
+Mutation testing (README, Mutation testing; 2026-11-29), run by name:
+
+    mutmut run "chain.header*" "chain.extrinsic*" "chain.runtime.xǁRuntimeǁ_verify_extrinsic*" \
+        "chain.runtime.xǁRuntimeǁverify_extrinsic*" "chain.runtime.xǁRuntimeǁapply_*" \
+        "chain.runtime.xǁRuntimeǁcompute_fee*" "chain.runtime.xǁRuntimeǁcompute_dispatch_info*" \
+        "chain.runtime.x__credit*" --max-children 1
+
+chain/runtime.py (those functions): 559 mutants, 538 killed, 21 survive, each equivalent (below),
+no timeout; chain/extrinsic.py 81 of 81 killed; chain/header.py 46 of 47, the survivor
+equivalent. Before the tests of this module and the new ones in test_transfer_run.py, 71
+mutants survived that were not equivalent (19 in a first, partial run, 52 more in the second
+run; each killed by a test here or there): an era's first block, a transcript, a
+block's weight and length and a fee at exactly their limits, verify_extrinsic's and
+apply_extrinsic's defaults, a payload of exactly 256 bytes, a failed extrinsic's receipt, the
+validators' share of a transfer's fee, the author's fees seen mid-run. In apply_transfers,
+``index = start`` (never read: the loop or its ``else`` binds it) and its ``{} if author in
+current`` (the accounts read are left out anyway) were dead code, deleted. Two mutants of
+apply_extrinsic (CallContext without the genesis hash) are killed by
+tests/chain/test_rewards_votes.py, in the selection.
+
+The survivors, each equivalent:
+
+chain/runtime.py, apply_transfers (its outcome is pinned by apply_both_ways: the same bits as
+apply_extrinsic; what it does not apply goes to apply_extrinsic, so only *which* transfers it
+takes is observable, through the indexes applied one by one):
+
+- ``weight > config.max_block_weight`` as ``>=``: a transfer's 100,000 units are below the
+  max_block_weight of any valid config (RuntimeConfig.compute_problems: a block has room for
+  the 1,000,000 units of register_model), so the two never differ.
+- ``length > max_length`` as ``>=``: a transfer's encoding (fixed-size fields, under 200 bytes)
+  is far below max_extrinsic_length of any valid config (room for 64 KiB of extrinsics).
+- ``fees and (signer == author or dest == author)`` as ``fees or (...)``: the author's fees
+  are then folded into its account at every transfer instead of before each read of it; the
+  sum is the same and every read sees it either way.
+- ``ahead * 4`` as ``ahead * 5``: only the size of the read-ahead batches (peeks, not base
+  reads) changes, never what is read or applied.
+- ``None`` as ``""`` as the values of the ``wanted`` and ``written`` dicts: only their keys
+  (and key order) are used.
+- ``strict=True`` dropped or made False/None in the three ``zip`` calls: the lists zipped are
+  equal in length by construction (compute_keys gives one key per account, decode_many one
+  value per key, the keys are those of ``written``); strict only asserts it.
+
+chain/runtime.py, apply_fee and apply_extrinsic (the only handler that reports what it used,
+chain.pallets.training.apply_train, reports both the weight and the result bytes, and only
+when it fails; a call that succeeds is charged as declared):
+
+- ``post.actual_weight is None`` and ``post.actual_result_length is None`` made always false,
+  and ``DispatchInfo`` built without the result length (default 0): the reported result
+  length is always 0 and neither field is ever None in the reduced branch.
+- ``checked.fee > fee`` as ``>=``: a refund of 0 rewrites the sender's account with the value
+  it already holds (written just before, with the nonce bump): no state changes.
+- apply_extrinsic's second apply_fee (a call that succeeded) given ``None`` for the length: it
+  is used only to recompute a reduced fee, and a successful call is charged as declared.
+- apply_extrinsic passing ``None`` for ``allow_future`` instead of False: both falsy.
+
+chain/header.py:
+
+- compute_slot_digest packing ``"<q"`` for ``"<Q"``: a slot is a U64, at most 2^63-1
+  (chain.codec), which both formats pack to the same 8 bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +90,7 @@ from chain.extrinsic import (
     SigningPayload,
     compute_signing_message,
     decode_extrinsic,
+    sign_extrinsic,
 )
 from chain.header import (
     DIGEST_CONSENSUS,
@@ -243,6 +304,12 @@ def test_a_payload_of_256_bytes_is_signed_as_it_is_and_a_longer_one_through_its_
     assert compute_signing_message(payload(n)) == message
     xt = Extrinsic(ALICE.public, ALICE.sign(message), 0, 0, IMMORTAL, calls.Remark(b"r" * n))  # signed as a wallet does
     assert _verify(chain, xt).account_nonce == 0
+
+
+def test_sign_extrinsic_defaults_to_no_tip_and_an_immortal_era(chain: Blockchain) -> None:
+    xt = sign_extrinsic(ALICE, calls.Remark(b"x"), nonce=0, genesis_hash=chain.genesis_hash, spec_version=chain.runtime.spec_version)
+    assert (xt.tip, xt.era) == (0, IMMORTAL)
+    assert _verify(chain, xt).priority == 0
 
 
 @pytest.mark.parametrize("field", ["genesis_hash", "spec_version", "nonce", "tip", "era"])
