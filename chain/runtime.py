@@ -378,7 +378,6 @@ class Runtime:
         # batch grows from a few transfers, so a run that ends at once (a transfer that fails,
         # then the next, ...) reads few ahead.
         fetched, ahead = start, _READ_AHEAD_FIRST
-        index = start
         try:
             for index in range(start, count):
                 xt = extrinsics[index]
@@ -388,7 +387,7 @@ class Runtime:
                 if index == fetched:
                     fetched = min(count, index + ahead)
                     ahead = min(ahead * 4, _READ_AHEAD_MOST)
-                    wanted: dict[bytes, None] = {} if author in current else {author: None}
+                    wanted: dict[bytes, None] = {author: None}  # read once: those read are left out below
                     for upcoming in extrinsics[index:fetched]:
                         upcoming_call = upcoming.call
                         if type(upcoming_call) is not transfer:

@@ -73,7 +73,10 @@ def test_the_last_nonce_is_refused_everywhere(chain: Blockchain) -> None:
     account could never be read again (nor the block's state)."""
     xt = sign(chain, BOB, calls.Transfer(ALICE.public, 10**9), LAST_NONCE)
     exc = _pool_view(chain, xt)
-    assert exc.reason == "exhausts_resources" and "nonce 4294967295 is the last" in str(exc), exc
+    assert exc.reason == "exhausts_resources" and str(exc) == (
+        "nonce 4294967295 is the last a u32 holds: the account's next nonce would not fit; "
+        "this account can send no more extrinsics"
+    ), exc
     root, best = chain.state.root(), chain.best_hash
     # Imported: both the bulk transfer path and apply_extrinsic refuse it, with the same message.
     refused = apply_both_ways(chain, [xt], ALICE.public)

@@ -130,6 +130,66 @@ def test_the_author_sends_and_receives_in_the_same_run(chain: Blockchain) -> Non
     assert one_by_one == []
 
 
+def _leaving(chain: Blockchain, key: Keypair, dest: bytes, left: int, nonce: int, free: int | None = None) -> Extrinsic:
+    """A transfer from ``key`` (holding ``free``, by default what it holds now) that leaves it
+    exactly ``left`` after its fee."""
+    if free is None:
+        free = balances.get_account(chain.state_at(chain.best_hash), key.public).free
+    probe = sign(chain, key, calls.Transfer(dest, max(free // 2, 1)), nonce)
+    value = free - chain.config.compute_fee(len(probe.encode()), TRANSFER_INFO.weight, 0) - left
+    xt = sign(chain, key, calls.Transfer(dest, value), nonce)
+    assert len(xt.encode()) == len(probe.encode())
+    return xt
+
+
+def _fee(chain: Blockchain, xt: Extrinsic) -> int:
+    return chain.config.compute_fee(len(xt.encode()), TRANSFER_INFO.weight, xt.tip)
+
+
+def test_the_run_sees_the_fees_it_paid_the_author(chain: Blockchain) -> None:
+    # The author (no account before the block) exists once paid the first fee, so a transfer to
+    # it below the ED succeeds; it then sends all it holds, the run's fees included: both in
+    # bulk, as apply_extrinsic (which pays each fee at once) applies them.
+    author, (r0, r1, r2) = NEW[3], RICH[:3]
+    first = sign(chain, r0, calls.Transfer(r1.public, 10**7), 0)
+    dust = sign(chain, r1, calls.Transfer(author.public, ED - 1), 0)
+    held = _fee(chain, first) + _fee(chain, dust) + ED - 1
+    everything = _leaving(chain, author, r2.public, 0, 0, free=held)
+    *_, one_by_one = apply_both_ways(chain, [first, dust, everything], author.public)
+    assert one_by_one == []
+
+
+def test_the_run_applies_transfers_that_leave_nothing_or_the_ed_and_refuses_dust(chain: Blockchain) -> None:
+    r0, r1, r2, r3 = RICH
+    xts = [
+        _leaving(chain, r0, NEW[0].public, 0, 0),  # all it has: the account is emptied
+        _leaving(chain, r1, NEW[1].public, ED, 0),  # exactly the ED left
+        _leaving(chain, r2, r3.public, 1, 0),  # one unit of dust: fails
+        _leaving(chain, r3, NEW[2].public, ED - 1, 0),  # dust: fails
+    ]
+    *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
+    assert one_by_one == [2, 3]
+
+
+def test_a_transfer_below_the_ed_to_an_account_whose_free_balance_equals_its_stake(chain: Blockchain) -> None:
+    # STAKED_ONLY has nonce 0, nothing free and 10^9 staked; after the first transfer as much
+    # free as staked. An account with anything, free or staked, may receive less than the ED.
+    r0, r1 = RICH[:2]
+    xts = [sign(chain, r0, calls.Transfer(STAKED_ONLY.public, 10**9), 0), sign(chain, r1, calls.Transfer(STAKED_ONLY.public, ED - 1), 0)]
+    *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
+    assert one_by_one == []
+
+
+def test_a_mortal_transfer_in_the_block_of_its_birth_and_its_last(chain: Blockchain) -> None:
+    r0, r1 = RICH[:2]
+    number = chain.best_number + 1
+    assert number >= 1
+    xts = [sign(chain, r0, calls.Transfer(r1.public, 10**7), 0, era=Era(number, 4)),
+           sign(chain, r1, calls.Transfer(r0.public, 10**7), 0, era=Era(number - 1, 2))]
+    *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
+    assert one_by_one == []
+
+
 @pytest.mark.parametrize(
     ("case", "reason"),
     [("stale nonce", "is already used"), ("future nonce", "ahead of the account nonce"), ("fee unpaid", "cannot pay the fee"),
@@ -200,7 +260,8 @@ def test_a_run_that_keeps_stopping_reads_few_accounts_ahead(chain: Blockchain, m
 
     monkeypatch.setattr(Overlay, "peek_many", count)
     nonce = Nonces()
-    xts = [sign(chain, RICH[i % 4], calls.Transfer(NEW[i % 4].public, 0), nonce(RICH[i % 4])) for i in range(300)]
+    # Each to another account, so that reading the whole block ahead would read 300 accounts.
+    xts = [sign(chain, RICH[i % 4], calls.Transfer(blake2_256(b"%d" % i), 0), nonce(RICH[i % 4])) for i in range(300)]
     *_, one_by_one = apply_both_ways(chain, xts, ALICE.public)
     assert one_by_one == list(range(300))
     first = runtime_module._READ_AHEAD_FIRST
