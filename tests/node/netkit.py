@@ -6,12 +6,19 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from chain.block import Block, Body
+from chain.blockchain import Blockchain
+from chain.crypto import dev_keypair
 from chain.header import ZERO_HASH, Header
+from chain.pallets.staking import get_validators
+from chain.storage import Database
+from consensus.aura import compute_slot_author
+from genesis.spec import ChainSpec
 from node.network.identity import NodeKey, PeerId
 from node.network.messages import (
     PROTOCOL_VERSION,
@@ -52,6 +59,23 @@ def make_chain(n: int, salt: bytes = b"", *, parent: bytes = ZERO_HASH, start: i
         blocks.append(Block(h, Body()))
         parent = h.hash()
     return blocks
+
+
+
+def build_sealed_chain(tmp: Path, spec: ChainSpec, count: int, first_slot: int) -> list[Block]:
+    """Genesis and ``count`` real, empty blocks of the 4-validator chain ``spec`` on it, from
+    ``first_slot`` on, each sealed by the owner of its slot (built in ``tmp / "builder"``)."""
+    db = Database(tmp / "builder")
+    try:
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        validators = get_validators(builder.state.overlay())
+        by_key = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
+        blocks = [builder.get_block(builder.genesis_hash)]
+        for slot in range(first_slot, first_slot + count):
+            blocks.append(builder.build_block([], by_key[compute_slot_author(validators, slot)], slot).block)
+        return blocks
+    finally:
+        db.close()
 
 
 @dataclass

@@ -11,18 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from msgspec.structs import replace as struct_replace
-from netkit import FAST, running, start_node, wait_for
+from netkit import FAST, build_sealed_chain, running, start_node, wait_for
 
 from chain import calls
 from chain.block import Block
-from chain.blockchain import Blockchain
 from chain.codec import decode, encode
 from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
-from chain.pallets.staking import get_validators
-from chain.storage import Database
-from consensus.aura import compute_slot_author
 from consensus.finality import (
     SET_ID,
     Checkpoint,
@@ -133,25 +129,9 @@ async def test_finality_votes_and_justifications_from_peers_are_checked_and_bad_
             await peer.service.stop()
 
 
-def _build(tmp: Path, count: int, first_slot: int) -> list[Block]:
-    """``count`` real blocks of the `local` chain on genesis, from ``first_slot`` on, each
-    sealed by the owner of its slot."""
-    db = Database(tmp / "builder")
-    try:
-        builder = Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
-        validators = get_validators(builder.state.overlay())
-        by_key = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
-        blocks = [builder.get_block(builder.genesis_hash)]
-        for slot in range(first_slot, first_slot + count):
-            blocks.append(builder.build_block([], by_key[compute_slot_author(validators, slot)], slot).block)
-        return blocks
-    finally:
-        db.close()
-
-
 def _future_block(tmp: Path, slots_ahead: int) -> Block:
     """A real block on genesis, sealed by the owner of a slot ahead of the clock."""
-    return _build(tmp, 1, int(time.time() * 1000) // BLOCK_TIME_MS + slots_ahead)[1]
+    return build_sealed_chain(tmp, SPEC, 1, int(time.time() * 1000) // BLOCK_TIME_MS + slots_ahead)[1]
 
 
 def _justification(target: Block, voters: tuple[str, ...], genesis: bytes) -> bytes:
@@ -164,7 +144,7 @@ def _justification(target: Block, voters: tuple[str, ...], genesis: bytes) -> by
 
 async def test_justifications_served_with_blocks_are_checked_while_syncing(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
-    blocks = _build(tmp_path, 3, int(time.time() * 1000) // BLOCK_TIME_MS - 10)
+    blocks = build_sealed_chain(tmp_path, SPEC, 3, int(time.time() * 1000) // BLOCK_TIME_MS - 10)
     genesis = blocks[0].hash()
     good = _justification(blocks[2], ("Alice", "Bob", "Charlie"), genesis)
     forged = _justification(blocks[3], ("Alice",), genesis)  # 1 vote of 4: below the threshold

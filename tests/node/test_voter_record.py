@@ -17,18 +17,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-from netkit import FAST, start_node, wait_for
+from netkit import FAST, build_sealed_chain, start_node, wait_for
 
 from chain.block import Block
-from chain.blockchain import Blockchain
 from chain.codec import CodecError, decode
 from chain.crypto import dev_keypair
-from chain.pallets.staking import get_validators
-from chain.storage import Database
-from consensus.aura import compute_slot_author
 from consensus.finality import (
     SET_ID,
     Checkpoint,
@@ -50,21 +45,6 @@ SLOT_MS = 500
 _LOCAL = load_chain_spec("local")
 SPEC = replace(_LOCAL, runtime_config=replace(_LOCAL.runtime_config, challenge_blocks=0))
 SOURCE_ROUND = 6  # the justified checkpoint's round before the purge
-
-
-def _build(tmp: Path, count: int, first_slot: int) -> list[Block]:
-    """Genesis and ``count`` real blocks of the chain on it, each sealed by its slot's owner."""
-    db = Database(tmp / "builder")
-    try:
-        builder = Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
-        validators = get_validators(builder.state.overlay())
-        by_key = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
-        blocks = [builder.get_block(builder.genesis_hash)]
-        for slot in range(first_slot, first_slot + count):
-            blocks.append(builder.build_block([], by_key[compute_slot_author(validators, slot)], slot).block)
-        return blocks
-    finally:
-        db.close()
 
 
 def _justification(target: Block, genesis: bytes) -> bytes:
@@ -90,7 +70,7 @@ def _alices_votes(payloads: list[bytes]) -> list[Vote]:
 
 
 async def test_a_purged_validator_never_votes_from_a_lower_source(tmp_path) -> None:
-    blocks = _build(tmp_path, 6, int(time.time() * 1000) // SLOT_MS - 20)
+    blocks = build_sealed_chain(tmp_path, SPEC, 6, int(time.time() * 1000) // SLOT_MS - 20)
     genesis = blocks[0].hash()
     attached = {blocks[3].hash(): _justification(blocks[3], genesis)}
     base = tmp_path / "alice"
