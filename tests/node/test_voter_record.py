@@ -142,3 +142,9 @@ def test_the_record_round_trips_and_a_damaged_one_is_refused_by_name(tmp_path, c
         err_lines = capsys.readouterr().err.strip().splitlines()
         assert err_lines[-1].startswith(f"Error: the slashing protection record {path} is damaged"), err_lines
         assert path.read_bytes() == data
+
+    # A record that cannot be read at all (a directory in its place) is named too, never taken as none.
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(VoterRecordError, match=f"cannot read the slashing protection record {path}: Is a directory"):
+        load_record(path)
