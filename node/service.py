@@ -782,7 +782,8 @@ class NodeService:
         another signer's (:meth:`_on_doppelganger`). One from before this run (a restore from
         an old backup: the record is older than the key's votes) raises the record to it, so
         that no later vote surrounds it or repeats its round. Only a good signature counts:
-        anyone can name this key in a vote."""
+        anyone can name this key in a vote, and a block may carry a note_votes that failed before
+        the runtime checked its signatures, so a noted vote is checked here too."""
         if self.author is None or signed.voter != self.author.public:
             return
         vote = signed.vote
@@ -817,15 +818,17 @@ class NodeService:
         decades ahead of its own, and the sync retries such a block every slot for ever (found
         with four in-process validators, one at another --block-time: it dropped out without
         an error). The seal is checked first: a forged header must not make a node name an
-        innocent validator."""
+        innocent validator, and its sender is charged for it (InvalidHeader "bad_seal")."""
         header = block.header
         ahead_ms = (header.slot - self._clock_round()) * self.slot_ms
         if ahead_ms < FAR_FUTURE_MS or header.author in self._far_future_authors:
             return
         try:
             verify_signature(header.author, header.pre_hash(), header.seal)
-        except InvalidSignature:
-            return
+        except InvalidSignature as exc:
+            # Checked, so no longer a deferral: a forged header hours ahead is a bad block, and
+            # its sender is charged for it (it would otherwise cost a check at every retry).
+            raise InvalidHeader("bad_seal", f"block #{header.number}: bad seal: {exc}") from None
         self._far_future_authors[header.author] = None
         while len(self._far_future_authors) > MAX_FAR_FUTURE_AUTHORS:
             self._far_future_authors.pop(next(iter(self._far_future_authors)))
@@ -841,13 +844,16 @@ class NodeService:
         """A validator's vote too far ahead of this node's round to be kept (the collector's
         MAX_FUTURE_ROUNDS): dropped without blame, as it may be this node's clock that is
         behind. A validator whose clock runs more than that ahead loses every vote, so it is
-        named, once, with a good signature (a forged vote must not name an innocent one)."""
+        named, once, with a good signature (a forged vote must not name an innocent one, and is
+        refused with reason "bad_signature")."""
         if signed.voter in self._ahead_voters or signed.voter not in get_voters(self.chain):
             return
         try:
             verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, signed.vote), signed.signature)
-        except InvalidSignature:
-            return
+        except InvalidSignature as exc:
+            # Checked, so refused as what it is: its sender is charged, as for any forged vote
+            # (left "stale", a flood of them would cost a check each, uncharged).
+            raise InvalidVote("bad_signature", f"vote of {ss58_encode(signed.voter)}: {exc}") from None
         self._ahead_voters[signed.voter] = None
         while len(self._ahead_voters) > MAX_FAR_FUTURE_AUTHORS:
             self._ahead_voters.pop(next(iter(self._ahead_voters)))

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace as replace_struct
 from netkit import FAST, running, wait_for
 from netkit import start_node as start_peer
 from nodekit import start_node
@@ -319,8 +320,11 @@ async def test_votes_of_a_validator_whose_clock_runs_ahead_are_named_once(tmp_pa
         near = sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 2)))
         await node.add_vote(near)  # two rounds ahead: counted, nothing said
         forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 3)))
-        for vote in (SignedVote(forged.vote, bob.public, forged.signature),
-                     sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 3))),
+        # Its signature checked, a forged one is refused as forged (its sender charged), not as stale.
+        with pytest.raises(InvalidVote) as refused:
+            await node.add_vote(SignedVote(forged.vote, bob.public, forged.signature))
+        assert refused.value.reason == "bad_signature"
+        for vote in (sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 3))),
                      sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 4)))):
             with pytest.raises(InvalidVote) as refused:
                 await node.add_vote(vote)
@@ -506,6 +510,11 @@ async def test_blocks_of_a_validator_with_another_block_time_are_named_as_such_o
     node = _node(tmp_path / "alice", clock)
     try:
         skewed, mismatched, again = (_build_on_genesis(tmp_path / str(s), [s])[0] for s in (start + 5, 2 * start, 2 * start + 4))  # the last two: one author
+        # A forged seal hours ahead is a bad block (its sender charged), not a deferral checked at every retry.
+        forged = Block(replace_struct(mismatched.header, seal=bytes(64)), mismatched.body)
+        with pytest.raises(InvalidHeader) as refused:
+            await node.import_block(forged)
+        assert refused.value.reason == "bad_seal"
         for block in (skewed, mismatched, again):
             with pytest.raises(InvalidHeader) as refused:
                 await node.import_block(block)
