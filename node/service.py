@@ -821,8 +821,8 @@ class NodeService:
         innocent validator, and its sender is charged for it (InvalidHeader "bad_seal")."""
         header = block.header
         ahead_ms = (header.slot - self._clock_round()) * self.slot_ms
-        if ahead_ms < FAR_FUTURE_MS or header.author in self._far_future_authors:
-            return
+        if ahead_ms < FAR_FUTURE_MS or header.author in self._far_future_authors or header.author not in get_voters(self.chain):
+            return  # (anyone can seal with a key of their own: only validators are named, once each)
         try:
             verify_signature(header.author, header.pre_hash(), header.seal)
         except InvalidSignature as exc:

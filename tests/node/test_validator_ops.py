@@ -515,6 +515,15 @@ async def test_blocks_of_a_validator_with_another_block_time_are_named_as_such_o
         with pytest.raises(InvalidHeader) as refused:
             await node.import_block(forged)
         assert refused.value.reason == "bad_seal"
+        # A stranger's well-sealed block hours ahead stays a deferral and is not named: anyone
+        # can seal with a key of their own, and fresh keys must not make a line each.
+        ferdie = dev_keypair("Ferdie")
+        stranger = replace_struct(mismatched.header, author=ferdie.public)
+        stranger = replace_struct(stranger, seal=ferdie.sign(stranger.pre_hash()))
+        with pytest.raises(InvalidHeader) as refused:
+            await node.import_block(Block(stranger, mismatched.body))
+        assert refused.value.reason == "future_slot"
+        assert _errors(caplog) == []
         for block in (skewed, mismatched, again):
             with pytest.raises(InvalidHeader) as refused:
                 await node.import_block(block)
