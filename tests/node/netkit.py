@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,16 +62,18 @@ def make_chain(n: int, salt: bytes = b"", *, parent: bytes = ZERO_HASH, start: i
 
 
 
-def build_sealed_chain(tmp: Path, spec: ChainSpec, count: int, first_slot: int) -> list[Block]:
-    """Genesis and ``count`` real, empty blocks of the 4-validator chain ``spec`` on it, from
-    ``first_slot`` on, each sealed by the owner of its slot (built in ``tmp / "builder"``)."""
+def build_sealed_chain(tmp: Path, spec: ChainSpec, slots: Iterable[int]) -> list[Block]:
+    """Genesis and a real, empty block of the 4-validator chain ``spec`` in each of ``slots``
+    (increasing), each the child of the one before and sealed by the owner of its slot (built
+    in ``tmp / "builder"``)."""
+    tmp.mkdir(parents=True, exist_ok=True)
     db = Database(tmp / "builder")
     try:
         builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
         validators = get_validators(builder.state.overlay())
         by_key = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
         blocks = [builder.get_block(builder.genesis_hash)]
-        for slot in range(first_slot, first_slot + count):
+        for slot in slots:
             blocks.append(builder.build_block([], by_key[compute_slot_author(validators, slot)], slot).block)
         return blocks
     finally:

@@ -131,7 +131,7 @@ async def test_finality_votes_and_justifications_from_peers_are_checked_and_bad_
 
 def _future_block(tmp: Path, slots_ahead: int) -> Block:
     """A real block on genesis, sealed by the owner of a slot ahead of the clock."""
-    return build_sealed_chain(tmp, SPEC, 1, int(time.time() * 1000) // BLOCK_TIME_MS + slots_ahead)[1]
+    return build_sealed_chain(tmp, SPEC, [int(time.time() * 1000) // BLOCK_TIME_MS + slots_ahead])[1]
 
 
 def _justification(target: Block, voters: tuple[str, ...], genesis: bytes) -> bytes:
@@ -144,7 +144,8 @@ def _justification(target: Block, voters: tuple[str, ...], genesis: bytes) -> by
 
 async def test_justifications_served_with_blocks_are_checked_while_syncing(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
-    blocks = build_sealed_chain(tmp_path, SPEC, 3, int(time.time() * 1000) // BLOCK_TIME_MS - 10)
+    first = int(time.time() * 1000) // BLOCK_TIME_MS - 10
+    blocks = build_sealed_chain(tmp_path, SPEC, range(first, first + 3))
     genesis = blocks[0].hash()
     good = _justification(blocks[2], ("Alice", "Bob", "Charlie"), genesis)
     forged = _justification(blocks[3], ("Alice",), genesis)  # 1 vote of 4: below the threshold

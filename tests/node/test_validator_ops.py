@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from msgspec.structs import replace as replace_struct
-from netkit import FAST, running, wait_for
+from netkit import FAST, build_sealed_chain, running, wait_for
 from netkit import start_node as start_peer
 from nodekit import start_node
 
@@ -110,14 +110,7 @@ def _own_votes(node: NodeService, *, besides: tuple[SignedVote, ...] = ()) -> li
 
 def _build_on_genesis(tmp: Path, slots: list[int]) -> list[Block]:
     """Real blocks of the chain from genesis, one in each of ``slots``, each sealed by its owner."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    db = Database(tmp / "builder")
-    try:
-        builder = Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
-        validators = get_validators(builder.state.overlay())
-        return [builder.build_block([], AUTHORS[compute_slot_author(validators, s)], s).block for s in slots]
-    finally:
-        db.close()
+    return build_sealed_chain(tmp, SPEC, slots)[1:]
 
 
 def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -70,7 +70,8 @@ def _alices_votes(payloads: list[bytes]) -> list[Vote]:
 
 
 async def test_a_purged_validator_never_votes_from_a_lower_source(tmp_path) -> None:
-    blocks = build_sealed_chain(tmp_path, SPEC, 6, int(time.time() * 1000) // SLOT_MS - 20)
+    first = int(time.time() * 1000) // SLOT_MS - 20
+    blocks = build_sealed_chain(tmp_path, SPEC, range(first, first + 6))
     genesis = blocks[0].hash()
     attached = {blocks[3].hash(): _justification(blocks[3], genesis)}
     base = tmp_path / "alice"
