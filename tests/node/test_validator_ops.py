@@ -35,10 +35,11 @@ from chain.extrinsic import sign_extrinsic
 from chain.pallets.staking import get_validators
 from chain.storage import Database
 from consensus.aura import compute_slot_author, get_equivocations
-from consensus.errors import InvalidHeader, InvalidVote
+from consensus.errors import InvalidHeader, InvalidJustification, InvalidVote
 from consensus.finality import (
     SET_ID,
     Checkpoint,
+    Justification,
     SignedVote,
     Vote,
     VoterState,
@@ -46,6 +47,7 @@ from consensus.finality import (
     surrounds,
 )
 from genesis.spec import load_chain_spec
+from node import service as node_service
 from node.cli import main as cli_main
 from node.service import NodeConfig, NodeService
 from node.voter_record import VoterRecordError, compute_record_path, load_record, store_record
@@ -150,6 +152,33 @@ async def test_a_vote_of_its_own_key_it_did_not_make_stops_the_validator_signing
         # One mistake, one line: more of the twin's votes are not logged again.
         await node.add_vote(sign_vote(ALICE, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 10))))
         assert len(_errors(caplog)) == 1
+    finally:
+        node.close()
+
+
+async def test_a_justification_of_many_votes_in_its_name_costs_one_signature_check(tmp_path, caplog, monkeypatch) -> None:
+    # Before its votes are checked as a justification, each naming this key was checked for
+    # another signer: a peer's 1,024 forged votes in Alice's name cost 1,024 signature checks
+    # for one refusal. A justification holds each voter once, so one check is enough.
+    start = _slot_now()
+    node = _node(tmp_path / "alice", Clock.in_slot(start))
+    try:
+        genesis = node.chain.genesis_hash
+        source = Checkpoint(genesis, 0, 0)
+        forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 1)))
+        votes = tuple(SignedVote(forged.vote, ALICE.public, forged.signature) for _ in range(1024))
+        checks: list[bytes] = []
+        real = node_service.verify_signature
+
+        def counted(public: bytes, message: bytes, signature: bytes) -> None:  # the real check, counted
+            checks.append(public)
+            real(public, message, signature)
+
+        monkeypatch.setattr(node_service, "verify_signature", counted)
+        with pytest.raises(InvalidJustification):
+            await node.import_justification(Justification(genesis, 0, SET_ID, start + 1, source, votes))
+        assert checks == [ALICE.public]
+        assert _errors(caplog) == []  # a forged vote shows no other signer
     finally:
         node.close()
 
