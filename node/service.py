@@ -744,8 +744,16 @@ class NodeService:
         now would surround them. Ethereum's validator clients do not attest while their node
         syncs. Peers' claims of their best blocks are not used: a peer could claim any.
         Authoring does not wait for votes, so this cannot stall a live chain: its next block
-        is recent. Genesis is exempt (nothing authored yet: nothing to have voted past)."""
+        is recent. Genesis is exempt (nothing authored yet: nothing to have voted past).
+
+        Blocks this node sealed in this run do not count as recent: sealed on the stale best,
+        one made the node look caught up at once, and it voted from the old source in the
+        same round (found when the restored validator's own slot came before its sync was
+        done). What counts is the newest block of the best chain that another node made."""
         best = self.chain.best_header
+        if self.author is not None:
+            while best.number > 0 and best.author == self.author.public and best.slot > self._own_since_slot:
+                best = self.chain.get_header(best.parent_hash)  # this run's own (another's would have stopped it)
         behind = round_number - best.slot
         if best.number == 0 or behind * self.slot_ms <= max(CATCH_UP_MS, 2 * len(get_voters(self.chain)) * self.slot_ms):
             self._catching_up_logged = False
