@@ -122,6 +122,6 @@ def adopt_chain_records(chain_dir: Path, genesis_hash: bytes, own: VoterState | 
 
 def _merge(a: VoterState, b: VoterState) -> VoterState:
     """What two records of one validator on one chain allow together: the higher source, the
-    later round and slot."""
+    later round and slot (the caller stamps the genesis)."""
     justified = max((a.justified, b.justified), key=lambda c: (c.round, c.block_number))
-    return VoterState(justified, max(a.voted_round, b.voted_round), max(a.authored_slot, b.authored_slot), a.genesis_hash)
+    return VoterState(justified, max(a.voted_round, b.voted_round), max(a.authored_slot, b.authored_slot))

@@ -80,3 +80,43 @@ def test_two_first_starts_racing_end_with_one_secret(tmp_path, kind: str) -> Non
     outputs = {child.communicate()[0] for child in children}
     assert len(outputs) == 1 and all(child.returncode == 0 for child in children)
     assert path.exists() and len(path.read_bytes()) == 32
+
+
+# --- node.durable_file: all or nothing, never through a planted link ------------------------------
+
+
+def test_create_private_file_says_whether_it_created_the_file_and_never_overwrites(tmp_path) -> None:
+    from node.durable_file import create_private_file
+
+    path = tmp_path / "secret"
+    assert create_private_file(path, b"first") is True
+    assert create_private_file(path, b"second") is False
+    assert path.read_bytes() == b"first" and path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret"]  # no temporary left either way
+
+
+def test_a_link_planted_at_the_temporary_name_is_neither_followed_nor_reused(tmp_path, monkeypatch) -> None:
+    """The temporary is opened O_CREAT | O_EXCL | O_NOFOLLOW: whoever can write the keystore
+    directory and guess the name cannot make the node write a record through a link."""
+    import secrets
+
+    from node import durable_file
+
+    monkeypatch.setattr(secrets, "token_hex", lambda n=None: "fixed")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"untouched")
+    (tmp_path / ".record.fixed.tmp").symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        durable_file.replace_file(tmp_path / "record", b"data")
+    assert victim.read_bytes() == b"untouched" and not (tmp_path / "record").exists()
+
+
+def test_a_failed_write_leaves_no_temporary_and_the_old_content(tmp_path) -> None:
+    from node.durable_file import replace_file
+
+    path = tmp_path / "record"
+    replace_file(path, b"old")
+    with pytest.raises(TypeError):
+        replace_file(path, "not bytes")  # type: ignore[arg-type]
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record"]

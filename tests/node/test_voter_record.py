@@ -18,6 +18,7 @@ import asyncio
 import time
 from dataclasses import replace
 
+import msgspec
 import pytest
 from netkit import FAST, build_sealed_chain, start_node, wait_for
 
@@ -37,7 +38,7 @@ from genesis.spec import load_chain_spec
 from node.cli import main as cli_main
 from node.network.messages import BlockData
 from node.service import NodeConfig, NodeService
-from node.voter_record import VoterRecordError, load_record, store_record
+from node.voter_record import VoterRecordError, adopt_chain_records, load_record, store_record
 
 SLOT_MS = 500
 # No challenge window, so that a vote has a target as soon as the node has a block: this
@@ -149,3 +150,83 @@ def test_the_record_round_trips_and_a_damaged_one_is_refused_by_name(tmp_path, c
     path.mkdir()
     with pytest.raises(VoterRecordError, match=f"cannot read the slashing protection record {path}: Is a directory"):
         load_record(path)
+
+
+# --- adopting the records of the same chain under other spec ids (node.voter_record) -------------
+# Mutation testing of node/voter_record.py and node/durable_file.py (``mutmut run
+# "node.voter_record*" "node.durable_file*"``, as configured in pyproject.toml) left 42 of 189
+# mutants alive before the tests below and test_secret_files.py's last three: the merge of two
+# records (never run), the siblings that are not adopted, the genesis stamp, the messages,
+# create_private_file's answer, the temporary's flags and its removal after a failed write.
+# The 7 left are equivalent: ``len(data) >= MAX_RECORD_BYTES`` (a file of exactly 1,024 bytes
+# is refused either way, only the detail differs: a record encodes in under 100 bytes); in
+# durable_file, the temporary's name length (token_hex(8) or other), ``suppress(None)``
+# around unlinking a temporary that exists at that point (three places), and ``O_RDONLY &
+# O_DIRECTORY`` (Linux opens a directory read-only either way).
+
+GENESIS, OTHER = bytes([1]) * 32, bytes([2]) * 32
+
+
+def _record(chains, spec_id: str, state: VoterState | bytes) -> None:
+    path = chains / spec_id / "keystore" / "slashing_protection"
+    if isinstance(state, bytes):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(state)
+    else:
+        store_record(path, state)
+
+
+def test_records_of_the_same_chain_under_other_ids_are_merged_to_the_highest_source_round_and_slot(tmp_path, caplog) -> None:
+    chains = tmp_path / "chains"
+    own = VoterState(Checkpoint(bytes([5]) * 32, 50, 5), voted_round=9, authored_slot=20, genesis_hash=None)  # from before genesis was kept
+    _record(chains, "a_damaged", b"\xff")  # sorted first: skipped with a warning, the rest still read
+    _record(chains, "b_other_chain", VoterState(Checkpoint(bytes([9]) * 32, 90, 99), 99, 99, OTHER))
+    (chains / "c_no_record").mkdir(parents=True)  # a chain directory without a record
+    (chains / "d_a_file").write_bytes(b"not a chain directory")
+    _record(chains, "e_renamed", VoterState(Checkpoint(bytes([7]) * 32, 70, 7), voted_round=8, authored_slot=25, genesis_hash=GENESIS))
+    _record(chains, "f_renamed_again", VoterState(Checkpoint(bytes([6]) * 32, 60, 6), voted_round=11, authored_slot=3, genesis_hash=GENESIS))
+    chain_dir = chains / "mine"
+    _record(chains, "mine", own)
+    with caplog.at_level("WARNING", logger="polchain"):
+        merged = adopt_chain_records(chain_dir, GENESIS, own)
+    # The higher source (round 7 of e_renamed; round 6 < 7), the latest round (11) and slot (25),
+    # stamped with this chain's genesis; nothing of the other chain's record.
+    assert merged == VoterState(Checkpoint(bytes([7]) * 32, 70, 7), voted_round=11, authored_slot=25, genesis_hash=GENESIS)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 3, warnings  # one skipped, two adopted; not mine, not the file, not the other chain
+    assert "a_damaged" in warnings[0] and "is damaged" in warnings[0]
+    assert warnings[0].endswith("has not voted on this chain (not adopted: it may be of this chain)")
+    for warning, spec_id in zip(warnings[1:], ("e_renamed", "f_renamed_again"), strict=True):
+        assert f"(genesis 0x{GENESIS.hex()[:12]}…, spec id {spec_id!r})" in warning
+        assert warning.endswith(f"rounds and slots are kept in {chain_dir / 'keystore' / 'slashing_protection'}")
+    # Alone, an old record is stamped with the genesis; none stays none; a base path with no
+    # chains directory yet adopts nothing.
+    assert adopt_chain_records(tmp_path / "empty" / "chains" / "mine", GENESIS, own) == msgspec.structs.replace(own, genesis_hash=GENESIS)
+    assert adopt_chain_records(tmp_path / "empty" / "chains" / "mine", GENESIS, None) is None
+
+
+def test_a_record_of_another_genesis_under_this_id_is_refused_with_what_to_do(tmp_path) -> None:
+    chain_dir = tmp_path / "chains" / "local"
+    theirs = VoterState(Checkpoint(bytes(32), 0, 0), genesis_hash=OTHER)
+    with pytest.raises(VoterRecordError) as err:
+        adopt_chain_records(chain_dir, GENESIS, theirs)
+    assert str(err.value).endswith(
+        "keep the record while that chain runs (move it aside), or give this spec another id"
+    ), err.value
+
+
+def test_the_damaged_record_message_says_when_deleting_it_is_safe(tmp_path) -> None:
+    path = tmp_path / "slashing_protection"
+    path.write_bytes(b"\x92")
+    with pytest.raises(VoterRecordError) as err:
+        load_record(path)
+    assert str(err.value).endswith(
+        "without it this validator could vote twice in a round or surround its own votes; restore it, or delete it "
+        "only if this key has not voted on this chain"
+    ), err.value
+
+
+def test_the_record_directory_is_created_private(tmp_path) -> None:
+    path = tmp_path / "chains" / "local" / "keystore" / "slashing_protection"
+    store_record(path, VoterState(Checkpoint(bytes(32), 0, 0)))
+    assert path.parent.stat().st_mode & 0o777 == 0o700
