@@ -352,12 +352,14 @@ def test_filling_a_blocks_agenda_burns_a_deposit_per_slot_without_quorum(chain) 
     assert d.apply(ALICE, calls.Transfer(eve.public, funds)).success  # block 1
     spam = [sign(chain, eve, change(base_fee=2_000_000 + i), i) for i in range(agenda.MAX_AGENDA)]
     honest = sign(chain, BOB, change(byte_fee=2_000), 0)
-    issuance = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    issuance, bob_before = balances.TOTAL_ISSUANCE.get(chain.state.overlay()), free(chain, BOB)
     d.slot += 1
     built = chain.build_block([*spam, honest], ALICE, slot=d.slot)  # block 2: votes end at 12
     *filled, refused = built.receipts
     assert all(r.success for r in filled), [r.error for r in filled]
     assert not refused.success and (refused.error or "").startswith("democracy.AgendaFull: block 12"), refused.error
+    assert bob_before - free(chain, BOB) == refused.fee  # no deposit held, no referendum opened
+    assert democracy.NEXT_REFERENDUM.get(chain.state.overlay()) == agenda.MAX_AGENDA
     fees = sum(r.fee for r in filled)
     deposits = agenda.MAX_AGENDA * democracy.PROPOSAL_DEPOSIT
     assert free(chain, eve) == funds - fees - deposits

@@ -310,11 +310,16 @@ def test_filling_a_blocks_agenda_costs_a_deposit_per_slot_burned_without_quorum(
     spam = [sign(chain, eve, calls.ProposeRelease(owned[i // governance.MAX_ACTIVE], 0), nonce + i) for i in range(agenda.MAX_AGENDA)]
     honest = sign(chain, BOB, calls.ProposeInferencePrice(model, 7_000), balances.get_account(chain.state.overlay(), BOB.public).nonce)
     eve_before, issuance_before = _free(chain, eve.public), balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    bob_before, next_before = _free(chain, BOB.public), governance.NEXT_PROPOSAL.get(chain.state.overlay())
     d.slot += 1
     built = chain.build_block([*spam, honest], ALICE, slot=d.slot)
     *filled, refused = built.receipts
     assert all(r.success for r in filled), [r.error for r in filled]
     assert not refused.success and (refused.error or "").startswith("gov.AgendaFull"), refused.error
+    # The refusal took Bob's fee and nothing else: no deposit, no proposal, no slot.
+    assert bob_before - _free(chain, BOB.public) == refused.fee
+    assert governance.NEXT_PROPOSAL.get(chain.state.overlay()) == next_before + agenda.MAX_AGENDA
+    assert (governance.ACTIVE.get(chain.state.overlay(), model) or ()) == ()
     fees = sum(r.fee for r in filled)
     deposits = agenda.MAX_AGENDA * governance.PROPOSAL_DEPOSIT
     assert eve_before - _free(chain, eve.public) == fees + deposits, "each slot holds a deposit, not only a fee"
