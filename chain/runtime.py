@@ -61,8 +61,12 @@ Handler = Callable[[CallContext, Any], None]
 class DispatchInfo:
     """What a call declares before it runs (Substrate's ``DispatchInfo``), from its arguments
     and the state: its weight in work units, and the bytes it adds to its block besides its
-    own encoding (a TRAIN call's training result). Both are upper bounds: the fee is withdrawn
-    on them, and what the call reports unused after dispatch is refunded. ``transcript_bytes``:
+    own encoding and to the block's stored receipts besides a fixed part per extrinsic
+    (``result_length``: a TRAIN call's training result, an INFER call's outputs). Both are upper
+    bounds: the fee is withdrawn on them, and what the call reports unused after dispatch is
+    refunded. A block's result lengths together fit max_block_length, when built and when
+    imported (:meth:`Runtime.apply_extrinsic`), so its receipts are at most that plus a fixed
+    part per extrinsic (benches/receipts.py measures each call type's). ``transcript_bytes``:
     the checkpoint bytes a TRAIN call makes its author store and serve (not in the block, not
     charged; bounded by ``max_transcript_bytes``)."""
 
@@ -122,6 +126,9 @@ TRANSFER_INFO = DispatchInfo(100_000)
 _READ_AHEAD_FIRST = 16
 _READ_AHEAD_MOST = 1024
 _EXTRINSIC_HASHER = hashlib.blake2b(digest_size=32)  # copied per extrinsic, never updated itself
+#: The most bytes (UTF-8) of a failed extrinsic's error text (compute_error_text).
+MAX_ERROR_MESSAGE = 512
+_CUT = "…".encode()
 
 DISPATCH: dict[type, CallRow] = {
     calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(10_000 + 10 * len(c.data))),
@@ -158,7 +165,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.CancelBounty: CallRow(bounties.apply_cancel_bounty, _fixed(100_000)),
     calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
     calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
-    calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(inference.compute_weight(s, c))),
+    calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(*inference.compute_info(s, c))),
     calls.OpenRound: CallRow(federated.apply_open_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.CommitUpdate: CallRow(federated.apply_commit_update, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.ChallengeRound: CallRow(federated.apply_challenge, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
@@ -308,8 +315,19 @@ class Runtime:
         self, state: Any, block: BlockInfo, index: int, xt: Extrinsic, xt_hash: bytes, length: int,
         *, check_signature: bool = True,
     ) -> Receipt:
-        """Apply one extrinsic to the overlay; InvalidTransaction means the block is invalid."""
+        """Apply one extrinsic to the overlay; InvalidTransaction means the block is invalid,
+        also when the result lengths its extrinsics declare (DispatchInfo) would no longer fit
+        together in a block: the builder keeps them within it with the extrinsics' own bytes,
+        so only a byzantine block of calls each valid alone is refused for it (an INFER
+        call's outputs are not in the block's encoding, which import checks first)."""
         checked, account = self._verify_extrinsic(state, xt, length, block.number, check_signature, False)
+        results = block.result_length + checked.info.result_length
+        if results > self.max_extrinsic_length:
+            raise InvalidTransaction(
+                "exhausts_resources",
+                f"the block's extrinsics declare {results:,} bytes of results and outputs with this one; "
+                f"a block of {self.config.max_block_length:,} bytes holds at most {self.max_extrinsic_length:,}",
+            )
         balances.apply_account(
             state, xt.signer, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - checked.fee)
         )
@@ -320,13 +338,17 @@ class Runtime:
         except DispatchError as exc:
             state.rollback_transaction()
             fee, weight = self.apply_fee(state, xt, length, checked, ctx, block.author)
-            failed = Event("system", "ExtrinsicFailed", (("module", exc.module), ("error", exc.error), ("message", str(exc))))
-            return Receipt(index, xt_hash, False, fee, weight, f"{exc.module}.{exc.error}: {exc}", (failed,))
+            block.result_length = results
+            text = compute_error_text(exc)
+            message = text[len(exc.module) + len(exc.error) + 3 :]
+            failed = Event("system", "ExtrinsicFailed", (("module", exc.module), ("error", exc.error), ("message", message)))
+            return Receipt(index, xt_hash, False, fee, weight, text, (failed,))
         except BaseException:
             state.rollback_transaction()
             raise
         state.commit_transaction()
         fee, weight = self.apply_fee(state, xt, length, checked, ctx, block.author)
+        block.result_length = results
         done = Event("system", "ExtrinsicSucceeded", (("weight", weight),))
         return Receipt(index, xt_hash, True, fee, weight, None, (*ctx.events, done))
 
@@ -468,6 +490,20 @@ class Runtime:
             rewards.apply_fee_share(state, share)
         balances.apply_account(state, author, _credit(balances.get_account(state, author), fee - share))
         return fee, weight
+
+
+def compute_error_text(exc: DispatchError) -> str:
+    """A failed extrinsic's error as its receipt stores it, ``pallet.Error: message``, at most
+    MAX_ERROR_MESSAGE bytes of UTF-8: a longer one is cut at the last whole character that
+    leaves room for the mark ``…`` (3 bytes), which ends it. The receipt stores it twice (its
+    ``error`` and the ExtrinsicFailed event's ``message``, the same text after ``Error: ``),
+    and no node should store more for a message than a fixed bound, whatever a call's
+    arguments put in it. The pallet and error names are short identifiers, never cut."""
+    text = f"{exc.module}.{exc.error}: {exc}"
+    raw = text.encode()
+    if len(raw) <= MAX_ERROR_MESSAGE:
+        return text
+    return raw[: MAX_ERROR_MESSAGE - len(_CUT)].decode(errors="ignore") + "…"
 
 
 def _credit(account: balances.AccountInfo, amount: int) -> balances.AccountInfo:

@@ -148,3 +148,16 @@ def apply_release(state: StateAccess, pallet: str, holder: bytes, who: bytes, am
     apply_account(state, holder, AccountInfo(held.nonce, held.free - amount, held.staked))
     account = get_account(state, who)
     apply_account(state, who, AccountInfo(account.nonce, account.free + amount, account.staked))
+
+
+def apply_burn_held(state: StateAccess, pallet: str, holder: bytes, amount: int) -> None:
+    """Burn ``amount`` that ``holder`` holds (:func:`apply_hold`): a forfeited deposit
+    (Substrate's ``slash_reserved`` with the imbalance dropped). The issuance falls by as much;
+    the holder holding less is an invariant broken, as in :func:`apply_release`."""
+    if amount == 0:
+        return
+    held = get_account(state, holder)
+    if held.free < amount:
+        raise DispatchError(pallet, "HeldShortfall", f"the {pallet} account holds {held.free}, cannot burn {amount}")
+    apply_account(state, holder, AccountInfo(held.nonce, held.free - amount, held.staked))
+    TOTAL_ISSUANCE.apply_set(state, TOTAL_ISSUANCE.get(state) - amount)

@@ -84,6 +84,9 @@ class BlockInfo:
     block body's results by extrinsic index; the training pallet checks each cheaply, takes
     the new weights from it, and records a claim in ``claims`` for the chain's verifier,
     which runs after the block's roots match its header.
+
+    ``result_length``: the result lengths its extrinsics declared so far (chain.runtime
+    .DispatchInfo), which together must fit the block's length, on import as when built.
     """
 
     number: int
@@ -96,3 +99,4 @@ class BlockInfo:
     openings: dict[int, tuple[Opening, ...]] = field(default_factory=dict)
     training_steps: int = 0
     work_units: int = 0
+    result_length: int = 0

@@ -14,9 +14,13 @@ first vote uses, so a dev chain's short periods serve both):
    that may change mid-chain (:data:`FIXED` lists those that may not, and why), and the config
    they make must pass the spec loader's bounds (``RuntimeConfig.compute_problems``: one table).
    The proposer moves :data:`PROPOSAL_DEPOSIT` into the pallet's account; it is returned
-   when the vote ends, whatever the outcome (as Substrate's referenda return a submission
-   deposit). A malformed proposal is refused before anything moves: its sender pays only
-   the fee, so there is nothing to burn.
+   when the vote ends if the turnout reached the quorum (passed or not), and burned if it
+   did not (as Substrate's referenda keep the submission deposit of a referendum that was not
+   approved): the agenda is shared, and a referendum nobody turns out for took a slot an
+   honest one may have been refused (AgendaFull). Filling a block's MAX_AGENDA slots cost 16
+   fees, about 0.023 POL; now it burns 16 deposits, 1,600 POL, unless the attacker alone
+   brings a tenth of all POL to vote. A malformed proposal is refused before anything moves:
+   its sender pays only the fee.
 2. ``democracy.vote(ref, aye, amount)``: ``amount`` POL of the voter's free balance moves into
    the pallet's account (the lock; the ballot records it), so it can be neither transferred,
    staked nor spent on fees while the vote runs; the rest of the free balance still pays fees.
@@ -67,8 +71,8 @@ from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
 PALLET = "democracy"
 PPM = calls.PPM
-# 100 POL (9 decimals): what an agenda slot costs while the vote runs, so that filling every
-# block's agenda ties up real funds (the fee alone is about 0.01 POL).
+# 100 POL (9 decimals): what an agenda slot holds while the vote runs, burned without a quorum,
+# so that filling every block's agenda burns real funds (the fee alone is about 0.0014 POL).
 PROPOSAL_DEPOSIT = 100 * 10**9
 QUORUM_PPM = 100_000  # turnout: a tenth of all POL in existence
 THRESHOLD_PPM = 500_000  # ayes: a strict majority of the votes cast
@@ -196,10 +200,17 @@ def compute_config(current: RuntimeConfig, changes: tuple[calls.ConfigChange, ..
     return config
 
 
+def compute_turnout_met(referendum: Referendum, total_issuance: int) -> bool:
+    """At least one vote, and turnout >= QUORUM_PPM of the total issuance: the vote counts (and
+    the proposer gets the deposit back)."""
+    cast = referendum.ayes + referendum.nays
+    return cast > 0 and cast * PPM >= QUORUM_PPM * total_issuance
+
+
 def compute_passes(referendum: Referendum, total_issuance: int) -> bool:
     """Turnout >= QUORUM_PPM of the total issuance, and ayes > THRESHOLD_PPM of the votes cast."""
     cast = referendum.ayes + referendum.nays
-    return cast > 0 and cast * PPM >= QUORUM_PPM * total_issuance and referendum.ayes * PPM > THRESHOLD_PPM * cast
+    return compute_turnout_met(referendum, total_issuance) and referendum.ayes * PPM > THRESHOLD_PPM * cast
 
 
 def apply_propose(ctx: CallContext, call: calls.ProposeConfig) -> None:
@@ -266,8 +277,12 @@ def apply_on_initialize(state: Any, number: int) -> None:
 
 
 def _apply_tally(state: Any, referendum_id: int, referendum: Referendum, number: int) -> None:
-    balances.apply_release(state, PALLET, DEMOCRACY_ACCOUNT, referendum.proposer, referendum.deposit)
-    if not compute_passes(referendum, balances.TOTAL_ISSUANCE.get(state)):
+    issuance = balances.TOTAL_ISSUANCE.get(state)
+    if compute_turnout_met(referendum, issuance):
+        balances.apply_release(state, PALLET, DEMOCRACY_ACCOUNT, referendum.proposer, referendum.deposit)
+    else:
+        balances.apply_burn_held(state, PALLET, DEMOCRACY_ACCOUNT, referendum.deposit)
+    if not compute_passes(referendum, issuance):
         REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="rejected"), referendum_id)
         return
     at = ENACTMENTS.apply_schedule(state, referendum_id, number + max(referendum.enactment_blocks, 1))

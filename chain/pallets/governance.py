@@ -8,14 +8,18 @@ quorum, threshold, voting and enactment periods, treasury share).
 
 Life of a proposal, all in blocks, with the parameters as they were when it was made:
 
-1. Any holder of the model's shares proposes (at most :data:`MAX_ACTIVE` open per model).
-   Voting runs for ``voting_blocks`` blocks.
+1. Any holder of the model's shares proposes (at most :data:`MAX_ACTIVE` open per model) and
+   moves :data:`PROPOSAL_DEPOSIT` POL into the pallet's account. Voting runs for
+   ``voting_blocks`` blocks. A malformed proposal is refused before anything moves.
 2. ``gov.vote`` counts every share the voter holds, once per proposal (AlreadyVoted), and
    locks that many shares until the vote ends (chain.pallets.assets locks), so shares cannot
    vote twice by changing hands.
 3. At the block where voting ends, :func:`apply_on_initialize` tallies it, before that
    block's extrinsics: it passes with turnout >= ``quorum`` ppm of all shares and ayes >
-   ``threshold`` ppm of the votes cast; a passed proposal waits ``enactment_blocks`` and then
+   ``threshold`` ppm of the votes cast. The deposit goes back to the proposer if the turnout
+   reached the quorum (passed or not) and is burned if it did not (Substrate's referenda keep
+   the submission deposit of a referendum that was not approved; here the holders' turnout is
+   what shows a proposal was worth its slot). A passed proposal waits ``enactment_blocks`` and then
    executes, also at the start of a block. An action that can no longer run (a spend larger
    than the treasury) ends ``failed`` with its reason; nothing else changes.
 
@@ -24,6 +28,16 @@ tallies and MAX_AGENDA enactments a block; a proposal whose end block is full is
 AgendaFull, and an enactment is put on the next block with room on the enactments' own agenda,
 at most MAX_DEFER blocks on). This is Substrate's democracy/referenda shape (propose, vote with
 conviction-less locks, tally at the end, enactment delay) reduced to one model's holders.
+
+The tally agenda is shared by every model, so a slot on it must cost more than a fee: filling
+the MAX_AGENDA slots of a block refuses every proposal on every model that would end there
+(AgendaFull). With only the fee (weight 300,000, about 0.0014 POL) that cost 16 fees, 0.023
+POL, a block. Each slot now holds a deposit until its tally: an attacker who cannot bring a
+quorum of holders to vote burns 16 deposits, 1,600 POL, per block it blocks; one who holds
+every share of models of its own, and votes on its own proposals to get the deposits back,
+must keep 16 deposits a block in flight for as many blocks ahead as the honest proposal's
+voting period (16 x 20 x 100 POL = 32,000 POL for the default 20 blocks) and pays a vote fee
+on top of each proposal fee.
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ import msgspec
 from chain import calls
 from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
 from chain.errors import DispatchError
-from chain.pallets import assets, models, revenue
+from chain.pallets import assets, balances, models, revenue
 from chain.pallets.agenda import MAX_AGENDA, Agenda
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
@@ -44,6 +58,11 @@ PALLET = "gov"
 PPM = calls.PPM
 MAX_ACTIVE = 8  # open proposals per model
 MAX_PERIOD = 100_000  # blocks, for voting and enactment periods
+# 100 POL (9 decimals), held from the proposal to its tally: returned if the turnout reached the
+# quorum, burned if not (module docstring: the agenda is shared, and a slot must cost more than a fee).
+PROPOSAL_DEPOSIT = 100 * 10**9
+# The pallet's account holds every proposal's deposit until its tally.
+GOV_ACCOUNT = revenue.compute_pallet_account(b"py/gvrnc")
 
 Action = (
     calls.ProposePolicy | calls.ProposeInferencePrice | calls.ProposeRelease | calls.ProposeSpend
@@ -65,6 +84,7 @@ class Proposal(Wire, frozen=True):
     status: str = "voting"  # voting, passed, rejected, enacted, failed
     enact_at: BlockNumber | None = None
     note: str = ""
+    deposit: Balance = 0  # held in GOV_ACCOUNT while voting (0: a proposal from before deposits)
 
 
 class Ballot(Wire, frozen=True):
@@ -103,17 +123,21 @@ def apply_propose(ctx: CallContext, action: Any) -> None:
     ends = ctx.block.number + params.voting_blocks
     if not AGENDA.has_room(state, ends):
         raise DispatchError(PALLET, "AgendaFull", f"block {ends} already ends {MAX_AGENDA} votes; propose in a later block")
+    balances.apply_hold(state, PALLET, GOV_ACCOUNT, ctx.sender, PROPOSAL_DEPOSIT, ctx.config.existential_deposit, "the proposal deposit")
     proposal_id = NEXT_PROPOSAL.get(state)
     PROPOSALS.apply_set(
         state,
-        Proposal(model, ctx.sender, action, ctx.block.number, ends, params.enactment_blocks, params.quorum, params.threshold),
+        Proposal(
+            model, ctx.sender, action, ctx.block.number, ends, params.enactment_blocks, params.quorum, params.threshold,
+            deposit=PROPOSAL_DEPOSIT,
+        ),
         proposal_id,
     )
     NEXT_PROPOSAL.apply_set(state, proposal_id + 1)
     ACTIVE.apply_set(state, (*active, proposal_id), model)
     AGENDA.apply_add(state, proposal_id, ends)
     ctx.emit(PALLET, "Proposed", proposal=proposal_id, model=model, proposer=ctx.sender, ends=ends,
-             action=calls.CALL_NAMES[type(action)][1])
+             action=calls.CALL_NAMES[type(action)][1], deposit=PROPOSAL_DEPOSIT)
 
 
 def _verify_action(state: StateAccess, info: models.ModelInfo, action: Any) -> None:
@@ -151,10 +175,17 @@ def apply_vote(ctx: CallContext, call: calls.Vote) -> None:
     ctx.emit(PALLET, "Voted", proposal=call.proposal, who=ctx.sender, aye=call.aye, shares=shares)
 
 
+def compute_turnout_met(proposal: Proposal, total_shares: int) -> bool:
+    """At least one vote, and turnout >= quorum ppm of all shares: the vote counts (and the
+    proposer gets the deposit back)."""
+    cast = proposal.ayes + proposal.nays
+    return cast > 0 and cast * PPM >= proposal.quorum * total_shares
+
+
 def compute_passes(proposal: Proposal, total_shares: int) -> bool:
     """Turnout >= quorum ppm of all shares, and ayes > threshold ppm of the votes cast."""
     cast = proposal.ayes + proposal.nays
-    return cast > 0 and cast * PPM >= proposal.quorum * total_shares and proposal.ayes * PPM > proposal.threshold * cast
+    return compute_turnout_met(proposal, total_shares) and proposal.ayes * PPM > proposal.threshold * cast
 
 
 def apply_on_initialize(state: Any, number: int, existential_deposit: int) -> None:
@@ -171,6 +202,10 @@ def apply_on_initialize(state: Any, number: int, existential_deposit: int) -> No
 
 def _apply_tally(state: Any, proposal_id: int, proposal: Proposal, number: int) -> None:
     total = models.get_model(state, proposal.model).shares
+    if compute_turnout_met(proposal, total):
+        balances.apply_release(state, PALLET, GOV_ACCOUNT, proposal.proposer, proposal.deposit)
+    else:
+        balances.apply_burn_held(state, PALLET, GOV_ACCOUNT, proposal.deposit)
     if not compute_passes(proposal, total):
         _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="rejected"))
         return

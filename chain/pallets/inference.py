@@ -18,8 +18,8 @@ Dispatch order: the model and version, then the inputs (a whole number of rows o
 model's ``d`` numbers, 1..MAX_INFER_ROWS rows, every number finite; the codec has already
 bounded their bytes), then the outputs' count (rows x k, at most MAX_INFER_OUTPUTS:
 TooManyOutputs), then pay, then compute. The weight also counts the outputs (OUTPUT_WEIGHT
-each): they are written into the receipt. A failed call changes nothing but its fee and
-nonce.
+each): they are written into the receipt, and so are their bytes (:func:`compute_info`), which
+a failed call is refunded. A failed call changes nothing but its fee and nonce.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from chain.calls import MAX_INFER_ROWS, Infer, SetInferencePrice
 from chain.codec import MAX_BALANCE
 from chain.errors import DispatchError
 from chain.pallets import models
-from chain.pallets.context import CallContext
+from chain.pallets.context import AS_DECLARED, CallContext, PostDispatchInfo
 from chain.pallets.items import StateAccess
 
 PALLET = "models"
@@ -49,20 +49,40 @@ OUTPUT_WEIGHT = 100
 MAX_INFER_OUTPUTS = 1 << 16
 
 
-def compute_weight(state: StateAccess, call: Infer) -> int:
-    """The weight an infer call declares: the base, plus the forward pass's upper bound when
-    the model is known and the inputs divide into its rows (otherwise dispatch fails early)."""
+def compute_info(state: StateAccess, call: Infer) -> tuple[int, int]:
+    """What an infer call declares: its weight, and the bytes it adds to its receipt besides a
+    fixed part. The weight is the base, plus the forward pass's upper bound and OUTPUT_WEIGHT a
+    number when the model is known and the inputs divide into its rows (otherwise dispatch
+    fails early, on the base alone, with no outputs).
+
+    The bytes are its outputs as the event carries them: ``0x`` and two hex digits a byte, 4
+    bytes a number. chain.runtime declares them as the call's result length, so they count
+    against max_block_length and pay the byte fee, as a TRAIN call's result does: a block of
+    the worst calls (16 rows into a model of one input and 4,096 outputs: 64 bytes of inputs,
+    512 KiB of outputs each) stored 130 MB of receipts within its weight (benches/receipts.py).
+    """
+    found = _compute_shape(state, call)
+    if found is None:
+        return INFER_BASE_WEIGHT, 0
+    spec, rows = found
+    outputs = rows * spec.k
+    return INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, rows) + OUTPUT_WEIGHT * outputs, 2 + 8 * outputs
+
+
+def _compute_shape(state: StateAccess, call: Infer) -> tuple[ml_runtime.ModelSpec, int] | None:
+    """The model's spec and the inputs' whole rows, unless dispatch refuses the call before
+    any work: an unknown model, not 1..MAX_INFER_ROWS rows, too many outputs."""
     info = models.MODELS.get(state, call.model)
     if info is None:
-        return INFER_BASE_WEIGHT
+        return None
     try:
         spec = ml_runtime.ModelSpec.decode(info.spec)
     except ml_runtime.MLRuntimeError:
-        return INFER_BASE_WEIGHT
+        return None
     rows = len(call.inputs) // (4 * spec.d)
     if not 1 <= rows <= MAX_INFER_ROWS or rows * spec.k > MAX_INFER_OUTPUTS:
-        return INFER_BASE_WEIGHT
-    return INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, rows) + OUTPUT_WEIGHT * rows * spec.k
+        return None
+    return spec, rows
 
 
 def apply_set_inference_price(ctx: CallContext, call: SetInferencePrice) -> None:
@@ -72,6 +92,7 @@ def apply_set_inference_price(ctx: CallContext, call: SetInferencePrice) -> None
 
 
 def apply_infer(ctx: CallContext, call: Infer) -> None:
+    ctx.post_info = PostDispatchInfo(actual_result_length=0)  # no outputs until it computes them
     info = models.get_model(ctx.state, call.model)
     spec = models.decode_spec(info.spec)
     version = info.latest_version if call.version is None else call.version
@@ -91,6 +112,7 @@ def apply_infer(ctx: CallContext, call: Infer) -> None:
         out = ml_runtime.predict(spec, weights, x)
     except ml_runtime.MLRuntimeError as exc:  # unreachable after the checks above; kept specific
         raise DispatchError(PALLET, "InvalidInputs", str(exc)) from None
+    ctx.post_info = AS_DECLARED
     ctx.emit(
         PALLET, "InferenceMade", model=call.model, version=version, rows=int(x.shape[0]), paid=price, dust=dust,
         outputs=np.ascontiguousarray(out, dtype="<f4").tobytes(),

@@ -12,13 +12,15 @@ every block :func:`verify_invariants` checks, to the unit:
   (revenue.POT_ACCOUNT, DUST_ACCOUNT), each shared model's treasury (revenue
   .compute_treasury_account), the bounty escrow (bounties.BOUNTY_ACCOUNT), federated bonds
   and reward pools (federated.ESCROW_ACCOUNT), democracy deposits and locked votes
-  (democracy.DEMOCRACY_ACCOUNT), asset deposits (assets.DEPOSIT_ACCOUNT) and the era
+  (democracy.DEMOCRACY_ACCOUNT), model-governance proposal deposits
+  (governance.GOV_ACCOUNT), asset deposits (assets.DEPOSIT_ACCOUNT) and the era
   reward pots (rewards.POT_ACCOUNT, VOTER_POT_ACCOUNT). Fees go to the author, a training
   fee's validator share to the voters' pot; rewards mint into the pots (issuance rises by
   exactly the mint); a slash burns ``burned`` (issuance falls by it) and moves the
-  reporter's share. Licence payments in the native token move to the provider.
+  reporter's share; a proposal deposit whose vote ends without a quorum is burned at the
+  tally. Licence payments in the native token move to the provider.
 * each holding account holds at least what its records say it holds (open bounties, open
-  rounds' pools and bonds, running referenda's deposits and every unreturned ballot, asset
+  rounds' pools and bonds, running referenda's and proposals' deposits and every unreturned ballot, asset
   deposits, the revenue pot's owed units and dust fractions): a shortfall means some
   record can never be paid out (balances.HeldShortfall).
 * assets: supply == the sum of holders' balances, ``accounts`` == the holder count, every
@@ -101,7 +103,7 @@ TINY_ROWS = 8  # rows of the tiny validation data set (id 1)
 # Accounts a call may name: the signers, a fresh one, and every pallet account.
 POTS = (
     revenue.POT_ACCOUNT, revenue.DUST_ACCOUNT, revenue.compute_treasury_account(0), bounties.BOUNTY_ACCOUNT,
-    federated.ESCROW_ACCOUNT, democracy.DEMOCRACY_ACCOUNT, assets.DEPOSIT_ACCOUNT, assets.MODELS_ACCOUNT,
+    federated.ESCROW_ACCOUNT, democracy.DEMOCRACY_ACCOUNT, governance.GOV_ACCOUNT, assets.DEPOSIT_ACCOUNT, assets.MODELS_ACCOUNT,
     rewards.POT_ACCOUNT, rewards.VOTER_POT_ACCOUNT,
 )
 
@@ -415,6 +417,21 @@ OUTCOMES: Counter[tuple[tuple[str, str], str]] = Counter()  # (call, error or "o
 ERROR = re.compile(r"^[a-z_]+\.[A-Z][A-Za-z]+: .+")
 
 
+def _burned_at_tally(state: Any, number: int, issuance: int) -> int:
+    """The proposal deposits block ``number`` burns before its extrinsics: those of the votes
+    that end there without a quorum (governance, democracy; ``issuance``: after the block's mint)."""
+    burned = 0
+    for pid in governance.AGENDA.get(state, number) or ():
+        p = governance.PROPOSALS.get(state, pid)
+        if p is not None and p.status == "voting":
+            burned += 0 if governance.compute_turnout_met(p, models.get_model(state, p.model).shares) else p.deposit
+    for rid in democracy.AGENDA.get(state, number) or ():
+        r = democracy.REFERENDA.get(state, rid)
+        if r is not None and r.status == "voting":
+            burned += 0 if democracy.compute_turnout_met(r, issuance) else r.deposit
+    return burned
+
+
 def run_block(chain, follower, slot: int, plan: list[tuple[int, Any, int, int, tuple[int, int]]], over_bounds: list[Any]) -> Any:
     """Sign ``plan``'s calls (nonces from the state, offset, tip and era as drawn), offer each to a pool
     (a refusal changes no state), build a block from all of them on ``chain``, import it on
@@ -461,7 +478,7 @@ def run_block(chain, follower, slot: int, plan: list[tuple[int, Any, int, int, t
             assert f"{dict(failed.args)['module']}.{dict(failed.args)['error']}:" in receipt.error
     burned = sum(
         dict(e.args)["burned"] for r in built.receipts for e in r.events if (e.pallet, e.name) == ("staking", "Slashed")
-    )
+    ) + _burned_at_tally(state, number, issuance + minted)
     after = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
     assert after - issuance == minted - burned, f"issuance moved by {after - issuance}: minted {minted}, burned {burned}"
     follower.import_block(built.block, LocalSource(chain.transcripts))  # the author serves its checkpoints
@@ -530,6 +547,8 @@ def verify_invariants(chain) -> None:
     democ = sum(r.deposit for _k, r in _entries(state, democracy.REFERENDA) if r.status == "voting")
     democ += sum(b.amount for _k, b in _entries(state, democracy.BALLOTS))
     assert free(democracy.DEMOCRACY_ACCOUNT) >= democ, (free(democracy.DEMOCRACY_ACCOUNT), democ)
+    gov = sum(p.deposit for _k, p in _entries(state, governance.PROPOSALS) if p.status == "voting")
+    assert free(governance.GOV_ACCOUNT) >= gov, (free(governance.GOV_ACCOUNT), gov)
     details = dict(_entries(state, assets.ASSETS))
     deposits = sum(d.deposit for d in details.values())
     assert free(assets.DEPOSIT_ACCOUNT) >= deposits, (free(assets.DEPOSIT_ACCOUNT), deposits)

@@ -338,3 +338,33 @@ def test_a_transcript_is_at_most_one_gib(chain) -> None:
     with pytest.raises(GenesisError, match=r"runtimeConfig\.max_transcript_bytes must be at most 1,073,741,824"):
         check_runtime_config(bad, "spec")
     assert propose(d, BOB, max_transcript_bytes=1 << 30) == 0
+
+
+def test_filling_a_blocks_agenda_burns_a_deposit_per_slot_without_quorum(chain) -> None:
+    """The agenda attack on referenda: Eve fills the MAX_AGENDA slots of block 11 and Bob's
+    referendum ending there is refused (democracy.AgendaFull). Nobody turns out for hers (the
+    quorum is a tenth of all POL): at the tally each deposit is burned, not returned, so a
+    blocked block costs her MAX_AGENDA deposits. (Before: returned whatever the outcome, so
+    the attack cost MAX_AGENDA fees.)"""
+    eve = Keypair.from_seed(b"eve-agenda".ljust(32, b"\x00"))
+    d = Driver(chain)
+    funds = 20 * democracy.PROPOSAL_DEPOSIT
+    assert d.apply(ALICE, calls.Transfer(eve.public, funds)).success  # block 1
+    spam = [sign(chain, eve, change(base_fee=2_000_000 + i), i) for i in range(agenda.MAX_AGENDA)]
+    honest = sign(chain, BOB, change(byte_fee=2_000), 0)
+    issuance, bob_before = balances.TOTAL_ISSUANCE.get(chain.state.overlay()), free(chain, BOB)
+    d.slot += 1
+    built = chain.build_block([*spam, honest], ALICE, slot=d.slot)  # block 2: votes end at 12
+    *filled, refused = built.receipts
+    assert all(r.success for r in filled), [r.error for r in filled]
+    assert not refused.success and (refused.error or "").startswith("democracy.AgendaFull: block 12"), refused.error
+    assert bob_before - free(chain, BOB) == refused.fee  # no deposit held, no referendum opened
+    assert democracy.NEXT_REFERENDUM.get(chain.state.overlay()) == agenda.MAX_AGENDA
+    fees = sum(r.fee for r in filled)
+    deposits = agenda.MAX_AGENDA * democracy.PROPOSAL_DEPOSIT
+    assert free(chain, eve) == funds - fees - deposits
+    wait_until(d, 12)
+    assert {referendum(chain, r).status for r in range(agenda.MAX_AGENDA)} == {"rejected"}
+    assert free(chain, eve) == funds - fees - deposits, "no quorum: the deposits are not returned"
+    assert balances.get_account(chain.state.overlay(), democracy.DEMOCRACY_ACCOUNT).free == 0
+    assert issuance - balances.TOTAL_ISSUANCE.get(chain.state.overlay()) == deposits, "they are burned"

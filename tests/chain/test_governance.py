@@ -285,3 +285,84 @@ def test_proposals_on_other_models_cannot_crowd_out_an_enactment(tmp_path) -> No
         assert models.get_model(chain.state.overlay(), model).inference_price == 7_000
     finally:
         chain.db.close()
+
+
+def _free(chain, who: bytes) -> int:
+    return balances.get_account(chain.state.overlay(), who).free
+
+
+def test_filling_a_blocks_agenda_costs_a_deposit_per_slot_burned_without_quorum(chain) -> None:
+    """The agenda attack: Eve, holding every share of two models of her own, fills the
+    MAX_AGENDA tally slots of one block, and Bob's honest proposal on his own model, ending in
+    that block, is refused (gov.AgendaFull). Each slot holds PROPOSAL_DEPOSIT of hers until the
+    tally; a vote nobody turns out for (no quorum) burns it: the attack costs MAX_AGENDA
+    deposits a block, not MAX_AGENDA fees. (Before the deposit, her balance moved by the fees only.)"""
+    d = Driver(chain)
+    model = _shared(d)
+    eve = dev_keypair("Eve")
+    softmax = ml_runtime.ModelSpec("softmax", 4, 2).encode()
+    owned = []
+    for name in ("e0", "e1"):
+        r = d.apply(eve, calls.RegisterModel(name, softmax, bytes(32)))
+        owned.append(dict(next(e for e in r.events if e.name == "ModelRegistered").args)["model"])
+        assert d.apply(eve, calls.ShareModel(owned[-1], 1)).success
+    nonce = balances.get_account(chain.state.overlay(), eve.public).nonce
+    spam = [sign(chain, eve, calls.ProposeRelease(owned[i // governance.MAX_ACTIVE], 0), nonce + i) for i in range(agenda.MAX_AGENDA)]
+    honest = sign(chain, BOB, calls.ProposeInferencePrice(model, 7_000), balances.get_account(chain.state.overlay(), BOB.public).nonce)
+    eve_before, issuance_before = _free(chain, eve.public), balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    bob_before, next_before = _free(chain, BOB.public), governance.NEXT_PROPOSAL.get(chain.state.overlay())
+    d.slot += 1
+    built = chain.build_block([*spam, honest], ALICE, slot=d.slot)
+    *filled, refused = built.receipts
+    assert all(r.success for r in filled), [r.error for r in filled]
+    assert not refused.success and (refused.error or "").startswith("gov.AgendaFull"), refused.error
+    # The refusal took Bob's fee and nothing else: no deposit, no proposal, no slot.
+    assert bob_before - _free(chain, BOB.public) == refused.fee
+    assert governance.NEXT_PROPOSAL.get(chain.state.overlay()) == next_before + agenda.MAX_AGENDA
+    assert (governance.ACTIVE.get(chain.state.overlay(), model) or ()) == ()
+    fees = sum(r.fee for r in filled)
+    deposits = agenda.MAX_AGENDA * governance.PROPOSAL_DEPOSIT
+    assert eve_before - _free(chain, eve.public) == fees + deposits, "each slot holds a deposit, not only a fee"
+    assert _free(chain, governance.GOV_ACCOUNT) == deposits
+    ends = _proposal(chain, dict(filled[0].events[0].args)["proposal"]).ends
+    _wait_until(d, ends)
+    assert _free(chain, governance.GOV_ACCOUNT) == 0
+    assert eve_before - _free(chain, eve.public) == fees + deposits, "no quorum: the deposits are not returned"
+    assert issuance_before - balances.TOTAL_ISSUANCE.get(chain.state.overlay()) == deposits, "they are burned"
+
+
+def test_a_proposal_deposit_is_held_then_returned_when_the_vote_reaches_quorum(chain) -> None:
+    """Held at the proposal; returned at the tally whether the proposal passes or is rejected
+    by the threshold, once the turnout reached the quorum; burned when it did not."""
+    d = Driver(chain)
+    model = _shared(d)
+    ids = []
+    for call in (calls.ProposeInferencePrice(model, 5), calls.ProposeRelease(model, 0), calls.ProposeInferencePrice(model, 6)):
+        before = _free(chain, BOB.public)
+        r = d.apply(BOB, call)
+        assert r.success, r.error
+        assert before - _free(chain, BOB.public) == r.fee + governance.PROPOSAL_DEPOSIT
+        proposed = dict(next(e for e in r.events if e.name == "Proposed").args)
+        assert proposed["deposit"] == governance.PROPOSAL_DEPOSIT
+        ids.append(proposed["proposal"])
+        assert _proposal(chain, ids[-1]).deposit == governance.PROPOSAL_DEPOSIT
+    passing, rejected, unvoted = ids
+    assert _free(chain, governance.GOV_ACCOUNT) == 3 * governance.PROPOSAL_DEPOSIT
+    assert d.apply(ALICE, calls.Vote(passing, True)).success
+    assert d.apply(ALICE, calls.Vote(rejected, False)).success
+    before, issuance = _free(chain, BOB.public), balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    _wait_until(d, _proposal(chain, unvoted).ends)
+    assert [_proposal(chain, p).status for p in ids] == ["passed", "rejected", "rejected"]
+    assert _free(chain, BOB.public) - before == 2 * governance.PROPOSAL_DEPOSIT  # the two with quorum
+    assert _free(chain, governance.GOV_ACCOUNT) == 0
+    assert issuance - balances.TOTAL_ISSUANCE.get(chain.state.overlay()) == governance.PROPOSAL_DEPOSIT
+
+
+def test_a_proposer_who_cannot_hold_the_deposit_is_refused_and_nothing_moves(chain) -> None:
+    d = Driver(chain)
+    model = _shared(d)
+    poor = dev_keypair("Poor")
+    assert d.apply(ALICE, calls.Transfer(poor.public, governance.PROPOSAL_DEPOSIT // 2)).success
+    assert d.apply(ALICE, calls.TransferAsset(assets.compute_shares_asset(model), poor.public, 1)).success
+    d.fails(poor, calls.ProposeInferencePrice(model, 5), "gov.InsufficientBalance")  # Driver: only the fee moved
+    assert governance.ACTIVE.get(chain.state.overlay(), model) is None
