@@ -217,6 +217,7 @@ async def test_a_block_of_its_own_key_it_did_not_make_stops_the_validator_signin
         assert len(errors) == 1, errors
         assert errors[0].startswith(f"Doppelganger: a block in slot {slot} signed with this validator's key "
                                     f"{ss58_encode(ALICE.public)} that this node did not make")
+        assert f"did not make (block #1 0x{block.hash().hex()[:12]}…): another node" in errors[0], errors
         # No block in its next slot, no vote.
         clock.to_slot(_alices_slot(slot))
         assert await node.author_block() is None
@@ -345,7 +346,7 @@ async def test_votes_of_a_validator_whose_clock_runs_ahead_are_named_once(tmp_pa
         # Its signature checked, a forged one is refused as forged (its sender charged), not as stale.
         with pytest.raises(InvalidVote) as refused:
             await node.add_vote(SignedVote(forged.vote, bob.public, forged.signature))
-        assert refused.value.reason == "bad_signature"
+        assert refused.value.reason == "bad_signature" and str(refused.value).startswith(f"vote of {ss58_encode(bob.public)}: ")
         for vote in (sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 3))),
                      sign_vote(bob, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 4)))):
             with pytest.raises(InvalidVote) as refused:
@@ -379,6 +380,7 @@ async def test_a_vote_whose_record_cannot_be_written_is_not_sent_and_voting_resu
         errors = _errors(caplog)
         assert len(errors) == 1, errors
         assert errors[0].startswith(f"Not voting in round {start + 2}: the slashing protection record {record} could not be written")
+        assert errors[0].endswith("could not be written (Is a directory); nothing is signed that it does not record"), errors
         assert [v.vote.round for v in _own_votes(node)] == [start + 1]
         # Nor a block: it too is recorded before it leaves.
         clock.to_slot(_alices_slot(start + 2))
@@ -435,6 +437,8 @@ async def test_a_validator_restored_from_a_backup_raises_its_source_to_its_own_v
         record = load_record(compute_record_path(tmp_path / "alice" / "chains" / SPEC.id))
         assert record is not None and record.justified == past.source
         assert _errors(caplog) == []  # its own past, not a doppelganger
+        assert any(w.endswith(f"round {start - 15} (noted in block #3) is newer than its slashing protection record "
+                              "(restored from an old backup?): the record is raised to it") for w in _warnings(caplog)), _warnings(caplog)
     finally:
         node.close()
 
@@ -630,3 +634,204 @@ def test_a_record_of_another_chain_is_refused_by_name(tmp_path) -> None:
         _node(base, Clock.in_slot(_slot_now()))
     assert str(refused.value).startswith(f"the slashing protection record {record} is of another chain (genesis 0x0202")
     assert load_record(record) == VoterState(Checkpoint(b"\x01" * 32, 5, 9), 10, 0, b"\x02" * 32)
+
+
+# --- 6. the signing rules at their edges -------------------------------------------------------------
+# Mutation testing of these rules in node/service.py (``mutmut run "node.service.*_catching_up*"
+# "node.service.*_check_own_vote*" ...`` with this module and test_voter_record.py selected)
+# left 76 of 285 mutants alive: the catching-up thresholds met exactly, the own blocks it skips,
+# how a record is raised by each of its own past votes (one mutant wrote ``None`` as the record,
+# another lowered its source), the end of the doppelganger wait (one crashed on its second
+# call), the named-once sets when full, and the lines' texts. The 8 left are equivalent:
+# ``best.number >= 0`` in _catching_up (genesis has no author to skip), ``_catching_up_logged =
+# None`` for False and ``_listen_until = -2`` for -1 (the same truth), ``_listen_until > 0`` or
+# ``>= 1`` (a round number, never 0), a named-once set's value "" for None in both sets (only
+# keys are read), and the log argument ``ahead_ms / slot_ms`` for ``//`` (%d prints the same).
+
+BOB = dev_keypair("Bob")
+CHARLIE = dev_keypair("Charlie")
+
+
+def _slot_of(who: bytes, after: int) -> int:
+    """The first slot after ``after`` that Aura gives ``who``."""
+    validators = _validators()
+    return next(s for s in range(after + 1, after + 1 + len(validators)) if compute_slot_author(validators, s) == who)
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "polchain"]
+
+
+async def test_the_catching_up_rule_at_its_edges(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain")
+    start = _slot_now()
+    old = _slot_of(BOB.public, start - 400)
+    mine = _slot_of(ALICE.public, start)  # the node starts in it: a block of Alice's there is from before this run
+    later = _slot_of(BOB.public, mine + 100)
+    blocks = _build_on_genesis(tmp_path, [old, mine, later])
+    clock = Clock.in_slot(mine)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        for block in blocks[:2]:
+            await node.import_block(block)
+        assert _errors(caplog) == []  # Alice's block in the start slot is her past, not a twin's
+        assert not node._catching_up(mine + 1)  # that block counts as recent
+        # 60 s behind (4 validators x 2 turns is 8 s): still voting; a slot more: catching up.
+        assert not node._catching_up(mine + 60)
+        assert node._catching_up(mine + 61) and node._catching_up(mine + 62)
+        assert not node._catching_up(mine + 1)
+        assert node._catching_up(mine + 61)
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Not voting in round")]
+        assert said == [f"Not voting in round {mine + 61}: the best block #2 is 61 slots behind it (catching up first)"] * 2, said
+        # Another validator's block made during this run counts as recent too.
+        clock.to_slot(later)
+        await node.import_block(blocks[2])
+        assert not node._catching_up(later + 1)
+    finally:
+        node.close()
+
+
+async def test_catching_up_skips_the_blocks_this_run_sealed_down_to_genesis(tmp_path) -> None:
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        slot = _alices_slot(start)
+        clock.to_slot(slot)
+        assert await node.author_block() is not None and node.chain.best_number == 1
+        # Its own #1 on genesis does not count: genesis is what is left, and genesis is exempt.
+        assert not node._catching_up(slot + 61)
+    finally:
+        node.close()
+
+
+async def test_the_catching_up_window_is_two_turns_of_every_validator_when_that_is_longer(tmp_path) -> None:
+    slot_ms = 10_000  # 4 validators x 2 turns x 10 s = 80 s, over the 60 s floor
+    start = int(time.time() * 1000) // slot_ms
+    old = _slot_of(BOB.public, start - 40)
+    (block,) = _build_on_genesis(tmp_path, [old])
+    clock = Clock((old + 1) * slot_ms / 1000 + 0.1)
+    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=slot_ms)
+    node = NodeService(config, SPEC, clock=clock)
+    try:
+        await node.import_block(block)
+        assert not node._catching_up(old + 8)
+        assert node._catching_up(old + 9)
+    finally:
+        node.close()
+
+
+async def test_own_votes_from_before_the_run_raise_the_record_to_the_highest_source_and_latest_round(tmp_path, caplog) -> None:
+    start = _slot_now()
+    blocks = _build_on_genesis(tmp_path, [start - 40, start - 39])
+    base = tmp_path / "alice"
+    path = compute_record_path(base / "chains" / SPEC.id)
+    low, mid, high = Checkpoint(blocks[0].hash(), 1, start - 30), Checkpoint(blocks[0].hash(), 1, start - 25), Checkpoint(blocks[1].hash(), 2, start - 23)
+    store_record(path, VoterState(mid, voted_round=start - 20))
+    clock = Clock.in_slot(start)
+    node = _node(base, clock)
+    try:
+        for block in blocks:
+            await node.import_block(block)
+        genesis = node.chain.genesis_hash
+
+        def seen(source: Checkpoint, round_: int) -> None:
+            node._check_own_vote(sign_vote(ALICE, genesis, Vote(SET_ID, source, Checkpoint(blocks[1].hash(), 2, round_))), "from a peer")
+
+        seen(high, start - 22)  # a higher source in an older round: the source is raised, the round kept
+        assert load_record(path) == VoterState(high, voted_round=start - 20, genesis_hash=genesis)
+        assert _warnings(caplog) == [
+            f"A vote of this validator in round {start - 22} from the checkpoint #2 of round {start - 23} (from a peer) is "
+            "newer than its slashing protection record (restored from an old backup?): the record is raised to it"
+        ]
+        seen(low, start - 10)  # a later round from a lower source: the round is raised, the source kept
+        assert load_record(path) == VoterState(high, voted_round=start - 10, genesis_hash=genesis)
+        seen(high, start - 15)  # neither newer: nothing to say
+        seen(low, start - 10)
+        assert len(_warnings(caplog)) == 2
+        seen(low, start)  # in the round it started in: still its past (it does not vote in that round)
+        assert load_record(path).voted_round == start  # type: ignore[union-attr]
+        # Another validator's vote is no business of this check, whatever its round.
+        node._check_own_vote(sign_vote(BOB, genesis, Vote(SET_ID, low, Checkpoint(blocks[1].hash(), 2, start + 5))), "from a peer")
+        assert _errors(caplog) == [] and not node._signing_paused()
+        # The first round after: another signer, named with where it was seen.
+        seen(low, start + 1)
+        assert _errors(caplog) == [
+            f"Doppelganger: a vote in round {start + 1} signed with this validator's key {ss58_encode(ALICE.public)} that "
+            "this node did not make (from a peer): another node signs with this key; not signing votes or blocks until "
+            "restarted. Stop one of them: every round both sign, the key may be slashed"
+        ]
+        # A raise whose record cannot be written is kept in memory and said.
+        path.unlink()
+        path.mkdir()
+        node._raise_record(VoterState(high, voted_round=start + 1, genesis_hash=genesis))
+        assert _warnings(caplog)[-1] == f"the slashing protection record {path} could not be written (Is a directory)"
+    finally:
+        node.close()
+
+
+async def test_the_doppelganger_wait_ends_once_with_one_line(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain")
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock, doppelganger_rounds=2)
+    try:
+        assert node._signing_paused()
+        for r in (start + 3, start + 4, start + 5):
+            clock.to_slot(r)
+            assert not node._signing_paused()
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Doppelganger protection: no other")]
+        assert said == [f"Doppelganger protection: no other signer of this key seen; signing from round {start + 3}"]
+    finally:
+        node.close()
+
+
+async def test_validators_named_for_votes_far_ahead_are_forgotten_oldest_first(tmp_path, caplog, monkeypatch) -> None:
+    monkeypatch.setattr(node_service, "MAX_FAR_FUTURE_AUTHORS", 1)
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        genesis = node.chain.genesis_hash
+        source = Checkpoint(genesis, 0, 0)
+
+        async def ahead(key, rounds: int) -> None:
+            with pytest.raises(InvalidVote) as refused:
+                await node.add_vote(sign_vote(key, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + rounds))))
+            assert refused.value.reason == "stale"
+
+        await ahead(BOB, 1000)
+        await ahead(CHARLIE, 5)  # Bob forgotten (the set holds one)
+        await ahead(CHARLIE, 6)  # Charlie remembered: not named again
+        await ahead(BOB, 7)
+        named = [w.split(" are ")[0] for w in _warnings(caplog)]
+        assert named == [f"Votes of {ss58_encode(k.public)}" for k in (BOB, CHARLIE, BOB)], _warnings(caplog)
+        assert _warnings(caplog)[0].endswith("its clock or this node's is off by about 1000 s, and such votes are not counted")
+    finally:
+        node.close()
+
+
+async def test_validators_named_for_blocks_far_ahead_from_exactly_an_hour_are_forgotten_oldest_first(tmp_path, caplog, monkeypatch) -> None:
+    monkeypatch.setattr(node_service, "MAX_FAR_FUTURE_AUTHORS", 1)
+    bob_slot = _slot_of(BOB.public, _slot_now() + 3600)
+    now = bob_slot - 3600  # Bob's block exactly an hour ahead (FAR_FUTURE_MS): named
+    charlie_slot = _slot_of(CHARLIE.public, bob_slot)
+    charlie_again = _slot_of(CHARLIE.public, charlie_slot)
+    bob_again = _slot_of(BOB.public, charlie_again)
+    blocks = [_build_on_genesis(tmp_path / str(s), [s])[0] for s in (bob_slot, charlie_slot, charlie_again, bob_again)]
+    node = _node(tmp_path / "alice", Clock.in_slot(now))
+    try:
+        for block in blocks:
+            with pytest.raises(InvalidHeader) as refused:
+                await node.import_block(block)
+            assert refused.value.reason == "future_slot"
+        named = [e.split(" is in slot ")[0] for e in _errors(caplog)]
+        assert named == [f"Block #1 by {ss58_encode(k.public)}" for k in (BOB, CHARLIE, BOB)], _errors(caplog)
+        assert _errors(caplog)[0].startswith(f"Block #1 by {ss58_encode(BOB.public)} is in slot {bob_slot}, 3600 slots (1 hour")
+        assert _errors(caplog)[0].endswith("and a synchronised clock); its blocks are not imported")
+        forged = Block(replace_struct(blocks[1].header, seal=bytes(64)), blocks[1].body)  # Charlie's: forgotten, so checked
+        with pytest.raises(InvalidHeader) as refused:
+            await node.import_block(forged)
+        assert refused.value.reason == "bad_seal" and str(refused.value).startswith("block #1: bad seal: ")
+    finally:
+        node.close()
