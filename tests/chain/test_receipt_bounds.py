@@ -127,3 +127,30 @@ def test_an_error_message_is_cut_at_a_fixed_bound() -> None:
         assert text.endswith("…") and text[:-1].endswith(filler)
     exact = "gov.X: " + "y" * (MAX_ERROR_MESSAGE - 7)
     assert compute_error_text(DispatchError("gov", "X", "y" * (MAX_ERROR_MESSAGE - 7))) == exact
+
+
+def test_the_block_holds_results_up_to_exactly_its_room(chain: Blockchain) -> None:
+    """The running total may reach the block's room (max_extrinsic_length), not pass it; past
+    it the extrinsic is invalid with reason exhausts_resources and changes nothing."""
+    from chain.errors import InvalidTransaction
+
+    model = _register_wide(chain)
+    xt = sign(chain, BOB, calls.Infer(model, None, WORST), 0)
+    raw = xt.encode()
+    overlay = chain.state.overlay()
+    runtime = chain.runtime_of(overlay)
+    declared = runtime.compute_dispatch_info(overlay, xt).result_length
+    number = chain.best_number + 1
+    room = runtime.max_extrinsic_length
+    full = BlockInfo(number, chain.best_hash, ALICE.public, True, chain.trainer)
+    full.result_length = room - declared + 1
+    root = chain.state.compute_commit(overlay).root
+    with pytest.raises(InvalidTransaction) as refused:
+        runtime.apply_extrinsic(overlay, full, 0, xt, blake2_256(raw), len(raw))
+    assert refused.value.reason == "exhausts_resources"
+    assert f"declare {room + 1:,} bytes of results and outputs with this one" in str(refused.value)
+    assert chain.state.compute_commit(overlay).root == root
+    exact = BlockInfo(number, chain.best_hash, ALICE.public, True, chain.trainer)
+    exact.result_length = room - declared
+    assert runtime.apply_extrinsic(overlay, exact, 0, xt, blake2_256(raw), len(raw)).success
+    assert exact.result_length == room
