@@ -28,7 +28,7 @@ def proposal_json(proposal_id: int, p: governance.Proposal) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": proposal_id, "model": p.model, "proposer": ss58_encode(p.proposer), "action": calls.call_to_json(p.action),
         "created": p.created, "ends": p.ends, "enactmentBlocks": p.enactment_blocks, "quorum": p.quorum,
-        "threshold": p.threshold, "ayes": str(p.ayes), "nays": str(p.nays), "status": p.status,
+        "threshold": p.threshold, "ayes": str(p.ayes), "nays": str(p.nays), "status": p.status, "deposit": str(p.deposit),
     }
     if p.enact_at is not None:
         out["enactAt"] = p.enact_at
