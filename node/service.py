@@ -107,6 +107,7 @@ from chain.proofs import (
     TrainingClaim,
     TranscriptVerifier,
 )
+from chain.runtime import Receipt
 from chain.storage import Database
 from consensus.aura import Aura, compute_slot, compute_slot_author
 from consensus.block_import import ConsensusRules, update_pool
@@ -585,7 +586,7 @@ class NodeService:
         for listener in self._import_listeners:
             listener(imported)
         if not authored:
-            self._check_own_block(block)
+            self._check_own_block(block, imported.receipts)
         # Finality: vote for a new best block of the current round at once (the round's
         # timer covers a round without one), then recount the kept votes (some may be for
         # this block) and retry a justification that waited for it.
@@ -788,23 +789,24 @@ class NodeService:
             what, ss58_encode(self.author.public), where,
         )
 
-    def _check_own_vote(self, signed: SignedVote, where: str) -> None:
+    def _check_own_vote(self, signed: SignedVote, where: str, *, checked: bool = False) -> None:
         """A vote of this validator's key seen here (gossip, a justification, a block's
         note_votes). One this run did not sign, in a round after those signed before it, is
         another signer's (:meth:`_on_doppelganger`). One from before this run (a restore from
         an old backup: the record is older than the key's votes) raises the record to it, so
         that no later vote surrounds it or repeats its round. Only a good signature counts:
-        anyone can name this key in a vote, and a block may carry a note_votes that failed before
-        the runtime checked its signatures, so a noted vote is checked here too."""
+        anyone can name this key in a vote. ``checked``: the runtime verified its signature
+        (a note_votes that succeeded in a block this node imported)."""
         if self.author is None or signed.voter != self.author.public:
             return
         vote = signed.vote
         if self._signed_votes.get(vote.round) == signed:
             return  # this run's own vote, come back
-        try:
-            verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, vote), signed.signature)
-        except InvalidSignature:
-            return  # not this key's doing (the collector refuses it with its reason)
+        if not checked:
+            try:
+                verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, vote), signed.signature)
+            except InvalidSignature:
+                return  # not this key's doing (the collector refuses it with its reason)
         if vote.round > self._own_since_round:
             self._on_doppelganger(f"a vote in round {vote.round}", where)
             return
@@ -876,19 +878,25 @@ class NodeService:
             ss58_encode(signed.voter), ahead, signed.vote.round, current, ahead * self.slot_ms / 1000,
         )
 
-    def _check_own_block(self, block: Block) -> None:
+    def _check_own_block(self, block: Block, receipts: Sequence[Receipt]) -> None:
         """A block from a peer: if sealed with this validator's key in a slot after those it
         sealed before this run (this run's own blocks are never imported from a peer), another
-        node signs with the key. Its note_votes are checked for this key's votes too."""
+        node signs with the key. The votes its note_votes noted are checked for this key's
+        too, those of the calls that succeeded only: the runtime verified their signatures.
+        (A failed call's were checked here, one by one: a byzantine author's block of failed
+        note_votes, 1,024 forged votes in one validator's name each, cost that validator a
+        signature check each on its event loop.)"""
         if self.author is None:
             return
         header = block.header
         if header.author == self.author.public and header.slot > self._own_since_slot:
             self._on_doppelganger(f"a block in slot {header.slot}", f"block #{header.number} 0x{block.hash().hex()[:12]}…")
-        for xt in block.body.extrinsics:
-            if isinstance(xt.call, calls.NoteVotes):
-                for signed in xt.call.votes:
-                    self._check_own_vote(signed, f"noted in block #{header.number}")
+        extrinsics = block.body.extrinsics
+        for receipt in receipts:
+            call = extrinsics[receipt.index].call
+            if receipt.success and isinstance(call, calls.NoteVotes):
+                for signed in call.votes:
+                    self._check_own_vote(signed, f"noted in block #{header.number}", checked=True)
 
     def _after_reorg(self, route: TreeRoute | None) -> None:
         if route is not None:

@@ -835,3 +835,49 @@ async def test_validators_named_for_blocks_far_ahead_from_exactly_an_hour_are_fo
         assert refused.value.reason == "bad_seal" and str(refused.value).startswith("block #1: bad seal: ")
     finally:
         node.close()
+
+
+async def test_a_block_of_failed_note_votes_in_its_name_costs_no_signature_check(tmp_path, caplog, monkeypatch) -> None:
+    # An imported block's note_votes were read for this key's votes and each checked: a
+    # byzantine author could fill its block with note_votes that fail (they pay a fee) holding
+    # 1,024 forged votes in one validator's name each, and that validator checked every one on
+    # its event loop (about 70 ms a call). Only the note_votes that succeeded count now: the
+    # runtime checked each of their votes' signatures before they did.
+    spec = replace(SPEC, runtime_config=replace(SPEC.runtime_config, block_reward=10**9))  # votes are noted
+    start = _slot_now()
+    db = Database(tmp_path / "builder")
+    try:
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        genesis = builder.genesis_hash
+        validators = get_validators(builder.state.overlay())
+        first = builder.build_block([], AUTHORS[compute_slot_author(validators, start - 20)], start - 20).block
+        # In a round after the start: taken for checked, it would read as a twin's vote.
+        vote = Vote(SET_ID, Checkpoint(genesis, 0, 0), Checkpoint(first.hash(), 1, start + 5))
+        forged = SignedVote(vote, ALICE.public, sign_vote(dev_keypair("Ferdie"), genesis, vote).signature)
+        past = sign_vote(ALICE, genesis, Vote(SET_ID, Checkpoint(genesis, 0, 0), Checkpoint(first.hash(), 1, start - 19)))
+        author = AUTHORS[compute_slot_author(validators, start - 18)]
+        notes = [sign_extrinsic(author, calls.NoteVotes(votes), nonce=n, genesis_hash=genesis, spec_version=SPEC_VERSION)
+                 for n, votes in enumerate([(past,)] + [(forged,) * calls.MAX_NOTED_VOTES] * 3)]
+        built = builder.build_block(notes, author, start - 18)
+        assert [r.success for r in built.receipts] == [True] + [False] * 3, [r.error for r in built.receipts]
+        blocks = [first, built.block]
+    finally:
+        db.close()
+    node = NodeService(NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=SLOT_MS),
+                       spec, clock=Clock.in_slot(start))
+    try:
+        checks: list[bytes] = []
+        real = node_service.verify_signature
+
+        def counted(public: bytes, message: bytes, signature: bytes) -> None:  # the real check, counted
+            checks.append(public)
+            real(public, message, signature)
+
+        monkeypatch.setattr(node_service, "verify_signature", counted)
+        for block in blocks:
+            await node.import_block(block)
+        assert node.chain.best_hash == blocks[-1].hash()
+        assert checks == [] and _errors(caplog) == [] and not node._signing_paused()
+        assert node._voter.voted_round == start - 19  # Alice's own past vote, noted, read without a second check
+    finally:
+        node.close()
