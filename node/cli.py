@@ -72,13 +72,15 @@ class _StoreOnce(argparse._StoreAction):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error (exit status 2), like the other errors, and
-    single-value flags that may be given once (:class:`_StoreOnce`)."""
+    """argparse with a one-line usage error (exit status 2), like the other errors,
+    single-value flags that may be given once (:class:`_StoreOnce`), and subcommands that may
+    be built when first parsed (:class:`_Commands`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.register("action", None, _StoreOnce)
         self.register("action", "store", _StoreOnce)
+        self.register("action", "parsers", _Commands)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         for action in self._actions:
@@ -156,12 +158,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 class _Commands(argparse._SubParsersAction):
-    """polchain's commands: each is listed (name and help line) when the parser is made, and
-    built (its parser made and its arguments added, by a function that imports what their
-    defaults and types need) the first time it is looked up: by the parse of a command line
-    that names it, or by a walk of ``choices``. `polchain --help` builds none; `polchain node`
-    builds the node's alone (its defaults come from rpc.server and node.service, which bring
-    numba and aiohttp).
+    """polchain's (sub)commands. One given with :meth:`add_command` is listed (name and help
+    line) at once, and built (its parser made and its arguments added, by a function that
+    imports what their defaults and types need) the first time it is looked up: by the parse
+    of a command line that names it, or by a walk of ``choices``. `polchain --help` builds
+    none; `polchain node` builds the node's alone (its defaults come from rpc.server and
+    node.service, which bring numba and aiohttp). One given with ``add_parser`` is built at
+    once, as in argparse.
 
     A command's builder makes its parser with ``add_parser(name, ...)`` as it would without
     this class; a help line given there replaces the listed one."""
@@ -232,7 +235,7 @@ class _Built(Mapping[str, argparse.ArgumentParser]):
 def build_parser() -> argparse.ArgumentParser:
     """polchain's parser; each command's arguments are added when it is first parsed (_Commands)."""
     parser = _Parser(prog="polchain", description="polchain: an app chain for machine learning")
-    sub = parser.add_subparsers(dest="command", required=True, action=_Commands)
+    sub = parser.add_subparsers(dest="command", required=True)
     assert isinstance(sub, _Commands)
 
     def tx_and_query() -> None:

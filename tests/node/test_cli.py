@@ -781,6 +781,8 @@ print(json.dumps(sorted(sys.modules)))
     (["key", "inspect", "//Alice"], ("numba", "aiohttp", "numpy", "node.service")),
     (["tx", "transfer", "--help"], ("numba", "aiohttp", "numpy", "node.service")),
     (["query", "block", "--help"], ("numba", "aiohttp", "numpy", "node.service")),
+    (["fl", "status", "--help"], ("numba", "aiohttp", "numpy", "node.service", "node.fl_simulation")),
+    (["fl", "close", "--help"], ("numba", "aiohttp", "numpy", "node.service", "node.fl_simulation")),
 ])
 def test_a_command_imports_only_what_it_needs(argv: list[str], absent: tuple[str, ...]) -> None:
     # Every command imported the whole node stack (numba, aiohttp, the node service: about
