@@ -11,7 +11,6 @@ answer is an error, not a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import fcntl
 import json
@@ -20,63 +19,34 @@ import math
 import os
 import re
 import resource
-import secrets
 import select
 import shutil
 import signal
 import socket
 import struct
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import msgspec
-import numpy as np
-
-import ml_runtime
-from chain import calls, signatures
-from chain.codec import decode, encode
-from chain.crypto import (
-    DEV_ACCOUNTS,
-    Keypair,
-    blake2_256,
-    generate_phrase,
-    parse_account,
-    ss58_encode,
-)
-from chain.errors import ChainError, CodecError
-from chain.extrinsic import sign_extrinsic
-from chain.pallets import balances, datasets
-from chain.pallets.staking import VALIDATORS
-from genesis.spec import compute_genesis_storage, load_chain_spec
-from node import cli_bench, cli_democracy, cli_economy, cli_fl, devnet, simulate
-from node.byzantine import InvalidByzantineMode, parse_byzantine
 from node.logfilter import install_repeat_filter
-from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
-from node.metrics import MetricsServer
-from node.network.errors import NetworkError
-from node.network.identity import NodeKey
-from node.network.multiaddr import Multiaddr
-from node.network.service import DEFAULT_PORT, NetworkConfig
-from node.network.transcripts import DEFAULT_FETCH_TIMEOUT
-from node.pol_keystore import PolSecretError
-from node.service import POL_MODES, NodeConfig, NodeService
-from node.voter_record import VoterRecordError
-from rpc.api import build_method_table
-from rpc.client import RpcClient
-from rpc.errors import RpcError, RpcTransportError
-from rpc.server import (
-    DEFAULT_HEADER_TIMEOUT,
-    DEFAULT_MAX_HTTP_CONNECTIONS,
-    DEFAULT_WS_IDLE_TIMEOUT,
-    DEFAULT_WS_PING_INTERVAL,
-    RpcServer,
-)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from chain.crypto import Keypair
+    from node.metrics import MetricsServer
+    from node.network.service import NetworkConfig
+    from node.service import NodeConfig, NodeService
+    from rpc.client import RpcClient
+    from rpc.errors import RpcTransportError
+
+# Each command imports what it needs when it runs (and its arguments' defaults when it is
+# parsed: _Commands), not at start: the node stack (numba, aiohttp, the node service) took
+# about 1 s of imports, and every `polchain` process paid them, --help and `key` included.
 
 log = logging.getLogger("polchain")
 
@@ -102,13 +72,15 @@ class _StoreOnce(argparse._StoreAction):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error (exit status 2), like the other errors, and
-    single-value flags that may be given once (:class:`_StoreOnce`)."""
+    """argparse with a one-line usage error (exit status 2), like the other errors,
+    single-value flags that may be given once (:class:`_StoreOnce`), and subcommands that may
+    be built when first parsed (:class:`_Commands`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.register("action", None, _StoreOnce)
         self.register("action", "store", _StoreOnce)
+        self.register("action", "parsers", _Commands)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         for action in self._actions:
@@ -160,21 +132,145 @@ def main(argv: Sequence[str] | None = None) -> int:
         # and point stdout at /dev/null so the flush at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
-    except (
-        CliError, cli_fl.FlError, devnet.DevnetError, ChainError, ml_runtime.MLRuntimeError, RpcError, NetworkError,
-        PolSecretError, VoterRecordError, OSError,
-    ) as exc:
+    except _user_errors() as exc:  # evaluated once an exception is raised: after the command's imports
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
+#: The errors a user can cause besides CliError and OSError, printed as one line (exit status 1):
+#: (module, class).
+_USER_ERRORS = (
+    ("node.cli_fl", "FlError"), ("node.devnet", "DevnetError"), ("chain.errors", "ChainError"),
+    ("ml_runtime.errors", "MLRuntimeError"), ("rpc.errors", "RpcError"), ("node.network.errors", "NetworkError"),
+    ("node.pol_keystore", "PolSecretError"), ("node.voter_record", "VoterRecordError"),
+)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """CliError, OSError and the classes of :data:`_USER_ERRORS` whose modules are imported: an
+    exception of a module that was never imported cannot have been raised, and importing it to
+    name it would cost a command that does not need it (rpc.errors brings aiohttp,
+    ml_runtime.errors numba)."""
+    loaded = (getattr(sys.modules[m], name) for m, name in _USER_ERRORS if m in sys.modules)
+    return (CliError, OSError, *loaded)
+
+
+class _Commands(argparse._SubParsersAction):
+    """polchain's (sub)commands. One given with :meth:`add_command` is listed (name and help
+    line) at once, and built (its parser made and its arguments added, by a function that
+    imports what their defaults and types need) the first time it is looked up: by the parse
+    of a command line that names it, or by a walk of ``choices``. `polchain --help` builds
+    none; `polchain node` builds the node's alone (its defaults come from rpc.server and
+    node.service, which bring numba and aiohttp). One given with ``add_parser`` is built at
+    once, as in argparse.
+
+    A command's builder makes its parser with ``add_parser(name, ...)`` as it would without
+    this class; a help line given there replaces the listed one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._name_parser_map = self.choices = _Built()  # type: ignore[assignment]
+        self._listed: dict[str, Any] = {}  # name -> its help line, until the command is built
+
+    def add_command(self, name: str, help_line: str, build: Callable[[], object]) -> None:
+        line = self._ChoicesPseudoAction(name, (), help_line)
+        self._choices_actions.append(line)
+        self._listed[name] = line
+        self._name_parser_map.list(name, build)  # type: ignore[attr-defined]
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        line = self._listed.pop(name, None)
+        if line is None:
+            return super().add_parser(name, **kwargs)
+        line.help = kwargs.pop("help", line.help)
+        # argparse's own add_parser would list the name a second time
+        kwargs.setdefault("prog", f"{self._prog_prefix} {name}")
+        parser = self._parser_class(**kwargs)
+        self._name_parser_map.set_built(name, parser)  # type: ignore[attr-defined]
+        return parser
+
+
+class _Built(Mapping[str, argparse.ArgumentParser]):
+    """Command name -> parser, the parser built on the first lookup (:class:`_Commands`);
+    iteration and ``in`` see every listed name, in the order listed, and build nothing."""
+
+    def __init__(self) -> None:
+        self._parsers: dict[str, argparse.ArgumentParser | None] = {}
+        self._builders: dict[str, Callable[[], object]] = {}
+
+    def list(self, name: str, build: Callable[[], object]) -> None:
+        self._parsers[name] = None
+        self._builders[name] = build
+
+    def set_built(self, name: str, parser: argparse.ArgumentParser) -> None:
+        self._parsers[name] = parser
+
+    def __setitem__(self, name: str, parser: argparse.ArgumentParser) -> None:  # argparse's add_parser
+        self._parsers[name] = parser
+
+    def __getitem__(self, name: str) -> argparse.ArgumentParser:
+        build = self._builders.get(name)
+        if build is not None:
+            # one builder may make several commands (tx and query): each is built once
+            for done in [n for n, b in self._builders.items() if b is build]:
+                del self._builders[done]
+            build()
+        parser = self._parsers[name]
+        if parser is None:
+            raise LookupError(f"building the command {name!r} made no parser of that name")
+        return parser
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._parsers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsers)
+
+    def __len__(self) -> int:
+        return len(self._parsers)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """polchain's parser; each command's arguments are added when it is first parsed (_Commands)."""
     parser = _Parser(prog="polchain", description="polchain: an app chain for machine learning")
     sub = parser.add_subparsers(dest="command", required=True)
+    assert isinstance(sub, _Commands)
 
-    node = sub.add_parser("node", help="run a node")
+    def tx_and_query() -> None:
+        _add_tx_and_query(sub)
+
+    # in the order `polchain --help` lists them; devnet, bench, simulate and fl give their
+    # line again when built (the same one: test_the_command_list_shows_each_commands_own_help_line)
+    sub.add_command("node", "run a node", lambda: _add_node(sub))
+    sub.add_command("devnet", "run a local network: N validators (and K full nodes), one process each",
+                    lambda: _add_devnet(sub))
+    sub.add_command("bench", "run a benchmark: table, JSON and PNG under --out", lambda: _add_bench(sub))
+    sub.add_command("simulate", "V validators checking proof-of-learning blocks, in virtual time",
+                    lambda: _add_simulate(sub))
+    sub.add_command("key", "generate and inspect keys", lambda: _add_key(sub))
+    sub.add_command("build-spec", "print a chain spec", lambda: _add_build_spec(sub))
+    sub.add_command("purge-chain", "delete a chain's database", lambda: _add_purge_chain(sub))
+    sub.add_command("tx", "sign and submit a transaction", tx_and_query)
+    sub.add_command("query", "read chain state", tx_and_query)
+    sub.add_command("fl", "federated learning rounds", lambda: _add_fl(sub))
+    return parser
+
+
+def _add_node(sub: _Commands) -> None:
+    from chain.crypto import DEV_ACCOUNTS
+    from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
+    from node.network.transcripts import DEFAULT_FETCH_TIMEOUT
+    from node.service import POL_MODES
+    from rpc.server import (
+        DEFAULT_HEADER_TIMEOUT,
+        DEFAULT_MAX_HTTP_CONNECTIONS,
+        DEFAULT_WS_IDLE_TIMEOUT,
+        DEFAULT_WS_PING_INTERVAL,
+    )
+
+    node = sub.add_parser("node")
     node.add_argument("--dev", action="store_true", help="dev chain: --chain dev --alice --tmp (unless --base-path)")
     node.add_argument("--chain", default=None, help="dev, local, or a chain spec JSON path (default: local; dev with --dev)")
     node.add_argument("--base-path", "-d", type=_path, default=None,
@@ -241,11 +337,34 @@ def build_parser() -> argparse.ArgumentParser:
                       help="misbehave on purpose, for tests and the devnet: forge-training=F (0 < F <= 1), "
                       "withhold-checkpoints or equivocate (node/byzantine.py)")
     node.set_defaults(run=run_node)
-    devnet.add_subcommand(sub, node, _path)
+
+
+def _add_devnet(sub: _Commands) -> None:
+    from node import devnet
+
+    devnet.add_subcommand(sub, sub.choices["node"], _path)  # it passes on the node's flags
+
+
+def _add_bench(sub: _Commands) -> None:
+    from node import cli_bench
+
     cli_bench.add_subcommand(sub)
+
+
+def _add_simulate(sub: _Commands) -> None:
+    from node import simulate
+
     simulate.add_subcommand(sub)
 
-    key = sub.add_parser("key", help="generate and inspect keys").add_subparsers(dest="key_command", required=True)
+
+def _add_fl(sub: _Commands) -> None:
+    from node import cli_fl
+
+    cli_fl.add_commands(sub, _tx, _query, u32=_u32, balance=_balance, f32=_f32, node_errors=_node_errors)
+
+
+def _add_key(sub: _Commands) -> None:
+    key = sub.add_parser("key").add_subparsers(dest="key_command", required=True)
     for name, fn, what in (("generate", run_key_generate, "a new BIP-39 phrase and its key"),
                            ("inspect", run_key_inspect, "the key of a secret URI, or an SS58 address")):
         k = key.add_parser(name, help=what)
@@ -255,18 +374,27 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("--output-type", choices=("text", "json"), default="text")
         k.set_defaults(run=fn)
 
-    spec = sub.add_parser("build-spec", help="print a chain spec")
+
+def _add_build_spec(sub: _Commands) -> None:
+    spec = sub.add_parser("build-spec")
     spec.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
     spec.add_argument("--raw", action="store_true", help="the genesis storage instead of the readable config")
     spec.set_defaults(run=run_build_spec)
 
-    purge = sub.add_parser("purge-chain", help="delete a chain's database")
+
+def _add_purge_chain(sub: _Commands) -> None:
+    purge = sub.add_parser("purge-chain")
     purge.add_argument("--base-path", "-d", type=_path, required=True, help="the node's --base-path")
     purge.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
     purge.add_argument("-y", action="store_true", help="do not ask")
     purge.set_defaults(run=run_purge_chain)
 
-    tx = sub.add_parser("tx", help="sign and submit a transaction").add_subparsers(dest="tx_command", required=True)
+
+def _add_tx_and_query(sub: _Commands) -> None:
+    """tx and query, built together: node/cli_economy.py and node/cli_democracy.py add to both."""
+    from node import cli_democracy, cli_economy
+
+    tx = sub.add_parser("tx").add_subparsers(dest="tx_command", required=True)
     t = _tx(tx, "call")
     t.add_argument("--call", type=_text, required=True, help='a call in JSON: {"pallet": ..., "call": ..., "args": {...}}')
     t = _tx(tx, "transfer")
@@ -296,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--segment-len", type=_u32, default=None, help="steps per checkpoint (default: steps/16, at least 1)")
     t.add_argument("--from-version", type=_u32, default=None)
 
-    query = sub.add_parser("query", help="read chain state").add_subparsers(dest="query_command", required=True)
+    query = sub.add_parser("query").add_subparsers(dest="query_command", required=True)
     queries = (("model", "id", _u32), ("dataset", "id", _u32), ("account", "address", _text), ("block", "at", _block_at),
                ("receipt", "extrinsic", _hex_bytes))
     for name, arg, typ in queries:
@@ -310,8 +438,6 @@ def build_parser() -> argparse.ArgumentParser:
         q.set_defaults(run=run_query)
     cli_economy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance, f32=_f32)
     cli_democracy.add_commands(tx, query, _tx, _query, u32=_u32, balance=_balance)
-    cli_fl.add_commands(sub, _tx, _query, u32=_u32, balance=_balance, f32=_f32, node_errors=_node_errors)
-    return parser
 
 
 #: The one line `polchain tx --help`, `polchain query --help` and `polchain fl --help` show for
@@ -367,6 +493,10 @@ def _query(sub: Any, name: str) -> argparse.ArgumentParser:
 def run_rpc_query(args: argparse.Namespace) -> int:
     """A query that is one RPC call: ``args.rpc_call(args)`` names the method, its params and
     what is asked for; the answer is printed as JSON, a null answer is "no <what>"."""
+    import asyncio
+
+    from rpc.client import RpcClient
+
     method, params, what = args.rpc_call(args)
 
     async def call() -> Any:
@@ -407,6 +537,8 @@ def _log_level(text: str) -> int:
 
 
 def _byzantine(text: str) -> Any:
+    from node.byzantine import InvalidByzantineMode, parse_byzantine
+
     try:
         return parse_byzantine(text)
     except InvalidByzantineMode as exc:
@@ -572,6 +704,16 @@ def _rpc_url(text: str) -> str:
 
 # --- node -------------------------------------------------------------------------------------
 def run_node(args: argparse.Namespace) -> int:
+    import asyncio
+    import tempfile
+
+    import ml_runtime
+    from chain import signatures
+    from chain.crypto import DEV_ACCOUNTS, Keypair
+    from genesis.spec import load_chain_spec
+    from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
+    from node.service import NodeConfig
+
     chain = args.chain or ("dev" if args.dev else "local")
     dev_flag = next((who for who in DEV_ACCOUNTS if getattr(args, who.lower())), None)
     if args.key and dev_flag:
@@ -691,6 +833,10 @@ def raise_open_file_limit() -> None:
 
 def compute_validators(spec: Any) -> tuple[bytes, ...]:
     """The genesis validator set of a spec (readable or raw)."""
+    from chain.codec import decode
+    from chain.pallets.staking import VALIDATORS
+    from genesis.spec import compute_genesis_storage
+
     storage = spec.raw if spec.raw is not None else compute_genesis_storage(spec)
     raw = storage.get(VALIDATORS.key)
     return () if raw is None else tuple(decode(raw, VALIDATORS.typ))
@@ -748,6 +894,11 @@ def compute_db_path(base: Path, chain_id: str) -> Path:
 
 def _network_config(args: argparse.Namespace) -> NetworkConfig:
     """The p2p settings from Substrate-spelled flags; a bad multiaddr is a CliError naming it."""
+    from node.network.errors import NetworkError
+    from node.network.identity import NodeKey
+    from node.network.multiaddr import Multiaddr
+    from node.network.service import DEFAULT_PORT, NetworkConfig
+
     if args.node_key is not None and args.node_key_file is not None:
         raise CliError("--node-key and --node-key-file are exclusive")
     try:  # checked here, before anything is written; the service loads the key again
@@ -782,6 +933,12 @@ def _network_config(args: argparse.Namespace) -> NetworkConfig:
 
 
 async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> None:
+    import asyncio
+
+    from node.service import NodeService
+    from rpc.api import build_method_table
+    from rpc.server import RpcServer
+
     service = NodeService(config, spec)
     log.info("Genesis 0x%s, best #%d, database %s", service.chain.genesis_hash.hex(), service.chain.best_number, service.db_path)
     server = RpcServer(
@@ -809,6 +966,8 @@ async def _start_metrics(config: NodeConfig, service: NodeService) -> MetricsSer
     """The Prometheus endpoint. A port asked for with --prometheus-port must bind (as in
     Substrate); the default one may be taken by another node on this machine, which then
     costs the metrics only."""
+    from node.metrics import MetricsServer
+
     if config.prometheus_port is None:
         return None
     metrics = MetricsServer(service.metrics, config.prometheus_host, config.prometheus_port)
@@ -829,6 +988,8 @@ async def _start_metrics(config: NodeConfig, service: NodeService) -> MetricsSer
 def _key_info(pair: Keypair | None, public: bytes, secret: str | None) -> dict[str, Any]:
     # subkey's labels (sc-cli print_from_uri): a bare phrase is a "secret phrase"; with
     # //junctions or ///password, or a 0x seed, it is a secret URI.
+    from chain.crypto import ss58_encode
+
     info = {
         "secretPhrase": secret if secret is not None and "/" not in secret and not secret.startswith("0x") else None,
         "secretSeed": "0x" + pair.seed.hex() if pair else None,
@@ -854,6 +1015,8 @@ def _print_key(info: dict[str, Any], output: str) -> None:
 
 
 def run_key_generate(args: argparse.Namespace) -> int:
+    from chain.crypto import Keypair, generate_phrase
+
     phrase = generate_phrase()
     pair = Keypair.from_uri(phrase)
     _print_key(_key_info(pair, pair.public, phrase), args.output_type)
@@ -862,6 +1025,8 @@ def run_key_generate(args: argparse.Namespace) -> int:
 
 def run_key_inspect(args: argparse.Namespace) -> int:
     """A secret URI (as subkey: phrase, 0x seed, //junctions, ///password) or a public address."""
+    from chain.crypto import Keypair, parse_account
+
     uri = args.uri
     if uri.startswith("0x") or "/" in uri or " " in uri.strip():
         pair = Keypair.from_uri(uri)
@@ -874,11 +1039,15 @@ def run_key_inspect(args: argparse.Namespace) -> int:
 
 # --- build-spec / purge-chain ---------------------------------------------------------------------
 def run_build_spec(args: argparse.Namespace) -> int:
+    from genesis.spec import load_chain_spec
+
     print(json.dumps(load_chain_spec(args.chain).to_json(raw=args.raw), indent=2))
     return 0
 
 
 def run_purge_chain(args: argparse.Namespace) -> int:
+    from genesis.spec import load_chain_spec
+
     spec = load_chain_spec(args.chain)
     db = compute_db_path(args.base_path, spec.id)
     if not db.exists():
@@ -902,12 +1071,16 @@ def run_purge_chain(args: argparse.Namespace) -> int:
 
 # --- tx ---------------------------------------------------------------------------------------------
 def run_tx(args: argparse.Namespace) -> int:
+    import asyncio
+
     return asyncio.run(_tx_main(args))
 
 
 @contextlib.contextmanager
 def _node_errors(url: str, timeout: float) -> Iterator[None]:
     """A node that does not answer is one line naming the URL, not a traceback."""
+    from rpc.errors import RpcTransportError
+
     try:
         yield
     except RpcTransportError as exc:
@@ -929,6 +1102,11 @@ def _transport_reason(exc: RpcTransportError) -> str:
 
 async def _tx_main(args: argparse.Namespace) -> int:
     # Everything that can be checked without the node is checked first.
+    from chain.codec import decode
+    from chain.crypto import Keypair
+    from chain.extrinsic import sign_extrinsic
+    from rpc.client import RpcClient
+
     signer = Keypair.from_uri(args.signer)
     upload = _read_dataset(args) if args.tx_command == "register-dataset" else None
     online = getattr(args, "build_calls_online", None)  # node/cli_fl.py: calls that need chain reads first
@@ -942,6 +1120,8 @@ async def _tx_main(args: argparse.Namespace) -> int:
                 offline = [_checked(c) for c in await online(args, client, signer)]
             nonce = args.nonce if args.nonce is not None else await client.call("system_accountNextIndex", [signer.address])
             if upload is not None:
+                from chain.pallets import datasets  # numba: imported by register-dataset alone
+
                 # The id RegisterDataset will take: the chain's next id (not a list's length:
                 # ml_listDatasets answers a page).
                 raw_next = await client.call("state_getStorage", ["0x" + datasets.NEXT_DATASET_ID.key.hex()])
@@ -967,6 +1147,11 @@ async def _tx_main(args: argparse.Namespace) -> int:
 def _checked(call: Any) -> Any:
     """The call as the node will decode it: a round trip through the codec checks every
     bound (name lengths, u32 counts, 2^63-1 balances) before anything is signed."""
+    import msgspec
+
+    from chain.codec import decode, encode
+    from chain.errors import CodecError
+
     typ = type(call)
     try:
         raw = encode(call)
@@ -986,6 +1171,9 @@ def _checked(call: Any) -> Any:
 
 
 def _tx_calls(args: argparse.Namespace) -> list[Any]:
+    from chain import calls
+    from chain.crypto import parse_account
+
     name = args.tx_command
     if hasattr(args, "build_calls"):  # node/cli_economy.py: a ValueError there is a user error
         try:
@@ -1008,6 +1196,10 @@ def _tx_calls(args: argparse.Namespace) -> list[Any]:
     if name == "transfer":
         return [calls.Transfer(parse_account(args.dest), args.value)]
     if name == "register-model":
+        import secrets
+
+        import ml_runtime  # numba: imported by register-model alone
+
         spec = ml_runtime.ModelSpec(args.family, args.d, args.k, args.h)
         return [calls.RegisterModel(args.name, spec.encode(), args.seed or secrets.token_bytes(32))]
     if name == "train":
@@ -1023,12 +1215,17 @@ class _DatasetUpload:
     """A CSV read and checked: the RegisterDataset call and its AppendRows chunks."""
 
     def __init__(self, args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> None:
+        from chain.pallets import datasets
+
         self.args = args
         self.rows = datasets.compute_rows_bytes(x, y, args.kind)
         self.count, self.features = x.shape
         self.row_size = len(self.rows) // self.count
 
     def compute_calls(self, dataset_id: int) -> list[Any]:
+        from chain import calls
+        from chain.pallets import datasets
+
         a = self.args
         out: list[Any] = [calls.RegisterDataset(
             a.name, self.features, a.kind, a.outputs, self.count,
@@ -1046,6 +1243,8 @@ def _read_dataset(args: argparse.Namespace) -> _DatasetUpload:
     Every value must be a finite float32; a label must be an integer class in [0, outputs):
     0.7 or 4294967296 would otherwise be truncated or wrapped silently by the u32 cast.
     """
+    import numpy as np
+
     where = str(args.csv)
     if not args.csv.exists():  # numpy's message names the file again: "rows.csv: rows.csv not found."
         raise CliError(f"{where}: no such file")
@@ -1088,6 +1287,8 @@ def _read_dataset(args: argparse.Namespace) -> _DatasetUpload:
 
 
 async def _submit(client: RpcClient, raw: bytes, *, wait: bool, timeout: float) -> dict[str, Any]:
+    from chain.crypto import blake2_256
+
     xt_hash = "0x" + blake2_256(raw).hex()
     if not wait:
         return {"hash": await client.call("author_submitExtrinsic", ["0x" + raw.hex()]), "status": "submitted"}
@@ -1126,11 +1327,18 @@ def _print_tx(results: list[dict[str, Any]], output: str) -> None:
 
 # --- query ------------------------------------------------------------------------------------------
 def run_query(args: argparse.Namespace) -> int:
+    import asyncio
+
     with _node_errors(args.rpc, args.timeout):
         return asyncio.run(_query_main(args))
 
 
 async def _query_main(args: argparse.Namespace) -> int:
+    from chain.codec import decode
+    from chain.crypto import parse_account, ss58_encode
+    from chain.pallets import balances
+    from rpc.client import RpcClient
+
     name = args.query_command
     who = parse_account(args.address) if name == "account" else None
     async with RpcClient(args.rpc, timeout=args.timeout) as client:
@@ -1163,6 +1371,10 @@ async def _query_main(args: argparse.Namespace) -> int:
 async def _receipt(client: RpcClient, extrinsic: bytes, wait: float | None) -> Any:
     """ml_getTrainingReceipt of an extrinsic hash (32 bytes) or of a signed extrinsic (its
     hash is blake2_256 of its bytes); with ``wait``, poll until a block includes it."""
+    import asyncio
+
+    from chain.crypto import blake2_256
+
     xt_hash = "0x" + (extrinsic if len(extrinsic) == 32 else blake2_256(extrinsic)).hex()
     deadline = time.monotonic() + (wait or 0.0)
     while True:

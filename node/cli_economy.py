@@ -17,8 +17,6 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from chain import calls
 from chain.crypto import parse_account, ss58_encode
 
@@ -161,6 +159,8 @@ def _parse_rows(text: str) -> bytes:
         raise argparse.ArgumentTypeError("rows must all have the same length")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for r in rows for v in r):
         raise argparse.ArgumentTypeError("must hold numbers only")
+    import numpy as np  # here, not when the CLI starts (node/cli.py: _Commands)
+
     with np.errstate(over="ignore"):
         x = np.asarray(rows, dtype=np.float64).astype("<f4")
     if not np.isfinite(x).all():

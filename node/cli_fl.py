@@ -25,18 +25,22 @@ import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-import ml_runtime
 from chain import calls
 from chain.codec import decode
 from chain.crypto import Keypair, parse_account, ss58_encode
 from chain.extrinsic import sign_extrinsic
-from chain.pallets import federated
-from node import fl_simulation
-from rpc.client import RpcClient
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    import ml_runtime
+    from chain.pallets import federated
+    from rpc.client import RpcClient
+
+# numpy, ml_runtime and chain.pallets.federated (numba) are imported by the commands that train
+# or read a round's parameters, not by `fl status` and `fl close` (node/cli.py: _Commands).
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
 ArgType = Callable[[str], Any]
@@ -48,6 +52,8 @@ class FlError(Exception):
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from node import fl_simulation
+
     try:
         report = fl_simulation.simulate(
             trials=args.trials, seed=args.seed, participants=args.participants, cheat=args.cheater,
@@ -94,7 +100,18 @@ def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *,
     p.add_argument("--account", default=None, help="the participant's account instead of --signer")
     p.add_argument("--sample-count", type=u32, default=None)
     p.set_defaults(run=_run_train, node_errors=node_errors)
-    p = fl.add_parser("simulate", help="rounds with a cheater on an in-process dev chain (no node needed)")
+    fl.add_command("simulate", "rounds with a cheater on an in-process dev chain (no node needed)",
+                   lambda: _add_simulate(fl, u32=u32, f32=f32))
+    p = make_query(fl, "status")
+    p.add_argument("--round", type=u32, required=True)
+    p.add_argument("--account", default=None)
+    p.set_defaults(run=_run_status, node_errors=node_errors)
+
+
+def _add_simulate(fl: Any, *, u32: ArgType, f32: ArgType) -> None:
+    from node import fl_simulation  # for --cheater's choices: built when `fl simulate` is parsed
+
+    p = fl.add_parser("simulate")
     p.add_argument("--participants", type=u32, default=4, help="2..5, the last one cheats")
     p.add_argument("--cheater", choices=fl_simulation.CHEATS, default="fake-weights")
     p.add_argument("--fake-segments", type=u32, default=1, help="segments a fake-weights cheater fakes")
@@ -107,10 +124,6 @@ def add_commands(sub: Any, make_tx: ParserFactory, make_query: ParserFactory, *,
     p.add_argument("--seed", type=u32, default=0, help="splits the digits; trial t uses seed + t")
     p.add_argument("--output-type", choices=("text", "json"), default="text")
     p.set_defaults(run=_run_simulate)
-    p = make_query(fl, "status")
-    p.add_argument("--round", type=u32, required=True)
-    p.add_argument("--account", default=None)
-    p.set_defaults(run=_run_status, node_errors=node_errors)
 
 
 async def _static(items: list[Any]) -> list[Any]:
@@ -122,6 +135,8 @@ async def _best_number(client: RpcClient) -> int:
 
 
 async def _open_calls(args: argparse.Namespace, client: RpcClient, signer: Any) -> list[Any]:
+    from chain.pallets import federated
+
     # The deadlines the chain would refuse (federated._verify_open), before anything is signed:
     # commit after now + 1 + commit-blocks, reveal 1 + reveal-blocks later, at most
     # MAX_ROUND_BLOCKS ahead; the reveal phase needs a block.
@@ -155,6 +170,9 @@ class LocalWork:
 
     def __init__(self, round_id: int, info: federated.RoundInfo, spec: ml_runtime.ModelSpec, base: np.ndarray,
                  account: bytes, x: np.ndarray, y: np.ndarray, sample_count: int | None) -> None:
+        import ml_runtime
+        from chain.pallets import federated
+
         self.round_id, self.info, self.account = round_id, info, account
         job = federated.compute_job(info, spec, base, account, x, y, round_id)
         self.result = ml_runtime.run_job(job)
@@ -168,6 +186,10 @@ class LocalWork:
 
     @classmethod
     async def load(cls, client: RpcClient, round_id: int, account: bytes, data: Path, sample_count: int | None) -> LocalWork:
+        import numpy as np
+
+        import ml_runtime
+
         info = await _round(client, round_id)
         model = await client.call("ml_getModel", [info.model])
         s = model["spec"]
@@ -178,6 +200,8 @@ class LocalWork:
         return cls(round_id, info, spec, base, account, x, y, sample_count)
 
     def summary(self) -> dict[str, Any]:
+        import ml_runtime
+
         c = self.commit
         return {
             "round": self.round_id, "participant": ss58_encode(self.account), "rows": c.row_count,
@@ -190,6 +214,8 @@ class LocalWork:
 
 def read_rows(path: Path, spec: ml_runtime.ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     """The private CSV: d finite float32 features, then a label in 0..k-1 or k float32 targets."""
+    import numpy as np
+
     if path.exists() and not path.is_file():  # /dev/zero, a pipe: one endless line, all memory
         raise FlError(f"{path}: not a regular file")
     try:
@@ -226,6 +252,8 @@ async def _reveal_calls(args: argparse.Namespace, client: RpcClient, signer: Any
     """The reveals of this participant's challenged segments not verified yet. Waits for the
     commit deadline; if nobody has challenged the round by then, challenges it (a signed
     ChallengeRound, waited for), since the segments are known only once that is in a block."""
+    from chain.pallets import federated
+
     work = await LocalWork.load(client, args.round, signer.public, args.data, args.sample_count)
     deadline = time.monotonic() + args.timeout
     challenged = False
@@ -254,6 +282,8 @@ async def _reveal_calls(args: argparse.Namespace, client: RpcClient, signer: Any
 
 
 async def _round(client: RpcClient, round_id: int) -> federated.RoundInfo:
+    from chain.pallets import federated
+
     raw = await _storage(client, federated.ROUNDS.compute_key(round_id))
     if raw is None:
         raise FlError(f"no federated round {round_id}")
@@ -269,6 +299,8 @@ async def _submit_challenge(client: RpcClient, signer: Any, round_id: int) -> No
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from rpc.client import RpcClient
+
     account = parse_account(args.account) if args.account else Keypair.from_uri(args.signer).public
 
     async def main() -> dict[str, Any]:
@@ -282,6 +314,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
+    from rpc.client import RpcClient
+
     async def main() -> Any:
         async with RpcClient(args.rpc, timeout=args.timeout) as client:
             result = await client.call("fl_getRound", [args.round])

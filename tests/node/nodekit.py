@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,23 +55,52 @@ def start_node(
 ) -> NodeProcess:
     """``polchain node <args> --rpc-port <free>``; returns once /health answers.
     ``preexec_fn`` runs in the child before exec (to lower its resource limits, say)."""
+    node = launch_node(workdir, *args, port=port, preexec_fn=preexec_fn)
+    wait_ready(node, timeout)
+    return node
+
+
+def start_nodes(workdir: Path, *commands: Sequence[str], timeout: float = 90) -> list[NodeProcess]:
+    """One node per argument list, all launched before any is waited for: a node spends its
+    first seconds importing and loading kernels, which overlap on the cores (three nodes one
+    after another took about 9 s to be up). If one does not come up, all are killed."""
+    nodes = [launch_node(workdir, *args) for args in commands]
+    try:
+        for node in nodes:
+            wait_ready(node, timeout)
+    except BaseException:
+        for node in nodes:
+            node.stop(signal.SIGKILL)
+        raise
+    return nodes
+
+
+def launch_node(
+    workdir: Path, *args: str, port: int | None = None, preexec_fn: Callable[[], None] | None = None,
+) -> NodeProcess:
+    """The node process of :func:`start_node`, not waited for (:func:`wait_ready`)."""
     port = port or free_port()
     log = workdir / f"node-{port}.log"
-    handle = log.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", *args, "--rpc-port", str(port)],
-        stdout=handle, stderr=subprocess.STDOUT, cwd=os.getcwd(), preexec_fn=preexec_fn,
-    )
-    node = NodeProcess(proc, port, log)
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "node", *args, "--rpc-port", str(port)],
+            stdout=handle, stderr=subprocess.STDOUT, cwd=os.getcwd(), preexec_fn=preexec_fn,
+        )
+    return NodeProcess(proc, port, log)
+
+
+def wait_ready(node: NodeProcess, timeout: float = 90) -> None:
+    """Until the node's /health answers; a node that exits or does not answer in ``timeout``
+    seconds is an error with its log (and is killed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"node exited with {proc.returncode}:\n{log.read_text()}")
+        if node.proc.poll() is not None:
+            raise RuntimeError(f"node exited with {node.proc.returncode}:\n{node.read_log()}")
         try:
             with urllib.request.urlopen(f"{node.url}/health", timeout=1) as response:
                 if response.status == 200:
-                    return node
+                    return
         except OSError:
             time.sleep(0.1)
     node.stop(signal.SIGKILL)
-    raise RuntimeError(f"node did not answer in {timeout}s:\n{log.read_text()}")
+    raise RuntimeError(f"node did not answer in {timeout}s:\n{node.read_log()}")

@@ -762,3 +762,45 @@ def test_every_subcommand_has_a_line_in_its_parents_help() -> None:
 
     walk(build_parser(), "")
     assert missing == []
+
+
+# --- what a command imports ---------------------------------------------------------------------------
+_IMPORTS = """
+import json, sys
+from node.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(("argv", "absent"), [
+    (["--help"], ("numba", "aiohttp", "numpy", "node.service", "rpc.client", "asyncio")),
+    (["key", "inspect", "//Alice"], ("numba", "aiohttp", "numpy", "node.service")),
+    (["tx", "transfer", "--help"], ("numba", "aiohttp", "numpy", "node.service")),
+    (["query", "block", "--help"], ("numba", "aiohttp", "numpy", "node.service")),
+    (["fl", "status", "--help"], ("numba", "aiohttp", "numpy", "node.service", "node.fl_simulation")),
+    (["fl", "close", "--help"], ("numba", "aiohttp", "numpy", "node.service", "node.fl_simulation")),
+])
+def test_a_command_imports_only_what_it_needs(argv: list[str], absent: tuple[str, ...]) -> None:
+    # Every command imported the whole node stack (numba, aiohttp, the node service: about
+    # 1 s of imports) before it parsed its first argument; `polchain --help` took 1.5 s.
+    out = subprocess.run([sys.executable, "-c", _IMPORTS, *argv], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    imported = set(json.loads(out.stdout.splitlines()[-1]))
+    assert "node.cli" in imported
+    assert sorted(set(absent) & imported) == []
+
+
+def test_the_command_list_shows_each_commands_own_help_line() -> None:
+    # `polchain --help` lists the commands before any is built (_Commands); the line each shows
+    # is the one the command's own module gives once built.
+    import argparse
+
+    listed = build_parser().format_help()
+    built = build_parser()
+    (commands,) = (a for a in built._actions if isinstance(a, argparse._SubParsersAction))
+    assert all(isinstance(p, argparse.ArgumentParser) for p in commands.choices.values())
+    assert built.format_help() == listed

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from nodekit import NodeProcess, free_port, start_node
+from nodekit import NodeProcess, free_port, start_node, start_nodes
 
 from chain import calls
 from chain.crypto import blake2_256, dev_keypair
@@ -40,7 +40,7 @@ class Devnet:
     def addr(self, name: str) -> str:
         return f"/ip4/127.0.0.1/tcp/{self.p2p[name]}/p2p/{NodeKey.from_hex(self.keys[name]).peer_id}"
 
-    def start(self, name: str, *, validator: bool = True) -> NodeProcess:
+    def command(self, name: str, *, validator: bool = True) -> list[str]:
         if name not in self.p2p:
             self.p2p[name] = free_port()
             self.keys[name] = blake2_256(name.encode()).hex()
@@ -52,7 +52,10 @@ class Devnet:
         ]
         if validator:
             args.append(f"--{name}")
-        node = start_node(self.workdir, *args)
+        return args
+
+    def start(self, name: str, *, validator: bool = True) -> NodeProcess:
+        node = start_node(self.workdir, *self.command(name, validator=validator))
         self.nodes[name] = node
         return node
 
@@ -67,8 +70,7 @@ def devnet(tmp_path_factory) -> Iterator[Devnet]:
         net.p2p[name] = free_port()
         net.keys[name] = blake2_256(name.encode()).hex()
     try:
-        for name in VALIDATORS:
-            net.start(name)
+        net.nodes.update(zip(VALIDATORS, start_nodes(net.workdir, *(net.command(n) for n in VALIDATORS)), strict=True))
         yield net
     finally:
         for node in net.nodes.values():

@@ -13,7 +13,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from nodekit import NodeProcess, free_port, start_node
+from nodekit import NodeProcess, free_port, start_nodes
 from test_cli import polchain
 
 from chain.codec import decode
@@ -51,12 +51,12 @@ def test_validators_are_paid_for_their_finality_votes(tmp_path) -> None:
     addrs = {name: f"/ip4/127.0.0.1/tcp/{p2p[name]}/p2p/{NodeKey.from_hex(node_keys[name]).peer_id}" for name in NAMES}
     nodes: dict[str, NodeProcess] = {}
     try:
-        for name in NAMES:
-            nodes[name] = start_node(
-                tmp_path, "--chain", str(spec), "--base-path", str(tmp_path / name), f"--{name}",
-                "--block-time", str(BLOCK_TIME_MS), "--listen-addr", f"/ip4/127.0.0.1/tcp/{p2p[name]}",
-                "--node-key", node_keys[name], "--bootnodes", *(addrs[n] for n in NAMES if n != name),
-            )
+        nodes = dict(zip(NAMES, start_nodes(tmp_path, *(
+            ["--chain", str(spec), "--base-path", str(tmp_path / name), f"--{name}",
+             "--block-time", str(BLOCK_TIME_MS), "--listen-addr", f"/ip4/127.0.0.1/tcp/{p2p[name]}",
+             "--node-key", node_keys[name], "--bootnodes", *(addrs[n] for n in NAMES if n != name)]
+            for name in NAMES
+        )), strict=True))
 
         async def scenario() -> None:
             async with RpcClient(nodes["alice"].ws_url) as client:
