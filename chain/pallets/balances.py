@@ -137,27 +137,28 @@ def apply_hold(state: StateAccess, pallet: str, holder: bytes, who: bytes, amoun
 
 
 def apply_release(state: StateAccess, pallet: str, holder: bytes, who: bytes, amount: int) -> None:
-    """Pay ``amount`` that ``holder`` holds (:func:`apply_hold`) to ``who``. The holder holding
-    less is an invariant broken (every unit it pays out was held into it): DispatchError
-    (``pallet``, HeldShortfall), never a negative balance."""
+    """Pay ``amount`` that ``holder`` holds (:func:`apply_hold`) to ``who``."""
     if amount == 0:
         return
-    held = get_account(state, holder)
-    if held.free < amount:
-        raise DispatchError(pallet, "HeldShortfall", f"the {pallet} account holds {held.free}, cannot release {amount}")
-    apply_account(state, holder, AccountInfo(held.nonce, held.free - amount, held.staked))
+    _apply_take_held(state, pallet, holder, amount, "release")
     account = get_account(state, who)
     apply_account(state, who, AccountInfo(account.nonce, account.free + amount, account.staked))
 
 
 def apply_burn_held(state: StateAccess, pallet: str, holder: bytes, amount: int) -> None:
     """Burn ``amount`` that ``holder`` holds (:func:`apply_hold`): a forfeited deposit
-    (Substrate's ``slash_reserved`` with the imbalance dropped). The issuance falls by as much;
-    the holder holding less is an invariant broken, as in :func:`apply_release`."""
+    (Substrate's ``slash_reserved`` with the imbalance dropped). The issuance falls by as much."""
     if amount == 0:
         return
+    _apply_take_held(state, pallet, holder, amount, "burn")
+    TOTAL_ISSUANCE.apply_set(state, TOTAL_ISSUANCE.get(state) - amount)
+
+
+def _apply_take_held(state: StateAccess, pallet: str, holder: bytes, amount: int, verb: str) -> None:
+    """Take ``amount`` out of ``holder``. The holder holding less is an invariant broken (every
+    unit it gives up was held into it): DispatchError (``pallet``, HeldShortfall), never a
+    negative balance."""
     held = get_account(state, holder)
     if held.free < amount:
-        raise DispatchError(pallet, "HeldShortfall", f"the {pallet} account holds {held.free}, cannot burn {amount}")
+        raise DispatchError(pallet, "HeldShortfall", f"the {pallet} account holds {held.free}, cannot {verb} {amount}")
     apply_account(state, holder, AccountInfo(held.nonce, held.free - amount, held.staked))
-    TOTAL_ISSUANCE.apply_set(state, TOTAL_ISSUANCE.get(state) - amount)

@@ -115,6 +115,19 @@ def _build_on_genesis(tmp: Path, slots: list[int]) -> list[Block]:
     return build_sealed_chain(tmp, SPEC, slots)[1:]
 
 
+def _count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The keys node.service checks signatures of from now on (the real check, counted)."""
+    checks: list[bytes] = []
+    real = node_service.verify_signature
+
+    def counted(public: bytes, message: bytes, signature: bytes) -> None:
+        checks.append(public)
+        real(public, message, signature)
+
+    monkeypatch.setattr(node_service, "verify_signature", counted)
+    return checks
+
+
 def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -167,14 +180,7 @@ async def test_a_justification_of_many_votes_in_its_name_costs_one_signature_che
         source = Checkpoint(genesis, 0, 0)
         forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 1)))
         votes = tuple(SignedVote(forged.vote, ALICE.public, forged.signature) for _ in range(1024))
-        checks: list[bytes] = []
-        real = node_service.verify_signature
-
-        def counted(public: bytes, message: bytes, signature: bytes) -> None:  # the real check, counted
-            checks.append(public)
-            real(public, message, signature)
-
-        monkeypatch.setattr(node_service, "verify_signature", counted)
+        checks = _count_signature_checks(monkeypatch)
         with pytest.raises(InvalidJustification):
             await node.import_justification(Justification(genesis, 0, SET_ID, start + 1, source, votes))
         assert checks == [ALICE.public]
@@ -866,14 +872,7 @@ async def test_a_block_of_failed_note_votes_in_its_name_costs_no_signature_check
     node = NodeService(NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=SLOT_MS),
                        spec, clock=Clock.in_slot(start))
     try:
-        checks: list[bytes] = []
-        real = node_service.verify_signature
-
-        def counted(public: bytes, message: bytes, signature: bytes) -> None:  # the real check, counted
-            checks.append(public)
-            real(public, message, signature)
-
-        monkeypatch.setattr(node_service, "verify_signature", counted)
+        checks = _count_signature_checks(monkeypatch)
         for block in blocks:
             await node.import_block(block)
         assert node.chain.best_hash == blocks[-1].hash()
