@@ -338,3 +338,24 @@ def test_expired_era_and_wrong_chain_are_refused_by_the_runtime(chain) -> None:
     assert built.block.body.extrinsics == ()
     # An empty block: nothing applied, nothing changed but what every block records.
     assert chain.state.root() == chain.state.compute_commit(expected).root
+
+
+def test_held_funds_cannot_be_paid_or_burned_beyond_what_the_holder_holds(chain) -> None:
+    """A pallet account pays out or burns only what was held into it (balances.apply_hold):
+    more is an invariant broken, refused by name, and nothing moves."""
+    from chain.errors import DispatchError
+
+    holder = bytes([7]) * 32
+    state = chain.state.overlay()
+    balances.apply_account(state, holder, balances.AccountInfo(0, 500, 0))
+    issuance = balances.TOTAL_ISSUANCE.get(state)
+    root = chain.state.compute_commit(state).root
+    for take, verb in ((lambda: balances.apply_release(state, "gov", holder, BOB.public, 501), "release"),
+                       (lambda: balances.apply_burn_held(state, "gov", holder, 501), "burn")):
+        with pytest.raises(DispatchError) as refused:
+            take()
+        assert (refused.value.module, refused.value.error) == ("gov", "HeldShortfall")
+        assert str(refused.value) == f"the gov account holds 500, cannot {verb} 501"
+        assert chain.state.compute_commit(state).root == root
+    balances.apply_burn_held(state, "gov", holder, 500)
+    assert balances.get_account(state, holder).free == 0 and balances.TOTAL_ISSUANCE.get(state) == issuance - 500

@@ -69,6 +69,7 @@ def test_readme_economy_walkthrough_runs_as_written(tmp_path) -> None:
         assert "InferenceMade" in out
         proposal = json.loads(out[out.index('{\n  "id": 0,\n  "model": 1') :].split("\n}\n")[0] + "\n}")
         assert proposal["status"] == "enacted" and proposal["ayes"] == "100", proposal
+        assert proposal["deposit"] == str(100 * 10**9)  # held until the tally, returned with the quorum's turnout
         model = json.loads(out[out.rindex('{\n  "id": 1') :].split("\n}\n")[0] + "\n}")
         assert model["inferencePrice"] == "5000" and model["shares"] == "100"
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "gov_listProposals", "params": [1]}).encode()
