@@ -66,6 +66,11 @@ def apply_fee_only(chain: Blockchain, state, number: int, who: bytes, fee: int, 
     balances.apply_account(state, author, msgspec.structs.replace(receiver, free=receiver.free + fee))
 
 
+def event_args(receipt: Any, name: str) -> dict[str, Any]:
+    """The arguments of the first event ``name`` in ``receipt`` (StopIteration if none)."""
+    return dict(next(e for e in receipt.events if e.name == name).args)
+
+
 def sign(chain: Blockchain, key, call, nonce: int, tip: int = 0, **kw) -> Extrinsic:
     return sign_extrinsic(
         key, call, nonce=nonce, genesis_hash=chain.genesis_hash, spec_version=chain.runtime.spec_version, tip=tip, **kw

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, open_chain, train_call
+from chainkit import ALICE, BOB, CHARLIE, event_args, open_chain, train_call
 from test_pallets import DAVE, Driver
 
 import ml_runtime
@@ -36,7 +36,7 @@ def _bounty(d: Driver, key, target: float, expires_in: int = 50) -> int:
     call = calls.PostBounty(0, 0, calls.compute_f32_bits(target), 5 * POL, d.chain.best_number + 1 + expires_in)
     receipt = d.apply(key, call)
     assert receipt.success, receipt.error
-    return dict(next(e for e in receipt.events if e.name == "BountyPosted").args)["bounty"]
+    return event_args(receipt, "BountyPosted")["bounty"]
 
 
 def test_compute_loss_is_the_kernels_mean_loss_and_changes_no_weight(chain) -> None:

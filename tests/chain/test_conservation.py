@@ -60,7 +60,7 @@ import msgspec
 import numpy as np
 import pytest
 import test_pallets
-from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, event_args, open_chain, sign
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -635,7 +635,7 @@ def test_a_federated_update_on_a_data_set_obeys_its_current_licence(dev_chain) -
     assert balances.get_account(chain.state.overlay(), fedkit.FERDIE.public).free == ferdie
     receipt = d.ok(CHARLIE, fedkit.replace(fedkit.Participant(CHARLIE, x, y).train(chain, 0), dataset=0))
     paid = 2000 * 40 * 16
-    assert dict(next(e for e in receipt.events if e.name == "LicensePaid").args)["amount"] == paid
+    assert event_args(receipt, "LicensePaid")["amount"] == paid
     state = chain.state.overlay()
     assert balances.get_account(state, fedkit.FERDIE.public).free == ferdie + paid
     assert licenses.USAGE_TOTAL.get(state, 0, licenses.NATIVE) == licenses.LicenseUsage(1, 40 * 16, paid)

@@ -10,7 +10,7 @@ import dataclasses
 
 import msgspec
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, event_args, open_chain, sign
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_pallets import DAVE, Driver
@@ -60,7 +60,7 @@ def wait_until(d: Driver, number: int) -> None:
 def propose(d: Driver, key, **values: int) -> int:
     receipt = d.apply(key, change(**values))
     assert receipt.success, receipt.error
-    return int(dict(next(e for e in receipt.events if e.name == "Proposed").args)["referendum"])
+    return int(event_args(receipt, "Proposed")["referendum"])
 
 
 def test_a_passed_referendum_changes_the_fee_from_the_block_after_its_enactment(chain, tmp_path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign, train_call
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, event_args, open_chain, sign, train_call
 from test_pallets import DAVE, Driver
 
 import ml_runtime
@@ -33,7 +33,7 @@ def _shared(d: Driver) -> int:
     """Alice registers model M and shares it 100 ways; Bob buys 40; returns M."""
     spec = calls.RegisterModel("dao", ml_runtime.ModelSpec("softmax", 64, 10).encode(), bytes(32))
     receipt = d.apply(ALICE, spec)
-    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    model = event_args(receipt, "ModelRegistered")["model"]
     assert d.apply(ALICE, calls.ShareModel(model, 100)).success
     assert d.apply(ALICE, calls.TransferAsset(assets.compute_shares_asset(model), BOB.public, 40)).success
     return model
@@ -53,7 +53,7 @@ def test_a_price_proposal_passes_and_is_enacted_after_the_delay(chain) -> None:
     model = _shared(d)
     receipt = d.apply(BOB, calls.ProposeInferencePrice(model, 7_000))
     assert receipt.success, receipt.error
-    pid = dict(next(e for e in receipt.events if e.name == "Proposed").args)["proposal"]
+    pid = event_args(receipt, "Proposed")["proposal"]
     p = _proposal(chain, pid)
     params = models.get_gov_params(chain.state.overlay(), model)
     assert params.voting_blocks == chain.config.gov_voting_blocks
@@ -83,8 +83,8 @@ def test_quorum_and_threshold(chain) -> None:
     model = _shared(d)
     low = d.apply(BOB, calls.ProposeRelease(model, 0))
     split = d.apply(BOB, calls.ProposeTrainer(model, CHARLIE.public, True))
-    low_id = dict(next(e for e in low.events if e.name == "Proposed").args)["proposal"]
-    split_id = dict(next(e for e in split.events if e.name == "Proposed").args)["proposal"]
+    low_id = event_args(low, "Proposed")["proposal"]
+    split_id = event_args(split, "Proposed")["proposal"]
     assert d.apply(BOB, calls.Vote(split_id, True)).success  # 40 ayes
     assert d.apply(ALICE, calls.Vote(split_id, False)).success  # 60 nays
     _wait_until(d, _proposal(chain, split_id).ends)
@@ -99,7 +99,7 @@ def test_treasury_set_aside_and_a_spend_that_outgrows_it_fails(chain) -> None:
     d = Driver(chain)
     model = _shared(d)
     params = d.apply(BOB, calls.ProposeParams(model, 100_000, 500_000, 3, 1, 250_000))
-    pid = dict(next(e for e in params.events if e.name == "Proposed").args)["proposal"]
+    pid = event_args(params, "Proposed")["proposal"]
     assert d.apply(ALICE, calls.Vote(pid, True)).success
     _wait_until(d, _proposal(chain, pid).enact_at or _proposal(chain, pid).ends)
     _wait_until(d, _proposal(chain, pid).enact_at)
@@ -111,7 +111,7 @@ def test_treasury_set_aside_and_a_spend_that_outgrows_it_fails(chain) -> None:
     grantee = bytes([7]) * 32
     too_much = d.apply(BOB, calls.ProposeSpend(model, grantee, 2_000_000))
     ok = d.apply(BOB, calls.ProposeSpend(model, grantee, 1_000_000))
-    ids = [dict(next(e for e in r.events if e.name == "Proposed").args)["proposal"] for r in (too_much, ok)]
+    ids = [event_args(r, "Proposed")["proposal"] for r in (too_much, ok)]
     for pid in ids:
         assert d.apply(ALICE, calls.Vote(pid, True)).success
     _wait_until(d, max(_proposal(chain, i).ends for i in ids) + 1)
@@ -130,7 +130,7 @@ def test_training_by_proposal(chain) -> None:
     pids = []
     for action in (calls.ProposePolicy(model, "proposal", 0), calls.ProposeTrainer(model, CHARLIE.public, True)):
         r = d.apply(BOB, action)
-        pids.append(dict(next(e for e in r.events if e.name == "Proposed").args)["proposal"])
+        pids.append(event_args(r, "Proposed")["proposal"])
     for pid in pids:
         assert d.apply(ALICE, calls.Vote(pid, True)).success
     _wait_until(d, max(_proposal(chain, p).ends for p in pids))
@@ -162,7 +162,7 @@ def test_an_importer_tallies_and_enacts_as_the_author_did(chain, tmp_path) -> No
     d = Driver(chain)
     model = _shared(d)
     r = d.apply(BOB, calls.ProposeInferencePrice(model, 3))
-    pid = dict(next(e for e in r.events if e.name == "Proposed").args)["proposal"]
+    pid = event_args(r, "Proposed")["proposal"]
     assert d.apply(ALICE, calls.Vote(pid, True)).success
     _wait_until(d, _proposal(chain, pid).ends)
     _wait_until(d, _proposal(chain, pid).enact_at)
@@ -180,7 +180,7 @@ def test_an_importer_tallies_and_enacts_as_the_author_did(chain, tmp_path) -> No
 
 def _register_shared(d: Driver, name: str) -> int:
     spec = calls.RegisterModel(name, ml_runtime.ModelSpec("softmax", 64, 10).encode(), bytes(32))
-    model = dict(next(e for e in d.apply(ALICE, spec).events if e.name == "ModelRegistered").args)["model"]
+    model = event_args(d.apply(ALICE, spec), "ModelRegistered")["model"]
     assert d.apply(ALICE, calls.ShareModel(model, 100)).success
     return model
 
@@ -263,12 +263,12 @@ def test_proposals_on_other_models_cannot_crowd_out_an_enactment(tmp_path) -> No
         owned = []
         for _ in range(need // agenda.MAX_AGENDA):
             receipts = block([calls.RegisterModel("spam", softmax, bytes(32))] * agenda.MAX_AGENDA)
-            owned += [dict(next(e for e in r.events if e.name == "ModelRegistered").args)["model"] for r in receipts]
+            owned += [event_args(r, "ModelRegistered")["model"] for r in receipts]
         for start in range(0, need, agenda.MAX_AGENDA):
             block([calls.ShareModel(m, 1) for m in owned[start : start + agenda.MAX_AGENDA]])
         model = _shared(d)
         receipt = d.apply(BOB, calls.ProposeInferencePrice(model, 7_000))
-        pid = dict(next(e for e in receipt.events if e.name == "Proposed").args)["proposal"]
+        pid = event_args(receipt, "Proposed")["proposal"]
         assert d.apply(ALICE, calls.Vote(pid, True)).success
         p = _proposal(chain, pid)
         first = p.ends + p.enactment_blocks
@@ -304,7 +304,7 @@ def test_filling_a_blocks_agenda_costs_a_deposit_per_slot_burned_without_quorum(
     owned = []
     for name in ("e0", "e1"):
         r = d.apply(eve, calls.RegisterModel(name, softmax, bytes(32)))
-        owned.append(dict(next(e for e in r.events if e.name == "ModelRegistered").args)["model"])
+        owned.append(event_args(r, "ModelRegistered")["model"])
         assert d.apply(eve, calls.ShareModel(owned[-1], 1)).success
     nonce = balances.get_account(chain.state.overlay(), eve.public).nonce
     spam = [sign(chain, eve, calls.ProposeRelease(owned[i // governance.MAX_ACTIVE], 0), nonce + i) for i in range(agenda.MAX_AGENDA)]
@@ -342,7 +342,7 @@ def test_a_proposal_deposit_is_held_then_returned_when_the_vote_reaches_quorum(c
         r = d.apply(BOB, call)
         assert r.success, r.error
         assert before - _free(chain, BOB.public) == r.fee + governance.PROPOSAL_DEPOSIT
-        proposed = dict(next(e for e in r.events if e.name == "Proposed").args)
+        proposed = event_args(r, "Proposed")
         assert proposed["deposit"] == governance.PROPOSAL_DEPOSIT
         ids.append(proposed["proposal"])
         assert _proposal(chain, ids[-1]).deposit == governance.PROPOSAL_DEPOSIT

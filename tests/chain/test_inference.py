@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainkit import BOB, CHARLIE, open_chain
+from chainkit import BOB, CHARLIE, event_args, open_chain
 from test_pallets import DAVE, Driver
 
 import ml_runtime
@@ -29,16 +29,12 @@ def _register(d: Driver, owner) -> tuple[int, ml_runtime.ModelSpec]:
     spec = ml_runtime.ModelSpec("softmax", 4, 3)
     receipt = d.apply(owner, calls.RegisterModel("iris", spec.encode(), bytes(32)))
     assert receipt.success, receipt.error
-    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    model = event_args(receipt, "ModelRegistered")["model"]
     return model, spec
 
 
 def _rows(n: int, d: int) -> np.ndarray:
     return (np.arange(n * d, dtype=np.float32).reshape(n, d) / np.float32(7)).astype(np.float32)
-
-
-def _event(receipt, name: str) -> dict:
-    return dict(next(e for e in receipt.events if e.name == name).args)
 
 
 def test_infer_outputs_are_predicts_bits_and_the_owner_is_paid(chain) -> None:
@@ -50,7 +46,7 @@ def test_infer_outputs_are_predicts_bits_and_the_owner_is_paid(chain) -> None:
     bob_before = balances.get_account(chain.state.overlay(), BOB.public).free
     receipt = d.apply(BOB, calls.Infer(model, None, x.astype("<f4").tobytes()))
     assert receipt.success, receipt.error
-    made = _event(receipt, "InferenceMade")
+    made = event_args(receipt, "InferenceMade")
     weights = models.get_weights(chain.state.overlay(), model, 0)
     expected = ml_runtime.predict(spec, weights, x).astype("<f4").tobytes()
     assert bytes.fromhex(made["outputs"][2:]) == expected

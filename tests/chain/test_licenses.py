@@ -6,7 +6,7 @@ the fee and nonce only."""
 from __future__ import annotations
 
 import pytest
-from chainkit import BOB, CHARLIE, FERDIE, open_chain, train_call
+from chainkit import BOB, CHARLIE, FERDIE, event_args, open_chain, train_call
 from test_pallets import DAVE, Driver
 
 from chain import calls
@@ -63,7 +63,7 @@ def test_terms_change_after_notice_and_are_enforced(chain) -> None:
     state = chain.state.overlay()
     assert assets.get_balance(state, USDP, FERDIE.public) == usdp_before + 3 * 40 * 16
     assert balances.get_account(state, FERDIE.public).free == pol_before  # paid in USDP, not POL
-    paid = dict(next(e for e in trained.events if e.name == "LicensePaid").args)
+    paid = event_args(trained, "LicensePaid")
     assert paid["amount"] == 1920 and paid["asset"] == USDP
     usage = licenses.USAGE.get(state, 0, 0, licenses.compute_currency(terms))
     assert usage == licenses.LicenseUsage(1, 640, 1920)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from chainkit import ALICE, BOB, open_chain, sign
+from chainkit import ALICE, BOB, event_args, open_chain, sign
 
 import ml_runtime
 from chain import calls
@@ -48,7 +48,7 @@ def _register_wide(chain: Blockchain) -> int:
     built = chain.build_block([sign(chain, DAVE, calls.RegisterModel("wide", WIDE.encode(), bytes(32)), nonce)], ALICE, slot=1)
     (receipt,) = built.receipts
     assert receipt.success, receipt.error
-    return int(dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"])
+    return int(event_args(receipt, "ModelRegistered")["model"])
 
 
 def test_a_block_of_the_worst_inferences_stores_receipts_within_its_length(chain: Blockchain) -> None:
@@ -71,7 +71,7 @@ def test_an_infer_call_declares_and_pays_for_its_outputs_bytes(chain: Blockchain
     xt = sign(chain, BOB, calls.Infer(model, None, WORST), 0)
     info = chain.runtime.compute_dispatch_info(chain.state.overlay(), xt)
     (receipt,) = chain.build_block([xt], ALICE, slot=2).receipts
-    outputs = dict(next(e for e in receipt.events if e.name == "InferenceMade").args)["outputs"]
+    outputs = event_args(receipt, "InferenceMade")["outputs"]
     assert isinstance(outputs, str) and info.result_length == len(outputs) == 2 + 8 * inference.MAX_INFER_OUTPUTS
     assert receipt.fee == chain.config.compute_fee(len(xt.encode()) + info.result_length, info.weight, 0)
     # One that fails in dispatch is refunded the outputs it declared (an unknown version).

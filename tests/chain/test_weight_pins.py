@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainkit import ALICE, BOB, open_chain
+from chainkit import ALICE, BOB, event_args, open_chain
 from test_pallets import Driver
 from test_weights_datasets import compute_rows, compute_weight
 
@@ -33,7 +33,7 @@ def chain(tmp_path):
 
 def _registered(receipt, event: str, field: str) -> int:
     assert receipt.success, receipt.error
-    return int(dict(next(e for e in receipt.events if e.name == event).args)[field])
+    return int(event_args(receipt, event)[field])
 
 
 # --- datasets.append_rows: base + 20 a byte + 2,000 a row + 50,000 a chunk a restart deletes ----

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chainkit import BOB, FERDIE, open_chain, sign
+from chainkit import BOB, FERDIE, event_args, open_chain, sign
 from test_pallets import Driver
 
 from chain import calls
@@ -94,7 +94,7 @@ def test_a_completing_append_under_a_wrong_root_fails_and_changes_only_the_fee(c
     d = Driver(chain)
     rows = compute_rows(300, 1, 2)
     receipt = d.apply(BOB, calls.RegisterDataset("d", 1, "classification", 2, 300, bytes(32), 0, ""))
-    dataset = dict(next(e for e in receipt.events if e.name == "DatasetRegistered").args)["dataset"]
+    dataset = event_args(receipt, "DatasetRegistered")["dataset"]
     assert d.apply(BOB, calls.AppendRows(dataset, 0, rows[: 299 * 8])).success
     d.fails(BOB, calls.AppendRows(dataset, 299, rows[299 * 8 :]), "RootMismatch")
     d.fails(BOB, calls.AppendRows(dataset, 299, rows[299 * 8 :]), "RootMismatch")  # again: still only the fee
@@ -106,7 +106,7 @@ def test_an_append_declares_the_hashing_of_each_of_its_rows(chain) -> None:
     row size the state holds (8-byte rows: 131,072 leaves in one 1 MiB chunk)."""
     d = Driver(chain)
     receipt = d.apply(BOB, calls.RegisterDataset("d", 1, "classification", 2, 1 << 20, bytes(32), 0, ""))
-    dataset = dict(next(e for e in receipt.events if e.name == "DatasetRegistered").args)["dataset"]
+    dataset = event_args(receipt, "DatasetRegistered")["dataset"]
     chunk = bytes(calls.MAX_ROWS_CHUNK)
     weight = compute_weight(chain, calls.AppendRows(dataset, 0, chunk))
     rows = len(chunk) // 8

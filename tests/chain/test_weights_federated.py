@@ -6,7 +6,7 @@ participant's to choose at commit, up to MAX_CELLS numbers."""
 from __future__ import annotations
 
 import pytest
-from chainkit import ALICE, open_chain
+from chainkit import ALICE, event_args, open_chain
 from fedkit import BOB, CHARLIE, Driver, Participant, open_call, split_digits
 
 import ml_runtime
@@ -28,7 +28,7 @@ def test_a_reveal_declares_the_largest_data_array_a_commit_admits(chain) -> None
     d = Driver(chain)
     spec = ml_runtime.ModelSpec("softmax", 4, 2)
     receipt = d.ok(BOB, calls.RegisterModel("tiny", spec.encode(), bytes(32)))
-    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    model = event_args(receipt, "ModelRegistered")["model"]
     d.ok(BOB, open_call(model=model, local_steps=64, batch_size=1, segment_len=1, samples=64, min_updates=1, max_updates=1,
                         bond=0, reward_pool=0, commit_deadline=5, reveal_deadline=50))
     reveal = calls.RevealSegment(0, 0, bytes(40), (), bytes(32), (), bytes(20), ((),))
@@ -68,7 +68,7 @@ def test_a_commit_is_bounded_by_the_numbers_of_its_rows_labels_included(chain) -
     d = Driver(chain)
     spec = ml_runtime.ModelSpec("linear", 1, 4096)
     receipt = d.ok(BOB, calls.RegisterModel("wide", spec.encode(), bytes(32)))
-    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    model = event_args(receipt, "ModelRegistered")["model"]
     d.ok(BOB, open_call(model=model, local_steps=1, batch_size=1, segment_len=1, samples=1, min_updates=1, max_updates=1,
                         bond=0, reward_pool=0, commit_deadline=5, reveal_deadline=50))
     commit = calls.CommitUpdate(0, bytes(32), 1 << 20, 1, bytes(4 * spec.param_count), bytes(32), (0, 0), (), ())
@@ -84,7 +84,7 @@ def test_closing_declares_fedavg_at_its_measured_cost(chain) -> None:
     d = Driver(chain)
     spec = ml_runtime.ModelSpec("linear", 511, 512)  # 2^18 parameters
     receipt = d.ok(BOB, calls.RegisterModel("big", spec.encode(), bytes(32)))
-    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    model = event_args(receipt, "ModelRegistered")["model"]
     d.ok(BOB, open_call(model=model, local_steps=1, batch_size=1, segment_len=1, samples=1, min_updates=1, max_updates=64,
                         bond=0, reward_pool=0, commit_deadline=5, reveal_deadline=50))
     weight = federated.compute_weight(chain.state.overlay(), calls.CloseRound(0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainkit import BOB, open_chain
+from chainkit import BOB, event_args, open_chain
 from test_pallets import DAVE, Driver
 from test_weights_datasets import compute_weight
 
@@ -50,7 +50,7 @@ def test_inference_outputs_are_bounded_and_their_bytes_declared(chain) -> None:
     d = Driver(chain)
     wide = ml_runtime.ModelSpec("linear", 1, 4096)
     receipt = d.apply(DAVE, calls.RegisterModel("wide", wide.encode(), bytes(32)))
-    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    model = event_args(receipt, "ModelRegistered")["model"]
     rows = (1 << 16) // wide.k  # 2^16 outputs: 256 KiB of float32, 512 KiB of hex
     ok = np.ones((rows, 1), dtype="<f4").tobytes()
     too_many = np.ones((rows + 1, 1), dtype="<f4").tobytes()
@@ -72,7 +72,7 @@ def test_opening_a_round_declares_reading_the_base_versions_weights(chain) -> No
     d = Driver(chain)
     big = ml_runtime.ModelSpec("linear", 511, 512)  # 2^18 parameters
     receipt = d.apply(BOB, calls.RegisterModel("big", big.encode(), bytes(32)))
-    model = dict(next(e for e in receipt.events if e.name == "ModelRegistered").args)["model"]
+    model = event_args(receipt, "ModelRegistered")["model"]
     half = calls.compute_f32_bits(0.5)
     call = calls.OpenRound(model, 0, (), 0, 1, half, 0, 1, 1, 1, 1, 0, 0, 10**6, 10**6 + 10)  # 0 local steps
     weight = compute_weight(chain, call)
