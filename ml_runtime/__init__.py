@@ -37,6 +37,8 @@ from ml_runtime.spec import ModelSpec
 from ml_runtime.transcript import (
     Transcript,
     TranscriptEntry,
+    compute_frontier,
+    compute_frontier_root,
     compute_leaf_path,
     compute_merkle_root,
     hash_weights,
@@ -65,6 +67,8 @@ __all__ = [
     "Transcript",
     "TranscriptEntry",
     "batch_indices",
+    "compute_frontier",
+    "compute_frontier_root",
     "compute_leaf_path",
     "compute_loss",
     "compute_merkle_root",

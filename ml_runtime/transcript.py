@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -258,3 +258,42 @@ def compute_merkle_root(leaves: Sequence[bytes]) -> bytes:
     if not leaves:
         return _h(b"")
     return _mth([_hash_leaf(leaf) for leaf in leaves])
+
+
+def compute_frontier(frontier: Sequence[bytes], count: int, leaves: Iterable[bytes]) -> list[bytes]:
+    """The frontier of ``count`` raw leaves, ``frontier``, after appending ``leaves``: enough
+    to extend :func:`compute_merkle_root`'s tree leaf by leaf without the leaves before
+    (Certificate Transparency's compact Merkle tree).
+
+    The frontier of n leaves is the roots of the perfect subtrees that RFC 6962's tree of
+    those leaves splits into, largest first: one per set bit of n (RFC 6962 section 2.1
+    splits at the largest power of two below n, so the left part is always perfect). A leaf
+    joins as a subtree of one; while the subtree before it is as large, the two merge, as
+    the carries of n + 1 in binary. Each leaf costs its leaf hash and, amortised, one node hash.
+    """
+    stack = list(frontier)
+    n = count
+    for leaf in leaves:
+        node = _hash_leaf(leaf)
+        carries = n
+        while carries & 1:
+            hasher = _NODE_HASHER.copy()
+            hasher.update(stack.pop())
+            hasher.update(node)
+            node = hasher.digest()
+            carries >>= 1
+        stack.append(node)
+        n += 1
+    return stack
+
+
+def compute_frontier_root(frontier: Sequence[bytes]) -> bytes:
+    """:func:`compute_merkle_root` of the leaves whose (non-empty) frontier this is: the
+    subtrees folded from the right, MTH(D[n]) = node(MTH(D[0:k]), MTH(D[k:n]))."""
+    root = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        hasher = _NODE_HASHER.copy()
+        hasher.update(left)
+        hasher.update(root)
+        root = hasher.digest()
+    return root

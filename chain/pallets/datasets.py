@@ -24,9 +24,7 @@ reads them (training.train, models.claim_bounty, pol.report_fraud) declares.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
 
 import msgspec
 import numpy as np
@@ -77,53 +75,8 @@ class DatasetInfo(Wire, frozen=True):
 NEXT_DATASET_ID = StorageValue("Datasets", "NextDatasetId", int, 0)
 DATASETS = StorageMap("Datasets", "Datasets", DatasetInfo)
 CHUNKS = StorageMap("Datasets", "Chunks", bytes)
-# data set -> the rows root's frontier while its upload is incomplete (compute_frontier)
+# data set -> the rows root's frontier while its upload is incomplete (ml_runtime.compute_frontier)
 FRONTIER = StorageMap("Datasets", "Frontier", tuple[Hash32, ...])
-
-# blake2b-256 states that absorbed RFC 6962's leaf and node prefixes (ml_runtime.transcript's
-# hashes: compute_merkle_root is the same tree, tests/chain/test_weights_datasets.py checks it)
-_LEAF = hashlib.blake2b(b"\x00", digest_size=32)
-_NODE = hashlib.blake2b(b"\x01", digest_size=32)
-
-
-def compute_frontier(frontier: Sequence[bytes], count: int, rows: bytes, row_size: int) -> list[bytes]:
-    """The frontier of ``count`` rows, ``frontier``, after appending ``rows``.
-
-    The frontier of n leaves is the roots of the perfect subtrees that RFC 6962's tree of
-    those leaves splits into, largest first: one per set bit of n (RFC 6962 section 2.1
-    splits at the largest power of two below n, so the left part is always perfect). A leaf
-    joins as a subtree of one; while the subtree before it is as large, the two merge, as
-    the carries of n + 1 in binary. Each row costs its leaf hash and, amortised, one node hash.
-    """
-    stack = list(frontier)
-    n = count
-    for offset in range(0, len(rows), row_size):
-        hasher = _LEAF.copy()
-        hasher.update(rows[offset : offset + row_size])
-        node = hasher.digest()
-        carries = n
-        while carries & 1:
-            hasher = _NODE.copy()
-            hasher.update(stack.pop())
-            hasher.update(node)
-            node = hasher.digest()
-            carries >>= 1
-        stack.append(node)
-        n += 1
-    return stack
-
-
-def compute_frontier_root(frontier: Sequence[bytes]) -> bytes:
-    """The RFC 6962 root of the leaves whose (non-empty) frontier this is: the subtrees folded
-    from the right, MTH(D[n]) = node(MTH(D[0:k]), MTH(D[k:n]))."""
-    root = frontier[-1]
-    for left in reversed(frontier[:-1]):
-        hasher = _NODE.copy()
-        hasher.update(left)
-        hasher.update(root)
-        root = hasher.digest()
-    return root
-
 
 def compute_append_weight(state: StateAccess, call: AppendRows) -> int:
     """An append's weight: the base and its bytes; with the data set's record, its rows (each
@@ -297,10 +250,12 @@ def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes)
         raise DispatchError(PALLET, "MalformedRows", f"a label is outside 0..{info.outputs - 1}")
     CHUNKS.apply_set(state, rows, dataset_id, first_row)
     stored = FRONTIER.get(state, dataset_id) if info.chunks else None
-    frontier = compute_frontier(stored or (), first_row, rows, info.row_size)
+    frontier = ml_runtime.compute_frontier(
+        stored or (), first_row, (rows[i : i + info.row_size] for i in range(0, len(rows), info.row_size))
+    )
     info = msgspec.structs.replace(info, uploaded_rows=first_row + count, chunks=(*info.chunks, first_row))
     if info.complete:
-        root = compute_frontier_root(frontier)
+        root = ml_runtime.compute_frontier_root(frontier)
         if root != info.rows_root:
             raise DispatchError(
                 PALLET, "RootMismatch", f"the rows hash to {root.hex()}, registered {info.rows_root.hex()}; restart from row 0"
