@@ -341,6 +341,7 @@ class NodeService:
         self._far_future_authors: dict[bytes, None] = {}  # named once each (_check_far_future)
         self._ahead_voters: dict[bytes, None] = {}  # named once each (_note_vote_ahead)
         self._catching_up_logged = False
+        self._not_sealed_here: tuple[bytes | None, Header] = (None, self.chain.best_header)  # _newest_not_sealed_here's last walk
         self._listen_until = self._clock_round() + config.doppelganger_rounds if config.doppelganger_rounds > 0 else -1
         if self.author is not None and self._listen_until >= 0:
             log.info(
@@ -751,10 +752,7 @@ class NodeService:
         one made the node look caught up at once, and it voted from the old source in the
         same round (found when the restored validator's own slot came before its sync was
         done). What counts is the newest block of the best chain that another node made."""
-        best = self.chain.best_header
-        if self.author is not None:
-            while best.number > 0 and best.author == self.author.public and best.slot > self._own_since_slot:
-                best = self.chain.get_header(best.parent_hash)  # this run's own (another's would have stopped it)
+        best = self._newest_not_sealed_here()
         behind = round_number - best.slot
         if best.number == 0 or behind * self.slot_ms <= max(CATCH_UP_MS, 2 * len(get_voters(self.chain)) * self.slot_ms):
             self._catching_up_logged = False
@@ -763,6 +761,24 @@ class NodeService:
             self._catching_up_logged = True
             log.info("Not voting in round %d: the best block #%d is %d slots behind it (catching up first)", round_number, best.number, behind)
         return True
+
+    def _newest_not_sealed_here(self) -> Header:
+        """The newest block of the best chain that this run did not seal (genesis at the
+        latest). The blocks walked down are remembered by the best block they were walked
+        from, so the next call walks only the blocks sealed since (the answer for a block never
+        changes: the key and the slot this run began from are fixed): a validator sealing
+        alone read every header it had sealed, each round."""
+        block_hash, best = self.chain.best_hash, self.chain.best_header
+        walked_from, found = self._not_sealed_here
+        if self.author is not None:
+            while best.number > 0 and best.author == self.author.public and best.slot > self._own_since_slot:
+                if block_hash == walked_from:
+                    best = found
+                    break
+                block_hash = best.parent_hash  # this run's own (another's would have stopped it)
+                best = self.chain.get_header(block_hash)
+        self._not_sealed_here = (self.chain.best_hash, best)
+        return best
 
     def _signing_paused(self) -> bool:
         """True while this node must not sign: another signer of its key was seen (until a

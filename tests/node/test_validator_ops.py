@@ -880,3 +880,36 @@ async def test_a_block_of_failed_note_votes_in_its_name_costs_no_signature_check
         assert node._voter.voted_round == start - 19  # Alice's own past vote, noted, read without a second check
     finally:
         node.close()
+
+
+async def test_the_catching_up_rule_reads_each_block_it_skips_once(tmp_path) -> None:
+    # The rule walks down the blocks this run sealed to the newest one another node made. It
+    # walked them all again every round: a validator sealing alone (a dev chain, or the others
+    # offline) read every header it had sealed since its start, each round (O(blocks) a round,
+    # 10,000 header reads a round after a day of 6 s blocks).
+    start = _slot_now()
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        slot = start
+        for _ in range(12):
+            slot = _alices_slot(slot)
+            clock.to_slot(slot)
+            assert await node.author_block() is not None
+        reads: list[bytes] = []
+        real = node.chain.get_header
+
+        def counted(block_hash: bytes):  # type: ignore[no-untyped-def]
+            reads.append(block_hash)
+            return real(block_hash)
+
+        node.chain.get_header = counted  # type: ignore[method-assign]
+        assert not node._catching_up(slot + 1)  # all its own down to genesis: exempt
+        slot = _alices_slot(slot)
+        clock.to_slot(slot)
+        assert await node.author_block() is not None
+        reads.clear()
+        assert not node._catching_up(slot + 1)
+        assert len(reads) <= 1, len(reads)  # the new block only, not the twelve below it again
+    finally:
+        node.close()
