@@ -649,7 +649,7 @@ def test_a_record_of_another_chain_is_refused_by_name(tmp_path) -> None:
 # how a record is raised by each of its own past votes (one mutant wrote ``None`` as the record,
 # another lowered its source), the end of the doppelganger wait (one crashed on its second
 # call), the named-once sets when full, and the lines' texts. The 8 left are equivalent:
-# ``best.number >= 0`` in _catching_up (genesis has no author to skip), ``_catching_up_logged =
+# ``best.number >= 0`` in _newest_not_sealed_here (genesis has no author to skip), ``_catching_up_logged =
 # None`` for False and ``_listen_until = -2`` for -1 (the same truth), ``_listen_until > 0`` or
 # ``>= 1`` (a round number, never 0), a named-once set's value "" for None in both sets (only
 # keys are read), and the log argument ``ahead_ms / slot_ms`` for ``//`` (%d prints the same).
@@ -911,5 +911,27 @@ async def test_the_catching_up_rule_reads_each_block_it_skips_once(tmp_path) -> 
         reads.clear()
         assert not node._catching_up(slot + 1)
         assert len(reads) <= 1, len(reads)  # the new block only, not the twelve below it again
+    finally:
+        node.close()
+
+
+async def test_the_catching_up_rule_finds_the_newest_block_another_node_made_below_its_own(tmp_path) -> None:
+    # Below this run's own blocks, the newest block another node made is what counts: here
+    # Bob's #1, long ago, so the validator is catching up, whatever it sealed since.
+    start = _slot_now()
+    old = _slot_of(BOB.public, start - 100)
+    (bobs,) = _build_on_genesis(tmp_path, [old])
+    clock = Clock.in_slot(start)
+    node = _node(tmp_path / "alice", clock)
+    try:
+        await node.import_block(bobs)
+        slot = start
+        for _ in range(2):
+            slot = _alices_slot(slot)
+            clock.to_slot(slot)
+            assert await node.author_block() is not None
+        assert node.chain.best_number == 3
+        assert node._newest_not_sealed_here().number == 1
+        assert node._catching_up(slot + 1)
     finally:
         node.close()
