@@ -292,11 +292,12 @@ def _fit(author: Blockchain, train: Callable[[int], calls.Train], jobs: int, seg
         weight, size, transcript = per_call(length)
         if transcript > config.max_transcript_bytes:
             return 0
-        return min(config.max_block_weight // weight, runtime.max_extrinsic_length // size)
+        return min(config.max_block_weight // weight, runtime.max_extrinsic_length // size,
+                   config.max_transcript_bytes // max(transcript, 1))
 
     if fits(segment) >= 1:
         n = min(jobs, fits(segment))
-        why = "as asked" if n == jobs else f"{n} of {jobs} calls fit the block's weight/length limits"
+        why = "as asked" if n == jobs else f"{n} of {jobs} calls fit the block's weight/length/transcript limits"
         return n, segment, why
     length = segment
     while length > 1 and fits(length) < 1:

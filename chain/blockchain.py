@@ -540,8 +540,8 @@ class Blockchain:
         *,
         on_invalid: Callable[[bytes, InvalidTransaction], None] | None = None,
     ) -> ImportedBlock:
-        """Fill a block on the best block from ``candidates`` up to the weight and length
-        limits, seal and store it."""
+        """Fill a block on the best block from ``candidates`` up to the weight, length and
+        transcript limits, seal and store it."""
         with _gc_paused():
             return self._build_block(candidates, author, slot, on_invalid)
 
@@ -562,14 +562,20 @@ class Blockchain:
         included: list[Extrinsic] = []
         included_raw: list[bytes] = []
         receipts: list[Receipt] = []
-        weight = length = 0
+        weight = length = transcripts = 0
         max_length, max_weight = runtime.max_extrinsic_length, runtime.config.max_block_weight
+        max_transcripts = runtime.config.max_transcript_bytes
         for xt in candidates:
             raw = xt.encode()
             declared = runtime.compute_dispatch_info(overlay, xt)
             xt_length = len(raw) + declared.result_length
-            fits_alone = xt_length <= max_length and declared.weight <= max_weight
-            if fits_alone and (length + xt_length > max_length or weight + declared.weight > max_weight):
+            fits_alone = (
+                xt_length <= max_length and declared.weight <= max_weight and declared.transcript_bytes <= max_transcripts
+            )
+            if fits_alone and (
+                length + xt_length > max_length or weight + declared.weight > max_weight
+                or transcripts + declared.transcript_bytes > max_transcripts
+            ):
                 continue  # for a later block; one that fits no block is refused by apply_extrinsic
             try:
                 receipt = self._apply_candidate(runtime, overlay, info, len(included), xt, raw)
@@ -582,6 +588,7 @@ class Blockchain:
             receipts.append(receipt)
             weight += declared.weight
             length += xt_length
+            transcripts += declared.transcript_bytes
         results = tuple(info.results[i] for i in sorted(info.results))
         commit = self.state.compute_commit(overlay)
         header = Header(

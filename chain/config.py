@@ -49,8 +49,9 @@ class RuntimeConfig:
     min_validator_bond: int = 1_000_000_000
     # Proof of learning (docs/architecture.md §2). A block carries each TRAIN call's result
     # (transcript root, losses, new weights); the intermediate checkpoints stay with the
-    # author, who must store and serve them: ``max_transcript_bytes`` bounds what one call can
-    # make it keep, (S + 1) * 4 * param_count.
+    # author, who must store and serve them: ``max_transcript_bytes`` bounds what one block's
+    # calls can make it keep together, (S + 1) * 4 * param_count each, and each byte is paid
+    # for as a block byte (byte_fee; chain.runtime.DispatchInfo).
     pol_samples: int = 4  # m: segments each validator re-runs per job
     challenge_blocks: int = 4  # a block is voted for only with this many descendants
     max_transcript_bytes: int = 64 << 20
@@ -81,7 +82,7 @@ class RuntimeConfig:
         proposed and again when enacted) both apply it.
 
         - every constant fits a balance (2^63-1), and the largest fee a block can charge,
-          base + byte x max_block_length + weight x max_block_weight, does too (fees never overflow);
+          base + byte x (max_block_length + max_transcript_bytes) + weight x max_block_weight, does too (fees never overflow);
         - a block has room for the fixed part of every call's weight (register_model's base,
           1,000,000 units, the largest) and for 64 KiB of extrinsics;
         - training can run at all: at least one step, one row per batch, one segment, one parameter,
@@ -97,9 +98,9 @@ class RuntimeConfig:
           vote's target can be noted (chain.pallets.rewards) and a fraud in a block not yet
           final can be reported (chain.pallets.pol); a larger one left voters unpaid, and one
           past the chain's length stopped finality for good;
-        - a transcript is at most 1 GiB: its author holds every checkpoint of a TRAIN call in
-          memory and writes them in the block's batch, so a larger bound lets one call exhaust
-          every author's memory.
+        - a block's transcripts are at most 1 GiB together: its author holds every checkpoint
+          of its TRAIN calls in memory and writes them in the block's batch, so a larger bound
+          lets one block exhaust every author's memory.
         """
         problems = [f"{f.name} must be at most 2^63-1" for f in fields(self) if getattr(self, f.name) > MAX_BALANCE]
         problems += [
@@ -120,7 +121,7 @@ class RuntimeConfig:
         if self.max_transcript_bytes > MAX_TRANSCRIPT_BYTES:
             problems.append(
                 f"max_transcript_bytes must be at most {MAX_TRANSCRIPT_BYTES:,}, got {self.max_transcript_bytes:,}: "
-                "a TRAIN call's author holds its whole transcript in memory and writes it in the block's one batch"
+                "a block's author holds its TRAIN calls' whole transcripts in memory and writes them in the block's one batch"
             )
         if self.challenge_blocks > MAX_CHALLENGE_BLOCKS:
             problems.append(
@@ -128,10 +129,11 @@ class RuntimeConfig:
                 "a finality vote's target must be a block the state can still name (system.BLOCK_HASH_COUNT), "
                 "to be noted for its voter's reward and to have its fraud reported on chain until it is final"
             )
-        if self.base_fee + self.byte_fee * self.max_block_length + self.weight_fee * self.max_block_weight > MAX_BALANCE:
+        stored = self.max_block_length + self.max_transcript_bytes
+        if self.base_fee + self.byte_fee * stored + self.weight_fee * self.max_block_weight > MAX_BALANCE:
             problems.append(
-                "base_fee/byte_fee/weight_fee: the fee of a full block "
-                "(base_fee + byte_fee x max_block_length + weight_fee x max_block_weight) exceeds 2^63-1"
+                "base_fee/byte_fee/weight_fee: the fee of a full block (base_fee + byte_fee x (max_block_length + "
+                "max_transcript_bytes) + weight_fee x max_block_weight) exceeds 2^63-1"
             )
         return problems
 

@@ -62,13 +62,16 @@ class DispatchInfo:
     """What a call declares before it runs (Substrate's ``DispatchInfo``), from its arguments
     and the state: its weight in work units, and the bytes it adds to its block besides its
     own encoding and to the block's stored receipts besides a fixed part per extrinsic
-    (``result_length``: a TRAIN call's training result, an INFER call's outputs). Both are upper
-    bounds: the fee is withdrawn on them, and what the call reports unused after dispatch is
-    refunded. A block's result lengths together fit max_block_length, when built and when
-    imported (:meth:`Runtime.apply_extrinsic`), so its receipts are at most that plus a fixed
-    part per extrinsic (benches/receipts.py measures each call type's). ``transcript_bytes``:
-    the checkpoint bytes a TRAIN call makes its author store and serve (not in the block, not
-    charged; bounded by ``max_transcript_bytes``)."""
+    (``result_length``: a TRAIN call's training result, an INFER call's outputs), and the
+    checkpoint bytes a TRAIN call makes its author store and serve (``transcript_bytes``: not
+    in the block, kept by its author and, a sample of them, by each validator). All are upper
+    bounds: the fee is withdrawn on them (a stored byte is a byte, in the block or beside it:
+    ``byte_fee`` each), and what the call reports unused after dispatch is refunded. A block's
+    result lengths together fit max_block_length and its transcripts together fit
+    ``max_transcript_bytes``, when built and when imported (:meth:`Runtime.apply_extrinsic`),
+    so its receipts are at most that plus a fixed part per extrinsic (benches/receipts.py
+    measures each call type's), and its author holds at most that many checkpoint bytes in
+    memory and writes them in the block's one batch."""
 
     weight: int
     result_length: int = 0
@@ -234,7 +237,7 @@ class Runtime:
 
     def compute_fee(self, info: DispatchInfo, length: int, tip: int) -> int:
         """The fee of an extrinsic of ``length`` bytes that declares ``info`` (before refunds)."""
-        return self.config.compute_fee(length + info.result_length, info.weight, tip)
+        return self.config.compute_fee(length + info.result_length + info.transcript_bytes, info.weight, tip)
 
     @property
     def max_extrinsic_length(self) -> int:
@@ -250,20 +253,9 @@ class Runtime:
         With ``allow_future`` (the pool's view) a nonce ahead of the account's is accepted:
         the pool holds such an extrinsic until the nonces before it arrive.
 
-        This is the pool's admission check (Substrate's ``validate_transaction``), so it also
-        refuses a TRAIN call whose transcript exceeds ``max_transcript_bytes``: in a block
-        such a call fails in dispatch (training.TranscriptTooLarge) and its sender pays the
-        fee, but the pool does not relay what can only fail.
+        This is the pool's admission check (Substrate's ``validate_transaction``).
         """
-        checked = self._verify_extrinsic(state, xt, length, number, check_signature, allow_future)[0]
-        transcript = checked.info.transcript_bytes
-        if transcript > self.config.max_transcript_bytes:
-            raise InvalidTransaction(
-                "exhausts_resources",
-                f"the training job's transcript of {transcript} bytes exceeds max_transcript_bytes "
-                f"({self.config.max_transcript_bytes}): no author stores and serves it",
-            )
-        return checked
+        return self._verify_extrinsic(state, xt, length, number, check_signature, allow_future)[0]
 
     def _verify_extrinsic(
         self, state: StateAccess, xt: Extrinsic, length: int, number: int, check_signature: bool, allow_future: bool,
@@ -288,6 +280,12 @@ class Runtime:
         if info.weight > self.config.max_block_weight:
             raise InvalidTransaction(
                 "exhausts_resources", f"weight {info.weight} exceeds a block's limit of {self.config.max_block_weight}"
+            )
+        if info.transcript_bytes > self.config.max_transcript_bytes:
+            raise InvalidTransaction(
+                "exhausts_resources",
+                f"the training job's transcript of {info.transcript_bytes:,} bytes exceeds max_transcript_bytes "
+                f"({self.config.max_transcript_bytes:,}): no author stores and serves it",
             )
         if length + info.result_length > self.max_extrinsic_length:
             proof = f" and its training result of {info.result_length} bytes" if info.result_length else ""
@@ -328,6 +326,13 @@ class Runtime:
                 f"the block's extrinsics declare {results:,} bytes of results and outputs with this one; "
                 f"a block of {self.config.max_block_length:,} bytes holds at most {self.max_extrinsic_length:,}",
             )
+        transcripts = block.transcript_bytes + checked.info.transcript_bytes
+        if transcripts > self.config.max_transcript_bytes:
+            raise InvalidTransaction(
+                "exhausts_resources",
+                f"the block's TRAIN calls declare {transcripts:,} bytes of checkpoints with this one; "
+                f"a block's author stores at most max_transcript_bytes ({self.config.max_transcript_bytes:,})",
+            )
         balances.apply_account(
             state, xt.signer, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - checked.fee)
         )
@@ -338,7 +343,7 @@ class Runtime:
         except DispatchError as exc:
             state.rollback_transaction()
             fee, weight = self.apply_fee(state, xt, length, checked, ctx, block.author)
-            block.result_length = results
+            block.result_length, block.transcript_bytes = results, transcripts
             text = compute_error_text(exc)
             message = text[len(exc.module) + len(exc.error) + 3 :]
             failed = Event("system", "ExtrinsicFailed", (("module", exc.module), ("error", exc.error), ("message", message)))
@@ -348,7 +353,7 @@ class Runtime:
             raise
         state.commit_transaction()
         fee, weight = self.apply_fee(state, xt, length, checked, ctx, block.author)
-        block.result_length = results
+        block.result_length, block.transcript_bytes = results, transcripts
         done = Event("system", "ExtrinsicSucceeded", (("weight", weight),))
         return Receipt(index, xt_hash, True, fee, weight, None, (*ctx.events, done))
 
@@ -471,7 +476,7 @@ class Runtime:
         sender, pay the rest to the block author (less, for a training call, the validators'
         share, which goes to the era's voters' pot). Returns (fee paid, weight used).
 
-        The fee is recomputed on min(declared, actual) weight and result bytes, so a handler
+        The fee is recomputed on min(declared, actual) weight, result and transcript bytes, so a handler
         can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).
         """
         declared, post = checked.info, ctx.post_info
@@ -481,6 +486,8 @@ class Runtime:
             used = DispatchInfo(
                 declared.weight if post.actual_weight is None else min(declared.weight, post.actual_weight),
                 declared.result_length if post.actual_result_length is None else min(declared.result_length, post.actual_result_length),
+                declared.transcript_bytes if post.actual_transcript_bytes is None
+                else min(declared.transcript_bytes, post.actual_transcript_bytes),
             )
             fee, weight = self.compute_fee(used, length, xt.tip), used.weight
         if checked.fee > fee:

@@ -36,13 +36,14 @@ class Event(Wire, frozen=True, gc=False):
 class PostDispatchInfo:
     """What a call used, reported by its handler (Substrate's ``PostDispatchInfo``).
 
-    None means what the call declared before dispatch (its weight, its result bytes). A handler
-    that stops before its heavy work lowers them; the executive charges min(declared, actual)
-    and refunds the rest, also when the call fails.
+    None means what the call declared before dispatch (its weight, its result and transcript
+    bytes). A handler that stops before its heavy work lowers them; the executive charges
+    min(declared, actual) and refunds the rest, also when the call fails.
     """
 
     actual_weight: int | None = None
     actual_result_length: int | None = None
+    actual_transcript_bytes: int | None = None
 
 
 AS_DECLARED = PostDispatchInfo()
@@ -86,7 +87,9 @@ class BlockInfo:
     which runs after the block's roots match its header.
 
     ``result_length``: the result lengths its extrinsics declared so far (chain.runtime
-    .DispatchInfo), which together must fit the block's length, on import as when built.
+    .DispatchInfo), which together must fit the block's length, on import as when built;
+    ``transcript_bytes``: the same for the checkpoints its TRAIN calls declared, which together
+    must fit ``max_transcript_bytes``.
     """
 
     number: int
@@ -100,3 +103,4 @@ class BlockInfo:
     training_steps: int = 0
     work_units: int = 0
     result_length: int = 0
+    transcript_bytes: int = 0

@@ -3,8 +3,7 @@
 Dispatch order: check that the model's training permission admits the sender
 (NotAllowedToTrain, before any other work: only TRAIN_BASE_WEIGHT is charged; a failure
 after it is charged the base and reading the data set, datasets.compute_read_weight); check the
-arguments against the runtime's limits, the transcript the job would make its author store
-against ``max_transcript_bytes`` (TranscriptTooLarge); load the model version and the data
+arguments against the runtime's limits; load the model version and the data
 set and check they fit each other; check the data set's licence terms and pay its provider
 price x rows used (chain.pallets.licenses); pay the model's licence (license_per_step x
 steps) pro rata to its shareholders, or to its owner while unshared; then either train (authoring: run the job with the block's trainer, put its
@@ -13,10 +12,13 @@ result in the block and its openings in the author's store) or take the author's
 the block's roots match its header); store the new version with its lineage record; emit
 events. The fee, charged before dispatch by the executive, covers the work
 (TRAIN_BASE_WEIGHT for the reads, reading the data set's rows, plus ml_runtime's cost model
-x steps) and the result's
-bytes (chain.proofs.compute_result_length). A call that fails before the job runs (an
-unknown data set, say) reports only TRAIN_BASE_WEIGHT and no result bytes, and the
-executive refunds the rest; once the job has run (also if it diverged), the whole.
+x steps), the result's
+bytes (chain.proofs.compute_result_length) and the transcript's, the checkpoints its author
+stores (chain.proofs.compute_transcript_bytes; the executive refuses a call, and a block,
+whose transcripts exceed ``max_transcript_bytes``, as it does for weight). A call that fails
+before the job runs (an unknown data set, say) reports only TRAIN_BASE_WEIGHT and no result
+or transcript bytes, and the executive refunds the rest; once the job has run (also if it
+diverged), the whole.
 
 The job seed is blake2_256(parent block hash || extrinsic hash): fixed for the block, yet
 unknown to the sender when they sign, so nobody picks the batches.
@@ -41,7 +43,6 @@ from chain.proofs import (
     TrainingResult,
     compute_openings,
     compute_result,
-    compute_transcript_bytes,
 )
 
 PALLET = "training"
@@ -104,14 +105,6 @@ def compute_job_at(
     verify_arguments(call, config.max_train_steps, config.max_train_batch, config.max_segments)
     model = models.get_model(state, call.model)
     spec = models.decode_spec(model.spec)
-    segments = -(-call.steps // call.segment_len)
-    transcript = compute_transcript_bytes(spec.param_count, segments)
-    if transcript > config.max_transcript_bytes:
-        raise DispatchError(
-            PALLET, "TranscriptTooLarge",
-            f"the job's transcript is {transcript} bytes ({segments} segments + 1 checkpoints of {spec.param_count} "
-            f"float32 parameters); the limit is {config.max_transcript_bytes}",
-        )
     parent = model.latest_version if call.from_version is None else call.from_version
     weights = models.get_weights(state, call.model, parent)
     info, x, y = datasets.get_rows(state, call.dataset)
@@ -143,11 +136,13 @@ def compute_read_weight(state: StateAccess, dataset_id: int) -> int:
 
 
 def apply_train(ctx: CallContext, call: Train) -> None:
-    ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_result_length=0)
+    ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_result_length=0, actual_transcript_bytes=0)
     model = models.verify_may_train(ctx.state, call.model, ctx.sender)
     # From here a failure may come after the data set's rows were read: they are charged.
     read = compute_read_weight(ctx.state, call.dataset)
-    ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT + read, actual_result_length=0)
+    ctx.post_info = PostDispatchInfo(
+        actual_weight=TRAIN_BASE_WEIGHT + read, actual_result_length=0, actual_transcript_bytes=0
+    )
     job, parent, info = compute_job(ctx, call)
     license_paid, terms = licenses.apply_license(
         ctx.state, call.dataset, info, ctx.sender, call.model, call.steps * call.batch_size, ctx.block.number,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from chainkit import ALICE, BOB, dev_spec, open_chain, sign, train_call
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign, train_call
 
 import ml_runtime
 from chain import calls
@@ -22,11 +22,12 @@ from chain.crypto import Keypair, blake2_256
 from chain.errors import BlockError, InvalidTransaction
 from chain.extrinsic import Extrinsic
 from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest
-from chain.pallets import balances, datasets, models
+from chain.pallets import balances, datasets
 from chain.pallets.context import BlockInfo
 from chain.pool import TransactionPool, Validity
 from chain.proofs import TrainingResult, compute_result_length, compute_results_root
-from chain.runtime import TRAIN_BASE_WEIGHT
+from chain.runtime import TRAIN_BASE_WEIGHT, Runtime
+from chain.transcripts import LocalSource
 
 DAVE = Keypair.from_uri("//Dave")
 # An MLP 64 -> 3000 -> 10: 225,010 parameters, 900 KB per checkpoint, within max_model_params.
@@ -79,23 +80,121 @@ def test_a_train_call_whose_transcript_is_over_the_limit_is_refused_by_the_pool(
     assert len(xt.encode()) + info.result_length <= chain.runtime.max_extrinsic_length
     assert info.transcript_bytes == 1001 * 4 * BIG.param_count > chain.config.max_transcript_bytes
     root = chain.state.root()
-    with pytest.raises(InvalidTransaction, match=r"transcript of 900,?\d+ bytes exceeds max_transcript_bytes") as caught:
+    with pytest.raises(InvalidTransaction, match=r"transcript of 900,940,040 bytes exceeds max_transcript_bytes \(67,108,864\)") as caught:
         _pool(chain).submit(xt.encode())
     assert caught.value.reason == "exhausts_resources"
     assert chain.state.root() == root
 
 
-def test_a_train_call_over_the_transcript_limit_fails_in_dispatch_and_pays(chain: Blockchain) -> None:
+def test_a_train_call_over_the_transcript_limit_is_left_out_by_the_builder(chain: Blockchain) -> None:
+    """Like a call heavier than a block (weight), a call whose transcript alone exceeds
+    max_transcript_bytes fits no block: the builder refuses it (the pool drops it), and a
+    block that holds it is invalid (below). It used to be included and fail in dispatch
+    (training.TranscriptTooLarge), which left the per-call bound the only one: a block of
+    many calls, each under it, made its author hold all their checkpoints at once."""
     model = _register_big_model(chain)
     xt = sign(chain, BOB, calls.Train(model, 0, 1000, 1, _lr(), 0, 1), 0)
-    bob = balances.get_account(chain.state.overlay(), BOB.public).free
-    built = chain.build_block([xt], ALICE, slot=2)  # an author may include it: it only fails
-    (receipt,) = built.receipts
-    assert not receipt.success and receipt.error is not None
-    assert receipt.error.startswith("training.TranscriptTooLarge: the job's transcript is 900940040 bytes (1000 segments + 1 checkpoints of 225010 float32 parameters); the limit is 67108864")
-    assert built.block.body.results == () and built.training_steps == 0
-    assert balances.get_account(chain.state.overlay(), BOB.public).free == bob - receipt.fee
-    assert models.get_model(chain.state.overlay(), model).latest_version == 0
+    bob = balances.get_account(chain.state.overlay(), BOB.public)
+    refused: list[InvalidTransaction] = []
+    built = chain.build_block([xt], ALICE, slot=2, on_invalid=lambda _h, exc: refused.append(exc))
+    assert built.block.body.extrinsics == () and built.training_steps == 0
+    assert balances.get_account(chain.state.overlay(), BOB.public) == bob  # no fee, no nonce
+    (exc,) = refused
+    assert exc.reason == "exhausts_resources"
+    assert str(exc) == (
+        "the training job's transcript of 900,940,040 bytes exceeds max_transcript_bytes (67,108,864): "
+        "no author stores and serves it"
+    )
+
+
+def _forge(chain: Blockchain, xts: list[Extrinsic], author: Keypair, slot: int, **config: int) -> Block:
+    """What a byzantine author builds: ``xts`` applied on the best block, each one as
+    Blockchain.build_block applies it, but by a runtime with ``config`` changed (limits
+    raised) and without the builder's running totals, its training results in the body, sealed."""
+    overlay = chain.state.overlay()
+    honest = chain.runtime_of(overlay)
+    runtime = Runtime(chain.genesis_hash, dataclasses.replace(honest.config, **config))
+    info = BlockInfo(chain.best_number + 1, chain.best_hash, author.public, True, chain.trainer)
+    runtime.on_initialize(overlay, info.number, author.public, info.parent_hash)
+    raws = [xt.encode() for xt in xts]
+    for index, (xt, raw) in enumerate(zip(xts, raws, strict=True)):
+        receipt = runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw))
+        assert receipt.success, receipt.error
+    results = tuple(info.results[i] for i in sorted(info.results))
+    commitment = PolCommitment(compute_results_root(list(results)), info.training_steps, info.work_units)
+    header = Header(
+        chain.best_hash, info.number, chain.state.compute_commit(overlay).root, compute_extrinsics_root(raws), slot,
+        author.public, (compute_slot_digest(slot), compute_pol_digest(commitment)),
+    )
+    header = msgspec.structs.replace(header, seal=author.sign(header.pre_hash()))
+    return Block(header, Body(tuple(xts), results))
+
+
+def _assert_refused(validator: Blockchain, block: Block, message: str) -> None:
+    root, best = validator.state.root(), validator.best_hash
+    with pytest.raises(BlockError, match=message):
+        validator.import_block(block)
+    assert validator.state.root() == root and validator.best_hash == best
+
+
+# The transcript limit of the chains below: room for one job of 3 segments of model 0
+# (softmax 64 -> 10, 650 parameters: 4 checkpoints of 2,600 bytes), not for two.
+SMALL_TRANSCRIPTS = 15_000
+
+
+def _transcript_chains(tmp_path: Path) -> tuple[Blockchain, Blockchain]:
+    spec = dev_spec()
+    spec = dataclasses.replace(
+        spec, runtime_config=dataclasses.replace(spec.runtime_config, max_transcript_bytes=SMALL_TRANSCRIPTS)
+    )
+    return open_chain(tmp_path / "a", spec), open_chain(tmp_path / "v", spec)
+
+
+def test_a_block_holds_at_most_max_transcript_bytes_of_checkpoints(tmp_path: Path) -> None:
+    """max_transcript_bytes bounds what one block makes its author store (and hold in memory
+    while it writes the block's one batch), not only one call: before, a block of many calls,
+    each under the bound, made its author keep the bound times the calls (at the default
+    limits, 106 jobs of 1,024 one-step segments of a 4,060-parameter MLP fit a block's
+    weight and length: 1.64 GiB of checkpoints for 4.39 POL of fees)."""
+    author, validator = _transcript_chains(tmp_path)
+    try:
+        xts = [sign(author, BOB, train_call(steps=30, batch=8, segment=10), 0),
+               sign(author, CHARLIE, train_call(steps=30, batch=8, segment=10), 0)]
+        info = author.runtime.compute_dispatch_info(author.state.overlay(), xts[0])
+        assert info.transcript_bytes == 4 * 4 * 650 and 2 * info.transcript_bytes > SMALL_TRANSCRIPTS
+        refused: list[InvalidTransaction] = []
+        built = author.build_block(xts, ALICE, slot=1, on_invalid=lambda _h, exc: refused.append(exc))
+        assert built.block.body.extrinsics == (xts[0],) and refused == []  # the second waits for a later block
+        assert built.receipts[0].success
+        later = author.build_block(xts[1:], ALICE, slot=2)
+        assert later.block.body.extrinsics == (xts[1],) and later.receipts[0].success
+
+        forged = _forge(validator, xts, ALICE, slot=1, max_transcript_bytes=2 * SMALL_TRANSCRIPTS)
+        _assert_refused(
+            validator, forged,
+            r"block #1: extrinsic #1 is invalid: the block's TRAIN calls declare 20,800 bytes of checkpoints with this one; "
+            r"a block's author stores at most max_transcript_bytes \(15,000\)",
+        )
+        for honest in (built, later):  # the honest blocks are fine
+            validator.import_block(honest.block, LocalSource(author.transcripts))
+        assert validator.state.root() == author.state.root()
+    finally:
+        author.db.close()
+        validator.db.close()
+
+
+def test_a_block_holding_a_call_over_the_transcript_limit_is_refused(tmp_path: Path) -> None:
+    author, validator = _transcript_chains(tmp_path)
+    try:
+        xt = sign(validator, BOB, train_call(steps=60, batch=8, segment=10), 0)  # 7 checkpoints: 18,200 bytes
+        forged = _forge(validator, [xt], ALICE, slot=1, max_transcript_bytes=2 * SMALL_TRANSCRIPTS)
+        _assert_refused(
+            validator, forged,
+            r"block #1: extrinsic #0 is invalid: the training job's transcript of 18,200 bytes exceeds max_transcript_bytes \(15,000\)",
+        )
+    finally:
+        author.db.close()
+        validator.db.close()
 
 
 def test_every_valid_train_call_fits_a_block() -> None:
@@ -130,7 +229,8 @@ def test_a_big_train_block_stays_under_the_limit_and_pays_for_its_bytes(chain: B
     bound = compute_result_length(BIG.param_count, 20)
     assert info.result_length == bound
     cfg = chain.config
-    expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + bound) + cfg.weight_fee * info.weight
+    assert info.transcript_bytes == 21 * 4 * BIG.param_count  # the 21 checkpoints its author stores
+    expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + bound + info.transcript_bytes) + cfg.weight_fee * info.weight
     built = chain.build_block([xt], ALICE, slot=2)
     (receipt,) = built.receipts
     assert receipt.success and receipt.fee == expected
@@ -185,7 +285,7 @@ def test_the_result_length_bound_covers_the_encoded_result(spec, steps: int, seg
     assert compute_result_length(spec.param_count, segments) - len(encode(worst)) <= 3 + 4
 
 
-def test_a_train_fee_includes_its_result_bytes(chain: Blockchain) -> None:
+def test_a_train_fee_includes_its_result_and_transcript_bytes(chain: Blockchain) -> None:
     call = train_call(steps=30, batch=8, segment=10)  # model 0: softmax 64 -> 10, 650 parameters
     xt = sign(chain, BOB, call, 0)
     state = chain.state.overlay()
@@ -196,12 +296,14 @@ def test_a_train_fee_includes_its_result_bytes(chain: Blockchain) -> None:
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
     read = datasets.compute_read_weight(datasets.get_dataset(state, 0))  # the data set's rows, read whole
     weight = TRAIN_BASE_WEIGHT + read + ml_runtime.step_cost(spec, 8) * 30
-    expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + proof_bound) + cfg.weight_fee * weight
+    transcript = 4 * 4 * 650  # its author stores 4 checkpoints of 650 float32 parameters
+    assert info.transcript_bytes == transcript
+    expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + proof_bound + transcript) + cfg.weight_fee * weight
     assert chain.runtime.verify_extrinsic(state, xt, len(xt.encode()), 1).fee == expected
     before = balances.get_account(chain.state.overlay(), BOB.public).free
     built = chain.build_block([xt], ALICE, slot=1)
     (receipt,) = built.receipts
-    # A call that ran pays its full declared weight and result bytes.
+    # A call that ran pays its full declared weight, result and transcript bytes.
     assert receipt.success and receipt.fee == expected and receipt.weight == weight
     assert len(encode(built.block.body.results[0])) <= proof_bound
     license_paid = 1000 * 30 * 8
@@ -215,7 +317,7 @@ def test_a_train_call_naming_an_unknown_dataset_is_refunded_its_training_weight(
     state = author.state.overlay()
     declared = author.runtime.verify_extrinsic(state, xt, len(xt.encode()), 1).fee
     info = author.runtime.compute_dispatch_info(state, xt)
-    assert info.weight > TRAIN_BASE_WEIGHT and info.result_length > 0
+    assert info.weight > TRAIN_BASE_WEIGHT and info.result_length > 0 and info.transcript_bytes > 0
     cfg = author.config
     expected = cfg.base_fee + cfg.byte_fee * len(xt.encode()) + cfg.weight_fee * TRAIN_BASE_WEIGHT
     bob, alice = (balances.get_account(state, k.public).free for k in (BOB, ALICE))

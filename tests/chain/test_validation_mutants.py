@@ -190,10 +190,34 @@ def test_a_transcript_of_exactly_max_transcript_bytes_is_admitted(chain: Blockch
     under = Runtime(chain.genesis_hash, dataclasses.replace(chain.config, max_transcript_bytes=info.transcript_bytes - 1))
     _refused(
         chain, xt, "exhausts_resources",
-        f"^the training job's transcript of {info.transcript_bytes} bytes exceeds max_transcript_bytes "
-        f"\\({info.transcript_bytes - 1}\\): no author stores and serves it$",
+        f"^the training job's transcript of {info.transcript_bytes:,} bytes exceeds max_transcript_bytes "
+        f"\\({info.transcript_bytes - 1:,}\\): no author stores and serves it$",
         runtime=under,
     )
+
+
+def test_a_block_whose_transcripts_sum_to_exactly_max_transcript_bytes_is_admitted(chain: Blockchain) -> None:
+    """The block's bound (chain.runtime.apply_extrinsic): the second call's checkpoints reach
+    it exactly and are admitted; one byte less and that call makes the block invalid."""
+    xts = [sign(chain, ALICE, train_call(), 0), sign(chain, BOB, train_call(), 0)]
+    per_call = chain.runtime.compute_dispatch_info(chain.state.overlay(), xts[0]).transcript_bytes
+    for limit, admitted in ((2 * per_call, True), (2 * per_call - 1, False)):
+        runtime = Runtime(chain.genesis_hash, dataclasses.replace(chain.config, max_transcript_bytes=limit))
+        overlay = chain.state.overlay()
+        info = BlockInfo(1, chain.best_hash, ALICE.public, True, chain.trainer)
+        raws = [xt.encode() for xt in xts]
+        assert runtime.apply_extrinsic(overlay, info, 0, xts[0], blake2_256(raws[0]), len(raws[0])).success
+        assert info.transcript_bytes == per_call
+        if admitted:
+            assert runtime.apply_extrinsic(overlay, info, 1, xts[1], blake2_256(raws[1]), len(raws[1])).success
+            assert info.transcript_bytes == limit
+            continue
+        with pytest.raises(InvalidTransaction, match=(
+            f"^the block's TRAIN calls declare {2 * per_call:,} bytes of checkpoints with this one; "
+            f"a block's author stores at most max_transcript_bytes \\({limit:,}\\)$"
+        )) as caught:
+            runtime.apply_extrinsic(overlay, info, 1, xts[1], blake2_256(raws[1]), len(raws[1]))
+        assert caught.value.reason == "exhausts_resources"
 
 
 # --- chain/extrinsic.py ----------------------------------------------------------------------
