@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             per_receipt = len(stored or b"") / COPIES
             raw = xts[0].encode()
             info = runtime.compute_dispatch_info(chain.state.overlay(), xts[0])
-            fits = min(runtime.max_extrinsic_length // (len(raw) + info.result_length), config.max_block_weight // info.weight)
+            fits = min(runtime.max_extrinsic_length // (len(raw) + info.result_length), config.max_block_weight // info.weight,
+                       config.max_transcript_bytes // max(info.transcript_bytes, 1))
             full = int(per_receipt * fits)
             rows.append({
                 "case": label, "success": built.receipts[0].success, "error": built.receipts[0].error,
