@@ -73,7 +73,13 @@ import msgspec
 import ml_runtime
 from chain.block import Block, Body, compute_extrinsics_root, decode_body, encode_body
 from chain.codec import decode, encode, encode_each, encode_versioned_each
-from chain.config import RUNTIME_CONFIG_KEY, RuntimeConfig, decode_runtime_config
+from chain.config import (
+    RUNTIME_CONFIG_KEY,
+    RUNTIME_VERSION_KEY,
+    RuntimeConfig,
+    decode_runtime_config,
+    describe_runtime_version,
+)
 from chain.crypto import Keypair, blake2_256
 from chain.errors import (
     BlockError,
@@ -1102,10 +1108,17 @@ class Blockchain:
 
     def _verify_genesis(self, chain_id: str, genesis: Block, commit: StateCommit) -> None:
         """ChainError unless the stored genesis is ``genesis``, saying whether the runtime
-        config or the rest of the genesis state differs."""
+        (its version: the rules), its config or the rest of the genesis state differs."""
         if genesis.hash() == self.genesis_hash:
             return
         stored_root = self.get_header(self.genesis_hash).state_root
+        stored_version = self.state.get(RUNTIME_VERSION_KEY, at=stored_root)
+        if stored_version != commit.changes.get(RUNTIME_VERSION_KEY):
+            raise ChainError(
+                f"the database holds chain {chain_id!r} of runtime {describe_runtime_version(stored_version)}; this node "
+                f"implements {describe_runtime_version(commit.changes.get(RUNTIME_VERSION_KEY))} (purge the chain to "
+                "start it with this node's runtime)"
+            )
         stored = _decode_runtime_config(self.state.get(RUNTIME_CONFIG_KEY, at=stored_root), "the stored genesis state")
         wanted = _decode_runtime_config(commit.changes.get(RUNTIME_CONFIG_KEY), "the chain spec's genesis")
         differences = stored.compute_differences(wanted)

@@ -15,7 +15,15 @@ from chain.codec import MAX_BALANCE, decode, encode
 from chain.errors import CodecError
 
 SPEC_NAME = "polchain"
-SPEC_VERSION = 1
+# The rules this build's runtime implements (Substrate's ``RuntimeVersion.spec_version``): a
+# change to what any block computes is a new version. Genesis stores it (RUNTIME_VERSION_KEY),
+# so the genesis hash covers it, as a Substrate genesis covers ``:code``: a node of another
+# version refuses the database and its peers refuse the node at the handshake (another
+# genesis), instead of forking on the first block the rules disagree on.
+# 1: the chain up to 2026-11-28. 2: proposal deposits in governance and democracy, INFER
+# outputs counted against the block, error texts cut at 512 bytes, the block's transcript
+# bound and the transcript fee, the slot duration in the runtime config.
+SPEC_VERSION = 2
 TRANSACTION_VERSION = 1
 
 
@@ -160,6 +168,24 @@ MINIMUMS = {
 # A well-known key: unhashed and ':'-prefixed, like Substrate's ``:code``, so no pallet's
 # hashed keys (16-byte twox/blake2 prefixes) can collide with it.
 RUNTIME_CONFIG_KEY = b":runtime_config"
+RUNTIME_VERSION_KEY = b":runtime_version"  # (spec name, spec version), written at genesis
+
+
+def encode_runtime_version() -> bytes:
+    """What genesis stores under RUNTIME_VERSION_KEY: this build's (SPEC_NAME, SPEC_VERSION)."""
+    return encode((SPEC_NAME, SPEC_VERSION))
+
+
+def describe_runtime_version(stored: bytes | None) -> str:
+    """``name/version`` of a stored runtime version, for a refusal that names it."""
+    if stored is None:
+        return f"{SPEC_NAME}/1 (it stores no runtime version: written before spec_version 2)"
+    try:
+        name, version = decode(stored, tuple[str, int])
+    except CodecError:
+        return f"0x{stored[:64].hex()} (not a runtime version)"
+    return f"{name}/{version}"
+
 
 def encode_runtime_config(config: RuntimeConfig) -> bytes:
     """The canonical bytes stored at genesis: the fields in declaration order, as an array.

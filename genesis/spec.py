@@ -20,9 +20,14 @@ import ml_runtime
 from chain import calls
 from chain.config import (
     RUNTIME_CONFIG_KEY,
+    RUNTIME_VERSION_KEY,
+    SPEC_NAME,
+    SPEC_VERSION,
     RuntimeConfig,
     decode_runtime_config,
+    describe_runtime_version,
     encode_runtime_config,
+    encode_runtime_version,
 )
 from chain.crypto import SS58_PREFIX, parse_account, ss58_encode
 from chain.errors import ChainError, DispatchError, GenesisError
@@ -151,6 +156,7 @@ def parse_chain_spec(obj: Any, where: str = "chain spec") -> ChainSpec:
         raw = _parse_raw(genesis["raw"], where)
         if VALIDATORS.key not in raw:
             raise GenesisError(f"{where}: genesis.raw has no validators (Staking.Validators): no block could ever be authored")
+        _check_raw_runtime_version(raw, where)
         runtime_config = _raw_runtime_config(raw, runtime_config if "runtimeConfig" in obj else None, where)
     elif "runtimeGenesisConfig" in genesis:
         config = genesis["runtimeGenesisConfig"]
@@ -214,8 +220,9 @@ def compute_genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:
             _apply_model(state, m, f"{where}: models[{i}]", spec.runtime_config.max_model_params)
         for i, a in enumerate(_optional(cfg, "assets", list, [], where)):
             _apply_asset(state, a, f"{where}: assets[{i}]")
-        # In state, so the genesis hash covers the fees and limits (chain/config.py).
+        # In state, so the genesis hash covers the fees and limits, and the rules (chain/config.py).
         state.set(RUNTIME_CONFIG_KEY, encode_runtime_config(spec.runtime_config))
+        state.set(RUNTIME_VERSION_KEY, encode_runtime_version())
     except ChainError as exc:
         if isinstance(exc, GenesisError):
             raise
@@ -314,6 +321,16 @@ def check_runtime_config(cfg: RuntimeConfig, where: str) -> None:
     problems = cfg.compute_problems()
     if problems:
         raise GenesisError(f"{where}: runtimeConfig.{problems[0]}")
+
+
+def _check_raw_runtime_version(raw: dict[bytes, bytes], where: str) -> None:
+    """A raw spec's genesis names the runtime it was built for: this node runs only its own."""
+    stored = raw.get(RUNTIME_VERSION_KEY)
+    if stored != encode_runtime_version():
+        raise GenesisError(
+            f"{where}: genesis.raw is for runtime {describe_runtime_version(stored)}; this node implements "
+            f"{SPEC_NAME}/{SPEC_VERSION} (build the spec again with this node's build-spec)"
+        )
 
 
 def _raw_runtime_config(raw: dict[bytes, bytes], stated: RuntimeConfig | None, where: str) -> RuntimeConfig:

@@ -1,0 +1,96 @@
+"""The runtime version is part of the chain: genesis stores it, so a node of other rules
+refuses the chain instead of forking on the first block the rules disagree on."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from chain import config
+from chain.blockchain import Blockchain
+from chain.codec import decode, encode
+from chain.config import RUNTIME_VERSION_KEY, SPEC_NAME, SPEC_VERSION
+from chain.errors import ChainError, GenesisError
+from chain.state import Overlay
+from chain.storage import Database
+from genesis.spec import load_chain_spec, parse_chain_spec
+
+
+def _open(path: Path, build_genesis=None) -> Blockchain:
+    spec = load_chain_spec("dev")
+    return Blockchain(Database(path), chain_id=spec.id, build_genesis=build_genesis or spec.apply_genesis)
+
+
+def test_genesis_stores_the_runtime_version_and_its_hash_covers_it(tmp_path: Path, monkeypatch) -> None:
+    chain = _open(tmp_path / "now")
+    try:
+        assert decode(chain.state.get(RUNTIME_VERSION_KEY), tuple[str, int]) == (SPEC_NAME, SPEC_VERSION)
+        now = chain.genesis_hash
+    finally:
+        chain.db.close()
+    monkeypatch.setattr(config, "SPEC_VERSION", SPEC_VERSION + 1)
+    other = _open(tmp_path / "next")
+    try:
+        assert other.genesis_hash != now  # the same spec under other rules is another chain
+    finally:
+        other.db.close()
+
+
+def test_a_database_of_another_runtime_version_is_refused_naming_both(tmp_path: Path, monkeypatch) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(config, "SPEC_VERSION", SPEC_VERSION + 1)
+        other = _open(tmp_path / "db")
+        stored = other.genesis_hash
+        other.db.close()
+    with pytest.raises(ChainError, match=(
+        rf"^the database holds chain 'dev' of runtime {SPEC_NAME}/{SPEC_VERSION + 1}; this node implements "
+        rf"{SPEC_NAME}/{SPEC_VERSION} \(purge the chain to start it with this node's runtime\)$"
+    )):
+        _open(tmp_path / "db")
+    with monkeypatch.context() as m:  # refused, not changed: the other runtime's node opens it as it was
+        m.setattr(config, "SPEC_VERSION", SPEC_VERSION + 1)
+        again = _open(tmp_path / "db")
+        try:
+            assert again.genesis_hash == stored and again.best_hash == stored
+        finally:
+            again.db.close()
+
+
+def test_a_database_written_before_runtime_versions_is_refused(tmp_path: Path) -> None:
+    spec = load_chain_spec("dev")
+
+    def old_genesis(overlay: Overlay) -> None:  # what a build before spec_version 2 wrote
+        spec.apply_genesis(overlay)
+        overlay.delete(RUNTIME_VERSION_KEY)
+
+    _open(tmp_path / "db", old_genesis).db.close()
+    with pytest.raises(ChainError, match=(
+        rf"of runtime {SPEC_NAME}/1 \(it stores no runtime version: written before spec_version 2\); "
+        rf"this node implements {SPEC_NAME}/{SPEC_VERSION}"
+    )):
+        _open(tmp_path / "db")
+
+
+@pytest.mark.parametrize("stored, named", [
+    (None, f"{SPEC_NAME}/1 \\(it stores no runtime version: written before spec_version 2\\)"),
+    (encode((SPEC_NAME, SPEC_VERSION + 1)), f"{SPEC_NAME}/{SPEC_VERSION + 1}"),
+    (encode(("substrate", SPEC_VERSION)), f"substrate/{SPEC_VERSION}"),
+    (b"\xff", "0xff \\(not a runtime version\\)"),
+])
+def test_a_raw_spec_for_another_runtime_is_refused(stored: bytes | None, named: str) -> None:
+    obj = copy.deepcopy(load_chain_spec("dev").to_json(raw=True))
+    top = obj["genesis"]["raw"]["top"]
+    key = "0x" + RUNTIME_VERSION_KEY.hex()
+    assert top[key] == "0x" + encode((SPEC_NAME, SPEC_VERSION)).hex()
+    parse_chain_spec(copy.deepcopy(obj), "spec.json")  # as built: fine
+    if stored is None:
+        del top[key]
+    else:
+        top[key] = "0x" + stored.hex()
+    with pytest.raises(GenesisError, match=(
+        rf"^spec.json: genesis.raw is for runtime {named}; this node implements {SPEC_NAME}/{SPEC_VERSION} "
+        r"\(build the spec again with this node's build-spec\)$"
+    )):
+        parse_chain_spec(obj, "spec.json")
