@@ -142,11 +142,9 @@ def _assert_refused(validator: Blockchain, block: Block, message: str) -> None:
 SMALL_TRANSCRIPTS = 15_000
 
 
-def _transcript_chains(tmp_path: Path) -> tuple[Blockchain, Blockchain]:
+def _transcript_chains(tmp_path: Path, limit: int = SMALL_TRANSCRIPTS) -> tuple[Blockchain, Blockchain]:
     spec = dev_spec()
-    spec = dataclasses.replace(
-        spec, runtime_config=dataclasses.replace(spec.runtime_config, max_transcript_bytes=SMALL_TRANSCRIPTS)
-    )
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, max_transcript_bytes=limit))
     return open_chain(tmp_path / "a", spec), open_chain(tmp_path / "v", spec)
 
 
@@ -177,6 +175,21 @@ def test_a_block_holds_at_most_max_transcript_bytes_of_checkpoints(tmp_path: Pat
         )
         for honest in (built, later):  # the honest blocks are fine
             validator.import_block(honest.block, LocalSource(author.transcripts))
+        assert validator.state.root() == author.state.root()
+    finally:
+        author.db.close()
+        validator.db.close()
+
+
+def test_the_builder_fills_the_transcript_limit_exactly(tmp_path: Path) -> None:
+    """Two jobs whose checkpoints reach the limit exactly share a block; a third waits, though
+    each alone is far under it (the builder adds up the block's transcripts)."""
+    author, validator = _transcript_chains(tmp_path, limit=2 * 10_400)
+    try:
+        xts = [sign(author, who, train_call(steps=30, batch=8, segment=10), 0) for who in (BOB, CHARLIE, DAVE)]
+        built = author.build_block(xts, ALICE, slot=1)
+        assert built.block.body.extrinsics == tuple(xts[:2]) and all(r.success for r in built.receipts)
+        validator.import_block(built.block, LocalSource(author.transcripts))
         assert validator.state.root() == author.state.root()
     finally:
         author.db.close()

@@ -220,6 +220,20 @@ def test_a_block_whose_transcripts_sum_to_exactly_max_transcript_bytes_is_admitt
         assert caught.value.reason == "exhausts_resources"
 
 
+def test_a_train_call_that_fails_still_counts_its_declared_checkpoints(chain: Blockchain) -> None:
+    """As its declared result bytes do: the block's totals are what its calls declared (the
+    bound every importer checks before it knows which calls will fail)."""
+    failing = sign(chain, ALICE, calls.Train(0, 9, 30, 8, calls.compute_f32_bits(0.1), 0, 10), 0)  # no data set 9
+    overlay = chain.state.overlay()
+    declared = chain.runtime.compute_dispatch_info(overlay, failing).transcript_bytes
+    assert declared > 0
+    info = BlockInfo(1, chain.best_hash, ALICE.public, True, chain.trainer)
+    raw = failing.encode()
+    receipt = chain.runtime.apply_extrinsic(overlay, info, 0, failing, blake2_256(raw), len(raw))
+    assert not receipt.success and "UnknownDataset" in (receipt.error or "")
+    assert info.transcript_bytes == declared
+
+
 # --- chain/extrinsic.py ----------------------------------------------------------------------
 def test_an_extrinsic_of_exactly_the_size_limit_is_decoded_not_refused_as_oversize() -> None:
     # MAX_EXTRINSIC_SIZE bytes are decoded (here: malformed, refused by the codec); one more
