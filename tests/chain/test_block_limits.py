@@ -187,9 +187,14 @@ def test_the_builder_fills_the_transcript_limit_exactly(tmp_path: Path) -> None:
     author, validator = _transcript_chains(tmp_path, limit=2 * 10_400)
     try:
         xts = [sign(author, who, train_call(steps=30, batch=8, segment=10), 0) for who in (BOB, CHARLIE, DAVE)]
-        built = author.build_block(xts, ALICE, slot=1)
+        refused: list[InvalidTransaction] = []
+        built = author.build_block(xts, ALICE, slot=1, on_invalid=lambda _h, exc: refused.append(exc))
         assert built.block.body.extrinsics == tuple(xts[:2]) and all(r.success for r in built.receipts)
-        validator.import_block(built.block, LocalSource(author.transcripts))
+        assert refused == []  # the third is left for a later block, not refused (the pool keeps it)
+        later = author.build_block(xts[2:], ALICE, slot=2)
+        assert later.block.body.extrinsics == (xts[2],) and later.receipts[0].success
+        for block in (built.block, later.block):
+            validator.import_block(block, LocalSource(author.transcripts))
         assert validator.state.root() == author.state.root()
     finally:
         author.db.close()
