@@ -1179,10 +1179,11 @@ class NodeService:
             raise
         author = asyncio.create_task(self._authoring_loop())
         finality = asyncio.create_task(self._finality_loop())
+        lag_probe = asyncio.create_task(self.metrics.loop_lag.run(self._stop))  # node.metrics.LoopLagProbe
         try:
             await self._stop.wait()
         finally:
-            await asyncio.gather(author, finality, return_exceptions=True)
+            await asyncio.gather(author, finality, lag_probe, return_exceptions=True)
             if self.network is not None:
                 await self.network.stop()  # fails pending requests, so syncs end
             if self.link is not None:
