@@ -142,6 +142,14 @@ class _Load:
         self.counts: Counter[str] = Counter()
         self.errors: list[str] = []
         self.largest_block: tuple[int, str | None] = (0, None)
+        self.latencies: dict[str, list[float]] = {}
+
+    def timed(self, rpc: _Rpc, method: str, params: list[Any]) -> tuple[Any, int]:
+        started = time.perf_counter()
+        answer = rpc.call(method, params)
+        with self.lock:
+            self.latencies.setdefault(method, []).append(time.perf_counter() - started)
+        return answer
 
     def error(self, what: str) -> None:
         with self.lock:
@@ -188,10 +196,10 @@ def _reader(port: int, load: _Load, keys: list[str], seed: int) -> None:
             old = rpc.call("chain_getBlockHash", [rng.randint(0, max(0, best - 1))])[0]
             kind = step % 3
             if kind == 0:
-                rpc.call("state_getStorage", [rng.choice(keys), old])
+                load.timed(rpc, "state_getStorage", [rng.choice(keys), old])
                 name = "state_getStorage"
             elif kind == 1:
-                rpc.call("state_getKeysPaged", ["0x", 1000, None, old])
+                load.timed(rpc, "state_getKeysPaged", ["0x", 1000, None, old])
                 name = "state_getKeysPaged"
             else:  # a random block, then the largest seen so far
                 _, size = rpc.call("chain_getBlock", [old])
@@ -199,7 +207,7 @@ def _reader(port: int, load: _Load, keys: list[str], seed: int) -> None:
                     if size > load.largest_block[0]:
                         load.largest_block = (size, old)
                     target = load.largest_block[1]
-                rpc.call("chain_getBlock", [target])
+                load.timed(rpc, "chain_getBlock", [target])
                 name = "chain_getBlock"
             with load.lock:
                 load.counts[name] += 1
@@ -283,7 +291,9 @@ def summarize_slow_callbacks(texts: list[str], top: int = 15) -> list[dict[str, 
         for what, took in _SLOW.findall(text):
             match = _TASK.search(what) or _HANDLE.search(what)
             by_name.setdefault(match.group(1) if match else what[:80], []).append(float(took))
-    rows = [{"callback": name, "count": len(v), "total_s": sum(v), "max_s": max(v)} for name, v in by_name.items()]
+    rows: list[dict[str, Any]] = [
+        {"callback": name, "count": len(v), "total_s": sum(v), "max_s": max(v)} for name, v in by_name.items()
+    ]
     return sorted(rows, key=lambda r: -r["max_s"])[:top]
 
 
@@ -386,7 +396,11 @@ def measure_devnet(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
          "best": heads[i], "finalized": finals[i]}
         for i in range(n)
     ]
-    return {"nodes": nodes, "requests": dict(load.counts), "errors": load.errors,
+    reads = {
+        method: {"calls": len(v), "p50_ms": 1000 * statistics.median(v), "p99_ms": 1000 * _pct(sorted(v), 0.99), "max_ms": 1000 * max(v)}
+        for method, v in load.latencies.items()
+    }
+    return {"nodes": nodes, "requests": dict(load.counts), "reads": reads, "errors": load.errors,
             "largest_block_bytes": load.largest_block[0], "py_spy": spy, "slow_callbacks": slow, "idle_seconds": t1 - t0, "load_seconds": t2 - t1}
 
 
@@ -462,6 +476,9 @@ def _print_devnet(res: dict[str, Any]) -> None:
             print(f"  {i:<6}{phase:<6}{f['samples']:>8.0f}{f['lag_per_s']:>9.3f}{over['0.01']:>7.0f}{over['0.05']:>7.0f}"
                   f"{over['0.1']:>7.0f}{over['0.25']:>7.0f}{f['p99_bucket']!s:>7}{'' if mx is None else f'{mx:.3f}':>9}"
                   f"{(str(node['best']) + '/' + str(node['finalized'])) if phase == 'load' else '':>10}")
+    print("  the readers' calls to node 0, as they saw them (queueing included):")
+    for method, f in res["reads"].items():
+        print(f"    {method:<20}{f['calls']:>7} calls  p50 {f['p50_ms']:6.1f} ms  p99 {f['p99_ms']:6.1f} ms  max {f['max_ms']:6.1f} ms")
     if res["errors"]:
         print(f"  load errors ({res['requests'].get('errors', 0)}): {res['errors'][:3]}")
     spy = res["py_spy"]
