@@ -4,7 +4,7 @@ meanwhile, and the slashing-protection record's write on and off the loop.
     python -m benches.looplag [--validators 3] [--block-time 1000] [--idle-seconds 10]
                               [--seconds 30] [--readers 2] [--no-py-spy] [--only devnet|record]
 
-Two parts, one record (bench-results/looplag.json):
+Three parts, one record (bench-results/looplag.json):
 
 1. **devnet**: ``polchain devnet --validators N`` on loopback, first idle for
    ``--idle-seconds``, then loaded for ``--seconds``: a transfer client per node (one dev
@@ -32,6 +32,13 @@ Two parts, one record (bench-results/looplag.json):
    over ``--reps`` repetitions: the probe's lags, and each write's latency from request to
    durable. Real fsyncs in a temporary directory on this machine's disk (the current
    directory's), with the node's GIL switch interval (node.service.LOOP_SWITCH_INTERVAL).
+3. **reads** (in this process): how long each read method's handler holds the loop at the
+   largest sizes a caller may ask for, on a dev node (instant seal) whose blocks hold
+   ``--reads-transfers`` transfers to new accounts each (so that the state has keys to
+   page through and the blocks are large): ``state_getKeysPaged`` of 1000 keys at the
+   first and the best block, ``state_getReadProof`` of 1000 keys, ``chain_getBlock`` of the
+   largest block, ``state_getStorage`` at an old block. The handler's own time, awaited on
+   the loop as the RPC server awaits it (the server encodes a large answer off the loop).
 
 Ports are free ones on 127.0.0.1. Figures, never assertions; the machine is shared, so the
 load average is recorded with them. The numba cache should be warm (run a node once before).
@@ -462,6 +469,63 @@ def _pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+# --- part 3: read methods at their largest ---------------------------------------------------
+async def _reads(transfers: int, blocks: int, reps: int) -> dict[str, Any]:
+    from genesis.spec import load_chain_spec
+    from node.service import NodeConfig, NodeService
+    from rpc.api import build_method_table
+
+    with tempfile.TemporaryDirectory(prefix="polchain-bench-looplag-", dir=Path.cwd()) as tmp:
+        service = NodeService(NodeConfig(base_path=Path(tmp), author="//Alice", instant_seal=True), load_chain_spec("dev"))
+        try:
+            genesis, version = service.chain.genesis_hash, service.chain.runtime.spec_version
+            senders = [dev_keypair(name) for name in DEV_ACCOUNTS[1:]]
+            nonce = dict.fromkeys((s.public for s in senders), 0)
+            rng = random.Random(7)
+            for _ in range(blocks):
+                for i in range(transfers):  # the pool holds 256 a sender: spread over five
+                    signer = senders[i % len(senders)]
+                    xt = sign_extrinsic(signer, calls.Transfer(rng.randbytes(32), 10**10), nonce=nonce[signer.public],
+                                        genesis_hash=genesis, spec_version=version)
+                    nonce[signer.public] += 1
+                    service.submit(xt.encode())
+                await service.author_block()
+            table = build_method_table(service, node_name="bench")
+            chain = service.chain
+            first, best = "0x" + chain.get_hash(1).hex(), "0x" + chain.best_hash.hex()  # type: ignore[union-attr]
+            keys = ["0x" + k.hex() for k in chain.state.keys_paged(b"", 1000, None, at=chain.best_header.state_root)]
+            cases: list[tuple[str, str, list[Any]]] = [
+                ("state_getKeysPaged 1000 at #1", "state_getKeysPaged", ["0x", 1000, None, first]),
+                ("state_getKeysPaged 1000 at best", "state_getKeysPaged", ["0x", 1000, None, best]),
+                (f"state_getReadProof {len(keys)} keys", "state_getReadProof", [keys, None]),
+                ("chain_getBlock (largest)", "chain_getBlock", [best]),
+                ("state_getStorage at #1", "state_getStorage", [keys[len(keys) // 2], first]),
+            ]
+            out: dict[str, Any] = {"state_keys_paged": len(keys), "block_extrinsics": len(chain.get_block(chain.best_hash).body.extrinsics)}
+            for label, method, params in cases:
+                spec = table.get_method(method)
+                assert spec is not None, method
+                took = []
+                for _ in range(reps):
+                    started = time.perf_counter()
+                    answer = await spec.handler(params)
+                    took.append(time.perf_counter() - started)
+                out[label] = {"p50_ms": 1000 * statistics.median(took), "max_ms": 1000 * max(took),
+                              "answer_bytes": len(json.dumps(answer))}
+            return out
+        finally:
+            service.close()
+
+
+def measure_reads(transfers: int, blocks: int, reps: int) -> dict[str, Any]:
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
+    try:
+        return asyncio.run(_reads(transfers, blocks, reps))
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
 # --- output ----------------------------------------------------------------------------------
 def _print_devnet(res: dict[str, Any]) -> None:
     print(f"\nEvent-loop lag per node (probe every 50 ms): idle {res['idle_seconds']:.0f} s, then load {res['load_seconds']:.0f} s")
@@ -506,6 +570,14 @@ def _print_record(res: dict[str, Any]) -> None:
               f"{f['lag_p99_ms']:>6.2f}ms{f['lag_max_ms']:>6.2f}ms{f['lags_over_2ms']:>9}")
 
 
+def _print_reads(res: dict[str, Any]) -> None:
+    print(f"\nRead methods at their largest: the handler's time on the loop ({res['state_keys_paged']} keys paged, "
+          f"a block of {res['block_extrinsics']} extrinsics)")
+    for label, f in res.items():
+        if isinstance(f, dict):
+            print(f"  {label:<34} p50 {f['p50_ms']:7.2f} ms  max {f['max_ms']:7.2f} ms  answer {f['answer_bytes']:>9,} B")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--validators", type=int, default=3, choices=range(2, 6), metavar="2..5")
@@ -517,7 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-py-spy", dest="py_spy", action="store_false")
     parser.add_argument("--asyncio-debug-ms", type=float, default=0.0, metavar="MS",
                         help="run the nodes in asyncio debug mode and list callbacks longer than MS (changes the lag figures)")
-    parser.add_argument("--only", choices=("devnet", "record"), help="run one part only")
+    parser.add_argument("--only", choices=("devnet", "record", "reads"), help="run one part only")
+    parser.add_argument("--reads-transfers", type=int, default=1250, help="transfers a block (part 3; the pool holds 5 x 256)")
+    parser.add_argument("--reads-blocks", type=int, default=3)
     parser.add_argument("--votes", type=int, default=100, help="record writes per repetition (part 2)")
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args(argv)
@@ -525,13 +599,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{PY_SPY} not found (pip install py-spy, or --no-py-spy)")
     load_average = os.getloadavg()
     results: dict[str, Any] = {"load_average_at_start": load_average}
-    if args.only != "record":
+    if args.only in (None, "devnet"):
         with tempfile.TemporaryDirectory(prefix="polchain-bench-looplag-") as tmp:
             results["devnet"] = measure_devnet(args, Path(tmp))
         _print_devnet(results["devnet"])
-    if args.only != "devnet":
+    if args.only in (None, "record"):
         results["record"] = measure_record(args.votes, args.reps)
         _print_record(results["record"])
+    if args.only in (None, "reads"):
+        results["reads"] = measure_reads(args.reads_transfers, args.reads_blocks, 10)
+        _print_reads(results["reads"])
     write_record(OUT if args.only is None else OUT.with_name(f"looplag-{args.only}.json"), "looplag", options=vars(args), **results)
     return 0
 
