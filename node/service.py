@@ -32,8 +32,9 @@ validator authors also notes the votes it has seen on chain (``rewards.note_vote
 by consensus.vote_notes), so that the voters are paid.
 
 What a validator signs is recorded first (node.voter_record: its source, the last round it
-voted in, the last slot it sealed a block in); a record that cannot be written means the vote
-or block is not made (one ERROR; the next round tries again). A restarted validator signs
+voted in, the last slot it sealed a block in; written on the record's own thread, in order,
+while the loop serves the peers: node.voter_record.RecordWriter); a record that cannot be
+written means the vote or block is not made (one ERROR; the next round tries again). A restarted validator signs
 neither in the round nor in the slot it starts in. A vote or block of its own key that it did
 not make (another node runs the key: an operator's hot standby) stops it signing until it is
 restarted, with one ERROR naming the key and the round or slot; ``--doppelganger-rounds N``
