@@ -191,10 +191,11 @@ async def test_nothing_is_signed_while_a_record_write_is_in_flight(tmp_path, mon
                     await voted
 
         voting = asyncio.create_task(vote())
-        await asyncio.sleep(0.1)
+        await wait_for(lambda: writes.in_flight == 1 or voting.done(), 10, "the vote's record write")
+        assert not voting.done(), "the vote's record was written at once, on the loop"
         authoring = asyncio.create_task(node.author_block())
         second = asyncio.create_task(vote())
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # time enough for either to sign, were it not waiting
         assert writes.in_flight == 1 and not voting.done() and not authoring.done() and not second.done()
         assert [v for v in node.collector.recent_votes() if v.voter == ALICE.public] == []
         assert node.chain.best_number == 0
