@@ -30,6 +30,11 @@ and of proof-of-learning (issue 9; node.network.transcripts, node.service):
 - ``polchain_pol_openings_served_total``, ``polchain_pol_served_bytes_total``
 - ``polchain_pol_bad_openings_total`` (openings from peers that did not verify)
 
+and of the node's event loop (:class:`LoopLagProbe`):
+
+- ``polchain_event_loop_lag_seconds`` (histogram: how late the probe woke, each time)
+- ``polchain_event_loop_lag_max_seconds`` (gauge: the largest lag of the last minute)
+
 plus the ``process_*`` metrics of prometheus-client's process collector (CPU, memory, fds).
 
 Gauges are read from the node when scraped, so only the counters and histograms need hooks
@@ -41,8 +46,10 @@ on the node's own event loop: no extra thread. Substrate binds 127.0.0.1:9615 un
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -76,6 +83,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # prometheus-client's default buckets (Substrate's import histogram uses the same), extended
 # upwards: a block with training calls can take tens of seconds to build or re-execute.
 TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Event-loop lag: from a millisecond (a loop that keeps up) to ten seconds (a loop that stops
+# answering its peers). Votes and blocks are gossiped on the loop, so anything near the slot
+# time (a second or more on a devnet) delays consensus itself.
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class NodeMetrics:
@@ -124,6 +135,15 @@ class NodeMetrics:
             "polchain_pol_unavailable", "Block imports refused: checkpoints not obtainable in time", registry=reg
         )
         reg.register(_TranscriptCollector(service))
+        self.loop_lag = LoopLagProbe(
+            Histogram(
+                "polchain_event_loop_lag_seconds", "How late the node's event loop ran a timer due every 50 ms",
+                buckets=LAG_BUCKETS, registry=reg,
+            ).observe
+        )
+        Gauge(
+            "polchain_event_loop_lag_max_seconds", "The largest event loop lag of the last 60 seconds", registry=reg
+        ).set_function(self.loop_lag.recent_max)
         ProcessCollector(registry=reg)
 
     def _finalized_number(self) -> int:
@@ -148,6 +168,61 @@ class NodeMetrics:
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format (version 0.0.4)."""
         return generate_latest(self.registry)
+
+
+class LoopLagProbe:
+    """How late the node's event loop runs a timer: the time every peer, RPC caller and slot
+    timer waits behind whatever runs on the loop without yielding.
+
+    :meth:`run` sleeps ``interval`` seconds, again and again, and each time observes how much
+    later than due it woke (``loop.time()``, monotonic; never below 0: asyncio may run a timer
+    up to its clock resolution early). A callback that holds the loop for ``d`` seconds shows
+    as a lag between ``d - interval`` and ``d``; the probe costs one timer per ``interval``.
+    Substrate exports the same for its tokio tasks (``substrate_tasks_polling_duration``);
+    Node.js exports it as ``nodejs_eventloop_lag_seconds`` (prom-client), from a timer as here.
+
+    The histogram has every lag since the start; :meth:`recent_max` is the largest of the last
+    ``window`` seconds, so that one stall at start-up does not hide the rest for ever. It keeps
+    a deque of decreasing lags (a sliding-window maximum): a lag drops out when a larger one
+    comes after it or when it is older than the window, so it holds a few entries at most.
+    """
+
+    def __init__(
+        self, observe: Callable[[float], None], *, interval: float = 0.05, window: float = 60.0,
+    ) -> None:
+        self.observe = observe
+        self.interval = interval
+        self.window = window
+        self._recent: deque[tuple[float, float]] = deque()  # (when, lag), lags decreasing
+        self._now: Callable[[], float] | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Probe until ``stop`` is set (it is seen within ``interval``)."""
+        loop = asyncio.get_running_loop()
+        self._now = loop.time
+        while not stop.is_set():
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            woke = loop.time()
+            self.note(woke, max(0.0, woke - due))
+
+    def note(self, when: float, lag: float) -> None:
+        """One lag, observed at ``when`` (``loop.time()``)."""
+        self.observe(lag)
+        while self._recent and self._recent[-1][1] <= lag:
+            self._recent.pop()
+        self._recent.append((when, lag))
+        self._expire(when)
+
+    def recent_max(self) -> float:
+        """The largest lag of the last ``window`` seconds (0 before the first; read at scrape)."""
+        if self._now is not None:
+            self._expire(self._now())
+        return self._recent[0][1] if self._recent else 0.0
+
+    def _expire(self, now: float) -> None:
+        while self._recent and self._recent[0][0] < now - self.window:
+            self._recent.popleft()
 
 
 class _TranscriptCollector:

@@ -32,8 +32,9 @@ validator authors also notes the votes it has seen on chain (``rewards.note_vote
 by consensus.vote_notes), so that the voters are paid.
 
 What a validator signs is recorded first (node.voter_record: its source, the last round it
-voted in, the last slot it sealed a block in); a record that cannot be written means the vote
-or block is not made (one ERROR; the next round tries again). A restarted validator signs
+voted in, the last slot it sealed a block in; written on the record's own thread, in order,
+while the loop serves the peers: node.voter_record.RecordWriter); a record that cannot be
+written means the vote or block is not made (one ERROR; the next round tries again). A restarted validator signs
 neither in the round nor in the slot it starts in. A vote or block of its own key that it did
 not make (another node runs the key: an operator's hot standby) stops it signing until it is
 restarted, with one ERROR naming the key and the round or slot; ``--doppelganger-rounds N``
@@ -69,6 +70,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -147,11 +149,11 @@ from node.network.transcripts import DEFAULT_FETCH_TIMEOUT, TranscriptStats
 from node.offences import EquivocationReporter
 from node.pol_keystore import compute_secret_path, load_or_generate_secret
 from node.voter_record import (
+    RecordWriter,
     VoterRecordError,
     adopt_chain_records,
     compute_record_path,
     load_record,
-    store_record,
 )
 
 log = logging.getLogger("polchain")
@@ -273,6 +275,7 @@ class NodeService:
         pol_secret = load_or_generate_secret(compute_secret_path(chain_dir))
         self._voter_record = compute_record_path(chain_dir)
         own_record = load_record(self._voter_record)
+        self._records = RecordWriter(self._voter_record)  # written off the loop (node.voter_record)
         self.metrics = NodeMetrics(self)
         self.pol_stats = TranscriptStats()
         self.pol_fetch_timeout = config.pol_fetch_timeout
@@ -502,7 +505,7 @@ class NodeService:
             # another block in the slot: node.voter_record). A sole validator has no one to
             # equivocate to, and its database refuses a second block in a slot.
             self._authored_slot = slot
-            if len(get_voters(self.chain)) > 1 and not self._record(
+            if len(get_voters(self.chain)) > 1 and not await self._record(
                 replace_struct(self._voter, authored_slot=slot), f"Not authoring in slot {slot}"
             ):
                 return None
@@ -534,7 +537,7 @@ class NodeService:
                     "byzantine (%s): authored block #%d 0x%s with %d training result(s)", self.config.byzantine,
                     imported.block.header.number, imported.block.hash().hex(), len(imported.block.body.results),
                 )
-            self._after_import(imported, elapsed, authored=True)
+            await self._after_import(imported, elapsed, authored=True)
             if self.config.byzantine is not None and self.config.byzantine.equivocates:
                 await self._equivocate(imported)
             return imported
@@ -553,7 +556,7 @@ class NodeService:
             "byzantine: sealed a second block #%d (0x%s…) in slot %d (equivocation)",
             sibling.header.number, sibling.hash().hex()[:12], sibling.header.slot,
         )
-        self._after_import(second, time.perf_counter() - started, authored=True)
+        await self._after_import(second, time.perf_counter() - started, authored=True)
 
     def _report_equivocation(self, imported: ImportedBlock) -> None:
         try:
@@ -561,7 +564,7 @@ class NodeService:
         except ChainError as exc:  # the pool refused it (the fee, say): the evidence stays stored
             log.warning("could not submit pol.report_equivocation: %s", exc)
 
-    def _after_import(self, imported: ImportedBlock, elapsed: float, *, authored: bool = False) -> None:
+    async def _after_import(self, imported: ImportedBlock, elapsed: float, *, authored: bool = False) -> None:
         self.metrics.on_block(imported, elapsed, authored=authored)
         block = imported.block
         block_hash = block.hash()
@@ -592,7 +595,7 @@ class NodeService:
         # timer covers a round without one), then recount the kept votes (some may be for
         # this block) and retry a justification that waited for it.
         if imported.is_best and block.header.slot >= self._clock_round():
-            self._vote_if_due()
+            await self._vote_if_due()
         justification = self._pending_justifications.pop(block_hash, None)
         if justification is not None:
             try:
@@ -610,9 +613,11 @@ class NodeService:
         instant-seal node runs ahead of the clock (one slot a block)."""
         return max(self._clock_round(), self.chain.best_header.slot)
 
-    def _vote_if_due(self) -> None:
+    async def _vote_if_due(self) -> None:
         """Sign and gossip this validator's vote for its best block, once per round (call
-        with the lock held). Never two votes in one round: that is a vote equivocation."""
+        with the lock held: it is held across the record's write too, so nothing else is
+        signed before the record is on disk). Never two votes in one round: that is a vote
+        equivocation."""
         if self.author is None:
             return
         round_number = self._current_round()
@@ -629,7 +634,7 @@ class NodeService:
         # Persisted before the vote leaves: a crash after it must not let this node vote again.
         # Not again in this round even if the record could not be written.
         self._voted_round = round_number
-        if not self._record(replace_struct(self._voter, justified=source, voted_round=round_number), f"Not voting in round {round_number}"):
+        if not await self._record(replace_struct(self._voter, justified=source, voted_round=round_number), f"Not voting in round {round_number}"):
             return
         self._signed_votes[round_number] = vote
         while len(self._signed_votes) > MAX_SIGNED_VOTES:  # older ones of this run count as before it
@@ -713,13 +718,15 @@ class NodeService:
         self._after_reorg(follow_justified(self.chain, justified.block_hash))
 
     # --- signing safety: the record, another signer of this key ------------------------------------
-    def _record(self, state: VoterState, refusal: str) -> bool:
+    async def _record(self, state: VoterState, refusal: str) -> bool:
         """Write ``state`` as this validator's record before signing what it records; False
         (with one ERROR line: ``refusal``, then why) if it cannot be written: the signature is
         then not made. Whatever was signed before stays recorded (the file is replaced whole
-        or not at all), so once the disk recovers the next round or slot is signed as usual."""
+        or not at all), so once the disk recovers the next round or slot is signed as usual.
+        The write (two fsyncs) runs on the record's own thread, after every write asked for
+        before it, while the loop serves the peers and RPC; the caller holds the lock."""
         try:
-            store_record(self._voter_record, state)
+            await self._records.write(state)
         except OSError as exc:
             log.error(
                 "%s: the slashing protection record %s could not be written (%s); nothing is signed that it does not record",
@@ -731,12 +738,17 @@ class NodeService:
 
     def _raise_record(self, state: VoterState) -> None:
         """Keep a higher source (or round) this validator learned without signing anything:
-        in memory at once, on disk if it can be (the next vote's record writes it anyway)."""
+        in memory at once, on disk if it can be (the next vote's record writes it anyway),
+        off the loop: queued on the record's thread, before any later write."""
         self._voter = state
-        try:
-            store_record(self._voter_record, state)
-        except OSError as exc:
+        self._records.submit(state).add_done_callback(self._on_raise_written)
+
+    def _on_raise_written(self, written: Future[None]) -> None:
+        exc = written.exception()
+        if isinstance(exc, OSError):
             log.warning("the slashing protection record %s could not be written (%s)", self._voter_record, exc.strerror or exc)
+        elif exc is not None:
+            log.error("the slashing protection record %s could not be written", self._voter_record, exc_info=exc)
 
     def _catching_up(self, round_number: int) -> bool:
         """True while the best block is far behind ``round_number``: more than two turns of
@@ -961,7 +973,7 @@ class NodeService:
                 return
             async with self._lock:
                 try:
-                    self._vote_if_due()
+                    await self._vote_if_due()
                 except Exception:  # as for authoring: a failed round must not end the loop
                     log.exception("Finality voting failed in this round; trying again in the next")
 
@@ -996,7 +1008,7 @@ class NodeService:
             if self.chain.has_block(prepared.block_hash):  # imported meanwhile (another announcement)
                 return None
             imported = await asyncio.to_thread(self.chain.finish_import, prepared, openings)
-            self._after_import(imported, time.perf_counter() - started)
+            await self._after_import(imported, time.perf_counter() - started)
             return imported
 
     # --- proof-of-learning fraud ---------------------------------------------------------------
@@ -1179,10 +1191,11 @@ class NodeService:
             raise
         author = asyncio.create_task(self._authoring_loop())
         finality = asyncio.create_task(self._finality_loop())
+        lag_probe = asyncio.create_task(self.metrics.loop_lag.run(self._stop))  # node.metrics.LoopLagProbe
         try:
             await self._stop.wait()
         finally:
-            await asyncio.gather(author, finality, return_exceptions=True)
+            await asyncio.gather(author, finality, lag_probe, return_exceptions=True)
             if self.network is not None:
                 await self.network.stop()  # fails pending requests, so syncs end
             if self.link is not None:
@@ -1193,6 +1206,7 @@ class NodeService:
                 self.close()
 
     def close(self) -> None:
+        self._records.close()  # the raised records queued still reach the disk
         self.db.close()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)

@@ -76,7 +76,8 @@ async def _scenario(url: str, port: int) -> None:
         for name in ("substrate_sub_libp2p_peers_count", "substrate_ready_transactions_number",
                      "polchain_blocks_authored_total", "polchain_training_steps_total",
                      "polchain_training_steps_verified_total", "substrate_block_verification_and_import_time_count",
-                     "substrate_proposer_block_constructed_count", "process_cpu_seconds_total"):
+                     "substrate_proposer_block_constructed_count", "process_cpu_seconds_total",
+                     "polchain_event_loop_lag_seconds_count", "polchain_event_loop_lag_max_seconds"):
             assert (name, ()) in m0, name
         assert m0[("substrate_sub_libp2p_peers_count", ())] == 0  # no network on this node
 

@@ -127,11 +127,11 @@ def test_a_failed_round_does_not_end_finality_voting(tmp_path) -> None:
     real = service._vote_if_due
     rounds: list[int] = []
 
-    def flaky() -> None:
+    async def flaky() -> None:
         rounds.append(len(rounds))
         if len(rounds) == 1:
             raise RuntimeError("a bug in the first round")
-        real()
+        await real()
 
     service._vote_if_due = flaky  # type: ignore[method-assign]
 

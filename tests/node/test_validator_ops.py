@@ -142,7 +142,7 @@ async def test_a_vote_of_its_own_key_it_did_not_make_stops_the_validator_signing
         source = Checkpoint(genesis, 0, 0)
         # Its own vote comes back from a peer (gossip): that is no doppelganger.
         clock.to_slot(start + 1)
-        node._vote_if_due()
+        await node._vote_if_due()
         (mine,) = _own_votes(node)
         await node.add_vote(mine)
         assert _errors(caplog) == []
@@ -157,7 +157,7 @@ async def test_a_vote_of_its_own_key_it_did_not_make_stops_the_validator_signing
         # It signs nothing more: no vote in this round or any later one, no block in its slot.
         for later in (start + 2, start + 3, start + 9):
             clock.to_slot(later)
-            node._vote_if_due()
+            await node._vote_if_due()
         assert _own_votes(node, besides=(mine, twin)) == []
         clock.to_slot(_alices_slot(start + 9))
         assert await node.author_block() is None
@@ -203,7 +203,7 @@ async def test_a_forged_vote_in_its_name_does_not_stop_a_validator(tmp_path, cap
         assert refused.value.reason == "bad_signature"
         assert _errors(caplog) == []
         clock.to_slot(start + 2)
-        node._vote_if_due()
+        await node._vote_if_due()
         assert len(_own_votes(node)) == 1
     finally:
         node.close()
@@ -227,7 +227,7 @@ async def test_a_block_of_its_own_key_it_did_not_make_stops_the_validator_signin
         # No block in its next slot, no vote.
         clock.to_slot(_alices_slot(slot))
         assert await node.author_block() is None
-        node._vote_if_due()
+        await node._vote_if_due()
         assert _own_votes(node) == []
     finally:
         node.close()
@@ -242,13 +242,13 @@ async def test_doppelganger_protection_listens_before_signing(tmp_path, caplog) 
     try:
         for r in (start + 1, start + 2, start + 3):
             clock.to_slot(r)
-            node._vote_if_due()
+            await node._vote_if_due()
         assert _own_votes(node) == []
         clock.to_slot(_alices_slot(start))  # Alice's slot inside the wait
         if _alices_slot(start) <= start + 3:
             assert await node.author_block() is None
         clock.to_slot(start + 4)
-        node._vote_if_due()
+        await node._vote_if_due()
         assert [v.vote.round for v in _own_votes(node)] == [start + 4]
     finally:
         node.close()
@@ -266,7 +266,7 @@ async def test_doppelganger_protection_catches_the_twin_during_the_wait(tmp_path
         assert len(_errors(caplog)) == 1
         for r in range(start + 2, start + 8):
             clock.to_slot(r)
-            node._vote_if_due()
+            await node._vote_if_due()
         assert _own_votes(node, besides=(twin,)) == []
     finally:
         node.close()
@@ -327,7 +327,7 @@ async def test_a_clock_stepped_back_never_makes_a_second_vote_or_block(tmp_path)
         for now in (slot - 1, slot, slot - 1):  # NTP steps the clock back, then on again
             clock.to_slot(now)
             assert await node.author_block() is None
-            node._vote_if_due()
+            await node._vote_if_due()
         assert _own_votes(node) == [vote]
         assert node.chain.get_slot_blocks(slot, ALICE.public) == (authored.block.hash(),)
         assert get_equivocations(node.chain) == []
@@ -376,13 +376,13 @@ async def test_a_vote_whose_record_cannot_be_written_is_not_sent_and_voting_resu
     record = compute_record_path(base / "chains" / SPEC.id)
     try:
         clock.to_slot(start + 1)
-        node._vote_if_due()
+        await node._vote_if_due()
         assert load_record(record) is not None and load_record(record).voted_round == start + 1  # type: ignore[union-attr]
         # The record cannot be replaced (a directory in its place: root ignores a read-only mode).
         record.unlink()
         record.mkdir()
         clock.to_slot(start + 2)
-        node._vote_if_due()
+        await node._vote_if_due()
         errors = _errors(caplog)
         assert len(errors) == 1, errors
         assert errors[0].startswith(f"Not voting in round {start + 2}: the slashing protection record {record} could not be written")
@@ -396,7 +396,7 @@ async def test_a_vote_whose_record_cannot_be_written_is_not_sent_and_voting_resu
         # The disk recovers: the next round's vote is recorded, then sent; never a second vote in a round.
         record.rmdir()
         clock.to_slot(_alices_slot(start + 2) + 1)
-        node._vote_if_due()
+        await node._vote_if_due()
         rounds = [v.vote.round for v in _own_votes(node)]
         assert rounds == [start + 1, _alices_slot(start + 2) + 1]
         assert load_record(record).voted_round == rounds[-1]  # type: ignore[union-attr]
@@ -436,7 +436,7 @@ async def test_a_validator_restored_from_a_backup_raises_its_source_to_its_own_v
             await node.import_block(block)
         assert node.chain.best_hash == blocks[-1].hash()
         clock.to_slot(start + 1)
-        node._vote_if_due()
+        await node._vote_if_due()
         (vote,) = _own_votes(node)
         assert not surrounds(vote.vote, past), (vote.vote.source, past.source)
         assert vote.vote.source == past.source
@@ -461,7 +461,7 @@ async def test_a_restored_validators_own_past_vote_in_gossip_raises_its_source(t
         past = Vote(SET_ID, past_source, Checkpoint(block.hash(), 1, start - 7))
         await node.add_vote(sign_vote(ALICE, genesis, past))
         clock.to_slot(start + 1)
-        node._vote_if_due()
+        await node._vote_if_due()
         (vote,) = [v for v in _own_votes(node) if v.vote != past]
         assert not surrounds(vote.vote, past), (vote.vote.source, past.source)
         assert _errors(caplog) == []
@@ -519,7 +519,7 @@ async def test_a_validator_does_not_vote_while_its_best_block_is_far_behind(tmp_
             await wait_for(lambda: node.link.is_syncing, 5)  # type: ignore[union-attr]
             clock.to_slot(start + 1)  # the round's timer, while the sync waits for the peer
             async with node._lock:
-                node._vote_if_due()
+                await node._vote_if_due()
             assert _own_votes(node) == []
             infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and r.name == "polchain"]
             said = [m for m in infos if m.startswith("Not voting in round ")]
@@ -528,7 +528,7 @@ async def test_a_validator_does_not_vote_while_its_best_block_is_far_behind(tmp_
             await wait_for(lambda: node.chain.best_hash == blocks[-1].hash(), 10)
             clock.to_slot(start + 2)
             async with node._lock:
-                node._vote_if_due()
+                await node._vote_if_due()
             votes = _own_votes(node)
             assert votes and all(v.vote.source == past.source and not surrounds(v.vote, past) for v in votes), votes
     finally:
@@ -606,7 +606,7 @@ async def test_a_spec_renamed_on_the_same_base_path_keeps_the_validators_record(
         past = Vote(SET_ID, Checkpoint(block.hash(), 1, start - 8), Checkpoint(block.hash(), 1, start - 7))
         await node.add_vote(sign_vote(ALICE, genesis, past))  # raises its record (see above)
         clock.to_slot(start + 3)
-        node._vote_if_due()
+        await node._vote_if_due()
         (before,) = [v for v in _own_votes(node) if v.vote != past]
     finally:
         node.close()
@@ -619,7 +619,7 @@ async def test_a_spec_renamed_on_the_same_base_path_keeps_the_validators_record(
         await node.import_block(block)
         for r in range(start + 3, start + 6):
             clock.to_slot(r)
-            node._vote_if_due()
+            await node._vote_if_due()
         votes = [v.vote for v in _own_votes(node)]
         assert [v.round for v in votes] == [start + 4, start + 5]
         assert not any(surrounds(v, past) or surrounds(v, before.vote) for v in votes), votes
@@ -743,6 +743,7 @@ async def test_own_votes_from_before_the_run_raise_the_record_to_the_highest_sou
 
         def seen(source: Checkpoint, round_: int) -> None:
             node._check_own_vote(sign_vote(ALICE, genesis, Vote(SET_ID, source, Checkpoint(blocks[1].hash(), 2, round_))), "from a peer")
+            node._records.flush()  # a raise is written off the loop, in order
 
         seen(high, start - 22)  # a higher source in an older round: the source is raised, the round kept
         assert load_record(path) == VoterState(high, voted_round=start - 20, genesis_hash=genesis)
@@ -771,6 +772,7 @@ async def test_own_votes_from_before_the_run_raise_the_record_to_the_highest_sou
         path.unlink()
         path.mkdir()
         node._raise_record(VoterState(high, voted_round=start + 1, genesis_hash=genesis))
+        node._records.flush()
         assert _warnings(caplog)[-1] == f"the slashing protection record {path} could not be written (Is a directory)"
     finally:
         node.close()
