@@ -54,7 +54,7 @@ from chain.crypto import blake2_256, dev_keypair
 from chain.storage import Database
 from consensus.aura import Aura
 from consensus.block_import import ConsensusRules
-from genesis.spec import ChainSpec, load_chain_spec
+from genesis.spec import ChainSpec, load_chain_spec, with_slot_duration
 from node.network.identity import NodeKey
 from rpc.client import RpcClient
 
@@ -76,7 +76,8 @@ class Net:
     def __init__(self, workdir: Path, block_time: int, challenge_blocks: int | None = None) -> None:
         self.workdir = workdir
         self.block_time = block_time
-        self.spec: ChainSpec = load_chain_spec("local")
+        # The slot duration is the chain's: "--chain local --block-time MS" builds this spec.
+        self.spec: ChainSpec = with_slot_duration(load_chain_spec("local"), block_time)
         self.chain = "local"
         if challenge_blocks is not None:
             self.spec = replace(self.spec, runtime_config=replace(self.spec.runtime_config, challenge_blocks=challenge_blocks))

@@ -77,6 +77,12 @@ class RuntimeConfig:
     reward_halving_blocks: int = 0
     validator_fee_share_ppm: int = 0
     voter_reward_share_ppm: int = 0
+    # Aura's slot duration (consensus.aura: a slot is the clock in ms divided by it). The
+    # chain's, not each node's: Substrate's pallet-aura ``SlotDuration`` (pallet-timestamp's
+    # ``MinimumPeriod * 2``), which the node asks the runtime for (``AuraApi::slot_duration``),
+    # so every node of a chain agrees on it by construction. Fixed at genesis
+    # (chain.pallets.democracy.FIXED): a new duration would move every slot number.
+    slot_duration_ms: int = 6000
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
         """Exact, not saturated: with a valid config only a tip can take it past 2^63-1, and
@@ -108,7 +114,9 @@ class RuntimeConfig:
           past the chain's length stopped finality for good;
         - a block's transcripts are at most 1 GiB together: its author holds every checkpoint
           of its TRAIN calls in memory and writes them in the block's batch, so a larger bound
-          lets one block exhaust every author's memory.
+          lets one block exhaust every author's memory;
+        - a slot lasts 1 ms to 1 hour: 0 divides the clock by zero; past an hour a block a day
+          or less is no chain to run (the bound ``polchain devnet --block-time`` had).
         """
         problems = [f"{f.name} must be at most 2^63-1" for f in fields(self) if getattr(self, f.name) > MAX_BALANCE]
         problems += [
@@ -137,6 +145,11 @@ class RuntimeConfig:
                 "a finality vote's target must be a block the state can still name (system.BLOCK_HASH_COUNT), "
                 "to be noted for its voter's reward and to have its fraud reported on chain until it is final"
             )
+        if not MIN_SLOT_DURATION_MS <= self.slot_duration_ms <= MAX_SLOT_DURATION_MS:
+            problems.append(
+                f"slot_duration_ms must be {MIN_SLOT_DURATION_MS} to {MAX_SLOT_DURATION_MS:,} ms (1 hour), "
+                f"got {self.slot_duration_ms:,}: Aura's slot is the clock in milliseconds divided by it"
+            )
         stored = self.max_block_length + self.max_transcript_bytes
         if self.base_fee + self.byte_fee * stored + self.weight_fee * self.max_block_weight > MAX_BALANCE:
             problems.append(
@@ -159,6 +172,8 @@ MIN_BLOCK_LENGTH = 64 * 1024
 MAX_GOV_PERIOD = 100_000  # chain.pallets.governance.MAX_PERIOD
 MAX_CHALLENGE_BLOCKS = 4096 - 1  # chain.pallets.system.BLOCK_HASH_COUNT - 1
 MAX_TRANSCRIPT_BYTES = 1 << 30
+MIN_SLOT_DURATION_MS = 1
+MAX_SLOT_DURATION_MS = 3_600_000
 MINIMUMS = {
     "max_block_weight": MIN_BLOCK_WEIGHT, "max_block_length": MIN_BLOCK_LENGTH, "max_train_steps": 1,
     "max_train_batch": 1, "max_segments": 1, "max_model_params": 1,

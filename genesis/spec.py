@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -170,6 +170,23 @@ def parse_chain_spec(obj: Any, where: str = "chain spec") -> ChainSpec:
     if config is not None:
         compute_genesis_storage(spec)  # validates the config now, with its messages
     return spec
+
+
+def with_slot_duration(spec: ChainSpec, slot_duration_ms: int) -> ChainSpec:
+    """``spec`` with ``runtimeConfig.slot_duration_ms`` set: what ``--block-time`` does to a spec
+    the node or ``build-spec`` builds (a preset, a devnet's). A new value makes another chain
+    (the genesis hash covers it). A raw spec is a chain already built: its duration is in its
+    genesis storage, and only the same value is accepted. GenesisError if out of bounds."""
+    if slot_duration_ms == spec.runtime_config.slot_duration_ms:
+        return spec
+    if spec.raw is not None:
+        raise GenesisError(
+            f"chain spec {spec.id!r}: a raw chain spec's slot duration is in its genesis storage "
+            f"(slot_duration_ms {spec.runtime_config.slot_duration_ms}), not {slot_duration_ms}"
+        )
+    runtime_config = replace(spec.runtime_config, slot_duration_ms=slot_duration_ms)
+    check_runtime_config(runtime_config, f"chain spec {spec.id!r}")
+    return replace(spec, runtime_config=runtime_config)
 
 
 def compute_genesis_storage(spec: ChainSpec) -> dict[bytes, bytes]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from chain.crypto import Keypair
+    from genesis.spec import ChainSpec
     from node.metrics import MetricsServer
     from node.network.service import NetworkConfig
     from node.service import NodeConfig, NodeService
@@ -281,7 +282,10 @@ def _add_node(sub: _Commands) -> None:
     for who in DEV_ACCOUNTS:
         node.add_argument(f"--{who.lower()}", action="store_true", help=f"author with //{who} (implies --validator)")
     node.add_argument("--key", default=None, metavar="URI", help="author with this secret URI, e.g. //Validator7")
-    node.add_argument("--block-time", type=_positive, default=6000, metavar="MS", help="Aura slot duration (default 6000)")
+    node.add_argument("--block-time", type=_slot_duration, default=None, metavar="MS",
+                      help="the slot duration of the chain this node builds from --dev or a preset (another chain: "
+                      "the genesis hash covers it); a spec file's chain has its own, and another value is refused "
+                      "(default: the chain's, 6000 for the presets)")
     node.add_argument("--instant-seal", action="store_true", help="author a block as soon as the pool holds something")
     node.add_argument("--doppelganger-rounds", type=_doppelganger_rounds, default=0, metavar="N",
                       help="a validator listens N rounds for votes and blocks of its own key before it signs, and stops "
@@ -379,6 +383,8 @@ def _add_build_spec(sub: _Commands) -> None:
     spec = sub.add_parser("build-spec")
     spec.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
     spec.add_argument("--raw", action="store_true", help="the genesis storage instead of the readable config")
+    spec.add_argument("--block-time", type=_slot_duration, default=None, metavar="MS",
+                      help="the chain's slot duration, runtimeConfig.slot_duration_ms (default: the spec's; 6000 for the presets)")
     spec.set_defaults(run=run_build_spec)
 
 
@@ -587,6 +593,11 @@ def _positive(text: str) -> int:
     return _int_in(text, 1, 2**31 - 1, "a positive integer")
 
 
+def _slot_duration(text: str) -> int:
+    # chain.config.MIN_SLOT_DURATION_MS..MAX_SLOT_DURATION_MS (not imported: parsing imports no chain code)
+    return _int_in(text, 1, 3_600_000, "a slot duration in ms", "3600000 (1 hour)")
+
+
 def _doppelganger_rounds(text: str) -> int:
     return _int_in(text, 0, 1000, "a number of rounds")
 
@@ -710,7 +721,6 @@ def run_node(args: argparse.Namespace) -> int:
     import ml_runtime
     from chain import signatures
     from chain.crypto import DEV_ACCOUNTS, Keypair
-    from genesis.spec import load_chain_spec
     from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
     from node.service import NodeConfig
 
@@ -726,7 +736,7 @@ def run_node(args: argparse.Namespace) -> int:
     cors: tuple[str, ...] | str | None = None
     if args.rpc_cors:
         cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())
-    spec = load_chain_spec(chain)
+    spec = _node_chain_spec(chain, args.block_time)
     # Refused before the kernels compile and before anything is written under the base path.
     if not args.tmp and args.base_path is not None:
         with contextlib.ExitStack() as probe:
@@ -752,7 +762,7 @@ def run_node(args: argparse.Namespace) -> int:
         db_path = compute_db_path(base, spec.id)
         config = NodeConfig(
             chain=chain, base_path=base, tmp=False,
-            name=args.name, author=author, block_time_ms=args.block_time, instant_seal=args.instant_seal,
+            name=args.name, author=author, instant_seal=args.instant_seal,
             rpc_host=rpc_host, rpc_port=args.rpc_port,
             rpc_methods=args.rpc_methods, rpc_cors=cors, rpc_max_connections=args.rpc_max_connections,
             rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
@@ -781,6 +791,27 @@ def run_node(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGTERM, _interrupt)  # the closed loop reset it to the default
     return 0
+
+
+def _node_chain_spec(chain: str, block_time: int | None) -> ChainSpec:
+    """The chain spec ``--chain`` names, with ``--block-time``: the slot duration is the chain's
+    (runtimeConfig.slot_duration_ms, in the genesis hash), as Substrate's Aura slot duration is
+    its runtime's. A preset is a spec this node builds, so the flag sets it (another chain from
+    the preset's: a database made with another value is refused when it opens, naming both
+    values); a spec file's chain has its own duration, and another value is refused here,
+    naming both, before anything is compiled or written."""
+    from genesis.spec import PRESETS, load_chain_spec, with_slot_duration
+
+    spec = load_chain_spec(chain)
+    if block_time is None or block_time == spec.runtime_config.slot_duration_ms:
+        return spec
+    if chain not in PRESETS:
+        raise CliError(
+            f"--block-time {block_time}: the chain of {chain} has the slot duration {spec.runtime_config.slot_duration_ms} ms "
+            "(runtimeConfig.slot_duration_ms): leave --block-time out, or build the spec with it "
+            "(polchain build-spec --block-time MS)"
+        )
+    return with_slot_duration(spec, block_time)
 
 
 def _lock_database(db: Path, held: contextlib.ExitStack, holder: str) -> None:
@@ -940,7 +971,10 @@ async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> 
     from rpc.server import RpcServer
 
     service = NodeService(config, spec)
-    log.info("Genesis 0x%s, best #%d, database %s", service.chain.genesis_hash.hex(), service.chain.best_number, service.db_path)
+    log.info(
+        "Genesis 0x%s, best #%d, slot duration %d ms, database %s",
+        service.chain.genesis_hash.hex(), service.chain.best_number, service.slot_ms, service.db_path,
+    )
     server = RpcServer(
         build_method_table(service, node_name=config.name), host=config.rpc_host, port=config.rpc_port,
         max_request_size=config.rpc_max_request_size_mb * 1024 * 1024,
@@ -1039,9 +1073,12 @@ def run_key_inspect(args: argparse.Namespace) -> int:
 
 # --- build-spec / purge-chain ---------------------------------------------------------------------
 def run_build_spec(args: argparse.Namespace) -> int:
-    from genesis.spec import load_chain_spec
+    from genesis.spec import load_chain_spec, with_slot_duration
 
-    print(json.dumps(load_chain_spec(args.chain).to_json(raw=args.raw), indent=2))
+    spec = load_chain_spec(args.chain)
+    if args.block_time is not None:
+        spec = with_slot_duration(spec, args.block_time)  # a raw spec's only if the same: it is built
+    print(json.dumps(spec.to_json(raw=args.raw), indent=2))
     return 0
 
 

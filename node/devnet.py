@@ -8,9 +8,11 @@ What it does, in order:
    chain; ``polchain devnet --base-path $(mktemp -d)`` gives a throwaway one. A lock file
    (``devnet.lock``) keeps a second devnet off the same directory.
 2. Chain spec. ``chain-spec.json``: the raw form of :func:`genesis.local.local_spec` (storage
-   key/values), so a later change of genesis code cannot change this chain's genesis. If the
-   file exists it is reused, and refused if its validators are not the ``--validators N``
-   asked for (the databases hold that chain).
+   key/values), so a later change of genesis code cannot change this chain's genesis, with
+   ``--block-time`` as its slot duration (``runtimeConfig.slot_duration_ms``: the chain's, so
+   the nodes get no flag for it). If the file exists it is reused, and refused if its
+   validators are not the ``--validators N`` asked for, or its slot duration is not the
+   ``--block-time`` given (the databases hold that chain; without the flag it keeps its own).
 3. Nodes. Validator i is ``//Alice``, ``//Bob``, … ``//Ferdie``, ``//Validator7``, …; auditor j is
    a full node (no authoring key). Node i runs ``polchain node`` with base path
    ``<base>/<name>`` (its own LevelDB), RPC port ``--rpc-port + i``, p2p port ``--port + i``,
@@ -23,7 +25,7 @@ What it does, in order:
    sample ``pol_samples`` segments a job), so a forgery a sample misses is still proven.
 4. Status. Every ``--interval`` seconds each node is asked over RPC for its best and
    finalized heads and peer count; a live table (rich) shows them with the time of the best
-   block (its Aura slot × block time) and the rate of new best blocks over the last 30 s. With
+   block (its Aura slot × the chain's slot duration) and the rate of new best blocks over the last 30 s. With
    ``--no-tui``, or when stdout is not a terminal, one status line is printed per interval.
    Columns follow faults: ``frauds``, the training frauds each node proved (its metric
    ``polchain_pol_frauds_detected_total``, read from its Prometheus endpoint), and ``slashes``
@@ -67,7 +69,7 @@ from typing import IO, Any
 from chain.crypto import DEV_ACCOUNTS, Keypair, blake2_256, ss58_encode
 from chain.pallets.staking import VALIDATORS
 from genesis.local import MAX_VALIDATORS, local_spec, validator_names
-from genesis.spec import compute_genesis_storage, load_chain_spec
+from genesis.spec import compute_genesis_storage, load_chain_spec, with_slot_duration
 from node.byzantine import InvalidByzantineMode, parse_byzantine
 from node.network.identity import NodeKey
 from rpc.client import RpcClient
@@ -110,7 +112,8 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser, path_type: Ca
     p.add_argument("--port", type=_bounded(1, 65535), default=30333, metavar="PORT", help="node i listens for peers on PORT + i (default 30333)")
     p.add_argument("--prometheus-port", type=_bounded(1, 65535), default=9615, metavar="PORT", help="node i serves metrics on PORT + i (default 9615)")
     p.add_argument("--no-prometheus", action="store_true", help="no metrics endpoints")
-    p.add_argument("--block-time", type=_bounded(1, 3_600_000), default=6000, metavar="MS", help="Aura slot duration (default 6000)")
+    p.add_argument("--block-time", type=_bounded(1, 3_600_000), default=None, metavar="MS",
+                   help="the new chain's slot duration, written into its spec (default 6000; a resumed devnet keeps its own)")
     p.add_argument("--no-tui", action="store_true", help="one status line per interval instead of a live table")
     p.add_argument("--interval", type=_seconds, default=1.0, metavar="S", help="status refresh, seconds (default 1)")
     p.add_argument("--stop-timeout", type=_seconds, default=30.0, metavar="S", help="seconds a node gets to stop before SIGKILL (default 30)")
@@ -237,8 +240,7 @@ def node_command(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: a
     known: frozenset[str] = args.node_flags
     cmd = [
         sys.executable, "-m", "node.cli", "node", "--chain", str(spec_path), "--base-path", str(plan.base_path),
-        "--name", plan.name, "--rpc-port", str(plan.rpc_port), "--port", str(plan.p2p_port),
-        "--block-time", str(args.block_time), "--log", args.node_log,
+        "--name", plan.name, "--rpc-port", str(plan.rpc_port), "--port", str(plan.p2p_port), "--log", args.node_log,
     ]
     if plan.validator:
         flag = f"--{plan.name.lower()}"
@@ -260,8 +262,10 @@ def node_command(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: a
 
 
 # --- the chain spec on disk -----------------------------------------------------------------------
-def prepare_spec(base: Path, n: int) -> tuple[Path, bool]:
-    """``(spec path, resumed)``: write the raw spec for ``n`` validators, or check the one there."""
+def prepare_spec(base: Path, n: int, block_time: int | None = None) -> tuple[Path, bool, int]:
+    """``(spec path, resumed, slot duration in ms)``: write the raw spec for ``n`` validators
+    with the slot duration ``block_time`` (None: the preset's, 6000), or check the one there
+    (``block_time`` None: whatever duration it has)."""
     path = base / SPEC_FILE
     wanted = tuple(Keypair.from_uri("//" + name).public for name in validator_names(n))
     if path.exists():
@@ -273,12 +277,20 @@ def prepare_spec(base: Path, n: int) -> tuple[Path, bool]:
                 f"{base} holds a devnet of {len(found)} validators, not {n}: run it with --validators "
                 f"{len(found)}, or choose another --base-path (or delete {base} to start over)"
             )
-        return path, True
-    text = json.dumps(local_spec(n).to_json(raw=True), indent=1)
+        slot_ms = spec.runtime_config.slot_duration_ms
+        if block_time is not None and block_time != slot_ms:
+            raise DevnetError(
+                f"{base} holds a devnet with the slot duration {slot_ms} ms, not --block-time {block_time}: the slot "
+                "duration is the chain's; leave --block-time out, or choose another --base-path (or delete "
+                f"{base} to start over)"
+            )
+        return path, True, slot_ms
+    spec = local_spec(n) if block_time is None else with_slot_duration(local_spec(n), block_time)
+    text = json.dumps(spec.to_json(raw=True), indent=1)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)  # a spec file is whole or absent
-    return path, False
+    return path, False, spec.runtime_config.slot_duration_ms
 
 
 class _ReadOnlyState:
@@ -580,14 +592,16 @@ def run_devnet(args: argparse.Namespace) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise DevnetError(f"another polchain devnet runs on {base} ({base / LOCK_FILE} is locked)") from None
-        spec_path, resumed = prepare_spec(base, args.validators)
+        spec_path, resumed, slot_ms = prepare_spec(base, args.validators, args.block_time)
         _check_ports_free(plans)
-        return asyncio.run(_run(args, base, plans, spec_path, resumed))
+        return asyncio.run(_run(args, base, plans, spec_path, resumed, slot_ms))
     finally:
         lock.close()
 
 
-async def _run(args: argparse.Namespace, base: Path, plans: list[NodePlan], spec_path: Path, resumed: bool) -> int:
+async def _run(
+    args: argparse.Namespace, base: Path, plans: list[NodePlan], spec_path: Path, resumed: bool, slot_ms: int,
+) -> int:
     tui = not args.no_tui and sys.stdout.isatty()
 
     def say(text: str) -> None:
@@ -595,7 +609,7 @@ async def _run(args: argparse.Namespace, base: Path, plans: list[NodePlan], spec
 
     validators = sum(p.validator for p in plans)
     say(f"{'Resuming' if resumed else 'Starting'} a devnet of {validators} validators and {len(plans) - validators} "
-        f"full nodes in {base} (chain spec {spec_path})")
+        f"full nodes in {base} (chain spec {spec_path}, slots of {slot_ms} ms)")
     if "--bootnodes" not in args.node_flags:
         say("This polchain node has no p2p network yet: every validator authors its own slots alone")
     stop = asyncio.Event()
@@ -615,16 +629,16 @@ async def _run(args: argparse.Namespace, base: Path, plans: list[NodePlan], spec
         if tui:
             from rich.live import Live
 
-            live = Live(status_table(nodes, args.block_time, title), auto_refresh=False)
+            live = Live(status_table(nodes, slot_ms, title), auto_refresh=False)
             live.start()
         try:
             while not stop.is_set():
                 await asyncio.gather(*(poll(n) for n in nodes), *(poll_frauds(n) for n in nodes))
                 await poll_offences(nodes)
                 if live is not None:
-                    live.update(status_table(nodes, args.block_time, title), refresh=True)
+                    live.update(status_table(nodes, slot_ms, title), refresh=True)
                 else:
-                    say(status_line(nodes, args.block_time))
+                    say(status_line(nodes, slot_ms))
                 if all(n.proc.poll() is not None for n in nodes):
                     break
                 with contextlib.suppress(TimeoutError):

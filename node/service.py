@@ -228,7 +228,6 @@ class NodeConfig:
     tmp: bool = False
     name: str = "polchain-node"
     author: str | None = None  # secret URI of the authoring key (//Alice for --dev)
-    block_time_ms: int = 6000
     instant_seal: bool = False
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 9944
@@ -282,11 +281,17 @@ class NodeService:
         self.verifier = NodeVerifier(self.metrics.pol_verify_time.observe)
         self.db = Database(self.db_path)
         self.chain = Blockchain(
-            self.db, chain_id=spec.id, build_genesis=spec.apply_genesis,
-            rules=(rules := ConsensusRules(Aura(config.block_time_ms, clock=lambda: self.clock()))), verifier=self.verifier,
+            self.db, chain_id=spec.id, build_genesis=spec.apply_genesis, verifier=self.verifier,
             trainer=trainer_for(config.byzantine),  # ml_runtime.run_job unless --byzantine forge-training
             signature_threads=config.signature_threads,
         )
+        # The slot duration is the chain's, read from its state as every runtime constant is
+        # (chain.config; Substrate's node asks the runtime, AuraApi::slot_duration), so every
+        # node of a chain cuts time into the same slots. Genesis fixed it (democracy refuses a
+        # change), so the best state's is every block's. Aura and the rounds, the authoring and
+        # the catching-up rule all use this one value.
+        self.slot_ms = self.chain.config.slot_duration_ms
+        self.chain.rules = rules = ConsensusRules(Aura(self.slot_ms, clock=lambda: self.clock()))
         try:  # a record of another chain stops the node before it starts (node.voter_record)
             stored_voter = adopt_chain_records(chain_dir, self.chain.genesis_hash, own_record)
         except VoterRecordError:
@@ -311,7 +316,6 @@ class NodeService:
         # The block being built: its candidates' hashes -> a final status the pool sent
         # meanwhile (see _on_pool_status), or None.
         self._in_flight: dict[bytes, Any] = {}
-        self.slot_ms = config.block_time_ms
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
         self._import_listeners: list[Callable[[ImportedBlock], None]] = []
         # Aura equivocations this node has evidence of go on chain (node/offences.py).
@@ -854,14 +858,11 @@ class NodeService:
 
     def _check_far_future(self, block: Block) -> None:
         """A block deferred as ahead of this node's clock: if it is hours ahead, not seconds,
-        say once per author why it will never come within reach. A slot is the clock divided by
-        ``--block-time``, which every node gets on its command line (not from the chain), so a
-        node started with another block time than the chain's sees slots of another scale:
-        half the others' block time puts its slots decades ahead of theirs, twice puts theirs
-        decades ahead of its own, and the sync retries such a block every slot for ever (found
-        with four in-process validators, one at another --block-time: it dropped out without
-        an error). The seal is checked first: a forged header must not make a node name an
-        innocent validator, and its sender is charged for it (InvalidHeader "bad_seal")."""
+        say once per author why it will never come within reach. Every node of a chain has its
+        slot duration (chain.config), so the cause left is a clock: the author's runs hours
+        ahead, or this node's behind, and the sync retries such a block every slot for ever.
+        The seal is checked first: a forged header must not make a node name an innocent
+        validator, and its sender is charged for it (InvalidHeader "bad_seal")."""
         header = block.header
         ahead_ms = (header.slot - self._clock_round()) * self.slot_ms
         if ahead_ms < FAR_FUTURE_MS or header.author in self._far_future_authors or header.author not in get_voters(self.chain):
@@ -876,11 +877,9 @@ class NodeService:
         while len(self._far_future_authors) > MAX_FAR_FUTURE_AUTHORS:
             self._far_future_authors.pop(next(iter(self._far_future_authors)))
         log.error(
-            "Block #%d by %s is in slot %d, %d slots (%s) ahead of this node's clock at --block-time %d ms: its author's "
-            "--block-time or clock differs from this node's (every node of a chain needs the chain's block time and a "
-            "synchronised clock); its blocks are not imported",
+            "Block #%d by %s is in slot %d, %d slots (%s) ahead of this node's clock: its author's clock or this node's "
+            "is wrong (every node of a chain needs a synchronised clock); its blocks are not imported",
             header.number, ss58_encode(header.author), header.slot, ahead_ms // self.slot_ms, _describe_duration(ahead_ms),
-            self.slot_ms,
         )
 
     def _note_vote_ahead(self, signed: SignedVote, current: int) -> None:

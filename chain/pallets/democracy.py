@@ -86,6 +86,11 @@ FIXED = {
         "would renumber past eras and move the next era start, under staking's unbonding and "
         "rewards' era pots"
     ),
+    "slot_duration_ms": (
+        "slots are the clock divided by the slot duration (consensus.aura): a new duration would "
+        "move every slot number, putting the next block's slot behind its parent's or hours "
+        "ahead of it, and handing the slots to come to other validators"
+    ),
     "max_model_params": (
         "registered models and the wire bounds sized for them depend on it: a cut leaves models "
         "above the bound, a raise can make a fraud proof too large for a pol.report_fraud "

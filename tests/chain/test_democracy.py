@@ -172,6 +172,28 @@ def test_bad_proposals_are_refused_with_their_reason(chain) -> None:
     assert decode_extrinsic(xt.encode()).call == change(base_fee=7)
 
 
+def test_a_referendum_cannot_change_the_slot_duration(chain) -> None:
+    """Slots are the clock divided by the slot duration (consensus.aura): a new duration
+    mid-chain would move every slot number, so that the next block's slot could fall below
+    its parent's and the owners of the slots to come would change. Refused when proposed,
+    alone or beside a change that may pass, with the reason; the failed call changes only
+    its fee (Driver checks the state root against the parent's plus the fee), the config
+    bytes and the referendum count stay as they were."""
+    d = Driver(chain)
+    stored = chain.state.get(RUNTIME_CONFIG_KEY)
+    for values in ({"slot_duration_ms": 2000}, {"base_fee": 2_000_000, "slot_duration_ms": 6001}):
+        receipt = d.apply(ALICE, change(**values))
+        assert not receipt.success
+        assert (receipt.error or "").startswith(
+            "democracy.FixedField: slot_duration_ms cannot change mid-chain: slots are the clock divided by "
+            "the slot duration"), receipt.error
+    assert chain.state.get(RUNTIME_CONFIG_KEY) == stored and chain.config.slot_duration_ms == 6000
+    assert democracy.NEXT_REFERENDUM.get(chain.state.overlay()) == 0
+    with pytest.raises(DispatchError, match="slot_duration_ms cannot change mid-chain") as raised:
+        democracy.compute_config(chain.config, change(slot_duration_ms=6000).changes)  # even to its own value
+    assert raised.value.error == "FixedField"
+
+
 def test_bad_votes_and_locks(chain) -> None:
     d = Driver(chain)
     ref = propose(d, ALICE, base_fee=2_000_000)

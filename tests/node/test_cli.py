@@ -666,7 +666,9 @@ def test_a_base_path_in_use_or_a_taken_rpc_port_is_refused_and_a_restart_resumes
     for sig in (signal.SIGTERM, signal.SIGINT):
         stopped = re.findall(r"Shut down cleanly at block #(\d+)", running.read_log())
         assert stopped, running.read_log()
-        running = start_node(tmp_path, "--dev", "--base-path", str(base), "--no-prometheus", "--port", str(free_port()))
+        # The same chain: --block-time 300 made it (a dev chain of 300 ms slots, its own genesis).
+        running = start_node(tmp_path, "--dev", "--base-path", str(base), "--block-time", "300", "--no-prometheus",
+                             "--port", str(free_port()))
         assert running.stop(sig) == 0
         assert re.search(rf"Genesis 0x[0-9a-f]+, best #{stopped[-1]}, ", running.read_log()), running.read_log()
 

@@ -25,7 +25,7 @@ from chain.codec import decode
 from chain.crypto import dev_keypair
 from consensus.aura import compute_slot_author
 from consensus.finality import SignedVote, VoterState
-from genesis.spec import load_chain_spec
+from genesis.spec import load_chain_spec, with_slot_duration
 from node import voter_record
 from node.metrics import LoopLagProbe, MetricsServer
 from node.service import NodeConfig, NodeService
@@ -89,10 +89,10 @@ def test_the_recent_maximum_forgets_a_stall_after_its_window() -> None:
 
 
 # --- the slashing-protection record is written off the loop, in order, before what it records leaves
-def _local_spec():
+def _local_spec(slot_ms: int = 1000):
     # No challenge window, so that a vote has a target (genesis) at once.
     local = load_chain_spec("local")
-    return replace(local, runtime_config=replace(local.runtime_config, challenge_blocks=0))
+    return with_slot_duration(replace(local, runtime_config=replace(local.runtime_config, challenge_blocks=0)), slot_ms)
 
 
 class _Writes:
@@ -136,8 +136,8 @@ async def test_every_vote_a_peer_receives_is_on_disk_first_and_the_record_is_wri
     slot_ms = 1000
     await asyncio.sleep((slot_ms - time.time() * 1000 % slot_ms) / 1000 + 0.02)
     writes = _Writes(monkeypatch, delay=0.2)
-    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=slot_ms, network=FAST)
-    node = NodeService(config, _local_spec())
+    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", network=FAST)
+    node = NodeService(config, _local_spec(slot_ms))
     record = node._voter_record
     uncovered: list[str] = []
     real_on_vote = netkit.Node.on_vote
@@ -175,7 +175,7 @@ async def test_nothing_is_signed_while_a_record_write_is_in_flight(tmp_path, mon
     vote is counted once, then the block is made and recorded after it."""
     slot = int(time.time() * 1000) // 1000
     now = [(slot + 0.1)]
-    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=1000)
+    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice")
     node = NodeService(config, _local_spec(), clock=lambda: now[0])
     writes = _Writes(monkeypatch)
     try:
@@ -236,8 +236,8 @@ async def test_finality_is_imported_off_the_loop(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(service_module, "import_justification", import_justification)
     monkeypatch.setattr(service_module, "follow_justified", follow_justified)
     dev = load_chain_spec("dev")
-    spec = replace(dev, runtime_config=replace(dev.runtime_config, challenge_blocks=0))
-    config = NodeConfig(base_path=tmp_path, author="//Alice", block_time_ms=500, network=FAST)
+    spec = with_slot_duration(replace(dev, runtime_config=replace(dev.runtime_config, challenge_blocks=0)), 500)
+    config = NodeConfig(base_path=tmp_path, author="//Alice", network=FAST)
     node = NodeService(config, spec)
     async with running(node):
         await wait_for(lambda: node.chain.finalized_number >= 2, 15, "two blocks finalized")

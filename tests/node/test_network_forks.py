@@ -28,19 +28,19 @@ from consensus.finality import (
     get_vote_equivocations,
     sign_vote,
 )
-from genesis.spec import load_chain_spec
+from genesis.spec import load_chain_spec, with_slot_duration
 from node.network.messages import BlockData
 from node.network.reputation import Misbehaviour
 from node.service import NodeConfig, NodeService
 from node.voter_record import load_record
 
 BLOCK_TIME_MS = 500
-SPEC = load_chain_spec("local")
+SPEC = with_slot_duration(load_chain_spec("local"), BLOCK_TIME_MS)
 
 
 def local_node(author: str | None = None, **network: object) -> AbstractAsyncContextManager[NodeService]:
     config = NodeConfig(
-        chain="local", tmp=True, author=author, block_time_ms=BLOCK_TIME_MS, network=replace(FAST, **network),  # type: ignore[arg-type]
+        chain="local", tmp=True, author=author, network=replace(FAST, **network),  # type: ignore[arg-type]
     )
     return running(NodeService(config, SPEC))
 
@@ -200,10 +200,10 @@ async def test_a_restarted_validator_does_not_vote_in_the_round_it_starts_in() -
     slot_ms = 2000
     await asyncio.sleep((slot_ms - time.time() * 1000 % slot_ms) / 1000 + 0.02)
     start_round = int(time.time() * 1000) // slot_ms
-    config = NodeConfig(chain="local", tmp=True, author="//Alice", block_time_ms=slot_ms, network=FAST)
+    config = NodeConfig(chain="local", tmp=True, author="//Alice", network=FAST)
     # No challenge window, so that a vote has a target at once (Alice alone seals one slot in
     # four): this test is about the round, the window is tests/consensus/test_finality_window.py.
-    node = NodeService(config, replace(SPEC, runtime_config=replace(SPEC.runtime_config, challenge_blocks=0)))
+    node = NodeService(config, replace(SPEC, runtime_config=replace(SPEC.runtime_config, challenge_blocks=0, slot_duration_ms=slot_ms)))
     run = asyncio.create_task(node.run())
     try:
         await wait_for(lambda: node.network is not None and bool(node.network.listen_addresses))

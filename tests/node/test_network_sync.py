@@ -22,15 +22,16 @@ from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
 from chain.header import Header
 from chain.storage import Database
-from genesis.spec import load_chain_spec
+from genesis.spec import load_chain_spec, with_slot_duration
 from node.network.messages import BlockData, BlockRequest
 from node.network.reputation import Misbehaviour
 from node.network.sync import MAX_PENDING_TARGETS
 from node.service import NodeConfig, NodeService
 
 
-def dev_node(block_time_ms: int = 6000) -> AbstractAsyncContextManager[NodeService]:
-    return running(NodeService(NodeConfig(chain="dev", tmp=True, network=FAST, block_time_ms=block_time_ms), load_chain_spec("dev")))
+def dev_node(slot_duration_ms: int = 6000) -> AbstractAsyncContextManager[NodeService]:
+    spec = with_slot_duration(load_chain_spec("dev"), slot_duration_ms)
+    return running(NodeService(NodeConfig(chain="dev", tmp=True, network=FAST), spec))
 
 
 async def liar(service: NodeService, blocks: list[Block]) -> Node:
@@ -122,8 +123,8 @@ async def test_pool_transactions_are_gossiped_in_one_message_per_burst() -> None
 async def test_a_syncing_node_announces_its_new_best_once_not_every_block() -> None:
     # Instant seal runs ahead of the wall clock's slot by one slot a block; short slots keep
     # five quick blocks within the importer's future-slot allowance (consensus.aura).
-    author_config = NodeConfig(chain="dev", tmp=True, author="//Alice", instant_seal=True, network=FAST, block_time_ms=100)
-    author = NodeService(author_config, load_chain_spec("dev"))
+    author_config = NodeConfig(chain="dev", tmp=True, author="//Alice", instant_seal=True, network=FAST)
+    author = NodeService(author_config, with_slot_duration(load_chain_spec("dev"), 100))
     run = asyncio.create_task(author.run())
     try:
         bob, charlie = dev_keypair("Bob"), dev_keypair("Charlie")
@@ -137,7 +138,7 @@ async def test_a_syncing_node_announces_its_new_best_once_not_every_block() -> N
         # can be further ahead of the clock than the importer allows (it is then retried a
         # slot later, in a second sync that announces again): let the clock reach it first.
         await wait_for(lambda: time.time() * 1000 // 100 >= author.chain.best_header.slot)
-        async with dev_node(block_time_ms=100) as node:
+        async with dev_node(slot_duration_ms=100) as node:
             assert node.network is not None and author.network is not None
             genesis = node.chain.get_block(node.chain.genesis_hash)
             observer = await liar(node, [genesis])

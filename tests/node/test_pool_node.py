@@ -42,7 +42,7 @@ from chain.pallets.staking import get_validators
 from chain.pool import DEFAULT_MAX_FUTURE_PER_SENDER, DEFAULT_MAX_PER_SENDER
 from chain.storage import Database
 from consensus.aura import compute_slot_author
-from genesis.spec import load_chain_spec
+from genesis.spec import load_chain_spec, with_slot_duration
 from node.service import NodeConfig, NodeService
 from rpc.client import RpcCallError, RpcClient
 
@@ -321,10 +321,8 @@ def test_a_reorg_tells_the_watcher_retracted_then_in_block_again(tmp_path) -> No
     leaves the best chain, its watcher hears {"retracted": that block}; the extrinsic goes back
     to the pool, and the next block that includes it is announced as {"inBlock": ...}. Four
     validators, so one vote finalizes nothing and the branch can be retracted."""
-    spec = load_chain_spec("local")
-    service = NodeService(
-        NodeConfig(chain="local", tmp=True, author="//Alice", instant_seal=True, block_time_ms=100), spec
-    )
+    spec = with_slot_duration(load_chain_spec("local"), 100)
+    service = NodeService(NodeConfig(chain="local", tmp=True, author="//Alice", instant_seal=True), spec)
     keys = {k.public: k for k in map(dev_keypair, ("Alice", "Bob", "Charlie", "Dave"))}
 
     async def scenario() -> list[Any]:

@@ -33,6 +33,7 @@ def _write_spec(path: Path) -> Path:
     spec["genesis"]["runtimeGenesisConfig"]["validators"] = ["//Alice", "//Bob", "//Charlie"]
     spec["runtimeConfig"] = {
         "block_reward": 1_000_000_000, "voter_reward_share_ppm": 1_000_000, "era_length": 4, "challenge_blocks": 1,
+        "slot_duration_ms": BLOCK_TIME_MS,  # the chain's: no node gets a --block-time
     }
     path.write_text(json.dumps(spec))
     return path
@@ -53,7 +54,7 @@ def test_validators_are_paid_for_their_finality_votes(tmp_path) -> None:
     try:
         nodes = dict(zip(NAMES, start_nodes(tmp_path, *(
             ["--chain", str(spec), "--base-path", str(tmp_path / name), f"--{name}",
-             "--block-time", str(BLOCK_TIME_MS), "--listen-addr", f"/ip4/127.0.0.1/tcp/{p2p[name]}",
+             "--listen-addr", f"/ip4/127.0.0.1/tcp/{p2p[name]}",
              "--node-key", node_keys[name], "--bootnodes", *(addrs[n] for n in NAMES if n != name)]
             for name in NAMES
         )), strict=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from genesis.spec import load_chain_spec
+from genesis.spec import load_chain_spec, with_slot_duration
 from node import service as service_module
 from node.service import NodeConfig, NodeService
 
@@ -43,7 +43,7 @@ def test_a_failed_slot_does_not_end_authoring(tmp_path) -> None:
     (polchain_authoring_failures_total), and the next slot authors. Before, the loop task
     died silently and the node went on serving RPC without ever authoring again."""
     service = NodeService(
-        NodeConfig(base_path=tmp_path, author="//Alice", block_time_ms=100), load_chain_spec("dev")
+        NodeConfig(base_path=tmp_path, author="//Alice"), with_slot_duration(load_chain_spec("dev"), 100)
     )
     real = service.chain.build_block
     calls_seen: list[int] = []
@@ -86,8 +86,8 @@ def test_authoring_goes_on_while_a_peer_block_waits_for_its_openings(tmp_path) -
     from chain.transcripts import LocalSource
     from consensus.aura import compute_slot_author
 
-    spec = load_chain_spec("local")
-    service = NodeService(NodeConfig(chain="local", tmp=True, author="//Alice", instant_seal=True, block_time_ms=100), spec)
+    spec = with_slot_duration(load_chain_spec("local"), 100)
+    service = NodeService(NodeConfig(chain="local", tmp=True, author="//Alice", instant_seal=True), spec)
     keys = {k.public: k for k in map(dev_keypair, ("Alice", "Bob", "Charlie", "Dave"))}
     peer = Blockchain(Database(tmp_path / "peer"), chain_id=spec.id, build_genesis=spec.apply_genesis)
     train = calls.Train(0, 0, 40, 16, calls.compute_f32_bits(0.5), calls.compute_f32_bits(0.0001), 10)
@@ -123,7 +123,7 @@ def test_a_failed_round_does_not_end_finality_voting(tmp_path) -> None:
     """As for authoring: an exception in one round's vote is logged and the next round votes
     again; before, the finality loop task died with it. No author key: the loop is then the
     only caller (an authored block makes the node vote too)."""
-    service = NodeService(NodeConfig(base_path=tmp_path, block_time_ms=100), load_chain_spec("dev"))
+    service = NodeService(NodeConfig(base_path=tmp_path), with_slot_duration(load_chain_spec("dev"), 100))
     real = service._vote_if_due
     rounds: list[int] = []
 

@@ -46,7 +46,7 @@ from consensus.finality import (
     sign_vote,
     surrounds,
 )
-from genesis.spec import load_chain_spec
+from genesis.spec import load_chain_spec, with_slot_duration
 from node import service as node_service
 from node.cli import main as cli_main
 from node.service import NodeConfig, NodeService
@@ -56,7 +56,7 @@ SLOT_MS = 1000
 _LOCAL = load_chain_spec("local")
 # No challenge window, so that a vote has a target (genesis) at once: these tests are about
 # when a validator signs, not what (the window: tests/consensus/test_finality_window.py).
-SPEC = replace(_LOCAL, runtime_config=replace(_LOCAL.runtime_config, challenge_blocks=0))
+SPEC = replace(_LOCAL, runtime_config=replace(_LOCAL.runtime_config, challenge_blocks=0, slot_duration_ms=SLOT_MS))
 ALICE = dev_keypair("Alice")
 AUTHORS = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
 
@@ -102,7 +102,7 @@ def _alices_slot(after: int) -> int:
 
 
 def _node(base: Path, clock: Clock, **changes: object) -> NodeService:
-    config = NodeConfig(chain="local", base_path=base, author="//Alice", block_time_ms=SLOT_MS, **changes)  # type: ignore[arg-type]
+    config = NodeConfig(chain="local", base_path=base, author="//Alice", **changes)  # type: ignore[arg-type]
     return NodeService(config, SPEC, clock=clock)
 
 
@@ -429,7 +429,7 @@ async def test_a_validator_restored_from_a_backup_raises_its_source_to_its_own_v
     finally:
         db.close()
     clock = Clock.in_slot(start)
-    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=SLOT_MS)
+    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice")
     node = NodeService(config, spec, clock=clock)
     try:
         for block in blocks:
@@ -500,7 +500,7 @@ async def test_a_validator_does_not_vote_while_its_best_block_is_far_behind(tmp_
         db.close()
     caplog.set_level(logging.INFO, logger="polchain")
     clock = Clock.in_slot(start)
-    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=SLOT_MS, network=FAST)
+    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", network=FAST)
     node = NodeService(config, spec, clock=clock)
     peer = await start_peer(genesis=genesis, blocks=1)
     peer.blocks = blocks
@@ -535,14 +535,14 @@ async def test_a_validator_does_not_vote_while_its_best_block_is_far_behind(tmp_
         await peer.service.stop()
 
 
-# --- 5. another --block-time ----------------------------------------------------------------------
-async def test_blocks_of_a_validator_with_another_block_time_are_named_as_such_once(tmp_path, caplog) -> None:
-    # Slots are the clock divided by --block-time, which each node is given on its command
-    # line: a validator started with half the others' block time seals blocks in slots twice
-    # the others' numbers, decades ahead of their clocks. They are deferred ("ahead of our
-    # clock") and retried every slot for ever, and the validator drops out without a word
-    # (measured with 4 in-process validators, one at another --block-time). Skew of a few
-    # slots stays a deferral, with no error.
+# --- 5. a clock hours off ----------------------------------------------------------------------
+async def test_blocks_of_a_validator_whose_clock_runs_hours_ahead_are_named_as_such_once(tmp_path, caplog) -> None:
+    # Slots are the clock divided by the chain's slot duration: a validator whose clock runs
+    # decades ahead seals blocks in slots decades ahead of the others' clocks. They are
+    # deferred ("ahead of our clock") and retried every slot for ever, and the validator
+    # drops out without a word. (Before the slot duration was the chain's, a validator started
+    # with half the others' --block-time did the same: found with 4 in-process validators.)
+    # Skew of a few slots stays a deferral, with no error.
     start = _slot_now()
     clock = Clock.in_slot(start)
     node = _node(tmp_path / "alice", clock)
@@ -571,7 +571,8 @@ async def test_blocks_of_a_validator_with_another_block_time_are_named_as_such_o
         author = ss58_encode(mismatched.header.author)
         assert errors[0].startswith(
             f"Block #1 by {author} is in slot {2 * start}, {start} slots ({start * SLOT_MS / 1000 / 86400 / 365.25:.0f} years) "
-            f"ahead of this node's clock at --block-time {SLOT_MS} ms: its author's --block-time or clock differs from this node's"
+            "ahead of this node's clock: its author's clock or this node's is wrong (every node of a chain needs a "
+            "synchronised clock); its blocks are not imported"
         ), errors
         assert node.chain.best_number == 0
     finally:
@@ -612,7 +613,7 @@ async def test_a_spec_renamed_on_the_same_base_path_keeps_the_validators_record(
         node.close()
     renamed = replace(SPEC, id="renamed_testnet", name="Renamed")
     clock.to_slot(start + 2)  # a clock a little behind, too
-    config = NodeConfig(chain="renamed", base_path=base, author="//Alice", block_time_ms=SLOT_MS)
+    config = NodeConfig(chain="renamed", base_path=base, author="//Alice")
     node = NodeService(config, renamed, clock=clock)
     try:
         assert node.chain.genesis_hash == genesis
@@ -713,12 +714,14 @@ async def test_catching_up_skips_the_blocks_this_run_sealed_down_to_genesis(tmp_
 
 async def test_the_catching_up_window_is_two_turns_of_every_validator_when_that_is_longer(tmp_path) -> None:
     slot_ms = 10_000  # 4 validators x 2 turns x 10 s = 80 s, over the 60 s floor
+    spec = with_slot_duration(SPEC, slot_ms)
     start = int(time.time() * 1000) // slot_ms
     old = _slot_of(BOB.public, start - 40)
-    (block,) = _build_on_genesis(tmp_path, [old])
+    block = build_sealed_chain(tmp_path, spec, [old])[1]
     clock = Clock((old + 1) * slot_ms / 1000 + 0.1)
-    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=slot_ms)
-    node = NodeService(config, SPEC, clock=clock)
+    config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice")
+    node = NodeService(config, spec, clock=clock)
+    assert node.slot_ms == slot_ms
     try:
         await node.import_block(block)
         assert not node._catching_up(old + 8)
@@ -836,7 +839,7 @@ async def test_validators_named_for_blocks_far_ahead_from_exactly_an_hour_are_fo
         named = [e.split(" is in slot ")[0] for e in _errors(caplog)]
         assert named == [f"Block #1 by {ss58_encode(k.public)}" for k in (BOB, CHARLIE, BOB)], _errors(caplog)
         assert _errors(caplog)[0].startswith(f"Block #1 by {ss58_encode(BOB.public)} is in slot {bob_slot}, 3600 slots (1 hour")
-        assert _errors(caplog)[0].endswith("and a synchronised clock); its blocks are not imported")
+        assert _errors(caplog)[0].endswith("(every node of a chain needs a synchronised clock); its blocks are not imported")
         forged = Block(replace_struct(blocks[1].header, seal=bytes(64)), blocks[1].body)  # Charlie's: forgotten, so checked
         with pytest.raises(InvalidHeader) as refused:
             await node.import_block(forged)
@@ -871,7 +874,7 @@ async def test_a_block_of_failed_note_votes_in_its_name_costs_no_signature_check
         blocks = [first, built.block]
     finally:
         db.close()
-    node = NodeService(NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice", block_time_ms=SLOT_MS),
+    node = NodeService(NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice"),
                        spec, clock=Clock.in_slot(start))
     try:
         checks = _count_signature_checks(monkeypatch)

@@ -44,7 +44,7 @@ SLOT_MS = 500
 # No challenge window, so that a vote has a target as soon as the node has a block: this
 # test is about the source (the window is tests/consensus/test_finality_window.py).
 _LOCAL = load_chain_spec("local")
-SPEC = replace(_LOCAL, runtime_config=replace(_LOCAL.runtime_config, challenge_blocks=0))
+SPEC = replace(_LOCAL, runtime_config=replace(_LOCAL.runtime_config, challenge_blocks=0, slot_duration_ms=SLOT_MS))
 SOURCE_ROUND = 6  # the justified checkpoint's round before the purge
 
 
@@ -76,7 +76,7 @@ async def test_a_purged_validator_never_votes_from_a_lower_source(tmp_path) -> N
     genesis = blocks[0].hash()
     attached = {blocks[3].hash(): _justification(blocks[3], genesis)}
     base = tmp_path / "alice"
-    config = NodeConfig(chain="local", base_path=base, author="//Alice", block_time_ms=SLOT_MS, network=FAST)
+    config = NodeConfig(chain="local", base_path=base, author="//Alice", network=FAST)
     peer = await start_node(genesis=genesis, blocks=1)
     serve = peer.serve
 
