@@ -1123,9 +1123,15 @@ class Blockchain:
         wanted = _decode_runtime_config(commit.changes.get(RUNTIME_CONFIG_KEY), "the chain spec's genesis")
         differences = stored.compute_differences(wanted)
         if differences:
+            # A preset's slot duration is the node's --block-time (genesis.spec.with_slot_duration):
+            # most often the operator left out the value the chain was made with.
+            again = (
+                f"start it with --block-time {stored.slot_duration_ms}, the value it was made with, or "
+                if stored.slot_duration_ms != wanted.slot_duration_ms else ""
+            )
             raise ChainError(
                 f"the database holds chain {chain_id!r} with another runtime config than the chain spec's: "
-                f"{'; '.join(differences)} (purge the chain to start it with the new config)"
+                f"{'; '.join(differences)} ({again}purge the chain to start it with the new config)"
             )
         raise ChainError(
             f"the database holds chain {chain_id!r} with another genesis state than the chain spec's "

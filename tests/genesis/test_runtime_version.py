@@ -94,3 +94,38 @@ def test_a_raw_spec_for_another_runtime_is_refused(stored: bytes | None, named: 
         r"\(build the spec again with this node's build-spec\)$"
     )):
         parse_chain_spec(obj, "spec.json")
+
+
+def test_a_database_of_another_config_is_refused_naming_the_fields(tmp_path: Path) -> None:
+    """The other refusals on open: another runtime config names each differing field, and
+    for the slot duration (a preset's is the node's --block-time) the value to start with."""
+    import dataclasses
+
+    from genesis.spec import with_slot_duration
+
+    dev = load_chain_spec("dev")
+    _open(tmp_path / "db").db.close()
+
+    def reopen(spec) -> None:
+        Blockchain(Database(tmp_path / "db"), chain_id=spec.id, build_genesis=spec.apply_genesis)
+
+    fees = dataclasses.replace(dev, runtime_config=dataclasses.replace(dev.runtime_config, base_fee=2_000_000))
+    with pytest.raises(ChainError, match=(
+        r"^the database holds chain 'dev' with another runtime config than the chain spec's: base_fee 1000000 "
+        r"\(stored\) vs 2000000 \(chain spec\) \(purge the chain to start it with the new config\)$"
+    )):
+        reopen(fees)
+    with pytest.raises(ChainError, match=(
+        r"slot_duration_ms 6000 \(stored\) vs 1000 \(chain spec\) \(start it with --block-time 6000, the value it "
+        r"was made with, or purge the chain to start it with the new config\)$"
+    )):
+        reopen(with_slot_duration(dev, 1000))
+    obj = copy.deepcopy(dev.to_json())
+    obj["genesis"]["runtimeGenesisConfig"]["balances"].append(["//Eve-extra", 10**12])
+    funds = parse_chain_spec(obj, "funds.json")
+    with pytest.raises(ChainError, match=(
+        r"^the database holds chain 'dev' with another genesis state than the chain spec's \(balances, validators, "
+        r"models or data sets\): genesis 0x[0-9a-f]{64} stored, 0x[0-9a-f]{64} from the chain spec \(purge the chain "
+        r"to start it anew\)$"
+    )):
+        reopen(funds)

@@ -100,7 +100,8 @@ def test_a_block_time_other_than_the_chain_in_the_database_is_refused_naming_bot
         assert refused.returncode == 1, refused.stderr
         last = refused.stderr.splitlines()[-1]
         assert last.startswith("Error: the database holds chain 'dev' with another runtime config than the chain spec's: "
-                               f"slot_duration_ms 300 (stored) vs {wanted} (chain spec)"), refused.stderr
+                               f"slot_duration_ms 300 (stored) vs {wanted} (chain spec) (start it with --block-time 300, "
+                               "the value it was made with, or purge the chain to start it with the new config)"), refused.stderr
         assert "Traceback" not in refused.stderr
     node = start_node(tmp_path, *common, "--block-time", "300", "--port", str(free_port()))
     assert node.stop(signal.SIGINT) == 0
