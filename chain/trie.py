@@ -339,7 +339,10 @@ class Trie:
     :meth:`compute_update` (whose new nodes are the next block's hot path); a cached node
     costs about 340 bytes, so the default of a million nodes is ~350 MB at most.
 
-    Not thread-safe: one thread (the node's import/authoring loop) drives it.
+    One thread at a time updates it (the node's import or authoring, under the node's lock);
+    reads may run on other threads meanwhile (the event loop, RPC read threads): nodes are
+    immutable and named by their hash, each operation on the cache dict is atomic under the
+    GIL, and eviction tolerates another thread evicting the same entries.
     """
 
     EMPTY_ROOT: bytes = EMPTY_ROOT
@@ -388,7 +391,7 @@ class Trie:
         for old in list(
             islice(cache, max(len(cache) - self._cache_size, self._cache_size // 8, 1))
         ):
-            del cache[old]
+            cache.pop(old, None)  # (an RPC read thread evicting at the same time may have taken it)
 
     def _load_root(self, root: bytes) -> _Node:
         # The cache also holds nodes of updates that were computed but maybe never stored

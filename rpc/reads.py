@@ -9,11 +9,33 @@ and answering it from another block would be wrong. (``chain_getHeader`` and
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
 from chain.blockchain import Blockchain
 from chain.storage import Column
 from rpc import errors
 
-__all__ = ["ReadOnlyState", "block_at", "state_at", "state_root_at"]
+__all__ = ["ReadOnlyState", "block_at", "run_read", "state_at", "state_root_at"]
+
+T = TypeVar("T")
+
+# Reads that walk many trie nodes (a read proof or a page of up to 1,000 keys: about 20 ms of
+# Python, benches/looplag.py) run on these threads, not on the event loop that also carries
+# the node's blocks, votes and peers: there, callers on a hundred WebSockets asking for them
+# back to back kept the loop busy. The threads share the GIL with the loop, which gets it
+# back every switch interval; two of them, apart from the default executor's threads, which
+# block import uses, so that readers cannot take those.
+_READ_THREADS = 2
+_reader = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="rpc-read")
+
+
+async def run_read(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on the RPC read threads; its exception, if any, raised here."""
+    return await asyncio.get_running_loop().run_in_executor(_reader, functools.partial(fn, *args, **kwargs))
 
 
 def block_at(chain: Blockchain, at: bytes | None) -> bytes:

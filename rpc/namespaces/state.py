@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from chain.config import SPEC_NAME, SPEC_VERSION, TRANSACTION_VERSION
 from rpc.methods import MethodTable, bind_params
 from rpc.params import At, KeysCount, OptionalStorageKey, StorageKey, StorageKeys
-from rpc.reads import block_at, state_at, state_root_at
+from rpc.reads import block_at, run_read, state_at, state_root_at
 from rpc.shapes import hexb
 
 if TYPE_CHECKING:
@@ -34,13 +34,13 @@ def build(node: NodeApi) -> MethodTable:
     async def state_getKeysPaged(
         prefix: OptionalStorageKey, count: KeysCount, start_key: OptionalStorageKey = None, at: At = None
     ) -> list[str]:
-        keys = chain.state.keys_paged(prefix or b"", count, start_key, at=state_root_at(chain, at))
+        keys = await run_read(chain.state.keys_paged, prefix or b"", count, start_key, at=state_root_at(chain, at))
         return [hexb(k) for k in keys]
 
     @bind_params
     async def state_getReadProof(keys: StorageKeys, at: At = None) -> dict[str, Any]:
         block_hash = block_at(chain, at)
-        proof = chain.state.prove(keys, at=chain.get_header(block_hash).state_root)
+        proof = await run_read(chain.state.prove, keys, at=chain.get_header(block_hash).state_root)
         return {"at": hexb(block_hash), "proof": [hexb(node) for node in proof]}
 
     @bind_params
