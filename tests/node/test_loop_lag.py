@@ -242,3 +242,25 @@ async def test_finality_is_imported_off_the_loop(tmp_path, monkeypatch) -> None:
     async with running(node):
         await wait_for(lambda: node.chain.finalized_number >= 2, 15, "two blocks finalized")
     assert on_loop and not any(on_loop), f"{sum(on_loop)} of {len(on_loop)} finality imports ran on the event loop"
+
+
+def test_the_record_writer_keeps_order_and_close_and_flush_wait_for_queued_writes(tmp_path, monkeypatch) -> None:
+    """node.voter_record.RecordWriter alone: states queued back to back are written one at a
+    time, in order (the last one queued is the one on disk); flush() and close() return only
+    once every queued write is on disk (NodeService.close relies on it for the raised records
+    queued without waiting)."""
+    from consensus.finality import Checkpoint
+
+    writes = _Writes(monkeypatch, delay=0.05)
+    states = [VoterState(Checkpoint(b"\x01" * 32, n, n), voted_round=n) for n in range(1, 5)]
+    path = tmp_path / "record"
+    writer = voter_record.RecordWriter(path)
+    for state in states[:2]:
+        writer.submit(state)
+    writer.flush()
+    assert writes.states == states[:2] and load_record(path) == states[1]
+    for state in states[2:]:
+        writer.submit(state)
+    writer.close()
+    assert writes.states == states and load_record(path) == states[-1]
+    assert writes.most_in_flight == 1 and writes.on_loop_thread == 0
