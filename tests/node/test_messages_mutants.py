@@ -18,6 +18,8 @@ from node.network.errors import MessageError, OversizeMessage
 from node.network.messages import (
     MAX_ANNOUNCE_SIZE,
     BlockAnnounce,
+    Disconnect,
+    Transactions,
     TranscriptRequest,
     decode_message,
     encode_message,
@@ -85,3 +87,47 @@ def test_the_message_bound_is_exact() -> None:
     with pytest.raises(OversizeMessage) as info:
         decode_message(data, max_size=len(data) - 1)
     assert str(info.value) == f"message of {len(data)} bytes is over the {len(data) - 1}-byte bound"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        # Two bytes that open canonically go on to msgspec, which names what is wrong.
+        (b"\x91\x08", "Expected `array` of at least length 2, got 1"),
+        (b"\x92\x08", "malformed bytes: Input data was truncated"),
+        (b"\x92\x7f\xc0", "Invalid value 127 - at `$[0]`"),
+        (b"\x9f\x01" + bytes(14), "Expected `bytes`, got `int` - at `$[2]`"),
+        (b"\x93\x08\xa0\xa0", "Expected `array` of at most length 1, got 2"),
+        # Any other opening is refused before decoding.
+        (b"\xa0\x01", "not in canonical form (a message opens with an array of 1..15 items and its tag, 0..127)"),
+        (b"\x90\x01", "not in canonical form (a message opens with an array of 1..15 items and its tag, 0..127)"),
+        (b"\x92\x80\xc0", "not in canonical form (a message opens with an array of 1..15 items and its tag, 0..127)"),
+        (b"\x92\xff\xc0", "not in canonical form (a message opens with an array of 1..15 items and its tag, 0..127)"),
+    ],
+)
+def test_each_refusal_has_its_exact_reason(data: bytes, reason: str) -> None:
+    """The reason is msgspec's, without the union's long type name but with the codec's own
+    words (``malformed bytes: ``) kept."""
+    with pytest.raises(MessageError) as info:
+        decode_message(data)
+    assert str(info.value) == f"not a protocol message: {reason}"
+
+
+def test_the_shortest_message_decodes() -> None:
+    """A disconnect with no reason is three bytes: array header, tag, empty string."""
+    assert encode_message(Disconnect("")) == b"\x92\x08\xa0"
+    assert decode_message(b"\x92\x08\xa0") == Disconnect("")
+
+
+def test_only_an_announcement_has_the_announcement_bound() -> None:
+    big = Transactions((bytes(MAX_ANNOUNCE_SIZE),))
+    assert decode_message(encode_message(big)) == big
+
+
+def test_a_transcript_request_names_each_entry_once() -> None:
+    once = TranscriptRequest(1, H, 0, ((3, True), (4, False)))
+    assert decode_message(encode_message(once)) == once
+    twice = encode_message(TranscriptRequest(1, H, 0, ((3, True), (3, False))))
+    with pytest.raises(MessageError) as info:
+        decode_message(twice)
+    assert str(info.value) == "not a protocol message: a transcript request names an entry twice"
