@@ -102,6 +102,20 @@ def test_versioned_refusals_are_exact() -> None:
     assert decode_versioned(bytearray(raw), Remark) == Remark(b"")
 
 
+def test_a_type_decoded_the_first_time_gets_a_decoder_of_that_type() -> None:
+    """A class made here has never been decoded (mutmut's workers inherit a cache filled by
+    the test run that mapped tests to functions, so a type the suite already decoded would
+    never build its decoder under a mutant)."""
+
+    class Fresh(codec.Wire, frozen=True):
+        x: codec.U8
+
+    assert Fresh not in codec._decoders
+    assert decode(b"\x91\x05", Fresh) == Fresh(5)
+    assert codec._decoders[Fresh].type is Fresh
+    assert _reason(b"\x91\xcd\x01\x00", Fresh) == "Fresh: Expected `int` <= 255 - at `$[0]`"
+
+
 def test_one_decoder_per_type_is_built_and_kept() -> None:
     """Building a msgspec Decoder costs more than decoding a transfer, so decode keeps one per
     type: the second decode of a type uses the first one's decoder."""
@@ -109,3 +123,47 @@ def test_one_decoder_per_type_is_built_and_kept() -> None:
     first = codec._decoders[Remark]
     assert decode(encode(Remark(b"y")), Remark) == Remark(b"y")
     assert codec._decoders[Remark] is first
+
+
+class _Bounds(codec.Wire, frozen=True):
+    hash32: codec.Hash32
+    account: codec.AccountId
+    signature: codec.Signature
+    balance: codec.Balance
+    number: codec.BlockNumber
+    u8: codec.U8
+    u16: codec.U16
+    u32: codec.U32
+    u64: codec.U64
+
+
+_LOW = [bytes(32), bytes(32), bytes(64), 0, 0, 0, 0, 0, 0]
+_HIGH = [bytes(32), bytes(32), bytes(64), 2**63 - 1, 2**32 - 1, 255, 2**16 - 1, 2**32 - 1, 2**63 - 1]
+_OUTSIDE = [bytes(31), bytes(33), bytes(63), 2**63, 2**32, 256, 2**16, 2**32, 2**63]
+_OUTSIDE_REASON = [
+    "Expected `bytes` of length >= 32",
+    "Expected `bytes` of length <= 32",
+    "Expected `bytes` of length >= 64",
+    "Expected `int` <= 9223372036854775807",
+    "Expected `int` <= 4294967295",
+    "Expected `int` <= 255",
+    "Expected `int` <= 65535",
+    "Expected `int` <= 4294967295",
+    "Expected `int` <= 9223372036854775807",
+]
+
+
+def test_the_named_types_hold_their_bounds_at_both_edges() -> None:
+    """The bounds are declared (``msgspec.Meta``), not computed, so mutmut, which mutates
+    function bodies, never moves them: they are pinned here instead, each at its edges."""
+    assert decode(msgspec.msgpack.encode(_LOW), _Bounds) == _Bounds(*_LOW)
+    assert decode(msgspec.msgpack.encode(_HIGH), _Bounds) == _Bounds(*_HIGH)
+    assert codec.MAX_BALANCE == 2**63 - 1
+    for i, (outside, why) in enumerate(zip(_OUTSIDE, _OUTSIDE_REASON, strict=True)):
+        values = list(_HIGH)
+        values[i] = outside
+        assert _reason(msgspec.msgpack.encode(values), _Bounds) == f"_Bounds: {why} - at `$[{i}]`"
+    for i in range(3, 9):  # every integer is unsigned
+        values = list(_LOW)
+        values[i] = -1
+        assert _reason(msgspec.msgpack.encode(values), _Bounds) == f"_Bounds: Expected `int` >= 0 - at `$[{i}]`"

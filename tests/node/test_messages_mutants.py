@@ -12,11 +12,20 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from chain.block import Block, Body
+from chain.extrinsic import MAX_EXTRINSIC_SIZE
 from chain.header import Header
 from node.network import messages
 from node.network.errors import MessageError, OversizeMessage
 from node.network.messages import (
     MAX_ANNOUNCE_SIZE,
+    MAX_BLOCKS_PER_REQUEST,
+    MAX_FRAUD_PROOF_SIZE,
+    MAX_JUSTIFICATION_SIZE,
+    MAX_OPENINGS_PER_REQUEST,
+    MAX_REASON,
+    MAX_TRANSACTIONS_PER_MESSAGE,
+    MAX_VOTE_SIZE,
     BlockAnnounce,
     Disconnect,
     Transactions,
@@ -131,3 +140,39 @@ def test_a_transcript_request_names_each_entry_once() -> None:
     with pytest.raises(MessageError) as info:
         decode_message(twice)
     assert str(info.value) == "not a protocol message: a transcript request names an entry twice"
+
+
+_OPENING = [0, H, 0, [], None]
+_BLOCK = msgspec.msgpack.decode(msgspec.msgpack.encode(Block(Header(H, 7, H, H, 9, H), Body())))
+
+
+@pytest.mark.parametrize(
+    ("inside", "outside", "why"),
+    [
+        ([3, [b""] * MAX_TRANSACTIONS_PER_MESSAGE], [3, [b""] * (MAX_TRANSACTIONS_PER_MESSAGE + 1)], "`array` of length <= 256 - at `$[1]`"),
+        ([3, [bytes(MAX_EXTRINSIC_SIZE)]], [3, [bytes(MAX_EXTRINSIC_SIZE + 1)]], "`bytes` of length <= 2097152 - at `$[1][0]`"),
+        ([4, 1, 2**32 - 1, MAX_BLOCKS_PER_REQUEST, 1], [4, 1, 2**32, 1, 0], "`int` <= 4294967295 - at `$[2]`"),
+        ([4, 1, H, 1, 0], [4, 1, H, MAX_BLOCKS_PER_REQUEST + 1, 0], "`int` <= 64 - at `$[3]`"),
+        ([4, 2**63 - 1, H, 1, 0], [4, 1, H, 1, -1], "`int` >= 0 - at `$[4]`"),
+        ([5, 1, [[_BLOCK, None]] * MAX_BLOCKS_PER_REQUEST], [5, 1, [[_BLOCK, None]] * (MAX_BLOCKS_PER_REQUEST + 1)], "`array` of length <= 64 - at `$[2]`"),
+        ([5, 1, [[_BLOCK, bytes(MAX_JUSTIFICATION_SIZE)]]], [5, 1, [[_BLOCK, bytes(MAX_JUSTIFICATION_SIZE + 1)]]], "`bytes` of length <= 1048576 - at `$[2][0][1]`"),
+        ([6, bytes(MAX_VOTE_SIZE)], [6, bytes(MAX_VOTE_SIZE + 1)], "`bytes` of length <= 65536 - at `$[1]`"),
+        ([7, bytes(MAX_JUSTIFICATION_SIZE)], [7, bytes(MAX_JUSTIFICATION_SIZE + 1)], "`bytes` of length <= 1048576 - at `$[1]`"),
+        ([7, b"j"], [7, b""], "`bytes` of length >= 1 - at `$[1]`"),
+        ([8, "é" * MAX_REASON], [8, "x" * (MAX_REASON + 1)], "`str` of length <= 256 - at `$[1]`"),
+        ([9, bytes(MAX_FRAUD_PROOF_SIZE)], [9, bytes(MAX_FRAUD_PROOF_SIZE + 1)], "`bytes` of length <= 8388608 - at `$[1]`"),
+        ([10, 1, H, 2**32 - 1, [[i, True] for i in range(MAX_OPENINGS_PER_REQUEST)]], [10, 1, H, 0, [[i, True] for i in range(MAX_OPENINGS_PER_REQUEST + 1)]], "`array` of length <= 64 - at `$[4]`"),
+        ([10, 1, H, 0, [[2**32 - 1, False]]], [10, 1, H, 0, [[0, 1]]], "`bool`, got `int` - at `$[4][0][1]`"),
+        ([11, 1, [_OPENING] * MAX_OPENINGS_PER_REQUEST], [11, 1, [_OPENING] * (MAX_OPENINGS_PER_REQUEST + 1)], "`array` of length <= 64 - at `$[2]`"),
+        ([1, 2**16 - 1, H, 255, 2**32 - 1, H, 0, H], [1, 1, H, 256, 0, H, 0, H], "`int` <= 255 - at `$[3]`"),
+    ],
+    ids=lambda v: str(v[0]) if isinstance(v, list) else None,
+)
+def test_each_declared_bound_holds_at_both_edges(inside: list, outside: list, why: str) -> None:
+    """The messages' bounds are declared (``msgspec.Meta``), not computed, so mutmut never
+    moves them: each is pinned here at its edge, the largest value inside decoding and the
+    first one outside refused for that bound."""
+    assert encode_message(decode_message(msgspec.msgpack.encode(inside))) == msgspec.msgpack.encode(inside)
+    with pytest.raises(MessageError) as info:
+        decode_message(msgspec.msgpack.encode(outside))
+    assert str(info.value) == f"not a protocol message: Expected {why}"
