@@ -5,6 +5,10 @@ only_mutate``). tests/node/test_network_messages.py has the round trips and the 
 msgspec checks; this file pins what ``decode_message`` itself decides: the size bounds at
 their exact edges, the exact refusal messages, and the order of the checks (a bound is checked
 before any work is done to decode).
+
+Equivalent survivor: ``str(exc).split(": ", 1)[+1]`` for ``[-1]``. chain.codec's message is
+always ``"<type>: <reason>"``, so the split with at most one cut has exactly two parts, and the
+second is the last.
 """
 
 from __future__ import annotations

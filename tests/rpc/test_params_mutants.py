@@ -4,6 +4,13 @@ Run by name (``mutmut run "rpc.params*"``; the module is in ``[tool.mutmut] only
 tests/rpc/test_rpc_params.py has each kind's rules; this file pins each refusal's exact
 message and each bound at both of its edges, so that a message losing what was given, or a
 bound moved by one, is seen.
+
+Equivalent survivors:
+- ``_shown``: ``repr(value)`` for every scalar instead of strings only. The scalars that reach
+  it are ints, floats and strings (booleans and null are shown by type before), and for an int
+  or a float ``repr`` and ``str`` are the same text.
+- ``BlockNumbers._number``: ``int(value)`` for ``int(value, 10)``. The text reaching it matched
+  ``[0-9]{1,80}``, and ``int`` of a str is base 10 unless told otherwise.
 """
 
 from __future__ import annotations
