@@ -2,7 +2,9 @@
 
 Run by name (``mutmut run "chain.block*"``; the module is in ``[tool.mutmut] only_mutate``).
 ``BLOCK_OVERHEAD`` is computed when the module is imported, before mutmut selects a mutant, so
-the test calls ``_compute_max_header_length`` itself and pins its value.
+the test calls ``_compute_max_header_length`` itself and pins its value. Before these tests 48
+of the 64 mutants lived: no test ran that function under a mutant, nor looked at the collector
+around ``decode_block``. Now 60/64.
 
 Equivalent survivors (same behaviour on every input), all in ``_compute_max_header_length``:
 it builds the largest header only to measure its encoded length, and MessagePack's length of

@@ -6,6 +6,11 @@ msgspec checks; this file pins what ``decode_message`` itself decides: the size 
 their exact edges, the exact refusal messages, and the order of the checks (a bound is checked
 before any work is done to decode).
 
+Before these tests (and the early check) 13 of the 30 mutants lived, among them the
+announcement bound moved by one or applied to every message, the message bound moved by one,
+and the duplicate-entry check of a transcript request turned around (the transcript tests
+are not in the mutation selection: they start nodes). Now 49/50.
+
 Equivalent survivor: ``str(exc).split(": ", 1)[+1]`` for ``[-1]``. chain.codec's message is
 always ``"<type>: <reason>"``, so the split with at most one cut has exactly two parts, and the
 second is the last.

@@ -5,6 +5,11 @@ tests/rpc/test_rpc_params.py has each kind's rules; this file pins each refusal'
 message and each bound at both of its edges, so that a message losing what was given, or a
 bound moved by one, is seen.
 
+Before these tests 37 of the 201 mutants lived and 7 had no test (``check_no_params``):
+bounds at their exact edges (1,000 keys, 1,024 numbers, 1,024 rows, 2^18 numbers, 2^32 - 1,
+64-character addresses, +-2^128), the 40-character cut of what was given, the hex kinds'
+descriptions. Now 199/201.
+
 Equivalent survivors:
 - ``_shown``: ``repr(value)`` for every scalar instead of strings only. The scalars that reach
   it are ints, floats and strings (booleans and null are shown by type before), and for an int
