@@ -23,8 +23,11 @@ from chain.errors import CodecError
 CODEC_VERSION = 1
 
 # Small named types. msgspec checks the bounds while decoding; bounds must fit an int64.
-Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
-AccountId = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+# Hash32 and AccountId differ in their description only: typing caches ``Annotated`` by its
+# arguments, so without it they would be one object, and code that tells an account from a
+# hash by identity (the JSON form of calls, chain.calls._kind) would take every hash for one.
+Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32, description="a 32-byte hash")]
+AccountId = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32, description="a 32-byte account id")]
 Signature = Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
 Balance = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 BlockNumber = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]

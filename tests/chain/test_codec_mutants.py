@@ -1,0 +1,170 @@
+"""Mutation testing of chain/codec.py: the canonical form of every hashed or signed object.
+
+Run by name (``mutmut run "chain.codec.*"``; the module is in ``[tool.mutmut] only_mutate``).
+Before these tests 8 of the 51 mutants lived: a union's name could become ``None`` in a
+refusal, the non-canonical refusal could lose its type's name, and the building of a type's
+decoder was never run under a mutant (mutmut's workers inherit a decoder cache that the suite
+filled before the mutant was chosen). Now 51/51. Each test here asserts the exact message or
+the exact object, not merely that CodecError is raised.
+
+The modules that decode on top of this one have their own files: chain/block.py in
+tests/chain/test_block_mutants.py, node/network/messages.py in
+tests/node/test_messages_mutants.py, rpc/params.py in tests/rpc/test_params_mutants.py.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from chain import codec
+from chain.calls import Remark, Transfer
+from chain.codec import (
+    CODEC_VERSION,
+    decode,
+    decode_versioned,
+    encode,
+    encode_each,
+    encode_versioned,
+    encode_versioned_each,
+)
+from chain.errors import CodecError
+
+BOB = bytes(range(32))
+
+
+def _reason(data: bytes, typ: object, *, versioned: bool = False) -> str:
+    with pytest.raises(CodecError) as info:
+        (decode_versioned if versioned else decode)(data, typ)  # type: ignore[arg-type]
+    return str(info.value)
+
+
+def _msgspec_reason(data: bytes, typ: object) -> str:
+    """What msgspec itself says of ``data``: the codec's message is this, prefixed."""
+    with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)) as info:
+        msgspec.msgpack.decode(data, type=typ)
+    return str(info.value)
+
+
+def test_canonical_bytes_are_pinned() -> None:
+    """The exact bytes: a fixarray, the tag as a positive fixint, a ``bin 8``, the shortest ints.
+
+    Remark's tag is 0 (pallet 0, call 0), Transfer's 256 (pallet 1, call 0), a ``uint16``
+    (0xcd 01 00); a transfer of 5 carries 5 as a positive fixint."""
+    assert encode(Remark(b"hi")) == bytes.fromhex("9200c4026869")
+    assert encode(Transfer(BOB, 5)) == bytes.fromhex("93cd0100c420") + BOB + b"\x05"
+    assert encode_versioned(Remark(b"hi")) == bytes((CODEC_VERSION,)) + bytes.fromhex("9200c4026869")
+    assert CODEC_VERSION == 1
+    assert encode_each([Remark(b"hi"), Remark(b"")]) == [bytes.fromhex("9200c4026869"), bytes.fromhex("9200c400")]
+    assert encode_versioned_each([Remark(b"")]) == [bytes.fromhex("019200c400")]
+    assert encode_each([]) == [] and encode_versioned_each(()) == []
+
+
+def test_each_refusal_names_the_type_and_the_exact_reason() -> None:
+    """A value out of bounds, malformed bytes and a non-canonical form each say which type was
+    being decoded and why, in msgspec's own words after the type's name."""
+    wrong = msgspec.msgpack.encode([0, 7])  # a Remark whose data is an int
+    assert _reason(wrong, Remark) == f"Remark: {_msgspec_reason(wrong, Remark)}"
+    assert _reason(wrong, Remark) == "Remark: Expected `bytes`, got `int` - at `$[1]`"
+    truncated = encode(Remark(b"hi"))[:-1]
+    assert _reason(truncated, Remark) == f"Remark: malformed bytes: {_msgspec_reason(truncated, Remark)}"
+    assert _reason(b"", Remark) == "Remark: malformed bytes: Input data was truncated"
+    padded = bytes.fromhex("9200c500026869")  # the 2-byte data as a ``bin 16``
+    assert decode(bytes.fromhex("9200c4026869"), Remark) == Remark(b"hi")
+    assert _reason(padded, Remark) == "Remark: bytes are not in canonical form"
+
+
+def test_a_union_is_named_by_its_members() -> None:
+    """A union (``A | B``) has no ``__name__``: the message names it by ``str`` of the union,
+    never ``None``."""
+    union = Remark | Transfer
+    assert not hasattr(union, "__name__")
+    garbage = b"\xc1"  # a byte MessagePack never uses
+    assert _reason(garbage, union) == f"{union}: malformed bytes: {_msgspec_reason(garbage, union)}"
+    assert _reason(b"\xc1", union).startswith("chain.calls.Remark | chain.calls.Transfer: malformed bytes: ")
+    wrong = msgspec.msgpack.encode([255, b""])
+    assert _reason(wrong, union) == f"{union}: Invalid value 255 - at `$[0]`"
+    padded = bytes.fromhex("9200c500026869")
+    assert _reason(padded, union) == f"{union}: bytes are not in canonical form"
+
+
+def test_versioned_refusals_are_exact() -> None:
+    assert _reason(b"", Remark, versioned=True) == "Remark: empty input"
+    raw = encode_versioned(Remark(b""))
+    assert _reason(b"\x07" + raw[1:], Remark, versioned=True) == "Remark: unknown codec version 7 (expected 1)"
+    # The version byte alone is the version, whatever follows it (here a byte equal to it).
+    assert _reason(b"\x00\x01", Remark, versioned=True) == "Remark: unknown codec version 0 (expected 1)"
+    assert _reason(b"\x01", Remark, versioned=True) == "Remark: malformed bytes: Input data was truncated"
+    union = Remark | Transfer
+    assert _reason(b"", union, versioned=True) == f"{union}: empty input"
+    assert _reason(b"\x02", union, versioned=True) == f"{union}: unknown codec version 2 (expected 1)"
+    # What follows the version byte is decoded whole, from its first byte.
+    assert decode_versioned(raw, Remark) == Remark(b"")
+    assert decode_versioned(bytearray(raw), Remark) == Remark(b"")
+
+
+def test_a_type_decoded_the_first_time_gets_a_decoder_of_that_type() -> None:
+    """A class made here has never been decoded (mutmut's workers inherit a cache filled by
+    the test run that mapped tests to functions, so a type the suite already decoded would
+    never build its decoder under a mutant)."""
+
+    class Fresh(codec.Wire, frozen=True):
+        x: codec.U8
+
+    assert Fresh not in codec._decoders
+    assert decode(b"\x91\x05", Fresh) == Fresh(5)
+    assert codec._decoders[Fresh].type is Fresh
+    assert _reason(b"\x91\xcd\x01\x00", Fresh) == "Fresh: Expected `int` <= 255 - at `$[0]`"
+
+
+def test_one_decoder_per_type_is_built_and_kept() -> None:
+    """Building a msgspec Decoder costs more than decoding a transfer, so decode keeps one per
+    type: the second decode of a type uses the first one's decoder."""
+    decode(encode(Remark(b"x")), Remark)
+    first = codec._decoders[Remark]
+    assert decode(encode(Remark(b"y")), Remark) == Remark(b"y")
+    assert codec._decoders[Remark] is first
+
+
+class _Bounds(codec.Wire, frozen=True):
+    hash32: codec.Hash32
+    account: codec.AccountId
+    signature: codec.Signature
+    balance: codec.Balance
+    number: codec.BlockNumber
+    u8: codec.U8
+    u16: codec.U16
+    u32: codec.U32
+    u64: codec.U64
+
+
+_LOW = [bytes(32), bytes(32), bytes(64), 0, 0, 0, 0, 0, 0]
+_HIGH = [bytes(32), bytes(32), bytes(64), 2**63 - 1, 2**32 - 1, 255, 2**16 - 1, 2**32 - 1, 2**63 - 1]
+_OUTSIDE = [bytes(31), bytes(33), bytes(63), 2**63, 2**32, 256, 2**16, 2**32, 2**63]
+_OUTSIDE_REASON = [
+    "Expected `bytes` of length >= 32",
+    "Expected `bytes` of length <= 32",
+    "Expected `bytes` of length >= 64",
+    "Expected `int` <= 9223372036854775807",
+    "Expected `int` <= 4294967295",
+    "Expected `int` <= 255",
+    "Expected `int` <= 65535",
+    "Expected `int` <= 4294967295",
+    "Expected `int` <= 9223372036854775807",
+]
+
+
+def test_the_named_types_hold_their_bounds_at_both_edges() -> None:
+    """The bounds are declared (``msgspec.Meta``), not computed, so mutmut, which mutates
+    function bodies, never moves them: they are pinned here instead, each at its edges."""
+    assert decode(msgspec.msgpack.encode(_LOW), _Bounds) == _Bounds(*_LOW)
+    assert decode(msgspec.msgpack.encode(_HIGH), _Bounds) == _Bounds(*_HIGH)
+    assert codec.MAX_BALANCE == 2**63 - 1
+    for i, (outside, why) in enumerate(zip(_OUTSIDE, _OUTSIDE_REASON, strict=True)):
+        values = list(_HIGH)
+        values[i] = outside
+        assert _reason(msgspec.msgpack.encode(values), _Bounds) == f"_Bounds: {why} - at `$[{i}]`"
+    for i in range(3, 9):  # every integer is unsigned
+        values = list(_LOW)
+        values[i] = -1
+        assert _reason(msgspec.msgpack.encode(values), _Bounds) == f"_Bounds: Expected `int` >= 0 - at `$[{i}]`"
