@@ -102,5 +102,13 @@ def compute_slot_digest(slot: int) -> DigestItem:
     return DigestItem(DIGEST_PRE_RUNTIME, b"aura", struct.pack("<Q", slot))
 
 
+def compute_largest_header() -> Header:
+    """The largest header the bounds admit: every number at its top, MAX_DIGEST_ITEMS logs of
+    MAX_DIGEST_DATA bytes, a 64-byte seal (what bounds an announcement: node.network.messages)."""
+    top32, top64 = 2**32 - 1, 2**63 - 1
+    logs = tuple(DigestItem(255, bytes(4), bytes(MAX_DIGEST_DATA)) for _ in range(MAX_DIGEST_ITEMS))
+    return Header(bytes(32), top32, bytes(32), bytes(32), top64, bytes(32), logs, bytes(64))
+
+
 def decode_header(data: bytes) -> Header:
     return decode_versioned(data, Header)

@@ -27,8 +27,8 @@ Bounds (checked by msgspec while decoding, after the size check on the raw bytes
   :data:`MAX_MESSAGE_SIZE`, so the budget fits with room to spare;
 - a gossiped fraud proof is at most :data:`MAX_FRAUD_PROOF_SIZE` bytes before it is decoded
   (chain.fraud.decode_fraud_proof checks its fields);
-- a block announcement is at most :data:`MAX_ANNOUNCE_SIZE` bytes (a header's digest has no
-  bound of its own; an announced header was hashed, checked and kept for a sync).
+- a block announcement is at most :data:`MAX_ANNOUNCE_SIZE` bytes, the largest header the
+  header's bounds admit (an announced header is hashed, checked and kept for a sync).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from chain.block import Block
 from chain.codec import U8, U16, U32, U64, BlockNumber, Hash32, Wire, decode, encode
 from chain.errors import CodecError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
-from chain.header import Header
+from chain.header import Header, compute_largest_header
 from chain.proofs import Opening
 from node.network.errors import MessageError, OversizeMessage
 
@@ -62,10 +62,6 @@ MAX_TRANSCRIPT_RESPONSE_SIZE = 8 * 1024 * 1024
 # allows 8 MiB, room for governance to raise max_model_params about five-fold; the node then
 # checks the proof against the bound of its chain's current config before decoding it.
 MAX_FRAUD_PROOF_SIZE = 8 * 1024 * 1024
-# A header an author builds is a few hundred bytes (chain.block.BLOCK_OVERHEAD); a digest has
-# no bound of its own, so an announcement is bounded here, as a fraud proof's header is
-# (chain.fraud.MAX_HEADER_SIZE: room for digests the runtime does not know).
-MAX_ANNOUNCE_SIZE = 64 * 1024 + 64
 
 # Substrate's Roles bits (sc-network-common): FULL = 1, LIGHT = 2, AUTHORITY = 4.
 ROLE_FULL = 1
@@ -192,6 +188,12 @@ _ANNOUNCE_TAG = BlockAnnounce.__struct_config__.tag
 
 def encode_message(message: Message) -> bytes:
     return encode(message)
+
+
+# A header an author builds is a few hundred bytes (chain.block.BLOCK_OVERHEAD); the largest
+# that decodes at all (chain.header's bounds: 8 digest logs of 256 bytes, a 64-byte seal) is
+# about 2.4 KiB, and an announcement carries one header: refused above that before decoding.
+MAX_ANNOUNCE_SIZE = len(encode_message(BlockAnnounce(compute_largest_header())))
 
 
 def decode_message(data: bytes, max_size: int = MAX_MESSAGE_SIZE) -> Message:

@@ -23,7 +23,7 @@ import pytest
 
 from chain.block import Block, Body
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
-from chain.header import Header
+from chain.header import Header, compute_largest_header
 from node.network import messages
 from node.network.errors import MessageError, OversizeMessage
 from node.network.messages import (
@@ -47,10 +47,12 @@ H = b"\x11" * 32
 
 
 def _announce_of_size(size: int) -> bytes:
-    """A canonical BlockAnnounce of exactly ``size`` bytes: a header with one digest log whose
-    data fills the rest (a ``bin 16`` for these sizes, so the message grows byte for byte with it)."""
-    base = len(encode_message(BlockAnnounce(Header(H, 7, H, H, 9, H, ((4, b"ENG_", b"x" * 60_000),)))))
-    data = encode_message(BlockAnnounce(Header(H, 7, H, H, 9, H, ((4, b"ENG_", b"x" * (60_000 + size - base)),))))
+    """A BlockAnnounce of exactly ``size`` bytes, near MAX_ANNOUNCE_SIZE: the largest header the
+    header's bounds admit (chain.header.compute_largest_header), its seal as many bytes longer
+    or shorter (a ``bin 8`` either way, so the message grows byte for byte with it)."""
+    largest = compute_largest_header()
+    seal = bytes(len(largest.seal) + size - MAX_ANNOUNCE_SIZE)
+    data = encode_message(BlockAnnounce(msgspec.structs.replace(largest, seal=seal)))
     assert len(data) == size
     return data
 
