@@ -76,7 +76,7 @@ from chain.codec import U8, U32, Hash32, Wire, decode_versioned, encode, encode_
 from chain.crypto import blake2_256, ss58_encode, verify_signature
 from chain.errors import BlockError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
-from chain.header import Header
+from chain.header import Header, compute_largest_header
 from chain.pallets import models
 from chain.pallets.staking import get_validators
 from chain.pallets.training import compute_job_at
@@ -95,9 +95,9 @@ FAULT_END: Final = 2
 FAULT_DIVERGENCE: Final = 3
 FAULT_NAMES: Final = {FAULT_START: "start", FAULT_SEGMENT: "segment", FAULT_END: "end", FAULT_DIVERGENCE: "divergence"}
 
-# A header a real block carries is a few hundred bytes (chain.block.BLOCK_OVERHEAD); this
-# leaves room for digests the runtime does not know, and no more.
-MAX_HEADER_SIZE: Final = 64 * 1024
+# A header a real block carries is a few hundred bytes (chain.block.BLOCK_OVERHEAD); the
+# largest that decodes at all (chain.header's bounds on its digest and seal) is this.
+MAX_HEADER_SIZE: Final = len(compute_largest_header().encode())
 # The deepest RFC 6962 audit path of a tree with at most 2**32 leaves (counts are u32).
 MAX_PATH_LENGTH: Final = 32
 

@@ -31,13 +31,14 @@ from chain.fraud import (
     FAULT_SEGMENT,
     FAULT_START,
     MAX_FRAUD_PROOF_SIZE,
+    MAX_HEADER_SIZE,
     FraudProof,
     compute_fraud_proof,
     compute_max_fraud_proof_size,
     decode_fraud_proof,
     verify_fraud_proof,
 )
-from chain.header import compute_pol_digest
+from chain.header import compute_largest_header, compute_pol_digest
 from chain.pallets.training import compute_job_at
 from chain.proofs import TrainingClaim
 from chain.storage import Database
@@ -255,9 +256,11 @@ def test_decoding_is_bounded_and_canonical(world) -> None:
     raw = p.encode()
     assert decode_fraud_proof(raw) == p and decode_fraud_proof(bytearray(raw)) == p
     assert compute_max_fraud_proof_size(MAX_PARAMS) == MAX_FRAUD_PROOF_SIZE
-    # 64 KiB of header, 2 MiB of extrinsic, two 1091-byte paths, the result, three small
-    # ints, two openings with 1091-byte paths and one checkpoint of 4 bytes a parameter
-    assert compute_max_fraud_proof_size(0) == 2 + 65536 + 2 * 1024 * 1024 + 15 + 2 * 1091 + 79 + 12 + 1 + 2 * 1136 + 5 + 1
+    # the largest header that decodes (2,363 bytes: 8 digest logs of 256 bytes, a 64-byte seal),
+    # 2 MiB of extrinsic, two 1091-byte paths, the result, three small ints, two openings with
+    # 1091-byte paths and one checkpoint of 4 bytes a parameter
+    assert MAX_HEADER_SIZE == len(compute_largest_header().encode()) == 2363
+    assert compute_max_fraud_proof_size(0) == 2 + 2363 + 2 * 1024 * 1024 + 15 + 2 * 1091 + 79 + 12 + 1 + 2 * 1136 + 5 + 1
     assert compute_max_fraud_proof_size(10) - compute_max_fraud_proof_size(0) == 40
     with pytest.raises(InvalidFraudProof, match=rf"^fraud proof is {len(raw)} bytes; the limit is {len(raw) - 1}$") as caught:
         decode_fraud_proof(raw, max_size=len(raw) - 1)

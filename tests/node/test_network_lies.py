@@ -275,11 +275,11 @@ async def test_a_peer_that_announces_a_block_first_and_never_serves_it_does_not_
 
 
 async def test_an_announced_header_far_larger_than_any_real_one_gets_the_peer_banned_unheard(caplog) -> None:
-    """A header's digest has no bound of its own: an announcement could carry a header of up
+    """A header's digest had no bound of its own: an announcement could carry a header of up
     to 16 MiB, hashed on the event loop, checked, and kept (up to 8 a peer) as a target of
     the peer's next sync, with no blame for an author we do not know. A real header is a few
-    hundred bytes (chain.fraud.MAX_HEADER_SIZE leaves 64 KiB for digests we do not know):
-    an announcement over that is refused before its header is looked at, as oversize."""
+    hundred bytes, the largest that decodes 2,363 (chain.header's bounds): an announcement
+    over that is refused before its header is looked at, as oversize."""
     caplog.set_level(logging.INFO)
     receiver = await start_node(blocks=1)
     sender = await start_node(blocks=1)
