@@ -243,3 +243,56 @@ def test_encode_versioned_each_is_encode_versioned_of_each() -> None:
     xts = [_xt(calls.Remark(bytes(i)), nonce=i * 300, tip=i, era=Era(i, 2 * i) if i else IMMORTAL) for i in range(5)]
     assert encode_versioned_each(xts) == [encode_versioned(xt) for xt in xts] == [xt.encode() for xt in xts]
     assert encode_versioned_each([]) == []
+
+
+def test_every_wire_object_is_immutable_all_the_way_down_and_untracked_by_the_gc() -> None:
+    """chain.codec.Wire is ``gc=False``: safe only while no wire object can be part of a
+    reference cycle, which holds while every field of every subclass is immutable. A list,
+    dict or set field (or an untyped one) would let one refer to itself: this test names it."""
+    import gc
+    import importlib
+    import pkgutil
+    import types
+    import typing
+
+    import msgspec
+
+    import chain
+    import consensus
+    import genesis
+    import node
+    import rpc
+    from chain.codec import Wire
+
+    for package in (chain, consensus, genesis, node, rpc):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(module.name)
+    classes: list[type] = []
+    pending = [Wire]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            classes.append(sub)
+            pending.append(sub)
+    assert len(classes) > 90
+    def immutable(t: object) -> bool:
+        if t in (bytes, int, str, float, bool, type(None)):
+            return True
+        if isinstance(t, type) and issubclass(t, Wire):
+            return True  # checked in its own right
+        origin, args = typing.get_origin(t), typing.get_args(t)
+        if origin is typing.Annotated:
+            return immutable(args[0])
+        if origin in (tuple, typing.Union, types.UnionType):
+            return all(arg is Ellipsis or immutable(arg) for arg in args)
+        return origin is typing.Literal
+
+    mutable = [
+        f"{cls.__module__}.{cls.__name__}.{f.name}: {f.type!r}"
+        for cls in classes
+        for f in msgspec.structs.fields(cls)
+        if not immutable(f.type)
+    ]
+    assert mutable == []
+    assert all(cls.__struct_config__.frozen and not cls.__struct_config__.gc for cls in classes)
+    header = Header(bytes(32), 1, bytes(32), bytes(32), 1, bytes(32), (compute_pol_digest(PolCommitment(bytes(32), 0, 0)),))
+    assert not gc.is_tracked(header) and not gc.is_tracked(decode_versioned(header.encode(), Header))
