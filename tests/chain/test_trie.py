@@ -274,3 +274,21 @@ def test_deepest_trie_allowed_by_the_key_limit() -> None:
     assert verify_read_proof(root, b"\x00" * MAX_KEY_LEN, proof) == bytes([MAX_KEY_LEN % 256])
     assert len(list(trie.iter_items(root))) == MAX_KEY_LEN + 1
     assert _apply(trie, root, dict.fromkeys(chain)) == EMPTY_ROOT
+
+
+def test_eviction_tolerates_another_thread_evicting_the_same_entries(monkeypatch) -> None:
+    """An RPC read thread and the import thread may evict at once (rpc.reads): each takes the
+    oldest entries, and one may delete an entry the other already deleted. Simulated here by
+    deleting one of the entries between their choice and their deletion."""
+    import chain.trie as trie_module
+
+    trie = Trie(MemoryNodeStore(), cache_size=8)
+    def islice_raced(cache, n):
+        chosen = list(itertools.islice(cache, n))
+        del cache[chosen[0]]  # the other thread was first
+        return chosen
+
+    monkeypatch.setattr(trie_module, "islice", islice_raced)
+    for i in range(20):
+        trie._remember(bytes([i]) * 32, ("", b"x"))  # fills past the bound: evicts
+    assert len(trie._cache) <= 8 + 1
