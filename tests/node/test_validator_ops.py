@@ -11,12 +11,14 @@ clock, a full disk and a restore from backup do to a 4-validator devnet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -106,6 +108,16 @@ def _node(base: Path, clock: Clock, **changes: object) -> NodeService:
     return NodeService(config, SPEC, clock=clock)
 
 
+@contextlib.contextmanager
+def _opened(base: Path, clock: Clock, **changes: object) -> Iterator[NodeService]:
+    """:func:`_node`, closed when the block ends."""
+    node = _node(base, clock, **changes)
+    try:
+        yield node
+    finally:
+        node.close()
+
+
 def _own_votes(node: NodeService, *, besides: tuple[SignedVote, ...] = ()) -> list[SignedVote]:
     return [v for v in node.collector.recent_votes() if v.voter == ALICE.public and v not in besides]
 
@@ -136,8 +148,7 @@ def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_a_vote_of_its_own_key_it_did_not_make_stops_the_validator_signing(tmp_path, caplog) -> None:
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         genesis = node.chain.genesis_hash
         source = Checkpoint(genesis, 0, 0)
         # Its own vote comes back from a peer (gossip): that is no doppelganger.
@@ -165,8 +176,6 @@ async def test_a_vote_of_its_own_key_it_did_not_make_stops_the_validator_signing
         # One mistake, one line: more of the twin's votes are not logged again.
         await node.add_vote(sign_vote(ALICE, genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 10))))
         assert len(_errors(caplog)) == 1
-    finally:
-        node.close()
 
 
 async def test_a_justification_of_many_votes_in_its_name_costs_one_signature_check(tmp_path, caplog, monkeypatch) -> None:
@@ -174,8 +183,7 @@ async def test_a_justification_of_many_votes_in_its_name_costs_one_signature_che
     # another signer: a peer's 1,024 forged votes in Alice's name cost 1,024 signature checks
     # for one refusal. A justification holds each voter once, so one check is enough.
     start = _slot_now()
-    node = _node(tmp_path / "alice", Clock.in_slot(start))
-    try:
+    with _opened(tmp_path / "alice", Clock.in_slot(start)) as node:
         genesis = node.chain.genesis_hash
         source = Checkpoint(genesis, 0, 0)
         forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, start + 1)))
@@ -185,16 +193,13 @@ async def test_a_justification_of_many_votes_in_its_name_costs_one_signature_che
             await node.import_justification(Justification(genesis, 0, SET_ID, start + 1, source, votes))
         assert checks == [ALICE.public]
         assert _errors(caplog) == []  # a forged vote shows no other signer
-    finally:
-        node.close()
 
 
 async def test_a_forged_vote_in_its_name_does_not_stop_a_validator(tmp_path, caplog) -> None:
     # Anyone can put a validator's key in a vote: only a good signature shows another signer.
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         genesis = node.chain.genesis_hash
         forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, Checkpoint(genesis, 0, 0), Checkpoint(genesis, 0, start + 2)))
         forged = SignedVote(forged.vote, ALICE.public, forged.signature)
@@ -205,15 +210,12 @@ async def test_a_forged_vote_in_its_name_does_not_stop_a_validator(tmp_path, cap
         clock.to_slot(start + 2)
         await node._vote_if_due()
         assert len(_own_votes(node)) == 1
-    finally:
-        node.close()
 
 
 async def test_a_block_of_its_own_key_it_did_not_make_stops_the_validator_signing(tmp_path, caplog) -> None:
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         slot = _alices_slot(start + 1)
         (block,) = _build_on_genesis(tmp_path, [slot])  # the hot standby's block in Alice's slot
         clock.to_slot(slot)
@@ -229,8 +231,6 @@ async def test_a_block_of_its_own_key_it_did_not_make_stops_the_validator_signin
         assert await node.author_block() is None
         await node._vote_if_due()
         assert _own_votes(node) == []
-    finally:
-        node.close()
 
 
 async def test_doppelganger_protection_listens_before_signing(tmp_path, caplog) -> None:
@@ -238,8 +238,7 @@ async def test_doppelganger_protection_listens_before_signing(tmp_path, caplog) 
     # key's votes and blocks before the first signature.
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock, doppelganger_rounds=3)
-    try:
+    with _opened(tmp_path / "alice", clock, doppelganger_rounds=3) as node:
         for r in (start + 1, start + 2, start + 3):
             clock.to_slot(r)
             await node._vote_if_due()
@@ -250,15 +249,12 @@ async def test_doppelganger_protection_listens_before_signing(tmp_path, caplog) 
         clock.to_slot(start + 4)
         await node._vote_if_due()
         assert [v.vote.round for v in _own_votes(node)] == [start + 4]
-    finally:
-        node.close()
 
 
 async def test_doppelganger_protection_catches_the_twin_during_the_wait(tmp_path, caplog) -> None:
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock, doppelganger_rounds=3)
-    try:
+    with _opened(tmp_path / "alice", clock, doppelganger_rounds=3) as node:
         genesis = node.chain.genesis_hash
         clock.to_slot(start + 1)
         twin = sign_vote(ALICE, genesis, Vote(SET_ID, Checkpoint(genesis, 0, 0), Checkpoint(genesis, 0, start + 1)))
@@ -268,8 +264,6 @@ async def test_doppelganger_protection_catches_the_twin_during_the_wait(tmp_path
             clock.to_slot(r)
             await node._vote_if_due()
         assert _own_votes(node, besides=(twin,)) == []
-    finally:
-        node.close()
 
 
 # --- 2. clocks -------------------------------------------------------------------------------------
@@ -281,18 +275,14 @@ async def test_a_purged_validator_restarted_in_the_slot_it_authored_in_does_not_
     slot = _alices_slot(_slot_now() + 1)
     clock = Clock(0.0)
     clock.to_slot(slot - 1)
-    node = _node(base, clock)
-    try:
+    with _opened(base, clock) as node:
         clock.to_slot(slot)
         first = await node.author_block()
         assert first is not None and first.block.header.slot == slot
-    finally:
-        node.close()
     shutil.rmtree(base / "chains" / SPEC.id / "db")  # what purge-chain does
     for now in (slot, slot - 1):  # restarted in the same slot, or with its clock a slot back
         clock.to_slot(now)
-        node = _node(base, clock)
-        try:
+        with _opened(base, clock) as node:
             # The pool differs after a restart, so a second block would not be the first again.
             xt = sign_extrinsic(
                 dev_keypair("Eve"), calls.Transfer(dev_keypair("Ferdie").public, 10**9), nonce=0,
@@ -301,23 +291,17 @@ async def test_a_purged_validator_restarted_in_the_slot_it_authored_in_does_not_
             node.submit(xt.encode())
             assert await node.author_block() is None
             assert node.chain.get_slot_blocks(slot, ALICE.public) == ()
-        finally:
-            node.close()
     clock.to_slot(_alices_slot(slot) - 1)
-    node = _node(base, clock)
-    try:
+    with _opened(base, clock) as node:
         clock.to_slot(_alices_slot(slot))
         later = await node.author_block()
         assert later is not None and later.block.header.slot == _alices_slot(slot)
-    finally:
-        node.close()
 
 
 async def test_a_clock_stepped_back_never_makes_a_second_vote_or_block(tmp_path) -> None:
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         slot = _alices_slot(start + 1)
         clock.to_slot(slot)
         authored = await node.author_block()
@@ -331,8 +315,6 @@ async def test_a_clock_stepped_back_never_makes_a_second_vote_or_block(tmp_path)
         assert _own_votes(node) == [vote]
         assert node.chain.get_slot_blocks(slot, ALICE.public) == (authored.block.hash(),)
         assert get_equivocations(node.chain) == []
-    finally:
-        node.close()
 
 
 async def test_votes_of_a_validator_whose_clock_runs_ahead_are_named_once(tmp_path, caplog) -> None:
@@ -341,8 +323,7 @@ async def test_votes_of_a_validator_whose_clock_runs_ahead_are_named_once(tmp_pa
     # loses every vote, and no one said so. Now its peers name it once; a good signature first.
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         genesis = node.chain.genesis_hash
         bob = dev_keypair("Bob")
         source = Checkpoint(genesis, 0, 0)
@@ -363,8 +344,6 @@ async def test_votes_of_a_validator_whose_clock_runs_ahead_are_named_once(tmp_pa
             f"Votes of {ss58_encode(bob.public)} are 3 rounds ahead of this node's clock (round {start + 3}, this "
             f"node's {start}): its clock or this node's is off by about 3 s, and such votes are not counted"
         ], warnings
-    finally:
-        node.close()
 
 
 # --- 3. the record cannot be written -----------------------------------------------------------------
@@ -453,8 +432,7 @@ async def test_a_restored_validators_own_past_vote_in_gossip_raises_its_source(t
     start = _slot_now()
     (block,) = _build_on_genesis(tmp_path, [start - 20])
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         genesis = node.chain.genesis_hash
         await node.import_block(block)
         past_source = Checkpoint(block.hash(), 1, start - 8)
@@ -465,8 +443,6 @@ async def test_a_restored_validators_own_past_vote_in_gossip_raises_its_source(t
         (vote,) = [v for v in _own_votes(node) if v.vote != past]
         assert not surrounds(vote.vote, past), (vote.vote.source, past.source)
         assert _errors(caplog) == []
-    finally:
-        node.close()
 
 
 async def test_a_validator_does_not_vote_while_its_best_block_is_far_behind(tmp_path, caplog) -> None:
@@ -545,8 +521,7 @@ async def test_blocks_of_a_validator_whose_clock_runs_hours_ahead_are_named_as_s
     # Skew of a few slots stays a deferral, with no error.
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         skewed, mismatched, again = (_build_on_genesis(tmp_path / str(s), [s])[0] for s in (start + 5, 2 * start, 2 * start + 4))  # the last two: one author
         # A forged seal hours ahead is a bad block (its sender charged), not a deferral checked at every retry.
         forged = Block(replace_struct(mismatched.header, seal=bytes(64)), mismatched.body)
@@ -575,8 +550,6 @@ async def test_blocks_of_a_validator_whose_clock_runs_hours_ahead_are_named_as_s
             "synchronised clock); its blocks are not imported"
         ), errors
         assert node.chain.best_number == 0
-    finally:
-        node.close()
 
 
 def test_the_doppelganger_wait_is_a_node_flag(tmp_path, capsys) -> None:
@@ -600,8 +573,7 @@ async def test_a_spec_renamed_on_the_same_base_path_keeps_the_validators_record(
     (block,) = _build_on_genesis(tmp_path, [start - 20])
     base = tmp_path / "alice"
     clock = Clock.in_slot(start)
-    node = _node(base, clock)
-    try:
+    with _opened(base, clock) as node:
         genesis = node.chain.genesis_hash
         await node.import_block(block)
         past = Vote(SET_ID, Checkpoint(block.hash(), 1, start - 8), Checkpoint(block.hash(), 1, start - 7))
@@ -609,8 +581,6 @@ async def test_a_spec_renamed_on_the_same_base_path_keeps_the_validators_record(
         clock.to_slot(start + 3)
         await node._vote_if_due()
         (before,) = [v for v in _own_votes(node) if v.vote != past]
-    finally:
-        node.close()
     renamed = replace(SPEC, id="renamed_testnet", name="Renamed")
     clock.to_slot(start + 2)  # a clock a little behind, too
     config = NodeConfig(chain="renamed", base_path=base, author="//Alice")
@@ -677,8 +647,7 @@ async def test_the_catching_up_rule_at_its_edges(tmp_path, caplog) -> None:
     later = _slot_of(BOB.public, mine + 100)
     blocks = _build_on_genesis(tmp_path, [old, mine, later])
     clock = Clock.in_slot(mine)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         for block in blocks[:2]:
             await node.import_block(block)
         assert _errors(caplog) == []  # Alice's block in the start slot is her past, not a twin's
@@ -694,22 +663,17 @@ async def test_the_catching_up_rule_at_its_edges(tmp_path, caplog) -> None:
         clock.to_slot(later)
         await node.import_block(blocks[2])
         assert not node._catching_up(later + 1)
-    finally:
-        node.close()
 
 
 async def test_catching_up_skips_the_blocks_this_run_sealed_down_to_genesis(tmp_path) -> None:
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         slot = _alices_slot(start)
         clock.to_slot(slot)
         assert await node.author_block() is not None and node.chain.best_number == 1
         # Its own #1 on genesis does not count: genesis is what is left, and genesis is exempt.
         assert not node._catching_up(slot + 61)
-    finally:
-        node.close()
 
 
 async def test_the_catching_up_window_is_two_turns_of_every_validator_when_that_is_longer(tmp_path) -> None:
@@ -738,8 +702,7 @@ async def test_own_votes_from_before_the_run_raise_the_record_to_the_highest_sou
     low, mid, high = Checkpoint(blocks[0].hash(), 1, start - 30), Checkpoint(blocks[0].hash(), 1, start - 25), Checkpoint(blocks[1].hash(), 2, start - 23)
     store_record(path, VoterState(mid, voted_round=start - 20))
     clock = Clock.in_slot(start)
-    node = _node(base, clock)
-    try:
+    with _opened(base, clock) as node:
         for block in blocks:
             await node.import_block(block)
         genesis = node.chain.genesis_hash
@@ -777,32 +740,26 @@ async def test_own_votes_from_before_the_run_raise_the_record_to_the_highest_sou
         node._raise_record(VoterState(high, voted_round=start + 1, genesis_hash=genesis))
         node._records.flush()
         assert _warnings(caplog)[-1] == f"the slashing protection record {path} could not be written (Is a directory)"
-    finally:
-        node.close()
 
 
 async def test_the_doppelganger_wait_ends_once_with_one_line(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO, logger="polchain")
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock, doppelganger_rounds=2)
-    try:
+    with _opened(tmp_path / "alice", clock, doppelganger_rounds=2) as node:
         assert node._signing_paused()
         for r in (start + 3, start + 4, start + 5):
             clock.to_slot(r)
             assert not node._signing_paused()
         said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Doppelganger protection: no other")]
         assert said == [f"Doppelganger protection: no other signer of this key seen; signing from round {start + 3}"]
-    finally:
-        node.close()
 
 
 async def test_validators_named_for_votes_far_ahead_are_forgotten_oldest_first(tmp_path, caplog, monkeypatch) -> None:
     monkeypatch.setattr(node_service, "MAX_FAR_FUTURE_AUTHORS", 1)
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         genesis = node.chain.genesis_hash
         source = Checkpoint(genesis, 0, 0)
 
@@ -818,8 +775,6 @@ async def test_validators_named_for_votes_far_ahead_are_forgotten_oldest_first(t
         named = [w.split(" are ")[0] for w in _warnings(caplog)]
         assert named == [f"Votes of {ss58_encode(k.public)}" for k in (BOB, CHARLIE, BOB)], _warnings(caplog)
         assert _warnings(caplog)[0].endswith("its clock or this node's is off by about 1000 s, and such votes are not counted")
-    finally:
-        node.close()
 
 
 async def test_validators_named_for_blocks_far_ahead_from_exactly_an_hour_are_forgotten_oldest_first(tmp_path, caplog, monkeypatch) -> None:
@@ -830,8 +785,7 @@ async def test_validators_named_for_blocks_far_ahead_from_exactly_an_hour_are_fo
     charlie_again = _slot_of(CHARLIE.public, charlie_slot)
     bob_again = _slot_of(BOB.public, charlie_again)
     blocks = [_build_on_genesis(tmp_path / str(s), [s])[0] for s in (bob_slot, charlie_slot, charlie_again, bob_again)]
-    node = _node(tmp_path / "alice", Clock.in_slot(now))
-    try:
+    with _opened(tmp_path / "alice", Clock.in_slot(now)) as node:
         for block in blocks:
             with pytest.raises(InvalidHeader) as refused:
                 await node.import_block(block)
@@ -844,8 +798,6 @@ async def test_validators_named_for_blocks_far_ahead_from_exactly_an_hour_are_fo
         with pytest.raises(InvalidHeader) as refused:
             await node.import_block(forged)
         assert refused.value.reason == "bad_seal" and str(refused.value).startswith("block #1: bad seal: ")
-    finally:
-        node.close()
 
 
 async def test_a_block_of_failed_note_votes_in_its_name_costs_no_signature_check(tmp_path, caplog, monkeypatch) -> None:
@@ -894,8 +846,7 @@ async def test_the_catching_up_rule_reads_each_block_it_skips_once(tmp_path) -> 
     # 10,000 header reads a round after a day of 6 s blocks).
     start = _slot_now()
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         slot = start
         for _ in range(12):
             slot = _alices_slot(slot)
@@ -916,8 +867,6 @@ async def test_the_catching_up_rule_reads_each_block_it_skips_once(tmp_path) -> 
         reads.clear()
         assert not node._catching_up(slot + 1)
         assert len(reads) <= 1, len(reads)  # the new block only, not the twelve below it again
-    finally:
-        node.close()
 
 
 async def test_the_catching_up_rule_finds_the_newest_block_another_node_made_below_its_own(tmp_path) -> None:
@@ -927,8 +876,7 @@ async def test_the_catching_up_rule_finds_the_newest_block_another_node_made_bel
     old = _slot_of(BOB.public, start - 100)
     (bobs,) = _build_on_genesis(tmp_path, [old])
     clock = Clock.in_slot(start)
-    node = _node(tmp_path / "alice", clock)
-    try:
+    with _opened(tmp_path / "alice", clock) as node:
         await node.import_block(bobs)
         slot = start
         for _ in range(2):
@@ -938,5 +886,3 @@ async def test_the_catching_up_rule_finds_the_newest_block_another_node_made_bel
         assert node.chain.best_number == 3
         assert node._newest_not_sealed_here().number == 1
         assert node._catching_up(slot + 1)
-    finally:
-        node.close()
