@@ -38,12 +38,6 @@ def _lr(value: float = 0.1) -> int:
     return calls.compute_f32_bits(value)
 
 
-@pytest.fixture
-def chain(tmp_path: Path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
-
 
 def _register_big_model(chain: Blockchain) -> int:
     xts = [

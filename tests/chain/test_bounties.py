@@ -5,8 +5,7 @@ whose loss the chain computes below the target; every refusal changes only the f
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from chainkit import ALICE, BOB, CHARLIE, event_args, open_chain, train_call
+from chainkit import ALICE, BOB, CHARLIE, event_args, train_call
 from test_pallets import DAVE, Driver
 
 import ml_runtime
@@ -15,12 +14,6 @@ from chain.pallets import balances, bounties, datasets, models
 
 POL = 10**9
 
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 def _loss(chain, model: int, version: int) -> float:

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import msgspec
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, FERDIE, dev_spec, open_chain, train_call
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, dev_spec, train_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_pallets import DAVE, Driver
@@ -28,12 +28,6 @@ from genesis.spec import _DictState, compute_genesis_storage, parse_chain_spec
 
 USDP = 1
 
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 def _state(chain):

@@ -9,7 +9,7 @@ import math
 import msgspec
 import numpy as np
 import pytest
-from chainkit import ALICE, open_chain
+from chainkit import ALICE
 from fedkit import (
     BOB,
     CHARLIE,
@@ -26,13 +26,6 @@ from fedkit import (
 import ml_runtime
 from chain import calls
 from chain.pallets import federated, models
-
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 @pytest.mark.parametrize(

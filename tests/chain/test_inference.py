@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainkit import BOB, CHARLIE, event_args, open_chain
+from chainkit import BOB, CHARLIE, event_args
 from test_pallets import DAVE, Driver
 
 import ml_runtime
@@ -16,13 +16,6 @@ from chain.codec import MAX_BALANCE
 from chain.errors import CodecError
 from chain.extrinsic import decode_extrinsic
 from chain.pallets import balances, inference, models, revenue
-
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 def _register(d: Driver, owner) -> tuple[int, ml_runtime.ModelSpec]:

@@ -5,8 +5,7 @@ the fee and nonce only."""
 
 from __future__ import annotations
 
-import pytest
-from chainkit import BOB, CHARLIE, FERDIE, event_args, open_chain, train_call
+from chainkit import BOB, CHARLIE, FERDIE, event_args, train_call
 from test_pallets import DAVE, Driver
 
 from chain import calls
@@ -15,12 +14,6 @@ from chain.pallets import assets, balances, datasets, licenses
 
 USDP = 1
 
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 def _wait(d: Driver, blocks: int) -> None:

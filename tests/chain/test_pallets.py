@@ -11,7 +11,6 @@ from chainkit import (
     FERDIE,
     apply_fee_only,
     dev_spec,
-    open_chain,
     sign,
     train_call,
 )
@@ -27,12 +26,6 @@ from consensus.block_import import ConsensusRules
 
 DAVE = Keypair.from_uri("//Dave")
 
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 def _fee(chain, xt) -> int:

@@ -12,11 +12,9 @@ built and when imported; and an error message is cut at a fixed bound.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import msgspec
 import pytest
-from chainkit import ALICE, BOB, event_args, open_chain, sign
+from chainkit import ALICE, BOB, event_args, sign
 
 import ml_runtime
 from chain import calls
@@ -35,12 +33,6 @@ DAVE = Keypair.from_uri("//Dave")
 WIDE = ml_runtime.ModelSpec("softmax", 1, 4096)  # one input, 4,096 outputs
 WORST = bytes(4 * 16)  # 16 rows of one float32: 16 x 4,096 = MAX_INFER_OUTPUTS outputs
 
-
-@pytest.fixture
-def chain(tmp_path: Path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 def _register_wide(chain: Blockchain) -> int:

@@ -14,21 +14,13 @@ edges. 239 are killed now; the two left are equivalent, explained where they are
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from chainkit import ALICE, BOB, event_args, open_chain
+from chainkit import ALICE, BOB, event_args
 from test_pallets import Driver
 from test_weights_datasets import compute_rows, compute_weight
 
 import ml_runtime
 from chain import calls
 from chain.pallets import bounties, datasets, federated, inference, models, training
-
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 def _registered(receipt, event: str, field: str) -> int:

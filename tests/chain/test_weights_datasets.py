@@ -9,19 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chainkit import BOB, FERDIE, event_args, open_chain, sign
+from chainkit import BOB, FERDIE, event_args, sign
 from test_pallets import Driver
 
 import ml_runtime
 from chain import calls
 from chain.pallets import datasets
-
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 class ReadLog:

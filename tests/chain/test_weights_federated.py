@@ -5,20 +5,12 @@ participant's to choose at commit, up to MAX_CELLS numbers."""
 
 from __future__ import annotations
 
-import pytest
-from chainkit import ALICE, event_args, open_chain
+from chainkit import ALICE, event_args
 from fedkit import BOB, CHARLIE, Driver, Participant, open_call, split_digits
 
 import ml_runtime
 from chain import calls
 from chain.pallets import federated, models
-
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 def test_a_reveal_declares_the_largest_data_array_a_commit_admits(chain) -> None:

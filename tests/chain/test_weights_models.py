@@ -5,22 +5,13 @@ inference's outputs, written into its receipt, are bounded and declared."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from chainkit import BOB, event_args, open_chain
+from chainkit import BOB, event_args
 from test_pallets import DAVE, Driver
 from test_weights_datasets import compute_weight
 
 import ml_runtime
 from chain import calls
 from chain.pallets import federated, inference, models
-
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
-
 
 # --- models.register_model wrote up to 2^18 parameters for a fixed weight ------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chainkit import ALICE, BOB, open_chain
+from chainkit import ALICE, BOB
 from test_pallets import Driver
 from test_weights_datasets import ReadLog, compute_rows, compute_weight
 
@@ -17,13 +17,6 @@ from chain.errors import DispatchError
 from chain.pallets import bounties, datasets, pol
 from chain.pallets.context import BlockInfo, CallContext
 from chain.pallets.training import TRAIN_BASE_WEIGHT
-
-
-@pytest.fixture
-def chain(tmp_path):
-    c = open_chain(tmp_path / "db")
-    yield c
-    c.db.close()
 
 
 def _ctx(chain, state: Any) -> CallContext:
