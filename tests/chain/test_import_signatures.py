@@ -127,7 +127,8 @@ def test_an_execution_failure_is_reported_when_every_signature_is_good(tmp_path:
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_decoding_a_block_leaves_the_garbage_collector_as_it_found_it(built: Block, enabled: bool) -> None:
-    # decode_block holds the collector off while it decodes, also when the bytes are bad.
+    # decode_block leaves the collector as it was, also when the bytes are bad (it used to pause
+    # it; wire objects are untracked now, chain.codec.Wire).
     import gc
 
     from chain.block import decode_block
