@@ -31,6 +31,7 @@ from node.network.noise import MAX_CHUNK, TAG_LEN, NoiseSession
 from node.network.reputation import RateLimiter
 
 CLOSE_TIMEOUT = 1.0
+MAX_EXPIRED_REQUESTS = 64
 WS_MESSAGE_TOO_BIG = 1009
 
 

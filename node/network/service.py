@@ -104,7 +104,13 @@ from node.network.messages import (
 from node.network.multiaddr import Multiaddr
 from node.network.noise import MAX_NOISE_MESSAGE, StaticKey, handshake
 from node.network.peer import BoundedSet, Peer, PeerLimits
-from node.network.reputation import Misbehaviour, ReputationBook
+from node.network.reputation import (
+    MAX_BANS,
+    MAX_TRACKED,
+    SETTLED_AFTER,
+    Misbehaviour,
+    ReputationBook,
+)
 from rpc.connections import ConnectionBudget, Listener
 
 log = logging.getLogger("polchain.network")
@@ -157,6 +163,9 @@ class NetworkConfig:
     handshake_timeout: float = 5.0
     request_timeout: float = 10.0
     ban_seconds: float = 60.0
+    max_tracked: int = MAX_TRACKED  # peers with a score (node.network.reputation)
+    max_bans: int = MAX_BANS  # bans of each kind, settled and fresh (node.network.reputation)
+    settled_after: float = SETTLED_AFTER
     frames_per_second: float = 2000.0
     frame_burst: float = 4000.0
     bytes_per_second: float = 64 * 1024 * 1024
@@ -238,7 +247,10 @@ class NetworkService:
         self.genesis_hash = genesis_hash
         self.chain_status = chain_status
         self.handlers = handlers or NetworkHandlers()
-        self.reputation = ReputationBook(config.ban_seconds)
+        self.reputation = ReputationBook(
+            config.ban_seconds, max_tracked=config.max_tracked, max_bans=config.max_bans,
+            settled_after=config.settled_after,
+        )
         self._static = StaticKey.generate(key)
         self._limits = PeerLimits(
             config.frames_per_second, config.frame_burst, config.bytes_per_second,
@@ -624,8 +636,15 @@ class NetworkService:
                     await self.handlers.on_peer_disconnected(peer.peer_id)
         await peer.close(reason)
 
+    def _charge(self, peer_id: PeerId, what: Misbehaviour, peer: Peer | None = None) -> bool:
+        """Charge ``peer_id``, telling the book how long it has been connected (which decides
+        the table its ban goes in: node.network.reputation)."""
+        peer = peer or self._peers.get(peer_id)
+        connected_for = 0.0 if peer is None else time.time() - peer.connected_at
+        return self.reputation.report(peer_id, what, connected_for=connected_for)
+
     def _misbehaved(self, peer: Peer, what: Misbehaviour, detail: str) -> str:
-        banned = self.reputation.report(peer.peer_id, what)
+        banned = self._charge(peer.peer_id, what, peer)
         log.warning(
             "peer %s misbehaved (%s: %s)%s", peer.peer_id, what.reason, detail,
             f"; banned for {self.config.ban_seconds:g} s" if banned else "",
@@ -634,7 +653,7 @@ class NetworkService:
 
     def report_peer(self, peer_id: PeerId, what: Misbehaviour, detail: str = "") -> bool:
         """Charge ``peer_id`` (e.g. the importer found a bad block); True if it was banned."""
-        banned = self.reputation.report(peer_id, what)
+        banned = self._charge(peer_id, what)
         log.warning("peer %s: %s%s%s", peer_id, what.reason, f" ({detail})" if detail else "", "; banned" if banned else "")
         peer = self._peers.get(peer_id)
         if banned and peer is not None:

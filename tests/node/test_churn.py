@@ -1,0 +1,122 @@
+"""A long-running node's memory stays bounded under hostile churn.
+
+Outside testers connect thousands of peers with fresh identities (free to make), drop them, and
+watch the node's memory. Every table keyed by something a peer chooses (its identity, a request
+id) has a bound in entries and a way out; each test drives a real NetworkService over loopback
+with scripted peers past the bound (made small through NetworkConfig) and checks that the
+table stops there, that what must survive the churn survives it, and that the node still
+serves an honest peer. The production bounds are checked by value too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from netkit import GENESIS, Node, RawPeer, start_node, wait_for
+
+from node.network import reputation
+from node.network.messages import BlockResponse, Disconnect, Status
+from node.network.service import NetworkConfig
+
+
+@asynccontextmanager
+async def node(**changes: Any) -> AsyncIterator[Node]:
+    n = await start_node(**changes)
+    try:
+        yield n
+    finally:
+        await n.service.stop()
+
+
+async def connected_peer(n: Node) -> RawPeer:
+    raw = RawPeer()
+    first = await raw.connect(n.addr)
+    assert isinstance(first, Status), first
+    await wait_for(lambda: n.service.peer(raw.key.peer_id) is not None)
+    return raw
+
+
+async def churn(n: Node, count: int, message: Any) -> None:
+    """``count`` fresh identities, one after another: connect, send ``message``, leave."""
+    for _ in range(count):
+        raw = await connected_peer(n)
+        if isinstance(message, bytes):
+            await raw.send_encrypted(message)
+        else:
+            await raw.send(message)
+        await wait_for(lambda r=raw: n.service.reputation.score(r.key.peer_id) < 0 or n.service.reputation.banned_for(r.key.peer_id) > 0)
+        await raw.close()
+        await wait_for(lambda r=raw: n.service.peer(r.key.peer_id) is None)
+
+
+async def assert_serves_an_honest_peer(n: Node) -> None:
+    honest = RawPeer()
+    try:
+        first = await honest.connect(n.addr)
+        assert isinstance(first, Status) and first.genesis_hash == GENESIS
+    finally:
+        await honest.close()
+
+
+GARBAGE = b"\x00\xc1"  # a last chunk holding 0xc1, which MessagePack never uses: GARBAGE, a ban at once
+
+
+def test_production_bounds() -> None:
+    assert reputation.MAX_TRACKED == 4096
+    assert reputation.MAX_BANS == 4096
+    assert reputation.SETTLED_AFTER == 30.0
+    config = NetworkConfig()
+    assert (config.max_tracked, config.max_bans, config.settled_after) == (4096, 4096, 30.0)
+
+
+async def test_bans_of_fresh_identities_stay_at_the_bound_and_cannot_flush_a_settled_ban() -> None:
+    """Fresh identities that earn a ban each (a handshake and a garbage frame) fill only their
+    own table, at most ``max_bans``, the oldest forgotten first: a ban of a peer that held a
+    connection for ``settled_after`` seconds first is kept until it runs out."""
+    async with node(max_bans=4, settled_after=0.3) as n:
+        settled = await connected_peer(n)
+        await asyncio.sleep(0.35)
+        await settled.send_encrypted(GARBAGE)
+        await wait_for(lambda: n.service.reputation.banned_for(settled.key.peer_id) > 0)
+        await settled.close()
+
+        await churn(n, 12, GARBAGE)
+
+        book = n.service.reputation
+        sizes = book.sizes()
+        assert sizes["bans"] == 1 and sizes["fresh_bans"] == 4, sizes
+        assert book.banned_for(settled.key.peer_id) > 0  # 12 fresh bans did not lift it
+        again = RawPeer(settled.key)
+        try:
+            refused = await again.connect(n.addr)
+            assert isinstance(refused, Disconnect) and "is banned for" in refused.reason, refused
+        finally:
+            await again.close()
+        await assert_serves_an_honest_peer(n)
+
+
+async def test_churned_scores_do_not_flush_a_real_peers_bad_score() -> None:
+    """Review 15 bounded the scores by forgetting the least recently charged: 4096 throwaway
+    identities charged once each wiped a real peer's -800 and it started over. Now the scores
+    nearest zero go first, so a bad score is only forgotten by time (or by as many worse ones)."""
+    async with node(max_tracked=4) as n:
+        real = await connected_peer(n)
+        for _ in range(4):  # -200 each: -800, still connected
+            await real.send(BlockResponse(999, ()))
+        await wait_for(lambda: n.service.reputation.score(real.key.peer_id) <= -790)
+
+        await churn(n, 12, BlockResponse(999, ()))  # -200 each, then gone
+
+        book = n.service.reputation
+        assert book.sizes()["scores"] <= 4
+        assert book.score(real.key.peer_id) <= -700, book.score(real.key.peer_id)
+        await real.send(BlockResponse(999, ()))
+        await real.send(BlockResponse(999, ()))  # -1100 or so: banned
+        messages = await real.recv_until_closed()
+        assert any(isinstance(m, Disconnect) and "banned" in m.reason for m in messages), messages
+        assert book.banned_for(real.key.peer_id) > 0
+        await real.close()
+        await assert_serves_an_honest_peer(n)
