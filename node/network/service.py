@@ -264,8 +264,8 @@ class NetworkService:
             _Target(a, True, config.reconnect_min) for a in config.reserved_nodes
         ] + [_Target(a, False, config.reconnect_min) for a in config.bootnodes if not config.reserved_only]
         self._blocked_until: dict[PeerId, float] = {}
-        self._seen_txs = BoundedSet(config.seen_capacity)
-        self._seen_votes = BoundedSet(config.seen_capacity)
+        self._seen_txs: BoundedSet[bytes] = BoundedSet(config.seen_capacity)
+        self._seen_votes: BoundedSet[bytes] = BoundedSet(config.seen_capacity)
         self._pending: dict[tuple[PeerId, int], asyncio.Future[Message]] = {}
         self._request_ids = itertools.count(1)
         self._pending_handshakes = 0
@@ -799,7 +799,7 @@ class NetworkService:
             self.report_peer(peer.peer_id, Misbehaviour.BAD_FRAUD_PROOF)
 
     # --- what the node sends ----------------------------------------------------------------------
-    def _gossip(self, msg: Message, digest: bytes, known: Callable[[Peer], BoundedSet]) -> int:
+    def _gossip(self, msg: Message, digest: bytes, known: Callable[[Peer], BoundedSet[bytes]]) -> int:
         sent = 0
         for p in list(self._peers.values()):
             if known(p).add(digest):

@@ -183,7 +183,7 @@ class NodeLink:
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
         self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (best hash, its validator set)
         self._stopping = False
-        self._unavailable = BoundedSet(UNAVAILABLE_LOGGED)
+        self._unavailable: BoundedSet[bytes] = BoundedSet(UNAVAILABLE_LOGGED)
         self._cooldown: OrderedDict[tuple[bytes, PeerId], float] = OrderedDict()  # -> loop time it ends
         self.transcripts = TranscriptServer(node.chain.transcripts, node.pol_stats)
         network.handlers = NetworkHandlers(

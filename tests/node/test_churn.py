@@ -11,13 +11,17 @@ serves an honest peer. The production bounds are checked by value too.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from netkit import GENESIS, Node, RawPeer, start_node, wait_for
 
+from node.network import peer as peer_module
 from node.network import reputation
+from node.network.errors import RequestFailed
 from node.network.messages import BlockResponse, Disconnect, Status
 from node.network.service import NetworkConfig
 
@@ -70,6 +74,7 @@ def test_production_bounds() -> None:
     assert reputation.SETTLED_AFTER == 30.0
     config = NetworkConfig()
     assert (config.max_tracked, config.max_bans, config.settled_after) == (4096, 4096, 30.0)
+    assert peer_module.MAX_EXPIRED_REQUESTS == 64
 
 
 async def test_bans_of_fresh_identities_stay_at_the_bound_and_cannot_flush_a_settled_ban() -> None:
@@ -120,3 +125,23 @@ async def test_churned_scores_do_not_flush_a_real_peers_bad_score() -> None:
         assert book.banned_for(real.key.peer_id) > 0
         await real.close()
         await assert_serves_an_honest_peer(n)
+
+
+async def test_expired_request_ids_of_a_connected_peer_are_bounded() -> None:
+    """A peer that never answers is charged REQUEST_TIMEOUT (-100) per request; at one timeout
+    per 10 s its score settles near -920 and it is never banned, while every expired id was
+    kept for ever (to let a late answer pass uncharged). Only the newest are kept now."""
+    async with node() as n:
+        raw = await connected_peer(n)
+        pid = raw.key.peer_id
+        n.service.reputation._now = itertools.count(0, 10_000).__next__  # type: ignore[assignment,method-assign]
+        cap = peer_module.MAX_EXPIRED_REQUESTS
+        for _ in range(cap + 16):
+            with pytest.raises(RequestFailed, match="did not answer block request"):
+                await n.service.request_blocks(pid, 1, 1, timeout=0.01)
+        peer = n.service._peers[pid]
+        assert len(peer.expired_requests) == cap
+        newest = max(peer.expired_requests)
+        assert newest - min(peer.expired_requests) == cap - 1  # the newest ones, in a row
+        assert n.service.peer(pid) is not None
+        await raw.close()
