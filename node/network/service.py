@@ -287,6 +287,19 @@ class NetworkService:
         """Where this node listens, with the ports actually bound and its /p2p/ id."""
         return [a.with_peer_id(self.local_peer_id) for a in self._listen]
 
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of each table that peers can make grow (metrics: polchain_table_entries)."""
+        return {
+            "peers": len(self._peers),
+            **{f"reputation_{k}": v for k, v in self.reputation.sizes().items()},
+            "seen_txs": len(self._seen_txs),
+            "seen_votes": len(self._seen_votes),
+            "pending_requests": len(self._pending),
+            "blocked_peers": len(self._blocked_until),
+            "pending_handshakes_by_ip": len(self._pending_by_ip),
+            "network_tasks": len(self._tasks),
+        }
+
     def peers(self) -> list[PeerInfo]:
         return [
             PeerInfo(p.peer_id, p.status.roles, p.best_number, p.best_hash, p.outbound, p.address)

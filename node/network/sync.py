@@ -199,6 +199,16 @@ class NodeLink:
         )
         node.pool.add_listener(self._on_pool_status)
 
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of each table that peers can make grow (metrics: polchain_table_entries)."""
+        return {
+            "sync_budgets": len(self._sync_budget),
+            "sync_targets": sum(len(t) for t in self._targets.values()),
+            "syncing_peers": len(self._syncing),
+            "unavailable_cooldowns": len(self._cooldown),
+            "sync_tasks": len(self._tasks),
+        }
+
     @property
     def is_syncing(self) -> bool:
         return bool(self._syncing)

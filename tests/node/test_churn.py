@@ -14,16 +14,29 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from netkit import GENESIS, Node, RawPeer, start_node, wait_for
+from netkit import FAST, Node, RawPeer, running, start_node, wait_for
+from prometheus_client import generate_latest
 
+from chain.header import Header
+from genesis.spec import load_chain_spec
 from node.network import peer as peer_module
 from node.network import reputation
 from node.network.errors import RequestFailed
-from node.network.messages import BlockResponse, Disconnect, Status
+from node.network.messages import (
+    BlockAnnounce,
+    BlockResponse,
+    Disconnect,
+    FinalityVote,
+    FraudProofGossip,
+    Status,
+    Transactions,
+)
 from node.network.service import NetworkConfig
+from node.service import NodeConfig, NodeService
 
 
 @asynccontextmanager
@@ -37,7 +50,7 @@ async def node(**changes: Any) -> AsyncIterator[Node]:
 
 async def connected_peer(n: Node) -> RawPeer:
     raw = RawPeer()
-    first = await raw.connect(n.addr)
+    first = await raw.connect(n.addr, genesis=n.service.genesis_hash)
     assert isinstance(first, Status), first
     await wait_for(lambda: n.service.peer(raw.key.peer_id) is not None)
     return raw
@@ -59,8 +72,9 @@ async def churn(n: Node, count: int, message: Any) -> None:
 async def assert_serves_an_honest_peer(n: Node) -> None:
     honest = RawPeer()
     try:
-        first = await honest.connect(n.addr)
-        assert isinstance(first, Status) and first.genesis_hash == GENESIS
+        first = await honest.connect(n.addr, genesis=n.service.genesis_hash)
+        assert isinstance(first, Status) and first.genesis_hash == n.service.genesis_hash
+        await wait_for(lambda: n.service.peer(honest.key.peer_id) is not None)
     finally:
         await honest.close()
 
@@ -145,3 +159,38 @@ async def test_expired_request_ids_of_a_connected_peer_are_bounded() -> None:
         assert newest - min(peer.expired_requests) == cap - 1  # the newest ones, in a row
         assert n.service.peer(pid) is not None
         await raw.close()
+
+
+async def test_a_node_under_churn_keeps_every_table_at_its_bound_and_its_state() -> None:
+    """A real NodeService (LevelDB, runtime, pool, NodeLink): fresh identities that each gossip
+    junk (a vote, a fraud proof, a transaction, an announcement of a block that does not
+    exist, then a garbage frame) and leave. Every table stays at its bound, nothing of a peer
+    is left once it is gone, the state is as it was, the metrics show the tables, and an
+    honest peer is served."""
+    network = replace(FAST, max_bans=4, max_tracked=4, seen_capacity=16)
+    service = NodeService(NodeConfig(chain="dev", tmp=True, network=network), load_chain_spec("dev"))
+    async with running(service):
+        assert service.network is not None
+        n = Node(service=service.network, blocks=[])
+        best, root = service.chain.best_hash, service.chain.best_header.state_root
+        for i in range(24):
+            raw = await connected_peer(n)
+            salt = i.to_bytes(4, "big")
+            await raw.send(FinalityVote(b"vote" + salt))
+            await raw.send(FraudProofGossip(b"proof" + salt))
+            await raw.send(Transactions((b"xt" + salt,)))
+            await raw.send(BlockAnnounce(Header(salt * 8, 1 + i, bytes(32), bytes(32), 10**9 + i, bytes(32))))
+            await raw.send_encrypted(GARBAGE)
+            await wait_for(lambda r=raw: service.network.reputation.banned_for(r.key.peer_id) > 0)  # type: ignore[union-attr]
+            await raw.close()
+        await wait_for(lambda: not service.network.peers() and not service.table_sizes()["sync_tasks"])  # type: ignore[union-attr]
+        sizes = service.table_sizes()
+        assert sizes["reputation_scores"] <= 4 and sizes["reputation_fresh_bans"] == 4, sizes
+        assert sizes["reputation_bans"] == 0, sizes
+        assert sizes["seen_votes"] <= 16 and sizes["seen_txs"] <= 16, sizes
+        for table in ("peers", "pending_requests", "sync_budgets", "sync_targets", "syncing_peers", "pool_transactions"):
+            assert sizes[table] == 0, (table, sizes)
+        assert (service.chain.best_hash, service.chain.best_header.state_root) == (best, root)
+        text = generate_latest(service.metrics.registry).decode()
+        assert 'polchain_table_entries{table="reputation_fresh_bans"} 4.0' in text
+        await assert_serves_an_honest_peer(n)
