@@ -21,8 +21,9 @@ pair and a handshake):
   per ``settled_after`` seconds, so churn cannot fill it; when it is full anyway the ban that
   ends first goes. Any other ban (an identity that misbehaved soon after its handshake: all
   that churn makes) goes into the *fresh* table, whose oldest ban goes first: churn flushes
-  only other churn, and a fresh identity's ban protects little (the next one is free). Bans
-  that ran out are pruned whenever a table is full, and on lookup.
+  only other churn, and a fresh identity's ban protects little (the next one is free). Fresh
+  bans that ran out go as each new one comes (they are in order of expiry); settled ones
+  when their table is full; any on lookup.
 """
 
 from __future__ import annotations
@@ -144,10 +145,11 @@ class ReputationBook:
                     del self._bans[min(self._bans, key=self._bans.__getitem__)]  # the one ending first
             self._bans[peer] = until
         else:
-            self._fresh_bans.pop(peer, None)  # re-inserted last: the order stays the order of expiry
-            self._fresh_bans[peer] = until
-            if len(self._fresh_bans) > self.max_bans:
-                self._fresh_bans.popitem(last=False)
+            fresh = self._fresh_bans
+            fresh.pop(peer, None)  # re-inserted last: the order stays the order of expiry
+            fresh[peer] = until
+            while fresh and (len(fresh) > self.max_bans or next(iter(fresh.values())) <= now):
+                fresh.popitem(last=False)  # the oldest: past the bound, or run out
         return True
 
     def sizes(self) -> dict[str, int]:

@@ -93,3 +93,13 @@ def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
     time.sleep(0.05)  # about 5 tokens
     taken = sum(limiter.take() for _ in range(20))
     assert 3 <= taken <= 10  # never more than the burst, however late the sleep ends
+
+
+def test_fresh_bans_that_ran_out_go_as_new_ones_come() -> None:
+    """Before, a ban that ran out stayed until its table was full (4096) or the peer came back."""
+    b, clock = book(ban_seconds=30)
+    for i in range(10):
+        b.report(f"old-{i}", Misbehaviour.GARBAGE)
+    clock.now += 31
+    b.report("new", Misbehaviour.GARBAGE)
+    assert b.sizes()["fresh_bans"] == 1 and b.banned_for("new") == pytest.approx(30)
