@@ -321,6 +321,11 @@ class NodeLink:
             else:
                 log.info("announce of block #%d from %s ignored: %s", header.number, peer, problem)
             return
+        if self.network.peer(peer) is None:
+            # Queued before the peer was dropped, handled after _on_peer_disconnected: a budget
+            # made now would never be removed (one per banned identity), and a sync would
+            # find no one to ask.
+            return
         budget = self._sync_budget.setdefault(peer, RateLimiter(SYNCS_PER_SECOND, SYNC_BURST))
         if not budget.take():
             log.debug("announce of block #%d from %s: sync throttled", header.number, peer)

@@ -194,3 +194,20 @@ async def test_a_node_under_churn_keeps_every_table_at_its_bound_and_its_state()
         text = generate_latest(service.metrics.registry).decode()
         assert 'polchain_table_entries{table="reputation_fresh_bans"} 4.0' in text
         await assert_serves_an_honest_peer(n)
+
+
+async def test_an_announcement_handled_after_its_peer_left_leaves_no_sync_budget() -> None:
+    """A peer's handler task can run a message queued before the peer was dropped after the
+    node's on_peer_disconnected (a ban is a task of its own; the handler task is cancelled only
+    once the reader stops): the sync budget (node.network.sync) made then for the departed
+    identity was never removed, one per banned fresh identity. Driven here in that order."""
+    service = NodeService(NodeConfig(chain="dev", tmp=True, network=FAST), load_chain_spec("dev"))
+    async with running(service):
+        assert service.network is not None and service.link is not None
+        raw = await connected_peer(Node(service=service.network, blocks=[]))
+        await raw.close()
+        await wait_for(lambda: service.network.peer(raw.key.peer_id) is None)  # type: ignore[union-attr]
+        header = Header(b"\x01" * 32, 1, bytes(32), bytes(32), 10**9, bytes(32))
+        await service.link._on_announce(raw.key.peer_id, header)
+        sizes = service.table_sizes()
+        assert sizes["sync_budgets"] == 0 and sizes["sync_targets"] == 0, sizes
