@@ -10,7 +10,7 @@ Memory is bounded in entries, whatever the churn of identities (a fresh identity
 pair and a handshake):
 
 - scores: at most ``max_tracked`` (:data:`MAX_TRACKED`). Past it, a quarter of them go at once
-  (amortised), those nearest zero first, the least recently charged among equals: forgetting
+  (amortised), those nearest zero first, the least recently touched among equals: forgetting
   a score near zero changes nothing, and a throwaway identity charged once cannot push out a
   real peer's bad score (review 15 evicted the least recently charged, so 4096 throwaway
   charges wiped a real peer's -800). A banned peer's score is dropped (it starts at 0 when
@@ -112,12 +112,14 @@ class ReputationBook:
 
     def _forget_scores(self, now: float, *, keep: object) -> None:
         """Drop a quarter of the scores (at least one), those nearest zero first and, among
-        equals, the least recently charged; never ``keep`` (the one being charged)."""
+        equals, the least recently charged or read; never ``keep`` (the one being charged)."""
         target = self.max_tracked * 3 // 4
-        ranked = sorted(
-            (p for p in self._entries if p != keep),
-            key=lambda p: (-self._decayed(self._entries[p], now), self._entries[p].at),
-        )
+
+        def rank(p: object) -> tuple[float, float]:
+            e = self._entries[p]
+            return -e.score * 0.5 ** ((now - e.at) / HALF_LIFE), e.at  # e.at: its last charge (or read)
+
+        ranked = sorted((p for p in self._entries if p != keep), key=rank)
         for p in ranked[: max(1, len(self._entries) - target)]:
             del self._entries[p]
 
