@@ -477,6 +477,26 @@ class NodeService:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait((status, final))
 
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of each in-memory table that peers or RPC callers can make grow, by name
+        (node.metrics exports them as ``polchain_table_entries{table=...}``; benches/churn.py
+        watches them under churn)."""
+        pool = self.pool.status()
+        sizes = {
+            "pool_transactions": pool.ready + pool.future,
+            "pool_banned": pool.banned,
+            "xt_watchers": sum(len(w) for w in self._xt_watchers.values()),
+            "head_watchers": len(self._head_watchers) + len(self._final_watchers),
+            "signature_cache": len(self._signature_ok),
+            "pending_justifications": len(self._pending_justifications),
+            "recent_votes": sum(1 for _ in self.collector.recent_votes()),
+        }
+        if self.network is not None:
+            sizes.update(self.network.table_sizes())
+        if self.link is not None:
+            sizes.update(self.link.table_sizes())
+        return sizes
+
     async def heads(self, *, finalized: bool) -> AsyncIterator[Header]:
         """The current (best or finalized) head, then each new one."""
         queue: asyncio.Queue[Header] = asyncio.Queue(WATCH_QUEUE)

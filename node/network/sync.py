@@ -183,7 +183,7 @@ class NodeLink:
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
         self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (best hash, its validator set)
         self._stopping = False
-        self._unavailable = BoundedSet(UNAVAILABLE_LOGGED)
+        self._unavailable: BoundedSet[bytes] = BoundedSet(UNAVAILABLE_LOGGED)
         self._cooldown: OrderedDict[tuple[bytes, PeerId], float] = OrderedDict()  # -> loop time it ends
         self.transcripts = TranscriptServer(node.chain.transcripts, node.pol_stats)
         network.handlers = NetworkHandlers(
@@ -198,6 +198,16 @@ class NodeLink:
             on_fraud_proof=self._on_fraud_proof,
         )
         node.pool.add_listener(self._on_pool_status)
+
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of each table that peers can make grow (metrics: polchain_table_entries)."""
+        return {
+            "sync_budgets": len(self._sync_budget),
+            "sync_targets": sum(len(t) for t in self._targets.values()),
+            "syncing_peers": len(self._syncing),
+            "unavailable_cooldowns": len(self._cooldown),
+            "sync_tasks": len(self._tasks),
+        }
 
     @property
     def is_syncing(self) -> bool:
@@ -310,6 +320,11 @@ class NodeLink:
                 self.network.report_peer(peer, Misbehaviour.BAD_ANNOUNCE, problem)
             else:
                 log.info("announce of block #%d from %s ignored: %s", header.number, peer, problem)
+            return
+        if self.network.peer(peer) is None:
+            # Queued before the peer was dropped, handled after _on_peer_disconnected: a budget
+            # made now would never be removed (one per banned identity), and a sync would
+            # find no one to ask.
             return
         budget = self._sync_budget.setdefault(peer, RateLimiter(SYNCS_PER_SECOND, SYNC_BURST))
         if not budget.take():
