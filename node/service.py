@@ -1,7 +1,9 @@
 """The node service: database, chain, pool, block authoring and the RPC server, wired together.
 
-Everything runs on one asyncio loop except block building and import, which run in a worker
-thread (training can take seconds) while the loop keeps serving RPC: the kernels release the
+Everything runs on one asyncio loop except what could hold it: block building and import run
+in a worker thread (training can take seconds), and so do finality's imports, fraud-proof
+re-runs, the slashing-protection record's writes (node.voter_record.RecordWriter) and RPC's
+large reads (rpc.reads), while the loop keeps serving peers and RPC: the kernels release the
 GIL, and a short GIL switch interval (:data:`LOOP_SWITCH_INTERVAL`) bounds how long the loop
 waits while the worker runs Python (``python -m benches.health`` measures both). The pool is
 only ever touched on the loop thread: the builder gets a snapshot of the ready extrinsics, and

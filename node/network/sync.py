@@ -55,7 +55,7 @@ Proof-of-learning (issue 9)
   ``polchain_pol_unavailable_total``, not the peer's fault (it may relay an author that
   withholds), and retried when the next announcement or sync round brings it again, from
   another peer at once, from the same peer after a cooldown (:data:`UNAVAILABLE_COOLDOWN`
-  fetch timeouts, at least a slot: each try waits under the node's block lock). A block
+  fetch timeouts, at least a slot: each try costs a fetch timeout's wait and its fetches). A block
   that is not imported is never built on nor voted for;
 - a block whose check finds a fault (``FraudFound``) is not imported either; the node stores
   the proof, gossips it and reports it on chain (node.service). The relaying peer is not
@@ -148,8 +148,9 @@ UNBLAMED_FRAUD_REASONS = frozenset({"unknown_job"})
 #: Blocks whose unavailable openings were logged (each once, however often retried).
 UNAVAILABLE_LOGGED = 1024
 #: A block whose openings one peer could not provide is not asked of that peer again for
-#: this many fetch timeouts (at least a slot): the import waits under the node's block lock,
-#: and a withholding author's every new block would otherwise cost us that wait again.
+#: this many fetch timeouts (at least a slot): the import waits for the fetch (off the node's
+#: block lock, but the block is not imported meanwhile), and a withholding author's every new
+#: block would otherwise cost us that wait again.
 UNAVAILABLE_COOLDOWN = 4
 
 
