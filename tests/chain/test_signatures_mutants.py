@@ -1,6 +1,52 @@
 """Mutation testing of chain/signatures.py: the block's signature batch.
 
-DOCSTRING-PLACEHOLDER
+Run by name, twice, because mutmut never mutates a decorated function (it would have to copy
+the decorator) and so leaves the two ``@njit`` kernels alone:
+
+1. the module as it is, JIT on (``rm -rf mutants && mutmut run "chain.signatures*"
+   --max-children 2``; the module is in ``[tool.mutmut] only_mutate``): everything but the
+   kernels, with warm_up's compiled versions checked;
+2. the kernels too, in a scratch copy of the checkout with the two decorator lines deleted,
+   under ``NUMBA_DISABLE_JIT=1`` (the kernels then run as Python and call libsodium through
+   the module's ctypes path)::
+
+       sed -i 's/^@njit(nogil=True, cache=True)$//' chain/signatures.py
+       rm -rf mutants && NUMBA_DISABLE_JIT=1 mutmut run "chain.signatures*" --max-children 2
+
+Before these tests (run 2, with the test selection of that day) 218 of 336 mutants were
+caught, 26 lived and 92 had no test (warm_up had none; cancel's only test needs the JIT):
+among them a worker that started its range at 0 or stopped one index late or early, a
+worker writing the importing thread's counter, the importing thread abandoning every range
+after the first it found done, ``start``'s ranges overlapping, and a wait on workers that
+could not start that never returned. None let a bad signature in (``finish`` re-checks what
+a worker missed, and an unchecked verdict counts as bad), but each broke the work sharing, and
+the abandoned ranges would have refused a good block whose workers were cancelled.
+Now 313/336 over both runs (run 1: 249/272; run 2: 302/336, 2 of them by a segfault), no
+defect found. The kernels are tested by calling them directly with a given ``progress``,
+the work sharing with real threads (a pool whose threads are held busy decides when a
+worker runs), forged signatures (a genuine signature of the same signer over another of its
+extrinsics) at the first, the last and both sides of every range edge with 1, 2 and 3
+workers.
+
+The 23 survivors are equivalent:
+
+- ``_verify_forward``: ``break`` -> ``return`` (nothing follows the loop).
+- ``_verify_backward``: the range's lower end ``bounds[r, 0] - 2`` for ``- 1``: the one extra
+  step is below the range's front, where ``i < progress[r, 0]`` breaks before any check (a
+  front never falls below its range's start).
+- ``__init__``: ``zip(..., strict=True)`` to ``None``/``False``/dropped (3; both lists are
+  built from the same extrinsics); ``np.fromiter``'s ``count`` dropped (a size hint); the
+  bounds' ``dtype=np.int64`` to ``None`` or dropped (2; numpy's default integer, int64 on
+  the 64-bit platforms numba supports).
+- ``start``: ``n * w / workers`` for ``//`` (the exact quotient's float, below 2**53,
+  truncated to int64 is its floor); ``range(workers + 2)`` (one more edge, never read); the
+  bounds' dtype to ``None`` or dropped (2; as above).
+- ``warm_up`` (11): the values of its dummy arrays and arguments (the message bytes, the
+  offsets, the bounds, a second verdict, ``lo``/``hi``) and ``dtype=np.int64`` dropped where
+  numpy's default is int64: every verdict is GOOD, so nothing is verified whatever the
+  values, and the compiled versions depend on the types only. Two more (the bounds
+  ``[[0, 2]]``, range ``r = 1``) read past an array: compiled numba does not check indices
+  and they live in run 1; numpy's IndexError kills them in run 2.
 """
 
 from __future__ import annotations
