@@ -1,8 +1,10 @@
 """Mutation testing of chain/trie.py: node decoding, roots, batched updates and read proofs.
 
 Run by name (``rm -rf mutants && mutmut run "chain.trie*" --max-children 2``; the module is
-in ``[tool.mutmut] only_mutate``; about 12 minutes on 2 cores with the fast trie, state and
-mutants tests selected; narrower, e.g. ``"chain.trie.x__decode*"``).
+in ``[tool.mutmut] only_mutate``; narrower, e.g. ``"chain.trie.x__decode*"``). Scores
+measured as tests/chain/test_signatures_mutants.py says, with the selection narrowed to the
+fast tests of the three modules (about 12 minutes on 2 cores; the configured selection
+holds them and more, which can only kill more).
 
 Before these tests 1020 of 1149 mutants were caught (9 by a timeout) and 129 lived: every
 refusal message of node decoding (a five-byte LEB128 length, the length bounds at 512/513
