@@ -35,6 +35,10 @@ and of the node's event loop (:class:`LoopLagProbe`):
 - ``polchain_event_loop_lag_seconds`` (histogram: how late the probe woke, each time)
 - ``polchain_event_loop_lag_max_seconds`` (gauge: the largest lag of the last minute)
 
+and of the in-memory tables that peers and RPC callers can make grow (each has a bound):
+
+- ``polchain_table_entries{table=...}`` (gauge: entries now; ``NodeService.table_sizes``)
+
 plus the ``process_*`` metrics of prometheus-client's process collector (CPU, memory, fds).
 
 Gauges are read from the node when scraped, so only the counters and histograms need hooks
@@ -61,7 +65,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from rpc.connections import ConnectionBudget, Listener
 
@@ -135,6 +139,7 @@ class NodeMetrics:
             "polchain_pol_unavailable", "Block imports refused: checkpoints not obtainable in time", registry=reg
         )
         reg.register(_TranscriptCollector(service))
+        reg.register(_TablesCollector(service))
         self.loop_lag = LoopLagProbe(
             Histogram(
                 "polchain_event_loop_lag_seconds", "How late the node's event loop ran a timer due every 50 ms",
@@ -247,6 +252,27 @@ class _TranscriptCollector:
             ("polchain_pol_bad_openings", "Openings from peers that did not verify", stats.bad_openings),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+
+
+class _TablesCollector:
+    """Entries of the node's bounded in-memory tables, read at scrape."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        sizes = getattr(self.service, "table_sizes", None)
+        if sizes is None:
+            return
+        family = GaugeMetricFamily(
+            "polchain_table_entries", "Entries of an in-memory table peers or RPC callers can grow", labels=["table"]
+        )
+        for name, value in sorted(sizes().items()):
+            family.add_metric([name], value)
+        yield family
 
 
 class MetricsServer:

@@ -1,7 +1,9 @@
 """The node service: database, chain, pool, block authoring and the RPC server, wired together.
 
-Everything runs on one asyncio loop except block building and import, which run in a worker
-thread (training can take seconds) while the loop keeps serving RPC: the kernels release the
+Everything runs on one asyncio loop except what could hold it: block building and import run
+in a worker thread (training can take seconds), and so do finality's imports, fraud-proof
+re-runs, the slashing-protection record's writes (node.voter_record.RecordWriter) and RPC's
+large reads (rpc.reads), while the loop keeps serving peers and RPC: the kernels release the
 GIL, and a short GIL switch interval (:data:`LOOP_SWITCH_INTERVAL`) bounds how long the loop
 waits while the worker runs Python (``python -m benches.health`` measures both). The pool is
 only ever touched on the loop thread: the builder gets a snapshot of the ready extrinsics, and
@@ -476,6 +478,26 @@ class NodeService:
         for queue in self._xt_watchers.get(xt_hash, ()):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait((status, final))
+
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of each in-memory table that peers or RPC callers can make grow, by name
+        (node.metrics exports them as ``polchain_table_entries{table=...}``; benches/churn.py
+        watches them under churn)."""
+        pool = self.pool.status()
+        sizes = {
+            "pool_transactions": pool.ready + pool.future,
+            "pool_banned": pool.banned,
+            "xt_watchers": sum(len(w) for w in self._xt_watchers.values()),
+            "head_watchers": len(self._head_watchers) + len(self._final_watchers),
+            "signature_cache": len(self._signature_ok),
+            "pending_justifications": len(self._pending_justifications),
+            "recent_votes": sum(1 for _ in self.collector.recent_votes()),
+        }
+        if self.network is not None:
+            sizes.update(self.network.table_sizes())
+        if self.link is not None:
+            sizes.update(self.link.table_sizes())
+        return sizes
 
     async def heads(self, *, finalized: bool) -> AsyncIterator[Header]:
         """The current (best or finalized) head, then each new one."""

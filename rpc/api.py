@@ -1,7 +1,7 @@
 """The node's JSON-RPC method table: Substrate's names and shapes, and the ``ml_`` namespace.
 
 One module per namespace under `rpc.namespaces` (system, chain, state, author, payment,
-ml); this module names what they need from a running node (`NodeApi`) and merges their
+ml, economy, gov, democracy, fl, pol); this module names what they need from a running node (`NodeApi`) and merges their
 tables. Numbers and bytes are 0x-hex as in Substrate (``"number": "0x1a"``), accounts
 SS58 (`rpc.shapes`). Every parameter is parsed by a kind from `rpc.params` before a
 method runs: malformed or out-of-range input is -32602 with the parameter and the

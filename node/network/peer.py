@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
@@ -30,20 +31,28 @@ from node.network.multiaddr import Multiaddr
 from node.network.noise import MAX_CHUNK, TAG_LEN, NoiseSession
 from node.network.reputation import RateLimiter
 
+T = TypeVar("T", bound=Hashable)
+
 CLOSE_TIMEOUT = 1.0
+# Ids of our requests to one peer that timed out, kept so a late answer is not charged as
+# unsolicited: only the newest. A peer that never answers is charged REQUEST_TIMEOUT each
+# time, but at one timeout per request_timeout (10 s) its score settles near -920 and it is
+# never banned, so an unbounded set grew for as long as it stayed connected. A late answer
+# to an older id is charged UNSOLICITED_RESPONSE: it is later than 64 requests.
+MAX_EXPIRED_REQUESTS = 64
 WS_MESSAGE_TOO_BIG = 1009
 
 
-class BoundedSet:
+class BoundedSet(Generic[T]):
     """A set that forgets its oldest members beyond ``capacity`` (seen-sets for gossip)."""
 
     __slots__ = ("_items", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[bytes, None] = OrderedDict()
+        self._items: OrderedDict[T, None] = OrderedDict()
 
-    def add(self, item: bytes) -> bool:
+    def add(self, item: T) -> bool:
         """Add ``item``; True if it was new."""
         if item in self._items:
             return False
@@ -52,7 +61,7 @@ class BoundedSet:
             self._items.popitem(last=False)
         return True
 
-    def discard(self, item: bytes) -> None:
+    def discard(self, item: T) -> None:
         self._items.pop(item, None)
 
     def __contains__(self, item: object) -> bool:
@@ -60,6 +69,9 @@ class BoundedSet:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +113,10 @@ class Peer:
         self.outbound = outbound
         self.address = address
         self.connected_at = time.time()
-        self.known_blocks = BoundedSet(limits.known_capacity)
-        self.known_txs = BoundedSet(limits.known_capacity)
-        self.known_votes = BoundedSet(limits.known_capacity)
-        self.expired_requests: set[int] = set()  # ids of our requests that timed out (a few)
+        self.known_blocks: BoundedSet[bytes] = BoundedSet(limits.known_capacity)
+        self.known_txs: BoundedSet[bytes] = BoundedSet(limits.known_capacity)
+        self.known_votes: BoundedSet[bytes] = BoundedSet(limits.known_capacity)
+        self.expired_requests: BoundedSet[int] = BoundedSet(MAX_EXPIRED_REQUESTS)  # of our requests that timed out
         self._frames = RateLimiter(limits.frames_per_second, limits.frame_burst)
         self._bytes = RateLimiter(limits.bytes_per_second, limits.byte_burst)
         self.requests = RateLimiter(limits.requests_per_second, limits.request_burst)

@@ -4,11 +4,26 @@ After Substrate's peerset (sc-peerset): each peer has a score that misbehaviour 
 restores (exponential decay toward 0, half-life :data:`HALF_LIFE`); below
 :data:`BAN_THRESHOLD` the peer is disconnected and banned for ``ban_seconds``. A fatal
 misbehaviour (garbage, oversize, flood, a bad block, an identity that does not verify) costs the
-whole threshold at once. Scores are bounded: at most :data:`MAX_TRACKED` peers, the least
-recently charged forgotten first. Bans are kept apart and never evicted by fresh ids (else
-charging 4096 throwaway ids would lift any ban): a ban is only dropped once it has run out.
-They stay bounded by the cost of earning one: a completed handshake and the misbehaviour,
-under the per-address connection limits, for each ``ban_seconds``.
+whole threshold at once.
+
+Memory is bounded in entries, whatever the churn of identities (a fresh identity is free: a key
+pair and a handshake):
+
+- scores: at most ``max_tracked`` (:data:`MAX_TRACKED`). Past it, a quarter of them go at once
+  (amortised), those nearest zero first, the least recently touched among equals: forgetting
+  a score near zero changes nothing, and a throwaway identity charged once cannot push out a
+  real peer's bad score (review 15 evicted the least recently charged, so 4096 throwaway
+  charges wiped a real peer's -800). A banned peer's score is dropped (it starts at 0 when
+  the ban ends).
+- bans: two tables of at most ``max_bans`` (:data:`MAX_BANS`) each, keyed by what the ban
+  cost to earn. A peer banned after ``settled_after`` (:data:`SETTLED_AFTER`) seconds of
+  connection goes into the *settled* table: such bans come at most one per connection slot
+  per ``settled_after`` seconds, so churn cannot fill it; when it is full anyway the ban that
+  ends first goes. Any other ban (an identity that misbehaved soon after its handshake: all
+  that churn makes) goes into the *fresh* table, whose oldest ban goes first: churn flushes
+  only other churn, and a fresh identity's ban protects little (the next one is free). Fresh
+  bans that ran out go as each new one comes (they are in order of expiry); settled ones
+  when their table is full; any on lookup.
 """
 
 from __future__ import annotations
@@ -21,6 +36,8 @@ from dataclasses import dataclass
 BAN_THRESHOLD = -1000.0
 HALF_LIFE = 60.0
 MAX_TRACKED = 4096
+MAX_BANS = 4096  # per table (settled and fresh)
+SETTLED_AFTER = 30.0  # seconds of connection before a ban counts as settled
 
 
 class Misbehaviour(enum.Enum):
@@ -62,53 +79,96 @@ class _Entry:
 class ReputationBook:
     """Scores and bans by peer key (a PeerId)."""
 
-    def __init__(self, ban_seconds: float = 60.0) -> None:
+    def __init__(
+        self, ban_seconds: float = 60.0, *, max_tracked: int | None = None, max_bans: int = MAX_BANS,
+        settled_after: float = SETTLED_AFTER,
+    ) -> None:
+        if max_bans < 1:
+            raise ValueError(f"max_bans must be at least 1, got {max_bans}")
         self.ban_seconds = ban_seconds
+        self.max_tracked = MAX_TRACKED if max_tracked is None else max_tracked
+        self.max_bans = max_bans
+        self.settled_after = settled_after
         self._now = time.monotonic
-        self._entries: OrderedDict[object, _Entry] = OrderedDict()
-        self._bans: dict[object, float] = {}  # peer -> monotonic time its ban ends
-        self._prune_at = MAX_TRACKED
+        self._entries: dict[object, _Entry] = {}
+        self._bans: dict[object, float] = {}  # settled: peer -> monotonic time its ban ends
+        self._fresh_bans: OrderedDict[object, float] = OrderedDict()  # the same, oldest first
+
+    def _decayed(self, e: _Entry, now: float) -> float:
+        e.score *= 0.5 ** ((now - e.at) / HALF_LIFE)
+        e.at = now
+        return e.score
 
     def _entry(self, peer: object) -> _Entry:
         now = self._now()
         e = self._entries.get(peer)
         if e is None:
             e = self._entries[peer] = _Entry(0.0, now)
-            while len(self._entries) > MAX_TRACKED:
-                self._entries.popitem(last=False)
+            if len(self._entries) > self.max_tracked:
+                self._forget_scores(now, keep=peer)
         else:
-            e.score *= 0.5 ** ((now - e.at) / HALF_LIFE)
-            e.at = now
-            self._entries.move_to_end(peer)
+            self._decayed(e, now)
         return e
 
-    def score(self, peer: object) -> float:
-        return self._entry(peer).score if peer in self._entries else 0.0
+    def _forget_scores(self, now: float, *, keep: object) -> None:
+        """Drop a quarter of the scores (at least one), those nearest zero first and, among
+        equals, the least recently charged or read; never ``keep`` (the one being charged)."""
+        target = self.max_tracked * 3 // 4
 
-    def report(self, peer: object, what: Misbehaviour) -> bool:
-        """Charge ``peer``; True if it is now banned (the caller disconnects it)."""
+        def rank(p: object) -> tuple[float, float]:
+            e = self._entries[p]
+            return -e.score * 0.5 ** ((now - e.at) / HALF_LIFE), e.at  # e.at: its last charge (or read)
+
+        ranked = sorted((p for p in self._entries if p != keep), key=rank)
+        for p in ranked[: max(1, len(self._entries) - target)]:
+            del self._entries[p]
+
+    def score(self, peer: object) -> float:
+        e = self._entries.get(peer)
+        return 0.0 if e is None else self._decayed(e, self._now())
+
+    def report(self, peer: object, what: Misbehaviour, *, connected_for: float = 0.0) -> bool:
+        """Charge ``peer``; True if it is now banned (the caller disconnects it).
+
+        ``connected_for``: seconds the peer has been connected (0 if it is not): a ban after
+        ``settled_after`` of them goes into the table churn cannot flush."""
         e = self._entry(peer)
         e.score += what.cost
-        if e.score <= BAN_THRESHOLD:
-            now = self._now()
-            if len(self._bans) >= self._prune_at:  # amortised: prune the bans that ran out
-                self._bans = {p: until for p, until in self._bans.items() if until > now}
-                self._prune_at = max(MAX_TRACKED, 2 * len(self._bans))
-            self._bans[peer] = now + self.ban_seconds
-            e.score = 0.0  # a fresh start once the ban ends
-            return True
-        return False
+        if e.score > BAN_THRESHOLD:
+            return False
+        del self._entries[peer]  # a fresh start once the ban ends
+        now = self._now()
+        until = now + self.ban_seconds
+        if connected_for >= self.settled_after or peer in self._bans:
+            self._fresh_bans.pop(peer, None)
+            if peer not in self._bans and len(self._bans) >= self.max_bans:
+                self._bans = {p: t for p, t in self._bans.items() if t > now}
+                if len(self._bans) >= self.max_bans:
+                    del self._bans[min(self._bans, key=self._bans.__getitem__)]  # the one ending first
+            self._bans[peer] = until
+        else:
+            fresh = self._fresh_bans
+            fresh.pop(peer, None)  # re-inserted last: the order stays the order of expiry
+            fresh[peer] = until
+            while fresh and (len(fresh) > self.max_bans or next(iter(fresh.values())) <= now):
+                fresh.popitem(last=False)  # the oldest: past the bound, or run out
+        return True
+
+    def sizes(self) -> dict[str, int]:
+        """Entries per table: what the node exports as metrics."""
+        return {"scores": len(self._entries), "bans": len(self._bans), "fresh_bans": len(self._fresh_bans)}
 
     def banned_for(self, peer: object) -> float:
         """Seconds of ban left (0 if not banned)."""
-        until = self._bans.get(peer)
-        if until is None:
-            return 0.0
-        left = until - self._now()
-        if left <= 0:
-            del self._bans[peer]
-            return 0.0
-        return left
+        for table in (self._bans, self._fresh_bans):
+            until = table.get(peer)
+            if until is None:
+                continue
+            left = until - self._now()
+            if left > 0:
+                return left
+            del table[peer]
+        return 0.0
 
 
 class RateLimiter:

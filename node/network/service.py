@@ -104,7 +104,13 @@ from node.network.messages import (
 from node.network.multiaddr import Multiaddr
 from node.network.noise import MAX_NOISE_MESSAGE, StaticKey, handshake
 from node.network.peer import BoundedSet, Peer, PeerLimits
-from node.network.reputation import Misbehaviour, ReputationBook
+from node.network.reputation import (
+    MAX_BANS,
+    MAX_TRACKED,
+    SETTLED_AFTER,
+    Misbehaviour,
+    ReputationBook,
+)
 from rpc.connections import ConnectionBudget, Listener
 
 log = logging.getLogger("polchain.network")
@@ -157,6 +163,9 @@ class NetworkConfig:
     handshake_timeout: float = 5.0
     request_timeout: float = 10.0
     ban_seconds: float = 60.0
+    max_tracked: int = MAX_TRACKED  # peers with a score (node.network.reputation)
+    max_bans: int = MAX_BANS  # bans of each kind, settled and fresh (node.network.reputation)
+    settled_after: float = SETTLED_AFTER
     frames_per_second: float = 2000.0
     frame_burst: float = 4000.0
     bytes_per_second: float = 64 * 1024 * 1024
@@ -238,7 +247,10 @@ class NetworkService:
         self.genesis_hash = genesis_hash
         self.chain_status = chain_status
         self.handlers = handlers or NetworkHandlers()
-        self.reputation = ReputationBook(config.ban_seconds)
+        self.reputation = ReputationBook(
+            config.ban_seconds, max_tracked=config.max_tracked, max_bans=config.max_bans,
+            settled_after=config.settled_after,
+        )
         self._static = StaticKey.generate(key)
         self._limits = PeerLimits(
             config.frames_per_second, config.frame_burst, config.bytes_per_second,
@@ -252,8 +264,8 @@ class NetworkService:
             _Target(a, True, config.reconnect_min) for a in config.reserved_nodes
         ] + [_Target(a, False, config.reconnect_min) for a in config.bootnodes if not config.reserved_only]
         self._blocked_until: dict[PeerId, float] = {}
-        self._seen_txs = BoundedSet(config.seen_capacity)
-        self._seen_votes = BoundedSet(config.seen_capacity)
+        self._seen_txs: BoundedSet[bytes] = BoundedSet(config.seen_capacity)
+        self._seen_votes: BoundedSet[bytes] = BoundedSet(config.seen_capacity)
         self._pending: dict[tuple[PeerId, int], asyncio.Future[Message]] = {}
         self._request_ids = itertools.count(1)
         self._pending_handshakes = 0
@@ -274,6 +286,19 @@ class NetworkService:
     def listen_addresses(self) -> list[Multiaddr]:
         """Where this node listens, with the ports actually bound and its /p2p/ id."""
         return [a.with_peer_id(self.local_peer_id) for a in self._listen]
+
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of each table that peers can make grow (metrics: polchain_table_entries)."""
+        return {
+            "peers": len(self._peers),
+            **{f"reputation_{k}": v for k, v in self.reputation.sizes().items()},
+            "seen_txs": len(self._seen_txs),
+            "seen_votes": len(self._seen_votes),
+            "pending_requests": len(self._pending),
+            "blocked_peers": len(self._blocked_until),
+            "pending_handshakes_by_ip": len(self._pending_by_ip),
+            "network_tasks": len(self._tasks),
+        }
 
     def peers(self) -> list[PeerInfo]:
         return [
@@ -624,8 +649,15 @@ class NetworkService:
                     await self.handlers.on_peer_disconnected(peer.peer_id)
         await peer.close(reason)
 
+    def _charge(self, peer_id: PeerId, what: Misbehaviour, peer: Peer | None = None) -> bool:
+        """Charge ``peer_id``, telling the book how long it has been connected (which decides
+        the table its ban goes in: node.network.reputation)."""
+        peer = peer or self._peers.get(peer_id)
+        connected_for = 0.0 if peer is None else time.time() - peer.connected_at
+        return self.reputation.report(peer_id, what, connected_for=connected_for)
+
     def _misbehaved(self, peer: Peer, what: Misbehaviour, detail: str) -> str:
-        banned = self.reputation.report(peer.peer_id, what)
+        banned = self._charge(peer.peer_id, what, peer)
         log.warning(
             "peer %s misbehaved (%s: %s)%s", peer.peer_id, what.reason, detail,
             f"; banned for {self.config.ban_seconds:g} s" if banned else "",
@@ -634,7 +666,7 @@ class NetworkService:
 
     def report_peer(self, peer_id: PeerId, what: Misbehaviour, detail: str = "") -> bool:
         """Charge ``peer_id`` (e.g. the importer found a bad block); True if it was banned."""
-        banned = self.reputation.report(peer_id, what)
+        banned = self._charge(peer_id, what)
         log.warning("peer %s: %s%s%s", peer_id, what.reason, f" ({detail})" if detail else "", "; banned" if banned else "")
         peer = self._peers.get(peer_id)
         if banned and peer is not None:
@@ -780,7 +812,7 @@ class NetworkService:
             self.report_peer(peer.peer_id, Misbehaviour.BAD_FRAUD_PROOF)
 
     # --- what the node sends ----------------------------------------------------------------------
-    def _gossip(self, msg: Message, digest: bytes, known: Callable[[Peer], BoundedSet]) -> int:
+    def _gossip(self, msg: Message, digest: bytes, known: Callable[[Peer], BoundedSet[bytes]]) -> int:
         sent = 0
         for p in list(self._peers.values()):
             if known(p).add(digest):

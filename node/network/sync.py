@@ -55,7 +55,7 @@ Proof-of-learning (issue 9)
   ``polchain_pol_unavailable_total``, not the peer's fault (it may relay an author that
   withholds), and retried when the next announcement or sync round brings it again, from
   another peer at once, from the same peer after a cooldown (:data:`UNAVAILABLE_COOLDOWN`
-  fetch timeouts, at least a slot: each try waits under the node's block lock). A block
+  fetch timeouts, at least a slot: each try costs a fetch timeout's wait and its fetches). A block
   that is not imported is never built on nor voted for;
 - a block whose check finds a fault (``FraudFound``) is not imported either; the node stores
   the proof, gossips it and reports it on chain (node.service). The relaying peer is not
@@ -148,8 +148,9 @@ UNBLAMED_FRAUD_REASONS = frozenset({"unknown_job"})
 #: Blocks whose unavailable openings were logged (each once, however often retried).
 UNAVAILABLE_LOGGED = 1024
 #: A block whose openings one peer could not provide is not asked of that peer again for
-#: this many fetch timeouts (at least a slot): the import waits under the node's block lock,
-#: and a withholding author's every new block would otherwise cost us that wait again.
+#: this many fetch timeouts (at least a slot): the import waits for the fetch (off the node's
+#: block lock, but the block is not imported meanwhile), and a withholding author's every new
+#: block would otherwise cost us that wait again.
 UNAVAILABLE_COOLDOWN = 4
 
 
@@ -183,7 +184,7 @@ class NodeLink:
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
         self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (best hash, its validator set)
         self._stopping = False
-        self._unavailable = BoundedSet(UNAVAILABLE_LOGGED)
+        self._unavailable: BoundedSet[bytes] = BoundedSet(UNAVAILABLE_LOGGED)
         self._cooldown: OrderedDict[tuple[bytes, PeerId], float] = OrderedDict()  # -> loop time it ends
         self.transcripts = TranscriptServer(node.chain.transcripts, node.pol_stats)
         network.handlers = NetworkHandlers(
@@ -198,6 +199,16 @@ class NodeLink:
             on_fraud_proof=self._on_fraud_proof,
         )
         node.pool.add_listener(self._on_pool_status)
+
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of each table that peers can make grow (metrics: polchain_table_entries)."""
+        return {
+            "sync_budgets": len(self._sync_budget),
+            "sync_targets": sum(len(t) for t in self._targets.values()),
+            "syncing_peers": len(self._syncing),
+            "unavailable_cooldowns": len(self._cooldown),
+            "sync_tasks": len(self._tasks),
+        }
 
     @property
     def is_syncing(self) -> bool:
@@ -310,6 +321,11 @@ class NodeLink:
                 self.network.report_peer(peer, Misbehaviour.BAD_ANNOUNCE, problem)
             else:
                 log.info("announce of block #%d from %s ignored: %s", header.number, peer, problem)
+            return
+        if self.network.peer(peer) is None:
+            # Queued before the peer was dropped, handled after _on_peer_disconnected: a budget
+            # made now would never be removed (one per banned identity), and a sync would
+            # find no one to ask.
             return
         budget = self._sync_budget.setdefault(peer, RateLimiter(SYNCS_PER_SECOND, SYNC_BURST))
         if not budget.take():

@@ -53,7 +53,9 @@ def test_small_costs_add_up_and_time_forgives() -> None:
 
 
 def test_tracking_is_bounded_but_fresh_ids_never_evict_a_ban(monkeypatch) -> None:
-    """Review 15: charging many fresh ids forgets old scores, never a ban still running."""
+    """Review 15: charging many fresh ids forgets old scores, never a ban still running. Since
+    the growth task the scores nearest zero go first: a real peer's -600 outlives 4096 charges
+    of -100 (least recently charged first, it was wiped: tests/node/test_churn.py)."""
     monkeypatch.setattr(reputation, "MAX_TRACKED", 3)
     b, clock = book(ban_seconds=30)
     assert b.report("banned", Misbehaviour.GARBAGE) is True
@@ -61,12 +63,27 @@ def test_tracking_is_bounded_but_fresh_ids_never_evict_a_ban(monkeypatch) -> Non
     for i in range(4096):  # an attacker charging fresh ids
         b.report(f"fresh-{i}", Misbehaviour.REQUEST_TIMEOUT)
     assert b.banned_for("banned") == pytest.approx(30)
-    assert b.score("scored") == 0  # a mere score is forgotten, the least recently charged first
+    assert b.score("scored") == Misbehaviour.WRONG_RESPONSE.cost  # the scores nearest zero went
+    assert b.score("fresh-0") == 0
     assert len(b._entries) <= 3
     clock.now += 31
     assert b.banned_for("banned") == 0  # the ban ends as before
-    b.report("late", Misbehaviour.GARBAGE)
-    assert "banned" not in b._bans  # expired bans are pruned
+    assert b.sizes()["fresh_bans"] == 0  # and is pruned
+
+
+def test_a_full_settled_ban_table_drops_the_ban_that_ends_first() -> None:
+    b, clock = book(ban_seconds=30)
+    b.max_bans = 2
+    assert b.report("a", Misbehaviour.GARBAGE, connected_for=60)
+    clock.now += 1
+    assert b.report("b", Misbehaviour.GARBAGE, connected_for=60)
+    clock.now += 1
+    assert b.report("c", Misbehaviour.GARBAGE, connected_for=60)
+    assert b.sizes() == {"scores": 0, "bans": 2, "fresh_bans": 0}
+    assert b.banned_for("a") == 0 and b.banned_for("b") > 0 and b.banned_for("c") > 0
+    clock.now += 40  # every ban ran out: pruned before anything is evicted
+    assert b.report("d", Misbehaviour.GARBAGE, connected_for=60)
+    assert b.sizes()["bans"] == 1
 
 
 def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
@@ -76,3 +93,13 @@ def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
     time.sleep(0.05)  # about 5 tokens
     taken = sum(limiter.take() for _ in range(20))
     assert 3 <= taken <= 10  # never more than the burst, however late the sleep ends
+
+
+def test_fresh_bans_that_ran_out_go_as_new_ones_come() -> None:
+    """Before, a ban that ran out stayed until its table was full (4096) or the peer came back."""
+    b, clock = book(ban_seconds=30)
+    for i in range(10):
+        b.report(f"old-{i}", Misbehaviour.GARBAGE)
+    clock.now += 31
+    b.report("new", Misbehaviour.GARBAGE)
+    assert b.sizes()["fresh_bans"] == 1 and b.banned_for("new") == pytest.approx(30)
