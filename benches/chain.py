@@ -463,7 +463,8 @@ def run(ctx: Any) -> Any:
     ceilings, on 1 and 2 cores, side by side in every repetition.
 
     One repetition imports the same blocks on a fresh node with 1 signature thread, then
-    with 2, and verifies the same signatures with a PyNaCl loop on 1 thread and on 2;
+    with 2, each timing the blocks after :data:`WARM_BLOCKS` untimed ones, and verifies the
+    timed blocks' signatures with a PyNaCl loop on 1 thread and on 2;
     the ratios are taken within a repetition (same machine state), then summarised.
     Every import must reach the author's state root (``import_block`` checks the header's
     root), and the final roots of the 1- and 2-thread nodes are compared here too. Each
