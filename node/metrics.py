@@ -264,13 +264,10 @@ class _TablesCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        sizes = getattr(self.service, "table_sizes", None)
-        if sizes is None:
-            return
         family = GaugeMetricFamily(
             "polchain_table_entries", "Entries of an in-memory table peers or RPC callers can grow", labels=["table"]
         )
-        for name, value in sorted(sizes().items()):
+        for name, value in sorted(self.service.table_sizes().items()):
             family.add_metric([name], value)
         yield family
 
