@@ -112,7 +112,7 @@ class Peer:
         self.best_hash = status.best_hash
         self.outbound = outbound
         self.address = address
-        self.connected_at = time.time()
+        self.connected_at = time.monotonic()  # a clock step cannot make a peer look settled
         self.known_blocks: BoundedSet[bytes] = BoundedSet(limits.known_capacity)
         self.known_txs: BoundedSet[bytes] = BoundedSet(limits.known_capacity)
         self.known_votes: BoundedSet[bytes] = BoundedSet(limits.known_capacity)

@@ -10,10 +10,13 @@ Memory is bounded in entries, whatever the churn of identities (a fresh identity
 pair and a handshake):
 
 - scores: at most ``max_tracked`` (:data:`MAX_TRACKED`). Past it, a quarter of them go at once
-  (amortised), those nearest zero first, the least recently touched among equals: forgetting
-  a score near zero changes nothing, and a throwaway identity charged once cannot push out a
-  real peer's bad score (review 15 evicted the least recently charged, so 4096 throwaway
-  charges wiped a real peer's -800). A banned peer's score is dropped (it starts at 0 when
+  (amortised), never a connected peer's (``is_connected``), and among the others those nearest
+  zero first, the least recently touched among equals: forgetting a score near zero changes
+  nothing. Review 15 evicted the least recently charged, so 4096 throwaway charges wiped a
+  real peer's -800; nearest-zero alone still let identities charged more than it (three
+  cheap messages each, below the ban) push it out. A disconnected peer's score protects
+  little (its owner can come back under a fresh identity for free); a connected one's is
+  what stands between it and a ban. A banned peer's score is dropped (it starts at 0 when
   the ban ends).
 - bans: two tables of at most ``max_bans`` (:data:`MAX_BANS`) each, keyed by what the ban
   cost to earn. A peer banned after ``settled_after`` (:data:`SETTLED_AFTER`) seconds of
@@ -31,6 +34,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 BAN_THRESHOLD = -1000.0
@@ -81,7 +85,7 @@ class ReputationBook:
 
     def __init__(
         self, ban_seconds: float = 60.0, *, max_tracked: int | None = None, max_bans: int = MAX_BANS,
-        settled_after: float = SETTLED_AFTER,
+        settled_after: float = SETTLED_AFTER, is_connected: Callable[[object], bool] = lambda peer: False,
     ) -> None:
         if max_bans < 1:
             raise ValueError(f"max_bans must be at least 1, got {max_bans}")
@@ -89,6 +93,7 @@ class ReputationBook:
         self.max_tracked = MAX_TRACKED if max_tracked is None else max_tracked
         self.max_bans = max_bans
         self.settled_after = settled_after
+        self.is_connected = is_connected
         self._now = time.monotonic
         self._entries: dict[object, _Entry] = {}
         self._bans: dict[object, float] = {}  # settled: peer -> monotonic time its ban ends
@@ -111,15 +116,17 @@ class ReputationBook:
         return e
 
     def _forget_scores(self, now: float, *, keep: object) -> None:
-        """Drop a quarter of the scores (at least one), those nearest zero first and, among
-        equals, the least recently charged or read; never ``keep`` (the one being charged)."""
+        """Drop a quarter of the scores (at least one, if any peer is not connected), those
+        nearest zero first and, among equals, the least recently charged or read; never
+        ``keep`` (the one being charged) nor a connected peer's."""
         target = self.max_tracked * 3 // 4
 
         def rank(p: object) -> tuple[float, float]:
             e = self._entries[p]
             return -e.score * 0.5 ** ((now - e.at) / HALF_LIFE), e.at  # e.at: its last charge (or read)
 
-        ranked = sorted((p for p in self._entries if p != keep), key=rank)
+        connected = self.is_connected
+        ranked = sorted((p for p in self._entries if p != keep and not connected(p)), key=rank)
         for p in ranked[: max(1, len(self._entries) - target)]:
             del self._entries[p]
 

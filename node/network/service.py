@@ -249,7 +249,7 @@ class NetworkService:
         self.handlers = handlers or NetworkHandlers()
         self.reputation = ReputationBook(
             config.ban_seconds, max_tracked=config.max_tracked, max_bans=config.max_bans,
-            settled_after=config.settled_after,
+            settled_after=config.settled_after, is_connected=lambda peer: peer in self._peers,
         )
         self._static = StaticKey.generate(key)
         self._limits = PeerLimits(
@@ -653,7 +653,7 @@ class NetworkService:
         """Charge ``peer_id``, telling the book how long it has been connected (which decides
         the table its ban goes in: node.network.reputation)."""
         peer = peer or self._peers.get(peer_id)
-        connected_for = 0.0 if peer is None else time.time() - peer.connected_at
+        connected_for = 0.0 if peer is None else time.monotonic() - peer.connected_at
         return self.reputation.report(peer_id, what, connected_for=connected_for)
 
     def _misbehaved(self, peer: Peer, what: Misbehaviour, detail: str) -> str:

@@ -141,6 +141,32 @@ async def test_churned_scores_do_not_flush_a_real_peers_bad_score() -> None:
         await assert_serves_an_honest_peer(n)
 
 
+async def test_identities_charged_worse_than_a_connected_peer_do_not_flush_its_score() -> None:
+    """Nearest-zero eviction alone let throwaway identities charged more than a real peer
+    (here -400 each, below the ban) push out the real peer's -200, and it started over while
+    still connected (found in review). A connected peer's score is never forgotten now; a
+    disconnected one's protects little, as its owner can come back under a fresh identity
+    for free."""
+    async with node(max_tracked=4) as n:
+        real = await connected_peer(n)
+        await real.send(BlockResponse(999, ()))  # -200, still connected
+        await wait_for(lambda: n.service.reputation.score(real.key.peer_id) <= -190)
+
+        for _ in range(12):  # each -400, then gone
+            raw = await connected_peer(n)
+            await raw.send(BlockResponse(999, ()))
+            await raw.send(BlockResponse(999, ()))
+            await wait_for(lambda r=raw: n.service.reputation.score(r.key.peer_id) <= -390)
+            await raw.close()
+            await wait_for(lambda r=raw: n.service.peer(r.key.peer_id) is None)
+
+        book = n.service.reputation
+        assert book.sizes()["scores"] <= 4
+        assert book.score(real.key.peer_id) <= -150, book.score(real.key.peer_id)
+        await real.close()
+        await assert_serves_an_honest_peer(n)
+
+
 async def test_expired_request_ids_of_a_connected_peer_are_bounded() -> None:
     """A peer that never answers is charged REQUEST_TIMEOUT (-100) per request; at one timeout
     per 10 s its score settles near -920 and it is never banned, while every expired id was
