@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import aiohttp
 
 from benches.record import write_record
 from chain.header import Header
+from node.metrics import scrape
 from node.network.identity import NodeKey
 from node.network.messages import (
     PROTOCOL_VERSION,
@@ -59,7 +59,6 @@ from node.network.noise import StaticKey, handshake
 HERE = Path(__file__).resolve().parent.parent
 CONCURRENCY = 4  # the node takes at most 4 handshakes at once from one address (max_pending_per_ip)
 GARBAGE = b"\x00\xc1"  # a last chunk holding 0xc1, which MessagePack never uses: a ban at once
-TABLE_RE = re.compile(r'^polchain_table_entries\{table="([a-z_]+)"\} ([0-9.e+]+)$', re.M)
 SHOWN = ("reputation_scores", "reputation_bans", "reputation_fresh_bans", "seen_votes", "sync_budgets")
 
 
@@ -77,16 +76,12 @@ def rss_kib(pid: int) -> int:
 
 
 def tables(metrics_port: int) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {name: int(float(value)) for name, value in TABLE_RE.findall(text)}
+    return {labels[0][1]: int(value) for (name, labels), value in scrape(metrics_port).items()
+            if name == "polchain_table_entries"}
 
 
 def peers_connected(metrics_port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    found = re.search(r"^substrate_sub_libp2p_peers_count ([0-9.e+]+)$", text, re.M)
-    return int(float(found.group(1))) if found else 0
+    return int(scrape(metrics_port).get(("substrate_sub_libp2p_peers_count", ()), 0))
 
 
 async def rpc(session: aiohttp.ClientSession, url: str, method: str, params: list[Any]) -> Any:

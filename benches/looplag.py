@@ -60,12 +60,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from benches.record import write_record
 from chain import calls
@@ -73,7 +70,7 @@ from chain.crypto import DEV_ACCOUNTS, dev_keypair, ss58_encode
 from chain.extrinsic import sign_extrinsic
 from consensus.finality import Checkpoint, VoterState
 from node.devnet import find_free_port_range
-from node.metrics import LAG_BUCKETS, LoopLagProbe
+from node.metrics import LAG_BUCKETS, LoopLagProbe, scrape
 from node.service import LOOP_SWITCH_INTERVAL
 from node.voter_record import store_record
 
@@ -109,16 +106,6 @@ class _Rpc:
         if "error" in answer:
             raise RuntimeError(f"{method}: {answer['error']}")
         return answer["result"], len(raw)
-
-
-def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def lag_between(before: dict, after: dict, seconds: float) -> dict[str, Any]:
@@ -348,10 +335,10 @@ def measure_devnet(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         spec_version = int(rpc.call("state_getRuntimeVersion")[0]["specVersion"])
         keys = rpc.call("state_getKeysPaged", ["0x", 1000, None, "0x" + genesis.hex()])[0]
 
-        m0 = [_scrape(p) for p in metric_ports]
+        m0 = [scrape(p) for p in metric_ports]
         t0 = time.monotonic()
         time.sleep(args.idle_seconds)
-        m1 = [_scrape(p) for p in metric_ports]
+        m1 = [scrape(p) for p in metric_ports]
         t1 = time.monotonic()
         if args.py_spy:
             for pid in pids:
@@ -372,7 +359,7 @@ def measure_devnet(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         load.stop.set()
         for t in threads:
             t.join(30)
-        m2 = [_scrape(p) for p in metric_ports]
+        m2 = [scrape(p) for p in metric_ports]
         t2 = time.monotonic()
         heads = [int(_Rpc(p).call("chain_getHeader")[0]["number"], 16) for p in rpc_ports]
         finals = [int(_Rpc(p).call("chain_getHeader", [_Rpc(p).call("chain_getFinalizedHead")[0]])[0]["number"], 16)

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -66,6 +67,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from rpc.connections import ConnectionBudget, Listener
 
@@ -309,3 +311,15 @@ class MetricsServer:
 
     async def stop(self) -> None:
         await self._runner.cleanup()
+
+
+def scrape(port: int, *, timeout: float = 10.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample a node serves at ``http://127.0.0.1:port/metrics``, keyed by (name, sorted
+    labels): what the benches and tests read (a client of :class:`MetricsServer`)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 
 from netkit import RawPeer
 from nodekit import free_port, start_node
-from prometheus_client.parser import text_string_to_metric_families
 
 from chain import calls
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
 from chain.proofs import verify_opening
+from node.metrics import scrape
 from node.network.identity import NodeKey
 from node.network.messages import (
     BlockRequest,
@@ -32,16 +31,6 @@ KEY_A, KEY_B = "21" * 32, "22" * 32
 STEPS, SEGMENT = 160, 10  # 16 segments, 17 transcript entries
 ENTRIES = STEPS // SEGMENT + 1
 PARAMS = 64 * 10 + 10  # the dev chain's model 0: softmax, d = 64, k = 10
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 async def _until(client: RpcClient, method: str, params: list, check, timeout: float = 30.0):
