@@ -53,10 +53,14 @@ from consensus.block_import import ConsensusRules
 from genesis.spec import ChainSpec, load_chain_spec, parse_chain_spec
 
 ALICE = dev_keypair("Alice")
-#: Blocks ``polchain bench transfers`` imports untimed before the timed ones: 8 blocks of 2,000
-#: transfers are 17 MB of writes, half of chain.storage's 32 MiB write buffer; the 16 timed
-#: ones (34 MB) then take it through a flush.
-WARM_BLOCKS = 8
+#: Blocks ``polchain bench transfers`` imports untimed before the timed ones, and the timed
+#: ones: 40 blocks of 2,000 transfers are 84 MB of writes, so the timed blocks land on a
+#: database with several levels of tables, and the 40 timed ones take LevelDB through several
+#: memtable flushes and the compactions they set off. A shorter window undercounts those:
+#: with 8 untimed and 16 timed blocks (the bench until 2026-11-29) the background thread's
+#: CPU per transfer was a third to a half of what it is after 40 (docs/performance.md).
+WARM_BLOCKS = 40
+TIMED_BLOCKS = 40
 FUND = 10**15
 VALUE = 10**7  # above the existential deposit, so a first transfer may create the receiver
 
@@ -474,15 +478,17 @@ def run(ctx: Any) -> Any:
     from benches.runner import Report, errorbars, fmt, summarize
 
     # A sustained rate, as a validator imports: the timed blocks land on a node that has
-    # imported ``warm`` blocks first (untimed: LevelDB's memtable about half full, its caches
-    # and the trie's warm), and they are enough to take the memtable through a flush, with
-    # LevelDB's compactions running meanwhile on a background thread. Before 2026-11-29 the
-    # bench timed 4 blocks on a fresh database: each key cost less to insert (a memtable of
-    # fewer entries) and no compaction ran, which flattered both ratios (docs/performance.md).
-    warm, blocks, per_block = (1, 2, 500) if ctx.quick else (WARM_BLOCKS, 16, 2000)
+    # imported ``warm`` blocks first (untimed: several levels of tables on disk, its caches
+    # and the trie's warm), and they take the memtable through several flushes, with
+    # LevelDB's compactions running meanwhile on a background thread (see WARM_BLOCKS).
+    # Before 2026-11-29 the bench timed 4 blocks on a fresh database: each key cost less to
+    # insert (a memtable of fewer entries) and no compaction ran, which flattered both ratios
+    # (docs/performance.md).
+    warm, blocks, per_block = (1, 2, 500) if ctx.quick else (WARM_BLOCKS, TIMED_BLOCKS, 2000)
     senders_n = per_block
     rates: dict[str, list[float]] = {k: [] for k in ("import_1", "import_2", "nacl_1", "nacl_2", "import_1_cpu", "nacl_1_cpu",
                                                      "kernel_1", "kernel_2", "import_2_cpu", "import_2_process_cpu")}
+    background_us: list[float] = []  # CPU of the 1-thread import's other threads: LevelDB's background work
     stages: dict[str, list[float]] = {}  # us per transfer of each stage of a 1-thread import (stage timers)
     with tempfile.TemporaryDirectory(prefix="bench-transfers-") as tmpdir, \
             ctx.progress(1 + ctx.reps, f"transfers: {blocks} blocks x {per_block}") as advance:
@@ -533,6 +539,8 @@ def run(ctx: Any) -> Any:
                     rates[f"import_{threads}_cpu"].append(n / (time.thread_time() - cpu))
                     if threads == 2:
                         rates["import_2_process_cpu"].append(n / (time.process_time() - process))
+                    else:  # no signature thread: the process's other CPU is LevelDB's flushes and compactions
+                        background_us.append(((time.process_time() - process) - (time.thread_time() - cpu)) / n * 1e6)
                     root = node.get_header(node.best_hash).state_root
                     if root != author_root:
                         raise RuntimeError(f"{threads}-thread import reached root {root.hex()}, author {author_root.hex()}")
@@ -566,6 +574,8 @@ def run(ctx: Any) -> Any:
              ["imported, 2 signature threads, per CPU second of the importing thread (the wall rate "
               "cannot exceed it)", fmt(stats["import_2_cpu"])],
              ["imported, 2 signature threads, per CPU second of the process (all threads)", fmt(stats["import_2_process_cpu"])],
+             ["LevelDB's background thread (flushes, compactions), us CPU per transfer, 1-thread import",
+              fmt(summarize(background_us), 1)],
              ["ed25519 verify, libsodium as the import calls it (chain.signatures), 1 thread", fmt(stats["kernel_1"])],
              ["ed25519 verify, libsodium as the import calls it (chain.signatures), 2 threads", fmt(stats["kernel_2"])],
              ["import / that ceiling, 1 core", fmt(ratio_1_kernel, 2)],
@@ -596,6 +606,7 @@ def run(ctx: Any) -> Any:
                  "ratio_1_core_kernel": ratio_1_kernel, "ratio_2_cores_kernel": ratio_2_kernel,
                  "imported_per_s_2_threads_importing_thread_cpu": stats["import_2_cpu"],
                  "imported_per_s_2_threads_process_cpu": stats["import_2_process_cpu"],
+                 "background_cpu_us_per_transfer_1_thread": summarize(background_us),
                  "breakdown_us_per_transfer": breakdown},
         notes=["the ratio is import rate over PyNaCl's signature-only rate for the same transfers, "
                "within each repetition; wall clock unless said (CPU time of the thread leaves out LevelDB's "

@@ -117,12 +117,21 @@ class Database:
             # A block cache far above LevelDB's 8 MiB default keeps the flat state and hot
             # trie nodes in memory; the bloom filter spares a disk read for most absent keys;
             # a larger write buffer means fewer compactions under block-sized batches.
+            # No snappy compression: most of what a block writes is hashes, keys and
+            # signatures, which do not compress, and compaction re-compresses every byte at
+            # every level. In a sustained import of 160 blocks of 2,000 transfers (the last
+            # 120 timed) LevelDB's background thread spent 28-41 us a transfer with snappy,
+            # 8.5-12 without, as much as the rest of the import outside the signatures; the
+            # database was 22% larger (317 against 254-262 MB). docs/performance.md has the
+            # runs. Blocks written with compression by an older node still read: LevelDB
+            # records the compression of each block it writes.
             self._db = plyvel.DB(
                 self.path,
                 create_if_missing=create,
                 lru_cache_size=cache_bytes,
                 write_buffer_size=write_buffer_bytes,
                 bloom_filter_bits=10,
+                compression=None,
             )
         except plyvel.Error as exc:
             # plyvel's IOError (locked by another process), Corruption or "does not exist".

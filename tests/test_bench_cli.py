@@ -143,6 +143,7 @@ def test_transfers_schema(records) -> None:
                 "imported_per_s_2_threads_process_cpu"):
         assert _is_stat(res[key]), key
         assert res[key]["min"] > 0
+    assert _is_stat(res["background_cpu_us_per_transfer_1_thread"])
     stages = res["breakdown_us_per_transfer"]
     assert {"signature checks", "execution (apply extrinsics)", "state commit + root", "DB write batch", "total"} <= set(stages)
     assert all(_is_stat(stat) for stat in stages.values())

@@ -119,3 +119,40 @@ def test_bad_input_raises_storage_error_and_stores_nothing(db: Database, tmp_pat
         Database(tmp_path / "missing", create=False)
     with pytest.raises(StorageError, match="cannot open"):
         Database(db.path)  # LevelDB's lock: one process, one handle
+
+
+def test_a_database_written_with_snappy_compression_still_reads_and_grows(tmp_path: Path) -> None:
+    """Databases are opened without compression (chain.storage: compaction re-compressed
+    incompressible hashes at every level). One written by an older node, snappy-compressed
+    (LevelDB's default), must read as before and take new writes: LevelDB records each table
+    block's compression, so both kinds live side by side, through a compaction too."""
+    import plyvel
+
+    path = tmp_path / "old"
+    old = plyvel.DB(str(path), create_if_missing=True)  # LevelDB's default: snappy
+    old.put(Column.HEADER + b"h" * 32, b"header" * 40)
+    old.compact_range()  # into a compressed table file, not only the log
+    old.close()
+    db = Database(path, create=False)
+    try:
+        assert db.get(Column.HEADER, b"h" * 32) == b"header" * 40
+        with db.write_batch() as batch:
+            batch.put(Column.BODY, b"b" * 32, b"body" * 40)
+        db._require_open().compact_range()  # old and new blocks merged into one level
+        assert db.get(Column.HEADER, b"h" * 32) == b"header" * 40
+        assert db.get(Column.BODY, b"b" * 32) == b"body" * 40
+    finally:
+        db.close()
+
+
+def test_tables_are_written_uncompressed(tmp_path: Path) -> None:
+    """The setting itself: 64 KiB of zeros (snappy would store a few KiB) take their full
+    size in the table files once compacted out of the log."""
+    db = Database(tmp_path / "db")
+    try:
+        with db.write_batch() as batch:
+            batch.put(Column.BODY, b"z" * 32, bytes(65536))
+        db._require_open().compact_range()
+        assert sum(f.stat().st_size for f in (tmp_path / "db").glob("*.ldb")) > 65536
+    finally:
+        db.close()
