@@ -55,12 +55,15 @@ from genesis.spec import ChainSpec, load_chain_spec, parse_chain_spec
 ALICE = dev_keypair("Alice")
 #: Blocks ``polchain bench transfers`` imports untimed before the timed ones, and the timed
 #: ones: 40 blocks of 2,000 transfers are 84 MB of writes, so the timed blocks land on a
-#: database with several levels of tables, and the 40 timed ones take LevelDB through several
-#: memtable flushes and the compactions they set off. A shorter window undercounts those:
-#: with 8 untimed and 16 timed blocks (the bench until 2026-11-29) the background thread's
-#: CPU per transfer was a third to a half of what it is after 40 (docs/performance.md).
+#: database with tables on several levels, and the 120 timed ones (250 MB) take LevelDB
+#: through several memtable flushes and the compactions they set off, down to the deeper
+#: levels. A shorter window undercounts those: LevelDB's background thread spent 2-7 us a
+#: transfer (snappy off) and 10-16 (on) in the bench until 2026-11-29 (8 untimed blocks, then
+#: 16), but 8-9 and 26-41 over 120 blocks after 40 (docs/performance.md).
 WARM_BLOCKS = 40
-TIMED_BLOCKS = 40
+TIMED_BLOCKS = 120
+#: The timed blocks whose signatures PyNaCl and the kernel verify alone, for the ceilings.
+CEILING_BLOCKS = 16
 FUND = 10**15
 VALUE = 10**7  # above the existential deposit, so a first transfer may create the receiver
 
@@ -163,13 +166,19 @@ class StageTimer:
         return timed
 
 
-def compute_import_breakdown(
-    path: Path, spec: ChainSpec, encoded: list[bytes], warm: Sequence[bytes] = (),
-) -> dict[str, float]:
-    """Seconds per stage of importing ``encoded`` on a fresh node (stages are its methods),
-    after the ``warm`` blocks are imported untimed."""
+def compute_import_breakdown(path: Path, spec: ChainSpec, encoded: list[bytes]) -> dict[str, float]:
+    """Seconds per stage of importing ``encoded`` on a fresh node (:func:`import_with_stages`)."""
     node = open_node(path, spec)
-    import_all(node, warm)
+    try:
+        return import_with_stages(node, encoded)
+    finally:
+        node.db.close()
+
+
+def import_with_stages(node: Blockchain, encoded: Sequence[bytes]) -> dict[str, float]:
+    """Import the blocks ``encoded`` holds on ``node`` (one signature thread: as
+    :func:`import_all` then), each stage of it timed: seconds per stage, ``total`` included
+    (stages are the node's methods, wrapped for the call; a few microseconds a block)."""
     timer = StageTimer()
     node.verify_header = timer.wrap("header + seal", node.verify_header)  # type: ignore[method-assign]
     node.verify_signatures = timer.wrap("signature checks", node.verify_signatures)  # type: ignore[method-assign]
@@ -201,7 +210,9 @@ def compute_import_breakdown(
     finally:
         blockchain_module.compute_extrinsics_root = original_root
         WriteBatch.commit = original_commit  # type: ignore[method-assign]
-        node.db.close()
+        for name in ("verify_header", "verify_signatures", "execute_body", "_write_block"):
+            del node.__dict__[name]
+        del node.state.__dict__["compute_commit"]
     out = dict(timer.seconds)
     execute = out.pop("execute body (incl. signatures)")
     out["execution (apply extrinsics)"] = execute - out.get("signature checks", 0.0)
@@ -467,13 +478,13 @@ def run(ctx: Any) -> Any:
     ceilings, on 1 and 2 cores, side by side in every repetition.
 
     One repetition imports the same blocks on a fresh node with 1 signature thread, then
-    with 2, each timing the blocks after :data:`WARM_BLOCKS` untimed ones, and verifies the
-    timed blocks' signatures with a PyNaCl loop on 1 thread and on 2;
-    the ratios are taken within a repetition (same machine state), then summarised.
-    Every import must reach the author's state root (``import_block`` checks the header's
-    root), and the final roots of the 1- and 2-thread nodes are compared here too. Each
-    repetition also imports the blocks once more with every stage timed apart
-    (:func:`compute_import_breakdown`): microseconds per transfer by stage.
+    with 2, each timing the :data:`TIMED_BLOCKS` after :data:`WARM_BLOCKS` untimed ones, and
+    verifies the last :data:`CEILING_BLOCKS` timed blocks' signatures with a PyNaCl loop on 1
+    thread and on 2; the ratios are taken within a repetition (same machine state), then
+    summarised. Every import must reach the author's state root (``import_block`` checks the
+    header's root), and the final roots of the 1- and 2-thread nodes are compared here too.
+    The 1-thread import times each of its stages apart (:func:`import_with_stages`):
+    microseconds per transfer by stage.
     """
     from benches.runner import Report, errorbars, fmt, summarize
 
@@ -504,15 +515,19 @@ def run(ctx: Any) -> Any:
                                                   author.get_header(author.best_hash).state_root)
         finally:
             author.db.close()
-        items = compute_signature_items(genesis, spec_version, xts)
-        n, half = len(xts), len(xts) // 2
+        n = len(xts)
+        # The ceilings are rates per signature: the last CEILING_BLOCKS timed blocks' signatures
+        # measure them as well as all would, in a fraction of the time.
+        sample = xts[-CEILING_BLOCKS * per_block :]
+        items = compute_signature_items(genesis, spec_version, sample)
+        sampled, half = len(sample), len(sample) // 2
         signatures.warm_up()  # as a node does at start: the kernels loaded before the first block
         advance(1)
 
         def verify_kernel(threads: int) -> None:
             # libsodium's check as the import calls it (chain.signatures: messages packed
             # beforehand, as PyNaCl's loop gets them, then one nogil kernel call a thread)
-            batch = SignatureBatch(xts, genesis, spec_version)
+            batch = SignatureBatch(sample, genesis, spec_version)
             start = time.perf_counter()
             if threads == 1:
                 bad = batch.finish()
@@ -520,7 +535,7 @@ def run(ctx: Any) -> Any:
                 with ThreadPoolExecutor(threads - 1) as pool:
                     batch.start(pool, threads - 1)
                     bad = batch.finish()
-            rates[f"kernel_{threads}"].append(n / (time.perf_counter() - start))
+            rates[f"kernel_{threads}"].append(sampled / (time.perf_counter() - start))
             if bad is not None:
                 raise RuntimeError(f"signature {bad} does not verify")
 
@@ -534,7 +549,11 @@ def run(ctx: Any) -> Any:
                 try:
                     import_all(node, warm_encoded)
                     start, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
-                    import_all(node, encoded)
+                    if threads == 1:  # every stage timed apart, within the timed import itself
+                        for stage, seconds in import_with_stages(node, encoded).items():
+                            stages.setdefault(stage, []).append(seconds / n * 1e6)
+                    else:
+                        import_all(node, encoded)
                     rates[f"import_{threads}"].append(n / (time.perf_counter() - start))
                     rates[f"import_{threads}_cpu"].append(n / (time.thread_time() - cpu))
                     if threads == 2:
@@ -549,13 +568,11 @@ def run(ctx: Any) -> Any:
             for name, fn in (("nacl_1", lambda: verify_nacl(items)), ("nacl_2", verify_two_threads)):
                 start, cpu = time.perf_counter(), time.thread_time()
                 fn()
-                rates[name].append(n / (time.perf_counter() - start))
+                rates[name].append(sampled / (time.perf_counter() - start))
                 if name == "nacl_1":
-                    rates["nacl_1_cpu"].append(n / (time.thread_time() - cpu))
+                    rates["nacl_1_cpu"].append(sampled / (time.thread_time() - cpu))
             verify_kernel(1)
             verify_kernel(2)
-            for stage, seconds in compute_import_breakdown(tmp / f"breakdown{rep}", spec, encoded, warm_encoded).items():
-                stages.setdefault(stage, []).append(seconds / n * 1e6)
             advance(1)
     stats = {k: summarize(v) for k, v in rates.items()}
     ratio_1 = summarize([a / b for a, b in zip(rates["import_1"], rates["nacl_1"], strict=True)])
