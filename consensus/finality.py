@@ -277,10 +277,16 @@ def _check_link(vote: Vote) -> None:
         )
 
 
-def verify_justification(chain: Blockchain, justification: Justification, *, target_known: bool = True) -> None:
+def verify_justification(
+    chain: Blockchain, justification: Justification, *, target_known: bool = True, final: bool = True
+) -> None:
     """Return if ``justification`` proves its target final on this chain (module docstring);
     InvalidJustification with a specific ``reason`` if not. Cheap checks come first, the
     signatures last.
+
+    ``final=False``: whether it proves its target *justified* in round ``j.round`` (a proof of
+    justification, :func:`proves_finality`): the same checks, but the link need not finalize
+    anything; the target must descend from the link's source (or be it).
 
     ``target_known=False``: the target block is not imported yet (a justification kept until
     it is); everything that does not need the block is checked, all but "unknown_block", the
@@ -313,7 +319,9 @@ def verify_justification(chain: Blockchain, justification: Justification, *, tar
         raise InvalidJustification(
             "below_threshold", f"{len(voters)} votes of {len(validators)} validators; more than 2/3 is {needed}"
         )
-    if len(validators) == 1:  # a sole validator's justified checkpoint is final (module docstring)
+    # A sole validator's justified checkpoint is final (module docstring); a proof of
+    # justification shows its target justified, whatever the link's rounds.
+    if len(validators) == 1 or not final:
         if target_known and (
             not chain.has_block(j.source.block_hash) or not chain.is_descendant(j.target_hash, j.source.block_hash)
         ):
@@ -334,6 +342,22 @@ def verify_justification(chain: Blockchain, justification: Justification, *, tar
             verify_signature(signed.voter, compute_vote_message(chain.genesis_hash, signed.vote), signed.signature)
         except InvalidSignature as exc:
             raise InvalidJustification("bad_signature", f"vote of {ss58_encode(signed.voter)}: {exc}") from None
+
+
+def proves_finality(chain: Blockchain, justification: Justification) -> bool:
+    """Whether ``justification`` is a finality proof (a sole validator's link, or a link
+    from its target to the next round: :func:`verify_justification`); any other can prove its
+    target justified only (``final=False``): what a node sends a validator that votes from an
+    older source than the node's highest justified checkpoint (node.service)."""
+    j = justification
+    if len(get_voters(chain)) == 1:
+        return True
+    return j.source.block_hash == j.target_hash and j.source.block_number == j.target_number and j.round == j.source.round + 1
+
+
+def justified_checkpoint(justification: Justification) -> Checkpoint:
+    """The checkpoint a verified justification shows justified: its target in its round."""
+    return Checkpoint(justification.target_hash, justification.target_number, justification.round)
 
 
 def _verify_target(chain: Blockchain, j: Justification) -> None:
@@ -424,14 +448,35 @@ class VoteCollector:
         self.chain = chain
         self._rounds: dict[int, dict[bytes, SignedVote]] = {}
         self._justified: dict[Checkpoint, None] = {}
+        # The proof (the link's votes) of the highest-round justified checkpoint it has one
+        # for: what a validator stuck on an older source needs (:meth:`justified_proof`).
+        self._proof: Justification | None = None
         self.note_justified(finalized_checkpoint(chain))
 
-    def note_justified(self, checkpoint: Checkpoint) -> None:
-        """Remember ``checkpoint`` as justified (computed here, or proven by a justification)."""
+    def note_justified(self, checkpoint: Checkpoint, proof: Justification | None = None) -> None:
+        """Remember ``checkpoint`` as justified (computed here, or proven by a justification:
+        ``proof``, verified by the caller, kept if it proves a higher checkpoint than the one kept)."""
         self._justified[checkpoint] = None
+        if proof is not None and (self._proof is None or _order(justified_checkpoint(proof)) > _order(justified_checkpoint(self._proof))):
+            self._proof = proof
         if len(self._justified) > KEPT_JUSTIFIED:
             for old in sorted(self._justified, key=lambda c: c.round)[: len(self._justified) - KEPT_JUSTIFIED]:
                 del self._justified[old]
+
+    def justified_proof(self) -> Justification | None:
+        """The proof that the highest justified checkpoint (:meth:`highest_justified`) is
+        justified, if this collector saw its link's votes or was sent one; None otherwise
+        (the finalized checkpoint: its justification is stored with its block).
+
+        Why it is needed: a node learns that a checkpoint is justified only from the votes of
+        its link, and keeps votes for :data:`KEPT_ROUNDS` rounds. A validator that missed them
+        (its event loop stalled for longer, a partition, a restart) goes on voting from its
+        older source; with 3 validators, whose threshold is all 3, no link ever forms again,
+        and finality stops for good (an outside tester's finding, 2026-11-29)."""
+        proof = self._proof
+        if proof is None or justified_checkpoint(proof) != self.highest_justified():
+            return None
+        return proof
 
     def is_justified(self, checkpoint: Checkpoint) -> bool:
         return checkpoint in self._justified
@@ -554,7 +599,11 @@ class VoteCollector:
                         support.setdefault(block_hash, set()).add(signed.voter)
                         numbers[block_hash] = number
                 justified = max((h for h, who in support.items() if len(who) >= needed), key=lambda h: numbers[h])
-                self.note_justified(Checkpoint(justified, numbers[justified], round_number))
+                checkpoint = Checkpoint(justified, numbers[justified], round_number)
+                proof = None
+                if len(validators) > 1 and (self._proof is None or _order(checkpoint) > _order(justified_checkpoint(self._proof))):
+                    proof = _make_justification(chain, counted, support, numbers, justified, round_number, source)
+                self.note_justified(checkpoint, proof)
                 if len(validators) == 1:
                     final = justified
                 elif round_number == source.round + 1:
@@ -565,16 +614,30 @@ class VoteCollector:
                     continue
                 if found is not None and found.target_number >= numbers[final]:
                     continue
-                chosen = tuple(sorted((v for v in counted if v.voter in support[final]), key=lambda v: v.voter))
-                ancestry: dict[bytes, Header] = {}
-                for signed in chosen:
-                    for block_hash, _ in _walk_down(chain, signed.vote.target.block_hash, numbers[final]):
-                        ancestry[block_hash] = chain.get_header(block_hash)
-                found = Justification(
-                    final, numbers[final], SET_ID, round_number, source, chosen,
-                    tuple(ancestry[h] for h in sorted(ancestry, key=lambda h: (numbers[h], h))),
-                )
+                found = _make_justification(chain, counted, support, numbers, final, round_number, source)
         return found
+
+
+def _order(checkpoint: Checkpoint) -> tuple[int, int]:
+    """Which of two justified checkpoints is higher: round first, then height."""
+    return checkpoint.round, checkpoint.block_number
+
+
+def _make_justification(
+    chain: Blockchain, counted: list[SignedVote], support: dict[bytes, set[bytes]], numbers: dict[bytes, int],
+    target: bytes, round_number: int, source: Checkpoint,
+) -> Justification:
+    """The justification of ``target`` from the link's votes that contain it (``support``),
+    with the headers that link each of them down to it."""
+    chosen = tuple(sorted((v for v in counted if v.voter in support[target]), key=lambda v: v.voter))
+    ancestry: dict[bytes, tuple[int, Header]] = {}
+    for signed in chosen:
+        for block_hash, number in _walk_down(chain, signed.vote.target.block_hash, numbers[target]):
+            ancestry[block_hash] = number, chain.get_header(block_hash)
+    return Justification(
+        target, numbers[target], SET_ID, round_number, source, chosen,
+        tuple(ancestry[h][1] for h in sorted(ancestry, key=lambda h: (ancestry[h][0], h))),
+    )
 
 
 def _walk_down(chain: Blockchain, block_hash: bytes, stop_number: int) -> Iterable[tuple[bytes, int]]:

@@ -127,8 +127,10 @@ from consensus.finality import (
     follow_justified,
     get_voters,
     import_justification,
+    justified_checkpoint,
     load_voter_state,
     make_vote,
+    proves_finality,
     verify_justification,
 )
 from consensus.pol import SampledVerifier
@@ -346,6 +348,7 @@ class NodeService:
         self._own_since_round = self._voted_round
         self._own_since_slot = self._authored_slot
         self._signed_votes: dict[int, SignedVote] = {}  # this run's votes by round (the newest MAX_SIGNED_VOTES)
+        self._proof_sent_round = 0  # the last round this node sent the proof of its highest justified checkpoint
         self._doppelganger: str | None = None  # what showed another signer of this key: signing stopped
         self._far_future_authors: dict[bytes, None] = {}  # named once each (_check_far_future)
         self._ahead_voters: dict[bytes, None] = {}  # named once each (_note_vote_ahead)
@@ -625,7 +628,10 @@ class NodeService:
         justification = self._pending_justifications.pop(block_hash, None)
         if justification is not None:
             try:
-                await self._finalize(justification)
+                if proves_finality(self.chain, justification):
+                    await self._finalize(justification)
+                else:
+                    await self._note_justified(justification)
             except InvalidJustification as exc:
                 log.info("a justification for #%d did not verify: %s", block.header.number, exc)
         await self._finalize_collected(self.collector.check())
@@ -677,6 +683,7 @@ class NodeService:
             current = self._current_round()
             try:
                 await self._finalize_collected(self.collector.add(vote, current))
+                self._offer_justified(vote, current)
             except InvalidVote as exc:
                 if exc.reason == "stale" and vote.vote.round > current:
                     self._note_vote_ahead(vote, current)
@@ -690,9 +697,11 @@ class NodeService:
                 raise
 
     async def import_justification(self, justification: Justification) -> bool:
-        """A justification from a peer: verified, then its target finalized. False if it
-        brings nothing (the target is final already, or not imported yet: then it is kept
-        and retried when the block arrives); InvalidJustification if it does not verify."""
+        """A justification from a peer: verified, then its target finalized, or, for a proof
+        of justification (consensus.finality.proves_finality), its target noted justified
+        (:meth:`_note_justified`). False if it brings nothing (the target is final or justified
+        already, or not imported yet: then it is kept and retried when the block arrives);
+        InvalidJustification if it does not verify."""
         async with self._lock:
             # A justification holds each voter once (verify_justification refuses a second), so
             # only the first vote naming this key is checked: a peer's 1,024 votes in its name
@@ -701,12 +710,15 @@ class NodeService:
             if own is not None:
                 self._check_own_vote(own, "in a justification")
             chain = self.chain
+            final = proves_finality(chain, justification)
+            if not final and self._knows_justified(justification):
+                return False  # nothing new: not even a signature checked
             if not chain.has_block(justification.target_hash):
                 # Checked as far as it can be without the block before it is kept: unchecked,
                 # a forgery took the place of the honest one waiting for the same block. Votes
                 # of non-validators here may be of a set we have not reached: not blamed.
                 try:
-                    verify_justification(chain, justification, target_known=False)
+                    verify_justification(chain, justification, target_known=False, final=final)
                 except InvalidJustification as exc:
                     if exc.reason not in ("not_validator", "below_threshold"):
                         raise
@@ -716,6 +728,8 @@ class NodeService:
                 while len(self._pending_justifications) > MAX_PENDING_JUSTIFICATIONS:
                     self._pending_justifications.pop(next(iter(self._pending_justifications)))
                 return False
+            if not final:
+                return await self._note_justified(justification)
             if chain.is_descendant(chain.finalized_hash, justification.target_hash) and chain.get_justification(
                 justification.target_hash
             ) is not None:
@@ -723,6 +737,47 @@ class NodeService:
             moved = await self._finalize(justification)
             await self._follow_justified()
             return moved
+
+    def _knows_justified(self, proof: Justification) -> bool:
+        """Whether this node knows a justified checkpoint as high as the one ``proof`` claims
+        (then the proof brings nothing: it is dropped before any signature is checked)."""
+        claimed = justified_checkpoint(proof)
+        highest = self.collector.highest_justified()
+        return self.collector.is_justified(claimed) or (claimed.round, claimed.block_number) <= (highest.round, highest.block_number)
+
+    async def _note_justified(self, proof: Justification) -> bool:
+        """A proof of justification from a peer (lock held): verified on a thread (up to
+        1,024 signatures), then its checkpoint noted justified and followed: the next vote
+        goes from it. True if it raised the highest justified checkpoint."""
+        if self._knows_justified(proof):
+            return False
+        await asyncio.to_thread(verify_justification, self.chain, proof, final=False)
+        self.collector.note_justified(justified_checkpoint(proof), proof)
+        before = self._voter.justified
+        await self._follow_justified()
+        if self._voter.justified == before:
+            return False
+        log.info(
+            "The checkpoint #%d of round %d is justified (a peer sent the votes of its link): votes go from it",
+            proof.target_number, proof.round,
+        )
+        return True
+
+    def _offer_justified(self, vote: SignedVote, current: int) -> None:
+        """A validator's vote that counted, from a source older than this node's highest
+        justified checkpoint, a full round after that checkpoint's link: the validator missed
+        the link's votes (consensus.finality.VoteCollector.justified_proof says how finality
+        stopped for good without this), so send it the proof; at most once a round."""
+        if self.network is None or current <= self._proof_sent_round:
+            return
+        proof = self.collector.justified_proof()
+        if proof is None or vote.vote.round <= proof.round + 1:
+            return
+        source, highest = vote.vote.source, justified_checkpoint(proof)
+        if (source.round, source.block_number) >= (highest.round, highest.block_number):
+            return
+        self._proof_sent_round = current
+        self.network.broadcast_justification(proof.encode())
 
     async def _finalize_collected(self, justification: Justification | None) -> None:
         """Finalize with a justification this node's collector put together, then follow

@@ -1,0 +1,90 @@
+"""Proofs of justification (consensus.finality): the link's votes that justify a checkpoint
+without finalizing anything, which a node sends a validator that votes from an older source
+(node.service; tests/node/test_finality_stall.py has the two-node story)."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from consensuskit import ALICE, BOB, CHARLIE, DAVE, build, open_local
+
+from consensus import finality
+from consensus.errors import InvalidJustification
+from consensus.finality import (
+    Checkpoint,
+    Vote,
+    VoteCollector,
+    justified_checkpoint,
+    proves_finality,
+    sign_vote,
+)
+
+
+@pytest.fixture
+def chains(tmp_path):
+    """Two chains of the `local` spec: ``node`` holds A1..A3 and B1 (a branch off genesis)."""
+    author_a, author_b = open_local(tmp_path / "a"), open_local(tmp_path / "b")
+    blocks_a = [build(author_a, s) for s in (1, 2, 3)]
+    block_b = build(author_b, 5)
+    author_a.db.close()
+    author_b.db.close()
+    node = open_local(tmp_path / "node")
+    for block in (*blocks_a, block_b):
+        node.import_block(block)
+    yield node, blocks_a, block_b
+    node.db.close()
+
+
+def _cp(block, round_number: int) -> Checkpoint:
+    return Checkpoint(block.hash(), block.header.number, round_number)
+
+
+def _votes(node, keys, source: Checkpoint, target: Checkpoint):
+    return [sign_vote(k, node.genesis_hash, Vote(0, source, target)) for k in keys]
+
+
+def test_a_link_that_justifies_without_finalizing_yields_a_proof_another_collector_takes(chains) -> None:
+    node, blocks_a, _ = chains
+    genesis = Checkpoint(node.genesis_hash, 0, 0)
+    seen, missed = VoteCollector(node), VoteCollector(node)
+    assert seen.justified_proof() is None  # nothing justified above the finalized genesis
+    # Round 7 from genesis (round 0): not consecutive, so it justifies A2 (a vote for A3
+    # counts for A2) and finalizes nothing.
+    assert seen.add(_votes(node, (ALICE,), genesis, _cp(blocks_a[2], 7))[0]) is None
+    for vote in _votes(node, (BOB, CHARLIE), genesis, _cp(blocks_a[1], 7)):
+        assert seen.add(vote) is None
+    proof = seen.justified_proof()
+    assert proof is not None and justified_checkpoint(proof) == _cp(blocks_a[1], 7) == seen.highest_justified()
+    assert [v.voter for v in proof.votes] == sorted(k.public for k in (ALICE, BOB, CHARLIE))
+    assert [h.hash() for h in proof.ancestry] == [blocks_a[2].hash()]  # Alice's vote linked down to A2
+    assert not proves_finality(node, proof)
+    with pytest.raises(InvalidJustification) as err:  # as a finality proof it is refused
+        finality.import_justification(node, proof)
+    assert err.value.reason == "not_final" and node.finalized_number == 0
+    finality.verify_justification(node, proof, final=False)
+    # A collector that never saw the votes takes the proof, and can pass it on.
+    assert missed.highest_justified() == genesis
+    missed.note_justified(justified_checkpoint(proof), proof)
+    assert missed.highest_justified() == _cp(blocks_a[1], 7) and missed.justified_proof() == proof
+    # A lower proof does not replace a higher one.
+    lower = msgspec.structs.replace(proof, round=6)
+    missed.note_justified(Checkpoint(proof.target_hash, 2, 6), lower)
+    assert missed.justified_proof() == proof
+
+
+def test_a_justified_checkpoint_known_without_its_votes_has_no_proof(chains) -> None:
+    node, blocks_a, _ = chains
+    collector = VoteCollector(node)
+    collector.note_justified(_cp(blocks_a[1], 5))  # e.g. from the voter record after a restart
+    assert collector.highest_justified() == _cp(blocks_a[1], 5) and collector.justified_proof() is None
+
+
+def test_a_proof_whose_target_is_not_above_its_source_is_refused(chains) -> None:
+    """Votes (genuinely signed) from B1 to A2: the target does not descend from the source."""
+    node, blocks_a, block_b = chains
+    source = _cp(block_b, 3)
+    votes = tuple(_votes(node, (ALICE, BOB, DAVE), source, _cp(blocks_a[1], 9)))
+    forged = finality.Justification(blocks_a[1].hash(), 2, 0, 9, source, votes)
+    with pytest.raises(InvalidJustification) as err:
+        finality.verify_justification(node, forged, final=False)
+    assert err.value.reason == "bad_link", str(err.value)

@@ -1,0 +1,121 @@
+"""A validator that missed the votes of a justifying link is sent their proof (an outside
+tester's finding, 2026-11-29: one validator's event loop stalled under an RPC flood; it
+processed the other validators' votes only once they were older than the KEPT_ROUNDS the
+collector keeps, never learned of the checkpoint they justified, and went on voting from its
+older source. The link had not finalized anything, so no finality justification could teach
+it either; with 3 validators, whose threshold is all 3, no link formed again, for good,
+restarts included).
+
+Real NodeServices of the `local` chain (Alice, Bob, Charlie, Dave validate) in one process, on
+loopback: Charlie validates; a full node holds the votes of Alice, Bob and Dave for a link from
+genesis to a round well after it, which justifies block #1 and finalizes nothing. Charlie never
+saw them, so he votes from genesis; his vote reaches the full node, which sends him the proof.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+import msgspec
+import pytest
+from netkit import FAST, running, wait_for
+
+from chain.crypto import dev_keypair
+from consensus.errors import InvalidJustification
+from consensus.finality import (
+    SET_ID,
+    Checkpoint,
+    Justification,
+    Vote,
+    justified_checkpoint,
+    proves_finality,
+    sign_vote,
+)
+from genesis.spec import load_chain_spec, with_slot_duration
+from node.service import NodeConfig, NodeService
+
+BLOCK_TIME_MS = 500
+SPEC = with_slot_duration(load_chain_spec("local"), BLOCK_TIME_MS)
+
+
+def _node(author: str | None, bootnodes: tuple = ()) -> NodeService:
+    config = NodeConfig(chain="local", tmp=True, author=author, network=replace(FAST, bootnodes=bootnodes))
+    return NodeService(config, SPEC)
+
+
+async def _justify_one(full: NodeService) -> Checkpoint:
+    """Votes of Alice, Bob and Dave (three of four) from genesis to block #1 in the current
+    round, added at ``full``: block #1 is justified there, nothing is final."""
+    chain = full.chain
+    target = Checkpoint(chain.get_hash(1), 1, full._current_round())  # type: ignore[arg-type]
+    source = Checkpoint(chain.genesis_hash, 0, 0)
+    for name in ("Alice", "Bob", "Dave"):
+        await full.add_vote(sign_vote(dev_keypair(name), chain.genesis_hash, Vote(SET_ID, source, target)))
+    return target
+
+
+async def test_a_validator_voting_from_an_older_source_is_sent_the_proof_and_votes_from_it(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with running(_node("//Charlie")) as charlie:
+        assert charlie.network is not None
+        async with running(_node(None, (charlie.network.listen_addresses[0],))) as full:
+            await wait_for(lambda: full.chain.best_number >= 1 and full.network is not None and full.network.peers() != [], 30)
+            justified = await _justify_one(full)
+            assert full.collector.highest_justified() == justified and full.chain.finalized_number == 0
+            proof = full.collector.justified_proof()
+            assert proof is not None and justified_checkpoint(proof) == justified
+            assert not proves_finality(full.chain, proof)  # a proof of justification, not of finality
+            assert charlie._voter.justified.block_number == 0  # he votes from genesis
+            # His next vote, a full round after the link's, reaches the full node, which sends
+            # him the proof: he checks it, follows it, raises his record, and votes from it.
+            await wait_for(lambda: charlie._voter.justified == justified, 15, "the proof to reach Charlie")
+            await wait_for(
+                lambda: any(v.vote.source == justified for v in charlie._signed_votes.values()), 10, "a vote from it"
+            )
+            assert "is justified (a peer sent the votes of its link): votes go from it" in caplog.text
+            assert charlie.chain.finalized_number == 0  # a justified checkpoint is not final
+
+
+def _forge(proof: Justification, chain_genesis: bytes) -> dict[str, Callable[[], Justification]]:
+    """The strongest forgeries of a proof of justification, each with every other part genuine."""
+    votes = list(proof.votes)
+    return {
+        # one vote re-signed by an outsider under a validator's name
+        "bad_signature": lambda: msgspec.structs.replace(
+            proof, votes=(*votes[:-1], msgspec.structs.replace(
+                sign_vote(dev_keypair("Ferdie"), chain_genesis, votes[-1].vote), voter=votes[-1].voter
+            )),
+        ),
+        # two genuine votes of the three: below the threshold
+        "below_threshold": lambda: msgspec.structs.replace(proof, votes=tuple(votes[:2])),
+        # a higher round than the votes' (every vote genuine, the claim not theirs)
+        "mixed_rounds": lambda: msgspec.structs.replace(proof, round=proof.round + 1),
+        # a block the votes do not contain (#2 on top of #1): the ancestry does not link them
+        "bad_ancestry": lambda: msgspec.structs.replace(proof, target_number=2),
+    }
+
+
+async def test_forged_proofs_of_justification_are_refused_with_their_reason_and_change_nothing() -> None:
+    async with running(_node("//Charlie")) as charlie:
+        assert charlie.network is not None
+        async with running(_node(None, (charlie.network.listen_addresses[0],))) as full:
+            await wait_for(lambda: full.chain.best_number >= 2 and charlie.chain.best_number >= 2, 30)
+            full._proof_sent_round = 1 << 62  # the full node sends nothing: only the forgeries reach Charlie
+            await _justify_one(full)
+            proof = full.collector.justified_proof()
+            assert proof is not None
+            for case, forge in _forge(proof, full.chain.genesis_hash).items():
+                forged = forge()
+                if case == "bad_ancestry":
+                    forged = msgspec.structs.replace(forged, target_hash=full.chain.get_hash(2))
+                before = (charlie._voter.justified, charlie.collector.highest_justified(), charlie.chain.finalized_hash)
+                with pytest.raises(InvalidJustification) as err:
+                    await charlie.import_justification(forged)
+                assert err.value.reason == case, str(err.value)
+                assert before == (charlie._voter.justified, charlie.collector.highest_justified(), charlie.chain.finalized_hash)
+            # The genuine proof is taken (so each forgery was refused for its own flaw only).
+            assert await charlie.import_justification(proof)
+            assert charlie._voter.justified == justified_checkpoint(proof)
+            assert not await charlie.import_justification(proof)  # known now: nothing checked again
