@@ -120,6 +120,7 @@ log = logging.getLogger(__name__)
 META_BEST = b"best"
 META_FINALIZED = b"finalized"
 META_GENESIS = b"genesis"
+META_JUSTIFIED_PROOF = b"justified-proof"
 META_CHAIN_ID = b"chain_id"
 #: The longest reason stored with an invalid block (utf-8 bytes; a longer one is cut at a
 #: character boundary): the record is the node's own note, read by operators and RPC.
@@ -424,6 +425,16 @@ class Blockchain:
     def get_justification(self, block_hash: bytes) -> bytes | None:
         """The finality proof stored with a finalized block (consensus decodes it), or None."""
         return self.db.get(Column.JUSTIFICATION, block_hash)
+
+    def put_justified_proof(self, proof: bytes) -> None:
+        """Keep consensus's proof of its highest justified checkpoint (opaque here) across a
+        restart, replacing the one kept. Not synced: it holds votes that peers also have, so
+        one lost with the last moments before a power cut costs nothing a peer cannot resend."""
+        with self.db.write_batch(sync=False) as batch:
+            batch.put(Column.META, META_JUSTIFIED_PROOF, proof)
+
+    def get_justified_proof(self) -> bytes | None:
+        return self.db.get(Column.META, META_JUSTIFIED_PROOF)
 
     # --- blocks proven invalid ---------------------------------------------------------------
     def is_invalid(self, block_hash: bytes) -> bool:

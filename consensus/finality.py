@@ -452,6 +452,10 @@ class VoteCollector:
         # for: what a validator stuck on an older source needs (:meth:`justified_proof`).
         self._proof: Justification | None = None
         self.note_justified(finalized_checkpoint(chain))
+        stored = chain.get_justified_proof()  # this node's own, from before a restart
+        if stored is not None:
+            proof = decode_versioned(stored, Justification)
+            self.note_justified(justified_checkpoint(proof), proof)
 
     def note_justified(self, checkpoint: Checkpoint, proof: Justification | None = None) -> None:
         """Remember ``checkpoint`` as justified (computed here, or proven by a justification:
@@ -459,6 +463,7 @@ class VoteCollector:
         self._justified[checkpoint] = None
         if proof is not None and (self._proof is None or _order(justified_checkpoint(proof)) > _order(justified_checkpoint(self._proof))):
             self._proof = proof
+            self.chain.put_justified_proof(proof.encode())  # so a restart does not lose it
         if len(self._justified) > KEPT_JUSTIFIED:
             for old in sorted(self._justified, key=lambda c: c.round)[: len(self._justified) - KEPT_JUSTIFIED]:
                 del self._justified[old]

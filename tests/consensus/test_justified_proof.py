@@ -88,3 +88,23 @@ def test_a_proof_whose_target_is_not_above_its_source_is_refused(chains) -> None
     with pytest.raises(InvalidJustification) as err:
         finality.verify_justification(node, forged, final=False)
     assert err.value.reason == "bad_link", str(err.value)
+
+
+def test_the_proof_survives_a_restart(tmp_path, chains) -> None:
+    """Kept in the database: a node whose peers restarted can still be sent the proof by one
+    that restarted too (else every up-to-date validator restarting left a lagging one stuck)."""
+    node, blocks_a, _ = chains
+    genesis = Checkpoint(node.genesis_hash, 0, 0)
+    collector = VoteCollector(node)
+    for vote in _votes(node, (ALICE, BOB, CHARLIE), genesis, _cp(blocks_a[1], 7)):
+        collector.add(vote)
+    proof = collector.justified_proof()
+    assert proof is not None
+    path = node.db.path
+    node.db.close()
+    again = open_local(path)
+    try:
+        restarted = VoteCollector(again)
+        assert restarted.justified_proof() == proof and restarted.highest_justified() == _cp(blocks_a[1], 7)
+    finally:
+        again.db.close()
