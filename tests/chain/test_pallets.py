@@ -279,6 +279,53 @@ def test_unbond_of_nothing_is_refused_and_cannot_lock_the_stake(chain) -> None:
     assert len(staking.get_unlocking(chain.state.overlay(), BOB.public)) == 1
 
 
+def test_bond_of_nothing_is_refused_as_unbond_of_nothing_is(chain) -> None:
+    """bond(0) used to succeed as a no-op (a fee and a Bonded event of 0) while unbond(0) was
+    refused: both are refused now, by name, and change only the fee. The pool admits it (a
+    call's outcome is dispatch's business: every failed call is charged in its block)."""
+    d = Driver(chain)
+    xt = sign(chain, BOB, calls.Bond(0), 0)
+    chain.runtime.verify_extrinsic(chain.state.overlay(), xt, len(xt.encode()), 1)
+    d.fails(BOB, calls.Bond(0), "staking.ZeroBond")
+    assert balances.get_account(chain.state.overlay(), BOB.public).staked == 0
+
+
+def test_bond_leaves_what_unbonding_and_withdrawing_it_cost(chain) -> None:
+    """The outside tester's finding: bonding everything but the bond's fee left free 0, so the
+    unbond was refused at the pool ("payment: free balance 0 cannot pay the fee") and the stake
+    stayed locked until someone else funded the account. A bond now leaves free at least
+    staking.compute_bond_reserve: the existential deposit, or, if more, the fees of the
+    longest unbond and withdraw_unbonded (tip 0). A refused bond changes only the fee (Driver);
+    one that leaves exactly the reserve can be unbonded and withdrawn with no other funds."""
+    d = Driver(chain)
+    config = chain.config
+    reserve = staking.compute_bond_reserve(config)
+    unbond, withdraw = sign(chain, BOB, calls.Unbond(10**18), 10**6), sign(chain, BOB, calls.WithdrawUnbonded(), 10**6)
+    assert reserve >= config.existential_deposit
+    assert reserve >= _fee(chain, unbond) + _fee(chain, withdraw)
+
+    def free() -> int:
+        return balances.get_account(chain.state.overlay(), BOB.public).free
+
+    everything = sign(chain, BOB, calls.Bond(free()), 0)
+    d.fails(BOB, calls.Bond(free() - _fee(chain, everything)), "staking.InsufficientFreeAfterBond")
+    probe = sign(chain, BOB, calls.Bond(free()), 1)  # the same length as the bonds below: same fee
+    for left in (0, config.existential_deposit - 1, config.existential_deposit, reserve - 1):
+        d.fails(BOB, calls.Bond(free() - _fee(chain, probe) - left), "staking.InsufficientFreeAfterBond")
+    value = free() - _fee(chain, probe) - reserve
+    assert d.apply(BOB, calls.Bond(value)).success
+    assert balances.get_account(chain.state.overlay(), BOB.public) == balances.AccountInfo(6, reserve, value)
+    receipt = d.apply(BOB, calls.Unbond(value))
+    assert receipt.success, receipt.error
+    for _ in range(config.era_length):
+        d.slot += 1
+        chain.build_block([], ALICE, slot=d.slot)
+    receipt = d.apply(BOB, calls.WithdrawUnbonded())
+    assert receipt.success, receipt.error
+    account = balances.get_account(chain.state.overlay(), BOB.public)
+    assert account.staked == 0 and account.free >= value
+
+
 def test_withdraw_drops_the_empty_chunks_a_chain_holds_already(tmp_path) -> None:
     """A chain may hold zero-valued chunks from before unbond(0) was refused: 32 of them
     (some matured, some not) filled Bob's unlocking places. withdraw_unbonded drops them, so
