@@ -261,8 +261,13 @@ class Runtime:
         self, state: StateAccess, xt: Extrinsic, length: int, number: int, check_signature: bool, allow_future: bool,
     ) -> tuple[CheckedExtrinsic, balances.AccountInfo]:
         """:meth:`verify_extrinsic`, also returning the signer's account as it was read."""
-        if not xt.era.is_alive(number):
-            raise InvalidTransaction("stale", f"era {xt.era.birth}+{xt.era.period} does not cover block {number}")
+        era = xt.era
+        if not era.is_alive(number):
+            if number < era.birth:
+                # valid later, not outdated (Substrate's InvalidTransaction::Future, not Stale):
+                # the pool refuses it without a ban, so the same bytes get in once the chain is there
+                raise FutureTransaction(f"era {era.birth}+{era.period} starts at block {era.birth}, after block {number}")
+            raise InvalidTransaction("stale", f"era {era.birth}+{era.period} does not cover block {number}")
         if check_signature:
             xt.verify_signature(self.genesis_hash, self.spec_version)
         account = balances.get_account(state, xt.signer)

@@ -380,6 +380,54 @@ def test_expired_era_and_wrong_chain_are_refused_by_the_runtime(chain) -> None:
     assert chain.state.root() == chain.state.compute_commit(expected).root
 
 
+def test_an_era_that_starts_later_is_premature_not_stale(chain) -> None:
+    """An era whose birth is after the block was refused as "stale" (the outside tester's
+    "stale: era 1000+10 does not cover block 8"): it is valid later, not outdated, so it is
+    refused as Substrate's InvalidTransaction::Future (reason "future", RPC 1010 as every
+    InvalidTransaction), and the pool does not ban it, as it bans a stale one: the same
+    bytes are admitted once the chain reaches the era (a node behind its peers sees such
+    extrinsics). A block cannot carry it; the state is what every block records."""
+    from chain.errors import FutureTransaction, InvalidTransaction, PoolError
+    from chain.extrinsic import Era
+    from chain.pool import TransactionPool, Validity
+
+    premature = sign(chain, BOB, calls.Remark(b"early"), 0, era=Era(1000, 10))
+    with pytest.raises(FutureTransaction, match=r"^era 1000\+10 starts at block 1000, after block 8$") as info:
+        chain.runtime.verify_extrinsic(chain.state.overlay(), premature, len(premature.encode()), 8)
+    assert info.value.reason == "future"
+    expired = sign(chain, BOB, calls.Remark(b"late"), 0, era=Era(0, 8))
+    with pytest.raises(InvalidTransaction, match=r"^era 0\+8 does not cover block 8$") as stale:
+        chain.runtime.verify_extrinsic(chain.state.overlay(), expired, len(expired.encode()), 8)
+    assert stale.value.reason == "stale"
+
+    number = 1000
+
+    def validate(xt) -> Validity:
+        v = chain.runtime.verify_extrinsic(chain.state.overlay(), xt, len(xt.encode()), number, allow_future=True)
+        return Validity(v.priority, v.account_nonce, 64)
+
+    pool = TransactionPool(validate)
+    number = 999
+    for _ in range(2):  # not banned: refused again for the same reason
+        with pytest.raises(FutureTransaction):
+            pool.submit(premature.encode())
+    number = 1000
+    pool.submit(premature.encode())
+    number = 1010
+    with pytest.raises(InvalidTransaction, match="does not cover block 1010"):
+        pool.submit(expired.encode())
+    with pytest.raises(PoolError, match="banned"):  # a stale one is banned: refused without a check
+        pool.submit(expired.encode())
+
+    root = chain.state.root()
+    expected = chain.state.overlay(at=root)
+    chain.runtime.on_initialize(expected, 1, ALICE.public, chain.genesis_hash)
+    refused: list[str] = []
+    built = chain.build_block([premature], ALICE, slot=1, on_invalid=lambda _h, e: refused.append(e.reason))
+    assert built.block.body.extrinsics == () and refused == ["future"]
+    assert chain.state.root() == chain.state.compute_commit(expected).root
+
+
 def test_held_funds_cannot_be_paid_or_burned_beyond_what_the_holder_holds(chain) -> None:
     """A pallet account pays out or burns only what was held into it (balances.apply_hold):
     more is an invariant broken, refused by name, and nothing moves."""
