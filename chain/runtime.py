@@ -165,7 +165,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.Vote: CallRow(governance.apply_vote, _fixed(200_000)),
     calls.PostBounty: CallRow(bounties.apply_post_bounty, _fixed(bounties.BOUNTY_BASE_WEIGHT)),
     calls.ClaimBounty: CallRow(bounties.apply_claim_bounty, lambda s, c: DispatchInfo(bounties.compute_claim_weight(s, c))),
-    calls.CancelBounty: CallRow(bounties.apply_cancel_bounty, _fixed(100_000)),
+    calls.CancelBounty: CallRow(bounties.apply_cancel_bounty, _fixed(bounties.CANCEL_WEIGHT)),
     calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
     calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
     calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(*inference.compute_info(s, c))),
@@ -176,7 +176,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.ProposeConfig: CallRow(democracy.apply_propose, _fixed(300_000)),
     calls.VoteConfig: CallRow(democracy.apply_vote, _fixed(200_000)),
-    calls.UnlockVote: CallRow(democracy.apply_unlock, _fixed(100_000)),
+    calls.UnlockVote: CallRow(democracy.apply_unlock, _fixed(democracy.UNLOCK_WEIGHT)),
     calls.NoteVotes: CallRow(rewards.apply_note_votes, lambda _s, c: DispatchInfo(rewards.compute_note_votes_weight(c))),
 }
 

@@ -141,6 +141,20 @@ def compute_reclaim_reserve(config: RuntimeConfig, reclaims: tuple[tuple[Call, i
     return max(config.existential_deposit, fees)
 
 
+def verify_reclaimable(pallet: str, error: str, free: int, amount: int, reserve: int, what: str, reclaims: str) -> None:
+    """DispatchError(``pallet``, ``error``) if moving ``amount`` of a free balance of ``free``
+    into a lock or a hold (``what``) would leave less than ``reserve`` free
+    (:func:`compute_reclaim_reserve` of the calls named in ``reclaims``). An amount above
+    ``free`` passes: the caller refuses it as InsufficientBalance."""
+    left = free - amount
+    if 0 <= left < reserve:
+        raise DispatchError(
+            pallet, error,
+            f"{what} of {amount} would leave {left} free; it must leave at least {reserve}: the existential deposit, "
+            f"or, if more, the fees of {reclaims} that take it back",
+        )
+
+
 def apply_hold(state: StateAccess, pallet: str, holder: bytes, who: bytes, amount: int, existential_deposit: int, what: str) -> None:
     """Move ``amount`` of ``who``'s free balance into ``holder``, a pallet's account that holds
     it until :func:`apply_release` (a federated round's reward pool and bonds, a referendum's

@@ -48,6 +48,7 @@ from chain.pallets.balances import (
     apply_account,
     compute_reclaim_reserve,
     get_account,
+    verify_reclaimable,
 )
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
@@ -126,14 +127,10 @@ def apply_bond(ctx: CallContext, call: Bond) -> None:
     info = get_account(ctx.state, ctx.sender)
     if info.free < call.value:
         raise DispatchError(PALLET, "InsufficientBalance", f"free balance {info.free} is less than the bond {call.value}")
-    left, reserve = info.free - call.value, compute_bond_reserve(ctx.config)
-    if left < reserve:
-        raise DispatchError(
-            PALLET, "InsufficientFreeAfterBond",
-            f"the bond of {call.value} would leave {left} free; a bond leaves at least {reserve}: the existential "
-            f"deposit ({ctx.config.existential_deposit}), or, if more, the fees of the unbond and withdraw_unbonded "
-            "that take it back",
-        )
+    verify_reclaimable(
+        PALLET, "InsufficientFreeAfterBond", info.free, call.value, compute_bond_reserve(ctx.config), "the bond",
+        "the unbond and the withdraw_unbonded",
+    )
     apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free - call.value, info.staked + call.value))
     ctx.emit(PALLET, "Bonded", who=ctx.sender, value=call.value)
 
