@@ -135,7 +135,7 @@ def compute_reclaim_reserve(config: RuntimeConfig, reclaims: tuple[tuple[Call, i
     or, if more, the fees (no tip, at ``config``'s rates) of the ``reclaims``, the (call,
     declared weight) pairs its owner sends, in turn, to take the funds back: an account that
     locks all it has could otherwise never pay for them, and its funds stayed locked until
-    someone else funded it (staking's bond, democracy's vote). A later change of the fees by
+    someone else funded it (staking's bond, democracy's vote, a bounty). A later change of the fees by
     referendum may still raise them above what was left."""
     fees = sum(config.compute_fee(compute_longest_length(call), weight, 0) for call, weight in reclaims)
     return max(config.existential_deposit, fees)

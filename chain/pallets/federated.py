@@ -14,8 +14,8 @@ steps, each a call of this pallet:
    and the audit paths of entries 0 and S. The pallet checks that entry 0 is the base
    version's weights and entry S the submitted weights, so a transcript is pinned at both
    ends; the bond is reserved, and must leave free the fees of the participant's reveals
-   (:func:`compute_commit_reserve`, InsufficientFreeAfterCommit). An update may name a registered data set whose rows it used
-   (same root and count): the data set's provider is paid price_per_row x rows used
+   (:func:`compute_commit_reserve`, InsufficientFreeAfterCommit). An update may name a
+   registered data set whose rows it used (same root and count): the data set's provider is paid price_per_row x rows used
    (local_steps x batch_size), as for a TRAIN call.
 3. **Challenge** (anyone, after ``commit_deadline``): the challenge seed becomes
    ``blake2_256("polchain/fl/chal" || round || hash of block commit_deadline)``, read from
