@@ -44,7 +44,8 @@ class InvalidTransaction(ChainError):
 
 
 class FutureTransaction(InvalidTransaction):
-    """An extrinsic whose nonce is ahead of the account's: valid later, not now."""
+    """An extrinsic valid later, not now (Substrate's InvalidTransaction::Future): its nonce is
+    ahead of the account's, or its era starts after the block."""
 
     def __init__(self, message: str) -> None:
         super().__init__("future", message)

@@ -140,8 +140,8 @@ DISPATCH: dict[type, CallRow] = {
     calls.RegisterDataset: CallRow(datasets.apply_register_dataset, _fixed(200_000)),
     calls.AppendRows: CallRow(datasets.apply_append_rows, lambda s, c: DispatchInfo(datasets.compute_append_weight(s, c))),
     calls.Train: CallRow(training.apply_train, _train_info),
-    calls.Bond: CallRow(staking.apply_bond, _fixed(100_000)),
-    calls.Unbond: CallRow(staking.apply_unbond, _fixed(100_000)),
+    calls.Bond: CallRow(staking.apply_bond, _fixed(staking.BOND_WEIGHT)),
+    calls.Unbond: CallRow(staking.apply_unbond, _fixed(staking.UNBOND_WEIGHT)),
     calls.SetTrainingPolicy: CallRow(models.apply_set_training_policy, _fixed(100_000)),
     calls.SetTrainer: CallRow(models.apply_set_trainer, _fixed(100_000)),
     calls.ShareModel: CallRow(models.apply_share_model, _fixed(300_000)),
@@ -155,7 +155,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.ReportFraud: CallRow(pol.apply_report_fraud, lambda s, c: DispatchInfo(pol.compute_report_fraud_weight(s, c))),
     calls.ReportEquivocation: CallRow(pol.apply_report_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
     calls.ReportVoteEquivocation: CallRow(pol.apply_report_vote_equivocation, _fixed(pol.REPORT_BASE_WEIGHT)),
-    calls.WithdrawUnbonded: CallRow(staking.apply_withdraw_unbonded, _fixed(100_000)),
+    calls.WithdrawUnbonded: CallRow(staking.apply_withdraw_unbonded, _fixed(staking.WITHDRAW_WEIGHT)),
     calls.ProposePolicy: CallRow(governance.apply_propose, _fixed(300_000)),
     calls.ProposeInferencePrice: CallRow(governance.apply_propose, _fixed(300_000)),
     calls.ProposeRelease: CallRow(governance.apply_propose, _fixed(300_000)),
@@ -165,7 +165,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.Vote: CallRow(governance.apply_vote, _fixed(200_000)),
     calls.PostBounty: CallRow(bounties.apply_post_bounty, _fixed(bounties.BOUNTY_BASE_WEIGHT)),
     calls.ClaimBounty: CallRow(bounties.apply_claim_bounty, lambda s, c: DispatchInfo(bounties.compute_claim_weight(s, c))),
-    calls.CancelBounty: CallRow(bounties.apply_cancel_bounty, _fixed(100_000)),
+    calls.CancelBounty: CallRow(bounties.apply_cancel_bounty, _fixed(bounties.CANCEL_WEIGHT)),
     calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
     calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
     calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(*inference.compute_info(s, c))),
@@ -176,7 +176,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.ProposeConfig: CallRow(democracy.apply_propose, _fixed(300_000)),
     calls.VoteConfig: CallRow(democracy.apply_vote, _fixed(200_000)),
-    calls.UnlockVote: CallRow(democracy.apply_unlock, _fixed(100_000)),
+    calls.UnlockVote: CallRow(democracy.apply_unlock, _fixed(democracy.UNLOCK_WEIGHT)),
     calls.NoteVotes: CallRow(rewards.apply_note_votes, lambda _s, c: DispatchInfo(rewards.compute_note_votes_weight(c))),
 }
 
@@ -261,8 +261,13 @@ class Runtime:
         self, state: StateAccess, xt: Extrinsic, length: int, number: int, check_signature: bool, allow_future: bool,
     ) -> tuple[CheckedExtrinsic, balances.AccountInfo]:
         """:meth:`verify_extrinsic`, also returning the signer's account as it was read."""
-        if not xt.era.is_alive(number):
-            raise InvalidTransaction("stale", f"era {xt.era.birth}+{xt.era.period} does not cover block {number}")
+        era = xt.era
+        if not era.is_alive(number):
+            if number < era.birth:
+                # valid later, not outdated (Substrate's InvalidTransaction::Future, not Stale):
+                # the pool refuses it without a ban, so the same bytes get in once the chain is there
+                raise FutureTransaction(f"era {era.birth}+{era.period} starts at block {era.birth}, after block {number}")
+            raise InvalidTransaction("stale", f"era {era.birth}+{era.period} does not cover block {number}")
         if check_signature:
             xt.verify_signature(self.genesis_hash, self.spec_version)
         account = balances.get_account(state, xt.signer)

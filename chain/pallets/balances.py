@@ -8,11 +8,17 @@ transfer may not create an account with less than it, nor leave a dust balance b
 
 from __future__ import annotations
 
-from chain.calls import Transfer
+from typing import TYPE_CHECKING
+
+from chain.calls import Call, Transfer
 from chain.codec import U32, Balance, Wire
 from chain.errors import DispatchError
+from chain.extrinsic import Era, Extrinsic
 from chain.pallets.context import CallContext, Event
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
+
+if TYPE_CHECKING:
+    from chain.config import RuntimeConfig
 
 PALLET = "balances"
 
@@ -116,6 +122,37 @@ def _remember_arg_pairs(who: bytes) -> tuple[tuple[str, str], tuple[str, str]]:
             _ARG_PAIRS.clear()
         _ARG_PAIRS[who] = pairs
     return pairs
+
+
+def compute_longest_length(call: Call) -> int:
+    """The bytes of the longest signed extrinsic that carries ``call`` with no tip: its nonce
+    and era at their largest (an integer's wire encoding grows with it)."""
+    return len(Extrinsic(bytes(32), bytes(64), 2**32 - 1, 0, Era(2**32 - 1, 2**32 - 1), call).encode())
+
+
+def compute_reclaim_reserve(config: RuntimeConfig, reclaims: tuple[tuple[Call, int], ...]) -> int:
+    """What a move of free funds into a lock or a hold leaves free: the existential deposit,
+    or, if more, the fees (no tip, at ``config``'s rates) of the ``reclaims``, the (call,
+    declared weight) pairs its owner sends, in turn, to take the funds back: an account that
+    locks all it has could otherwise never pay for them, and its funds stayed locked until
+    someone else funded it (staking's bond, democracy's vote, a bounty). A later change of the fees by
+    referendum may still raise them above what was left."""
+    fees = sum(config.compute_fee(compute_longest_length(call), weight, 0) for call, weight in reclaims)
+    return max(config.existential_deposit, fees)
+
+
+def verify_reclaimable(pallet: str, error: str, free: int, amount: int, reserve: int, what: str, reclaims: str) -> None:
+    """DispatchError(``pallet``, ``error``) if moving ``amount`` of a free balance of ``free``
+    into a lock or a hold (``what``) would leave less than ``reserve`` free
+    (:func:`compute_reclaim_reserve` of the calls named in ``reclaims``). An amount above
+    ``free`` passes: the caller refuses it as InsufficientBalance."""
+    left = free - amount
+    if 0 <= left < reserve:
+        raise DispatchError(
+            pallet, error,
+            f"{what} of {amount} would leave {left} free; it must leave at least {reserve}: the existential deposit, "
+            f"or, if more, the fees of {reclaims} that take it back",
+        )
 
 
 def apply_hold(state: StateAccess, pallet: str, holder: bytes, who: bytes, amount: int, existential_deposit: int, what: str) -> None:

@@ -9,7 +9,8 @@ mean loss over the rows in order, bit-exact on every node, so a claim is settled
 re-computation, not by anyone's word. A claim that falls short fails (NotBelowTarget) and
 its sender pays the fee for the evaluation it asked for: the weight covers one forward and
 backward pass over the data set. After ``expires_at`` the poster may cancel an unclaimed
-bounty and get the amount back.
+bounty and get the amount back; so a bounty leaves the poster at least
+:func:`compute_post_reserve` free (InsufficientFreeAfterBounty), the cancel's fee.
 
 "First": claims are settled in block order, so if two versions qualify, the first claimed
 wins; a trainer claims as soon as their version exists (``polchain tx claim-bounty``).
@@ -19,19 +20,28 @@ batch), and must fit the model (family, features, outputs) as training data woul
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
 
 import ml_runtime
 from chain.calls import CancelBounty, ClaimBounty, PostBounty, compute_f32_value
 from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
 from chain.errors import DispatchError
-from chain.pallets import datasets, models, revenue
+from chain.pallets import balances, datasets, models, revenue
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
+
+if TYPE_CHECKING:
+    from chain.config import RuntimeConfig
 
 PALLET = "models"
 BOUNTY_ACCOUNT = revenue.compute_pallet_account(b"py/bunty")
 BOUNTY_BASE_WEIGHT = 300_000
+#: The weight models.cancel_bounty declares (chain.runtime.DISPATCH).
+CANCEL_WEIGHT = 100_000
+#: What a poster sends to take an unclaimed bounty back (compute_post_reserve): the longest cancel.
+_RECLAIMS = ((CancelBounty(2**32 - 1), CANCEL_WEIGHT),)
 
 
 class Bounty(Wire, frozen=True):
@@ -93,6 +103,12 @@ def _verify_validation(state: StateAccess, model: int, dataset: int) -> ml_runti
     return spec
 
 
+def compute_post_reserve(config: RuntimeConfig) -> int:
+    """The least a posted bounty leaves free: the existential deposit, or, if more, the fee of
+    the cancel that takes it back unclaimed (balances.compute_reclaim_reserve)."""
+    return balances.compute_reclaim_reserve(config, _RECLAIMS)
+
+
 def apply_post_bounty(ctx: CallContext, call: PostBounty) -> None:
     if call.amount == 0:
         raise DispatchError(PALLET, "ZeroAmount", "a bounty is at least 1 unit")
@@ -102,6 +118,10 @@ def apply_post_bounty(ctx: CallContext, call: PostBounty) -> None:
     if call.expires_at <= ctx.block.number:
         raise DispatchError(PALLET, "InvalidExpiry", f"expires_at {call.expires_at} is not after this block ({ctx.block.number})")
     _verify_validation(ctx.state, call.model, call.dataset)
+    balances.verify_reclaimable(
+        PALLET, "InsufficientFreeAfterBounty", balances.get_account(ctx.state, ctx.sender).free, call.amount,
+        compute_post_reserve(ctx.config), "the bounty", "the cancel_bounty",
+    )
     revenue.apply_debit(ctx.state, ctx.sender, call.amount, ctx.config.existential_deposit)
     revenue.apply_credit(ctx.state, BOUNTY_ACCOUNT, call.amount)
     bounty_id = NEXT_BOUNTY.get(ctx.state)

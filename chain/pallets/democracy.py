@@ -24,6 +24,8 @@ first vote uses, so a dev chain's short periods serve both):
 2. ``democracy.vote(ref, aye, amount)``: ``amount`` POL of the voter's free balance moves into
    the pallet's account (the lock; the ballot records it), so it can be neither transferred,
    staked nor spent on fees while the vote runs; the rest of the free balance still pays fees.
+   A vote leaves at least :func:`compute_vote_reserve` free (InsufficientFreeAfterVote): the
+   fee of the unlock that takes it back, so the lock never outlives the vote for want of it.
    Once per account per referendum (AlreadyVoted).
 3. At the block where voting ends, :func:`apply_on_initialize` tallies it, before that block's
    extrinsics: it passes with turnout >= :data:`QUORUM_PPM` of the total issuance and ayes >
@@ -78,6 +80,10 @@ QUORUM_PPM = 100_000  # turnout: a tenth of all POL in existence
 THRESHOLD_PPM = 500_000  # ayes: a strict majority of the votes cast
 # The pallet's account holds every deposit and every locked vote until it is returned.
 DEMOCRACY_ACCOUNT = revenue.compute_pallet_account(b"py/democ")
+#: The weight democracy.unlock declares (chain.runtime.DISPATCH).
+UNLOCK_WEIGHT = 100_000
+#: What a voter sends to take its lock back (compute_vote_reserve): the longest unlock.
+_RECLAIMS = ((calls.UnlockVote(2**32 - 1), UNLOCK_WEIGHT),)
 FIELDS = frozenset(f.name for f in fields(RuntimeConfig))
 # Fields a referendum may not change, and why (the error names both).
 FIXED = {
@@ -236,6 +242,14 @@ def apply_propose(ctx: CallContext, call: calls.ProposeConfig) -> None:
     ctx.emit(PALLET, "Proposed", referendum=referendum, proposer=ctx.sender, ends=ends, deposit=PROPOSAL_DEPOSIT)
 
 
+def compute_vote_reserve(config: RuntimeConfig) -> int:
+    """The least a vote leaves free: the existential deposit, or, if more, the fee of the
+    unlock that takes the lock back (balances.compute_reclaim_reserve). A vote of all but its
+    fee left free 0, and the lock stayed in the pallet's account after the vote ended until
+    someone else funded the voter."""
+    return balances.compute_reclaim_reserve(config, _RECLAIMS)
+
+
 def apply_vote(ctx: CallContext, call: calls.VoteConfig) -> None:
     state = ctx.state
     referendum = get_referendum(state, call.referendum)
@@ -250,6 +264,10 @@ def apply_vote(ctx: CallContext, call: calls.VoteConfig) -> None:
     tally = (referendum.ayes if call.aye else referendum.nays) + call.amount
     if tally > 2**63 - 1:  # cannot happen while the issuance fits a balance; never wraps anyway
         raise _fail("Overflow", f"the tally would exceed 2^63-1 ({tally})")
+    balances.verify_reclaimable(
+        PALLET, "InsufficientFreeAfterVote", balances.get_account(state, ctx.sender).free, call.amount,
+        compute_vote_reserve(ctx.config), "the vote", "the unlock",
+    )
     balances.apply_hold(state, PALLET, DEMOCRACY_ACCOUNT, ctx.sender, call.amount, ctx.config.existential_deposit, "the vote")
     BALLOTS.apply_set(state, Ballot(call.aye, call.amount), call.referendum, ctx.sender)
     side = {"ayes": tally} if call.aye else {"nays": tally}

@@ -13,8 +13,9 @@ steps, each a call of this pallet:
    count; the weights local training produced; the transcript root, every entry's loss,
    and the audit paths of entries 0 and S. The pallet checks that entry 0 is the base
    version's weights and entry S the submitted weights, so a transcript is pinned at both
-   ends; the bond is reserved. An update may name a registered data set whose rows it used
-   (same root and count): the data set's provider is paid price_per_row x rows used
+   ends; the bond is reserved, and must leave free the fees of the participant's reveals
+   (:func:`compute_commit_reserve`, InsufficientFreeAfterCommit). An update may name a
+   registered data set whose rows it used (same root and count): the data set's provider is paid price_per_row x rows used
    (local_steps x batch_size), as for a TRAIN call.
 3. **Challenge** (anyone, after ``commit_deadline``): the challenge seed becomes
    ``blake2_256("polchain/fl/chal" || round || hash of block commit_deadline)``, read from
@@ -80,6 +81,7 @@ deadline block itself; that needs a per-block hook in chain/blockchain.py.
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -101,8 +103,14 @@ from chain.pallets.context import CallContext, PostDispatchInfo
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 from ml_runtime import fedavg, transcript
 
+if TYPE_CHECKING:
+    from chain.config import RuntimeConfig
+
 PALLET = "federated"
 ESCROW_ACCOUNT = revenue.compute_pallet_account(b"py/fedlr")  # holds bonds and reward pools
+#: A reveal with every variable part empty and its numbers at their largest: with
+#: compute_reveal_bound, the longest reveal extrinsic (compute_commit_reserve).
+_EMPTY_REVEAL = RevealSegment(2**32 - 1, 2**32 - 1, b"", (), bytes(32), (), b"", ())
 MAX_UPDATES = 64  # updates per round: bounds a round's state and the work of closing it
 MAX_ROUND_BLOCKS = 100_000  # how far ahead a deadline may be
 MAX_CELLS = 1 << 22  # n rows x d features a validator materialises to re-run a segment
@@ -464,6 +472,18 @@ def apply_open_round(ctx: CallContext, call: OpenRound) -> None:
 # --- commit -----------------------------------------------------------------------------------
 
 
+def compute_commit_reserve(config: RuntimeConfig, spec: ml_runtime.ModelSpec, info: OpenRound | RoundInfo) -> int:
+    """The least a commit leaves free: the existential deposit, or, if more, the declared fees
+    (no tip) of the participant's ``samples`` reveals, each at its bound (the envelope of the
+    longest extrinsic, :func:`compute_reveal_bound` bytes, :func:`compute_reveal_weight`).
+    Without them the update could not be revealed and its bond went to the pool at close: a
+    commit of all the participant had left free 0 (balances.compute_reclaim_reserve, the same
+    rule for the locks that calls take back)."""
+    envelope = balances.compute_longest_length(_EMPTY_REVEAL)
+    fee = config.compute_fee(envelope + compute_reveal_bound(spec, info), compute_reveal_weight(spec, info), 0)
+    return max(config.existential_deposit, info.samples * fee)
+
+
 def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
     state, who = ctx.state, ctx.sender
     info = get_round(state, call.round)
@@ -504,6 +524,10 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
         except ml_runtime.ProofError as exc:
             raise _fail("BadTranscriptProof", f"{what} is not under the transcript root: {exc}") from None
     license_paid, currency = _apply_data_license(ctx, call, spec, info)
+    balances.verify_reclaimable(
+        PALLET, "InsufficientFreeAfterCommit", balances.get_account(state, who).free, info.bond,
+        compute_commit_reserve(ctx.config, spec, info), "the bond", f"the {info.samples} reveals",
+    )
     balances.apply_hold(state, PALLET, ESCROW_ACCOUNT, who, info.bond, ctx.config.existential_deposit, "the bond")
     update = UpdateInfo(call.data_root, call.row_count, call.sample_count, last.weights_hash, call.transcript_root, call.losses, ctx.block.number)
     UPDATES.apply_set(state, update, call.round, who)

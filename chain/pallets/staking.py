@@ -24,6 +24,12 @@ proven within an era of it is punished. A slash takes its fraction of the stake 
 unlocking chunks together, from ``staked`` first, then from the chunks that unlock last.
 A validator keeps at least ``min_validator_bond`` staked while in the set.
 
+A bond leaves at least :func:`compute_bond_reserve` free (InsufficientFreeAfterBond): the
+existential deposit, or, if more, the fees (no tip) of the unbond and the withdraw_unbonded
+that take the stake back. Before, a bond of all but its fee left free 0: the unbond's fee could
+not be paid, and the stake stayed locked until someone else funded the account. A bond of 0 is
+refused (ZeroBond), as an unbond of 0 is.
+
 An unbond of 0 is refused (ZeroUnbond): its chunk would be worth nothing yet take one of the
 places, and 32 of them locked the stake for good (nothing ever matured to withdraw).
 ``withdraw_unbonded`` drops any zero chunk a chain stored before that rule.
@@ -34,9 +40,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chain.calls import PPM, Bond, Unbond, WithdrawUnbonded
-from chain.codec import U64, AccountId, Balance, BlockNumber, Wire
+from chain.codec import MAX_BALANCE, U64, AccountId, Balance, BlockNumber, Wire
 from chain.errors import DispatchError
-from chain.pallets.balances import TOTAL_ISSUANCE, AccountInfo, apply_account, get_account
+from chain.pallets.balances import (
+    TOTAL_ISSUANCE,
+    AccountInfo,
+    apply_account,
+    compute_reclaim_reserve,
+    get_account,
+    verify_reclaimable,
+)
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
@@ -44,6 +57,10 @@ if TYPE_CHECKING:
     from chain.config import RuntimeConfig
 
 PALLET = "staking"
+#: The weights bond, unbond and withdraw_unbonded declare (chain.runtime.DISPATCH).
+BOND_WEIGHT = UNBOND_WEIGHT = WITHDRAW_WEIGHT = 100_000
+#: What a bond's owner sends to take it back (compute_bond_reserve): the longest of each.
+_RECLAIMS = ((Unbond(MAX_BALANCE), UNBOND_WEIGHT), (WithdrawUnbonded(), WITHDRAW_WEIGHT))
 
 VALIDATORS = StorageValue("Staking", "Validators", tuple[AccountId, ...], ())
 #: Validators to remove at the next era start, in the order their offences were proven.
@@ -98,10 +115,22 @@ def get_validators(state: StateAccess) -> tuple[bytes, ...]:
     return VALIDATORS.get(state)
 
 
+def compute_bond_reserve(config: RuntimeConfig) -> int:
+    """The least a bond leaves free (module docstring): the existential deposit, or, if more,
+    the fees of an unbond and a withdraw_unbonded (balances.compute_reclaim_reserve)."""
+    return compute_reclaim_reserve(config, _RECLAIMS)
+
+
 def apply_bond(ctx: CallContext, call: Bond) -> None:
+    if not call.value:
+        raise DispatchError(PALLET, "ZeroBond", "bond of 0: nothing would be staked (as an unbond of 0 is refused)")
     info = get_account(ctx.state, ctx.sender)
     if info.free < call.value:
         raise DispatchError(PALLET, "InsufficientBalance", f"free balance {info.free} is less than the bond {call.value}")
+    verify_reclaimable(
+        PALLET, "InsufficientFreeAfterBond", info.free, call.value, compute_bond_reserve(ctx.config), "the bond",
+        "the unbond and the withdraw_unbonded",
+    )
     apply_account(ctx.state, ctx.sender, AccountInfo(info.nonce, info.free - call.value, info.staked + call.value))
     ctx.emit(PALLET, "Bonded", who=ctx.sender, value=call.value)
 

@@ -5,7 +5,7 @@ whose loss the chain computes below the target; every refusal changes only the f
 from __future__ import annotations
 
 import numpy as np
-from chainkit import ALICE, BOB, CHARLIE, event_args, train_call
+from chainkit import ALICE, BOB, CHARLIE, event_args, sign, train_call
 from test_pallets import DAVE, Driver
 
 import ml_runtime
@@ -94,3 +94,38 @@ def test_post_and_cancel_refusals(chain) -> None:
     assert receipt.success, receipt.error
     assert balances.get_account(chain.state.overlay(), DAVE.public).free == dave + 5 * POL - receipt.fee
     d.fails(DAVE, calls.CancelBounty(bounty), "models.BountyClosed")
+
+
+def test_a_bounty_leaves_what_cancelling_it_costs(chain) -> None:
+    """As a bond (staking.compute_bond_reserve): a bounty of all but its fee left the poster
+    free 0, so it could not pay to cancel the bounty once expired and unclaimed, and the amount
+    stayed in the pallet's account until someone else funded it. A bounty now leaves at least
+    bounties.compute_post_reserve (the cancel's fee, above the existential deposit); one that
+    leaves exactly that is cancelled with nothing else. A refused one changes only the fee."""
+    d = Driver(chain)
+    reserve = bounties.compute_post_reserve(chain.config)
+    cancel = sign(chain, DAVE, calls.CancelBounty(2**32 - 1), 10**6)
+    info = chain.runtime.compute_dispatch_info(chain.state.overlay(), cancel)
+    assert reserve >= max(chain.config.existential_deposit, chain.runtime.compute_fee(info, len(cancel.encode()), 0))
+
+    def free() -> int:
+        return balances.get_account(chain.state.overlay(), DAVE.public).free
+
+    def post(amount: int) -> calls.PostBounty:
+        return calls.PostBounty(0, 0, calls.compute_f32_bits(0.5), amount, chain.best_number + 3)
+
+    nonce = balances.get_account(chain.state.overlay(), DAVE.public).nonce
+    probe = sign(chain, DAVE, post(free()), nonce)  # the posts below: the same length and fee
+    fee = chain.runtime.compute_fee(chain.runtime.compute_dispatch_info(chain.state.overlay(), probe), len(probe.encode()), 0)
+    for left in (0, chain.config.existential_deposit // 2, reserve - 1):
+        d.fails(DAVE, post(free() - fee - left), "models.InsufficientFreeAfterBounty")
+    amount = free() - fee - reserve
+    receipt = d.apply(DAVE, post(amount))
+    assert receipt.success, receipt.error
+    assert free() == reserve
+    bounty = event_args(receipt, "BountyPosted")["bounty"]
+    for _ in range(3):
+        assert d.apply(BOB, calls.Remark(b"tick")).success
+    receipt = d.apply(DAVE, calls.CancelBounty(bounty))
+    assert receipt.success, receipt.error
+    assert free() == reserve - receipt.fee + amount

@@ -201,8 +201,10 @@ def test_bad_votes_and_locks(chain) -> None:
     d.fails(BOB, calls.VoteConfig(ref, True, 0), "democracy.ZeroAmount")
     too_much = d.apply(BOB, calls.VoteConfig(ref, True, free(chain, BOB) + 1))
     assert too_much.error is not None and too_much.error.startswith("democracy.InsufficientBalance")
-    dust = free(chain, BOB) - too_much.fee - chain.config.existential_deposit // 2  # the same fee: same length
-    d.fails(BOB, calls.VoteConfig(ref, True, dust), "democracy.Expendability")
+    # A vote leaves the unlock's fee free (more than the existential deposit): neither dust nor 0.
+    for left in (chain.config.existential_deposit // 2, 0):
+        vote = free(chain, BOB) - too_much.fee - left  # the same fee: same length
+        d.fails(BOB, calls.VoteConfig(ref, True, vote), "democracy.InsufficientFreeAfterVote")
     d.fails(CHARLIE, calls.UnlockVote(ref), "democracy.NoLock")
     all_but = free(chain, BOB) - 10**12
     assert d.apply(BOB, calls.VoteConfig(ref, False, all_but)).success
@@ -214,6 +216,31 @@ def test_bad_votes_and_locks(chain) -> None:
     assert referendum(chain, ref).status == "rejected"
     assert d.apply(BOB, calls.UnlockVote(ref)).success
     assert d.apply(BOB, calls.Transfer(CHARLIE.public, 2 * 10**12)).success
+
+
+def test_a_vote_leaves_what_taking_its_lock_back_costs(chain) -> None:
+    """As a bond (staking.compute_bond_reserve): a vote of all but its fee left free 0, and
+    the unlock was refused at the pool for its fee, so the lock stayed in the pallet's account
+    after the vote until someone else funded the voter. A vote now leaves at least
+    democracy.compute_vote_reserve (the unlock's fee, above the existential deposit), and one
+    that leaves exactly that is unlocked with nothing else. A refused vote changes only the
+    fee (Driver)."""
+    d = Driver(chain)
+    ref = propose(d, ALICE, base_fee=2_000_000)
+    reserve = democracy.compute_vote_reserve(chain.config)
+    unlock = sign(chain, BOB, calls.UnlockVote(ref), 10**6)
+    info = chain.runtime.compute_dispatch_info(chain.state.overlay(), unlock)
+    assert reserve >= max(chain.config.existential_deposit, chain.runtime.compute_fee(info, len(unlock.encode()), 0))
+    probe = sign(chain, BOB, calls.VoteConfig(ref, True, 10**15), 0)  # the votes below: the same length and fee
+    fee = chain.runtime.compute_fee(chain.runtime.compute_dispatch_info(chain.state.overlay(), probe), len(probe.encode()), 0)
+    d.fails(BOB, calls.VoteConfig(ref, True, free(chain, BOB) - fee - (reserve - 1)), "democracy.InsufficientFreeAfterVote")
+    amount = free(chain, BOB) - fee - reserve
+    assert d.apply(BOB, calls.VoteConfig(ref, True, amount)).success
+    assert free(chain, BOB) == reserve
+    wait_until(d, referendum(chain, ref).ends)
+    receipt = d.apply(BOB, calls.UnlockVote(ref))
+    assert receipt.success, receipt.error
+    assert free(chain, BOB) == reserve - receipt.fee + amount
 
 
 def test_enactment_rechecks_the_bounds_against_the_config_then_in_force(chain) -> None:

@@ -261,3 +261,52 @@ def test_a_round_never_challenged_fails_at_close_and_refunds_everyone(chain) -> 
     assert federated.balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
     # Alice got the pool back (and authored every block, earning the fees).
     assert federated.balances.get_account(state, ALICE.public).free >= alice_free + 9 * 10**9
+
+
+def test_a_commit_leaves_what_revealing_it_costs(chain) -> None:
+    """As a bond (staking.compute_bond_reserve): a commit whose bond took all the participant
+    had left free 0, so it could not pay for its reveals and its bond went to the pool at close.
+    A commit now leaves at least federated.compute_commit_reserve (the declared fees of its
+    ``samples`` reveals, above the existential deposit); one that leaves exactly that reveals
+    every challenged segment with nothing else and gets its bond back. A refused commit
+    changes only the fee (Driver)."""
+    from chainkit import sign
+
+    from chain.pallets import balances
+
+    d = Driver(chain)
+    shares, _ = split_digits(3, seed=3)
+    bob = Participant(BOB, *shares[0])
+    spec = models.decode_spec(models.get_model(chain.state.overlay(), 0).spec)
+
+    def free() -> int:
+        return balances.get_account(chain.state.overlay(), BOB.public).free
+
+    def open_for(left: int) -> int:
+        """Open a round with a bond that leaves Bob ``left`` free after his commit to it."""
+        round_id = federated.NEXT_ROUND.get(chain.state.overlay())
+        call = open_call(min_updates=1, commit_deadline=chain.best_number + 4, reveal_deadline=chain.best_number + 20)
+        # The commit's fee, with Bob's commit to a round with these parameters (the bond is not in it).
+        d.ok(ALICE, replace(call, bond=1))
+        commit = bob.train(chain, round_id)
+        xt = sign(chain, BOB, commit, balances.get_account(chain.state.overlay(), BOB.public).nonce)
+        fee = chain.runtime.compute_fee(chain.runtime.compute_dispatch_info(chain.state.overlay(), xt), len(xt.encode()), 0)
+        # Reopen with the bond that leaves ``left``: same parameters, so the same job and commit.
+        d.ok(ALICE, replace(call, bond=free() - fee - left))
+        return round_id + 1
+
+    reserve = federated.compute_commit_reserve(chain.config, spec, open_call())
+    assert reserve > chain.config.existential_deposit
+    for left in (0, reserve - 1):
+        assert "the fees of the 2 reveals" in d.fails(BOB, bob.train(chain, open_for(left)), "InsufficientFreeAfterCommit")
+    commit = bob.train(chain, open_for(reserve))
+    d.ok(BOB, commit)
+    assert free() == reserve
+    info = federated.get_round(chain.state.overlay(), commit.round)
+    d.until(info.commit_deadline + 1)
+    d.ok(EVE, calls.ChallengeRound(commit.round))
+    for reveal in bob.reveals(chain, commit.round):
+        d.ok(BOB, reveal)
+    d.ok(EVE, calls.CloseRound(commit.round))
+    assert federated.get_round(chain.state.overlay(), commit.round).status == federated.CLOSED
+    assert free() > info.bond

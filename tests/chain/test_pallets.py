@@ -279,6 +279,53 @@ def test_unbond_of_nothing_is_refused_and_cannot_lock_the_stake(chain) -> None:
     assert len(staking.get_unlocking(chain.state.overlay(), BOB.public)) == 1
 
 
+def test_bond_of_nothing_is_refused_as_unbond_of_nothing_is(chain) -> None:
+    """bond(0) used to succeed as a no-op (a fee and a Bonded event of 0) while unbond(0) was
+    refused: both are refused now, by name, and change only the fee. The pool admits it (a
+    call's outcome is dispatch's business: every failed call is charged in its block)."""
+    d = Driver(chain)
+    xt = sign(chain, BOB, calls.Bond(0), 0)
+    chain.runtime.verify_extrinsic(chain.state.overlay(), xt, len(xt.encode()), 1)
+    d.fails(BOB, calls.Bond(0), "staking.ZeroBond")
+    assert balances.get_account(chain.state.overlay(), BOB.public).staked == 0
+
+
+def test_bond_leaves_what_unbonding_and_withdrawing_it_cost(chain) -> None:
+    """The outside tester's finding: bonding everything but the bond's fee left free 0, so the
+    unbond was refused at the pool ("payment: free balance 0 cannot pay the fee") and the stake
+    stayed locked until someone else funded the account. A bond now leaves free at least
+    staking.compute_bond_reserve: the existential deposit, or, if more, the fees of the
+    longest unbond and withdraw_unbonded (tip 0). A refused bond changes only the fee (Driver);
+    one that leaves exactly the reserve can be unbonded and withdrawn with no other funds."""
+    d = Driver(chain)
+    config = chain.config
+    reserve = staking.compute_bond_reserve(config)
+    unbond, withdraw = sign(chain, BOB, calls.Unbond(10**18), 10**6), sign(chain, BOB, calls.WithdrawUnbonded(), 10**6)
+    assert reserve >= config.existential_deposit
+    assert reserve >= _fee(chain, unbond) + _fee(chain, withdraw)
+
+    def free() -> int:
+        return balances.get_account(chain.state.overlay(), BOB.public).free
+
+    everything = sign(chain, BOB, calls.Bond(free()), 0)
+    d.fails(BOB, calls.Bond(free() - _fee(chain, everything)), "staking.InsufficientFreeAfterBond")
+    probe = sign(chain, BOB, calls.Bond(free()), 1)  # the same length as the bonds below: same fee
+    for left in (0, config.existential_deposit - 1, config.existential_deposit, reserve - 1):
+        d.fails(BOB, calls.Bond(free() - _fee(chain, probe) - left), "staking.InsufficientFreeAfterBond")
+    value = free() - _fee(chain, probe) - reserve
+    assert d.apply(BOB, calls.Bond(value)).success
+    assert balances.get_account(chain.state.overlay(), BOB.public) == balances.AccountInfo(6, reserve, value)
+    receipt = d.apply(BOB, calls.Unbond(value))
+    assert receipt.success, receipt.error
+    for _ in range(config.era_length):
+        d.slot += 1
+        chain.build_block([], ALICE, slot=d.slot)
+    receipt = d.apply(BOB, calls.WithdrawUnbonded())
+    assert receipt.success, receipt.error
+    account = balances.get_account(chain.state.overlay(), BOB.public)
+    assert account.staked == 0 and account.free >= value
+
+
 def test_withdraw_drops_the_empty_chunks_a_chain_holds_already(tmp_path) -> None:
     """A chain may hold zero-valued chunks from before unbond(0) was refused: 32 of them
     (some matured, some not) filled Bob's unlocking places. withdraw_unbonded drops them, so
@@ -330,6 +377,54 @@ def test_expired_era_and_wrong_chain_are_refused_by_the_runtime(chain) -> None:
     built = chain.build_block([expired, other_chain], ALICE, slot=1)
     assert built.block.body.extrinsics == ()
     # An empty block: nothing applied, nothing changed but what every block records.
+    assert chain.state.root() == chain.state.compute_commit(expected).root
+
+
+def test_an_era_that_starts_later_is_premature_not_stale(chain) -> None:
+    """An era whose birth is after the block was refused as "stale" (the outside tester's
+    "stale: era 1000+10 does not cover block 8"): it is valid later, not outdated, so it is
+    refused as Substrate's InvalidTransaction::Future (reason "future", RPC 1010 as every
+    InvalidTransaction), and the pool does not ban it, as it bans a stale one: the same
+    bytes are admitted once the chain reaches the era (a node behind its peers sees such
+    extrinsics). A block cannot carry it; the state is what every block records."""
+    from chain.errors import FutureTransaction, InvalidTransaction, PoolError
+    from chain.extrinsic import Era
+    from chain.pool import TransactionPool, Validity
+
+    premature = sign(chain, BOB, calls.Remark(b"early"), 0, era=Era(1000, 10))
+    with pytest.raises(FutureTransaction, match=r"^era 1000\+10 starts at block 1000, after block 8$") as info:
+        chain.runtime.verify_extrinsic(chain.state.overlay(), premature, len(premature.encode()), 8)
+    assert info.value.reason == "future"
+    expired = sign(chain, BOB, calls.Remark(b"late"), 0, era=Era(0, 8))
+    with pytest.raises(InvalidTransaction, match=r"^era 0\+8 does not cover block 8$") as stale:
+        chain.runtime.verify_extrinsic(chain.state.overlay(), expired, len(expired.encode()), 8)
+    assert stale.value.reason == "stale"
+
+    number = 1000
+
+    def validate(xt) -> Validity:
+        v = chain.runtime.verify_extrinsic(chain.state.overlay(), xt, len(xt.encode()), number, allow_future=True)
+        return Validity(v.priority, v.account_nonce, 64)
+
+    pool = TransactionPool(validate)
+    number = 999
+    for _ in range(2):  # not banned: refused again for the same reason
+        with pytest.raises(FutureTransaction):
+            pool.submit(premature.encode())
+    number = 1000
+    pool.submit(premature.encode())
+    number = 1010
+    with pytest.raises(InvalidTransaction, match="does not cover block 1010"):
+        pool.submit(expired.encode())
+    with pytest.raises(PoolError, match="banned"):  # a stale one is banned: refused without a check
+        pool.submit(expired.encode())
+
+    root = chain.state.root()
+    expected = chain.state.overlay(at=root)
+    chain.runtime.on_initialize(expected, 1, ALICE.public, chain.genesis_hash)
+    refused: list[str] = []
+    built = chain.build_block([premature], ALICE, slot=1, on_invalid=lambda _h, e: refused.append(e.reason))
+    assert built.block.body.extrinsics == () and refused == ["future"]
     assert chain.state.root() == chain.state.compute_commit(expected).root
 
 

@@ -193,7 +193,7 @@ def test_a_mortal_transfer_in_the_block_of_its_birth_and_its_last(chain: Blockch
 @pytest.mark.parametrize(
     ("case", "reason"),
     [("stale nonce", "is already used"), ("future nonce", "ahead of the account nonce"), ("fee unpaid", "cannot pay the fee"),
-     ("era ended", "does not cover block"), ("era not begun", "does not cover block")],
+     ("era ended", "does not cover block"), ("era not begun", "starts at block")],
 )
 def test_an_invalid_transfer_fails_the_block_alike(chain: Blockchain, monkeypatch: pytest.MonkeyPatch, case: str, reason: str) -> None:
     r0, r1 = RICH[:2]

@@ -219,7 +219,8 @@ def _run(blocks: Blocks, max_block_weight: int | None) -> None:
             if isinstance(outcome, str):
                 assert outcome.startswith(f"block #{builder.number}: "), outcome
                 reasons = {"units of weight": "its weight", "already used": "a stale nonce", "ahead of": "a future nonce",
-                           "cannot pay": "an unpaid fee", "does not cover": "a dead era"}
+                           "cannot pay": "an unpaid fee", "does not cover": "a dead era",
+                           "starts at block": "an era not begun"}
                 event("a block refused for " + next((v for k, v in reasons.items() if k in outcome), outcome))
             else:
                 event("a block applied, transfers in bulk" if len(outcome[4]) < len(builder.xts) else "a block applied one by one")

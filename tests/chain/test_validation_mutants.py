@@ -172,6 +172,8 @@ def test_a_mortal_era_covers_its_birth_and_period_and_nothing_else(chain: Blockc
     assert xt.era.is_alive(10 + offset) is alive
     if alive:
         assert _verify(chain, xt, number=10 + offset).account_nonce == 0
+    elif offset < 0:  # not begun: valid later (Substrate's Future), not outdated
+        _refused(chain, xt, "future", f"^era 10\\+4 starts at block 10, after block {10 + offset}$", number=10 + offset)
     else:
         _refused(chain, xt, "stale", f"^era 10\\+4 does not cover block {10 + offset}$", number=10 + offset)
 

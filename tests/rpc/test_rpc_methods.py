@@ -142,3 +142,16 @@ def test_rpc_call_error_from_wire():
     err = RpcCallError.from_wire({"code": 1010, "message": "Invalid Transaction", "data": "x"})
     assert (err.code, err.message, err.data) == (1010, "Invalid Transaction", "x")
     assert RpcCallError.from_wire("junk").code == -32603
+
+
+def test_a_premature_and_a_stale_extrinsic_are_both_1010_with_their_own_reason():
+    """Substrate answers InvalidTransaction::Future and ::Stale both with 1010 (Invalid
+    Transaction); the reason in ``data`` tells them apart (chain.runtime's era check)."""
+    from chain.errors import FutureTransaction
+    from chain.errors import InvalidTransaction as ChainInvalid
+    from rpc.namespaces.author import pool_error
+
+    future = pool_error(FutureTransaction("era 1000+10 starts at block 1000, after block 8")).to_wire()
+    assert future == {"code": 1010, "message": "Invalid Transaction", "data": "future: era 1000+10 starts at block 1000, after block 8"}
+    stale = pool_error(ChainInvalid("stale", "era 0+8 does not cover block 8")).to_wire()
+    assert stale == {"code": 1010, "message": "Invalid Transaction", "data": "stale: era 0+8 does not cover block 8"}
