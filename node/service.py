@@ -752,11 +752,11 @@ class NodeService:
         if self._knows_justified(proof):
             return False
         await asyncio.to_thread(verify_justification, self.chain, proof, final=False)
+        before = self.collector.highest_justified()
         self.collector.note_justified(justified_checkpoint(proof), proof)
-        before = self._voter.justified
         await self._follow_justified()
-        if self._voter.justified == before:
-            return False
+        if self.collector.highest_justified() == before:
+            return False  # e.g. its block is off the finalized chain here
         log.info(
             "The checkpoint #%d of round %d is justified (a peer sent the votes of its link): votes go from it",
             proof.target_number, proof.round,
