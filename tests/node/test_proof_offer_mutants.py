@@ -1,0 +1,234 @@
+"""Mutation testing of the proofs of justification (a0d997f, 44eee67): what a node sends a
+validator that votes from an older source, and what the validator does with it.
+
+Run by name (the modules are in ``[tool.mutmut] only_mutate``): the new functions whole,
+and of the older ones only the mutants on the new lines (a script picked them by the
+diff of each mutant; their other mutants are the existing suites' business)::
+
+    rm -rf mutants && mutmut run --max-children 2 \\
+      "consensus.finality.x_proves_finality__*" "consensus.finality.x_justified_checkpoint__*" \\
+      "consensus.finality.x__order__*" "consensus.finality.x__make_justification__*" \\
+      "consensus.finality.xǁVoteCollectorǁ__init____*" "consensus.finality.xǁVoteCollectorǁnote_justified__*" \\
+      "consensus.finality.xǁVoteCollectorǁjustified_proof__*" \\
+      "node.service.xǁNodeServiceǁ_knows_justified__*" "node.service.xǁNodeServiceǁ_note_justified__*" \\
+      "node.service.xǁNodeServiceǁ_offer_justified__*" \\
+      "chain.blockchain.xǁBlockchainǁput_justified_proof__*" "chain.blockchain.xǁBlockchainǁget_justified_proof__*" \\
+      <the new-line mutants of x_verify_justification (1, 2, 67-70), xǁVoteCollectorǁcheck (71-99),
+       xǁNodeServiceǁimport_justification (16-23, 27-35, 57, 58), xǁNodeServiceǁ_after_import (73-78),
+       xǁNodeServiceǁadd_vote (13-16)>
+
+with ``pytest_add_cli_args_test_selection`` narrowed to the tests of this code
+(tests/consensus/test_justified_proof.py, test_justified_proof_mutants.py, test_finality.py,
+test_mutants_finality.py, test_finality_window.py, tests/node/test_finality_stall.py, this
+file, tests/chain/test_blockchain.py; the configured selection holds them, which can only
+kill more; the new files were added to it for the second run). 223 mutants (159 of the new
+functions, 64 on new lines of the older ones; ``_order`` has none: a bare tuple). Before
+these tests (2026-11-29) 170 were killed and 53 lived: no test made a proof of justification
+wait for its block (the block-arrival retry and the kept-proof check), imported a finality
+proof through the service, or called ``proves_finality`` on a finality proof or a sole
+validator's link; the once-a-round limit, the ``vote.round <= proof.round + 1`` filter and the
+older-source comparison of ``_offer_justified`` were unpinned at their edges; a proof no
+higher than what is known was not shown dropped unchecked; the service's return value and log
+line, the higher-proof-only rule for an equal checkpoint, the proof's vote order and a set of
+two validators were untested. Now 214/223, no defect found; the 9 survivors are equivalent.
+
+Survivors explained (equivalent mutants):
+
+- ``chain.blockchain.xǁBlockchainǁput_justified_proof__mutmut_1``, ``_2``: ``sync=None`` (as
+  falsy as False: the same unsynced write) and ``sync=True``: a synced write differs only
+  across a power cut, which no test can make; its docstring says why unsynced is enough.
+- ``consensus.finality.xǁVoteCollectorǁnote_justified__mutmut_1``, ``_13``: the two
+  explained in tests/consensus/test_mutants_finality.py (the dict's values are never read;
+  ``>=`` KEPT_JUSTIFIED prunes an empty slice).
+- ``consensus.finality.xǁVoteCollectorǁcheck__mutmut_78``: ``>=`` in the guard before a
+  proof is built: a proof of the same checkpoint as the kept one is built and then refused by
+  ``note_justified``'s own ``>`` (tests/consensus/test_justified_proof_mutants.py pins that):
+  only the cost of building it differs.
+- ``node.service.xǁNodeServiceǁimport_justification__mutmut_29``: ``target_known=None`` for
+  ``False`` in the check of a proof kept for its block: as falsy, the same checks.
+- ``import_justification__mutmut_30``: ``final=None`` there: for a proof of justification
+  ``final`` is False already (None is as falsy); for a finality proof what ``final=True`` adds
+  is the two "not_final" checks, whose conditions are ``proves_finality``'s own (a sole
+  validator's link takes the other branch either way), so they cannot fail.
+- ``_note_justified__mutmut_2``: ``return True`` for a proof already known: unreachable from
+  ``import_justification``, which returns False before it for a known proof of justification
+  (under the lock: nothing changes between the two checks); from the block-arrival retry the
+  value is ignored.
+- ``_note_justified__mutmut_6``: ``final=None`` for ``final=False`` in the full check: as
+  falsy, the same checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import msgspec
+import pytest
+from netkit import FAST, build_sealed_chain, running
+
+from chain.crypto import Keypair, dev_keypair
+from consensus.errors import InvalidJustification
+from consensus.finality import (
+    SET_ID,
+    Checkpoint,
+    Justification,
+    SignedVote,
+    Vote,
+    justified_checkpoint,
+    sign_vote,
+)
+from genesis.spec import load_chain_spec, with_slot_duration
+from node.service import NodeConfig, NodeService
+
+SPEC = with_slot_duration(load_chain_spec("local"), 500)
+ALICE, BOB, CHARLIE, DAVE, FERDIE = (dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave", "Ferdie"))
+THREE = (ALICE, BOB, DAVE)
+
+
+def _full_node() -> NodeService:
+    """A full node of the `local` chain on loopback, with no peers: nothing arrives but what
+    a test hands it."""
+    return NodeService(NodeConfig(chain="local", tmp=True, author=None, network=replace(FAST, bootnodes=())), SPEC)
+
+
+def _link(genesis: bytes, keys: tuple[Keypair, ...], source: Checkpoint, target: Checkpoint) -> Justification:
+    votes = tuple(sorted((sign_vote(k, genesis, Vote(SET_ID, source, target)) for k in keys), key=lambda v: v.voter))
+    return Justification(target.block_hash, target.block_number, SET_ID, target.round, source, votes)
+
+
+def _forged(proof: Justification) -> Justification:
+    """``proof`` with its last vote re-signed by an outsider: it fails at its signature only."""
+    last = proof.votes[-1]
+    resigned = sign_vote(FERDIE, b"\0" * 32, last.vote)
+    return msgspec.structs.replace(proof, votes=(*proof.votes[:-1], SignedVote(last.vote, last.voter, resigned.signature)))
+
+
+def _spy(node: NodeService) -> list[bytes]:
+    """The payloads ``node`` gossips as justifications (the real network still sends them)."""
+    assert node.network is not None
+    sent: list[bytes] = []
+    real = node.network.broadcast_justification
+
+    def broadcast(payload: bytes) -> int:
+        sent.append(payload)
+        return real(payload)
+
+    node.network.broadcast_justification = broadcast  # type: ignore[method-assign]
+    return sent
+
+
+async def _justify_genesis(full: NodeService) -> Justification:
+    """Votes of Alice, Bob and Dave from genesis (round 0) to genesis in the current round:
+    genesis justified in that round, the collector's proof made (nothing finalizes)."""
+    genesis = full.chain.genesis_hash
+    target = Checkpoint(genesis, 0, full._current_round())
+    for key in THREE:
+        await full.add_vote(sign_vote(key, genesis, Vote(SET_ID, Checkpoint(genesis, 0, 0), target)))
+    proof = full.collector.justified_proof()
+    assert proof is not None and justified_checkpoint(proof) == target == full.collector.highest_justified()
+    return proof
+
+
+async def test_the_proof_goes_to_an_older_source_a_full_round_on_once_a_round() -> None:
+    """``_offer_justified``: the round after the link's is still the link's (a validator may
+    not have had its votes in time), from two rounds on an older source means the votes were
+    missed; a source as new as the proof's checkpoint, or newer, needs nothing; and one
+    sending a round however many such votes come (kills ``_offer_justified__mutmut_1``, 3, 7,
+    8, 9, 12, 13)."""
+    async with running(_full_node()) as full:
+        proof = await _justify_genesis(full)
+        sent = _spy(full)
+        genesis, r = full.chain.genesis_hash, proof.round
+
+        def vote(key: Keypair, source_round: int, round_number: int) -> SignedVote:
+            return sign_vote(key, genesis, Vote(SET_ID, Checkpoint(genesis, 0, source_round), Checkpoint(genesis, 0, round_number)))
+
+        current = r + 2
+        full._offer_justified(vote(CHARLIE, 0, r + 1), current)  # the link's next round: not yet
+        full._offer_justified(vote(CHARLIE, r, r + 2), current)  # from the proof's checkpoint itself
+        full._offer_justified(vote(CHARLIE, r + 1, r + 2), current)  # from a newer one
+        assert sent == [] and full._proof_sent_round == 0
+        full._offer_justified(vote(CHARLIE, r - 1, r + 2), current)  # older, two rounds on: sent
+        assert sent == [proof.encode()] and full._proof_sent_round == current
+        full._offer_justified(vote(BOB, 0, r + 2), current)  # another in the same round: not again
+        assert len(sent) == 1 and full._proof_sent_round == current
+        full._offer_justified(vote(BOB, 0, r + 3), current + 1)  # the next round: again
+        assert len(sent) == 2 and full._proof_sent_round == current + 1
+
+
+async def test_a_proof_no_higher_than_what_is_known_is_dropped_unchecked() -> None:
+    """``_knows_justified`` and the early return in ``import_justification``: a proof of a
+    checkpoint lower than the highest justified one, or of another block at the same round
+    and height, brings nothing and is dropped before its signatures are checked, here even
+    forged and for a block this node lacks; so is one of a checkpoint justified here already,
+whatever its order (kills ``_knows_justified__mutmut_4``, ``_5``, ``_6`` and
+    ``import_justification__mutmut_22``, each of which checked it and raised
+    bad_signature)."""
+    async with running(_full_node()) as full:
+        proof = await _justify_genesis(full)
+        genesis, r = full.chain.genesis_hash, proof.round
+        unknown = b"\x42" * 32
+        lower = _forged(_link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(unknown, 0, r - 1)))
+        level = _forged(_link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(unknown, 0, r)))
+        # Justified here but not the highest (its block is missing): known all the same.
+        noted = Checkpoint(b"\x43" * 32, 5, r + 5)
+        full.collector.note_justified(noted)
+        assert full.collector.highest_justified() == justified_checkpoint(proof)
+        justified_elsewhere = _forged(_link(genesis, THREE, Checkpoint(genesis, 0, 0), noted))
+        for known in (lower, level, justified_elsewhere):
+            assert await full.import_justification(known) is False
+            assert full.collector.justified_proof() == proof
+        higher = _forged(_link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(unknown, 0, r + 1)))
+        with pytest.raises(InvalidJustification) as err:  # a higher claim is checked
+            await full.import_justification(higher)
+        assert err.value.reason == "bad_signature"
+
+
+async def test_proofs_kept_for_a_block_not_imported_are_taken_when_it_arrives(tmp_path, caplog) -> None:
+    """The block-arrival retry (``_after_import``) and ``import_justification``'s two kinds: a
+    proof of justification for #1 before #1 is checked as far as it can be and kept; when #1
+    arrives it is noted (the collector keeps it to pass on, the record follows it, the log says
+    so); a finality proof for #1 then finalizes it at once; one for #2 kept until #2 arrives
+    finalizes #2 then (kills ``_after_import__mutmut_73``..``78``,
+    ``import_justification__mutmut_16``, 21, 34, 35, ``_note_justified__mutmut_13``, 15, 27)."""
+    caplog.set_level(logging.INFO)
+    async with running(_full_node()) as full:
+        now = full._current_round()
+        blocks = build_sealed_chain(tmp_path, SPEC, (now - 20, now - 19))
+        genesis = full.chain.genesis_hash
+        b1, b2 = (Checkpoint(b.hash(), b.header.number, 0) for b in blocks[1:])
+        r = now - 10
+        proof = _link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(b1.block_hash, b1.block_number, r))
+        assert await full.import_justification(proof) is False  # kept for #1
+        await full.import_block(blocks[1])
+        assert full.collector.highest_justified() == justified_checkpoint(proof) == full._voter.justified
+        assert full.collector.justified_proof() == proof
+        assert f"The checkpoint #1 of round {r} is justified (a peer sent the votes of its link): votes go from it" in caplog.messages
+        final_one = _link(genesis, THREE, Checkpoint(b1.block_hash, b1.block_number, r), Checkpoint(b1.block_hash, b1.block_number, r + 1))
+        assert await full.import_justification(final_one) is True
+        assert full.chain.finalized_hash == b1.block_hash
+        final_two = _link(genesis, THREE, Checkpoint(b2.block_hash, b2.block_number, r + 2), Checkpoint(b2.block_hash, b2.block_number, r + 3))
+        assert await full.import_justification(final_two) is False  # kept for #2
+        assert full.chain.finalized_number == 1
+        await full.import_block(blocks[2])
+        assert full.chain.finalized_hash == b2.block_hash
+
+
+async def test_a_proof_that_moves_nothing_reports_nothing(tmp_path) -> None:
+    """A genuine proof of a higher checkpoint whose block is below the finalized one (genesis
+    justified in a later round than #1's finalization) is noted, but the node's source stays:
+    ``import_justification`` says False (the network does not gossip it on) and logs nothing
+    (kills ``_note_justified__mutmut_17``, ``_18``, ``_19``, which said True)."""
+    async with running(_full_node()) as full:
+        now = full._current_round()
+        blocks = build_sealed_chain(tmp_path, SPEC, (now - 20,))
+        await full.import_block(blocks[1])
+        genesis = full.chain.genesis_hash
+        b1 = Checkpoint(blocks[1].hash(), 1, now - 10)
+        assert await full.import_justification(_link(genesis, THREE, b1, Checkpoint(b1.block_hash, b1.block_number, now - 9))) is True
+        before = full._voter.justified
+        assert before == Checkpoint(b1.block_hash, b1.block_number, now - 9)
+        stale = _link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(genesis, 0, now - 5))
+        assert await full.import_justification(stale) is False
+        assert full._voter.justified == before == full.collector.highest_justified()
