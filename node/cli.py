@@ -981,7 +981,10 @@ async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> 
         service.chain.genesis_hash.hex(), service.chain.best_number, service.slot_ms, service.db_path,
     )
     server = RpcServer(
-        build_method_table(service, node_name=config.name), host=config.rpc_host, port=config.rpc_port,
+        build_method_table(
+            service, node_name=config.name, max_response_size=config.rpc_max_response_size_mb * 1024 * 1024
+        ),
+        host=config.rpc_host, port=config.rpc_port,
         max_request_size=config.rpc_max_request_size_mb * 1024 * 1024,
         max_response_size=config.rpc_max_response_size_mb * 1024 * 1024,
         max_connections=config.rpc_max_connections,
