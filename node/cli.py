@@ -267,6 +267,7 @@ def _add_node(sub: _Commands) -> None:
     from rpc.server import (
         DEFAULT_HEADER_TIMEOUT,
         DEFAULT_MAX_HTTP_CONNECTIONS,
+        DEFAULT_MAX_SUBSCRIPTIONS,
         DEFAULT_WS_IDLE_TIMEOUT,
         DEFAULT_WS_PING_INTERVAL,
     )
@@ -300,6 +301,9 @@ def _add_node(sub: _Commands) -> None:
     node.add_argument("--rpc-max-request-size", type=_positive, default=15, metavar="MB", help="default 15")
     node.add_argument("--rpc-max-response-size", type=_positive, default=15, metavar="MB", help="default 15")
     node.add_argument("--rpc-max-subscriptions-per-connection", type=_positive, default=1024, metavar="N", help="default 1024")
+    node.add_argument("--rpc-max-node-subscriptions", type=_positive, default=DEFAULT_MAX_SUBSCRIPTIONS, metavar="N",
+                      help=f"subscriptions on all connections together (default {DEFAULT_MAX_SUBSCRIPTIONS}); "
+                           "over it a subscribe call gets -32009")
     node.add_argument("--rpc-max-http-connections", type=_positive, default=DEFAULT_MAX_HTTP_CONNECTIONS, metavar="N",
                       help=f"open connections other than WebSockets (default {DEFAULT_MAX_HTTP_CONNECTIONS}); "
                            "over it the longest idle one is closed")
@@ -767,6 +771,7 @@ def run_node(args: argparse.Namespace) -> int:
             rpc_methods=args.rpc_methods, rpc_cors=cors, rpc_max_connections=args.rpc_max_connections,
             rpc_max_request_size_mb=args.rpc_max_request_size, rpc_max_response_size_mb=args.rpc_max_response_size,
             rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
+            rpc_max_node_subscriptions=args.rpc_max_node_subscriptions,
             prometheus_host="0.0.0.0" if args.prometheus_external else "127.0.0.1",
             prometheus_port=None if args.no_prometheus else (args.prometheus_port or PROMETHEUS_PORT),
             prometheus_required=args.prometheus_port is not None,
@@ -976,11 +981,15 @@ async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> 
         service.chain.genesis_hash.hex(), service.chain.best_number, service.slot_ms, service.db_path,
     )
     server = RpcServer(
-        build_method_table(service, node_name=config.name), host=config.rpc_host, port=config.rpc_port,
+        build_method_table(
+            service, node_name=config.name, max_response_size=config.rpc_max_response_size_mb * 1024 * 1024
+        ),
+        host=config.rpc_host, port=config.rpc_port,
         max_request_size=config.rpc_max_request_size_mb * 1024 * 1024,
         max_response_size=config.rpc_max_response_size_mb * 1024 * 1024,
         max_connections=config.rpc_max_connections,
         max_subscriptions_per_connection=config.rpc_max_subscriptions,
+        max_subscriptions=config.rpc_max_node_subscriptions,
         cors=config.rpc_cors, rpc_methods=config.rpc_methods,  # type: ignore[arg-type]
         **rpc_options,
     )
@@ -1121,9 +1130,25 @@ def _node_errors(url: str, timeout: float) -> Iterator[None]:
     try:
         yield
     except RpcTransportError as exc:
+        if _http_status(exc) == 429:  # it is running, and full: every WebSocket slot is in use
+            raise CliError(
+                f"the node at {url} refused the connection for load (HTTP 429: all its --rpc-max-connections "
+                "WebSockets are in use); try again later"
+            ) from None
         raise CliError(f"no answer from a node at {url} (is `polchain node` running there?): {_transport_reason(exc)}") from None
     except TimeoutError:
         raise CliError(f"the node at {url} did not answer within --timeout {timeout:g} s") from None
+
+
+def _http_status(exc: RpcTransportError) -> int | None:
+    """The HTTP status the server answered with, if an HTTP answer is behind ``exc``."""
+    cause: BaseException | None = exc.__cause__
+    while cause is not None:
+        status = getattr(cause, "status", None)
+        if isinstance(status, int):
+            return status
+        cause = cause.__cause__
+    return None
 
 
 def _transport_reason(exc: RpcTransportError) -> str:

@@ -159,6 +159,7 @@ from node.voter_record import (
     compute_record_path,
     load_record,
 )
+from rpc.server import DEFAULT_MAX_SUBSCRIPTIONS
 
 log = logging.getLogger("polchain")
 progress = logging.getLogger(PROGRESS_LOGGER)  # a line per block, never collapsed (node.logfilter)
@@ -240,7 +241,8 @@ class NodeConfig:
     rpc_max_connections: int = 100
     rpc_max_request_size_mb: int = 15
     rpc_max_response_size_mb: int = 15
-    rpc_max_subscriptions: int = 1024
+    rpc_max_subscriptions: int = 1024  # per connection
+    rpc_max_node_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS  # all connections together
     prometheus_host: str = "127.0.0.1"
     prometheus_port: int | None = None  # None: no metrics server
     prometheus_required: bool = False  # the port was asked for: failing to bind is an error

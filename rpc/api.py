@@ -32,6 +32,7 @@ from rpc.namespaces import (
     state,
     system,
 )
+from rpc.server import DEFAULT_MAX_RESPONSE_SIZE
 
 __all__ = ["NodeApi", "build_method_table"]
 
@@ -48,9 +49,13 @@ class NodeApi(Protocol):
     def heads(self, *, finalized: bool) -> AsyncIterator[Header]: ...
 
 
-def build_method_table(node: NodeApi, *, node_name: str = "polchain-node") -> MethodTable:
-    """Every method the node serves, bound to ``node``."""
+def build_method_table(
+    node: NodeApi, *, node_name: str = "polchain-node", max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE
+) -> MethodTable:
+    """Every method the node serves, bound to ``node``; ``max_response_size`` is the
+    server's, for the methods that refuse an answer over it before computing it."""
     table = system.build(node, node_name=node_name)
-    for namespace in (chain, state, author, payment, ml, economy, gov, democracy, fl, pol):
+    for namespace in (chain, state, author, payment, economy, gov, democracy, fl, pol):
         table.merge(namespace.build(node))
+    table.merge(ml.build(node, max_response_size=max_response_size))
     return table

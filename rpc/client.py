@@ -250,6 +250,10 @@ class RpcClient:
                 ws = await self._get_session().ws_connect(
                     self.ws_url, max_msg_size=self.max_msg_size, autoping=True
                 )
+            except aiohttp.WSServerHandshakeError as e:
+                # The server answered the upgrade with a status (429: every WebSocket slot
+                # is busy): say that, not the repr of aiohttp's request info.
+                raise RpcTransportError(data=f"WebSocket {self.ws_url}: HTTP {e.status} {e.message}") from e
             except (TimeoutError, aiohttp.ClientError) as e:
                 raise RpcTransportError(data=f"WebSocket {self.ws_url}: {e!r}") from e
             self._ws = ws

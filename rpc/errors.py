@@ -47,9 +47,11 @@ __all__ = [
     "RpcError",
     "RpcTransportError",
     "ServerBusy",
+    "SubscriptionDropped",
     "SubscriptionsUnsupported",
     "TemporarilyBanned",
     "TooLowPriority",
+    "TooManyNodeSubscriptions",
     "TooManySubscriptions",
     "Unactionable",
     "UnknownTransactionValidity",
@@ -167,6 +169,20 @@ class ServerBusy(RpcError):
 
     code = -32009
     default_message = "Server is busy, try again later"
+
+
+class TooManyNodeSubscriptions(ServerBusy):
+    """-32009: the node as a whole already serves --rpc-max-node-subscriptions (all
+    connections together). Not -32006: another connection would not help; later might."""
+
+    default_message = "Too many subscriptions on the node, try again later"
+
+
+class SubscriptionDropped(ServerBusy):
+    """-32009, as a subscription's closing error: the client did not read its notifications
+    fast enough, the connection's bounded queue was full, and the server dropped it."""
+
+    default_message = "Subscription dropped: notifications were not read fast enough"
 
 
 class BatchTooLarge(RpcError):

@@ -69,10 +69,20 @@ are MiB like Substrate's and convert with `MIB`):
   WebSockets are pinged every ``ws_ping_interval`` seconds of silence and closed when the
   pong does not come within half of that; a WebSocket with no subscription that sends
   nothing for ``ws_idle_timeout`` seconds is closed with 1000.
-* subscriptions per connection: over the limit, the subscribe call gets -32006.
+* subscriptions per connection: over the limit, the subscribe call gets -32006; on all
+  connections together, over ``max_subscriptions`` (``--rpc-max-node-subscriptions``,
+  default `DEFAULT_MAX_SUBSCRIPTIONS`), it gets -32009 (`TooManyNodeSubscriptions`):
+  each subscription costs every new block some work on the event loop, however cheap.
+* fan-out: head subscriptions share one encoded header per block (`rpc.methods.Fanout`);
+  a connection's writer sends at most ``_WRITER_BURST`` frames before it yields, so that
+  100 writers woken by one block do not hold the loop in one turn.
 * slow readers: notifications go through a bounded queue per connection
   (``ws_queue_size``); when it is full the subscription that could not queue is dropped
-  (its handler is cancelled, a warning is logged) and the connection keeps working.
+  (its handler is cancelled, a warning is logged, and the client gets one last
+  notification with the -32009 `SubscriptionDropped` error saying why) and the connection
+  keeps working. The queue holds at most ``ws_queue_size`` frames plus one closing error
+  per subscription; aiohttp's writer waits for the socket to drain past its buffer limit,
+  so a client that never reads costs a bounded amount of memory.
 
 Invalid UTF-8 is -32700 over HTTP and in binary WebSocket frames; in a *text* frame,
 RFC 6455 §8.1 requires failing the connection, which aiohttp does (close code 1007). An
@@ -113,6 +123,7 @@ from rpc.errors import (
     ParseError,
     RpcError,
     SubscriptionsUnsupported,
+    TooManyNodeSubscriptions,
     TooManySubscriptions,
     UnsafeRpcCalled,
 )
@@ -127,6 +138,7 @@ __all__ = [
     "DEFAULT_MAX_HTTP_CONNECTIONS",
     "DEFAULT_MAX_REQUEST_SIZE",
     "DEFAULT_MAX_RESPONSE_SIZE",
+    "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_WS_IDLE_TIMEOUT",
     "DEFAULT_WS_PING_INTERVAL",
     "MIB",
@@ -146,6 +158,12 @@ DEFAULT_MAX_DEPTH: Final = 64
 # Arrays and objects in one body: ml_predict's 1,024 rows are 1,026, a full batch a few
 # per entry; 65,536 decode in about 20 ms.
 DEFAULT_MAX_CONTAINERS: Final = 1 << 16
+# Subscriptions on all connections together (Substrate has only the per-connection 1,024,
+# which times 100 WebSockets is 102,400). A new block costs each head subscription a
+# concatenation, a queue put and a frame write on the event loop, about 10 us: 8,192 of them
+# about 80 ms of one core per block, in bursts of at most 50 ms (benches/fanout.py; 102,400
+# were about 1 s of CPU per block even shared, 4 s of stalled loop each before).
+DEFAULT_MAX_SUBSCRIPTIONS: Final = 8192
 # Non-WebSocket TCP connections; WebSockets have max_connections (Substrate's 100).
 DEFAULT_MAX_HTTP_CONNECTIONS: Final = 256
 # Seconds. hyper (under jsonrpsee) allows 30 s for a request head; 10 s is ample on any
@@ -161,6 +179,8 @@ _INLINE_ENCODE_FLOOR: Final = 64 * 1024
 # Bodies up to this many bytes are decoded on the loop (well under a millisecond).
 _INLINE_DECODE_SIZE: Final = 64 * 1024
 _ENCODE_THREADS: Final = 2
+# Notifications a connection's writer sends before it lets the loop run other callbacks.
+_WRITER_BURST: Final = 32
 # Substrate's default --rpc-cors when not in --dev.
 DEFAULT_CORS: Final = (
     "http://localhost:*",
@@ -324,19 +344,23 @@ class _WsConnection:
         self.writer: asyncio.Task[None] | None = None
         self.closed = False
 
-    def push(self, payload: bytes) -> bool:
-        """Queue a notification; False when the queue is full (the caller drops the sub)."""
+    def push(self, payload: bytes, final: bool = False) -> bool:
+        """Queue a notification; False when the queue is full (the caller drops the sub).
+
+        A ``final`` one (a subscription's closing error) is queued past the bound: each
+        subscription sends at most one, so the queue holds at most ``queue_size`` plus the
+        connection's subscriptions.
+        """
         if self.closed:
             return False
         queue = self.queue
         if queue is None:
             # Lazily: connections that never subscribe pay for neither queue nor task.
-            queue = self.queue = asyncio.Queue(self.queue_size)
+            queue = self.queue = asyncio.Queue()
             self.writer = asyncio.get_running_loop().create_task(self._write_loop(queue))
-        try:
-            queue.put_nowait(payload)
-        except asyncio.QueueFull:
+        if not final and queue.qsize() >= self.queue_size:
             return False
+        queue.put_nowait(payload)
         return True
 
     def forget(self, sub: Subscription) -> None:
@@ -348,6 +372,14 @@ class _WsConnection:
             while True:
                 payload = await queue.get()
                 await ws.send_frame(payload, _TEXT)
+                # A block queues a frame for each of the connection's subscriptions, and
+                # every connection's writer wakes in the same turn of the loop: without a
+                # yield, 100 writers of 1,024 frames each held it 0.6 s in one go.
+                for _ in range(_WRITER_BURST):
+                    if queue.empty():
+                        break
+                    await ws.send_frame(queue.get_nowait(), _TEXT)
+                await asyncio.sleep(0)
         except (ConnectionError, RuntimeError):
             # The peer went away; the reader loop notices and cleans up.
             pass
@@ -401,6 +433,7 @@ class RpcServer:
         max_connections: int = 100,
         max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS,
         max_subscriptions_per_connection: int = 1024,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
         max_batch_len: int = DEFAULT_MAX_BATCH_LEN,
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_containers: int = DEFAULT_MAX_CONTAINERS,
@@ -423,6 +456,7 @@ class RpcServer:
             ("max_batch_len", max_batch_len),
             ("max_depth", max_depth),
             ("max_containers", max_containers),
+            ("max_subscriptions", max_subscriptions),
             ("ws_queue_size", ws_queue_size),
         ):
             if value < 1:
@@ -445,6 +479,7 @@ class RpcServer:
         self.max_connections = max_connections
         self.max_http_connections = max_http_connections
         self.max_subscriptions_per_connection = max_subscriptions_per_connection
+        self.max_subscriptions = max_subscriptions
         self.max_batch_len = max_batch_len
         self.max_depth = max_depth
         self.max_containers = max_containers
@@ -885,6 +920,12 @@ class RpcServer:
             raise TooManySubscriptions(
                 data=f"this connection already has {len(conn.subs)} subscriptions "
                 f"(limit {self.max_subscriptions_per_connection})"
+            )
+        total = sum(len(c.subs) for c in self._connections)
+        if total >= self.max_subscriptions:
+            raise TooManyNodeSubscriptions(
+                data=f"the node serves {total} subscriptions on all connections "
+                f"(limit {self.max_subscriptions}, --rpc-max-node-subscriptions)"
             )
         if spec.check_params is not None:
             spec.check_params(params)

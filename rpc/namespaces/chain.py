@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chain.storage import Column
-from rpc.methods import MethodTable, Params, Subscription, bind_params
+from rpc.methods import Fanout, MethodTable, Params, Subscription, bind_params
 from rpc.params import At, BlockNumberOrList, check_no_params
 from rpc.reads import run_read
 from rpc.shapes import header_json, hexb
@@ -70,16 +70,16 @@ def build(node: NodeApi) -> MethodTable:
     async def chain_getFinalizedHead() -> str:
         return hexb(chain.finalized_hash)
 
-    async def subscribe_heads(finalized: bool, sink: Subscription) -> None:
-        async for header in node.heads(finalized=finalized):
-            if not await sink.send(header_json(header)):
-                return
+    # One reader of the node's heads per kind, whatever the number of subscribers: each
+    # header is shaped and encoded once and shared (rpc.methods.Fanout).
+    new_heads = Fanout(lambda: node.heads(finalized=False), header_json)
+    finalized_heads = Fanout(lambda: node.heads(finalized=True), header_json)
 
     async def chain_subscribeNewHeads(params: Params, sink: Subscription) -> None:
-        await subscribe_heads(False, sink)
+        await new_heads.follow(sink)
 
     async def chain_subscribeFinalizedHeads(params: Params, sink: Subscription) -> None:
-        await subscribe_heads(True, sink)
+        await finalized_heads.follow(sink)
 
     for fn in (chain_getHeader, chain_getBlock, chain_getBlockHash, chain_getFinalizedHead):
         table.register(fn.__name__, fn)

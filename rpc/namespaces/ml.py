@@ -4,7 +4,9 @@ Ids and versions are u32 (0..4294967295): an id no model or data set has answers
 ``null`` (``ml_getModel``, ``ml_getWeights``, ``ml_getDataset``, ``ml_getTrainingReceipt``);
 ``ml_predict`` on a missing model or version is -32602. ``ml_predict`` takes 1..1024 rows
 of the model's ``d`` numbers (at most 2^18 in all), each finite in float32, and runs the
-same float32 forward pass as training (read-only; nothing is stored).
+same float32 forward pass as training (read-only; nothing is stored), on the RPC read
+threads. An answer whose bound (`predict_answer_bound`: 24 bytes an output) passes the
+server's response cap is refused with -32008 before anything is computed.
 
 A trained version's ``lossCurve`` has one entry per segment: entry i is the mean batch
 loss over segment i (see `rpc.shapes.version_json`).
@@ -29,16 +31,37 @@ from chain.pallets import datasets, models, training
 from rpc import errors
 from rpc.methods import MethodTable, bind_params
 from rpc.params import At, Hash, Id, InputRows, OptionalId
-from rpc.reads import ReadOnlyState, state_at
+from rpc.reads import ReadOnlyState, run_read, state_at
+from rpc.server import DEFAULT_MAX_RESPONSE_SIZE
 from rpc.shapes import dataset_json, event_json, hexb, license_json, model_summary, version_json
 
 if TYPE_CHECKING:
     from rpc.api import NodeApi
 
 MAX_LIST = 100  # fl_listRounds' page (rpc.namespaces.fl)
+# The longest JSON a float32 output takes as the answer writes it (a float64's shortest
+# repr: 17 significant digits, a sign, a point and an exponent, "-1.2345678901234567e-38"),
+# plus its comma; a class index is at most 10 digits and a comma; the rest of the answer
+# (keys, brackets, the model and version) well under 200 bytes.
+_OUTPUT_BYTES = 24
+_CLASS_BYTES = 11
+_ANSWER_OVERHEAD = 200
 
 
-def build(node: NodeApi) -> MethodTable:
+def predict_answer_bound(rows: int, k: int) -> int:
+    """An upper bound on the length of ``ml_predict``'s answer for ``rows`` rows of ``k``
+    outputs, known before computing it (1,024 rows of 1,024: 25.2 MB, over the 15 MiB cap)."""
+    return _ANSWER_OVERHEAD + rows * (k * _OUTPUT_BYTES + 2 + _CLASS_BYTES)
+
+
+def max_predict_rows(k: int, max_response_size: int) -> int:
+    """The most rows whose answer's bound fits ``max_response_size``."""
+    return max(0, (max_response_size - _ANSWER_OVERHEAD) // (k * _OUTPUT_BYTES + 2 + _CLASS_BYTES))
+
+
+def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) -> MethodTable:
+    """``max_response_size``: the server's cap (`rpc.server.RpcServer`), which ``ml_predict``
+    checks its answer's bound against before computing it."""
     table = MethodTable()
     chain = node.chain
 
@@ -79,8 +102,7 @@ def build(node: NodeApi) -> MethodTable:
         weights_hash = ml_runtime.hash_weights(np.frombuffer(raw, "<f4"))
         return {"model": model, "version": v, "dtype": "float32-le", "weights": hexb(raw), "weightsHash": hexb(weights_hash)}
 
-    @bind_params
-    async def ml_predict(model: Id, inputs: InputRows, version: OptionalId = None, at: At = None) -> dict[str, Any]:
+    def predict(model: int, inputs: np.ndarray, version: int | None, at: bytes | None) -> dict[str, Any]:
         state = state_at(chain, at)
         info = models.MODELS.get(state, model)
         if info is None:
@@ -94,6 +116,12 @@ def build(node: NodeApi) -> MethodTable:
             raise errors.InvalidParams(
                 f"Invalid params: param 1 'inputs' must be rows of {spec.d} numbers (model {model}'s d), got rows of {inputs.shape[1]}"
             )
+        bound = predict_answer_bound(len(inputs), spec.k)
+        if bound > max_response_size:
+            raise errors.OversizedResponse(
+                data=f"{len(inputs)} rows of {spec.k} outputs could take {bound} bytes, over the limit of "
+                f"{max_response_size} bytes: ask for at most {max_predict_rows(spec.k, max_response_size)} rows"
+            )
         try:
             out = ml_runtime.predict(spec, np.frombuffer(raw, "<f4").astype(np.float32), inputs)
         except ml_runtime.MLRuntimeError as exc:
@@ -102,6 +130,13 @@ def build(node: NodeApi) -> MethodTable:
         if spec.family != "linear":
             result["classes"] = [int(c) for c in np.argmax(out, axis=1)]
         return result
+
+    @bind_params
+    async def ml_predict(model: Id, inputs: InputRows, version: OptionalId = None, at: At = None) -> dict[str, Any]:
+        """On the RPC read threads (rpc.reads.run_read), like the other heavy reads: 1,024 rows
+        through a softmax of 262,144 parameters held the event loop 0.23 s. An answer that
+        could pass the response cap is refused before anything is computed."""
+        return await run_read(predict, model, inputs, version, at)
 
     @bind_params
     async def ml_getTrainingReceipt(hash: Hash) -> dict[str, Any] | None:
