@@ -72,6 +72,7 @@ set id 0 (an authority-set change would bump it).
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Iterable
 from typing import Annotated
@@ -105,6 +106,8 @@ from chain.votes import (  # the wire types and signing live in chain/: the runt
 )
 from consensus import fork_choice
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
+
+log = logging.getLogger(__name__)
 
 EVIDENCE_PREFIX = b"vote/"
 #: Bounds on a justification from a peer, checked before any work: votes (one per validator),
@@ -454,8 +457,12 @@ class VoteCollector:
         self.note_justified(finalized_checkpoint(chain))
         stored = chain.get_justified_proof()  # this node's own, from before a restart
         if stored is not None:
-            proof = decode_versioned(stored, Justification)
-            self.note_justified(justified_checkpoint(proof), proof)
+            try:
+                proof = decode_versioned(stored, Justification)
+            except CodecError as exc:  # it only helps lagging peers: never a reason not to start
+                log.warning("the stored proof of justification is unreadable and is ignored: %s", exc)
+            else:
+                self.note_justified(justified_checkpoint(proof), proof)
 
     def note_justified(self, checkpoint: Checkpoint, proof: Justification | None = None) -> None:
         """Remember ``checkpoint`` as justified (computed here, or proven by a justification:

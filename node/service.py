@@ -363,6 +363,9 @@ class NodeService:
                 ss58_encode(self.author.public), self._listen_until,
             )
         self._pending_justifications: dict[bytes, Justification] = {}
+        # The highest proof of justification whose block is not imported yet: one slot, that a
+        # lower proof cannot take (four lower ones evicted a higher one from the table above).
+        self._pending_proof: Justification | None = None
         self.network: NetworkService | None = None
         self.link: NodeLink | None = None
         if config.network is not None:
@@ -495,7 +498,7 @@ class NodeService:
             "xt_watchers": sum(len(w) for w in self._xt_watchers.values()),
             "head_watchers": len(self._head_watchers) + len(self._final_watchers),
             "signature_cache": len(self._signature_ok),
-            "pending_justifications": len(self._pending_justifications),
+            "pending_justifications": len(self._pending_justifications) + (self._pending_proof is not None),
             "recent_votes": sum(1 for _ in self.collector.recent_votes()),
         }
         if self.network is not None:
@@ -630,12 +633,16 @@ class NodeService:
         justification = self._pending_justifications.pop(block_hash, None)
         if justification is not None:
             try:
-                if proves_finality(self.chain, justification):
-                    await self._finalize(justification)
-                else:
-                    await self._note_justified(justification)
+                await self._finalize(justification)
             except InvalidJustification as exc:
                 log.info("a justification for #%d did not verify: %s", block.header.number, exc)
+        proof = self._pending_proof
+        if proof is not None and proof.target_hash == block_hash:
+            self._pending_proof = None
+            try:
+                await self._note_justified(proof)
+            except InvalidJustification as exc:
+                log.info("a proof of justification for #%d did not verify: %s", block.header.number, exc)
         await self._finalize_collected(self.collector.check())
 
     # --- finality --------------------------------------------------------------------------------
@@ -720,11 +727,15 @@ class NodeService:
                 # a forgery took the place of the honest one waiting for the same block. Votes
                 # of non-validators here may be of a set we have not reached: not blamed.
                 try:
-                    verify_justification(chain, justification, target_known=False, final=final)
+                    # Up to 1,024 signatures: on a thread, as every other check of them.
+                    await asyncio.to_thread(verify_justification, chain, justification, target_known=False, final=final)
                 except InvalidJustification as exc:
                     if exc.reason not in ("not_validator", "below_threshold"):
                         raise
                     log.info("a justification for the unknown block 0x%s… is not kept: %s", justification.target_hash.hex()[:12], exc)
+                    return False
+                if not final:
+                    self._pending_proof = justification  # higher than any kept (_knows_justified)
                     return False
                 self._pending_justifications[justification.target_hash] = justification
                 while len(self._pending_justifications) > MAX_PENDING_JUSTIFICATIONS:
@@ -741,10 +752,16 @@ class NodeService:
             return moved
 
     def _knows_justified(self, proof: Justification) -> bool:
-        """Whether this node knows a justified checkpoint as high as the one ``proof`` claims
-        (then the proof brings nothing: it is dropped before any signature is checked)."""
+        """Whether this node knows a justified checkpoint as high as the one ``proof`` claims,
+        or keeps a proof as high for a block still to come (then the proof brings nothing: it
+        is dropped before any signature is checked; one link's votes make many valid proofs,
+        a lower target or another order of the votes, and each must not cost a check)."""
         claimed = justified_checkpoint(proof)
         highest = self.collector.highest_justified()
+        if self._pending_proof is not None and proof is not self._pending_proof:
+            pending = justified_checkpoint(self._pending_proof)
+            if (claimed.round, claimed.block_number) <= (pending.round, pending.block_number):
+                return True
         return self.collector.is_justified(claimed) or (claimed.round, claimed.block_number) <= (highest.round, highest.block_number)
 
     async def _note_justified(self, proof: Justification) -> bool:

@@ -108,3 +108,17 @@ def test_the_proof_survives_a_restart(tmp_path, chains) -> None:
         assert restarted.justified_proof() == proof and restarted.highest_justified() == _cp(blocks_a[1], 7)
     finally:
         again.db.close()
+
+
+def test_an_unreadable_stored_proof_is_ignored_not_fatal(chains, caplog) -> None:
+    """The stored proof only helps lagging peers: garbage under its key must not keep the node
+    from starting (a reviewer's finding: VoteCollector raised CodecError)."""
+    node, blocks_a, _ = chains
+    node.put_justified_proof(b"\x00garbage")
+    collector = VoteCollector(node)
+    assert collector.justified_proof() is None and collector.highest_justified() == Checkpoint(node.genesis_hash, 0, 0)
+    assert "the stored proof of justification is unreadable and is ignored" in caplog.text
+    # The next proof it makes replaces the garbage.
+    for vote in _votes(node, (ALICE, BOB, CHARLIE), Checkpoint(node.genesis_hash, 0, 0), _cp(blocks_a[1], 7)):
+        collector.add(vote)
+    assert VoteCollector(node).justified_proof() == collector.justified_proof() is not None

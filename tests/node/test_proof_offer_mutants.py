@@ -67,6 +67,7 @@ import msgspec
 import pytest
 from netkit import FAST, build_sealed_chain, running
 
+import consensus.finality as verify_justification_module
 from chain.crypto import Keypair, dev_keypair
 from consensus.errors import InvalidJustification
 from consensus.finality import (
@@ -232,3 +233,39 @@ async def test_a_proof_that_moves_nothing_reports_nothing(tmp_path) -> None:
         stale = _link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(genesis, 0, now - 5))
         assert await full.import_justification(stale) is False
         assert full._voter.justified == before == full.collector.highest_justified()
+
+
+async def test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block(tmp_path) -> None:
+    """One link's votes make many valid proofs (any lower target, any order of the votes). A
+    reviewer's finding: four of them evicted the higher one waiting for its block, and the
+    network's seen-sets never let the same bytes in again, so a lagging validator stayed on a
+    lower source. Now the highest pending proof keeps its slot; lower or equal ones are dropped
+    before any signature is checked; it is taken when its block arrives."""
+    async with running(_full_node()) as full:
+        now = full._current_round()
+        blocks = build_sealed_chain(tmp_path, SPEC, (now - 20, now - 19))
+        genesis = full.chain.genesis_hash
+        await full.import_block(blocks[1])  # #1 is here, #2 is not
+        b2 = Checkpoint(blocks[2].hash(), 2, now - 10)
+        high = _link(genesis, THREE, Checkpoint(genesis, 0, 0), b2)
+        assert await full.import_justification(high) is False  # kept for #2
+        checked: list[int] = []
+        real = verify_justification_module.verify_signature
+
+        def counting(*args):
+            checked.append(1)
+            return real(*args)
+
+        verify_justification_module.verify_signature = counting
+        try:
+            for round_number in range(now - 14, now - 10):  # lower rounds, same block: all dropped
+                lower = _link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(b2.block_hash, 2, round_number))
+                assert await full.import_justification(lower) is False
+            reordered = msgspec.structs.replace(high, votes=tuple(reversed(high.votes)))
+            assert await full.import_justification(reordered) is False
+        finally:
+            verify_justification_module.verify_signature = real
+        assert checked == [] and full._pending_proof == high
+        await full.import_block(blocks[2])
+        assert full.collector.highest_justified() == b2 == full._voter.justified
+        assert full._pending_proof is None and full.collector.justified_proof() == high
