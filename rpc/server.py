@@ -73,6 +73,8 @@ are MiB like Substrate's and convert with `MIB`):
   connections together, over ``max_subscriptions`` (``--rpc-max-node-subscriptions``,
   default `DEFAULT_MAX_SUBSCRIPTIONS`), it gets -32009 (`TooManyNodeSubscriptions`):
   each subscription costs every new block some work on the event loop, however cheap.
+  A connection that holds fewer than ``reserved_subscriptions`` (`RESERVED_SUBSCRIPTIONS`)
+  is never refused for the node-wide cap, so a few clients cannot lock out all others.
 * fan-out: head subscriptions share one encoded header per block (`rpc.methods.Fanout`);
   a connection's writer sends at most ``_WRITER_BURST`` frames before it yields, so that
   100 writers woken by one block do not hold the loop in one turn.
@@ -142,6 +144,7 @@ __all__ = [
     "DEFAULT_WS_IDLE_TIMEOUT",
     "DEFAULT_WS_PING_INTERVAL",
     "MIB",
+    "RESERVED_SUBSCRIPTIONS",
     "RpcMethodsPolicy",
     "RpcServer",
 ]
@@ -164,6 +167,11 @@ DEFAULT_MAX_CONTAINERS: Final = 1 << 16
 # about 80 ms of one core per block, in bursts of at most 50 ms (benches/fanout.py; 102,400
 # were about 1 s of CPU per block even shared, 4 s of stalled loop each before).
 DEFAULT_MAX_SUBSCRIPTIONS: Final = 8192
+#: Subscriptions every connection may hold whatever the node-wide cap: without them, 8 clients
+#: at the per-connection limit (8 x 1,024) filled the cap and every other client was refused
+#: until they left (a reviewer's finding). They raise the bound by at most this many a
+#: connection (16 x 100 by default).
+RESERVED_SUBSCRIPTIONS: Final = 16
 # Non-WebSocket TCP connections; WebSockets have max_connections (Substrate's 100).
 DEFAULT_MAX_HTTP_CONNECTIONS: Final = 256
 # Seconds. hyper (under jsonrpsee) allows 30 s for a request head; 10 s is ample on any
@@ -434,6 +442,7 @@ class RpcServer:
         max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS,
         max_subscriptions_per_connection: int = 1024,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        reserved_subscriptions: int = RESERVED_SUBSCRIPTIONS,
         max_batch_len: int = DEFAULT_MAX_BATCH_LEN,
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_containers: int = DEFAULT_MAX_CONTAINERS,
@@ -471,6 +480,8 @@ class RpcServer:
                 raise ValueError(f"{name} must be a positive number of seconds, got {seconds}")
         if max_subscriptions_per_connection < 0:
             raise ValueError("max_subscriptions_per_connection must not be negative")
+        if reserved_subscriptions < 0:
+            raise ValueError("reserved_subscriptions must not be negative")
         self.methods = methods
         self.host = host
         self.port = port
@@ -480,6 +491,7 @@ class RpcServer:
         self.max_http_connections = max_http_connections
         self.max_subscriptions_per_connection = max_subscriptions_per_connection
         self.max_subscriptions = max_subscriptions
+        self.reserved_subscriptions = reserved_subscriptions
         self.max_batch_len = max_batch_len
         self.max_depth = max_depth
         self.max_containers = max_containers
@@ -922,7 +934,7 @@ class RpcServer:
                 f"(limit {self.max_subscriptions_per_connection})"
             )
         total = sum(len(c.subs) for c in self._connections)
-        if total >= self.max_subscriptions:
+        if total >= self.max_subscriptions and len(conn.subs) >= self.reserved_subscriptions:
             raise TooManyNodeSubscriptions(
                 data=f"the node serves {total} subscriptions on all connections "
                 f"(limit {self.max_subscriptions}, --rpc-max-node-subscriptions)"

@@ -83,7 +83,7 @@ async def test_a_block_is_encoded_once_for_every_head_subscription(monkeypatch) 
 
 
 async def test_the_node_wide_subscription_cap_refuses_with_minus_32009(start_server, session) -> None:
-    async with start_server(max_subscriptions=5, max_subscriptions_per_connection=4) as srv:
+    async with start_server(max_subscriptions=5, max_subscriptions_per_connection=4, reserved_subscriptions=0) as srv:
         first = await session.ws_connect(ws_url(srv))
         second = await session.ws_connect(ws_url(srv))
         assert all("result" in a for a in await _subscribe_many(first, "chain_subscribeNewHeads", 4))
@@ -100,6 +100,21 @@ async def test_the_node_wide_subscription_cap_refuses_with_minus_32009(start_ser
             await asyncio.sleep(0.02)
         assert all("result" in a for a in await _subscribe_many(second, "chain_subscribeNewHeads", 3))
         await second.close()
+
+
+async def test_clients_at_the_per_connection_limit_cannot_lock_everyone_else_out(start_server, session) -> None:
+    """Two connections fill the node-wide cap; a third still gets its reserved share (a
+    reviewer's finding: 8 x 1,024 filled the default cap and every other client was refused)."""
+    async with start_server(max_subscriptions=8, max_subscriptions_per_connection=4, reserved_subscriptions=2) as srv:
+        hogs = [await session.ws_connect(ws_url(srv)) for _ in range(2)]
+        for hog in hogs:
+            assert all("result" in a for a in await _subscribe_many(hog, "chain_subscribeNewHeads", 4))
+        late = await session.ws_connect(ws_url(srv))
+        answers = await _subscribe_many(late, "chain_subscribeNewHeads", 3)
+        assert ["result" in a for a in answers] == [True, True, False]
+        assert answers[2]["error"]["code"] == -32009 and "limit 8" in answers[2]["error"]["data"]
+        for ws in (*hogs, late):
+            await ws.close()
 
 
 def _fed_table() -> tuple[MethodTable, asyncio.Queue[str]]:
