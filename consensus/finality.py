@@ -468,7 +468,7 @@ class VoteCollector:
         """Remember ``checkpoint`` as justified (computed here, or proven by a justification:
         ``proof``, verified by the caller, kept if it proves a higher checkpoint than the one kept)."""
         self._justified[checkpoint] = None
-        if proof is not None and (self._proof is None or _order(justified_checkpoint(proof)) > _order(justified_checkpoint(self._proof))):
+        if proof is not None and (self._proof is None or checkpoint_order(justified_checkpoint(proof)) > checkpoint_order(justified_checkpoint(self._proof))):
             self._proof = proof
             self.chain.put_justified_proof(proof.encode())  # so a restart does not lose it
         if len(self._justified) > KEPT_JUSTIFIED:
@@ -506,7 +506,7 @@ class VoteCollector:
         final = finalized_checkpoint(chain)
         best = final
         for checkpoint in self._justified:
-            if (checkpoint.round, checkpoint.block_number) <= (best.round, best.block_number):
+            if checkpoint_order(checkpoint) <= checkpoint_order(best):
                 continue
             if chain.has_block(checkpoint.block_hash) and not chain.is_invalid(checkpoint.block_hash) and chain.is_descendant(
                 checkpoint.block_hash, chain.finalized_hash
@@ -613,7 +613,7 @@ class VoteCollector:
                 justified = max((h for h, who in support.items() if len(who) >= needed), key=lambda h: numbers[h])
                 checkpoint = Checkpoint(justified, numbers[justified], round_number)
                 proof = None
-                if len(validators) > 1 and (self._proof is None or _order(checkpoint) > _order(justified_checkpoint(self._proof))):
+                if len(validators) > 1 and (self._proof is None or checkpoint_order(checkpoint) > checkpoint_order(justified_checkpoint(self._proof))):
                     proof = _make_justification(chain, counted, support, numbers, justified, round_number, source)
                 self.note_justified(checkpoint, proof)
                 if len(validators) == 1:
@@ -630,8 +630,9 @@ class VoteCollector:
         return found
 
 
-def _order(checkpoint: Checkpoint) -> tuple[int, int]:
-    """Which of two justified checkpoints is higher: round first, then height."""
+def checkpoint_order(checkpoint: Checkpoint) -> tuple[int, int]:
+    """The key that orders justified checkpoints, the higher last: round first, then height
+    (an honest validator's source is the highest it knows)."""
     return checkpoint.round, checkpoint.block_number
 
 

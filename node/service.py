@@ -122,6 +122,7 @@ from consensus.finality import (
     VoteCollector,
     VoteEquivocationEvidence,
     VoterState,
+    checkpoint_order,
     compute_vote_message,
     finalized_checkpoint,
     follow_justified,
@@ -760,9 +761,9 @@ class NodeService:
         highest = self.collector.highest_justified()
         if self._pending_proof is not None and proof is not self._pending_proof:
             pending = justified_checkpoint(self._pending_proof)
-            if (claimed.round, claimed.block_number) <= (pending.round, pending.block_number):
+            if checkpoint_order(claimed) <= checkpoint_order(pending):
                 return True
-        return self.collector.is_justified(claimed) or (claimed.round, claimed.block_number) <= (highest.round, highest.block_number)
+        return self.collector.is_justified(claimed) or checkpoint_order(claimed) <= checkpoint_order(highest)
 
     async def _note_justified(self, proof: Justification) -> bool:
         """A proof of justification from a peer (lock held): verified on a thread (up to
@@ -793,7 +794,7 @@ class NodeService:
         if proof is None or vote.vote.round <= proof.round + 1:
             return
         source, highest = vote.vote.source, justified_checkpoint(proof)
-        if (source.round, source.block_number) >= (highest.round, highest.block_number):
+        if checkpoint_order(source) >= checkpoint_order(highest):
             return
         self._proof_sent_round = current
         self.network.broadcast_justification(proof.encode())
@@ -814,7 +815,7 @@ class NodeService:
         synced write: on a thread, as :meth:`_finalize`'s, with the lock held)."""
         justified = self.collector.highest_justified()
         self.rules.justified = justified.block_hash
-        if (justified.round, justified.block_number) > (self._voter.justified.round, self._voter.justified.block_number):
+        if checkpoint_order(justified) > checkpoint_order(self._voter.justified):
             self._raise_record(replace_struct(self._voter, justified=justified))
         self._after_reorg(await asyncio.to_thread(follow_justified, self.chain, justified.block_hash))
 
@@ -940,7 +941,7 @@ class NodeService:
             self._on_doppelganger(f"a vote in round {vote.round}", where)
             return
         state = self._voter
-        higher = (vote.source.round, vote.source.block_number) > (state.justified.round, state.justified.block_number)
+        higher = checkpoint_order(vote.source) > checkpoint_order(state.justified)
         if higher or vote.round > state.voted_round:
             log.warning(
                 "A vote of this validator in round %d from the checkpoint #%d of round %d (%s) is newer than its "

@@ -7,7 +7,7 @@ diff of each mutant; their other mutants are the existing suites' business)::
 
     rm -rf mutants && mutmut run --max-children 2 \\
       "consensus.finality.x_proves_finality__*" "consensus.finality.x_justified_checkpoint__*" \\
-      "consensus.finality.x__order__*" "consensus.finality.x__make_justification__*" \\
+      "consensus.finality.x_checkpoint_order__*" "consensus.finality.x__make_justification__*" \\
       "consensus.finality.xǁVoteCollectorǁ__init____*" "consensus.finality.xǁVoteCollectorǁnote_justified__*" \\
       "consensus.finality.xǁVoteCollectorǁjustified_proof__*" \\
       "node.service.xǁNodeServiceǁ_knows_justified__*" "node.service.xǁNodeServiceǁ_note_justified__*" \\
@@ -22,7 +22,7 @@ with ``pytest_add_cli_args_test_selection`` narrowed to the tests of this code
 test_mutants_finality.py, test_finality_window.py, tests/node/test_finality_stall.py, this
 file, tests/chain/test_blockchain.py; the configured selection holds them, which can only
 kill more; the new files were added to it for the second run). 223 mutants (159 of the new
-functions, 64 on new lines of the older ones; ``_order`` has none: a bare tuple). Before
+functions, 64 on new lines of the older ones; ``checkpoint_order`` has none: a bare tuple). Before
 these tests (2026-11-29) 170 were killed and 53 lived: no test made a proof of justification
 wait for its block (the block-arrival retry and the kept-proof check), imported a finality
 proof through the service, or called ``proves_finality`` on a finality proof or a sole
