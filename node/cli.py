@@ -973,20 +973,19 @@ async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> 
 
     from node.service import NodeService
     from rpc.api import build_method_table
-    from rpc.server import RpcServer
+    from rpc.server import MIB, RpcServer
 
     service = NodeService(config, spec)
     log.info(
         "Genesis 0x%s, best #%d, slot duration %d ms, database %s",
         service.chain.genesis_hash.hex(), service.chain.best_number, service.slot_ms, service.db_path,
     )
+    max_response_size = config.rpc_max_response_size_mb * MIB  # the server's cap, and ml_predict's before computing
     server = RpcServer(
-        build_method_table(
-            service, node_name=config.name, max_response_size=config.rpc_max_response_size_mb * 1024 * 1024
-        ),
+        build_method_table(service, node_name=config.name, max_response_size=max_response_size),
         host=config.rpc_host, port=config.rpc_port,
-        max_request_size=config.rpc_max_request_size_mb * 1024 * 1024,
-        max_response_size=config.rpc_max_response_size_mb * 1024 * 1024,
+        max_request_size=config.rpc_max_request_size_mb * MIB,
+        max_response_size=max_response_size,
         max_connections=config.rpc_max_connections,
         max_subscriptions_per_connection=config.rpc_max_subscriptions,
         max_subscriptions=config.rpc_max_node_subscriptions,
