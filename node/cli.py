@@ -574,15 +574,27 @@ MAX_SIGNATURE_THREADS = 64
 DEFAULT_SIGNATURE_THREADS = min(os.cpu_count() or 1, MAX_SIGNATURE_THREADS)
 
 
-def _int_in(text: str, low: int, high: int, what: str, high_text: str | None = None) -> int:
-    # int() accepts "1_000" and non-ASCII digits; a command line number is ASCII digits.
+def parse_int(text: str) -> int:
+    """A command-line integer: ASCII digits with an optional sign (int() also takes "1_000",
+    surrounding spaces and other scripts' digits)."""
     digits = text[1:] if text[:1] in "+-" else text
     if not (digits.isascii() and digits.isdigit()):
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer")
-    value = int(text)
+    return int(text)
+
+
+def _int_in(text: str, low: int, high: int, what: str | None = None, high_text: str | None = None) -> int:
+    """:func:`parse_int` in ``low..high``; the message names the range, and ``what`` it is a range of."""
+    value = parse_int(text)
     if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: {what} is {low}..{high_text or high}")
+        of = f"{what} is " if what else ""
+        raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: {of}{low}..{high_text or high}")
     return value
+
+
+def int_in(low: int, high: int, what: str | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a command-line integer in ``low..high`` (:func:`_int_in`)."""
+    return lambda text: _int_in(text, low, high, what)
 
 
 def _u32(text: str) -> int:

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from node.cli import int_in, parse_int
+
 # name -> (module, one-line help)
 BENCHES: dict[str, tuple[str, str]] = {
     "kernels": ("benches.kernels", "SGD steps/s of the strict kernels vs fastmath, NumPy/BLAS, PyTorch; 1 vs 2 threads"),
@@ -35,32 +37,13 @@ DEFAULT_OUT = Path("bench-results")
 MAX_REPS = 50
 
 
-def _int(text: str) -> int:
-    """ASCII digits with an optional sign, as node/cli.py's numbers: int() also takes "1_0",
-    surrounding spaces and non-ASCII digits."""
-    digits = text[1:] if text[:1] in "+-" else text
-    if not (digits.isascii() and digits.isdigit()):
-        raise argparse.ArgumentTypeError(f"not an integer: {text[:40]!r}")
-    return int(text)
-
-
 def _reps(text: str) -> int:
-    value = _int(text)
+    value = parse_int(text)
     if not 2 <= value <= MAX_REPS:
         why = "a median of one shot is no median" if value < 2 else \
             "a default-size repetition takes up to half a minute: more would take hours"
         raise argparse.ArgumentTypeError(f"{value} repetitions: between 2 and {MAX_REPS} ({why})")
     return value
-
-
-def _count(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        value = _int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value}: between {low} and {high}")
-        return value
-
-    return parse
 
 
 def add_subcommand(sub: Any) -> None:
@@ -74,15 +57,15 @@ def add_subcommand(sub: Any) -> None:
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                        help=f"where <name>.json and <name>.png go (default {DEFAULT_OUT}/)")
         if name == "validator":
-            p.add_argument("--jobs", type=_count(1, 64), default=None, help="TRAIN calls per block (default 4, quick 2)")
-            p.add_argument("--segment", type=_count(1, 10_000), default=None,
+            p.add_argument("--jobs", type=int_in(1, 64), default=None, help="TRAIN calls per block (default 4, quick 2)")
+            p.add_argument("--segment", type=int_in(1, 10_000), default=None,
                            help="steps per segment (default 25, quick 10; shorter where one call would not fit a block)")
             p.add_argument("--size", choices=("all", "digits", "mnist"), default="all",
                            help="model sizes: digits (64 features, batch 32), mnist (784 features, batch 64) or all (default)")
         if name == "devnet":
-            p.add_argument("--validators", type=_count(1, 16), default=None, help="validator processes (default 4, quick 2)")
-            p.add_argument("--clients", type=_count(1, 6), default=None, help="RPC clients submitting, one dev account each (default 4, quick 2)")
-            p.add_argument("--seconds", type=_count(1, 3600), default=None,
+            p.add_argument("--validators", type=int_in(1, 16), default=None, help="validator processes (default 4, quick 2)")
+            p.add_argument("--clients", type=int_in(1, 6), default=None, help="RPC clients submitting, one dev account each (default 4, quick 2)")
+            p.add_argument("--seconds", type=int_in(1, 3600), default=None,
                            help="seconds of load in all, cut into --reps windows of at least 2 blocks (default 60, --quick 9)")
         p.set_defaults(run=run_bench)
 

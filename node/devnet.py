@@ -71,6 +71,7 @@ from chain.pallets.staking import VALIDATORS
 from genesis.local import MAX_VALIDATORS, local_spec, validator_names
 from genesis.spec import compute_genesis_storage, load_chain_spec, with_slot_duration
 from node.byzantine import InvalidByzantineMode, parse_byzantine
+from node.cli import int_in
 from node.network.identity import NodeKey
 from rpc.client import RpcClient
 from rpc.errors import RpcError
@@ -102,17 +103,17 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser, path_type: Ca
         "each with its own database, RPC, p2p and metrics port, show their heads live, and stop them all on Ctrl-C. "
         "Running it again on the same base path resumes the same chain.",
     )
-    p.add_argument("--validators", "-n", type=_bounded(1, MAX_VALIDATORS), default=4, metavar="N",
+    p.add_argument("--validators", "-n", type=int_in(1, MAX_VALIDATORS), default=4, metavar="N",
                    help=f"validators, 1..{MAX_VALIDATORS} (default 4); with --auditors at most {MAX_NODES} nodes")
-    p.add_argument("--auditors", type=_bounded(0, MAX_AUDITORS), default=0, metavar="K",
+    p.add_argument("--auditors", type=int_in(0, MAX_AUDITORS), default=0, metavar="K",
                    help="full nodes besides the validators, each an auditor (--pol full: re-runs every training segment)")
     p.add_argument("--base-path", "-d", type=path_type, default=None, metavar="DIR",
                    help="default: $XDG_DATA_HOME/polchain/devnet (~/.local/share/polchain/devnet)")
-    p.add_argument("--rpc-port", type=_bounded(1, 65535), default=9944, metavar="PORT", help="node i serves RPC on PORT + i (default 9944)")
-    p.add_argument("--port", type=_bounded(1, 65535), default=30333, metavar="PORT", help="node i listens for peers on PORT + i (default 30333)")
-    p.add_argument("--prometheus-port", type=_bounded(1, 65535), default=9615, metavar="PORT", help="node i serves metrics on PORT + i (default 9615)")
+    p.add_argument("--rpc-port", type=int_in(1, 65535), default=9944, metavar="PORT", help="node i serves RPC on PORT + i (default 9944)")
+    p.add_argument("--port", type=int_in(1, 65535), default=30333, metavar="PORT", help="node i listens for peers on PORT + i (default 30333)")
+    p.add_argument("--prometheus-port", type=int_in(1, 65535), default=9615, metavar="PORT", help="node i serves metrics on PORT + i (default 9615)")
     p.add_argument("--no-prometheus", action="store_true", help="no metrics endpoints")
-    p.add_argument("--block-time", type=_bounded(1, 3_600_000), default=None, metavar="MS",
+    p.add_argument("--block-time", type=int_in(1, 3_600_000), default=None, metavar="MS",
                    help="the new chain's slot duration, written into its spec (default 6000; a resumed devnet keeps its own)")
     p.add_argument("--no-tui", action="store_true", help="one status line per interval instead of a live table")
     p.add_argument("--interval", type=_seconds, default=1.0, metavar="S", help="status refresh, seconds (default 1)")
@@ -120,24 +121,13 @@ def add_subcommand(sub: Any, node_parser: argparse.ArgumentParser, path_type: Ca
     # dest is not "log": the CLI sets this process's own logging from args.log (an int level).
     p.add_argument("--log", "-l", dest="node_log", choices=("error", "warn", "info", "debug"), default="info",
                    help="the nodes' log level")
-    p.add_argument("--byzantine-node", type=_bounded(0, MAX_VALIDATORS - 1), default=None, metavar="K",
+    p.add_argument("--byzantine-node", type=int_in(0, MAX_VALIDATORS - 1), default=None, metavar="K",
                    help="validator K (0-based) misbehaves as --byzantine says; the others are honest")
     p.add_argument("--byzantine", dest="byzantine_mode", type=_byzantine_mode, default=None, metavar="MODE",
                    help="forge-training=F (0 < F <= 1), withhold-checkpoints or equivocate (node/byzantine.py)")
     p.set_defaults(run=run_devnet, node_flags=frozenset(node_parser._option_string_actions), devnet_parser=p)
 
 
-def _bounded(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        # ASCII digits, as node/cli.py's numbers: int() also takes "1_0", spaces, other scripts' digits
-        digits = text[1:] if text[:1] in "+-" else text
-        if not (digits.isascii() and digits.isdigit()):
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer")
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high}")
-        return value
-    return parse
 
 
 def _byzantine_mode(text: str) -> str:

@@ -104,6 +104,7 @@ from chain.storage import Database
 from chain.transcripts import LocalSource
 from consensus.pol import SampledVerifier, compute_sample
 from genesis.spec import load_chain_spec
+from node.cli import int_in
 
 FAULTS = ("forge", "withhold", "mixed")
 WINDOWS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # W evaluated in the table (with --challenge-blocks)
@@ -669,17 +670,6 @@ def simulate(p: Params, *, workdir: Path | None = None, progress: Callable[[], N
 
 
 # --- the command line ---------------------------------------------------------------------------------
-def _int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        digits = text[1:] if text[:1] in "+-" else text
-        if not (digits.isascii() and digits.isdigit()):
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer")
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: {low}..{high}")
-        return value
-
-    return parse
 
 
 def _float(low: float, high: float, *, open_low: bool = False) -> Callable[[str], float]:
@@ -705,24 +695,24 @@ def add_subcommand(sub: Any) -> None:
     """Add ``simulate`` to the CLI's subparsers."""
     what = "V validators checking proof-of-learning blocks, in virtual time"
     s = sub.add_parser("simulate", help=what, description=f"{what} (README: Simulator).")
-    s.add_argument("--validators", type=_int(10, 1000), default=None, help="V, 10..1000 (default 100, --quick 20)")
+    s.add_argument("--validators", type=int_in(10, 1000), default=None, help="V, 10..1000 (default 100, --quick 20)")
     s.add_argument("--byzantine", type=_float(0.0, 0.5), default=Params.byzantine,
                    help="fraction of validators whose blocks are faulty, 0..0.5 (default 0.1)")
     s.add_argument("--fault", choices=FAULTS, default=Params.fault, help="what a byzantine author's block does")
-    s.add_argument("--blocks", type=_int(1, 5000), default=None, help="blocks counted (default 500, --quick 60)")
+    s.add_argument("--blocks", type=int_in(1, 5000), default=None, help="blocks counted (default 500, --quick 60)")
     s.add_argument("--slot-ms", type=_float(1.0, 600_000.0), default=Params.slot_ms)
     s.add_argument("--latency-ms", type=_float(0.0, 60_000.0), default=Params.latency_ms, help="mean one-way latency")
     s.add_argument("--bandwidth-mbps", type=_float(0.001, 1e6), default=Params.bandwidth_mbps)
-    s.add_argument("--samples", "-m", type=_int(1, 256), default=Params.samples, help="m, segments a validator re-runs")
-    s.add_argument("--segments", "-S", type=_int(1, 256), default=Params.segments, help="S, segments a job")
-    s.add_argument("--segment-steps", type=_int(1, 100), default=Params.segment_steps, help="SGD steps a segment")
-    s.add_argument("--forged-segments", "-k", type=_int(1, 256), default=Params.forged_segments,
+    s.add_argument("--samples", "-m", type=int_in(1, 256), default=Params.samples, help="m, segments a validator re-runs")
+    s.add_argument("--segments", "-S", type=int_in(1, 256), default=Params.segments, help="S, segments a job")
+    s.add_argument("--segment-steps", type=int_in(1, 100), default=Params.segment_steps, help="SGD steps a segment")
+    s.add_argument("--forged-segments", "-k", type=int_in(1, 256), default=Params.forged_segments,
                    help="k, segments a forged job makes up")
-    s.add_argument("--challenge-blocks", "-W", type=_int(0, 256), default=Params.challenge_blocks,
+    s.add_argument("--challenge-blocks", "-W", type=int_in(0, 256), default=Params.challenge_blocks,
                    help="W, blocks a validator waits before voting")
-    s.add_argument("--probes", type=_int(0, 16), default=Params.probes,
+    s.add_argument("--probes", type=int_in(0, 16), default=Params.probes,
                    help="validators a block on which the real verifier runs in full and is timed")
-    s.add_argument("--seed", type=_int(0, 2**32 - 1), default=Params.seed)
+    s.add_argument("--seed", type=int_in(0, 2**32 - 1), default=Params.seed)
     s.add_argument("--quick", action="store_true", help="small sizes (V=20, 60 blocks) unless given")
     s.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR", help="where simulate.json and simulate.png go")
     s.set_defaults(run=run_simulate)

@@ -112,10 +112,10 @@ def test_p2p_flags_are_passed_once_the_node_knows_them(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--validators", "0"], "0 is out of range 1..64"),
+        (["--validators", "0"], "0 is out of range: 1..64"),
         (["--validators", "two"], "'two' is not an integer"),
-        (["--auditors", "-1"], "-1 is out of range 0..64"),
-        (["--rpc-port", "70000"], "70000 is out of range 1..65535"),
+        (["--auditors", "-1"], "-1 is out of range: 0..64"),
+        (["--rpc-port", "70000"], "70000 is out of range: 1..65535"),
         (["--interval", "0"], "0.0 is out of range 0.05..3600 seconds"),
     ],
 )
