@@ -1,8 +1,9 @@
 """A node's chain: its database, block tree, best state, and block building and import.
 
-Importing reads like a table of contents (docs/architecture.md §7): check the header (its parent is a
-known block on a branch that contains the finalized block, and consensus accepts it), apply
-the extrinsics on the parent's state (which checks each training result's shape and takes
+Importing reads like a table of contents (docs/architecture.md §7): check the block's length,
+then the header (its parent is a known block on a branch that contains the finalized block,
+and consensus accepts it), then the extrinsics root (one hash, before any signature is checked
+or any call runs), apply the extrinsics on the parent's state (which checks each training result's shape and takes
 its new weights, and that the extrinsics' weight stays within the parent state's
 ``max_block_weight``, as the builder keeps it), compute the roots, compare each commitment with its header field, then
 hand the block's training claims to the verifier, which fetches the checkpoints it needs

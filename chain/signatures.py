@@ -7,7 +7,7 @@ PyNaCl releases the GIL for the libsodium call only, so a thread that verifies s
 one call at a time needs the GIL back after every one; while the importing thread runs the
 runtime (pure Python) it gets it only when that thread is forced to yield, every
 ``sys.getswitchinterval()`` (5 ms): one signature per 5 ms. That is why a second signature
-thread made import no faster (README, Performance: 0.32 of the two-core ceiling). Here the
+thread made import no faster (docs/performance.md: 0.32 of the two-core ceiling). Here the
 signing messages are built once, on the importing thread, and packed into arrays; a numba
 kernel compiled ``nogil`` then calls libsodium's ``crypto_sign_verify_detached`` for a whole
 range without touching the GIL, so a worker thread verifies while the importing thread

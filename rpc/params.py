@@ -10,7 +10,7 @@ so a method body only ever sees values that fit: ids in 0..2^32-1 (what the chai
 ``Count`` storage keys can encode), storage keys of at most 256 bytes (the trie's
 ``MAX_KEY_LEN``), 32-byte hashes, bounded lists. A value that does not fit is -32602
 ``Invalid params: param <i> '<name>' <reason>``; the reason names the rule and what was
-given, e.g. ``param 0 'model' must be an integer in 0..4294967295, got 4294967296``.
+given, e.g. ``param 0 'model' must be an integer in 0..4294967295, got integer 4294967296``.
 
 Rules common to every kind:
 

@@ -71,11 +71,8 @@ array (x and y, n·(d + 1), or n·(d + k) for a linear model) at most MAX_CELLS 
 a validator allocates to re-run a segment), and
 sample counts sum to at most ml_runtime.fedavg.MAX_SAMPLES.
 
-**Known limit.** The challenge randomness is the parent hash of the block that includes the
-challenge call; the first caller after the commit deadline decides which block that is, and
-the author of that block could grind it by withholding the call. A committed per-block hash
-map (Substrate's ``frame_system::BlockHash``) would let the seed be the hash of the
-deadline block itself; that needs a per-block hook in chain/blockchain.py.
+**Known limit.** The challenge randomness is the hash of the commit-deadline block (step 3,
+from ``system.BlockHash``), so only that block's author could grind it, by varying the block.
 """
 
 from __future__ import annotations

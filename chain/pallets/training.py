@@ -16,8 +16,9 @@ x steps), the result's
 bytes (chain.proofs.compute_result_length) and the transcript's, the checkpoints its author
 stores (chain.proofs.compute_transcript_bytes; the executive refuses a call, and a block,
 whose transcripts exceed ``max_transcript_bytes``, as it does for weight). A call that fails
-before the job runs (an unknown data set, say) reports only TRAIN_BASE_WEIGHT and no result
-or transcript bytes, and the executive refunds the rest; once the job has run (also if it
+before the job runs (an unknown data set, say) reports only TRAIN_BASE_WEIGHT (plus reading
+the data set's rows once it passed the permission check, as above) and no result or transcript
+bytes, and the executive refunds the rest; once the job has run (also if it
 diverged), the whole.
 
 The job seed is blake2_256(parent block hash || extrinsic hash): fixed for the block, yet

@@ -38,7 +38,7 @@ from rpc.shapes import dataset_json, event_json, hexb, license_json, model_summa
 if TYPE_CHECKING:
     from rpc.api import NodeApi
 
-MAX_LIST = 100  # fl_listRounds' page (rpc.namespaces.fl)
+MAX_LIST = 100  # a page of ml_listModels, ml_listDatasets and a lineage (as fl_listRounds' in rpc.namespaces.fl)
 # The longest JSON a float32 output takes as the answer writes it (a float64's shortest
 # repr: 17 significant digits, a sign, a point and an exponent, "-1.2345678901234567e-38"),
 # plus its comma; a class index is at most 10 digits and a comma; the rest of the answer
