@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ import aiohttp
 
 from benches.record import write_record
 from chain.header import Header
+from node.devnet import find_free_port_range
 from node.metrics import scrape
 from node.network.identity import NodeKey
 from node.network.messages import (
@@ -60,12 +60,6 @@ HERE = Path(__file__).resolve().parent.parent
 CONCURRENCY = 4  # the node takes at most 4 handshakes at once from one address (max_pending_per_ip)
 GARBAGE = b"\x00\xc1"  # a last chunk holding 0xc1, which MessagePack never uses: a ban at once
 SHOWN = ("reputation_scores", "reputation_bans", "reputation_fresh_bans", "seen_votes", "sync_budgets")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:
@@ -154,7 +148,7 @@ async def cycle(p2p_port: int, rpc_port: int, genesis: bytes, start: int, peers:
 
 
 def start_node(tree: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], int, int, int, Path]:
-    rpc_port, p2p_port, metrics_port = _free_port(), _free_port(), _free_port()
+    rpc_port, p2p_port, metrics_port = range(find_free_port_range(3), 10**6)[:3]
     log = workdir / "node.log"
     env = {**os.environ, "PYTHONPATH": str(tree)}
     proc = subprocess.Popen(

@@ -55,6 +55,7 @@ from chain.storage import Database
 from consensus.aura import Aura
 from consensus.block_import import ConsensusRules
 from genesis.spec import ChainSpec, load_chain_spec, with_slot_duration
+from node.devnet import find_free_port_range
 from node.network.identity import NodeKey
 from rpc.client import RpcClient
 
@@ -62,14 +63,6 @@ RESULTS = Path("bench-results") / "devnet_finality.json"
 NAMES = ("alice", "bob", "charlie", "dave")
 AUTHORS = {dev_keypair(n.capitalize()).address: n for n in NAMES}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Net:
@@ -83,8 +76,8 @@ class Net:
             self.spec = replace(self.spec, runtime_config=replace(self.spec.runtime_config, challenge_blocks=challenge_blocks))
             self.chain = str(workdir / "local-spec.json")
             Path(self.chain).write_text(json.dumps(self.spec.to_json()))
-        self.p2p = {n: _free_port() for n in (*NAMES, "eve")}
-        self.rpc = {n: _free_port() for n in (*NAMES, "eve")}
+        self.p2p = {n: find_free_port_range(1) for n in (*NAMES, "eve")}
+        self.rpc = {n: find_free_port_range(1) for n in (*NAMES, "eve")}
         self.keys = {n: blake2_256(n.encode()).hex() for n in (*NAMES, "eve")}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 

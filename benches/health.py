@@ -33,7 +33,6 @@ import asyncio
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,16 +50,11 @@ from chain import calls
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
 from genesis.spec import load_chain_spec
+from node.devnet import find_free_port_range
 
 RESULTS = Path("bench-results") / "health.json"
 HEALTH = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system_health", "params": []}).encode()
 BLOCK_LOG = re.compile(r"Imported #(\d+) .*training_steps=(\d+) in (\d+) ms")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_node(workdir: Path, port: int, timeout: float = 120) -> tuple[subprocess.Popen[bytes], Path]:
@@ -238,7 +232,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-health-") as tmp:
-        port = free_port()
+        port = find_free_port_range(1)
         proc, log = start_node(Path(tmp), port)
         try:
             results = asyncio.run(run(args, port, log))

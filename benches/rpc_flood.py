@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from typing import Any
 import aiohttp
 
 from benches.record import write_record
+from node.devnet import find_free_port_range
 
 RESULTS = Path("bench-results") / "rpc_flood.json"
 REQUEST = (
@@ -49,12 +49,6 @@ REQUEST = (
     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
 )
 BODY = b'{"jsonrpc":"2.0","id":1,"method":"system_health"}'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _raise_fd_limit() -> None:
@@ -231,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
     _raise_fd_limit()
-    port = _free_port()
+    port = find_free_port_range(1)
     with tempfile.TemporaryDirectory() as tmp:
         proc, log = start_node(Path(tmp), port, nofile)
         try:

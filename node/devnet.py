@@ -299,9 +299,26 @@ class _ReadOnlyState:
         raise TypeError("read-only")
 
 
-def find_free_port_range(count: int, low: int = 20000, high: int = 60000) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1, tried at random starts so
+def compute_ephemeral_start() -> int:
+    """The lowest port the kernel hands out to outbound connections and ``bind(0)``
+    (Linux's ``net.ipv4.ip_local_port_range``, 32768 by default; that default elsewhere).
+    A port chosen at or above it and left unbound until a node binds it can meanwhile be
+    taken as the source port of any outbound connection (a devnet's own nodes dialing each
+    other make plenty): "address already in use" at random. Below it only listeners bind."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def find_free_port_range(count: int, low: int = 10000, high: int | None = None) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1, below ``high`` (by default
+    the kernel's ephemeral range, :func:`compute_ephemeral_start`), tried at random starts so
     that devnets started side by side (tests, benchmarks) rarely pick the same range."""
+    if high is None:
+        high = compute_ephemeral_start()
+        if high - low < 4 * count:  # an unusual ephemeral range: take the usual span instead
+            high = 60000
     rng = random.Random()
     for _ in range(200):
         first = rng.randrange(low, high - count)

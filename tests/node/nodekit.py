@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,11 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.devnet import find_free_port_range
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port for one node to listen on, below the kernel's ephemeral range
+    (node.devnet.compute_ephemeral_start: an outbound connection cannot take it meanwhile)."""
+    return find_free_port_range(1)
 
 
 @dataclass

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -322,3 +323,16 @@ def test_the_head_a_node_stopped_at_is_its_last_shutdown_line_else_the_last_poll
     log.write_text("Imported #7\nkilled\n")
     assert devnet.read_stopped_at(log, 7) == 7  # no shutdown line: the poll is all there is
     assert devnet.read_stopped_at(tmp_path / "missing.log", None) is None
+
+
+def test_free_ports_are_chosen_below_the_ephemeral_range() -> None:
+    """Ports a test or devnet picks for its nodes lie below the ports the kernel gives outbound
+    connections (a node dialing a peer could otherwise take one before its node binds it)."""
+    start = devnet.compute_ephemeral_start()
+    assert start == int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(20):
+        first = devnet.find_free_port_range(3)
+        assert first >= 10000 and first + 3 <= start
+    for port in range(first, first + 3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))

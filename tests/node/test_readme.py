@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from node.devnet import find_free_port_range
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -24,12 +25,6 @@ def _block(marker: str) -> str:
     match = re.search(rf"<!-- {marker} -->\s*```sh\n(.*?)```", README.read_text(), re.S)
     assert match, f"README.md has no ```sh block after <!-- {marker} -->"
     return match.group(1)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -56,7 +51,7 @@ def _quickstart_node(tmp_path: Path, port: int, env: dict[str, str]) -> Iterator
 @pytest.mark.skipif(shutil.which("polchain") is None, reason="needs the polchain console script (pip install -e .)")
 def test_readme_economy_walkthrough_runs_as_written(tmp_path) -> None:
     """Register, share, sell, train, infer, propose and pass: the Economy section's script."""
-    port = _free_port()
+    port = find_free_port_range(1)
     env = {k: v for k, v in os.environ.items() if k != "POLCHAIN_RPC"} | {"RPC_PORT": str(port)}
     with _quickstart_node(tmp_path, port, env):
         done = subprocess.run(
@@ -88,7 +83,7 @@ def test_readme_quickstart_runs_as_written(tmp_path) -> None:
     """Both shell blocks exactly as a reader copies them, in bash, on a free port (RPC_PORT)."""
     if shutil.which("curl") is None:
         pytest.skip("the quickstart uses curl")
-    port = _free_port()
+    port = find_free_port_range(1)
     env = {k: v for k, v in os.environ.items() if k != "POLCHAIN_RPC"} | {"RPC_PORT": str(port)}
     with _quickstart_node(tmp_path, port, env):
         script = _block("quickstart")
@@ -114,7 +109,7 @@ def test_readme_federated_round_runs_as_written(tmp_path) -> None:
     """The federated section's script on the quickstart's node, in an empty folder: it makes
     its own CSVs and its own blocks past the commit deadline (it named a bob.csv nobody had
     made, and waited for blocks an --instant-seal node never makes)."""
-    port = _free_port()
+    port = find_free_port_range(1)
     env = {k: v for k, v in os.environ.items() if k != "POLCHAIN_RPC"} | {"RPC_PORT": str(port)}
     work = tmp_path / "reader"
     work.mkdir()
