@@ -344,6 +344,11 @@ class Blockchain:
         loc = decode(raw, _Location)
         return loc.block, loc.index
 
+    def has_state(self, block_hash: bytes) -> bool:
+        """Whether the state after the stored block ``block_hash`` is readable: False once
+        ``polchain prune-state`` deleted it (chain.pruning)."""
+        return self.state.is_known_root(self.get_header(block_hash).state_root)
+
     def state_at(self, block_hash: bytes) -> Overlay:
         """A read overlay of the state after block ``block_hash`` (any stored branch).
 

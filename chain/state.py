@@ -323,7 +323,7 @@ class Overlay:
                 yield key, v
 
 
-class _TrieColumn:
+class TrieColumn:
     """The TRIE column seen as a chain.trie.NodeStore."""
 
     __slots__ = ("_db",)
@@ -344,7 +344,7 @@ class StateDB:
 
     def __init__(self, db: Database, *, cache_size: int = 1_000_000, value_cache_size: int = 1 << 17) -> None:
         self._db = db
-        self._trie = Trie(_TrieColumn(db), cache_size=cache_size)
+        self._trie = Trie(TrieColumn(db), cache_size=cache_size)
         # Guards _root, _moving and _values against readers on other threads (module docstring).
         self._lock = threading.Lock()
         self._moving = False  # flat changes are staged in a batch that may be written any time

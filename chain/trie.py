@@ -411,6 +411,42 @@ class Trie:
         root = _check_root(root)
         return root == EMPTY_ROOT or self._store.get(root) is not None
 
+    def mark_reachable(self, root: bytes, marked: set[bytes]) -> int:
+        """Add to ``marked`` the hash of every node of the trie named by ``root``; returns how
+        many were not in it yet (for pruning, chain.pruning).
+
+        A node already in ``marked`` is not walked again: every node below one that a walk
+        marked was marked by the same walk, so several states that share subtrees cost one
+        visit a distinct node. Reads the store, not the cache (a node that is only cached is
+        not stored), and checks each node as :meth:`_load` does: UnknownStateRoot for a root
+        not stored, MissingTrieNode or MalformedNode for a node below it; ``marked`` is then
+        incomplete and must not be used to delete anything."""
+        root = _check_root(root)
+        if root == EMPTY_ROOT or root in marked:
+            return 0
+        if self._store.get(root) is None:
+            raise UnknownStateRoot(f"state root 0x{root.hex()} is unknown: no trie node is stored under it")
+        added = 0
+        stack: list[tuple[bytes, bytes | None]] = [(root, None)]
+        while stack:
+            node_hash, parent = stack.pop()
+            if node_hash in marked:
+                continue
+            encoded = self._store.get(node_hash)
+            if encoded is None:
+                raise MissingTrieNode(
+                    f"trie node 0x{node_hash.hex()} (child of 0x{(parent or b'').hex()}) is not stored: "
+                    "the database is incomplete or corrupt"
+                )
+            if compute_node_hash(encoded) != node_hash:
+                raise MalformedNode(f"stored trie node 0x{node_hash.hex()} does not match its hash")
+            node = _decode_node(encoded)
+            marked.add(node_hash)
+            added += 1
+            if len(node) == 3:
+                stack.extend((child, node_hash) for child in node[1] if child is not None and child not in marked)
+        return added
+
     # --- reads ------------------------------------------------------------------------------
 
     def get(self, root: bytes, key: bytes) -> bytes | None:

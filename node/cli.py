@@ -1,4 +1,4 @@
-"""The ``polchain`` command line: node, key, build-spec, purge-chain, tx and query.
+"""The ``polchain`` command line: node, key, build-spec, purge-chain, prune-state, tx and query.
 
 Flags follow Substrate's spelling (``--dev``, ``--chain``, ``--base-path``, ``--tmp``,
 ``--rpc-port``, ``--rpc-external``, ``--rpc-methods``, ``--rpc-cors``, ``--alice``...).
@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_command("key", "generate and inspect keys", lambda: _add_key(sub))
     sub.add_command("build-spec", "print a chain spec", lambda: _add_build_spec(sub))
     sub.add_command("purge-chain", "delete a chain's database", lambda: _add_purge_chain(sub))
+    sub.add_command("prune-state", "delete old states from a stopped node's database", lambda: _add_prune_state(sub))
     sub.add_command("tx", "sign and submit a transaction", tx_and_query)
     sub.add_command("query", "read chain state", tx_and_query)
     sub.add_command("fl", "federated learning rounds", lambda: _add_fl(sub))
@@ -398,6 +399,21 @@ def _add_purge_chain(sub: _Commands) -> None:
     purge.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
     purge.add_argument("-y", action="store_true", help="do not ask")
     purge.set_defaults(run=run_purge_chain)
+
+
+def _add_prune_state(sub: _Commands) -> None:
+    from chain.pruning import DEFAULT_KEEP
+
+    prune = sub.add_parser(
+        "prune-state",
+        description="Delete the trie nodes of every state older than the finalized block minus --keep "
+        "(chain.pruning); the node must be stopped. States of blocks not yet final are always kept.",
+    )
+    prune.add_argument("--base-path", "-d", type=_path, required=True, help="the node's --base-path")
+    prune.add_argument("--chain", default="dev", help="dev (default), local, or a chain spec JSON path")
+    prune.add_argument("--keep", type=int_in(0, 2**32 - 1, "a number of blocks"), default=DEFAULT_KEEP,
+                       help=f"final blocks below the finalized one whose states stay (default {DEFAULT_KEEP})")
+    prune.set_defaults(run=run_prune_state)
 
 
 def _add_tx_and_query(sub: _Commands) -> None:
@@ -1123,6 +1139,28 @@ def run_purge_chain(args: argparse.Namespace) -> int:
                 return 1
         shutil.rmtree(db)
     print(f"{db} removed", file=sys.stderr)
+    return 0
+
+
+def run_prune_state(args: argparse.Namespace) -> int:
+    from chain.pruning import prune_state
+    from chain.storage import Database
+    from genesis.spec import load_chain_spec
+
+    spec = load_chain_spec(args.chain)
+    path = compute_db_path(args.base_path, spec.id)
+    if not path.exists():
+        raise CliError(f"{path} does not exist: no database to prune")
+    with contextlib.ExitStack() as held:
+        _lock_database(path, held, "a running node (its LOCK is held): stop the node first")
+        with Database(path, create=False) as db:
+            report = prune_state(db, args.keep, progress=lambda message: print(message, file=sys.stderr))
+    print(
+        f"kept the states of blocks #{report.lowest_kept} and up ({report.states_kept} blocks, finalized "
+        f"#{report.finalized_number}): {report.nodes_kept:,} trie nodes kept, {report.nodes_deleted:,} deleted "
+        f"in {report.seconds:.1f} s",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -1176,6 +1176,8 @@ class NodeService:
         # judged here: "unknown_job", which costs the sender nothing (we may be behind).
         if not self.chain.has_block(proof.header.parent_hash):
             raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent is not stored here")
+        if not self.chain.has_state(proof.header.parent_hash):
+            raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent state is pruned here")
         # Judged off the lock, as a block's training check is (import_block): the re-run is up
         # to a block's worth of training, and a false proof from a peer held up every import,
         # vote and authored block meanwhile. A stored parent's state does not change. One at

@@ -50,7 +50,15 @@ def block_at(chain: Blockchain, at: bytes | None) -> bytes:
 def state_root_at(chain: Blockchain, at: bytes | None) -> bytes | None:
     """The state root to read at: None (the best state, served from the flat column) or
     the named block's root."""
-    return None if at is None else chain.get_header(block_at(chain, at)).state_root
+    if at is None:
+        return None
+    header = chain.get_header(block_at(chain, at))
+    if not chain.state.is_known_root(header.state_root):
+        raise errors.InvalidParams(
+            f"Invalid params: the state of block #{header.number} 0x{at.hex()} is pruned on this node "
+            "(polchain prune-state); ask an archive node"
+        )
+    return header.state_root
 
 
 def state_at(chain: Blockchain, at: bytes | None) -> ReadOnlyState:

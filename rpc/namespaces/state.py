@@ -40,7 +40,7 @@ def build(node: NodeApi) -> MethodTable:
     @bind_params
     async def state_getReadProof(keys: StorageKeys, at: At = None) -> dict[str, Any]:
         block_hash = block_at(chain, at)
-        proof = await run_read(chain.state.prove, keys, at=chain.get_header(block_hash).state_root)
+        proof = await run_read(chain.state.prove, keys, at=state_root_at(chain, block_hash))
         return {"at": hexb(block_hash), "proof": [hexb(node) for node in proof]}
 
     @bind_params

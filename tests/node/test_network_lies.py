@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import msgspec
+import pytest
 from netkit import FAST, Node, make_chain, running, start_node, wait_for
 
 import node.service as node_service
@@ -22,11 +23,13 @@ from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.config import SPEC_VERSION
 from chain.crypto import Keypair, dev_keypair
+from chain.errors import InvalidFraudProof
 from chain.extrinsic import sign_extrinsic
 from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
 from chain.header import DigestItem
 from chain.pallets.training import compute_job_at
 from chain.proofs import TrainingClaim
+from chain.pruning import prune_state
 from chain.storage import Database
 from consensus.finality import SET_ID, Checkpoint, Justification, Vote, sign_vote
 from genesis.spec import load_chain_spec
@@ -349,3 +352,26 @@ async def test_a_fraud_proof_that_came_before_its_parent_is_checked_when_it_come
         finally:
             await early.service.stop()
             await honest.service.stop()
+
+
+async def test_a_fraud_proof_about_a_block_whose_parent_state_is_pruned_is_not_judged(tmp_path) -> None:
+    """After ``polchain prune-state`` the parent's state of an old block is gone: a fraud proof
+    about a child of it cannot be judged ("unknown_job": no blame, the proof may be true), and
+    the node says why rather than failing on the missing trie."""
+    one, two, proof = forged_block_on_a_parent(tmp_path / "forger", int(time.time() * 1000) // 6000 - 10)
+    spec = load_chain_spec("dev")
+    path = tmp_path / "base" / "chains" / spec.id / "db"
+    path.parent.mkdir(parents=True)
+    chain = Blockchain(Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis)
+    chain.import_block(one)
+    for k in range(3):  # final blocks after #1, so that #1's state is pruned with --keep 0
+        chain.build_block([], ALICE, one.header.slot + 2 + k)
+    chain.set_finalized(chain.best_hash)
+    chain.db.close()
+    with Database(path, create=False) as db:
+        assert prune_state(db, keep=0).lowest_kept == 4
+    async with running(NodeService(NodeConfig(chain="dev", base_path=tmp_path / "base", network=FAST), spec)) as node:
+        assert node.chain.has_block(two.header.parent_hash) and not node.chain.has_state(two.header.parent_hash)
+        with pytest.raises(InvalidFraudProof, match="parent state is pruned here") as refused:
+            await node.import_fraud_proof(proof)
+        assert refused.value.reason == "unknown_job"

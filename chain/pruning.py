@@ -1,0 +1,123 @@
+"""Offline state pruning: delete the trie nodes that no state the node still keeps refers to.
+
+Why
+---
+The node is an archive node: a block's trie nodes are never deleted when later blocks
+replace them, so every block's state stays readable, and the TRIE column grows by about
+530 KB a block of 2,000 transfers (README, "Running a validator") whether or not anyone
+reads the old states. A validator needs far fewer: the states of the blocks it may still
+import on (every block not final) and a window of final ones for RPC callers and fraud
+proofs about recent blocks.
+
+What
+----
+:func:`prune_state` keeps the state of every stored block numbered at least the finalized
+block's number minus ``keep`` (on any branch: no block that is not final is older than the
+finalized one), and the best block's. It marks every trie node reachable from those states'
+roots (:meth:`chain.trie.Trie.mark_reachable`: each distinct node read once, checked
+against its hash), and only then deletes every other node of the TRIE column, in batches.
+This is geth's offline pruning (``geth snapshot prune-state``) in mark-and-sweep form:
+with the node stopped, nothing can write a node the marking did not see. Substrate's online
+pruning (``--state-pruning``, a death row of the nodes each block replaced) needs the trie
+to journal what each block removed, and this trie does not.
+
+A trie node is content-addressed, and the nodes of one state all differ (a leaf holds the
+rest of its raw key, and a branch the hashes of different children), so a node shared by a
+kept state and a pruned one is reachable from the kept one and stays.
+
+Safety
+------
+- The marking reads every kept node before anything is deleted: a node missing or not
+  matching its hash stops the pruning with nothing deleted (MissingTrieNode, MalformedNode).
+- Only unreachable nodes are deleted, so a crash in the middle leaves a database that is
+  complete for every kept state; running the pruning again finishes the job.
+- A pruned block's state is then unknown (``chain.trie.Trie.is_known_root`` is False for
+  its root): RPC calls at it say so (rpc.reads), a fraud proof whose parent state is gone is
+  "unknown_job", and nothing else reads states that old (imports and votes read the states
+  of blocks that are not final, or of the finalized block).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chain.blockchain import META_BEST, META_FINALIZED
+from chain.errors import ChainError
+from chain.header import Header, decode_header
+from chain.state import TrieColumn
+from chain.storage import Column, Database
+from chain.trie import Trie
+
+__all__ = ["DEFAULT_KEEP", "PruneReport", "prune_state"]
+
+#: Final blocks whose states are kept below the finalized one (Substrate's default window).
+DEFAULT_KEEP = 256
+_DELETE_BATCH = 10_000  # keys a write batch deletes: bounded memory whatever the column's size
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What :func:`prune_state` did."""
+
+    finalized_number: int
+    lowest_kept: int  # the lowest block number whose state was kept
+    states_kept: int  # blocks (of any branch) whose state was kept
+    nodes_kept: int
+    nodes_deleted: int
+    seconds: float
+
+
+def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[str], None] | None = None) -> PruneReport:
+    """Delete every trie node of ``db`` that the states of the blocks numbered at least the
+    finalized block's minus ``keep``, and the best block's, do not reach (module docstring).
+    ``db`` must not be in use by a node (open it as the node would: its LOCK keeps a node out)."""
+    if type(keep) is not int or keep < 0:
+        raise ValueError(f"keep must be a non-negative int, got {keep!r}")
+    started = time.perf_counter()
+    say = progress or (lambda _message: None)
+    finalized = _read_header(db, META_FINALIZED).number
+    lowest = max(0, finalized - keep)
+    roots = {_read_header(db, META_BEST).state_root}
+    states = 0
+    for _block_hash, raw in db.iterate(Column.HEADER):
+        header = decode_header(raw)
+        if header.number >= lowest:
+            roots.add(header.state_root)
+            states += 1
+    say(f"marking the trie nodes of {states} states (blocks #{lowest} and up; finalized #{finalized})")
+    trie = Trie(TrieColumn(db), cache_size=1)
+    marked: set[bytes] = set()
+    for root in sorted(roots):  # any order: sorted, so that a run is repeatable
+        trie.mark_reachable(root, marked)
+    say(f"{len(marked):,} nodes kept; deleting the others")
+    deleted = 0
+    doomed: list[bytes] = []
+    for node_hash, _encoded in db.iterate(Column.TRIE):
+        if node_hash not in marked:
+            doomed.append(node_hash)
+            if len(doomed) == _DELETE_BATCH:
+                deleted += _delete(db, doomed)
+    deleted += _delete(db, doomed)
+    say(f"{deleted:,} nodes deleted; compacting the database")
+    db.compact()
+    return PruneReport(finalized, lowest, states, len(marked), deleted, time.perf_counter() - started)
+
+
+def _delete(db: Database, doomed: list[bytes]) -> int:
+    count = len(doomed)
+    if count:
+        with db.write_batch(sync=False) as batch:  # unreachable nodes: a batch lost in a crash is only garbage left
+            for node_hash in doomed:
+                batch.delete(Column.TRIE, node_hash)
+        doomed.clear()
+    return count
+
+
+def _read_header(db: Database, meta_key: bytes) -> Header:
+    block_hash = db.get(Column.META, meta_key)
+    raw = None if block_hash is None else db.get(Column.HEADER, block_hash)
+    if raw is None:
+        raise ChainError(f"the database has no {meta_key.decode()} block: it is not a polchain database or is damaged")
+    return decode_header(raw)

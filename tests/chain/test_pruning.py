@@ -1,0 +1,166 @@
+"""Offline state pruning (chain.pruning, ``polchain prune-state``) on real LevelDB databases:
+what is kept stays complete and readable, what is pruned is refused by name, the node goes on
+importing on a pruned database, and a damaged database loses nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
+
+from chain import calls
+from chain.blockchain import Blockchain
+from chain.errors import MissingTrieNode
+from chain.pallets import balances
+from chain.pruning import prune_state
+from chain.state import TrieColumn
+from chain.storage import Column, Database
+from chain.trie import Trie
+from node import cli
+from node.cli import compute_db_path
+from rpc import errors as rpc_errors
+from rpc.reads import state_root_at
+
+BLOCKS = 12
+FINAL = 8
+
+
+def _grow(chain: Blockchain, blocks: int, first_slot: int = 1) -> list[bytes]:
+    """``blocks`` blocks of one transfer each (every block changes the state); their hashes."""
+    hashes = []
+    for i in range(blocks):
+        nonce = balances.get_account(chain.state.overlay(), ALICE.public).nonce
+        xt = sign(chain, ALICE, calls.Transfer(BOB.public if i % 2 else CHARLIE.public, 10**9 + i), nonce)
+        built = chain.build_block([xt], ALICE, slot=first_slot + i)
+        hashes.append(built.block.hash())
+    return hashes
+
+
+def _trie_keys(db: Database) -> set[bytes]:
+    return {key for key, _ in db.iterate(Column.TRIE)}
+
+
+@pytest.fixture
+def grown(tmp_path: Path) -> tuple[Path, list[bytes], dict[bytes, int]]:
+    """A chain of BLOCKS blocks, #FINAL final; each block's hash and Bob's free balance after it."""
+    path = compute_db_path(tmp_path, dev_spec().id)
+    path.parent.mkdir(parents=True)
+    chain = open_chain(path)
+    hashes = [chain.genesis_hash, *_grow(chain, BLOCKS)]
+    chain.set_finalized(hashes[FINAL])
+    bob = {h: balances.get_account(chain.state_at(h), BOB.public).free for h in hashes}
+    chain.db.close()
+    return path, hashes, bob
+
+
+def test_kept_states_stay_complete_and_pruned_ones_are_gone(grown) -> None:
+    path, hashes, bob = grown
+    with Database(path, create=False) as db:
+        before = _trie_keys(db)
+        report = prune_state(db, keep=3)
+        after = _trie_keys(db)
+    assert (report.finalized_number, report.lowest_kept, report.states_kept) == (FINAL, FINAL - 3, BLOCKS - (FINAL - 3) + 1)
+    assert after < before and report.nodes_deleted == len(before - after) > 0 and report.nodes_kept == len(after)
+    chain = open_chain(path)
+    try:
+        for number, block_hash in enumerate(hashes):
+            if number >= FINAL - 3:
+                assert chain.has_state(block_hash)
+                assert balances.get_account(chain.state_at(block_hash), BOB.public).free == bob[block_hash]
+                # every node of every kept state is stored and matches its hash
+                Trie(TrieColumn(chain.db)).mark_reachable(chain.get_header(block_hash).state_root, set())
+            else:
+                assert not chain.has_state(block_hash), number
+        # The node goes on: a block on the pruned database, the same root as on an unpruned twin.
+        nonce = balances.get_account(chain.state.overlay(), ALICE.public).nonce
+        built = chain.build_block([sign(chain, ALICE, calls.Transfer(BOB.public, 5), nonce)], ALICE, slot=BLOCKS + 1)
+        assert chain.best_hash == built.block.hash()
+    finally:
+        chain.db.close()
+
+
+def test_a_second_run_deletes_nothing_and_keep_zero_keeps_every_state_not_final(grown) -> None:
+    path, hashes, _ = grown
+    with Database(path, create=False) as db:
+        prune_state(db, keep=0)
+        again = prune_state(db, keep=0)
+    assert again.nodes_deleted == 0 and again.lowest_kept == FINAL
+    chain = open_chain(path)
+    try:
+        assert [chain.has_state(h) for h in hashes] == [n >= FINAL for n in range(BLOCKS + 1)]
+    finally:
+        chain.db.close()
+
+
+def test_a_missing_node_of_a_kept_state_stops_it_before_anything_is_deleted(grown) -> None:
+    path, _, _ = grown
+    with Database(path, create=False) as db:
+        chain_root = None
+        # A node of the best state (kept) deleted: the database is damaged.
+        for key, value in db.iterate(Column.TRIE):
+            if value[0] == 1:  # a leaf
+                chain_root = key
+                break
+        assert chain_root is not None
+        with db.write_batch() as batch:
+            batch.delete(Column.TRIE, chain_root)
+        before = _trie_keys(db)
+        with pytest.raises(MissingTrieNode):
+            prune_state(db, keep=0)
+        assert _trie_keys(db) == before
+
+
+def test_bad_keep_is_refused(grown) -> None:
+    path, _, _ = grown
+    with Database(path, create=False) as db:
+        before = _trie_keys(db)
+        for keep in (-1, 1.5, True):
+            with pytest.raises(ValueError, match="keep must be a non-negative int"):
+                prune_state(db, keep=keep)  # type: ignore[arg-type]
+        assert _trie_keys(db) == before
+
+
+def test_rpc_reads_at_a_pruned_block_say_so(grown) -> None:
+    path, hashes, _ = grown
+    with Database(path, create=False) as db:
+        prune_state(db, keep=1)
+    chain = open_chain(path)
+    try:
+        with pytest.raises(rpc_errors.InvalidParams, match=r"the state of block #2 0x[0-9a-f]{64} is pruned on this node"):
+            state_root_at(chain, hashes[2])
+        assert state_root_at(chain, hashes[FINAL - 1]) == chain.get_header(hashes[FINAL - 1]).state_root
+        assert state_root_at(chain, None) is None
+    finally:
+        chain.db.close()
+
+
+def test_the_command_prunes_a_stopped_node_and_refuses_a_running_one(grown, capsys) -> None:
+    path, _, _ = grown
+    base = path.parents[2]
+    # Another process holds LevelDB's lock, as a running node does (fcntl locks are per process).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.lockf(f, fcntl.LOCK_EX); "
+         "print('locked', flush=True); time.sleep(120)", str(path / "LOCK")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert cli.main(["prune-state", "-d", str(base), "--keep", "2"]) == 1
+        assert "is in use by a running node (its LOCK is held): stop the node first" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    with Database(path, create=False) as db:
+        assert len(_trie_keys(db)) > 0
+    assert cli.main(["prune-state", "-d", str(base), "--keep", "2"]) == 0
+    err = capsys.readouterr().err
+    assert f"kept the states of blocks #{FINAL - 2} and up" in err and "deleted" in err
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["prune-state", "-d", str(base), "--keep", "-1"])
+    assert usage.value.code == 2
+    assert "argument --keep: -1 is out of range: a number of blocks is 0..4294967295" in capsys.readouterr().err
+    assert cli.main(["prune-state", "-d", str(base / "elsewhere")]) == 1
+    assert "does not exist: no database to prune" in capsys.readouterr().err
