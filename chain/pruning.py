@@ -30,7 +30,9 @@ Safety
 - The marking reads every kept node before anything is deleted: a node missing or not
   matching its hash stops the pruning with nothing deleted (MissingTrieNode, MalformedNode).
 - Only unreachable nodes are deleted, so a crash in the middle leaves a database that is
-  complete for every kept state; running the pruning again finishes the job.
+  complete for every kept state; running the pruning again finishes the job. The pruned
+  states' root nodes go first, in one synced batch, so a pruned state is never found half
+  there (its root gone, it is unknown as a whole).
 - A pruned block's state is then unknown (``chain.trie.Trie.is_known_root`` is False for
   its root): RPC calls at it say so (rpc.reads), a fraud proof whose parent state is gone is
   "unknown_job", and nothing else reads states that old (imports and votes read the states
@@ -80,20 +82,25 @@ def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[s
     finalized = _read_header(db, META_FINALIZED).number
     lowest = max(0, finalized - keep)
     roots = {_read_header(db, META_BEST).state_root}
+    old_roots: set[bytes] = set()
     states = 0
     for _block_hash, raw in db.iterate(Column.HEADER):
         header = decode_header(raw)
         if header.number >= lowest:
             roots.add(header.state_root)
             states += 1
+        else:
+            old_roots.add(header.state_root)
     say(f"marking the trie nodes of {states} states (blocks #{lowest} and up; finalized #{finalized})")
     trie = Trie(TrieColumn(db), cache_size=1)
     marked: set[bytes] = set()
     for root in sorted(roots):  # any order: sorted, so that a run is repeatable
         trie.mark_reachable(root, marked)
     say(f"{len(marked):,} nodes kept; deleting the others")
-    deleted = 0
-    doomed: list[bytes] = []
+    # The pruned states' root nodes first, in one synced batch: from then on each of them is
+    # unknown as a whole (Blockchain.has_state), never half there, whenever the sweep stops.
+    doomed = [root for root in sorted(old_roots - marked) if db.get(Column.TRIE, root) is not None]
+    deleted = _delete(db, doomed, sync=True)
     for node_hash, _encoded in db.iterate(Column.TRIE):
         if node_hash not in marked:
             doomed.append(node_hash)
@@ -105,10 +112,12 @@ def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[s
     return PruneReport(finalized, lowest, states, len(marked), deleted, time.perf_counter() - started)
 
 
-def _delete(db: Database, doomed: list[bytes]) -> int:
+def _delete(db: Database, doomed: list[bytes], *, sync: bool = False) -> int:
+    """Delete ``doomed`` (then empty it). Unsynced by default: these nodes are unreachable from
+    every kept state, so a batch a crash loses is only garbage left for the next run."""
     count = len(doomed)
     if count:
-        with db.write_batch(sync=False) as batch:  # unreachable nodes: a batch lost in a crash is only garbage left
+        with db.write_batch(sync=sync) as batch:
             for node_hash in doomed:
                 batch.delete(Column.TRIE, node_hash)
         doomed.clear()

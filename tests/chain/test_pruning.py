@@ -164,3 +164,38 @@ def test_the_command_prunes_a_stopped_node_and_refuses_a_running_one(grown, caps
     assert "argument --keep: -1 is out of range: a number of blocks is 0..4294967295" in capsys.readouterr().err
     assert cli.main(["prune-state", "-d", str(base / "elsewhere")]) == 1
     assert "does not exist: no database to prune" in capsys.readouterr().err
+
+
+def test_a_pruning_stopped_in_its_sweep_leaves_no_state_half_there(grown, monkeypatch) -> None:
+    """The pruned states' roots go first, in a batch of their own: a sweep stopped after it
+    (a crash, ^C) leaves every pruned state unknown as a whole and every kept one complete;
+    the next run finishes the job."""
+    path, hashes, bob = grown
+    import chain.pruning as pruning
+
+    calls_made = []
+    real_delete = pruning._delete
+
+    def stop_at_the_sweep(db, doomed, *, sync=False):  # type: ignore[no-untyped-def]
+        calls_made.append((len(doomed), sync))
+        if len(calls_made) > 1:
+            raise KeyboardInterrupt
+        return real_delete(db, doomed, sync=sync)
+
+    monkeypatch.setattr(pruning, "_delete", stop_at_the_sweep)
+    with Database(path, create=False) as db, pytest.raises(KeyboardInterrupt):
+        prune_state(db, keep=2)
+    assert calls_made[0] == (FINAL - 2, True)  # the roots of #0..#5, synced
+    monkeypatch.undo()
+    chain = open_chain(path)
+    try:
+        for number, block_hash in enumerate(hashes):
+            assert chain.has_state(block_hash) == (number >= FINAL - 2)
+            if number >= FINAL - 2:
+                Trie(TrieColumn(chain.db)).mark_reachable(chain.get_header(block_hash).state_root, set())
+                assert balances.get_account(chain.state_at(block_hash), BOB.public).free == bob[block_hash]
+    finally:
+        chain.db.close()
+    with Database(path, create=False) as db:
+        assert prune_state(db, keep=2).nodes_deleted > 0
+        assert prune_state(db, keep=2).nodes_deleted == 0
