@@ -56,6 +56,46 @@ Survivors explained (equivalent mutants):
   value is ignored.
 - ``_note_justified__mutmut_6``: ``final=None`` for ``final=False`` in the full check: as
   falsy, the same checks.
+
+The pending proof's slot (19d49c0), run after it and after 25f58ef (2026-11-29; mutant
+numbers are of that code, not of the run above). The same narrowed selection; node/service.py
+is in ``only_mutate`` already, nothing was added. ``_knows_justified`` whole, and of the
+others the mutants whose diff touches a line 19d49c0 added or changed (found with ``git
+blame``; the same picking script)::
+
+    rm -rf mutants && mutmut run --max-children 2 "node.service.xǁNodeServiceǁ_knows_justified__*" \
+      <xǁNodeServiceǁ__init__ (191: the slot), xǁNodeServiceǁtable_sizes (2, 16-19: the slot
+       counted), xǁNodeServiceǁ_after_import (73: a kept finality proof now always finalizes;
+       82-95: the slot retried when its block arrives), xǁNodeServiceǁimport_justification
+       (27-37: the check on a thread; 53-55: a proof of justification goes to the slot),
+       consensus.finality.xǁVoteCollectorǁ__init__ (9-24: the unreadable stored proof)>
+
+68 mutants (17 of ``_knows_justified``, 51 on new lines). Before the tests below 50 were
+killed, 13 lived and 5 had no test: every one of ``_knows_justified``'s was killed by the
+tests 19d49c0 added; the log line of a kept proof that fails when its block arrives had no
+test at all (``_after_import__mutmut_88``..``95``: no proof passed the checks made without
+the block and failed the ones made with it), the unreadable stored proof's warning was
+matched by a substring without its reason (``VoteCollector.__init____mutmut_15``, 17, 18),
+and ``table_sizes`` was run by no test of the selection (2, 16-19). Killed by
+:func:`test_a_kept_proof_that_fails_when_its_block_arrives_is_dropped_and_logged` (new), the
+slot's count in :func:`test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block`
+and the whole warning line in tests/consensus/test_justified_proof.py's
+``test_an_unreadable_stored_proof_is_ignored_not_fatal``. Now 66/68, no defect found; the 2
+survivors are equivalent:
+
+- ``import_justification__mutmut_30``: ``target_known=None`` in the check of a proof kept for
+  its block: as falsy, the same checks (the run above's ``_29``, on the line before it moved
+  to a thread).
+- ``import_justification__mutmut_31``: ``final=None`` there: the run above's ``_30``, the
+  same reasons.
+
+The other lines 25f58ef changed (``checkpoint_order`` in ``_offer_justified``,
+``_follow_justified``, ``_check_own_vote``, ``VoteCollector.note_justified``,
+``highest_justified`` and ``check``: 31 mutants, tests/node/test_validator_ops.py added to the
+selection for ``_check_own_vote``): 29 killed; ``_follow_justified__mutmut_4`` (``>=``: the
+record queued for writing again at every import and counted vote, though its source had not
+risen) lived and is killed by :func:`test_the_record_is_written_only_when_the_source_rises`;
+``check__mutmut_78`` is the run above's ``_78`` (equivalent, explained there). 30/31.
 """
 
 from __future__ import annotations
@@ -240,7 +280,8 @@ async def test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block(t
     reviewer's finding: four of them evicted the higher one waiting for its block, and the
     network's seen-sets never let the same bytes in again, so a lagging validator stayed on a
     lower source. Now the highest pending proof keeps its slot; lower or equal ones are dropped
-    before any signature is checked; it is taken when its block arrives."""
+    before any signature is checked; it is taken when its block arrives. The slot counts in
+    ``table_sizes`` (kills ``table_sizes__mutmut_2``, 16-19 of the 19d49c0 run)."""
     async with running(_full_node()) as full:
         now = full._current_round()
         blocks = build_sealed_chain(tmp_path, SPEC, (now - 20, now - 19))
@@ -248,7 +289,9 @@ async def test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block(t
         await full.import_block(blocks[1])  # #1 is here, #2 is not
         b2 = Checkpoint(blocks[2].hash(), 2, now - 10)
         high = _link(genesis, THREE, Checkpoint(genesis, 0, 0), b2)
+        assert full.table_sizes()["pending_justifications"] == 0
         assert await full.import_justification(high) is False  # kept for #2
+        assert full.table_sizes()["pending_justifications"] == 1
         checked: list[int] = []
         real = verify_justification_module.verify_signature
 
@@ -269,3 +312,57 @@ async def test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block(t
         await full.import_block(blocks[2])
         assert full.collector.highest_justified() == b2 == full._voter.justified
         assert full._pending_proof is None and full.collector.justified_proof() == high
+        assert full.table_sizes()["pending_justifications"] == 0
+
+
+async def test_a_kept_proof_that_fails_when_its_block_arrives_is_dropped_and_logged(tmp_path, caplog) -> None:
+    """What a proof kept for its block cannot be checked for before the block is here (the
+    target's number, here #5 for block #2) is checked when it arrives: the proof is refused
+    with one INFO line naming the block and the reason, its slot is emptied, nothing is
+    noted justified and the block's import goes on (kills ``_after_import__mutmut_88``..``95``
+    of the 19d49c0 run, which changed that line)."""
+    caplog.set_level(logging.INFO)
+    async with running(_full_node()) as full:
+        now = full._current_round()
+        blocks = build_sealed_chain(tmp_path, SPEC, (now - 20, now - 19))
+        genesis = full.chain.genesis_hash
+        before = full.collector.highest_justified()
+        wrong_number = _link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(blocks[2].hash(), 5, now - 10))
+        assert await full.import_justification(wrong_number) is False  # kept: its block is not here
+        assert full._pending_proof == wrong_number
+        await full.import_block(blocks[1])
+        assert full._pending_proof == wrong_number  # not its block: still kept
+        await full.import_block(blocks[2])
+        assert full.chain.best_hash == blocks[2].hash()
+        assert full._pending_proof is None and full.table_sizes()["pending_justifications"] == 0
+        assert full.collector.highest_justified() == before == full._voter.justified
+        assert full.collector.justified_proof() is None
+        assert "a proof of justification for #2 did not verify: target block is #2, the justification says #5" in caplog.messages
+
+
+async def test_the_record_is_written_only_when_the_source_rises(tmp_path) -> None:
+    """``_follow_justified`` runs after every import and every counted vote; it queues a
+    write of the slashing protection record (two fsyncs on the record's thread) only when the
+    highest justified checkpoint is above the record's source, not when it equals it (kills
+    ``_follow_justified__mutmut_4`` of the 25f58ef lines: ``>=`` wrote it again at every
+    block)."""
+    async with running(_full_node()) as full:
+        now = full._current_round()
+        blocks = build_sealed_chain(tmp_path, SPEC, (now - 20, now - 19, now - 18))
+        genesis = full.chain.genesis_hash
+        written: list[object] = []
+        real = full._records.submit
+
+        def submit(state):
+            written.append(state)
+            return real(state)
+
+        full._records.submit = submit  # type: ignore[method-assign]
+        await full.import_block(blocks[1])
+        assert written == []  # genesis is still the source: nothing to write
+        b1 = Checkpoint(blocks[1].hash(), 1, now - 10)
+        assert await full.import_justification(_link(genesis, THREE, Checkpoint(genesis, 0, 0), b1)) is True
+        assert [state.justified for state in written] == [b1]  # type: ignore[attr-defined]
+        for block in blocks[2:]:
+            await full.import_block(block)
+        assert len(written) == 1 and full._voter.justified == b1
