@@ -759,7 +759,7 @@ class NodeService:
         a lower target or another order of the votes, and each must not cost a check)."""
         claimed = justified_checkpoint(proof)
         highest = self.collector.highest_justified()
-        if self._pending_proof is not None and proof is not self._pending_proof:
+        if self._pending_proof is not None:  # (emptied before the proof kept in it is noted: _after_import)
             pending = justified_checkpoint(self._pending_proof)
             if checkpoint_order(claimed) <= checkpoint_order(pending):
                 return True
