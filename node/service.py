@@ -694,17 +694,22 @@ class NodeService:
             try:
                 await self._finalize_collected(self.collector.add(vote, current))
                 self._offer_justified(vote, current)
+            except VoteEquivocation as exc:  # the collector stored both votes: report them on chain
+                # (before InvalidVote, its base class, whose clause would otherwise take it)
+                self._report_vote_equivocation(exc)
+                raise
             except InvalidVote as exc:
                 if exc.reason == "stale" and vote.vote.round > current:
                     self._note_vote_ahead(vote, current)
                 raise
-            except VoteEquivocation as exc:  # the collector stored both votes: report them on chain
-                if isinstance(exc.evidence, VoteEquivocationEvidence):
-                    try:
-                        self.equivocations.on_vote_equivocation(exc.evidence)
-                    except ChainError as refused:
-                        log.warning("could not submit pol.report_vote_equivocation: %s", refused)
-                raise
+
+    def _report_vote_equivocation(self, exc: VoteEquivocation) -> None:
+        """Submit pol.report_vote_equivocation for the two votes the collector caught."""
+        if isinstance(exc.evidence, VoteEquivocationEvidence):
+            try:
+                self.equivocations.on_vote_equivocation(exc.evidence)
+            except ChainError as refused:
+                log.warning("could not submit pol.report_vote_equivocation: %s", refused)
 
     async def import_justification(self, justification: Justification) -> bool:
         """A justification from a peer: verified, then its target finalized, or, for a proof
@@ -1046,8 +1051,12 @@ class NodeService:
         # The finalized checkpoint is justified, and the link's votes may justify more.
         self.collector.note_justified(finalized_checkpoint(chain))
         for signed in justification.votes:
-            with contextlib.suppress(InvalidVote):
+            try:
                 self.collector.add(signed, self._current_round())
+            except VoteEquivocation as exc:  # a double vote seen only here is reported all the same
+                self._report_vote_equivocation(exc)
+            except InvalidVote:
+                pass
         if self.network is not None:
             self.network.broadcast_justification(justification.encode())
         if chain.finalized_number <= old:

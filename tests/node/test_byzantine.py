@@ -493,6 +493,72 @@ def test_an_honest_node_reports_a_double_vote_and_it_is_slashed(tmp_path) -> Non
         chain.db.close()
 
 
+async def test_a_double_vote_from_a_peer_is_reported_by_the_node() -> None:
+    """The service's wiring of the test above: a double vote a peer sends (NodeService.add_vote)
+    raises VoteEquivocation, a kind of InvalidVote; its report went unsent while the InvalidVote
+    clause came first (an outside tester's finding: the voter was never slashed)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from netkit import FAST, running, wait_for
+
+    from chain import calls
+    from chain.crypto import dev_keypair
+    from consensus.errors import VoteEquivocation
+    from consensus.finality import SET_ID, Checkpoint, Vote, sign_vote
+    from genesis.spec import load_chain_spec, with_slot_duration
+    from node.service import NodeConfig, NodeService
+
+    spec = with_slot_duration(load_chain_spec("local"), 500)
+    charlie = NodeService(NodeConfig(chain="local", tmp=True, author="//Charlie", network=FAST), spec)
+    async with running(charlie):
+        chain = charlie.chain
+        await wait_for(lambda: chain.best_number >= 2, 60)
+        dave, genesis = dev_keypair("Dave"), chain.genesis_hash
+        round_number = charlie._current_round()
+        source = Checkpoint(genesis, 0, 0)
+        first, second = (
+            sign_vote(dave, genesis, Vote(SET_ID, source, Checkpoint(chain.get_hash(n), n, round_number))) for n in (1, 2)
+        )
+        await charlie.add_vote(first)
+        with pytest.raises(VoteEquivocation):
+            await charlie.add_vote(second)
+        reports = [xt for xt in charlie.pool.pending() if isinstance(xt.call, calls.ReportVoteEquivocation)]
+        assert len(reports) == 1 and reports[0].signer == dev_keypair("Charlie").public
+
+
+async def test_a_double_vote_inside_a_justification_is_reported_by_the_node() -> None:
+    """A validator's second vote of a round that reaches the node only inside a finality
+    justification: the block is finalized, and the double vote is reported as well (the votes
+    of a justification were added to the collector under contextlib.suppress(InvalidVote),
+    which swallowed the VoteEquivocation)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from netkit import FAST, running, wait_for
+
+    from chain import calls
+    from chain.crypto import dev_keypair
+    from consensus.finality import SET_ID, Checkpoint, Justification, Vote, sign_vote
+    from genesis.spec import load_chain_spec, with_slot_duration
+    from node.service import NodeConfig, NodeService
+
+    spec = with_slot_duration(load_chain_spec("local"), 500)
+    charlie = NodeService(NodeConfig(chain="local", tmp=True, author="//Charlie", network=FAST), spec)
+    async with running(charlie):
+        chain = charlie.chain
+        await wait_for(lambda: chain.best_number >= 8, 60)
+        genesis = chain.genesis_hash
+        now = charlie._current_round()
+        block = {n: Checkpoint(chain.get_hash(n), n, now) for n in (2, 3, 4)}  # type: ignore[arg-type]
+        # Dave votes genesis -> #4 in this round; then a finality proof of #2 (the link from #2 in
+        # the round before to #3 in this one) carries his vote for #3 in the same round.
+        await charlie.add_vote(sign_vote(dev_keypair("Dave"), genesis, Vote(SET_ID, Checkpoint(genesis, 0, 0), block[4])))
+        source = Checkpoint(block[2].block_hash, 2, now - 1)
+        votes = tuple(sign_vote(dev_keypair(name), genesis, Vote(SET_ID, source, block[3])) for name in ("Alice", "Bob", "Dave"))
+        ancestry = (chain.get_header(block[3].block_hash),)
+        assert await charlie.import_justification(Justification(block[2].block_hash, 2, SET_ID, now, source, votes, ancestry))
+        assert chain.finalized_number >= 2
+        reports = [xt for xt in charlie.pool.pending() if isinstance(xt.call, calls.ReportVoteEquivocation)]
+        assert len(reports) == 1 and reports[0].signer == dev_keypair("Charlie").public
+
+
 def test_the_empty_sibling_at_an_era_start_runs_the_runtimes_per_block_hook(tmp_path) -> None:
     """At an era start a queued validator leaves the set before the first extrinsic: an empty
     block there changes state, and the sibling's state root must say so (else importers refuse
