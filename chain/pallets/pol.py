@@ -11,8 +11,8 @@ here canonically:
   sealed proves nothing, Aura would refuse it). Offence key: the block hash.
 - ``report_equivocation(first, second)``: two sealed headers with one author and one slot
   and different hashes, both seals valid, the author a validator in this state (Substrate's
-  ``pallet-aura``/BABE equivocation report), and at least one header's parent a block of this
-  chain among the last ``system.BLOCK_HASH_COUNT``. Key: (slot, author).
+  ``pallet-aura``/BABE equivocation report), and both headers' parents blocks of this chain
+  among the last ``system.BLOCK_HASH_COUNT``. Key: (slot, author).
 - ``report_vote_equivocation(first, second)``: two signed finality votes of one validator
   (a validator in this state), both signatures valid under this chain's genesis hash, that
   break one of Casper FFG's slashing conditions (chain.votes): a double vote (two different
@@ -31,10 +31,11 @@ offender's membership, the duplicate lookup, then signatures (and the segment re
 
 A header's seal signs its pre-hash, which does not name the chain: two headers one validator
 key sealed for one slot on two different chains (a key reused on a test network, or the dev
-keys on every dev chain) would look like an equivocation. So an Aura report must show a
-header whose parent is this chain's block (NotOnThisChain otherwise), which a header of
-another chain cannot. An equivocation both of whose blocks sit on a branch that left the best
-chain, or older than the window, is not punishable here. Votes name the genesis hash and have
+keys on every dev chain) would look like an equivocation. So an Aura report must show two
+headers whose parents are both this chain's blocks (NotOnThisChain otherwise), which a header
+of another chain cannot have; one such header was enough before, and a key reused on another
+chain got its owner slashed here for a block of that chain. An equivocation with a block on a
+branch that left the best chain, or older than the window, is not punishable here. Votes name the genesis hash and have
 no such ambiguity. A fraud proof's block must have its parent on this chain for another
 reason: its job is rebuilt from this chain's state (see apply_report_fraud).
 """
@@ -164,7 +165,7 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
         # The job is rebuilt from this chain's state, which is the faulty block's parent state
         # only if that parent is on this chain: on another fork a model version or data set id
         # may hold other data, and an honest block would look faulty (a framing).
-        raise _not_on_this_chain(proof.header)
+        raise _not_on_this_chain(proof.header, "the faulty block")
     try:  # checks the header's seal, the paths, and re-runs the one segment
         verify_fraud_proof(ctx.state, democracy.get_config_of_block(ctx.state, proof.header.number), proof)
     except InvalidFraudProof as exc:
@@ -207,8 +208,9 @@ def apply_report_equivocation(ctx: CallContext, call: ReportEquivocation) -> Non
     verify_new_offence(ctx.state, key, offender, ctx.sender)
     _verify_seal(first, "the first header")
     _verify_seal(second, "the second header")
-    if not (_has_parent_here(ctx.state, first) or _has_parent_here(ctx.state, second)):
-        raise _not_on_this_chain(first)  # two headers of another chain (module docstring)
+    for header, which in ((first, "the first header"), (second, "the second header")):
+        if not _has_parent_here(ctx.state, header):  # a header of another chain (module docstring)
+            raise _not_on_this_chain(header, which)
     slash = apply_offence(ctx, OFFENCE_AURA, key, offender)
     ctx.emit(PALLET, "EquivocationProven", kind="aura", offender=offender, slot=first.slot, slashed=slash.amount)
 
@@ -219,10 +221,10 @@ def _has_parent_here(state: StateAccess, header: Header) -> bool:
     return header.number > 0 and system.get_block_hash(state, header.number - 1) == header.parent_hash
 
 
-def _not_on_this_chain(header: Header) -> DispatchError:
+def _not_on_this_chain(header: Header, which: str) -> DispatchError:
     return DispatchError(
         PALLET, "NotOnThisChain",
-        f"block #{header.number}'s parent {header.parent_hash.hex()} is not one of this chain's last "
+        f"{which}: block #{header.number}'s parent {header.parent_hash.hex()} is not one of this chain's last "
         f"{system.BLOCK_HASH_COUNT} blocks",
     )
 

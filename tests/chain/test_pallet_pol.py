@@ -202,11 +202,11 @@ def test_a_second_report_of_one_offence_is_refused(local) -> None:
     chain = local.chain
     local.block()
     first = chain.best_header.encode()
-    other = sealed(BOB, 1, b"\x02" * 32)
+    other = sealed(BOB, 1, b"\x02" * 32, chain.genesis_hash)
     assert local.report(calls.ReportEquivocation(first, other)).success
     staked = balances.get_account(_state(chain), BOB.public).staked
     local.fails(calls.ReportEquivocation(first, other), "DuplicateReport")
-    local.fails(calls.ReportEquivocation(other, sealed(BOB, 1, b"\x03" * 32)), "DuplicateReport", key=DAVE)
+    local.fails(calls.ReportEquivocation(other, sealed(BOB, 1, b"\x03" * 32, chain.genesis_hash)), "DuplicateReport", key=DAVE)
     assert balances.get_account(_state(chain), BOB.public).staked == staked
 
 
@@ -215,7 +215,7 @@ def test_an_offender_cannot_report_itself(local) -> None:
     chain = local.chain
     local.block()
     first = chain.best_header.encode()
-    other = sealed(BOB, 1, b"\x02" * 32)
+    other = sealed(BOB, 1, b"\x02" * 32, chain.genesis_hash)
     message = local.fails(calls.ReportEquivocation(first, other), "SelfReport", key=BOB)
     assert message.endswith(f"{ss58_encode(BOB.public)} cannot report its own offence"), message
     assert local.report(calls.ReportEquivocation(first, other)).success
@@ -233,7 +233,7 @@ def test_offences_are_keyed_by_fixed_width_parts(local) -> None:
     chain = local.chain
     slot = 2**63 - 1
     first = sealed(BOB, slot, b"\x01" * 32, chain.genesis_hash)
-    assert local.report(calls.ReportEquivocation(first, sealed(BOB, slot, b"\x02" * 32))).success
+    assert local.report(calls.ReportEquivocation(first, sealed(BOB, slot, b"\x02" * 32, chain.genesis_hash))).success
     key = pol.compute_offence_key(pol.OFFENCE_AURA, slot, BOB.public)
     assert key == b"aura/" + slot.to_bytes(8, "big") + BOB.public
     assert pol.get_offence(_state(chain), key).offender == BOB.public
@@ -257,10 +257,10 @@ def _aura_cases() -> list[tuple[str, bytes, bytes, str, str]]:
         ("not a validator", sealed(EVE, 7, b"\x01" * 32), sealed(EVE, 7, b"\x02" * 32), "NotValidator",
          f"{ss58_encode(EVE.public)} is not a validator"),
         # Bob's key sealed both, validly, in one slot: but of another chain (a key reused there).
-        ("two headers of another chain", good, other, "NotOnThisChain", f"block #1's parent {bytes(32).hex()} is not one of"),
+        ("two headers of another chain", good, other, "NotOnThisChain", f"the first header: block #1's parent {bytes(32).hex()} is not one of"),
         # A block numbered 0 has no parent to be on this chain (nor a number below it to look up).
         ("two headers numbered 0", sealed(BOB, 7, b"\x01" * 32, number=0), sealed(BOB, 7, b"\x02" * 32, number=0),
-         "NotOnThisChain", "block #0's parent"),
+         "NotOnThisChain", "the first header: block #0's parent"),
     ]
 
 
@@ -272,6 +272,22 @@ def test_malformed_and_innocent_block_pairs_are_refused_with_their_error(local) 
         assert message.startswith(f"pol.{error}: {says}"), (what, message)
     assert balances.get_account(_state(chain), BOB.public).staked == staked
     assert staking.PENDING_REMOVAL.get(_state(chain)) == ()
+
+
+def test_a_header_of_another_chain_beside_one_of_this_chain_is_no_equivocation(local) -> None:
+    """A key sealing one slot on two chains (this one and a dev or test chain that reuses it)
+    is not an equivocation here: both headers must have their parents on this chain (an outside
+    tester's finding: one header of this chain was enough, and the other chain's slashed Bob)."""
+    chain = local.chain
+    local.block()  # #1, slot 1: Bob's
+    here = chain.best_header.encode()
+    elsewhere = sealed(BOB, 1, b"\x02" * 32, b"\x42" * 32)  # #1 of a chain whose genesis is 0x4242...
+    staked = balances.get_account(_state(chain), BOB.public).staked
+    for first, second, which in ((here, elsewhere, "second"), (elsewhere, here, "first")):
+        message = local.fails(calls.ReportEquivocation(first, second), "NotOnThisChain")
+        assert message.startswith(f"pol.NotOnThisChain: the {which} header: block #1's parent {'42' * 32} is not one of"), message
+    assert balances.get_account(_state(chain), BOB.public).staked == staked
+    assert local.report(calls.ReportEquivocation(here, sealed(BOB, 1, b"\x02" * 32, chain.genesis_hash))).success
 
 
 def test_malformed_and_innocent_vote_pairs_are_refused_with_their_error(local) -> None:
@@ -323,7 +339,7 @@ def test_the_last_validator_is_slashed_and_kept(tmp_path) -> None:
             return chain.build_block(list(xts), ALICE, slot=slot)
 
         first = block().block.header
-        xt = sign(chain, BOB, calls.ReportEquivocation(first.encode(), sealed(ALICE, first.slot, b"\x05" * 32)), nonce)
+        xt = sign(chain, BOB, calls.ReportEquivocation(first.encode(), sealed(ALICE, first.slot, b"\x05" * 32, first.parent_hash, first.number)), nonce)
         staked = balances.get_account(chain.state.overlay(), ALICE.public).staked
         (receipt,) = block([xt]).receipts
         assert receipt.success, receipt.error
@@ -374,7 +390,7 @@ def test_unbonded_funds_stay_slashable_for_an_era_then_withdraw(local) -> None:
     # Bob equivocates: the slash counts the unlocking funds, takes the stake first, then the chunk.
     first = chain.get_header(chain.get_hash(1)).encode()
     assert chain.get_header(chain.get_hash(1)).author == BOB.public
-    receipt = local.report(calls.ReportEquivocation(first, sealed(BOB, 1, b"\x09" * 32)))
+    receipt = local.report(calls.ReportEquivocation(first, sealed(BOB, 1, b"\x09" * 32, chain.genesis_hash)))
     assert receipt.success, receipt.error
     total = staked
     amount = total * chain.config.slash_fraction_ppm // PPM
