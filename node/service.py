@@ -86,6 +86,7 @@ from chain.codec import encode
 from chain.crypto import Keypair, blake2_256, ss58_encode, verify_signature
 from chain.errors import (
     ChainError,
+    CheckpointsUnavailable,
     FinalityConflict,
     FraudFound,
     InvalidFraudProof,
@@ -1088,13 +1089,24 @@ class NodeService:
                 except Exception:  # as for authoring: a failed round must not end the loop
                     log.exception("Finality voting failed in this round; trying again in the next")
 
-    async def import_block(self, block: Block, source: CheckpointSource | None = None) -> ImportedBlock | None:
+    async def import_block(
+        self, block: Block, source: CheckpointSource | None = None, final_proof: Justification | None = None
+    ) -> ImportedBlock | None:
         """Import a block from a peer onto any stored parent (fork choice decides whether it
         becomes best), serialised with authoring; None if it is stored already. BlockError if
         it is bad (UnknownParent: its parent is not stored; CheckpointsUnavailable: ``source``
         could not provide the openings the verifier asked for; FraudFound: its training is
         false, and the proof is stored, gossiped and reported before the error is raised).
-        ``source``: where the verifier fetches checkpoints (None: this node's store)."""
+        ``source``: where the verifier fetches checkpoints (None: this node's store).
+
+        ``final_proof``: a finality proof of this block or of a descendant the caller linked
+        to it by hashes (a synced range). Only when the openings cannot be had is it used: if
+        it verifies, the block is stored without its training checked here, as more than 2/3
+        of the validators (each of whom checked a sample of it before voting past it) made it
+        final. Without this, only a block's author holds all its checkpoints, and a node that
+        could not reach the author (gone, purged, or withholding from this node alone) never
+        imported a final block, nor anything after it (an outside tester's finding: with 4
+        validators, one withholding from one other stopped finality for good)."""
         # Execution and the cheap commitments run under the lock (they read the state a write
         # would change); the training check does not: it may wait up to --pol-fetch-timeout on
         # peers for openings (a withholding author's block makes it wait in full), and holding
@@ -1115,6 +1127,22 @@ class NodeService:
             async with self._lock:
                 self._on_fraud_found(exc.proof, str(exc))
             raise
+        except CheckpointsUnavailable as unavailable:
+            if final_proof is None or not proves_finality(self.chain, final_proof):
+                raise
+            try:  # up to 1,024 signatures: on a thread
+                await asyncio.to_thread(
+                    verify_justification, self.chain, final_proof,
+                    target_known=self.chain.has_block(final_proof.target_hash), final=True,
+                )
+            except InvalidJustification as exc:
+                raise unavailable from exc
+            openings = []
+            log.info(
+                "block #%d (0x%s…) imported without its training checked here (%s): block #%d is final, "
+                "which it leads to", block.header.number, prepared.block_hash.hex()[:12], unavailable,
+                final_proof.target_number,
+            )
         async with self._lock:
             if self.chain.has_block(prepared.block_hash):  # imported meanwhile (another announcement)
                 return None

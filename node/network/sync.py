@@ -166,7 +166,9 @@ class SyncedNode(Protocol):
 
     def submit(self, raw: bytes) -> bytes: ...
     def signature_verified(self, xt_hash: bytes) -> None: ...
-    async def import_block(self, block: Block, source: CheckpointSource | None = None) -> ImportedBlock | None: ...
+    async def import_block(
+        self, block: Block, source: CheckpointSource | None = None, final_proof: Justification | None = None
+    ) -> ImportedBlock | None: ...
     async def import_fraud_proof(self, payload: bytes) -> bool: ...
     async def add_vote(self, vote: SignedVote) -> None: ...
     async def import_justification(self, justification: Justification) -> bool: ...
@@ -481,12 +483,13 @@ class NodeLink:
                     peer, Misbehaviour.BAD_ANNOUNCE, f"claims best #{info.best_number} but serves nothing from #{start}",
                 )
                 return
+            final_proofs = _find_final_proofs(blocks)
             for i, data in enumerate(blocks):
                 # The signature threads check the next block while this one is imported (a range
                 # comes linked, request_blocks checks it; a failed import cancels what was started).
                 if i + 1 < len(blocks):
                     await asyncio.to_thread(chain.start_signatures_ahead, blocks[i + 1].block)
-                if not await self._import(peer, data):
+                if not await self._import(peer, data, final_proofs[i]):
                     chain.start_signatures_ahead(None)
                     return
             if chain.best_number < start:
@@ -505,9 +508,11 @@ class NodeLink:
         finally:
             await self._sync_lock.acquire()
 
-    async def _import(self, peer: PeerId, data: BlockData) -> bool:
+    async def _import(self, peer: PeerId, data: BlockData, final_proof: Justification | None = None) -> bool:
         """Import one block from ``peer`` (its ancestry first if needed) and the justification
-        with it; False ends the sync (the peer charged if it was at fault)."""
+        with it; False ends the sync (the peer charged if it was at fault). ``final_proof``: a
+        finality proof of it or of a block its range links it to (:func:`_find_final_proofs`),
+        for the node to use if the block's openings cannot be had (NodeService.import_block)."""
         chain = self.node.chain
         header = data.block.header
         if not chain.has_block(header.hash()):
@@ -515,7 +520,7 @@ class NodeLink:
                 peer, header.parent_hash, header.number - 1
             ):
                 return False
-            if not await self._import_block(peer, data):
+            if not await self._import_block(peer, data, final_proof):
                 return False
         if data.justification is None:
             return True
@@ -529,16 +534,16 @@ class NodeLink:
             return False
         return True
 
-    async def _import_block(self, peer: PeerId, data: BlockData) -> bool:
+    async def _import_block(self, peer: PeerId, data: BlockData, final_proof: Justification | None = None) -> bool:
         header = data.block.header
         loop = asyncio.get_running_loop()
         key = (header.hash(), peer)
-        if self._cooldown.get(key, 0.0) > loop.time():
+        if final_proof is None and self._cooldown.get(key, 0.0) > loop.time():
             log.debug("block #%d from %s: its openings were unavailable from it lately; not asked again yet", header.number, peer)
             return False
         source = NetworkSource(self.network, loop, peer, timeout=self.node.pol_fetch_timeout, stats=self.node.pol_stats)
         try:
-            await self.node.import_block(data.block, source)
+            await self.node.import_block(data.block, source, final_proof)
         except CheckpointsUnavailable as exc:
             # Not the relay's fault (the author may withhold); the next announcement or sync
             # round asks again. Until then the block is not stored: nothing builds on it or
@@ -604,10 +609,31 @@ class NodeLink:
             if fetched:
                 last = fetched[-1].block.header
                 cursor, cursor_number = last.parent_hash, last.number - 1
-        for data in reversed(fetched):
-            if not await self._import(peer, data):
+        branch = fetched[::-1]  # oldest first, linked (each block's parent is the next one fetched)
+        for data, final_proof in zip(branch, _find_final_proofs(branch), strict=True):
+            if not await self._import(peer, data, final_proof):
                 return False
         return True
+
+
+def _find_final_proofs(blocks: Sequence[BlockData]) -> list[Justification | None]:
+    """For each block of a linked range (oldest first), the first finality proof the range
+    carries at or after it: its own or a descendant's, decoded and naming the block it came
+    with (one that does not is left for :meth:`NodeLink._import` to charge); None if none.
+    Each is decoded once (a range of 64 blocks is not scanned 64 times)."""
+    found: list[Justification | None] = [None] * len(blocks)
+    proof: Justification | None = None
+    for i in range(len(blocks) - 1, -1, -1):
+        raw = blocks[i].justification
+        if raw is not None:
+            try:
+                decoded = decode_justification(raw)
+            except InvalidJustification:
+                decoded = None
+            if decoded is not None and decoded.target_hash == blocks[i].block.hash():
+                proof = decoded
+        found[i] = proof
+    return found
 
 
 def _check_signatures(raws: Sequence[bytes], genesis_hash: bytes, spec_version: int) -> list[str | None]:

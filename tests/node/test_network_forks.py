@@ -226,3 +226,67 @@ async def test_a_restarted_validator_does_not_vote_in_the_round_it_starts_in() -
     finally:
         node.request_stop()
         await run
+
+
+def _chain_with_training(tmp: Path, slots: range) -> list[Block]:
+    """Genesis, a local-chain block with Bob's TRAIN call in ``slots[0]`` (its checkpoints kept
+    by its builder alone, served to nobody), then an empty block in each later slot."""
+    from chain.blockchain import Blockchain
+    from chain.pallets.staking import get_validators
+    from chain.storage import Database
+    from consensus.aura import compute_slot_author
+
+    db = Database(tmp / "builder")
+    try:
+        builder = Blockchain(db, chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
+        validators = get_validators(builder.state.overlay())
+        by_key = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
+        call = calls.Train(0, 0, 60, 16, calls.compute_f32_bits(0.5), calls.compute_f32_bits(0.0001), 10)
+        train = sign_extrinsic(dev_keypair("Bob"), call, nonce=0, genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION)
+        blocks = [builder.get_block(builder.genesis_hash)]
+        for k, slot in enumerate(slots):
+            built = builder.build_block([train] if k == 0 else [], by_key[compute_slot_author(validators, slot)], slot)
+            assert built.receipts == () or built.receipts[0].success, built.receipts
+            blocks.append(built.block)
+        assert blocks[1].body.results, "the first block trains"
+        return blocks
+    finally:
+        db.close()
+
+
+async def test_a_final_block_whose_checkpoints_nobody_serves_is_imported_under_its_finality_proof(tmp_path, caplog) -> None:
+    """Only a block's author holds all its checkpoints (each validator keeps its own sample), so
+    a node that could not reach the author (gone, purged, or withholding from it alone) never
+    imported the block, nor anything after it, however final (an outside tester's finding: one
+    validator of four withholding from one other stopped finality for good). A range that
+    carries a finality proof of a descendant now brings it in: the proof verified, the block
+    stored without its training checked here. A proof below the threshold does not."""
+    caplog.set_level(logging.INFO)
+    first = int(time.time() * 1000) // BLOCK_TIME_MS - 20
+    blocks = _chain_with_training(tmp_path, range(first, first + 3))
+    genesis = blocks[0].hash()
+    for voters, imported in ((("Alice",), False), (("Alice", "Bob", "Charlie"), True)):
+        attached = {blocks[3].hash(): _justification(blocks[3], voters, genesis)}
+        caplog.clear()
+        async with local_node() as node:
+            assert node.network is not None
+            root = node.chain.get_header(genesis).state_root
+            peer = await start_node(genesis=genesis, blocks=1)
+            peer.blocks = blocks
+            serve = peer.serve
+
+            async def serve_with_justifications(who, req, serve=serve, attached=attached):  # type: ignore[no-untyped-def]
+                return [BlockData(d.block, attached.get(d.block.hash())) for d in await serve(who, req)]
+
+            peer.service.handlers.serve_block_request = serve_with_justifications
+            try:
+                await peer.service.dial(node.network.listen_addresses[0])
+                if imported:
+                    await wait_for(lambda: node.chain.finalized_hash == blocks[3].hash(), 30, "#3 final")
+                    assert node.chain.best_hash == blocks[3].hash()
+                    assert "block #1 (0x" in caplog.text and "imported without its training checked here" in caplog.text
+                else:
+                    await wait_for(lambda: "not imported: " in caplog.text, 30, "#1 refused")
+                    assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
+            finally:
+                await peer.service.stop()
