@@ -4,8 +4,10 @@ importing on a pruned database, and a damaged database loses nothing."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,13 @@ from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
 
 from chain import calls
 from chain.blockchain import Blockchain
-from chain.errors import MissingTrieNode
+from chain.errors import ChainError, MalformedNode, MissingTrieNode, UnknownStateRoot
+from chain.header import decode_header
 from chain.pallets import balances
 from chain.pruning import prune_state
 from chain.state import TrieColumn
 from chain.storage import Column, Database
-from chain.trie import Trie
+from chain.trie import EMPTY_ROOT, Trie
 from node import cli
 from node.cli import compute_db_path
 from rpc import errors as rpc_errors
@@ -199,3 +202,79 @@ def test_a_pruning_stopped_in_its_sweep_leaves_no_state_half_there(grown, monkey
     with Database(path, create=False) as db:
         assert prune_state(db, keep=2).nodes_deleted > 0
         assert prune_state(db, keep=2).nodes_deleted == 0
+
+
+def test_mark_reachable_counts_each_node_once_and_names_what_is_wrong(grown) -> None:
+    """Trie.mark_reachable, the marking pruning relies on: the empty root has no node; a state's
+    nodes are all its distinct nodes; a second state costs only the nodes it does not share; a
+    missing node, a tampered one and an unknown root are each refused by name."""
+    path, hashes, _ = grown
+    with Database(path, create=False) as db:
+        trie = Trie(TrieColumn(db))
+        roots = [decode_header(db.get(Column.HEADER, h)).state_root for h in hashes]  # type: ignore[arg-type]
+        assert trie.mark_reachable(EMPTY_ROOT, set()) == 0
+        marked: set[bytes] = set()
+        first = trie.mark_reachable(roots[-1], marked)
+        assert first == len(marked) > 1 and trie.mark_reachable(roots[-1], marked) == 0
+        alone: set[bytes] = set()
+        second = trie.mark_reachable(roots[-2], alone)
+        shared = len(alone & marked)
+        assert 0 < shared < second  # consecutive states share most nodes, not all
+        assert trie.mark_reachable(roots[-2], marked) == second - shared and len(marked) == first + second - shared
+        with pytest.raises(UnknownStateRoot, match=f"^state root 0x{'07' * 32} is unknown: no trie node is stored under it$"):
+            trie.mark_reachable(b"\x07" * 32, set())
+        # a child of the best state's root node, deleted, then tampered
+        root_node = db.get(Column.TRIE, roots[-1])
+        child = next(h for h in marked if h != roots[-1] and h in root_node)  # type: ignore[operator]
+        encoded = db.get(Column.TRIE, child)
+        with db.write_batch() as batch:
+            batch.delete(Column.TRIE, child)
+        expected = f"^trie node 0x{child.hex()} \\(child of 0x{roots[-1].hex()}\\) is not stored: the database is incomplete or corrupt$"
+        with pytest.raises(MissingTrieNode, match=expected):
+            trie.mark_reachable(roots[-1], set())
+        with db.write_batch() as batch:
+            batch.put(Column.TRIE, child, encoded[:-1] + bytes([encoded[-1] ^ 1]))  # type: ignore[index]
+        with pytest.raises(MalformedNode, match=f"^stored trie node 0x{child.hex()} does not match its hash$"):
+            trie.mark_reachable(roots[-1], set())
+
+
+def test_small_delete_batches_delete_the_same_nodes(grown, monkeypatch) -> None:
+    """The sweep deletes in batches of _DELETE_BATCH keys (bounded memory): several batches
+    delete what one does, and the report counts them all; progress is said at each step."""
+    import chain.pruning as pruning
+
+    path, hashes, bob = grown
+    monkeypatch.setattr(pruning, "_DELETE_BATCH", 3)
+    said: list[str] = []
+    with Database(path, create=False) as db:
+        before = _trie_keys(db)
+        started = time.perf_counter()
+        report = prune_state(db, keep=1, progress=said.append)
+        elapsed = time.perf_counter() - started
+        after = _trie_keys(db)
+    assert report.nodes_deleted == len(before - after) > 3 and report.nodes_kept == len(after)
+    assert 0 <= report.seconds <= elapsed
+    assert said == [
+        f"marking the trie nodes of {BLOCKS - FINAL + 2} states (blocks #{FINAL - 1} and up; finalized #{FINAL})",
+        f"{len(after):,} nodes kept; deleting the others",
+        f"{report.nodes_deleted:,} nodes deleted; compacting the database",
+    ]
+    chain = open_chain(path)
+    try:
+        for block_hash in hashes[FINAL - 1:]:
+            assert balances.get_account(chain.state_at(block_hash), BOB.public).free == bob[block_hash]
+    finally:
+        chain.db.close()
+
+
+def test_keep_beyond_the_finalized_block_keeps_every_state(grown) -> None:
+    path, _, _ = grown
+    with Database(path, create=False) as db:
+        report = prune_state(db, keep=FINAL + 5)
+    assert (report.lowest_kept, report.states_kept, report.nodes_deleted) == (0, BLOCKS + 1, 0)
+
+
+def test_a_database_without_a_finalized_block_is_refused_by_name(tmp_path) -> None:
+    expected = "the database has no finalized block: it is not a polchain database or is damaged"
+    with Database(tmp_path / "empty") as db, pytest.raises(ChainError, match=f"^{re.escape(expected)}$"):
+        prune_state(db)
