@@ -19,6 +19,16 @@ block's hash (any extrinsic, or its order, changes it). Only blocks of one slot,
 equivocation (slashable: consensus.aura), tie on the slot too; they go to the lowest hash
 (big-endian bytes), arbitrary but the same on every node, so two nodes with the same blocks
 pick the same best block.
+
+What the rule does not stop (an outside tester's finding, 2026-11-29): the author of slot s
+can withhold its block until the block of slot s+1 (built on the same parent, since it had not
+seen slot s's) is out, then release it: the tie goes to slot s, and the next author's block is
+orphaned, with nothing to slash (one block per slot). The opposite rule (the later slot wins)
+would hand the same gain to an author who builds beside its predecessor's block on purpose, and
+a slot-based rule cannot tell a late release from a late build. Substrate's ``LongestChain``
+keeps the block it saw first on a tie, which defeats both, at the price of nodes that may
+disagree on ties until the next block; this module keeps the deterministic rule, and the
+withholding author gains at most the slot after each of its own.
 """
 
 from __future__ import annotations
