@@ -10,13 +10,14 @@ here canonically:
   block's author, a validator in this state (else "not_validator": a block a throwaway key
   sealed proves nothing, Aura would refuse it). Offence key: the block hash.
 - ``report_equivocation(first, second)``: two sealed headers with one author and one slot
-  and different hashes, both seals valid, the author a validator in this state (Substrate's
+  and different hashes, both seals valid, the author a validator in this state or one
+  removed for an offence (:func:`_check_validator`; Substrate's
   ``pallet-aura``/BABE equivocation report), and both headers' parents blocks of this chain
   among the last ``system.BLOCK_HASH_COUNT``. Key: (slot, author).
 - ``report_vote_equivocation(first, second)``: two signed finality votes of one validator
-  (a validator in this state), both signatures valid under this chain's genesis hash, that
-  break one of Casper FFG's slashing conditions (chain.votes): a double vote (two different
-  votes with one target round) or a surround vote. Key: (set id, round, voter), the round
+  (a validator in this state, or one removed for an offence), both signatures valid under
+  this chain's genesis hash, that break one of Casper FFG's slashing conditions
+  (chain.votes): a double vote (two different votes with one target round) or a surround vote. Key: (set id, round, voter), the round
   being the target round of the double vote, or of the surrounding (outer) vote.
 
 A valid report goes through :func:`apply_offence`, the one effect of all three: the offence
@@ -127,8 +128,12 @@ def verify_new_offence(state: StateAccess, key: bytes, offender: bytes, reporter
 
 
 def _check_validator(state: StateAccess, who: bytes) -> None:
-    if who not in staking.get_validators(state):
-        raise DispatchError(PALLET, "NotValidator", f"{ss58_encode(who)} is not a validator")
+    """A validator, or one removed for an offence (staking.REMOVED): what it did while in the
+    set may be reported after it left, and its stake, bonded or unlocking, stays slashable
+    until it is withdrawn (staking's module docstring). Refusing those let an offender removed
+    for one offence withdraw everything before its others were punished."""
+    if who not in staking.get_validators(state) and staking.REMOVED.get(state, who) is None:
+        raise DispatchError(PALLET, "NotValidator", f"{ss58_encode(who)} is not a validator (nor one removed for an offence)")
 
 
 # --- report_fraud ----------------------------------------------------------------------------

@@ -290,6 +290,28 @@ def test_a_header_of_another_chain_beside_one_of_this_chain_is_no_equivocation(l
     assert local.report(calls.ReportEquivocation(here, sealed(BOB, 1, b"\x02" * 32, chain.genesis_hash))).success
 
 
+def test_an_offence_reported_after_the_offender_left_the_set_is_punished(local) -> None:
+    """An offence committed while in the set and reported after the era start that removed the
+    offender for an earlier one is still punished: its stake, bonded or unlocking, stays
+    slashable (an outside tester's finding: the report was refused as NotValidator, and the
+    offender unbonded and withdrew everything an era later)."""
+    chain = local.chain
+    local.block()  # #1, slot 1: Bob's
+    first = chain.best_header
+    assert local.report(calls.ReportEquivocation(first.encode(), sealed(BOB, 1, b"\x01" * 32, chain.genesis_hash))).success
+    later = [sealed(BOB, 2, root, chain.genesis_hash) for root in (b"\x03" * 32, b"\x04" * 32)]  # slot 2, reported late
+    while BOB.public in staking.get_validators(_state(chain)):
+        local.block()
+    assert staking.REMOVED.get(_state(chain), BOB.public) is not None
+    staked = balances.get_account(_state(chain), BOB.public).staked
+    receipt = local.report(calls.ReportEquivocation(*later))
+    assert receipt.success, receipt.error
+    assert balances.get_account(_state(chain), BOB.public).staked < staked
+    assert BOB.public not in staking.PENDING_REMOVAL.get(_state(chain))  # gone already: not queued again
+    votes = (vote(chain, BOB, 0, 3, b"\xaa" * 32), vote(chain, BOB, 0, 3, b"\xbb" * 32))
+    assert local.report(calls.ReportVoteEquivocation(*votes)).success
+
+
 def test_malformed_and_innocent_vote_pairs_are_refused_with_their_error(local) -> None:
     chain = local.chain
     a = vote(chain, DAVE, 0, 3, b"\xaa" * 32)
