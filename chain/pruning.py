@@ -92,7 +92,7 @@ def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[s
         else:
             old_roots.add(header.state_root)
     say(f"marking the trie nodes of {states} states (blocks #{lowest} and up; finalized #{finalized})")
-    trie = Trie(TrieColumn(db), cache_size=1)
+    trie = Trie(TrieColumn(db))  # its cache stays empty: mark_reachable reads the store
     marked: set[bytes] = set()
     for root in sorted(roots):  # any order: sorted, so that a run is repeatable
         trie.mark_reachable(root, marked)

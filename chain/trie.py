@@ -427,7 +427,7 @@ class Trie:
         if self._store.get(root) is None:
             raise UnknownStateRoot(f"state root 0x{root.hex()} is unknown: no trie node is stored under it")
         added = 0
-        stack: list[tuple[bytes, bytes | None]] = [(root, None)]
+        stack = [(root, b"")]  # (node, its parent); the root's is never named: it is stored (above)
         while stack:
             node_hash, parent = stack.pop()
             if node_hash in marked:
@@ -435,7 +435,7 @@ class Trie:
             encoded = self._store.get(node_hash)
             if encoded is None:
                 raise MissingTrieNode(
-                    f"trie node 0x{node_hash.hex()} (child of 0x{(parent or b'').hex()}) is not stored: "
+                    f"trie node 0x{node_hash.hex()} (child of 0x{parent.hex()}) is not stored: "
                     "the database is incomplete or corrupt"
                 )
             if compute_node_hash(encoded) != node_hash:
