@@ -8,7 +8,7 @@ background thread a fork does not copy, so ``compact_range`` and ``close`` waite
 ever; the mutants were made by ``mutmut run "chain.pruning*" "chain.trie.xǁTrieǁmark_reachable*"``
 (for their names) and then each applied with ``mutmut apply NAME`` in a scratch copy and this
 file plus ``tests/node/test_network_lies.py::test_a_fraud_proof_about_a_block_whose_parent_state_is_pruned_is_not_judged``
-run in a fresh process (/work/scratch/mutloop.sh on the build machine). 34 lived before the
+run in a fresh process, then ``git checkout`` of the two files, mutant after mutant. 34 lived before the
 second round of tests here (the batch loop, the progress lines, ``keep`` past the finalized
 block, a database without a finalized block, each refusal message of ``mark_reachable``), 9
 after; two of those were in code since deleted (the marking trie's ``cache_size``, which
