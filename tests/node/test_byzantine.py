@@ -493,23 +493,36 @@ def test_an_honest_node_reports_a_double_vote_and_it_is_slashed(tmp_path) -> Non
         chain.db.close()
 
 
-async def test_a_double_vote_from_a_peer_is_reported_by_the_node() -> None:
-    """The service's wiring of the test above: a double vote a peer sends (NodeService.add_vote)
-    raises VoteEquivocation, a kind of InvalidVote; its report went unsent while the InvalidVote
-    clause came first (an outside tester's finding: the voter was never slashed)."""
+def _charlie():  # type: ignore[no-untyped-def]
+    """Charlie validating the `local` chain (500 ms slots), running on this event loop."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from netkit import FAST, running, wait_for
+    from netkit import FAST, running
 
-    from chain import calls
-    from chain.crypto import dev_keypair
-    from consensus.errors import VoteEquivocation
-    from consensus.finality import SET_ID, Checkpoint, Vote, sign_vote
     from genesis.spec import load_chain_spec, with_slot_duration
     from node.service import NodeConfig, NodeService
 
     spec = with_slot_duration(load_chain_spec("local"), 500)
-    charlie = NodeService(NodeConfig(chain="local", tmp=True, author="//Charlie", network=FAST), spec)
-    async with running(charlie):
+    return running(NodeService(NodeConfig(chain="local", tmp=True, author="//Charlie", network=FAST), spec))
+
+
+def _vote_reports(node) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """The signers of the pol.report_vote_equivocation extrinsics in ``node``'s pool."""
+    from chain import calls
+
+    return [xt.signer for xt in node.pool.pending() if isinstance(xt.call, calls.ReportVoteEquivocation)]
+
+
+async def test_a_double_vote_from_a_peer_is_reported_by_the_node() -> None:
+    """The service's wiring of the test above: a double vote a peer sends (NodeService.add_vote)
+    raises VoteEquivocation, a kind of InvalidVote; its report went unsent while the InvalidVote
+    clause came first (an outside tester's finding: the voter was never slashed)."""
+    from chain.crypto import dev_keypair
+    from consensus.errors import VoteEquivocation
+    from consensus.finality import SET_ID, Checkpoint, Vote, sign_vote
+
+    async with _charlie() as charlie:
+        from netkit import wait_for
+
         chain = charlie.chain
         await wait_for(lambda: chain.best_number >= 2, 60)
         dave, genesis = dev_keypair("Dave"), chain.genesis_hash
@@ -521,8 +534,7 @@ async def test_a_double_vote_from_a_peer_is_reported_by_the_node() -> None:
         await charlie.add_vote(first)
         with pytest.raises(VoteEquivocation):
             await charlie.add_vote(second)
-        reports = [xt for xt in charlie.pool.pending() if isinstance(xt.call, calls.ReportVoteEquivocation)]
-        assert len(reports) == 1 and reports[0].signer == dev_keypair("Charlie").public
+        assert _vote_reports(charlie) == [dev_keypair("Charlie").public]
 
 
 async def test_a_double_vote_inside_a_justification_is_reported_by_the_node() -> None:
@@ -530,18 +542,12 @@ async def test_a_double_vote_inside_a_justification_is_reported_by_the_node() ->
     justification: the block is finalized, and the double vote is reported as well (the votes
     of a justification were added to the collector under contextlib.suppress(InvalidVote),
     which swallowed the VoteEquivocation)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from netkit import FAST, running, wait_for
-
-    from chain import calls
     from chain.crypto import dev_keypair
     from consensus.finality import SET_ID, Checkpoint, Justification, Vote, sign_vote
-    from genesis.spec import load_chain_spec, with_slot_duration
-    from node.service import NodeConfig, NodeService
 
-    spec = with_slot_duration(load_chain_spec("local"), 500)
-    charlie = NodeService(NodeConfig(chain="local", tmp=True, author="//Charlie", network=FAST), spec)
-    async with running(charlie):
+    async with _charlie() as charlie:
+        from netkit import wait_for
+
         chain = charlie.chain
         await wait_for(lambda: chain.best_number >= 8, 60)
         genesis = chain.genesis_hash
@@ -555,8 +561,7 @@ async def test_a_double_vote_inside_a_justification_is_reported_by_the_node() ->
         ancestry = (chain.get_header(block[3].block_hash),)
         assert await charlie.import_justification(Justification(block[2].block_hash, 2, SET_ID, now, source, votes, ancestry))
         assert chain.finalized_number >= 2
-        reports = [xt for xt in charlie.pool.pending() if isinstance(xt.call, calls.ReportVoteEquivocation)]
-        assert len(reports) == 1 and reports[0].signer == dev_keypair("Charlie").public
+        assert _vote_reports(charlie) == [dev_keypair("Charlie").public]
 
 
 def test_the_empty_sibling_at_an_era_start_runs_the_runtimes_per_block_hook(tmp_path) -> None:

@@ -142,6 +142,20 @@ def _justification(target: Block, voters: tuple[str, ...], genesis: bytes) -> by
     return Justification(target.hash(), target.header.number, SET_ID, 7, source, votes).encode()
 
 
+async def _peer_serving(blocks: list[Block], attached: dict[bytes, bytes]):  # type: ignore[no-untyped-def]
+    """A peer on ``blocks``' genesis serving them, each with the justification ``attached``
+    gives its hash (none otherwise)."""
+    peer = await start_node(genesis=blocks[0].hash(), blocks=1)
+    peer.blocks = blocks
+    serve = peer.serve
+
+    async def serve_with_justifications(who, req):  # type: ignore[no-untyped-def]
+        return [BlockData(d.block, attached.get(d.block.hash())) for d in await serve(who, req)]
+
+    peer.service.handlers.serve_block_request = serve_with_justifications
+    return peer
+
+
 async def test_justifications_served_with_blocks_are_checked_while_syncing(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
     first = int(time.time() * 1000) // BLOCK_TIME_MS - 10
@@ -154,14 +168,7 @@ async def test_justifications_served_with_blocks_are_checked_while_syncing(tmp_p
     async with local_node() as node:
         assert node.network is not None
         root = node.chain.get_header(genesis).state_root
-        peer = await start_node(genesis=genesis, blocks=1)
-        peer.blocks = blocks
-        serve = peer.serve
-
-        async def serve_with_justifications(who, req):  # type: ignore[no-untyped-def]
-            return [BlockData(d.block, attached.get(d.block.hash())) for d in await serve(who, req)]
-
-        peer.service.handlers.serve_block_request = serve_with_justifications
+        peer = await _peer_serving(blocks, attached)
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
@@ -271,14 +278,7 @@ async def test_a_final_block_whose_checkpoints_nobody_serves_is_imported_under_i
         async with local_node() as node:
             assert node.network is not None
             root = node.chain.get_header(genesis).state_root
-            peer = await start_node(genesis=genesis, blocks=1)
-            peer.blocks = blocks
-            serve = peer.serve
-
-            async def serve_with_justifications(who, req, serve=serve, attached=attached):  # type: ignore[no-untyped-def]
-                return [BlockData(d.block, attached.get(d.block.hash())) for d in await serve(who, req)]
-
-            peer.service.handlers.serve_block_request = serve_with_justifications
+            peer = await _peer_serving(blocks, attached)
             try:
                 await peer.service.dial(node.network.listen_addresses[0])
                 if imported:
