@@ -538,7 +538,7 @@ class NodeLink:
         header = data.block.header
         loop = asyncio.get_running_loop()
         key = (header.hash(), peer)
-        if final_proof is None and self._cooldown.get(key, 0.0) > loop.time():
+        if self._cooldown.get(key, 0.0) > loop.time():  # also with a final proof: its check costs signatures
             log.debug("block #%d from %s: its openings were unavailable from it lately; not asked again yet", header.number, peer)
             return False
         source = NetworkSource(self.network, loop, peer, timeout=self.node.pol_fetch_timeout, stats=self.node.pol_stats)
