@@ -15,7 +15,8 @@ surround vote) and raises VoteEquivocation with them; :meth:`EquivocationReporte
 reports the pair.
 
 Each offence is submitted once per node run, and not at all if the best state already
-records it as punished or the offender is no longer a validator. A node never reports
+records it as punished or the offender cannot be reported (``pol.is_reportable``: neither a
+validator nor one removed for an offence). A node never reports
 itself (an equivocating node imports its own second block, and would collect its own
 reporter's share). Several honest nodes may report the same offence at the same moment:
 the first included is punished, the others fail with DuplicateReport and their senders pay
@@ -34,7 +35,7 @@ from chain.codec import decode, encode
 from chain.crypto import Keypair, ss58_encode
 from chain.extrinsic import Extrinsic, sign_extrinsic
 from chain.header import Header
-from chain.pallets import balances, pol, staking
+from chain.pallets import balances, pol
 from consensus.aura import AuraEquivocation, compute_evidence_key
 from consensus.finality import VoteEquivocationEvidence
 
@@ -97,7 +98,7 @@ class EquivocationReporter:
         if self.author is None or offender == self.author.public or key in self._reported:
             return None
         state = self.chain.state.overlay()
-        if pol.get_offence(state, key) is not None or offender not in staking.get_validators(state):
+        if pol.get_offence(state, key) is not None or not pol.is_reportable(state, offender):
             return None
         xt = sign_extrinsic(
             self.author, call, nonce=compute_next_nonce(self.chain, self.pending(), self.author.public),

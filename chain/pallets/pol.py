@@ -127,12 +127,17 @@ def verify_new_offence(state: StateAccess, key: bytes, offender: bytes, reporter
         raise DispatchError(PALLET, "DuplicateReport", f"this offence of {ss58_encode(offender)} is punished already")
 
 
+def is_reportable(state: StateAccess, who: bytes) -> bool:
+    """Whether ``who``'s offences can be reported: a validator, or one removed for an offence
+    (staking.REMOVED). What it did while in the set may be reported after it left, and its
+    stake, bonded or unlocking, stays slashable until it is withdrawn (staking's module
+    docstring); refusing those let an offender removed for one offence withdraw everything
+    before its others were punished. The node's reporter (node.offences) asks the same."""
+    return who in staking.get_validators(state) or staking.REMOVED.get(state, who) is not None
+
+
 def _check_validator(state: StateAccess, who: bytes) -> None:
-    """A validator, or one removed for an offence (staking.REMOVED): what it did while in the
-    set may be reported after it left, and its stake, bonded or unlocking, stays slashable
-    until it is withdrawn (staking's module docstring). Refusing those let an offender removed
-    for one offence withdraw everything before its others were punished."""
-    if who not in staking.get_validators(state) and staking.REMOVED.get(state, who) is None:
+    if not is_reportable(state, who):
         raise DispatchError(PALLET, "NotValidator", f"{ss58_encode(who)} is not a validator (nor one removed for an offence)")
 
 

@@ -517,7 +517,7 @@ class NodeLink:
         header = data.block.header
         if not chain.has_block(header.hash()):
             if not chain.has_block(header.parent_hash) and not await self._fetch_branch(
-                peer, header.parent_hash, header.number - 1
+                peer, header.parent_hash, header.number - 1, final_proof
             ):
                 return False
             if not await self._import_block(peer, data, final_proof):
@@ -579,11 +579,15 @@ class NodeLink:
             return False
         return True
 
-    async def _fetch_branch(self, peer: PeerId, block_hash: bytes, number: int) -> bool:
+    async def _fetch_branch(
+        self, peer: PeerId, block_hash: bytes, number: int, final_proof: Justification | None = None
+    ) -> bool:
         """Fetch ``block_hash`` and its ancestors we lack from ``peer`` (walking down by hash,
         at most :data:`MAX_FORK_DEPTH` blocks, never below our finalized block) and import them
         oldest first; False if the branch cannot be joined to our tree (no blame: the peer
-        may be on a branch our finality excludes) or a block fails."""
+        may be on a branch our finality excludes) or a block fails. ``final_proof``: a
+        finality proof of a block ``block_hash`` leads to (the child whose parent this fetch
+        is for, or a descendant of it), for the branch's blocks that carry none of their own."""
         chain = self.node.chain
         fetched: list[BlockData] = []
         cursor, cursor_number = block_hash, number
@@ -610,8 +614,8 @@ class NodeLink:
                 last = fetched[-1].block.header
                 cursor, cursor_number = last.parent_hash, last.number - 1
         branch = fetched[::-1]  # oldest first, linked (each block's parent is the next one fetched)
-        for data, final_proof in zip(branch, _find_final_proofs(branch), strict=True):
-            if not await self._import(peer, data, final_proof):
+        for data, own in zip(branch, _find_final_proofs(branch), strict=True):
+            if not await self._import(peer, data, own or final_proof):
                 return False
         return True
 

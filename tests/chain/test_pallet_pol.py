@@ -28,6 +28,7 @@ from chain.pallets import balances, datasets, pol, staking
 from chain.storage import Database
 from chain.votes import Checkpoint, SignedVote, Vote, sign_vote
 from consensus.errors import InvalidHeader
+from consensus.finality import VoteEquivocationEvidence
 from genesis.spec import load_chain_spec
 
 DAVE, EVE = dev_keypair("Dave"), dev_keypair("Eve")
@@ -308,8 +309,15 @@ def test_an_offence_reported_after_the_offender_left_the_set_is_punished(local) 
     assert receipt.success, receipt.error
     assert balances.get_account(_state(chain), BOB.public).staked < staked
     assert BOB.public not in staking.PENDING_REMOVAL.get(_state(chain))  # gone already: not queued again
-    votes = (vote(chain, BOB, 0, 3, b"\xaa" * 32), vote(chain, BOB, 0, 3, b"\xbb" * 32))
-    assert local.report(calls.ReportVoteEquivocation(*votes)).success
+    # The node's reporter submits such a report too (it asked "a validator?" before).
+    from node.offences import EquivocationReporter
+
+    first_vote, second_vote = (vote(chain, BOB, 0, 3, target) for target in (b"\xaa" * 32, b"\xbb" * 32))
+    evidence = VoteEquivocationEvidence(*(msgspec.msgpack.decode(v, type=SignedVote) for v in (first_vote, second_vote)))
+    submitted: list[bytes] = []
+    xt = EquivocationReporter(chain, ALICE, submitted.append, lambda: ()).on_vote_equivocation(evidence)
+    assert xt is not None and submitted == [xt.encode()]
+    assert local.report(calls.ReportVoteEquivocation(first_vote, second_vote)).success
 
 
 def test_malformed_and_innocent_vote_pairs_are_refused_with_their_error(local) -> None:
