@@ -31,7 +31,7 @@ from chain.pallets import datasets, models, training
 from rpc import errors
 from rpc.methods import MethodTable, bind_params
 from rpc.params import At, Hash, Id, InputRows, OptionalId
-from rpc.reads import ReadOnlyState, run_read, state_at
+from rpc.reads import run_read, state_at
 from rpc.server import DEFAULT_MAX_RESPONSE_SIZE
 from rpc.shapes import dataset_json, event_json, hexb, license_json, model_summary, version_json
 
@@ -152,7 +152,7 @@ def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) 
             "success": receipt.success, "error": receipt.error, "fee": str(receipt.fee),
             "events": [event_json(e) for e in receipt.events],
         }
-        state = ReadOnlyState(chain, header.state_root)
+        state = state_at(chain, block_hash)  # -32602 if that state is pruned (polchain prune-state)
         found = training.RECEIPTS.get(state, hash)
         if found is not None:
             version = models.VERSIONS.get(state, found.model, found.version)

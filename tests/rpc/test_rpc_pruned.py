@@ -1,0 +1,61 @@
+"""RPC calls at a block whose state ``polchain prune-state`` deleted: a clean -32602 naming the
+block and the pruning, over a real server, for every reader of old states (state_root_at,
+state_at), ml_getTrainingReceipt included (it read the state at the receipt's block directly
+and answered -32603 with a traceback: a reviewer's finding)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from rpc_fixtures import post
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
+from chainkit import ALICE, BOB, open_chain, sign
+
+from chain import calls
+from chain.pruning import prune_state
+from chain.storage import Database
+from rpc.methods import MethodTable
+from rpc.namespaces import ml as ml_rpc
+from rpc.namespaces import state as state_rpc
+
+
+async def test_calls_at_a_pruned_block_are_refused_by_name(tmp_path, start_server, session) -> None:
+    path = tmp_path / "db"
+    chain = open_chain(path)
+    xt = sign(chain, ALICE, calls.Transfer(BOB.public, 10**9), 0)
+    one = chain.build_block([xt], ALICE, slot=1).block
+    for slot in range(2, 6):
+        chain.build_block([], ALICE, slot=slot)
+    chain.set_finalized(chain.best_hash)
+    chain.db.close()
+    with Database(path, create=False) as db:
+        prune_state(db, keep=0)
+    chain = open_chain(path)
+    try:
+        methods = MethodTable()
+        for build in (ml_rpc.build, state_rpc.build):
+            methods.merge(build(SimpleNamespace(chain=chain)))  # type: ignore[arg-type]
+        pruned = f"Invalid params: the state of block #1 0x{one.hash().hex()} is pruned on this node (polchain prune-state); ask an archive node"
+
+        async def call(method: str, params: list[Any]) -> dict[str, Any]:
+            async with start_server(methods=methods) as server:
+                _, body = await post(session, server, json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+            return json.loads(body)
+
+        at = "0x" + one.hash().hex()
+        for method, params in (
+            ("ml_getTrainingReceipt", ["0x" + xt.hash().hex()]),
+            ("state_getStorage", ["0x00", at]),
+            ("state_getKeysPaged", ["0x", 10, None, at]),
+            ("state_getReadProof", [["0x00"], at]),
+        ):
+            answer = await call(method, params)
+            assert answer.get("error") == {"code": -32602, "message": pruned}, (method, answer)
+        assert (await call("state_getStorage", ["0x00", "0x" + chain.best_hash.hex()]))["result"] is None  # a kept state answers
+    finally:
+        chain.db.close()
