@@ -760,10 +760,12 @@ class Blockchain:
     def verify_length(self, block: Block) -> None:
         """BlockError if the block's encoding (header, extrinsics, training results: every byte
         it carries) is over its parent state's ``max_block_length`` (the best state's if the
-        parent is unknown: UnknownParent follows); checked before any other work."""
+        parent is unknown, UnknownParent follows, or its state is pruned, a parent far below the
+        finalized block, which verify_header refuses); checked before any other work."""
         length = len(block.encode())
         parent = block.header.parent_hash
-        limit = (self.config_at(parent) if self.has_block(parent) else self.config).max_block_length
+        held = self.has_block(parent) and self.has_state(parent)
+        limit = (self.config_at(parent) if held else self.config).max_block_length
         if length > limit:
             raise BlockError(f"block #{block.header.number} is {length} bytes; the limit is {limit}")
 

@@ -42,7 +42,13 @@ from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
 
 from chain import calls
 from chain.blockchain import Blockchain
-from chain.errors import ChainError, MalformedNode, MissingTrieNode, UnknownStateRoot
+from chain.errors import (
+    ChainError,
+    FinalityConflict,
+    MalformedNode,
+    MissingTrieNode,
+    UnknownStateRoot,
+)
 from chain.header import decode_header
 from chain.pallets import balances
 from chain.pruning import prune_state
@@ -305,3 +311,28 @@ def test_a_database_without_a_finalized_block_is_refused_by_name(tmp_path) -> No
     expected = "the database has no finalized block: it is not a polchain database or is damaged"
     with Database(tmp_path / "empty") as db, pytest.raises(ChainError, match=f"^{re.escape(expected)}$"):
         prune_state(db)
+
+
+def test_a_block_on_a_pruned_parent_is_refused_as_off_the_finalized_chain(grown, tmp_path) -> None:
+    """A block whose parent's state is pruned (far below the finalized block) is refused as any
+    block off the finalized chain is (FinalityConflict), not with the missing state: the length
+    check read the parent's config first, and its StateError, no BlockError, ended a syncing
+    node's task uncharged (a reviewer's finding)."""
+    path, hashes, _ = grown
+    twin = open_chain(tmp_path / "twin")
+    try:
+        _grow(twin, 2)  # the same #1 and #2 (same transfers, slots and signatures)
+        assert twin.best_hash == hashes[2]
+        sibling = twin.build_block([], ALICE, slot=100).block  # another #3 on #2
+    finally:
+        twin.db.close()
+    with Database(path, create=False) as db:
+        prune_state(db, keep=0)
+    chain = open_chain(path)
+    try:
+        root = chain.state.root()
+        with pytest.raises(FinalityConflict, match="does not contain the finalized block"):
+            chain.import_block(sibling)
+        assert chain.state.root() == root and not chain.has_block(sibling.hash())
+    finally:
+        chain.db.close()
