@@ -50,7 +50,7 @@ from chain.errors import ChainError
 from chain.header import Header, decode_header
 from chain.state import TrieColumn
 from chain.storage import Column, Database
-from chain.trie import Trie
+from chain.trie import EMPTY_ROOT, Trie
 
 __all__ = ["DEFAULT_KEEP", "PruneReport", "prune_state"]
 
@@ -64,7 +64,7 @@ class PruneReport:
     """What :func:`prune_state` did."""
 
     finalized_number: int
-    lowest_kept: int  # the lowest block number whose state was kept
+    lowest_kept: int  # the lowest block number whose state was kept (held before the run)
     states_kept: int  # blocks (of any branch) whose state was kept
     nodes_kept: int
     nodes_deleted: int
@@ -83,15 +83,20 @@ def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[s
     lowest = max(0, finalized - keep)
     roots = {_read_header(db, META_BEST).state_root}
     old_roots: set[bytes] = set()
-    states = 0
+    kept: list[int] = []  # the numbers of the blocks whose states are kept
+    gone = 0
     for _block_hash, raw in db.iterate(Column.HEADER):
         header = decode_header(raw)
-        if header.number >= lowest:
-            roots.add(header.state_root)
-            states += 1
-        else:
+        if header.number < lowest:
             old_roots.add(header.state_root)
-    say(f"marking the trie nodes of {states} states (blocks #{lowest} and up; finalized #{finalized})")
+        elif header.number < finalized and header.state_root != EMPTY_ROOT and db.get(Column.TRIE, header.state_root) is None:
+            gone += 1  # pruned by an earlier run with a smaller keep (its root went first: gone as a whole)
+        else:
+            roots.add(header.state_root)
+            kept.append(header.number)
+    lowest = min(kept, default=finalized)
+    already = f"; {gone} pruned before" if gone else ""
+    say(f"marking the trie nodes of {len(kept)} states (blocks #{lowest} and up; finalized #{finalized}{already})")
     trie = Trie(TrieColumn(db))  # its cache stays empty: mark_reachable reads the store
     marked: set[bytes] = set()
     for root in sorted(roots):  # any order: sorted, so that a run is repeatable
@@ -109,7 +114,7 @@ def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[s
     deleted += _delete(db, doomed)
     say(f"{deleted:,} nodes deleted; compacting the database")
     db.compact()
-    return PruneReport(finalized, lowest, states, len(marked), deleted, time.perf_counter() - started)
+    return PruneReport(finalized, lowest, len(kept), len(marked), deleted, time.perf_counter() - started)
 
 
 def _delete(db: Database, doomed: list[bytes], *, sync: bool = False) -> int:

@@ -336,3 +336,16 @@ def test_a_block_on_a_pruned_parent_is_refused_as_off_the_finalized_chain(grown,
         assert chain.state.root() == root and not chain.has_block(sibling.hash())
     finally:
         chain.db.close()
+
+
+def test_a_larger_keep_after_a_smaller_one_keeps_what_is_left(grown) -> None:
+    """States a run with a smaller keep pruned are skipped by a later run with a larger one
+    (their roots went first: gone as a whole), not refused as damage (a reviewer's finding:
+    --keep 4 after --keep 0 failed with UnknownStateRoot until finality moved on)."""
+    path, _, _ = grown
+    said: list[str] = []
+    with Database(path, create=False) as db:
+        prune_state(db, keep=0)
+        again = prune_state(db, keep=4, progress=said.append)
+    assert (again.lowest_kept, again.states_kept, again.nodes_deleted) == (FINAL, BLOCKS - FINAL + 1, 0)
+    assert said[0] == f"marking the trie nodes of {BLOCKS - FINAL + 1} states (blocks #{FINAL} and up; finalized #{FINAL}; 4 pruned before)"
