@@ -12,8 +12,8 @@ here canonically:
 - ``report_equivocation(first, second)``: two sealed headers with one author and one slot
   and different hashes, both seals valid, the author a validator in this state or one
   removed for an offence (:func:`_check_validator`; Substrate's
-  ``pallet-aura``/BABE equivocation report), and both headers' parents blocks of this chain
-  among the last ``system.BLOCK_HASH_COUNT``. Key: (slot, author).
+  ``pallet-aura``/BABE equivocation report), and at least one header's parent a block of this
+  chain among the last ``system.BLOCK_HASH_COUNT``. Key: (slot, author).
 - ``report_vote_equivocation(first, second)``: two signed finality votes of one validator
   (a validator in this state, or one removed for an offence), both signatures valid under
   this chain's genesis hash, that break one of Casper FFG's slashing conditions
@@ -32,11 +32,18 @@ offender's membership, the duplicate lookup, then signatures (and the segment re
 
 A header's seal signs its pre-hash, which does not name the chain: two headers one validator
 key sealed for one slot on two different chains (a key reused on a test network, or the dev
-keys on every dev chain) would look like an equivocation. So an Aura report must show two
-headers whose parents are both this chain's blocks (NotOnThisChain otherwise), which a header
-of another chain cannot have; one such header was enough before, and a key reused on another
-chain got its owner slashed here for a block of that chain. An equivocation with a block on a
-branch that left the best chain, or older than the window, is not punishable here. Votes name the genesis hash and have
+keys on every dev chain) would look like an equivocation. So an Aura report must show a
+header whose parent is this chain's block (NotOnThisChain otherwise), which a header of
+another chain cannot. The other header's parent cannot be asked for as well: the runtime knows
+only this chain's best blocks, and an author that seals on two forks in one slot (the
+equivocation that matters) has one of them on a fork that may die; requiring both let every
+such author go unpunished (tried on 2026-11-29, after an outside tester's finding, and undone
+after a reviewer's). The price: a key that seals one slot on this chain and on another chain
+of the same slot duration can be slashed here with the other chain's header; never run a
+validator key on two chains. A seal that names the genesis hash (as Ethereum's signing domain
+does) would close this; it changes what every header signs, and is not done. An equivocation
+both of whose blocks sit on a branch that left the best chain, or older than the window, is
+not punishable here. Votes name the genesis hash and have
 no such ambiguity. A fraud proof's block must have its parent on this chain for another
 reason: its job is rebuilt from this chain's state (see apply_report_fraud).
 """
@@ -218,9 +225,8 @@ def apply_report_equivocation(ctx: CallContext, call: ReportEquivocation) -> Non
     verify_new_offence(ctx.state, key, offender, ctx.sender)
     _verify_seal(first, "the first header")
     _verify_seal(second, "the second header")
-    for header, which in ((first, "the first header"), (second, "the second header")):
-        if not _has_parent_here(ctx.state, header):  # a header of another chain (module docstring)
-            raise _not_on_this_chain(header, which)
+    if not (_has_parent_here(ctx.state, first) or _has_parent_here(ctx.state, second)):
+        raise _not_on_this_chain(first, "neither header")  # two headers of another chain (module docstring)
     slash = apply_offence(ctx, OFFENCE_AURA, key, offender)
     ctx.emit(PALLET, "EquivocationProven", kind="aura", offender=offender, slot=first.slot, slashed=slash.amount)
 
