@@ -1096,7 +1096,8 @@ class NodeService:
         becomes best), serialised with authoring; None if it is stored already. BlockError if
         it is bad (UnknownParent: its parent is not stored; CheckpointsUnavailable: ``source``
         could not provide the openings the verifier asked for; FraudFound: its training is
-        false, and the proof is stored, gossiped and reported before the error is raised).
+        false, and the proof is stored, gossiped and reported before the error is raised);
+        InvalidJustification if ``final_proof`` was needed and is forged.
         ``source``: where the verifier fetches checkpoints (None: this node's store).
 
         ``final_proof``: a finality proof of this block or of a descendant the caller linked
@@ -1142,7 +1143,9 @@ class NodeService:
                     target_known=self.chain.has_block(final_proof.target_hash), final=True,
                 )
             except InvalidJustification as exc:
-                raise unavailable from exc
+                if exc.reason in ("not_validator", "below_threshold"):  # maybe a set this node has not reached
+                    raise unavailable from exc
+                raise  # a forged proof: the caller charges whoever sent it
             openings = []
             log.info(
                 "block #%d (0x%s…) imported without its training checked here (%s): block #%d is final, "

@@ -544,6 +544,9 @@ class NodeLink:
         source = NetworkSource(self.network, loop, peer, timeout=self.node.pol_fetch_timeout, stats=self.node.pol_stats)
         try:
             await self.node.import_block(data.block, source, final_proof)
+        except InvalidJustification as exc:  # the final proof the range carried is forged
+            self.network.report_peer(peer, Misbehaviour.WRONG_RESPONSE, f"final proof of #{header.number}: {exc.reason}: {exc}")
+            return False
         except CheckpointsUnavailable as exc:
             # Not the relay's fault (the author may withhold); the next announcement or sync
             # round asks again. Until then the block is not stored: nothing builds on it or

@@ -25,6 +25,7 @@ from consensus.finality import (
     Justification,
     SignedVote,
     Vote,
+    decode_justification,
     get_vote_equivocations,
     sign_vote,
 )
@@ -272,8 +273,12 @@ async def test_a_final_block_whose_checkpoints_nobody_serves_is_imported_under_i
     first = int(time.time() * 1000) // BLOCK_TIME_MS - 20
     blocks = _chain_with_training(tmp_path, range(first, first + 3))
     genesis = blocks[0].hash()
-    for voters, imported in ((("Alice",), False), (("Alice", "Bob", "Charlie"), True)):
-        attached = {blocks[3].hash(): _justification(blocks[3], voters, genesis)}
+    good = _justification(blocks[3], ("Alice", "Bob", "Charlie"), genesis)
+    proof = decode_justification(good)
+    dave = sign_vote(dev_keypair("Dave"), genesis, proof.votes[2].vote)
+    forged = struct_replace(proof, votes=(*proof.votes[:2], struct_replace(dave, voter=proof.votes[2].voter))).encode()
+    for attached_proof, imported in ((_justification(blocks[3], ("Alice",), genesis), False), (forged, None), (good, True)):
+        attached = {blocks[3].hash(): attached_proof}
         caplog.clear()
         async with local_node() as node:
             assert node.network is not None
@@ -285,8 +290,13 @@ async def test_a_final_block_whose_checkpoints_nobody_serves_is_imported_under_i
                     await wait_for(lambda: node.chain.finalized_hash == blocks[3].hash(), 30, "#3 final")
                     assert node.chain.best_hash == blocks[3].hash()
                     assert "block #1 (0x" in caplog.text and "imported without its training checked here" in caplog.text
-                else:
+                elif imported is None:  # a forged signature: the peer that sent it is charged
+                    await wait_for(lambda: node.network.reputation.score(peer.id) < 0, 30, "the peer charged")  # type: ignore[union-attr]  # noqa: B023
+                    assert "final proof of #1: bad_signature" in caplog.text
+                    assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
+                else:  # below the threshold: perhaps a validator set not reached yet, no blame
                     await wait_for(lambda: "not imported: " in caplog.text, 30, "#1 refused")
                     assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
+                    assert node.network.reputation.score(peer.id) == 0  # type: ignore[union-attr]
             finally:
                 await peer.service.stop()
