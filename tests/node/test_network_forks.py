@@ -300,3 +300,27 @@ async def test_a_final_block_whose_checkpoints_nobody_serves_is_imported_under_i
                     assert node.network.reputation.score(peer.id) == 0  # type: ignore[union-attr]
             finally:
                 await peer.service.stop()
+
+
+async def test_a_branch_fetched_for_a_parent_takes_the_final_proof_of_the_child(tmp_path, caplog) -> None:
+    """A node on another block #1 syncs from #2: #2's parent (the training block #1, whose
+    checkpoints nobody serves) is fetched as a branch, and the finality proof the range carries
+    for #3 covers it too (the branch leads to #2, the range links #2 to #3)."""
+    caplog.set_level(logging.INFO)
+    first = int(time.time() * 1000) // BLOCK_TIME_MS - 20
+    blocks = _chain_with_training(tmp_path, range(first, first + 3))
+    genesis = blocks[0].hash()
+    other = build_sealed_chain(tmp_path / "other", SPEC, [first + 5])[1]  # another #1, on this node only
+    attached = {blocks[3].hash(): _justification(blocks[3], ("Alice", "Bob", "Charlie"), genesis)}
+    async with local_node() as node:
+        assert node.network is not None
+        await node.import_block(other)
+        assert node.chain.best_hash == other.hash()
+        peer = await _peer_serving(blocks, attached)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.chain.finalized_hash == blocks[3].hash(), 30, "#3 final")
+            assert node.chain.best_hash == blocks[3].hash()
+            assert f"block #1 (0x{blocks[1].hash().hex()[:12]}…) imported without its training checked here" in caplog.text
+        finally:
+            await peer.service.stop()
