@@ -236,9 +236,9 @@ async def test_a_restarted_validator_does_not_vote_in_the_round_it_starts_in() -
         await run
 
 
-def _chain_with_training(tmp: Path, slots: range) -> list[Block]:
-    """Genesis, a local-chain block with Bob's TRAIN call in ``slots[0]`` (its checkpoints kept
-    by its builder alone, served to nobody), then an empty block in each later slot."""
+def _chain_with_training(tmp: Path, slots: range, training: int = 0) -> list[Block]:
+    """Genesis and a local-chain block in each of ``slots``, the one in ``slots[training]``
+    with Bob's TRAIN call (its checkpoints kept by its builder alone, served to nobody)."""
     from chain.blockchain import Blockchain
     from chain.pallets.staking import get_validators
     from chain.storage import Database
@@ -253,10 +253,10 @@ def _chain_with_training(tmp: Path, slots: range) -> list[Block]:
         train = sign_extrinsic(dev_keypair("Bob"), call, nonce=0, genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION)
         blocks = [builder.get_block(builder.genesis_hash)]
         for k, slot in enumerate(slots):
-            built = builder.build_block([train] if k == 0 else [], by_key[compute_slot_author(validators, slot)], slot)
+            built = builder.build_block([train] if k == training else [], by_key[compute_slot_author(validators, slot)], slot)
             assert built.receipts == () or built.receipts[0].success, built.receipts
             blocks.append(built.block)
-        assert blocks[1].body.results, "the first block trains"
+        assert blocks[1 + training].body.results, "that block trains"
         return blocks
     finally:
         db.close()
@@ -322,5 +322,26 @@ async def test_a_branch_fetched_for_a_parent_takes_the_final_proof_of_the_child(
             await wait_for(lambda: node.chain.finalized_hash == blocks[3].hash(), 30, "#3 final")
             assert node.chain.best_hash == blocks[3].hash()
             assert f"block #1 (0x{blocks[1].hash().hex()[:12]}…) imported without its training checked here" in caplog.text
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_final_proof_of_an_ancestor_does_not_cover_a_later_block(tmp_path, caplog) -> None:
+    """Only a proof at or after a block (its own or a descendant's) stands for it: with the
+    proof on #1 and the training block #2 after it, #1 is final and #2 waits for its
+    checkpoints (a proof of an earlier block says nothing of a later one)."""
+    caplog.set_level(logging.INFO)
+    first = int(time.time() * 1000) // BLOCK_TIME_MS - 20
+    blocks = _chain_with_training(tmp_path, range(first, first + 2), training=1)
+    genesis = blocks[0].hash()
+    attached = {blocks[1].hash(): _justification(blocks[1], ("Alice", "Bob", "Charlie"), genesis)}
+    async with local_node() as node:
+        assert node.network is not None
+        peer = await _peer_serving(blocks, attached)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: "block #2 (0x" in caplog.text and "not imported: " in caplog.text, 30, "#2 refused")
+            assert node.chain.finalized_hash == blocks[1].hash() and node.chain.best_hash == blocks[1].hash()
+            assert "imported without its training checked here" not in caplog.text
         finally:
             await peer.service.stop()
