@@ -345,3 +345,29 @@ async def test_a_final_proof_of_an_ancestor_does_not_cover_a_later_block(tmp_pat
             assert "imported without its training checked here" not in caplog.text
         finally:
             await peer.service.stop()
+
+
+async def test_a_range_with_a_garbage_or_foreign_proof_brings_no_unchecked_block_in(tmp_path, caplog) -> None:
+    """What a range carries that is not a finality proof of one of its blocks stands for
+    nothing: garbage bytes as a block's justification are passed over while the range is
+    scanned (not a crash of the sync task), and a valid finality proof of another block (the
+    genesis, which #1 does not lead to) does not bring the training block #1 in."""
+    caplog.set_level(logging.INFO)
+    first = int(time.time() * 1000) // BLOCK_TIME_MS - 20
+    blocks = _chain_with_training(tmp_path, range(first, first + 3))
+    genesis = blocks[0].hash()
+    foreign = _justification(blocks[0], ("Alice", "Bob", "Charlie"), genesis)  # final genesis, sent with #3
+    for attached in ({blocks[1].hash(): b"\x01garbage"}, {blocks[3].hash(): foreign}):
+        caplog.clear()
+        async with local_node() as node:
+            assert node.network is not None
+            root = node.chain.get_header(genesis).state_root
+            peer = await _peer_serving(blocks, attached)
+            try:
+                await peer.service.dial(node.network.listen_addresses[0])
+                await wait_for(lambda: "block #1 (0x" in caplog.text and "not imported: " in caplog.text, 30, "#1 refused")
+                assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
+                assert "imported without its training checked here" not in caplog.text
+                assert "Task exception was never retrieved" not in caplog.text
+            finally:
+                await peer.service.stop()
