@@ -236,6 +236,27 @@ async def test_a_restarted_validator_does_not_vote_in_the_round_it_starts_in() -
         await run
 
 
+# Mutation testing of the import under a finality proof (2026-11-29): the mutants of
+# node/network/sync.py's _find_final_proofs and of the lines this change added to
+# NodeLink._import, _import_block, _fetch_branch and NodeService.import_block, 155 picked by
+# their diffs (30 of them on older lines, left to the existing suites). mutmut's forked runners
+# hang in LevelDB (see tests/chain/test_pruning.py), so each was applied with `mutmut apply` and
+# the tests below plus tests/node/test_pol_nodes.py's unavailable-sample test run in a fresh
+# process. 125 in scope: 104 killed by the first tests, 8 more by the ancestor, garbage, foreign
+# proof, non-validator and two-block branch cases added after, 13 left, none unsound:
+# - import_block's proves_finality pre-check and verify_justification's final=True each make
+#   the other redundant (a link that is not a finality link is refused by both): mutating one
+#   (25; final=None, omitted or False: 38, 43, 45) changes only whether the refused proof costs
+#   signature checks and blame;
+# - zip(..., strict=True) -> False, None or omitted (66, 69, 71): the lists are one per block;
+# - fetched[::-1] -> [::+1] (62): _import fetches a missing parent itself, so a branch imported
+#   newest first still imports (with a second fetch);
+# - _import(None, ...) in _fetch_branch (73) and number - 1 -> + 1 in _import's branch fetch (17):
+#   the peer and depth arguments predate this change; with nobody serving checkpoints (these
+#   tests) the peer is never asked, and the depth only bounds the walk;
+# - the log line's words and arguments (55, 62 of import_block, 64, 65).
+
+
 def _chain_with_training(tmp: Path, slots: range, training: int = 0) -> list[Block]:
     """Genesis and a local-chain block in each of ``slots``, the one in ``slots[training]``
     with Bob's TRAIN call (its checkpoints kept by its builder alone, served to nobody)."""
@@ -277,7 +298,13 @@ async def test_a_final_block_whose_checkpoints_nobody_serves_is_imported_under_i
     proof = decode_justification(good)
     dave = sign_vote(dev_keypair("Dave"), genesis, proof.votes[2].vote)
     forged = struct_replace(proof, votes=(*proof.votes[:2], struct_replace(dave, voter=proof.votes[2].voter))).encode()
-    for attached_proof, imported in ((_justification(blocks[3], ("Alice",), genesis), False), (forged, None), (good, True)):
+    cases = (
+        (_justification(blocks[3], ("Alice",), genesis), False),  # below the threshold
+        (_justification(blocks[3], ("Eve", "Ferdie", "Alice"), genesis), False),  # non-validators: a set not reached?
+        (forged, None),
+        (good, True),
+    )
+    for attached_proof, imported in cases:
         attached = {blocks[3].hash(): attached_proof}
         caplog.clear()
         async with local_node() as node:
@@ -294,7 +321,7 @@ async def test_a_final_block_whose_checkpoints_nobody_serves_is_imported_under_i
                     await wait_for(lambda: node.network.reputation.score(peer.id) < 0, 30, "the peer charged")  # type: ignore[union-attr]  # noqa: B023
                     assert "final proof of #1: bad_signature" in caplog.text
                     assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
-                else:  # below the threshold: perhaps a validator set not reached yet, no blame
+                else:  # below the threshold or non-validators: perhaps a validator set not reached yet, no blame
                     await wait_for(lambda: "not imported: " in caplog.text, 30, "#1 refused")
                     assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
                     assert node.network.reputation.score(peer.id) == 0  # type: ignore[union-attr]
@@ -303,24 +330,26 @@ async def test_a_final_block_whose_checkpoints_nobody_serves_is_imported_under_i
 
 
 async def test_a_branch_fetched_for_a_parent_takes_the_final_proof_of_the_child(tmp_path, caplog) -> None:
-    """A node on another block #1 syncs from #2: #2's parent (the training block #1, whose
-    checkpoints nobody serves) is fetched as a branch, and the finality proof the range carries
-    for #3 covers it too (the branch leads to #2, the range links #2 to #3)."""
+    """A node on its own #1 and #2 syncs from #3: #3's parent and grandparent (#2 and the
+    training block #1, whose checkpoints nobody serves) are fetched as a branch and imported
+    oldest first, and the finality proof the range carries for #4 covers them (the branch leads
+    to #3, the range links #3 to #4)."""
     caplog.set_level(logging.INFO)
     first = int(time.time() * 1000) // BLOCK_TIME_MS - 20
-    blocks = _chain_with_training(tmp_path, range(first, first + 3))
+    blocks = _chain_with_training(tmp_path, range(first, first + 4))
     genesis = blocks[0].hash()
-    other = build_sealed_chain(tmp_path / "other", SPEC, [first + 5])[1]  # another #1, on this node only
-    attached = {blocks[3].hash(): _justification(blocks[3], ("Alice", "Bob", "Charlie"), genesis)}
+    others = build_sealed_chain(tmp_path / "other", SPEC, [first + 6, first + 7])[1:]  # another #1 and #2, on this node only
+    attached = {blocks[4].hash(): _justification(blocks[4], ("Alice", "Bob", "Charlie"), genesis)}
     async with local_node() as node:
         assert node.network is not None
-        await node.import_block(other)
-        assert node.chain.best_hash == other.hash()
+        for block in others:
+            await node.import_block(block)
+        assert node.chain.best_hash == others[-1].hash()
         peer = await _peer_serving(blocks, attached)
         try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.chain.finalized_hash == blocks[3].hash(), 30, "#3 final")
-            assert node.chain.best_hash == blocks[3].hash()
+            await peer.service.dial(node.network.listen_addresses[0])  # a branch of two blocks (#1, #2) to fetch
+            await wait_for(lambda: node.chain.finalized_hash == blocks[4].hash(), 30, "#4 final")
+            assert node.chain.best_hash == blocks[4].hash()
             assert f"block #1 (0x{blocks[1].hash().hex()[:12]}…) imported without its training checked here" in caplog.text
         finally:
             await peer.service.stop()
