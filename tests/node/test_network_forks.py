@@ -242,8 +242,10 @@ async def test_a_restarted_validator_does_not_vote_in_the_round_it_starts_in() -
 # their diffs (30 of them on older lines, left to the existing suites). mutmut's forked runners
 # hang in LevelDB (see tests/chain/test_pruning.py), so each was applied with `mutmut apply` and
 # the tests below plus tests/node/test_pol_nodes.py's unavailable-sample test run in a fresh
-# process. 125 in scope: 104 killed by the first tests, 8 more by the ancestor, garbage, foreign
-# proof, non-validator and two-block branch cases added after, 13 left, none unsound:
+# process. 125 in scope: 104 killed by the first tests, 6 more by the ancestor, garbage, foreign
+# proof, non-validator and two-block branch cases added after (13, 20, 21 of _find_final_proofs,
+# 63 of _fetch_branch, 47, 48 of import_block), one gone with its code (target_known, now the
+# literal False), 14 left, none unsound:
 # - import_block's proves_finality pre-check and verify_justification's final=True each make
 #   the other redundant (a link that is not a finality link is refused by both): mutating one
 #   (25; final=None, omitted or False: 38, 43, 45) changes only whether the refused proof costs
