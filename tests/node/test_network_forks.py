@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from msgspec.structs import replace as struct_replace
 from netkit import FAST, build_sealed_chain, running, start_node, wait_for
@@ -141,6 +143,20 @@ def _justification(target: Block, voters: tuple[str, ...], genesis: bytes) -> by
     vote = Vote(SET_ID, source, Checkpoint(target.hash(), target.header.number, 7))
     votes = tuple(sign_vote(dev_keypair(n), genesis, vote) for n in voters)
     return Justification(target.hash(), target.header.number, SET_ID, 7, source, votes).encode()
+
+
+@asynccontextmanager
+async def _syncing_from(blocks: list[Block], attached: dict[bytes, bytes]) -> AsyncIterator[tuple[NodeService, Any]]:
+    """A fresh local node dialed by a peer serving ``blocks`` with the justifications
+    ``attached`` gives (:func:`_peer_serving`): (node, peer); the peer stops at the end."""
+    async with local_node() as node:
+        assert node.network is not None
+        peer = await _peer_serving(blocks, attached)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            yield node, peer
+        finally:
+            await peer.service.stop()
 
 
 async def _peer_serving(blocks: list[Block], attached: dict[bytes, bytes]):  # type: ignore[no-untyped-def]
@@ -309,26 +325,20 @@ async def test_a_final_block_whose_checkpoints_nobody_serves_is_imported_under_i
     for attached_proof, imported in cases:
         attached = {blocks[3].hash(): attached_proof}
         caplog.clear()
-        async with local_node() as node:
-            assert node.network is not None
+        async with _syncing_from(blocks, attached) as (node, peer):
             root = node.chain.get_header(genesis).state_root
-            peer = await _peer_serving(blocks, attached)
-            try:
-                await peer.service.dial(node.network.listen_addresses[0])
-                if imported:
-                    await wait_for(lambda: node.chain.finalized_hash == blocks[3].hash(), 30, "#3 final")
-                    assert node.chain.best_hash == blocks[3].hash()
-                    assert "block #1 (0x" in caplog.text and "imported without its training checked here" in caplog.text
-                elif imported is None:  # a forged signature: the peer that sent it is charged
-                    await wait_for(lambda: node.network.reputation.score(peer.id) < 0, 30, "the peer charged")  # type: ignore[union-attr]  # noqa: B023
-                    assert "final proof of #1: bad_signature" in caplog.text
-                    assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
-                else:  # below the threshold or non-validators: perhaps a validator set not reached yet, no blame
-                    await wait_for(lambda: "not imported: " in caplog.text, 30, "#1 refused")
-                    assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
-                    assert node.network.reputation.score(peer.id) == 0  # type: ignore[union-attr]
-            finally:
-                await peer.service.stop()
+            if imported:
+                await wait_for(lambda: node.chain.finalized_hash == blocks[3].hash(), 30, "#3 final")
+                assert node.chain.best_hash == blocks[3].hash()
+                assert "block #1 (0x" in caplog.text and "imported without its training checked here" in caplog.text
+            elif imported is None:  # a forged signature: the peer that sent it is charged
+                await wait_for(lambda: node.network.reputation.score(peer.id) < 0, 30, "the peer charged")  # type: ignore[union-attr]
+                assert "final proof of #1: bad_signature" in caplog.text
+                assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
+            else:  # below the threshold or non-validators: perhaps a validator set not reached yet, no blame
+                await wait_for(lambda: "not imported: " in caplog.text, 30, "#1 refused")
+                assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
+                assert node.network.reputation.score(peer.id) == 0  # type: ignore[union-attr]
 
 
 async def test_a_branch_fetched_for_a_parent_takes_the_final_proof_of_the_child(tmp_path, caplog) -> None:
@@ -366,16 +376,10 @@ async def test_a_final_proof_of_an_ancestor_does_not_cover_a_later_block(tmp_pat
     blocks = _chain_with_training(tmp_path, range(first, first + 2), training=1)
     genesis = blocks[0].hash()
     attached = {blocks[1].hash(): _justification(blocks[1], ("Alice", "Bob", "Charlie"), genesis)}
-    async with local_node() as node:
-        assert node.network is not None
-        peer = await _peer_serving(blocks, attached)
-        try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: "block #2 (0x" in caplog.text and "not imported: " in caplog.text, 30, "#2 refused")
-            assert node.chain.finalized_hash == blocks[1].hash() and node.chain.best_hash == blocks[1].hash()
-            assert "imported without its training checked here" not in caplog.text
-        finally:
-            await peer.service.stop()
+    async with _syncing_from(blocks, attached) as (node, _peer):
+        await wait_for(lambda: "block #2 (0x" in caplog.text and "not imported: " in caplog.text, 30, "#2 refused")
+        assert node.chain.finalized_hash == blocks[1].hash() and node.chain.best_hash == blocks[1].hash()
+        assert "imported without its training checked here" not in caplog.text
 
 
 async def test_a_range_with_a_garbage_or_foreign_proof_brings_no_unchecked_block_in(tmp_path, caplog) -> None:
@@ -390,15 +394,9 @@ async def test_a_range_with_a_garbage_or_foreign_proof_brings_no_unchecked_block
     foreign = _justification(blocks[0], ("Alice", "Bob", "Charlie"), genesis)  # final genesis, sent with #3
     for attached in ({blocks[1].hash(): b"\x01garbage"}, {blocks[3].hash(): foreign}):
         caplog.clear()
-        async with local_node() as node:
-            assert node.network is not None
+        async with _syncing_from(blocks, attached) as (node, _peer):
             root = node.chain.get_header(genesis).state_root
-            peer = await _peer_serving(blocks, attached)
-            try:
-                await peer.service.dial(node.network.listen_addresses[0])
-                await wait_for(lambda: "block #1 (0x" in caplog.text and "not imported: " in caplog.text, 30, "#1 refused")
-                assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
-                assert "imported without its training checked here" not in caplog.text
-                assert "Task exception was never retrieved" not in caplog.text
-            finally:
-                await peer.service.stop()
+            await wait_for(lambda: "block #1 (0x" in caplog.text and "not imported: " in caplog.text, 30, "#1 refused")
+            assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
+            assert "imported without its training checked here" not in caplog.text
+            assert "Task exception was never retrieved" not in caplog.text
