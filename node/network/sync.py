@@ -525,7 +525,11 @@ class NodeLink:
         if data.justification is None:
             return True
         try:
-            justification = decode_justification(data.justification)
+            # The range's own proof of this block was decoded from these bytes already (_find_final_proofs).
+            if final_proof is not None and final_proof.target_hash == header.hash():
+                justification = final_proof
+            else:
+                justification = decode_justification(data.justification)
             if justification.target_hash != header.hash():
                 raise InvalidJustification("malformed", f"the justification sent with #{header.number} is for another block")
             await self.node.import_justification(justification)
