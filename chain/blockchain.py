@@ -99,6 +99,7 @@ from chain.header import (
     compute_pol_digest,
     compute_slot_digest,
     decode_header,
+    seal_header,
 )
 from chain.pallets.context import BlockInfo
 from chain.pallets.items import StateAccess
@@ -618,7 +619,7 @@ class Blockchain:
             self.best_hash, info.number, commit.root, compute_extrinsics_root(included_raw), slot, author.public,
             (compute_slot_digest(slot), compute_pol_digest(_commitment(results, info))),
         )
-        header = msgspec.structs.replace(header, seal=author.sign(header.pre_hash()))
+        header = seal_header(author, self.genesis_hash, header)
         block = Block(header, Body(tuple(included), results))
         # The author keeps every opening of every job, in the block's own batch: it serves them.
         openings = [(index, o) for index in sorted(info.openings) for o in info.openings[index]]

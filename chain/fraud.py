@@ -73,10 +73,10 @@ import numpy as np
 import ml_runtime
 from chain.calls import Train
 from chain.codec import U8, U32, Hash32, Wire, decode_versioned, encode, encode_versioned
-from chain.crypto import blake2_256, ss58_encode, verify_signature
+from chain.crypto import blake2_256, ss58_encode
 from chain.errors import BlockError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
-from chain.header import Header, compute_largest_header
+from chain.header import Header, compute_largest_header, verify_seal
 from chain.pallets import models
 from chain.pallets.staking import get_validators
 from chain.pallets.training import compute_job_at
@@ -243,8 +243,9 @@ def compute_fraud_proof(
     )
 
 
-def verify_fraud_proof(state: StateAccess, config: RuntimeConfig, proof: FraudProof) -> None:
-    """Return if ``proof`` shows a fault in a block sealed by its author; InvalidFraudProof
+def verify_fraud_proof(genesis_hash: bytes, state: StateAccess, config: RuntimeConfig, proof: FraudProof) -> None:
+    """Return if ``proof`` shows a fault in a block its author sealed for the chain whose genesis
+    is ``genesis_hash``; InvalidFraudProof
     (with the reason, module docstring) otherwise. ``state`` is any state holding the job's
     model version and data set, whose validators must include the block's author (a node
     passes the parent state: the set Aura checked the author against; the runtime its own,
@@ -256,7 +257,7 @@ def verify_fraud_proof(state: StateAccess, config: RuntimeConfig, proof: FraudPr
         raise InvalidFraudProof("unknown_kind", f"fault kind {proof.kind} is not one of {sorted(FAULT_NAMES)}")
     header = proof.header
     try:
-        verify_signature(header.author, header.pre_hash(), header.seal)
+        verify_seal(genesis_hash, header)
     except InvalidSignature as exc:
         raise InvalidFraudProof("bad_seal", f"block #{header.number}: the seal is not its author's: {exc}") from None
     if header.author not in get_validators(state):

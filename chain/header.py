@@ -2,9 +2,18 @@
 
 A header commits to its parent, number, state root, extrinsics root, slot and author, and its
 digest carries consensus data: the proof-of-learning commitment (the root over the block's
-training transcripts and the work they claim, engine ``POL_``). The author's seal, an ed25519
-signature over the pre-seal hash, is a separate field so the pre-hash is simply the hash of
-the header with an empty seal. The block hash is blake2_256 of the sealed header's bytes.
+training transcripts and the work they claim, engine ``POL_``). The author's seal is a separate
+field, so the pre-hash is simply the hash of the header with an empty seal; the block hash is
+blake2_256 of the sealed header's bytes.
+
+The seal is an ed25519 signature over ``SEAL_DOMAIN || genesis hash || pre-hash``
+(:func:`compute_seal_message`), framed as finality votes (chain.votes) and extrinsics are: every
+signature a validator makes names the chain it is made for. Without the genesis hash, a key
+that sealed slot s on two chains with the same slot duration (a testnet and its mainnet, a
+chain and its relaunch) signed two headers of the same slot that either chain's
+``pol.report_equivocation`` accepted, so an honest validator could be slashed with a header of
+another chain (outside tester's F4, 2026-11-29). The domain keeps a seal from ever verifying
+as any other signed message.
 """
 
 from __future__ import annotations
@@ -26,11 +35,12 @@ from chain.codec import (
     encode,
     encode_versioned,
 )
-from chain.crypto import blake2_256
+from chain.crypto import Keypair, blake2_256, verify_signature
 from chain.errors import BlockError
 
 ZERO_HASH = bytes(32)
 POL_ENGINE = b"POL_"
+SEAL_DOMAIN = b"polchain/block-seal/v1"
 
 # Substrate's DigestItem discriminants, kept so digest.logs read familiarly over RPC.
 DIGEST_CONSENSUS = 4
@@ -79,7 +89,7 @@ class Header(Wire, frozen=True):
         return blake2_256(self.encode())
 
     def pre_hash(self) -> bytes:
-        """The hash the author signs: the header without its seal."""
+        """The hash of the header without its seal (the author signs it framed: compute_seal_message)."""
         return blake2_256(encode_versioned(_unsealed(self)))
 
     def get_pol_commitment(self) -> PolCommitment:
@@ -92,6 +102,25 @@ class Header(Wire, frozen=True):
 
 def _unsealed(header: Header) -> Header:
     return msgspec.structs.replace(header, seal=b"")
+
+
+def compute_seal_message(genesis_hash: bytes, header: Header) -> bytes:
+    """What the author of ``header`` signs on the chain whose genesis is ``genesis_hash``."""
+    if type(genesis_hash) is not bytes or len(genesis_hash) != 32:
+        # (A caller's bug, never a peer's input: an empty hash would frame no chain at all.)
+        raise ValueError(f"a seal names a 32-byte genesis hash, got {genesis_hash!r:.80}")
+    return SEAL_DOMAIN + genesis_hash + header.pre_hash()
+
+
+def seal_header(key: Keypair, genesis_hash: bytes, header: Header) -> Header:
+    """``header`` sealed by ``key`` for the chain whose genesis is ``genesis_hash``."""
+    return msgspec.structs.replace(header, seal=key.sign(compute_seal_message(genesis_hash, header)))
+
+
+def verify_seal(genesis_hash: bytes, header: Header) -> None:
+    """Raise chain.errors.InvalidSignature unless ``header`` is sealed by its author for the
+    chain whose genesis is ``genesis_hash``."""
+    verify_signature(header.author, compute_seal_message(genesis_hash, header), header.seal)
 
 
 def compute_pol_digest(commitment: PolCommitment) -> DigestItem:

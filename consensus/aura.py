@@ -32,9 +32,9 @@ from collections.abc import Callable
 
 from chain.blockchain import Blockchain
 from chain.codec import U64, AccountId, Wire, decode, encode
-from chain.crypto import ss58_encode, verify_signature
+from chain.crypto import ss58_encode
 from chain.errors import InvalidSignature
-from chain.header import Header
+from chain.header import Header, verify_seal
 from chain.pallets.staking import get_validators
 from consensus.errors import InvalidHeader
 
@@ -122,7 +122,7 @@ class Aura:
                 "wrong_author", f"block #{header.number}: slot {header.slot} belongs to another validator (Aura round robin)"
             )
         try:
-            verify_signature(header.author, header.pre_hash(), header.seal)
+            verify_seal(chain.genesis_hash, header)
         except InvalidSignature as exc:
             raise InvalidHeader("bad_seal", f"block #{header.number}: bad seal: {exc}") from None
         others = [h for h in chain.get_slot_blocks(header.slot, header.author) if h != header.hash()]

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final
 
-import msgspec
 import numpy as np
 
 import ml_runtime
@@ -49,7 +48,7 @@ from chain import calls
 from chain.block import Block, Body, compute_extrinsics_root
 from chain.crypto import Keypair
 from chain.extrinsic import Extrinsic, sign_extrinsic
-from chain.header import Header, compute_slot_digest
+from chain.header import Header, compute_slot_digest, seal_header
 from chain.pallets import balances
 
 if TYPE_CHECKING:
@@ -255,5 +254,4 @@ def build_empty_sibling(chain: Blockchain, block: Block, author: Keypair) -> Blo
         header.parent_hash, header.number, state_root, compute_extrinsics_root([]), header.slot,
         author.public, (compute_slot_digest(header.slot), *pol_digest),
     )
-    sibling = msgspec.structs.replace(sibling, seal=author.sign(sibling.pre_hash()))
-    return Block(sibling, Body())
+    return Block(seal_header(author, chain.genesis_hash, sibling), Body())

@@ -100,7 +100,7 @@ from chain.fraud import (
     decode_fraud_proof,
     verify_fraud_proof,
 )
-from chain.header import Header
+from chain.header import Header, verify_seal
 from chain.pallets import balances
 from chain.pallets.pol import OFFENCE_FRAUD, compute_offence_key, get_offence
 from chain.pallets.staking import get_validators
@@ -971,7 +971,7 @@ class NodeService:
         if ahead_ms < FAR_FUTURE_MS or header.author in self._far_future_authors or header.author not in get_voters(self.chain):
             return  # (anyone can seal with a key of their own: only validators are named, once each)
         try:
-            verify_signature(header.author, header.pre_hash(), header.seal)
+            verify_seal(self.chain.genesis_hash, header)
         except InvalidSignature as exc:
             # Checked, so no longer a deferral: a forged header hours ahead is a bad block, and
             # its sender is charged for it (it would otherwise cost a check at every retry).
@@ -1229,7 +1229,7 @@ class NodeService:
         state = self.chain.state_at(proof.header.parent_hash)
         async with self._fraud_check:
             started = time.perf_counter()
-            await asyncio.to_thread(verify_fraud_proof, state, self.chain.config_at(proof.header.parent_hash), proof)
+            await asyncio.to_thread(verify_fraud_proof, self.chain.genesis_hash, state, self.chain.config_at(proof.header.parent_hash), proof)
             self.metrics.pol_verify_time.observe(time.perf_counter() - started)
         async with self._lock:
             if self.chain.get_evidence(key) is not None:

@@ -477,7 +477,7 @@ class Simulation:
         except FraudFound as exc:
             chain = self.mat.chain
             try:
-                verify_fraud_proof(chain.state_at(b.block.header.parent_hash), chain.config_at(b.block.header.parent_hash), exc.proof)
+                verify_fraud_proof(chain.genesis_hash, chain.state_at(b.block.header.parent_hash), chain.config_at(b.block.header.parent_hash), exc.proof)
             except InvalidFraudProof as bad:
                 raise SimulationError(f"block {b.index}: the detector's fraud proof does not verify: {bad}") from None
             b.proof_bytes = len(exc.proof.encode())

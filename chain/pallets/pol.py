@@ -30,22 +30,20 @@ made every node check it.
 Order of checks: decode, the cheap relations between the two pieces of evidence, the
 offender's membership, the duplicate lookup, then signatures (and the segment re-run) last.
 
-A header's seal signs its pre-hash, which does not name the chain: two headers one validator
-key sealed for one slot on two different chains (a key reused on a test network, or the dev
-keys on every dev chain) would look like an equivocation. So an Aura report must show a
-header whose parent is this chain's block (NotOnThisChain otherwise), which a header of
-another chain cannot. The other header's parent cannot be asked for as well: the runtime knows
-only this chain's best blocks, and an author that seals on two forks in one slot (the
-equivocation that matters) has one of them on a fork that may die; requiring both let every
-such author go unpunished (tried on 2026-11-29, after an outside tester's finding, and undone
-after a reviewer's). The price: a key that seals one slot on this chain and on another chain
-of the same slot duration can be slashed here with the other chain's header; never run a
-validator key on two chains. A seal that names the genesis hash (as Ethereum's signing domain
-does) would close this; it changes what every header signs, and is not done. An equivocation
-both of whose blocks sit on a branch that left the best chain, or older than the window, is
-not punishable here. Votes name the genesis hash and have
-no such ambiguity. A fraud proof's block must have its parent on this chain for another
-reason: its job is rebuilt from this chain's state (see apply_report_fraud).
+A header's seal names the chain: it signs ``SEAL_DOMAIN || genesis hash || pre-hash``
+(chain.header.compute_seal_message), so a header another chain's block sealed fails here with
+BadSeal, and a key run on two chains cannot be slashed with the other's header. (Until
+2026-11-29 the seal signed the bare pre-hash, and a key that sealed one slot on two chains of
+the same slot duration was slashable with the other chain's header: an outside tester's
+finding.) The report must still show one header whose parent is among this chain's last
+``system.BLOCK_HASH_COUNT`` blocks (NotOnThisChain otherwise): that is the window in which an
+equivocation is punishable, as Substrate's reports are bounded to recent sessions. The other
+header's parent is not asked for: the runtime knows only the best chain's blocks, and an author
+that seals on two forks in one slot (the equivocation that matters) has one of them on a fork
+that may die; requiring both let every such author go unpunished (tried on 2026-11-29, undone
+after a reviewer's finding). An equivocation both of whose blocks sit on a branch that left the
+best chain, or older than the window, is not punishable here. A fraud proof's block must
+have its parent on this chain for another reason: its job is rebuilt from this chain's state (see apply_report_fraud).
 """
 
 from __future__ import annotations
@@ -55,10 +53,10 @@ import struct
 import ml_runtime
 from chain.calls import ReportEquivocation, ReportFraud, ReportVoteEquivocation, Train
 from chain.codec import U8, AccountId, Balance, BlockNumber, Wire, decode_versioned
-from chain.crypto import ss58_encode, verify_signature
+from chain.crypto import ss58_encode
 from chain.errors import ChainError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.fraud import decode_fraud_proof, verify_fraud_proof
-from chain.header import Header
+from chain.header import Header, verify_seal
 from chain.pallets import democracy, models, staking, system, training
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap
@@ -184,7 +182,7 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
         # may hold other data, and an honest block would look faulty (a framing).
         raise _not_on_this_chain(proof.header, "the faulty block")
     try:  # checks the header's seal, the paths, and re-runs the one segment
-        verify_fraud_proof(ctx.state, democracy.get_config_of_block(ctx.state, proof.header.number), proof)
+        verify_fraud_proof(ctx.genesis_hash, ctx.state, democracy.get_config_of_block(ctx.state, proof.header.number), proof)
     except InvalidFraudProof as exc:
         raise DispatchError(PALLET, "InvalidFraudProof", f"{exc.reason}: {exc}") from None
     slash = apply_offence(ctx, OFFENCE_FRAUD, key, offender)
@@ -202,9 +200,9 @@ def _decode_header(data: bytes, which: str) -> Header:
         raise DispatchError(PALLET, "MalformedHeader", f"{which} header: {exc}") from None
 
 
-def _verify_seal(header: Header, which: str) -> None:
+def _verify_seal(genesis_hash: bytes, header: Header, which: str) -> None:
     try:
-        verify_signature(header.author, header.pre_hash(), header.seal)
+        verify_seal(genesis_hash, header)
     except InvalidSignature as exc:
         raise DispatchError(PALLET, "BadSeal", f"{which} (#{header.number}): {exc}") from None
 
@@ -223,8 +221,8 @@ def apply_report_equivocation(ctx: CallContext, call: ReportEquivocation) -> Non
     _check_validator(ctx.state, offender)
     key = compute_offence_key(OFFENCE_AURA, first.slot, offender)
     verify_new_offence(ctx.state, key, offender, ctx.sender)
-    _verify_seal(first, "the first header")
-    _verify_seal(second, "the second header")
+    _verify_seal(ctx.genesis_hash, first, "the first header")
+    _verify_seal(ctx.genesis_hash, second, "the second header")
     if not (_has_parent_here(ctx.state, first) or _has_parent_here(ctx.state, second)):
         raise _not_on_this_chain(first, "neither header")  # two headers of another chain (module docstring)
     slash = apply_offence(ctx, OFFENCE_AURA, key, offender)

@@ -88,7 +88,7 @@ from typing import Any, Protocol
 
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock
-from chain.crypto import blake2_256, verify_signature
+from chain.crypto import blake2_256
 from chain.errors import (
     BlockError,
     ChainError,
@@ -103,7 +103,7 @@ from chain.errors import (
     UnknownParent,
 )
 from chain.extrinsic import decode_extrinsic
-from chain.header import Header
+from chain.header import Header, verify_seal
 from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool
 from chain.proofs import CheckpointSource
@@ -354,7 +354,7 @@ class NodeLink:
         if header.author not in self._best_validators():
             return None, False  # a validator set we have not reached, maybe: the throttle bounds it
         try:
-            verify_signature(header.author, header.pre_hash(), header.seal)
+            verify_seal(chain.genesis_hash, header)
         except InvalidSignature as exc:
             return f"block #{header.number} announced with a bad seal: {exc}", True
         return None, False

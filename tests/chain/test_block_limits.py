@@ -21,7 +21,7 @@ from chain.codec import encode
 from chain.crypto import Keypair, blake2_256
 from chain.errors import BlockError, InvalidTransaction
 from chain.extrinsic import Extrinsic
-from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest
+from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest, seal_header
 from chain.pallets import balances, datasets
 from chain.pallets.context import BlockInfo
 from chain.pool import TransactionPool, Validity
@@ -120,7 +120,7 @@ def _forge(chain: Blockchain, xts: list[Extrinsic], author: Keypair, slot: int, 
         chain.best_hash, info.number, chain.state.compute_commit(overlay).root, compute_extrinsics_root(raws), slot,
         author.public, (compute_slot_digest(slot), compute_pol_digest(commitment)),
     )
-    header = msgspec.structs.replace(header, seal=author.sign(header.pre_hash()))
+    header = seal_header(author, chain.genesis_hash, header)
     return Block(header, Body(tuple(xts), results))
 
 
@@ -369,7 +369,7 @@ def _seal_ignoring_the_weight_limit(chain: Blockchain, xts: list[Extrinsic], aut
         chain.best_hash, info.number, chain.state.compute_commit(overlay).root, compute_extrinsics_root(raws), slot,
         author.public, (compute_slot_digest(slot), compute_pol_digest(PolCommitment(compute_results_root([]), 0, 0))),
     )
-    header = msgspec.structs.replace(header, seal=author.sign(header.pre_hash()))
+    header = seal_header(author, chain.genesis_hash, header)
     return Block(header, Body(tuple(xts)))
 
 
@@ -454,7 +454,7 @@ def test_a_run_of_transfers_over_the_weight_limit_is_refused_for_its_weight_befo
         # Its extrinsics root commits to the body (import compares it first, before it runs
         # anything); its state root is refused only after its weight.
         header = msgspec.structs.replace(heavy.header, extrinsics_root=compute_extrinsics_root([xt.encode() for xt in body]))
-        block = Block(msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash())), Body(body))
+        block = Block(seal_header(ALICE, validator.genesis_hash, header), Body(body))
         _assert_refused_for_weight(validator, block)
     finally:
         author.db.close()

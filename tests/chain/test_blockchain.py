@@ -14,6 +14,7 @@ from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.crypto import blake2_256
 from chain.errors import BlockError, ChainError
+from chain.header import seal_header
 from chain.pallets import balances, models
 from chain.storage import Column, Database
 from chain.transcripts import LocalSource
@@ -158,7 +159,7 @@ def test_a_block_with_a_wrong_state_root_is_rejected(pair) -> None:
     author, validator = pair
     built = author.build_block([sign(author, ALICE, calls.Transfer(BOB.public, 10**9), 0)], ALICE, slot=1)
     header = msgspec.structs.replace(built.block.header, state_root=bytes(32))
-    header = msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash()))
+    header = seal_header(ALICE, author.genesis_hash, header)
     root = validator.state.root()
     with pytest.raises(BlockError, match="state root mismatch"):
         validator.import_block(Block(header, built.block.body))
@@ -268,7 +269,7 @@ def test_aura_slots_go_round_robin_on_the_local_chain(tmp_path) -> None:
         author.build_block([], ALICE, slot=1)
     built = author.build_block([], BOB, slot=1)
     forged = msgspec.structs.replace(built.block.header, author=ALICE.public)
-    forged = msgspec.structs.replace(forged, seal=ALICE.sign(forged.pre_hash()))
+    forged = seal_header(ALICE, author.genesis_hash, forged)
     with pytest.raises(BlockError, match="belongs to another validator"):
         validator.import_block(Block(forged, built.block.body))
     validator.import_block(built.block)

@@ -70,6 +70,7 @@ from chain.codec import MAX_BALANCE, decode
 from chain.crypto import Keypair
 from chain.errors import CodecError, InvalidTransaction, PoolError
 from chain.extrinsic import IMMORTAL, Era
+from chain.header import seal_header
 from chain.pallets import (
     assets,
     balances,
@@ -352,7 +353,7 @@ def _materialize(chain, signer: Keypair, call: Any) -> Any:
     if kind == "equivocation":
         header = chain.best_header if args[0] else chain.get_header(chain.get_hash(1))
         other = msgspec.structs.replace(header, state_root=bytes(32))
-        other = msgspec.structs.replace(other, seal=ALICE.sign(other.pre_hash()))
+        other = seal_header(ALICE, chain.genesis_hash, other)
         return calls.ReportEquivocation(header.encode(), other.encode())
     if kind == "vote_equivocation":
         target = Checkpoint(chain.best_hash, chain.best_number, 5)

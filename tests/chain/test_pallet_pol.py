@@ -8,6 +8,8 @@ changes nothing but the fee and nonce; a second report of one offence is refused
 from __future__ import annotations
 
 import sys
+import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import msgspec
@@ -23,7 +25,7 @@ from chain.blockchain import Blockchain
 from chain.crypto import Keypair, dev_keypair, ss58_encode
 from chain.errors import CodecError
 from chain.extrinsic import decode_extrinsic
-from chain.header import Header
+from chain.header import Header, seal_header
 from chain.pallets import balances, datasets, pol, staking
 from chain.storage import Database
 from chain.votes import Checkpoint, SignedVote, Vote, sign_vote
@@ -89,10 +91,22 @@ def local(tmp_path):
     chain.db.close()
 
 
-def sealed(key: Keypair, slot: int, state_root: bytes, parent: bytes = bytes(32), number: int = 1) -> bytes:
-    """An encoded header sealed by ``key`` (a real ed25519 seal over its pre-hash)."""
+@lru_cache(maxsize=1)
+def local_genesis() -> bytes:
+    """The genesis hash of the local spec's chain (the ``local`` fixture's)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = open_chain(Path(tmp) / "db", load_chain_spec("local"))
+        chain.db.close()
+        return chain.genesis_hash
+
+
+def sealed(
+    key: Keypair, slot: int, state_root: bytes, parent: bytes = bytes(32), number: int = 1, genesis: bytes | None = None
+) -> bytes:
+    """An encoded header sealed by ``key`` (a real ed25519 seal) for the chain whose genesis is
+    ``genesis``, the local chain's unless given."""
     header = Header(parent, number, state_root, bytes(32), slot, key.public)
-    return msgspec.structs.replace(header, seal=key.sign(header.pre_hash())).encode()
+    return seal_header(key, genesis or local_genesis(), header).encode()
 
 
 def vote(chain: Blockchain, key: Keypair, source_round: int, target_round: int, target: bytes, set_id: int = 0) -> bytes:
@@ -257,8 +271,10 @@ def _aura_cases() -> list[tuple[str, bytes, bytes, str, str]]:
         ("the first seal over other bytes", forged_seal, good, "BadSeal", "the first header (#1): "),
         ("not a validator", sealed(EVE, 7, b"\x01" * 32), sealed(EVE, 7, b"\x02" * 32), "NotValidator",
          f"{ss58_encode(EVE.public)} is not a validator"),
-        # Bob's key sealed both, validly, in one slot: but of another chain (a key reused there).
-        ("two headers of another chain", good, other, "NotOnThisChain", f"neither header: block #1's parent {bytes(32).hex()} is not one of"),
+        # Bob's key sealed both for this chain in one slot, but on no block this chain keeps (a
+        # dead fork's, or older than the window): not punishable here (pol's module docstring).
+        ("two headers off this chain's window", good, other, "NotOnThisChain",
+         f"neither header: block #1's parent {bytes(32).hex()} is not one of"),
         # A block numbered 0 has no parent to be on this chain (nor a number below it to look up).
         ("two headers numbered 0", sealed(BOB, 7, b"\x01" * 32, number=0), sealed(BOB, 7, b"\x02" * 32, number=0),
          "NotOnThisChain", "neither header: block #0's parent"),
@@ -300,6 +316,28 @@ def test_an_equivocation_across_two_forks_of_this_chain_is_punished(local, tmp_p
         assert balances.get_account(_state(chain), offender.public).staked < staked
     finally:
         side.chain.db.close()
+
+
+def test_a_header_sealed_for_another_chain_cannot_frame_a_validator(local) -> None:
+    """A key run on two chains (a testnet and its mainnet, a chain and its relaunch) seals one
+    slot on each. Its header of the other chain, reported beside its header of this one, fails
+    for its seal: the seal names the genesis hash (an outside tester's finding, F4: with the
+    bare pre-hash signed, the report slashed the honest validator). The strongest form: the
+    other chain's header has its parent on this chain too (a fork of the same genesis state
+    would), so only the seal's chain can tell it apart."""
+    chain = local.chain
+    local.block()  # #1 in slot 1: Bob's
+    here = chain.best_header
+    there = sealed(BOB, here.slot, b"\x05" * 32, here.parent_hash, here.number, genesis=b"\x42" * 32)
+    root, staked = chain.state.root(), balances.get_account(_state(chain), BOB.public).staked
+    message = local.fails(calls.ReportEquivocation(here.encode(), there), "BadSeal")
+    assert message.startswith("pol.BadSeal: the second header (#1): "), message
+    assert balances.get_account(_state(chain), BOB.public).staked == staked
+    assert pol.get_offence(_state(chain), pol.compute_offence_key(pol.OFFENCE_AURA, 1, BOB.public)) is None
+    assert chain.state.root() != root  # (only the reporter's fee and nonce: Local.report checks it)
+    # The same header sealed for this chain is the equivocation it looks like.
+    ours = sealed(BOB, here.slot, b"\x05" * 32, here.parent_hash, here.number)
+    assert local.report(calls.ReportEquivocation(here.encode(), ours)).success
 
 
 def test_an_offence_reported_after_the_offender_left_the_set_is_punished(local) -> None:
@@ -380,7 +418,7 @@ def test_the_last_validator_is_slashed_and_kept(tmp_path) -> None:
             return chain.build_block(list(xts), ALICE, slot=slot)
 
         first = block().block.header
-        xt = sign(chain, BOB, calls.ReportEquivocation(first.encode(), sealed(ALICE, first.slot, b"\x05" * 32, first.parent_hash, first.number)), nonce)
+        xt = sign(chain, BOB, calls.ReportEquivocation(first.encode(), sealed(ALICE, first.slot, b"\x05" * 32, first.parent_hash, first.number, chain.genesis_hash)), nonce)
         staked = balances.get_account(chain.state.overlay(), ALICE.public).staked
         (receipt,) = block([xt]).receipts
         assert receipt.success, receipt.error

@@ -22,6 +22,7 @@ from chainkit import ALICE, BOB, open_chain, sign, train_call
 import ml_runtime
 from chain import proofs
 from chain.errors import BlockError, CheckpointsUnavailable
+from chain.header import seal_header
 from chain.proofs import FullReexecution
 from chain.storage import Column
 from chain.transcripts import LocalSource
@@ -135,7 +136,7 @@ def test_no_checkpoint_is_fetched_for_a_block_whose_roots_do_not_match(tmp_path,
             return local.fetch(block_hash, result, wanted)
 
     header = msgspec.structs.replace(built.block.header, state_root=bytes(32))
-    header = msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash()))
+    header = seal_header(ALICE, author.genesis_hash, header)
     with pytest.raises(BlockError, match=r"^state root mismatch"):
         validator.import_block(Block(header, built.block.body), Counting())
     assert asked == []
@@ -301,11 +302,12 @@ def test_the_auditor_s_thread_count_overrides_the_pool_policy(tmp_path, monkeypa
         chain.db.close()
 
 
-def _resealed(header, **changes):
+def _resealed(genesis: bytes, header, **changes):
     import msgspec
 
-    header = msgspec.structs.replace(header, **changes)
-    return msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash()))
+    from chain.header import seal_header
+
+    return seal_header(ALICE, genesis, msgspec.structs.replace(header, **changes))
 
 
 def test_a_re_sealed_header_claiming_other_work_is_refused_for_its_pol_commitment(tmp_path, validator) -> None:
@@ -323,7 +325,7 @@ def test_a_re_sealed_header_claiming_other_work_is_refused_for_its_pol_commitmen
     digest = tuple(inflated if d.engine == inflated.engine and d.kind == inflated.kind else d for d in header.digest)
     before = _unchanged(validator)
     with pytest.raises(BlockError, match=r"^POL commitment mismatch: re-execution gives PolCommitment\("):
-        validator.import_block(Block(_resealed(header, digest=digest), built.block.body))
+        validator.import_block(Block(_resealed(author.genesis_hash, header, digest=digest), built.block.body))
     assert _unchanged(validator) == before
     imported = validator.import_block(built.block, LocalSource(author.transcripts))
     assert imported.training_steps == claimed.training_steps == 40
@@ -352,6 +354,6 @@ def test_a_training_result_no_train_call_uses_is_refused(tmp_path, validator) ->
     digest = tuple(pol if d.engine == pol.engine and d.kind == pol.kind else d for d in header.digest)
     before = _unchanged(validator)
     with pytest.raises(BlockError, match=r"^training results used mismatch: re-execution gives \{0\}, the block claims \{0, 1\}$"):
-        validator.import_block(Block(_resealed(header, digest=digest), Body(built.block.body.extrinsics, results)))
+        validator.import_block(Block(_resealed(author.genesis_hash, header, digest=digest), Body(built.block.body.extrinsics, results)))
     assert _unchanged(validator) == before
     author.db.close()

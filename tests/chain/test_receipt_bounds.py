@@ -12,7 +12,6 @@ built and when imported; and an error message is cut at a fixed bound.
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 from chainkit import ALICE, BOB, event_args, sign
 
@@ -22,7 +21,7 @@ from chain.block import Block, Body, compute_extrinsics_root
 from chain.blockchain import Blockchain
 from chain.crypto import Keypair, blake2_256
 from chain.errors import BlockError, DispatchError
-from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest
+from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest, seal_header
 from chain.pallets import inference
 from chain.pallets.context import BlockInfo
 from chain.proofs import compute_results_root
@@ -92,7 +91,7 @@ def _seal_each_alone(chain: Blockchain, xts: list, slot: int) -> Block:
         chain.best_hash, number, chain.state.compute_commit(overlay).root, compute_extrinsics_root(raws), slot,
         ALICE.public, (compute_slot_digest(slot), compute_pol_digest(PolCommitment(compute_results_root([]), 0, 0))),
     )
-    return Block(msgspec.structs.replace(header, seal=ALICE.sign(header.pre_hash())), Body(tuple(xts)))
+    return Block(seal_header(ALICE, chain.genesis_hash, header), Body(tuple(xts)))
 
 
 def test_an_imported_block_whose_outputs_exceed_the_block_length_is_refused(chain: Blockchain) -> None:

@@ -19,9 +19,23 @@ from chain.crypto import (
     ss58_decode,
     ss58_encode,
 )
-from chain.errors import CodecError, InvalidAddress, InvalidKey, InvalidTransaction
+from chain.errors import (
+    CodecError,
+    InvalidAddress,
+    InvalidKey,
+    InvalidSignature,
+    InvalidTransaction,
+)
 from chain.extrinsic import IMMORTAL, Era, SigningPayload, decode_extrinsic, sign_extrinsic
-from chain.header import Header, PolCommitment, compute_pol_digest
+from chain.header import (
+    SEAL_DOMAIN,
+    Header,
+    PolCommitment,
+    compute_pol_digest,
+    compute_seal_message,
+    seal_header,
+    verify_seal,
+)
 
 GENESIS = blake2_256(b"test genesis")
 ALICE, BOB = dev_keypair("Alice"), dev_keypair("Bob")
@@ -223,9 +237,20 @@ def test_call_json_errors(obj, message: str) -> None:
 def test_header_seal_and_commitment() -> None:
     commitment = PolCommitment(bytes(32), 100, 5000)
     header = Header(bytes(32), 1, bytes(32), bytes(32), 5, ALICE.public, (compute_pol_digest(commitment),))
-    sealed = Header(*[getattr(header, f) for f in header.__struct_fields__[:-1]], seal=ALICE.sign(header.pre_hash()))
+    genesis = b"\x07" * 32
+    sealed = seal_header(ALICE, genesis, header)
     assert sealed.pre_hash() == header.pre_hash() and sealed.hash() != header.hash()
     assert sealed.get_pol_commitment() == commitment
+    # The seal signs the domain, the chain's genesis hash and the pre-hash, in that order.
+    assert compute_seal_message(genesis, sealed) == SEAL_DOMAIN + genesis + header.pre_hash()
+    assert ALICE.sign(SEAL_DOMAIN + genesis + header.pre_hash()) == sealed.seal
+    verify_seal(genesis, sealed)
+    for other in (b"\x08" * 32, bytes(32)):
+        with pytest.raises(InvalidSignature):
+            verify_seal(other, sealed)
+    for bad in (b"", genesis[:31], bytearray(genesis)):
+        with pytest.raises(ValueError, match="a seal names a 32-byte genesis hash"):
+            compute_seal_message(bad, header)  # type: ignore[arg-type]
 
 
 def test_a_key_of_the_wrong_length_is_a_bad_signature_not_a_bad_address() -> None:

@@ -10,14 +10,13 @@ from consensuskit import ALICE, BOB, DAVE, EVE, build, open_local
 from chain import calls
 from chain.block import Block
 from chain.extrinsic import sign_extrinsic
-from chain.header import Header
+from chain.header import Header, seal_header
 from consensus.aura import Aura, compute_slot_author, get_equivocations
 from consensus.errors import InvalidHeader
 
 
-def _reseal(header: Header, key, **changes) -> Header:
-    header = msgspec.structs.replace(header, **changes)
-    return msgspec.structs.replace(header, seal=key.sign(header.pre_hash()))
+def _reseal(genesis: bytes, header: Header, key, **changes) -> Header:
+    return seal_header(key, genesis, msgspec.structs.replace(header, **changes))
 
 
 @pytest.fixture
@@ -46,9 +45,11 @@ def test_wrong_author_not_validator_and_bad_seal_are_refused(pair) -> None:
     block = build(author, 1)  # Bob's slot
     before = _unchanged(node)
     cases = [
-        (_reseal(block.header, ALICE, author=ALICE.public), "wrong_author", "belongs to another validator"),
-        (_reseal(block.header, EVE, author=EVE.public), "not_validator", "not a validator"),
+        (_reseal(author.genesis_hash, block.header, ALICE, author=ALICE.public), "wrong_author", "belongs to another validator"),
+        (_reseal(author.genesis_hash, block.header, EVE, author=EVE.public), "not_validator", "not a validator"),
         (msgspec.structs.replace(block.header, seal=bytes(64)), "bad_seal", "bad seal"),
+        # Bob's own block, sealed by Bob for another chain (the seal names the genesis hash).
+        (_reseal(b"\x42" * 32, block.header, BOB), "bad_seal", "bad seal"),
     ]
     for header, reason, message in cases:
         with pytest.raises(InvalidHeader, match=message) as err:
@@ -72,7 +73,7 @@ def test_a_slot_not_after_the_parents_is_refused(pair) -> None:
     second = build(author, 6)  # Charlie
     node.import_block(first)
     # Bob again, in his own slot 5, on top of his block in slot 5.
-    same = _reseal(second.header, BOB, slot=5, author=BOB.public)
+    same = _reseal(author.genesis_hash, second.header, BOB, slot=5, author=BOB.public)
     with pytest.raises(InvalidHeader, match="not after its parent's 5") as err:
         node.import_block(Block(same, second.body))
     assert err.value.reason == "slot_not_increasing" and node.best_hash == first.hash()

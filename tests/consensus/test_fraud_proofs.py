@@ -38,7 +38,7 @@ from chain.fraud import (
     decode_fraud_proof,
     verify_fraud_proof,
 )
-from chain.header import compute_largest_header, compute_pol_digest
+from chain.header import compute_largest_header, compute_pol_digest, seal_header
 from chain.pallets.training import compute_job_at
 from chain.proofs import TrainingClaim
 from chain.storage import Database
@@ -97,7 +97,7 @@ def world(tmp_path_factory):
 
 def _verify(world, proof) -> None:
     other = world["other"]
-    verify_fraud_proof(other.state_at(other.best_hash), other.config, proof)
+    verify_fraud_proof(other.genesis_hash, other.state_at(other.best_hash), other.config, proof)
 
 
 def _refused(world, proof, reason: str, match: str | None = None) -> None:
@@ -106,9 +106,8 @@ def _refused(world, proof, reason: str, match: str | None = None) -> None:
     assert caught.value.reason == reason, str(caught.value)
 
 
-def _reseal(header):
-    unsealed = replace(header, seal=b"")
-    return replace(unsealed, seal=ALICE.sign(unsealed.pre_hash()))
+def _reseal(world, header):
+    return seal_header(ALICE, world["other"].genesis_hash, header)
 
 
 def test_the_valid_proof_checks(world) -> None:
@@ -160,9 +159,9 @@ def test_a_header_without_one_pol_commitment_is_refused(world) -> None:
     p = world["proof"]
     h = p.header
     for digest in (h.digest[:1], h.digest + h.digest[1:]):
-        _refused(world, replace(p, header=_reseal(replace(h, digest=digest))), "bad_header", r"POL_ commitments, expected 1$")
+        _refused(world, replace(p, header=_reseal(world, replace(h, digest=digest))), "bad_header", r"POL_ commitments, expected 1$")
     garbled = (h.digest[0], replace(h.digest[1], data=b"\x00"))
-    _refused(world, replace(p, header=_reseal(replace(h, digest=garbled))), "bad_header", r"^PolCommitment: ")
+    _refused(world, replace(p, header=_reseal(world, replace(h, digest=garbled))), "bad_header", r"^PolCommitment: ")
 
 
 def test_a_result_not_under_the_transcripts_root_is_refused(world) -> None:
@@ -281,22 +280,22 @@ def test_decoding_is_bounded_and_canonical(world) -> None:
     assert caught.value.reason == "malformed"
 
 
-def _recommitted(p: FraudProof, **changes) -> FraudProof:
+def _recommitted(world, p: FraudProof, **changes) -> FraudProof:
     """``p`` with its result commitment changed, the only result of a re-sealed header (the
     author's key signs anything; only the fault rules stand between it and a valid proof)."""
     result = replace(p.result, **changes)
     pol = p.header.get_pol_commitment()
     root = compute_merkle_root([encode(result)])
     digest = (p.header.digest[0], compute_pol_digest(replace(pol, transcripts_root=root)))
-    header = _reseal(replace(p.header, digest=digest))
+    header = _reseal(world, replace(p.header, digest=digest))
     return replace(p, header=header, result=result, result_count=1, result_position=0, result_path=())
 
 
 def test_a_divergence_claimed_past_the_last_segment_is_refused(world) -> None:
     p = world["proof"]
-    _refused(world, _recommitted(p, diverged_segment=S), "bad_result", r"^divergence claimed in segment 6; the job has 6$")
-    _refused(world, _recommitted(p, diverged_segment=2**32 - 1), "bad_result", r"^divergence claimed in segment 4294967295")
-    diverged = _recommitted(p, diverged_segment=2)
+    _refused(world, _recommitted(world, p, diverged_segment=S), "bad_result", r"^divergence claimed in segment 6; the job has 6$")
+    _refused(world, _recommitted(world, p, diverged_segment=2**32 - 1), "bad_result", r"^divergence claimed in segment 4294967295")
+    diverged = _recommitted(world, p, diverged_segment=2)
     _refused(
         world, replace(diverged, kind=FAULT_DIVERGENCE, segment=3), "bad_segment",
         r"^a divergence fault at 3 does not fit a transcript of 3 entries \(diverged: 2\)$",
@@ -325,9 +324,9 @@ def test_an_honest_block_on_another_fork_cannot_be_framed(tmp_path) -> None:
     proof = compute_fraud_proof(b2, claim, FAULT_START, 0, [entry0])
     assert b1.hash() != a1.hash()
     with pytest.raises(InvalidFraudProof, match=r"no start fault at 0$"):  # the block's own parent state
-        verify_fraud_proof(b_author.state_at(b2.header.parent_hash), b_author.config, proof)
+        verify_fraud_proof(b_author.genesis_hash, b_author.state_at(b2.header.parent_hash), b_author.config, proof)
     with pytest.raises(InvalidFraudProof):  # fork A's state: today the "fault" is proven (xfail)
-        verify_fraud_proof(chain.state_at(a1.hash()), chain.config, proof)
+        verify_fraud_proof(chain.genesis_hash, chain.state_at(a1.hash()), chain.config, proof)
     chain.db.close()
     b_author.db.close()
 
@@ -370,10 +369,10 @@ def test_a_start_fault_cannot_be_framed_by_naming_an_older_version(tmp_path) -> 
     state = author.state_at(second.header.parent_hash)
     root = author.state.root()
     with pytest.raises(InvalidFraudProof) as caught:
-        verify_fraud_proof(state, author.config, honest)
+        verify_fraud_proof(author.genesis_hash, state, author.config, honest)
     assert caught.value.reason == "no_fault"
     with pytest.raises(InvalidFraudProof) as caught:
-        verify_fraud_proof(state, author.config, replace(honest, parent_version=0))
+        verify_fraud_proof(author.genesis_hash, state, author.config, replace(honest, parent_version=0))
     assert caught.value.reason == "bad_parent_version", str(caught.value)
     assert str(caught.value) == (
         "the call names no version, so it trained the latest before block #2: version 1 (made in block #1) "
@@ -385,7 +384,7 @@ def test_a_start_fault_cannot_be_framed_by_naming_an_older_version(tmp_path) -> 
     assert third.header.number == 3
     later, root = author.state_at(author.best_hash), author.state.root()
     with pytest.raises(InvalidFraudProof) as caught:
-        verify_fraud_proof(later, author.config, honest)
+        verify_fraud_proof(author.genesis_hash, later, author.config, honest)
     assert caught.value.reason == "no_fault"
     for version, message in (
         (2, "version 2 was made in block #2 itself: which version a call naming none trained in its own block "
@@ -395,7 +394,7 @@ def test_a_start_fault_cannot_be_framed_by_naming_an_older_version(tmp_path) -> 
             "is later than version 0"),
     ):
         with pytest.raises(InvalidFraudProof) as caught:
-            verify_fraud_proof(later, author.config, replace(honest, parent_version=version))
+            verify_fraud_proof(author.genesis_hash, later, author.config, replace(honest, parent_version=version))
         assert (caught.value.reason, str(caught.value)) == ("bad_parent_version", message)
     assert author.state.root() == root
     author.db.close()

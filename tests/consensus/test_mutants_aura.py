@@ -20,14 +20,13 @@ from consensuskit import BOB, CHARLIE, build, open_local
 from chain import calls
 from chain.block import Block
 from chain.extrinsic import sign_extrinsic
-from chain.header import Header
+from chain.header import Header, seal_header
 from consensus.aura import Aura, compute_evidence_key, compute_slot_author, get_equivocations
 from consensus.errors import InvalidHeader
 
 
-def _reseal(header: Header, key, **changes) -> Header:
-    header = msgspec.structs.replace(header, **changes)
-    return msgspec.structs.replace(header, seal=key.sign(header.pre_hash()))
+def _reseal(genesis: bytes, header: Header, key, **changes) -> Header:
+    return seal_header(key, genesis, msgspec.structs.replace(header, **changes))
 
 
 def test_aura_parameters_are_range_checked_at_their_bounds() -> None:
@@ -78,7 +77,7 @@ def test_a_resealed_header_reusing_the_parents_slot_names_its_number(tmp_path) -
     first = build(author, 5)  # Bob
     second = build(author, 6)  # Charlie
     node.import_block(first)
-    same = _reseal(second.header, BOB, slot=5, author=BOB.public)  # Bob's slot, Bob's seal
+    same = _reseal(author.genesis_hash, second.header, BOB, slot=5, author=BOB.public)  # Bob's slot, Bob's seal
     with pytest.raises(InvalidHeader, match=r"^block #2 is in slot 5, not after its parent's 5$") as err:
         node.import_block(Block(same, second.body))
     assert err.value.reason == "slot_not_increasing"

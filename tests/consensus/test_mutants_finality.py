@@ -72,6 +72,7 @@ import pytest
 from consensuskit import ALICE, BOB, CHARLIE, DAVE, EVE, build, open_chain, open_local
 
 from chain.crypto import ss58_encode
+from chain.header import seal_header
 from chain.storage import Column
 from consensus import finality
 from consensus.errors import InvalidJustification, InvalidVote, VoteEquivocation
@@ -387,7 +388,7 @@ def test_ancestry_forgeries_are_refused_with_the_specific_cause(node, branches, 
     elif case == "forged_header_at_target_height":
         # A3's header renumbered to #2 (its parent is the target) and re-sealed by its author.
         header = msgspec.structs.replace(blocks_a[2].header, number=2)
-        header = msgspec.structs.replace(header, seal=CHARLIE.sign(header.pre_hash()))
+        header = seal_header(CHARLIE, node.genesis_hash, header)
         votes[2] = _signed(node, CHARLIE, source, Checkpoint(header.hash(), 2, 6))
         ancestry = (header,)
     elif case == "missing_header":

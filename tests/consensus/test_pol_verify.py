@@ -85,7 +85,7 @@ def _check_proof_elsewhere(tmp: Path, fraud: FraudFound, kind: int, segment: int
     assert (proof.kind, proof.segment, proof.block_hash()) == (kind, segment, block.hash())
     assert decode_fraud_proof(proof.encode()) == proof
     other = open_chain(tmp / "other")
-    verify_fraud_proof(other.state_at(other.best_hash), other.config, proof)
+    verify_fraud_proof(other.genesis_hash, other.state_at(other.best_hash), other.config, proof)
     other.db.close()
 
 
@@ -448,7 +448,7 @@ def test_an_honest_divergence_imports_and_every_segment_sampled_imports(tmp_path
     d0 = _all_openings(author, block, claims[0])[0]
     proof = compute_fraud_proof(block, claims[0], FAULT_DIVERGENCE, 0, [d0])
     with pytest.raises(InvalidFraudProof, match=r"no divergence fault at 0$") as caught:
-        verify_fraud_proof(validator.state_at(block.header.parent_hash), validator.config, proof)
+        verify_fraud_proof(validator.genesis_hash, validator.state_at(block.header.parent_hash), validator.config, proof)
     assert caught.value.reason == "no_fault"
     author.db.close()
     validator.db.close()

@@ -403,7 +403,7 @@ def test_a_forging_authors_block_passes_every_commitment_and_only_re_execution_c
             proof = err.value.proof
             assert proof.block_hash() == block_hash and proof.kind == FAULT_SEGMENT and proof.segment in forged
             assert proof.result.transcript_root == result.transcript_root
-            verify_fraud_proof(honest.state_at(honest.best_hash), honest.config, proof)
+            verify_fraud_proof(honest.genesis_hash, honest.state_at(honest.best_hash), honest.config, proof)
             assert (honest.best_hash, honest.state.root()) == before and not honest.has_block(block_hash)
         finally:
             honest.db.close()

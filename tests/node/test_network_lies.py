@@ -140,10 +140,10 @@ async def test_a_false_fraud_proof_is_judged_without_holding_up_imports(tmp_path
         rerun_started, rerun_may_end = threading.Event(), threading.Event()
         judge = node_service.verify_fraud_proof
 
-        def long_rerun(state, config, p):  # type: ignore[no-untyped-def]
+        def long_rerun(genesis_hash, state, config, p):  # type: ignore[no-untyped-def]
             rerun_started.set()
             rerun_may_end.wait(10.0)  # a long segment: it ends when the test has seen the import
-            return judge(state, config, p)
+            return judge(genesis_hash, state, config, p)
 
         monkeypatch.setattr(node_service, "verify_fraud_proof", long_rerun)
         peer = await peer_with(node, blocks[:1])

@@ -20,7 +20,7 @@ from chain.blockchain import Blockchain
 from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
-from chain.header import Header
+from chain.header import Header, seal_header
 from chain.storage import Database
 from genesis.spec import load_chain_spec, with_slot_duration
 from node.network.messages import BlockData, BlockRequest
@@ -356,9 +356,9 @@ def _transfer_blocks(builder: Blockchain, now: int) -> list[Block]:
     return blocks
 
 
-def _resealed(block: Block, **changes: object) -> Block:
+def _resealed(genesis: bytes, block: Block, **changes: object) -> Block:
     header = msgspec.structs.replace(block.header, **changes)
-    return Block(msgspec.structs.replace(header, seal=dev_keypair("Alice").sign(header.pre_hash())), block.body)
+    return Block(seal_header(dev_keypair("Alice"), genesis, header), block.body)
 
 
 async def _sync_with_ahead_spy(
@@ -412,8 +412,8 @@ async def test_a_failed_import_cancels_the_checks_started_ahead(tmp_path) -> Non
 
     def serve(builder: Blockchain, now: int) -> list[Block]:
         genesis, one, two, three = _transfer_blocks(builder, now)
-        bad = _resealed(two, state_root=bytes(32))
-        return [genesis, one, bad, _resealed(three, parent_hash=bad.hash())]
+        bad = _resealed(builder.genesis_hash, two, state_root=bytes(32))
+        return [genesis, one, bad, _resealed(builder.genesis_hash, three, parent_hash=bad.hash())]
 
     chain, _, ahead = await _sync_with_ahead_spy(tmp_path, serve, lambda _, calls: None in calls)
     assert ahead == [2, 3, None]

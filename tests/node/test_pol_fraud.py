@@ -196,7 +196,7 @@ def test_a_validator_that_samples_the_forgery_rejects_stores_gossips_and_reports
                 (encoded,) = relay.proofs
                 proof = decode_fraud_proof(encoded)
                 assert proof.block_hash() == block.hash() and proof.segment in FAULTY
-                verify_fraud_proof(author.state_at(author.genesis_hash), author.config, proof)  # a valid proof
+                verify_fraud_proof(author.genesis_hash, author.state_at(author.genesis_hash), author.config, proof)  # a valid proof
                 async with RpcClient(d.ws_url) as client:
                     # Not imported: the best block is still genesis; the report is in the pool.
                     assert int((await client.call("chain_getHeader", []))["number"], 16) == 0

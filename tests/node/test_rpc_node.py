@@ -29,6 +29,7 @@ from chain import calls
 from chain.config import SPEC_NAME, SPEC_VERSION
 from chain.crypto import blake2_256, dev_keypair, ss58_decode, ss58_encode
 from chain.extrinsic import sign_extrinsic
+from chain.header import seal_header
 from chain.pallets import balances
 from chain.trie import verify_read_proof
 from genesis.spec import load_chain_spec
@@ -294,7 +295,6 @@ def test_cli_presents_the_loss_curve_per_segment(node) -> None:
 def test_pol_getOffences_lists_a_reported_equivocation(node) -> None:
     """Two headers Alice sealed for one slot, reported by Bob: slashed, and kept (the dev
     chain's only validator)."""
-    import msgspec
 
     from chain.header import Header
 
@@ -303,7 +303,7 @@ def test_pol_getOffences_lists_a_reported_equivocation(node) -> None:
     headers = []
     for root in (b"\x01" * 32, b"\x02" * 32):
         header = Header(genesis, 1, root, bytes(32), 10**9, alice.public)
-        headers.append(msgspec.structs.replace(header, seal=alice.sign(header.pre_hash())).encode())
+        headers.append(seal_header(alice, genesis, header).encode())
     assert call(node, "pol_getOffences")["offences"] == []
     receipt = submit_and_wait(node, signed(node, BOB, calls.ReportEquivocation(*headers)))
     assert receipt["success"], receipt

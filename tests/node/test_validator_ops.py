@@ -34,6 +34,7 @@ from chain.blockchain import Blockchain
 from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair, ss58_encode
 from chain.extrinsic import sign_extrinsic
+from chain.header import seal_header
 from chain.pallets.staking import get_validators
 from chain.storage import Database
 from consensus.aura import compute_slot_author, get_equivocations
@@ -532,7 +533,7 @@ async def test_blocks_of_a_validator_whose_clock_runs_hours_ahead_are_named_as_s
         # can seal with a key of their own, and fresh keys must not make a line each.
         ferdie = dev_keypair("Ferdie")
         stranger = replace_struct(mismatched.header, author=ferdie.public)
-        stranger = replace_struct(stranger, seal=ferdie.sign(stranger.pre_hash()))
+        stranger = seal_header(ferdie, node.chain.genesis_hash, stranger)
         with pytest.raises(InvalidHeader) as refused:
             await node.import_block(Block(stranger, mismatched.body))
         assert refused.value.reason == "future_slot"

@@ -19,7 +19,7 @@ from chainkit import ALICE, BOB, CHARLIE, open_chain, sign
 
 from chain import calls
 from chain.crypto import dev_keypair, ss58_encode
-from chain.header import Header
+from chain.header import Header, seal_header
 from chain.pallets import balances, pol, staking
 from genesis.spec import load_chain_spec
 from rpc.namespaces import pol as pol_rpc
@@ -49,7 +49,7 @@ async def _call(start_server, session, chain, params: Any) -> dict[str, Any]:
 async def test_offences_pending_and_removed(start_server, session, chain) -> None:
     first = _block(chain, 1).block.header  # Bob's slot
     other = Header(first.parent_hash, 1, b"\x07" * 32, bytes(32), 1, BOB.public)
-    other = msgspec.structs.replace(other, seal=BOB.sign(other.pre_hash()))
+    other = seal_header(BOB, chain.genesis_hash, other)
     staked = balances.get_account(chain.state.overlay(), BOB.public).staked
     xt = sign(chain, EVE, calls.ReportEquivocation(first.encode(), other.encode()), 0)
     (receipt,) = _block(chain, 2, [xt]).receipts
