@@ -769,6 +769,9 @@ def run_node(args: argparse.Namespace) -> int:
     if args.rpc_cors:
         cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())
     spec = _node_chain_spec(chain, args.block_time)
+    # A flag's own error comes before any check of what the machine has (a taken port, a
+    # locked database), which would otherwise hide it.
+    network = _network_config(args)
     # Refused before the kernels compile and before anything is written under the base path.
     if not args.tmp and args.base_path is not None:
         with contextlib.ExitStack() as probe:
@@ -803,7 +806,7 @@ def run_node(args: argparse.Namespace) -> int:
             prometheus_host="0.0.0.0" if args.prometheus_external else "127.0.0.1",
             prometheus_port=None if args.no_prometheus else (args.prometheus_port or PROMETHEUS_PORT),
             prometheus_required=args.prometheus_port is not None,
-            network=_network_config(args), node_key=args.node_key, node_key_file=args.node_key_file,
+            network=network, node_key=args.node_key, node_key_file=args.node_key_file,
             byzantine=args.byzantine,
             pol=args.pol, pol_fetch_timeout=args.pol_fetch_timeout, signature_threads=args.signature_threads,
             doppelganger_rounds=args.doppelganger_rounds,

@@ -137,6 +137,20 @@ def test_bad_network_flags_are_refused_with_a_reason(tmp_path, args: list[str], 
     assert message in proc.stderr, proc.stderr
 
 
+def test_a_bad_network_flag_is_named_before_a_taken_rpc_port(tmp_path) -> None:
+    """The flag's own error, not the port another node holds, which would hide it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "node.cli", "node", "--chain", "dev", "--tmp", "--rpc-port", str(port),
+             "--bootnodes", "/ip4/127.0.0.1/tcp/30333"],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode == 1 and "--bootnodes: '/ip4/127.0.0.1/tcp/30333' has no /p2p/<peer id>" in proc.stderr, proc.stderr
+
+
 def test_a_taken_default_port_falls_back_but_an_explicit_one_fails(tmp_path) -> None:
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
