@@ -17,9 +17,20 @@ finalized one), and the best block's. It marks every trie node reachable from th
 roots (:meth:`chain.trie.Trie.mark_reachable`: each distinct node read once, checked
 against its hash), and only then deletes every other node of the TRIE column, in batches.
 This is geth's offline pruning (``geth snapshot prune-state``) in mark-and-sweep form:
-with the node stopped, nothing can write a node the marking did not see. Substrate's online
-pruning (``--state-pruning``, a death row of the nodes each block replaced) needs the trie
-to journal what each block removed, and this trie does not.
+with the node stopped, nothing can write a node the marking did not see.
+
+Online (:class:`LivePrune`, ``polchain node --state-pruning N``): the same marking and sweep
+while the node runs, on a LevelDB snapshot taken when no block is being written (the node
+service starts it under its lock). Blocks keep being imported meanwhile, and a trie node is
+content-addressed: a new block may store again a node that only a pruned state had (an
+account back at an old balance), and the sweep, which saw that node unreachable in the
+snapshot, would delete the new block's copy. So from the snapshot on, the state database
+records every node a block stages (chain.state.StateDB.watch_nodes), and each batch of the
+sweep drops those before it deletes, under the lock the staging takes: a node is either
+recorded before the sweep's check, or put after its delete. Nodes a block stored after the
+snapshot are not in it, so the sweep never sees them. Substrate's online pruning
+(``--state-pruning``, a death row of the nodes each block replaced, with reference counts)
+needs no marking; this trie journals no removals, so the marking stands in for it.
 
 A trie node is content-addressed, and the nodes of one state all differ (a leaf holds the
 rest of its raw key, and a branch the hashes of different children), so a node shared by a
@@ -48,11 +59,11 @@ from dataclasses import dataclass
 from chain.blockchain import META_BEST, META_FINALIZED
 from chain.errors import ChainError
 from chain.header import Header, decode_header
-from chain.state import TrieColumn
-from chain.storage import Column, Database
+from chain.state import StateDB, TrieColumn
+from chain.storage import Column, Database, Snapshot
 from chain.trie import EMPTY_ROOT, Trie
 
-__all__ = ["DEFAULT_KEEP", "PruneReport", "prune_state"]
+__all__ = ["DEFAULT_KEEP", "LivePrune", "PruneReport", "prune_state"]
 
 #: Final blocks whose states are kept below the finalized one (Substrate's default window).
 DEFAULT_KEEP = 256
@@ -75,21 +86,63 @@ def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[s
     """Delete every trie node of ``db`` that the states of the blocks numbered at least the
     finalized block's minus ``keep``, and the best block's, do not reach (module docstring).
     ``db`` must not be in use by a node (open it as the node would: its LOCK keeps a node out)."""
+    _check_keep(keep)
+    report = _prune(db, keep, lambda doomed, sync: _delete(db, doomed, sync=sync), progress or (lambda _message: None))
+    if progress is not None:
+        progress(f"{report.nodes_deleted:,} nodes deleted; compacting the database")
+    db.compact()
+    return report
+
+
+class LivePrune:
+    """One online pruning run of a running node's state (module docstring, "Online").
+
+    Made when no block is being written (the node service holds its lock): it takes the
+    snapshot and starts the state database's record of staged nodes. :meth:`run` then marks
+    and sweeps on any thread while blocks are imported; it ends the record and releases the
+    snapshot whatever happens. No compaction: LevelDB compacts in the background."""
+
+    def __init__(self, db: Database, state: StateDB, keep: int = DEFAULT_KEEP) -> None:
+        _check_keep(keep)
+        self._state, self._keep = state, keep
+        state.watch_nodes()
+        try:
+            self._snapshot = db.snapshot()
+        except BaseException:
+            state.unwatch_nodes()
+            raise
+
+    def run(self, progress: Callable[[str], None] | None = None) -> PruneReport:
+        try:
+            return _prune(self._snapshot, self._keep, self._state.delete_nodes, progress or (lambda _message: None))
+        finally:
+            self._snapshot.close()
+            self._state.unwatch_nodes()
+
+
+def _check_keep(keep: object) -> None:
     if type(keep) is not int or keep < 0:
         raise ValueError(f"keep must be a non-negative int, got {keep!r}")
+
+
+def _prune(
+    reader: Database | Snapshot, keep: int, delete: Callable[[list[bytes], bool], int], say: Callable[[str], None]
+) -> PruneReport:
+    """Mark on ``reader`` (the database, or a snapshot of it), then sweep the nodes it holds
+    that no kept state reaches through ``delete`` (doomed nodes, sync -> how many it deleted;
+    it empties the list)."""
     started = time.perf_counter()
-    say = progress or (lambda _message: None)
-    finalized = _read_header(db, META_FINALIZED).number
+    finalized = _read_header(reader, META_FINALIZED).number
     lowest = max(0, finalized - keep)
-    roots = {_read_header(db, META_BEST).state_root}
+    roots = {_read_header(reader, META_BEST).state_root}
     old_roots: set[bytes] = set()
     kept: list[int] = []  # the numbers of the blocks whose states are kept
     gone = 0
-    for _block_hash, raw in db.iterate(Column.HEADER):
+    for _block_hash, raw in reader.iterate(Column.HEADER):
         header = decode_header(raw)
         if header.number < lowest:
             old_roots.add(header.state_root)
-        elif header.number < finalized and header.state_root != EMPTY_ROOT and db.get(Column.TRIE, header.state_root) is None:
+        elif header.number < finalized and header.state_root != EMPTY_ROOT and reader.get(Column.TRIE, header.state_root) is None:
             gone += 1  # pruned by an earlier run with a smaller keep (its root went first: gone as a whole)
         else:
             roots.add(header.state_root)
@@ -97,23 +150,22 @@ def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[s
     lowest = min(kept, default=finalized)
     already = f"; {gone} pruned before" if gone else ""
     say(f"marking the trie nodes of {len(kept)} states (blocks #{lowest} and up; finalized #{finalized}{already})")
-    trie = Trie(TrieColumn(db))  # its cache stays empty: mark_reachable reads the store
+    trie = Trie(TrieColumn(reader))  # its cache stays empty: mark_reachable reads the store
     marked: set[bytes] = set()
     for root in sorted(roots):  # any order: sorted, so that a run is repeatable
         trie.mark_reachable(root, marked)
     say(f"{len(marked):,} nodes kept; deleting the others")
     # The pruned states' root nodes first, in one synced batch: from then on each of them is
     # unknown as a whole (Blockchain.has_state), never half there, whenever the sweep stops.
-    doomed = [root for root in sorted(old_roots - marked) if db.get(Column.TRIE, root) is not None]
-    deleted = _delete(db, doomed, sync=True)
-    for node_hash, _encoded in db.iterate(Column.TRIE):
-        if node_hash not in marked:
+    doomed = [root for root in sorted(old_roots - marked) if reader.get(Column.TRIE, root) is not None]
+    swept = set(doomed)  # (a snapshot still shows them below)
+    deleted = delete(doomed, True)
+    for node_hash, _encoded in reader.iterate(Column.TRIE):
+        if node_hash not in marked and node_hash not in swept:
             doomed.append(node_hash)
             if len(doomed) == _DELETE_BATCH:
-                deleted += _delete(db, doomed)
-    deleted += _delete(db, doomed)
-    say(f"{deleted:,} nodes deleted; compacting the database")
-    db.compact()
+                deleted += delete(doomed, False)
+    deleted += delete(doomed, False)
     return PruneReport(finalized, lowest, len(kept), len(marked), deleted, time.perf_counter() - started)
 
 
@@ -129,7 +181,7 @@ def _delete(db: Database, doomed: list[bytes], *, sync: bool = False) -> int:
     return count
 
 
-def _read_header(db: Database, meta_key: bytes) -> Header:
+def _read_header(db: Database | Snapshot, meta_key: bytes) -> Header:
     block_hash = db.get(Column.META, meta_key)
     raw = None if block_hash is None else db.get(Column.HEADER, block_hash)
     if raw is None:

@@ -66,7 +66,7 @@ from types import MappingProxyType
 from typing import Final
 
 from chain.errors import OverlayError, StateError, UnknownStateRoot
-from chain.storage import Column, Database, WriteBatch
+from chain.storage import Column, Database, Snapshot, WriteBatch
 from chain.trie import EMPTY_ROOT, HASH_LEN, MAX_KEY_LEN, Trie
 
 __all__ = ["MAX_TRANSACTION_DEPTH", "Overlay", "StateCommit", "StateDB"]
@@ -328,7 +328,7 @@ class TrieColumn:
 
     __slots__ = ("_db",)
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database | Snapshot) -> None:
         self._db = db
 
     def get(self, node_hash: bytes, /) -> bytes | None:
@@ -356,6 +356,10 @@ class StateDB:
         self._values: dict[bytes, bytes | None] = {}
         self._value_cache_size = value_cache_size
         self._staged_flat: tuple[bytes, Mapping[bytes, bytes | None]] | None = None
+        # An online pruning run's record of the trie nodes staged since its snapshot (None: no
+        # run), and the lock under which staging records and the sweep deletes (chain.pruning).
+        self._fresh_nodes: set[bytes] | None = None
+        self._prune_lock = threading.Lock()
         stored = db.get(Column.META, BEST_ROOT_KEY)
         if stored is None:
             self._root = EMPTY_ROOT
@@ -520,7 +524,7 @@ class StateDB:
         """Put ``commit`` into the caller's batch: trie nodes always; flat values and the
         best-root marker only when it builds on the best state (a fork's state is readable
         with ``at=`` but does not touch the flat column)."""
-        batch.put_many(Column.TRIE, commit.trie_nodes.items())
+        self.stage_nodes(batch, commit)
         if commit.base_root != self._root:
             return
         self._mark_moving()
@@ -546,7 +550,40 @@ class StateDB:
 
     def stage_nodes(self, batch: WriteBatch, commit: StateCommit) -> None:
         """Put only ``commit``'s trie nodes into the batch (a block on a side branch)."""
+        if self._fresh_nodes is not None:  # an online pruning run: recorded before the batch is written
+            with self._prune_lock:
+                if self._fresh_nodes is not None:
+                    self._fresh_nodes.update(commit.trie_nodes)
         batch.put_many(Column.TRIE, commit.trie_nodes.items())
+
+    # --- online pruning (chain.pruning.LivePrune) ---------------------------------------------
+    def watch_nodes(self) -> None:
+        """Record the trie nodes staged from now on, until :meth:`unwatch_nodes`. Call it with
+        no block's batch staged and not yet written (its nodes would go unrecorded)."""
+        with self._prune_lock:
+            if self._fresh_nodes is not None:
+                raise StateError("an online pruning run is under way already")
+            self._fresh_nodes = set()
+
+    def unwatch_nodes(self) -> None:
+        with self._prune_lock:
+            self._fresh_nodes = None
+
+    def delete_nodes(self, doomed: list[bytes], sync: bool) -> int:
+        """Delete the trie nodes ``doomed`` (then empty it) but those staged since
+        :meth:`watch_nodes`; returns how many it deleted. A node staged later is put after
+        this delete, in the batch of the block that staged it."""
+        with self._prune_lock:
+            fresh = self._fresh_nodes
+            if fresh is None:
+                raise StateError("no online pruning run is under way: nothing records the nodes blocks store")
+            gone = [node_hash for node_hash in doomed if node_hash not in fresh]
+            if gone:
+                with self._db.write_batch(sync=sync) as batch:
+                    for node_hash in gone:
+                        batch.delete(Column.TRIE, node_hash)
+        doomed.clear()
+        return len(gone)
 
     def stage_flat(self, batch: WriteBatch, changes: Mapping[bytes, bytes | None], root: bytes) -> None:
         """Move the flat column by ``changes`` (None: delete) so that it holds state ``root``.

@@ -196,6 +196,10 @@ class Database:
             for key, value in it:
                 yield key[1:], value
 
+    def snapshot(self) -> Snapshot:
+        """A consistent read-only view of the database as it is now (a LevelDB snapshot)."""
+        return Snapshot(self, self._require_open().snapshot())
+
     def write_batch(self, *, sync: bool = True) -> WriteBatch:
         """A new atomic batch; ``sync=True`` makes :meth:`WriteBatch.commit` wait for fsync."""
         return WriteBatch(self, self._require_open().write_batch(sync=sync))
@@ -220,6 +224,41 @@ class Database:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+
+class Snapshot:
+    """The database as it was when :meth:`Database.snapshot` was called: reads see no write
+    made after it (online pruning marks what to keep in one, chain.pruning). Close it when
+    done, or use it as a context manager: LevelDB keeps every value a snapshot may read."""
+
+    __slots__ = ("_db", "_snapshot")
+
+    def __init__(self, db: Database, snapshot: Any) -> None:
+        self._db = db
+        self._snapshot = snapshot
+
+    def get(self, column: Column, key: bytes) -> bytes | None:
+        """As :meth:`Database.get`, at the snapshot."""
+        col = _check_column(column)
+        _check_bytes("key", key)
+        self._db._require_open()
+        value: bytes | None = self._snapshot.get(col + key)
+        return value
+
+    def iterate(self, column: Column) -> Iterator[tuple[bytes, bytes]]:
+        """As :meth:`Database.iterate` of a whole column, at the snapshot."""
+        col = _check_column(column) + b""  # (plain bytes: plyvel refuses the enum)
+        self._db._require_open()
+        return Database._drain(self._snapshot.iterator(start=col, stop=_compute_prefix_end(col)))
+
+    def close(self) -> None:
+        self._snapshot.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
 

@@ -51,7 +51,7 @@ from chain.errors import (
 )
 from chain.header import decode_header
 from chain.pallets import balances
-from chain.pruning import prune_state
+from chain.pruning import LivePrune, prune_state
 from chain.state import TrieColumn
 from chain.storage import Column, Database
 from chain.trie import EMPTY_ROOT, Trie
@@ -349,3 +349,75 @@ def test_a_larger_keep_after_a_smaller_one_keeps_what_is_left(grown) -> None:
         again = prune_state(db, keep=4, progress=said.append)
     assert (again.lowest_kept, again.states_kept, again.nodes_deleted) == (FINAL, BLOCKS - FINAL + 1, 0)
     assert said[0] == f"marking the trie nodes of {BLOCKS - FINAL + 1} states (blocks #{FINAL} and up; finalized #{FINAL}; 4 pruned before)"
+
+
+# --- online: chain.pruning.LivePrune, while blocks are stored ---------------------------------
+def test_a_live_run_prunes_as_the_offline_one_does(grown) -> None:
+    """The same marking and sweep on a snapshot of an open chain: what is kept stays complete,
+    what is pruned is refused by name, and the chain goes on storing blocks."""
+    path, hashes, bob = grown
+    chain = open_chain(path)
+    try:
+        before = _trie_keys(chain.db)
+        report = LivePrune(chain.db, chain.state, keep=3).run()
+        assert (report.finalized_number, report.lowest_kept) == (FINAL, FINAL - 3)
+        assert report.nodes_deleted == len(before - _trie_keys(chain.db)) > 0
+        for number, block_hash in enumerate(hashes):
+            assert chain.has_state(block_hash) == (number >= FINAL - 3), number
+            if number >= FINAL - 3:
+                assert balances.get_account(chain.state_at(block_hash), BOB.public).free == bob[block_hash]
+                Trie(TrieColumn(chain.db)).mark_reachable(chain.get_header(block_hash).state_root, set())
+        _grow(chain, 2, first_slot=BLOCKS + 1)  # the node goes on, on the pruned database
+        assert LivePrune(chain.db, chain.state, keep=3).run().nodes_deleted == 0  # nothing new became old
+    finally:
+        chain.db.close()
+
+
+def test_a_node_a_block_stores_again_during_a_live_run_is_not_swept(grown) -> None:
+    """Trie nodes are content-addressed: a block written while a live run sweeps may store
+    again a node only a pruned state had (here Bob's account back at its balance after #1),
+    and the snapshot the run marked saw that node unreachable. The state database records
+    what blocks stage from the snapshot on, and the sweep spares it: the new state stays
+    whole. Without the record the node is deleted under the new state (MissingTrieNode)."""
+    path, hashes, _ = grown
+    chain = open_chain(path)
+    try:
+        bob_key = balances.ACCOUNT.compute_key(BOB.public)
+        old_value = chain.state.get(bob_key, at=chain.get_header(hashes[1]).state_root)
+        run = LivePrune(chain.db, chain.state, keep=3)  # #1's state is pruned by this run
+        # What a block imported now writes: Bob's account back as it was after #1.
+        overlay = chain.state.overlay()
+        overlay.set(bob_key, old_value)
+        commit = chain.state.compute_commit(overlay)
+        old_nodes = set(commit.trie_nodes) & _trie_keys(chain.db)
+        assert old_nodes, "the commit stores again a node the database holds (the case under test)"
+        with chain.db.write_batch() as batch:
+            chain.state.stage_nodes(batch, commit)
+        run.run()
+        kept = set()
+        for block_hash in hashes[FINAL - 3 :]:
+            Trie(TrieColumn(chain.db)).mark_reachable(chain.get_header(block_hash).state_root, kept)
+        assert old_nodes - kept, "some of those nodes were unreachable from every kept state: swept but for the record"
+        Trie(TrieColumn(chain.db)).mark_reachable(commit.root, set())  # the new state is whole
+        assert chain.state.get(bob_key, at=commit.root) == old_value
+        assert not chain.has_state(hashes[1])
+    finally:
+        chain.db.close()
+
+
+def test_one_live_run_at_a_time_and_none_after_it_ends(grown) -> None:
+    path, _, _ = grown
+    chain = open_chain(path)
+    try:
+        run = LivePrune(chain.db, chain.state, keep=3)
+        with pytest.raises(ChainError, match=r"^an online pruning run is under way already$"):
+            LivePrune(chain.db, chain.state, keep=3)
+        run.run()
+        with pytest.raises(ChainError, match=r"^no online pruning run is under way"):
+            chain.state.delete_nodes([bytes(32)], False)
+        for keep in (-1, 2.0, None):
+            with pytest.raises(ValueError, match="keep must be a non-negative int"):
+                LivePrune(chain.db, chain.state, keep=keep)  # type: ignore[arg-type]
+        LivePrune(chain.db, chain.state, keep=0).run()  # a refused one left no run under way
+    finally:
+        chain.db.close()
