@@ -292,6 +292,10 @@ def _add_node(sub: _Commands) -> None:
     node.add_argument("--doppelganger-rounds", type=_doppelganger_rounds, default=0, metavar="N",
                       help="a validator listens N rounds for votes and blocks of its own key before it signs, and stops "
                       "if it sees one (another node runs the key); default 0: it signs at once, and stops all the same")
+    node.add_argument("--state-pruning", type=_state_pruning, default=DEFAULT_STATE_PRUNING, metavar="archive|N",
+                      help="keep the states of the N blocks below the finalized one (and of every block not final), "
+                      "deleting older ones while the node runs; 'archive' keeps every state (default: "
+                      f"{DEFAULT_STATE_PRUNING}, as Substrate)")
     node.add_argument("--rpc-port", type=_port, default=9944, metavar="PORT", help="JSON-RPC over HTTP and WebSocket (default 9944)")
     node.add_argument("--rpc-external", action="store_true", help="listen on all interfaces")
     node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto",
@@ -625,6 +629,18 @@ def _positive(text: str) -> int:
     return _int_in(text, 1, 2**31 - 1, "a positive integer")
 
 
+# Final states kept below the finalized block by default (chain.pruning.DEFAULT_KEEP, not
+# imported: parsing imports no chain code; tests/node/test_cli.py checks they agree).
+DEFAULT_STATE_PRUNING = 256
+
+
+def _state_pruning(text: str) -> int | None:
+    """--state-pruning: "archive" (None: every state kept) or a number of final blocks."""
+    if text == "archive":
+        return None
+    return _int_in(text, 0, 2**32 - 1, "a number of blocks (or 'archive')")
+
+
 def _slot_duration(text: str) -> int:
     # chain.config.MIN_SLOT_DURATION_MS..MAX_SLOT_DURATION_MS (not imported: parsing imports no chain code)
     return _int_in(text, 1, 3_600_000, "a slot duration in ms", "3600000 (1 hour)")
@@ -809,7 +825,7 @@ def run_node(args: argparse.Namespace) -> int:
             network=network, node_key=args.node_key, node_key_file=args.node_key_file,
             byzantine=args.byzantine,
             pol=args.pol, pol_fetch_timeout=args.pol_fetch_timeout, signature_threads=args.signature_threads,
-            doppelganger_rounds=args.doppelganger_rounds,
+            doppelganger_rounds=args.doppelganger_rounds, state_pruning=args.state_pruning,
         )
         rpc_options = {
             "max_http_connections": args.rpc_max_http_connections,

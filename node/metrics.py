@@ -140,6 +140,9 @@ class NodeMetrics:
         self.pol_unavailable = Counter(
             "polchain_pol_unavailable", "Block imports refused: checkpoints not obtainable in time", registry=reg
         )
+        self.pruned_nodes = Counter(
+            "polchain_state_pruned_nodes", "Trie nodes online state pruning deleted (--state-pruning)", registry=reg
+        )
         reg.register(_TranscriptCollector(service))
         reg.register(_TablesCollector(service))
         self.loop_lag = LoopLagProbe(

@@ -112,6 +112,7 @@ from chain.proofs import (
     TrainingClaim,
     TranscriptVerifier,
 )
+from chain.pruning import LivePrune
 from chain.runtime import Receipt
 from chain.storage import Database
 from consensus.aura import Aura, compute_slot, compute_slot_author
@@ -187,6 +188,9 @@ MAX_FAR_FUTURE_AUTHORS = 64
 # A validator whose best block is this far behind the round does not vote (NodeService._catching_up).
 CATCH_UP_MS = 60_000
 POL_MODES = ("sampled", "full")
+# Online state pruning runs at most once per this many finalized blocks (fewer if --state-pruning
+# keeps fewer states): each run marks every kept state's nodes and reads the whole TRIE column.
+PRUNE_EVERY = 32
 
 
 def _describe_duration(ms: int) -> str:
@@ -256,6 +260,7 @@ class NodeConfig:
     pol_fetch_timeout: float = DEFAULT_FETCH_TIMEOUT  # --pol-fetch-timeout, seconds
     signature_threads: int = 1  # --signature-threads (chain.signatures; the CLI's default: one a core)
     doppelganger_rounds: int = 0  # --doppelganger-rounds: rounds listening for this key's signatures before signing
+    state_pruning: int | None = None  # --state-pruning: final states kept below the finalized block (None: archive)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -318,6 +323,10 @@ class NodeService:
         self._work = asyncio.Event()
         self._lock = asyncio.Lock()
         self._fraud_check = asyncio.Lock()  # one fraud proof re-run at a time, off self._lock
+        # Online state pruning (--state-pruning): the run under way, and the finalized number
+        # the last one started at (see _maybe_prune).
+        self._pruning: asyncio.Task[None] | None = None
+        self._pruned_at = self.chain.finalized_number
         self._head_watchers: set[asyncio.Queue[Header]] = set()
         self._final_watchers: set[asyncio.Queue[Header]] = set()
         self._xt_watchers: dict[bytes, set[asyncio.Queue[Any]]] = {}
@@ -1066,6 +1075,7 @@ class NodeService:
             "Finalized #%d (0x%s…) by %d votes of round %d",
             chain.finalized_number, chain.finalized_hash.hex()[:12], len(justification.votes), justification.round,
         )
+        self._maybe_prune()
         for number in range(old + 1, chain.finalized_number + 1):
             block_hash = chain.get_hash(number)
             assert block_hash is not None  # the finalized chain is the best chain's start
@@ -1156,6 +1166,34 @@ class NodeService:
             imported = await asyncio.to_thread(self.chain.finish_import, prepared, openings)
             await self._after_import(imported, time.perf_counter() - started)
             return imported
+
+    # --- online state pruning --------------------------------------------------------------------
+    def _maybe_prune(self) -> None:
+        """Start an online pruning run (chain.pruning.LivePrune) when finality has moved
+        min(keep, PRUNE_EVERY) blocks (at least one) since the last one started, and none is
+        under way. Called with the lock held: no block's batch is being written, which the
+        run's snapshot needs. The run then marks and sweeps on a thread while blocks are
+        imported; at most keep + PRUNE_EVERY final states are held below the finalized block."""
+        keep = self.config.state_pruning
+        if keep is None or (self._pruning is not None and not self._pruning.done()):
+            return
+        if self.chain.finalized_number - self._pruned_at < max(1, min(keep, PRUNE_EVERY)):
+            return
+        self._pruned_at = self.chain.finalized_number
+        run = LivePrune(self.db, self.chain.state, keep)
+        self._pruning = asyncio.create_task(self._prune(run))
+
+    async def _prune(self, run: LivePrune) -> None:
+        try:
+            report = await asyncio.to_thread(run.run)
+        except Exception:  # the next run tries again; nothing is deleted that a kept state needs
+            log.exception("Online state pruning failed")
+            return
+        self.metrics.pruned_nodes.inc(report.nodes_deleted)
+        log.info(
+            "Pruned %d trie nodes in %.2f s: the states of blocks below #%d are gone (%d kept)",
+            report.nodes_deleted, report.seconds, report.lowest_kept, report.states_kept,
+        )
 
     # --- proof-of-learning fraud ---------------------------------------------------------------
     def _on_fraud_found(self, proof: FraudProof, message: str) -> None:
@@ -1344,6 +1382,8 @@ class NodeService:
             await self._stop.wait()
         finally:
             await asyncio.gather(author, finality, lag_probe, return_exceptions=True)
+            if self._pruning is not None:  # it reads a snapshot of the database closed below
+                await asyncio.gather(self._pruning, return_exceptions=True)
             if self.network is not None:
                 await self.network.stop()  # fails pending requests, so syncs end
             if self.link is not None:

@@ -632,6 +632,21 @@ def test_list_flags_given_twice_add_up() -> None:
     assert build_parser().parse_args(["node"]).bootnodes == []
 
 
+def test_state_pruning_is_a_number_of_blocks_or_archive(capsys) -> None:
+    from chain.pruning import DEFAULT_KEEP
+    from node.cli import DEFAULT_STATE_PRUNING
+
+    assert DEFAULT_STATE_PRUNING == DEFAULT_KEEP == build_parser().parse_args(["node"]).state_pruning
+    assert build_parser().parse_args(["node", "--state-pruning", "archive"]).state_pruning is None
+    assert build_parser().parse_args(["node", "--state-pruning", "0"]).state_pruning == 0
+    for bad, says in (("-1", "-1 is out of range"), ("1.5", "'1.5' is not an integer"), ("Archive", "'Archive' is not an integer"),
+                      ("4294967296", "4294967296 is out of range: a number of blocks (or 'archive') is 0..4294967295")):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["node", "--state-pruning", bad])
+        assert exc.value.code == 2
+        assert f"argument --state-pruning: {says}" in capsys.readouterr().err
+
+
 # --- the CLI as an outside tester drives it off the README's path ------------------------------------
 def test_a_base_path_in_use_or_a_taken_rpc_port_is_refused_and_a_restart_resumes(tmp_path) -> None:
     """Two nodes on one base path, a node whose RPC port is taken, Ctrl-C then SIGTERM and a

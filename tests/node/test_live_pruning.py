@@ -1,0 +1,70 @@
+"""Online state pruning in a running node (``polchain node --state-pruning N``,
+NodeService._maybe_prune, chain.pruning.LivePrune): a dev validator authoring and finalizing
+every 100 ms slot prunes the states more than N blocks below the finalized one while it goes
+on, keeps every other state whole, and stops cleanly with a run under way."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chain.crypto import dev_keypair
+from chain.pallets import balances
+from chain.state import TrieColumn
+from chain.trie import Trie
+from genesis.spec import load_chain_spec, with_slot_duration
+from node.service import NodeConfig, NodeService
+
+KEEP = 2
+
+
+def _service(tmp_path, state_pruning: int | None) -> NodeService:
+    return NodeService(
+        NodeConfig(base_path=tmp_path, author="//Alice", state_pruning=state_pruning),
+        with_slot_duration(load_chain_spec("dev"), 100),
+    )
+
+
+def _run_until(service: NodeService, done, timeout: float = 60.0) -> None:
+    async def scenario() -> None:
+        task = asyncio.create_task(service.run())
+        try:
+            async with asyncio.timeout(timeout):
+                while not done():
+                    await asyncio.sleep(0.05)
+        finally:
+            service.request_stop()  # (with a pruning run perhaps under way: it is waited for)
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_a_running_node_prunes_old_states_and_keeps_the_rest_whole(tmp_path) -> None:
+    service = _service(tmp_path, KEEP)
+    chain = service.chain
+    _run_until(service, lambda: service.metrics.pruned_nodes._value.get() > 0 and chain.finalized_number >= 12)
+    # Reopened: what the runs left on disk, after a stop that waited for the last one.
+    service = _service(tmp_path, KEEP)
+    chain = service.chain
+    try:
+        finalized = chain.finalized_number
+        pruned = [n for n in range(finalized + 1) if not chain.has_state(chain.get_hash(n))]
+        assert 0 in pruned and pruned == list(range(len(pruned))), pruned  # the oldest, from genesis up
+        assert len(pruned) <= finalized - KEEP  # never one of the last KEEP final states
+        kept: set[bytes] = set()
+        for n in range(len(pruned), chain.best_number + 1):  # every state left is whole
+            Trie(TrieColumn(chain.db)).mark_reachable(chain.get_header(chain.get_hash(n)).state_root, kept)
+        assert balances.get_account(chain.state_at(chain.best_hash), dev_keypair("Alice").public).free > 0
+    finally:
+        service.close()
+
+
+def test_archive_keeps_every_state(tmp_path) -> None:
+    service = _service(tmp_path, None)
+    chain = service.chain
+    _run_until(service, lambda: chain.finalized_number >= 6)
+    service = _service(tmp_path, None)
+    try:
+        assert all(service.chain.has_state(service.chain.get_hash(n)) for n in range(service.chain.best_number + 1))
+        assert service.metrics.pruned_nodes._value.get() == 0
+    finally:
+        service.close()
