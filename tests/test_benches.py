@@ -43,3 +43,16 @@ def test_an_out_folder_is_made_and_checked(tmp_path) -> None:
     assert list((tmp_path / "a b" / "c").iterdir()) == []  # the probe file is gone
     (tmp_path / "f").write_text("")
     assert check_out_folder(tmp_path / "f", ["x.json"]) == "cannot make the folder: File exists"
+
+
+def test_the_pruning_bench_runs_small_and_records_both_variants(tmp_path) -> None:
+    """benches.pruning at a tiny size: both variants end on one root (the bench exits
+    otherwise), the pruned one ran live pruning while importing and keeps fewer trie nodes."""
+    from benches import pruning
+
+    out = tmp_path / "pruning.json"
+    pruning.main(["--blocks", "14", "--per-block", "8", "--keep", "2", "--reps", "1", "--out", str(out)])
+    record = json.loads(out.read_text())
+    archive, pruned = record["summary"]["archive"], record["summary"]["pruned"]
+    assert archive["runs"] == 0 and pruned["runs"] >= 2 and pruned["run_deleted"] > 0
+    assert pruned["trie_nodes"] < archive["trie_nodes"] and len(record["ratios"]) == 1
