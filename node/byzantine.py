@@ -21,8 +21,8 @@ and punish each fault; no honest operator runs them. Three modes:
 
 ``withhold-checkpoints``
     The node authors normally, but its transcript server answers not-found for every opening,
-    its own blocks' included (:func:`serves_checkpoints`): a validator can then not fetch what
-    its sample needs, and the block is never voted for nor built on.
+    its own blocks' included (:func:`serves_checkpoints`): a validator can then not fetch its
+    checkpoints, and the block is never voted for nor built on.
 
 ``equivocate``
     In each of its slots the author seals two different blocks on the same parent and announces

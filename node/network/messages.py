@@ -8,8 +8,7 @@ arrives already in the form ``Blockchain.import_block`` takes.
 Tags are part of the protocol: never reuse one. Tag 9 is the fraud-proof gossip, 10 and 11
 the transcript request and response of proof-of-learning (issue 9: a block carries each
 training call's transcript root, losses and new weights; the intermediate checkpoints are
-fetched on demand, with Merkle paths against the root, by the validators whose sample needs
-them).
+fetched on import, with Merkle paths against the root, by every validator: consensus.pol).
 
 Bounds (checked by msgspec while decoding, after the size check on the raw bytes):
 - a message is at most :data:`MAX_MESSAGE_SIZE` bytes (a block is at most 5 MiB of

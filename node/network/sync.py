@@ -49,7 +49,7 @@ Finality
 
 Proof-of-learning (issue 9)
 - every block from a peer is imported with a :class:`~node.network.transcripts.NetworkSource`:
-  the node's verifier fetches the openings its sample needs from the peer the block came from
+  the node's verifier fetches every checkpoint (consensus.pol) from the peer the block came from
   first, then the others. A block whose openings cannot be had within ``--pol-fetch-timeout``
   (``CheckpointsUnavailable``) is not imported: logged once per block, counted in
   ``polchain_pol_unavailable_total``, not the peer's fault (it may relay an author that

@@ -2,7 +2,7 @@
 
 A block carries each training call's transcript root, loss curve and new weights; the
 intermediate checkpoints stay with the author (issue 9). A validator importing the block
-fetches only the openings its secret sample needs (consensus.pol.SampledVerifier asks a
+fetches every opening of each job, whatever its secret sample (consensus.pol.SampledVerifier asks a
 :class:`chain.proofs.CheckpointSource`), verifies each against the committed root, and
 stores them with the block, so it serves them too.
 

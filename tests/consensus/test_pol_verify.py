@@ -130,42 +130,79 @@ def test_a_forged_block_is_refused_with_a_fraud_proof(tmp_path, forgery, param, 
         chain.db.close()
 
 
+def _every_entry(n: int = S) -> list[tuple[int, bool]]:
+    """What a sampled verifier asks for a job of ``n`` segments that claims no divergence:
+    every segment's input checkpoint with its weights, the last entry without (consensus.pol)."""
+    return [(j, True) for j in range(n)] + [(n, False)]
+
+
 def test_a_withheld_checkpoint_makes_the_block_unavailable_not_invalid(tmp_path) -> None:
+    """Withholding any entry refuses every validator alike, whatever its sample, and proves
+    nothing against the author. (When a validator asked for its sample's checkpoints only,
+    withholding one left the validators whose sample did not need it importing the block.)"""
     author, block = _author(tmp_path / "author")
-    secret = _covering_secret(block.hash(), S, 2, {3})
-    sample = compute_sample(secret, block.hash(), 0, S, 2)
+    covering = _covering_secret(block.hash(), S, 2, {3})
+    missing = next(s for s in (i.to_bytes(4, "little") * 8 for i in range(10_000))
+                   if not {2, 3} & set(compute_sample(s, block.hash(), 0, S, 2)))  # neither re-runs nor checks entry 3
     validator = open_chain(tmp_path / "validator")
-    validator.verifier = SampledVerifier(secret, 2)
-    source = WithholdingSource(LocalSource(author.transcripts), [3])
-    error = _refuse(validator, block, source, CheckpointsUnavailable, r"entries \[3\] withheld")
-    assert not isinstance(error, FraudFound)
-    # A checkpoint the sample does not need may be withheld: the block imports.
-    spare = next(j for j in range(1, S) if j not in sample and j - 1 not in sample)
-    validator.import_block(block, WithholdingSource(LocalSource(author.transcripts), [spare]))
+    for secret in (covering, missing):
+        for withheld in (3, S):  # an inner checkpoint, the last entry
+            validator.verifier = SampledVerifier(secret, 2)
+            source = WithholdingSource(LocalSource(author.transcripts), [withheld])
+            error = _refuse(validator, block, source, CheckpointsUnavailable, rf"entries \[{withheld}\] withheld")
+            assert not isinstance(error, FraudFound)
+    validator.import_block(block, LocalSource(author.transcripts))  # served in full, it imports
     author.db.close()
     validator.db.close()
 
 
-def test_an_honest_block_imports_and_the_fetched_openings_are_the_samples(tmp_path) -> None:
+def test_every_validator_asks_for_every_checkpoint_whatever_its_sample(tmp_path) -> None:
+    """One request per job, the same for every validator: every segment's input checkpoint with
+    its weights. An author that saw each validator's sample in its request refused exactly
+    those that would catch its forgery (an outside reviewer's finding); what it can refuse now
+    does not depend on the sample. The fetched openings are stored and served from here on."""
     author, block = _author(tmp_path / "author")
-    secret = b"v" * 32
-    sample = compute_sample(secret, block.hash(), 0, S, 2)
     validator = open_chain(tmp_path / "validator")
-    verifier = SampledVerifier(secret, 2)
     claim = _claim(validator, block, 0)
-    source = _Recording(LocalSource(author.transcripts))
-    fetched = verifier.verify_block(block, block.hash(), [claim], source)
-    wanted = {0: False, S: False} | {j + 1: False for j in sample} | {j: True for j in sample}
-    assert source.asked == [(block.hash(), 0, sorted(wanted.items()))]  # one request, weights only for the sample
-    assert [(i, o.index) for i, o in fetched] == [(0, j) for j in sorted(wanted)]
-    assert all(o.weights is not None for _, o in fetched if wanted[o.index])
-    validator.verifier = verifier
+    samples = set()
+    for secret in (b"v" * 32, b"w" * 32, b"x" * 32):
+        samples.add(compute_sample(secret, block.hash(), 0, S, 2))
+        source = _Recording(LocalSource(author.transcripts))
+        fetched = SampledVerifier(secret, 2).verify_block(block, block.hash(), [claim], source)
+        assert source.asked == [(block.hash(), 0, _every_entry())]
+        assert [(i, o.index) for i, o in fetched] == [(0, j) for j in range(S + 1)]
+    assert len(samples) == 3  # three different samples, one request
+    validator.verifier = SampledVerifier(b"v" * 32, 2)
     validator.import_block(block, LocalSource(author.transcripts))
     assert validator.best_hash == block.hash()
-    assert all(o.weights is None for _, o in fetched if not wanted[o.index])  # as a peer sends them
-    for j in sorted(wanted):  # stored, and served from here on; weights only where they were fetched
+    for j in range(S + 1):  # stored, and served from here on, with weights where they were fetched
         stored = validator.transcripts.get(block.hash(), 0, j)
-        assert stored is not None and (stored.weights is not None) == wanted[j]
+        assert stored is not None and (stored.weights is not None) == (j < S)
+    author.db.close()
+    validator.db.close()
+
+
+def test_an_author_refusing_whoever_asks_for_the_forged_checkpoint_gets_no_block_in(tmp_path) -> None:
+    """The reviewer's attack: segment 3 forged, and the author serves every request but those
+    that ask for checkpoint 3's weights, the one a re-run of segment 3 needs. Every validator
+    asks for it, so none imports the block, whatever its sample (before, every validator whose
+    sample missed segment 3 imported it and voted it final)."""
+    author, block = _author(tmp_path / "author", forging_trainer("segment", 3))
+
+    class Selective(LocalSource):
+        def fetch(self, block_hash, result, wanted):  # type: ignore[no-untyped-def]
+            if (3, True) in wanted:
+                raise CheckpointsUnavailable("checkpoint 3 withheld from this validator")
+            return super().fetch(block_hash, result, wanted)
+
+    validator = open_chain(tmp_path / "validator")
+    missed = 0
+    for i in range(12):
+        secret = i.to_bytes(4, "little") * 8
+        missed += 3 not in compute_sample(secret, block.hash(), 0, S, 2)
+        validator.verifier = SampledVerifier(secret, 2)
+        _refuse(validator, block, Selective(author.transcripts), CheckpointsUnavailable, "checkpoint 3 withheld")
+    assert missed > 0  # some of these samples miss segment 3: they imported the forgery before
     author.db.close()
     validator.db.close()
 
@@ -454,19 +491,20 @@ def test_an_honest_divergence_imports_and_every_segment_sampled_imports(tmp_path
     validator.db.close()
 
 
-def test_m_of_zero_still_samples_one_segment_and_entry_0_comes_without_weights(tmp_path) -> None:
-    """A per-block m below 1 is taken as 1 (a validator always re-runs something), and the
-    link check fetches entry 0 without its weights unless the sample re-runs segment 0 (its
-    loss and weights hash are all the start check needs)."""
+def test_m_of_zero_still_samples_one_segment(tmp_path, monkeypatch) -> None:
+    """A per-block m below 1 is taken as 1 (a validator always re-runs something); the request
+    is every checkpoint, as for any m."""
     author, block = _author(tmp_path / "author")
     validator = open_chain(tmp_path / "validator")
     secret = next(s for s in (bytes([i]) * 32 for i in range(1, 64)) if compute_sample(s, block.hash(), 0, S, 1) != (0,))
     sample = compute_sample(secret, block.hash(), 0, S, 1)
     source = _Recording(LocalSource(author.transcripts))
+    reran: list[tuple[int, ...]] = []
+    real = pol._rerun_all
+    monkeypatch.setattr(pol, "_rerun_all", lambda tasks: reran.append(tuple(j for _, j, _ in tasks)) or real(tasks))
     SampledVerifier(secret, 2, samples_for=lambda _b: 0).verify_block(block, block.hash(), [_claim(validator, block, 0)], source)
-    wanted = {0: False, S: False} | {j + 1: False for j in sample} | {j: True for j in sample}
-    assert len(sample) == 1 and 0 not in sample
-    assert source.asked == [(block.hash(), 0, sorted(wanted.items()))]
+    assert len(sample) == 1 and reran == [sample]  # the one segment of its sample re-run
+    assert source.asked == [(block.hash(), 0, _every_entry())]
     author.db.close()
     validator.db.close()
 
@@ -482,8 +520,7 @@ def test_m_can_be_a_chain_parameter_read_per_block(tmp_path) -> None:
     source = _Recording(LocalSource(author.transcripts))
     verifier.verify_block(block, block.hash(), [_claim(validator, block, 0)], source)
     sample = compute_sample(secret, block.hash(), 0, S, 3)
-    wanted = {0: False, S: False} | {j + 1: False for j in sample} | {j: True for j in sample}
     assert len(sample) == 3 and asked == [block.hash()]
-    assert source.asked == [(block.hash(), 0, sorted(wanted.items()))]
+    assert source.asked == [(block.hash(), 0, _every_entry())]
     author.db.close()
     validator.db.close()
