@@ -22,8 +22,11 @@ SPEC_NAME = "polchain"
 # genesis), instead of forking on the first block the rules disagree on.
 # 1: the chain up to 2026-11-28. 2: proposal deposits in governance and democracy, INFER
 # outputs counted against the block, error texts cut at 512 bytes, the block's transcript
-# bound and the transcript fee, the slot duration in the runtime config.
-SPEC_VERSION = 2
+# bound and the transcript fee, the slot duration in the runtime config. 3: a header's
+# digest bounded (8 logs of at most 256 bytes), the seal signing the genesis hash
+# (chain.header.compute_seal_message). tests/chain/test_vectors.py pins each version's
+# golden genesis and block hashes: a change to either is a new version.
+SPEC_VERSION = 3
 TRANSACTION_VERSION = 1
 
 

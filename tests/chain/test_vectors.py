@@ -10,6 +10,7 @@ from make_vectors import VECTORS, compute_vectors
 
 from chain.block import decode_block
 from chain.codec import decode
+from chain.config import SPEC_VERSION
 from chain.proofs import Opening
 from tests.forgery import MemorySource
 
@@ -18,6 +19,29 @@ def _load(name: str) -> dict:
     path = VECTORS / name
     assert path.is_file(), f"golden vector {path} is missing (python tests/chain/make_vectors.py writes it)"
     return json.loads(path.read_text())
+
+
+# Each runtime version's golden dev genesis hash and block hash. A change to what a block
+# computes, or signs, changes one of them: that is a consensus change, so it takes a new
+# chain.config.SPEC_VERSION and a new line here, never an edit of an old one. (Version 2's
+# block hash changed twice under it, 3d0698c and 301a054, before this check existed; its line
+# is the last of them. An outside reviewer found that both builds called themselves 2.)
+PINNED = {
+    2: ("0xe82774b65d3521b5af374c4f6a42abec759dc63efd0a799e7a7d58b03adbef16",
+        "0x358721e86211272e605ddeefdfd87a6febab7d0383bf6459f92256ff47489f69"),
+    3: ("0x4d02389b6c55bf741717127cedb1819d29c0f9972bc762b4a303c17280956e44",
+        "0xd80a47541edfa5651cc53d3e663dc2e5cdadfa58a33541df5d585ca34067ca3b"),
+}
+
+
+def test_the_golden_hashes_are_this_spec_versions_own() -> None:
+    genesis, block = compute_vectors()
+    assert (genesis["genesis_hash"], block["block_hash"]) == PINNED[SPEC_VERSION], (
+        "the golden genesis or block changed: a consensus change needs a new SPEC_VERSION (and a line in PINNED)"
+    )
+    for version, (old_genesis, old_block) in PINNED.items():  # no two versions share a chain
+        if version != SPEC_VERSION:
+            assert old_genesis != genesis["genesis_hash"] and old_block != block["block_hash"]
 
 
 def test_dev_genesis_hash_and_block_are_reproduced() -> None:
