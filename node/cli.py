@@ -781,6 +781,14 @@ def run_node(args: argparse.Namespace) -> int:
         author = "//Alice"
     if args.validator and author is None:
         raise CliError("--validator needs a key: use one of --alice .. --ferdie, or --key URI")
+    if author is not None and not args.dev and args.base_path is None and not args.tmp:
+        # Without a base path the node runs on a temporary one, deleted at exit: a validator
+        # would forget its slashing-protection record (and could sign a surround vote after a
+        # restart), its proof-of-learning secret and its node key (peers' --bootnodes break).
+        raise CliError(
+            "an authoring node needs a lasting --base-path (its slashing-protection record, proof-of-learning "
+            "secret and node key live there); pass --tmp to run one that forgets them at exit"
+        )
     cors: tuple[str, ...] | str | None = None
     if args.rpc_cors:
         cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())

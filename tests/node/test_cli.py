@@ -632,6 +632,18 @@ def test_list_flags_given_twice_add_up() -> None:
     assert build_parser().parse_args(["node"]).bootnodes == []
 
 
+def test_an_authoring_node_without_a_base_path_is_refused_unless_tmp_or_dev(capsys) -> None:
+    """A temporary base path is deleted at exit, and with it a validator's slashing-protection
+    record, proof-of-learning secret and node key (an outside reviewer's finding: ``--chain
+    local --alice --validator`` ran on /tmp/polchain-… and forgot them at Ctrl-C)."""
+    for argv in (["--chain", "local", "--alice"], ["--chain", "local", "--validator", "--key", "//Validator7"],
+                 ["--chain", "dev", "--bob"]):
+        assert main(["node", *argv]) == 1
+        err = capsys.readouterr().err
+        assert err == ("Error: an authoring node needs a lasting --base-path (its slashing-protection record, "
+                       "proof-of-learning secret and node key live there); pass --tmp to run one that forgets them at exit\n"), err
+
+
 def test_state_pruning_is_a_number_of_blocks_or_archive(capsys) -> None:
     from chain.pruning import DEFAULT_KEEP
     from node.cli import DEFAULT_STATE_PRUNING
