@@ -283,7 +283,10 @@ def _add_node(sub: _Commands) -> None:
     node.add_argument("--validator", action="store_true", help="author blocks; needs a key (--alice .. --ferdie or --key)")
     for who in DEV_ACCOUNTS:
         node.add_argument(f"--{who.lower()}", action="store_true", help=f"author with //{who} (implies --validator)")
-    node.add_argument("--key", default=None, metavar="URI", help="author with this secret URI, e.g. //Validator7")
+    node.add_argument("--key", default=None, metavar="URI", help="author with this secret URI, e.g. //Validator7 "
+                      "(any local user sees it in the process list: a real key belongs in --key-file)")
+    node.add_argument("--key-file", type=_path, default=None, metavar="PATH",
+                      help="author with the secret URI this file holds; it must be readable by its owner only (mode 0600)")
     node.add_argument("--block-time", type=_slot_duration, default=None, metavar="MS",
                       help="the slot duration of the chain this node builds from --dev or a preset (another chain: "
                       "the genesis hash covers it); a spec file's chain has its own, and another value is refused "
@@ -762,21 +765,49 @@ def _rpc_url(text: str) -> str:
 
 
 # --- node -------------------------------------------------------------------------------------
+MAX_KEY_FILE = 4096  # bytes: a secret URI (a 24-word phrase and derivations) is far shorter
+
+
+def _read_key_file(path: Path) -> str:
+    """--key-file: the secret URI the file holds (surrounding whitespace dropped). Refused if
+    anyone but its owner may read it, as ssh refuses a private key (the node's own secrets are
+    created mode 0600: node.durable_file), and never echoed."""
+    try:
+        with open(path, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if mode & 0o077:
+                raise CliError(f"--key-file {path}: mode {mode & 0o777:o} lets others read the key; chmod 600 it")
+            data = file.read(MAX_KEY_FILE + 1)
+    except OSError as exc:
+        raise CliError(f"--key-file {path}: {exc.strerror}") from None
+    if len(data) > MAX_KEY_FILE:
+        raise CliError(f"--key-file {path}: over {MAX_KEY_FILE} bytes, not a secret URI")
+    try:
+        uri = data.decode().strip()
+    except UnicodeDecodeError:
+        raise CliError(f"--key-file {path}: not UTF-8 text, not a secret URI") from None
+    if not uri:
+        raise CliError(f"--key-file {path}: empty")
+    return uri
+
+
 def run_node(args: argparse.Namespace) -> int:
     import asyncio
     import tempfile
 
     import ml_runtime
     from chain import signatures
-    from chain.crypto import DEV_ACCOUNTS, Keypair
+    from chain.crypto import DEV_ACCOUNTS, Keypair, ss58_encode
     from node.metrics import DEFAULT_PORT as PROMETHEUS_PORT
     from node.service import NodeConfig
 
     chain = args.chain or ("dev" if args.dev else "local")
     dev_flag = next((who for who in DEV_ACCOUNTS if getattr(args, who.lower())), None)
-    if args.key and dev_flag:
-        raise CliError(f"--key and --{dev_flag.lower()} both name the authoring key; use one")  # a key is never echoed
-    author = args.key or (f"//{dev_flag}" if dev_flag else None)
+    named = [flag for flag, given in (("--key", args.key), ("--key-file", args.key_file)) if given]
+    named += [f"--{dev_flag.lower()}"] if dev_flag else []
+    if len(named) > 1:
+        raise CliError(f"{named[0]} and {named[1]} both name the authoring key; use one")  # a key is never echoed
+    author = args.key or (_read_key_file(args.key_file) if args.key_file else None) or (f"//{dev_flag}" if dev_flag else None)
     if args.dev and author is None:
         author = "//Alice"
     if args.validator and author is None:
@@ -806,8 +837,9 @@ def run_node(args: argparse.Namespace) -> int:
     rpc_host = "0.0.0.0" if args.rpc_external else "127.0.0.1"
     _require_free_port("JSON-RPC", rpc_host, args.rpc_port, "--rpc-port")
     _warn_rpc_exposure(args.rpc_external, args.rpc_methods, args.rpc_port)
-    if author is not None and Keypair.from_uri(author).public not in compute_validators(spec):
-        log.warning("%s is not a validator of chain %r: this node will not author blocks", author, spec.id)
+    if author is not None and (public := Keypair.from_uri(author).public) not in compute_validators(spec):
+        # The address, never the URI: a --key-file's secret must not reach the log.
+        log.warning("%s is not a validator of chain %r: this node will not author blocks", ss58_encode(public), spec.id)
     # A signal before the event loop installs its handlers still unwinds through the
     # temporary directory's cleanup (the default SIGTERM action would skip it).
     signal.signal(signal.SIGTERM, _interrupt)

@@ -499,7 +499,9 @@ def test_a_failed_start_leaves_no_temporary_directory(tmp_path) -> None:
     assert out.returncode == 1, out.stderr
     assert out.stderr.splitlines()[-1] == f"Error: cannot listen on /ip4/0.0.0.0/tcp/{port}: Address already in use"
     assert "Traceback" not in out.stderr
-    assert "//Bob is not a validator of chain 'dev': this node will not author blocks" in out.stderr
+    # The key's address, never its secret URI: a --key-file's secret must not reach a log.
+    assert "5GoNkf6WdbxCFnPdAnYYQyCjAKPJgLNxXwPjwTh6DGg6gN3E is not a validator of chain 'dev': this node will not author blocks" in out.stderr
+    assert "//Bob" not in out.stderr
     assert list(tmpdir.iterdir()) == []  # the database under polchain-* went with it
 
 
@@ -642,6 +644,40 @@ def test_an_authoring_node_without_a_base_path_is_refused_unless_tmp_or_dev(caps
         err = capsys.readouterr().err
         assert err == ("Error: an authoring node needs a lasting --base-path (its slashing-protection record, "
                        "proof-of-learning secret and node key live there); pass --tmp to run one that forgets them at exit\n"), err
+
+
+def test_a_key_file_names_the_key_off_the_process_list_and_only_its_owner_may_read_it(tmp_path, capsys) -> None:
+    """--key put the secret URI in /proc/<pid>/cmdline, readable by every local user (an
+    outside reviewer's finding): --key-file reads it from a file only its owner may read, and
+    no refusal echoes it."""
+    from node.cli import MAX_KEY_FILE, _read_key_file
+
+    secret = "bottom drive obey lake curtain smoke basket hold race lonely fit walk//Validator7"
+    path = tmp_path / "key"
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    assert _read_key_file(path) == secret
+    cases = [
+        (0o640, secret, "mode 640 lets others read the key; chmod 600 it"),
+        (0o604, secret, "mode 604 lets others read the key; chmod 600 it"),
+        (0o600, "  \n", "empty"),
+        (0o600, "x" * (MAX_KEY_FILE + 1), f"over {MAX_KEY_FILE} bytes, not a secret URI"),
+    ]
+    for mode, text, says in cases:
+        path.write_text(text)
+        path.chmod(mode)
+        assert main(["node", "--chain", "local", "--tmp", "--key-file", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"Error: --key-file {path}: {says}\n" and secret not in err
+    path.write_bytes(b"\xff\xfe")
+    path.chmod(0o600)
+    assert main(["node", "--chain", "local", "--tmp", "--key-file", str(path)]) == 1
+    assert capsys.readouterr().err == f"Error: --key-file {path}: not UTF-8 text, not a secret URI\n"
+    assert main(["node", "--chain", "local", "--tmp", "--key-file", str(tmp_path / "absent")]) == 1
+    assert capsys.readouterr().err == f"Error: --key-file {tmp_path / 'absent'}: No such file or directory\n"
+    for other, says in ((["--key", "//Bob"], "--key and --key-file"), (["--alice"], "--key-file and --alice")):
+        assert main(["node", "--chain", "local", "--tmp", "--key-file", str(path), *other]) == 1
+        assert capsys.readouterr().err == f"Error: {says} both name the authoring key; use one\n"
 
 
 def test_state_pruning_is_a_number_of_blocks_or_archive(capsys) -> None:
