@@ -32,6 +32,15 @@ snapshot are not in it, so the sweep never sees them. Substrate's online pruning
 (``--state-pruning``, a death row of the nodes each block replaced, with reference counts)
 needs no marking; this trie journals no removals, so the marking stands in for it.
 
+Checkpoints (the OPENING column, chain.transcripts) go in the same run: those of a block
+older than the finalized one minus ``OPENING_WINDOW`` (4,096: a fraud proof's block must have
+its parent among the chain's last ``system.BLOCK_HASH_COUNT`` blocks, chain.pallets.pol), and
+those of a block at or below the finalized height that is not on the finalized chain (an
+abandoned branch: no fraud proof about it is accepted). Every validator fetches and keeps a
+training block's whole transcript (consensus.pol), up to ``max_transcript_bytes`` a block, so
+kept for ever they were the largest column (an outside reviewer's finding). A node that
+syncs an older block finds no checkpoints for it and imports it under its finality proof.
+
 A trie node is content-addressed, and the nodes of one state all differ (a leaf holds the
 rest of its raw key, and a branch the hashes of different children), so a node shared by a
 kept state and a pruned one is reachable from the kept one and stays.
@@ -52,6 +61,7 @@ Safety
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +69,7 @@ from dataclasses import dataclass
 from chain.blockchain import META_BEST, META_FINALIZED
 from chain.errors import ChainError
 from chain.header import Header, decode_header
+from chain.pallets.system import BLOCK_HASH_COUNT
 from chain.state import StateDB, TrieColumn
 from chain.storage import Column, Database, Snapshot
 from chain.trie import EMPTY_ROOT, Trie
@@ -67,6 +78,8 @@ __all__ = ["DEFAULT_KEEP", "LivePrune", "PruneReport", "prune_state"]
 
 #: Final blocks whose states are kept below the finalized one (Substrate's default window).
 DEFAULT_KEEP = 256
+#: Final blocks whose checkpoints are kept below the finalized one: the fraud-proof window.
+OPENING_WINDOW = BLOCK_HASH_COUNT
 _DELETE_BATCH = 10_000  # keys a write batch deletes: bounded memory whatever the column's size
 
 
@@ -80,6 +93,7 @@ class PruneReport:
     nodes_kept: int
     nodes_deleted: int
     seconds: float
+    openings_deleted: int = 0  # checkpoints of old or abandoned blocks (module docstring)
 
 
 def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[str], None] | None = None) -> PruneReport:
@@ -87,7 +101,7 @@ def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[s
     finalized block's minus ``keep``, and the best block's, do not reach (module docstring).
     ``db`` must not be in use by a node (open it as the node would: its LOCK keeps a node out)."""
     _check_keep(keep)
-    report = _prune(db, keep, lambda doomed, sync: _delete(db, doomed, sync=sync), progress or (lambda _message: None))
+    report = _prune(db, db, keep, lambda doomed, sync: _delete(db, doomed, sync=sync), progress or (lambda _message: None))
     if progress is not None:
         progress(f"{report.nodes_deleted:,} nodes deleted; compacting the database")
     db.compact()
@@ -104,7 +118,7 @@ class LivePrune:
 
     def __init__(self, db: Database, state: StateDB, keep: int = DEFAULT_KEEP) -> None:
         _check_keep(keep)
-        self._state, self._keep = state, keep
+        self._db, self._state, self._keep = db, state, keep
         state.watch_nodes()
         try:
             self._snapshot = db.snapshot()
@@ -114,7 +128,7 @@ class LivePrune:
 
     def run(self, progress: Callable[[str], None] | None = None) -> PruneReport:
         try:
-            return _prune(self._snapshot, self._keep, self._state.delete_nodes, progress or (lambda _message: None))
+            return _prune(self._snapshot, self._db, self._keep, self._state.delete_nodes, progress or (lambda _message: None))
         finally:
             self._snapshot.close()
             self._state.unwatch_nodes()
@@ -126,11 +140,12 @@ def _check_keep(keep: object) -> None:
 
 
 def _prune(
-    reader: Database | Snapshot, keep: int, delete: Callable[[list[bytes], bool], int], say: Callable[[str], None]
+    reader: Database | Snapshot, db: Database, keep: int, delete: Callable[[list[bytes], bool], int],
+    say: Callable[[str], None],
 ) -> PruneReport:
-    """Mark on ``reader`` (the database, or a snapshot of it), then sweep the nodes it holds
-    that no kept state reaches through ``delete`` (doomed nodes, sync -> how many it deleted;
-    it empties the list)."""
+    """Mark on ``reader`` (the database ``db``, or a snapshot of it), then sweep the nodes it
+    holds that no kept state reaches through ``delete`` (doomed nodes, sync -> how many it
+    deleted; it empties the list), then the checkpoints of old and abandoned blocks."""
     started = time.perf_counter()
     finalized = _read_header(reader, META_FINALIZED).number
     lowest = max(0, finalized - keep)
@@ -166,17 +181,42 @@ def _prune(
             if len(doomed) == _DELETE_BATCH:
                 deleted += delete(doomed, False)
     deleted += delete(doomed, False)
-    return PruneReport(finalized, lowest, len(kept), len(marked), deleted, time.perf_counter() - started)
+    openings = _sweep_openings(reader, db, finalized)
+    return PruneReport(finalized, lowest, len(kept), len(marked), deleted, time.perf_counter() - started, openings)
 
 
-def _delete(db: Database, doomed: list[bytes], *, sync: bool = False) -> int:
-    """Delete ``doomed`` (then empty it). Unsynced by default: these nodes are unreachable from
-    every kept state, so a batch a crash loses is only garbage left for the next run."""
+def _sweep_openings(reader: Database | Snapshot, db: Database, finalized: int) -> int:
+    """Delete the checkpoints of blocks below ``finalized - OPENING_WINDOW``, and of blocks at
+    or below ``finalized`` off the finalized chain; how many. Such a block is never imported
+    again, so nothing writes its checkpoints meanwhile (no record is needed, as for nodes)."""
+    oldest = finalized - OPENING_WINDOW
+    verdicts: dict[bytes, bool] = {}  # block hash -> its checkpoints go
+    doomed: list[bytes] = []
+    deleted = 0
+    for key, _opening in reader.iterate(Column.OPENING):
+        block_hash = key[:32]
+        goes = verdicts.get(block_hash)
+        if goes is None:
+            raw = reader.get(Column.HEADER, block_hash)
+            number = None if raw is None else decode_header(raw).number
+            goes = verdicts[block_hash] = number is not None and (
+                number < oldest or (number <= finalized and reader.get(Column.NUMBER, struct.pack(">I", number)) != block_hash)
+            )
+        if goes:
+            doomed.append(key)
+            if len(doomed) == _DELETE_BATCH:
+                deleted += _delete(db, doomed, column=Column.OPENING)
+    return deleted + _delete(db, doomed, column=Column.OPENING)
+
+
+def _delete(db: Database, doomed: list[bytes], *, sync: bool = False, column: Column = Column.TRIE) -> int:
+    """Delete ``doomed`` keys of ``column`` (then empty it). Unsynced by default: what is swept
+    is garbage, so a batch a crash loses is only garbage left for the next run."""
     count = len(doomed)
     if count:
         with db.write_batch(sync=sync) as batch:
-            for node_hash in doomed:
-                batch.delete(Column.TRIE, node_hash)
+            for key in doomed:
+                batch.delete(column, key)
         doomed.clear()
     return count
 

@@ -14,7 +14,7 @@ The author stores every opening of every job when it builds the block (in the bl
 write batch, so a stored block always has its transcripts); an importer stores the openings
 its verifier fetched, in the imported block's batch, and serves them in turn. Keys sort by
 block, then call, then entry, so one job's openings are one prefix scan. Openings are kept
-for every stored block (pruning them with the block's branch is left to the node).
+for every stored block until pruning drops those of old and abandoned blocks (chain.pruning).
 
 Every opening written here was checked by ``chain.proofs.verify_opening`` against its
 block's result (the author computed them; an importer's source verified them). Reads are

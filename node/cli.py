@@ -1216,8 +1216,8 @@ def run_prune_state(args: argparse.Namespace) -> int:
             report = prune_state(db, args.keep, progress=lambda message: print(message, file=sys.stderr))
     print(
         f"kept the states of blocks #{report.lowest_kept} and up ({report.states_kept} blocks, finalized "
-        f"#{report.finalized_number}): {report.nodes_kept:,} trie nodes kept, {report.nodes_deleted:,} deleted "
-        f"in {report.seconds:.1f} s",
+        f"#{report.finalized_number}): {report.nodes_kept:,} trie nodes kept, {report.nodes_deleted:,} deleted, "
+        f"{report.openings_deleted:,} checkpoints of old or abandoned blocks deleted in {report.seconds:.1f} s",
         file=sys.stderr,
     )
     return 0

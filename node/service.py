@@ -1191,8 +1191,8 @@ class NodeService:
             return
         self.metrics.pruned_nodes.inc(report.nodes_deleted)
         log.info(
-            "Pruned %d trie nodes in %.2f s: the states of blocks below #%d are gone (%d kept)",
-            report.nodes_deleted, report.seconds, report.lowest_kept, report.states_kept,
+            "Pruned %d trie nodes and %d checkpoints in %.2f s: the states of blocks below #%d are gone (%d kept)",
+            report.nodes_deleted, report.openings_deleted, report.seconds, report.lowest_kept, report.states_kept,
         )
 
     # --- proof-of-learning fraud ---------------------------------------------------------------

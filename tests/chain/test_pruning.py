@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign
+from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign, train_call
 
 from chain import calls
 from chain.blockchain import Blockchain
@@ -421,3 +421,40 @@ def test_one_live_run_at_a_time_and_none_after_it_ends(grown) -> None:
         LivePrune(chain.db, chain.state, keep=0).run()  # a refused one left no run under way
     finally:
         chain.db.close()
+
+
+# --- checkpoints: the OPENING column ------------------------------------------------------------
+def _openings_by_block(db: Database) -> dict[bytes, int]:
+    counts: dict[bytes, int] = {}
+    for key, _ in db.iterate(Column.OPENING):
+        counts[key[:32]] = counts.get(key[:32], 0) + 1
+    return counts
+
+
+def test_checkpoints_of_abandoned_and_old_blocks_go_with_a_run(tmp_path, monkeypatch) -> None:
+    """Every validator keeps a training block's whole transcript (consensus.pol), so the runs
+    drop the checkpoints no fraud proof can use: those of a block off the finalized chain at
+    or below its height (an abandoned branch), and those of blocks older than the fraud-proof
+    window below the finalized one (4,096; here 1, to reach it)."""
+    from chain import pruning
+    from chain.transcripts import LocalSource
+
+    chain, side = open_chain(tmp_path / "a"), open_chain(tmp_path / "b")
+    try:
+        kept = chain.build_block([sign(chain, BOB, train_call(), 0)], ALICE, slot=1).block  # #1, trains
+        gone = side.build_block([sign(side, CHARLIE, train_call(), 0)], ALICE, slot=2).block  # another #1, trains
+        chain.import_block(gone, LocalSource(side.transcripts))
+        _grow(chain, 2, first_slot=3)  # #2, #3 on #1
+        chain.set_finalized(chain.get_hash(3))
+        counts = _openings_by_block(chain.db)
+        assert counts[kept.hash()] > 0 and counts[gone.hash()] == counts[kept.hash()]
+        report = LivePrune(chain.db, chain.state, keep=8).run()
+        assert report.openings_deleted == counts[gone.hash()]
+        assert _openings_by_block(chain.db) == {kept.hash(): counts[kept.hash()]}
+        monkeypatch.setattr(pruning, "OPENING_WINDOW", 1)  # #1 is now older than finalized #3 - 1
+        assert LivePrune(chain.db, chain.state, keep=8).run().openings_deleted == counts[kept.hash()]
+        assert _openings_by_block(chain.db) == {}
+        assert chain.has_state(kept.hash())  # the states are another matter (keep 8)
+    finally:
+        chain.db.close()
+        side.db.close()
