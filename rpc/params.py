@@ -291,7 +291,7 @@ class Rows(Param):
             wide = np.array(msgspec.convert(value, list[list[float]]), dtype=np.float64)
         except msgspec.ValidationError as exc:
             raise self._first_unfit(value, width, exc) from None
-        if wide.size and float(np.abs(wide).max()) >= _F64_EXACT:
+        if (np.abs(wide) >= _F64_EXACT).any():  # (elementwise: a NaN beside one made max() NaN, and missed it)
             return self._parse_exactly(value, width)
         with np.errstate(over="ignore"):  # past float32's maximum becomes inf: refused next
             out = wide.astype(np.float32)
@@ -312,7 +312,7 @@ class Rows(Param):
             wide = np.array(value[:r], dtype=np.float64)  # numbers all: msgspec got past them
             with np.errstate(over="ignore"):
                 finite = np.isfinite(wide.astype(np.float32)).all()
-            if not finite or float(np.abs(wide).max()) >= _F64_EXACT:
+            if not finite or (np.abs(wide) >= _F64_EXACT).any():
                 return self._refusal(value, width, r + 1)
         return self._refusal(value, width, r + 1, start=r)
 
