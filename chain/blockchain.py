@@ -586,7 +586,10 @@ class Blockchain:
         included: list[Extrinsic] = []
         included_raw: list[bytes] = []
         receipts: list[Receipt] = []
-        weight = length = transcripts = 0
+        # What the extrinsics applied so far used: weight from their receipts, result and
+        # checkpoint bytes as the runtime counts them (info), own bytes here. A candidate must
+        # fit with what it declares; once applied, only what it used counts (runtime._count_used).
+        weight = length = 0
         max_length, max_weight = runtime.max_extrinsic_length, runtime.config.max_block_weight
         max_transcripts = runtime.config.max_transcript_bytes
         for xt in candidates:
@@ -597,8 +600,8 @@ class Blockchain:
                 xt_length <= max_length and declared.weight <= max_weight and declared.transcript_bytes <= max_transcripts
             )
             if fits_alone and (
-                length + xt_length > max_length or weight + declared.weight > max_weight
-                or transcripts + declared.transcript_bytes > max_transcripts
+                length + info.result_length + xt_length > max_length or weight + declared.weight > max_weight
+                or info.transcript_bytes + declared.transcript_bytes > max_transcripts
             ):
                 continue  # for a later block; one that fits no block is refused by apply_extrinsic
             try:
@@ -610,9 +613,8 @@ class Blockchain:
             included.append(xt)
             included_raw.append(raw)
             receipts.append(receipt)
-            weight += declared.weight
-            length += xt_length
-            transcripts += declared.transcript_bytes
+            weight += receipt.weight
+            length += len(raw)
         results = tuple(info.results[i] for i in sorted(info.results))
         commit = self.state.compute_commit(overlay)
         header = Header(

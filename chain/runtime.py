@@ -68,7 +68,8 @@ class DispatchInfo:
     bounds: the fee is withdrawn on them (a stored byte is a byte, in the block or beside it:
     ``byte_fee`` each), and what the call reports unused after dispatch is refunded. A block's
     result lengths together fit max_block_length and its transcripts together fit
-    ``max_transcript_bytes``, when built and when imported (:meth:`Runtime.apply_extrinsic`),
+    ``max_transcript_bytes``, when built and when imported (:meth:`Runtime.apply_extrinsic`:
+    each call's declared amounts must fit beside what the calls before it used),
     so its receipts are at most that plus a fixed part per extrinsic (benches/receipts.py
     measures each call type's), and its author holds at most that many checkpoint bytes in
     memory and writes them in the block's one batch."""
@@ -347,20 +348,20 @@ class Runtime:
             DISPATCH[type(xt.call)].handler(ctx, xt.call)
         except DispatchError as exc:
             state.rollback_transaction()
-            fee, weight = self.apply_fee(state, xt, length, checked, ctx, block.author)
-            block.result_length, block.transcript_bytes = results, transcripts
+            fee, used = self.apply_fee(state, xt, length, checked, ctx, block.author)
+            _count_used(block, used)
             text = compute_error_text(exc)
             message = text[len(exc.module) + len(exc.error) + 3 :]
             failed = Event("system", "ExtrinsicFailed", (("module", exc.module), ("error", exc.error), ("message", message)))
-            return Receipt(index, xt_hash, False, fee, weight, text, (failed,))
+            return Receipt(index, xt_hash, False, fee, used.weight, text, (failed,))
         except BaseException:
             state.rollback_transaction()
             raise
         state.commit_transaction()
-        fee, weight = self.apply_fee(state, xt, length, checked, ctx, block.author)
-        block.result_length, block.transcript_bytes = results, transcripts
-        done = Event("system", "ExtrinsicSucceeded", (("weight", weight),))
-        return Receipt(index, xt_hash, True, fee, weight, None, (*ctx.events, done))
+        fee, used = self.apply_fee(state, xt, length, checked, ctx, block.author)
+        _count_used(block, used)
+        done = Event("system", "ExtrinsicSucceeded", (("weight", used.weight),))
+        return Receipt(index, xt_hash, True, fee, used.weight, None, (*ctx.events, done))
 
     def apply_transfers(
         self, state: BatchStateAccess, block: BlockInfo, extrinsics: Sequence[Extrinsic], raws: Sequence[bytes],
@@ -476,17 +477,17 @@ class Runtime:
 
     def apply_fee(
         self, state: StateAccess, xt: Extrinsic, length: int, checked: CheckedExtrinsic, ctx: CallContext, author: bytes
-    ) -> tuple[int, int]:
+    ) -> tuple[int, DispatchInfo]:
         """Settle the fee withdrawn before dispatch: refund what the call did not use to the
         sender, pay the rest to the block author (less, for a training call, the validators'
-        share, which goes to the era's voters' pot). Returns (fee paid, weight used).
+        share, which goes to the era's voters' pot). Returns (fee paid, what the call used).
 
         The fee is recomputed on min(declared, actual) weight, result and transcript bytes, so a handler
         can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).
         """
         declared, post = checked.info, ctx.post_info
         if post is AS_DECLARED:
-            fee, weight = checked.fee, declared.weight
+            fee, used = checked.fee, declared
         else:
             used = DispatchInfo(
                 declared.weight if post.actual_weight is None else min(declared.weight, post.actual_weight),
@@ -494,14 +495,14 @@ class Runtime:
                 declared.transcript_bytes if post.actual_transcript_bytes is None
                 else min(declared.transcript_bytes, post.actual_transcript_bytes),
             )
-            fee, weight = self.compute_fee(used, length, xt.tip), used.weight
+            fee = self.compute_fee(used, length, xt.tip)
         if checked.fee > fee:
             balances.apply_account(state, xt.signer, _credit(balances.get_account(state, xt.signer), checked.fee - fee))
         share = rewards.compute_fee_share(self.config, fee) if isinstance(xt.call, calls.Train) else 0
         if share:
             rewards.apply_fee_share(state, share)
         balances.apply_account(state, author, _credit(balances.get_account(state, author), fee - share))
-        return fee, weight
+        return fee, used
 
 
 def compute_error_text(exc: DispatchError) -> str:
@@ -516,6 +517,18 @@ def compute_error_text(exc: DispatchError) -> str:
     if len(raw) <= MAX_ERROR_MESSAGE:
         return text
     return raw[: MAX_ERROR_MESSAGE - len(_CUT)].decode(errors="ignore") + "…"
+
+
+def _count_used(block: BlockInfo, used: DispatchInfo) -> None:
+    """Add what an applied extrinsic used, not what it declared, to its block's result and
+    checkpoint bytes (its weight goes in its receipt): the declared amounts are checked to fit
+    before dispatch, and what a call did not use is free for the calls after it, as
+    Substrate's executive takes a call's unspent weight back. Counting the declared amounts,
+    a call that declared a block's worth and failed at once kept everything else out for
+    about 0.002 POL a block (an outside tester's finding: an equivocation report kept out
+    until the offender had withdrawn its stake)."""
+    block.result_length += used.result_length
+    block.transcript_bytes += used.transcript_bytes
 
 
 def _credit(account: balances.AccountInfo, amount: int) -> balances.AccountInfo:

@@ -86,9 +86,10 @@ class BlockInfo:
     the new weights from it, and records a claim in ``claims`` for the chain's verifier,
     which runs after the block's roots match its header.
 
-    ``result_length``: the result lengths its extrinsics declared so far (chain.runtime
-    .DispatchInfo), which together must fit the block's length, on import as when built;
-    ``transcript_bytes``: the same for the checkpoints its TRAIN calls declared, which together
+    ``result_length``: the result lengths its extrinsics used so far (chain.runtime
+    .DispatchInfo, what each declared less what it did not use), to which each next one's
+    declared length must fit the block's length, on import as when built;
+    ``transcript_bytes``: the same for the checkpoints its TRAIN calls made, which together
     must fit ``max_transcript_bytes``.
     """
 
