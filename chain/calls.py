@@ -130,11 +130,14 @@ class Infer(Wire, frozen=True, tag=_tag(2, 7)):
     """Paid inference: run ``version`` of ``model`` (its latest if None) on ``inputs`` inside the
     block and pay the model ``price_per_row`` x rows. ``inputs`` are rows of the model's ``d``
     float32 numbers, little-endian, row after row (1..MAX_INFER_ROWS rows, each number finite);
-    the outputs go in the receipt's ``models.InferenceMade`` event."""
+    the outputs go in the receipt's ``models.InferenceMade`` event. ``max_price``: the most the
+    signer pays for them, else the call fails unpaid (``models.PriceAboveLimit``; None:
+    any), as for Train's licences."""
 
     model: Count
     version: Count | None
     inputs: Annotated[bytes, msgspec.Meta(max_length=MAX_INFER_BYTES)]
+    max_price: Balance | None = None
 
 
 class PostBounty(Wire, frozen=True, tag=_tag(2, 8)):
@@ -224,7 +227,14 @@ class SetDatasetLicense(Wire, frozen=True, tag=_tag(3, 2)):
 
 # --- training (4) -----------------------------------------------------------------------------
 class Train(Wire, frozen=True, tag=_tag(4, 0)):
-    """The TRAIN opcode: SGD on a model version with a data set, producing a new version."""
+    """The TRAIN opcode: SGD on a model version with a data set, producing a new version.
+
+    ``max_model_license`` and ``max_data_license`` are the most the signer pays the model's
+    owner (its licence per step x steps, in POL) and the data set's provider (price per row x
+    rows, in the terms' currency); more, and the call fails before either is paid
+    (``training.LicenseAboveLimit``). None accepts any. An owner may change its licence in the
+    block of a pending call, so a call signed at a price must say so (an outside tester's
+    finding: a TRAIN signed at a licence of 0 paid 990,000 POL)."""
 
     model: Count
     dataset: Count
@@ -234,6 +244,8 @@ class Train(Wire, frozen=True, tag=_tag(4, 0)):
     l2: F32
     segment_len: Count
     from_version: Count | None = None  # None: the model's latest version
+    max_model_license: Balance | None = None
+    max_data_license: Balance | None = None
 
 
 # --- staking (5) ------------------------------------------------------------------------------

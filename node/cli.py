@@ -456,6 +456,10 @@ def _add_tx_and_query(sub: _Commands) -> None:
     t.add_argument("--l2", type=_f32, default=0.0)
     t.add_argument("--segment-len", type=_u32, default=None, help="steps per checkpoint (default: steps/16, at least 1)")
     t.add_argument("--from-version", type=_u32, default=None)
+    t.add_argument("--max-license", type=_balance, default=None, metavar="PLANCK",
+                   help="pay the model's owner at most this much licence, else the call fails (default: any)")
+    t.add_argument("--max-data-license", type=_balance, default=None, metavar="UNITS",
+                   help="pay the data set's provider at most this much, in its licence's currency (default: any)")
 
     query = sub.add_parser("query").add_subparsers(dest="query_command", required=True)
     queries = (("model", "id", _u32), ("dataset", "id", _u32), ("account", "address", _text), ("block", "at", _block_at),
@@ -1377,6 +1381,7 @@ def _tx_calls(args: argparse.Namespace) -> list[Any]:
         return [calls.Train(
             args.model, args.dataset, args.steps, args.batch_size,
             calls.compute_f32_bits(args.lr), calls.compute_f32_bits(args.l2), segment, args.from_version,
+            args.max_license, args.max_data_license,
         )]
     raise CliError(f"unknown tx {name}")
 

@@ -64,9 +64,11 @@ def add_commands(
         "inference-price", lambda a: [calls.SetInferencePrice(a.model, a.price_per_row)], model, ("--price-per-row", {"type": balance})
     )
     command(
-        "infer", lambda a: [calls.Infer(a.model, a.version, a.inputs)],
+        "infer", lambda a: [calls.Infer(a.model, a.version, a.inputs, a.max_price)],
         model, ("--version", {"type": u32, "default": None, "required": False}),
         ("--inputs", {"type": _parse_rows, "help": "rows as JSON, e.g. '[[0.1, 0.2], [0.3, 0.4]]'"}),
+        ("--max-price", {"type": balance, "default": None, "required": False,
+                         "help": "pay the owner at most this much for these rows, else the call fails (default: any)"}),
     )
 
     command(

@@ -107,6 +107,8 @@ def apply_infer(ctx: CallContext, call: Infer) -> None:
     price = info.inference_price * x.shape[0]
     if price > MAX_BALANCE:
         raise DispatchError(PALLET, "Overflow", f"{x.shape[0]} rows at {info.inference_price} a row exceed 2^63-1")
+    if call.max_price is not None and price > call.max_price:
+        raise DispatchError(PALLET, "PriceAboveLimit", f"{x.shape[0]} rows at {info.inference_price} a row cost {price}; the call pays at most {call.max_price}")
     dust = models.apply_pay_model(ctx.state, call.model, ctx.sender, price, ctx.config.existential_deposit)
     try:
         out = ml_runtime.predict(spec, weights, x)

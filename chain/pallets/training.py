@@ -139,6 +139,10 @@ def compute_read_weight(state: StateAccess, dataset_id: int) -> int:
 def apply_train(ctx: CallContext, call: Train) -> None:
     ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_result_length=0, actual_transcript_bytes=0)
     model = models.verify_may_train(ctx.state, call.model, ctx.sender)
+    model_license = model.license_per_step * call.steps
+    if model_license > MAX_BALANCE:
+        raise DispatchError(PALLET, "Overflow", f"the model's licence {model_license} exceeds 2^63-1")
+    _check_limit("the model's licence", model_license, call.max_model_license)
     # From here a failure may come after the data set's rows were read: they are charged.
     read = compute_read_weight(ctx.state, call.dataset)
     ctx.post_info = PostDispatchInfo(
@@ -149,9 +153,7 @@ def apply_train(ctx: CallContext, call: Train) -> None:
         ctx.state, call.dataset, info, ctx.sender, call.model, call.steps * call.batch_size, ctx.block.number,
         ctx.config.existential_deposit,
     )
-    model_license = model.license_per_step * call.steps
-    if model_license > MAX_BALANCE:
-        raise DispatchError(PALLET, "Overflow", f"the model's licence {model_license} exceeds 2^63-1")
+    _check_limit("the data set's licence", license_paid, call.max_data_license)  # (a failure undoes the payment)
     dust = models.apply_pay_model(ctx.state, call.model, ctx.sender, model_license, ctx.config.existential_deposit)
     result = _train_or_take(ctx, job, call.model, parent)
     ctx.post_info = AS_DECLARED  # the job ran and its result is in the block: all is due
@@ -175,6 +177,11 @@ def apply_train(ctx: CallContext, call: Train) -> None:
         PALLET, "ModelTrained", model=call.model, version=version, parent=parent, steps=call.steps,
         loss=float(np.uint32(result.losses[-1]).view(np.float32)), transcript_root=result.transcript_root,
     )
+
+
+def _check_limit(what: str, price: int, limit: int | None) -> None:
+    if limit is not None and price > limit:
+        raise DispatchError(PALLET, "LicenseAboveLimit", f"{what} is {price}; the call pays at most {limit}")
 
 
 def _train_or_take(ctx: CallContext, job: ml_runtime.TrainingJob, model: int, parent: int) -> TrainingResult:

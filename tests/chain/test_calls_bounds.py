@@ -57,7 +57,7 @@ for _call, _spec in {
     "ClaimRevenue": f"model={U32R}",
     "PayModel": f"model={U32R} amount={U63R}",
     "SetInferencePrice": f"model={U32R} price_per_row={U63R}",
-    "Infer": f"model={U32R} version|={U32R} inputs=len_0..1048576",
+    "Infer": f"model={U32R} version|={U32R} inputs=len_0..1048576 max_price|={U63R}",
     "PostBounty": f"model={U32R} dataset={U32R} target_loss={U32R} amount={U63R} expires_at={U32R}",
     "ClaimBounty": f"bounty={U32R} version={U32R}",
     "CancelBounty": f"bounty={U32R}",
@@ -71,7 +71,8 @@ for _call, _spec in {
         f"terms.accounts=len_0..64 terms.accounts[]={HASH} terms.models=len_0..64 terms.models[]={U32R} "
         f"terms.expires_at|={U32R} terms.max_rows_per_job|={U32R} terms.text_hash={HASH}"
     ),
-    "Train": " ".join(f"{f}={U32R}" for f in ("model", "dataset", "steps", "batch_size", "lr", "l2", "segment_len", "from_version|")),
+    "Train": " ".join(f"{f}={U32R}" for f in ("model", "dataset", "steps", "batch_size", "lr", "l2", "segment_len", "from_version|"))
+    + f" max_model_license|={U63R} max_data_license|={U63R}",
     "Bond": f"value={U63R}",
     "Unbond": f"value={U63R}",
     "CreateAsset": f"asset={U32R} min_balance={U63R}",

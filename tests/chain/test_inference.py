@@ -102,3 +102,19 @@ def test_oversize_inputs_do_not_decode(chain) -> None:
     raw = sign(chain, BOB, calls.Infer(0, None, b"\0" * (calls.MAX_INFER_BYTES + 4)), 0, 0).encode()
     with pytest.raises(CodecError, match="length"):
         decode_extrinsic(raw)
+
+
+def test_an_infer_call_never_pays_more_than_its_max_price(chain) -> None:
+    """The owner may raise the price in the block of a pending call (an outside tester's
+    finding: an INFER signed at a price of 0 paid 900,000 POL): past ``max_price`` it fails
+    unpaid, at it it pays; None accepts any price."""
+    d = Driver(chain)
+    model, spec = _register(d, DAVE)
+    assert d.apply(DAVE, calls.SetInferencePrice(model, 5_000)).success
+    rows = _rows(3, spec.d).astype("<f4").tobytes()
+    owner = balances.get_account(chain.state.overlay(), DAVE.public).free
+    d.fails(BOB, calls.Infer(model, None, rows, max_price=14_999),
+            "models.PriceAboveLimit: 3 rows at 5000 a row cost 15000; the call pays at most 14999")
+    assert balances.get_account(chain.state.overlay(), DAVE.public).free == owner  # nothing paid
+    paid = d.apply(BOB, calls.Infer(model, None, rows, max_price=15_000))
+    assert paid.success and event_args(paid, "InferenceMade")["paid"] == 15_000

@@ -5,7 +5,8 @@ the fee and nonce only."""
 
 from __future__ import annotations
 
-from chainkit import BOB, CHARLIE, FERDIE, event_args, train_call
+import msgspec
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, event_args, train_call
 from test_pallets import DAVE, Driver
 
 from chain import calls
@@ -87,3 +88,21 @@ def test_a_price_that_overflows_for_the_rows_used_fails_before_paying(chain) -> 
     assert d.apply(FERDIE, calls.SetDatasetLicense(0, calls.LicenseTerms(2**62))).success
     _wait(d, licenses.LICENSE_NOTICE_BLOCKS - 1)
     d.fails(BOB, train_call(steps=10, batch=4), "datasets.Overflow")
+
+
+def test_a_train_call_never_pays_more_licence_than_it_says(chain) -> None:
+    """A model owner's licence per step applies at once, so a TRAIN signed at one price could
+    pay another (an outside tester's finding: 990,000 POL for a call signed at 0); the data
+    set's price changes only after notice, but a call may wait in the pool past it. Past
+    either limit the call fails before anything is paid; at it, it pays."""
+    d = Driver(chain)
+    assert d.apply(ALICE, calls.SetTrainingPolicy(0, "anyone", 1000)).success  # Alice owns model 0
+    job = train_call(steps=20, batch=8)  # 20 steps x 1000; 160 rows x the data set's 1000 a row
+    limits = {"max_model_license": 20_000, "max_data_license": 160_000}
+    for field, says in (("max_model_license", "the model's licence is 20000; the call pays at most 19999"),
+                        ("max_data_license", "the data set's licence is 160000; the call pays at most 159999")):
+        over = msgspec.structs.replace(job, **{**limits, field: limits[field] - 1})
+        d.fails(BOB, over, f"training.LicenseAboveLimit: {says}")
+    trained = d.apply(BOB, msgspec.structs.replace(job, **limits))
+    assert trained.success, trained.error
+    assert event_args(trained, "LicensePaid")["amount"] == 160_000 and event_args(trained, "ModelLicensePaid")["amount"] == 20_000

@@ -165,13 +165,13 @@ def test_every_validator_asks_for_every_checkpoint_whatever_its_sample(tmp_path)
     validator = open_chain(tmp_path / "validator")
     claim = _claim(validator, block, 0)
     samples = set()
-    for secret in (b"v" * 32, b"w" * 32, b"x" * 32):
+    for secret in (b"s" * 32, b"t" * 32, b"u" * 32, b"v" * 32, b"w" * 32, b"x" * 32):
         samples.add(compute_sample(secret, block.hash(), 0, S, 2))
         source = _Recording(LocalSource(author.transcripts))
         fetched = SampledVerifier(secret, 2).verify_block(block, block.hash(), [claim], source)
         assert source.asked == [(block.hash(), 0, _every_entry())]
         assert [(i, o.index) for i, o in fetched] == [(0, j) for j in range(S + 1)]
-    assert len(samples) == 3  # three different samples, one request
+    assert len(samples) > 1  # different samples, one request
     validator.verifier = SampledVerifier(b"v" * 32, 2)
     validator.import_block(block, LocalSource(author.transcripts))
     assert validator.best_hash == block.hash()

@@ -166,3 +166,18 @@ def test_a_value_over_a_calls_bound_names_the_field(argv: list[str], message: st
     # it named the field by its index: "SetAssetMetadata: Expected `int` <= 18 - at `$[4]`"
     assert main(["tx", *argv, "--rpc", "http://127.0.0.1:9"]) == 1  # refused before the node is asked
     assert capsys.readouterr().err.strip() == f"Error: {message}"
+
+
+def test_price_limits_reach_the_calls() -> None:
+    """``tx infer --max-price`` and ``tx train --max-license/--max-data-license`` sign the
+    limits the runtime enforces (chain.calls.Train, Infer); without them, any price."""
+    from node.cli import _tx_calls
+
+    args = build_parser().parse_args(["tx", "infer", "--model", "2", "--inputs", "[[0.5]]", "--max-price", "700"])
+    (call,) = args.build_calls(args)
+    assert (call.model, call.max_price) == (2, 700)
+    train = ["tx", "train", "--model", "0", "--dataset", "0", "--steps", "20", "--batch-size", "8", "--lr", "0.1"]
+    (call,) = _tx_calls(build_parser().parse_args([*train, "--max-license", "5", "--max-data-license", "6"]))
+    assert (call.max_model_license, call.max_data_license) == (5, 6)
+    (call,) = _tx_calls(build_parser().parse_args(train))
+    assert (call.max_model_license, call.max_data_license) == (None, None)
