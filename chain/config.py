@@ -144,6 +144,14 @@ class RuntimeConfig:
                 f"max_transcript_bytes must be at most {MAX_TRANSCRIPT_BYTES:,}, got {self.max_transcript_bytes:,}: "
                 "a block's author holds its TRAIN calls' whole transcripts in memory and writes them in the block's one batch"
             )
+        if self.max_block_length > MAX_BLOCK_LENGTH:
+            # (Only governance checked this, so a spec could start a chain whose full blocks no
+            # peer could receive: a node stopped for good below such a block, banning its
+            # author for a bad announcement: an outside tester's finding.)
+            problems.append(
+                f"max_block_length must be at most {MAX_BLOCK_LENGTH:,} (got {self.max_block_length:,}): "
+                "a block and its training proofs must fit a 16 MiB network message"
+            )
         if self.challenge_blocks > MAX_CHALLENGE_BLOCKS:
             problems.append(
                 f"challenge_blocks must be at most {MAX_CHALLENGE_BLOCKS:,} blocks, got {self.challenge_blocks:,}: "
@@ -177,6 +185,9 @@ MIN_BLOCK_LENGTH = 64 * 1024
 MAX_GOV_PERIOD = 100_000  # chain.pallets.governance.MAX_PERIOD
 MAX_CHALLENGE_BLOCKS = 4096 - 1  # chain.pallets.system.BLOCK_HASH_COUNT - 1
 MAX_TRANSCRIPT_BYTES = 1 << 30
+# A block and its training results cross the network in one message of at most 16 MiB
+# (node.network.messages); 8 MiB leaves room for the rest of a block response.
+MAX_BLOCK_LENGTH = 8 * 1024 * 1024
 MIN_SLOT_DURATION_MS = 1
 MAX_SLOT_DURATION_MS = 3_600_000
 MINIMUMS = {

@@ -101,7 +101,7 @@ def load_chain_spec(chain: str) -> ChainSpec:
         raise GenesisError(f"{where}: not UTF-8 (byte {exc.start})") from None
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer past Python's 4,300 digits
         raise GenesisError(f"{where}: not JSON: {exc}") from None
     except RecursionError:
         raise GenesisError(f"{where}: JSON nested deeper than {MAX_SPEC_DEPTH} levels") from None

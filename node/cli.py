@@ -1357,7 +1357,7 @@ def _tx_calls(args: argparse.Namespace) -> list[Any]:
     if name == "call":
         try:
             obj = json.loads(args.call)
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # JSONDecodeError, or an integer past Python's 4,300 digits
             raise CliError(f"--call is not JSON: {exc}") from None
         except RecursionError:
             raise CliError("--call: JSON nested too deeply") from None

@@ -59,6 +59,7 @@ from chain import calls
 from chain.block import BLOCK_OVERHEAD
 from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
 from chain.config import (
+    MAX_BLOCK_LENGTH,
     RUNTIME_CONFIG_KEY,
     RuntimeConfig,
     decode_runtime_config,
@@ -103,11 +104,11 @@ FIXED = {
         "extrinsic (2 MiB) or the network (8 MiB), so a faulty block could not be proven"
     ),
 }
-# Mid-chain bounds on max_block_length beyond the spec loader's: a block must still cross the
-# network, whose messages are at most 16 MiB and carry a block with its training proofs; and a
-# referendum may not shrink blocks below the largest extrinsic the chain accepts (2 MiB; a
-# pol.report_fraud of a large model's proof is one), or a faulty block could not be proven.
-MAX_GOVERNED_BLOCK_LENGTH = 8 * 1024 * 1024
+# A mid-chain bound on max_block_length beyond the spec loader's (whose upper bound,
+# config.MAX_BLOCK_LENGTH, a referendum meets through compute_problems): a referendum may not
+# shrink blocks below the largest extrinsic the chain accepts (2 MiB; a pol.report_fraud of a
+# large model's proof is one), or a faulty block could not be proven.
+MAX_GOVERNED_BLOCK_LENGTH = MAX_BLOCK_LENGTH
 MIN_GOVERNED_BLOCK_LENGTH = BLOCK_OVERHEAD + MAX_EXTRINSIC_SIZE
 
 
@@ -196,11 +197,6 @@ def compute_config(current: RuntimeConfig, changes: tuple[calls.ConfigChange, ..
             raise _fail("FixedField", f"{name} cannot change mid-chain: {FIXED[name]}")
     config = replace(current, **{c.name: c.value for c in changes})
     problems = config.compute_problems()
-    if "max_block_length" in names and config.max_block_length > MAX_GOVERNED_BLOCK_LENGTH:
-        problems.append(
-            f"max_block_length must be at most {MAX_GOVERNED_BLOCK_LENGTH:,} mid-chain (got {config.max_block_length:,}): "
-            "a block and its training proofs must fit a 16 MiB network message"
-        )
     if "max_block_length" in names and config.max_block_length < MIN_GOVERNED_BLOCK_LENGTH:
         problems.append(
             f"max_block_length must be at least {MIN_GOVERNED_BLOCK_LENGTH:,} mid-chain (got {config.max_block_length:,}): "

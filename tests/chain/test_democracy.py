@@ -389,6 +389,18 @@ def test_a_transcript_is_at_most_one_gib(chain) -> None:
     assert propose(d, BOB, max_transcript_bytes=1 << 30) == 0
 
 
+def test_a_spec_cannot_start_a_chain_whose_blocks_the_network_cannot_carry() -> None:
+    """Only a referendum was held to 8 MiB blocks: a spec of 64 MiB started a chain whose full
+    block no peer could receive, and a node stopped below it for good, banning the honest
+    author for a bad announcement (an outside tester's finding). The bound is the config's."""
+    for length in (8 * 1024 * 1024 + 1, 64 << 20):
+        bad = dataclasses.replace(dev_spec().runtime_config, max_block_length=length)
+        with pytest.raises(GenesisError, match=rf"runtimeConfig\.max_block_length must be at most 8,388,608 \(got {length:,}\): "
+                           "a block and its training proofs must fit a 16 MiB network message"):
+            check_runtime_config(bad, "spec")
+    check_runtime_config(dataclasses.replace(dev_spec().runtime_config, max_block_length=8 * 1024 * 1024), "spec")
+
+
 def test_filling_a_blocks_agenda_burns_a_deposit_per_slot_without_quorum(chain) -> None:
     """The agenda attack on referenda: Eve fills the MAX_AGENDA slots of block 11 and Bob's
     referendum ending there is refused (democracy.AgendaFull). Nobody turns out for hers (the

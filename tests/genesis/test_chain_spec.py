@@ -81,6 +81,11 @@ def test_bad_spec_files(tmp_path) -> None:
     bad.write_text("{nope")
     with pytest.raises(GenesisError, match="not JSON"):
         load_chain_spec(str(bad))
+    # An integer of 5,000 digits: Python's int parser refuses it with a bare ValueError, which
+    # ended build-spec and node in a traceback (an outside tester's finding).
+    bad.write_text('{"id": ' + "9" * 5000 + "}")
+    with pytest.raises(GenesisError, match=r"bad\.json: not JSON: Exceeds the limit \(4300 digits\)"):
+        load_chain_spec(str(bad))
     raw = tmp_path / "raw.json"
     obj = load_chain_spec("dev").to_json()
     obj["genesis"] = {"raw": {"top": {"0xzz": "0x00"}}}
