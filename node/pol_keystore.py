@@ -60,7 +60,19 @@ def load_or_generate_secret(path: Path) -> bytes:
 
 
 def load_secret(path: Path) -> bytes:
-    """The secret in an existing ``path``; PolSecretError with the specific problem."""
+    """The secret in an existing ``path``; PolSecretError with the specific problem, among
+    them a keystore folder others may write in: whoever can replace the files there can
+    replace the secret, or delete the slashing-protection record beside it and make the
+    validator sign twice (an outside tester's finding: a keystore of mode 0777 drew no word)."""
+    try:
+        folder = stat.S_IMODE(os.stat(Path(path).parent).st_mode)
+    except OSError as exc:
+        raise PolSecretError(f"cannot read the keystore {Path(path).parent}: {exc.strerror}") from None
+    if folder & 0o022:
+        raise PolSecretError(
+            f"the keystore {Path(path).parent} has mode {folder:04o}: group or others may replace the files in it; "
+            "chmod 700 it"
+        )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:

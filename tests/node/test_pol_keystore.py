@@ -42,6 +42,19 @@ def test_a_bad_secret_file_is_refused_and_left_as_it_is(tmp_path, data: bytes, m
     assert path.read_bytes() == data and path.stat().st_mode & 0o777 == mode
 
 
+def test_a_keystore_others_may_write_in_is_refused(tmp_path) -> None:
+    """Whoever may write in the keystore may replace the secret or delete the slashing-protection
+    record beside it (an outside tester's finding: mode 0777 drew no word)."""
+    path = compute_secret_path(tmp_path)
+    secret = load_or_generate_secret(path)
+    for mode in (0o777, 0o770, 0o702):
+        os.chmod(path.parent, mode)
+        with pytest.raises(PolSecretError, match=f"the keystore {path.parent} has mode {mode:04o}: group or others may replace"):
+            load_or_generate_secret(path)
+    os.chmod(path.parent, 0o755)  # readable is not writable
+    assert load_or_generate_secret(path) == secret
+
+
 def test_a_symlink_or_a_directory_is_refused(tmp_path) -> None:
     target = tmp_path / "elsewhere"
     target.write_bytes(b"\x02" * 32)
