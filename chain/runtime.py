@@ -98,7 +98,7 @@ def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
         return DispatchInfo(TRAIN_BASE_WEIGHT)
     try:
         spec = ml_runtime.ModelSpec.decode(model.spec)
-        step = ml_runtime.step_cost(spec, max(call.batch_size, 1))
+        step = ml_runtime.train_step_cost(spec, max(call.batch_size, 1))
     except ml_runtime.MLRuntimeError:
         return DispatchInfo(TRAIN_BASE_WEIGHT)
     segments = -(-call.steps // max(call.segment_len, 1))

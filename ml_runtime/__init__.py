@@ -6,7 +6,7 @@ are built from them), blake2b PRFs instead of numpy random generators, and a pla
 NumPy scalar twin for every numba kernel.
 """
 
-from ml_runtime.cost import NS_PER_UNIT, step_cost
+from ml_runtime.cost import DRAW_UNITS, NS_PER_UNIT, step_cost, train_step_cost
 from ml_runtime.data import load_digits
 from ml_runtime.errors import (
     BuildMismatch,
@@ -50,6 +50,7 @@ from ml_runtime.transcript import (
 )
 
 __all__ = [
+    "DRAW_UNITS",
     "MAX_BATCH",
     "MAX_ROWS",
     "NS_PER_UNIT",
@@ -85,6 +86,7 @@ __all__ = [
     "run_job",
     "sample_segments",
     "step_cost",
+    "train_step_cost",
     "verify_build",
     "verify_leaf_path",
     "verify_merkle_proof",

@@ -34,6 +34,21 @@ LOG_UNITS: Final = 24  # scaling loop + division + degree-4 Horner in s**2
 # 0.18 s of training at the small shapes, not the 0.53 s it was set for: a chain that wants
 # more training per block raises it by referendum (chain.pallets.democracy).
 NS_PER_UNIT: Final = 0.087
+# Work units of drawing one sample's row index for an SGD step (ml_runtime.prf.batch_indices:
+# a sixteenth of a blake2b compression and a modulo). step_cost counts only the arithmetic,
+# so a 1 x 1 linear model at a batch of 4,096 was weighed at 16,388 units a step (1.4 ns at
+# NS_PER_UNIT) while drawing its batch took 57 us: a block's weight of such steps ran 9 s
+# instead of 0.18 (an outside tester's finding). Measured on the reference machine, 2,000
+# steps drawn at a time: 10.0 ns a draw at a batch of 32, 13.9 at 4,096 (2026-11-29), so
+# 160 units (13.9 ns).
+DRAW_UNITS: Final = 160
+
+
+def train_step_cost(spec: ModelSpec, batch_size: int) -> int:
+    """Work units of one SGD step as training runs it: :func:`step_cost` and the drawing of
+    its batch (DRAW_UNITS a sample). What TRAIN, a fraud report's re-run and a federated
+    reveal weigh; inference and evaluation draw no batch and weigh step_cost."""
+    return step_cost(spec, batch_size) + DRAW_UNITS * batch_size
 
 
 def step_cost(spec: ModelSpec, batch_size: int) -> int:

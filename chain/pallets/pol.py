@@ -160,7 +160,7 @@ def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
         model = models.MODELS.get(state, train.model)
         if model is None:
             return REPORT_BASE_WEIGHT
-        step = ml_runtime.step_cost(ml_runtime.ModelSpec.decode(model.spec), max(train.batch_size, 1))
+        step = ml_runtime.train_step_cost(ml_runtime.ModelSpec.decode(model.spec), max(train.batch_size, 1))
     except (ChainError, ml_runtime.MLRuntimeError):
         return REPORT_BASE_WEIGHT
     read = training.compute_read_weight(state, train.dataset)

@@ -29,10 +29,10 @@ def _load(name: str) -> dict:
 PINNED = {
     2: ("0xe82774b65d3521b5af374c4f6a42abec759dc63efd0a799e7a7d58b03adbef16",
         "0x358721e86211272e605ddeefdfd87a6febab7d0383bf6459f92256ff47489f69"),
-    # (3's block hash moved once, the day 3 was made and before any node ran it: Train's
-    # price limits changed the block's TRAIN call.)
+    # (3's block hash moved twice the day 3 was made, before any node ran it: Train's price
+    # limits changed the block's TRAIN call, and its weight came to count drawing its batch.)
     3: ("0x4d02389b6c55bf741717127cedb1819d29c0f9972bc762b4a303c17280956e44",
-        "0x44bfb19b24b5ab7ea4059f1217cbd010917ad2d0a82ca9fb2bc8e6fd0ef913b5"),
+        "0x800264f8150a85ddade13f5dc8369861e02805b98daaa3176aebbe2858ba4ad6"),
 }
 
 
