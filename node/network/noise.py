@@ -225,7 +225,8 @@ async def handshake(
     except TimeoutError:
         raise HandshakeError(f"handshake did not finish within {timeout:g} s") from None
     except (ConnectionError, OSError, RuntimeError) as exc:
-        raise HandshakeError(f"connection lost during the handshake: {exc or type(exc).__name__}") from None
+        # str(exc), not exc: an exception is always true, and a bare ConnectionResetError() said nothing.
+        raise HandshakeError(f"connection lost during the handshake: {str(exc) or type(exc).__name__}") from None
     if not conn.handshake_finished:
         raise HandshakeError("handshake did not finish")
     return NoiseSession(conn, peer, max_message)

@@ -175,10 +175,7 @@ class NetworkSource:
             # the request's timeout, kept the whole budget and the next peers none.
             left = deadline - loop.time()
             peer_deadline = loop.time() + (left if i == len(order) - 1 else left / 2)
-            while need:
-                per_peer = peer_deadline - loop.time()
-                if per_peer <= 0:
-                    break
+            while need and (per_peer := peer_deadline - loop.time()) > 0:
                 batch = list(need.items())[:MAX_OPENINGS_PER_REQUEST]
                 try:
                     openings = await self.network.request_transcript(
