@@ -69,8 +69,8 @@ def get_bounty(state: StateAccess, bounty_id: int) -> Bounty:
 
 
 def compute_claim_weight(state: StateAccess, call: ClaimBounty) -> int:
-    """The base, plus one training step's work units over the whole validation set, plus
-    reading its rows (datasets.compute_read_weight)."""
+    """The base, plus two forward passes over the whole validation set (the claimed version
+    and its parent, :func:`apply_claim_bounty`), plus reading its rows (datasets.compute_read_weight)."""
     bounty = BOUNTIES.get(state, call.bounty)
     info = None if bounty is None else models.MODELS.get(state, bounty.model)
     data = None if bounty is None else datasets.DATASETS.get(state, bounty.dataset)
@@ -81,7 +81,7 @@ def compute_claim_weight(state: StateAccess, call: ClaimBounty) -> int:
     except ml_runtime.MLRuntimeError:
         return BOUNTY_BASE_WEIGHT
     rows = max(1, min(data.row_count, ml_runtime.MAX_BATCH))
-    return BOUNTY_BASE_WEIGHT + ml_runtime.step_cost(spec, rows) + datasets.compute_read_weight(data)
+    return BOUNTY_BASE_WEIGHT + 2 * ml_runtime.step_cost(spec, rows) + datasets.compute_read_weight(data)
 
 
 def _verify_validation(state: StateAccess, model: int, dataset: int) -> ml_runtime.ModelSpec:
@@ -154,6 +154,18 @@ def apply_claim_bounty(ctx: CallContext, call: ClaimBounty) -> None:
         raise DispatchError(
             PALLET, "NotBelowTarget", f"version {call.version}'s loss on data set {bounty.dataset} is {loss}, not below {target}"
         )
+    # The bounty is the first qualifying version's: a child of one that already meets the
+    # target (one step at lr 1e-30 gives the same weights) claimed it before the version's
+    # own trainer did (an outside tester's finding). Each version's parent is checked, so only
+    # the first version of a lineage below the target can claim.
+    if version.parent is not None:
+        parent_loss = ml_runtime.compute_loss(spec, models.get_weights(ctx.state, bounty.model, version.parent), x, y)
+        if parent_loss is not None and float(parent_loss) < target:
+            raise DispatchError(
+                PALLET, "ParentMeetsTarget",
+                f"version {call.version}'s parent, version {version.parent}, is below {target} already ({parent_loss}): "
+                "the bounty is for the first version that meets it",
+            )
     revenue.apply_debit(ctx.state, BOUNTY_ACCOUNT, bounty.amount, 0)
     revenue.apply_credit(ctx.state, version.creator, bounty.amount)
     BOUNTIES.apply_set(

@@ -5,7 +5,7 @@ whose loss the chain computes below the target; every refusal changes only the f
 from __future__ import annotations
 
 import numpy as np
-from chainkit import ALICE, BOB, CHARLIE, event_args, sign, train_call
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, event_args, sign, train_call
 from test_pallets import DAVE, Driver
 
 import ml_runtime
@@ -64,6 +64,24 @@ def test_the_first_version_below_target_is_paid_to_its_trainer(chain) -> None:
     assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
     assert balances.get_account(chain.state.overlay(), bounties.BOUNTY_ACCOUNT).free == 0
     d.fails(BOB, calls.ClaimBounty(bounty, version), "models.BountyClosed")
+
+
+def test_a_copy_of_the_qualifying_version_cannot_take_its_bounty(chain) -> None:
+    """Ferdie trains one step at lr 1e-30 from Charlie's version below the target (the same
+    weights) and claims first: refused, its parent meets the target already; Charlie's own
+    version is paid (an outside tester's finding: the copy took the bounty)."""
+    d = Driver(chain)
+    target = _loss(chain, 0, models.get_model(chain.state.overlay(), 0).latest_version) * 0.8
+    bounty = _bounty(d, DAVE, target)
+    assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
+    first = models.get_model(chain.state.overlay(), 0).latest_version
+    assert d.apply(FERDIE, train_call(steps=1, batch=1, lr=1e-30, segment=1)).success
+    copy = models.get_model(chain.state.overlay(), 0).latest_version
+    assert _loss(chain, 0, copy) < target and models.VERSIONS.get(chain.state.overlay(), 0, copy).parent == first
+    d.fails(FERDIE, calls.ClaimBounty(bounty, copy), f"models.ParentMeetsTarget: version {copy}'s parent, version {first}, is below")
+    charlie = balances.get_account(chain.state.overlay(), CHARLIE.public).free
+    assert d.apply(BOB, calls.ClaimBounty(bounty, first)).success
+    assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
 
 
 def test_a_claim_short_of_the_target_pays_its_fee_and_changes_nothing_else(chain) -> None:

@@ -59,7 +59,7 @@ def test_posting_a_bounty_reads_no_row_and_claiming_declares_the_rows_it_reads(c
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
     weight = bounties.compute_claim_weight(state, calls.ClaimBounty(0, 1))
     assert weight == (
-        bounties.BOUNTY_BASE_WEIGHT + ml_runtime.step_cost(spec, info.row_count) + datasets.compute_read_weight(info)
+        bounties.BOUNTY_BASE_WEIGHT + 2 * ml_runtime.step_cost(spec, info.row_count) + datasets.compute_read_weight(info)
     )
 
 
