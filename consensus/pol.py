@@ -103,6 +103,16 @@ def compute_sample(secret: bytes, block_hash: bytes, extrinsic_index: int, finis
     return ml_runtime.sample_segments(secret, compute_sample_binding(block_hash, extrinsic_index), finished, samples)
 
 
+def compute_wanted(entries: int, diverged: bool) -> dict[int, bool]:
+    """What a sampled validator asks for a job of ``entries`` transcript entries: entry ->
+    with its weights. Every segment's input checkpoint with them, whatever the sample (module
+    docstring); the last entry with them only if the job claims a divergence, whose re-run
+    starts there (else its hash is all a re-run is compared with)."""
+    wanted = dict.fromkeys(range(entries - 1), True)
+    wanted[entries - 1] = diverged
+    return wanted
+
+
 @dataclass(frozen=True, slots=True)
 class _Check:
     """One claim being verified: its sample and the openings fetched for it."""
@@ -163,8 +173,7 @@ class SampledVerifier:
         job, result, index = claim.job, claim.result, claim.extrinsic_index
         n = compute_entry_count(job, result.diverged_segment)
         sample = compute_sample(self.secret, block_hash, index, n - 1, samples)
-        wanted = dict.fromkeys(range(n - 1), True)  # each segment's input checkpoint
-        wanted[n - 1] = result.diverged_segment is not None  # (the last re-runs only a claimed divergence)
+        wanted = compute_wanted(n, result.diverged_segment is not None)
         where = f"block {block_hash.hex()} extrinsic #{index}"
         check = _Check(block, where, claim, sample, _fetch(source, block_hash, where, result, wanted))
         first, last = check.openings[0], check.openings[n - 1]

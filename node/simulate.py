@@ -102,7 +102,7 @@ from chain.fraud import compute_rerun, compute_segment_fault, verify_fraud_proof
 from chain.proofs import Opening, TrainingClaim, TrainingResult
 from chain.storage import Database
 from chain.transcripts import LocalSource
-from consensus.pol import SampledVerifier, compute_sample
+from consensus.pol import SampledVerifier, compute_sample, compute_wanted
 from genesis.spec import load_chain_spec
 from node.cli import int_in
 
@@ -372,8 +372,7 @@ class Simulation:
             return
         b.samplers += 1
         sample = compute_sample(self.secrets[v], b.block_hash, b.claim.extrinsic_index, self.p.segments, self.p.samples)
-        wanted = self._wanted(sample, self.p.segments)
-        fetched = sum(b.opening_bytes[w] for w in wanted)
+        fetched = sum(b.opening_bytes[w] for w in compute_wanted(self.p.segments + 1, False).items())
         self.fetch_bytes.append(fetched)
         done = t + self.p.latency_ms + fetched * 8 * self.bytes_per_bit_ms
         faulty = any(self._fault(b, j) for j in sample)
@@ -415,21 +414,6 @@ class Simulation:
         b.proof_at = reach if b.proof_at is None else np.minimum(b.proof_at, reach)
 
     # --- the real code -----------------------------------------------------------------------------
-    @staticmethod
-    def _wanted(sample: Sequence[int], last: int) -> set[tuple[int, bool]]:
-        """The openings (entry, with weights) the verifier asks for a sample (consensus.pol):
-        entry 0 and n-1 without weights (n - 1 = S for a finished job), and per sampled j,
-        entry j with weights and entry j + 1 without (entry 0 with weights if 0 is sampled)."""
-        weights = set(sample)
-        wanted = {(j, True) for j in weights}
-        for j in sample:
-            if j + 1 not in weights:
-                wanted.add((j + 1, False))
-        for j in (0, last):
-            if j not in weights:
-                wanted.add((j, False))
-        return wanted
-
     def _measure_openings(self, b: SimBlock) -> None:
         result = b.claim.result
         n = len(result.losses)
