@@ -5,21 +5,28 @@ omitted or null, and otherwise the block with that hash. A well-formed hash of a
 this node does not have is -32602 ``unknown block 0x...``: the read cannot be answered,
 and answering it from another block would be wrong. (``chain_getHeader`` and
 ``chain_getBlock`` differ, as in Substrate: they answer ``null`` for an unknown block.)
+
+A block whose state is pruned (``--state-pruning``, ``polchain prune-state``) is -32602 too,
+naming the block; and so is a read that was under way when online pruning took its state
+(:func:`pruned_while_read`: the trie node it needed next is gone, and so is the state's root
+node), where a node missing from a state that is still held is a damaged database, -32603.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from chain.blockchain import Blockchain
+from chain.errors import MissingTrieNode, UnknownStateRoot
 from chain.storage import Column
 from rpc import errors
 
-__all__ = ["ReadOnlyState", "block_at", "run_read", "state_at", "state_root_at"]
+__all__ = ["ReadOnlyState", "block_at", "pruned_while_read", "run_read", "state_at", "state_root_at"]
 
 T = TypeVar("T")
 
@@ -61,6 +68,21 @@ def state_root_at(chain: Blockchain, at: bytes | None) -> bytes | None:
     return header.state_root
 
 
+@contextlib.contextmanager
+def pruned_while_read(chain: Blockchain, root: bytes | None) -> Iterator[None]:
+    """Around a read at state ``root`` (None: the best state, never pruned): the root or a node
+    below it gone because online pruning took that state meanwhile becomes -32602 naming it."""
+    try:
+        yield
+    except (MissingTrieNode, UnknownStateRoot):
+        if root is None or chain.state.is_known_root(root):
+            raise  # a node missing from a state still held: the database is damaged (-32603)
+        raise errors.InvalidParams(
+            f"Invalid params: the state 0x{root.hex()} was pruned on this node while it was read "
+            "(--state-pruning); ask at a later block, or an archive node"
+        ) from None
+
+
 def state_at(chain: Blockchain, at: bytes | None) -> ReadOnlyState:
     """Read-only state at the block ``at`` names, for the pallets' storage items."""
     return ReadOnlyState(chain, state_root_at(chain, at))
@@ -75,7 +97,8 @@ class ReadOnlyState:
         self.chain, self.root = chain, root
 
     def get(self, key: bytes) -> bytes | None:
-        return self.chain.state.get(key, at=self.root)
+        with pruned_while_read(self.chain, self.root):
+            return self.chain.state.get(key, at=self.root)
 
     def set(self, key: bytes, value: bytes) -> None:
         raise errors.InternalError("read-only state")

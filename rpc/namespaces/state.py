@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from chain.config import SPEC_NAME, SPEC_VERSION, TRANSACTION_VERSION
 from rpc.methods import MethodTable, bind_params
 from rpc.params import At, KeysCount, OptionalStorageKey, StorageKey, StorageKeys
-from rpc.reads import block_at, run_read, state_at, state_root_at
+from rpc.reads import block_at, pruned_while_read, run_read, state_at, state_root_at
 from rpc.shapes import hexb
 
 if TYPE_CHECKING:
@@ -27,20 +27,26 @@ def build(node: NodeApi) -> MethodTable:
 
     @bind_params
     async def state_getStorage(key: StorageKey, at: At = None) -> str | None:
-        value = chain.state.get(key, at=state_root_at(chain, at))
+        root = state_root_at(chain, at)
+        with pruned_while_read(chain, root):
+            value = chain.state.get(key, at=root)
         return None if value is None else hexb(value)
 
     @bind_params
     async def state_getKeysPaged(
         prefix: OptionalStorageKey, count: KeysCount, start_key: OptionalStorageKey = None, at: At = None
     ) -> list[str]:
-        keys = await run_read(chain.state.keys_paged, prefix or b"", count, start_key, at=state_root_at(chain, at))
+        root = state_root_at(chain, at)
+        with pruned_while_read(chain, root):
+            keys = await run_read(chain.state.keys_paged, prefix or b"", count, start_key, at=root)
         return [hexb(k) for k in keys]
 
     @bind_params
     async def state_getReadProof(keys: StorageKeys, at: At = None) -> dict[str, Any]:
         block_hash = block_at(chain, at)
-        proof = await run_read(chain.state.prove, keys, at=state_root_at(chain, block_hash))
+        root = state_root_at(chain, block_hash)
+        with pruned_while_read(chain, root):
+            proof = await run_read(chain.state.prove, keys, at=root)
         return {"at": hexb(block_hash), "proof": [hexb(node) for node in proof]}
 
     @bind_params

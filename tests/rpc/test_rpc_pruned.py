@@ -59,3 +59,35 @@ async def test_calls_at_a_pruned_block_are_refused_by_name(tmp_path, start_serve
         assert (await call("state_getStorage", ["0x00", "0x" + chain.best_hash.hex()]))["result"] is None  # a kept state answers
     finally:
         chain.db.close()
+
+
+def test_a_read_under_way_when_online_pruning_takes_its_state_is_refused_by_name(tmp_path) -> None:
+    """A reader that checked the state was held (state_at) and then lost it to a live pruning
+    run gets -32602 naming the state, not -32603 with a traceback; a node missing from a state
+    still held is a damaged database and stays an internal error."""
+    import pytest
+
+    from chain.errors import MissingTrieNode
+    from chain.pruning import LivePrune
+    from rpc import errors
+    from rpc.reads import pruned_while_read, state_at
+
+    chain = open_chain(tmp_path / "db")
+    try:
+        xt = sign(chain, ALICE, calls.Transfer(BOB.public, 10**9), 0)
+        one = chain.build_block([xt], ALICE, slot=1).block
+        for slot in range(2, 6):
+            chain.build_block([], ALICE, slot=slot)
+        chain.set_finalized(chain.best_hash)
+        reader = state_at(chain, one.hash())  # checked: held
+        key = b"\x00" * 32
+        LivePrune(chain.db, chain.state, keep=0).run()  # takes #1's state meanwhile
+        with pytest.raises(errors.InvalidParams, match=rf"^Invalid params: the state 0x{one.header.state_root.hex()} was pruned on this node while it was read"):
+            reader.get(key)
+        with pytest.raises(errors.InvalidParams, match="was pruned on this node while it was read"), \
+                pruned_while_read(chain, one.header.state_root):
+            raise MissingTrieNode("a node below the root, gone mid-read")  # the root had been read
+        with pytest.raises(MissingTrieNode), pruned_while_read(chain, chain.state.root()):
+            raise MissingTrieNode("a node of the best state is gone")
+    finally:
+        chain.db.close()
