@@ -22,7 +22,8 @@ answer. It asks the peer the block came from first, then every other connected p
 what is still missing and for at most half of the time left (the last peer: all of it), and checks every opening with :func:`chain.proofs.verify_opening`
 (in a thread: hashing a checkpoint is up to 1 MiB of BLAKE2b); a peer that sends one that does
 not verify is charged BAD_OPENING and the next peer is asked. All of it within
-``timeout`` seconds (``--pol-fetch-timeout``, 2 s by default); what is still missing then
+``timeout`` seconds (``--pol-fetch-timeout``, 2 s by default) plus each checkpoint's bytes at
+:data:`FETCH_BYTES_PER_SECOND` (:meth:`NetworkSource.compute_budget`); what is still missing then
 raises :class:`chain.errors.CheckpointsUnavailable`, and the block is not imported (the
 sync retries it on a later announcement).
 """
@@ -54,6 +55,11 @@ from node.network.service import NetworkService
 log = logging.getLogger("polchain.pol")
 
 DEFAULT_FETCH_TIMEOUT = 2.0
+# The slowest link a fetch's budget allows for, past ``--pol-fetch-timeout``: every validator
+# fetches a job's whole transcript (consensus.pol), up to max_transcript_bytes (64 MiB by
+# default) a block, which no fixed 2 s carries over an ordinary link; each checkpoint asked for
+# with its weights adds its bytes at this rate (64 MiB: 8 s more).
+FETCH_BYTES_PER_SECOND = 8 << 20
 # Room for an encoded opening's fields besides its weights and path (index, hash, loss, headers).
 OPENING_OVERHEAD = 64
 # Seconds the worker thread waits past the fetch timeout for the loop to give up by itself.
@@ -143,23 +149,31 @@ class NetworkSource:
         if running is self.loop:
             # The loop's own thread would wait on itself: a programming error, said plainly.
             raise RuntimeError("NetworkSource.fetch blocks: call it from the import worker thread")
-        future = asyncio.run_coroutine_threadsafe(self._fetch(block_hash, result, tuple(wanted)), self.loop)
+        wanted = tuple(wanted)
+        budget = self.compute_budget(result, wanted)
+        future = asyncio.run_coroutine_threadsafe(self._fetch(block_hash, result, wanted, budget), self.loop)
         try:
-            return future.result(self.timeout + THREAD_GRACE)
+            return future.result(budget + THREAD_GRACE)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise CheckpointsUnavailable(
                 f"openings of extrinsic #{result.extrinsic_index} of block 0x{block_hash.hex()[:12]}… "
-                f"not obtained within {self.timeout:g} s"
+                f"not obtained within {budget:.3g} s"
             ) from None
         except concurrent.futures.CancelledError:
             raise CheckpointsUnavailable("the network stopped while openings were fetched") from None
 
+    def compute_budget(self, result: TrainingResult, wanted: Sequence[tuple[int, bool]]) -> float:
+        """Seconds a fetch of ``wanted`` may take: the timeout, and each checkpoint's bytes at
+        FETCH_BYTES_PER_SECOND (a checkpoint is the size of the result's weights)."""
+        checkpoints = sum(1 for _, with_weights in wanted if with_weights)
+        return self.timeout + checkpoints * len(result.weights) / FETCH_BYTES_PER_SECOND
+
     async def _fetch(
-        self, block_hash: bytes, result: TrainingResult, wanted: tuple[tuple[int, bool], ...]
+        self, block_hash: bytes, result: TrainingResult, wanted: tuple[tuple[int, bool], ...], budget: float
     ) -> dict[int, Opening]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        deadline = loop.time() + budget
         need = dict(wanted)  # entry index -> with weights
         got: dict[int, Opening] = {}
         peers = [p.peer_id for p in self.network.peers()]
@@ -202,7 +216,7 @@ class NetworkSource:
             raise CheckpointsUnavailable(
                 f"{len(missing)} of {len(wanted)} openings (entries {missing[:8]}{'…' if len(missing) > 8 else ''}) "
                 f"of extrinsic #{result.extrinsic_index} of block 0x{block_hash.hex()[:12]}… could not be had "
-                f"from {len(asked)} peer(s) within {self.timeout:g} s"
+                f"from {len(asked)} peer(s) within {budget:.3g} s"
             )
         return got
 

@@ -603,3 +603,18 @@ async def test_fetch_on_the_loop_thread_is_refused_in_those_words(tmp_path) -> N
             _source(b, a.id).fetch(BLOCK, RESULT, SAMPLE)
         assert str(info.value) == "NetworkSource.fetch blocks: call it from the import worker thread"
 
+
+
+def test_a_fetch_budget_grows_with_the_checkpoint_bytes_asked_for() -> None:
+    """Every validator fetches a job's whole transcript (consensus.pol), up to 64 MiB a block:
+    the budget is the timeout and each checkpoint asked for with its weights at
+    FETCH_BYTES_PER_SECOND; entries asked for without weights (a hash and a loss) add nothing."""
+    from node.network.transcripts import FETCH_BYTES_PER_SECOND
+
+    source = NetworkSource(None, asyncio.new_event_loop(), None, timeout=2.0)  # type: ignore[arg-type]
+    try:
+        result = msgspec.structs.replace(RESULT, weights=bytes(4 << 20))  # a checkpoint of 4 MiB
+        assert source.compute_budget(result, [(0, False), (1, False)]) == 2.0
+        assert source.compute_budget(result, [(j, True) for j in range(16)] + [(16, False)]) == 2.0 + 16 * (4 << 20) / FETCH_BYTES_PER_SECOND == 10.0
+    finally:
+        source.loop.close()
