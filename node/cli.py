@@ -342,8 +342,8 @@ def _add_node(sub: _Commands) -> None:
                       help="how blocks' training is checked on import: sampled (pol_samples segments per job, chosen "
                            "with this node's secret) or full (re-run every segment: an auditor)")
     node.add_argument("--pol-fetch-timeout", type=_seconds, default=DEFAULT_FETCH_TIMEOUT, metavar="SECONDS",
-                      help=f"how long an import waits for the training checkpoints it samples (default {DEFAULT_FETCH_TIMEOUT:g}); "
-                           "a block whose checkpoints do not come in time is not imported")
+                      help=f"how long an import waits for a job's training checkpoints (default {DEFAULT_FETCH_TIMEOUT:g}), "
+                           "plus their bytes at 8 MiB/s; a block whose checkpoints do not come in time is not imported")
     node.add_argument("--signature-threads", type=_signature_threads, default=DEFAULT_SIGNATURE_THREADS, metavar="N",
                       help="threads that check a block's signatures on import, the importing one included (1: "
                            f"all on it, before the block runs; default {DEFAULT_SIGNATURE_THREADS}: one a core)")
