@@ -27,7 +27,8 @@ SPEC_NAME = "polchain"
 # (chain.header.compute_seal_message), a validator's unbonding held for the offence report
 # window (chain.pallets.staking.compute_unlock_at), a block counting what its calls used, not
 # what they declared (chain.runtime._count_used), price limits on Train and Infer, a
-# training step's weight counting the drawing of its batch (ml_runtime.train_step_cost). tests/chain/test_vectors.py pins each version's
+# training step's weight counting the drawing of its batch and its fixed part, and each
+# segment's (ml_runtime.train_step_cost, SEGMENT_UNITS). tests/chain/test_vectors.py pins each version's
 # golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 3
 TRANSACTION_VERSION = 1

@@ -103,7 +103,8 @@ def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
         return DispatchInfo(TRAIN_BASE_WEIGHT)
     segments = -(-call.steps // max(call.segment_len, 1))
     return DispatchInfo(
-        TRAIN_BASE_WEIGHT + training.compute_read_weight(state, call.dataset) + step * call.steps,
+        TRAIN_BASE_WEIGHT + training.compute_read_weight(state, call.dataset) + step * call.steps
+        + ml_runtime.SEGMENT_UNITS * segments,
         compute_result_length(spec.param_count, segments),
         compute_transcript_bytes(spec.param_count, segments),
     )

@@ -6,7 +6,14 @@ are built from them), blake2b PRFs instead of numpy random generators, and a pla
 NumPy scalar twin for every numba kernel.
 """
 
-from ml_runtime.cost import DRAW_UNITS, NS_PER_UNIT, step_cost, train_step_cost
+from ml_runtime.cost import (
+    DRAW_UNITS,
+    NS_PER_UNIT,
+    SEGMENT_UNITS,
+    STEP_UNITS,
+    step_cost,
+    train_step_cost,
+)
 from ml_runtime.data import load_digits
 from ml_runtime.errors import (
     BuildMismatch,
@@ -54,6 +61,8 @@ __all__ = [
     "MAX_BATCH",
     "MAX_ROWS",
     "NS_PER_UNIT",
+    "SEGMENT_UNITS",
+    "STEP_UNITS",
     "BuildMismatch",
     "InvalidCheckpoint",
     "InvalidJob",

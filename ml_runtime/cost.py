@@ -42,13 +42,23 @@ NS_PER_UNIT: Final = 0.087
 # steps drawn at a time: 10.0 ns a draw at a batch of 32, 13.9 at 4,096 (2026-11-29), so
 # 160 units (13.9 ns).
 DRAW_UNITS: Final = 160
+# Fixed work units of a training step and of a segment, whatever the model: the kernels' loop
+# around a step, and per segment the checkpoint (copied, hashed, its transcript entry) and the
+# call into the compiled segment. A 1 x 1 model at a batch of 1 was weighed at 164 units a
+# step while a step took 0.23 us and a segment 9.3 us: 1,024 segments of one step ran 16.7 s
+# a block's weight (the outside tester's cost_train.py, re-run on this tree). Solved from two
+# shapes on the reference machine (2026-11-29: 1,024 steps in 1,024 segments, 9.8 ms; 100,000
+# steps in 1,021 segments, 32.2 ms) at NS_PER_UNIT: 2,600 and 107,000 units; rounded up.
+STEP_UNITS: Final = 2_600
+SEGMENT_UNITS: Final = 110_000
 
 
 def train_step_cost(spec: ModelSpec, batch_size: int) -> int:
-    """Work units of one SGD step as training runs it: :func:`step_cost` and the drawing of
-    its batch (DRAW_UNITS a sample). What TRAIN, a fraud report's re-run and a federated
-    reveal weigh; inference and evaluation draw no batch and weigh step_cost."""
-    return step_cost(spec, batch_size) + DRAW_UNITS * batch_size
+    """Work units of one SGD step as training runs it: :func:`step_cost`, the drawing of its
+    batch (DRAW_UNITS a sample) and the step's fixed part (STEP_UNITS). What TRAIN, a fraud
+    report's re-run and a federated reveal weigh, with SEGMENT_UNITS a segment; inference and
+    evaluation draw no batch and run no segments, and weigh step_cost."""
+    return step_cost(spec, batch_size) + DRAW_UNITS * batch_size + STEP_UNITS
 
 
 def step_cost(spec: ModelSpec, batch_size: int) -> int:

@@ -164,7 +164,7 @@ def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
     except (ChainError, ml_runtime.MLRuntimeError):
         return REPORT_BASE_WEIGHT
     read = training.compute_read_weight(state, train.dataset)
-    return REPORT_BASE_WEIGHT + read + step * min(train.segment_len, train.steps)
+    return REPORT_BASE_WEIGHT + read + step * min(train.segment_len, train.steps) + ml_runtime.SEGMENT_UNITS
 
 
 def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:

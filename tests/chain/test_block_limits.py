@@ -307,7 +307,7 @@ def test_a_train_fee_includes_its_result_and_transcript_bytes(chain: Blockchain)
     cfg = chain.config
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
     read = datasets.compute_read_weight(datasets.get_dataset(state, 0))  # the data set's rows, read whole
-    weight = TRAIN_BASE_WEIGHT + read + ml_runtime.train_step_cost(spec, 8) * 30
+    weight = TRAIN_BASE_WEIGHT + read + ml_runtime.train_step_cost(spec, 8) * 30 + ml_runtime.SEGMENT_UNITS * 3
     transcript = 4 * 4 * 650  # its author stores 4 checkpoints of 650 float32 parameters
     assert info.transcript_bytes == transcript
     expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + proof_bound + transcript) + cfg.weight_fee * weight

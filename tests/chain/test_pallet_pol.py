@@ -528,7 +528,7 @@ def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(l
     xt = sign(chain, EVE, call, 0)
     weight = chain.runtime.compute_dispatch_info(_state(chain), xt).weight
     read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), 0))  # the job is rebuilt from the data set
-    assert weight == pol.REPORT_BASE_WEIGHT + read + ml_runtime.train_step_cost(job.spec, job.batch_size) * 10
+    assert weight == pol.REPORT_BASE_WEIGHT + read + ml_runtime.train_step_cost(job.spec, job.batch_size) * 10 + ml_runtime.SEGMENT_UNITS
     local.fails(call, "SelfReport", key=BOB)  # block #1 of this chain: the forged block was never imported here
     before = _before(chain, BOB.public)
     receipt = local.report(call)
@@ -557,7 +557,10 @@ def test_a_fraud_reports_weight_is_one_segment_at_the_calls_own_batch_size(local
         changed = msgspec.structs.replace(proof, extrinsic=msgspec.structs.replace(proof.extrinsic, call=call))
         weight = pol.compute_report_fraud_weight(_state(chain), calls.ReportFraud(changed.encode()))
         read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), train.dataset))
-        assert weight == pol.REPORT_BASE_WEIGHT + read + ml_runtime.train_step_cost(job.spec, batch) * min(train.segment_len, train.steps)
+        assert weight == (
+            pol.REPORT_BASE_WEIGHT + read + ml_runtime.train_step_cost(job.spec, batch) * min(train.segment_len, train.steps)
+            + ml_runtime.SEGMENT_UNITS
+        )
 
 
 def test_a_fraud_is_judged_under_the_config_its_block_ran_with(local, tmp_path) -> None:

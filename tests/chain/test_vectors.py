@@ -29,10 +29,11 @@ def _load(name: str) -> dict:
 PINNED = {
     2: ("0xe82774b65d3521b5af374c4f6a42abec759dc63efd0a799e7a7d58b03adbef16",
         "0x358721e86211272e605ddeefdfd87a6febab7d0383bf6459f92256ff47489f69"),
-    # (3's block hash moved twice the day 3 was made, before any node ran it: Train's price
-    # limits changed the block's TRAIN call, and its weight came to count drawing its batch.)
+    # (3's block hash moved three times the day 3 was made, before any node ran it: Train's
+    # price limits changed the block's TRAIN call, and its weight came to count drawing its
+    # batch, then each step's and each segment's fixed part.)
     3: ("0x4d02389b6c55bf741717127cedb1819d29c0f9972bc762b4a303c17280956e44",
-        "0x800264f8150a85ddade13f5dc8369861e02805b98daaa3176aebbe2858ba4ad6"),
+        "0x135b967e5fb996bf76038fb7ee456acf30b221ac2f91f6fe0c79bd7bc6e692b0"),
 }
 
 
