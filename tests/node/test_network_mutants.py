@@ -618,3 +618,23 @@ def test_a_fetch_budget_grows_with_the_checkpoint_bytes_asked_for() -> None:
         assert source.compute_budget(result, [(j, True) for j in range(16)] + [(16, False)]) == 2.0 + 16 * (4 << 20) / FETCH_BYTES_PER_SECOND == 10.0
     finally:
         source.loop.close()
+
+
+async def test_time_left_after_every_peer_goes_back_to_one_still_sending(tmp_path) -> None:
+    """The block's sender trickles (one opening every 0.5 s): in its half of a 3 s budget it
+    sends two of four; the other peer holds nothing and answers empty at once; what is left
+    goes back to the sender, which sends the other two. Before, the fetch gave up with the
+    sender still sending (a reviewer's finding: 56 of 64 checkpoints fetched, then dropped)."""
+    async with serving(tmp_path, OPENINGS, None) as [(a, sa), (_, _sc), (b, _)]:
+        serve = sa.serve
+        sent: list[int] = []
+
+        async def trickle(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.5)
+            one = (await serve(peer, req))[:1]
+            sent.extend(o.index for o in one)
+            return one
+
+        a.service.handlers.serve_transcript_request = trickle
+        got = await asyncio.to_thread(_source(b, a.id, timeout=3.0).fetch, BLOCK, RESULT, SAMPLE)
+        assert sorted(got) == [2, 3, 6, 7] and sorted(set(sent)) == [2, 3, 6, 7]  # (one cut off, sent again)
