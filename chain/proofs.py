@@ -293,18 +293,32 @@ class FullReexecution:
         job, result = claim.job, claim.result
         where = f"training result #{result.extrinsic_index}"
         count = len(result.losses)
-        got = source.fetch(block_hash, result, [(j, True) for j in range(count)])
+        wanted = compute_wanted(count, result.diverged_segment is not None)
+        got = source.fetch(block_hash, result, sorted(wanted.items()))
         missing = [j for j in range(count) if j not in got]
         if missing:
             raise CheckpointsUnavailable(f"{where}: checkpoints {missing} could not be obtained")
         openings = [got[j] for j in range(count)]
         for o in openings:  # a source is trusted to verify; an auditor checks again (cheap next to training)
-            verify_opening(result, o, need_weights=True)
+            verify_opening(result, o, need_weights=wanted[o.index])
         if openings[0].weights != np.asarray(job.weights, dtype="<f4").tobytes():
             raise BlockError(f"{where}: checkpoint 0 is not the model's on-chain weights")
-        if openings[-1].weights != result.weights:
+        if openings[-1].weights_hash != blake2_256(result.weights):
             raise BlockError(f"{where}: the result's weights are not checkpoint {count - 1} of its transcript")
         return openings
+
+
+def compute_wanted(entries: int, diverged: bool) -> dict[int, bool]:
+    """What a validator asks for a job of ``entries`` transcript entries, entry -> with its
+    weights, whatever it will re-run (consensus.pol's sampled verifier and the auditor alike):
+    every segment's input checkpoint with them; the last entry with them only if the job
+    claims a divergence, whose re-run starts there (else its hash is all a re-run, and the
+    result's weights, are compared with). A request that depends on what the validator
+    re-runs tells the author whom to refuse (consensus.pol's module docstring); the auditor's
+    asked for the last entry's weights too, which set it apart (a reviewer's finding)."""
+    wanted = dict.fromkeys(range(entries - 1), True)
+    wanted[entries - 1] = diverged
+    return wanted
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ from chain.proofs import (
     TrainingClaim,
     TrainingResult,
     compute_rerun_threads,
+    compute_wanted,
     map_reruns,
     verify_opening,
 )
@@ -101,16 +102,6 @@ def compute_sample(secret: bytes, block_hash: bytes, extrinsic_index: int, finis
     if finished == 0:
         return ()
     return ml_runtime.sample_segments(secret, compute_sample_binding(block_hash, extrinsic_index), finished, samples)
-
-
-def compute_wanted(entries: int, diverged: bool) -> dict[int, bool]:
-    """What a sampled validator asks for a job of ``entries`` transcript entries: entry ->
-    with its weights. Every segment's input checkpoint with them, whatever the sample (module
-    docstring); the last entry with them only if the job claims a divergence, whose re-run
-    starts there (else its hash is all a re-run is compared with)."""
-    wanted = dict.fromkeys(range(entries - 1), True)
-    wanted[entries - 1] = diverged
-    return wanted
 
 
 @dataclass(frozen=True, slots=True)

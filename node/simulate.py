@@ -99,10 +99,10 @@ from chain.crypto import Keypair, blake2_256
 from chain.errors import CheckpointsUnavailable, FraudFound, InvalidFraudProof
 from chain.extrinsic import sign_extrinsic
 from chain.fraud import compute_rerun, compute_segment_fault, verify_fraud_proof
-from chain.proofs import Opening, TrainingClaim, TrainingResult
+from chain.proofs import Opening, TrainingClaim, TrainingResult, compute_wanted
 from chain.storage import Database
 from chain.transcripts import LocalSource
-from consensus.pol import SampledVerifier, compute_sample, compute_wanted
+from consensus.pol import SampledVerifier, compute_sample
 from genesis.spec import load_chain_spec
 from node.cli import int_in
 

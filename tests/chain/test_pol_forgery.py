@@ -146,7 +146,8 @@ def test_no_checkpoint_is_fetched_for_a_block_whose_roots_do_not_match(tmp_path,
 
 
 def test_a_source_that_leaves_out_the_weights_is_refused(tmp_path, validator) -> None:
-    """The auditor asks for every checkpoint with its weights; openings without them (a
+    """The auditor asks for every segment's input checkpoint with its weights (the last entry
+    by its hash, as every validator: chain.proofs.compute_wanted); openings without them (a
     source that ignores the request's need_weights) are refused for that reason."""
     import msgspec
 
@@ -163,7 +164,7 @@ def test_a_source_that_leaves_out_the_weights_is_refused(tmp_path, validator) ->
     before = _unchanged(validator)
     with pytest.raises(BlockError, match=r"^training result #0: opening 0 carries no weights$"):
         validator.import_block(built.block, Light())
-    assert asked == [(j, True) for j in range(5)]
+    assert asked == [(j, True) for j in range(4)] + [(4, False)]
     assert _unchanged(validator) == before
     author.db.close()
 

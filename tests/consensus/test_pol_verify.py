@@ -524,3 +524,23 @@ def test_m_can_be_a_chain_parameter_read_per_block(tmp_path) -> None:
     assert source.asked == [(block.hash(), 0, _every_entry())]
     author.db.close()
     validator.db.close()
+
+
+def test_an_auditor_asks_what_a_sampled_validator_asks_and_a_validator_can_serve_it(tmp_path) -> None:
+    """The auditor (--pol full) asked for the last entry's weights too, which told it apart
+    from the sampled validators (so an author could refuse auditors alone), and which no
+    validator held, so none could serve it (a reviewer's finding). Its request is now theirs,
+    it checks the last entry by its hash, and a validator that imported the block serves it."""
+    author, block = _author(tmp_path / "author")
+    validator = open_chain(tmp_path / "validator")
+    source = _Recording(LocalSource(author.transcripts))
+    FullReexecution().verify_block(block, block.hash(), [_claim(validator, block, 0)], source)
+    assert source.asked == [(block.hash(), 0, _every_entry())]
+    validator.verifier = SampledVerifier(b"v" * 32, 2)
+    validator.import_block(block, LocalSource(author.transcripts))
+    auditor = open_chain(tmp_path / "auditor")
+    auditor.verifier = FullReexecution()
+    auditor.import_block(block, LocalSource(validator.transcripts))  # the author is not asked
+    assert auditor.best_hash == block.hash()
+    for chain in (author, validator, auditor):
+        chain.db.close()
