@@ -92,6 +92,8 @@ from chain.errors import (
     InvalidFraudProof,
     InvalidSignature,
     InvalidTransaction,
+    MissingTrieNode,
+    UnknownStateRoot,
 )
 from chain.extrinsic import Extrinsic, decode_extrinsic, sign_extrinsic
 from chain.fraud import (
@@ -1262,12 +1264,23 @@ class NodeService:
             raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent state is pruned here")
         # Judged off the lock, as a block's training check is (import_block): the re-run is up
         # to a block's worth of training, and a false proof from a peer held up every import,
-        # vote and authored block meanwhile. A stored parent's state does not change. One at
-        # a time: proofs from many peers at once must not take every core from authoring.
+        # vote and authored block meanwhile. A stored parent's state does not change, but
+        # online pruning (--state-pruning) may take it meanwhile: then the job is unknown here,
+        # as for a state pruned before, not an error that drops the proof unjudged. One at a
+        # time: proofs from many peers at once must not take every core from authoring.
         state = self.chain.state_at(proof.header.parent_hash)
         async with self._fraud_check:
             started = time.perf_counter()
-            await asyncio.to_thread(verify_fraud_proof, self.chain.genesis_hash, state, self.chain.config_at(proof.header.parent_hash), proof)
+            try:
+                await asyncio.to_thread(
+                    verify_fraud_proof, self.chain.genesis_hash, state, self.chain.config_at(proof.header.parent_hash), proof
+                )
+            except (MissingTrieNode, UnknownStateRoot):
+                if self.chain.has_state(proof.header.parent_hash):
+                    raise  # a node missing from a state still held: the database is damaged
+                raise InvalidFraudProof(
+                    "unknown_job", f"block #{proof.header.number}'s parent state was pruned here while the proof was judged"
+                ) from None
             self.metrics.pol_verify_time.observe(time.perf_counter() - started)
         async with self._lock:
             if self.chain.get_evidence(key) is not None:

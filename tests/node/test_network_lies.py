@@ -375,3 +375,33 @@ async def test_a_fraud_proof_about_a_block_whose_parent_state_is_pruned_is_not_j
         with pytest.raises(InvalidFraudProof, match="parent state is pruned here") as refused:
             await node.import_fraud_proof(proof)
         assert refused.value.reason == "unknown_job"
+
+
+async def test_a_parent_state_pruned_while_its_fraud_proof_is_judged_makes_it_unknown_not_an_error(tmp_path, monkeypatch) -> None:
+    """Online pruning may take the parent's state while a proof is judged off the lock: the
+    proof is then "unknown_job" (no blame, it may be true), as for a state pruned before, and
+    not an uncaught MissingTrieNode that drops it unjudged (a reviewer's finding)."""
+    from chain.pruning import LivePrune
+
+    one, two, proof = forged_block_on_a_parent(tmp_path / "forger", int(time.time() * 1000) // 6000 - 10)
+    spec = load_chain_spec("dev")
+    path = tmp_path / "base" / "chains" / spec.id / "db"
+    path.parent.mkdir(parents=True)
+    chain = Blockchain(Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis)
+    chain.import_block(one)
+    for k in range(3):
+        chain.build_block([], ALICE, one.header.slot + 2 + k)
+    chain.set_finalized(chain.best_hash)
+    chain.db.close()
+    async with running(NodeService(NodeConfig(chain="dev", base_path=tmp_path / "base", network=FAST), spec)) as node:
+        judge = node_service.verify_fraud_proof
+
+        def pruned_meanwhile(genesis_hash, state, config, p):  # type: ignore[no-untyped-def]
+            LivePrune(node.db, node.chain.state, keep=0).run()  # the run takes #1's state now
+            return judge(genesis_hash, state, config, p)
+
+        monkeypatch.setattr(node_service, "verify_fraud_proof", pruned_meanwhile)
+        assert node.chain.has_state(two.header.parent_hash)
+        with pytest.raises(InvalidFraudProof, match="parent state was pruned here while the proof was judged") as refused:
+            await node.import_fraud_proof(proof)
+        assert refused.value.reason == "unknown_job" and not node.chain.has_state(two.header.parent_hash)
