@@ -48,6 +48,7 @@ def load_or_generate_secret(path: Path) -> bytes:
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _check_folders(path)  # before a secret is written into a folder others may write in
         secret = secrets.token_bytes(SECRET_LENGTH)
         try:
             created = create_private_file(path, secret)
@@ -59,20 +60,31 @@ def load_or_generate_secret(path: Path) -> bytes:
     return load_secret(path)
 
 
+def _check_folders(path: Path) -> None:
+    """PolSecretError unless the keystore holding ``path`` and the chain folder above it are
+    this user's and no one else may write in them: whoever may write in the chain folder can
+    rename the keystore away, secret and slashing-protection record with it (a reviewer's
+    finding: a 0700 keystore under a 0777 chain folder was accepted)."""
+    for folder in (path.parent, path.parent.parent):
+        try:
+            info = os.stat(folder)
+        except OSError as exc:
+            raise PolSecretError(f"cannot read the folder {folder}: {exc.strerror}") from None
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o022:
+            raise PolSecretError(
+                f"the folder {folder} has mode {mode:04o}: group or others may replace the keystore's files; chmod 700 it"
+            )
+        if info.st_uid != os.getuid():
+            raise PolSecretError(f"the folder {folder} belongs to user {info.st_uid}, not to this node's ({os.getuid()})")
+
+
 def load_secret(path: Path) -> bytes:
     """The secret in an existing ``path``; PolSecretError with the specific problem, among
     them a keystore folder others may write in: whoever can replace the files there can
     replace the secret, or delete the slashing-protection record beside it and make the
     validator sign twice (an outside tester's finding: a keystore of mode 0777 drew no word)."""
-    try:
-        folder = stat.S_IMODE(os.stat(Path(path).parent).st_mode)
-    except OSError as exc:
-        raise PolSecretError(f"cannot read the keystore {Path(path).parent}: {exc.strerror}") from None
-    if folder & 0o022:
-        raise PolSecretError(
-            f"the keystore {Path(path).parent} has mode {folder:04o}: group or others may replace the files in it; "
-            "chmod 700 it"
-        )
+    _check_folders(Path(path))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:

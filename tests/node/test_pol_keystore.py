@@ -42,17 +42,27 @@ def test_a_bad_secret_file_is_refused_and_left_as_it_is(tmp_path, data: bytes, m
     assert path.read_bytes() == data and path.stat().st_mode & 0o777 == mode
 
 
-def test_a_keystore_others_may_write_in_is_refused(tmp_path) -> None:
+def test_a_keystore_or_chain_folder_others_may_write_in_is_refused(tmp_path) -> None:
     """Whoever may write in the keystore may replace the secret or delete the slashing-protection
-    record beside it (an outside tester's finding: mode 0777 drew no word)."""
-    path = compute_secret_path(tmp_path)
+    record beside it (an outside tester's finding: mode 0777 drew no word); whoever may write
+    in the chain folder above it may rename the keystore away (a reviewer's finding). Both are
+    checked on every start, the first included, before a secret is written."""
+    chain_dir = tmp_path / "chains" / "dev"
+    path = compute_secret_path(chain_dir)
     secret = load_or_generate_secret(path)
-    for mode in (0o777, 0o770, 0o702):
-        os.chmod(path.parent, mode)
-        with pytest.raises(PolSecretError, match=f"the keystore {path.parent} has mode {mode:04o}: group or others may replace"):
-            load_or_generate_secret(path)
-    os.chmod(path.parent, 0o755)  # readable is not writable
+    for folder in (path.parent, chain_dir):
+        for mode in (0o777, 0o770, 0o702):
+            os.chmod(folder, mode)
+            with pytest.raises(PolSecretError, match=f"the folder {folder} has mode {mode:04o}: group or others may replace"):
+                load_or_generate_secret(path)
+        os.chmod(folder, 0o755)  # readable is not writable
     assert load_or_generate_secret(path) == secret
+    fresh = compute_secret_path(tmp_path / "chains" / "other")
+    fresh.parent.mkdir(parents=True)
+    os.chmod(fresh.parent, 0o777)
+    with pytest.raises(PolSecretError, match="has mode 0777"):
+        load_or_generate_secret(fresh)  # the first start
+    assert not fresh.exists()
 
 
 def test_a_symlink_or_a_directory_is_refused(tmp_path) -> None:
