@@ -354,20 +354,28 @@ async def test_a_fraud_proof_that_came_before_its_parent_is_checked_when_it_come
             await honest.service.stop()
 
 
-async def test_a_fraud_proof_about_a_block_whose_parent_state_is_pruned_is_not_judged(tmp_path) -> None:
-    """After ``polchain prune-state`` the parent's state of an old block is gone: a fraud proof
-    about a child of it cannot be judged ("unknown_job": no blame, the proof may be true), and
-    the node says why rather than failing on the missing trie."""
+def _final_past_a_forged_blocks_parent(tmp_path):  # type: ignore[no-untyped-def]
+    """A dev node's database under ``tmp_path / "base"`` holding #1, the parent of a forged
+    block, and three final blocks after it (so #1's state goes with a keep of 0); the forged
+    block, its fraud proof, the spec and the database's path."""
     one, two, proof = forged_block_on_a_parent(tmp_path / "forger", int(time.time() * 1000) // 6000 - 10)
     spec = load_chain_spec("dev")
     path = tmp_path / "base" / "chains" / spec.id / "db"
     path.parent.mkdir(parents=True)
     chain = Blockchain(Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis)
     chain.import_block(one)
-    for k in range(3):  # final blocks after #1, so that #1's state is pruned with --keep 0
+    for k in range(3):
         chain.build_block([], ALICE, one.header.slot + 2 + k)
     chain.set_finalized(chain.best_hash)
     chain.db.close()
+    return two, proof, spec, path
+
+
+async def test_a_fraud_proof_about_a_block_whose_parent_state_is_pruned_is_not_judged(tmp_path) -> None:
+    """After ``polchain prune-state`` the parent's state of an old block is gone: a fraud proof
+    about a child of it cannot be judged ("unknown_job": no blame, the proof may be true), and
+    the node says why rather than failing on the missing trie."""
+    two, proof, spec, path = _final_past_a_forged_blocks_parent(tmp_path)
     with Database(path, create=False) as db:
         assert prune_state(db, keep=0).lowest_kept == 4
     async with running(NodeService(NodeConfig(chain="dev", base_path=tmp_path / "base", network=FAST), spec)) as node:
@@ -383,16 +391,7 @@ async def test_a_parent_state_pruned_while_its_fraud_proof_is_judged_makes_it_un
     not an uncaught MissingTrieNode that drops it unjudged (a reviewer's finding)."""
     from chain.pruning import LivePrune
 
-    one, two, proof = forged_block_on_a_parent(tmp_path / "forger", int(time.time() * 1000) // 6000 - 10)
-    spec = load_chain_spec("dev")
-    path = tmp_path / "base" / "chains" / spec.id / "db"
-    path.parent.mkdir(parents=True)
-    chain = Blockchain(Database(path), chain_id=spec.id, build_genesis=spec.apply_genesis)
-    chain.import_block(one)
-    for k in range(3):
-        chain.build_block([], ALICE, one.header.slot + 2 + k)
-    chain.set_finalized(chain.best_hash)
-    chain.db.close()
+    two, proof, spec, _path = _final_past_a_forged_blocks_parent(tmp_path)
     async with running(NodeService(NodeConfig(chain="dev", base_path=tmp_path / "base", network=FAST), spec)) as node:
         judge = node_service.verify_fraud_proof
 
