@@ -401,6 +401,32 @@ def test_a_spec_cannot_start_a_chain_whose_blocks_the_network_cannot_carry() -> 
     check_runtime_config(dataclasses.replace(dev_spec().runtime_config, max_block_length=8 * 1024 * 1024), "spec")
 
 
+def test_a_spec_cannot_allow_models_whose_fraud_cannot_be_reported() -> None:
+    """A fraud proof carries one checkpoint (4 bytes a parameter) and the longest TRAIN call;
+    pol.report_fraud carries the proof in an extrinsic of at most 2 MiB. At the bound
+    (config.MAX_MODEL_PARAMS) the largest report fits; at 2^19 it does not, and a spec could
+    set 2^23 (an outside tester's finding)."""
+    from chain.codec import MAX_BALANCE
+    from chain.config import MAX_MODEL_PARAMS
+    from chain.extrinsic import MAX_EXTRINSIC_SIZE, Era, Extrinsic
+    from chain.fraud import compute_max_fraud_proof_size
+
+    top = 2**32 - 1
+    longest_train = Extrinsic(bytes(32), bytes(64), top, MAX_BALANCE, Era(top, top),
+                              calls.Train(top, top, top, top, top, top, top, top, MAX_BALANCE, MAX_BALANCE))
+
+    def report_size(params: int) -> int:
+        proof = compute_max_fraud_proof_size(params) - MAX_EXTRINSIC_SIZE + len(longest_train.encode())
+        return len(Extrinsic(bytes(32), bytes(64), top, MAX_BALANCE, Era(top, top), calls.ReportFraud(bytes(proof))).encode())
+
+    assert report_size(MAX_MODEL_PARAMS) <= MAX_EXTRINSIC_SIZE < report_size(1 << 19)
+    assert dev_spec().runtime_config.max_model_params <= MAX_MODEL_PARAMS
+    for params in (MAX_MODEL_PARAMS + 1, 1 << 23):
+        bad = dataclasses.replace(dev_spec().runtime_config, max_model_params=params)
+        with pytest.raises(GenesisError, match=rf"runtimeConfig\.max_model_params must be at most 500,000 \(got {params:,}\)"):
+            check_runtime_config(bad, "spec")
+
+
 def test_filling_a_blocks_agenda_burns_a_deposit_per_slot_without_quorum(chain) -> None:
     """The agenda attack on referenda: Eve fills the MAX_AGENDA slots of block 11 and Bob's
     referendum ending there is refused (democracy.AgendaFull). Nobody turns out for hers (the
