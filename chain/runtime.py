@@ -98,13 +98,12 @@ def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
         return DispatchInfo(TRAIN_BASE_WEIGHT)
     try:
         spec = ml_runtime.ModelSpec.decode(model.spec)
-        step = ml_runtime.train_step_cost(spec, max(call.batch_size, 1))
+        segments = -(-call.steps // max(call.segment_len, 1))
+        work = ml_runtime.train_cost(spec, max(call.batch_size, 1), call.steps, segments)
     except ml_runtime.MLRuntimeError:
         return DispatchInfo(TRAIN_BASE_WEIGHT)
-    segments = -(-call.steps // max(call.segment_len, 1))
     return DispatchInfo(
-        TRAIN_BASE_WEIGHT + training.compute_read_weight(state, call.dataset) + step * call.steps
-        + ml_runtime.SEGMENT_UNITS * segments,
+        TRAIN_BASE_WEIGHT + training.compute_read_weight(state, call.dataset) + work,
         compute_result_length(spec.param_count, segments),
         compute_transcript_bytes(spec.param_count, segments),
     )

@@ -12,6 +12,7 @@ from ml_runtime.cost import (
     SEGMENT_UNITS,
     STEP_UNITS,
     step_cost,
+    train_cost,
     train_step_cost,
 )
 from ml_runtime.data import load_digits
@@ -95,6 +96,7 @@ __all__ = [
     "run_job",
     "sample_segments",
     "step_cost",
+    "train_cost",
     "train_step_cost",
     "verify_build",
     "verify_leaf_path",

@@ -61,6 +61,12 @@ def train_step_cost(spec: ModelSpec, batch_size: int) -> int:
     return step_cost(spec, batch_size) + DRAW_UNITS * batch_size + STEP_UNITS
 
 
+def train_cost(spec: ModelSpec, batch_size: int, steps: int, segments: int) -> int:
+    """Work units of ``steps`` SGD steps in ``segments`` segments: the one formula TRAIN, a fraud
+    report's re-run of one segment and a federated reveal weigh."""
+    return train_step_cost(spec, batch_size) * steps + SEGMENT_UNITS * segments
+
+
 def step_cost(spec: ModelSpec, batch_size: int) -> int:
     """Work units of one SGD step of ``spec`` at ``batch_size``."""
     if not isinstance(spec, ModelSpec):

@@ -392,7 +392,7 @@ def compute_reveal_weight(spec: ml_runtime.ModelSpec, info: OpenRound | RoundInf
     rows = info.segment_len * info.batch_size
     cells = (compute_max_rows(spec) if n is None else n) * compute_row_cells(spec)
     return (
-        BASE_WEIGHT + ml_runtime.train_step_cost(spec, info.batch_size) * info.segment_len + ml_runtime.SEGMENT_UNITS
+        BASE_WEIGHT + ml_runtime.train_cost(spec, info.batch_size, info.segment_len, 1)
         + 20 * rows * (row_size + 34 * MAX_ROW_PATH) + CELL_WEIGHT * cells
     )
 

@@ -160,11 +160,12 @@ def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
         model = models.MODELS.get(state, train.model)
         if model is None:
             return REPORT_BASE_WEIGHT
-        step = ml_runtime.train_step_cost(ml_runtime.ModelSpec.decode(model.spec), max(train.batch_size, 1))
+        spec = ml_runtime.ModelSpec.decode(model.spec)
+        work = ml_runtime.train_cost(spec, max(train.batch_size, 1), min(train.segment_len, train.steps), 1)
     except (ChainError, ml_runtime.MLRuntimeError):
         return REPORT_BASE_WEIGHT
     read = training.compute_read_weight(state, train.dataset)
-    return REPORT_BASE_WEIGHT + read + step * min(train.segment_len, train.steps) + ml_runtime.SEGMENT_UNITS
+    return REPORT_BASE_WEIGHT + read + work
 
 
 def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
