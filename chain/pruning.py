@@ -175,7 +175,7 @@ def _prune(
     doomed = [root for root in sorted(old_roots - marked) if reader.get(Column.TRIE, root) is not None]
     swept = set(doomed)  # (a snapshot still shows them below)
     deleted = delete(doomed, True)
-    for node_hash, _encoded in reader.iterate(Column.TRIE):
+    for node_hash in reader.iterate_keys(Column.TRIE):
         if node_hash not in marked and node_hash not in swept:
             doomed.append(node_hash)
             if len(doomed) == _DELETE_BATCH:
@@ -193,7 +193,7 @@ def _sweep_openings(reader: Database | Snapshot, db: Database, finalized: int) -
     verdicts: dict[bytes, bool] = {}  # block hash -> its checkpoints go
     doomed: list[bytes] = []
     deleted = 0
-    for key, _opening in reader.iterate(Column.OPENING):
+    for key in reader.iterate_keys(Column.OPENING):  # (values unread: up to 1 MiB each)
         block_hash = key[:32]
         goes = verdicts.get(block_hash)
         if goes is None:

@@ -190,11 +190,23 @@ class Database:
         upper = _compute_prefix_end(col + prefix)
         return self._drain(db.iterator(start=lower, stop=upper))
 
+    def iterate_keys(self, column: Column) -> Iterator[bytes]:
+        """The keys of a whole column, in order, without reading their values (a sweep of a
+        column of checkpoints, 1 MiB a value, need not read them; chain.pruning)."""
+        col = _check_column(column) + b""
+        return self._drain_keys(self._require_open().iterator(start=col, stop=_compute_prefix_end(col), include_value=False))
+
     @staticmethod
     def _drain(iterator: Any) -> Iterator[tuple[bytes, bytes]]:
         with iterator as it:
             for key, value in it:
                 yield key[1:], value
+
+    @staticmethod
+    def _drain_keys(iterator: Any) -> Iterator[bytes]:
+        with iterator as it:
+            for key in it:
+                yield key[1:]
 
     def snapshot(self) -> Snapshot:
         """A consistent read-only view of the database as it is now (a LevelDB snapshot)."""
@@ -251,6 +263,12 @@ class Snapshot:
         col = _check_column(column) + b""  # (plain bytes: plyvel refuses the enum)
         self._db._require_open()
         return Database._drain(self._snapshot.iterator(start=col, stop=_compute_prefix_end(col)))
+
+    def iterate_keys(self, column: Column) -> Iterator[bytes]:
+        """As :meth:`Database.iterate_keys`, at the snapshot."""
+        col = _check_column(column) + b""
+        self._db._require_open()
+        return Database._drain_keys(self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), include_value=False))
 
     def close(self) -> None:
         self._snapshot.close()
