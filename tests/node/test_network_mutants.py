@@ -496,20 +496,26 @@ async def test_a_sole_peer_that_trickles_keeps_the_whole_budget(tmp_path) -> Non
         assert sorted(got) == [2, 3, 6, 7]
 
 
+def _trickle(node, server, delay: float, sent: list[int]) -> None:
+    """Make ``node`` answer a transcript request after ``delay`` s with one opening of what
+    ``server`` holds, recording each index sent."""
+    serve = server.serve
+
+    async def trickle(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+        await asyncio.sleep(delay)
+        one = (await serve(peer, req))[:1]
+        sent.extend(o.index for o in one)
+        return one
+
+    node.service.handlers.serve_transcript_request = trickle
+
+
 async def test_a_first_peer_has_half_the_budget_not_a_third(tmp_path) -> None:
     """A first peer answering one opening every 0.6 s gives all four (2.4 s) within its half
     (3 s) of a 6 s budget, past a third (2 s); the second peer is never asked."""
     async with serving(tmp_path, OPENINGS, OPENINGS) as [(a, sa), (_, sc), (b, _)]:
-        serve = sa.serve
         sent: list[int] = []
-
-        async def trickle(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
-            await asyncio.sleep(0.6)
-            one = (await serve(peer, req))[:1]
-            sent.extend(o.index for o in one)
-            return one
-
-        a.service.handlers.serve_transcript_request = trickle
+        _trickle(a, sa, 0.6, sent)
         got = await asyncio.to_thread(_source(b, a.id, timeout=6.0).fetch, BLOCK, RESULT, SAMPLE)
         assert sorted(got) == [2, 3, 6, 7]
         assert sent == [2, 3, 6, 7] and sc.stats.openings_served == 0
@@ -626,15 +632,7 @@ async def test_time_left_after_every_peer_goes_back_to_one_still_sending(tmp_pat
     goes back to the sender, which sends the other two. Before, the fetch gave up with the
     sender still sending (a reviewer's finding: 56 of 64 checkpoints fetched, then dropped)."""
     async with serving(tmp_path, OPENINGS, None) as [(a, sa), (_, _sc), (b, _)]:
-        serve = sa.serve
         sent: list[int] = []
-
-        async def trickle(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
-            await asyncio.sleep(0.5)
-            one = (await serve(peer, req))[:1]
-            sent.extend(o.index for o in one)
-            return one
-
-        a.service.handlers.serve_transcript_request = trickle
+        _trickle(a, sa, 0.5, sent)
         got = await asyncio.to_thread(_source(b, a.id, timeout=3.0).fetch, BLOCK, RESULT, SAMPLE)
         assert sorted(got) == [2, 3, 6, 7] and sorted(set(sent)) == [2, 3, 6, 7]  # (one cut off, sent again)
