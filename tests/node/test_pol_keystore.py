@@ -96,3 +96,12 @@ def test_the_node_refuses_to_start_with_a_readable_secret(tmp_path) -> None:
     assert f"Error: the proof-of-learning secret {path} has mode 0644: group or others may access it" in out.stderr
     assert path.read_bytes() == b"\x03" * 32
     assert not (tmp_path / "chains" / "dev" / "db").exists() or not any((tmp_path / "chains" / "dev" / "db").iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_a_keystore_folder_of_another_user_is_refused(tmp_path) -> None:
+    path = compute_secret_path(tmp_path / "chains" / "dev")
+    load_or_generate_secret(path)
+    os.chown(path.parent, 4321, -1)
+    with pytest.raises(PolSecretError, match=f"the folder {path.parent} belongs to user 4321, not to this node's"):
+        load_or_generate_secret(path)
