@@ -458,3 +458,17 @@ def test_checkpoints_of_abandoned_and_old_blocks_go_with_a_run(tmp_path, monkeyp
     finally:
         chain.db.close()
         side.db.close()
+
+
+def test_a_live_run_that_cannot_take_its_snapshot_leaves_no_record_running(grown) -> None:
+    """The record of staged nodes starts before the snapshot; if the snapshot fails, the record
+    is ended with it, or every later run would be refused as one under way."""
+    from chain.errors import StorageError
+
+    path, _, _ = grown
+    chain = open_chain(path)
+    chain.db.close()
+    with pytest.raises(StorageError, match="is closed"):
+        LivePrune(chain.db, chain.state, keep=3)
+    with pytest.raises(ChainError, match=r"^no online pruning run is under way"):
+        chain.state.delete_nodes([], False)
