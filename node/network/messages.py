@@ -57,9 +57,10 @@ MAX_OPENINGS_PER_REQUEST = 64
 MAX_TRANSCRIPT_RESPONSE_SIZE = 8 * 1024 * 1024
 # A fraud proof holds a header, the TRAIN extrinsic (<= 2 MiB), audit paths and at most two
 # openings, one with a checkpoint (4 bytes a parameter: 1 MiB at the default max_model_params):
-# about 3.2 MiB at the default config (chain.fraud.compute_max_fraud_proof_size). The wire
-# allows 8 MiB, room for governance to raise max_model_params about five-fold; the node then
-# checks the proof against the bound of its chain's current config before decoding it.
+# about 3.0 MiB at the default config (chain.fraud.compute_max_fraud_proof_size), and at most
+# 3.9 MiB at the largest max_model_params a spec may set (chain.config.MAX_MODEL_PARAMS,
+# 500,000; governance cannot change it). The wire allows 8 MiB; the node then checks the proof
+# against the bound of its chain's config before decoding it.
 MAX_FRAUD_PROOF_SIZE = 8 * 1024 * 1024
 
 # Substrate's Roles bits (sc-network-common): FULL = 1, LIGHT = 2, AUTHORITY = 4.
