@@ -28,9 +28,11 @@ SPEC_NAME = "polchain"
 # window (chain.pallets.staking.compute_unlock_at), a block counting what its calls used, not
 # what they declared (chain.runtime._count_used), price limits on Train and Infer, a
 # training step's weight counting the drawing of its batch and its fixed part, and each
-# segment's (ml_runtime.train_step_cost, SEGMENT_UNITS). tests/chain/test_vectors.py pins each version's
-# golden genesis and block hashes: a change to either is a new version.
-SPEC_VERSION = 3
+# segment's (ml_runtime.train_step_cost, SEGMENT_UNITS). 4: one slash per removal and a
+# punished validator disabled at once (chain.pallets.pol.is_punished, consensus.aura's
+# "disabled_author"). tests/chain/test_vectors.py pins each version's golden genesis and
+# block hashes: a change to either is a new version.
+SPEC_VERSION = 4
 TRANSACTION_VERSION = 1
 
 

@@ -5,6 +5,12 @@ in the parent block's state (Substrate's ``sc-consensus-aura``: round robin over
 authorities, ``slot_author``). A block is refused when
 
 - its author is not a validator, or not the owner of its slot ("not_validator", "wrong_author");
+- its author is disabled ("disabled_author"): queued in the parent state to leave the set for
+  a proven offence (chain.pallets.staking.is_disabled), so its slots stay empty until the era
+  start removes it. Substrate's Aura refuses a disabled author's blocks the same way
+  (``pallet-aura``'s ``DisabledValidators``). Without it, an author slashed for a forged or
+  equivocating block went on sealing them until the era ended, and with one slash per
+  removal (chain.pallets.pol) it would do so for free;
 - its seal is not its author's ed25519 signature of the pre-seal hash ("bad_seal");
 - its slot is not after its parent's ("slot_not_increasing"): slots only move forward on a
   branch, so one author cannot fill a branch by reusing a slot;
@@ -35,7 +41,8 @@ from chain.codec import U64, AccountId, Wire, decode, encode
 from chain.crypto import ss58_encode
 from chain.errors import InvalidSignature
 from chain.header import Header, verify_seal
-from chain.pallets.staking import get_validators
+from chain.pallets.items import StateAccess
+from chain.pallets.staking import get_validators, is_disabled
 from consensus.errors import InvalidHeader
 
 log = logging.getLogger("polchain.consensus")
@@ -99,9 +106,10 @@ class Aura:
         """May ``author`` seal a block on ``parent`` in ``slot``? (Authoring; no clock check:
         an instant-seal node runs ahead of the clock on purpose.)"""
         _check_slot_order(parent, slot, parent.number + 1)
-        validators = get_validators(chain.state_at(parent.hash()))
-        if author != compute_slot_author(validators, slot):
+        state = chain.state_at(parent.hash())
+        if author != compute_slot_author(get_validators(state), slot):
             raise InvalidHeader("wrong_author", f"slot {slot} does not belong to {ss58_encode(author)} (Aura round robin)")
+        _check_enabled(state, author, parent.number + 1)
         if chain.get_slot_blocks(slot, author):
             raise InvalidHeader("equivocation", f"{ss58_encode(author)} already sealed a block in slot {slot}")
 
@@ -114,13 +122,15 @@ class Aura:
                 "future_slot",
                 f"block #{header.number} is in slot {header.slot}, more than {self.max_future_slots} after the local slot {now}",
             )
-        validators = get_validators(chain.state_at(header.parent_hash))
+        state = chain.state_at(header.parent_hash)
+        validators = get_validators(state)
         if header.author not in validators:
             raise InvalidHeader("not_validator", f"block #{header.number} is authored by {header.author.hex()}, not a validator")
         if header.author != compute_slot_author(validators, header.slot):
             raise InvalidHeader(
                 "wrong_author", f"block #{header.number}: slot {header.slot} belongs to another validator (Aura round robin)"
             )
+        _check_enabled(state, header.author, header.number)
         try:
             verify_seal(chain.genesis_hash, header)
         except InvalidSignature as exc:
@@ -133,6 +143,14 @@ class Aura:
                 "block #%d: %s already sealed block %s in slot %d (equivocation, evidence stored; imported all the same)",
                 header.number, ss58_encode(header.author), others[0].hex(), header.slot,
             )
+
+
+def _check_enabled(state: StateAccess, author: bytes, number: int) -> None:
+    if is_disabled(state, author):
+        raise InvalidHeader(
+            "disabled_author",
+            f"block #{number}: {ss58_encode(author)} is disabled: punished for an offence, it leaves the set at the next era start",
+        )
 
 
 def _check_slot_order(parent: Header, slot: int, number: int) -> None:

@@ -16,7 +16,8 @@ reports the pair.
 
 Each offence is submitted once per node run, and not at all if the best state already
 records it as punished or the offender cannot be reported (``pol.is_reportable``: neither a
-validator nor one removed for an offence). A node never reports
+validator nor one removed for an offence) or is punished already (``pol.is_punished``: one
+slash per removal, so the report would fail and cost its fee). A node never reports
 itself (an equivocating node imports its own second block, and would collect its own
 reporter's share). Several honest nodes may report the same offence at the same moment:
 the first included is punished, the others fail with DuplicateReport and their senders pay
@@ -98,7 +99,7 @@ class EquivocationReporter:
         if self.author is None or offender == self.author.public or key in self._reported:
             return None
         state = self.chain.state.overlay()
-        if pol.get_offence(state, key) is not None or not pol.is_reportable(state, offender):
+        if pol.get_offence(state, key) is not None or not pol.is_reportable(state, offender) or pol.is_punished(state, offender):
             return None
         xt = sign_extrinsic(
             self.author, call, nonce=compute_next_nonce(self.chain, self.pending(), self.author.public),

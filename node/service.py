@@ -104,8 +104,8 @@ from chain.fraud import (
 )
 from chain.header import Header, verify_seal
 from chain.pallets import balances
-from chain.pallets.pol import OFFENCE_FRAUD, compute_offence_key, get_offence
-from chain.pallets.staking import get_validators
+from chain.pallets.pol import OFFENCE_FRAUD, compute_offence_key, get_offence, is_punished
+from chain.pallets.staking import get_validators, is_disabled
 from chain.pool import TransactionPool, Validity
 from chain.proofs import (
     CheckpointSource,
@@ -1213,12 +1213,17 @@ class NodeService:
         self.chain.invalidate(block_hash, f"fraud: extrinsic #{proof.extrinsic_index}: {message}")
         if self.network is not None:
             self.network.broadcast_fraud_proof(encoded)
-        self._report_fraud(encoded, block_hash)
+        self._report_fraud(encoded, block_hash, proof.header.author)
 
-    def _report_fraud(self, encoded: bytes, block_hash: bytes) -> None:
+    def _report_fraud(self, encoded: bytes, block_hash: bytes, offender: bytes) -> None:
         """Submit ``pol.report_fraud(encoded)`` signed with the author key to our own pool
-        (gossiped from there like any extrinsic); a node without a key only gossips."""
+        (gossiped from there like any extrinsic); a node without a key only gossips, and none
+        reports an offender punished already (the runtime would refuse it as AlreadyPunished,
+        keeping the fee)."""
         if self.author is None:
+            return
+        if is_punished(self.chain.state.overlay(), offender):
+            log.info("Not reporting the fraud in block 0x%s…: its author is punished already", block_hash.hex()[:12])
             return
         try:
             nonce = self._next_nonce(self.author.public)
@@ -1304,7 +1309,7 @@ class NodeService:
             # Reported on chain here too unless it is punished already: the detector may have
             # no author key (an auditor), and the first report included earns the reward.
             if get_offence(self.chain.state.overlay(), compute_offence_key(OFFENCE_FRAUD, block_hash)) is None:
-                self._report_fraud(payload, block_hash)
+                self._report_fraud(payload, block_hash, proof.header.author)
         return True
 
     def _next_own_slot(self, earliest: int) -> int | None:
@@ -1312,6 +1317,8 @@ class NodeService:
         validators = self._validators()
         if self.author is None or self.author.public not in validators:
             return None
+        if is_disabled(self.chain.state.overlay(), self.author.public):
+            return None  # punished for an offence: Aura refuses its blocks until it leaves the set
         if self.config.instant_seal:
             return next(s for s in range(earliest, earliest + len(validators)) if compute_slot_author(validators, s) == self.author.public)
         return earliest if compute_slot_author(validators, earliest) == self.author.public else None

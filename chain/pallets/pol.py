@@ -23,9 +23,25 @@ here canonically:
 A valid report goes through :func:`apply_offence`, the one effect of all three: the offence
 key is recorded (a second report of it is refused with DuplicateReport), the offender is
 slashed and the reporter paid (chain.pallets.staking.apply_slash), and the offender is
-queued to leave the validator set at the next era start (never the last validator). An
+queued to leave the validator set at the next era start (never the last validator). From
+that block on it is disabled: consensus.aura refuses the blocks it seals until it leaves. An
 invalid report fails with a DispatchError naming what is wrong; its fee is kept: its sender
 made every node check it.
+
+One slash per removal (:func:`is_punished`): once an offender is queued or removed, a report
+of any other offence of it is refused (AlreadyPunished) before its costly checks. Substrate
+does the same with slashing spans: of the offences in one span only the largest is slashed,
+and the offender is disabled at once (``pallet-staking``'s ``SlashingSpans``,
+``DisabledValidators``). Every offence here takes the same fraction, so the largest is the
+first. Before, each offence took half of what was left: an operator who ran two nodes on
+one key (the classic validator accident) equivocated in every slot it had until the first
+report landed, and lost 1 - 2^-k of its stake to k reports of one fault (an expert reviewer's
+finding). Disabling is what makes the cap safe: without it, a slashed validator could go on
+sealing forged or equivocating blocks for the rest of the era for free. Its finality votes
+still count until it leaves, as a GRANDPA voter's do until its set ends; a further vote
+equivocation adds nothing an attacker needs, since one double vote per validator is all a
+conflicting finalization takes. The last validator is never queued (a chain must keep an
+author): it is not disabled, and each of its offences is slashed.
 
 Order of checks: decode, the cheap relations between the two pieces of evidence, the
 offender's membership, the duplicate lookup, then signatures (and the segment re-run) last.
@@ -125,19 +141,30 @@ def apply_offence(ctx: CallContext, kind: int, key: bytes, offender: bytes) -> s
 def verify_new_offence(state: StateAccess, key: bytes, offender: bytes, reporter: bytes) -> None:
     """SelfReport if the offender reports itself (it would get the reporter's share of its own
     slash back, and could race honest reporters to do so); DuplicateReport if the offence
-    ``key`` is punished already."""
+    ``key`` is punished already; AlreadyPunished if the offender is (:func:`is_punished`)."""
     if reporter == offender:
         raise DispatchError(PALLET, "SelfReport", f"{ss58_encode(offender)} cannot report its own offence")
     if OFFENCES.get(state, key) is not None:
         raise DispatchError(PALLET, "DuplicateReport", f"this offence of {ss58_encode(offender)} is punished already")
+    if is_punished(state, offender):
+        raise DispatchError(
+            PALLET, "AlreadyPunished",
+            f"{ss58_encode(offender)} was slashed for an earlier offence and is disabled until it leaves the set, "
+            "or has left it: one slash per removal",
+        )
+
+
+def is_punished(state: StateAccess, who: bytes) -> bool:
+    """Whether ``who`` was slashed and queued to leave the set, or has left it, for an
+    offence: a further report of it is refused, and Aura refuses its blocks (module docstring)."""
+    return staking.is_disabled(state, who) or staking.REMOVED.get(state, who) is not None
 
 
 def is_reportable(state: StateAccess, who: bytes) -> bool:
     """Whether ``who``'s offences can be reported: a validator, or one removed for an offence
-    (staking.REMOVED). What it did while in the set may be reported after it left, and its
-    stake, bonded or unlocking, stays slashable until it is withdrawn (staking's module
-    docstring); refusing those let an offender removed for one offence withdraw everything
-    before its others were punished. The node's reporter (node.offences) asks the same."""
+    (staking.REMOVED), whose reports are then refused as AlreadyPunished (one slash per
+    removal), not as NotValidator, which would be wrong about it. The node's reporter
+    (node.offences) asks this and :func:`is_punished`."""
     return who in staking.get_validators(state) or staking.REMOVED.get(state, who) is not None
 
 

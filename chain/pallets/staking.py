@@ -9,7 +9,8 @@ and paid a fee, so its nonce is at least 1), so the credit never creates an acco
 the existential deposit.
 
 The validator set changes only at era starts, like Substrate's ``pallet-session``: an
-offender is queued (:data:`PENDING_REMOVAL`) and leaves ``Staking.Validators`` in
+offender is queued (:data:`PENDING_REMOVAL`; disabled from then on, :func:`is_disabled`: Aura
+refuses its blocks) and leaves ``Staking.Validators`` in
 :func:`on_initialize` of the first block of the next era (``number % era_length == 0``), so
 every node switches Aura's slot owners at the same block. The last validator is never
 queued (a chain without validators can never author again): it is slashed and kept. An
@@ -227,6 +228,12 @@ def apply_slash(state: StateAccess, config: RuntimeConfig, offender: bytes, repo
     apply_account(state, reporter, AccountInfo(paid.nonce, paid.free + slash.reporter_reward, paid.staked))
     TOTAL_ISSUANCE.apply_set(state, TOTAL_ISSUANCE.get(state) - slash.burned)
     return slash
+
+
+def is_disabled(state: StateAccess, who: bytes) -> bool:
+    """Whether ``who`` is queued to leave the set for an offence: consensus.aura refuses the
+    blocks it seals from then until it leaves (Substrate's ``DisabledValidators``)."""
+    return who in PENDING_REMOVAL.get(state)
 
 
 def apply_queue_removal(state: StateAccess, who: bytes) -> str:

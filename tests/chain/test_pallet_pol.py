@@ -50,7 +50,11 @@ class Local:
         return KEYS[validators[slot % len(validators)]]
 
     def block(self, xts=()):
+        """The next block, in the next slot whose owner is not disabled (Aura leaves a disabled
+        owner's slots empty)."""
         self.slot += 1
+        while staking.is_disabled(self.chain.state.overlay(), self.owner(self.slot).public):
+            self.slot += 1
         return self.chain.build_block(list(xts), self.owner(self.slot), slot=self.slot)
 
     def until(self, number: int) -> None:
@@ -65,12 +69,12 @@ class Local:
         nonce = balances.get_account(chain.state.overlay(), key.public).nonce
         xt = sign(chain, key, call, nonce)
         parent_root = chain.state.root()
-        author = self.owner(self.slot + 1)
         imported = self.block([xt])
+        author = imported.block.header.author
         (receipt,) = imported.receipts
         if not receipt.success:
             expected = chain.state.overlay(at=parent_root)
-            apply_fee_only(chain, expected, chain.best_number, key.public, receipt.fee, author.public)
+            apply_fee_only(chain, expected, chain.best_number, key.public, receipt.fee, author)
             assert chain.state.root() == chain.state.compute_commit(expected).root, "a failed report changed more than its fee"
             info = chain.runtime.compute_dispatch_info(chain.state.overlay(at=parent_root), xt)
             assert receipt.fee == chain.runtime.compute_fee(info, len(xt.encode()), 0), "a failed report's fee is kept whole"
@@ -162,10 +166,25 @@ def test_aura_equivocation_is_slashed_and_the_author_leaves_at_the_next_era(loca
     assert pol.get_offence(_state(chain), key).reporter == EVE.public
     assert staking.PENDING_REMOVAL.get(_state(chain)) == (BOB.public,)
 
-    # Not before the era starts: Bob stays a validator (and authors) up to block era - 1.
+    # Not before the era starts: Bob stays a validator up to block era - 1, but disabled: Aura
+    # refuses the blocks he seals in his slots, which stay empty.
     local.until(era - 1)
     assert BOB.public in staking.get_validators(_state(chain))
-    assert BOB.public in {chain.get_header(chain.get_hash(n)).author for n in range(3, era)}
+    assert BOB.public not in {chain.get_header(chain.get_hash(n)).author for n in range(3, era)}
+    parent = chain.best_header
+    bobs_slot = next(s for s in range(parent.slot + 1, parent.slot + 5) if local.owner(s) == BOB)
+    with pytest.raises(InvalidHeader) as err:
+        chain.build_block([], BOB, slot=bobs_slot)
+    assert err.value.reason == "disabled_author"
+    spec = load_chain_spec("local")
+    loose = Blockchain(Database(tmp_path / "disabled"), chain_id=spec.id, build_genesis=spec.apply_genesis)
+    for n in range(1, chain.best_number + 1):
+        loose.import_block(chain.get_block(chain.get_hash(n)))
+    bobs = loose.build_block([], BOB, slot=bobs_slot).block  # no consensus rules on this one: sealed all the same
+    with pytest.raises(InvalidHeader) as err:
+        chain.import_block(bobs)
+    assert err.value.reason == "disabled_author" and "is disabled" in str(err.value)
+    loose.db.close()
     local.until(era)  # the era's first block removes Bob before its extrinsics
     state = _state(chain)
     assert staking.get_validators(state) == (ALICE.public, CHARLIE.public, DAVE.public)
@@ -340,33 +359,50 @@ def test_a_header_sealed_for_another_chain_cannot_frame_a_validator(local) -> No
     assert local.report(calls.ReportEquivocation(here.encode(), ours)).success
 
 
-def test_an_offence_reported_after_the_offender_left_the_set_is_punished(local) -> None:
-    """An offence committed while in the set and reported after the era start that removed the
-    offender for an earlier one is still punished: its stake, bonded or unlocking, stays
-    slashable (an outside tester's finding: the report was refused as NotValidator, and the
-    offender unbonded and withdrew everything an era later)."""
+def test_an_offender_is_slashed_once_per_removal_and_others_still_are(local) -> None:
+    """Bob runs two nodes on one key (the classic validator accident): both seal in slot 1 and
+    in slot 2, and both vote twice. The first report slashes half his stake and disables him;
+    every other offence of his, reported before he leaves the set or after, is refused as
+    AlreadyPunished, before its signatures are checked, and takes nothing more (Substrate's
+    slashing spans). Before, each report took half of what was left: four reports, 15/16 of the
+    stake (an expert reviewer's finding). Charlie's offence is still slashed: the cap is the
+    offender's, not the era's."""
     chain = local.chain
     local.block()  # #1, slot 1: Bob's
     first = chain.best_header
+    assert first.author == BOB.public
+    staked = balances.get_account(_state(chain), BOB.public).staked
     assert local.report(calls.ReportEquivocation(first.encode(), sealed(BOB, 1, b"\x01" * 32, chain.genesis_hash))).success
-    later = [sealed(BOB, 2, root, chain.genesis_hash) for root in (b"\x03" * 32, b"\x04" * 32)]  # slot 2, reported late
+    assert balances.get_account(_state(chain), BOB.public).staked == staked - staked // 2
+    assert pol.is_punished(_state(chain), BOB.public) and staking.is_disabled(_state(chain), BOB.public)
+    others = [
+        calls.ReportEquivocation(*(sealed(BOB, 2, root, chain.genesis_hash) for root in (b"\x03" * 32, b"\x04" * 32))),
+        calls.ReportVoteEquivocation(*(vote(chain, BOB, 0, 3, target) for target in (b"\xaa" * 32, b"\xbb" * 32))),
+    ]
+    left = balances.get_account(_state(chain), BOB.public).staked
+    for call in others:  # (Local.report checks the state moved by the fee and nonce only)
+        message = local.fails(call, "AlreadyPunished")
+        assert f"{ss58_encode(BOB.public)} was slashed for an earlier offence and is disabled" in message, message
+    # A report whose seals are forged is refused for the same reason: the check comes first.
+    forged = sealed(BOB, 3, b"\x05" * 32, chain.genesis_hash)[:-64] + bytes(64), sealed(BOB, 3, b"\x06" * 32, chain.genesis_hash)
+    local.fails(calls.ReportEquivocation(*forged), "AlreadyPunished")
     while BOB.public in staking.get_validators(_state(chain)):
         local.block()
-    assert staking.REMOVED.get(_state(chain), BOB.public) is not None
-    staked = balances.get_account(_state(chain), BOB.public).staked
-    receipt = local.report(calls.ReportEquivocation(*later))
-    assert receipt.success, receipt.error
-    assert balances.get_account(_state(chain), BOB.public).staked < staked
-    assert BOB.public not in staking.PENDING_REMOVAL.get(_state(chain))  # gone already: not queued again
-    # The node's reporter submits such a report too (it asked "a validator?" before).
+    assert staking.REMOVED.get(_state(chain), BOB.public) is not None and pol.is_punished(_state(chain), BOB.public)
+    for call in others:
+        local.fails(call, "AlreadyPunished")
+    assert balances.get_account(_state(chain), BOB.public).staked == left
+    # The node's reporter does not pay for a report the runtime refuses.
     from node.offences import EquivocationReporter
 
-    first_vote, second_vote = (vote(chain, BOB, 0, 3, target) for target in (b"\xaa" * 32, b"\xbb" * 32))
-    evidence = VoteEquivocationEvidence(*(msgspec.msgpack.decode(v, type=SignedVote) for v in (first_vote, second_vote)))
+    evidence = VoteEquivocationEvidence(*(msgspec.msgpack.decode(v, type=SignedVote) for v in (others[1].first, others[1].second)))
     submitted: list[bytes] = []
-    xt = EquivocationReporter(chain, ALICE, submitted.append, lambda: ()).on_vote_equivocation(evidence)
-    assert xt is not None and submitted == [xt.encode()]
-    assert local.report(calls.ReportVoteEquivocation(first_vote, second_vote)).success
+    assert EquivocationReporter(chain, ALICE, submitted.append, lambda: ()).on_vote_equivocation(evidence) is None
+    assert submitted == []
+    charlie = balances.get_account(_state(chain), CHARLIE.public).staked
+    receipt = local.report(calls.ReportVoteEquivocation(*(vote(chain, CHARLIE, 0, 3, t) for t in (b"\xaa" * 32, b"\xbb" * 32))))
+    assert receipt.success, receipt.error
+    assert balances.get_account(_state(chain), CHARLIE.public).staked == charlie - charlie // 2
 
 
 def test_malformed_and_innocent_vote_pairs_are_refused_with_their_error(local) -> None:
@@ -425,6 +461,14 @@ def test_the_last_validator_is_slashed_and_kept(tmp_path) -> None:
         kept = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("staking", "ValidatorKept")]
         assert kept == [{"who": "0x" + ALICE.public.hex(), "reason": "the last validator is never removed"}]
         assert balances.get_account(chain.state.overlay(), ALICE.public).staked == staked - staked // 2
+        # Never queued, so never disabled nor capped: she authors on, and her next offence is slashed too.
+        assert not pol.is_punished(chain.state.overlay(), ALICE.public)
+        second = block().block.header
+        xt = sign(chain, BOB, calls.ReportEquivocation(second.encode(), sealed(ALICE, second.slot, b"\x06" * 32, second.parent_hash, second.number, chain.genesis_hash)), nonce + 1)
+        left = balances.get_account(chain.state.overlay(), ALICE.public).staked
+        (receipt,) = block([xt]).receipts
+        assert receipt.success, receipt.error
+        assert balances.get_account(chain.state.overlay(), ALICE.public).staked == left - left // 2
         while chain.best_number < chain.config.era_length + 1:
             block()
         assert staking.get_validators(chain.state.overlay()) == (ALICE.public,)

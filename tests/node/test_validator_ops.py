@@ -887,3 +887,42 @@ async def test_the_catching_up_rule_finds_the_newest_block_another_node_made_bel
         assert node.chain.best_number == 3
         assert node._newest_not_sealed_here().number == 1
         assert node._catching_up(slot + 1)
+
+
+# --- a validator punished for an offence ------------------------------------------------------
+async def test_a_validator_punished_for_an_offence_stops_authoring_until_it_leaves(tmp_path) -> None:
+    """Once a report of Alice's equivocation lands, she is disabled (chain.pallets.staking
+    .is_disabled) and Aura refuses her blocks: her node leaves her slots empty instead of
+    sealing blocks every peer refuses, and logs no authoring failure. The block holding the
+    report is Bob's, imported as a peer's would be."""
+    from chain.header import Header
+
+    own = _alices_slot(_slot_now() + 1)
+    clock = Clock.in_slot(own - 1)
+    with _opened(tmp_path / "alice", clock) as node:
+        chain = node.chain
+        assert node._next_own_slot(own) == own
+        header = Header(chain.genesis_hash, 1, b"\x01" * 32, bytes(32), 1, ALICE.public)
+        twins = [seal_header(ALICE, chain.genesis_hash, replace_struct(header, state_root=r)).encode() for r in (b"\x01" * 32, b"\x02" * 32)]
+        report = sign_extrinsic(
+            dev_keypair("Eve"), calls.ReportEquivocation(*twins), nonce=0, genesis_hash=chain.genesis_hash, spec_version=SPEC_VERSION,
+        )
+        slot = next(s for s in range(1, 10) if compute_slot_author(_validators(), s) != ALICE.public)
+        peer = Blockchain(Database(tmp_path / "peer"), chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
+        try:
+            block = peer.build_block([report], AUTHORS[compute_slot_author(_validators(), slot)], slot=slot).block
+        finally:
+            peer.db.close()
+        (receipt,) = chain.import_block(block).receipts
+        assert receipt.success, receipt.error
+        assert node._next_own_slot(own) is None
+        clock.to_slot(own)
+        assert await node.author_block() is None
+        assert node.metrics.authoring_failures._value.get() == 0
+        assert chain.best_number == 1
+        # Nor does her node pay for reports the runtime refuses as AlreadyPunished: a fraud its
+        # verifier finds in a block of hers is invalidated and gossiped, not reported on chain.
+        node._report_fraud(b"\x00" * 64, bytes(32), ALICE.public)
+        assert node.pool.status().ready == 0
+        node._report_fraud(b"\x00" * 64, bytes(32), dev_keypair("Bob").public)
+        assert node.pool.status().ready == 1
