@@ -30,7 +30,8 @@ SPEC_NAME = "polchain"
 # training step's weight counting the drawing of its batch and its fixed part, and each
 # segment's (ml_runtime.train_step_cost, SEGMENT_UNITS). 4: one slash per removal and a
 # punished validator disabled at once (chain.pallets.pol.is_punished, consensus.aura's
-# "disabled_author"). tests/chain/test_vectors.py pins each version's golden genesis and
+# "disabled_author"); a bounty claim checking the claimed version's lineage since the posting
+# (chain.pallets.bounties.compute_lineage). tests/chain/test_vectors.py pins each version's golden genesis and
 # block hashes: a change to either is a new version.
 SPEC_VERSION = 4
 TRANSACTION_VERSION = 1

@@ -78,10 +78,88 @@ def test_a_copy_of_the_qualifying_version_cannot_take_its_bounty(chain) -> None:
     assert d.apply(FERDIE, train_call(steps=1, batch=1, lr=1e-30, segment=1)).success
     copy = models.get_model(chain.state.overlay(), 0).latest_version
     assert _loss(chain, 0, copy) < target and models.VERSIONS.get(chain.state.overlay(), 0, copy).parent == first
-    d.fails(FERDIE, calls.ClaimBounty(bounty, copy), f"models.ParentMeetsTarget: version {copy}'s parent, version {first}, is below")
+    d.fails(FERDIE, calls.ClaimBounty(bounty, copy), f"models.AncestorMeetsTarget: version {copy}'s ancestor, version {first}, is below")
     charlie = balances.get_account(chain.state.overlay(), CHARLIE.public).free
     assert d.apply(BOB, calls.ClaimBounty(bounty, first)).success
     assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
+
+
+def _negate(d: Driver, key) -> int:
+    """One TRAIN step at lr 2^-100 and l2 2^101 from the latest version: the kernel's
+    w - lr * (g / B + l2 * w) is -w bit for bit (g / B vanishes beside 2^101 * w, and
+    lr * 2^101 * w = 2w exactly). Returns the new version."""
+    call = calls.Train(0, 0, 1, 1, calls.compute_f32_bits(2.0**-100), calls.compute_f32_bits(2.0**101), 1)
+    receipt = d.apply(key, call)
+    assert receipt.success, receipt.error
+    return models.get_model(d.chain.state.overlay(), 0).latest_version
+
+
+def test_a_detour_back_to_the_qualifying_weights_cannot_take_its_bounty(chain) -> None:
+    """Ferdie negates Charlie's qualifying weights twice: his version has them bit for bit and
+    its parent is far above the target, so the parent check passed it and he took the bounty
+    (an outside tester's finding, round 4). Every ancestor trained since the posting is
+    evaluated now: refused, naming Charlie's version, whose claim is then paid."""
+    d = Driver(chain)
+    target = _loss(chain, 0, models.get_model(chain.state.overlay(), 0).latest_version) * 0.8
+    bounty = _bounty(d, DAVE, target)
+    assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
+    first = models.get_model(chain.state.overlay(), 0).latest_version
+    negated = _negate(d, FERDIE)
+    copy = _negate(d, FERDIE)
+    state = chain.state.overlay()
+    assert np.array_equal(models.get_weights(state, 0, negated), -models.get_weights(state, 0, first))
+    assert models.get_weights(state, 0, copy).tobytes() == models.get_weights(state, 0, first).tobytes()
+    assert _loss(chain, 0, negated) > target > _loss(chain, 0, copy)
+    versions = 1 + len(bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, copy))[0])
+    assert versions == 4  # the copy, its two ancestors since the posting, and the nearest before it
+    receipt = d.apply(FERDIE, calls.ClaimBounty(bounty, copy))
+    assert not receipt.success and receipt.error.startswith(
+        f"models.AncestorMeetsTarget: version {copy}'s ancestor, version {first}, is below"
+    ), receipt.error
+    info = models.decode_spec(models.get_model(state, 0).spec)
+    rows = datasets.get_dataset(state, 0).row_count
+    per_version = bounties.LINEAGE_READ_WEIGHT + models.compute_weights_read_weight(info) + ml_runtime.step_cost(info, rows)
+    assert receipt.weight == bounties.BOUNTY_BASE_WEIGHT + datasets.compute_read_weight(datasets.get_dataset(state, 0)) + 4 * per_version
+    charlie = balances.get_account(chain.state.overlay(), CHARLIE.public).free
+    assert d.apply(BOB, calls.ClaimBounty(bounty, first)).success
+    assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
+
+
+def test_a_model_that_met_the_target_before_the_posting_pays_no_copy(chain) -> None:
+    """The nearest ancestor from before the posting is evaluated too: a copy of weights that
+    met the target when the bounty was posted is not the first to meet it."""
+    d = Driver(chain)
+    assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
+    good = models.get_model(chain.state.overlay(), 0).latest_version
+    bounty = _bounty(d, DAVE, _loss(chain, 0, good) * 1.01)
+    negated = _negate(d, FERDIE)
+    copy = _negate(d, FERDIE)
+    state = chain.state.overlay()
+    lineage = bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, copy))
+    assert lineage == ([negated, good], False)  # not version 0: the walk stops at the first version from before the posting
+    d.fails(FERDIE, calls.ClaimBounty(bounty, copy), f"models.AncestorMeetsTarget: version {copy}'s ancestor, version {good}")
+
+
+def test_a_lineage_longer_than_the_check_walks_is_refused_before_any_evaluation(chain, monkeypatch) -> None:
+    """A copier must not outrun the lineage check with a long detour: past MAX_CLAIM_LINEAGE
+    versions trained since the posting, the claim is refused (LineageTooLong), its weight
+    counting only the versions it would have evaluated."""
+    monkeypatch.setattr(bounties, "MAX_CLAIM_LINEAGE", 2)
+    d = Driver(chain)
+    target = _loss(chain, 0, models.get_model(chain.state.overlay(), 0).latest_version) * 0.8
+    bounty = _bounty(d, DAVE, target)
+    assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
+    first = models.get_model(chain.state.overlay(), 0).latest_version
+    _negate(d, FERDIE)
+    copy = _negate(d, FERDIE)  # three since the posting: first, negated, copy; two ancestors of the copy
+    d.fails(FERDIE, calls.ClaimBounty(bounty, copy), "models.AncestorMeetsTarget")
+    _negate(d, FERDIE)
+    longer = _negate(d, FERDIE)  # four ancestors since the posting
+    state = chain.state.overlay()
+    ancestors, too_long = bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, longer))
+    assert too_long and len(ancestors) == 2
+    d.fails(FERDIE, calls.ClaimBounty(bounty, longer), "models.LineageTooLong: version")
+    assert d.apply(BOB, calls.ClaimBounty(bounty, first)).success
 
 
 def test_a_claim_short_of_the_target_pays_its_fee_and_changes_nothing_else(chain) -> None:

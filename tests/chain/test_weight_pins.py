@@ -14,7 +14,7 @@ edges. 239 are killed now; the two left are equivalent, explained where they are
 from __future__ import annotations
 
 import numpy as np
-from chainkit import ALICE, BOB, event_args
+from chainkit import ALICE, BOB, CHARLIE, event_args, train_call
 from test_pallets import Driver
 from test_weights_datasets import compute_rows, compute_weight
 
@@ -138,8 +138,11 @@ def test_a_claim_on_a_one_row_validation_set_declares_one_row(chain) -> None:
     assert d.apply(BOB, calls.AppendRows(dataset, 0, row)).success
     receipt = d.apply(ALICE, calls.PostBounty(0, dataset, calls.compute_f32_bits(0.5), 1, 100))
     bounty = _registered(receipt, "BountyPosted", "bounty")
+    assert d.apply(CHARLIE, train_call(steps=1, batch=1, segment=1)).success  # version 1, trained after the posting
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
-    # 300,000 + two forward passes over 1 row + 260 bytes read
+    # 300,000 + 260 bytes of rows read + for version 1 and its parent (the nearest version from
+    # before the posting): reading its record and its 650 weights, and a forward pass over 1 row
+    per_version = 60_000 + 4 * 650 * datasets.READ_BYTE_WEIGHT + ml_runtime.step_cost(spec, 1)
     assert bounties.compute_claim_weight(chain.state.overlay(), calls.ClaimBounty(bounty, 1)) == (
-        300_000 + 2 * ml_runtime.step_cost(spec, 1) + 260  # the version and its parent evaluated
-    ) == 305_828
+        300_000 + 260 + 2 * per_version
+    ) == 431_028

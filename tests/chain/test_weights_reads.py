@@ -14,7 +14,7 @@ from test_weights_datasets import ReadLog, compute_rows, compute_weight
 import ml_runtime
 from chain import calls
 from chain.errors import DispatchError
-from chain.pallets import bounties, datasets, pol
+from chain.pallets import bounties, datasets, models, pol
 from chain.pallets.context import BlockInfo, CallContext
 from chain.pallets.training import TRAIN_BASE_WEIGHT
 
@@ -57,9 +57,10 @@ def test_posting_a_bounty_reads_no_row_and_claiming_declares_the_rows_it_reads(c
     assert log.chunk_reads() == 0
     info = datasets.get_dataset(state, 0)
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
-    weight = bounties.compute_claim_weight(state, calls.ClaimBounty(0, 1))
+    weight = bounties.compute_claim_weight(state, calls.ClaimBounty(0, 0))  # version 0: no ancestor to evaluate
     assert weight == (
-        bounties.BOUNTY_BASE_WEIGHT + 2 * ml_runtime.step_cost(spec, info.row_count) + datasets.compute_read_weight(info)
+        bounties.BOUNTY_BASE_WEIGHT + datasets.compute_read_weight(info)
+        + bounties.LINEAGE_READ_WEIGHT + models.compute_weights_read_weight(spec) + ml_runtime.step_cost(spec, info.row_count)
     )
 
 
