@@ -158,9 +158,12 @@ async def test_a_syncing_node_announces_its_new_best_once_not_every_block() -> N
         await run
 
 
-async def test_gossiped_transactions_with_a_bad_signature_or_no_funds_cost_the_peer(caplog) -> None:
+async def test_gossiped_transactions_with_a_bad_signature_cost_the_peer_and_unpayable_ones_do_not(caplog) -> None:
     """Review 5: checking a signature is work a peer must not get for free; an extrinsic whose
-    signature fails, or whose signer cannot pay, costs BAD_TRANSACTION (a stale one does not)."""
+    signature fails costs BAD_TRANSACTION. One whose signer cannot pay here does not (it was
+    charged too until an outside tester's round 4): the relay checked the payment on its best
+    state, which may be ahead of ours, and charging it let a user get a lagging node to ban its
+    honest peers at will."""
     caplog.set_level(logging.INFO)
     async with dev_node() as node:
         assert node.network is not None
@@ -184,10 +187,10 @@ async def test_gossiped_transactions_with_a_bad_signature_or_no_funds_cost_the_p
             )
             peer.service.broadcast_transactions((forged.encode(), broke.encode(), good.encode()))
             await wait_for(lambda: node.pool.get_data(good.hash()) is not None)
-            await wait_for(lambda: node.network.reputation.score(peer.id) < -90)  # type: ignore[union-attr]
-            assert node.network.reputation.score(peer.id) == pytest.approx(2 * Misbehaviour.BAD_TRANSACTION.cost, abs=2)
+            await wait_for(lambda: node.network.reputation.score(peer.id) < -40)  # type: ignore[union-attr]
+            assert node.network.reputation.score(peer.id) == pytest.approx(Misbehaviour.BAD_TRANSACTION.cost, abs=2)
             assert f"peer {peer.id}: {Misbehaviour.BAD_TRANSACTION.reason} (bad_proof:" in caplog.text
-            assert f"peer {peer.id}: {Misbehaviour.BAD_TRANSACTION.reason} (payment:" in caplog.text
+            assert f"peer {peer.id}: {Misbehaviour.BAD_TRANSACTION.reason} (payment:" not in caplog.text
             assert node.pool.get_data(forged.hash()) is None and node.pool.get_data(broke.hash()) is None
             assert node.chain.best_header.state_root == root
         finally:
