@@ -175,8 +175,8 @@ DISPATCH: dict[type, CallRow] = {
     calls.ChallengeRound: CallRow(federated.apply_challenge, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.RevealSegment: CallRow(federated.apply_reveal_segment, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
-    calls.ProposeConfig: CallRow(democracy.apply_propose, _fixed(300_000)),
-    calls.VoteConfig: CallRow(democracy.apply_vote, _fixed(200_000)),
+    calls.ProposeConfig: CallRow(democracy.apply_propose, _fixed(democracy.PROPOSE_WEIGHT)),
+    calls.VoteConfig: CallRow(democracy.apply_vote, _fixed(democracy.VOTE_WEIGHT)),
     calls.UnlockVote: CallRow(democracy.apply_unlock, _fixed(democracy.UNLOCK_WEIGHT)),
     calls.NoteVotes: CallRow(rewards.apply_note_votes, lambda _s, c: DispatchInfo(rewards.compute_note_votes_weight(c))),
 }

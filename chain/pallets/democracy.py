@@ -12,7 +12,9 @@ first vote uses, so a dev chain's short periods serve both):
 1. ``democracy.propose(changes)``: ``changes`` are (field, value) pairs, sorted by field name
    with no field twice (one canonical encoding per proposal), each a field of RuntimeConfig
    that may change mid-chain (:data:`FIXED` lists those that may not, and why), and the config
-   they make must pass the spec loader's bounds (``RuntimeConfig.compute_problems``: one table).
+   they make must pass the spec loader's bounds (``RuntimeConfig.compute_problems``: one table),
+   and must not make undoing them by referendum dearer than a ten-thousandth of all POL
+   (:func:`verify_recoverable`: Unrecoverable).
    The proposer moves :data:`PROPOSAL_DEPOSIT` into the pallet's account; it is returned
    when the vote ends if the turnout reached the quorum (passed or not), and burned if it
    did not (as Substrate's referenda keep the submission deposit of a referendum that was not
@@ -81,11 +83,24 @@ QUORUM_PPM = 100_000  # turnout: a tenth of all POL in existence
 THRESHOLD_PPM = 500_000  # ayes: a strict majority of the votes cast
 # The pallet's account holds every deposit and every locked vote until it is returned.
 DEMOCRACY_ACCOUNT = revenue.compute_pallet_account(b"py/democ")
-#: The weight democracy.unlock declares (chain.runtime.DISPATCH).
+#: The weights democracy.propose, vote and unlock declare (chain.runtime.DISPATCH).
+PROPOSE_WEIGHT = 300_000
+VOTE_WEIGHT = 200_000
 UNLOCK_WEIGHT = 100_000
 #: What a voter sends to take its lock back (compute_vote_reserve): the longest unlock.
 _RECLAIMS = ((calls.UnlockVote(2**32 - 1), UNLOCK_WEIGHT),)
 FIELDS = frozenset(f.name for f in fields(RuntimeConfig))
+#: A referendum may not raise what it costs to undo it by referendum
+#: (:func:`compute_recovery_cost`) above this share of the total issuance (1/RECOVERY_SHARE):
+#: a holder of a ten-thousandth of all POL can always propose, vote and take its lock back.
+RECOVERY_SHARE = 10_000
+#: The calls that undo a referendum, at their longest: a proposal that changes every field
+#: at its widest value, a vote, an unlock (the fees compute_recovery_cost counts).
+_RECOVERY = (
+    (calls.ProposeConfig(tuple(calls.ConfigChange(name, 2**63 - 1) for name in sorted(FIELDS))), PROPOSE_WEIGHT),
+    (calls.VoteConfig(2**32 - 1, True, 2**63 - 1), VOTE_WEIGHT),
+    *_RECLAIMS,
+)
 # Fields a referendum may not change, and why (the error names both).
 FIXED = {
     "era_length": (
@@ -207,6 +222,30 @@ def compute_config(current: RuntimeConfig, changes: tuple[calls.ConfigChange, ..
     return config
 
 
+def compute_recovery_cost(config: RuntimeConfig) -> int:
+    """What a referendum can make undoing it cost one account: the fees of the longest
+    propose, vote and unlock under ``config``, and the existential deposit it must keep (the
+    proposal deposit, which no referendum changes, comes on top)."""
+    return balances.compute_reclaim_reserve(replace(config, existential_deposit=0), _RECOVERY) + config.existential_deposit
+
+
+def verify_recoverable(current: RuntimeConfig, config: RuntimeConfig, total_issuance: int) -> None:
+    """Unrecoverable if ``config`` would make undoing it cost more than 1/RECOVERY_SHARE of the
+    total issuance, and more than under ``current`` (a change that does not raise the cost
+    always passes). A referendum set base_fee to 10^16, above the whole issuance: no
+    extrinsic could be paid again, the vote to undo it included, and every vote lock stayed
+    locked; an existential deposit of 10^16 stopped every proposal and vote the same way (an
+    outside tester's finding, round 4). Fees are in planck: a value meant in POL is 10^9 too
+    large, so an honest mistake did it too."""
+    cost, bound = compute_recovery_cost(config), max(compute_recovery_cost(current), total_issuance // RECOVERY_SHARE)
+    if cost > bound:
+        raise _fail(
+            "Unrecoverable",
+            f"undoing this change by referendum would cost {cost:,} (the fees of a proposal, a vote and an unlock, "
+            f"and the existential deposit), more than {bound:,}: a ten-thousandth of all POL",
+        )
+
+
 def compute_turnout_met(referendum: Referendum, total_issuance: int) -> bool:
     """At least one vote, and turnout >= QUORUM_PPM of the total issuance: the vote counts (and
     the proposer gets the deposit back)."""
@@ -222,7 +261,7 @@ def compute_passes(referendum: Referendum, total_issuance: int) -> bool:
 
 def apply_propose(ctx: CallContext, call: calls.ProposeConfig) -> None:
     state = ctx.state
-    compute_config(ctx.config, call.changes)
+    verify_recoverable(ctx.config, compute_config(ctx.config, call.changes), balances.TOTAL_ISSUANCE.get(state))
     ends = ctx.block.number + ctx.config.gov_voting_blocks
     if not AGENDA.has_room(state, ends):
         raise _fail("AgendaFull", f"block {ends} already ends {MAX_AGENDA} referenda; propose in a later block")
@@ -316,6 +355,7 @@ def _apply_enact(state: Any, referendum_id: int, referendum: Referendum, number:
     try:
         current = get_config(state)
         config = compute_config(current, referendum.changes)
+        verify_recoverable(current, config, balances.TOTAL_ISSUANCE.get(state))
     except DispatchError as exc:
         failed = msgspec.structs.replace(referendum, status="failed", note=f"{exc.module}.{exc.error}: {exc}")
         REFERENDA.apply_set(state, failed, referendum_id)

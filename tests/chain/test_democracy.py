@@ -248,7 +248,7 @@ def test_enactment_rechecks_the_bounds_against_the_config_then_in_force(chain) -
     the second to be enacted fails with the reason and the config keeps the first."""
     d = Driver(chain)
     heavy = propose(d, ALICE, max_block_weight=9 * 10**18)
-    dear = propose(d, BOB, byte_fee=10**11)
+    dear = propose(d, BOB, weight_fee=2)
     assert d.apply(ALICE, calls.VoteConfig(heavy, True, VOTE)).success
     assert d.apply(BOB, calls.VoteConfig(dear, True, VOTE)).success
     wait_until(d, referendum(chain, dear).ends)
@@ -257,7 +257,53 @@ def test_enactment_rechecks_the_bounds_against_the_config_then_in_force(chain) -
     failed = referendum(chain, dear)
     assert failed.status == "failed" and failed.note.startswith("democracy.InvalidConfig")
     assert "base_fee/byte_fee/weight_fee" in failed.note
-    assert (chain.config.max_block_weight, chain.config.byte_fee) == (9 * 10**18, RuntimeConfig().byte_fee)
+    assert (chain.config.max_block_weight, chain.config.weight_fee) == (9 * 10**18, RuntimeConfig().weight_fee)
+
+
+@pytest.mark.parametrize(
+    "values", [{"base_fee": 10**16}, {"existential_deposit": 10**16}, {"byte_fee": 10**9}, {"weight_fee": 10**6}]
+)
+def test_a_referendum_cannot_price_out_its_own_undoing(chain, values) -> None:
+    """A referendum that set base_fee to 10^16 (above the whole issuance) left no extrinsic
+    payable again, the vote to undo it included, and every vote lock locked; an existential
+    deposit of 10^16 stopped every proposal and vote (an outside tester's finding, round 4).
+    Such a change is refused when proposed, naming what undoing it would cost; a change that
+    lowers the cost always passes."""
+    d = Driver(chain)
+    current = democracy.get_config(chain.state.overlay())
+    cost = democracy.compute_recovery_cost(dataclasses.replace(current, **values))
+    receipt = d.apply(ALICE, change(**values))
+    assert receipt.error == (
+        f"democracy.Unrecoverable: undoing this change by referendum would cost {cost:,} (the fees of a proposal, "
+        "a vote and an unlock, and the existential deposit), more than 600,000,000,000: a ten-thousandth of all POL"
+    )
+    d.fails(ALICE, change(**values), "democracy.Unrecoverable")  # (Driver: the state moved by the fee and nonce only)
+    propose(d, ALICE, base_fee=current.base_fee // 2)
+
+
+def test_a_change_that_does_not_raise_the_cost_of_undoing_passes_whatever_the_issuance(chain, monkeypatch) -> None:
+    """On a chain whose fees already cost more than a ten-thousandth of its POL, a referendum
+    may still lower them (or leave them): the bound is the larger of the two."""
+    monkeypatch.setattr(democracy, "RECOVERY_SHARE", 10**15)  # the bound: 6 planck
+    d = Driver(chain)
+    current = democracy.get_config(chain.state.overlay())
+    propose(d, ALICE, base_fee=current.base_fee - 1)
+    propose(d, ALICE, gov_voting_blocks=current.gov_voting_blocks + 1)
+    d.fails(ALICE, change(base_fee=current.base_fee + 1), "democracy.Unrecoverable")
+
+
+def test_enactment_refuses_a_change_that_became_unrecoverable_meanwhile(chain, monkeypatch) -> None:
+    """The check runs again at enactment, against the issuance then (slashes and fees burn
+    POL): a change that has become unrecoverable fails with the reason, and the config stays."""
+    d = Driver(chain)
+    dear = propose(d, BOB, base_fee=10**10)
+    assert d.apply(ALICE, calls.VoteConfig(dear, True, VOTE)).success
+    monkeypatch.setattr(democracy, "RECOVERY_SHARE", 10**7)  # as if most POL had been burned since
+    wait_until(d, referendum(chain, dear).ends)
+    wait_until(d, referendum(chain, dear).enact_at or 0)
+    failed = referendum(chain, dear)
+    assert failed.status == "failed" and failed.note.startswith("democracy.Unrecoverable: undoing this change")
+    assert chain.config.base_fee == dev_spec().runtime_config.base_fee
 
 
 def test_the_spec_loader_and_referenda_share_one_table_of_bounds() -> None:
