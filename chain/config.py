@@ -31,7 +31,9 @@ SPEC_NAME = "polchain"
 # segment's (ml_runtime.train_step_cost, SEGMENT_UNITS). 4: one slash per removal and a
 # punished validator disabled at once (chain.pallets.pol.is_punished, consensus.aura's
 # "disabled_author"); a bounty claim checking the claimed version's lineage since the posting
-# (chain.pallets.bounties.compute_lineage). tests/chain/test_vectors.py pins each version's golden genesis and
+# (chain.pallets.bounties.compute_lineage); a training step's and a segment's weight counting
+# their parameters (ml_runtime.STEP_PARAM_UNITS, SEGMENT_PARAM_UNITS); a referendum unable to
+# price out its own undoing (chain.pallets.democracy.verify_recoverable). tests/chain/test_vectors.py pins each version's golden genesis and
 # block hashes: a change to either is a new version.
 SPEC_VERSION = 4
 TRANSACTION_VERSION = 1

@@ -61,12 +61,26 @@ def _pool(chain: Blockchain) -> TransactionPool:
     return TransactionPool(validate)
 
 
-def test_a_train_call_whose_transcript_is_over_the_limit_is_refused_by_the_pool(chain: Blockchain) -> None:
+@pytest.fixture
+def heavy(tmp_path):
+    """A dev chain whose max_block_weight a referendum raised to 10^11 units. At the default
+    (2e9) a call's weight bounds its transcript already: each segment weighs
+    ml_runtime.SEGMENT_PARAM_UNITS (160) a parameter, 40 units a checkpoint byte, so a block's
+    weight of segments stores about 50 MB, under max_transcript_bytes (64 MiB). The transcript
+    bound is what holds once the weight is raised."""
+    spec = dev_spec()
+    chain = open_chain(tmp_path / "heavy", dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, max_block_weight=10**11)))
+    yield chain
+    chain.db.close()
+
+
+def test_a_train_call_whose_transcript_is_over_the_limit_is_refused_by_the_pool(heavy: Blockchain) -> None:
+    chain = heavy
     model = _register_big_model(chain)
     # The outside testers' call: 1000 one-step segments of a 900 KB model, a ~900 MB
-    # transcript for its author to store and serve, for about 1 POL of weight. Its weight
-    # fits a block, and so does its result (the new weights and 1001 losses): the transcript
-    # does not fit max_transcript_bytes.
+    # transcript for its author to store and serve. Its weight fits a block (on this chain),
+    # and so does its result (the new weights and 1001 losses): the transcript does not fit
+    # max_transcript_bytes.
     call = calls.Train(model, 0, 1000, 1, _lr(), 0, 1)
     xt = sign(chain, BOB, call, 0)
     info = chain.runtime.compute_dispatch_info(chain.state.overlay(), xt)
@@ -80,12 +94,13 @@ def test_a_train_call_whose_transcript_is_over_the_limit_is_refused_by_the_pool(
     assert chain.state.root() == root
 
 
-def test_a_train_call_over_the_transcript_limit_is_left_out_by_the_builder(chain: Blockchain) -> None:
+def test_a_train_call_over_the_transcript_limit_is_left_out_by_the_builder(heavy: Blockchain) -> None:
     """Like a call heavier than a block (weight), a call whose transcript alone exceeds
     max_transcript_bytes fits no block: the builder refuses it (the pool drops it), and a
     block that holds it is invalid (below). It used to be included and fail in dispatch
     (training.TranscriptTooLarge), which left the per-call bound the only one: a block of
     many calls, each under it, made its author hold all their checkpoints at once."""
+    chain = heavy
     model = _register_big_model(chain)
     xt = sign(chain, BOB, calls.Train(model, 0, 1000, 1, _lr(), 0, 1), 0)
     bob = balances.get_account(chain.state.overlay(), BOB.public)
@@ -307,7 +322,7 @@ def test_a_train_fee_includes_its_result_and_transcript_bytes(chain: Blockchain)
     cfg = chain.config
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
     read = datasets.compute_read_weight(datasets.get_dataset(state, 0))  # the data set's rows, read whole
-    weight = TRAIN_BASE_WEIGHT + read + ml_runtime.train_step_cost(spec, 8) * 30 + ml_runtime.SEGMENT_UNITS * 3
+    weight = TRAIN_BASE_WEIGHT + read + ml_runtime.train_step_cost(spec, 8) * 30 + ml_runtime.segment_cost(spec) * 3
     transcript = 4 * 4 * 650  # its author stores 4 checkpoints of 650 float32 parameters
     assert info.transcript_bytes == transcript
     expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + proof_bound + transcript) + cfg.weight_fee * weight

@@ -572,7 +572,7 @@ def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(l
     xt = sign(chain, EVE, call, 0)
     weight = chain.runtime.compute_dispatch_info(_state(chain), xt).weight
     read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), 0))  # the job is rebuilt from the data set
-    assert weight == pol.REPORT_BASE_WEIGHT + read + ml_runtime.train_step_cost(job.spec, job.batch_size) * 10 + ml_runtime.SEGMENT_UNITS
+    assert weight == pol.REPORT_BASE_WEIGHT + read + ml_runtime.train_step_cost(job.spec, job.batch_size) * 10 + ml_runtime.segment_cost(job.spec)
     local.fails(call, "SelfReport", key=BOB)  # block #1 of this chain: the forged block was never imported here
     before = _before(chain, BOB.public)
     receipt = local.report(call)
@@ -603,7 +603,7 @@ def test_a_fraud_reports_weight_is_one_segment_at_the_calls_own_batch_size(local
         read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), train.dataset))
         assert weight == (
             pol.REPORT_BASE_WEIGHT + read + ml_runtime.train_step_cost(job.spec, batch) * min(train.segment_len, train.steps)
-            + ml_runtime.SEGMENT_UNITS
+            + ml_runtime.segment_cost(job.spec)
         )
 
 

@@ -61,8 +61,11 @@ def test_a_train_call_on_an_unknown_data_set_declares_no_read(chain) -> None:
     assert training.compute_read_weight(chain.state.overlay(), 99) == 0
     assert compute_weight(chain, known) - compute_weight(chain, unknown) == 467_220
     # a step's arithmetic, the drawing of its one sample (ml_runtime.DRAW_UNITS), the step's
-    # fixed part (STEP_UNITS) and its one segment's (SEGMENT_UNITS)
-    assert compute_weight(chain, unknown) == training.TRAIN_BASE_WEIGHT + ml_runtime.step_cost(spec, 1) + 160 + 2_600 + 110_000 == 1_115_544
+    # fixed part (STEP_UNITS) and its memory traffic (STEP_PARAM_UNITS a parameter, 650 of
+    # them), and its one segment's fixed part (SEGMENT_UNITS) and checkpoint (SEGMENT_PARAM_UNITS)
+    assert compute_weight(chain, unknown) == (
+        training.TRAIN_BASE_WEIGHT + ml_runtime.step_cost(spec, 1) + 160 + 2_600 + 22 * 650 + 110_000 + 160 * 650
+    ) == 1_233_844
 
 
 # --- models: 200 a parameter registered, 4 bytes a parameter read -------------------------------
@@ -108,10 +111,12 @@ def test_a_reveal_declares_its_re_run_rows_paths_and_data_array() -> None:
     spec = ml_runtime.ModelSpec("softmax", 4, 2)  # rows of 4 float32 and a u32 label: 20 bytes, 5 numbers
     info = calls.OpenRound(0, 0, (), 0, 3, calls.compute_f32_bits(0.5), 0, 2, 3, 1, 1, 0, 0, 10, 20)
     assert (info.batch_size, info.segment_len) == (3, 2)
-    step = ml_runtime.step_cost(spec, 3) + 3 * 160 + 2_600  # drawing its 3 samples, the step's fixed part
-    # 200,000 + 2 steps + the segment's fixed part + 20 x 6 revealed rows x (20 + 34 x 20 path hashes) + 4 x 10 rows x 5 numbers
-    assert federated.compute_reveal_weight(spec, info, 10) == 200_000 + 2 * step + 110_000 + 20 * 6 * 700 + 4 * 50
-    assert federated.compute_reveal_weight(spec, info, 10) == 200_000 + 2 * step + 110_000 + 84_200
+    # drawing its 3 samples, the step's fixed part, its memory traffic (22 units for each of 10 parameters)
+    step = ml_runtime.step_cost(spec, 3) + 3 * 160 + 2_600 + 22 * 10
+    segment = 110_000 + 160 * 10  # the segment's fixed part and its checkpoint
+    # 200,000 + 2 steps + the segment + 20 x 6 revealed rows x (20 + 34 x 20 path hashes) + 4 x 10 rows x 5 numbers
+    assert federated.compute_reveal_weight(spec, info, 10) == 200_000 + 2 * step + segment + 20 * 6 * 700 + 4 * 50
+    assert federated.compute_reveal_weight(spec, info, 10) == 200_000 + 2 * step + segment + 84_200
 
 
 def test_calls_on_an_unknown_round_declare_the_base_only(chain) -> None:

@@ -73,7 +73,7 @@ def test_a_train_call_declares_reading_its_data_set(chain) -> None:
     info = datasets.get_dataset(chain.state.overlay(), 0)  # digits: 1,797 rows of 260 bytes
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
     call = calls.Train(0, 0, 1, 1, calls.compute_f32_bits(0.5), 0, 1)
-    extra = compute_weight(chain, call) - TRAIN_BASE_WEIGHT - ml_runtime.train_step_cost(spec, 1) - ml_runtime.SEGMENT_UNITS
+    extra = compute_weight(chain, call) - TRAIN_BASE_WEIGHT - ml_runtime.train_step_cost(spec, 1) - ml_runtime.segment_cost(spec)
     assert extra >= info.row_count * info.row_size
     assert extra == datasets.compute_read_weight(info)
 
@@ -100,7 +100,7 @@ def test_a_fraud_report_declares_reading_the_data_set_it_rebuilds_the_job_from(c
     state = chain.state.overlay()
     train = proof.extrinsic.call
     info = datasets.get_dataset(state, train.dataset)
-    segment = ml_runtime.train_step_cost(job.spec, job.batch_size) * min(train.segment_len, train.steps) + ml_runtime.SEGMENT_UNITS
+    segment = ml_runtime.train_step_cost(job.spec, job.batch_size) * min(train.segment_len, train.steps) + ml_runtime.segment_cost(job.spec)
     assert pol.compute_report_fraud_weight(state, call) - pol.REPORT_BASE_WEIGHT - segment >= info.row_count * info.row_size
     expected = pol.REPORT_BASE_WEIGHT + segment
     assert pol.compute_report_fraud_weight(state, call) == expected + datasets.compute_read_weight(info)
