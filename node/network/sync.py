@@ -13,16 +13,23 @@ Blocks and forks
 - a peer that announces, or connects with, a best block higher than ours is synced from by
   number (at most 64 blocks a request) from our best + 1. A block whose parent we do not have
   (the peer is on another branch) has its ancestry fetched from the same peer by hash,
-  walking down, until it joins a stored block: at most :data:`MAX_FORK_DEPTH` blocks, and
-  never below the finalized block (a branch that joins below it can never win);
+  walking down, until it joins a stored block: at most :data:`MAX_FORK_DEPTH` blocks and
+  :data:`MAX_BRANCH_BYTES`, and never below the finalized block (a branch that joins below it
+  can never win). Each fetched block's header is checked as it comes, as an announced one is:
+  sealed by a validator of our finalized state, or the peer is charged (WRONG_RESPONSE) and the
+  walk ends. The walk holds the blocks until it joins; without the check a peer with a
+  throwaway identity made a node hold 256 made-up blocks of up to 16 MiB for one announce
+  (an outside tester's finding, round 4);
 - an announced block at or below our best height that we do not have (a competing branch)
   is fetched the same way, so every node sees every branch and fork choice decides;
 - an announced header is checked before it starts anything (it costs a sync: requests and
   the sync lock): one that claims more blocks than slots since our finalized block cannot be
   a chain and is ignored (no blame: a branch that conflicts with our finality can look so);
-  one authored in the name of a validator of our best state whose seal does not verify costs
-  the peer BAD_ANNOUNCE (an author we do not know may be from a validator set our chain has
-  not reached yet: it passes, under the throttle). Syncs started by announcements are
+  one whose author is no validator of our finalized state is ignored, and one whose seal does
+  not verify costs the peer BAD_ANNOUNCE. A validator set only ever shrinks (staking removes
+  offenders; none is added after genesis), so every block above our finalized one is sealed by
+  a validator of the finalized state. (Unknown authors used to pass, as "a set we have not
+  reached", and a peer announced made-up blocks of no one's.) Syncs started by announcements are
   throttled per peer (:data:`SYNCS_PER_SECOND`, burst :data:`SYNC_BURST`);
 - one sync imports at a time (the sync lock), but the lock is not held while a block
   request is awaited: a peer that answers just inside the request timeout, every time,
@@ -132,8 +139,10 @@ from node.network.transcripts import NetworkSource, TranscriptServer, Transcript
 
 log = logging.getLogger("polchain.sync")
 
-#: How many ancestors of a block the node fetches by hash to join it to its block tree.
+#: How many ancestors of a block the node fetches by hash to join it to its block tree, and
+#: how many bytes of them it holds while it does (a branch of full blocks stops sooner).
 MAX_FORK_DEPTH = 256
+MAX_BRANCH_BYTES = 256 * 1024 * 1024
 #: Refusals of a gossiped extrinsic that an honest relay would not have passed on whatever
 #: its best block: a signature that does not verify. Not "payment": a relay checks the fee
 #: against its own best state, which is ahead of ours whenever we sync or are a block late,
@@ -190,7 +199,7 @@ class NodeLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_outbox: list[bytes] = []
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
-        self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (best hash, its validator set)
+        self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (finalized hash, its validator set)
         self._stopping = False
         self._unavailable: BoundedSet[bytes] = BoundedSet(UNAVAILABLE_LOGGED)
         self._cooldown: OrderedDict[tuple[bytes, PeerId], float] = OrderedDict()  # -> loop time it ends
@@ -357,20 +366,34 @@ class NodeLink:
                 f"block #{header.number} in slot {header.slot} is above what the slots since our "
                 f"finalized block #{finalized.number} (slot {finalized.slot}) allow"
             ), False
-        if header.author not in self._best_validators():
-            return None, False  # a validator set we have not reached, maybe: the throttle bounds it
-        try:
-            verify_seal(chain.genesis_hash, header)
-        except InvalidSignature as exc:
-            return f"block #{header.number} announced with a bad seal: {exc}", True
-        return None, False
+        problem = self._seal_problem(header)
+        if problem is None:
+            return None, False
+        return f"block #{header.number} announced {problem}", header.author in self._final_validators()
 
-    def _best_validators(self) -> tuple[bytes, ...]:
+    def _seal_problem(self, header: Header) -> str | None:
+        """Why ``header`` cannot be a block above our finalized one by its seal (None if it
+        may be): its author is no validator of the finalized state (the module docstring: the
+        set only shrinks), or its seal does not verify."""
+        if header.author not in self._final_validators():
+            return f"by {header.author.hex()[:16]}…, no validator of our finalized block #{self.node.chain.finalized_number}"
+        try:
+            verify_seal(self.node.chain.genesis_hash, header)
+        except InvalidSignature as exc:
+            return f"with a bad seal: {exc}"
+        return None
+
+    def _check_fetched(self, data: BlockData) -> tuple[str | None, int]:
+        """:meth:`_seal_problem` of a block a branch walk fetched, and its encoded size (what
+        holding it costs). Run in a thread: a signature check and an encoding."""
+        return self._seal_problem(data.block.header), len(data.block.encode())
+
+    def _final_validators(self) -> tuple[bytes, ...]:
         chain = self.node.chain
         at, validators = self._validators
-        if at != chain.best_hash:
-            validators = get_validators(chain.state_at(chain.best_hash))
-            self._validators = (chain.best_hash, validators)
+        if at != chain.finalized_hash:
+            validators = get_validators(chain.state_at(chain.finalized_hash))
+            self._validators = (chain.finalized_hash, validators)
         return validators
 
     async def _on_peer_disconnected(self, peer: PeerId) -> None:
@@ -603,8 +626,12 @@ class NodeLink:
         is for, or a descendant of it), for the branch's blocks that carry none of their own."""
         chain = self.node.chain
         fetched: list[BlockData] = []
+        held = 0
         cursor, cursor_number = block_hash, number
         while not chain.has_block(cursor):
+            if held > MAX_BRANCH_BYTES:
+                log.info("block #%d from %s: its branch passed %d bytes before joining our chain: left", number, peer, MAX_BRANCH_BYTES)
+                return False
             room = min(MAX_FORK_DEPTH - len(fetched), cursor_number - chain.finalized_number)
             if room <= 0:
                 log.info(
@@ -622,7 +649,14 @@ class NodeLink:
             for data in blocks:
                 if chain.has_block(data.block.hash()):
                     break
+                problem, size = await asyncio.to_thread(self._check_fetched, data)
+                if problem is not None:
+                    self.network.report_peer(
+                        peer, Misbehaviour.WRONG_RESPONSE, f"block #{data.block.header.number} of a branch sealed {problem}"
+                    )
+                    return False
                 fetched.append(data)
+                held += size
             if fetched:
                 last = fetched[-1].block.header
                 cursor, cursor_number = last.parent_hash, last.number - 1

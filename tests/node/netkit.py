@@ -14,7 +14,7 @@ import aiohttp
 from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.crypto import dev_keypair
-from chain.header import ZERO_HASH, Header
+from chain.header import ZERO_HASH, Header, seal_header
 from chain.pallets.staking import get_validators
 from chain.storage import Database
 from consensus.aura import compute_slot_author
@@ -51,11 +51,18 @@ FAST = NetworkConfig(
 )
 
 
-def make_chain(n: int, salt: bytes = b"", *, parent: bytes = ZERO_HASH, start: int = 0) -> list[Block]:
-    """``n`` blocks #start.., each the child of the one before (no state: only links matter here)."""
+def make_chain(
+    n: int, salt: bytes = b"", *, parent: bytes = ZERO_HASH, start: int = 0, sealed_for: bytes | None = None
+) -> list[Block]:
+    """``n`` blocks #start.. in slots #start.., each the child of the one before (no state: only
+    links matter here). Authored by no one, or, with ``sealed_for`` (a genesis hash), by Alice
+    and sealed for that chain, as a node's announce check and branch walk ask of a header."""
     blocks: list[Block] = []
+    alice = dev_keypair("Alice")
     for i in range(start, start + n):
-        h = Header(parent, i, (salt + bytes(32))[:32], ZERO_HASH, i, bytes(32))
+        h = Header(parent, i, (salt + bytes(32))[:32], ZERO_HASH, i, bytes(32) if sealed_for is None else alice.public)
+        if sealed_for is not None:
+            h = seal_header(alice, sealed_for, h)
         blocks.append(Block(h, Body()))
         parent = h.hash()
     return blocks

@@ -23,6 +23,7 @@ from chain.extrinsic import sign_extrinsic
 from chain.header import Header, seal_header
 from chain.storage import Database
 from genesis.spec import load_chain_spec, with_slot_duration
+from node.network import sync as sync_module
 from node.network.messages import BlockData, BlockRequest
 from node.network.reputation import Misbehaviour
 from node.network.sync import MAX_PENDING_TARGETS
@@ -66,7 +67,7 @@ async def test_a_peer_that_claims_blocks_it_does_not_serve_is_charged(caplog) ->
         genesis = node.chain.get_block(node.chain.genesis_hash)
         peer = await liar(node, [genesis])
         try:
-            fake_best = make_chain(9, parent=genesis.hash(), start=1)[-1].header
+            fake_best = make_chain(9, parent=genesis.hash(), start=1, sealed_for=genesis.hash())[-1].header
             await peer.service.dial(node.network.listen_addresses[0])
             peer.service.broadcast_block(fake_best)  # #9, which it will not serve
             await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
@@ -256,14 +257,75 @@ async def test_syncs_started_by_one_peers_announcements_are_throttled(caplog) ->
             await wait_for(lambda: len(requests) >= 1)  # the sync on connect
             await wait_for(lambda: not node.link.is_syncing)  # type: ignore[union-attr]
             requests.clear()
-            for i in range(30):  # each a fresh header (unknown author: passes the seal check)
-                peer.service.broadcast_block(make_chain(1, salt=bytes([i + 1]), parent=fork[-1].hash(), start=5)[0].header)
+            for i in range(30):  # each a fresh header (sealed by Alice: passes the announce check)
+                peer.service.broadcast_block(
+                    make_chain(1, salt=bytes([i + 1]), parent=fork[-1].hash(), start=5, sealed_for=genesis.hash())[0].header
+                )
                 await asyncio.sleep(0.03)  # each sync ends before the next announce
             await asyncio.sleep(0.3)
             # SYNC_BURST and a little refill; each sync asks twice: the catch-up by number, then
             # the announced block by hash (neither joins here).
             assert 1 <= len(requests) <= 2 * 12
             assert node.network.reputation.score(peer.id) == 0
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_branch_is_checked_block_by_block_as_it_is_fetched(caplog) -> None:
+    """An outside tester's finding (round 4): a peer announced a block whose ancestry it made
+    up, and the node fetched and held up to 256 of its blocks (up to 16 MiB each) before
+    giving up without blame. A validator set only shrinks, so every block above our finalized
+    one is sealed by a validator of the finalized state: the first fetched block that is not
+    costs the peer WRONG_RESPONSE and ends the walk. An announce by no validator starts
+    nothing."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None and node.link is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        made_up = make_chain(40, parent=b"\x01" * 32, start=1)  # no one's
+        top = make_chain(1, parent=made_up[-1].hash(), start=41, sealed_for=genesis.hash())[0]
+        peer = await liar(node, [genesis, *made_up, top])
+        asked: list[object] = []
+        serve = peer.serve
+
+        async def counting(p, req):
+            asked.append(req.start)
+            return await serve(p, req)
+
+        peer.service.handlers.serve_block_request = counting
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            await wait_for(lambda: not node.link.is_syncing)  # type: ignore[union-attr]  # the sync on connect
+            asked.clear()
+            peer.service.broadcast_block(made_up[-1].header)  # by no validator: ignored
+            await asyncio.sleep(0.3)
+            assert asked == [] and node.network.reputation.score(peer.id) == 0
+            peer.service.broadcast_block(top.header)  # Alice's seal, on a made-up branch
+            await wait_for(lambda: node.network.reputation.score(peer.id) < Misbehaviour.WRONG_RESPONSE.cost + 10)  # (it decays)
+            assert f"block #40 of a branch sealed by {bytes(8).hex()}…, no validator of our finalized block #0" in caplog.text
+            assert asked[-1] == top.hash() and len(asked) <= 2  # (a catch-up by number first) one walk down, ended at its second block
+            assert node.chain.best_number == 0
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_branch_walk_holds_at_most_max_branch_bytes(caplog, monkeypatch) -> None:
+    """Sealed blocks can be big too (an equivocating validator's): the walk stops holding a
+    branch once its blocks pass MAX_BRANCH_BYTES (here a few hundred bytes), without blame."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(sync_module, "MAX_BRANCH_BYTES", 300)
+    async with dev_node() as node:
+        assert node.network is not None and node.link is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        branch = make_chain(40, parent=b"\x01" * 32, start=1, sealed_for=genesis.hash())  # Alice's, joining nothing
+        peer = await liar(node, [genesis, *branch])
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: not node.link.is_syncing)  # type: ignore[union-attr]
+            peer.service.broadcast_block(branch[-1].header)
+            await wait_for(lambda: "its branch passed 300 bytes before joining our chain: left" in caplog.text)
+            assert node.network.reputation.score(peer.id) == 0 and node.chain.best_number == 0
         finally:
             await peer.service.stop()
 
@@ -334,13 +396,15 @@ async def test_the_blocks_a_peer_announces_during_one_sync_are_bounded() -> None
                 deadline = time.monotonic() + 3.5  # the burst of 8 and about 12 more at 4 a second
                 while time.monotonic() < deadline:
                     sent += 1
-                    peer.service.broadcast_block(make_chain(1, salt=sent.to_bytes(4, "big"), parent=fork[-1].hash(), start=5)[0].header)
+                    peer.service.broadcast_block(
+                        make_chain(1, salt=sent.to_bytes(4, "big"), parent=fork[-1].hash(), start=5, sealed_for=genesis.hash())[0].header
+                    )
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(0.1)
                 assert node.link.is_syncing
                 pending = node.link._targets[peer.id]
                 assert len(pending) == MAX_PENDING_TARGETS < sent
-                first = make_chain(1, salt=(1).to_bytes(4, "big"), parent=fork[-1].hash(), start=5)[0].header
+                first = make_chain(1, salt=(1).to_bytes(4, "big"), parent=fork[-1].hash(), start=5, sealed_for=genesis.hash())[0].header
                 assert first.hash() not in pending  # taken in the burst, then the oldest to go
         finally:
             await peer.service.stop()
