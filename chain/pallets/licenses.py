@@ -13,6 +13,12 @@ signed (and waiting in a pool) against the old terms cannot be front-run by a pr
 Until it is set, a data set's terms are those it was registered with: its ``price_per_row``
 in the native token, anyone may train, no expiry, no cap, and the hash of its licence text.
 
+What the terms bind is the jobs that name the data set. Its rows are public state once
+uploaded: a copy registered under another id, or reordered (another rows root), trains on
+the copier's terms, and a federated update that names no data set pays none. The runtime
+cannot tell that two sets of rows are the same rows, so it does not pretend to; an index of
+rows roots would stop only the exact copy (an outside tester's finding, round 4).
+
 Usage is recorded per (data set, model, currency): jobs, rows and amount paid; the data set's
 index of those records keeps the first :data:`MAX_USAGE_ENTRIES` (later ones are still
 recorded and readable by key, and counted in the totals).
