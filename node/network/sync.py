@@ -135,7 +135,7 @@ from node.network.messages import (
 from node.network.peer import BoundedSet
 from node.network.reputation import Misbehaviour, RateLimiter
 from node.network.service import ChainStatus, NetworkHandlers, NetworkService, PeerInfo
-from node.network.transcripts import NetworkSource, TranscriptServer, TranscriptStats
+from node.network.transcripts import KeptOpenings, NetworkSource, TranscriptServer, TranscriptStats
 
 log = logging.getLogger("polchain.sync")
 
@@ -200,6 +200,7 @@ class NodeLink:
         self._tx_outbox: list[bytes] = []
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
         self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (finalized hash, its validator set)
+        self._kept_openings = KeptOpenings()  # verified openings of fetches that fell short, for the next attempt
         self._stopping = False
         self._unavailable: BoundedSet[bytes] = BoundedSet(UNAVAILABLE_LOGGED)
         self._cooldown: OrderedDict[tuple[bytes, PeerId], float] = OrderedDict()  # -> loop time it ends
@@ -574,7 +575,9 @@ class NodeLink:
         if self._cooldown.get(key, 0.0) > loop.time():  # also with a final proof: its check costs signatures
             log.debug("block #%d from %s: its openings were unavailable from it lately; not asked again yet", header.number, peer)
             return False
-        source = NetworkSource(self.network, loop, peer, timeout=self.node.pol_fetch_timeout, stats=self.node.pol_stats)
+        source = NetworkSource(
+            self.network, loop, peer, timeout=self.node.pol_fetch_timeout, stats=self.node.pol_stats, kept=self._kept_openings
+        )
         try:
             await self.node.import_block(data.block, source, final_proof)
         except InvalidJustification as exc:  # the final proof the range carried is forged

@@ -25,7 +25,11 @@ not verify is charged BAD_OPENING and the next peer is asked. All of it within
 ``timeout`` seconds (``--pol-fetch-timeout``, 2 s by default) plus each checkpoint's bytes at
 :data:`FETCH_BYTES_PER_SECOND` (:meth:`NetworkSource.compute_budget`); what is still missing then
 raises :class:`chain.errors.CheckpointsUnavailable`, and the block is not imported (the
-sync retries it on a later announcement).
+sync retries it on a later announcement). The openings that did verify are kept
+(:class:`KeptOpenings`, at most :data:`MAX_KEPT_BYTES`) for the next attempt at the same
+block, which asks only for the rest: before, each attempt started from nothing, so a
+transcript larger than one budget carries over a slow link never arrived (a reviewer's
+finding, left open in the session that found it).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,6 +69,9 @@ FETCH_BYTES_PER_SECOND = 8 << 20
 OPENING_OVERHEAD = 64
 # Seconds the worker thread waits past the fetch timeout for the loop to give up by itself.
 THREAD_GRACE = 1.0
+# Bytes of verified openings a node keeps from fetches that fell short (two default blocks'
+# transcripts); the least recently kept job goes first.
+MAX_KEPT_BYTES = 128 << 20
 
 
 @dataclass(slots=True)
@@ -115,6 +123,34 @@ class TranscriptServer:
         return out
 
 
+class KeptOpenings:
+    """Verified openings of fetches that fell short, by (block hash, extrinsic index), for the
+    next attempt at the same job; at most ``max_bytes`` of them (the oldest job goes first).
+    An opening verified against a block's committed result is valid for that block whoever
+    sent it. Used on the event loop only."""
+
+    def __init__(self, max_bytes: int = MAX_KEPT_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._jobs: OrderedDict[tuple[bytes, int], tuple[dict[int, Opening], int]] = OrderedDict()
+        self.bytes = 0
+
+    def take(self, block_hash: bytes, extrinsic_index: int) -> dict[int, Opening]:
+        """The openings kept for this job (none: empty), no longer kept."""
+        openings, size = self._jobs.pop((block_hash, extrinsic_index), ({}, 0))
+        self.bytes -= size
+        return openings
+
+    def keep(self, block_hash: bytes, extrinsic_index: int, openings: dict[int, Opening]) -> None:
+        if not openings:
+            return
+        size = sum(len(encode(o)) for o in openings.values())
+        self._jobs[(block_hash, extrinsic_index)] = (openings, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, (_, dropped) = self._jobs.popitem(last=False)
+            self.bytes -= dropped
+
+
 class NetworkSource:
     """A :class:`chain.proofs.CheckpointSource` for one import: openings from the peers.
 
@@ -129,12 +165,14 @@ class NetworkSource:
         *,
         timeout: float = DEFAULT_FETCH_TIMEOUT,
         stats: TranscriptStats | None = None,
+        kept: KeptOpenings | None = None,
     ) -> None:
         self.network = network
         self.loop = loop
         self.first = first
         self.timeout = timeout
         self.stats = stats or TranscriptStats()
+        self.kept = kept
 
     def fetch(self, block_hash: bytes, result: TrainingResult, wanted: Sequence[tuple[int, bool]]) -> dict[int, Opening]:
         """Verified openings for each (entry index, with weights) of ``wanted``.
@@ -176,6 +214,11 @@ class NetworkSource:
         deadline = loop.time() + budget
         need = dict(wanted)  # entry index -> with weights
         got: dict[int, Opening] = {}
+        if self.kept is not None:  # what an earlier attempt at this job verified
+            for index, opening in self.kept.take(block_hash, result.extrinsic_index).items():
+                if index in need and (opening.weights is not None or not need[index]):
+                    got[index] = opening
+                    del need[index]
         peers = [p.peer_id for p in self.network.peers()]
         order = [self.first] if self.first in peers else []
         order += [p for p in peers if p != self.first]
@@ -200,6 +243,8 @@ class NetworkSource:
             if need:
                 await self._ask(peer, deadline, block_hash, result, need, got)
         if need:
+            if self.kept is not None:
+                self.kept.keep(block_hash, result.extrinsic_index, got)
             missing = sorted(need)
             raise CheckpointsUnavailable(
                 f"{len(missing)} of {len(wanted)} openings (entries {missing[:8]}{'…' if len(missing) > 8 else ''}) "
@@ -254,4 +299,4 @@ def _verify(result: TrainingResult, openings: Sequence[Opening], need: dict[int,
     return good, None
 
 
-__all__ = ["DEFAULT_FETCH_TIMEOUT", "NetworkSource", "TranscriptServer", "TranscriptStats"]
+__all__ = ["DEFAULT_FETCH_TIMEOUT", "KeptOpenings", "NetworkSource", "TranscriptServer", "TranscriptStats"]

@@ -32,7 +32,7 @@ from node.network.messages import (
     encode_message,
 )
 from node.network.reputation import Misbehaviour
-from node.network.transcripts import NetworkSource, TranscriptServer, TranscriptStats
+from node.network.transcripts import KeptOpenings, NetworkSource, TranscriptServer, TranscriptStats
 
 BLOCK = b"\xab" * 32
 SPEC = mr.ModelSpec("softmax", 3, 2)
@@ -268,6 +268,51 @@ async def test_openings_nobody_has_raise_checkpoints_unavailable_within_the_time
         with pytest.raises(CheckpointsUnavailable, match=r"2 of 4 openings \(entries \[6, 7\]\) of extrinsic #0"):
             await asyncio.to_thread(source.fetch, BLOCK, RESULT, SAMPLE)
         assert time.monotonic() - started < 0.6 + 1.0
+
+
+async def test_openings_of_a_fetch_that_fell_short_are_kept_for_the_next_attempt(tmp_path) -> None:
+    """The only peer sends one opening every 0.2 s and a fetch has 0.5 s: an attempt gets two
+    at most. Kept (KeptOpenings), they add up over attempts, each asking only for the rest, and
+    a later one completes; before, every attempt started from nothing and none completed. An
+    opening kept without its weights does not stand in for one asked with them."""
+    async with serving(tmp_path, OPENINGS) as [(a, sa), (b, _)]:
+        serve = sa.serve
+        asked: list[int] = []
+
+        async def trickle(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+            asked.extend(index for index, _ in req.wanted)
+            await asyncio.sleep(0.2)
+            return (await serve(peer, req))[:1]
+
+        a.service.handlers.serve_transcript_request = trickle
+        kept = KeptOpenings()
+        got: dict[int, Opening] = {}
+        attempts = 0
+        while not got and attempts < 12:
+            attempts += 1
+            source = NetworkSource(b.service, asyncio.get_running_loop(), a.id, timeout=0.5, stats=TranscriptStats(), kept=kept)
+            try:
+                got = await asyncio.to_thread(source.fetch, BLOCK, RESULT, SAMPLE)
+            except CheckpointsUnavailable:
+                assert 0 < kept.bytes <= kept.max_bytes
+        assert sorted(got) == [2, 3, 6, 7] and attempts >= 2 and kept.bytes == 0
+        assert asked.count(2) == 1  # never asked again once kept
+        # Entry 2 kept without its weights is asked for again (SAMPLE wants them); entry 3 is not.
+        kept.keep(BLOCK, 0, {2: msgspec.structs.replace(OPENINGS[2], weights=None), 3: OPENINGS[3]})
+        a.service.handlers.serve_transcript_request = sa.serve
+        asked.clear()
+
+        async def counting(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+            asked.extend(index for index, _ in req.wanted)
+            return await sa.serve(peer, req)
+
+        a.service.handlers.serve_transcript_request = counting
+        source = NetworkSource(b.service, asyncio.get_running_loop(), a.id, timeout=2.0, stats=TranscriptStats(), kept=kept)
+        got = await asyncio.to_thread(source.fetch, BLOCK, RESULT, SAMPLE)
+        assert got[2] == OPENINGS[2] and sorted(asked) == [2, 6, 7] and kept.bytes == 0
+    small = KeptOpenings(max_bytes=1)  # a job over the bound is not kept
+    small.keep(BLOCK, 0, {3: OPENINGS[3]})
+    assert small.take(BLOCK, 0) == {} and small.bytes == 0
 
 
 async def test_fetch_on_the_event_loop_thread_is_refused(tmp_path) -> None:
