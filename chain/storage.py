@@ -97,6 +97,40 @@ def _compute_prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
+def _damaged(path: str, exc: Exception) -> StorageError:
+    """What a read that failed LevelDB's checksum raises: the database is damaged, say so."""
+    where = f" at {path!r}" if path else ""
+    return StorageError(f"database{where} is damaged: {_text(exc)}; restore it from a backup, or resync it (polchain purge-chain)")
+
+
+def _text(exc: Exception) -> str:
+    """A plyvel error's message (plyvel gives LevelDB's status as bytes)."""
+    detail = exc.args[0] if exc.args else ""
+    return detail.decode(errors="replace") if isinstance(detail, bytes) else str(exc)
+
+
+def _check_not_headless(path: str) -> None:
+    """StorageError if ``path`` holds a LevelDB database's files but no ``CURRENT`` (the file
+    naming its live MANIFEST). Opened with create_if_missing, LevelDB took such a folder for a
+    new database and deleted the tables its fresh MANIFEST did not list: every block the node
+    had was gone, and it started a new chain from genesis without a word (an outside tester's
+    finding, round 4). LevelDB's repair (``plyvel.repair_db``) rebuilds a MANIFEST from the
+    tables without loss; the node does not run it on its own."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    if "CURRENT" in names:
+        return
+    found = sorted(n for n in names if n.startswith("MANIFEST-") or n.endswith((".ldb", ".sst", ".log")))
+    if found:
+        raise StorageError(
+            f"database at {path!r} is damaged: it has {', '.join(found[:4])}{'…' if len(found) > 4 else ''} "
+            "but no CURRENT file; restore it from a backup, or rebuild it with LevelDB's repair "
+            "(python -c 'import plyvel; plyvel.repair_db(PATH)'), or delete the folder (polchain purge-chain)"
+        )
+
+
 class Database:
     """One LevelDB database (plyvel) holding every column of a node.
 
@@ -113,6 +147,7 @@ class Database:
         write_buffer_bytes: int = 32 << 20,
     ) -> None:
         self.path = os.fspath(path)
+        _check_not_headless(self.path)
         try:
             # A block cache far above LevelDB's 8 MiB default keeps the flat state and hot
             # trie nodes in memory; the bloom filter spares a disk read for most absent keys;
@@ -125,17 +160,26 @@ class Database:
             # database was 22% larger (317 against 254-262 MB). docs/performance.md has the
             # runs. Blocks written with compression by an older node still read: LevelDB
             # records the compression of each block it writes.
+            # paranoid_checks: a damaged record in the write-ahead log fails the open. Without
+            # it LevelDB skipped the damaged 32 KiB of the log and replayed the rest, so some
+            # blocks' batches were lost and later ones kept, and the node authored on a state
+            # missing trie nodes (an outside tester's finding, round 4). Reads verify each
+            # table block's checksum as it comes off the disk (READ_CHECKS): a flipped byte in
+            # a table was served as a state value.
             self._db = plyvel.DB(
                 self.path,
                 create_if_missing=create,
+                paranoid_checks=True,
                 lru_cache_size=cache_bytes,
                 write_buffer_size=write_buffer_bytes,
                 bloom_filter_bits=10,
                 compression=None,
             )
+        except plyvel.CorruptionError as exc:
+            raise _damaged(self.path, exc) from exc
         except plyvel.Error as exc:
-            # plyvel's IOError (locked by another process), Corruption or "does not exist".
-            raise StorageError(f"cannot open database at {self.path!r}: {exc}") from exc
+            # plyvel's IOError (locked by another process) or "does not exist".
+            raise StorageError(f"cannot open database at {self.path!r}: {_text(exc)}") from exc
         self._closed = False
 
     @property
@@ -156,7 +200,10 @@ class Database:
             _check_bytes("key", key)
         if self._closed:
             self._require_open()
-        value: bytes | None = self._db.get(column + key)
+        try:
+            value: bytes | None = self._db.get(column + key, verify_checksums=True)
+        except plyvel.CorruptionError as exc:
+            raise _damaged(self.path, exc) from exc
         return value
 
     def get_many(self, column: Column, keys: Iterable[bytes]) -> list[bytes | None]:
@@ -164,10 +211,13 @@ class Database:
         prefix = _check_column(column)
         get = self._require_open().get
         out: list[bytes | None] = []
-        for key in keys:
-            if type(key) is not bytes:
-                _check_bytes("key", key)
-            out.append(get(prefix + key))
+        try:
+            for key in keys:
+                if type(key) is not bytes:
+                    _check_bytes("key", key)
+                out.append(get(prefix + key, verify_checksums=True))
+        except plyvel.CorruptionError as exc:
+            raise _damaged(self.path, exc) from exc
         return out
 
     def iterate(
@@ -188,25 +238,33 @@ class Database:
         if start is not None and col + start > lower:
             lower = col + start
         upper = _compute_prefix_end(col + prefix)
-        return self._drain(db.iterator(start=lower, stop=upper))
+        return self._drain(db.iterator(start=lower, stop=upper, verify_checksums=True))
 
     def iterate_keys(self, column: Column) -> Iterator[bytes]:
         """The keys of a whole column, in order, without reading their values (a sweep of a
         column of checkpoints, 1 MiB a value, need not read them; chain.pruning)."""
         col = _check_column(column) + b""
-        return self._drain_keys(self._require_open().iterator(start=col, stop=_compute_prefix_end(col), include_value=False))
+        return self._drain_keys(
+            self._require_open().iterator(start=col, stop=_compute_prefix_end(col), include_value=False, verify_checksums=True)
+        )
 
     @staticmethod
     def _drain(iterator: Any) -> Iterator[tuple[bytes, bytes]]:
-        with iterator as it:
-            for key, value in it:
-                yield key[1:], value
+        try:
+            with iterator as it:
+                for key, value in it:
+                    yield key[1:], value
+        except plyvel.CorruptionError as exc:
+            raise _damaged("", exc) from exc
 
     @staticmethod
     def _drain_keys(iterator: Any) -> Iterator[bytes]:
-        with iterator as it:
-            for key in it:
-                yield key[1:]
+        try:
+            with iterator as it:
+                for key in it:
+                    yield key[1:]
+        except plyvel.CorruptionError as exc:
+            raise _damaged("", exc) from exc
 
     def snapshot(self) -> Snapshot:
         """A consistent read-only view of the database as it is now (a LevelDB snapshot)."""
@@ -255,20 +313,25 @@ class Snapshot:
         col = _check_column(column)
         _check_bytes("key", key)
         self._db._require_open()
-        value: bytes | None = self._snapshot.get(col + key)
+        try:
+            value: bytes | None = self._snapshot.get(col + key, verify_checksums=True)
+        except plyvel.CorruptionError as exc:
+            raise _damaged(self._db.path, exc) from exc
         return value
 
     def iterate(self, column: Column) -> Iterator[tuple[bytes, bytes]]:
         """As :meth:`Database.iterate` of a whole column, at the snapshot."""
         col = _check_column(column) + b""  # (plain bytes: plyvel refuses the enum)
         self._db._require_open()
-        return Database._drain(self._snapshot.iterator(start=col, stop=_compute_prefix_end(col)))
+        return Database._drain(self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), verify_checksums=True))
 
     def iterate_keys(self, column: Column) -> Iterator[bytes]:
         """As :meth:`Database.iterate_keys`, at the snapshot."""
         col = _check_column(column) + b""
         self._db._require_open()
-        return Database._drain_keys(self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), include_value=False))
+        return Database._drain_keys(
+            self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), include_value=False, verify_checksums=True)
+        )
 
     def close(self) -> None:
         self._snapshot.close()

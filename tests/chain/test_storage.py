@@ -156,3 +156,84 @@ def test_tables_are_written_uncompressed(tmp_path: Path) -> None:
         assert sum(f.stat().st_size for f in (tmp_path / "db").glob("*.ldb")) > 65536
     finally:
         db.close()
+
+
+# --- a damaged database is refused, never read as data (an outside tester's findings, round 4) ---
+def _written(path: Path, n: int = 200) -> dict[bytes, bytes]:
+    """A database at ``path`` holding ``n`` values, in its tables (reopened once: LevelDB writes
+    the log's records to a table when it recovers it) and, written after, in its log."""
+    values = {i.to_bytes(4, "big"): bytes([i % 251]) * 300 for i in range(n)}
+    db = Database(path)
+    with db.write_batch() as batch:
+        for key, value in list(values.items())[: n // 2]:
+            batch.put(Column.STATE, key, value)
+    db.close()
+    db = Database(path)
+    with db.write_batch() as batch:
+        for key, value in list(values.items())[n // 2 :]:
+            batch.put(Column.STATE, key, value)
+    db.close()
+    return values
+
+
+def _flip(path: Path, at: float) -> None:
+    """Invert 4 bytes of the file at ``path``, ``at`` of the way in."""
+    raw = bytearray(path.read_bytes())
+    i = int(len(raw) * at)
+    raw[i : i + 4] = bytes(b ^ 0xFF for b in raw[i : i + 4])
+    path.write_bytes(bytes(raw))
+
+
+def test_a_database_without_its_current_file_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """With CURRENT gone, LevelDB took the folder for a new database and deleted its tables: the
+    node started a new chain from genesis, every block it had gone. It is refused, naming what
+    is missing, and no file is touched; LevelDB's repair then gets every value back."""
+    import plyvel
+
+    values = _written(tmp_path / "db")
+    (tmp_path / "db" / "CURRENT").unlink()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "db").iterdir()}
+    with pytest.raises(StorageError, match=r"is damaged: it has .*MANIFEST-.* but no CURRENT file; restore it"):
+        Database(tmp_path / "db")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "db").iterdir()} == before
+    plyvel.repair_db(str(tmp_path / "db"))
+    db = Database(tmp_path / "db")
+    try:
+        assert all(db.get(Column.STATE, k) == v for k, v in values.items())
+    finally:
+        db.close()
+    Database(tmp_path / "new").close()  # an empty or missing folder is a new database, as before
+
+
+def test_a_damaged_log_record_fails_the_open(tmp_path: Path) -> None:
+    """LevelDB skipped a damaged block of the write-ahead log and replayed the rest: some
+    blocks' batches were lost and later ones kept, and the node ran on (paranoid_checks)."""
+    _written(tmp_path / "db")
+    (log,) = (tmp_path / "db").glob("*.log")
+    _flip(log, 0.5)
+    with pytest.raises(StorageError, match=r"database at .* is damaged: Corruption: .*; restore it from a backup"):
+        Database(tmp_path / "db")
+
+
+def test_a_damaged_table_block_is_an_error_not_a_value(tmp_path: Path) -> None:
+    """A flipped byte in a table was served as a state value; a read now checks the block's
+    checksum and raises StorageError naming the damage (through get, get_many, iterate and a
+    snapshot alike)."""
+    values = _written(tmp_path / "db")
+    tables = sorted((tmp_path / "db").glob("*.ldb"))
+    assert tables
+    for table in tables:
+        _flip(table, 0.3)
+    db = Database(tmp_path / "db", cache_bytes=0)
+    try:
+        reads = [
+            lambda: [db.get(Column.STATE, k) for k in values],
+            lambda: db.get_many(Column.STATE, list(values)),
+            lambda: list(db.iterate(Column.STATE)),
+            lambda: [db.snapshot().get(Column.STATE, k) for k in values],
+        ]
+        for read in reads:
+            with pytest.raises(StorageError, match=r"database( at .*)? is damaged: Corruption: block checksum mismatch"):
+                read()
+    finally:
+        db.close()
