@@ -882,7 +882,13 @@ class NodeService:
         Blocks this node sealed in this run do not count as recent: sealed on the stale best,
         one made the node look caught up at once, and it voted from the old source in the
         same round (found when the restored validator's own slot came before its sync was
-        done). What counts is the newest block of the best chain that another node made."""
+        done). What counts is the newest block of the best chain that another node made, unless
+        no other node may make one: when every other validator is disabled or gone, this node
+        authors alone, and waiting for another's block stalled finality for good (a reviewer's
+        finding: Alice, the last enabled validator, stopped voting a minute after the others
+        were reported)."""
+        if self._authors_alone():
+            return False
         best = self._newest_not_sealed_here()
         behind = round_number - best.slot
         if best.number == 0 or behind * self.slot_ms <= max(CATCH_UP_MS, 2 * len(get_voters(self.chain)) * self.slot_ms):
@@ -892,6 +898,13 @@ class NodeService:
             self._catching_up_logged = True
             log.info("Not voting in round %d: the best block #%d is %d slots behind it (catching up first)", round_number, best.number, behind)
         return True
+
+    def _authors_alone(self) -> bool:
+        """Whether this node's key is the best state's only validator not disabled."""
+        if self.author is None:
+            return False
+        state = self.chain.state.overlay()
+        return [v for v in get_validators(state) if not is_disabled(state, v)] == [self.author.public]
 
     def _newest_not_sealed_here(self) -> Header:
         """The newest block of the best chain that this run did not seal (genesis at the

@@ -926,3 +926,42 @@ async def test_a_validator_punished_for_an_offence_stops_authoring_until_it_leav
         assert node.pool.status().ready == 0
         node._report_fraud(b"\x00" * 64, bytes(32), dev_keypair("Bob").public)
         assert node.pool.status().ready == 1
+
+
+async def test_the_last_enabled_validator_goes_on_voting_while_it_authors_alone(tmp_path) -> None:
+    """Bob, Charlie and Dave are reported in one block (Bob's), so Alice is the only validator
+    not disabled, and she authors every block. A node does not vote while the newest block
+    another node made is more than a minute old (catching up, _catching_up); here no other
+    node may make one, and she stopped voting for good a minute after the reports: finality
+    stalled (a reviewer's finding). She votes on."""
+    from chain.header import Header
+
+    start = _slot_now() + 1
+    clock = Clock.in_slot(start)
+    with _opened(tmp_path / "alice", clock) as node:
+        chain = node.chain
+        eve = dev_keypair("Eve")
+        reports = []
+        for nonce, name in enumerate(("Bob", "Charlie", "Dave")):
+            key = dev_keypair(name)
+            header = Header(chain.genesis_hash, 1, b"\x01" * 32, bytes(32), 1, key.public)
+            twins = [seal_header(key, chain.genesis_hash, replace_struct(header, state_root=r)).encode() for r in (b"\x01" * 32, b"\x02" * 32)]
+            reports.append(sign_extrinsic(
+                eve, calls.ReportEquivocation(*twins), nonce=nonce, genesis_hash=chain.genesis_hash, spec_version=SPEC_VERSION,
+            ))
+        slot = next(s for s in range(start, start + 8) if compute_slot_author(_validators(), s) == dev_keypair("Bob").public)
+        peer = Blockchain(Database(tmp_path / "peer"), chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
+        try:
+            block = peer.build_block(reports, dev_keypair("Bob"), slot=slot).block
+        finally:
+            peer.db.close()
+        clock.to_slot(slot)
+        assert all(r.success for r in chain.import_block(block).receipts)
+        assert node._authors_alone()
+        slots_in_a_catch_up = node_service.CATCH_UP_MS // SLOT_MS
+        own = slot
+        while own - slot <= slots_in_a_catch_up + 8:
+            own = _alices_slot(own)
+            clock.to_slot(own)
+            assert await node.author_block() is not None
+        assert not node._catching_up(own + 1), "the only author stopped voting"
