@@ -21,11 +21,17 @@ alone let a copier take the bounty with a detour: two one-step TRAINs at lr 2^-1
 2^101 negate the weights twice, so the copy has the qualifying version's weights bit for bit
 while its parent is far above the target (an outside tester's finding, round 4). Any detour
 from a qualifying version keeps it in the copy's lineage. The walk takes at most
-:data:`MAX_CLAIM_LINEAGE` versions trained after the posting (LineageTooLong beyond: a
-copier must not be able to outrun the check), and the claim's weight pays one forward pass
-for each version evaluated. What no lineage rule stops: the qualifying weights are public
-once their version exists, so someone could distil them into another lineage of the model
-from a data set made for it. A trainer narrows that window by sending the claim right after
+:data:`MAX_CLAIM_LINEAGE` (8) versions trained after the posting (LineageTooLong beyond: a
+copier must not be able to outrun the check; a trainer reaches the target in at most eight
+TRAINs of its lineage, each up to max_train_steps), and the claim's weight pays one forward
+pass for each version evaluated. A bounty is refused at posting when such a claim would not
+fit a block (ValidationTooCostly): an unbounded walk let two TRAINs on a mid-size model
+make an honest claim heavier than any block (a reviewer's finding). The negating step
+itself is refused too (training.verify_decay: lr * l2 < 1), so a twin of a version that met
+the target before the posting cannot be kept ready either. What no rule of this kind stops:
+the qualifying weights are public once their version exists, so someone could distil them
+approximately into another lineage of the model, by a gradient made up for them (a data set
+of its own and a large learning rate). A trainer narrows that window by sending the claim right after
 the TRAIN (the next nonce), so it lands in the same block.
 The validation data set holds at most ``ml_runtime.MAX_BATCH`` rows (the evaluation is one
 batch), and must fit the model (family, features, outputs) as training data would.
@@ -55,8 +61,10 @@ BOUNTY_BASE_WEIGHT = 300_000
 CANCEL_WEIGHT = 100_000
 #: What a poster sends to take an unclaimed bounty back (compute_post_reserve): the longest cancel.
 _RECLAIMS = ((CancelBounty(2**32 - 1), CANCEL_WEIGHT),)
-#: The most versions trained after a bounty was posted that a claim's lineage may hold (module docstring).
-MAX_CLAIM_LINEAGE = 64
+#: The most versions trained after a bounty was posted that a claim's lineage may hold (module
+#: docstring); a bounty is refused at posting if a claim evaluating that many, and the claimed
+#: version and the nearest one from before the posting, would not fit a block (ValidationTooCostly).
+MAX_CLAIM_LINEAGE = 8
 #: Reading one version record of a claim's lineage (a state read of a few hundred bytes, about 5 us).
 LINEAGE_READ_WEIGHT = 60_000
 
@@ -102,8 +110,14 @@ def compute_claim_weight(state: StateAccess, call: ClaimBounty) -> int:
         spec = ml_runtime.ModelSpec.decode(info.spec)
     except ml_runtime.MLRuntimeError:
         return BOUNTY_BASE_WEIGHT
+    return compute_claim_cost(spec, data, 1 + len(compute_lineage(state, bounty, version)[0]))
+
+
+def compute_claim_cost(spec: ml_runtime.ModelSpec, data: datasets.DatasetInfo, versions: int) -> int:
+    """The weight of a claim that evaluates ``versions`` versions of a ``spec`` model on ``data``:
+    the base, reading the rows, and for each version its record and weights read and a
+    forward pass over the rows."""
     rows = max(1, min(data.row_count, ml_runtime.MAX_BATCH))
-    versions = 1 + len(compute_lineage(state, bounty, version)[0])
     per_version = LINEAGE_READ_WEIGHT + models.compute_weights_read_weight(spec) + ml_runtime.step_cost(spec, rows)
     return BOUNTY_BASE_WEIGHT + datasets.compute_read_weight(data) + versions * per_version
 
@@ -160,7 +174,14 @@ def apply_post_bounty(ctx: CallContext, call: PostBounty) -> None:
         raise DispatchError(PALLET, "InvalidTarget", f"the target loss must be a finite float32 > 0, got {target}")
     if call.expires_at <= ctx.block.number:
         raise DispatchError(PALLET, "InvalidExpiry", f"expires_at {call.expires_at} is not after this block ({ctx.block.number})")
-    _verify_validation(ctx.state, call.model, call.dataset)
+    spec = _verify_validation(ctx.state, call.model, call.dataset)
+    longest = compute_claim_cost(spec, datasets.get_dataset(ctx.state, call.dataset), MAX_CLAIM_LINEAGE + 2)
+    if longest > ctx.config.max_block_weight:
+        raise DispatchError(
+            PALLET, "ValidationTooCostly",
+            f"a claim may evaluate {MAX_CLAIM_LINEAGE + 2} versions of model {call.model} on data set {call.dataset}: "
+            f"{longest:,} units, more than a block's {ctx.config.max_block_weight:,}; use fewer rows",
+        )
     balances.verify_reclaimable(
         PALLET, "InsufficientFreeAfterBounty", balances.get_account(ctx.state, ctx.sender).free, call.amount,
         compute_post_reserve(ctx.config), "the bounty", "the cancel_bounty",

@@ -95,7 +95,7 @@ from chain.calls import (
 from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.crypto import blake2_256
 from chain.errors import DispatchError
-from chain.pallets import balances, datasets, licenses, models, revenue, system
+from chain.pallets import balances, datasets, licenses, models, revenue, system, training
 from chain.pallets.context import CallContext, PostDispatchInfo
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 from ml_runtime import fedavg, transcript
@@ -416,6 +416,7 @@ def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) 
         raise _fail("InvalidLearningRate", f"lr must be a finite float32 > 0, got {lr}")
     if not (np.isfinite(l2) and l2 >= 0):
         raise _fail("InvalidDecay", f"l2 must be a finite float32 >= 0, got {l2}")
+    training.verify_decay(PALLET, lr, l2)
     if not 1 <= call.segment_len <= call.local_steps:
         raise _fail("InvalidSegmentLength", f"segment_len must be in 1..local_steps ({call.local_steps}), got {call.segment_len}")
     segments = -(-call.local_steps // call.segment_len)

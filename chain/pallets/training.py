@@ -69,6 +69,17 @@ def compute_job_seed(parent_hash: bytes, extrinsic_hash: bytes) -> bytes:
     return blake2_256(parent_hash + extrinsic_hash)
 
 
+def verify_decay(pallet: str, lr: float, l2: float) -> None:
+    """DecayTooLarge unless lr * l2 < 1 (exact: the product of two float32 fits a float64). A
+    step scales the weights by 1 - lr * l2 before the gradient: at 1 or more it zeroes or
+    flips them, which no training does, and lr 2^-100 with l2 2^101 turned every weight w into
+    -w bit for bit, so two such steps copied any version's weights (an outside tester's
+    bounty copier, round 4). Copying public weights approximately, by a gradient made up for
+    them, no argument check can stop (chain.pallets.bounties)."""
+    if lr * l2 >= 1:
+        raise DispatchError(pallet, "DecayTooLarge", f"lr * l2 must be below 1 (the weights' decay per step), got {lr * l2}")
+
+
 def verify_arguments(call: Train, max_steps: int, max_batch: int, max_segments: int) -> None:
     """Raise DispatchError for arguments outside the runtime's limits (before any work)."""
     lr, l2 = compute_f32_value(call.lr), compute_f32_value(call.l2)
@@ -80,6 +91,7 @@ def verify_arguments(call: Train, max_steps: int, max_batch: int, max_segments: 
         raise DispatchError(PALLET, "InvalidLearningRate", f"lr must be a finite float32 > 0, got {lr}")
     if not (np.isfinite(l2) and l2 >= 0):
         raise DispatchError(PALLET, "InvalidDecay", f"l2 must be a finite float32 >= 0, got {l2}")
+    verify_decay(PALLET, lr, l2)
     if not 1 <= call.segment_len <= call.steps:
         raise DispatchError(PALLET, "InvalidSegmentLength", f"segment_len must be in 1..steps ({call.steps}), got {call.segment_len}")
     segments = -(-call.steps // call.segment_len)

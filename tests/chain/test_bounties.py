@@ -84,41 +84,59 @@ def test_a_copy_of_the_qualifying_version_cannot_take_its_bounty(chain) -> None:
     assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
 
 
-def _negate(d: Driver, key) -> int:
-    """One TRAIN step at lr 2^-100 and l2 2^101 from the latest version: the kernel's
-    w - lr * (g / B + l2 * w) is -w bit for bit (g / B vanishes beside 2^101 * w, and
-    lr * 2^101 * w = 2w exactly). Returns the new version."""
-    call = calls.Train(0, 0, 1, 1, calls.compute_f32_bits(2.0**-100), calls.compute_f32_bits(2.0**101), 1)
-    receipt = d.apply(key, call)
-    assert receipt.success, receipt.error
+def _latest(d: Driver) -> int:
     return models.get_model(d.chain.state.overlay(), 0).latest_version
 
 
-def test_a_detour_back_to_the_qualifying_weights_cannot_take_its_bounty(chain) -> None:
-    """Ferdie negates Charlie's qualifying weights twice: his version has them bit for bit and
-    its parent is far above the target, so the parent check passed it and he took the bounty
-    (an outside tester's finding, round 4). Every ancestor trained since the posting is
+def _shrink(d: Driver, key) -> int:
+    """One TRAIN step at lr 0.999 and l2 1: the weights decay to a thousandth, far above any
+    target (near-uniform predictions). Returns the new version."""
+    receipt = d.apply(key, calls.Train(0, 0, 1, 1, calls.compute_f32_bits(0.999), calls.compute_f32_bits(1.0), 1))
+    assert receipt.success, receipt.error
+    return _latest(d)
+
+
+def _detour(d: Driver, key) -> tuple[int, int]:
+    """From the latest version, away (:func:`_shrink`) and back below the target by ordinary
+    training: (the version away, the version back)."""
+    away = _shrink(d, key)
+    assert d.apply(key, train_call(steps=300, batch=32, lr=0.5)).success
+    return away, _latest(d)
+
+
+def test_the_negating_step_is_refused(chain) -> None:
+    """Two one-step TRAINs at lr 2^-100 and l2 2^101 turned every weight w into -w and back,
+    bit for bit: a copy of any version whose parent was far from it (an outside tester's
+    bounty copier, round 4). A step may not scale the weights by 1 - lr * l2 <= 0."""
+    d = Driver(chain)
+    for lr, l2 in ((2.0**-100, 2.0**101), (0.5, 2.0), (1.0, 1.0)):
+        call = calls.Train(0, 0, 1, 1, calls.compute_f32_bits(lr), calls.compute_f32_bits(l2), 1)
+        d.fails(FERDIE, call, f"training.DecayTooLarge: lr * l2 must be below 1 (the weights' decay per step), got {lr * l2}")
+    _shrink(d, FERDIE)  # just below 1 is a decay, not a flip
+
+
+def test_a_detour_back_below_the_target_cannot_take_its_bounty(chain) -> None:
+    """Ferdie trains Charlie's qualifying version away from the target and back below it: his
+    version's parent is far above the target, so the parent check passed it (as the negation
+    detour of an outside tester's round 4 did). Every ancestor trained since the posting is
     evaluated now: refused, naming Charlie's version, whose claim is then paid."""
     d = Driver(chain)
-    target = _loss(chain, 0, models.get_model(chain.state.overlay(), 0).latest_version) * 0.8
+    target = _loss(chain, 0, _latest(d)) * 0.8
     bounty = _bounty(d, DAVE, target)
     assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
-    first = models.get_model(chain.state.overlay(), 0).latest_version
-    negated = _negate(d, FERDIE)
-    copy = _negate(d, FERDIE)
+    first = _latest(d)
+    away, back = _detour(d, FERDIE)
+    assert _loss(chain, 0, away) > target > _loss(chain, 0, back)
     state = chain.state.overlay()
-    assert np.array_equal(models.get_weights(state, 0, negated), -models.get_weights(state, 0, first))
-    assert models.get_weights(state, 0, copy).tobytes() == models.get_weights(state, 0, first).tobytes()
-    assert _loss(chain, 0, negated) > target > _loss(chain, 0, copy)
-    versions = 1 + len(bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, copy))[0])
+    versions = 1 + len(bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, back))[0])
     assert versions == 4  # the copy, its two ancestors since the posting, and the nearest before it
-    receipt = d.apply(FERDIE, calls.ClaimBounty(bounty, copy))
+    receipt = d.apply(FERDIE, calls.ClaimBounty(bounty, back))
     assert not receipt.success and receipt.error.startswith(
-        f"models.AncestorMeetsTarget: version {copy}'s ancestor, version {first}, is below"
+        f"models.AncestorMeetsTarget: version {back}'s ancestor, version {first}, is below"
     ), receipt.error
-    info = models.decode_spec(models.get_model(state, 0).spec)
-    rows = datasets.get_dataset(state, 0).row_count
-    per_version = bounties.LINEAGE_READ_WEIGHT + models.compute_weights_read_weight(info) + ml_runtime.step_cost(info, rows)
+    spec = models.decode_spec(models.get_model(state, 0).spec)
+    assert receipt.weight == bounties.compute_claim_cost(spec, datasets.get_dataset(state, 0), 4)
+    per_version = bounties.LINEAGE_READ_WEIGHT + models.compute_weights_read_weight(spec) + ml_runtime.step_cost(spec, datasets.get_dataset(state, 0).row_count)
     assert receipt.weight == bounties.BOUNTY_BASE_WEIGHT + datasets.compute_read_weight(datasets.get_dataset(state, 0)) + 4 * per_version
     charlie = balances.get_account(chain.state.overlay(), CHARLIE.public).free
     assert d.apply(BOB, calls.ClaimBounty(bounty, first)).success
@@ -126,40 +144,53 @@ def test_a_detour_back_to_the_qualifying_weights_cannot_take_its_bounty(chain) -
 
 
 def test_a_model_that_met_the_target_before_the_posting_pays_no_copy(chain) -> None:
-    """The nearest ancestor from before the posting is evaluated too: a copy of weights that
-    met the target when the bounty was posted is not the first to meet it."""
+    """The nearest ancestor from before the posting is evaluated too: a way back to weights
+    that met the target when the bounty was posted is not the first to meet it."""
     d = Driver(chain)
     assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
-    good = models.get_model(chain.state.overlay(), 0).latest_version
-    bounty = _bounty(d, DAVE, _loss(chain, 0, good) * 1.01)
-    negated = _negate(d, FERDIE)
-    copy = _negate(d, FERDIE)
+    good = _latest(d)
+    bounty = _bounty(d, DAVE, _loss(chain, 0, good) * 1.2)
+    away, back = _detour(d, FERDIE)
     state = chain.state.overlay()
-    lineage = bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, copy))
-    assert lineage == ([negated, good], False)  # not version 0: the walk stops at the first version from before the posting
-    d.fails(FERDIE, calls.ClaimBounty(bounty, copy), f"models.AncestorMeetsTarget: version {copy}'s ancestor, version {good}")
+    lineage = bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, back))
+    assert lineage == ([away, good], False)  # not version 0: the walk stops at the first version from before the posting
+    d.fails(FERDIE, calls.ClaimBounty(bounty, back), f"models.AncestorMeetsTarget: version {back}'s ancestor, version {good}")
 
 
 def test_a_lineage_longer_than_the_check_walks_is_refused_before_any_evaluation(chain, monkeypatch) -> None:
     """A copier must not outrun the lineage check with a long detour: past MAX_CLAIM_LINEAGE
-    versions trained since the posting, the claim is refused (LineageTooLong), its weight
-    counting only the versions it would have evaluated."""
+    versions trained since the posting, the claim is refused (LineageTooLong)."""
     monkeypatch.setattr(bounties, "MAX_CLAIM_LINEAGE", 2)
     d = Driver(chain)
-    target = _loss(chain, 0, models.get_model(chain.state.overlay(), 0).latest_version) * 0.8
+    target = _loss(chain, 0, _latest(d)) * 0.8
     bounty = _bounty(d, DAVE, target)
     assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
-    first = models.get_model(chain.state.overlay(), 0).latest_version
-    _negate(d, FERDIE)
-    copy = _negate(d, FERDIE)  # three since the posting: first, negated, copy; two ancestors of the copy
-    d.fails(FERDIE, calls.ClaimBounty(bounty, copy), "models.AncestorMeetsTarget")
-    _negate(d, FERDIE)
-    longer = _negate(d, FERDIE)  # four ancestors since the posting
+    first = _latest(d)
+    _, back = _detour(d, FERDIE)  # three since the posting: first, away, back; two ancestors of back
+    d.fails(FERDIE, calls.ClaimBounty(bounty, back), "models.AncestorMeetsTarget")
+    _, longer = _detour(d, FERDIE)  # four ancestors since the posting
     state = chain.state.overlay()
     ancestors, too_long = bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, longer))
     assert too_long and len(ancestors) == 2
     d.fails(FERDIE, calls.ClaimBounty(bounty, longer), "models.LineageTooLong: version")
     assert d.apply(BOB, calls.ClaimBounty(bounty, first)).success
+
+
+def test_a_bounty_whose_longest_claim_fits_no_block_is_refused_at_posting(chain) -> None:
+    """A claim evaluates up to MAX_CLAIM_LINEAGE + 2 versions; two TRAINs on a mid-size model
+    made an honest claim heavier than any block (a reviewer's finding). Such a bounty is
+    refused when posted, naming the cost: here an MLP 64 -> 3000 -> 10 validated on the
+    digits' 1,797 rows; the digits softmax model on the same rows fits."""
+    d = Driver(chain)
+    big = ml_runtime.ModelSpec("mlp", 64, 10, 3000)
+    receipt = d.apply(DAVE, calls.RegisterModel("big", big.encode(), bytes(32)))
+    assert receipt.success, receipt.error
+    state = chain.state.overlay()
+    cost = bounties.compute_claim_cost(big, datasets.get_dataset(state, 0), bounties.MAX_CLAIM_LINEAGE + 2)
+    assert cost > chain.config.max_block_weight
+    call = calls.PostBounty(1, 0, calls.compute_f32_bits(0.5), 5 * POL, chain.best_number + 50)
+    d.fails(DAVE, call, f"models.ValidationTooCostly: a claim may evaluate 10 versions of model 1 on data set 0: {cost:,} units")
+    _bounty(d, DAVE, 0.5)  # model 0
 
 
 def test_a_claim_short_of_the_target_pays_its_fee_and_changes_nothing_else(chain) -> None:
