@@ -1016,23 +1016,28 @@ class RpcServer:
                 )
                 return _encode(_error_response(error, None))
             parts: list[bytes] = []
-            for item in request:
+            size = 1  # "[" and "]", and a "," between two parts: one byte per part after the first
+            for i, item in enumerate(request):
                 response = await self._handle_request(item, conn)
                 if response is not None:
                     parts.append(await self._encode_result(response))
+                    size += len(parts[-1]) + 1
+                    # Counted as each entry is answered, not once all are: a batch of 256
+                    # chain_getBlock of one 4 MiB block built a 2.1 GB answer (RSS 0.4 -> 6.3
+                    # GB, 15 s, three slots missed) before its size was checked (an outside
+                    # tester's finding, round 4). The rest of the batch is not run.
+                    if size > self.max_response_size:
+                        error = OversizedResponse(
+                            data=f"the batch response passed {size} bytes at entry {i + 1} of {len(request)}, "
+                            f"over the limit of {self.max_response_size}"
+                        )
+                        return _encode(_error_response(error, None))
                 # Let other callers, blocks and peers in between entries: each may take a few
                 # milliseconds of reads that never await, 256 of them over a second.
                 await asyncio.sleep(0)
             if not parts:
                 return None
-            out = b"[" + b",".join(parts) + b"]"
-            if len(out) > self.max_response_size:
-                error = OversizedResponse(
-                    data=f"the batch response is {len(out)} bytes, "
-                    f"over the limit of {self.max_response_size}"
-                )
-                return _encode(_error_response(error, None))
-            return out
+            return b"[" + b",".join(parts) + b"]"
         error = InvalidRequest(data="expected a request object or a batch array")
         return _encode(_error_response(error, None))
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import aiohttp
 import pytest
-from rpc_fixtures import HEADER, post
+from rpc_fixtures import HEADER, make_table, post
 
+from rpc.methods import Params
 from rpc.server import RpcServer
 
 
@@ -236,6 +238,28 @@ async def test_oversize_response(start_server, session):
         )
         assert resp["error"]["code"] == -32008
         assert resp["id"] == 5
+
+
+async def test_a_batch_stops_once_its_answer_passes_the_response_limit(start_server, session):
+    """A batch of 256 chain_getBlock of one 4 MiB block built a 2.1 GB answer before its size
+    was checked (an outside tester's finding, round 4). The size is counted as each entry is
+    answered, and the entries after the limit is passed are not run."""
+    table = make_table()
+    ran: list[int] = []
+
+    @table.method("test_chunk")
+    async def chunk(params: Params) -> Any:
+        ran.append(1)
+        return "x" * 400
+
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "test_chunk"} for i in range(100)]
+    async with start_server(methods=table, max_response_size=1000) as srv:
+        resp: Any = await call(session, srv, batch)
+        assert resp["error"]["code"] == -32008
+        assert resp["error"]["data"].startswith("the batch response passed ") and "at entry 3 of 100" in resp["error"]["data"]
+        assert len(ran) == 3
+        ok: Any = await call(session, srv, batch[:2])
+        assert [r["result"] for r in ok] == ["x" * 400] * 2
 
 
 @pytest.mark.parametrize("depth", [65, 200, 5000, 60_000])
