@@ -32,7 +32,8 @@ SPEC_NAME = "polchain"
 # punished validator disabled at once (chain.pallets.pol.is_punished, consensus.aura's
 # "disabled_author"); a bounty claim checking the claimed version's lineage since the posting
 # (chain.pallets.bounties.compute_lineage); a training step's and a segment's weight counting
-# their parameters (ml_runtime.STEP_PARAM_UNITS, SEGMENT_PARAM_UNITS); a referendum unable to
+# their parameters (ml_runtime.STEP_PARAM_UNITS, SEGMENT_PARAM_UNITS), short loops counted at
+# ml_runtime.LANES and an exp at 64 units; lr * l2 below 1 (training.verify_decay); a referendum unable to
 # price out its own undoing (chain.pallets.democracy.verify_recoverable). tests/chain/test_vectors.py pins each version's golden genesis and
 # block hashes: a change to either is a new version.
 SPEC_VERSION = 4

@@ -7,7 +7,9 @@ A work unit is one float32 multiply-add (or comparable scalar op) in the kernels
 * softmax: B·(2dk + (2 + EXP_UNITS)·k + LOG_UNITS) + 2P — as linear plus exp per class
   and one log per sample;
 * mlp:     B·(2dh + 2h + 3hk + (2 + EXP_UNITS)·k + LOG_UNITS) + 2P — two layers forward,
-  back-propagation through W2 and both gradient outer products.
+  back-propagation through W2 and both gradient outer products;
+
+with d, k and h each counted at least LANES in the products (short loops do not vectorise).
 
 ``NS_PER_UNIT`` converts units to time on the reference machine; it was measured by
 ``python -m benches.kernels`` (see ``calibrate``) and is for documentation and fee
@@ -21,7 +23,19 @@ from typing import Final
 from ml_runtime.errors import InvalidJob
 from ml_runtime.spec import ModelSpec
 
-EXP_UNITS: Final = 16  # range reduction + degree-7 Horner + table scale
+# An exp: range reduction, a degree-7 Horner and the table scale, in strict float32 (no
+# vector exp). Counted at 16 until 2026-11-30; a softmax of 2 features and 4,096 classes then
+# took 37 us a sample (9 ns a class, about 100 units) where its weight gave 18 units a class
+# (a reviewer's finding, scratch widesweep.py): 64.
+EXP_UNITS: Final = 64
+# The least extent a matrix loop (d, k or h) is counted at in step_cost. The kernels' inner
+# loops run over one of them; one shorter than a vector's lanes does a lane's work per element
+# and pays the loop around it: a linear model of 4,096 features and one output at a batch of
+# 4,096 took 12.9 times its weighed time, and a softmax of 2 features and 4,096 classes 4.8
+# times (a reviewer's finding, 2026-11-30; scratch widesweep.py). Counted at 16 (an AVX-512
+# register of float32, two AVX2 ones), they are weighed at or above their time; shapes with
+# every extent of 16 or more weigh as before, and the reference shape (k = 10) a third more.
+LANES: Final = 16
 LOG_UNITS: Final = 24  # scaling loop + division + degree-4 Horner in s**2
 
 # Nanoseconds per work unit of the numba kernels on the reference machine (2-core x86-64 VM,
@@ -94,10 +108,12 @@ def step_cost(spec: ModelSpec, batch_size: int) -> int:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise InvalidJob(f"batch_size {batch_size!r} must be a positive int")
     d, k, h, p = spec.d, spec.k, spec.h, spec.param_count
+    # The matrix loops' extents, each counted as at least LANES (the constant's comment).
+    wide_d, wide_k, wide_h = max(d, LANES), max(k, LANES), max(h, LANES)
     if spec.family == "linear":
-        per_sample = 2 * d * k + 2 * k
+        per_sample = 2 * wide_d * wide_k + 2 * k
     elif spec.family == "softmax":
-        per_sample = 2 * d * k + (2 + EXP_UNITS) * k + LOG_UNITS
+        per_sample = 2 * wide_d * wide_k + (2 + EXP_UNITS) * k + LOG_UNITS
     else:
-        per_sample = 2 * d * h + 2 * h + 3 * h * k + (2 + EXP_UNITS) * k + LOG_UNITS
+        per_sample = 2 * wide_d * wide_h + 2 * h + 3 * wide_h * wide_k + (2 + EXP_UNITS) * k + LOG_UNITS
     return batch_size * per_sample + 2 * p

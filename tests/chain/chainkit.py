@@ -77,8 +77,8 @@ def sign(chain: Blockchain, key, call, nonce: int, tip: int = 0, **kw) -> Extrin
     )
 
 
-def train_call(steps: int = 40, batch: int = 16, lr: float = 0.5, segment: int = 10, model: int = 0) -> calls.Train:
-    return calls.Train(model, 0, steps, batch, calls.compute_f32_bits(lr), calls.compute_f32_bits(0.0001), segment)
+def train_call(steps: int = 40, batch: int = 16, lr: float = 0.5, segment: int = 10, model: int = 0, l2: float = 0.0001) -> calls.Train:
+    return calls.Train(model, 0, steps, batch, calls.compute_f32_bits(lr), calls.compute_f32_bits(l2), segment)
 
 
 def apply_both_ways(chain: Blockchain, xts: list[Extrinsic], author: bytes) -> Any:

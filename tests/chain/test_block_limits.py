@@ -362,7 +362,7 @@ def test_a_train_call_naming_an_unknown_dataset_is_refunded_its_training_weight(
 
 
 def test_a_diverging_call_pays_its_full_weight(chain: Blockchain) -> None:
-    xt = sign(chain, BOB, train_call(steps=20, batch=16, lr=1e30, segment=5), 0)
+    xt = sign(chain, BOB, train_call(steps=20, batch=16, lr=3e38, segment=5, l2=0.0), 0)
     state = chain.state.overlay()
     declared = chain.runtime.verify_extrinsic(state, xt, len(xt.encode()), 1).fee
     (receipt,) = chain.build_block([xt], ALICE, slot=1).receipts

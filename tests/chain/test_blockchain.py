@@ -240,7 +240,7 @@ def test_the_runtime_config_is_in_genesis_state(tmp_path) -> None:
 
 def test_diverging_training_fails_the_call_and_validators_confirm_it(pair) -> None:
     author, validator = pair
-    xt = sign(author, BOB, train_call(steps=40, lr=1e30, segment=10), 0)
+    xt = sign(author, BOB, train_call(steps=40, lr=3e38, segment=10, l2=0.0), 0)
     built = author.build_block([xt], ALICE, slot=1)
     (receipt,) = built.receipts
     assert not receipt.success and "NonFiniteWeights" in (receipt.error or "")

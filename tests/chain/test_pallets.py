@@ -222,7 +222,7 @@ def test_a_call_heavier_than_a_block_is_refused_before_the_pool(chain) -> None:
 
     xt = sign(chain, BOB, calls.Train(0, 0, 100_000, 4096, calls.compute_f32_bits(0.1), 0, 1000), 0)
     root = chain.state.root()
-    with pytest.raises(InvalidTransaction, match="weight 675225267220 exceeds a block's limit of 2000000000") as info:
+    with pytest.raises(InvalidTransaction, match="weight 1186406067220 exceeds a block's limit of 2000000000") as info:
         chain.runtime.verify_extrinsic(chain.state.overlay(), xt, len(xt.encode()), 1)
     assert info.value.reason == "exhausts_resources" and chain.state.root() == root
 

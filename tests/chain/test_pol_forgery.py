@@ -185,7 +185,7 @@ def test_a_job_that_diverged_but_claims_to_have_finished_is_refused(tmp_path, va
         return ml_runtime.JobResult(last, checkpoints, ml_runtime.Transcript.build(entries), True)
 
     forger = open_chain(tmp_path / "forger", trainer=undiverge)
-    built = forger.build_block([sign(forger, BOB, train_call(lr=1e30), 0)], ALICE, slot=1)
+    built = forger.build_block([sign(forger, BOB, train_call(lr=3e38, l2=0.0), 0)], ALICE, slot=1)
     assert built.receipts[0].success  # the lie: a new model version
     before = _unchanged(validator)
     with pytest.raises(BlockError, match=r"^training result #0: segment 0 diverges on re-execution; the transcript claims finite weights$"):

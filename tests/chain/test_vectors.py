@@ -34,10 +34,10 @@ PINNED = {
     # batch, then each step's and each segment's fixed part.)
     3: ("0x4d02389b6c55bf741717127cedb1819d29c0f9972bc762b4a303c17280956e44",
         "0x135b967e5fb996bf76038fb7ee456acf30b221ac2f91f6fe0c79bd7bc6e692b0"),
-    # (4's block hash moved once the day 4 was made, before any node ran it: a training step's
-    # and a segment's weight came to count their parameters.)
+    # (4's block hash moved twice the day 4 was made, before any node ran it: a training step's
+    # and a segment's weight came to count their parameters, then short loops and exps.)
     4: ("0xcceead58f7d1ba9bd5f3102487cd2b87b914a7429343286bc1b194bdfdbfb859",
-        "0x1cfd9e7c55e3615a25cb6ccb3bce5f87098b8362e05bfcec4bc110e0cc7c774b"),
+        "0xb780309678f38ab0b0a5927f3373624426b998b62a5088286ec564c2a6fbd426"),
 }
 
 

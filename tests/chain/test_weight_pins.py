@@ -65,7 +65,7 @@ def test_a_train_call_on_an_unknown_data_set_declares_no_read(chain) -> None:
     # them), and its one segment's fixed part (SEGMENT_UNITS) and checkpoint (SEGMENT_PARAM_UNITS)
     assert compute_weight(chain, unknown) == (
         training.TRAIN_BASE_WEIGHT + ml_runtime.step_cost(spec, 1) + 160 + 2_600 + 22 * 650 + 110_000 + 160 * 650
-    ) == 1_233_844
+    ) == 1_235_092
 
 
 # --- models: 200 a parameter registered, 4 bytes a parameter read -------------------------------
@@ -88,8 +88,9 @@ def test_an_inference_declares_its_outputs_up_to_the_limits_and_only_its_base_be
     m_wide = _registered(d.apply(BOB, calls.RegisterModel("w", wide.encode(), bytes(32))), "ModelRegistered", "model")
     rows = calls.MAX_INFER_ROWS  # 1,024 rows of one output: at the row limit, inside the outputs limit
     at_limit = calls.Infer(m_narrow, None, np.ones((rows, 1), dtype="<f4").tobytes())
-    # 200,000 + the forward pass's step cost (4,100) + 100 x 1,024 outputs
-    assert compute_weight(chain, at_limit) == 200_000 + ml_runtime.step_cost(narrow, rows) + 102_400 == 306_500
+    # 200,000 + the forward pass's step cost (526,340: 1,024 rows of a 1 x 1 product counted at
+    # 16 x 16, ml_runtime.LANES) + 100 x 1,024 outputs
+    assert compute_weight(chain, at_limit) == 200_000 + ml_runtime.step_cost(narrow, rows) + 102_400 == 828_740
     past = calls.Infer(m_narrow, None, np.ones((rows + 1, 1), dtype="<f4").tobytes())
     assert compute_weight(chain, past) == inference.INFER_BASE_WEIGHT == 200_000
     # 17 rows of 4,096 outputs: 69,632 > 2^16 (though 17 / 4,096 is not): refused, base only
@@ -150,4 +151,4 @@ def test_a_claim_on_a_one_row_validation_set_declares_one_row(chain) -> None:
     per_version = 60_000 + 4 * 650 * datasets.READ_BYTE_WEIGHT + ml_runtime.step_cost(spec, 1)
     assert bounties.compute_claim_weight(chain.state.overlay(), calls.ClaimBounty(bounty, 1)) == (
         300_000 + 260 + 2 * per_version
-    ) == 431_028
+    ) == 433_524

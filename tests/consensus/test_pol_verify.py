@@ -465,7 +465,7 @@ def test_an_honest_divergence_imports_and_every_segment_sampled_imports(tmp_path
     weights to re-run the divergence); an honest job with m = S, where sampled segments share
     entries (j + 1 is both an output to compare and an input with weights)."""
     author = open_chain(tmp_path / "author")
-    xts = [sign(author, BOB, train_call(steps=STEPS, segment=SEGMENT, lr=1e30), 0), sign(author, BOB, train_call(), 1)]
+    xts = [sign(author, BOB, train_call(steps=STEPS, segment=SEGMENT, lr=3e38, l2=0.0), 0), sign(author, BOB, train_call(), 1)]
     block = author.build_block(xts, ALICE, slot=1).block
     assert block.body.results[0].diverged_segment == 0 and len(block.body.results[0].losses) == 1
     validator = open_chain(tmp_path / "validator")

@@ -9,7 +9,12 @@ import ml_runtime as mr
 
 
 def test_step_cost_formulas() -> None:
-    assert mr.step_cost(mr.ModelSpec("linear", 64, 10), 32) == 32 * (2 * 640 + 20) + 2 * 650
+    # 10 outputs counted as LANES (16): 2 * 64 * 16 a sample for the products
+    assert mr.step_cost(mr.ModelSpec("linear", 64, 10), 32) == 32 * (2 * 64 * 16 + 20) + 2 * 650
+    assert mr.step_cost(mr.ModelSpec("linear", 64, 16), 32) == 32 * (2 * 64 * 16 + 32) + 2 * 1040  # no floor met
+    assert mr.step_cost(mr.ModelSpec("linear", 4096, 1), 1) == 2 * 4096 * 16 + 2 + 2 * 4097
+    # softmax: an exp a class (EXP_UNITS, 64) and a log a sample besides the products
+    assert mr.step_cost(mr.ModelSpec("softmax", 2, 4096), 1) == 2 * 16 * 4096 + (2 + 64) * 4096 + 24 + 2 * 3 * 4096
     soft = mr.step_cost(mr.ModelSpec("softmax", 64, 10), 32)
     assert soft > mr.step_cost(mr.ModelSpec("linear", 64, 10), 32)
     mlp = mr.ModelSpec("mlp", 64, 10, 32)
