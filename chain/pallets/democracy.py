@@ -94,12 +94,18 @@ FIELDS = frozenset(f.name for f in fields(RuntimeConfig))
 #: (:func:`compute_recovery_cost`) above this share of the total issuance (1/RECOVERY_SHARE):
 #: a holder of a ten-thousandth of all POL can always propose, vote and take its lock back.
 RECOVERY_SHARE = 10_000
+#: The weight a pol.report_fraud declares before its segment (pol.REPORT_BASE_WEIGHT; pol
+#: imports this module, so the value is repeated here and a test checks the two agree).
+REPORT_BASE_WEIGHT = 500_000
 #: The calls that undo a referendum, at their longest: a proposal that changes every field
-#: at its widest value, a vote, an unlock (the fees compute_recovery_cost counts).
+#: at its widest value, a vote, an unlock; and the largest fraud report, so that no
+#: referendum can price out the proof of a faulty block (a reviewer's finding: a byte_fee
+#: that passed made a 2 MiB report cost 1.4 million POL). The fees compute_recovery_cost counts.
 _RECOVERY = (
     (calls.ProposeConfig(tuple(calls.ConfigChange(name, 2**63 - 1) for name in sorted(FIELDS))), PROPOSE_WEIGHT),
     (calls.VoteConfig(2**32 - 1, True, 2**63 - 1), VOTE_WEIGHT),
     *_RECLAIMS,
+    (calls.ReportFraud(bytes(calls.MAX_FRAUD_PROOF_BYTES)), REPORT_BASE_WEIGHT),
 )
 # Fields a referendum may not change, and why (the error names both).
 FIXED = {
@@ -224,8 +230,8 @@ def compute_config(current: RuntimeConfig, changes: tuple[calls.ConfigChange, ..
 
 def compute_recovery_cost(config: RuntimeConfig) -> int:
     """What a referendum can make undoing it cost one account: the fees of the longest
-    propose, vote and unlock under ``config``, and the existential deposit it must keep (the
-    proposal deposit, which no referendum changes, comes on top)."""
+    propose, vote, unlock and fraud report under ``config``, and the existential deposit it
+    must keep (the proposal deposit, which no referendum changes, comes on top)."""
     return balances.compute_reclaim_reserve(replace(config, existential_deposit=0), _RECOVERY) + config.existential_deposit
 
 
@@ -241,8 +247,8 @@ def verify_recoverable(current: RuntimeConfig, config: RuntimeConfig, total_issu
     if cost > bound:
         raise _fail(
             "Unrecoverable",
-            f"undoing this change by referendum would cost {cost:,} (the fees of a proposal, a vote and an unlock, "
-            f"and the existential deposit), more than {bound:,}: a ten-thousandth of all POL",
+            f"undoing this change by referendum would cost {cost:,} (the fees of a proposal, a vote, an unlock and a "
+            f"fraud report, and the existential deposit), more than {bound:,}: a ten-thousandth of all POL",
         )
 
 

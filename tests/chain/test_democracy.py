@@ -261,7 +261,9 @@ def test_enactment_rechecks_the_bounds_against_the_config_then_in_force(chain) -
 
 
 @pytest.mark.parametrize(
-    "values", [{"base_fee": 10**16}, {"existential_deposit": 10**16}, {"byte_fee": 10**9}, {"weight_fee": 10**6}]
+    "values",
+    [{"base_fee": 10**16}, {"existential_deposit": 10**16}, {"byte_fee": 10**9}, {"weight_fee": 10**6},
+     {"byte_fee": 677_633_494}],  # (the last passed while only the undo path was priced: a 2 MiB fraud report then cost 1.4M POL)
 )
 def test_a_referendum_cannot_price_out_its_own_undoing(chain, values) -> None:
     """A referendum that set base_fee to 10^16 (above the whole issuance) left no extrinsic
@@ -275,10 +277,16 @@ def test_a_referendum_cannot_price_out_its_own_undoing(chain, values) -> None:
     receipt = d.apply(ALICE, change(**values))
     assert receipt.error == (
         f"democracy.Unrecoverable: undoing this change by referendum would cost {cost:,} (the fees of a proposal, "
-        "a vote and an unlock, and the existential deposit), more than 600,000,000,000: a ten-thousandth of all POL"
+        "a vote, an unlock and a fraud report, and the existential deposit), more than 600,000,000,000: a ten-thousandth of all POL"
     )
     d.fails(ALICE, change(**values), "democracy.Unrecoverable")  # (Driver: the state moved by the fee and nonce only)
     propose(d, ALICE, base_fee=current.base_fee // 2)
+
+
+def test_the_recovery_cost_prices_a_fraud_report_at_the_pol_pallets_base_weight() -> None:
+    from chain.pallets import pol
+
+    assert democracy.REPORT_BASE_WEIGHT == pol.REPORT_BASE_WEIGHT
 
 
 def test_a_change_that_does_not_raise_the_cost_of_undoing_passes_whatever_the_issuance(chain, monkeypatch) -> None:
