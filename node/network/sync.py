@@ -140,9 +140,11 @@ from node.network.transcripts import KeptOpenings, NetworkSource, TranscriptServ
 log = logging.getLogger("polchain.sync")
 
 #: How many ancestors of a block the node fetches by hash to join it to its block tree, and
-#: how many bytes of them it holds while it does (a branch of full blocks stops sooner).
+#: how many bytes all branch walks under way hold at most (the sync lock is released while a
+#: request is awaited, so several peers' walks run at once: a cap per walk let each of 40
+#: identities hold its own, a reviewer's finding). A branch of full blocks stops sooner.
 MAX_FORK_DEPTH = 256
-MAX_BRANCH_BYTES = 256 * 1024 * 1024
+MAX_BRANCH_BYTES = 512 * 1024 * 1024
 #: Refusals of a gossiped extrinsic that an honest relay would not have passed on whatever
 #: its best block: a signature that does not verify. Not "payment": a relay checks the fee
 #: against its own best state, which is ahead of ours whenever we sync or are a block late,
@@ -201,6 +203,7 @@ class NodeLink:
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
         self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (finalized hash, its validator set)
         self._kept_openings = KeptOpenings()  # verified openings of fetches that fell short, for the next attempt
+        self._branch_bytes = 0  # bytes the branch walks under way hold (MAX_BRANCH_BYTES)
         self._stopping = False
         self._unavailable: BoundedSet[bytes] = BoundedSet(UNAVAILABLE_LOGGED)
         self._cooldown: OrderedDict[tuple[bytes, PeerId], float] = OrderedDict()  # -> loop time it ends
@@ -629,44 +632,51 @@ class NodeLink:
         is for, or a descendant of it), for the branch's blocks that carry none of their own."""
         chain = self.node.chain
         fetched: list[BlockData] = []
-        held = 0
-        cursor, cursor_number = block_hash, number
-        while not chain.has_block(cursor):
-            if held > MAX_BRANCH_BYTES:
-                log.info("block #%d from %s: its branch passed %d bytes before joining our chain: left", number, peer, MAX_BRANCH_BYTES)
-                return False
-            room = min(MAX_FORK_DEPTH - len(fetched), cursor_number - chain.finalized_number)
-            if room <= 0:
-                log.info(
-                    "block #%d from %s does not join our chain above the finalized block #%d within %d blocks: left",
-                    number, peer, chain.finalized_number, MAX_FORK_DEPTH,
-                )
-                return False
-            blocks = await self._request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING)
-            if not blocks:
-                log.info("%s does not serve block 0x%s: its branch is left to fork choice elsewhere", peer, cursor.hex()[:12])
-                return False
-            # The sync lock was released while the answer was awaited: another sync may have
-            # imported part of the branch meanwhile, the asked-for block itself included
-            # (then nothing is kept from this answer, and the loop ends on the cursor).
-            for data in blocks:
-                if chain.has_block(data.block.hash()):
-                    break
-                problem, size = await asyncio.to_thread(self._check_fetched, data)
-                if problem is not None:
-                    self.network.report_peer(
-                        peer, Misbehaviour.WRONG_RESPONSE, f"block #{data.block.header.number} of a branch sealed {problem}"
+        held = 0  # bytes of ``fetched``, also in self._branch_bytes until this walk ends
+        try:
+            cursor, cursor_number = block_hash, number
+            while not chain.has_block(cursor):
+                if self._branch_bytes > MAX_BRANCH_BYTES:
+                    log.info(
+                        "block #%d from %s: the branches being fetched hold more than %d bytes before joining our chain: left",
+                        number, peer, MAX_BRANCH_BYTES,
                     )
                     return False
-                fetched.append(data)
-                held += size
-            if fetched:
-                last = fetched[-1].block.header
-                cursor, cursor_number = last.parent_hash, last.number - 1
-        branch = fetched[::-1]  # oldest first, linked (each block's parent is the next one fetched)
-        for data, own in zip(branch, _find_final_proofs(branch), strict=True):
-            if not await self._import(peer, data, own or final_proof):
-                return False
+                room = min(MAX_FORK_DEPTH - len(fetched), cursor_number - chain.finalized_number)
+                if room <= 0:
+                    log.info(
+                        "block #%d from %s does not join our chain above the finalized block #%d within %d blocks: left",
+                        number, peer, chain.finalized_number, MAX_FORK_DEPTH,
+                    )
+                    return False
+                blocks = await self._request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING)
+                if not blocks:
+                    log.info("%s does not serve block 0x%s: its branch is left to fork choice elsewhere", peer, cursor.hex()[:12])
+                    return False
+                # The sync lock was released while the answer was awaited: another sync may have
+                # imported part of the branch meanwhile, the asked-for block itself included
+                # (then nothing is kept from this answer, and the loop ends on the cursor).
+                for data in blocks:
+                    if chain.has_block(data.block.hash()):
+                        break
+                    problem, size = await asyncio.to_thread(self._check_fetched, data)
+                    if problem is not None:
+                        self.network.report_peer(
+                            peer, Misbehaviour.WRONG_RESPONSE, f"block #{data.block.header.number} of a branch sealed {problem}"
+                        )
+                        return False
+                    fetched.append(data)
+                    held += size
+                    self._branch_bytes += size
+                if fetched:
+                    last = fetched[-1].block.header
+                    cursor, cursor_number = last.parent_hash, last.number - 1
+            branch = fetched[::-1]  # oldest first, linked (each block's parent is the next one fetched)
+            for data, own in zip(branch, _find_final_proofs(branch), strict=True):
+                if not await self._import(peer, data, own or final_proof):
+                    return False
+        finally:
+            self._branch_bytes -= held
         return True
 
 

@@ -311,8 +311,9 @@ async def test_a_branch_is_checked_block_by_block_as_it_is_fetched(caplog) -> No
 
 
 async def test_a_branch_walk_holds_at_most_max_branch_bytes(caplog, monkeypatch) -> None:
-    """Sealed blocks can be big too (an equivocating validator's): the walk stops holding a
-    branch once its blocks pass MAX_BRANCH_BYTES (here a few hundred bytes), without blame."""
+    """Sealed blocks can be big too (an equivocating validator's): a walk stops once the blocks
+    all walks under way hold pass MAX_BRANCH_BYTES (here a few hundred bytes), without blame,
+    and gives its bytes back when it ends."""
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(sync_module, "MAX_BRANCH_BYTES", 300)
     async with dev_node() as node:
@@ -324,8 +325,9 @@ async def test_a_branch_walk_holds_at_most_max_branch_bytes(caplog, monkeypatch)
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: not node.link.is_syncing)  # type: ignore[union-attr]
             peer.service.broadcast_block(branch[-1].header)
-            await wait_for(lambda: "its branch passed 300 bytes before joining our chain: left" in caplog.text)
+            await wait_for(lambda: "the branches being fetched hold more than 300 bytes before joining our chain: left" in caplog.text)
             assert node.network.reputation.score(peer.id) == 0 and node.chain.best_number == 0
+            assert node.link._branch_bytes == 0  # released when the walk ended
         finally:
             await peer.service.stop()
 
