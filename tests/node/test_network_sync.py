@@ -42,6 +42,19 @@ async def liar(service: NodeService, blocks: list[Block]) -> Node:
     return peer
 
 
+def _count_block_requests(peer: Node) -> list[object]:
+    """The start of every block request ``peer`` serves from now on, in order."""
+    starts: list[object] = []
+    serve = peer.serve
+
+    async def counting(p, req):  # type: ignore[no-untyped-def]
+        starts.append(req.start)
+        return await serve(p, req)
+
+    peer.service.handlers.serve_block_request = counting
+    return starts
+
+
 async def test_a_peer_ahead_is_synced_from_and_bad_blocks_get_it_banned(caplog) -> None:
     caplog.set_level(logging.INFO)
     async with dev_node() as node:
@@ -244,14 +257,7 @@ async def test_syncs_started_by_one_peers_announcements_are_throttled(caplog) ->
         genesis = node.chain.get_block(node.chain.genesis_hash)
         fork = make_chain(4, parent=b"\x01" * 32, start=1)  # never joins: no blame, as above
         peer = await liar(node, [genesis, *fork])
-        requests: list[object] = []
-        serve = peer.serve
-
-        async def counting(p, req):
-            requests.append(req.start)
-            return await serve(p, req)
-
-        peer.service.handlers.serve_block_request = counting
+        requests = _count_block_requests(peer)
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: len(requests) >= 1)  # the sync on connect
@@ -285,14 +291,7 @@ async def test_a_branch_is_checked_block_by_block_as_it_is_fetched(caplog) -> No
         made_up = make_chain(40, parent=b"\x01" * 32, start=1)  # no one's
         top = make_chain(1, parent=made_up[-1].hash(), start=41, sealed_for=genesis.hash())[0]
         peer = await liar(node, [genesis, *made_up, top])
-        asked: list[object] = []
-        serve = peer.serve
-
-        async def counting(p, req):
-            asked.append(req.start)
-            return await serve(p, req)
-
-        peer.service.handlers.serve_block_request = counting
+        asked = _count_block_requests(peer)
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
