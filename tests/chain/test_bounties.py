@@ -52,8 +52,9 @@ def test_the_first_version_below_target_is_paid_to_its_trainer(chain) -> None:
     bounty = _bounty(d, DAVE, target)
     pot = balances.get_account(chain.state.overlay(), bounties.BOUNTY_ACCOUNT).free
     assert pot == 5 * POL
-    d.fails(BOB, calls.ClaimBounty(bounty, 0), "models.NotEligible")  # not trained after the post
-    d.fails(BOB, calls.ClaimBounty(bounty, 9), "models.UnknownVersion")
+    posted = bounties.get_bounty(chain.state.overlay(), bounty).posted_at
+    d.fails(BOB, calls.ClaimBounty(bounty, 0), f"models.NotEligible: version 0 was not trained after the bounty was posted (block {posted})")
+    d.fails(BOB, calls.ClaimBounty(bounty, 9), "models.UnknownVersion: model 0 has no version 9")
     d.fails(BOB, calls.ClaimBounty(77, 0), "models.UnknownBounty")
     assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
     version = models.get_model(chain.state.overlay(), 0).latest_version
@@ -63,7 +64,13 @@ def test_the_first_version_below_target_is_paid_to_its_trainer(chain) -> None:
     assert claimed.success, claimed.error
     assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
     assert balances.get_account(chain.state.overlay(), bounties.BOUNTY_ACCOUNT).free == 0
-    d.fails(BOB, calls.ClaimBounty(bounty, version), "models.BountyClosed")
+    record = bounties.get_bounty(chain.state.overlay(), bounty)
+    assert (record.status, record.paid_to, record.version) == ("paid", CHARLIE.public, version)
+    paid = [e for e in claimed.events if (e.pallet, e.name) == ("models", "BountyPaid")]
+    assert [dict(e.args) for e in paid] == [{
+        "bounty": bounty, "version": version, "trainer": "0x" + CHARLIE.public.hex(), "loss": _loss(chain, 0, version), "amount": 5 * POL,
+    }]
+    d.fails(BOB, calls.ClaimBounty(bounty, version), f"models.BountyClosed: bounty {bounty} is paid")
 
 
 def test_a_copy_of_the_qualifying_version_cannot_take_its_bounty(chain) -> None:
@@ -131,8 +138,13 @@ def test_a_detour_back_below_the_target_cannot_take_its_bounty(chain) -> None:
     versions = 1 + len(bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, back))[0])
     assert versions == 4  # the copy, its two ancestors since the posting, and the nearest before it
     receipt = d.apply(FERDIE, calls.ClaimBounty(bounty, back))
-    assert not receipt.success and receipt.error.startswith(
-        f"models.AncestorMeetsTarget: version {back}'s ancestor, version {first}, is below"
+    first_loss = ml_runtime.compute_loss(
+        models.decode_spec(models.get_model(state, 0).spec), models.get_weights(state, 0, first), *datasets.get_rows(state, 0)[1:]
+    )
+    assert receipt.error == (
+        f"models.AncestorMeetsTarget: version {back}'s ancestor, version {first}, is below "
+        f"{calls.compute_f32_value(calls.compute_f32_bits(target))} already ({first_loss}): "
+        "the bounty is for the first version of a lineage that meets it"
     ), receipt.error
     spec = models.decode_spec(models.get_model(state, 0).spec)
     assert receipt.weight == bounties.compute_claim_cost(spec, datasets.get_dataset(state, 0), 4)
@@ -172,8 +184,37 @@ def test_a_lineage_longer_than_the_check_walks_is_refused_before_any_evaluation(
     state = chain.state.overlay()
     ancestors, too_long = bounties.compute_lineage(state, bounties.get_bounty(state, bounty), models.VERSIONS.get(state, 0, longer))
     assert too_long and len(ancestors) == 2
-    d.fails(FERDIE, calls.ClaimBounty(bounty, longer), "models.LineageTooLong: version")
+    d.fails(FERDIE, calls.ClaimBounty(bounty, longer), (
+        f"models.LineageTooLong: version {longer} has more than 2 ancestors trained after the bounty was posted: "
+        "a claim checks each of them"
+    ))
     assert d.apply(BOB, calls.ClaimBounty(bounty, first)).success
+
+
+def test_a_version_made_in_the_posting_block_counts_as_before_it(chain, monkeypatch) -> None:
+    """A TRAIN in the block that posts the bounty, after the post, made a version of that
+    block: ineligible itself (NotEligible), and the nearest version from before the posting
+    for its descendants, where the walk stops. With the cap at 1, one version after the
+    posting and this one are within it."""
+    d = Driver(chain)
+    post = calls.PostBounty(0, 0, calls.compute_f32_bits(1e-6), 5 * POL, chain.best_number + 60)
+    xts = [sign(chain, DAVE, post, balances.get_account(chain.state.overlay(), DAVE.public).nonce),
+           sign(chain, CHARLIE, train_call(steps=20, batch=8), balances.get_account(chain.state.overlay(), CHARLIE.public).nonce)]
+    d.slot += 1
+    built = chain.build_block(xts, ALICE, slot=d.slot)
+    assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
+    same = _latest(d)
+    state = chain.state.overlay()
+    bounty = bounties.get_bounty(state, 0)
+    assert models.VERSIONS.get(state, 0, same).block == bounty.posted_at == chain.best_number
+    d.fails(CHARLIE, calls.ClaimBounty(0, same), "models.NotEligible")
+    assert d.apply(FERDIE, train_call(steps=20, batch=8)).success
+    after = _latest(d)
+    assert d.apply(FERDIE, train_call(steps=20, batch=8)).success
+    latest = _latest(d)
+    monkeypatch.setattr(bounties, "MAX_CLAIM_LINEAGE", 1)
+    state = chain.state.overlay()
+    assert bounties.compute_lineage(state, bounty, models.VERSIONS.get(state, 0, latest)) == ([after, same], False)
 
 
 def test_a_bounty_whose_longest_claim_fits_no_block_is_refused_at_posting(chain) -> None:
@@ -198,7 +239,10 @@ def test_a_claim_short_of_the_target_pays_its_fee_and_changes_nothing_else(chain
     bounty = _bounty(d, DAVE, 1e-6)
     assert d.apply(CHARLIE, train_call(steps=20, batch=8)).success
     version = models.get_model(chain.state.overlay(), 0).latest_version
-    d.fails(BOB, calls.ClaimBounty(bounty, version), "models.NotBelowTarget")
+    loss = _loss(chain, 0, version)
+    d.fails(BOB, calls.ClaimBounty(bounty, version), (
+        f"models.NotBelowTarget: version {version}'s loss on data set 0 is {loss}, not below {calls.compute_f32_value(calls.compute_f32_bits(1e-6))}"
+    ))
     receipt = d.apply(BOB, calls.ClaimBounty(bounty, version))
     assert receipt.weight > bounties.BOUNTY_BASE_WEIGHT  # the evaluation was charged
 

@@ -382,7 +382,10 @@ def test_an_offender_is_slashed_once_per_removal_and_others_still_are(local) -> 
     left = balances.get_account(_state(chain), BOB.public).staked
     for call in others:  # (Local.report checks the state moved by the fee and nonce only)
         message = local.fails(call, "AlreadyPunished")
-        assert f"{ss58_encode(BOB.public)} was slashed for an earlier offence and is disabled" in message, message
+        assert message == (
+            f"pol.AlreadyPunished: {ss58_encode(BOB.public)} was slashed for an earlier offence and is disabled until it "
+            "leaves the set, or has left it: one slash per removal"
+        ), message
     # A report whose seals are forged is refused for the same reason: the check comes first.
     forged = sealed(BOB, 3, b"\x05" * 32, chain.genesis_hash)[:-64] + bytes(64), sealed(BOB, 3, b"\x06" * 32, chain.genesis_hash)
     local.fails(calls.ReportEquivocation(*forged), "AlreadyPunished")
