@@ -175,7 +175,8 @@ def test_aura_equivocation_is_slashed_and_the_author_leaves_at_the_next_era(loca
     bobs_slot = next(s for s in range(parent.slot + 1, parent.slot + 5) if local.owner(s) == BOB)
     with pytest.raises(InvalidHeader) as err:
         chain.build_block([], BOB, slot=bobs_slot)
-    assert err.value.reason == "disabled_author"
+    disabled = f"{ss58_encode(BOB.public)} is disabled: punished for an offence, it leaves the set at the next era start"
+    assert err.value.reason == "disabled_author" and str(err.value).endswith(f"block #{parent.number + 1}: {disabled}"), str(err.value)
     spec = load_chain_spec("local")
     loose = Blockchain(Database(tmp_path / "disabled"), chain_id=spec.id, build_genesis=spec.apply_genesis)
     for n in range(1, chain.best_number + 1):
@@ -183,7 +184,7 @@ def test_aura_equivocation_is_slashed_and_the_author_leaves_at_the_next_era(loca
     bobs = loose.build_block([], BOB, slot=bobs_slot).block  # no consensus rules on this one: sealed all the same
     with pytest.raises(InvalidHeader) as err:
         chain.import_block(bobs)
-    assert err.value.reason == "disabled_author" and "is disabled" in str(err.value)
+    assert err.value.reason == "disabled_author" and str(err.value).endswith(f"block #{bobs.header.number}: {disabled}"), str(err.value)
     loose.db.close()
     local.until(era)  # the era's first block removes Bob before its extrinsics
     state = _state(chain)

@@ -9,6 +9,7 @@ from consensuskit import ALICE, BOB, DAVE, EVE, build, open_local
 
 from chain import calls
 from chain.block import Block
+from chain.crypto import ss58_encode
 from chain.extrinsic import sign_extrinsic
 from chain.header import Header, seal_header
 from consensus.aura import Aura, compute_slot_author, get_equivocations
@@ -93,9 +94,10 @@ def test_a_slot_too_far_in_the_future_is_refused(tmp_path) -> None:
     node.db.close()
 
 
-def test_two_blocks_of_one_author_in_one_slot_are_both_imported_and_kept_as_evidence(pair) -> None:
+def test_two_blocks_of_one_author_in_one_slot_are_both_imported_and_kept_as_evidence(pair, caplog) -> None:
     """Both blocks are imported (as Substrate's Aura does), so nodes that saw them in
-    opposite orders still converge by fork choice; the pair is kept for slashing."""
+    opposite orders still converge by fork choice; the pair is kept for slashing, and the
+    operator is told which block, author and slot."""
     author, node = pair
     first = build(author, 1)
     remark = sign_extrinsic(BOB, calls.Remark(b"x"), nonce=0, genesis_hash=author.genesis_hash, spec_version=author.runtime.spec_version)
@@ -106,6 +108,10 @@ def test_two_blocks_of_one_author_in_one_slot_are_both_imported_and_kept_as_evid
     node.import_block(first)
     node.import_block(second)
     assert node.has_block(first.hash()) and node.has_block(second.hash())
+    assert (
+        f"block #1: {ss58_encode(BOB.public)} already sealed block {first.hash().hex()} in slot 1 "
+        "(equivocation, evidence stored; imported all the same)"
+    ) in caplog.text
     assert node.best_hash == min(first.hash(), second.hash())  # same height: the lower hash
     (evidence,) = get_equivocations(node)
     assert (evidence.slot, evidence.author) == (1, BOB.public)
