@@ -105,7 +105,7 @@ from chain.fraud import (
 from chain.header import Header, verify_seal
 from chain.pallets import balances
 from chain.pallets.pol import OFFENCE_FRAUD, compute_offence_key, get_offence, is_punished
-from chain.pallets.staking import get_validators, is_disabled
+from chain.pallets.staking import PENDING_REMOVAL, get_validators, is_disabled
 from chain.pool import TransactionPool, Validity
 from chain.proofs import (
     CheckpointSource,
@@ -904,7 +904,8 @@ class NodeService:
         if self.author is None:
             return False
         state = self.chain.state.overlay()
-        return [v for v in get_validators(state) if not is_disabled(state, v)] == [self.author.public]
+        disabled = PENDING_REMOVAL.get(state)  # (staking.is_disabled, read once for the set: called every round)
+        return [v for v in get_validators(state) if v not in disabled] == [self.author.public]
 
     def _newest_not_sealed_here(self) -> Header:
         """The newest block of the best chain that this run did not seal (genesis at the
