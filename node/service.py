@@ -93,6 +93,7 @@ from chain.errors import (
     InvalidSignature,
     InvalidTransaction,
     MissingTrieNode,
+    StorageError,
     UnknownStateRoot,
 )
 from chain.extrinsic import Extrinsic, decode_extrinsic, sign_extrinsic
@@ -193,6 +194,17 @@ POL_MODES = ("sampled", "full")
 # Online state pruning runs at most once per this many finalized blocks (fewer if --state-pruning
 # keeps fewer states): each run marks every kept state's nodes and reads the whole TRIE column.
 PRUNE_EVERY = 32
+
+
+def _log_failure(message: str, exc: Exception) -> None:
+    """A failed slot, round or pruning run, which the loop survives. A database error (a full
+    disk, a damaged table) is one line: its message names the database and the cause, and the
+    next slot logs it again while it lasts, so a traceback each time only buries it. Anything
+    else is a bug and keeps its traceback."""
+    if isinstance(exc, StorageError):
+        log.error("%s: %s", message, exc)
+    else:
+        log.error(message, exc_info=exc)
 
 
 def _describe_duration(ms: int) -> str:
@@ -1112,8 +1124,8 @@ class NodeService:
             async with self._lock:
                 try:
                     await self._vote_if_due()
-                except Exception:  # as for authoring: a failed round must not end the loop
-                    log.exception("Finality voting failed in this round; trying again in the next")
+                except Exception as exc:  # as for authoring: a failed round must not end the loop
+                    _log_failure("Finality voting failed in this round; trying again in the next", exc)
 
     async def import_block(
         self, block: Block, source: CheckpointSource | None = None, final_proof: Justification | None = None
@@ -1202,8 +1214,8 @@ class NodeService:
     async def _prune(self, run: LivePrune) -> None:
         try:
             report = await asyncio.to_thread(run.run)
-        except Exception:  # the next run tries again; nothing is deleted that a kept state needs
-            log.exception("Online state pruning failed")
+        except Exception as exc:  # the next run tries again; nothing is deleted that a kept state needs
+            _log_failure("Online state pruning failed", exc)
             return
         self.metrics.pruned_nodes.inc(report.nodes_deleted)
         log.info(
@@ -1366,9 +1378,9 @@ class NodeService:
         serves RPC and never authors again."""
         try:
             await self.author_block()
-        except Exception:
+        except Exception as exc:
             self.metrics.authoring_failures.inc()
-            log.exception("Authoring failed in this slot; trying again in the next")
+            _log_failure("Authoring failed in this slot; trying again in the next", exc)
 
     async def _wait_for(self, event: asyncio.Event, timeout: float | None) -> None:
         stop = asyncio.ensure_future(self._stop.wait())

@@ -63,7 +63,7 @@ def state_root_at(chain: Blockchain, at: bytes | None) -> bytes | None:
     if not chain.state.is_known_root(header.state_root):
         raise errors.InvalidParams(
             f"Invalid params: the state of block #{header.number} 0x{at.hex()} is pruned on this node "
-            "(polchain prune-state); ask an archive node"
+            "(--state-pruning, or polchain prune-state); ask an archive node"
         )
     return header.state_root
 

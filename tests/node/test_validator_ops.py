@@ -965,3 +965,30 @@ async def test_the_last_enabled_validator_goes_on_voting_while_it_authors_alone(
             clock.to_slot(own)
             assert await node.author_block() is not None
         assert not node._catching_up(own + 1), "the only author stopped voting"
+
+
+async def test_a_database_failure_is_one_line_a_bug_keeps_its_traceback(tmp_path, caplog) -> None:
+    """A full disk made every slot log a whole traceback under its one-line cause (an outside
+    tester's finding, round 4). A database error is logged as its message alone, each slot it
+    lasts; any other exception is a bug and keeps its traceback. The database error here is a
+    real one: the node's database closed under it."""
+    own = _alices_slot(_slot_now() + 1)
+    clock = Clock.in_slot(own)
+    with _opened(tmp_path / "alice", clock) as node:
+
+        async def broken() -> None:
+            raise RuntimeError("a bug")
+
+        real = node.author_block
+        node.author_block = broken  # type: ignore[method-assign]
+        await node._author_slot()
+        node.author_block = real  # type: ignore[method-assign]
+        node.db.close()
+        await node._author_slot()
+        failures = [r for r in caplog.records if r.getMessage().startswith("Authoring failed in this slot")]
+        assert [bool(r.exc_info) for r in failures] == [True, False]
+        assert failures[1].getMessage() == (
+            "Authoring failed in this slot; trying again in the next: "
+            f"database at {str(tmp_path / 'alice' / 'chains' / SPEC.id / 'db')!r} is closed"
+        )
+        assert node.metrics.authoring_failures._value.get() == 2

@@ -40,7 +40,7 @@ async def test_calls_at_a_pruned_block_are_refused_by_name(tmp_path, start_serve
         methods = MethodTable()
         for build in (ml_rpc.build, state_rpc.build):
             methods.merge(build(SimpleNamespace(chain=chain)))  # type: ignore[arg-type]
-        pruned = f"Invalid params: the state of block #1 0x{one.hash().hex()} is pruned on this node (polchain prune-state); ask an archive node"
+        pruned = f"Invalid params: the state of block #1 0x{one.hash().hex()} is pruned on this node (--state-pruning, or polchain prune-state); ask an archive node"
 
         async def call(method: str, params: list[Any]) -> dict[str, Any]:
             async with start_server(methods=methods) as server:
