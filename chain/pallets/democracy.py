@@ -12,8 +12,9 @@ first vote uses, so a dev chain's short periods serve both):
 1. ``democracy.propose(changes)``: ``changes`` are (field, value) pairs, sorted by field name
    with no field twice (one canonical encoding per proposal), each a field of RuntimeConfig
    that may change mid-chain (:data:`FIXED` lists those that may not, and why), and the config
-   they make must pass the spec loader's bounds (``RuntimeConfig.compute_problems``: one table),
-   and must not make undoing them by referendum dearer than a ten-thousandth of all POL
+   they make must pass the spec loader's bounds (``RuntimeConfig.compute_problems``: one table)
+   and the mid-chain ones (a block length that carries a fraud report, a block weight of at
+   most a third of a slot: :func:`compute_weight_ceiling`), and must not make undoing them by referendum dearer than a ten-thousandth of all POL
    (:func:`verify_recoverable`: Unrecoverable).
    The proposer moves :data:`PROPOSAL_DEPOSIT` into the pallet's account; it is returned
    when the vote ends if the turnout reached the quorum (passed or not), and burned if it
@@ -137,6 +138,18 @@ FIXED = {
 # large model's proof is one), or a faulty block could not be proven.
 MAX_GOVERNED_BLOCK_LENGTH = MAX_BLOCK_LENGTH
 MIN_GOVERNED_BLOCK_LENGTH = BLOCK_OVERHEAD + MAX_EXTRINSIC_SIZE
+# A mid-chain ceiling on max_block_weight: a third of a slot of training at the reference
+# machine's speed (ml_runtime.NS_PER_UNIT, 0.087 ns a unit: 1 ms / 3 / 0.087 ns, as an
+# integer, since consensus never reads a timing). Substrate gives a block 2 s of compute in a
+# 6 s slot for the same reason: the author must build the block, and every node import it,
+# inside the slot. With no ceiling a referendum set 9e18 units, years of training a block. A
+# chain whose spec starts above it may still lower its weight to anywhere (compute_config).
+GOVERNED_UNITS_PER_SLOT_MS = 3_831_417
+
+
+def compute_weight_ceiling(slot_duration_ms: int) -> int:
+    """The highest max_block_weight a referendum may raise a chain of this slot to."""
+    return slot_duration_ms * GOVERNED_UNITS_PER_SLOT_MS
 
 
 class Referendum(Wire, frozen=True):
@@ -228,6 +241,13 @@ def compute_config(current: RuntimeConfig, changes: tuple[calls.ConfigChange, ..
         problems.append(
             f"max_block_length must be at least {MIN_GOVERNED_BLOCK_LENGTH:,} mid-chain (got {config.max_block_length:,}): "
             f"every extrinsic the chain accepts ({MAX_EXTRINSIC_SIZE:,} bytes, a fraud report) must fit a block"
+        )
+    heaviest = compute_weight_ceiling(config.slot_duration_ms)
+    if config.max_block_weight > max(current.max_block_weight, heaviest):
+        problems.append(
+            f"max_block_weight may rise to at most {heaviest:,} units mid-chain (got {config.max_block_weight:,}): a "
+            f"third of a {config.slot_duration_ms:,} ms slot of training at the reference machine's speed; an author "
+            "could not build a heavier block in its slot, nor a validator check it"
         )
     if problems:
         raise _fail("InvalidConfig", f"the config would break its bounds: {problems[0]}")

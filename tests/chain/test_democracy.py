@@ -243,12 +243,14 @@ def test_a_vote_leaves_what_taking_its_lock_back_costs(chain) -> None:
     assert free(chain, BOB) == reserve - receipt.fee + amount
 
 
-def test_enactment_rechecks_the_bounds_against_the_config_then_in_force(chain) -> None:
+def test_enactment_rechecks_the_bounds_against_the_config_then_in_force(chain, monkeypatch) -> None:
     """Each change is within bounds alone; together the fee of a full block would overflow:
     the second to be enacted fails with the reason and the config keeps the first."""
+    monkeypatch.setattr(democracy, "RECOVERY_SHARE", 1)  # the recovery bound is not this test's
     d = Driver(chain)
-    heavy = propose(d, ALICE, max_block_weight=9 * 10**18)
-    dear = propose(d, BOB, weight_fee=2)
+    heaviest = democracy.compute_weight_ceiling(chain.config.slot_duration_ms)
+    heavy = propose(d, ALICE, max_block_weight=heaviest)
+    dear = propose(d, BOB, weight_fee=2**63 // heaviest + 1)
     assert d.apply(ALICE, calls.VoteConfig(heavy, True, VOTE)).success
     assert d.apply(BOB, calls.VoteConfig(dear, True, VOTE)).success
     wait_until(d, referendum(chain, dear).ends)
@@ -257,7 +259,39 @@ def test_enactment_rechecks_the_bounds_against_the_config_then_in_force(chain) -
     failed = referendum(chain, dear)
     assert failed.status == "failed" and failed.note.startswith("democracy.InvalidConfig")
     assert "base_fee/byte_fee/weight_fee" in failed.note
-    assert (chain.config.max_block_weight, chain.config.weight_fee) == (9 * 10**18, RuntimeConfig().weight_fee)
+    assert (chain.config.max_block_weight, chain.config.weight_fee) == (heaviest, RuntimeConfig().weight_fee)
+
+
+def test_a_referendum_cannot_raise_the_block_weight_past_a_third_of_a_slot(chain) -> None:
+    """No ceiling stopped a referendum from setting max_block_weight to 9e18 units, years of
+    training a block: its author could not build a full block in its slot, nor a validator
+    check one, and the chain stalled with the referendum to undo it stuck behind that block.
+    A referendum may raise the weight to a third of a slot's time at the reference machine's
+    NS_PER_UNIT (Substrate gives 2 s of compute to a 6 s block), or lower it from anywhere."""
+    d = Driver(chain)
+    slot_ms = chain.config.slot_duration_ms
+    heaviest = democracy.compute_weight_ceiling(slot_ms)
+    assert heaviest == slot_ms * democracy.GOVERNED_UNITS_PER_SLOT_MS
+    d.fails(ALICE, change(max_block_weight=heaviest + 1), (
+        f"democracy.InvalidConfig: the config would break its bounds: max_block_weight may rise to at most "
+        f"{heaviest:,} units mid-chain (got {heaviest + 1:,}): a third of a {slot_ms:,} ms slot of training at the "
+        "reference machine's speed; an author could not build a heavier block in its slot, nor a validator check it"
+    ))
+    propose(d, ALICE, max_block_weight=heaviest)
+    # A chain whose spec set it higher may still lower it, to anything above the ceiling too.
+    above = dataclasses.replace(chain.config, max_block_weight=3 * heaviest)
+    assert democracy.compute_config(above, change(max_block_weight=2 * heaviest).changes).max_block_weight == 2 * heaviest
+    assert democracy.compute_config(above, change(base_fee=2).changes).max_block_weight == 3 * heaviest
+    with pytest.raises(DispatchError, match="max_block_weight may rise to at most"):
+        democracy.compute_config(above, change(max_block_weight=3 * heaviest + 1).changes)
+
+
+def test_the_governed_weight_ceiling_is_a_third_of_a_millisecond_at_the_reference_speed() -> None:
+    """The ceiling is an integer (consensus uses integer units, never a timing); a new
+    NS_PER_UNIT fails here, to be carried over with a new SPEC_VERSION or left on purpose."""
+    from ml_runtime import NS_PER_UNIT
+
+    assert int(1_000_000 / 3 / NS_PER_UNIT) == democracy.GOVERNED_UNITS_PER_SLOT_MS
 
 
 @pytest.mark.parametrize(
