@@ -154,6 +154,14 @@ MAX_BRANCH_BYTES = 512 * 1024 * 1024
 #: eclipse aid for 25 fees). An unpayable transaction costs us its signature check, and a
 #: peer's transactions are rate-limited (peer.PeerLimits.tx_per_second) before that.
 CHARGED_REFUSALS = frozenset({"bad_proof"})
+#: Refusals of a gossiped finality vote that an honest relay may pass on: a round past our
+#: window (its clock or ours), and a voter outside our finalized set. The set only shrinks
+#: (staking removes offenders; nothing adds one after genesis), so the second is a validator
+#: removed in a block the relay has not finalized yet; a removed validator voting on could
+#: get every lagging relay banned at 5 votes. Both are found before the signature is checked,
+#: so dropping them unblamed costs a decode and a set lookup, and votes are rate-limited.
+#: Justifications make the same exception (NodeService.import_justification).
+UNCHARGED_VOTE_REASONS = frozenset({"stale", "not_validator"})
 #: Syncs a peer's announcements may start: a sync costs requests and holds the sync lock.
 SYNCS_PER_SECOND = 4.0
 SYNC_BURST = 8.0
@@ -299,7 +307,8 @@ class NodeLink:
             log.info("vote from %s not counted: %s", peer, exc)
             return None
         except InvalidVote as exc:
-            if exc.reason == "stale":
+            if exc.reason in UNCHARGED_VOTE_REASONS:
+                log.debug("vote from %s not counted: %s", peer, exc)
                 return None
             self.network.report_peer(peer, Misbehaviour.BAD_VOTE, f"vote {exc.reason}: {exc}")
             return None

@@ -105,12 +105,18 @@ async def test_finality_votes_and_justifications_from_peers_are_checked_and_bad_
             peer.service.broadcast_vote(encode(stale))  # a round long past: dropped without blame
             await asyncio.sleep(0.3)
             assert node.network.reputation.score(peer.id) == 0
-            outsider = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, now)))
-            peer.service.broadcast_vote(encode(outsider))
-            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)
-            assert f"peer {peer.id}: {Misbehaviour.BAD_VOTE.reason} (vote not_validator:" in caplog.text
+            # A voter outside our finalized set: maybe one removed in a block the relay has not
+            # finalized yet (the set only shrinks), so an honest relay a few blocks behind
+            # passes it on; 5 of them banned it (an outside tester's suspicion, round 4).
+            # Dropped without blame, as a stale vote: the check comes before the signature's.
+            for name in ("Ferdie", "Eve", "One", "Two", "Three", "Four"):
+                outsider = sign_vote(dev_keypair(name), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, now)))
+                peer.service.broadcast_vote(encode(outsider))
             peer.service.broadcast_vote(b"\x93garbage")
             await wait_for(lambda: "(vote malformed:" in caplog.text)
+            # One charge, the garbage's (less what the score recovered since):
+            assert Misbehaviour.BAD_VOTE.cost <= node.network.reputation.score(peer.id) < Misbehaviour.BAD_VOTE.cost / 2
+            assert "(vote not_validator:" not in caplog.text
             forged = sign_vote(dev_keypair("Ferdie"), genesis, Vote(SET_ID, source, Checkpoint(genesis, 0, now)))
             peer.service.broadcast_vote(encode(struct_replace(forged, voter=dev_keypair("Alice").public)))
             await wait_for(lambda: "(vote bad_signature:" in caplog.text)
