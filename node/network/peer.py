@@ -138,11 +138,15 @@ class Peer:
     def inbound_wait(self, size: int) -> float:
         """Seconds until a message of ``size`` bytes from this peer passes our read limits.
 
-        Before asking for a large answer (a transcript response, up to 8 MiB), the requester
-        waits this long, so that answers we asked for never make an honest peer look like a
-        flood (an auditor fetching every checkpoint of a block asks for hundreds of MiB)."""
+        Before asking for an answer of up to ``size`` bytes the requester waits this long
+        (NetworkService._request). A size above a bucket's burst waits for a full bucket: no
+        answer can pass it in one piece, and a configured burst below the largest message
+        must not fail every request."""
         frames = size // MAX_CHUNK + 2
-        return max(self._frames.wait_for(frames), self._bytes.wait_for(size + frames * (TAG_LEN + 1)))
+        return max(
+            self._frames.wait_for(min(frames, self._frames.burst)),
+            self._bytes.wait_for(min(size + frames * (TAG_LEN + 1), self._bytes.burst)),
+        )
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"p2p-write-{self.peer_id.short()}")

@@ -873,20 +873,33 @@ class NetworkService:
         self._seen_votes.add(digest)
         return self._gossip(FraudProofGossip(proof), digest, lambda p: p.known_votes)
 
-    async def _request(self, peer_id: PeerId, make: Callable[[int], Message], timeout: float | None, what: str) -> Message:
+    async def _request(
+        self, peer_id: PeerId, make: Callable[[int], Message], timeout: float | None, what: str, answer_size: int
+    ) -> Message:
         """Send the request ``make(id)`` to ``peer_id`` and wait for the answer with its id.
 
+        First wait until an answer of ``answer_size`` bytes fits the read limits we allow this
+        peer (:meth:`Peer.inbound_wait`), so that answers we asked for never make an honest
+        peer look like a flood: an auditor asks one peer for every checkpoint of a block,
+        hundreds of MiB, and a fork walk asks for block after block with no import between.
         A silent peer is charged REQUEST_TIMEOUT (see :func:`_await_answer` for our own stalls)."""
         peer = self._peers.get(peer_id)
         if peer is None:
             raise RequestFailed(f"{peer_id} is not connected")
+        budget = timeout or self.config.request_timeout
+        pause = peer.inbound_wait(answer_size)
+        if pause >= budget:
+            raise RequestFailed(f"{peer_id}: an answer of {answer_size} bytes would pass our read limits for {pause:.1f} s more")
+        if pause > 0:
+            await asyncio.sleep(pause)
+            budget -= pause
         req_id = next(self._request_ids)
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[(peer_id, req_id)] = fut
         if not peer.send(make(req_id)):
             self._pending.pop((peer_id, req_id), None)
             raise RequestFailed(f"{peer_id}'s send queue is full")
-        if not await _await_answer(fut, timeout or self.config.request_timeout):
+        if not await _await_answer(fut, budget):
             self._pending.pop((peer_id, req_id), None)
             peer.expired_requests.add(req_id)
             self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)
@@ -912,22 +925,9 @@ class NetworkService:
         if not 1 <= len(wanted) <= MAX_OPENINGS_PER_REQUEST:
             raise RequestFailed(f"{len(wanted)} entries is outside 1..{MAX_OPENINGS_PER_REQUEST}")
         asked = tuple((int(j), bool(w)) for j, w in wanted)
-        budget = timeout or self.config.request_timeout
-        peer = self._peers.get(peer_id)
-        if peer is not None:
-            # Pace our own requests so that their answers stay within what we let this peer
-            # send (an auditor asks one peer for every checkpoint of a block, hundreds of MiB).
-            pause = peer.inbound_wait(MAX_TRANSCRIPT_RESPONSE_SIZE)
-            if pause >= budget:
-                raise RequestFailed(
-                    f"{peer_id}: an answer of {MAX_TRANSCRIPT_RESPONSE_SIZE} bytes would pass our read limits "
-                    f"for {pause:.1f} s more"
-                )
-            if pause > 0:
-                await asyncio.sleep(pause)
-                budget -= pause
         resp = await self._request(
-            peer_id, lambda i: TranscriptRequest(i, block_hash, extrinsic_index, asked), budget, "transcript"
+            peer_id, lambda i: TranscriptRequest(i, block_hash, extrinsic_index, asked), timeout, "transcript",
+            MAX_TRANSCRIPT_RESPONSE_SIZE,
         )
         problem = _check_transcript_response(asked, resp)
         if problem is not None:
@@ -954,7 +954,9 @@ class NetworkService:
         if not 1 <= count <= MAX_BLOCKS_PER_REQUEST:
             raise RequestFailed(f"count {count} is outside 1..{MAX_BLOCKS_PER_REQUEST}")
         req = BlockRequest(0, start, count, direction)
-        resp = await self._request(peer_id, lambda i: BlockRequest(i, start, count, direction), timeout, "block")
+        resp = await self._request(
+            peer_id, lambda i: BlockRequest(i, start, count, direction), timeout, "block", self.config.max_message_size
+        )
         problem = (
             _check_response(req, resp.blocks) if isinstance(resp, BlockResponse)
             else f"a {type(resp).__name__} to a block request"

@@ -95,6 +95,28 @@ async def test_two_nodes_handshake_announce_and_serve_ranges() -> None:
             await b.service.request_blocks(a.id, 0, 65)
 
 
+async def test_block_requests_are_paced_to_our_own_read_limits() -> None:
+    """Walking a fork down sends block requests back to back, with no import between them: an
+    honest peer that answered each at once with large blocks passed the byte rate we allow it
+    and was banned for a flood (an outside tester's suspicion, round 4). Each request now waits,
+    as a transcript request does, until what it may bring back fits our read limits."""
+    limits = {"bytes_per_second": 4.0 * (1 << 20), "byte_burst": 9.0 * (1 << 20)}
+    async with nodes(limits, limits) as (a, b):
+        big = b"\x01" * ((1 << 20) - 4096)  # a justification: the largest field a block answer carries
+
+        async def serve_big(peer, req):  # type: ignore[no-untyped-def]
+            return [BlockData(d.block, big) for d in await a.serve(peer, req)]
+
+        a.service.handlers.serve_block_request = serve_big
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        got = []
+        for start in range(0, 10, 2):  # 10 MiB in five answers: past the 9 MiB burst unpaced
+            got += await b.service.request_blocks(a.id, start, 2)
+        assert [d.block.header.number for d in got] == list(range(10))
+        assert b.service.reputation.score(a.id) == 0 and connected(a, b)
+
+
 async def test_a_large_message_crosses_in_full_size_noise_frames() -> None:
     """1.5 MB: 23 frames of exactly 65535 bytes (the Noise limit) and a shorter last one."""
     async with nodes({}, {}) as (a, b):
