@@ -95,6 +95,7 @@ from chain.calls import (
 from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.crypto import blake2_256
 from chain.errors import DispatchError
+from chain.extrinsic import MAX_EXTRINSIC_SIZE
 from chain.pallets import balances, datasets, licenses, models, revenue, system, training
 from chain.pallets.context import CallContext, PostDispatchInfo
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
@@ -355,13 +356,24 @@ def compute_weight(state: StateAccess, call: OpenRound | CommitUpdate | Challeng
 # --- open -------------------------------------------------------------------------------------
 
 
+# The largest reveal call a signed extrinsic carries: MAX_EXTRINSIC_SIZE less the envelope
+# (signer, signature, nonce, tip, era) and an empty reveal's own bytes, which
+# compute_reveal_bound counts again. Half a block alone let a round open whose reveals no pool
+# took (2.24 MB at batch 940 on a 512-feature model), and the participants' bonds went to the
+# owner at close (an outside tester's finding, round 5).
+MAX_REVEAL_CALL = MAX_EXTRINSIC_SIZE - balances.compute_longest_length(_EMPTY_REVEAL)
+
+
 def compute_reveal_bound(spec: ml_runtime.ModelSpec, call: OpenRound | RoundInfo) -> int:
-    """Upper bound of a RevealSegment's encoding for this round's parameters (any n <= MAX_ROWS)."""
+    """Upper bound of a RevealSegment's encoding for this round's parameters (any n <= MAX_ROWS):
+    one checkpoint's weights (the end is a hash), two transcript paths, and each row the
+    segment's batches may draw with its path. (It counted the weights twice, which refused
+    every round on a model of 2^18 parameters once the bound met the 2 MiB extrinsic.)"""
     row_size = compute_row_dtype(spec).itemsize
     rows = call.segment_len * call.batch_size
     path = 3 + MAX_ROW_PATH * 34  # array header + (bin8 header + 32 bytes) per hash
     weights = 5 + 4 * spec.param_count
-    return 64 + 2 * weights + 2 * path + 5 + rows * (row_size + path)
+    return 64 + weights + 2 * path + 5 + rows * (row_size + path)
 
 
 def compute_row_cells(spec: ml_runtime.ModelSpec) -> int:
@@ -442,8 +454,12 @@ def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) 
     if spec.d > MAX_CELLS // call.batch_size:
         raise _fail("DataTooLarge", f"batch_size x features = {call.batch_size * spec.d} exceeds {MAX_CELLS} values")
     reveal = compute_reveal_bound(spec, call)
-    if reveal > cfg.max_block_length // 2:
-        raise _fail("RevealTooLarge", f"a reveal could take {reveal} bytes; at most half a block ({cfg.max_block_length // 2})")
+    if reveal > min(cfg.max_block_length // 2, MAX_REVEAL_CALL):
+        raise _fail(
+            "RevealTooLarge",
+            f"a reveal could take {reveal:,} bytes; at most half a block ({cfg.max_block_length // 2:,}), and a signed "
+            f"extrinsic carries at most {MAX_EXTRINSIC_SIZE:,} bytes (a reveal's call {MAX_REVEAL_CALL:,})",
+        )
     weight = max(compute_reveal_weight(spec, call), compute_close_weight(spec, call))
     if weight > cfg.max_block_weight:
         raise _fail("SegmentTooHeavy", f"re-running a segment or closing could take {weight} work units; a block holds {cfg.max_block_weight}")

@@ -15,12 +15,13 @@ from chainkit import ALICE, BOB, CHARLIE, dev_spec, open_chain, sign, train_call
 
 import ml_runtime
 from chain import calls
+from chain import runtime as runtime_module
 from chain.block import BLOCK_OVERHEAD, Block, Body, compute_extrinsics_root
 from chain.blockchain import Blockchain
 from chain.codec import encode
 from chain.crypto import Keypair, blake2_256
 from chain.errors import BlockError, InvalidTransaction
-from chain.extrinsic import Extrinsic
+from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
 from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest, seal_header
 from chain.pallets import balances, datasets
 from chain.pallets.context import BlockInfo
@@ -116,10 +117,11 @@ def test_a_train_call_over_the_transcript_limit_is_left_out_by_the_builder(heavy
     )
 
 
-def _forge(chain: Blockchain, xts: list[Extrinsic], author: Keypair, slot: int, **config: int) -> Block:
+def _forge(chain: Blockchain, xts: list[Extrinsic], author: Keypair, slot: int, check: bool = True, **config: int) -> Block:
     """What a byzantine author builds: ``xts`` applied on the best block, each one as
     Blockchain.build_block applies it, but by a runtime with ``config`` changed (limits
-    raised) and without the builder's running totals, its training results in the body, sealed."""
+    raised) and without the builder's running totals, its training results in the body, sealed.
+    ``check``: each call must succeed (else it may fail, as a call in a valid block may)."""
     overlay = chain.state.overlay()
     honest = chain.runtime_of(overlay)
     runtime = Runtime(chain.genesis_hash, dataclasses.replace(honest.config, **config))
@@ -128,7 +130,7 @@ def _forge(chain: Blockchain, xts: list[Extrinsic], author: Keypair, slot: int, 
     raws = [xt.encode() for xt in xts]
     for index, (xt, raw) in enumerate(zip(xts, raws, strict=True)):
         receipt = runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw))
-        assert receipt.success, receipt.error
+        assert receipt.success or not check, receipt.error
     results = tuple(info.results[i] for i in sorted(info.results))
     commitment = PolCommitment(compute_results_root(list(results)), info.training_steps, info.work_units)
     header = Header(
@@ -503,6 +505,30 @@ def test_a_call_that_declares_a_blocks_worth_and_fails_leaves_the_rest_of_the_bl
         assert 2 * declared.weight > config.max_block_weight  # declared, the two would not fit one block
         validator.import_block(built.block)  # the importer counts what was used, as the builder now does
         assert validator.best_hash == built.block.hash()
+    finally:
+        author.db.close()
+        validator.db.close()
+
+
+def test_a_block_holding_an_extrinsic_over_the_pools_size_limit_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """Every extrinsic the chain accepts is at most MAX_EXTRINSIC_SIZE (2 MiB): the pool, RPC
+    and gossip refuse a longer one, and the chain's bounds rest on it (a fraud report of the
+    largest model fits one; democracy keeps a block that large). An author that built its own
+    block put a 2.24 MB reveal in it, and every node imported it (an outside tester's finding,
+    round 5). The forgery: the runtime's limit raised while the block is built, its roots
+    recomputed, the header sealed."""
+    author, validator = open_chain(tmp_path / "a"), open_chain(tmp_path / "v")
+    try:
+        big = calls.RevealSegment(0, 0, bytes(calls.MAX_FL_WEIGHTS), (), bytes(32), (), bytes(calls.MAX_ROWS_CHUNK), ())
+        xt = sign(author, BOB, big, 0)
+        size = len(xt.encode())
+        assert size > MAX_EXTRINSIC_SIZE
+        with pytest.raises(InvalidTransaction, match=rf"extrinsic is {size:,} bytes; the limit is {MAX_EXTRINSIC_SIZE:,}"):
+            author.runtime.verify_extrinsic(author.state.overlay(), xt, size, 1)
+        with monkeypatch.context() as m:
+            m.setattr(runtime_module, "MAX_EXTRINSIC_SIZE", 2 * MAX_EXTRINSIC_SIZE)
+            forged = _forge(author, [xt], ALICE, slot=1, check=False)
+        _assert_refused(validator, forged, rf"block #1: extrinsic #0 is invalid: extrinsic is {size:,} bytes; the limit is")
     finally:
         author.db.close()
         validator.db.close()

@@ -25,7 +25,7 @@ from fedkit import (
 
 import ml_runtime
 from chain import calls
-from chain.pallets import federated, models
+from chain.pallets import balances, federated, models
 
 
 @pytest.mark.parametrize(
@@ -52,12 +52,41 @@ from chain.pallets import federated, models
         ({"commit_deadline": 19}, "InvalidDeadlines", "< reveal_deadline - 1"),
         ({"reveal_deadline": 200_000}, "InvalidDeadlines", "reveal_deadline <= 100001"),
         ({"segment_len": 40, "local_steps": 40, "batch_size": 4096, "samples": 1}, "RevealTooLarge", "at most half a block"),
+        # Within half a block (2.5 MiB) but past what one extrinsic may carry (2 MiB): no pool
+        # took the reveals, and the participants' bonds went to the owner (outside tester, round 5).
+        ({"segment_len": 1, "batch_size": 2300, "samples": 1}, "RevealTooLarge", "and a signed extrinsic carries at most 2,097,152 bytes"),
         ({"reward_pool": 2**62}, "InsufficientBalance", "cannot hold the reward pool"),
     ],
 )
 def test_impossible_rounds_are_refused(chain, changes: dict, error: str, reason: str) -> None:
     message = Driver(chain).fails(ALICE, open_call(**changes), error)
     assert reason in message
+
+
+@pytest.mark.parametrize(
+    ("spec", "segment_len", "batch"),
+    [
+        (ml_runtime.ModelSpec("softmax", 64, 10), 5, 16),
+        (ml_runtime.ModelSpec("linear", 511, 512), 1, 1),  # 2^18 parameters
+        (ml_runtime.ModelSpec("mlp", 32, 4, 16), 3, 100),
+    ],
+)
+def test_the_reveal_bound_covers_the_longest_reveal(spec, segment_len: int, batch: int) -> None:
+    """Every part at its largest: one checkpoint, two paths and every row the segment's
+    batches may draw, each with a path of MAX_ROW_PATH hashes, numbers at 2^32 - 1. The bound
+    is what a round must fit in one extrinsic (RevealTooLarge), so it must not undercount;
+    it counted the checkpoint twice, which refused models of 2^18 parameters."""
+    call = open_call(segment_len=segment_len, local_steps=segment_len, batch_size=batch)
+    rows = segment_len * batch
+    path = (b"\xff" * 32,) * federated.MAX_ROW_PATH
+    longest = calls.RevealSegment(
+        2**32 - 1, 2**32 - 1, bytes(4 * spec.param_count), path, bytes(32), path,
+        bytes(rows * federated.compute_row_dtype(spec).itemsize), (path,) * rows,
+    )
+    bound = federated.compute_reveal_bound(spec, call)
+    envelope = balances.compute_longest_length(federated._EMPTY_REVEAL)
+    assert balances.compute_longest_length(longest) <= envelope + bound
+    assert bound - (balances.compute_longest_length(longest) - envelope) < 100 + 5 * rows  # and not far above it
 
 
 def test_only_the_owner_opens_a_round(chain) -> None:
