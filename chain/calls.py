@@ -127,7 +127,8 @@ class SetInferencePrice(Wire, frozen=True, tag=_tag(2, 6)):
 
 
 class Infer(Wire, frozen=True, tag=_tag(2, 7)):
-    """Paid inference: run ``version`` of ``model`` (its latest if None) on ``inputs`` inside the
+    """Paid inference: run ``version`` of ``model`` (if None, the version its holders released,
+    else its latest: models.compute_default_version) on ``inputs`` inside the
     block and pay the model ``price_per_row`` x rows. ``inputs`` are rows of the model's ``d``
     float32 numbers, little-endian, row after row (1..MAX_INFER_ROWS rows, each number finite);
     the outputs go in the receipt's ``models.InferenceMade`` event. ``max_price``: the most the

@@ -95,7 +95,7 @@ def apply_infer(ctx: CallContext, call: Infer) -> None:
     ctx.post_info = PostDispatchInfo(actual_result_length=0)  # no outputs until it computes them
     info = models.get_model(ctx.state, call.model)
     spec = models.decode_spec(info.spec)
-    version = info.latest_version if call.version is None else call.version
+    version = models.compute_default_version(info) if call.version is None else call.version
     weights = models.get_weights(ctx.state, call.model, version)
     x = _decode_rows(call.inputs, spec.d)
     outputs = x.shape[0] * spec.k

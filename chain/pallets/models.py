@@ -117,6 +117,14 @@ def get_model(state: StateAccess, model_id: int) -> ModelInfo:
     return info
 
 
+def compute_default_version(info: ModelInfo) -> int:
+    """The version a read or an INFER that names none gets: the one the model's holders
+    released (gov.propose_release), else the latest. Any one holder of a shared model may add a
+    version, so the latest alone let a 1-share holder override the holders' vote (an outside
+    tester's finding, round 5)."""
+    return info.latest_version if info.released_version is None else info.released_version
+
+
 def get_weights(state: StateAccess, model_id: int, version: int) -> np.ndarray:
     raw = WEIGHTS.get(state, model_id, version)
     if raw is None:

@@ -95,7 +95,7 @@ def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) 
         info = models.MODELS.get(state, model)
         if info is None:
             return None
-        v = info.latest_version if version is None else version
+        v = models.compute_default_version(info) if version is None else version
         raw = models.WEIGHTS.get(state, model, v)
         if raw is None:
             return None
@@ -107,7 +107,7 @@ def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) 
         info = models.MODELS.get(state, model)
         if info is None:
             raise errors.InvalidParams(f"Invalid params: param 0 'model': no model {model}")
-        v = info.latest_version if version is None else version
+        v = models.compute_default_version(info) if version is None else version
         raw = models.WEIGHTS.get(state, model, v)
         if raw is None:
             raise errors.InvalidParams(f"Invalid params: param 2 'version': model {model} has no version {v}")

@@ -366,3 +366,29 @@ def test_a_proposer_who_cannot_hold_the_deposit_is_refused_and_nothing_moves(cha
     assert d.apply(ALICE, calls.TransferAsset(assets.compute_shares_asset(model), poor.public, 1)).success
     d.fails(poor, calls.ProposeInferencePrice(model, 5), "gov.InsufficientBalance")  # Driver: only the fee moved
     assert governance.ACTIVE.get(chain.state.overlay(), model) is None
+
+
+def test_inference_without_a_version_answers_with_the_version_the_holders_released(chain) -> None:
+    """``released_version`` was read by nothing: paid inference (and ml_predict, ml_getWeights)
+    answered with the latest version, which any one holder of a shared model may add, so a
+    1-share holder's version overrode the one the holders voted for (an outside tester's
+    finding, round 5). The released version is now every default; a model with none released
+    answers with its latest."""
+    d = Driver(chain)
+    model = _shared(d)
+    row = bytes(4 * 64)
+    pid = event_args(d.apply(BOB, calls.ProposeRelease(model, 0)), "Proposed")["proposal"]
+    assert d.apply(ALICE, calls.Vote(pid, True)).success
+    _wait_until(d, _proposal(chain, pid).ends)
+    _wait_until(d, _proposal(chain, pid).enact_at or 0)
+    assert _proposal(chain, pid).status == "enacted"
+    receipt = d.apply(BOB, train_call(model=model))  # a holder's version 1, after the release
+    assert receipt.success, receipt.error
+    info = models.get_model(chain.state.overlay(), model)
+    assert (info.latest_version, info.released_version) == (1, 0)
+    assert models.compute_default_version(info) == 0
+    made = event_args(d.apply(CHARLIE, calls.Infer(model, None, row)), "InferenceMade")
+    assert made["version"] == 0
+    assert event_args(d.apply(CHARLIE, calls.Infer(model, 1, row)), "InferenceMade")["version"] == 1
+    unreleased = models.get_model(chain.state.overlay(), 0)
+    assert unreleased.released_version is None and models.compute_default_version(unreleased) == unreleased.latest_version
