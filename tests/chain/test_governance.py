@@ -150,8 +150,18 @@ def test_every_bad_proposal_names_its_reason(chain) -> None:
     d.fails(BOB, calls.ProposeSpend(model, DAVE.public, 0), "gov.ZeroAmount")
     d.fails(BOB, calls.ProposeParams(model, 0, 1_000_000, 5, 5, 0), "gov.InvalidParams")
     d.fails(BOB, calls.ProposeParams(model, 0, 0, 0, 5, 0), "gov.InvalidParams")
+    # A quorum above half: shares that never vote (sent to a key nobody holds, or a holder
+    # gone) froze the model's governance for good, the proposal to lower it included, and
+    # burned every later deposit (an outside tester's finding, round 5).
+    d.fails(BOB, calls.ProposeParams(model, governance.MAX_QUORUM + 1, 500_000, 5, 5, 0), "gov.InvalidParams")
+    receipt = d.apply(BOB, calls.ProposeParams(model, governance.MAX_QUORUM + 1, 500_000, 5, 5, 0))
+    assert receipt.error == (
+        "gov.InvalidParams: a quorum of 500,001 ppm is above 500,000 (half of all shares): shares that never vote, "
+        "held by a key nobody holds or a holder gone, could then stop every proposal for good, the one to lower it included"
+    )
+    assert d.apply(BOB, calls.ProposeParams(model, governance.MAX_QUORUM, 500_000, 5, 5, 0)).success
     d.fails(BOB, calls.Vote(12345, True), "gov.UnknownProposal")
-    for _ in range(governance.MAX_ACTIVE):
+    for _ in range(governance.MAX_ACTIVE - 1):
         assert d.apply(BOB, calls.ProposeInferencePrice(model, 1)).success
     d.fails(BOB, calls.ProposeInferencePrice(model, 1), "gov.TooManyProposals")
 
