@@ -43,8 +43,10 @@ steps, each a call of this pallet:
    as the model's next version, parent = the base version, with a lineage record naming
    the round and each accepted participant's data root, transcript root and sample count;
    the pool is paid pro rata to sample counts (floor; the remainder to the owner) and the
-   accepted get their bonds back. With fewer, the round fails: the accepted get their bonds
-   back and the pool (with any forfeited bonds) returns to the owner.
+   accepted get their bonds back. A sample count counts at most the rows the job draws,
+   local_steps x batch_size (:func:`compute_counted_samples`). With fewer, the round fails:
+   the accepted get their bonds back and the pool (with any forfeited bonds) returns to the
+   owner.
 
 **Copied updates** are not refused at commit: refusing the second of two equal updates
 would let anyone who sees an update in the pool front-run it with a copy and lock its owner
@@ -737,7 +739,7 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
         return
     accepted_updates = [updates[who] for who in accepted]
     weights = [np.frombuffer(UPDATE_WEIGHTS.get(state, call.round, who) or b"", dtype="<f4").astype(np.float32) for who in accepted]
-    counts = [u.sample_count for u in accepted_updates if u is not None]
+    counts = [compute_counted_samples(info, u) for u in accepted_updates if u is not None]
     try:
         aggregate = fedavg.federated_average(weights, counts)
     except ml_runtime.MLRuntimeError as exc:
@@ -745,15 +747,15 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
         return
     version = _apply_version(state, info, aggregate, ctx.block.number)
     entries = tuple(
-        LineageEntry(who, u.data_root, u.row_count, u.transcript_root, u.sample_count)
-        for who, u in zip(accepted, accepted_updates, strict=True) if u is not None
+        LineageEntry(who, u.data_root, u.row_count, u.transcript_root, count)
+        for who, u, count in zip(accepted, accepted_updates, counts, strict=True) if u is not None
     )
     LINEAGE.apply_set(state, FederatedLineage(call.round, entries), info.model, version)
     pool, total = info.reward_pool + info.forfeited, sum(counts)
     paid = 0
-    for who, u in zip(accepted, accepted_updates, strict=True):
+    for who, u, count in zip(accepted, accepted_updates, counts, strict=True):
         assert u is not None
-        reward = pool * u.sample_count // total
+        reward = pool * count // total
         paid += reward
         balances.apply_release(state, PALLET, ESCROW_ACCOUNT, who, info.bond + reward)
         UPDATES.apply_set(state, msgspec.structs.replace(u, reward=reward), call.round, who)
@@ -764,6 +766,19 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
         PALLET, "RoundClosed", round=call.round, model=info.model, version=version, accepted=len(accepted),
         excluded=len(info.participants) - len(accepted), weights_hash=ml_runtime.hash_weights(aggregate),
     )
+
+
+def compute_counted_samples(info: RoundInfo, update: UpdateInfo) -> int:
+    """What an accepted update weighs in the aggregate and the pool's split: its declared
+    sample count, but at most the rows its job draws (local_steps x batch_size), whatever the
+    data set's size. The count is the participant's word and its rows are checked only where
+    the challenged segments draw them, so duplicate rows, or rows no step draws, counted in
+    full: one participant tiled 64 rows to 64,527 and took 98.85% of the pool and of the
+    aggregate (an outside tester's finding, round 5). What a verified update proves is the
+    computation over committed rows, not how many distinct rows, nor how good: FedAvg has no
+    defence against a participant with bad rows, and an open round admits anyone (an
+    allowlist does not)."""
+    return min(update.sample_count, info.local_steps * info.batch_size)
 
 
 def _apply_version(state: StateAccess, info: RoundInfo, weights: np.ndarray, block: int) -> int:

@@ -224,3 +224,38 @@ def test_every_model_family_re_runs_over_revealed_rows_only(chains, family: str)
         sum(len(p.leaves) for p in people),
     )[0]
     assert models.get_weights(state, 1, 1).tobytes() == expected.tobytes()
+
+
+def test_a_declared_sample_count_counts_at_most_the_rows_the_job_draws(chains) -> None:
+    """FedAvg's weights and the pool's split used the sample count each participant declared,
+    up to its own row count: Eve tiled 64 rows to the most a commit admits and took 98.85% of
+    the pool and of the aggregate (an outside tester's finding, round 5). A job draws
+    local_steps x batch_size rows whatever the data set's size, so no update counts for more
+    (federated.compute_counted_samples); here both count as much."""
+    chain, follower = chains
+    d = Driver(chain, follower)
+    shares, _ = split_digits(2, seed=1)
+    d.ok(ALICE, open_call(min_updates=2, reward_pool=9 * 10**9))
+    info = federated.get_round(chain.state.overlay(), 0)
+    draws = info.local_steps * info.batch_size
+    bob = Participant(BOB, *shares[0])
+    x, y = shares[1][0][:64], shares[1][1][:64]
+    eve = Participant(EVE, np.tile(x, (4 * draws // 64, 1)), np.tile(y, 4 * draws // 64))
+    commits = [(p, p.train(chain, 0)) for p in (bob, eve)]
+    assert commits[1][1].sample_count == 4 * draws and commits[0][1].sample_count > draws
+    for p, c in commits:
+        d.ok(p.key, c)
+    d.until(5)
+    d.ok(EVE, calls.ChallengeRound(0))
+    for p, _ in commits:
+        for reveal in p.reveals(chain, 0):
+            d.ok(p.key, reveal)
+    d.ok(ALICE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    updates = [federated.UPDATES.get(state, 0, p.key.public) for p in (bob, eve)]
+    assert [u.reward for u in updates] == [4_500_000_000, 4_500_000_000]
+    order = sorted((bob, eve), key=lambda p: p.key.public)
+    stacked = np.stack([np.asarray(p.result.weights, dtype=np.float32) for p in order])
+    expected, _ = twins.fedavg(stacked, np.array([draws, draws], dtype=np.int64), 2 * draws)
+    assert models.get_weights(state, 0, 1).tobytes() == expected.tobytes()
+    assert [e.sample_count for e in federated.LINEAGE.get(state, 0, 1).entries] == [draws, draws]
