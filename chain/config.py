@@ -36,7 +36,9 @@ SPEC_NAME = "polchain"
 # ml_runtime.LANES and an exp at 64 units; lr * l2 below 1 (training.verify_decay); a referendum unable to
 # price out its own undoing (chain.pallets.democracy.verify_recoverable) nor raise the block weight past a third of a slot
 # (chain.pallets.democracy.compute_weight_ceiling), and an extrinsic over MAX_EXTRINSIC_SIZE refused in a block as by
-# the pool (chain.runtime; both added 2026-11-30, before any node ran version 4). tests/chain/test_vectors.py pins each version's golden genesis and
+# the pool (chain.runtime); a bounty claim held for chain.pallets.bounties.ESCROW_BLOCKS and voided by a fraud proof of
+# its lineage, which pol proves for a punished author too; a model's quorum at most half (all added 2026-11-30, before any
+# node ran version 4). tests/chain/test_vectors.py pins each version's golden genesis and
 # block hashes: a change to either is a new version.
 SPEC_VERSION = 4
 TRANSACTION_VERSION = 1

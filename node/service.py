@@ -105,7 +105,13 @@ from chain.fraud import (
 )
 from chain.header import Header, verify_seal
 from chain.pallets import balances
-from chain.pallets.pol import OFFENCE_FRAUD, compute_offence_key, get_offence, is_punished
+from chain.pallets.pol import (
+    OFFENCE_FRAUD,
+    compute_offence_key,
+    get_offence,
+    is_block_here,
+    is_punished,
+)
 from chain.pallets.staking import PENDING_REMOVAL, get_validators, is_disabled
 from chain.pool import TransactionPool, Validity
 from chain.proofs import (
@@ -1245,10 +1251,14 @@ class NodeService:
         """Submit ``pol.report_fraud(encoded)`` signed with the author key to our own pool
         (gossiped from there like any extrinsic); a node without a key only gossips, and none
         reports an offender punished already (the runtime would refuse it as AlreadyPunished,
-        keeping the fee)."""
+        keeping the fee), unless the block is one of our best chain's (a finalized block: a
+        fraud in it is proven whoever its author, and voids a bounty claim resting on it)."""
         if self.author is None:
             return
-        if is_punished(self.chain.state.overlay(), offender):
+        state = self.chain.state.overlay()
+        number = self.chain.get_header(block_hash).number if self.chain.has_block(block_hash) else None
+        here = number is not None and is_block_here(state, number, block_hash)
+        if is_punished(state, offender) and not here:
             log.info("Not reporting the fraud in block 0x%s…: its author is punished already", block_hash.hex()[:12])
             return
         try:

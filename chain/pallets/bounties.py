@@ -33,6 +33,25 @@ the qualifying weights are public once their version exists, so someone could di
 approximately into another lineage of the model, by a gradient made up for them (a data set
 of its own and a large learning rate). A trainer narrows that window by sending the claim right after
 the TRAIN (the next nonce), so it lands in the same block.
+
+"Measures": a TRAIN's result is checked by validators that each re-run a sample of its
+segments (consensus.pol), so a block author can forge one segment of a sybil's TRAIN, put the
+sybil's claim in the same block, and pass every validator that did not sample it (each
+catches one forged segment of S with probability pol_samples / S, and the sender picks S). A
+fraud proof after the block is in (pol.report_fraud) slashes the author, which a bounty may
+far exceed (an outside tester's finding, round 5: 1,000 POL against a 0.5 POL slash). So a
+qualifying claim is not paid at once: it is held for :data:`ESCROW_BLOCKS` (status
+``claimed``), time for anyone, the poster first, to re-run the lineage's training in full. A
+fraud proven meanwhile in a block of this chain marks the TRAIN's version forged
+(models.FORGED; also when its author was slashed already, so a second forgery is not free),
+and the claim is voided: the bounty is open again (BountyClaimVoided). A claim is settled by
+sending claim_bounty again, naming the same version (anyone may): voided if a version of its
+lineage is forged, at any time; else paid from ``release_at`` on (Escrowed before). A claim
+comes within :func:`compute_claim_window` blocks of its version's block (ClaimTooLate), so
+that its fraud stays provable through the escrow. Versions of the lineage older than the
+fraud-proof window (4,095 blocks) are past proving: a forger who made one just above the
+target and waited that long before the honest last step would be paid; a poster who re-runs
+each version of the model as it comes closes that too.
 The validation data set holds at most ``ml_runtime.MAX_BATCH`` rows (the evaluation is one
 batch), and must fit the model (family, features, outputs) as training data would.
 """
@@ -47,7 +66,7 @@ import ml_runtime
 from chain.calls import CancelBounty, ClaimBounty, PostBounty, compute_f32_value
 from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
 from chain.errors import DispatchError
-from chain.pallets import balances, datasets, models, revenue
+from chain.pallets import balances, datasets, models, revenue, system
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
@@ -67,6 +86,20 @@ _RECLAIMS = ((CancelBounty(2**32 - 1), CANCEL_WEIGHT),)
 MAX_CLAIM_LINEAGE = 8
 #: Reading one version record of a claim's lineage (a state read of a few hundred bytes, about 5 us).
 LINEAGE_READ_WEIGHT = 60_000
+#: Blocks a claimed bounty is held before it is paid (2 hours of 6 s slots): time for anyone,
+#: the poster first, to re-run the claimed lineage's training in full and prove a forged
+#: segment (pol.report_fraud), which voids the claim (module docstring).
+ESCROW_BLOCKS = 1_200
+#: Settling a held claim: the bounty, and for each version of the claim's lineage its record
+#: and whether its TRAIN was proven forged.
+SETTLE_WEIGHT = BOUNTY_BASE_WEIGHT + 2 * (MAX_CLAIM_LINEAGE + 2) * LINEAGE_READ_WEIGHT
+
+
+def compute_claim_window() -> int:
+    """How many blocks after its version's block a claim may come: a fraud proof reaches back
+    system.BLOCK_HASH_COUNT - 1 blocks (pol: the faulty block's parent must be one this state
+    names), and the claimed version's must stay provable through the escrow."""
+    return system.BLOCK_HASH_COUNT - 1 - ESCROW_BLOCKS
 
 
 class Bounty(Wire, frozen=True):
@@ -77,9 +110,10 @@ class Bounty(Wire, frozen=True):
     amount: Balance
     posted_at: BlockNumber
     expires_at: BlockNumber
-    status: str = "open"  # open, paid, cancelled
+    status: str = "open"  # open, claimed (held until release_at), paid, cancelled
     paid_to: AccountId | None = None
     version: U32 | None = None
+    release_at: BlockNumber | None = None
 
 
 NEXT_BOUNTY = StorageValue("Models", "NextBounty", int, 0)
@@ -101,6 +135,8 @@ def compute_claim_weight(state: StateAccess, call: ClaimBounty) -> int:
     bounty = BOUNTIES.get(state, call.bounty)
     if bounty is None:
         return BOUNTY_BASE_WEIGHT
+    if bounty.status == "claimed":
+        return SETTLE_WEIGHT
     info = models.MODELS.get(state, bounty.model)
     data = datasets.DATASETS.get(state, bounty.dataset)
     version = models.VERSIONS.get(state, bounty.model, call.version)
@@ -200,6 +236,9 @@ def apply_post_bounty(ctx: CallContext, call: PostBounty) -> None:
 
 def apply_claim_bounty(ctx: CallContext, call: ClaimBounty) -> None:
     bounty = get_bounty(ctx.state, call.bounty)
+    if bounty.status == "claimed":
+        _apply_settle(ctx, call, bounty)
+        return
     if bounty.status != "open":
         raise DispatchError(PALLET, "BountyClosed", f"bounty {call.bounty} is {bounty.status}")
     version = models.VERSIONS.get(ctx.state, bounty.model, call.version)
@@ -209,12 +248,23 @@ def apply_claim_bounty(ctx: CallContext, call: ClaimBounty) -> None:
         raise DispatchError(
             PALLET, "NotEligible", f"version {call.version} was not trained after the bounty was posted (block {bounty.posted_at})"
         )
+    if version.block + compute_claim_window() < ctx.block.number:
+        raise DispatchError(
+            PALLET, "ClaimTooLate",
+            f"version {call.version} was made in block {version.block}; a claim comes within {compute_claim_window():,} "
+            f"blocks of it, so that a forgery of its training can still be proven while the bounty is held",
+        )
     ancestors, too_long = compute_lineage(ctx.state, bounty, version)
     if too_long:
         raise DispatchError(
             PALLET, "LineageTooLong",
             f"version {call.version} has more than {MAX_CLAIM_LINEAGE} ancestors trained after the bounty was posted: "
             "a claim checks each of them",
+        )
+    forged = _find_forged(ctx.state, bounty.model, (call.version, *ancestors))
+    if forged is not None:
+        raise DispatchError(
+            PALLET, "ForgedLineage", f"version {forged} of version {call.version}'s lineage was trained by a TRAIN proven forged"
         )
     spec = _verify_validation(ctx.state, bounty.model, bounty.dataset)
     _, x, y = datasets.get_rows(ctx.state, bounty.dataset)
@@ -236,12 +286,54 @@ def apply_claim_bounty(ctx: CallContext, call: ClaimBounty) -> None:
                 f"version {call.version}'s ancestor, version {ancestor}, is below {target} already ({ancestor_loss}): "
                 "the bounty is for the first version of a lineage that meets it",
             )
-    revenue.apply_debit(ctx.state, BOUNTY_ACCOUNT, bounty.amount, 0)
-    revenue.apply_credit(ctx.state, version.creator, bounty.amount)
+    release_at = ctx.block.number + ESCROW_BLOCKS
     BOUNTIES.apply_set(
-        ctx.state, msgspec.structs.replace(bounty, status="paid", paid_to=version.creator, version=call.version), call.bounty
+        ctx.state,
+        msgspec.structs.replace(bounty, status="claimed", paid_to=version.creator, version=call.version, release_at=release_at),
+        call.bounty,
     )
-    ctx.emit(PALLET, "BountyPaid", bounty=call.bounty, version=call.version, trainer=version.creator, loss=float(loss), amount=bounty.amount)
+    ctx.emit(
+        PALLET, "BountyClaimed", bounty=call.bounty, version=call.version, trainer=version.creator, loss=float(loss),
+        amount=bounty.amount, release_at=release_at,
+    )
+
+
+def _find_forged(state: StateAccess, model: int, versions: tuple[int, ...]) -> int | None:
+    """The first of ``versions`` whose TRAIN was proven forged (models.is_forged), or None."""
+    for v in versions:
+        record = models.VERSIONS.get(state, model, v)
+        if record is not None and models.is_forged(state, record):
+            return v
+    return None
+
+
+def _apply_settle(ctx: CallContext, call: ClaimBounty, bounty: Bounty) -> None:
+    """A held claim, settled by a second claim_bounty naming the same version, from anyone:
+    voided (the bounty open again) if a version its lineage stands on was proven forged
+    meanwhile, at any time; else paid to the trainer from ``release_at`` on (Escrowed before)."""
+    assert bounty.version is not None and bounty.paid_to is not None and bounty.release_at is not None
+    if call.version != bounty.version:
+        raise DispatchError(PALLET, "BountyClosed", f"bounty {call.bounty} is claimed by version {bounty.version}")
+    version = models.VERSIONS.get(ctx.state, bounty.model, bounty.version)
+    assert version is not None  # versions are never deleted
+    ancestors, _ = compute_lineage(ctx.state, bounty, version)
+    forged = _find_forged(ctx.state, bounty.model, (bounty.version, *ancestors))
+    if forged is not None:
+        BOUNTIES.apply_set(
+            ctx.state, msgspec.structs.replace(bounty, status="open", paid_to=None, version=None, release_at=None), call.bounty
+        )
+        ctx.emit(PALLET, "BountyClaimVoided", bounty=call.bounty, version=bounty.version, forged_version=forged)
+        return
+    if ctx.block.number < bounty.release_at:
+        raise DispatchError(
+            PALLET, "Escrowed",
+            f"bounty {call.bounty} is held for version {bounty.version} until block {bounty.release_at}: time for a fraud "
+            "proof of its training",
+        )
+    revenue.apply_debit(ctx.state, BOUNTY_ACCOUNT, bounty.amount, 0)
+    revenue.apply_credit(ctx.state, bounty.paid_to, bounty.amount)
+    BOUNTIES.apply_set(ctx.state, msgspec.structs.replace(bounty, status="paid"), call.bounty)
+    ctx.emit(PALLET, "BountyPaid", bounty=call.bounty, version=bounty.version, trainer=bounty.paid_to, amount=bounty.amount)
 
 
 def apply_cancel_bounty(ctx: CallContext, call: CancelBounty) -> None:

@@ -107,6 +107,11 @@ MODELS = StorageMap("Models", "Models", ModelInfo)
 VERSIONS = StorageMap("Models", "Versions", ModelVersion)
 WEIGHTS = StorageMap("Models", "Weights", bytes)
 TRAINERS = StorageMap("Models", "Trainers", bool)
+# TRAIN extrinsics of this chain whose result a fraud proof showed forged (pol.report_fraud,
+# by extrinsic hash), so that what pays for a version can refuse one made by them
+# (chain.pallets.bounties). Written only when the faulty block is this chain's own block of
+# its number: the same extrinsic may sit in an honest block here and a forged one on a fork.
+FORGED = StorageMap("Models", "ForgedTrainings", bool)
 GOV_PARAMS = StorageMap("Models", "GovParams", GovParams)  # model -> its rules, once changed from the defaults  # (model, account) -> True: on the allowlist
 
 
@@ -115,6 +120,11 @@ def get_model(state: StateAccess, model_id: int) -> ModelInfo:
     if info is None:
         raise DispatchError(PALLET, "UnknownModel", f"no model with id {model_id}")
     return info
+
+
+def is_forged(state: StateAccess, version: ModelVersion) -> bool:
+    """Whether ``version`` came from a TRAIN whose result was proven forged (:data:`FORGED`)."""
+    return version.training is not None and FORGED.get(state, version.training.extrinsic_hash) is not None
 
 
 def compute_default_version(info: ModelInfo) -> int:

@@ -29,7 +29,12 @@ invalid report fails with a DispatchError naming what is wrong; its fee is kept:
 made every node check it.
 
 One slash per removal (:func:`is_punished`): once an offender is queued or removed, a report
-of any other offence of it is refused (AlreadyPunished) before its costly checks. Substrate
+of any other offence of it is refused (AlreadyPunished) before its costly checks, but for a
+fraud proof of a block of this chain (the faulty block's own hash is this chain's of its
+number): that one is checked and recorded with no slash, and marks its TRAIN's version forged
+(models.FORGED), which voids a bounty claim resting on it (chain.pallets.bounties); refusing
+it let an author forge a second block for a second bounty at no further cost (an outside
+tester's finding, round 5). Every proven fraud in a block of this chain marks its version. Substrate
 does the same with slashing spans: of the offences in one span only the largest is slashed,
 and the offender is disabled at once (``pallet-staking``'s ``SlashingSpans``,
 ``DisabledValidators``). Every offence here takes the same fraction, so the largest is the
@@ -69,7 +74,7 @@ import struct
 import ml_runtime
 from chain.calls import ReportEquivocation, ReportFraud, ReportVoteEquivocation, Train
 from chain.codec import U8, AccountId, Balance, BlockNumber, Wire, decode_versioned
-from chain.crypto import ss58_encode
+from chain.crypto import blake2_256, ss58_encode
 from chain.errors import ChainError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.fraud import decode_fraud_proof, verify_fraud_proof
 from chain.header import Header, verify_seal
@@ -138,26 +143,38 @@ def apply_offence(ctx: CallContext, kind: int, key: bytes, offender: bytes) -> s
     return slash
 
 
-def verify_new_offence(state: StateAccess, key: bytes, offender: bytes, reporter: bytes) -> None:
+def verify_new_offence(state: StateAccess, key: bytes, offender: bytes, reporter: bytes, *, provable_here: bool = False) -> bool:
     """SelfReport if the offender reports itself (it would get the reporter's share of its own
     slash back, and could race honest reporters to do so); DuplicateReport if the offence
-    ``key`` is punished already; AlreadyPunished if the offender is (:func:`is_punished`)."""
+    ``key`` is punished already; AlreadyPunished if the offender is (:func:`is_punished`),
+    unless ``provable_here``: a fraud in a block of this chain, whose forged versions a bounty
+    must know of even when their author was slashed already. Returns whether the offender is
+    punished (the caller then records the offence without a second slash)."""
     if reporter == offender:
         raise DispatchError(PALLET, "SelfReport", f"{ss58_encode(offender)} cannot report its own offence")
     if OFFENCES.get(state, key) is not None:
         raise DispatchError(PALLET, "DuplicateReport", f"this offence of {ss58_encode(offender)} is punished already")
-    if is_punished(state, offender):
+    punished = is_punished(state, offender)
+    if punished and not provable_here:
         raise DispatchError(
             PALLET, "AlreadyPunished",
             f"{ss58_encode(offender)} was slashed for an earlier offence and is disabled until it leaves the set, "
             "or has left it: one slash per removal",
         )
+    return punished
 
 
 def is_punished(state: StateAccess, who: bytes) -> bool:
     """Whether ``who`` was slashed and queued to leave the set, or has left it, for an
     offence: a further report of it is refused, and Aura refuses its blocks (module docstring)."""
     return staking.is_disabled(state, who) or staking.REMOVED.get(state, who) is not None
+
+
+def is_block_here(state: StateAccess, number: int, block_hash: bytes) -> bool:
+    """Whether ``block_hash`` is this chain's block ``number`` (within the window of block
+    hashes the state keeps): a fraud proven in such a block is proven whoever its author, for
+    the versions it made (verify_new_offence's ``provable_here``)."""
+    return system.get_block_hash(state, number) == block_hash
 
 
 def is_reportable(state: StateAccess, who: bytes) -> bool:
@@ -203,7 +220,8 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
     block_hash = proof.block_hash()
     offender = proof.header.author
     key = compute_offence_key(OFFENCE_FRAUD, block_hash)
-    verify_new_offence(ctx.state, key, offender, ctx.sender)
+    here = is_block_here(ctx.state, proof.header.number, block_hash)
+    punished = verify_new_offence(ctx.state, key, offender, ctx.sender, provable_here=here)
     if not _has_parent_here(ctx.state, proof.header):
         # The job is rebuilt from this chain's state, which is the faulty block's parent state
         # only if that parent is on this chain: on another fork a model version or data set id
@@ -213,10 +231,16 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
         verify_fraud_proof(ctx.genesis_hash, ctx.state, democracy.get_config_of_block(ctx.state, proof.header.number), proof)
     except InvalidFraudProof as exc:
         raise DispatchError(PALLET, "InvalidFraudProof", f"{exc.reason}: {exc}") from None
-    slash = apply_offence(ctx, OFFENCE_FRAUD, key, offender)
+    if punished:  # one slash per removal; the offence is recorded, for DuplicateReport and the forged mark
+        OFFENCES.apply_set(ctx.state, Offence(OFFENCE_FRAUD, offender, ctx.sender, ctx.block.number, 0, 0, 0), key)
+        slashed = 0
+    else:
+        slashed = apply_offence(ctx, OFFENCE_FRAUD, key, offender).amount
+    if here:
+        models.FORGED.apply_set(ctx.state, True, blake2_256(proof.extrinsic.encode()))
     ctx.emit(
         PALLET, "FraudProven", block_hash=block_hash, block_number=proof.header.number, offender=offender,
-        kind=proof.kind, segment=proof.segment, slashed=slash.amount,
+        kind=proof.kind, segment=proof.segment, slashed=slashed,
     )
 
 

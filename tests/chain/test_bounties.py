@@ -12,8 +12,10 @@ holds the sum of whole open bounties and a debit of one leaves 0 or at least ano
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
-from chainkit import ALICE, BOB, CHARLIE, FERDIE, event_args, sign, train_call
+import pytest
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, event_args, open_chain, sign, train_call
 from test_pallets import DAVE, Driver
 
 import ml_runtime
@@ -21,6 +23,23 @@ from chain import calls
 from chain.pallets import balances, bounties, datasets, models
 
 POL = 10**9
+
+
+@pytest.fixture(autouse=True)
+def _short_escrow(monkeypatch) -> None:
+    """A claimed bounty is held 3 blocks here, not 1,200."""
+    monkeypatch.setattr(bounties, "ESCROW_BLOCKS", 3)
+
+
+def _settle(d: Driver, bounty: int, version: int):  # type: ignore[no-untyped-def]
+    """Wait out a held claim and settle it (a second claim_bounty); the receipt."""
+    release_at = bounties.get_bounty(d.chain.state.overlay(), bounty).release_at
+    assert release_at is not None
+    while d.chain.best_number + 1 < release_at:
+        assert d.apply(DAVE, calls.Remark(b"tick")).success
+    receipt = d.apply(BOB, calls.ClaimBounty(bounty, version))
+    assert receipt.success, receipt.error
+    return receipt
 
 
 
@@ -70,14 +89,30 @@ def test_the_first_version_below_target_is_paid_to_its_trainer(chain) -> None:
     charlie = balances.get_account(chain.state.overlay(), CHARLIE.public).free
     claimed = d.apply(BOB, calls.ClaimBounty(bounty, version))  # anyone claims; the trainer is paid
     assert claimed.success, claimed.error
+    # Held first: time for a fraud proof of the training (test_a_forged_training...).
+    release_at = chain.best_number + bounties.ESCROW_BLOCKS
+    record = bounties.get_bounty(chain.state.overlay(), bounty)
+    assert (record.status, record.paid_to, record.version, record.release_at) == ("claimed", CHARLIE.public, version, release_at)
+    held = [e for e in claimed.events if (e.pallet, e.name) == ("models", "BountyClaimed")]
+    assert [dict(e.args) for e in held] == [{
+        "bounty": bounty, "version": version, "trainer": "0x" + CHARLIE.public.hex(), "loss": _loss(chain, 0, version),
+        "amount": 5 * POL, "release_at": release_at,
+    }]
+    assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie
+    d.fails(BOB, calls.ClaimBounty(bounty, version), (
+        f"models.Escrowed: bounty {bounty} is held for version {version} until block {release_at}: "
+        "time for a fraud proof of its training"
+    ))
+    d.fails(BOB, calls.ClaimBounty(bounty, 0), f"models.BountyClosed: bounty {bounty} is claimed by version {version}")
+    settled = _settle(d, bounty, version)
+    assert chain.best_number == release_at
+    assert settled.weight == bounties.SETTLE_WEIGHT
     assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
     assert balances.get_account(chain.state.overlay(), bounties.BOUNTY_ACCOUNT).free == 0
     record = bounties.get_bounty(chain.state.overlay(), bounty)
     assert (record.status, record.paid_to, record.version) == ("paid", CHARLIE.public, version)
-    paid = [e for e in claimed.events if (e.pallet, e.name) == ("models", "BountyPaid")]
-    assert [dict(e.args) for e in paid] == [{
-        "bounty": bounty, "version": version, "trainer": "0x" + CHARLIE.public.hex(), "loss": _loss(chain, 0, version), "amount": 5 * POL,
-    }]
+    paid = [e for e in settled.events if (e.pallet, e.name) == ("models", "BountyPaid")]
+    assert [dict(e.args) for e in paid] == [{"bounty": bounty, "version": version, "trainer": "0x" + CHARLIE.public.hex(), "amount": 5 * POL}]
     d.fails(BOB, calls.ClaimBounty(bounty, version), f"models.BountyClosed: bounty {bounty} is paid")
 
 
@@ -96,6 +131,7 @@ def test_a_copy_of_the_qualifying_version_cannot_take_its_bounty(chain) -> None:
     d.fails(FERDIE, calls.ClaimBounty(bounty, copy), f"models.AncestorMeetsTarget: version {copy}'s ancestor, version {first}, is below")
     charlie = balances.get_account(chain.state.overlay(), CHARLIE.public).free
     assert d.apply(BOB, calls.ClaimBounty(bounty, first)).success
+    _settle(d, bounty, first)
     assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
 
 
@@ -160,6 +196,7 @@ def test_a_detour_back_below_the_target_cannot_take_its_bounty(chain) -> None:
     assert receipt.weight == bounties.BOUNTY_BASE_WEIGHT + datasets.compute_read_weight(datasets.get_dataset(state, 0)) + 4 * per_version
     charlie = balances.get_account(chain.state.overlay(), CHARLIE.public).free
     assert d.apply(BOB, calls.ClaimBounty(bounty, first)).success
+    _settle(d, bounty, first)
     assert balances.get_account(chain.state.overlay(), CHARLIE.public).free == charlie + 5 * POL
 
 
@@ -332,3 +369,129 @@ def test_a_bounty_leaves_what_cancelling_it_costs(chain) -> None:
     receipt = d.apply(DAVE, calls.CancelBounty(bounty))
     assert receipt.success, receipt.error
     assert free() == reserve - receipt.fee + amount
+
+
+# --- a forged TRAIN claims a bounty: held, and voided by a fraud proof ----------------------------
+def _forged_claims(tmp_path, forgeries: int):
+    """On a `local` chain (four validators): Dave posts ``forgeries`` bounties; then as many
+    blocks of Charlie's, each holding Ferdie's TRAIN from version 0, whose checkpoint 3 of 6
+    Charlie forged (every commitment recomputed, the header sealed: tests/forgery.py), and
+    Ferdie's claim of its version, each for a bounty of its own. Returns (the Local driver,
+    the versions, the fraud proofs a validator sampling segment 2 would build)."""
+    from forgery import forging_trainer
+    from test_pallet_pol import Local
+
+    from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
+    from chain.pallets.training import compute_job_at
+    from chain.proofs import TrainingClaim
+    from genesis.spec import load_chain_spec
+
+    chain = open_chain(tmp_path / "local", load_chain_spec("local"))
+    local = Local(chain)
+    target = _loss(chain, 0, 0) * 0.9  # what an honest 60-step TRAIN reaches
+    posted = [sign(chain, DAVE, calls.PostBounty(0, 0, calls.compute_f32_bits(target), 5 * POL, 500), n) for n in range(forgeries)]
+    assert all(r.success for r in local.block(posted).receipts)
+    versions, proofs = [], []
+    for bounty in range(forgeries):
+        while local.owner(local.slot + 1) != CHARLIE:
+            local.slot += 1  # an empty slot, as Aura allows
+        nonce = balances.get_account(chain.state.overlay(), FERDIE.public).nonce
+        train = sign(chain, FERDIE, msgspec.structs.replace(train_call(steps=60, segment=10), from_version=0), nonce)
+        claim = sign(chain, FERDIE, calls.ClaimBounty(bounty, _latest_of(chain) + 1), nonce + 1)
+        chain.trainer = forging_trainer("segment", 3)
+        built = local.block([train, claim])
+        chain.trainer = None
+        assert built.block.header.author == CHARLIE.public
+        assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
+        versions.append(_latest_of(chain))
+        header = built.block.header
+        job, parent, _ = compute_job_at(chain.state_at(header.parent_hash), chain.config, train.call, header.parent_hash, train.hash())
+        training = TrainingClaim(0, job, built.block.body.results[0], 0, parent)
+        openings = [chain.transcripts.get(built.block.hash(), 0, j) for j in (2, 3)]
+        proofs.append(compute_fraud_proof(built.block, training, FAULT_SEGMENT, 2, openings))
+    return local, versions, proofs
+
+
+def _latest_of(chain) -> int:
+    return models.get_model(chain.state.overlay(), 0).latest_version
+
+
+def test_a_forged_training_claims_a_bounty_into_escrow_and_its_fraud_proof_voids_the_claim(tmp_path) -> None:
+    """A block author forged one segment of a sybil's TRAIN and put the sybil's claim in the
+    same block; sampling validators let it through (each re-runs m of S segments), the bounty
+    was paid in that block, and the fraud proof that came later slashed the author and undid
+    nothing (an outside tester's finding, round 5). A claim is now held ESCROW_BLOCKS; a fraud
+    proof of a TRAIN of its lineage marks the version forged, and settling the claim voids it:
+    the bounty is open again, nothing paid, and the forged version cannot claim it again."""
+    local, (version,), (proof,) = _forged_claims(tmp_path, 1)
+    chain = local.chain
+    try:
+        record = bounties.get_bounty(chain.state.overlay(), 0)
+        assert (record.status, record.version, record.paid_to) == ("claimed", version, FERDIE.public)
+        ferdie = balances.get_account(chain.state.overlay(), FERDIE.public).free
+        receipt = local.report(calls.ReportFraud(proof.encode()), key=DAVE)  # the poster re-ran the training in full
+        assert receipt.success, receipt.error
+        assert models.is_forged(chain.state.overlay(), models.VERSIONS.get(chain.state.overlay(), 0, version))
+        assert not models.is_forged(chain.state.overlay(), models.VERSIONS.get(chain.state.overlay(), 0, 0))
+        settle = local.report(calls.ClaimBounty(0, version), key=FERDIE)
+        assert settle.success, settle.error
+        voided = [dict(e.args) for e in settle.events if (e.pallet, e.name) == ("models", "BountyClaimVoided")]
+        assert voided == [{"bounty": 0, "version": version, "forged_version": version}]
+        record = bounties.get_bounty(chain.state.overlay(), 0)
+        assert (record.status, record.version, record.paid_to, record.release_at) == ("open", None, None, None)
+        assert balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie - settle.fee
+        assert balances.get_account(chain.state.overlay(), bounties.BOUNTY_ACCOUNT).free == 5 * POL
+        again = local.report(calls.ClaimBounty(0, version), key=FERDIE)
+        assert again.error == f"models.ForgedLineage: version {version} of version {version}'s lineage was trained by a TRAIN proven forged"
+    finally:
+        chain.db.close()
+
+
+def test_a_second_forgery_of_a_punished_author_is_proven_and_voids_its_claim(tmp_path) -> None:
+    """One slash per removal refused the report of the author's second forged block
+    (AlreadyPunished), so the second bounty stayed paid (the tester's variant: 2,000 POL
+    against a 0.5 POL slash). A fraud in a block of this chain is proven whoever its author:
+    no second slash, but its version is marked forged and its claim voided."""
+    local, versions, proofs = _forged_claims(tmp_path, 2)
+    chain = local.chain
+    try:
+        staked = balances.get_account(chain.state.overlay(), CHARLIE.public).staked
+        assert local.report(calls.ReportFraud(proofs[0].encode()), key=DAVE).success
+        slashed = balances.get_account(chain.state.overlay(), CHARLIE.public).staked
+        assert slashed < staked
+        second = local.report(calls.ReportFraud(proofs[1].encode()), key=DAVE)
+        assert second.success, second.error
+        proven = [dict(e.args) for e in second.events if (e.pallet, e.name) == ("pol", "FraudProven")]
+        assert [p["slashed"] for p in proven] == [0]
+        assert [e.name for e in second.events if e.pallet == "staking"] == []
+        assert balances.get_account(chain.state.overlay(), CHARLIE.public).staked == slashed  # once
+        duplicate = local.report(calls.ReportFraud(proofs[1].encode()), key=DAVE)
+        assert (duplicate.error or "").startswith("pol.DuplicateReport")
+        for bounty, version in enumerate(versions):
+            assert local.report(calls.ClaimBounty(bounty, version), key=FERDIE).success
+            assert bounties.get_bounty(chain.state.overlay(), bounty).status == "open"
+    finally:
+        chain.db.close()
+
+
+def test_a_claim_comes_within_the_fraud_proof_window_less_the_escrow(chain, monkeypatch) -> None:
+    """The escrow must end while a fraud proof of the claimed version's block can still land
+    (pol: its parent among the last 4,096 block hashes), so a claim comes at most 4,095 -
+    ESCROW_BLOCKS blocks after its version (1,200 blocks, 2 hours of 6 s slots: 2,895 blocks
+    after); one later is refused, naming why. Here the escrow is 4,090, the window 5."""
+    monkeypatch.setattr(bounties, "ESCROW_BLOCKS", 4090)
+    assert bounties.compute_claim_window() == 5
+    d = Driver(chain)
+    target = _loss(chain, 0, _latest(d)) * 0.8
+    first, second = _bounty(d, DAVE, target), _bounty(d, DAVE, target)
+    assert d.apply(CHARLIE, train_call(steps=300, batch=32, lr=0.5)).success
+    version = _latest(d)
+    made = chain.best_number
+    while chain.best_number + 1 < made + 5:
+        assert d.apply(DAVE, calls.Remark(b"tick")).success
+    assert d.apply(BOB, calls.ClaimBounty(first, version)).success  # in block made + 5, the last
+    d.fails(BOB, calls.ClaimBounty(second, version), (
+        f"models.ClaimTooLate: version {version} was made in block {made}; a claim comes within 5 blocks of it, "
+        "so that a forgery of its training can still be proven while the bounty is held"
+    ))
+

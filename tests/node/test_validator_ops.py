@@ -926,6 +926,11 @@ async def test_a_validator_punished_for_an_offence_stops_authoring_until_it_leav
         assert node.pool.status().ready == 0
         node._report_fraud(b"\x00" * 64, bytes(32), dev_keypair("Bob").public)
         assert node.pool.status().ready == 1
+        # But a fraud of hers in a block of this chain (one finalized before the proof came) is
+        # proven on chain whoever its author: it voids a bounty claim resting on it. (Genesis
+        # stands in for such a block: the only one whose hash this state names here.)
+        node._report_fraud(b"\x01" * 64, chain.genesis_hash, ALICE.public)
+        assert node.pool.status().ready == 2
 
 
 async def test_the_last_enabled_validator_goes_on_voting_while_it_authors_alone(tmp_path) -> None:
