@@ -457,7 +457,7 @@ def _add_tx_and_query(sub: _Commands) -> None:
     t.add_argument("--segment-len", type=_u32, default=None, help="steps per checkpoint (default: steps/16, at least 1)")
     t.add_argument("--from-version", type=_u32, default=None)
     t.add_argument("--max-license", type=_balance, default=None, metavar="PLANCK",
-                   help="pay the model's owner at most this much licence, else the call fails (default: any)")
+                   help="pay the model's owner at most this much licence, else the call fails (default: the licence the node reads now)")
     t.add_argument("--max-data-license", type=_balance, default=None, metavar="UNITS",
                    help="pay the data set's provider at most this much, in its licence's currency (default: any)")
 
@@ -1292,6 +1292,8 @@ async def _tx_main(args: argparse.Namespace) -> int:
             version = (await client.call("state_getRuntimeVersion", []))["specVersion"]
             if online is not None:
                 offline = [_checked(c) for c in await online(args, client, signer)]
+            if offline is not None:
+                offline = [await _bound_payment(client, c) for c in offline]
             nonce = args.nonce if args.nonce is not None else await client.call("system_accountNextIndex", [signer.address])
             if upload is not None:
                 from chain.pallets import datasets  # numba: imported by register-dataset alone
@@ -1316,6 +1318,32 @@ async def _tx_main(args: argparse.Namespace) -> int:
         return 0
     _print_tx(results, args.output_type)
     return 0 if all(r.get("success", True) for r in results) else 1
+
+
+async def _bound_payment(client: RpcClient, call: Any) -> Any:
+    """A TRAIN or INFER built with no limit on what it pays the model's owner, signed with the
+    model's price as the node reads it now: its licence per step x steps, its inference price
+    x rows. An owner may change either in the block of a pending call, and a call with no
+    limit paid whatever it found (an outside tester's finding, round 5: 999,999 POL for one
+    row); the runtime refuses a price above the limit (training.LicenseAboveLimit,
+    models.PriceAboveLimit). A data set's licence needs no such bound: a change to it waits
+    licenses.LICENSE_NOTICE_BLOCKS. A limit given (``--max-license``, ``--max-price``, or in
+    ``tx call``'s JSON) is signed as given."""
+    from msgspec.structs import replace as replace_struct
+
+    from chain import calls
+
+    if not (isinstance(call, calls.Train) and call.max_model_license is None) and not (
+        isinstance(call, calls.Infer) and call.max_price is None
+    ):
+        return call
+    model = await client.call("ml_getModel", [call.model])
+    if model is None:
+        raise CliError(f"no model {call.model} on the node")
+    if isinstance(call, calls.Train):
+        return replace_struct(call, max_model_license=int(model["licensePerStep"]) * call.steps)
+    rows = len(call.inputs) // (4 * model["spec"]["d"])
+    return replace_struct(call, max_price=int(model["inferencePrice"]) * rows)
 
 
 def _checked(call: Any) -> Any:

@@ -68,7 +68,7 @@ def add_commands(
         model, ("--version", {"type": u32, "default": None, "required": False}),
         ("--inputs", {"type": _parse_rows, "help": "rows as JSON, e.g. '[[0.1, 0.2], [0.3, 0.4]]'"}),
         ("--max-price", {"type": balance, "default": None, "required": False,
-                         "help": "pay the owner at most this much for these rows, else the call fails (default: any)"}),
+                         "help": "pay the owner at most this much for these rows, else the call fails (default: the price the node reads now)"}),
     )
 
     command(

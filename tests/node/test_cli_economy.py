@@ -170,7 +170,8 @@ def test_a_value_over_a_calls_bound_names_the_field(argv: list[str], message: st
 
 def test_price_limits_reach_the_calls() -> None:
     """``tx infer --max-price`` and ``tx train --max-license/--max-data-license`` sign the
-    limits the runtime enforces (chain.calls.Train, Infer); without them, any price."""
+    limits the runtime enforces (chain.calls.Train, Infer); without them the calls are built
+    with none, and signed with the model's price read from the node (the next test)."""
     from node.cli import _tx_calls
 
     args = build_parser().parse_args(["tx", "infer", "--model", "2", "--inputs", "[[0.5]]", "--max-price", "700"])
@@ -181,3 +182,29 @@ def test_price_limits_reach_the_calls() -> None:
     assert (call.max_model_license, call.max_data_license) == (5, 6)
     (call,) = _tx_calls(build_parser().parse_args(train))
     assert (call.max_model_license, call.max_data_license) == (None, None)
+
+
+def test_a_train_or_infer_with_no_limit_is_signed_at_the_models_price_now(node) -> None:
+    """An owner may change its licence or inference price in the block of a pending call, and
+    the CLI signed no limit unless asked: Charlie paid 999,999 POL for one row (an outside
+    tester's finding, round 5). With no --max-license / --max-price the CLI now signs the
+    model's price as it reads it (licence per step x steps, price x rows); the runtime refuses
+    a higher one (LicenseAboveLimit, PriceAboveLimit). The data set's licence is not bounded
+    here: a change to it waits 10 blocks (licenses.LICENSE_NOTICE_BLOCKS)."""
+    from chain.extrinsic import decode_extrinsic
+
+    model = rpc(node, "ml_getModel", [0])["result"]
+    d = model["spec"]["d"]
+
+    def signed(*argv: str):  # type: ignore[no-untyped-def]
+        out = polchain("tx", *argv, "--signer", "//Dave", "--sign-only", "--rpc", node.url)
+        assert out.returncode == 0, out.stderr
+        return decode_extrinsic(bytes.fromhex(out.stdout.strip()[2:])).call
+
+    call = signed("train", "--model", "0", "--dataset", "0", "--steps", "30", "--batch-size", "8", "--lr", "0.25")
+    assert (call.max_model_license, call.max_data_license) == (int(model["licensePerStep"]) * 30, None)
+    rows = json.dumps([[0.0] * d] * 3)
+    assert signed("infer", "--model", "0", "--inputs", rows).max_price == int(model["inferencePrice"]) * 3
+    assert signed("infer", "--model", "0", "--inputs", rows, "--max-price", "7").max_price == 7
+    out = polchain("tx", "infer", "--model", "99", "--inputs", rows, "--signer", "//Dave", "--sign-only", "--rpc", node.url)
+    assert out.returncode == 1 and "no model 99" in out.stderr
