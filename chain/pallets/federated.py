@@ -352,7 +352,7 @@ def compute_weight(state: StateAccess, call: OpenRound | CommitUpdate | Challeng
         return BASE_WEIGHT
     if isinstance(call, RevealSegment):
         return compute_reveal_weight(spec, info)
-    return compute_close_weight(spec, info)
+    return compute_close_weight(spec, len(info.participants))
 
 
 # --- open -------------------------------------------------------------------------------------
@@ -411,12 +411,16 @@ def compute_reveal_weight(spec: ml_runtime.ModelSpec, info: OpenRound | RoundInf
     )
 
 
-def compute_close_weight(spec: ml_runtime.ModelSpec, info: OpenRound | RoundInfo) -> int:
-    """Work units of closing: FedAvg over up to max_updates weight vectors (FEDAVG_WEIGHT a
-    parameter of each: reading and stacking the vectors and the kernel's row-order pass,
-    6-22 ns a number, about 380 ms for 64 updates of 2^18 parameters; at 4 units it was
-    about 70 million units), and the reads, payouts and writes of each update."""
-    return BASE_WEIGHT + info.max_updates * (FEDAVG_WEIGHT * spec.param_count + 50_000)
+def compute_close_weight(spec: ml_runtime.ModelSpec, updates: int) -> int:
+    """Work units of closing over ``updates`` committed updates: FedAvg of their weight
+    vectors (FEDAVG_WEIGHT a parameter of each: reading and stacking the vectors and the
+    kernel's row-order pass, 6-22 ns a number, about 380 ms for 64 updates of 2^18
+    parameters; at 4 units it was about 70 million units), and the reads, payouts and writes
+    of each. Opening checks the most a round admits (max_updates) against a block; a close
+    or challenge declares the updates committed, so a referendum that lowers the block
+    weight after the opening leaves a round of few updates closable (it declared
+    max_updates, and one update's round stayed in escrow: an outside tester's finding)."""
+    return BASE_WEIGHT + updates * (FEDAVG_WEIGHT * spec.param_count + 50_000)
 
 
 def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) -> None:
@@ -462,7 +466,7 @@ def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) 
             f"a reveal could take {reveal:,} bytes; at most half a block ({cfg.max_block_length // 2:,}), and a signed "
             f"extrinsic carries at most {MAX_EXTRINSIC_SIZE:,} bytes (a reveal's call {MAX_REVEAL_CALL:,})",
         )
-    weight = max(compute_reveal_weight(spec, call), compute_close_weight(spec, call))
+    weight = max(compute_reveal_weight(spec, call), compute_close_weight(spec, call.max_updates))
     if weight > cfg.max_block_weight:
         raise _fail("SegmentTooHeavy", f"re-running a segment or closing could take {weight} work units; a block holds {cfg.max_block_weight}")
 

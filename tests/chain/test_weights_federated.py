@@ -5,6 +5,7 @@ participant's to choose at commit, up to MAX_CELLS numbers."""
 
 from __future__ import annotations
 
+import numpy as np
 from chainkit import ALICE, event_args
 from fedkit import BOB, CHARLIE, Driver, Participant, open_call, split_digits
 
@@ -79,6 +80,29 @@ def test_closing_declares_fedavg_at_its_measured_cost(chain) -> None:
     model = event_args(receipt, "ModelRegistered")["model"]
     d.ok(BOB, open_call(model=model, local_steps=1, batch_size=1, segment_len=1, samples=1, min_updates=1, max_updates=64,
                         bond=0, reward_pool=0, commit_deadline=5, reveal_deadline=50))
-    weight = federated.compute_weight(chain.state.overlay(), calls.CloseRound(0))
+    info = federated.get_round(chain.state.overlay(), 0)
+    weight = federated.compute_close_weight(spec, info.max_updates)  # what opening checks against a block
     assert weight >= 64 * 20 * spec.param_count  # 380 ms over 64 x 2^18 numbers: 22 ns each
     assert weight == federated.BASE_WEIGHT + 64 * (federated.FEDAVG_WEIGHT * spec.param_count + 50_000)
+
+
+def test_closing_declares_the_updates_committed_not_the_most_the_round_admits(chain) -> None:
+    """A close (or a challenge, which may fail the round) declared FedAvg over max_updates
+    updates whatever was committed, checked against the block weight only at opening: a
+    referendum that lowered max_block_weight under it left a round of one update unclosable,
+    its pool and bonds in escrow until another referendum (an outside tester's finding, round
+    5: 540 M units declared for one update of 8.4 M). They declare the updates committed."""
+    d = Driver(chain)
+    spec = ml_runtime.ModelSpec("softmax", 63, 4096)  # 2^18 parameters
+    receipt = d.ok(BOB, calls.RegisterModel("big", spec.encode(), bytes(32)))
+    model = event_args(receipt, "ModelRegistered")["model"]
+    d.ok(BOB, open_call(model=model, local_steps=1, batch_size=1, segment_len=1, samples=1, min_updates=1, max_updates=64,
+                        bond=0, reward_pool=0, commit_deadline=5, reveal_deadline=50))
+    state = chain.state.overlay()
+    for call in (calls.CloseRound(0), calls.ChallengeRound(0)):
+        assert federated.compute_weight(state, call) == federated.BASE_WEIGHT  # nothing committed yet
+    rng = np.random.default_rng(0)
+    d.ok(CHARLIE, Participant(CHARLIE, rng.random((16, 63), dtype=np.float32), rng.integers(0, 4096, 16).astype(np.int32)).train(chain, 0))
+    one = federated.BASE_WEIGHT + federated.FEDAVG_WEIGHT * spec.param_count + 50_000
+    for call in (calls.CloseRound(0), calls.ChallengeRound(0)):
+        assert federated.compute_weight(chain.state.overlay(), call) == one
