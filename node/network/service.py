@@ -878,21 +878,26 @@ class NetworkService:
     ) -> Message:
         """Send the request ``make(id)`` to ``peer_id`` and wait for the answer with its id.
 
-        First wait until an answer of ``answer_size`` bytes fits the read limits we allow this
-        peer (:meth:`Peer.inbound_wait`), so that answers we asked for never make an honest
-        peer look like a flood: an auditor asks one peer for every checkpoint of a block,
-        hundreds of MiB, and a fork walk asks for block after block with no import between.
+        First wait until the request fits the request limit the peer keeps on us and an answer
+        of ``answer_size`` bytes the read limits we keep on it (:meth:`Peer.request_wait`), so
+        that neither side takes the other for a flood: an auditor asks one peer for every
+        checkpoint of a block, hundreds of MiB, a fork walk asks for block after block with no
+        import between, and a block of many TRAIN jobs makes one request a job.
         A silent peer is charged REQUEST_TIMEOUT (see :func:`_await_answer` for our own stalls)."""
         peer = self._peers.get(peer_id)
         if peer is None:
             raise RequestFailed(f"{peer_id} is not connected")
-        budget = timeout or self.config.request_timeout
-        pause = peer.inbound_wait(answer_size)
-        if pause >= budget:
-            raise RequestFailed(f"{peer_id}: an answer of {answer_size} bytes would pass our read limits for {pause:.1f} s more")
-        if pause > 0:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.config.request_timeout)
+        while not (peer.request_wait(answer_size) <= 0 and peer.requests_out.take()):  # (requests await in turn)
+            pause = max(peer.request_wait(answer_size), 0.001)
+            if loop.time() + pause >= deadline:
+                raise RequestFailed(
+                    f"{peer_id}: a request now would pass its request limit or an answer of {answer_size} bytes our "
+                    f"read limits for {pause:.2f} s more"
+                )
             await asyncio.sleep(pause)
-            budget -= pause
+        budget = deadline - loop.time()
         req_id = next(self._request_ids)
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[(peer_id, req_id)] = fut

@@ -170,8 +170,10 @@ async def test_identities_charged_worse_than_a_connected_peer_do_not_flush_its_s
 async def test_expired_request_ids_of_a_connected_peer_are_bounded() -> None:
     """A peer that never answers is charged REQUEST_TIMEOUT (-100) per request; at one timeout
     per 10 s its score settles near -920 and it is never banned, while every expired id was
-    kept for ever (to let a late answer pass uncharged). Only the newest are kept now."""
-    async with node() as n:
+    kept for ever (to let a late answer pass uncharged). Only the newest are kept now. (The
+    request limit is raised so that pacing our requests, Peer.requests_out, lets 80 through
+    at once.)"""
+    async with node(requests_per_second=1e6, request_burst=1e6) as n:
         raw = await connected_peer(n)
         pid = raw.key.peer_id
         n.service.reputation._now = itertools.count(0, 10_000).__next__  # type: ignore[assignment,method-assign]

@@ -117,6 +117,31 @@ async def test_block_requests_are_paced_to_our_own_read_limits() -> None:
         assert b.service.reputation.score(a.id) == 0 and connected(a, b)
 
 
+async def test_a_silent_link_is_a_disconnect_not_a_misbehaviour(caplog) -> None:
+    """A link that goes silent (a blackhole, a NAT dropping the flow) ends in a WebSocket
+    heartbeat timeout, which was charged as garbage (-1000: a ban) to every peer across it,
+    reserved ones included, and kept a healed partition apart for the ban's minute (an outside
+    tester's finding, round 5). It is a disconnect now: no charge, and the peer may come back."""
+    caplog.set_level(logging.INFO)
+    async with nodes({"heartbeat": 0.4}) as (a,):
+        raw = RawPeer()
+        await raw.connect(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 1)
+        # The peer stops answering pings: nothing of the link is read any more on its side.
+        assert raw.ws is not None
+        transport = raw.ws._response.connection.transport  # type: ignore[union-attr]
+        transport.pause_reading()
+        await wait_for(lambda: a.service.peers() == [], timeout=5)
+        assert a.service.reputation.score(raw.key.peer_id) == 0
+        assert a.service.reputation.banned_for(raw.key.peer_id) == 0
+        assert "garbage" not in caplog.text
+        transport.abort()
+        await raw.close()
+        again = RawPeer(raw.key)
+        assert isinstance(await again.connect(a.addr), Status)
+        await again.close()
+
+
 async def test_a_large_message_crosses_in_full_size_noise_frames() -> None:
     """1.5 MB: 23 frames of exactly 65535 bytes (the Noise limit) and a shorter last one."""
     async with nodes({}, {}) as (a, b):

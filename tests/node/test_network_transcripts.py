@@ -203,6 +203,21 @@ async def test_asking_for_large_answers_is_paced_to_our_own_read_limits(tmp_path
         assert b.service.reputation.score(a.id) == 0 and [p.peer_id for p in b.service.peers()] == [a.id]
 
 
+async def test_many_requests_in_a_row_are_paced_to_the_peers_request_limit(tmp_path) -> None:
+    """A block of 99 small TRAIN jobs made every importer send 99 transcript requests in a
+    burst, one a job: each serving peer banned it for a flood past 20 requests/s (burst 40),
+    the import failed, and four validators ended on four forks (an outside tester's finding,
+    round 5). Requests to a peer are paced below the request limit every node keeps (ours:
+    the network runs one set of defaults), at PACED_SHARE of it."""
+    limits = {"requests_per_second": 20.0, "request_burst": 5.0}
+    async with serving(tmp_path, OPENINGS, **limits) as [(a, _), (b, _)]:
+        for _ in range(15):  # past the burst, back to back
+            got = await b.service.request_transcript(a.id, BLOCK, 0, [(2, False)], timeout=2)
+            assert [o.index for o in got] == [2]
+        assert b.service.reputation.score(a.id) == 0 and [p.peer_id for p in b.service.peers()] == [a.id]
+        assert [p.peer_id for p in a.service.peers()] == [b.id]  # not banned by the server either
+
+
 # --- fetching --------------------------------------------------------------------------------------
 
 
