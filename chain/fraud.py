@@ -243,14 +243,19 @@ def compute_fraud_proof(
     )
 
 
-def verify_fraud_proof(genesis_hash: bytes, state: StateAccess, config: RuntimeConfig, proof: FraudProof) -> None:
+def verify_fraud_proof(
+    genesis_hash: bytes, state: StateAccess, config: RuntimeConfig, proof: FraudProof, *, sealed_here: bool = False
+) -> None:
     """Return if ``proof`` shows a fault in a block its author sealed for the chain whose genesis
     is ``genesis_hash``; InvalidFraudProof
     (with the reason, module docstring) otherwise. ``state`` is any state holding the job's
     model version and data set, whose validators must include the block's author (a node
     passes the parent state: the set Aura checked the author against; the runtime its own,
     so an author that has left the set since is not slashed, as for equivocations);
-    ``config`` the runtime limits the job is rebuilt under."""
+    ``config`` the runtime limits the job is rebuilt under. ``sealed_here``: the block is the
+    state's own chain's block of its number (pol.is_block_here), whose author Aura checked when
+    it was imported: it need not be a validator any more (an author removed since for another
+    offence still made the block, and a bounty claim may rest on its forgery)."""
     if not isinstance(proof, FraudProof):
         raise InvalidFraudProof("malformed", f"expected a FraudProof, got {type(proof).__name__}")
     if proof.kind not in FAULT_NAMES:
@@ -260,7 +265,7 @@ def verify_fraud_proof(genesis_hash: bytes, state: StateAccess, config: RuntimeC
         verify_seal(genesis_hash, header)
     except InvalidSignature as exc:
         raise InvalidFraudProof("bad_seal", f"block #{header.number}: the seal is not its author's: {exc}") from None
-    if header.author not in get_validators(state):
+    if not sealed_here and header.author not in get_validators(state):
         # Aura refuses such a block: a "fault" in it slashes no one, and accepted, a throwaway
         # key's forgeries would cost every node a re-run and every validator a report's fee.
         raise InvalidFraudProof("not_validator", f"block #{header.number} is sealed by {ss58_encode(header.author)}, not a validator")

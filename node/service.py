@@ -106,10 +106,8 @@ from chain.fraud import (
 from chain.header import Header, verify_seal
 from chain.pallets import balances
 from chain.pallets.pol import (
-    OFFENCE_FRAUD,
-    compute_offence_key,
-    get_offence,
     is_block_here,
+    is_fraud_proven,
     is_punished,
 )
 from chain.pallets.staking import PENDING_REMOVAL, get_validators, is_disabled
@@ -1342,9 +1340,11 @@ class NodeService:
                 log.error("a valid fraud proof against a finalized block: %s", exc)
             else:
                 self._after_reorg(route)
-            # Reported on chain here too unless it is punished already: the detector may have
-            # no author key (an auditor), and the first report included earns the reward.
-            if get_offence(self.chain.state.overlay(), compute_offence_key(OFFENCE_FRAUD, block_hash)) is None:
+            # Reported on chain here too unless it is proven already: the detector may have no
+            # author key (an auditor), and the first report included earns the reward. In a
+            # block of our chain each forged TRAIN is proven apart (a bounty claim may rest on
+            # any of them: chain.pallets.pol._verify_new_fraud).
+            if not is_fraud_proven(self.chain.state.overlay(), proof):
                 self._report_fraud(payload, block_hash, proof.header.author)
         return True
 

@@ -41,17 +41,24 @@ catches one forged segment of S with probability pol_samples / S, and the sender
 fraud proof after the block is in (pol.report_fraud) slashes the author, which a bounty may
 far exceed (an outside tester's finding, round 5: 1,000 POL against a 0.5 POL slash). So a
 qualifying claim is not paid at once: it is held for :data:`ESCROW_BLOCKS` (status
-``claimed``), time for anyone, the poster first, to re-run the lineage's training in full. A
-fraud proven meanwhile in a block of this chain marks the TRAIN's version forged
-(models.FORGED; also when its author was slashed already, so a second forgery is not free),
-and the claim is voided: the bounty is open again (BountyClaimVoided). A claim is settled by
-sending claim_bounty again, naming the same version (anyone may): voided if a version of its
-lineage is forged, at any time; else paid from ``release_at`` on (Escrowed before). A claim
+``claimed``), time for anyone, the poster first, to re-run the lineage's training in full
+(an auditor, ``polchain node --pol full``, does it for every block and gossips what it finds). A
+fraud proven meanwhile in a block of this chain marks the TRAIN forged (models.FORGED; also
+when its author was slashed already or has left the set, and for each forged TRAIN of a
+block, so a second forgery is not free), and the claim is voided: the bounty is open again
+(BountyClaimVoided). What is checked is the TRAINs of the claim's lineage since the posting
+(recorded with the claim, ``trainings``): a version from before it is where a lineage may
+start. A claim is settled by sending claim_bounty again, naming the same version (anyone
+may): voided if one of those TRAINs is forged, at any time; else paid from ``release_at`` on
+(Escrowed before). A claim
 comes within :func:`compute_claim_window` blocks of its version's block (ClaimTooLate), so
-that its fraud stays provable through the escrow. Versions of the lineage older than the
-fraud-proof window (4,095 blocks) are past proving: a forger who made one just above the
-target and waited that long before the honest last step would be paid; a poster who re-runs
-each version of the model as it comes closes that too.
+that its fraud stays provable through the escrow; a qualifying version not claimed in time
+shuts its own descendants out (AncestorMeetsTarget), and the bounty goes to another branch.
+Versions of the lineage older than the fraud-proof window (4,095 blocks) are past proving: a
+forger who made one just above the target and waited that long before the honest last step
+would be paid; an auditor that re-runs each block as it comes closes that too. A trainer
+should check the version it trains from: a forgery in it proven during the hold voids the
+claim.
 The validation data set holds at most ``ml_runtime.MAX_BATCH`` rows (the evaluation is one
 batch), and must fit the model (family, features, outputs) as training data would.
 """
@@ -64,7 +71,7 @@ import msgspec
 
 import ml_runtime
 from chain.calls import CancelBounty, ClaimBounty, PostBounty, compute_f32_value
-from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
+from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.errors import DispatchError
 from chain.pallets import balances, datasets, models, revenue, system
 from chain.pallets.context import CallContext
@@ -90,9 +97,10 @@ LINEAGE_READ_WEIGHT = 60_000
 #: the poster first, to re-run the claimed lineage's training in full and prove a forged
 #: segment (pol.report_fraud), which voids the claim (module docstring).
 ESCROW_BLOCKS = 1_200
-#: Settling a held claim: the bounty, and for each version of the claim's lineage its record
-#: and whether its TRAIN was proven forged.
-SETTLE_WEIGHT = BOUNTY_BASE_WEIGHT + 2 * (MAX_CLAIM_LINEAGE + 2) * LINEAGE_READ_WEIGHT
+#: Settling a held claim: the bounty, and whether each TRAIN it rests on was proven forged
+#: (a state read each). Below config.MIN_BLOCK_WEIGHT, so that no referendum can leave a held
+#: claim unsettled (a reviewer's finding: it read each version's record again, 1.5 M units).
+SETTLE_WEIGHT = BOUNTY_BASE_WEIGHT + (MAX_CLAIM_LINEAGE + 1) * LINEAGE_READ_WEIGHT
 
 
 def compute_claim_window() -> int:
@@ -114,6 +122,9 @@ class Bounty(Wire, frozen=True):
     paid_to: AccountId | None = None
     version: U32 | None = None
     release_at: BlockNumber | None = None
+    # A held claim's TRAINs since the posting (extrinsic hashes, the claimed version's first):
+    # a fraud proven in any of them voids it (models.FORGED).
+    trainings: tuple[Hash32, ...] = ()
 
 
 NEXT_BOUNTY = StorageValue("Models", "NextBounty", int, 0)
@@ -261,10 +272,12 @@ def apply_claim_bounty(ctx: CallContext, call: ClaimBounty) -> None:
             f"version {call.version} has more than {MAX_CLAIM_LINEAGE} ancestors trained after the bounty was posted: "
             "a claim checks each of them",
         )
-    forged = _find_forged(ctx.state, bounty.model, (call.version, *ancestors))
+    trainings = _compute_trainings(ctx.state, bounty, (call.version, *ancestors))
+    forged = _find_forged(ctx.state, trainings)
     if forged is not None:
         raise DispatchError(
-            PALLET, "ForgedLineage", f"version {forged} of version {call.version}'s lineage was trained by a TRAIN proven forged"
+            PALLET, "ForgedLineage",
+            f"version {call.version}'s lineage since the posting holds a TRAIN proven forged (extrinsic 0x{forged.hex()})",
         )
     spec = _verify_validation(ctx.state, bounty.model, bounty.dataset)
     _, x, y = datasets.get_rows(ctx.state, bounty.dataset)
@@ -289,7 +302,9 @@ def apply_claim_bounty(ctx: CallContext, call: ClaimBounty) -> None:
     release_at = ctx.block.number + ESCROW_BLOCKS
     BOUNTIES.apply_set(
         ctx.state,
-        msgspec.structs.replace(bounty, status="claimed", paid_to=version.creator, version=call.version, release_at=release_at),
+        msgspec.structs.replace(
+            bounty, status="claimed", paid_to=version.creator, version=call.version, release_at=release_at, trainings=trainings
+        ),
         call.bounty,
     )
     ctx.emit(
@@ -298,13 +313,22 @@ def apply_claim_bounty(ctx: CallContext, call: ClaimBounty) -> None:
     )
 
 
-def _find_forged(state: StateAccess, model: int, versions: tuple[int, ...]) -> int | None:
-    """The first of ``versions`` whose TRAIN was proven forged (models.is_forged), or None."""
+def _compute_trainings(state: StateAccess, bounty: Bounty, versions: tuple[int, ...]) -> tuple[bytes, ...]:
+    """The TRAIN extrinsics that made those of ``versions`` trained after the posting. A
+    version from before the posting is where a lineage may start, whatever made it: checking
+    it too let a forger who made one prove it at the last block of an honest trainer's hold,
+    voiding the claim of a version honestly trained from it (a reviewer's finding, round 5)."""
+    out = []
     for v in versions:
-        record = models.VERSIONS.get(state, model, v)
-        if record is not None and models.is_forged(state, record):
-            return v
-    return None
+        record = models.VERSIONS.get(state, bounty.model, v)
+        if record is not None and record.training is not None and record.block > bounty.posted_at:
+            out.append(record.training.extrinsic_hash)
+    return tuple(out)
+
+
+def _find_forged(state: StateAccess, trainings: tuple[bytes, ...]) -> bytes | None:
+    """The first of ``trainings`` proven forged (models.FORGED), or None."""
+    return next((h for h in trainings if models.FORGED.get(state, h) is not None), None)
 
 
 def _apply_settle(ctx: CallContext, call: ClaimBounty, bounty: Bounty) -> None:
@@ -314,15 +338,14 @@ def _apply_settle(ctx: CallContext, call: ClaimBounty, bounty: Bounty) -> None:
     assert bounty.version is not None and bounty.paid_to is not None and bounty.release_at is not None
     if call.version != bounty.version:
         raise DispatchError(PALLET, "BountyClosed", f"bounty {call.bounty} is claimed by version {bounty.version}")
-    version = models.VERSIONS.get(ctx.state, bounty.model, bounty.version)
-    assert version is not None  # versions are never deleted
-    ancestors, _ = compute_lineage(ctx.state, bounty, version)
-    forged = _find_forged(ctx.state, bounty.model, (bounty.version, *ancestors))
+    forged = _find_forged(ctx.state, bounty.trainings)
     if forged is not None:
         BOUNTIES.apply_set(
-            ctx.state, msgspec.structs.replace(bounty, status="open", paid_to=None, version=None, release_at=None), call.bounty
+            ctx.state,
+            msgspec.structs.replace(bounty, status="open", paid_to=None, version=None, release_at=None, trainings=()),
+            call.bounty,
         )
-        ctx.emit(PALLET, "BountyClaimVoided", bounty=call.bounty, version=bounty.version, forged_version=forged)
+        ctx.emit(PALLET, "BountyClaimVoided", bounty=call.bounty, version=bounty.version, forged_training=forged)
         return
     if ctx.block.number < bounty.release_at:
         raise DispatchError(

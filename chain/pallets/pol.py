@@ -76,7 +76,7 @@ from chain.calls import ReportEquivocation, ReportFraud, ReportVoteEquivocation,
 from chain.codec import U8, AccountId, Balance, BlockNumber, Wire, decode_versioned
 from chain.crypto import blake2_256, ss58_encode
 from chain.errors import ChainError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
-from chain.fraud import decode_fraud_proof, verify_fraud_proof
+from chain.fraud import FraudProof, decode_fraud_proof, verify_fraud_proof
 from chain.header import Header, verify_seal
 from chain.pallets import democracy, models, staking, system, training
 from chain.pallets.context import CallContext
@@ -143,25 +143,20 @@ def apply_offence(ctx: CallContext, kind: int, key: bytes, offender: bytes) -> s
     return slash
 
 
-def verify_new_offence(state: StateAccess, key: bytes, offender: bytes, reporter: bytes, *, provable_here: bool = False) -> bool:
+def verify_new_offence(state: StateAccess, key: bytes, offender: bytes, reporter: bytes) -> None:
     """SelfReport if the offender reports itself (it would get the reporter's share of its own
     slash back, and could race honest reporters to do so); DuplicateReport if the offence
-    ``key`` is punished already; AlreadyPunished if the offender is (:func:`is_punished`),
-    unless ``provable_here``: a fraud in a block of this chain, whose forged versions a bounty
-    must know of even when their author was slashed already. Returns whether the offender is
-    punished (the caller then records the offence without a second slash)."""
+    ``key`` is punished already; AlreadyPunished if the offender is (:func:`is_punished`)."""
     if reporter == offender:
         raise DispatchError(PALLET, "SelfReport", f"{ss58_encode(offender)} cannot report its own offence")
     if OFFENCES.get(state, key) is not None:
         raise DispatchError(PALLET, "DuplicateReport", f"this offence of {ss58_encode(offender)} is punished already")
-    punished = is_punished(state, offender)
-    if punished and not provable_here:
+    if is_punished(state, offender):
         raise DispatchError(
             PALLET, "AlreadyPunished",
             f"{ss58_encode(offender)} was slashed for an earlier offence and is disabled until it leaves the set, "
             "or has left it: one slash per removal",
         )
-    return punished
 
 
 def is_punished(state: StateAccess, who: bytes) -> bool:
@@ -173,7 +168,7 @@ def is_punished(state: StateAccess, who: bytes) -> bool:
 def is_block_here(state: StateAccess, number: int, block_hash: bytes) -> bool:
     """Whether ``block_hash`` is this chain's block ``number`` (within the window of block
     hashes the state keeps): a fraud proven in such a block is proven whoever its author, for
-    the versions it made (verify_new_offence's ``provable_here``)."""
+    the versions it made (:func:`_verify_new_fraud`)."""
     return system.get_block_hash(state, number) == block_hash
 
 
@@ -221,27 +216,64 @@ def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
     offender = proof.header.author
     key = compute_offence_key(OFFENCE_FRAUD, block_hash)
     here = is_block_here(ctx.state, proof.header.number, block_hash)
-    punished = verify_new_offence(ctx.state, key, offender, ctx.sender, provable_here=here)
+    training_hash = blake2_256(proof.extrinsic.encode())
+    slash = _verify_new_fraud(ctx.state, key, offender, ctx.sender, here, training_hash)
     if not _has_parent_here(ctx.state, proof.header):
         # The job is rebuilt from this chain's state, which is the faulty block's parent state
         # only if that parent is on this chain: on another fork a model version or data set id
         # may hold other data, and an honest block would look faulty (a framing).
         raise _not_on_this_chain(proof.header, "the faulty block")
     try:  # checks the header's seal, the paths, and re-runs the one segment
-        verify_fraud_proof(ctx.genesis_hash, ctx.state, democracy.get_config_of_block(ctx.state, proof.header.number), proof)
+        verify_fraud_proof(
+            ctx.genesis_hash, ctx.state, democracy.get_config_of_block(ctx.state, proof.header.number), proof,
+            sealed_here=here,
+        )
     except InvalidFraudProof as exc:
         raise DispatchError(PALLET, "InvalidFraudProof", f"{exc.reason}: {exc}") from None
-    if punished:  # one slash per removal; the offence is recorded, for DuplicateReport and the forged mark
-        OFFENCES.apply_set(ctx.state, Offence(OFFENCE_FRAUD, offender, ctx.sender, ctx.block.number, 0, 0, 0), key)
-        slashed = 0
-    else:
+    if slash:
         slashed = apply_offence(ctx, OFFENCE_FRAUD, key, offender).amount
+    else:  # one slash per removal (or the block's first forgery was slashed already)
+        slashed = 0
+        if OFFENCES.get(ctx.state, key) is None:  # recorded, for DuplicateReport
+            OFFENCES.apply_set(ctx.state, Offence(OFFENCE_FRAUD, offender, ctx.sender, ctx.block.number, 0, 0, 0), key)
     if here:
-        models.FORGED.apply_set(ctx.state, True, blake2_256(proof.extrinsic.encode()))
+        models.FORGED.apply_set(ctx.state, True, training_hash)
     ctx.emit(
         PALLET, "FraudProven", block_hash=block_hash, block_number=proof.header.number, offender=offender,
         kind=proof.kind, segment=proof.segment, slashed=slashed,
     )
+
+
+def is_fraud_proven(state: StateAccess, proof: FraudProof) -> bool:
+    """Whether a report of ``proof`` would be refused as DuplicateReport here: in a block of
+    this chain, its TRAIN is marked forged; in another, the block's offence is recorded. A
+    node reports a proof from a peer unless it is (node.service)."""
+    block_hash = proof.block_hash()
+    if is_block_here(state, proof.header.number, block_hash):
+        return models.FORGED.get(state, blake2_256(proof.extrinsic.encode())) is not None
+    return OFFENCES.get(state, compute_offence_key(OFFENCE_FRAUD, block_hash)) is not None
+
+
+def _verify_new_fraud(state: StateAccess, key: bytes, offender: bytes, reporter: bytes, here: bool, training_hash: bytes) -> bool:
+    """Whether a fraud report may go on to its costly checks, and if it then slashes.
+
+    A block of another fork: as any offence (:func:`verify_new_offence`: SelfReport,
+    DuplicateReport, AlreadyPunished). A block of this chain (``here``): its TRAIN's version
+    must be marked forged (models.FORGED) whoever its author and whatever else of the block
+    was proven, since a bounty claim may rest on it (chain.pallets.bounties); so only
+    SelfReport, and DuplicateReport for this very TRAIN, are refused. The block hash as the
+    only key let a bait forgery's proof shut out the proof of a second forged TRAIN in the
+    same block, and one slash per removal the proof of a second forged block (a reviewer's and
+    an outside tester's findings, round 5). It slashes only if neither the block's offence nor
+    the offender is punished yet."""
+    if not here:
+        verify_new_offence(state, key, offender, reporter)
+        return True
+    if reporter == offender:
+        raise DispatchError(PALLET, "SelfReport", f"{ss58_encode(offender)} cannot report its own offence")
+    if models.FORGED.get(state, training_hash) is not None:
+        raise DispatchError(PALLET, "DuplicateReport", f"this forged TRAIN of {ss58_encode(offender)} is proven already")
+    return OFFENCES.get(state, key) is None and not is_punished(state, offender)
 
 
 # --- report_equivocation (Aura) --------------------------------------------------------------

@@ -20,7 +20,7 @@ from test_pallets import DAVE, Driver
 
 import ml_runtime
 from chain import calls
-from chain.pallets import balances, bounties, datasets, models
+from chain.pallets import balances, bounties, datasets, models, pol, staking
 
 POL = 10**9
 
@@ -372,12 +372,13 @@ def test_a_bounty_leaves_what_cancelling_it_costs(chain) -> None:
 
 
 # --- a forged TRAIN claims a bounty: held, and voided by a fraud proof ----------------------------
-def _forged_claims(tmp_path, forgeries: int):
+def _forged_claims(tmp_path, forgeries: int, jobs: int = 1):
     """On a `local` chain (four validators): Dave posts ``forgeries`` bounties; then as many
-    blocks of Charlie's, each holding Ferdie's TRAIN from version 0, whose checkpoint 3 of 6
-    Charlie forged (every commitment recomputed, the header sealed: tests/forgery.py), and
-    Ferdie's claim of its version, each for a bounty of its own. Returns (the Local driver,
-    the versions, the fraud proofs a validator sampling segment 2 would build)."""
+    blocks of Charlie's, each holding ``jobs`` of Ferdie's TRAINs from version 0, each of whose
+    checkpoint 3 of 6 Charlie forged (every commitment recomputed, the header sealed:
+    tests/forgery.py), and Ferdie's claim of the last one's version, each block for a bounty of
+    its own. Returns (the Local driver, the claimed versions, the blocks, and per block the fraud
+    proofs of its jobs a validator sampling segment 2 would build)."""
     from forgery import forging_trainer
     from test_pallet_pol import Local
 
@@ -391,25 +392,32 @@ def _forged_claims(tmp_path, forgeries: int):
     target = _loss(chain, 0, 0) * 0.9  # what an honest 60-step TRAIN reaches
     posted = [sign(chain, DAVE, calls.PostBounty(0, 0, calls.compute_f32_bits(target), 5 * POL, 500), n) for n in range(forgeries)]
     assert all(r.success for r in local.block(posted).receipts)
-    versions, proofs = [], []
+    versions, blocks, proofs = [], [], []
     for bounty in range(forgeries):
         while local.owner(local.slot + 1) != CHARLIE:
             local.slot += 1  # an empty slot, as Aura allows
         nonce = balances.get_account(chain.state.overlay(), FERDIE.public).nonce
-        train = sign(chain, FERDIE, msgspec.structs.replace(train_call(steps=60, segment=10), from_version=0), nonce)
-        claim = sign(chain, FERDIE, calls.ClaimBounty(bounty, _latest_of(chain) + 1), nonce + 1)
-        chain.trainer = forging_trainer("segment", 3)
-        built = local.block([train, claim])
-        chain.trainer = None
+        trains = [
+            sign(chain, FERDIE, msgspec.structs.replace(train_call(steps=60, segment=10), from_version=0), nonce + i)
+            for i in range(jobs)
+        ]
+        claim = sign(chain, FERDIE, calls.ClaimBounty(bounty, _latest_of(chain) + jobs), nonce + jobs)
+        honest, chain.trainer = chain.trainer, forging_trainer("segment", 3)
+        built = local.block([*trains, claim])
+        chain.trainer = honest
         assert built.block.header.author == CHARLIE.public
         assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
         versions.append(_latest_of(chain))
+        blocks.append(built.block)
         header = built.block.header
-        job, parent, _ = compute_job_at(chain.state_at(header.parent_hash), chain.config, train.call, header.parent_hash, train.hash())
-        training = TrainingClaim(0, job, built.block.body.results[0], 0, parent)
-        openings = [chain.transcripts.get(built.block.hash(), 0, j) for j in (2, 3)]
-        proofs.append(compute_fraud_proof(built.block, training, FAULT_SEGMENT, 2, openings))
-    return local, versions, proofs
+        block_proofs = []
+        for index, train in enumerate(trains):
+            job, parent, _ = compute_job_at(chain.state_at(header.parent_hash), chain.config, train.call, header.parent_hash, train.hash())
+            training = TrainingClaim(index, job, built.block.body.results[index], 0, parent)
+            openings = [chain.transcripts.get(built.block.hash(), index, j) for j in (2, 3)]
+            block_proofs.append(compute_fraud_proof(built.block, training, FAULT_SEGMENT, 2, openings))
+        proofs.append(block_proofs)
+    return local, versions, blocks, proofs
 
 
 def _latest_of(chain) -> int:
@@ -423,7 +431,7 @@ def test_a_forged_training_claims_a_bounty_into_escrow_and_its_fraud_proof_voids
     nothing (an outside tester's finding, round 5). A claim is now held ESCROW_BLOCKS; a fraud
     proof of a TRAIN of its lineage marks the version forged, and settling the claim voids it:
     the bounty is open again, nothing paid, and the forged version cannot claim it again."""
-    local, (version,), (proof,) = _forged_claims(tmp_path, 1)
+    local, (version,), _, ((proof,),) = _forged_claims(tmp_path, 1)
     chain = local.chain
     try:
         record = bounties.get_bounty(chain.state.overlay(), 0)
@@ -435,14 +443,18 @@ def test_a_forged_training_claims_a_bounty_into_escrow_and_its_fraud_proof_voids
         assert not models.is_forged(chain.state.overlay(), models.VERSIONS.get(chain.state.overlay(), 0, 0))
         settle = local.report(calls.ClaimBounty(0, version), key=FERDIE)
         assert settle.success, settle.error
+        training = models.VERSIONS.get(chain.state.overlay(), 0, version).training.extrinsic_hash  # type: ignore[union-attr]
         voided = [dict(e.args) for e in settle.events if (e.pallet, e.name) == ("models", "BountyClaimVoided")]
-        assert voided == [{"bounty": 0, "version": version, "forged_version": version}]
+        assert voided == [{"bounty": 0, "version": version, "forged_training": "0x" + training.hex()}]
         record = bounties.get_bounty(chain.state.overlay(), 0)
         assert (record.status, record.version, record.paid_to, record.release_at) == ("open", None, None, None)
         assert balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie - settle.fee
         assert balances.get_account(chain.state.overlay(), bounties.BOUNTY_ACCOUNT).free == 5 * POL
         again = local.report(calls.ClaimBounty(0, version), key=FERDIE)
-        assert again.error == f"models.ForgedLineage: version {version} of version {version}'s lineage was trained by a TRAIN proven forged"
+        assert again.error == (
+            f"models.ForgedLineage: version {version}'s lineage since the posting holds a TRAIN proven forged "
+            f"(extrinsic 0x{training.hex()})"
+        )
     finally:
         chain.db.close()
 
@@ -452,26 +464,107 @@ def test_a_second_forgery_of_a_punished_author_is_proven_and_voids_its_claim(tmp
     (AlreadyPunished), so the second bounty stayed paid (the tester's variant: 2,000 POL
     against a 0.5 POL slash). A fraud in a block of this chain is proven whoever its author:
     no second slash, but its version is marked forged and its claim voided."""
-    local, versions, proofs = _forged_claims(tmp_path, 2)
+    local, versions, _, proofs = _forged_claims(tmp_path, 2)
     chain = local.chain
     try:
         staked = balances.get_account(chain.state.overlay(), CHARLIE.public).staked
-        assert local.report(calls.ReportFraud(proofs[0].encode()), key=DAVE).success
+        assert local.report(calls.ReportFraud(proofs[0][0].encode()), key=DAVE).success
         slashed = balances.get_account(chain.state.overlay(), CHARLIE.public).staked
         assert slashed < staked
-        second = local.report(calls.ReportFraud(proofs[1].encode()), key=DAVE)
+        second = local.report(calls.ReportFraud(proofs[1][0].encode()), key=DAVE)
         assert second.success, second.error
         proven = [dict(e.args) for e in second.events if (e.pallet, e.name) == ("pol", "FraudProven")]
         assert [p["slashed"] for p in proven] == [0]
         assert [e.name for e in second.events if e.pallet == "staking"] == []
         assert balances.get_account(chain.state.overlay(), CHARLIE.public).staked == slashed  # once
-        duplicate = local.report(calls.ReportFraud(proofs[1].encode()), key=DAVE)
+        duplicate = local.report(calls.ReportFraud(proofs[1][0].encode()), key=DAVE)
         assert (duplicate.error or "").startswith("pol.DuplicateReport")
         for bounty, version in enumerate(versions):
             assert local.report(calls.ClaimBounty(bounty, version), key=FERDIE).success
             assert bounties.get_bounty(chain.state.overlay(), bounty).status == "open"
     finally:
         chain.db.close()
+
+
+def test_a_second_forged_train_in_one_block_is_proven_after_a_bait(tmp_path) -> None:
+    """The block hash was the only offence key: the proof of a bait forgery in the block (no
+    claim on it) landed first, and the proof of the forged TRAIN the claim rests on was refused
+    as DuplicateReport, so the claim was paid (a reviewer's finding, round 5). Each forged
+    TRAIN of a block of this chain is proven on its own: one slash, each version marked."""
+    local, (version,), _, ((bait, real),) = _forged_claims(tmp_path, 1, jobs=2)
+    chain = local.chain
+    try:
+        assert local.report(calls.ReportFraud(bait.encode()), key=DAVE).success
+        # What a node asks before it reports a proof from a peer (node.service):
+        assert pol.is_fraud_proven(chain.state.overlay(), bait) and not pol.is_fraud_proven(chain.state.overlay(), real)
+        staked = balances.get_account(chain.state.overlay(), CHARLIE.public).staked
+        receipt = local.report(calls.ReportFraud(real.encode()), key=DAVE)
+        assert receipt.success, receipt.error
+        assert pol.is_fraud_proven(chain.state.overlay(), real)
+        assert [dict(e.args)["slashed"] for e in receipt.events if e.name == "FraudProven"] == [0]
+        assert balances.get_account(chain.state.overlay(), CHARLIE.public).staked == staked
+        again = local.report(calls.ReportFraud(real.encode()), key=DAVE)
+        assert again.error == f"pol.DuplicateReport: this forged TRAIN of {CHARLIE.address} is proven already"
+        assert local.report(calls.ClaimBounty(0, version), key=FERDIE).success
+        assert bounties.get_bounty(chain.state.overlay(), 0).status == "open"
+    finally:
+        chain.db.close()
+
+
+def test_a_forgery_of_an_author_removed_since_is_proven(tmp_path) -> None:
+    """A punished author leaves the set at the next era start (16 blocks on `local`), far
+    inside the escrow, and the proof of its forgery then failed as not_validator: the forger
+    got itself removed at once by an equivocation its sybil reported, and the claim was paid
+    (a reviewer's finding, round 5). The author of a block of this chain was a validator when
+    the block was imported: its forgery is proven whatever the set is now."""
+    from test_pallet_pol import sealed
+
+    local, (version,), (block,), ((proof,),) = _forged_claims(tmp_path, 1)
+    chain = local.chain
+    try:
+        twin = sealed(CHARLIE, block.header.slot, b"\x07" * 32, chain.genesis_hash)
+        assert local.report(calls.ReportEquivocation(block.header.encode(), twin), key=FERDIE).success
+        local.until(chain.config.era_length)
+        assert CHARLIE.public not in staking.get_validators(chain.state.overlay())
+        receipt = local.report(calls.ReportFraud(proof.encode()), key=DAVE)
+        assert receipt.success, receipt.error
+        assert local.report(calls.ClaimBounty(0, version), key=FERDIE).success
+        assert bounties.get_bounty(chain.state.overlay(), 0).status == "open"
+    finally:
+        chain.db.close()
+
+
+def test_a_forged_version_from_before_the_posting_does_not_void_a_claim_trained_from_it(tmp_path) -> None:
+    """A lineage may start anywhere before the posting. A forger who made a version there, left
+    it above the target, and proved it in the last block of an honest trainer's hold voided the
+    claim of a version honestly trained from it, then claimed with one of its own (a reviewer's
+    finding, round 5). Only the TRAINs since the posting are checked."""
+    local, (forged,), _, ((proof,),) = _forged_claims(tmp_path, 1)
+    chain = local.chain
+    try:
+        nonce = balances.get_account(chain.state.overlay(), DAVE.public).nonce
+        target = _loss(chain, 0, forged) * 0.9
+        assert local.block([sign(chain, DAVE, calls.PostBounty(0, 0, calls.compute_f32_bits(target), 5 * POL, 900), nonce)]).receipts[0].success
+        nonce = balances.get_account(chain.state.overlay(), BOB.public).nonce
+        train = msgspec.structs.replace(train_call(steps=300, batch=32, lr=0.5), from_version=forged)
+        built = local.block([sign(chain, BOB, train, nonce), sign(chain, BOB, calls.ClaimBounty(1, forged + 1), nonce + 1)])
+        assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
+        assert local.report(calls.ReportFraud(proof.encode()), key=FERDIE).success  # the forger's sybil, at last
+        assert models.is_forged(chain.state.overlay(), models.VERSIONS.get(chain.state.overlay(), 0, forged))
+        settle = local.report(calls.ClaimBounty(1, forged + 1), key=BOB)
+        assert settle.error is not None and settle.error.startswith("models.Escrowed"), settle.error  # held, not voided
+        assert bounties.get_bounty(chain.state.overlay(), 1).status == "claimed"
+    finally:
+        chain.db.close()
+
+
+def test_settling_a_held_claim_fits_the_smallest_block_a_referendum_may_leave() -> None:
+    """A referendum may lower max_block_weight to config.MIN_BLOCK_WEIGHT; a settle weighed
+    1.5 M units (it read each version again) and a held claim could then never be paid nor
+    voided, nor the bounty cancelled (a reviewer's finding, round 5)."""
+    from chain.config import MIN_BLOCK_WEIGHT
+
+    assert bounties.SETTLE_WEIGHT <= MIN_BLOCK_WEIGHT
 
 
 def test_a_claim_comes_within_the_fraud_proof_window_less_the_escrow(chain, monkeypatch) -> None:

@@ -578,6 +578,7 @@ def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(l
     read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), 0))  # the job is rebuilt from the data set
     assert weight == pol.REPORT_BASE_WEIGHT + read + ml_runtime.train_step_cost(job.spec, job.batch_size) * 10 + ml_runtime.segment_cost(job.spec)
     local.fails(call, "SelfReport", key=BOB)  # block #1 of this chain: the forged block was never imported here
+    assert not pol.is_fraud_proven(_state(chain), proof)
     before = _before(chain, BOB.public)
     receipt = local.report(call)
     assert receipt.success, receipt.error
@@ -589,6 +590,7 @@ def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(l
         "kind": FAULT_SEGMENT, "segment": 2, "slashed": slash.amount,
     }]
     assert pol.get_offence(_state(chain), pol.compute_offence_key(pol.OFFENCE_FRAUD, block.hash())).kind == pol.OFFENCE_FRAUD
+    assert pol.is_fraud_proven(_state(chain), proof)  # a block of another fork: by its offence
     local.fails(call, "DuplicateReport")
     local.until(chain.config.era_length - 1)
     assert BOB.public in staking.get_validators(_state(chain))
