@@ -94,6 +94,7 @@ from chain.proofs import (
     TrainingResult,
     compute_rerun_threads,
 )
+from chain.runtime import MAX_TRAIN_CALLS
 from chain.storage import Database
 from chain.transcripts import LocalSource
 from consensus.aura import Aura
@@ -293,11 +294,11 @@ def _fit(author: Blockchain, train: Callable[[int], calls.Train], jobs: int, seg
         if transcript > config.max_transcript_bytes:
             return 0
         return min(config.max_block_weight // weight, runtime.max_extrinsic_length // size,
-                   config.max_transcript_bytes // max(transcript, 1))
+                   config.max_transcript_bytes // max(transcript, 1), MAX_TRAIN_CALLS)
 
     if fits(segment) >= 1:
         n = min(jobs, fits(segment))
-        why = "as asked" if n == jobs else f"{n} of {jobs} calls fit the block's weight/length/transcript limits"
+        why = "as asked" if n == jobs else f"{n} of {jobs} calls fit the block's weight/length/transcript/call-count limits"
         return n, segment, why
     length = segment
     while length > 1 and fits(length) < 1:

@@ -55,6 +55,12 @@ from chain.pallets.training import TRAIN_BASE_WEIGHT
 from chain.proofs import compute_result_length, compute_transcript_bytes
 
 Handler = Callable[[CallContext, Any], None]
+# The most TRAIN calls a block holds. Every importer fetches each job's checkpoints from its
+# peers with a request of its own, and keeps to a peer's request limit (node.network.peer
+# .PACED_SHARE: 16 a second): a dev block held 1,174 one-step TRAINs, all paid, and took each
+# importer about 71 s to import (a reviewer's finding, round 5). 64 take about 2 s; weight and
+# length alone left the count unbounded for small jobs.
+MAX_TRAIN_CALLS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +352,13 @@ class Runtime:
                 f"the block's TRAIN calls declare {transcripts:,} bytes of checkpoints with this one; "
                 f"a block's author stores at most max_transcript_bytes ({self.config.max_transcript_bytes:,})",
             )
+        if type(xt.call) is calls.Train:
+            if block.train_calls >= MAX_TRAIN_CALLS:
+                raise InvalidTransaction(
+                    "exhausts_resources",
+                    f"a block holds at most {MAX_TRAIN_CALLS} TRAIN calls: each costs every importer a request for its checkpoints",
+                )
+            block.train_calls += 1
         balances.apply_account(
             state, xt.signer, msgspec.structs.replace(account, nonce=account.nonce + 1, free=account.free - checked.fee)
         )

@@ -532,3 +532,31 @@ def test_a_block_holding_an_extrinsic_over_the_pools_size_limit_is_refused(tmp_p
     finally:
         author.db.close()
         validator.db.close()
+
+
+def test_a_block_holds_at_most_max_train_calls_and_the_builder_leaves_the_rest(tmp_path: Path, monkeypatch) -> None:
+    """A dev block held 1,174 one-step TRAINs, all paid: every importer fetches each job's
+    checkpoints with a request of its own, paced to a peer's request limit (16 a second), so
+    such a block took each importer about 71 s, many slots (a reviewer's finding, round 5). A
+    block holds at most MAX_TRAIN_CALLS of them: the builder leaves the rest for the next
+    block, and import refuses a block with more (the forgery: the limit raised while building,
+    roots recomputed, sealed). Here the limit is 3."""
+    monkeypatch.setattr(runtime_module, "MAX_TRAIN_CALLS", 3)
+    author, validator = open_chain(tmp_path / "a"), open_chain(tmp_path / "v")
+    try:
+        one = train_call(steps=1, batch=1, segment=1)
+        xts = [sign(author, BOB, one, n) for n in range(5)]
+        built = author.build_block(xts, ALICE, slot=1)
+        assert [r.index for r in built.receipts] == [0, 1, 2] and all(r.success for r in built.receipts)
+        validator.import_block(built.block, LocalSource(author.transcripts))
+        with monkeypatch.context() as m:
+            m.setattr(runtime_module, "MAX_TRAIN_CALLS", 4)
+            forged = _forge(author, [sign(author, CHARLIE, one, n) for n in range(4)], ALICE, slot=2)
+        _assert_refused(
+            validator, forged,
+            r"block #2: extrinsic #3 is invalid: a block holds at most 3 TRAIN calls: each costs every importer a "
+            r"request for its checkpoints",
+        )
+    finally:
+        author.db.close()
+        validator.db.close()
