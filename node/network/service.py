@@ -882,22 +882,25 @@ class NetworkService:
         of ``answer_size`` bytes the read limits we keep on it (:meth:`Peer.request_wait`), so
         that neither side takes the other for a flood: an auditor asks one peer for every
         checkpoint of a block, hundreds of MiB, a fork walk asks for block after block with no
-        import between, and a block of many TRAIN jobs makes one request a job.
+        import between, and a block of many TRAIN jobs makes one request a job. That wait is at
+        most ``timeout`` and does not shorten the answer's: when it shared the budget, a stall
+        of our own loop sent requests with no time left, charged to the peer as timeouts (a
+        reviewer's finding, round 5).
         A silent peer is charged REQUEST_TIMEOUT (see :func:`_await_answer` for our own stalls)."""
         peer = self._peers.get(peer_id)
         if peer is None:
             raise RequestFailed(f"{peer_id} is not connected")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or self.config.request_timeout)
+        budget = timeout or self.config.request_timeout
+        waited = 0.0  # the turn's wait, at most the budget; the answer then has the budget whole
         while not (peer.request_wait(answer_size) <= 0 and peer.requests_out.take()):  # (requests await in turn)
             pause = max(peer.request_wait(answer_size), 0.001)
-            if loop.time() + pause >= deadline:
+            if waited + pause >= budget:
                 raise RequestFailed(
                     f"{peer_id}: a request now would pass its request limit or an answer of {answer_size} bytes our "
                     f"read limits for {pause:.2f} s more"
                 )
             await asyncio.sleep(pause)
-        budget = deadline - loop.time()
+            waited += pause  # as planned: a stall of our own loop meanwhile is not the peer's
         req_id = next(self._request_ids)
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[(peer_id, req_id)] = fut

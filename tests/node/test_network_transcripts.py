@@ -218,6 +218,20 @@ async def test_many_requests_in_a_row_are_paced_to_the_peers_request_limit(tmp_p
         assert [p.peer_id for p in a.service.peers()] == [b.id]  # not banned by the server either
 
 
+async def test_a_stall_of_our_own_while_a_request_waits_its_turn_costs_the_peer_nothing(tmp_path) -> None:
+    """The wait for a request's turn used the answer's time: when our own event loop stalled
+    past it (a long import, a GC pause), the request went out with no time left, and the peer
+    was charged a timeout for it, 12 of 14 times in a reviewer's demo, and banned (round 5).
+    The answer has its whole timeout after the wait."""
+    limits = {"requests_per_second": 5.0, "request_burst": 1.0}
+    async with serving(tmp_path, OPENINGS, **limits) as [(a, _), (b, _)]:
+        await b.service.request_transcript(a.id, BLOCK, 0, [(2, False)], timeout=2)  # the one token
+        asyncio.get_running_loop().call_later(0.05, time.sleep, 0.5)  # our loop stalls while the next waits
+        got = await b.service.request_transcript(a.id, BLOCK, 0, [(3, False)], timeout=0.4)
+        assert [o.index for o in got] == [3]
+        assert b.service.reputation.score(a.id) == 0
+
+
 # --- fetching --------------------------------------------------------------------------------------
 
 
