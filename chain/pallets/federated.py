@@ -87,6 +87,9 @@ import numpy as np
 
 import ml_runtime
 from chain.calls import (
+    MAX_FL_REVEAL_ROWS,
+    MAX_FL_WEIGHTS,
+    MAX_ROWS_CHUNK,
     ChallengeRound,
     CloseRound,
     CommitUpdate,
@@ -459,6 +462,21 @@ def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) 
         )
     if spec.d > MAX_CELLS // call.batch_size:
         raise _fail("DataTooLarge", f"batch_size x features = {call.batch_size * spec.d} exceeds {MAX_CELLS} values")
+    if 4 * spec.param_count > MAX_FL_WEIGHTS:
+        raise _fail(
+            "ModelTooLarge",
+            f"an update of {spec.param_count:,} parameters is {4 * spec.param_count:,} bytes; "
+            f"a commit and a reveal carry at most {MAX_FL_WEIGHTS:,}",
+        )
+    rows, row_size = call.segment_len * call.batch_size, compute_row_dtype(spec).itemsize
+    if rows * row_size > MAX_ROWS_CHUNK or rows > MAX_FL_REVEAL_ROWS:
+        # A reveal's fields have bounds of their own (chain.calls): within the extrinsic, a
+        # rows field past 1 MiB decoded nowhere (a reviewer's finding, round 5).
+        raise _fail(
+            "RevealTooLarge",
+            f"a reveal's rows could take {rows * row_size:,} bytes ({rows:,} rows of {row_size:,}); its rows field holds "
+            f"at most {MAX_ROWS_CHUNK:,}" + (f" and {MAX_FL_REVEAL_ROWS:,} rows" if rows > MAX_FL_REVEAL_ROWS else ""),
+        )
     reveal = compute_reveal_bound(spec, call)
     if reveal > min(cfg.max_block_length // 2, MAX_REVEAL_CALL):
         raise _fail(

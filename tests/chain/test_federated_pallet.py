@@ -9,7 +9,7 @@ import math
 import msgspec
 import numpy as np
 import pytest
-from chainkit import ALICE
+from chainkit import ALICE, event_args
 from fedkit import (
     BOB,
     CHARLIE,
@@ -51,7 +51,7 @@ from chain.pallets import balances, federated, models
         ({"commit_deadline": 1}, "InvalidDeadlines", "1 < commit_deadline (1)"),
         ({"commit_deadline": 19}, "InvalidDeadlines", "< reveal_deadline - 1"),
         ({"reveal_deadline": 200_000}, "InvalidDeadlines", "reveal_deadline <= 100001"),
-        ({"segment_len": 40, "local_steps": 40, "batch_size": 4096, "samples": 1}, "RevealTooLarge", "at most half a block"),
+        ({"segment_len": 40, "local_steps": 40, "batch_size": 4096, "samples": 1}, "RevealTooLarge", "its rows field holds at most"),
         # Within half a block (2.5 MiB) but past what one extrinsic may carry (2 MiB): no pool
         # took the reveals, and the participants' bonds went to the owner (outside tester, round 5).
         ({"segment_len": 1, "batch_size": 2300, "samples": 1}, "RevealTooLarge", "and a signed extrinsic carries at most 2,097,152 bytes"),
@@ -87,6 +87,40 @@ def test_the_reveal_bound_covers_the_longest_reveal(spec, segment_len: int, batc
     envelope = balances.compute_longest_length(federated._EMPTY_REVEAL)
     assert balances.compute_longest_length(longest) <= envelope + bound
     assert bound - (balances.compute_longest_length(longest) - envelope) < 100 + 5 * rows  # and not far above it
+
+
+def test_a_model_whose_update_no_commit_carries_is_refused(tmp_path) -> None:
+    """A commit and a reveal carry the weights in a field of at most 1 MiB (2^18 float32s),
+    while a spec may allow models of 500,000 parameters: a round on one took the bonds of
+    updates no pool could take (a reviewer's finding, round 5)."""
+    import dataclasses
+
+    from chainkit import dev_spec, open_chain
+
+    spec = dev_spec()
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, max_model_params=500_000))
+    chain = open_chain(tmp_path / "big", spec)
+    d = Driver(chain)
+    spec = ml_runtime.ModelSpec("linear", 512, 512)  # 262,656 parameters, just past 2^18
+    receipt = d.ok(BOB, calls.RegisterModel("big", spec.encode(), bytes(32)))
+    model = event_args(receipt, "ModelRegistered")["model"]
+    message = d.fails(BOB, open_call(model=model, local_steps=1, batch_size=1, segment_len=1, samples=1, min_updates=1), "ModelTooLarge")
+    assert message == (
+        "federated.ModelTooLarge: an update of 262,656 parameters is 1,050,624 bytes; "
+        "a commit and a reveal carry at most 1,048,576"
+    )
+    # Within an extrinsic, but past a reveal's rows field (1 MiB): 200 rows of 2,048 features
+    # (1.64 MB) decoded nowhere, and the bond went to the owner.
+    wide = ml_runtime.ModelSpec("softmax", 2048, 2)
+    model = event_args(d.ok(BOB, calls.RegisterModel("wide", wide.encode(), bytes(32))), "ModelRegistered")["model"]
+    call = open_call(model=model, local_steps=1, batch_size=200, segment_len=1, samples=1, min_updates=1)
+    assert federated.compute_reveal_bound(wide, call) <= federated.MAX_REVEAL_CALL
+    message = d.fails(BOB, call, "RevealTooLarge")
+    assert message == (
+        "federated.RevealTooLarge: a reveal's rows could take 1,639,200 bytes (200 rows of 8,196); "
+        "its rows field holds at most 1,048,576"
+    )
+    chain.db.close()
 
 
 def test_only_the_owner_opens_a_round(chain) -> None:
