@@ -63,6 +63,10 @@ MAX_PERIOD = 100_000  # blocks, for voting and enactment periods
 # to lower the quorum included (an outside tester's finding, round 5: 1 share of 100 froze a
 # model at a quorum of 100%). At half or below, only a majority that stays away can.
 MAX_QUORUM = PPM // 2
+# The highest threshold (ayes of the votes cast). Near all of them, one share voting nay
+# vetoes every proposal for good (a reviewer's finding, round 5: 999,999 ppm passed, and a
+# 1-share holder blocked lowering it). Two thirds is the super-majority most DAOs stop at.
+MAX_THRESHOLD = 2 * PPM // 3
 # 100 POL (9 decimals), held from the proposal to its tally: returned if the turnout reached the
 # quorum, burned if not (module docstring: the agenda is shared, and a slot must cost more than a fee).
 PROPOSAL_DEPOSIT = 100 * 10**9
@@ -155,8 +159,12 @@ def _verify_action(state: StateAccess, info: models.ModelInfo, action: Any) -> N
             raise DispatchError(
                 PALLET, "InvalidParams", f"voting lasts 1..{MAX_PERIOD} blocks and enactment waits 0..{MAX_PERIOD}"
             )
-        if action.threshold >= PPM:
-            raise DispatchError(PALLET, "InvalidParams", f"a threshold of {action.threshold} ppm can never be exceeded")
+        if action.threshold > MAX_THRESHOLD:
+            raise DispatchError(
+                PALLET, "InvalidParams",
+                f"a threshold of {action.threshold:,} ppm is above {MAX_THRESHOLD:,} (two thirds of the votes cast): a few "
+                "shares voting nay could then stop every proposal for good, the one to lower it included",
+            )
         if action.quorum > MAX_QUORUM:
             raise DispatchError(
                 PALLET, "InvalidParams",

@@ -159,7 +159,14 @@ def test_every_bad_proposal_names_its_reason(chain) -> None:
         "gov.InvalidParams: a quorum of 500,001 ppm is above 500,000 (half of all shares): shares that never vote, "
         "held by a key nobody holds or a holder gone, could then stop every proposal for good, the one to lower it included"
     )
-    assert d.apply(BOB, calls.ProposeParams(model, governance.MAX_QUORUM, 500_000, 5, 5, 0)).success
+    # A threshold past two thirds: one share voting nay vetoed every proposal for good, the
+    # one to lower it included (a reviewer's finding, round 5: 999,999 ppm passed).
+    receipt = d.apply(BOB, calls.ProposeParams(model, 200_000, governance.MAX_THRESHOLD + 1, 5, 5, 0))
+    assert receipt.error == (
+        "gov.InvalidParams: a threshold of 666,667 ppm is above 666,666 (two thirds of the votes cast): a few "
+        "shares voting nay could then stop every proposal for good, the one to lower it included"
+    )
+    assert d.apply(BOB, calls.ProposeParams(model, governance.MAX_QUORUM, governance.MAX_THRESHOLD, 5, 5, 0)).success
     d.fails(BOB, calls.Vote(12345, True), "gov.UnknownProposal")
     for _ in range(governance.MAX_ACTIVE - 1):
         assert d.apply(BOB, calls.ProposeInferencePrice(model, 1)).success
