@@ -58,7 +58,7 @@ Versions of the lineage older than the fraud-proof window (4,095 blocks) are pas
 forger who made one just above the target and waited that long before the honest last step
 would be paid; an auditor that re-runs each block as it comes closes that too. A trainer
 should check the version it trains from: a forgery in it proven during the hold voids the
-claim.
+claim. A TRAIN from a version proven forged is refused (training.ForgedVersion).
 The validation data set holds at most ``ml_runtime.MAX_BATCH`` rows (the evaluation is one
 batch), and must fit the model (family, features, outputs) as training data would.
 """

@@ -450,6 +450,15 @@ def test_a_forged_training_claims_a_bounty_into_escrow_and_its_fraud_proof_voids
         assert (record.status, record.version, record.paid_to, record.release_at) == ("open", None, None, None)
         assert balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie - settle.fee
         assert balances.get_account(chain.state.overlay(), bounties.BOUNTY_ACCOUNT).free == 5 * POL
+        # Nor does training build on it, though it is the model's latest.
+        nonce = balances.get_account(chain.state.overlay(), BOB.public).nonce
+        (refused,) = local.block([sign(chain, BOB, train_call(steps=10), nonce)]).receipts
+        assert refused.error == (
+            f"training.ForgedVersion: version {version} of model 0 was made by a TRAIN proven forged; "
+            "train from another (from_version)"
+        )
+        (trained,) = local.block([sign(chain, BOB, msgspec.structs.replace(train_call(steps=10), from_version=0), nonce + 1)]).receipts
+        assert trained.success, trained.error
         again = local.report(calls.ClaimBounty(0, version), key=FERDIE)
         assert again.error == (
             f"models.ForgedLineage: version {version}'s lineage since the posting holds a TRAIN proven forged "
