@@ -151,14 +151,14 @@ def compute_read_weight(state: StateAccess, dataset_id: int) -> int:
 def apply_train(ctx: CallContext, call: Train) -> None:
     ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_result_length=0, actual_transcript_bytes=0)
     model = models.verify_may_train(ctx.state, call.model, ctx.sender)
-    parent = model.latest_version if call.from_version is None else call.from_version
-    record = models.VERSIONS.get(ctx.state, call.model, parent)
-    if record is not None and models.is_forged(ctx.state, record):
+    base_id = model.latest_version if call.from_version is None else call.from_version
+    base = models.VERSIONS.get(ctx.state, call.model, base_id)
+    if base is not None and models.is_forged(ctx.state, base):
         # Its weights are a forger's (pol.report_fraud proved it): building on them by default,
         # as the model's latest, would carry the forgery on (a reviewer's suspicion, round 5).
         raise DispatchError(
             PALLET, "ForgedVersion",
-            f"version {parent} of model {call.model} was made by a TRAIN proven forged; train from another (from_version)",
+            f"version {base_id} of model {call.model} was made by a TRAIN proven forged; train from another (from_version)",
         )
     model_license = model.license_per_step * call.steps
     if model_license > MAX_BALANCE:
