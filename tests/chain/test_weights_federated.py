@@ -70,16 +70,19 @@ def test_a_commit_is_bounded_by_the_numbers_of_its_rows_labels_included(chain) -
     assert federated.compute_max_rows(spec) == federated.MAX_CELLS // 4097 == 1023
 
 
+def _open_big_round(d: Driver, spec: ml_runtime.ModelSpec) -> None:
+    """Bob registers a ``spec`` model and opens round 0 on it: one-step jobs, up to 64 updates."""
+    model = event_args(d.ok(BOB, calls.RegisterModel("big", spec.encode(), bytes(32))), "ModelRegistered")["model"]
+    d.ok(BOB, open_call(model=model, local_steps=1, batch_size=1, segment_len=1, samples=1, min_updates=1, max_updates=64,
+                        bond=0, reward_pool=0, commit_deadline=5, reveal_deadline=50))
+
+
 def test_closing_declares_fedavg_at_its_measured_cost(chain) -> None:
     """Before: 4 units a parameter of each update, and FedAvg of 64 updates of 2^18
     parameters (the bit-exact kernel, row order, after stacking 64 MiB) took about 380 ms, at
     some 70 million units: 28 such closes a block, 10 s or more."""
-    d = Driver(chain)
     spec = ml_runtime.ModelSpec("linear", 511, 512)  # 2^18 parameters
-    receipt = d.ok(BOB, calls.RegisterModel("big", spec.encode(), bytes(32)))
-    model = event_args(receipt, "ModelRegistered")["model"]
-    d.ok(BOB, open_call(model=model, local_steps=1, batch_size=1, segment_len=1, samples=1, min_updates=1, max_updates=64,
-                        bond=0, reward_pool=0, commit_deadline=5, reveal_deadline=50))
+    _open_big_round(Driver(chain), spec)
     info = federated.get_round(chain.state.overlay(), 0)
     weight = federated.compute_close_weight(spec, info.max_updates)  # what opening checks against a block
     assert weight >= 64 * 20 * spec.param_count  # 380 ms over 64 x 2^18 numbers: 22 ns each
@@ -94,10 +97,7 @@ def test_closing_declares_the_updates_committed_not_the_most_the_round_admits(ch
     5: 540 M units declared for one update of 8.4 M). They declare the updates committed."""
     d = Driver(chain)
     spec = ml_runtime.ModelSpec("softmax", 63, 4096)  # 2^18 parameters
-    receipt = d.ok(BOB, calls.RegisterModel("big", spec.encode(), bytes(32)))
-    model = event_args(receipt, "ModelRegistered")["model"]
-    d.ok(BOB, open_call(model=model, local_steps=1, batch_size=1, segment_len=1, samples=1, min_updates=1, max_updates=64,
-                        bond=0, reward_pool=0, commit_deadline=5, reveal_deadline=50))
+    _open_big_round(d, spec)
     state = chain.state.overlay()
     for call in (calls.CloseRound(0), calls.ChallengeRound(0)):
         assert federated.compute_weight(state, call) == federated.BASE_WEIGHT  # nothing committed yet
