@@ -560,3 +560,19 @@ def test_a_block_holds_at_most_max_train_calls_and_the_builder_leaves_the_rest(t
     finally:
         author.db.close()
         validator.db.close()
+
+
+def test_an_extrinsic_of_exactly_the_size_limit_is_verified(tmp_path: Path) -> None:
+    """The limit is inclusive, as the pool's decode is: MAX_EXTRINSIC_SIZE bytes pass (the
+    length is what verify_extrinsic is told, which the pool and the block importer measure),
+    one more is refused as exhausts_resources, the tag the RPC layer maps to its error code."""
+    chain = open_chain(tmp_path / "c")
+    try:
+        xt = sign(chain, BOB, calls.Remark(b"tick"), 0)
+        chain.runtime.verify_extrinsic(chain.state.overlay(), xt, MAX_EXTRINSIC_SIZE, 1)
+        with pytest.raises(InvalidTransaction) as caught:
+            chain.runtime.verify_extrinsic(chain.state.overlay(), xt, MAX_EXTRINSIC_SIZE + 1, 1)
+        assert caught.value.reason == "exhausts_resources"
+        assert str(caught.value) == f"extrinsic is {MAX_EXTRINSIC_SIZE + 1:,} bytes; the limit is {MAX_EXTRINSIC_SIZE:,}"
+    finally:
+        chain.db.close()

@@ -286,6 +286,31 @@ def test_a_referendum_cannot_raise_the_block_weight_past_a_third_of_a_slot(chain
         democracy.compute_config(above, change(max_block_weight=3 * heaviest + 1).changes)
 
 
+def test_compute_config_names_each_refusal_and_keeps_a_short_block_of_the_spec(chain) -> None:
+    """compute_config called directly (mutation testing, 2026-11-30: only the error names were
+    checked): each refusal's exact message; a block length of exactly MIN_GOVERNED_BLOCK_LENGTH
+    may be set; and a chain whose spec set a shorter block than that (the spec loader allows
+    down to MIN_BLOCK_LENGTH) may still change other fields: the mid-chain floor binds a
+    change of the length only."""
+
+    def refused(changes: tuple[calls.ConfigChange, ...]) -> str:
+        with pytest.raises(DispatchError) as caught:
+            democracy.compute_config(chain.config, changes)
+        return f"{caught.value.module}.{caught.value.error}: {caught.value}"
+
+    assert refused(()) == "democracy.NoChanges: a referendum changes at least one field"
+    unsorted = (calls.ConfigChange("byte_fee", 1), calls.ConfigChange("base_fee", 1))
+    assert refused(unsorted) == (
+        "democracy.NotCanonical: changes are sorted by field name with each field once: 'base_fee' follows 'byte_fee'"
+    )
+    assert refused(change(no_such_field=1).changes) == "democracy.UnknownField: the runtime config has no field 'no_such_field'"
+    floor = democracy.MIN_GOVERNED_BLOCK_LENGTH
+    assert democracy.compute_config(chain.config, change(max_block_length=floor).changes).max_block_length == floor
+    short = dataclasses.replace(chain.config, max_block_length=floor - 1)
+    assert short.compute_problems() == []
+    assert democracy.compute_config(short, change(base_fee=2).changes).max_block_length == floor - 1
+
+
 def test_the_governed_weight_ceiling_is_a_third_of_a_millisecond_at_the_reference_speed() -> None:
     """The ceiling is an integer (consensus uses integer units, never a timing); a new
     NS_PER_UNIT fails here, to be carried over with a new SPEC_VERSION or left on purpose."""

@@ -1,6 +1,10 @@
 """Every bad federated call gets its specific error and changes nothing but its fee (the
 driver compares the state root with the parent's plus the fee); the detection rate of a
-cheater who fakes f of S segments matches 1 - C(S-f, m) / C(S, m)."""
+cheater who fakes f of S segments matches 1 - C(S-f, m) / C(S, m).
+
+_verify_open and compute_reveal_bound were mutation-tested on 2026-11-30 (197/199 and 24/24;
+the command and the two equivalent survivors are in the docstring of tests/chain/test_bounties.py):
+the tests calling _verify_open directly meet each limit exactly under a config built for it."""
 
 from __future__ import annotations
 
@@ -121,6 +125,110 @@ def test_a_model_whose_update_no_commit_carries_is_refused(tmp_path) -> None:
         "its rows field holds at most 1,048,576"
     )
     chain.db.close()
+
+
+# Pinned bounds of the three cases above: the bound decides which rounds open
+# (RevealTooLarge), so a change to it is a change of consensus, and a one-byte slack in a
+# constant passed the covering test above (mutation testing, 2026-11-30).
+@pytest.mark.parametrize(
+    ("spec", "segment_len", "batch", "bound"),
+    [
+        (ml_runtime.ModelSpec("softmax", 64, 10), 5, 16, 79_480),
+        (ml_runtime.ModelSpec("linear", 511, 512), 1, 1, 1_054_791),
+        (ml_runtime.ModelSpec("mlp", 32, 4, 16), 3, 100, 248_324),
+    ],
+)
+def test_the_reveal_bound_is_pinned(spec, segment_len: int, batch: int, bound: int) -> None:
+    call = open_call(segment_len=segment_len, local_steps=segment_len, batch_size=batch)
+    assert federated.compute_reveal_bound(spec, call) == bound
+
+
+def _open_ctx(chain, **config: int):  # type: ignore[no-untyped-def]
+    """A CallContext at block #1 under the chain's config with ``config`` changed, for
+    federated._verify_open called directly (a limit met exactly needs a config built for it)."""
+    import dataclasses
+
+    from chain.pallets.context import BlockInfo, CallContext
+
+    cfg = dataclasses.replace(chain.config, **config)
+    return CallContext(chain.state.overlay(), ALICE.public, 0, bytes(32), 0, BlockInfo(1, bytes(32), ALICE.public, True, None), cfg)  # type: ignore[arg-type]
+
+
+def _open_error(ctx, call, spec) -> str:  # type: ignore[no-untyped-def]
+    from chain.errors import DispatchError
+
+    with pytest.raises(DispatchError) as caught:
+        federated._verify_open(ctx, call, spec)
+    return f"{caught.value.module}.{caught.value.error}: {caught.value}"
+
+
+def test_a_reveal_that_meets_either_limit_exactly_opens(chain, monkeypatch) -> None:
+    """A reveal may take exactly half a block and exactly what one extrinsic carries
+    (MAX_REVEAL_CALL), not a byte more, whichever is smaller; the refusal names both. Here
+    a segment of one step at batch 2,000 on model 0: 1,890,040 bytes, above a third of the
+    default 5 MiB block and within both limits, so it opens."""
+    spec = ml_runtime.ModelSpec("softmax", 64, 10)
+    call = open_call(segment_len=1, batch_size=2000, samples=1)
+    bound = federated.compute_reveal_bound(spec, call)
+    assert bound == 1_890_040 and chain.config.max_block_length // 3 < bound < federated.MAX_REVEAL_CALL
+    federated._verify_open(_open_ctx(chain), call, spec)
+    federated._verify_open(_open_ctx(chain, max_block_length=2 * bound), call, spec)
+    assert _open_error(_open_ctx(chain, max_block_length=2 * bound - 1), call, spec) == (
+        f"federated.RevealTooLarge: a reveal could take 1,890,040 bytes; at most half a block (1,890,039), and a signed "
+        f"extrinsic carries at most 2,097,152 bytes (a reveal's call {federated.MAX_REVEAL_CALL:,})"
+    )
+    monkeypatch.setattr(federated, "MAX_REVEAL_CALL", bound)
+    federated._verify_open(_open_ctx(chain), call, spec)
+    monkeypatch.setattr(federated, "MAX_REVEAL_CALL", bound - 1)
+    assert _open_error(_open_ctx(chain), call, spec) == (
+        f"federated.RevealTooLarge: a reveal could take 1,890,040 bytes; at most half a block "
+        f"({chain.config.max_block_length // 2:,}), and a signed extrinsic carries at most 2,097,152 bytes (a reveal's call 1,890,039)"
+    )
+
+
+def test_a_round_at_the_block_weight_or_the_cells_limit_exactly_opens(chain) -> None:
+    """Re-running a segment or closing may take exactly a block's weight, and a batch exactly
+    MAX_CELLS numbers: one more unit, or one more feature, is refused with its reason."""
+    spec = ml_runtime.ModelSpec("softmax", 64, 10)
+    call = open_call()
+    weight = max(federated.compute_reveal_weight(spec, call), federated.compute_close_weight(spec, call.max_updates))
+    federated._verify_open(_open_ctx(chain, max_block_weight=weight), call, spec)
+    assert _open_error(_open_ctx(chain, max_block_weight=weight - 1), call, spec) == (
+        f"federated.SegmentTooHeavy: re-running a segment or closing could take {weight} work units; a block holds {weight - 1}"
+    )
+    wide = open_call(batch_size=1025, segment_len=1, local_steps=1, samples=1)
+    at = ml_runtime.ModelSpec("softmax", federated.MAX_CELLS // 1025, 2)  # 4,092 x 1,025 = 4,194,300 numbers
+    assert _open_error(_open_ctx(chain), wide, at).startswith("federated.RevealTooLarge:")  # past the cells check
+    over = ml_runtime.ModelSpec("softmax", federated.MAX_CELLS // 1025 + 1, 2)
+    assert _open_error(_open_ctx(chain), wide, over) == (
+        "federated.DataTooLarge: batch_size x features = 4195325 exceeds 4194304 values"
+    )
+
+
+def test_a_round_at_each_counting_limit_exactly_opens(chain) -> None:
+    """local_steps of max_train_steps, max_segments segments, l2 of 0 and a reveal deadline
+    MAX_ROUND_BLOCKS ahead are all allowed; the update-count refusal names the allowlist only
+    when the allowlist is what caps it."""
+    spec = ml_runtime.ModelSpec("softmax", 64, 10)
+    cfg = chain.config
+    longest = open_call(local_steps=cfg.max_train_steps, segment_len=-(-cfg.max_train_steps // cfg.max_segments), batch_size=1,
+                        samples=1, l2=calls.compute_f32_bits(0.0), reveal_deadline=1 + federated.MAX_ROUND_BLOCKS)
+    federated._verify_open(_open_ctx(chain), longest, spec)
+    federated._verify_open(_open_ctx(chain), open_call(local_steps=cfg.max_segments, segment_len=1, batch_size=1, samples=1), spec)
+    assert _open_error(_open_ctx(chain), open_call(max_updates=65), spec) == (
+        "federated.InvalidUpdateCounts: need 1 <= min_updates (2) <= max_updates (65) <= 64"
+    )
+    listed = open_call(allowlist=(BOB.public,), min_updates=2)
+    assert _open_error(_open_ctx(chain), listed, spec) == (
+        "federated.InvalidUpdateCounts: need 1 <= min_updates (2) <= max_updates (8) <= 1 (the allowlist's size)"
+    )
+    full = tuple(bytes([i]) * 32 for i in range(calls.MAX_FL_ALLOWLIST))  # as many as a round admits: not what caps it
+    assert _open_error(_open_ctx(chain), open_call(allowlist=full, max_updates=65), spec) == (
+        "federated.InvalidUpdateCounts: need 1 <= min_updates (2) <= max_updates (65) <= 64"
+    )
+    assert _open_error(_open_ctx(chain), open_call(allowlist=(BOB.public, BOB.public)), spec) == (
+        "federated.DuplicateParticipant: the allowlist names an account twice"
+    )
 
 
 def test_only_the_owner_opens_a_round(chain) -> None:

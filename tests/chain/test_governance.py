@@ -173,6 +173,38 @@ def test_every_bad_proposal_names_its_reason(chain) -> None:
     d.fails(BOB, calls.ProposeInferencePrice(model, 1), "gov.TooManyProposals")
 
 
+def test_each_proposal_bound_is_inclusive_and_its_refusal_exact(chain) -> None:
+    """_verify_action called directly (mutation testing, 2026-11-30: only the error names
+    were checked): voting of 1 and of MAX_PERIOD blocks, enactment of MAX_PERIOD and the
+    latest version are allowed; one past each is refused with its message."""
+    from chain.errors import DispatchError
+
+    state = chain.state.overlay()
+    info = models.get_model(state, 0)
+
+    def refused(action) -> str:  # type: ignore[no-untyped-def]
+        with pytest.raises(DispatchError) as caught:
+            governance._verify_action(state, info, action)
+        return f"{caught.value.module}.{caught.value.error}: {caught.value}"
+
+    top = governance.MAX_PERIOD
+    for voting, enactment in ((1, 0), (top, top)):
+        governance._verify_action(state, info, calls.ProposeParams(0, 0, 500_000, voting, enactment, 0))
+    periods = f"gov.InvalidParams: voting lasts 1..{top:,} blocks and enactment waits 0..{top:,}".replace(",", "")
+    for voting, enactment in ((0, 0), (top + 1, 0), (1, top + 1)):
+        assert refused(calls.ProposeParams(0, 0, 500_000, voting, enactment, 0)) == periods
+    governance._verify_action(state, info, calls.ProposeParams(0, governance.MAX_QUORUM, governance.MAX_THRESHOLD, 5, 5, 0))
+    assert refused(calls.ProposeParams(0, 0, 1_000_000, 5, 5, 0)) == (
+        "gov.InvalidParams: a threshold of 1,000,000 ppm is above 666,666 (two thirds of the votes cast): a few shares "
+        "voting nay could then stop every proposal for good, the one to lower it included"
+    )
+    governance._verify_action(state, info, calls.ProposeRelease(0, info.latest_version))
+    assert refused(calls.ProposeRelease(0, info.latest_version + 1)) == (
+        f"gov.UnknownVersion: the model has versions 0..{info.latest_version}, not {info.latest_version + 1}"
+    )
+    assert refused(calls.ProposeSpend(0, DAVE.public, 0)) == "gov.ZeroAmount: a spend is at least 1 unit"
+
+
 def test_an_importer_tallies_and_enacts_as_the_author_did(chain, tmp_path) -> None:
     """on_initialize runs on import too: a second node importing every block ends with the
     author's state root, the enacted price included."""

@@ -684,5 +684,9 @@ def test_a_fraud_proof_about_a_block_off_this_chain_is_refused_before_it_is_judg
     claim = TrainingClaim(0, job, block.body.results[0], xt.call.model, parent_version)
     proof = compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, [author.transcripts.get(block.hash(), 0, j) for j in (2, 3)])
     author.db.close()
-    local.fails(calls.ReportFraud(proof.encode()), "NotOnThisChain")
+    error = local.fails(calls.ReportFraud(proof.encode()), "NotOnThisChain")
+    assert error == (
+        f"pol.NotOnThisChain: the faulty block: block #2's parent {header.parent_hash.hex()} is not one of this chain's last "
+        f"{system.BLOCK_HASH_COUNT} blocks"
+    )
     assert system.get_block_hash(_state(local.chain), 0) == local.chain.genesis_hash
