@@ -1,5 +1,7 @@
 """Federated rounds through real blocks: an honest three-party round end to end (a second node
-imports every block), and each cheating strategy caught or excluded."""
+imports every block), and each cheating strategy caught or excluded. apply_close_round was
+mutation-tested on 2026-11-30 (266/283; the survivors are explained in the docstring of
+tests/chain/test_bounties.py): the events' fields and a round failed at close are asserted here."""
 
 from __future__ import annotations
 
@@ -100,6 +102,13 @@ def test_honest_three_party_round_end_to_end(chains) -> None:
     assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
     events = [e.name for e in receipt.events]
     assert events.count("RewardPaid") == 3 and "RoundClosed" in events
+    paid = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("federated", "RewardPaid")]
+    assert paid == [{"round": 0, "participant": "0x" + p.key.public.hex(), "amount": rewards[p.key.public]} for p in order]
+    closed = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("federated", "RoundClosed")]
+    assert closed == [{
+        "round": 0, "model": 0, "version": 1, "accepted": 3, "excluded": 0,
+        "weights_hash": "0x" + ml_runtime.hash_weights(aggregate).hex(),
+    }]
 
     # The aggregate is better than the base version on held-out rows.
     assert accuracy(spec, aggregate, x_test, y_test) > accuracy(spec, base, x_test, y_test) + 0.3
@@ -176,6 +185,8 @@ def test_cheaters_are_caught_or_excluded(chains) -> None:
     assert federated.UPDATES.get(chain.state.overlay(), 0, DAVE.public).status == federated.EXCLUDED
 
     d.fails(FERDIE, calls.CloseRound(0), "TooEarly")  # Eve has not revealed; the deadline is ahead
+    d.until(19)
+    d.fails(FERDIE, calls.CloseRound(0), "TooEarly")  # in block 20, the reveal deadline: Eve may still reveal in it
     d.until(20)
     bob_before = _free(chain, BOB)
     receipt = d.ok(FERDIE, calls.CloseRound(0))
@@ -191,6 +202,47 @@ def test_cheaters_are_caught_or_excluded(chains) -> None:
     assert [e.participant for e in federated.LINEAGE.get(state, 0, 1).entries] == [BOB.public]
     assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
     assert sum(e.name == "UpdateExcluded" for e in receipt.events) == 1
+    excluded = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("federated", "UpdateExcluded")]
+    assert excluded == [{
+        "round": 0, "participant": "0x" + EVE.public.hex(), "reason": "revealed 0 of 2 challenged segments by the deadline",
+        "bond_forfeited": info.bond,
+    }]
+
+
+def test_a_round_with_too_few_updates_accepted_fails_at_close(chains) -> None:
+    """Two commit and one never reveals: at the deadline it is excluded (its bond forfeited),
+    and the one update accepted is fewer than min_updates, so the round fails at close: no
+    version, the accepted update's bond back, the pool and the forfeited bond back to the
+    owner, the escrow empty, each step an event naming it."""
+    chain, _ = chains
+    d = Driver(chain)
+    shares, _ = split_digits(2, seed=3)
+    bob, eve = Participant(BOB, *shares[0]), Participant(EVE, *shares[1])
+    d.ok(ALICE, open_call(min_updates=2))
+    for p in (bob, eve):
+        d.ok(p.key, p.train(chain, 0))
+    d.until(5)
+    d.ok(FERDIE, calls.ChallengeRound(0))
+    for reveal in bob.reveals(chain, 0):
+        d.ok(BOB, reveal)
+    d.until(20)
+    info = federated.get_round(chain.state.overlay(), 0)
+    owner, bob_free = _free(chain, ALICE), _free(chain, BOB)
+    receipt = d.ok(FERDIE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    assert [(e.name, dict(e.args)) for e in receipt.events if e.pallet == "federated"] == [
+        ("UpdateExcluded", {
+            "round": 0, "participant": "0x" + EVE.public.hex(), "reason": "revealed 0 of 2 challenged segments by the deadline",
+            "bond_forfeited": info.bond,
+        }),
+        ("RoundFailed", {"round": 0, "reason": "1 updates accepted, 2 needed"}),
+    ]
+    assert federated.get_round(state, 0).status == federated.FAILED
+    assert models.get_model(state, 0).latest_version == 0
+    assert _free(chain, BOB) == bob_free + info.bond
+    author_share = _free(chain, ALICE) - owner - info.reward_pool - info.bond  # Alice authors the block too
+    assert 0 <= author_share <= receipt.fee
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
 
 
 @pytest.mark.parametrize("family", ["linear", "mlp"])
