@@ -576,3 +576,54 @@ def test_an_extrinsic_of_exactly_the_size_limit_is_verified(tmp_path: Path) -> N
         assert str(caught.value) == f"extrinsic is {MAX_EXTRINSIC_SIZE + 1:,} bytes; the limit is {MAX_EXTRINSIC_SIZE:,}"
     finally:
         chain.db.close()
+
+
+def test_each_block_total_an_extrinsic_would_pass_is_refused_as_exhausts_resources(tmp_path: Path) -> None:
+    """apply_extrinsic's three block totals (declared result lengths, checkpoint bytes, TRAIN
+    calls) refuse an extrinsic with the reason tag of a block's resources, exhausts_resources,
+    as the size check does: the block is full, the extrinsic not bad (mutation testing,
+    2026-11-30: only the messages were checked, through a refused import). One TRAIN below
+    the count limit passes and is counted."""
+    chain = open_chain(tmp_path / "c")
+    try:
+        xt = sign(chain, BOB, train_call(steps=1, batch=1, segment=1), 0)
+        raw = xt.encode()
+        runtime = chain.runtime
+        full = {
+            "result_length": (runtime.max_extrinsic_length, "the block's extrinsics declare "),
+            "transcript_bytes": (chain.config.max_transcript_bytes, "the block's TRAIN calls declare "),
+            "train_calls": (runtime_module.MAX_TRAIN_CALLS, f"a block holds at most {runtime_module.MAX_TRAIN_CALLS} TRAIN calls"),
+        }
+        for total, (value, message) in full.items():
+            info = BlockInfo(chain.best_number + 1, chain.best_hash, ALICE.public, True, chain.trainer, **{total: value})
+            with pytest.raises(InvalidTransaction) as caught:
+                runtime.apply_extrinsic(chain.state.overlay(), info, 0, xt, blake2_256(raw), len(raw))
+            assert (caught.value.reason, str(caught.value)[: len(message)]) == ("exhausts_resources", message), total
+        info = BlockInfo(chain.best_number + 1, chain.best_hash, ALICE.public, True, chain.trainer, train_calls=runtime_module.MAX_TRAIN_CALLS - 1)
+        assert runtime.apply_extrinsic(chain.state.overlay(), info, 0, xt, blake2_256(raw), len(raw)).success
+        assert info.train_calls == runtime_module.MAX_TRAIN_CALLS
+    finally:
+        chain.db.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (mutation testing, 2026-11-30): the builder has no MAX_TRAIN_CALLS check of its own, so the TRAINs past "
+    "it reach apply_extrinsic, are reported through on_invalid, and node.service hands every reason but 'future' to "
+    "pool.report_invalid, which removes and bans them and sends their senders' later nonces back to FUTURE",
+)
+def test_the_train_calls_past_the_limit_are_left_for_a_later_block_not_reported_invalid(tmp_path: Path, monkeypatch) -> None:
+    """A block holds MAX_TRAIN_CALLS TRAINs and the builder should leave the rest for the next
+    block, as it leaves an extrinsic past the block's weight or length (``continue``, no
+    on_invalid): the rest are valid, only this block is full. Here the limit is 3."""
+    monkeypatch.setattr(runtime_module, "MAX_TRAIN_CALLS", 3)
+    chain = open_chain(tmp_path / "c")
+    try:
+        one = train_call(steps=1, batch=1, segment=1)
+        invalid: list[tuple[bytes, InvalidTransaction]] = []
+        built = chain.build_block([sign(chain, BOB, one, n) for n in range(5)], ALICE, slot=1, on_invalid=lambda h, e: invalid.append((h, e)))
+        assert len(built.receipts) == 3
+        # What node.service bans (all but "future"): now the 4th TRAIN, as exhausts_resources.
+        assert [(e.reason, str(e)) for _, e in invalid if e.reason != "future"] == []
+    finally:
+        chain.db.close()

@@ -205,6 +205,37 @@ def test_a_round_at_the_block_weight_or_the_cells_limit_exactly_opens(chain) -> 
     )
 
 
+def test_a_round_at_each_field_limit_of_a_reveal_exactly_opens(chain) -> None:
+    """An update of exactly MAX_FL_WEIGHTS bytes (2^18 parameters) and a reveal's rows of
+    exactly MAX_ROWS_CHUNK bytes or MAX_FL_REVEAL_ROWS rows pass their checks; a byte or a row
+    more is refused, and the refusal names the row count only when the rows are what is over
+    (mutation testing, 2026-11-30: each limit was met by no test). The block weight is raised
+    here so that only these limits decide."""
+    roomy = _open_ctx(chain, max_block_weight=10**15)
+    one = {"local_steps": 1, "segment_len": 1, "samples": 1, "min_updates": 1, "max_updates": 1}
+    federated._verify_open(roomy, open_call(batch_size=1, **one), ml_runtime.ModelSpec("linear", 511, 512))  # 2^18 parameters
+    # 256 rows of 1,024 float32s (1,023 features and the label): exactly 1 MiB; one feature more is past it.
+    federated._verify_open(roomy, open_call(batch_size=256, **one), ml_runtime.ModelSpec("softmax", 1023, 2))
+    assert _open_error(roomy, open_call(batch_size=256, **one), ml_runtime.ModelSpec("softmax", 1024, 2)) == (
+        "federated.RevealTooLarge: a reveal's rows could take 1,049,600 bytes (256 rows of 4,100); "
+        "its rows field holds at most 1,048,576"
+    )
+    # 65,536 rows of 16 bytes, both limits met: past these checks, the reveal's paths are too long.
+    rows = {**one, "local_steps": 16, "segment_len": 16, "batch_size": 4096}
+    assert _open_error(roomy, open_call(**rows), ml_runtime.ModelSpec("softmax", 3, 2)).startswith(
+        "federated.RevealTooLarge: a reveal could take "
+    )
+    assert _open_error(roomy, open_call(**rows), ml_runtime.ModelSpec("softmax", 4, 2)) == (
+        "federated.RevealTooLarge: a reveal's rows could take 1,310,720 bytes (65,536 rows of 20); "
+        "its rows field holds at most 1,048,576"
+    )
+    more = {**rows, "local_steps": 17, "segment_len": 17}
+    assert _open_error(roomy, open_call(**more), ml_runtime.ModelSpec("softmax", 1, 2)) == (
+        "federated.RevealTooLarge: a reveal's rows could take 557,056 bytes (69,632 rows of 8); "
+        "its rows field holds at most 1,048,576 and 65,536 rows"
+    )
+
+
 def test_a_round_at_each_counting_limit_exactly_opens(chain) -> None:
     """local_steps of max_train_steps, max_segments segments, l2 of 0 and a reveal deadline
     MAX_ROUND_BLOCKS ahead are all allowed; the update-count refusal names the allowlist only
