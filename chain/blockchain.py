@@ -72,7 +72,9 @@ from typing import Protocol
 import msgspec
 
 import ml_runtime
+from chain import runtime as runtime_module
 from chain.block import Block, Body, compute_extrinsics_root, decode_body, encode_body
+from chain.calls import Train
 from chain.codec import decode, encode, encode_each, encode_versioned_each
 from chain.config import (
     RUNTIME_CONFIG_KEY,
@@ -602,6 +604,7 @@ class Blockchain:
             if fits_alone and (
                 length + info.result_length + xt_length > max_length or weight + declared.weight > max_weight
                 or info.transcript_bytes + declared.transcript_bytes > max_transcripts
+                or (type(xt.call) is Train and info.train_calls >= runtime_module.MAX_TRAIN_CALLS)
             ):
                 continue  # for a later block; one that fits no block is refused by apply_extrinsic
             try:

@@ -606,16 +606,12 @@ def test_each_block_total_an_extrinsic_would_pass_is_refused_as_exhausts_resourc
         chain.db.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (mutation testing, 2026-11-30): the builder has no MAX_TRAIN_CALLS check of its own, so the TRAINs past "
-    "it reach apply_extrinsic, are reported through on_invalid, and node.service hands every reason but 'future' to "
-    "pool.report_invalid, which removes and bans them and sends their senders' later nonces back to FUTURE",
-)
 def test_the_train_calls_past_the_limit_are_left_for_a_later_block_not_reported_invalid(tmp_path: Path, monkeypatch) -> None:
-    """A block holds MAX_TRAIN_CALLS TRAINs and the builder should leave the rest for the next
+    """A block holds MAX_TRAIN_CALLS TRAINs and the builder leaves the rest for the next
     block, as it leaves an extrinsic past the block's weight or length (``continue``, no
-    on_invalid): the rest are valid, only this block is full. Here the limit is 3."""
+    on_invalid): the rest are valid, only this block is full. They reached apply_extrinsic and
+    were reported invalid, which node.service hands to the pool, which bans them (found by
+    mutation testing, 2026-11-30). Here the limit is 3."""
     monkeypatch.setattr(runtime_module, "MAX_TRAIN_CALLS", 3)
     chain = open_chain(tmp_path / "c")
     try:

@@ -113,9 +113,9 @@ survivors are the equivalents above: _apply_settle's ``or`` for either ``and`` o
 for ``//`` (2). Not judged (older lines, whose tests are outside the narrowed selection):
 apply_train's other 91 survivors (events, the licence limits' labels, the receipt,
 post_info) and apply_extrinsic's other 47 (the failed and succeeded events and receipts).
-A bug found on the way, not fixed here (no change to non-test code): the builder has no
-TRAIN-call check of its own, so the TRAINs past MAX_TRAIN_CALLS go through on_invalid and
-node.service bans them from the pool (test_block_limits.py's strict xfail
+A bug found on the way, and fixed after the run: the builder had no TRAIN-call check of its
+own, so the TRAINs past MAX_TRAIN_CALLS went through on_invalid and node.service banned them
+from the pool (test_block_limits.py,
 test_the_train_calls_past_the_limit_are_left_for_a_later_block_not_reported_invalid).
 """
 
