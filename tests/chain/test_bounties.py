@@ -386,11 +386,45 @@ def test_a_version_made_in_the_posting_block_counts_as_before_it(chain, monkeypa
     monkeypatch.setattr(bounties, "MAX_CLAIM_LINEAGE", 1)
     state = chain.state.overlay()
     assert bounties.compute_lineage(state, bounty, models.VERSIONS.get(state, 0, latest)) == ([after, same], False)
-    # What a claim of it records to check at settling: the TRAINs after the posting, not the
-    # one of the posting block, where the lineage starts (mutation testing, 2026-11-30).
+    # What a claim of it records to check at settling: the TRAINs after the posting and the
+    # one of the posting block too. Its author orders the block and sees the target: a TRAIN
+    # forged there just above it, then trained on honestly, was paid though proven forged
+    # (a reviewer's finding, round 5, B1). The nearest version from before it is not checked.
     made = [models.VERSIONS.get(state, 0, v).training for v in (latest, after, same)]
     assert all(t is not None for t in made)  # all three made by a TRAIN
-    assert bounties._compute_trainings(state, bounty, (latest, after, same)) == tuple(t.extrinsic_hash for t in made[:2])  # type: ignore[union-attr]
+    assert bounties._compute_trainings(state, bounty, (latest, after, same)) == tuple(t.extrinsic_hash for t in made)  # type: ignore[union-attr]
+    before = models.VERSIONS.get(state, 0, same).parent
+    assert before is not None and models.VERSIONS.get(state, 0, before).block < bounty.posted_at
+    assert bounties._compute_trainings(state, bounty, (before,)) == ()
+
+
+def test_a_lineage_that_starts_with_two_versions_of_the_posting_block_is_refused(chain) -> None:
+    """The walk stops at the first version made in the posting block or before, and only the
+    posting block's TRAINs from there on are checked for a forgery: a TRAIN forged in the
+    posting block, another on it in the same block, then an honest step after it, would leave
+    the forged one unchecked (a reviewer's finding, round 5). Such a claim is refused; one
+    whose start's parent is from before the posting is not."""
+    d = Driver(chain)
+    post = calls.PostBounty(0, 0, calls.compute_f32_bits(_loss(chain, 0, 0) * 0.3), 5 * POL, chain.best_number + 60)
+    nonce = balances.get_account(chain.state.overlay(), CHARLIE.public).nonce
+    xts = [sign(chain, DAVE, post, balances.get_account(chain.state.overlay(), DAVE.public).nonce),
+           sign(chain, CHARLIE, train_call(steps=20, batch=8), nonce), sign(chain, CHARLIE, train_call(steps=20, batch=8), nonce + 1)]
+    d.slot += 1
+    built = chain.build_block(xts, ALICE, slot=d.slot)
+    assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
+    second = _latest(d)
+    first = models.VERSIONS.get(chain.state.overlay(), 0, second).parent
+    assert d.apply(FERDIE, train_call(steps=300, batch=32, lr=0.5)).success
+    claimed = _latest(d)
+    receipt = d.apply(FERDIE, calls.ClaimBounty(0, claimed))
+    assert receipt.error == (
+        f"models.LineageStartsInPostingBlock: version {claimed}'s lineage starts at version {second}, trained in the posting "
+        f"block (block {bounties.get_bounty(chain.state.overlay(), 0).posted_at}) from version {first} of that block too; "
+        "train from a version made before it"
+    )
+    # From the posting block's first version, whose parent is from before the posting: paid.
+    assert d.apply(FERDIE, msgspec.structs.replace(train_call(steps=300, batch=32, lr=0.5), from_version=first)).success
+    assert d.apply(FERDIE, calls.ClaimBounty(0, _latest(d))).success
 
 
 def test_a_bounty_whose_longest_claim_fits_no_block_is_refused_at_posting(chain) -> None:
