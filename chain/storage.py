@@ -131,6 +131,27 @@ def _check_not_headless(path: str) -> None:
         )
 
 
+def _drain(path: str, iterator: Any) -> Iterator[tuple[bytes, bytes]]:
+    """A column iterator's (key without the column byte, value) pairs; a checksum failure
+    says the database at ``path`` is damaged."""
+    try:
+        with iterator as it:
+            for key, value in it:
+                yield key[1:], value
+    except plyvel.CorruptionError as exc:
+        raise _damaged(path, exc) from exc
+
+
+def _drain_keys(path: str, iterator: Any) -> Iterator[bytes]:
+    """As :func:`_drain`, keys only."""
+    try:
+        with iterator as it:
+            for key in it:
+                yield key[1:]
+    except plyvel.CorruptionError as exc:
+        raise _damaged(path, exc) from exc
+
+
 class Database:
     """One LevelDB database (plyvel) holding every column of a node.
 
@@ -238,33 +259,16 @@ class Database:
         if start is not None and col + start > lower:
             lower = col + start
         upper = _compute_prefix_end(col + prefix)
-        return self._drain(db.iterator(start=lower, stop=upper, verify_checksums=True))
+        return _drain(self.path, db.iterator(start=lower, stop=upper, verify_checksums=True))
 
     def iterate_keys(self, column: Column) -> Iterator[bytes]:
         """The keys of a whole column, in order, without reading their values (a sweep of a
         column of checkpoints, 1 MiB a value, need not read them; chain.pruning)."""
         col = _check_column(column) + b""
-        return self._drain_keys(
-            self._require_open().iterator(start=col, stop=_compute_prefix_end(col), include_value=False, verify_checksums=True)
+        return _drain_keys(
+            self.path,
+            self._require_open().iterator(start=col, stop=_compute_prefix_end(col), include_value=False, verify_checksums=True),
         )
-
-    @staticmethod
-    def _drain(iterator: Any) -> Iterator[tuple[bytes, bytes]]:
-        try:
-            with iterator as it:
-                for key, value in it:
-                    yield key[1:], value
-        except plyvel.CorruptionError as exc:
-            raise _damaged("", exc) from exc
-
-    @staticmethod
-    def _drain_keys(iterator: Any) -> Iterator[bytes]:
-        try:
-            with iterator as it:
-                for key in it:
-                    yield key[1:]
-        except plyvel.CorruptionError as exc:
-            raise _damaged("", exc) from exc
 
     def snapshot(self) -> Snapshot:
         """A consistent read-only view of the database as it is now (a LevelDB snapshot)."""
@@ -323,14 +327,15 @@ class Snapshot:
         """As :meth:`Database.iterate` of a whole column, at the snapshot."""
         col = _check_column(column) + b""  # (plain bytes: plyvel refuses the enum)
         self._db._require_open()
-        return Database._drain(self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), verify_checksums=True))
+        return _drain(self._db.path, self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), verify_checksums=True))
 
     def iterate_keys(self, column: Column) -> Iterator[bytes]:
         """As :meth:`Database.iterate_keys`, at the snapshot."""
         col = _check_column(column) + b""
         self._db._require_open()
-        return Database._drain_keys(
-            self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), include_value=False, verify_checksums=True)
+        return _drain_keys(
+            self._db.path,
+            self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), include_value=False, verify_checksums=True),
         )
 
     def close(self) -> None:
