@@ -185,7 +185,7 @@ class Database:
             # it LevelDB skipped the damaged 32 KiB of the log and replayed the rest, so some
             # blocks' batches were lost and later ones kept, and the node authored on a state
             # missing trie nodes (an outside tester's finding, round 4). Reads verify each
-            # table block's checksum as it comes off the disk (READ_CHECKS): a flipped byte in
+            # table block's checksum as it comes off the disk (verify_checksums=True on every read and iterator below): a flipped byte in
             # a table was served as a state value.
             self._db = plyvel.DB(
                 self.path,
