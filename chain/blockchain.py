@@ -515,6 +515,18 @@ class Blockchain:
             self._move_best(route.enacted[-1] if route.enacted else route.common, new_root)
         return route
 
+    def revoke_invalid(self, block_hash: bytes) -> None:
+        """Delete the INVALID record of a block that is not stored: a fraud proven against it
+        here, when a finality proof then showed it final (node.service's import_block: finality
+        is never reverted). ChainError for a stored block (its descendants' records and the
+        reorg off it are not undone here) or one not marked."""
+        if not isinstance(block_hash, bytes) or len(block_hash) != 32:
+            raise ChainError(f"block hash must be 32 bytes, got {block_hash!r:.80}")
+        if self.has_block(block_hash) or not self.is_invalid(block_hash):
+            raise ChainError(f"block {block_hash.hex()} is stored or not marked invalid: its mark is not revoked")
+        with self.db.write_batch() as batch:
+            batch.delete(Column.INVALID, block_hash)
+
     def _collect_subtree(self, block_hash: bytes) -> dict[bytes, None]:
         """``block_hash`` and every stored descendant (through CHILDREN), in insertion order."""
         found: dict[bytes, None] = {block_hash: None}

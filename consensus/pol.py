@@ -46,7 +46,15 @@ that cannot be obtained raise :class:`~chain.errors.CheckpointsUnavailable` (the
 neither accepted nor judged). A source verifies every opening it hands over (the
 CheckpointSource contract, chain/proofs.py), so the verifier does not hash them again on the
 common path; before it accuses an author it re-verifies the openings its proof carries, so a
-faulty source can make a block unavailable, never an honest author guilty. ``chain.proofs.FullReexecution`` is the auditor's verifier.
+faulty source can make a block unavailable, never an honest author guilty.
+
+The auditor (``polchain node --pol full``) is this verifier with ``m`` = :data:`EVERY_SEGMENT`:
+it re-runs every segment, and a fault it finds is a fraud proof like a sampling validator's.
+It was ``chain.proofs.FullReexecution``, whose faults are plain BlockErrors: nothing turned them
+into proofs, so an auditor that caught a forgery the samples missed could neither stop nor
+punish it, and its sync charged every honest peer that relayed the block as a sender of a bad
+block (an outside tester's finding, 2026-11-30). FullReexecution stays the chain layer's
+default check (chain.blockchain, without a node).
 """
 
 from __future__ import annotations
@@ -88,6 +96,9 @@ if TYPE_CHECKING:
     from chain.block import Block
 
 _SAMPLE_DOMAIN: Final = b"polchain/pol/sample"
+#: ``m`` of the auditor: above any job's segment count (ml_runtime.sample_segments takes m up to
+#: 2^31 and clips it to S), so every segment is re-run.
+EVERY_SEGMENT: Final = 2**31
 
 
 def compute_sample_binding(block_hash: bytes, extrinsic_index: int) -> bytes:
@@ -101,6 +112,8 @@ def compute_sample(secret: bytes, block_hash: bytes, extrinsic_index: int, finis
     claimed finite (sorted, distinct; all of them if ``samples`` >= ``finished``)."""
     if finished == 0:
         return ()
+    if samples >= finished:  # what sample_segments returns then, without drawing S distinct indices
+        return tuple(range(finished))
     return ml_runtime.sample_segments(secret, compute_sample_binding(block_hash, extrinsic_index), finished, samples)
 
 

@@ -49,8 +49,8 @@ blocks it has yet to import may note such votes).
 
 Proof-of-learning (issue 9): every block from a peer is checked on import by the node's
 verifier, ``--pol sampled`` (consensus.pol.SampledVerifier: ``pol_samples`` segments per job,
-chosen with this node's secret, node.pol_keystore) or ``--pol full`` (chain.proofs.
-FullReexecution: the auditor). The checkpoints come from the peers (node.network.transcripts).
+chosen with this node's secret, node.pol_keystore) or ``--pol full`` (the auditor: the same
+verifier sampling every segment). The checkpoints come from the peers (node.network.transcripts).
 A verifier that finds a fault raises FraudFound: the node stores the proof as evidence
 (``pol/`` + block hash + extrinsic index), gossips it, and, if it has an author key, submits
 ``pol.report_fraud`` signed with it to its own pool, so the author's bond is slashed on
@@ -114,7 +114,6 @@ from chain.pallets.staking import PENDING_REMOVAL, get_validators, is_disabled
 from chain.pool import TransactionPool, Validity
 from chain.proofs import (
     CheckpointSource,
-    FullReexecution,
     Opening,
     TrainingClaim,
     TranscriptVerifier,
@@ -143,7 +142,7 @@ from consensus.finality import (
     proves_finality,
     verify_justification,
 )
-from consensus.pol import SampledVerifier
+from consensus.pol import EVERY_SEGMENT, SampledVerifier
 from consensus.vote_notes import make_note_votes
 from genesis.spec import ChainSpec
 from node.byzantine import (
@@ -274,7 +273,7 @@ class NodeConfig:
     node_key: str | None = None  # --node-key (hex)
     node_key_file: Path | None = None
     byzantine: Byzantine | None = None  # --byzantine: misbehave on purpose (node/byzantine.py)
-    pol: str = "sampled"  # --pol: "sampled" (SampledVerifier) or "full" (FullReexecution: an auditor)
+    pol: str = "sampled"  # --pol: "sampled" (SampledVerifier) or "full" (the auditor: every segment)
     pol_fetch_timeout: float = DEFAULT_FETCH_TIMEOUT  # --pol-fetch-timeout, seconds
     signature_threads: int = 1  # --signature-threads (chain.signatures; the CLI's default: one a core)
     doppelganger_rounds: int = 0  # --doppelganger-rounds: rounds listening for this key's signatures before signing
@@ -328,8 +327,9 @@ class NodeService:
         except VoterRecordError:
             self.db.close()
             raise
+        # The auditor samples every segment: its faults are fraud proofs too (consensus.pol).
         self.verifier.inner = (
-            FullReexecution() if config.pol == "full" else SampledVerifier(
+            SampledVerifier(pol_secret, samples=EVERY_SEGMENT) if config.pol == "full" else SampledVerifier(
                 pol_secret, samples_for=lambda block: self.chain.config_at(block.header.parent_hash).pol_samples
             )
         )
@@ -1143,20 +1143,42 @@ class NodeService:
         ``source``: where the verifier fetches checkpoints (None: this node's store).
 
         ``final_proof``: a finality proof of this block or of a descendant the caller linked
-        to it by hashes (a synced range). Only when the openings cannot be had is it used: if
-        it verifies, the block is stored without its training checked here, as more than 2/3
-        of the validators (each of whom checked a sample of it before voting past it) made it
-        final (a proof whose only voter is the block's author, a sole validator's, is not used).
-        Without this, only a block's author holds all its checkpoints, and a node that
-        could not reach the author (gone, purged, or withholding from this node alone) never
-        imported a final block, nor anything after it (an outside tester's finding: with 4
-        validators, one withholding from one other stopped finality for good)."""
+        to it by hashes (a synced range). Only when the training check cannot accept the
+        block is it used (:meth:`_proves_final`): if it verifies, more than 2/3 of the
+        validators (each of whom checked a sample of it before voting past it) made the
+        block final, and finality is never reverted.
+
+        - The openings cannot be had: the block is stored without its training checked here.
+          Without this, only a block's author holds all its checkpoints, and a node that could
+          not reach the author (gone, purged, or withholding from this node alone) never
+          imported a final block, nor anything after it (an outside tester's finding: with 4
+          validators, one withholding from one other stopped finality for good).
+        - The check proves it forged (a forgery every validator's sample missed, found by an
+          auditor or a resyncing validator whose sample hits it): the block is stored, and
+          its fraud proof kept, gossiped and reported, not turned into an INVALID mark; a mark
+          this node left before (its own check, or a peer's proof, while the block was not
+          stored) gives way too. Before, such a node refused the final chain for good (an
+          outside tester's finding, 2026-11-30: every auditor stopped at the first forgery
+          that escaped the samples). The challenge window is the time a proof has to arrive;
+          after it, the proof punishes the author but does not move the chain."""
+        block_hash = block.hash()
+        if (
+            final_proof is not None and self.chain.is_invalid(block_hash) and not self.chain.has_block(block_hash)
+            and await self._proves_final(block, final_proof)
+        ):
+            async with self._lock:
+                self.chain.revoke_invalid(block_hash)
+            log.warning(
+                "block #%d (0x%s…) was proven forged here, but block #%d is final, which it leads to: "
+                "importing it (finality is never reverted; the fraud stays reported)",
+                block.header.number, block_hash.hex()[:12], final_proof.target_number,
+            )
         # Execution and the cheap commitments run under the lock (they read the state a write
         # would change); the training check does not: it may wait up to --pol-fetch-timeout on
         # peers for openings (a withholding author's block makes it wait in full), and holding
         # the lock meanwhile would delay this node's own block and votes by as much.
         async with self._lock:
-            if self.chain.has_block(block.hash()):
+            if self.chain.has_block(block_hash):
                 return None
             started = time.perf_counter()
             try:
@@ -1165,39 +1187,53 @@ class NodeService:
                 if exc.reason == "future_slot":
                     self._check_far_future(block)
                 raise
+        fraud: FraudFound | None = None
         try:
             openings = await asyncio.to_thread(self.chain.verify_training, prepared, source)
         except FraudFound as exc:
-            async with self._lock:
-                self._on_fraud_found(exc.proof, str(exc))
-            raise
-        except CheckpointsUnavailable as unavailable:
-            if (
-                final_proof is None
-                or not proves_finality(self.chain, final_proof)
-                # A sole validator's own vote is its own word for its training, not a check.
-                or all(signed.voter == block.header.author for signed in final_proof.votes)
-            ):
+            if not await self._proves_final(block, final_proof):
+                async with self._lock:
+                    self._on_fraud_found(exc.proof, str(exc))
                 raise
-            try:  # up to 1,024 signatures: on a thread
-                # Its target is this block or a later one of the range: not imported yet.
-                await asyncio.to_thread(verify_justification, self.chain, final_proof, target_known=False, final=True)
-            except InvalidJustification as exc:
-                if exc.reason in ("not_validator", "below_threshold"):  # maybe a set this node has not reached
-                    raise unavailable from exc
-                raise  # a forged proof: the caller charges whoever sent it
+            fraud, openings = exc, []
+        except CheckpointsUnavailable as unavailable:
+            if not await self._proves_final(block, final_proof):
+                raise
             openings = []
             log.info(
                 "block #%d (0x%s…) imported without its training checked here (%s): block #%d is final, "
                 "which it leads to", block.header.number, prepared.block_hash.hex()[:12], unavailable,
-                final_proof.target_number,
+                final_proof.target_number,  # type: ignore[union-attr]
             )
         async with self._lock:
             if self.chain.has_block(prepared.block_hash):  # imported meanwhile (another announcement)
                 return None
             imported = await asyncio.to_thread(self.chain.finish_import, prepared, openings)
             await self._after_import(imported, time.perf_counter() - started)
+            if fraud is not None:  # stored first: a report names a block of our chain
+                self._on_fraud_found(fraud.proof, str(fraud), final=True)
             return imported
+
+    async def _proves_final(self, block: Block, final_proof: Justification | None) -> bool:
+        """Whether ``final_proof`` (of ``block`` or of a descendant linked to it) proves it final:
+        a finality link of more than 2/3 of the validator set, signatures verified on a thread
+        (up to 1,024). False for none, for a link that finalizes nothing, for a sole validator's
+        own vote (its own word for its training, not a check) and for a proof below the
+        threshold or by unknown voters (perhaps a validator set this node has not reached);
+        InvalidJustification for a forged one (the caller charges whoever sent it)."""
+        if (
+            final_proof is None
+            or not proves_finality(self.chain, final_proof)
+            or all(signed.voter == block.header.author for signed in final_proof.votes)
+        ):
+            return False
+        try:  # its target is this block or a later one of the range: not imported yet
+            await asyncio.to_thread(verify_justification, self.chain, final_proof, target_known=False, final=True)
+        except InvalidJustification as exc:
+            if exc.reason in ("not_validator", "below_threshold"):
+                return False
+            raise
+        return True
 
     # --- online state pruning --------------------------------------------------------------------
     def _maybe_prune(self) -> None:
@@ -1228,19 +1264,22 @@ class NodeService:
         )
 
     # --- proof-of-learning fraud ---------------------------------------------------------------
-    def _on_fraud_found(self, proof: FraudProof, message: str) -> None:
+    def _on_fraud_found(self, proof: FraudProof, message: str, *, final: bool = False) -> None:
         """Our verifier proved a block's training false: keep the proof, tell the peers, and
-        report it on chain (a fraud proof is the one thing the author cannot answer)."""
+        report it on chain (a fraud proof is the one thing the author cannot answer).
+        ``final``: the block was imported under a finality proof (import_block), so it is
+        not marked invalid."""
         block_hash = proof.block_hash()
         encoded = proof.encode()
         self.metrics.pol_frauds.inc()
         log.warning(
-            "Fraud in block #%d (0x%s…) by %s: %s", proof.header.number, block_hash.hex()[:12],
-            proof.header.author.hex()[:16], message,
+            "Fraud in block #%d (0x%s…) by %s%s: %s", proof.header.number, block_hash.hex()[:12],
+            proof.header.author.hex()[:16], ", final" if final else "", message,
         )
         self.chain.put_evidence(compute_fraud_evidence_key(block_hash, proof.extrinsic_index), encoded)
-        # Not stored, so marked only: a later copy of the block, or a child, is refused at once.
-        self.chain.invalidate(block_hash, f"fraud: extrinsic #{proof.extrinsic_index}: {message}")
+        if not final:
+            # Not stored, so marked only: a later copy of the block, or a child, is refused at once.
+            self.chain.invalidate(block_hash, f"fraud: extrinsic #{proof.extrinsic_index}: {message}")
         if self.network is not None:
             self.network.broadcast_fraud_proof(encoded)
         self._report_fraud(encoded, block_hash, proof.header.author)
