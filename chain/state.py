@@ -17,7 +17,8 @@ Layout
 * META ``state/best_root`` records which root the flat column holds; it is written in the
   same batch as the flat values, so after a crash the two always agree.
 * In memory, :class:`StateDB` keeps the best state's values that blocks lately read or
-  wrote (at most ``value_cache_size``), updated with each batch's own flat changes when the
+  wrote (at most ``value_cache_size`` of them, each at most ``MAX_CACHED_VALUE`` bytes: model
+  weights are read from the column), updated with each batch's own flat changes when the
   best state moves: the accounts a block of transfers touches again are dict reads, not
   LevelDB reads.
 
@@ -67,9 +68,9 @@ from typing import Final
 
 from chain.errors import OverlayError, StateError, UnknownStateRoot
 from chain.storage import Column, Database, Snapshot, WriteBatch
-from chain.trie import EMPTY_ROOT, HASH_LEN, MAX_KEY_LEN, Trie
+from chain.trie import EMPTY_ROOT, HASH_LEN, MAX_CACHED_VALUE, MAX_KEY_LEN, Trie
 
-__all__ = ["MAX_TRANSACTION_DEPTH", "Overlay", "StateCommit", "StateDB"]
+__all__ = ["MAX_CACHED_VALUE", "MAX_TRANSACTION_DEPTH", "Overlay", "StateCommit", "StateDB"]
 
 #: META key of the root whose values the flat STATE column holds.
 BEST_ROOT_KEY: Final = b"state/best_root"
@@ -469,9 +470,10 @@ class StateDB:
                 for key, value in zip(keys, found, strict=True):
                     if value is _ABSENT:
                         value = next(read)
-                        if len(cached) >= limit:
-                            cached.clear()
-                        cached[key] = value
+                        if value is None or len(value) <= MAX_CACHED_VALUE:
+                            if len(cached) >= limit:
+                                cached.clear()
+                            cached[key] = value
                     out.append(value)  # type: ignore[arg-type]
                 return out
         trie = self._trie
@@ -482,14 +484,17 @@ class StateDB:
         value = self._values.get(key, _ABSENT)
         if value is _ABSENT:
             value = self._db.get(Column.STATE, key)
-            if len(self._values) >= self._value_cache_size:
-                self._values.clear()
-            self._values[key] = value
+            if value is None or len(value) <= MAX_CACHED_VALUE:
+                if len(self._values) >= self._value_cache_size:
+                    self._values.clear()
+                self._values[key] = value
         return value  # type: ignore[return-value]
 
     def _update_values(self, changes: Mapping[bytes, bytes | None]) -> None:
         values = self._values
         values.update(changes)
+        for key in [key for key, value in changes.items() if value is not None and len(value) > MAX_CACHED_VALUE]:
+            del values[key]  # not kept (MAX_CACHED_VALUE), and no older value may stand for it
         if len(values) > self._value_cache_size:
             values.clear()
 

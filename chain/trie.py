@@ -76,6 +76,7 @@ from chain.errors import MalformedNode, MissingTrieNode, ProofError, StateError,
 
 __all__ = [
     "EMPTY_ROOT",
+    "MAX_CACHED_VALUE",
     "MAX_KEY_LEN",
     "MemoryNodeStore",
     "NodeStore",
@@ -86,6 +87,10 @@ __all__ = [
 ]
 
 HASH_LEN = 32
+#: The largest value a cached node may hold (a leaf's, or a branch's own): accounts and other
+#: small records stay in memory; model weights and the like are read from the store.
+#: chain.state's value cache keeps the same bound.
+MAX_CACHED_VALUE = 256
 #: Longest storage key accepted. It bounds the trie depth (<= 2 nibbles per byte), and so the
 #: recursion depth of updates and walks, well below Python's recursion limit.
 MAX_KEY_LEN = 256
@@ -337,7 +342,11 @@ class Trie:
     every historical state whose nodes are stored (the node is an archive node: nodes are
     never deleted). It keeps a bounded cache of decoded nodes, filled by reads and by every
     :meth:`compute_update` (whose new nodes are the next block's hot path); a cached node
-    costs about 340 bytes, so the default of a million nodes is ~350 MB at most.
+    costs about 340 bytes plus its value, and only nodes whose value is at most
+    :data:`MAX_CACHED_VALUE` bytes are cached, so the default of a million nodes is ~600 MB at
+    most. (Bounded by count alone, a node that imported blocks of 1 MiB model weights kept
+    them all: an outside tester's finding, 2026-11-30.) A node left out is read from the
+    store when needed, so an update must build on a root whose nodes are stored.
 
     One thread at a time updates it (the node's import or authoring, under the node's lock);
     reads may run on other threads meanwhile (the event loop, RPC read threads): nodes are
@@ -380,6 +389,9 @@ class Trie:
         return node
 
     def _remember(self, node_hash: bytes, node: _Node) -> None:
+        value = node[-1]  # a leaf's value, a branch's own (None)
+        if value is not None and len(value) > MAX_CACHED_VALUE:
+            return
         self._cache[node_hash] = node
         if len(self._cache) > self._cache_size:
             self._evict()
@@ -772,7 +784,8 @@ def _seal(node: _Node, nodes: dict[bytes, bytes], cache: dict[bytes, _Node]) -> 
                     hasher.update(leaf)
                     leaf_hash = hasher.digest()
                     nodes[leaf_hash] = leaf
-                    cache[leaf_hash] = child
+                    if len(child[1]) <= MAX_CACHED_VALUE:
+                        cache[leaf_hash] = child
                     child = children[i] = leaf_hash
                 else:
                     child = children[i] = _seal(child, nodes, cache)
@@ -791,7 +804,8 @@ def _seal(node: _Node, nodes: dict[bytes, bytes], cache: dict[bytes, _Node]) -> 
     hasher.update(encoded)
     node_hash = hasher.digest()
     nodes[node_hash] = encoded
-    cache[node_hash] = node
+    if value is None or len(value) <= MAX_CACHED_VALUE:
+        cache[node_hash] = node
     return node_hash
 
 

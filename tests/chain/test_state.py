@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain.errors import OverlayError, StateError, UnknownStateRoot
-from chain.state import MAX_TRANSACTION_DEPTH, Overlay, StateCommit, StateDB
+from chain.state import MAX_CACHED_VALUE, MAX_TRANSACTION_DEPTH, Overlay, StateCommit, StateDB
 from chain.storage import Column, Database
 from chain.trie import EMPTY_ROOT, verify_read_proof
 
@@ -387,3 +387,38 @@ def test_best_state_reads_follow_every_move_of_the_best_state(db: Database, cach
     assert state.overlay().get(b"a") == b"9" and state.overlay().get(b"d") is None
     _write(state, db, {b"b": None, b"c": b"8"})
     check()
+
+
+def _cached_value_bytes(state: StateDB) -> int:
+    """Bytes of values held by the state's two caches: its value cache and its trie's node cache."""
+    values = sum(len(v) for v in state._values.values() if v is not None)
+    nodes = sum(len(node[-1] or b"") for node in state._trie._cache.values())
+    return values + nodes
+
+
+def test_large_values_are_read_from_the_database_not_kept_in_memory(db: Database) -> None:
+    """Both caches were bounded by entries, not bytes (a million trie nodes, 2^17 values), so a
+    node that imported blocks registering 1 MiB models kept every weights value it wrote or
+    read in memory twice: RSS 112 -> 823 MB over 40 blocks of honest traffic, no plateau (an
+    outside tester's finding, 2026-11-30). A value above MAX_CACHED_VALUE bytes is now never
+    cached (reads go to LevelDB); every read still sees the state, also when a key's cached
+    small value is replaced by a large one, and the other way round."""
+    state = StateDB(db)
+    big = MAX_CACHED_VALUE + 1
+    for block in range(8):
+        changes: dict[bytes, bytes | None] = {b"small%d" % i: b"s%d" % block for i in range(4)}
+        changes |= {b"big%d/%d" % (block, i): bytes([block]) * (64 << 10) for i in range(4)}
+        changes[b"flip"] = bytes([block]) * (big if block % 2 else 8)  # large, small, large...
+        _write(state, db, changes)
+        overlay = state.overlay()
+        assert overlay.get(b"flip") == changes[b"flip"] and state.get(b"flip", at=state.root()) == changes[b"flip"]
+        keys = list(changes)
+        assert overlay.get_many(keys) == list(changes.values())
+        assert [state.get(key, at=state.root()) for key in keys] == list(changes.values())
+    # Written 2 MiB in large values and read them back twice: none of it is held.
+    assert _cached_value_bytes(state) < 4 * MAX_CACHED_VALUE
+    assert state.overlay().get(b"small0") == b"s7"
+    # A value of exactly MAX_CACHED_VALUE bytes is still cached (the bound is inclusive).
+    _write(state, db, {b"edge": b"e" * MAX_CACHED_VALUE})
+    assert state.overlay().get(b"edge") == b"e" * MAX_CACHED_VALUE
+    assert state._values.get(b"edge") == b"e" * MAX_CACHED_VALUE

@@ -101,7 +101,7 @@ async def test_an_auditor_proves_a_forgery_it_finds_and_refuses_the_block(tmp_pa
         async with running(_auditor()) as node:
             root = node.chain.get_header(genesis).state_root
             # checkpoint 3 forged: segment 2 does not re-run to it
-            with pytest.raises(FraudFound, match="extrinsic #0: segment 2 re-runs to weights [0-9a-f]{64}, entry 3 claims"):
+            with pytest.raises(FraudFound, match=r"extrinsic #0: segment 2 re-runs to weights [0-9a-f]{64}, entry 3 claims"):
                 await node.import_block(blocks[1], LocalSource(builder.transcripts))
             assert node.chain.is_invalid(blocks[1].hash())
             # A proof below the threshold: still refused (marked by the first check).
