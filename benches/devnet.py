@@ -301,6 +301,12 @@ def measure_load(validators: int, clients: int, block_ms: int, seconds: float, w
         ready_s = time.monotonic() - started
         advance(1)
         genesis = bytes.fromhex(_rpc(ports[0], "chain_getBlockHash", [0])[2:])
+        # Every port must be this devnet's: a port taken by another process's node between the
+        # free-port probe and the bind answers for another chain (a reviewer's run that ended
+        # with "bad ed25519 signature" and nothing finalized, 2026-11-30).
+        others = [port for port in ports[1:] if bytes.fromhex(_rpc(port, "chain_getBlockHash", [0])[2:]) != genesis]
+        if others or proc.poll() is not None:
+            raise RuntimeError(f"RPC ports {others} answer for another chain than port {ports[0]}'s: {_tail_text(out)}")
         spec_version = int(_rpc(ports[0], "state_getRuntimeVersion")["specVersion"])
         head = _heads(ports[0])
         watcher = threading.Thread(target=_watch, args=(ports[0], load, head[0] if head else 0), daemon=True)
@@ -336,6 +342,10 @@ def measure_load(validators: int, clients: int, block_ms: int, seconds: float, w
         except subprocess.TimeoutExpired:
             proc.kill()
     txs = list(load.txs.values())
+    if any(t.in_block is not None for t in txs) and not any(t.finalized is not None for t in txs):
+        # A devnet that includes but never finalizes is broken (a validator down, a port taken),
+        # not a figure: say so instead of printing "-" for finality.
+        raise RuntimeError(f"no transaction was finalized ({len(txs)} submitted; errors {load.errors[:3]}): {_tail_text(out)}")
     per_window = []
     for k in range(windows):
         lo, hi = bounds[k], bounds[k + 1]

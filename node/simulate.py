@@ -599,6 +599,7 @@ def simulate(p: Params, *, workdir: Path | None = None, progress: Callable[[], N
     block_bytes = float(np.mean([b.size for b in counted])) if counted else 0.0
     proof_total = sum(b.proof_bytes for b in detected) * p.validators  # each validator receives each proof once
     escape = comb(p.segments - p.forged_segments, p.samples) / comb(p.segments, p.samples)
+    trials = sum(b.samplers for b in eligible)
     simulation = {
         "forged_produced": len(forged),
         "forged_detected": len(detected),
@@ -630,6 +631,12 @@ def simulate(p: Params, *, workdir: Path | None = None, progress: Callable[[], N
             "forged_eligible": len(eligible),
             "measured_detection_rate": (sum(1 for b in eligible if b.detected_at is not None) / len(eligible))
             if eligible else None,
+            # Per honest validator that sampled an eligible forged block (one trial each, its
+            # sample independent of whether it sampled): 1 - escape_one_validator. Many more
+            # trials than blocks, so it tells m from m - 1 where the block rate cannot.
+            "sampler_trials": trials,
+            "expected_sampler_detection_rate": 1 - escape,
+            "measured_sampler_detection_rate": sum(b.detectors for b in eligible) / trials if trials else None,
         },
         "windows": table,
         "min_window_no_forged_finalized": safe[0] if safe else None,

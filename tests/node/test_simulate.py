@@ -87,6 +87,13 @@ def test_detection_rate_matches_the_analytic_rate(segments: int, samples: int, f
     assert n >= 50
     sigma = math.sqrt(expected * (1 - expected) / n)
     assert abs(a["measured_detection_rate"] - expected) <= 4 * sigma, (a, sigma)
+    # Per sampling validator: hundreds of trials, so a simulator sampling m - 1 segments
+    # (expected 0.0625 for S = 16, m = 2, against 0.125) is 4 sigma off, where the block rate
+    # above could not tell them apart (a reviewer's mutant, 2026-11-30).
+    one = 1 - math.comb(segments - forged, samples) / math.comb(segments, samples)
+    trials = a["sampler_trials"]
+    assert a["expected_sampler_detection_rate"] == pytest.approx(one) and trials >= 5 * n
+    assert abs(a["measured_sampler_detection_rate"] - one) <= 3 * math.sqrt(one * (1 - one) / trials), a
 
 
 def test_withheld_blocks_are_never_imported_nor_finalized_and_the_chain_goes_on() -> None:
