@@ -55,6 +55,7 @@ import numpy as np
 import ml_runtime as mr
 from benches import _reference_kernels as reference
 from benches.record import write_record
+from benches.runner import summarize
 from ml_runtime import kernels, twins
 
 LR, L2 = np.float32(0.05), np.float32(1e-4)
@@ -124,9 +125,8 @@ def _rounds(fns: dict[str, Callable[[], object]], rounds: int
     return cpu, wall
 
 
-def _rate(steps: int, ts: list[float]) -> dict[str, float]:
-    rates = sorted(steps / t for t in ts)
-    return {"median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
+def _rate(steps: int, ts: list[float]) -> dict[str, Any]:
+    return summarize([steps / t for t in ts])
 
 
 def _data(shape: Shape, n: int) -> tuple[mr.ModelSpec, np.ndarray, np.ndarray, np.ndarray]:
@@ -268,7 +268,7 @@ def _bench_shape(shape: Shape, fast: types.ModuleType, rounds: int, twin_steps: 
         extra = (shape.h,) if shape.family == "mlp" else ()
         t0 = time.perf_counter()
         tw(w.copy(), x, y, idx, twin_steps, shape.batch, LR, L2, shape.d, shape.k, *extra)
-        r["twin"] = {"median": twin_steps / (time.perf_counter() - t0)}
+        r["twin"] = summarize([twin_steps / (time.perf_counter() - t0)])  # one run (n = 1): the scalar twin is slow
     per_round = {  # ratios within one round (same machine state), then their median
         "strict_over_before": [counts["strict"] / s / (counts["before"] / b)
                                for s, b in zip(times["strict"], times["before"], strict=True)],
@@ -278,8 +278,7 @@ def _bench_shape(shape: Shape, fast: types.ModuleType, rounds: int, twin_steps: 
         per_round["strict_over_torch_1t"] = [
             counts["strict"] / s / (counts["torch_1t"] / t)
             for s, t in zip(times["strict"], times["torch_1t"], strict=True)]
-    r["ratios"] = {n: {"median": statistics.median(v), "min": min(v), "max": max(v)}
-                   for n, v in per_round.items()}
+    r["ratios"] = {n: summarize(v) for n, v in per_round.items()}
     r["step_cost_units"] = mr.step_cost(spec, shape.batch)
     r["ns_per_unit_strict"] = 1e9 / r["strict"]["median"] / r["step_cost_units"]
     r["shape"] = {"family": shape.family, "d": shape.d, "k": shape.k, "h": shape.h,
