@@ -27,8 +27,9 @@ The block carries one ``TrainingResult`` per call (transcript root, loss curve, 
 the intermediate checkpoints stay in the author's ``TranscriptStore``. Fresh validators (each
 its own LevelDB with the same genesis) import the block with ``Blockchain.import_block``:
 
-* ``full``: ``chain.proofs.FullReexecution``, the auditor (``--pol full``): every checkpoint
-  fetched, every segment re-run;
+* ``full``: the node's auditor (``--pol full``: ``consensus.pol.SampledVerifier`` with every
+  segment in its sample, ``EVERY_SEGMENT``; before 2026-11-30 ``chain.proofs.FullReexecution``,
+  the same fetches and re-runs): every checkpoint fetched, every segment re-run;
 * ``S/m = 4, 8, 16, 32``: ``consensus.pol.SampledVerifier`` with ``m = S / (S/m)`` segments a job.
 
 Both re-run a block's segments under one pool policy (``chain.proofs.compute_rerun_threads``):
@@ -99,7 +100,7 @@ from chain.storage import Database
 from chain.transcripts import LocalSource
 from consensus.aura import Aura
 from consensus.block_import import ConsensusRules
-from consensus.pol import SampledVerifier, compute_sample
+from consensus.pol import EVERY_SEGMENT, SampledVerifier, compute_sample
 from genesis.spec import ChainSpec, load_chain_spec
 
 SEGMENTS = 32  # S, segments per job
@@ -190,7 +191,11 @@ def _rerun_threads(verifier: Any, block_hash: bytes, claims: Sequence[TrainingCl
 
 
 def _verifiers() -> dict[str, Any]:
-    out: dict[str, Any] = {"full": FullReexecution(), FULL_SERIAL: FullReexecution(threads=1)}
+    # "full" is the node's auditor (--pol full: the sampled verifier with every segment in its
+    # sample, consensus.pol.EVERY_SEGMENT); the one-thread reference is the chain layer's check.
+    out: dict[str, Any] = {
+        "full": SampledVerifier(b"bench-validator-auditor-secret!!", EVERY_SEGMENT), FULL_SERIAL: FullReexecution(threads=1),
+    }
     for ratio in RATIOS:
         out[f"S/m={ratio}"] = SampledVerifier(b"bench-validator-secret-" + bytes([ratio]) * 9, SEGMENTS // ratio)
     out[FLOOR] = _NoVerification()
