@@ -33,7 +33,12 @@ def predict(spec: ModelSpec, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
             out = kernels.softmax_forward(w, xs, spec.d, spec.k)
         else:
             out = kernels.mlp_forward(w, xs, spec.d, spec.k, spec.h)
-    return np.asarray(out, dtype=np.float32)
+    out = np.asarray(out, dtype=np.float32)
+    # One NaN for every CPU: a NaN's bits are the hardware's default NaN (0xffc00000 on x86,
+    # 0x7fc00000 on AArch64 and RISC-V), and INFER puts the outputs' bits in its receipt.
+    # np.float32("nan") is the canonical quiet NaN, 0x7fc00000, everywhere.
+    out[np.isnan(out)] = np.float32("nan")
+    return out
 
 
 def compute_loss(spec: ModelSpec, weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.float32 | None:

@@ -2,7 +2,8 @@
 
 ``models.infer`` runs a stored version of a model on rows the caller sends with the same
 bit-exact forward pass as training and the free ``ml_predict`` RPC (``ml_runtime.predict``),
-puts the outputs in the receipt (the ``models.InferenceMade`` event: float32 little-endian,
+puts the outputs in the receipt (the ``models.InferenceMade`` event: float32 little-endian, every NaN
+the canonical 0x7fc00000 whatever the CPU,
 row after row, ``k`` numbers a row), and pays the model ``inference_price`` x rows through
 :func:`chain.pallets.models.apply_pay_model`: pro rata to its shareholders once it is shared,
 to its owner before. The owner sets the price (``models.set_inference_price``; a shared model's

@@ -293,3 +293,15 @@ def test_predict_validates() -> None:
         mr.predict(spec, w[:-1], np.ones((2, 3), dtype=np.float32))
     with pytest.raises(mr.InvalidJob, match="float32"):
         mr.predict(spec, w.astype(np.float64), np.ones((2, 3), dtype=np.float32))
+
+
+def test_predict_gives_one_nan_whatever_the_cpu() -> None:
+    """Finite inputs can give NaN outputs (an MLP on 3e38: inf - inf in the softmax), and a
+    NaN's bits are the CPU's default NaN: 0xffc00000 on x86, 0x7fc00000 on AArch64 and RISC-V,
+    so INFER receipts and ml_predict answers differed by platform (an outside tester's finding,
+    2026-11-30). Every NaN output is now the canonical quiet NaN 0x7fc00000."""
+    spec = mr.ModelSpec("mlp", 4, 3, 5)
+    w = mr.init_weights(spec, bytes(32))
+    out = mr.predict(spec, w, np.full((2, spec.d), 3.0e38, dtype=np.float32))
+    bits = np.ascontiguousarray(out, dtype="<f4").view("<u4")
+    assert np.isnan(out).all() and set(bits.ravel().tolist()) == {0x7FC00000}
