@@ -406,3 +406,27 @@ async def test_a_range_with_a_garbage_or_foreign_proof_brings_no_unchecked_block
             assert node.chain.best_number == 0 and node.chain.get_header(genesis).state_root == root
             assert "imported without its training checked here" not in caplog.text
             assert "Task exception was never retrieved" not in caplog.text
+
+
+async def test_a_block_marked_forged_here_is_synced_under_the_finality_proof_of_its_range(tmp_path, caplog) -> None:
+    """A node that marked a block invalid (its own check, or a peer's fraud proof, before it
+    held the block) and then syncs the final chain: the range's finality proof lifts the mark,
+    and the block and its descendants come in (an outside tester's finding, 2026-11-30: a
+    validator whose sample hit a forged segment that every other sample missed stayed behind
+    the final chain for good, and finality stopped once the forger left the set)."""
+    caplog.set_level(logging.INFO)
+    first = int(time.time() * 1000) // BLOCK_TIME_MS - 20
+    blocks = _chain_with_training(tmp_path, range(first, first + 3))
+    genesis = blocks[0].hash()
+    attached = {blocks[3].hash(): _justification(blocks[3], ("Alice", "Bob", "Charlie"), genesis)}
+    async with local_node() as node:
+        assert node.network is not None
+        node.chain.invalidate(blocks[1].hash(), "fraud proof: extrinsic #0")  # not stored: marked only
+        peer = await _peer_serving(blocks, attached)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.chain.finalized_hash == blocks[3].hash(), 30, "#3 final")
+            assert not node.chain.is_invalid(blocks[1].hash()) and node.chain.best_hash == blocks[3].hash()
+            assert f"block #1 (0x{blocks[1].hash().hex()[:12]}…) was proven forged here, but block #3 is final" in caplog.text
+        finally:
+            await peer.service.stop()
