@@ -60,6 +60,7 @@ def test_predict_equals_twin_forward(family: str) -> None:
         spec = job.spec
         got = mr.predict(spec, job.weights, np.array(job.x))
         want = twins.forward(spec.family, job.weights, job.x, spec.d, spec.k, spec.h)
+        want[np.isnan(want)] = np.float32("nan")  # predict gives every NaN as the canonical one
         assert got.dtype == np.float32 and got.shape == (job.x.shape[0], spec.k)
         assert got.tobytes() == want.tobytes()
 
