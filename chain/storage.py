@@ -16,7 +16,8 @@ HEADER         0x03    block hash -> encoded header
 BODY           0x04    block hash -> encoded body (extrinsics and training results)
 NUMBER         0x05    block number (u32 big-endian, so it iterates in order) -> block hash
 RECEIPT        0x07    block hash -> encoded receipts and events
-META           0x08    name -> value (best and finalized block, best state root...)
+META           0x08    name -> value (best and finalized block, best state root, how far
+                       state pruning got: chain.pruning...)
 UNDO           0x09    block hash -> the block's journal: (key, value before, value after)
                        for every key the block changed, until the block is finalized (see
                        chain.blockchain: reorgs)
@@ -261,13 +262,17 @@ class Database:
         upper = _compute_prefix_end(col + prefix)
         return _drain(self.path, db.iterator(start=lower, stop=upper, verify_checksums=True))
 
-    def iterate_keys(self, column: Column) -> Iterator[bytes]:
-        """The keys of a whole column, in order, without reading their values (a sweep of a
-        column of checkpoints, 1 MiB a value, need not read them; chain.pruning)."""
+    def iterate_keys(self, column: Column, *, prefix: bytes = b"") -> Iterator[bytes]:
+        """The keys of ``column`` that start with ``prefix`` (all by default), in order, without
+        reading their values (a sweep of a column of checkpoints, 1 MiB a value, need not read
+        them; the block tree's children of one block: chain.pruning)."""
         col = _check_column(column) + b""
+        _check_bytes("prefix", prefix)
         return _drain_keys(
             self.path,
-            self._require_open().iterator(start=col, stop=_compute_prefix_end(col), include_value=False, verify_checksums=True),
+            self._require_open().iterator(
+                start=col + prefix, stop=_compute_prefix_end(col + prefix), include_value=False, verify_checksums=True,
+            ),
         )
 
     def snapshot(self) -> Snapshot:
@@ -332,13 +337,16 @@ class Snapshot:
         self._db._require_open()
         return _drain(self._db.path, self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), verify_checksums=True))
 
-    def iterate_keys(self, column: Column) -> Iterator[bytes]:
+    def iterate_keys(self, column: Column, *, prefix: bytes = b"") -> Iterator[bytes]:
         """As :meth:`Database.iterate_keys`, at the snapshot."""
         col = _check_column(column) + b""
+        _check_bytes("prefix", prefix)
         self._db._require_open()
         return _drain_keys(
             self._db.path,
-            self._snapshot.iterator(start=col, stop=_compute_prefix_end(col), include_value=False, verify_checksums=True),
+            self._snapshot.iterator(
+                start=col + prefix, stop=_compute_prefix_end(col + prefix), include_value=False, verify_checksums=True,
+            ),
         )
 
     def close(self) -> None:

@@ -57,6 +57,13 @@ def test_iterate_is_ordered_and_stays_in_its_column_and_prefix(db: Database) -> 
     assert list(db.iterate(Column.STATE, prefix=b"z")) == []
     assert list(db.iterate(Column.STATE, prefix=b"b", start=b"z")) == []
     assert list(db.iterate(Column.TRIE)) == [(b"\xff\xff", b"column edge")]
+    # keys only, at the database and at a snapshot (the block tree's children: chain.pruning)
+    with db.snapshot() as snapshot:
+        for reader in (db, snapshot):
+            assert list(reader.iterate_keys(Column.STATE, prefix=b"b")) == [b"b", b"b1", b"b2", b"b\xff"]
+            assert list(reader.iterate_keys(Column.STATE)) == [b"a", b"b", b"b1", b"b2", b"b\xff", b"c"]
+            assert list(reader.iterate_keys(Column.TRIE, prefix=b"\xff")) == [b"\xff\xff"]
+            assert list(reader.iterate_keys(Column.STATE, prefix=b"z")) == []
 
 
 def test_batch_discarded_by_an_exception_leaves_the_db_unchanged(db: Database) -> None:
