@@ -28,6 +28,7 @@ from ml_runtime.errors import (
     NonFiniteWeights,
     ProofError,
     SegmentMismatch,
+    SubnormalsFlushed,
 )
 from ml_runtime.inference import compute_loss, predict
 from ml_runtime.job import (
@@ -79,6 +80,7 @@ __all__ = [
     "NonFiniteWeights",
     "ProofError",
     "SegmentMismatch",
+    "SubnormalsFlushed",
     "TrainingJob",
     "Transcript",
     "TranscriptEntry",

@@ -37,6 +37,7 @@ from ml_runtime.errors import (
     NonFiniteWeights,
     SegmentMismatch,
 )
+from ml_runtime.fpenv import require_subnormals
 from ml_runtime.prf import batch_indices, sample_indices
 from ml_runtime.spec import ModelSpec
 from ml_runtime.transcript import Transcript, TranscriptEntry, float32_bytes, hash_weights
@@ -246,7 +247,10 @@ def run_kernel(
     """The family's segment kernel: ``nsteps`` SGD steps of ``batch`` rows (``idx``) in place
     on ``w``; (mean loss, status) as the kernels define. The one place a family picks its
     kernel, for training and for ml_runtime.compute_loss alike. ``lr`` and ``l2`` are float32
-    values (np.float32, as a TrainingJob stores them)."""
+    values (np.float32, as a TrainingJob stores them). Raises SubnormalsFlushed, before any
+    step, on a thread that flushes subnormals (ml_runtime.fpenv: checked on every call, about
+    half a microsecond, so every thread that trains, re-runs or computes a loss is checked)."""
+    require_subnormals(spec.family)
     args = (w, x, y, idx, nsteps, batch, lr, l2, spec.d, spec.k)
     # errstate only matters when the kernels run as Python (NUMBA_DISABLE_JIT=1): overflow
     # to inf is an expected, handled outcome, not something to warn about.
@@ -351,7 +355,10 @@ def get_rerun_pool(threads: int) -> ThreadPoolExecutor:
     segments of 200 steps on 2 threads gave a median 1.75x over one thread with a pool a
     call against 1.86x with a kept one (12 interleaved rounds; /work bench notes in the
     README, Performance). Callers may share it: each waits for its own futures only, and no
-    task submitted to it submits to it again (a re-run calls the kernels, never a pool)."""
+    task submitted to it submits to it again (a re-run calls the kernels, never a pool). Each of
+    its threads inherits MXCSR from the thread whose submit started it; every kernel call checks
+    its own thread for FTZ/DAZ (run_kernel), so a pool thread started on a flushing thread
+    refuses its segments with SubnormalsFlushed."""
     n = _check_int("threads", threads, 1, MAX_THREADS)
     with _POOLS_LOCK:
         pool = _POOLS.get(n)

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 
 import ml_runtime as mr
+from ml_runtime import fedavg, selfcheck
 from ml_runtime.selfcheck import golden_init_seed, golden_job
 
 OUT = Path(__file__).resolve().parents[1] / "vectors" / "ml_runtime"
+FAMILIES = ("linear", "softmax", "mlp")
 
 
 def _hex(a: np.ndarray, dtype: str) -> str:
@@ -25,8 +27,9 @@ def _hex(a: np.ndarray, dtype: str) -> str:
 
 
 def job_vector(job: mr.TrainingJob, init_seed: bytes | None, *, dataset: str | None) -> dict:
+    """A job's inputs and every committed bit. A diverged job (the start-up check's diverging
+    jobs) also stores where it diverged; its checkpoints end at the last finite one."""
     result = mr.run_job(job)
-    assert result.finite
     entries = result.transcript.entries
     ydt = "<f4" if job.spec.family == "linear" else "<i4"
     vec: dict = {
@@ -51,6 +54,9 @@ def job_vector(job: mr.TrainingJob, init_seed: bytes | None, *, dataset: str | N
         "transcript_root": result.transcript.root.hex(),
         "merkle_proof_entry_1": [p.hex() for p in mr.merkle_proof(result.transcript, 1)],
     }
+    if not result.finite:
+        vec["diverged_segment"] = result.diverged_segment
+        vec["diverged_step"] = result.diverged_step
     if dataset is None:
         vec["x_f32le"] = _hex(job.x, "<f4")
         vec["y_le"] = _hex(job.y, ydt)
@@ -66,6 +72,60 @@ def digits_job() -> mr.TrainingJob:
     seed = hashlib.blake2b(b"digits/seed", digest_size=32).digest()
     init = hashlib.blake2b(b"digits/init", digest_size=32).digest()
     return mr.TrainingJob(spec, mr.init_weights(spec, init), x, y, 200, 32, 0.2, 1e-4, seed, 64)
+
+
+def _subnormal_count(a: np.ndarray) -> int:
+    mag = np.abs(a.view("<u4") & np.uint32(0x7FFFFFFF))
+    return int(((mag > 0) & (mag < 0x00800000)).sum())
+
+
+def loss_vector() -> dict:
+    """selfcheck.loss_case(family) for each family and the loss compute_loss pins."""
+    out: dict = {"format": 1, "rows": selfcheck.LOSS_ROWS}
+    for family in FAMILIES:
+        spec, w, x, y = selfcheck.loss_case(family)
+        loss = mr.compute_loss(spec, w, x, y)
+        assert loss is not None
+        out[family] = {
+            "spec": {"family": spec.family, "d": spec.d, "k": spec.k, "h": spec.h},
+            "weights_f32le": _hex(w, "<f4"),
+            "x_f32le": _hex(x, "<f4"),
+            "y_le": _hex(y, "<f4" if family == "linear" else "<i4"),
+            "loss_f32le": np.float32(loss).astype("<f4").tobytes().hex(),
+        }
+    return out
+
+
+def fedavg_vector() -> dict:
+    """selfcheck.fedavg_case() and its aggregate."""
+    updates, counts = selfcheck.fedavg_case()
+    aggregate = fedavg.federated_average(updates, counts)
+    assert _subnormal_count(aggregate) > 0
+    return {
+        "format": 1,
+        "updates_f32le": [_hex(u, "<f4") for u in updates],
+        "counts": counts,
+        "aggregate_f32le": _hex(aggregate, "<f4"),
+        "aggregate_hash": mr.hash_weights(aggregate).hex(),
+    }
+
+
+def selfcheck_vectors() -> dict[str, dict]:
+    """The start-up check's vectors beyond the small golden jobs (ml_runtime.selfcheck)."""
+    out: dict[str, dict] = {}
+    for family in FAMILIES:
+        out[f"selfcheck_wide_{family}.json"] = job_vector(selfcheck.wide_job(family), None, dataset=None)
+        job = selfcheck.subnormal_job(family)
+        vec = job_vector(job, None, dataset=None)
+        final = np.frombuffer(bytes.fromhex(vec["final_weights_f32le"]), dtype="<f4")
+        assert _subnormal_count(job.x) and _subnormal_count(final), family  # what the job is for
+        out[f"selfcheck_subnormal_{family}.json"] = vec
+        vec = job_vector(selfcheck.diverging_job(family), None, dataset=None)
+        assert vec["diverged_segment"] is not None and vec["diverged_segment"] > 0, family
+        out[f"selfcheck_diverging_{family}.json"] = vec
+    out["selfcheck_loss.json"] = loss_vector()
+    out["selfcheck_fedavg.json"] = fedavg_vector()
+    return out
 
 
 def prf_vector() -> dict:
@@ -90,13 +150,15 @@ def prf_vector() -> dict:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    for family in ("linear", "softmax", "mlp"):
+    for family in FAMILIES:
         vec = job_vector(golden_job(family), golden_init_seed(family), dataset=None)
         (OUT / f"{family}.json").write_text(json.dumps(vec, indent=1) + "\n")
     vec = job_vector(digits_job(), hashlib.blake2b(b"digits/init", digest_size=32).digest(),
                      dataset="digits")
     (OUT / "digits_softmax.json").write_text(json.dumps(vec, indent=1) + "\n")
     (OUT / "prf.json").write_text(json.dumps(prf_vector(), indent=1) + "\n")
+    for name, vec in selfcheck_vectors().items():
+        (OUT / name).write_text(json.dumps(vec, indent=1) + "\n")
     print("wrote", sorted(p.name for p in OUT.glob("*.json")))
 
 

@@ -1,4 +1,5 @@
-"""Random small training jobs and a twin-driven job runner, shared by the ml_runtime tests.
+"""Random small training jobs, a twin-driven job runner, and a way to run code on a thread with
+x86 FTZ/DAZ set (``run_flushing``), shared by the ml_runtime tests.
 
 Also a script: ``NUMBA_DISABLE_JIT=1 python tests/ml_runtime/mlrtkit.py FAMILY COUNT [shaped]``
 runs COUNT random jobs (``make_random_job``, or ``make_shaped_job`` with ``shaped``)
@@ -10,14 +11,23 @@ twins bit for bit.
 from __future__ import annotations
 
 import json
+import platform
 import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 import ml_runtime as mr
 from ml_runtime import twins
 
 FAMILIES = ("linear", "softmax", "mlp")
+T = TypeVar("T")
 
 
 def make_random_job(family: str, seed: int) -> mr.TrainingJob:
@@ -109,6 +119,71 @@ def twin_run(job: mr.TrainingJob) -> dict:
         hashes.append(mr.hash_weights(w).hex())
         losses.append(np.float32(loss).tobytes().hex())
     return {"hashes": hashes, "losses": losses, "diverged_step": None}
+
+
+# MXCSR, the x86 SSE control register: FTZ (flush-to-zero) is bit 15, DAZ (denormals-are-zero)
+# bit 6. A thread's value is its own; a thread it starts inherits it.
+FTZ: Final = 0x8000
+DAZ: Final = 0x0040
+X86_64: Final = platform.machine().lower() in {"x86_64", "amd64"}
+
+
+def _mxcsr_call(builder, name: str, slot) -> None:
+    fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.x86.sse.{name}")
+    builder.call(fn, [builder.bitcast(slot, ir.IntType(8).as_pointer())])
+
+
+@intrinsic
+def _stmxcsr(typingctx):
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once(builder, ir.IntType(32))
+        _mxcsr_call(builder, "stmxcsr", slot)
+        return builder.load(slot)
+
+    return types.uint32(), codegen
+
+
+@intrinsic
+def _ldmxcsr(typingctx, value):
+    def codegen(context, builder, signature, args):
+        _mxcsr_call(builder, "ldmxcsr", cgutils.alloca_once_value(builder, args[0]))
+        return context.get_dummy_value()
+
+    return types.void(types.uint32), codegen
+
+
+@njit(nogil=True)
+def _set_flush_bits(bits):
+    _ldmxcsr((_stmxcsr() & np.uint32(0xFFFF7FBF)) | bits)
+    return _stmxcsr()
+
+
+def set_flush_bits(bits: int) -> int:
+    """Set this thread's FTZ/DAZ bits to ``bits`` (FTZ | DAZ, one, or 0) and return its MXCSR:
+    what a shared library built with -ffast-math does when it is loaded (crtfastmath.o), done
+    here with LLVM's intrinsics, so no C compiler is needed. x86-64 only (X86_64)."""
+    return int(_set_flush_bits(np.uint32(bits)))
+
+
+def run_flushing(bits: int, fn: Callable[[], T]) -> T:
+    """``fn()`` on a new thread whose FTZ/DAZ bits are ``bits``; its result, or its exception."""
+    out: dict[str, Any] = {}
+
+    def body() -> None:
+        set_flush_bits(bits)
+        try:
+            out["result"] = fn()
+        except BaseException as exc:  # handed to the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    result: T = out["result"]
+    return result
 
 
 def summary(result: mr.JobResult) -> dict:

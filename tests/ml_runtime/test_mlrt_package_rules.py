@@ -10,7 +10,7 @@ import ml_runtime
 
 PKG = Path(ml_runtime.__file__).resolve().parent
 ALLOWED_THIRD_PARTY = {"numpy", "numba"}
-CONSENSUS_MODULES = ["kernels.py", "twins.py", "f32math.py", "prf.py", "job.py", "transcript.py"]
+CONSENSUS_MODULES = ["kernels.py", "twins.py", "f32math.py", "prf.py", "job.py", "transcript.py", "fpenv.py"]
 
 
 def _imports(path: Path) -> set[str]:

@@ -15,11 +15,13 @@ import pytest
 from mlrtkit import twin_run
 
 import ml_runtime as mr
-from ml_runtime import kernels, selfcheck
+from ml_runtime import fedavg, kernels, selfcheck, twins
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "ml_runtime"
-JOB_VECTORS = ["linear.json", "softmax.json", "mlp.json", "digits_softmax.json"]
 FAMILIES = ("linear", "softmax", "mlp")
+# The start-up check's finite jobs beyond the small golden ones (ml_runtime.selfcheck).
+SELFCHECK_JOB_VECTORS = [f"selfcheck_{kind}_{family}.json" for kind in ("wide", "subnormal") for family in FAMILIES]
+JOB_VECTORS = ["linear.json", "softmax.json", "mlp.json", "digits_softmax.json", *SELFCHECK_JOB_VECTORS]
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -85,7 +87,7 @@ def _twin_segments(job: mr.TrainingJob, segments: int) -> dict[str, Any]:
     ))
 
 
-@pytest.mark.parametrize("name", ["linear.json", "softmax.json", "mlp.json"])
+@pytest.mark.parametrize("name", ["linear.json", "softmax.json", "mlp.json", *SELFCHECK_JOB_VECTORS])
 def test_twins_reproduce_the_stored_bits(name: str) -> None:
     """The twins, which share no code with the kernels, compute the stored bits too.
 
@@ -162,6 +164,124 @@ def test_verify_build_refuses_a_kernel_off_by_one_ulp(family: str, monkeypatch) 
     monkeypatch.setattr(kernels, name, off_by_one_ulp)
     with pytest.raises(mr.BuildMismatch, match=f"golden {family} vector"):
         mr.verify_build()
+
+
+def _subnormal_count(a: np.ndarray) -> int:
+    mag = a.astype("<f4").view("<u4") & np.uint32(0x7FFFFFFF)
+    return int(((mag > 0) & (mag < 0x00800000)).sum())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_diverging_vector_reproduced_by_author_verifier_and_twins(family: str) -> None:
+    """The diverging job stops at the stored step, with the stored transcript; re-running that
+    segment from the last finite checkpoint raises NonFiniteWeights at the same step; the
+    twins diverge there too. Not in segment 0, so the transcript and a checkpoint precede it."""
+    v = _load(f"selfcheck_diverging_{family}.json")
+    job = _job(v)
+    res = mr.run_job(job)
+    assert not res.finite and v["diverged_segment"] > 0
+    assert (res.diverged_segment, res.diverged_step) == (v["diverged_segment"], v["diverged_step"])
+    assert [e.weights_hash.hex() for e in res.transcript.entries] == v["checkpoint_hashes"]
+    assert res.transcript.root.hex() == v["transcript_root"]
+    assert res.weights.astype("<f4").tobytes().hex() == v["final_weights_f32le"]
+    with pytest.raises(mr.NonFiniteWeights) as err:
+        mr.recompute_segment(job, v["diverged_segment"], res.weights)
+    assert (err.value.segment, err.value.step) == (v["diverged_segment"], v["diverged_step"])
+    got = twin_run(job)
+    assert got["diverged_step"] == v["diverged_step"] and got["hashes"] == v["checkpoint_hashes"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_subnormal_vectors_hold_subnormal_data_and_weights(family: str) -> None:
+    """What the subnormal job is for: its data and its final weights hold subnormals, which a
+    thread with FTZ/DAZ reads or writes as 0."""
+    v = _load(f"selfcheck_subnormal_{family}.json")
+    job = _job(v)
+    assert _subnormal_count(job.x) > 0 and _subnormal_count(job.weights) > 0
+    assert _subnormal_count(_f32(v["final_weights_f32le"])) > 0
+
+
+def _loss_inputs(v: dict[str, Any], family: str) -> tuple[mr.ModelSpec, np.ndarray, np.ndarray, np.ndarray]:
+    c = v[family]
+    spec = mr.ModelSpec(**c["spec"])
+    x = _f32(c["x_f32le"]).reshape(v["rows"], spec.d)
+    if family == "linear":
+        y = _f32(c["y_le"]).reshape(v["rows"], spec.k)
+    else:
+        y = np.frombuffer(bytes.fromhex(c["y_le"]), dtype="<i4").astype(np.int32)
+    return spec, _f32(c["weights_f32le"]), x, y
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loss_vector_reproduced_by_compute_loss_and_twins(family: str) -> None:
+    """compute_loss over the stored rows (one batch of all of them, lr 0) gives the stored bits,
+    and so does the family's twin segment run the same way."""
+    v = _load("selfcheck_loss.json")
+    spec, w, x, y = _loss_inputs(v, family)
+    assert v["rows"] >= 64
+    loss = mr.compute_loss(spec, w, x, y)
+    assert np.float32(loss).astype("<f4").tobytes().hex() == v[family]["loss_f32le"]
+    fn = {"linear": twins.linear_segment, "softmax": twins.softmax_segment, "mlp": twins.mlp_segment}[family]
+    extra = (spec.h,) if family == "mlp" else ()
+    zero = np.float32(0.0)
+    twin_loss, status = fn(w.copy(), x, y, np.arange(v["rows"], dtype=np.int64), 1, v["rows"], zero, zero,
+                           spec.d, spec.k, *extra)
+    assert status == -1
+    assert np.float32(twin_loss).astype("<f4").tobytes().hex() == v[family]["loss_f32le"]
+
+
+def test_fedavg_vector_reproduced_by_kernel_and_twin() -> None:
+    v = _load("selfcheck_fedavg.json")
+    updates = [_f32(u) for u in v["updates_f32le"]]
+    out = fedavg.federated_average(updates, v["counts"])
+    assert out.astype("<f4").tobytes().hex() == v["aggregate_f32le"]
+    assert mr.hash_weights(out).hex() == v["aggregate_hash"]
+    assert _subnormal_count(out) > 0  # subnormal averages: a thread with FTZ computes others
+    stacked, counts, total = fedavg.verify_inputs(updates, v["counts"])
+    twin, status = twins.fedavg(stacked, counts, total)
+    assert status == -1 and twin.tobytes() == out.tobytes()
+
+
+def test_selfcheck_pins_the_selfcheck_vectors() -> None:
+    """Every value verify_build pins beyond the small golden jobs is the stored vector's."""
+    for family in FAMILIES:
+        for kind, pinned in (("wide", selfcheck.PINNED_WIDE), ("subnormal", selfcheck.PINNED_SUBNORMAL)):
+            v = _load(f"selfcheck_{kind}_{family}.json")
+            assert pinned[family] == (v["transcript_root"], v["checkpoint_hashes"][-1]), (kind, family)
+        v = _load(f"selfcheck_diverging_{family}.json")
+        assert selfcheck.PINNED_DIVERGING[family] == (v["diverged_segment"], v["diverged_step"], v["transcript_root"])
+        assert selfcheck.PINNED_LOSS[family] == _load("selfcheck_loss.json")[family]["loss_f32le"]
+    assert _load("selfcheck_fedavg.json")["aggregate_hash"] == selfcheck.PINNED_FEDAVG
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_selfcheck_cases_match_vector_inputs(family: str) -> None:
+    """selfcheck regenerates exactly the inputs stored in the vectors (as golden_job does)."""
+    for kind, make in (("wide", selfcheck.wide_job), ("subnormal", selfcheck.subnormal_job),
+                       ("diverging", selfcheck.diverging_job)):
+        job, stored = make(family), _job(_load(f"selfcheck_{kind}_{family}.json"))
+        for field in ("weights", "x", "y"):
+            assert getattr(job, field).tobytes() == getattr(stored, field).tobytes(), (kind, field)
+        assert (job.seed, job.steps, job.batch_size, job.segment_len) == (
+            stored.seed, stored.steps, stored.batch_size, stored.segment_len)
+        assert job.lr.tobytes() == stored.lr.tobytes() and job.l2.tobytes() == stored.l2.tobytes()  # type: ignore[attr-defined]
+    spec, w, x, y = selfcheck.loss_case(family)
+    stored_loss = _loss_inputs(_load("selfcheck_loss.json"), family)
+    assert spec == stored_loss[0]
+    for a, b in zip((w, x, y), stored_loss[1:], strict=True):
+        assert a.tobytes() == b.tobytes()
+    if family == "linear":
+        updates, counts = selfcheck.fedavg_case()
+        v = _load("selfcheck_fedavg.json")
+        assert [u.astype("<f4").tobytes().hex() for u in updates] == v["updates_f32le"]
+        assert counts == v["counts"]
+
+
+def test_wide_jobs_run_at_batch_64_and_the_loss_over_256_rows() -> None:
+    """The shapes that reach the vectorised batch loops (outside tester, round 6c, finding 1)."""
+    for family in FAMILIES:
+        assert selfcheck.wide_job(family).batch_size >= 64
+    assert selfcheck.LOSS_ROWS >= 64
 
 
 def test_missing_vector_fails() -> None:
