@@ -40,11 +40,13 @@ control(np.float32(1.0))
 # (ml_runtime/prf.py), is not inspected here, and compiling it afresh took 22 of the 35 s.
 selfcheck.batch_indices = lambda *args: None
 mr.warm_up()
+from ml_runtime import fedavg, fpenv
 report = {}
 names = ["linear_segment", "softmax_segment", "mlp_segment",
          "linear_forward", "softmax_forward", "mlp_forward"]
-for name in names + ["control"]:
-    fn = control if name == "control" else getattr(kernels, name)
+others = {"control": control, "fedavg_kernel": fedavg.fedavg_kernel, "keeps_subnormals": fpenv.keeps_subnormals}
+for name in names + list(others):
+    fn = others[name] if name in others else getattr(kernels, name)
     ir = "".join(fn.inspect_llvm().values())
     body, keep = [], False
     for line in ir.splitlines():
@@ -96,6 +98,11 @@ def test_kernels_ir_is_float32_without_fastmath() -> None:
     report = json.loads(out.stdout.strip().splitlines()[-1])
     control = report.pop("control")
     assert control["double_ops"] and control["fast_flags"] and control["libm"]
+    # FedAvg is a consensus kernel too (its aggregate is a model version in state), and a
+    # fast-math probe of FTZ/DAZ (ml_runtime.fpenv) could be folded into a constant answer.
+    for name in ("fedavg_kernel", "keeps_subnormals"):
+        r = report.pop(name)
+        assert r["lines"] > 0 and r["double_ops"] == [] and r["fast_flags"] == [] and r["fma"] == [], (name, r)
     assert len(report) == 6
     for name, r in report.items():
         assert r["lines"] > 100, name
