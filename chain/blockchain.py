@@ -515,17 +515,41 @@ class Blockchain:
             self._move_best(route.enacted[-1] if route.enacted else route.common, new_root)
         return route
 
-    def revoke_invalid(self, block_hash: bytes) -> None:
-        """Delete the INVALID record of a block that is not stored: a fraud proven against it
-        here, when a finality proof then showed it final (node.service's import_block: finality
-        is never reverted). ChainError for a stored block (its descendants' records and the
-        reorg off it are not undone here) or one not marked."""
+    def revoke_invalid(self, block_hash: bytes) -> bytes:
+        """Lift the INVALID marks that cover ``block_hash``: a fraud proven here against it or an
+        ancestor, when a verified finality proof then showed it final (node.service: finality is
+        never reverted, a fraud proof only punishes after it). Returns the block whose mark
+        was the cause (the highest invalid ancestor, or ``block_hash``).
+
+        A block that is not stored has its own record deleted. For a stored one, the cause is
+        found by walking up its invalid ancestors, and its whole subtree (every record of which
+        :meth:`invalidate` wrote with the cause's) is unmarked in one batch, its leaves stored
+        again and the cause's parent no longer a leaf if it was one only for want of a valid
+        child; the best block stays (the caller's finalization moves it). ChainError if
+        ``block_hash`` is not marked."""
         if not isinstance(block_hash, bytes) or len(block_hash) != 32:
             raise ChainError(f"block hash must be 32 bytes, got {block_hash!r:.80}")
-        if self.has_block(block_hash) or not self.is_invalid(block_hash):
-            raise ChainError(f"block {block_hash.hex()} is stored or not marked invalid: its mark is not revoked")
+        if not self.is_invalid(block_hash):
+            raise ChainError(f"block {block_hash.hex()} is not marked invalid: nothing to revoke")
+        if not self.has_block(block_hash):
+            with self.db.write_batch() as batch:
+                batch.delete(Column.INVALID, block_hash)
+            return block_hash
+        cause = block_hash
+        while self.is_invalid(parent := self.get_header(cause).parent_hash) and self.has_block(parent):
+            cause = parent
+        marked = self._collect_subtree(cause)
+        leaves = {h for h in marked if not self.get_children(h)}
+        parent = self.get_header(cause).parent_hash
         with self.db.write_batch() as batch:
-            batch.delete(Column.INVALID, block_hash)
+            for marked_hash in marked:
+                batch.delete(Column.INVALID, marked_hash)
+            for leaf in leaves:
+                batch.put(Column.LEAVES, leaf, b"")
+            if parent in self._leaves:
+                batch.delete(Column.LEAVES, parent)
+        self._leaves = (self._leaves - {parent}) | leaves
+        return cause
 
     def _collect_subtree(self, block_hash: bytes) -> dict[bytes, None]:
         """``block_hash`` and every stored descendant (through CHILDREN), in insertion order."""

@@ -756,6 +756,8 @@ class NodeService:
             final = proves_finality(chain, justification)
             if not final and self._knows_justified(justification):
                 return False  # nothing new: not even a signature checked
+            if final and chain.has_block(justification.target_hash) and chain.is_invalid(justification.target_hash):
+                await self._lift_fraud_marks(justification)
             if not chain.has_block(justification.target_hash):
                 # Checked as far as it can be without the block before it is kept: unchecked,
                 # a forgery took the place of the honest one waiting for the same block. Votes
@@ -784,6 +786,22 @@ class NodeService:
             moved = await self._finalize(justification)
             await self._follow_justified()
             return moved
+
+    async def _lift_fraud_marks(self, justification: Justification) -> None:
+        """A finality proof of a block this node holds but marked invalid: a fraud proof came
+        here after the rest of the network had finalized the block (or a descendant), while
+        this node's finality lagged. Finality outranks the proof (import_block's docstring):
+        once every check but the target's validity passes, signatures included
+        (InvalidJustification otherwise), the marks go and the caller finalizes as usual; the
+        fraud stays proven and reported. Every INVALID mark is a fraud's (Blockchain.invalidate
+        is called for nothing else)."""
+        await asyncio.to_thread(verify_justification, self.chain, justification, target_known=False, final=True)
+        cause = await asyncio.to_thread(self.chain.revoke_invalid, justification.target_hash)
+        log.warning(
+            "block #%d (0x%s…) and its descendants were proven forged here, but block #%d is final, which "
+            "descends from it: following it (finality is never reverted; the fraud stays reported)",
+            self.chain.get_header(cause).number, cause.hex()[:12], justification.target_number,
+        )
 
     def _knows_justified(self, proof: Justification) -> bool:
         """Whether this node knows a justified checkpoint as high as the one ``proof`` claims,

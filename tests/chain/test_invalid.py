@@ -362,3 +362,28 @@ def test_following_an_invalid_justified_block_moves_nothing(tmp_path, blocks) ->
     assert follow_justified(node, h["A2"]) is None
     assert node.best_hash == h["A1"]
     node.db.close()
+
+
+def test_revoke_invalid_lifts_the_marks_of_the_causes_subtree_and_restores_its_leaves(tmp_path, blocks) -> None:
+    """Finality outranks a fraud proof (node.service): revoke_invalid of a block whose
+    ancestor was invalidated unmarks that ancestor's whole subtree in one batch, stores its
+    leaves again and takes the parent off the leaves it was on only for want of a valid
+    child; the marks stay lifted on reopening. A block that is not stored has its own mark
+    deleted; one not marked is refused."""
+    h = {name: block.hash() for name, block in blocks.items()}
+    node = _fresh(tmp_path / "node", [blocks[n] for n in ("A1", "A2", "B1", "B2", "B3")])
+    node.invalidate(h["B2"], "fraud proof: extrinsic #0")
+    assert node.get_leaves() == tuple(sorted((h["A2"], h["B1"])))
+    assert node.revoke_invalid(h["B3"]) == h["B2"]  # the cause, found from a descendant
+    assert not node.is_invalid(h["B2"]) and not node.is_invalid(h["B3"])
+    assert node.get_leaves() == tuple(sorted((h["A2"], h["B3"])))
+    assert fork_choice.select_best(node) == h["B3"]  # a candidate again (the best block stays until finality moves it)
+    assert node.best_hash == h["A2"]
+    with pytest.raises(ChainError, match="not marked invalid"):
+        node.revoke_invalid(h["B3"])
+    node.db.close()
+    node = _open(tmp_path / "node")
+    assert not node.is_invalid(h["B3"]) and node.get_leaves() == tuple(sorted((h["A2"], h["B3"])))
+    node.invalidate(bytes(32), "fraud: a block not stored")  # marked only
+    assert node.is_invalid(bytes(32)) and node.revoke_invalid(bytes(32)) == bytes(32) and not node.is_invalid(bytes(32))
+    node.db.close()

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from netkit import FAST, running
 
+import ml_runtime
 from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain
@@ -35,6 +36,7 @@ from chain.pallets.staking import get_validators
 from chain.storage import Database
 from chain.transcripts import LocalSource
 from consensus.aura import compute_slot_author
+from consensus.errors import InvalidJustification
 from consensus.finality import SET_ID, Checkpoint, Justification, Vote, sign_vote
 from consensus.pol import EVERY_SEGMENT, SampledVerifier
 from genesis.spec import load_chain_spec, with_slot_duration
@@ -46,12 +48,13 @@ SPEC = with_slot_duration(load_chain_spec("local"), BLOCK_TIME_MS)
 KEYS = {dev_keypair(n).public: dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")}
 
 
-def _forged_chain(path: Path) -> tuple[Blockchain, list[Block]]:
+def _forged_chain(path: Path, *, forged: bool = True) -> tuple[Blockchain, list[Block]]:
     """Genesis, a block #1 whose TRAIN forges checkpoint 3 of 6 (every commitment recomputed,
-    sealed by its slot's author), and two empty blocks on it. The builder stays open: its
-    store serves the forged checkpoints."""
+    sealed by its slot's author; honest with ``forged=False``), and two empty blocks on it.
+    The builder stays open: its store serves the checkpoints."""
     builder = Blockchain(
-        Database(path), chain_id=SPEC.id, build_genesis=SPEC.apply_genesis, trainer=forging_trainer("segment", 3)
+        Database(path), chain_id=SPEC.id, build_genesis=SPEC.apply_genesis,
+        trainer=forging_trainer("segment", 3) if forged else ml_runtime.run_job,
     )
     validators = get_validators(builder.state.overlay())
     train = sign_extrinsic(
@@ -159,5 +162,32 @@ async def test_a_block_marked_forged_here_gives_way_to_a_finality_proof(tmp_path
             assert await node.import_block(blocks[1], source, proof) is not None
             assert not node.chain.is_invalid(blocks[1].hash()) and node.chain.best_hash == blocks[1].hash()
             assert "was proven forged here, but block #3 is final" in caplog.text
+    finally:
+        builder.db.close()
+
+
+async def test_a_stored_block_invalidated_by_a_late_proof_gives_way_to_its_finality_proof(tmp_path: Path, caplog) -> None:
+    """A node held the block and its descendants when a fraud proof arrived (a proof that came
+    after the rest of the network had finalized the block, while this node's finality lagged):
+    the proof invalidated them here and moved the best chain off them. The justification of #3
+    then came and was refused ("invalid_block", charged to the peer that sent it), and the node
+    stayed off the final chain for good. Now a verified finality proof lifts the marks of the
+    invalid block's subtree, and the node finalizes #3; a proof below the threshold does not."""
+    caplog.set_level(logging.INFO)
+    builder, blocks = _forged_chain(tmp_path / "builder", forged=False)
+    try:
+        genesis = blocks[0].hash()
+        async with running(_auditor()) as node:
+            for block in blocks[1:]:
+                await node.import_block(block, LocalSource(builder.transcripts))
+            node.chain.invalidate(blocks[1].hash(), "fraud proof: extrinsic #0")  # as import_fraud_proof does
+            assert node.chain.best_hash == genesis and node.chain.is_invalid(blocks[3].hash())
+            with pytest.raises(InvalidJustification, match=r"more than 2/3 is 3"):
+                await node.import_justification(_finality_proof(blocks[3], ("Alice", "Bob"), genesis))
+            assert node.chain.is_invalid(blocks[1].hash()) and node.chain.best_hash == genesis
+            assert await node.import_justification(_finality_proof(blocks[3], ("Alice", "Bob", "Charlie"), genesis))
+            assert node.chain.finalized_hash == blocks[3].hash() and node.chain.best_hash == blocks[3].hash()
+            assert not any(node.chain.is_invalid(b.hash()) for b in blocks)
+            assert f"block #1 (0x{blocks[1].hash().hex()[:12]}…) and its descendants were proven forged here" in caplog.text
     finally:
         builder.db.close()
