@@ -17,9 +17,10 @@ Three tables, every figure the median of several interleaved rounds with its spr
 3. Verification on every core: a validator re-running m sampled segments with
    ``ml_runtime.recompute_segments`` on 1 and 2 threads (batch PRF and hashing
    included); speed-up per round, median and spread, beside two GIL-free controls run
-   the same way: an integer loop and a vectorised float loop (on this project's 2-vCPU
-   machine the first reaches about 1.95x, the second about 1.05–1.15x: the vCPUs share
-   their vector units, so the second is the ceiling for the kernels).
+   the same way: an integer loop and a vectorised float loop. On this project's 2-vCPU
+   machine both depend on what the host gives: runs on 2026-11-28 saw the float loop at
+   1.02-1.58x (the vCPUs seemed to share their vector units), the README's run of 2026-11-29
+   1.98x and 1.97x; the float loop is the ceiling that applies to the kernels, in that run.
 
 Every variant trains on the same rows (the consensus batch indices). Writes
 bench-results/kernels.json with the machine, library versions and the command.
@@ -330,10 +331,11 @@ def _spin_simd(a: np.ndarray, b: np.ndarray, reps: int) -> float:
 def _bench_control_simd(rounds: int) -> dict[str, Any]:
     """:func:`_bench_control` for SIMD float work: what a second core gives to code like the kernels.
 
-    On this project's machine (2 vCPUs under KVM) two threads of the integer loop run at
-    about 1.95x and two of this loop at about 1.05x: the two vCPUs share their vector
-    units (SMT siblings on the host, it seems), so the integer control overstates the
-    ceiling for the kernels; this one is the ceiling that applies to them.
+    On this project's machine (2 vCPUs under KVM) two threads of this loop ran at 1.02-1.58x
+    on 2026-11-28 (the vCPUs seemed to share their vector units, SMT siblings on the host)
+    and at 1.97x on 2026-11-29, beside 1.98x for the integer loop: what a second core gives
+    depends on the host at the time, so the integer control can overstate the ceiling for
+    the kernels; this one is the ceiling that applies to them, in the same run.
     """
     arrays = [(np.ones(2048, np.float32), np.full(2048, 0.5, np.float32)) for _ in range(2)]
     _spin_simd(*arrays[0], 1)
