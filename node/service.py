@@ -1304,11 +1304,14 @@ class NodeService:
 
     def _report_fraud(self, encoded: bytes, block_hash: bytes, offender: bytes) -> None:
         """Submit ``pol.report_fraud(encoded)`` signed with the author key to our own pool
-        (gossiped from there like any extrinsic); a node without a key only gossips, and none
-        reports an offender punished already (the runtime would refuse it as AlreadyPunished,
+        (gossiped from there like any extrinsic); a node without a key only gossips, none
+        reports its own fraud (SelfReport), and none reports an offender punished already (the runtime would refuse it as AlreadyPunished,
         keeping the fee), unless the block is one of our best chain's (a finalized block: a
         fraud in it is proven whoever its author, and voids a bounty claim resting on it)."""
         if self.author is None:
+            return
+        if offender == self.author.public:  # the runtime refuses it whatever the block (pol.SelfReport)
+            log.info("Not reporting the fraud in block 0x%s…: it is this node's own", block_hash.hex()[:12])
             return
         state = self.chain.state.overlay()
         number = self.chain.get_header(block_hash).number if self.chain.has_block(block_hash) else None

@@ -105,7 +105,7 @@ def _alices_slot(after: int) -> int:
 
 
 def _node(base: Path, clock: Clock, **changes: object) -> NodeService:
-    config = NodeConfig(chain="local", base_path=base, author="//Alice", **changes)  # type: ignore[arg-type]
+    config = NodeConfig(chain="local", base_path=base, **{"author": "//Alice", **changes})  # type: ignore[arg-type]
     return NodeService(config, SPEC, clock=clock)
 
 
@@ -920,17 +920,26 @@ async def test_a_validator_punished_for_an_offence_stops_authoring_until_it_leav
         assert await node.author_block() is None
         assert node.metrics.authoring_failures._value.get() == 0
         assert chain.best_number == 1
-        # Nor does her node pay for reports the runtime refuses as AlreadyPunished: a fraud its
-        # verifier finds in a block of hers is invalidated and gossiped, not reported on chain.
+        # Nor does her node pay for reports the runtime refuses: a fraud of her own (SelfReport,
+        # whatever the block: a forger's node filed one against itself on every gossiped proof
+        # of its forgery, an outside tester's finding of 2026-11-30), here in a block of another
+        # fork and in a block of this chain (genesis stands in for one: the only block whose
+        # hash this state names here).
         node._report_fraud(b"\x00" * 64, bytes(32), ALICE.public)
+        node._report_fraud(b"\x01" * 64, chain.genesis_hash, ALICE.public)
         assert node.pool.status().ready == 0
         node._report_fraud(b"\x00" * 64, bytes(32), dev_keypair("Bob").public)
         assert node.pool.status().ready == 1
-        # But a fraud of hers in a block of this chain (one finalized before the proof came) is
-        # proven on chain whoever its author: it voids a bounty claim resting on it. (Genesis
-        # stands in for such a block: the only one whose hash this state names here.)
-        node._report_fraud(b"\x01" * 64, chain.genesis_hash, ALICE.public)
-        assert node.pool.status().ready == 2
+    with _opened(tmp_path / "bob", clock, author="//Bob") as bob:
+        (receipt,) = bob.chain.import_block(block).receipts
+        assert receipt.success, receipt.error
+        # Bob's node does not report a fraud of punished Alice in a block of another fork
+        # (AlreadyPunished), but does in a block of this chain: it is proven whoever its author
+        # and voids a bounty claim resting on it.
+        bob._report_fraud(b"\x00" * 64, bytes(32), ALICE.public)
+        assert bob.pool.status().ready == 0
+        bob._report_fraud(b"\x01" * 64, bob.chain.genesis_hash, ALICE.public)
+        assert bob.pool.status().ready == 1
 
 
 async def test_the_last_enabled_validator_goes_on_voting_while_it_authors_alone(tmp_path) -> None:
