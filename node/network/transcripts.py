@@ -19,7 +19,9 @@ Fetching (:class:`NetworkSource`) is called by ``Blockchain.import_block`` in th
 worker thread, while the network runs on the event loop: it hands the work to the loop with
 ``asyncio.run_coroutine_threadsafe`` and blocks the worker thread (never the loop) on the
 answer. It asks the peer the block came from first, then every other connected peer, each for
-what is still missing and for at most half of the time left (the last peer: all of it), and checks every opening with :func:`chain.proofs.verify_opening`
+what is still missing and for at most half of the time left (the last peer: all of it; a
+request still unanswered when its peer's half ends stays open to the deadline, and its answer
+is used when it comes), and checks every opening with :func:`chain.proofs.verify_opening`
 (in a thread: hashing a checkpoint is up to 1 MiB of BLAKE2b); a peer that sends one that does
 not verify is charged BAD_OPENING and the next peer is asked. All of it within
 ``timeout`` seconds (``--pol-fetch-timeout``, 2 s by default) plus each checkpoint's bytes at
@@ -224,24 +226,36 @@ class NetworkSource:
         order += [p for p in peers if p != self.first]
         asked: list[PeerId] = []
         serving: list[PeerId] = []  # peers whose slice ran out while they were still sending
-        for i, peer in enumerate(order):
-            if not need:
-                break
-            asked.append(peer)
-            # Half of what is left for this peer (all of it for the last), for all its answers
-            # together: given per request, a peer answering one opening at a time, each inside
-            # the request's timeout, kept the whole budget and the next peers none.
-            left = deadline - loop.time()
-            peer_deadline = loop.time() + (left if i == len(order) - 1 else left / 2)
-            if await self._ask(peer, peer_deadline, block_hash, result, need, got):
-                serving.append(peer)
-        # What is left once every peer had its turn (the later ones answered empty: validators
-        # that have not fetched the transcript yet) goes back to those that were still sending,
-        # in order: splitting the budget must not cut a whole transcript off from its author
-        # (a reviewer's finding: 56 of 64 checkpoints fetched, then thrown away).
-        for peer in serving:
-            if need:
-                await self._ask(peer, deadline, block_hash, result, need, got)
+        late: list[tuple[PeerId, asyncio.Future[tuple[Opening, ...]]]] = []  # requests still open past their peer's slice
+        try:
+            for i, peer in enumerate(order):
+                if not need:
+                    break
+                asked.append(peer)
+                # Half of what is left for this peer (all of it for the last), for all its answers
+                # together: given per request, a peer answering one opening at a time, each inside
+                # the request's timeout, kept the whole budget and the next peers none.
+                left = deadline - loop.time()
+                peer_deadline = loop.time() + (left if i == len(order) - 1 else left / 2)
+                if await self._ask(peer, peer_deadline, deadline, block_hash, result, need, got, late):
+                    serving.append(peer)
+            # A request its peer's slice cut off stays open until the deadline: its answer is
+            # heard when it comes (an honest author slower than half the budget lost every
+            # training block to validators that asked the others meanwhile: an outside
+            # tester's finding, round 6a).
+            for peer, request in late:
+                if need and await self._take_late(peer, request, deadline, block_hash, result, need, got) and peer not in serving:
+                    serving.append(peer)  # it sent something: it may hold the rest
+            # What is left once every peer had its turn (the later ones answered empty: validators
+            # that have not fetched the transcript yet) goes back to those that were still sending,
+            # in order: splitting the budget must not cut a whole transcript off from its author
+            # (a reviewer's finding: 56 of 64 checkpoints fetched, then thrown away).
+            for peer in serving:
+                if need:
+                    await self._ask(peer, deadline, deadline, block_hash, result, need, got, late)
+        finally:
+            for _, request in late:
+                request.cancel()
         if need:
             if self.kept is not None:
                 self.kept.keep(block_hash, result.extrinsic_index, got)
@@ -254,37 +268,78 @@ class NetworkSource:
         return got
 
     async def _ask(
-        self, peer: PeerId, until: float, block_hash: bytes, result: TrainingResult, need: dict[int, bool],
-        got: dict[int, Opening],
+        self, peer: PeerId, until: float, deadline: float, block_hash: bytes, result: TrainingResult,
+        need: dict[int, bool], got: dict[int, Opening], late: list[tuple[PeerId, asyncio.Future[tuple[Opening, ...]]]],
     ) -> bool:
         """Ask ``peer`` for what is still needed until the loop time ``until``, moving what
-        verifies from ``need`` to ``got``. True if the peer sent something and its time ran out
-        (its last request cut off, or none left to make): worth asking again; False if it sent
-        nothing, answered empty or sent a bad opening."""
+        verifies from ``need`` to ``got``. Each request may run to ``deadline``: one still
+        unanswered at ``until`` is added to ``late``, for the caller to hear out. True if the
+        peer sent something and its time ran out (its last request cut off, or none left to
+        make): worth asking again; False if it sent nothing, answered empty, sent a bad opening,
+        or its request went to ``late``."""
         loop = asyncio.get_running_loop()
         sent = False
         while need and (per_peer := until - loop.time()) > 0:
             batch = list(need.items())[:MAX_OPENINGS_PER_REQUEST]
+            request = asyncio.ensure_future(
+                self.network.request_transcript(peer, block_hash, result.extrinsic_index, batch, timeout=deadline - loop.time())
+            )
+            # (The last slice ends at the deadline, as the request does: its own timeout ends it.)
+            done, _ = await asyncio.wait({request}, timeout=None if until >= deadline else per_peer)
+            if not done:
+                late.append((peer, request))
+                return False
             try:
-                openings = await self.network.request_transcript(peer, block_hash, result.extrinsic_index, batch, timeout=per_peer)
+                openings = request.result()
             except RequestFailed as exc:
                 log.debug("openings of 0x%s… from %s: %s", block_hash.hex()[:12], peer, exc)
                 return sent and loop.time() >= until - 0.05  # cut off by its slice, not refused
             if not openings:
                 return False
-            verified, problem = await asyncio.to_thread(_verify, result, openings, need)
-            for opening in verified:
+            verified = await self._take(peer, openings, result, need, got)
+            if verified is None:
+                return False
+            sent = sent or verified
+        return sent and bool(need)
+
+    async def _take_late(
+        self, peer: PeerId, request: asyncio.Future[tuple[Opening, ...]], deadline: float, block_hash: bytes,
+        result: TrainingResult, need: dict[int, bool], got: dict[int, Opening],
+    ) -> bool:
+        """The answer of a request its peer's slice cut off, awaited until ``deadline``: whether
+        any of it verified."""
+        loop = asyncio.get_running_loop()
+        done, _ = await asyncio.wait({request}, timeout=max(0.0, deadline - loop.time()))
+        if not done:
+            return False
+        try:
+            openings = request.result()
+        except RequestFailed as exc:
+            log.debug("openings of 0x%s… from %s: %s", block_hash.hex()[:12], peer, exc)
+            return False
+        return bool(await self._take(peer, openings, result, need, got))
+
+    async def _take(
+        self, peer: PeerId, openings: Sequence[Opening], result: TrainingResult, need: dict[int, bool], got: dict[int, Opening],
+    ) -> bool | None:
+        """Verify ``openings`` from ``peer`` (those still needed: another peer's answer may have
+        brought some meanwhile) and move what verifies from ``need`` to ``got``: whether any
+        did; None if one did not verify (the peer is charged BAD_OPENING)."""
+        wanted = {o.index: need[o.index] for o in openings if o.index in need}
+        fresh = [o for o in openings if o.index in wanted]
+        verified, problem = await asyncio.to_thread(_verify, result, fresh, wanted)
+        for opening in verified:
+            if opening.index in need:
                 got[opening.index] = opening
                 del need[opening.index]
                 self.stats.openings_fetched += 1
                 self.stats.checkpoints_fetched += opening.weights is not None
                 self.stats.bytes_fetched += len(encode(opening))
-            if problem is not None:
-                self.stats.bad_openings += 1
-                self.network.report_peer(peer, Misbehaviour.BAD_OPENING, problem)
-                return False
-            sent = sent or bool(verified)
-        return sent and bool(need)
+        if problem is not None:
+            self.stats.bad_openings += 1
+            self.network.report_peer(peer, Misbehaviour.BAD_OPENING, problem)
+            return None
+        return bool(verified)
 
 
 def _verify(result: TrainingResult, openings: Sequence[Opening], need: dict[int, bool]) -> tuple[list[Opening], str | None]:

@@ -276,6 +276,39 @@ async def test_a_first_peer_that_trickles_openings_keeps_only_half_the_time(tmp_
         assert sc.stats.openings_served >= 1, "the first peer kept the whole budget"
 
 
+async def test_a_first_peer_slower_than_its_half_of_the_time_is_still_heard_before_the_deadline(tmp_path) -> None:
+    """The block's author, honest but slow (its answer takes 1.2 s of the 2 s budget: a loaded
+    machine), while the other validator has nothing yet and answers empty at once. The
+    author's request was cut off at its half of the time and its answer thrown away, so every
+    validator gave up the author's training blocks ~1 s after the seal (an outside tester's
+    finding, round 6a F5). A request cut off at its peer's half now stays open until the
+    deadline while the other peers are asked, and its answer is used when it comes."""
+    async with serving(tmp_path, OPENINGS, None) as [(a, sa), _, (b, _)]:
+        serve = sa.serve
+
+        async def slow(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+            await asyncio.sleep(1.2)
+            return await serve(peer, req)
+
+        a.service.handlers.serve_transcript_request = slow
+        started = time.monotonic()
+        got = await asyncio.to_thread(_source(b, a.id).fetch, BLOCK, RESULT, SAMPLE)  # 2 s in all
+        assert sorted(got) == [2, 3, 6, 7] and got[2] == OPENINGS[2]
+        assert time.monotonic() - started < 2.0 + 0.5
+        assert sa.stats.openings_served == 4  # one request, answered once
+
+
+async def test_a_silent_first_peer_left_open_does_not_hold_up_the_others_answer(tmp_path) -> None:
+    """The first peer never answers (a withholding author); its request is left open past its
+    half of the time, the next peer answers everything, and the fetch returns then, not at
+    the deadline; the open request is dropped."""
+    async with serving(tmp_path, "silent", OPENINGS) as [(a, _), (_, sc), (b, _)]:
+        started = time.monotonic()
+        got = await asyncio.to_thread(_source(b, a.id, timeout=4.0).fetch, BLOCK, RESULT, SAMPLE)
+        assert sorted(got) == [2, 3, 6, 7] and sc.stats.openings_served == 4
+        assert time.monotonic() - started < 3.5  # half the budget for the silent one (2 s), then the answer
+
+
 async def test_a_bad_opening_costs_the_sender_and_the_next_peer_is_asked(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
     forged = list(OPENINGS)
