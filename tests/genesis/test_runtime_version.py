@@ -129,3 +129,44 @@ def test_a_database_of_another_config_is_refused_naming_the_fields(tmp_path: Pat
         r"to start it anew\)$"
     )):
         reopen(funds)
+
+
+def test_a_pruned_database_of_another_genesis_is_refused_for_the_right_reason(tmp_path: Path, monkeypatch) -> None:
+    """--state-pruning takes the genesis state with the rest, and the refusal that reads the
+    stored runtime version and config from it said "state root ... is unknown" instead (an
+    outside tester's finding, 2026-11-30). The version and the slot duration are read from the
+    best state then (neither changes within a chain); any other difference is named as such."""
+    import dataclasses
+
+    from chain.crypto import dev_keypair
+    from chain.pruning import prune_state
+    from genesis.spec import with_slot_duration
+
+    dev = load_chain_spec("dev")
+    chain = _open(tmp_path / "db")
+    try:
+        built = chain.build_block([], dev_keypair("Alice"), slot=1)
+        chain.finalize(built.block.hash())
+        prune_state(chain.db, keep=0)
+        assert not chain.has_state(chain.genesis_hash)
+    finally:
+        chain.db.close()
+
+    def reopen(spec) -> None:
+        Blockchain(Database(tmp_path / "db"), chain_id=spec.id, build_genesis=spec.apply_genesis)
+
+    with pytest.raises(ChainError, match=(
+        r"slot_duration_ms 6000 \(stored\) vs 1000 \(chain spec\) \(start it with --block-time 6000, the value it "
+        r"was made with, or purge the chain to start it with the new config\)$"
+    )):
+        reopen(with_slot_duration(dev, 1000))
+    with monkeypatch.context() as m:
+        m.setattr(config, "SPEC_VERSION", SPEC_VERSION + 1)
+        with pytest.raises(ChainError, match=rf"of runtime {SPEC_NAME}/{SPEC_VERSION}; this node implements {SPEC_NAME}/{SPEC_VERSION + 1} "):
+            reopen(dev)
+    fees = dataclasses.replace(dev, runtime_config=dataclasses.replace(dev.runtime_config, base_fee=2_000_000))
+    with pytest.raises(ChainError, match=(
+        r"^the database holds chain 'dev' with another genesis state than the chain spec's \(its genesis state is "
+        r"pruned: the runtime config or the balances, validators, models or data sets\): genesis 0x[0-9a-f]{64}"
+    )):
+        reopen(fees)
