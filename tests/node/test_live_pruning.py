@@ -6,6 +6,7 @@ on, keeps every other state whole, and stops cleanly with a run under way."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from chain.crypto import dev_keypair
@@ -13,6 +14,7 @@ from chain.pallets import balances
 from chain.state import TrieColumn
 from chain.trie import Trie
 from genesis.spec import load_chain_spec, with_slot_duration
+from node.logfilter import PROGRESS_LOGGER
 from node.service import PRUNE_DUTY, NodeConfig, NodeService
 
 KEEP = 2
@@ -39,10 +41,13 @@ def _run_until(service: NodeService, done, timeout: float = 60.0) -> None:
     asyncio.run(scenario())
 
 
-def test_a_running_node_prunes_old_states_and_keeps_the_rest_whole(tmp_path) -> None:
+def test_a_running_node_prunes_old_states_and_keeps_the_rest_whole(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)
     service = _service(tmp_path, KEEP)
     chain = service.chain
     _run_until(service, lambda: service.metrics.pruned_nodes._value.get() > 0 and chain.finalized_number >= 12)
+    # Each run is a progress line (PROGRESS_LOGGER: never collapsed by the repeat filter).
+    assert any(r.name == PROGRESS_LOGGER and r.getMessage().startswith("Pruned ") for r in caplog.records)
     # Reopened: what the runs left on disk, after a stop that waited for the last one.
     service = _service(tmp_path, KEEP)
     chain = service.chain
