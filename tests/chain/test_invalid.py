@@ -387,3 +387,31 @@ def test_revoke_invalid_lifts_the_marks_of_the_causes_subtree_and_restores_its_l
     node.invalidate(bytes(32), "fraud: a block not stored")  # marked only
     assert node.is_invalid(bytes(32)) and node.revoke_invalid(bytes(32)) == bytes(32) and not node.is_invalid(bytes(32))
     node.db.close()
+
+
+def test_revoke_invalid_refuses_a_hash_that_is_not_32_bytes_before_reading(tmp_path, blocks) -> None:
+    """A hash of 31 or 33 bytes is refused by its length, with the reason (not read as a key and
+    refused as "not marked invalid"), as :meth:`Blockchain.invalidate` refuses it; nothing is
+    written."""
+    node = _fresh(tmp_path / "node", [blocks["B1"], blocks["B2"]])
+    node.invalidate(blocks["B2"].hash(), "fraud proof: extrinsic #0")
+    before = _dump(node)
+    for bad in (b"\x01" * 31, b"\x01" * 33, blocks["B2"].hash()[:31]):
+        with pytest.raises(ChainError, match=r"^block hash must be 32 bytes, got b'"):
+            node.revoke_invalid(bad)
+    assert _dump(node) == before
+    node.db.close()
+
+
+def test_revoke_invalid_after_invalidate_restores_the_leaves_and_marks_byte_for_byte(tmp_path, blocks) -> None:
+    """invalidate then revoke_invalid of the same subtree leaves the INVALID and LEAVES columns
+    as they were, byte for byte (a leaf's record is the empty value, as import writes it), and
+    the in-memory leaves agree with the column."""
+    node = _fresh(tmp_path / "node", [blocks[n] for n in ("A1", "A2", "B1", "B2", "B3")])
+    columns = (Column.INVALID, Column.LEAVES)
+    before = {column: list(node.db.iterate(column)) for column in columns}
+    node.invalidate(blocks["B2"].hash(), "fraud proof: extrinsic #0")
+    assert node.revoke_invalid(blocks["B2"].hash()) == blocks["B2"].hash()
+    assert {column: list(node.db.iterate(column)) for column in columns} == before
+    assert node.get_leaves() == tuple(sorted(key for key, _ in before[Column.LEAVES]))
+    node.db.close()

@@ -422,3 +422,24 @@ def test_large_values_are_read_from_the_database_not_kept_in_memory(db: Database
     _write(state, db, {b"edge": b"e" * MAX_CACHED_VALUE})
     assert state.overlay().get(b"edge") == b"e" * MAX_CACHED_VALUE
     assert state._values.get(b"edge") == b"e" * MAX_CACHED_VALUE
+
+
+def test_values_read_from_the_column_are_cached_up_to_max_cached_value_bytes_and_the_cache_stays_bounded(db: Database) -> None:
+    """The bound is inclusive on reads too: a value of exactly MAX_CACHED_VALUE bytes read from
+    the flat column (a cache miss, one key or a batch) is kept, one byte more is not; a missing
+    key is kept as None. The cache is cleared before it would pass ``value_cache_size``. Read
+    through a fresh StateDB on the same database, whose cache starts empty (a write fills the
+    writer's own cache, with the same bound, so it would not show the reads)."""
+    edge, over = b"e" * MAX_CACHED_VALUE, b"o" * (MAX_CACHED_VALUE + 1)
+    writer = StateDB(db)
+    _write(writer, db, {b"edge1": edge, b"edge2": edge, b"over1": over, b"over2": over})
+    assert writer._values == {b"edge1": edge, b"edge2": edge}  # the writer's batch: the same bound
+    state = StateDB(db, value_cache_size=3)
+    overlay = state.overlay()
+    assert overlay.get(b"edge1") == edge and overlay.get(b"over1") == over
+    assert overlay.get_many([b"edge2", b"over2"]) == [edge, over]
+    assert state._values == {b"edge1": edge, b"edge2": edge}
+    assert overlay.get(b"missing1") is None and state._values == {b"edge1": edge, b"edge2": edge, b"missing1": None}
+    assert overlay.get(b"missing2") is None and state._values == {b"missing2": None}  # full at 3: cleared first
+    assert state.overlay().get_many([b"missing3", b"missing4", b"edge1"]) == [None, None, edge]  # a fresh overlay reads through
+    assert state._values == {b"edge1": edge}  # cleared again before the fourth entry

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from chain.errors import MalformedNode, MissingTrieNode, ProofError, StateError, UnknownStateRoot
 from chain.trie import (
     EMPTY_ROOT,
+    MAX_CACHED_VALUE,
     MAX_KEY_LEN,
     MemoryNodeStore,
     Trie,
@@ -292,3 +293,33 @@ def test_eviction_tolerates_another_thread_evicting_the_same_entries(monkeypatch
     for i in range(20):
         trie._remember(bytes([i]) * 32, ("", b"x"))  # fills past the bound: evicts
     assert len(trie._cache) <= 8 + 1
+
+
+def _cached_values(trie: Trie) -> list[bytes | None]:
+    """The values of the trie's cached nodes (a leaf's, a branch's own)."""
+    return [node[-1] for node in trie._cache.values()]
+
+
+def test_only_nodes_whose_value_is_at_most_max_cached_value_bytes_are_cached() -> None:
+    """A node is cached, when an update seals it or a read loads it, only if its value is at
+    most MAX_CACHED_VALUE bytes (inclusive): a leaf under a branch (sealed inline), a leaf that
+    is the root, and a branch's own value alike. A larger one is read from the store again,
+    and every read still returns it."""
+    edge, over = b"e" * MAX_CACHED_VALUE, b"o" * (MAX_CACHED_VALUE + 1)
+    state = {
+        b"\x10": edge, b"\x11": over,  # two leaves of one branch
+        b"\x20": edge, b"\x20\x01": b"x",  # a branch whose own value is at the bound
+        b"\x30": over, b"\x30\x01": b"y",  # and one whose own value is above it
+    }
+    store = MemoryNodeStore()
+    trie = Trie(store)
+    root = _apply(trie, EMPTY_ROOT, state)
+    assert _cached_values(trie).count(edge) == 2 and over not in _cached_values(trie)
+    reader = Trie(store)  # an empty cache: every node loaded from the store
+    assert {key: reader.get(root, key) for key in state} == state
+    assert _cached_values(reader).count(edge) == 2 and over not in _cached_values(reader)
+    assert {key: reader.get(root, key) for key in state} == state  # read again: the large ones from the store
+    for value, kept in ((edge, True), (over, False)):  # a root that is a leaf
+        alone = Trie(MemoryNodeStore())
+        _apply(alone, EMPTY_ROOT, {b"\x40": value})
+        assert _cached_values(alone) == ([value] if kept else [])
