@@ -14,6 +14,51 @@ below the threshold) the block stays refused, as before.
 
 Real parts: a NodeService on its own LevelDB, the builder's LevelDB as the checkpoint
 source, real signatures in blocks and votes.
+
+Mutation testing of this change and its neighbours (2026-11-30, 06:40-07:10 UTC, the
+consensus changes of 4769d35..239a56a): in a scratch copy whose ``[tool.mutmut]`` had
+only_mutate narrowed to consensus/pol.py, chain/blockchain.py, chain/state.py, chain/trie.py,
+chain/storage.py and node/service.py, ``mutmut run --max-children 2
+"consensus.pol.x_compute_sample*"`` made the mutants (its forked runners hang in LevelDB, see
+tests/chain/test_pruning.py, so it ran nothing else); the 241 mutants of the lines this change
+added or re-indented (picked by diffing each mutant against the lines ``git diff 4769d35``
+adds; for import_justification only the ``if final and ... is_invalid`` line and its call,
+for NodeService.__init__ only the EVERY_SEGMENT verifier choice) were each applied with
+``mutmut apply NAME`` and their tests run in a fresh ``python -m pytest -x`` process, then the
+six files restored: compute_sample with tests/consensus/test_pol_verify.py and this file;
+revoke_invalid with tests/chain/test_invalid.py and this file; the state and trie caches with
+tests/chain/test_state.py and test_trie.py; compact with tests/chain/test_storage.py;
+node/service.py with this file, the five final-proof tests of tests/node/test_network_forks.py
+and tests/node/test_pol_fraud.py. Killed/total per function, before -> after the tests added
+then (each watched failing on its mutants): compute_sample 2/3; Blockchain.revoke_invalid
+43/46 -> 46/46; StateDB._get_base_many 3/5 -> 5/5, _get_best 3/5 -> 5/5, _update_values
+2/3 -> 3/3; Trie._remember 4/6 -> 6/6; _seal 3/6 -> 6/6; Database.compact 7/9; NodeService
+__init__'s verifier choice 10/10, import_justification 5/5, _lift_fraud_marks 24/31 -> 27/31,
+import_block 50/55 -> 55/55, _proves_final 25/30 -> 26/30, _on_fraud_found 22/27 -> 27/27.
+230 of 241 killed (203 before). The 27 killed by the new tests: a hash of the wrong length
+passed to revoke_invalid, and its refusal's message (test_invalid.py's
+test_revoke_invalid_refuses_a_hash_that_is_not_32_bytes_before_reading); a restored leaf
+written as other than b"" (..._restores_the_leaves_and_marks_byte_for_byte); a value of
+exactly MAX_CACHED_VALUE bytes left out of a cache, and the value cache's count bound passed
+by one on reads (test_state.py's test_values_read_from_the_column_are_cached_up_to_...; the
+count bound lines are old ones re-indented); a cached None, a branch's children taken for its
+value, and the inclusive bound of _seal and _remember (test_trie.py's
+test_only_nodes_whose_value_is_at_most_max_cached_value_bytes_are_cached); a link that only
+justifies taken for a finality proof, raising InvalidJustification rather than proving the
+fraud (test_a_link_that_only_justifies_is_no_finality_proof_for_a_forged_block); and every
+word and argument of the three warnings, now matched whole (_logged). The 11 survivors are
+equivalent:
+
+- compute_sample ``samples > finished`` for ``>=``: at ``samples == finished``
+  sample_segments draws all S indices and sorts them, the same tuple(range(S)), only dearer.
+- compact's ``start=None`` or no start (2): no key lies below the lowest column's prefix
+  (0x01), so compacting from the first key covers the same records (a missing stop bound,
+  by contrast, compacts nothing: those mutants are killed by test_storage.py).
+- _lift_fraud_marks' and _proves_final's ``target_known=None`` (2): falsy as False.
+- _lift_fraud_marks' and _proves_final's ``final=None``, ``False`` or left out (default True)
+  (6): each is called only after proves_finality(...) held (import_justification's ``final``,
+  _proves_final's own pre-check), and for such a link the checks ``final=True`` adds
+  (source is the target, consecutive rounds) pass, so verify_justification decides the same.
 """
 
 from __future__ import annotations
@@ -211,5 +256,26 @@ async def test_a_stored_block_invalidated_by_a_late_proof_gives_way_to_its_final
                 rf"block #1 \(0x{blocks[1].hash().hex()[:12]}…\) and its descendants were proven forged here, but block #3 "
                 r"is final, which descends from it: following it \(finality is never reverted; the fraud stays reported\)"
             ))
+    finally:
+        builder.db.close()
+
+
+async def test_a_link_that_only_justifies_is_no_finality_proof_for_a_forged_block(tmp_path: Path) -> None:
+    """A proof by 3 of 4 validators whose link justifies its target without finalizing it
+    (its source is genesis, not the target): the forgery is proven and the block refused as
+    without a proof (FraudFound, marked invalid), not the proof blamed (InvalidJustification
+    "not_final"): a justified block is not final, and only finality outranks a fraud proof."""
+    builder, blocks = _forged_chain(tmp_path / "builder")
+    try:
+        genesis = blocks[0].hash()
+        source = Checkpoint(genesis, 0, 6)
+        vote = Vote(SET_ID, source, Checkpoint(blocks[3].hash(), 3, 7))
+        justifying = Justification(
+            blocks[3].hash(), 3, SET_ID, 7, source, tuple(sign_vote(dev_keypair(n), genesis, vote) for n in ("Alice", "Bob", "Charlie"))
+        )
+        async with running(_auditor()) as node:
+            with pytest.raises(FraudFound, match=r"extrinsic #0: segment 2 re-runs to weights"):
+                await node.import_block(blocks[1], LocalSource(builder.transcripts), justifying)
+            assert node.chain.is_invalid(blocks[1].hash()) and not node.chain.has_block(blocks[1].hash())
     finally:
         builder.db.close()
