@@ -1221,13 +1221,13 @@ class NodeService:
                 raise
             fraud, openings = exc, []
         except CheckpointsUnavailable as unavailable:
-            if not await self._proves_final(block, final_proof):
+            if final_proof is None or not await self._proves_final(block, final_proof):
                 raise
             openings = []
             log.info(
                 "block #%d (0x%s…) imported without its training checked here (%s): block #%d is final, "
                 "which it leads to", block.header.number, prepared.block_hash.hex()[:12], unavailable,
-                final_proof.target_number,  # type: ignore[union-attr]
+                final_proof.target_number,
             )
         async with self._lock:
             if self.chain.has_block(prepared.block_hash):  # imported meanwhile (another announcement)
