@@ -131,6 +131,13 @@ def test_a_database_of_another_config_is_refused_naming_the_fields(tmp_path: Pat
         reopen(funds)
 
 
+# Mutation testing of 1d8781e's ``pruned`` lines in Blockchain._verify_genesis (2026-11-30, mutmut
+# 3.8.1): made by the run in tests/node/test_network_transcripts.py's docstring, each applied with
+# ``mutmut apply`` in a scratch copy and this file run in a fresh process (LevelDB hangs mutmut's
+# forked runners). 16 mutants on those lines (_verify_genesis__mutmut_4..7, 42..45, 54..61): 15
+# killed by the test below. Left, equivalent: _7, ``stored_root = None`` when the genesis state is
+# pruned: ``state.get(key, at=None)`` reads the flat column of the best state, the same values as
+# ``at=state.root()``.
 def test_a_pruned_database_of_another_genesis_is_refused_for_the_right_reason(tmp_path: Path, monkeypatch) -> None:
     """--state-pruning takes the genesis state with the rest, and the refusal that reads the
     stored runtime version and config from it said "state root ... is unknown" instead (an

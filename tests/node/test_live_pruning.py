@@ -6,11 +6,13 @@ on, keeps every other state whole, and stops cleanly with a run under way."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
 from chain.crypto import dev_keypair
 from chain.pallets import balances
+from chain.pruning import LivePrune, PruneReport
 from chain.state import TrieColumn
 from chain.trie import Trie
 from genesis.spec import load_chain_spec, with_slot_duration
@@ -76,6 +78,15 @@ def test_archive_keeps_every_state(tmp_path) -> None:
         service.close()
 
 
+# Mutation testing of e1dbe3e's PRUNE_DUTY lines (2026-11-30, mutmut 3.8.1): made by the run in
+# tests/node/test_network_transcripts.py's docstring, each applied with ``mutmut apply`` in a scratch
+# copy and this file run in a fresh process (LevelDB hangs mutmut's forked runners). 10 mutants:
+# _maybe_prune__mutmut_7, _prune__mutmut_10..16 and NodeService.__init__'s ``_prune_not_before =
+# None`` / ``1.0`` (112, 113; edited by hand: ``mutmut apply`` wrote that __init__ over the file's
+# first one, NodeVerifier's). 2 killed before, 8 after the exact wait below (_prune__mutmut_11..16:
+# minus, divided, 11 s, 8 s, 19 s, -0.9 s). Left, equivalent: ``<=`` for ``<`` (_maybe_prune__mutmut_7:
+# time.monotonic() equals the stored float only by chance, and the next call is later), and 1.0 for
+# 0.0 (time.monotonic() is the machine's uptime, past a second before a node starts).
 def test_pruning_runs_take_at_most_their_share_of_the_time(tmp_path) -> None:
     """A node syncing 50 blocks a second started a pruning run every 32 finalized blocks, so
     every 0.6 s, back to back, and spent 37-45% of its time pruning (an outside tester's
@@ -99,6 +110,28 @@ def test_pruning_runs_take_at_most_their_share_of_the_time(tmp_path) -> None:
         service._prune_not_before = time.monotonic() + 60
         service._maybe_prune()
         assert service._pruning is started  # no second run within the wait
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.close()
+
+
+def test_a_run_of_s_seconds_holds_the_next_one_off_for_nine_times_as_long(tmp_path) -> None:
+    """The wait is s * (1 / PRUNE_DUTY - 1) from the end of a run of s seconds, exactly: a
+    real run whose report says it took 1 s holds the next one off for 9 s (kills
+    ``_prune__mutmut_11``..``16`` of the e1dbe3e run below, which the bound above let live)."""
+    service = _service(tmp_path, KEEP)
+
+    class OneSecond(LivePrune):
+        def run(self) -> PruneReport:
+            return dataclasses.replace(super().run(), seconds=1.0)
+
+    async def scenario() -> None:
+        before = time.monotonic()
+        await service._prune(OneSecond(service.db, service.chain.state, KEEP))
+        after = time.monotonic()
+        assert before + 9.0 <= service._prune_not_before <= after + 9.0
 
     try:
         asyncio.run(scenario())

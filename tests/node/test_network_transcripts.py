@@ -1,6 +1,41 @@
 """Transcript openings over real loopback NetworkServices (real WebSockets, Noise, ed25519) and
 a real LevelDB TranscriptStore: serving what a node has, fetching what a sample needs,
-verifying every opening, and the bounds on requests and responses."""
+verifying every opening, and the bounds on requests and responses.
+
+Mutation testing of the late requests (commit 2ff734c: ``NetworkSource._fetch``'s ``late`` list,
+``_ask``, ``_take_late``, ``_take``), 2026-11-30, mutmut 3.8.1, with
+``pytest_add_cli_args_test_selection`` narrowed to this file and test_network_mutants.py::
+
+    rm -rf mutants && mutmut run --max-children 2 "node.network.transcripts.xǁNetworkSourceǁ_fetch*" \
+      "node.network.transcripts.xǁNetworkSourceǁ_ask*" "node.network.transcripts.xǁNetworkSourceǁ_take*"
+
+252 mutants (about 10 minutes), 213 killed. Judged: those on the lines the commit changed (a
+line only indented into the new ``try`` is not changed; ``_take_late`` and ``_take`` are new
+whole). Killed/in scope, before -> after the tests added then (each watched failing on its
+mutants: the late answer that fails, the late bad opening, the bad opening and the empty
+answer not asked again): ``_fetch`` 48 -> 51 of 52, ``_ask`` 47 -> 49 of 52, ``_take_late``
+20 -> 33 of 38, ``_take`` 34 of 34. Left:
+
+- ``_fetch__mutmut_86``: ``late=None`` in the re-ask of the peers still sending: their
+  ``until`` is the deadline, so the request is awaited without a timeout and never added to
+  ``late``.
+- ``_ask__mutmut_30``: ``until > deadline`` for ``>=``: only the re-ask has ``until`` exactly the
+  deadline, and its wait then ends at the deadline, as the request's own timeout does (to the
+  millisecond); what it was cut off from is cancelled with the fetch either way.
+- ``_take_late__mutmut_4``, ``_6``, ``_12`` (no timeout) and ``_11`` (at least 1 s): the request's
+  own timeout, taken at the deadline when it was made, ends it then; they differ only for a
+  request that first waited for its turn under the peer's request limit (its answer then has
+  its whole budget), which these tests never make.
+- ``_take_late__mutmut_14``: ``True`` for a request unanswered at the deadline: the peer is
+  then asked again with no time left, so no request is made.
+- ``_ask__mutmut_65``, ``_66`` (``sent`` never true): ``_ask`` now says "still sending" only when
+  an answer is verified or refused in the last moments of its peer's slice (a request still
+  open at the slice's end goes to ``late``, whose answer puts the peer in ``serving`` instead):
+  a window of milliseconds no test hits deterministically. The same holds, out of scope (old
+  lines, killed before 2ff734c), for ``_ask__mutmut_2``, ``_3``, ``_6``, ``_46``..``_49``, ``_67``,
+  ``_68`` and ``_fetch__mutmut_60`` (``serving.append(None)`` there); ``_fetch__mutmut_32`` is
+  the earlier run's ``_19`` (``asked.append(None)``: only its length is read).
+"""
 
 from __future__ import annotations
 
@@ -309,6 +344,52 @@ async def test_a_silent_first_peer_left_open_does_not_hold_up_the_others_answer(
         assert time.monotonic() - started < 3.5  # half the budget for the silent one (2 s), then the answer
 
 
+async def test_a_late_answer_that_fails_is_logged_and_its_peer_not_asked_again(tmp_path, caplog) -> None:
+    """The first peer's request, left open past its half of the time, fails when its answer
+    comes (out of the order asked): that is logged with the block, the peer and the reason,
+    and the peer is not asked again for the rest, as one whose late answer brought something
+    would be (kills ``_take_late__mutmut_16``..``27`` and ``_ask__mutmut_33`` of the 2ff734c
+    run, which asked it again)."""
+    caplog.set_level(logging.DEBUG, logger="polchain.pol")
+    async with serving(tmp_path, OPENINGS, None) as [(a, sa), _, (b, _)]:
+        serve = sa.serve
+        asked = 0
+
+        async def slow_and_wrong(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+            nonlocal asked
+            asked += 1
+            await asyncio.sleep(1.2)
+            return list(reversed(await serve(peer, req)))
+
+        a.service.handlers.serve_transcript_request = slow_and_wrong
+        with pytest.raises(CheckpointsUnavailable):
+            await asyncio.to_thread(_source(b, a.id).fetch, BLOCK, RESULT, SAMPLE)
+        assert asked == 1
+        (line,) = [r.getMessage() for r in caplog.records if r.name == "polchain.pol" and "wrongly" in r.getMessage()]
+        assert line.startswith(f"openings of 0x{BLOCK.hex()[:12]}… from {a.id}: {a.id} answered a transcript request wrongly: entry ")
+
+
+async def test_a_late_answer_with_a_bad_opening_costs_its_sender(tmp_path) -> None:
+    """The first peer's late answer holds a made-up checkpoint: the peer is charged
+    BAD_OPENING as if it had answered in time (kills ``_take_late__mutmut_29``, which charged
+    nobody)."""
+    forged = list(OPENINGS)
+    forged[2] = msgspec.structs.replace(forged[2], weights=bytes(len(forged[2].weights or b"")))
+    async with serving(tmp_path, tuple(forged), None) as [(a, sa), _, (b, _)]:
+        serve = sa.serve
+
+        async def slow(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+            await asyncio.sleep(1.2)
+            return await serve(peer, req)
+
+        a.service.handlers.serve_transcript_request = slow
+        source = _source(b, a.id)
+        with pytest.raises(CheckpointsUnavailable):
+            await asyncio.to_thread(source.fetch, BLOCK, RESULT, SAMPLE)
+        assert source.stats.bad_openings == 1
+        assert b.service.reputation.score(a.id) <= Misbehaviour.BAD_OPENING.cost + 1
+
+
 async def test_a_bad_opening_costs_the_sender_and_the_next_peer_is_asked(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
     forged = list(OPENINGS)
@@ -321,6 +402,49 @@ async def test_a_bad_opening_costs_the_sender_and_the_next_peer_is_asked(tmp_pat
         assert b.service.reputation.score(a.id) <= Misbehaviour.BAD_OPENING.cost + 1
         assert "invalid checkpoint opening" in caplog.text
         assert "weights do not hash to the entry's weights hash" in caplog.text
+
+
+async def test_a_peer_that_sent_a_bad_opening_is_not_asked_again(tmp_path) -> None:
+    """The first peer answers at once with a made-up checkpoint among good openings, the next
+    has nothing: the liar is charged once and not asked again for the rest, as a peer still
+    sending when its time ran out would be (kills ``_ask__mutmut_64`` of the 2ff734c run)."""
+    forged = list(OPENINGS)
+    forged[2] = msgspec.structs.replace(forged[2], weights=bytes(len(forged[2].weights or b"")))
+    async with serving(tmp_path, tuple(forged), None) as [(a, sa), _, (b, _)]:
+        serve = sa.serve
+        asked = 0
+
+        async def counted(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+            nonlocal asked
+            asked += 1
+            return await serve(peer, req)
+
+        a.service.handlers.serve_transcript_request = counted
+        source = _source(b, a.id)
+        with pytest.raises(CheckpointsUnavailable):
+            await asyncio.to_thread(source.fetch, BLOCK, RESULT, SAMPLE)
+        assert asked == 1 and source.stats.bad_openings == 1
+
+
+async def test_a_peer_that_answered_empty_is_not_asked_again(tmp_path) -> None:
+    """Two peers with nothing (validators that have not fetched the transcript yet) answer
+    empty at once: each is asked once, and the fetch gives up at the deadline (kills
+    ``_ask__mutmut_51`` of the 2ff734c run: an empty answer counted as one still sending, so
+    the first peer was asked again)."""
+    async with serving(tmp_path, None, None) as [(a, _), (c, _), (b, _)]:
+        counts = [0, 0]
+
+        def counted(i: int):  # type: ignore[no-untyped-def]
+            async def handler(peer, req) -> list[Opening]:  # type: ignore[no-untyped-def]
+                counts[i] += 1
+                return []
+            return handler
+
+        a.service.handlers.serve_transcript_request = counted(0)
+        c.service.handlers.serve_transcript_request = counted(1)
+        with pytest.raises(CheckpointsUnavailable):
+            await asyncio.to_thread(_source(b, a.id).fetch, BLOCK, RESULT, SAMPLE)
+        assert counts == [1, 1]
 
 
 async def test_openings_nobody_has_raise_checkpoints_unavailable_within_the_timeout(tmp_path) -> None:

@@ -890,7 +890,13 @@ async def test_the_catching_up_rule_finds_the_newest_block_another_node_made_bel
 
 
 # --- a validator punished for an offence ------------------------------------------------------
-async def test_a_validator_punished_for_an_offence_stops_authoring_until_it_leaves(tmp_path) -> None:
+# Mutation testing of f0b87d7's SelfReport lines in _report_fraud (2026-11-30, mutmut 3.8.1): the
+# mutants were made by the run in tests/node/test_network_transcripts.py's docstring (mutmut makes
+# every module's); LevelDB hangs mutmut's forked runners, so each was applied with ``mutmut apply
+# "node.service.xǁNodeServiceǁ_report_fraud__mutmut_N"`` in a scratch copy and the test below run in
+# a fresh process. _report_fraud__mutmut_2..10 are on those lines: 1 of 9 killed before (``!=``), 9
+# of 9 after the check of the log line below (its text, case and block: 3..10).
+async def test_a_validator_punished_for_an_offence_stops_authoring_until_it_leaves(tmp_path, caplog) -> None:
     """Once a report of Alice's equivocation lands, she is disabled (chain.pallets.staking
     .is_disabled) and Aura refuses her blocks: her node leaves her slots empty instead of
     sealing blocks every peer refuses, and logs no authoring failure. The block holding the
@@ -925,9 +931,14 @@ async def test_a_validator_punished_for_an_offence_stops_authoring_until_it_leav
         # of its forgery, an outside tester's finding of 2026-11-30), here in a block of another
         # fork and in a block of this chain (genesis stands in for one: the only block whose
         # hash this state names here).
+        caplog.set_level(logging.INFO, logger="polchain")
         node._report_fraud(b"\x00" * 64, bytes(32), ALICE.public)
         node._report_fraud(b"\x01" * 64, chain.genesis_hash, ALICE.public)
         assert node.pool.status().ready == 0
+        # ... and says so, naming the block (kills the log line's mutants of the f0b87d7 run below).
+        assert [r.getMessage() for r in caplog.records if r.name == "polchain" and "this node's own" in r.msg] == [
+            f"Not reporting the fraud in block 0x{h.hex()[:12]}…: it is this node's own" for h in (bytes(32), chain.genesis_hash)
+        ]
         node._report_fraud(b"\x00" * 64, bytes(32), dev_keypair("Bob").public)
         assert node.pool.status().ready == 1
     with _opened(tmp_path / "bob", clock, author="//Bob") as bob:
