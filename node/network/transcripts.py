@@ -274,9 +274,9 @@ class NetworkSource:
         """Ask ``peer`` for what is still needed until the loop time ``until``, moving what
         verifies from ``need`` to ``got``. Each request may run to ``deadline``: one still
         unanswered at ``until`` is added to ``late``, for the caller to hear out. True if the
-        peer sent something and its time ran out (its last request cut off, or none left to
-        make): worth asking again; False if it sent nothing, answered empty, sent a bad opening,
-        or its request went to ``late``."""
+        peer sent something and its time ran out between two requests: worth asking again;
+        False if it sent nothing, answered empty, sent a bad opening, its request failed, or
+        its request went to ``late``."""
         loop = asyncio.get_running_loop()
         sent = False
         while need and (per_peer := until - loop.time()) > 0:
@@ -291,9 +291,9 @@ class NetworkSource:
                 return False
             try:
                 openings = request.result()
-            except RequestFailed as exc:
+            except RequestFailed as exc:  # refused or failed: a request its slice cuts off goes to ``late``
                 log.debug("openings of 0x%s… from %s: %s", block_hash.hex()[:12], peer, exc)
-                return sent and loop.time() >= until - 0.05  # cut off by its slice, not refused
+                return False
             if not openings:
                 return False
             verified = await self._take(peer, openings, result, need, got)

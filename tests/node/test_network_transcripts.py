@@ -34,7 +34,10 @@ answer not asked again): ``_fetch`` 48 -> 51 of 52, ``_ask`` 47 -> 49 of 52, ``_
   a window of milliseconds no test hits deterministically. The same holds, out of scope (old
   lines, killed before 2ff734c), for ``_ask__mutmut_2``, ``_3``, ``_6``, ``_46``..``_49``, ``_67``,
   ``_68`` and ``_fetch__mutmut_60`` (``serving.append(None)`` there); ``_fetch__mutmut_32`` is
-  the earlier run's ``_19`` (``asked.append(None)``: only its length is read).
+  the earlier run's ``_19`` (``asked.append(None)``: only its length is read). After this run,
+  on that finding, the ``RequestFailed`` branch of ``_ask`` returns False outright: with each
+  request's timeout at the deadline, a failure before the slice ends is a refusal, never a
+  cut-off (``sent and loop.time() >= until - 0.05`` could no longer be True but by a race).
 """
 
 from __future__ import annotations
