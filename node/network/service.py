@@ -907,7 +907,16 @@ class NetworkService:
         if not peer.send(make(req_id)):
             self._pending.pop((peer_id, req_id), None)
             raise RequestFailed(f"{peer_id}'s send queue is full")
-        if not await _await_answer(fut, budget):
+        try:
+            answered = await _await_answer(fut, budget)
+        except asyncio.CancelledError:
+            # The caller gave up waiting (a checkpoint fetch that got everything elsewhere): an
+            # answer still to come is dropped as expired; the caller decides on any charge. The
+            # entry stayed in _pending for good before (a reviewer's finding, 2026-11-30).
+            self._pending.pop((peer_id, req_id), None)
+            peer.expired_requests.add(req_id)
+            raise
+        if not answered:
             self._pending.pop((peer_id, req_id), None)
             peer.expired_requests.add(req_id)
             self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)

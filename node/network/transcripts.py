@@ -254,8 +254,14 @@ class NetworkSource:
                 if need:
                     await self._ask(peer, deadline, deadline, block_hash, result, need, got, late)
         finally:
-            for _, request in late:
-                request.cancel()
+            for peer, request in late:
+                if not request.done():
+                    # Still silent past its slice when the fetch ended: charged as a request
+                    # timeout, as it was when its slice ended the request (before the late
+                    # requests, a peer that withholds every transcript was banned in time;
+                    # left uncharged, it cost every import half the budget for good).
+                    request.cancel()
+                    self.network.report_peer(peer, Misbehaviour.REQUEST_TIMEOUT, "a checkpoint request unanswered past its time")
         if need:
             if self.kept is not None:
                 self.kept.keep(block_hash, result.extrinsic_index, got)

@@ -345,6 +345,10 @@ async def test_a_silent_first_peer_left_open_does_not_hold_up_the_others_answer(
         got = await asyncio.to_thread(_source(b, a.id, timeout=4.0).fetch, BLOCK, RESULT, SAMPLE)
         assert sorted(got) == [2, 3, 6, 7] and sc.stats.openings_served == 4
         assert time.monotonic() - started < 3.5  # half the budget for the silent one (2 s), then the answer
+        # The silent peer is charged a request timeout, as when its slice ended the request, and
+        # its dropped request leaves nothing behind (a reviewer's finding: neither, after 2ff734c).
+        assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.REQUEST_TIMEOUT.cost, abs=1)  # (decay)
+        assert not b.service._pending
 
 
 async def test_a_late_answer_that_fails_is_logged_and_its_peer_not_asked_again(tmp_path, caplog) -> None:
