@@ -225,6 +225,11 @@ class BlockRules(Protocol):
         ...
 
 
+
+def _compute_descendant_record(block_hash: bytes) -> bytes:
+    """The INVALID record of a block stored under ``block_hash`` when ``block_hash`` is invalidated."""
+    return f"descends from invalid block {block_hash.hex()}".encode()
+
 class Blockchain:
     """Owns the database; builds blocks (authoring), imports them (validating), keeps the tree."""
 
@@ -502,9 +507,13 @@ class Blockchain:
         if self.best_hash in marked:
             route = self.compute_tree_route(self.best_hash, self._choose_best(leaves, parent))
         with self.db.write_batch() as batch:
-            descendant_record = f"descends from invalid block {block_hash.hex()}".encode()
+            descendant_record = _compute_descendant_record(block_hash)
             for marked_hash in marked:
-                batch.put(Column.INVALID, marked_hash, record if marked_hash == block_hash else descendant_record)
+                # A descendant marked already keeps its record: its own fraud, proven apart,
+                # must not become a mere "descends from" that revoke_invalid would lift with
+                # this block's (a reviewer's finding, 2026-11-30).
+                if marked_hash == block_hash or not self.is_invalid(marked_hash):
+                    batch.put(Column.INVALID, marked_hash, record if marked_hash == block_hash else descendant_record)
             for leaf in dead:
                 batch.delete(Column.LEAVES, leaf)
             if revived:
@@ -515,17 +524,28 @@ class Blockchain:
             self._move_best(route.enacted[-1] if route.enacted else route.common, new_root)
         return route
 
+    def compute_invalid_cause(self, block_hash: bytes) -> bytes:
+        """The highest marked block on the path from ``block_hash`` (stored or not) up through
+        its stored marked ancestors: the block whose proven fraud the marks of the path go back to."""
+        cause = block_hash
+        while self.has_block(cause) and self.is_invalid(parent := self.get_header(cause).parent_hash):
+            cause = parent
+        return cause
+
     def revoke_invalid(self, block_hash: bytes) -> bytes:
         """Lift the INVALID marks that cover ``block_hash``: a fraud proven here against it or an
         ancestor, when a verified finality proof then showed it final (node.service: finality is
-        never reverted, a fraud proof only punishes after it). Returns the block whose mark
-        was the cause (the highest invalid ancestor, or ``block_hash``).
+        never reverted, a fraud proof only punishes after it). Returns the cause
+        (:meth:`compute_invalid_cause`).
 
-        A block that is not stored has its own record deleted. For a stored one, the cause is
-        found by walking up its invalid ancestors, and its whole subtree (every record of which
-        :meth:`invalidate` wrote with the cause's) is unmarked in one batch, its leaves stored
-        again and the cause's parent no longer a leaf if it was one only for want of a valid
-        child; the best block stays (the caller's finalization moves it). ChainError if
+        A block that is not stored has its own record deleted. For a stored one, every mark on
+        the path from it up to the cause goes, and so do the marks that name a block of that
+        path as their cause ("descends from"), in one batch, down the tree from the cause; a
+        block marked for its own fraud off the path, or for another cause, keeps its mark and
+        its subtree theirs (a reviewer's finding: lifting the cause's whole subtree made a block
+        proven forged on its own a fork-choice candidate again). The lifted blocks with no
+        lifted child are leaves again, and the cause's parent is no longer a leaf for want of
+        a valid child; the best block stays (the caller's finalization moves it). ChainError if
         ``block_hash`` is not marked."""
         if not isinstance(block_hash, bytes) or len(block_hash) != 32:
             raise ChainError(f"block hash must be 32 bytes, got {block_hash!r:.80}")
@@ -535,15 +555,24 @@ class Blockchain:
             with self.db.write_batch() as batch:
                 batch.delete(Column.INVALID, block_hash)
             return block_hash
+        path = {block_hash}
         cause = block_hash
-        while self.is_invalid(parent := self.get_header(cause).parent_hash) and self.has_block(parent):
+        while self.is_invalid(parent := self.get_header(cause).parent_hash):
             cause = parent
-        marked = self._collect_subtree(cause)
-        leaves = {h for h in marked if not self.get_children(h)}
+            path.add(cause)
+        named = {_compute_descendant_record(h) for h in path}
+        lifted: set[bytes] = set()
+        todo = [cause]
+        while todo:
+            current = todo.pop()
+            if current in path or self.db.get(Column.INVALID, current) in named:
+                lifted.add(current)
+                todo.extend(self.get_children(current))
+        leaves = {h for h in lifted if not any(child in lifted for child in self.get_children(h))}
         parent = self.get_header(cause).parent_hash
         with self.db.write_batch() as batch:
-            for marked_hash in marked:
-                batch.delete(Column.INVALID, marked_hash)
+            for lifted_hash in lifted:
+                batch.delete(Column.INVALID, lifted_hash)
             for leaf in leaves:
                 batch.put(Column.LEAVES, leaf, b"")
             if parent in self._leaves:

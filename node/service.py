@@ -801,6 +801,9 @@ class NodeService:
         (InvalidJustification otherwise), the marks go and the caller finalizes as usual; the
         fraud stays proven and reported. Every INVALID mark is a fraud's (Blockchain.invalidate
         is called for nothing else)."""
+        cause = self.chain.compute_invalid_cause(justification.target_hash)
+        if all(signed.voter == self.chain.get_header(cause).author for signed in justification.votes):
+            return  # the forger's own vote (a sole validator's) is its own word, not a check (_proves_final)
         await asyncio.to_thread(verify_justification, self.chain, justification, target_known=False, final=True)
         cause = await asyncio.to_thread(self.chain.revoke_invalid, justification.target_hash)
         log.warning(
@@ -1185,18 +1188,24 @@ class NodeService:
           outside tester's finding, 2026-11-30: every auditor stopped at the first forgery
           that escaped the samples). The challenge window is the time a proof has to arrive;
           after it, the proof punishes the author but does not move the chain."""
-        block_hash = block.hash()
-        if (
-            final_proof is not None and self.chain.is_invalid(block_hash) and not self.chain.has_block(block_hash)
-            and await self._proves_final(block, final_proof)
-        ):
+        block_hash, parent_hash = block.hash(), block.header.parent_hash
+        # Marks this node left (the block itself, not stored; or its stored parent, with the
+        # branch above it) give way to a verified finality proof of the range.
+        marked = []
+        if self.chain.is_invalid(block_hash) and not self.chain.has_block(block_hash):
+            marked.append(block_hash)  # refused before it was stored
+        if self.chain.has_block(parent_hash) and self.chain.is_invalid(parent_hash):
+            marked.append(parent_hash)  # stored, then invalidated with its branch by a late proof
+        if final_proof is not None and marked and await self._proves_final(block, final_proof):
             async with self._lock:
-                self.chain.revoke_invalid(block_hash)
-            log.warning(
-                "block #%d (0x%s…) was proven forged here, but block #%d is final, which it leads to: "
-                "importing it (finality is never reverted; the fraud stays reported)",
-                block.header.number, block_hash.hex()[:12], final_proof.target_number,
-            )
+                for h in marked:
+                    cause = self.chain.revoke_invalid(h)
+                    log.warning(
+                        "block #%d (0x%s…) was proven forged here, but block #%d is final, which it leads to: "
+                        "importing it (finality is never reverted; the fraud stays reported)",
+                        self.chain.get_header(cause).number if self.chain.has_block(cause) else block.header.number,
+                        cause.hex()[:12], final_proof.target_number,
+                    )
         # Execution and the cheap commitments run under the lock (they read the state a write
         # would change); the training check does not: it may wait up to --pol-fetch-timeout on
         # peers for openings (a withholding author's block makes it wait in full), and holding
@@ -1215,9 +1224,16 @@ class NodeService:
         try:
             openings = await asyncio.to_thread(self.chain.verify_training, prepared, source)
         except FraudFound as exc:
-            if not await self._proves_final(block, final_proof):
+            forged: InvalidJustification | None = None
+            try:
+                final = await self._proves_final(block, final_proof)
+            except InvalidJustification as refused:  # a forged proof came with it: the fraud is kept all the same
+                final, forged = False, refused
+            if not final:
                 async with self._lock:
                     self._on_fraud_found(exc.proof, str(exc))
+                if forged is not None:
+                    raise forged from exc  # the caller charges whoever sent the proof
                 raise
             fraud, openings = exc, []
         except CheckpointsUnavailable as unavailable:

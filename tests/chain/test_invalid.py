@@ -415,3 +415,20 @@ def test_revoke_invalid_after_invalidate_restores_the_leaves_and_marks_byte_for_
     assert {column: list(node.db.iterate(column)) for column in columns} == before
     assert node.get_leaves() == tuple(sorted(key for key, _ in before[Column.LEAVES]))
     node.db.close()
+
+
+def test_revoking_a_cause_keeps_a_descendant_proven_forged_on_its_own(tmp_path, blocks) -> None:
+    """B3's own fraud is proven, then B1's; a finality proof of B2 lifts the marks of B1 and
+    B2 (the path) but not B3's: invalidate keeps a descendant's own record, and revoke_invalid
+    does not descend into it. Before, B1's mark overwrote B3's with "descends from B1", and
+    lifting B1's subtree made B3 a fork-choice candidate again (a reviewer's finding, 2026-11-30)."""
+    h = {name: block.hash() for name, block in blocks.items()}
+    node = _fresh(tmp_path / "node", [blocks["B1"], blocks["B2"], blocks["B3"]])
+    node.invalidate(h["B3"], "fraud proof: extrinsic #0 (B3's own)")
+    node.invalidate(h["B1"], "fraud proof: extrinsic #0 (B1's)")
+    assert node.get_invalid_reason(h["B3"]) == "fraud proof: extrinsic #0 (B3's own)"
+    assert node.get_invalid_reason(h["B2"]) == f"descends from invalid block {h['B1'].hex()}"
+    assert node.compute_invalid_cause(h["B2"]) == h["B1"] == node.revoke_invalid(h["B2"])
+    assert not node.is_invalid(h["B1"]) and not node.is_invalid(h["B2"]) and node.is_invalid(h["B3"])
+    assert node.get_leaves() == (h["B2"],) and fork_choice.select_best(node) == h["B2"]
+    node.db.close()

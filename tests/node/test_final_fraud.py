@@ -68,6 +68,7 @@ import re
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from netkit import FAST, running
 
@@ -277,5 +278,72 @@ async def test_a_link_that_only_justifies_is_no_finality_proof_for_a_forged_bloc
             with pytest.raises(FraudFound, match=r"extrinsic #0: segment 2 re-runs to weights"):
                 await node.import_block(blocks[1], LocalSource(builder.transcripts), justifying)
             assert node.chain.is_invalid(blocks[1].hash()) and not node.chain.has_block(blocks[1].hash())
+    finally:
+        builder.db.close()
+
+
+async def test_a_node_holding_part_of_a_final_range_marked_by_a_late_proof_takes_the_rest(tmp_path: Path) -> None:
+    """The node held #1 and #2 when a late proof invalidated them; the range's finality proof is
+    for #3, which it lacks. #3 was refused for its marked parent, and the justification of an
+    unstored target lifted nothing: stranded (a reviewer's finding, 2026-11-30). The marks of
+    the stored parent's branch now give way to the verified proof, and #3 is imported."""
+    builder, blocks = _forged_chain(tmp_path / "builder", forged=False)
+    try:
+        genesis = blocks[0].hash()
+        proof = _finality_proof(blocks[3], ("Alice", "Bob", "Charlie"), genesis)
+        async with running(_auditor()) as node:
+            for block in blocks[1:3]:
+                await node.import_block(block, LocalSource(builder.transcripts))
+            node.chain.invalidate(blocks[1].hash(), "fraud proof: extrinsic #0")  # as import_fraud_proof does
+            with pytest.raises(InvalidBlockAncestry):  # a proof below the threshold lifts nothing
+                await node.import_block(blocks[3], LocalSource(builder.transcripts), _finality_proof(blocks[3], ("Alice", "Bob"), genesis))
+            assert await node.import_block(blocks[3], LocalSource(builder.transcripts), proof) is not None
+            assert not node.chain.is_invalid(blocks[1].hash()) and not node.chain.is_invalid(blocks[2].hash())
+            assert await node.import_justification(proof) and node.chain.finalized_hash == blocks[3].hash()
+    finally:
+        builder.db.close()
+
+
+async def test_a_forged_finality_proof_sent_with_a_forged_block_does_not_hide_the_fraud(tmp_path: Path) -> None:
+    """The node proves the block forged, then the finality proof sent with it has a bad
+    signature: the sender is charged (InvalidJustification), and the fraud found is kept,
+    marked and reported all the same. Before, the forged proof made the node drop it (a
+    reviewer's finding, 2026-11-30)."""
+    builder, blocks = _forged_chain(tmp_path / "builder")
+    try:
+        genesis = blocks[0].hash()
+        good = _finality_proof(blocks[3], ("Alice", "Bob", "Charlie"), genesis)
+        forged = msgspec.structs.replace(
+            good, votes=(*good.votes[:2], msgspec.structs.replace(good.votes[2], signature=bytes(64)))
+        )
+        async with running(_auditor()) as node:
+            with pytest.raises(InvalidJustification) as refused:
+                await node.import_block(blocks[1], LocalSource(builder.transcripts), forged)
+            assert refused.value.reason == "bad_signature"
+            assert node.chain.get_evidence(compute_fraud_evidence_key(blocks[1].hash(), 0)) is not None
+            assert node.chain.is_invalid(blocks[1].hash())
+    finally:
+        builder.db.close()
+
+
+async def test_a_sole_validators_own_vote_lifts_no_mark(tmp_path: Path) -> None:
+    """On a chain of one validator (dev: Alice), her finality proof is her own word for her
+    training (_proves_final: import_block does not take it over a proven fraud), and so it is
+    when the block was stored before a late proof marked it: import_justification does not
+    lift the mark (a reviewer's finding, 2026-11-30: the two paths disagreed)."""
+    spec = with_slot_duration(load_chain_spec("dev"), BLOCK_TIME_MS)
+    builder = Blockchain(Database(tmp_path / "builder"), chain_id=spec.id, build_genesis=spec.apply_genesis)
+    try:
+        first = int(time.time() * 1000) // BLOCK_TIME_MS - 20
+        blocks = [builder.build_block([], dev_keypair("Alice"), slot).block for slot in (first, first + 1)]
+        node = NodeService(NodeConfig(chain="dev", tmp=True, network=FAST), spec)
+        async with running(node):
+            for block in blocks:
+                await node.import_block(block)
+            node.chain.invalidate(blocks[0].hash(), "fraud proof: extrinsic #0")
+            with pytest.raises(InvalidJustification) as refused:
+                await node.import_justification(_finality_proof(blocks[1], ("Alice",), builder.genesis_hash))
+            assert refused.value.reason == "invalid_block"
+            assert node.chain.is_invalid(blocks[0].hash()) and node.chain.finalized_number == 0
     finally:
         builder.db.close()
