@@ -314,6 +314,30 @@ def test_a_runtime_bug_costs_the_extrinsic_not_the_block(tmp_path, monkeypatch) 
         twin.db.close()
 
 
+def test_a_thread_that_flushes_subnormals_builds_no_block_and_drops_no_extrinsic(tmp_path, monkeypatch) -> None:
+    """SubnormalsFlushed (ml_runtime.fpenv: this thread's FTZ/DAZ would compute other bits) is
+    no verdict on the extrinsic: the build stops with it, and the extrinsic is not reported
+    invalid for the pool to drop, as a runtime bug's is (a reviewer's finding, 2026-11-30)."""
+    import ml_runtime
+    from chain import runtime
+
+    original = runtime.DISPATCH[calls.Remark]
+
+    def handler(ctx, call) -> None:
+        raise ml_runtime.SubnormalsFlushed("the linear kernel: this thread flushes subnormal float32 values")
+
+    monkeypatch.setitem(runtime.DISPATCH, calls.Remark, runtime.CallRow(handler, original.info))
+    chain = open_chain(tmp_path / "a")
+    try:
+        invalid: list = []
+        root = chain.state.root()
+        with pytest.raises(ml_runtime.SubnormalsFlushed):
+            chain.build_block([sign(chain, BOB, calls.Remark(b"x"), 0)], ALICE, slot=1, on_invalid=lambda h, e: invalid.append(e))
+        assert invalid == [] and chain.best_number == 0 and chain.state.root() == root
+    finally:
+        chain.db.close()
+
+
 def test_a_runtime_bug_after_training_leaves_no_result_or_opening_behind(tmp_path, monkeypatch) -> None:
     """A TRAIN call that ran its job and then hit a bug: its result, openings and step count
     are dropped with it, so the block (its POL commitment, its stored openings) is the block
