@@ -59,6 +59,24 @@ equivalent:
   (6): each is called only after proves_finality(...) held (import_justification's ``final``,
   _proves_final's own pre-check), and for such a link the checks ``final=True`` adds
   (source is the target, consecutive rounds) pass, so verify_justification decides the same.
+
+Mutation testing of review 8's fixes (2026-11-30, 07:36-07:43 UTC, the lines 7e69ff7 and 8e55746
+changed), made as above: in a scratch copy with only_mutate narrowed to chain/blockchain.py and
+node/service.py, ``mutmut run --max-children 2 "chain.blockchain.x_compute_descendant_record*"``
+made the mutants (the filter matched none, so nothing ran; pyproject.toml restored after); the
+103 mutants whose changed lines are all lines ``git diff 7e69ff7^ 8e55746`` adds were each
+applied with ``mutmut apply NAME`` and ``python -m pytest -x`` run in a fresh process on
+tests/chain/test_invalid.py and this file (blockchain) or this file (service). Killed/total:
+Blockchain.invalidate (the kept-record lines) 15/15, compute_invalid_cause 6/6, revoke_invalid
+30/30, NodeService._lift_fraud_marks (the author rule) 5/5, import_block (the ``marked`` lines,
+their warning and the FraudFound branch's ``forged`` lines) 46/47 -> 47/47. mutmut makes no
+mutant of _compute_descendant_record (an f-string) nor of _apply_candidate's ``except`` tuple;
+by hand, ``except InvalidTransaction:`` fails tests/chain/test_blockchain.py -k subnormals and a
+changed record fails test_invalid.py. The survivor: the warning's number taken from the block
+imported rather than the cause (``if ... has_block(cause)) and False``), which shows only when a
+stored parent's branch is lifted (the cause is #1, the block #3); killed now by the warning
+matched whole in test_a_node_holding_part_of_a_final_range_marked_by_a_late_proof_takes_the_rest
+(watched failing on it). No equivalent survivors.
 """
 
 from __future__ import annotations
@@ -282,11 +300,13 @@ async def test_a_link_that_only_justifies_is_no_finality_proof_for_a_forged_bloc
         builder.db.close()
 
 
-async def test_a_node_holding_part_of_a_final_range_marked_by_a_late_proof_takes_the_rest(tmp_path: Path) -> None:
+async def test_a_node_holding_part_of_a_final_range_marked_by_a_late_proof_takes_the_rest(tmp_path: Path, caplog) -> None:
     """The node held #1 and #2 when a late proof invalidated them; the range's finality proof is
     for #3, which it lacks. #3 was refused for its marked parent, and the justification of an
     unstored target lifted nothing: stranded (a reviewer's finding, 2026-11-30). The marks of
-    the stored parent's branch now give way to the verified proof, and #3 is imported."""
+    the stored parent's branch now give way to the verified proof, and #3 is imported; the
+    warning names the cause (#1, stored), not the block imported."""
+    caplog.set_level(logging.INFO)
     builder, blocks = _forged_chain(tmp_path / "builder", forged=False)
     try:
         genesis = blocks[0].hash()
@@ -299,6 +319,10 @@ async def test_a_node_holding_part_of_a_final_range_marked_by_a_late_proof_takes
                 await node.import_block(blocks[3], LocalSource(builder.transcripts), _finality_proof(blocks[3], ("Alice", "Bob"), genesis))
             assert await node.import_block(blocks[3], LocalSource(builder.transcripts), proof) is not None
             assert not node.chain.is_invalid(blocks[1].hash()) and not node.chain.is_invalid(blocks[2].hash())
+            assert _logged(caplog, (
+                rf"block #1 \(0x{blocks[1].hash().hex()[:12]}…\) was proven forged here, but block #3 is final, which it "
+                r"leads to: importing it \(finality is never reverted; the fraud stays reported\)"
+            ))
             assert await node.import_justification(proof) and node.chain.finalized_hash == blocks[3].hash()
     finally:
         builder.db.close()
