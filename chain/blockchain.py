@@ -527,10 +527,14 @@ class Blockchain:
     def compute_invalid_cause(self, block_hash: bytes) -> bytes:
         """The highest marked block on the path from ``block_hash`` (stored or not) up through
         its stored marked ancestors: the block whose proven fraud the marks of the path go back to."""
-        cause = block_hash
-        while self.has_block(cause) and self.is_invalid(parent := self.get_header(cause).parent_hash):
-            cause = parent
-        return cause
+        return self._compute_invalid_path(block_hash)[-1]
+
+    def _compute_invalid_path(self, block_hash: bytes) -> list[bytes]:
+        """``block_hash`` and its marked ancestors, lowest first, up to the cause."""
+        path = [block_hash]
+        while self.has_block(path[-1]) and self.is_invalid(parent := self.get_header(path[-1]).parent_hash):
+            path.append(parent)
+        return path
 
     def revoke_invalid(self, block_hash: bytes) -> bytes:
         """Lift the INVALID marks that cover ``block_hash``: a fraud proven here against it or an
@@ -555,11 +559,8 @@ class Blockchain:
             with self.db.write_batch() as batch:
                 batch.delete(Column.INVALID, block_hash)
             return block_hash
-        path = {block_hash}
-        cause = block_hash
-        while self.is_invalid(parent := self.get_header(cause).parent_hash):
-            cause = parent
-            path.add(cause)
+        walked = self._compute_invalid_path(block_hash)
+        path, cause = set(walked), walked[-1]
         named = {_compute_descendant_record(h) for h in path}
         lifted: set[bytes] = set()
         todo = [cause]
