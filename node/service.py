@@ -1192,10 +1192,11 @@ class NodeService:
         # Marks this node left (the block itself, not stored; or its stored parent, with the
         # branch above it) give way to a verified finality proof of the range.
         marked = []
-        if self.chain.is_invalid(block_hash) and not self.chain.has_block(block_hash):
-            marked.append(block_hash)  # refused before it was stored
-        if self.chain.has_block(parent_hash) and self.chain.is_invalid(parent_hash):
-            marked.append(parent_hash)  # stored, then invalidated with its branch by a late proof
+        if final_proof is not None:  # (no reads for the common import, which carries none)
+            if self.chain.is_invalid(block_hash) and not self.chain.has_block(block_hash):
+                marked.append(block_hash)  # refused before it was stored
+            if self.chain.has_block(parent_hash) and self.chain.is_invalid(parent_hash):
+                marked.append(parent_hash)  # stored, then invalidated with its branch by a late proof
         if final_proof is not None and marked and await self._proves_final(block, final_proof):
             async with self._lock:
                 for h in marked:

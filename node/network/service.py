@@ -907,18 +907,18 @@ class NetworkService:
         if not peer.send(make(req_id)):
             self._pending.pop((peer_id, req_id), None)
             raise RequestFailed(f"{peer_id}'s send queue is full")
+        answered = False
         try:
             answered = await _await_answer(fut, budget)
-        except asyncio.CancelledError:
-            # The caller gave up waiting (a checkpoint fetch that got everything elsewhere): an
-            # answer still to come is dropped as expired; the caller decides on any charge. The
-            # entry stayed in _pending for good before (a reviewer's finding, 2026-11-30).
-            self._pending.pop((peer_id, req_id), None)
-            peer.expired_requests.add(req_id)
-            raise
+        finally:
+            # Unanswered in time, or the caller gave up waiting (a checkpoint fetch that got
+            # everything elsewhere: it decides on any charge): an answer still to come is
+            # dropped as expired. A cancelled request stayed in _pending for good before (a
+            # reviewer's finding, 2026-11-30).
+            if not answered:
+                self._pending.pop((peer_id, req_id), None)
+                peer.expired_requests.add(req_id)
         if not answered:
-            self._pending.pop((peer_id, req_id), None)
-            peer.expired_requests.add(req_id)
             self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)
             raise RequestFailed(f"{peer_id} did not answer {what} request {req_id} in time")
         return fut.result()

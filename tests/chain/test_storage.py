@@ -64,6 +64,8 @@ def test_iterate_is_ordered_and_stays_in_its_column_and_prefix(db: Database) -> 
             assert list(reader.iterate_keys(Column.STATE)) == [b"a", b"b", b"b1", b"b2", b"b\xff", b"c"]
             assert list(reader.iterate_keys(Column.TRIE, prefix=b"\xff")) == [b"\xff\xff"]
             assert list(reader.iterate_keys(Column.STATE, prefix=b"z")) == []
+            with pytest.raises(StorageError, match=r"^prefix must be bytes, got str$"):
+                reader.iterate_keys(Column.STATE, prefix="b")  # type: ignore[arg-type]
 
 
 def test_batch_discarded_by_an_exception_leaves_the_db_unchanged(db: Database) -> None:
