@@ -631,11 +631,21 @@ class Blockchain:
         slot: int,
         *,
         on_invalid: Callable[[bytes, InvalidTransaction], None] | None = None,
+        leave_out: frozenset[str] = frozenset(),
     ) -> ImportedBlock:
         """Fill a block on the best block from ``candidates`` up to the weight, length and
-        transcript limits, seal and store it."""
+        transcript limits, seal and store it.
+
+        ``on_invalid`` hears of each candidate left out for good (the pool drops it).
+        ``leave_out``: errors (``pallet.Error``, as receipts name them) for which a candidate
+        that fails is left out, every change it made undone (its fee and nonce too), and
+        reported to ``on_invalid`` as "stale", instead of being included as failed. An author's
+        choice, not a rule of import: a node passes chain.pallets.pol.STALE_REPORT_ERRORS, so
+        that of several honest reports of one offence racing into a block only the first is
+        included and the others' senders pay nothing (Substrate's pool drops such reports as
+        stale by their ``provides`` tag)."""
         with _gc_paused():
-            return self._build_block(candidates, author, slot, on_invalid)
+            return self._build_block(candidates, author, slot, on_invalid, leave_out)
 
     def _build_block(
         self,
@@ -643,6 +653,7 @@ class Blockchain:
         author: Keypair,
         slot: int,
         on_invalid: Callable[[bytes, InvalidTransaction], None] | None,
+        leave_out: frozenset[str],
     ) -> ImportedBlock:
         parent = self.best_header
         if self.rules is not None:
@@ -674,7 +685,7 @@ class Blockchain:
             ):
                 continue  # for a later block; one that fits no block is refused by apply_extrinsic
             try:
-                receipt = self._apply_candidate(runtime, overlay, info, len(included), xt, raw)
+                receipt = self._apply_candidate(runtime, overlay, info, len(included), xt, raw, leave_out)
             except InvalidTransaction as exc:
                 if on_invalid is not None:
                     on_invalid(blake2_256(raw), exc)
@@ -697,15 +708,24 @@ class Blockchain:
         return self._write_block(block, commit, tuple(receipts), info.training_steps, openings)
 
     def _apply_candidate(
-        self, runtime: Runtime, overlay: Overlay, info: BlockInfo, index: int, xt: Extrinsic, raw: bytes
+        self, runtime: Runtime, overlay: Overlay, info: BlockInfo, index: int, xt: Extrinsic, raw: bytes,
+        leave_out: frozenset[str],
     ) -> Receipt:
         """Apply one candidate of a block being built. An unexpected exception from the runtime
         (a bug some input reaches) is turned into InvalidTransaction("runtime_error") with
         every change the extrinsic made undone, its fee and nonce included, and its training
         records dropped: the block is built without it and the pool drops it. Otherwise one
         such transaction, gossiped to every pool, would stop every validator from authoring.
-        (On import the same exception refuses the block: see import_block.)"""
-        steps, units = info.training_steps, info.work_units
+        (On import the same exception refuses the block: see import_block.) A candidate that
+        fails with an error of ``leave_out`` is undone the same way (build_block)."""
+        counts = (info.training_steps, info.work_units, info.result_length, info.transcript_bytes, info.train_calls)
+
+        def undo() -> None:
+            overlay.rollback_transaction()
+            info.results.pop(index, None)
+            info.openings.pop(index, None)
+            (info.training_steps, info.work_units, info.result_length, info.transcript_bytes, info.train_calls) = counts
+
         overlay.start_transaction()
         try:
             receipt = runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw))
@@ -715,12 +735,12 @@ class Blockchain:
             overlay.rollback_transaction()
             raise
         except Exception as exc:
-            overlay.rollback_transaction()
-            info.results.pop(index, None)
-            info.openings.pop(index, None)
-            info.training_steps, info.work_units = steps, units
+            undo()
             log.exception("the runtime failed on extrinsic 0x%s; left out of the block", blake2_256(raw).hex())
             raise InvalidTransaction("runtime_error", f"the runtime failed on this extrinsic: {exc!r}") from exc
+        if not receipt.success and receipt.error is not None and receipt.error.partition(":")[0] in leave_out:
+            undo()
+            raise InvalidTransaction("stale", f"left out of the block: {receipt.error}")
         overlay.commit_transaction()
         return receipt
 

@@ -20,8 +20,10 @@ validator nor one removed for an offence) or is punished already (``pol.is_punis
 slash per removal, so the report would fail and cost its fee). A node never reports
 itself (an equivocating node imports its own second block, and would collect its own
 reporter's share). Several honest nodes may report the same offence at the same moment:
-the first included is punished, the others fail with DuplicateReport and their senders pay
-the fee (the price of not coordinating; a report is small).
+the first included is punished; an honest author leaves the others out of its block, undone
+(``pol.STALE_REPORT_ERRORS``), and its pool drops them, so their senders pay nothing. An
+author that includes them anyway makes a valid block in which they fail with DuplicateReport
+and their senders pay the fee.
 """
 
 from __future__ import annotations

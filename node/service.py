@@ -57,8 +57,9 @@ A verifier that finds a fault raises FraudFound: the node stores the proof as ev
 chain. A fraud proof from a peer is checked against the best state and, if valid,
 invalidates the block and its descendants here too (``Blockchain.invalidate``), and is
 reported on chain by this node too if it has an author key and the offence is not punished
-yet in its best state (the detector may be a key-less auditor; a duplicate report fails with
-DuplicateReport and costs its fee, while the first included earns the reporter's share).
+yet in its best state (the detector may be a key-less auditor; of several reports racing into
+one block, the first included earns the reporter's share, and the author leaves the others
+out, undone: ``pol.STALE_REPORT_ERRORS``).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ from chain.fraud import (
 from chain.header import Header, verify_seal
 from chain.pallets import balances
 from chain.pallets.pol import (
+    STALE_REPORT_ERRORS,
     is_block_here,
     is_fraud_proven,
     is_punished,
@@ -592,7 +594,7 @@ class NodeService:
             try:
                 imported = await asyncio.to_thread(
                     self.chain.build_block, candidates, self.author, slot,
-                    on_invalid=lambda h, e: invalid.append((h, e)),
+                    on_invalid=lambda h, e: invalid.append((h, e)), leave_out=STALE_REPORT_ERRORS,
                 )
                 included = {receipt.hash for receipt in imported.receipts}
             finally:

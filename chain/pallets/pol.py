@@ -92,6 +92,12 @@ from chain.votes import (
 PALLET = "pol"
 
 OFFENCE_FRAUD, OFFENCE_AURA, OFFENCE_VOTE = 0, 1, 2
+#: The errors of a report that another report made stale: each was valid when its sender
+#: signed it, and fails only because a report of the same offence (or one of the same
+#: offender) came first. A node's author leaves such a report out of its block rather than
+#: include it failed and charge its sender (chain.blockchain.Blockchain.build_block's
+#: ``leave_out``); a block that includes one stays valid.
+STALE_REPORT_ERRORS = frozenset({f"{PALLET}.DuplicateReport", f"{PALLET}.AlreadyPunished"})
 _KEY_PREFIX = {OFFENCE_FRAUD: b"fraud/", OFFENCE_AURA: b"aura/", OFFENCE_VOTE: b"vote/"}
 
 #: Work units of a report before any training: decoding, hashing and two signature checks.

@@ -22,7 +22,7 @@ from forgery import forging_trainer
 import ml_runtime
 from chain import calls
 from chain.blockchain import Blockchain
-from chain.crypto import Keypair, dev_keypair, ss58_encode
+from chain.crypto import Keypair, blake2_256, dev_keypair, ss58_encode
 from chain.errors import CodecError
 from chain.extrinsic import decode_extrinsic
 from chain.header import Header, seal_header
@@ -243,6 +243,59 @@ def test_a_second_report_of_one_offence_is_refused(local) -> None:
     local.fails(calls.ReportEquivocation(first, other), "DuplicateReport")
     local.fails(calls.ReportEquivocation(other, sealed(BOB, 1, b"\x03" * 32, chain.genesis_hash)), "DuplicateReport", key=DAVE)
     assert balances.get_account(_state(chain), BOB.public).staked == staked
+
+
+def test_an_author_leaves_out_the_reports_another_report_made_stale(tmp_path) -> None:
+    """Eve's and Ferdie's reports of Bob's equivocation race into one block, then Dave's
+    report of Bob's vote equivocation (one slash per removal): built with ``leave_out`` =
+    pol.STALE_REPORT_ERRORS, the block is the block of Eve's report alone, bit for bit (the
+    same hash, so the same state root: Ferdie's fee and nonce are undone with the rest), each
+    left-out report is handed to ``on_invalid`` as "stale" with the error it would have had,
+    and the block imports on a node that never saw the others. Built without it (the default,
+    and any other author's choice), the others are included and fail, their senders paying."""
+    ferdie = dev_keypair("Ferdie")
+    spec = load_chain_spec("local")
+    chains = [open_chain(tmp_path / name, spec) for name in ("racing", "alone", "plain", "importer")]
+    racing, alone, plain, importer = chains
+    try:
+        for chain in chains[:3]:
+            Local(chain).block()  # #1, slot 1: Bob's
+        header = racing.best_header
+        other = sealed(BOB, header.slot, b"\x02" * 32, header.parent_hash)
+        report = calls.ReportEquivocation(header.encode(), other)
+        votes = calls.ReportVoteEquivocation(vote(racing, BOB, 0, 3, b"\xaa" * 32), vote(racing, BOB, 0, 3, b"\xbb" * 32))
+        first = sign(racing, EVE, report, 0)
+        duplicate, punished = sign(racing, ferdie, report, 0), sign(racing, DAVE, votes, 0)
+        author = Local(racing).owner(2)
+        left_out: list[tuple[bytes, str, str]] = []
+        built = racing.build_block(
+            [first, duplicate, punished], author, slot=2, leave_out=pol.STALE_REPORT_ERRORS,
+            on_invalid=lambda h, exc: left_out.append((h, exc.reason, str(exc))),
+        )
+        expected = alone.build_block([first], author, slot=2)
+        assert built.block.hash() == expected.block.hash()
+        assert [r.success for r in built.receipts] == [True]
+        offender = ss58_encode(BOB.public)
+        assert left_out == [
+            (blake2_256(duplicate.encode()), "stale", f"left out of the block: pol.DuplicateReport: this offence of {offender} is punished already"),
+            (blake2_256(punished.encode()), "stale", (
+                f"left out of the block: pol.AlreadyPunished: {offender} was slashed for an earlier offence and is disabled "
+                "until it leaves the set, or has left it: one slash per removal"
+            )),
+        ]
+        for key in (ferdie, DAVE):
+            assert balances.get_account(_state(racing), key.public) == balances.get_account(_state(alone), key.public)
+        for n in (1, 2):
+            importer.import_block(racing.get_block(racing.get_hash(n)))
+        assert importer.state.root() == racing.state.root()
+        included = plain.build_block([first, duplicate, punished], author, slot=2)
+        assert [(r.success, (r.error or "").partition(":")[0]) for r in included.receipts] == [
+            (True, ""), (False, "pol.DuplicateReport"), (False, "pol.AlreadyPunished")
+        ]
+        assert balances.get_account(_state(plain), ferdie.public).nonce == 1
+    finally:
+        for chain in chains:
+            chain.db.close()
 
 
 def test_an_offender_cannot_report_itself(local) -> None:

@@ -953,6 +953,41 @@ async def test_a_validator_punished_for_an_offence_stops_authoring_until_it_leav
         assert bob.pool.status().ready == 1
 
 
+async def test_an_author_leaves_out_a_report_another_report_made_stale(tmp_path) -> None:
+    """Eve's and Ferdie's reports of Bob's equivocation wait in Alice's pool when her slot
+    comes: her block includes the first only, the second is dropped from her pool, and
+    Ferdie pays nothing (pol.STALE_REPORT_ERRORS; before, it was included, failed with
+    DuplicateReport and cost Ferdie its fee: an outside tester's finding, round 6a)."""
+    from chain.header import Header
+    from chain.pallets import balances
+
+    own = _alices_slot(_slot_now() + 1)
+    clock = Clock.in_slot(own - 1)
+    with _opened(tmp_path / "alice", clock) as node:
+        chain = node.chain
+        bob = dev_keypair("Bob")
+        header = Header(chain.genesis_hash, 1, b"\x01" * 32, bytes(32), 1, bob.public)
+        twins = [seal_header(bob, chain.genesis_hash, replace_struct(header, state_root=r)).encode() for r in (b"\x01" * 32, b"\x02" * 32)]
+        reports = [
+            sign_extrinsic(
+                dev_keypair(name), calls.ReportEquivocation(*twins), nonce=0, genesis_hash=chain.genesis_hash, spec_version=SPEC_VERSION,
+            )
+            for name in ("Eve", "Ferdie")
+        ]
+        for report in reports:
+            node.submit(report.encode())
+        assert node.pool.status().ready == 2
+        ferdie = balances.get_account(chain.state.overlay(), dev_keypair("Ferdie").public)
+        clock.to_slot(own)
+        imported = await node.author_block()
+        assert imported is not None
+        outcomes = {r.hash: r.success for r in imported.receipts}
+        assert outcomes.get(reports[0].hash()) is True
+        assert reports[1].hash() not in {r.hash for r in imported.receipts}
+        assert node.pool.status().ready == 0
+        assert balances.get_account(chain.state.overlay(), dev_keypair("Ferdie").public) == ferdie
+
+
 async def test_the_last_enabled_validator_goes_on_voting_while_it_authors_alone(tmp_path) -> None:
     """Bob, Charlie and Dave are reported in one block (Bob's), so Alice is the only validator
     not disabled, and she authors every block. A node does not vote while the newest block
