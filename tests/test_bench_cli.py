@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -91,6 +92,13 @@ def test_kernels_schema(records) -> None:
     par = res["parallel_verification"]
     for family in ("softmax", "mlp"):
         assert len(par[family]["speedup"]["all"]) == 2 and par[family]["steps_s_1t"]["median"] > 0
+        # each round's own control, and the speed-up of the rounds in which it found both cores
+        controls = par[family]["control_same_rounds"]["all"]
+        assert len(controls) == 2 and all(c > 0 for c in controls)
+        whole = par[family]["speedup_rounds_with_both_cores"]
+        assert whole["rounds"] == sum(c >= 1.8 for c in controls)
+        kept = [s for s, c in zip(par[family]["speedup"]["all"], controls, strict=True) if c >= 1.8]
+        assert whole["median"] == (statistics.median(kept) if kept else None)
     assert len(par["control_nogil_integer_loop"]["all"]) == 2
 
 
