@@ -59,7 +59,9 @@ Every way a proof can fail to show a fault raises :class:`~chain.errors.InvalidF
 with a specific ``reason``: "oversize", "malformed", "unknown_kind", "bad_seal",
 "not_validator" (the author is not a validator of ``state``: Aura would refuse the block),
 "bad_extrinsic_path", "not_training", "bad_header", "bad_result_path", "bad_parent_version",
-"unknown_job", "bad_result", "bad_segment", "bad_opening", "no_fault".
+"unknown_job", "too_heavy" (one segment of the job weighs more than a block of its time held:
+no block carried it, and a report re-runs at most a block's weight), "bad_result",
+"bad_segment", "bad_opening", "no_fault".
 """
 
 from __future__ import annotations
@@ -292,6 +294,15 @@ def verify_fraud_proof(
     except ml_runtime.ProofError as exc:
         raise InvalidFraudProof("bad_result_path", f"result of extrinsic #{proof.extrinsic_index}: {exc}") from None
     job = _rebuild_job(state, config, proof, call)
+    work = ml_runtime.train_cost(job.spec, job.batch_size, min(job.segment_len, job.steps), 1)
+    if work > config.max_block_weight:
+        # Before any re-run: a report declares at most a block's weight (chain.runtime.SETTLING_CALLS),
+        # so what it may make every node re-run is bounded here, by the limit of the block's time.
+        raise InvalidFraudProof(
+            "too_heavy",
+            f"one segment of extrinsic #{proof.extrinsic_index} is {work:,} work units, more than a block #{header.number} "
+            f"could hold ({config.max_block_weight:,}): no block of this chain carried it",
+        )
     try:
         n = compute_entry_count(job, proof.result.diverged_segment)
     except BlockError as exc:

@@ -188,6 +188,19 @@ DISPATCH: dict[type, CallRow] = {
 }
 
 
+#: Calls that settle work an earlier block admitted: the report of a forged TRAIN (re-runs one
+#: of its segments), a federated reveal (re-runs a challenged segment) and a round's close
+#: (the FedAvg of its updates). A referendum may lower max_block_weight after that work was
+#: admitted, and a call weighing more than a block is refused: a forger who forged under the
+#: old limit could not be slashed, and a round's participants could not reveal and lost their
+#: bonds (an outside tester's findings, round 7). Each declares at most a block's weight: the
+#: work it checks was bounded by the limit of its own time (a fraud proof whose segment is
+#: heavier than its block's limit is refused before any re-run: chain.fraud, "too_heavy"; a
+#: round's reveals and close by the limit when it opened: chain.pallets.federated), and
+#: democracy bounds how far that limit may have risen, so a block that holds one such call
+#: alone is no heavier than blocks the chain ran already.
+SETTLING_CALLS = frozenset({calls.ReportFraud, calls.RevealSegment, calls.CloseRound})
+
 
 @dataclass(frozen=True, slots=True)
 class CheckedExtrinsic:
@@ -226,7 +239,12 @@ class Runtime:
         self.spec_version = SPEC_VERSION
 
     def compute_dispatch_info(self, state: StateAccess, xt: Extrinsic) -> DispatchInfo:
-        return DISPATCH[type(xt.call)].info(state, xt.call)
+        """The call's dispatch info; for a call of SETTLING_CALLS at most a block's weight."""
+        info = DISPATCH[type(xt.call)].info(state, xt.call)
+        limit = self.config.max_block_weight
+        if info.weight > limit and type(xt.call) in SETTLING_CALLS:
+            return DispatchInfo(limit, info.result_length, info.transcript_bytes)
+        return info
 
     def on_initialize(self, state: StateAccess, number: int, author: bytes, parent_hash: bytes) -> None:
         """What block ``number`` by ``author`` on ``parent_hash`` does before its first

@@ -45,8 +45,8 @@ steps, each a call of this pallet:
    the pool is paid pro rata to sample counts (floor; the remainder to the owner) and the
    accepted get their bonds back. A sample count counts at most the rows the job draws,
    local_steps x batch_size (:func:`compute_counted_samples`). With fewer, the round fails:
-   the accepted get their bonds back and the pool (with any forfeited bonds) returns to the
-   owner.
+   the accepted get their bonds back, the pool returns to the owner and the forfeited bonds
+   are burned (the owner, who sets the round's parameters, gains nothing from a failure).
 
 **Copied updates** are not refused at commit: refusing the second of two equal updates
 would let anyone who sees an update in the pool front-run it with a copy and lock its owner
@@ -484,9 +484,24 @@ def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) 
             f"a reveal could take {reveal:,} bytes; at most half a block ({cfg.max_block_length // 2:,}), and a signed "
             f"extrinsic carries at most {MAX_EXTRINSIC_SIZE:,} bytes (a reveal's call {MAX_REVEAL_CALL:,})",
         )
-    weight = max(compute_reveal_weight(spec, call), compute_close_weight(spec, call.max_updates))
+    reveal_weight = compute_reveal_weight(spec, call)
+    weight = max(reveal_weight, compute_close_weight(spec, call.max_updates))
     if weight > cfg.max_block_weight:
         raise _fail("SegmentTooHeavy", f"re-running a segment or closing could take {weight} work units; a block holds {cfg.max_block_weight}")
+    # Room for every reveal the round may need, each block giving them half its length and
+    # weight (as a single reveal may take at most half a block), in the blocks after the one
+    # that may hold the challenge. A window too short for them failed every round that used
+    # it honestly, its participants' bonds forfeited (an outside tester's finding, round 7).
+    reveals = call.max_updates * call.samples
+    per_block = max(1, min((cfg.max_block_length // 2) // reveal, (cfg.max_block_weight // 2) // reveal_weight))
+    needed = -(-reveals // per_block)
+    if call.reveal_deadline - call.commit_deadline - 1 < needed:
+        raise _fail(
+            "RevealWindowTooShort",
+            f"up to {reveals} reveals (max_updates x samples) at {per_block} a block need {needed} blocks after the "
+            f"challenge's; blocks {call.commit_deadline + 2}..{call.reveal_deadline} are "
+            f"{call.reveal_deadline - call.commit_deadline - 1}",
+        )
 
 
 def apply_open_round(ctx: CallContext, call: OpenRound) -> None:
@@ -725,14 +740,17 @@ def apply_reveal_segment(ctx: CallContext, call: RevealSegment) -> None:
 
 def _apply_fail_round(ctx: CallContext, round_id: int, info: RoundInfo, reason: str) -> None:
     """End a round without a new version: bonds back to every update not excluded, the pool
-    and the forfeited bonds back to the owner."""
+    back to the owner, the forfeited bonds burned. (They went to the owner, who sets the
+    round's parameters and so had a motive to make honest participants fail: an outside
+    tester's finding, round 7.)"""
     for who in info.participants:
         update = UPDATES.get(ctx.state, round_id, who)
         if update is not None and update.status != EXCLUDED:
             balances.apply_release(ctx.state, PALLET, ESCROW_ACCOUNT, who, info.bond)
-    balances.apply_release(ctx.state, PALLET, ESCROW_ACCOUNT, info.owner, info.reward_pool + info.forfeited)
+    balances.apply_release(ctx.state, PALLET, ESCROW_ACCOUNT, info.owner, info.reward_pool)
+    balances.apply_burn_held(ctx.state, PALLET, ESCROW_ACCOUNT, info.forfeited)
     ROUNDS.apply_set(ctx.state, msgspec.structs.replace(info, status=FAILED), round_id)
-    ctx.emit(PALLET, "RoundFailed", round=round_id, reason=reason)
+    ctx.emit(PALLET, "RoundFailed", round=round_id, reason=reason, bonds_burned=info.forfeited)
 
 
 def apply_close_round(ctx: CallContext, call: CloseRound) -> None:

@@ -190,7 +190,7 @@ def test_a_round_at_the_block_weight_or_the_cells_limit_exactly_opens(chain) -> 
     """Re-running a segment or closing may take exactly a block's weight, and a batch exactly
     MAX_CELLS numbers: one more unit, or one more feature, is refused with its reason."""
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
-    call = open_call()
+    call = open_call(reveal_deadline=22)  # room for 16 reveals at one a block (the next test)
     weight = max(federated.compute_reveal_weight(spec, call), federated.compute_close_weight(spec, call.max_updates))
     federated._verify_open(_open_ctx(chain, max_block_weight=weight), call, spec)
     assert _open_error(_open_ctx(chain, max_block_weight=weight - 1), call, spec) == (
@@ -203,6 +203,33 @@ def test_a_round_at_the_block_weight_or_the_cells_limit_exactly_opens(chain) -> 
     assert _open_error(_open_ctx(chain), wide, over) == (
         "federated.DataTooLarge: batch_size x features = 4195325 exceeds 4194304 values"
     )
+
+
+def test_a_round_opens_only_with_room_for_every_reveal_in_its_window(chain) -> None:
+    """max_updates x samples reveals, at most half a block's length and weight given to them a
+    block, must fit the blocks after the challenge's up to the reveal deadline: a window one
+    block short is refused, naming the count (an outside tester's finding, round 7: a round
+    whose window held 11 of its 24 reveals failed, and its honest participants' bonds went to
+    its owner)."""
+    spec = ml_runtime.ModelSpec("softmax", 64, 10)
+    call = open_call(reveal_deadline=22)
+    heavy = _open_ctx(chain, max_block_weight=max(
+        federated.compute_reveal_weight(spec, call), federated.compute_close_weight(spec, call.max_updates)
+    ))  # one reveal a block: 16 reveals need blocks 7..22
+    federated._verify_open(heavy, call, spec)
+    assert _open_error(heavy, replace(call, reveal_deadline=21), spec) == (
+        "federated.RevealWindowTooShort: up to 16 reveals (max_updates x samples) at 1 a block need 16 blocks after the "
+        "challenge's; blocks 7..21 are 15"
+    )
+    # By length: half a block of 1,000 bytes more than two reveals' bound holds two a block.
+    reveal = federated.compute_reveal_bound(spec, call)
+    short = _open_ctx(chain, max_block_weight=10**15, max_block_length=2 * (2 * reveal + 1000))
+    federated._verify_open(short, replace(call, reveal_deadline=14), spec)
+    assert _open_error(short, replace(call, reveal_deadline=13), spec).startswith(
+        "federated.RevealWindowTooShort: up to 16 reveals (max_updates x samples) at 2 a block need 8 blocks"
+    )
+    # The default config holds them all in the block after the challenge's.
+    federated._verify_open(_open_ctx(chain), replace(call, commit_deadline=5, reveal_deadline=7), spec)
 
 
 def test_a_round_at_each_field_limit_of_a_reveal_exactly_opens(chain) -> None:

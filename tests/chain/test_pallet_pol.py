@@ -695,6 +695,73 @@ def test_a_fraud_is_judged_under_the_config_its_block_ran_with(local, tmp_path) 
     assert [e.name for e in ctx.events][-1] == "FraudProven"
 
 
+def test_a_fraud_stays_provable_after_a_referendum_lowers_the_block_weight(local) -> None:
+    """A referendum lowers max_block_weight below what the report of a TRAIN forged in the last
+    block under the old limit declares (the base, the data set's read, one segment's re-run).
+    The report declares a block's weight (runtime.SETTLING_CALLS) and is included, and Bob is
+    slashed; before, the pool and every author refused it, "weight ... exceeds a block's limit",
+    and the forger kept his stake for good (an outside tester's finding, round 7)."""
+    from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
+    from chain.pallets import democracy
+    from chain.pallets.training import compute_job_at
+    from chain.proofs import TrainingClaim
+
+    chain = local.chain
+    ferdie = dev_keypair("Ferdie")
+    train = train_call(steps=600, batch=64, segment=100)
+    new_limit = 12_000_000
+    propose = calls.ProposeConfig((calls.ConfigChange("max_block_weight", new_limit),))
+    assert local.report(propose, key=ferdie).success
+    assert local.report(calls.VoteConfig(0, True, 7 * 10**14)).success
+    referendum = democracy.get_referendum(_state(chain), 0)
+    local.until(referendum.ends + chain.config.gov_enactment_blocks - 1)  # the next block enacts it, under the old limit
+    while local.owner(local.slot + 1) != BOB:
+        local.slot += 1  # (empty slots)
+    chain.trainer = forging_trainer("segment", 3)
+    xt = sign(chain, CHARLIE, train, balances.get_account(_state(chain), CHARLIE.public).nonce)
+    forged = local.block([xt]).block
+    chain.trainer = None
+    assert forged.header.author == BOB.public and chain.config.max_block_weight == new_limit
+    header = forged.header
+    job, parent_version, _ = compute_job_at(chain.state_at(header.parent_hash), chain.config_at(header.parent_hash), xt.call, header.parent_hash, xt.hash())
+    claim = TrainingClaim(0, job, forged.body.results[0], xt.call.model, parent_version)
+    proof = compute_fraud_proof(forged, claim, FAULT_SEGMENT, 2, [chain.transcripts.get(forged.hash(), 0, j) for j in (2, 3)])
+    call = calls.ReportFraud(proof.encode())
+    report = sign(chain, EVE, call, balances.get_account(_state(chain), EVE.public).nonce)
+    assert pol.compute_report_fraud_weight(_state(chain), call) > new_limit  # what it declared before
+    assert chain.runtime.compute_dispatch_info(_state(chain), report).weight == new_limit
+    before = _before(chain, BOB.public)
+    receipt = local.report(call)
+    assert receipt.success, receipt.error
+    _expect_slash(chain, receipt, BOB.public, before)
+    assert pol.is_fraud_proven(_state(chain), proof)
+
+
+def test_a_fraud_proof_heavier_than_its_blocks_limit_is_refused_before_any_re_run(local, tmp_path) -> None:
+    """A report declares at most a block's weight, so what it makes every node re-run is
+    bounded by the check: one segment of the proven TRAIN heavier than the limit of its
+    block's time is refused as "too_heavy" (no block of the chain carried it), before the
+    openings are checked or anything re-runs."""
+    import dataclasses
+
+    from chain.errors import InvalidFraudProof
+    from chain.fraud import verify_fraud_proof
+
+    chain = local.chain
+    _, job, proof = _fraud_world(tmp_path, forge=True)
+    work = ml_runtime.train_cost(job.spec, job.batch_size, job.segment_len, 1)
+    config = chain.config
+    verify_fraud_proof(chain.genesis_hash, _state(chain), dataclasses.replace(config, max_block_weight=work), proof)
+    broken = msgspec.structs.replace(proof, openings=())  # past the check, this fails as bad_opening
+    with pytest.raises(InvalidFraudProof) as err:
+        verify_fraud_proof(chain.genesis_hash, _state(chain), dataclasses.replace(config, max_block_weight=work - 1), broken)
+    assert err.value.reason == "too_heavy"
+    assert str(err.value) == (
+        f"one segment of extrinsic #0 is {work:,} work units, more than a block #1 could hold ({work - 1:,}): "
+        "no block of this chain carried it"
+    )
+
+
 def test_an_invalid_fraud_proof_fails_with_its_reason_and_costs_its_fee(local, tmp_path) -> None:
     chain = local.chain
     _, _, honest = _fraud_world(tmp_path, forge=False)
