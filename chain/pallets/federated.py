@@ -504,9 +504,21 @@ def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) 
         )
 
 
+def _verify_base_not_forged(state: StateAccess, model: int, version: int) -> None:
+    """ForgedVersion if the version a round starts from was made by a TRAIN proven forged: its
+    aggregate would carry the forgery on as a clean version, as training from it would
+    (training.ForgedVersion; an outside tester's finding, round 7)."""
+    made = models.VERSIONS.get(state, model, version)
+    if made is not None and models.is_forged(state, made):
+        raise _fail(
+            "ForgedVersion", f"version {version} of model {model} was made by a TRAIN proven forged; open the round on another"
+        )
+
+
 def apply_open_round(ctx: CallContext, call: OpenRound) -> None:
     models.verify_owner(ctx.state, call.model, ctx.sender)
     models.get_weights(ctx.state, call.model, call.base_version)  # UnknownVersion
+    _verify_base_not_forged(ctx.state, call.model, call.base_version)
     spec = models.decode_spec(models.get_model(ctx.state, call.model).spec)
     _verify_open(ctx, call, spec)
     balances.apply_hold(ctx.state, PALLET, ESCROW_ACCOUNT, ctx.sender, call.reward_pool, ctx.config.existential_deposit, "the reward pool")
@@ -556,7 +568,11 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
         )
     if not 1 <= call.sample_count <= call.row_count:
         raise _fail("InvalidSampleCount", f"sample_count must be in 1..row_count ({call.row_count}), got {call.sample_count}")
-    if info.total_samples + call.sample_count > fedavg.MAX_SAMPLES:
+    # What the update will count for (compute_counted_samples), not what it declares: the
+    # declarations of 16 data-less commits of 2^20 rows filled a 64-update round's total and
+    # locked honest participants out (an outside tester's finding, round 7).
+    counted = min(call.sample_count, info.local_steps * info.batch_size)
+    if info.total_samples + counted > fedavg.MAX_SAMPLES:
         raise _fail("TooManySamples", f"the round's sample counts would exceed {fedavg.MAX_SAMPLES}")
     if len(call.weights) != 4 * spec.param_count:
         raise _fail("WrongShape", f"weights are {len(call.weights)} bytes; the model has {spec.param_count} float32 parameters ({4 * spec.param_count} bytes)")
@@ -586,7 +602,7 @@ def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
     UPDATES.apply_set(state, update, call.round, who)
     UPDATE_WEIGHTS.apply_set(state, call.weights, call.round, who)
     ROUNDS.apply_set(
-        state, msgspec.structs.replace(info, participants=(*info.participants, who), total_samples=info.total_samples + call.sample_count), call.round,
+        state, msgspec.structs.replace(info, participants=(*info.participants, who), total_samples=info.total_samples + counted), call.round,
     )
     if call.dataset is not None:
         ctx.emit(
@@ -764,6 +780,10 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
         raise _fail("TooEarly", f"round {call.round} takes reveals until block {info.reveal_deadline}")
     if info.status == OPEN:  # never challenged: nobody could reveal
         _apply_fail_round(ctx, call.round, info, "the round was never challenged")
+        return
+    made = models.VERSIONS.get(state, info.model, info.base_version)
+    if made is not None and models.is_forged(state, made):  # proven since the round opened
+        _apply_fail_round(ctx, call.round, info, f"its base version {info.base_version} was proven forged")
         return
     forfeited = info.forfeited
     for who, update in updates.items():

@@ -314,3 +314,96 @@ def test_a_declared_sample_count_counts_at_most_the_rows_the_job_draws(chains) -
     expected, _ = twins.fedavg(stacked, np.array([draws, draws], dtype=np.int64), 2 * draws)
     assert models.get_weights(state, 0, 1).tobytes() == expected.tobytes()
     assert [e.sample_count for e in federated.LINEAGE.get(state, 0, 1).entries] == [draws, draws]
+
+
+def _forge_version_one(chain, d: Driver):
+    """Bob's TRAIN forged (checkpoint 3) makes version 1, and Eve proves it: models.is_forged."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/forgery.py
+    from chainkit import sign, train_call
+    from forgery import forging_trainer
+
+    from chain.fraud import FAULT_SEGMENT, compute_fraud_proof
+    from chain.pallets.training import compute_job_at
+    from chain.proofs import TrainingClaim
+
+    honest = chain.trainer
+    chain.trainer = forging_trainer("segment", 3)
+    xt = sign(chain, BOB, train_call(steps=60, segment=10), balances.get_account(chain.state.overlay(), BOB.public).nonce)
+    block = d.block([xt]).block
+    chain.trainer = honest
+    parent = block.header.parent_hash
+    job, version, _ = compute_job_at(chain.state_at(parent), chain.config_at(parent), xt.call, parent, xt.hash())
+    proof = compute_fraud_proof(
+        block, TrainingClaim(0, job, block.body.results[0], 0, version), FAULT_SEGMENT, 2,
+        [chain.transcripts.get(block.hash(), 0, j) for j in (2, 3)],
+    )
+    return proof
+
+
+def test_a_round_cannot_start_from_a_version_proven_forged(chains) -> None:
+    """A version made by a TRAIN proven forged cannot be a round's base (federated.ForgedVersion,
+    as training.ForgedVersion for a TRAIN), and a round whose base is proven forged after it
+    opened fails at close, every bond back: its aggregate would carry the forgery on as a clean
+    version (an outside tester's finding, round 7: the forged weights became the latest again)."""
+    chain, _ = chains
+    d = Driver(chain)
+    shares, _ = split_digits(2, seed=3)
+    dave, ferdie = (Participant(k, *s) for k, s in zip((DAVE, FERDIE), shares, strict=True))
+    proof = _forge_version_one(chain, d)  # #1: version 1, forged; not proven yet
+    d.ok(ALICE, open_call(base_version=1, commit_deadline=chain.best_number + 4, reveal_deadline=chain.best_number + 20))
+    for p in (dave, ferdie):
+        d.ok(p.key, p.train(chain, 0))
+    d.ok(EVE, calls.ReportFraud(proof.encode()))
+    assert d.fails(ALICE, open_call(base_version=1, commit_deadline=chain.best_number + 4, reveal_deadline=chain.best_number + 20), "ForgedVersion") == (
+        "federated.ForgedVersion: version 1 of model 0 was made by a TRAIN proven forged; open the round on another"
+    )
+    info = federated.get_round(chain.state.overlay(), 0)
+    d.until(info.commit_deadline)
+    d.ok(EVE, calls.ChallengeRound(0))
+    for p in (dave, ferdie):
+        for reveal in p.reveals(chain, 0):
+            d.ok(p.key, reveal)
+    before = {p.key.public: _free(chain, p.key) for p in (dave, ferdie)}
+    receipt = d.ok(EVE, calls.CloseRound(0))
+    assert [(e.name, dict(e.args)) for e in receipt.events if e.pallet == "federated"] == [
+        ("RoundFailed", {"round": 0, "reason": "its base version 1 was proven forged", "bonds_burned": 0}),
+    ]
+    assert models.get_model(chain.state.overlay(), 0).latest_version == 1
+    assert {p.key.public: _free(chain, p.key) - info.bond for p in (dave, ferdie)} == before
+
+
+def test_a_rounds_sample_total_adds_what_each_update_counts_for(chains) -> None:
+    """The round-wide bound on sample counts (fedavg.MAX_SAMPLES) adds what each update counts
+    for, at most local_steps x batch_size (compute_counted_samples), not what it declares: 16
+    data-less commits declaring 2^20 rows each filled a 64-update round and locked honest
+    participants out (an outside tester's finding, round 7)."""
+    from chain.crypto import Keypair, blake2_256
+
+    chain, _ = chains
+    d = Driver(chain)
+    spec = ml_runtime.ModelSpec("softmax", 2, 2)
+    registered = d.ok(ALICE, calls.RegisterModel("tiny", spec.encode(), bytes(32)))
+    model = next(dict(e.args)["model"] for e in registered.events if e.name == "ModelRegistered")
+    sybils = [Keypair.from_seed(blake2_256(b"sybil" + bytes([i]))) for i in range(17)]
+    for key in sybils:
+        d.ok(ALICE, calls.Transfer(key.public, 10 * 10**9))
+    d.ok(ALICE, open_call(
+        model=model, local_steps=40, batch_size=16, segment_len=5, samples=2, min_updates=1, max_updates=64,
+        commit_deadline=chain.best_number + 40, reveal_deadline=chain.best_number + 60,
+    ))
+    info = federated.get_round(chain.state.overlay(), 0)
+    base = models.get_weights(chain.state.overlay(), model, 0)
+    entries = [ml_runtime.TranscriptEntry(i, ml_runtime.hash_weights(base), 1.0) for i in range(info.segments + 1)]
+    transcript = ml_runtime.Transcript.build(entries)
+    rows = federated.compute_max_rows(spec)
+    commit = calls.CommitUpdate(
+        0, bytes(32), rows, rows, np.asarray(base, "<f4").tobytes(), transcript.root,
+        tuple(int(np.float32(1.0).view(np.uint32)) for _ in range(info.segments + 1)),
+        ml_runtime.merkle_proof(transcript, 0), ml_runtime.merkle_proof(transcript, info.segments),
+    )
+    for key in sybils:  # 17 x 2^20 declared: past 2^24, were each counted as declared
+        d.ok(key, commit)
+    assert federated.get_round(chain.state.overlay(), 0).total_samples == 17 * 40 * 16
