@@ -58,6 +58,12 @@ PALLET = "gov"
 PPM = calls.PPM
 MAX_ACTIVE = 8  # open proposals per model
 MAX_PERIOD = 100_000  # blocks, for voting and enactment periods
+# A model's vote may last 1 block (a referendum's may not: chain.pallets.democracy.MIN_GOVERNED_VOTING_BLOCKS).
+# With 1, a holder of the quorum's shares can propose and vote in one block that nobody else
+# can vote in, as a referendum could (an outside tester's finding, round 7a, on democracy).
+# Left to the holders on purpose: only a vote of the model's own holders sets it, it binds
+# only that model, and a small DAO may want quick votes; a new model's first period is the
+# config's gov_voting_blocks, which a referendum may not lower below democracy's floor.
 # The highest quorum a model's holders may set. Above half, a minority of shares that never
 # vote (sent to a key nobody holds, a holder gone) stops every proposal for good, the one
 # to lower the quorum included (an outside tester's finding, round 5: 1 share of 100 froze a

@@ -286,6 +286,56 @@ def test_a_referendum_cannot_raise_the_block_weight_past_a_third_of_a_slot(chain
         democracy.compute_config(above, change(max_block_weight=3 * heaviest + 1).changes)
 
 
+def test_a_referendum_cannot_shorten_the_voting_period_below_the_governed_floor(chain) -> None:
+    """T9-4 (outside tester, round 7a): a referendum set gov_voting_blocks = 1 (and
+    gov_enactment_blocks = 0); from then on a referendum's only voting block was the block
+    that held its proposal, so a holder of the quorum (a tenth of all POL) proposed and voted
+    in one block and every other holder's vote was refused (VotingClosed): 11.7% of the POL
+    turned slashing off against holders of 5.7 times as much. A referendum may not set the
+    voting period below MIN_GOVERNED_VOTING_BLOCKS, nor lower it if a spec started below
+    (this dev spec votes in 10 blocks); refused when proposed (fee and nonce only: Driver)."""
+    d = Driver(chain)
+    floor, now = democracy.MIN_GOVERNED_VOTING_BLOCKS, chain.config.gov_voting_blocks
+    assert now < floor
+    for value in (1, now - 1):
+        receipt = d.apply(CHARLIE, change(gov_enactment_blocks=0, gov_voting_blocks=value))
+        assert receipt.error == (
+            f"democracy.InvalidConfig: the config would break its bounds: gov_voting_blocks must be at least {floor:,} "
+            f"blocks mid-chain, or no lower than now ({now:,}), got {value:,}: the other holders must have blocks to "
+            "vote in; a referendum that voted in one block was decided by its proposer in the proposal's own block"
+        ), receipt.error
+    assert democracy.NEXT_REFERENDUM.get(chain.state.overlay()) == 0
+    propose(d, CHARLIE, gov_voting_blocks=now)  # (no lower: a spec's short period may stay)
+    propose(d, CHARLIE, gov_voting_blocks=now + 1)  # (raising it toward the floor)
+    propose(d, CHARLIE, gov_voting_blocks=floor)
+    at_floor = dataclasses.replace(chain.config, gov_voting_blocks=floor)
+    assert democracy.compute_config(at_floor, change(gov_voting_blocks=floor + 1).changes).gov_voting_blocks == floor + 1
+    assert democracy.compute_config(at_floor, change(base_fee=2).changes).gov_voting_blocks == floor
+    with pytest.raises(DispatchError, match=f"gov_voting_blocks must be at least {floor:,} blocks mid-chain, or no lower than now"):
+        democracy.compute_config(at_floor, change(gov_voting_blocks=floor - 1).changes)
+
+
+def test_enactment_refuses_a_voting_period_below_the_floor_once_another_referendum_raised_it(chain) -> None:
+    """The floor is checked again at enactment against the config then in force: a raise from
+    the spec's 10 blocks to 11, fine when proposed, fails once another referendum has raised
+    the period to the floor, as a lowering of it would."""
+    d = Driver(chain)
+    floor, now = democracy.MIN_GOVERNED_VOTING_BLOCKS, chain.config.gov_voting_blocks
+    first = propose(d, BOB, gov_voting_blocks=floor)
+    second = propose(d, BOB, gov_voting_blocks=now + 1)
+    assert d.apply(CHARLIE, calls.VoteConfig(first, True, VOTE)).success
+    assert d.apply(DAVE, calls.VoteConfig(second, True, VOTE)).success
+    wait_until(d, referendum(chain, second).ends)
+    wait_until(d, referendum(chain, second).enact_at or 0)
+    assert referendum(chain, first).status == "enacted" and chain.config.gov_voting_blocks == floor
+    failed = referendum(chain, second)
+    assert (failed.status, failed.note) == ("failed", (
+        f"democracy.InvalidConfig: the config would break its bounds: gov_voting_blocks must be at least {floor:,} "
+        f"blocks mid-chain, or no lower than now ({floor:,}), got {now + 1:,}: the other holders must have blocks to "
+        "vote in; a referendum that voted in one block was decided by its proposer in the proposal's own block"
+    ))
+
+
 def test_compute_config_names_each_refusal_and_keeps_a_short_block_of_the_spec(chain) -> None:
     """compute_config called directly (mutation testing, 2026-11-30: only the error names were
     checked): each refusal's exact message; a block length of exactly MIN_GOVERNED_BLOCK_LENGTH
