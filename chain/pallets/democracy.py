@@ -16,7 +16,8 @@ first vote uses, so a dev chain's short periods serve both):
    and the mid-chain ones (a block length that carries a fraud report, a block weight of at
    most a third of a slot: :func:`compute_weight_ceiling`, a voting period of at least
    :data:`MIN_GOVERNED_VOTING_BLOCKS` blocks), and must not make undoing them by referendum dearer than a ten-thousandth of all POL
-   (:func:`verify_recoverable`: Unrecoverable).
+   (:func:`verify_recoverable`: Unrecoverable) nor make a year of blocks mint more than
+   :data:`MAX_INFLATION_PPM` of it (:func:`verify_inflation`: Inflationary).
    The proposer moves :data:`PROPOSAL_DEPOSIT` into the pallet's account; it is returned
    when the vote ends if the turnout reached the quorum (passed or not), and burned if it
    did not (as Substrate's referenda keep the submission deposit of a referendum that was not
@@ -35,8 +36,8 @@ first vote uses, so a dev chain's short periods serve both):
    extrinsics: it passes with turnout >= :data:`QUORUM_PPM` of the total issuance and ayes >
    :data:`THRESHOLD_PPM` of the votes cast. A passed referendum waits ``enactment_blocks``
    (at least 1) and is enacted at the start of a block: the new config is written under
-   ``:runtime_config`` after the bounds are checked again against the config then in force
-   (another referendum may have changed it); if they fail, the referendum ends ``failed``
+   ``:runtime_config`` after the bounds are checked again against the config and the
+   issuance then in force (another referendum may have changed them); if they fail, the referendum ends ``failed``
    with the reason and nothing changes.
 4. ``democracy.unlock(ref)``: once the vote has ended, each voter takes its lock back, one
    call per voter: no block ever loops over voters.
@@ -71,7 +72,7 @@ from chain.config import (
 )
 from chain.errors import CodecError, DispatchError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
-from chain.pallets import balances, revenue, system
+from chain.pallets import balances, revenue, rewards, system
 from chain.pallets.agenda import MAX_AGENDA, Agenda
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
@@ -159,11 +160,44 @@ GOVERNED_UNITS_PER_SLOT_MS = 3_831_417
 # (the dev chain votes in 3 blocks, as Substrate's fast-runtime builds do); a referendum may
 # then raise the period but not lower it (compute_config).
 MIN_GOVERNED_VOTING_BLOCKS = 1_800
+# A mid-chain ceiling on the block reward, relative to the total issuance: a year of blocks
+# (a block a slot; a Julian year, MILLISECONDS_PER_YEAR in Substrate's era payouts) may mint at
+# most MAX_INFLATION_PPM of it: 10%, Polkadot's highest yearly inflation (its era payout's
+# MAX_ANNUAL_INFLATION, the top of its staking reward curve). With no ceiling but a balance's,
+# one referendum set 2^63-1 and the next block minted the issuance up to 2^63-1 into the
+# authors' pot: the validators held 99.95% of all POL, no referendum without them could reach
+# the quorum again, and they alone then passed what they liked (an outside tester's finding,
+# round 7a). Relative, so the issuance may grow by at most a tenth a year, compounded.
+MAX_INFLATION_PPM = 100_000
+YEAR_MS = 1000 * 3600 * 24 * 36525 // 100
 
 
 def compute_weight_ceiling(slot_duration_ms: int) -> int:
     """The highest max_block_weight a referendum may raise a chain of this slot to."""
     return slot_duration_ms * GOVERNED_UNITS_PER_SLOT_MS
+
+
+def compute_reward_ceiling(total_issuance: int, slot_duration_ms: int) -> int:
+    """The highest reward a block may mint after a referendum raised it: a year of
+    ``slot_duration_ms`` slots, each minting it, mints at most MAX_INFLATION_PPM of ``total_issuance``."""
+    return total_issuance * MAX_INFLATION_PPM * slot_duration_ms // (PPM * YEAR_MS)
+
+
+def verify_inflation(current: RuntimeConfig, config: RuntimeConfig, total_issuance: int, number: int) -> None:
+    """Inflationary if block ``number`` would mint more under ``config`` than
+    compute_reward_ceiling allows, and more than under ``current`` (a chain whose spec set a
+    larger reward may keep it or lower it). The reward compared is what block ``number`` mints
+    (rewards.compute_block_reward, after the halvings due by then): no later block mints more
+    under the same config, and a change of reward_halving_blocks alone can raise it."""
+    reward, ceiling = rewards.compute_block_reward(config, number), compute_reward_ceiling(total_issuance, config.slot_duration_ms)
+    if reward > max(rewards.compute_block_reward(current, number), ceiling):
+        raise _fail(
+            "Inflationary",
+            f"block {number:,} would mint {reward:,}, more than {ceiling:,}: a year of {config.slot_duration_ms:,} ms "
+            f"blocks may mint at most {MAX_INFLATION_PPM / 10_000:g}% of the {total_issuance:,} POL units in existence "
+            "(Polkadot's highest yearly inflation); a larger reward hands the validators the supply, and with it every "
+            "later vote",
+        )
 
 
 class Referendum(Wire, frozen=True):
@@ -315,7 +349,9 @@ def compute_passes(referendum: Referendum, total_issuance: int) -> bool:
 
 def apply_propose(ctx: CallContext, call: calls.ProposeConfig) -> None:
     state = ctx.state
-    verify_recoverable(ctx.config, compute_config(ctx.config, call.changes), balances.TOTAL_ISSUANCE.get(state))
+    config, issuance = compute_config(ctx.config, call.changes), balances.TOTAL_ISSUANCE.get(state)
+    verify_recoverable(ctx.config, config, issuance)
+    verify_inflation(ctx.config, config, issuance, ctx.block.number)
     ends = ctx.block.number + ctx.config.gov_voting_blocks
     if not AGENDA.has_room(state, ends):
         raise _fail("AgendaFull", f"block {ends} already ends {MAX_AGENDA} referenda; propose in a later block")
@@ -409,7 +445,9 @@ def _apply_enact(state: Any, referendum_id: int, referendum: Referendum, number:
     try:
         current = get_config(state)
         config = compute_config(current, referendum.changes)
-        verify_recoverable(current, config, balances.TOTAL_ISSUANCE.get(state))
+        issuance = balances.TOTAL_ISSUANCE.get(state)
+        verify_recoverable(current, config, issuance)
+        verify_inflation(current, config, issuance, number)
     except DispatchError as exc:
         failed = msgspec.structs.replace(referendum, status="failed", note=f"{exc.module}.{exc.error}: {exc}")
         REFERENDA.apply_set(state, failed, referendum_id)

@@ -102,8 +102,10 @@ def compute_block_reward(config: RuntimeConfig, number: int) -> int:
 def compute_minted_reward(state: StateAccess, config: RuntimeConfig, number: int) -> int:
     """What block ``number`` on ``state`` mints: its block reward, or what the issuance bound
     leaves of it (balances.apply_mint refuses more). A block_reward within the config's bounds
-    may still outgrow it, and a mint refused before any extrinsic would refuse every block from
-    then on: the chain would halt, with no way to vote the reward back down."""
+    (a spec's: a referendum may raise it to a tenth of the issuance a year only,
+    chain.pallets.democracy.verify_inflation) may still outgrow it, and a mint refused before
+    any extrinsic would refuse every block from then on: the chain would halt, with no way to
+    vote the reward back down."""
     return min(compute_block_reward(config, number), MAX_BALANCE - TOTAL_ISSUANCE.get(state))
 
 

@@ -463,32 +463,91 @@ def test_a_proposal_either_names_its_reason_or_makes_a_config_within_every_bound
 FIXED_NAMES = set(democracy.FIXED)
 
 
-def test_a_block_reward_voted_up_to_the_balance_bound_mints_up_to_the_issuance_bound_and_blocks_go_on(chain, tmp_path) -> None:
-    """An attacker with a tenth of the POL (nobody else voting) passes block_reward = 2^63-1:
-    within every bound of the config, but the next block's mint would take the total issuance
-    over 2^63-1. That raised in on_initialize, before any extrinsic: no block could be built
-    or imported again, the chain halted for good (not even a referendum to undo it could be
-    included). The mint is what the issuance bound leaves: the chain goes on, and importers agree."""
+def test_a_referendum_cannot_raise_the_block_reward_past_a_tenth_of_the_issuance_a_year(chain) -> None:
+    """T9-5 (outside tester, round 7a): a referendum set block_reward = 2^63-1 (within every
+    bound of the config) and the next block minted the issuance up to 2^63-1 into the authors'
+    pot: from the next era the validators held 99.95% of all POL, no referendum without them
+    could reach the quorum again, and they alone then raised the existential deposit to what
+    the (relative) recovery bound allowed. A referendum may raise the reward a block mints to
+    at most what mints MAX_INFLATION_PPM of the total issuance in a (Julian) year of slots;
+    refused when proposed (fee and nonce only: Driver), with the bound and the reason."""
     d = Driver(chain)
-    ref = propose(d, BOB, block_reward=2**63 - 1)
+    issuance = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    ceiling = democracy.compute_reward_ceiling(issuance, chain.config.slot_duration_ms)
+    assert ceiling == issuance * democracy.MAX_INFLATION_PPM * 6000 // (calls.PPM * 31_557_600_000) == 114_077_116
+
+    def refusal(reward: int, number: int) -> str:
+        return (
+            f"democracy.Inflationary: block {number:,} would mint {reward:,}, more than {ceiling:,}: a year of "
+            f"6,000 ms blocks may mint at most 10% of the {issuance:,} POL units in existence (Polkadot's highest "
+            "yearly inflation); a larger reward hands the validators the supply, and with it every later vote"
+        )
+
+    for reward in (2**63 - 1, ceiling + 1):
+        receipt = d.apply(BOB, change(block_reward=reward))
+        assert receipt.error == refusal(reward, chain.best_number), receipt.error
+    # A halving that has not yet happened does not lower it: block N mints block_reward >> (N // halving).
+    receipt = d.apply(BOB, change(block_reward=2 * ceiling + 2, reward_halving_blocks=10**6))
+    assert receipt.error == refusal(2 * ceiling + 2, chain.best_number), receipt.error
+    assert democracy.NEXT_REFERENDUM.get(chain.state.overlay()) == 0
+    propose(d, BOB, block_reward=ceiling)
+    number = chain.best_number + 1
+    propose(d, BOB, block_reward=(ceiling << 1) + 1, reward_halving_blocks=number)  # mints (2c + 1) >> 1 = c from block `number`
+    # A chain whose spec set a larger reward may keep it (other changes pass) or lower it.
+    rich = dataclasses.replace(chain.config, block_reward=3 * ceiling)
+    democracy.verify_inflation(rich, dataclasses.replace(rich, base_fee=2), issuance, number)
+    democracy.verify_inflation(rich, dataclasses.replace(rich, block_reward=2 * ceiling), issuance, number)
+    with pytest.raises(DispatchError, match="would mint 342,231,349, more than 114,077,116"):
+        democracy.verify_inflation(rich, dataclasses.replace(rich, block_reward=3 * ceiling + 1), issuance, number)
+    with pytest.raises(DispatchError, match="would mint 342,231,348, more than 114,077,116"):
+        halved = dataclasses.replace(rich, reward_halving_blocks=10)  # mints 0 at block 2^20: ending the halving is a raise
+        democracy.verify_inflation(halved, dataclasses.replace(halved, reward_halving_blocks=0), issuance, 2**20)
+
+
+def test_enactment_refuses_a_reward_that_became_inflationary_meanwhile(chain, monkeypatch) -> None:
+    """The reward bound is checked again at enactment, against the issuance and the config
+    then: a reward at the bound when proposed fails if the bound has fallen since (as if POL
+    had been burned), and the config keeps its reward."""
+    d = Driver(chain)
+    issuance = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+    reward = democracy.compute_reward_ceiling(issuance, chain.config.slot_duration_ms)
+    ref = propose(d, BOB, block_reward=reward)
     assert d.apply(CHARLIE, calls.VoteConfig(ref, True, VOTE)).success
+    monkeypatch.setattr(democracy, "MAX_INFLATION_PPM", democracy.MAX_INFLATION_PPM // 2)
     wait_until(d, referendum(chain, ref).ends)
     wait_until(d, referendum(chain, ref).enact_at or 0)
-    assert referendum(chain, ref).status == "enacted" and chain.config.block_reward == 2**63 - 1
-    supply = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
-    assert d.apply(DAVE, calls.Remark(b"after")).success  # was: DispatchError balances.Overflow from build_block
-    state = chain.state.overlay()
-    assert balances.TOTAL_ISSUANCE.get(state) == 2**63 - 1
-    assert balances.get_account(state, rewards.POT_ACCOUNT).free == 2**63 - 1 - supply
-    assert d.apply(DAVE, calls.Remark(b"and on")).success  # nothing left to mint: nothing minted
-    assert balances.TOTAL_ISSUANCE.get(chain.state.overlay()) == 2**63 - 1
-    other = open_chain(tmp_path / "other", _spec())
+    failed = referendum(chain, ref)
+    assert failed.status == "failed" and failed.note.startswith(
+        f"democracy.Inflationary: block {failed.enact_at:,} would mint {reward:,}, more than {reward // 2:,}"
+    ), failed.note
+    assert chain.config.block_reward == 0
+
+
+def test_a_block_reward_of_the_spec_up_to_the_balance_bound_mints_up_to_the_issuance_bound_and_blocks_go_on(tmp_path) -> None:
+    """A spec may set block_reward = 2^63-1 (the spec loader bounds it by a balance only; a
+    referendum may not raise it so far, above): the next block's mint would take the total
+    issuance over 2^63-1. That raised in on_initialize, before any extrinsic: no block could be
+    built or imported again, the chain halted for good (not even a referendum to undo it could
+    be included). The mint is what the issuance bound leaves: the chain goes on, and importers agree."""
+    spec = _spec()
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, block_reward=2**63 - 1))
+    chain = open_chain(tmp_path / "db", spec)
+    other = open_chain(tmp_path / "other", spec)
     try:
+        d = Driver(chain)
+        supply = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
+        assert d.apply(DAVE, calls.Remark(b"first")).success  # was: DispatchError balances.Overflow from build_block
+        state = chain.state.overlay()
+        assert balances.TOTAL_ISSUANCE.get(state) == 2**63 - 1
+        assert balances.get_account(state, rewards.POT_ACCOUNT).free == 2**63 - 1 - supply
+        assert d.apply(DAVE, calls.Remark(b"and on")).success  # nothing left to mint: nothing minted
+        assert balances.TOTAL_ISSUANCE.get(chain.state.overlay()) == 2**63 - 1
         for number in range(1, chain.best_number + 1):
             other.import_block(chain.get_block(chain.get_hash(number)))
         assert other.state.root() == chain.state.root()
     finally:
         other.db.close()
+        chain.db.close()
 
 
 def test_proposals_cannot_crowd_out_the_enactment_of_a_passed_referendum(tmp_path) -> None:
