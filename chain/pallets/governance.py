@@ -73,6 +73,12 @@ MAX_QUORUM = PPM // 2
 # vetoes every proposal for good (a reviewer's finding, round 5: 999,999 ppm passed, and a
 # 1-share holder blocked lowering it). Two thirds is the super-majority most DAOs stop at.
 MAX_THRESHOLD = 2 * PPM // 3
+# The lowest threshold: a proposal needs more ayes than nays, whatever the holders set. Below
+# half, a few shares voting aye passed any proposal against every other share voting nay (an
+# outside tester's finding, round 7a: at a threshold of 0, 1 share of 100 spent the whole
+# treasury to its holder against 59 shares voting nay, whose votes brought the turnout to
+# the quorum); "0" reads like "no special threshold". Half is also the default (models.GovParams).
+MIN_THRESHOLD = PPM // 2
 # 100 POL (9 decimals), held from the proposal to its tally: returned if the turnout reached the
 # quorum, burned if not (module docstring: the agenda is shared, and a slot must cost more than a fee).
 PROPOSAL_DEPOSIT = 100 * 10**9
@@ -170,6 +176,13 @@ def _verify_action(state: StateAccess, info: models.ModelInfo, action: Any) -> N
                 PALLET, "InvalidParams",
                 f"a threshold of {action.threshold:,} ppm is above {MAX_THRESHOLD:,} (two thirds of the votes cast): a few "
                 "shares voting nay could then stop every proposal for good, the one to lower it included",
+            )
+        if action.threshold < MIN_THRESHOLD:
+            raise DispatchError(
+                PALLET, "InvalidParams",
+                f"a threshold of {action.threshold:,} ppm is below {MIN_THRESHOLD:,} (half of the votes cast): a proposal "
+                "must have more ayes than nays; below it, a few shares voting aye could pass any proposal against every "
+                "other share voting nay",
             )
         if action.quorum > MAX_QUORUM:
             raise DispatchError(

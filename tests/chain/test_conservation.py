@@ -161,7 +161,7 @@ SETUP: list[list[tuple[Keypair, Any]]] = [
     [
         (ALICE, calls.TransferAsset(SHARES0, BOB.public, 300)),
         (ALICE, calls.TransferAsset(SHARES0, CHARLIE.public, 200)),
-        (ALICE, calls.ProposeParams(0, 1, 0, 2, 0, 100_000)),
+        (ALICE, calls.ProposeParams(0, 1, governance.MIN_THRESHOLD, 2, 0, 100_000)),
         (ALICE, calls.Vote(0, True)),
         (EVE, calls.PayModel(0, 10**9 + 7)),
         (BOB, calls.SetTrainingPolicy(1, "anyone", 3)),

@@ -173,6 +173,27 @@ def test_every_bad_proposal_names_its_reason(chain) -> None:
     d.fails(BOB, calls.ProposeInferencePrice(model, 1), "gov.TooManyProposals")
 
 
+
+
+def test_a_threshold_below_half_of_the_votes_cast_is_refused(chain) -> None:
+    """T9-6 (outside tester, round 7a): holders adopted a threshold of 0 ppm ("no special
+    threshold"), after which one aye share passed any proposal against every nay: Charlie, 1
+    share of 100, spent the whole treasury to himself against 59 shares voting nay, whose votes
+    even brought the turnout to the quorum. A proposal needs more ayes than nays whatever the
+    holders set: a threshold below MIN_THRESHOLD (half of the votes cast) is refused when
+    proposed, naming the bound (fee and nonce only: Driver), and half itself is allowed."""
+    d = Driver(chain)
+    model = _shared(d)
+    assert governance.MIN_THRESHOLD == 500_000
+    for threshold in (0, governance.MIN_THRESHOLD - 1):
+        receipt = d.apply(BOB, calls.ProposeParams(model, 500_000, threshold, 3, 0, 500_000))
+        assert receipt.error == (
+            f"gov.InvalidParams: a threshold of {threshold:,} ppm is below 500,000 (half of the votes cast): a proposal "
+            "must have more ayes than nays; below it, a few shares voting aye could pass any proposal against every "
+            "other share voting nay"
+        ), receipt.error
+    assert governance.NEXT_PROPOSAL.get(chain.state.overlay()) == 0
+    assert d.apply(BOB, calls.ProposeParams(model, 500_000, governance.MIN_THRESHOLD, 3, 0, 500_000)).success
 def test_each_proposal_bound_is_inclusive_and_its_refusal_exact(chain) -> None:
     """_verify_action called directly (mutation testing, 2026-11-30: only the error names
     were checked): voting of 1 and of MAX_PERIOD blocks, enactment of MAX_PERIOD and the
@@ -194,6 +215,10 @@ def test_each_proposal_bound_is_inclusive_and_its_refusal_exact(chain) -> None:
     for voting, enactment in ((0, 0), (top + 1, 0), (1, top + 1)):
         assert refused(calls.ProposeParams(0, 0, 500_000, voting, enactment, 0)) == periods
     governance._verify_action(state, info, calls.ProposeParams(0, governance.MAX_QUORUM, governance.MAX_THRESHOLD, 5, 5, 0))
+    governance._verify_action(state, info, calls.ProposeParams(0, 0, governance.MIN_THRESHOLD, 5, 5, 0))
+    assert refused(calls.ProposeParams(0, 0, governance.MIN_THRESHOLD - 1, 5, 5, 0)).startswith(
+        "gov.InvalidParams: a threshold of 499,999 ppm is below 500,000 (half of the votes cast)"
+    )
     assert refused(calls.ProposeParams(0, 0, 1_000_000, 5, 5, 0)) == (
         "gov.InvalidParams: a threshold of 1,000,000 ppm is above 666,666 (two thirds of the votes cast): a few shares "
         "voting nay could then stop every proposal for good, the one to lower it included"
