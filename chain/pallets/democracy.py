@@ -152,10 +152,10 @@ GOVERNED_UNITS_PER_SLOT_MS = 3_831_417
 # block its vote ran in: a holder of the quorum put its proposal and its aye in one block and
 # every other holder's vote was refused (an outside tester's finding, round 7a: 11.7% of the
 # POL turned slashing off against 5.7 times as much). 1,800 blocks are 3 hours of 6 s slots:
-# Polkadot's FastTrackVotingPeriod, the shortest vote its democracy pallet ran, and only for
-# an emergency its technical committee agreed on unanimously (its ordinary voting periods were
-# 28 days, Kusama's 7; OpenGov's decision periods are 28 and 14 days); no council here can
-# shorten a vote. In blocks, not time, because an author decides what its own block holds:
+# the FastTrackVotingPeriod of Polkadot's and Kusama's democracy pallet, the vote of a proposal
+# their technical committee fast-tracked (shorter only by the committee's unanimous "instant"
+# origin); their ordinary voting periods were 28 and 7 days, and OpenGov's decision periods are
+# 28 and 14. No committee here fast-tracks anything: 3 hours is the least any referendum gets. In blocks, not time, because an author decides what its own block holds:
 # the others must have many blocks, of many authors, to vote in. A spec may start below it
 # (the dev chain votes in 3 blocks, as Substrate's fast-runtime builds do); a referendum may
 # then raise the period but not lower it (compute_config).
