@@ -15,7 +15,8 @@ first vote uses, so a dev chain's short periods serve both):
    they make must pass the spec loader's bounds (``RuntimeConfig.compute_problems``: one table)
    and the mid-chain ones (a block length that carries a fraud report, a block weight of at
    most a third of a slot: :func:`compute_weight_ceiling`, a voting period of at least
-   :data:`MIN_GOVERNED_VOTING_BLOCKS` blocks), and must not make undoing them by referendum dearer than a ten-thousandth of all POL
+   :data:`MIN_GOVERNED_VOTING_BLOCKS` blocks, a reporter's share of at most
+   :data:`MAX_GOVERNED_REPORTER_SHARE_PPM`), and must not make undoing them by referendum dearer than a ten-thousandth of all POL
    (:func:`verify_recoverable`: Unrecoverable) nor make a year of blocks mint more than
    :data:`MAX_INFLATION_PPM` of it (:func:`verify_inflation`: Inflationary).
    The proposer moves :data:`PROPOSAL_DEPOSIT` into the pallet's account; it is returned
@@ -169,6 +170,13 @@ MIN_GOVERNED_VOTING_BLOCKS = 1_800
 # the quorum again, and they alone then passed what they liked (an outside tester's finding,
 # round 7a). Relative, so the issuance may grow by at most a tenth a year, compounded.
 MAX_INFLATION_PPM = 100_000
+# A mid-chain ceiling on the reporter's share of a slash. SelfReport refuses only the
+# offender's own key, and a key costs nothing: an offender who reports itself from another
+# account gets reporter_share_ppm of its slash back, so at 100% (which a referendum could set)
+# a slash cost it nothing (an outside tester's note, round 7a). Half still leaves it losing
+# half; Polkadot pays reporters a tenth of the slash (pallet-staking's reward_proportion), as
+# this chain's specs do. A spec's larger share may stay.
+MAX_GOVERNED_REPORTER_SHARE_PPM = 500_000
 YEAR_MS = 1000 * 3600 * 24 * 36525 // 100
 
 
@@ -297,6 +305,12 @@ def compute_config(current: RuntimeConfig, changes: tuple[calls.ConfigChange, ..
             f"gov_voting_blocks must be at least {MIN_GOVERNED_VOTING_BLOCKS:,} blocks mid-chain, or no lower than now "
             f"({current.gov_voting_blocks:,}), got {config.gov_voting_blocks:,}: the other holders must have blocks to "
             "vote in; a referendum that voted in one block was decided by its proposer in the proposal's own block"
+        )
+    if config.reporter_share_ppm > max(current.reporter_share_ppm, MAX_GOVERNED_REPORTER_SHARE_PPM):
+        problems.append(
+            f"reporter_share_ppm may rise to at most {MAX_GOVERNED_REPORTER_SHARE_PPM:,} mid-chain (got "
+            f"{config.reporter_share_ppm:,}): an offender reporting itself from another account gets that share of its "
+            "slash back"
         )
     heaviest = compute_weight_ceiling(config.slot_duration_ms)
     if config.max_block_weight > max(current.max_block_weight, heaviest):

@@ -315,6 +315,27 @@ def test_a_referendum_cannot_shorten_the_voting_period_below_the_governed_floor(
         democracy.compute_config(at_floor, change(gov_voting_blocks=floor - 1).changes)
 
 
+def test_a_referendum_cannot_raise_the_reporters_share_past_half(chain) -> None:
+    """An offender reporting itself from another account (SelfReport refuses only its own key)
+    gets the reporter's share of its slash back: at 100% a slash cost it nothing (an outside
+    tester's note, round 7a). A referendum may raise the share to at most half."""
+    d = Driver(chain)
+    ceiling = democracy.MAX_GOVERNED_REPORTER_SHARE_PPM
+    assert chain.config.reporter_share_ppm < ceiling
+    for value in (ceiling + 1, 1_000_000):
+        receipt = d.apply(CHARLIE, change(reporter_share_ppm=value))
+        assert receipt.error == (
+            f"democracy.InvalidConfig: the config would break its bounds: reporter_share_ppm may rise to at most "
+            f"{ceiling:,} mid-chain (got {value:,}): an offender reporting itself from another account gets that share of "
+            "its slash back"
+        ), receipt.error
+    propose(d, CHARLIE, reporter_share_ppm=ceiling)
+    above = dataclasses.replace(chain.config, reporter_share_ppm=ceiling + 10)  # a spec's larger share
+    assert democracy.compute_config(above, change(reporter_share_ppm=ceiling + 10).changes).reporter_share_ppm == ceiling + 10
+    with pytest.raises(DispatchError, match="reporter_share_ppm may rise to at most"):
+        democracy.compute_config(above, change(reporter_share_ppm=ceiling + 11).changes)
+
+
 def test_enactment_refuses_a_voting_period_below_the_floor_once_another_referendum_raised_it(chain) -> None:
     """The floor is checked again at enactment against the config then in force: a raise from
     the spec's 10 blocks to 11, fine when proposed, fails once another referendum has raised
