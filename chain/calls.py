@@ -484,7 +484,7 @@ class CloseRound(Wire, frozen=True, tag=_tag(10, 4)):
 
 # --- democracy (11): POL holders vote on the runtime config --------------------------------
 # chain/pallets/democracy.py has the rules; a change names a RuntimeConfig field (chain.config).
-MAX_CONFIG_CHANGES = 32  # at most one change per RuntimeConfig field (there are 27)
+MAX_CONFIG_CHANGES = 32  # at most one change per RuntimeConfig field (there are 24)
 ConfigField = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_]{0,63}$")]
 
 

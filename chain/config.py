@@ -100,7 +100,7 @@ class RuntimeConfig:
     # chain's, not each node's: Substrate's pallet-aura ``SlotDuration`` (pallet-timestamp's
     # ``MinimumPeriod * 2``), which the node asks the runtime for (``AuraApi::slot_duration``),
     # so every node of a chain agrees on it by construction. Fixed at genesis
-    # (chain.pallets.democracy.FIXED): a new duration would move every slot number.
+    # (FIXED, below): a new duration would move every slot number.
     slot_duration_ms: int = 6000
 
     def compute_fee(self, length: int, weight: int, tip: int) -> int:
@@ -259,3 +259,24 @@ def decode_runtime_config(data: bytes) -> RuntimeConfig:
     if len(values) != len(names) or any(v < 0 for v in values):
         raise CodecError(f"RuntimeConfig: expected {len(names)} integers >= 0 ({', '.join(names)}), got {values!r}")
     return RuntimeConfig(*values)
+
+
+# The fields no referendum may change (chain.pallets.democracy: FixedField), and why; here, with
+# the fields, so that the CLI can list and refuse them without importing the runtime.
+FIXED = {
+    "era_length": (
+        "eras are block number % era_length and era indices number // era_length: a new length "
+        "would renumber past eras and move the next era start, under staking's unbonding and "
+        "rewards' era pots"
+    ),
+    "slot_duration_ms": (
+        "slots are the clock divided by the slot duration (consensus.aura): a new duration would "
+        "move every slot number, putting the next block's slot behind its parent's or hours "
+        "ahead of it, and handing the slots to come to other validators"
+    ),
+    "max_model_params": (
+        "registered models and the wire bounds sized for them depend on it: a cut leaves models "
+        "above the bound, a raise can make a fraud proof too large for a pol.report_fraud "
+        "extrinsic (2 MiB) or the network (8 MiB), so a faulty block could not be proven"
+    ),
+}

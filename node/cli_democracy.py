@@ -20,11 +20,11 @@ from dataclasses import fields
 from typing import Any
 
 from chain import calls
-from chain.config import RuntimeConfig
+from chain.config import FIXED, RuntimeConfig
 
 ParserFactory = Callable[[Any, str], argparse.ArgumentParser]
 ArgType = Callable[[str], int]
-FIELDS = tuple(f.name for f in fields(RuntimeConfig))
+FIELDS = tuple(f.name for f in fields(RuntimeConfig) if f.name not in FIXED)  # the ones a referendum may change
 
 
 def add_commands(
@@ -61,6 +61,8 @@ def add_commands(
 def _change(balance: ArgType) -> Callable[[str], calls.ConfigChange]:
     def parse(text: str) -> calls.ConfigChange:
         name, sep, value = text.partition("=")
+        if name in FIXED:  # refused here, not after paying a proposal's fee and deposit
+            raise argparse.ArgumentTypeError(f"{name} cannot change mid-chain: {FIXED[name]}")
         if not sep or name not in FIELDS:
             raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE with NAME a runtime config field")
         return calls.ConfigChange(name, balance(value))

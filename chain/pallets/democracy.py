@@ -65,6 +65,7 @@ from chain import calls
 from chain.block import BLOCK_OVERHEAD
 from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
 from chain.config import (
+    FIXED,
     MAX_BLOCK_LENGTH,
     RUNTIME_CONFIG_KEY,
     RuntimeConfig,
@@ -118,23 +119,6 @@ _RECOVERY = tuple(
     )
 )
 # Fields a referendum may not change, and why (the error names both).
-FIXED = {
-    "era_length": (
-        "eras are block number % era_length and era indices number // era_length: a new length "
-        "would renumber past eras and move the next era start, under staking's unbonding and "
-        "rewards' era pots"
-    ),
-    "slot_duration_ms": (
-        "slots are the clock divided by the slot duration (consensus.aura): a new duration would "
-        "move every slot number, putting the next block's slot behind its parent's or hours "
-        "ahead of it, and handing the slots to come to other validators"
-    ),
-    "max_model_params": (
-        "registered models and the wire bounds sized for them depend on it: a cut leaves models "
-        "above the bound, a raise can make a fraud proof too large for a pol.report_fraud "
-        "extrinsic (2 MiB) or the network (8 MiB), so a faulty block could not be proven"
-    ),
-}
 # A mid-chain bound on max_block_length beyond the spec loader's (whose upper bound,
 # config.MAX_BLOCK_LENGTH, a referendum meets through compute_problems): a referendum may not
 # shrink blocks below the largest extrinsic the chain accepts (2 MiB; a pol.report_fraud of a

@@ -280,6 +280,8 @@ def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tup
          "argument --value: -1 is out of range: a balance is 0..2^63-1 (9223372036854775807)"),
         (("tx", "democracy", "propose", "--rpc", down, "--set", "max_block_weight=-5"),
          "argument --set: -5 is out of range: a balance is 0..2^63-1"),
+        (("tx", "democracy", "propose", "--rpc", down, "--set", "era_length=32"),
+         "argument --set: era_length cannot change mid-chain: "),
         (("tx", "call", "--rpc", down, "--call", '{"pallet": [], "call": {}}'), '--call: a call is {"pallet"'),
         (("tx", "call", "--rpc", down, "--call", '{"pallet": "balances", "call": "transfer", "args": {"dest": "//Bob", "value": 18446744073709551616}}'),
          "Error: "),
