@@ -47,7 +47,16 @@ APPEND_BASE_WEIGHT = 100_000  # reading and writing the record, checking the row
 APPEND_BYTE_WEIGHT = 20  # per byte: decoding, the finiteness check, the chunk's write
 ROW_HASH_WEIGHT = 2_000  # per row: its leaf hash and, amortised, one node hash (about 0.9 us)
 CHUNK_DELETE_WEIGHT = 50_000  # per chunk a restart deletes
-READ_BYTE_WEIGHT = 1  # per byte of a complete data set's rows read cold (get_rows: 0.5-0.8 ns, at most a block of 2 GB)
+# Per byte of a complete data set's rows read cold (get_rows): 2.8-2.9 ns a byte on 2026-11-30
+# for 256 MB (a loaded machine; the LevelDB reads and one gather and one copy a byte), rounded
+# up. It was 1, from a measure of the reads alone, while get_rows copied every byte three times
+# (3.4-6.4 ns): one TRAIN read a 2 GB data set in a block of 2e9 units, 7-13 s on every node
+# (an outside tester's finding, round 7).
+READ_BYTE_WEIGHT = 4
+# The most a data set's rows may take (row_count x row_size): every node holds them in memory,
+# twice over while it reads them (get_rows), to train, prove or evaluate on them. MAX_ROWS rows
+# of MAX_FEATURES features allowed 17 GB.
+MAX_DATASET_BYTES = 1 << 30
 
 
 class DatasetInfo(Wire, frozen=True):
@@ -65,11 +74,16 @@ class DatasetInfo(Wire, frozen=True):
 
     @property
     def row_size(self) -> int:
-        return 4 * self.features + (4 if self.kind == "classification" else 4 * self.outputs)
+        return compute_row_size(self.features, self.kind, self.outputs)
 
     @property
     def complete(self) -> bool:
         return self.uploaded_rows == self.row_count
+
+
+def compute_row_size(features: int, kind: str, outputs: int) -> int:
+    """Bytes of a stored row: the features, and a label (u32) or ``outputs`` targets (f32)."""
+    return 4 * features + (4 if kind == "classification" else 4 * outputs)
 
 
 NEXT_DATASET_ID = StorageValue("Datasets", "NextDatasetId", int, 0)
@@ -136,21 +150,29 @@ def get_uploaded_rows(state: StateAccess, dataset_id: int, info: DatasetInfo) ->
 # with the schema that decodes the rows. The root alone is not enough: it commits to the
 # rows' bytes, which other schemas read as other arrays (260 bytes are 64 features and a label,
 # or 63 features and 2 targets), and a cache is per node, so a hit that served another data
-# set's arrays made warm and cold nodes execute one block differently.
+# set's arrays made warm and cold nodes execute one block differently. The cache is bounded in
+# bytes, not entries: eight entries of any size let an attacker who rotated large data sets
+# keep 16 GB resident on every node (an outside tester's finding, round 7); a data set larger
+# than the whole bound is not cached (its every read is weighed cold, compute_read_weight).
 _ROWS_CACHE: OrderedDict[tuple[bytes, str, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-_ROWS_CACHE_SIZE = 8
+_ROWS_CACHE_BYTES = 512 << 20
 
 
-def _immutable(a: np.ndarray, dtype: type) -> np.ndarray:
-    """``a`` as a C-contiguous array over a ``bytes`` object: read-only for good (numpy will not
-    make it writeable again), so every training job of the data set shares it uncopied
-    (ml_runtime.TrainingJob keeps immutable arrays as they are)."""
-    c: np.ndarray = np.ascontiguousarray(a, dtype=dtype)
-    return np.frombuffer(c.tobytes(), dtype=dtype).reshape(c.shape)
+def _frozen(buffer: bytearray, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    """``buffer``'s values as an array over a ``bytes`` object (one plain copy): read-only for
+    good (numpy will not make it writeable again), so every training job of the data set
+    shares it uncopied (ml_runtime.TrainingJob keeps such arrays as they are)."""
+    return np.frombuffer(bytes(buffer), dtype=dtype).reshape(shape)
 
 
 def get_rows(state: StateAccess, dataset_id: int) -> tuple[DatasetInfo, np.ndarray, np.ndarray]:
-    """A complete data set's rows as (x float32 (n, d), y int32 (n,) or float32 (n, k))."""
+    """A complete data set's rows as (x float32 (n, d), y int32 (n,) or float32 (n, k)).
+
+    Each stored chunk is decoded straight into two buffers, each then copied once into the
+    ``bytes`` the arrays are frozen over: at most twice the rows' size and a chunk in memory.
+    (It joined every chunk, then copied x and y out and each again into a ``bytes``: 3.4-6.4 ns
+    a byte cold and a 6.1 GB peak for a 1 GB data set, against the 1 unit a byte it was
+    weighed at: an outside tester's finding, round 7.)"""
     info = get_dataset(state, dataset_id)
     if not info.complete:
         raise DispatchError(
@@ -161,12 +183,27 @@ def get_rows(state: StateAccess, dataset_id: int) -> tuple[DatasetInfo, np.ndarr
     if cached is not None:
         _ROWS_CACHE.move_to_end(key)
         return info, cached[0], cached[1]
-    rows = np.frombuffer(get_uploaded_rows(state, dataset_id, info), dtype=compute_row_dtype(info))
-    x = _immutable(rows["x"], np.float32)
-    y = _immutable(rows["y"], np.int32 if info.kind == "classification" else np.float32)
-    _ROWS_CACHE[key] = (x, y)
-    if len(_ROWS_CACHE) > _ROWS_CACHE_SIZE:
-        _ROWS_CACHE.popitem(last=False)
+    n, d = info.row_count, info.features
+    classification = info.kind == "classification"
+    y_shape = (n,) if classification else (n, info.outputs)
+    x_bytes, y_bytes = bytearray(4 * n * d), bytearray(4 * n * (1 if classification else info.outputs))
+    x_fill, y_fill = np.frombuffer(x_bytes, np.float32).reshape(n, d), np.frombuffer(y_bytes, np.uint32 if classification else np.float32).reshape(y_shape)
+    dtype, row = compute_row_dtype(info), 0
+    for first in info.chunks:
+        rows = np.frombuffer(CHUNKS.get(state, dataset_id, first) or b"", dtype=dtype)
+        x_fill[row : row + len(rows)] = rows["x"]
+        y_fill[row : row + len(rows)] = rows["y"]
+        row += len(rows)
+    if row != n:  # every uploaded row is in a chunk (apply_append_rows): a broken invariant
+        raise DispatchError(PALLET, "MissingRows", f"data set {dataset_id}'s chunks hold {row} of its {n} rows")
+    size = len(x_bytes) + len(y_bytes)
+    x = _frozen(x_bytes, np.float32, (n, d))
+    del x_fill, x_bytes
+    y = _frozen(y_bytes, np.int32 if classification else np.float32, y_shape)  # labels < 4,096: the same bits
+    if size <= _ROWS_CACHE_BYTES:
+        _ROWS_CACHE[key] = (x, y)
+        while sum(a.nbytes + b.nbytes for a, b in _ROWS_CACHE.values()) > _ROWS_CACHE_BYTES:
+            _ROWS_CACHE.popitem(last=False)
     return info, x, y
 
 
@@ -179,6 +216,13 @@ def apply_register_dataset(ctx: CallContext, call: RegisterDataset) -> None:
         raise DispatchError(PALLET, "InvalidSchema", "a classification data set has at least 2 classes")
     if not 1 <= call.row_count <= MAX_ROWS:
         raise DispatchError(PALLET, "InvalidSchema", f"row_count must be in 1..{MAX_ROWS}, got {call.row_count}")
+    size = call.row_count * compute_row_size(call.features, call.kind, call.outputs)
+    if size > MAX_DATASET_BYTES:
+        raise DispatchError(
+            PALLET, "TooLarge",
+            f"{call.row_count:,} rows of this schema take {size:,} bytes; a data set takes at most {MAX_DATASET_BYTES:,} "
+            "(every node holds its rows in memory to train on them)",
+        )
     dataset_id = apply_new_dataset(
         ctx.state,
         DatasetInfo(

@@ -180,6 +180,44 @@ def test_a_complete_dataset_is_immutable(chain) -> None:
     assert d.apply(BOB, train_call(steps=10, segment=5)).success
 
 
+def test_the_rows_cache_is_bounded_in_bytes_and_a_data_set_in_size(chain, monkeypatch) -> None:
+    """The decoded rows cache holds at most _ROWS_CACHE_BYTES of rows, oldest out first, and a
+    data set larger than the whole bound is not cached; a data set may take at most
+    MAX_DATASET_BYTES (an outside tester's finding, round 7: eight cached data sets of any size
+    kept 16 GB resident, and a data set could take 17 GB)."""
+    from test_weights_datasets import compute_rows
+
+    d = Driver(chain)
+    rows = compute_rows(10, 64, 10)
+    root = datasets.compute_rows_root(rows, 260)
+    assert d.apply(BOB, calls.RegisterDataset("small", 64, "classification", 10, 10, root, 0, "")).success
+    assert d.apply(BOB, calls.AppendRows(1, 0, rows)).success
+    state = chain.state.overlay()
+    digits = datasets.get_rows(state, 0)[1].nbytes + datasets.get_rows(state, 0)[2].nbytes  # 1,797 x (256 + 4)
+    small = 10 * 260
+    datasets._ROWS_CACHE.clear()
+    monkeypatch.setattr(datasets, "_ROWS_CACHE_BYTES", digits + small)
+    first = datasets.get_rows(state, 0)[1]
+    assert datasets.get_rows(state, 1)[1] is datasets.get_rows(state, 1)[1]  # both fit: both cached
+    assert datasets.get_rows(state, 0)[1] is first
+    monkeypatch.setattr(datasets, "_ROWS_CACHE_BYTES", digits + small - 1)
+    datasets._ROWS_CACHE.clear()
+    datasets.get_rows(state, 0)
+    datasets.get_rows(state, 1)  # one byte too many: the oldest, the digits, goes
+    assert list(datasets._ROWS_CACHE) == [(datasets.get_dataset(state, 1).rows_root, "classification", 64, 10)]
+    monkeypatch.setattr(datasets, "_ROWS_CACHE_BYTES", digits - 1)
+    datasets._ROWS_CACHE.clear()
+    assert datasets.get_rows(state, 0)[1] is not datasets.get_rows(state, 0)[1]  # larger than the bound: never cached
+    assert len(datasets._ROWS_CACHE) == 0
+    n = datasets.MAX_DATASET_BYTES // (4 * 4096 + 4) + 1
+    receipt = d.apply(BOB, calls.RegisterDataset("huge", 4096, "classification", 10, n, bytes(32), 0, ""))  # (Driver: fee and nonce only)
+    assert receipt.error == (
+        f"datasets.TooLarge: {n:,} rows of this schema take {n * 16_388:,} bytes; a data set takes at most "
+        f"{datasets.MAX_DATASET_BYTES:,} (every node holds its rows in memory to train on them)"
+    )
+    assert d.apply(BOB, calls.RegisterDataset("largest", 4096, "classification", 10, n - 1, bytes(32), 0, "")).success
+
+
 def test_a_datasets_cached_rows_cannot_be_written(chain) -> None:
     """Every TRAIN job of a data set shares its cached rows uncopied (ml_runtime.TrainingJob keeps
     immutable arrays), so the cache hands out arrays nobody can make writeable again."""
@@ -222,7 +260,7 @@ def test_a_call_heavier_than_a_block_is_refused_before_the_pool(chain) -> None:
 
     xt = sign(chain, BOB, calls.Train(0, 0, 100_000, 4096, calls.compute_f32_bits(0.1), 0, 1000), 0)
     root = chain.state.root()
-    with pytest.raises(InvalidTransaction, match="weight 1186406067220 exceeds a block's limit of 2000000000") as info:
+    with pytest.raises(InvalidTransaction, match="weight 1186407468880 exceeds a block's limit of 2000000000") as info:
         chain.runtime.verify_extrinsic(chain.state.overlay(), xt, len(xt.encode()), 1)
     assert info.value.reason == "exhausts_resources" and chain.state.root() == root
 

@@ -45,10 +45,10 @@ def test_an_upload_restart_declares_the_chunks_it_deletes_and_a_continuation_non
     assert compute_weight(chain, calls.AppendRows(dataset, 1, first)) == 172_000  # not a restart (fails: wrong row)
 
 
-def test_a_read_of_a_data_set_declares_a_unit_a_byte(chain) -> None:
+def test_a_read_of_a_data_set_declares_four_units_a_byte(chain) -> None:
     info = datasets.get_dataset(chain.state.overlay(), 0)  # the digits: 1,797 rows of 260 bytes
     assert (info.row_count, info.row_size) == (1797, 260)
-    assert datasets.compute_read_weight(info) == 467_220
+    assert datasets.compute_read_weight(info) == 4 * 467_220
 
 
 # --- training.train: its data set's read, none for an unknown data set -------------------------
@@ -59,7 +59,7 @@ def test_a_train_call_on_an_unknown_data_set_declares_no_read(chain) -> None:
     known = calls.Train(0, 0, 1, 1, calls.compute_f32_bits(0.5), 0, 1)
     unknown = calls.Train(0, 99, 1, 1, calls.compute_f32_bits(0.5), 0, 1)
     assert training.compute_read_weight(chain.state.overlay(), 99) == 0
-    assert compute_weight(chain, known) - compute_weight(chain, unknown) == 467_220
+    assert compute_weight(chain, known) - compute_weight(chain, unknown) == 4 * 467_220
     # a step's arithmetic, the drawing of its one sample (ml_runtime.DRAW_UNITS), the step's
     # fixed part (STEP_UNITS) and its memory traffic (STEP_PARAM_UNITS a parameter, 650 of
     # them), and its one segment's fixed part (SEGMENT_UNITS) and checkpoint (SEGMENT_PARAM_UNITS)
@@ -74,7 +74,7 @@ def test_a_train_call_on_an_unknown_data_set_declares_no_read(chain) -> None:
 def test_registering_and_reading_a_model_declare_their_parameters() -> None:
     spec = ml_runtime.ModelSpec("softmax", 4, 3)  # 4 x 3 + 3 = 15 parameters
     assert models.compute_register_weight(calls.RegisterModel("m", spec.encode(), bytes(32))) == 1_000_000 + 200 * 15
-    assert models.compute_weights_read_weight(spec) == 60
+    assert models.compute_weights_read_weight(spec) == 4 * 60  # datasets.READ_BYTE_WEIGHT a byte
 
 
 # --- inference.infer: base + the forward pass + 100 an output, base only outside the limits -----
@@ -146,9 +146,9 @@ def test_a_claim_on_a_one_row_validation_set_declares_one_row(chain) -> None:
     bounty = _registered(receipt, "BountyPosted", "bounty")
     assert d.apply(CHARLIE, train_call(steps=1, batch=1, segment=1)).success  # version 1, trained after the posting
     spec = ml_runtime.ModelSpec("softmax", 64, 10)
-    # 300,000 + 260 bytes of rows read + for version 1 and its parent (the nearest version from
+    # 300,000 + 260 bytes of rows read (4 units a byte) + for version 1 and its parent (the nearest version from
     # before the posting): reading its record and its 650 weights, and a forward pass over 1 row
     per_version = 60_000 + 4 * 650 * datasets.READ_BYTE_WEIGHT + ml_runtime.step_cost(spec, 1)
     assert bounties.compute_claim_weight(chain.state.overlay(), calls.ClaimBounty(bounty, 1)) == (
-        300_000 + 260 + 2 * per_version
-    ) == 433_524
+        300_000 + 4 * 260 + 2 * per_version
+    ) == 449_904
