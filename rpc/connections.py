@@ -37,6 +37,7 @@ __all__ = ["ConnectionBudget", "FrameGuard", "GuardedWebSocket", "Listener"]
 
 # RFC 6455 §7.4.1 status codes.
 CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_TRY_AGAIN_LATER: Final = 1013  # IANA WebSocket Close Code registry
 
 # Lingering close after a protocol error: stop once the peer has been silent this long, and
@@ -46,6 +47,16 @@ LINGER_MAX: Final = 5.0
 _LINGER_POLL: Final = 0.05
 
 _OP_CLOSE: Final = 0x8
+_OP_PING: Final = 0x9
+_OP_PONG: Final = 0xA
+# Control frames (pings and pongs) a client may send: CONTROL_BURST at once, refilled at
+# CONTROL_PER_SECOND. aiohttp answers pings inside receive() and counts a frame's payload,
+# not the frame, for its flow control, so 6-byte empty pings were never paused nor limited:
+# one WebSocket sending 1.1 M of them in 4.8 s (6.7 MB) held the event loop for 26 s, and the
+# node missed 9 of 13 slots (an outside tester's finding, round 7). A client's keep-alive
+# pings come every few seconds (aiohttp's heartbeat, browsers').
+CONTROL_PER_SECOND: Final = 10.0
+CONTROL_BURST: Final = 100.0
 
 
 class ConnectionBudget:
@@ -131,6 +142,8 @@ class FrameGuard:
     """
 
     __slots__ = (
+        "_control_at",
+        "_control_tokens",
         "_head",
         "_inner",
         "_loop",
@@ -138,6 +151,7 @@ class FrameGuard:
         "_skip",
         "eof",
         "failed",
+        "flooded",
         "last_data",
         "saw_close",
     )
@@ -149,23 +163,25 @@ class FrameGuard:
         self._head = bytearray()  # a frame head not yet complete
         self._skip = 0  # payload bytes of the current frame still to come
         self.failed = False
+        self.flooded = False  # a violation of rate, not of form: no lingering for it
         self.saw_close = False
         self.eof = False
-        self.last_data = self._loop.time()
+        self.last_data = self._control_at = self._loop.time()
+        self._control_tokens = CONTROL_BURST
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         self.last_data = self._loop.time()
         was_failed = self.failed
-        bad = self._scan(data)
+        found = self._scan(data)
         if was_failed:
             return False, b""
-        if bad is not None:
+        if found is not None:
+            bad, code, reason = found
             if bad:
                 self._inner.feed_data(data[:bad])
             self.failed = True
-            self._on_violation(
-                CLOSE_PROTOCOL_ERROR, "client frames must be masked (RFC 6455 section 5.1)"
-            )
+            self.flooded = code == CLOSE_POLICY_VIOLATION
+            self._on_violation(code, reason)
             return False, b""
         eof, tail = self._inner.feed_data(data)
         if eof:
@@ -186,9 +202,10 @@ class FrameGuard:
         extended = 2 if flag == 126 else 8 if flag == 127 else 0
         return 2 + extended + (4 if head[1] & 0x80 else 0)
 
-    def _scan(self, data: bytes) -> int | None:
-        """Walk the frame heads in ``data``; the offset of the first unmasked frame, if any."""
-        bad: int | None = None
+    def _scan(self, data: bytes) -> tuple[int, int, str] | None:
+        """Walk the frame heads in ``data``: the first violation in it, if any, as (offset of
+        its frame, close code, reason): an unmasked frame, or a control frame past the rate."""
+        bad: tuple[int, int, str] | None = None
         pos = 0
         end = len(data)
         head = self._head
@@ -215,16 +232,32 @@ class FrameGuard:
                 length = int.from_bytes(head[2:10], "big")
             else:
                 length = flag
-            if not b1 & 0x80 and bad is None:
-                bad = start
-            if head[0] & 0x0F == _OP_CLOSE:
+            opcode = head[0] & 0x0F
+            if bad is None:
+                if not b1 & 0x80:
+                    bad = (start, CLOSE_PROTOCOL_ERROR, "client frames must be masked (RFC 6455 section 5.1)")
+                elif opcode in (_OP_PING, _OP_PONG) and not self._take_control():
+                    bad = (start, CLOSE_POLICY_VIOLATION, f"more than {CONTROL_PER_SECOND:g} pings and pongs a second")
+            if opcode == _OP_CLOSE:
                 self.saw_close = True
             self._skip = length
             head.clear()
         return bad
 
+    def _take_control(self) -> bool:
+        now = self._loop.time()
+        self._control_tokens = min(CONTROL_BURST, self._control_tokens + (now - self._control_at) * CONTROL_PER_SECOND)
+        self._control_at = now
+        if self._control_tokens < 1:
+            return False
+        self._control_tokens -= 1
+        return True
+
     async def linger(self, transport: asyncio.BaseTransport | None) -> None:
-        """Half-close, then read and discard until the peer closes, goes quiet, or LINGER_MAX."""
+        """Half-close, then read and discard until the peer closes, goes quiet, or LINGER_MAX;
+        not for a flood (its sender would keep the scan busy for LINGER_MAX: closed at once)."""
+        if self.flooded:
+            return
         if (
             isinstance(transport, asyncio.WriteTransport)
             and not transport.is_closing()

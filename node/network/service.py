@@ -388,7 +388,7 @@ class NetworkService:
             self._check_allowed(addr.peer_id, outbound=True)
         try:
             ws = await self._session.ws_connect(
-                addr.websocket_url(WS_PATH), max_msg_size=WS_MAX_MSG_SIZE, compress=0, autoping=True,
+                addr.websocket_url(WS_PATH), max_msg_size=WS_MAX_MSG_SIZE, compress=0, autoping=False,
                 heartbeat=self.config.heartbeat,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -414,7 +414,7 @@ class NetworkService:
         if self._stopping:
             raise web.HTTPServiceUnavailable(text="shutting down")
         ws = web.WebSocketResponse(
-            max_msg_size=WS_MAX_MSG_SIZE, compress=False, autoping=True, heartbeat=self.config.heartbeat
+            max_msg_size=WS_MAX_MSG_SIZE, compress=False, autoping=False, heartbeat=self.config.heartbeat
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="polchain p2p: a WebSocket upgrade is expected")
