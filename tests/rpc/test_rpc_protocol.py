@@ -290,6 +290,28 @@ async def test_a_body_with_too_many_arrays_and_objects_is_refused_before_decodin
     assert resp["error"]["data"] == "JSON has more than 65536 arrays and objects ('[' and '{' counted in the raw text)"
 
 
+async def test_a_body_with_too_many_values_is_refused_before_decoding(server, session):
+    """A body with max_values commas or more is refused before decoding (2^19: twice
+    ml_predict's 2^18 numbers): one array of 3.7 M one-letter strings decoded to about 200 MiB,
+    and 32 such bodies at once took a node to 8.2 GB (an outside tester's finding, round 7).
+    One comma fewer is decoded and answered."""
+    from rpc.server import DEFAULT_MAX_VALUES
+
+    def body(values: int) -> str:
+        return '{"jsonrpc":"2.0","id":1,"method":"test_echo","params":[[' + ",".join(["1"] * values) + "]]}"
+
+    # (n values in the array: n - 1 commas there and 3 in the envelope.)
+    status, raw = await post(session, server, body(DEFAULT_MAX_VALUES - 2))  # 2^19 commas: 2^19 + 1 values
+    assert status == 200
+    resp = json.loads(raw)
+    assert resp["error"]["code"] == -32700
+    assert resp["error"]["data"] == "JSON has more than 524288 values (',' counted in the raw text)"
+    status, raw = await post(session, server, body(DEFAULT_MAX_VALUES - 3))  # one comma fewer: decoded
+    resp = json.loads(raw)
+    assert "result" in resp, resp.get("error")
+    assert len(resp["result"][0]) == DEFAULT_MAX_VALUES - 3
+
+
 async def test_nesting_within_the_limit_and_brackets_in_strings(server, session):
     params = [[[[1]]], "[[[[[[" * 40, {"a": {"b": {"c": []}}}]
     resp = await call(
