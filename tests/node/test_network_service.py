@@ -603,6 +603,43 @@ async def test_idle_websocket_upgrades_from_one_address_cannot_lock_out_inbound_
                 await ws.close()
 
 
+async def test_stalled_handshakes_give_way_to_a_new_one(caplog) -> None:
+    """With every pending-handshake slot held by connections that sent message 1 and stalled
+    (from two addresses, within the per-address share), a new inbound handshake closes the
+    oldest one that has taken longer than first_message_timeout, and gets in: a slot was freed
+    only by the handshake timeout and retaken at once, and 57 of 58 honest handshakes got 503
+    (an outside tester's finding, round 7). Stalled handshakes younger than that are kept: a
+    burst of honest ones is not cut."""
+    from node.network.noise import StaticKey, _new_connection, _write
+
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    config = {"first_message_timeout": 0.5, "handshake_timeout": 30.0, "max_pending_handshakes": 4}
+    async with nodes(config, {}) as (a, b):
+        url = a.addr.websocket_url("/p2p")
+        stalled = []
+        for host in ("127.0.0.2", "127.0.0.3"):
+            http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(host, 0), limit=0))
+            for _ in range(2):
+                ws = await http.ws_connect(url)
+                await ws.send_bytes(_write(_new_connection(StaticKey.generate(NodeKey.generate()), True), b"", "message 1"))
+                assert (await ws.receive()).type == aiohttp.WSMsgType.BINARY  # message 2; then silence
+                stalled.append((http, ws))
+        assert a.service._pending_handshakes == 4
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(url)  # all four are younger than 0.5 s
+        assert refused.value.status == 503
+        await asyncio.sleep(0.6)
+        await b.service.dial(a.addr)  # the oldest stalled one gives way
+        assert [p.peer_id for p in a.service.peers()] == [b.id]
+        message = await stalled[0][1].receive()
+        assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1013)
+        assert "its handshake held a slot another wanted for over 0.5 s" in caplog.text
+        for http, ws in stalled:
+            await ws.close()
+            await http.close()
+
+
 async def test_a_stall_of_our_own_event_loop_is_not_charged_as_a_request_timeout() -> None:
     """Review 14: the request timeout counts only time our loop was running; a stall of our
     own (here 1.5 s against a 1 s timeout) is not the peer's fault."""
