@@ -225,6 +225,16 @@ async def test_slowloris_is_cut_after_the_header_timeout(start_server, session):
         writer.close()
 
 
+async def _closes_soon(reader: asyncio.StreamReader, within: float = 2.0) -> bool:
+    """Whether the server closes this connection within ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if await _closed(reader) or reader.at_eof():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 async def _closed(reader: asyncio.StreamReader) -> bool:
     try:
         return await asyncio.wait_for(reader.read(1), 0.001) == b""
@@ -244,6 +254,44 @@ async def test_slow_body_gets_408(start_server):
         writer.close()
         await writer.wait_closed()
         await wait_for(lambda: srv.open_connections == 0)
+
+
+async def test_one_address_running_calls_on_every_connection_cannot_lock_out_another(start_server, session):
+    """When every connection has a call running and one address holds more than a quarter of
+    them, a newcomer from another address closes that address's oldest connection instead of
+    being closed itself: 256 keep-alive connections from one client, each running a heavy
+    batch, reset every new caller (an outside tester's finding, round 7). A newcomer from the
+    address that holds them is still the one closed."""
+    table = make_table()
+    release = asyncio.Event()
+
+    @table.method("test_slow")
+    async def slow(params: Params) -> Any:
+        await release.wait()
+        return "done"
+
+    request = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "test_slow"}).encode()
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    async with start_server(methods=table, max_http_connections=4) as srv:
+        hog = []
+        for _ in range(4):
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
+            writer.write(head + request)
+            await writer.drain()
+            hog.append((reader, writer))
+        await wait_for(lambda: srv.open_connections == 4)
+        await asyncio.sleep(0.2)  # every call running
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
+        assert await _closes_soon(reader)  # from the same address: the newcomer goes
+        writer.close()
+        status, body = await post(session, srv, HEALTH)  # from 127.0.0.1
+        assert status == 200 and json.loads(body)["id"] == 1
+        assert await _closes_soon(hog[0][0])  # the hog's oldest went
+        release.set()
+        for reader, writer in hog[1:]:
+            assert b'"result":"done"' in await asyncio.wait_for(reader.read(4096), 5)
+            writer.close()
+        hog[0][1].close()
 
 
 async def test_half_open_flood_keeps_room_for_a_new_caller(start_server, session):
