@@ -338,10 +338,13 @@ def test_a_thread_that_flushes_subnormals_builds_no_block_and_drops_no_extrinsic
         chain.db.close()
 
 
-def test_a_runtime_bug_after_training_leaves_no_result_or_opening_behind(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("last", [False, True], ids=["then_a_train", "last"])
+def test_a_runtime_bug_after_training_leaves_no_result_or_opening_behind(tmp_path, monkeypatch, last: bool) -> None:
     """A TRAIN call that ran its job and then hit a bug: its result, openings and step count
     are dropped with it, so the block (its POL commitment, its stored openings) is the block
-    without the call."""
+    without the call. Also when it is the block's last candidate, so that no later TRAIN
+    included at its index overwrites what it left (a mutation run's survivors: the undo's
+    ``results.pop`` and ``openings.pop`` of another key)."""
     from chain import runtime
 
     original = runtime.DISPATCH[calls.Train]
@@ -356,11 +359,12 @@ def test_a_runtime_bug_after_training_leaves_no_result_or_opening_behind(tmp_pat
     twin = open_chain(tmp_path / "b")
     try:
         boom, fine = sign(chain, BOB, train_call(steps=40), 0), sign(chain, CHARLIE, train_call(steps=30), 0)
-        built = chain.build_block([boom, fine], ALICE, slot=1)
+        built = chain.build_block([fine, boom] if last else [boom, fine], ALICE, slot=1)
         expected = twin.build_block([fine], ALICE, slot=1)
         assert built.block.body.results == expected.block.body.results and len(built.block.body.results) == 1
         assert built.block.header == expected.block.header and built.training_steps == expected.training_steps == 30
         assert chain.transcripts.get(built.block.hash(), 0, 0) == twin.transcripts.get(expected.block.hash(), 0, 0)
+        assert chain.transcripts.get(built.block.hash(), 1, 0) is None
     finally:
         chain.db.close()
         twin.db.close()

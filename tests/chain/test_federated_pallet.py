@@ -232,6 +232,23 @@ def test_a_round_opens_only_with_room_for_every_reveal_in_its_window(chain) -> N
     federated._verify_open(_open_ctx(chain), replace(call, commit_deadline=5, reveal_deadline=7), spec)
 
 
+def test_a_reveal_window_bound_by_weight_counts_whole_reveals_a_block(chain) -> None:
+    """Half of a block of five reveals' weight holds two reveals (2.5, rounded down), not one
+    and not two and a half: 16 reveals need 8 blocks after the challenge's, and a window of 7
+    is refused, the count of a block named as a whole number (a mutation run's survivors:
+    half the weight taken as a third, and either division made a true one)."""
+    spec = ml_runtime.ModelSpec("softmax", 64, 10)
+    call = open_call(reveal_deadline=14)
+    reveal_weight = federated.compute_reveal_weight(spec, call)
+    assert federated.compute_close_weight(spec, call.max_updates) <= 5 * reveal_weight
+    ctx = _open_ctx(chain, max_block_weight=5 * reveal_weight, max_block_length=10**9)  # weight binds, not length
+    federated._verify_open(ctx, call, spec)
+    assert _open_error(ctx, replace(call, reveal_deadline=13), spec) == (
+        "federated.RevealWindowTooShort: up to 16 reveals (max_updates x samples) at 2 a block need 8 blocks after the "
+        "challenge's; blocks 7..13 are 7"
+    )
+
+
 def test_a_round_at_each_field_limit_of_a_reveal_exactly_opens(chain) -> None:
     """An update of exactly MAX_FL_WEIGHTS bytes (2^18 parameters) and a reveal's rows of
     exactly MAX_ROWS_CHUNK bytes or MAX_FL_REVEAL_ROWS rows pass their checks; a byte or a row

@@ -1,7 +1,36 @@
 """Federated rounds through real blocks: an honest three-party round end to end (a second node
 imports every block), and each cheating strategy caught or excluded. apply_close_round was
 mutation-tested on 2026-11-30 (266/283; the survivors are explained in the docstring of
-tests/chain/test_bounties.py): the events' fields and a round failed at close are asserted here."""
+tests/chain/test_bounties.py): the events' fields and a round failed at close are asserted here.
+
+Mutation testing of the lines 550c116 and c910e62 changed (2026-11-30, 08:38-09:05 UTC; the
+whole run is recorded the same way in tests/chain/test_pallet_pol.py and
+tests/chain/test_democracy.py): in a scratch copy whose ``[tool.mutmut]`` had only_mutate
+narrowed to chain/blockchain.py, chain/runtime.py, chain/fraud.py, chain/pallets/federated.py,
+democracy.py, governance.py and node/service.py (and the test selection to
+tests/chain/test_governance.py, for the stats run), ``mutmut run --max-children 2
+"chain.blockchain.x_nothing_matches*"`` made the mutants (the filter matched none, so none ran);
+the 336 mutants of 18 functions whose changed lines are all lines ``git diff abf95ca a7fc268``
+adds were each applied with ``mutmut apply NAME`` and their tests run in a fresh ``python -m
+pytest -x`` process (two at a time), the file restored after each. Tests: _verify_open with
+tests/chain/test_federated_pallet.py and this file; _apply_fail_round with this file and
+test_federated_pallet.py; _verify_base_not_forged, apply_open_round's call of it,
+apply_close_round's forged-base branch and apply_commit_update's counted samples with this
+file's ``-k "forged or sample_total"``. Killed/total, before -> after the tests added then (each
+watched failing on its mutants): _verify_open (the reveal window) 49/52 -> 52/52,
+_apply_fail_round 29/31, _verify_base_not_forged 20/20, apply_open_round 6/6, apply_close_round
+20/21 -> 21/21, apply_commit_update 18/20 -> 20/20. Killed then: half a block's weight taken as
+a third, and either of its two divisions made a true one (test_federated_pallet.py's
+test_a_reveal_window_bound_by_weight_counts_whole_reveals_a_block: 2.5 reveals a block of
+weight, 8 blocks needed, the refusal matched whole); the sample bound's ``>=`` for ``>`` and
+``total - counted`` (the bound met exactly and passed by one, in
+test_a_rounds_sample_total_adds_what_each_update_counts_for). apply_close_round's ``made is not
+None or is_forged(...)`` (every round with a base version, so every round, failed at close)
+survived the ``-k`` selection only: test_honest_three_party_round_end_to_end kills it. The 2
+survivors are equivalent: _apply_fail_round's ``None`` for PALLET in the owner's release and in
+the burn of the forfeited bonds: balances names the pallet only in HeldShortfall, raised when
+the escrow holds less than it gives up, which its accounting never allows (it holds every open
+round's pool and bonds)."""
 
 from __future__ import annotations
 
@@ -407,3 +436,28 @@ def test_a_rounds_sample_total_adds_what_each_update_counts_for(chains) -> None:
     for key in sybils:  # 17 x 2^20 declared: past 2^24, were each counted as declared
         d.ok(key, commit)
     assert federated.get_round(chain.state.overlay(), 0).total_samples == 17 * 40 * 16
+    # The bound itself, met exactly and passed by one (a mutation run's survivors: ``>=`` for
+    # ``>``, and the counted samples taken off the total): a late commit on a state whose total
+    # leaves it exactly its 640 rows is accepted; one row less room, TooManySamples.
+    import msgspec
+
+    from chain.errors import DispatchError
+    from chain.pallets.context import BlockInfo, CallContext
+
+    late = Keypair.from_seed(blake2_256(b"late"))
+    d.ok(ALICE, calls.Transfer(late.public, 10 * 10**9))
+    for room in (40 * 16, 40 * 16 - 1):
+        state = chain.state.overlay()
+        full = msgspec.structs.replace(federated.get_round(state, 0), total_samples=ml_runtime.fedavg.MAX_SAMPLES - room)
+        federated.ROUNDS.apply_set(state, full, 0)
+        block = BlockInfo(chain.best_number + 1, chain.best_hash, ALICE.public, True, None)
+        ctx = CallContext(state, late.public, 0, bytes(32), 0, block, chain.config)  # type: ignore[arg-type]
+        if room == 40 * 16:
+            federated.apply_commit_update(ctx, commit)
+            assert federated.get_round(state, 0).total_samples == ml_runtime.fedavg.MAX_SAMPLES
+        else:
+            with pytest.raises(DispatchError) as caught:
+                federated.apply_commit_update(ctx, commit)
+            assert (caught.value.module, caught.value.error, str(caught.value)) == (
+                "federated", "TooManySamples", f"the round's sample counts would exceed {ml_runtime.fedavg.MAX_SAMPLES}"
+            )

@@ -3,7 +3,38 @@ Dave validate; Eve reports): an Aura equivocation and a double or surround final
 slashed by the exact fraction, the reporter is paid its share, the rest is burned, and the
 offender leaves the validator set at the next era start (not before), after which Aura
 refuses its blocks. Every malformed or non-offence report fails with its specific error and
-changes nothing but the fee and nonce; a second report of one offence is refused."""
+changes nothing but the fee and nonce; a second report of one offence is refused.
+
+Mutation testing of ab71097 and 550c116's runtime and fraud lines (2026-11-30, 08:38-09:05 UTC;
+the whole run is recorded the same way in tests/chain/test_federated_round.py and
+tests/chain/test_democracy.py): in a scratch copy whose ``[tool.mutmut]`` had only_mutate
+narrowed to chain/blockchain.py, chain/runtime.py, chain/fraud.py, chain/pallets/federated.py,
+democracy.py, governance.py and node/service.py (and the test selection to
+tests/chain/test_governance.py, for the stats run), ``mutmut run --max-children 2
+"chain.blockchain.x_nothing_matches*"`` made the mutants (the filter matched none, so none ran);
+the 336 mutants of 18 functions whose changed lines are all lines ``git diff abf95ca a7fc268``
+adds were each applied with ``mutmut apply NAME`` and their tests run in a fresh ``python -m
+pytest -x`` process (two at a time), the file restored after each. Tests: for blockchain.py,
+this file's ``-k stale``, tests/chain/test_blockchain.py's ``-k runtime_bug`` and
+tests/node/test_validator_ops.py's ``-k stale``; for node/service.py the last; for runtime.py
+and fraud.py this file's ``-k "lowers or heavier"``. Killed/total, before -> after the tests
+added then (each watched failing on its mutants): Blockchain.build_block 10/10, _build_block
+(the ``leave_out`` lines) 15/15, _apply_candidate 21/23 -> 23/23; NodeService.author_block
+(``leave_out=STALE_REPORT_ERRORS``) 5/5; Runtime.compute_dispatch_info 13/17 -> 14/17;
+verify_fraud_proof (the too_heavy check) 21/21. Killed by the new tests: the undo's
+``results.pop(None, ...)`` and ``openings.pop(None, ...)`` (test_blockchain.py's
+test_a_runtime_bug_after_training_leaves_no_result_or_opening_behind, now also with the failing
+TRAIN last: before, the TRAIN included after it at the same index overwrote what it left), and
+compute_dispatch_info's ``or`` for ``and`` (every settling call declared a whole block:
+test_only_a_settling_call_heavier_than_a_block_declares_a_blocks_weight). The 3 survivors are
+equivalent:
+
+- compute_dispatch_info's ``info.weight >= limit``: at the limit exactly it returns
+  DispatchInfo(limit, result_length, transcript_bytes), equal to the info it had (three fields).
+- compute_dispatch_info's capped info without ``info.result_length`` (its transcript_bytes
+  taken for it) or without ``info.transcript_bytes`` (2): only SETTLING_CALLS are capped, and
+  ReportFraud, RevealSegment and CloseRound all declare DispatchInfo(weight), both fields 0.
+"""
 
 from __future__ import annotations
 
@@ -735,6 +766,28 @@ def test_a_fraud_stays_provable_after_a_referendum_lowers_the_block_weight(local
     assert receipt.success, receipt.error
     _expect_slash(chain, receipt, BOB.public, before)
     assert pol.is_fraud_proven(_state(chain), proof)
+
+
+def test_only_a_settling_call_heavier_than_a_block_declares_a_blocks_weight(local) -> None:
+    """Runtime.compute_dispatch_info caps a call of SETTLING_CALLS at max_block_weight, and
+    only such a call and only above it: a report lighter than a block declares its own weight
+    (its fee is on it), and a call of another kind heavier than a block declares its own
+    weight, which the pool and every author refuse (a mutation run's survivor: ``or`` for
+    ``and``, which charged every report a whole block)."""
+    import dataclasses
+
+    from chain.runtime import Runtime
+
+    chain = local.chain
+    report = sign(chain, EVE, calls.ReportFraud(b""), 0)  # does not decode: the base weight only
+    remark = sign(chain, EVE, calls.Remark(b"x" * 50_000), 0)
+    light = chain.runtime.compute_dispatch_info(_state(chain), report)
+    assert light.weight == pol.REPORT_BASE_WEIGHT < chain.config.max_block_weight
+    limit = pol.REPORT_BASE_WEIGHT - 1
+    small = Runtime(chain.genesis_hash, dataclasses.replace(chain.config, max_block_weight=limit))
+    assert small.compute_dispatch_info(_state(chain), report).weight == limit
+    assert small.compute_dispatch_info(_state(chain), remark) == chain.runtime.compute_dispatch_info(_state(chain), remark)
+    assert small.compute_dispatch_info(_state(chain), remark).weight == 10_000 + 10 * 50_000 > limit
 
 
 def test_a_fraud_proof_heavier_than_its_blocks_limit_is_refused_before_any_re_run(local, tmp_path) -> None:
