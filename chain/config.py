@@ -40,9 +40,15 @@ SPEC_NAME = "polchain"
 # its lineage, which pol proves for a punished author too; a model's quorum at most half; at most 64 TRAIN calls a block
 # (chain.runtime.MAX_TRAIN_CALLS); a TRAIN from a version proven forged refused (training.ForgedVersion); a model's
 # threshold at most two thirds; a federated round refused when its update or reveal fields could not carry it (all
-# added 2026-11-30, before any node ran version 4). tests/chain/test_vectors.py pins each version's golden genesis and
-# block hashes: a change to either is a new version.
-SPEC_VERSION = 4
+# added 2026-11-30, before any node ran version 4). 5 (outside testers' round 7): a fraud report, a federated
+# reveal and a round's close declaring at most a block's weight (chain.runtime.SETTLING_CALLS) and a fraud proof whose
+# segment is heavier than its block's limit refused ("too_heavy"); a federated round refused on a forged base or a
+# reveal window too short for its reveals, its sample total counting what each update counts for, and a failed
+# round's forfeited bonds burned; a referendum unable to shorten the voting period below 1,800 blocks, to mint more
+# than a tenth of the issuance a year, or to raise the reporter's share past half; a model's threshold at least half
+# and two open proposals a proposer; a data set at most 1 GiB and its read weighed at 4 units a byte.
+# tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
+SPEC_VERSION = 5
 TRANSACTION_VERSION = 1
 
 
