@@ -473,6 +473,19 @@ async def test_slow_body_flood_keeps_room_for_a_new_caller(start_server, session
             writer.close()
 
 
+def _blob_table() -> tuple[Any, bytes]:
+    """A method table whose test_blob answers 8 MiB, and a raw HTTP request for it."""
+    table = make_table()
+    blob = "z" * (8 * MIB)
+
+    @table.method("test_blob")
+    async def blob_method(params: Params) -> Any:
+        return blob
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test_blob"}).encode()
+    return table, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
 async def _non_reading_connection(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A client socket with a tiny receive buffer, so the server's writes block at once."""
     import socket
@@ -494,18 +507,10 @@ async def test_an_answer_nobody_reads_is_dropped_with_its_connection(start_serve
 
     monkeypatch.setattr(rpc.server, "SEND_STALL", 1.0 if reads == "nothing" else 60.0)
     caplog.set_level(logging.INFO, logger="polchain.rpc")
-    table = make_table()
-    blob = "z" * (8 * MIB)
-
-    @table.method("test_blob")
-    async def blob_method(params: Params) -> Any:
-        return blob
-
-    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test_blob"}).encode()
-    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    table, request = _blob_table()
     async with start_server(methods=table, max_response_size=16 * MIB, body_timeout=2 if reads == "too slowly" else 30) as srv:
         reader, writer = await _non_reading_connection(srv.port)
-        writer.write(head + request)
+        writer.write(request)
         await writer.drain()
         got = 0
         deadline = asyncio.get_running_loop().time() + 8
@@ -530,20 +535,12 @@ async def test_an_answer_nobody_reads_is_dropped_with_its_connection(start_serve
 
 
 async def test_callers_that_never_read_big_answers_do_not_lock_out_others(start_server, session):
-    table = make_table()
-    blob = "z" * (8 * MIB)
-
-    @table.method("test_blob")
-    async def blob_method(params: Params) -> Any:
-        return blob
-
-    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test_blob"}).encode()
-    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    table, request = _blob_table()
     async with start_server(methods=table, max_http_connections=5, max_response_size=16 * MIB, body_timeout=30) as srv:
         stuck = []
         for _ in range(10):
             reader, writer = await _non_reading_connection(srv.port)
-            writer.write(head + request)
+            writer.write(request)
             await writer.drain()
             stuck.append((reader, writer))
         await asyncio.sleep(0.3)
