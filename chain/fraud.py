@@ -81,7 +81,7 @@ from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
 from chain.header import Header, compute_largest_header, verify_seal
 from chain.pallets import models
 from chain.pallets.staking import get_validators
-from chain.pallets.training import compute_job_at
+from chain.pallets.training import compute_job_at, compute_segment_weight
 from chain.proofs import Opening, ResultCommitment, TrainingClaim
 from ml_runtime.spec import MAX_PARAMS
 from ml_runtime.transcript import compute_leaf_path, float32_bytes, verify_leaf_path
@@ -293,16 +293,17 @@ def verify_fraud_proof(
         verify_leaf_path(transcripts_root, encode(proof.result), proof.result_path, proof.result_position, proof.result_count)
     except ml_runtime.ProofError as exc:
         raise InvalidFraudProof("bad_result_path", f"result of extrinsic #{proof.extrinsic_index}: {exc}") from None
-    job = _rebuild_job(state, config, proof, call)
-    work = ml_runtime.train_cost(job.spec, job.batch_size, min(job.segment_len, job.steps), 1)
-    if work > config.max_block_weight:
-        # Before any re-run: a report declares at most a block's weight (chain.runtime.SETTLING_CALLS),
-        # so what it may make every node re-run is bounded here, by the limit of the block's time.
+    work = compute_segment_weight(state, call)
+    if work is not None and work > config.max_block_weight:
+        # Before the job is rebuilt (which reads its data set) or anything re-runs: a report
+        # declares at most a block's weight (chain.runtime.SETTLING_CALLS), so what it may
+        # make every node do is bounded here, by the limit of the block's own time.
         raise InvalidFraudProof(
             "too_heavy",
-            f"one segment of extrinsic #{proof.extrinsic_index} is {work:,} work units, more than a block #{header.number} "
-            f"could hold ({config.max_block_weight:,}): no block of this chain carried it",
+            f"one segment of extrinsic #{proof.extrinsic_index} with its data set's read is {work:,} work units, more "
+            f"than a block #{header.number} could hold ({config.max_block_weight:,}): no block of this chain carried it",
         )
+    job = _rebuild_job(state, config, proof, call)
     try:
         n = compute_entry_count(job, proof.result.diverged_segment)
     except BlockError as exc:

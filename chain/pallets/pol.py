@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import struct
 
-import ml_runtime
 from chain.calls import ReportEquivocation, ReportFraud, ReportVoteEquivocation, Train
 from chain.codec import U8, AccountId, Balance, BlockNumber, Wire, decode_versioned
 from chain.crypto import blake2_256, ss58_encode
@@ -200,17 +199,10 @@ def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
     fails at once)."""
     try:
         train = decode_fraud_proof(call.proof).extrinsic.call
-        if not isinstance(train, Train):
-            return REPORT_BASE_WEIGHT
-        model = models.MODELS.get(state, train.model)
-        if model is None:
-            return REPORT_BASE_WEIGHT
-        spec = ml_runtime.ModelSpec.decode(model.spec)
-        work = ml_runtime.train_cost(spec, max(train.batch_size, 1), min(train.segment_len, train.steps), 1)
-    except (ChainError, ml_runtime.MLRuntimeError):
+    except ChainError:
         return REPORT_BASE_WEIGHT
-    read = training.compute_read_weight(state, train.dataset)
-    return REPORT_BASE_WEIGHT + read + work
+    segment = training.compute_segment_weight(state, train) if isinstance(train, Train) else None
+    return REPORT_BASE_WEIGHT + (segment or 0)
 
 
 def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:

@@ -141,6 +141,22 @@ def compute_job_at(
     return job, parent, info
 
 
+def compute_segment_weight(state: StateAccess, call: Train) -> int | None:
+    """What re-running one segment of ``call`` costs, its data set's read included: what a
+    fraud report makes every node do (pol.compute_report_fraud_weight, chain.fraud's
+    "too_heavy"); None if the call names no known model or its arguments price nothing (it
+    fails before any work)."""
+    model = models.MODELS.get(state, call.model)
+    if model is None:
+        return None
+    try:
+        spec = ml_runtime.ModelSpec.decode(model.spec)
+        work = ml_runtime.train_cost(spec, max(call.batch_size, 1), min(call.segment_len, call.steps), 1)
+    except ml_runtime.MLRuntimeError:
+        return None
+    return compute_read_weight(state, call.dataset) + work
+
+
 def compute_read_weight(state: StateAccess, dataset_id: int) -> int:
     """What reading a TRAIN call's data set costs (datasets.compute_read_weight); 0 for an
     unknown data set (the call fails before reading anything)."""

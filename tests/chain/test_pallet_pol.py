@@ -791,10 +791,11 @@ def test_only_a_settling_call_heavier_than_a_block_declares_a_blocks_weight(loca
 
 
 def test_a_fraud_proof_heavier_than_its_blocks_limit_is_refused_before_any_re_run(local, tmp_path) -> None:
-    """A report declares at most a block's weight, so what it makes every node re-run is
-    bounded by the check: one segment of the proven TRAIN heavier than the limit of its
-    block's time is refused as "too_heavy" (no block of the chain carried it), before the
-    openings are checked or anything re-runs."""
+    """A report declares at most a block's weight, so what it makes every node do is bounded
+    by the check: one segment of the proven TRAIN with its data set's read heavier than the
+    limit of its block's time is refused as "too_heavy" (no block of the chain carried it),
+    before the job is rebuilt (which reads the data set), the openings are checked or
+    anything re-runs."""
     import dataclasses
 
     from chain.errors import InvalidFraudProof
@@ -802,7 +803,8 @@ def test_a_fraud_proof_heavier_than_its_blocks_limit_is_refused_before_any_re_ru
 
     chain = local.chain
     _, job, proof = _fraud_world(tmp_path, forge=True)
-    work = ml_runtime.train_cost(job.spec, job.batch_size, job.segment_len, 1)
+    read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), 0))  # checked before the job reads it
+    work = read + ml_runtime.train_cost(job.spec, job.batch_size, job.segment_len, 1)
     config = chain.config
     verify_fraud_proof(chain.genesis_hash, _state(chain), dataclasses.replace(config, max_block_weight=work), proof)
     broken = msgspec.structs.replace(proof, openings=())  # past the check, this fails as bad_opening
@@ -810,8 +812,8 @@ def test_a_fraud_proof_heavier_than_its_blocks_limit_is_refused_before_any_re_ru
         verify_fraud_proof(chain.genesis_hash, _state(chain), dataclasses.replace(config, max_block_weight=work - 1), broken)
     assert err.value.reason == "too_heavy"
     assert str(err.value) == (
-        f"one segment of extrinsic #0 is {work:,} work units, more than a block #1 could hold ({work - 1:,}): "
-        "no block of this chain carried it"
+        f"one segment of extrinsic #0 with its data set's read is {work:,} work units, more than a block #1 could "
+        f"hold ({work - 1:,}): no block of this chain carried it"
     )
 
 
