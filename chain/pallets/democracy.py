@@ -118,7 +118,6 @@ _RECOVERY = tuple(
         (calls.ReportFraud(bytes(calls.MAX_FRAUD_PROOF_BYTES)), REPORT_BASE_WEIGHT),
     )
 )
-# Fields a referendum may not change, and why (the error names both).
 # A mid-chain bound on max_block_length beyond the spec loader's (whose upper bound,
 # config.MAX_BLOCK_LENGTH, a referendum meets through compute_problems): a referendum may not
 # shrink blocks below the largest extrinsic the chain accepts (2 MiB; a pol.report_fraud of a

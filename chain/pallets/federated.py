@@ -504,12 +504,17 @@ def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) 
         )
 
 
+def _is_forged(state: StateAccess, model: int, version: int) -> bool:
+    """Whether ``version`` of ``model`` was made by a TRAIN proven forged (models.is_forged)."""
+    made = models.VERSIONS.get(state, model, version)
+    return made is not None and models.is_forged(state, made)
+
+
 def _verify_base_not_forged(state: StateAccess, model: int, version: int) -> None:
     """ForgedVersion if the version a round starts from was made by a TRAIN proven forged: its
     aggregate would carry the forgery on as a clean version, as training from it would
     (training.ForgedVersion; an outside tester's finding, round 7)."""
-    made = models.VERSIONS.get(state, model, version)
-    if made is not None and models.is_forged(state, made):
+    if _is_forged(state, model, version):
         raise _fail(
             "ForgedVersion", f"version {version} of model {model} was made by a TRAIN proven forged; open the round on another"
         )
@@ -781,8 +786,7 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
     if info.status == OPEN:  # never challenged: nobody could reveal
         _apply_fail_round(ctx, call.round, info, "the round was never challenged")
         return
-    made = models.VERSIONS.get(state, info.model, info.base_version)
-    if made is not None and models.is_forged(state, made):  # proven since the round opened
+    if _is_forged(state, info.model, info.base_version):  # proven since the round opened
         _apply_fail_round(ctx, call.round, info, f"its base version {info.base_version} was proven forged")
         return
     forfeited = info.forfeited
