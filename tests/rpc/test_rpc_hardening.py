@@ -175,6 +175,39 @@ async def test_websockets_with_subscriptions_are_not_evicted(start_server, sessi
             await ws.close()
 
 
+async def test_an_address_holding_over_a_quarter_of_the_websockets_gives_way_to_another(start_server, session):
+    """When every WebSocket is subscribed or busy, an upgrade from another address closes the
+    least recently active WebSocket of an address holding more than a quarter of them (1013),
+    subscribed or not: 100 subscribed WebSockets from one address kept every other client out
+    with 429 (an outside tester's finding, round 7). From that address itself, still 429."""
+    hog_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+    try:
+        async with start_server(max_connections=4) as srv:
+            hog = []
+            for _ in range(4):
+                ws = await hog_http.ws_connect(ws_url(srv))
+                await rpc(ws, {"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeNewHeads", "params": [0]})
+                hog.append(ws)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await hog_http.ws_connect(ws_url(srv))
+            assert refused.value.status == 429
+            newcomer = await session.ws_connect(ws_url(srv))  # from 127.0.0.1
+            assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 9, "method": "system_health"}))["id"] == 9
+            closes = []
+            for ws in hog:
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        msg = await ws.receive(timeout=0.5)
+                        if msg.type is aiohttp.WSMsgType.CLOSE:
+                            closes.append((msg.data, msg.extra))
+                            break
+            assert closes == [(1013, "closed to make room: this address holds more than a quarter of the connections")]
+            for ws in (*hog, newcomer):
+                await ws.close()
+    finally:
+        await hog_http.close()
+
+
 async def test_idle_websocket_times_out_but_a_subscribed_one_stays(start_server, session):
     async with start_server(ws_idle_timeout=0.5) as srv:
         idle = await session.ws_connect(ws_url(srv))
