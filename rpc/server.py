@@ -794,6 +794,7 @@ class RpcServer:
         loop = asyncio.get_running_loop()
         start = moved = loop.time()
         left: int | None = None
+        first: int | None = None  # the write buffer at the first look (the kernel takes some at once)
         try:
             while True:
                 done, _ = await asyncio.wait({writing}, timeout=_SEND_POLL)
@@ -803,13 +804,15 @@ class RpcServer:
                     return
                 now = loop.time()
                 size = transport.get_write_buffer_size() if transport is not None else 0
+                if first is None:
+                    first = size
                 if left is None or size < left:
                     left, moved = size, now
                 limit = self.body_timeout
                 if now - moved >= SEND_STALL or (limit is not None and now - start >= limit):
                     log.info(
                         "RPC: closed a connection whose client read %s of a %d-byte answer in %.0f s",
-                        "none" if left == len(out) else "too little", len(out), now - start,
+                        "none" if left == first else "too little", len(out), now - start,
                     )
                     if transport is not None:
                         transport.abort()

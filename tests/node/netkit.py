@@ -185,9 +185,12 @@ class RawPeer:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.session: NoiseSession | None = None
 
-    async def connect(self, addr: Multiaddr, *, genesis: bytes = GENESIS, status: bool = True) -> Message | None:
+    async def connect(
+        self, addr: Multiaddr, *, genesis: bytes = GENESIS, status: bool = True, autoping: bool = True
+    ) -> Message | None:
+        """(``autoping=False``: pings and pongs from the node reach ``self.ws.receive()``.)"""
         self.http = aiohttp.ClientSession()
-        self.ws = await self.http.ws_connect(addr.websocket_url(WS_PATH), max_msg_size=0)
+        self.ws = await self.http.ws_connect(addr.websocket_url(WS_PATH), max_msg_size=0, autoping=autoping)
         ws = self.ws
 
         async def recv() -> bytes:

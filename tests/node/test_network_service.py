@@ -1,4 +1,41 @@
-"""NetworkServices talking over real loopback WebSockets, real Noise and real ed25519 keys."""
+"""NetworkServices talking over real loopback WebSockets, real Noise and real ed25519 keys.
+
+Mutation testing of this session's p2p limits (48b57d0: Peer.recv's ping and pong branch and
+_accept's ``autoping=False``; bf0ff64: NetworkService._accept and _evict_handshake), 2026-11-30,
+mutmut 3.8.1, made and applied as tests/rpc/test_rpc_hardening.py's docstring gives (one mutant
+at a time in a fresh ``python -m pytest -x``; a line only re-indented into the new ``else`` is
+not changed: the 8 mutants of ``log.info("inbound connection from %s refused: %s", ...)`` are
+left out). Tests: for peer.py ``-k "ping or flood"``, for service.py ``-k "give_way or
+idle_websocket"`` (and, after, ``or ping or flood``: the autoping line). Killed/in scope, before
+-> after the tests added then (each watched failing on its mutants): Peer.recv 3/6 -> 5/6,
+_accept 13/32 -> 23/32, _evict_handshake 12/21 -> 15/21. Added:
+test_pings_and_pongs_within_the_limit_are_answered_and_free (a ping answered, with its own
+payload, and not charged: ``if self._frames.take(): raise``, ``!= PING``; RawPeer.connect's
+``autoping`` in netkit.py for it); in test_stalled_handshakes_give_way_to_a_new_one the 503's
+reason, the close's reason, the other stalled handshakes kept, and the one exact log line for
+the evicted handshake (its address and its wording; ``ws not in self._evicted``), and a second
+round once the first has unwound (a fourth stalled handshake, then a third node: the oldest of
+the rest is closed; stale entries left by ``_handshaking.pop(None, None)`` or
+``_evicted.discard(None)`` let it in without). Left:
+
+- Peer.recv's ``break`` for ``continue``: the ping is answered before it, and recv then
+  returns None, which the read loop takes as a message it has nothing to do with; no test tells.
+- _accept's other arguments on the ``autoping=False`` line, which the commit did not change:
+  ``compress=None`` (falsy as False), ``autoping=None`` (falsy as False), ``compress`` True or
+  omitted (negotiated only when the client offers permessage-deflate, and our dialer sends
+  ``compress=0``), ``heartbeat`` None or omitted and ``max_msg_size`` omitted (aiohttp's 4 MiB):
+  not in this selection (the heartbeat's and the message size's own tests are elsewhere).
+- ``self._pending_handshakes + len(self._evicted)`` in _accept and ``break`` for ``continue``
+  in _evict_handshake: they differ only while an evicted handshake has not unwound, and it
+  unwinds as soon as its close is sent (a test that looked for it found ``_evicted`` already
+  empty when the next handshake came).
+- _evict_handshake's ``now - started <= first_message_timeout`` (loop times are never equal to
+  the bound), its task's name (``None``, ``"XX...XX"``, upper case: a label for logs), and the
+  final ``return True``: unreachable, since with every entry evicted
+  ``_pending_handshakes - len(_evicted)`` is 0, below any ``max_pending_handshakes``, and
+  _accept does not call it.
+- _accept's ``self._handshaking.pop(ws)`` without its default: ``ws`` is always in the table there.
+"""
 
 from __future__ import annotations
 
@@ -321,6 +358,31 @@ async def test_a_ping_flood_gets_a_peer_banned(caplog) -> None:
     assert "more than 50 frames/s (burst 100), pings included" in caplog.text
 
 
+async def test_pings_and_pongs_within_the_limit_are_answered_and_free(caplog) -> None:
+    """The node answers a peer's pings itself (autoping off, node.network.peer), each with its
+    own payload, and an unsolicited pong is taken quietly: within the frame limit neither
+    costs the peer anything, and its connection carries on."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({}) as (a,):
+        raw = RawPeer()
+        try:
+            assert isinstance(await raw.connect(a.addr, autoping=False), Status)
+            assert raw.ws is not None
+            await wait_for(lambda: len(a.service.peers()) == 1)
+            for i in range(5):
+                await raw.ws.pong(b"unasked %d" % i)
+                await raw.ws.ping(b"are you there %d" % i)
+                msg = await raw.ws.receive(timeout=3)
+                assert (msg.type, msg.data) == (aiohttp.WSMsgType.PONG, b"are you there %d" % i)
+            await raw.send(BlockRequest(1, 0, 3))
+            assert await raw.recv() is not None  # still served
+            assert [p.peer_id for p in a.service.peers()] == [raw.key.peer_id]
+            assert a.service.reputation.banned_for(raw.key.peer_id) == 0
+            assert "misbehaved" not in caplog.text
+        finally:
+            await raw.close()
+
+
 async def test_wrong_answers_to_requests_cost_reputation() -> None:
     async with nodes({}, {}) as (a, b):
         other = make_chain(10, salt=b"fork")
@@ -629,15 +691,40 @@ async def test_stalled_handshakes_give_way_to_a_new_one(caplog) -> None:
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http.ws_connect(url)  # all four are younger than 0.5 s
         assert refused.value.status == 503
+        async with aiohttp.ClientSession() as http:  # (the reason, in the refusal's body)
+            key = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+            async with http.get(url.replace("ws://", "http://", 1), headers=key) as answer:
+                assert (answer.status, await answer.text()) == (503, "too many handshakes in progress")
         await asyncio.sleep(0.6)
         await b.service.dial(a.addr)  # the oldest stalled one gives way
         assert [p.peer_id for p in a.service.peers()] == [b.id]
         message = await stalled[0][1].receive()
-        assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1013)
-        assert "its handshake held a slot another wanted for over 0.5 s" in caplog.text
+        assert (message.type, message.data, message.extra) == (aiohttp.WSMsgType.CLOSE, 1013, "handshake too slow")
+        for http, ws in stalled[1:]:
+            assert not ws.closed and http is not None
+            with pytest.raises(TimeoutError):  # no close frame waiting
+                await ws.receive(timeout=0.05)
+        # The slots are counted again once the evicted one and b's have unwound: with a fourth
+        # stalled one (young) the table is full, and the next comer closes the oldest of the rest.
+        await wait_for(lambda: a.service._pending_handshakes == 3 and not a.service._evicted)
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.4", 0), limit=0))
+        ws = await http.ws_connect(url)
+        await ws.send_bytes(_write(_new_connection(StaticKey.generate(NodeKey.generate()), True), b"", "message 1"))
+        assert (await ws.receive()).type == aiohttp.WSMsgType.BINARY
+        stalled.append((http, ws))
+        c = await start_node()
+        try:
+            await c.service.dial(a.addr)
+            message = await stalled[1][1].receive(timeout=2)
+            assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1013)
+        finally:
+            await c.service.stop()
         for http, ws in stalled:
             await ws.close()
             await http.close()
+    slow = [r.getMessage() for r in caplog.records if "held a slot" in r.getMessage()]
+    assert slow == ["inbound connection from 127.0.0.2 closed: its handshake held a slot another wanted for over 0.5 s"] * 2
 
 
 async def test_a_stall_of_our_own_event_loop_is_not_charged_as_a_request_timeout() -> None:

@@ -4,6 +4,59 @@ Each test names the failure it pins: a big response that froze every other calle
 WebSockets that locked out HTTP, a slow header sender that held its socket for ever, a
 non-UTF-8 Origin answered with 500, Unicode digits accepted as a port, an oversize frame
 answered with a TCP reset, unmasked client frames accepted.
+
+Mutation testing of this session's hostile-input limits in rpc/ (48b57d0 FrameGuard's control
+frames, e2bdba9 the bounded answer and the echoed name, a2a90de the comma count, e64cae5 the
+per-address budget), 2026-11-30, mutmut 3.8.1: in a scratch copy whose ``[tool.mutmut]`` had
+only_mutate narrowed to rpc/connections.py, rpc/server.py, node/network/peer.py and
+node/network/service.py, ``mutmut run --max-children 2 "rpc.x_nothing_matches*"`` made the
+mutants (the filter matched none, so none ran); each mutant on a line ``git blame`` gives to
+those commits was applied with ``mutmut apply NAME`` and its tests run in a fresh ``python -m
+pytest -x`` process (two at a time, 75 s timeout, 180 s for the first few; a hang counts as killed), the file restored
+after. Tests: FrameGuard, this file's ``-k "ping or masked or oversize_frame or websocket"``;
+ConnectionBudget, ``-k "lock_out or evict or leave_room or half_open or slow_body_flood or
+slowloris or nobody_reads or never_read"``; _handle_post and _send_bounded, ``-k "nobody_reads
+or never_read"`` and tests/rpc/test_rpc_protocol.py; _handle_payload, test_rpc_protocol.py ``-k
+values``; _handle_request, test_rpc_protocol.py. Killed/in scope, before -> after the tests added
+then (each watched failing on its mutants; the new ones are in those selections by name):
+FrameGuard.__init__ 4/4, feed_data 7/10 -> 10/10, _scan 13/18 -> 18/18, _take_control 15/17 ->
+16/17 (linger's ``if self.flooded: return`` has no mutant); ConnectionBudget.opened 29/40 -> 35/40,
+_forget 5/10 -> 10/10 (3 by hanging); RpcServer._handle_post 9/13 -> 13/13, _send_bounded 32/57
+-> 46/57, _handle_payload 10/13 -> 13/13, _handle_request (the echo bound) 10/13 -> 13/13. Added:
+test_pings_refill_at_the_rate_and_a_flood_is_closed_without_lingering (the refill's ``/`` for
+``*``; ``flooded`` never set or set for the wrong code; the reason), test_an_unmasked_frame_of_odd_
+length_closes_with_1002_after_lingering (``not b1 & 129``; ``saw_close`` on every frame; the
+reason), test_only_an_address_holding_more_than_a_quarter_of_the_connections_gives_way (counts
+from 1 or by 2, ``>=`` and ``// 5`` for the quarter, ``max`` without its key, the close's count
+kept, dropped, raised or lowered by 2, ``pop`` without its default: a KeyError in aiohttp's
+connection_lost), test_a_client_that_keeps_reading_gets_its_whole_answer_past_the_stall_bound (the
+buffer's size never read), the exact log line and no error in
+test_an_answer_nobody_reads_is_dropped_with_its_connection and
+test_callers_that_never_read_big_answers_do_not_lock_out_others (``suppress(None)``), in
+test_rpc_protocol.py test_an_answer_is_json_with_its_length, test_an_unknown_methods_name_is_
+echoed_up_to_128_characters and test_a_websocket_text_message_with_too_many_values_is_refused
+(the str branch's count). _handle_post's ``headers=None`` and ``_cors_headers(None)`` are killed by
+tests/rpc/test_rpc_policy.py ``-k cors`` (outside the selection). Left:
+
+- ``opened``: ``transport is not None or True``, ``isinstance(peer, tuple) or peer``, ``... or
+  True``, ``"XX?XX"``: Listener.connection_made calls aiohttp's first, which sets
+  ``handler.transport``, and a TCP socket's peername is a (host, port) tuple: the fallbacks are
+  never taken. ``held > self.limit / 4``: for an integer ``held`` the same as ``// 4``.
+- ``_take_control``: ``tokens <= 1``: differs only at exactly 1.0 token, which needs two control
+  frames scanned at one ``loop.time()`` (the refill between two scans is never 0).
+- ``_send_bounded``: ``transport is not None or True`` and ``else 1`` (aiohttp's request always
+  has its transport while its handler runs); ``> SEND_STALL`` and ``> limit`` for ``>=`` (loop
+  times between polls are never equal to the bound); ``"none" ... and False``, ``"XXnoneXX"``,
+  ``"NONE"``: the log's "none" is never reached, a finding (below); in the ``finally``, ``if
+  writing.done()`` (the aborted write is left to fail on its own), ``suppress(ConnectionError)``
+  and ``suppress(asyncio.CancelledError)`` alone (the cancelled write ends in CancelledError, or
+  in ConnectionError once aborted: what escapes ends a handler whose connection is already
+  aborted) and ``suppress(CancelledError, None)`` (None is reached only for another exception).
+
+Finding (a log line, not a limit): the log's "read none of" is unreachable, since the kernel
+takes part of the answer into the socket's buffers before the first poll, so ``left`` is already
+below ``len(out)``; a client that read nothing is logged as "too little"
+(test_an_answer_nobody_reads_is_dropped_with_its_connection, fixed since).
 """
 
 from __future__ import annotations
@@ -12,6 +65,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import struct
 from typing import Any
 
@@ -327,6 +381,77 @@ async def test_one_address_running_calls_on_every_connection_cannot_lock_out_ano
         hog[0][1].close()
 
 
+async def test_only_an_address_holding_more_than_a_quarter_of_the_connections_gives_way(start_server, session, caplog):
+    """The per-address count behind the rule above, counted down as connections close: with
+    max_http_connections 4 (a quarter is 1), an address whose connections have all closed is
+    no hog, one with 2 of 3 left open is, and the hog is the address holding the most, not
+    the one first or last by name or arrival; when every busy connection is from its own
+    address, the newcomer is the one closed. An evicted connection's close, forgotten twice,
+    raises nothing in aiohttp's connection_lost."""
+    table = make_table()
+    release = asyncio.Event()
+
+    @table.method("test_slow")
+    async def slow(params: Params) -> Any:
+        await release.wait()
+        return "done"
+
+    request = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "test_slow"}).encode()
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    held: list[asyncio.StreamWriter] = []
+
+    async def connect(srv: RpcServer, host: str, *, busy: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        before = srv.open_connections
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(host, 0))
+        held.append(writer)
+        if busy:
+            writer.write(head + request)
+            await writer.drain()
+        await wait_for(lambda: srv.open_connections == before + 1)
+        return reader, writer
+
+    async def hang_up(srv: RpcServer, writer: asyncio.StreamWriter) -> None:
+        before = srv.open_connections
+        writer.close()
+        await wait_for(lambda: srv.open_connections == before - 1)
+
+    try:
+        async with start_server(methods=table, max_http_connections=4) as srv:
+            for _ in range(3):  # an address that came and went: counted out again
+                await hang_up(srv, (await connect(srv, "127.0.0.4", busy=False))[1])
+            others = [(await connect(srv, "127.0.0.3", busy=True))[0]]
+            oldest, _ = await connect(srv, "127.0.0.2", busy=True)
+            others.append((await connect(srv, "127.0.0.2", busy=True))[0])
+            await hang_up(srv, (await connect(srv, "127.0.0.2", busy=False))[1])  # 2 of 3 left
+            others.append((await connect(srv, "127.0.0.5", busy=True))[0])
+            await asyncio.sleep(0.2)  # every call running
+            status, body = await post(session, srv, HEALTH)  # from 127.0.0.1
+            assert status == 200 and json.loads(body)["id"] == 1
+            assert await _closes_soon(oldest)  # 127.0.0.2's oldest went
+            for reader in others:
+                assert not await _closed(reader)
+            release.set()
+            for reader in others:
+                assert b'"result":"done"' in await asyncio.wait_for(reader.read(4096), 5)
+        release.clear()
+        async with start_server(methods=table, max_http_connections=4) as srv:
+            busy = [(await connect(srv, f"127.0.0.{i}", busy=True))[0] for i in range(2, 6)]  # a quarter each
+            await asyncio.sleep(0.2)
+            newcomer, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            held.append(writer)
+            assert await _closes_soon(newcomer)  # no address holds more than a quarter: the newcomer goes
+            for reader in busy:
+                assert not await _closed(reader)
+            release.set()
+            for reader in busy:
+                assert b'"result":"done"' in await asyncio.wait_for(reader.read(4096), 5)
+    finally:
+        release.set()
+        for writer in held:
+            writer.close()
+    assert not [r.getMessage() for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]
+
+
 async def test_half_open_flood_keeps_room_for_a_new_caller(start_server, session):
     async with start_server(max_http_connections=10) as srv:
         flood = [await rawws.connect(srv.port) for _ in range(40)]
@@ -439,6 +564,69 @@ async def test_a_ping_flood_closes_with_1008_after_the_burst(server):
     writer.close()
     async with aiohttp.ClientSession() as session:
         assert (await post(session, server, HEALTH))[0] == 200
+
+
+async def test_pings_refill_at_the_rate_and_a_flood_is_closed_without_lingering(server, caplog):
+    """After the burst, CONTROL_PER_SECOND pings a second more are answered (pongs count the
+    same); past them the connection gets 1008 and its socket is closed at once, though the
+    client keeps sending: a flood is not lingered over (its sender would keep the frame scan
+    busy for LINGER_MAX), unlike a malformed frame."""
+    from rpc.connections import CONTROL_BURST, CONTROL_PER_SECOND, LINGER_MAX
+
+    caplog.set_level(logging.DEBUG, logger="polchain.rpc")
+    reader, writer = await rawws.upgrade(server.port)
+    writer.write(rawws.frame(b"", rawws.OP_PONG) * int(CONTROL_BURST))  # unasked pongs: the burst
+    await writer.drain()
+    await asyncio.sleep(1.2)  # 12 more
+    refill = int(CONTROL_PER_SECOND)
+    writer.write(b"".join(rawws.frame(b"%d" % i, rawws.OP_PING) for i in range(refill)))
+    await writer.drain()
+    for i in range(refill):
+        assert await rawws.read_frame(reader) == (rawws.OP_PONG, b"%d" % i)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(ConnectionError):
+        writer.write(rawws.frame(b"", rawws.OP_PING) * 100)
+        await writer.drain()
+    pongs = 0
+    while (frame := await rawws.read_frame(reader))[0] == rawws.OP_PONG:
+        pongs += 1
+    assert pongs < 100  # (the tokens left of the sleep, and what accrued since)
+    opcode, payload = frame
+    assert opcode == rawws.OP_CLOSE
+    assert struct.unpack(">H", payload[:2])[0] == 1008
+    closed_at = loop.time()
+    with contextlib.suppress(ConnectionError):  # (a lingering server half-closes and reads on)
+        while loop.time() - closed_at < LINGER_MAX:  # keep sending, never quiet for LINGER_QUIET
+            writer.write(rawws.frame(b"", rawws.OP_PING))
+            await writer.drain()
+            await asyncio.sleep(0.02)
+    assert loop.time() - closed_at < 1.0  # the socket was closed: a write was refused
+    writer.close()
+    assert "rpc: websocket error: more than 10 pings and pongs a second" in [r.getMessage() for r in caplog.records]
+
+
+async def test_an_unmasked_frame_of_odd_length_closes_with_1002_after_lingering(server, caplog):
+    """The mask bit alone decides (a frame of odd length has the length's low bit set too),
+    the reason reaches the log, and the server lingers over a malformed frame: a client still
+    sending when it is refused reads the close frame, not a reset."""
+    caplog.set_level(logging.DEBUG, logger="polchain.rpc")
+    reader, writer = await rawws.upgrade(server.port)
+    payload = (HEALTH + " ").encode()
+    assert len(payload) % 2 == 1
+    writer.write(rawws.frame(payload, mask=False))
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 0.3
+    with contextlib.suppress(ConnectionError):
+        while loop.time() < until:  # still sending after the refusal, nothing read yet
+            writer.write(rawws.frame(b"x" * 16384))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+    code, seen = await rawws.read_close(reader)
+    assert code == 1002
+    assert seen == []
+    writer.close()
+    reason = "rpc: websocket error: client frames must be masked (RFC 6455 section 5.1)"
+    assert reason in [r.getMessage() for r in caplog.records]
 
 
 async def test_masked_frames_split_at_every_byte_still_work(server):
@@ -564,10 +752,65 @@ async def test_an_answer_nobody_reads_is_dropped_with_its_connection(start_serve
         assert got < 8 * MIB
         await wait_for(lambda: srv.open_connections == 0)
         writer.close()
-    assert "RPC: closed a connection whose client read " in caplog.text
+    size = len(json.dumps({"jsonrpc": "2.0", "id": 1, "result": "z" * (8 * MIB)}, separators=(",", ":")))
+    # (A client that read nothing: the kernel took part of the answer before the first look at
+    # the write buffer, and none of it since: mutation testing found "none" never logged.)
+    # (A client reading 20 KiB/s may not drain the kernel's buffers within 2 s: the server then
+    # sees none of the answer go either.)
+    said = "none" if reads == "nothing" else "(?:none|too little)"
+    logged = re.search(rf"RPC: closed a connection whose client read {said} of a {size}-byte answer in (\d+) s$", caplog.text, re.M)
+    assert logged is not None, caplog.text
+    # Cut at the first poll (every 0.5 s) past SEND_STALL (1 s after the first poll) or the body timeout (2 s).
+    assert 2 <= int(logged[1]) <= 4
+    # The write cut off is cancelled and awaited quietly.
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def test_callers_that_never_read_big_answers_do_not_lock_out_others(start_server, session):
+async def test_a_client_that_keeps_reading_gets_its_whole_answer_past_the_stall_bound(start_server, monkeypatch):
+    """SEND_STALL counts from the last time the client read some of its answer, not from the
+    start: a client reading 12 MiB at most 64 KiB each 20 ms (several times SEND_STALL, more
+    than the kernel's socket buffers hold), within the body timeout, gets all of it."""
+    import socket
+
+    import rpc.server
+
+    monkeypatch.setattr(rpc.server, "SEND_STALL", 1.0)
+    table = make_table()
+    blob = "z" * (12 * MIB)
+
+    @table.method("test_blob")
+    async def blob_method(params: Params) -> Any:
+        return blob
+
+    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test_blob"}).encode()
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    async with start_server(methods=table, max_response_size=16 * MIB, body_timeout=30) as srv:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", srv.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        writer.write(head + request)
+        await writer.drain()
+        start = loop.time()
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += await asyncio.wait_for(reader.read(4096), 5)
+        headers, first = got.split(b"\r\n\r\n", 1)
+        length = int(next(line for line in headers.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1])
+        body = bytearray(first)
+        while len(body) < length:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            assert chunk, f"cut off after {len(body)} of {length} bytes in {loop.time() - start:.1f} s"
+            body += chunk
+            await asyncio.sleep(0.02)
+        assert loop.time() - start > 3.0  # (12 MiB at 64 KiB / 20 ms at most: SEND_STALL was in play)
+        assert json.loads(body)["result"] == blob
+        writer.close()
+
+
+async def test_callers_that_never_read_big_answers_do_not_lock_out_others(start_server, session, caplog):
     table, request = _blob_table()
     async with start_server(methods=table, max_http_connections=5, max_response_size=16 * MIB, body_timeout=30) as srv:
         stuck = []
@@ -586,3 +829,5 @@ async def test_callers_that_never_read_big_answers_do_not_lock_out_others(start_
         assert srv.open_connections <= 5 + 1
         for _reader, writer in stuck:
             writer.close()
+    # An answer cut off by the eviction ends its write with ConnectionResetError, taken quietly.
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

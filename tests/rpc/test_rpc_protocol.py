@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from rpc_fixtures import HEADER, make_table, post
+from rpc_fixtures import HEADER, make_table, post, ws_url
 
 from rpc.methods import Params
 from rpc.server import RpcServer
@@ -28,6 +28,17 @@ async def test_single_call_result_and_id_echo(server, session):
         "id": 7,
         "result": {"peers": 0, "isSyncing": False, "shouldHavePeers": False},
     }
+
+
+async def test_an_answer_is_json_with_its_length(server, session):
+    """The answer (written by _send_bounded, not web.Response) is typed and sized: no chunking."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "system_health"})
+    async with session.post(server.url, data=body, headers={"Content-Type": "application/json"}) as resp:
+        raw = await resp.read()
+        assert resp.headers["Content-Type"] == "application/json"
+        assert resp.headers["Content-Length"] == str(len(raw))
+        assert "Transfer-Encoding" not in resp.headers
+    assert json.loads(raw)["id"] == 7
 
 
 @pytest.mark.parametrize("rid", ["abc", 0, -5, 2**70, 1.5, None])
@@ -124,6 +135,19 @@ async def test_method_not_found(server, session):
             "data": "no method named 'nope_nope'",
         },
     }
+
+
+async def test_an_unknown_methods_name_is_echoed_up_to_128_characters(server, session):
+    """The name is repeated in the error up to 128 characters, with "…" when cut: a 14 MiB
+    name was echoed back whole (an outside tester's finding, round 7)."""
+    for name, shown in [
+        ("m" * 128, repr("m" * 128)),  # exactly the bound: whole, no mark
+        ("n" * 129, repr("n" * 128) + "…"),
+        ("o" * 100_000, repr("o" * 128) + "…"),
+    ]:
+        resp = await call(session, server, {"jsonrpc": "2.0", "id": 3, "method": name})
+        assert resp["error"]["code"] == -32601
+        assert resp["error"]["data"] == f"no method named {shown}"
 
 
 async def test_invalid_params_names_the_param(server, session):
@@ -310,6 +334,24 @@ async def test_a_body_with_too_many_values_is_refused_before_decoding(server, se
     resp = json.loads(raw)
     assert "result" in resp, resp.get("error")
     assert len(resp["result"][0]) == DEFAULT_MAX_VALUES - 3
+
+
+async def test_a_websocket_text_message_with_too_many_values_is_refused(server, session):
+    """The comma count holds for a WebSocket text message too (str, not bytes): 2^19 commas are
+    refused, one fewer decoded."""
+    from rpc.server import DEFAULT_MAX_VALUES
+
+    def body(values: int) -> str:
+        return '{"jsonrpc":"2.0","id":1,"method":"test_echo","params":[[' + ",".join(["1"] * values) + "]]}"
+
+    async with session.ws_connect(ws_url(server), max_msg_size=0) as ws:
+        await ws.send_str(body(DEFAULT_MAX_VALUES - 2))  # 2^19 commas
+        resp = json.loads(await ws.receive_str(timeout=30))
+        assert resp["error"]["code"] == -32700
+        assert resp["error"]["data"] == "JSON has more than 524288 values (',' counted in the raw text)"
+        await ws.send_str(body(DEFAULT_MAX_VALUES - 3))
+        resp = json.loads(await ws.receive_str(timeout=30))
+        assert len(resp["result"][0]) == DEFAULT_MAX_VALUES - 3
 
 
 async def test_nesting_within_the_limit_and_brackets_in_strings(server, session):
