@@ -343,12 +343,8 @@ async def test_slow_body_gets_408(start_server):
         await wait_for(lambda: srv.open_connections == 0)
 
 
-async def test_one_address_running_calls_on_every_connection_cannot_lock_out_another(start_server, session):
-    """When every connection has a call running and one address holds more than a quarter of
-    them, a newcomer from another address closes that address's oldest connection instead of
-    being closed itself: 256 keep-alive connections from one client, each running a heavy
-    batch, reset every new caller (an outside tester's finding, round 7). A newcomer from the
-    address that holds them is still the one closed."""
+def _slow_table() -> tuple[Any, asyncio.Event, bytes]:
+    """A method table whose test_slow answers once the event is set, and a raw HTTP request for it."""
     table = make_table()
     release = asyncio.Event()
 
@@ -357,13 +353,22 @@ async def test_one_address_running_calls_on_every_connection_cannot_lock_out_ano
         await release.wait()
         return "done"
 
-    request = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "test_slow"}).encode()
-    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "test_slow"}).encode()
+    return table, release, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+async def test_one_address_running_calls_on_every_connection_cannot_lock_out_another(start_server, session):
+    """When every connection has a call running and one address holds more than a quarter of
+    them, a newcomer from another address closes that address's oldest connection instead of
+    being closed itself: 256 keep-alive connections from one client, each running a heavy
+    batch, reset every new caller (an outside tester's finding, round 7). A newcomer from the
+    address that holds them is still the one closed."""
+    table, release, slow_request = _slow_table()
     async with start_server(methods=table, max_http_connections=4) as srv:
         hog = []
         for _ in range(4):
             reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
-            writer.write(head + request)
+            writer.write(slow_request)
             await writer.drain()
             hog.append((reader, writer))
         await wait_for(lambda: srv.open_connections == 4)
@@ -388,16 +393,7 @@ async def test_only_an_address_holding_more_than_a_quarter_of_the_connections_gi
     the one first or last by name or arrival; when every busy connection is from its own
     address, the newcomer is the one closed. An evicted connection's close, forgotten twice,
     raises nothing in aiohttp's connection_lost."""
-    table = make_table()
-    release = asyncio.Event()
-
-    @table.method("test_slow")
-    async def slow(params: Params) -> Any:
-        await release.wait()
-        return "done"
-
-    request = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "test_slow"}).encode()
-    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    table, release, slow_request = _slow_table()
     held: list[asyncio.StreamWriter] = []
 
     async def connect(srv: RpcServer, host: str, *, busy: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -405,7 +401,7 @@ async def test_only_an_address_holding_more_than_a_quarter_of_the_connections_gi
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(host, 0))
         held.append(writer)
         if busy:
-            writer.write(head + request)
+            writer.write(slow_request)
             await writer.drain()
         await wait_for(lambda: srv.open_connections == before + 1)
         return reader, writer
@@ -694,10 +690,10 @@ async def test_slow_body_flood_keeps_room_for_a_new_caller(start_server, session
             writer.close()
 
 
-def _blob_table() -> tuple[Any, bytes]:
-    """A method table whose test_blob answers 8 MiB, and a raw HTTP request for it."""
+def _blob_table(size: int = 8 * MIB) -> tuple[Any, bytes]:
+    """A method table whose test_blob answers ``size`` z's, and a raw HTTP request for it."""
     table = make_table()
-    blob = "z" * (8 * MIB)
+    blob = "z" * size
 
     @table.method("test_blob")
     async def blob_method(params: Params) -> Any:
@@ -775,15 +771,7 @@ async def test_a_client_that_keeps_reading_gets_its_whole_answer_past_the_stall_
     import rpc.server
 
     monkeypatch.setattr(rpc.server, "SEND_STALL", 1.0)
-    table = make_table()
-    blob = "z" * (12 * MIB)
-
-    @table.method("test_blob")
-    async def blob_method(params: Params) -> Any:
-        return blob
-
-    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test_blob"}).encode()
-    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(request)
+    table, request = _blob_table(12 * MIB)
     async with start_server(methods=table, max_response_size=16 * MIB, body_timeout=30) as srv:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -791,7 +779,7 @@ async def test_a_client_that_keeps_reading_gets_its_whole_answer_past_the_stall_
         loop = asyncio.get_running_loop()
         await loop.sock_connect(sock, ("127.0.0.1", srv.port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-        writer.write(head + request)
+        writer.write(request)
         await writer.drain()
         start = loop.time()
         got = b""
@@ -806,7 +794,7 @@ async def test_a_client_that_keeps_reading_gets_its_whole_answer_past_the_stall_
             body += chunk
             await asyncio.sleep(0.02)
         assert loop.time() - start > 3.0  # (12 MiB at 64 KiB / 20 ms at most: SEND_STALL was in play)
-        assert json.loads(body)["result"] == blob
+        assert json.loads(body)["result"] == "z" * (12 * MIB)
         writer.close()
 
 
