@@ -504,17 +504,11 @@ def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) 
         )
 
 
-def _is_forged(state: StateAccess, model: int, version: int) -> bool:
-    """Whether ``version`` of ``model`` was made by a TRAIN proven forged (models.is_forged)."""
-    made = models.VERSIONS.get(state, model, version)
-    return made is not None and models.is_forged(state, made)
-
-
 def _verify_base_not_forged(state: StateAccess, model: int, version: int) -> None:
     """ForgedVersion if the version a round starts from was made by a TRAIN proven forged: its
     aggregate would carry the forgery on as a clean version, as training from it would
     (training.ForgedVersion; an outside tester's finding, round 7)."""
-    if _is_forged(state, model, version):
+    if models.is_version_forged(state, model, version):
         raise _fail(
             "ForgedVersion", f"version {version} of model {model} was made by a TRAIN proven forged; open the round on another"
         )
@@ -786,7 +780,7 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
     if info.status == OPEN:  # never challenged: nobody could reveal
         _apply_fail_round(ctx, call.round, info, "the round was never challenged")
         return
-    if _is_forged(state, info.model, info.base_version):  # proven since the round opened
+    if models.is_version_forged(state, info.model, info.base_version):  # proven since the round opened
         _apply_fail_round(ctx, call.round, info, f"its base version {info.base_version} was proven forged")
         return
     forfeited = info.forfeited

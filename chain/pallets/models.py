@@ -127,6 +127,14 @@ def is_forged(state: StateAccess, version: ModelVersion) -> bool:
     return version.training is not None and FORGED.get(state, version.training.extrinsic_hash) is not None
 
 
+def is_version_forged(state: StateAccess, model_id: int, version: int) -> bool:
+    """:func:`is_forged` of ``model_id``'s ``version``; False for an unknown version. A TRAIN
+    (training.ForgedVersion) and a federated round (federated.ForgedVersion) refuse to start
+    from such a version: building on its weights would carry the forgery on."""
+    made = VERSIONS.get(state, model_id, version)
+    return made is not None and is_forged(state, made)
+
+
 def compute_default_version(info: ModelInfo) -> int:
     """The version a read or an INFER that names none gets: the one the model's holders
     released (gov.propose_release), else the latest. Any one holder of a shared model may add a

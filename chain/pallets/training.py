@@ -168,8 +168,7 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_result_length=0, actual_transcript_bytes=0)
     model = models.verify_may_train(ctx.state, call.model, ctx.sender)
     base_id = model.latest_version if call.from_version is None else call.from_version
-    base = models.VERSIONS.get(ctx.state, call.model, base_id)
-    if base is not None and models.is_forged(ctx.state, base):
+    if models.is_version_forged(ctx.state, call.model, base_id):
         # Its weights are a forger's (pol.report_fraud proved it): building on them by default,
         # as the model's latest, would carry the forgery on (a reviewer's suspicion, round 5).
         raise DispatchError(
