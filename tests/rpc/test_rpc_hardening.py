@@ -357,6 +357,35 @@ def _slow_table() -> tuple[Any, asyncio.Event, bytes]:
     return table, release, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
 
 
+@pytest.mark.parametrize("size", [10, 9 * MIB])
+async def test_a_client_gone_before_its_answer_is_no_error(start_server, caplog, size):
+    """A caller that closes its connection while its call runs gets no answer and the node
+    logs nothing at ERROR, for a small answer (written at once) and a large one (watched):
+    once the server wrote the answers itself, each such caller left an aiohttp traceback
+    ("Cannot write to closing transport"; the re-read of this change, in the RPC bench)."""
+    caplog.set_level(logging.INFO)
+    table, release, _ = _slow_table()
+
+    @table.method("test_sized")
+    async def sized(params: Params) -> Any:
+        await release.wait()
+        return "z" * size
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 8, "method": "test_sized"}).encode()
+    async with start_server(methods=table, max_response_size=16 * MIB) as srv:
+        _, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the call is running
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.1)
+        release.set()
+        await wait_for(lambda: srv.open_connections == 0)
+        await asyncio.sleep(0.2)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 async def test_one_address_running_calls_on_every_connection_cannot_lock_out_another(start_server, session):
     """When every connection has a call running and one address holds more than a quarter of
     them, a newcomer from another address closes that address's oldest connection instead of
