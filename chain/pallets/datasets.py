@@ -191,11 +191,15 @@ def get_rows(state: StateAccess, dataset_id: int) -> tuple[DatasetInfo, np.ndarr
     dtype, row = compute_row_dtype(info), 0
     for first in info.chunks:
         rows = np.frombuffer(CHUNKS.get(state, dataset_id, first) or b"", dtype=dtype)
-        x_fill[row : row + len(rows)] = rows["x"]
-        y_fill[row : row + len(rows)] = rows["y"]
-        row += len(rows)
-    if row != n:  # every uploaded row is in a chunk (apply_append_rows): a broken invariant
-        raise DispatchError(PALLET, "MissingRows", f"data set {dataset_id}'s chunks hold {row} of its {n} rows")
+        end = row + len(rows)
+        if end > n:
+            row = end
+            break
+        x_fill[row:end] = rows["x"]
+        y_fill[row:end] = rows["y"]
+        row = end
+    if row != n:  # the chunks hold exactly the uploaded rows (apply_append_rows): a broken invariant
+        raise DispatchError(PALLET, "BrokenChunks", f"data set {dataset_id}'s chunks do not hold exactly its {n:,} rows")
     size = len(x_bytes) + len(y_bytes)
     x = _frozen(x_bytes, np.float32, (n, d))
     del x_fill, x_bytes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from chainkit import (
@@ -216,6 +217,23 @@ def test_the_rows_cache_is_bounded_in_bytes_and_a_data_set_in_size(chain, monkey
         f"{datasets.MAX_DATASET_BYTES:,} (every node holds its rows in memory to train on them)"
     )
     assert d.apply(BOB, calls.RegisterDataset("largest", 4096, "classification", 10, n - 1, bytes(32), 0, "")).success
+
+
+def test_a_complete_data_set_whose_chunks_miss_or_add_rows_is_refused_not_misread(chain) -> None:
+    """get_rows decodes each chunk into arrays sized from the record: chunks holding fewer
+    rows (zeros would stand for the missing ones) or more (past the arrays) than the record
+    says are a broken invariant, refused as BrokenChunks, never read as other data."""
+    from chain.errors import DispatchError
+
+    state = chain.state.overlay()
+    digits = datasets.get_dataset(state, 0)  # one chunk of 1,797 rows
+    for chunks in (digits.chunks[:-1], (*digits.chunks, digits.chunks[-1])):
+        datasets._ROWS_CACHE.clear()
+        datasets.DATASETS.apply_set(state, msgspec.structs.replace(digits, chunks=chunks), 0)
+        with pytest.raises(DispatchError, match="data set 0's chunks do not hold exactly its 1,797 rows") as err:
+            datasets.get_rows(state, 0)
+        assert err.value.error == "BrokenChunks"
+    datasets._ROWS_CACHE.clear()
 
 
 def test_a_datasets_cached_rows_cannot_be_written(chain) -> None:
