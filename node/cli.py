@@ -1316,12 +1316,13 @@ async def _tx_main(args: argparse.Namespace) -> int:
             if args.sign_only:
                 for raw in signed:
                     print("0x" + raw.hex())
+                return 0
             results = []
             # A few in flight at once, in nonce order: waiting for each to be in a block before
             # sending the next took a block per call, and `fl reveal`'s second reveal of a round
             # with a one-block reveal phase missed its deadline (an outside tester's finding,
             # round 7). A few, not all: the pool holds a bounded number per sender.
-            for start in range(0, 0 if args.sign_only else len(signed), MAX_IN_FLIGHT):
+            for start in range(0, len(signed), MAX_IN_FLIGHT):
                 batch = [
                     asyncio.create_task(_submit(client, raw, wait=not args.no_wait, timeout=args.timeout))
                     for raw in signed[start : start + MAX_IN_FLIGHT]
@@ -1332,8 +1333,6 @@ async def _tx_main(args: argparse.Namespace) -> int:
                 finally:
                     for task in batch:  # (after a failure, the later nonces wait in vain)
                         task.cancel()
-    if args.sign_only:
-        return 0
     _print_tx(results, args.output_type)
     return 0 if all(r.get("success", True) for r in results) else 1
 
