@@ -336,3 +336,15 @@ def test_free_ports_are_chosen_below_the_ephemeral_range() -> None:
     for port in range(first, first + 3):
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))
+
+
+def test_a_port_handed_out_is_not_handed_out_again() -> None:
+    """Two picks before either port is bound cannot be the same port: a test that asked for a
+    p2p and a Prometheus port got 11463 twice and its node failed to listen (a CI run). In a
+    span of 40 ports, 40 single picks and then a pair are all different; the 41st cannot be had."""
+    low = devnet.find_free_port_range(40)  # 40 ports free now, and handed out to this test
+    devnet._HANDED_OUT.difference_update(range(low, low + 40))
+    picks = [devnet.find_free_port_range(1, low, low + 41) for _ in range(40)]
+    assert sorted(picks) == list(range(low, low + 40))
+    with pytest.raises(devnet.DevnetError, match="no 1 consecutive free ports"):
+        devnet.find_free_port_range(1, low, low + 41)
