@@ -62,6 +62,7 @@ import gc
 import logging
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -643,7 +644,9 @@ class Blockchain:
         choice, not a rule of import: a node passes chain.pallets.pol.STALE_REPORT_ERRORS, so
         that of several honest reports of one offence racing into a block only the first is
         included and the others' senders pay nothing (Substrate's pool drops such reports as
-        stale by their ``provides`` tag)."""
+        stale by their ``provides`` tag). A candidate with a later candidate of its sender
+        behind it is included as failed all the same: left out, it would leave its nonce
+        unused, and every later transaction of its sender stuck behind the gap."""
         with _gc_paused():
             return self._build_block(candidates, author, slot, on_invalid, leave_out)
 
@@ -671,7 +674,10 @@ class Blockchain:
         weight = length = 0
         max_length, max_weight = runtime.max_extrinsic_length, runtime.config.max_block_weight
         max_transcripts = runtime.config.max_transcript_bytes
+        candidates = list(candidates)
+        behind = Counter(xt.signer for xt in candidates)  # each sender's candidates still to come
         for xt in candidates:
+            behind[xt.signer] -= 1
             raw = xt.encode()
             declared = runtime.compute_dispatch_info(overlay, xt)
             xt_length = len(raw) + declared.result_length
@@ -685,7 +691,9 @@ class Blockchain:
             ):
                 continue  # for a later block; one that fits no block is refused by apply_extrinsic
             try:
-                receipt = self._apply_candidate(runtime, overlay, info, len(included), xt, raw, leave_out)
+                receipt = self._apply_candidate(
+                    runtime, overlay, info, len(included), xt, raw, leave_out if behind[xt.signer] <= 0 else frozenset()
+                )
             except InvalidTransaction as exc:
                 if on_invalid is not None:
                     on_invalid(blake2_256(raw), exc)

@@ -21,7 +21,8 @@ slash per removal, so the report would fail and cost its fee). A node never repo
 itself (an equivocating node imports its own second block, and would collect its own
 reporter's share). Several honest nodes may report the same offence at the same moment:
 the first included is punished; an honest author leaves the others out of its block, undone
-(``pol.STALE_REPORT_ERRORS``), and its pool drops them, so their senders pay nothing. An
+(``pol.STALE_REPORT_ERRORS``), and its pool drops them, so their senders pay nothing
+(unless a later transaction of the sender is waiting behind it: Blockchain.build_block). An
 author that includes them anyway makes a valid block in which they fail with DuplicateReport
 and their senders pay the fee.
 """

@@ -329,6 +329,35 @@ def test_an_author_leaves_out_the_reports_another_report_made_stale(tmp_path) ->
             chain.db.close()
 
 
+def test_a_stale_report_with_a_later_transaction_of_its_sender_behind_it_is_included(tmp_path) -> None:
+    """Left out, Ferdie's stale report would leave his nonce 0 unused and his transfer at
+    nonce 1, ready in the same pool, stuck for good behind the gap. So an author leaves a
+    stale report out only when no later candidate of its sender follows it: here the report is
+    included and fails (Ferdie pays its fee) and his transfer is included after it."""
+    ferdie = dev_keypair("Ferdie")
+    spec = load_chain_spec("local")
+    chain = open_chain(tmp_path / "racing", spec)
+    try:
+        Local(chain).block()  # #1, slot 1: Bob's
+        header = chain.best_header
+        other = sealed(BOB, header.slot, b"\x02" * 32, header.parent_hash)
+        report = calls.ReportEquivocation(header.encode(), other)
+        first, duplicate = sign(chain, EVE, report, 0), sign(chain, ferdie, report, 0)
+        then = sign(chain, ferdie, calls.Transfer(EVE.public, 10**10), 1)
+        left_out: list[str] = []
+        built = chain.build_block(
+            [first, duplicate, then], Local(chain).owner(2), slot=2, leave_out=pol.STALE_REPORT_ERRORS,
+            on_invalid=lambda h, exc: left_out.append(exc.reason),
+        )
+        assert left_out == []
+        assert [(r.success, (r.error or "").partition(":")[0]) for r in built.receipts] == [
+            (True, ""), (False, "pol.DuplicateReport"), (True, "")
+        ]
+        assert balances.get_account(_state(chain), ferdie.public).nonce == 2
+    finally:
+        chain.db.close()
+
+
 def test_an_offender_cannot_report_itself(local) -> None:
     """It would take the reporter's share of its own slash, racing the honest reporters."""
     chain = local.chain
