@@ -124,6 +124,24 @@ class BlockResponse(Wire, frozen=True, tag=5):
     blocks: Annotated[tuple[BlockData, ...], msgspec.Meta(max_length=MAX_BLOCKS_PER_REQUEST)]
 
 
+class ServedBlock(Wire, frozen=True):
+    """A :class:`BlockData` as a server sends it: ``block`` is the block's canonical bytes as
+    stored (``Blockchain.get_block_bytes``), written to the wire as they are, so serving a
+    block costs no decode and no encode. The same bytes as the BlockData of the decoded block
+    (tests/node/test_network_messages.py); a receiver decodes BlockData."""
+
+    block: msgspec.Raw
+    justification: bytes | None = None
+
+
+class ServedResponse(Wire, frozen=True, tag=5):
+    """A :class:`BlockResponse` as a server encodes it (the same tag, the same bytes): its
+    blocks already encoded, each a BlockData's or a ServedBlock's bytes."""
+
+    id: U64
+    blocks: tuple[msgspec.Raw, ...]
+
+
 class FinalityVote(Wire, frozen=True, tag=6):
     """A validator's finality vote; its shape belongs to consensus, here opaque bytes."""
 

@@ -93,6 +93,8 @@ class PeerLimits:
     tx_burst: float
     tx_bytes_per_second: float
     tx_byte_burst: float
+    served_bytes_per_second: float
+    served_byte_burst: float
 
 
 class Peer:
@@ -129,6 +131,8 @@ class Peer:
         self.requests_out = RateLimiter(
             limits.requests_per_second * PACED_SHARE, max(1.0, limits.request_burst * PACED_SHARE)
         )
+        # Bytes of block and transcript responses we send it (node.network.service._pace).
+        self.served = RateLimiter(limits.served_bytes_per_second, limits.served_byte_burst)
         self.tx_count = RateLimiter(limits.tx_per_second, limits.tx_burst)
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second, limits.tx_byte_burst)
         self.last_size = 0  # bytes of the message recv() returned last

@@ -388,3 +388,28 @@ def test_the_lookup_index_stores_each_location_as_its_struct_encodes(tmp_path) -
         assert chain.db.get(Column.LOOKUP, receipt.hash) == encode(_Location(block_hash, receipt.index))
         assert chain.get_extrinsic_location(receipt.hash) == (block_hash, receipt.index)
     chain.db.close()
+
+
+def test_a_blocks_bytes_put_together_from_storage_are_its_encoding(pair) -> None:
+    """get_block_bytes (what peers are served, without a decode and an encode) gives the
+    canonical encoding of get_block's block: for the genesis (an empty body), a block of
+    transfers and a block with a training result; an unknown hash is a ChainError, and bytes
+    stored in another codec version are refused, not served as if they were this one's."""
+    from chain.codec import encode
+
+    author, _ = pair
+    built = [
+        author.build_block([sign(author, ALICE, calls.Transfer(BOB.public, 5 * 10**9), 0)], ALICE, slot=1),
+        author.build_block([sign(author, BOB, train_call(), 0)], ALICE, slot=2),
+    ]
+    assert built[1].block.body.results
+    for block_hash in (author.get_hash(0), *(b.block.hash() for b in built)):
+        assert block_hash is not None
+        assert author.get_block_bytes(block_hash) == encode(author.get_block(block_hash))
+    with pytest.raises(ChainError, match="unknown block"):
+        author.get_block_bytes(b"\x07" * 32)
+    block_hash = built[0].block.hash()
+    with author.db.write_batch() as batch:
+        batch.put(Column.BODY, block_hash, b"\x02" + author.db.get(Column.BODY, block_hash)[1:])
+    with pytest.raises(ChainError, match="another codec version"):
+        author.get_block_bytes(block_hash)

@@ -101,3 +101,28 @@ def test_size_is_checked_before_decoding() -> None:
     data = encode_message(Transactions((bytes(1000),)))
     with pytest.raises(OversizeMessage, match="over the 100-byte bound"):
         decode_message(data, max_size=100)
+
+
+def test_a_served_block_is_the_same_bytes_as_the_block_data_of_its_block() -> None:
+    """A server sends blocks as their stored bytes (ServedBlock, no decode and no encode); the
+    response is, bit for bit, the BlockResponse of the decoded blocks, with and without a
+    justification, and is cut at the same budget."""
+    from chain.calls import Transfer
+    from chain.codec import encode
+    from chain.extrinsic import Era, Extrinsic
+    from node.network.messages import ServedBlock
+    from node.network.service import _encode_response
+
+    xt = Extrinsic(b"\x05" * 32, b"\x06" * 64, 3, 0, Era(), Transfer(b"\x07" * 32, 10**12))
+    blocks = [BLOCK, Block(HEADER, Body((xt,) * 3))]
+    decoded = [BlockData(blocks[0]), BlockData(blocks[1], b"just")]
+    served = [ServedBlock(msgspec.Raw(encode(b)), d.justification) for b, d in zip(blocks, decoded, strict=True)]
+    request = BlockRequest(9, 1, 2)
+    expected = encode_message(BlockResponse(9, tuple(decoded)))
+    assert _encode_response(request, served, 1 << 20) == expected
+    assert _encode_response(request, [served[0], decoded[1]], 1 << 20) == expected
+    assert decode_message(expected) == BlockResponse(9, tuple(decoded))
+    first = len(encode(decoded[0]))
+    assert _encode_response(request, served, first) == encode_message(BlockResponse(9, decoded[:1]))
+    assert _encode_response(request, served, first - 1) == encode_message(BlockResponse(9, ()))
+    assert _encode_response(BlockRequest(9, 1, 1), served, 1 << 20) == encode_message(BlockResponse(9, decoded[:1]))

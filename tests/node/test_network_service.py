@@ -154,6 +154,31 @@ async def test_block_requests_are_paced_to_our_own_read_limits() -> None:
         assert b.service.reputation.score(a.id) == 0 and connected(a, b)
 
 
+async def test_the_bytes_we_answer_a_peer_are_paced_not_only_its_requests() -> None:
+    """A 29-byte block request could take a 4-16 MiB answer 20 times a second (the request
+    limit counts requests): 320 MiB/s of reads and sends for one peer (an outside tester's
+    finding, round 7). Answers now wait for the peer's ``served_bytes_per_second``: five
+    answers of about 2 MiB at 2 MiB/s after a 2 MiB burst take about 4 s, all arrive,
+    and the peer that asked is not charged. (A lower bound: sleeps are never shorter.)"""
+    mib = float(1 << 20)
+    async with nodes({"served_bytes_per_second": 2 * mib, "served_byte_burst": 2 * mib}, {}) as (a, b):
+        big = b"\x01" * ((1 << 20) - 4096)
+
+        async def serve_big(peer, req):  # type: ignore[no-untyped-def]
+            return [BlockData(d.block, big) for d in await a.serve(peer, req)]
+
+        a.service.handlers.serve_block_request = serve_big
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        started = time.monotonic()
+        got = []
+        for start in range(0, 10, 2):
+            got += await b.service.request_blocks(a.id, start, 2, timeout=30)
+        assert time.monotonic() - started >= 3.5
+        assert [d.block.header.number for d in got] == list(range(10))
+        assert a.service.reputation.score(b.id) == 0 and b.service.reputation.score(a.id) == 0 and connected(a, b)
+
+
 async def test_a_silent_link_is_a_disconnect_not_a_misbehaviour(caplog) -> None:
     """A link that goes silent (a blackhole, a NAT dropping the flow) ends in a WebSocket
     heartbeat timeout, which was charged as garbage (-1000: a ban) to every peer across it,
