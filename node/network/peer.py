@@ -109,8 +109,10 @@ class Peer:
         outbound: bool,
         address: Multiaddr | None,
         limits: PeerLimits,
+        host: str | None = None,
     ) -> None:
         self.ws = ws
+        self.host = host  # the remote IP address of an inbound connection (slot eviction)
         self.session = session
         self.peer_id: PeerId = session.remote
         self.status = status

@@ -186,10 +186,13 @@ class RawPeer:
         self.session: NoiseSession | None = None
 
     async def connect(
-        self, addr: Multiaddr, *, genesis: bytes = GENESIS, status: bool = True, autoping: bool = True
+        self, addr: Multiaddr, *, genesis: bytes = GENESIS, status: bool = True, autoping: bool = True,
+        host: str | None = None,
     ) -> Message | None:
-        """(``autoping=False``: pings and pongs from the node reach ``self.ws.receive()``.)"""
-        self.http = aiohttp.ClientSession()
+        """(``autoping=False``: pings and pongs from the node reach ``self.ws.receive()``;
+        ``host``: the loopback address to connect from, 127.0.0.2 say.)"""
+        connector = None if host is None else aiohttp.TCPConnector(local_addr=(host, 0))
+        self.http = aiohttp.ClientSession(connector=connector)
         self.ws = await self.http.ws_connect(addr.websocket_url(WS_PATH), max_msg_size=0, autoping=autoping)
         ws = self.ws
 

@@ -659,6 +659,39 @@ async def test_gossiped_transactions_are_rate_limited_per_peer_in_count_and_byte
         await raw.close()
 
 
+async def test_one_address_holding_the_inbound_slots_gives_way_to_another_address() -> None:
+    """One address with many identities took every inbound slot and kept everyone else out
+    (an outside tester's finding, round 7). With every slot taken, a newcomer from another
+    address now closes the newest peer of the address that holds the most, if that holds more
+    than a quarter of the slots; a newcomer from the hog's own address is still refused, and
+    peers of one address never evict each other (a local devnet). Nobody is charged."""
+    async with nodes({"in_peers": 4}) as (a,):
+        hogs = [RawPeer() for _ in range(4)]
+        for raw in hogs:
+            assert isinstance(await raw.connect(a.addr), Status)
+        await wait_for(lambda: len(a.service.peers()) == 4)
+        same = RawPeer()
+        refused = await same.connect(a.addr)
+        assert isinstance(refused, Disconnect) and "no free inbound slot (4/4)" in refused.reason
+        newcomers = [RawPeer() for _ in range(3)]
+        for n, raw in enumerate(newcomers, 1):
+            assert isinstance(await raw.connect(a.addr, host="127.0.0.2"), Status)
+            gone = await hogs[-n].recv()  # the newest hog left first
+            assert isinstance(gone, Disconnect), gone
+            assert gone.reason == f"evicted: its address holds {5 - n} of 4 inbound slots"
+        # 127.0.0.1 holds 1 (a quarter) and 127.0.0.2 holds 3: a third address evicts from .2 only.
+        await wait_for(lambda: len(a.service.peers()) == 4)
+        third = RawPeer()
+        assert isinstance(await third.connect(a.addr, host="127.0.0.3"), Status)
+        assert isinstance(await newcomers[-1].recv(), Disconnect)
+        await wait_for(lambda: sorted(p.peer_id for p in a.service.peers()) == sorted(
+            r.key.peer_id for r in (hogs[0], newcomers[0], newcomers[1], third)
+        ))
+        assert all(a.service.reputation.score(r.key.peer_id) == 0 for r in (*hogs, *newcomers))
+        for raw in (*hogs, same, *newcomers, third):
+            await raw.close()
+
+
 async def test_idle_websocket_upgrades_from_one_address_cannot_lock_out_inbound_peers(caplog) -> None:
     """Review 7: bare upgrades that never send handshake message 1 hold at most the per-address
     share of the pending-handshake slots, and only for the short first-message deadline."""
