@@ -46,7 +46,9 @@ SPEC_NAME = "polchain"
 # reveal window too short for its reveals, its sample total counting what each update counts for, and a failed
 # round's forfeited bonds burned; a referendum unable to shorten the voting period below 1,800 blocks, to mint more
 # than a tenth of the issuance a year, or to raise the reporter's share past half; a model's threshold at least half
-# and two open proposals a proposer; a data set at most 1 GiB and its read weighed at 4 units a byte.
+# and two open proposals a proposer; a data set at most 1 GiB and its read weighed at 4 units a byte; and from round
+# 8 (before any node ran version 5: its CI run had failed): a federated challenge and a bounty claim among the
+# settling calls, and a start- or end-fault report declaring no segment re-run (chain.pallets.training.compute_check_weight).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 5
 TRANSACTION_VERSION = 1

@@ -75,7 +75,13 @@ from chain.calls import ReportEquivocation, ReportFraud, ReportVoteEquivocation,
 from chain.codec import U8, AccountId, Balance, BlockNumber, Wire, decode_versioned
 from chain.crypto import blake2_256, ss58_encode
 from chain.errors import ChainError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
-from chain.fraud import FraudProof, decode_fraud_proof, verify_fraud_proof
+from chain.fraud import (
+    FAULT_DIVERGENCE,
+    FAULT_SEGMENT,
+    FraudProof,
+    decode_fraud_proof,
+    verify_fraud_proof,
+)
 from chain.header import Header, verify_seal
 from chain.pallets import democracy, models, staking, system, training
 from chain.pallets.context import CallContext
@@ -193,16 +199,24 @@ def _check_validator(state: StateAccess, who: bytes) -> None:
 # --- report_fraud ----------------------------------------------------------------------------
 def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
     """REPORT_BASE_WEIGHT plus reading the job's data set (the job is rebuilt from this
-    state: datasets.compute_read_weight) and one segment of the proof's TRAIN call
-    (ml_runtime's cost model for the model and batch size x min(segment_len, steps)); only
-    the base weight for a proof that does not decode or names no known model (its dispatch
-    fails at once)."""
+    state: datasets.compute_read_weight) and, for a segment or divergence fault, one segment
+    of the proof's TRAIN call (ml_runtime's cost model for the model and batch size x
+    min(segment_len, steps)), for a start or end fault one checkpoint's weights read and
+    compared (no segment re-runs: an end-fault report paid 2 POL for a 1.6 ms check, an
+    outside tester's finding, round 8); only the base weight for a proof that does not decode
+    or names no known model (its dispatch fails at once)."""
     try:
-        train = decode_fraud_proof(call.proof).extrinsic.call
+        proof = decode_fraud_proof(call.proof)
     except ChainError:
         return REPORT_BASE_WEIGHT
-    segment = training.compute_segment_weight(state, train) if isinstance(train, Train) else None
-    return REPORT_BASE_WEIGHT + (segment or 0)
+    train = proof.extrinsic.call
+    if not isinstance(train, Train):
+        return REPORT_BASE_WEIGHT
+    if proof.kind in (FAULT_SEGMENT, FAULT_DIVERGENCE):
+        work = training.compute_segment_weight(state, train)
+    else:
+        work = training.compute_check_weight(state, train)
+    return REPORT_BASE_WEIGHT + (work or 0)
 
 
 def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:

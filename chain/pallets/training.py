@@ -157,6 +157,20 @@ def compute_segment_weight(state: StateAccess, call: Train) -> int | None:
     return compute_read_weight(state, call.dataset) + work
 
 
+def compute_check_weight(state: StateAccess, call: Train) -> int | None:
+    """What checking a start or an end fault of ``call`` costs, which re-runs no segment: the
+    job rebuilt (its data set read) and one checkpoint's weights read and compared
+    (models.compute_weights_read_weight); None as :func:`compute_segment_weight`."""
+    model = models.MODELS.get(state, call.model)
+    if model is None:
+        return None
+    try:
+        spec = ml_runtime.ModelSpec.decode(model.spec)
+    except ml_runtime.MLRuntimeError:
+        return None
+    return compute_read_weight(state, call.dataset) + models.compute_weights_read_weight(spec)
+
+
 def compute_read_weight(state: StateAccess, dataset_id: int) -> int:
     """What reading a TRAIN call's data set costs (datasets.compute_read_weight); 0 for an
     unknown data set (the call fails before reading anything)."""

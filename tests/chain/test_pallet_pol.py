@@ -57,7 +57,7 @@ from chain.crypto import Keypair, blake2_256, dev_keypair, ss58_encode
 from chain.errors import CodecError
 from chain.extrinsic import decode_extrinsic
 from chain.header import Header, seal_header
-from chain.pallets import balances, datasets, pol, staking, system
+from chain.pallets import balances, datasets, models, pol, staking, system
 from chain.storage import Database
 from chain.votes import Checkpoint, SignedVote, Vote, sign_vote
 from consensus.errors import InvalidHeader
@@ -676,6 +676,60 @@ def _fraud_world(tmp_path, forge: bool):
     proof = compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, openings)
     author.db.close()
     return block, job, proof
+
+
+def test_a_start_or_end_fault_report_is_charged_for_its_check_not_for_a_re_run(local, tmp_path) -> None:
+    """A start or end fault re-runs no segment (chain.fraud._compute_fault): its report declares
+    the base, the job's data set read and one checkpoint's weights read, not a segment's re-run;
+    an end-fault report paid 2 POL for a 1.6 ms check (an outside tester's finding, round 8).
+    A segment or divergence fault still declares its re-run."""
+    from chain.fraud import FAULT_DIVERGENCE, FAULT_END, FAULT_SEGMENT, FAULT_START
+
+    chain = local.chain
+    _, job, proof = _fraud_world(tmp_path, forge=True)
+    read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), 0))
+    rerun = ml_runtime.train_step_cost(job.spec, job.batch_size) * 10 + ml_runtime.segment_cost(job.spec)
+    check = models.compute_weights_read_weight(job.spec)
+    assert check < rerun
+    for kind, work in ((FAULT_START, check), (FAULT_END, check), (FAULT_SEGMENT, rerun), (FAULT_DIVERGENCE, rerun)):
+        call = calls.ReportFraud(msgspec.structs.replace(proof, kind=kind).encode())
+        assert pol.compute_report_fraud_weight(_state(chain), call) == pol.REPORT_BASE_WEIGHT + read + work, kind
+
+
+def test_reports_and_settling_calls_are_ordered_by_five_times_their_fee_as_well_as_their_tip(local) -> None:
+    """A pool ordered by tip alone put a fraud report declaring nearly a block's weight behind
+    one transfer a block tipped 1 unit, from the forger itself, and no block had room for it (an
+    outside tester's finding, round 8). An offence report or a settling call
+    (runtime.OPERATIONAL_CALLS) now has its tip plus five times its fee for priority (Substrate's
+    virtual tip): transfers tipped less are handed to the author after it, and the block is built
+    with it first; a transfer tipped more still goes first (a flood of failing reports is outbid,
+    not a lane no tip can enter)."""
+    from chain.pool import TransactionPool, Validity
+    from chain.runtime import OPERATIONAL_CALLS, OPERATIONAL_FEE_MULTIPLIER, SETTLING_CALLS
+
+    chain = local.chain
+    assert {calls.ReportEquivocation, calls.ReportVoteEquivocation, calls.ChallengeRound, calls.ClaimBounty} <= OPERATIONAL_CALLS
+    assert SETTLING_CALLS <= OPERATIONAL_CALLS and calls.Transfer not in OPERATIONAL_CALLS
+
+    def validate(xt):  # type: ignore[no-untyped-def]
+        checked = chain.runtime.verify_extrinsic(_state(chain), xt, len(xt.encode()), chain.best_number + 1, allow_future=True)
+        return checked, Validity(checked.priority, checked.account_nonce, 64)
+
+    report = sign(chain, EVE, calls.ReportFraud(b"not a proof"), 0)
+    tipped = sign(chain, dev_keypair("Ferdie"), calls.ReportFraud(b"not a proof either"), 0, tip=5)
+    checked, _ = validate(report)
+    virtual = OPERATIONAL_FEE_MULTIPLIER * checked.fee
+    other = validate(tipped)[0]
+    assert checked.priority == virtual and other.priority == 5 + OPERATIONAL_FEE_MULTIPLIER * (other.fee - 5)  # (a fee holds its tip)
+    below = [sign(chain, BOB, calls.Transfer(DAVE.public, 10**10), n, tip=virtual - 1 - n) for n in range(2)]
+    above = sign(chain, CHARLIE, calls.Transfer(DAVE.public, 10**10), 0, tip=other.priority + 1)
+    pool = TransactionPool(lambda xt: validate(xt)[1], block_number=chain.best_number)
+    for xt in (*below, report, tipped, above):
+        assert pool.submit(xt.encode()).status == "ready"
+    ready = [xt for _, xt in pool.ready_with_hashes()]
+    assert ready == [above, tipped, report, *below]
+    built = local.block(ready)
+    assert [r.hash for r in built.receipts] == [blake2_256(xt.encode()) for xt in ready]
 
 
 def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(local, tmp_path) -> None:
