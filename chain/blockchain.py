@@ -250,6 +250,7 @@ class Blockchain:
         trainer: Callable[[ml_runtime.TrainingJob], ml_runtime.JobResult] = ml_runtime.run_job,
         rules: BlockRules | None = None,
         signature_threads: int = 1,
+        checkpoint: tuple[int, bytes] | None = None,
     ) -> None:
         """Open ``db``, writing the genesis ``build_genesis`` describes if it is empty.
 
@@ -262,7 +263,15 @@ class Blockchain:
         engine (None: none, see the module docstring). ``verifier``: how imported blocks'
         training is checked (chain.proofs.FullReexecution by default); ``trainer``: how this
         node runs the jobs of the blocks it builds (ml_runtime.run_job; a test or byzantine
-        node replaces it)."""
+        node replaces it).
+
+        ``checkpoint``: (number, hash) of a block the operator trusts to be on the chain (a weak
+        subjectivity checkpoint, as Ethereum clients take one: ``--checkpoint``). No block of
+        that number with another hash is imported, so a node syncing from genesis cannot be
+        led down a history that old validators, their stake long withdrawn and their keys no
+        longer worth anything, signed again from far back (a long-range attack, which finality
+        votes alone cannot refuse: the keys were the set's at the time). A database whose best
+        chain holds another block at that number is refused when opened."""
         if signature_threads < 1:
             raise ChainError(f"signature_threads must be at least 1, got {signature_threads}")
         self.db = db
@@ -295,6 +304,14 @@ class Blockchain:
         self.best_header = self.get_header(self.best_hash)
         self.finalized_hash = self._require_meta(META_FINALIZED)
         self.finalized_header = self.get_header(self.finalized_hash)
+        self.checkpoint = checkpoint
+        if checkpoint is not None:
+            held = self.get_hash(checkpoint[0])
+            if held is not None and held != checkpoint[1]:
+                raise ChainError(
+                    f"the database's best chain holds block #{checkpoint[0]} 0x{held.hex()}, not the checkpoint "
+                    f"0x{checkpoint[1].hex()}: it followed another chain; purge it (polchain purge-chain) to sync again"
+                )
         # The leaves are few (branches off the finalized chain are dropped at finality), so
         # they are kept in memory; a database from before the block tree has only its best.
         self._leaves = {key for key, _ in db.iterate(Column.LEAVES)} or {self.best_hash}
@@ -905,6 +922,11 @@ class Blockchain:
             raise InvalidBlockAncestry(
                 f"block #{header.number} {block_hash.hex()} descends from an invalid block: its parent "
                 f"#{header.number - 1} {header.parent_hash.hex()} is invalid: {reason}"
+            )
+        if self.checkpoint is not None and header.number == self.checkpoint[0] and block_hash != self.checkpoint[1]:
+            raise InvalidBlockAncestry(
+                f"block #{header.number} {block_hash.hex()} is not the checkpoint 0x{self.checkpoint[1].hex()}: "
+                "it is on another chain"
             )
         raw_parent = self.db.get(Column.HEADER, header.parent_hash)
         if raw_parent is None:

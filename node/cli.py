@@ -299,6 +299,10 @@ def _add_node(sub: _Commands) -> None:
                       help="keep the states of the N blocks below the finalized one (and of every block not final), "
                       "deleting older ones while the node runs; 'archive' keeps every state (default: "
                       f"{DEFAULT_STATE_PRUNING}, as Substrate)")
+    node.add_argument("--checkpoint", type=_checkpoint, default=None, metavar="N:0xHASH",
+                      help="a block the operator trusts (from a source outside the network): no other block of "
+                      "number N is imported, and a database whose best chain holds another is refused "
+                      "(a weak subjectivity checkpoint against long-range forks)")
     node.add_argument("--rpc-port", type=_port, default=9944, metavar="PORT", help="JSON-RPC over HTTP and WebSocket (default 9944)")
     node.add_argument("--rpc-external", action="store_true", help="listen on all interfaces")
     node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto",
@@ -649,6 +653,17 @@ def _state_pruning(text: str) -> int | None:
     return _int_in(text, 0, 2**32 - 1, "a number of blocks (or 'archive')")
 
 
+def _checkpoint(text: str) -> tuple[int, bytes]:
+    """--checkpoint N:0xHASH: a block number (u32) and its 32-byte hash in hex."""
+    number, colon, hexed = text.partition(":")
+    if not colon:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not N:0xHASH (a block number, a colon, its hash)")
+    digits = hexed.removeprefix("0x")
+    if len(digits) != 64 or not all(c in "0123456789abcdefABCDEF" for c in digits):
+        raise argparse.ArgumentTypeError(f"{hexed[:80]!r} is not a block hash: 0x and 64 hex digits")
+    return _int_in(number, 0, 2**32 - 1, "a block number"), bytes.fromhex(digits)
+
+
 def _slot_duration(text: str) -> int:
     # chain.config.MIN_SLOT_DURATION_MS..MAX_SLOT_DURATION_MS (not imported: parsing imports no chain code)
     return _int_in(text, 1, 3_600_000, "a slot duration in ms", "3600000 (1 hour)")
@@ -871,6 +886,7 @@ def run_node(args: argparse.Namespace) -> int:
             byzantine=args.byzantine,
             pol=args.pol, pol_fetch_timeout=args.pol_fetch_timeout, signature_threads=args.signature_threads,
             doppelganger_rounds=args.doppelganger_rounds, state_pruning=args.state_pruning,
+            checkpoint=args.checkpoint,
         )
         rpc_options = {
             "max_http_connections": args.rpc_max_http_connections,

@@ -285,6 +285,7 @@ class NodeConfig:
     signature_threads: int = 1  # --signature-threads (chain.signatures; the CLI's default: one a core)
     doppelganger_rounds: int = 0  # --doppelganger-rounds: rounds listening for this key's signatures before signing
     state_pruning: int | None = None  # --state-pruning: final states kept below the finalized block (None: archive)
+    checkpoint: tuple[int, bytes] | None = None  # --checkpoint N:0xHASH (Blockchain's checkpoint)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -320,7 +321,7 @@ class NodeService:
         self.chain = Blockchain(
             self.db, chain_id=spec.id, build_genesis=spec.apply_genesis, verifier=self.verifier,
             trainer=trainer_for(config.byzantine),  # ml_runtime.run_job unless --byzantine forge-training
-            signature_threads=config.signature_threads,
+            signature_threads=config.signature_threads, checkpoint=config.checkpoint,
         )
         # The slot duration is the chain's, read from its state as every runtime constant is
         # (chain.config; Substrate's node asks the runtime, AuraApi::slot_duration), so every

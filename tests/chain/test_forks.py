@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chainkit import ALICE, BOB, CHARLIE, FERDIE, open_chain, sign
+from chainkit import ALICE, BOB, CHARLIE, FERDIE, dev_spec, open_chain, sign
 
 from chain import calls
 from chain.block import Block
@@ -299,3 +299,41 @@ def test_any_import_order_keeps_the_flat_state_and_indexes_on_the_best_branch(tm
         outcomes.add((node.best_hash, node.state.root()))
         node.db.close()
     assert len(outcomes) == 1
+
+
+def test_a_checkpoint_refuses_every_other_block_of_its_number_and_a_database_that_followed_one(tmp_path) -> None:
+    """``checkpoint=(2, A2)``: B2 (another block #2, on the same A1) is refused before any
+    work, with the reason, nothing stored and the state root unchanged; A2 imports. A database
+    whose best chain holds B2 is refused when opened with that checkpoint, and opens with its
+    own block #2 as checkpoint or with a checkpoint above its best block (not reached yet)."""
+    from chain.errors import ChainError, InvalidBlockAncestry
+
+    a, b = open_chain(tmp_path / "a"), open_chain(tmp_path / "b")
+    a1 = _build(a, 1, [])
+    a2 = _build(a, 2, [sign(a, ALICE, calls.Remark(b"a"), 0)])
+    b.import_block(a1)
+    b2 = _build(b, 3, [sign(b, ALICE, calls.Remark(b"b"), 0)])
+    assert b2.header.number == 2 and b2.hash() != a2.hash()
+    b.db.close()
+    c = open_chain(tmp_path / "c", checkpoint=(2, a2.hash()))
+    c.import_block(a1)
+    root, best = c.state.root(), c.best_hash
+    with pytest.raises(InvalidBlockAncestry) as err:
+        c.import_block(b2)
+    assert str(err.value) == f"block #2 {b2.hash().hex()} is not the checkpoint 0x{a2.hash().hex()}: it is on another chain"
+    assert (c.state.root(), c.best_hash, c.has_block(b2.hash())) == (root, best, False)
+    c.import_block(a2)
+    assert c.best_hash == a2.hash()
+    c.db.close()
+    spec = dev_spec()
+    db = Database(tmp_path / "b")
+    with pytest.raises(ChainError) as err:
+        Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis, checkpoint=(2, a2.hash()))
+    db.close()
+    assert str(err.value) == (
+        f"the database's best chain holds block #2 0x{b2.hash().hex()}, not the checkpoint 0x{a2.hash().hex()}: it "
+        "followed another chain; purge it (polchain purge-chain) to sync again"
+    )
+    for fine in ((2, b2.hash()), (3, a2.hash())):
+        open_chain(tmp_path / "b", checkpoint=fine).db.close()
+    a.db.close()

@@ -697,6 +697,22 @@ def test_state_pruning_is_a_number_of_blocks_or_archive(capsys) -> None:
         assert f"argument --state-pruning: {says}" in capsys.readouterr().err
 
 
+def test_a_checkpoint_is_a_block_number_and_its_hash(capsys) -> None:
+    assert build_parser().parse_args(["node"]).checkpoint is None
+    h = "ab" * 32
+    assert build_parser().parse_args(["node", "--checkpoint", f"7:0x{h}"]).checkpoint == (7, bytes.fromhex(h))
+    assert build_parser().parse_args(["node", "--checkpoint", f"0:{h.upper()}"]).checkpoint == (0, bytes.fromhex(h))
+    for bad, says in (
+        (f"0x{h}", "is not N:0xHASH (a block number, a colon, its hash)"), ("7:0x12", "'0x12' is not a block hash: 0x and 64 hex digits"),
+        (f"7:0x{'g' * 64}", "is not a block hash"), (f"-1:0x{h}", "-1 is out of range: a block number is 0..4294967295"),
+        (f"x:0x{h}", "'x' is not an integer"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["node", f"--checkpoint={bad}"])
+        assert exc.value.code == 2
+        assert "argument --checkpoint: " in (err := capsys.readouterr().err) and says in err, err
+
+
 # --- the CLI as an outside tester drives it off the README's path ------------------------------------
 def test_a_base_path_in_use_or_a_taken_rpc_port_is_refused_and_a_restart_resumes(tmp_path) -> None:
     """Two nodes on one base path, a node whose RPC port is taken, Ctrl-C then SIGTERM and a
