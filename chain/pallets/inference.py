@@ -73,12 +73,8 @@ def compute_info(state: StateAccess, call: Infer) -> tuple[int, int]:
 def _compute_shape(state: StateAccess, call: Infer) -> tuple[ml_runtime.ModelSpec, int] | None:
     """The model's spec and the inputs' whole rows, unless dispatch refuses the call before
     any work: an unknown model, not 1..MAX_INFER_ROWS rows, too many outputs."""
-    info = models.MODELS.get(state, call.model)
-    if info is None:
-        return None
-    try:
-        spec = ml_runtime.ModelSpec.decode(info.spec)
-    except ml_runtime.MLRuntimeError:
+    spec = models.find_spec(state, call.model)
+    if spec is None:
         return None
     rows = len(call.inputs) // (4 * spec.d)
     if not 1 <= rows <= MAX_INFER_ROWS or rows * spec.k > MAX_INFER_OUTPUTS:

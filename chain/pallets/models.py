@@ -207,6 +207,18 @@ def compute_weights_read_weight(spec: ml_runtime.ModelSpec) -> int:
     return datasets.READ_BYTE_WEIGHT * 4 * spec.param_count
 
 
+def find_spec(state: StateAccess, model_id: int) -> ml_runtime.ModelSpec | None:
+    """Model ``model_id``'s spec, for pricing a call before dispatch; None for an unknown model
+    or a spec that does not decode (the call fails at once)."""
+    model = MODELS.get(state, model_id)
+    if model is None:
+        return None
+    try:
+        return ml_runtime.ModelSpec.decode(model.spec)
+    except ml_runtime.MLRuntimeError:
+        return None
+
+
 def decode_spec(raw: bytes) -> ml_runtime.ModelSpec:
     try:
         return ml_runtime.ModelSpec.decode(raw)

@@ -146,11 +146,10 @@ def compute_segment_weight(state: StateAccess, call: Train) -> int | None:
     fraud report makes every node do (pol.compute_report_fraud_weight, chain.fraud's
     "too_heavy"); None if the call names no known model or its arguments price nothing (it
     fails before any work)."""
-    model = models.MODELS.get(state, call.model)
-    if model is None:
+    spec = models.find_spec(state, call.model)
+    if spec is None:
         return None
     try:
-        spec = ml_runtime.ModelSpec.decode(model.spec)
         work = ml_runtime.train_cost(spec, max(call.batch_size, 1), min(call.segment_len, call.steps), 1)
     except ml_runtime.MLRuntimeError:
         return None
@@ -161,12 +160,8 @@ def compute_check_weight(state: StateAccess, call: Train) -> int | None:
     """What checking a start or an end fault of ``call`` costs, which re-runs no segment: the
     job rebuilt (its data set read) and one checkpoint's weights read and compared
     (models.compute_weights_read_weight); None as :func:`compute_segment_weight`."""
-    model = models.MODELS.get(state, call.model)
-    if model is None:
-        return None
-    try:
-        spec = ml_runtime.ModelSpec.decode(model.spec)
-    except ml_runtime.MLRuntimeError:
+    spec = models.find_spec(state, call.model)
+    if spec is None:
         return None
     return compute_read_weight(state, call.dataset) + models.compute_weights_read_weight(spec)
 
