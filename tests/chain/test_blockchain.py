@@ -393,7 +393,7 @@ def test_the_lookup_index_stores_each_location_as_its_struct_encodes(tmp_path) -
 def test_a_blocks_bytes_put_together_from_storage_are_its_encoding(pair) -> None:
     """get_block_bytes (what peers are served, without a decode and an encode) gives the
     canonical encoding of get_block's block: for the genesis (an empty body), a block of
-    transfers and a block with a training result; an unknown hash is a ChainError, and bytes
+    transfers, a block with a training result and a header stored without its body; an unknown hash is a ChainError, and bytes
     stored in another codec version are refused, not served as if they were this one's."""
     from chain.codec import encode
 
@@ -408,6 +408,13 @@ def test_a_blocks_bytes_put_together_from_storage_are_its_encoding(pair) -> None
         assert author.get_block_bytes(block_hash) == encode(author.get_block(block_hash))
     with pytest.raises(ChainError, match="unknown block"):
         author.get_block_bytes(b"\x07" * 32)
+    # A header stored without its body (no code path leaves one; get_block reads an empty body):
+    # served with an empty body too, not a TypeError (mutation testing, mut12).
+    without_body = built[1].block.hash()
+    with author.db.write_batch() as batch:
+        batch.delete(Column.BODY, without_body)
+    assert author.get_block(without_body).body == Body()
+    assert author.get_block_bytes(without_body) == encode(author.get_block(without_body))
     block_hash = built[0].block.hash()
     with author.db.write_batch() as batch:
         batch.put(Column.BODY, block_hash, b"\x02" + author.db.get(Column.BODY, block_hash)[1:])

@@ -34,6 +34,35 @@ equivalent:
 - compute_dispatch_info's capped info without ``info.result_length`` (its transcript_bytes
   taken for it) or without ``info.transcript_bytes`` (2): only SETTLING_CALLS are capped, and
   ReportFraud, RevealSegment and CloseRound all declare DispatchInfo(weight), both fields 0.
+
+Mutation testing of 01f33b5, cabba2f, 6211b3a and 5de4aad (2026-11-30, 11:15-11:35 UTC, mutmut
+3.8.1; the network half is recorded in tests/node/test_network_service.py): in a scratch copy
+(``git archive`` of 5de4aad) whose ``[tool.mutmut]`` had only_mutate narrowed to
+chain/blockchain.py, chain/runtime.py, chain/pallets/pol.py, chain/pallets/training.py,
+node/network/service.py and node/network/sync.py (the test selection to
+tests/chain/test_wire.py), ``mutmut run --max-children 2 "chain.blockchain.x_nothing_matches*"``
+made the mutants (none ran). In scope: each mutant of the named functions whose changed lines
+are all lines the four commits added (``git blame`` at 5de4aad), less those that change only
+an argument the commit re-wrapped but did not change (12 of _build_block's ``_apply_candidate``
+call) and the other fields of _verify_extrinsic's ``return`` (6): 208. Each was applied with
+``mutmut apply NAME`` in one of two scratch copies and its tests run in a fresh ``python -m
+pytest -x`` (two at a time, 150 s timeout, none reached), the file restored after each. Tests,
+as node ids of: for _build_block this file's ``-k stale``; for get_block_bytes
+tests/chain/test_blockchain.py's ``-k bytes_put``, then the network selection of cabba2f; for
+_verify_extrinsic (the priority line is there: verify_extrinsic calls it),
+compute_report_fraud_weight and compute_check_weight this file's ``-k "five_times or
+charged_for_its_check or settling or fraud"``. Killed/total, before -> after the tests added
+then (each watched failing on its mutants): Blockchain._build_block (the ``behind`` Counter
+and the leave_out choice) 14/14; Blockchain.get_block_bytes 26/27 -> 27/27;
+Runtime._verify_extrinsic (the priority) 11/11; compute_report_fraud_weight 17/18 -> 18/18;
+training.compute_check_weight 14/14. Killed by the new assertions:
+get_block_bytes's ``_EMPTY_BODY if (body is None) and False`` (no test had a header stored
+without its body: test_a_blocks_bytes_put_together_from_storage_are_its_encoding now deletes
+one's body, and get_block_bytes serves the empty body get_block reads) and
+compute_report_fraud_weight's ``work or 1`` (a TRAIN naming no known model declares the base
+weight alone, for every fault kind, now in
+test_a_start_or_end_fault_report_is_charged_for_its_check_not_for_a_re_run). No survivors are
+left and no bug was found.
 """
 
 from __future__ import annotations
@@ -694,6 +723,13 @@ def test_a_start_or_end_fault_report_is_charged_for_its_check_not_for_a_re_run(l
     for kind, work in ((FAULT_START, check), (FAULT_END, check), (FAULT_SEGMENT, rerun), (FAULT_DIVERGENCE, rerun)):
         call = calls.ReportFraud(msgspec.structs.replace(proof, kind=kind).encode())
         assert pol.compute_report_fraud_weight(_state(chain), call) == pol.REPORT_BASE_WEIGHT + read + work, kind
+    # A TRAIN call naming no known model: its dispatch fails at once, so only the base weight,
+    # whatever the fault (mutation testing, mut12: ``work or 1``).
+    train = msgspec.structs.replace(proof.extrinsic.call, model=999)
+    unknown = msgspec.structs.replace(proof, extrinsic=msgspec.structs.replace(proof.extrinsic, call=train))
+    for kind in (FAULT_START, FAULT_END, FAULT_SEGMENT, FAULT_DIVERGENCE):
+        call = calls.ReportFraud(msgspec.structs.replace(unknown, kind=kind).encode())
+        assert pol.compute_report_fraud_weight(_state(chain), call) == pol.REPORT_BASE_WEIGHT, kind
 
 
 def test_reports_and_settling_calls_are_ordered_by_five_times_their_fee_as_well_as_their_tip(local) -> None:

@@ -35,6 +35,45 @@ the rest is closed; stale entries left by ``_handshaking.pop(None, None)`` or
   ``_pending_handshakes - len(_evicted)`` is 0, below any ``max_pending_handshakes``, and
   _accept does not call it.
 - _accept's ``self._handshaking.pop(ws)`` without its default: ``ws`` is always in the table there.
+
+Mutation testing of cabba2f (answers served as stored bytes and paced) and 6211b3a (an address
+holding the inbound slots gives way), 2026-11-30, 11:15-11:35 UTC, mutmut 3.8.1, made and
+applied as tests/chain/test_pallet_pol.py's docstring gives (same run, one mutant at a time in
+a fresh ``python -m pytest -x``; in scope only mutants whose lines those commits added).
+Tests, as node ids, each function's own first: cabba2f's this file's ``-k "bytes_we_answer or
+paced or range"``, tests/node/test_network_sync.py and tests/node/test_network_messages.py
+(and test_blockchain.py's ``-k bytes_put``); 6211b3a's this file's ``-k "gives_way or slot"``.
+Killed/total, before -> after the tests added then (each watched failing on its mutants):
+_encode_response 13/13; _pace 10/11; NetworkService._serve 5/6 -> 6/6; _serve_transcript
+0/5 -> 5/5; NodeLink._read_blocks (node/network/sync.py) 11/31 -> 31/31; _check_allowed
+11/13 -> 13/13; _evict_inbound 35/45 -> 41/45. Added:
+test_the_bytes_we_answer_are_paced_for_transcript_answers_too (no test of this selection
+asked for a transcript; tests/node/test_network_transcripts.py's
+test_a_node_serves_what_it_has_and_not_found_is_an_empty_answer kills the same five, but only
+this one fails with the ``_pace`` call removed outright);
+test_a_node_serving_no_blocks_answers_a_range_with_none (``blocks = None`` for the empty
+default); in test_network_sync.py
+test_blocks_are_served_as_stored_with_their_justifications_and_read_to_a_budget (the nodes
+those tests run never had a justification over the bound or none at all, never walked down by
+hash, and never ran out of budget: 20 survivors); and for the slots
+test_an_inbound_slot_is_given_way_only_by_an_address_holding_more_than_a_quarter (four
+addresses holding one slot each: ``<`` for ``<=`` and ``// 5``; ``in_peers=0``: the ``max``
+over no addresses without its ``default``, or with None) and
+test_inbound_slots_and_their_eviction_count_inbound_peers_only (five outbound peers: the
+``or`` for ``and`` in both peer filters counted them as inbound, so the hogs were refused or
+the outbound peers' ``host`` None was taken for the hog). Left:
+
+- _pace's ``return True`` for ``return False`` once the peer closed during the wait: a close
+  ends the peer's read loop, which cancels the handler waiting in _pace, so the branch is
+  reached only when a wait ends between the close and that cancel; the mutant then offers the
+  answer to ``send_encoded``, which refuses a closed peer, and spawns a ``_drop`` ("send queue
+  full") that races the read loop's own ``_drop`` of the same closed peer: a window of one
+  loop iteration no test hits deterministically.
+- _evict_inbound's ``len(peers) <= in_peers / 4`` for ``// 4``: for a whole number n,
+  ``n <= x / 4`` and ``n <= x // 4`` agree.
+- _evict_inbound's task name (None, ``"XXp2p-evict-peerXX"``, upper case): a label for logs.
+
+No bug was found.
 """
 
 from __future__ import annotations
@@ -58,6 +97,7 @@ from netkit import (
 )
 from nodekit import free_port
 
+from chain.proofs import Opening
 from node.network.errors import HandshakeError, PeerRefused, RequestFailed, WrongPeer
 from node.network.identity import NodeKey
 from node.network.messages import (
@@ -177,6 +217,41 @@ async def test_the_bytes_we_answer_a_peer_are_paced_not_only_its_requests() -> N
         assert time.monotonic() - started >= 3.5
         assert [d.block.header.number for d in got] == list(range(10))
         assert a.service.reputation.score(b.id) == 0 and b.service.reputation.score(a.id) == 0 and connected(a, b)
+
+
+async def test_the_bytes_we_answer_are_paced_for_transcript_answers_too() -> None:
+    """Openings cost reads and sends as blocks do, and a transcript request is as small: its
+    answers wait for the same ``served_bytes_per_second``. Three answers of about 2 MiB at
+    2 MiB/s after a 2 MiB burst take about 2 s, all arrive, and nobody is charged. (Mutation
+    testing, mut12: the transcript answers' pacing was exercised by no test of this file.)"""
+    mib = float(1 << 20)
+    async with nodes({"served_bytes_per_second": 2 * mib, "served_byte_burst": 2 * mib}, {}) as (a, b):
+        big = tuple(Opening(j, bytes(32), 0, (bytes(32),) * 4, bytes([j]) * ((1 << 20) - 4096)) for j in range(2))
+
+        async def serve_openings(peer, req):  # type: ignore[no-untyped-def]
+            return big
+
+        a.service.handlers.serve_transcript_request = serve_openings
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        started = time.monotonic()
+        for _ in range(3):
+            got = await b.service.request_transcript(a.id, bytes(32), 0, [(0, True), (1, True)], timeout=30)
+            assert got == big
+        assert time.monotonic() - started >= 1.5
+        assert a.service.reputation.score(b.id) == 0 and b.service.reputation.score(a.id) == 0 and connected(a, b)
+
+
+async def test_a_node_serving_no_blocks_answers_a_range_with_none() -> None:
+    """Without a ``serve_block_request`` handler (a light client's network, say) a block
+    request is answered, empty, not left to time out. (Mutation testing, mut12: ``blocks``
+    None for the empty default.)"""
+    async with nodes({}, {}) as (a, b):
+        a.service.handlers.serve_block_request = None
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        assert await b.service.request_blocks(a.id, 0, 4) == []
+        assert b.service.reputation.score(a.id) == 0 and connected(a, b)
 
 
 async def test_a_silent_link_is_a_disconnect_not_a_misbehaviour(caplog) -> None:
@@ -689,6 +764,54 @@ async def test_one_address_holding_the_inbound_slots_gives_way_to_another_addres
         ))
         assert all(a.service.reputation.score(r.key.peer_id) == 0 for r in (*hogs, *newcomers))
         for raw in (*hogs, same, *newcomers, third):
+            await raw.close()
+
+
+async def test_an_inbound_slot_is_given_way_only_by_an_address_holding_more_than_a_quarter() -> None:
+    """The bound of _evict_inbound: with four slots held by four addresses, one each (a
+    quarter, not more), a fifth address is refused and nobody is closed; with no inbound slot
+    at all (``in_peers=0``) a newcomer is refused for the slot, not failed by an empty
+    ``max``. (Mutation testing, mut12: ``<`` for ``<=``, ``// 5`` for ``// 4``, the
+    ``default`` of the ``max`` over no addresses.)"""
+    async with nodes({"in_peers": 4}, {"in_peers": 0}) as (a, closed):
+        held = [RawPeer() for _ in range(4)]
+        for n, raw in enumerate(held, 1):
+            assert isinstance(await raw.connect(a.addr, host=f"127.0.0.{n}"), Status)
+        await wait_for(lambda: len(a.service.peers()) == 4)
+        fifth = RawPeer()
+        answer = await fifth.connect(a.addr, host="127.0.0.5")
+        assert isinstance(answer, Disconnect) and "no free inbound slot (4/4)" in answer.reason
+        await asyncio.sleep(0.2)
+        assert sorted(p.peer_id for p in a.service.peers()) == sorted(r.key.peer_id for r in held)
+        nobody = RawPeer()
+        answer = await nobody.connect(closed.addr)
+        assert isinstance(answer, Disconnect) and "no free inbound slot (0/0)" in answer.reason
+        for raw in (*held, fifth, nobody):
+            await raw.close()
+
+
+async def test_inbound_slots_and_their_eviction_count_inbound_peers_only() -> None:
+    """Our outbound peers hold outbound slots: they neither fill the inbound ones nor make an
+    address (they have none, ``host`` None) that an inbound newcomer's eviction looks at. A
+    node with five outbound peers still takes four inbound from one address, and a newcomer
+    from another closes the newest of those. (Mutation testing, mut12: _check_allowed's and
+    _evict_inbound's peer filters with an ``or`` for an ``and``.)"""
+    async with nodes({"in_peers": 4}, {}, {}, {}, {}, {}) as (a, *others):
+        for other in others:
+            await a.service.dial(other.addr)
+        await wait_for(lambda: sum(p.outbound for p in a.service.peers()) == 5)
+        hogs = [RawPeer() for _ in range(4)]
+        for raw in hogs:
+            assert isinstance(await raw.connect(a.addr), Status)
+        newcomer = RawPeer()
+        assert isinstance(await newcomer.connect(a.addr, host="127.0.0.2"), Status)
+        gone = await hogs[-1].recv()
+        assert isinstance(gone, Disconnect) and gone.reason == "evicted: its address holds 4 of 4 inbound slots"
+        await wait_for(lambda: sorted(p.peer_id for p in a.service.peers() if not p.outbound) == sorted(
+            r.key.peer_id for r in (*hogs[:3], newcomer)
+        ))
+        assert sum(p.outbound for p in a.service.peers()) == 5
+        for raw in (*hogs, newcomer):
             await raw.close()
 
 

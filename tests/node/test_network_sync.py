@@ -21,10 +21,10 @@ from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
 from chain.header import Header, seal_header
-from chain.storage import Database
+from chain.storage import Column, Database
 from genesis.spec import load_chain_spec, with_slot_duration
 from node.network import sync as sync_module
-from node.network.messages import BlockData, BlockRequest
+from node.network.messages import DESCENDING, MAX_JUSTIFICATION_SIZE, BlockData, BlockRequest
 from node.network.reputation import Misbehaviour
 from node.network.sync import MAX_PENDING_TARGETS
 from node.service import NodeConfig, NodeService
@@ -548,5 +548,39 @@ def _alice_chain(path, slots: tuple[int, ...]) -> list[Block]:
     try:
         builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
         return [builder.build_block([], alice, slot).block for slot in slots]
+    finally:
+        db.close()
+
+
+async def test_blocks_are_served_as_stored_with_their_justifications_and_read_to_a_budget(tmp_path) -> None:
+    """NodeLink._read_blocks (what a peer's block request is answered with): each block as its
+    stored bytes with its justification, by number up or by hash down to the genesis; one over the wire bound (MAX_JUSTIFICATION_SIZE) is
+    served as none (the peer gets finality from votes), one at the bound as it is; and blocks
+    are read only until they pass the budget (the block that passes it is the last). (Mutation
+    testing, mut12: every justification dropped, none dropped, ``>=`` for ``>``, ``""`` for
+    None, ``or`` for ``and``, the walk down stopped or cut, and the budget grown or miscounted instead of spent.)"""
+    spec = load_chain_spec("dev")
+    service = NodeService(NodeConfig(chain="dev", tmp=True, network=FAST), spec)
+    db = Database(tmp_path / "builder")
+    try:
+        async with running(service):
+            builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+            for block in _transfer_blocks(builder, int(time.time() * 1000) // service.slot_ms)[1:]:
+                service.chain.import_block(block)
+            hashes = [service.chain.get_hash(n) for n in (1, 2, 3)]
+            assert None not in hashes and service.link is not None
+            at_bound = b"\x01" * MAX_JUSTIFICATION_SIZE
+            with service.chain.db.write_batch() as batch:
+                batch.put(Column.JUSTIFICATION, hashes[0], at_bound)
+                batch.put(Column.JUSTIFICATION, hashes[1], b"\x02" * (MAX_JUSTIFICATION_SIZE + 1))
+            raws = [service.chain.get_block_bytes(h) for h in hashes]  # type: ignore[arg-type]
+            served = service.link._read_blocks(BlockRequest(1, 1, 3), 1 << 30)
+            assert [bytes(s.block) for s in served] == raws
+            assert [s.justification for s in served] == [at_bound, None, None]
+            down = service.link._read_blocks(BlockRequest(2, hashes[2], 5, DESCENDING), 1 << 30)  # type: ignore[arg-type]
+            assert [bytes(s.block) for s in down] == [*raws[::-1], service.chain.get_block_bytes(service.chain.genesis_hash)]
+            # Block 1 and its justification leave 1 byte of the budget: block 2 passes it and is the last.
+            served = service.link._read_blocks(BlockRequest(1, 1, 3), len(raws[0]) + len(at_bound) + 1)
+            assert [bytes(s.block) for s in served] == raws[:2]
     finally:
         db.close()
