@@ -8,6 +8,9 @@
    the chain adds on top of the cryptography. A breakdown of import time by stage is taken
    on the same blocks by timing each stage's method (a few clock reads per block, so the
    breakdown does not distort what it measures), and the top functions of a cProfile run.
+1b. Serving: a range of those blocks answered to a peer, decoded and encoded again (as the
+   node served until 2026-11-30) beside their stored bytes (Blockchain.get_block_bytes), CPU
+   ms per MB and the same answer bytes.
 2. State: a block's worth of writes into a StateDB of ``--state-keys`` keys, including the
    new root and the LevelDB batch (benches/state.py, where present, measures the bare trie).
 3. Training: a block of TRAIN calls on the dev chain's digits softmax model; the author
@@ -318,6 +321,50 @@ def bench_transfers(args: argparse.Namespace, tmp: Path, results: dict[str, Any]
     }
 
 
+# --- 1b. serving blocks to a peer --------------------------------------------------------------
+def bench_serving(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) -> None:
+    """A block range answered to a peer (one BlockResponse of every block built), two ways in
+    each round: the blocks decoded and encoded again (get_block, BlockData: how the node served
+    until 2026-11-30) and as their stored bytes (get_block_bytes, ServedBlock: how it serves
+    now). The same response bytes (checked); CPU ms per MB answered, best of the rounds."""
+    import msgspec
+
+    from node.network.messages import BlockData, BlockRequest, ServedBlock
+    from node.network.service import _encode_response
+
+    senders = compute_keys(b"bench-chain-sender", args.senders)
+    receivers = [k.public for k in compute_keys(b"bench-chain-receiver", args.receivers)]
+    node = open_node(tmp / "serving", compute_bench_spec(senders))
+    try:
+        compute_transfer_blocks(node, senders, receivers, args.blocks, args.per_block)
+        hashes = [node.get_hash(n) for n in range(1, node.best_number + 1)]
+        request = BlockRequest(1, 1, len(hashes))
+
+        def decoded() -> bytes:
+            return _encode_response(request, [BlockData(node.get_block(h)) for h in hashes if h], 1 << 30)
+
+        def stored() -> bytes:
+            return _encode_response(request, [ServedBlock(msgspec.Raw(node.get_block_bytes(h))) for h in hashes if h], 1 << 30)
+
+        answer = decoded()
+        if stored() != answer:
+            raise RuntimeError("the stored bytes and the re-encoded blocks give different answers")
+        best = {"decoded": float("inf"), "stored": float("inf")}
+        for _ in range(args.rounds):
+            for name, serve in (("decoded", decoded), ("stored", stored)):
+                start = time.thread_time()
+                serve()
+                best[name] = min(best[name], time.thread_time() - start)
+        mb = len(answer) / 1e6
+        results["serving"] = {
+            "blocks": len(hashes), "answer_bytes": len(answer),
+            "decoded_cpu_ms_per_mb": best["decoded"] * 1e3 / mb, "stored_cpu_ms_per_mb": best["stored"] * 1e3 / mb,
+            "speedup": best["decoded"] / best["stored"],
+        }
+    finally:
+        node.db.close()
+
+
 # --- 2. state writes ---------------------------------------------------------------------------
 def bench_state(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) -> None:
     db = Database(tmp / "state")
@@ -444,6 +491,14 @@ def print_table(results: dict[str, Any]) -> None:
             if k != "total":
                 rows.append((f"    {k}", f"{v:,.1f} ({v / total:.0%})"))
         rows.append(("    total (timed run)", f"{total:,.1f}"))
+    sv = results.get("serving")
+    if sv:
+        rows += [
+            (f"serving a range of {sv['blocks']} blocks to a peer ({sv['answer_bytes']:,} B), CPU ms per MB:", ""),
+            ("  decoded and encoded again (before 2026-11-30)", f"{sv['decoded_cpu_ms_per_mb']:,.2f}"),
+            ("  as stored (Blockchain.get_block_bytes)", f"{sv['stored_cpu_ms_per_mb']:,.2f}"),
+            ("  speed-up", f"{sv['speedup']:,.1f}x"),
+        ]
     s = results.get("state")
     if s:
         rows += [
@@ -648,7 +703,7 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=32)
     parser.add_argument("--train-segment", type=int, default=20)
     parser.add_argument("--profile-top", type=int, default=15)
-    parser.add_argument("--only", choices=("transfers", "state", "training"), action="append")
+    parser.add_argument("--only", choices=("transfers", "serving", "state", "training"), action="append")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--out", type=Path, default=Path("bench-results/chain.json"))
     args = parser.parse_args()
@@ -658,7 +713,9 @@ def main() -> None:
         args.train_calls, args.train_steps = 1, 20
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
-        for name, bench in (("transfers", bench_transfers), ("state", bench_state), ("training", bench_training)):
+        for name, bench in (
+            ("transfers", bench_transfers), ("serving", bench_serving), ("state", bench_state), ("training", bench_training),
+        ):
             if not args.only or name in args.only:
                 bench(args, Path(tmp), results)
     print_table(results)

@@ -56,3 +56,18 @@ def test_the_pruning_bench_runs_small_and_records_both_variants(tmp_path) -> Non
     archive, pruned = record["summary"]["archive"], record["summary"]["pruned"]
     assert archive["runs"] == 0 and pruned["runs"] >= 2 and pruned["run_deleted"] > 0
     assert pruned["trie_nodes"] < archive["trie_nodes"] and len(record["ratios"]) == 1
+
+
+def test_the_serving_bench_runs_small_and_gives_the_same_answer_both_ways(tmp_path) -> None:
+    """benches.chain's serving section at a tiny size: the stored bytes and the re-encoded
+    blocks give the same answer (the bench raises otherwise), and both rates are recorded."""
+    import argparse
+
+    from benches.chain import bench_serving
+
+    results: dict = {}
+    args = argparse.Namespace(senders=20, receivers=20, blocks=3, per_block=20, rounds=1)
+    bench_serving(args, tmp_path, results)
+    serving = results["serving"]
+    assert serving["blocks"] == 3 and serving["answer_bytes"] > 3 * 20 * 100
+    assert serving["decoded_cpu_ms_per_mb"] > 0 and serving["stored_cpu_ms_per_mb"] > 0 and serving["speedup"] > 0
