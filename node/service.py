@@ -105,7 +105,6 @@ from chain.fraud import (
     verify_fraud_proof,
 )
 from chain.header import Header, verify_seal
-from chain.pallets import balances
 from chain.pallets.pol import (
     STALE_REPORT_ERRORS,
     is_block_here,
@@ -161,7 +160,7 @@ from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
 from node.network.service import ChainStatus, NetworkConfig, NetworkService
 from node.network.sync import NodeLink
 from node.network.transcripts import DEFAULT_FETCH_TIMEOUT, TranscriptStats
-from node.offences import EquivocationReporter
+from node.offences import EquivocationReporter, compute_next_nonce
 from node.pol_keystore import compute_secret_path, load_or_generate_secret
 from node.voter_record import (
     RecordWriter,
@@ -1353,7 +1352,7 @@ class NodeService:
             log.info("Not reporting the fraud in block 0x%s…: its author is punished already", block_hash.hex()[:12])
             return
         try:
-            nonce = self._next_nonce(self.author.public)
+            nonce = compute_next_nonce(self.chain, self.pool.pending(), self.author.public)
             xt = sign_extrinsic(
                 self.author, calls.ReportFraud(encoded), nonce=nonce,
                 genesis_hash=self.chain.genesis_hash, spec_version=self.chain.runtime.spec_version,
@@ -1366,15 +1365,6 @@ class NodeService:
             log.exception("could not submit pol.report_fraud")
             return
         log.info("Submitted pol.report_fraud for block 0x%s… (nonce %d)", block_hash.hex()[:12], nonce)
-
-    def _next_nonce(self, account: bytes) -> int:
-        """The account's nonce after those already in the pool without a gap (as
-        ``system_accountNextIndex``)."""
-        nonce = balances.get_account(self.chain.state.overlay(), account).nonce
-        for n in sorted(xt.nonce for xt in self.pool.pending() if xt.signer == account):
-            if n == nonce:
-                nonce += 1
-        return nonce
 
     async def import_fraud_proof(self, payload: bytes) -> bool:
         """A fraud proof from a peer: decoded, checked against the faulty block's parent state,
