@@ -73,6 +73,8 @@ from typing import Literal
 from chain.crypto import blake2_256
 from chain.errors import FutureTransaction, InvalidTransaction, PoolError
 from chain.extrinsic import Extrinsic, decode_extrinsic
+from chain.pallets import balances
+from chain.pallets.items import StateAccess
 
 log = logging.getLogger(__name__)
 
@@ -940,3 +942,13 @@ class TransactionPool:
         expired = list(itertools.takewhile(lambda item: item[1] <= now, self._banned.items()))
         for tx_hash, _ in expired:
             del self._banned[tx_hash]
+
+
+def compute_next_nonce(state: StateAccess, pending: Iterable[Extrinsic], account: bytes) -> int:
+    """``account``'s nonce after its ``pending`` extrinsics that follow its nonce in ``state``
+    (the best state) without a gap: Substrate's ``system_accountNextIndex``."""
+    nonce = balances.get_account(state, account).nonce
+    for n in sorted(xt.nonce for xt in pending if xt.signer == account):
+        if n == nonce:
+            nonce += 1
+    return nonce

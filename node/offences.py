@@ -39,7 +39,8 @@ from chain.codec import decode, encode
 from chain.crypto import Keypair, ss58_encode
 from chain.extrinsic import Extrinsic, sign_extrinsic
 from chain.header import Header
-from chain.pallets import balances, pol
+from chain.pallets import pol
+from chain.pool import compute_next_nonce
 from consensus.aura import AuraEquivocation, compute_evidence_key
 from consensus.finality import VoteEquivocationEvidence
 
@@ -48,16 +49,6 @@ log = logging.getLogger("polchain")
 # Offence keys this node remembers having submitted (oldest forgotten first): a bound on memory
 # that a flood of equivocations cannot grow; a forgotten one is caught by the state check.
 MAX_REMEMBERED: Final = 1024
-
-
-def compute_next_nonce(chain: Blockchain, pending: Iterable[Extrinsic], account: bytes) -> int:
-    """The account's nonce after its pooled extrinsics that follow the state's without a gap
-    (as ``system_accountNextIndex``)."""
-    nonce = balances.get_account(chain.state.overlay(), account).nonce
-    for n in sorted(xt.nonce for xt in pending if xt.signer == account):
-        if n == nonce:
-            nonce += 1
-    return nonce
 
 
 class EquivocationReporter:
@@ -105,7 +96,7 @@ class EquivocationReporter:
         if pol.get_offence(state, key) is not None or not pol.is_reportable(state, offender) or pol.is_punished(state, offender):
             return None
         xt = sign_extrinsic(
-            self.author, call, nonce=compute_next_nonce(self.chain, self.pending(), self.author.public),
+            self.author, call, nonce=compute_next_nonce(self.chain.state.overlay(), self.pending(), self.author.public),
             genesis_hash=self.chain.genesis_hash, spec_version=self.chain.runtime.spec_version,
         )
         self.submit(xt.encode())

@@ -112,7 +112,7 @@ from chain.pallets.pol import (
     is_punished,
 )
 from chain.pallets.staking import PENDING_REMOVAL, get_validators, is_disabled
-from chain.pool import TransactionPool, Validity
+from chain.pool import TransactionPool, Validity, compute_next_nonce
 from chain.proofs import (
     CheckpointSource,
     Opening,
@@ -160,7 +160,7 @@ from node.network.messages import ROLE_AUTHORITY, ROLE_FULL
 from node.network.service import ChainStatus, NetworkConfig, NetworkService
 from node.network.sync import NodeLink
 from node.network.transcripts import DEFAULT_FETCH_TIMEOUT, TranscriptStats
-from node.offences import EquivocationReporter, compute_next_nonce
+from node.offences import EquivocationReporter
 from node.pol_keystore import compute_secret_path, load_or_generate_secret
 from node.voter_record import (
     RecordWriter,
@@ -1352,7 +1352,7 @@ class NodeService:
             log.info("Not reporting the fraud in block 0x%s…: its author is punished already", block_hash.hex()[:12])
             return
         try:
-            nonce = compute_next_nonce(self.chain, self.pool.pending(), self.author.public)
+            nonce = compute_next_nonce(self.chain.state.overlay(), self.pool.pending(), self.author.public)
             xt = sign_extrinsic(
                 self.author, calls.ReportFraud(encoded), nonce=nonce,
                 genesis_hash=self.chain.genesis_hash, spec_version=self.chain.runtime.spec_version,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chain.pallets import balances
+from chain.pool import compute_next_nonce
 from rpc.methods import MethodTable, bind_params
 from rpc.params import AccountId
 from rpc.shapes import hexb
@@ -90,11 +90,7 @@ def build(node: NodeApi, *, node_name: str) -> MethodTable:
     @bind_params
     async def system_accountNextIndex(account: AccountId) -> int:
         """The account's nonce after the ones already waiting in the pool without a gap."""
-        nonce = balances.get_account(node.chain.state.overlay(), account).nonce
-        for n in sorted(xt.nonce for xt in node.pool.pending() if xt.signer == account):
-            if n == nonce:
-                nonce += 1
-        return nonce
+        return compute_next_nonce(node.chain.state.overlay(), node.pool.pending(), account)
 
     for fn in (
         system_name, system_version, system_chain, system_chainType, system_properties,
