@@ -220,7 +220,10 @@ def test_tx_errors_are_one_line(node) -> None:
     assert bad_signer.returncode == 1 and bad_signer.stderr.startswith("Error:")
     failing = polchain("tx", "train", "--rpc", node.url, "--signer", "//Dave", "--model", "0", "--dataset", "0",
                        "--steps", "10", "--batch-size", "8", "--lr", "-1")
-    assert failing.returncode == 1 and "InvalidLearningRate" in failing.stdout
+    # refused by the pool, no fee: one line on stderr with the block's reason
+    assert failing.returncode == 1 and failing.stderr == (
+        "Error: Invalid Transaction: call: training.InvalidLearningRate: lr must be a finite float32 > 0, got -1.0\n"
+    )
     unknown = polchain("query", "model", "99", "--rpc", node.url)
     assert unknown.returncode == 1 and "no model 99" in unknown.stderr
 

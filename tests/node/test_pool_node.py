@@ -109,6 +109,37 @@ async def _hold_block(
     return await block, result
 
 
+def test_a_train_with_arguments_no_state_can_make_right_is_refused_at_submission(service) -> None:
+    """A TRAIN whose arguments fail in any block (segment length 0, a NaN or negative learning
+    rate, batch 0, more segments than allowed) entered blocks and cost its sender the base fee
+    there (an outside tester's note, round 8). The node's pool refuses it at submission with
+    the block's reason, as "call" (Substrate's InvalidTransaction::Call); nothing is pooled
+    and the state is unchanged. A TRAIN with good arguments is pooled."""
+    from chain.calls import Train, compute_f32_bits
+    from chain.errors import InvalidTransaction
+
+    bob = dev_keypair("Bob")
+    good = Train(0, 0, 40, 8, compute_f32_bits(0.1), compute_f32_bits(0.0), 10)
+    bad = [
+        (Train(0, 0, 40, 8, compute_f32_bits(0.1), compute_f32_bits(0.0), 0), "training.InvalidSegmentLength"),
+        (Train(0, 0, 40, 8, compute_f32_bits(float("nan")), compute_f32_bits(0.0), 10), "training.InvalidLearningRate"),
+        (Train(0, 0, 40, 8, compute_f32_bits(-0.1), compute_f32_bits(0.0), 10), "training.InvalidLearningRate"),
+        (Train(0, 0, 40, 0, compute_f32_bits(0.1), compute_f32_bits(0.0), 10), "training.InvalidBatchSize"),
+        (Train(0, 0, 100_000, 8, compute_f32_bits(0.1), compute_f32_bits(0.0), 1), "training.TooManySegments"),
+        (Train(0, 0, 0, 8, compute_f32_bits(0.1), compute_f32_bits(0.0), 1), "training.InvalidSteps"),
+    ]
+    root = service.chain.state.root()
+    for call, error in bad:
+        raw = sign_extrinsic(bob, call, nonce=0, genesis_hash=service.chain.genesis_hash,
+                             spec_version=service.chain.runtime.spec_version).encode()
+        with pytest.raises(InvalidTransaction) as err:
+            service.pool.submit(raw)
+        assert err.value.reason == "call" and str(err.value).startswith(f"{error}: "), str(err.value)
+    assert service.pool.pending() == [] and service.chain.state.root() == root
+    raw = sign_extrinsic(bob, good, nonce=0, genesis_hash=service.chain.genesis_hash, spec_version=service.chain.runtime.spec_version).encode()
+    assert service.pool.submit(raw).status == "ready"
+
+
 def test_submission_after_the_block_is_written_does_not_invalidate_it(service) -> None:
     bob = SENDERS[0]
     async def scenario() -> None:
