@@ -114,3 +114,53 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one():
     assert hard == original_hard
     assert soft == min(hard, 1 << 20) if hard != -1 else soft == 1 << 20
     assert soft > 64
+
+
+async def test_a_malformed_http_request_is_one_info_line_not_a_traceback() -> None:
+    """A request aiohttp cannot parse (here a chunk size that is not hex) was logged at ERROR
+    with a full traceback, one per malformed request a client cared to send (an outside
+    tester's finding, round 7). Through the node's filter it is one INFO line with the
+    parser's reason; any other exception aiohttp logs keeps its traceback. A real aiohttp
+    server on a free loopback port, a raw socket as the client."""
+    import asyncio
+
+    from aiohttp import web
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RepeatFilter(10, clock=Clock()))
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addHandler(handler)
+    app = web.Application()
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app.router.add_post("/", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n")
+        await writer.drain()
+        assert b" 400 " in await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        for _ in range(50):
+            if out.getvalue():
+                break
+            await asyncio.sleep(0.05)
+        try:
+            raise RuntimeError("a bug")
+        except RuntimeError:
+            server_log.exception("Error handling request")
+    finally:
+        server_log.removeHandler(handler)
+        await runner.cleanup()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("INFO aiohttp.server: malformed HTTP request refused: 400, message: Invalid character"), lines
+    assert len(lines[0]) <= len("INFO aiohttp.server: malformed HTTP request refused: ") + 200
+    assert "Traceback" not in lines[0] and lines[1] == "ERROR aiohttp.server: Error handling request"
+    assert lines[2] == "Traceback (most recent call last):" and lines[-1] == "RuntimeError: a bug"
