@@ -5,15 +5,8 @@ imported, and after a restart. Every refusal changes only the fee and nonce (Dri
 the state root).
 
 Mutation testing of the lines f1973b0, 0d93f49, aa625cd and a7fc268 changed (2026-11-30,
-08:38-09:05 UTC; the whole run is recorded the same way in tests/chain/test_pallet_pol.py and
-tests/chain/test_federated_round.py): in a scratch copy whose ``[tool.mutmut]`` had only_mutate
-narrowed to chain/blockchain.py, chain/runtime.py, chain/fraud.py, chain/pallets/federated.py,
-democracy.py, governance.py and node/service.py (and the test selection to
-tests/chain/test_governance.py, for the stats run), ``mutmut run --max-children 2
-"chain.blockchain.x_nothing_matches*"`` made the mutants (the filter matched none, so none ran);
-the 336 mutants of 18 functions whose changed lines are all lines ``git diff abf95ca a7fc268``
-adds were each applied with ``mutmut apply NAME`` and their tests run in a fresh ``python -m
-pytest -x`` process (two at a time), the file restored after each. Tests: democracy.py with this
+08:38-09:05 UTC; the
+mutants of that run were made and run as the docstring of tests/chain/test_pallet_pol.py says). Tests: democracy.py with this
 file; governance.py with tests/chain/test_governance.py and this file. Killed/total:
 democracy.compute_config (the voting floor) 9/9, compute_reward_ceiling 4/4, verify_inflation
 32/32, apply_propose (its calls of them) 20/20, _apply_enact (the same) 16/16;

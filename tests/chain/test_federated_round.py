@@ -4,15 +4,7 @@ mutation-tested on 2026-11-30 (266/283; the survivors are explained in the docst
 tests/chain/test_bounties.py): the events' fields and a round failed at close are asserted here.
 
 Mutation testing of the lines 550c116 and c910e62 changed (2026-11-30, 08:38-09:05 UTC; the
-whole run is recorded the same way in tests/chain/test_pallet_pol.py and
-tests/chain/test_democracy.py): in a scratch copy whose ``[tool.mutmut]`` had only_mutate
-narrowed to chain/blockchain.py, chain/runtime.py, chain/fraud.py, chain/pallets/federated.py,
-democracy.py, governance.py and node/service.py (and the test selection to
-tests/chain/test_governance.py, for the stats run), ``mutmut run --max-children 2
-"chain.blockchain.x_nothing_matches*"`` made the mutants (the filter matched none, so none ran);
-the 336 mutants of 18 functions whose changed lines are all lines ``git diff abf95ca a7fc268``
-adds were each applied with ``mutmut apply NAME`` and their tests run in a fresh ``python -m
-pytest -x`` process (two at a time), the file restored after each. Tests: _verify_open with
+mutants of that run were made and run as the docstring of tests/chain/test_pallet_pol.py says). Tests: _verify_open with
 tests/chain/test_federated_pallet.py and this file; _apply_fail_round with this file and
 test_federated_pallet.py; _verify_base_not_forged, apply_open_round's call of it,
 apply_close_round's forged-base branch and apply_commit_update's counted samples with this

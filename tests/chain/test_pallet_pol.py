@@ -6,7 +6,7 @@ refuses its blocks. Every malformed or non-offence report fails with its specifi
 changes nothing but the fee and nonce; a second report of one offence is refused.
 
 Mutation testing of ab71097 and 550c116's runtime and fraud lines (2026-11-30, 08:38-09:05 UTC;
-the whole run is recorded the same way in tests/chain/test_federated_round.py and
+the same run's other functions are recorded in tests/chain/test_federated_round.py and
 tests/chain/test_democracy.py): in a scratch copy whose ``[tool.mutmut]`` had only_mutate
 narrowed to chain/blockchain.py, chain/runtime.py, chain/fraud.py, chain/pallets/federated.py,
 democracy.py, governance.py and node/service.py (and the test selection to
