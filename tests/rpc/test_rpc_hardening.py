@@ -214,13 +214,19 @@ async def test_new_websocket_evicts_the_least_recently_active_idle_one(start_ser
             await ws.close()
 
 
+async def _subscribed(http: aiohttp.ClientSession, srv, count: int) -> list[aiohttp.ClientWebSocketResponse]:  # type: ignore[no-untyped-def]
+    """``count`` WebSockets, each subscribed to new heads."""
+    sockets = []
+    for _ in range(count):
+        ws = await http.ws_connect(ws_url(srv))
+        await rpc(ws, {"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeNewHeads", "params": [0]})
+        sockets.append(ws)
+    return sockets
+
+
 async def test_websockets_with_subscriptions_are_not_evicted(start_server, session):
     async with start_server(max_connections=2) as srv:
-        sockets = []
-        for _ in range(2):
-            ws = await session.ws_connect(ws_url(srv))
-            await rpc(ws, {"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeNewHeads", "params": [0]})
-            sockets.append(ws)
+        sockets = await _subscribed(session, srv, 2)
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await session.ws_connect(ws_url(srv))
         assert refused.value.status == 429
@@ -237,11 +243,7 @@ async def test_an_address_holding_over_a_quarter_of_the_websockets_gives_way_to_
     hog_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
     try:
         async with start_server(max_connections=4) as srv:
-            hog = []
-            for _ in range(4):
-                ws = await hog_http.ws_connect(ws_url(srv))
-                await rpc(ws, {"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeNewHeads", "params": [0]})
-                hog.append(ws)
+            hog = await _subscribed(hog_http, srv, 4)
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await hog_http.ws_connect(ws_url(srv))
             assert refused.value.status == 429
