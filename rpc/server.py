@@ -110,6 +110,7 @@ import logging
 import os
 import resource
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal
@@ -117,7 +118,13 @@ from typing import Any, Final, Literal
 import msgspec
 from aiohttp import WSMsgType, web
 
-from rpc.connections import CLOSE_TRY_AGAIN_LATER, ConnectionBudget, GuardedWebSocket, Listener
+from rpc.connections import (
+    CLOSE_TRY_AGAIN_LATER,
+    ConnectionBudget,
+    GuardedWebSocket,
+    Listener,
+    find_hog,
+)
 from rpc.errors import (
     BatchTooLarge,
     InternalError,
@@ -975,11 +982,8 @@ class RpcServer:
             victim = min(idle, key=lambda c: c.last_active)
             why = b"idle connection closed to make room for a new one"
         else:
-            held: dict[str, int] = {}
-            for c in self._connections:
-                held[c.host] = held.get(c.host, 0) + 1
-            hog, count = max(held.items(), key=lambda item: item[1], default=(host, 0))
-            if hog == host or count <= self.max_connections // 4:
+            hog = find_hog(Counter(c.host for c in self._connections), host, self.max_connections)
+            if hog is None:
                 return False
             victim = min((c for c in self._connections if c.host == hog), key=lambda c: c.last_active)
             why = b"closed to make room: this address holds more than a quarter of the connections"

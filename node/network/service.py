@@ -55,6 +55,7 @@ import random
 import socket
 import time
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,7 +117,7 @@ from node.network.reputation import (
     Misbehaviour,
     ReputationBook,
 )
-from rpc.connections import CLOSE_TRY_AGAIN_LATER, ConnectionBudget, Listener
+from rpc.connections import CLOSE_TRY_AGAIN_LATER, ConnectionBudget, Listener, find_hog
 
 log = logging.getLogger("polchain.network")
 
@@ -589,13 +590,14 @@ class NetworkService:
         with 32 identities held every slot and kept everyone else out (an outside tester's
         finding, round 7; Substrate's defaults do the same). Peers of one address (a local
         devnet, a NAT) never evict each other, and reserved peers are never evicted."""
-        held: dict[str | None, list[Peer]] = {}
-        for p in self._peers.values():
-            if not p.outbound and p.peer_id not in self._reserved_ids and p not in self._evicted_peers:
-                held.setdefault(p.host, []).append(p)
-        hog, peers = max(held.items(), key=lambda item: len(item[1]), default=(None, []))
-        if hog is None or hog == host or len(peers) <= self.config.in_peers // 4:
+        inbound = [
+            p for p in self._peers.values()
+            if not p.outbound and p.peer_id not in self._reserved_ids and p not in self._evicted_peers
+        ]
+        hog = find_hog(Counter(p.host for p in inbound), host, self.config.in_peers)
+        if hog is None:
             return False
+        peers = [p for p in inbound if p.host == hog]
         victim = max(peers, key=lambda p: p.connected_at)
         self._evicted_peers.add(victim)
         self._spawn(
