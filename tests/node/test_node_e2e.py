@@ -103,7 +103,15 @@ def test_new_heads_subscription_delivers_blocks(node) -> None:
 
 def test_bad_input_gets_specific_errors_and_changes_nothing(node) -> None:
     async def scenario() -> None:
-        async with RpcClient(node.url) as client:
+        async with RpcClient(node.ws_url) as client:
+            # Bob's nonce 0 used first, in a block of its own, so that the test makes its own
+            # stale nonce rather than relying on the module's earlier tests.
+            sub = await client.subscribe(
+                "author_submitAndWatchExtrinsic", [await _signed(client, BOB, calls.Remark(b"first"))], "author_unwatchExtrinsic"
+            )
+            async with sub:
+                while not (isinstance(status := await sub.next(30), dict) and "inBlock" in status):
+                    pass
             head = await client.call("chain_getHeader", [])
             good = await _signed(client, BOB, calls.Remark(b"x"))
             forged = bytearray(bytes.fromhex(good[2:]))
