@@ -49,8 +49,10 @@ SPEC_NAME = "polchain"
 # and two open proposals a proposer; a data set at most 1 GiB and its read weighed at 4 units a byte; and from round
 # 8 (before any node ran version 5: its CI run had failed): a federated challenge and a bounty claim among the
 # settling calls, and a start- or end-fault report declaring no segment re-run (chain.pallets.training.compute_check_weight).
+# 6 (outside testers' round 8, S1): a TRAIN call checks its data set's schema and size and its licence's terms, and pays
+# both licences, before it reads the rows and is charged for them (chain.pallets.training.verify_job_inputs).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
-SPEC_VERSION = 5
+SPEC_VERSION = 6
 TRANSACTION_VERSION = 1
 
 

@@ -101,11 +101,6 @@ def verify_arguments(call: Train, max_steps: int, max_batch: int, max_segments: 
         )
 
 
-def compute_job(ctx: CallContext, call: Train) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:
-    """The job a TRAIN call describes, with its parent version and data set."""
-    return compute_job_at(ctx.state, ctx.config, call, ctx.block.parent_hash, ctx.extrinsic_hash)
-
-
 def compute_job_at(
     state: StateAccess, config: RuntimeConfig, call: Train, parent_hash: bytes, extrinsic_hash: bytes
 ) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:
@@ -115,12 +110,20 @@ def compute_job_at(
     Usable outside a dispatch: a fraud-proof check rebuilds the job with it from any state
     that holds the model version and the data set (both are immutable once written).
     """
+    model, spec, info = verify_job_inputs(state, config, call)
+    return _compute_job(state, call, model, spec, info, parent_hash, extrinsic_hash)
+
+
+def verify_job_inputs(
+    state: StateAccess, config: RuntimeConfig, call: Train
+) -> tuple[models.ModelInfo, ml_runtime.ModelSpec, datasets.DatasetInfo]:
+    """Every check of a TRAIN call's job that reads no row of its data set: the arguments, the
+    model, and the data set complete, of the model's kind and shape, and with a batch's rows.
+    Returns the model, its spec and the data set's record."""
     verify_arguments(call, config.max_train_steps, config.max_train_batch, config.max_segments)
     model = models.get_model(state, call.model)
     spec = models.decode_spec(model.spec)
-    parent = model.latest_version if call.from_version is None else call.from_version
-    weights = models.get_weights(state, call.model, parent)
-    info, x, y = datasets.get_rows(state, call.dataset)
+    info = datasets.get_complete_dataset(state, call.dataset)
     wanted = "regression" if spec.family == "linear" else "classification"
     if info.kind != wanted or info.features != spec.d or info.outputs != spec.k:
         raise DispatchError(
@@ -130,6 +133,17 @@ def compute_job_at(
         )
     if call.batch_size > info.row_count:
         raise DispatchError(PALLET, "InvalidBatchSize", f"batch_size {call.batch_size} exceeds the data set's {info.row_count} rows")
+    return model, spec, info
+
+
+def _compute_job(
+    state: StateAccess, call: Train, model: models.ModelInfo, spec: ml_runtime.ModelSpec, info: datasets.DatasetInfo,
+    parent_hash: bytes, extrinsic_hash: bytes,
+) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:
+    """:func:`compute_job_at` once :func:`verify_job_inputs` has passed: the rows read."""
+    parent = model.latest_version if call.from_version is None else call.from_version
+    weights = models.get_weights(state, call.model, parent)
+    _, x, y = datasets.get_rows(state, call.dataset)
     try:
         job = ml_runtime.TrainingJob(
             spec, weights, x, y, call.steps, call.batch_size,
@@ -188,18 +202,21 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     if model_license > MAX_BALANCE:
         raise DispatchError(PALLET, "Overflow", f"the model's licence {model_license} exceeds 2^63-1")
     _check_limit("the model's licence", model_license, call.max_model_license)
-    # From here a failure may come after the data set's rows were read: they are charged.
-    read = compute_read_weight(ctx.state, call.dataset)
-    ctx.post_info = PostDispatchInfo(
-        actual_weight=TRAIN_BASE_WEIGHT + read, actual_result_length=0, actual_transcript_bytes=0
-    )
-    job, parent, info = compute_job(ctx, call)
+    # Every check that reads no row, and both licences' payments, come before the rows are
+    # read: a TRAIN refused by its data set's schema or licence pays no read (it did, until
+    # runtime version 6: an outside tester's S1, round 8). A failure from here on undoes the
+    # payments (the dispatch's storage transaction), not the fee.
+    _, spec, info = verify_job_inputs(ctx.state, ctx.config, call)
     license_paid, terms = licenses.apply_license(
         ctx.state, call.dataset, info, ctx.sender, call.model, call.steps * call.batch_size, ctx.block.number,
         ctx.config.existential_deposit,
     )
-    _check_limit("the data set's licence", license_paid, call.max_data_license)  # (a failure undoes the payment)
+    _check_limit("the data set's licence", license_paid, call.max_data_license)
     dust = models.apply_pay_model(ctx.state, call.model, ctx.sender, model_license, ctx.config.existential_deposit)
+    ctx.post_info = PostDispatchInfo(
+        actual_weight=TRAIN_BASE_WEIGHT + datasets.compute_read_weight(info), actual_result_length=0, actual_transcript_bytes=0
+    )
+    job, parent, _ = _compute_job(ctx.state, call, model, spec, info, ctx.block.parent_hash, ctx.extrinsic_hash)
     result = _train_or_take(ctx, job, call.model, parent)
     ctx.post_info = AS_DECLARED  # the job ran and its result is in the block: all is due
     if result.diverged_segment is not None:

@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chainkit import ALICE, BOB
+from chainkit import ALICE, BOB, CHARLIE, FERDIE
 from test_pallets import Driver
 from test_weights_datasets import ReadLog, compute_rows, compute_weight
 
 import ml_runtime
 from chain import calls
 from chain.errors import DispatchError
-from chain.pallets import bounties, datasets, models, pol
+from chain.pallets import bounties, datasets, licenses, models, pol
 from chain.pallets.context import BlockInfo, CallContext
 from chain.pallets.training import TRAIN_BASE_WEIGHT
 
@@ -78,18 +78,38 @@ def test_a_train_call_declares_reading_its_data_set(chain) -> None:
     assert extra == datasets.compute_read_weight(info)
 
 
-def test_a_train_call_that_fails_after_reading_its_rows_pays_for_them(chain) -> None:
+def test_a_train_call_refused_by_a_check_that_needs_no_row_pays_no_read(chain) -> None:
+    """Every check of a TRAIN call that reads no row comes before the rows are read and
+    charged: the data set's schema and size, and its licence's terms and payment. Before
+    (runtime version 5; an outside tester's S1, round 8), a TRAIN refused by its data set's
+    licence or schema paid for reading every row first: up to a block's weight for a large set.
+    Each refusal leaves the state as before but for the fee and nonce (Driver.fails)."""
     d = Driver(chain)
-    state = chain.state.overlay()
     raw = compute_rows(100, 64, 2)
-    info = datasets.DatasetInfo(BOB.public, "two", 64, "classification", 2, 100, datasets.compute_rows_root(raw, 260), 0, "")
-    assert d.apply(BOB, calls.RegisterDataset(info.name, 64, "classification", 2, 100, info.rows_root, 0, "")).success
+    assert d.apply(BOB, calls.RegisterDataset("two", 64, "classification", 2, 100, datasets.compute_rows_root(raw, 260), 0, "")).success
     assert d.apply(BOB, calls.AppendRows(1, 0, raw)).success
-    state = chain.state.overlay()
-    receipt = d.apply(BOB, calls.Train(0, 1, 1, 1, calls.compute_f32_bits(0.5), 0, 1))  # 2 classes, the model 10
-    assert not receipt.success and "DatasetMismatch" in (receipt.error or "")
-    assert receipt.weight >= TRAIN_BASE_WEIGHT + 100 * 260
-    assert receipt.weight == TRAIN_BASE_WEIGHT + datasets.compute_read_weight(datasets.get_dataset(state, 1))
+    assert d.apply(BOB, calls.RegisterDataset("half", 64, "classification", 10, 100, datasets.compute_rows_root(raw, 260), 0, "")).success
+    assert d.apply(BOB, calls.AppendRows(2, 0, raw[: 50 * 260])).success
+    digits = datasets.get_dataset(chain.state.overlay(), 0)
+
+    def refused(call: calls.Train, error: str) -> None:
+        receipt = d.apply(CHARLIE, call)
+        assert not receipt.success and error in (receipt.error or ""), receipt.error
+        assert receipt.weight == TRAIN_BASE_WEIGHT, (error, receipt.weight - TRAIN_BASE_WEIGHT)
+
+    refused(calls.Train(0, 1, 1, 1, calls.compute_f32_bits(0.5), 0, 1), "training.DatasetMismatch")  # 2 classes, the model 10
+    refused(calls.Train(0, 2, 1, 1, calls.compute_f32_bits(0.5), 0, 1), "datasets.Incomplete")
+    refused(calls.Train(0, 0, 1, digits.row_count + 1, calls.compute_f32_bits(0.5), 0, 1), "training.InvalidBatchSize")
+    refused(calls.Train(0, 0, 1, 8, calls.compute_f32_bits(0.5), 0, 1, max_data_license=8 * digits.price_per_row - 1),
+            "training.LicenseAboveLimit")
+    terms = calls.LicenseTerms(0, allowed="accounts", accounts=(BOB.public,))
+    assert d.apply(FERDIE, calls.SetDatasetLicense(0, terms)).success
+    for _ in range(licenses.LICENSE_NOTICE_BLOCKS):
+        assert d.apply(BOB, calls.Remark(b"tick")).success
+    refused(calls.Train(0, 0, 1, 8, calls.compute_f32_bits(0.5), 0, 1), "datasets.NotLicensed")
+    trained = d.apply(BOB, calls.Train(0, 0, 1, 8, calls.compute_f32_bits(0.5), 0, 1))
+    assert trained.success, trained.error  # the licensee trains, and pays the read with the rest
+    assert trained.weight > TRAIN_BASE_WEIGHT + datasets.compute_read_weight(digits)
 
 
 def test_a_fraud_report_declares_reading_the_data_set_it_rebuilds_the_job_from(chain, tmp_path) -> None:
