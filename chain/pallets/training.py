@@ -110,19 +110,22 @@ def compute_job_at(
     Usable outside a dispatch: a fraud-proof check rebuilds the job with it from any state
     that holds the model version and the data set (both are immutable once written).
     """
-    model, spec, info = verify_job_inputs(state, config, call)
-    return _compute_job(state, call, model, spec, info, parent_hash, extrinsic_hash)
+    spec, parent, weights, info = verify_job_inputs(state, config, call)
+    return _compute_job(state, call, spec, weights, parent_hash, extrinsic_hash), parent, info
 
 
 def verify_job_inputs(
     state: StateAccess, config: RuntimeConfig, call: Train
-) -> tuple[models.ModelInfo, ml_runtime.ModelSpec, datasets.DatasetInfo]:
+) -> tuple[ml_runtime.ModelSpec, int, np.ndarray, datasets.DatasetInfo]:
     """Every check of a TRAIN call's job that reads no row of its data set: the arguments, the
-    model, and the data set complete, of the model's kind and shape, and with a batch's rows.
-    Returns the model, its spec and the data set's record."""
+    model and the version it starts from, and the data set complete, of the model's kind and
+    shape, and with a batch's rows. Returns the model's spec, that version and its weights, and
+    the data set's record."""
     verify_arguments(call, config.max_train_steps, config.max_train_batch, config.max_segments)
     model = models.get_model(state, call.model)
     spec = models.decode_spec(model.spec)
+    parent = model.latest_version if call.from_version is None else call.from_version
+    weights = models.get_weights(state, call.model, parent)
     info = datasets.get_complete_dataset(state, call.dataset)
     wanted = "regression" if spec.family == "linear" else "classification"
     if info.kind != wanted or info.features != spec.d or info.outputs != spec.k:
@@ -133,26 +136,22 @@ def verify_job_inputs(
         )
     if call.batch_size > info.row_count:
         raise DispatchError(PALLET, "InvalidBatchSize", f"batch_size {call.batch_size} exceeds the data set's {info.row_count} rows")
-    return model, spec, info
+    return spec, parent, weights, info
 
 
 def _compute_job(
-    state: StateAccess, call: Train, model: models.ModelInfo, spec: ml_runtime.ModelSpec, info: datasets.DatasetInfo,
-    parent_hash: bytes, extrinsic_hash: bytes,
-) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:
+    state: StateAccess, call: Train, spec: ml_runtime.ModelSpec, weights: np.ndarray, parent_hash: bytes, extrinsic_hash: bytes
+) -> ml_runtime.TrainingJob:
     """:func:`compute_job_at` once :func:`verify_job_inputs` has passed: the rows read."""
-    parent = model.latest_version if call.from_version is None else call.from_version
-    weights = models.get_weights(state, call.model, parent)
     _, x, y = datasets.get_rows(state, call.dataset)
     try:
-        job = ml_runtime.TrainingJob(
+        return ml_runtime.TrainingJob(
             spec, weights, x, y, call.steps, call.batch_size,
             compute_f32_value(call.lr), compute_f32_value(call.l2),
             compute_job_seed(parent_hash, extrinsic_hash), call.segment_len,
         )
     except ml_runtime.MLRuntimeError as exc:
         raise DispatchError(PALLET, "InvalidJob", str(exc)) from None
-    return job, parent, info
 
 
 def compute_segment_weight(state: StateAccess, call: Train) -> int | None:
@@ -206,7 +205,7 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     # read: a TRAIN refused by its data set's schema or licence pays no read (it did, until
     # runtime version 6: an outside tester's S1, round 8). A failure from here on undoes the
     # payments (the dispatch's storage transaction), not the fee.
-    _, spec, info = verify_job_inputs(ctx.state, ctx.config, call)
+    spec, parent, weights, info = verify_job_inputs(ctx.state, ctx.config, call)
     license_paid, terms = licenses.apply_license(
         ctx.state, call.dataset, info, ctx.sender, call.model, call.steps * call.batch_size, ctx.block.number,
         ctx.config.existential_deposit,
@@ -216,7 +215,7 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     ctx.post_info = PostDispatchInfo(
         actual_weight=TRAIN_BASE_WEIGHT + datasets.compute_read_weight(info), actual_result_length=0, actual_transcript_bytes=0
     )
-    job, parent, _ = _compute_job(ctx.state, call, model, spec, info, ctx.block.parent_hash, ctx.extrinsic_hash)
+    job = _compute_job(ctx.state, call, spec, weights, ctx.block.parent_hash, ctx.extrinsic_hash)
     result = _train_or_take(ctx, job, call.model, parent)
     ctx.post_info = AS_DECLARED  # the job ran and its result is in the block: all is due
     if result.diverged_segment is not None:

@@ -98,6 +98,7 @@ def test_a_train_call_refused_by_a_check_that_needs_no_row_pays_no_read(chain) -
         assert receipt.weight == TRAIN_BASE_WEIGHT, (error, receipt.weight - TRAIN_BASE_WEIGHT)
 
     refused(calls.Train(0, 1, 1, 1, calls.compute_f32_bits(0.5), 0, 1), "training.DatasetMismatch")  # 2 classes, the model 10
+    refused(calls.Train(0, 0, 1, 1, calls.compute_f32_bits(0.5), 0, 1, from_version=99), "models.UnknownVersion")
     refused(calls.Train(0, 2, 1, 1, calls.compute_f32_bits(0.5), 0, 1), "datasets.Incomplete")
     refused(calls.Train(0, 0, 1, digits.row_count + 1, calls.compute_f32_bits(0.5), 0, 1), "training.InvalidBatchSize")
     refused(calls.Train(0, 0, 1, 8, calls.compute_f32_bits(0.5), 0, 1, max_data_license=8 * digits.price_per_row - 1),
