@@ -55,6 +55,11 @@ from chain.pallets.training import TRAIN_BASE_WEIGHT
 from chain.proofs import compute_result_length, compute_transcript_bytes
 
 Handler = Callable[[CallContext, Any], None]
+#: A pool's check of a call (state, sender, call, the block it would be in, the config):
+#: DispatchError for one that would fail at once in that block, before any work and paying
+#: little for it. A pool rule (Substrate's ``validate_transaction`` checks of a call), not a
+#: rule of import: a block holding such a call stays valid, and the call fails in it.
+Admit = Callable[[StateAccess, bytes, Any, int, RuntimeConfig], None]
 # The most TRAIN calls a block holds. Every importer fetches each job's checkpoints from its
 # peers with a request of its own, and keeps to a peer's request limit (node.network.peer
 # .PACED_SHARE: 16 a second): a dev block held 1,174 one-step TRAINs, all paid, and took each
@@ -117,10 +122,12 @@ def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
 
 @dataclass(frozen=True, slots=True)
 class CallRow:
-    """One row of the dispatch table: the handler and what the call declares."""
+    """One row of the dispatch table: the handler, what the call declares, and what a pool
+    checks of it before admitting it (``admit``, :meth:`Runtime.verify_admissible`)."""
 
     handler: Handler
     info: Callable[[StateAccess, Any], DispatchInfo]
+    admit: Admit | None = None
 
 
 def _fixed(units: int) -> Callable[[StateAccess, Any], DispatchInfo]:
@@ -146,7 +153,7 @@ DISPATCH: dict[type, CallRow] = {
     calls.RegisterModel: CallRow(models.apply_register_model, lambda _s, c: DispatchInfo(models.compute_register_weight(c))),
     calls.RegisterDataset: CallRow(datasets.apply_register_dataset, _fixed(200_000)),
     calls.AppendRows: CallRow(datasets.apply_append_rows, lambda s, c: DispatchInfo(datasets.compute_append_weight(s, c))),
-    calls.Train: CallRow(training.apply_train, _train_info),
+    calls.Train: CallRow(training.apply_train, _train_info, training.verify_admissible),
     calls.Bond: CallRow(staking.apply_bond, _fixed(staking.BOND_WEIGHT)),
     calls.Unbond: CallRow(staking.apply_unbond, _fixed(staking.UNBOND_WEIGHT)),
     calls.SetTrainingPolicy: CallRow(models.apply_set_training_policy, _fixed(100_000)),
@@ -179,7 +186,9 @@ DISPATCH: dict[type, CallRow] = {
     calls.OpenRound: CallRow(federated.apply_open_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.CommitUpdate: CallRow(federated.apply_commit_update, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.ChallengeRound: CallRow(federated.apply_challenge, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
-    calls.RevealSegment: CallRow(federated.apply_reveal_segment, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.RevealSegment: CallRow(
+        federated.apply_reveal_segment, lambda s, c: DispatchInfo(federated.compute_weight(s, c)), federated.verify_reveal_admissible
+    ),
     calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.ProposeConfig: CallRow(democracy.apply_propose, _fixed(democracy.PROPOSE_WEIGHT)),
     calls.VoteConfig: CallRow(democracy.apply_vote, _fixed(democracy.VOTE_WEIGHT)),
@@ -299,6 +308,24 @@ class Runtime:
         This is the pool's admission check (Substrate's ``validate_transaction``).
         """
         return self._verify_extrinsic(state, xt, length, number, check_signature, allow_future)[0]
+
+    def verify_admissible(self, state: StateAccess, xt: Extrinsic, number: int) -> None:
+        """InvalidTransaction("call") if ``xt``'s call would fail at once in block ``number``
+        (its row's ``admit``): a pool's check, made before :meth:`verify_extrinsic`.
+
+        Why a pool refuses what a block may hold: such a call pays little for failing (the
+        base of its weight), yet is ordered by what it declares. A reveal by an account with
+        no update in the round declared a whole segment's re-run, so its operational priority
+        (OPERATIONAL_CALLS) outranked a transfer tipping 5 POL while it paid 0.0014 POL (an
+        outside tester's finding, round 9); a TRAIN of arguments no state makes right (a
+        segment length of 0) entered blocks and paid the base fee there (round 8)."""
+        admit = DISPATCH[type(xt.call)].admit
+        if admit is None:
+            return
+        try:
+            admit(state, xt.signer, xt.call, number, self.config)
+        except DispatchError as exc:
+            raise InvalidTransaction("call", f"{exc.module}.{exc.error}: {exc}") from None
 
     def _verify_extrinsic(
         self, state: StateAccess, xt: Extrinsic, length: int, number: int, check_signature: bool, allow_future: bool,

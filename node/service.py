@@ -88,7 +88,6 @@ from chain.crypto import Keypair, blake2_256, ss58_encode, verify_signature
 from chain.errors import (
     ChainError,
     CheckpointsUnavailable,
-    DispatchError,
     FinalityConflict,
     FraudFound,
     InvalidFraudProof,
@@ -106,7 +105,6 @@ from chain.fraud import (
     verify_fraud_proof,
 )
 from chain.header import Header, verify_seal
-from chain.pallets import training
 from chain.pallets.pol import (
     STALE_REPORT_ERRORS,
     is_block_here,
@@ -433,25 +431,17 @@ class NodeService:
 
     # --- the pool's view of validity -----------------------------------------------------------
     def _validate_for_pool(self, xt: Extrinsic) -> Validity:
-        if type(xt.call) is calls.Train:
-            # Arguments no state can make right (a segment length of 0, a NaN learning rate)
-            # fail in any block, and their sender pays the base fee for it: the pool refuses
-            # them at submission, with the reason the block would give (an outside tester's
-            # note, round 8). A pool rule, not an import rule: a block holding one stays valid.
-            config = self.chain.config
-            try:
-                training.verify_arguments(xt.call, config.max_train_steps, config.max_train_batch, config.max_segments)
-            except DispatchError as exc:
-                raise InvalidTransaction("call", f"{exc.module}.{exc.error}: {exc}") from None
+        runtime, state, number = self.chain.runtime, self.chain.state.overlay(), self.chain.best_number + 1
+        # A call that would fail at once, paying little (a TRAIN of a segment length of 0, a
+        # reveal in a round it has no update in) is refused with the reason the block would
+        # give, before its signature is checked (chain.runtime.Runtime.verify_admissible).
+        runtime.verify_admissible(state, xt, number)
         # A hash fixes the bytes and so the signature's validity on this chain: check it once,
         # not again at every revalidation after a block.
         raw = xt.encode()
         xt_hash = blake2_256(raw)
         checked = xt_hash in self._signature_ok
-        v = self.chain.runtime.verify_extrinsic(
-            self.chain.state.overlay(), xt, len(raw), self.chain.best_number + 1,
-            check_signature=not checked, allow_future=True,
-        )
+        v = runtime.verify_extrinsic(state, xt, len(raw), number, check_signature=not checked, allow_future=True)
         if not checked:
             self._signature_ok[xt_hash] = None
             if len(self._signature_ok) > SIGNATURE_CACHE:

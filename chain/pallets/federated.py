@@ -719,20 +719,37 @@ def _verify_reveal(ctx: CallContext, call: RevealSegment, info: RoundInfo, updat
     return job, checkpoint, start, end
 
 
-def apply_reveal_segment(ctx: CallContext, call: RevealSegment) -> None:
-    state, who = ctx.state, ctx.sender
-    ctx.post_info = PostDispatchInfo(actual_weight=BASE_WEIGHT)  # until the update's own n is known
+def find_revealing_update(state: StateAccess, who: bytes, call: RevealSegment, number: int) -> tuple[RoundInfo, UpdateInfo]:
+    """The round a reveal in block ``number`` names and ``who``'s update in it, while the round
+    takes reveals; DispatchError otherwise (a reveal failing here pays BASE_WEIGHT only)."""
     info = get_round(state, call.round)
     if info.status != REVEALING:
         raise _fail("NotRevealing", f"round {call.round} is {info.status}, not revealing")
-    if ctx.block.number > info.reveal_deadline:
+    if number > info.reveal_deadline:
         raise _fail("TooLate", f"round {call.round} took reveals up to block {info.reveal_deadline}")
     update = UPDATES.get(state, call.round, who)
     if update is None:
         raise _fail("NoUpdate", f"this account committed no update to round {call.round}")
-    ctx.post_info = PostDispatchInfo(actual_weight=compute_reveal_weight(get_spec(state, info), info, update.row_count))
+    return info, update
+
+
+def _verify_undecided(update: UpdateInfo) -> None:
     if update.status != COMMITTED:
         raise _fail("UpdateDecided", f"this update is already {update.status}")
+
+
+def verify_reveal_admissible(state: StateAccess, who: bytes, call: RevealSegment, number: int, _config: RuntimeConfig) -> None:
+    """A pool's check of a reveal (chain.runtime.CallRow.admit): the round takes reveals and the
+    sender's update in it awaits them."""
+    _verify_undecided(find_revealing_update(state, who, call, number)[1])
+
+
+def apply_reveal_segment(ctx: CallContext, call: RevealSegment) -> None:
+    state, who = ctx.state, ctx.sender
+    ctx.post_info = PostDispatchInfo(actual_weight=BASE_WEIGHT)  # until the update's own n is known
+    info, update = find_revealing_update(state, who, call, ctx.block.number)
+    ctx.post_info = PostDispatchInfo(actual_weight=compute_reveal_weight(get_spec(state, info), info, update.row_count))
+    _verify_undecided(update)
     job, checkpoint, start, end = _verify_reveal(ctx, call, info, update)
     try:
         ml_runtime.verify_segment(job, call.segment, checkpoint, end, start)

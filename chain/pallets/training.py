@@ -101,6 +101,12 @@ def verify_arguments(call: Train, max_steps: int, max_batch: int, max_segments: 
         )
 
 
+def verify_admissible(_state: StateAccess, _sender: bytes, call: Train, _number: int, config: RuntimeConfig) -> None:
+    """A pool's check of a TRAIN call (chain.runtime.CallRow.admit): its arguments, which no
+    state makes right."""
+    verify_arguments(call, config.max_train_steps, config.max_train_batch, config.max_segments)
+
+
 def compute_job_at(
     state: StateAccess, config: RuntimeConfig, call: Train, parent_hash: bytes, extrinsic_hash: bytes
 ) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:

@@ -13,7 +13,7 @@ import math
 import msgspec
 import numpy as np
 import pytest
-from chainkit import ALICE, event_args
+from chainkit import ALICE, event_args, sign
 from fedkit import (
     BOB,
     CHARLIE,
@@ -388,6 +388,36 @@ def test_bad_challenges_reveals_and_closes_are_refused(chain) -> None:
     d.ok(EVE, calls.CloseRound(0))
     assert "already closed" in d.fails(EVE, calls.CloseRound(0), "RoundEnded")
     d.fails(BOB, first, "NotRevealing")
+
+
+def test_a_pool_admits_only_a_reveal_the_round_awaits(chain) -> None:
+    """A reveal that fails at its first checks pays BASE_WEIGHT, yet declared a segment's
+    re-run and, as an operational call, was ordered by five times that fee: a reveal by an
+    account with no update in the round outranked a transfer tipping 5 POL while it paid
+    0.0014 POL (an outside tester's finding, round 9). The pool's check of a call
+    (Runtime.verify_admissible) refuses it, as "call", with the reason the block would give."""
+    from chain.errors import InvalidTransaction
+
+    r = _Round(chain, min_updates=1)
+    d = r.d
+    d.ok(BOB, r.bob_commit)
+
+    def refused(key, call, error: str) -> None:
+        with pytest.raises(InvalidTransaction) as exc:
+            chain.runtime.verify_admissible(chain.state.overlay(), sign(chain, key, call, 0), chain.best_number + 1)
+        assert exc.value.reason == "call" and str(exc.value).startswith(f"federated.{error}: "), str(exc.value)
+
+    refused(BOB, _reveal_any(r, chain), "NotRevealing")
+    d.until(5)
+    d.ok(EVE, calls.ChallengeRound(0))
+    first, *rest = r.bob.reveals(chain, 0)
+    refused(CHARLIE, first, "NoUpdate")
+    chain.runtime.verify_admissible(chain.state.overlay(), sign(chain, BOB, first, 0), chain.best_number + 1)  # admitted
+    for reveal in (first, *rest):
+        d.ok(BOB, reveal)
+    refused(BOB, first, "UpdateDecided")
+    d.until(federated.get_round(chain.state.overlay(), 0).reveal_deadline)
+    refused(BOB, first, "TooLate")
 
 
 def _reveal_any(r: _Round, chain) -> calls.RevealSegment:
