@@ -270,8 +270,12 @@ class Blockchain:
         that number with another hash is imported, so a node syncing from genesis cannot be
         led down a history that old validators, their stake long withdrawn and their keys no
         longer worth anything, signed again from far back (a long-range attack, which finality
-        votes alone cannot refuse: the keys were the set's at the time). A database whose best
-        chain holds another block at that number is refused when opened."""
+        votes alone cannot refuse: the keys were the set's at the time). Nor is a block above
+        that number that does not descend from the checkpoint, nor is a block finalized that
+        is not on its chain, or cannot be shown to be yet (:meth:`find_checkpoint_conflict`),
+        nor does this node author a block of that number. A database whose best chain or
+        finalized block is off the checkpoint's chain is refused when opened, and stored
+        branches off it are no longer leaves the best block may move to."""
         if signature_threads < 1:
             raise ChainError(f"signature_threads must be at least 1, got {signature_threads}")
         self.db = db
@@ -305,6 +309,9 @@ class Blockchain:
         self.finalized_hash = self._require_meta(META_FINALIZED)
         self.finalized_header = self.get_header(self.finalized_hash)
         self.checkpoint = checkpoint
+        # The leaves are few (branches off the finalized chain are dropped at finality), so
+        # they are kept in memory; a database from before the block tree has only its best.
+        self._leaves = {key for key, _ in db.iterate(Column.LEAVES)} or {self.best_hash}
         if checkpoint is not None:
             held = self.get_hash(checkpoint[0])
             if held is not None and held != checkpoint[1]:
@@ -312,9 +319,16 @@ class Blockchain:
                     f"the database's best chain holds block #{checkpoint[0]} 0x{held.hex()}, not the checkpoint "
                     f"0x{checkpoint[1].hex()}: it followed another chain; purge it (polchain purge-chain) to sync again"
                 )
-        # The leaves are few (branches off the finalized chain are dropped at finality), so
-        # they are kept in memory; a database from before the block tree has only its best.
-        self._leaves = {key for key, _ in db.iterate(Column.LEAVES)} or {self.best_hash}
+            if self._is_on_checkpoint_chain(self.finalized_hash) is False:
+                raise ChainError(
+                    f"the database's finalized block #{self.finalized_number} 0x{self.finalized_hash.hex()} is not on the "
+                    f"chain of the checkpoint #{checkpoint[0]} 0x{checkpoint[1].hex()}: it followed another chain; purge it "
+                    "(polchain purge-chain) to sync again"
+                )
+            # A branch stored before the checkpoint was given, off its chain (an outside
+            # tester's finding, round 9: its blocks above the checkpoint's number were then
+            # extended and became best), is not a leaf the best block may move to.
+            self._leaves = {leaf for leaf in self._leaves if self._is_on_checkpoint_chain(leaf) is not False}
 
     # --- the runtime config: each block runs with the config in its parent's state --------------
     def runtime_of(self, state: StateAccess) -> Runtime:
@@ -696,6 +710,11 @@ class Blockchain:
         leave_out: frozenset[str],
     ) -> ImportedBlock:
         parent = self.best_header
+        if self.checkpoint is not None and parent.number + 1 == self.checkpoint[0]:
+            raise ChainError(
+                f"block #{parent.number + 1} is the checkpoint 0x{self.checkpoint[1].hex()}: this node imports it, "
+                "it does not author another"
+            )
         if self.rules is not None:
             self.rules.check_claim(self, parent, author.public, slot)
         overlay = self.state.overlay()
@@ -934,6 +953,11 @@ class Blockchain:
         parent = decode_header(raw_parent)
         if header.number != parent.number + 1:
             raise BlockError(f"block #{header.number} does not follow its parent #{parent.number}")
+        if self.checkpoint is not None and header.number > self.checkpoint[0] and not self._is_on_checkpoint_chain(header.parent_hash):
+            raise InvalidBlockAncestry(
+                f"block #{header.number} {block_hash.hex()} does not descend from the checkpoint #{self.checkpoint[0]} "
+                f"0x{self.checkpoint[1].hex()}: it is on another chain"
+            )
         if not self.is_descendant(header.parent_hash, self.finalized_hash):
             raise FinalityConflict(
                 f"block #{header.number} is on a branch that does not contain the finalized block "
@@ -1070,6 +1094,37 @@ class Blockchain:
         checks.start(pool, self.signature_threads - 1, wait=wait)
         return checks
 
+    # --- the checkpoint ------------------------------------------------------------------------
+    def _is_on_checkpoint_chain(self, block_hash: bytes) -> bool | None:
+        """Whether the stored block ``block_hash`` is on the checkpoint's chain: True if there
+        is no checkpoint, or if the block is the checkpoint, a descendant or an ancestor of it;
+        None if it is below the checkpoint's number and the checkpoint is not stored (not yet
+        known either way)."""
+        if self.checkpoint is None:
+            return True
+        number, wanted = self.checkpoint
+        below = self.get_header(block_hash).number < number
+        if not self.has_block(wanted):
+            # Above its number, the block's ancestor there is stored, and so is not it.
+            return None if below else False
+        return self.is_descendant(wanted, block_hash) if below else self.is_descendant(block_hash, wanted)
+
+    def find_checkpoint_conflict(self, block_hash: bytes) -> str | None:
+        """Why the stored block ``block_hash`` may not be finalized under the checkpoint, None if
+        it may. Not before the checkpoint is imported, for a block below it: a justification
+        signed by validators of that time (keys long unbonded) finalized a long-range fork's
+        block below it, and the honest chain then conflicted with finality for good (an
+        outside tester's finding, round 9). Finality resumes above the checkpoint."""
+        on_chain = self._is_on_checkpoint_chain(block_hash)
+        if on_chain:
+            return None
+        assert self.checkpoint is not None  # (on the chain when there is none)
+        number, wanted = self.checkpoint
+        at = f"block #{self.get_header(block_hash).number} {block_hash.hex()}"
+        if on_chain is None:
+            return f"{at} is below the checkpoint #{number} 0x{wanted.hex()}, which is not imported yet: not finalized before it is"
+        return f"{at} is not on the chain of the checkpoint #{number} 0x{wanted.hex()}"
+
     # --- finality ----------------------------------------------------------------------------
     def set_finalized(self, block_hash: bytes) -> None:
         """Finalize a block of the best chain, without a justification (a sole validator)."""
@@ -1105,6 +1160,9 @@ class Blockchain:
                 f"block #{header.number} {block_hash.hex()} conflicts with the finalized block "
                 f"#{self.finalized_number} {self.finalized_hash.hex()}"
             )
+        conflict = None if block_hash == self.finalized_hash else self.find_checkpoint_conflict(block_hash)
+        if conflict is not None:
+            raise FinalityConflict(conflict)
         if not self.is_descendant(new_best, block_hash):
             raise FinalityConflict(f"the best block {new_best.hex()} would not contain the finalized block {block_hash.hex()}")
         dead = {leaf for leaf in self._leaves if not self.is_descendant(leaf, block_hash)}

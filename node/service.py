@@ -574,6 +574,9 @@ class NodeService:
             )
             if slot is None or self._signing_paused():
                 return None
+            checkpoint = self.chain.checkpoint
+            if checkpoint is not None and self.chain.best_number + 1 == checkpoint[0]:
+                return None  # the checkpoint's number: that block is imported, not authored (Blockchain.build_block)
             # Recorded before the block is built (a crash after must not let this key seal
             # another block in the slot: node.voter_record). A sole validator has no one to
             # equivocate to, and its database refuses a second block in a slot.
@@ -792,6 +795,10 @@ class NodeService:
             if chain.is_descendant(chain.finalized_hash, justification.target_hash) and chain.get_justification(
                 justification.target_hash
             ) is not None:
+                return False
+            conflict = chain.find_checkpoint_conflict(justification.target_hash)
+            if conflict is not None:  # (--checkpoint: its sender may be honest, and not yet shown wrong)
+                log.info("a justification is not applied: %s", conflict)
                 return False
             moved = await self._finalize(justification)
             await self._follow_justified()

@@ -337,3 +337,90 @@ def test_a_checkpoint_refuses_every_other_block_of_its_number_and_a_database_tha
     for fine in ((2, b2.hash()), (3, a2.hash())):
         open_chain(tmp_path / "b", checkpoint=fine).db.close()
     a.db.close()
+
+
+def _long_range(tmp_path: Path) -> tuple[list[Block], list[Block]]:
+    """An honest chain A1..A4 and, from genesis, another B1..B5 (both sealed by Alice, the dev
+    chain's one validator, in other slots): what a long-range attacker's old keys sign."""
+    honest, attacker = open_chain(tmp_path / "honest"), open_chain(tmp_path / "attacker")
+    a = [_build(honest, slot, []) for slot in (1, 2, 3, 4)]
+    b = [_build(attacker, slot, []) for slot in (10, 11, 12, 13, 14)]
+    honest.db.close()
+    attacker.db.close()
+    return a, b
+
+
+def test_a_checkpoint_refuses_a_branch_stored_before_it_and_authoring_its_number(tmp_path) -> None:
+    """A node that stored B1..B3 beside A1..A3 and is restarted with ``checkpoint=(3, A3)``:
+    B4, on the stored B3, was imported and became best, passing the checkpoint (an outside
+    tester's finding, round 9). Now it is refused with the reason, nothing changes, and B3 is no
+    longer a leaf the best block may move to. Nor does the node author a block #3 of its own."""
+    from chain.errors import ChainError, InvalidBlockAncestry
+
+    a, b = _long_range(tmp_path)
+    node = open_chain(tmp_path / "node")
+    for block in a[:3] + b[:3]:
+        node.import_block(block)
+    assert b[2].hash() in node.get_leaves()
+    node.db.close()
+    node = open_chain(tmp_path / "node", checkpoint=(3, a[2].hash()))
+    assert node.get_leaves() == (a[2].hash(),)
+    root, best = node.state.root(), node.best_hash
+    with pytest.raises(InvalidBlockAncestry) as err:
+        node.import_block(b[3])
+    assert str(err.value) == (
+        f"block #4 {b[3].hash().hex()} does not descend from the checkpoint #3 0x{a[2].hash().hex()}: it is on another chain"
+    )
+    assert (node.state.root(), node.best_hash, node.has_block(b[3].hash())) == (root, best, False)
+    node.import_block(a[3])
+    assert node.best_hash == a[3].hash()
+    node.db.close()
+    fresh = open_chain(tmp_path / "fresh", checkpoint=(3, a[2].hash()))
+    for block in a[:2]:
+        fresh.import_block(block)
+    root = fresh.state.root()
+    with pytest.raises(ChainError, match=r"^block #3 is the checkpoint 0x[0-9a-f]{64}: this node imports it, it does not author another$"):
+        fresh.build_block([], ALICE, slot=20)
+    assert (fresh.state.root(), fresh.best_number) == (root, 2)
+    fresh.db.close()
+
+
+def test_a_checkpoint_lets_nothing_below_it_be_finalized_before_it_is_imported(tmp_path) -> None:
+    """A node with ``checkpoint=(3, A3)`` syncing the attacker's B1, B2 first: a justification by
+    the old keys finalized B2, and the honest A1 then conflicted with finality for good (the
+    node sat at #2, and reopened so; an outside tester's finding, round 9). Now B2 is not
+    finalized (the checkpoint is not imported yet), the honest chain imports and becomes best,
+    and a block on the checkpoint's chain is finalized. A database that finalized a block off
+    the checkpoint's chain is refused when opened with it."""
+    from chain.errors import ChainError
+
+    a, b = _long_range(tmp_path)
+    node = open_chain(tmp_path / "node", checkpoint=(3, a[2].hash()))
+    for block in b[:2]:
+        node.import_block(block)
+    with pytest.raises(FinalityConflict) as err:
+        node.set_finalized(b[1].hash())
+    assert str(err.value) == (
+        f"block #2 {b[1].hash().hex()} is below the checkpoint #3 0x{a[2].hash().hex()}, which is not imported yet: "
+        "not finalized before it is"
+    )
+    assert node.finalized_number == 0
+    for block in a:
+        node.import_block(block)
+    assert node.best_hash == a[3].hash()
+    node.set_finalized(a[1].hash())  # below the checkpoint, on its chain, now that it is imported
+    assert node.finalized_hash == a[1].hash()
+    node.db.close()
+    other = open_chain(tmp_path / "other")
+    for block in a[:3] + b[:2]:
+        other.import_block(block)
+    other.finalize(b[0].hash(), best=b[1].hash())  # (no checkpoint: allowed)
+    other.db.close()
+    spec = dev_spec()
+    db = Database(tmp_path / "other")
+    with pytest.raises(ChainError) as refused:
+        Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis, checkpoint=(3, a[2].hash()))
+    db.close()
+    assert str(refused.value).startswith(
+        f"the database's finalized block #1 0x{b[0].hash().hex()} is not on the chain of the checkpoint #3 0x{a[2].hash().hex()}"
+    )

@@ -31,7 +31,14 @@ from chain.pallets.training import compute_job_at
 from chain.proofs import TrainingClaim
 from chain.pruning import prune_state
 from chain.storage import Database
-from consensus.finality import SET_ID, Checkpoint, Justification, Vote, sign_vote
+from consensus.finality import (
+    SET_ID,
+    Checkpoint,
+    Justification,
+    Vote,
+    decode_justification,
+    sign_vote,
+)
 from genesis.spec import load_chain_spec
 from node.network.messages import BlockData, BlockRequest
 from node.network.reputation import Misbehaviour
@@ -404,3 +411,46 @@ async def test_a_parent_state_pruned_while_its_fraud_proof_is_judged_makes_it_un
         with pytest.raises(InvalidFraudProof, match="parent state was pruned here while the proof was judged") as refused:
             await node.import_fraud_proof(proof)
         assert refused.value.reason == "unknown_job" and not node.chain.has_state(two.header.parent_hash)
+
+
+async def test_a_node_with_a_checkpoint_finalizes_nothing_below_it_before_it_and_authors_no_block_of_its_number(
+    tmp_path, caplog
+) -> None:
+    """``--checkpoint 3:A3``, a long-range attacker's B1, B2 synced first (old keys sign them):
+    its justification of B2 finalized it, and the honest chain then conflicted with finality
+    for good (an outside tester's finding, round 9). Now it is not applied (its sender is not
+    blamed: the node cannot show it wrong yet), the node does not author a block #3 on B2, and
+    once the honest chain and its checkpoint are imported its justification finalizes."""
+    caplog.set_level(logging.INFO)
+    spec = load_chain_spec("dev")
+    probe = NodeService(NodeConfig(chain="dev", tmp=True), spec)
+    slot_ms = probe.slot_ms
+    probe.close()
+    now = int(time.time() * 1000) // slot_ms
+    chains = []
+    for name, slots in (("honest", (now - 9, now - 8, now - 7)), ("attacker", (now - 6, now - 5))):
+        db = Database(tmp_path / name)
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        chains.append([builder.build_block([], ALICE, slot).block for slot in slots])
+        db.close()
+    honest, attacker = chains
+    node = NodeService(NodeConfig(chain="dev", tmp=True, author="//Alice", checkpoint=(3, honest[2].hash())), spec)
+    try:
+        genesis = node.chain.genesis_hash
+        for block in attacker:
+            await node.import_block(block)
+        assert node.chain.best_hash == attacker[1].hash()
+        assert await node.author_block() is None and node.chain.best_hash == attacker[1].hash()
+        round_number = int(time.time() * 1000) // slot_ms
+        stale = decode_justification(sole_justification(genesis, attacker[1], round_number))
+        assert await node.import_justification(stale) is False
+        assert node.chain.finalized_number == 0
+        assert f"a justification is not applied: block #2 {attacker[1].hash().hex()} is below the checkpoint #3" in caplog.text
+        for block in honest:
+            await node.import_block(block)
+        assert node.chain.best_hash == honest[2].hash()
+        good = decode_justification(sole_justification(genesis, honest[2], round_number + 1))
+        assert await node.import_justification(good) is True
+        assert node.chain.finalized_hash == honest[2].hash()
+    finally:
+        node.close()
