@@ -359,6 +359,7 @@ class NodeService:
         # The block being built: its candidates' hashes -> a final status the pool sent
         # meanwhile (see _on_pool_status), or None.
         self._in_flight: dict[bytes, Any] = {}
+        self._awaiting_checkpoint = False  # the "not authoring the checkpoint's block" warning given
         self._signature_ok: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
         self._import_listeners: list[Callable[[ImportedBlock], None]] = []
         # Aura equivocations this node has evidence of go on chain (node/offences.py).
@@ -576,7 +577,11 @@ class NodeService:
                 return None
             checkpoint = self.chain.checkpoint
             if checkpoint is not None and self.chain.best_number + 1 == checkpoint[0]:
-                return None  # the checkpoint's number: that block is imported, not authored (Blockchain.build_block)
+                # That block is imported, not authored (Blockchain.build_block); said once.
+                if not self._awaiting_checkpoint:
+                    self._awaiting_checkpoint = True
+                    log.warning("Not authoring block #%d: it is the checkpoint 0x%s, awaited from peers", checkpoint[0], checkpoint[1].hex())
+                return None
             # Recorded before the block is built (a crash after must not let this key seal
             # another block in the slot: node.voter_record). A sole validator has no one to
             # equivocate to, and its database refuses a second block in a slot.

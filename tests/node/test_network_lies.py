@@ -441,6 +441,7 @@ async def test_a_node_with_a_checkpoint_finalizes_nothing_below_it_before_it_and
             await node.import_block(block)
         assert node.chain.best_hash == attacker[1].hash()
         assert await node.author_block() is None and node.chain.best_hash == attacker[1].hash()
+        assert f"Not authoring block #3: it is the checkpoint 0x{honest[2].hash().hex()}, awaited from peers" in caplog.text
         round_number = int(time.time() * 1000) // slot_ms
         stale = decode_justification(sole_justification(genesis, attacker[1], round_number))
         assert await node.import_justification(stale) is False
