@@ -72,6 +72,15 @@ def find_hog(held: Mapping[K, int], newcomer: K, capacity: int) -> K | None:
     return hog if hog != newcomer and count > capacity // 4 else None
 
 
+def holds_a_quarter(held: Mapping[K, int], newcomer: K, capacity: int) -> bool:
+    """Whether the newcomer's address already holds more than a quarter of the ``capacity``
+    slots: then, when they are full, it makes room only by closing one of its own, never an
+    idle one of another address's. Without this, an address holding every RPC WebSocket had
+    each of its newcomers close whichever other client's WebSocket was idle between calls,
+    every second (an outside tester's finding, round 9)."""
+    return held.get(newcomer, 0) > capacity // 4
+
+
 class ConnectionBudget:
     """The server's TCP connections that are not WebSockets, at most ``limit`` of them.
 
@@ -79,7 +88,8 @@ class ConnectionBudget:
     waits on the network (silent since it opened, between keep-alive requests, or while its
     request body trickles in) and busy while the server works on its call. When a new
     connection takes the count over ``limit``, the connection idle for longest is closed
-    to make room; when none is idle (every one has a call running), the new one is closed
+    to make room (its own address's, if that address holds more than a quarter already:
+    :func:`holds_a_quarter`); when none is idle (every one has a call running), the new one is closed
     instead, unless one address holds more than ``limit // 4`` of them and the newcomer is
     from another: then that address's oldest connection is closed, busy or not (256
     keep-alive connections from one client, each running a heavy batch, reset every new
@@ -112,8 +122,11 @@ class ConnectionBudget:
         self._hosts[host] = self._hosts.get(host, 0) + 1
         self._idle[handler] = None
         if len(self._open) > self.limit:
-            victim = next(iter(self._idle))  # never empty: the new handler is idle
-            if victim is handler:  # every other connection has a call running
+            held = {**self._hosts, host: self._hosts[host] - 1}  # (before this one)
+            own = holds_a_quarter(held, host, self.limit)
+            # Never empty: the new handler is idle (and its address's own).
+            victim = next(h for h in self._idle if not own or self._open[h] == host)
+            if victim is handler:  # every other connection it may close has a call running
                 hog = find_hog(self._hosts, host, self.limit)
                 if hog is not None:
                     victim = next(h for h, where in self._open.items() if where == hog)

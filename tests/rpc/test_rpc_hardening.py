@@ -264,6 +264,26 @@ async def test_an_address_holding_over_a_quarter_of_the_websockets_gives_way_to_
         await hog_http.close()
 
 
+async def test_an_address_holding_over_a_quarter_of_the_websockets_closes_only_its_own_to_make_room(start_server, session):
+    """Another address's WebSocket, idle between its calls, is not closed for a newcomer from
+    an address holding more than a quarter of them: 100 subscribed WebSockets from one address
+    and one more a second closed an honest client's WebSocket 8 times in 20 s (an outside
+    tester's finding, round 9). The newcomer is refused (429); the honest one keeps working."""
+    hog_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+    try:
+        async with start_server(max_connections=4) as srv:
+            honest = await session.ws_connect(ws_url(srv))  # from 127.0.0.1, idle between calls
+            hog = await _subscribed(hog_http, srv, 3)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await hog_http.ws_connect(ws_url(srv))
+            assert refused.value.status == 429
+            assert (await rpc(honest, {"jsonrpc": "2.0", "id": 4, "method": "system_health"}))["id"] == 4
+            for ws in (*hog, honest):
+                await ws.close()
+    finally:
+        await hog_http.close()
+
+
 async def test_idle_websocket_times_out_but_a_subscribed_one_stays(start_server, session):
     async with start_server(ws_idle_timeout=0.5) as srv:
         idle = await session.ws_connect(ws_url(srv))
@@ -415,6 +435,36 @@ async def test_one_address_running_calls_on_every_connection_cannot_lock_out_ano
             assert b'"result":"done"' in await asyncio.wait_for(reader.read(4096), 5)
             writer.close()
         hog[0][1].close()
+
+
+async def test_an_address_holding_over_a_quarter_of_the_connections_closes_only_its_own_idle_one(start_server, session):
+    """The same for HTTP keep-alive connections: a newcomer from an address holding more than
+    a quarter closed the connection idle for longest, whoever held it (an outside tester's
+    finding, round 9). Now its own, or itself: the other address's idle connection stays."""
+    table, release, slow_request = _slow_table()
+    async with start_server(methods=table, max_http_connections=4) as srv:
+        honest_reader, honest = await asyncio.open_connection("127.0.0.1", srv.port)  # idle: no request yet
+        await wait_for(lambda: srv.open_connections == 1)
+        hog = []
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
+            writer.write(slow_request)
+            await writer.drain()
+            hog.append((reader, writer))
+        await wait_for(lambda: srv.open_connections == 4)
+        await asyncio.sleep(0.2)  # every call running
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
+        assert await _closes_soon(reader)  # its own are all busy: the newcomer goes
+        writer.close()
+        assert not await _closed(honest_reader)
+        honest.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(HEALTH), HEALTH.encode()))
+        await honest.drain()
+        assert b'"id":1' in await asyncio.wait_for(honest_reader.read(4096), 5)
+        release.set()
+        for reader, writer in hog:
+            assert b'"result":"done"' in await asyncio.wait_for(reader.read(4096), 5)
+            writer.close()
+        honest.close()
 
 
 async def test_only_an_address_holding_more_than_a_quarter_of_the_connections_gives_way(start_server, session, caplog):
