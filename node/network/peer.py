@@ -135,6 +135,9 @@ class Peer:
         )
         # Bytes of block and transcript responses we send it (node.network.service._pace).
         self.served = RateLimiter(limits.served_bytes_per_second, limits.served_byte_burst)
+        # And those shared with others (node.network.service._reserve): the allowance of the
+        # peer's address (inbound) and the node's, set when it is registered.
+        self.shared_served: tuple[RateLimiter, ...] = ()
         self.tx_count = RateLimiter(limits.tx_per_second, limits.tx_burst)
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second, limits.tx_byte_burst)
         self.last_size = 0  # bytes of the message recv() returned last

@@ -204,3 +204,9 @@ class RateLimiter:
             return False
         self._tokens -= amount
         return True
+
+    def settle(self, delta: float) -> None:
+        """Give back ``delta`` tokens of an amount taken ahead (at most up to the burst), or,
+        if negative, take more than was banked: later takes wait for the debt too."""
+        self.take(0.0)  # (banks what accrued since the last take)
+        self._tokens = min(self.burst, self._tokens + delta)
