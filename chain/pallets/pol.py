@@ -70,6 +70,7 @@ have its parent on this chain for another reason: its job is rebuilt from this c
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING, NamedTuple
 
 from chain.calls import ReportEquivocation, ReportFraud, ReportVoteEquivocation, Train
 from chain.codec import U8, AccountId, Balance, BlockNumber, Wire, decode_versioned
@@ -94,7 +95,11 @@ from chain.votes import (
     verify_signed_vote,
 )
 
+if TYPE_CHECKING:
+    from chain.config import RuntimeConfig
+
 PALLET = "pol"
+Report = ReportFraud | ReportEquivocation | ReportVoteEquivocation
 
 OFFENCE_FRAUD, OFFENCE_AURA, OFFENCE_VOTE = 0, 1, 2
 #: The errors of a report that another report made stale: each was valid when its sender
@@ -219,17 +224,46 @@ def compute_report_fraud_weight(state: StateAccess, call: ReportFraud) -> int:
     return REPORT_BASE_WEIGHT + (work or 0)
 
 
-def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
+class _NewFraud(NamedTuple):
+    proof: FraudProof
+    key: bytes  # the offence's
+    here: bool  # the faulty block is this chain's
+    training_hash: bytes
+    slash: bool  # a proof would slash (_verify_new_fraud)
+
+
+def _find_new_fraud(state: StateAccess, reporter: bytes, call: ReportFraud) -> _NewFraud:
+    """A fraud report's checks before its costly ones (the seal, the paths, the re-run): the
+    proof decodes, and the fraud is not proven already (:func:`_verify_new_fraud`)."""
     try:
         proof = decode_fraud_proof(call.proof)
     except InvalidFraudProof as exc:
         raise DispatchError(PALLET, "InvalidFraudProof", f"{exc.reason}: {exc}") from None
     block_hash = proof.block_hash()
-    offender = proof.header.author
     key = compute_offence_key(OFFENCE_FRAUD, block_hash)
-    here = is_block_here(ctx.state, proof.header.number, block_hash)
+    here = is_block_here(state, proof.header.number, block_hash)
     training_hash = blake2_256(proof.extrinsic.encode())
-    slash = _verify_new_fraud(ctx.state, key, offender, ctx.sender, here, training_hash)
+    return _NewFraud(proof, key, here, training_hash, _verify_new_fraud(state, key, proof.header.author, reporter, here, training_hash))
+
+
+def verify_report_admissible(state: StateAccess, reporter: bytes, call: Report, _number: int, _config: RuntimeConfig) -> None:
+    """A pool's check of an offence report (chain.runtime.CallRow.admit): its checks before the
+    costly ones, so that a report of an offence punished already, which an author leaves out
+    of its block at no fee to its sender (STALE_REPORT_ERRORS), is refused at once. It entered
+    every pool at five times its declared fee in priority (runtime.OPERATIONAL_CALLS): 8,192
+    of them, signed again with another tip each slot, kept a pool full for nothing (an outside
+    tester's finding, round 9)."""
+    if isinstance(call, ReportFraud):
+        _find_new_fraud(state, reporter, call)
+    elif isinstance(call, ReportEquivocation):
+        _find_equivocation(state, reporter, call)
+    else:
+        _find_vote_equivocation(state, reporter, call)
+
+
+def apply_report_fraud(ctx: CallContext, call: ReportFraud) -> None:
+    proof, key, here, training_hash, slash = _find_new_fraud(ctx.state, ctx.sender, call)
+    block_hash, offender = proof.block_hash(), proof.header.author
     if not _has_parent_here(ctx.state, proof.header):
         # The job is rebuilt from this chain's state, which is the faulty block's parent state
         # only if that parent is on this chain: on another fork a model version or data set id
@@ -303,7 +337,9 @@ def _verify_seal(genesis_hash: bytes, header: Header, which: str) -> None:
         raise DispatchError(PALLET, "BadSeal", f"{which} (#{header.number}): {exc}") from None
 
 
-def apply_report_equivocation(ctx: CallContext, call: ReportEquivocation) -> None:
+def _find_equivocation(state: StateAccess, reporter: bytes, call: ReportEquivocation) -> tuple[Header, Header, bytes, bytes]:
+    """An equivocation report's checks before its seals: the two headers, their offender
+    (a validator) and the offence's key, not punished already (:func:`verify_new_offence`)."""
     first, second = _decode_header(call.first, "the first"), _decode_header(call.second, "the second")
     if first.author != second.author:
         raise DispatchError(PALLET, "DifferentAuthors", "the two headers have different authors: no equivocation")
@@ -314,9 +350,14 @@ def apply_report_equivocation(ctx: CallContext, call: ReportEquivocation) -> Non
     if first.hash() == second.hash():
         raise DispatchError(PALLET, "SameBlock", "the two headers are one block: no equivocation")
     offender = first.author
-    _check_validator(ctx.state, offender)
+    _check_validator(state, offender)
     key = compute_offence_key(OFFENCE_AURA, first.slot, offender)
-    verify_new_offence(ctx.state, key, offender, ctx.sender)
+    verify_new_offence(state, key, offender, reporter)
+    return first, second, offender, key
+
+
+def apply_report_equivocation(ctx: CallContext, call: ReportEquivocation) -> None:
+    first, second, offender, key = _find_equivocation(ctx.state, ctx.sender, call)
     _verify_seal(ctx.genesis_hash, first, "the first header")
     _verify_seal(ctx.genesis_hash, second, "the second header")
     if not (_has_parent_here(ctx.state, first) or _has_parent_here(ctx.state, second)):
@@ -347,7 +388,12 @@ def _decode_vote(data: bytes, which: str) -> SignedVote:
         raise DispatchError(PALLET, "MalformedVote", f"{which} vote: {exc}") from None
 
 
-def apply_report_vote_equivocation(ctx: CallContext, call: ReportVoteEquivocation) -> None:
+def _find_vote_equivocation(
+    state: StateAccess, reporter: bytes, call: ReportVoteEquivocation
+) -> tuple[SignedVote, SignedVote, str, int, bytes, bytes]:
+    """A vote equivocation report's checks before its signatures: the two votes, what they
+    are (a double or surround vote, and its round), their voter (a validator) and the
+    offence's key, not punished already (:func:`verify_new_offence`)."""
     first, second = _decode_vote(call.first, "the first"), _decode_vote(call.second, "the second")
     a, b = first.vote, second.vote
     if first.voter != second.voter:
@@ -365,9 +411,14 @@ def apply_report_vote_equivocation(ctx: CallContext, call: ReportVoteEquivocatio
             "vote (two different votes with one target round) nor a surround vote",
         )
     offender = first.voter
-    _check_validator(ctx.state, offender)
+    _check_validator(state, offender)
     key = compute_offence_key(OFFENCE_VOTE, a.set_id, round_number, offender)
-    verify_new_offence(ctx.state, key, offender, ctx.sender)
+    verify_new_offence(state, key, offender, reporter)
+    return first, second, kind, round_number, offender, key
+
+
+def apply_report_vote_equivocation(ctx: CallContext, call: ReportVoteEquivocation) -> None:
+    first, second, kind, round_number, offender, key = _find_vote_equivocation(ctx.state, ctx.sender, call)
     for which, signed in (("first", first), ("second", second)):
         try:
             verify_signed_vote(ctx.genesis_hash, signed)
@@ -375,6 +426,6 @@ def apply_report_vote_equivocation(ctx: CallContext, call: ReportVoteEquivocatio
             raise DispatchError(PALLET, "BadSignature", f"the {which} vote: {exc}") from None
     slash = apply_offence(ctx, OFFENCE_VOTE, key, offender)
     ctx.emit(
-        PALLET, "EquivocationProven", kind=kind, offender=offender, set_id=a.set_id, round=round_number,
+        PALLET, "EquivocationProven", kind=kind, offender=offender, set_id=first.vote.set_id, round=round_number,
         slashed=slash.amount,
     )
