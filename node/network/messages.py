@@ -32,6 +32,7 @@ Bounds (checked by msgspec while decoding, after the size check on the raw bytes
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 import msgspec
@@ -132,6 +133,18 @@ class ServedBlock(Wire, frozen=True):
 
     block: msgspec.Raw
     justification: bytes | None = None
+
+
+class ServedOpenings(list[Opening]):
+    """The openings a server answers a TranscriptRequest with, and the bytes it read to find
+    them: a checkpoint is read whole, weights and all, even when the answer leaves them out,
+    and what a peer's answer allowance pays is the larger of the two (node.network.service).
+    Charged only what was sent, 64 checkpoints asked without their weights made a node read
+    170 MiB/s for 0.17 MiB/s of answers (an outside tester's finding, round 9)."""
+
+    def __init__(self, openings: Iterable[Opening], read_bytes: int) -> None:
+        super().__init__(openings)
+        self.read_bytes = read_bytes
 
 
 class ServedResponse(Wire, frozen=True, tag=5):

@@ -100,6 +100,7 @@ from node.network.messages import (
     Justification,
     Message,
     ServedBlock,
+    ServedOpenings,
     ServedResponse,
     Status,
     Transactions,
@@ -892,14 +893,15 @@ class NetworkService:
         taken = await _reserve(peer, self.config.max_message_size)
         if taken is None:
             return
-        data = b""
+        data, read = b"", 0
         try:
             openings: Sequence[Opening] = ()
             if self.handlers.serve_transcript_request is not None:
                 openings = await self.handlers.serve_transcript_request(peer.peer_id, req)
+            read = openings.read_bytes if isinstance(openings, ServedOpenings) else 0
             data = await asyncio.to_thread(_encode_transcript_response, req, openings)
         finally:
-            _settle(taken, len(data))
+            _settle(taken, max(len(data), read))
         if not peer.send_encoded(data):
             self._spawn(self._drop(peer, "send queue full: the peer does not read its responses"), "p2p-slow")
 

@@ -54,6 +54,7 @@ from node.network.identity import PeerId
 from node.network.messages import (
     MAX_OPENINGS_PER_REQUEST,
     MAX_TRANSCRIPT_RESPONSE_SIZE,
+    ServedOpenings,
     TranscriptRequest,
 )
 from node.network.reputation import Misbehaviour
@@ -96,25 +97,28 @@ class TranscriptServer:
         self.stats = stats or TranscriptStats()
         self.serving = serving  # False: --byzantine withhold-checkpoints answers not-found to all (node/byzantine.py)
 
-    async def serve(self, peer: PeerId, req: TranscriptRequest) -> list[Opening]:
+    async def serve(self, peer: PeerId, req: TranscriptRequest) -> ServedOpenings:
         """The openings we have of those asked for, in the order asked (read in a thread)."""
         if not self.serving:
-            return []
+            return ServedOpenings((), 0)
         openings = await asyncio.to_thread(self.read, req)
         self.stats.openings_served += len(openings)
         self.stats.bytes_served += sum(len(encode(o)) for o in openings)
         return openings
 
-    def read(self, req: TranscriptRequest) -> list[Opening]:
+    def read(self, req: TranscriptRequest) -> ServedOpenings:
         out: list[Opening] = []
         budget = MAX_TRANSCRIPT_RESPONSE_SIZE - 64  # the response's own envelope
+        read = 0
         for index, with_weights in req.wanted:
             opening = self.store.get(req.block_hash, req.extrinsic_index, index)
             if opening is None:
                 continue
             # The checkpoint was read whole even if it is not sent: it counts, or 64 entries
             # asked without weights cost 64 MiB of reads for a few KiB of answer.
-            budget -= OPENING_OVERHEAD + 34 * len(opening.path) + len(opening.weights or b"")
+            size = OPENING_OVERHEAD + 34 * len(opening.path) + len(opening.weights or b"")
+            read += size
+            budget -= size
             if budget < 0:
                 break
             if with_weights and opening.weights is None:
@@ -122,7 +126,7 @@ class TranscriptServer:
             if not with_weights and opening.weights is not None:
                 opening = msgspec.structs.replace(opening, weights=None)
             out.append(opening)
-        return out
+        return ServedOpenings(out, read)
 
 
 class KeptOpenings:

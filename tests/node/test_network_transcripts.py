@@ -228,6 +228,23 @@ def test_openings_asked_without_weights_are_cut_at_the_bytes_read_not_only_sent(
         db.close()
 
 
+async def test_the_bytes_read_for_an_answer_are_paced_not_only_those_sent(tmp_path) -> None:
+    """The answer allowance (served_bytes_per_second) charged the bytes sent: checkpoints
+    asked for without their weights made a node read 170 MiB/s for 0.17 MiB/s of answers (an
+    outside tester's finding, round 9). It now pays what the server read, if more: four answers
+    of 2 MiB read each (two 1 MiB checkpoints, sent without them) at 2 MiB/s after a 2 MiB
+    burst take about 3 s, all arrive, and nobody is charged."""
+    mib = 1 << 20
+    big = tuple(Opening(j, bytes(32), 0, (bytes(32),) * 4, bytes([j]) * (mib - 4096)) for j in range(8))
+    async with serving(tmp_path, big, served_bytes_per_second=2.0 * mib, served_byte_burst=2.0 * mib) as [(a, _), (b, _)]:
+        started = time.monotonic()
+        for j in range(0, 8, 2):
+            got = await b.service.request_transcript(a.id, BLOCK, 0, [(j, False), (j + 1, False)], timeout=30)
+            assert [o.index for o in got] == [j, j + 1] and all(o.weights is None for o in got)
+        assert time.monotonic() - started >= 2.5
+        assert a.service.reputation.score(b.id) == 0 and b.service.reputation.score(a.id) == 0
+
+
 async def test_asking_for_large_answers_is_paced_to_our_own_read_limits(tmp_path) -> None:
     """An auditor asks one peer for checkpoint after checkpoint: the answers it asked for must
     not pass the byte rate it allows that peer (the peer would be banned for a flood)."""
