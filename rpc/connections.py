@@ -26,6 +26,7 @@ costs one small loop per received chunk; aiohttp's own reader still parses and u
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -59,6 +60,25 @@ _OP_PONG: Final = 0xA
 # pings come every few seconds (aiohttp's heartbeat, browsers').
 CONTROL_PER_SECOND: Final = 10.0
 CONTROL_BURST: Final = 100.0
+
+
+def compute_address_group(remote: str | None) -> str:
+    """The address a connection is counted against by every per-address rule (:func:`find_hog`,
+    :func:`holds_a_quarter`, the p2p handshakes in progress and answer allowance of one
+    address): an IPv4 address itself, an IPv4-mapped IPv6 one as that IPv4 address, any other
+    IPv6 address as its /64, the block one host or subscriber is given (RFC 6177), so that one
+    machine does not count as 2^64 addresses; "?" if unknown."""
+    if remote is None:
+        return "?"
+    try:
+        ip = ipaddress.ip_address(remote.partition("%")[0])  # (a scope id: fe80::1%eth0)
+    except ValueError:
+        return remote
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def find_hog(held: Mapping[K, int], newcomer: K, capacity: int) -> K | None:
@@ -117,7 +137,7 @@ class ConnectionBudget:
     def opened(self, handler: RequestHandler) -> None:
         transport = handler.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
-        host = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        host = compute_address_group(str(peer[0]) if isinstance(peer, tuple) and peer else None)
         self._open[handler] = host
         self._hosts[host] = self._hosts.get(host, 0) + 1
         self._idle[handler] = None

@@ -123,6 +123,7 @@ from rpc.connections import (
     ConnectionBudget,
     GuardedWebSocket,
     Listener,
+    compute_address_group,
     find_hog,
     holds_a_quarter,
 )
@@ -851,7 +852,7 @@ class RpcServer:
         refusal = self._origin_refusal(request.headers.get("Origin"))
         if refusal is not None:
             return refusal
-        if len(self._connections) >= self.max_connections and not self._evict_websocket(request.remote or "?"):
+        if len(self._connections) >= self.max_connections and not self._evict_websocket(compute_address_group(request.remote)):
             return web.Response(
                 status=429,
                 text="Too many connections. Please try again later.\n",
@@ -922,7 +923,7 @@ class RpcServer:
             ws.headers["Access-Control-Allow-Origin"] = origin
         await ws.prepare(request)
         self._budget.forget(request.protocol)  # counted as a WebSocket from now on
-        conn = _WsConnection(ws, self.ws_queue_size, request.remote or "?")
+        conn = _WsConnection(ws, self.ws_queue_size, compute_address_group(request.remote))
         self._connections.add(conn)
         loop = asyncio.get_running_loop()
         idle_timeout = self.ws_idle_timeout

@@ -119,7 +119,13 @@ from node.network.reputation import (
     RateLimiter,
     ReputationBook,
 )
-from rpc.connections import CLOSE_TRY_AGAIN_LATER, ConnectionBudget, Listener, find_hog
+from rpc.connections import (
+    CLOSE_TRY_AGAIN_LATER,
+    ConnectionBudget,
+    Listener,
+    compute_address_group,
+    find_hog,
+)
 
 log = logging.getLogger("polchain.network")
 
@@ -450,7 +456,7 @@ class NetworkService:
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="polchain p2p: a WebSocket upgrade is expected")
-        remote = request.remote or "?"
+        remote = compute_address_group(request.remote)
         # Checked and counted with no await between: concurrent upgrades cannot all pass the check.
         if self._pending_by_ip.get(remote, 0) >= self.config.max_pending_per_ip:
             raise web.HTTPServiceUnavailable(text="too many handshakes in progress from this address")

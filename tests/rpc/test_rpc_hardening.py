@@ -900,3 +900,18 @@ async def test_callers_that_never_read_big_answers_do_not_lock_out_others(start_
             writer.close()
     # An answer cut off by the eviction ends its write with ConnectionResetError, taken quietly.
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_connections_count_against_an_ipv4_address_or_an_ipv6_64() -> None:
+    """Every per-address rule (the RPC's connection and WebSocket shares, the p2p handshakes in
+    progress, inbound slots and answer allowance) counted each IPv6 address apart, so one host
+    with a /64 was 2^64 addresses (an outside tester's note, round 9). An IPv6 address now
+    counts as its /64, an IPv4-mapped one as its IPv4 address."""
+    from rpc.connections import compute_address_group
+
+    assert compute_address_group("2001:db8:1:2::1") == compute_address_group("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert compute_address_group("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert compute_address_group("::ffff:10.0.0.7") == compute_address_group("10.0.0.7") == "10.0.0.7"
+    assert compute_address_group("fe80::1%eth0") == "fe80::/64"
+    assert compute_address_group("127.0.0.2") != compute_address_group("127.0.0.1")
+    assert compute_address_group(None) == "?" and compute_address_group("not an address") == "not an address"
