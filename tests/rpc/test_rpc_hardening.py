@@ -408,6 +408,22 @@ async def test_a_client_gone_before_its_answer_is_no_error(start_server, caplog,
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+async def _running_calls_from(
+    srv: RpcServer, host: str, count: int, request: bytes
+) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """``count`` connections from ``host``, each with ``request`` (a slow call) running."""
+    before = srv.open_connections
+    opened = []
+    for _ in range(count):
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(host, 0))
+        writer.write(request)
+        await writer.drain()
+        opened.append((reader, writer))
+    await wait_for(lambda: srv.open_connections == before + count)
+    await asyncio.sleep(0.2)  # every call running
+    return opened
+
+
 async def test_one_address_running_calls_on_every_connection_cannot_lock_out_another(start_server, session):
     """When every connection has a call running and one address holds more than a quarter of
     them, a newcomer from another address closes that address's oldest connection instead of
@@ -416,14 +432,7 @@ async def test_one_address_running_calls_on_every_connection_cannot_lock_out_ano
     address that holds them is still the one closed."""
     table, release, slow_request = _slow_table()
     async with start_server(methods=table, max_http_connections=4) as srv:
-        hog = []
-        for _ in range(4):
-            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
-            writer.write(slow_request)
-            await writer.drain()
-            hog.append((reader, writer))
-        await wait_for(lambda: srv.open_connections == 4)
-        await asyncio.sleep(0.2)  # every call running
+        hog = await _running_calls_from(srv, "127.0.0.2", 4, slow_request)
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
         assert await _closes_soon(reader)  # from the same address: the newcomer goes
         writer.close()
@@ -445,14 +454,7 @@ async def test_an_address_holding_over_a_quarter_of_the_connections_closes_only_
     async with start_server(methods=table, max_http_connections=4) as srv:
         honest_reader, honest = await asyncio.open_connection("127.0.0.1", srv.port)  # idle: no request yet
         await wait_for(lambda: srv.open_connections == 1)
-        hog = []
-        for _ in range(3):
-            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
-            writer.write(slow_request)
-            await writer.drain()
-            hog.append((reader, writer))
-        await wait_for(lambda: srv.open_connections == 4)
-        await asyncio.sleep(0.2)  # every call running
+        hog = await _running_calls_from(srv, "127.0.0.2", 3, slow_request)
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
         assert await _closes_soon(reader)  # its own are all busy: the newcomer goes
         writer.close()
