@@ -3,7 +3,7 @@
 them (datasets.compute_read_weight), and posting a bounty reads none.
 
 Mutation testing of 4de8454 (runtime version 6: a TRAIN checks its data set and pays both
-licences before it reads the rows and is charged for them; 2026-11-30, 13:02-13:55 UTC, mutmut
+licences before it reads the rows and is charged for them; 2026-11-30, 13:02-13:38 UTC, mutmut
 3.8.1): in a scratch copy (``git archive`` of 4de8454) whose ``[tool.mutmut]`` had only_mutate
 narrowed to chain/pallets/training.py and chain/pallets/datasets.py (the test selection to this
 file), ``mutmut run --max-children 1 "chain.pallets.training.x_nothing_matches*"`` made the
@@ -35,7 +35,7 @@ apply_train 53/70 -> 69/70. Killed by the new tests and assertions:
   a chain whose max_train_batch exceeds ml_runtime's 4,096; its receipt's weight and fee pin the
   weight, result and transcript bytes).
 
-The survivor is equivalent: apply_train's ``_compute_job(..., None, ...)`` for the data set's
+A last run of all 218 against this file as committed killed 217. The survivor is equivalent: apply_train's ``_compute_job(..., None, ...)`` for the data set's
 record, which _compute_job only returns and apply_train discards (``job, parent, _``).
 
 A bug found (test_a_train_call_from_an_unknown_version_pays_no_read, xfail strict): a TRAIN whose
