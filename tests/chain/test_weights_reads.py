@@ -35,14 +35,16 @@ apply_train 53/70 -> 69/70. Killed by the new tests and assertions:
   a chain whose max_train_batch exceeds ml_runtime's 4,096; its receipt's weight and fee pin the
   weight, result and transcript bytes).
 
-A last run of all 218 against this file as committed killed 217. The survivor is equivalent: apply_train's ``_compute_job(..., None, ...)`` for the data set's
-record, which _compute_job only returns and apply_train discards (``job, parent, _``).
+A last run of all 218 against this file as committed killed 217. The survivor was equivalent:
+apply_train's ``_compute_job(..., None, ...)`` for the data set's record, which _compute_job only
+returned and apply_train discarded; since 8c80088 _compute_job returns the job alone, and the
+mutant no longer exists.
 
-A bug found (test_a_train_call_from_an_unknown_version_pays_no_read, xfail strict): a TRAIN whose
-from_version its model does not have is refused (models.UnknownVersion) by _compute_job's read of
-the parent's weights, after apply_train has set the read's weight: it pays for every row of the
-data set (1,868,880 units for digits, beyond its base of 1,000,000) and reads none, the class of
-fault version 6 fixed for the data set's checks."""
+A bug the run found had been fixed meanwhile (8c80088, in version 6 before any node ran it): a
+TRAIN whose from_version its model does not have was refused (models.UnknownVersion) by
+_compute_job's read of the parent's weights, after apply_train had set the read's weight, so it
+paid for every row of the data set (1,868,880 units for digits, beyond its base of 1,000,000) and
+read none. verify_job_inputs now reads the version first; the refusals test pins its weight."""
 
 from __future__ import annotations
 
@@ -262,21 +264,6 @@ def test_a_train_call_whose_job_the_runtime_refuses_pays_for_the_rows_it_read(tm
         assert receipt.fee == chain.runtime.compute_fee(DispatchInfo(weight, 0, 0), length, 0)
     finally:
         chain.db.close()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: training._compute_job reads the parent version's weights (models.UnknownVersion) after "
-    "apply_train has charged the data set's read, so a TRAIN naming an unknown from_version pays for "
-    "rows it never reads (the class of S1 that runtime version 6 fixed for the schema and licence)",
-)
-def test_a_train_call_from_an_unknown_version_pays_no_read(chain) -> None:
-    """The parent version's existence needs no row either: a TRAIN that names a version its
-    model does not have should be refused before the rows are read and charged."""
-    d = Driver(chain)
-    receipt = d.apply(CHARLIE, calls.Train(0, 0, 1, 8, calls.compute_f32_bits(0.5), 0, 1, from_version=7))
-    assert not receipt.success and receipt.error == "models.UnknownVersion: model 0 has no version 7", receipt.error
-    assert receipt.weight == TRAIN_BASE_WEIGHT, receipt.weight - TRAIN_BASE_WEIGHT
 
 
 def test_a_fraud_report_declares_reading_the_data_set_it_rebuilds_the_job_from(chain, tmp_path) -> None:
