@@ -99,7 +99,7 @@ from chain.calls import (
 )
 from chain.codec import U32, AccountId, Balance, BlockNumber, Hash32, Wire
 from chain.crypto import blake2_256
-from chain.errors import DispatchError
+from chain.errors import DispatchError, FutureTransaction
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
 from chain.pallets import balances, datasets, licenses, models, revenue, system, training
 from chain.pallets.context import CallContext, PostDispatchInfo
@@ -740,7 +740,14 @@ def _verify_undecided(update: UpdateInfo) -> None:
 
 def verify_reveal_admissible(state: StateAccess, who: bytes, call: RevealSegment, number: int, _config: RuntimeConfig) -> None:
     """A pool's check of a reveal (chain.runtime.CallRow.admit): the round takes reveals and the
-    sender's update in it awaits them."""
+    sender's update in it awaits them. A round still open here may be challenged by a block
+    this node has not imported yet: the reveal is refused as future (no ban), not as invalid.
+    Banned, an honest reveal gossiped a moment before the challenge's block arrived stayed
+    out of this node's pool for 30 minutes, longer than the reveal window (an outside
+    tester's finding, round 9)."""
+    info = ROUNDS.get(state, call.round)
+    if info is not None and info.status == OPEN:
+        raise FutureTransaction(f"round {call.round} is open, not revealing yet: a reveal is taken once a block challenges it")
     _verify_undecided(find_revealing_update(state, who, call, number)[1])
 
 
