@@ -513,12 +513,13 @@ class NodeLink:
             and not await self._fetch_branch(peer, target.hash(), target.number)
         ):
             return
+        from_number: int | None = None  # asking from there, not above our best block (_rejoins_from_finalized)
         while True:
             info = self.network.peer(peer)
-            if info is None or info.best_number <= chain.best_number:
+            if info is None or info.best_number <= (chain.best_number if from_number is None else from_number - 1):
                 return
-            start = chain.best_number + 1
-            count = min(MAX_BLOCKS_PER_REQUEST, info.best_number - chain.best_number)
+            start = chain.best_number + 1 if from_number is None else from_number
+            count = min(MAX_BLOCKS_PER_REQUEST, info.best_number - start + 1)
             blocks = await self._request_blocks(peer, start, count, ASCENDING)
             if not blocks:
                 # It claimed (status or announce) a best block above ours, so it has a block at
@@ -535,9 +536,40 @@ class NodeLink:
                     await asyncio.to_thread(chain.start_signatures_ahead, blocks[i + 1].block)
                 if not await self._import(peer, data, final_proofs[i]):
                     chain.start_signatures_ahead(None)
+                    if i == 0 and from_number is None and self._rejoins_from_finalized(peer, data):
+                        from_number = chain.finalized_number + 1
+                        break
                     return
-            if chain.best_number < start:
-                return  # the blocks went to a side branch: nothing more to catch up from here
+            else:
+                if from_number is not None:
+                    from_number = blocks[-1].block.header.number + 1
+                    if from_number > chain.best_number:
+                        from_number = None  # its chain is ours again (or the longer): on from our best block
+                elif chain.best_number < start:
+                    return  # the blocks went to a side branch: nothing more to catch up from here
+
+    def _rejoins_from_finalized(self, peer: PeerId, data: BlockData) -> bool:
+        """Whether to ask ``peer``'s chain again from our finalized block up, by number, after
+        its block ``data`` (the first of a range above our best block) did not join our chain:
+        only while a checkpoint (--checkpoint) is not imported yet, for a peer whose chain
+        reaches its number. Such a node finalizes nothing below the checkpoint before it holds
+        it (Blockchain.find_checkpoint_conflict), so a long-range fork it synced first can be
+        deeper than the MAX_FORK_DEPTH a branch is walked down: it sat on that fork for good,
+        saying so at INFO (the retest of an outside tester's round 9). The peer's blocks from
+        our finalized block up join there, as a side branch, until they outgrow the fork."""
+        chain = self.node.chain
+        checkpoint = chain.checkpoint
+        info = self.network.peer(peer)
+        if checkpoint is None or chain.has_block(checkpoint[1]) or info is None or info.best_number < checkpoint[0]:
+            return False
+        if chain.has_block(data.block.header.parent_hash):
+            return False  # it joined: the block itself failed
+        log.warning(
+            "block #%d from %s does not join our chain, which does not hold the checkpoint #%d yet: our chain may be a "
+            "long-range fork; asking %s's chain from our finalized block #%d up",
+            data.block.header.number, peer, checkpoint[0], peer, chain.finalized_number,
+        )
+        return True
 
     async def _request_blocks(self, peer: PeerId, start: bytes | int, count: int, direction: int) -> list[BlockData]:
         """``request_blocks`` with the sync lock released while the answer is awaited (the

@@ -466,3 +466,46 @@ async def test_a_node_with_a_checkpoint_finalizes_nothing_below_it_before_it_and
         assert f"Not authoring block #3: it is the checkpoint 0x{honest[2].hash().hex()}, awaited from peers" in caplog.text
     finally:
         author.close()
+
+
+async def test_a_node_below_its_checkpoint_on_a_long_range_fork_syncs_the_checkpoints_chain_from_its_finalized_block(
+    tmp_path, caplog, monkeypatch
+) -> None:
+    """``--checkpoint 14:A14``: a node that synced a long-range fork B1..B12 first (nothing
+    below the checkpoint is finalized: it holds no A14) then meets an honest peer: the honest
+    A13's branch did not join its chain within MAX_FORK_DEPTH blocks (8 here, 256 on a node),
+    and it sat on the fork for good, at INFO (the retest of an outside tester's round 9). It now
+    asks the peer's chain again from its finalized block up, imports it as a side branch, and
+    moves to it: its block #14 is the checkpoint, and the fork is off its best chain."""
+    import node.network.sync as sync_module
+
+    monkeypatch.setattr(sync_module, "MAX_FORK_DEPTH", 8)
+    caplog.set_level(logging.INFO)
+    spec = load_chain_spec("dev")
+    probe = NodeService(NodeConfig(chain="dev", tmp=True), spec)
+    slot_ms = probe.slot_ms
+    probe.close()
+    now = int(time.time() * 1000) // slot_ms
+    chains = []
+    for name, first, count in (("honest", now - 60, 16), ("attacker", now - 30, 12)):
+        db = Database(tmp_path / name)
+        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+        for k in range(count):
+            builder.build_block([], ALICE, first + k)
+        chains.append([builder.get_block(builder.get_hash(n)) for n in range(count + 1)])  # type: ignore[arg-type]
+        db.close()
+    honest, attacker = chains
+    checkpoint = (14, honest[14].hash())
+    async with running(NodeService(NodeConfig(chain="dev", tmp=True, network=FAST, checkpoint=checkpoint), spec)) as node:
+        assert node.network is not None
+        for block in attacker[1:]:
+            await node.import_block(block)
+        assert node.chain.best_hash == attacker[12].hash()
+        peer = await peer_with(node, honest)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.chain.best_hash == honest[16].hash(), timeout=15, what="the checkpoint's chain")
+            assert node.chain.get_hash(14) == checkpoint[1] and node.chain.get_hash(12) == honest[12].hash()
+            assert "our chain may be a long-range fork; asking" in caplog.text
+        finally:
+            await peer.service.stop()
