@@ -64,7 +64,7 @@ CONTROL_BURST: Final = 100.0
 
 def compute_address_group(remote: str | None) -> str:
     """The address a connection is counted against by every per-address rule (:func:`find_hog`,
-    :func:`holds_a_quarter`, the p2p handshakes in progress and answer allowance of one
+    :func:`may_close_idle`, the p2p handshakes in progress and answer allowance of one
     address): an IPv4 address itself, an IPv4-mapped IPv6 one as that IPv4 address, any other
     IPv6 address as its /64, the block one host or subscriber is given (RFC 6177), so that one
     machine does not count as 2^64 addresses; "?" if unknown."""
@@ -92,13 +92,14 @@ def find_hog(held: Mapping[K, int], newcomer: K, capacity: int) -> K | None:
     return hog if hog != newcomer and count > capacity // 4 else None
 
 
-def holds_a_quarter(held: Mapping[K, int], newcomer: K, capacity: int) -> bool:
-    """Whether the newcomer's address already holds more than a quarter of the ``capacity``
-    slots: then, when they are full, it makes room only by closing one of its own, never an
-    idle one of another address's. Without this, an address holding every RPC WebSocket had
-    each of its newcomers close whichever other client's WebSocket was idle between calls,
-    every second (an outside tester's finding, round 9)."""
-    return held.get(newcomer, 0) > capacity // 4
+def may_close_idle(held: Mapping[K, int], newcomer: K, holder: K) -> bool:
+    """Whether a newcomer from ``newcomer`` may close an idle connection of ``holder`` to make
+    room: only one of an address that holds at least as many as the newcomer's already, so an
+    address never makes room at the expense of a smaller one. Without this, one address
+    holding every RPC WebSocket (or four holding a quarter each) had each of its newcomers
+    close whichever other client's WebSocket was idle between calls, every second (an outside
+    tester's finding, round 9, and its retest)."""
+    return held.get(holder, 0) >= held.get(newcomer, 0)
 
 
 class ConnectionBudget:
@@ -108,8 +109,8 @@ class ConnectionBudget:
     waits on the network (silent since it opened, between keep-alive requests, or while its
     request body trickles in) and busy while the server works on its call. When a new
     connection takes the count over ``limit``, the connection idle for longest is closed
-    to make room (its own address's, if that address holds more than a quarter already:
-    :func:`holds_a_quarter`); when none is idle (every one has a call running), the new one is closed
+    to make room (of an address holding at least as many as the newcomer's: :func:`may_close_idle`);
+    when none is idle (every one has a call running), the new one is closed
     instead, unless one address holds more than ``limit // 4`` of them and the newcomer is
     from another: then that address's oldest connection is closed, busy or not (256
     keep-alive connections from one client, each running a heavy batch, reset every new
@@ -143,9 +144,8 @@ class ConnectionBudget:
         self._idle[handler] = None
         if len(self._open) > self.limit:
             held = {**self._hosts, host: self._hosts[host] - 1}  # (before this one)
-            own = holds_a_quarter(held, host, self.limit)
             # Never empty: the new handler is idle (and its address's own).
-            victim = next(h for h in self._idle if not own or self._open[h] == host)
+            victim = next(h for h in self._idle if may_close_idle(held, host, self._open[h]))
             if victim is handler:  # every other connection it may close has a call running
                 hog = find_hog(self._hosts, host, self.limit)
                 if hog is not None:

@@ -284,6 +284,28 @@ async def test_an_address_holding_over_a_quarter_of_the_websockets_closes_only_i
         await hog_http.close()
 
 
+async def test_addresses_holding_more_websockets_do_not_close_a_smaller_ones_idle_one(start_server, session):
+    """Four addresses holding a quarter each (none more than a quarter) closed the honest
+    client's WebSocket, idle between its calls, and then kept it out (the retest of round 9:
+    1 call answered in 20 s). A newcomer now closes an idle WebSocket only of an address that
+    holds at least as many as its own: here none, so it is refused (429), and the honest
+    client's WebSocket keeps working."""
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{i}", 0))) for i in (2, 3, 4, 5)]
+    try:
+        async with start_server(max_connections=9) as srv:
+            honest = await session.ws_connect(ws_url(srv))  # from 127.0.0.1, idle between calls
+            held = [ws for http in sessions for ws in await _subscribed(http, srv, 2)]
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await sessions[0].ws_connect(ws_url(srv))
+            assert refused.value.status == 429
+            assert (await rpc(honest, {"jsonrpc": "2.0", "id": 4, "method": "system_health"}))["id"] == 4
+            for ws in (*held, honest):
+                await ws.close()
+    finally:
+        for http in sessions:
+            await http.close()
+
+
 async def test_idle_websocket_times_out_but_a_subscribed_one_stays(start_server, session):
     async with start_server(ws_idle_timeout=0.5) as srv:
         idle = await session.ws_connect(ws_url(srv))
