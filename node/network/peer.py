@@ -29,7 +29,7 @@ from node.network.identity import PeerId
 from node.network.messages import Disconnect, Message, Status, decode_message, encode_message
 from node.network.multiaddr import Multiaddr
 from node.network.noise import MAX_CHUNK, TAG_LEN, NoiseSession
-from node.network.reputation import RateLimiter
+from node.network.reputation import FairShare, RateLimiter
 
 T = TypeVar("T", bound=Hashable)
 
@@ -135,9 +135,10 @@ class Peer:
         )
         # Bytes of block and transcript responses we send it (node.network.service._pace).
         self.served = RateLimiter(limits.served_bytes_per_second, limits.served_byte_burst)
-        # And those shared with others (node.network.service._reserve): the allowance of the
-        # peer's address (inbound) and the node's, set when it is registered.
-        self.shared_served: tuple[RateLimiter, ...] = ()
+        # And those shared with others (node.network.service._reserve), set when it is
+        # registered: its address's (inbound), and the node's, taken in turn by address.
+        self.host_served: RateLimiter | None = None
+        self.node_served: FairShare | None = None
         self.tx_count = RateLimiter(limits.tx_per_second, limits.tx_burst)
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second, limits.tx_byte_burst)
         self.last_size = 0  # bytes of the message recv() returned last

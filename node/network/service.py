@@ -115,6 +115,7 @@ from node.network.reputation import (
     MAX_BANS,
     MAX_TRACKED,
     SETTLED_AFTER,
+    FairShare,
     Misbehaviour,
     RateLimiter,
     ReputationBook,
@@ -290,7 +291,7 @@ class NetworkService:
         self._reserved_ids = {a.peer_id for a in config.reserved_nodes if a.peer_id is not None}
         # Answer allowances shared by peers (see served_bytes_per_host): the node's, and each
         # address's, the least recently registered forgotten past MAX_SERVED_HOSTS.
-        self._served_node = RateLimiter(config.served_bytes_per_node, config.served_bytes_per_node)
+        self._served_node = FairShare(RateLimiter(config.served_bytes_per_node, config.served_bytes_per_node))
         self._served_hosts: OrderedDict[str, RateLimiter] = OrderedDict()
         self._targets = [
             _Target(a, True, config.reconnect_min) for a in config.reserved_nodes
@@ -642,7 +643,8 @@ class NetworkService:
             self._spawn(self._drop(old, "replaced by a simultaneous connection"), "p2p-close")
         self._peers[peer.peer_id] = peer
         if peer.peer_id not in self._reserved_ids:
-            peer.shared_served = (self._served_node,) + (() if peer.host is None else (self._served_host(peer.host),))
+            peer.node_served = self._served_node
+            peer.host_served = None if peer.host is None else self._served_host(peer.host)
         for t in self._targets:
             if peer.address is not None and t.addr == peer.address:
                 t.peer_id = peer.peer_id
@@ -1126,15 +1128,19 @@ async def _await_answer(fut: asyncio.Future[Message], timeout: float) -> bool:
 
 async def _reserve(peer: Peer, most: int) -> list[tuple[RateLimiter, float]] | None:
     """Before an answer is read: wait until each of the peer's answer allowances (its own,
-    ``served_bytes_per_second``, then its address's and the node's: Peer.shared_served) has
-    room for the largest answer (``most``, or the allowance's whole burst if smaller), and
-    take it; :func:`_settle` gives back what the answer did not use, or takes the excess.
-    None if the peer closed meanwhile (nothing is kept taken). Its handler waits with it, so
-    a peer that asks for more than its allowance slows only its own messages, and nothing is
-    read or held for it meanwhile: the answer was read and encoded first and then waited,
-    so 32 peers of one address held 2.9 GB (an outside tester's finding, round 9)."""
+    ``served_bytes_per_second``, then its address's and the node's: Peer.host_served,
+    node_served) has room for the largest answer (``most``, or the allowance's whole burst if
+    smaller), and take it; :func:`_settle` gives back what the answer did not use, or takes
+    the excess. None if the peer closed meanwhile (nothing is kept taken). Its handler waits
+    with it, so a peer that asks for more than its allowance slows only its own messages, and
+    nothing is read or held for it meanwhile: the answer was read and encoded first and then
+    waited, so 32 peers of one address held 2.9 GB (an outside tester's finding, round 9).
+    The node's allowance goes to the waiting addresses in turn (FairShare; an outbound peer
+    is an address of its own)."""
     taken: list[tuple[RateLimiter, float]] = []
-    for bucket in (peer.served, *peer.shared_served):
+    for bucket in (peer.served, peer.host_served):
+        if bucket is None:
+            continue
         amount = min(float(most), bucket.burst)
         while not bucket.take(amount):
             await asyncio.sleep(bucket.wait_for(amount))
@@ -1142,6 +1148,15 @@ async def _reserve(peer: Peer, most: int) -> list[tuple[RateLimiter, float]] | N
                 _settle(taken, 0)
                 return None
         taken.append((bucket, amount))
+    share = peer.node_served
+    if share is not None:
+        amount = min(float(most), share.bucket.burst)
+        try:
+            await share.take(peer.peer_id if peer.host is None else peer.host, amount)
+        except BaseException:
+            _settle(taken, 0)
+            raise
+        taken.append((share.bucket, amount))
     return taken
 
 

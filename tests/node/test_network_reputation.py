@@ -95,6 +95,38 @@ def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
     assert 3 <= taken <= 10  # never more than the burst, however late the sleep ends
 
 
+def test_a_shared_allowance_goes_to_the_waiting_groups_in_turn() -> None:
+    """FairShare: three takers of group "a" wait, then one of group "b": b's is served second,
+    after a's first, not after all of a's (polled, the allowance went to whichever waiter
+    woke first: an honest peer's address got a thirtieth of the node's answer allowance
+    beside thirty peers of three others, the retest of round 9). A taker cancelled while it
+    waits gives its place up, and settle() lends what a taker did not use to the next."""
+    import asyncio
+
+    async def scenario() -> list[str]:
+        share = reputation.FairShare(RateLimiter(rate=200.0, burst=10.0))
+        await share.take("a", 10.0)  # the burst: the takers below wait about 0.05 s each
+        order: list[str] = []
+
+        async def taker(name: str, group: str) -> None:
+            await share.take(group, 10.0)
+            order.append(name)
+
+        tasks = [asyncio.create_task(taker(name, "a")) for name in ("a1", "a2", "a3")]
+        await asyncio.sleep(0)
+        gone = asyncio.create_task(taker("gone", "c"))
+        tasks.append(asyncio.create_task(taker("b1", "b")))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await asyncio.gather(*tasks)
+        assert gone.cancelled()
+        share.bucket.settle(10.0)  # (a taker that used nothing gives it back: the next takes it at once)
+        await asyncio.wait_for(share.take("d", 10.0), 0.01)
+        return order
+
+    assert asyncio.run(scenario()) == ["a1", "b1", "a2", "a3"]
+
+
 def test_fresh_bans_that_ran_out_go_as_new_ones_come() -> None:
     """Before, a ban that ran out stayed until its table was full (4096) or the peer came back."""
     b, clock = book(ban_seconds=30)
