@@ -90,6 +90,7 @@ from chain.errors import (
     ChainError,
     CodecError,
     FinalityConflict,
+    FutureTransaction,
     InvalidBlockAncestry,
     InvalidTransaction,
     UnknownParent,
@@ -746,6 +747,15 @@ class Blockchain:
                 or (type(xt.call) is Train and info.train_calls >= runtime_module.MAX_TRAIN_CALLS)
             ):
                 continue  # for a later block; one that fits no block is refused by apply_extrinsic
+            try:
+                runtime.verify_admissible(overlay, xt, info.number)
+            except FutureTransaction:
+                # For a later block, as the pool's check says (a reveal pooled while its round
+                # revealed, the round open again after a reorg, failed here and its sender paid
+                # for it: the retest of an outside tester's round 9). The pool keeps it.
+                continue
+            except InvalidTransaction:
+                pass  # the block's own checks give the verdict (and leave_out its choice)
             try:
                 receipt = self._apply_candidate(
                     runtime, overlay, info, len(included), xt, raw, leave_out if behind[xt.signer] <= 0 else frozenset()

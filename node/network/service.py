@@ -898,7 +898,8 @@ class NetworkService:
             self._spawn(self._drop(peer, "send queue full: the peer does not read its responses"), "p2p-slow")
 
     async def _serve_transcript(self, peer: Peer, req: TranscriptRequest) -> None:
-        taken = await _reserve(peer, self.config.max_message_size)
+        # (What it reads and sends is at most MAX_TRANSCRIPT_RESPONSE_SIZE: TranscriptServer.read.)
+        taken = await _reserve(peer, MAX_TRANSCRIPT_RESPONSE_SIZE)
         if taken is None:
             return
         data, read = b"", 0

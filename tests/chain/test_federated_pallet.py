@@ -29,6 +29,7 @@ from fedkit import (
 
 import ml_runtime
 from chain import calls
+from chain.errors import DispatchError
 from chain.pallets import balances, federated, models
 
 
@@ -359,7 +360,8 @@ def test_bad_challenges_reveals_and_closes_are_refused(chain) -> None:
     d = r.d
     d.ok(BOB, r.bob_commit)
     assert "takes commits until block 5" in d.fails(EVE, calls.ChallengeRound(0), "TooEarly")
-    assert "is open, not revealing" in d.fails(BOB, _reveal_any(r, chain), "NotRevealing")
+    with pytest.raises(DispatchError, match=r"round 0 is open, not revealing$"):  # (an author leaves it for a later block)
+        federated.find_revealing_update(chain.state.overlay(), BOB.public, _reveal_any(r, chain), chain.best_number + 1)
     assert "takes reveals until block 20" in d.fails(EVE, calls.CloseRound(0), "TooEarly")
     d.until(5)
     d.ok(EVE, calls.ChallengeRound(0))
@@ -426,6 +428,28 @@ def test_a_pool_admits_only_a_reveal_the_round_awaits(chain) -> None:
     refused(BOB, first, "TooLate")
     d.ok(EVE, calls.CloseRound(0))
     refused(BOB, first, "NotRevealing")  # closed: for good
+
+
+def test_an_author_leaves_a_reveal_to_a_round_still_open_for_a_later_block(chain) -> None:
+    """A reveal pooled while its round revealed, then a reorg onto a branch where the round is
+    open again: the author included it, it failed (NotRevealing) and its sender paid 0.045
+    POL (the retest of round 9, A-N3). A candidate the pool's check calls future
+    (Runtime.verify_admissible) is left out of the block, with nothing charged; the same
+    reveal goes into the block that holds the challenge before it."""
+    r = _Round(chain, min_updates=1)
+    d = r.d
+    d.ok(BOB, r.bob_commit)
+    d.until(5)
+    free = balances.get_account(chain.state.overlay(), BOB.public).free
+    reveal = sign(chain, BOB, _reveal_any(r, chain), 1)
+    left = chain.build_block([reveal], ALICE, slot=d.slot + 1)
+    d.slot += 1
+    assert left.receipts == () and left.block.body.extrinsics == ()
+    assert balances.get_account(chain.state.overlay(), BOB.public) == balances.AccountInfo(1, free, 0)
+    challenge = sign(chain, EVE, calls.ChallengeRound(0), balances.get_account(chain.state.overlay(), EVE.public).nonce)
+    taken = chain.build_block([challenge, reveal], ALICE, slot=d.slot + 1)
+    d.slot += 1
+    assert len(taken.receipts) == 2 and taken.receipts[0].success
 
 
 def _reveal_any(r: _Round, chain) -> calls.RevealSegment:
