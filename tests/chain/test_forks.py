@@ -1,5 +1,44 @@
 """The block tree: competing branches, fork choice, reorganisations through the journals,
-the pool after a reorg, and the atomicity of a reorg, on real LevelDB databases."""
+the pool after a reorg, and the atomicity of a reorg, on real LevelDB databases.
+
+Mutation testing of dcbe6e9 and 0be96e9 (the checkpoint), 2026-11-30, 13:52-14:12 UTC, mutmut
+3.8.1: in a scratch copy (``git archive`` of b895873) whose ``[tool.mutmut]`` had only_mutate
+narrowed to the files of this session's commits, ``mutmut run --max-children 1
+"chain.x_nothing_matches*"`` made the mutants (none ran). In scope, 102: the mutants whose
+changed original lines are both blamed on those commits (``git blame``) and not a line the
+commits only moved or re-indented. Each was applied (one at a time) and ``python -m pytest -x
+-p no:cacheprovider tests/chain/test_forks.py tests/node/test_network_lies.py
+tests/node/test_cli.py -k checkpoint`` run in a fresh process, the files restored after each.
+``mutmut apply NAME`` was not used: it replaces the first function of that name in the file, so
+``xǁBlockchainǁverify_header__mutmut_38`` went into BlockRules.verify_header (a Protocol stub)
+and "survived" untested (any method whose name another class of the module shares, ``__init__``
+above all); a small script put each mutant's body into its own class's method instead.
+Killed/in scope, before -> after the tests added then (each watched failing on its mutants):
+Blockchain.__init__ 10/12 -> 12/12, verify_header 10/10, _is_on_checkpoint_chain 17/21 ->
+18/21, find_checkpoint_conflict 7/7, finalize 6/7 -> 7/7, _build_block 12/12;
+NodeService.__init__ 1/2, author_block 18/21 -> 21/21, import_justification 9/10 -> 10/10.
+Killed by:
+
+- the database refusal's whole message (``"XX(polchain purge-chain)..."`` and upper case: the
+  test compared its start);
+- A5 imported above the checkpoint #3 (``is_descendant(wanted, block_hash)`` for every block,
+  checkpoint stored: each block above it was refused but one whose parent is the checkpoint);
+- finalizing the finalized genesis again before the checkpoint is imported
+  (``(block_hash == self.finalized_hash) and False``: it was a conflict);
+- in tests/node/test_network_lies.py, the log lines compared whole and the checkpoint warning
+  counted once over two slots (``_awaiting_checkpoint = None`` or ``False`` when said, the
+  messages with ``XX`` around them).
+
+Left, equivalent:
+
+- _is_on_checkpoint_chain's ``<=`` for ``<`` and, for a block above the checkpoint's number
+  when the checkpoint is not stored, ``None`` or ``True`` for ``False``: a stored block at or
+  above that number means the best chain reached it (fork choice is the longest chain), so
+  that database held another block at the checkpoint's number, and was refused when opened;
+  at the number itself, ancestry and descent are both equality.
+- NodeService.__init__'s ``_awaiting_checkpoint = None`` for ``False``: both falsy.
+
+No bug was found."""
 
 from __future__ import annotations
 
@@ -340,10 +379,10 @@ def test_a_checkpoint_refuses_every_other_block_of_its_number_and_a_database_tha
 
 
 def _long_range(tmp_path: Path) -> tuple[list[Block], list[Block]]:
-    """An honest chain A1..A4 and, from genesis, another B1..B5 (both sealed by Alice, the dev
+    """An honest chain A1..A5 and, from genesis, another B1..B5 (both sealed by Alice, the dev
     chain's one validator, in other slots): what a long-range attacker's old keys sign."""
     honest, attacker = open_chain(tmp_path / "honest"), open_chain(tmp_path / "attacker")
-    a = [_build(honest, slot, []) for slot in (1, 2, 3, 4)]
+    a = [_build(honest, slot, []) for slot in (1, 2, 3, 4, 5)]
     b = [_build(attacker, slot, []) for slot in (10, 11, 12, 13, 14)]
     honest.db.close()
     attacker.db.close()
@@ -372,8 +411,9 @@ def test_a_checkpoint_refuses_a_branch_stored_before_it_and_authoring_its_number
         f"block #4 {b[3].hash().hex()} does not descend from the checkpoint #3 0x{a[2].hash().hex()}: it is on another chain"
     )
     assert (node.state.root(), node.best_hash, node.has_block(b[3].hash())) == (root, best, False)
-    node.import_block(a[3])
-    assert node.best_hash == a[3].hash()
+    for block in a[3:]:  # A5 too: its parent is above the checkpoint, not the checkpoint itself
+        node.import_block(block)
+    assert node.best_hash == a[4].hash()
     node.db.close()
     fresh = open_chain(tmp_path / "fresh", checkpoint=(3, a[2].hash()))
     for block in a[:2]:
@@ -405,9 +445,12 @@ def test_a_checkpoint_lets_nothing_below_it_be_finalized_before_it_is_imported(t
         "not finalized before it is"
     )
     assert node.finalized_number == 0
+    # The finalized block itself (genesis, below the checkpoint) is final already: finalizing
+    # it again (its justification stored) is no conflict, though nothing shows it on the chain.
+    assert node.finalize(node.genesis_hash) is None and node.finalized_number == 0
     for block in a:
         node.import_block(block)
-    assert node.best_hash == a[3].hash()
+    assert node.best_hash == a[4].hash()
     node.set_finalized(a[1].hash())  # below the checkpoint, on its chain, now that it is imported
     assert node.finalized_hash == a[1].hash()
     node.db.close()
@@ -421,6 +464,7 @@ def test_a_checkpoint_lets_nothing_below_it_be_finalized_before_it_is_imported(t
     with pytest.raises(ChainError) as refused:
         Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis, checkpoint=(3, a[2].hash()))
     db.close()
-    assert str(refused.value).startswith(
-        f"the database's finalized block #1 0x{b[0].hash().hex()} is not on the chain of the checkpoint #3 0x{a[2].hash().hex()}"
+    assert str(refused.value) == (
+        f"the database's finalized block #1 0x{b[0].hash().hex()} is not on the chain of the checkpoint #3 0x{a[2].hash().hex()}: "
+        "it followed another chain; purge it (polchain purge-chain) to sync again"
     )
