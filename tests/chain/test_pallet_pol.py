@@ -63,6 +63,32 @@ compute_report_fraud_weight's ``work or 1`` (a TRAIN naming no known model decla
 weight alone, for every fault kind, now in
 test_a_start_or_end_fault_report_is_charged_for_its_check_not_for_a_re_run). No survivors are
 left and no bug was found.
+
+Mutation testing of 7914429 and 0ccd813 (a pool's admission of a call: CallRow.admit), the
+same run as tests/chain/test_forks.py's docstring gives (2026-11-30, 14:06-14:18 UTC; each
+mutant put into its own function by a script, not ``mutmut apply``; in scope the mutants whose
+changed lines those commits wrote, not the lines they only moved out of the apply_ handlers).
+Tests: tests/chain/test_federated_pallet.py ``-k "admits_only or bad_challenges"``, this file,
+tests/node/test_pool_node.py ``-k train``. Killed/in scope, before -> after the tests added then
+(each watched failing on its mutant): Runtime.verify_admissible 19/19; federated
+find_revealing_update (its ``number`` line) 0/1 -> 1/1, verify_reveal_admissible 10/10 (the 8
+of _verify_undecided are its moved ``status != COMMITTED`` lines: out of scope);
+training.verify_admissible 8/8; pol _find_new_fraud 28/29 -> 29/29, verify_report_admissible
+16/18 -> 18/18, _find_equivocation 12/12, _find_vote_equivocation 12/12. Killed by:
+
+- a reveal admitted in its deadline's block (test_federated_pallet.py's
+  test_a_pool_admits_only_a_reveal_the_round_awaits: ``number >= info.reveal_deadline``);
+- the pool refusing an offender's own reports, fraud
+  (test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era) and vote
+  (test_a_pool_admits_no_report_of_an_offence_punished_already): verify_report_admissible
+  passing ``None`` for the reporter;
+- _find_new_fraud's ``here`` passed as None (a block of this chain judged as another fork's:
+  a second forged TRAIN of a block, or of a punished author, refused): killed by
+  tests/chain/test_bounties.py's test_a_second_forged_train_in_one_block_is_proven_after_a_bait
+  and test_a_second_forgery_of_a_punished_author_is_proven_and_voids_its_claim, outside this
+  selection.
+
+No survivors; no bug was found.
 """
 
 from __future__ import annotations
@@ -336,6 +362,7 @@ def test_a_pool_admits_no_report_of_an_offence_punished_already(local) -> None:
     assert _admission(chain, DAVE, votes).startswith("pol.AlreadyPunished: ")
     fresh = calls.ReportVoteEquivocation(vote(chain, CHARLIE, 0, 3, b"\xaa" * 32), vote(chain, CHARLIE, 0, 3, b"\xbb" * 32))
     assert _admission(chain, DAVE, fresh) is None
+    assert _admission(chain, CHARLIE, fresh).startswith("pol.SelfReport: ")  # (a vote report's reporter is checked too)
 
 
 def test_an_author_leaves_out_the_reports_another_report_made_stale(tmp_path) -> None:
@@ -814,6 +841,7 @@ def test_a_valid_fraud_proof_slashes_the_author_and_removes_it_at_the_next_era(l
     read = datasets.compute_read_weight(datasets.get_dataset(_state(chain), 0))  # the job is rebuilt from the data set
     assert weight == pol.REPORT_BASE_WEIGHT + read + ml_runtime.train_step_cost(job.spec, job.batch_size) * 10 + ml_runtime.segment_cost(job.spec)
     local.fails(call, "SelfReport", key=BOB)  # block #1 of this chain: the forged block was never imported here
+    assert _admission(chain, BOB, call).startswith("pol.SelfReport: ")  # nor does a pool take it
     assert not pol.is_fraud_proven(_state(chain), proof)
     before = _before(chain, BOB.public)
     receipt = local.report(call)
