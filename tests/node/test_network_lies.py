@@ -413,6 +413,24 @@ async def test_a_parent_state_pruned_while_its_fraud_proof_is_judged_makes_it_un
         assert refused.value.reason == "unknown_job" and not node.chain.has_state(two.header.parent_hash)
 
 
+def _histories(tmp_path: Path, *runs: tuple[str, int, int]) -> list[list[Block]]:
+    """Dev chains from one genesis, one a ``(name, slots ago of its first block, blocks)``: its
+    genesis and empty blocks Alice sealed a slot apart (branches differ by their slots)."""
+    spec = load_chain_spec("dev")
+    now = int(time.time() * 1000) // spec.runtime_config.slot_duration_ms
+    out = []
+    for name, ago, count in runs:
+        db = Database(tmp_path / name)
+        try:
+            builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
+            for k in range(count):
+                builder.build_block([], ALICE, now - ago + k)
+            out.append([builder.get_block(builder.get_hash(n)) for n in range(count + 1)])  # type: ignore[arg-type]
+        finally:
+            db.close()
+    return out
+
+
 async def test_a_node_with_a_checkpoint_finalizes_nothing_below_it_before_it_and_authors_no_block_of_its_number(
     tmp_path, caplog
 ) -> None:
@@ -423,17 +441,8 @@ async def test_a_node_with_a_checkpoint_finalizes_nothing_below_it_before_it_and
     once the honest chain and its checkpoint are imported its justification finalizes."""
     caplog.set_level(logging.INFO)
     spec = load_chain_spec("dev")
-    probe = NodeService(NodeConfig(chain="dev", tmp=True), spec)
-    slot_ms = probe.slot_ms
-    probe.close()
-    now = int(time.time() * 1000) // slot_ms
-    chains = []
-    for name, slots in (("honest", (now - 9, now - 8, now - 7)), ("attacker", (now - 6, now - 5))):
-        db = Database(tmp_path / name)
-        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
-        chains.append([builder.build_block([], ALICE, slot).block for slot in slots])
-        db.close()
-    honest, attacker = chains
+    (_, *honest), (_, *attacker) = _histories(tmp_path, ("honest", 9, 3), ("attacker", 6, 2))
+    slot_ms = spec.runtime_config.slot_duration_ms
     node = NodeService(NodeConfig(chain="dev", tmp=True, checkpoint=(3, honest[2].hash())), spec)
     try:
         genesis = node.chain.genesis_hash
@@ -486,19 +495,7 @@ async def test_a_node_below_its_checkpoint_on_a_long_range_fork_syncs_the_checkp
     monkeypatch.setattr(sync_module, "MAX_FORK_DEPTH", 8)
     caplog.set_level(logging.INFO)
     spec = load_chain_spec("dev")
-    probe = NodeService(NodeConfig(chain="dev", tmp=True), spec)
-    slot_ms = probe.slot_ms
-    probe.close()
-    now = int(time.time() * 1000) // slot_ms
-    chains = []
-    for name, first, count in (("honest", now - 60, 16), ("attacker", now - 30, 12)):
-        db = Database(tmp_path / name)
-        builder = Blockchain(db, chain_id=spec.id, build_genesis=spec.apply_genesis)
-        for k in range(count):
-            builder.build_block([], ALICE, first + k)
-        chains.append([builder.get_block(builder.get_hash(n)) for n in range(count + 1)])  # type: ignore[arg-type]
-        db.close()
-    honest, attacker = chains
+    honest, attacker = _histories(tmp_path, ("honest", 60, 16), ("attacker", 30, 12))
     checkpoint = (14, honest[14].hash())
     async with running(NodeService(NodeConfig(chain="dev", tmp=True, network=FAST, checkpoint=checkpoint), spec)) as node:
         assert node.network is not None
