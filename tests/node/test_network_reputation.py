@@ -135,3 +135,20 @@ def test_fresh_bans_that_ran_out_go_as_new_ones_come() -> None:
     clock.now += 31
     b.report("new", Misbehaviour.GARBAGE)
     assert b.sizes()["fresh_bans"] == 1 and b.banned_for("new") == pytest.approx(30)
+
+
+def test_a_rate_limiters_settle_gives_back_or_takes_exactly_its_delta_up_to_the_burst() -> None:
+    """RateLimiter.settle (node.network.service._settle: an answer's size paid after the
+    largest was taken ahead): the tokens move by the delta alone, capped at the burst, and a
+    debt makes later takes wait. A rate of one token in ~30 years keeps accrual out of it."""
+    from node.network.reputation import RateLimiter
+
+    bucket = RateLimiter(1e-9, 10.0)
+    assert bucket.take(5.0)
+    bucket.settle(2.0)  # 7 banked
+    assert bucket.take(7.0) and not bucket.take(0.5)
+    bucket.settle(100.0)  # up to the burst only
+    assert bucket.take(10.0) and not bucket.take(0.5)
+    bucket.settle(-3.0)  # a debt of 3
+    bucket.settle(3.5)
+    assert bucket.take(0.5) and not bucket.take(0.5)

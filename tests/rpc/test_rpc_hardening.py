@@ -57,6 +57,36 @@ Finding (a log line, not a limit): the log's "read none of" is unreachable, sinc
 takes part of the answer into the socket's buffers before the first poll, so ``left`` is already
 below ``len(out)``; a client that read nothing is logged as "too little"
 (test_an_answer_nobody_reads_is_dropped_with_its_connection, fixed since).
+
+Mutation testing of a3080de and 394fdbd (an address holding more than a quarter closes its
+own; addresses counted as an IPv4 address or an IPv6 /64), the same run as
+tests/chain/test_forks.py's docstring gives (2026-11-30, 14:18-14:27 UTC; each mutant put into
+its own function by a script, not ``mutmut apply``). Tests, narrowed for the deadline from
+this whole file: test_connections_count_against_an_ipv4_address_or_an_ipv6_64 first (a
+mutant raising in compute_address_group hangs the server tests until their timeout), then
+``-k "quarter or lock_out or evicts or idle_websockets_leave or subscriptions_are_not"``.
+Reached 48 of the 73 in scope (stopped at the deadline; not reached: one of
+ConnectionBudget.opened's and all 24 of RpcServer._evict_websocket's). Killed/run, before ->
+after the test added then (watched failing on its mutants): holds_a_quarter 4/8 -> 7/8,
+compute_address_group 16/18, ConnectionBudget.opened 18/22. Killed by
+test_holding_a_quarter_is_holding_more_than_a_whole_quarter_of_the_slots (the bounds:
+``>=``, ``// 5``, ``held.get(newcomer, 1)``). Left:
+
+- holds_a_quarter's ``capacity / 4`` for ``// 4``: for a whole count n, ``n > x // 4`` and
+  ``n > x / 4`` agree. Equivalent.
+- compute_address_group's ``strict=None`` (falsy as False: equivalent) and
+  ``partition("XX%XX")``: Python's ip_address parses an IPv6 scope id itself (since 3.9) and
+  the /64 drops it; only an IPv4 address with a ``%`` suffix would differ, which no socket
+  gives.
+- opened's ``(isinstance(peer, tuple) and peer) or True`` and ``isinstance(peer, tuple) or
+  peer``: differ only for a peername that is not a non-empty tuple (no transport, a Unix
+  socket), which the RPC server's TCP sites never give.
+- opened's ``self._hosts[host] + 1`` and ``- 2`` for ``- 1`` (the newcomer's address's count
+  before it): not equivalent; they move holds_a_quarter's bound by one connection, and no test
+  has the newcomer's address hold exactly a quarter (then another address's idle one goes) or
+  one more (then its own). Not written for lack of time.
+
+No bug was found.
 """
 
 from __future__ import annotations
@@ -939,3 +969,13 @@ def test_connections_count_against_an_ipv4_address_or_an_ipv6_64() -> None:
     assert compute_address_group("fe80::1%eth0") == "fe80::/64"
     assert compute_address_group("127.0.0.2") != compute_address_group("127.0.0.1")
     assert compute_address_group(None) == "?" and compute_address_group("not an address") == "not an address"
+
+
+def test_holding_a_quarter_is_holding_more_than_a_whole_quarter_of_the_slots() -> None:
+    """rpc.connections.holds_a_quarter at its bounds: of 8 slots, 2 is a quarter, not more; an
+    address holding none (not in the count) holds none, even of fewer than 4 slots."""
+    from rpc.connections import holds_a_quarter
+
+    assert not holds_a_quarter({"a": 2, "b": 6}, "a", 8)
+    assert holds_a_quarter({"a": 3, "b": 5}, "a", 8)
+    assert not holds_a_quarter({"b": 3}, "a", 3)
