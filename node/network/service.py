@@ -1146,8 +1146,7 @@ async def _reserve(peer: Peer, most: int) -> list[tuple[RateLimiter, float]] | N
         while not bucket.take(amount):
             await asyncio.sleep(bucket.wait_for(amount))
             if peer.closed.is_set():
-                _settle(taken, 0)
-                return None
+                return None  # (what it took so far is its own allowance, of use to nobody now)
         taken.append((bucket, amount))
     share = peer.node_served
     if share is not None:

@@ -87,11 +87,11 @@ and all of _serve (6), _serve_transcript (21), _served_host (15) and TranscriptS
 RateLimiter.settle 6/8 -> 8/8, _settle 2/2, _reserve 12/17, _register 3/3. Killed by
 tests/node/test_network_reputation.py's
 test_a_rate_limiters_settle_gives_back_or_takes_exactly_its_delta_up_to_the_burst
-(``take(1.0)`` for ``take(0.0)``: one token more taken; ``- delta`` for ``+ delta``). Left,
-not equivalent, no test written for lack of time: _reserve's ``_settle(taken, 0)`` when the
-peer closes while it waits (``None`` for either argument, an argument left out, ``1`` for
-``0``): no test closes a peer while its answer waits for room, so what the earlier allowances
-are given back there (all of it; or a TypeError, or a byte short) is unchecked.
+(``take(1.0)`` for ``take(0.0)``: one token more taken; ``- delta`` for ``+ delta``). Left:
+_reserve's ``_settle(taken, 0)`` when the peer closes while it waits (5 mutants). On reading
+them, the call itself went: what a peer has taken by then is its own allowance only (its
+address's is taken after its own, and the node's in a try that gives back the address's), and
+a closed peer's own allowance is of use to nobody.
 
 No bug was found.
 """
