@@ -420,6 +420,7 @@ def test_a_pool_admits_only_a_reveal_the_round_awaits(chain) -> None:
     d.ok(EVE, calls.ChallengeRound(0))
     first, *rest = r.bob.reveals(chain, 0)
     refused(CHARLIE, first, "NoUpdate")
+    refused(BOB, replace(first, round=99), "UnknownRound")
     chain.runtime.verify_admissible(chain.state.overlay(), sign(chain, BOB, first, 0), chain.best_number + 1)  # admitted
     deadline = federated.get_round(chain.state.overlay(), 0).reveal_deadline
     chain.runtime.verify_admissible(chain.state.overlay(), sign(chain, BOB, first, 0), deadline)  # in the deadline's block too

@@ -510,3 +510,32 @@ async def test_a_node_below_its_checkpoint_on_a_long_range_fork_syncs_the_checkp
             assert "our chain may be a long-range fork; asking" in caplog.text
         finally:
             await peer.service.stop()
+
+
+async def test_a_bad_block_that_joins_our_chain_does_not_send_a_checkpointed_node_back_to_its_finalized_block(
+    tmp_path, caplog
+) -> None:
+    """The ask from the finalized block up (Sync._rejoins_from_finalized) is for a peer's chain
+    that does not join ours. A block that joins it and is bad itself is no sign of a fork:
+    were it taken as one, a peer could make a checkpointed node ask for its whole chain again
+    with one bad block above the node's best. The peer is charged for the block, the node stays
+    where it was, and no fork is suspected."""
+    caplog.set_level(logging.INFO)
+    (honest,) = _histories(tmp_path, ("honest", 20, 6))
+    bob = dev_keypair("Bob")
+    async with running(NodeService(NodeConfig(chain="dev", tmp=True, network=FAST, checkpoint=(5, honest[5].hash())),
+                                   load_chain_spec("dev"))) as node:
+        assert node.network is not None
+        for block in honest[1:4]:
+            await node.import_block(block)
+        remark = sign_extrinsic(bob, calls.Remark(b"x"), nonce=0, genesis_hash=node.chain.genesis_hash, spec_version=SPEC_VERSION)
+        bad = Block(honest[4].header, Body((remark,), ()))
+        peer = await peer_with(node, [*honest[:4], bad, *honest[5:]])
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            assert f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (extrinsics root mismatch" in caplog.text
+            assert node.chain.best_hash == honest[3].hash()
+            assert "long-range fork" not in caplog.text
+        finally:
+            await peer.service.stop()

@@ -293,6 +293,21 @@ async def test_the_bytes_we_answer_are_paced_for_an_address_and_for_the_node_too
         assert all(x.service.reputation.score(y.id) == 0 for x, y in ((a, b), (a, c), (b, a), (c, a)))
 
 
+async def test_the_answer_allowances_of_addresses_are_kept_for_the_most_recent_only(monkeypatch) -> None:
+    """One allowance an address (its inbound peers share it), kept for the MAX_SERVED_HOSTS
+    addresses registered last: peers from ever new addresses must not grow the table without
+    bound. An address seen again keeps its allowance and moves to the back."""
+    import node.network.service as service_module
+
+    monkeypatch.setattr(service_module, "MAX_SERVED_HOSTS", 3)
+    async with nodes({}) as (a,):
+        first = a.service._served_host("10.0.0.1")
+        for host in ("10.0.0.2", "10.0.0.3", "10.0.0.1", "10.0.0.4"):
+            a.service._served_host(host)
+        assert list(a.service._served_hosts) == ["10.0.0.3", "10.0.0.1", "10.0.0.4"]
+        assert a.service._served_hosts["10.0.0.1"] is first
+
+
 async def test_an_answer_is_read_only_once_the_allowance_has_room_for_it() -> None:
     """An answer was read and encoded (up to 16 MiB) before it waited for the peer's
     allowance, so every waiting peer held one: 32 peers of one host held 2.9 GB (an outside
