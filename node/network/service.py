@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import itertools
 import logging
 import random
@@ -1127,7 +1128,7 @@ async def _await_answer(fut: asyncio.Future[Message], timeout: float) -> bool:
     return fut.done()
 
 
-async def _reserve(peer: Peer, most: int) -> list[tuple[RateLimiter, float]] | None:
+async def _reserve(peer: Peer, most: int) -> list[tuple[Callable[[float], None], float]] | None:
     """Before an answer is read: wait until each of the peer's answer allowances (its own,
     ``served_bytes_per_second``, then its address's and the node's: Peer.host_served,
     node_served) has room for the largest answer (``most``, or the allowance's whole burst if
@@ -1136,9 +1137,9 @@ async def _reserve(peer: Peer, most: int) -> list[tuple[RateLimiter, float]] | N
     with it, so a peer that asks for more than its allowance slows only its own messages, and
     nothing is read or held for it meanwhile: the answer was read and encoded first and then
     waited, so 32 peers of one address held 2.9 GB (an outside tester's finding, round 9).
-    The node's allowance goes to the waiting addresses in turn (FairShare; an outbound peer
-    is an address of its own)."""
-    taken: list[tuple[RateLimiter, float]] = []
+    The node's allowance goes to the waiting address that has had the fewest bytes
+    (FairShare; an outbound peer is an address of its own)."""
+    taken: list[tuple[Callable[[float], None], float]] = []
     for bucket in (peer.served, peer.host_served):
         if bucket is None:
             continue
@@ -1147,24 +1148,25 @@ async def _reserve(peer: Peer, most: int) -> list[tuple[RateLimiter, float]] | N
             await asyncio.sleep(bucket.wait_for(amount))
             if peer.closed.is_set():
                 return None  # (what it took so far is its own allowance, of use to nobody now)
-        taken.append((bucket, amount))
+        taken.append((bucket.settle, amount))
     share = peer.node_served
     if share is not None:
         amount = min(float(most), share.bucket.burst)
+        group = peer.peer_id if peer.host is None else peer.host
         try:
-            await share.take(peer.peer_id if peer.host is None else peer.host, amount)
+            await share.take(group, amount)
         except BaseException:
             _settle(taken, 0)
             raise
-        taken.append((share.bucket, amount))
+        taken.append((functools.partial(share.settle, group), amount))
     return taken
 
 
-def _settle(taken: list[tuple[RateLimiter, float]], size: int) -> None:
+def _settle(taken: list[tuple[Callable[[float], None], float]], size: int) -> None:
     """The answer of ``size`` bytes was read: each allowance pays its size, not what
     :func:`_reserve` took ahead."""
-    for bucket, amount in taken:
-        bucket.settle(amount - size)
+    for settle, amount in taken:
+        settle(amount - size)
 
 
 def _encode_response(req: BlockRequest, blocks: Sequence[BlockData | ServedBlock], budget: int) -> bytes:

@@ -96,11 +96,12 @@ def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
 
 
 def test_a_shared_allowance_goes_to_the_waiting_groups_in_turn() -> None:
-    """FairShare: three takers of group "a" wait, then one of group "b": b's is served second,
-    after a's first, not after all of a's (polled, the allowance went to whichever waiter
-    woke first: an honest peer's address got a thirtieth of the node's answer allowance
-    beside thirty peers of three others, the retest of round 9). A taker cancelled while it
-    waits gives its place up, and settle() lends what a taker did not use to the next."""
+    """FairShare: three takers of group "a" wait, then one of group "b": b's is served before
+    a's second, not after all of a's (polled, the allowance went to whichever waiter woke
+    first: an honest peer's address got a thirtieth of the node's answer allowance beside
+    thirty peers of three others, the retest of round 9); here before a's first too, as "a"
+    had the burst already. A taker cancelled while it waits gives its place up, and settle()
+    lends what a taker did not use to the next."""
     import asyncio
 
     async def scenario() -> list[str]:
@@ -120,11 +121,92 @@ def test_a_shared_allowance_goes_to_the_waiting_groups_in_turn() -> None:
         gone.cancel()
         await asyncio.gather(*tasks)
         assert gone.cancelled()
-        share.bucket.settle(10.0)  # (a taker that used nothing gives it back: the next takes it at once)
+        share.settle("d", 10.0)  # (a taker that used nothing gives it back: the next takes it at once)
         await asyncio.wait_for(share.take("d", 10.0), 0.01)
         return order
 
-    assert asyncio.run(scenario()) == ["a1", "b1", "a2", "a3"]
+    assert asyncio.run(scenario()) == ["b1", "a1", "a2", "a3"]
+
+
+def test_a_shared_allowance_goes_first_to_the_group_that_had_the_fewest_bytes() -> None:
+    """FairShare orders the waiting groups by the bytes each has had, as settled, not by
+    turns: a group whose answers are small is not made to wait a turn of every other waiting
+    group after each one. By turns, 30 addresses each asking for 16 MiB answers made a request
+    for one block wait 3.5 s (30 turns of 1/8 s of the node's allowance), longer than a PoL
+    fetch may take (the retest of round 9's A-N1). Here both groups reserve the same, but
+    "small" gives nine tenths back each time: it is served three times while "big" is served
+    once; by turns the order would be big1, small1, big2, small2, big3, small3."""
+    import asyncio
+
+    async def scenario() -> list[str]:
+        share = reputation.FairShare(RateLimiter(rate=1000.0, burst=10.0))
+        await share.take("other", 10.0)  # the burst: everything below waits about 0.01 s
+        order: list[str] = []
+
+        async def taker(name: str, group: str) -> None:
+            await share.take(group, 10.0)
+            order.append(name)
+            if group == "small":
+                share.settle(group, 9.0)
+
+        tasks = []
+        for name in ("big1", "big2", "big3", "small1", "small2", "small3"):
+            tasks.append(asyncio.create_task(taker(name, name[:-1])))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["big1", "small1", "small2", "small3", "big2", "big3"]
+
+
+def test_a_group_that_asks_now_and_then_waits_for_no_round_of_the_busy_ones() -> None:
+    """Three groups take full answers all the time; "honest" asked once before and used a
+    tenth of it. Asking again in the middle of a round, twice, it goes next each time, not
+    after the busy groups the round has not reached: in plain start-time fair queueing it tied with them
+    (all at the round's start tag), and beside 30 busy addresses a request for one block still waited
+    3.1 s every other time (measured on a node, the retest of round 9's A-N1)."""
+    import asyncio
+
+    async def scenario() -> list[str]:
+        share = reputation.FairShare(RateLimiter(rate=1000.0, burst=10.0))
+        for group in ("x", "y", "z", "honest"):  # a first round
+            await share.take(group, 10.0)
+        share.settle("honest", 9.0)
+        order: list[str] = []
+
+        async def taker(name: str, group: str) -> None:
+            await share.take(group, 10.0)
+            order.append(name)
+
+        async def honest() -> None:
+            for name in ("honest2", "honest3"):  # one right after the other
+                await share.take("honest", 10.0)
+                order.append(name)
+                share.settle("honest", 9.0)
+
+        tasks = [asyncio.create_task(taker(f"{group}2", group)) for group in ("x", "y", "z")]
+        while not order:  # the second round has begun
+            await asyncio.sleep(0.001)
+        tasks.append(asyncio.create_task(honest()))
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["x2", "honest2", "honest3", "y2", "z2"]
+
+
+def test_a_shared_allowance_keeps_a_bounded_record_of_the_groups_it_served() -> None:
+    """Every group served leaves its count of bytes; fresh addresses must not grow it without
+    bound: past MAX_SHARE_GROUPS, the counts of groups not waiting go (such a group starts
+    again at 0, as a new one does)."""
+    import asyncio
+
+    async def scenario() -> int:
+        share = reputation.FairShare(RateLimiter(rate=1e12, burst=1e12))
+        for i in range(3 * reputation.MAX_SHARE_GROUPS):
+            await share.take(f"g{i}", 1.0)
+        return share.count_groups()
+
+    assert asyncio.run(scenario()) <= reputation.MAX_SHARE_GROUPS
 
 
 def test_fresh_bans_that_ran_out_go_as_new_ones_come() -> None:
