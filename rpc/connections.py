@@ -92,13 +92,23 @@ def find_hog(held: Mapping[K, int], newcomer: K, capacity: int) -> K | None:
     return hog if hog != newcomer and count > capacity // 4 else None
 
 
-def may_close_idle(held: Mapping[K, int], newcomer: K, holder: K) -> bool:
+def may_close_idle(held: Mapping[K, int], newcomer: K, holder: K, *, session: bool = False) -> bool:
     """Whether a newcomer from ``newcomer`` may close an idle connection of ``holder`` to make
     room: only one of an address that holds at least as many as the newcomer's already, so an
     address never makes room at the expense of a smaller one. Without this, one address
     holding every RPC WebSocket (or four holding a quarter each) had each of its newcomers
     close whichever other client's WebSocket was idle between calls, every second (an outside
-    tester's finding, round 9, and its retest)."""
+    tester's finding, round 9, and its retest).
+
+    A WebSocket (``session``) is a client's session, which it must open again: one is closed
+    only if its address holds two more than the newcomer's (and so is left holding at least
+    as many as the newcomer's then), or is the newcomer's own. Equal counts were not enough:
+    newcomers from fresh addresses, holding none, each closed a client's only WebSocket (the
+    retest of round 9, A-N4: 2 calls answered in 20 s). An idle keep-alive connection holds
+    nothing: its client sends its next request on a new one (RFC 9112, 9.3.1), so a newcomer
+    is not refused for it."""
+    if session and holder != newcomer:
+        return held.get(holder, 0) >= held.get(newcomer, 0) + 2
     return held.get(holder, 0) >= held.get(newcomer, 0)
 
 

@@ -974,14 +974,17 @@ class RpcServer:
         """Close a WebSocket (1013) to make room for one from ``host``; False if none may go.
 
         The least recently active idle one (no call running, no subscription) goes first,
-        of an address holding at least as many as ``host`` (rpc.connections.may_close_idle).
+        of an address holding two more than ``host``, or of ``host`` (rpc.connections.may_close_idle).
         Failing that, if one address holds more than a quarter of the WebSockets and ``host``
         is another, that address's least recently active one goes, subscribed or not: 100
         WebSockets from one address, each with one subscription it read, kept every other
         client out with 429 for as long as they stayed (an outside tester's finding, round 7).
         """
         held = Counter(c.host for c in self._connections)
-        idle = [c for c in self._connections if not (c.busy or c.subs or c.pending) and may_close_idle(held, host, c.host)]
+        idle = [
+            c for c in self._connections
+            if not (c.busy or c.subs or c.pending) and may_close_idle(held, host, c.host, session=True)
+        ]
         if idle:
             victim = min(idle, key=lambda c: c.last_active)
             why = b"idle connection closed to make room for a new one"

@@ -320,16 +320,19 @@ async def test_addresses_holding_more_websockets_do_not_close_a_smaller_ones_idl
     """Four addresses holding a quarter each (none more than a quarter) closed the honest
     client's WebSocket, idle between its calls, and then kept it out (the retest of round 9:
     1 call answered in 20 s). A newcomer now closes an idle WebSocket only of an address that
-    holds at least as many as its own: here none, so it is refused (429), and the honest
-    client's WebSocket keeps working."""
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{i}", 0))) for i in (2, 3, 4, 5)]
+    would still hold at least as many as the newcomer's then: here none, so it is refused
+    (429), and the honest client's WebSocket keeps working. That holds for a newcomer from a
+    fifth address, holding none, too: one holding as many as its own could, and closed the
+    honest one (the retest of that fix, A-N4: 2 calls answered in 20 s)."""
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{i}", 0))) for i in (2, 3, 4, 5, 6)]
     try:
         async with start_server(max_connections=9) as srv:
             honest = await session.ws_connect(ws_url(srv))  # from 127.0.0.1, idle between calls
-            held = [ws for http in sessions for ws in await _subscribed(http, srv, 2)]
-            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                await sessions[0].ws_connect(ws_url(srv))
-            assert refused.value.status == 429
+            held = [ws for http in sessions[:4] for ws in await _subscribed(http, srv, 2)]
+            for http in (sessions[0], sessions[4]):  # one of the four, then a fifth address, holding none
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(ws_url(srv))
+                assert refused.value.status == 429
             assert (await rpc(honest, {"jsonrpc": "2.0", "id": 4, "method": "system_health"}))["id"] == 4
             for ws in (*held, honest):
                 await ws.close()
@@ -975,12 +978,18 @@ def test_connections_count_against_an_ipv4_address_or_an_ipv6_64() -> None:
 
 def test_a_newcomer_may_close_an_idle_connection_of_an_address_holding_as_many_as_its_own() -> None:
     """rpc.connections.may_close_idle at its bounds: as many, yes; one more, no; an address not
-    in the count holds none."""
+    in the count holds none. A WebSocket (``session=True``) only of an address holding two
+    more than the newcomer's (it is left holding as many as the newcomer then), or of the
+    newcomer's own address."""
     from rpc.connections import may_close_idle
 
     assert may_close_idle({"a": 2, "b": 2}, "a", "b")
     assert not may_close_idle({"a": 3, "b": 2}, "a", "b")
     assert may_close_idle({"b": 1}, "a", "b") and may_close_idle({}, "a", "b")
+    assert may_close_idle({"a": 1, "b": 3}, "a", "b", session=True)
+    assert not may_close_idle({"a": 1, "b": 2}, "a", "b", session=True)
+    assert not may_close_idle({"b": 1}, "a", "b", session=True) and may_close_idle({"b": 2}, "a", "b", session=True)
+    assert may_close_idle({"a": 5}, "a", "a", session=True)
 
 
 async def test_the_newcomers_address_is_counted_without_it(start_server, session):
