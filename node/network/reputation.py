@@ -42,10 +42,12 @@ BAN_THRESHOLD = -1000.0
 HALF_LIFE = 60.0
 MAX_TRACKED = 4096
 MAX_BANS = 4096  # per table (settled and fresh)
-#: Groups whose count of bytes a FairShare keeps, beside the waiting ones.
+#: Groups a FairShare keeps in its lists (those with a taker waiting always stay).
 MAX_SHARE_GROUPS = 1024
-#: Seconds in which a FairShare count of bytes decays by half.
-SHARE_HALF_LIFE = 10.0
+#: Bytes a FairShare adds to a group's deficit at each of its turns (RFC 8290's quantum).
+SHARE_QUANTUM = 1 << 20
+#: Seconds a FairShare remembers what a group owes after it left its lists.
+SHARE_DEBT_SECONDS = 10.0
 SETTLED_AFTER = 30.0  # seconds of connection before a ban counts as settled
 
 
@@ -218,96 +220,143 @@ class RateLimiter:
 
 
 class FairShare:
-    """A :class:`RateLimiter` shared by many takers, given to the groups waiting for it in
-    order of the bytes each has had lately (a group's own takers in order), not to whichever
-    waiter polls first, nor in plain turns.
+    """A :class:`RateLimiter` shared by many takers: the groups waiting for it take turns by
+    bytes (deficit round robin), and a group that comes owing nothing goes first once (a
+    group's own takers in order).
 
     The node's answer allowance (node.network.service, ``served_bytes_per_node``) is shared by
-    every peer: polled, it went to whichever of the waiting peers woke first, so 30 peers of
-    three addresses left an honest peer of a fourth about a thirtieth of it and slowed its
-    sync twentyfold (the retest of an outside tester's round 9). Given in turns by address,
-    each turn reserved a whole message (16 MiB, 1/8 s of the allowance) whatever the answer
-    was to be, so beside 30 addresses asking for full answers a request for one block waited
-    3.5 s, longer than a PoL fetch may take (the retest of that fix, A-N1).
+    every peer, and each answer reserves the most it may be (16 MiB) until it is read and
+    settled at its size. What went wrong before:
 
-    So each group has a count of the bytes it had, decaying by half every
-    :data:`SHARE_HALF_LIFE` seconds: what it took, less what it gave back (:meth:`settle`: an
-    answer pays its size, not its reservation). The waiting group with the lowest count goes
-    next, the one waiting longest among equals. Groups that ask for full answers all the time
-    take turns by bytes, and one whose answers are small, or that asks now and then, goes
-    ahead of them: it waits for the answer in progress, not for a round of the others. Start-
-    time fair queueing (Goyal, Vin and Cheng, SIGCOMM 1996) was tried first and is not enough
-    here: a group asking now and then ties with every busy group of the round in progress (all
-    at its start tag) and waits for them all; measured beside 30 busy addresses, a request for
-    one block still waited 3.1 s every other time. The half-life is long beside such a round
-    (30 answers of 16 MiB: 3.75 s), so an answer had in it still counts, and short enough that
-    a group that synced a while ago is not held back for it. Used on the event loop only.
+    - polled, the allowance went to whichever waiting peer woke first: 30 peers of three
+      addresses left an honest peer of a fourth a thirtieth of it and slowed its sync
+      twentyfold (the retest of an outside tester's round 9);
+    - in plain turns by address, every turn cost a whole reservation (1/8 s of the
+      allowance) whatever the answer was to be: beside 30 addresses asking for full answers,
+      a request for one block waited 3.5 s, longer than a PoL fetch may take (its retest,
+      A-N1);
+    - to the lowest count of bytes had lately (strict priority), eight addresses asking for
+      empty answers, one of them always waiting, were always first, and an honest node's sync
+      got nothing for 38 s (round 10, T1); their reservations also held the allowance until
+      its next timer, as nothing woke it on a settle.
+
+    So, after the flow queueing of FQ-CoDel (RFC 8290, section 4), by bytes:
+
+    - a group's *deficit* grows by :data:`SHARE_QUANTUM` at each of its turns; a taker of a
+      group whose deficit is positive is served (room permitting) and takes its reservation
+      off; :meth:`settle` gives back what the answer did not use (up to a quantum: a group
+      asking for empty answers banks no turns);
+    - a group that comes owing nothing goes to the *new* list, served before the *old* one:
+      a small or occasional request waits for the answer in progress, not for a round. After
+      its turn a new group goes to the end of the old list, and it leaves the lists when a
+      turn of its comes with no taker waiting: so it is new again at most once a round, and a
+      group asking all the time, however little, takes its turns with the rest (RFC 8290,
+      4.2: what keeps new flows from starving old ones);
+    - a group that leaves owing (its answer used more than its turns gave it) comes back to
+      the old list with its debt, for :data:`SHARE_DEBT_SECONDS`: RFC 8290 forgets a debt of
+      at most a packet, but here it is up to a whole answer, and forgotten, every address
+      asking for full answers one at a time came back new after each;
+    - a settle wakes the turns at once, so the room an answer gave back is not left idle.
+
+    Used on the event loop only.
     """
 
-    __slots__ = ("_counts", "_timer", "_waiting", "bucket")
+    __slots__ = ("_debts", "_deficits", "_new", "_old", "_queues", "_timer", "bucket", "quantum")
 
-    def __init__(self, bucket: RateLimiter) -> None:
+    def __init__(self, bucket: RateLimiter, quantum: float = SHARE_QUANTUM) -> None:
         self.bucket = bucket
-        # The groups waiting, in order of how long since each was last served (or first waited).
-        self._waiting: OrderedDict[object, deque[tuple[asyncio.Future[None], float]]] = OrderedDict()
-        self._counts: dict[object, tuple[float, float]] = {}  # group -> (bytes, when counted)
+        self.quantum = quantum
+        self._queues: dict[object, deque[tuple[asyncio.Future[None], float]]] = {}  # each group's waiting takers
+        self._new: OrderedDict[object, None] = OrderedDict()
+        self._old: OrderedDict[object, None] = OrderedDict()
+        self._deficits: dict[object, float] = {}  # the groups in either list
+        self._debts: dict[object, tuple[float, float]] = {}  # group -> (bytes owed, since when): none listed
         self._timer: asyncio.TimerHandle | None = None
 
     def count_groups(self) -> int:
-        """How many groups have a count (at most :data:`MAX_SHARE_GROUPS` beside the waiting ones)."""
-        return len(self._counts)
-
-    def _count(self, group: object, now: float) -> float:
-        count, at = self._counts.get(group, (0.0, now))
-        return count * 0.5 ** ((now - at) / SHARE_HALF_LIFE)
+        """How many groups are listed or owe (each at most :data:`MAX_SHARE_GROUPS` beside the waiting ones)."""
+        return len(self._deficits) + len(self._debts)
 
     async def take(self, group: object, amount: float) -> None:
         """Return once ``amount`` tokens are taken for ``group`` (at most the bucket's burst)."""
-        amount = min(amount, self.bucket.burst)
-        if not self._waiting and self.bucket.take(amount):
-            self._add(group, amount)
-            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(group, deque()).append((future, amount))
-        if self._timer is None:  # (else the waiting ones are served when it fires)
+        self._queues.setdefault(group, deque()).append((future, min(amount, self.bucket.burst)))
+        if group not in self._deficits:
+            if len(self._deficits) >= MAX_SHARE_GROUPS:
+                self._forget_idle()
+            owed, since = self._debts.pop(group, (0.0, 0.0))
+            if owed > 0 and time.monotonic() - since < SHARE_DEBT_SECONDS:
+                self._old[group] = None
+                self._deficits[group] = -owed
+            else:
+                self._new[group] = None
+                self._deficits[group] = self.quantum
+        if self._timer is None:  # (else the turns go on when it fires)
             self._serve()
         try:
-            await future
+            await future  # (at once if served above)
         finally:
             if not future.done():  # cancelled while waiting: its place goes
                 future.cancel()
 
     def settle(self, group: object, delta: float) -> None:
-        """:meth:`RateLimiter.settle` for a taker of ``group``, whose count moves the same."""
+        """:meth:`RateLimiter.settle` for a taker of ``group``, whose deficit (or debt) moves
+        the same, up to a quantum; the turns go on at once with the room given back."""
         self.bucket.settle(delta)
-        if group in self._counts:
-            self._add(group, -delta)
+        deficit = self._deficits.get(group)
+        if deficit is not None:
+            self._deficits[group] = min(self.quantum, deficit + delta)
+        elif group in self._debts:
+            owed, since = self._debts.pop(group)
+            if owed > delta:
+                self._debts[group] = (owed - delta, since)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._serve()
 
-    def _add(self, group: object, amount: float) -> None:
-        now = time.monotonic()
-        self._counts[group] = (max(0.0, self._count(group, now) + amount), now)
-        if len(self._counts) > MAX_SHARE_GROUPS:
-            # Those of the groups not waiting go: each starts again at 0, as a new one does.
-            self._counts = {g: c for g, c in self._counts.items() if g in self._waiting}
+    def _leave(self, group: object) -> None:
+        """``group`` (with no taker waiting) leaves the lists, its debt remembered."""
+        deficit = self._deficits.pop(group)
+        self._queues.pop(group, None)
+        if deficit < 0:
+            if len(self._debts) >= MAX_SHARE_GROUPS:
+                del self._debts[next(iter(self._debts))]  # (the oldest)
+            self._debts[group] = (-deficit, time.monotonic())
+
+    def _forget_idle(self) -> None:
+        """Make the listed groups with no taker waiting leave."""
+        for listed in (self._new, self._old):
+            for group in [g for g in listed if not any(not f.done() for f, _ in self._queues.get(g, ()))]:
+                del listed[group]
+                self._leave(group)
 
     def _serve(self) -> None:
-        """Give the tokens to the waiting groups, the lowest count first, as far as they go;
-        then wait for more."""
+        """Take the turns as far as the room goes; then wait for more."""
         self._timer = None
-        while self._waiting:
-            now = time.monotonic()
-            group = min(self._waiting, key=lambda g: self._count(g, now))  # (the first of equals)
-            queue = self._waiting[group]
+        while True:
+            listed = self._new or self._old
+            if not listed:
+                return
+            group = next(iter(listed))
+            queue = self._queues.get(group)
+            while queue and queue[0][0].done():  # (cancelled)
+                queue.popleft()
+            if not queue:
+                del listed[group]
+                if listed is self._new:
+                    self._old[group] = None  # RFC 8290: it leaves from the old list only
+                else:
+                    self._leave(group)
+                continue
+            if self._deficits[group] <= 0:
+                self._deficits[group] += self.quantum
+                del listed[group]
+                self._old[group] = None
+                continue
             future, amount = queue[0]
-            if future.done():  # (cancelled)
-                queue.popleft()
-            elif self.bucket.take(amount):
-                queue.popleft()
-                future.set_result(None)
-                self._add(group, amount)
-                self._waiting.move_to_end(group)  # its turn is over
-            else:
+            if not self.bucket.take(amount):
                 self._timer = asyncio.get_running_loop().call_later(self.bucket.wait_for(amount), self._serve)
                 return
-            if not queue:
-                del self._waiting[group]
+            queue.popleft()
+            future.set_result(None)
+            self._deficits[group] -= amount
