@@ -48,6 +48,9 @@ MAX_SHARE_GROUPS = 1024
 SHARE_QUANTUM = 1 << 20
 #: Seconds a FairShare remembers what a group owes after it left its lists.
 SHARE_DEBT_SECONDS = 10.0
+#: The least a FairShare charges a group's deficit for an answer, however small: an answer
+#: costs the node a read and an encoding, and one that cost nothing could be had without end.
+SHARE_MIN_CHARGE = 64 << 10
 SETTLED_AFTER = 30.0  # seconds of connection before a ban counts as settled
 
 
@@ -244,14 +247,20 @@ class FairShare:
 
     - a group's *deficit* grows by :data:`SHARE_QUANTUM` at each of its turns; a taker of a
       group whose deficit is positive is served (room permitting) and takes its reservation
-      off; :meth:`settle` gives back what the answer did not use (up to a quantum: a group
-      asking for empty answers banks no turns);
+      off; :meth:`settle` gives back what the answer did not use, charging at least
+      :data:`SHARE_MIN_CHARGE` (so a turn holds at most 16 answers, however small) and up
+      to a quantum (a group asking for empty answers banks no turns);
     - a group that comes owing nothing goes to the *new* list, served before the *old* one:
       a small or occasional request waits for the answer in progress, not for a round. After
       its turn a new group goes to the end of the old list, and it leaves the lists when a
       turn of its comes with no taker waiting: so it is new again at most once a round, and a
       group asking all the time, however little, takes its turns with the rest (RFC 8290,
       4.2: what keeps new flows from starving old ones);
+    - but the new list goes first only every other turn while an old group waits: a new
+      address costs an attacker nothing (a /64, a connection), and addresses each used once
+      would otherwise be new every time and leave an old group, say an honest node syncing,
+      nothing (round 10, T2: 400 addresses in turn starved a sync that took 6.5 s in plain
+      turns). So an old group waits for at most one new group's answer between its turns;
     - a group that leaves owing (its answer used more than its turns gave it) comes back to
       the old list with its debt, for :data:`SHARE_DEBT_SECONDS`: RFC 8290 forgets a debt of
       at most a packet, but here it is up to a whole answer, and forgotten, every address
@@ -261,16 +270,18 @@ class FairShare:
     Used on the event loop only.
     """
 
-    __slots__ = ("_debts", "_deficits", "_new", "_old", "_queues", "_timer", "bucket", "quantum")
+    __slots__ = ("_debts", "_deficits", "_new", "_new_went", "_old", "_queues", "_timer", "bucket", "least", "quantum")
 
-    def __init__(self, bucket: RateLimiter, quantum: float = SHARE_QUANTUM) -> None:
+    def __init__(self, bucket: RateLimiter, quantum: float = SHARE_QUANTUM, least: float = SHARE_MIN_CHARGE) -> None:
         self.bucket = bucket
         self.quantum = quantum
+        self.least = least
         self._queues: dict[object, deque[tuple[asyncio.Future[None], float]]] = {}  # each group's waiting takers
         self._new: OrderedDict[object, None] = OrderedDict()
         self._old: OrderedDict[object, None] = OrderedDict()
         self._deficits: dict[object, float] = {}  # the groups in either list
         self._debts: dict[object, tuple[float, float]] = {}  # group -> (bytes owed, since when): none listed
+        self._new_went = False  # whether the last taker served was of a new group
         self._timer: asyncio.TimerHandle | None = None
 
     def count_groups(self) -> int:
@@ -299,10 +310,13 @@ class FairShare:
             if not future.done():  # cancelled while waiting: its place goes
                 future.cancel()
 
-    def settle(self, group: object, delta: float) -> None:
-        """:meth:`RateLimiter.settle` for a taker of ``group``, whose deficit (or debt) moves
-        the same, up to a quantum; the turns go on at once with the room given back."""
-        self.bucket.settle(delta)
+    def settle(self, group: object, taken: float, used: float) -> None:
+        """A taker of ``group`` took ``taken`` and used ``used``: the bucket gets the rest back
+        (or pays the excess: :meth:`RateLimiter.settle`), the group's deficit (or debt) as if
+        it had taken at least :attr:`least` and up to a quantum; the turns go on at once
+        with the room given back."""
+        self.bucket.settle(taken - used)
+        delta = taken - max(used, self.least)
         deficit = self._deficits.get(group)
         if deficit is not None:
             self._deficits[group] = min(self.quantum, deficit + delta)
@@ -334,7 +348,7 @@ class FairShare:
         """Take the turns as far as the room goes; then wait for more."""
         self._timer = None
         while True:
-            listed = self._new or self._old
+            listed = self._old if self._old and (self._new_went or not self._new) else self._new
             if not listed:
                 return
             group = next(iter(listed))
@@ -360,3 +374,4 @@ class FairShare:
             queue.popleft()
             future.set_result(None)
             self._deficits[group] -= amount
+            self._new_went = listed is self._new

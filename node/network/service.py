@@ -1128,7 +1128,7 @@ async def _await_answer(fut: asyncio.Future[Message], timeout: float) -> bool:
     return fut.done()
 
 
-async def _reserve(peer: Peer, most: int) -> list[tuple[Callable[[float], None], float]] | None:
+async def _reserve(peer: Peer, most: int) -> list[Callable[[int], None]] | None:
     """Before an answer is read: wait until each of the peer's answer allowances (its own,
     ``served_bytes_per_second``, then its address's and the node's: Peer.host_served,
     node_served) has room for the largest answer (``most``, or the allowance's whole burst if
@@ -1139,7 +1139,7 @@ async def _reserve(peer: Peer, most: int) -> list[tuple[Callable[[float], None],
     waited, so 32 peers of one address held 2.9 GB (an outside tester's finding, round 9).
     The waiting addresses take the node's allowance in turns by bytes, one that owes nothing
     first (FairShare; an outbound peer is an address of its own)."""
-    taken: list[tuple[Callable[[float], None], float]] = []
+    taken: list[Callable[[int], None]] = []  # each settles one allowance for the answer's size
     for bucket in (peer.served, peer.host_served):
         if bucket is None:
             continue
@@ -1148,7 +1148,7 @@ async def _reserve(peer: Peer, most: int) -> list[tuple[Callable[[float], None],
             await asyncio.sleep(bucket.wait_for(amount))
             if peer.closed.is_set():
                 return None  # (what it took so far is its own allowance, of use to nobody now)
-        taken.append((bucket.settle, amount))
+        taken.append(functools.partial(_settle_bucket, bucket, amount))
     share = peer.node_served
     if share is not None:
         amount = min(float(most), share.bucket.burst)
@@ -1158,15 +1158,19 @@ async def _reserve(peer: Peer, most: int) -> list[tuple[Callable[[float], None],
         except BaseException:
             _settle(taken, 0)
             raise
-        taken.append((functools.partial(share.settle, group), amount))
+        taken.append(functools.partial(share.settle, group, amount))
     return taken
 
 
-def _settle(taken: list[tuple[Callable[[float], None], float]], size: int) -> None:
+def _settle_bucket(bucket: RateLimiter, amount: float, size: int) -> None:
+    bucket.settle(amount - size)
+
+
+def _settle(taken: list[Callable[[int], None]], size: int) -> None:
     """The answer of ``size`` bytes was read: each allowance pays its size, not what
     :func:`_reserve` took ahead."""
-    for settle, amount in taken:
-        settle(amount - size)
+    for settle in taken:
+        settle(size)
 
 
 def _encode_response(req: BlockRequest, blocks: Sequence[BlockData | ServedBlock], budget: int) -> bytes:

@@ -96,15 +96,16 @@ def test_rate_limiter_allows_the_burst_then_the_rate() -> None:
 
 
 def test_a_shared_allowance_goes_to_the_waiting_groups_in_turn() -> None:
-    """FairShare: three takers of group "a" wait, then one of group "b": b's is served second,
-    after a's first, not after all of a's (polled, the allowance went to whichever waiter
-    woke first: an honest peer's address got a thirtieth of the node's answer allowance
-    beside thirty peers of three others, the retest of round 9). A taker cancelled while it
-    waits gives its place up, and settle() lends what a taker did not use to the next."""
+    """FairShare: three takers of group "a" wait, then one of group "b": b's is served after
+    a's second, not after all of a's (polled, the allowance went to whichever waiter woke
+    first: an honest peer's address got a thirtieth of the node's answer allowance beside
+    thirty peers of three others, the retest of round 9). "a" had the first turn as a new
+    group; then its old turn and b's new one alternate. A taker cancelled while it waits
+    gives its place up, and settle() lends what a taker did not use to the next."""
     import asyncio
 
     async def scenario() -> list[str]:
-        share = reputation.FairShare(RateLimiter(rate=200.0, burst=10.0), quantum=10.0)
+        share = reputation.FairShare(RateLimiter(rate=200.0, burst=10.0), quantum=10.0, least=1.0)
         await share.take("a", 10.0)  # the burst: the takers below wait about 0.05 s each
         order: list[str] = []
 
@@ -120,69 +121,72 @@ def test_a_shared_allowance_goes_to_the_waiting_groups_in_turn() -> None:
         gone.cancel()
         await asyncio.gather(*tasks)
         assert gone.cancelled()
-        share.settle("d", 10.0)  # (a taker that used nothing gives it back: the next takes it at once)
+        share.settle("d", 10.0, 0.0)  # (a taker that used nothing gives it back: the next takes it at once)
         await asyncio.wait_for(share.take("d", 10.0), 0.01)
         return order
 
-    assert asyncio.run(scenario()) == ["a1", "b1", "a2", "a3"]
+    assert asyncio.run(scenario()) == ["a1", "a2", "b1", "a3"]
 
 
 def test_a_group_that_asks_now_and_then_waits_for_no_round_of_the_busy_ones() -> None:
-    """Three groups keep takers waiting; "honest" comes with nothing owed, twice, and each
-    time goes next, before the busy groups' takers that waited longer (RFC 8290's new
-    flows). In turns, beside 30 busy addresses asking for full answers, a request for one
-    block waited 3.5 s, longer than a PoL fetch may take (the retest of round 9's A-N1)."""
+    """Six groups keep takers waiting, each owing for the full answers it had; "honest" comes
+    owing nothing and is served after at most the answer in progress, not after a turn of
+    each busy group (RFC 8290's new flows). In turns, beside 30 busy addresses asking for
+    full answers, a request for one block waited 3.5 s, longer than a PoL fetch may take
+    (the retest of round 9's A-N1)."""
     import asyncio
 
-    async def scenario() -> list[str]:
-        share = reputation.FairShare(RateLimiter(rate=1000.0, burst=10.0), quantum=10.0)
-        await share.take("other", 10.0)  # the burst: everything below waits about 0.01 s
+    async def scenario() -> tuple[int, list[str]]:
+        share = reputation.FairShare(RateLimiter(rate=3000.0, burst=30.0), quantum=10.0, least=1.0)
+        busy = ("u", "v", "w", "x", "y", "z")
+        for group in busy:
+            await share.take(group, 30.0)  # used whole: each owes 20
         order: list[str] = []
 
-        async def taker(name: str, group: str) -> None:
-            await share.take(group, 10.0)
+        async def taker(name: str, group: str, used: float) -> None:
+            await share.take(group, 30.0)
             order.append(name)
-            if group == "honest":
-                share.settle(group, 9.0)  # a small answer
+            share.settle(group, 30.0, used)
 
-        tasks = [asyncio.create_task(taker(f"{g}{i}", g)) for g in ("x", "y", "z") for i in (1, 2, 3)]
-        while len(order) < 3:  # a round of the busy groups is over
+        tasks = [asyncio.create_task(taker(f"{group}{i}", group, 30.0)) for i in (2, 3) for group in busy]
+        while not order:  # the busy groups' turns have begun
             await asyncio.sleep(0.001)
-        tasks.append(asyncio.create_task(taker("honest1", "honest")))
-        while "z2" not in order:  # and the next
-            await asyncio.sleep(0.001)
-        tasks.append(asyncio.create_task(taker("honest2", "honest")))
+        came = len(order)
+        tasks.append(asyncio.create_task(taker("honest", "honest", 1.0)))
         await asyncio.gather(*tasks)
-        return order
+        return came, order
 
-    assert asyncio.run(scenario()) == ["x1", "y1", "z1", "honest1", "x2", "y2", "z2", "honest2", "x3", "y3", "z3"]
+    came, order = asyncio.run(scenario())
+    assert order.index("honest") <= came + 1, order
 
 
 def test_groups_asking_for_empty_answers_all_the_time_do_not_starve_one_asking_for_full_ones() -> None:
-    """Three groups keep asking for answers that use nothing of their reservation; "full"
-    uses all of its. It is served in its turn, not after them all: given to the lowest count
-    of bytes had lately, eight addresses asking for empty answers left an honest node's sync
-    nothing for 38 s (round 10, T1)."""
+    """Three groups keep asking for answers that use almost nothing of their reservation;
+    "full" uses all of its. It is served every few answers, not after them all: given to the
+    lowest count of bytes had lately, eight addresses asking for empty answers left an honest
+    node's sync nothing for 38 s (round 10, T1). An answer is charged at least ``least``
+    (here half a quantum: two answers a turn; the node's 64 KiB against 1 MiB: 16)."""
     import asyncio
 
     async def scenario() -> list[str]:
-        share = reputation.FairShare(RateLimiter(rate=1000.0, burst=10.0), quantum=10.0)
+        share = reputation.FairShare(RateLimiter(rate=1000.0, burst=10.0), quantum=10.0, least=5.0)
         await share.take("other", 10.0)
         order: list[str] = []
 
         async def taker(name: str, group: str) -> None:
             await share.take(group, 10.0)
             order.append(name)
-            if group != "full":
-                share.settle(group, 9.9)
+            share.settle(group, 10.0, 10.0 if group == "full" else 0.1)
 
         tasks = [asyncio.create_task(taker(f"{g}.{i}", g)) for g in ("e1", "e2", "e3") for i in range(20)]
-        tasks += [asyncio.create_task(taker(name, "full")) for name in ("full1", "full2", "full3")]
+        tasks += [asyncio.create_task(taker(f"full{i}", "full")) for i in range(1, 6)]
         await asyncio.gather(*tasks)
         return order
 
     order = asyncio.run(scenario())
-    assert order.index("full1") == 3 and order.index("full2") < 9 and order.index("full3") < 14, order
+    served = [i for i, name in enumerate(order) if name.startswith("full")]
+    gaps = [b - a for a, b in zip([-1, *served], served, strict=False)]
+    assert max(gaps) <= 12, order
 
 
 def test_a_group_that_left_owing_comes_back_old() -> None:
@@ -195,11 +199,11 @@ def test_a_group_that_left_owing_comes_back_old() -> None:
     import asyncio
 
     async def scenario() -> list[str]:
-        share = reputation.FairShare(RateLimiter(rate=3000.0, burst=30.0), quantum=10.0)
+        share = reputation.FairShare(RateLimiter(rate=3000.0, burst=30.0), quantum=10.0, least=1.0)
         await share.take("other", 30.0)
         await share.take("full", 30.0)  # uses all: owes 20
         await share.take("half", 30.0)
-        share.settle("half", 15.0)  # owed 20, given back 15: owes 5
+        share.settle("half", 30.0, 15.0)  # owed 20, given back 15: owes 5
         order: list[str] = []
 
         async def taker(name: str, group: str) -> None:
@@ -228,7 +232,7 @@ def test_a_settle_gives_the_room_back_to_the_waiting_at_once() -> None:
         waiting = asyncio.create_task(share.take("b", 10.0))
         await asyncio.sleep(0.01)
         assert not waiting.done()
-        share.settle("a", 10.0)  # the answer used nothing
+        share.settle("a", 10.0, 0.0)  # the answer used nothing
         await asyncio.wait_for(waiting, 1.0)
 
     asyncio.run(scenario())
