@@ -158,6 +158,7 @@ __all__ = [
     "DEFAULT_WS_PING_INTERVAL",
     "MIB",
     "RESERVED_SUBSCRIPTIONS",
+    "WS_SESSION_GRACE",
     "RpcMethodsPolicy",
     "RpcServer",
 ]
@@ -213,6 +214,10 @@ DEFAULT_WS_PING_INTERVAL: Final = 30.0  # jsonrpsee's default ping interval
 DEFAULT_WS_IDLE_TIMEOUT: Final = 300.0
 # A WebSocket close handshake the server starts waits this long for the peer's answer.
 _WS_CLOSE_TIMEOUT: Final = 2.0
+#: Seconds a WebSocket with no call or subscription stays a session (rpc.connections.may_close_idle's
+#: ``session``) after its last activity; past them a newcomer may close it as it would an idle
+#: keep-alive connection.
+WS_SESSION_GRACE: Final = 10.0
 # Results whose size floor is at most this are encoded inline: at most a few milliseconds.
 _INLINE_ENCODE_FLOOR: Final = 64 * 1024
 # Bodies up to this many bytes are decoded on the loop (well under a millisecond).
@@ -974,16 +979,21 @@ class RpcServer:
         """Close a WebSocket (1013) to make room for one from ``host``; False if none may go.
 
         The least recently active idle one (no call running, no subscription) goes first,
-        of an address holding two more than ``host``, or of ``host`` (rpc.connections.may_close_idle).
+        of an address holding two more than ``host``, or of ``host`` (rpc.connections.may_close_idle);
+        one idle for over :data:`WS_SESSION_GRACE` also of an address holding as many as
+        ``host``: else addresses holding one silent WebSocket each, never a call, kept every
+        newcomer out (round 10, T3), while a client that calls now and then keeps its own.
         Failing that, if one address holds more than a quarter of the WebSockets and ``host``
         is another, that address's least recently active one goes, subscribed or not: 100
         WebSockets from one address, each with one subscription it read, kept every other
         client out with 429 for as long as they stayed (an outside tester's finding, round 7).
         """
         held = Counter(c.host for c in self._connections)
+        now = asyncio.get_running_loop().time()
         idle = [
             c for c in self._connections
-            if not (c.busy or c.subs or c.pending) and may_close_idle(held, host, c.host, session=True)
+            if not (c.busy or c.subs or c.pending)
+            and may_close_idle(held, host, c.host, session=now - c.last_active < WS_SESSION_GRACE)
         ]
         if idle:
             victim = min(idle, key=lambda c: c.last_active)

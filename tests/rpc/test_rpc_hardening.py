@@ -341,6 +341,33 @@ async def test_addresses_holding_more_websockets_do_not_close_a_smaller_ones_idl
             await http.close()
 
 
+async def test_silent_websockets_of_one_address_each_give_way_after_the_grace(start_server, session, monkeypatch):
+    """One idle WebSocket from each of four addresses, never a call: a newcomer from a fifth
+    is refused (429) while they are within WS_SESSION_GRACE of their last activity, and closes
+    the least recently active of them (1013) once they are past it: addresses holding one
+    silent WebSocket each kept every newcomer out for as long as they stayed (round 10, T3)."""
+    from rpc import server as rpc_server
+
+    monkeypatch.setattr(rpc_server, "WS_SESSION_GRACE", 0.3)
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{i}", 0))) for i in (2, 3, 4, 5, 6)]
+    try:
+        async with start_server(max_connections=4) as srv:
+            silent = [await http.ws_connect(ws_url(srv)) for http in sessions[:4]]
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await sessions[4].ws_connect(ws_url(srv))
+            assert refused.value.status == 429
+            await asyncio.sleep(0.4)
+            newcomer = await sessions[4].ws_connect(ws_url(srv))
+            assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 1, "method": "system_health"}))["id"] == 1
+            msg = await silent[0].receive(timeout=5)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1013)
+            for ws in (*silent, newcomer):
+                await ws.close()
+    finally:
+        for http in sessions:
+            await http.close()
+
+
 async def test_idle_websocket_times_out_but_a_subscribed_one_stays(start_server, session):
     async with start_server(ws_idle_timeout=0.5) as srv:
         idle = await session.ws_connect(ws_url(srv))
