@@ -89,6 +89,28 @@ No bug was found. (After this run, e35e736 replaced holds_a_quarter by may_close
 closes an idle connection only of an address holding at least as many as its own. The two tests
 were rewritten for it, test_a_newcomer_may_close_an_idle_connection_of_an_address_holding_as_many_as_its_own
 and test_the_newcomers_address_is_counted_without_it, and still kill opened's ``+ 1`` and ``- 2``.)
+
+Mutation testing of 4a5da7b (a new WebSocket closes an idle one only of its own address or of
+one holding two more than its own), 2026-11-30, 15:36-15:45 UTC, mutmut 3.8.1: in a scratch copy
+(``git archive HEAD``) whose ``[tool.mutmut]`` had only_mutate narrowed to rpc/connections.py,
+rpc/server.py and node/network/{service,reputation,transcripts}.py, ``mutmut run --max-children
+1 "rpc.x_nothing_matches*"`` made the mutants; each on a line ``git blame`` gives to 4a5da7b was
+put into its own function (its class's, by a script: ``mutmut apply`` picks the first function
+of that name in the file) and run in a fresh ``python -m pytest -x`` (150 s timeout), the files
+restored after. Tests: this file's ``-k "websocket or newcomer"``. Killed/in scope, before ->
+after the tests added (each watched failing on its mutants): may_close_idle 12/15 -> 14/15,
+RpcServer._evict_websocket 13/14 -> 14/14. Added: in
+test_a_newcomer_may_close_an_idle_connection_of_an_address_holding_as_many_as_its_own, a
+WebSocket of an address not in the count (``held.get(holder)`` without its default, or with
+None: a TypeError), and test_a_newcomer_closes_its_own_addresss_idle_websocket_not_one_of_an_address_holding_one_more
+(_evict_websocket asking may_close_idle for a newcomer of ``None``, holding none: every idle
+WebSocket of an address holding two was closable, and 127.0.0.2's oldest went instead of the
+newcomer's own address's). Left:
+
+- may_close_idle's ``held.get(holder, 1)`` in the WebSocket rule: an absent holder counts 0 or
+  1, both below the newcomer's count + 2 (at least 2). Equivalent.
+
+No bug was found.
 """
 
 from __future__ import annotations
@@ -366,6 +388,30 @@ async def test_silent_websockets_of_one_address_each_give_way_after_the_grace(st
     finally:
         for http in sessions:
             await http.close()
+
+
+async def test_a_newcomer_closes_its_own_addresss_idle_websocket_not_one_of_an_address_holding_one_more(start_server, session):
+    """The server full of idle WebSockets, two of 127.0.0.2's and one of 127.0.0.1's (the most
+    recently active), a newcomer from 127.0.0.1 closes that one (1013): 127.0.0.2 holds one
+    more than the newcomer's address, not two, so none of its goes (it would be left holding
+    fewer than the newcomer's). Mutation testing, mut15: _evict_websocket asking
+    may_close_idle for a newcomer of no address (holding none) closed 127.0.0.2's oldest."""
+    other_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+    try:
+        async with start_server(max_connections=3) as srv:
+            others = [await other_http.ws_connect(ws_url(srv)) for _ in range(2)]
+            own = await session.ws_connect(ws_url(srv))  # from 127.0.0.1
+            newcomer = await session.ws_connect(ws_url(srv))
+            assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 9, "method": "system_health"}))["id"] == 9
+            msg = await own.receive(timeout=5)
+            assert msg.type is aiohttp.WSMsgType.CLOSE
+            assert msg.data == 1013
+            for ws in others:
+                assert (await rpc(ws, {"jsonrpc": "2.0", "id": 5, "method": "system_health"}))["id"] == 5
+            for ws in (*others, own, newcomer):
+                await ws.close()
+    finally:
+        await other_http.close()
 
 
 async def test_idle_websocket_times_out_but_a_subscribed_one_stays(start_server, session):
@@ -1016,6 +1062,7 @@ def test_a_newcomer_may_close_an_idle_connection_of_an_address_holding_as_many_a
     assert may_close_idle({"a": 1, "b": 3}, "a", "b", session=True)
     assert not may_close_idle({"a": 1, "b": 2}, "a", "b", session=True)
     assert not may_close_idle({"b": 1}, "a", "b", session=True) and may_close_idle({"b": 2}, "a", "b", session=True)
+    assert not may_close_idle({}, "a", "b", session=True)  # (a Counter's get, without a default, gives None)
     assert may_close_idle({"a": 5}, "a", "a", session=True)
 
 
