@@ -98,11 +98,14 @@ rpc/server.py and node/network/{service,reputation,transcripts}.py, ``mutmut run
 put into its own function (its class's, by a script: ``mutmut apply`` picks the first function
 of that name in the file) and run in a fresh ``python -m pytest -x`` (150 s timeout), the files
 restored after. Tests: this file's ``-k "websocket or newcomer"``. Killed/in scope, before ->
-after the tests added (each watched failing on its mutants): may_close_idle 12/15 -> 14/15,
-RpcServer._evict_websocket 13/14 -> 14/14. Added: in
+after the tests added (each watched failing on its mutants): may_close_idle 12/15 -> 14/15
+(and the signature's ``session=True`` default, which the script cannot apply, set by hand:
+killed), RpcServer._evict_websocket 13/14 -> 14/14; may_close_idle's older line, run too, 10/11
+-> 11/11. Added: in
 test_a_newcomer_may_close_an_idle_connection_of_an_address_holding_as_many_as_its_own, a
 WebSocket of an address not in the count (``held.get(holder)`` without its default, or with
-None: a TypeError), and test_a_newcomer_closes_its_own_addresss_idle_websocket_not_one_of_an_address_holding_one_more
+None: a TypeError) and a connection of such an address beside a newcomer's holding one
+(``held.get(holder, 1)`` in the older rule), and test_a_newcomer_closes_its_own_addresss_idle_websocket_not_one_of_an_address_holding_one_more
 (_evict_websocket asking may_close_idle for a newcomer of ``None``, holding none: every idle
 WebSocket of an address holding two was closable, and 127.0.0.2's oldest went instead of the
 newcomer's own address's). Left:
@@ -1058,7 +1061,7 @@ def test_a_newcomer_may_close_an_idle_connection_of_an_address_holding_as_many_a
 
     assert may_close_idle({"a": 2, "b": 2}, "a", "b")
     assert not may_close_idle({"a": 3, "b": 2}, "a", "b")
-    assert may_close_idle({"b": 1}, "a", "b") and may_close_idle({}, "a", "b")
+    assert may_close_idle({"b": 1}, "a", "b") and may_close_idle({}, "a", "b") and not may_close_idle({"a": 1}, "a", "b")
     assert may_close_idle({"a": 1, "b": 3}, "a", "b", session=True)
     assert not may_close_idle({"a": 1, "b": 2}, "a", "b", session=True)
     assert not may_close_idle({"b": 1}, "a", "b", session=True) and may_close_idle({"b": 2}, "a", "b", session=True)
