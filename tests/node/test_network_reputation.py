@@ -1,4 +1,10 @@
-"""Reputation arithmetic: costs add up, time forgives, fatal costs ban at once, memory is bounded."""
+"""Reputation arithmetic: costs add up, time forgives, fatal costs ban at once, memory is bounded.
+
+The FairShare tests below are of its deficit round robin (7047c05, 55c55a4). A mutation run of
+2026-11-30 (mut15, /work/scratch/mut15) covered the order it replaced (bf01472's counts of
+bytes had lately: every mutant killed or equivalent); the round robin itself has not been
+mutation-tested yet: each of its rules has a test here that failed without it.
+"""
 
 from __future__ import annotations
 

@@ -94,6 +94,41 @@ address's is taken after its own, and the node's in a try that gives back the ad
 a closed peer's own allowance is of use to nobody.
 
 No bug was found.
+
+Mutation testing of bf01472 (the node's answer allowance given by FairShare's counts, grouped
+by address; that order was replaced by 7047c05 and 55c55a4 after round 10 found it starved a
+sync, and the test of whose count an answer went to was rewritten for them by a recording
+FairShare) and of what the run above did not reach, 2026-11-30, 15:35-16:15 UTC, mutmut
+3.8.1, made and applied as tests/node/test_network_reputation.py's docstring gives (each
+mutant in its own class's function by a script, a fresh ``python -m pytest -x`` each, 150 s
+timeout). In scope: mutants on lines ``git blame`` gives to bf01472 (_reserve, _settle; tests
+tests/node/test_network_reputation.py, then this file's ``-k "paced or read_only_once or
+address_and_for_the_node"``) or to 8107cd3 and 4137268 (_serve, _serve_transcript,
+_served_host; node/network/transcripts.py's TranscriptServer.read; tests this file's ``-k
+"serve_ranges or paced or read_only_once or most_recent_only or serving_no_blocks"``, then
+tests/node/test_network_transcripts.py's ``-k "serves_what_it_has or cut or bytes_read or
+paced_to_our_own"``). Killed/in scope, before -> after the tests added (each watched failing on
+its mutants): _reserve 9/15 -> 15/15, _settle 2/2, _serve 25/29 -> 29/29, _serve_transcript
+25/30 -> 29/30, _served_host 14/15, TranscriptServer.read 10/13 -> 13/13. Added:
+test_the_nodes_allowance_counts_an_inbound_peers_bytes_by_address_and_an_outbound_ones_by_id
+(_reserve's group None, always the address, always the id, the test inverted, ``take(None,
+...)``, ``partial(share.settle, None)``: no test looked at whose count an answer went to);
+test_a_node_serving_no_transcripts_answers_a_request_with_none (``openings = None``);
+test_the_serve_handlers_are_told_which_peer_asks (None for ``peer.peer_id``, both handlers);
+test_an_answer_whose_handler_failed_gives_back_all_it_took_ahead (``data = None``, which made
+the ``finally``'s settle raise and keep the reservation; ``b"XXXX"`` and ``read = 1``, 4 bytes
+or 1 kept: at 0.1 byte/s the next answer waits 10 s or more);
+test_a_block_answer_leaves_room_for_its_envelope (``max_message_size + ENVELOPE``); and in
+tests/node/test_network_transcripts.py
+test_openings_asked_without_weights_are_cut_at_the_bytes_read_not_only_sent the exact bytes
+read (``read = 1``, ``34 / len(path)``, ``35 *``). Left:
+
+- _serve_transcript's ``else 1`` for ``else 0`` (what a handler not giving ServedOpenings read):
+  it is paid as ``max(len(data), read)``, and an encoded answer is never under 1 byte.
+  Equivalent.
+- _served_host's ``popitem(last=None)``: None is falsy, as False. Equivalent.
+
+No bug was found.
 """
 
 from __future__ import annotations
@@ -308,6 +343,44 @@ async def test_the_answer_allowances_of_addresses_are_kept_for_the_most_recent_o
         assert a.service._served_hosts["10.0.0.1"] is first
 
 
+async def test_the_nodes_allowance_counts_an_inbound_peers_bytes_by_address_and_an_outbound_ones_by_id() -> None:
+    """The node's answer allowance (FairShare) takes turns by group: an inbound peer's is its
+    address's (all its peers share it), an outbound peer's its own id's (the address it was
+    dialled at is not its own). Each answer is settled for the group that took it, at what
+    it really was (_settle), not left at the 16 MiB reserved ahead. (Mutation testing, mut15:
+    the group None, always the address or always the id, either way round, and the settle
+    for the group None.)"""
+    from node.network import reputation
+
+    class Recording(reputation.FairShare):
+        __slots__ = ("seen",)
+
+        def __init__(self, bucket: reputation.RateLimiter) -> None:
+            super().__init__(bucket)
+            self.seen: list[tuple[object, ...]] = []
+
+        async def take(self, group: object, amount: float) -> None:
+            self.seen.append(("take", group))
+            await super().take(group, amount)
+
+        def settle(self, group: object, taken: float, used: float) -> None:
+            self.seen.append(("settle", group, taken, used))
+            super().settle(group, taken, used)
+
+    async with nodes({}, {}, {}) as (a, b, c):
+        share = a.service._served_node = Recording(a.service._served_node.bucket)
+        await b.service.dial(a.addr)  # inbound at a, from 127.0.0.1
+        await a.service.dial(c.addr)  # outbound at a
+        await wait_for(lambda: connected(a, b) and connected(a, c))
+        for n in (b, c):
+            assert [d.block.header.number for d in await n.service.request_blocks(a.id, 0, 2)] == [0, 1]
+        takes = [entry[1] for entry in share.seen if entry[0] == "take"]
+        settles = [entry for entry in share.seen if entry[0] == "settle"]
+        assert set(takes) == {"127.0.0.1", c.id}
+        assert {group for _, group, _, _ in settles} == {"127.0.0.1", c.id}
+        assert all(taken == 1 << 24 and 0 < used < 1 << 20 for _, _, taken, used in settles), settles
+
+
 async def test_an_answer_is_read_only_once_the_allowance_has_room_for_it() -> None:
     """An answer was read and encoded (up to 16 MiB) before it waited for the peer's
     allowance, so every waiting peer held one: 32 peers of one host held 2.9 GB (an outside
@@ -339,6 +412,109 @@ async def test_a_node_serving_no_blocks_answers_a_range_with_none() -> None:
         await b.service.dial(a.addr)
         await wait_for(lambda: connected(a, b))
         assert await b.service.request_blocks(a.id, 0, 4) == []
+        assert b.service.reputation.score(a.id) == 0 and connected(a, b)
+
+
+async def test_a_node_serving_no_transcripts_answers_a_request_with_none() -> None:
+    """Without a ``serve_transcript_request`` handler (netkit's nodes have none) a transcript
+    request is answered, empty, not left to time out. (Mutation testing, mut15: ``openings``
+    None for the empty default.)"""
+    async with nodes({}, {}) as (a, b):
+        assert a.service.handlers.serve_transcript_request is None
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        assert await b.service.request_transcript(a.id, bytes(32), 0, [(0, True)]) == ()
+        assert b.service.reputation.score(a.id) == 0 and connected(a, b)
+
+
+async def test_the_serve_handlers_are_told_which_peer_asks() -> None:
+    """``serve_block_request`` and ``serve_transcript_request`` get the asking peer's id (a
+    node's handler may answer by who asks). (Mutation testing, mut15: None passed instead.)"""
+    async with nodes({}, {}) as (a, b):
+        asked: list[tuple[str, object]] = []
+
+        async def serve_blocks(peer, req):  # type: ignore[no-untyped-def]
+            asked.append(("blocks", peer))
+            return await a.serve(peer, req)
+
+        async def serve_openings(peer, req):  # type: ignore[no-untyped-def]
+            asked.append(("openings", peer))
+            return ()
+
+        a.service.handlers.serve_block_request = serve_blocks
+        a.service.handlers.serve_transcript_request = serve_openings
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        assert [d.block.header.number for d in await b.service.request_blocks(a.id, 0, 2)] == [0, 1]
+        assert await b.service.request_transcript(a.id, bytes(32), 0, [(0, True)]) == ()
+        assert asked == [("blocks", b.id), ("openings", b.id)]
+
+
+@pytest.mark.parametrize("kind", ["blocks", "openings"])
+async def test_an_answer_whose_handler_failed_gives_back_all_it_took_ahead(kind: str, caplog) -> None:
+    """_serve and _serve_transcript take the largest answer ahead (_reserve) and settle, in a
+    ``finally``, for what was read: a handler that fails read nothing, so all goes back. At
+    0.1 byte/s after a 2 MiB burst, the next request (sent with the failing one) is answered at
+    once; had the failed one kept the reservation, or even one byte of it, that request
+    would wait 10 s or more and time out. (Mutation testing, mut15: ``data`` None, so that the
+    settle itself raised, ``b"XXXX"``, and ``read`` starting at 1.)"""
+    mib = float(1 << 20)
+    async with nodes({"served_bytes_per_second": 0.1, "served_byte_burst": 2 * mib}, {}) as (a, b):
+        calls: list[object] = []
+
+        async def failing_once(peer, req):  # type: ignore[no-untyped-def]
+            calls.append(req)
+            if len(calls) == 1:
+                raise RuntimeError("the store failed")
+            return await a.serve(peer, req) if kind == "blocks" else ()
+
+        if kind == "blocks":
+            a.service.handlers.serve_block_request = failing_once
+        else:
+            a.service.handlers.serve_transcript_request = failing_once
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+
+        async def ask() -> object:
+            if kind == "blocks":
+                return [d.block.header.number for d in await b.service.request_blocks(a.id, 0, 2, timeout=3)]
+            return await b.service.request_transcript(a.id, bytes(32), 0, [(0, True)], timeout=3)
+
+        with caplog.at_level(logging.ERROR, logger="node.network.service"):
+            got = await asyncio.gather(ask(), ask(), return_exceptions=True)
+        assert len(calls) == 2
+        assert isinstance(got[0], RequestFailed)
+        assert got[1] == ([0, 1] if kind == "blocks" else ())
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+            f"handler failed on a message from {b.id}"
+        ]
+
+
+async def test_a_block_answer_leaves_room_for_its_envelope() -> None:
+    """A block answer holds the blocks that fit in ``max_message_size - ENVELOPE`` (the room
+    left for the response's own headers): two blocks one byte over it are answered one at a
+    time, and at it, together. (Mutation testing, mut15: ``+ ENVELOPE`` let an answer past the
+    message size.)"""
+    from chain.codec import encode
+    from node.network.service import ENVELOPE
+
+    size = 1 << 20
+    async with nodes({"max_message_size": size}, {"max_message_size": size}) as (a, b):
+        first = BlockData(a.blocks[0], b"\x01" * (size // 2))
+        base = len(encode(BlockData(a.blocks[1], b"\x02" * (size // 2)))) - size // 2
+        answer: list[BlockData] = []
+
+        async def serve(peer, req):  # type: ignore[no-untyped-def]
+            return answer
+
+        a.service.handlers.serve_block_request = serve
+        await b.service.dial(a.addr)
+        await wait_for(lambda: connected(a, b))
+        for over, count in ((1, 1), (0, 2)):
+            room = size - ENVELOPE - len(encode(first)) + over - base
+            answer[:] = [first, BlockData(a.blocks[1], b"\x02" * room)]
+            assert len(encode(first)) + len(encode(answer[1])) == size - ENVELOPE + over
+            assert len(await b.service.request_blocks(a.id, 0, 2)) == count
         assert b.service.reputation.score(a.id) == 0 and connected(a, b)
 
 

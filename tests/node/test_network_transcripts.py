@@ -54,6 +54,7 @@ import pytest
 from netkit import Node, RawPeer, start_node, wait_for
 
 import ml_runtime as mr
+from chain.codec import encode
 from chain.errors import CheckpointsUnavailable
 from chain.proofs import Opening, TrainingResult, compute_openings, compute_result
 from chain.storage import Database
@@ -70,7 +71,13 @@ from node.network.messages import (
     encode_message,
 )
 from node.network.reputation import Misbehaviour
-from node.network.transcripts import KeptOpenings, NetworkSource, TranscriptServer, TranscriptStats
+from node.network.transcripts import (
+    OPENING_OVERHEAD,
+    KeptOpenings,
+    NetworkSource,
+    TranscriptServer,
+    TranscriptStats,
+)
 
 BLOCK = b"\xab" * 32
 SPEC = mr.ModelSpec("softmax", 3, 2)
@@ -220,6 +227,13 @@ def test_openings_asked_without_weights_are_cut_at_the_bytes_read_not_only_sent(
         server = TranscriptServer(store)
         first = server.read(TranscriptRequest(1, BLOCK, 0, tuple((j, False) for j in range(12))))
         assert sum(read) <= MAX_TRANSCRIPT_RESPONSE_SIZE, f"{sum(read)} bytes read for one answer"
+        # What it paid: each opening read (the one past the budget too) as its weights, its
+        # path (each a 32-byte hash and its bin header) and OPENING_OVERHEAD for the rest,
+        # at least the opening's encoding; nothing when nothing is found. (Mutation testing,
+        # mut15: ``read`` from 1, ``34 / len(path)`` and ``35 *``.)
+        each = OPENING_OVERHEAD + 4 * len(encode(bytes(32))) + (4 << 18)
+        assert first.read_bytes == len(read) * each and each >= len(encode(big[0]))
+        assert server.read(TranscriptRequest(3, b"\x01" * 32, 0, ((0, True),))).read_bytes == 0
         assert 0 < len(first) < 12 and all(o.weights is None for o in first)
         assert [o.index for o in first] == list(range(len(first)))
         rest = server.read(TranscriptRequest(2, BLOCK, 0, tuple((j, False) for j in range(len(first), 12))))
