@@ -1137,8 +1137,8 @@ async def _reserve(peer: Peer, most: int) -> list[Callable[[int], None]] | None:
     with it, so a peer that asks for more than its allowance slows only its own messages, and
     nothing is read or held for it meanwhile: the answer was read and encoded first and then
     waited, so 32 peers of one address held 2.9 GB (an outside tester's finding, round 9).
-    The waiting addresses take the node's allowance in turns by bytes, one that owes nothing
-    first (FairShare; an outbound peer is an address of its own)."""
+    The waiting addresses take the node's allowance in turns by bytes, one seen lately owing
+    nothing first (FairShare; an outbound peer is an address of its own)."""
     taken: list[Callable[[int], None]] = []  # each settles one allowance for the answer's size
     for bucket in (peer.served, peer.host_served):
         if bucket is None:

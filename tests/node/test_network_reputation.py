@@ -105,9 +105,10 @@ def test_a_shared_allowance_goes_to_the_waiting_groups_in_turn() -> None:
     """FairShare: three takers of group "a" wait, then one of group "b": b's is served after
     a's second, not after all of a's (polled, the allowance went to whichever waiter woke
     first: an honest peer's address got a thirtieth of the node's answer allowance beside
-    thirty peers of three others, the retest of round 9). "a" had the first turn as a new
-    group; then its old turn and b's new one alternate. A taker cancelled while it waits
-    gives its place up, and settle() lends what a taker did not use to the next."""
+    thirty peers of three others, the retest of round 9). "a", which left owing nothing,
+    comes back new and goes first; then "b", never seen, in the old list, as the new list
+    has had more bytes. A taker cancelled while it waits gives its place up, and settle()
+    lends what a taker did not use to the next."""
     import asyncio
 
     async def scenario() -> list[str]:
@@ -131,15 +132,16 @@ def test_a_shared_allowance_goes_to_the_waiting_groups_in_turn() -> None:
         await asyncio.wait_for(share.take("d", 10.0), 0.01)
         return order
 
-    assert asyncio.run(scenario()) == ["a1", "a2", "b1", "a3"]
+    assert asyncio.run(scenario()) == ["a1", "b1", "a2", "a3"]
 
 
 def test_a_group_that_asks_now_and_then_waits_for_no_round_of_the_busy_ones() -> None:
-    """Six groups keep takers waiting, each owing for the full answers it had; "honest" comes
-    owing nothing and is served after at most the answer in progress, not after a turn of
-    each busy group (RFC 8290's new flows). In turns, beside 30 busy addresses asking for
-    full answers, a request for one block waited 3.5 s, longer than a PoL fetch may take
-    (the retest of round 9's A-N1)."""
+    """Six groups keep takers waiting, each owing for the full answers it had, and six never
+    seen come; "honest", which left owing nothing, comes after them all and is served after
+    at most the answer in progress, not after a turn of each (RFC 8290's new flows). In
+    turns, beside 30 busy addresses asking for full answers, a request for one block waited
+    3.5 s, longer than a PoL fetch may take (the retest of round 9's A-N1); with addresses
+    never seen counted new, fresh ones filled the new list ahead of it (round 11, F1)."""
     import asyncio
 
     async def scenario() -> tuple[int, list[str]]:
@@ -147,6 +149,8 @@ def test_a_group_that_asks_now_and_then_waits_for_no_round_of_the_busy_ones() ->
         busy = ("u", "v", "w", "x", "y", "z")
         for group in busy:
             await share.take(group, 30.0)  # used whole: each owes 20
+        await share.take("honest", 30.0)
+        share.settle("honest", 30.0, 1.0)  # a small answer: it left owing nothing
         order: list[str] = []
 
         async def taker(name: str, group: str, used: float) -> None:
@@ -157,6 +161,8 @@ def test_a_group_that_asks_now_and_then_waits_for_no_round_of_the_busy_ones() ->
         tasks = [asyncio.create_task(taker(f"{group}{i}", group, 30.0)) for i in (2, 3) for group in busy]
         while not order:  # the busy groups' turns have begun
             await asyncio.sleep(0.001)
+        tasks += [asyncio.create_task(taker(f"fresh{i}", f"fresh{i}", 30.0)) for i in range(6)]
+        await asyncio.sleep(0)
         came = len(order)
         tasks.append(asyncio.create_task(taker("honest", "honest", 1.0)))
         await asyncio.gather(*tasks)
@@ -195,6 +201,44 @@ def test_groups_asking_for_empty_answers_all_the_time_do_not_starve_one_asking_f
     assert max(gaps) <= 12, order
 
 
+def test_cheap_answers_of_an_old_group_let_no_more_bytes_of_new_groups_in() -> None:
+    """The new list goes first only while it has had no more bytes than the old one: in turns
+    by answer, each cheap answer of an old group let one full answer of a new group in, and
+    an old group asking for full answers (an honest node syncing) waited for all of them
+    (round 11, F4: no block #10 in 33 s). Here "sync" is served before the third of the six
+    new groups' full answers."""
+    import asyncio
+
+    async def scenario() -> list[str]:
+        share = reputation.FairShare(RateLimiter(rate=3000.0, burst=10.0), quantum=10.0, least=1.0)
+        news = [f"n{i}" for i in range(6)]
+        for group in news:  # each leaves owing nothing: new when it comes back
+            await share.take(group, 10.0)
+            share.settle(group, 10.0, 1.0)
+        await share.take("sync", 10.0)
+        share.settle("sync", 10.0, 20.0)  # it read more than it reserved: it owes, and comes back old
+        await share.take("cheap", 10.0)
+        share.settle("cheap", 10.0, 0.1)
+        await share.take("other", 10.0)  # the burst: everything below waits for room
+        order: list[str] = []
+
+        async def taker(name: str, group: str, used: float) -> None:
+            await share.take(group, 10.0)
+            order.append(name)
+            share.settle(group, 10.0, used)
+
+        tasks = [asyncio.create_task(taker(f"cheap{i}", "cheap", 0.1)) for i in range(30)]
+        await asyncio.sleep(0)
+        tasks += [asyncio.create_task(taker(group, group, 10.0)) for group in news]
+        tasks.append(asyncio.create_task(taker("sync", "sync", 10.0)))
+        await asyncio.gather(*tasks)
+        return order
+
+    order = asyncio.run(scenario())
+    full = [name for name in order if not name.startswith("cheap")]
+    assert full.index("sync") <= 2, order
+
+
 def test_a_group_that_left_owing_comes_back_old() -> None:
     """A group whose answer used more than its turns gave it, back within SHARE_DEBT_SECONDS,
     takes its turns with its debt, not first as a new one: forgetting the debt, as RFC 8290
@@ -206,6 +250,8 @@ def test_a_group_that_left_owing_comes_back_old() -> None:
 
     async def scenario() -> list[str]:
         share = reputation.FairShare(RateLimiter(rate=3000.0, burst=30.0), quantum=10.0, least=1.0)
+        await share.take("honest", 30.0)
+        share.settle("honest", 30.0, 1.0)  # owes nothing: new when it comes back
         await share.take("other", 30.0)
         await share.take("full", 30.0)  # uses all: owes 20
         await share.take("half", 30.0)
@@ -227,6 +273,34 @@ def test_a_group_that_left_owing_comes_back_old() -> None:
     assert asyncio.run(scenario()) == ["honest", "half", "full"]
 
 
+def test_a_group_never_seen_starts_owing_as_if_it_had_had_a_full_answer() -> None:
+    """A group never seen comes to the old list owing its reservation less a quantum, as the
+    group that just had a full answer does, so it goes after one that came before it: with a
+    quantum's credit each fresh address took a full answer at its first turn, while an honest
+    node syncing repaid its own a quantum a turn, and the sync stalled (round 11, F4: one
+    address asking for empty answers and 26 fresh addresses in turn: no block #10 in 33 s)."""
+    import asyncio
+
+    async def scenario() -> list[str]:
+        share = reputation.FairShare(RateLimiter(rate=3000.0, burst=30.0), quantum=10.0, least=1.0)
+        await share.take("sync", 30.0)  # used whole: owes 20
+        order: list[str] = []
+
+        async def taker(name: str) -> None:
+            await share.take(name, 30.0)
+            order.append(name)
+
+        tasks = [asyncio.create_task(taker("blocker"))]  # waits for room: the others queue behind
+        await asyncio.sleep(0)
+        for name in ("sync", "fresh"):
+            tasks.append(asyncio.create_task(taker(name)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["blocker", "sync", "fresh"]
+
+
 def test_a_settle_gives_the_room_back_to_the_waiting_at_once() -> None:
     """Room an answer did not use goes to the next taker when it is settled, not when the
     allowance's timer would fire (before, reservations of empty answers held it until then)."""
@@ -246,7 +320,8 @@ def test_a_settle_gives_the_room_back_to_the_waiting_at_once() -> None:
 
 def test_a_shared_allowance_keeps_a_bounded_list_of_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     """Groups come and go; past MAX_SHARE_GROUPS, a newcomer makes those with no taker
-    waiting leave the lists (what they owe goes with them). Here groups whose takers gave up."""
+    waiting leave the lists, and past it again the oldest of those remembered is forgotten.
+    Here groups whose takers gave up."""
     import asyncio
 
     monkeypatch.setattr(reputation, "MAX_SHARE_GROUPS", 4)
@@ -265,7 +340,7 @@ def test_a_shared_allowance_keeps_a_bounded_list_of_groups(monkeypatch: pytest.M
         waiting.cancel()
         return count
 
-    assert asyncio.run(scenario()) <= 4
+    assert asyncio.run(scenario()) <= 2 * 4
 
 
 def test_fresh_bans_that_ran_out_go_as_new_ones_come() -> None:
