@@ -290,7 +290,7 @@ class FairShare:
         self._deficits: dict[object, float] = {}  # the groups in either list
         self._left: dict[object, tuple[float, float]] = {}  # group not listed -> (its deficit then, when it left)
         self._lead = 0.0  # bytes the new list has had beyond the old one's
-        self._from_new: set[object] = set()  # the groups whose last taker served was of the new list
+        self._from_new: set[object] = set()  # the groups with an answer of the new list not settled yet
         self._timer: asyncio.TimerHandle | None = None
 
     def count_groups(self) -> int:
@@ -330,7 +330,11 @@ class FairShare:
         with the room given back."""
         self.bucket.settle(taken - used)
         delta = taken - max(used, self.least)
-        self._lead -= delta if group in self._from_new else -delta
+        if group in self._from_new:  # (the set holds the groups with a new list's answer in flight only)
+            self._from_new.discard(group)
+            self._lead -= delta
+        else:
+            self._lead += delta
         deficit = self._deficits.get(group)
         if deficit is not None:
             self._deficits[group] = min(self.quantum, deficit + delta)
@@ -393,4 +397,3 @@ class FairShare:
                 self._from_new.add(group)
             else:
                 self._lead -= amount
-                self._from_new.discard(group)

@@ -343,6 +343,23 @@ def test_a_shared_allowance_keeps_a_bounded_list_of_groups(monkeypatch: pytest.M
     assert asyncio.run(scenario()) <= 2 * 4
 
 
+def test_a_shared_allowance_remembers_the_new_lists_answers_only_until_they_are_settled() -> None:
+    """Which answers came from the new list is kept until each is settled, so churn of
+    addresses does not grow it."""
+    import asyncio
+
+    async def scenario() -> int:
+        share = reputation.FairShare(RateLimiter(rate=1e12, burst=1e12), quantum=10.0, least=1.0)
+        for i in range(100):
+            group = f"g{i}"
+            for _ in range(2):  # the second time it is new (it left owing nothing)
+                await share.take(group, 1.0)
+                share.settle(group, 1.0, 1.0)
+        return len(share._from_new)
+
+    assert asyncio.run(scenario()) == 0
+
+
 def test_fresh_bans_that_ran_out_go_as_new_ones_come() -> None:
     """Before, a ban that ran out stayed until its table was full (4096) or the peer came back."""
     b, clock = book(ban_seconds=30)
