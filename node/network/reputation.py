@@ -224,7 +224,7 @@ class RateLimiter:
 
 class FairShare:
     """A :class:`RateLimiter` shared by many takers: the groups waiting for it take turns by
-    bytes (deficit round robin), and a group that comes owing nothing goes first once (a
+    bytes (deficit round robin), and a group seen lately owing nothing goes first once (a
     group's own takers in order).
 
     The node's answer allowance (node.network.service, ``served_bytes_per_node``) is shared by
