@@ -124,6 +124,7 @@ import json
 import logging
 import re
 import struct
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -271,6 +272,17 @@ async def test_new_websocket_evicts_the_least_recently_active_idle_one(start_ser
             await ws.close()
 
 
+@contextlib.asynccontextmanager
+async def _clients(*last_octets: int) -> AsyncIterator[list[aiohttp.ClientSession]]:
+    """HTTP clients bound to 127.0.0.N each: an address apiece, as the per-address rules count."""
+    clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{n}", 0))) for n in last_octets]
+    try:
+        yield clients
+    finally:
+        for http in clients:
+            await http.close()
+
+
 async def _subscribed(http: aiohttp.ClientSession, srv, count: int) -> list[aiohttp.ClientWebSocketResponse]:  # type: ignore[no-untyped-def]
     """``count`` WebSockets, each subscribed to new heads."""
     sockets = []
@@ -297,28 +309,24 @@ async def test_an_address_holding_over_a_quarter_of_the_websockets_gives_way_to_
     least recently active WebSocket of an address holding more than a quarter of them (1013),
     subscribed or not: 100 subscribed WebSockets from one address kept every other client out
     with 429 (an outside tester's finding, round 7). From that address itself, still 429."""
-    hog_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
-    try:
-        async with start_server(max_connections=4) as srv:
-            hog = await _subscribed(hog_http, srv, 4)
-            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                await hog_http.ws_connect(ws_url(srv))
-            assert refused.value.status == 429
-            newcomer = await session.ws_connect(ws_url(srv))  # from 127.0.0.1
-            assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 9, "method": "system_health"}))["id"] == 9
-            closes = []
-            for ws in hog:
-                with contextlib.suppress(TimeoutError):
-                    while True:
-                        msg = await ws.receive(timeout=0.5)
-                        if msg.type is aiohttp.WSMsgType.CLOSE:
-                            closes.append((msg.data, msg.extra))
-                            break
-            assert closes == [(1013, "closed to make room: this address holds more than a quarter of the connections")]
-            for ws in (*hog, newcomer):
-                await ws.close()
-    finally:
-        await hog_http.close()
+    async with _clients(2) as (hog_http,), start_server(max_connections=4) as srv:
+        hog = await _subscribed(hog_http, srv, 4)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await hog_http.ws_connect(ws_url(srv))
+        assert refused.value.status == 429
+        newcomer = await session.ws_connect(ws_url(srv))  # from 127.0.0.1
+        assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 9, "method": "system_health"}))["id"] == 9
+        closes = []
+        for ws in hog:
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    msg = await ws.receive(timeout=0.5)
+                    if msg.type is aiohttp.WSMsgType.CLOSE:
+                        closes.append((msg.data, msg.extra))
+                        break
+        assert closes == [(1013, "closed to make room: this address holds more than a quarter of the connections")]
+        for ws in (*hog, newcomer):
+            await ws.close()
 
 
 async def test_an_address_holding_over_a_quarter_of_the_websockets_closes_only_its_own_to_make_room(start_server, session):
@@ -326,19 +334,15 @@ async def test_an_address_holding_over_a_quarter_of_the_websockets_closes_only_i
     an address holding more than a quarter of them: 100 subscribed WebSockets from one address
     and one more a second closed an honest client's WebSocket 8 times in 20 s (an outside
     tester's finding, round 9). The newcomer is refused (429); the honest one keeps working."""
-    hog_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
-    try:
-        async with start_server(max_connections=4) as srv:
-            honest = await session.ws_connect(ws_url(srv))  # from 127.0.0.1, idle between calls
-            hog = await _subscribed(hog_http, srv, 3)
-            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                await hog_http.ws_connect(ws_url(srv))
-            assert refused.value.status == 429
-            assert (await rpc(honest, {"jsonrpc": "2.0", "id": 4, "method": "system_health"}))["id"] == 4
-            for ws in (*hog, honest):
-                await ws.close()
-    finally:
-        await hog_http.close()
+    async with _clients(2) as (hog_http,), start_server(max_connections=4) as srv:
+        honest = await session.ws_connect(ws_url(srv))  # from 127.0.0.1, idle between calls
+        hog = await _subscribed(hog_http, srv, 3)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await hog_http.ws_connect(ws_url(srv))
+        assert refused.value.status == 429
+        assert (await rpc(honest, {"jsonrpc": "2.0", "id": 4, "method": "system_health"}))["id"] == 4
+        for ws in (*hog, honest):
+            await ws.close()
 
 
 async def test_addresses_holding_more_websockets_do_not_close_a_smaller_ones_idle_one(start_server, session):
@@ -349,21 +353,16 @@ async def test_addresses_holding_more_websockets_do_not_close_a_smaller_ones_idl
     (429), and the honest client's WebSocket keeps working. That holds for a newcomer from a
     fifth address, holding none, too: one holding as many as its own could, and closed the
     honest one (the retest of that fix, A-N4: 2 calls answered in 20 s)."""
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{i}", 0))) for i in (2, 3, 4, 5, 6)]
-    try:
-        async with start_server(max_connections=9) as srv:
-            honest = await session.ws_connect(ws_url(srv))  # from 127.0.0.1, idle between calls
-            held = [ws for http in sessions[:4] for ws in await _subscribed(http, srv, 2)]
-            for http in (sessions[0], sessions[4]):  # one of the four, then a fifth address, holding none
-                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                    await http.ws_connect(ws_url(srv))
-                assert refused.value.status == 429
-            assert (await rpc(honest, {"jsonrpc": "2.0", "id": 4, "method": "system_health"}))["id"] == 4
-            for ws in (*held, honest):
-                await ws.close()
-    finally:
-        for http in sessions:
-            await http.close()
+    async with _clients(2, 3, 4, 5, 6) as sessions, start_server(max_connections=9) as srv:
+        honest = await session.ws_connect(ws_url(srv))  # from 127.0.0.1, idle between calls
+        held = [ws for http in sessions[:4] for ws in await _subscribed(http, srv, 2)]
+        for http in (sessions[0], sessions[4]):  # one of the four, then a fifth address, holding none
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(ws_url(srv))
+            assert refused.value.status == 429
+        assert (await rpc(honest, {"jsonrpc": "2.0", "id": 4, "method": "system_health"}))["id"] == 4
+        for ws in (*held, honest):
+            await ws.close()
 
 
 async def test_silent_websockets_of_one_address_each_give_way_after_the_grace(start_server, session, monkeypatch):
@@ -374,23 +373,18 @@ async def test_silent_websockets_of_one_address_each_give_way_after_the_grace(st
     from rpc import server as rpc_server
 
     monkeypatch.setattr(rpc_server, "WS_SESSION_GRACE", 0.3)
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{i}", 0))) for i in (2, 3, 4, 5, 6)]
-    try:
-        async with start_server(max_connections=4) as srv:
-            silent = [await http.ws_connect(ws_url(srv)) for http in sessions[:4]]
-            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                await sessions[4].ws_connect(ws_url(srv))
-            assert refused.value.status == 429
-            await asyncio.sleep(0.4)
-            newcomer = await sessions[4].ws_connect(ws_url(srv))
-            assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 1, "method": "system_health"}))["id"] == 1
-            msg = await silent[0].receive(timeout=5)
-            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1013)
-            for ws in (*silent, newcomer):
-                await ws.close()
-    finally:
-        for http in sessions:
-            await http.close()
+    async with _clients(2, 3, 4, 5, 6) as sessions, start_server(max_connections=4) as srv:
+        silent = [await http.ws_connect(ws_url(srv)) for http in sessions[:4]]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await sessions[4].ws_connect(ws_url(srv))
+        assert refused.value.status == 429
+        await asyncio.sleep(0.4)
+        newcomer = await sessions[4].ws_connect(ws_url(srv))
+        assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 1, "method": "system_health"}))["id"] == 1
+        msg = await silent[0].receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1013)
+        for ws in (*silent, newcomer):
+            await ws.close()
 
 
 async def test_a_newcomer_closes_its_own_addresss_idle_websocket_not_one_of_an_address_holding_one_more(start_server, session):
@@ -399,22 +393,18 @@ async def test_a_newcomer_closes_its_own_addresss_idle_websocket_not_one_of_an_a
     more than the newcomer's address, not two, so none of its goes (it would be left holding
     fewer than the newcomer's). Mutation testing, mut15: _evict_websocket asking
     may_close_idle for a newcomer of no address (holding none) closed 127.0.0.2's oldest."""
-    other_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
-    try:
-        async with start_server(max_connections=3) as srv:
-            others = [await other_http.ws_connect(ws_url(srv)) for _ in range(2)]
-            own = await session.ws_connect(ws_url(srv))  # from 127.0.0.1
-            newcomer = await session.ws_connect(ws_url(srv))
-            assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 9, "method": "system_health"}))["id"] == 9
-            msg = await own.receive(timeout=5)
-            assert msg.type is aiohttp.WSMsgType.CLOSE
-            assert msg.data == 1013
-            for ws in others:
-                assert (await rpc(ws, {"jsonrpc": "2.0", "id": 5, "method": "system_health"}))["id"] == 5
-            for ws in (*others, own, newcomer):
-                await ws.close()
-    finally:
-        await other_http.close()
+    async with _clients(2) as (other_http,), start_server(max_connections=3) as srv:
+        others = [await other_http.ws_connect(ws_url(srv)) for _ in range(2)]
+        own = await session.ws_connect(ws_url(srv))  # from 127.0.0.1
+        newcomer = await session.ws_connect(ws_url(srv))
+        assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 9, "method": "system_health"}))["id"] == 9
+        msg = await own.receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert msg.data == 1013
+        for ws in others:
+            assert (await rpc(ws, {"jsonrpc": "2.0", "id": 5, "method": "system_health"}))["id"] == 5
+        for ws in (*others, own, newcomer):
+            await ws.close()
 
 
 async def test_idle_websocket_times_out_but_a_subscribed_one_stays(start_server, session):
