@@ -301,6 +301,35 @@ def test_a_group_never_seen_starts_owing_as_if_it_had_had_a_full_answer() -> Non
     assert asyncio.run(scenario()) == ["blocker", "sync", "fresh"]
 
 
+def test_a_group_is_remembered_for_share_memory_seconds_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group that left owing nothing comes back to the new list within SHARE_MEMORY_SECONDS,
+    and past them to the old one, as a group never seen does (owing as if it had had a full
+    answer): the memory is what lets an occasional requester go first, and it must not let
+    an address that was clean once go first for good."""
+    import asyncio
+
+    monkeypatch.setattr(reputation, "SHARE_MEMORY_SECONDS", 0.2)
+
+    async def scenario() -> tuple[bool, bool]:
+        share = reputation.FairShare(RateLimiter(rate=1.0, burst=10.0), quantum=10.0, least=1.0)
+        await share.take("g", 10.0)
+        share.settle("g", 10.0, 1.0)  # left owing nothing; the bucket holds 9
+        await share.take("other", 9.0)  # the bucket is empty: the takers below wait
+        soon = asyncio.create_task(share.take("g", 10.0))
+        await asyncio.sleep(0)
+        recent = "g" in share._new
+        soon.cancel()
+        share._forget_idle()  # (g leaves again, its taker gone; remembered now)
+        await asyncio.sleep(0.3)
+        late = asyncio.create_task(share.take("g", 10.0))
+        await asyncio.sleep(0)
+        forgotten = "g" in share._old and share._deficits["g"] == 10.0 - 10.0
+        late.cancel()
+        return recent, forgotten
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
 def test_a_settle_gives_the_room_back_to_the_waiting_at_once() -> None:
     """Room an answer did not use goes to the next taker when it is settled, not when the
     allowance's timer would fire (before, reservations of empty answers held it until then)."""
