@@ -330,6 +330,31 @@ def test_a_group_is_remembered_for_share_memory_seconds_only(monkeypatch: pytest
     assert asyncio.run(scenario()) == (True, True)
 
 
+def test_answers_that_used_nothing_bank_no_turns() -> None:
+    """What settle() gives back lifts a group's deficit (listed) or what it is remembered at
+    (left) to a quantum at most: else a group asking for empty answers would bank a turn's
+    credit for every answer and take many full ones in a row later."""
+    import asyncio
+
+    async def scenario() -> tuple[float, float]:
+        share = reputation.FairShare(RateLimiter(rate=1.0, burst=10.0), quantum=10.0, least=0.0)
+        await share.take("c", 10.0)  # served at once; it leaves the lists owing nothing
+        for _ in range(15):
+            share.settle("c", 1.0, 0.0)  # an answer that used nothing of its 1
+        left = share._left["c"][0]
+        await share.take("other", 10.0)  # (the settles gave the bucket back its burst: spent again)
+        waiting = asyncio.create_task(share.take("c", 10.0))  # the bucket is empty: it waits, listed
+        await asyncio.sleep(0)
+        for _ in range(5):  # (5 tokens back: not yet room for it)
+            share.settle("c", 1.0, 0.0)
+        listed = share._deficits["c"]
+        waiting.cancel()
+        return left, listed
+
+    left, listed = asyncio.run(scenario())
+    assert left <= 10.0 and listed <= 10.0
+
+
 def test_a_settle_gives_the_room_back_to_the_waiting_at_once() -> None:
     """Room an answer did not use goes to the next taker when it is settled, not when the
     allowance's timer would fire (before, reservations of empty answers held it until then)."""
