@@ -240,7 +240,7 @@ def test_cheap_answers_of_an_old_group_let_no_more_bytes_of_new_groups_in() -> N
 
 
 def test_a_group_that_left_owing_comes_back_old() -> None:
-    """A group whose answer used more than its turns gave it, back within SHARE_DEBT_SECONDS,
+    """A group whose answer used more than its turns gave it, back within SHARE_MEMORY_SECONDS,
     takes its turns with its debt, not first as a new one: forgetting the debt, as RFC 8290
     does (a packet's worth there, a whole answer here), let every address asking for full
     answers one at a time come back new after each, and an honest request waited behind
