@@ -6,8 +6,9 @@ Practice" (IEEE S&P 2021): the prover (block author) commits to a checkpoint eve
 compares. Here every step is bit-exact (docs/architecture.md §3), so "compare" means equal hashes,
 with no tolerance to tune.
 
-Divergence is a defined outcome: when a step's loss or any updated weight is not finite
-(overflow, inf - inf ...), the segment stops there. :func:`run_job` then returns a
+Divergence is a defined outcome: when any updated weight, or the running sum of the
+segment's step losses, is not finite (overflow, inf - inf ...), the segment stops there
+(ml_runtime.kernels: so no entry ever commits a non-finite mean loss). :func:`run_job` then returns a
 :class:`JobResult` with ``finite=False`` whose checkpoints and transcript end at the last
 finite checkpoint (``diverged_segment`` names the segment that failed; ``weights`` is
 that last finite checkpoint), and :func:`recompute_segment` on that segment raises

@@ -26,9 +26,15 @@ SGD step t, with batch rows r_0..r_{B-1} (from the batch PRF) and weights w:
     loss_t = (sum over samples in batch order of the per-sample loss) * (1/B)
 
 A segment returns ``(sum_t loss_t) / nsteps`` (sequential) and a status: -1 when every
-step finished with finite weights and a finite loss, else the index within the segment
-of the first step whose loss or updated weights are not finite (the kernel stops there;
-the partially updated weights are meaningless and must be discarded).
+step finished with finite weights and the running sum ``loss_0 + ... + loss_t`` stayed
+finite, else the index within the segment of the first step whose updated weights or
+running sum are not finite (the kernel stops there; the partially updated weights are
+meaningless and must be discarded). The running sum, not each step's loss: step losses of
+about 1e38, each finite, overflowed the sum, and the segment committed an infinite mean
+that every importer refuses (chain.pallets.training.verify_result_shape), so one TRAIN
+split every honest node from the block's author (an outside tester's finding, round 12).
+A sum that stays finite implies every loss in it is finite (finite + inf or NaN is not
+finite), and its mean ``sum / nsteps`` (nsteps >= 1) is then finite too.
 
 Layout (why it is fast, and why the bits are those of the per-sample formulation that
 :mod:`ml_runtime.twins` spells out): a step works on the whole batch at once.
@@ -548,10 +554,10 @@ def linear_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
         _accumulate_t(gt, gb, x, rowmap, z, d, k, batch, False, live)
         step_loss = lsum * inv_b
         ok = _update_t(wt, gt, w, o_b, gb, d, k, inv_b, lr, l2)
-        if not ok or step_loss - step_loss != _Z:
+        total = total + step_loss
+        if not ok or total - total != _Z:
             _to_canonical(wt, d, k, 0, w)
             return _Z, t
-        total = total + step_loss
     _to_canonical(wt, d, k, 0, w)
     return total / np.float32(nsteps), -1
 
@@ -580,10 +586,10 @@ def softmax_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k):
         _accumulate_t(gt, gb, x, idx[base : base + batch], p, d, k, batch, False, live)
         step_loss = lsum * inv_b
         ok = _update_t(wt, gt, w, o_b, gb, d, k, inv_b, lr, l2)
-        if not ok or step_loss - step_loss != _Z:
+        total = total + step_loss
+        if not ok or total - total != _Z:
             _to_canonical(wt, d, k, 0, w)
             return _Z, t
-        total = total + step_loss
     _to_canonical(wt, d, k, 0, w)
     return total / np.float32(nsteps), -1
 
@@ -628,11 +634,11 @@ def mlp_segment(w, x, y, idx, nsteps, batch, lr, l2, d, k, h):
         step_loss = lsum * inv_b
         ok1 = _update_t(w1, g1, w, o_b1, gb1, d, h, inv_b, lr, l2)
         ok2 = _update_t(w2, g2, w, o_b2, gb2, h, k, inv_b, lr, l2)
-        if not (ok1 and ok2) or step_loss - step_loss != _Z:
+        total = total + step_loss
+        if not (ok1 and ok2) or total - total != _Z:
             _to_canonical(w1, d, h, 0, w)
             _to_canonical(w2, h, k, o_w2, w)
             return _Z, t
-        total = total + step_loss
     _to_canonical(w1, d, h, 0, w)
     _to_canonical(w2, h, k, o_w2, w)
     return total / np.float32(nsteps), -1

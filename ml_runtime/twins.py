@@ -88,9 +88,9 @@ def _run(per_sample, w, idx, nsteps, batch, lr, l2):
             for s in range(batch):
                 loss = loss + per_sample(int(idx[t * batch + s]), g)
             step_loss = loss * inv_b
-            if not _update(w, g, batch, lr, l2) or not _finite(step_loss):
-                return _Z, t
             total = total + step_loss
+            if not _update(w, g, batch, lr, l2) or not _finite(total):
+                return _Z, t
         return total / F32(nsteps), -1
 
 

@@ -259,6 +259,12 @@ def _train_or_take(ctx: CallContext, job: ml_runtime.TrainingJob, model: int, pa
     if block.authoring:
         outcome = block.trainer(job)
         result = compute_result(index, outcome)
+        # The author makes the importers' checks on its own result: one it would fail is a bug
+        # (an infinite mean loss committed as finite split every honest node from the author:
+        # an outside tester's finding, round 12), and the BlockError leaves the call out of the
+        # block (Blockchain._apply_candidate: "runtime_error", the pool drops it), not the
+        # author's block out of the chain.
+        verify_result_shape(job, result)
         block.results[index] = result
         block.openings[index] = compute_openings(outcome)
         return result

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import msgspec
 import numpy as np
 import pytest
 from chainkit import ALICE, BOB, CHARLIE, FERDIE, apply_fee_only, open_chain, sign, train_call
 
+import ml_runtime
 from chain import calls
 from chain.block import Block, Body
 from chain.blockchain import Blockchain
@@ -249,6 +251,48 @@ def test_diverging_training_fails_the_call_and_validators_confirm_it(pair) -> No
     assert models.get_model(author.state.overlay(), 0).latest_version == 0
     validator.import_block(built.block, LocalSource(author.transcripts))
     assert validator.state.root() == author.state.root()
+
+
+@pytest.mark.parametrize("lr", [5e36, 9.5e36])
+def test_training_whose_loss_sum_overflows_is_a_divergence_validators_confirm(pair, lr) -> None:
+    """Step losses of about 1e38, each finite, overflowed the segment's sum: the author
+    committed an infinite mean loss as a finite entry, every validator refused its block ("a
+    loss is not finite") and banned it, and a 3-validator devnet split into three forks for
+    good over one user's TRAIN (an outside tester's H2, round 12; these arguments on the dev
+    chain did so). Now the segment diverges there, the call fails, and validators confirm it."""
+    author, validator = pair
+    xt = sign(author, BOB, train_call(steps=100, batch=2, lr=lr, segment=100, l2=0.0), 0)
+    built = author.build_block([xt], ALICE, slot=1)
+    (receipt,) = built.receipts
+    assert not receipt.success and "NonFiniteWeights" in (receipt.error or "")
+    (result,) = built.block.body.results
+    assert result.diverged_segment == 0 and result.losses == (0,)
+    validator.import_block(built.block, LocalSource(author.transcripts))
+    assert validator.best_hash == author.best_hash and validator.state.root() == author.state.root()
+
+
+def test_an_author_leaves_out_a_call_whose_result_importers_would_refuse(pair, monkeypatch) -> None:
+    """The author makes the importers' result checks (verify_result_shape) on its own results:
+    one that fails them, from a bug, costs the call its place in the block, not the author its
+    block (before, it sealed a block every validator refused: an outside tester's H2, round 12)."""
+    author, validator = pair
+    real = author.trainer
+
+    def infinite_mean(job):
+        out = real(job)
+        entries = list(out.transcript.entries)
+        entries[-1] = ml_runtime.TranscriptEntry(entries[-1].index, entries[-1].weights_hash, float("inf"))
+        return dataclasses.replace(out, transcript=ml_runtime.Transcript.build(entries))
+
+    author.trainer = infinite_mean
+    invalid: list[str] = []
+    built = author.build_block(
+        [sign(author, BOB, train_call(), 0)], ALICE, slot=1, on_invalid=lambda _h, exc: invalid.append(str(exc))
+    )
+    assert built.block.body.extrinsics == () and built.block.body.results == ()
+    assert len(invalid) == 1 and "a loss is not finite" in invalid[0]
+    validator.import_block(built.block)
+    assert validator.best_hash == author.best_hash
 
 
 def test_a_faked_divergence_is_rejected(tmp_path, pair) -> None:
