@@ -73,6 +73,7 @@ import msgspec
 import numpy as np
 
 import ml_runtime
+from chain.block import verify_extrinsic_path
 from chain.calls import Train
 from chain.codec import U8, U32, Hash32, Wire, decode_versioned, encode, encode_versioned
 from chain.crypto import blake2_256, ss58_encode
@@ -272,7 +273,7 @@ def verify_fraud_proof(
         # key's forgeries would cost every node a re-run and every validator a report's fee.
         raise InvalidFraudProof("not_validator", f"block #{header.number} is sealed by {ss58_encode(header.author)}, not a validator")
     try:
-        verify_leaf_path(
+        verify_extrinsic_path(
             header.extrinsics_root, proof.extrinsic.encode(), proof.extrinsic_path, proof.extrinsic_index,
             proof.extrinsic_count,
         )

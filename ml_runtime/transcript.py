@@ -232,21 +232,31 @@ def verify_leaf_path(root: bytes, leaf: bytes, path: Sequence[bytes], index: int
     """Raise :class:`ProofError` unless ``path`` shows raw ``leaf`` at ``index`` of ``count``
     leaves under ``root`` (as :func:`compute_merkle_root` hashes them).
 
-    ``count`` comes from the verifier's side, as in :func:`verify_merkle_proof`.
+    ``count`` comes from the verifier's side, as in :func:`verify_merkle_proof`: an RFC 6962
+    root does not commit to its leaf count (the last leaf of 3 is also the second of "2" whose
+    first is the node over the first two), so a count the prover chose lets it move a leaf to
+    another index. Where the count is the prover's, bind it to the root (chain.block's
+    extrinsics root) and check with :func:`compute_path_root`.
     """
+    if not isinstance(root, bytes) or len(root) != 32:
+        raise ProofError("root must be 32 bytes")
+    if compute_path_root(leaf, path, index, count) != root:
+        raise ProofError(f"path for leaf {index} does not lead to the root")
+
+
+def compute_path_root(leaf: bytes, path: Sequence[bytes], index: int, count: int) -> bytes:
+    """The RFC 6962 root that ``path`` leads to from raw ``leaf`` at ``index`` of ``count``
+    leaves; ProofError if the path cannot be one (a malformed element, too short or long)."""
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ProofError(f"leaf count {count!r} must be a positive int")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
         raise ProofError(f"leaf index {index!r} is outside 0..{count - 1}")
-    if not isinstance(root, bytes) or len(root) != 32:
-        raise ProofError("root must be 32 bytes")
     if not isinstance(leaf, bytes):
         raise ProofError(f"leaf must be bytes, got {type(leaf).__name__}")
     for i, node in enumerate(path):
         if not isinstance(node, bytes) or len(node) != 32:
             raise ProofError(f"path element {i} is not a 32-byte hash")
-    if _fold(index, count, _h(b"\x00" + leaf), list(path)) != root:
-        raise ProofError(f"path for leaf {index} does not lead to the root")
+    return _fold(index, count, _h(b"\x00" + leaf), list(path))
 
 
 def compute_merkle_root(leaves: Sequence[bytes]) -> bytes:

@@ -31,9 +31,10 @@ from chain.block import (
     decode_block,
     decode_body,
     encode_body,
+    verify_extrinsic_path,
 )
 from chain.codec import encode
-from chain.crypto import dev_keypair
+from chain.crypto import blake2_256, dev_keypair
 from chain.errors import CodecError
 from chain.extrinsic import sign_extrinsic
 from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest
@@ -73,10 +74,18 @@ def test_a_body_and_a_block_have_exact_bytes() -> None:
     assert str(info.value) == "Block: Expected `array` of at least length 6, got 0 - at `$[0]`"  # the header's
 
 
-def test_the_extrinsics_root_is_the_merkle_root_of_the_encoded_extrinsics() -> None:
-    encoded = [b"a", b"bc"]
-    assert compute_extrinsics_root(encoded) == ml_runtime.compute_merkle_root(encoded)
+def test_the_extrinsics_root_binds_the_count_to_the_merkle_root_of_the_encoded_extrinsics() -> None:
+    encoded = [b"a", b"bc", b"d"]
+    root = ml_runtime.compute_merkle_root(encoded)
+    assert compute_extrinsics_root(encoded) == blake2_256(b"\x02" + (3).to_bytes(4, "big") + root)
     assert compute_extrinsics_root(encoded) != compute_extrinsics_root([])
+    # The last of 3 is also the second of "2" under the bare Merkle root, not under this one.
+    path = ml_runtime.compute_leaf_path(encoded, 2)
+    ml_runtime.verify_leaf_path(root, b"d", path, 1, 2)
+    verify_extrinsic_path(compute_extrinsics_root(encoded), b"d", path, 2, 3)
+    for index, count in ((1, 2), (2, 4), (2, 2**32)):
+        with pytest.raises(ml_runtime.ProofError):
+            verify_extrinsic_path(compute_extrinsics_root(encoded), b"d", path, index, count)
 
 
 def _big_block() -> bytes:

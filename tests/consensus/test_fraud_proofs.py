@@ -398,3 +398,34 @@ def test_a_start_fault_cannot_be_framed_by_naming_an_older_version(tmp_path) -> 
         assert (caught.value.reason, str(caught.value)) == ("bad_parent_version", message)
     assert author.state.root() == root
     author.db.close()
+
+
+def test_an_extrinsic_moved_to_another_index_by_its_own_count_is_refused(tmp_path) -> None:
+    """RFC 6962 roots do not commit to their leaf count: in a block of [remark, TRAIN y, TRAIN
+    x], x (the last of 3) is also the second of "2" whose first leaf is the node over the first
+    two, with its real path. The strongest forgery: an honest proof about y's segment 0 (its
+    result, path and openings) with x put in y's place, "index 1 of 2": the job is rebuilt from
+    x's call and seed, re-run from y's checkpoint, and differs from y's entry 1. It was
+    accepted, and an honest author slashed (an outside tester's H3, round 12). The extrinsics
+    root now binds the count (chain.block.compute_extrinsics_root)."""
+    chain = open_chain(tmp_path / "a")
+    y_call = replace(train_call(steps=20, batch=8, lr=0.5, segment=10), from_version=0)
+    x_call = replace(train_call(steps=20, batch=8, lr=0.25, segment=10), from_version=0)
+    xts = [sign(chain, BOB, Remark(b"hi"), 0), sign(chain, BOB, y_call, 1), sign(chain, CHARLIE, x_call, 0)]
+    block = chain.build_block(xts, ALICE, slot=1).block
+    assert [xt.hash() for xt in block.body.extrinsics] == [xt.hash() for xt in xts]
+    claim = _claim(chain, block, 1)  # y's, with the block's first result: y's
+    assert claim.result.extrinsic_index == 1
+    openings = [chain.transcripts.get(block.hash(), 1, j) for j in (0, 1)]
+    honest = compute_fraud_proof(block, claim, FAULT_SEGMENT, 0, openings)
+    state = chain.state_at(block.header.parent_hash)
+    with pytest.raises(InvalidFraudProof) as caught:
+        verify_fraud_proof(chain.genesis_hash, state, chain.config, honest)
+    assert caught.value.reason == "no_fault"
+    raws = [xt.encode() for xt in block.body.extrinsics]
+    framed = replace(honest, extrinsic=block.body.extrinsics[2], extrinsic_count=2, extrinsic_path=compute_leaf_path(raws, 2))
+    with pytest.raises(InvalidFraudProof) as caught:
+        verify_fraud_proof(chain.genesis_hash, state, chain.config, framed)
+    assert caught.value.reason == "bad_extrinsic_path", str(caught.value)
+    assert str(caught.value) == "extrinsic #1: path for extrinsic 1 of 2 does not lead to the extrinsics root"
+    chain.db.close()

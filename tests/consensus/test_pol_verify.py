@@ -39,6 +39,7 @@ from chain.fraud import (
     decode_fraud_proof,
     verify_fraud_proof,
 )
+from chain.pallets import training
 from chain.pallets.training import compute_job_at
 from chain.proofs import FullReexecution, Opening, TrainingClaim, TrainingResult
 from chain.transcripts import LocalSource
@@ -440,12 +441,18 @@ def _poison(value: float, count: int):
         (_poison(3e38, 10**6), FAULT_SEGMENT, 3, r"segment 3 diverges \(segment 3 diverged at step \d+: .*\), the transcript claims entry 4$"),
     ],
 )
-def test_a_committed_start_loss_or_unrunnable_checkpoint_is_a_fault(tmp_path, alter, kind, segment, message) -> None:
+def test_a_committed_start_loss_or_unrunnable_checkpoint_is_a_fault(
+    tmp_path, monkeypatch, alter, kind, segment, message
+) -> None:
     """Entry 0's loss is +0.0 in an honest run; a committed checkpoint that cannot be re-run
     (not finite) or that diverges was never an honest run's. Checkpoint 3 is poisoned and the
     sample covers segment 3 (not 2, whose fault would be reported first): the parallel re-run
-    fails, and the segments are re-run alone to say which one is at fault."""
-    author, block = _author(tmp_path / "author", _altered(alter))
+    fails, and the segments are re-run alone to say which one is at fault. The forger skips
+    the result checks an honest author makes on its own results (verify_result_shape, which
+    would leave a TRAIN with entry 0's loss not +0.0 out of its block)."""
+    with monkeypatch.context() as forger:
+        forger.setattr(training, "verify_result_shape", lambda job, result: None)
+        author, block = _author(tmp_path / "author", _altered(alter))
     validator = open_chain(tmp_path / "validator")
     claim = _claim(validator, block, 0)
     secret = next(
