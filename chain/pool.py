@@ -340,8 +340,8 @@ class TransactionPool:
     def pending(self) -> list[Extrinsic]:
         """Every pooled extrinsic: READY in :meth:`ready` order, then FUTURE by sender and nonce.
 
-        Substrate's ``author_pendingExtrinsics`` lists only ready ones; polchain lists future
-        ones too so that a client sees a submission stuck behind a nonce gap.
+        What the next nonce of an account is counted over (compute_next_nonce); the RPC's
+        ``author_pendingExtrinsics`` lists only the ready ones, as Substrate's does.
         """
         out = list(self.ready())
         futures = [e for e in self._by_hash.values() if e.state == _FUTURE]

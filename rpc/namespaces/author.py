@@ -3,7 +3,10 @@
 Refusals use Substrate's author error codes (``sc-rpc-api`` ``author/error.rs``, base
 1000) with the reason in ``data``: 1001 the bytes are not an extrinsic, 1010 invalid
 transaction, 1012 banned, 1013 already imported, 1014 priority too low, 1016 dropped.
-``author_pendingExtrinsics`` lists future (nonce-gapped) extrinsics after the ready ones.
+``author_pendingExtrinsics`` lists the ready extrinsics only, as Substrate's does: future
+(nonce-gapped) ones are never included, so they never pay, and one account's ~1 MiB ones
+filled the future queue (8 MiB) and pushed every caller's answer past the size limit (an
+outside tester's F4, round 12). A client finds a gap with ``system_accountNextIndex``.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def build(node: NodeApi) -> MethodTable:
 
     @bind_params
     async def author_pendingExtrinsics() -> list[str]:
-        return [hexb(xt.encode()) for xt in node.pool.pending()]
+        return [hexb(xt.encode()) for xt in node.pool.ready()]
 
     table.register("author_submitExtrinsic", author_submitExtrinsic)
     table.register("author_pendingExtrinsics", author_pendingExtrinsics)
