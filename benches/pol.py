@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         from chain.pallets.training import compute_job_at
 
         job, parent, _ = compute_job_at(
-            validator.state.overlay(), validator.config, xts[0].call, validator.best_hash, xts[0].hash()
+            validator.state.overlay(), validator.config, xts[0].call, validator.best_hash, xts[0].hash(),
+            validator.best_number + 1,
         )
         outcome = forge_outcome(ml_runtime.run_job(job), "segment", segments // 2 + 1)
         claim = TrainingClaim(0, job, compute_result(0, outcome), 0, parent)

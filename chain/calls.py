@@ -244,7 +244,7 @@ class Train(Wire, frozen=True, tag=_tag(4, 0)):
     lr: F32
     l2: F32
     segment_len: Count
-    from_version: Count | None = None  # None: the model's latest version
+    from_version: Count | None = None  # None: the model's latest version made before the block (models.compute_latest_before)
     max_model_license: Balance | None = None
     max_data_license: Balance | None = None
 

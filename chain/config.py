@@ -51,6 +51,8 @@ SPEC_NAME = "polchain"
 # settling calls, and a start- or end-fault report declaring no segment re-run (chain.pallets.training.compute_check_weight).
 # 6 (outside testers' round 8, S1): a TRAIN call checks its data set's schema and size and its licence's terms, and pays
 # both licences, before it reads the rows and is charged for them (chain.pallets.training.verify_job_inputs).
+# 7 (outside testers' round 12): a TRAIN naming no version trains the model's latest version made before its block,
+# not one an earlier call of the block made (chain.pallets.models.compute_latest_before; tester17's H1).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 6
 TRANSACTION_VERSION = 1

@@ -13,9 +13,9 @@ one sealed block and nothing more:
 * the job's :class:`~chain.proofs.ResultCommitment` with its audit path under the POL_
   digest's ``transcripts_root``: the transcript root, the hash of the new weights and the
   claimed divergence the author committed to;
-* the model version the job trained from (a call naming the latest version would resolve
-  differently on a later state; for a start fault, the only fault that depends on it, a call
-  naming no version must have trained the latest version made before the block:
+* the model version the job trained from (a call naming no version would resolve differently
+  on a later state; for a start fault, the only fault that depends on it, a call naming no
+  version trained the latest version made before its block, not one made in it:
   :func:`_verify_latest_version`);
 * the fault's kind, its segment, and the transcript openings (entry, Merkle path under the
   transcript root, and the checkpoint's weights where a segment must be re-run).
@@ -330,28 +330,34 @@ def _rebuild_job(state: StateAccess, config: RuntimeConfig, proof: FraudProof, c
         _verify_latest_version(state, call.model, proof.parent_version, proof.header.number)
     pinned = msgspec.structs.replace(call, from_version=proof.parent_version)
     try:
-        job, _, _ = compute_job_at(state, config, pinned, proof.header.parent_hash, proof.extrinsic.hash())
+        job, _, _ = compute_job_at(state, config, pinned, proof.header.parent_hash, proof.extrinsic.hash(), proof.header.number)
     except DispatchError as exc:
         raise InvalidFraudProof("unknown_job", f"the job cannot be rebuilt: {exc.error}: {exc}") from None
     return job
 
 
 def _verify_latest_version(state: StateAccess, model: int, version: int, number: int) -> None:
-    """"bad_parent_version" unless ``version`` is the one a TRAIN call naming no version must
-    have trained in block #``number``, for a start fault.
+    """"bad_parent_version" unless ``version`` is the one a TRAIN call naming no version
+    trained in block #``number``, for a start fault.
 
-    Such a call trains the model's latest version when it runs: the latest made before the
-    block, or one an earlier call made in the same block. The proof says which
+    Such a call trains the model's latest version made before its block
+    (models.compute_latest_before): not one an earlier call of the same block made, so its job
+    is the one the block's parent state describes. The proof says which version that was
     (``parent_version``), and only the start fault depends on it (checkpoint 0 against that
     version's weights; every other fault re-runs from committed checkpoints with the job's
     data and seed, which no version changes). Unchecked, a proof naming an older version of
     the model showed a start fault in any honest block that trained a later one: a way to
     have an honest author's block invalidated and its bond slashed. Versions are made in
     block order (``ModelVersion.block``), so the latest before the block is the version made
-    before it whose successor was not. A version made in the block itself is refused: the
-    state does not say which calls of the block came before which, so such a start fault
-    cannot be shown (every validator still checks the start link on import, consensus/pol.py).
-    An unknown version is left to the job's rebuild ("unknown_job").
+    before it whose successor was not: made in the block or after it, or not at all on the
+    parent state. Until runtime version 7 a call trained a version an earlier call of its block
+    had made, and this check, which accepted the version before the block whatever its
+    successor's place, framed the honest author of any block with two such calls of one model
+    (tester17's H1, round 12). Two reads whatever the model's history, so a report's weight
+    covers it. A version made in the block itself is refused: no call naming none trained it,
+    except version 0 of a model registered in the block, a job the parent state cannot rebuild
+    (every validator still checks that start link on import, consensus/pol.py). An unknown
+    version is left to the job's rebuild ("unknown_job").
     """
     made = models.VERSIONS.get(state, model, version)
     if made is None:
@@ -359,8 +365,8 @@ def _verify_latest_version(state: StateAccess, model: int, version: int, number:
     if made.block == number:
         raise InvalidFraudProof(
             "bad_parent_version",
-            f"version {version} was made in block #{number} itself: which version a call naming none trained "
-            "in its own block is not shown by a proof",
+            f"version {version} was made in block #{number} itself: a call naming no version trains the latest "
+            "made before its block",
         )
     if made.block > number:
         raise InvalidFraudProof("bad_parent_version", f"version {version} was made in block #{made.block}, after block #{number}")

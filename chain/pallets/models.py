@@ -143,6 +143,30 @@ def compute_default_version(info: ModelInfo) -> int:
     return info.latest_version if info.released_version is None else info.released_version
 
 
+def compute_latest_before(state: StateAccess, model_id: int, info: ModelInfo, number: int) -> int:
+    """The version a TRAIN call naming none trains in block #``number``: the model's latest
+    version made before that block, or version 0 if the model was registered in it.
+
+    Not the latest when the call runs: a version an earlier call made in the same block made
+    which version a call trained depend on its place in the block, which no state shows, and a
+    fraud proof naming the version before the block framed the honest author of such a block
+    (tester17's H1, round 12). So every TRAIN's job is fixed by its block's parent state alone,
+    as validators and fraud-proof checkers rebuild it (consensus/pol.py, chain/fraud.py).
+    Versions are made in block order (``ModelVersion.block``), so the walk down from
+    ``info.latest_version`` stops at the first version made before block #``number``. In a
+    dispatch it reads one version per version made in the block so far, at most its TRAIN
+    calls (chain.runtime.MAX_TRAIN_CALLS) and round closes; on a later state (a job rebuilt
+    off-dispatch, training.compute_job_at) it also skips the versions made after the block.
+    """
+    version = info.latest_version
+    while version > 0:
+        made = VERSIONS.get(state, model_id, version)
+        if made is None or made.block < number:
+            break
+        version -= 1
+    return version
+
+
 def get_weights(state: StateAccess, model_id: int, version: int) -> np.ndarray:
     raw = WEIGHTS.get(state, model_id, version)
     if raw is None:

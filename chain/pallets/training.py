@@ -108,29 +108,32 @@ def verify_admissible(_state: StateAccess, _sender: bytes, call: Train, _number:
 
 
 def compute_job_at(
-    state: StateAccess, config: RuntimeConfig, call: Train, parent_hash: bytes, extrinsic_hash: bytes
+    state: StateAccess, config: RuntimeConfig, call: Train, parent_hash: bytes, extrinsic_hash: bytes, number: int
 ) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:
-    """The job a TRAIN call describes in ``state`` (the state of the block's parent), with its
-    parent version and data set; DispatchError as the dispatch would raise it.
+    """The job a TRAIN call describes in block #``number`` (whose parent is ``parent_hash``),
+    read from ``state`` (the state of the block's parent), with its parent version and data
+    set; DispatchError as the dispatch would raise it.
 
     Usable outside a dispatch: a fraud-proof check rebuilds the job with it from any state
-    that holds the model version and the data set (both are immutable once written).
+    that holds the model version and the data set (both are immutable once written); a call
+    naming no version trains the latest made before block #``number``
+    (models.compute_latest_before), which a later state still tells.
     """
-    spec, parent, weights, info = verify_job_inputs(state, config, call)
+    spec, parent, weights, info = verify_job_inputs(state, config, call, number)
     return _compute_job(state, call, spec, weights, parent_hash, extrinsic_hash), parent, info
 
 
 def verify_job_inputs(
-    state: StateAccess, config: RuntimeConfig, call: Train
+    state: StateAccess, config: RuntimeConfig, call: Train, number: int
 ) -> tuple[ml_runtime.ModelSpec, int, np.ndarray, datasets.DatasetInfo]:
-    """Every check of a TRAIN call's job that reads no row of its data set: the arguments, the
-    model and the version it starts from, and the data set complete, of the model's kind and
-    shape, and with a batch's rows. Returns the model's spec, that version and its weights, and
-    the data set's record."""
+    """Every check of a TRAIN call's job in block #``number`` that reads no row of its data
+    set: the arguments, the model and the version it starts from (:func:`compute_parent`), and
+    the data set complete, of the model's kind and shape, and with a batch's rows. Returns the
+    model's spec, that version and its weights, and the data set's record."""
     verify_arguments(call, config.max_train_steps, config.max_train_batch, config.max_segments)
     model = models.get_model(state, call.model)
     spec = models.decode_spec(model.spec)
-    parent = model.latest_version if call.from_version is None else call.from_version
+    parent = compute_parent(state, model, call, number)
     weights = models.get_weights(state, call.model, parent)
     info = datasets.get_complete_dataset(state, call.dataset)
     wanted = "regression" if spec.family == "linear" else "classification"
@@ -143,6 +146,13 @@ def verify_job_inputs(
     if call.batch_size > info.row_count:
         raise DispatchError(PALLET, "InvalidBatchSize", f"batch_size {call.batch_size} exceeds the data set's {info.row_count} rows")
     return spec, parent, weights, info
+
+
+def compute_parent(state: StateAccess, model: models.ModelInfo, call: Train, number: int) -> int:
+    """The version a TRAIN call in block #``number`` trains: the one it names, else the model's
+    latest made before the block (models.compute_latest_before: not one an earlier call of the
+    same block made, so the job is the one the block's parent state describes)."""
+    return models.compute_latest_before(state, call.model, model, number) if call.from_version is None else call.from_version
 
 
 def _compute_job(
@@ -195,10 +205,11 @@ def compute_read_weight(state: StateAccess, dataset_id: int) -> int:
 def apply_train(ctx: CallContext, call: Train) -> None:
     ctx.post_info = PostDispatchInfo(actual_weight=TRAIN_BASE_WEIGHT, actual_result_length=0, actual_transcript_bytes=0)
     model = models.verify_may_train(ctx.state, call.model, ctx.sender)
-    base_id = model.latest_version if call.from_version is None else call.from_version
+    base_id = compute_parent(ctx.state, model, call, ctx.block.number)
     if models.is_version_forged(ctx.state, call.model, base_id):
         # Its weights are a forger's (pol.report_fraud proved it): building on them by default,
-        # as the model's latest, would carry the forgery on (a reviewer's suspicion, round 5).
+        # as the model's latest before the block, would carry the forgery on (a reviewer's
+        # suspicion, round 5).
         raise DispatchError(
             PALLET, "ForgedVersion",
             f"version {base_id} of model {call.model} was made by a TRAIN proven forged; train from another (from_version)",
@@ -211,7 +222,7 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     # read: a TRAIN refused by its data set's schema or licence pays no read (it did, until
     # runtime version 6: an outside tester's S1, round 8). A failure from here on undoes the
     # payments (the dispatch's storage transaction), not the fee.
-    spec, parent, weights, info = verify_job_inputs(ctx.state, ctx.config, call)
+    spec, parent, weights, info = verify_job_inputs(ctx.state, ctx.config, call, ctx.block.number)
     license_paid, terms = licenses.apply_license(
         ctx.state, call.dataset, info, ctx.sender, call.model, call.steps * call.batch_size, ctx.block.number,
         ctx.config.existential_deposit,

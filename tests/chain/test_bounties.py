@@ -403,12 +403,15 @@ def test_a_lineage_that_starts_with_two_versions_of_the_posting_block_is_refused
     posting block's TRAINs from there on are checked for a forgery: a TRAIN forged in the
     posting block, another on it in the same block, then an honest step after it, would leave
     the forged one unchecked (a reviewer's finding, round 5). Such a claim is refused; one
-    whose start's parent is from before the posting is not."""
+    whose start's parent is from before the posting is not. The second TRAIN names the first's
+    version: one naming none trains the latest version made before its block (tester17's H1,
+    round 12), as the first does."""
     d = Driver(chain)
     post = calls.PostBounty(0, 0, calls.compute_f32_bits(_loss(chain, 0, 0) * 0.3), 5 * POL, chain.best_number + 60)
     nonce = balances.get_account(chain.state.overlay(), CHARLIE.public).nonce
+    on_first = msgspec.structs.replace(train_call(steps=20, batch=8), from_version=_latest(d) + 1)
     xts = [sign(chain, DAVE, post, balances.get_account(chain.state.overlay(), DAVE.public).nonce),
-           sign(chain, CHARLIE, train_call(steps=20, batch=8), nonce), sign(chain, CHARLIE, train_call(steps=20, batch=8), nonce + 1)]
+           sign(chain, CHARLIE, train_call(steps=20, batch=8), nonce), sign(chain, CHARLIE, on_first, nonce + 1)]
     d.slot += 1
     built = chain.build_block(xts, ALICE, slot=d.slot)
     assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
@@ -584,7 +587,9 @@ def _segment_proofs(chain, block, trains) -> list:  # type: ignore[no-untyped-de
 
     header, out = block.header, []
     for index, train in enumerate(trains):
-        job, parent, _ = compute_job_at(chain.state_at(header.parent_hash), chain.config, train.call, header.parent_hash, train.hash())
+        job, parent, _ = compute_job_at(
+            chain.state_at(header.parent_hash), chain.config, train.call, header.parent_hash, train.hash(), header.number
+        )
         training = TrainingClaim(index, job, block.body.results[index], 0, parent)
         openings = [chain.transcripts.get(block.hash(), index, j) for j in (2, 3)]
         out.append(compute_fraud_proof(block, training, FAULT_SEGMENT, 2, openings))

@@ -356,7 +356,7 @@ def _forge_version_one(chain, d: Driver):
     block = d.block([xt]).block
     chain.trainer = honest
     parent = block.header.parent_hash
-    job, version, _ = compute_job_at(chain.state_at(parent), chain.config_at(parent), xt.call, parent, xt.hash())
+    job, version, _ = compute_job_at(chain.state_at(parent), chain.config_at(parent), xt.call, parent, xt.hash(), block.header.number)
     proof = compute_fraud_proof(
         block, TrainingClaim(0, job, block.body.results[0], 0, version), FAULT_SEGMENT, 2,
         [chain.transcripts.get(block.hash(), 0, j) for j in (2, 3)],
@@ -453,3 +453,62 @@ def test_a_rounds_sample_total_adds_what_each_update_counts_for(chains) -> None:
             assert (caught.value.module, caught.value.error, str(caught.value)) == (
                 "federated", "TooManySamples", f"the round's sample counts would exceed {ml_runtime.fedavg.MAX_SAMPLES}"
             )
+
+
+def test_a_train_in_a_rounds_closing_block_trains_the_version_before_the_block(chains) -> None:
+    """A round's close makes a version too. A TRAIN naming no version after it in the same block
+    trained the aggregate, and a start-fault proof naming the version before the block framed
+    the honest author (tester17's H1, round 12, there with two TRAINs). It now trains the
+    latest version made before its block (models.compute_latest_before), as every importer (the
+    follower) agrees: the proof naming version 0 shows no fault, at the parent state and later,
+    and one naming the aggregate, made in the block, is refused."""
+    from chainkit import sign, train_call
+
+    from chain.errors import InvalidFraudProof
+    from chain.fraud import FAULT_START, compute_fraud_proof, verify_fraud_proof
+    from chain.pallets.training import compute_job_at
+    from chain.proofs import TrainingClaim
+    from chain.transcripts import LocalSource
+
+    chain, follower = chains
+    d = Driver(chain)
+    shares, _ = split_digits(2, seed=5)
+    people = [Participant(k, *s) for k, s in zip((BOB, CHARLIE), shares, strict=True)]
+    d.ok(ALICE, open_call())
+    for p in people:
+        d.ok(p.key, p.train(chain, 0))
+    d.until(5)
+    d.ok(EVE, calls.ChallengeRound(0))
+    for p in people:
+        for reveal in p.reveals(chain, 0):
+            d.ok(p.key, reveal)
+
+    def nonce(key) -> int:  # type: ignore[no-untyped-def]
+        return balances.get_account(chain.state.overlay(), key.public).nonce
+
+    xts = [sign(chain, FERDIE, calls.CloseRound(0), nonce(FERDIE)), sign(chain, DAVE, train_call(steps=20, segment=10), nonce(DAVE))]
+    built = d.block(xts)
+    assert [r.success for r in built.receipts] == [True, True], [r.error for r in built.receipts]
+    block = built.block
+    for number in range(1, block.header.number + 1):  # an importer re-running every segment agrees
+        follower.import_block(chain.get_block(chain.get_hash(number)), LocalSource(chain.transcripts))
+    assert follower.state.root() == chain.state.root()
+    state = chain.state.overlay()
+    assert federated.get_round(state, 0).new_version == 1
+    assert [(models.VERSIONS.get(state, 0, v).parent, models.VERSIONS.get(state, 0, v).block) for v in (1, 2)] == [
+        (0, block.header.number), (0, block.header.number)
+    ]
+    parent = block.header.parent_hash
+    xt = block.body.extrinsics[1]
+    job, version, _ = compute_job_at(chain.state_at(parent), chain.config_at(parent), xt.call, parent, xt.hash(), block.header.number)
+    assert version == 0
+    (result,) = block.body.results
+    proof = compute_fraud_proof(block, TrainingClaim(1, job, result, 0, 0), FAULT_START, 0, [chain.transcripts.get(block.hash(), 1, 0)])
+    for checked, reason in (
+        ((chain.state_at(parent), proof), "no_fault"),
+        ((state, proof), "no_fault"),
+        ((state, replace(proof, parent_version=1)), "bad_parent_version"),
+    ):
+        with pytest.raises(InvalidFraudProof) as caught:
+            verify_fraud_proof(chain.genesis_hash, checked[0], chain.config, checked[1])
+        assert caught.value.reason == reason, str(caught.value)

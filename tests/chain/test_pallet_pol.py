@@ -99,11 +99,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/forgery.py
 from chainkit import ALICE, BOB, CHARLIE, apply_fee_only, open_chain, sign, train_call
-from forgery import forging_trainer
+from forgery import forge_outcome, forging_trainer
 
 import ml_runtime
 from chain import calls
@@ -759,7 +760,9 @@ def _fraud_world(tmp_path, forge: bool):
     xt = sign(author, CHARLIE, train_call(steps=60, segment=10), 0)
     block = author.build_block([xt], BOB, slot=1).block
     header = block.header
-    job, parent_version, _ = compute_job_at(author.state_at(header.parent_hash), author.config, xt.call, header.parent_hash, xt.hash())
+    job, parent_version, _ = compute_job_at(
+        author.state_at(header.parent_hash), author.config, xt.call, header.parent_hash, xt.hash(), header.number
+    )
     claim = TrainingClaim(0, job, block.body.results[0], xt.call.model, parent_version)
     openings = [author.transcripts.get(block.hash(), 0, j) for j in (2, 3)]
     proof = compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, openings)
@@ -935,7 +938,10 @@ def test_a_fraud_stays_provable_after_a_referendum_lowers_the_block_weight(local
     chain.trainer = None
     assert forged.header.author == BOB.public and chain.config.max_block_weight == new_limit
     header = forged.header
-    job, parent_version, _ = compute_job_at(chain.state_at(header.parent_hash), chain.config_at(header.parent_hash), xt.call, header.parent_hash, xt.hash())
+    job, parent_version, _ = compute_job_at(
+        chain.state_at(header.parent_hash), chain.config_at(header.parent_hash), xt.call, header.parent_hash, xt.hash(),
+        header.number,
+    )
     claim = TrainingClaim(0, job, forged.body.results[0], xt.call.model, parent_version)
     proof = compute_fraud_proof(forged, claim, FAULT_SEGMENT, 2, [chain.transcripts.get(forged.hash(), 0, j) for j in (2, 3)])
     call = calls.ReportFraud(proof.encode())
@@ -1036,7 +1042,9 @@ def test_a_fraud_proof_about_a_block_off_this_chain_is_refused_before_it_is_judg
     xt = sign(author, CHARLIE, train_call(steps=60, segment=10), 0)
     block = author.build_block([xt], CHARLIE, slot=2).block
     header = block.header
-    job, parent_version, _ = compute_job_at(author.state_at(header.parent_hash), author.config, xt.call, header.parent_hash, xt.hash())
+    job, parent_version, _ = compute_job_at(
+        author.state_at(header.parent_hash), author.config, xt.call, header.parent_hash, xt.hash(), header.number
+    )
     claim = TrainingClaim(0, job, block.body.results[0], xt.call.model, parent_version)
     proof = compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, [author.transcripts.get(block.hash(), 0, j) for j in (2, 3)])
     author.db.close()
@@ -1046,3 +1054,124 @@ def test_a_fraud_proof_about_a_block_off_this_chain_is_refused_before_it_is_judg
         f"{system.BLOCK_HASH_COUNT} blocks"
     )
     assert system.get_block_hash(_state(local.chain), 0) == local.chain.genesis_hash
+
+
+def _start_proof(chain: Blockchain, block, index: int, parent_version: int):
+    """The start-fault proof of ``block``'s TRAIN extrinsic #``index`` (a block of ``chain``),
+    its job rebuilt from model version ``parent_version`` at the block's parent state: the
+    proof a reporter claiming that version builds, with the author's opening of entry 0."""
+    from chain.fraud import FAULT_START, compute_fraud_proof
+    from chain.pallets.training import compute_job_at
+    from chain.proofs import TrainingClaim
+
+    header = block.header
+    xt = block.body.extrinsics[index]
+    pinned = msgspec.structs.replace(xt.call, from_version=parent_version)
+    job, _, _ = compute_job_at(
+        chain.state_at(header.parent_hash), chain.config, pinned, header.parent_hash, xt.hash(), header.number
+    )
+    (result,) = (r for r in block.body.results if r.extrinsic_index == index)
+    claim = TrainingClaim(index, job, result, xt.call.model, parent_version)
+    return compute_fraud_proof(block, claim, FAULT_START, 0, [chain.transcripts.get(block.hash(), index, 0)])
+
+
+def test_two_trains_of_one_model_in_a_block_both_train_the_version_before_it_and_frame_nobody(local, tmp_path) -> None:
+    """tester17's H1 (round 12): one honest block held two TRAIN calls of model 0, both naming
+    no version; the second trained version 1, made by the first in the same block. A start-fault
+    proof of the second call naming version 0 (the latest before the block) was accepted at the
+    parent state (version 1 is not there) and by pol.report_fraud (version 1's successor check
+    passed ``later.block < number`` for a version made in the block): checkpoint 0 (version 1's
+    weights) "was not the on-chain weights" of version 0, so the honest author was slashed and
+    queued for removal, its version marked forged, and every node that heard the proof dropped
+    the honest block. Which version such a call trained depended on its place in the block,
+    which no proof shows. A TRAIN naming no version now trains the model's latest version made
+    before its block (models.compute_latest_before), a job the parent state alone fixes: both
+    calls train version 0, the proof shows no fault anywhere, and a proof naming version 1 (made
+    in the block) is refused."""
+    from chain.errors import InvalidFraudProof
+    from chain.fraud import verify_fraud_proof
+    from chain.proofs import FullReexecution
+    from chain.transcripts import LocalSource
+
+    chain = local.chain
+    call = train_call(steps=20, segment=10)
+    xts = [sign(chain, BOB, call, 0), sign(chain, CHARLIE, call, 0)]
+    built = local.block(xts)
+    block, author = built.block, built.block.header.author
+    assert [r.success for r in built.receipts] == [True, True], [r.error for r in built.receipts]
+    parent = block.header.parent_hash
+    auditor = open_chain(tmp_path / "auditor", load_chain_spec("local"), verifier=FullReexecution())
+    auditor.import_block(block, LocalSource(chain.transcripts))  # the author and every importer agree on the jobs
+    assert auditor.best_hash == block.hash()
+
+    def refused(state, proof) -> str:
+        with pytest.raises(InvalidFraudProof) as caught:
+            verify_fraud_proof(chain.genesis_hash, state, chain.config, proof)
+        return caught.value.reason
+
+    framing = _start_proof(chain, block, 1, 0)
+    first = _start_proof(chain, block, 0, 0)
+    in_block = msgspec.structs.replace(framing, parent_version=1)
+    root = chain.state.root()
+    for state in (chain.state_at(parent), auditor.state_at(parent), _state(chain), auditor.state_at(block.hash())):
+        assert refused(state, framing) == "no_fault"
+        assert refused(state, first) == "no_fault"
+    # Version 1 is unknown at the parent state (the job cannot be rebuilt); later, it was made in the block itself.
+    assert refused(chain.state_at(parent), in_block) == "unknown_job"
+    assert refused(_state(chain), in_block) == "bad_parent_version"
+    assert chain.state.root() == root
+    staked = balances.get_account(_state(chain), author).staked
+    for proof in (framing, in_block):
+        error = local.fails(calls.ReportFraud(proof.encode()), "InvalidFraudProof")
+        reason = "no_fault" if proof is framing else "bad_parent_version"
+        assert error.startswith(f"pol.InvalidFraudProof: {reason}: "), error
+    state = _state(chain)
+    assert balances.get_account(state, author).staked == staked
+    assert staking.PENDING_REMOVAL.get(state) == ()
+    assert not models.is_version_forged(state, 0, 1) and not models.is_version_forged(state, 0, 2)
+    # The lineage: both versions were made in block #1 from version 0.
+    made = [models.VERSIONS.get(state, 0, v) for v in (1, 2)]
+    assert [(m.parent, m.block) for m in made] == [(0, 1), (0, 1)]
+    trained = [dict(next(e for e in r.events if e.name == "ModelTrained").args) for r in built.receipts]
+    assert [(e["version"], e["parent"]) for e in trained] == [(1, 0), (2, 0)]
+    auditor.db.close()
+
+
+def test_a_forged_start_of_the_second_train_of_a_model_in_a_block_is_still_proven(local, tmp_path) -> None:
+    """The other side of tester17's H1: in a block with two TRAIN calls of model 0 naming no
+    version, the second call's checkpoint 0 forged (not version 0's weights, which it trains)
+    is a start fault proven against version 0, at the parent state and by pol.report_fraud,
+    which slashes the author; the honest first call's proof shows no fault."""
+    from chain.errors import InvalidFraudProof
+    from chain.fraud import FAULT_START, verify_fraud_proof
+
+    jobs = []
+
+    def trainer(job: ml_runtime.TrainingJob) -> ml_runtime.JobResult:
+        jobs.append(job)
+        outcome = ml_runtime.run_job(job)
+        return forge_outcome(outcome, "start", 0) if len(jobs) == 2 else outcome
+
+    forger = open_chain(tmp_path / "forger", load_chain_spec("local"), trainer=trainer)
+    call = train_call(steps=20, segment=10)
+    built = forger.build_block([sign(forger, CHARLIE, call, 0), sign(forger, DAVE, call, 0)], BOB, slot=1)
+    block = built.block
+    assert [r.success for r in built.receipts] == [True, True], [r.error for r in built.receipts]
+    assert len(jobs) == 2 and all(np.array_equal(job.weights, models.get_weights(_state(local.chain), 0, 0)) for job in jobs)
+    forged = _start_proof(forger, block, 1, 0)
+    honest = _start_proof(forger, block, 0, 0)
+    parent_state = forger.state_at(block.header.parent_hash)
+    verify_fraud_proof(forger.genesis_hash, parent_state, forger.config, forged)
+    with pytest.raises(InvalidFraudProof) as caught:
+        verify_fraud_proof(forger.genesis_hash, parent_state, forger.config, honest)
+    assert caught.value.reason == "no_fault"
+    forger.db.close()
+    chain = local.chain
+    error = local.fails(calls.ReportFraud(honest.encode()), "InvalidFraudProof")
+    assert error.startswith("pol.InvalidFraudProof: no_fault: "), error
+    before = _before(chain, BOB.public)
+    receipt = local.report(calls.ReportFraud(forged.encode()))
+    assert receipt.success, receipt.error
+    _expect_slash(chain, receipt, BOB.public, before)
+    proven = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("pol", "FraudProven")]
+    assert [(p["block_hash"], p["kind"], p["segment"]) for p in proven] == [("0x" + block.hash().hex(), FAULT_START, 0)]

@@ -246,7 +246,8 @@ def test_a_datasets_cached_rows_cannot_be_written(chain) -> None:
     again = datasets.get_rows(chain.state.overlay(), 0)
     assert again[1] is x and again[2] is y
     job, _, _ = training.compute_job_at(
-        chain.state.overlay(), chain.runtime.config, train_call(steps=10, segment=5), b"\x00" * 32, b"\x01" * 32
+        chain.state.overlay(), chain.runtime.config, train_call(steps=10, segment=5), b"\x00" * 32, b"\x01" * 32,
+        chain.best_number + 1,
     )
     assert job.x is x and job.y is y
 

@@ -221,10 +221,12 @@ def test_a_train_call_matches_its_models_family_to_its_data_sets_kind_before_rea
     # The model's licence, 7 a step, is paid to its owner (the author is Alice; the data set's price is 0).
     assert balances.get_account(state, BOB.public).free - balances.get_account(before, BOB.public).free == 14
     assert event_args(trained, "ModelLicensePaid") == {"model": linear, "amount": 14, "dust": 0}
-    # A job names its parent version: the latest by default, else the one the call names.
-    for from_version, parent in ((None, 1), (0, 0)):
+    # A job names its parent version: by default the latest made before its block (in the block
+    # that made version 1, or any earlier one, that is version 0), else the one the call names.
+    made = models.VERSIONS.get(state, linear, 1).block
+    for from_version, number, parent in ((None, chain.best_number + 1, 1), (None, made, 0), (0, chain.best_number + 1, 0)):
         call = calls.Train(linear, targets, 1, 16, calls.compute_f32_bits(0.5), 0, 1, from_version=from_version)
-        job, got, _ = training.compute_job_at(state, chain.config, call, bytes(32), bytes(32))
+        job, got, _ = training.compute_job_at(state, chain.config, call, bytes(32), bytes(32), number)
         assert got == parent and job.weights.tobytes() == models.get_weights(state, linear, parent).tobytes()
 
 
@@ -233,7 +235,7 @@ def test_the_job_a_train_call_describes_comes_with_its_parent_version_and_data_s
     the version it trains from and the data set's record, all read from the state given."""
     state = chain.state.overlay()
     call = calls.Train(0, 0, 3, 8, calls.compute_f32_bits(0.5), 0, 1)
-    job, parent, info = training.compute_job_at(state, chain.config, call, bytes(32), bytes(range(32)))
+    job, parent, info = training.compute_job_at(state, chain.config, call, bytes(32), bytes(range(32)), chain.best_number + 1)
     assert (parent, info) == (0, datasets.get_dataset(state, 0))
     assert (job.steps, job.batch_size, job.x.shape) == (3, 8, (info.row_count, info.features))
 

@@ -43,6 +43,8 @@ def train_on_dev(path: Path, lr: float = 0.5):
     author = open_chain(path)
     bob = dev_keypair("Bob")
     xt = sign(author, bob, train_call(steps=60, segment=10, lr=lr), 0)
-    job, _, _ = compute_job_at(author.state.overlay(), author.config, xt.call, author.best_hash, xt.hash())
+    job, _, _ = compute_job_at(
+        author.state.overlay(), author.config, xt.call, author.best_hash, xt.hash(), author.best_number + 1
+    )
     built = author.build_block([xt], dev_keypair("Alice"), slot=1)
     return author, built, job

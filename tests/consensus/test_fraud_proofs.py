@@ -64,7 +64,7 @@ def _build(path: Path, trainer=None, from_version: int | None = None):
 def _claim(chain, block, index: int) -> TrainingClaim:
     xt = block.body.extrinsics[index]
     job, parent_version, _ = compute_job_at(
-        chain.state_at(block.header.parent_hash), chain.config, xt.call, block.header.parent_hash, xt.hash()
+        chain.state_at(block.header.parent_hash), chain.config, xt.call, block.header.parent_hash, xt.hash(), block.header.number
     )
     return TrainingClaim(index, job, block.body.results[0], xt.call.model, parent_version)
 
@@ -356,8 +356,8 @@ def test_a_start_fault_cannot_be_framed_by_naming_an_older_version(tmp_path) -> 
     with that version's weights. An honest block trained version 1; a proof naming version 0,
     which also exists, showed "checkpoint 0 is not the model's on-chain weights": anyone could
     have an honest author's block invalidated and its bond slashed. The version a call without
-    one trained is the latest one before the block (``ModelVersion.block``), or one made
-    earlier in the same block: version 0 is neither."""
+    one trained is the latest one before the block (``ModelVersion.block``; not one made earlier
+    in the same block since tester17's H1, round 12): version 0 is not."""
     author = open_chain(tmp_path / "author")
     call = train_call(steps=60, segment=10)
     first = author.build_block([sign(author, BOB, call, 0)], ALICE, slot=1).block
@@ -387,8 +387,7 @@ def test_a_start_fault_cannot_be_framed_by_naming_an_older_version(tmp_path) -> 
         verify_fraud_proof(author.genesis_hash, later, author.config, honest)
     assert caught.value.reason == "no_fault"
     for version, message in (
-        (2, "version 2 was made in block #2 itself: which version a call naming none trained in its own block "
-            "is not shown by a proof"),
+        (2, "version 2 was made in block #2 itself: a call naming no version trains the latest made before its block"),
         (3, "version 3 was made in block #3, after block #2"),
         (0, "the call names no version, so it trained the latest before block #2: version 1 (made in block #1) "
             "is later than version 0"),

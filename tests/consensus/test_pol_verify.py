@@ -224,7 +224,7 @@ def _claim(chain: Blockchain, block, index: int, result: TrainingResult | None =
     """The claim an import records for extrinsic ``index`` of ``block`` (a child of best)."""
     xt = block.body.extrinsics[index]
     job, parent_version, _ = compute_job_at(
-        chain.state_at(block.header.parent_hash), chain.config, xt.call, block.header.parent_hash, xt.hash()
+        chain.state_at(block.header.parent_hash), chain.config, xt.call, block.header.parent_hash, xt.hash(), block.header.number
     )
     return TrainingClaim(index, job, result or block.body.results[0], xt.call.model, parent_version)
 

@@ -122,7 +122,7 @@ def honest_training_block_and_false_proof(path: Path, slot: int) -> tuple[Block,
         xt = sign_extrinsic(dev_keypair("Bob"), call, nonce=0, genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION)
         block = builder.build_block([xt], ALICE, slot).block
         parent = block.header.parent_hash
-        job, parent_version, _ = compute_job_at(builder.state_at(parent), builder.config, call, parent, xt.hash())
+        job, parent_version, _ = compute_job_at(builder.state_at(parent), builder.config, call, parent, xt.hash(), block.header.number)
         claim = TrainingClaim(0, job, block.body.results[0], call.model, parent_version)
         openings = [builder.transcripts.get(block.hash(), 0, j) for j in (2, 3)]
         return block, compute_fraud_proof(block, claim, FAULT_SEGMENT, 2, openings).encode()  # type: ignore[arg-type]
@@ -321,7 +321,7 @@ def forged_block_on_a_parent(path: Path, slot: int) -> tuple[Block, Block, bytes
         xt = sign_extrinsic(dev_keypair("Bob"), call, nonce=0, genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION)
         two = builder.build_block([xt], ALICE, slot + 1).block
         parent = two.header.parent_hash
-        job, parent_version, _ = compute_job_at(builder.state_at(parent), builder.config, call, parent, xt.hash())
+        job, parent_version, _ = compute_job_at(builder.state_at(parent), builder.config, call, parent, xt.hash(), two.header.number)
         claim = TrainingClaim(0, job, two.body.results[0], call.model, parent_version)
         openings = [builder.transcripts.get(two.hash(), 0, j) for j in (2, 3)]
         return one, two, compute_fraud_proof(two, claim, FAULT_SEGMENT, 2, openings).encode()  # type: ignore[arg-type]
