@@ -321,24 +321,28 @@ def verify_fraud_proof(
 
 
 def _rebuild_job(state: StateAccess, config: RuntimeConfig, proof: FraudProof, call: Train) -> ml_runtime.TrainingJob:
-    """The job as the block ran it: the call pinned to the proof's parent version."""
+    """The job as the block ran it: the call pinned to the proof's parent version, whose
+    weights are read for a start fault only (training.compute_job_at)."""
     if call.from_version is not None and call.from_version != proof.parent_version:
         raise InvalidFraudProof(
             "bad_parent_version", f"the call trains version {call.from_version}, the proof says {proof.parent_version}"
         )
-    if call.from_version is None and proof.kind == FAULT_START:
+    if call.from_version is None:
         _verify_latest_version(state, call.model, proof.parent_version, proof.header.number)
     pinned = msgspec.structs.replace(call, from_version=proof.parent_version)
     try:
-        job, _, _ = compute_job_at(state, config, pinned, proof.header.parent_hash, proof.extrinsic.hash(), proof.header.number)
+        job, _, _ = compute_job_at(
+            state, config, pinned, proof.header.parent_hash, proof.extrinsic.hash(), proof.header.number,
+            read_weights=proof.kind == FAULT_START,  # no other fault starts from the version's weights
+        )
     except DispatchError as exc:
         raise InvalidFraudProof("unknown_job", f"the job cannot be rebuilt: {exc.error}: {exc}") from None
     return job
 
 
 def _verify_latest_version(state: StateAccess, model: int, version: int, number: int) -> None:
-    """"bad_parent_version" unless ``version`` is the one a TRAIN call naming no version
-    trained in block #``number``, for a start fault.
+    """"bad_parent_version" ("unknown_job" if there is no such version) unless ``version`` is
+    the one a TRAIN call naming no version trained in block #``number``.
 
     Such a call trains the model's latest version made before its block
     (models.compute_latest_before): not one an earlier call of the same block made, so its job
@@ -356,12 +360,13 @@ def _verify_latest_version(state: StateAccess, model: int, version: int, number:
     (tester17's H1, round 12). Two reads whatever the model's history, so a report's weight
     covers it. A version made in the block itself is refused: no call naming none trained it,
     except version 0 of a model registered in the block, a job the parent state cannot rebuild
-    (every validator still checks that start link on import, consensus/pol.py). An unknown
-    version is left to the job's rebuild ("unknown_job").
+    (every validator still checks that start link on import, consensus/pol.py). Checked for
+    every fault, though only a start fault reads the version's weights: a proof names the
+    version its call trained, not any number (one fault, one proof).
     """
     made = models.VERSIONS.get(state, model, version)
     if made is None:
-        return
+        raise InvalidFraudProof("unknown_job", f"the job cannot be rebuilt: UnknownVersion: model {model} has no version {version}")
     if made.block == number:
         raise InvalidFraudProof(
             "bad_parent_version",

@@ -108,7 +108,8 @@ def verify_admissible(_state: StateAccess, _sender: bytes, call: Train, _number:
 
 
 def compute_job_at(
-    state: StateAccess, config: RuntimeConfig, call: Train, parent_hash: bytes, extrinsic_hash: bytes, number: int
+    state: StateAccess, config: RuntimeConfig, call: Train, parent_hash: bytes, extrinsic_hash: bytes, number: int,
+    *, read_weights: bool = True,
 ) -> tuple[ml_runtime.TrainingJob, int, datasets.DatasetInfo]:
     """The job a TRAIN call describes in block #``number`` (whose parent is ``parent_hash``),
     read from ``state`` (the state of the block's parent), with its parent version and data
@@ -117,14 +118,19 @@ def compute_job_at(
     Usable outside a dispatch: a fraud-proof check rebuilds the job with it from any state
     that holds the model version and the data set (both are immutable once written); a call
     naming no version trains the latest made before block #``number``
-    (models.compute_latest_before), which a later state still tells.
+    (models.compute_latest_before), which a later state still tells. ``read_weights=False``:
+    the job starts from zeros and its version is not read, for a check that re-runs segments
+    from opened checkpoints only (every fraud proof's but a start fault's): the version may be
+    one made earlier in the block itself, which the parent state does not hold, and a forgery
+    in such a job was proven to the sampler that caught it and to no other node (an outside
+    tester's M1, round 12).
     """
-    spec, parent, weights, info = verify_job_inputs(state, config, call, number)
+    spec, parent, weights, info = verify_job_inputs(state, config, call, number, read_weights=read_weights)
     return _compute_job(state, call, spec, weights, parent_hash, extrinsic_hash), parent, info
 
 
 def verify_job_inputs(
-    state: StateAccess, config: RuntimeConfig, call: Train, number: int
+    state: StateAccess, config: RuntimeConfig, call: Train, number: int, *, read_weights: bool = True
 ) -> tuple[ml_runtime.ModelSpec, int, np.ndarray, datasets.DatasetInfo]:
     """Every check of a TRAIN call's job in block #``number`` that reads no row of its data
     set: the arguments, the model and the version it starts from (:func:`compute_parent`), and
@@ -134,7 +140,7 @@ def verify_job_inputs(
     model = models.get_model(state, call.model)
     spec = models.decode_spec(model.spec)
     parent = compute_parent(state, model, call, number)
-    weights = models.get_weights(state, call.model, parent)
+    weights = models.get_weights(state, call.model, parent) if read_weights else np.zeros(spec.param_count, dtype=np.float32)
     info = datasets.get_complete_dataset(state, call.dataset)
     wanted = "regression" if spec.family == "linear" else "classification"
     if info.kind != wanted or info.features != spec.d or info.outputs != spec.k:

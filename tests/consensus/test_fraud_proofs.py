@@ -9,10 +9,12 @@ re-run wrong); the honest block trains version 0 explicitly (``from_version=0``)
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 from consensuskit import ALICE, BOB, CHARLIE, EVE
 
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chain"))
 
 from chainkit import dev_spec, open_chain, sign, train_call
 
+import ml_runtime
 from chain.blockchain import Blockchain
 from chain.calls import Remark
 from chain.codec import encode
@@ -428,3 +431,46 @@ def test_an_extrinsic_moved_to_another_index_by_its_own_count_is_refused(tmp_pat
     assert caught.value.reason == "bad_extrinsic_path", str(caught.value)
     assert str(caught.value) == "extrinsic #1: path for extrinsic 1 of 2 does not lead to the extrinsics root"
     chain.db.close()
+
+
+def test_a_forgery_in_a_job_on_a_version_made_in_its_own_block_is_proven_at_the_parent_state(tmp_path) -> None:
+    """A TRAIN naming a version an earlier call of the same block made (from_version=1), its
+    checkpoint 2 forged. The sampler that catches it was the only node its proof convinced:
+    every other node judges a proof at the block's parent state, where version 1 does not
+    exist yet, and refused it ("unknown_job"), so the detectors refused the block and the rest
+    finalized it (an outside tester's M1, round 12). A segment fault re-runs from the opened
+    checkpoint, and the job is now rebuilt without reading the version's weights."""
+
+    def forge_second(job: ml_runtime.TrainingJob) -> ml_runtime.JobResult:
+        out = ml_runtime.run_job(job)
+        if job.lr != np.float32(0.25):
+            return out
+        checkpoints = [np.array(c, copy=True) for c in out.checkpoints]
+        checkpoints[2][7] += np.float32(0.5)
+        entries = list(out.transcript.entries)
+        entries[2] = ml_runtime.TranscriptEntry(2, ml_runtime.hash_weights(checkpoints[2]), entries[2].loss)
+        return dataclasses.replace(out, checkpoints=tuple(checkpoints), transcript=ml_runtime.Transcript.build(entries))
+
+    author = open_chain(tmp_path / "author", trainer=forge_second)
+    first = train_call(steps=40, batch=8, lr=0.5, segment=10)
+    second = replace(train_call(steps=40, batch=8, lr=0.25, segment=10), from_version=1)
+    block = author.build_block([sign(author, BOB, first, 0), sign(author, CHARLIE, second, 0)], ALICE, slot=1).block
+    secret = next(
+        s for s in (i.to_bytes(4, "little") * 8 for i in range(10_000)) if 1 in compute_sample(s, block.hash(), 1, 4, 1)
+    )
+    validator = open_chain(tmp_path / "validator", verifier=SampledVerifier(secret, 1))
+    with pytest.raises(FraudFound) as caught:
+        validator.import_block(block, LocalSource(author.transcripts))
+    proof = caught.value.proof
+    assert (proof.kind, proof.segment, proof.extrinsic_index, proof.parent_version) == (FAULT_SEGMENT, 1, 1, 1)
+    other = open_chain(tmp_path / "other")
+    root = other.state.root()
+    verify_fraud_proof(other.genesis_hash, other.state_at(block.header.parent_hash), other.config, proof)
+    assert other.state.root() == root
+    # A start fault still needs the version's weights, which the parent state does not hold.
+    with pytest.raises(InvalidFraudProof) as refused:
+        verify_fraud_proof(other.genesis_hash, other.state_at(block.header.parent_hash), other.config,
+                           replace(proof, kind=FAULT_START, segment=0, openings=proof.openings[:1]))
+    assert refused.value.reason == "unknown_job"
+    for chain in (author, validator, other):
+        chain.db.close()
