@@ -44,7 +44,7 @@ hold every imported block, on every branch.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from types import TracebackType
 from typing import Any
@@ -169,6 +169,14 @@ class Database:
         write_buffer_bytes: int = 32 << 20,
     ) -> None:
         self.path = os.fspath(path)
+        #: The first write that failed, and who hears of it (``on_write_error``, called on the
+        #: writing thread): LevelDB keeps a failed write's error (a full disk, EFBIG, EIO) and
+        #: refuses every later write until the database is reopened, even once the cause is
+        #: gone. A node kept running then, authored nothing and reported itself healthy (an
+        #: outside tester's F3, round 12); node.service stops it instead (nothing stored is
+        #: lost: a failed batch writes nothing).
+        self.write_error: StorageError | None = None
+        self.on_write_error: Callable[[StorageError], None] | None = None
         _check_not_headless(self.path)
         try:
             # A block cache far above LevelDB's 8 MiB default keeps the flat state and hot
@@ -278,6 +286,12 @@ class Database:
     def snapshot(self) -> Snapshot:
         """A consistent read-only view of the database as it is now (a LevelDB snapshot)."""
         return Snapshot(self, self._require_open().snapshot())
+
+    def _record_write_error(self, error: StorageError) -> None:
+        if self.write_error is None:
+            self.write_error = error
+        if self.on_write_error is not None:
+            self.on_write_error(error)
 
     def write_batch(self, *, sync: bool = True) -> WriteBatch:
         """A new atomic batch; ``sync=True`` makes :meth:`WriteBatch.commit` wait for fsync."""
@@ -412,7 +426,9 @@ class WriteBatch:
             batch.write()
         except plyvel.Error as exc:
             self._state = "failed"
-            raise StorageError(f"write batch to {self._db.path!r} failed: {exc}") from exc
+            error = StorageError(f"write batch to {self._db.path!r} failed: {exc}")
+            self._db._record_write_error(error)
+            raise error from exc
         self._state = "committed"
 
     def discard(self) -> None:

@@ -900,10 +900,9 @@ def run_node(args: argparse.Namespace) -> int:
         signatures.warm_up()  # the block import's signature kernels (chain.signatures), loaded now
         ml_runtime.verify_build()
         try:
-            asyncio.run(_serve(config, spec, rpc_options))
+            return asyncio.run(_serve(config, spec, rpc_options))
         finally:
             signal.signal(signal.SIGTERM, _interrupt)  # the closed loop reset it to the default
-    return 0
 
 
 def _node_chain_spec(chain: str, block_time: int | None) -> ChainSpec:
@@ -1076,7 +1075,7 @@ def _network_config(args: argparse.Namespace) -> NetworkConfig:
     )
 
 
-async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> None:
+async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> int:
     import asyncio
 
     from node.service import NodeService
@@ -1109,7 +1108,11 @@ async def _serve(config: NodeConfig, spec: Any, rpc_options: dict[str, Any]) -> 
     finally:
         if metrics is not None:
             await metrics.stop()
-    log.info("Shut down cleanly at block #%d", service.chain.best_number)
+    if service.exit_code:
+        log.error("Stopped at block #%d: the database refused a write", service.chain.best_number)
+    else:
+        log.info("Shut down cleanly at block #%d", service.chain.best_number)
+    return service.exit_code
 
 
 async def _start_metrics(config: NodeConfig, service: NodeService) -> MetricsServer | None:

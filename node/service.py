@@ -345,6 +345,7 @@ class NodeService:
         self.pool.add_listener(self._on_pool_status)
         self.author = Keypair.from_uri(config.author) if config.author else None
         self._stop = asyncio.Event()
+        self.exit_code = 0  # 1 once the database refused a write (_stop_for_write_error)
         self._work = asyncio.Event()
         self._lock = asyncio.Lock()
         self._fraud_check = asyncio.Lock()  # one fraud proof re-run at a time, off self._lock
@@ -1504,8 +1505,32 @@ class NodeService:
         self._stop.set()
         self._work.set()
 
+    def _stop_for_write_error(self, error: StorageError) -> None:
+        """Stop the node after the database refused a write (chain.storage.Database.write_error):
+        LevelDB refuses every later one until it is reopened, so the node could never store a
+        block again (an outside tester's F3, round 12: it authored nothing for good and its
+        health endpoints answered 200). A restart reopens it; ``exit_code`` says it failed."""
+        if self.exit_code:
+            return
+        self.exit_code = 1
+        log.critical(
+            "Stopping: the database refused a write (%s). LevelDB refuses every later write until it is reopened: "
+            "free the disk or fix the cause, then start the node again (nothing stored is lost: a block is one "
+            "atomic write)", error,
+        )
+        self.request_stop()
+
     async def run(self, rpc_server: Any | None = None) -> None:
-        """Serve until :meth:`request_stop`; then finish the block in progress and close."""
+        """Serve until :meth:`request_stop`, or until the database refuses a write; then finish
+        the block in progress and close. ``exit_code`` is 0 unless a write failed."""
+        loop = asyncio.get_running_loop()
+
+        def on_write_error(error: StorageError) -> None:  # on the writing thread, often a worker
+            loop.call_soon_threadsafe(self._stop_for_write_error, error)
+
+        self.chain.db.on_write_error = on_write_error
+        if self.chain.db.write_error is not None:  # (before the hook was set)
+            self._stop_for_write_error(self.chain.db.write_error)
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
         try:

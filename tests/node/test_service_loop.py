@@ -146,3 +146,63 @@ def test_a_failed_round_does_not_end_finality_voting(tmp_path) -> None:
 
     asyncio.run(scenario())
     assert len(rounds) >= 3, f"the finality loop stopped after {len(rounds)} round(s)"
+
+
+def test_a_node_whose_database_refused_a_write_stops_and_restarts_with_nothing_lost(tmp_path) -> None:
+    """A real node process whose file writes start failing (RLIMIT_FSIZE lowered to 1 byte
+    from outside, as a full disk: EFBIG instead of ENOSPC; Python ignores SIGXFSZ). LevelDB
+    keeps the failed write's error and refuses every later write until the database is
+    reopened, so the node kept running, authored nothing for good and answered 200 on
+    /health (an outside tester's F3, round 12). It now stops with status 1 and says why; a
+    restart reopens the database, with every block it had stored, and goes on authoring."""
+    import json
+    import resource
+    import subprocess
+    import time
+    import urllib.request
+
+    from nodekit import free_port
+
+    def start() -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "node", "--dev", "--base-path", str(tmp_path), "--rpc-port", str(port),
+             "--block-time", "500", "--no-prometheus"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # a pipe: the lowered limit does not apply to it
+        )
+        return proc, port
+
+    def best(port: int, at_least: int, proc: subprocess.Popen) -> int:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "chain_getHeader", "params": []}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}", body, {"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=3) as response:
+                    number = int(json.loads(response.read())["result"]["number"], 16)
+                if number >= at_least:
+                    return number
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"no block #{at_least}")
+
+    proc, port = start()
+    try:
+        before = best(port, 2, proc)
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    text = out.decode()
+    assert proc.returncode == 1, text[-3000:]
+    assert "CRITICAL polchain: Stopping: the database refused a write (write batch to " in text, text[-3000:]
+    assert "File too large" in text and "Stopped at block #" in text
+    proc, port = start()
+    try:
+        assert best(port, before + 2, proc) >= before + 2  # every stored block kept, and authoring again
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()[-3000:]
