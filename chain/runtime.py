@@ -135,6 +135,19 @@ def _fixed(units: int) -> Callable[[StateAccess, Any], DispatchInfo]:
     return lambda _state, _call: info
 
 
+#: The least weight of any extrinsic (Substrate's ``ExtrinsicBaseWeight``): its signature check
+#: (about 65 us, chain/signatures.py), the account's read and write and the executive's steps
+#: around the call. No call declares less: the calls of a fixed weight are at or above it, the
+#: others' formulas start at or above it (tests/chain/test_weight_pins.py), and remark, the one
+#: below it, starts at it. An empty remark declared 10,000 units while its import took 74-75
+#: us, 7.4 ns a unit against a transfer's 0.62-0.69, so length, not weight, bounded a block of
+#: them: 45,587 a dev block, 3.5 s to import at 23% of the weight limit (tester16's W3, round
+#: 12). At a transfer's 100,000 (whose import is the same work and the move), about 0.75 ns a
+#: unit, within democracy.SLOWEST_NS_PER_UNIT.
+EXTRINSIC_BASE_WEIGHT = 100_000
+#: Remark's weight a byte of its data: hashing it (blake2b) and, in the signature check, the
+#: extrinsic's longer message.
+REMARK_BYTE_WEIGHT = 10
 #: An account's nonce is a u32 (balances.AccountInfo): an extrinsic at this nonce is refused,
 #: since applying it would store the next one, 2^32, which no account record decodes.
 LAST_NONCE = 2**32 - 1
@@ -148,7 +161,7 @@ MAX_ERROR_MESSAGE = 512
 _CUT = "…".encode()
 
 DISPATCH: dict[type, CallRow] = {
-    calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(10_000 + 10 * len(c.data))),
+    calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(EXTRINSIC_BASE_WEIGHT + REMARK_BYTE_WEIGHT * len(c.data))),
     calls.Transfer: CallRow(balances.apply_transfer, lambda _s, _c: TRANSFER_INFO),
     calls.RegisterModel: CallRow(models.apply_register_model, lambda _s, c: DispatchInfo(models.compute_register_weight(c))),
     calls.RegisterDataset: CallRow(datasets.apply_register_dataset, _fixed(200_000)),

@@ -443,6 +443,31 @@ def _assert_refused_for_weight(validator: Blockchain, block: Block) -> None:
     assert validator.state.root() == root and validator.best_hash == best
 
 
+def test_a_block_of_empty_remarks_is_bound_by_weight_at_the_extrinsic_base_weight(tmp_path: Path) -> None:
+    """tester16's W3 (round 12): an empty remark declared 10,000 units while its import cost
+    74-75 us, so length, not weight, bounded a block of them: 45,587 in one dev block, 3.5 s to
+    import at 23% of the weight limit. Each now declares chain.runtime.EXTRINSIC_BASE_WEIGHT
+    (100,000) and pays for it: a block holds as many as it holds transfers, 10 on these chains
+    (it held all 11 and 100 more), and one over the limit is refused on import."""
+    author, validator = _weight_chains(tmp_path)
+    try:
+        xts = [sign(validator, BOB, calls.Remark(b""), n) for n in range(11)]
+        heavy = _seal_ignoring_the_weight_limit(validator, xts, ALICE, slot=1)
+        built = author.build_block(list(xts), ALICE, slot=1)
+        assert len(built.receipts) == 10 and all(r.success for r in built.receipts)
+        cfg = author.config
+        for receipt, xt in zip(built.receipts, xts, strict=False):
+            assert receipt.weight == runtime_module.EXTRINSIC_BASE_WEIGHT == 100_000
+            assert receipt.fee == cfg.base_fee + cfg.byte_fee * len(xt.encode()) + cfg.weight_fee * 100_000
+        assert sum(r.weight for r in built.receipts) == cfg.max_block_weight
+        _assert_refused_for_weight(validator, heavy)
+        validator.import_block(author.get_block(author.best_hash))  # the honest block, at the limit, is fine
+        assert validator.state.root() == author.state.root()
+    finally:
+        author.db.close()
+        validator.db.close()
+
+
 @pytest.mark.parametrize("extra", [1, 2, 5])
 def test_a_block_of_transfers_over_the_weight_limit_names_the_first_extrinsic_past_it(tmp_path: Path, extra: int) -> None:
     """The weight message is the one the one-by-one path gives (tests/chain/test_transfer_run.py):

@@ -974,7 +974,7 @@ def test_only_a_settling_call_heavier_than_a_block_declares_a_blocks_weight(loca
     small = Runtime(chain.genesis_hash, dataclasses.replace(chain.config, max_block_weight=limit))
     assert small.compute_dispatch_info(_state(chain), report).weight == limit
     assert small.compute_dispatch_info(_state(chain), remark) == chain.runtime.compute_dispatch_info(_state(chain), remark)
-    assert small.compute_dispatch_info(_state(chain), remark).weight == 10_000 + 10 * 50_000 > limit
+    assert small.compute_dispatch_info(_state(chain), remark).weight == 100_000 + 10 * 50_000 > limit
 
 
 def test_a_fraud_proof_heavier_than_its_blocks_limit_is_refused_before_any_re_run(local, tmp_path) -> None:

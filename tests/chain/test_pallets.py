@@ -68,7 +68,7 @@ def test_fee_formula_and_tip(chain) -> None:
     receipt = d.apply(BOB, calls.Remark(b"hello"), tip=777)
     xt_len = len(sign(chain, BOB, calls.Remark(b"hello"), 0, 777).encode())
     cfg = chain.config
-    assert receipt.fee == cfg.base_fee + cfg.byte_fee * xt_len + cfg.weight_fee * (10_000 + 50) + 777
+    assert receipt.fee == cfg.base_fee + cfg.byte_fee * xt_len + cfg.weight_fee * (100_000 + 50) + 777  # runtime.EXTRINSIC_BASE_WEIGHT + 10 a byte
     assert balances.get_account(chain.state.overlay(), BOB.public).free == before - receipt.fee
 
 
