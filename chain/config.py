@@ -64,7 +64,9 @@ class RuntimeConfig:
 
     ``length`` is every byte a call adds to its block: its own encoding and, for a TRAIN
     call, its training result, counted at an upper bound computed from the call's arguments
-    (``chain.proofs.compute_result_length``) so that the fee is known before dispatch. Weights
+    (``chain.proofs.compute_result_length``) so that the fee is known before dispatch, and
+    the bytes the call makes nodes store beside the block (chain.runtime.DispatchInfo: a
+    TRAIN's checkpoints, a registered model's version 0). Weights
     are in work units: ml_runtime's cost model for training, a fixed amount for the other
     calls. The fee on the declared length and weight is withdrawn before dispatch; afterwards
     the weight the call did not use and the result bytes it did not carry are refunded

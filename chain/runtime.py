@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -83,11 +83,20 @@ class DispatchInfo:
     each call's declared amounts must fit beside what the calls before it used),
     so its receipts are at most that plus a fixed part per extrinsic (benches/receipts.py
     measures each call type's), and its author holds at most that many checkpoint bytes in
-    memory and writes them in the block's one batch."""
+    memory and writes them in the block's one batch.
+
+    ``stored_bytes`` are what a call writes into state for good beyond the bytes it carries
+    (register_model's version 0, 4 bytes a parameter, made from a 32-byte seed): not in the
+    block, so not counted against its length, but paid at ``byte_fee`` as a block byte is. A
+    ~170-byte registration of max_model_params wrote 1 MiB of weights and paid 17 planck a
+    stored byte where every other stored byte pays byte_fee (tester16's W1, round 12). A call
+    that stores what its own bytes carry (an append's rows, a commit's update) or its result
+    (a TRAIN's new weights) pays for them as those bytes already."""
 
     weight: int
     result_length: int = 0
     transcript_bytes: int = 0
+    stored_bytes: int = 0
 
 
 def _remark(ctx: CallContext, call: calls.Remark) -> None:
@@ -163,7 +172,10 @@ _CUT = "…".encode()
 DISPATCH: dict[type, CallRow] = {
     calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(EXTRINSIC_BASE_WEIGHT + REMARK_BYTE_WEIGHT * len(c.data))),
     calls.Transfer: CallRow(balances.apply_transfer, lambda _s, _c: TRANSFER_INFO),
-    calls.RegisterModel: CallRow(models.apply_register_model, lambda _s, c: DispatchInfo(models.compute_register_weight(c))),
+    calls.RegisterModel: CallRow(
+        models.apply_register_model,
+        lambda _s, c: DispatchInfo(models.compute_register_weight(c), stored_bytes=models.compute_register_bytes(c)),
+    ),
     calls.RegisterDataset: CallRow(datasets.apply_register_dataset, _fixed(200_000)),
     calls.AppendRows: CallRow(datasets.apply_append_rows, lambda s, c: DispatchInfo(datasets.compute_append_weight(s, c))),
     calls.Train: CallRow(training.apply_train, _train_info, training.verify_admissible),
@@ -283,7 +295,7 @@ class Runtime:
         info = DISPATCH[type(xt.call)].info(state, xt.call)
         limit = self.config.max_block_weight
         if info.weight > limit and type(xt.call) in SETTLING_CALLS:
-            return DispatchInfo(limit, info.result_length, info.transcript_bytes)
+            return replace(info, weight=limit)
         return info
 
     def on_initialize(self, state: StateAccess, number: int, author: bytes, parent_hash: bytes) -> None:
@@ -302,7 +314,7 @@ class Runtime:
 
     def compute_fee(self, info: DispatchInfo, length: int, tip: int) -> int:
         """The fee of an extrinsic of ``length`` bytes that declares ``info`` (before refunds)."""
-        return self.config.compute_fee(length + info.result_length + info.transcript_bytes, info.weight, tip)
+        return self.config.compute_fee(length + info.result_length + info.transcript_bytes + info.stored_bytes, info.weight, tip)
 
     @property
     def max_extrinsic_length(self) -> int:
@@ -579,7 +591,7 @@ class Runtime:
         sender, pay the rest to the block author (less, for a training call, the validators'
         share, which goes to the era's voters' pot). Returns (fee paid, what the call used).
 
-        The fee is recomputed on min(declared, actual) weight, result and transcript bytes, so a handler
+        The fee is recomputed on min(declared, actual) weight, result, transcript and stored bytes, so a handler
         can only lower it (Substrate's ``PostDispatchInfo::calc_actual_weight``).
         """
         declared, post = checked.info, ctx.post_info
@@ -591,6 +603,7 @@ class Runtime:
                 declared.result_length if post.actual_result_length is None else min(declared.result_length, post.actual_result_length),
                 declared.transcript_bytes if post.actual_transcript_bytes is None
                 else min(declared.transcript_bytes, post.actual_transcript_bytes),
+                declared.stored_bytes if post.actual_stored_bytes is None else min(declared.stored_bytes, post.actual_stored_bytes),
             )
             fee = self.compute_fee(used, length, xt.tip)
         if checked.fee > fee:

@@ -36,14 +36,15 @@ class Event(Wire, frozen=True, gc=False):
 class PostDispatchInfo:
     """What a call used, reported by its handler (Substrate's ``PostDispatchInfo``).
 
-    None means what the call declared before dispatch (its weight, its result and transcript
-    bytes). A handler that stops before its heavy work lowers them; the executive charges
+    None means what the call declared before dispatch (its weight, its result, transcript and
+    stored bytes). A handler that stops before its heavy work lowers them; the executive charges
     min(declared, actual) and refunds the rest, also when the call fails.
     """
 
     actual_weight: int | None = None
     actual_result_length: int | None = None
     actual_transcript_bytes: int | None = None
+    actual_stored_bytes: int | None = None
 
 
 AS_DECLARED = PostDispatchInfo()

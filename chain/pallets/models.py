@@ -225,6 +225,18 @@ def compute_register_weight(call: RegisterModel) -> int:
     return REGISTER_BASE_WEIGHT + PARAM_WEIGHT * spec.param_count
 
 
+def compute_register_bytes(call: RegisterModel) -> int:
+    """The bytes a registration stores for good beyond its own: version 0's weights, 4 a
+    parameter of the spec (none for a spec that does not decode: the call fails before any
+    work). Paid at byte_fee (chain.runtime.DispatchInfo.stored_bytes), as a TRAIN pays for the
+    new weights in its result."""
+    try:
+        spec = ml_runtime.ModelSpec.decode(call.spec)
+    except ml_runtime.MLRuntimeError:
+        return 0
+    return 4 * spec.param_count
+
+
 def compute_weights_read_weight(spec: ml_runtime.ModelSpec) -> int:
     """What reading one version's weights costs (:func:`get_weights`: 4 bytes a parameter),
     at datasets.READ_BYTE_WEIGHT a byte, as reading a data set's rows."""
@@ -251,7 +263,7 @@ def decode_spec(raw: bytes) -> ml_runtime.ModelSpec:
 
 
 def apply_register_model(ctx: CallContext, call: RegisterModel) -> None:
-    ctx.post_info = PostDispatchInfo(actual_weight=REGISTER_BASE_WEIGHT)  # refused before any parameter is made
+    ctx.post_info = PostDispatchInfo(actual_weight=REGISTER_BASE_WEIGHT, actual_stored_bytes=0)  # refused before any parameter is made
     spec = decode_spec(call.spec)
     model_id = apply_new_model(
         ctx.state, ctx.sender, call.name, spec, call.init_seed, ctx.block.number, ctx.config.max_model_params

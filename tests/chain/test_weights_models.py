@@ -4,14 +4,16 @@ inference's outputs, written into its receipt, are bounded and declared."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
-from chainkit import BOB, event_args
+from chainkit import ALICE, BOB, dev_spec, event_args, open_chain, sign
 from test_pallets import DAVE, Driver
 from test_weights_datasets import compute_weight
 
 import ml_runtime
 from chain import calls
-from chain.pallets import federated, inference, models
+from chain.pallets import balances, federated, inference, models
 
 # --- models.register_model wrote up to 2^18 parameters for a fixed weight ------------------------
 
@@ -29,6 +31,79 @@ def test_registering_a_model_declares_its_parameters(chain) -> None:
         models.REGISTER_BASE_WEIGHT + models.PARAM_WEIGHT * small.param_count
     )
     assert compute_weight(chain, calls.RegisterModel("bad", b"\x07", bytes(32))) == models.REGISTER_BASE_WEIGHT
+
+
+# --- models.register_model stored 4 bytes a parameter in state and paid no byte for them -----------
+
+# The largest model the dev chain registers: 2^18 parameters, 1 MiB of weights.
+LARGEST = ml_runtime.ModelSpec("linear", 511, 512)
+
+
+def test_registering_a_model_pays_the_byte_fee_on_the_weights_it_stores(chain) -> None:
+    """tester16's W1 (round 12): a ~170-byte register_model of max_model_params wrote version 0's
+    weights, 1 MiB, into state for good and paid 0.0546 POL, 17 planck a stored byte where
+    every other stored byte pays byte_fee (1,000; a TRAIN's new weights are paid as its result
+    bytes). It now declares 4 bytes a parameter (DispatchInfo.stored_bytes) and pays byte_fee
+    on each, as on its own bytes."""
+    d = Driver(chain)
+    cfg = chain.config
+    call = calls.RegisterModel("big", LARGEST.encode(), bytes(32))
+    xt = sign(chain, BOB, call, balances.get_account(chain.state.overlay(), BOB.public).nonce)
+    info = chain.runtime.compute_dispatch_info(chain.state.overlay(), xt)
+    assert info.stored_bytes == 4 * LARGEST.param_count == 1 << 20
+    assert (info.result_length, info.transcript_bytes) == (0, 0)  # nothing of it is in the block or beside it
+    weight = models.REGISTER_BASE_WEIGHT + models.PARAM_WEIGHT * LARGEST.param_count
+    expected = cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + (1 << 20)) + cfg.weight_fee * weight
+    receipt = d.apply(BOB, call)
+    assert receipt.success, receipt.error
+    assert receipt.fee == expected == chain.runtime.compute_fee(info, len(xt.encode()), 0)
+    model = int(event_args(receipt, "ModelRegistered")["model"])
+    stored = models.WEIGHTS.get(chain.state.overlay(), model, 0)
+    assert stored is not None and len(stored) == info.stored_bytes
+    assert receipt.fee >= cfg.byte_fee * len(stored)  # at least byte_fee a byte it stored
+
+
+def test_a_refused_registration_stores_nothing_and_pays_for_no_stored_byte(chain) -> None:
+    """A spec over max_model_params declares its weights' bytes (the fee is withdrawn on them)
+    and is refused before any parameter is made: refunded to its own bytes and the base weight,
+    and nothing but the fee and nonce moves (Driver)."""
+    d = Driver(chain)
+    cfg = chain.config
+    over = ml_runtime.ModelSpec("linear", 512, 512)  # 262,656 parameters, over 2^18
+    call = calls.RegisterModel("over", over.encode(), bytes(32))
+    xt = sign(chain, BOB, call, balances.get_account(chain.state.overlay(), BOB.public).nonce)
+    assert chain.runtime.compute_dispatch_info(chain.state.overlay(), xt).stored_bytes == 4 * over.param_count
+    receipt = d.apply(BOB, call)
+    assert not receipt.success and "ModelTooLarge" in (receipt.error or "")
+    assert receipt.fee == cfg.base_fee + cfg.byte_fee * len(xt.encode()) + cfg.weight_fee * models.REGISTER_BASE_WEIGHT
+    bad = calls.RegisterModel("bad", b"\x07", bytes(32))  # no spec: no bytes to store
+    assert chain.runtime.compute_dispatch_info(chain.state.overlay(), sign(chain, BOB, bad, 0)).stored_bytes == 0
+
+
+def test_a_block_of_registrations_at_the_weight_limit_pays_for_every_stored_byte(tmp_path) -> None:
+    """A block filled with registrations of the largest model up to max_block_weight (three
+    on these chains): the builder leaves the fourth out, each pays byte_fee on its 1 MiB, the
+    author is paid all of it, and a second chain imports the block to the same state."""
+    spec = dev_spec()
+    weight = models.REGISTER_BASE_WEIGHT + models.PARAM_WEIGHT * LARGEST.param_count
+    spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, max_block_weight=3 * weight))
+    author, validator = open_chain(tmp_path / "a", spec), open_chain(tmp_path / "v", spec)
+    try:
+        cfg = author.config
+        xts = [sign(author, BOB, calls.RegisterModel(f"m{n}", LARGEST.encode(), bytes(32)), n) for n in range(4)]
+        before = balances.get_account(author.state.overlay(), ALICE.public).free
+        built = author.build_block(list(xts), ALICE, slot=1)
+        assert len(built.receipts) == 3 and all(r.success for r in built.receipts)
+        assert sum(r.weight for r in built.receipts) == cfg.max_block_weight
+        fees = [cfg.base_fee + cfg.byte_fee * (len(xt.encode()) + 4 * LARGEST.param_count) + cfg.weight_fee * weight for xt in xts[:3]]
+        assert [r.fee for r in built.receipts] == fees
+        assert balances.get_account(author.state.overlay(), ALICE.public).free == before + sum(fees)
+        assert sum(fees) >= cfg.byte_fee * 3 * (1 << 20)
+        validator.import_block(author.get_block(author.best_hash))
+        assert validator.state.root() == author.state.root()
+    finally:
+        author.db.close()
+        validator.db.close()
 
 
 # --- models.infer: outputs of rows x k numbers, hex in the receipt ------------------------------
