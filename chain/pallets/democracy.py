@@ -139,8 +139,10 @@ MIN_GOVERNED_BLOCK_LENGTH = BLOCK_OVERHEAD + MAX_EXTRINSIC_SIZE
 # column): transfers, the calibration, 0.62-0.69 ns a unit (tester16, load 1-3) and 0.9-1.4
 # under load 3-5 (README, Weights); the slowest other calls about the same (unlock_vote and
 # withdraw_unbonded 0.71-0.72, tester11's uncovered_weights.py; a bounty claim 0.64, the
-# widest TRAIN shape 0.52-0.74, an empty remark 0.75 at chain.runtime.EXTRINSIC_BASE_WEIGHT).
-# Rounded up to 1 ns: a 6 s slot's ceiling is then the default weight, 2e9 units.
+# widest TRAIN shape 0.52-0.74, an empty remark about 0.75 at chain.runtime.EXTRINSIC_BASE_WEIGHT).
+# Rounded up to 1 ns, the unit every fixed weight was set at ("a unit is about 1 ns"): a 6 s
+# slot's ceiling is then the default weight, 2e9 units. A loaded machine is slower at every
+# call alike (transfers at 1.4 ns under load 3-5); no ceiling in units can follow its load.
 SLOWEST_NS_PER_UNIT = 1
 # A mid-chain floor on the referendum voting period (gov_voting_blocks), in blocks. With one
 # block (config.MINIMUMS allows it, for a spec) the block holding a proposal was the only
