@@ -129,7 +129,8 @@ class RuntimeConfig:
         proposed and again when enacted) both apply it.
 
         - every constant fits a balance (2^63-1), and the largest fee a block can charge,
-          base + byte x (max_block_length + max_transcript_bytes) + weight x max_block_weight, does too (fees never overflow);
+          base + byte x (max_block_length + max_transcript_bytes + 4 x max_model_params, a registration's stored
+          weights) + weight x max_block_weight, does too (fees never overflow);
         - a block has room for the fixed part of every call's weight (register_model's base,
           1,000,000 units, the largest) and for 64 KiB of extrinsics;
         - training can run at all: at least one step, one row per batch, one segment, one parameter,
@@ -197,11 +198,13 @@ class RuntimeConfig:
                 f"slot_duration_ms must be {MIN_SLOT_DURATION_MS} to {MAX_SLOT_DURATION_MS:,} ms (1 hour), "
                 f"got {self.slot_duration_ms:,}: Aura's slot is the clock in milliseconds divided by it"
             )
-        stored = self.max_block_length + self.max_transcript_bytes
+        # (the stored weights of a registration, 4 bytes a parameter, are paid as bytes too:
+        # chain.runtime.DispatchInfo.stored_bytes)
+        stored = self.max_block_length + self.max_transcript_bytes + 4 * self.max_model_params
         if self.base_fee + self.byte_fee * stored + self.weight_fee * self.max_block_weight > MAX_BALANCE:
             problems.append(
                 "base_fee/byte_fee/weight_fee: the fee of a full block (base_fee + byte_fee x (max_block_length + "
-                "max_transcript_bytes) + weight_fee x max_block_weight) exceeds 2^63-1"
+                "max_transcript_bytes + 4 x max_model_params) + weight_fee x max_block_weight) exceeds 2^63-1"
             )
         return problems
 

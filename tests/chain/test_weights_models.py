@@ -146,3 +146,27 @@ def test_opening_a_round_declares_reading_the_base_versions_weights(chain) -> No
     assert weight == federated.BASE_WEIGHT + models.compute_weights_read_weight(big)
     d.fails(BOB, call, "InvalidSteps")  # Driver: the state moved by the fee and nonce only
     assert compute_weight(chain, calls.OpenRound(99, 0, (), 0, 1, half, 0, 1, 1, 1, 1, 0, 0, 10**6, 10**6 + 10)) == federated.BASE_WEIGHT
+
+
+def test_no_valid_config_makes_a_registrations_stored_bytes_overflow_its_fee() -> None:
+    """The config's bounds keep every fee within a balance but a tip's (RuntimeConfig.compute_fee):
+    the fee of the largest block's bytes, its checkpoints, and now a registration's stored
+    weights, 4 x max_model_params. A config of small blocks and a large byte_fee passed the
+    bound on the first two, and a registration of the largest model then cost more than any
+    balance holds (refused as "payment", its message blaming the tip)."""
+    from chain.codec import MAX_BALANCE
+    from chain.config import RuntimeConfig
+
+    small = RuntimeConfig(max_block_length=64 * 1024, max_transcript_bytes=8)
+    stored = 4 * small.max_model_params
+    config = dataclasses.replace(small, byte_fee=MAX_BALANCE // stored + 1)
+    # the old bound held: a full block's bytes and checkpoints, and its weight, fit a balance
+    assert config.compute_fee(small.max_block_length + small.max_transcript_bytes, small.max_block_weight, 0) <= MAX_BALANCE
+    assert config.compute_fee(stored, 0, 0) > MAX_BALANCE  # a registration of the largest model: no balance pays it
+    assert [p for p in config.compute_problems() if "the fee of a full block" in p] == [
+        "base_fee/byte_fee/weight_fee: the fee of a full block (base_fee + byte_fee x (max_block_length + "
+        "max_transcript_bytes + 4 x max_model_params) + weight_fee x max_block_weight) exceeds 2^63-1"
+    ]
+    most = (MAX_BALANCE - small.base_fee - small.max_block_weight) // (small.max_block_length + small.max_transcript_bytes + stored)
+    assert dataclasses.replace(small, byte_fee=most).compute_problems() == []
+    assert dataclasses.replace(small, byte_fee=most + 1).compute_problems() != []

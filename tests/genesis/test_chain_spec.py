@@ -137,7 +137,8 @@ def _genesis(mutate):
         (_config(gov_voting_blocks=0), "runtimeConfig.gov_voting_blocks must be at least 1"),
         (_config(byte_fee=2**45), "the fee of a full block"),
         # 2^38 a byte: 5 MiB of block fits a balance, 5 + 64 MiB of block and checkpoints does not.
-        (_config(byte_fee=2**38), r"the fee of a full block \(base_fee \+ byte_fee x \(max_block_length \+ max_transcript_bytes\)"),
+        (_config(byte_fee=2**38), r"the fee of a full block \(base_fee \+ byte_fee x \(max_block_length \+ max_transcript_bytes \+ "
+         r"4 x max_model_params\)"),
         (lambda o: o["properties"].__setitem__("ss58Format", 0), "ss58Format must be 42"),
         (lambda o: o["properties"].__setitem__("tokenDecimals", 40), r"tokenDecimals must be in 0\.\.18"),
         (lambda o: o.__setitem__("protocolId", "../x"), "protocolId must be"),
