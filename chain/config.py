@@ -52,9 +52,14 @@ SPEC_NAME = "polchain"
 # 6 (outside testers' round 8, S1): a TRAIN call checks its data set's schema and size and its licence's terms, and pays
 # both licences, before it reads the rows and is charged for them (chain.pallets.training.verify_job_inputs).
 # 7 (outside testers' round 12): a TRAIN naming no version trains the model's latest version made before its block,
-# not one an earlier call of the block made (chain.pallets.models.compute_latest_before; tester17's H1).
+# not one an earlier call of the block made (chain.pallets.models.compute_latest_before; tester17's H1); the extrinsics
+# root binds the extrinsics' count (chain.block.compute_extrinsics_root; H3); a segment diverges where the running sum
+# of its losses stops being finite (ml_runtime.kernels; H2); a fault other than a start fault is proven without the
+# version's weights (chain.fraud; M1); every extrinsic weighs at least EXTRINSIC_BASE_WEIGHT (a remark's minimum;
+# tester16's W3); register_model pays byte_fee on the weights it stores (DispatchInfo.stored_bytes; W1); a referendum's
+# ceiling on max_block_weight is a third of a slot at the slowest call's unit (democracy.SLOWEST_NS_PER_UNIT; W2).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
-SPEC_VERSION = 6
+SPEC_VERSION = 7
 TRANSACTION_VERSION = 1
 
 
