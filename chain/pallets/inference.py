@@ -61,13 +61,19 @@ def compute_info(state: StateAccess, call: Infer) -> tuple[int, int]:
     against max_block_length and pay the byte fee, as a TRAIN call's result does: a block of
     the worst calls (16 rows into a model of one input and 4,096 outputs: 64 bytes of inputs,
     512 KiB of outputs each) stored 130 MB of receipts within its weight (benches/receipts.py).
+
+    The weight counts reading the version's weights too (models.compute_weights_read_weight,
+    as a federated round's opening does): without it, one-row calls into models of 2^18
+    parameters, each read whole, imported at 1.1 ns a unit and were authored at 1.9, past the
+    slowest call's 1 ns (an outside tester's W4, round 12; runtime version 7).
     """
     found = _compute_shape(state, call)
     if found is None:
         return INFER_BASE_WEIGHT, 0
     spec, rows = found
     outputs = rows * spec.k
-    return INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, rows) + OUTPUT_WEIGHT * outputs, 2 + 8 * outputs
+    weight = INFER_BASE_WEIGHT + models.compute_weights_read_weight(spec) + ml_runtime.step_cost(spec, rows)
+    return weight + OUTPUT_WEIGHT * outputs, 2 + 8 * outputs
 
 
 def _compute_shape(state: StateAccess, call: Infer) -> tuple[ml_runtime.ModelSpec, int] | None:

@@ -56,8 +56,9 @@ def test_the_fee_covers_the_forward_pass(chain) -> None:
     many = d.apply(BOB, calls.Infer(model, 0, _rows(100, spec.d).tobytes()))
     assert one.success and many.success
     outputs = inference.OUTPUT_WEIGHT * spec.k  # per row: its outputs go into the receipt
-    assert one.weight == inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, 1) + outputs
-    assert many.weight == inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(spec, 100) + 100 * outputs
+    read = models.compute_weights_read_weight(spec)  # the version's weights, read whole (tester16's W4)
+    assert one.weight == inference.INFER_BASE_WEIGHT + read + ml_runtime.step_cost(spec, 1) + outputs
+    assert many.weight == inference.INFER_BASE_WEIGHT + read + ml_runtime.step_cost(spec, 100) + 100 * outputs
     assert many.fee > one.fee
 
 

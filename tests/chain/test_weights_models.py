@@ -123,7 +123,8 @@ def test_inference_outputs_are_bounded_and_their_bytes_declared(chain) -> None:
     d.fails(BOB, calls.Infer(model, None, too_many), "TooManyOutputs")
     assert inference.MAX_INFER_OUTPUTS == 1 << 16
     assert compute_weight(chain, calls.Infer(model, None, ok)) == (
-        inference.INFER_BASE_WEIGHT + ml_runtime.step_cost(wide, rows) + inference.OUTPUT_WEIGHT * rows * wide.k
+        inference.INFER_BASE_WEIGHT + models.compute_weights_read_weight(wide) + ml_runtime.step_cost(wide, rows)
+        + inference.OUTPUT_WEIGHT * rows * wide.k
     )
     assert d.apply(BOB, calls.Infer(model, None, ok)).success
 
