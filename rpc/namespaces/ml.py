@@ -31,7 +31,7 @@ from chain.pallets import datasets, models, training
 from rpc import errors
 from rpc.methods import MethodTable, bind_params
 from rpc.params import At, Hash, Id, InputRows, OptionalId
-from rpc.reads import run_read, state_at
+from rpc.reads import ReadOnlyState, run_read, state_at
 from rpc.server import DEFAULT_MAX_RESPONSE_SIZE
 from rpc.shapes import dataset_json, event_json, hexb, license_json, model_summary, version_json
 
@@ -140,7 +140,8 @@ def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) 
 
     @bind_params
     async def ml_getTrainingReceipt(hash: Hash) -> dict[str, Any] | None:
-        """Any extrinsic's receipt by its hash; for a TRAIN call also the version it made."""
+        """Any extrinsic's receipt by its hash; for a TRAIN call also the version it made. Served
+        whether or not the state of the receipt's block is still held (below)."""
         location = chain.get_extrinsic_location(hash)
         if location is None:
             return None
@@ -152,13 +153,18 @@ def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) 
             "success": receipt.success, "error": receipt.error, "fee": str(receipt.fee),
             "events": [event_json(e) for e in receipt.events],
         }
-        state = state_at(chain, block_hash)  # -32602 if that state is pruned (polchain prune-state)
-        found = training.RECEIPTS.get(state, hash)
-        if found is not None:
-            version = models.VERSIONS.get(state, found.model, found.version)
-            out.update({"model": found.model, "version": found.version})
-            if version is not None and version.training is not None:
-                out.update(version_json(found.version, version)["training"])
+        # The receipt above is stored with its block and never pruned; only the training record
+        # is in the state. Both items it reads (Training.Receipts by this hash, Models.Versions)
+        # are written once and never changed or removed, and a block whose state is pruned is
+        # below the finalized one (chain.pruning) and so an ancestor of the best block, whose
+        # state holds the same records: read there when the block's is gone, or goes while
+        # it is read (tester18's F2: every receipt older than the pruning window was -32602).
+        try:
+            out.update(_training_part(state_at(chain, block_hash), hash))
+        except errors.InvalidParams:  # (state_at: pruned; ReadOnlyState: pruned while read)
+            if chain.has_state(block_hash):
+                raise
+            out.update(_training_part(state_at(chain, None), hash))
         return out
 
     @bind_params
@@ -185,6 +191,19 @@ def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) 
     ):
         table.register(fn.__name__, fn)
     return table
+
+
+def _training_part(state: ReadOnlyState, xt_hash: bytes) -> dict[str, Any]:
+    """What ``ml_getTrainingReceipt`` adds for a TRAIN extrinsic: the model and version it made
+    and its training record (steps, transcript root, loss curve...); nothing for other calls."""
+    found = training.RECEIPTS.get(state, xt_hash)
+    if found is None:
+        return {}
+    out: dict[str, Any] = {"model": found.model, "version": found.version}
+    version = models.VERSIONS.get(state, found.model, found.version)
+    if version is not None and version.training is not None:
+        out.update(version_json(found.version, version)["training"])
+    return out
 
 
 def _page(start: int | None, end: int) -> range:
