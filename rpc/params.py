@@ -50,7 +50,9 @@ __all__ = [
     "MAX_BLOCK_NUMBERS",
     "MAX_KEYS_PAGE",
     "MAX_PREDICT_NUMBERS",
+    "MAX_PREDICT_OUTPUTS",
     "MAX_PREDICT_ROWS",
+    "MAX_PREDICT_WORK",
     "MAX_PROOF_KEYS",
     "PREDICT_ROWS",
     "STORAGE_KEY",
@@ -80,6 +82,17 @@ MAX_PROOF_KEYS: Final = 1000  # keys in one state_getReadProof
 MAX_BLOCK_NUMBERS: Final = 1024  # numbers in one chain_getBlockHash list
 MAX_PREDICT_ROWS: Final = 1024  # rows in one ml_predict
 MAX_PREDICT_NUMBERS: Final = 2**18  # numbers in one ml_predict (rows x width)
+# What one ml_predict may cost, checked against the model (rpc.namespaces.ml) before its weights
+# are read: a call is free, and a 1 KB request (159 rows of one number through a model of 4,096
+# classes) made a 15 MB answer at about 155 ms of the node's CPU, most of it spent on the answer's
+# 651,264 numbers after the forward pass (tester18's F1). Outputs (rows x the model's k): 2^14
+# make an answer of at most about 400 KB, a few milliseconds to shape and encode; 1,024 rows of
+# up to 16 classes fit. Work (rows x the model's parameters, the forward pass's multiply-adds):
+# 2^24 take about 16 ms of one core; 1,024 rows through the 2,410 parameters of a 64-32-10 MLP
+# take 2.5 M; a model of 2^18 parameters (the default max_model_params) answers 64 rows a
+# call, one of chain.config.MAX_MODEL_PARAMS (500,000) 33. More is `models.infer`, paid.
+MAX_PREDICT_OUTPUTS: Final = 2**14
+MAX_PREDICT_WORK: Final = 2**24
 _F32_LIMIT: Final = 2**128  # integers at or past it are not finite in float32
 _F64_EXACT: Final = 2.0**53  # integers below it convert to float64 exactly
 _AT_ENTRY = re.compile(r"at `\$\[(\d+)\]\[\d+\]`")

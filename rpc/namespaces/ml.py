@@ -5,8 +5,11 @@ Ids and versions are u32 (0..4294967295): an id no model or data set has answers
 ``ml_predict`` on a missing model or version is -32602. ``ml_predict`` takes 1..1024 rows
 of the model's ``d`` numbers (at most 2^18 in all), each finite in float32, and runs the
 same float32 forward pass as training (read-only; nothing is stored), on the RPC read
-threads. An answer whose bound (`predict_answer_bound`: 24 bytes an output) passes the
-server's response cap is refused with -32008 before anything is computed.
+threads. What one call may cost is bounded before the model's weights are read or anything
+is computed: at most MAX_PREDICT_OUTPUTS outputs (rows x the model's k) and MAX_PREDICT_WORK
+multiply-adds (rows x its parameters), else -32602 naming the limit and the rows that fit
+(`rpc.params`); and an answer whose bound (`predict_answer_bound`: 24 bytes an output) passes
+the server's response cap is -32008.
 
 A trained version's ``lossCurve`` has one entry per segment: entry i is the mean batch
 loss over segment i (see `rpc.shapes.version_json`).
@@ -30,7 +33,16 @@ import ml_runtime
 from chain.pallets import datasets, models, training
 from rpc import errors
 from rpc.methods import MethodTable, bind_params
-from rpc.params import At, Hash, Id, InputRows, OptionalId
+from rpc.params import (
+    MAX_PREDICT_OUTPUTS,
+    MAX_PREDICT_ROWS,
+    MAX_PREDICT_WORK,
+    At,
+    Hash,
+    Id,
+    InputRows,
+    OptionalId,
+)
 from rpc.reads import ReadOnlyState, run_read, state_at
 from rpc.server import DEFAULT_MAX_RESPONSE_SIZE
 from rpc.shapes import dataset_json, event_json, hexb, license_json, model_summary, version_json
@@ -54,9 +66,35 @@ def predict_answer_bound(rows: int, k: int) -> int:
     return _ANSWER_OVERHEAD + rows * (k * _OUTPUT_BYTES + 2 + _CLASS_BYTES)
 
 
-def max_predict_rows(k: int, max_response_size: int) -> int:
-    """The most rows whose answer's bound fits ``max_response_size``."""
-    return max(0, (max_response_size - _ANSWER_OVERHEAD) // (k * _OUTPUT_BYTES + 2 + _CLASS_BYTES))
+def max_predict_rows(spec: ml_runtime.ModelSpec, max_response_size: int) -> int:
+    """The most rows one ``ml_predict`` of a ``spec`` model may take: within MAX_PREDICT_ROWS,
+    MAX_PREDICT_OUTPUTS, MAX_PREDICT_WORK and an answer's bound under ``max_response_size``."""
+    answer = (max_response_size - _ANSWER_OVERHEAD) // (spec.k * _OUTPUT_BYTES + 2 + _CLASS_BYTES)
+    return max(0, min(MAX_PREDICT_ROWS, MAX_PREDICT_OUTPUTS // spec.k, MAX_PREDICT_WORK // spec.param_count, answer))
+
+
+def check_predict_cost(model: int, spec: ml_runtime.ModelSpec, rows: int, max_response_size: int) -> None:
+    """Refuse ``rows`` rows through model ``model`` if they pass a limit of one ``ml_predict``:
+    -32602 for MAX_PREDICT_OUTPUTS and MAX_PREDICT_WORK (rules of the method, as the rows' own
+    bounds are), -32008 for the server's response cap; each says how many rows fit."""
+    fit = max_predict_rows(spec, max_response_size)
+    outputs, work = rows * spec.k, rows * spec.param_count
+    if outputs > MAX_PREDICT_OUTPUTS:
+        raise errors.InvalidParams(
+            f"Invalid params: param 1 'inputs' must make at most {MAX_PREDICT_OUTPUTS} outputs (MAX_PREDICT_OUTPUTS), got "
+            f"{outputs}: {rows} rows of model {model}'s {spec.k}; ask for at most {fit} rows"
+        )
+    if work > MAX_PREDICT_WORK:
+        raise errors.InvalidParams(
+            f"Invalid params: param 1 'inputs' must cost at most {MAX_PREDICT_WORK} multiply-adds (MAX_PREDICT_WORK: rows x "
+            f"parameters), got {work}: {rows} rows through model {model}'s {spec.param_count}; ask for at most {fit} rows"
+        )
+    bound = predict_answer_bound(rows, spec.k)
+    if bound > max_response_size:
+        raise errors.OversizedResponse(
+            data=f"{rows} rows of {spec.k} outputs could take {bound} bytes, over the limit of "
+            f"{max_response_size} bytes: ask for at most {fit} rows"
+        )
 
 
 def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) -> MethodTable:
@@ -107,21 +145,16 @@ def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) 
         info = models.MODELS.get(state, model)
         if info is None:
             raise errors.InvalidParams(f"Invalid params: param 0 'model': no model {model}")
-        v = models.compute_default_version(info) if version is None else version
-        raw = models.WEIGHTS.get(state, model, v)
-        if raw is None:
-            raise errors.InvalidParams(f"Invalid params: param 2 'version': model {model} has no version {v}")
         spec = ml_runtime.ModelSpec.decode(info.spec)
         if inputs.shape[1] != spec.d:
             raise errors.InvalidParams(
                 f"Invalid params: param 1 'inputs' must be rows of {spec.d} numbers (model {model}'s d), got rows of {inputs.shape[1]}"
             )
-        bound = predict_answer_bound(len(inputs), spec.k)
-        if bound > max_response_size:
-            raise errors.OversizedResponse(
-                data=f"{len(inputs)} rows of {spec.k} outputs could take {bound} bytes, over the limit of "
-                f"{max_response_size} bytes: ask for at most {max_predict_rows(spec.k, max_response_size)} rows"
-            )
+        check_predict_cost(model, spec, len(inputs), max_response_size)  # before the weights (up to 16 MB) are read
+        v = models.compute_default_version(info) if version is None else version
+        raw = models.WEIGHTS.get(state, model, v)
+        if raw is None:
+            raise errors.InvalidParams(f"Invalid params: param 2 'version': model {model} has no version {v}")
         try:
             out = ml_runtime.predict(spec, np.frombuffer(raw, "<f4").astype(np.float32), inputs)
         except ml_runtime.MLRuntimeError as exc:
@@ -134,8 +167,8 @@ def build(node: NodeApi, *, max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE) 
     @bind_params
     async def ml_predict(model: Id, inputs: InputRows, version: OptionalId = None, at: At = None) -> dict[str, Any]:
         """On the RPC read threads (rpc.reads.run_read), like the other heavy reads: 1,024 rows
-        through a softmax of 262,144 parameters held the event loop 0.23 s. An answer that
-        could pass the response cap is refused before anything is computed."""
+        through a softmax of 262,144 parameters held the event loop 0.23 s. A call over a
+        limit of one (`check_predict_cost`) is refused before anything is computed."""
         return await run_read(predict, model, inputs, version, at)
 
     @bind_params
