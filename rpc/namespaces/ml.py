@@ -9,7 +9,8 @@ threads. What one call may cost is bounded before the model's weights are read o
 is computed: at most MAX_PREDICT_OUTPUTS outputs (rows x the model's k) and MAX_PREDICT_WORK
 multiply-adds (rows x its parameters), else -32602 naming the limit and the rows that fit
 (`rpc.params`); and an answer whose bound (`predict_answer_bound`: 24 bytes an output) passes
-the server's response cap is -32008.
+the server's response cap is -32008. A call whose client has gone is cancelled, queued or
+computing (rpc.server: aiohttp's handler cancellation): its answer is dropped, never queued.
 
 A trained version's ``lossCurve`` has one entry per segment: entry i is the mean batch
 loss over segment i (see `rpc.shapes.version_json`).

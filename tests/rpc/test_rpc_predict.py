@@ -1,6 +1,7 @@
 """``ml_predict`` under load, on a real node behind a real RpcServer: a call over a limit of
 one (MAX_PREDICT_OUTPUTS, MAX_PREDICT_WORK, the response cap) is refused before anything is
-computed; predictions run on the RPC read threads, off the event loop; the answers are those of the float32 forward pass on the parsed rows,
+computed; predictions run on the RPC read threads, off the event loop; a call whose client has
+gone is never computed; the answers are those of the float32 forward pass on the parsed rows,
 bit for bit. (How responsive ``system_health`` stays while several run is a figure, not a
 test: timed assertions failed under the suite's load.)
 
@@ -12,6 +13,8 @@ block on a dev chain in LevelDB.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +23,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+import rawws
 
 import ml_runtime
 from chain import calls
@@ -31,7 +35,7 @@ from node.service import NodeConfig, NodeService
 from rpc.api import build_method_table
 from rpc.namespaces import ml as ml_namespace
 from rpc.params import MAX_PREDICT_OUTPUTS, MAX_PREDICT_WORK
-from rpc.reads import ReadOnlyState
+from rpc.reads import ReadOnlyState, run_read
 from rpc.server import DEFAULT_MAX_RESPONSE_SIZE, RpcServer
 
 SPEC = ml_runtime.ModelSpec("softmax", 255, 1024)
@@ -132,6 +136,50 @@ async def test_a_call_over_the_work_limit_is_refused_before_it_is_computed(predi
         assert predictions == []
         fits = await call(http, server, "ml_predict", [model, rows_of(most, d=DEEP.d)])
         assert len(fits["result"]["outputs"]) == most and len(predictions) == 1
+
+
+async def test_a_call_whose_client_has_gone_is_not_computed(predictions) -> None:
+    """tester18's F1, the queue: calls sent on sockets closed at once (HTTP, and WebSocket
+    frames) while both read threads are busy were all computed later and their answers queued
+    for nobody (300 of them took a node to 5.6 GB). Each is cancelled when its connection goes:
+    none is computed once the threads are free, and the server holds no connection."""
+    async with node_with_big_model((WIDE,)) as (_service, server, model):
+        gate, started = threading.Event(), threading.Semaphore(0)
+
+        def hold() -> None:
+            started.release()
+            gate.wait(30)
+
+        holders = [asyncio.ensure_future(run_read(hold)) for _ in range(2)]
+        try:
+            for _ in range(2):
+                assert await asyncio.to_thread(started.acquire, True, 10)
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ml_predict", "params": [model, [[0.5]] * 4]}).encode()
+            request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+            for _ in range(20):
+                _reader, writer = await rawws.connect(server.port)
+                writer.write(request)
+                await writer.drain()
+                writer.close()
+            for _ in range(5):
+                _reader, writer = await rawws.upgrade(server.port)
+                writer.write(rawws.frame(body))
+                await writer.drain()
+                writer.close()
+            for _ in range(100):  # the server sees them go
+                if server.open_connections == 0:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            gate.set()
+            await asyncio.gather(*holders)
+        for _ in range(25):  # time for any call still queued to run
+            await run_read(lambda: None)
+            await asyncio.sleep(0.02)
+        assert predictions == []
+        assert server.open_connections == 0
+        async with aiohttp.ClientSession() as http:  # a client that stays is answered
+            assert len((await call(http, server, "ml_predict", [model, [[0.5]] * 4]))["result"]["outputs"]) == 4
 
 
 async def test_predictions_run_on_the_read_threads_and_answer_bit_for_bit(predictions) -> None:
