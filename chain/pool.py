@@ -36,8 +36,28 @@ This follows Substrate's ``sc-transaction-pool`` "graph" design (``base_pool.rs`
   nothing expires on a chain that makes no blocks; a READY one stays until included or
   invalid: it is revalidated after every block). It is not banned: ed25519 signatures are
   deterministic, so a sender who fills the gap later resubmits the very same bytes.
-- Hashes found invalid or evicted are banned for ``ban_seconds`` (``PoolRotator``), so a peer
-  cannot make the node validate the same bad bytes again and again.
+- A sender's extrinsics are paid from one balance, so the pool counts them together (go-ethereum's
+  ``legacypool``, ``ErrOverdraft``). The validator reports each extrinsic's ``fee`` (tip included,
+  before refunds), its ``spend`` (what its call may move out of the sender's free balance: a
+  transfer's value, a bond, a deposit...) and the sender's free ``balance``. The extrinsic with
+  nonce ``n`` must be able to pay its fee after the sender's pooled extrinsics from the account
+  nonce up to ``n - 1`` have taken all they may take (fee plus spend each); else it is refused
+  ``overdraft``. Its own spend is not counted against it: a call that cannot spend fails in its
+  block and pays its fee. Checked against the nonces below only, so the nonce that fills a gap
+  (or a replacement tipping more) gets in; the sender's later extrinsics it leaves unpayable are
+  "dropped". After every block :meth:`TransactionPool.revalidate` counts again on the new balance
+  and drops what it no longer pays. Without this, one balance backed a sender's whole quota of
+  extrinsics, each valid alone: nonce 0 moved the balance away, nonces 1.. tipped all of it, at
+  the top of the pool and never payable, and 32 accounts of 1 POL kept every honest transfer out
+  of the node's 8,192 entries for 0.04 POL a block (tester16's P1, round 12). Refused or dropped,
+  not banned: the balance may grow, and the same bytes then pay. A validator that reports no
+  balance (``None``) gets no such accounting.
+- Hashes found invalid are banned for ``ban_seconds`` (``PoolRotator``), so a peer cannot make the
+  node validate the same bad bytes again and again. Evicted ones are not (Substrate bans them
+  too): an eviction says the pool had no room, not that the extrinsic is bad, and ed25519
+  signatures are deterministic, so the ban refused the sender's resubmission of the same bytes
+  for 30 minutes: an attacker that evicted honest transfers also locked them out (tester16's P1).
+  A peer that resends an evicted extrinsic buys it one more validation, as any new bytes would.
 
 The pool does not know the runtime. It is given ``validate(extrinsic) -> Validity`` that checks
 the signature, era, fee payment and call against the current best state and raises
@@ -110,12 +130,20 @@ class Validity:
     ``priority`` orders the block builder (higher first; tip-based); ``account_nonce`` is the
     sender's next nonce on chain; ``longevity`` is how many blocks the answer stays true
     (kept for callers; the pool relies on :meth:`TransactionPool.revalidate` after every
-    block instead, and expires FUTURE extrinsics by its own ``future_longevity``).
+    block instead, and expires FUTURE extrinsics by its own ``future_longevity``). ``fee``,
+    ``spend`` and ``balance`` let the pool count a sender's extrinsics together (the module
+    docstring, "overdraft").
     """
 
     priority: int
     account_nonce: int
     longevity: int
+    #: What the extrinsic pays at most as its fee (tip included, before any refund); its
+    #: call's ``spend`` out of the sender's free balance at most; the sender's free
+    #: ``balance`` in the state validated against (None: not reported, not accounted).
+    fee: int = 0
+    spend: int = 0
+    balance: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +169,10 @@ class _Entry:
     """A pooled extrinsic; mutable because revalidation updates its priority and queue."""
 
     __slots__ = (
+        "cost",
         "data",
         "extrinsic",
+        "fee",
         "hash",
         "insertion_id",
         "nonce",
@@ -167,6 +197,8 @@ class _Entry:
         self.sender = extrinsic.signer
         self.nonce = extrinsic.nonce
         self.priority = validity.priority
+        self.fee = validity.fee
+        self.cost = validity.fee + validity.spend  # what it may take from its sender's balance
         self.insertion_id = insertion_id
         self.submitted_at = submitted_at  # the best block number when it was submitted
         self.state = _FUTURE
@@ -356,8 +388,9 @@ class TransactionPool:
 
         Raises CodecError (malformed bytes), InvalidTransaction (oversize, or refused by the
         validator: the hash is then banned), or PoolError with reason "already_imported",
-        "temporarily_banned", "too_low_priority", "immediately_dropped" (pool full) or
-        "limit" (too many from one sender).
+        "temporarily_banned", "too_low_priority", "immediately_dropped" (pool full),
+        "limit" (too many from one sender) or "overdraft" (the sender's balance cannot pay its
+        fee after its pooled lower nonces: not banned).
         """
         data = bytes(data)
         extrinsic = decode_extrinsic(data)
@@ -424,6 +457,8 @@ class TransactionPool:
                 f"{old.priority}; a replacement needs a strictly higher priority (tip), got "
                 f"{validity.priority}",
             )
+        if validity.balance is not None and queue is not None:
+            self._verify_payable(queue, nonce, validity, validity.balance)
         entry = _Entry(
             extrinsic, data, tx_hash, validity, next(self._insertion_ids), self.block_number
         )
@@ -433,9 +468,8 @@ class TransactionPool:
             else (nonce == (queue.ready_end if queue is not None else validity.account_nonce))
         )
         victims = self._compute_victims(entry, would_be_ready, old, queue)
-        for victim in victims:
+        for victim in victims:  # evicted for room: not banned (module docstring)
             self._apply_remove(victim, events)
-            self._apply_ban(victim.hash)
             events.append((victim.hash, "dropped", None))
         queue = self._senders.get(sender)
         if queue is None:
@@ -444,8 +478,17 @@ class TransactionPool:
         self._bytes += len(data)
         if old is not None:
             self._apply_replace(queue, old, entry, events)
+            if validity.balance is not None:
+                # Checked against the nonces below it: the later ones it leaves unpayable go.
+                overdrawn = self._compute_overdrawn(queue, validity.account_nonce, validity.balance)
+                self._apply_drop(queue, overdrawn, events)
         else:
             queue.txs[nonce] = entry
+            if validity.balance is not None:
+                # As above, before any promotion (the later ones are FUTURE: none is told
+                # "ready" to be dropped at once).
+                overdrawn = self._compute_overdrawn(queue, validity.account_nonce, validity.balance)
+                self._apply_drop(queue, overdrawn, events)
             if nonce == queue.ready_end:
                 self._apply_promotions(queue, events)
             else:
@@ -454,6 +497,54 @@ class TransactionPool:
         self._apply_heap_compaction()
         status: Status = "ready" if entry.state == _READY else "future"
         return Submitted(tx_hash, status, old.hash if old is not None else None)
+
+    def _verify_payable(
+        self, queue: _SenderQueue, nonce: int, validity: Validity, balance: int
+    ) -> None:
+        """PoolError "overdraft" unless ``balance`` pays the newcomer's fee after what the
+        sender's pooled extrinsics from ``validity.account_nonce`` (the state the balance was
+        read in: lower ones are spent there) to ``nonce - 1`` may take. Mutates nothing."""
+        before = 0
+        count = 0
+        for entry in queue.txs.values():
+            if validity.account_nonce <= entry.nonce < nonce:
+                before += entry.cost
+                count += 1
+        if before + validity.fee > balance:
+            raise PoolError(
+                "overdraft",
+                f"the sender's free balance {balance} cannot pay this extrinsic's fee {validity.fee} "
+                f"after its {count} pooled extrinsics of lower nonces (from {validity.account_nonce}), "
+                f"which may take {before}: {before + validity.fee - balance} short",
+            )
+
+    def _compute_overdrawn(self, queue: _SenderQueue, start: int, balance: int) -> list[_Entry]:
+        """The sender's extrinsics from the first whose fee ``balance`` cannot pay after the
+        ones from nonce ``start`` before it (fee plus spend each) on, nonce order.
+
+        From the first on: the ones after it would wait on its nonce, and a replacement for it
+        is counted against the same balance.
+        """
+        taken = 0
+        overdrawn: list[_Entry] = []
+        for nonce in sorted(queue.txs):
+            if nonce < start:
+                continue
+            entry = queue.txs[nonce]
+            if overdrawn or taken + entry.fee > balance:
+                overdrawn.append(entry)
+            taken += entry.cost
+        return overdrawn
+
+    def _apply_drop(self, queue: _SenderQueue, entries: list[_Entry], events: list[_Event]) -> None:
+        """Drop (not ban) a sender's ``entries``; recompute its chain if one was READY."""
+        was_ready = False
+        for entry in entries:
+            was_ready = was_ready or entry.state == _READY
+            self._apply_detach(queue, entry)
+            events.append((entry.hash, "dropped", None))
+        if was_ready:
+            self._apply_chain(queue, events)
 
     def _apply_replace(
         self, queue: _SenderQueue, old: _Entry, new: _Entry, events: list[_Event]
@@ -884,9 +975,10 @@ class TransactionPool:
         """Re-run the validator on every pooled extrinsic against the new best state.
 
         Extrinsics now invalid (stale nonce, cannot pay, era expired...) are removed, banned and
-        reported "invalid"; priorities are refreshed; each sender's queue is rebased on the
-        account nonce the validator reports (promotions or demotions follow). Returns how many
-        were removed. Costs one validation (a signature check) per pooled extrinsic.
+        reported "invalid"; priorities, fees and spends are refreshed; each sender's queue is
+        rebased on the account nonce the validator reports (promotions or demotions follow);
+        then the ones the new balance no longer pays after those before them are "dropped"
+        (not banned; module docstring, "overdraft"). Returns how many were removed. Costs one validation (a signature check) per pooled extrinsic.
         """
         events: list[_Event] = []
         removed = 0
@@ -895,6 +987,7 @@ class TransactionPool:
                 queue = self._senders[sender]
                 invalid: list[_Entry] = []
                 account_nonce: int | None = None
+                balance: int | None = None
                 for nonce in sorted(queue.txs):
                     entry = queue.txs[nonce]
                     try:
@@ -905,6 +998,9 @@ class TransactionPool:
                         invalid.append(entry)
                         continue
                     account_nonce = validity.account_nonce
+                    balance = validity.balance
+                    entry.fee = validity.fee
+                    entry.cost = validity.fee + validity.spend
                     if entry.priority != validity.priority:
                         entry.priority = validity.priority
                         # Re-file under the new key; the old heap items fail their check.
@@ -916,10 +1012,17 @@ class TransactionPool:
                     self._apply_detach(queue, entry)
                     self._apply_ban(entry.hash)
                     events.append((entry.hash, "invalid", None))
+                base = queue.base if account_nonce is None else account_nonce
+                if balance is not None:
+                    # Counted again on the new balance from the account nonce, before the
+                    # rebase (no promotion of what is dropped at once).
+                    overdrawn = self._compute_overdrawn(queue, base, balance)
+                    for entry in overdrawn:
+                        self._apply_detach(queue, entry)
+                        events.append((entry.hash, "dropped", None))
+                    removed += len(overdrawn)
                 before = len(queue.txs)
-                self._apply_rebase(
-                    queue, queue.base if account_nonce is None else account_nonce, events
-                )
+                self._apply_rebase(queue, base, events)
                 removed += len(invalid) + before - len(queue.txs)
             self._apply_ban_expiry()
             self._apply_heap_compaction()

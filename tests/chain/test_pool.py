@@ -28,11 +28,19 @@ DAVE = dev_keypair("Dave")
 EVE = dev_keypair("Eve")
 
 
+FEE = 10  # NonceTable's fee before the tip
+
+
 class NonceTable:
-    """A real validator: signature, payment and nonce checks against a dict of account nonces."""
+    """A real validator: signature, payment and nonce checks against a dict of account nonces.
+
+    A sender in ``balances`` has a free balance: its extrinsics report a fee of FEE plus the
+    tip and spend a transfer's value (the pool accounts for them together); the others report
+    no balance (the pool does not account for them)."""
 
     def __init__(self) -> None:
         self.nonces: dict[bytes, int] = {}
+        self.balances: dict[bytes, int] = {}
         self.broke: set[bytes] = set()
         self.calls = 0
 
@@ -44,7 +52,14 @@ class NonceTable:
         account_nonce = self.nonces.get(ext.signer, 0)
         if ext.nonce < account_nonce:
             raise InvalidTransaction("stale", f"nonce {ext.nonce} < {account_nonce}")
-        return Validity(priority=ext.tip, account_nonce=account_nonce, longevity=64)
+        balance = self.balances.get(ext.signer)
+        if balance is None:
+            return Validity(priority=ext.tip, account_nonce=account_nonce, longevity=64)
+        fee = FEE + ext.tip
+        if balance < fee:
+            raise InvalidTransaction("payment", f"free balance {balance} cannot pay the fee {fee}")
+        spend = ext.call.value if isinstance(ext.call, Transfer) else 0
+        return Validity(ext.tip, account_nonce, 64, fee=fee, spend=spend, balance=balance)
 
 
 class Clock:
@@ -295,7 +310,13 @@ def test_full_pool_evicts_lowest_ready_or_refuses() -> None:
     pool.submit(make_tx(e, 0, tip=5))
     assert pool.get(low.hash) is None and len(pool) == 3
     assert rec.get_statuses(low.hash) == ["ready", "dropped"]
-    assert pool.is_banned(low.hash)
+    # Evicted for room, not found invalid: not banned, so its sender may resubmit the same
+    # bytes (tester16's P1: evicted honest transfers were banned for 30 minutes).
+    assert not pool.is_banned(low.hash)
+    pool.submit(make_tx(e, 1, tip=5))
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_tx(a, 0, tip=1))
+    assert err.value.reason == "immediately_dropped"  # still too low for a full pool, not banned
 
 
 def test_full_pool_evicts_future_first() -> None:
@@ -401,7 +422,7 @@ def test_next_nonce_evicts_its_senders_furthest_future_at_the_sender_limit() -> 
     pool, _, rec = make_pool(max_per_sender=4)
     futures = [pool.submit(make_tx(ALICE, n, tip=9)).hash for n in (1, 2, 3, 5)]
     assert pool.submit(make_tx(ALICE, 0)).status == "ready"
-    assert rec.get_statuses(futures[-1]) == ["future", "dropped"] and pool.is_banned(futures[-1])
+    assert rec.get_statuses(futures[-1]) == ["future", "dropped"] and not pool.is_banned(futures[-1])
     assert get_order(pool) == [(ALICE.public, n) for n in range(4)]
     # A future newcomer may push out a further one of its own sender, never a nearer one.
     with pytest.raises(PoolError) as err:
@@ -515,6 +536,81 @@ def test_limits_must_be_positive() -> None:
     for name in ("max_count", "max_future_per_sender", "future_longevity"):
         with pytest.raises(ValueError, match=f"{name} must be a positive int, got 0"):
             TransactionPool(NonceTable(), **{name: 0})  # type: ignore[arg-type]
+
+
+# --- a sender's extrinsics together: overdraft ---------------------------------------------
+
+
+def test_an_extrinsic_its_balance_cannot_pay_after_its_lower_nonces_is_refused_overdraft() -> None:
+    """tester16's P1: each extrinsic was checked against its sender's balance alone, so nonce 0
+    could move the balance away while nonces 1.. tipped it all, each READY at the top of the
+    pool and none payable. Now nonce n's fee must fit in the balance less what the sender's
+    pooled nonces below n may take (fee and spend); else ``overdraft``, without a ban (the
+    balance may grow), and nothing pooled changes."""
+    pool, table, rec = make_pool()
+    table.balances[ALICE.public] = 100
+    sweep = pool.submit(make_tx(ALICE, 0, value=80))  # may take 10 + 80
+    assert sweep.status == "ready"
+    unpayable = make_tx(ALICE, 1, tip=5)  # its fee, 15, after 90: 105 > 100
+    with pytest.raises(PoolError) as err:
+        pool.submit(unpayable)
+    assert err.value.reason == "overdraft"
+    assert "100" in str(err.value) and "90" in str(err.value) and "15" in str(err.value)
+    assert not pool.is_banned(blake2_256(unpayable)) and len(pool) == 1 and pool.status().banned == 0
+    # Its own spend does not count against itself: a call that cannot spend fails in its block,
+    # paying its fee, which the balance covers.
+    fits = pool.submit(make_tx(ALICE, 1, value=1000))
+    assert fits.status == "ready"
+    # The balance grows: the very bytes refused before replace it (a strictly higher tip).
+    table.balances[ALICE.public] = 200
+    assert pool.submit(unpayable).usurped == fits.hash
+    assert rec.get_statuses(fits.hash) == ["ready", "usurped"]
+    verify_invariants(pool, {})
+
+
+def test_a_lower_nonce_drops_the_later_ones_it_leaves_unpayable_without_a_ban() -> None:
+    """The nonce that fills a gap, or a replacement tipping more, is checked against the nonces
+    below it only; the sender's later extrinsics its cost leaves unpayable are dropped (not
+    banned: the sender chose to spend the balance on the lower nonce)."""
+    pool, table, rec = make_pool()
+    table.balances[ALICE.public] = 100
+    later = [pool.submit(make_tx(ALICE, n)).hash for n in (1, 2, 3)]  # 11 each
+    assert pool.status().future == 3
+    first = pool.submit(make_tx(ALICE, 0, value=60))  # 70: nonce 1 needs 80, 2 needs 91, 3 102
+    assert first.status == "ready"
+    assert [rec.get_statuses(h) for h in later] == [["future", "ready"], ["future", "ready"], ["future", "dropped"]]
+    assert not pool.is_banned(later[2])
+    # A replacement of nonce 0 taking 10 more leaves nonce 2 unpayable too.
+    assert pool.submit(make_tx(ALICE, 0, tip=10, value=60)).usurped == first.hash
+    assert rec.get_statuses(later[1])[-1] == "dropped" and pool.get_status(later[0]) == "ready"
+    assert get_order(pool) == [(ALICE.public, 0), (ALICE.public, 1)]
+    # Other senders are not counted against this one's balance.
+    table.balances[BOB.public] = 20
+    assert pool.submit(make_tx(BOB, 0)).status == "ready"
+    verify_invariants(pool, {})
+
+
+def test_revalidation_drops_what_the_new_balance_cannot_pay() -> None:
+    """After a block the balance is read again and the sender's extrinsics are counted again
+    from its account nonce: those the balance no longer pays after the ones before them are
+    dropped, not banned, and pooled again once the balance covers them."""
+    pool, table, rec = make_pool()
+    table.balances[ALICE.public] = 100
+    hashes = [pool.submit(make_tx(ALICE, n)).hash for n in range(4)]  # 11 each
+    table.balances[ALICE.public] = 35  # spent elsewhere: nonces 0..1 need 10, 21; 2 needs 32; 3 43
+    assert pool.maintain(1, []) == 1
+    assert rec.get_statuses(hashes[3]) == ["ready", "dropped"] and not pool.is_banned(hashes[3])
+    assert [pool.get_status(h) for h in hashes[:3]] == ["ready"] * 3
+    # A block includes nonce 0 (it paid 11): the rest is counted from nonce 1 on the new balance.
+    table.nonces[ALICE.public] = 1
+    table.balances[ALICE.public] = 24
+    assert pool.maintain(2, [hashes[0]]) == 1  # nonce 0 pruned; nonce 1 needs 10, nonce 2 21
+    assert pool.get_status(hashes[1]) == "ready" and pool.get_status(hashes[2]) == "ready"
+    table.balances[ALICE.public] = 20
+    assert pool.maintain(3, []) == 1 and pool.get_status(hashes[2]) is None
+    table.balances[ALICE.public] = 100
+    assert pool.submit(make_tx(ALICE, 2)).status == "ready"
+    verify_invariants(pool, table.nonces)
 
 
 # --- blocks: prune, revalidate, report_invalid ----------------------------------------------
