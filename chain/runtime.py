@@ -60,6 +60,16 @@ Handler = Callable[[CallContext, Any], None]
 #: little for it. A pool rule (Substrate's ``validate_transaction`` checks of a call), not a
 #: rule of import: a block holding such a call stays valid, and the call fails in it.
 Admit = Callable[[StateAccess, bytes, Any, int, RuntimeConfig], None]
+#: What a call may move out of its sender's free balance besides its fee (state, call, the
+#: block it would be in) -> planck: a pool's count, not a rule of import. chain.pool adds it up
+#: over a sender's pooled extrinsics, so that one balance cannot back extrinsics that only the
+#: balance its earlier ones move away could pay (tester16's P1, round 12: a transfer of the
+#: whole balance at nonce n, then n+1.. each tipping all of it). What the arguments name (a
+#: transfer's value, a bond, a vote's lock, a bounty, a round's reward pool), a fixed deposit,
+#: or what the state says the call pays now (a TRAIN's licences, an INFER's price, a federated
+#: commit's bond and licence). A call without one moves nothing out of its sender's free
+#: balance (an asset's units, a governance vote's locked shares, are not POL).
+Spend = Callable[[StateAccess, Any, int], int]
 # The most TRAIN calls a block holds. Every importer fetches each job's checkpoints from its
 # peers with a request of its own, and keeps to a peer's request limit (node.network.peer
 # .PACED_SHARE: 16 a second): a dev block held 1,174 one-step TRAINs, all paid, and took each
@@ -131,12 +141,14 @@ def _train_info(state: StateAccess, call: calls.Train) -> DispatchInfo:
 
 @dataclass(frozen=True, slots=True)
 class CallRow:
-    """One row of the dispatch table: the handler, what the call declares, and what a pool
-    checks of it before admitting it (``admit``, :meth:`Runtime.verify_admissible`)."""
+    """One row of the dispatch table: the handler, what the call declares, what a pool checks
+    of it before admitting it (``admit``, :meth:`Runtime.verify_admissible`) and what a pool
+    counts it may spend of its sender's free balance (``spend``, :meth:`Runtime.compute_spend`)."""
 
     handler: Handler
     info: Callable[[StateAccess, Any], DispatchInfo]
     admit: Admit | None = None
+    spend: Spend | None = None
 
 
 def _fixed(units: int) -> Callable[[StateAccess, Any], DispatchInfo]:
@@ -157,6 +169,12 @@ EXTRINSIC_BASE_WEIGHT = 100_000
 #: Remark's weight a byte of its data: hashing it (blake2b) and, in the signature check, the
 #: extrinsic's longer message.
 REMARK_BYTE_WEIGHT = 10
+
+
+def _deposit(amount: int) -> Spend:
+    return lambda _state, _call, _block: amount
+
+
 #: An account's nonce is a u32 (balances.AccountInfo): an extrinsic at this nonce is refused,
 #: since applying it would store the next one, 2^32, which no account record decodes.
 LAST_NONCE = 2**32 - 1
@@ -169,24 +187,26 @@ _EXTRINSIC_HASHER = hashlib.blake2b(digest_size=32)  # copied per extrinsic, nev
 MAX_ERROR_MESSAGE = 512
 _CUT = "…".encode()
 
+_GOV_DEPOSIT = _deposit(governance.PROPOSAL_DEPOSIT)
+
 DISPATCH: dict[type, CallRow] = {
     calls.Remark: CallRow(_remark, lambda _s, c: DispatchInfo(EXTRINSIC_BASE_WEIGHT + REMARK_BYTE_WEIGHT * len(c.data))),
-    calls.Transfer: CallRow(balances.apply_transfer, lambda _s, _c: TRANSFER_INFO),
+    calls.Transfer: CallRow(balances.apply_transfer, lambda _s, _c: TRANSFER_INFO, spend=lambda _s, c, _b: c.value),
     calls.RegisterModel: CallRow(
         models.apply_register_model,
         lambda _s, c: DispatchInfo(models.compute_register_weight(c), stored_bytes=models.compute_register_bytes(c)),
     ),
     calls.RegisterDataset: CallRow(datasets.apply_register_dataset, _fixed(200_000)),
     calls.AppendRows: CallRow(datasets.apply_append_rows, lambda s, c: DispatchInfo(datasets.compute_append_weight(s, c))),
-    calls.Train: CallRow(training.apply_train, _train_info, training.verify_admissible),
-    calls.Bond: CallRow(staking.apply_bond, _fixed(staking.BOND_WEIGHT)),
+    calls.Train: CallRow(training.apply_train, _train_info, training.verify_admissible, training.compute_spend),
+    calls.Bond: CallRow(staking.apply_bond, _fixed(staking.BOND_WEIGHT), spend=lambda _s, c, _b: c.value),
     calls.Unbond: CallRow(staking.apply_unbond, _fixed(staking.UNBOND_WEIGHT)),
     calls.SetTrainingPolicy: CallRow(models.apply_set_training_policy, _fixed(100_000)),
     calls.SetTrainer: CallRow(models.apply_set_trainer, _fixed(100_000)),
     calls.ShareModel: CallRow(models.apply_share_model, _fixed(300_000)),
     calls.ClaimRevenue: CallRow(models.apply_claim_revenue, _fixed(150_000)),
-    calls.PayModel: CallRow(models.apply_pay_model_call, _fixed(150_000)),
-    calls.CreateAsset: CallRow(assets.apply_create, _fixed(200_000)),
+    calls.PayModel: CallRow(models.apply_pay_model_call, _fixed(150_000), spend=lambda _s, c, _b: c.amount),
+    calls.CreateAsset: CallRow(assets.apply_create, _fixed(200_000), spend=_deposit(assets.ASSET_DEPOSIT)),
     calls.SetAssetMetadata: CallRow(assets.apply_set_metadata, _fixed(100_000)),
     calls.MintAsset: CallRow(assets.apply_mint_call, _fixed(100_000)),
     calls.BurnAsset: CallRow(assets.apply_burn_call, _fixed(100_000)),
@@ -195,28 +215,34 @@ DISPATCH: dict[type, CallRow] = {
     calls.ReportEquivocation: CallRow(pol.apply_report_equivocation, _fixed(pol.REPORT_BASE_WEIGHT), pol.verify_report_admissible),
     calls.ReportVoteEquivocation: CallRow(pol.apply_report_vote_equivocation, _fixed(pol.REPORT_BASE_WEIGHT), pol.verify_report_admissible),
     calls.WithdrawUnbonded: CallRow(staking.apply_withdraw_unbonded, _fixed(staking.WITHDRAW_WEIGHT)),
-    calls.ProposePolicy: CallRow(governance.apply_propose, _fixed(300_000)),
-    calls.ProposeInferencePrice: CallRow(governance.apply_propose, _fixed(300_000)),
-    calls.ProposeRelease: CallRow(governance.apply_propose, _fixed(300_000)),
-    calls.ProposeSpend: CallRow(governance.apply_propose, _fixed(300_000)),
-    calls.ProposeTrainer: CallRow(governance.apply_propose, _fixed(300_000)),
-    calls.ProposeParams: CallRow(governance.apply_propose, _fixed(300_000)),
+    calls.ProposePolicy: CallRow(governance.apply_propose, _fixed(300_000), spend=_GOV_DEPOSIT),
+    calls.ProposeInferencePrice: CallRow(governance.apply_propose, _fixed(300_000), spend=_GOV_DEPOSIT),
+    calls.ProposeRelease: CallRow(governance.apply_propose, _fixed(300_000), spend=_GOV_DEPOSIT),
+    calls.ProposeSpend: CallRow(governance.apply_propose, _fixed(300_000), spend=_GOV_DEPOSIT),
+    calls.ProposeTrainer: CallRow(governance.apply_propose, _fixed(300_000), spend=_GOV_DEPOSIT),
+    calls.ProposeParams: CallRow(governance.apply_propose, _fixed(300_000), spend=_GOV_DEPOSIT),
     calls.Vote: CallRow(governance.apply_vote, _fixed(200_000)),
-    calls.PostBounty: CallRow(bounties.apply_post_bounty, _fixed(bounties.BOUNTY_BASE_WEIGHT)),
+    calls.PostBounty: CallRow(bounties.apply_post_bounty, _fixed(bounties.BOUNTY_BASE_WEIGHT), spend=lambda _s, c, _b: c.amount),
     calls.ClaimBounty: CallRow(bounties.apply_claim_bounty, lambda s, c: DispatchInfo(bounties.compute_claim_weight(s, c))),
     calls.CancelBounty: CallRow(bounties.apply_cancel_bounty, _fixed(bounties.CANCEL_WEIGHT)),
     calls.SetDatasetLicense: CallRow(licenses.apply_set_license, _fixed(200_000)),
     calls.SetInferencePrice: CallRow(inference.apply_set_inference_price, _fixed(100_000)),
-    calls.Infer: CallRow(inference.apply_infer, lambda s, c: DispatchInfo(*inference.compute_info(s, c))),
-    calls.OpenRound: CallRow(federated.apply_open_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
-    calls.CommitUpdate: CallRow(federated.apply_commit_update, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
+    calls.Infer: CallRow(
+        inference.apply_infer, lambda s, c: DispatchInfo(*inference.compute_info(s, c)), spend=lambda s, c, _b: inference.compute_spend(s, c)
+    ),
+    calls.OpenRound: CallRow(
+        federated.apply_open_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c)), spend=lambda _s, c, _b: c.reward_pool
+    ),
+    calls.CommitUpdate: CallRow(
+        federated.apply_commit_update, lambda s, c: DispatchInfo(federated.compute_weight(s, c)), spend=federated.compute_commit_spend
+    ),
     calls.ChallengeRound: CallRow(federated.apply_challenge, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
     calls.RevealSegment: CallRow(
         federated.apply_reveal_segment, lambda s, c: DispatchInfo(federated.compute_weight(s, c)), federated.verify_reveal_admissible
     ),
     calls.CloseRound: CallRow(federated.apply_close_round, lambda s, c: DispatchInfo(federated.compute_weight(s, c))),
-    calls.ProposeConfig: CallRow(democracy.apply_propose, _fixed(democracy.PROPOSE_WEIGHT)),
-    calls.VoteConfig: CallRow(democracy.apply_vote, _fixed(democracy.VOTE_WEIGHT)),
+    calls.ProposeConfig: CallRow(democracy.apply_propose, _fixed(democracy.PROPOSE_WEIGHT), spend=_deposit(democracy.PROPOSAL_DEPOSIT)),
+    calls.VoteConfig: CallRow(democracy.apply_vote, _fixed(democracy.VOTE_WEIGHT), spend=lambda _s, c, _b: c.amount),
     calls.UnlockVote: CallRow(democracy.apply_unlock, _fixed(democracy.UNLOCK_WEIGHT)),
     calls.NoteVotes: CallRow(rewards.apply_note_votes, lambda _s, c: DispatchInfo(rewards.compute_note_votes_weight(c))),
 }
@@ -257,15 +283,17 @@ OPERATIONAL_FEE_MULTIPLIER = 5
 @dataclass(frozen=True, slots=True)
 class CheckedExtrinsic:
     """What checking an extrinsic found: its priority, the sender's nonce, its declared fee
-    (before any refund) and dispatch info.
+    (before any refund) and dispatch info, and the sender's free balance.
 
-    The pool takes priority and nonce from it (as chain.pool.Validity); the block takes the fee.
+    The pool takes priority, nonce, fee and balance from it (as chain.pool.Validity); the block
+    takes the fee.
     """
 
     priority: int
     account_nonce: int
     fee: int
     info: DispatchInfo
+    free: int  # the sender's free balance before the fee
 
 
 class Receipt(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -333,6 +361,13 @@ class Runtime:
         This is the pool's admission check (Substrate's ``validate_transaction``).
         """
         return self._verify_extrinsic(state, xt, length, number, check_signature, allow_future)[0]
+
+    def compute_spend(self, state: StateAccess, xt: Extrinsic, number: int) -> int:
+        """What ``xt``'s call may move out of its sender's free balance besides the fee, in block
+        ``number`` (its row's ``spend``; 0 for a call without one): a pool's count (chain.pool,
+        "overdraft"), an upper bound at the state's prices."""
+        spend = DISPATCH[type(xt.call)].spend
+        return 0 if spend is None else spend(state, xt.call, number)
 
     def verify_admissible(self, state: StateAccess, xt: Extrinsic, number: int) -> None:
         """InvalidTransaction("call") if ``xt``'s call would fail at once in block ``number``
@@ -415,7 +450,7 @@ class Runtime:
         if account.free < fee:
             raise InvalidTransaction("payment", f"free balance {account.free} cannot pay the fee {fee}")
         priority = xt.tip + (OPERATIONAL_FEE_MULTIPLIER * (fee - xt.tip) if type(xt.call) in OPERATIONAL_CALLS else 0)
-        return CheckedExtrinsic(priority=priority, account_nonce=account.nonce, fee=fee, info=info), account
+        return CheckedExtrinsic(priority=priority, account_nonce=account.nonce, fee=fee, info=info, free=account.free), account
 
     def apply_extrinsic(
         self, state: Any, block: BlockInfo, index: int, xt: Extrinsic, xt_hash: bytes, length: int,

@@ -448,7 +448,10 @@ class NodeService:
             self._signature_ok[xt_hash] = None
             if len(self._signature_ok) > SIGNATURE_CACHE:
                 self._signature_ok.pop(next(iter(self._signature_ok)))
-        return Validity(v.priority, v.account_nonce, 64)
+        # The fee, the call's spend and the balance: the pool counts a sender's extrinsics
+        # together, so that one balance does not back many it cannot pay (chain.pool, "overdraft").
+        spend = runtime.compute_spend(state, xt, number)
+        return Validity(v.priority, v.account_nonce, 64, fee=v.fee, spend=spend, balance=v.free)
 
     def signature_verified(self, xt_hash: bytes) -> None:
         """Note that the extrinsic ``xt_hash`` has a good signature (the network link checks

@@ -548,6 +548,19 @@ def compute_commit_reserve(config: RuntimeConfig, spec: ml_runtime.ModelSpec, in
     return max(config.existential_deposit, info.samples * fee)
 
 
+def compute_commit_spend(state: StateAccess, call: CommitUpdate, block: int) -> int:
+    """What a commit may move out of its sender's free balance: the round's bond, which it
+    holds, and the data set's licence in POL if it names one (0 for an unknown round). A
+    pool's count (chain.runtime, ``spend``); two or three reads."""
+    info = ROUNDS.get(state, call.round)
+    if info is None:
+        return 0
+    data_license = 0
+    if call.dataset is not None:
+        data_license = licenses.compute_native_price(state, call.dataset, info.local_steps * info.batch_size, block)
+    return info.bond + data_license
+
+
 def apply_commit_update(ctx: CallContext, call: CommitUpdate) -> None:
     state, who = ctx.state, ctx.sender
     info = get_round(state, call.round)

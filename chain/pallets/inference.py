@@ -88,6 +88,19 @@ def _compute_shape(state: StateAccess, call: Infer) -> tuple[ml_runtime.ModelSpe
     return spec, rows
 
 
+def compute_spend(state: StateAccess, call: Infer) -> int:
+    """What an INFER may pay its model besides its fee: its rows at the model's price now, at
+    most its ``max_price`` (over it, dispatch refuses it before paying); 0 where dispatch
+    refuses it before paying (an unknown model, inputs of no whole row). A pool's count
+    (chain.runtime, ``spend``)."""
+    found = _compute_shape(state, call)
+    model = models.MODELS.get(state, call.model)
+    if found is None or model is None:
+        return 0
+    price = min(model.inference_price * found[1], MAX_BALANCE)
+    return price if call.max_price is None else min(price, call.max_price)
+
+
 def apply_set_inference_price(ctx: CallContext, call: SetInferencePrice) -> None:
     info = models.verify_owner(ctx.state, call.model, ctx.sender)
     models.MODELS.apply_set(ctx.state, msgspec.structs.replace(info, inference_price=call.price_per_row), call.model)

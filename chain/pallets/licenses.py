@@ -33,7 +33,7 @@ from chain.errors import DispatchError
 from chain.pallets import assets
 from chain.pallets.balances import apply_move
 from chain.pallets.context import CallContext
-from chain.pallets.datasets import DatasetInfo, get_dataset
+from chain.pallets.datasets import DATASETS, DatasetInfo, get_dataset
 from chain.pallets.items import StateAccess, StorageMap
 
 PALLET = "datasets"
@@ -111,6 +111,21 @@ def apply_license(
             assets.apply_transfer_asset(state, terms.asset, trainer, info.provider, price)
     _apply_usage(state, dataset_id, model, compute_currency(terms), rows, price)
     return price, terms
+
+
+def compute_native_price(state: StateAccess, dataset_id: int, rows: int, block: int) -> int:
+    """What a job of ``rows`` rows on data set ``dataset_id`` in block ``block`` pays its
+    provider in POL at the terms in force (0 for an unknown data set or terms in an asset; at
+    most 2^63-1, a price over which fails before paying): a pool's count of what a TRAIN or a
+    federated commit may move out of its sender's free balance (chain.runtime, ``spend``).
+    Two reads; the terms' other rules are left to dispatch."""
+    info = DATASETS.get(state, dataset_id)
+    if info is None:
+        return 0
+    terms = get_terms(state, dataset_id, info, block)
+    if terms.asset is not None:
+        return 0
+    return min(terms.price_per_row * rows, MAX_BALANCE)
 
 
 def _apply_usage(state: StateAccess, dataset_id: int, model: int, currency: int, rows: int, paid: int) -> None:

@@ -263,6 +263,21 @@ def apply_train(ctx: CallContext, call: Train) -> None:
     )
 
 
+def compute_spend(state: StateAccess, call: Train, block: int) -> int:
+    """What a TRAIN may move out of its sender's free balance besides its fee, at the state's
+    prices: the model's licence (license_per_step x steps) and the data set's in POL (rows x
+    its price), each at most the call's cap on it (over it, dispatch refuses the call before
+    paying). A pool's count (chain.runtime, ``spend``); a few reads, no row."""
+    model = models.MODELS.get(state, call.model)
+    model_license = 0 if model is None else min(model.license_per_step * call.steps, MAX_BALANCE)
+    data_license = licenses.compute_native_price(state, call.dataset, call.steps * call.batch_size, block)
+    if call.max_model_license is not None:
+        model_license = min(model_license, call.max_model_license)
+    if call.max_data_license is not None:
+        data_license = min(data_license, call.max_data_license)
+    return model_license + data_license
+
+
 def _check_limit(what: str, price: int, limit: int | None) -> None:
     if limit is not None and price > limit:
         raise DispatchError(PALLET, "LicenseAboveLimit", f"{what} is {price}; the call pays at most {limit}")
