@@ -403,7 +403,7 @@ class TransactionPool:
         if self.is_banned(tx_hash):
             raise PoolError(
                 "temporarily_banned",
-                f"extrinsic 0x{tx_hash.hex()} was recently found invalid or dropped; it is banned "
+                f"extrinsic 0x{tx_hash.hex()} was recently found invalid; it is banned "
                 f"for {self.ban_seconds:g} s",
             )
         validity = self._compute_validity(extrinsic, tx_hash)

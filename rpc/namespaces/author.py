@@ -2,7 +2,8 @@
 
 Refusals use Substrate's author error codes (``sc-rpc-api`` ``author/error.rs``, base
 1000) with the reason in ``data``: 1001 the bytes are not an extrinsic, 1010 invalid
-transaction, 1012 banned, 1013 already imported, 1014 priority too low, 1016 dropped.
+transaction, 1012 banned, 1013 already imported, 1014 priority too low, 1016 dropped (a
+limit, or ``overdraft``: the sender's balance cannot pay it after its pooled lower nonces).
 ``author_pendingExtrinsics`` lists the ready extrinsics only, as Substrate's does: future
 (nonce-gapped) ones are never included, so they never pay, and one account's ~1 MiB ones
 filled the future queue (8 MiB) and pushed every caller's answer past the size limit (an
@@ -35,6 +36,8 @@ def pool_error(exc: Exception) -> errors.RpcError:
             "temporarily_banned": errors.TemporarilyBanned,
             "too_low_priority": errors.TooLowPriority,
         }
+        if exc.reason == "overdraft":  # the one pool refusal whose message does not name it
+            return errors.ImmediatelyDropped(f"overdraft: {exc}")
         return by_reason.get(exc.reason, errors.ImmediatelyDropped)(str(exc))
     if isinstance(exc, InvalidTransaction):
         return errors.InvalidTransaction(f"{exc.reason}: {exc}")

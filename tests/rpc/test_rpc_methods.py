@@ -155,3 +155,14 @@ def test_a_premature_and_a_stale_extrinsic_are_both_1010_with_their_own_reason()
     assert future == {"code": 1010, "message": "Invalid Transaction", "data": "future: era 1000+10 starts at block 1000, after block 8"}
     stale = pool_error(ChainInvalid("stale", "era 0+8 does not cover block 8")).to_wire()
     assert stale == {"code": 1010, "message": "Invalid Transaction", "data": "stale: era 0+8 does not cover block 8"}
+
+
+def test_an_overdraft_is_1016_with_its_reason():
+    """A sender's balance that cannot pay an extrinsic after its pooled lower nonces
+    (chain.pool, tester16's P1) is a pool refusal, not a ban: 1016 (Immediately Dropped, as
+    go-ethereum's txpool refuses ``ErrOverdraft``), ``data`` starting with ``overdraft``."""
+    from chain.errors import PoolError
+    from rpc.namespaces.author import pool_error
+
+    refused = pool_error(PoolError("overdraft", "the sender's free balance 5 cannot pay")).to_wire()
+    assert refused == {"code": 1016, "message": "Immediately Dropped", "data": "overdraft: the sender's free balance 5 cannot pay"}
