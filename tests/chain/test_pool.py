@@ -742,7 +742,24 @@ def test_listener_errors_do_not_break_the_pool() -> None:
 # --- a random walk against the invariants ---------------------------------------------------
 
 
-def test_random_operations_keep_invariants() -> None:
+def verify_payable(pool: TransactionPool, table: NonceTable) -> None:
+    """Each accounted sender's pooled extrinsics, from its account nonce in nonce order: each
+    one's fee fits in the balance after the fees and spends of those before it."""
+    for key, balance in table.balances.items():
+        taken = 0
+        mine = sorted((e for e in pool.pending() if e.signer == key), key=lambda e: e.nonce)
+        for ext in mine:
+            if ext.nonce < table.nonces.get(key, 0):
+                continue
+            assert taken + FEE + ext.tip <= balance, (ext.nonce, taken, balance)
+            assert isinstance(ext.call, Transfer)
+            taken += FEE + ext.tip + ext.call.value
+
+
+@pytest.mark.parametrize("with_balances", [False, True])
+def test_random_operations_keep_invariants(with_balances: bool) -> None:
+    """A random walk of submissions, invalid reports, blocks and reorgs; with balances, the
+    senders' balances change at each block too (tester16's P1: overdraft and its revalidation)."""
     rng = random.Random(7)
     keys = get_senders(5)
     signed = {
@@ -757,6 +774,8 @@ def test_random_operations_keep_invariants() -> None:
         future_longevity=6, clock=clock, ban_seconds=5,
     )
     number = 0
+    if with_balances:
+        table.balances.update({k.public: 45 for k in keys[:4]})  # keys[4] is not accounted
 
     def submit_any() -> None:
         key = rng.choice(keys)
@@ -778,6 +797,9 @@ def test_random_operations_keep_invariants() -> None:
             assert ext is not None
             table.nonces[ext.signer] = ext.nonce + 1
         number += 1
+        if with_balances:
+            for key in keys[:4]:
+                table.balances[key.public] = rng.randrange(20, 70)
         mark = len(rec.events)
         for _ in range(rng.randrange(3)):  # the block is written; the pool not yet told
             submit_any()
@@ -798,6 +820,7 @@ def test_random_operations_keep_invariants() -> None:
                 table.nonces[key.public] = max(0, table.nonces.get(key.public, 0) - 1)
             pool.revalidate()
         verify_invariants(pool, table.nonces)
+        verify_payable(pool, table)
 
 
 def test_lazy_heaps_stay_bounded_across_blocks() -> None:
