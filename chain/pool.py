@@ -57,7 +57,8 @@ This follows Substrate's ``sc-transaction-pool`` "graph" design (``base_pool.rs`
   too): an eviction says the pool had no room, not that the extrinsic is bad, and ed25519
   signatures are deterministic, so the ban refused the sender's resubmission of the same bytes
   for 30 minutes: an attacker that evicted honest transfers also locked them out (tester16's P1).
-  A peer that resends an evicted extrinsic buys it one more validation, as any new bytes would.
+  A resent evicted extrinsic costs one more validation, as any new bytes would (the node's
+  network also hears a hash once, node.network.service's seen set, at a rate per peer).
 
 The pool does not know the runtime. It is given ``validate(extrinsic) -> Validity`` that checks
 the signature, era, fee payment and call against the current best state and raises
@@ -978,7 +979,8 @@ class TransactionPool:
         reported "invalid"; priorities, fees and spends are refreshed; each sender's queue is
         rebased on the account nonce the validator reports (promotions or demotions follow);
         then the ones the new balance no longer pays after those before them are "dropped"
-        (not banned; module docstring, "overdraft"). Returns how many were removed. Costs one validation (a signature check) per pooled extrinsic.
+        (not banned; module docstring, "overdraft"). Returns how many were removed. Costs one
+        validation (a signature check) per pooled extrinsic.
         """
         events: list[_Event] = []
         removed = 0
