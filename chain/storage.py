@@ -419,9 +419,22 @@ class WriteBatch:
         self._require_open().delete(prefix + key)
 
     def commit(self) -> None:
-        """Write every staged change in one atomic LevelDB write."""
+        """Write every staged change in one atomic LevelDB write.
+
+        Refused, writing nothing, once a write to this database has failed
+        (:attr:`Database.write_error`): a failed append can leave a partial record at the end of
+        LevelDB's log, which a reopen takes for a cut-off tail; a write after it, once the disk
+        had room again, put it in the middle of the log, and the next open refused the whole
+        database as corrupt ("checksum mismatch"), every block lost (an outside tester's F6,
+        round 12)."""
         batch = self._require_open()
         self._db._require_open()
+        if self._db.write_error is not None:
+            self._state = "failed"
+            raise StorageError(
+                f"write batch to {self._db.path!r} refused: an earlier write failed ({self._db.write_error}); "
+                "reopen the database"
+            )
         try:
             batch.write()
         except plyvel.Error as exc:

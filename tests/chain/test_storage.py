@@ -277,3 +277,40 @@ def test_compact_frees_the_space_of_deleted_records(tmp_path: Path) -> None:
                     batch.delete(column, i.to_bytes(4, "big") + bytes(28))
         db.compact()
         assert _size_on_disk(path) < full // 8, (full, _size_on_disk(path))
+
+
+def test_after_a_failed_write_the_database_refuses_every_write_and_reopens_whole(tmp_path: Path) -> None:
+    """A write cut off by a full disk (here a file size limit: EFBIG, which Python receives as
+    an error, ignoring SIGXFSZ) is recorded and heard of once; every later batch is refused
+    and writes nothing, even once the disk has room again. A write that went through after
+    the failed one put its partial log record in the middle of the log, and the next open
+    refused the database as corrupt, every block lost (an outside tester's F6, round 12).
+    Reopened, the database holds exactly what was written before the failure."""
+    import resource
+
+    heard: list[StorageError] = []
+    db = Database(tmp_path / "db")
+    db.on_write_error = heard.append
+    with db.write_batch() as batch:
+        batch.put(Column.META, b"before", b"1")
+    log = max((tmp_path / "db").glob("*.log"), key=lambda p: p.stat().st_size)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (log.stat().st_size + 1024, hard))
+    try:
+        with pytest.raises(StorageError, match=r"^write batch to .* failed: .*File too large"):
+            with db.write_batch() as batch:
+                batch.put(Column.META, b"cut", b"x" * (1 << 20))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert db.write_error is not None and heard == [db.write_error]
+    with pytest.raises(StorageError, match=r"refused: an earlier write failed .*; reopen the database$"):
+        with db.write_batch() as batch:
+            batch.put(Column.META, b"after", b"1")
+    assert heard == [db.write_error]  # heard of once: a refusal is not a new failure
+    db.close()
+    with Database(tmp_path / "db") as again:
+        assert again.get(Column.META, b"before") == b"1"
+        assert again.get(Column.META, b"cut") is None and again.get(Column.META, b"after") is None
+        with again.write_batch() as batch:
+            batch.put(Column.META, b"after", b"2")
+        assert again.get(Column.META, b"after") == b"2"
