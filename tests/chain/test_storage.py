@@ -297,15 +297,13 @@ def test_after_a_failed_write_the_database_refuses_every_write_and_reopens_whole
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (log.stat().st_size + 1024, hard))
     try:
-        with pytest.raises(StorageError, match=r"^write batch to .* failed: .*File too large"):
-            with db.write_batch() as batch:
-                batch.put(Column.META, b"cut", b"x" * (1 << 20))
+        with pytest.raises(StorageError, match=r"^write batch to .* failed: .*File too large"), db.write_batch() as batch:
+            batch.put(Column.META, b"cut", b"x" * (1 << 20))
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert db.write_error is not None and heard == [db.write_error]
-    with pytest.raises(StorageError, match=r"refused: an earlier write failed .*; reopen the database$"):
-        with db.write_batch() as batch:
-            batch.put(Column.META, b"after", b"1")
+    with pytest.raises(StorageError, match=r"refused: an earlier write failed .*; reopen the database$"), db.write_batch() as batch:
+        batch.put(Column.META, b"after", b"1")
     assert heard == [db.write_error]  # heard of once: a refusal is not a new failure
     db.close()
     with Database(tmp_path / "db") as again:
