@@ -721,7 +721,19 @@ class NodeService:
         source = self._voter.justified
         vote = make_vote(self.chain, self.author, round_number, source)
         if vote is None:
-            log.debug("no vote in round %d: the best block does not descend from the source #%d", round_number, source.block_number)
+            if self.chain.has_block(source.block_hash):  # the best chain is on another branch for now
+                log.debug("no vote in round %d: the best block does not descend from the source #%d", round_number, source.block_number)
+            else:
+                # A source this database lacks: a sync that reaches it ends this, but after
+                # purge-chain and a relaunch of the whole network from genesis none ever will,
+                # and the node waited for good, logging at DEBUG only (an outside tester's F5,
+                # round 12). Every round: the log's repeat filter folds the repeats.
+                log.warning(
+                    "No finality vote: the slashing-protection record %s names source #%d 0x%s, which this database "
+                    "does not hold. A sync that reaches it ends this; if the whole network was started again from "
+                    "genesis (purge-chain on every node), move that record aside to vote on the new chain",
+                    self._voter_record, source.block_number, source.block_hash.hex(),
+                )
             return
         # Persisted before the vote leaves: a crash after it must not let this node vote again.
         # Not again in this round even if the record could not be written.
