@@ -283,14 +283,7 @@ def test_every_model_family_re_runs_over_revealed_rows_only(chains, family: str)
         target = np.eye(10, dtype=np.float32)[y] if family == "linear" else y
         people.append(Participant(key, x, target))
     lr = 0.05 if family == "linear" else 0.5
-    d.ok(ALICE, open_call(model=1, lr=calls.compute_f32_bits(lr), samples=3, min_updates=2))
-    for p in people:
-        d.ok(p.key, p.train(chain, 0))
-    d.until(5)
-    d.ok(EVE, calls.ChallengeRound(0))
-    for p in people:
-        for reveal in p.reveals(chain, 0):
-            d.ok(p.key, reveal)
+    _revealed_round(d, chain, people, open_call(model=1, lr=calls.compute_f32_bits(lr), samples=3, min_updates=2))
     d.ok(EVE, calls.CloseRound(0))
     state = chain.state.overlay()
     assert federated.get_round(state, 0).status == federated.CLOSED
@@ -335,6 +328,19 @@ def test_a_declared_sample_count_counts_at_most_the_rows_the_job_draws(chains) -
     expected, _ = twins.fedavg(stacked, np.array([draws, draws], dtype=np.int64), 2 * draws)
     assert models.get_weights(state, 0, 1).tobytes() == expected.tobytes()
     assert [e.sample_count for e in federated.LINEAGE.get(state, 0, 1).entries] == [draws, draws]
+
+
+def _revealed_round(d: Driver, chain, people: list[Participant], opening: calls.Call) -> None:
+    """Round 0 opened by Alice with ``opening``, each of ``people``'s update committed,
+    challenged by Eve once the commits are in, and every sampled segment revealed."""
+    d.ok(ALICE, opening)
+    for p in people:
+        d.ok(p.key, p.train(chain, 0))
+    d.until(5)
+    d.ok(EVE, calls.ChallengeRound(0))
+    for p in people:
+        for reveal in p.reveals(chain, 0):
+            d.ok(p.key, reveal)
 
 
 def _forge_version_one(chain, d: Driver):
@@ -474,14 +480,7 @@ def test_a_train_in_a_rounds_closing_block_trains_the_version_before_the_block(c
     d = Driver(chain)
     shares, _ = split_digits(2, seed=5)
     people = [Participant(k, *s) for k, s in zip((BOB, CHARLIE), shares, strict=True)]
-    d.ok(ALICE, open_call())
-    for p in people:
-        d.ok(p.key, p.train(chain, 0))
-    d.until(5)
-    d.ok(EVE, calls.ChallengeRound(0))
-    for p in people:
-        for reveal in p.reveals(chain, 0):
-            d.ok(p.key, reveal)
+    _revealed_round(d, chain, people, open_call())
 
     def nonce(key) -> int:  # type: ignore[no-untyped-def]
         return balances.get_account(chain.state.overlay(), key.public).nonce

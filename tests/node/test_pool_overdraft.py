@@ -95,11 +95,7 @@ def _attack(service: NodeService, holders: list[Keypair], twins: list[Keypair], 
         batch = [sweep] + [
             _sign(service, holder, calls.Transfer(twin.public, 1), account.nonce + i, tip) for i in range(1, PER_SENDER)
         ]
-        for raw in batch:
-            try:
-                outcomes.append(service.pool.submit(raw).status)
-            except (PoolError, InvalidTransaction) as exc:
-                outcomes.append(exc.reason)
+        outcomes += _submit_all(service, batch)
     return outcomes
 
 
