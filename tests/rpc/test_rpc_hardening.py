@@ -114,6 +114,25 @@ newcomer's own address's). Left:
   1, both below the newcomer's count + 2 (at least 2). Equivalent.
 
 No bug was found.
+
+Mutation testing of 9722d01 (a WebSocket silent for over WS_SESSION_GRACE gives way as an idle
+keep-alive would), 2026-11-30, 18:05-18:11 UTC, mutmut 3.8.1 (mut16, /work/scratch/mut16), made
+as the FairShare run in tests/node/test_network_reputation.py's docstring says: every mutant of
+rpc.connections.may_close_idle, and those of RpcServer._evict_websocket on lines ``git blame``
+gives to 9722d01, each in a fresh ``python -m pytest -x``: this file's ``-k
+may_close_an_idle_connection`` (20 s), then ``-k "websocket or newcomer"`` (40 s). Killed/in
+scope: may_close_idle 25/26 (its ``session=True`` default, which the script cannot apply, set
+by hand: killed), _evict_websocket 15/16. WS_SESSION_GRACE, by hand (9, 11, 0, 1e9): 1/4 ->
+4/4, by test_a_silent_websocket_is_a_session_for_ten_seconds (added: the grace's own value, no
+test used it; the silent WebSockets' last activity set back by hand, so it waits for nothing).
+Left:
+
+- may_close_idle's ``held.get(holder, 1)``: as in the run above. Equivalent.
+- _evict_websocket's ``<=`` for ``<`` against the grace: differs only when the loop's time is
+  exactly a WebSocket's last activity plus the grace, which two readings of a running clock
+  never give (and a test could only by stopping the loop's clock). Equivalent.
+
+No bug was found.
 """
 
 from __future__ import annotations
@@ -379,6 +398,32 @@ async def test_silent_websockets_of_one_address_each_give_way_after_the_grace(st
             await sessions[4].ws_connect(ws_url(srv))
         assert refused.value.status == 429
         await asyncio.sleep(0.4)
+        newcomer = await sessions[4].ws_connect(ws_url(srv))
+        assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 1, "method": "system_health"}))["id"] == 1
+        msg = await silent[0].receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1013)
+        for ws in (*silent, newcomer):
+            await ws.close()
+
+
+async def test_a_silent_websocket_is_a_session_for_ten_seconds(start_server, session):
+    """WS_SESSION_GRACE as the server has it (10 s, not patched): four silent WebSockets from
+    four addresses, last active 9.5 s ago, keep a newcomer from a fifth out (429); 10.5 s ago,
+    the least recently active of them gives way (1013). Their last activity is set back by
+    hand (the server's loop time), so the test waits for nothing. Mutation testing (mut16): no
+    test ran with the grace's own value."""
+    async with _clients(2, 3, 4, 5, 6) as sessions, start_server(max_connections=4) as srv:
+        silent = [await http.ws_connect(ws_url(srv)) for http in sessions[:4]]
+        conns = sorted(srv._connections, key=lambda c: c.host)
+        assert [c.host for c in conns] == [f"127.0.0.{n}" for n in (2, 3, 4, 5)]
+        now = asyncio.get_running_loop().time()
+        for i, conn in enumerate(conns):  # 127.0.0.2's the least recently active
+            conn.last_active = now - 9.5 - 0.01 * (3 - i)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await sessions[4].ws_connect(ws_url(srv))
+        assert refused.value.status == 429
+        for conn in conns:
+            conn.last_active -= 1.0
         newcomer = await sessions[4].ws_connect(ws_url(srv))
         assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 1, "method": "system_health"}))["id"] == 1
         msg = await silent[0].receive(timeout=5)
