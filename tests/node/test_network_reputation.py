@@ -5,7 +5,7 @@ The FairShare tests below are of its deficit round robin (7047c05, 55c55a4). A m
 bytes had lately: every mutant killed or equivalent); the round robin's own run follows.
 
 Mutation testing of FairShare as it is now (deficit round robin by bytes with RFC 8290's new
-and old lists: 7047c05, 55c55a4, 5bed7dd, b4478cc, 67ae2ec, b8703f2), 2026-11-30, 17:35-18:05
+and old lists: 7047c05, 55c55a4, 5bed7dd, b4478cc, 67ae2ec, b8703f2), 2026-11-30, 17:33-18:03
 UTC, mutmut 3.8.1 (mut16, /work/scratch/mut16): in a scratch copy (``git archive HEAD``) whose
 ``[tool.mutmut]`` had only_mutate narrowed to node/network/reputation.py, rpc/connections.py
 and rpc/server.py, mutmut's generation step alone made the mutants (gen.py: its
