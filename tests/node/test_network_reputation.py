@@ -624,15 +624,14 @@ def test_a_taker_closed_while_it_waits_gives_its_place_up() -> None:
     assert asyncio.run(scenario()) is True
 
 
-@pytest.mark.xfail(strict=True, reason="a taker cancelled after it was served keeps its reservation taken (found by mut16)")
 def test_a_taker_cancelled_after_it_was_served_gives_its_reservation_back() -> None:
     """A taker served (its future's result set) but cancelled before it resumed raises
     CancelledError from take(), so its caller (node.network.service._reserve) never settles
-    it: the reservation (up to 16 MiB of the node's answer allowance) stays taken as if an
-    answer had used it, the group is charged for it, and a group served from the new list
-    stays in ``_from_new`` until its next settle, if any. It happens when a peer's handler is
-    cancelled (the peer closed) in the loop iteration between a settle or the timer serving it
-    and its task resuming. FairShare.take's ``finally`` cancels a future still pending only."""
+    it. Its reservation (up to 16 MiB of the node's answer allowance) stayed taken as if an
+    answer had used it, the group was charged for it, and a group served from the new list
+    stayed in ``_from_new`` (found by mut16, round 12). It happens when a peer's handler is
+    cancelled (the peer closed) in the loop iteration between a settle or the timer serving
+    it and its task resuming. take() now settles it as an answer of nothing."""
     import asyncio
 
     async def scenario() -> None:
