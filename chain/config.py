@@ -57,7 +57,9 @@ SPEC_NAME = "polchain"
 # of its losses stops being finite (ml_runtime.kernels; H2); a fault other than a start fault is proven without the
 # version's weights (chain.fraud; M1); every extrinsic weighs at least EXTRINSIC_BASE_WEIGHT (a remark's minimum;
 # tester16's W3); register_model pays byte_fee on the weights it stores (DispatchInfo.stored_bytes; W1); a referendum's
-# ceiling on max_block_weight is a third of a slot at the slowest call's unit (democracy.SLOWEST_NS_PER_UNIT; W2).
+# ceiling on max_block_weight is a third of a slot at the slowest call's unit (democracy.SLOWEST_NS_PER_UNIT; W2); an
+# INFER's weight counts reading the version's weights (W4); a TRAIN of a model registered in its own block is refused
+# (training.verify_job_inputs, "ModelTooNew"; the retest's A1), all before any node ran version 7.
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 7
 TRANSACTION_VERSION = 1

@@ -358,9 +358,9 @@ def _verify_latest_version(state: StateAccess, model: int, version: int, number:
     had made, and this check, which accepted the version before the block whatever its
     successor's place, framed the honest author of any block with two such calls of one model
     (tester17's H1, round 12). Two reads whatever the model's history, so a report's weight
-    covers it. A version made in the block itself is refused: no call naming none trained it,
-    except version 0 of a model registered in the block, a job the parent state cannot rebuild
-    (every validator still checks that start link on import, consensus/pol.py). Checked for
+    covers it. A version made in the block itself is refused: no call naming none trains one,
+    version 0 of a model registered in the block included (no TRAIN of that block may train
+    that model: training.verify_job_inputs, "ModelTooNew"). Checked for
     every fault, though only a start fault reads the version's weights: a proof names the
     version its call trained, not any number (one fault, one proof).
     """

@@ -145,7 +145,8 @@ def compute_default_version(info: ModelInfo) -> int:
 
 def compute_latest_before(state: StateAccess, model_id: int, info: ModelInfo, number: int) -> int:
     """The version a TRAIN call naming none trains in block #``number``: the model's latest
-    version made before that block, or version 0 if the model was registered in it.
+    version made before that block, or version 0 if the model was registered in it (a TRAIN of
+    such a model is refused: training.verify_job_inputs, "ModelTooNew").
 
     Not the latest when the call runs: a version an earlier call made in the same block made
     which version a call trained depend on its place in the block, which no state shows, and a

@@ -138,6 +138,17 @@ def verify_job_inputs(
     model's spec, that version and its weights, and the data set's record."""
     verify_arguments(call, config.max_train_steps, config.max_train_batch, config.max_segments)
     model = models.get_model(state, call.model)
+    first = models.VERSIONS.get(state, call.model, 0)
+    if first is not None and first.block >= number:
+        # The job must be one its block's parent state describes: a model registered in the
+        # block itself is not there, so no node could check a fraud proof of such a job at the
+        # parent state, and the runtime refused one on chain too (version 0 made in the block):
+        # a forged segment was caught by the samplers that drew it, who refused the block,
+        # while the rest kept it and its author went unpunished (an outside retest, round 12).
+        raise DispatchError(
+            PALLET, "ModelTooNew",
+            f"model {call.model} was registered in block #{first.block}: train it from a later block",
+        )
     spec = models.decode_spec(model.spec)
     parent = compute_parent(state, model, call, number)
     weights = models.get_weights(state, call.model, parent) if read_weights else np.zeros(spec.param_count, dtype=np.float32)

@@ -464,3 +464,27 @@ def test_a_blocks_bytes_put_together_from_storage_are_its_encoding(pair) -> None
         batch.put(Column.BODY, block_hash, b"\x02" + author.db.get(Column.BODY, block_hash)[1:])
     with pytest.raises(ChainError, match="another codec version"):
         author.get_block_bytes(block_hash)
+
+
+def test_a_model_registered_in_a_block_is_not_trained_in_it(pair) -> None:
+    """A TRAIN's job must be one its block's parent state describes: a model registered in the
+    same block is not there, so a fraud proof of a forged segment in such a job could be checked
+    by no node at the parent state and was refused on chain too; the samplers that drew the
+    segment refused the block, the rest kept it, and its author went unpunished (an outside
+    retest, round 12). Such a TRAIN fails ("ModelTooNew") and pays its fee; in the next block
+    it trains."""
+    author, validator = pair
+    spec = ml_runtime.ModelSpec("softmax", 64, 10, 0)  # data set 0's shape
+    register = calls.RegisterModel("fresh", spec.encode(), bytes(range(32)))
+    model = models.NEXT_MODEL_ID.get(author.state.overlay())
+    train = msgspec.structs.replace(train_call(steps=10, batch=2, segment=10), model=model)
+    built = author.build_block([sign(author, BOB, register, 0), sign(author, BOB, train, 1)], ALICE, slot=1)
+    registered, refused = built.receipts
+    assert registered.success and not refused.success
+    assert refused.error == f"training.ModelTooNew: model {model} was registered in block #1: train it from a later block"
+    assert built.block.body.results == ()
+    validator.import_block(built.block, LocalSource(author.transcripts))
+    again = author.build_block([sign(author, BOB, msgspec.structs.replace(train, from_version=0), 2)], ALICE, slot=2)
+    assert again.receipts[0].success and len(again.block.body.results) == 1
+    validator.import_block(again.block, LocalSource(author.transcripts))
+    assert validator.state.root() == author.state.root()
