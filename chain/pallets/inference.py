@@ -89,16 +89,18 @@ def _compute_shape(state: StateAccess, call: Infer) -> tuple[ml_runtime.ModelSpe
 
 
 def compute_spend(state: StateAccess, call: Infer) -> int:
-    """What an INFER may pay its model besides its fee: its rows at the model's price now, at
-    most its ``max_price`` (over it, dispatch refuses it before paying); 0 where dispatch
-    refuses it before paying (an unknown model, inputs of no whole row). A pool's count
-    (chain.runtime, ``spend``)."""
+    """What an INFER may pay its model besides its fee: its ``max_price`` (over it, dispatch
+    refuses it before paying), or with none anything (MAX_BALANCE), whatever the price is now:
+    the owner may raise it in the call's own block, at once (:func:`apply_set_inference_price`),
+    and did, draining 32 senders whose later pooled transfers were then never paid, pool after
+    pool (an outside retest, round 12). 0 where
+    dispatch refuses it before paying (an unknown model, inputs of no whole row). A pool's count
+    (chain.runtime, ``spend``); ``polchain tx infer`` signs the price it reads as the limit."""
     found = _compute_shape(state, call)
     model = models.MODELS.get(state, call.model)
     if found is None or model is None:
         return 0
-    price = min(model.inference_price * found[1], MAX_BALANCE)
-    return price if call.max_price is None else min(price, call.max_price)
+    return MAX_BALANCE if call.max_price is None else min(call.max_price, MAX_BALANCE)
 
 
 def apply_set_inference_price(ctx: CallContext, call: SetInferencePrice) -> None:

@@ -275,12 +275,18 @@ def apply_train(ctx: CallContext, call: Train) -> None:
 
 
 def compute_spend(state: StateAccess, call: Train, block: int) -> int:
-    """What a TRAIN may move out of its sender's free balance besides its fee, at the state's
-    prices: the model's licence (license_per_step x steps) and the data set's in POL (rows x
-    its price), each at most the call's cap on it (over it, dispatch refuses the call before
-    paying). A pool's count (chain.runtime, ``spend``); a few reads, no row."""
+    """What a TRAIN may move out of its sender's free balance besides its fee: the model's
+    licence at its cap (``max_model_license``: over it, dispatch refuses the call before
+    paying), or with none anything (MAX_BALANCE), whatever it is now: its owner may raise it in
+    the call's own block, at once (models.apply_set_training_policy), as an INFER's price
+    (inference.compute_spend); and the data set's in POL (rows x its price at the state), at
+    most its cap: a change to it waits licenses.LICENSE_NOTICE_BLOCKS. A pool's count
+    (chain.runtime, ``spend``); a few reads, no row."""
     model = models.MODELS.get(state, call.model)
-    model_license = 0 if model is None else min(model.license_per_step * call.steps, MAX_BALANCE)
+    if model is None:
+        model_license = 0
+    else:
+        model_license = MAX_BALANCE if call.max_model_license is None else min(call.max_model_license, MAX_BALANCE)
     data_license = licenses.compute_native_price(state, call.dataset, call.steps * call.batch_size, block)
     if call.max_model_license is not None:
         model_license = min(model_license, call.max_model_license)

@@ -200,3 +200,31 @@ async def test_a_sweep_by_a_bond_is_counted_too(service) -> None:
     imported = await service.author_block()
     assert imported is not None and [r.success for r in imported.receipts] == [True, True]
     assert _account(service, key).staked == free // 2
+
+
+async def test_an_infer_counts_at_its_price_cap_or_as_everything_without_one(service) -> None:
+    """A model's owner may raise its inference price (or training licence) in the block of a
+    pending call, at once, so an INFER counted at today's price let a retester's 32 senders
+    pool 254 extrinsics each behind one: the owner's rise, first in the block, drained them,
+    their later extrinsics never paid, and the refunds after the block restored the balances,
+    pool after pool (an outside retest's A2, round 12). An INFER is counted at its
+    ``max_price`` (``polchain tx infer`` signs today's price as it), or as everything without
+    one: nothing of its sender's is pooled behind it but what the rest pays."""
+    key = _keys(b"overdraft-infer", 1)[0]
+    await _fund(service, [key])
+    row = bytes(4 * 64)  # one row: model 0 of the dev chain takes 64 features
+    unbounded = _sign(service, key, calls.Infer(0, None, row), 0)
+    assert service.pool.submit(unbounded).status == "ready"
+    after = _sign(service, key, calls.Transfer(BOB.public, 1), 1, HONEST_TIP)
+    with pytest.raises(PoolError) as err:
+        service.pool.submit(after)
+    assert err.value.reason == "overdraft" and not service.pool.is_banned(blake2_256(after))
+    capped = _sign(service, key, calls.Infer(0, None, row, STAKE // 2), 0, 1)  # a replacement tipping more
+    assert service.pool.submit(capped).status == "ready"
+    assert service.pool.submit(after).status == "ready"  # the rest pays its fee now
+    too_much = _sign(service, key, calls.Transfer(BOB.public, 1), 2, STAKE // 2)
+    with pytest.raises(PoolError) as err:
+        service.pool.submit(too_much)  # the cap counts in full, whatever today's price (0)
+    assert err.value.reason == "overdraft"
+    imported = await service.author_block()
+    assert imported is not None and [r.success for r in imported.receipts] == [True, True]
