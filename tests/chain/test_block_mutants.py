@@ -12,6 +12,32 @@ an unsigned integer depends only on its range (``uint32`` for 2^16..2^32-1, ``ui
 2^32..2^64-1), as does the little-endian slot digest's (8 bytes for anything below 2^64). So
 ``2**32 - 2`` for the top block number, and ``2**63 - 2``, ``2**63 + 1`` or ``2**64 - 1`` for
 the top U64, give the same 300 bytes.
+
+Mutation testing of the changed lines of bf71aad..982ceb7 (mut17, 2026-11-30, 18:07-18:28 UTC,
+mutmut 3.8.1; the other areas of the run are recorded in tests/chain/test_pallet_pol.py,
+tests/ml_runtime/test_mlrt_twins.py, tests/chain/test_pool.py and tests/chain/test_storage.py).
+In a scratch copy (``git archive`` of 982ceb7) whose ``[tool.mutmut]`` only_mutate was narrowed
+to chain/block.py, ml_runtime/transcript.py, chain/fraud.py, chain/pallets/models.py,
+chain/pallets/training.py, ml_runtime/twins.py, chain/pool.py and chain/storage.py, mutmut's own
+``copy_src_dir``, ``setup_source_paths`` and ``create_mutants(1)`` made the mutants (no stats
+run). In scope: each mutant of the named functions that changes a line ``git blame`` gives to a
+commit of bf71aad..982ceb7. Each was put into its own function by a script (``mutmut apply``
+picks the first function of that name in a file) and its tests run in a fresh ``python -m pytest
+-q -x -p no:cacheprovider`` (300 s timeout), the files restored after. Tests here: this file,
+tests/consensus/test_fraud_proofs.py, tests/ml_runtime/test_transcript_mutants.py and
+tests/ml_runtime/test_mlrt_transcript.py (6c504cd's count-bound extrinsics root). Killed/in
+scope, before -> after the test added (watched failing on its mutants): compute_extrinsics_root
+5/5; verify_extrinsic_path 17/20 -> 20/20; _bind_count 10/11; ml_runtime's compute_path_root
+12/12 and verify_leaf_path 17/17. Killed by
+test_a_path_for_a_count_of_2_to_the_32_is_refused_as_a_proof_error: ``count > 1 << 32``,
+``count >= 2 << 32`` and ``count >= 1 << 33`` (a path of the right length for 2^32 leaves
+reached ``_bind_count``, whose OverflowError a fraud-proof check does not catch; the older test's
+path was too short for that count, refused before). Left:
+
+- _bind_count's ``count.to_bytes(4, )``: the byte order defaults to "big" since Python 3.11
+  (requires-python >= 3.11). Equivalent.
+
+No bug was found.
 """
 
 from __future__ import annotations
@@ -86,6 +112,14 @@ def test_the_extrinsics_root_binds_the_count_to_the_merkle_root_of_the_encoded_e
     for index, count in ((1, 2), (2, 4), (2, 2**32)):
         with pytest.raises(ml_runtime.ProofError):
             verify_extrinsic_path(compute_extrinsics_root(encoded), b"d", path, index, count)
+
+
+def test_a_path_for_a_count_of_2_to_the_32_is_refused_as_a_proof_error() -> None:
+    """A count no u32 holds is refused before it is bound: a path of the right length (32 hashes
+    for 2^32 leaves) leads to some Merkle root, and binding 2^32 would raise OverflowError,
+    which a fraud-proof check does not catch (only ProofError: "bad_extrinsic_path")."""
+    with pytest.raises(ml_runtime.ProofError, match="of 4294967296 does not lead"):
+        verify_extrinsic_path(H, b"d", [H] * 32, 2, 2**32)
 
 
 def _big_block() -> bytes:

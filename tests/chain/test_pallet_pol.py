@@ -89,6 +89,27 @@ training.verify_admissible 8/8; pol _find_new_fraud 28/29 -> 29/29, verify_repor
   selection.
 
 No survivors; no bug was found.
+
+Mutation testing of af65a62 and 936edaf (a TRAIN naming no version trains the latest made
+before its block; a fraud proof rebuilds its job without the version's weights but for a start
+fault), the same run as tests/chain/test_block_mutants.py's docstring gives (mut17, 2026-11-30,
+18:12-18:24 UTC; in scope the mutants of the lines those commits wrote). Tests, in this order,
+each run stopping at the first that fails: tests/consensus/test_fraud_proofs.py with
+tests/chain/test_weights_reads.py; tests/chain/test_federated_round.py ``-k before_the_block``;
+this file. Killed/in scope, before -> after the test added (watched failing on its mutant):
+fraud._rebuild_job 16/17; fraud._verify_latest_version 10/10; models.compute_latest_before
+16/17 -> 17/17 (``version = 1`` loops for ever: killed by the 300 s timeout);
+training.compute_parent 11/11; training.verify_job_inputs (the ``compute_parent`` and
+``read_weights`` lines) 22/22, float64 zeros for float32 (``dtype=None``, no dtype) included.
+Killed by test_the_latest_version_before_a_block_is_version_0_for_a_model_registered_in_it:
+compute_latest_before's ``while version >= 0`` (a model registered in the block walked on to
+version -1). Left:
+
+- _rebuild_job passing ``None`` for the block number to compute_job_at: the call is pinned to
+  the proof's parent version (``from_version`` set), so compute_parent never reads the number
+  (the no-version check is _verify_latest_version's, with ``proof.header.number``). Equivalent.
+
+No bug was found.
 """
 
 from __future__ import annotations
@@ -1135,6 +1156,21 @@ def test_two_trains_of_one_model_in_a_block_both_train_the_version_before_it_and
     trained = [dict(next(e for e in r.events if e.name == "ModelTrained").args) for r in built.receipts]
     assert [(e["version"], e["parent"]) for e in trained] == [(1, 0), (2, 0)]
     auditor.db.close()
+
+
+def test_the_latest_version_before_a_block_is_version_0_for_a_model_registered_in_it(local) -> None:
+    """models.compute_latest_before walks down from the latest version to the first made before
+    block #number, and stops at version 0 whatever block made it: a TRAIN naming no version in
+    the block that registered its model trains version 0 (there is no version -1)."""
+    state = _state(local.chain)
+    spec = models.decode_spec(models.get_model(state, 0).spec)
+    model = models.apply_new_model(state, ALICE.public, "fresh", spec, bytes(32), 5, 1 << 18)
+    weights = models.get_weights(state, model, 0)
+    assert models.compute_latest_before(state, model, models.get_model(state, model), 5) == 0
+    models.apply_new_version(state, model, 0, weights, ALICE.public, 5, None)
+    models.apply_new_version(state, model, 1, weights, ALICE.public, 7, None)
+    info = models.get_model(state, model)
+    assert [models.compute_latest_before(state, model, info, n) for n in (5, 6, 7, 8)] == [0, 1, 1, 2]
 
 
 def test_a_forged_start_of_the_second_train_of_a_model_in_a_block_is_still_proven(local, tmp_path) -> None:

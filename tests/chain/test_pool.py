@@ -1,4 +1,38 @@
-"""The transaction pool with real signed extrinsics and a nonce-table validator."""
+"""The transaction pool with real signed extrinsics and a nonce-table validator.
+
+Mutation testing of 6fb0b77 (a sender's pooled extrinsics must be payable together), the same
+run as tests/chain/test_block_mutants.py's docstring gives (mut17, 2026-11-30, 18:17-18:28 UTC;
+in scope the mutants of the lines bf71aad..982ceb7 wrote). Tests: this file, then
+tests/node/test_pool_overdraft.py. Killed/in scope, before -> after the tests added (each
+watched failing on its mutants): TransactionPool._verify_payable 14/21 -> 21/21,
+_compute_overdrawn 12/13 -> 13/13, _apply_drop 11/16 -> 14/16, submit (the ban message: its
+overdraft line is _verify_payable's call) 1/2 -> 2/2, revalidate (the overdraft lines) 30/32 ->
+32/32. Killed by:
+
+- test_an_overdraft_counts_every_pooled_lower_nonce_and_says_by_how_much: ``before =
+  entry.cost`` (the last lower nonce's cost, not their sum) and the refusal's count (``count =
+  1``, ``= 1``, ``-= 1``, ``+= 2``) and shortfall (``+ balance``, ``- fee``), which no test read;
+- test_a_submission_before_maintenance_counts_the_unpayable_from_the_account_nonce:
+  _compute_overdrawn's ``break`` for ``continue`` below the account nonce (a submission between
+  a block's write and maintenance: its spent nonces still pooled, nothing was counted);
+- test_a_ready_extrinsic_dropped_as_unpayable_leaves_its_nonce_to_be_ready_again: _apply_drop
+  not recomputing the chain (``was_ready = None`` in the loop, ``and``, ``!= _READY``): the
+  sender's READY end stayed past the dropped nonce, and that nonce pooled again was FUTURE;
+- test_bad_signature_is_invalid_and_banned_until_expiry: the ban refusal's message ``None``;
+- test_a_sender_whose_extrinsics_are_all_future_on_revalidation_keeps_them: revalidate's
+  ``balance = ""`` (no validity: a TypeError counting against it);
+- test_revalidation_counts_the_drops_of_every_sender: ``removed = len(overdrawn)`` (the earlier
+  senders' removals forgotten).
+
+Left (equivalent):
+
+- _apply_drop's ``was_ready = None`` before the loop: ``None or x`` is ``x``.
+- _apply_drop's ``_apply_chain(queue, None)``: it drops every pooled nonce from the first
+  overdrawn one on, so when one was READY the rest below it are READY without a gap: no
+  promotion or demotion, and no event is appended.
+
+No bug was found.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +44,7 @@ import pytest
 
 from chain.calls import Remark, Transfer
 from chain.crypto import Keypair, blake2_256, dev_keypair
-from chain.errors import CodecError, InvalidTransaction, PoolError
+from chain.errors import CodecError, FutureTransaction, InvalidTransaction, PoolError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic, sign_extrinsic
 from chain.pool import (
     DEFAULT_MAX_FUTURE_PER_SENDER,
@@ -264,6 +298,7 @@ def test_bad_signature_is_invalid_and_banned_until_expiry() -> None:
     with pytest.raises(PoolError) as banned:
         pool.submit(forged)
     assert banned.value.reason == "temporarily_banned"
+    assert str(banned.value) == f"extrinsic 0x{blake2_256(forged).hex()} was recently found invalid; it is banned for 60 s"
     assert table.calls == calls and pool.status().banned == 1
     clock.now += 61  # the ban expires: the bytes are validated (and refused) again
     with pytest.raises(InvalidTransaction):
@@ -568,6 +603,42 @@ def test_an_extrinsic_its_balance_cannot_pay_after_its_lower_nonces_is_refused_o
     verify_invariants(pool, {})
 
 
+def test_an_overdraft_counts_every_pooled_lower_nonce_and_says_by_how_much() -> None:
+    """The newcomer's fee is checked after the sum of what all its pooled lower nonces may take
+    (not the last one's alone), and the refusal names the balance, the fee, how many pooled
+    extrinsics from which nonce, what they may take and the shortfall."""
+    pool, table, _ = make_pool()
+    table.balances[ALICE.public] = 100
+    for n in (0, 1):
+        assert pool.submit(make_tx(ALICE, n, value=30)).status == "ready"  # may take 40 each
+    with pytest.raises(PoolError) as err:
+        pool.submit(make_tx(ALICE, 2, tip=15))  # its fee, 25, after 80: 105 > 100
+    assert err.value.reason == "overdraft"
+    assert str(err.value) == (
+        "the sender's free balance 100 cannot pay this extrinsic's fee 25 after its 2 pooled "
+        "extrinsics of lower nonces (from 0), which may take 80: 5 short"
+    )
+    assert pool.submit(make_tx(ALICE, 2, tip=10)).status == "ready"  # 20 after 80: exactly the balance
+
+
+def test_a_submission_before_maintenance_counts_the_unpayable_from_the_account_nonce() -> None:
+    """A block included nonces 0 and 1 but the pool has not heard of it (they are still pooled,
+    below the account nonce the validator reads): a submission counts the sender's extrinsics
+    from the account nonce on and skips the spent ones below it, so the later nonce the new
+    one leaves unpayable is dropped."""
+    pool, table, rec = make_pool()
+    table.balances[ALICE.public] = 100
+    for n in (0, 1):
+        pool.submit(make_tx(ALICE, n))
+    table.nonces[ALICE.public] = 2  # the block with nonces 0 and 1 is in the state
+    table.balances[ALICE.public] = 30
+    later = pool.submit(make_tx(ALICE, 3)).hash  # 11 after nothing pooled from nonce 2
+    assert pool.get_status(later) == "future"
+    gap = pool.submit(make_tx(ALICE, 2, value=15))  # takes 25: nonce 3's fee 10 no longer fits
+    assert gap.status == "ready"
+    assert rec.get_statuses(later) == ["future", "dropped"] and not pool.is_banned(later)
+
+
 def test_a_lower_nonce_drops_the_later_ones_it_leaves_unpayable_without_a_ban() -> None:
     """The nonce that fills a gap, or a replacement tipping more, is checked against the nonces
     below it only; the sender's later extrinsics its cost leaves unpayable are dropped (not
@@ -587,6 +658,22 @@ def test_a_lower_nonce_drops_the_later_ones_it_leaves_unpayable_without_a_ban() 
     # Other senders are not counted against this one's balance.
     table.balances[BOB.public] = 20
     assert pool.submit(make_tx(BOB, 0)).status == "ready"
+    verify_invariants(pool, {})
+
+
+def test_a_ready_extrinsic_dropped_as_unpayable_leaves_its_nonce_to_be_ready_again() -> None:
+    """A replacement whose cost leaves a READY later nonce unpayable drops it and ends the
+    sender's READY chain before it: the same nonce, pooled again once the balance pays it, is
+    READY at once (not FUTURE, waiting on a nonce that is pooled)."""
+    pool, table, rec = make_pool()
+    table.balances[ALICE.public] = 100
+    hashes = [pool.submit(make_tx(ALICE, n)).hash for n in range(3)]  # 11 each
+    assert [pool.get_status(h) for h in hashes] == ["ready"] * 3
+    pool.submit(make_tx(ALICE, 0, tip=10, value=60))  # 80: nonce 1 needs 90, nonce 2 101
+    assert rec.get_statuses(hashes[2]) == ["ready", "dropped"]
+    table.balances[ALICE.public] = 200
+    assert pool.submit(make_tx(ALICE, 2)).status == "ready"
+    assert get_order(pool) == [(ALICE.public, 0), (ALICE.public, 1), (ALICE.public, 2)]
     verify_invariants(pool, {})
 
 
@@ -611,6 +698,40 @@ def test_revalidation_drops_what_the_new_balance_cannot_pay() -> None:
     table.balances[ALICE.public] = 100
     assert pool.submit(make_tx(ALICE, 2)).status == "ready"
     verify_invariants(pool, table.nonces)
+
+
+def test_revalidation_counts_the_drops_of_every_sender() -> None:
+    """revalidate returns every sender's removals: one sender's invalid extrinsic and another's
+    dropped as unpayable on its new balance."""
+    pool, table, rec = make_pool()
+    stale = pool.submit(make_tx(BOB, 0)).hash  # Bob's balance is not accounted
+    table.balances[ALICE.public] = 100
+    alice = [pool.submit(make_tx(ALICE, n)).hash for n in range(2)]
+    table.nonces[BOB.public] = 1  # spent by an extrinsic the pool never saw
+    table.balances[ALICE.public] = 15  # nonce 1 needs 21
+    assert pool.revalidate() == 2
+    assert rec.get_statuses(stale)[-1] == "invalid" and rec.get_statuses(alice[1])[-1] == "dropped"
+    assert pool.get_status(alice[0]) == "ready"
+
+
+def test_a_sender_whose_extrinsics_are_all_future_on_revalidation_keeps_them() -> None:
+    """An extrinsic the validator now calls future (an era that starts after the new best
+    block, after a reorg) stays pooled; with no validity, the sender's balance is not read and
+    nothing is counted against it."""
+    table = NonceTable()
+    later: set[bytes] = set()
+
+    def validate(ext: Extrinsic) -> Validity:
+        if ext.signer in later:
+            raise FutureTransaction("the era starts after the block")
+        return table(ext)
+
+    pool = TransactionPool(validate)
+    table.balances[ALICE.public] = 100
+    hashes = [pool.submit(make_tx(ALICE, n)).hash for n in range(2)]
+    later.add(ALICE.public)
+    assert pool.revalidate() == 0
+    assert [pool.get_status(h) for h in hashes] == ["ready", "ready"]
 
 
 # --- blocks: prune, revalidate, report_invalid ----------------------------------------------

@@ -1,4 +1,15 @@
-"""chain.storage: columns, ordered iteration, atomic batches, reopen — on a real LevelDB."""
+"""chain.storage: columns, ordered iteration, atomic batches, reopen — on a real LevelDB.
+
+Mutation testing of 863e0d1 and aa1fdee (a failed write is recorded; every later batch is
+refused), the same run as tests/chain/test_block_mutants.py's docstring gives (mut17,
+2026-11-30, 18:24-18:26 UTC; in scope the mutants of the lines those commits wrote). Tests: this
+file. Killed/in scope, before -> after the assertions added (watched failing on their
+mutants): WriteBatch.commit 7/10 -> 10/10, Database._record_write_error 4/4. Killed by the
+refused batch's reuse in
+test_after_a_failed_write_the_database_refuses_every_write_and_reopens_whole: the refusal's
+``self._state = None``, ``"XXfailedXX"`` and ``"FAILED"`` (a refused batch is single use and
+says so: "write batch already failed"). No survivors; no bug was found.
+"""
 
 from __future__ import annotations
 
@@ -305,6 +316,13 @@ def test_after_a_failed_write_the_database_refuses_every_write_and_reopens_whole
     with pytest.raises(StorageError, match=r"refused: an earlier write failed .*; reopen the database$"), db.write_batch() as batch:
         batch.put(Column.META, b"after", b"1")
     assert heard == [db.write_error]  # heard of once: a refusal is not a new failure
+    refused = db.write_batch()
+    refused.put(Column.META, b"after", b"1")
+    with pytest.raises(StorageError, match="refused: an earlier write failed"):
+        refused.commit()
+    assert not refused.is_open  # single use, as a batch whose write failed
+    with pytest.raises(StorageError, match=r"^write batch already failed$"):
+        refused.commit()
     db.close()
     with Database(tmp_path / "db") as again:
         assert again.get(Column.META, b"before") == b"1"

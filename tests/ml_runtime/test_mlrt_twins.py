@@ -1,4 +1,13 @@
-"""Kernels equal their NumPy twins bit for bit: JIT on, and JIT off in a subprocess."""
+"""Kernels equal their NumPy twins bit for bit: JIT on, and JIT off in a subprocess.
+
+Mutation testing of 05eecbd (a segment whose running loss sum overflows diverges there), the
+same run as tests/chain/test_block_mutants.py's docstring gives (mut17, 2026-11-30, 18:16-18:19
+UTC; in scope the mutants of the lines 05eecbd wrote; the numba kernels are not mutated: mutmut
+cannot usefully). Tests: this file's ``-k overflows``, then tests/chain/test_blockchain.py's
+``-k "overflows or leaves_out"``. Killed/in scope: twins._run (the ``_update``/``_finite(total)``
+check) 14/14; chain.pallets.training._train_or_take (the author's own ``verify_result_shape``)
+4/4. No survivors, no test added, no bug found.
+"""
 
 from __future__ import annotations
 
