@@ -204,7 +204,7 @@ def _client(i: int, port: int, load: _Load, genesis: bytes, spec_version: int) -
             time.sleep(POLL / 2)
             continue
         train = i == 0 and sent % TRAIN_EVERY == TRAIN_EVERY - 1
-        call = (calls.Train(0, 0, 40, 16, calls.compute_f32_bits(0.1), calls.compute_f32_bits(0.0), 10)
+        call = (calls.Train(0, 0, 40, 16, calls.compute_f32_bits(0.1), calls.compute_f32_bits(0.0), 10, max_model_license=0)
                 if train else calls.Transfer(dest, 10**9))
         xt = sign_extrinsic(signer, call, nonce=nonce, genesis_hash=genesis, spec_version=spec_version)
         raw = "0x" + xt.encode().hex()

@@ -125,7 +125,7 @@ def max_weight_call(batch: int) -> tuple[calls.Train, int]:
     model = ml_runtime.ModelSpec("softmax", 64, 10)  # dev model 0 (checked against the node below)
     per_step = ml_runtime.step_cost(model, batch)
     steps = min(cfg.max_train_steps, cfg.max_block_weight // per_step)
-    call = calls.Train(0, 0, steps, batch, calls.compute_f32_bits(0.05), calls.compute_f32_bits(0.0), steps)
+    call = calls.Train(0, 0, steps, batch, calls.compute_f32_bits(0.05), calls.compute_f32_bits(0.0), steps, max_model_license=0)
     return call, steps * per_step
 
 
@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace, port: int, log: Path) -> dict[str, Any]:
         # One short job first, so neither phase pays for loading the kernels.
         nonce = await rpc(session, url, "system_accountNextIndex", [bob.address])
         best = int((await rpc(session, url, "chain_getHeader", []))["number"], 16)
-        await submit(calls.Train(0, 0, 10, args.batch, call.lr, 0, 10), nonce)
+        await submit(calls.Train(0, 0, 10, args.batch, call.lr, 0, 10, max_model_license=0), nonce)
         await wait_for_block(best + 1)
         await asyncio.sleep(0.5)
 

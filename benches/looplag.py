@@ -165,7 +165,7 @@ def _sender(port: int, account: str, load: _Load, genesis: bytes, spec_version: 
         try:
             if nonce is None:
                 nonce = int(rpc.call("system_accountNextIndex", [ss58_encode(signer.public)])[0])
-            call = (calls.Train(0, 0, 300, 32, calls.compute_f32_bits(0.5), calls.compute_f32_bits(0.0), 10)
+            call = (calls.Train(0, 0, 300, 32, calls.compute_f32_bits(0.5), calls.compute_f32_bits(0.0), 10, max_model_license=0)
                     if train else calls.Transfer(dest, 10**9))
             xt = sign_extrinsic(signer, call, nonce=nonce, genesis_hash=genesis, spec_version=spec_version)
             rpc.call("author_submitExtrinsic", ["0x" + xt.encode().hex()])

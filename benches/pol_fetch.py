@@ -97,7 +97,7 @@ async def _measure(args: argparse.Namespace, a: Any, b: Any, c: Any, ports: dict
         start = int((await ca.call("chain_getHeader", []))["number"], 16)
         lr = calls.compute_f32_bits(0.05)
         for i in range(args.jobs):
-            train = calls.Train(1, 0, args.steps, 32, lr, 0, args.segment)
+            train = calls.Train(1, 0, args.steps, 32, lr, 0, args.segment, max_model_license=0)
             await ca.call("author_submitExtrinsic", [signed(train, 1 + i)])
         while await ca.call("author_pendingExtrinsics", []):
             await asyncio.sleep(0.1)

@@ -91,6 +91,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from chain.codec import MAX_BALANCE
 from chain.crypto import blake2_256
 from chain.errors import FutureTransaction, InvalidTransaction, PoolError
 from chain.extrinsic import Extrinsic, decode_extrinsic
@@ -516,7 +517,9 @@ class TransactionPool:
                 "overdraft",
                 f"the sender's free balance {balance} cannot pay this extrinsic's fee {validity.fee} "
                 f"after its {count} pooled extrinsics of lower nonces (from {validity.account_nonce}), "
-                f"which may take {before}: {before + validity.fee - balance} short",
+                f"which may take {before}: {before + validity.fee - balance} short"
+                + (" (a TRAIN or INFER with no cap on its licence or price counts as everything: its owner may raise "
+                   "either in the block)" if before >= MAX_BALANCE else ""),
             )
 
     def _compute_overdrawn(self, queue: _SenderQueue, start: int, balance: int) -> list[_Entry]:

@@ -231,7 +231,7 @@ def test_a_model_s_lineage_comes_in_pages(tmp_path) -> None:
         lr = int.from_bytes(struct.pack("<f", 0.01), "little")
         bob = dev_keypair("Bob")
         for i in range(MAX_LIST + 1):
-            call = calls.Train(model=0, dataset=0, steps=1, batch_size=1, lr=lr, l2=0, segment_len=1)
+            call = calls.Train(model=0, dataset=0, steps=1, batch_size=1, lr=lr, l2=0, segment_len=1, max_model_license=0)  # (capped: more may queue behind it)
             xt = sign_extrinsic(bob, call, nonce=i, genesis_hash=genesis, spec_version=version)
             _rpc(node, "author_submitExtrinsic", ["0x" + xt.encode().hex()])
         deadline = time.monotonic() + 120

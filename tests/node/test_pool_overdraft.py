@@ -216,7 +216,7 @@ async def test_an_infer_counts_at_its_price_cap_or_as_everything_without_one(ser
     unbounded = _sign(service, key, calls.Infer(0, None, row), 0)
     assert service.pool.submit(unbounded).status == "ready"
     after = _sign(service, key, calls.Transfer(BOB.public, 1), 1, HONEST_TIP)
-    with pytest.raises(PoolError) as err:
+    with pytest.raises(PoolError, match=r"\(a TRAIN or INFER with no cap on its licence or price counts as everything") as err:
         service.pool.submit(after)
     assert err.value.reason == "overdraft" and not service.pool.is_banned(blake2_256(after))
     capped = _sign(service, key, calls.Infer(0, None, row, STAKE // 2), 0, 1)  # a replacement tipping more
