@@ -494,21 +494,29 @@ def test_a_listed_groups_turn_is_charged_by_bytes_as_settled() -> None:
 
     async def scenario() -> str:
         share = reputation.FairShare(RateLimiter(rate=1000.0, burst=5.0), quantum=10.0, least=1.0)
-        await share.take("x", 5.0)
-        share.settle("x", 5.0, 105.0)  # a debt of 100: nothing below is served for 0.1 s
-        order: list[str] = []
-
-        async def taker(group: str, used: float) -> None:
-            await share.take(group, 5.0)
-            order.append("s" if group == "small" else "B")
-            share.settle(group, 5.0, used)
-
-        tasks = [asyncio.create_task(taker(g, 1.0 if g == "small" else 5.0)) for _ in range(30) for g in ("small", "big")]
-        await asyncio.gather(*tasks)
-        return "".join(order)
+        takers = [(g, 1.0 if g == "small" else 5.0) for _ in range(30) for g in ("small", "big")]
+        return await _served_order(share, takers, {"small": "s", "big": "B"})
 
     # (both never seen: each starts owing as if it had had its reservation, 5 of a quantum of 10)
     assert asyncio.run(scenario())[:26] == "sB" + "ssssssBB" * 3
+
+
+async def _served_order(share: reputation.FairShare, takers: list[tuple[str, float]], letters: dict[str, str]) -> str:
+    """Hold ``share`` off for 0.1 s (a debt of 100 at 1,000 a second), start every (group,
+    used) taker of a reservation of 5 at once, and spell the order they were served in."""
+    import asyncio
+
+    await share.take("x", 5.0)
+    share.settle("x", 5.0, 105.0)
+    order: list[str] = []
+
+    async def taker(group: str, used: float) -> None:
+        await share.take(group, 5.0)
+        order.append(letters[group])
+        share.settle(group, 5.0, used)
+
+    await asyncio.gather(*(asyncio.create_task(taker(group, used)) for group, used in takers))
+    return "".join(order)
 
 
 def test_the_new_list_goes_first_by_bytes_as_settled() -> None:
@@ -527,19 +535,8 @@ def test_the_new_list_goes_first_by_bytes_as_settled() -> None:
         for group in news:  # each leaves owing nothing: new when it comes back
             await share.take(group, 5.0)
             share.settle(group, 5.0, 1.0)
-        await share.take("x", 5.0)
-        share.settle("x", 5.0, 105.0)  # a debt of 100: nothing below is served for 0.1 s
-        order: list[str] = []
-
-        async def taker(group: str, used: float) -> None:
-            await share.take(group, 5.0)
-            order.append("O" if group == "sync" else "n")
-            share.settle(group, 5.0, used)
-
-        tasks = [asyncio.create_task(taker("sync", 3.0)) for _ in range(12)]
-        tasks += [asyncio.create_task(taker(group, 1.0)) for group in news]
-        await asyncio.gather(*tasks)
-        return "".join(order)
+        takers = [("sync", 3.0)] * 12 + [(group, 1.0) for group in news]
+        return await _served_order(share, takers, {"sync": "O", **dict.fromkeys(news, "n")})
 
     assert asyncio.run(scenario()) == "nO" + "nnnO" * 3 + "O" * 8
 
