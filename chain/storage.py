@@ -170,11 +170,13 @@ class Database:
     ) -> None:
         self.path = os.fspath(path)
         #: The first write that failed, and who hears of it (``on_write_error``, called on the
-        #: writing thread): LevelDB keeps a failed write's error (a full disk, EFBIG, EIO) and
-        #: refuses every later write until the database is reopened, even once the cause is
-        #: gone. A node kept running then, authored nothing and reported itself healthy (an
-        #: outside tester's F3, round 12); node.service stops it instead (nothing stored is
-        #: lost: a failed batch writes nothing).
+        #: writing thread). After a failed compaction or log sync (a full disk, EFBIG, EIO)
+        #: LevelDB refuses every later write until the database is reopened, even once the
+        #: cause is gone: a node kept running, authored nothing and reported itself healthy (an
+        #: outside tester's F3, round 12). After a failed log append it does not, and a later
+        #: write can corrupt the log (F6: :meth:`WriteBatch.commit`). So every later batch is
+        #: refused here, and node.service stops the node (nothing stored is lost: a failed batch
+        #: writes nothing).
         self.write_error: StorageError | None = None
         self.on_write_error: Callable[[StorageError], None] | None = None
         _check_not_headless(self.path)
