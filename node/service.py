@@ -1525,8 +1525,6 @@ class NodeService:
         LevelDB refuses every later one until it is reopened, so the node could never store a
         block again (an outside tester's F3, round 12: it authored nothing for good and its
         health endpoints answered 200). A restart reopens it; ``exit_code`` says it failed."""
-        if self.exit_code:
-            return
         self.exit_code = 1
         log.critical(
             "Stopping: the database refused a write (%s). LevelDB refuses every later write until it is reopened: "
@@ -1543,9 +1541,7 @@ class NodeService:
         def on_write_error(error: StorageError) -> None:  # on the writing thread, often a worker
             loop.call_soon_threadsafe(self._stop_for_write_error, error)
 
-        self.chain.db.on_write_error = on_write_error
-        if self.chain.db.write_error is not None:  # (before the hook was set)
-            self._stop_for_write_error(self.chain.db.write_error)
+        self.chain.db.on_write_error = on_write_error  # (a write before the node runs raises to its caller)
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
         try:

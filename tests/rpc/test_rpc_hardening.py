@@ -398,12 +398,17 @@ async def test_silent_websockets_of_one_address_each_give_way_after_the_grace(st
             await sessions[4].ws_connect(ws_url(srv))
         assert refused.value.status == 429
         await asyncio.sleep(0.4)
-        newcomer = await sessions[4].ws_connect(ws_url(srv))
-        assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 1, "method": "system_health"}))["id"] == 1
-        msg = await silent[0].receive(timeout=5)
-        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1013)
-        for ws in (*silent, newcomer):
-            await ws.close()
+        await _newcomer_closes_the_first(sessions[4], srv, silent)
+
+
+async def _newcomer_closes_the_first(newcomer_session, srv, silent) -> None:  # type: ignore[no-untyped-def]
+    """A newcomer's WebSocket is answered, and the first of ``silent`` is closed for it (1013)."""
+    newcomer = await newcomer_session.ws_connect(ws_url(srv))
+    assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 1, "method": "system_health"}))["id"] == 1
+    msg = await silent[0].receive(timeout=5)
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1013)
+    for ws in (*silent, newcomer):
+        await ws.close()
 
 
 async def test_a_silent_websocket_is_a_session_for_ten_seconds(start_server, session):
@@ -424,12 +429,7 @@ async def test_a_silent_websocket_is_a_session_for_ten_seconds(start_server, ses
         assert refused.value.status == 429
         for conn in conns:
             conn.last_active -= 1.0
-        newcomer = await sessions[4].ws_connect(ws_url(srv))
-        assert (await rpc(newcomer, {"jsonrpc": "2.0", "id": 1, "method": "system_health"}))["id"] == 1
-        msg = await silent[0].receive(timeout=5)
-        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1013)
-        for ws in (*silent, newcomer):
-            await ws.close()
+        await _newcomer_closes_the_first(sessions[4], srv, silent)
 
 
 async def test_a_newcomer_closes_its_own_addresss_idle_websocket_not_one_of_an_address_holding_one_more(start_server, session):
