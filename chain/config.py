@@ -60,8 +60,11 @@ SPEC_NAME = "polchain"
 # ceiling on max_block_weight is a third of a slot at the slowest call's unit (democracy.SLOWEST_NS_PER_UNIT; W2); an
 # INFER's weight counts reading the version's weights (W4); a TRAIN of a model registered in its own block is refused
 # (training.verify_job_inputs, "ModelTooNew"; the retest's A1), all before any node ran version 7.
+# 8: a data set records the block its upload completed in, and a TRAIN on it in that block is refused
+# (chain.pallets.datasets.DatasetInfo.completed_in; training.verify_job_inputs, "DatasetTooNew"): no
+# parent state holds the complete set, so a fraud proof of a job on it could be judged by no node there.
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
-SPEC_VERSION = 7
+SPEC_VERSION = 8
 TRANSACTION_VERSION = 1
 
 

@@ -264,7 +264,7 @@ def _apply_dataset(state: StateAccess, ds: Any, where: str) -> None:
         _amount(ds, "pricePerRow", where), license_text,
     )
     dataset_id = datasets.apply_new_dataset(state, info)
-    datasets.apply_rows(state, dataset_id, 0, rows)
+    datasets.apply_rows(state, dataset_id, 0, rows, 0)
 
 
 def _apply_model(state: StateAccess, m: Any, where: str, max_params: int) -> None:

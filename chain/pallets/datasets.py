@@ -71,6 +71,9 @@ class DatasetInfo(Wire, frozen=True):
     license: str
     uploaded_rows: U32 = 0
     chunks: tuple[U32, ...] = ()  # first row of each stored chunk
+    # The block whose upload made the data set complete; 0 until then, and for genesis's. A
+    # TRAIN on the data set in that block is refused (training.verify_job_inputs, "DatasetTooNew").
+    completed_in: U32 = 0
 
     @property
     def row_size(self) -> int:
@@ -271,8 +274,9 @@ def compute_max_chunks(info: DatasetInfo) -> int:
     return 2 * -(-info.row_count // compute_chunk_rows(info.row_size)) + 16
 
 
-def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes) -> DatasetInfo:
-    """Store one chunk of rows; on the last one, check the rows root. Returns the new info."""
+def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes, number: int) -> DatasetInfo:
+    """Store one chunk of rows in block #``number``; on the last one, check the rows root and
+    record the block (``completed_in``). Returns the new info."""
     info = get_dataset(state, dataset_id)
     if info.complete:
         raise DispatchError(PALLET, "AlreadyComplete", f"data set {dataset_id} is complete; a complete data set never changes")
@@ -316,6 +320,7 @@ def apply_rows(state: StateAccess, dataset_id: int, first_row: int, rows: bytes)
             )
         if stored is not None:
             FRONTIER.apply_delete(state, dataset_id)
+        info = msgspec.structs.replace(info, completed_in=number)
     else:
         FRONTIER.apply_set(state, tuple(frontier), dataset_id)
     DATASETS.apply_set(state, info, dataset_id)
@@ -326,6 +331,6 @@ def apply_append_rows(ctx: CallContext, call: AppendRows) -> None:
     info = get_dataset(ctx.state, call.dataset)
     if info.provider != ctx.sender:
         raise DispatchError(PALLET, "NotProvider", f"only the provider may upload rows of data set {call.dataset}")
-    info = apply_rows(ctx.state, call.dataset, call.first_row, call.rows)
+    info = apply_rows(ctx.state, call.dataset, call.first_row, call.rows, ctx.block.number)
     ctx.emit(PALLET, "RowsAppended", dataset=call.dataset, uploaded=info.uploaded_rows, complete=info.complete)
 

@@ -153,6 +153,13 @@ def verify_job_inputs(
     parent = compute_parent(state, model, call, number)
     weights = models.get_weights(state, call.model, parent) if read_weights else np.zeros(spec.param_count, dtype=np.float32)
     info = datasets.get_complete_dataset(state, call.dataset)
+    if info.completed_in >= number:
+        # As a model registered in the block (above): the parent state holds the data set
+        # incomplete, so a fraud proof of a job on it could be judged by no node there.
+        raise DispatchError(
+            PALLET, "DatasetTooNew",
+            f"data set {call.dataset} was completed in block #{info.completed_in}: train on it from a later block",
+        )
     wanted = "regression" if spec.family == "linear" else "classification"
     if info.kind != wanted or info.features != spec.d or info.outputs != spec.k:
         raise DispatchError(

@@ -22,7 +22,7 @@ from chain.blockchain import Blockchain
 from chain.crypto import blake2_256
 from chain.errors import BlockError, ChainError
 from chain.header import seal_header
-from chain.pallets import balances, models
+from chain.pallets import balances, datasets, models
 from chain.storage import Column, Database
 from chain.transcripts import LocalSource
 from tests.forgery import forging_trainer
@@ -493,3 +493,57 @@ def test_a_model_registered_in_a_block_is_not_trained_in_it(pair) -> None:
     assert again.receipts[0].success and len(again.block.body.results) == 1
     validator.import_block(again.block, LocalSource(author.transcripts))
     assert validator.state.root() == author.state.root()
+
+
+def _fresh_dataset_calls(author) -> tuple[int, list]:
+    """The next data set's id, and calls registering it (digits' shape, data set 0's: 64
+    features, 10 classes, 20 rows) and uploading every row, for BOB to sign."""
+    x, y = ml_runtime.load_digits()
+    rows = datasets.compute_rows_bytes(x[:20], y[:20], "classification")
+    dataset = datasets.NEXT_DATASET_ID.get(author.state.overlay())
+    return dataset, [
+        calls.RegisterDataset("fresh", 64, "classification", 10, 20, datasets.compute_rows_root(rows, 260), 0, ""),
+        calls.AppendRows(dataset, 0, rows),
+    ]
+
+
+def test_a_data_set_completed_in_a_block_is_not_trained_on_in_it(pair) -> None:
+    """As a model registered in a block (above): a data set whose last rows were uploaded in a
+    block is incomplete in the block's parent state, so no node judging a fraud proof there
+    could rebuild a job on it ("unknown_job"), and a forged segment in such a job split the
+    samplers that drew it from the rest. A TRAIN on it in that block fails ("DatasetTooNew")
+    and pays its fee; in the next block it trains."""
+    author, validator = pair
+    dataset, setup = _fresh_dataset_calls(author)
+    train = msgspec.structs.replace(train_call(steps=10, batch=2, segment=10), dataset=dataset)
+    xts = [sign(author, BOB, call, nonce) for nonce, call in enumerate([*setup, train])]
+    built = author.build_block(xts, ALICE, slot=1)
+    *uploaded, refused = built.receipts
+    assert all(r.success for r in uploaded) and not refused.success
+    assert refused.error == f"training.DatasetTooNew: data set {dataset} was completed in block #1: train on it from a later block"
+    assert built.block.body.results == ()
+    assert datasets.get_dataset(author.state.overlay(), dataset).completed_in == 1
+    validator.import_block(built.block, LocalSource(author.transcripts))
+    again = author.build_block([sign(author, BOB, train, 3)], ALICE, slot=2)
+    assert again.receipts[0].success and len(again.block.body.results) == 1
+    validator.import_block(again.block, LocalSource(author.transcripts))
+    assert validator.state.root() == author.state.root()
+
+
+def test_an_author_training_on_a_data_set_completed_in_its_block_is_refused(pair, monkeypatch) -> None:
+    """The strongest forgery of the rule above: an author whose runtime lacks it trains on a
+    data set completed in its own block, and its block is whole (results, roots and seal its
+    own). Importers refuse it, by the call's receipt, and store nothing."""
+    author, validator = pair
+    dataset, setup = _fresh_dataset_calls(author)
+    train = msgspec.structs.replace(train_call(steps=10, batch=2, segment=10), dataset=dataset)
+    xts = [sign(author, BOB, call, nonce) for nonce, call in enumerate([*setup, train])]
+    honest = datasets.get_complete_dataset
+    with monkeypatch.context() as m:  # the forger's runtime: every data set complete since genesis
+        m.setattr(datasets, "get_complete_dataset", lambda s, i: msgspec.structs.replace(honest(s, i), completed_in=0))
+        forged = author.build_block(xts, ALICE, slot=1)
+    assert all(r.success for r in forged.receipts) and len(forged.block.body.results) == 1
+    root, best = validator.state.root(), validator.best_hash
+    with pytest.raises(BlockError, match="state root mismatch: re-execution gives"):
+        validator.import_block(forged.block, LocalSource(author.transcripts))
+    assert validator.state.root() == root and validator.best_hash == best

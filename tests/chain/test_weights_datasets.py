@@ -62,9 +62,9 @@ def test_the_append_that_completes_a_data_set_reads_no_earlier_chunk(chain) -> N
     info = datasets.DatasetInfo(BOB.public, "d", 1, "classification", 2, count, datasets.compute_rows_root(rows, row_size), 0, "")
     dataset = datasets.apply_new_dataset(state, info)
     for first in range(0, count - 1, 333):
-        datasets.apply_rows(state, dataset, first, rows[first * row_size : min(first + 333, count - 1) * row_size])
+        datasets.apply_rows(state, dataset, first, rows[first * row_size : min(first + 333, count - 1) * row_size], 1)
     log = ReadLog(state)
-    done = datasets.apply_rows(log, dataset, count - 1, rows[(count - 1) * row_size :])
+    done = datasets.apply_rows(log, dataset, count - 1, rows[(count - 1) * row_size :], 1)
     assert done.complete and log.chunk_reads() == 0
     assert datasets.FRONTIER.get(state, dataset) is None  # an upload's frontier goes with it
     assert datasets.get_rows(state, dataset)[1].shape == (count, 1)
