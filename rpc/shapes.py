@@ -110,7 +110,7 @@ def dataset_json(dataset_id: int, info: datasets.DatasetInfo) -> dict[str, Any]:
     return {
         "id": dataset_id, "name": info.name, "provider": ss58_encode(info.provider), "features": info.features,
         "kind": info.kind, "outputs": info.outputs, "rowCount": info.row_count, "uploadedRows": info.uploaded_rows,
-        "complete": info.complete, "completedIn": info.completed_in if info.complete else None,
+        "complete": info.complete, "completedIn": info.completed_in,
         "rowsRoot": hexb(info.rows_root), "pricePerRow": str(info.price_per_row), "license": info.license,
     }
 
