@@ -71,3 +71,17 @@ def test_the_serving_bench_runs_small_and_gives_the_same_answer_both_ways(tmp_pa
     serving = results["serving"]
     assert serving["blocks"] == 3 and serving["answer_bytes"] > 3 * 20 * 100
     assert serving["decoded_cpu_ms_per_mb"] > 0 and serving["stored_cpu_ms_per_mb"] > 0 and serving["speedup"] > 0
+
+
+def test_the_weights_bench_runs_the_scenarios_that_had_stopped_fitting(tmp_path) -> None:
+    """benches.weights --quick, the scenarios the chain's later limits had broken: 10 calls of
+    2^16 outputs passed the block's byte limit (their receipts), a data set of MAX_ROWS 16 KiB
+    rows passed the 1 GiB cap, and two calls a block measured noise. Each builds its block
+    whole (the bench raises otherwise) and records a cost per unit."""
+    from benches import weights
+
+    names = ["infer_wide_16", "append_rows_restart", "train_big"]
+    weights.main(["--quick", "--reps", "1", "--no-hooks", "--only", *names, "--out", str(tmp_path)])
+    calls = json.loads((tmp_path / "weights.json").read_text())["results"]["calls"]
+    assert sorted(calls) == sorted(names) and all(calls[n]["ns_per_unit"] > 0 for n in names)
+    assert calls["train_big"]["errors"] == ["training.DatasetMismatch"] and calls["infer_wide_16"]["errors"] == []
