@@ -62,7 +62,9 @@ SPEC_NAME = "polchain"
 # (training.verify_job_inputs, "ModelTooNew"; the retest's A1), all before any node ran version 7.
 # 8: a data set records the block its upload completed in, and a TRAIN on it in that block is refused
 # (chain.pallets.datasets.DatasetInfo.completed_in; training.verify_job_inputs, "DatasetTooNew"): no
-# parent state holds the complete set, so a fraud proof of a job on it could be judged by no node there.
+# parent state holds the complete set, so a fraud proof of a job on it could be judged by no node there;
+# an append's weight counts the bytes a restart deletes (datasets.CHUNK_DELETE_BYTE_WEIGHT), the merges
+# a row may carry (ROW_HASH_WEIGHT per bit of the row count) and a base of 250,000 (APPEND_BASE_WEIGHT).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 8
 TRANSACTION_VERSION = 1

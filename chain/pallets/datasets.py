@@ -43,10 +43,24 @@ MAX_ROWS = ml_runtime.MAX_ROWS  # a data set can have no more rows than a job tr
 
 # Work units (about 1 ns each: a transfer, 100,000 units, imports in about 90 us), measured by
 # benches/weights.py and rounded up about twofold.
-APPEND_BASE_WEIGHT = 100_000  # reading and writing the record, checking the rows
+# Reading and writing the record and the frontier, checking the rows (a few NumPy calls): an
+# append of the last of 2^20 8-byte rows, repeatable under a wrong root (RootMismatch), imported
+# at 2.0x a transfer's time a unit with 100,000, and 1.1-1.5x with 180,000 and the per-bit term
+# below (benches/weights.py's append_rows_last scenario in a scratch script: 400 calls a block,
+# 400 transfers a block in the same run, 2026-11-30, on a loaded machine).
+APPEND_BASE_WEIGHT = 250_000
 APPEND_BYTE_WEIGHT = 20  # per byte: decoding, the finiteness check, the chunk's write
-ROW_HASH_WEIGHT = 2_000  # per row: its leaf hash and, amortised, one node hash (about 0.9 us)
+# Per row: its leaf hash and, amortised, one node hash (about 0.9 us); and per bit of the row
+# count, once a call: a row may carry as many merges as the count has bits (the last of 2^20
+# rows, 20), and the completing append folds the frontier as many times.
+ROW_HASH_WEIGHT = 2_000
 CHUNK_DELETE_WEIGHT = 50_000  # per chunk a restart deletes
+# Per byte of rows a restart deletes: the block's journal reads each deleted value and stores
+# it (chain.blockchain's UNDO, so a reorg can put it back). Counted by chunk alone, a restart of
+# 1,000 one-row chunks of 16 KiB rows weighed 50M units and took 291 ms to import, 5x a
+# transfer's time a unit (benches/weights.py append_rows_restart); the rows' size let a call
+# delete up to 64 MiB (2,064 chunks of 32 KiB rows) for 103M units.
+CHUNK_DELETE_BYTE_WEIGHT = 20
 # Per byte of a complete data set's rows read cold (get_rows): 2.8-2.9 ns a byte on 2026-11-30
 # for 256 MB (a loaded machine; the LevelDB reads and one gather and one copy a byte), rounded
 # up. It was 1, from a measure of the reads alone, while get_rows copied every byte three times
@@ -97,15 +111,17 @@ FRONTIER = StorageMap("Datasets", "Frontier", tuple[Hash32, ...])
 
 def compute_append_weight(state: StateAccess, call: AppendRows) -> int:
     """An append's weight: the base and its bytes; with the data set's record, its rows (each
-    hashed into the frontier) and, for a restart (``first_row`` 0), the chunks it deletes.
-    An unknown or complete data set fails at once (UnknownDataset, AlreadyComplete): the base
-    and bytes only."""
+    hashed into the frontier) and, for a restart (``first_row`` 0), the chunks it deletes and
+    their bytes (every row uploaded so far). An unknown or complete data set fails at once
+    (UnknownDataset, AlreadyComplete): the base and bytes only."""
     weight = APPEND_BASE_WEIGHT + APPEND_BYTE_WEIGHT * len(call.rows)
     info = DATASETS.get(state, call.dataset)
     if info is None or info.complete:
         return weight
-    restart = len(info.chunks) if call.first_row == 0 else 0
-    return weight + ROW_HASH_WEIGHT * (len(call.rows) // info.row_size) + CHUNK_DELETE_WEIGHT * restart
+    weight += ROW_HASH_WEIGHT * (len(call.rows) // info.row_size + info.row_count.bit_length())
+    if call.first_row != 0:
+        return weight
+    return weight + CHUNK_DELETE_WEIGHT * len(info.chunks) + CHUNK_DELETE_BYTE_WEIGHT * info.uploaded_rows * info.row_size
 
 
 def compute_read_weight(info: DatasetInfo) -> int:

@@ -28,7 +28,8 @@ def _registered(receipt, event: str, field: str) -> int:
     return int(event_args(receipt, event)[field])
 
 
-# --- datasets.append_rows: base + 20 a byte + 2,000 a row + 50,000 a chunk a restart deletes ----
+# --- datasets.append_rows: base + 20 a byte + 2,000 a row and a bit of the row count + 50,000 a
+# chunk and 20 a byte a restart deletes ---------------------------------------------------------
 
 
 def test_an_upload_restart_declares_the_chunks_it_deletes_and_a_continuation_none(chain) -> None:
@@ -39,10 +40,11 @@ def test_an_upload_restart_declares_the_chunks_it_deletes_and_a_continuation_non
     assert d.apply(BOB, calls.AppendRows(dataset, 0, first)).success
     assert d.apply(BOB, calls.AppendRows(dataset, 10, first)).success  # two chunks stored
     assert len(datasets.get_dataset(chain.state.overlay(), dataset).chunks) == 2
-    # 100,000 + 20 x 2,600 + 2,000 x 10 rows: 172,000; a restart (first_row 0) adds 2 x 50,000.
-    assert compute_weight(chain, calls.AppendRows(dataset, 20, first)) == 172_000
-    assert compute_weight(chain, calls.AppendRows(dataset, 0, first)) == 272_000
-    assert compute_weight(chain, calls.AppendRows(dataset, 1, first)) == 172_000  # not a restart (fails: wrong row)
+    # 250,000 + 20 x 2,600 + 2,000 x (10 rows + 5 bits of 30): 332,000; a restart (first_row 0)
+    # adds 2 chunks x 50,000 and 20 x the 5,200 bytes of their 20 rows.
+    assert compute_weight(chain, calls.AppendRows(dataset, 20, first)) == 332_000
+    assert compute_weight(chain, calls.AppendRows(dataset, 0, first)) == 536_000
+    assert compute_weight(chain, calls.AppendRows(dataset, 1, first)) == 332_000  # not a restart (fails: wrong row)
 
 
 def test_a_read_of_a_data_set_declares_four_units_a_byte(chain) -> None:
