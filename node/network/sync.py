@@ -514,13 +514,15 @@ class NodeLink:
 
     async def _sync_locked(self, peer: PeerId, target: Header | None) -> None:
         chain = self.node.chain
+        from_number: int | None = None  # asking from there, not above our best block (_rejoins_from_finalized)
         if (
             target is not None
             and not chain.has_block(target.hash())
             and not await self._fetch_branch(peer, target.hash(), target.number)
         ):
-            return
-        from_number: int | None = None  # asking from there, not above our best block (_rejoins_from_finalized)
+            if not self._rejoins_from_finalized(peer, target):
+                return
+            from_number = chain.finalized_number + 1
         while True:
             info = self.network.peer(peer)
             if info is None or info.best_number <= (chain.best_number if from_number is None else from_number - 1):
@@ -543,7 +545,7 @@ class NodeLink:
                     await asyncio.to_thread(chain.start_signatures_ahead, blocks[i + 1].block)
                 if not await self._import(peer, data, final_proofs[i]):
                     chain.start_signatures_ahead(None)
-                    if i == 0 and from_number is None and self._rejoins_from_finalized(peer, data):
+                    if i == 0 and from_number is None and self._rejoins_from_finalized(peer, data.block.header):
                         from_number = chain.finalized_number + 1
                         break
                     return
@@ -555,26 +557,33 @@ class NodeLink:
                 elif chain.best_number < start:
                     return  # the blocks went to a side branch: nothing more to catch up from here
 
-    def _rejoins_from_finalized(self, peer: PeerId, data: BlockData) -> bool:
+    def _rejoins_from_finalized(self, peer: PeerId, header: Header) -> bool:
         """Whether to ask ``peer``'s chain again from our finalized block up, by number, after
-        its block ``data`` (the first of a range above our best block) did not join our chain:
-        only while a checkpoint (--checkpoint) is not imported yet, for a peer whose chain
-        reaches its number. Such a node finalizes nothing below the checkpoint before it holds
-        it (Blockchain.find_checkpoint_conflict), so a long-range fork it synced first can be
-        deeper than the MAX_FORK_DEPTH a branch is walked down: it sat on that fork for good,
-        saying so at INFO (the retest of an outside tester's round 9). The peer's blocks from
-        our finalized block up join there, as a side branch, until they outgrow the fork."""
+        its block ``header`` (the first of a range above our best block, or one it announced)
+        did not join our chain within the MAX_FORK_DEPTH blocks a branch is walked down by hash:
+        for a peer whose chain reaches above our finalized block. The peer's blocks from there up join our chain
+        there, as a side branch, imported one range at a time as any sync's (nothing more held),
+        and the fork choice then picks between the two.
+
+        Forks that deep above the finalized block are a network split that outlasted 256 blocks
+        (finality needs two thirds, so neither half finalized anything meanwhile): healed, each
+        half's branch did not join the other's chain, every node said so at INFO, and the halves
+        never joined again (an outside tester's finding, round 13), each announcement walking
+        256 blocks down again for nothing. And a node with a checkpoint
+        (--checkpoint) that synced a long-range fork first: it finalizes nothing below the
+        checkpoint before it holds it (Blockchain.find_checkpoint_conflict), so that fork can be
+        as deep as the chain (the retest of an outside tester's round 9)."""
         chain = self.node.chain
-        checkpoint = chain.checkpoint
-        info = self.network.peer(peer)
-        if checkpoint is None or chain.has_block(checkpoint[1]) or info is None or info.best_number < checkpoint[0]:
-            return False
-        if chain.has_block(data.block.header.parent_hash):
+        if chain.has_block(header.parent_hash):
             return False  # it joined: the block itself failed
+        info = self.network.peer(peer)
+        if info is None or info.best_number <= chain.finalized_number:
+            return False
         log.warning(
-            "block #%d from %s does not join our chain, which does not hold the checkpoint #%d yet: our chain may be a "
-            "long-range fork; asking %s's chain from our finalized block #%d up",
-            data.block.header.number, peer, checkpoint[0], peer, chain.finalized_number,
+            "block #%d from %s does not join our chain within %d blocks of its tip: our chain may be a long fork "
+            "(a network split healed, or a long-range fork below a checkpoint); asking %s's chain from our finalized "
+            "block #%d up",
+            header.number, peer, MAX_FORK_DEPTH, peer, chain.finalized_number,
         )
         return True
 
