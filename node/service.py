@@ -574,9 +574,14 @@ class NodeService:
         if self.author is None:
             return None
         async with self._lock:
-            slot = self._next_own_slot(
-                max(self.chain.best_header.slot + 1, int(self.clock() * 1000) // self.slot_ms, self._authored_slot + 1)
-            )
+            now = int(self.clock() * 1000) // self.slot_ms
+            earliest = max(self.chain.best_header.slot + 1, now, self._authored_slot + 1)
+            # Without --instant-seal, the slot the clock is in, as Substrate's Aura claims
+            # (sc-consensus-slots), never one after it: the slot after a best block sealed early
+            # (a fast clock, within the future slots import tolerates) made its owner seal
+            # early too, and the chain ran slots ahead of the wall clock for as long as the
+            # fast node ran (an outside tester's finding, round 13).
+            slot = self._next_own_slot(earliest) if self.config.instant_seal or earliest == now else None
             if slot is None or self._signing_paused():
                 return None
             checkpoint = self.chain.checkpoint

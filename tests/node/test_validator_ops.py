@@ -299,6 +299,25 @@ async def test_a_purged_validator_restarted_in_the_slot_it_authored_in_does_not_
         assert later is not None and later.block.header.slot == _alices_slot(slot)
 
 
+async def test_a_block_a_slot_ahead_of_the_clock_does_not_make_the_next_author_seal_early(tmp_path) -> None:
+    """Aura's author claims the slot its clock is in (Substrate's ``sc-consensus-slots``).
+    It claimed one past the best block's slot instead, whenever that was later: a validator
+    whose clock ran 1.5 s fast (under a slot) sealed a block a slot early, the owner of the next
+    slot then sealed at once, and so on, so the chain ran slots ahead of the wall clock for as
+    long as the fast node ran, and each of its own blocks was deferred as too far ahead on
+    every honest node (an outside tester's finding, round 13)."""
+    slot = _alices_slot(_slot_now() + 3)
+    clock = Clock.in_slot(slot - 2)
+    with _opened(tmp_path / "alice", clock) as node:
+        (early,) = _build_on_genesis(tmp_path / "early", [slot - 1])  # a slot ahead of our clock
+        await node.import_block(early)
+        assert node.chain.best_hash == early.hash()
+        assert await node.author_block() is None  # Alice's slot is two ahead of her clock
+        clock.to_slot(slot)
+        authored = await node.author_block()
+        assert authored is not None and authored.block.header.slot == slot
+
+
 async def test_a_clock_stepped_back_never_makes_a_second_vote_or_block(tmp_path) -> None:
     start = _slot_now()
     clock = Clock.in_slot(start)
@@ -1042,8 +1061,9 @@ async def test_a_database_failure_is_one_line_a_bug_keeps_its_traceback(tmp_path
     lasts; any other exception is a bug and keeps its traceback. The database error here is a
     real one: the node's database closed under it."""
     own = _alices_slot(_slot_now() + 1)
-    clock = Clock.in_slot(own)
+    clock = Clock.in_slot(own - 1)  # (a node does not author in the slot it started in)
     with _opened(tmp_path / "alice", clock) as node:
+        clock.to_slot(own)
 
         async def broken() -> None:
             raise RuntimeError("a bug")
