@@ -64,7 +64,9 @@ SPEC_NAME = "polchain"
 # (chain.pallets.datasets.DatasetInfo.completed_in; training.verify_job_inputs, "DatasetTooNew"): no
 # parent state holds the complete set, so a fraud proof of a job on it could be judged by no node there;
 # an append's weight counts the bytes a restart deletes (datasets.CHUNK_DELETE_BYTE_WEIGHT), the merges
-# a row may carry (ROW_HASH_WEIGHT per bit of the row count) and a base of 250,000 (APPEND_BASE_WEIGHT).
+# a row may carry (ROW_HASH_WEIGHT per bit of the row count) and a base of 250,000 (APPEND_BASE_WEIGHT);
+# passed proposals and referenda are enacted from a queue, 16 a block, the rest carried over, never failed for
+# want of room (chain.pallets.agenda.Queue; an outside tester's E2, round 13).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 8
 TRANSACTION_VERSION = 1

@@ -5,8 +5,16 @@ Model governance (chain.pallets.governance) and runtime-config referenda
 some blocks later, before that block's extrinsics (Substrate's pallet-scheduler keeps such an
 agenda of calls by block; here the items are proposal ids). Work per block is bounded: a vote
 whose end block already holds MAX_AGENDA items is refused when proposed (the caller's
-AgendaFull), and an enactment moves to the next block with room, at most MAX_DEFER blocks on;
-one that finds none fails (the caller says so on the proposal).
+AgendaFull), and the enactments due are taken MAX_AGENDA a block, the earliest due first, the
+rest carried over to the next block (:class:`Queue`).
+
+An enactment is never refused for want of room. It moved to the next block with room, at most
+64 blocks on, and failed if it found none: an attacker's own passing proposals, 1,024 of them
+on 128 models of its own with one-block votes (their deposits back at each tally), filled
+those 64 blocks and vetoed a shared model's passed proposal for about 3.8 POL of fees (an
+outside tester's finding, round 13). Now such a flood delays it: a block's tallies (at most
+MAX_AGENDA) bound the enactments that become due a block, so a backlog is one the flood
+paid for, proposal by proposal, and it drains as fast as it can grow.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from chain.codec import U32
 from chain.pallets.items import StateAccess, StorageMap
 
 MAX_AGENDA = 16  # items tallied or enacted at the start of one block
-MAX_DEFER = 64  # blocks an enactment may be pushed back when agendas are full
+MAX_SCAN = 64  # blocks of a queue one block's start looks at for items due (Queue.apply_take_due)
 
 
 class Agenda(StorageMap[tuple[int, ...]]):
@@ -35,18 +43,42 @@ class Agenda(StorageMap[tuple[int, ...]]):
         """Put ``item`` on block ``number``'s agenda (the caller checked :meth:`has_room`)."""
         self.apply_set(state, (*(self.get(state, number) or ()), item), number)
 
-    def apply_schedule(self, state: StateAccess, item: int, number: int) -> int | None:
-        """Put ``item`` on the first agenda from block ``number`` with room, at most MAX_DEFER
-        blocks on; the block it went to, or None if every one was full."""
-        for at in range(number, number + MAX_DEFER):
-            if self.has_room(state, at):
-                self.apply_add(state, item, at)
-                return at
-        return None
-
     def apply_take(self, state: StateAccess, number: int) -> tuple[int, ...]:
         """The ids due at block ``number``, removed from the agenda."""
         due = self.get(state, number) or ()
         if due:
             self.apply_delete(state, number)
         return due
+
+
+class Queue(Agenda):
+    """Block number -> the ids due then, any number of them, taken MAX_AGENDA a block in the
+    order they fell due, the rest carried over. While a backlog is carried,
+    ``<pallet>.<name>Backlog`` holds the earliest block that may still hold ids; without one
+    nothing is stored beyond the lists (every block's ids were taken at its start)."""
+
+    def __init__(self, pallet: str, name: str) -> None:
+        super().__init__(pallet, name)
+        self.backlog = StorageMap(pallet, f"{name}Backlog", U32)  # one entry, under the key 0
+
+    def apply_take_due(self, state: StateAccess, number: int) -> tuple[int, ...]:
+        """At most MAX_AGENDA ids due at block ``number`` or before, the earliest due first,
+        removed from the queue, looking at most MAX_SCAN blocks from the backlog's first."""
+        start = self.backlog.get(state, 0)
+        cursor = number if start is None else start
+        taken: list[int] = []
+        for at in range(cursor, min(number + 1, cursor + MAX_SCAN)):
+            due = self.get(state, at) or ()
+            room = MAX_AGENDA - len(taken)
+            taken += due[:room]
+            if len(due) > room:  # the rest waits for the next block
+                self.apply_set(state, due[room:], at)
+                break
+            if due:
+                self.apply_delete(state, at)
+            cursor = at + 1
+        if cursor <= number:
+            self.backlog.apply_set(state, cursor, 0)
+        elif start is not None:
+            self.backlog.apply_delete(state, 0)
+        return tuple(taken)

@@ -49,8 +49,8 @@ enactment block still pay the old fees.
 
 Work per block is bounded as in governance, by the pallet's agendas (chain.pallets.agenda: at
 most MAX_AGENDA tallies and MAX_AGENDA enactments a block; AgendaFull for a proposal whose end
-block is full; an enactment moves to the next block with room on the enactments' own agenda,
-at most MAX_DEFER blocks on, so proposals cannot crowd it out).
+block is full; the enactments due are taken from a queue of their own, the earliest due first,
+the rest carried over, so proposals can delay an enactment, never fail it).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ from chain.config import (
 from chain.errors import CodecError, DispatchError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
 from chain.pallets import balances, revenue, rewards, system
-from chain.pallets.agenda import MAX_AGENDA, Agenda
+from chain.pallets.agenda import MAX_AGENDA, Agenda, Queue
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
@@ -228,7 +228,7 @@ NEXT_REFERENDUM = StorageValue("Democracy", "NextReferendum", int, 0)
 REFERENDA = StorageMap("Democracy", "Referenda", Referendum)
 BALLOTS = StorageMap("Democracy", "Ballots", Ballot)  # (referendum, voter) -> ballot
 AGENDA = Agenda("Democracy")  # block -> referenda to tally (and, on a chain from before ENACTMENTS, to enact)
-ENACTMENTS = Agenda("Democracy", "Enactments")  # block -> passed referenda to enact
+ENACTMENTS = Queue("Democracy", "Enactments")  # block -> passed referenda due then (chain.pallets.agenda)
 # The configs replaced within the last system.BLOCK_HASH_COUNT blocks (the window in which a
 # fraud proof can name its block, chain.pallets.pol): block E -> the config E itself ran with,
 # stored by E's first enactment, and the blocks E in ascending order.
@@ -427,7 +427,7 @@ def apply_unlock(ctx: CallContext, call: calls.UnlockVote) -> None:
 def apply_on_initialize(state: Any, number: int) -> None:
     """Tally the referenda whose vote ends at block ``number`` and enact those due, before the
     block's extrinsics. The outcome is each referendum's ``status`` (and ``note``)."""
-    for referendum_id in (*AGENDA.apply_take(state, number), *ENACTMENTS.apply_take(state, number)):
+    for referendum_id in (*AGENDA.apply_take(state, number), *ENACTMENTS.apply_take_due(state, number)):
         referendum = REFERENDA.get(state, referendum_id)
         if referendum is not None and referendum.status == "voting":
             _apply_tally(state, referendum_id, referendum, number)
@@ -444,11 +444,8 @@ def _apply_tally(state: Any, referendum_id: int, referendum: Referendum, number:
     if not compute_passes(referendum, issuance):
         REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="rejected"), referendum_id)
         return
-    at = ENACTMENTS.apply_schedule(state, referendum_id, number + max(referendum.enactment_blocks, 1))
-    if at is None:
-        failed = msgspec.structs.replace(referendum, status="failed", note="democracy.AgendaFull: no block with room to enact it")
-        REFERENDA.apply_set(state, failed, referendum_id)
-        return
+    at = number + max(referendum.enactment_blocks, 1)
+    ENACTMENTS.apply_add(state, referendum_id, at)
     REFERENDA.apply_set(state, msgspec.structs.replace(referendum, status="passed", enact_at=at), referendum_id)
 
 

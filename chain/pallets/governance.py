@@ -26,8 +26,9 @@ Life of a proposal, all in blocks, with the parameters as they were when it was 
 
 Work per block is bounded by the pallet's agendas (chain.pallets.agenda: at most MAX_AGENDA
 tallies and MAX_AGENDA enactments a block; a proposal whose end block is full is refused with
-AgendaFull, and an enactment is put on the next block with room on the enactments' own agenda,
-at most MAX_DEFER blocks on). This is Substrate's democracy/referenda shape (propose, vote with
+AgendaFull, and the enactments due are taken MAX_AGENDA a block from a queue of their own, the
+earliest due first, the rest carried over: a flood of the attacker's own passing proposals
+delays a passed one, and no longer fails it). This is Substrate's democracy/referenda shape (propose, vote with
 conviction-less locks, tally at the end, enactment delay) reduced to one model's holders.
 
 The tally agenda is shared by every model, so a slot on it must cost more than a fee: filling
@@ -52,7 +53,7 @@ from chain.codec import U32, AccountId, Balance, BlockNumber, Wire
 from chain.crypto import ss58_encode
 from chain.errors import DispatchError
 from chain.pallets import assets, balances, models, revenue
-from chain.pallets.agenda import MAX_AGENDA, Agenda
+from chain.pallets.agenda import MAX_AGENDA, Agenda, Queue
 from chain.pallets.context import CallContext
 from chain.pallets.items import StateAccess, StorageMap, StorageValue
 
@@ -125,7 +126,7 @@ PROPOSALS = StorageMap("Gov", "Proposals", Proposal)
 BALLOTS = StorageMap("Gov", "Ballots", Ballot)  # (proposal, voter) -> ballot
 ACTIVE = StorageMap("Gov", "Active", tuple[U32, ...])  # model -> open proposals (voting or passed)
 AGENDA = Agenda("Gov")  # block -> proposals to tally or enact
-ENACTMENTS = Agenda("Gov", "Enactments")  # block -> passed proposals to enact (chain.pallets.agenda: why apart)
+ENACTMENTS = Queue("Gov", "Enactments")  # block -> passed proposals due then (chain.pallets.agenda: why apart)
 
 
 def get_proposal(state: StateAccess, proposal_id: int) -> Proposal:
@@ -243,7 +244,7 @@ def apply_on_initialize(state: Any, number: int, existential_deposit: int) -> No
     """Tally the votes that end at block ``number`` and enact what is due, before the block's
     extrinsics. What happened is each proposal's ``status`` (and ``note`` when it failed):
     the chain keeps no block-level events, so ``gov_getProposal`` is where to read it."""
-    for proposal_id in (*AGENDA.apply_take(state, number), *ENACTMENTS.apply_take(state, number)):
+    for proposal_id in (*AGENDA.apply_take(state, number), *ENACTMENTS.apply_take_due(state, number)):
         proposal = PROPOSALS.get(state, proposal_id)
         if proposal is not None and proposal.status == "voting":
             _apply_tally(state, proposal_id, proposal, number)
@@ -260,10 +261,8 @@ def _apply_tally(state: Any, proposal_id: int, proposal: Proposal, number: int) 
     if not compute_passes(proposal, total):
         _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="rejected"))
         return
-    at = ENACTMENTS.apply_schedule(state, proposal_id, number + max(proposal.enactment_blocks, 1))
-    if at is None:
-        _apply_close(state, proposal_id, msgspec.structs.replace(proposal, status="failed", note="gov.AgendaFull: no block with room to enact it"))
-        return
+    at = number + max(proposal.enactment_blocks, 1)
+    ENACTMENTS.apply_add(state, proposal_id, at)
     PROPOSALS.apply_set(state, msgspec.structs.replace(proposal, status="passed", enact_at=at), proposal_id)
 
 

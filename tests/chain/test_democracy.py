@@ -617,9 +617,9 @@ def test_a_block_reward_of_the_spec_up_to_the_balance_bound_mints_up_to_the_issu
 
 
 def test_proposals_cannot_crowd_out_the_enactment_of_a_passed_referendum(tmp_path) -> None:
-    """With a voting period longer than the enactment delay plus agenda.MAX_DEFER, an attacker
+    """With a voting period longer than the enactment delay plus 64 blocks, an attacker
     could veto any passed referendum without a vote: MAX_AGENDA proposals a block, each ending in
-    one of the MAX_DEFER blocks the enactment may move to, filled every agenda it could take and
+    one of the 64 blocks the enactment could move to, filled every agenda it could take and
     it failed (AgendaFull). Its price was fees and deposits that come back at each tally. A
     proposal's tally and a passed referendum's enactment no longer share an agenda."""
     spec = dev_spec()
@@ -632,7 +632,7 @@ def test_proposals_cannot_crowd_out_the_enactment_of_a_passed_referendum(tmp_pat
         eve, nonce = Keypair.from_uri("//Eve"), 0
         r = referendum(chain, ref)
         first = r.ends + chain.config.gov_enactment_blocks
-        while chain.best_number + 1 + chain.config.gov_voting_blocks < first + agenda.MAX_DEFER:
+        while chain.best_number + 1 + chain.config.gov_voting_blocks < first + 64:
             proposals = [sign(chain, eve, change(byte_fee=1_000 + nonce + i), nonce + i) for i in range(agenda.MAX_AGENDA)]
             d.slot += 1
             built = chain.build_block(proposals, ALICE, slot=d.slot)

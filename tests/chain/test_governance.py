@@ -295,33 +295,60 @@ def _passing(model: int, at: int) -> governance.Proposal:
     return governance.Proposal(model, ALICE.public, calls.ProposeInferencePrice(model, 5), 0, at, 1, 0, 0, ayes=100)
 
 
-def test_an_enactment_moves_to_the_next_block_with_room_and_fails_after_max_defer(chain) -> None:
-    """A passed proposal is enacted at ends + enactment_blocks, or, when that block's agenda of
-    enactments is full, at the next block with room; after MAX_DEFER full blocks it ends ``failed`` with
-    gov.AgendaFull, and is no longer open. The tally runs on a state overlay with the agendas
-    filled by hand (filling 64 blocks' agendas through calls would take a thousand proposals)."""
+def test_enactments_due_past_a_blocks_room_are_carried_over_and_never_fail(chain) -> None:
+    """A passed proposal is due at ends + enactment_blocks. An enactment that found its block
+    and the 63 after it full failed (gov.AgendaFull), whatever its holders voted: an attacker's
+    own passing proposals, 1,024 of them on 128 models of its own with one-block votes (their
+    deposits back at each tally), vetoed a shared model's passed proposal for about 3.8 POL of
+    fees (an outside tester's finding, round 13). Now the enactments due are taken MAX_AGENDA a
+    block, the earliest due first, and the rest carried over: the flood delays it. The state
+    is shaped by hand on an overlay (the flood through calls: tests/chain/test_governance.py
+    below, and the tester's script)."""
     d = Driver(chain)
     model = _shared(d)
-    full = tuple(range(1000, 1000 + agenda.MAX_AGENDA))
     state = chain.state.overlay()
     ends = chain.best_number + 10
-    for pid, at in ((1, ends), (2, ends + 1)):
-        governance.PROPOSALS.apply_set(state, _passing(model, at), pid)
-        governance.AGENDA.apply_set(state, (pid,), at)
-    governance.ACTIVE.apply_set(state, (1, 2), model)
-    for at in range(ends + 1, ends + 4):  # the first three blocks after the end have no room to enact
-        governance.ENACTMENTS.apply_set(state, full, at)
+    governance.PROPOSALS.apply_set(state, _passing(model, ends), 1)
+    governance.AGENDA.apply_set(state, (1,), ends)
+    governance.ACTIVE.apply_set(state, (1,), model)
+    flood = tuple(range(1000, 1000 + 65 * agenda.MAX_AGENDA))  # 65 blocks' worth, due first
+    governance.ENACTMENTS.apply_set(state, flood, ends + 1)
     governance.apply_on_initialize(state, ends, chain.config.existential_deposit)
     first = governance.get_proposal(state, 1)
-    assert (first.status, first.enact_at) == ("passed", ends + 4)
-    assert governance.ENACTMENTS.get(state, ends + 4) == (1,)
-    for at in range(ends + 2, ends + 2 + agenda.MAX_DEFER + 1):
-        governance.ENACTMENTS.apply_set(state, full, at)
-    governance.AGENDA.apply_set(state, (2,), ends + 1)
-    governance.apply_on_initialize(state, ends + 1, chain.config.existential_deposit)
-    second = governance.get_proposal(state, 2)
-    assert second.status == "failed" and "gov.AgendaFull" in second.note and second.enact_at is None
-    assert governance.ACTIVE.get(state, model) == (1,)
+    assert (first.status, first.enact_at) == ("passed", ends + 1)
+    assert governance.ENACTMENTS.get(state, ends + 1) == (*flood, 1)
+    for number in range(ends + 1, ends + 66):
+        governance.apply_on_initialize(state, number, chain.config.existential_deposit)
+        assert len(governance.ENACTMENTS.get(state, ends + 1) or ()) == len(flood) + 1 - agenda.MAX_AGENDA * (number - ends)
+        assert governance.get_proposal(state, 1).status == "passed"
+        assert governance.ENACTMENTS.backlog.get(state, 0) == ends + 1  # the earliest block still holding some
+    governance.apply_on_initialize(state, ends + 66, chain.config.existential_deposit)
+    assert governance.get_proposal(state, 1).status == "enacted"
+    assert governance.ENACTMENTS.get(state, ends + 1) is None
+    assert governance.ENACTMENTS.backlog.get(state, 0) == ends + 1 + agenda.MAX_SCAN  # it looked that far
+    governance.apply_on_initialize(state, ends + 67, chain.config.existential_deposit)
+    assert governance.ENACTMENTS.backlog.get(state, 0) is None  # caught up
+    assert governance.ACTIVE.get(state, model) in (None, ())
+
+
+def test_a_queue_scans_at_most_max_scan_blocks_a_block_and_catches_up(chain) -> None:
+    """A backlog that held the queue back leaves blocks behind the current one to look at: at
+    most agenda.MAX_SCAN of them a block, so a block's start stays bounded, and the queue
+    catches up (nothing stored once it has)."""
+    queue = agenda.Queue("Test", "Queue")
+    state = chain.state.overlay()
+    queue.apply_add(state, 7, 10)
+    queue.apply_add(state, 8, 10 + agenda.MAX_SCAN + 5)
+    queue.backlog.apply_set(state, 10, 0)  # as a carried-over backlog leaves it
+    number = 10 + 2 * agenda.MAX_SCAN
+    assert queue.apply_take_due(state, number) == (7,)
+    assert queue.backlog.get(state, 0) == 10 + agenda.MAX_SCAN
+    assert queue.apply_take_due(state, number + 1) == (8,)
+    assert queue.backlog.get(state, 0) == number
+    assert queue.apply_take_due(state, number + 2) == ()
+    assert queue.backlog.get(state, 0) is None  # caught up: nothing stored
+    queue.apply_add(state, 9, number + 3)
+    assert queue.apply_take_due(state, number + 3) == (9,) and queue.get(state, number + 3) is None
 
 
 def test_proposals_on_other_models_cannot_crowd_out_an_enactment(tmp_path) -> None:
@@ -346,8 +373,8 @@ def test_proposals_on_other_models_cannot_crowd_out_an_enactment(tmp_path) -> No
             assert len(receipts) == len(xts) and all(r.success for r in receipts), [r.error for r in receipts]
             return receipts
 
-        # The attacker's models: MAX_AGENDA x MAX_DEFER proposals, MAX_ACTIVE_PER_PROPOSER open on each.
-        need = agenda.MAX_AGENDA * agenda.MAX_DEFER // governance.MAX_ACTIVE_PER_PROPOSER
+        # The attacker's models: MAX_AGENDA x 64 proposals, MAX_ACTIVE_PER_PROPOSER open on each.
+        need = agenda.MAX_AGENDA * 64 // governance.MAX_ACTIVE_PER_PROPOSER
         owned = []
         for _ in range(need // agenda.MAX_AGENDA):
             receipts = block([calls.RegisterModel("spam", softmax, bytes(32))] * agenda.MAX_AGENDA)
@@ -362,7 +389,7 @@ def test_proposals_on_other_models_cannot_crowd_out_an_enactment(tmp_path) -> No
         first = p.ends + p.enactment_blocks
         assert chain.best_number + 1 + chain.config.gov_voting_blocks <= first, "the spam starts at the enactment block"
         pending = [m for m in owned for _ in range(governance.MAX_ACTIVE_PER_PROPOSER)]
-        while chain.best_number + 1 + chain.config.gov_voting_blocks < first + agenda.MAX_DEFER:
+        while chain.best_number + 1 + chain.config.gov_voting_blocks < first + 64:  # the span an enactment moved in
             block([calls.ProposeRelease(m, 0) for m in pending[: agenda.MAX_AGENDA]])
             pending = pending[agenda.MAX_AGENDA :]
         _wait_until(d, p.ends)
