@@ -33,7 +33,7 @@ def signed(node, call_: calls.Call) -> str:
 
 
 def too_heavy(node) -> str:
-    """A signed append_rows of 70,000 bytes, 1,500,000 weight units: within the default block
+    """A signed append_rows of 70,000 bytes, 1,650,000 weight units (250,000 + 20 a byte): within the default block
     weight (2 * 10^9), not within 10^6."""
     return signed(node, calls.AppendRows(0, 0, bytes(70_000)))
 
@@ -72,7 +72,7 @@ def test_a_referendum_changes_the_config_of_a_running_node_and_survives_a_restar
         assert fees[1] - fees[0] == 1_000_000
         # Without a restart: the pool measures against the new weight limit, and fees are the new ones.
         error = error_of(node, "author_submitExtrinsic", [too_heavy(node)])
-        assert "weight 1500000 exceeds a block's limit of 1000000" in error["data"], error
+        assert "weight 1650000 exceeds a block's limit of 1000000" in error["data"], error
         assert transfer_fee(node) - fee_before == 1_000_000
         assert tx(node, "democracy", "unlock", "--signer", "//Charlie", "--referendum", str(ref))["success"]
     finally:
