@@ -440,7 +440,11 @@ class CommitUpdate(Wire, frozen=True, tag=_tag(10, 1)):
     on chain); ``weights`` the new weights (float32 LE); ``losses`` the float32 bits of every
     transcript entry; ``first_path``/``last_path`` the audit paths of entries 0 and S;
     ``dataset`` a registered data set whose rows these are (same root and count), whose
-    provider is then paid price_per_row x rows used, as by a TRAIN call.
+    provider is then paid price_per_row x rows used, as by a TRAIN call; ``max_data_license``
+    the most the signer pays it (in the terms' currency; more, and the commit fails,
+    ``federated.LicenseAboveLimit``; None accepts any), as TRAIN's: the licence's notice alone
+    did not protect a commit held back past it, which paid 10^9 times the price it was signed
+    at (an outside tester's finding, round 13).
     """
 
     round: Count
@@ -453,6 +457,7 @@ class CommitUpdate(Wire, frozen=True, tag=_tag(10, 1)):
     first_path: FlPath
     last_path: FlPath
     dataset: Count | None = None  # the rows are this registered data set's: its licence is paid
+    max_data_license: Balance | None = None
 
 
 class ChallengeRound(Wire, frozen=True, tag=_tag(10, 2)):

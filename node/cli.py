@@ -1357,27 +1357,38 @@ async def _tx_main(args: argparse.Namespace) -> int:
 
 
 async def _bound_payment(client: RpcClient, call: Any) -> Any:
-    """A TRAIN or INFER built with no limit on what it pays the model's owner, signed with the
-    model's price as the node reads it now: its licence per step x steps, its inference price
-    x rows. An owner may change either in the block of a pending call, and a call with no
-    limit paid whatever it found (an outside tester's finding, round 5: 999,999 POL for one
-    row); the runtime refuses a price above the limit (training.LicenseAboveLimit,
-    models.PriceAboveLimit). A data set's licence needs no such bound: a change to it waits
-    licenses.LICENSE_NOTICE_BLOCKS. A limit given (``--max-license``, ``--max-price``, or in
-    ``tx call``'s JSON) is signed as given."""
+    """A TRAIN or INFER built with no limit on what it pays, signed with the prices as the node
+    reads them now: the model's licence per step x steps and its data set's licence per row x
+    rows used (steps x batch size), the inference price x rows. An owner may change its model's
+    prices in the block of a pending call, and a call with no limit paid whatever it found (an
+    outside tester's finding, round 5: 999,999 POL for one row); a data set's licence waits
+    licenses.LICENSE_NOTICE_BLOCKS, but a call held back past that notice paid the new price
+    (round 13: a commit paid 10^9 times the price it was signed at). The runtime refuses a price
+    above the limit (training.LicenseAboveLimit, models.PriceAboveLimit). A limit given
+    (``--max-license``, ``--max-data-license``, ``--max-price``, or in ``tx call``'s JSON) is
+    signed as given."""
     from msgspec.structs import replace as replace_struct
 
     from chain import calls
 
-    if not (isinstance(call, calls.Train) and call.max_model_license is None) and not (
-        isinstance(call, calls.Infer) and call.max_price is None
-    ):
+    if isinstance(call, calls.Train):
+        if call.max_model_license is None:
+            model = await client.call("ml_getModel", [call.model])
+            if model is None:
+                raise CliError(f"no model {call.model} on the node")
+            call = replace_struct(call, max_model_license=int(model["licensePerStep"]) * call.steps)
+        if call.max_data_license is None:
+            dataset = await client.call("ml_getDataset", [call.dataset])
+            if dataset is None:
+                raise CliError(f"no data set {call.dataset} on the node")
+            price = int(dataset["terms"]["pricePerRow"]) * call.steps * call.batch_size
+            call = replace_struct(call, max_data_license=price)
+        return call
+    if not isinstance(call, calls.Infer) or call.max_price is not None:
         return call
     model = await client.call("ml_getModel", [call.model])
     if model is None:
         raise CliError(f"no model {call.model} on the node")
-    if isinstance(call, calls.Train):
-        return replace_struct(call, max_model_license=int(model["licensePerStep"]) * call.steps)
     rows = len(call.inputs) // (4 * model["spec"]["d"])
     return replace_struct(call, max_price=int(model["inferencePrice"]) * rows)
 

@@ -558,6 +558,8 @@ def compute_commit_spend(state: StateAccess, call: CommitUpdate, block: int) -> 
     data_license = 0
     if call.dataset is not None:
         data_license = licenses.compute_native_price(state, call.dataset, info.local_steps * info.batch_size, block)
+        if call.max_data_license is not None:
+            data_license = min(data_license, call.max_data_license)
     return info.bond + data_license
 
 
@@ -645,6 +647,8 @@ def _apply_data_license(ctx: CallContext, call: CommitUpdate, spec: ml_runtime.M
         ctx.state, call.dataset, data, ctx.sender, info.model, info.local_steps * info.batch_size, ctx.block.number,
         ctx.config.existential_deposit,
     )
+    if call.max_data_license is not None and amount > call.max_data_license:  # (the dispatch's rollback undoes the payment)
+        raise _fail("LicenseAboveLimit", f"the data set's licence is {amount}; the commit pays at most {call.max_data_license}")
     return amount, terms.asset
 
 

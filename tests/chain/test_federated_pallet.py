@@ -542,6 +542,23 @@ def test_an_update_on_a_registered_data_set_pays_its_licence(chain) -> None:
     assert dict(event.args)["amount"] == paid
 
 
+def test_a_commit_pays_a_data_licence_no_higher_than_its_limit(chain) -> None:
+    """A commit signed at a licence of 1,000 a row, held back past the provider's notice and
+    included after a rise, paid 10^9 times that (an outside tester's finding, round 13): it had
+    no limit, as TRAIN has. Over its ``max_data_license`` it fails before anything is paid
+    (Driver: only the fee changes); at it, it pays."""
+    d = Driver(chain)
+    d.ok(ALICE, open_call(min_updates=1))
+    x, y = ml_runtime.load_digits()
+    commit = replace(Participant(BOB, x, y).train(chain, 0), dataset=0)
+    paid = 1000 * 40 * 16  # Ferdie's price per row x local_steps x batch_size
+    refused = d.fails(BOB, replace(commit, max_data_license=paid - 1), "LicenseAboveLimit")
+    assert f"the data set's licence is {paid}; the commit pays at most {paid - 1}" in refused
+    ferdie_before = federated.balances.get_account(chain.state.overlay(), FERDIE.public).free
+    d.ok(BOB, replace(commit, max_data_license=paid))
+    assert federated.balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie_before + paid
+
+
 def test_a_late_reveal_is_refused_and_the_update_excluded(chain) -> None:
     r = _Round(chain, min_updates=1, commit_deadline=3, reveal_deadline=7)
     d = r.d

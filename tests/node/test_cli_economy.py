@@ -187,10 +187,11 @@ def test_price_limits_reach_the_calls() -> None:
 def test_a_train_or_infer_with_no_limit_is_signed_at_the_models_price_now(node) -> None:
     """An owner may change its licence or inference price in the block of a pending call, and
     the CLI signed no limit unless asked: Charlie paid 999,999 POL for one row (an outside
-    tester's finding, round 5). With no --max-license / --max-price the CLI now signs the
-    model's price as it reads it (licence per step x steps, price x rows); the runtime refuses
-    a higher one (LicenseAboveLimit, PriceAboveLimit). The data set's licence is not bounded
-    here: a change to it waits 10 blocks (licenses.LICENSE_NOTICE_BLOCKS)."""
+    tester's finding, round 5). With no --max-license / --max-data-license / --max-price the CLI
+    now signs the prices as it reads them (licence per step x steps, the data set's licence per
+    row x steps x batch size, price x rows); the runtime refuses a higher one
+    (LicenseAboveLimit, PriceAboveLimit). The data set's licence was left open, its change
+    waiting 10 blocks, until a call held back past the notice paid the new price (round 13)."""
     from chain.extrinsic import decode_extrinsic
 
     model = rpc(node, "ml_getModel", [0])["result"]
@@ -202,7 +203,12 @@ def test_a_train_or_infer_with_no_limit_is_signed_at_the_models_price_now(node) 
         return decode_extrinsic(bytes.fromhex(out.stdout.strip()[2:])).call
 
     call = signed("train", "--model", "0", "--dataset", "0", "--steps", "30", "--batch-size", "8", "--lr", "0.25")
-    assert (call.max_model_license, call.max_data_license) == (int(model["licensePerStep"]) * 30, None)
+    per_row = int(rpc(node, "ml_getDataset", [0])["result"]["terms"]["pricePerRow"])
+    assert per_row > 0  # the dev digits' licence (Ferdie's)
+    assert (call.max_model_license, call.max_data_license) == (int(model["licensePerStep"]) * 30, per_row * 30 * 8)
+    out = polchain("tx", "train", "--model", "0", "--dataset", "9", "--steps", "30", "--batch-size", "8", "--lr", "0.25",
+                   "--signer", "//Dave", "--sign-only", "--rpc", node.url)
+    assert out.returncode == 1 and "no data set 9" in out.stderr
     rows = json.dumps([[0.0] * d] * 3)
     assert signed("infer", "--model", "0", "--inputs", rows).max_price == int(model["inferencePrice"]) * 3
     assert signed("infer", "--model", "0", "--inputs", rows, "--max-price", "7").max_price == 7
