@@ -99,7 +99,7 @@ for _call, _spec in {
     "CommitUpdate": (
         f"round={U32R} data_root={HASH} row_count={U32R} sample_count={U32R} weights=len_0..1048576 "
         f"transcript_root={HASH} losses=len_0..65536 losses[]={U32R} first_path=len_0..32 first_path[]={HASH} "
-        f"last_path=len_0..32 last_path[]={HASH} dataset|={U32R}"
+        f"last_path=len_0..32 last_path[]={HASH} dataset|={U32R} max_data_license|={U63R}"
     ),
     "ChallengeRound": f"round={U32R}",
     "RevealSegment": (
