@@ -67,7 +67,8 @@ SPEC_NAME = "polchain"
 # a row may carry (ROW_HASH_WEIGHT per bit of the row count) and a base of 250,000 (APPEND_BASE_WEIGHT);
 # passed proposals and referenda are enacted from a queue, 16 a block, the rest carried over, never failed for
 # want of room (chain.pallets.agenda.Queue; an outside tester's E2, round 13); a federated commit naming a data set
-# says the most it pays its licence (CommitUpdate.max_data_license; E3).
+# says the most it pays its licence (CommitUpdate.max_data_license; E3); an era is paid out whatever the reward
+# config, so the era in which rewards are turned off is not stranded (chain.pallets.rewards.on_initialize; E1).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 8
 TRANSACTION_VERSION = 1

@@ -139,11 +139,15 @@ def _apply_points(state: StateAccess, who: bytes, authored: int = 0, voted: int 
 def on_initialize(state: StateAccess, config: RuntimeConfig, number: int, author: bytes) -> None:
     """Before block ``number``'s extrinsics: pay the era out if one starts here, then mint this
     block's reward into the two pots and credit its author's points. A chain with neither a
-    block reward nor a fee share keeps no reward records at all (an empty block changes nothing)."""
-    if not is_enabled(config):
-        return
+    block reward nor a fee share keeps no reward records at all (an empty block changes nothing).
+
+    The payout runs whatever the config: the era in which a referendum turned rewards off
+    earned its pots and points, which stayed for good when it ran only while rewards were on
+    (an outside tester's finding, round 13). With nothing earned it changes nothing."""
     if config.era_length and number % config.era_length == 0:
         apply_era_payout(state)
+    if not is_enabled(config):
+        return
     reward = compute_minted_reward(state, config, number)
     voters = compute_voters_part(config, reward)
     if reward - voters:

@@ -92,6 +92,28 @@ def test_a_chain_without_rewards_keeps_no_records(tmp_path) -> None:
         c.db.close()
 
 
+def test_the_era_after_rewards_are_turned_off_is_still_paid_out(chain) -> None:
+    """A referendum that sets block_reward and validator_fee_share_ppm to 0 left the current
+    era's pots and points for good: the era payout ran only while rewards were on (an outside
+    tester's finding, round 13: 3,000,000 planck stranded over 5 era starts, and paid on stale
+    points if rewards came back). The era start pays them out whatever the config; with
+    nothing earned it reads one record and changes nothing."""
+    for n in (1, 2, 3):
+        chain.build_block([], ALICE, slot=n)
+    state = chain.state.overlay()
+    pot = balances.get_account(state, rewards.POT_ACCOUNT).free
+    assert pot == 3_000_000 and rewards.EARNERS.get(state) == (ALICE.public,)
+    alice = balances.get_account(state, ALICE.public).free
+    off = dataclasses.replace(chain.config, block_reward=0, validator_fee_share_ppm=0)
+    assert not rewards.is_enabled(off)
+    rewards.on_initialize(state, off, 4, ALICE.public)  # block 4 starts an era (era_length 4)
+    assert balances.get_account(state, ALICE.public).free == alice + pot
+    assert balances.get_account(state, rewards.POT_ACCOUNT).free == 0
+    assert rewards.EARNERS.get(state) == () and rewards.POINTS.get(state, ALICE.public) is None
+    rewards.on_initialize(state, off, 8, ALICE.public)  # nothing earned: nothing changes
+    assert balances.get_account(state, ALICE.public).free == alice + pot
+
+
 def test_importers_agree(chain, tmp_path) -> None:
     for n in range(1, 7):
         chain.build_block([sign(chain, CHARLIE, calls.Remark(b"x"), n - 1)], ALICE, slot=n)
