@@ -81,7 +81,7 @@ def test_a_referendum_changes_the_config_of_a_running_node_and_survives_a_restar
     try:
         assert call(node, "state_getRuntimeConfig") == new
         error = error_of(node, "author_submitExtrinsic", [too_heavy(node)])
-        assert "weight 1500000 exceeds a block's limit of 1000000" in error["data"], error
+        assert "weight 1650000 exceeds a block's limit of 1000000" in error["data"], error
         assert transfer_fee(node) - fee_before == 1_000_000
     finally:
         assert node.stop() == 0, node.read_log()
