@@ -77,7 +77,7 @@ def method_params(method: str) -> list[Any]:
 async def open_node(blocks: int) -> tuple[NodeService, MethodTable]:
     """A dev node in a temporary database with ``blocks`` blocks of one transfer each,
     and its method table (the same `build_method_table` the CLI serves)."""
-    service = NodeService(NodeConfig(chain="dev", tmp=True, author="//Alice"), load_chain_spec("dev"))
+    service = NodeService(NodeConfig(chain="dev", tmp=True, author="//Alice", instant_seal=True), load_chain_spec("dev"))
     bob, charlie = dev_keypair("Bob"), dev_keypair("Charlie")
     for nonce in range(blocks):
         xt = sign_extrinsic(

@@ -515,14 +515,12 @@ class NodeLink:
     async def _sync_locked(self, peer: PeerId, target: Header | None) -> None:
         chain = self.node.chain
         from_number: int | None = None  # asking from there, not above our best block (_rejoins_from_finalized)
-        if (
-            target is not None
-            and not chain.has_block(target.hash())
-            and not await self._fetch_branch(peer, target.hash(), target.number)
-        ):
-            if not self._rejoins_from_finalized(peer, target):
-                return
-            from_number = chain.finalized_number + 1
+        if target is not None and not chain.has_block(target.hash()):
+            joined = await self._fetch_branch(peer, target.hash(), target.number)
+            if not joined:
+                if joined is not None or not self._rejoins_from_finalized(peer, target):
+                    return
+                from_number = chain.finalized_number + 1
         while True:
             info = self.network.peer(peer)
             if info is None or info.best_number <= (chain.best_number if from_number is None else from_number - 1):
@@ -543,9 +541,10 @@ class NodeLink:
                 # comes linked, request_blocks checks it; a failed import cancels what was started).
                 if i + 1 < len(blocks):
                     await asyncio.to_thread(chain.start_signatures_ahead, blocks[i + 1].block)
-                if not await self._import(peer, data, final_proofs[i]):
+                imported = await self._import(peer, data, final_proofs[i])
+                if not imported:
                     chain.start_signatures_ahead(None)
-                    if i == 0 and from_number is None and self._rejoins_from_finalized(peer, data.block.header):
+                    if imported is None and i == 0 and from_number is None and self._rejoins_from_finalized(peer, data.block.header):
                         from_number = chain.finalized_number + 1
                         break
                     return
@@ -574,8 +573,6 @@ class NodeLink:
         checkpoint before it holds it (Blockchain.find_checkpoint_conflict), so that fork can be
         as deep as the chain (the retest of an outside tester's round 9)."""
         chain = self.node.chain
-        if chain.has_block(header.parent_hash):
-            return False  # it joined: the block itself failed
         info = self.network.peer(peer)
         if info is None or info.best_number <= chain.finalized_number:
             return False
@@ -600,18 +597,20 @@ class NodeLink:
         finally:
             await self._sync_lock.acquire()
 
-    async def _import(self, peer: PeerId, data: BlockData, final_proof: Justification | None = None) -> bool:
+    async def _import(self, peer: PeerId, data: BlockData, final_proof: Justification | None = None) -> bool | None:
         """Import one block from ``peer`` (its ancestry first if needed) and the justification
-        with it; False ends the sync (the peer charged if it was at fault). ``final_proof``: a
+        with it; False ends the sync (the peer charged if it was at fault), and so does None,
+        which says its ancestry did not join within MAX_FORK_DEPTH blocks (:meth:`_fetch_branch`).
+        ``final_proof``: a
         finality proof of it or of a block its range links it to (:func:`_find_final_proofs`),
         for the node to use if the block's openings cannot be had (NodeService.import_block)."""
         chain = self.node.chain
         header = data.block.header
         if not chain.has_block(header.hash()):
-            if not chain.has_block(header.parent_hash) and not await self._fetch_branch(
-                peer, header.parent_hash, header.number - 1, final_proof
-            ):
-                return False
+            if not chain.has_block(header.parent_hash):
+                joined = await self._fetch_branch(peer, header.parent_hash, header.number - 1, final_proof)
+                if not joined:
+                    return joined
             if not await self._import_block(peer, data, final_proof):
                 return False
         if data.justification is None:
@@ -682,11 +681,13 @@ class NodeLink:
 
     async def _fetch_branch(
         self, peer: PeerId, block_hash: bytes, number: int, final_proof: Justification | None = None
-    ) -> bool:
+    ) -> bool | None:
         """Fetch ``block_hash`` and its ancestors we lack from ``peer`` (walking down by hash,
         at most :data:`MAX_FORK_DEPTH` blocks, never below our finalized block) and import them
         oldest first; False if the branch cannot be joined to our tree (no blame: the peer
-        may be on a branch our finality excludes) or a block fails. ``final_proof``: a
+        may be on a branch our finality excludes) or a block fails, None if it did not join
+        within MAX_FORK_DEPTH blocks above our finalized block (:meth:`_rejoins_from_finalized`
+        may then ask it by number). ``final_proof``: a
         finality proof of a block ``block_hash`` leads to (the child whose parent this fetch
         is for, or a descendant of it), for the branch's blocks that carry none of their own."""
         chain = self.node.chain
@@ -701,13 +702,16 @@ class NodeLink:
                         number, peer, MAX_BRANCH_BYTES,
                     )
                     return False
-                room = min(MAX_FORK_DEPTH - len(fetched), cursor_number - chain.finalized_number)
-                if room <= 0:
+                if cursor_number <= chain.finalized_number:
                     log.info(
-                        "block #%d from %s does not join our chain above the finalized block #%d within %d blocks: left",
-                        number, peer, chain.finalized_number, MAX_FORK_DEPTH,
+                        "block #%d from %s does not join our chain above the finalized block #%d: left",
+                        number, peer, chain.finalized_number,
                     )
                     return False
+                room = MAX_FORK_DEPTH - len(fetched)
+                if room <= 0:
+                    return None  # (the caller may ask it by number: _rejoins_from_finalized says so)
+                room = min(room, cursor_number - chain.finalized_number)
                 blocks = await self._request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING)
                 if not blocks:
                     log.info("%s does not serve block 0x%s: its branch is left to fork choice elsewhere", peer, cursor.hex()[:12])
