@@ -9,7 +9,8 @@ import asyncio
 import logging
 import threading
 import time
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -512,6 +513,31 @@ async def test_a_node_below_its_checkpoint_on_a_long_range_fork_syncs_the_checkp
             await peer.service.stop()
 
 
+@asynccontextmanager
+async def _forks_deeper_than_the_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, node_has_the_longer: bool
+) -> AsyncIterator[tuple[NodeService, Node, list[Block], list[Block]]]:
+    """Two dev chains from one genesis, apart from #1 up: the longer (16 blocks) and the
+    shorter (12). A running node (MAX_FORK_DEPTH 8, so the walk down by hash cannot join them)
+    holds one, and a peer, dialled, serves the other. Yields (node, peer, longer, shorter)."""
+    import node.network.sync as sync_module
+
+    monkeypatch.setattr(sync_module, "MAX_FORK_DEPTH", 8)
+    longer, shorter = _histories(tmp_path, ("longer", 60, 16), ("shorter", 30, 12))
+    ours, theirs = (longer, shorter) if node_has_the_longer else (shorter, longer)
+    async with running(NodeService(NodeConfig(chain="dev", tmp=True, network=FAST), load_chain_spec("dev"))) as node:
+        assert node.network is not None
+        for block in ours[1:]:
+            await node.import_block(block)
+        assert node.chain.best_hash == ours[-1].hash() and node.chain.finalized_number == 0
+        peer = await peer_with(node, theirs)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            yield node, peer, longer, shorter
+        finally:
+            await peer.service.stop()
+
+
 async def test_a_node_on_a_fork_deeper_than_the_branch_walk_syncs_the_longer_chain_from_its_finalized_block(
     tmp_path, caplog, monkeypatch
 ) -> None:
@@ -522,24 +548,11 @@ async def test_a_node_on_a_fork_deeper_than_the_branch_walk_syncs_the_longer_cha
     of 290 blocks; each announcement also re-fetched 256 blocks). The node now asks the longer
     chain's blocks from its finalized block up, by number, imports them as a side branch and
     moves to it, as a checkpointed node on a long-range fork does (above)."""
-    import node.network.sync as sync_module
-
-    monkeypatch.setattr(sync_module, "MAX_FORK_DEPTH", 8)
     caplog.set_level(logging.INFO)
-    longer, ours = _histories(tmp_path, ("longer", 60, 16), ("ours", 30, 12))
-    async with running(NodeService(NodeConfig(chain="dev", tmp=True, network=FAST), load_chain_spec("dev"))) as node:
-        assert node.network is not None
-        for block in ours[1:]:
-            await node.import_block(block)
-        assert node.chain.best_hash == ours[12].hash() and node.chain.finalized_number == 0
-        peer = await peer_with(node, longer)
-        try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.chain.best_hash == longer[16].hash(), timeout=15, what="the longer chain")
-            assert node.chain.get_hash(12) == longer[12].hash() and node.chain.has_block(ours[12].hash())
-            assert "does not join our chain within 8 blocks of its tip" in caplog.text
-        finally:
-            await peer.service.stop()
+    async with _forks_deeper_than_the_walk(tmp_path, monkeypatch, node_has_the_longer=False) as (node, _, longer, shorter):
+        await wait_for(lambda: node.chain.best_hash == longer[16].hash(), timeout=15, what="the longer chain")
+        assert node.chain.get_hash(12) == longer[12].hash() and node.chain.has_block(shorter[12].hash())
+        assert "does not join our chain within 8 blocks of its tip" in caplog.text
 
 
 async def test_an_announced_branch_deeper_than_the_walk_is_imported_beside_a_longer_chain(tmp_path, caplog, monkeypatch) -> None:
@@ -549,25 +562,13 @@ async def test_an_announced_branch_deeper_than_the_walk_is_imported_beside_a_lon
     so a tie or a turn of the fork choice found nothing to move to. It is now imported from the
     finalized block up as a side branch; the node stays on its longer chain, and the next
     announcement joins at once."""
-    import node.network.sync as sync_module
-
-    monkeypatch.setattr(sync_module, "MAX_FORK_DEPTH", 8)
     caplog.set_level(logging.INFO)
-    ours, shorter = _histories(tmp_path, ("ours", 60, 16), ("shorter", 30, 12))
-    async with running(NodeService(NodeConfig(chain="dev", tmp=True, network=FAST), load_chain_spec("dev"))) as node:
-        assert node.network is not None
-        for block in ours[1:]:
-            await node.import_block(block)
-        peer = await peer_with(node, shorter)
-        try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.network.peer(peer.id) is not None)  # type: ignore[union-attr]
-            peer.service.broadcast_block(shorter[12].header)
-            await wait_for(lambda: node.chain.has_block(shorter[12].hash()), timeout=15, what="the announced branch")
-            assert node.chain.best_hash == ours[16].hash()
-            assert "does not join our chain within 8 blocks of its tip" in caplog.text
-        finally:
-            await peer.service.stop()
+    async with _forks_deeper_than_the_walk(tmp_path, monkeypatch, node_has_the_longer=True) as (node, peer, longer, shorter):
+        await wait_for(lambda: node.network.peer(peer.id) is not None)  # type: ignore[union-attr]
+        peer.service.broadcast_block(shorter[12].header)
+        await wait_for(lambda: node.chain.has_block(shorter[12].hash()), timeout=15, what="the announced branch")
+        assert node.chain.best_hash == longer[16].hash()
+        assert "does not join our chain within 8 blocks of its tip" in caplog.text
 
 
 async def test_a_bad_block_that_joins_our_chain_does_not_send_a_checkpointed_node_back_to_its_finalized_block(
