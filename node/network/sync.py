@@ -560,18 +560,18 @@ class NodeLink:
         """Whether to ask ``peer``'s chain again from our finalized block up, by number, after
         its block ``header`` (the first of a range above our best block, or one it announced)
         did not join our chain within the MAX_FORK_DEPTH blocks a branch is walked down by hash:
-        for a peer whose chain reaches above our finalized block. The peer's blocks from there up join our chain
-        there, as a side branch, imported one range at a time as any sync's (nothing more held),
-        and the fork choice then picks between the two.
+        for a peer whose chain reaches above our finalized block. Its blocks from our finalized
+        block up join our chain there, as a side branch, imported one range at a time as any
+        sync's (nothing more held), and the fork choice then picks between the two.
 
         Forks that deep above the finalized block are a network split that outlasted 256 blocks
         (finality needs two thirds, so neither half finalized anything meanwhile): healed, each
         half's branch did not join the other's chain, every node said so at INFO, and the halves
         never joined again (an outside tester's finding, round 13), each announcement walking
-        256 blocks down again for nothing. And a node with a checkpoint
-        (--checkpoint) that synced a long-range fork first: it finalizes nothing below the
-        checkpoint before it holds it (Blockchain.find_checkpoint_conflict), so that fork can be
-        as deep as the chain (the retest of an outside tester's round 9)."""
+        256 blocks down again for nothing. And a node with a checkpoint (--checkpoint) that
+        synced a long-range fork first: it finalizes nothing below the checkpoint before it
+        holds it (Blockchain.find_checkpoint_conflict), so that fork can be as deep as the
+        chain (the retest of an outside tester's round 9)."""
         chain = self.node.chain
         info = self.network.peer(peer)
         if info is None or info.best_number <= chain.finalized_number:
@@ -601,9 +601,9 @@ class NodeLink:
         """Import one block from ``peer`` (its ancestry first if needed) and the justification
         with it; False ends the sync (the peer charged if it was at fault), and so does None,
         which says its ancestry did not join within MAX_FORK_DEPTH blocks (:meth:`_fetch_branch`).
-        ``final_proof``: a
-        finality proof of it or of a block its range links it to (:func:`_find_final_proofs`),
-        for the node to use if the block's openings cannot be had (NodeService.import_block)."""
+        ``final_proof``: a finality proof of it or of a block its range links it to
+        (:func:`_find_final_proofs`), for the node to use if the block's openings cannot be had
+        (NodeService.import_block)."""
         chain = self.node.chain
         header = data.block.header
         if not chain.has_block(header.hash()):
