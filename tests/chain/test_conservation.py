@@ -477,8 +477,11 @@ def run_block(chain, follower, slot: int, plan: list[tuple[int, Any, int, int, t
             assert receipt.error is not None and ERROR.match(receipt.error), receipt.error
             (failed,) = [e for e in receipt.events if e.name == "ExtrinsicFailed"]
             assert f"{dict(failed.args)['module']}.{dict(failed.args)['error']}:" in receipt.error
+    # (A failed federated round burns the bonds it forfeited: counted too, though no example of
+    # this test's short runs lets a round close unrevealed; an outside tester's longer runs did.)
+    burns = {("staking", "Slashed"): "burned", ("federated", "RoundFailed"): "bonds_burned"}
     burned = sum(
-        dict(e.args)["burned"] for r in built.receipts for e in r.events if (e.pallet, e.name) == ("staking", "Slashed")
+        dict(e.args)[burns[e.pallet, e.name]] for r in built.receipts for e in r.events if (e.pallet, e.name) in burns
     ) + _burned_at_tally(state, number, issuance + minted)
     after = balances.TOTAL_ISSUANCE.get(chain.state.overlay())
     assert after - issuance == minted - burned, f"issuance moved by {after - issuance}: minted {minted}, burned {burned}"
