@@ -40,7 +40,8 @@ class Agenda(StorageMap[tuple[int, ...]]):
         return len(self.get(state, number) or ()) < MAX_AGENDA
 
     def apply_add(self, state: StateAccess, item: int, number: int) -> None:
-        """Put ``item`` on block ``number``'s agenda (the caller checked :meth:`has_room`)."""
+        """Put ``item`` on block ``number``'s agenda (an Agenda's caller checked :meth:`has_room`;
+        a :class:`Queue` takes any number)."""
         self.apply_set(state, (*(self.get(state, number) or ()), item), number)
 
     def apply_take(self, state: StateAccess, number: int) -> tuple[int, ...]:
@@ -68,8 +69,10 @@ class Queue(Agenda):
         cursor = number if start is None else start
         taken: list[int] = []
         for at in range(cursor, min(number + 1, cursor + MAX_SCAN)):
-            due = self.get(state, at) or ()
             room = MAX_AGENDA - len(taken)
+            if not room:  # (full: the next block's start reads on from here)
+                break
+            due = self.get(state, at) or ()
             taken += due[:room]
             if len(due) > room:  # the rest waits for the next block
                 self.apply_set(state, due[room:], at)

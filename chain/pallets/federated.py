@@ -558,8 +558,6 @@ def compute_commit_spend(state: StateAccess, call: CommitUpdate, block: int) -> 
     data_license = 0
     if call.dataset is not None:
         data_license = licenses.compute_native_price(state, call.dataset, info.local_steps * info.batch_size, block)
-        if call.max_data_license is not None:
-            data_license = min(data_license, call.max_data_license)
     return info.bond + data_license
 
 
