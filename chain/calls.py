@@ -232,8 +232,10 @@ class Train(Wire, frozen=True, tag=_tag(4, 0)):
 
     ``max_model_license`` and ``max_data_license`` are the most the signer pays the model's
     owner (its licence per step x steps, in POL) and the data set's provider (price per row x
-    rows, in the terms' currency); more, and the call fails before either is paid
-    (``training.LicenseAboveLimit``). None accepts any. An owner may change its licence in the
+    rows, in ``data_license_asset``: None for POL, else that asset); more, and the call fails
+    before either is paid (``training.LicenseAboveLimit``), as it does when the terms are in
+    another currency (``training.LicenseCurrencyMismatch``: a limit is an amount of one
+    currency, and terms may move to another after their notice). None accepts any. An owner may change its licence in the
     block of a pending call, so a call signed at a price must say so (an outside tester's
     finding: a TRAIN signed at a licence of 0 paid 990,000 POL)."""
 
@@ -247,6 +249,7 @@ class Train(Wire, frozen=True, tag=_tag(4, 0)):
     from_version: Count | None = None  # None: the model's latest version made before the block (models.compute_latest_before)
     max_model_license: Balance | None = None
     max_data_license: Balance | None = None
+    data_license_asset: Count | None = None  # the currency of max_data_license: None POL, else an asset
 
 
 # --- staking (5) ------------------------------------------------------------------------------
@@ -441,8 +444,9 @@ class CommitUpdate(Wire, frozen=True, tag=_tag(10, 1)):
     transcript entry; ``first_path``/``last_path`` the audit paths of entries 0 and S;
     ``dataset`` a registered data set whose rows these are (same root and count), whose
     provider is then paid price_per_row x rows used, as by a TRAIN call; ``max_data_license``
-    the most the signer pays it (in the terms' currency; more, and the commit fails,
-    ``federated.LicenseAboveLimit``; None accepts any), as TRAIN's: the licence's notice alone
+    the most the signer pays it, in ``data_license_asset`` (None: POL; more, or terms in another
+    currency, and the commit fails, ``federated.LicenseAboveLimit`` or
+    ``federated.LicenseCurrencyMismatch``; None accepts any), as TRAIN's: the licence's notice alone
     did not protect a commit held back past it, which paid 10^9 times the price it was signed
     at (an outside tester's finding, round 13).
     """
@@ -458,6 +462,7 @@ class CommitUpdate(Wire, frozen=True, tag=_tag(10, 1)):
     last_path: FlPath
     dataset: Count | None = None  # the rows are this registered data set's: its licence is paid
     max_data_license: Balance | None = None
+    data_license_asset: Count | None = None
 
 
 class ChallengeRound(Wire, frozen=True, tag=_tag(10, 2)):

@@ -69,8 +69,11 @@ SPEC_NAME = "polchain"
 # want of room (chain.pallets.agenda.Queue; an outside tester's E2, round 13); a federated commit naming a data set
 # says the most it pays its licence (CommitUpdate.max_data_license; E3); an era is paid out whatever the reward
 # config, so the era in which rewards are turned off is not stranded (chain.pallets.rewards.on_initialize; E1).
+# 9: a data licence limit names its currency (Train.data_license_asset, CommitUpdate.data_license_asset: None
+# for POL); terms in another currency fail the call with a limit (training/federated.LicenseCurrencyMismatch),
+# as a limit in POL was otherwise paid in whatever asset the terms had moved to (an outside tester's note, round 13).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
-SPEC_VERSION = 8
+SPEC_VERSION = 9
 TRANSACTION_VERSION = 1
 
 

@@ -463,7 +463,10 @@ def _add_tx_and_query(sub: _Commands) -> None:
     t.add_argument("--max-license", type=_balance, default=None, metavar="PLANCK",
                    help="pay the model's owner at most this much licence, else the call fails (default: the licence the node reads now)")
     t.add_argument("--max-data-license", type=_balance, default=None, metavar="UNITS",
-                   help="pay the data set's provider at most this much, in its licence's currency (default: any)")
+                   help="pay the data set's provider at most this much, in --data-license-asset "
+                        "(default: the licence per row the node reads now x steps x batch size, in its currency)")
+    t.add_argument("--data-license-asset", type=_u32, default=None, metavar="ASSET",
+                   help="the asset --max-data-license is in (default: POL); a licence in another currency fails the call")
 
     query = sub.add_parser("query").add_subparsers(dest="query_command", required=True)
     queries = (("model", "id", _u32), ("dataset", "id", _u32), ("account", "address", _text), ("block", "at", _block_at),
@@ -1381,8 +1384,9 @@ async def _bound_payment(client: RpcClient, call: Any) -> Any:
             dataset = await client.call("ml_getDataset", [call.dataset])
             if dataset is None:
                 raise CliError(f"no data set {call.dataset} on the node")
-            price = int(dataset["terms"]["pricePerRow"]) * call.steps * call.batch_size
-            call = replace_struct(call, max_data_license=price)
+            terms = dataset["terms"]
+            price = int(terms["pricePerRow"]) * call.steps * call.batch_size
+            call = replace_struct(call, max_data_license=price, data_license_asset=terms["asset"])
         return call
     if not isinstance(call, calls.Infer) or call.max_price is not None:
         return call
@@ -1456,7 +1460,7 @@ def _tx_calls(args: argparse.Namespace) -> list[Any]:
         return [calls.Train(
             args.model, args.dataset, args.steps, args.batch_size,
             calls.compute_f32_bits(args.lr), calls.compute_f32_bits(args.l2), segment, args.from_version,
-            args.max_license, args.max_data_license,
+            args.max_license, args.max_data_license, args.data_license_asset,
         )]
     raise CliError(f"unknown tx {name}")
 

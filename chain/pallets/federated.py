@@ -645,8 +645,9 @@ def _apply_data_license(ctx: CallContext, call: CommitUpdate, spec: ml_runtime.M
         ctx.state, call.dataset, data, ctx.sender, info.model, info.local_steps * info.batch_size, ctx.block.number,
         ctx.config.existential_deposit,
     )
-    if call.max_data_license is not None and amount > call.max_data_license:  # (the dispatch's rollback undoes the payment)
-        raise _fail("LicenseAboveLimit", f"the data set's licence is {amount}; the commit pays at most {call.max_data_license}")
+    breach = licenses.compute_limit_breach(amount, terms, "the commit", call.max_data_license, call.data_license_asset)
+    if breach is not None:  # (the dispatch's rollback undoes the payment)
+        raise _fail(*breach)
     return amount, terms.asset
 
 

@@ -113,6 +113,27 @@ def apply_license(
     return price, terms
 
 
+def compute_limit_breach(paid: int, terms: LicenseTerms, payer: str, limit: int | None, limit_asset: int | None) -> tuple[str, str] | None:
+    """Why a job's payment of ``paid`` under ``terms`` breaks its signer's limit of ``limit``
+    in ``limit_asset`` (None: POL), as (error, message); None if it does not or there is no
+    limit. A limit is an amount of one currency: terms that moved to another after their notice
+    would otherwise be paid up to it in whatever that currency is worth (an outside tester's
+    note, round 13). ``payer`` names the call in the message ("the call", "the commit")."""
+    if limit is None:
+        return None
+    if terms.asset != limit_asset:
+        return "LicenseCurrencyMismatch", (
+            f"the data set's licence is paid in {_currency_name(terms.asset)}; {payer}'s limit is in {_currency_name(limit_asset)}"
+        )
+    if paid > limit:
+        return "LicenseAboveLimit", f"the data set's licence is {paid}; {payer} pays at most {limit}"
+    return None
+
+
+def _currency_name(asset: int | None) -> str:
+    return "POL" if asset is None else f"asset {asset}"
+
+
 def compute_native_price(state: StateAccess, dataset_id: int, rows: int, block: int) -> int:
     """What a job of ``rows`` rows on data set ``dataset_id`` in block ``block`` pays its
     provider in POL at the terms in force (0 for an unknown data set or terms in an asset; at

@@ -251,7 +251,9 @@ def apply_train(ctx: CallContext, call: Train) -> None:
         ctx.state, call.dataset, info, ctx.sender, call.model, call.steps * call.batch_size, ctx.block.number,
         ctx.config.existential_deposit,
     )
-    _check_limit("the data set's licence", license_paid, call.max_data_license)
+    breach = licenses.compute_limit_breach(license_paid, terms, "the call", call.max_data_license, call.data_license_asset)
+    if breach is not None:
+        raise DispatchError(PALLET, *breach)
     dust = models.apply_pay_model(ctx.state, call.model, ctx.sender, model_license, ctx.config.existential_deposit)
     ctx.post_info = PostDispatchInfo(
         actual_weight=TRAIN_BASE_WEIGHT + datasets.compute_read_weight(info), actual_result_length=0, actual_transcript_bytes=0

@@ -72,7 +72,7 @@ for _call, _spec in {
         f"terms.expires_at|={U32R} terms.max_rows_per_job|={U32R} terms.text_hash={HASH}"
     ),
     "Train": " ".join(f"{f}={U32R}" for f in ("model", "dataset", "steps", "batch_size", "lr", "l2", "segment_len", "from_version|"))
-    + f" max_model_license|={U63R} max_data_license|={U63R}",
+    + f" max_model_license|={U63R} max_data_license|={U63R} data_license_asset|={U32R}",
     "Bond": f"value={U63R}",
     "Unbond": f"value={U63R}",
     "CreateAsset": f"asset={U32R} min_balance={U63R}",
@@ -99,7 +99,7 @@ for _call, _spec in {
     "CommitUpdate": (
         f"round={U32R} data_root={HASH} row_count={U32R} sample_count={U32R} weights=len_0..1048576 "
         f"transcript_root={HASH} losses=len_0..65536 losses[]={U32R} first_path=len_0..32 first_path[]={HASH} "
-        f"last_path=len_0..32 last_path[]={HASH} dataset|={U32R} max_data_license|={U63R}"
+        f"last_path=len_0..32 last_path[]={HASH} dataset|={U32R} max_data_license|={U63R} data_license_asset|={U32R}"
     ),
     "ChallengeRound": f"round={U32R}",
     "RevealSegment": (

@@ -83,7 +83,7 @@ def test_the_json_form_of_each_kind_of_argument() -> None:
     assert calls.call_to_json(train) == {
         "pallet": "training", "call": "train",
         "args": {"model": 1, "dataset": 2, "steps": 100, "batch_size": 32, "lr": 0.10000000149011612, "l2": 0.0,
-                 "segment_len": 10, "from_version": None, "max_model_license": None, "max_data_license": None},
+                 "segment_len": 10, "from_version": None, "max_model_license": None, "max_data_license": None, "data_license_asset": None},
     }
     assert calls.call_to_json(calls.Transfer(BOB, 10)) == {
         "pallet": "balances", "call": "transfer", "args": {"dest": ss58_encode(BOB), "value": 10},

@@ -554,6 +554,9 @@ def test_a_commit_pays_a_data_licence_no_higher_than_its_limit(chain) -> None:
     paid = 1000 * 40 * 16  # Ferdie's price per row x local_steps x batch_size
     refused = d.fails(BOB, replace(commit, max_data_license=paid - 1), "LicenseAboveLimit")
     assert f"the data set's licence is {paid}; the commit pays at most {paid - 1}" in refused
+    # A limit is in one currency: the terms here are in POL, a limit in asset 1 is no limit on them.
+    refused = d.fails(BOB, replace(commit, max_data_license=paid, data_license_asset=1), "LicenseCurrencyMismatch")
+    assert "the data set's licence is paid in POL; the commit's limit is in asset 1" in refused
     ferdie_before = federated.balances.get_account(chain.state.overlay(), FERDIE.public).free
     d.ok(BOB, replace(commit, max_data_license=paid))
     assert federated.balances.get_account(chain.state.overlay(), FERDIE.public).free == ferdie_before + paid

@@ -106,3 +106,32 @@ def test_a_train_call_never_pays_more_licence_than_it_says(chain) -> None:
     trained = d.apply(BOB, msgspec.structs.replace(job, **limits))
     assert trained.success, trained.error
     assert event_args(trained, "LicensePaid")["amount"] == 160_000 and event_args(trained, "ModelLicensePaid")["amount"] == 20_000
+
+
+def test_a_data_licence_limit_is_in_the_currency_it_names(chain) -> None:
+    """A limit is an amount of one currency: a provider who moves its terms from POL to an
+    asset (after the notice) would otherwise be paid up to the limit in whatever the asset is
+    worth (an outside tester's note, round 13). With a limit, the terms' currency must be the
+    one the call names (``data_license_asset``, None for POL); without one, any is paid."""
+    d = Driver(chain)
+    assert d.apply(FERDIE, calls.SetDatasetLicense(0, calls.LicenseTerms(3, asset=USDP))).success
+    _wait(d, licenses.LICENSE_NOTICE_BLOCKS - 1)
+    job = train_call(steps=20, batch=8)  # 160 rows x 3 USDP
+    in_pol = msgspec.structs.replace(job, max_data_license=10**12)
+    d.fails(BOB, in_pol, "training.LicenseCurrencyMismatch: the data set's licence is paid in asset 1; the call's limit is in POL")
+    in_other = msgspec.structs.replace(job, max_data_license=10**12, data_license_asset=USDP + 1)
+    d.fails(BOB, in_other, "training.LicenseCurrencyMismatch: the data set's licence is paid in asset 1; the call's limit is in asset 2")
+    over = msgspec.structs.replace(job, max_data_license=479, data_license_asset=USDP)
+    d.fails(BOB, over, "training.LicenseAboveLimit: the data set's licence is 480; the call pays at most 479")
+    for ok in (msgspec.structs.replace(job, max_data_license=480, data_license_asset=USDP), job):
+        trained = d.apply(BOB, ok)
+        assert trained.success, trained.error
+        assert event_args(trained, "LicensePaid")["amount"] == 480 and event_args(trained, "LicensePaid")["asset"] == USDP
+
+
+def test_a_limit_in_an_asset_is_refused_for_a_licence_in_pol(chain) -> None:
+    d = Driver(chain)
+    job = train_call(steps=20, batch=8)  # the registered terms: POL
+    d.fails(BOB, msgspec.structs.replace(job, max_data_license=10**12, data_license_asset=USDP),
+            "training.LicenseCurrencyMismatch: the data set's licence is paid in POL; the call's limit is in asset 1")
+    assert d.apply(BOB, msgspec.structs.replace(job, max_data_license=10**12)).success

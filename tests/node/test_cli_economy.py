@@ -179,9 +179,11 @@ def test_price_limits_reach_the_calls() -> None:
     assert (call.model, call.max_price) == (2, 700)
     train = ["tx", "train", "--model", "0", "--dataset", "0", "--steps", "20", "--batch-size", "8", "--lr", "0.1"]
     (call,) = _tx_calls(build_parser().parse_args([*train, "--max-license", "5", "--max-data-license", "6"]))
-    assert (call.max_model_license, call.max_data_license) == (5, 6)
+    assert (call.max_model_license, call.max_data_license, call.data_license_asset) == (5, 6, None)
+    (call,) = _tx_calls(build_parser().parse_args([*train, "--max-data-license", "6", "--data-license-asset", "3"]))
+    assert (call.max_data_license, call.data_license_asset) == (6, 3)
     (call,) = _tx_calls(build_parser().parse_args(train))
-    assert (call.max_model_license, call.max_data_license) == (None, None)
+    assert (call.max_model_license, call.max_data_license, call.data_license_asset) == (None, None, None)
 
 
 def test_a_train_or_infer_with_no_limit_is_signed_at_the_models_price_now(node) -> None:
