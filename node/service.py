@@ -195,6 +195,9 @@ MAX_FAR_FUTURE_AUTHORS = 64
 # A validator whose best block is this far behind the round does not vote (NodeService._catching_up).
 CATCH_UP_MS = 60_000
 POL_MODES = ("sampled", "full")
+# The author's slot timer woken this many slots late means the node was stopped: it skips that
+# slot rather than seal on a best block its peers have long built on (NodeService._author_slot).
+STALL_SLOTS = 2
 # Online state pruning runs at most once per this many finalized blocks (fewer if --state-pruning
 # keeps fewer states): each run marks every kept state's nodes and reads the whole TRIE column.
 PRUNE_EVERY = 32
@@ -1497,14 +1500,27 @@ class NodeService:
                         self._work.set()
             else:
                 now = self.clock() * 1000
-                await self._wait_for(self._stop, (self.slot_ms - now % self.slot_ms) / 1000)
+                due = now + self.slot_ms - now % self.slot_ms  # the next slot's start, ms
+                await self._wait_for(self._stop, (due - now) / 1000)
                 if not self._stop.is_set():
-                    await self._author_slot()
+                    await self._author_slot(due)
 
-    async def _author_slot(self) -> None:
-        """One slot's authoring. A failure is logged and costs this slot only (Substrate's slot
-        worker does the same): an exception must not end the loop and leave a node that runs,
-        serves RPC and never authors again."""
+    async def _author_slot(self, due_ms: float | None = None) -> None:
+        """One slot's authoring, woken for the slot starting at ``due_ms`` (None: instant seal).
+        A failure is logged and costs this slot only (Substrate's slot worker does the same):
+        an exception must not end the loop and leave a node that runs, serves RPC and never
+        authors again.
+
+        Woken :data:`STALL_SLOTS` slots or more after it was due, the node was stopped (SIGSTOP,
+        a VM paused, a machine asleep) and its best block is likely stale: it skips that slot,
+        so that the blocks its peers sealed meanwhile arrive first. It sealed on its stale best
+        at once on resuming, a wasted block and a reorg each time (an outside tester's F3, round
+        13). Substrate's slot worker skips slots while major-syncing, judged by peers' claims;
+        this judges by the node's own clock, which no peer can move, and costs one slot."""
+        if due_ms is not None and self.clock() * 1000 - due_ms >= STALL_SLOTS * self.slot_ms:
+            log.info("Not authoring in slot %d: woken %.1f s late (stopped?); syncing first",
+                     int(self.clock() * 1000) // self.slot_ms, (self.clock() * 1000 - due_ms) / 1000)
+            return
         try:
             await self.author_block()
         except Exception as exc:

@@ -52,7 +52,7 @@ from consensus.finality import (
 from genesis.spec import load_chain_spec, with_slot_duration
 from node import service as node_service
 from node.cli import main as cli_main
-from node.service import NodeConfig, NodeService
+from node.service import STALL_SLOTS, NodeConfig, NodeService
 from node.voter_record import VoterRecordError, compute_record_path, load_record, store_record
 
 SLOT_MS = 1000
@@ -1081,3 +1081,21 @@ async def test_a_database_failure_is_one_line_a_bug_keeps_its_traceback(tmp_path
             f"database at {str(tmp_path / 'alice' / 'chains' / SPEC.id / 'db')!r} is closed"
         )
         assert node.metrics.authoring_failures._value.get() == 2
+
+
+async def test_an_author_woken_slots_late_skips_that_slot_and_syncs_first(tmp_path, caplog) -> None:
+    """A validator stopped for a while (SIGSTOP, a paused VM) sealed a block on its stale best
+    the moment it resumed, before its peers' blocks reached it: a wasted block and a reorg
+    each time (an outside tester's F3, round 13). Its slot timer, woken STALL_SLOTS slots or
+    more after it was due, now skips that slot; a timer woken less late authors."""
+    late = _alices_slot(_slot_now() + 8)
+    clock = Clock.in_slot(late)
+    with _opened(tmp_path / "alice", clock) as node:
+        with caplog.at_level(logging.INFO, logger="polchain"):
+            await node._author_slot((late - STALL_SLOTS) * SLOT_MS)  # due STALL_SLOTS slots ago
+        assert node.chain.best_number == 0
+        assert any("woken 2.1 s late" in r.getMessage() for r in caplog.records)
+        on_time = _alices_slot(late + 1)
+        clock.to_slot(on_time)
+        await node._author_slot((on_time - 1) * SLOT_MS)  # a slot and a bit late: it authors
+        assert node.chain.best_number == 1 and node.chain.best_header.slot == on_time
