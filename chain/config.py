@@ -71,7 +71,10 @@ SPEC_NAME = "polchain"
 # config, so the era in which rewards are turned off is not stranded (chain.pallets.rewards.on_initialize; E1).
 # 9: a data licence limit names its currency (Train.data_license_asset, CommitUpdate.data_license_asset: None
 # for POL); terms in another currency fail the call with a limit (training/federated.LicenseCurrencyMismatch),
-# as a limit in POL was otherwise paid in whatever asset the terms had moved to (an outside tester's note, round 13).
+# as a limit in POL was otherwise paid in whatever asset the terms had moved to (an outside tester's note, round 13);
+# a TRAIN naming a version made in its own block is refused (training.VersionTooNew; an outside tester's P1, round
+# 14: a block that lost a fork race was judged against the winner's version of that number, and its honest author
+# slashed), and with it the bounty check it made unreachable (LineageStartsInPostingBlock).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 9
 TRANSACTION_VERSION = 1

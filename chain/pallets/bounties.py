@@ -272,7 +272,6 @@ def apply_claim_bounty(ctx: CallContext, call: ClaimBounty) -> None:
             f"version {call.version} has more than {MAX_CLAIM_LINEAGE} ancestors trained after the bounty was posted: "
             "a claim checks each of them",
         )
-    _verify_start(ctx.state, bounty, call.version, ancestors)
     trainings = _compute_trainings(ctx.state, bounty, (call.version, *ancestors))
     forged = _find_forged(ctx.state, trainings)
     if forged is not None:
@@ -328,23 +327,6 @@ def _compute_trainings(state: StateAccess, bounty: Bounty, versions: tuple[int, 
         if record is not None and record.training is not None and record.block >= bounty.posted_at:
             out.append(record.training.extrinsic_hash)
     return tuple(out)
-
-
-def _verify_start(state: StateAccess, bounty: Bounty, version: int, ancestors: list[int]) -> None:
-    """LineageStartsInPostingBlock if the lineage's start (the last version the walk reached,
-    made in the posting block) was trained from another version of that block: the walk stops
-    at the start, so that one's TRAIN would not be checked for a forgery (a forged TRAIN, then
-    an honest one on it, both in the posting block, whose author sees the target)."""
-    start = models.VERSIONS.get(state, bounty.model, ancestors[-1]) if ancestors else None
-    if start is None or start.block != bounty.posted_at or start.parent is None:
-        return
-    parent = models.VERSIONS.get(state, bounty.model, start.parent)
-    if parent is not None and parent.block == bounty.posted_at:
-        raise DispatchError(
-            PALLET, "LineageStartsInPostingBlock",
-            f"version {version}'s lineage starts at version {ancestors[-1]}, trained in the posting block (block "
-            f"{bounty.posted_at}) from version {start.parent} of that block too; train from a version made before it",
-        )
 
 
 def _find_forged(state: StateAccess, trainings: tuple[bytes, ...]) -> bytes | None:

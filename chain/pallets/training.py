@@ -151,6 +151,8 @@ def verify_job_inputs(
         )
     spec = models.decode_spec(model.spec)
     parent = compute_parent(state, model, call, number)
+    if call.from_version is not None:
+        _verify_made_before(state, call.model, parent, number)
     weights = models.get_weights(state, call.model, parent) if read_weights else np.zeros(spec.param_count, dtype=np.float32)
     info = datasets.get_complete_dataset(state, call.dataset)
     if info.completed_in >= number:
@@ -170,6 +172,25 @@ def verify_job_inputs(
     if call.batch_size > info.row_count:
         raise DispatchError(PALLET, "InvalidBatchSize", f"batch_size {call.batch_size} exceeds the data set's {info.row_count} rows")
     return spec, parent, weights, info
+
+
+def _verify_made_before(state: StateAccess, model: int, version: int, number: int) -> None:
+    """The version a TRAIN names must have been made before its block #``number``, as its model
+    and data set must (above): the job is then the one the block's parent state describes, on
+    every fork that shares that parent. A call naming a version an earlier call of its block
+    made trained other weights on each fork that made a version of that number: a block that
+    lost a fork race, with such a pair of calls, was judged on the winning chain against that
+    chain's version, and a start-fault report built from the honest block's own opening slashed
+    its author (an outside tester's P1, round 14). A fraud proof's job is rebuilt through this
+    check too (chain.fraud), so a version the reporting chain made at or after the block's
+    height is refused there ("unknown_job"), whatever the block did."""
+    made = models.VERSIONS.get(state, model, version)
+    if made is None:
+        raise DispatchError(models.PALLET, "UnknownVersion", f"model {model} has no version {version}")
+    if made.block >= number:
+        raise DispatchError(
+            PALLET, "VersionTooNew", f"version {version} of model {model} was made in block #{made.block}: train it from a later block"
+        )
 
 
 def compute_parent(state: StateAccess, model: models.ModelInfo, call: Train, number: int) -> int:

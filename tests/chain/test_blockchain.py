@@ -530,6 +530,29 @@ def test_a_data_set_completed_in_a_block_is_not_trained_on_in_it(pair) -> None:
     assert validator.state.root() == author.state.root()
 
 
+def test_a_version_made_in_a_block_is_not_trained_from_in_it(pair) -> None:
+    """As a model or data set made in a block (above): a TRAIN naming a version an earlier call
+    of its block made ("VersionTooNew") fails and pays its fee, and trains it from the next
+    block. Each fork that made a version of that number made other weights, so a block that
+    lost a fork race was judged on the winner against the winner's version (an outside
+    tester's P1, round 14: tests/chain/test_pallet_pol.py). A version unknown fails as before."""
+    author, validator = pair
+    chained = msgspec.structs.replace(train_call(steps=10, segment=10), from_version=1)
+    xts = [sign(author, BOB, train_call(steps=10, segment=10), 0), sign(author, BOB, chained, 1),
+           sign(author, BOB, msgspec.structs.replace(chained, from_version=7), 2)]
+    built = author.build_block(xts, ALICE, slot=1)
+    made, refused, unknown = built.receipts
+    assert made.success and not refused.success and not unknown.success
+    assert refused.error == "training.VersionTooNew: version 1 of model 0 was made in block #1: train it from a later block"
+    assert unknown.error == "models.UnknownVersion: model 0 has no version 7"
+    assert len(built.block.body.results) == 1
+    validator.import_block(built.block, LocalSource(author.transcripts))
+    again = author.build_block([sign(author, BOB, chained, 3)], ALICE, slot=2)
+    assert again.receipts[0].success and len(again.block.body.results) == 1
+    validator.import_block(again.block, LocalSource(author.transcripts))
+    assert validator.state.root() == author.state.root()
+
+
 def test_an_author_training_on_a_data_set_completed_in_its_block_is_refused(pair, monkeypatch) -> None:
     """The strongest forgery of the rule above: an author whose runtime lacks it trains on a
     data set completed in its own block, and its block is whole (results, roots and seal its

@@ -398,14 +398,15 @@ def test_a_version_made_in_the_posting_block_counts_as_before_it(chain, monkeypa
     assert bounties._compute_trainings(state, bounty, (before,)) == ()
 
 
-def test_a_lineage_that_starts_with_two_versions_of_the_posting_block_is_refused(chain) -> None:
+def test_no_lineage_starts_with_two_versions_of_the_posting_block(chain) -> None:
     """The walk stops at the first version made in the posting block or before, and only the
     posting block's TRAINs from there on are checked for a forgery: a TRAIN forged in the
     posting block, another on it in the same block, then an honest step after it, would leave
-    the forged one unchecked (a reviewer's finding, round 5). Such a claim is refused; one
-    whose start's parent is from before the posting is not. The second TRAIN names the first's
-    version: one naming none trains the latest version made before its block (tester17's H1,
-    round 12), as the first does."""
+    the forged one unchecked (a reviewer's finding, round 5). Such a lineage cannot be made: a
+    TRAIN naming a version of its own block fails (training.VersionTooNew, an outside tester's
+    P1, round 14; until then a claim of it was refused, models.LineageStartsInPostingBlock), and
+    one naming none trains the latest version made before its block (tester17's H1, round 12).
+    A lineage from the posting block's first version, whose parent is from before it, is paid."""
     d = Driver(chain)
     post = calls.PostBounty(0, 0, calls.compute_f32_bits(_loss(chain, 0, 0) * 0.3), 5 * POL, chain.best_number + 60)
     nonce = balances.get_account(chain.state.overlay(), CHARLIE.public).nonce
@@ -414,18 +415,13 @@ def test_a_lineage_that_starts_with_two_versions_of_the_posting_block_is_refused
            sign(chain, CHARLIE, train_call(steps=20, batch=8), nonce), sign(chain, CHARLIE, on_first, nonce + 1)]
     d.slot += 1
     built = chain.build_block(xts, ALICE, slot=d.slot)
-    assert all(r.success for r in built.receipts), [r.error for r in built.receipts]
-    second = _latest(d)
-    first = models.VERSIONS.get(chain.state.overlay(), 0, second).parent
-    assert d.apply(FERDIE, train_call(steps=300, batch=32, lr=0.5)).success
-    claimed = _latest(d)
-    receipt = d.apply(FERDIE, calls.ClaimBounty(0, claimed))
-    assert receipt.error == (
-        f"models.LineageStartsInPostingBlock: version {claimed}'s lineage starts at version {second}, trained in the posting "
-        f"block (block {bounties.get_bounty(chain.state.overlay(), 0).posted_at}) from version {first} of that block too; "
-        "train from a version made before it"
+    assert [r.success for r in built.receipts] == [True, True, False]
+    first = _latest(d)
+    assert built.receipts[2].error == (
+        f"training.VersionTooNew: version {first} of model 0 was made in block #{chain.best_number}: train it from a later block"
     )
-    # From the posting block's first version, whose parent is from before the posting: paid.
+    state = chain.state.overlay()
+    assert models.VERSIONS.get(state, 0, models.VERSIONS.get(state, 0, first).parent).block < bounties.get_bounty(state, 0).posted_at
     assert d.apply(FERDIE, msgspec.structs.replace(train_call(steps=300, batch=32, lr=0.5), from_version=first)).success
     assert d.apply(FERDIE, calls.ClaimBounty(0, _latest(d))).success
 

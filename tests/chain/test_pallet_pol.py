@@ -1211,3 +1211,54 @@ def test_a_forged_start_of_the_second_train_of_a_model_in_a_block_is_still_prove
     _expect_slash(chain, receipt, BOB.public, before)
     proven = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("pol", "FraudProven")]
     assert [(p["block_hash"], p["kind"], p["segment"]) for p in proven] == [("0x" + block.hash().hex(), FAULT_START, 0)]
+
+
+def test_a_block_that_lost_a_fork_race_cannot_frame_its_author_with_a_version_made_in_it(local, tmp_path, monkeypatch) -> None:
+    """An outside tester's P1 (round 14). Block F (#1) held TRAIN1 (model 0, making version 1)
+    and TRAIN2 naming ``from_version=1``, the version TRAIN1 made in F. F lost the fork race:
+    this chain's #1 is another block, and TRAIN1 went into its #2, under another seed, so this
+    chain's version 1 has other weights. A start-fault proof of F's TRAIN2 built from F's own
+    honest opening of entry 0 was then judged against this chain's version 1: proven, and F's
+    author slashed by half and queued for removal. A TRAIN naming a version made in its own
+    block now fails (training.VersionTooNew), so F, built by a runtime without the rule, is
+    refused on import, and the proof is refused as "unknown_job" (the version was made at F's
+    height or after it), here and at F's parent state; no one is slashed."""
+    from chain.errors import BlockError, InvalidFraudProof
+    from chain.fraud import FAULT_START, compute_fraud_proof, verify_fraud_proof
+    from chain.pallets import training
+    from chain.pallets.training import compute_job_at
+    from chain.proofs import TrainingClaim
+    from chain.transcripts import LocalSource
+
+    chain = local.chain
+    side = Local(open_chain(tmp_path / "side", load_chain_spec("local")))
+    first = sign(chain, CHARLIE, train_call(steps=20, segment=10), 0)
+    second = sign(chain, DAVE, msgspec.structs.replace(train_call(steps=20, segment=10), from_version=1), 0)
+    with monkeypatch.context() as m:  # the runtime before the rule: F's author trained both, honestly
+        m.setattr(training, "_verify_made_before", lambda *args: None)
+        built = side.block([first, second])
+        fork, header = built.block, built.block.header
+        job, _, _ = compute_job_at(side.chain.state_at(header.parent_hash), chain.config, second.call, header.parent_hash,
+                                   second.hash(), header.number, read_weights=False)
+    assert [r.success for r in built.receipts] == [True, True]
+    local.slot = 1
+    local.block()  # this chain's #1, in the next slot
+    assert local.block([first]).receipts[0].success  # TRAIN1 again, in #2: this chain's version 1
+    assert not np.array_equal(models.get_weights(_state(chain), 0, 1), models.get_weights(_state(side.chain), 0, 1))
+    root = chain.state.root()
+    with pytest.raises(BlockError, match="state root mismatch"):  # under the rule TRAIN2 fails in F
+        chain.import_block(fork, LocalSource(side.chain.transcripts))
+    assert chain.state.root() == root and not chain.has_block(fork.hash())
+    claim = TrainingClaim(1, job, next(r for r in fork.body.results if r.extrinsic_index == 1), 0, 1)
+    proof = compute_fraud_proof(fork, claim, FAULT_START, 0, [side.chain.transcripts.get(fork.hash(), 1, 0)])
+    for state, why in ((chain.state_at(header.parent_hash), "UnknownVersion: model 0 has no version 1"),
+                       (_state(chain), "VersionTooNew: version 1 of model 0 was made in block #2")):
+        with pytest.raises(InvalidFraudProof, match=why) as caught:
+            verify_fraud_proof(chain.genesis_hash, state, chain.config, proof)
+        assert caught.value.reason == "unknown_job"
+    staked = balances.get_account(_state(chain), header.author).staked
+    error = local.fails(calls.ReportFraud(proof.encode()), "InvalidFraudProof")
+    assert error.startswith("pol.InvalidFraudProof: unknown_job: the job cannot be rebuilt: VersionTooNew: "), error
+    state = _state(chain)
+    assert balances.get_account(state, header.author).staked == staked and staking.PENDING_REMOVAL.get(state) == ()
+    side.chain.db.close()
