@@ -73,6 +73,41 @@ array (x and y, n·(d + 1), or n·(d + k) for a linear model) at most MAX_CELLS 
 a validator allocates to re-run a segment), and
 sample counts sum to at most ml_runtime.fedavg.MAX_SAMPLES.
 
+**Limits lowered mid-round** (tester19's E4). The opening sizes the reveal window for the block
+limits of its block, but a referendum may lower ``max_block_weight`` (or ``max_block_length``)
+while the round runs: fewer reveals then fit a block (each still fits one alone:
+chain.runtime.SETTLING_CALLS, democracy.MIN_GOVERNED_BLOCK_LENGTH), honest reveals missed the
+deadline, and their bonds went to those who got in, so a voter for the referendum could
+profit. Two rules, because neither alone holds:
+
+- the challenge sizes the window again, for the updates actually committed at the limits in
+  force then, and moves ``reveal_deadline`` out to fit (never in; at most MAX_ROUND_BLOCKS
+  after the opening; ``RevealDeadlineExtended``). This covers a lowering enacted before the
+  challenge with no cost: a withholder still loses its bond. It cannot cover a lowering
+  enacted during the window, which no call can see coming;
+- the round keeps the fewest reveals a block (:func:`compute_reveals_per_block`) the limits
+  allowed, as the challenge and then every reveal dispatched saw them (``reveal_rate``: one
+  comparison a reveal, one write the first time it falls). A reveal alone always fits a block
+  and reveals are operational, so while an honest reveal waits, a block of the lowered limits
+  takes one and records the rate (unless other operational calls outbid it for the whole
+  lowering, which a round's window never assumed away); a lowering no reveal saw kept no
+  reveal out. At close, if the window could not hold the round's reveals (participants x
+  samples) at that rate (:func:`compute_window_capacity`), every update still unrevealed is
+  ``excused``: out of the aggregate, its bond returned, not forfeited (``UpdateExcused``; on a
+  failed round with the other unexcluded bonds). The cost, accepted: in that case a participant who withheld its
+  reveal on purpose is refunded too (the accepted lose the forfeit they would have shared), and
+  a lowering late in the window refunds as one early in it would, since the rate does not say
+  when it fell. Only a referendum (10% of all POL turning out, a majority) can cause it, and it
+  buys a withholder its own bond back, never anyone else's. The close does not read its own
+  block's limits: a lowering enacted after the window kept no reveal out, and counting it
+  would refund withholders for nothing.
+
+The alternatives were weaker against an adversary: the challenge's extension alone leaves a
+lowering timed inside the window (what a voter who holds a committed update would time);
+refunding at close alone refunds every withholder of every round a lowering touched, even one
+the extension would have made whole; and reading the limits only at close misses a lowering
+reversed before the close (two referenda), or counts one enacted after the window.
+
 **Known limit.** The challenge randomness is the hash of the commit-deadline block (step 3,
 from ``system.BlockHash``), so only that block's author could grind it, by varying the block.
 """
@@ -126,7 +161,10 @@ _PERSON_CHALLENGE = b"polchain/fl/chal"
 
 # Round and update status values.
 OPEN, REVEALING, CLOSED, FAILED = "open", "revealing", "closed", "failed"
-COMMITTED, ACCEPTED, EXCLUDED = "committed", "accepted", "excluded"
+# EXCUSED: left unrevealed by a window the block limits no longer let hold the round's reveals
+# (see "Limits lowered mid-round" above): out of the aggregate like an excluded update, its bond
+# returned.
+COMMITTED, ACCEPTED, EXCLUDED, EXCUSED = "committed", "accepted", "excluded", "excused"
 
 
 class RoundInfo(Wire, frozen=True):
@@ -153,6 +191,9 @@ class RoundInfo(Wire, frozen=True):
     forfeited: Balance = 0  # bonds of excluded updates, added to the pool
     challenge_seed: Hash32 | None = None
     new_version: U32 | None = None
+    # The fewest reveals a block the block limits allowed (compute_reveals_per_block): at the
+    # opening; from the challenge on, since the challenge, as the challenge and each reveal saw them.
+    reveal_rate: U32 = 0
 
     @property
     def segments(self) -> int:
@@ -426,6 +467,22 @@ def compute_close_weight(spec: ml_runtime.ModelSpec, updates: int) -> int:
     return BASE_WEIGHT + updates * (FEDAVG_WEIGHT * spec.param_count + 50_000)
 
 
+def compute_reveals_per_block(config: RuntimeConfig, spec: ml_runtime.ModelSpec, info: OpenRound | RoundInfo) -> int:
+    """How many of a round's reveals a block holds under ``config``, each block giving them half
+    its length and weight (as a single reveal may take at most half a block), each reveal at its
+    bound (compute_reveal_bound, compute_reveal_weight); at least one, since a reveal alone
+    always fits a block (its weight capped at the block's, chain.runtime.SETTLING_CALLS, and a
+    block no shorter than the longest extrinsic, democracy.MIN_GOVERNED_BLOCK_LENGTH)."""
+    by_length = (config.max_block_length // 2) // compute_reveal_bound(spec, info)
+    by_weight = (config.max_block_weight // 2) // compute_reveal_weight(spec, info)
+    return max(1, min(by_length, by_weight))
+
+
+def compute_reveal_blocks(reveals: int, per_block: int) -> int:
+    """The blocks ``reveals`` reveals need at ``per_block`` a block."""
+    return -(-reveals // per_block)
+
+
 def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) -> None:
     cfg, now = ctx.config, ctx.block.number
     lr, l2 = compute_f32_value(call.lr), compute_f32_value(call.l2)
@@ -493,8 +550,8 @@ def _verify_open(ctx: CallContext, call: OpenRound, spec: ml_runtime.ModelSpec) 
     # that may hold the challenge. A window too short for them failed every round that used
     # it honestly, its participants' bonds forfeited (an outside tester's finding, round 7).
     reveals = call.max_updates * call.samples
-    per_block = max(1, min((cfg.max_block_length // 2) // reveal, (cfg.max_block_weight // 2) // reveal_weight))
-    needed = -(-reveals // per_block)
+    per_block = compute_reveals_per_block(cfg, spec, call)
+    needed = compute_reveal_blocks(reveals, per_block)
     if call.reveal_deadline - call.commit_deadline - 1 < needed:
         raise _fail(
             "RevealWindowTooShort",
@@ -526,7 +583,7 @@ def apply_open_round(ctx: CallContext, call: OpenRound) -> None:
     info = RoundInfo(
         ctx.sender, c.model, c.base_version, c.allowlist, c.local_steps, c.batch_size, c.lr, c.l2, c.segment_len,
         c.samples, c.min_updates, c.max_updates, c.bond, c.reward_pool, c.commit_deadline, c.reveal_deadline,
-        ctx.block.number,
+        ctx.block.number, reveal_rate=compute_reveals_per_block(ctx.config, spec, call),
     )
     ROUNDS.apply_set(ctx.state, info, round_id)
     NEXT_ROUND.apply_set(ctx.state, round_id + 1)
@@ -672,8 +729,18 @@ def apply_challenge(ctx: CallContext, call: ChallengeRound) -> None:
             "ChallengeExpired", f"block {info.commit_deadline}'s hash is older than the last {system.BLOCK_HASH_COUNT} blocks; close the round"
         )
     seed = compute_challenge_seed(call.round, deadline_hash)
-    ROUNDS.apply_set(state, msgspec.structs.replace(info, status=REVEALING, challenge_seed=seed), call.round)
+    # The window again, for the updates committed, at the limits in force now: a referendum may
+    # have lowered them since the opening sized it (tester19's E4). Pushed out, never in, and
+    # no further than MAX_ROUND_BLOCKS from the opening (a window still short then is what the
+    # close's excuse covers).
+    rate = compute_reveals_per_block(ctx.config, get_spec(state, info), info)
+    needed = compute_reveal_blocks(len(info.participants) * info.samples, rate)
+    deadline = min(max(info.reveal_deadline, info.commit_deadline + 1 + needed), info.opened_at + MAX_ROUND_BLOCKS)
+    revealing = msgspec.structs.replace(info, status=REVEALING, challenge_seed=seed, reveal_deadline=deadline, reveal_rate=rate)
+    ROUNDS.apply_set(state, revealing, call.round)
     ctx.emit(PALLET, "RoundChallenged", round=call.round, seed=seed)
+    if deadline > info.reveal_deadline:
+        ctx.emit(PALLET, "RevealDeadlineExtended", round=call.round, reveal_deadline=deadline, reveals_per_block=rate)
 
 
 # --- reveal -----------------------------------------------------------------------------------
@@ -771,8 +838,13 @@ def apply_reveal_segment(ctx: CallContext, call: RevealSegment) -> None:
     state, who = ctx.state, ctx.sender
     ctx.post_info = PostDispatchInfo(actual_weight=BASE_WEIGHT)  # until the update's own n is known
     info, update = find_revealing_update(state, who, call, ctx.block.number)
-    ctx.post_info = PostDispatchInfo(actual_weight=compute_reveal_weight(get_spec(state, info), info, update.row_count))
+    spec = get_spec(state, info)
+    ctx.post_info = PostDispatchInfo(actual_weight=compute_reveal_weight(spec, info, update.row_count))
     _verify_undecided(update)
+    rate = compute_reveals_per_block(ctx.config, spec, info)
+    if rate < info.reveal_rate:  # the limits fell during the window: the close reads it (one write, the first time)
+        info = msgspec.structs.replace(info, reveal_rate=rate)
+        ROUNDS.apply_set(state, info, call.round)
     job, checkpoint, start, end = _verify_reveal(ctx, call, info, update)
     try:
         ml_runtime.verify_segment(job, call.segment, checkpoint, end, start)
@@ -824,15 +896,27 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
         _apply_fail_round(ctx, call.round, info, f"its base version {info.base_version} was proven forged")
         return
     forfeited = info.forfeited
+    held = compute_window_capacity(info)
+    reveals = len(info.participants) * info.samples
+    excused: list[bytes] = []
     for who, update in updates.items():
         if update is not None and update.status == COMMITTED:
             reason = f"revealed {len(update.verified)} of {len(compute_challenged(info, who))} challenged segments by the deadline"
+            if held < reveals:  # the limits fell: the window could not take every reveal; the bond goes back
+                reason += (
+                    f"; at {info.reveal_rate} a block, the fewest the block limits allowed since the challenge, blocks "
+                    f"{info.commit_deadline + 2}..{info.reveal_deadline} could hold {held} of the round's {reveals} reveals"
+                )
+                UPDATES.apply_set(state, msgspec.structs.replace(update, status=EXCUSED, reason=reason), call.round, who)
+                excused.append(who)
+                ctx.emit(PALLET, "UpdateExcused", round=call.round, participant=who, reason=reason, bond_returned=info.bond)
+                continue
             UPDATES.apply_set(state, msgspec.structs.replace(update, status=EXCLUDED, reason=reason), call.round, who)
             forfeited += info.bond
             ctx.emit(PALLET, "UpdateExcluded", round=call.round, participant=who, reason=reason, bond_forfeited=info.bond)
     info = msgspec.structs.replace(info, forfeited=forfeited)
     accepted = sorted(who for who, u in updates.items() if u is not None and u.status == ACCEPTED)
-    if len(accepted) < info.min_updates:
+    if len(accepted) < info.min_updates:  # (a failure returns the excused bonds with the accepted ones)
         _apply_fail_round(ctx, call.round, info, f"{len(accepted)} updates accepted, {info.min_updates} needed")
         return
     accepted_updates = [updates[who] for who in accepted]
@@ -859,11 +943,20 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
         UPDATES.apply_set(state, msgspec.structs.replace(u, reward=reward), call.round, who)
         ctx.emit(PALLET, "RewardPaid", round=call.round, participant=who, amount=reward)
     balances.apply_release(state, PALLET, ESCROW_ACCOUNT, info.owner, pool - paid)
+    for who in excused:
+        balances.apply_release(state, PALLET, ESCROW_ACCOUNT, who, info.bond)
     ROUNDS.apply_set(state, msgspec.structs.replace(info, status=CLOSED, new_version=version), call.round)
     ctx.emit(
         PALLET, "RoundClosed", round=call.round, model=info.model, version=version, accepted=len(accepted),
         excluded=len(info.participants) - len(accepted), weights_hash=ml_runtime.hash_weights(aggregate),
     )
+
+
+def compute_window_capacity(info: RoundInfo) -> int:
+    """The reveals a challenged round's window held at the fewest reveals a block the limits
+    allowed since the challenge (RoundInfo.reveal_rate): blocks commit_deadline + 2 ..
+    reveal_deadline, as the opening and the challenge count them."""
+    return max(0, info.reveal_deadline - info.commit_deadline - 1) * info.reveal_rate
 
 
 def compute_counted_samples(info: RoundInfo, update: UpdateInfo) -> int:

@@ -13,7 +13,7 @@ import math
 import msgspec
 import numpy as np
 import pytest
-from chainkit import ALICE, event_args, sign
+from chainkit import ALICE, event_args, open_chain, sign
 from fedkit import (
     BOB,
     CHARLIE,
@@ -642,3 +642,218 @@ def test_a_commit_leaves_what_revealing_it_costs(chain) -> None:
     d.ok(EVE, calls.CloseRound(commit.round))
     assert federated.get_round(chain.state.overlay(), commit.round).status == federated.CLOSED
     assert free() > info.bond
+
+
+# --- a referendum lowers the block limits while a round is open (tester19's E4) ---------------
+
+
+@pytest.fixture
+def chains(tmp_path):
+    """A builder and an importer (fedkit.Driver compares their state roots after every block)."""
+    a, b = open_chain(tmp_path / "a"), open_chain(tmp_path / "b")
+    yield a, b
+    a.db.close()
+    b.db.close()
+
+
+def _lowering_round(chains, **kw) -> tuple[Driver, list[Participant]]:
+    """Round 0 opened in block 1 (4 updates x 1 reveal: at the default limits 55 reveals fit a
+    block, so one reveal block suffices), Charlie's referendum to set max_block_weight to
+    ``weight`` proposed in block 2 and voted in block 3 (enacted in block 6's on_initialize: in
+    force from block 7 on), Bob, Dave, Eve and Ferdie committed in block 4."""
+    weight = kw.pop("weight")
+    chain, follower = chains
+    d = Driver(chain, follower)
+    shares, _ = split_digits(4, 0)
+    people = [Participant(k, x, y) for k, (x, y) in zip((BOB, DAVE, EVE, FERDIE), shares, strict=True)]
+    d.ok(ALICE, open_call(**{"local_steps": 10, "batch_size": 8, "segment_len": 5, "samples": 1, "min_updates": 1, "max_updates": 4, **kw}))
+    r = d.ok(CHARLIE, calls.ProposeConfig((calls.ConfigChange("max_block_weight", weight),)))
+    d.ok(CHARLIE, calls.VoteConfig(int(event_args(r, "Proposed")["referendum"]), True, 7 * 10**14))
+    state = chain.state.overlay()
+    built = d.block([sign(chain, p.key, p.train(chain, 0), balances.get_account(state, p.key.public).nonce) for p in people])
+    assert all(rc.success for rc in built.receipts) and len(built.receipts) == 4
+    return d, people
+
+
+def _one_reveal_a_block(chain) -> int:
+    """A max_block_weight at which one of these reveals fits a block (tester19's: 1.5 x what a
+    reveal uses after its refund; each declares more, capped at the block's weight)."""
+    state = chain.state.overlay()
+    info = federated.get_round(state, 0)
+    used = federated.compute_reveal_weight(federated.get_spec(state, info), info, 375)
+    return used + used // 2
+
+
+def _offer_reveals(d: Driver, people: list[Participant], until: int) -> dict[bytes, int]:
+    """Offer every participant's pending reveal to each block up to ``until``, as honest
+    participants do (the author takes what fits); the block each reveal got into."""
+    chain = d.chain
+    landed: dict[bytes, int] = {}
+    while chain.best_number < until:
+        state = chain.state.overlay()
+        pending = [p for p in people if p.key.public not in landed]
+        xts = [sign(chain, p.key, rv, balances.get_account(state, p.key.public).nonce) for p in pending for rv in p.reveals(chain, 0)]
+        built = d.block(xts)
+        for rc in built.receipts:
+            assert rc.success, rc.error
+            (who,) = (p.key.public for p, xt in zip(pending, xts, strict=True) if xt.hash() == rc.hash)
+            landed[who] = chain.best_number
+    return landed
+
+
+def _frees(chain, people) -> dict[bytes, int]:
+    state = chain.state.overlay()
+    return {p.key.public: balances.get_account(state, p.key.public).free for p in people}
+
+
+def test_a_limit_lowered_before_the_challenge_moves_the_reveal_deadline_out(chains) -> None:
+    """tester19's E4: a referendum lowers max_block_weight after the round opened so that one
+    reveal fits a block, and the window (block 11 only) was sized at opening for 55 a block.
+    Before, three of four honest reveals missed the deadline and their bonds went to the
+    fourth. The challenge now sizes the window for the committed updates' reveals at the limits
+    then in force: the deadline moves from 11 to 14, every honest reveal gets in, and Ferdie,
+    who withholds his, still loses his bond (the window held it)."""
+    chain, _ = chains
+    d, people = _lowering_round(chains, weight=2_205_270, commit_deadline=9, reveal_deadline=11)
+    assert _one_reveal_a_block(chain) == 2_205_270
+    d.until(9)
+    assert chain.config.max_block_weight == 2_205_270
+    challenge = d.ok(ALICE, calls.ChallengeRound(0))  # block 10
+    honest, ferdie = people[:3], people[3]
+    landed = _offer_reveals(d, honest, 14)
+    assert sorted(landed.values()) == [11, 12, 13]  # one a block, all before the deadline
+    assert event_args(challenge, "RevealDeadlineExtended") == {"round": 0, "reveal_deadline": 14, "reveals_per_block": 1}
+    info = federated.get_round(chain.state.overlay(), 0)
+    assert (info.reveal_deadline, info.reveal_rate) == (14, 1)
+    before = _frees(chain, people)
+    receipt = d.ok(ALICE, calls.CloseRound(0))  # block 15
+    state = chain.state.overlay()
+    bond = info.bond
+    for p in honest:
+        update = federated.UPDATES.get(state, 0, p.key.public)
+        assert update.status == federated.ACCEPTED
+        assert update.reward == (9 * 10**9 + bond) // 3  # the pool and Ferdie's bond, equal counts
+        assert _frees(chain, [p])[p.key.public] == before[p.key.public] + bond + update.reward
+    assert federated.UPDATES.get(state, 0, ferdie.key.public).status == federated.EXCLUDED
+    assert _frees(chain, [ferdie])[ferdie.key.public] == before[ferdie.key.public]
+    assert event_args(receipt, "UpdateExcluded")["bond_forfeited"] == bond
+    assert federated.get_round(state, 0).status == federated.CLOSED
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+
+
+def test_a_limit_lowered_during_the_reveal_window_returns_the_bonds_it_kept_out(chains) -> None:
+    """The lowering is enacted after the challenge (block 6), so the window (blocks 7..8, sized
+    for 55 reveals a block) stays, and from block 7 on one reveal fits a block: two of the four
+    honest reveals get in, two cannot. Before, the two were excluded and their bonds paid to the
+    two who got in. Now the round keeps the fewest reveals a block seen since the challenge (1,
+    by the reveal in block 7); a window that could not hold the round's reveals at that rate
+    returns the bonds of the updates it left unrevealed (status ``excused``, in no aggregate)."""
+    chain, _ = chains
+    d, people = _lowering_round(chains, weight=2_205_270, commit_deadline=5, reveal_deadline=8)
+    d.until(5)
+    d.ok(ALICE, calls.ChallengeRound(0))  # block 6: the limits of block 5's state, not lowered yet
+    assert federated.get_round(chain.state.overlay(), 0).reveal_deadline == 8
+    assert chain.config.max_block_weight == 2_205_270  # from block 7 on
+    landed = _offer_reveals(d, people, 8)
+    assert sorted(landed.values()) == [7, 8]
+    before = _frees(chain, people)
+    receipt = d.ok(ALICE, calls.CloseRound(0))  # block 9
+    state = chain.state.overlay()
+    bond = federated.get_round(state, 0).bond
+    for p in people:
+        update = federated.UPDATES.get(state, 0, p.key.public)
+        if p.key.public in landed:
+            assert _frees(chain, [p])[p.key.public] == before[p.key.public] + bond + 9 * 10**9 // 2
+            assert (update.status, update.reward) == ("accepted", 9 * 10**9 // 2)
+        else:
+            assert _frees(chain, [p])[p.key.public] == before[p.key.public] + bond  # the bond back
+            assert (update.status, update.reward) == ("excused", 0)
+            assert "could hold 2 of the round's 4 reveals" in update.reason
+    excused = [dict(e.args) for e in receipt.events if e.name == "UpdateExcused"]
+    assert sorted(e["participant"] for e in excused) == sorted("0x" + p.key.public.hex() for p in people if p.key.public not in landed)
+    assert all(e["bond_returned"] == bond for e in excused)
+    assert not any(e.name == "UpdateExcluded" for e in receipt.events)
+    info = federated.get_round(state, 0)
+    assert (info.status, info.forfeited) == (federated.CLOSED, 0)
+    assert event_args(receipt, "RoundClosed")["excluded"] == 2
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+    assert info.reveal_rate == 1  # seen by the reveal in block 7
+
+
+def test_a_limit_lowered_during_the_window_that_still_holds_the_reveals_forfeits_a_withheld_bond(chains) -> None:
+    """Lowered during the window to one reveal a block, a window of four blocks (7..10) still
+    holds the four reveals: Ferdie, who withholds his, loses his bond to the three who revealed
+    (a fall in the limits excuses only what the window could no longer hold)."""
+    chain, _ = chains
+    d, people = _lowering_round(chains, weight=2_205_270, commit_deadline=5, reveal_deadline=10)
+    d.until(5)
+    d.ok(ALICE, calls.ChallengeRound(0))  # block 6
+    info = federated.get_round(chain.state.overlay(), 0)
+    assert info.reveal_deadline == 10
+    honest, ferdie = people[:3], people[3]
+    landed = _offer_reveals(d, honest, 10)
+    assert sorted(landed.values()) == [7, 8, 9]
+    receipt = d.ok(ALICE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    assert federated.UPDATES.get(state, 0, ferdie.key.public).status == federated.EXCLUDED
+    assert event_args(receipt, "UpdateExcluded")["bond_forfeited"] == info.bond
+    assert not any(e.name == "UpdateExcused" for e in receipt.events)
+    for p in honest:
+        assert federated.UPDATES.get(state, 0, p.key.public).reward == (9 * 10**9 + info.bond) // 3
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+    assert federated.get_round(state, 0).reveal_rate == 1  # the lowering was seen, and the window held
+
+
+def test_a_withheld_reveal_forfeits_its_bond_when_the_limits_stand(chains) -> None:
+    """No regression: with the limits as at opening, an update left unrevealed is excluded at
+    close and its bond goes to the pool, as before (this passes on the code before the fix too)."""
+    chain, follower = chains
+    d = Driver(chain, follower)
+    shares, _ = split_digits(2, 0)
+    bob, charlie = (Participant(k, x, y) for k, (x, y) in zip((BOB, CHARLIE), shares, strict=True))
+    d.ok(ALICE, open_call(local_steps=10, batch_size=8, segment_len=5, samples=1, min_updates=1, max_updates=2,
+                          commit_deadline=3, reveal_deadline=5))
+    d.ok(BOB, bob.train(chain, 0))
+    d.ok(CHARLIE, charlie.train(chain, 0))
+    d.ok(EVE, calls.ChallengeRound(0))  # block 4
+    info = federated.get_round(chain.state.overlay(), 0)
+    assert info.reveal_deadline == 5
+    (reveal,) = bob.reveals(chain, 0)
+    d.ok(BOB, reveal)  # block 5
+    before = _frees(chain, [bob, charlie])
+    receipt = d.ok(EVE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    assert federated.UPDATES.get(state, 0, CHARLIE.public).status == federated.EXCLUDED
+    assert event_args(receipt, "UpdateExcluded")["bond_forfeited"] == info.bond
+    assert _frees(chain, [charlie])[CHARLIE.public] == before[CHARLIE.public]
+    assert _frees(chain, [bob])[BOB.public] == before[BOB.public] + info.bond + 9 * 10**9 + info.bond
+    assert federated.get_round(state, 0).forfeited == info.bond
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+
+
+def test_a_round_failed_after_a_lowering_returns_the_excused_bonds_with_the_accepted(chains) -> None:
+    """As the test before, with min_updates 3: two accepted fail the round, and the failure
+    returns the bonds of the two accepted and of the two excused, the pool to the owner, and
+    burns nothing (no bond was forfeited)."""
+    chain, _ = chains
+    d, people = _lowering_round(chains, weight=2_205_270, commit_deadline=5, reveal_deadline=8, min_updates=3)
+    d.until(5)
+    d.ok(ALICE, calls.ChallengeRound(0))  # block 6
+    landed = _offer_reveals(d, people, 8)
+    assert sorted(landed.values()) == [7, 8]
+    before = _frees(chain, people)
+    alice_before = balances.get_account(chain.state.overlay(), ALICE.public).free
+    receipt = d.ok(CHARLIE, calls.CloseRound(0))  # block 9
+    state = chain.state.overlay()
+    info = federated.get_round(state, 0)
+    for p in people:
+        assert _frees(chain, [p])[p.key.public] == before[p.key.public] + info.bond
+        status = federated.UPDATES.get(state, 0, p.key.public).status
+        assert status == ("accepted" if p.key.public in landed else "excused")
+    assert event_args(receipt, "RoundFailed") == {
+        "round": 0, "reason": "2 updates accepted, 3 needed", "bonds_burned": 0,
+    }
+    # Alice gets the pool back (and, as the author, the close's fee share).
+    assert balances.get_account(state, ALICE.public).free >= alice_before + info.reward_pool
+    assert (info.status, info.forfeited) == (federated.FAILED, 0)
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
