@@ -1,14 +1,16 @@
 """``fl_*``: federated rounds, their updates and the lineage of the versions they made.
 
 - ``fl_getRound(round, at?)``: the round's parameters, status, participants in commit order,
-  challenge seed, forfeited bonds, and, once closed, the new version with its lineage
+  challenge seed, forfeited bonds, the fewest reveals a block the limits allowed
+  (``revealRate``: at the opening, then since the challenge), and, once closed, the new version with its lineage
   (each accepted participant's data root, row count, transcript root and sample count, in
   FedAvg order); ``null`` for an unknown round.
 - ``fl_listRounds(start?, at?)``: summaries of at most MAX_LIST rounds from ``start``
   (default: the newest MAX_LIST), oldest first.
 - ``fl_getUpdate(round, account, at?)``: one participant's update: its commitments, the
   segments it must reveal (after the challenge), those verified, status, the reason it was
-  excluded, its reward; ``null`` if that account committed nothing to that round.
+  excluded (or excused: left unrevealed by a window the lowered block limits could no longer
+  fill, its bond returned), its reward; ``null`` if that account committed nothing to that round.
 
 Round ids are u32; accounts SS58 or 0x-hex (as everywhere); balances are decimal strings.
 """
@@ -43,7 +45,7 @@ def round_json(round_id: int, info: federated.RoundInfo) -> dict[str, Any]:
         "participants": [ss58_encode(a) for a in info.participants], "totalSamples": info.total_samples,
         "forfeited": str(info.forfeited),
         "challengeSeed": None if info.challenge_seed is None else hexb(info.challenge_seed),
-        "newVersion": info.new_version,
+        "newVersion": info.new_version, "revealRate": info.reveal_rate,
     }
 
 
