@@ -74,7 +74,11 @@ SPEC_NAME = "polchain"
 # as a limit in POL was otherwise paid in whatever asset the terms had moved to (an outside tester's note, round 13);
 # a TRAIN naming a version made in its own block is refused (training.VersionTooNew; an outside tester's P1, round
 # 14: a block that lost a fork race was judged against the winner's version of that number, and its honest author
-# slashed), and with it the bounty check it made unreachable (LineageStartsInPostingBlock).
+# slashed), and with it the bounty check it made unreachable (LineageStartsInPostingBlock); a federated round's
+# reveal window follows the block limits a referendum lowers (tester19's E4): the challenge moves reveal_deadline out
+# to hold the committed updates' reveals at the limits then in force, and a close returns (status "excused") the bond
+# of an update left unrevealed by a window that the fewest reveals a block seen since the challenge could not fill
+# (chain.pallets.federated.RoundInfo.reveal_rate, compute_window_capacity).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 9
 TRANSACTION_VERSION = 1
