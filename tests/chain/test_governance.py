@@ -334,7 +334,12 @@ def test_enactments_due_past_a_blocks_room_are_carried_over_and_never_fail(chain
 def test_a_queue_scans_at_most_max_scan_blocks_a_block_and_catches_up(chain) -> None:
     """A backlog that held the queue back leaves blocks behind the current one to look at: at
     most agenda.MAX_SCAN of them a block, so a block's start stays bounded, and the queue
-    catches up (nothing stored once it has)."""
+    catches up (nothing stored once it has).
+
+    Mutation testing of chain/pallets/agenda.py (2026-11-30, session 34: 18 mutants by hand,
+    /work/scratch/s34/mut_agenda.py, with this file and test_democracy.py): 17 killed, after
+    the three tests at the end of this file were added for three survivors. The one left is
+    MAX_SCAN = 65: a parameter these tests are written in terms of, not a rule they pin."""
     queue = agenda.Queue("Test", "Queue")
     state = chain.state.overlay()
     queue.apply_add(state, 7, 10)
@@ -512,3 +517,45 @@ def test_inference_without_a_version_answers_with_the_version_the_holders_releas
     assert event_args(d.apply(CHARLIE, calls.Infer(model, 1, row)), "InferenceMade")["version"] == 1
     unreleased = models.get_model(chain.state.overlay(), 0)
     assert unreleased.released_version is None and models.compute_default_version(unreleased) == unreleased.latest_version
+
+
+def test_a_block_holding_exactly_a_blocks_room_is_emptied_and_the_queue_moves_on(chain) -> None:
+    """A block whose list is exactly the room left is taken whole: its list deleted (not
+    stored empty) and the backlog, if any, moved past it. Mutation testing of agenda.Queue
+    (2026-11-30, session 34) found no test at that edge (``len(due) >= room`` survived)."""
+    queue = agenda.Queue("Test", "Queue")
+    state = chain.state.overlay()
+    for item in range(agenda.MAX_AGENDA):
+        queue.apply_add(state, item, 5)
+    queue.apply_add(state, 99, 6)
+    queue.backlog.apply_set(state, 5, 0)  # as a carried-over backlog leaves it
+    assert queue.apply_take_due(state, 6) == tuple(range(agenda.MAX_AGENDA))
+    assert queue.get(state, 5) is None and queue.get(state, 6) == (99,)
+    assert queue.backlog.get(state, 0) == 6
+    assert queue.apply_take_due(state, 7) == (99,)
+    assert queue.get(state, 6) is None and queue.backlog.get(state, 0) is None
+
+
+def test_an_agendas_block_is_deleted_when_taken(chain) -> None:
+    """Agenda.apply_take leaves nothing stored for the block it took (mutation testing,
+    session 34: its delete removed survived every test)."""
+    tallies = agenda.Agenda("Test")
+    state = chain.state.overlay()
+    tallies.apply_add(state, 3, 8)
+    tallies.apply_add(state, 4, 8)
+    assert tallies.apply_take(state, 8) == (3, 4)
+    assert tallies.get(state, 8) is None and tallies.apply_take(state, 8) == ()
+
+
+def test_a_queue_stops_where_a_blocks_room_is_taken(chain) -> None:
+    """Once a block's room is taken the scan stops, and the backlog records where the next
+    block reads on, even past empty blocks (mutation testing, session 34: ``if room < 0``
+    scanned on and recorded a later block)."""
+    queue = agenda.Queue("Test", "Queue")
+    state = chain.state.overlay()
+    for item in range(agenda.MAX_AGENDA):
+        queue.apply_add(state, item, 5)
+    queue.backlog.apply_set(state, 5, 0)
+    assert queue.apply_take_due(state, 7) == tuple(range(agenda.MAX_AGENDA))
+    assert queue.backlog.get(state, 0) == 6
+    assert queue.apply_take_due(state, 8) == () and queue.backlog.get(state, 0) is None
