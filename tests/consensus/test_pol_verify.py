@@ -305,13 +305,15 @@ def _binomial_bounds(n: int, p: float, alpha: float) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize(("segments", "samples", "faulty", "validators"), [(6, 2, 1, 1), (8, 2, 2, 2), (16, 4, 1, 3), (32, 3, 4, 2)])
-def test_the_detection_rate_matches_the_formula(tmp_path, segments, samples, faulty, validators) -> None:
+def test_the_detection_rate_matches_the_formula(tmp_path, monkeypatch, segments, samples, faulty, validators) -> None:
     """Over B blocks (block hashes), each checked by V validators with their own secrets, a
     forgery of k of S segments is detected (some validator raises FraudFound) at the rate
     1 - (C(S-k, m) / C(S, m))^V. The count is Binomial(B, p); the bounds are its exact central
     interval with tails of 0.5e-9 each, so a correct sampler fails once in 10**9 runs (and the
     bits are fixed, so the run is deterministic anyway). Every detection's proof names a
-    forged segment."""
+    forged segment. The random sample alone: the largest update, which a validator re-runs
+    too (and which these forgeries' jumps are), is pinned to segment 0, never forged here."""
+    monkeypatch.setattr(pol, "compute_largest_update", lambda openings, result, n: 0)
     forged = set(range(1, segments, segments // faulty))
     assert len(forged) == faulty
     author, block = _author(tmp_path / "author", _forge_outputs(forged), steps=segments * 4, segment=4)
@@ -449,7 +451,10 @@ def test_a_committed_start_loss_or_unrunnable_checkpoint_is_a_fault(
     sample covers segment 3 (not 2, whose fault would be reported first): the parallel re-run
     fails, and the segments are re-run alone to say which one is at fault. The forger skips
     the result checks an honest author makes on its own results (verify_result_shape, which
-    would leave a TRAIN with entry 0's loss not +0.0 out of its block)."""
+    would leave a TRAIN with entry 0's loss not +0.0 out of its block). The largest update
+    (segment 2's, into the poisoned checkpoint) is pinned into the sample: re-run, segment 2's
+    fault would be the one reported."""
+    monkeypatch.setattr(pol, "compute_largest_update", lambda openings, result, n: 5)
     with monkeypatch.context() as forger:
         forger.setattr(training, "verify_result_shape", lambda job, result: None)
         author, block = _author(tmp_path / "author", _altered(alter))
@@ -499,8 +504,8 @@ def test_an_honest_divergence_imports_and_every_segment_sampled_imports(tmp_path
 
 
 def test_m_of_zero_still_samples_one_segment(tmp_path, monkeypatch) -> None:
-    """A per-block m below 1 is taken as 1 (a validator always re-runs something); the request
-    is every checkpoint, as for any m."""
+    """A per-block m below 1 is taken as 1 (a validator always re-runs something, and the
+    job's largest update); the request is every checkpoint, as for any m."""
     author, block = _author(tmp_path / "author")
     validator = open_chain(tmp_path / "validator")
     secret = next(s for s in (bytes([i]) * 32 for i in range(1, 64)) if compute_sample(s, block.hash(), 0, S, 1) != (0,))
@@ -509,8 +514,10 @@ def test_m_of_zero_still_samples_one_segment(tmp_path, monkeypatch) -> None:
     reran: list[tuple[int, ...]] = []
     real = pol._rerun_all
     monkeypatch.setattr(pol, "_rerun_all", lambda tasks: reran.append(tuple(j for _, j, _ in tasks)) or real(tasks))
-    SampledVerifier(secret, 2, samples_for=lambda _b: 0).verify_block(block, block.hash(), [_claim(validator, block, 0)], source)
-    assert len(sample) == 1 and reran == [sample]  # the one segment of its sample re-run
+    claim = _claim(validator, block, 0)
+    SampledVerifier(secret, 2, samples_for=lambda _b: 0).verify_block(block, block.hash(), [claim], source)
+    largest = pol.compute_largest_update(_all_openings(author, block, claim), claim.result, S + 1)
+    assert len(sample) == 1 and reran == [tuple(sorted({*sample, largest}))]  # the one segment of its sample, and the largest update
     assert source.asked == [(block.hash(), 0, _every_entry())]
     author.db.close()
     validator.db.close()
@@ -551,3 +558,31 @@ def test_an_auditor_asks_what_a_sampled_validator_asks_and_a_validator_can_serve
     assert auditor.best_hash == block.hash()
     for chain in (author, validator, auditor):
         chain.db.close()
+
+
+def test_the_largest_update_is_rerun_whatever_the_sample(tmp_path) -> None:
+    """An outside tester's P2 (round 14): forging only the last segment sets the new version to
+    any weights at all (here every weight 0.123), and a validator caught it only if its random
+    sample held that segment (m/S). The jump is the job's largest update, which every validator
+    now re-runs besides its sample (consensus.pol, "The largest update"): a validator whose
+    sample misses the segment refuses the block with a proof of it, and a third node accepts
+    the proof. An honest job's largest update re-runs clean (every other import here)."""
+
+    def to_any_weights(job: ml_runtime.TrainingJob) -> ml_runtime.JobResult:
+        out = ml_runtime.run_job(job)
+        chosen = np.full_like(out.weights, np.float32(0.123))
+        checkpoints = (*out.checkpoints[:-1], chosen)
+        entries = list(out.transcript.entries)
+        entries[-1] = ml_runtime.TranscriptEntry(len(entries) - 1, ml_runtime.hash_weights(chosen), entries[-1].loss)
+        return ml_runtime.JobResult(chosen, checkpoints, ml_runtime.Transcript.build(entries), True)
+
+    author, block = _author(tmp_path / "author", to_any_weights)
+    missing = next(
+        secret for secret in (bytes([i]) * 32 for i in range(1, 256)) if S - 1 not in compute_sample(secret, block.hash(), 0, S, 2)
+    )
+    validator = open_chain(tmp_path / "validator", verifier=SampledVerifier(missing, 2))
+    fraud = _refuse(validator, block, LocalSource(author.transcripts), FraudFound, f"segment {S - 1} re-runs to")
+    assert isinstance(fraud, FraudFound) and (fraud.proof.kind, fraud.proof.segment) == (FAULT_SEGMENT, S - 1)
+    _check_proof_elsewhere(tmp_path, fraud, FAULT_SEGMENT, S - 1, block)
+    author.db.close()
+    validator.db.close()
