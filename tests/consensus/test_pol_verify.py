@@ -560,7 +560,8 @@ def test_an_auditor_asks_what_a_sampled_validator_asks_and_a_validator_can_serve
         chain.db.close()
 
 
-def test_the_largest_update_is_rerun_whatever_the_sample(tmp_path) -> None:
+@pytest.mark.parametrize("samples", [2, S - 1])
+def test_the_largest_update_is_rerun_whatever_the_sample(tmp_path, samples) -> None:
     """An outside tester's P2 (round 14): forging only the last segment sets the new version to
     any weights at all (here every weight 0.123), and a validator caught it only if its random
     sample held that segment (m/S). The jump is the job's largest update, which every validator
@@ -578,11 +579,63 @@ def test_the_largest_update_is_rerun_whatever_the_sample(tmp_path) -> None:
 
     author, block = _author(tmp_path / "author", to_any_weights)
     missing = next(
-        secret for secret in (bytes([i]) * 32 for i in range(1, 256)) if S - 1 not in compute_sample(secret, block.hash(), 0, S, 2)
+        secret for secret in (bytes([i]) * 32 for i in range(1, 256))
+        if S - 1 not in compute_sample(secret, block.hash(), 0, S, samples)
     )
-    validator = open_chain(tmp_path / "validator", verifier=SampledVerifier(missing, 2))
+    validator = open_chain(tmp_path / "validator", verifier=SampledVerifier(missing, samples))
     fraud = _refuse(validator, block, LocalSource(author.transcripts), FraudFound, f"segment {S - 1} re-runs to")
     assert isinstance(fraud, FraudFound) and (fraud.proof.kind, fraud.proof.segment) == (FAULT_SEGMENT, S - 1)
     _check_proof_elsewhere(tmp_path, fraud, FAULT_SEGMENT, S - 1, block)
     author.db.close()
     validator.db.close()
+
+
+@pytest.mark.parametrize("alter", [_poison(np.nan, 1), _poison(np.inf, 1)])
+def test_an_update_into_a_checkpoint_not_finite_counts_as_the_largest(tmp_path, monkeypatch, alter) -> None:
+    """A committed checkpoint holding a NaN or an infinity makes no finite update: it counts as
+    the largest (the first such segment's), so a validator whose random sample misses both
+    segments around it re-runs the segment into it and proves the fault. (Weights of another
+    length never come from a source, which checks them, chain.proofs.verify_opening; from a
+    faulty one they count as infinite too, and the re-run finds the opening bad:
+    test_a_source_that_hands_over_a_wrong_opening_makes_the_block_unavailable.)"""
+    with monkeypatch.context() as forger:
+        forger.setattr(training, "verify_result_shape", lambda job, result: None)
+        author, block = _author(tmp_path / "author", _altered(alter))
+    secret = next(s for s in (bytes([i]) * 32 for i in range(1, 256)) if not {2, 3} & set(compute_sample(s, block.hash(), 0, S, 2)))
+    validator = open_chain(tmp_path / "validator", verifier=SampledVerifier(secret, 2))
+    fraud = _refuse(validator, block, LocalSource(author.transcripts), FraudFound, r"segment 2 re-runs to weights [0-9a-f]{64}, entry 3 claims")
+    assert isinstance(fraud, FraudFound) and (fraud.proof.kind, fraud.proof.segment) == (FAULT_SEGMENT, 2)
+    author.db.close()
+    validator.db.close()
+
+
+def test_the_first_of_equal_largest_updates_is_chosen(tmp_path) -> None:
+    """compute_largest_update on a real job's openings with their weights replaced: updates
+    all of one size choose segment 0; a larger one later is chosen; the last segment's output
+    is the result's weights when entry n - 1 carries none.
+
+    Mutation testing of compute_largest_update and its call (2026-11-30, session 34: 12
+    mutants by hand, /work/scratch/s34/mut_largest.py, with this file and
+    test_mutants_pol.py): 9 killed. Three survive, equivalent: the initial ``largest`` of 0.0
+    or ``chosen`` of 1 (every size is >= 0, so the first segment is chosen either way, and a
+    job with no finished segment is never ranked: its sample is already every segment), and a
+    length mismatch counted as 0.0 (only a source that breaks its contract hands one over, and
+    what the verifier uses of it is verified again: the block is unavailable either way)."""
+    author, block = _author(tmp_path / "author")
+    claim = _claim(author, block, 0)
+    openings = _all_openings(author, block, claim)
+    n = S + 1
+
+    def stepping(sizes: list[float]) -> dict[int, Opening]:
+        levels = np.cumsum([0.0, *sizes]).astype(np.float32)
+        return {j: msgspec.structs.replace(o, weights=np.full(650, levels[j], dtype="<f4").tobytes()) for j, o in openings.items()}
+
+    assert pol.compute_largest_update(stepping([1.0] * S), claim.result, n) == 0
+    assert pol.compute_largest_update(stepping([1.0, 1.0, 3.0, 3.0, 1.0, 1.0]), claim.result, n) == 2
+    without_last = {j: o for j, o in stepping([1.0] * S).items() if j < n - 1}
+    without_last[n - 1] = msgspec.structs.replace(openings[n - 1], weights=None)
+    # The result's weights (all within 2 of 0) are at least S - 3 from checkpoint n - 2's (every weight S - 1):
+    # the last update is the largest.
+    assert np.abs(claim.result.get_weights()).max() < 2
+    assert pol.compute_largest_update(without_last, claim.result, n) == n - 2
+    author.db.close()
