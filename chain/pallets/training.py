@@ -151,8 +151,7 @@ def verify_job_inputs(
         )
     spec = models.decode_spec(model.spec)
     parent = compute_parent(state, model, call, number)
-    if call.from_version is not None:
-        _verify_made_before(state, call.model, parent, number)
+    _verify_made_before(state, call.model, parent, number)
     weights = models.get_weights(state, call.model, parent) if read_weights else np.zeros(spec.param_count, dtype=np.float32)
     info = datasets.get_complete_dataset(state, call.dataset)
     if info.completed_in >= number:
@@ -175,8 +174,8 @@ def verify_job_inputs(
 
 
 def _verify_made_before(state: StateAccess, model: int, version: int, number: int) -> None:
-    """The version a TRAIN names must have been made before its block #``number``, as its model
-    and data set must (above): the job is then the one the block's parent state describes, on
+    """The version a TRAIN trains must have been made before its block #``number``, as its model
+    and data set must (above; one it names none of is: models.compute_latest_before): the job is then the one the block's parent state describes, on
     every fork that shares that parent. A call naming a version an earlier call of its block
     made trained other weights on each fork that made a version of that number: a block that
     lost a fork race, with such a pair of calls, was judged on the winning chain against that
