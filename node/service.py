@@ -1517,9 +1517,9 @@ class NodeService:
         at once on resuming, a wasted block and a reorg each time (an outside tester's F3, round
         13). Substrate's slot worker skips slots while major-syncing, judged by peers' claims;
         this judges by the node's own clock, which no peer can move, and costs one slot."""
-        if due_ms is not None and self.clock() * 1000 - due_ms >= STALL_SLOTS * self.slot_ms:
-            log.info("Not authoring in slot %d: woken %.1f s late (stopped?); syncing first",
-                     int(self.clock() * 1000) // self.slot_ms, (self.clock() * 1000 - due_ms) / 1000)
+        now = self.clock() * 1000
+        if due_ms is not None and now - due_ms >= STALL_SLOTS * self.slot_ms:
+            log.info("Not authoring in slot %d: woken %.1f s late (stopped?); syncing first", now // self.slot_ms, (now - due_ms) / 1000)
             return
         try:
             await self.author_block()

@@ -175,8 +175,9 @@ def verify_job_inputs(
 
 def _verify_made_before(state: StateAccess, model: int, version: int, number: int) -> None:
     """The version a TRAIN trains must have been made before its block #``number``, as its model
-    and data set must (above; one it names none of is: models.compute_latest_before): the job is then the one the block's parent state describes, on
-    every fork that shares that parent. A call naming a version an earlier call of its block
+    and data set must (above). The latest before the block, which a call naming none trains
+    (models.compute_latest_before), always is; a named one must be too, so that the job is the
+    one the block's parent state describes, on every fork that shares that parent. A call naming a version an earlier call of its block
     made trained other weights on each fork that made a version of that number: a block that
     lost a fork race, with such a pair of calls, was judged on the winning chain against that
     chain's version, and a start-fault report built from the honest block's own opening slashed
