@@ -100,7 +100,7 @@ def test_a_model_whose_update_no_commit_carries_is_refused(tmp_path) -> None:
     updates no pool could take (a reviewer's finding, round 5)."""
     import dataclasses
 
-    from chainkit import dev_spec, open_chain
+    from chainkit import dev_spec
 
     spec = dev_spec()
     spec = dataclasses.replace(spec, runtime_config=dataclasses.replace(spec.runtime_config, max_model_params=500_000))
@@ -645,15 +645,6 @@ def test_a_commit_leaves_what_revealing_it_costs(chain) -> None:
 
 
 # --- a referendum lowers the block limits while a round is open (tester19's E4) ---------------
-
-
-@pytest.fixture
-def chains(tmp_path):
-    """A builder and an importer (fedkit.Driver compares their state roots after every block)."""
-    a, b = open_chain(tmp_path / "a"), open_chain(tmp_path / "b")
-    yield a, b
-    a.db.close()
-    b.db.close()
 
 
 def _lowering_round(chains, **kw) -> tuple[Driver, list[Participant]]:

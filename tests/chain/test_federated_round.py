@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainkit import ALICE, open_chain
+from chainkit import ALICE
 from fedkit import (
     BOB,
     CHARLIE,
@@ -47,14 +47,6 @@ import ml_runtime
 from chain import calls
 from chain.pallets import balances, federated, models
 from ml_runtime import twins
-
-
-@pytest.fixture
-def chains(tmp_path):
-    a, b = open_chain(tmp_path / "a"), open_chain(tmp_path / "b")
-    yield a, b
-    a.db.close()
-    b.db.close()
 
 
 def _free(chain, key) -> int:
