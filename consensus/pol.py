@@ -49,12 +49,14 @@ the Q updates of largest magnitude), here with Q = 1 a job, which needs no secre
 segment's output fixes every weight after it, so forging the last of S segments alone set a
 new version to any weights at all: 60 of 60 sampling validators imported a block whose new
 version was 650 weights of 0.123, each catching it with probability m/S, 0.4% at the largest
-S a call may ask (an outside tester's P2, round 14). Such a jump from an SGD trajectory is
-the largest update of its job, and is now always re-run. To escape, a forger keeps each
-forged update below the job's largest honest one, so moving the weights far takes many forged
-segments, each drawn by the random samples with probability m/S per validator. The cost: at
-most one segment more a job per validator (none when it is in the sample already), and one
-pass over the checkpoints the validator fetched anyway.
+S a call may ask (an outside tester's P2, round 14). Such a jump, larger than any honest
+step of its job, is the largest update, and is now always re-run. It bounds nothing more: a
+forger who keeps each forged step below the job's largest honest step escapes it, and in a
+TRAIN of its own it can make the honest steps large (lr 1,000: one forged segment reached the
+same weights and escaped 100 of 100 validators; the retest's R1), so beyond the naive jump
+what catches a forgery is still the random sample, m/S per validator. The cost: at most one
+segment more a job per validator (none when it is in the sample already), and one pass over
+the checkpoints the validator fetched anyway.
 
 A mismatch raises :class:`~chain.errors.FraudFound` carrying a
 :class:`~chain.fraud.FraudProof` any node checks by re-running at most one segment; openings

@@ -194,6 +194,7 @@ class RoundInfo(Wire, frozen=True):
     # The fewest reveals a block the block limits allowed (compute_reveals_per_block): at the
     # opening; from the challenge on, since the challenge, as the challenge and each reveal saw them.
     reveal_rate: U32 = 0
+    challenged_at: BlockNumber = 0  # the block of the challenge: reveals come after it
 
     @property
     def segments(self) -> int:
@@ -729,14 +730,20 @@ def apply_challenge(ctx: CallContext, call: ChallengeRound) -> None:
             "ChallengeExpired", f"block {info.commit_deadline}'s hash is older than the last {system.BLOCK_HASH_COUNT} blocks; close the round"
         )
     seed = compute_challenge_seed(call.round, deadline_hash)
-    # The window again, for the updates committed, at the limits in force now: a referendum may
-    # have lowered them since the opening sized it (tester19's E4). Pushed out, never in, and
-    # no further than MAX_ROUND_BLOCKS from the opening (a window still short then is what the
-    # close's excuse covers).
+    # The window again, for the updates committed, at the limits in force now and from the
+    # block after this one: a referendum may have lowered the limits since the opening sized it
+    # (tester19's E4), and the challenge may come later than commit_deadline + 1, which the
+    # opening counted on: an author who left it out of that block, in the shortest window the
+    # opening admits, made every reveal TooLate and the round's bonds burn (an outside retest's
+    # R2, round 14). Pushed out, never in, and no further than MAX_ROUND_BLOCKS from the opening
+    # (a window still short then is what the close's excuse covers).
+    number = ctx.block.number
     rate = compute_reveals_per_block(ctx.config, get_spec(state, info), info)
     needed = compute_reveal_blocks(len(info.participants) * info.samples, rate)
-    deadline = min(max(info.reveal_deadline, info.commit_deadline + 1 + needed), info.opened_at + MAX_ROUND_BLOCKS)
-    revealing = msgspec.structs.replace(info, status=REVEALING, challenge_seed=seed, reveal_deadline=deadline, reveal_rate=rate)
+    deadline = min(max(info.reveal_deadline, number + needed), info.opened_at + MAX_ROUND_BLOCKS)
+    revealing = msgspec.structs.replace(
+        info, status=REVEALING, challenge_seed=seed, reveal_deadline=deadline, reveal_rate=rate, challenged_at=number
+    )
     ROUNDS.apply_set(state, revealing, call.round)
     ctx.emit(PALLET, "RoundChallenged", round=call.round, seed=seed)
     if deadline > info.reveal_deadline:
@@ -905,7 +912,7 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
             if held < reveals:  # the limits fell: the window could not take every reveal; the bond goes back
                 reason += (
                     f"; at {info.reveal_rate} a block, the fewest the block limits allowed since the challenge, blocks "
-                    f"{info.commit_deadline + 2}..{info.reveal_deadline} could hold {held} of the round's {reveals} reveals"
+                    f"{info.challenged_at + 1}..{info.reveal_deadline} could hold {held} of the round's {reveals} reveals"
                 )
                 UPDATES.apply_set(state, msgspec.structs.replace(update, status=EXCUSED, reason=reason), call.round, who)
                 excused.append(who)
@@ -954,9 +961,9 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
 
 def compute_window_capacity(info: RoundInfo) -> int:
     """The reveals a challenged round's window held at the fewest reveals a block the limits
-    allowed since the challenge (RoundInfo.reveal_rate): blocks commit_deadline + 2 ..
-    reveal_deadline, as the opening and the challenge count them."""
-    return max(0, info.reveal_deadline - info.commit_deadline - 1) * info.reveal_rate
+    allowed since the challenge (RoundInfo.reveal_rate): blocks challenged_at + 1 ..
+    reveal_deadline, as the challenge counts them."""
+    return max(0, info.reveal_deadline - info.challenged_at) * info.reveal_rate
 
 
 def compute_counted_samples(info: RoundInfo, update: UpdateInfo) -> int:

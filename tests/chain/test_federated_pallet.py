@@ -848,3 +848,34 @@ def test_a_round_failed_after_a_lowering_returns_the_excused_bonds_with_the_acce
     assert balances.get_account(state, ALICE.public).free >= alice_before + info.reward_pool
     assert (info.status, info.forfeited) == (federated.FAILED, 0)
     assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+
+
+def test_a_challenge_held_back_to_the_deadline_moves_it_out_for_the_reveals(chains) -> None:
+    """The opening counts the reveal window from commit_deadline + 2, as if the challenge came
+    in the block after the commit deadline; no reveal can come before the challenge's block.
+    An author who left the challenge out until the reveal deadline, in the shortest window the
+    opening admits (one block), made every honest reveal TooLate, and the round failed with
+    every bond burned (an outside retest's R2, round 14). The challenge now counts the window
+    from its own block: here it comes in block 5, the deadline moves to 6, both reveals land."""
+    chain, follower = chains
+    d = Driver(chain, follower)
+    shares, _ = split_digits(2, 0)
+    bob, charlie = (Participant(k, x, y) for k, (x, y) in zip((BOB, CHARLIE), shares, strict=True))
+    d.ok(ALICE, open_call(local_steps=10, batch_size=8, segment_len=5, samples=1, min_updates=2, max_updates=2,
+                          commit_deadline=3, reveal_deadline=5))
+    d.ok(BOB, bob.train(chain, 0))
+    d.ok(CHARLIE, charlie.train(chain, 0))
+    d.until(4)  # block 4, the one after the commit deadline, leaves the challenge out
+    challenge = d.ok(EVE, calls.ChallengeRound(0))  # block 5, the reveal deadline
+    assert event_args(challenge, "RevealDeadlineExtended")["reveal_deadline"] == 6
+    info = federated.get_round(chain.state.overlay(), 0)
+    assert (info.reveal_deadline, info.challenged_at, federated.compute_window_capacity(info)) == (6, 5, info.reveal_rate)
+    state = chain.state.overlay()
+    built = d.block([sign(chain, p.key, rv, balances.get_account(state, p.key.public).nonce)
+                     for p in (bob, charlie) for rv in p.reveals(chain, 0)])  # block 6
+    assert [r.success for r in built.receipts] == [True, True], [r.error for r in built.receipts]
+    d.ok(EVE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    assert federated.get_round(state, 0).status == federated.CLOSED
+    assert {federated.UPDATES.get(state, 0, p.key.public).status for p in (bob, charlie)} == {federated.ACCEPTED}
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
