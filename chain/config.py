@@ -78,7 +78,9 @@ SPEC_NAME = "polchain"
 # reveal window follows the block limits a referendum lowers (tester19's E4): the challenge moves reveal_deadline out
 # to hold the committed updates' reveals at the limits then in force, and a close returns (status "excused") the bond
 # of an update left unrevealed by a window that the fewest reveals a block seen since the challenge could not fill
-# (chain.pallets.federated.RoundInfo.reveal_rate, compute_window_capacity).
+# (chain.pallets.federated.RoundInfo.reveal_rate, compute_window_capacity), and from the challenge's own block
+# (RoundInfo.challenged_at; the retest's R2); max_segments is at most MAX_SEGMENTS_PER_SAMPLE (16) x pol_samples,
+# 64 by default where it was 1,024 (a forged segment escaped four validators 98% of the time: P2, and the retest's R1).
 # tests/chain/test_vectors.py pins each version's golden genesis and block hashes: a change to either is a new version.
 SPEC_VERSION = 9
 TRANSACTION_VERSION = 1
@@ -111,7 +113,7 @@ class RuntimeConfig:
     max_block_length: int = 5 * 1024 * 1024
     max_train_steps: int = 100_000
     max_train_batch: int = 4096
-    max_segments: int = 1024
+    max_segments: int = 64  # S of a TRAIN; at most MAX_SEGMENTS_PER_SAMPLE x pol_samples
     max_model_params: int = 1 << 18
     min_validator_bond: int = 1_000_000_000
     # Proof of learning (docs/architecture.md §2). A block carries each TRAIN call's result
@@ -162,7 +164,8 @@ class RuntimeConfig:
         - training can run at all: at least one step, one row per batch, one segment, one parameter,
           and a transcript of one segment of a one-parameter model (2 checkpoints, 8 bytes);
         - proof of learning works: a validator re-runs at least one segment per job
-          (pol_samples), an era is at least one block, and the slash, reporter, validator fee
+          (pol_samples), and at least one in MAX_SEGMENTS_PER_SAMPLE of a job's segments
+          (max_segments <= 16 x pol_samples), an era is at least one block, and the slash, reporter, validator fee
           and voter reward shares are parts per million, at most 1,000,000 (all of it);
         - a model's vote lasts at least one block, and its voting and enactment periods are at
           most 100,000 blocks (chain.pallets.governance.MAX_PERIOD: what a shared model's
@@ -194,6 +197,11 @@ class RuntimeConfig:
             for name in ("gov_voting_blocks", "gov_enactment_blocks")
             if getattr(self, name) > MAX_GOV_PERIOD
         ]
+        if self.max_segments > MAX_SEGMENTS_PER_SAMPLE * self.pol_samples:
+            problems.append(
+                f"max_segments must be at most {MAX_SEGMENTS_PER_SAMPLE} x pol_samples = {MAX_SEGMENTS_PER_SAMPLE * self.pol_samples:,} "
+                f"(got {self.max_segments:,}): a forged segment escapes each validator with probability 1 - m/S"
+            )
         if self.max_transcript_bytes > MAX_TRANSCRIPT_BYTES:
             problems.append(
                 f"max_transcript_bytes must be at most {MAX_TRANSCRIPT_BYTES:,}, got {self.max_transcript_bytes:,}: "
@@ -257,6 +265,13 @@ MAX_BLOCK_LENGTH = 8 * 1024 * 1024
 # (tests/chain/test_democracy.py computes it); of 2^19, 2,104,409, too large. Above it a
 # forged segment could be refused by every validator but never proven on chain.
 MAX_MODEL_PARAMS = 500_000
+# S / m at most: a forged segment escapes each validator's random sample with probability
+# 1 - m/S, and one forged segment fixes every weight after it; the largest-update re-run
+# (consensus.pol) does not bound it, since a forger keeps its steps below the largest honest one.
+# At 1,024 segments with m = 4 one forged segment escaped four validators 98% of the time and
+# could set a new version to any weights (an outside tester's P2 and its retest's R1, round 14);
+# at 16, 77% at four validators, 52% at ten, 0.16% at a hundred (README's table).
+MAX_SEGMENTS_PER_SAMPLE = 16
 MIN_SLOT_DURATION_MS = 1
 MAX_SLOT_DURATION_MS = 3_600_000
 MINIMUMS = {

@@ -45,7 +45,7 @@ from chain.pallets import balances, federated, models
         ({"l2": calls.compute_f32_bits(-1.0)}, "InvalidDecay", ">= 0"),
         ({"l2": calls.compute_f32_bits(2.0**101), "lr": calls.compute_f32_bits(2.0**-100)}, "DecayTooLarge", "lr * l2 must be below 1"),
         ({"segment_len": 41}, "InvalidSegmentLength", "1..local_steps (40)"),
-        ({"local_steps": 2000, "segment_len": 1}, "TooManySegments", "2000 segments; the limit is 1024"),
+        ({"local_steps": 2000, "segment_len": 1}, "TooManySegments", "2000 segments; the limit is 64"),
         ({"samples": 0}, "InvalidSamples", "must be in 1..8"),
         ({"samples": 9}, "InvalidSamples", "must be in 1..8"),
         ({"min_updates": 0}, "InvalidUpdateCounts", "1 <= min_updates (0)"),

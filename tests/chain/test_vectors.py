@@ -54,10 +54,11 @@ PINNED = {
     # set's record gains the field, and the golden block builds on that genesis.)
     8: ("0x8633e6c455d3850936c0f5d98a9292c16db1ab3851393f4745431f350f52a75b",
         "0x8d76f3f26e7a2cbad7a9a2c26100eebc90b6604c84089d552e6c0cc8b5e97554"),
-    # (9: a data licence limit names its currency, chain/config.py; the golden block's TRAIN
-    # carries the new field, and the genesis records the version.)
-    9: ("0x639a9eaaa6c9f6695f299fcd70218ac19bbd322bb444b9640a23c5d45666ae72",
-        "0x267ac78002bd6f8aa305b6a0c45e0f9be68084a983bdf4098b335d3e583e43a3"),
+    # (9: round 14's fixes, chain/config.py; the golden block's TRAIN carries the licence
+    # limit's currency, and the genesis the version and max_segments 64. The day 9 was made
+    # its hashes moved once before any node ran it, with max_segments.)
+    9: ("0x79c4875ef62b1e3c3d915f5e51b3c10dbc9d6176df5a6e1d93a26048ea0050ba",
+        "0xd248397542f93bc3c34b093841ea2d526a03085f4b59abe57e9671eea9bab04e"),
 }
 
 
