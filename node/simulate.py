@@ -102,7 +102,7 @@ from chain.fraud import compute_rerun, compute_segment_fault, verify_fraud_proof
 from chain.proofs import Opening, TrainingClaim, TrainingResult, compute_wanted
 from chain.storage import Database
 from chain.transcripts import LocalSource
-from consensus.pol import SampledVerifier, compute_sample
+from consensus.pol import SampledVerifier, compute_largest_update, compute_sample
 from genesis.spec import load_chain_spec
 from node.cli import int_in
 
@@ -188,14 +188,18 @@ class SimBlock:
     fault_cache: dict[int, bool] = field(default_factory=dict)
     opening_bytes: dict[tuple[int, bool], int] = field(default_factory=dict)  # (entry, with weights) -> encoded
     openings: dict[int, Opening] = field(default_factory=dict)  # every entry, with weights, from the author
+    largest: int | None = None  # the job's largest update (Simulation._checked)
 
 
 class _Trainer:
     """The author's trainer (``Blockchain(trainer=...)``): honest, or skipping ``forged`` segments.
 
-    A forged segment's output checkpoint is made up (one weight of the input moved by 0.25, the
+    A forged segment's output checkpoint is made up (one weight of the input moved by 0.001, the
     previous loss repeated) and training continues honestly from it, so exactly the forged
-    segments fail to re-run, and the transcript, result and every root stay consistent."""
+    segments fail to re-run, and the transcript, result and every root stay consistent. The
+    step is smaller than any honest one, so the job's largest update, which every validator
+    also re-runs (consensus.pol.compute_largest_update), is an honest segment: the forger that
+    check cannot see (an outside retest's R1, round 14), whom only the random samples catch."""
 
     def __init__(self) -> None:
         self.forged: frozenset[int] = frozenset()
@@ -209,7 +213,7 @@ class _Trainer:
         for j in range(job.num_segments):
             if j in self.forged:
                 w = w.copy()
-                w[len(w) // 2] += np.float32(0.25)
+                w[len(w) // 2] += np.float32(0.001)
                 entry = ml_runtime.TranscriptEntry(j + 1, ml_runtime.hash_weights(w), entries[-1].loss)
             else:
                 entry, w = ml_runtime.recompute_segment(job, j, w)
@@ -371,7 +375,7 @@ class Simulation:
             self.pending.setdefault((v, b.parent), []).append(index)
             return
         b.samplers += 1
-        sample = compute_sample(self.secrets[v], b.block_hash, b.claim.extrinsic_index, self.p.segments, self.p.samples)
+        sample = self._checked(b, v)
         fetched = sum(b.opening_bytes[w] for w in compute_wanted(self.p.segments + 1, False).items())
         self.fetch_bytes.append(fetched)
         done = t + self.p.latency_ms + fetched * 8 * self.bytes_per_bit_ms
@@ -423,6 +427,17 @@ class Simulation:
             b.opening_bytes[(j, False)] = len(encode(Opening(o.index, o.weights_hash, o.loss, o.path, None)))
         b.openings = got
 
+    def _checked(self, b: SimBlock, v: int) -> tuple[int, ...]:
+        """The segments validator v re-runs of b: its sample and the job's largest update, as
+        consensus.pol's SampledVerifier chooses them (the latter once per block, from the
+        author's openings)."""
+        sample = compute_sample(self.secrets[v], b.block_hash, b.claim.extrinsic_index, self.p.segments, self.p.samples)
+        if len(sample) == self.p.segments:
+            return sample
+        if b.largest is None:
+            b.largest = compute_largest_update(b.openings, b.claim.result, self.p.segments + 1)
+        return (*sample, b.largest)
+
     def _fault(self, b: SimBlock, j: int) -> bool:
         """Whether segment j of b fails to re-run: the real re-execution, once per (block, segment)."""
         cached = b.fault_cache.get(j)
@@ -451,8 +466,7 @@ class Simulation:
                 real = True
             self.cpu_ms.append((time.perf_counter() - wall) * 1e3)
             self.cpu_process_ms.append((time.process_time() - cpu) * 1e3)
-            sample = compute_sample(self.secrets[v], b.block_hash, b.claim.extrinsic_index, self.p.segments, self.p.samples)
-            if real != any(self._fault(b, j) for j in sample):
+            if real != any(self._fault(b, j) for j in self._checked(b, v)):
                 raise SimulationError(f"block {b.index}: the real verifier of validator {v} says fraud={real}, the model not")
 
     def _real_fraud_proof(self, b: SimBlock, v: int) -> None:
