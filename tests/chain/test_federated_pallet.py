@@ -795,17 +795,25 @@ def test_a_limit_lowered_during_the_window_that_still_holds_the_reveals_forfeits
     assert federated.get_round(state, 0).reveal_rate == 1  # the lowering was seen, and the window held
 
 
-def test_a_withheld_reveal_forfeits_its_bond_when_the_limits_stand(chains) -> None:
-    """No regression: with the limits as at opening, an update left unrevealed is excluded at
-    close and its bond goes to the pool, as before (this passes on the code before the fix too)."""
+def _two_committed(chains, min_updates: int) -> tuple[Driver, Participant, Participant]:
+    """Round 0 (commit deadline 3, reveal deadline 5: the shortest window, one reveal a
+    participant) with Bob's and Charlie's updates committed in blocks 2 and 3."""
     chain, follower = chains
     d = Driver(chain, follower)
     shares, _ = split_digits(2, 0)
     bob, charlie = (Participant(k, x, y) for k, (x, y) in zip((BOB, CHARLIE), shares, strict=True))
-    d.ok(ALICE, open_call(local_steps=10, batch_size=8, segment_len=5, samples=1, min_updates=1, max_updates=2,
+    d.ok(ALICE, open_call(local_steps=10, batch_size=8, segment_len=5, samples=1, min_updates=min_updates, max_updates=2,
                           commit_deadline=3, reveal_deadline=5))
     d.ok(BOB, bob.train(chain, 0))
     d.ok(CHARLIE, charlie.train(chain, 0))
+    return d, bob, charlie
+
+
+def test_a_withheld_reveal_forfeits_its_bond_when_the_limits_stand(chains) -> None:
+    """No regression: with the limits as at opening, an update left unrevealed is excluded at
+    close and its bond goes to the pool, as before (this passes on the code before the fix too)."""
+    chain, _ = chains
+    d, bob, charlie = _two_committed(chains, min_updates=1)
     d.ok(EVE, calls.ChallengeRound(0))  # block 4
     info = federated.get_round(chain.state.overlay(), 0)
     assert info.reveal_deadline == 5
@@ -857,14 +865,8 @@ def test_a_challenge_held_back_to_the_deadline_moves_it_out_for_the_reveals(chai
     opening admits (one block), made every honest reveal TooLate, and the round failed with
     every bond burned (an outside retest's R2, round 14). The challenge now counts the window
     from its own block: here it comes in block 5, the deadline moves to 6, both reveals land."""
-    chain, follower = chains
-    d = Driver(chain, follower)
-    shares, _ = split_digits(2, 0)
-    bob, charlie = (Participant(k, x, y) for k, (x, y) in zip((BOB, CHARLIE), shares, strict=True))
-    d.ok(ALICE, open_call(local_steps=10, batch_size=8, segment_len=5, samples=1, min_updates=2, max_updates=2,
-                          commit_deadline=3, reveal_deadline=5))
-    d.ok(BOB, bob.train(chain, 0))
-    d.ok(CHARLIE, charlie.train(chain, 0))
+    chain, _ = chains
+    d, bob, charlie = _two_committed(chains, min_updates=2)
     d.until(4)  # block 4, the one after the commit deadline, leaves the challenge out
     challenge = d.ok(EVE, calls.ChallengeRound(0))  # block 5, the reveal deadline
     assert event_args(challenge, "RevealDeadlineExtended")["reveal_deadline"] == 6
