@@ -137,3 +137,26 @@ def test_a_run_of_s_seconds_holds_the_next_one_off_for_nine_times_as_long(tmp_pa
         asyncio.run(scenario())
     finally:
         service.close()
+
+
+def test_no_pruning_run_starts_once_the_node_is_stopping(tmp_path) -> None:
+    """An outside tester's S1 (round 14): the stop waited for the pruning run under way, then
+    for the network and the sync to end; finality moved on meanwhile and started another run,
+    and the database was closed under it: a SIGSEGV in 3 of 36 stops of a node stopped as its
+    sync began. Once the node is stopping no run starts, and the close waits for any left."""
+    service = _service(tmp_path, KEEP)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(service.run())
+        async with asyncio.timeout(60):
+            while service.chain.finalized_number < 6 or (service._pruning is not None and not service._pruning.done()):
+                await asyncio.sleep(0.01)
+        service.request_stop()
+        running = service._pruning
+        service._pruned_at, service._prune_not_before = -KEEP - 1, 0.0  # as if finality had moved far since the last run
+        service._maybe_prune()
+        assert service._pruning is running  # no new run
+        await task
+
+    asyncio.run(scenario())
+    assert service.exit_code == 0
