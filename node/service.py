@@ -1596,7 +1596,7 @@ class NodeService:
             await self._stop.wait()
         finally:
             await asyncio.gather(author, finality, lag_probe, return_exceptions=True)
-            if self._pruning is not None:  # it reads a snapshot of the database closed below
+            if self._pruning is not None:  # it reads a snapshot of the database closed below (none starts now: _maybe_prune)
                 await asyncio.gather(self._pruning, return_exceptions=True)
             if self.network is not None:
                 await self.network.stop()  # fails pending requests, so syncs end
@@ -1605,8 +1605,6 @@ class NodeService:
             async with self._lock:  # the block in progress is written before the database closes
                 if rpc_server is not None:
                     await rpc_server.stop()
-                if self._pruning is not None:  # (none starts once stopping: _maybe_prune)
-                    await asyncio.gather(self._pruning, return_exceptions=True)
                 self.close()
 
     def close(self) -> None:

@@ -100,6 +100,11 @@ class ReadOnlyState:
         with pruned_while_read(self.chain, self.root):
             return self.chain.state.get(key, at=self.root)
 
+    def keys_paged(self, prefix: bytes, count: int, start_key: bytes | None = None) -> list[bytes]:
+        """chain.state.StateDB.keys_paged at this state, a pruning mid-walk said as for get."""
+        with pruned_while_read(self.chain, self.root):
+            return self.chain.state.keys_paged(prefix, count, start_key, at=self.root)
+
     def set(self, key: bytes, value: bytes) -> None:
         raise errors.InternalError("read-only state")
 

@@ -18,7 +18,7 @@ from chain.pallets import pol, rewards, staking
 from chain.pallets.balances import get_account
 from rpc.methods import MethodTable, bind_params
 from rpc.params import At, OptionalStorageKey
-from rpc.reads import block_at, pruned_while_read, state_at
+from rpc.reads import block_at, state_at
 from rpc.shapes import hexb
 
 if TYPE_CHECKING:
@@ -35,8 +35,7 @@ def build(node: NodeApi) -> MethodTable:
     @bind_params
     async def pol_getOffences(at: At = None, start_key: OptionalStorageKey = None) -> dict[str, Any]:
         state = state_at(chain, at)
-        with pruned_while_read(chain, state.root):  # (a key walk, not ReadOnlyState.get: guarded here)
-            keys = chain.state.keys_paged(pol.OFFENCES.prefix, PAGE + 1, start_key, at=state.root)
+        keys = state.keys_paged(pol.OFFENCES.prefix, PAGE + 1, start_key)
         offences = []
         for key in keys[:PAGE]:
             raw = state.get(key)
@@ -51,9 +50,7 @@ def build(node: NodeApi) -> MethodTable:
             })
         validators = staking.get_validators(state)
         removed = []  # at most the genesis validators: no call adds a validator
-        with pruned_while_read(chain, state.root):
-            removals = chain.state.keys_paged(staking.REMOVED.prefix, PAGE, at=state.root)
-        for key in removals:
+        for key in state.keys_paged(staking.REMOVED.prefix, PAGE):
             raw = state.get(key)
             if raw is not None:
                 removal = decode(raw, staking.Removal)
@@ -74,8 +71,7 @@ def build(node: NodeApi) -> MethodTable:
         state = state_at(chain, at)
         block_hash = block_at(chain, at)
         number = chain.get_header(block_hash).number
-        with pruned_while_read(chain, state.root):
-            config = chain.config_at(block_hash)  # the config of the state read, not the best one
+        config = chain.runtime_of(state).config  # the config of the state read, not the best one
         validators = staking.get_validators(state)
         known = set(validators)
         accounts = list(validators) + [e for e in rewards.EARNERS.get(state) if e not in known]

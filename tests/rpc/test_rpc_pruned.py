@@ -120,6 +120,8 @@ def test_a_read_under_way_when_online_pruning_takes_its_state_is_refused_by_name
         LivePrune(chain.db, chain.state, keep=0).run()  # takes #1's state meanwhile
         with pytest.raises(errors.InvalidParams, match=rf"^Invalid params: the state 0x{one.header.state_root.hex()} was pruned on this node while it was read"):
             reader.get(key)
+        with pytest.raises(errors.InvalidParams, match="was pruned on this node while it was read"):
+            reader.keys_paged(b"", 10)  # (pol_getOffences' walks: a -32603 before, tester22's S4)
         with pytest.raises(errors.InvalidParams, match="was pruned on this node while it was read"), \
                 pruned_while_read(chain, one.header.state_root):
             raise MissingTrieNode("a node below the root, gone mid-read")  # the root had been read
