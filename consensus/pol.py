@@ -148,10 +148,10 @@ def compute_largest_update(openings: Mapping[int, Opening], result: TrainingResu
     update"). A local choice, not a consensus rule: each validator ranks with its own floats,
     and only a fraud proof, checked bit for bit, accuses anyone."""
     largest, chosen = -1.0, 0
-    before = openings[0].get_weights().astype(np.float64)
+    before = _as_float64(openings[0].weights or b"")
     for j in range(n - 1):
-        output = openings[j + 1]
-        after = (output.get_weights() if output.weights is not None else result.get_weights()).astype(np.float64)
+        output = openings[j + 1].weights
+        after = _as_float64(output if output is not None else result.weights)
         if after.shape != before.shape:  # a bad opening from a hostile source: re-run, it is refused there
             size = math.inf
         else:
@@ -163,6 +163,11 @@ def compute_largest_update(openings: Mapping[int, Opening], result: TrainingResu
             largest, chosen = size, j
         before = after
     return chosen
+
+
+def _as_float64(weights: bytes) -> np.ndarray:
+    """float32 LE weights widened in one copy (Opening.get_weights copies once more)."""
+    return np.frombuffer(weights, dtype="<f4").astype(np.float64)
 
 
 @dataclass(frozen=True, slots=True)
