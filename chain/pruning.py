@@ -67,17 +67,19 @@ LevelDB's mapped tables and cache (file-backed), read by the marking and the swe
 still reads the TRIE column's keys, which the runs keep to the kept states' nodes, and the
 checkpoints' sweep the OPENING column's keys (at most the fraud-proof window's blocks).
 
-The record is written after the pruned states' roots are deleted (in a batch of its own):
-a run stopped in between leaves the older record, from which the next run walks a little
-further and finds those states gone (their roots went first; a root is looked up only for a
-state that became old since, and a kept one below the finalized block whose root is gone is
-counted as pruned before, as with a larger ``keep`` than the last run's). A database without
-a record (one an older version pruned, or none did), or with one not to trust (malformed,
-naming a block not stored or not at the recorded height, or whose blocks do not lead to the
-finalized and the best block: a block stored without its place in the tree), has every
-header read, as before, once: that run writes the record. ``keep`` may change between runs:
-a smaller one prunes further up the walked blocks, a larger one keeps what is left. The
-offline command and the online runs share the record.
+The record is written in the batch that deletes the pruned states' roots, so the two never
+disagree: every state a walk from the record reaches (or, with no record, every state) has
+its root, and one that has not is damage, which stops the run with nothing deleted (before,
+the record came after the roots, in a batch of its own, and a root found missing was taken
+for a state pruned before: an outside tester's S3, round 14, a damaged state inside the
+window deleted and then called pruned). A database without a record (none pruned it: the
+record came with runtime version 9, and an older runtime's database has another genesis), or
+with one not to trust (malformed, naming a block not stored or not at the recorded height,
+or whose blocks do not lead to the finalized and the best block: a block stored without its
+place in the tree), has every header read, once: that run writes the record. ``keep`` may
+change between runs: a smaller one prunes further up the walked blocks, a larger one keeps
+what is left (the heights below the record are counted as pruned before). The offline
+command and the online runs share the record.
 
 Safety
 ------
@@ -86,8 +88,8 @@ Safety
 - Only unreachable nodes are deleted, so a crash in the middle leaves a database that is
   complete for every kept state; running the pruning again finishes the job (every run
   sweeps the whole TRIE column, so nodes a stopped run left are found by the next). The pruned
-  states' root nodes go first, in one synced batch, so a pruned state is never found half
-  there (its root gone, it is unknown as a whole).
+  states' root nodes go first, in one synced batch with the record, so a pruned state is
+  never found half there (its root gone, it is unknown as a whole).
 - A pruned block's state is then unknown (``chain.trie.Trie.is_known_root`` is False for
   its root): RPC calls at it say so (rpc.reads), a fraud proof whose parent state is gone is
   "unknown_job", and nothing else reads states that old (imports and votes read the states
@@ -102,7 +104,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from chain.blockchain import META_BEST, META_FINALIZED
-from chain.errors import ChainError
+from chain.errors import ChainError, MissingTrieNode
 from chain.header import Header, decode_header
 from chain.pallets.system import BLOCK_HASH_COUNT
 from chain.state import StateDB, TrieColumn
@@ -141,7 +143,7 @@ def prune_state(db: Database, keep: int = DEFAULT_KEEP, *, progress: Callable[[s
     finalized block's minus ``keep``, and the best block's, do not reach (module docstring).
     ``db`` must not be in use by a node (open it as the node would: its LOCK keeps a node out)."""
     _check_keep(keep)
-    report = _prune(db, db, keep, lambda doomed, sync: _delete(db, doomed, sync=sync), progress or (lambda _message: None))
+    report = _prune(db, db, keep, lambda doomed, meta: _delete(db, doomed, meta), progress or (lambda _message: None))
     if progress is not None:
         progress(f"{report.nodes_deleted:,} nodes deleted; compacting the database")
     db.compact()
@@ -180,14 +182,15 @@ def _check_keep(keep: object) -> None:
 
 
 def _prune(
-    reader: Database | Snapshot, db: Database, keep: int, delete: Callable[[list[bytes], bool], int],
+    reader: Database | Snapshot, db: Database, keep: int, delete: Callable[[list[bytes], tuple[bytes, bytes] | None], int],
     say: Callable[[str], None],
 ) -> PruneReport:
     """Find the blocks whose states stay or go from the record of the last run (or from every
     header, without one), mark on ``reader`` (the database ``db``, or a snapshot of it), delete
-    the roots of the states that go, record how far the run got, then sweep the nodes
-    ``reader`` holds that no kept state reaches through ``delete`` (doomed nodes, sync -> how
-    many it deleted; it empties the list), then the checkpoints of old and abandoned blocks."""
+    the roots of the states that go with the record of how far the run got, then sweep the
+    nodes ``reader`` holds that no kept state reaches, through ``delete`` (doomed nodes, the
+    META record to put with them or None -> how many it deleted; it empties the list), then the
+    checkpoints of old and abandoned blocks."""
     started = time.perf_counter()
     finalized_hash, final = _read_header(reader, META_FINALIZED)
     best_hash, best = _read_header(reader, META_BEST)
@@ -195,13 +198,11 @@ def _prune(
     wanted = max(0, finalized - keep)
     walked = _walk_from_record(reader, finalized_hash, best_hash)
     blocks: Iterable[tuple[bytes, Header]]
-    recorded: tuple[int, frozenset[bytes]] | None
-    if walked is None:  # no record (an older version's database, or none pruned it) or one not to trust
-        recorded, blocks = None, _read_every_header(reader)
-        pruned_before = 0
+    if walked is None:  # no record (none pruned it) or one not to trust
+        blocks, pruned_before = _read_every_header(reader), 0
     else:
-        recorded, blocks = walked
-        pruned_before = max(0, recorded[0] - wanted)  # heights an earlier run with a smaller keep pruned
+        recorded_height, blocks = walked
+        pruned_before = max(0, recorded_height - wanted)  # heights an earlier run with a smaller keep pruned
     roots = {best.state_root}
     old_roots: set[bytes] = set()
     kept: list[int] = []  # the numbers of the blocks whose states are kept
@@ -213,11 +214,15 @@ def _prune(
             old_roots.add(header.state_root)
             continue
         held.append((header.number, block_hash))
-        if header.number < finalized and header.state_root != EMPTY_ROOT and reader.get(Column.TRIE, header.state_root) is None:
-            pruned_before += 1  # pruned by an earlier run with a smaller keep (its root went first: gone as a whole)
-        else:
-            roots.add(header.state_root)
-            kept.append(header.number)
+        if header.state_root != EMPTY_ROOT and reader.get(Column.TRIE, header.state_root) is None:
+            # Every state at or above the recorded height (or every state, with no record) is
+            # whole: a run deletes roots only in the batch that records how far it got.
+            raise MissingTrieNode(
+                f"the state of block #{header.number} (0x{block_hash.hex()}) is kept, but its root node "
+                f"0x{header.state_root.hex()} is not stored: the database is damaged (nothing was deleted)"
+            )
+        roots.add(header.state_root)
+        kept.append(header.number)
     lowest = min(kept, default=finalized)
     already = f"; {pruned_before} pruned before" if pruned_before else ""
     say(f"marking the trie nodes of {len(kept)} states (blocks #{lowest} and up; finalized #{finalized}{already})")
@@ -226,31 +231,28 @@ def _prune(
     for root in sorted(roots):  # any order: sorted, so that a run is repeatable
         trie.mark_reachable(root, marked)
     say(f"{len(marked):,} nodes kept; deleting the others")
-    # The pruned states' root nodes first, in one synced batch: from then on each of them is
-    # unknown as a whole (Blockchain.has_state), never half there, whenever the sweep stops.
+    # The pruned states' root nodes first, in one synced batch with the record of how far the
+    # run got: from then on each of them is unknown as a whole (Blockchain.has_state), never
+    # half there, whenever the sweep stops, and the record and the roots never disagree.
     # (From a record, only the states that became old since: those pruned before are not read.)
     doomed = [root for root in sorted(old_roots - marked) if reader.get(Column.TRIE, root) is not None]
     swept = set(doomed)  # (a snapshot still shows them below)
-    deleted = delete(doomed, True)
-    # Only now is the record true: every state below ``lowest`` is gone as a whole or going.
-    record = (lowest, frozenset(block_hash for number, block_hash in held if number == lowest))
-    if record != recorded:
-        _write_record(db, *record)
+    deleted = delete(doomed, _compute_record(lowest, [block_hash for number, block_hash in held if number == lowest]))
     for node_hash in reader.iterate_keys(Column.TRIE):
         if node_hash not in marked and node_hash not in swept:
             doomed.append(node_hash)
             if len(doomed) == _DELETE_BATCH:
-                deleted += delete(doomed, False)
-    deleted += delete(doomed, False)
+                deleted += delete(doomed, None)
+    deleted += delete(doomed, None)
     openings = _sweep_openings(reader, db, finalized)
     return PruneReport(finalized, lowest, len(kept), len(marked), deleted, time.perf_counter() - started, openings, read)
 
 
 def _walk_from_record(
     reader: Database | Snapshot, finalized_hash: bytes, best_hash: bytes,
-) -> tuple[tuple[int, frozenset[bytes]], list[tuple[bytes, Header]]] | None:
-    """The record of the last run (its lowest kept height, the blocks stored at that height),
-    and every stored block from those blocks up (hash, header), through the block tree
+) -> tuple[int, list[tuple[bytes, Header]]] | None:
+    """The lowest height the last run kept, from its record (that height and the blocks stored
+    there), and every stored block from those blocks up (hash, header), through the block tree
     (CHILDREN): every block whose state an earlier run left (module docstring, "Incremental
     runs"). None if there is no record, or one not to trust: malformed, naming a block that is
     not stored or not at the recorded height, or whose blocks do not lead to both the
@@ -276,7 +278,7 @@ def _walk_from_record(
     found = {block_hash for block_hash, _ in blocks}
     if finalized_hash not in found or best_hash not in found:
         return None
-    return (height, frontier), blocks
+    return height, blocks
 
 
 def _read_every_header(reader: Database | Snapshot) -> Iterator[tuple[bytes, Header]]:
@@ -285,13 +287,10 @@ def _read_every_header(reader: Database | Snapshot) -> Iterator[tuple[bytes, Hea
         yield block_hash, decode_header(raw)
 
 
-def _write_record(db: Database, lowest: int, frontier: frozenset[bytes]) -> None:
-    """Record that every state below ``lowest`` is pruned, and the blocks stored at that height
-    (every branch), from which the next run walks the block tree. Unsynced: the roots' batch
-    before it was synced, so the record is never on disk without their deletion, and a record
-    a crash loses only has the next run walk from the older one."""
-    with db.write_batch(sync=False) as batch:
-        batch.put(Column.META, META_PRUNED, struct.pack(">I", lowest) + b"".join(sorted(frontier)))
+def _compute_record(lowest: int, frontier: Iterable[bytes]) -> tuple[bytes, bytes]:
+    """The META record (key, value) that every state below ``lowest`` is pruned, and the blocks
+    stored at that height (every branch), from which the next run walks the block tree."""
+    return META_PRUNED, struct.pack(">I", lowest) + b"".join(sorted(frontier))
 
 
 def _sweep_openings(reader: Database | Snapshot, db: Database, finalized: int) -> int:
@@ -318,14 +317,18 @@ def _sweep_openings(reader: Database | Snapshot, db: Database, finalized: int) -
     return deleted + _delete(db, doomed, column=Column.OPENING)
 
 
-def _delete(db: Database, doomed: list[bytes], *, sync: bool = False, column: Column = Column.TRIE) -> int:
-    """Delete ``doomed`` keys of ``column`` (then empty it). Unsynced by default: what is swept
-    is garbage, so a batch a crash loses is only garbage left for the next run."""
+def _delete(db: Database, doomed: list[bytes], meta: tuple[bytes, bytes] | None = None, *, column: Column = Column.TRIE) -> int:
+    """Delete ``doomed`` keys of ``column`` (then empty it), with ``meta`` (a META key and
+    value: the pruning record) put in the same batch, synced, if given (the roots' batch).
+    Unsynced without it: what is swept is garbage, so a batch a crash loses is only garbage
+    left for the next run."""
     count = len(doomed)
-    if count:
-        with db.write_batch(sync=sync) as batch:
+    if count or meta is not None:
+        with db.write_batch(sync=meta is not None) as batch:
             for key in doomed:
                 batch.delete(column, key)
+            if meta is not None:
+                batch.put(Column.META, *meta)
         doomed.clear()
     return count
 

@@ -574,19 +574,22 @@ class StateDB:
         with self._prune_lock:
             self._fresh_nodes = None
 
-    def delete_nodes(self, doomed: list[bytes], sync: bool) -> int:
+    def delete_nodes(self, doomed: list[bytes], meta: tuple[bytes, bytes] | None) -> int:
         """Delete the trie nodes ``doomed`` (then empty it) but those staged since
         :meth:`watch_nodes`; returns how many it deleted. A node staged later is put after
-        this delete, in the batch of the block that staged it."""
+        this delete, in the batch of the block that staged it. ``meta``, a META key and value
+        (chain.pruning's record of how far the run got), goes in the same batch, synced."""
         with self._prune_lock:
             fresh = self._fresh_nodes
             if fresh is None:
                 raise StateError("no online pruning run is under way: nothing records the nodes blocks store")
             gone = [node_hash for node_hash in doomed if node_hash not in fresh]
-            if gone:
-                with self._db.write_batch(sync=sync) as batch:
+            if gone or meta is not None:
+                with self._db.write_batch(sync=meta is not None) as batch:
                     for node_hash in gone:
                         batch.delete(Column.TRIE, node_hash)
+                    if meta is not None:
+                        batch.put(Column.META, *meta)
         doomed.clear()
         return len(gone)
 

@@ -33,7 +33,8 @@ seven hand-made mutants of them were each killed by this file: the walk trusting
 that does not lead to the finalized block, or to the best one, or whose blocks are not at the
 recorded height; a record naming one block of its height rather than every branch's; the
 heights pruned before not counted; the walk not following CHILDREN; the record written before
-the pruned states' roots are deleted. mutmut was not run on them.
+the pruned states' roots are deleted (since round 14's S3 the two go in one batch, and a kept
+state without its root is damage). mutmut was not run on them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from chain.errors import (
 )
 from chain.header import decode_header
 from chain.pallets import balances
-from chain.pruning import LivePrune, prune_state
+from chain.pruning import META_PRUNED, LivePrune, prune_state
 from chain.state import TrieColumn
 from chain.storage import Column, Database
 from chain.trie import EMPTY_ROOT, Trie
@@ -156,6 +157,27 @@ def test_a_missing_node_of_a_kept_state_stops_it_before_anything_is_deleted(grow
         assert _trie_keys(db) == before
 
 
+@pytest.mark.parametrize("first_keep", [None, 6])
+def test_a_kept_state_whose_root_is_missing_is_damage_not_a_state_pruned_before(grown, first_keep) -> None:
+    """The root node of a state inside the window gone (a damaged database) stops the run
+    with nothing deleted and names the block, whether or not a run was recorded before: the
+    record is written in the pruned roots' own batch, so a state at or above the recorded
+    height never lacks its root legitimately (an outside tester's S3, round 14: the run took
+    it for a state pruned before, deleted the rest of it and exited 0; RPC then called it
+    pruned)."""
+    path, hashes, _ = grown
+    with Database(path, create=False) as db:
+        if first_keep is not None:
+            prune_state(db, keep=first_keep)
+        victim = decode_header(db.get(Column.HEADER, hashes[FINAL - 2])).state_root  # type: ignore[arg-type]
+        with db.write_batch() as batch:
+            batch.delete(Column.TRIE, victim)
+        before, record = _trie_keys(db), db.get(Column.META, META_PRUNED)
+        with pytest.raises(MissingTrieNode, match=rf"^the state of block #{FINAL - 2} \(0x{hashes[FINAL - 2].hex()}\) is kept"):
+            prune_state(db, keep=4)
+        assert _trie_keys(db) == before and db.get(Column.META, META_PRUNED) == record
+
+
 def test_bad_keep_is_refused(grown) -> None:
     path, _, _ = grown
     with Database(path, create=False) as db:
@@ -219,16 +241,17 @@ def test_a_pruning_stopped_in_its_sweep_leaves_no_state_half_there(grown, monkey
     calls_made = []
     real_delete = pruning._delete
 
-    def stop_at_the_sweep(db, doomed, *, sync=False):  # type: ignore[no-untyped-def]
-        calls_made.append((len(doomed), sync))
+    def stop_at_the_sweep(db, doomed, meta=None):  # type: ignore[no-untyped-def]
+        calls_made.append((len(doomed), meta))
         if len(calls_made) > 1:
             raise KeyboardInterrupt
-        return real_delete(db, doomed, sync=sync)
+        return real_delete(db, doomed, meta)
 
     monkeypatch.setattr(pruning, "_delete", stop_at_the_sweep)
     with Database(path, create=False) as db, pytest.raises(KeyboardInterrupt):
         prune_state(db, keep=2)
-    assert calls_made[0] == (FINAL - 2, True)  # the roots of #0..#5, synced
+    # the roots of #0..#5, with the record (synced: a batch with a record is)
+    assert calls_made[0] == (FINAL - 2, (META_PRUNED, (FINAL - 2).to_bytes(4, "big") + hashes[FINAL - 2]))
     monkeypatch.undo()
     chain = open_chain(path)
     try:
@@ -421,7 +444,7 @@ def test_one_live_run_at_a_time_and_none_after_it_ends(grown) -> None:
             LivePrune(chain.db, chain.state, keep=3)
         run.run()
         with pytest.raises(ChainError, match=r"^no online pruning run is under way"):
-            chain.state.delete_nodes([bytes(32)], False)
+            chain.state.delete_nodes([bytes(32)], None)
         for keep in (-1, 2.0, None):
             with pytest.raises(ValueError, match="keep must be a non-negative int"):
                 LivePrune(chain.db, chain.state, keep=keep)  # type: ignore[arg-type]
@@ -478,7 +501,7 @@ def test_a_live_run_that_cannot_take_its_snapshot_leaves_no_record_running(grown
     with pytest.raises(StorageError, match="is closed"):
         LivePrune(chain.db, chain.state, keep=3)
     with pytest.raises(ChainError, match=r"^no online pruning run is under way"):
-        chain.state.delete_nodes([], False)
+        chain.state.delete_nodes([], None)
 
 
 # --- incremental runs: the record of how far pruning got (META_PRUNED) -------------------------
@@ -597,8 +620,6 @@ def test_a_database_without_a_record_is_read_whole_once_then_from_the_record(tmp
     header, as before, and records how far it got; the next reads from there. A record that
     is malformed or does not lead to the finalized and best blocks is not trusted: every
     header is read again, and nothing a kept state needs goes."""
-    from chain.pruning import META_PRUNED
-
     chain = open_chain(tmp_path / "db")
     try:
         _empty_blocks(chain, 20)
@@ -636,31 +657,39 @@ def test_a_database_without_a_record_is_read_whole_once_then_from_the_record(tmp
         chain.db.close()
 
 
-def test_a_run_stopped_before_its_record_is_written_is_finished_by_the_next(grown, monkeypatch) -> None:
-    """The record is written after the pruned states' roots are deleted (then it is true):
-    a run stopped between the two leaves the older record, and the next run, reading from
-    there, finds those states gone (their roots went first) and prunes on."""
+@pytest.mark.parametrize("stop_at", [1, 2])
+def test_a_run_stopped_before_or_after_its_roots_batch_is_finished_by_the_next(grown, monkeypatch, stop_at) -> None:
+    """The record is written in the batch that deletes the pruned states' roots: a run stopped
+    before that batch (stop_at 1) leaves the older record and every root; one stopped after it,
+    in its sweep (2), leaves the new record and those roots gone. Either way the next run,
+    reading from the record, finds every state it walks whole and prunes on."""
     import chain.pruning as pruning
-    from chain.pruning import META_PRUNED
-
     path, hashes, bob = grown
+    real_delete = pruning._delete
     with Database(path, create=False) as db:
         prune_state(db, keep=6)
         record = db.get(Column.META, META_PRUNED)
+        made = []
 
-        def stop(*_args):  # type: ignore[no-untyped-def]
-            raise KeyboardInterrupt
+        def stop(*args):  # type: ignore[no-untyped-def]
+            made.append(args)
+            if len(made) == stop_at:
+                raise KeyboardInterrupt
+            return real_delete(*args)
 
-        monkeypatch.setattr(pruning, "_write_record", stop)
+        monkeypatch.setattr(pruning, "_delete", stop)
         with pytest.raises(KeyboardInterrupt):
             prune_state(db, keep=2)
         monkeypatch.undo()
-        assert db.get(Column.META, META_PRUNED) == record
+        assert db.get(Column.META, META_PRUNED) == (record if stop_at == 1 else (FINAL - 2).to_bytes(4, "big") + hashes[FINAL - 2])
+        assert [n for n, h in enumerate(hashes) if db.get(Column.TRIE, decode_header(db.get(Column.HEADER, h)).state_root)] == list(  # type: ignore[arg-type]
+            range(FINAL - 6 if stop_at == 1 else FINAL - 2, BLOCKS + 1))
         said: list[str] = []
         report = prune_state(db, keep=3, progress=said.append)
-        assert (report.lowest_kept, report.states_kept) == (FINAL - 2, BLOCKS - FINAL + 3)
-        assert said[0].endswith(f"finalized #{FINAL}; 1 pruned before)")
-        assert report.nodes_deleted > 0  # what the stopped run's sweep left
+        assert (report.lowest_kept, report.states_kept) == (FINAL - 3 if stop_at == 1 else FINAL - 2, BLOCKS - FINAL + 4 - (stop_at - 1))
+        assert said[0].endswith(f"finalized #{FINAL})" if stop_at == 1 else f"finalized #{FINAL}; 1 pruned before)")
+        assert report.nodes_deleted > 0  # what the stopped run left
+        prune_state(db, keep=2)
         assert db.get(Column.META, META_PRUNED) == (FINAL - 2).to_bytes(4, "big") + hashes[FINAL - 2]
     chain = open_chain(path)
     try:
