@@ -732,6 +732,33 @@ def test_a_limit_lowered_before_the_challenge_moves_the_reveal_deadline_out(chai
     assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
 
 
+def test_a_moved_deadline_stops_at_max_round_blocks_from_the_opening_and_excuses_what_it_left_out(chains, monkeypatch) -> None:
+    """The challenge moves the deadline no further than MAX_ROUND_BLOCKS from the opening (so a
+    round still ends, whatever a referendum did to the limits); a window still short then is
+    what the close's excuse covers. With the bound at 12 blocks (the round opened in block 1)
+    the deadline the lowered limit asks for, 14, stops at 13: three reveals land, one a block,
+    and the fourth update, which the window could not hold, is excused with its bond back.
+    The bound is patched in this process, which builds and imports every block alike."""
+    monkeypatch.setattr(federated, "MAX_ROUND_BLOCKS", 12)
+    chain, _ = chains
+    d, people = _lowering_round(chains, weight=2_205_270, commit_deadline=9, reveal_deadline=11)
+    d.until(9)
+    challenge = d.ok(ALICE, calls.ChallengeRound(0))  # block 10
+    assert event_args(challenge, "RevealDeadlineExtended") == {"round": 0, "reveal_deadline": 13, "reveals_per_block": 1}
+    landed = _offer_reveals(d, people, 13)
+    assert sorted(landed.values()) == [11, 12, 13]
+    before = _frees(chain, people)
+    receipt = d.ok(ALICE, calls.CloseRound(0))
+    state = chain.state.overlay()
+    bond = federated.get_round(state, 0).bond
+    (left,) = (p for p in people if p.key.public not in landed)
+    update = federated.UPDATES.get(state, 0, left.key.public)
+    assert (update.status, update.reward) == (federated.EXCUSED, 0) and "could hold 3 of the round's 4 reveals" in update.reason
+    assert _frees(chain, [left])[left.key.public] == before[left.key.public] + bond
+    assert event_args(receipt, "UpdateExcused")["bond_returned"] == bond
+    assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
+
+
 def test_a_limit_lowered_during_the_reveal_window_returns_the_bonds_it_kept_out(chains) -> None:
     """The lowering is enacted after the challenge (block 6), so the window (blocks 7..8, sized
     for 55 reveals a block) stays, and from block 7 on one reveal fits a block: two of the four
