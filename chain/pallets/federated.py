@@ -955,7 +955,8 @@ def apply_close_round(ctx: CallContext, call: CloseRound) -> None:
     ROUNDS.apply_set(state, msgspec.structs.replace(info, status=CLOSED, new_version=version), call.round)
     ctx.emit(
         PALLET, "RoundClosed", round=call.round, model=info.model, version=version, accepted=len(accepted),
-        excluded=len(info.participants) - len(accepted), weights_hash=ml_runtime.hash_weights(aggregate),
+        excluded=len(info.participants) - len(accepted) - len(excused), excused=len(excused),
+        weights_hash=ml_runtime.hash_weights(aggregate),
     )
 
 

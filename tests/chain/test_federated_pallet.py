@@ -793,7 +793,8 @@ def test_a_limit_lowered_during_the_reveal_window_returns_the_bonds_it_kept_out(
     assert not any(e.name == "UpdateExcluded" for e in receipt.events)
     info = federated.get_round(state, 0)
     assert (info.status, info.forfeited) == (federated.CLOSED, 0)
-    assert event_args(receipt, "RoundClosed")["excluded"] == 2
+    closed = event_args(receipt, "RoundClosed")
+    assert (closed["accepted"], closed["excluded"], closed["excused"]) == (2, 0, 2)
     assert balances.get_account(state, federated.ESCROW_ACCOUNT).free == 0
     assert info.reveal_rate == 1  # seen by the reveal in block 7
 

@@ -119,7 +119,7 @@ def test_honest_three_party_round_end_to_end(chains) -> None:
     assert paid == [{"round": 0, "participant": "0x" + p.key.public.hex(), "amount": rewards[p.key.public]} for p in order]
     closed = [dict(e.args) for e in receipt.events if (e.pallet, e.name) == ("federated", "RoundClosed")]
     assert closed == [{
-        "round": 0, "model": 0, "version": 1, "accepted": 3, "excluded": 0,
+        "round": 0, "model": 0, "version": 1, "accepted": 3, "excluded": 0, "excused": 0,
         "weights_hash": "0x" + ml_runtime.hash_weights(aggregate).hex(),
     }]
 
