@@ -109,7 +109,7 @@ from chain.header import Header, decode_header
 from chain.pallets.system import BLOCK_HASH_COUNT
 from chain.state import StateDB, TrieColumn
 from chain.storage import Column, Database, Snapshot
-from chain.trie import EMPTY_ROOT, Trie
+from chain.trie import Trie
 
 __all__ = ["DEFAULT_KEEP", "META_PRUNED", "LivePrune", "PruneReport", "prune_state"]
 
@@ -214,9 +214,10 @@ def _prune(
             old_roots.add(header.state_root)
             continue
         held.append((header.number, block_hash))
-        if header.state_root != EMPTY_ROOT and reader.get(Column.TRIE, header.state_root) is None:
+        if reader.get(Column.TRIE, header.state_root) is None:
             # Every state at or above the recorded height (or every state, with no record) is
-            # whole: a run deletes roots only in the batch that records how far it got.
+            # whole: a run deletes roots only in the batch that records how far it got. (No
+            # state is empty: genesis stores the runtime's version.)
             raise MissingTrieNode(
                 f"the state of block #{header.number} (0x{block_hash.hex()}) is kept, but its root node "
                 f"0x{header.state_root.hex()} is not stored: the database is damaged (nothing was deleted)"
@@ -289,8 +290,9 @@ def _read_every_header(reader: Database | Snapshot) -> Iterator[tuple[bytes, Hea
 
 def _compute_record(lowest: int, frontier: Iterable[bytes]) -> tuple[bytes, bytes]:
     """The META record (key, value) that every state below ``lowest`` is pruned, and the blocks
-    stored at that height (every branch), from which the next run walks the block tree."""
-    return META_PRUNED, struct.pack(">I", lowest) + b"".join(sorted(frontier))
+    stored at that height (every branch, in no order), from which the next run walks the block
+    tree."""
+    return META_PRUNED, struct.pack(">I", lowest) + b"".join(frontier)
 
 
 def _sweep_openings(reader: Database | Snapshot, db: Database, finalized: int) -> int:
