@@ -35,9 +35,12 @@ recorded height; a record naming one block of its height rather than every branc
 heights pruned before not counted; the walk not following CHILDREN; the record written before
 the pruned states' roots are deleted (since round 14's S3 the two go in one batch, and a kept
 state without its root is damage). mutmut was not run on them. Eleven hand-made mutants of that
-change (/work/scratch/s35/mut_s3.py, 2026-12-01): nine killed by this file, two equivalent
-outside a power cut: the roots' batch with its record unsynced, in ``_delete`` and in
-``StateDB.delete_nodes`` (as ``_delete__mutmut_1`` above).
+change (2026-12-01) were each killed by this file but two: the missing-root check removed,
+limited to states at or above the finalized block, or counting one kept state less; the
+record left out of the roots' batch, or not put in it, offline and online; a batch with only
+the record not written, offline and online; the heights pruned before not counted. The two
+survivors, the roots' batch with its record unsynced in ``_delete`` and in
+``StateDB.delete_nodes``, differ only across a power cut (as ``_delete__mutmut_1`` above).
 """
 
 from __future__ import annotations
