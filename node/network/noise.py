@@ -138,6 +138,12 @@ class NoiseSession:
         flag = plain[0]
         if flag not in (FLAG_LAST, FLAG_MORE):
             raise FrameError(f"frame flag {flag} is neither 0 (last) nor 1 (more)")
+        if flag == FLAG_MORE and len(plain) - 1 != MAX_CHUNK:
+            # encrypt fills every chunk but the last, so a message is at most
+            # max_message / MAX_CHUNK + 1 parts: empty "more" chunks, which the byte bound
+            # never counts, grew the parts list for as long as the peer liked (an outside
+            # tester's N3, round 15).
+            raise FrameError(f"a chunk with more to come has {len(plain) - 1} bytes, not {MAX_CHUNK}")
         self._size += len(plain) - 1
         if self._size > self.max_message:
             raise OversizeMessage(f"message passes the {self.max_message}-byte bound ({self._size} bytes so far)")

@@ -9,6 +9,7 @@ import pytest
 from node.network.errors import FrameError, HandshakeError, OversizeMessage, WrongPeer
 from node.network.identity import NodeKey
 from node.network.noise import (
+    FLAG_MORE,
     MAX_CHUNK,
     MAX_NOISE_MESSAGE,
     STATIC_KEY_DOMAIN,
@@ -132,3 +133,17 @@ async def test_tampered_frames_and_oversize_messages_are_refused() -> None:
             sb2.decrypt(f)
     with pytest.raises(OversizeMessage, match="over the"):
         sb2.encrypt(bytes(MAX + 1))
+
+
+async def test_a_chunk_with_more_to_come_must_be_full() -> None:
+    """An honest sender fills every chunk but the last (encrypt), so a short one with more to
+    come is refused: empty ones, which the byte bound never counts, grew the reassembly list by
+    a part each for as long as the peer liked (an outside tester's N3, round 15)."""
+    ka, kb = NodeKey.generate(), NodeKey.generate()
+    sa, sb = await connect(StaticKey.generate(ka), StaticKey.generate(kb))
+    assert isinstance(sa, NoiseSession) and isinstance(sb, NoiseSession)
+    for size in (0, 1, MAX_CHUNK - 1):
+        with pytest.raises(FrameError, match=f"a chunk with more to come has {size} bytes, not {MAX_CHUNK}"):
+            sb.decrypt(sa.conn.encrypt(bytes((FLAG_MORE,)) + bytes(size)))
+    full = sa.conn.encrypt(bytes((FLAG_MORE,)) + bytes(MAX_CHUNK))
+    assert sb.decrypt(full) is None and sb.decrypt(sa.encrypt(b"the end")[0]) == bytes(MAX_CHUNK) + b"the end"
