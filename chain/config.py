@@ -197,6 +197,11 @@ class RuntimeConfig:
             for name in ("gov_voting_blocks", "gov_enactment_blocks")
             if getattr(self, name) > MAX_GOV_PERIOD
         ]
+        if self.max_segments > MAX_SEGMENTS:
+            problems.append(
+                f"max_segments must be at most {MAX_SEGMENTS:,} (got {self.max_segments:,}): a block's result carries "
+                "one loss a segment, and the codec reads at most that many"
+            )
         if self.max_segments > MAX_SEGMENTS_PER_SAMPLE * self.pol_samples:
             problems.append(
                 f"max_segments must be at most {MAX_SEGMENTS_PER_SAMPLE} x pol_samples = {MAX_SEGMENTS_PER_SAMPLE * self.pol_samples:,} "
@@ -272,6 +277,11 @@ MAX_MODEL_PARAMS = 500_000
 # could set a new version to any weights (an outside tester's P2 and its retest's R1, round 14);
 # at 16, 77% at four validators, 52% at ten, 0.16% at a hundred (README's table).
 MAX_SEGMENTS_PER_SAMPLE = 16
+# The most segments a TRAIN may have, whatever pol_samples: a block's result carries S + 1
+# losses, and the codec bounds that list (chain.proofs.TrainingResult) so that a peer's
+# 16 MiB of one-byte losses is refused as it is read, not decoded into 16.7 million items
+# first (an outside tester's N1, round 15). 4,096 = 16 x 256 samples, far past any config here.
+MAX_SEGMENTS = 4096
 MIN_SLOT_DURATION_MS = 1
 MAX_SLOT_DURATION_MS = 3_600_000
 MINIMUMS = {

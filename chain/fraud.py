@@ -67,7 +67,7 @@ no block carried it, and a report re-runs at most a block's weight), "bad_result
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import msgspec
 import numpy as np
@@ -75,7 +75,7 @@ import numpy as np
 import ml_runtime
 from chain.block import verify_extrinsic_path
 from chain.calls import Train
-from chain.codec import U8, U32, Hash32, Wire, decode_versioned, encode, encode_versioned
+from chain.codec import U8, U32, Wire, decode_versioned, encode, encode_versioned
 from chain.crypto import blake2_256, ss58_encode
 from chain.errors import BlockError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
 from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
@@ -83,7 +83,7 @@ from chain.header import Header, compute_largest_header, verify_seal
 from chain.pallets import models
 from chain.pallets.staking import get_validators
 from chain.pallets.training import compute_job_at, compute_segment_weight
-from chain.proofs import Opening, ResultCommitment, TrainingClaim
+from chain.proofs import MAX_PATH_LENGTH, AuditPath, Opening, ResultCommitment, TrainingClaim
 from ml_runtime.spec import MAX_PARAMS
 from ml_runtime.transcript import compute_leaf_path, float32_bytes, verify_leaf_path
 
@@ -101,8 +101,6 @@ FAULT_NAMES: Final = {FAULT_START: "start", FAULT_SEGMENT: "segment", FAULT_END:
 # A header a real block carries is a few hundred bytes (chain.block.BLOCK_OVERHEAD); the
 # largest that decodes at all (chain.header's bounds on its digest and seal) is this.
 MAX_HEADER_SIZE: Final = len(compute_largest_header().encode())
-# The deepest RFC 6962 audit path of a tree with at most 2**32 leaves (counts are u32).
-MAX_PATH_LENGTH: Final = 32
 
 
 def compute_max_fraud_proof_size(max_params: int) -> int:
@@ -135,15 +133,15 @@ class FraudProof(Wire, frozen=True):
     extrinsic: Extrinsic
     extrinsic_index: U32
     extrinsic_count: U32
-    extrinsic_path: tuple[Hash32, ...]
+    extrinsic_path: AuditPath
     result: ResultCommitment
     result_count: U32
     result_position: U32  # the leaf's index under the transcripts root (results are in extrinsic order)
-    result_path: tuple[Hash32, ...]
+    result_path: AuditPath
     parent_version: U32
     kind: U8
     segment: U32
-    openings: tuple[Opening, ...]
+    openings: Annotated[tuple[Opening, ...], msgspec.Meta(max_length=2)]  # a start and an end at most
 
     def block_hash(self) -> bytes:
         """The faulty block's hash (its sealed header's)."""

@@ -47,12 +47,14 @@ import os
 import struct
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Final, Protocol, TypeVar
 
+import msgspec
 import numpy as np
 
 import ml_runtime
 from chain.codec import U32, Hash32, Wire, encode
+from chain.config import MAX_SEGMENTS
 from chain.crypto import blake2_256
 from chain.errors import BlockError, CheckpointsUnavailable
 
@@ -63,6 +65,13 @@ if TYPE_CHECKING:
 # the loss given as its bits; and the float32 exponent field, all ones for inf and NaN only.
 _ENTRY_BITS = struct.Struct("<I32sI")
 _F32_EXPONENT = 0x7F800000
+
+
+# The deepest RFC 6962 audit path of a tree with at most 2**32 leaves (counts are u32). Every
+# list a peer sends is bounded in items as well as in bytes: a list of one-byte items costs a
+# decode per item, and 16 MiB of them cost a node a second of its event loop (round 15's N1).
+MAX_PATH_LENGTH: Final = 32
+AuditPath = Annotated[tuple[Hash32, ...], msgspec.Meta(max_length=MAX_PATH_LENGTH)]
 
 
 class ResultCommitment(Wire, frozen=True):
@@ -86,7 +95,7 @@ class TrainingResult(Wire, frozen=True):
 
     extrinsic_index: U32
     transcript_root: Hash32
-    losses: tuple[U32, ...]
+    losses: Annotated[tuple[U32, ...], msgspec.Meta(max_length=MAX_SEGMENTS + 1)]
     weights: bytes
     diverged_segment: U32 | None = None
 
@@ -140,7 +149,7 @@ class Opening(Wire, frozen=True):
     index: U32
     weights_hash: Hash32
     loss: U32  # float32 bits
-    path: tuple[Hash32, ...]
+    path: AuditPath
     weights: bytes | None = None
 
     def entry(self) -> ml_runtime.TranscriptEntry:

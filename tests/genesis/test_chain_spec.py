@@ -132,6 +132,8 @@ def _genesis(mutate):
         # S/m at most 16 (chain.config.MAX_SEGMENTS_PER_SAMPLE: an outside tester's P2 and its retest's R1)
         (_config(max_segments=65), r"runtimeConfig.max_segments must be at most 16 x pol_samples = 64 \(got 65\): a forged segment"),
         (_config(pol_samples=3), r"runtimeConfig.max_segments must be at most 16 x pol_samples = 48 \(got 64\)"),
+        # a result's losses are read at most MAX_SEGMENTS + 1 (chain.config.MAX_SEGMENTS: round 15's N1)
+        (_config(max_segments=4097, pol_samples=1024), r"runtimeConfig.max_segments must be at most 4,096 \(got 4,097\): a block's result"),
         (_config(era_length=0), "runtimeConfig.era_length must be at least 1"),
         (_config(slash_fraction_ppm=1_000_001), r"runtimeConfig.slash_fraction_ppm must be at most 1,000,000 \(parts per million\)"),
         (_config(reporter_share_ppm=2**40), r"runtimeConfig.reporter_share_ppm must be at most 1,000,000"),
