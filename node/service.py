@@ -781,6 +781,11 @@ class NodeService:
             except ChainError as refused:
                 log.warning("could not submit pol.report_vote_equivocation: %s", refused)
 
+    def awaits_block(self, block_hash: bytes) -> bool:
+        """Whether a justification for ``block_hash``, not stored here, is kept until it arrives."""
+        pending = self._pending_proof
+        return block_hash in self._pending_justifications or (pending is not None and pending.target_hash == block_hash)
+
     async def import_justification(self, justification: Justification) -> bool:
         """A justification from a peer: verified, then its target finalized, or, for a proof
         of justification (consensus.finality.proves_finality), its target noted justified

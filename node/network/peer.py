@@ -211,8 +211,13 @@ class Peer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(), CLOSE_TIMEOUT)  # so the reader ends too
 
-    async def recv(self) -> Message:
-        """The next whole message; raises FrameError, MessageError, Flood or PeerGone."""
+    async def recv(self, tags: frozenset[int] | None = None) -> Message:
+        """The next whole message (of one of ``tags``, if given, refused before it is
+        decoded otherwise); raises FrameError, MessageError, Flood or PeerGone."""
+        return decode_message(await self.recv_bytes(), self.session.max_message, tags)
+
+    async def recv_bytes(self) -> bytes:
+        """The next whole message's bytes, not decoded; raises FrameError, Flood or PeerGone."""
         while True:
             msg = await self.ws.receive()
             if msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
@@ -250,7 +255,7 @@ class Peer:
             data = self.session.decrypt(frame)
             if data is not None:
                 self.last_size = len(data)
-                return decode_message(data, self.session.max_message)
+                return data
 
     async def close(self, reason: str | None = None) -> None:
         """Send ``Disconnect(reason)`` if given (best effort, bounded in time), then close."""

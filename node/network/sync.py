@@ -207,6 +207,7 @@ class SyncedNode(Protocol):
     async def import_fraud_proof(self, payload: bytes) -> bool: ...
     async def add_vote(self, vote: SignedVote) -> None: ...
     async def import_justification(self, justification: Justification) -> bool: ...
+    def awaits_block(self, block_hash: bytes) -> bool: ...
 
 
 class NodeLink:
@@ -331,8 +332,11 @@ class NodeLink:
         except InvalidJustification as exc:
             self.network.report_peer(peer, Misbehaviour.BAD_VOTE, f"justification {exc.reason}: {exc}")
             return None
-        if not self.node.chain.has_block(justification.target_hash):
-            self._start_sync(peer)  # kept by the node until the block arrives
+        if self.node.awaits_block(justification.target_hash):
+            # Kept by the node until the block arrives. One it did not keep (of non-validators,
+            # below the threshold) starts nothing: a peer restarted its sync with such
+            # justifications, uncharged, and kept the node "syncing" (round 15's N5).
+            self._start_sync(peer)
         return True if imported else None
 
     async def _on_fraud_proof(self, peer: PeerId, payload: bytes) -> bool | None:

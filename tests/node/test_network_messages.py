@@ -9,7 +9,9 @@ from chain.block import Block, Body
 from chain.header import Header
 from node.network.errors import MessageError, OversizeMessage
 from node.network.messages import (
+    FIRST_TAGS,
     MAX_BLOCKS_PER_REQUEST,
+    MAX_FIRST_MESSAGE_SIZE,
     MAX_FRAUD_PROOF_SIZE,
     MAX_TRANSACTIONS_PER_MESSAGE,
     PROTOCOL_VERSION,
@@ -25,8 +27,10 @@ from node.network.messages import (
     Justification,
     Status,
     Transactions,
+    TranscriptResponse,
     decode_message,
     encode_message,
+    read_response,
 )
 
 H = b"\x11" * 32
@@ -53,6 +57,28 @@ def test_round_trip(msg) -> None:
 
 def test_tags_are_fixed() -> None:
     assert [encode_message(m)[1] for m in ALL] == [1, 2, 3, 4, 4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("request_id", [0, 127, 128, 255, 256, 2**16 - 1, 2**16, 2**32 - 1, 2**32, 2**64 - 1])
+def test_a_responses_id_is_read_off_its_envelope_without_decoding_it(request_id: int) -> None:
+    """Every width MessagePack gives an unsigned integer (fixint, uint8 to uint64); any other
+    message, or an envelope cut short, is left to decode_message (round 15's N2)."""
+    assert read_response(encode_message(BlockResponse(request_id, (BlockData(BLOCK),)))) == (5, request_id)
+    assert read_response(encode_message(TranscriptResponse(request_id, ()))) == (11, request_id)
+    data = encode_message(BlockResponse(request_id, ()))
+    if request_id > 127:
+        assert read_response(data[:3]) is None  # the id's bytes missing
+    assert [read_response(encode_message(m)) for m in ALL if not isinstance(m, BlockResponse)] == [None] * (len(ALL) - 1)
+
+
+def test_the_first_message_bound_holds_the_largest_status_and_disconnect() -> None:
+    largest = Status(2**16 - 1, H, 255, 2**32 - 1, H, 2**32 - 1, H)
+    assert len(encode_message(largest)) <= MAX_FIRST_MESSAGE_SIZE
+    assert len(encode_message(Disconnect("\U0010ffff" * 256))) == MAX_FIRST_MESSAGE_SIZE
+    for msg in (largest, Disconnect("bye")):
+        assert decode_message(encode_message(msg), MAX_FIRST_MESSAGE_SIZE, FIRST_TAGS) == msg
+    with pytest.raises(MessageError, match=r"tag 5, where only tags \[1, 8\] are read"):
+        decode_message(encode_message(BlockResponse(1, ())), MAX_FIRST_MESSAGE_SIZE, FIRST_TAGS)
 
 
 def test_fraud_proof_gossip_is_tag_9_and_size_bounded_before_decoding() -> None:

@@ -154,19 +154,23 @@ from nodekit import free_port
 
 from chain.proofs import Opening
 from node.network.errors import HandshakeError, PeerRefused, RequestFailed, WrongPeer
-from node.network.identity import NodeKey
+from node.network.identity import NodeKey, PeerId
 from node.network.messages import (
     DESCENDING,
+    FIRST_TAGS,
+    MAX_FIRST_MESSAGE_SIZE,
     ROLE_FULL,
     BlockData,
     BlockRequest,
+    BlockResponse,
     Disconnect,
     FinalityVote,
+    FraudProofGossip,
     Status,
     Transactions,
 )
 from node.network.multiaddr import Multiaddr
-from node.network.noise import FLAG_LAST
+from node.network.noise import FLAG_LAST, FLAG_MORE, MAX_CHUNK
 from node.network.reputation import Misbehaviour
 
 
@@ -848,6 +852,82 @@ async def test_a_refused_duplicate_connection_leaves_nothing_running() -> None:
         writers = [t for t in asyncio.all_tasks() if t.get_name().startswith("p2p-write")]
         assert len(writers) == 2  # one connection, seen from both ends
         assert connected(a, b)
+
+
+@pytest.mark.parametrize("first", ["block response", "oversize"])
+async def test_a_first_message_that_is_not_a_status_is_refused_unread_and_charged(caplog, first: str) -> None:
+    """Before its Status a peer sent a 16 MiB block response of 16.7 million losses, decoded in
+    full on the event loop before it was refused, uncharged, 81 times a minute under one
+    identity (an outside tester's N1, round 15). Until the Status, a node reads no more than a
+    Status or a Disconnect can be (MAX_FIRST_MESSAGE_SIZE) and no other tag, before decoding,
+    and charges the peer a bad status: it is banned, and its next connection refused."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({}) as (a,):
+        raw = RawPeer()
+        await raw.connect(a.addr, status=False)
+        if first == "block response":
+            await raw.send(BlockResponse(7, ()))
+            said = f"not a protocol message here: tag 5, where only tags {sorted(FIRST_TAGS)} are read)"
+        else:  # a message of the right tag, over the bound: refused at the chunk that passes it
+            await raw.send_encrypted(bytes((FLAG_MORE,)) + b"\x98\x01" + bytes(MAX_CHUNK - 2))
+            said = f"message passes the {MAX_FIRST_MESSAGE_SIZE}-byte bound ({MAX_CHUNK} bytes so far))"
+        rest = await raw.recv_until_closed()
+        assert isinstance(rest[0], Status) and isinstance(rest[-1], Disconnect)
+        await raw.close()
+        assert f"peer {raw.key.peer_id} misbehaved (bad status message: {said}; banned" in caplog.text
+        assert a.service.reputation.banned_for(raw.key.peer_id) > 25
+        assert await refused(RawPeer(raw.key), a)
+        assert a.service.peers() == []
+
+
+async def test_a_timed_out_request_excuses_one_late_answer_and_the_rest_are_unsolicited() -> None:
+    """A late answer to a request that timed out is dropped unread, once: the peer was charged
+    the timeout. An expired id excused every later message under it, each decoded in full
+    first, and a peer replayed 16 MiB answers under it for as long as it liked (an outside
+    tester's N2, round 15). The second is charged as an answer to no request."""
+    async with nodes({}) as (a,):
+        raw = RawPeer()
+        await raw.connect(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 1)
+        with pytest.raises(RequestFailed, match="did not answer block request"):
+            await a.service.request_blocks(raw.key.peer_id, 0, 2, timeout=0.1)
+        peer = a.service._peers[raw.key.peer_id]
+        (request_id,) = peer.expired_requests
+        timed_out = a.service.reputation.score(raw.key.peer_id)
+        await raw.send(BlockResponse(request_id, ()))
+        await wait_for(lambda: request_id not in peer.expired_requests)
+        assert a.service.reputation.score(raw.key.peer_id) == pytest.approx(timed_out, abs=2)
+        await raw.send(BlockResponse(request_id, ()))
+        await wait_for(lambda: a.service.reputation.score(raw.key.peer_id) < timed_out - 150)
+        assert a.service.reputation.score(raw.key.peer_id) == pytest.approx(
+            timed_out + Misbehaviour.UNSOLICITED_RESPONSE.cost, abs=2)
+        await raw.close()
+
+
+async def test_a_fraud_proof_a_peer_sent_already_is_not_read_again() -> None:
+    """A proof not judged here (its block's parent is not stored) is forgotten, so that another
+    peer's copy is read once the node can judge it; the same peer's copy again is dropped
+    unread. A peer repeated one 3 MiB proof about a block nobody had 20 times a second, each
+    decoded, uncharged (an outside tester's N4, round 15)."""
+    async with nodes({}) as (a,):
+        handled: list[PeerId] = []
+
+        async def not_judged(peer: PeerId, proof: bytes) -> None:
+            handled.append(peer)
+            a.service.forget_fraud_proof(proof)  # what the node does for "unknown_job"
+
+        a.service.handlers.on_fraud_proof = not_judged
+        first, second = RawPeer(), RawPeer()
+        for raw in (first, second):
+            await raw.connect(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        for raw in (first, first, first, second):
+            await raw.send(FraudProofGossip(b"a proof about a block nobody has"))
+        await wait_for(lambda: len(handled) >= 2)
+        await asyncio.sleep(0.2)
+        assert handled == [first.key.peer_id, second.key.peer_id]
+        for raw in (first, second):
+            await raw.close()
 
 
 async def test_a_late_answer_is_not_charged_as_unsolicited() -> None:

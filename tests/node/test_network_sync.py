@@ -18,10 +18,12 @@ from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain
 from chain.config import SPEC_VERSION
-from chain.crypto import dev_keypair
+from chain.crypto import Keypair, dev_keypair
 from chain.extrinsic import sign_extrinsic
 from chain.header import Header, seal_header
 from chain.storage import Column, Database
+from chain.votes import SET_ID, Checkpoint, Vote, sign_vote
+from consensus.finality import Justification
 from genesis.spec import load_chain_spec, with_slot_duration
 from node.network import sync as sync_module
 from node.network.messages import DESCENDING, MAX_JUSTIFICATION_SIZE, BlockData, BlockRequest
@@ -375,6 +377,35 @@ async def test_a_sibling_announced_while_a_sync_runs_is_fetched_after_it(tmp_pat
             gate.set()
             await wait_for(lambda: node.chain.has_block(first.hash()) and node.chain.has_block(second.hash()))
             assert node.network.reputation.score(peer.id) == 0
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_justification_the_node_does_not_keep_starts_no_sync(caplog) -> None:
+    """A justification for a block the node lacks starts a sync from its sender only if the
+    node keeps it until the block arrives. One it does not keep (of non-validators: not
+    blamed, they may be of a set not reached yet) started one each time: a peer claiming a best
+    block far ahead and never answering kept the node "syncing", uncharged (an outside
+    tester's N5, round 15)."""
+    caplog.set_level(logging.INFO, logger="polchain")
+    async with dev_node() as node:
+        assert node.network is not None and node.link is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        peer = await liar(node, [genesis, *make_chain(4, parent=b"\x01" * 32, start=1)])  # ahead, never joins
+        requests = _count_block_requests(peer)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1 and not node.link.is_syncing)  # type: ignore[union-attr]
+            asked = len(requests)
+            stranger = Keypair.from_uri("//NotAValidator")
+            for i in range(3):
+                target = bytes((i + 1,)) * 32
+                source = Checkpoint(node.chain.genesis_hash, 0, 0)
+                vote = sign_vote(stranger, node.chain.genesis_hash, Vote(SET_ID, source, Checkpoint(target, 10**6, 1)))
+                peer.service.broadcast_justification(Justification(target, 10**6, SET_ID, 1, source, (vote,)).encode())
+            await wait_for(lambda: caplog.text.count("is not kept: ") == 3)
+            assert len(requests) == asked and not node.link.is_syncing
+            assert node.network.reputation.score(peer.id) == 0  # not blamed
         finally:
             await peer.service.stop()
 
