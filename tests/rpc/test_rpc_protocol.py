@@ -159,6 +159,25 @@ async def test_invalid_params_names_the_param(server, session):
     assert "integer" in resp["error"]["message"]
 
 
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"9" * 5000, b"-" + b"9" * 5000])
+async def test_a_number_out_of_range_is_its_params_error_not_the_bodys(server, session, number):
+    """Valid JSON that no float64 (or Python int of up to 4,300 digits) holds is read as a
+    signed infinity: the method's params check names it, with the request's id, and the rest
+    of a batch is answered. Before, the whole body was a -32700 with a null id, and a batch
+    lost every entry (an outside tester's D1, round 15)."""
+    body = b'[{"jsonrpc":"2.0","id":1,"method":"test_add","params":[' + number + b']},' \
+        b'{"jsonrpc":"2.0","id":2,"method":"test_add","params":[2, 3]}]'
+    status, raw = await post(session, server, body)
+    assert status == 200
+    first, second = json.loads(raw)
+    assert first["id"] == 1 and first["error"]["code"] == -32602
+    assert "param 0 'a' must be an integer, got number" in first["error"]["message"]
+    assert second == {"jsonrpc": "2.0", "result": 5, "id": 2}
+    for constant in (b"NaN", b"Infinity"):  # not JSON, whatever else is in the body
+        _, raw = await post(session, server, body.replace(b"[2, 3]", b"[" + constant + b"]"))
+        assert json.loads(raw)["error"]["code"] == -32700
+
+
 async def test_internal_error_does_not_leak(server, session, caplog):
     resp = await call(session, server, {"jsonrpc": "2.0", "id": 1, "method": "test_fail"})
     assert resp["error"] == {"code": -32603, "message": "Internal error"}
