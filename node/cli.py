@@ -458,7 +458,7 @@ def _add_tx_and_query(sub: _Commands) -> None:
     t.add_argument("--batch-size", type=_u32, required=True)
     t.add_argument("--lr", type=_f32, required=True)
     t.add_argument("--l2", type=_f32, default=0.0)
-    t.add_argument("--segment-len", type=_u32, default=None, help="steps per checkpoint (default: steps/16, at least 1)")
+    t.add_argument("--segment-len", type=_positive_u32, default=None, help="steps per checkpoint (default: steps/16, at least 1)")
     t.add_argument("--from-version", type=_u32, default=None)
     t.add_argument("--max-license", type=_balance, default=None, metavar="PLANCK",
                    help="pay the model's owner at most this much licence, else the call fails (default: the licence the node reads now)")
@@ -1456,7 +1456,7 @@ def _tx_calls(args: argparse.Namespace) -> list[Any]:
         spec = ml_runtime.ModelSpec(args.family, args.d, args.k, args.h)
         return [calls.RegisterModel(args.name, spec.encode(), args.seed or secrets.token_bytes(32))]
     if name == "train":
-        segment = args.segment_len or max(1, args.steps // 16)
+        segment = max(1, args.steps // 16) if args.segment_len is None else args.segment_len
         return [calls.Train(
             args.model, args.dataset, args.steps, args.batch_size,
             calls.compute_f32_bits(args.lr), calls.compute_f32_bits(args.l2), segment, args.from_version,

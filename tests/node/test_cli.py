@@ -319,6 +319,8 @@ def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tup
         ((*train, "--lr", "nan"), "argument --lr: nan is not a finite number"),
         ((*train, "--lr", "0.1", "--l2", "inf"), "argument --l2: inf is not a finite number"),
         ((*train, "--lr", "0.1", "--steps", "-5"), "argument --steps: -5 is out of range"),
+        # Refused, not replaced by the default (an outside tester's D2, round 15).
+        ((*train, "--lr", "0.1", "--segment-len", "0"), "argument --segment-len: 0 is out of range: a positive u32"),
         ((*ds, str(csv_frac)), "row 2: label 0.7 is not a class: labels are integers 0..1"),
         ((*ds, str(csv_wrap)), "row 2: label 4294967296 is not a class"),
         ((*ds, str(csv_nan)), "row 1, column 2: nan is not a finite float32"),
