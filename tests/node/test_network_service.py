@@ -930,6 +930,27 @@ async def test_a_fraud_proof_a_peer_sent_already_is_not_read_again() -> None:
             await raw.close()
 
 
+async def test_an_answer_that_does_not_decode_fails_its_request_at_once_and_bans_the_peer(caplog) -> None:
+    """The answer's id is read before its body (round 15's N2): a body that then does not
+    decode fails the request it answers with the reason, not after the request's timeout,
+    and the peer is charged as for any garbage."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({}) as (a,):
+        raw = RawPeer()
+        await raw.connect(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 1)
+        asked = asyncio.create_task(a.service.request_blocks(raw.key.peer_id, 0, 2, timeout=30))
+        request = await raw.recv()
+        assert isinstance(request, BlockRequest) and request.id < 128
+        await raw.send_encrypted(bytes((FLAG_LAST,)) + bytes((0x92, 5, request.id)) + b"\xc1")  # 0xc1: never MessagePack
+        with pytest.raises(RequestFailed, match=f"{raw.key.peer_id} answered with garbage: not a protocol message"):
+            async with asyncio.timeout(10):
+                await asyncio.shield(asked)
+        assert f"peer {raw.key.peer_id} misbehaved (garbage" in caplog.text
+        assert a.service.reputation.banned_for(raw.key.peer_id) > 0
+        await raw.close()
+
+
 async def test_a_late_answer_is_not_charged_as_unsolicited() -> None:
     async with nodes({}, {}) as (a, b):
         serve = a.serve
