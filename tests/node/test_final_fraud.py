@@ -371,3 +371,25 @@ async def test_a_sole_validators_own_vote_lifts_no_mark(tmp_path: Path) -> None:
             assert node.chain.is_invalid(blocks[0].hash()) and node.chain.finalized_number == 0
     finally:
         builder.db.close()
+
+
+async def test_a_node_awaits_the_blocks_of_the_justifications_it_keeps_only(tmp_path: Path) -> None:
+    """A justification for a block the node lacks is kept until the block arrives (a finality
+    proof, or a proof that justifies its target) if it holds as far as it can be checked; a
+    sync from its sender starts only then (node.network.sync, NodeService.awaits_block). One
+    below the threshold is not kept, and starts nothing (an outside tester's N5, round 15)."""
+    builder, blocks = _forged_chain(tmp_path / "builder", forged=False)
+    try:
+        genesis = blocks[0].hash()
+        source = Checkpoint(genesis, 0, 6)
+        vote = Vote(SET_ID, source, Checkpoint(blocks[2].hash(), 2, 7))
+        justifying = Justification(
+            blocks[2].hash(), 2, SET_ID, 7, source, tuple(sign_vote(dev_keypair(n), genesis, vote) for n in ("Alice", "Bob", "Charlie"))
+        )
+        async with running(_auditor()) as node:
+            assert not await node.import_justification(_finality_proof(blocks[1], ("Alice", "Bob"), genesis))
+            assert not await node.import_justification(_finality_proof(blocks[3], ("Alice", "Bob", "Charlie"), genesis))
+            assert not await node.import_justification(justifying)
+            assert [node.awaits_block(b.hash()) for b in blocks] == [False, False, True, True]
+    finally:
+        builder.db.close()
