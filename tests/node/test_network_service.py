@@ -129,6 +129,14 @@ read (``read = 1``, ``34 / len(path)``, ``35 *``). Left:
 - _served_host's ``popitem(last=None)``: None is falsy, as False. Equivalent.
 
 No bug was found.
+Hand mutants of round 15's network fixes (N1, N2, N4, N5; 2026-12-01, 13 mutants, each applied
+in a scratch worktree, then this file, tests/node/test_network_messages.py, _noise.py, _sync.py,
+_transcripts.py and test_final_fraud.py run): 12 killed, after two tests were added for the two
+that survived at first (test_an_answer_that_does_not_decode_fails_its_request_at_once_and_bans_the_peer:
+the request's future not failed on a garbage answer; in test_final_fraud.py
+test_a_node_awaits_the_blocks_of_the_justifications_it_keeps_only: awaits_block without its kept
+proof of justification). Left: ``_decode`` always on the loop, which differs only in how long
+the event loop is held (no timed assertion tells).
 """
 
 from __future__ import annotations
