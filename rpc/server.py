@@ -149,6 +149,7 @@ from rpc.errors import (
     UnsafeRpcCalled,
 )
 from rpc.methods import MethodTable, Params, Subscription, SubscriptionSpec
+from rpc.params import check_no_params
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -635,6 +636,7 @@ class RpcServer:
             names = sorted({*dispatch, "rpc_methods"})
 
             async def rpc_methods(params: Params) -> dict[str, list[str]]:
+                check_no_params(params)  # as every other method without params (round 15's D5)
                 return {"methods": names}
 
             dispatch["rpc_methods"] = (_CALL, rpc_methods)

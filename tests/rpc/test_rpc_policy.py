@@ -68,6 +68,12 @@ async def test_rpc_methods_lists_everything(server, session):
     ):
         assert name in methods
     assert "chain_newHead" not in methods  # a notification name, not a method
+    # It takes no params, as every other method without them (an outside tester's D5, round 15).
+    for params in ([], {}):
+        _, body = await post(session, server, json.dumps({"jsonrpc": "2.0", "id": 2, "method": "rpc_methods", "params": params}))
+        assert json.loads(body)["result"]["methods"] == methods
+    _, body = await post(session, server, json.dumps({"jsonrpc": "2.0", "id": 3, "method": "rpc_methods", "params": [0, 0, None]}))
+    assert json.loads(body)["error"] == {"code": -32602, "message": "Invalid params: expected at most 0 (none), got 3"}
 
 
 @pytest.mark.parametrize(
