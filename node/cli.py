@@ -1375,11 +1375,16 @@ async def _bound_payment(client: RpcClient, call: Any) -> Any:
     from chain import calls
 
     if isinstance(call, calls.Train):
-        if call.max_model_license is None:
+        if call.max_model_license is None or call.from_version is not None:
             model = await client.call("ml_getModel", [call.model])
             if model is None:
                 raise CliError(f"no model {call.model} on the node")
-            call = replace_struct(call, max_model_license=int(model["licensePerStep"]) * call.steps)
+            if call.from_version is not None and call.from_version > model["latestVersion"]:
+                # Checked before signing, as the model and the data set are: it passed the pool
+                # and failed in its block, its fee paid (an outside tester's D7, round 15).
+                raise CliError(f"model {call.model} has no version {call.from_version} (its latest is {model['latestVersion']})")
+            if call.max_model_license is None:
+                call = replace_struct(call, max_model_license=int(model["licensePerStep"]) * call.steps)
         if call.max_data_license is None:
             dataset = await client.call("ml_getDataset", [call.dataset])
             if dataset is None:

@@ -211,6 +211,14 @@ def test_a_train_or_infer_with_no_limit_is_signed_at_the_models_price_now(node) 
     out = polchain("tx", "train", "--model", "0", "--dataset", "9", "--steps", "30", "--batch-size", "8", "--lr", "0.25",
                    "--signer", "//Dave", "--sign-only", "--rpc", node.url)
     assert out.returncode == 1 and "no data set 9" in out.stderr
+    # A version the model does not have is refused before signing, even with a limit given
+    # (it passed the pool and failed in its block, its fee paid: an outside tester's D7, round 15).
+    latest = model["latestVersion"]
+    assert signed("train", "--model", "0", "--dataset", "0", "--steps", "30", "--batch-size", "8", "--lr", "0.25",
+                  "--from-version", str(latest)).from_version == latest
+    out = polchain("tx", "train", "--model", "0", "--dataset", "0", "--steps", "30", "--batch-size", "8", "--lr", "0.25",
+                   "--from-version", "99", "--max-license", "5", "--signer", "//Dave", "--sign-only", "--rpc", node.url)
+    assert out.returncode == 1 and f"Error: model 0 has no version 99 (its latest is {latest})" in out.stderr
     rows = json.dumps([[0.0] * d] * 3)
     assert signed("infer", "--model", "0", "--inputs", rows).max_price == int(model["inferencePrice"]) * 3
     assert signed("infer", "--model", "0", "--inputs", rows, "--max-price", "7").max_price == 7
