@@ -247,8 +247,10 @@ def read_response(data: bytes) -> tuple[int, int] | None:
     (``[tag, id, ...]``) without decoding its body; None for any other message. So an answer
     nobody waits for is dropped unread: a peer replayed 16 MiB answers under a request id that
     had timed out, each decoded in full before it was dropped (an outside tester's N2, round
-    15). A malformed envelope is left to :func:`decode_message` to refuse."""
-    if len(data) < 3 or data[1] not in _RESPONSE_TAGS:
+    15). Any other envelope is left to :func:`decode_message` to refuse: garbage whose second
+    byte was a response's tag was charged as an answer to no request, or not at all under an
+    expired id (the retest's R5)."""
+    if len(data) < 3 or data[0] != 0x93 or data[1] not in _RESPONSE_TAGS:  # [tag, id, items]: a fixarray of 3
         return None
     head = data[2]
     if head <= 0x7F:

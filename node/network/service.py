@@ -144,7 +144,6 @@ ENVELOPE = 64  # bytes around a message's items: array headers, tag, id
 ITEM_OVERHEAD = 5  # a MessagePack bin header, at most
 LAG_STEP = 0.25  # seconds: a request's timeout is waited in steps this long (see _await_answer)
 MAX_SERVED_HOSTS = 1024  # addresses whose shared answer allowance is kept (NetworkService._served_host)
-DECODE_ON_LOOP_BYTES = 256 * 1024  # a peer's message at least this long is decoded on a thread (_decode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -712,7 +711,7 @@ class NetworkService:
                             ):
                                 break
                             continue
-                    msg = await self._decode(data)
+                    msg = decode_message(data, self.config.max_message_size)
                 except OversizeMessage as exc:
                     reason = self._misbehaved(peer, Misbehaviour.OVERSIZE, str(exc))
                     break
@@ -759,14 +758,6 @@ class NetworkService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await worker
             await self._drop(peer, reason)
-
-    async def _decode(self, data: bytes) -> Message:
-        """A peer's message decoded: a large one on a thread, off the event loop, as RPC bodies
-        are (every list in it is bounded in items, chain's codec, but a block response of 64
-        blocks of thousands of extrinsics still takes milliseconds to decode)."""
-        if len(data) < DECODE_ON_LOOP_BYTES:
-            return decode_message(data, self.config.max_message_size)
-        return await asyncio.to_thread(decode_message, data, self.config.max_message_size)
 
     async def _drop(self, peer: Peer, reason: str | None) -> None:
         if self._peers.get(peer.peer_id) is peer:

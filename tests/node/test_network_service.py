@@ -135,8 +135,9 @@ _transcripts.py and test_final_fraud.py run): 12 killed, after two tests were ad
 that survived at first (test_an_answer_that_does_not_decode_fails_its_request_at_once_and_bans_the_peer:
 the request's future not failed on a garbage answer; in test_final_fraud.py
 test_a_node_awaits_the_blocks_of_the_justifications_it_keeps_only: awaits_block without its kept
-proof of justification). Left: ``_decode`` always on the loop, which differs only in how long
-the event loop is held (no timed assertion tells).
+proof of justification). The 13th, ``_decode`` always on the loop, survived: the thread it
+chose for large messages freed nothing (msgspec holds the GIL while it decodes, the retest's
+R2), and it is gone.
 """
 
 from __future__ import annotations
