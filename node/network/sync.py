@@ -612,6 +612,15 @@ class NodeLink:
         header = data.block.header
         if not chain.has_block(header.hash()):
             if not chain.has_block(header.parent_hash):
+                # Checked before its branch is walked, as each block the walk fetches is: a
+                # peer answered our request with a made-up block whose parent it then did not
+                # serve, uncharged, and came back to do it again (the retest of round 15's R1).
+                problem = self._seal_problem(header)
+                if problem is not None:
+                    self.network.report_peer(
+                        peer, Misbehaviour.WRONG_RESPONSE, f"block #{header.number}, whose parent is not here, sealed {problem}"
+                    )
+                    return False
                 joined = await self._fetch_branch(peer, header.parent_hash, header.number - 1, final_proof)
                 if not joined:
                     return joined

@@ -97,13 +97,38 @@ async def test_a_peer_on_a_fork_is_left_to_fork_choice_without_blame(caplog) -> 
     async with dev_node() as node:
         assert node.network is not None
         genesis = node.chain.get_block(node.chain.genesis_hash)
-        fork = make_chain(4, parent=b"\x01" * 32, start=1)  # #1 whose parent is not our genesis
+        fork = make_chain(4, parent=b"\x01" * 32, start=1, sealed_for=genesis.hash())  # #1 whose parent is not our genesis
         peer = await liar(node, [genesis, *fork])
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: "does not join our chain above the finalized block #0" in caplog.text)
             assert node.network.reputation.score(peer.id) == 0
             assert [p.peer_id for p in node.network.peers()] == [peer.id]
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_range_whose_first_block_is_sealed_by_no_validator_is_not_walked_down(caplog) -> None:
+    """A block whose parent is not here is checked as each block of its branch walk is before
+    the walk starts: sealed by no validator of the finalized state (which only shrinks), it is
+    made up. A peer answered the node's request with such a block, stuffed with 16 MiB of
+    items, served no parent, uncharged, and came back to do it again (the retest of round
+    15's R1): it is charged a wrong answer, and its parent not asked for."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        made_up = make_chain(4, parent=b"\x01" * 32, start=1)  # no one's
+        peer = await liar(node, [genesis, *made_up])
+        asked = _count_block_requests(peer)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
+            assert (
+                f"peer {peer.id}: {Misbehaviour.WRONG_RESPONSE.reason} (block #1, whose parent is not here, sealed by "
+                f"{bytes(8).hex()}…, no validator of our finalized block #0)" in caplog.text
+            )
+            assert asked == [1] and node.chain.best_number == 0  # the range by number; no walk down
         finally:
             await peer.service.stop()
 
@@ -290,7 +315,8 @@ async def test_a_branch_is_checked_block_by_block_as_it_is_fetched(caplog) -> No
     async with dev_node() as node:
         assert node.network is not None and node.link is not None
         genesis = node.chain.get_block(node.chain.genesis_hash)
-        made_up = make_chain(40, parent=b"\x01" * 32, start=1)  # no one's
+        first = make_chain(1, parent=b"\x01" * 32, start=1, sealed_for=genesis.hash())[0]  # what the sync on connect gets
+        made_up = [first, *make_chain(39, parent=first.hash(), start=2)]  # then no one's
         top = make_chain(1, parent=made_up[-1].hash(), start=41, sealed_for=genesis.hash())[0]
         peer = await liar(node, [genesis, *made_up, top])
         asked = _count_block_requests(peer)
@@ -391,7 +417,7 @@ async def test_a_justification_the_node_does_not_keep_starts_no_sync(caplog) -> 
     async with dev_node() as node:
         assert node.network is not None and node.link is not None
         genesis = node.chain.get_block(node.chain.genesis_hash)
-        peer = await liar(node, [genesis, *make_chain(4, parent=b"\x01" * 32, start=1)])  # ahead, never joins
+        peer = await liar(node, [genesis, *make_chain(4, parent=b"\x01" * 32, start=1, sealed_for=genesis.hash())])  # ahead, never joins
         requests = _count_block_requests(peer)
         try:
             await peer.service.dial(node.network.listen_addresses[0])
