@@ -177,9 +177,9 @@ SYNCS_PER_SECOND = 4.0
 SYNC_BURST = 8.0
 #: Announced blocks kept per peer for its running sync to fetch (the newest kept).
 MAX_PENDING_TARGETS = 8
-#: Fraud-proof refusals that can be our own lag, not the sender's fault: the job's model
-#: version or data set is not in our best state yet.
-UNBLAMED_FRAUD_REASONS = frozenset({"unknown_job"})
+#: Fraud-proof refusals that can be our own lag, not the sender's fault (charged a little only,
+#: Misbehaviour.UNJUDGED_FRAUD_PROOF): the job's parent state or model version is not here yet.
+UNJUDGED_FRAUD_REASONS = frozenset({"unknown_job"})
 #: Blocks whose unavailable openings were logged (each once, however often retried).
 UNAVAILABLE_LOGGED = 1024
 #: A block whose openings one peer could not provide is not asked of that peer again for
@@ -345,8 +345,9 @@ class NodeLink:
         try:
             return await self.node.import_fraud_proof(payload) or None
         except InvalidFraudProof as exc:
-            if exc.reason in UNBLAMED_FRAUD_REASONS:
+            if exc.reason in UNJUDGED_FRAUD_REASONS:
                 log.info("fraud proof from %s not checked here: %s: %s", peer, exc.reason, exc)
+                self.network.report_peer(peer, Misbehaviour.UNJUDGED_FRAUD_PROOF)
                 self.network.forget_fraud_proof(payload)  # a copy that comes once we can judge it is read
             else:
                 self.network.report_peer(peer, Misbehaviour.BAD_FRAUD_PROOF, f"{exc.reason}: {exc}")
