@@ -951,7 +951,7 @@ async def test_an_answer_that_does_not_decode_fails_its_request_at_once_and_bans
         asked = asyncio.create_task(a.service.request_blocks(raw.key.peer_id, 0, 2, timeout=30))
         request = await raw.recv()
         assert isinstance(request, BlockRequest) and request.id < 128
-        await raw.send_encrypted(bytes((FLAG_LAST,)) + bytes((0x92, 5, request.id)) + b"\xc1")  # 0xc1: never MessagePack
+        await raw.send_encrypted(bytes((FLAG_LAST,)) + bytes((0x93, 5, request.id)) + b"\xc1")  # 0xc1: never MessagePack
         with pytest.raises(RequestFailed, match=f"{raw.key.peer_id} answered with garbage: not a protocol message"):
             async with asyncio.timeout(10):
                 await asyncio.shield(asked)
