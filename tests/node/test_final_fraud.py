@@ -143,6 +143,15 @@ def _finality_proof(target: Block, voters: tuple[str, ...], genesis: bytes) -> J
     )
 
 
+def _justifying_proof(target: Block, voters: tuple[str, ...], genesis: bytes) -> Justification:
+    """A link from genesis to ``target``: it justifies its target without finalizing it."""
+    source = Checkpoint(genesis, 0, 6)
+    vote = Vote(SET_ID, source, Checkpoint(target.hash(), target.header.number, 7))
+    return Justification(
+        target.hash(), target.header.number, SET_ID, 7, source, tuple(sign_vote(dev_keypair(n), genesis, vote) for n in voters)
+    )
+
+
 def _logged(caplog, pattern: str) -> bool:
     """Whether a whole log message matches ``pattern`` (its words and every argument, not a
     part of it)."""
@@ -286,12 +295,7 @@ async def test_a_link_that_only_justifies_is_no_finality_proof_for_a_forged_bloc
     "not_final"): a justified block is not final, and only finality outranks a fraud proof."""
     builder, blocks = _forged_chain(tmp_path / "builder")
     try:
-        genesis = blocks[0].hash()
-        source = Checkpoint(genesis, 0, 6)
-        vote = Vote(SET_ID, source, Checkpoint(blocks[3].hash(), 3, 7))
-        justifying = Justification(
-            blocks[3].hash(), 3, SET_ID, 7, source, tuple(sign_vote(dev_keypair(n), genesis, vote) for n in ("Alice", "Bob", "Charlie"))
-        )
+        justifying = _justifying_proof(blocks[3], ("Alice", "Bob", "Charlie"), blocks[0].hash())
         async with running(_auditor()) as node:
             with pytest.raises(FraudFound, match=r"extrinsic #0: segment 2 re-runs to weights"):
                 await node.import_block(blocks[1], LocalSource(builder.transcripts), justifying)
@@ -381,15 +385,10 @@ async def test_a_node_awaits_the_blocks_of_the_justifications_it_keeps_only(tmp_
     builder, blocks = _forged_chain(tmp_path / "builder", forged=False)
     try:
         genesis = blocks[0].hash()
-        source = Checkpoint(genesis, 0, 6)
-        vote = Vote(SET_ID, source, Checkpoint(blocks[2].hash(), 2, 7))
-        justifying = Justification(
-            blocks[2].hash(), 2, SET_ID, 7, source, tuple(sign_vote(dev_keypair(n), genesis, vote) for n in ("Alice", "Bob", "Charlie"))
-        )
         async with running(_auditor()) as node:
             assert not await node.import_justification(_finality_proof(blocks[1], ("Alice", "Bob"), genesis))
             assert not await node.import_justification(_finality_proof(blocks[3], ("Alice", "Bob", "Charlie"), genesis))
-            assert not await node.import_justification(justifying)
+            assert not await node.import_justification(_justifying_proof(blocks[2], ("Alice", "Bob", "Charlie"), genesis))
             assert [node.awaits_block(b.hash()) for b in blocks] == [False, False, True, True]
     finally:
         builder.db.close()
