@@ -73,11 +73,6 @@ class Misbehaviour(enum.Enum):
     # A fraud proof that does not decode or shows no fault: it cost us a segment's re-run.
     # An honest node checks a proof before it relays one, so two bad ones ban the sender.
     BAD_FRAUD_PROOF = ("invalid fraud proof", -600)
-    # A fraud proof the node cannot judge (its block's parent is not stored): it may be true, so
-    # little, but not nothing: one peer sent 1,200 distinct proofs about a block nobody had in
-    # a minute, each decoded, uncharged (the retest of round 15's R3). An honest relay sends each
-    # proof once; twenty in the score's half-life ban.
-    UNJUDGED_FRAUD_PROOF = ("fraud proof this node cannot judge", -50)
     REQUEST_TIMEOUT = ("request timed out", -100)
 
     @property

@@ -177,8 +177,8 @@ SYNCS_PER_SECOND = 4.0
 SYNC_BURST = 8.0
 #: Announced blocks kept per peer for its running sync to fetch (the newest kept).
 MAX_PENDING_TARGETS = 8
-#: Fraud-proof refusals that can be our own lag, not the sender's fault (charged a little only,
-#: Misbehaviour.UNJUDGED_FRAUD_PROOF): the job's parent state or model version is not here yet.
+#: Fraud-proof refusals that can be our own lag, not the sender's fault: the job's parent
+#: state or model version is not here yet.
 UNJUDGED_FRAUD_REASONS = frozenset({"unknown_job"})
 #: Blocks whose unavailable openings were logged (each once, however often retried).
 UNAVAILABLE_LOGGED = 1024
@@ -346,8 +346,10 @@ class NodeLink:
             return await self.node.import_fraud_proof(payload) or None
         except InvalidFraudProof as exc:
             if exc.reason in UNJUDGED_FRAUD_REASONS:
+                # Not charged, not even a little: a node that is behind gets true proofs it cannot
+                # judge from every honest relay, up to one a forged TRAIN of a block (64), and a
+                # charge of 50 each had it ban them (the second retest of round 15, Q3).
                 log.info("fraud proof from %s not checked here: %s: %s", peer, exc.reason, exc)
-                self.network.report_peer(peer, Misbehaviour.UNJUDGED_FRAUD_PROOF)
                 self.network.forget_fraud_proof(payload)  # a copy that comes once we can judge it is read
             else:
                 self.network.report_peer(peer, Misbehaviour.BAD_FRAUD_PROOF, f"{exc.reason}: {exc}")
