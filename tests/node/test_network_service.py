@@ -960,6 +960,30 @@ async def test_an_answer_that_does_not_decode_fails_its_request_at_once_and_bans
         await raw.close()
 
 
+async def test_handshakes_from_one_address_are_rate_limited_before_the_upgrade() -> None:
+    """Past its burst, an address's next handshake is refused before the WebSocket upgrade (no
+    Noise work done for it) until its allowance refills; another address is not held back. One
+    address with a fresh node key each time made 474 handshakes a second, uncharged (the second
+    retest of round 15, Q4)."""
+    async with nodes({"handshakes_per_ip": 0.5, "handshake_burst_per_ip": 3}) as (a,):
+        for _ in range(3):
+            raw = RawPeer()
+            assert isinstance(await raw.connect(a.addr), Status)
+            await raw.close()
+        refused = RawPeer()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+            await refused.connect(a.addr)
+        await refused.close()
+        assert exc.value.status == 503
+        other = RawPeer()  # another address of the loopback network
+        assert isinstance(await other.connect(a.addr, host="127.0.0.2"), Status)
+        await other.close()
+        await asyncio.sleep(2.1)  # one handshake's worth refilled
+        again = RawPeer()
+        assert isinstance(await again.connect(a.addr), Status)
+        await again.close()
+
+
 async def test_a_late_answer_is_not_charged_as_unsolicited() -> None:
     async with nodes({}, {}) as (a, b):
         serve = a.serve
