@@ -72,7 +72,10 @@ def test_the_nodes_progress_lines_are_never_collapsed():
     handler.addFilter(RepeatFilter(10, clock=Clock()))
     for name in (PROGRESS_LOGGER, "test.progress.other"):
         logger = logging.getLogger(name)
-        logger.propagate, logger.level = False, logging.INFO
+        # setLevel, not ``level =``: it clears the loggers' cached isEnabledFor answers, which an
+        # earlier test on the same worker may have left at "not INFO" (seen with --dist loadfile).
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
         logger.addHandler(handler)
         try:
             for number in range(1, 4):
