@@ -143,7 +143,7 @@ WS_MAX_MSG_SIZE = MAX_NOISE_MESSAGE + 1
 ENVELOPE = 64  # bytes around a message's items: array headers, tag, id
 ITEM_OVERHEAD = 5  # a MessagePack bin header, at most
 LAG_STEP = 0.25  # seconds: a request's timeout is waited in steps this long (see _await_answer)
-MAX_SERVED_HOSTS = 1024  # addresses whose answer allowance (_served_host) and handshake allowance (_handshake_allowance) are kept
+MAX_SERVED_HOSTS = 1024  # addresses whose answer and handshake allowances are kept (_address_allowance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +171,19 @@ class PeerInfo:
     def role_name(self) -> str:
         return "AUTHORITY" if self.roles & ROLE_AUTHORITY else "FULL"
 
+
+
+def _address_allowance(table: OrderedDict[str, RateLimiter], host: str, rate: float, burst: float) -> RateLimiter:
+    """``host``'s allowance in ``table``, made full on its first use; the table keeps the
+    MAX_SERVED_HOSTS addresses used last (an address used again moves to the back), so peers from
+    ever new addresses cannot grow it without bound: a newcomer past them gets a new one."""
+    bucket = table.pop(host, None)
+    if bucket is None:
+        bucket = RateLimiter(rate, burst)
+    table[host] = bucket  # (the most recent last)
+    while len(table) > MAX_SERVED_HOSTS:
+        table.popitem(last=False)
+    return bucket
 
 @dataclass(frozen=True, slots=True)
 class NetworkConfig:
@@ -679,25 +692,13 @@ class NetworkService:
         )
 
     def _handshake_allowance(self, host: str) -> RateLimiter:
-        """The inbound handshakes ``host`` may start (NetworkConfig.handshakes_per_ip), kept for
-        the MAX_SERVED_HOSTS addresses seen last (a newcomer past them gets a full burst)."""
-        bucket = self._handshake_hosts.pop(host, None)
-        if bucket is None:
-            bucket = RateLimiter(self.config.handshakes_per_ip, self.config.handshake_burst_per_ip)
-        self._handshake_hosts[host] = bucket  # (the most recent last)
-        while len(self._handshake_hosts) > MAX_SERVED_HOSTS:
-            self._handshake_hosts.popitem(last=False)
-        return bucket
+        """The inbound handshakes ``host`` may start (NetworkConfig.handshakes_per_ip)."""
+        return _address_allowance(self._handshake_hosts, host, self.config.handshakes_per_ip, self.config.handshake_burst_per_ip)
 
     def _served_host(self, host: str) -> RateLimiter:
-        bucket = self._served_hosts.pop(host, None)
-        if bucket is None:
-            rate = self.config.served_bytes_per_host
-            bucket = RateLimiter(rate, rate)
-        self._served_hosts[host] = bucket  # (the most recent last)
-        while len(self._served_hosts) > MAX_SERVED_HOSTS:
-            self._served_hosts.popitem(last=False)  # its peers keep theirs; a newcomer gets a new one
-        return bucket
+        """The answer bytes the inbound peers of ``host`` share (served_bytes_per_host)."""
+        rate = self.config.served_bytes_per_host
+        return _address_allowance(self._served_hosts, host, rate, rate)
 
     async def _run_peer(self, peer: Peer) -> None:
         queue: asyncio.Queue[tuple[Message, int]] = asyncio.Queue(self.config.inbound_queue)
