@@ -96,7 +96,7 @@ from chain.proofs import (
     TrainingResult,
     compute_rerun_threads,
 )
-from chain.runtime import MAX_TRAIN_CALLS
+from chain.block import MAX_TRAIN_CALLS
 from chain.storage import Database
 from chain.transcripts import LocalSource
 from consensus.aura import Aura

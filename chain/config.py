@@ -38,7 +38,7 @@ SPEC_NAME = "polchain"
 # (chain.pallets.democracy.compute_weight_ceiling), and an extrinsic over MAX_EXTRINSIC_SIZE refused in a block as by
 # the pool (chain.runtime); a bounty claim held for chain.pallets.bounties.ESCROW_BLOCKS and voided by a fraud proof of
 # its lineage, which pol proves for a punished author too; a model's quorum at most half; at most 64 TRAIN calls a block
-# (chain.runtime.MAX_TRAIN_CALLS); a TRAIN from a version proven forged refused (training.ForgedVersion); a model's
+# (chain.block.MAX_TRAIN_CALLS); a TRAIN from a version proven forged refused (training.ForgedVersion); a model's
 # threshold at most two thirds; a federated round refused when its update or reveal fields could not carry it (all
 # added 2026-11-30, before any node ran version 4). 5 (outside testers' round 7): a fraud report, a federated
 # reveal and a round's close declaring at most a block's weight (chain.runtime.SETTLING_CALLS) and a fraud proof whose

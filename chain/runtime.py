@@ -26,7 +26,7 @@ import msgspec
 
 import ml_runtime
 from chain import calls
-from chain.block import BLOCK_OVERHEAD
+from chain.block import BLOCK_OVERHEAD, MAX_TRAIN_CALLS
 from chain.codec import MAX_BALANCE, encode_each
 from chain.config import SPEC_VERSION, RuntimeConfig
 from chain.crypto import blake2_256
@@ -70,12 +70,6 @@ Admit = Callable[[StateAccess, bytes, Any, int, RuntimeConfig], None]
 #: commit's bond and licence). A call without one moves nothing out of its sender's free
 #: balance (an asset's units, a governance vote's locked shares, are not POL).
 Spend = Callable[[StateAccess, Any, int], int]
-# The most TRAIN calls a block holds. Every importer fetches each job's checkpoints from its
-# peers with a request of its own, and keeps to a peer's request limit (node.network.peer
-# .PACED_SHARE: 16 a second): a dev block held 1,174 one-step TRAINs, all paid, and took each
-# importer about 71 s to import (a reviewer's finding, round 5). 64 take about 2 s; weight and
-# length alone left the count unbounded for small jobs.
-MAX_TRAIN_CALLS = 64
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,4 +106,4 @@ class BlockInfo:
     work_units: int = 0
     result_length: int = 0
     transcript_bytes: int = 0
-    train_calls: int = 0  # TRAIN extrinsics applied so far (chain.runtime.MAX_TRAIN_CALLS)
+    train_calls: int = 0  # TRAIN extrinsics applied so far (chain.block.MAX_TRAIN_CALLS)

@@ -156,7 +156,7 @@ def compute_latest_before(state: StateAccess, model_id: int, info: ModelInfo, nu
     Versions are made in block order (``ModelVersion.block``), so the walk down from
     ``info.latest_version`` stops at the first version made before block #``number``. In a
     dispatch it reads one version per version made in the block so far, at most its TRAIN
-    calls (chain.runtime.MAX_TRAIN_CALLS) and round closes; on a later state (a job rebuilt
+    calls (chain.block.MAX_TRAIN_CALLS) and round closes; on a later state (a job rebuilt
     off-dispatch, training.compute_job_at) it also skips the versions made after the block.
     """
     version = info.latest_version
