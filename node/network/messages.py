@@ -37,7 +37,7 @@ from typing import Annotated
 
 import msgspec
 
-from chain.block import Block
+from chain.block import Block, Body
 from chain.codec import U8, U16, U32, U64, BlockNumber, Hash32, Wire, decode, encode
 from chain.errors import CodecError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
@@ -124,6 +124,29 @@ class BlockData(Wire, frozen=True):
 class BlockResponse(Wire, frozen=True, tag=TAG_BLOCK_RESPONSE):
     id: U64
     blocks: Annotated[tuple[BlockData, ...], msgspec.Meta(max_length=MAX_BLOCKS_PER_REQUEST)]
+
+
+class UnreadBlock(Wire, frozen=True):
+    """A block as a requester first reads it: the header decoded, the body's bytes not yet."""
+
+    header: Header
+    body: msgspec.Raw
+
+
+class UnreadBlockData(Wire, frozen=True):
+    block: UnreadBlock
+    justification: Annotated[bytes, msgspec.Meta(max_length=MAX_JUSTIFICATION_SIZE)] | None = None
+
+
+class UnreadBlockResponse(Wire, frozen=True, tag=TAG_BLOCK_RESPONSE):
+    """A :class:`BlockResponse` with its bodies still bytes (the same bytes), so that its
+    headers are checked (linked, sealed) before any body is decoded: a peer with a fresh
+    identity each time answered our requests with a sealed-by-nobody block of 419,424 results
+    in 16 MiB, each decoded before the seal was looked at (an outside tester's Q1, round 15).
+    Skipping a body's items costs about a tenth of decoding them (:func:`read_block_data`)."""
+
+    id: U64
+    blocks: Annotated[tuple[UnreadBlockData, ...], msgspec.Meta(max_length=MAX_BLOCKS_PER_REQUEST)]
 
 
 class ServedBlock(Wire, frozen=True):
@@ -259,6 +282,28 @@ def read_response(data: bytes) -> tuple[int, int] | None:
     if width is None or len(data) < 3 + width:
         return None
     return data[1], int.from_bytes(data[3 : 3 + width], "big")
+
+
+def decode_block_response(data: bytes, max_size: int = MAX_MESSAGE_SIZE) -> UnreadBlockResponse:
+    """The block response in ``data``, its bodies not yet decoded (:class:`UnreadBlockResponse`):
+    errors as :func:`decode_message`'s. Every part but the bodies is in canonical form here;
+    each body is checked when :func:`read_block_data` decodes it."""
+    if len(data) > max_size:
+        raise OversizeMessage(f"message of {len(data)} bytes is over the {max_size}-byte bound")
+    try:
+        return decode(data, UnreadBlockResponse)
+    except CodecError as exc:
+        raise MessageError(f"not a protocol message: {str(exc).split(': ', 1)[-1]}") from None
+
+
+def read_block_data(unread: UnreadBlockData) -> BlockData:
+    """``unread`` with its body decoded; MessageError if the body is malformed or not in
+    canonical form (then the response as a whole was not a protocol message)."""
+    try:
+        body = decode(bytes(unread.block.body), Body)
+    except CodecError as exc:
+        raise MessageError(f"not a protocol message: block #{unread.block.header.number}'s {exc}") from None
+    return BlockData(Block(unread.block.header, body), unread.justification)
 
 
 def decode_message(data: bytes, max_size: int = MAX_MESSAGE_SIZE, tags: frozenset[int] | None = None) -> Message:

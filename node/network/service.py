@@ -93,11 +93,11 @@ from node.network.messages import (
     PROTOCOL_VERSION,
     ROLE_AUTHORITY,
     ROLE_FULL,
+    TAG_BLOCK_RESPONSE,
     TAG_TRANSCRIPT_RESPONSE,
     BlockAnnounce,
     BlockData,
     BlockRequest,
-    BlockResponse,
     Disconnect,
     FinalityVote,
     FraudProofGossip,
@@ -110,8 +110,11 @@ from node.network.messages import (
     Transactions,
     TranscriptRequest,
     TranscriptResponse,
+    UnreadBlockResponse,
+    decode_block_response,
     decode_message,
     encode_message,
+    read_block_data,
     read_response,
 )
 from node.network.multiaddr import Multiaddr
@@ -326,7 +329,7 @@ class NetworkService:
         self._blocked_until: dict[PeerId, float] = {}
         self._seen_txs: BoundedSet[bytes] = BoundedSet(config.seen_capacity)
         self._seen_votes: BoundedSet[bytes] = BoundedSet(config.seen_capacity)
-        self._pending: dict[tuple[PeerId, int], asyncio.Future[Message]] = {}
+        self._pending: dict[tuple[PeerId, int], asyncio.Future[Message | UnreadBlockResponse]] = {}
         self._request_ids = itertools.count(1)
         self._pending_handshakes = 0
         self._pending_by_ip: dict[str, int] = {}
@@ -735,7 +738,11 @@ class NetworkService:
                             ):
                                 break
                             continue
-                    msg = decode_message(data, self.config.max_message_size)
+                    answer: Message | UnreadBlockResponse | None = None
+                    if fut is not None and tag == TAG_BLOCK_RESPONSE:
+                        answer = decode_block_response(data, self.config.max_message_size)  # bodies read in request_blocks
+                    else:
+                        msg = decode_message(data, self.config.max_message_size)
                 except OversizeMessage as exc:
                     reason = self._misbehaved(peer, Misbehaviour.OVERSIZE, str(exc))
                     break
@@ -751,7 +758,7 @@ class NetworkService:
                     break
                 if fut is not None:
                     if not fut.done():
-                        fut.set_result(msg)
+                        fut.set_result(msg if answer is None else answer)
                 elif isinstance(msg, Disconnect):
                     log.info("peer %s disconnected: %r", peer.peer_id, msg.reason)
                     break
@@ -1043,7 +1050,7 @@ class NetworkService:
 
     async def _request(
         self, peer_id: PeerId, make: Callable[[int], Message], timeout: float | None, what: str, answer_size: int
-    ) -> Message:
+    ) -> Message | UnreadBlockResponse:
         """Send the request ``make(id)`` to ``peer_id`` and wait for the answer with its id.
 
         First wait until the request fits the request limit the peer keeps on us and an answer
@@ -1070,7 +1077,7 @@ class NetworkService:
             await asyncio.sleep(pause)
             waited += pause  # as planned: a stall of our own loop meanwhile is not the peer's
         req_id = next(self._request_ids)
-        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Message | UnreadBlockResponse] = asyncio.get_running_loop().create_future()
         self._pending[(peer_id, req_id)] = fut
         if not peer.send(make(req_id)):
             self._pending.pop((peer_id, req_id), None)
@@ -1129,12 +1136,16 @@ class NetworkService:
         direction: int = ASCENDING,
         *,
         timeout: float | None = None,
+        vet: Callable[[Sequence[Header]], str | None] | None = None,
     ) -> list[BlockData]:
         """Ask ``peer_id`` for up to ``count`` blocks from ``start``; checked to link up.
 
         The answer must start at ``start`` and each block must be the parent (descending) or
         child (ascending) of the one before; a peer that answers otherwise is charged and the
         request fails. An empty answer is allowed (the peer does not have the block).
+        ``vet``: the caller's check of the answer's headers (why they cannot be what was asked,
+        or None), run in a thread before any body is decoded (messages.UnreadBlockResponse);
+        a problem is charged as a wrong answer and fails the request.
         """
         if not 1 <= count <= MAX_BLOCKS_PER_REQUEST:
             raise RequestFailed(f"count {count} is outside 1..{MAX_BLOCKS_PER_REQUEST}")
@@ -1142,18 +1153,24 @@ class NetworkService:
         resp = await self._request(
             peer_id, lambda i: BlockRequest(i, start, count, direction), timeout, "block", self.config.max_message_size
         )
-        problem = (
-            _check_response(req, resp.blocks) if isinstance(resp, BlockResponse)
-            else f"a {type(resp).__name__} to a block request"
-        )
+        if not isinstance(resp, UnreadBlockResponse):
+            problem: str | None = f"a {type(resp).__name__} to a block request"
+        else:
+            problem = _check_response(req, [data.block.header for data in resp.blocks])
+            if problem is None and vet is not None and resp.blocks:
+                problem = await asyncio.to_thread(vet, [data.block.header for data in resp.blocks])
         if problem is not None:
             self.report_peer(peer_id, Misbehaviour.WRONG_RESPONSE, problem)
             raise RequestFailed(f"{peer_id} answered a block request wrongly: {problem}")
-        assert isinstance(resp, BlockResponse)
-        return list(resp.blocks)
+        assert isinstance(resp, UnreadBlockResponse)
+        try:
+            return [read_block_data(data) for data in resp.blocks]
+        except MessageError as exc:
+            self.report_peer(peer_id, Misbehaviour.GARBAGE, str(exc))
+            raise RequestFailed(f"{peer_id} answered a block request with garbage: {exc}") from None
 
 
-async def _await_answer(fut: asyncio.Future[Message], timeout: float) -> bool:
+async def _await_answer(fut: asyncio.Future[Any], timeout: float) -> bool:
     """Wait for ``fut`` for ``timeout`` seconds of a running event loop; False if it did not come.
 
     Waited in steps of at most :data:`LAG_STEP`: a step that ends late means our own loop was
@@ -1249,7 +1266,7 @@ def _encode_transcript_response(req: TranscriptRequest, openings: Sequence[Openi
     return data
 
 
-def _check_transcript_response(asked: Sequence[tuple[int, bool]], resp: Message) -> str | None:
+def _check_transcript_response(asked: Sequence[tuple[int, bool]], resp: Message | UnreadBlockResponse) -> str | None:
     if not isinstance(resp, TranscriptResponse):
         return f"a {type(resp).__name__} to a transcript request"
     order = {j: i for i, (j, _) in enumerate(asked)}
@@ -1264,20 +1281,20 @@ def _check_transcript_response(asked: Sequence[tuple[int, bool]], resp: Message)
     return None
 
 
-def _check_response(req: BlockRequest, blocks: Sequence[BlockData]) -> str | None:
-    if len(blocks) > req.count:
-        return f"{len(blocks)} blocks for a request of {req.count}"
-    if not blocks:
+def _check_response(req: BlockRequest, headers: Sequence[Header]) -> str | None:
+    if len(headers) > req.count:
+        return f"{len(headers)} blocks for a request of {req.count}"
+    if not headers:
         return None
-    first = blocks[0].block.header
+    first = headers[0]
     if isinstance(req.start, bytes) and first.hash() != req.start:
         return "the first block is not the one requested"
     if isinstance(req.start, int) and first.number != req.start:
         return f"the first block is #{first.number}, not #{req.start}"
-    for a, b in itertools.pairwise(blocks):
+    for a, b in itertools.pairwise(headers):
         lo, hi = (a, b) if req.direction == ASCENDING else (b, a)
-        if hi.block.header.parent_hash != lo.block.hash() or hi.block.header.number != lo.block.header.number + 1:
-            return f"block #{b.block.header.number} does not link to #{a.block.header.number}"
+        if hi.parent_hash != lo.hash() or hi.number != lo.number + 1:
+            return f"block #{b.number} does not link to #{a.number}"
     return None
 
 

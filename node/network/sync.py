@@ -90,7 +90,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -413,10 +413,32 @@ class NodeLink:
             return f"with a bad seal: {exc}"
         return None
 
-    def _check_fetched(self, data: BlockData) -> tuple[str | None, int]:
-        """:meth:`_seal_problem` of a block a branch walk fetched, and its encoded size (what
-        holding it costs). Run in a thread: a signature check and an encoding."""
-        return self._seal_problem(data.block.header), len(data.block.encode())
+    def _vet_range(self, headers: Sequence[Header]) -> str | None:
+        """Why an ascending range cannot be the chain it claims to be, from its headers, before
+        any body is decoded (NetworkService.request_blocks' ``vet``): its first block, when we
+        lack it and its parent, is checked as each block of the branch walk it would start is
+        (:meth:`_vet_branch`). A peer answered our request with a made-up block whose parent it
+        then did not serve, uncharged, and came back to do it again (the retest of round 15's
+        R1); charged, it came back with a fresh identity each time, and 16 MiB of results were
+        decoded before the block's seal was looked at (Q1). A range's later blocks, and a first
+        one that extends our chain, are judged whole on import (a bad one bans its sender)."""
+        chain, first = self.node.chain, headers[0]
+        if chain.has_block(first.hash()) or chain.has_block(first.parent_hash):
+            return None
+        problem = self._seal_problem(first)
+        return None if problem is None else f"block #{first.number}, whose parent is not here, sealed {problem}"
+
+    def _vet_branch(self, headers: Sequence[Header]) -> str | None:
+        """Why a branch walk's answer cannot be blocks above our finalized one, from its headers,
+        before any body is decoded: each block we lack must be sealed by a validator of our
+        finalized state (the module docstring: the set only shrinks)."""
+        for header in headers:
+            if self.node.chain.has_block(header.hash()):
+                break
+            problem = self._seal_problem(header)
+            if problem is not None:
+                return f"block #{header.number} of a branch sealed {problem}"
+        return None
 
     def _final_validators(self) -> tuple[bytes, ...]:
         chain = self.node.chain
@@ -534,7 +556,7 @@ class NodeLink:
                 return
             start = chain.best_number + 1 if from_number is None else from_number
             count = min(MAX_BLOCKS_PER_REQUEST, info.best_number - start + 1)
-            blocks = await self._request_blocks(peer, start, count, ASCENDING)
+            blocks = await self._request_blocks(peer, start, count, ASCENDING, self._vet_range)
             if not blocks:
                 # It claimed (status or announce) a best block above ours, so it has a block at
                 # every height up to it; none at all is a false claim.
@@ -591,7 +613,9 @@ class NodeLink:
         )
         return True
 
-    async def _request_blocks(self, peer: PeerId, start: bytes | int, count: int, direction: int) -> list[BlockData]:
+    async def _request_blocks(
+        self, peer: PeerId, start: bytes | int, count: int, direction: int, vet: Callable[[Sequence[Header]], str | None]
+    ) -> list[BlockData]:
         """``request_blocks`` with the sync lock released while the answer is awaited (the
         caller holds it). A peer may answer at any time within the request timeout, every
         time, at no cost to its reputation: holding the lock meanwhile let one such peer keep
@@ -600,7 +624,7 @@ class NodeLink:
         (``_import``), and the catch-up goes on from the new best block."""
         self._sync_lock.release()
         try:
-            return await self.network.request_blocks(peer, start, count, direction)
+            return await self.network.request_blocks(peer, start, count, direction, vet=vet)
         finally:
             await self._sync_lock.acquire()
 
@@ -615,15 +639,6 @@ class NodeLink:
         header = data.block.header
         if not chain.has_block(header.hash()):
             if not chain.has_block(header.parent_hash):
-                # Checked before its branch is walked, as each block the walk fetches is: a
-                # peer answered our request with a made-up block whose parent it then did not
-                # serve, uncharged, and came back to do it again (the retest of round 15's R1).
-                problem = self._seal_problem(header)
-                if problem is not None:
-                    self.network.report_peer(
-                        peer, Misbehaviour.WRONG_RESPONSE, f"block #{header.number}, whose parent is not here, sealed {problem}"
-                    )
-                    return False
                 joined = await self._fetch_branch(peer, header.parent_hash, header.number - 1, final_proof)
                 if not joined:
                     return joined
@@ -728,7 +743,7 @@ class NodeLink:
                 if room <= 0:
                     return None  # (the caller may ask it by number: _rejoins_from_finalized says so)
                 room = min(room, cursor_number - chain.finalized_number)
-                blocks = await self._request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING)
+                blocks = await self._request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING, self._vet_branch)
                 if not blocks:
                     log.info("%s does not serve block 0x%s: its branch is left to fork choice elsewhere", peer, cursor.hex()[:12])
                     return False
@@ -738,12 +753,7 @@ class NodeLink:
                 for data in blocks:
                     if chain.has_block(data.block.hash()):
                         break
-                    problem, size = await asyncio.to_thread(self._check_fetched, data)
-                    if problem is not None:
-                        self.network.report_peer(
-                            peer, Misbehaviour.WRONG_RESPONSE, f"block #{data.block.header.number} of a branch sealed {problem}"
-                        )
-                        return False
+                    size = await asyncio.to_thread(_encoded_size, data)
                     fetched.append(data)
                     held += size
                     self._branch_bytes += size
@@ -757,6 +767,11 @@ class NodeLink:
         finally:
             self._branch_bytes -= held
         return True
+
+
+def _encoded_size(data: BlockData) -> int:
+    """What holding a fetched block costs: its encoded size (an encoding, so run in a thread)."""
+    return len(data.block.encode())
 
 
 def _find_final_proofs(blocks: Sequence[BlockData]) -> list[Justification | None]:

@@ -17,6 +17,7 @@ from netkit import FAST, Node, make_chain, running, start_node, wait_for
 from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain
+from chain.codec import encode
 from chain.config import SPEC_VERSION
 from chain.crypto import Keypair, dev_keypair
 from chain.extrinsic import sign_extrinsic
@@ -26,7 +27,13 @@ from chain.votes import SET_ID, Checkpoint, Vote, sign_vote
 from consensus.finality import Justification
 from genesis.spec import load_chain_spec, with_slot_duration
 from node.network import sync as sync_module
-from node.network.messages import DESCENDING, MAX_JUSTIFICATION_SIZE, BlockData, BlockRequest
+from node.network.messages import (
+    DESCENDING,
+    MAX_JUSTIFICATION_SIZE,
+    BlockData,
+    BlockRequest,
+    ServedBlock,
+)
 from node.network.reputation import Misbehaviour
 from node.network.sync import MAX_PENDING_TARGETS
 from node.service import NodeConfig, NodeService
@@ -42,6 +49,25 @@ async def liar(service: NodeService, blocks: list[Block]) -> Node:
     peer = await start_node(genesis=service.chain.genesis_hash, blocks=1)
     peer.blocks = blocks
     return peer
+
+
+def _serve_unreadable(peer: Node, number: int, direction: int | None = None) -> None:
+    """From now on ``peer`` serves block #``number`` (in answers of ``direction``, or any) with
+    a body that does not decode (an empty list in a wider form than the canonical one), so a
+    test sees whether a check came before the body was read: on the code before headers were
+    read first, the whole answer was garbage."""
+    serve = peer.service.handlers.serve_block_request
+    assert serve is not None
+
+    def unreadable(block: Block) -> ServedBlock:
+        return ServedBlock(msgspec.Raw(b"\x92" + encode(block.header) + b"\x92\xdc\x00\x00\x90"))
+
+    async def serving(p, req):  # type: ignore[no-untyped-def]
+        out = await serve(p, req)
+        hit = direction in (None, req.direction)
+        return [unreadable(d.block) if hit and d.block.header.number == number else d for d in out]
+
+    peer.service.handlers.serve_block_request = serving
 
 
 def _count_block_requests(peer: Node) -> list[object]:
@@ -113,7 +139,9 @@ async def test_a_range_whose_first_block_is_sealed_by_no_validator_is_not_walked
     the walk starts: sealed by no validator of the finalized state (which only shrinks), it is
     made up. A peer answered the node's request with such a block, stuffed with 16 MiB of
     items, served no parent, uncharged, and came back to do it again (the retest of round
-    15's R1): it is charged a wrong answer, and its parent not asked for."""
+    15's R1): it is charged a wrong answer, and its parent not asked for. Its body is not
+    decoded first (with a fresh identity each time, the decode was the cost: Q1): here one
+    that does not decode, and the charge is for the seal, not for garbage."""
     caplog.set_level(logging.INFO)
     async with dev_node() as node:
         assert node.network is not None
@@ -121,6 +149,7 @@ async def test_a_range_whose_first_block_is_sealed_by_no_validator_is_not_walked
         made_up = make_chain(4, parent=b"\x01" * 32, start=1)  # no one's
         peer = await liar(node, [genesis, *made_up])
         asked = _count_block_requests(peer)
+        _serve_unreadable(peer, 1)
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
@@ -129,9 +158,33 @@ async def test_a_range_whose_first_block_is_sealed_by_no_validator_is_not_walked
                 f"{bytes(8).hex()}…, no validator of our finalized block #0)" in caplog.text
             )
             assert asked == [1] and node.chain.best_number == 0  # the range by number; no walk down
+            assert Misbehaviour.GARBAGE.reason not in caplog.text
         finally:
             await peer.service.stop()
 
+
+
+async def test_a_body_that_does_not_decode_is_garbage_once_its_headers_pass(caplog) -> None:
+    """The other half of reading headers first: a block that may be the chain (its parent is
+    here) but whose body does not decode is garbage, the peer charged for it and the range
+    left, nothing imported."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        root = node.chain.best_header.state_root
+        peer = await liar(node, [genesis, *make_chain(1, parent=genesis.hash(), start=1, sealed_for=genesis.hash())])
+        _serve_unreadable(peer, 1)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            assert (
+                f"peer {peer.id}: {Misbehaviour.GARBAGE.reason} (not a protocol message: block #1's Body: "
+                "bytes are not in canonical form" in caplog.text
+            )
+            assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
+        finally:
+            await peer.service.stop()
 
 
 async def test_pool_transactions_are_gossiped_in_one_message_per_burst() -> None:
@@ -309,8 +362,9 @@ async def test_a_branch_is_checked_block_by_block_as_it_is_fetched(caplog) -> No
     up, and the node fetched and held up to 256 of its blocks (up to 16 MiB each) before
     giving up without blame. A validator set only shrinks, so every block above our finalized
     one is sealed by a validator of the finalized state: the first fetched block that is not
-    costs the peer WRONG_RESPONSE and ends the walk. An announce by no validator starts
-    nothing."""
+    costs the peer WRONG_RESPONSE and ends the walk, before its body is decoded (here one that
+    does not decode: the charge is for the seal, not for garbage). An announce by no validator
+    starts nothing."""
     caplog.set_level(logging.INFO)
     async with dev_node() as node:
         assert node.network is not None and node.link is not None
@@ -320,6 +374,7 @@ async def test_a_branch_is_checked_block_by_block_as_it_is_fetched(caplog) -> No
         top = make_chain(1, parent=made_up[-1].hash(), start=41, sealed_for=genesis.hash())[0]
         peer = await liar(node, [genesis, *made_up, top])
         asked = _count_block_requests(peer)
+        _serve_unreadable(peer, 40, DESCENDING)
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
@@ -332,6 +387,7 @@ async def test_a_branch_is_checked_block_by_block_as_it_is_fetched(caplog) -> No
             await wait_for(lambda: node.network.reputation.score(peer.id) < Misbehaviour.WRONG_RESPONSE.cost + 10)  # (it decays)
             assert f"block #40 of a branch sealed by {bytes(8).hex()}…, no validator of our finalized block #0" in caplog.text
             assert asked[-1] == top.hash() and len(asked) <= 2  # (a catch-up by number first) one walk down, ended at its second block
+            assert Misbehaviour.GARBAGE.reason not in caplog.text
             assert node.chain.best_number == 0
         finally:
             await peer.service.stop()
