@@ -102,6 +102,7 @@ from chain.fraud import (
     FraudProof,
     compute_max_fraud_proof_size,
     decode_fraud_proof,
+    read_fraud_proof_header,
     verify_fraud_proof,
 )
 from chain.header import Header, verify_seal
@@ -1417,19 +1418,22 @@ class NodeService:
         and if it shows a fault, its block (and descendants) invalidated here. True if it was new and valid
         (to gossip on); False if already known here; InvalidFraudProof (with its reason) if it
         does not decode or shows no fault."""
-        proof = decode_fraud_proof(payload, compute_max_fraud_proof_size(self.chain.config.max_model_params))
+        max_size = compute_max_fraud_proof_size(self.chain.config.max_model_params)
+        # Judged on the faulty block's parent state, never on our best state: on another fork
+        # a model version or data set id may hold other data, and an honest block would look
+        # faulty (a framing). A proof about a block whose parent we do not hold cannot be
+        # judged here: "unknown_job", which costs the sender nothing (we may be behind), and
+        # is told from its header alone, before the rest is decoded (a tester's Q2, round 15).
+        header = read_fraud_proof_header(payload, max_size)
+        if not self.chain.has_block(header.parent_hash):
+            raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent is not stored here")
+        if not self.chain.has_state(header.parent_hash):
+            raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent state is pruned here")
+        proof = decode_fraud_proof(payload, max_size)
         block_hash = proof.block_hash()
         key = compute_fraud_evidence_key(block_hash, proof.extrinsic_index)
         if self.chain.get_evidence(key) is not None:
             return False
-        # Judged on the faulty block's parent state, never on our best state: on another fork
-        # a model version or data set id may hold other data, and an honest block would look
-        # faulty (a framing). A proof about a block whose parent we do not hold cannot be
-        # judged here: "unknown_job", which costs the sender nothing (we may be behind).
-        if not self.chain.has_block(proof.header.parent_hash):
-            raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent is not stored here")
-        if not self.chain.has_state(proof.header.parent_hash):
-            raise InvalidFraudProof("unknown_job", f"block #{proof.header.number}'s parent state is pruned here")
         # Judged off the lock, as a block's training check is (import_block): the re-run is up
         # to a block's worth of training, and a false proof from a peer held up every import,
         # vote and authored block meanwhile. A stored parent's state does not change, but
