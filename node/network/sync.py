@@ -177,6 +177,9 @@ SYNCS_PER_SECOND = 4.0
 SYNC_BURST = 8.0
 #: Announced blocks kept per peer for its running sync to fetch (the newest kept).
 MAX_PENDING_TARGETS = 8
+# How far the peers' median best block may be above ours before the node says it is syncing
+# (is_major_syncing): Substrate's MAJOR_SYNC_BLOCKS, in client/network/sync.
+MAJOR_SYNC_BLOCKS = 5
 #: Fraud-proof refusals that can be our own lag, not the sender's fault: the job's parent
 #: state or model version is not here yet.
 UNJUDGED_FRAUD_REASONS = frozenset({"unknown_job"})
@@ -252,7 +255,21 @@ class NodeLink:
 
     @property
     def is_syncing(self) -> bool:
+        """Whether a sync from some peer is under way (one that claims a higher best block)."""
         return bool(self._syncing)
+
+    @property
+    def is_major_syncing(self) -> bool:
+        """Whether the node is far behind its peers, as system_health's ``isSyncing`` and the
+        readiness probe say: the median of the connected peers' best numbers is more than
+        :data:`MAJOR_SYNC_BLOCKS` above our best. Substrate decides so too (polkadot-sdk's
+        chain sync, ``median_seen`` and ``status``; it took the highest claim before), except
+        that of an even count we take the lower middle, so one liar among two peers does not
+        decide. Any sync under way counted before: a peer that claimed a higher best in its
+        Status and left before the request timed out, uncharged, came back and kept a node
+        "syncing", its readiness probe failing 59 times in 60 (an outside tester's R4, round 15)."""
+        bests = sorted(peer.best_number for peer in self.network.peers())
+        return bool(bests) and bests[(len(bests) - 1) // 2] - self.node.chain.best_number > MAJOR_SYNC_BLOCKS
 
     def chain_status(self) -> ChainStatus:
         chain = self.node.chain

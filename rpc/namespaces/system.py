@@ -54,7 +54,7 @@ def build(node: NodeApi, *, node_name: str) -> MethodTable:
             return {"peers": 0, "isSyncing": False, "shouldHavePeers": False}
         return {
             "peers": len(network.peers()),
-            "isSyncing": bool(link is not None and link.is_syncing),
+            "isSyncing": bool(link is not None and link.is_major_syncing),
             "shouldHavePeers": spec.chain_type != "Development",
         }
 

@@ -37,6 +37,7 @@ from node.network.messages import (
 from node.network.reputation import Misbehaviour
 from node.network.sync import MAX_PENDING_TARGETS
 from node.service import NodeConfig, NodeService
+from rpc.namespaces.system import build as build_system
 
 
 def dev_node(slot_duration_ms: int = 6000) -> AbstractAsyncContextManager[NodeService]:
@@ -212,6 +213,46 @@ async def test_pool_transactions_are_gossiped_in_one_message_per_burst() -> None
             assert peer.txs == [(node.network.local_peer_id, tuple(raws))]
         finally:
             await peer.service.stop()
+
+
+async def test_one_peer_claiming_a_higher_best_does_not_make_the_node_say_it_is_syncing() -> None:
+    """system_health's isSyncing (and the readiness probe) follow the median of the peers'
+    best blocks, more than MAJOR_SYNC_BLOCKS above ours, as Substrate's do: a peer that claimed a
+    higher best in its Status and left before its answer timed out kept a node "syncing" for
+    as long as it came back (an outside tester's R4, round 15). Here one of three peers claims
+    #40 and answers slowly: a sync from it is under way, the node does not say it is syncing;
+    once it is the only peer, its claim is the median, and the node does."""
+    async with dev_node() as node:
+        assert node.network is not None and node.link is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        spec = build_system(node, node_name="test").get_method("system_health")  # type: ignore[arg-type]
+        assert spec is not None
+
+        async def health() -> dict[str, object]:
+            return await spec.handler([])  # type: ignore[no-any-return]
+        honest = [await liar(node, [genesis]) for _ in range(2)]
+        claimer = await liar(node, [genesis, *make_chain(40, parent=genesis.hash(), start=1, sealed_for=genesis.hash())])
+        serve = claimer.serve
+
+        async def slow(p, req):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(30)
+            return await serve(p, req)
+
+        claimer.service.handlers.serve_block_request = slow
+        try:
+            for peer in honest:
+                await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
+            await claimer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.link.is_syncing)  # type: ignore[union-attr]  # from the claimer
+            assert (await health())["isSyncing"] is False and not node.link.is_major_syncing
+            for peer in honest:
+                await peer.service.stop()
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            assert (await health())["isSyncing"] is True and node.link.is_major_syncing
+        finally:
+            for peer in (*honest, claimer):
+                await peer.service.stop()
 
 
 async def test_a_syncing_node_announces_its_new_best_once_not_every_block() -> None:
