@@ -140,6 +140,18 @@ class Node:
         return not payload.startswith(b"bad")
 
 
+def answer_blocks_late(node: Node, seconds: float) -> None:
+    """From now on ``node`` answers each block request ``seconds`` late (a slow or stalling peer)."""
+    serve = node.service.handlers.serve_block_request
+    assert serve is not None
+
+    async def late(peer: PeerId, req: BlockRequest) -> Any:
+        await asyncio.sleep(seconds)
+        return await serve(peer, req)
+
+    node.service.handlers.serve_block_request = late
+
+
 async def start_node(
     config: NetworkConfig = FAST, *, genesis: bytes = GENESIS, blocks: int = 10, key: NodeKey | None = None, **changes: Any
 ) -> Node:

@@ -155,6 +155,7 @@ from netkit import (
     MAX_NOISE_MESSAGE,
     Node,
     RawPeer,
+    answer_blocks_late,
     make_chain,
     start_node,
     wait_for,
@@ -986,13 +987,7 @@ async def test_handshakes_from_one_address_are_rate_limited_before_the_upgrade()
 
 async def test_a_late_answer_is_not_charged_as_unsolicited() -> None:
     async with nodes({}, {}) as (a, b):
-        serve = a.serve
-
-        async def slow(peer, req: BlockRequest) -> list[BlockData]:
-            await asyncio.sleep(0.5)
-            return await serve(peer, req)
-
-        a.service.handlers.serve_block_request = slow
+        answer_blocks_late(a, 0.5)
         await b.service.dial(a.addr)
         with pytest.raises(RequestFailed, match="did not answer block request"):
             await b.service.request_blocks(a.id, 0, 2, timeout=0.1)

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 
 import msgspec
 import pytest
-from netkit import FAST, Node, make_chain, running, start_node, wait_for
+from netkit import FAST, Node, answer_blocks_late, make_chain, running, start_node, wait_for
 
 from chain import calls
 from chain.block import Block
@@ -232,13 +232,7 @@ async def test_one_peer_claiming_a_higher_best_does_not_make_the_node_say_it_is_
             return await spec.handler([])  # type: ignore[no-any-return]
         honest = [await liar(node, [genesis]) for _ in range(2)]
         claimer = await liar(node, [genesis, *make_chain(40, parent=genesis.hash(), start=1, sealed_for=genesis.hash())])
-        serve = claimer.serve
-
-        async def slow(p, req):  # type: ignore[no-untyped-def]
-            await asyncio.sleep(30)
-            return await serve(p, req)
-
-        claimer.service.handlers.serve_block_request = slow
+        answer_blocks_late(claimer, 30)
         try:
             for peer in honest:
                 await peer.service.dial(node.network.listen_addresses[0])

@@ -10,7 +10,6 @@ clock, a full disk and a restore from backup do to a 4-validator devnet.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from msgspec.structs import replace as replace_struct
-from netkit import FAST, build_sealed_chain, running, wait_for
+from netkit import FAST, answer_blocks_late, build_sealed_chain, running, wait_for
 from netkit import start_node as start_peer
 from nodekit import start_node
 
@@ -500,13 +499,7 @@ async def test_a_validator_does_not_vote_while_its_best_block_is_far_behind(tmp_
     node = NodeService(config, spec, clock=clock)
     peer = await start_peer(genesis=genesis, blocks=1)
     peer.blocks = blocks
-    serve = peer.serve
-
-    async def slow_serve(who, req):  # type: ignore[no-untyped-def]
-        await asyncio.sleep(1.0)
-        return await serve(who, req)
-
-    peer.service.handlers.serve_block_request = slow_serve
+    answer_blocks_late(peer, 1.0)
     try:
         async with running(node):
             assert node.network is not None and node.link is not None
