@@ -221,31 +221,47 @@ async def test_one_peer_claiming_a_higher_best_does_not_make_the_node_say_it_is_
     higher best in its Status and left before its answer timed out kept a node "syncing" for
     as long as it came back (an outside tester's R4, round 15). Here one of three peers claims
     #40 and answers slowly: a sync from it is under way, the node does not say it is syncing;
-    once it is the only peer, its claim is the median, and the node does."""
+    nor of two (the lower middle); once it is the only peer, its claim is the median, and the
+    node does. A lone peer 5 blocks ahead is not a major sync, 6 is."""
     async with dev_node() as node:
         assert node.network is not None and node.link is not None
         genesis = node.chain.get_block(node.chain.genesis_hash)
         spec = build_system(node, node_name="test").get_method("system_health")  # type: ignore[arg-type]
         assert spec is not None
 
-        async def health() -> dict[str, object]:
-            return await spec.handler([])  # type: ignore[no-any-return]
+        async def says_syncing() -> bool:
+            said = (await spec.handler([]))["isSyncing"]  # type: ignore[index]
+            assert said is node.link.is_major_syncing  # type: ignore[union-attr]
+            return bool(said)
+
+        async def claiming(best: int) -> Node:
+            peer = await liar(node, [genesis, *make_chain(best, parent=genesis.hash(), start=1, sealed_for=genesis.hash())])
+            answer_blocks_late(peer, 30)
+            return peer
+
         honest = [await liar(node, [genesis]) for _ in range(2)]
-        claimer = await liar(node, [genesis, *make_chain(40, parent=genesis.hash(), start=1, sealed_for=genesis.hash())])
-        answer_blocks_late(claimer, 30)
+        claimers = [await claiming(best) for best in (40, sync_module.MAJOR_SYNC_BLOCKS, sync_module.MAJOR_SYNC_BLOCKS + 1)]
         try:
             for peer in honest:
                 await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
-            await claimer.service.dial(node.network.listen_addresses[0])
+            await claimers[0].service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: node.link.is_syncing)  # type: ignore[union-attr]  # from the claimer
-            assert (await health())["isSyncing"] is False and not node.link.is_major_syncing
-            for peer in honest:
-                await peer.service.stop()
+            assert not await says_syncing()
+            await honest[0].service.stop()
+            await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
+            assert not await says_syncing()  # #0 and #40: the lower middle
+            await honest[1].service.stop()
             await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
-            assert (await health())["isSyncing"] is True and node.link.is_major_syncing
+            assert await says_syncing()  # #40 alone
+            for i, syncing in ((1, False), (2, True)):  # 5 blocks ahead alone, then 6
+                await claimers[i - 1].service.stop()
+                await claimers[i].service.dial(node.network.listen_addresses[0])
+                only = [claimers[i].id]
+                await wait_for(lambda: [p.peer_id for p in node.network.peers()] == only)  # type: ignore[union-attr]  # noqa: B023
+                assert await says_syncing() is syncing
         finally:
-            for peer in (*honest, claimer):
+            for peer in (*honest, *claimers):
                 await peer.service.stop()
 
 
