@@ -284,12 +284,11 @@ def read_response(data: bytes) -> tuple[int, int] | None:
     return data[1], int.from_bytes(data[3 : 3 + width], "big")
 
 
-def decode_block_response(data: bytes, max_size: int = MAX_MESSAGE_SIZE) -> UnreadBlockResponse:
-    """The block response in ``data``, its bodies not yet decoded (:class:`UnreadBlockResponse`):
-    errors as :func:`decode_message`'s. Every part but the bodies is in canonical form here;
-    each body is checked when :func:`read_block_data` decodes it."""
-    if len(data) > max_size:
-        raise OversizeMessage(f"message of {len(data)} bytes is over the {max_size}-byte bound")
+def decode_block_response(data: bytes) -> UnreadBlockResponse:
+    """The block response in ``data``, its bodies not yet decoded (:class:`UnreadBlockResponse`);
+    MessageError if it is not one in canonical form (each body is checked when
+    :func:`read_block_data` decodes it). Its size is the transport's bound (noise.py's
+    reassembly stops at the message bound) and no type's: an answer is bounded by the one."""
     try:
         return decode(data, UnreadBlockResponse)
     except CodecError as exc:

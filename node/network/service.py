@@ -740,7 +740,7 @@ class NetworkService:
                             continue
                     answer: Message | UnreadBlockResponse | None = None
                     if fut is not None and tag == TAG_BLOCK_RESPONSE:
-                        answer = decode_block_response(data, self.config.max_message_size)  # bodies read in request_blocks
+                        answer = decode_block_response(data)  # bodies read in request_blocks
                     else:
                         msg = decode_message(data, self.config.max_message_size)
                 except OversizeMessage as exc:

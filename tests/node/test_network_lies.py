@@ -22,12 +22,17 @@ import node.service as node_service
 from chain import calls
 from chain.block import Block, Body
 from chain.blockchain import Blockchain
-from chain.codec import encode_versioned
+from chain.codec import encode, encode_versioned
 from chain.config import SPEC_VERSION
 from chain.crypto import Keypair, dev_keypair
 from chain.errors import InvalidFraudProof
 from chain.extrinsic import sign_extrinsic
-from chain.fraud import FAULT_SEGMENT, compute_fraud_proof, decode_fraud_proof
+from chain.fraud import (
+    FAULT_SEGMENT,
+    compute_fraud_proof,
+    compute_max_fraud_proof_size,
+    decode_fraud_proof,
+)
 from chain.header import DigestItem
 from chain.pallets.training import compute_job_at
 from chain.proofs import TrainingClaim
@@ -371,7 +376,8 @@ async def test_a_fraud_proof_the_node_cannot_judge_is_not_decoded_past_its_heade
     MB a minute, each in full before it was dropped as unknown (an outside tester's Q2, round
     15). A proof whose rest does not decode (a kind over a u8) is "unknown_job" while the
     parent is missing, and "malformed" once it is here; a proof whose header does not decode,
-    or is not in canonical form, is "malformed" either way."""
+    or is not in canonical form, or that is not an array of a proof's fields, is "malformed",
+    and one over the size bound "oversize", either way."""
     now = int(time.time() * 1000) // 6000
     one, _two, proof = forged_block_on_a_parent(tmp_path / "forger", now - 3)
     bad_rest = encode_versioned(msgspec.structs.replace(decode_fraud_proof(proof), kind=300))
@@ -391,6 +397,16 @@ async def test_a_fraud_proof_the_node_cannot_judge_is_not_decoded_past_its_heade
         with pytest.raises(InvalidFraudProof, match="its header is not in canonical form") as refused:
             await node.import_fraud_proof(wide_number)
         assert refused.value.reason == "malformed"
+        openings = encode(decode_fraud_proof(proof).openings)
+        assert bad_rest.endswith(openings)
+        short = bad_rest[:1] + bytes([bad_rest[1] - 1]) + bad_rest[2 : -len(openings)]  # its last field left out
+        with pytest.raises(InvalidFraudProof, match="not a fraud proof: a proof opens with version 1 and an array of 13") as refused:
+            await node.import_fraud_proof(short)
+        assert refused.value.reason == "malformed"
+        too_long = bad_rest + bytes(compute_max_fraud_proof_size(node.chain.config.max_model_params))
+        with pytest.raises(InvalidFraudProof, match=r"fraud proof is \d+ bytes; the limit is") as refused:
+            await node.import_fraud_proof(too_long)
+        assert refused.value.reason == "oversize"
         node.chain.import_block(one)
         with pytest.raises(InvalidFraudProof, match="Expected `int` <= 255") as refused:
             await node.import_fraud_proof(bad_rest)

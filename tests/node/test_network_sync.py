@@ -1,5 +1,14 @@
 """The node's link to the network, in process: a real NodeService (LevelDB, runtime, pool)
-against hand-made peers that lie about their chain."""
+against hand-made peers that lie about their chain.
+
+Mutation by hand of the headers-first reads and isSyncing (2026-12-01, 16 mutants of
+node/network/{sync,service,messages}.py, chain/fraud.py, chain/block.py and node/service.py,
+/work/scratch/s36/mut_sync.py): 13 killed at once. Of the three that survived, the fraud
+proof's array-length and size checks got cases in test_network_lies.py and are killed; the
+size check of ``decode_block_response`` was redundant (the Noise reassembly stops at the
+message bound) and is gone. One is equivalent: ``_vet_branch`` stopping at the first block we
+hold (``break``) or skipping it (``continue``): the rest of a descending answer are that
+block's ancestors, held too."""
 
 from __future__ import annotations
 
