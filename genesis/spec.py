@@ -92,6 +92,8 @@ def load_chain_spec(chain: str) -> ChainSpec:
         where = f"preset {chain!r}"
     else:
         path = Path(chain)
+        if path.exists() and not path.is_file():  # /dev/zero, a pipe, a folder (as the other file flags say)
+            raise GenesisError(f"--chain {chain}: not a regular file")
         if not path.is_file():
             raise GenesisError(f"no chain spec at {chain!r} (and it is not one of the presets {', '.join(PRESETS)})")
         data, where = path.read_bytes(), str(path)

@@ -212,18 +212,33 @@ class LocalWork:
         }
 
 
+def read_csv_table(path: Path) -> np.ndarray:
+    """A CSV file of numbers (``tx register-dataset --csv``, ``fl ... --data``) as a 2-D float64
+    table; FlError naming the file and what is wrong, in our words: numpy's repeated the file's
+    name ("rows.csv: rows.csv not found.") or advised an option we do not have ("use `usecols`
+    to select a subset"; an outside tester's D6, round 15)."""
+    import numpy as np
+
+    if not path.exists():
+        raise FlError(f"{path}: no such file")
+    if not path.is_file():  # /dev/zero, a pipe: one endless line, all memory
+        raise FlError(f"{path}: not a regular file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: no rows, the caller says so
+            table: np.ndarray = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FlError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    except (OSError, ValueError) as exc:
+        raise FlError(f"{path}: {str(exc).split('; use `usecols`', 1)[0]}") from None
+    return table
+
+
 def read_rows(path: Path, spec: ml_runtime.ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     """The private CSV: d finite float32 features, then a label in 0..k-1 or k float32 targets."""
     import numpy as np
 
-    if path.exists() and not path.is_file():  # /dev/zero, a pipe: one endless line, all memory
-        raise FlError(f"{path}: not a regular file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below
-            table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise FlError(f"{path}: {exc}") from None
+    table = read_csv_table(path)
     width = spec.k if spec.family == "linear" else 1
     if table.shape[0] == 0:
         raise FlError(f"{path}: no rows")

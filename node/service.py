@@ -310,7 +310,10 @@ class NodeService:
             base = Path(self._tmpdir)
         chain_dir = Path(base) / "chains" / spec.id
         self.db_path = chain_dir / "db"
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # named by its flag: "[Errno 20] Not a directory: '/dev/null/chains/dev'" before (D6)
+            raise OSError(f"--base-path {base}: cannot create {chain_dir}: {exc.strerror}") from None
         # Read before the database opens, so a bad secret file stops the node before anything else.
         pol_secret = load_or_generate_secret(compute_secret_path(chain_dir))
         self._voter_record = compute_record_path(chain_dir)
