@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from chain.codec import AccountId, Balance, Hash32, Wire
+from chain.codec import AccountId, Balance, Hash32, Wire, name_place
 from chain.crypto import parse_account, ss58_encode
 from chain.errors import CodecError
 from chain.votes import MAX_VOTE_BYTES, SignedVote
@@ -634,10 +634,11 @@ def call_from_json(obj: Any) -> Call:
     if not isinstance(args, dict):
         raise CodecError(f"{obj['pallet']}.{obj['call']}: args must be an object")
     values = _struct_values(typ, args, f"{obj['pallet']}.{obj['call']}")
+    value = [typ.__struct_config__.tag, *values]
     try:
-        return typing.cast(Call, msgspec.convert([typ.__struct_config__.tag, *values], typ, strict=True))
+        return typing.cast(Call, msgspec.convert(value, typ, strict=True))
     except msgspec.ValidationError as exc:
-        raise CodecError(f"{obj['pallet']}.{obj['call']}: {exc}") from None
+        raise CodecError(f"{obj['pallet']}.{obj['call']}: {name_place(exc, typ, value)}") from None
 
 
 def _struct_values(typ: Any, args: dict[str, Any], where: str) -> list[Any]:

@@ -13,6 +13,7 @@ Top-level objects (extrinsics, headers, blocks) start with one version byte,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any, TypeVar
 
@@ -75,12 +76,59 @@ def decode(data: bytes, typ: type[T]) -> T:
     try:
         obj = decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise CodecError(f"{_name(typ)}: {exc}") from None
+        try:
+            value = msgspec.msgpack.decode(data)  # (the error path only: what the places name)
+        except msgspec.DecodeError:
+            value = None
+        raise CodecError(f"{_name(typ)}: {name_place(exc, typ, value)}") from None
     except msgspec.DecodeError as exc:
         raise CodecError(f"{_name(typ)}: malformed bytes: {exc}") from None
     if _encoder.encode(obj) != data:
         raise CodecError(f"{_name(typ)}: bytes are not in canonical form")
     return obj
+
+
+_PLACE = re.compile(r" - at `\$((?:\[\d+\])+)`$")
+
+
+def name_place(error: msgspec.ValidationError, typ: Any, value: Any) -> str:
+    """msgspec's message for a value of ``typ`` (``value``, decoded without a type, picks the
+    call of a union by its tag) with the array places it names followed by field names:
+    "Expected `int` <= 9223372036854775807 - at `$[5][2]` (call.value)". A wire object is an
+    array, so msgspec's places are indices, which a user cannot read (an outside tester's D3,
+    round 15)."""
+    message = str(error)
+    found = _PLACE.search(message)
+    if found is None:
+        return message
+    names: list[str] = []
+    info: Any = msgspec.inspect.type_info(typ)
+    at = value
+    for index in map(int, re.findall(r"\d+", found.group(1))):
+        while isinstance(info, msgspec.inspect.Metadata):
+            info = info.type
+        if isinstance(info, msgspec.inspect.UnionType):  # a tagged union (its tag first) or an Optional
+            members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+            tagged = [t for t in members if isinstance(at, list) and at and getattr(t, "tag", None) == at[0]]
+            info = tagged[0] if tagged else members[0] if len(members) == 1 else None
+        if isinstance(info, msgspec.inspect.StructType):
+            first = 0 if info.tag is None else 1
+            if index < first:
+                names.append("'s tag" if names else "its tag")
+                break
+            field = info.fields[index - first]
+            names.append(f".{field.name}" if names else field.name)
+            info = field.type
+        elif isinstance(info, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
+            names.append(f"[{index}]")
+            info = info.item_type
+        elif isinstance(info, msgspec.inspect.TupleType) and index < len(info.item_types):
+            names.append(f"[{index}]")
+            info = info.item_types[index]
+        else:
+            break
+        at = at[index] if isinstance(at, list) and index < len(at) else None
+    return f"{message} ({''.join(names)})" if names else message
 
 
 def encode_versioned(obj: Any) -> bytes:

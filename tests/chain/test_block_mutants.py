@@ -97,7 +97,7 @@ def test_a_body_and_a_block_have_exact_bytes() -> None:
     assert str(info.value) == "Body: malformed bytes: Input data was truncated"
     with pytest.raises(CodecError) as info:
         decode_block(b"\x01\x92\x90\x90")
-    assert str(info.value) == "Block: Expected `array` of at least length 6, got 0 - at `$[0]`"  # the header's
+    assert str(info.value) == "Block: Expected `array` of at least length 6, got 0 - at `$[0]` (header)"  # the header's
 
 
 def test_the_extrinsics_root_binds_the_count_to_the_merkle_root_of_the_encoded_extrinsics() -> None:
