@@ -90,7 +90,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -430,31 +430,35 @@ class NodeLink:
             return f"with a bad seal: {exc}"
         return None
 
-    def _vet_range(self, headers: Sequence[Header]) -> str | None:
-        """Why an ascending range cannot be the chain it claims to be, from its headers, before
-        any body is decoded (NetworkService.request_blocks' ``vet``): its first block, when we
-        lack it and its parent, is checked as each block of the branch walk it would start is
-        (:meth:`_vet_branch`). A peer answered our request with a made-up block whose parent it
-        then did not serve, uncharged, and came back to do it again (the retest of round 15's
-        R1); charged, it came back with a fresh identity each time, and 16 MiB of results were
-        decoded before the block's seal was looked at (Q1). A range's later blocks, and a first
-        one that extends our chain, are judged whole on import (a bad one bans its sender)."""
-        chain, first = self.node.chain, headers[0]
-        if chain.has_block(first.hash()) or chain.has_block(first.parent_hash):
-            return None
-        problem = self._seal_problem(first)
-        return None if problem is None else f"block #{first.number}, whose parent is not here, sealed {problem}"
+    def _vet(self, headers: Sequence[Header]) -> tuple[str, Misbehaviour] | None:
+        """Why an answer to a block request cannot be blocks above our finalized one, and what
+        that costs its sender (None if it may be), from its headers before any body is decoded
+        (NetworkService.request_blocks' ``vet``): each block we lack must be sealed by a
+        validator of our finalized state (the module docstring: the set only shrinks), and one
+        whose parent we hold must be its parent's number + 1. One that extends a block we hold
+        and fails is a bad block, as its import would find (a ban); one whose parent is not
+        here, a wrong answer, as a branch walk's fetch has been since round 4.
 
-    def _vet_branch(self, headers: Sequence[Header]) -> str | None:
-        """Why a branch walk's answer cannot be blocks above our finalized one, from its headers,
-        before any body is decoded: each block we lack must be sealed by a validator of our
-        finalized state (the module docstring: the set only shrinks)."""
+        A peer answered our request with a made-up block whose parent it then did not serve,
+        uncharged, and came back to do it again (the retest of round 15's R1); charged, it came
+        back with a fresh identity each time, and 16 MiB of results were decoded before the
+        block's seal was looked at (Q1); checked for a range's first block only, 64 made-up
+        blocks on our genesis had every body decoded before the first was refused (T1)."""
+        chain = self.node.chain
         for header in headers:
-            if self.node.chain.has_block(header.hash()):
-                break
-            problem = self._seal_problem(header)
+            if chain.has_block(header.hash()):
+                continue
+            if not chain.has_block(header.parent_hash):
+                problem = self._seal_problem(header)
+                if problem is not None:
+                    return f"block #{header.number}, whose parent is not here, sealed {problem}", Misbehaviour.WRONG_RESPONSE
+                continue
+            parent = chain.get_header(header.parent_hash).number
+            problem = (
+                f"does not follow its parent #{parent}" if header.number != parent + 1 else self._seal_problem(header)
+            )
             if problem is not None:
-                return f"block #{header.number} of a branch sealed {problem}"
+                return f"block #{header.number} {problem}", Misbehaviour.BAD_BLOCK
         return None
 
     def _final_validators(self) -> tuple[bytes, ...]:
@@ -573,7 +577,7 @@ class NodeLink:
                 return
             start = chain.best_number + 1 if from_number is None else from_number
             count = min(MAX_BLOCKS_PER_REQUEST, info.best_number - start + 1)
-            blocks = await self._request_blocks(peer, start, count, ASCENDING, self._vet_range)
+            blocks = await self._request_blocks(peer, start, count, ASCENDING)
             if not blocks:
                 # It claimed (status or announce) a best block above ours, so it has a block at
                 # every height up to it; none at all is a false claim.
@@ -630,9 +634,7 @@ class NodeLink:
         )
         return True
 
-    async def _request_blocks(
-        self, peer: PeerId, start: bytes | int, count: int, direction: int, vet: Callable[[Sequence[Header]], str | None]
-    ) -> list[BlockData]:
+    async def _request_blocks(self, peer: PeerId, start: bytes | int, count: int, direction: int) -> list[BlockData]:
         """``request_blocks`` with the sync lock released while the answer is awaited (the
         caller holds it). A peer may answer at any time within the request timeout, every
         time, at no cost to its reputation: holding the lock meanwhile let one such peer keep
@@ -641,7 +643,7 @@ class NodeLink:
         (``_import``), and the catch-up goes on from the new best block."""
         self._sync_lock.release()
         try:
-            return await self.network.request_blocks(peer, start, count, direction, vet=vet)
+            return await self.network.request_blocks(peer, start, count, direction, vet=self._vet)
         finally:
             await self._sync_lock.acquire()
 
@@ -760,7 +762,7 @@ class NodeLink:
                 if room <= 0:
                     return None  # (the caller may ask it by number: _rejoins_from_finalized says so)
                 room = min(room, cursor_number - chain.finalized_number)
-                blocks = await self._request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING, self._vet_branch)
+                blocks = await self._request_blocks(peer, cursor, min(MAX_BLOCKS_PER_REQUEST, room), DESCENDING)
                 if not blocks:
                     log.info("%s does not serve block 0x%s: its branch is left to fork choice elsewhere", peer, cursor.hex()[:12])
                     return False

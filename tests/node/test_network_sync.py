@@ -61,21 +61,23 @@ async def liar(service: NodeService, blocks: list[Block]) -> Node:
     return peer
 
 
+def _unreadable(header: Header) -> ServedBlock:
+    """The block of ``header`` with a body that does not decode: an empty list in a wider form
+    than the canonical one."""
+    return ServedBlock(msgspec.Raw(b"\x92" + encode(header) + b"\x92\xdc\x00\x00\x90"))
+
+
 def _serve_unreadable(peer: Node, number: int, direction: int | None = None) -> None:
-    """From now on ``peer`` serves block #``number`` (in answers of ``direction``, or any) with
-    a body that does not decode (an empty list in a wider form than the canonical one), so a
-    test sees whether a check came before the body was read: on the code before headers were
-    read first, the whole answer was garbage."""
+    """From now on ``peer`` serves block #``number`` (in answers of ``direction``, or any)
+    :func:`_unreadable`, so a test sees whether a check came before the body was read: on the
+    code before headers were read first, the whole answer was garbage."""
     serve = peer.service.handlers.serve_block_request
     assert serve is not None
-
-    def unreadable(block: Block) -> ServedBlock:
-        return ServedBlock(msgspec.Raw(b"\x92" + encode(block.header) + b"\x92\xdc\x00\x00\x90"))
 
     async def serving(p, req):  # type: ignore[no-untyped-def]
         out = await serve(p, req)
         hit = direction in (None, req.direction)
-        return [unreadable(d.block) if hit and d.block.header.number == number else d for d in out]
+        return [_unreadable(d.block.header) if hit and d.block.header.number == number else d for d in out]
 
     peer.service.handlers.serve_block_request = serving
 
@@ -104,7 +106,10 @@ async def test_a_peer_ahead_is_synced_from_and_bad_blocks_get_it_banned(caplog) 
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
-            assert f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 is authored by" in caplog.text
+            assert (
+                f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 by {bytes(8).hex()}…, no validator of our "
+                "finalized block #0)" in caplog.text
+            )
             await wait_for(lambda: node.network.peers() == [])  # type: ignore[union-attr]
             assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
         finally:
@@ -172,6 +177,63 @@ async def test_a_range_whose_first_block_is_sealed_by_no_validator_is_not_walked
         finally:
             await peer.service.stop()
 
+
+
+async def test_every_block_of_a_range_is_vetted_before_any_body_is_read(caplog) -> None:
+    """Every block of an answer that we lack is checked by its header before any body is read,
+    not only the first one whose parent is missing: 64 made-up blocks on our genesis, each
+    body stuffed within the item bounds, had every body decoded (a second on the event loop)
+    before the first was refused, a fresh identity each time (an outside tester's T1, round
+    15). Here a sealed #1 on genesis, then made-up blocks; the unreadable body is #2's own, so
+    a charge for garbage would show it was read."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        root = node.chain.best_header.state_root
+        first = make_chain(1, parent=genesis.hash(), start=1, sealed_for=genesis.hash())[0]
+        peer = await liar(node, [genesis, first, *make_chain(3, parent=first.hash(), start=2)])
+        _serve_unreadable(peer, 2)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
+            assert (
+                f"peer {peer.id}: {Misbehaviour.WRONG_RESPONSE.reason} (block #2, whose parent is not here, sealed by "
+                f"{bytes(8).hex()}…, no validator of our finalized block #0)" in caplog.text
+            )
+            assert Misbehaviour.GARBAGE.reason not in caplog.text
+            assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_block_on_a_held_parent_must_be_its_next_number(caplog) -> None:
+    """A block whose parent we hold must be numbered the parent's + 1, checked from its header
+    before its body is read (T1's blocks named our genesis as the parent of #92): a bad block,
+    as its import would say, and its sender banned. Announced sealed, #5 on genesis is fetched
+    by hash; its body does not decode, so a charge for garbage would show it was read."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        root = node.chain.best_header.state_root
+        five = make_chain(1, parent=genesis.hash(), start=5, sealed_for=genesis.hash())[0]
+        peer = await liar(node, [genesis])
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+
+            async def serve(p, req: BlockRequest) -> list[ServedBlock]:  # type: ignore[no-untyped-def]
+                return [_unreadable(five.header)] if req.start == five.hash() else []
+
+            peer.service.handlers.serve_block_request = serve
+            peer.service.broadcast_block(five.header)
+            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            assert f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #5 does not follow its parent #0); banned" in caplog.text
+            assert Misbehaviour.GARBAGE.reason not in caplog.text
+            assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
+        finally:
+            await peer.service.stop()
 
 
 async def test_a_body_that_does_not_decode_is_garbage_once_its_headers_pass(caplog) -> None:
@@ -435,6 +497,15 @@ async def test_a_branch_is_checked_block_by_block_as_it_is_fetched(caplog) -> No
         peer = await liar(node, [genesis, *made_up, top])
         asked = _count_block_requests(peer)
         _serve_unreadable(peer, 40, DESCENDING)
+        serve = peer.service.handlers.serve_block_request
+        assert serve is not None
+
+        async def first_only_by_number(p, req):  # type: ignore[no-untyped-def]
+            # Ranges by number end at #1 (sealed): the rest of the branch is met walking down.
+            out = await serve(p, req)
+            return out if req.direction == DESCENDING else out[:1]
+
+        peer.service.handlers.serve_block_request = first_only_by_number
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
@@ -445,7 +516,7 @@ async def test_a_branch_is_checked_block_by_block_as_it_is_fetched(caplog) -> No
             assert asked == [] and node.network.reputation.score(peer.id) == 0
             peer.service.broadcast_block(top.header)  # Alice's seal, on a made-up branch
             await wait_for(lambda: node.network.reputation.score(peer.id) < Misbehaviour.WRONG_RESPONSE.cost + 10)  # (it decays)
-            assert f"block #40 of a branch sealed by {bytes(8).hex()}…, no validator of our finalized block #0" in caplog.text
+            assert f"block #40, whose parent is not here, sealed by {bytes(8).hex()}…, no validator of our finalized block #0" in caplog.text
             assert asked[-1] == top.hash() and len(asked) <= 2  # (a catch-up by number first) one walk down, ended at its second block
             assert Misbehaviour.GARBAGE.reason not in caplog.text
             assert node.chain.best_number == 0
