@@ -164,24 +164,32 @@ def decode_fraud_proof(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> Fra
         raise InvalidFraudProof("malformed", str(exc)) from None
 
 
-class _FraudProofHead(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """A fraud proof's first field alone: msgspec skips the array's other items unread."""
+class FraudProofHead(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A fraud proof's first fields, all that tie it to a block: the header, the extrinsic's
+    bytes (not decoded) and its path under the header's extrinsics root. msgspec skips the
+    proof's other fields unread (:func:`read_fraud_proof_head`)."""
 
     header: Header
+    extrinsic: msgspec.Raw
+    extrinsic_index: U32
+    extrinsic_count: U32
+    extrinsic_path: AuditPath
 
 
 _FIELDS: Final = len(FraudProof.__struct_fields__)
-_head_decoder = msgspec.msgpack.Decoder(_FraudProofHead)
+_head_decoder = msgspec.msgpack.Decoder(FraudProofHead)
 
 
-def read_fraud_proof_header(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> Header:
-    """The header of the fraud proof ``data`` in canonical form, read without decoding the rest
-    (its items skipped): whether the proof can be judged here at all (its block's parent state
-    is here) costs a header's decode, not a proof's. Proofs about blocks whose parent a node
-    lacked were each decoded in full first, 24 ms for 2.3 MB, and then dropped, uncharged since
-    an honest relay can be ahead of us; a peer with a fresh identity every 19 proofs had a
-    node spend half a core on them (an outside tester's Q2, round 15). "oversize" and
-    "malformed" as :func:`decode_fraud_proof`, which checks the whole."""
+def read_fraud_proof_head(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> FraudProofHead:
+    """The head of the fraud proof ``data`` (:class:`FraudProofHead`), its header in canonical
+    form, read without decoding the rest: whether the proof can be judged here at all (its
+    block's parent state is here) and whether it is about a real block's real extrinsic
+    (:func:`verify_sealed_extrinsic`) cost a header's decode, a signature and a hash path,
+    not a proof's decode. Proofs about blocks whose parent a node lacked were each decoded in
+    full first, 24 ms for 2.3 MB, and dropped, uncharged since an honest relay can be ahead of
+    us; a peer with a fresh identity every 19 proofs had a node spend half a core on them (an
+    outside tester's Q2, round 15); and false proofs about real blocks, 95% of a core (T2).
+    "oversize" and "malformed" as :func:`decode_fraud_proof`, which checks the whole."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidFraudProof("malformed", f"a fraud proof is bytes, not {type(data).__name__}")
     if len(data) > max_size:
@@ -190,12 +198,35 @@ def read_fraud_proof_header(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -
     if len(data) < 2 or data[0] != CODEC_VERSION or data[1] != 0x90 + _FIELDS:  # a version byte, a fixarray
         raise InvalidFraudProof("malformed", f"not a fraud proof: a proof opens with version {CODEC_VERSION} and an array of {_FIELDS}")
     try:
-        header = _head_decoder.decode(data[1:]).header
+        head = _head_decoder.decode(data[1:])
     except msgspec.MsgspecError as exc:
         raise InvalidFraudProof("malformed", f"FraudProof: {exc}") from None
-    if not data.startswith(encode(header), 2):
+    if not data.startswith(encode(head.header), 2):
         raise InvalidFraudProof("malformed", "FraudProof: its header is not in canonical form")
-    return header
+    return head
+
+
+def verify_sealed_extrinsic(
+    genesis_hash: bytes, state: StateAccess, header: Header, extrinsic: bytes, path: Sequence[bytes], index: int,
+    count: int, *, sealed_here: bool = False,
+) -> None:
+    """InvalidFraudProof unless ``header`` is sealed by its author for the chain of
+    ``genesis_hash``, the author is one of ``state``'s validators (unless ``sealed_here``: see
+    :func:`verify_fraud_proof`), and ``extrinsic`` (its encoded, versioned bytes) is the
+    block's extrinsic ``index`` of ``count`` by ``path``: what ties a proof to a real block's
+    real extrinsic, checked by a node from a proof's head before the rest is decoded."""
+    try:
+        verify_seal(genesis_hash, header)
+    except InvalidSignature as exc:
+        raise InvalidFraudProof("bad_seal", f"block #{header.number}: the seal is not its author's: {exc}") from None
+    if not sealed_here and header.author not in get_validators(state):
+        # Aura refuses such a block: a "fault" in it slashes no one, and accepted, a throwaway
+        # key's forgeries would cost every node a re-run and every validator a report's fee.
+        raise InvalidFraudProof("not_validator", f"block #{header.number} is sealed by {ss58_encode(header.author)}, not a validator")
+    try:
+        verify_extrinsic_path(header.extrinsics_root, extrinsic, path, index, count)
+    except ml_runtime.ProofError as exc:
+        raise InvalidFraudProof("bad_extrinsic_path", f"extrinsic #{index}: {exc}") from None
 
 
 def compute_entry_count(job: ml_runtime.TrainingJob, diverged_segment: int | None) -> int:
@@ -296,21 +327,10 @@ def verify_fraud_proof(
     if proof.kind not in FAULT_NAMES:
         raise InvalidFraudProof("unknown_kind", f"fault kind {proof.kind} is not one of {sorted(FAULT_NAMES)}")
     header = proof.header
-    try:
-        verify_seal(genesis_hash, header)
-    except InvalidSignature as exc:
-        raise InvalidFraudProof("bad_seal", f"block #{header.number}: the seal is not its author's: {exc}") from None
-    if not sealed_here and header.author not in get_validators(state):
-        # Aura refuses such a block: a "fault" in it slashes no one, and accepted, a throwaway
-        # key's forgeries would cost every node a re-run and every validator a report's fee.
-        raise InvalidFraudProof("not_validator", f"block #{header.number} is sealed by {ss58_encode(header.author)}, not a validator")
-    try:
-        verify_extrinsic_path(
-            header.extrinsics_root, proof.extrinsic.encode(), proof.extrinsic_path, proof.extrinsic_index,
-            proof.extrinsic_count,
-        )
-    except ml_runtime.ProofError as exc:
-        raise InvalidFraudProof("bad_extrinsic_path", f"extrinsic #{proof.extrinsic_index}: {exc}") from None
+    verify_sealed_extrinsic(
+        genesis_hash, state, header, proof.extrinsic.encode(), proof.extrinsic_path, proof.extrinsic_index,
+        proof.extrinsic_count, sealed_here=sealed_here,
+    )
     call = proof.extrinsic.call
     if not isinstance(call, Train):
         raise InvalidFraudProof("not_training", f"extrinsic #{proof.extrinsic_index} is a {type(call).__name__} call, not TRAIN")

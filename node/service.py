@@ -83,7 +83,7 @@ from msgspec.structs import replace as replace_struct
 from chain import calls
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock, TreeRoute
-from chain.codec import encode
+from chain.codec import CODEC_VERSION, encode
 from chain.crypto import Keypair, blake2_256, ss58_encode, verify_signature
 from chain.errors import (
     ChainError,
@@ -102,8 +102,9 @@ from chain.fraud import (
     FraudProof,
     compute_max_fraud_proof_size,
     decode_fraud_proof,
-    read_fraud_proof_header,
+    read_fraud_proof_head,
     verify_fraud_proof,
+    verify_sealed_extrinsic,
 )
 from chain.header import Header, verify_seal
 from chain.pallets.pol import (
@@ -291,6 +292,10 @@ class NodeConfig:
     checkpoint: tuple[int, bytes] | None = None  # --checkpoint N:0xHASH (Blockchain's checkpoint)
     extra: dict[str, Any] = field(default_factory=dict)
 
+
+
+def _pruned_while_judged(header: Header) -> InvalidFraudProof:
+    return InvalidFraudProof("unknown_job", f"block #{header.number}'s parent state was pruned here while the proof was judged")
 
 class NodeService:
     """One node: call :meth:`run` and stop it with :meth:`request_stop`."""
@@ -1427,11 +1432,28 @@ class NodeService:
         # faulty (a framing). A proof about a block whose parent we do not hold cannot be
         # judged here: "unknown_job", which costs the sender nothing (we may be behind), and
         # is told from its header alone, before the rest is decoded (a tester's Q2, round 15).
-        header = read_fraud_proof_header(payload, max_size)
+        head = read_fraud_proof_head(payload, max_size)
+        header = head.header
         if not self.chain.has_block(header.parent_hash):
             raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent is not stored here")
         if not self.chain.has_state(header.parent_hash):
             raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent state is pruned here")
+        # A real block's seal and a real extrinsic of it, from the head, before the rest is
+        # decoded (verify_fraud_proof checks them again on the decoded proof): false proofs
+        # about real blocks had every one decoded first (a tester's T2, round 15).
+        # A stored parent's state does not change, but online pruning (--state-pruning) may
+        # take it meanwhile: then the job is unknown here, as for a state pruned before, not an
+        # error that drops the proof unjudged.
+        state = self.chain.state_at(header.parent_hash)
+        try:
+            verify_sealed_extrinsic(
+                self.chain.genesis_hash, state, header, bytes((CODEC_VERSION,)) + bytes(head.extrinsic),
+                head.extrinsic_path, head.extrinsic_index, head.extrinsic_count,
+            )
+        except (MissingTrieNode, UnknownStateRoot):
+            if self.chain.has_state(header.parent_hash):
+                raise  # a node missing from a state still held: the database is damaged
+            raise _pruned_while_judged(header) from None
         proof = decode_fraud_proof(payload, max_size)
         block_hash = proof.block_hash()
         key = compute_fraud_evidence_key(block_hash, proof.extrinsic_index)
@@ -1439,11 +1461,8 @@ class NodeService:
             return False
         # Judged off the lock, as a block's training check is (import_block): the re-run is up
         # to a block's worth of training, and a false proof from a peer held up every import,
-        # vote and authored block meanwhile. A stored parent's state does not change, but
-        # online pruning (--state-pruning) may take it meanwhile: then the job is unknown here,
-        # as for a state pruned before, not an error that drops the proof unjudged. One at a
-        # time: proofs from many peers at once must not take every core from authoring.
-        state = self.chain.state_at(proof.header.parent_hash)
+        # vote and authored block meanwhile. One at a time: proofs from many peers at once must
+        # not take every core from authoring.
         async with self._fraud_check:
             started = time.perf_counter()
             try:
@@ -1451,11 +1470,9 @@ class NodeService:
                     verify_fraud_proof, self.chain.genesis_hash, state, self.chain.config_at(proof.header.parent_hash), proof
                 )
             except (MissingTrieNode, UnknownStateRoot):
-                if self.chain.has_state(proof.header.parent_hash):
+                if self.chain.has_state(header.parent_hash):
                     raise  # a node missing from a state still held: the database is damaged
-                raise InvalidFraudProof(
-                    "unknown_job", f"block #{proof.header.number}'s parent state was pruned here while the proof was judged"
-                ) from None
+                raise _pruned_while_judged(header) from None
             self.metrics.pol_verify_time.observe(time.perf_counter() - started)
         async with self._lock:
             if self.chain.get_evidence(key) is not None:

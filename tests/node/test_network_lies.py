@@ -411,6 +411,16 @@ async def test_a_fraud_proof_the_node_cannot_judge_is_not_decoded_past_its_heade
         with pytest.raises(InvalidFraudProof, match="Expected `int` <= 255") as refused:
             await node.import_fraud_proof(bad_rest)
         assert refused.value.reason == "malformed"
+        # With the parent here, what ties the proof to a real block's real extrinsic is checked
+        # from its head too, before the rest is decoded (T2: false proofs about real blocks
+        # were each decoded in full first): a seal not its author's, another extrinsic's index.
+        real = decode_fraud_proof(proof)
+        unsealed = msgspec.structs.replace(real, header=msgspec.structs.replace(real.header, seal=bytes(64)), kind=300)
+        moved = msgspec.structs.replace(real, extrinsic_index=real.extrinsic_index + 1, kind=300)
+        for false, reason in ((unsealed, "bad_seal"), (moved, "bad_extrinsic_path")):
+            with pytest.raises(InvalidFraudProof) as refused:
+                await node.import_fraud_proof(encode_versioned(false))
+            assert refused.value.reason == reason, refused.value
 
 
 def _final_past_a_forged_blocks_parent(tmp_path):  # type: ignore[no-untyped-def]
