@@ -6,9 +6,10 @@ node/network/{sync,service,messages}.py, chain/fraud.py, chain/block.py and node
 /work/scratch/s36/mut_sync.py): 13 killed at once. Of the three that survived, the fraud
 proof's array-length and size checks got cases in test_network_lies.py and are killed; the
 size check of ``decode_block_response`` was redundant (the Noise reassembly stops at the
-message bound) and is gone. One is equivalent: ``_vet_branch`` stopping at the first block we
-hold (``break``) or skipping it (``continue``): the rest of a descending answer are that
-block's ancestors, held too."""
+message bound) and is gone. One was equivalent: the branch walk's check stopping at the first
+block we hold or skipping it (the rest of a descending answer are that block's ancestors, held
+too); one ``_vet`` for every answer replaced it (retest25's T1). Its own mutants (below,
+/work/scratch/s36/mut_vet.py) are listed in the note."""
 
 from __future__ import annotations
 
@@ -205,6 +206,21 @@ async def test_every_block_of_a_range_is_vetted_before_any_body_is_read(caplog) 
             assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
         finally:
             await peer.service.stop()
+
+
+async def test_a_block_held_here_does_not_end_the_vetting_of_an_answer() -> None:
+    """An answer may hold blocks we have (a range from our finalized block up, a side branch):
+    they are skipped, and the blocks after them vetted all the same. Stopping at the first held
+    block (a mutant) let an answer that opened with one of ours carry made-up blocks whose
+    bodies were then decoded."""
+    async with dev_node() as node:
+        assert node.link is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        made_up = make_chain(1, parent=genesis.hash(), start=1)[0]
+        assert node.link._vet([genesis.header, made_up.header]) == (
+            f"block #1 by {bytes(8).hex()}…, no validator of our finalized block #0", Misbehaviour.BAD_BLOCK
+        )
+        assert node.link._vet([genesis.header]) is None
 
 
 async def test_a_block_on_a_held_parent_must_be_its_next_number(caplog) -> None:
