@@ -50,9 +50,9 @@ are MiB like Substrate's and convert with `MIB`):
   instead of holding it.
 * repeated members: a request object that names a member twice is a -32600 error, as
   jsonrpsee's serde has it (the last one ran: a proxy that allow-lists the first "method"
-  could be got past). Whether a body may repeat one is told from its colons, at C speed
-  (`_may_repeat_a_member`); only then is it read again by the standard library, which
-  reports each object's members.
+  could be got past). Whether a body may repeat one is told from its colons against those
+  of its value encoded again, at C speed (`_may_repeat_a_member`); only then is it read again
+  by the standard library, which reports each object's members.
 * response encoding: a result whose size floor (`_size_floor`, a lower bound on its JSON
   length found without encoding) is small is encoded on the event loop; a bigger one is
   checked against the cap and encoded on a two-thread pool, so one huge answer does not
@@ -293,24 +293,14 @@ def _mark_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _may_repeat_a_member(body: bytes | str, value: Any) -> bool:
     """Whether ``body``, whose JSON is ``value``, may name a member of some object twice:
     without a backslash in the body every colon in it either follows a member name or is a
-    character of a string, so it repeats one exactly when it has more colons than ``value``'s
-    members and strings hold. (With a backslash a colon may be written as an escape: maybe.)"""
+    character of a string, and so it is in ``value`` encoded again (msgspec writes no other
+    colon and escapes none), unless a repeated member's colon, or colons in its lost value,
+    went missing. Two counts and an encoding at C speed, about a microsecond a request. (With
+    a backslash a colon may be written as an escape: maybe.)"""
     backslash, colon = ("\\", ":") if isinstance(body, str) else (b"\\", b":")
     if backslash in body:  # type: ignore[operator]
         return True
-    members = in_strings = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is dict:
-            members += len(item)
-            in_strings += sum(k.count(":") for k in item)
-            stack.extend(item.values())
-        elif type(item) is list:
-            stack.extend(item)
-        elif type(item) is str:
-            in_strings += item.count(":")
-    return body.count(colon) > members + in_strings  # type: ignore[arg-type]
+    return body.count(colon) != _encode(value).count(b":")  # type: ignore[arg-type]
 
 
 def _read_int(text: str) -> int | float:
