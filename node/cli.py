@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import re
 import resource
 import select
 import shutil
@@ -1419,15 +1418,8 @@ def _checked(call: Any) -> Any:
         raise CliError(f"{typ.__name__}: {exc}") from None
     try:
         return decode(raw, typ)
-    except CodecError as exc:
-        # msgspec names the value by its place in the array (a tagged struct's tag is first):
-        # "Expected `int` <= 18 - at `$[4]`"; the field's name is what the user can find.
-        found = re.fullmatch(rf"{typ.__name__}: (.*) - at `\$\[(\d+)\](.*)`", str(exc), flags=re.DOTALL)
-        fields = getattr(typ, "__struct_fields__", ())
-        place = int(found[2]) - (typ.__struct_config__.tag is not None) if found else -1
-        if found is None or not 0 <= place < len(fields):
-            raise
-        raise CliError(f"{typ.__name__}.{fields[place]}{found[3]}: {found[1]}") from None
+    except CodecError as exc:  # (it names the place by field too: "- at `$[4]` (decimals)")
+        raise CliError(str(exc)) from None
 
 
 def _tx_calls(args: argparse.Namespace) -> list[Any]:

@@ -158,12 +158,12 @@ def test_a_licence_text_is_hashed_as_its_bytes(tmp_path) -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["asset-metadata", "--asset", "0", "--name", "x", "--symbol", "y", "--decimals", "19"],
-     "SetAssetMetadata.decimals: Expected `int` <= 18"),
+     "SetAssetMetadata: Expected `int` <= 18 - at `$[4]` (decimals)"),
     (["gov-propose-params", "--model", "0", "--quorum", "2000000", "--threshold", "1", "--voting-blocks", "1",
-      "--enactment-blocks", "1"], "ProposeParams.quorum: Expected `int` <= 1000000"),
+      "--enactment-blocks", "1"], "ProposeParams: Expected `int` <= 1000000 - at `$[2]` (quorum)"),
 ])
 def test_a_value_over_a_calls_bound_names_the_field(argv: list[str], message: str, capsys) -> None:
-    # it named the field by its index: "SetAssetMetadata: Expected `int` <= 18 - at `$[4]`"
+    # it named the field by its index only: "SetAssetMetadata: Expected `int` <= 18 - at `$[4]`"
     assert main(["tx", *argv, "--rpc", "http://127.0.0.1:9"]) == 1  # refused before the node is asked
     assert capsys.readouterr().err.strip() == f"Error: {message}"
 
