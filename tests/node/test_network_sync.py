@@ -150,34 +150,40 @@ async def test_a_peer_on_a_fork_is_left_to_fork_choice_without_blame(caplog) -> 
             await peer.service.stop()
 
 
+async def _refused_unread(caplog, made_up: Callable[[Block], list[Block]], refused: int) -> None:  # type: ignore[no-untyped-def]
+    """A peer whose chain is the node's genesis and ``made_up(genesis)`` serves block #``refused``
+    unreadable: the node must refuse it by its header as a wrong answer (not as garbage, which
+    would show its body was read), ask nothing more (no walk down) and keep its state."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        root = node.chain.best_header.state_root
+        peer = await liar(node, [genesis, *made_up(genesis)])
+        asked = _count_block_requests(peer)
+        _serve_unreadable(peer, refused)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
+            assert (
+                f"peer {peer.id}: {Misbehaviour.WRONG_RESPONSE.reason} (block #{refused}, whose parent is not here, sealed by "
+                f"{bytes(8).hex()}…, no validator of our finalized block #0)" in caplog.text
+            )
+            assert Misbehaviour.GARBAGE.reason not in caplog.text
+            assert asked == [1]  # the range by number; no walk down
+            assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
+        finally:
+            await peer.service.stop()
+
+
 async def test_a_range_whose_first_block_is_sealed_by_no_validator_is_not_walked_down(caplog) -> None:
     """A block whose parent is not here is checked as each block of its branch walk is before
     the walk starts: sealed by no validator of the finalized state (which only shrinks), it is
     made up. A peer answered the node's request with such a block, stuffed with 16 MiB of
     items, served no parent, uncharged, and came back to do it again (the retest of round
     15's R1): it is charged a wrong answer, and its parent not asked for. Its body is not
-    decoded first (with a fresh identity each time, the decode was the cost: Q1): here one
-    that does not decode, and the charge is for the seal, not for garbage."""
-    caplog.set_level(logging.INFO)
-    async with dev_node() as node:
-        assert node.network is not None
-        genesis = node.chain.get_block(node.chain.genesis_hash)
-        made_up = make_chain(4, parent=b"\x01" * 32, start=1)  # no one's
-        peer = await liar(node, [genesis, *made_up])
-        asked = _count_block_requests(peer)
-        _serve_unreadable(peer, 1)
-        try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
-            assert (
-                f"peer {peer.id}: {Misbehaviour.WRONG_RESPONSE.reason} (block #1, whose parent is not here, sealed by "
-                f"{bytes(8).hex()}…, no validator of our finalized block #0)" in caplog.text
-            )
-            assert asked == [1] and node.chain.best_number == 0  # the range by number; no walk down
-            assert Misbehaviour.GARBAGE.reason not in caplog.text
-        finally:
-            await peer.service.stop()
-
+    decoded first (with a fresh identity each time, the decode was the cost: Q1)."""
+    await _refused_unread(caplog, lambda genesis: make_chain(4, parent=b"\x01" * 32, start=1), 1)  # no one's
 
 
 async def test_every_block_of_a_range_is_vetted_before_any_body_is_read(caplog) -> None:
@@ -185,27 +191,13 @@ async def test_every_block_of_a_range_is_vetted_before_any_body_is_read(caplog) 
     not only the first one whose parent is missing: 64 made-up blocks on our genesis, each
     body stuffed within the item bounds, had every body decoded (a second on the event loop)
     before the first was refused, a fresh identity each time (an outside tester's T1, round
-    15). Here a sealed #1 on genesis, then made-up blocks; the unreadable body is #2's own, so
-    a charge for garbage would show it was read."""
-    caplog.set_level(logging.INFO)
-    async with dev_node() as node:
-        assert node.network is not None
-        genesis = node.chain.get_block(node.chain.genesis_hash)
-        root = node.chain.best_header.state_root
+    15). Here a sealed #1 on genesis, then made-up blocks; #2 is refused unread."""
+
+    def sealed_then_made_up(genesis: Block) -> list[Block]:
         first = make_chain(1, parent=genesis.hash(), start=1, sealed_for=genesis.hash())[0]
-        peer = await liar(node, [genesis, first, *make_chain(3, parent=first.hash(), start=2)])
-        _serve_unreadable(peer, 2)
-        try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
-            assert (
-                f"peer {peer.id}: {Misbehaviour.WRONG_RESPONSE.reason} (block #2, whose parent is not here, sealed by "
-                f"{bytes(8).hex()}…, no validator of our finalized block #0)" in caplog.text
-            )
-            assert Misbehaviour.GARBAGE.reason not in caplog.text
-            assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
-        finally:
-            await peer.service.stop()
+        return [first, *make_chain(3, parent=first.hash(), start=2)]
+
+    await _refused_unread(caplog, sealed_then_made_up, 2)
 
 
 async def test_a_block_held_here_does_not_end_the_vetting_of_an_answer() -> None:
