@@ -418,12 +418,19 @@ class NodeLink:
             return None, False
         return f"block #{header.number} announced {problem}", header.author in self._final_validators()
 
-    def _seal_problem(self, header: Header) -> str | None:
+    def _seal_problem(self, header: Header, parent: Header | None = None) -> str | None:
         """Why ``header`` cannot be a block above our finalized one by its seal (None if it
         may be): its author is no validator of the finalized state (the module docstring: the
-        set only shrinks), or its seal does not verify."""
-        if header.author not in self._final_validators():
-            return f"by {header.author.hex()[:16]}…, no validator of our finalized block #{self.node.chain.finalized_number}"
+        set only shrinks), or, given its ``parent`` whose state we hold, of that state (the set
+        its import checks: a branch that conflicts with our finality may hold a validator we
+        have removed since), or its seal does not verify."""
+        chain = self.node.chain
+        if parent is not None and chain.has_state(parent.hash()):
+            validators, of = get_validators(chain.state_at(parent.hash())), f"its parent #{parent.number}"
+        else:
+            validators, of = self._final_validators(), f"our finalized block #{chain.finalized_number}"
+        if header.author not in validators:
+            return f"by {header.author.hex()[:16]}…, no validator of {of}"
         try:
             verify_seal(self.node.chain.genesis_hash, header)
         except InvalidSignature as exc:
@@ -435,9 +442,10 @@ class NodeLink:
         that costs its sender (None if it may be), from its headers before any body is decoded
         (NetworkService.request_blocks' ``vet``): each block we lack must be sealed by a
         validator of our finalized state (the module docstring: the set only shrinks), and one
-        whose parent we hold must be its parent's number + 1. One that extends a block we hold
-        and fails is a bad block, as its import would find (a ban); one whose parent is not
-        here, a wrong answer, as a branch walk's fetch has been since round 4.
+        whose parent we hold must be its parent's number + 1 and sealed by a validator of the
+        parent's state (:meth:`_seal_problem`). One that extends a block we hold and fails is
+        a bad block, as its import would find (a ban); one whose parent is not here, a wrong
+        answer, as a branch walk's fetch has been since round 4.
 
         A peer answered our request with a made-up block whose parent it then did not serve,
         uncharged, and came back to do it again (the retest of round 15's R1); charged, it came
@@ -453,9 +461,10 @@ class NodeLink:
                 if problem is not None:
                     return f"block #{header.number}, whose parent is not here, sealed {problem}", Misbehaviour.WRONG_RESPONSE
                 continue
-            parent = chain.get_header(header.parent_hash).number
+            parent = chain.get_header(header.parent_hash)
             problem = (
-                f"does not follow its parent #{parent}" if header.number != parent + 1 else self._seal_problem(header)
+                f"does not follow its parent #{parent.number}" if header.number != parent.number + 1
+                else self._seal_problem(header, parent)
             )
             if problem is not None:
                 return f"block #{header.number} {problem}", Misbehaviour.BAD_BLOCK
