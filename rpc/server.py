@@ -1311,6 +1311,9 @@ class RpcServer:
             return _error_response(InvalidRequest(data='"method" must be a string'), rid)
         if "params" in request:
             params = request["params"]
+            if type(params) is _Duplicated:  # named params, one named twice: which one was meant?
+                names = ", ".join(f'"{name[:_MAX_ECHOED_NAME]}"' for name in params.repeated[:4])
+                return _error_response(InvalidRequest(data=f'"params" names a member twice: {names}'), rid)
             if type(params) is not list and type(params) is not dict:
                 return _error_response(
                     InvalidRequest(data='"params" must be an array or an object'), rid

@@ -190,7 +190,8 @@ async def test_a_request_that_names_a_member_twice_is_refused(server, session, r
     """A request object that names a member twice (written out or with an escape) is an invalid
     request, as jsonrpsee's serde has it: the last one ran, so a proxy that allow-lists the
     first "method" could be got past (an outside tester's D4, round 15). The rest of a batch
-    is answered; an object inside params may repeat a member (the last one is kept)."""
+    is answered; named params that name one twice are refused too (which was meant?), and an
+    object deeper inside params may repeat a member (the last one is kept)."""
     body = b"[" + request_object + b',{"jsonrpc":"2.0","id":3,"method":"test_echo","params":[{"a:b":1,"a:b":2}, ":"]}]'
     status, raw = await post(session, server, body)
     assert status == 200
@@ -200,6 +201,10 @@ async def test_a_request_that_names_a_member_twice_is_refused(server, session, r
         "error": {"code": -32600, "message": "Invalid request", "data": f"a request names a member twice: {repeated}"},
     }
     assert second == {"jsonrpc": "2.0", "result": [{"a:b": 2}, ":"], "id": 3}
+    _, raw = await post(session, server, b'{"jsonrpc":"2.0","id":4,"method":"test_echo","params":{"a":1,"a":2}}')
+    assert json.loads(raw) == {
+        "jsonrpc": "2.0", "id": 4, "error": {"code": -32600, "message": "Invalid request", "data": '"params" names a member twice: "a"'},
+    }
     # Colons in strings, escapes and nesting without a repeat: read as they are.
     for fine in (b'{"jsonrpc":"2.0","id":"a:b","method":"test_echo","params":{"x:":["::", {"y": ":"}]}}',
                  b'{"jsonrpc":"2.0","id":"\\u0061","method":"test_echo","params":["\\"", ":"]}'):
