@@ -110,6 +110,7 @@ from node.network.messages import (
     Transactions,
     TranscriptRequest,
     TranscriptResponse,
+    UnreadBlockData,
     UnreadBlockResponse,
     decode_block_response,
     decode_message,
@@ -1136,16 +1137,17 @@ class NetworkService:
         direction: int = ASCENDING,
         *,
         timeout: float | None = None,
-        vet: Callable[[Sequence[Header]], tuple[str, Misbehaviour] | None] | None = None,
+        vet: Callable[[Sequence[UnreadBlockData]], tuple[str, Misbehaviour] | None] | None = None,
     ) -> list[BlockData]:
         """Ask ``peer_id`` for up to ``count`` blocks from ``start``; checked to link up.
 
         The answer must start at ``start`` and each block must be the parent (descending) or
         child (ascending) of the one before; a peer that answers otherwise is charged and the
         request fails. An empty answer is allowed (the peer does not have the block).
-        ``vet``: the caller's check of the answer's headers (why they cannot be what was asked
-        and what it costs the peer, or None), run in a thread before any body is decoded
-        (messages.UnreadBlockResponse); a problem is charged and fails the request.
+        ``vet``: the caller's check of the answer's blocks, their bodies still bytes (why they
+        cannot be what was asked and what it costs the peer, or None), run in a thread before
+        any body is decoded (messages.UnreadBlockResponse); a problem is charged and fails the
+        request.
         """
         if not 1 <= count <= MAX_BLOCKS_PER_REQUEST:
             raise RequestFailed(f"count {count} is outside 1..{MAX_BLOCKS_PER_REQUEST}")
@@ -1159,7 +1161,7 @@ class NetworkService:
         else:
             problem = _check_response(req, [data.block.header for data in resp.blocks])
             if problem is None and vet is not None and resp.blocks:
-                vetted = await asyncio.to_thread(vet, [data.block.header for data in resp.blocks])
+                vetted = await asyncio.to_thread(vet, resp.blocks)
                 if vetted is not None:
                     problem, cost = vetted
         if problem is not None:

@@ -97,6 +97,8 @@ import msgspec
 
 from chain.block import Block
 from chain.blockchain import Blockchain, ImportedBlock
+from chain.codec import encode
+from chain.config import MAX_BLOCK_LENGTH
 from chain.crypto import blake2_256
 from chain.errors import (
     BlockError,
@@ -134,6 +136,7 @@ from node.network.messages import (
     BlockData,
     BlockRequest,
     ServedBlock,
+    UnreadBlockData,
 )
 from node.network.peer import BoundedSet
 from node.network.reputation import Misbehaviour, RateLimiter
@@ -437,25 +440,41 @@ class NodeLink:
             return f"with a bad seal: {exc}"
         return None
 
-    def _vet(self, headers: Sequence[Header]) -> tuple[str, Misbehaviour] | None:
+    def _vet(self, blocks: Sequence[UnreadBlockData]) -> tuple[str, Misbehaviour] | None:
         """Why an answer to a block request cannot be blocks above our finalized one, and what
-        that costs its sender (None if it may be), from its headers before any body is decoded
-        (NetworkService.request_blocks' ``vet``): each block we lack must be sealed by a
-        validator of our finalized state (the module docstring: the set only shrinks), and one
-        whose parent we hold must be its parent's number + 1 and sealed by a validator of the
-        parent's state (:meth:`_seal_problem`). One that extends a block we hold and fails is
-        a bad block, as its import would find (a ban); one whose parent is not here, a wrong
-        answer, as a branch walk's fetch has been since round 4.
+        that costs its sender (None if it may be), before any body is decoded
+        (NetworkService.request_blocks' ``vet``):
+        - a block we hold must come as we hold it, byte for byte, header and body: its body is
+          then the one we decoded once already (it is not imported again);
+        - a block we lack must be no longer than any chain's blocks may be (chain.config
+          .MAX_BLOCK_LENGTH) and sealed by a validator of our finalized state (the module
+          docstring: the set only shrinks); one whose parent we hold, numbered the parent's + 1
+          and sealed by a validator of the parent's state (:meth:`_seal_problem`).
+        One that extends a block we hold and fails is a bad block, as its import would find (a
+        ban); any other failure is a wrong answer, as a branch walk's fetch has been since
+        round 4.
 
         A peer answered our request with a made-up block whose parent it then did not serve,
         uncharged, and came back to do it again (the retest of round 15's R1); charged, it came
         back with a fresh identity each time, and 16 MiB of results were decoded before the
         block's seal was looked at (Q1); checked for a range's first block only, 64 made-up
-        blocks on our genesis had every body decoded before the first was refused (T1)."""
+        blocks on our genesis had every body decoded before the first was refused (T1); and
+        blocks we held, skipped here, came with stuffed bodies that were decoded, uncharged,
+        every slot (U1)."""
         chain = self.node.chain
-        for header in headers:
-            if chain.has_block(header.hash()):
+        for data in blocks:
+            header = data.block.header
+            block_hash = header.hash()
+            if chain.has_block(block_hash):
+                if chain.get_block_bytes(block_hash) != encode(data.block):
+                    return f"block #{header.number} is one we hold, with another body", Misbehaviour.WRONG_RESPONSE
                 continue
+            size = len(encode(data.block))
+            if size > MAX_BLOCK_LENGTH:
+                return (
+                    f"block #{header.number} is {size:,} bytes, over the {MAX_BLOCK_LENGTH:,} any chain's blocks may be",
+                    Misbehaviour.WRONG_RESPONSE,
+                )
             if not chain.has_block(header.parent_hash):
                 problem = self._seal_problem(header)
                 if problem is not None:

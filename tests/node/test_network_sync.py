@@ -25,13 +25,14 @@ import pytest
 from netkit import FAST, Node, answer_blocks_late, make_chain, running, start_node, wait_for
 
 from chain import calls
-from chain.block import Block
+from chain.block import Block, Body
 from chain.blockchain import Blockchain
 from chain.codec import encode
-from chain.config import SPEC_VERSION
+from chain.config import MAX_BLOCK_LENGTH, SPEC_VERSION
 from chain.crypto import Keypair, dev_keypair
 from chain.extrinsic import sign_extrinsic
 from chain.header import Header, seal_header
+from chain.proofs import TrainingResult
 from chain.storage import Column, Database
 from chain.votes import SET_ID, Checkpoint, Vote, sign_vote
 from consensus.finality import Justification
@@ -43,6 +44,8 @@ from node.network.messages import (
     BlockData,
     BlockRequest,
     ServedBlock,
+    UnreadBlock,
+    UnreadBlockData,
 )
 from node.network.reputation import Misbehaviour
 from node.network.sync import MAX_PENDING_TARGETS
@@ -66,6 +69,12 @@ def _unreadable(header: Header) -> ServedBlock:
     """The block of ``header`` with a body that does not decode: an empty list in a wider form
     than the canonical one."""
     return ServedBlock(msgspec.Raw(b"\x92" + encode(header) + b"\x92\xdc\x00\x00\x90"))
+
+
+def _as_answered(block: Block, body: bytes | None = None) -> UnreadBlockData:
+    """``block`` as a block answer carries it before its body is read (its own body's bytes,
+    or ``body``)."""
+    return UnreadBlockData(UnreadBlock(block.header, msgspec.Raw(encode(block.body) if body is None else body)))
 
 
 def _serve_unreadable(peer: Node, number: int, direction: int | None = None) -> None:
@@ -209,10 +218,31 @@ async def test_a_block_held_here_does_not_end_the_vetting_of_an_answer() -> None
         assert node.link is not None
         genesis = node.chain.get_block(node.chain.genesis_hash)
         made_up = make_chain(1, parent=genesis.hash(), start=1)[0]
-        assert node.link._vet([genesis.header, made_up.header]) == (
+        assert node.link._vet([_as_answered(genesis), _as_answered(made_up)]) == (
             f"block #1 by {bytes(8).hex()}…, no validator of its parent #0", Misbehaviour.BAD_BLOCK
         )
-        assert node.link._vet([genesis.header]) is None
+        assert node.link._vet([_as_answered(genesis)]) is None
+
+
+async def test_a_block_held_here_must_come_as_held_and_one_lacked_no_longer_than_any_block() -> None:
+    """A block we hold is skipped on import, so its body was decoded for nothing: a peer
+    answered with our blocks' real headers and stuffed 16 MB bodies, every slot, uncharged, 78%
+    of a core with 12 identities (an outside tester's U1, round 15). It must come byte for byte
+    as we hold it. A block we lack is no longer than any chain's blocks may be."""
+    async with dev_node() as node:
+        assert node.link is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        other_body = encode(Body(results=(TrainingResult(0, bytes(32), (), b""),)))
+        assert node.link._vet([_as_answered(genesis, other_body)]) == (
+            "block #0 is one we hold, with another body", Misbehaviour.WRONG_RESPONSE
+        )
+        sealed = make_chain(1, parent=genesis.hash(), start=1, sealed_for=genesis.hash())[0]
+        assert node.link._vet([_as_answered(sealed)]) is None
+        huge = msgspec.msgpack.encode([[], [bytes(MAX_BLOCK_LENGTH)]])  # skipped, never decoded
+        size = len(encode(UnreadBlock(sealed.header, msgspec.Raw(huge))))
+        assert node.link._vet([_as_answered(sealed, huge)]) == (
+            f"block #1 is {size:,} bytes, over the {MAX_BLOCK_LENGTH:,} any chain's blocks may be", Misbehaviour.WRONG_RESPONSE
+        )
 
 
 async def test_a_block_on_a_held_parent_is_sealed_by_a_validator_of_the_parents_state() -> None:
@@ -226,9 +256,9 @@ async def test_a_block_on_a_held_parent_is_sealed_by_a_validator_of_the_parents_
         genesis = node.chain.get_block(node.chain.genesis_hash)
         node.link._validators = (node.chain.finalized_hash, ())  # Alice removed, as far as the finalized state goes
         on_genesis = make_chain(1, parent=genesis.hash(), start=1, sealed_for=genesis.hash())[0]
-        assert node.link._vet([on_genesis.header]) is None
+        assert node.link._vet([_as_answered(on_genesis)]) is None
         elsewhere = make_chain(1, parent=b"\x01" * 32, start=1, sealed_for=genesis.hash())[0]
-        assert node.link._vet([elsewhere.header]) == (
+        assert node.link._vet([_as_answered(elsewhere)]) == (
             f"block #1, whose parent is not here, sealed by {dev_keypair('Alice').public.hex()[:16]}…, no validator of our "
             "finalized block #0", Misbehaviour.WRONG_RESPONSE,
         )
