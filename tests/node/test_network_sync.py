@@ -238,10 +238,14 @@ async def test_a_block_held_here_must_come_as_held_and_one_lacked_no_longer_than
         )
         sealed = make_chain(1, parent=genesis.hash(), start=1, sealed_for=genesis.hash())[0]
         assert node.link._vet([_as_answered(sealed)]) is None
-        huge = msgspec.msgpack.encode([[], [bytes(MAX_BLOCK_LENGTH)]])  # skipped, never decoded
-        size = len(encode(UnreadBlock(sealed.header, msgspec.Raw(huge))))
-        assert node.link._vet([_as_answered(sealed, huge)]) == (
-            f"block #1 is {size:,} bytes, over the {MAX_BLOCK_LENGTH:,} any chain's blocks may be", Misbehaviour.WRONG_RESPONSE
+        # Bodies of one bin32 item (skipped, never decoded), the block at the bound and one byte over.
+        room = MAX_BLOCK_LENGTH - 1 - len(encode(sealed.header)) - len(b"\x92\x90\x91") - 5
+        at_bound, over = (msgspec.msgpack.encode([[], [bytes(room + extra)]]) for extra in (0, 1))
+        assert len(encode(UnreadBlock(sealed.header, msgspec.Raw(at_bound)))) == MAX_BLOCK_LENGTH
+        assert node.link._vet([_as_answered(sealed, at_bound)]) is None
+        assert node.link._vet([_as_answered(sealed, over)]) == (
+            f"block #1 is {MAX_BLOCK_LENGTH + 1:,} bytes, over the {MAX_BLOCK_LENGTH:,} any chain's blocks may be",
+            Misbehaviour.WRONG_RESPONSE,
         )
 
 
