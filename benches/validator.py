@@ -83,6 +83,7 @@ import numpy as np
 import ml_runtime
 from benches.runner import Context, Report, errorbars, fmt, summarize
 from chain import calls, signatures
+from chain.block import MAX_TRAIN_CALLS
 from chain.blockchain import Blockchain
 from chain.codec import Wire, encode
 from chain.crypto import dev_keypair
@@ -96,7 +97,6 @@ from chain.proofs import (
     TrainingResult,
     compute_rerun_threads,
 )
-from chain.block import MAX_TRAIN_CALLS
 from chain.storage import Database
 from chain.transcripts import LocalSource
 from consensus.aura import Aura
