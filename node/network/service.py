@@ -1137,7 +1137,7 @@ class NetworkService:
         direction: int = ASCENDING,
         *,
         timeout: float | None = None,
-        vet: Callable[[Sequence[UnreadBlockData]], tuple[str, Misbehaviour] | None] | None = None,
+        vet: Callable[[Sequence[UnreadBlockData]], tuple[str, Misbehaviour | None] | None] | None = None,
     ) -> list[BlockData]:
         """Ask ``peer_id`` for up to ``count`` blocks from ``start``; checked to link up.
 
@@ -1146,8 +1146,8 @@ class NetworkService:
         request fails. An empty answer is allowed (the peer does not have the block).
         ``vet``: the caller's check of the answer's blocks, their bodies still bytes (why they
         cannot be what was asked and what it costs the peer, or None), run in a thread before
-        any body is decoded (messages.UnreadBlockResponse); a problem is charged and fails the
-        request.
+        any body is decoded (messages.UnreadBlockResponse); a problem fails the request, and is
+        charged unless its cost is None.
         """
         if not 1 <= count <= MAX_BLOCKS_PER_REQUEST:
             raise RequestFailed(f"count {count} is outside 1..{MAX_BLOCKS_PER_REQUEST}")
@@ -1155,7 +1155,7 @@ class NetworkService:
         resp = await self._request(
             peer_id, lambda i: BlockRequest(i, start, count, direction), timeout, "block", self.config.max_message_size
         )
-        cost = Misbehaviour.WRONG_RESPONSE
+        cost: Misbehaviour | None = Misbehaviour.WRONG_RESPONSE
         if not isinstance(resp, UnreadBlockResponse):
             problem: str | None = f"a {type(resp).__name__} to a block request"
         else:
@@ -1165,7 +1165,8 @@ class NetworkService:
                 if vetted is not None:
                     problem, cost = vetted
         if problem is not None:
-            self.report_peer(peer_id, cost, problem)
+            if cost is not None:
+                self.report_peer(peer_id, cost, problem)
             raise RequestFailed(f"{peer_id} answered a block request wrongly: {problem}")
         assert isinstance(resp, UnreadBlockResponse)
         try:

@@ -440,14 +440,15 @@ class NodeLink:
             return f"with a bad seal: {exc}"
         return None
 
-    def _vet(self, blocks: Sequence[UnreadBlockData]) -> tuple[str, Misbehaviour] | None:
+    def _vet(self, blocks: Sequence[UnreadBlockData]) -> tuple[str, Misbehaviour | None] | None:
         """Why an answer to a block request cannot be blocks above our finalized one, and what
         that costs its sender (None if it may be), before any body is decoded
         (NetworkService.request_blocks' ``vet``):
         - a block we hold must come as we hold it, byte for byte, header and body: its body is
           then the one we decoded once already (it is not imported again);
         - a block we lack must be no longer than any chain's blocks may be (chain.config
-          .MAX_BLOCK_LENGTH) and sealed by a validator of our finalized state (the module
+          .MAX_BLOCK_LENGTH), above our finalized block by its slot and number (as an announced
+          one, without blame: the cost None), and sealed by a validator of our finalized state (the module
           docstring: the set only shrinks); one whose parent we hold, numbered the parent's + 1
           and sealed by a validator of the parent's state (:meth:`_seal_problem`).
         One that extends a block we hold and fails is a bad block, as its import would find (a
@@ -462,6 +463,7 @@ class NodeLink:
         blocks we held, skipped here, came with stuffed bodies that were decoded, uncharged,
         every slot (U1)."""
         chain = self.node.chain
+        finalized = chain.finalized_header
         for data in blocks:
             header = data.block.header
             block_hash = header.hash()
@@ -474,6 +476,15 @@ class NodeLink:
                 return (
                     f"block #{header.number} is {size:,} bytes, over the {MAX_BLOCK_LENGTH:,} any chain's blocks may be",
                     Misbehaviour.WRONG_RESPONSE,
+                )
+            if header.slot <= finalized.slot or header.number - finalized.number > header.slot - finalized.slot:
+                # Never a block we could import (it is not above our finalized block), whoever
+                # sealed it: no blame, as for an announcement (a branch that conflicts with our
+                # finality can look so), but no body read. A dev chain's blocks sealed in an
+                # earlier run of the same genesis, with stuffed bodies, had them decoded (V1).
+                return (
+                    f"block #{header.number} in slot {header.slot} cannot be above our finalized block "
+                    f"#{finalized.number} (slot {finalized.slot})", None,
                 )
             if not chain.has_block(header.parent_hash):
                 problem = self._seal_problem(header)

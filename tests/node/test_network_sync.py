@@ -249,6 +249,39 @@ async def test_a_block_held_here_must_come_as_held_and_one_lacked_no_longer_than
         )
 
 
+async def test_a_block_that_cannot_be_above_our_finalized_one_is_refused_unread_and_unblamed(caplog) -> None:
+    """A block we lack whose slot is not above our finalized block's, or that claims more
+    blocks than slots since it, is never one we could import, whoever sealed it: its body is
+    not read (a dev chain's blocks sealed in an earlier run of the same genesis came with
+    stuffed bodies, 76% of a core: an outside tester's V1, round 15), and as for such an
+    announcement its sender is not blamed (a branch that conflicts with our finality can look
+    so). Here Alice's real seal on #1 in slot 0, our finalized genesis's slot."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None and node.link is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        alice = dev_keypair("Alice")
+        old = Block(seal_header(alice, genesis.hash(), Header(b"\x01" * 32, 1, bytes(32), bytes(32), 0, alice.public)), Body())
+        too_many = seal_header(alice, genesis.hash(), Header(b"\x01" * 32, 5, bytes(32), bytes(32), 3, alice.public))
+        assert node.link._vet([_as_answered(Block(too_many, Body()))]) == (
+            "block #5 in slot 3 cannot be above our finalized block #0 (slot 0)", None
+        )
+        twin = seal_header(alice, genesis.hash(), Header(b"\x01" * 32, 0, bytes(32), bytes(32), 0, alice.public))
+        assert node.link._vet([_as_answered(Block(twin, Body()))]) == (  # our finalized block's slot, not above it
+            "block #0 in slot 0 cannot be above our finalized block #0 (slot 0)", None
+        )
+        peer = await liar(node, [genesis, old])
+        _serve_unreadable(peer, 1)
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: "cannot be above our finalized block #0 (slot 0)" in caplog.text)
+            await asyncio.sleep(0.1)
+            assert f"sync from {peer.id} stopped: {peer.id} answered a block request wrongly: block #1 in slot 0" in caplog.text
+            assert node.network.reputation.score(peer.id) == 0 and Misbehaviour.GARBAGE.reason not in caplog.text
+        finally:
+            await peer.service.stop()
+
+
 async def test_a_block_on_a_held_parent_is_sealed_by_a_validator_of_the_parents_state() -> None:
     """A block whose parent we hold is sealed by a validator of that parent's state, the set its
     import checks, not necessarily of our finalized one: a branch that conflicts with our
