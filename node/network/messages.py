@@ -132,6 +132,9 @@ class UnreadBlock(Wire, frozen=True):
     header: Header
     body: msgspec.Raw
 
+    def hash(self) -> bytes:
+        return self.header.hash()
+
 
 class UnreadBlockData(Wire, frozen=True):
     block: UnreadBlock

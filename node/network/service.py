@@ -1137,17 +1137,31 @@ class NetworkService:
         direction: int = ASCENDING,
         *,
         timeout: float | None = None,
-        vet: Callable[[Sequence[UnreadBlockData]], tuple[str, Misbehaviour | None] | None] | None = None,
     ) -> list[BlockData]:
-        """Ask ``peer_id`` for up to ``count`` blocks from ``start``; checked to link up.
+        """:meth:`request_unread_blocks`, every body then decoded (:meth:`read_answered_block`)."""
+        unread = await self.request_unread_blocks(peer_id, start, count, direction, timeout=timeout)
+        return [self.read_answered_block(peer_id, data) for data in unread]
+
+    async def request_unread_blocks(
+        self,
+        peer_id: PeerId,
+        start: bytes | int,
+        count: int,
+        direction: int = ASCENDING,
+        *,
+        timeout: float | None = None,
+        vet: Callable[[Sequence[UnreadBlockData]], tuple[str, Misbehaviour | None] | None] | None = None,
+    ) -> list[UnreadBlockData]:
+        """Ask ``peer_id`` for up to ``count`` blocks from ``start``; checked to link up, their
+        bodies left as bytes (messages.UnreadBlockResponse) for the caller to decode, each only
+        when it is needed (:meth:`read_answered_block`).
 
         The answer must start at ``start`` and each block must be the parent (descending) or
         child (ascending) of the one before; a peer that answers otherwise is charged and the
         request fails. An empty answer is allowed (the peer does not have the block).
-        ``vet``: the caller's check of the answer's blocks, their bodies still bytes (why they
-        cannot be what was asked and what it costs the peer, or None), run in a thread before
-        any body is decoded (messages.UnreadBlockResponse); a problem fails the request, and is
-        charged unless its cost is None.
+        ``vet``: the caller's check of the answer's blocks (why they cannot be what was asked
+        and what it costs the peer, or None), run in a thread; a problem fails the request,
+        and is charged unless its cost is None.
         """
         if not 1 <= count <= MAX_BLOCKS_PER_REQUEST:
             raise RequestFailed(f"count {count} is outside 1..{MAX_BLOCKS_PER_REQUEST}")
@@ -1169,8 +1183,13 @@ class NetworkService:
                 self.report_peer(peer_id, cost, problem)
             raise RequestFailed(f"{peer_id} answered a block request wrongly: {problem}")
         assert isinstance(resp, UnreadBlockResponse)
+        return list(resp.blocks)
+
+    def read_answered_block(self, peer_id: PeerId, data: UnreadBlockData) -> BlockData:
+        """A block ``peer_id`` answered with, its body decoded; RequestFailed, and the peer
+        charged for garbage, if the body is malformed or not in canonical form."""
         try:
-            return [read_block_data(data) for data in resp.blocks]
+            return read_block_data(data)
         except MessageError as exc:
             self.report_peer(peer_id, Misbehaviour.GARBAGE, str(exc))
             raise RequestFailed(f"{peer_id} answered a block request with garbage: {exc}") from None
