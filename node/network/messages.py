@@ -37,8 +37,8 @@ from typing import Annotated
 
 import msgspec
 
-from chain.block import Block, Body
-from chain.codec import U8, U16, U32, U64, BlockNumber, Hash32, Wire, decode, encode
+from chain.block import MAX_BLOCK_EXTRINSICS, Block, Body, compute_extrinsics_root
+from chain.codec import CODEC_VERSION, U8, U16, U32, U64, BlockNumber, Hash32, Wire, decode, encode
 from chain.errors import CodecError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
 from chain.header import Header, compute_largest_header
@@ -296,6 +296,30 @@ def decode_block_response(data: bytes) -> UnreadBlockResponse:
         return decode(data, UnreadBlockResponse)
     except CodecError as exc:
         raise MessageError(f"not a protocol message: {str(exc).split(': ', 1)[-1]}") from None
+
+
+class _BodyExtrinsics(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A body's extrinsics each as its bytes (its results skipped unread)."""
+
+    extrinsics: Annotated[tuple[msgspec.Raw, ...], msgspec.Meta(max_length=MAX_BLOCK_EXTRINSICS)]
+
+
+_body_extrinsics = msgspec.msgpack.Decoder(_BodyExtrinsics)
+
+
+def compute_answered_extrinsics_root(unread: UnreadBlock) -> bytes | None:
+    """The extrinsics root of ``unread``'s body, from each extrinsic's bytes without decoding
+    any (chain.block.compute_extrinsics_root over their versioned bytes), or None if the body
+    is not an array of extrinsics: whether the body is the one its header commits to costs
+    a hash of its bytes, not its decode. A node that was behind decoded, one fresh identity
+    after another, real headers with stuffed bodies before their import refused them (an
+    outside tester's W1, round 15). Bytes not in canonical form do not hash to the root."""
+    try:
+        extrinsics = _body_extrinsics.decode(unread.body).extrinsics
+    except msgspec.MsgspecError:
+        return None
+    version = bytes((CODEC_VERSION,))
+    return compute_extrinsics_root([version + bytes(raw) for raw in extrinsics])
 
 
 def read_block_data(unread: UnreadBlockData) -> BlockData:

@@ -137,6 +137,7 @@ from node.network.messages import (
     BlockRequest,
     ServedBlock,
     UnreadBlockData,
+    compute_answered_extrinsics_root,
 )
 from node.network.peer import BoundedSet
 from node.network.reputation import Misbehaviour, RateLimiter
@@ -487,15 +488,17 @@ class NodeLink:
                     f"#{finalized.number} (slot {finalized.slot})", None,
                 )
             if not chain.has_block(header.parent_hash):
-                problem = self._seal_problem(header)
+                seal = self._seal_problem(header)
+                problem = f"sealed {seal}" if seal is not None else _body_problem(data)
                 if problem is not None:
-                    return f"block #{header.number}, whose parent is not here, sealed {problem}", Misbehaviour.WRONG_RESPONSE
+                    return f"block #{header.number}, whose parent is not here, {problem}", Misbehaviour.WRONG_RESPONSE
                 continue
             parent = chain.get_header(header.parent_hash)
-            problem = (
-                f"does not follow its parent #{parent.number}" if header.number != parent.number + 1
-                else self._seal_problem(header, parent)
-            )
+            seal = self._seal_problem(header, parent)
+            if header.number != parent.number + 1:
+                problem = f"does not follow its parent #{parent.number}"
+            else:
+                problem = f"sealed {seal}" if seal is not None else _body_problem(data)
             if problem is not None:
                 return f"block #{header.number} {problem}", Misbehaviour.BAD_BLOCK
         return None
@@ -840,6 +843,17 @@ class NodeLink:
         finally:
             self._branch_bytes -= held
         return True
+
+
+def _body_problem(data: UnreadBlockData) -> str | None:
+    """Why the body of ``data`` is not the one its header commits to (None if it is), from its
+    extrinsics' bytes (messages.compute_answered_extrinsics_root), before it is decoded."""
+    root = compute_answered_extrinsics_root(data.block)
+    if root is None:
+        return "with a body that is not an array of extrinsics"
+    if root != data.block.header.extrinsics_root:
+        return "with a body its header's extrinsics root does not commit to"
+    return None
 
 
 def _find_final_proofs(blocks: Sequence[UnreadBlockData]) -> list[Justification | None]:

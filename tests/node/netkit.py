@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from chain.block import Block, Body
+from chain.block import Block, Body, compute_extrinsics_root
 from chain.blockchain import Blockchain
 from chain.crypto import dev_keypair
 from chain.header import ZERO_HASH, Header, seal_header
@@ -51,6 +51,10 @@ FAST = NetworkConfig(
 )
 
 
+# The extrinsics root of an empty body: a node checks a fetched body against it before decoding.
+EMPTY_BODY_ROOT = compute_extrinsics_root([])
+
+
 def make_chain(
     n: int, salt: bytes = b"", *, parent: bytes = ZERO_HASH, start: int = 0, sealed_for: bytes | None = None
 ) -> list[Block]:
@@ -60,7 +64,7 @@ def make_chain(
     blocks: list[Block] = []
     alice = dev_keypair("Alice")
     for i in range(start, start + n):
-        h = Header(parent, i, (salt + bytes(32))[:32], ZERO_HASH, i, bytes(32) if sealed_for is None else alice.public)
+        h = Header(parent, i, (salt + bytes(32))[:32], EMPTY_BODY_ROOT, i, bytes(32) if sealed_for is None else alice.public)
         if sealed_for is not None:
             h = seal_header(alice, sealed_for, h)
         blocks.append(Block(h, Body()))

@@ -238,7 +238,8 @@ async def test_a_real_header_with_another_body_is_refused_before_the_body_runs(t
     every fresh identity. The import checked the body's signatures and executed it all, under
     the node's lock, before it compared the roots ("state root mismatch"): a block's worth of
     work for each connection the attacker opens. The extrinsics root, one hash over the body,
-    is now compared first; the peer is banned for it and the state is unchanged."""
+    is now compared first, from the body's bytes before they are decoded (retest28's W1); the
+    peer is banned for it and the state is unchanged."""
     caplog.set_level(logging.INFO)
     async with dev_node() as node:
         assert node.network is not None
@@ -255,7 +256,10 @@ async def test_a_real_header_with_another_body_is_refused_before_the_body_runs(t
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
-            assert f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (extrinsics root mismatch" in caplog.text
+            assert (
+                f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 with a body its header's extrinsics root does not "
+                "commit to)" in caplog.text
+            )
             assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
         finally:
             await peer.service.stop()
@@ -654,7 +658,10 @@ async def test_a_bad_block_that_joins_our_chain_does_not_send_a_checkpointed_nod
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
-            assert f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (extrinsics root mismatch" in caplog.text
+            assert (
+                f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #4 with a body its header's extrinsics root does not "
+                "commit to)" in caplog.text
+            )
             assert node.chain.best_hash == honest[3].hash()
             assert "long-range fork" not in caplog.text
         finally:

@@ -117,7 +117,7 @@ async def test_a_peer_ahead_is_synced_from_and_bad_blocks_get_it_banned(caplog) 
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
             assert (
-                f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 by {bytes(8).hex()}…, no validator of its "
+                f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 sealed by {bytes(8).hex()}…, no validator of its "
                 "parent #0)" in caplog.text
             )
             await wait_for(lambda: node.network.peers() == [])  # type: ignore[union-attr]
@@ -234,6 +234,41 @@ async def test_a_blocks_body_is_read_only_once_it_joins_our_chain(caplog) -> Non
             await peer.service.stop()
 
 
+async def test_a_body_its_header_does_not_commit_to_is_refused_before_it_is_decoded(caplog) -> None:
+    """A block's body is checked against its header's extrinsics root from its extrinsics'
+    bytes before it is decoded: a node that was behind decoded real headers with stuffed bodies,
+    one fresh identity after another, before their import refused them (84% of a core: an
+    outside tester's W1, round 15). Here Alice's seal on #1, with a body of one extrinsic of
+    junk bytes and a result that does not decode: refused as a bad block, not as garbage."""
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None and node.link is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        one = make_chain(1, parent=genesis.hash(), start=1, sealed_for=genesis.hash())[0]
+        junk = msgspec.msgpack.encode([[b"\x00"], [1]])
+        assert node.link._vet([_as_answered(one, msgspec.msgpack.encode([1, []]))]) == (
+            "block #1 with a body that is not an array of extrinsics", Misbehaviour.BAD_BLOCK
+        )
+        peer = await liar(node, [genesis, one])
+        serve = peer.service.handlers.serve_block_request
+        assert serve is not None
+
+        async def stuffed(p, req):  # type: ignore[no-untyped-def]
+            return [ServedBlock(msgspec.Raw(b"\x92" + encode(d.block.header) + junk)) for d in await serve(p, req)]
+
+        peer.service.handlers.serve_block_request = stuffed
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            assert (
+                f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 with a body its header's extrinsics root does "
+                "not commit to); banned" in caplog.text
+            )
+            assert Misbehaviour.GARBAGE.reason not in caplog.text and node.chain.best_number == 0
+        finally:
+            await peer.service.stop()
+
+
 async def test_a_block_held_here_does_not_end_the_vetting_of_an_answer() -> None:
     """An answer may hold blocks we have (a range from our finalized block up, a side branch):
     they are skipped, and the blocks after them vetted all the same. Stopping at the first held
@@ -244,7 +279,7 @@ async def test_a_block_held_here_does_not_end_the_vetting_of_an_answer() -> None
         genesis = node.chain.get_block(node.chain.genesis_hash)
         made_up = make_chain(1, parent=genesis.hash(), start=1)[0]
         assert node.link._vet([_as_answered(genesis), _as_answered(made_up)]) == (
-            f"block #1 by {bytes(8).hex()}…, no validator of its parent #0", Misbehaviour.BAD_BLOCK
+            f"block #1 sealed by {bytes(8).hex()}…, no validator of its parent #0", Misbehaviour.BAD_BLOCK
         )
         assert node.link._vet([_as_answered(genesis)]) is None
 
