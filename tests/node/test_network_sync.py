@@ -249,6 +249,11 @@ async def test_a_body_its_header_does_not_commit_to_is_refused_before_it_is_deco
         assert node.link._vet([_as_answered(one, msgspec.msgpack.encode([1, []]))]) == (
             "block #1 with a body that is not an array of extrinsics", Misbehaviour.BAD_BLOCK
         )
+        elsewhere = make_chain(1, parent=b"\x01" * 32, start=1, sealed_for=genesis.hash())[0]  # (its body read if it joins)
+        assert node.link._vet([_as_answered(elsewhere, junk)]) == (
+            "block #1, whose parent is not here, with a body its header's extrinsics root does not commit to",
+            Misbehaviour.WRONG_RESPONSE,
+        )
         peer = await liar(node, [genesis, one])
         serve = peer.service.handlers.serve_block_request
         assert serve is not None
