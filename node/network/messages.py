@@ -135,6 +135,10 @@ class UnreadBlock(Wire, frozen=True):
     def hash(self) -> bytes:
         return self.header.hash()
 
+    def encoded_size(self) -> int:
+        """``len(encode(self))`` without copying the body: a fixarray of 2, the header, the body."""
+        return 1 + len(encode(self.header)) + len(self.body)
+
 
 class UnreadBlockData(Wire, frozen=True):
     block: UnreadBlock

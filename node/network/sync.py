@@ -472,7 +472,7 @@ class NodeLink:
                 if chain.get_block_bytes(block_hash) != encode(data.block):
                     return f"block #{header.number} is one we hold, with another body", Misbehaviour.WRONG_RESPONSE
                 continue
-            size = len(encode(data.block))
+            size = data.block.encoded_size()
             if size > MAX_BLOCK_LENGTH:
                 return (
                     f"block #{header.number} is {size:,} bytes, over the {MAX_BLOCK_LENGTH:,} any chain's blocks may be",
@@ -829,7 +829,7 @@ class NodeLink:
                 for data in blocks:
                     if chain.has_block(data.block.hash()):
                         break
-                    size = len(encode(data.block))  # what holding it costs
+                    size = data.block.encoded_size()  # what holding it costs
                     fetched.append(data)
                     held += size
                     self._branch_bytes += size
