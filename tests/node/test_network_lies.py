@@ -458,21 +458,25 @@ async def test_a_fraud_proof_about_a_block_whose_parent_state_is_pruned_is_not_j
         assert refused.value.reason == "unknown_job"
 
 
-async def test_a_parent_state_pruned_while_its_fraud_proof_is_judged_makes_it_unknown_not_an_error(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("during", ["verify_sealed_extrinsic", "verify_fraud_proof"])
+async def test_a_parent_state_pruned_while_its_fraud_proof_is_judged_makes_it_unknown_not_an_error(
+    tmp_path, monkeypatch, during: str
+) -> None:
     """Online pruning may take the parent's state while a proof is judged off the lock: the
     proof is then "unknown_job" (no blame, it may be true), as for a state pruned before, and
-    not an uncaught MissingTrieNode that drops it unjudged (a reviewer's finding)."""
+    not an uncaught MissingTrieNode that drops it unjudged (a reviewer's finding). So too while
+    its head is checked, before the rest is decoded (retest25's T2)."""
     from chain.pruning import LivePrune
 
     two, proof, spec, _path = _final_past_a_forged_blocks_parent(tmp_path)
     async with running(NodeService(NodeConfig(chain="dev", base_path=tmp_path / "base", network=FAST), spec)) as node:
-        judge = node_service.verify_fraud_proof
+        judge = getattr(node_service, during)
 
-        def pruned_meanwhile(genesis_hash, state, config, p):  # type: ignore[no-untyped-def]
+        def pruned_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
             LivePrune(node.db, node.chain.state, keep=0).run()  # the run takes #1's state now
-            return judge(genesis_hash, state, config, p)
+            return judge(*args, **kwargs)
 
-        monkeypatch.setattr(node_service, "verify_fraud_proof", pruned_meanwhile)
+        monkeypatch.setattr(node_service, during, pruned_meanwhile)
         assert node.chain.has_state(two.header.parent_hash)
         with pytest.raises(InvalidFraudProof, match="parent state was pruned here while the proof was judged") as refused:
             await node.import_fraud_proof(proof)
