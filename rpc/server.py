@@ -1203,7 +1203,7 @@ class RpcServer:
             return _encode(_error_response(parsed, None))
         request = parsed.value
 
-        if type(request) is dict:
+        if isinstance(request, dict):  # (a _Duplicated one too: _handle_request refuses it)
             response = await self._handle_request(request, conn)
             if response is None:
                 return None

@@ -201,6 +201,9 @@ async def test_a_request_that_names_a_member_twice_is_refused(server, session, r
         "error": {"code": -32600, "message": "Invalid request", "data": f"a request names a member twice: {repeated}"},
     }
     assert second == {"jsonrpc": "2.0", "result": [{"a:b": 2}, ":"], "id": 3}
+    long = b'"' + b"k" * 10_000 + b'"'  # a repeated name is echoed cut at 128 characters
+    _, raw = await post(session, server, b'{"jsonrpc":"2.0","id":5,"method":"test_echo",' + long + b":1," + long + b":2}")
+    assert json.loads(raw)["error"]["data"] == f'a request names a member twice: "{"k" * 128}"'
     _, raw = await post(session, server, b'{"jsonrpc":"2.0","id":4,"method":"test_echo","params":{"a":1,"a":2}}')
     assert json.loads(raw) == {
         "jsonrpc": "2.0", "id": 4, "error": {"code": -32600, "message": "Invalid request", "data": '"params" names a member twice: "a"'},
