@@ -25,7 +25,7 @@ import pytest
 from netkit import FAST, Node, answer_blocks_late, make_chain, running, start_node, wait_for
 
 from chain import calls
-from chain.block import Block, Body
+from chain.block import MAX_BLOCK_EXTRINSICS, Block, Body
 from chain.blockchain import Blockchain
 from chain.codec import encode
 from chain.config import MAX_BLOCK_LENGTH, SPEC_VERSION
@@ -247,6 +247,11 @@ async def test_a_body_its_header_does_not_commit_to_is_refused_before_it_is_deco
         one = make_chain(1, parent=genesis.hash(), start=1, sealed_for=genesis.hash())[0]
         junk = msgspec.msgpack.encode([[b"\x00"], [1]])
         assert node.link._vet([_as_answered(one, msgspec.msgpack.encode([1, []]))]) == (
+            "block #1 with a body that is not an array of extrinsics", Misbehaviour.BAD_BLOCK
+        )
+        # Items are counted before any is hashed: 83,887 one-byte "extrinsics" would be as many leaves.
+        many = msgspec.msgpack.encode([[0] * (MAX_BLOCK_EXTRINSICS + 1), []])
+        assert node.link._vet([_as_answered(one, many)]) == (
             "block #1 with a body that is not an array of extrinsics", Misbehaviour.BAD_BLOCK
         )
         elsewhere = make_chain(1, parent=b"\x01" * 32, start=1, sealed_for=genesis.hash())[0]  # (its body read if it joins)
