@@ -190,8 +190,6 @@ def read_fraud_proof_head(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> 
     us; a peer with a fresh identity every 19 proofs had a node spend half a core on them (an
     outside tester's Q2, round 15); and false proofs about real blocks, 95% of a core (T2).
     "oversize" and "malformed" as :func:`decode_fraud_proof`, which checks the whole."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise InvalidFraudProof("malformed", f"a fraud proof is bytes, not {type(data).__name__}")
     if len(data) > max_size:
         raise InvalidFraudProof("oversize", f"fraud proof is {len(data)} bytes; the limit is {max_size}")
     data = bytes(data)
