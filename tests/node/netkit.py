@@ -185,6 +185,12 @@ async def running(service: NodeService) -> AsyncIterator[NodeService]:
         await run
 
 
+async def dial_until_banned(node: Any, peer: Node) -> None:
+    """``peer`` dials ``node`` (a NodeService) and what it serves gets it banned there."""
+    await peer.service.dial(node.network.listen_addresses[0])
+    await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)
+
+
 async def wait_for(predicate, timeout: float = 5.0, what: str = "condition") -> None:
     async with asyncio.timeout(timeout):
         while not predicate():

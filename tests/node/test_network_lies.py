@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from netkit import FAST, Node, make_chain, running, start_node, wait_for
+from netkit import FAST, Node, dial_until_banned, make_chain, running, start_node, wait_for
 
 import node.service as node_service
 from chain import calls
@@ -254,8 +254,7 @@ async def test_a_real_header_with_another_body_is_refused_before_the_body_runs(t
         root = node.chain.best_header.state_root
         peer = await peer_with(node, [blocks[0], swapped])
         try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            await dial_until_banned(node, peer)
             assert (
                 f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 with a body its header's extrinsics root does not "
                 "commit to)" in caplog.text
@@ -660,8 +659,7 @@ async def test_a_bad_block_that_joins_our_chain_does_not_send_a_checkpointed_nod
         bad = Block(honest[4].header, Body((remark,), ()))
         peer = await peer_with(node, [*honest[:4], bad, *honest[5:]])
         try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            await dial_until_banned(node, peer)
             assert (
                 f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #4 with a body its header's extrinsics root does not "
                 "commit to)" in caplog.text

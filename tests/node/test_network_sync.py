@@ -22,7 +22,16 @@ from contextlib import AbstractAsyncContextManager
 
 import msgspec
 import pytest
-from netkit import FAST, Node, answer_blocks_late, make_chain, running, start_node, wait_for
+from netkit import (
+    FAST,
+    Node,
+    answer_blocks_late,
+    dial_until_banned,
+    make_chain,
+    running,
+    start_node,
+    wait_for,
+)
 
 from chain import calls
 from chain.block import MAX_BLOCK_EXTRINSICS, Block, Body
@@ -65,10 +74,13 @@ async def liar(service: NodeService, blocks: list[Block]) -> Node:
     return peer
 
 
-def _unreadable(header: Header) -> ServedBlock:
-    """The block of ``header`` with a body that does not decode: an empty list in a wider form
-    than the canonical one."""
-    return ServedBlock(msgspec.Raw(b"\x92" + encode(header) + b"\x92\xdc\x00\x00\x90"))
+# A body that does not decode: an empty list of extrinsics in a wider form than the canonical one.
+_UNREADABLE_BODY = b"\x92\xdc\x00\x00\x90"
+
+
+def _unreadable(header: Header, body: bytes = _UNREADABLE_BODY) -> ServedBlock:
+    """The block of ``header`` with ``body`` (by default one that does not decode)."""
+    return ServedBlock(msgspec.Raw(b"\x92" + encode(header) + body))
 
 
 def _as_answered(block: Block, body: bytes | None = None) -> UnreadBlockData:
@@ -77,7 +89,7 @@ def _as_answered(block: Block, body: bytes | None = None) -> UnreadBlockData:
     return UnreadBlockData(UnreadBlock(block.header, msgspec.Raw(encode(block.body) if body is None else body)))
 
 
-def _serve_unreadable(peer: Node, *numbers: int, direction: int | None = None) -> None:
+def _serve_unreadable(peer: Node, *numbers: int, direction: int | None = None, body: bytes = _UNREADABLE_BODY) -> None:
     """From now on ``peer`` serves the blocks ``numbers`` (in answers of ``direction``, or any)
     :func:`_unreadable`, so a test sees whether a check came before the body was read: on the
     code before headers were read first, the whole answer was garbage."""
@@ -87,7 +99,7 @@ def _serve_unreadable(peer: Node, *numbers: int, direction: int | None = None) -
     async def serving(p, req):  # type: ignore[no-untyped-def]
         out = await serve(p, req)
         hit = direction in (None, req.direction)
-        return [_unreadable(d.block.header) if hit and d.block.header.number in numbers else d for d in out]
+        return [_unreadable(d.block.header, body) if hit and d.block.header.number in numbers else d for d in out]
 
     peer.service.handlers.serve_block_request = serving
 
@@ -114,8 +126,7 @@ async def test_a_peer_ahead_is_synced_from_and_bad_blocks_get_it_banned(caplog) 
         # #1 extends the real genesis but is not a real block: no seal, author not a validator.
         peer = await liar(node, [genesis, *make_chain(5, parent=genesis.hash(), start=1)])
         try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            await dial_until_banned(node, peer)
             assert (
                 f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 sealed by {bytes(8).hex()}…, no validator of its "
                 "parent #0)" in caplog.text
@@ -260,16 +271,9 @@ async def test_a_body_its_header_does_not_commit_to_is_refused_before_it_is_deco
             Misbehaviour.WRONG_RESPONSE,
         )
         peer = await liar(node, [genesis, one])
-        serve = peer.service.handlers.serve_block_request
-        assert serve is not None
-
-        async def stuffed(p, req):  # type: ignore[no-untyped-def]
-            return [ServedBlock(msgspec.Raw(b"\x92" + encode(d.block.header) + junk)) for d in await serve(p, req)]
-
-        peer.service.handlers.serve_block_request = stuffed
+        _serve_unreadable(peer, 1, body=junk)
         try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            await dial_until_banned(node, peer)
             assert (
                 f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} (block #1 with a body its header's extrinsics root does "
                 "not commit to); banned" in caplog.text
@@ -412,8 +416,7 @@ async def test_a_body_that_does_not_decode_is_garbage_once_its_headers_pass(capl
         peer = await liar(node, [genesis, *make_chain(1, parent=genesis.hash(), start=1, sealed_for=genesis.hash())])
         _serve_unreadable(peer, 1)
         try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: node.network.reputation.banned_for(peer.id) > 0)  # type: ignore[union-attr]
+            await dial_until_banned(node, peer)
             assert (
                 f"peer {peer.id}: {Misbehaviour.GARBAGE.reason} (not a protocol message: block #1's Body: "
                 "bytes are not in canonical form" in caplog.text
