@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
@@ -14,6 +14,9 @@ from chain.crypto import blake2_256
 from chain.extrinsic import Extrinsic
 from chain.header import Header, PolCommitment, compute_pol_digest, compute_slot_digest
 from chain.proofs import TrainingResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 # The most TRAIN calls a block holds. Every importer fetches each job's checkpoints from its
 # peers with a request of its own, and keeps to a peer's request limit (node.network.peer
@@ -66,9 +69,10 @@ def _compute_max_header_length() -> int:
 BLOCK_OVERHEAD = _compute_max_header_length() + 1 + 1 + 5 + 5
 
 
-def compute_extrinsics_root(encoded: Sequence[bytes]) -> bytes:
+def compute_extrinsics_root(encoded: Sequence[Buffer], prefix: bytes = b"") -> bytes:
     """The extrinsics' count bound to their RFC 6962 Merkle root (over their encoded bytes,
-    encoded once by the caller): ``blake2_256(0x02 || count as u32 big-endian || root)``.
+    encoded once by the caller, each after ``prefix``: ml_runtime.compute_merkle_root):
+    ``blake2_256(0x02 || count as u32 big-endian || root)``.
 
     An RFC 6962 root does not commit to its leaf count (Certificate Transparency signs the
     tree size beside the root, RFC 6962 §3.5): the last extrinsic of 3 is also the second of
@@ -77,7 +81,7 @@ def compute_extrinsics_root(encoded: Sequence[bytes]) -> bytes:
     fault in an honest block, whose author was slashed (an outside tester's H3, round 12;
     runtime version 7). 0x02 keeps this hash apart from the tree's leaves (0x00) and nodes (0x01).
     """
-    return _bind_count(len(encoded), ml_runtime.compute_merkle_root(encoded))
+    return _bind_count(len(encoded), ml_runtime.compute_merkle_root(encoded, prefix))
 
 
 def verify_extrinsic_path(root: bytes, encoded: bytes, path: Sequence[bytes], index: int, count: int) -> None:

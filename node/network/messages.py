@@ -322,8 +322,7 @@ def compute_answered_extrinsics_root(unread: UnreadBlock) -> bytes | None:
         extrinsics = _body_extrinsics.decode(unread.body).extrinsics
     except msgspec.MsgspecError:
         return None
-    version = bytes((CODEC_VERSION,))
-    return compute_extrinsics_root([version + bytes(raw) for raw in extrinsics])
+    return compute_extrinsics_root(extrinsics, bytes((CODEC_VERSION,)))
 
 
 def read_block_data(unread: UnreadBlockData) -> BlockData:

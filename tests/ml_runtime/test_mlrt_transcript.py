@@ -118,6 +118,20 @@ def test_compute_merkle_root_over_raw_leaves() -> None:
     assert mr.compute_merkle_root([]) == _h(b"")
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8])
+def test_a_prefix_is_hashed_in_front_of_every_leaf(n: int) -> None:
+    leaves = [bytes([i]) * i for i in range(n)]
+    for prefix in (b"\x01", b"\x00\x01", b"\xff" * 130):
+        root = mr.compute_merkle_root([memoryview(leaf) for leaf in leaves], prefix)  # any buffer, not only bytes
+        assert root == mr.compute_merkle_root([prefix + leaf for leaf in leaves])
+    assert mr.compute_merkle_root([prefix + leaf for leaf in leaves], b"") == mr.compute_merkle_root(
+        [prefix + leaf for leaf in leaves]
+    )
+    assert mr.compute_merkle_root([], b"\x01") == _h(b"")
+    if n > 1:  # a prefix is not a leaf of its own
+        assert mr.compute_merkle_root(leaves, b"\x01") != mr.compute_merkle_root([b"\x01", *leaves])
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13])
 def test_merkle_proofs_are_every_audit_path(n: int) -> None:
     t = mr.Transcript.build(_entries(n))
