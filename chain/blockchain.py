@@ -931,11 +931,15 @@ class Blockchain:
         parent is unknown, UnknownParent follows, or its state is pruned, a parent far below the
         finalized block, which verify_header refuses); checked before any other work."""
         length = len(block.encode())
-        parent = block.header.parent_hash
-        held = self.has_block(parent) and self.has_state(parent)
-        limit = (self.config_at(parent) if held else self.config).max_block_length
+        limit = self.compute_length_limit(block.header.parent_hash)
         if length > limit:
             raise BlockError(f"block #{block.header.number} is {length} bytes; the limit is {limit}")
+
+    def compute_length_limit(self, parent: bytes) -> int:
+        """The most bytes a block on ``parent`` may have, as :meth:`verify_length` counts them:
+        the parent state's ``max_block_length``, or the best state's if that state is not here."""
+        held = self.has_block(parent) and self.has_state(parent)
+        return (self.config_at(parent) if held else self.config).max_block_length
 
     def verify_header(self, header: Header) -> Header:
         """The header is new, its parent is stored on a branch that contains the finalized
