@@ -384,8 +384,10 @@ class NetworkService:
     async def start(self) -> None:
         # A connection must send its upgrade request within handshake_timeout of opening (aiohttp
         # arms keepalive_timeout at accept), and at most max_pending_connections wait to.
+        # An address past its handshake allowance is reset on connecting, unread (Listener's admit).
         server = Listener(
-            self._route, self._budget, keepalive_timeout=self.config.handshake_timeout, access_log=None
+            self._route, self._budget, lambda host: self._handshake_allowance(host).wait_for(1.0) == 0.0,
+            keepalive_timeout=self.config.handshake_timeout, access_log=None,
         )
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
