@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import msgspec
 
@@ -81,7 +81,8 @@ def compute_extrinsics_root(encoded: Sequence[Buffer], prefix: bytes = b"") -> b
     fault in an honest block, whose author was slashed (an outside tester's H3, round 12;
     runtime version 7). 0x02 keeps this hash apart from the tree's leaves (0x00) and nodes (0x01).
     """
-    return _bind_count(len(encoded), ml_runtime.compute_merkle_root(encoded, prefix))
+    # (ml_runtime takes any buffer as a leaf, typed as bytes: its package allows no typing_extensions)
+    return _bind_count(len(encoded), ml_runtime.compute_merkle_root(cast("Sequence[bytes]", encoded), prefix))
 
 
 def verify_extrinsic_path(root: bytes, encoded: bytes, path: Sequence[bytes], index: int, count: int) -> None:

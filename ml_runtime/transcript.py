@@ -18,14 +18,11 @@ import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import numpy as np
 
 from ml_runtime.errors import ProofError
-
-if TYPE_CHECKING:
-    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 ENTRY_SIZE: Final = 40
 _ENTRY: Final = struct.Struct("<I32s4s")
@@ -112,7 +109,7 @@ def _mth(leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
-def _hash_leaf(leaf: Buffer) -> bytes:
+def _hash_leaf(leaf: bytes) -> bytes:
     hasher = _LEAF_HASHER.copy()
     hasher.update(leaf)
     return hasher.digest()
@@ -262,11 +259,12 @@ def compute_path_root(leaf: bytes, path: Sequence[bytes], index: int, count: int
     return _fold(index, count, _h(b"\x00" + leaf), list(path))
 
 
-def compute_merkle_root(leaves: Sequence[Buffer], prefix: bytes = b"") -> bytes:
+def compute_merkle_root(leaves: Sequence[bytes], prefix: bytes = b"") -> bytes:
     """RFC 6962 Merkle Tree Hash over raw leaf data (hashed as 0x00 || leaf), each leaf taken as
     ``prefix || leaf``: the prefix is absorbed into the leaf hasher once, rather than copied
     in front of every leaf (a block body's extrinsics are hashed as the codec version byte
-    and their bytes, each a ``msgspec.Raw`` of the body, node.network.messages).
+    and their bytes, each a ``msgspec.Raw`` of the body, node.network.messages: any buffer
+    serves as a leaf).
 
     The empty tree's hash is blake2b-256 of nothing (RFC 6962: MTH({}) = HASH()). The chain
     uses this for extrinsics roots, data set rows roots and the block's results root.
