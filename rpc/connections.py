@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
 from aiohttp.http_websocket import WebSocketError
@@ -190,11 +190,12 @@ class Listener(web.Server):
     """aiohttp's low-level server, telling a `ConnectionBudget` about each connection.
 
     ``admit``, given, is asked about each new connection's address group
-    (:func:`compute_address_group`) before a byte of it is read: a connection it refuses is
-    reset at once, with no request parsed and no response written. The p2p service refuses an
-    address that has used its handshake allowance: answered one by one with HTTP 503, about
-    1,100 refused upgrades a second from one address, each a fresh connection, kept a node at
-    63% of a core (an outside tester's X2, round 15)."""
+    (:func:`compute_address_group`) before anything is made for it: a connection it refuses is
+    reset at once by a :class:`_Gate`, with no request handler made, no request read and no
+    response written. The p2p service refuses an address that has used its handshake
+    allowance: answered one by one with HTTP 503, about 1,100 refused upgrades a second from one
+    address, each a fresh connection, kept a node at 63% of a core (an outside tester's X2,
+    round 15)."""
 
     def __init__(self, handler: Any, budget: ConnectionBudget, admit: Callable[[str], bool] | None = None,
                  **kwargs: Any) -> None:
@@ -203,21 +204,39 @@ class Listener(web.Server):
         self.admit = admit
         self.refused = 0  # connections reset unread (``admit``)
 
+    def __call__(self) -> Any:
+        return super().__call__() if self.admit is None else _Gate(self)
+
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        if self.admit is not None:
-            peer = transport.get_extra_info("peername")
-            if not self.admit(compute_address_group(str(peer[0]) if isinstance(peer, tuple) and peer else None)):
-                self.refused += 1
-                # Not from inside connection_made: aiohttp finishes setting the handler up first,
-                # and its task starts before the reset's connection_lost reaches it.
-                asyncio.get_running_loop().call_soon(transport.abort)
-                return
         self.budget.opened(handler)
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         super().connection_lost(handler, exc)
         self.budget.forget(handler)
+
+
+class _Gate(asyncio.Protocol):
+    """A new connection's protocol until :class:`Listener`'s ``admit`` has seen its address:
+    refused, the connection is reset; admitted, aiohttp's request handler is made and takes
+    the transport over before a byte has been read (asyncio's ``set_protocol``)."""
+
+    __slots__ = ("_listener",)
+
+    def __init__(self, listener: Listener) -> None:
+        self._listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        listener = self._listener
+        peer = transport.get_extra_info("peername")
+        assert listener.admit is not None  # (a gate only stands where there is an admit)
+        if not listener.admit(compute_address_group(str(peer[0]) if isinstance(peer, tuple) and peer else None)):
+            listener.refused += 1
+            cast(asyncio.Transport, transport).abort()
+            return
+        handler = web.Server.__call__(listener)
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
 
 
 class FrameGuard:
