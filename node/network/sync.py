@@ -456,8 +456,12 @@ class NodeLink:
           sealed by a validator of the parent's state (:meth:`_seal_problem`);
         - its body must be the one its header commits to (:func:`_body_problem`).
         One that extends a block we hold and fails is a bad block, as its import would find (a
-        ban); any other failure is a wrong answer, as a branch walk's fetch has been since
-        round 4.
+        ban), and so is a body its header does not commit to, whatever the parent: a peer
+        serves a block's header and body as it stored them, and a wrong body cost a hash of
+        up to 8 MiB per identity for a charge short of a ban (round 15's X4). Any other failure
+        is a wrong answer, as a branch walk's fetch has been since round 4 (a block whose
+        parent is not here is held to our finalized validators, which an honest branch that
+        conflicts with our finality can fail).
 
         A peer answered our request with a made-up block whose parent it then did not serve,
         uncharged, and came back to do it again (the retest of round 15's R1); charged, it came
@@ -493,9 +497,11 @@ class NodeLink:
                 )
             if not chain.has_block(header.parent_hash):
                 seal = self._seal_problem(header)
-                problem = f"sealed {seal}" if seal is not None else _body_problem(data)
-                if problem is not None:
-                    return f"block #{header.number}, whose parent is not here, {problem}", Misbehaviour.WRONG_RESPONSE
+                if seal is not None:
+                    return f"block #{header.number}, whose parent is not here, sealed {seal}", Misbehaviour.WRONG_RESPONSE
+                body = _body_problem(data)
+                if body is not None:  # never an honest peer's, whatever the parent: it serves blocks as it stored them
+                    return f"block #{header.number}, whose parent is not here, {body}", Misbehaviour.BAD_BLOCK
                 continue
             parent = chain.get_header(header.parent_hash)
             limit = chain.compute_length_limit(header.parent_hash)

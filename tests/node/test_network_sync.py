@@ -251,7 +251,8 @@ async def test_a_body_its_header_does_not_commit_to_is_refused_before_it_is_deco
     bytes before it is decoded: a node that was behind decoded real headers with stuffed bodies,
     one fresh identity after another, before their import refused them (84% of a core: an
     outside tester's W1, round 15). Here Alice's seal on #1, with a body of one extrinsic of
-    junk bytes and a result that does not decode: refused as a bad block, not as garbage."""
+    junk bytes and a result that does not decode: refused as a bad block, not as garbage, on a
+    parent we hold or not."""
     caplog.set_level(logging.INFO)
     async with dev_node() as node:
         assert node.network is not None and node.link is not None
@@ -266,10 +267,18 @@ async def test_a_body_its_header_does_not_commit_to_is_refused_before_it_is_deco
         assert node.link._vet([_as_answered(one, many)]) == (
             "block #1 with a body that is not an array of extrinsics", Misbehaviour.BAD_BLOCK
         )
+        # Whatever the parent: no honest peer serves a body its header does not commit to. As a
+        # wrong answer (-600, no ban), a real block then a real header with an 8 MiB body cost
+        # each fresh identity a hash of the body (round 15's X4).
         elsewhere = make_chain(1, parent=b"\x01" * 32, start=1, sealed_for=genesis.hash())[0]  # (its body read if it joins)
         assert node.link._vet([_as_answered(elsewhere, junk)]) == (
             "block #1, whose parent is not here, with a body its header's extrinsics root does not commit to",
-            Misbehaviour.WRONG_RESPONSE,
+            Misbehaviour.BAD_BLOCK,
+        )
+        assert node.link._vet([_as_answered(one), _as_answered(make_chain(1, parent=one.hash(), start=2,
+                                                                             sealed_for=genesis.hash())[0], junk)]) == (
+            "block #2, whose parent is not here, with a body its header's extrinsics root does not commit to",
+            Misbehaviour.BAD_BLOCK,
         )
         peer = await liar(node, [genesis, one])
         _serve_unreadable(peer, 1, body=junk)
