@@ -505,6 +505,7 @@ class NodeLink:
                 continue
             parent = chain.get_header(header.parent_hash)
             limit = chain.compute_length_limit(header.parent_hash)
+            problem: str | None
             if header.number != parent.number + 1:
                 problem = f"does not follow its parent #{parent.number}"
             elif size + 1 > limit:  # as its import measures it: with the codec's version byte (Blockchain.verify_length)
