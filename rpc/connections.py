@@ -26,6 +26,7 @@ costs one small loop per received chunk; aiohttp's own reader still parses and u
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar, cast
@@ -62,12 +63,14 @@ CONTROL_PER_SECOND: Final = 10.0
 CONTROL_BURST: Final = 100.0
 
 
+@functools.lru_cache(maxsize=4096)
 def compute_address_group(remote: str | None) -> str:
     """The address a connection is counted against by every per-address rule (:func:`find_hog`,
     :func:`may_close_idle`, the p2p handshakes in progress and answer allowance of one
     address): an IPv4 address itself, an IPv4-mapped IPv6 one as that IPv4 address, any other
     IPv6 address as its /64, the block one host or subscriber is given (RFC 6177), so that one
-    machine does not count as 2^64 addresses; "?" if unknown."""
+    machine does not count as 2^64 addresses; "?" if unknown. Memoized (a pure function of
+    its string): parsing the address was a tenth of what a refused connection cost."""
     if remote is None:
         return "?"
     try:
