@@ -39,6 +39,11 @@ and of the in-memory tables that peers and RPC callers can make grow (each has a
 
 - ``polchain_table_entries{table=...}`` (gauge: entries now; ``NodeService.table_sizes``)
 
+and of the p2p listener:
+
+- ``polchain_p2p_connections_reset_total`` (inbound connections reset on connecting, unread:
+  their address had used its handshake allowance; ``NetworkService._admit``)
+
 plus the ``process_*`` metrics of prometheus-client's process collector (CPU, memory, fds).
 
 Gauges are read from the node when scraped, so only the counters and histograms need hooks
@@ -145,6 +150,7 @@ class NodeMetrics:
         )
         reg.register(_TranscriptCollector(service))
         reg.register(_TablesCollector(service))
+        reg.register(_NetworkCollector(service))
         self.loop_lag = LoopLagProbe(
             Histogram(
                 "polchain_event_loop_lag_seconds", "How late the node's event loop ran a timer due every 50 ms",
@@ -275,6 +281,25 @@ class _TablesCollector:
         for name, value in sorted(self.service.table_sizes().items()):
             family.add_metric([name], value)
         yield family
+
+
+class _NetworkCollector:
+    """The p2p service's counts, read at scrape (a node alone has no network service)."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        network = getattr(self.service, "network", None)
+        if network is not None:
+            yield CounterMetricFamily(
+                "polchain_p2p_connections_reset",
+                "Inbound p2p connections reset on connecting: their address had used its handshake allowance",
+                value=network.connections_reset,
+            )
 
 
 class MetricsServer:

@@ -205,7 +205,6 @@ class Listener(web.Server):
         super().__init__(handler, **kwargs)
         self.budget = budget
         self.admit = admit
-        self.refused = 0  # connections reset unread (``admit``)
 
     def __call__(self) -> Any:
         return super().__call__() if self.admit is None else _Gate(self)
@@ -234,7 +233,6 @@ class _Gate(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         assert listener.admit is not None  # (a gate only stands where there is an admit)
         if not listener.admit(compute_address_group(str(peer[0]) if isinstance(peer, tuple) and peer else None)):
-            listener.refused += 1
             cast(asyncio.Transport, transport).abort()
             return
         handler = web.Server.__call__(listener)

@@ -148,6 +148,7 @@ ENVELOPE = 64  # bytes around a message's items: array headers, tag, id
 ITEM_OVERHEAD = 5  # a MessagePack bin header, at most
 LAG_STEP = 0.25  # seconds: a request's timeout is waited in steps this long (see _await_answer)
 MAX_SERVED_HOSTS = 1024  # addresses whose answer and handshake allowances are kept (_address_allowance)
+RESET_LOG_SECONDS = 10.0  # at most one line this often about connections reset on connecting (NetworkService._admit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +325,8 @@ class NetworkService:
         self._served_node = FairShare(RateLimiter(config.served_bytes_per_node, config.served_bytes_per_node))
         self._served_hosts: OrderedDict[str, RateLimiter] = OrderedDict()
         self._handshake_hosts: OrderedDict[str, RateLimiter] = OrderedDict()
+        self.connections_reset = 0  # inbound connections reset on connecting (_admit)
+        self._reset_logged = (-RESET_LOG_SECONDS, 0)  # when the last line about them was, and the count then
         self._targets = [
             _Target(a, True, config.reconnect_min) for a in config.reserved_nodes
         ] + [_Target(a, False, config.reconnect_min) for a in config.bootnodes if not config.reserved_only]
@@ -384,10 +387,8 @@ class NetworkService:
     async def start(self) -> None:
         # A connection must send its upgrade request within handshake_timeout of opening (aiohttp
         # arms keepalive_timeout at accept), and at most max_pending_connections wait to.
-        # An address past its handshake allowance is reset on connecting, unread (Listener's admit).
         server = Listener(
-            self._route, self._budget, lambda host: self._handshake_allowance(host).wait_for(1.0) == 0.0,
-            keepalive_timeout=self.config.handshake_timeout, access_log=None,
+            self._route, self._budget, self._admit, keepalive_timeout=self.config.handshake_timeout, access_log=None
         )
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
@@ -696,6 +697,23 @@ class NetworkService:
             "connected to %s (%s, best #%d)", peer.peer_id,
             "outbound" if peer.outbound else "inbound", peer.best_number,
         )
+
+    def _admit(self, host: str) -> bool:
+        """Whether a new inbound connection from ``host`` is let in (Listener's admit): not once
+        the address has used its handshake allowance; then it is reset before it is read.
+        Counted (:attr:`connections_reset`, a metric) and logged at most every
+        RESET_LOG_SECONDS, with the count since."""
+        if self._handshake_allowance(host).wait_for(1.0) == 0.0:
+            return True
+        self.connections_reset += 1
+        now = time.monotonic()
+        if now - self._reset_logged[0] >= RESET_LOG_SECONDS:
+            log.info(
+                "reset %d inbound connection(s) on connecting since the last such line: their address had used its "
+                "handshake allowance (the last from %s)", self.connections_reset - self._reset_logged[1], host,
+            )
+            self._reset_logged = (now, self.connections_reset)
+        return False
 
     def _handshake_allowance(self, host: str) -> RateLimiter:
         """The inbound handshakes ``host`` may start (NetworkConfig.handshakes_per_ip)."""

@@ -221,6 +221,7 @@ async def test_a_node_under_churn_keeps_every_table_at_its_bound_and_its_state()
         assert (service.chain.best_hash, service.chain.best_header.state_root) == (best, root)
         text = generate_latest(service.metrics.registry).decode()
         assert 'polchain_table_entries{table="reputation_fresh_bans"} 4.0' in text
+        assert f"polchain_p2p_connections_reset_total {float(service.network.connections_reset)}" in text  # type: ignore[union-attr]
         await assert_serves_an_honest_peer(n)
 
 

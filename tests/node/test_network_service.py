@@ -182,7 +182,6 @@ from node.network.messages import (
 from node.network.multiaddr import Multiaddr
 from node.network.noise import FLAG_LAST, FLAG_MORE, MAX_CHUNK
 from node.network.reputation import Misbehaviour
-from rpc.connections import Listener
 
 
 @asynccontextmanager
@@ -962,7 +961,7 @@ async def test_an_answer_that_does_not_decode_fails_its_request_at_once_and_bans
         await raw.close()
 
 
-async def test_handshakes_from_one_address_are_rate_limited_before_the_upgrade() -> None:
+async def test_handshakes_from_one_address_are_rate_limited_before_the_upgrade(caplog) -> None:
     """Past its burst, an address's next handshake is refused before the WebSocket upgrade (no
     Noise work done for it) until its allowance refills; another address is not held back. One
     address with a fresh node key each time made 474 handshakes a second, uncharged (the second
@@ -973,18 +972,20 @@ async def test_handshakes_from_one_address_are_rate_limited_before_the_upgrade()
             assert isinstance(await raw.connect(a.addr), Status)
             await raw.close()
         # Past it, the connection is reset before its upgrade request is read (no HTTP 503 to
-        # build for each: X2, round 15); the count is the server's own (aiohttp's client may try
-        # a reset connection once more).
-        assert a.service._runner is not None
-        listener = a.service._runner.server
-        assert isinstance(listener, Listener) and listener.refused == 0
+        # build for each: X2, round 15), counted and logged once (aiohttp's client may try a
+        # reset connection once more).
+        caplog.set_level(logging.INFO)
+        assert a.service.connections_reset == 0
         for _ in range(2):
             refused = RawPeer()
             with pytest.raises(aiohttp.ClientConnectionError):
                 await refused.connect(a.addr)
             await refused.close()
-        refused_count = listener.refused
+        refused_count = a.service.connections_reset
         assert refused_count >= 2
+        assert caplog.text.count("inbound connection(s) on connecting since the last such line") == 1
+        assert "reset 1 inbound connection(s) on connecting since the last such line: their address had used its " \
+               "handshake allowance (the last from 127.0.0.1)" in caplog.text
         other = RawPeer()  # another address of the loopback network
         assert isinstance(await other.connect(a.addr, host="127.0.0.2"), Status)
         await other.close()
@@ -992,7 +993,7 @@ async def test_handshakes_from_one_address_are_rate_limited_before_the_upgrade()
         again = RawPeer()
         assert isinstance(await again.connect(a.addr), Status)
         await again.close()
-        assert listener.refused == refused_count
+        assert a.service.connections_reset == refused_count
 
 
 async def test_a_late_answer_is_not_charged_as_unsolicited() -> None:
