@@ -961,7 +961,7 @@ async def test_an_answer_that_does_not_decode_fails_its_request_at_once_and_bans
         await raw.close()
 
 
-async def test_handshakes_from_one_address_are_rate_limited_before_the_upgrade(caplog) -> None:
+async def test_handshakes_from_one_address_are_rate_limited_before_the_upgrade(caplog, monkeypatch) -> None:
     """Past its burst, an address's next handshake is refused before the WebSocket upgrade (no
     Noise work done for it) until its allowance refills; another address is not held back. One
     address with a fresh node key each time made 474 handshakes a second, uncharged (the second
@@ -986,6 +986,20 @@ async def test_handshakes_from_one_address_are_rate_limited_before_the_upgrade(c
         assert caplog.text.count("inbound connection(s) on connecting since the last such line") == 1
         assert "reset 1 inbound connection(s) on connecting since the last such line: their address had used its " \
                "handshake allowance (the last from 127.0.0.1)" in caplog.text
+        # Each line counts the resets since the one before it: the next, the first one's later
+        # resets (unsaid within RESET_LOG_SECONDS) and its own
+        import node.network.service as service_module
+
+        monkeypatch.setattr(service_module, "RESET_LOG_SECONDS", 0.0)
+        refused = RawPeer()
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await refused.connect(a.addr)
+        await refused.close()
+        lines = [line for line in caplog.text.splitlines() if "on connecting since the last such line" in line]
+        assert len(lines) == 1 + a.service.connections_reset - refused_count
+        assert f"reset {refused_count} inbound connection(s)" in lines[1], lines
+        assert all("reset 1 inbound connection(s)" in line for line in lines[2:]), lines
+        refused_count = a.service.connections_reset
         other = RawPeer()  # another address of the loopback network
         assert isinstance(await other.connect(a.addr, host="127.0.0.2"), Status)
         await other.close()
