@@ -129,6 +129,24 @@ def test_a_passed_referendum_changes_the_fee_from_the_block_after_its_enactment(
         reopened.db.close()
 
 
+def test_a_block_is_held_to_its_parent_states_length_limit(chain) -> None:
+    """``Blockchain.compute_length_limit``, which the import's length check and the network's
+    check of a fetched block before its body is hashed share, is the parent state's
+    ``max_block_length``: a block on a parent from before a change is held to the limit then
+    (the best state's for a parent not here)."""
+    d = Driver(chain)
+    old = chain.config.max_block_length
+    ref = propose(d, BOB, max_block_length=old - 1024)
+    assert d.apply(CHARLIE, calls.VoteConfig(ref, True, VOTE)).success
+    wait_until(d, referendum(chain, ref).ends)
+    wait_until(d, referendum(chain, ref).enact_at)
+    assert referendum(chain, ref).status == "enacted" and chain.config.max_block_length == old - 1024
+    before = chain.get_hash(referendum(chain, ref).enact_at - 1)
+    assert chain.compute_length_limit(before) == old
+    assert chain.compute_length_limit(chain.best_hash) == old - 1024
+    assert chain.compute_length_limit(b"\x07" * 32) == old - 1024
+
+
 def test_refused_by_quorum_or_threshold_changes_nothing(chain) -> None:
     d = Driver(chain)
     genesis_config = chain.state.get(RUNTIME_CONFIG_KEY)
