@@ -241,14 +241,21 @@ class LoopLagProbe:
             self._recent.popleft()
 
 
-class _TranscriptCollector:
-    """The node's transcript counters (node.network.transcripts.TranscriptStats), read at scrape."""
+class _ServiceCollector:
+    """Metrics read from the node service at scrape, by :meth:`collect`."""
 
     def __init__(self, service: NodeService) -> None:
         self.service = service
 
     def describe(self) -> list[Metric]:
-        return []  # read only at collection: the stats object may not exist yet at registration
+        return []  # read only at collection: what they read may not exist yet at registration
+
+    def collect(self) -> Iterator[Metric]:
+        raise NotImplementedError
+
+
+class _TranscriptCollector(_ServiceCollector):
+    """The node's transcript counters (node.network.transcripts.TranscriptStats), read at scrape."""
 
     def collect(self) -> Iterator[Metric]:
         stats = getattr(self.service, "pol_stats", None)
@@ -265,14 +272,8 @@ class _TranscriptCollector:
             yield CounterMetricFamily(name, doc, value=value)
 
 
-class _TablesCollector:
+class _TablesCollector(_ServiceCollector):
     """Entries of the node's bounded in-memory tables, read at scrape."""
-
-    def __init__(self, service: NodeService) -> None:
-        self.service = service
-
-    def describe(self) -> list[Metric]:
-        return []
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -283,14 +284,8 @@ class _TablesCollector:
         yield family
 
 
-class _NetworkCollector:
+class _NetworkCollector(_ServiceCollector):
     """The p2p service's counts, read at scrape (a node alone has no network service)."""
-
-    def __init__(self, service: NodeService) -> None:
-        self.service = service
-
-    def describe(self) -> list[Metric]:
-        return []
 
     def collect(self) -> Iterator[Metric]:
         network = getattr(self.service, "network", None)
