@@ -708,19 +708,16 @@ class NetworkService:
         """Whether a new inbound connection from ``host`` is let in (Listener's admit): not once
         the address has used its handshake allowance; then it is reset before it is read.
         Counted (:attr:`connections_reset`, a metric) and said in a line at most every
-        RESET_LOG_SECONDS, with the count since the last line: at once after a quiet spell,
-        else when the interval is up, so that the end of a flood is said too (a line written
+        RESET_LOG_SECONDS, with the count since the last line: at once (from the loop) after a
+        quiet spell, else when the interval is up, so that the end of a flood is said too (a line written
         only when the next reset came left half of one flood's resets unsaid: round 15's Z3)."""
         if self._handshake_allowance(host).wait_for(1.0) == 0.0:
             return True
         self.connections_reset += 1
         self._reset_last = host
         if self._resets_due is None:
-            wait = self._resets_said[0] + RESET_LOG_SECONDS - time.monotonic()
-            if wait <= 0:
-                self._say_resets()
-            else:
-                self._resets_due = asyncio.get_running_loop().call_later(wait, self._say_resets)
+            wait = max(0.0, self._resets_said[0] + RESET_LOG_SECONDS - time.monotonic())
+            self._resets_due = asyncio.get_running_loop().call_later(wait, self._say_resets)
         return False
 
     def _say_resets(self) -> None:
