@@ -443,25 +443,22 @@ class NodeLink:
 
     def _vet(self, blocks: Sequence[UnreadBlockData]) -> tuple[str, Misbehaviour | None] | None:
         """Why an answer to a block request cannot be blocks above our finalized one, and what
-        that costs its sender (None if it may be), before any body is decoded
-        (NetworkService.request_blocks' ``vet``):
+        that costs its sender (None if it may be), by its headers, before any body is hashed
+        or decoded (NetworkService.request_blocks' ``vet``):
         - a block we hold must come as we hold it, byte for byte, header and body: its body is
           then the one we decoded once already (it is not imported again);
         - a block we lack must be no longer than any chain's blocks may be (chain.config
           .MAX_BLOCK_LENGTH), above our finalized block by its slot and number (as an announced
           one, without blame: the cost None), and sealed by a validator of our finalized state (the module
           docstring: the set only shrinks); one whose parent we hold, numbered the parent's + 1,
-          no longer than the parent's state allows (Blockchain.compute_length_limit: a chain's
-          own limit, 5 MiB on the dev chain, bounds what the body check below hashes) and
-          sealed by a validator of the parent's state (:meth:`_seal_problem`);
-        - its body must be the one its header commits to (:func:`_body_problem`).
+          no longer than the parent's state allows and sealed by a validator of the parent's
+          state (:meth:`_parent_problem`).
         One that extends a block we hold and fails is a bad block, as its import would find (a
-        ban), and so is a body its header does not commit to, whatever the parent: a peer
-        serves a block's header and body as it stored them, and a wrong body cost a hash of
-        up to 8 MiB per identity for a charge short of a ban (round 15's X4). Any other failure
-        is a wrong answer, as a branch walk's fetch has been since round 4 (a block whose
-        parent is not here is held to our finalized validators, which an honest branch that
-        conflicts with our finality can fail).
+        ban). Any other failure is a wrong answer, as a branch walk's fetch has been since
+        round 4 (a block whose parent is not here is held to our finalized validators, which
+        an honest branch that conflicts with our finality can fail). A body is checked against
+        its header as its block joins our chain (:meth:`_joining_problem`): only then is there
+        a parent state to bound what the check hashes.
 
         A peer answered our request with a made-up block whose parent it then did not serve,
         uncharged, and came back to do it again (the retest of round 15's R1); charged, it came
@@ -499,23 +496,40 @@ class NodeLink:
                 seal = self._seal_problem(header)
                 if seal is not None:
                     return f"block #{header.number}, whose parent is not here, sealed {seal}", Misbehaviour.WRONG_RESPONSE
-                body = _body_problem(data)
-                if body is not None:  # never an honest peer's, whatever the parent: it serves blocks as it stored them
-                    return f"block #{header.number}, whose parent is not here, {body}", Misbehaviour.BAD_BLOCK
-                continue
-            parent = chain.get_header(header.parent_hash)
-            limit = chain.compute_length_limit(header.parent_hash)
-            problem: str | None
-            if header.number != parent.number + 1:
-                problem = f"does not follow its parent #{parent.number}"
-            elif size + 1 > limit:  # as its import measures it: with the codec's version byte (Blockchain.verify_length)
-                problem = f"is {size + 1:,} bytes, over the {limit:,} its parent's state allows"
-            else:
-                seal = self._seal_problem(header, parent)
-                problem = f"sealed {seal}" if seal is not None else _body_problem(data)
+                continue  # its body is checked once its parent is here (_joining_problem)
+            problem = self._parent_problem(data)
             if problem is not None:
                 return f"block #{header.number} {problem}", Misbehaviour.BAD_BLOCK
         return None
+
+    def _parent_problem(self, data: UnreadBlockData) -> str | None:
+        """Why ``data``, whose parent we hold, cannot be that parent's child by its header and
+        length (None if it may be): it is not numbered the parent's + 1, it is longer than the
+        parent's state allows (Blockchain.compute_length_limit, counted as its import counts
+        it: with the codec's version byte, Blockchain.verify_length), or it is not sealed by a
+        validator of the parent's state (:meth:`_seal_problem`)."""
+        chain = self.node.chain
+        header = data.block.header
+        parent = chain.get_header(header.parent_hash)
+        if header.number != parent.number + 1:
+            return f"does not follow its parent #{parent.number}"
+        size, limit = data.block.encoded_size() + 1, chain.compute_length_limit(header.parent_hash)
+        if size > limit:
+            return f"is {size:,} bytes, over the {limit:,} its parent's state allows"
+        seal = self._seal_problem(header, parent)
+        return None if seal is None else f"sealed {seal}"
+
+    def _joining_problem(self, data: UnreadBlockData) -> str | None:
+        """Why ``data``, whose parent we now hold, cannot join our chain, from its header and
+        its body's bytes (None if it may): :meth:`_parent_problem`, then :func:`_body_problem`.
+        Run on each block as its parent joins, before its body is decoded, in a thread. A block
+        whose parent came in the same answer, or in a later one (a branch walk), has no parent
+        state to be measured against when its answer is vetted: hashed then, against the
+        protocol's 8 MiB, a real header with a stuffed body on a real block cost each fresh
+        identity 100 ms before its ban (an outside tester's Z2, round 15). Now its length is
+        held to its parent's limit first, and its body hashed only if it fits."""
+        problem = self._parent_problem(data) or _body_problem(data)
+        return None if problem is None else f"block #{data.block.header.number} {problem}"
 
     def _final_validators(self) -> tuple[bytes, ...]:
         chain = self.node.chain
@@ -650,9 +664,16 @@ class NodeLink:
                 # comes linked, request_blocks checks it; a failed import cancels what was
                 # started), once this one joins our chain: the next is read then, not before a
                 # branch walk that may never join (its bodies stay bytes: _fetch_branch).
-                if i + 1 < len(blocks) and chain.has_block(unread.block.header.parent_hash):
-                    ahead = self.network.read_answered_block(peer, blocks[i + 1])
-                    await asyncio.to_thread(chain.start_signatures_ahead, ahead.block)
+                parent = unread.block.header.parent_hash
+                if i + 1 < len(blocks) and chain.has_block(parent):
+                    # Only a next block that fits the limit this one is held to, with the body
+                    # its header commits to (any other is checked, and charged, once this one
+                    # joins: _joining_problem): its own parent's state, the one that bounds it,
+                    # is not here yet (a stuffed body on a real header was decoded: Z2).
+                    limit = chain.compute_length_limit(parent)
+                    if await asyncio.to_thread(_fits_ahead, blocks[i + 1], limit):
+                        ahead = self.network.read_answered_block(peer, blocks[i + 1])
+                        await asyncio.to_thread(chain.start_signatures_ahead, ahead.block)
                 imported = await self._import(peer, data, final_proofs[i])
                 if not imported:
                     chain.start_signatures_ahead(None)
@@ -749,8 +770,17 @@ class NodeLink:
         """Import one block whose parent is here, its body decoded now if it was not yet (one
         that does not decode is garbage: RequestFailed, its sender charged): a block's body is
         read only once it joins our chain, so a made-up branch, or one sealed on another run
-        of this genesis, costs no decode (an outside tester's V1, round 15)."""
-        data = unread if isinstance(unread, BlockData) else self.network.read_answered_block(peer, unread)
+        of this genesis, costs no decode (an outside tester's V1, round 15), and first its
+        header and body's bytes are checked against its parent (:meth:`_joining_problem`; a
+        block read ahead was, against the limit of its parent's parent: _sync_locked)."""
+        if isinstance(unread, BlockData):
+            data = unread
+        else:
+            problem = await asyncio.to_thread(self._joining_problem, unread)
+            if problem is not None:
+                self.network.report_peer(peer, Misbehaviour.BAD_BLOCK, problem)
+                return False
+            data = self.network.read_answered_block(peer, unread)
         header = data.block.header
         loop = asyncio.get_running_loop()
         key = (header.hash(), peer)
@@ -857,6 +887,12 @@ class NodeLink:
         finally:
             self._branch_bytes -= held
         return True
+
+
+def _fits_ahead(data: UnreadBlockData, limit: int) -> bool:
+    """Whether ``data`` is to be read ahead of its parent's import: no longer than ``limit``
+    (as Blockchain.verify_length counts), with the body its header commits to."""
+    return data.block.encoded_size() + 1 <= limit and _body_problem(data) is None
 
 
 def _body_problem(data: UnreadBlockData) -> str | None:
