@@ -72,7 +72,8 @@ Proof-of-learning (issue 9)
   a valid one invalidates the block and its descendants here (``Blockchain.invalidate``, a
   reorganisation if we had built on it) and is gossiped on once; one that does not decode or
   shows no fault costs the sender BAD_FRAUD_PROOF, with the reason logged; one that cannot
-  be judged yet (its block's parent is not here) is not marked seen, so a later copy is read;
+  be judged yet (its block's parent is not here) is not marked seen, so a later copy is read,
+  and costs nothing within a budget per peer (:data:`UNJUDGED_PROOF_BURST`), BAD_FRAUD_PROOF beyond;
 - transcript requests are served from the node's store (node.network.transcripts).
 
 Transactions from peers go through the same pool path as RPC submissions; those the pool
@@ -95,7 +96,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from chain.block import Block
+from chain.block import MAX_TRAIN_CALLS, Block
 from chain.blockchain import Blockchain, ImportedBlock
 from chain.codec import encode
 from chain.config import MAX_BLOCK_LENGTH
@@ -187,6 +188,15 @@ MAJOR_SYNC_BLOCKS = 5
 #: Fraud-proof refusals that can be our own lag, not the sender's fault: the job's parent
 #: state or model version is not here yet.
 UNJUDGED_FRAUD_REASONS = frozenset({"unknown_job"})
+#: Fraud proofs of those reasons a peer may send, a second and in a burst, before each more
+#: is charged BAD_FRAUD_PROOF. An honest relay gossips a proof only once it judged it true,
+#: once to each peer, so what a node that is behind can get from it is bounded by the forged
+#: trainings in the blocks it lags (a block holds at most MAX_TRAIN_CALLS): twice a block's
+#: worth at once, and one a second. Uncharged, one identity sent 1,500 proofs of 2.3 MB about a
+#: block #1,000,000 in 60 s, a third of a core to receive and read their headers (an outside
+#: tester's T3, round 15).
+UNJUDGED_PROOFS_PER_SECOND = 1.0
+UNJUDGED_PROOF_BURST = 2.0 * MAX_TRAIN_CALLS
 #: Blocks whose unavailable openings were logged (each once, however often retried).
 UNAVAILABLE_LOGGED = 1024
 #: A block whose openings one peer could not provide is not asked of that peer again for
@@ -227,6 +237,7 @@ class NodeLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_outbox: list[bytes] = []
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
+        self._unjudged_budget: dict[PeerId, RateLimiter] = {}  # per connected peer (UNJUDGED_PROOFS_PER_SECOND)
         self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (finalized hash, its validator set)
         self._kept_openings = KeptOpenings()  # verified openings of fetches that fell short, for the next attempt
         self._branch_bytes = 0  # bytes the branch walks under way hold (MAX_BRANCH_BYTES)
@@ -251,6 +262,7 @@ class NodeLink:
         """Entries of each table that peers can make grow (metrics: polchain_table_entries)."""
         return {
             "sync_budgets": len(self._sync_budget),
+            "unjudged_proof_budgets": len(self._unjudged_budget),
             "sync_targets": sum(len(t) for t in self._targets.values()),
             "syncing_peers": len(self._syncing),
             "unavailable_cooldowns": len(self._cooldown),
@@ -367,11 +379,21 @@ class NodeLink:
             return await self.node.import_fraud_proof(payload) or None
         except InvalidFraudProof as exc:
             if exc.reason in UNJUDGED_FRAUD_REASONS:
-                # Not charged, not even a little: a node that is behind gets true proofs it cannot
+                # Not charged within a budget: a node that is behind gets true proofs it cannot
                 # judge from every honest relay, up to one a forged TRAIN of a block (64), and a
                 # charge of 50 each had it ban them (the second retest of round 15, Q3).
-                log.info("fraud proof from %s not checked here: %s: %s", peer, exc.reason, exc)
                 self.network.forget_fraud_proof(payload)  # a copy that comes once we can judge it is read
+                if self.network.peer(peer) is None:
+                    return None  # gone meanwhile: a budget made now would never be removed
+                budget = self._unjudged_budget.setdefault(peer, RateLimiter(UNJUDGED_PROOFS_PER_SECOND, UNJUDGED_PROOF_BURST))
+                if budget.take():
+                    log.info("fraud proof from %s not checked here: %s: %s", peer, exc.reason, exc)
+                else:
+                    self.network.report_peer(
+                        peer, Misbehaviour.BAD_FRAUD_PROOF,
+                        f"{exc.reason}: more than {UNJUDGED_PROOF_BURST:g} proofs we cannot judge, faster than "
+                        f"{UNJUDGED_PROOFS_PER_SECOND:g} a second: {exc}",
+                    )
             else:
                 self.network.report_peer(peer, Misbehaviour.BAD_FRAUD_PROOF, f"{exc.reason}: {exc}")
             return None
@@ -541,6 +563,7 @@ class NodeLink:
 
     async def _on_peer_disconnected(self, peer: PeerId) -> None:
         self._sync_budget.pop(peer, None)
+        self._unjudged_budget.pop(peer, None)
 
     async def _on_peer_connected(self, info: PeerInfo) -> None:
         if info.best_number > self.node.chain.best_number:

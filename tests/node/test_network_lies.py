@@ -20,7 +20,7 @@ from netkit import FAST, Node, dial_until_banned, make_chain, running, start_nod
 
 import node.service as node_service
 from chain import calls
-from chain.block import Block, Body
+from chain.block import MAX_TRAIN_CALLS, Block, Body
 from chain.blockchain import Blockchain
 from chain.codec import encode, encode_versioned
 from chain.config import SPEC_VERSION
@@ -47,6 +47,7 @@ from consensus.finality import (
     sign_vote,
 )
 from genesis.spec import load_chain_spec
+from node.network import sync as sync_module
 from node.network.messages import BlockData, BlockRequest
 from node.network.reputation import Misbehaviour
 from node.network.service import NetworkConfig
@@ -371,6 +372,58 @@ async def test_a_fraud_proof_that_came_before_its_parent_is_checked_when_it_come
         finally:
             await early.service.stop()
             await honest.service.stop()
+
+
+async def test_fraud_proofs_the_node_cannot_judge_are_free_only_within_a_budget(tmp_path, caplog, monkeypatch) -> None:
+    """Proofs the node cannot judge (their block's parent is not here) cost their sender nothing
+    up to a budget per peer, then BAD_FRAUD_PROOF each: uncharged, one identity sent 1,500
+    different proofs of 2.3 MB about a block #1,000,000 in 60 s (an outside tester's T3, round
+    15). The budget holds what an honest relay can send a node that lags: a proof for each
+    forged TRAIN of two blocks at once. Here a budget of 3 (and almost no refill), a peer's 4th
+    proof charged, its 5th banned; another peer's budget is its own, and goes when it does; state
+    unchanged."""
+    assert sync_module.UNJUDGED_PROOF_BURST >= 2 * MAX_TRAIN_CALLS
+    monkeypatch.setattr(sync_module, "UNJUDGED_PROOF_BURST", 3.0)
+    monkeypatch.setattr(sync_module, "UNJUDGED_PROOFS_PER_SECOND", 1e-6)
+    caplog.set_level(logging.INFO)
+    async with dev_node() as node:
+        assert node.network is not None
+        now = int(time.time() * 1000) // node.slot_ms
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        root = node.chain.best_header.state_root
+        _, _, proof = forged_block_on_a_parent(tmp_path / "forger", now - 3)
+        real = decode_fraud_proof(proof)
+        proofs = [encode_versioned(msgspec.structs.replace(real, extrinsic_index=i)) for i in range(6)]
+        flooder, other = await peer_with(node, [genesis]), await peer_with(node, [genesis])
+        try:
+            for p in (flooder, other):
+                await p.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
+            for sent in proofs[:3]:
+                flooder.service.broadcast_fraud_proof(sent)
+            await wait_for(lambda: caplog.text.count(f"fraud proof from {flooder.id} not checked here: unknown_job") == 3)
+            assert node.network.reputation.score(flooder.id) == 0
+            flooder.service.broadcast_fraud_proof(proofs[3])
+            await wait_for(lambda: node.network.reputation.score(flooder.id) < 0)  # type: ignore[union-attr]
+            assert (
+                f"peer {flooder.id}: {Misbehaviour.BAD_FRAUD_PROOF.reason} (unknown_job: more than 3 proofs we cannot "
+                "judge, faster than 1e-06 a second: block #2's parent is not stored here)" in caplog.text
+            )
+            flooder.service.broadcast_fraud_proof(proofs[4])
+            await wait_for(lambda: node.network.reputation.banned_for(flooder.id) > 0)  # type: ignore[union-attr]
+            assert "parent is not stored here); banned" in caplog.text
+            for sent in proofs[3:6]:  # three more, its own budget's worth: the same proofs, another sender
+                other.service.broadcast_fraud_proof(sent)
+            await wait_for(lambda: caplog.text.count(f"fraud proof from {other.id} not checked here: unknown_job") == 3)
+            assert node.network.reputation.score(other.id) == 0  # type: ignore[union-attr]
+            # The banned peer's budget went with it; one handled after it left makes none.
+            assert node.link is not None and node.network.peer(flooder.id) is None
+            assert await node.link._on_fraud_proof(flooder.id, proofs[5]) is None
+            assert node.table_sizes()["unjudged_proof_budgets"] == 1
+            assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
+        finally:
+            await flooder.service.stop()
+            await other.service.stop()
 
 
 async def test_a_fraud_proof_the_node_cannot_judge_is_not_decoded_past_its_header(tmp_path) -> None:
