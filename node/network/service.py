@@ -1214,7 +1214,7 @@ class NetworkService:
         if problem is not None:
             if cost is not None:
                 self.report_peer(peer_id, cost, problem)
-            raise RequestFailed(f"{peer_id} answered a block request wrongly: {problem}")
+            raise RequestFailed(f"{peer_id}'s answer to a block request was refused ({'uncharged' if cost is None else cost.reason}): {problem}")
         assert isinstance(resp, UnreadBlockResponse)
         return list(resp.blocks)
 

@@ -689,14 +689,21 @@ class NodeLink:
                 # branch walk that may never join (its bodies stay bytes: _fetch_branch).
                 parent = unread.block.header.parent_hash
                 if i + 1 < len(blocks) and chain.has_block(parent):
-                    # Only a next block that fits the limit this one is held to, with the body
-                    # its header commits to (any other is checked, and charged, once this one
-                    # joins: _joining_problem): its own parent's state, the one that bounds it,
-                    # is not here yet (a stuffed body on a real header was decoded: Z2).
+                    # Only a next block that fits the limit this one is held to (its own
+                    # parent's state, the one that bounds it, is not here yet: a longer one is
+                    # checked once this one joins, _joining_problem), and only with the body its
+                    # header commits to: a stuffed body on a real header was decoded (Z2). One
+                    # that is not is charged now, never an honest peer's whatever the parent,
+                    # not hashed a second time as it joins (the retest's AA1).
                     limit = chain.compute_length_limit(parent)
-                    if await asyncio.to_thread(_fits_ahead, blocks[i + 1], limit):
+                    problem = await asyncio.to_thread(_ahead_problem, blocks[i + 1], limit)
+                    if problem is None:
                         ahead = self.network.read_answered_block(peer, blocks[i + 1])
                         await asyncio.to_thread(chain.start_signatures_ahead, ahead.block)
+                    elif problem:
+                        self.network.report_peer(peer, Misbehaviour.BAD_BLOCK, f"block #{unread.block.header.number + 1} {problem}")
+                        chain.start_signatures_ahead(None)
+                        return
                 imported = await self._import(peer, data, final_proofs[i])
                 if not imported:
                     chain.start_signatures_ahead(None)
@@ -912,10 +919,11 @@ class NodeLink:
         return True
 
 
-def _fits_ahead(data: UnreadBlockData, limit: int) -> bool:
-    """Whether ``data`` is to be read ahead of its parent's import: no longer than ``limit``
-    (as Blockchain.verify_length counts), with the body its header commits to."""
-    return data.block.encoded_size() + 1 <= limit and _body_problem(data) is None
+def _ahead_problem(data: UnreadBlockData, limit: int) -> str | None:
+    """Whether ``data`` is to be read ahead of its parent's import: None if it is no longer
+    than ``limit`` (as Blockchain.verify_length counts) and has the body its header commits to;
+    "" (not now) if it is longer; else what is wrong with its body (:func:`_body_problem`)."""
+    return "" if data.block.encoded_size() + 1 > limit else _body_problem(data)
 
 
 def _body_problem(data: UnreadBlockData) -> str | None:

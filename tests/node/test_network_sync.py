@@ -299,9 +299,11 @@ async def test_a_stuffed_body_on_a_block_whose_parent_came_in_the_same_answer_is
     ban (an outside tester's Z2, round 15). Its body is now checked as it joins: its length
     against the limit of the first block's state, then its root; and it is not read ahead of
     the first block's import unless it fits the limit the first block is held to and its body
-    is its header's. Here #1 imports; #2's body is one extrinsic of zero bytes, one byte over
-    the dev chain's limit or within it: a length charge, or a root one, never garbage (which
-    would show its body was decoded), and #1's state kept."""
+    is its header's, one that fits with another body charged then, not hashed again as it
+    joins (the retest's AA1). Here #2's body is one extrinsic of zero bytes, one byte over
+    the dev chain's limit or within it: a length charge after #1 imports, or a root one, each
+    body hashed at most once and never decoded (a charge for garbage would show it was), and
+    the state kept."""
     caplog.set_level(logging.INFO)
     async with dev_node() as node:
         assert node.network is not None
@@ -330,9 +332,12 @@ async def test_a_stuffed_body_on_a_block_whose_parent_came_in_the_same_answer_is
         try:
             await dial_until_banned(node, peer)
             assert f"peer {peer.id}: {Misbehaviour.BAD_BLOCK.reason} ({reason}); banned" in caplog.text
-            assert hashed and max(hashed) <= limit
+            # Over the limit: #1 as it joined, #2 never. Within: #2 once, before #1's import (charged then).
+            fits = size + len(body) <= limit
+            assert hashed == ([size + len(body)] if fits else [_as_answered(one).block.encoded_size() + 1])
             assert Misbehaviour.GARBAGE.reason not in caplog.text
-            assert node.chain.best_hash == one.hash() and node.chain.best_header.state_root == one.header.state_root
+            kept = genesis if fits else one
+            assert node.chain.best_hash == kept.hash() and node.chain.best_header.state_root == kept.header.state_root
         finally:
             await peer.service.stop()
 
@@ -436,7 +441,7 @@ async def test_a_block_that_cannot_be_above_our_finalized_one_is_refused_unread_
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: "cannot be above our finalized block #0 (slot 0)" in caplog.text)
             await asyncio.sleep(0.1)
-            assert f"sync from {peer.id} stopped: {peer.id} answered a block request wrongly: block #1 in slot 0" in caplog.text
+            assert f"sync from {peer.id} stopped: {peer.id}'s answer to a block request was refused (uncharged): block #1 in slot 0" in caplog.text
             assert node.network.reputation.score(peer.id) == 0 and Misbehaviour.GARBAGE.reason not in caplog.text
         finally:
             await peer.service.stop()
@@ -984,6 +989,20 @@ async def test_a_failed_import_cancels_the_checks_started_ahead(tmp_path) -> Non
     assert ahead == [2, 3, None]
     assert chain._ahead == [] and chain.best_number == 1
 
+
+
+async def test_a_next_block_with_another_body_is_charged_before_it_is_read_ahead(tmp_path) -> None:
+    """#3 comes with a body its header does not commit to: found as #2's import would read it
+    ahead, the peer is charged then (not #3 hashed again as it joins: the retest's AA1), and
+    the checks started ahead for #2 are cancelled with the sync."""
+
+    def serve(builder: Blockchain, now: int) -> list[Block]:
+        genesis, one, two, three = _transfer_blocks(builder, now)
+        return [genesis, one, two, Block(three.header, Body())]
+
+    chain, _, ahead = await _sync_with_ahead_spy(tmp_path, serve, lambda _, calls: None in calls)
+    assert ahead == [2, None]
+    assert chain._ahead == [] and chain.best_number == 1
 
 
 async def test_a_branch_imported_by_another_sync_while_it_is_fetched_ends_the_fetch(tmp_path) -> None:
