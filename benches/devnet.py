@@ -50,7 +50,7 @@ from benches.record import write_record
 from chain import calls
 from chain.crypto import DEV_ACCOUNTS, dev_keypair, ss58_encode
 from chain.extrinsic import sign_extrinsic
-from node.devnet import find_free_port_range
+from node.devnet import CLI, compute_child_env, find_free_port_range
 
 OUT = Path("bench-results") / "devnet.json"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -90,9 +90,8 @@ def solo_start(workdir: Path) -> float:
     port = find_free_port_range(2)
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "--chain", "local", "--alice", "--tmp", "--rpc-port", str(port),
-         "--no-prometheus"],
-        stdout=(workdir / "solo.log").open("w"), stderr=subprocess.STDOUT,
+        [*CLI, "node", "--chain", "local", "--alice", "--tmp", "--rpc-port", str(port), "--no-prometheus"],
+        stdout=(workdir / "solo.log").open("w"), stderr=subprocess.STDOUT, env=compute_child_env(),
     )
     try:
         while _heads(port) is None:
@@ -111,10 +110,10 @@ def devnet_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     out = workdir / "devnet.out"
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "devnet", "--validators", str(n), "--base-path", str(workdir / "net"),
+        [*CLI, "devnet", "--validators", str(n), "--base-path", str(workdir / "net"),
          "--rpc-port", str(first), "--port", str(first + n), "--prometheus-port", str(first + 2 * n),
          "--block-time", str(args.block_time), "--no-tui"],
-        stdout=out.open("w"), stderr=subprocess.STDOUT,
+        stdout=out.open("w"), stderr=subprocess.STDOUT, env=compute_child_env(),
     )
     ports = [first + i for i in range(n)]
     marks: dict[str, float | None] = {"nodes_launched": None, "all_rpc": None, "first_block": None, "every_node_has_a_block": None, "first_finalized": None}
@@ -280,10 +279,10 @@ def measure_load(validators: int, clients: int, block_ms: int, seconds: float, w
     first = find_free_port_range(3 * validators)
     out = workdir / "devnet.out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "devnet", "--validators", str(validators),
+        [*CLI, "devnet", "--validators", str(validators),
          "--base-path", str(workdir / "net"), "--rpc-port", str(first), "--port", str(first + validators),
          "--prometheus-port", str(first + 2 * validators), "--block-time", str(block_ms), "--no-tui"],
-        stdout=out.open("w"), stderr=subprocess.STDOUT,
+        stdout=out.open("w"), stderr=subprocess.STDOUT, env=compute_child_env(),
     )
     ports = [first + i for i in range(validators)]
     load = _Load(outstanding=[0] * clients)

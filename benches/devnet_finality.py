@@ -40,7 +40,6 @@ import os
 import platform
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -55,7 +54,7 @@ from chain.storage import Database
 from consensus.aura import Aura
 from consensus.block_import import ConsensusRules
 from genesis.spec import ChainSpec, load_chain_spec, with_slot_duration
-from node.devnet import find_free_port_range
+from node.devnet import CLI, compute_child_env, find_free_port_range
 from node.network.identity import NodeKey
 from rpc.client import RpcClient
 
@@ -86,7 +85,7 @@ class Net:
 
     def spawn(self, name: str, *, validator: bool = True) -> None:
         args = [
-            sys.executable, "-m", "node.cli", "node", "--chain", self.chain, "--base-path", str(self.workdir / name),
+            *CLI, "node", "--chain", self.chain, "--base-path", str(self.workdir / name),
             "--block-time", str(self.block_time), "--rpc-port", str(self.rpc[name]),
             "--listen-addr", f"/ip4/127.0.0.1/tcp/{self.p2p[name]}", "--node-key", self.keys[name],
             "--bootnodes", *[self.addr(n) for n in NAMES if n != name],
@@ -94,7 +93,7 @@ class Net:
         if validator:
             args.append(f"--{name}")
         log = (self.workdir / f"{name}.log").open("w")
-        self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=compute_child_env())
 
     def wait_healthy(self, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

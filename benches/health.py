@@ -34,7 +34,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -50,7 +49,7 @@ from chain import calls
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
 from genesis.spec import load_chain_spec
-from node.devnet import find_free_port_range
+from node.devnet import CLI, compute_child_env, find_free_port_range
 
 RESULTS = Path("bench-results") / "health.json"
 HEALTH = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system_health", "params": []}).encode()
@@ -61,8 +60,8 @@ def start_node(workdir: Path, port: int, timeout: float = 120) -> tuple[subproce
     """``polchain node --dev --instant-seal`` on ``port``; returns once GET /health answers."""
     log = workdir / "node.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "--dev", "--instant-seal", "--rpc-port", str(port)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [*CLI, "node", "--dev", "--instant-seal", "--rpc-port", str(port)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=compute_child_env(),
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -69,7 +69,7 @@ from chain import calls
 from chain.crypto import DEV_ACCOUNTS, dev_keypair, ss58_encode
 from chain.extrinsic import sign_extrinsic
 from consensus.finality import Checkpoint, VoterState
-from node.devnet import find_free_port_range
+from node.devnet import CLI, compute_child_env, find_free_port_range
 from node.metrics import LAG_BUCKETS, LoopLagProbe, scrape
 from node.service import LOOP_SWITCH_INTERVAL
 from node.voter_record import store_record
@@ -305,10 +305,10 @@ def measure_devnet(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         env.update(PYTHONASYNCIODEBUG="1", LOOPLAG_SLOW_SECONDS=str(args.asyncio_debug_ms / 1000),
                    LOOPLAG_SLOW_LOG=str(slow_log), PYTHONPATH=os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")])))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "devnet", "--validators", str(n), "--base-path", str(workdir / "net"),
+        [*CLI, "devnet", "--validators", str(n), "--base-path", str(workdir / "net"),
          "--rpc-port", str(first), "--port", str(first + n), "--prometheus-port", str(first + 2 * n),
          "--block-time", str(args.block_time), "--no-tui"],
-        stdout=out.open("w"), stderr=subprocess.STDOUT, env=env,
+        stdout=out.open("w"), stderr=subprocess.STDOUT, env=compute_child_env(env),
     )
     rpc_ports = [first + i for i in range(n)]
     metric_ports = [first + 2 * n + i for i in range(n)]

@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 
 from benches.record import write_record
-from node.devnet import find_free_port_range
+from node.devnet import CLI, compute_child_env, find_free_port_range
 
 RESULTS = Path("bench-results") / "rpc_flood.json"
 REQUEST = (
@@ -64,8 +64,8 @@ def start_node(
     """The node starts with ``nofile`` as its open-file limit (the shell's, not the bench's)."""
     log = workdir / "node.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "--dev", "--rpc-port", str(port)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [*CLI, "node", "--dev", "--rpc-port", str(port)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=compute_child_env(),
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile),
     )
     deadline = time.monotonic() + timeout

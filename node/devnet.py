@@ -61,7 +61,7 @@ import sys
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -86,6 +86,14 @@ MAX_AUDITORS = 64
 #: project's machine has.
 MAX_NODES = 64
 PR_SET_PDEATHSIG = 1
+#: ``polchain`` as a child process's command: this Python, with ``-P``, which keeps the working
+#: folder off the child's import path (``python -m`` puts it first): a file there named like one of
+#: polchain's packages (an ``rpc.py``) was imported instead of it, and ``polchain bench devnet``
+#: failed, the file run (an outside tester's AB1, round 16). The child finds polchain where this
+#: process did: :func:`compute_child_env`.
+CLI = (sys.executable, "-P", "-m", "node.cli")
+#: The folder holding the polchain this process runs (its ``node`` package's parent).
+POLCHAIN_ROOT = Path(__file__).resolve().parents[1]
 
 
 class DevnetError(Exception):
@@ -224,12 +232,20 @@ def plan_nodes(args: argparse.Namespace, base: Path) -> list[NodePlan]:
     ]
 
 
+def compute_child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (this process's by default) with :data:`POLCHAIN_ROOT` first on PYTHONPATH, for a
+    child run with :data:`CLI`: it runs this process's polchain, installed or run from a checkout."""
+    out = dict(os.environ if env is None else env)
+    out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(POLCHAIN_ROOT), out.get("PYTHONPATH")]))
+    return out
+
+
 def node_command(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: argparse.Namespace) -> list[str]:
     """The ``polchain node`` command line of one node. Flags the node does not know yet (the p2p
     ones, before networking is merged) are left out rather than making it refuse to start."""
     known: frozenset[str] = args.node_flags
     cmd = [
-        sys.executable, "-m", "node.cli", "node", "--chain", str(spec_path), "--base-path", str(plan.base_path),
+        *CLI, "node", "--chain", str(spec_path), "--base-path", str(plan.base_path),
         "--name", plan.name, "--rpc-port", str(plan.rpc_port), "--port", str(plan.p2p_port), "--log", args.node_log,
     ]
     if plan.validator:
@@ -545,7 +561,7 @@ def start_node(plan: NodePlan, spec_path: Path, plans: list[NodePlan], args: arg
     try:
         return subprocess.Popen(
             node_command(plan, spec_path, plans, args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_set_parent_death_signal if sys.platform == "linux" else None,
+            env=compute_child_env(), start_new_session=True, preexec_fn=_set_parent_death_signal if sys.platform == "linux" else None,
         )
     finally:
         log.close()  # the child holds its own descriptor

@@ -256,7 +256,7 @@ def test_devnet_passes_the_mode_to_node_k_only(tmp_path: Path) -> None:
     assert [p.byzantine for p in plans] == [None, "forge-training=0.035", None, None]
     parser = cli.build_parser()
     for plan in plans:
-        node_args = parser.parse_args(devnet.node_command(plan, tmp_path / "spec.json", plans, args)[3:])
+        node_args = parser.parse_args(devnet.node_command(plan, tmp_path / "spec.json", plans, args)[len(devnet.CLI) :])
         assert node_args.byzantine == (parse_byzantine("forge-training=0.035") if plan.index == 1 else None)
         assert node_args.pol == "sampled"
 
@@ -267,7 +267,7 @@ def test_devnet_auditors_re_run_everything(tmp_path: Path) -> None:
     args = _devnet_args("--validators", "2", "--auditors", "1")
     plans = devnet.plan_nodes(args, tmp_path)
     parser = cli.build_parser()
-    pols = [parser.parse_args(devnet.node_command(p, tmp_path / "s", plans, args)[3:]).pol for p in plans]
+    pols = [parser.parse_args(devnet.node_command(p, tmp_path / "s", plans, args)[len(devnet.CLI) :]).pol for p in plans]
     assert pols == ["sampled", "sampled", "full"]
 
 

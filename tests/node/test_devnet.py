@@ -79,15 +79,16 @@ def test_plans_and_command_lines_are_ones_polchain_node_accepts(tmp_path: Path) 
     parser = cli.build_parser()
     for plan in plans:
         cmd = devnet.node_command(plan, tmp_path / "spec.json", plans, args)
-        node_args = parser.parse_args(cmd[3:])  # after "python -m node.cli"
+        assert cmd[: len(devnet.CLI)] == list(devnet.CLI)  # polchain itself, not what the working folder holds
+        node_args = parser.parse_args(cmd[len(devnet.CLI) :])
         assert node_args.rpc_port == plan.rpc_port and node_args.port == plan.p2p_port
         # The slot duration is in the spec the devnet writes (the chain's): no node gets a flag for it.
         assert node_args.prometheus_port == plan.prometheus_port and node_args.block_time is None
         assert node_args.validator is plan.validator
-    validator7 = parser.parse_args(devnet.node_command(plans[6], tmp_path / "s", plans, args)[3:])
+    validator7 = parser.parse_args(devnet.node_command(plans[6], tmp_path / "s", plans, args)[len(devnet.CLI) :])
     assert validator7.key == "//Validator7"
-    assert parser.parse_args(devnet.node_command(plans[1], tmp_path / "s", plans, args)[3:]).bob
-    auditor = parser.parse_args(devnet.node_command(plans[7], tmp_path / "s", plans, args)[3:])
+    assert parser.parse_args(devnet.node_command(plans[1], tmp_path / "s", plans, args)[len(devnet.CLI) :]).bob
+    auditor = parser.parse_args(devnet.node_command(plans[7], tmp_path / "s", plans, args)[len(devnet.CLI) :])
     assert auditor.key is None and not any(getattr(auditor, n.lower()) for n in validator_names(6))
 
 
@@ -348,3 +349,25 @@ def test_a_port_handed_out_is_not_handed_out_again() -> None:
     assert sorted(picks) == list(range(low, low + 40))
     with pytest.raises(devnet.DevnetError, match="no 1 consecutive free ports"):
         devnet.find_free_port_range(1, low, low + 41)
+
+
+def test_a_child_node_runs_this_polchain_whatever_its_working_folder_holds(tmp_path) -> None:
+    """Child nodes (``polchain devnet``'s, the benches') are started with devnet.CLI and
+    compute_child_env: ``python -m`` put the working folder first on the child's import path,
+    and a file there named like one of polchain's packages was imported instead of it
+    (``polchain bench devnet`` failed, the file run: an outside tester's AB1, round 16). Here an
+    ``rpc.py`` that says so when it is imported, and no PYTHONPATH: the plain command runs it,
+    CLI does not (a devnet node's command line starts with CLI: the plan test above)."""
+    (tmp_path / "rpc.py").write_text('raise SystemExit("a stray rpc.py was imported")\n')
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = [sys.executable, "-m", "node.cli", "node", "--help"]
+
+    def started(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    shadowed = started(run, {**env, "PYTHONPATH": str(devnet.POLCHAIN_ROOT)})
+    assert shadowed.returncode != 0 and "a stray rpc.py was imported" in shadowed.stderr  # (the finding, reproduced)
+    fine = started([*devnet.CLI, "node", "--help"], devnet.compute_child_env(env))
+    assert fine.returncode == 0 and "--rpc-port" in fine.stdout, fine.stderr
+    assert devnet.compute_child_env(env)["PYTHONPATH"] == str(devnet.POLCHAIN_ROOT)
+    assert devnet.compute_child_env({"PYTHONPATH": "/x"})["PYTHONPATH"] == os.pathsep.join([str(devnet.POLCHAIN_ROOT), "/x"])
