@@ -255,6 +255,15 @@ _encode = msgspec.json.Encoder().encode
 _INT_DIGITS: Final = 4300
 
 
+def _reads_whole(body: bytes | str) -> bool:
+    """Whether the standard library reads ``body`` as one JSON value (it takes lone surrogates)."""
+    try:
+        json.loads(body, parse_constant=_refuse_constant)
+    except ValueError:  # (JSONDecodeError, a refused constant, too many digits, bad UTF-8)
+        return False
+    return True
+
+
 def _decode_body(body: bytes | str) -> Any:
     """A request body's JSON. A number valid in JSON but out of float64's range (``1e400``), or
     an integer of more than 4,300 digits, is read as a signed infinity, so the method's params
@@ -262,10 +271,19 @@ def _decode_body(body: bytes | str) -> Any:
     a batch lost every entry to one such number (an outside tester's D1, round 15). msgspec
     refuses such numbers outright; only then is the body read again by the standard library,
     which takes hooks for them (and is told to refuse NaN and Infinity, which JSON has not), as
-    is a body that may name a member of an object twice (:class:`_Duplicated`)."""
+    is a body that may name a member of an object twice (:class:`_Duplicated`).
+
+    msgspec calls a complete body whose string holds a lone high surrogate escape (``"\\ud800"``)
+    "truncated": one the standard library reads whole is said to be what it is (an outside
+    tester's AB3, round 16)."""
     try:
         value = _decode(body)
     except msgspec.DecodeError as exc:
+        if "truncated" in str(exc) and _reads_whole(body):
+            raise ValueError(
+                "JSON is malformed: a string holds a lone UTF-16 surrogate escape (\\ud800-\\udbff with no "
+                "\\udc00-\\udfff after it), which no Unicode text can hold"
+            ) from None
         if "out of range" not in str(exc):
             raise
     else:

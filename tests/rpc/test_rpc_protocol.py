@@ -74,6 +74,25 @@ async def test_parse_error_has_null_id(server, session):
 
 
 @pytest.mark.parametrize(
+    ("body", "data"),
+    [
+        # A complete body whose string holds a lone high surrogate: msgspec calls it truncated
+        # (an outside tester's AB3, round 16), the reply says what it is.
+        (b'{"jsonrpc":"2.0","id":1,"method":"\\ud800"}', "a string holds a lone UTF-16 surrogate escape"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"\\ud800x"}', "a string holds a lone UTF-16 surrogate escape"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"\\udc00"}', "invalid utf-16 surrogate pair"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"\\ud800', "Input data was truncated"),  # truncated indeed
+        (b'{"jsonrpc":"2.0","id":1,"method":"ab', "Input data was truncated"),
+    ],
+)
+async def test_a_parse_error_says_what_is_wrong(server, session, body: bytes, data: str) -> None:
+    status, raw = await post(session, server, body)
+    resp = json.loads(raw)
+    assert status == 200 and resp["id"] is None and resp["error"]["code"] == -32700
+    assert data in resp["error"]["data"], resp
+
+
+@pytest.mark.parametrize(
     "body",
     [
         b"",
