@@ -306,7 +306,7 @@ def _add_node(sub: _Commands) -> None:
     node.add_argument("--rpc-external", action="store_true", help="listen on all interfaces")
     node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto",
                       help="auto (default): unsafe methods on localhost only, as in Substrate")
-    node.add_argument("--rpc-cors", default=None, help="'all' or a comma-separated list of origins")
+    node.add_argument("--rpc-cors", type=_cors, default=None, help="'all' or a comma-separated list of origins")
     node.add_argument("--rpc-max-connections", type=_positive, default=100, metavar="N",
                       help="open WebSockets (default 100); when full the least recently active idle one is closed")
     node.add_argument("--rpc-max-request-size", type=_positive, default=15, metavar="MB", help="default 15")
@@ -727,6 +727,19 @@ def _text(text: str) -> str:
     return text
 
 
+def _cors(text: str) -> str | tuple[str, ...]:
+    """``--rpc-cors``: "all", or origins separated by commas, each printable ASCII with no space
+    (as an Origin header is, RFC 6454 section 7.1: one with a control character could never
+    match, and was taken without a word: an outside tester's AB5, round 16)."""
+    if text == "all":
+        return text
+    origins = tuple(o.strip() for o in text.split(",") if o.strip())
+    for origin in origins:
+        if not (origin.isascii() and origin.isprintable()) or " " in origin:
+            raise argparse.ArgumentTypeError(f"origin {origin[:40]!r} is not printable ASCII without spaces")
+    return origins
+
+
 #: Substrate's sc-cli refuses a node name of NODE_NAME_MAX_LENGTH (64) characters or more, and
 #: an empty one (``is_node_name_valid``): the name goes to peers, logs and system_name.
 NODE_NAME_MAX_LENGTH = 64
@@ -842,9 +855,7 @@ def run_node(args: argparse.Namespace) -> int:
             "an authoring node needs a lasting --base-path (its slashing-protection record, proof-of-learning "
             "secret and node key live there); pass --tmp to run one that forgets them at exit"
         )
-    cors: tuple[str, ...] | str | None = None
-    if args.rpc_cors:
-        cors = "all" if args.rpc_cors == "all" else tuple(o.strip() for o in args.rpc_cors.split(",") if o.strip())
+    cors: tuple[str, ...] | str | None = args.rpc_cors or None
     spec = _node_chain_spec(chain, args.block_time)
     # A flag's own error comes before any check of what the machine has (a taken port, a
     # locked database), which would otherwise hide it.
@@ -1622,16 +1633,17 @@ async def _receipt(client: RpcClient, extrinsic: bytes, wait: float | None) -> A
     from chain.crypto import blake2_256
 
     xt_hash = "0x" + (extrinsic if len(extrinsic) == 32 else blake2_256(extrinsic)).hex()
+    # What was looked for, not only "no receipt" (an outside tester's D6, round 15), with --wait too (AB2, round 16).
+    read = "" if len(extrinsic) == 32 else f" (the hash of the {len(extrinsic)} bytes given, not a 32-byte hash: read as a signed extrinsic)"
     deadline = time.monotonic() + (wait or 0.0)
     while True:
         receipt = await client.call("ml_getTrainingReceipt", [xt_hash])
         if receipt is not None:
             return receipt
-        if wait is None:  # what was looked for, not only "no receipt" (an outside tester's D6, round 15)
-            read = "" if len(extrinsic) == 32 else f" (the hash of the {len(extrinsic)} bytes given, not a 32-byte hash: read as a signed extrinsic)"
+        if wait is None:
             raise CliError(f"no receipt of extrinsic {xt_hash}{read}")
         if time.monotonic() >= deadline:
-            raise CliError(f"extrinsic {xt_hash} was not in a block within --wait {wait:g} s")
+            raise CliError(f"extrinsic {xt_hash}{read} was not in a block within --wait {wait:g} s")
         await asyncio.sleep(0.2)
 
 

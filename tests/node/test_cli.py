@@ -234,6 +234,11 @@ def test_tx_errors_are_one_line(node) -> None:
     )
     nothing = polchain("query", "receipt", "0x" + "ab" * 32, "--rpc", node.url)
     assert nothing.returncode == 1 and nothing.stderr == f"Error: no receipt of extrinsic 0x{'ab' * 32}\n"
+    waited = polchain("query", "receipt", "0x12", "--wait", "0.2", "--rpc", node.url)  # and with --wait (AB2, round 16)
+    assert waited.returncode == 1 and waited.stderr == (
+        f"Error: extrinsic {hashed} (the hash of the 1 bytes given, not a 32-byte hash: read as a signed extrinsic) "
+        "was not in a block within --wait 0.2 s\n"
+    )
 
 
 # --- bad input: one line, a specific message, a non-zero exit, never a traceback ----------------
@@ -323,6 +328,11 @@ def _bad_inputs(tmp: Path, down: str) -> tuple[list[tuple[tuple, str]], list[tup
         (("node", "--name", "n" * 5000, "--rpc-port", "70000"), "argument --name: a node name is 1..63 characters, got 5000"),
         (("node", "--name", "n" * 64, "--rpc-port", "70000"), "argument --name: a node name is 1..63 characters, got 64"),
         (("node", "--name", "", "--rpc-port", "70000"), "argument --name: a node name is 1..63 characters, got 0"),
+        # An origin no Origin header can be (one with a control character never matched, taken without a word: AB5, round 16)
+        (("node", "--rpc-cors", "http://a,\x01", "--rpc-port", "70000"),
+         "argument --rpc-cors: origin '\\x01' is not printable ASCII without spaces"),
+        (("node", "--rpc-cors", "http://a b", "--rpc-port", "70000"),
+         "argument --rpc-cors: origin 'http://a b' is not printable ASCII without spaces"),
         (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1", "--tip", "-1"), "argument --tip: -1 is out of range"),
         (("tx", "transfer", "--rpc", down, "--dest", "5Bad", "--value", "1"), "'5Bad' is not a 32-byte SS58 address"),
         (("tx", "transfer", "--rpc", down, "--dest", "//Bob", "--value", "1", "--nonce", "4294967296"), "argument --nonce"),
@@ -413,6 +423,13 @@ def test_more_bad_input_gets_one_line_and_no_traceback(tmp_path, capsys) -> None
     _, more = _bad_inputs(tmp_path, f"http://127.0.0.1:{free_port()}")
     failures = _failures_in_process(more, capsys)
     assert not failures, "\n".join(failures)
+
+
+def test_rpc_cors_is_all_or_origins() -> None:
+    parse = build_parser().parse_args
+    assert parse(["node", "--rpc-cors", "all"]).rpc_cors == "all"
+    assert parse(["node", "--rpc-cors", " http://a:*, https://b ,"]).rpc_cors == ("http://a:*", "https://b")
+    assert parse(["node"]).rpc_cors is None
 
 
 def test_a_node_name_of_63_characters_is_accepted() -> None:
