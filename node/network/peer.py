@@ -154,6 +154,13 @@ class Peer:
         self.waiting_bytes = 0
         self.handled = asyncio.Event()
 
+    @property
+    def group(self) -> object:
+        """What this peer shares its address's allowances with: the address group of an
+        inbound connection (an IPv4 address, an IPv6 /64: rpc.connections.compute_address_group),
+        the peer itself for one we dialed."""
+        return self.peer_id if self.host is None else self.host
+
     def request_wait(self, size: int) -> float:
         """Seconds until we may send this peer a request whose answer may be ``size`` bytes:
         until the request fits what the peer lets us ask (``requests_out``) and the answer

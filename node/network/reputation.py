@@ -37,6 +37,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 BAN_THRESHOLD = -1000.0
 HALF_LIFE = 60.0
@@ -220,6 +221,19 @@ class RateLimiter:
         if negative, take more than was banked: later takes wait for the debt too."""
         self.take(0.0)  # (banks what accrued since the last take)
         self._tokens = min(self.burst, self._tokens + delta)
+
+
+def take_allowance(table: OrderedDict[Any, RateLimiter], key: object, rate: float, burst: float, most: int) -> RateLimiter:
+    """``key``'s allowance in ``table``, made full on its first use; the table keeps the ``most``
+    keys used last (a key used again moves to the back), so peers from ever new addresses or
+    with ever new identities cannot grow it without bound: a newcomer past them gets a new one."""
+    bucket = table.pop(key, None)
+    if bucket is None:
+        bucket = RateLimiter(rate, burst)
+    table[key] = bucket  # (the most recent last)
+    while len(table) > most:
+        table.popitem(last=False)
+    return bucket
 
 
 class FairShare:

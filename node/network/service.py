@@ -129,6 +129,7 @@ from node.network.reputation import (
     Misbehaviour,
     RateLimiter,
     ReputationBook,
+    take_allowance,
 )
 from rpc.connections import (
     CLOSE_TRY_AGAIN_LATER,
@@ -147,7 +148,7 @@ WS_MAX_MSG_SIZE = MAX_NOISE_MESSAGE + 1
 ENVELOPE = 64  # bytes around a message's items: array headers, tag, id
 ITEM_OVERHEAD = 5  # a MessagePack bin header, at most
 LAG_STEP = 0.25  # seconds: a request's timeout is waited in steps this long (see _await_answer)
-MAX_SERVED_HOSTS = 1024  # addresses whose answer and handshake allowances are kept (_address_allowance)
+MAX_SERVED_HOSTS = 1024  # addresses whose answer and handshake allowances are kept (reputation.take_allowance)
 RESET_LOG_SECONDS = 10.0  # at most one line this often about connections reset on connecting (NetworkService._admit)
 
 
@@ -177,18 +178,6 @@ class PeerInfo:
         return "AUTHORITY" if self.roles & ROLE_AUTHORITY else "FULL"
 
 
-
-def _address_allowance(table: OrderedDict[str, RateLimiter], host: str, rate: float, burst: float) -> RateLimiter:
-    """``host``'s allowance in ``table``, made full on its first use; the table keeps the
-    MAX_SERVED_HOSTS addresses used last (an address used again moves to the back), so peers from
-    ever new addresses cannot grow it without bound: a newcomer past them gets a new one."""
-    bucket = table.pop(host, None)
-    if bucket is None:
-        bucket = RateLimiter(rate, burst)
-    table[host] = bucket  # (the most recent last)
-    while len(table) > MAX_SERVED_HOSTS:
-        table.popitem(last=False)
-    return bucket
 
 @dataclass(frozen=True, slots=True)
 class NetworkConfig:
@@ -385,6 +374,12 @@ class NetworkService:
     def peer(self, peer_id: PeerId) -> PeerInfo | None:
         p = self._peers.get(peer_id)
         return None if p is None else PeerInfo(p.peer_id, p.status.roles, p.best_number, p.best_hash, p.outbound, p.address)
+
+    def peer_group(self, peer_id: PeerId) -> object | None:
+        """What a connected peer shares its address's allowances with (Peer.group); None if it
+        is not connected."""
+        p = self._peers.get(peer_id)
+        return None if p is None else p.group
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -730,12 +725,14 @@ class NetworkService:
 
     def _handshake_allowance(self, host: str) -> RateLimiter:
         """The inbound handshakes ``host`` may start (NetworkConfig.handshakes_per_ip)."""
-        return _address_allowance(self._handshake_hosts, host, self.config.handshakes_per_ip, self.config.handshake_burst_per_ip)
+        return take_allowance(
+            self._handshake_hosts, host, self.config.handshakes_per_ip, self.config.handshake_burst_per_ip, MAX_SERVED_HOSTS
+        )
 
     def _served_host(self, host: str) -> RateLimiter:
         """The answer bytes the inbound peers of ``host`` share (served_bytes_per_host)."""
         rate = self.config.served_bytes_per_host
-        return _address_allowance(self._served_hosts, host, rate, rate)
+        return take_allowance(self._served_hosts, host, rate, rate, MAX_SERVED_HOSTS)
 
     async def _run_peer(self, peer: Peer) -> None:
         queue: asyncio.Queue[tuple[Message, int]] = asyncio.Queue(self.config.inbound_queue)
@@ -1276,7 +1273,7 @@ async def _reserve(peer: Peer, most: int) -> list[Callable[[int], None]] | None:
     share = peer.node_served
     if share is not None:
         amount = min(float(most), share.bucket.burst)
-        group = peer.peer_id if peer.host is None else peer.host
+        group = peer.group
         try:
             await share.take(group, amount)
         except BaseException:

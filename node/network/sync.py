@@ -73,7 +73,7 @@ Proof-of-learning (issue 9)
   reorganisation if we had built on it) and is gossiped on once; one that does not decode or
   shows no fault costs the sender BAD_FRAUD_PROOF, with the reason logged; one that cannot
   be judged yet (its block's parent is not here) is not marked seen, so a later copy is read,
-  and costs nothing within a budget per peer (:data:`UNJUDGED_PROOF_BURST`), BAD_FRAUD_PROOF beyond;
+  and costs nothing within a budget per address (:data:`UNJUDGED_PROOF_BURST`), BAD_FRAUD_PROOF beyond;
 - transcript requests are served from the node's store (node.network.transcripts).
 
 Transactions from peers go through the same pool path as RPC submissions; those the pool
@@ -141,8 +141,14 @@ from node.network.messages import (
     compute_answered_extrinsics_root,
 )
 from node.network.peer import BoundedSet
-from node.network.reputation import Misbehaviour, RateLimiter
-from node.network.service import ChainStatus, NetworkHandlers, NetworkService, PeerInfo
+from node.network.reputation import Misbehaviour, RateLimiter, take_allowance
+from node.network.service import (
+    MAX_SERVED_HOSTS,
+    ChainStatus,
+    NetworkHandlers,
+    NetworkService,
+    PeerInfo,
+)
 from node.network.transcripts import KeptOpenings, NetworkSource, TranscriptServer, TranscriptStats
 
 log = logging.getLogger("polchain.sync")
@@ -188,13 +194,15 @@ MAJOR_SYNC_BLOCKS = 5
 #: Fraud-proof refusals that can be our own lag, not the sender's fault: the job's parent
 #: state or model version is not here yet.
 UNJUDGED_FRAUD_REASONS = frozenset({"unknown_job"})
-#: Fraud proofs of those reasons a peer may send, a second and in a burst, before each more
-#: is charged BAD_FRAUD_PROOF. An honest relay gossips a proof only once it judged it true,
-#: once to each peer, so what a node that is behind can get from it is bounded by the forged
-#: trainings in the blocks it lags (a block holds at most MAX_TRAIN_CALLS): twice a block's
-#: worth at once, and one a second. Uncharged, one identity sent 1,500 proofs of 2.3 MB about a
-#: block #1,000,000 in 60 s, a third of a core to receive and read their headers (an outside
-#: tester's T3, round 15).
+#: Fraud proofs of those reasons the peers of one address may send, a second and in a burst,
+#: before each more is charged BAD_FRAUD_PROOF. An honest relay gossips a proof only once it
+#: judged it true, once to each peer, so what a node that is behind can get from it is bounded
+#: by the forged trainings in the blocks it lags (a block holds at most MAX_TRAIN_CALLS): twice a
+#: block's worth at once, and one a second. Uncharged, one identity sent 1,500 proofs of 2.3 MB
+#: about a block #1,000,000 in 60 s, a third of a core to receive and read their headers (an
+#: outside tester's T3, round 15); with a budget per identity, a fresh identity after each ban
+#: went on at 40% (its retest's AC1): the budget is its address's (NetworkService.peer_group),
+#: and outlives its peers.
 UNJUDGED_PROOFS_PER_SECOND = 1.0
 UNJUDGED_PROOF_BURST = 2.0 * MAX_TRAIN_CALLS
 #: Blocks whose unavailable openings were logged (each once, however often retried).
@@ -237,7 +245,8 @@ class NodeLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_outbox: list[bytes] = []
         self._sync_budget: dict[PeerId, RateLimiter] = {}  # per connected peer
-        self._unjudged_budget: dict[PeerId, RateLimiter] = {}  # per connected peer (UNJUDGED_PROOFS_PER_SECOND)
+        # Per sender's group (NetworkService.peer_group), kept after it leaves, the MAX_SERVED_HOSTS used last
+        self._unjudged_budget: OrderedDict[object, RateLimiter] = OrderedDict()
         self._validators: tuple[bytes, tuple[bytes, ...]] = (b"", ())  # (finalized hash, its validator set)
         self._kept_openings = KeptOpenings()  # verified openings of fetches that fell short, for the next attempt
         self._branch_bytes = 0  # bytes the branch walks under way hold (MAX_BRANCH_BYTES)
@@ -383,9 +392,12 @@ class NodeLink:
                 # judge from every honest relay, up to one a forged TRAIN of a block (64), and a
                 # charge of 50 each had it ban them (the second retest of round 15, Q3).
                 self.network.forget_fraud_proof(payload)  # a copy that comes once we can judge it is read
-                if self.network.peer(peer) is None:
-                    return None  # gone meanwhile: a budget made now would never be removed
-                budget = self._unjudged_budget.setdefault(peer, RateLimiter(UNJUDGED_PROOFS_PER_SECOND, UNJUDGED_PROOF_BURST))
+                group = self.network.peer_group(peer)
+                if group is None:
+                    return None  # gone meanwhile (banned, perhaps): nothing to charge
+                budget = take_allowance(
+                    self._unjudged_budget, group, UNJUDGED_PROOFS_PER_SECOND, UNJUDGED_PROOF_BURST, MAX_SERVED_HOSTS
+                )
                 if budget.take():
                     log.info("fraud proof from %s not checked here: %s: %s", peer, exc.reason, exc)
                 else:
@@ -563,7 +575,6 @@ class NodeLink:
 
     async def _on_peer_disconnected(self, peer: PeerId) -> None:
         self._sync_budget.pop(peer, None)
-        self._unjudged_budget.pop(peer, None)
 
     async def _on_peer_connected(self, info: PeerInfo) -> None:
         if info.best_number > self.node.chain.best_number:

@@ -374,56 +374,62 @@ async def test_a_fraud_proof_that_came_before_its_parent_is_checked_when_it_come
             await honest.service.stop()
 
 
-async def test_fraud_proofs_the_node_cannot_judge_are_free_only_within_a_budget(tmp_path, caplog, monkeypatch) -> None:
-    """Proofs the node cannot judge (their block's parent is not here) cost their sender nothing
-    up to a budget per peer, then BAD_FRAUD_PROOF each: uncharged, one identity sent 1,500
-    different proofs of 2.3 MB about a block #1,000,000 in 60 s (an outside tester's T3, round
-    15). The budget holds what an honest relay can send a node that lags: a proof for each
-    forged TRAIN of two blocks at once. Here a budget of 3 (and almost no refill), a peer's 4th
-    proof charged, its 5th banned; another peer's budget is its own, and goes when it does; state
-    unchanged."""
+async def test_fraud_proofs_the_node_cannot_judge_are_free_only_within_an_addresss_budget(tmp_path, caplog, monkeypatch) -> None:
+    """Proofs the node cannot judge (their block's parent is not here) cost their senders
+    nothing up to a budget per address, then BAD_FRAUD_PROOF each: uncharged, one identity sent
+    1,500 different proofs of 2.3 MB about a block #1,000,000 in 60 s (an outside tester's T3,
+    round 15), and with a budget per identity a fresh one after each ban went on (its retest's
+    AC1). The budget holds what an honest relay can send a node that lags: a proof for each
+    forged TRAIN of two blocks at once. Here a budget of 3 (and almost no refill): a peer's 4th
+    proof charged, its 5th banned; a fresh identity from the same address charged at its first;
+    a peer the node dialed (an address of its own) free within its own; state unchanged."""
     assert sync_module.UNJUDGED_PROOF_BURST >= 2 * MAX_TRAIN_CALLS
     monkeypatch.setattr(sync_module, "UNJUDGED_PROOF_BURST", 3.0)
     monkeypatch.setattr(sync_module, "UNJUDGED_PROOFS_PER_SECOND", 1e-6)
     caplog.set_level(logging.INFO)
     async with dev_node() as node:
-        assert node.network is not None
+        assert node.network is not None and node.link is not None
         now = int(time.time() * 1000) // node.slot_ms
         genesis = node.chain.get_block(node.chain.genesis_hash)
         root = node.chain.best_header.state_root
         _, _, proof = forged_block_on_a_parent(tmp_path / "forger", now - 3)
         real = decode_fraud_proof(proof)
-        proofs = [encode_versioned(msgspec.structs.replace(real, extrinsic_index=i)) for i in range(6)]
-        flooder, other = await peer_with(node, [genesis]), await peer_with(node, [genesis])
+        proofs = [encode_versioned(msgspec.structs.replace(real, extrinsic_index=i)) for i in range(7)]
+        flooder, fresh, dialed = [await peer_with(node, [genesis]) for _ in range(3)]
+        reputation = node.network.reputation
         try:
-            for p in (flooder, other):
-                await p.service.dial(node.network.listen_addresses[0])
+            await flooder.service.dial(node.network.listen_addresses[0])
+            await node.network.dial(dialed.service.listen_addresses[0])  # outbound: its own group
             await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
             for sent in proofs[:3]:
                 flooder.service.broadcast_fraud_proof(sent)
             await wait_for(lambda: caplog.text.count(f"fraud proof from {flooder.id} not checked here: unknown_job") == 3)
-            assert node.network.reputation.score(flooder.id) == 0
+            assert reputation.score(flooder.id) == 0
             flooder.service.broadcast_fraud_proof(proofs[3])
-            await wait_for(lambda: node.network.reputation.score(flooder.id) < 0)  # type: ignore[union-attr]
+            await wait_for(lambda: reputation.score(flooder.id) < 0)
             assert (
                 f"peer {flooder.id}: {Misbehaviour.BAD_FRAUD_PROOF.reason} (unknown_job: more than 3 proofs we cannot "
                 "judge, faster than 1e-06 a second: block #2's parent is not stored here)" in caplog.text
             )
             flooder.service.broadcast_fraud_proof(proofs[4])
-            await wait_for(lambda: node.network.reputation.banned_for(flooder.id) > 0)  # type: ignore[union-attr]
+            await wait_for(lambda: reputation.banned_for(flooder.id) > 0)
             assert "parent is not stored here); banned" in caplog.text
-            for sent in proofs[3:6]:  # three more, its own budget's worth: the same proofs, another sender
-                other.service.broadcast_fraud_proof(sent)
-            await wait_for(lambda: caplog.text.count(f"fraud proof from {other.id} not checked here: unknown_job") == 3)
-            assert node.network.reputation.score(other.id) == 0  # type: ignore[union-attr]
-            # The banned peer's budget went with it; one handled after it left makes none.
-            assert node.link is not None and node.network.peer(flooder.id) is None
-            assert await node.link._on_fraud_proof(flooder.id, proofs[5]) is None
-            assert node.table_sizes()["unjudged_proof_budgets"] == 1
+            await fresh.service.dial(node.network.listen_addresses[0])  # the same address, another identity
+            await wait_for(lambda: node.network.peer(fresh.id) is not None)  # type: ignore[union-attr]
+            fresh.service.broadcast_fraud_proof(proofs[5])
+            await wait_for(lambda: reputation.score(fresh.id) < 0)
+            for sent in proofs[4:7]:  # three more, its own group's worth: the same proofs, another sender
+                dialed.service.broadcast_fraud_proof(sent)
+            await wait_for(lambda: caplog.text.count(f"fraud proof from {dialed.id} not checked here: unknown_job") == 3)
+            assert reputation.score(dialed.id) == 0
+            # The address's budget outlives its peers; one handled after its peer left makes none.
+            assert node.network.peer(flooder.id) is None
+            assert await node.link._on_fraud_proof(flooder.id, proofs[6]) is None
+            assert node.table_sizes()["unjudged_proof_budgets"] == 2
             assert node.chain.best_number == 0 and node.chain.best_header.state_root == root
         finally:
-            await flooder.service.stop()
-            await other.service.stop()
+            for p in (flooder, fresh, dialed):
+                await p.service.stop()
 
 
 async def test_a_fraud_proof_the_node_cannot_judge_is_not_decoded_past_its_header(tmp_path) -> None:
