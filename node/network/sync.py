@@ -706,15 +706,15 @@ class NodeLink:
                     # header commits to: a stuffed body on a real header was decoded (Z2). One
                     # that is not is charged now, never an honest peer's whatever the parent,
                     # not hashed a second time as it joins (the retest's AA1).
-                    limit = chain.compute_length_limit(parent)
-                    problem = await asyncio.to_thread(_ahead_problem, blocks[i + 1], limit)
-                    if problem is None:
-                        ahead = self.network.read_answered_block(peer, blocks[i + 1])
+                    following = blocks[i + 1]
+                    if following.block.encoded_size() + 1 <= chain.compute_length_limit(parent):  # (as verify_length counts)
+                        problem = await asyncio.to_thread(_body_problem, following)
+                        if problem is not None:
+                            self.network.report_peer(peer, Misbehaviour.BAD_BLOCK, f"block #{following.block.header.number} {problem}")
+                            chain.start_signatures_ahead(None)
+                            return
+                        ahead = self.network.read_answered_block(peer, following)
                         await asyncio.to_thread(chain.start_signatures_ahead, ahead.block)
-                    elif problem:
-                        self.network.report_peer(peer, Misbehaviour.BAD_BLOCK, f"block #{unread.block.header.number + 1} {problem}")
-                        chain.start_signatures_ahead(None)
-                        return
                 imported = await self._import(peer, data, final_proofs[i])
                 if not imported:
                     chain.start_signatures_ahead(None)
@@ -928,13 +928,6 @@ class NodeLink:
         finally:
             self._branch_bytes -= held
         return True
-
-
-def _ahead_problem(data: UnreadBlockData, limit: int) -> str | None:
-    """Whether ``data`` is to be read ahead of its parent's import: None if it is no longer
-    than ``limit`` (as Blockchain.verify_length counts) and has the body its header commits to;
-    "" (not now) if it is longer; else what is wrong with its body (:func:`_body_problem`)."""
-    return "" if data.block.encoded_size() + 1 > limit else _body_problem(data)
 
 
 def _body_problem(data: UnreadBlockData) -> str | None:
