@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
+import itertools
 import json
 import os
 import random
@@ -58,6 +59,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import deque
@@ -327,17 +329,50 @@ def compute_ephemeral_start() -> int:
         return 32768
 
 
-# Ports this process has handed out. Each pick is only checked free at the time, and a test
-# that asks for two ports before starting the node that binds them got the same port twice
-# (1 in about 22,000 a pair; a CI run failed on it): a port handed out is not handed out again.
-_HANDED_OUT: set[int] = set()
+# Ports handed out, by this process or by any other still alive on this machine. Each pick is
+# only checked free at the time: a test that asked for two ports before starting the node that
+# binds them got the same port twice (1 in about 22,000 a pair; a CI run failed on it), and a
+# devnet's ports, free between its stop and its resume, were taken by a test in another pytest
+# worker and its resumed node could not bind its Prometheus port (a CI run, 2026-12-01). So
+# each port handed out holds an exclusive flock(2) on a file named after it under
+# PORT_LOCK_DIR until this process exits (the kernel drops the lock with it: nothing to clean
+# up after a crash), and a port whose file another process holds is not handed out.
+PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "polchain-ports"
+_HANDED_OUT: dict[int, int | None] = {}  # port -> descriptor of its held lock file (None: none could be made)
+
+
+def _hand_out(port: int) -> bool:
+    """Whether ``port`` was not handed out before, here or in a live process; it is now."""
+    if port in _HANDED_OUT:
+        return False
+    try:
+        PORT_LOCK_DIR.mkdir(mode=0o1777, exist_ok=True)
+        fd = os.open(PORT_LOCK_DIR / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:  # a folder we cannot write (another user's): this process's own record only
+        _HANDED_OUT[port] = None
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _HANDED_OUT[port] = fd
+    return True
+
+
+def release_ports(ports: range) -> None:
+    """Hand ``ports`` back (their locks released): for tests of the picking itself."""
+    for port in ports:
+        fd = _HANDED_OUT.pop(port, None)
+        if fd is not None:
+            os.close(fd)
 
 
 def find_free_port_range(count: int, low: int = 10000, high: int | None = None) -> int:
     """The first of ``count`` consecutive ports free on 127.0.0.1, below ``high`` (by default
     the kernel's ephemeral range, :func:`compute_ephemeral_start`), tried at random starts so
     that devnets started side by side (tests, benchmarks) rarely pick the same range, and never
-    overlapping a range this process was given before."""
+    overlapping a range this process or another live one was given (:data:`PORT_LOCK_DIR`)."""
     if high is None:
         high = compute_ephemeral_start()
         if high - low < 4 * count:  # an unusual ephemeral range: take the usual span instead
@@ -345,7 +380,7 @@ def find_free_port_range(count: int, low: int = 10000, high: int | None = None) 
     starts = range(low, high - count)
     for first in random.Random().sample(starts, min(200, len(starts))):
         ports = range(first, first + count)
-        if _HANDED_OUT.intersection(ports):
+        if any(port in _HANDED_OUT for port in ports):
             continue
         try:
             for port in ports:
@@ -353,8 +388,10 @@ def find_free_port_range(count: int, low: int = 10000, high: int | None = None) 
                     s.bind(("127.0.0.1", port))
         except OSError:
             continue
-        _HANDED_OUT.update(ports)
-        return first
+        taken = list(itertools.takewhile(_hand_out, ports))
+        if len(taken) == count:
+            return first
+        release_ports(range(first, first + len(taken)))
     raise DevnetError(f"no {count} consecutive free ports in {low}..{high}")
 
 

@@ -344,11 +344,37 @@ def test_a_port_handed_out_is_not_handed_out_again() -> None:
     p2p and a Prometheus port got 11463 twice and its node failed to listen (a CI run). In a
     span of 40 ports, 40 single picks and then a pair are all different; the 41st cannot be had."""
     low = devnet.find_free_port_range(40)  # 40 ports free now, and handed out to this test
-    devnet._HANDED_OUT.difference_update(range(low, low + 40))
+    devnet.release_ports(range(low, low + 40))
     picks = [devnet.find_free_port_range(1, low, low + 41) for _ in range(40)]
     assert sorted(picks) == list(range(low, low + 40))
     with pytest.raises(devnet.DevnetError, match="no 1 consecutive free ports"):
         devnet.find_free_port_range(1, low, low + 41)
+
+
+def test_a_port_another_live_process_was_handed_is_not_handed_out_here() -> None:
+    """A devnet's ports are free between its stop and its resume, and a test in another pytest
+    worker took one of them meanwhile: the resumed node could not bind it (a CI run,
+    2026-12-01). Ports handed out in another process that is still alive are skipped, though
+    nothing binds them; once it exits they can be had again."""
+    low = devnet.find_free_port_range(6)  # six ports free now, handed out here and given back
+    devnet.release_ports(range(low, low + 6))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from node import devnet; "
+         f"print(devnet.find_free_port_range(3, {low}, {low + 4}), flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=devnet.compute_child_env(),
+    )
+    try:
+        assert holder.stdout is not None
+        assert int(holder.stdout.readline()) == low  # the only three consecutive ports below low + 4
+        picks = [devnet.find_free_port_range(1, low, low + 7) for _ in range(3)]  # (starts below high - count)
+        assert sorted(picks) == [low + 3, low + 4, low + 5]
+        with pytest.raises(devnet.DevnetError, match="no 1 consecutive free ports"):
+            devnet.find_free_port_range(1, low, low + 7)
+    finally:
+        holder.communicate("", timeout=30)
+    assert holder.returncode == 0
+    assert devnet.find_free_port_range(3, low, low + 4) == low  # released with its holder
+    devnet.release_ports(range(low, low + 6))
 
 
 def test_a_child_node_runs_this_polchain_whatever_its_working_folder_holds(tmp_path) -> None:
