@@ -196,7 +196,7 @@ def read_fraud_proof_head(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> 
     if len(data) < 2 or data[0] != CODEC_VERSION or data[1] != 0x90 + _FIELDS:  # a version byte, a fixarray
         raise InvalidFraudProof("malformed", f"not a fraud proof: a proof opens with version {CODEC_VERSION} and an array of {_FIELDS}")
     try:
-        head = _head_decoder.decode(data[1:])
+        head = _head_decoder.decode(memoryview(data)[1:])  # (no copy of the rest)
     except msgspec.MsgspecError as exc:
         raise InvalidFraudProof("malformed", f"FraudProof: {exc}") from None
     if not data.startswith(encode(head.header), 2):

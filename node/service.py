@@ -100,6 +100,7 @@ from chain.errors import (
 from chain.extrinsic import Extrinsic, decode_extrinsic, sign_extrinsic
 from chain.fraud import (
     FraudProof,
+    FraudProofHead,
     compute_max_fraud_proof_size,
     decode_fraud_proof,
     read_fraud_proof_head,
@@ -1421,23 +1422,31 @@ class NodeService:
             return
         log.info("Submitted pol.report_fraud for block 0x%s… (nonce %d)", block_hash.hex()[:12], nonce)
 
+    def read_fraud_proof_job(self, payload: bytes) -> FraudProofHead:
+        """The head of the fraud proof ``payload`` if the node can judge it: InvalidFraudProof
+        "oversize" or "malformed" if its head is, and "unknown_job" if its block's parent state
+        is not here. Judged on that state, never on our best one: on another fork a model
+        version or data set id may hold other data, and an honest block would look faulty (a
+        framing). A proof whose job is unknown here costs its sender nothing within a budget
+        (we may be behind: node.network.sync), and is told from its head alone, before the
+        rest is decoded (a tester's Q2, round 15) or the whole is hashed (the network asks this
+        first: retest34's AD1)."""
+        head = read_fraud_proof_head(payload, compute_max_fraud_proof_size(self.chain.config.max_model_params))
+        header = head.header
+        if not self.chain.has_block(header.parent_hash):
+            raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent is not stored here")
+        if not self.chain.has_state(header.parent_hash):
+            raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent state is pruned here")
+        return head
+
     async def import_fraud_proof(self, payload: bytes) -> bool:
         """A fraud proof from a peer: decoded, checked against the faulty block's parent state,
         and if it shows a fault, its block (and descendants) invalidated here. True if it was new and valid
         (to gossip on); False if already known here; InvalidFraudProof (with its reason) if it
         does not decode or shows no fault."""
         max_size = compute_max_fraud_proof_size(self.chain.config.max_model_params)
-        # Judged on the faulty block's parent state, never on our best state: on another fork
-        # a model version or data set id may hold other data, and an honest block would look
-        # faulty (a framing). A proof about a block whose parent we do not hold cannot be
-        # judged here: "unknown_job", which costs the sender nothing (we may be behind), and
-        # is told from its header alone, before the rest is decoded (a tester's Q2, round 15).
-        head = read_fraud_proof_head(payload, max_size)
+        head = self.read_fraud_proof_job(payload)
         header = head.header
-        if not self.chain.has_block(header.parent_hash):
-            raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent is not stored here")
-        if not self.chain.has_state(header.parent_hash):
-            raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent state is pruned here")
         # A real block's seal and a real extrinsic of it, from the head, before the rest is
         # decoded (verify_fraud_proof checks them again on the decoded proof): false proofs
         # about real blocks had every one decoded first (a tester's T2, round 15).

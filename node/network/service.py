@@ -33,14 +33,16 @@ The node plugs in with callbacks (all optional, all async):
 - ``serve_transcript_request(peer, request) -> Sequence[Opening]``: the openings the node has
   of those asked for (proof-of-learning checkpoints, node.network.transcripts), already cut at
   the response budget;
-- ``on_fraud_proof(peer, payload) -> bool | None``: as ``on_vote`` (a proof is gossiped once:
-  the seen-set is global).
+- ``admit_fraud_proof(peer, payload) -> bool`` (not awaited): whether to go on with a
+  gossiped fraud proof, asked before it is hashed (False: dropped, the handler charged the
+  sender if it should), and ``on_fraud_proof(peer, payload) -> bool | None``: as ``on_vote``
+  (a proof is gossiped once: the seen-set is global).
 
 Requests a peer makes of us (block ranges and transcript openings alike) take tokens from
 one per-peer bucket (``requests_per_second``, ``request_burst``); a peer that asks faster is
 flooding and is banned. Gossiped fraud proofs take from the same bucket before anything is
-decoded (each costs a segment's re-run to check), but the excess is dropped, not charged: an
-honest relay forwards every proof it sees.
+hashed or decoded (each costs a segment's re-run to check), but the excess is dropped, not
+charged: an honest relay forwards every proof it sees.
 - ``on_peer_connected(peer_info)`` / ``on_peer_disconnected(peer_id)``.
 """
 
@@ -277,6 +279,7 @@ class NetworkHandlers:
     on_peer_connected: Handler | None = None
     on_peer_disconnected: Handler | None = None
     serve_transcript_request: Handler | None = None
+    admit_fraud_proof: Callable[[PeerId, bytes], bool] | None = None
     on_fraud_proof: Handler | None = None
 
 
@@ -999,19 +1002,24 @@ class NetworkService:
             self._spawn(self._drop(peer, "send queue full: the peer does not read its responses"), "p2p-slow")
 
     async def _on_fraud_proof(self, peer: Peer, msg: FraudProofGossip) -> None:
+        h = self.handlers
+        if h.on_fraud_proof is None:
+            return
+        if not peer.requests.take():
+            log.info("dropped a fraud proof from %s: over its request rate (%g/s)", peer.peer_id, peer.requests.rate)
+            return  # not marked seen: the same proof from another peer is still checked
+        if h.admit_fraud_proof is not None and not h.admit_fraud_proof(peer.peer_id, msg.proof):
+            return  # refused from its head, before the hash (never marked seen)
         digest = blake2_256(b"\2" + msg.proof)
         if not peer.known_votes.add(digest):
             # The same proof from the same peer again: one not judged here is forgotten so that
             # another peer's copy is read once we can judge it, and a peer repeated one about a
             # block we lack 20 times a second, each decoded (an outside tester's N4, round 15).
             return
-        if self.handlers.on_fraud_proof is None or digest in self._seen_votes:
+        if digest in self._seen_votes:
             return
-        if not peer.requests.take():
-            log.info("dropped a fraud proof from %s: over its request rate (%g/s)", peer.peer_id, peer.requests.rate)
-            return  # not marked seen: the same proof from another peer is still checked
         self._seen_votes.add(digest)
-        verdict = await self.handlers.on_fraud_proof(peer.peer_id, msg.proof)
+        verdict = await h.on_fraud_proof(peer.peer_id, msg.proof)
         if verdict:
             self._gossip(msg, digest, lambda p: p.known_votes)
         elif verdict is False:

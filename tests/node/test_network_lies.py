@@ -24,7 +24,7 @@ from chain.block import MAX_TRAIN_CALLS, Block, Body
 from chain.blockchain import Blockchain
 from chain.codec import encode, encode_versioned
 from chain.config import SPEC_VERSION
-from chain.crypto import Keypair, dev_keypair
+from chain.crypto import Keypair, blake2_256, dev_keypair
 from chain.errors import InvalidFraudProof
 from chain.extrinsic import sign_extrinsic
 from chain.fraud import (
@@ -405,6 +405,10 @@ async def test_fraud_proofs_the_node_cannot_judge_are_free_only_within_an_addres
                 flooder.service.broadcast_fraud_proof(sent)
             await wait_for(lambda: caplog.text.count(f"fraud proof from {flooder.id} not checked here: unknown_job") == 3)
             assert reputation.score(flooder.id) == 0
+            # Told from their heads, before they were hashed (retest34's AD1: 2.6 ms a proof of
+            # 2.3 MB): never marked known from the sender, as a proof read past its head is.
+            known = node.network._peers[flooder.id].known_votes
+            assert not any(blake2_256(b"\2" + sent) in known for sent in proofs[:3])
             flooder.service.broadcast_fraud_proof(proofs[3])
             await wait_for(lambda: reputation.score(flooder.id) < 0)
             assert (
@@ -422,6 +426,14 @@ async def test_fraud_proofs_the_node_cannot_judge_are_free_only_within_an_addres
                 dialed.service.broadcast_fraud_proof(sent)
             await wait_for(lambda: caplog.text.count(f"fraud proof from {dialed.id} not checked here: unknown_job") == 3)
             assert reputation.score(dialed.id) == 0
+            # A proof about a block on a parent the node holds is read on: hashed (known from
+            # its sender), then refused by its seal (the header was changed under it).
+            on_genesis = encode_versioned(msgspec.structs.replace(
+                real, header=msgspec.structs.replace(real.header, parent_hash=node.chain.genesis_hash)))
+            dialed.service.broadcast_fraud_proof(on_genesis)
+            await wait_for(lambda: reputation.score(dialed.id) < 0)
+            assert f"peer {dialed.id}: {Misbehaviour.BAD_FRAUD_PROOF.reason} (bad_seal: block #2" in caplog.text
+            assert blake2_256(b"\2" + on_genesis) in node.network._peers[dialed.id].known_votes
             # The address's budget outlives its peers; one handled after its peer left makes none.
             assert node.network.peer(flooder.id) is None
             assert await node.link._on_fraud_proof(flooder.id, proofs[6]) is None
