@@ -1075,12 +1075,6 @@ class NetworkService:
         msg = Justification(payload)
         return self._gossip(msg, blake2_256(b"\1" + payload), lambda p: p.known_votes)
 
-    def forget_fraud_proof(self, proof: bytes) -> None:
-        """Unmark ``proof`` as seen: it could not be judged here (its block's parent is not
-        stored yet). Marked, every later copy was dropped unread, so a peer that sent it first
-        to a node catching up kept the node from ever learning the block is invalid."""
-        self._seen_votes.discard(blake2_256(b"\2" + proof))
-
     def broadcast_fraud_proof(self, proof: bytes) -> int:
         """Gossip an encoded fraud proof to every peer that has not seen it; the number sent to."""
         digest = blake2_256(b"\2" + proof)

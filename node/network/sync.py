@@ -404,10 +404,8 @@ class NodeLink:
         try:
             return await self.node.import_fraud_proof(payload) or None
         except InvalidFraudProof as exc:
-            if exc.reason in UNJUDGED_FRAUD_REASONS:
-                # (Its parent state pruned since it was admitted.) A copy that comes once we
-                # can judge it is read.
-                self.network.forget_fraud_proof(payload)
+            # "unknown_job" here: its parent state was pruned since it was admitted, for good (a
+            # copy that comes later could not be judged either, so it stays marked seen).
             self._refuse_fraud_proof(peer, exc)
             return None
 

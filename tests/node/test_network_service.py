@@ -915,27 +915,33 @@ async def test_a_timed_out_request_excuses_one_late_answer_and_the_rest_are_unso
 
 
 async def test_a_fraud_proof_a_peer_sent_already_is_not_read_again() -> None:
-    """A proof not judged here (its block's parent is not stored) is forgotten, so that another
-    peer's copy is read once the node can judge it; the same peer's copy again is dropped
-    unread. A peer repeated one 3 MiB proof about a block nobody had 20 times a second, each
-    decoded, uncharged (an outside tester's N4, round 15)."""
+    """A proof is read once: the same peer's copy again, and another peer's copy of a proof
+    read already, are dropped unread. A peer repeated one 3 MiB proof 20 times a second, each
+    decoded, uncharged (an outside tester's N4, round 15). (One the node cannot judge is
+    refused from its head before this, by ``admit_fraud_proof``: node.network.sync.)"""
     async with nodes({}) as (a,):
         handled: list[PeerId] = []
+        admitted: list[PeerId] = []
 
-        async def not_judged(peer: PeerId, proof: bytes) -> None:
+        async def judged(peer: PeerId, proof: bytes) -> None:
             handled.append(peer)
-            a.service.forget_fraud_proof(proof)  # what the node does for "unknown_job"
 
-        a.service.handlers.on_fraud_proof = not_judged
+        def admit(peer: PeerId, proof: bytes) -> bool:
+            admitted.append(peer)
+            return True
+
+        a.service.handlers.on_fraud_proof = judged
+        a.service.handlers.admit_fraud_proof = admit
         first, second = RawPeer(), RawPeer()
         for raw in (first, second):
             await raw.connect(a.addr)
         await wait_for(lambda: len(a.service.peers()) == 2)
         for raw in (first, first, first, second):
-            await raw.send(FraudProofGossip(b"a proof about a block nobody has"))
-        await wait_for(lambda: len(handled) >= 2)
+            await raw.send(FraudProofGossip(b"a proof"))
+        await wait_for(lambda: len(admitted) == 4)
         await asyncio.sleep(0.2)
-        assert handled == [first.key.peer_id, second.key.peer_id]
+        assert handled == [first.key.peer_id]
+        assert a.service.reputation.score(first.key.peer_id) == 0 and a.service.reputation.score(second.key.peer_id) == 0
         for raw in (first, second):
             await raw.close()
 
