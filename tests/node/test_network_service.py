@@ -1162,6 +1162,42 @@ async def test_gossiped_transactions_are_rate_limited_per_peer_in_count_and_byte
         await raw.close()
 
 
+async def test_gossiped_fraud_proofs_take_from_the_request_allowance_before_anything_else(caplog) -> None:
+    """A fraud proof costs a head read, a hash and perhaps a segment's re-run: each takes a
+    token of its sender's request allowance first, and one over it is dropped before the node
+    is asked of it, not marked seen (another peer's copy is read) and not charged (an honest
+    relay forwards every proof it sees)."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({"requests_per_second": 1e-6, "request_burst": 2.0}, {}) as (a, b):
+        asked: list[tuple[PeerId, bytes]] = []
+        handled: list[tuple[PeerId, bytes]] = []
+
+        def admit(peer: PeerId, proof: bytes) -> bool:
+            asked.append((peer, proof))
+            return True
+
+        async def judged(peer: PeerId, proof: bytes) -> None:
+            handled.append((peer, proof))
+
+        a.service.handlers.admit_fraud_proof = admit
+        a.service.handlers.on_fraud_proof = judged
+        raw = RawPeer()
+        await raw.connect(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 1)
+        proofs = [b"proof %d" % i for i in range(4)]
+        for proof in proofs:
+            await raw.send(FraudProofGossip(proof))
+        await wait_for(lambda: caplog.text.count(f"dropped a fraud proof from {raw.key.peer_id}: over its request rate") == 2)
+        assert asked == handled == [(raw.key.peer_id, proofs[0]), (raw.key.peer_id, proofs[1])]
+        assert a.service.reputation.score(raw.key.peer_id) == 0
+        await b.service.dial(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        b.service.broadcast_fraud_proof(proofs[3])
+        await wait_for(lambda: len(handled) == 3)
+        assert handled[2] == (b.id, proofs[3])
+        await raw.close()
+
+
 async def test_one_address_holding_the_inbound_slots_gives_way_to_another_address() -> None:
     """One address with many identities took every inbound slot and kept everyone else out
     (an outside tester's finding, round 7). With every slot taken, a newcomer from another
