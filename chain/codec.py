@@ -152,5 +152,71 @@ def decode_versioned(data: bytes, typ: type[T]) -> T:
     return decode(bytes(data[1:]), typ)
 
 
+# The size of each MessagePack format from 0xc4 on (the spec's format table:
+# github.com/msgpack/msgpack/blob/master/spec.md): (bytes before the payload or the elements,
+# bytes of its length field, what that length counts: "bytes" of payload, or "elements" that
+# follow, twice that for a map's keys and values). A format with no length field has a fixed
+# payload (ints, floats, fixext's type byte and data).
+_FORMATS: dict[int, tuple[int, int, str]] = {
+    0xC4: (2, 1, "bytes"), 0xC5: (3, 2, "bytes"), 0xC6: (5, 4, "bytes"),  # bin 8/16/32
+    0xC7: (3, 1, "bytes"), 0xC8: (4, 2, "bytes"), 0xC9: (6, 4, "bytes"),  # ext 8/16/32 (length, type)
+    0xCA: (5, 0, ""), 0xCB: (9, 0, ""),  # float 32/64
+    0xCC: (2, 0, ""), 0xCD: (3, 0, ""), 0xCE: (5, 0, ""), 0xCF: (9, 0, ""),  # uint 8..64
+    0xD0: (2, 0, ""), 0xD1: (3, 0, ""), 0xD2: (5, 0, ""), 0xD3: (9, 0, ""),  # int 8..64
+    0xD4: (3, 0, ""), 0xD5: (4, 0, ""), 0xD6: (6, 0, ""), 0xD7: (10, 0, ""), 0xD8: (18, 0, ""),  # fixext 1..16
+    0xD9: (2, 1, "bytes"), 0xDA: (3, 2, "bytes"), 0xDB: (5, 4, "bytes"),  # str 8/16/32
+    0xDC: (3, 2, "elements"), 0xDD: (5, 4, "elements"),  # array 16/32
+    0xDE: (3, 2, "pairs"), 0xDF: (5, 4, "pairs"),  # map 16/32
+}
+
+
+def compute_element_end(data: bytes, start: int, limit: int) -> int:
+    """The offset just past the MessagePack element that begins at ``data[start]``, found by
+    reading its type bytes and lengths only, never past ``start + limit``: CodecError if the
+    element is longer than that (or ``data`` ends first) or holds the unused byte 0xc1.
+
+    What it is for: reading the first field of a large array without a parse of the rest. A
+    decoder checks the whole input (msgspec skips unwanted fields by parsing them), and a
+    fraud proof whose last field was 2.3 million one-byte integers cost 7 ms to skip
+    (chain.fraud.read_fraud_proof_header). Each step moves ``pos`` on by at least a byte, so
+    the work is at most ``limit`` steps whatever the lengths claim. Whether the element is of
+    the right type and canonical is the decoder's to say, on the bytes this delimits.
+    """
+    end = min(len(data), start + limit)
+    pos, pending = start, 1  # elements still to read
+    while pending:
+        if pos >= end:
+            raise CodecError(f"the element at byte {start} runs past byte {end} (its limit is {limit} bytes)")
+        tag = data[pos]
+        pending -= 1
+        if tag <= 0x7F or tag >= 0xE0 or tag in (0xC0, 0xC2, 0xC3):  # fixints, nil, false, true
+            pos += 1
+        elif tag <= 0x8F:  # fixmap
+            pending += 2 * (tag & 0x0F)
+            pos += 1
+        elif tag <= 0x9F:  # fixarray
+            pending += tag & 0x0F
+            pos += 1
+        elif tag <= 0xBF:  # fixstr
+            pos += 1 + (tag & 0x1F)
+        elif tag == 0xC1:
+            raise CodecError(f"byte {pos} is 0xc1, which MessagePack never uses")
+        else:
+            head, width, counts = _FORMATS[tag]
+            if pos + head > end:
+                raise CodecError(f"the element at byte {start} runs past byte {end} (its limit is {limit} bytes)")
+            length = int.from_bytes(data[pos + 1 : pos + 1 + width], "big") if width else 0
+            pos += head
+            if counts == "bytes":
+                pos += length
+            elif counts == "elements":
+                pending += length
+            elif counts == "pairs":
+                pending += 2 * length
+    if pos > end:
+        raise CodecError(f"the element at byte {start} runs past byte {end} (its limit is {limit} bytes)")
+    return pos
+
+
 def _name(typ: Any) -> str:
     return getattr(typ, "__name__", str(typ))

@@ -100,10 +100,10 @@ from chain.errors import (
 from chain.extrinsic import Extrinsic, decode_extrinsic, sign_extrinsic
 from chain.fraud import (
     FraudProof,
-    FraudProofHead,
     compute_max_fraud_proof_size,
     decode_fraud_proof,
     read_fraud_proof_head,
+    read_fraud_proof_header,
     verify_fraud_proof,
     verify_sealed_extrinsic,
 )
@@ -1422,22 +1422,21 @@ class NodeService:
             return
         log.info("Submitted pol.report_fraud for block 0x%s… (nonce %d)", block_hash.hex()[:12], nonce)
 
-    def read_fraud_proof_job(self, payload: bytes) -> FraudProofHead:
-        """The head of the fraud proof ``payload`` if the node can judge it: InvalidFraudProof
-        "oversize" or "malformed" if its head is, and "unknown_job" if its block's parent state
-        is not here. Judged on that state, never on our best one: on another fork a model
-        version or data set id may hold other data, and an honest block would look faulty (a
-        framing). A proof whose job is unknown here costs its sender nothing within a budget
-        (we may be behind: node.network.sync), and is told from its head alone, before the
-        rest is decoded (a tester's Q2, round 15) or the whole is hashed (the network asks this
-        first: retest34's AD1)."""
-        head = read_fraud_proof_head(payload, compute_max_fraud_proof_size(self.chain.config.max_model_params))
-        header = head.header
+    def read_fraud_proof_job(self, payload: bytes) -> Header:
+        """The header of the fraud proof ``payload`` if the node can judge it: InvalidFraudProof
+        "oversize" or "malformed" if its opening or header is, and "unknown_job" if its
+        block's parent state is not here. Judged on that state, never on our best one: on
+        another fork a model version or data set id may hold other data, and an honest block
+        would look faulty (a framing). A proof whose job is unknown here costs its sender
+        nothing within a budget (we may be behind: node.network.sync), and is told from its
+        header alone, before the rest is read (a tester's Q2, round 15; chain.fraud.read_fraud_proof_header)
+        or the whole is hashed (the network asks this first: retest34's AD1)."""
+        header = read_fraud_proof_header(payload, compute_max_fraud_proof_size(self.chain.config.max_model_params))
         if not self.chain.has_block(header.parent_hash):
             raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent is not stored here")
         if not self.chain.has_state(header.parent_hash):
             raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent state is pruned here")
-        return head
+        return header
 
     async def import_fraud_proof(self, payload: bytes) -> bool:
         """A fraud proof from a peer: decoded, checked against the faulty block's parent state,
@@ -1445,7 +1444,8 @@ class NodeService:
         (to gossip on); False if already known here; InvalidFraudProof (with its reason) if it
         does not decode or shows no fault."""
         max_size = compute_max_fraud_proof_size(self.chain.config.max_model_params)
-        head = self.read_fraud_proof_job(payload)
+        self.read_fraud_proof_job(payload)
+        head = read_fraud_proof_head(payload, max_size)
         header = head.header
         # A real block's seal and a real extrinsic of it, from the head, before the rest is
         # decoded (verify_fraud_proof checks them again on the decoded proof): false proofs

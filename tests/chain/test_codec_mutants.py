@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain import codec
 from chain.block import Body
@@ -184,3 +186,51 @@ def test_the_named_types_hold_their_bounds_at_both_edges() -> None:
         values = list(_LOW)
         values[i] = -1
         assert _reason(msgspec.msgpack.encode(values), _Bounds) == f"_Bounds: Expected `int` >= 0 - at `$[{i}]` ({_Bounds.__struct_fields__[i]})"
+
+
+# --- compute_element_end: the end of one MessagePack element, read off its types and lengths
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=300) | st.binary(max_size=70_000),
+    lambda inner: st.lists(inner, max_size=20) | st.dictionaries(st.text(max_size=5), inner, max_size=20),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_values, before=st.binary(max_size=3), after=st.binary(max_size=3))
+def test_element_end_is_where_the_encoded_element_ends(value: object, before: bytes, after: bytes) -> None:
+    """Every format msgspec writes (fix and sized ints, floats, str, bin of each width, arrays
+    and maps nested), between arbitrary bytes: the end is the element's, and a limit one byte
+    short refuses it."""
+    element = msgspec.msgpack.encode(value)
+    data = before + element + after
+    assert codec.compute_element_end(data, len(before), len(element)) == len(before) + len(element)
+    with pytest.raises(CodecError, match=f"the element at byte {len(before)} runs past byte"):
+        codec.compute_element_end(data[: len(before) + len(element) - 1] + bytes(5), len(before), len(element) - 1)
+
+
+def test_element_end_reads_the_formats_msgspec_does_not_write() -> None:
+    """ext 8/16/32, fixext 1..16, 16- and 32-bit arrays and maps of few elements, str 8: each
+    format's head and length as the spec's table gives them."""
+    cases = [
+        b"\xc7\x02\x05ab", b"\xc8\x00\x01\x05a", b"\xc9\x00\x00\x00\x01\x05a", b"\xd4\x05a", b"\xd5\x05ab",
+        b"\xd6\x05" + bytes(4), b"\xd7\x05" + bytes(8), b"\xd8\x05" + bytes(16), b"\xdc\x00\x01\x01",
+        b"\xdd\x00\x00\x00\x02\x01\x02", b"\xde\x00\x01\x01\x02", b"\xdf\x00\x00\x00\x01\xa1a\xc0", b"\xd9\x01a",
+        b"\x81\x01\x92\x03\xc3", b"\xca" + bytes(4), b"\xd0\xff", b"\xe0",
+    ]
+    for element in cases:
+        assert codec.compute_element_end(element + b"\xff", 0, 100) == len(element), element.hex()
+
+
+def test_element_end_refuses_0xc1_and_lengths_past_the_limit_whatever_they_claim() -> None:
+    with pytest.raises(CodecError, match="byte 2 is 0xc1, which MessagePack never uses"):
+        codec.compute_element_end(b"\x92\x01\xc1", 0, 10)
+    # An array of 2**32 - 1 elements in 6 bytes: refused at the limit, not counted out.
+    with pytest.raises(CodecError, match="the element at byte 0 runs past byte 6 \\(its limit is 1000 bytes\\)"):
+        codec.compute_element_end(b"\xdd\xff\xff\xff\xff\x01", 0, 1000)
+    with pytest.raises(CodecError, match="the element at byte 1 runs past byte 3 \\(its limit is 2 bytes\\)"):
+        codec.compute_element_end(b"\x00\xc4\x05abcdef", 1, 2)  # a bin of 5 claimed, 2 bytes allowed
+    with pytest.raises(CodecError, match="the element at byte 0 runs past byte 3"):
+        codec.compute_element_end(b"\xcf\x00\x00", 0, 50)  # a uint64's head cut short
