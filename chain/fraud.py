@@ -228,6 +228,8 @@ def read_fraud_proof_head(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> 
         head = _head_decoder.decode(memoryview(data)[1:])  # (no copy of the rest)
     except msgspec.MsgspecError as exc:
         raise InvalidFraudProof("malformed", f"FraudProof: {exc}") from None
+    except RecursionError:  # (the rest skipped is nested past the limit: codec.decode says why)
+        raise InvalidFraudProof("malformed", "FraudProof: nested deeper than the decoder's recursion limit") from None
     if not data.startswith(encode(head.header), 2):
         raise InvalidFraudProof("malformed", "FraudProof: its header is not in canonical form")
     return head

@@ -93,6 +93,8 @@ class PeerLimits:
     tx_burst: float
     tx_bytes_per_second: float
     tx_byte_burst: float
+    fraud_proofs_per_second: float
+    fraud_proof_burst: float
     served_bytes_per_second: float
     served_byte_burst: float
 
@@ -141,6 +143,7 @@ class Peer:
         self.node_served: FairShare | None = None
         self.tx_count = RateLimiter(limits.tx_per_second, limits.tx_burst)
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second, limits.tx_byte_burst)
+        self.fraud_proofs = RateLimiter(limits.fraud_proofs_per_second, limits.fraud_proof_burst)
         self.last_size = 0  # bytes of the message recv() returned last
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
         self._send_bytes = limits.send_bytes

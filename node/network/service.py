@@ -40,9 +40,10 @@ The node plugs in with callbacks (all optional, all async):
 
 Requests a peer makes of us (block ranges and transcript openings alike) take tokens from
 one per-peer bucket (``requests_per_second``, ``request_burst``); a peer that asks faster is
-flooding and is banned. Gossiped fraud proofs take from the same bucket before anything is
-hashed or decoded (each costs a segment's re-run to check), but the excess is dropped, not
-charged: an honest relay forwards every proof it sees.
+flooding and is banned. Gossiped fraud proofs take from a bucket of their own
+(``fraud_proofs_per_second``, ``fraud_proof_burst``) before anything is read or hashed (each
+may cost a segment's re-run to check), and the excess is dropped, not charged: an honest
+relay forwards every proof it judged true.
 - ``on_peer_connected(peer_info)`` / ``on_peer_disconnected(peer_id)``.
 """
 
@@ -225,6 +226,15 @@ class NetworkConfig:
     tx_burst: float = 1024.0
     tx_bytes_per_second: float = 2 * 1024 * 1024
     tx_byte_burst: float = 8 * 1024 * 1024
+    # Gossiped fraud proofs taken in per peer (each costs a header's read, then for one the
+    # node can judge a hash and perhaps a segment's re-run); the excess is dropped unseen, not
+    # charged: an honest relay forwards every proof it judged true, once, up to a forged TRAIN
+    # of a block each (chain.block.MAX_TRAIN_CALLS, 64), whether or not we have it already.
+    # Apart from the request allowance: taken from it, 64 proofs we had seen left an honest
+    # relay's next block requests over the limit, and it was banned for flooding (an outside
+    # tester's AE3, retest35).
+    fraud_proofs_per_second: float = 20.0
+    fraud_proof_burst: float = 128.0
     max_pending_handshakes: int = 16
     # TCP connections that have not yet sent their upgrade request (rpc.connections'
     # ConnectionBudget: past it the longest idle is closed). The p2p port is public: without
@@ -308,7 +318,7 @@ class NetworkService:
             config.byte_burst, config.send_queue, config.send_queue_bytes, config.known_capacity,
             config.requests_per_second, config.request_burst,
             config.tx_per_second, config.tx_burst, config.tx_bytes_per_second, config.tx_byte_burst,
-            config.served_bytes_per_second, config.served_byte_burst,
+            config.fraud_proofs_per_second, config.fraud_proof_burst, config.served_bytes_per_second, config.served_byte_burst,
         )
         self._peers: dict[PeerId, Peer] = {}
         self._reserved_ids = {a.peer_id for a in config.reserved_nodes if a.peer_id is not None}
@@ -907,6 +917,12 @@ class NetworkService:
         while True:
             msg, size = await queue.get()
             try:
+                if self._peers.get(peer.peer_id) is not peer or self.reputation.banned_for(peer.peer_id):
+                    # Dropped or banned (its drop to come) with messages still queued: unread,
+                    # as the worker's cancel leaves them once it yields. Each was read on,
+                    # uncharged (its peer gone), up to the queue's 256 (an outside tester's
+                    # AE7, retest35).
+                    continue
                 if isinstance(msg, BlockAnnounce):
                     await self._on_announce(peer, msg.header)
                 elif isinstance(msg, Transactions):
@@ -1005,8 +1021,8 @@ class NetworkService:
         h = self.handlers
         if h.on_fraud_proof is None:
             return
-        if not peer.requests.take():
-            log.info("dropped a fraud proof from %s: over its request rate (%g/s)", peer.peer_id, peer.requests.rate)
+        if not peer.fraud_proofs.take():
+            log.info("dropped a fraud proof from %s: over its rate (%g/s)", peer.peer_id, peer.fraud_proofs.rate)
             return  # not marked seen: the same proof from another peer is still checked
         if h.admit_fraud_proof is not None and not h.admit_fraud_proof(peer.peer_id, msg.proof):
             return  # refused from its head, before the hash (never marked seen)

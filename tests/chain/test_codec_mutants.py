@@ -33,7 +33,8 @@ from chain.codec import (
 )
 from chain.errors import CodecError
 from chain.extrinsic import IMMORTAL, Extrinsic
-from node.network.messages import TranscriptRequest
+from chain.header import compute_largest_header
+from node.network.messages import TranscriptRequest, UnreadBlock
 
 BOB = bytes(range(32))
 
@@ -90,6 +91,35 @@ def test_a_place_is_named_through_unions_lists_tuples_and_tags() -> None:
     wanted = msgspec.msgpack.encode([10, 1, BOB, 0, [[0, 1]]])  # a TranscriptRequest's (index, with weights) pair
     assert _reason(wanted, TranscriptRequest).endswith(" - at `$[4][0][1]` (wanted[0][1])")
     assert _reason(msgspec.msgpack.encode([0, 1, 2, 3, 4, 5]), Extrinsic).endswith(" - at `$[0]` (signer)")
+
+
+def test_a_large_refusal_is_not_decoded_again_and_its_places_are_named_up_to_the_first_union() -> None:
+    """Naming a place through a union decodes the input again without a type (to read the
+    union's tag): a 16 MiB message refused at its first field took 170 ms and 130 MB more that
+    way (an outside tester's AE4, retest35). Up to MAX_NAMED_INPUT bytes it does; past it the
+    names stop at the first union, and msgspec's own place stays."""
+    def transfer_block(padding: int) -> bytes:
+        xt = Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, Transfer(BOB, 2**63))
+        remark = Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, Remark(bytes(padding)))
+        return encode(Body((xt, remark)))
+
+    padding = next(n for n in range(codec.MAX_NAMED_INPUT, 0, -1) if len(transfer_block(n)) == codec.MAX_NAMED_INPUT)
+    assert _reason(transfer_block(padding), Body).endswith(" - at `$[0][0][5][2]` (extrinsics[0].call.value)")
+    assert len(transfer_block(padding + 1)) == codec.MAX_NAMED_INPUT + 1
+    assert _reason(transfer_block(padding + 1), Body).endswith(" - at `$[0][0][5][2]` (extrinsics[0].call)")
+
+
+def test_nesting_past_the_recursion_limit_is_a_refusal_not_a_recursion_error() -> None:
+    """msgspec nests on the C stack: a Raw field's content (a block's body as a requester first
+    reads it) or an input decoded again to name a place, arrays in arrays 5,000 deep, raised
+    RecursionError, which escaped every handler uncharged (an outside tester's AE1 and AE4)."""
+    deep = b"\x91" * 5000 + b"\xc0"
+    header = compute_largest_header()
+    unread = b"\x92" + encode(header) + deep  # an UnreadBlock whose body is nested
+    assert _reason(unread, UnreadBlock) == "UnreadBlock: malformed bytes: nested deeper than the decoder's recursion limit"
+    # Refused by type at its first field, then decoded again to name the place: the same
+    # message as an input that is not MessagePack at all would get.
+    assert _reason(b"\x92\x00" + deep, Remark) == "Remark: Expected `bytes`, got `array` - at `$[1]` (data)"
 
 
 def test_a_union_is_named_by_its_members() -> None:

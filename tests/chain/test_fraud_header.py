@@ -15,7 +15,13 @@ import pytest
 
 from chain.codec import CODEC_VERSION, encode
 from chain.errors import InvalidFraudProof
-from chain.fraud import _FIELDS, MAX_FRAUD_PROOF_SIZE, MAX_HEADER_SIZE, read_fraud_proof_header
+from chain.fraud import (
+    _FIELDS,
+    MAX_FRAUD_PROOF_SIZE,
+    MAX_HEADER_SIZE,
+    read_fraud_proof_head,
+    read_fraud_proof_header,
+)
 from chain.header import Header, compute_largest_header
 
 HEADER = Header(bytes(range(32)), 7, bytes(32), bytes([1]) * 32, 99, bytes([2]) * 32, (), bytes([3]) * 64)
@@ -67,3 +73,14 @@ def test_a_header_that_is_cut_too_long_or_not_canonical_is_malformed() -> None:
     assert header[35] == 7  # (after the array byte and the parent hash's 34)
     assert refusal(proof_with(wide_number)) == ("malformed", "FraudProof: its header: Header: bytes are not in canonical form")
     assert refusal(proof_with(b"\x93\x01\x02\x03"))[0] == "malformed"  # an array, not a header's
+
+
+def test_a_head_whose_rest_nests_past_the_recursion_limit_is_malformed() -> None:
+    """The header is read without the rest (a tail nested 5,000 deep is never looked at); the
+    head's read, for a proof the node can judge, parses the rest, and msgspec's RecursionError
+    escaped every handler, uncharged (an outside tester's AE1, retest35)."""
+    data = proof_with(encode(HEADER), b"\x91" * 5000 + b"\xc0" * 12)
+    assert read_fraud_proof_header(data) == HEADER
+    with pytest.raises(InvalidFraudProof, match=r"^FraudProof: nested deeper than the decoder's recursion limit$") as refused:
+        read_fraud_proof_head(data)
+    assert refused.value.reason == "malformed"

@@ -187,3 +187,15 @@ def test_each_declared_bound_holds_at_both_edges(inside: list, outside: list, wh
     with pytest.raises(MessageError) as info:
         decode_message(msgspec.msgpack.encode(outside))
     assert str(info.value) == f"not a protocol message: Expected {why}"
+
+
+def test_a_body_whose_extrinsic_nests_past_the_recursion_limit_has_no_root() -> None:
+    """A body read as its extrinsics' bytes (msgspec.Raw each) parses each to find its end:
+    nested 5,000 deep, msgspec raised RecursionError, which escaped the sync (an outside
+    tester's AE1, retest35, found it in the fraud-proof head, read the same way): not an array
+    of extrinsics, so no root, and the block is refused as any such answer is."""
+    header = compute_largest_header()
+    nested = messages.UnreadBlock(header, msgspec.Raw(b"\x91\x91" + b"\x91" * 5000 + b"\xc0"))
+    assert messages.compute_answered_extrinsics_root(nested) is None
+    empty = messages.UnreadBlock(header, msgspec.Raw(msgspec.msgpack.encode(Body(()))))
+    assert messages.compute_answered_extrinsics_root(empty) is not None

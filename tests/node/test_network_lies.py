@@ -434,6 +434,13 @@ async def test_fraud_proofs_the_node_cannot_judge_are_free_only_within_an_addres
             await wait_for(lambda: reputation.score(dialed.id) < 0)
             assert f"peer {dialed.id}: {Misbehaviour.BAD_FRAUD_PROOF.reason} (bad_seal: block #2" in caplog.text
             assert blake2_256(b"\2" + on_genesis) in node.network._peers[dialed.id].known_votes
+            # A head whose next field nests 5,000 deep: msgspec's RecursionError escaped every
+            # handler, uncharged (an outside tester's AE1, retest35); now a malformed proof.
+            nested = on_genesis[:2] + encode(decode_fraud_proof(on_genesis).header) + b"\x91" * 5000 + b"\xc0" * 12
+            dialed.service.broadcast_fraud_proof(nested)
+            await wait_for(lambda: reputation.banned_for(dialed.id) > 0)
+            assert (f"peer {dialed.id}: {Misbehaviour.BAD_FRAUD_PROOF.reason} (malformed: FraudProof: nested deeper than "
+                    "the decoder's recursion limit); banned") in caplog.text
             # The address's budget outlives its peers; one handled after its peer left makes none.
             assert node.network.peer(flooder.id) is None
             assert await node.link._on_fraud_proof(flooder.id, proofs[6]) is None

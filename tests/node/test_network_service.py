@@ -178,6 +178,7 @@ from node.network.messages import (
     FraudProofGossip,
     Status,
     Transactions,
+    encode_message,
 )
 from node.network.multiaddr import Multiaddr
 from node.network.noise import FLAG_LAST, FLAG_MORE, MAX_CHUNK
@@ -1162,13 +1163,16 @@ async def test_gossiped_transactions_are_rate_limited_per_peer_in_count_and_byte
         await raw.close()
 
 
-async def test_gossiped_fraud_proofs_take_from_the_request_allowance_before_anything_else(caplog) -> None:
-    """A fraud proof costs a head read, a hash and perhaps a segment's re-run: each takes a
-    token of its sender's request allowance first, and one over it is dropped before the node
-    is asked of it, not marked seen (another peer's copy is read) and not charged (an honest
-    relay forwards every proof it sees)."""
+async def test_gossiped_fraud_proofs_take_from_an_allowance_of_their_own_before_anything_else(caplog) -> None:
+    """A fraud proof costs a header's read, then a hash and perhaps a segment's re-run: each
+    takes a token of its sender's fraud-proof allowance first, and one over it is dropped
+    before the node is asked of it, not marked seen (another peer's copy is read) and not
+    charged (an honest relay forwards every proof it judged true). That allowance is not the
+    request allowance: taken from it, proofs we had seen left an honest relay's next block
+    requests over the limit, and it was banned for flooding (an outside tester's AE3)."""
     caplog.set_level(logging.INFO, logger="polchain.network")
-    async with nodes({"requests_per_second": 1e-6, "request_burst": 2.0}, {}) as (a, b):
+    limits = {"fraud_proofs_per_second": 1e-6, "fraud_proof_burst": 2.0, "requests_per_second": 1e-6, "request_burst": 2.0}
+    async with nodes(limits, {}) as (a, b):
         asked: list[tuple[PeerId, bytes]] = []
         handled: list[tuple[PeerId, bytes]] = []
 
@@ -1187,14 +1191,50 @@ async def test_gossiped_fraud_proofs_take_from_the_request_allowance_before_anyt
         proofs = [b"proof %d" % i for i in range(4)]
         for proof in proofs:
             await raw.send(FraudProofGossip(proof))
-        await wait_for(lambda: caplog.text.count(f"dropped a fraud proof from {raw.key.peer_id}: over its request rate") == 2)
+        await wait_for(lambda: caplog.text.count(f"dropped a fraud proof from {raw.key.peer_id}: over its rate") == 2)
         assert asked == handled == [(raw.key.peer_id, proofs[0]), (raw.key.peer_id, proofs[1])]
+        assert a.service.reputation.score(raw.key.peer_id) == 0
+        for request_id in (1, 2):  # the request allowance is whole: both answered, no charge
+            await raw.send(BlockRequest(request_id, 0, 1))
+            answer = await raw.recv()
+            assert isinstance(answer, BlockResponse) and answer.id == request_id
         assert a.service.reputation.score(raw.key.peer_id) == 0
         await b.service.dial(a.addr)
         await wait_for(lambda: len(a.service.peers()) == 2)
         b.service.broadcast_fraud_proof(proofs[3])
         await wait_for(lambda: len(handled) == 3)
         assert handled[2] == (b.id, proofs[3])
+        await raw.close()
+
+
+async def test_messages_queued_behind_one_that_got_their_peer_banned_are_not_read() -> None:
+    """A peer banned while messages of its are queued for their handler: they are dropped
+    unread. Each was read on before, its charge skipped as its peer was gone: proofs a
+    banned identity had queued, up to the queue's 256 (an outside tester's AE7, retest35)."""
+    async with nodes({}) as (a,):
+        asked: list[bytes] = []
+        raw = RawPeer()
+
+        def admit(peer: PeerId, proof: bytes) -> bool:
+            asked.append(proof)
+            return True
+
+        async def judged(peer: PeerId, proof: bytes) -> None:
+            # Four more queued behind this one, then the ban (as a false proof's charge would).
+            queued = a.service._peers[peer]
+            await wait_for(lambda: queued.waiting_bytes >= 5 * len(encode_message(FraudProofGossip(proof))))
+            a.service.report_peer(peer, Misbehaviour.GARBAGE, "a test's ban")
+
+        a.service.handlers.admit_fraud_proof = admit
+        a.service.handlers.on_fraud_proof = judged
+        await raw.connect(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 1)
+        proofs = [b"proof %d" % i for i in range(5)]
+        for proof in proofs:
+            await raw.send(FraudProofGossip(proof))
+        await wait_for(lambda: a.service.reputation.banned_for(raw.key.peer_id) > 0)
+        await asyncio.sleep(0.3)
+        assert asked == proofs[:1]
         await raw.close()
 
 
