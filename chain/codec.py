@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 _encoder = msgspec.msgpack.Encoder()
 _decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+_type_infos: dict[Any, Any] = {}  # name_place's, by type
 
 
 class Wire(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, gc=False):
@@ -76,7 +77,7 @@ def decode(data: bytes, typ: type[T]) -> T:
     try:
         obj = decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise CodecError(f"{_name(typ)}: {name_place(exc, typ, _decode_to_name(data))}") from None
+        raise CodecError(f"{_name(typ)}: {name_place(exc, typ, _Encoded(data, 0, MAX_NAMING_SKIP))}") from None
     except msgspec.DecodeError as exc:
         raise CodecError(f"{_name(typ)}: malformed bytes: {exc}") from None
     except RecursionError:
@@ -89,44 +90,101 @@ def decode(data: bytes, typ: type[T]) -> T:
     return obj
 
 
-#: The largest input whose refusal decodes it again without a type, for :func:`name_place`
-#: to pick a union's member by its tag: a 16 MiB message refused at its first field took
-#: 170 ms and 130 MB more that way (an outside tester's AE4, retest35). Past it the places
-#: are named up to the first union. Every transaction but one carrying data is far below it.
-MAX_NAMED_INPUT = 64 * 1024
+#: Bytes of elements :func:`name_place` may skip, in all, to reach the places it names in
+#: refused bytes. It reads a union's tag off the bytes, found by their types and lengths
+#: (:func:`compute_element_end`); decoding the whole input again without a type instead, a 16
+#: MiB message refused at its first field took 170 ms and 130 MB more (an outside tester's AE4,
+#: retest35). Past it the names stop at the union it could not reach.
+MAX_NAMING_SKIP = 64 * 1024
 
 
-def _decode_to_name(data: bytes) -> Any:
-    if len(data) > MAX_NAMED_INPUT:
-        return None
-    try:
-        return msgspec.msgpack.decode(data)
-    except (msgspec.DecodeError, RecursionError):
-        return None
+class _Decoded:
+    """A place in a value decoded without a type (arrays as lists): chain.calls' JSON form."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def tag(self) -> Any:
+        return self.value[0] if isinstance(self.value, list) and self.value else None
+
+    def child(self, index: int) -> _Decoded:
+        value = self.value
+        return _Decoded(value[index] if isinstance(value, list) and index < len(value) else None)
+
+
+class _Encoded:
+    """A place in MessagePack bytes (None: not found), and the bytes left to skip to the next."""
+
+    __slots__ = ("budget", "data", "pos")
+
+    def __init__(self, data: bytes, pos: int | None, budget: int) -> None:
+        self.data, self.pos, self.budget = data, pos, budget
+
+    def _array(self) -> tuple[int, int] | None:
+        """Where the array at this place has its first element, and how many it has."""
+        data, pos = self.data, self.pos
+        if pos is None or pos >= len(data):
+            return None
+        tag = data[pos]
+        if 0x90 <= tag <= 0x9F:
+            return pos + 1, tag & 0x0F
+        width = {0xDC: 2, 0xDD: 4}.get(tag, 0)
+        if not width or pos + 1 + width > len(data):
+            return None
+        return pos + 1 + width, int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+
+    def tag(self) -> Any:
+        array = self._array()
+        if array is None or array[1] == 0:
+            return None
+        try:
+            return msgspec.msgpack.decode(self.data[array[0] : compute_element_end(self.data, array[0], 16)])
+        except (CodecError, msgspec.DecodeError):
+            return None
+
+    def child(self, index: int) -> _Encoded:
+        array = self._array()
+        if array is None or index >= array[1]:
+            return _Encoded(self.data, None, 0)
+        pos, budget = array[0], self.budget
+        for _ in range(index):
+            try:
+                end = compute_element_end(self.data, pos, budget)
+            except CodecError:  # past the budget (or malformed): not named
+                return _Encoded(self.data, None, 0)
+            budget -= end - pos
+            pos = end
+        return _Encoded(self.data, pos, budget)
 
 
 _PLACE = re.compile(r" - at `\$((?:\[\d+\])+)`$")
 
 
 def name_place(error: msgspec.ValidationError, typ: Any, value: Any) -> str:
-    """msgspec's message for a value of ``typ`` (``value``, decoded without a type, picks the
-    call of a union by its tag) with the array places it names followed by field names:
-    "Expected `int` <= 9223372036854775807 - at `$[5][2]` (call.value)". A wire object is an
-    array, so msgspec's places are indices, which a user cannot read (an outside tester's D3,
-    round 15)."""
+    """msgspec's message for a value of ``typ`` with the array places it names followed by
+    field names: "Expected `int` <= 9223372036854775807 - at `$[5][2]` (call.value)". A wire
+    object is an array, so msgspec's places are indices, which a user cannot read (an outside
+    tester's D3, round 15). A union's member is picked by the tag ``value`` carries there:
+    ``value`` is the input decoded without a type (lists for arrays), or its bytes when
+    :func:`decode` refused them (read there by types and lengths, :class:`_Encoded`)."""
     message = str(error)
     found = _PLACE.search(message)
     if found is None:
         return message
     names: list[str] = []
-    info: Any = msgspec.inspect.type_info(typ)
-    at = value
+    info = _type_infos.get(typ)
+    if info is None:  # (5 ms for the union of every p2p message: once a type)
+        info = _type_infos[typ] = msgspec.inspect.type_info(typ)
+    at: _Decoded | _Encoded = value if isinstance(value, _Encoded) else _Decoded(value)
     for index in map(int, re.findall(r"\d+", found.group(1))):
         while isinstance(info, msgspec.inspect.Metadata):
             info = info.type
         if isinstance(info, msgspec.inspect.UnionType):  # a tagged union (its tag first) or an Optional
             members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
-            tagged = [t for t in members if isinstance(at, list) and at and getattr(t, "tag", None) == at[0]]
+            tag = at.tag()
+            tagged = [t for t in members if tag is not None and getattr(t, "tag", None) == tag]
             info = tagged[0] if tagged else members[0] if len(members) == 1 else None
         if isinstance(info, msgspec.inspect.StructType):
             first = 0 if info.tag is None else 1
@@ -144,7 +202,7 @@ def name_place(error: msgspec.ValidationError, typ: Any, value: Any) -> str:
             info = info.item_types[index]
         else:
             break
-        at = at[index] if isinstance(at, list) and index < len(at) else None
+        at = at.child(index)
     return f"{message} ({''.join(names)})" if names else message
 
 

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain import codec
+from chain import calls, codec
 from chain.block import Body
-from chain.calls import Remark, Transfer
+from chain.calls import Call, Remark, Transfer
 from chain.codec import (
     CODEC_VERSION,
     decode,
@@ -93,20 +93,28 @@ def test_a_place_is_named_through_unions_lists_tuples_and_tags() -> None:
     assert _reason(msgspec.msgpack.encode([0, 1, 2, 3, 4, 5]), Extrinsic).endswith(" - at `$[0]` (signer)")
 
 
-def test_a_large_refusal_is_not_decoded_again_and_its_places_are_named_up_to_the_first_union() -> None:
-    """Naming a place through a union decodes the input again without a type (to read the
-    union's tag): a 16 MiB message refused at its first field took 170 ms and 130 MB more that
-    way (an outside tester's AE4, retest35). Up to MAX_NAMED_INPUT bytes it does; past it the
-    names stop at the first union, and msgspec's own place stays."""
-    def transfer_block(padding: int) -> bytes:
-        xt = Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, Transfer(BOB, 2**63))
-        remark = Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, Remark(bytes(padding)))
-        return encode(Body((xt, remark)))
+def test_a_union_in_refused_bytes_is_named_by_the_tag_read_off_them_within_a_budget() -> None:
+    """A union's member is picked by the tag the refused bytes carry there, read by types and
+    lengths, not by decoding the whole input again without a type (a 16 MiB message refused
+    at its first field took 170 ms and 130 MB more that way: an outside tester's AE4). The
+    elements skipped to reach a place count against MAX_NAMING_SKIP bytes; past it the names
+    stop at the union it could not reach. How large the refused element is does not matter."""
+    bad = Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, Transfer(BOB, 2**63))
 
-    padding = next(n for n in range(codec.MAX_NAMED_INPUT, 0, -1) if len(transfer_block(n)) == codec.MAX_NAMED_INPUT)
-    assert _reason(transfer_block(padding), Body).endswith(" - at `$[0][0][5][2]` (extrinsics[0].call.value)")
-    assert len(transfer_block(padding + 1)) == codec.MAX_NAMED_INPUT + 1
-    assert _reason(transfer_block(padding + 1), Body).endswith(" - at `$[0][0][5][2]` (extrinsics[0].call)")
+    def rows(n: int) -> Extrinsic:
+        return Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, calls.AppendRows(0, 0, bytes(n)))
+
+    def after_rows(n: int) -> bytes:
+        return encode(Body((rows(n), bad)))
+
+    # Skipped on the way to the union at $[0][1][5]: the rows' extrinsic, the bad one's first five fields.
+    on_the_way = sum(len(msgspec.msgpack.encode(v)) for v in (BOB, bytes(64), 0, 0, IMMORTAL))
+    padding = next(n for n in range(codec.MAX_NAMING_SKIP, 0, -1) if len(encode(rows(n))) + on_the_way <= codec.MAX_NAMING_SKIP)
+    assert len(encode(rows(padding))) + on_the_way == codec.MAX_NAMING_SKIP
+    assert _reason(after_rows(padding), Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call.value)")
+    assert _reason(after_rows(padding + 1), Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call)")
+    too_many = msgspec.msgpack.encode([calls.AppendRows.__struct_config__.tag, 0, 0, bytes(2 * 1024 * 1024)])
+    assert _reason(too_many, Call).endswith(" - at `$[3]` (rows)")  # 2 MiB refused, its tag read off its first bytes
 
 
 def test_nesting_past_the_recursion_limit_is_a_refusal_not_a_recursion_error() -> None:
