@@ -132,7 +132,13 @@ def test_account_next_index_counts_pooled_transactions_and_pending_lists_ready_o
 
 # --- chain ------------------------------------------------------------------------------------
 def test_finalized_head_and_its_subscription_follow_new_blocks(node) -> None:
-    async def scenario() -> tuple[dict[str, Any], str]:
+    """The subscription announces a block past the one it started at, and the finalized head
+    asked afterwards is one the subscription announces too (the same header). Blocks may be
+    sealed between the notification and the call (the pool's promoted transactions of an
+    earlier test: a CI run), so the head asked is matched to its own notification, not to the
+    last one read."""
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], str]:
         async with RpcClient(node.ws_url) as client:
             sub = await client.subscribe("chain_subscribeFinalizedHeads", [], "chain_unsubscribeFinalizedHeads")
             async with sub:
@@ -141,10 +147,15 @@ def test_finalized_head_and_its_subscription_follow_new_blocks(node) -> None:
                 await client.call("author_submitExtrinsic", [xt])
                 while int((nxt := await sub.next(30))["number"], 16) <= int(first["number"], 16):
                     pass
-                return nxt, await client.call("chain_getFinalizedHead", [])
+                finalized = await client.call("chain_getFinalizedHead", [])
+                asked = await client.call("chain_getHeader", [finalized])
+                while int(nxt["number"], 16) < int(asked["number"], 16):
+                    nxt = await sub.next(30)
+                return first, nxt, finalized
 
-    header, finalized = asyncio.run(scenario())
+    first, header, finalized = asyncio.run(scenario())
     number = int(header["number"], 16)
+    assert number > int(first["number"], 16)
     assert finalized == call(node, "chain_getBlockHash", [number])
     assert call(node, "chain_getHeader", [finalized]) == header
     assert call(node, "chain_getBlock", [finalized])["block"]["header"] == header
