@@ -77,7 +77,7 @@ def decode(data: bytes, typ: type[T]) -> T:
     try:
         obj = decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise CodecError(f"{_name(typ)}: {name_place(exc, typ, _Encoded(data, 0, MAX_NAMING_SKIP))}") from None
+        raise CodecError(f"{_name(typ)}: {name_place(exc, typ, _Encoded(data))}") from None
     except msgspec.DecodeError as exc:
         raise CodecError(f"{_name(typ)}: malformed bytes: {exc}") from None
     except RecursionError:
@@ -90,12 +90,15 @@ def decode(data: bytes, typ: type[T]) -> T:
     return obj
 
 
-#: Bytes of elements :func:`name_place` may skip, in all, to reach the places it names in
-#: refused bytes. It reads a union's tag off the bytes, found by their types and lengths
-#: (:func:`compute_element_end`); decoding the whole input again without a type instead, a 16
-#: MiB message refused at its first field took 170 ms and 130 MB more (an outside tester's AE4,
-#: retest35). Past it the names stop at the union it could not reach.
-MAX_NAMING_SKIP = 64 * 1024
+#: Elements :func:`name_place` may read (type bytes and lengths, :func:`compute_element_end`) to
+#: reach a union's tag in refused bytes, at each union on the way. Decoding the whole input
+#: again without a type instead, a 16 MiB message refused at its first field took 170 ms and
+#: 130 MB more (an outside tester's AE4, retest35); then reading up to 64 KiB of elements took
+#: 6 ms a refusal in Python, for a tag 65,535 one-byte integers along (a gossiped CommitUpdate
+#: refused at its last field: 80% of a core, AF1, retest36). A step costs about 0.1 us, a bin
+#: or a string one step whatever its length. Past it the names stop at the union it could not
+#: reach, and msgspec's own place stays.
+MAX_NAMING_STEPS = 1024
 
 
 class _Decoded:
@@ -115,48 +118,46 @@ class _Decoded:
 
 
 class _Encoded:
-    """A place in MessagePack bytes (None: not found), and the bytes left to skip to the next."""
+    """A place in MessagePack bytes: the array indices that lead to it from the start. The
+    bytes are read only when a union's tag is asked (most places a refusal names have none
+    below them), and then within :data:`MAX_NAMING_STEPS` at each array on the way."""
 
-    __slots__ = ("budget", "data", "pos")
+    __slots__ = ("data", "path")
 
-    def __init__(self, data: bytes, pos: int | None, budget: int) -> None:
-        self.data, self.pos, self.budget = data, pos, budget
+    def __init__(self, data: bytes, path: tuple[int, ...] = ()) -> None:
+        self.data, self.path = data, path
 
-    def _array(self) -> tuple[int, int] | None:
-        """Where the array at this place has its first element, and how many it has."""
-        data, pos = self.data, self.pos
-        if pos is None or pos >= len(data):
-            return None
-        tag = data[pos]
-        if 0x90 <= tag <= 0x9F:
-            return pos + 1, tag & 0x0F
-        width = {0xDC: 2, 0xDD: 4}.get(tag, 0)
-        if not width or pos + 1 + width > len(data):
-            return None
-        return pos + 1 + width, int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+    def child(self, index: int) -> _Encoded:
+        return _Encoded(self.data, (*self.path, index))
 
     def tag(self) -> Any:
-        array = self._array()
-        if array is None or array[1] == 0:
-            return None
+        """The first element of the array at this place; None if there is none to read."""
+        data, pos = self.data, 0
+        for index in (*self.path, 0):
+            array = _read_array_head(data, pos)
+            if array is None or index >= array[1]:
+                return None
+            try:
+                pos = compute_element_end(data, array[0], len(data) - array[0], count=index, steps=MAX_NAMING_STEPS)
+            except CodecError:  # past the budget (or malformed): not named
+                return None
         try:
-            return msgspec.msgpack.decode(self.data[array[0] : compute_element_end(self.data, array[0], 16)])
+            return msgspec.msgpack.decode(data[pos : compute_element_end(data, pos, 16)])
         except (CodecError, msgspec.DecodeError):
             return None
 
-    def child(self, index: int) -> _Encoded:
-        array = self._array()
-        if array is None or index >= array[1]:
-            return _Encoded(self.data, None, 0)
-        pos, budget = array[0], self.budget
-        for _ in range(index):
-            try:
-                end = compute_element_end(self.data, pos, budget)
-            except CodecError:  # past the budget (or malformed): not named
-                return _Encoded(self.data, None, 0)
-            budget -= end - pos
-            pos = end
-        return _Encoded(self.data, pos, budget)
+
+def _read_array_head(data: bytes, pos: int) -> tuple[int, int] | None:
+    """Where the array at ``data[pos]`` has its first element, and how many it has (None: not an array)."""
+    if pos >= len(data):
+        return None
+    tag = data[pos]
+    if 0x90 <= tag <= 0x9F:
+        return pos + 1, tag & 0x0F
+    width = {0xDC: 2, 0xDD: 4}.get(tag, 0)
+    if not width or pos + 1 + width > len(data):
+        return None
+    return pos + 1 + width, int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
 
 
 _PLACE = re.compile(r" - at `\$((?:\[\d+\])+)`$")
@@ -245,10 +246,12 @@ _FORMATS: dict[int, tuple[int, int, str]] = {
 }
 
 
-def compute_element_end(data: bytes, start: int, limit: int) -> int:
-    """The offset just past the MessagePack element that begins at ``data[start]``, found by
-    reading its type bytes and lengths only, never past ``start + limit``: CodecError if the
-    element is longer than that (or ``data`` ends first) or holds the unused byte 0xc1.
+def compute_element_end(data: bytes, start: int, limit: int, *, count: int = 1, steps: int | None = None) -> int:
+    """The offset just past the MessagePack element that begins at ``data[start]`` (the
+    ``count`` elements, one after another), found by reading their type bytes and lengths only,
+    never past ``start + limit``, and reading at most ``steps`` elements in all, nested ones
+    included (by default ``limit``, which bounds them anyway): CodecError if the elements are
+    longer than that (or ``data`` ends first), hold more elements, or hold the unused byte 0xc1.
 
     What it is for: reading the first field of a large array without a parse of the rest. A
     decoder checks the whole input (msgspec skips unwanted fields by parsing them), and a
@@ -258,12 +261,16 @@ def compute_element_end(data: bytes, start: int, limit: int) -> int:
     the right type and canonical is the decoder's to say, on the bytes this delimits.
     """
     end = min(len(data), start + limit)
-    pos, pending = start, 1  # elements still to read
+    pos, pending = start, count  # elements still to read
+    left = limit if steps is None else steps
     while pending:
         if pos >= end:
             raise CodecError(f"the element at byte {start} runs past byte {end} (its limit is {limit} bytes)")
+        if not left:
+            raise CodecError(f"the element at byte {start} holds more than {steps} elements")
         tag = data[pos]
         pending -= 1
+        left -= 1
         if tag <= 0x7F or tag >= 0xE0 or tag in (0xC0, 0xC2, 0xC3):  # fixints, nil, false, true
             pos += 1
         elif tag <= 0x8F:  # fixmap

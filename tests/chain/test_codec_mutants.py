@@ -14,6 +14,8 @@ tests/node/test_messages_mutants.py, rpc/params.py in tests/rpc/test_params_muta
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -93,28 +95,54 @@ def test_a_place_is_named_through_unions_lists_tuples_and_tags() -> None:
     assert _reason(msgspec.msgpack.encode([0, 1, 2, 3, 4, 5]), Extrinsic).endswith(" - at `$[0]` (signer)")
 
 
+def _elements(value: Any) -> int:
+    """How many MessagePack elements a value decoded without a type was read from (a bin or a
+    string is one, an array one and its items, a map one and its keys and values)."""
+    if isinstance(value, list):
+        return 1 + sum(map(_elements, value))
+    if isinstance(value, dict):
+        return 1 + sum(_elements(k) + _elements(v) for k, v in value.items())
+    return 1
+
+
+def _commit(losses: int) -> Extrinsic:
+    update = calls.CommitUpdate(0, bytes(32), 1, 1, b"", bytes(32), (7,) * losses, (), ())
+    return Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, update)
+
+
 def test_a_union_in_refused_bytes_is_named_by_the_tag_read_off_them_within_a_budget() -> None:
     """A union's member is picked by the tag the refused bytes carry there, read by types and
     lengths, not by decoding the whole input again without a type (a 16 MiB message refused
     at its first field took 170 ms and 130 MB more that way: an outside tester's AE4). The
-    elements skipped to reach a place count against MAX_NAMING_SKIP bytes; past it the names
-    stop at the union it could not reach. How large the refused element is does not matter."""
+    elements read to reach a union's tag count against MAX_NAMING_STEPS at each array on the
+    way (bytes did, and 64 KiB of one-byte integers took 6 ms: AF1); past it the names stop
+    at the union it could not reach. How long a bin or a string is does not matter."""
     bad = Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, Transfer(BOB, 2**63))
-
-    def rows(n: int) -> Extrinsic:
-        return Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, calls.AppendRows(0, 0, bytes(n)))
-
-    def after_rows(n: int) -> bytes:
-        return encode(Body((rows(n), bad)))
-
-    # Skipped on the way to the union at $[0][1][5]: the rows' extrinsic, the bad one's first five fields.
-    on_the_way = sum(len(msgspec.msgpack.encode(v)) for v in (BOB, bytes(64), 0, 0, IMMORTAL))
-    padding = next(n for n in range(codec.MAX_NAMING_SKIP, 0, -1) if len(encode(rows(n))) + on_the_way <= codec.MAX_NAMING_SKIP)
-    assert len(encode(rows(padding))) + on_the_way == codec.MAX_NAMING_SKIP
-    assert _reason(after_rows(padding), Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call.value)")
-    assert _reason(after_rows(padding + 1), Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call)")
+    # To the union at $[0][1][5], the extrinsics' array skips the first extrinsic, read whole.
+    fixed = _elements(msgspec.msgpack.decode(encode(_commit(0))))
+    n = codec.MAX_NAMING_STEPS - fixed
+    assert _elements(msgspec.msgpack.decode(encode(_commit(n)))) == codec.MAX_NAMING_STEPS
+    assert _reason(encode(Body((_commit(n), bad))), Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call.value)")
+    assert _reason(encode(Body((_commit(n + 1), bad))), Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call)")
     too_many = msgspec.msgpack.encode([calls.AppendRows.__struct_config__.tag, 0, 0, bytes(2 * 1024 * 1024)])
     assert _reason(too_many, Call).endswith(" - at `$[3]` (rows)")  # 2 MiB refused, its tag read off its first bytes
+    rows = Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, calls.AppendRows(0, 0, bytes(1024 * 1024)))  # the most rows a call holds
+    assert _reason(encode(Body((rows, bad))), Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call.value)")
+
+
+def test_a_place_with_no_union_below_it_is_named_without_reading_the_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Field names come from the type: the bytes are read only for a union's tag. A gossiped
+    CommitUpdate refused at its last field, after 65,535 one-byte losses, was walked element by
+    element to name a place no union lies below (an outside tester's AF1, retest36: 6 ms a
+    refusal, 80% of a core from rotated identities); it reads the call's tag alone."""
+    wrong = msgspec.msgpack.decode(encode(_commit(0xFFFF)))
+    wrong[5][8] = "not a path"  # a tuple of hashes
+    data = msgspec.msgpack.encode(wrong)
+    reads: list[int] = []
+    real = codec.compute_element_end
+    monkeypatch.setattr(codec, "compute_element_end", lambda *a, **k: reads.append(k.get("count", 1)) or real(*a, **k))
+    assert _reason(data, Extrinsic).endswith(" - at `$[5][8]` (call.first_path)")
+    assert reads == [5, 0, 1]  # to the call (five fields), its first element, the tag itself
 
 
 def test_nesting_past_the_recursion_limit_is_a_refusal_not_a_recursion_error() -> None:
