@@ -123,7 +123,7 @@ from node.network.messages import (
 )
 from node.network.multiaddr import Multiaddr
 from node.network.noise import MAX_NOISE_MESSAGE, StaticKey, handshake
-from node.network.peer import BoundedSet, Peer, PeerLimits
+from node.network.peer import BoundedSet, HostShare, Peer, PeerLimits
 from node.network.reputation import (
     MAX_BANS,
     MAX_TRACKED,
@@ -235,6 +235,12 @@ class NetworkConfig:
     # tester's AE3, retest35).
     fraud_proofs_per_second: float = 20.0
     fraud_proof_burst: float = 128.0
+    # The inbound peers of one address (group) share, besides their own, the allowances of
+    # extrinsics and fraud proofs of this many peers (node.network.peer.HostShare): a NAT or a
+    # local devnet's few nodes pass as before, and 30 identities of one host do the work of 4,
+    # not 30 (an outside tester's AF4: 75% of a core). Per address, not a cap on its peers:
+    # those of one address never evict each other (``_evict_inbound``).
+    host_allowance_peers: float = 4.0
     max_pending_handshakes: int = 16
     # TCP connections that have not yet sent their upgrade request (rpc.connections'
     # ConnectionBudget: past it the longest idle is closed). The p2p port is public: without
@@ -327,6 +333,7 @@ class NetworkService:
         self._served_node = FairShare(RateLimiter(config.served_bytes_per_node, config.served_bytes_per_node))
         self._served_hosts: OrderedDict[str, RateLimiter] = OrderedDict()
         self._handshake_hosts: OrderedDict[str, RateLimiter] = OrderedDict()
+        self._host_shares: OrderedDict[str, HostShare] = OrderedDict()
         self.connections_reset = 0  # inbound connections reset on connecting (_admit)
         # The last line about them: when, the count then, and the line due meanwhile (_say_resets).
         self._resets_said: tuple[float, int] = (-RESET_LOG_SECONDS, 0)
@@ -704,6 +711,7 @@ class NetworkService:
         if peer.peer_id not in self._reserved_ids:
             peer.node_served = self._served_node
             peer.host_served = None if peer.host is None else self._served_host(peer.host)
+            peer.host_share = None if peer.host is None else self._host_share(peer.host)
         for t in self._targets:
             if peer.address is not None and t.addr == peer.address:
                 t.peer_id = peer.peer_id
@@ -746,6 +754,17 @@ class NetworkService:
         """The answer bytes the inbound peers of ``host`` share (served_bytes_per_host)."""
         rate = self.config.served_bytes_per_host
         return take_allowance(self._served_hosts, host, rate, rate, MAX_SERVED_HOSTS)
+
+    def _host_share(self, host: str) -> HostShare:
+        """The allowances the inbound peers of ``host`` share (host_allowance_peers), full on
+        its first use; the last MAX_SERVED_HOSTS addresses used are kept, as answers' are."""
+        share = self._host_shares.pop(host, None)
+        if share is None:
+            share = HostShare(self._limits, self.config.host_allowance_peers)
+        self._host_shares[host] = share
+        while len(self._host_shares) > MAX_SERVED_HOSTS:
+            self._host_shares.popitem(last=False)
+        return share
 
     async def _run_peer(self, peer: Peer) -> None:
         queue: asyncio.Queue[tuple[Message, int]] = asyncio.Queue(self.config.inbound_queue)
@@ -929,8 +948,8 @@ class NetworkService:
                     fresh = []
                     dropped = 0
                     for raw in msg.extrinsics:
-                        if not (peer.tx_count.take() and peer.tx_bytes.take(len(raw))):
-                            dropped += 1  # over its allowance: not hashed, not marked seen
+                        if not peer.take_transaction(len(raw)):
+                            dropped += 1  # over its or its address's allowance: not hashed, not marked seen
                             continue
                         xt_hash = blake2_256(raw)
                         peer.known_txs.add(xt_hash)
@@ -938,7 +957,7 @@ class NetworkService:
                             fresh.append(raw)
                     if dropped:
                         log.info(
-                            "dropped %d of %d extrinsics from %s: over its rate (%g/s, %g bytes/s)",
+                            "dropped %d of %d extrinsics from %s: over its rate (%g/s, %g bytes/s) or its address's",
                             dropped, len(msg.extrinsics), peer.peer_id, peer.tx_count.rate, peer.tx_bytes.rate,
                         )
                     if fresh and h.on_transactions is not None:
@@ -1021,8 +1040,8 @@ class NetworkService:
         h = self.handlers
         if h.on_fraud_proof is None:
             return
-        if not peer.fraud_proofs.take():
-            log.info("dropped a fraud proof from %s: over its rate (%g/s)", peer.peer_id, peer.fraud_proofs.rate)
+        if not peer.take_fraud_proof():
+            log.info("dropped a fraud proof from %s: over its rate (%g/s) or its address's", peer.peer_id, peer.fraud_proofs.rate)
             return  # not marked seen: the same proof from another peer is still checked
         if h.admit_fraud_proof is not None and not h.admit_fraud_proof(peer.peer_id, msg.proof):
             return  # refused from its head, before the hash (never marked seen)

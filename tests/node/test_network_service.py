@@ -1207,6 +1207,44 @@ async def test_gossiped_fraud_proofs_take_from_an_allowance_of_their_own_before_
         await raw.close()
 
 
+async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsics_and_fraud_proofs(caplog) -> None:
+    """Identities of one address each within their own allowance: together they get
+    ``host_allowance_peers`` peers' worth of extrinsics and fraud proofs, the excess dropped
+    unseen and uncharged; another address has its own. Per peer alone, 30 identities of one
+    host each sent 256 unpayable extrinsics a second: 75% of a core (an outside tester's AF4)."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    limits = {
+        "tx_per_second": 1e-6, "tx_burst": 20.0, "tx_bytes_per_second": 1e-6, "tx_byte_burst": 1e6,
+        "fraud_proofs_per_second": 1e-6, "fraud_proof_burst": 2.0, "host_allowance_peers": 1.5,
+    }
+    async with nodes(limits) as (a,):
+        a.regossip = False
+        judged: list[tuple[PeerId, bytes]] = []
+
+        async def judge(peer: PeerId, proof: bytes) -> None:
+            judged.append((peer, proof))
+
+        a.service.handlers.on_fraud_proof = judge
+        first, second, other = RawPeer(), RawPeer(), RawPeer()
+        for raw, host in ((first, "127.0.0.2"), (second, "127.0.0.2"), (other, "127.0.0.3")):
+            assert isinstance(await raw.connect(a.addr, host=host), Status)
+        await wait_for(lambda: len(a.service.peers()) == 3)
+        for n, (raw, dropped) in enumerate(((first, 2), (second, 3), (other, 2))):
+            await raw.send(Transactions(tuple(b"xt-%d-%03d" % (n, i) for i in range(100))))
+            await wait_for(lambda n=n: len(a.txs) == n + 1)
+            for i in range(4):
+                await raw.send(FraudProofGossip(b"proof %d %d" % (n, i)))
+            drop = f"dropped a fraud proof from {raw.key.peer_id}: over its rate"
+            await wait_for(lambda drop=drop, dropped=dropped: caplog.text.count(drop) == dropped)
+        # Each may take 20 and 2; the address of the first two 30 and 3 in all.
+        assert [(peer, len(xts)) for peer, xts in a.txs] == [(first.key.peer_id, 20), (second.key.peer_id, 10), (other.key.peer_id, 20)]
+        assert [peer for peer, _ in judged] == [first.key.peer_id] * 2 + [second.key.peer_id] + [other.key.peer_id] * 2
+        assert f"dropped 90 of 100 extrinsics from {second.key.peer_id}: over its rate" in caplog.text
+        assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (first, second, other))
+        for raw in (first, second, other):
+            await raw.close()
+
+
 async def test_messages_queued_behind_one_that_got_their_peer_banned_are_not_read() -> None:
     """A peer banned while messages of its are queued for their handler: they are dropped
     unread. Each was read on before, its charge skipped as its peer was gone: proofs a
