@@ -88,7 +88,7 @@ from chain.codec import (
 )
 from chain.crypto import blake2_256, ss58_encode
 from chain.errors import BlockError, CodecError, DispatchError, InvalidFraudProof, InvalidSignature
-from chain.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
+from chain.extrinsic import MAX_EXTRINSIC_SIZE, Era, Extrinsic
 from chain.header import Header, compute_largest_header, verify_seal
 from chain.pallets import models
 from chain.pallets.staking import get_validators
@@ -136,6 +136,27 @@ def compute_max_fraud_proof_size(max_params: int) -> int:
 MAX_FRAUD_PROOF_SIZE: Final = compute_max_fraud_proof_size(MAX_PARAMS)
 
 
+def compute_max_head_elements() -> int:
+    """The most MessagePack elements a true proof's head (:class:`FraudProofHead`) holds: the
+    largest header, a TRAIN extrinsic with every optional field set, two u32s and an audit path
+    of MAX_PATH_LENGTH hashes (an array is one element and its items; a bin is one). A head with
+    more is no TRAIN's, so no proof's, and is refused after reading these few: read by
+    msgspec, the rest of a proof whose extrinsic was 3 MB of one-byte integers cost 7 ms to
+    skip, and its hash 2.6 ms, before any check (an outside tester's AF3, retest36)."""
+    train = Train(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # (a number is one element whatever its size)
+    xt = Extrinsic(bytes(32), bytes(64), 0, 0, Era(0, 0), train)
+    path = tuple(bytes(32) for _ in range(MAX_PATH_LENGTH))
+    return len(_elements(msgspec.msgpack.decode(encode(FraudProofHead(compute_largest_header(), msgspec.Raw(encode(xt)), 0, 0, path)))))
+
+
+def _elements(value: object) -> list[object]:
+    """Every element of a value decoded without a type, arrays and their items alike."""
+    items = [value]
+    for item in value if isinstance(value, list) else ():
+        items += _elements(item)
+    return items
+
+
 class FraudProof(Wire, frozen=True):
     """Evidence that a sealed block's training transcript is false (module docstring)."""
 
@@ -176,8 +197,8 @@ def decode_fraud_proof(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> Fra
 
 class FraudProofHead(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A fraud proof's first fields, all that tie it to a block: the header, the extrinsic's
-    bytes (not decoded) and its path under the header's extrinsics root. msgspec skips the
-    proof's other fields unread (:func:`read_fraud_proof_head`)."""
+    bytes (not decoded) and its path under the header's extrinsics root. The proof's other
+    fields are not read (:func:`read_fraud_proof_head`)."""
 
     header: Header
     extrinsic: msgspec.Raw
@@ -188,6 +209,7 @@ class FraudProofHead(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 _FIELDS: Final = len(FraudProof.__struct_fields__)
 _head_decoder = msgspec.msgpack.Decoder(FraudProofHead)
+MAX_HEAD_ELEMENTS: Final = compute_max_head_elements()
 
 
 def _check_opening(data: bytes, max_size: int) -> None:
@@ -214,22 +236,22 @@ def read_fraud_proof_header(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -
 
 def read_fraud_proof_head(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> FraudProofHead:
     """The head of the fraud proof ``data`` (:class:`FraudProofHead`), its header in canonical
-    form, read without decoding the rest: whether the proof can be judged here at all (its
-    block's parent state is here) and whether it is about a real block's real extrinsic
-    (:func:`verify_sealed_extrinsic`) cost a header's decode, a signature and a hash path,
-    not a proof's decode. Proofs about blocks whose parent a node lacked were each decoded in
-    full first, 24 ms for 2.3 MB, and dropped, uncharged since an honest relay can be ahead of
-    us; a peer with a fresh identity every 19 proofs had a node spend half a core on them (an
-    outside tester's Q2, round 15); and false proofs about real blocks, 95% of a core (T2).
-    "oversize" and "malformed" as :func:`decode_fraud_proof`, which checks the whole."""
-    data = bytes(data)
+    form, read without a parse of the rest: where it ends is read off its types and lengths
+    (at most :data:`MAX_HEAD_ELEMENTS` elements), so whether the proof is about a real block's
+    real extrinsic (:func:`verify_sealed_extrinsic`) costs a header's decode, a signature and
+    a hash path, whatever follows. Proofs about blocks whose parent a node lacked were each
+    decoded in full first, 24 ms for 2.3 MB (an outside tester's Q2, round 15); false proofs
+    about real blocks, 95% of a core (T2); then msgspec, reading the head, still parsed the
+    rest to skip it (AF3). "oversize" and "malformed" as :func:`decode_fraud_proof`, which
+    checks the whole."""
     _check_opening(data, max_size)
     try:
-        head = _head_decoder.decode(memoryview(data)[1:])  # (no copy of the rest)
+        end = compute_element_end(data, 2, len(data), count=len(FraudProofHead.__struct_fields__), steps=MAX_HEAD_ELEMENTS)
+        head = _head_decoder.decode(bytes((0x90 + len(FraudProofHead.__struct_fields__),)) + data[2:end])
+    except CodecError as exc:
+        raise InvalidFraudProof("malformed", f"FraudProof: its head: {exc}") from None
     except msgspec.MsgspecError as exc:
-        raise InvalidFraudProof("malformed", f"FraudProof: {exc}") from None
-    except RecursionError:  # (the rest skipped is nested past the limit: codec.decode says why)
-        raise InvalidFraudProof("malformed", "FraudProof: nested deeper than the decoder's recursion limit") from None
+        raise InvalidFraudProof("malformed", f"FraudProof: its head: {exc}") from None
     if not data.startswith(encode(head.header), 2):
         raise InvalidFraudProof("malformed", "FraudProof: its header is not in canonical form")
     return head

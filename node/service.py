@@ -100,6 +100,7 @@ from chain.errors import (
 from chain.extrinsic import Extrinsic, decode_extrinsic, sign_extrinsic
 from chain.fraud import (
     FraudProof,
+    FraudProofHead,
     compute_max_fraud_proof_size,
     decode_fraud_proof,
     read_fraud_proof_head,
@@ -1422,52 +1423,62 @@ class NodeService:
             return
         log.info("Submitted pol.report_fraud for block 0x%s… (nonce %d)", block_hash.hex()[:12], nonce)
 
-    def read_fraud_proof_job(self, payload: bytes) -> Header:
-        """The header of the fraud proof ``payload`` if the node can judge it: InvalidFraudProof
-        "oversize" or "malformed" if its opening or header is, and "unknown_job" if its
-        block's parent state is not here. Judged on that state, never on our best one: on
-        another fork a model version or data set id may hold other data, and an honest block
-        would look faulty (a framing). A proof whose job is unknown here costs its sender
-        nothing within a budget (we may be behind: node.network.sync), and is told from its
-        header alone, before the rest is read (a tester's Q2, round 15; chain.fraud.read_fraud_proof_header)
-        or the whole is hashed (the network asks this first: retest34's AD1)."""
-        header = read_fraud_proof_header(payload, compute_max_fraud_proof_size(self.chain.config.max_model_params))
+    def read_fraud_proof_job(self, payload: bytes) -> FraudProofHead:
+        """The head of the fraud proof ``payload`` if the node can judge it and it is about a
+        real block's real extrinsic whose fault is not proven here yet: InvalidFraudProof
+        "oversize" or "malformed" if its opening or head is, "unknown_job" if its block's
+        parent state is not here, "proven" if its block is invalid here already or the fault of
+        that extrinsic proven, and the reasons of :func:`verify_sealed_extrinsic`. Judged on the
+        parent's state, never on our best one: on another fork a model version or data set id
+        may hold other data, and an honest block would look faulty (a framing).
+
+        Each step reads only what the last one needs, and all come before the whole is hashed
+        or the rest read (the network asks this first): the header, then the head. A proof whose
+        job is unknown here, or whose fault is proven, costs its sender nothing within a budget
+        (we may be behind; a relay may have made its own proof of the same fault:
+        node.network.sync). Copies of a proven fault were each hashed and decoded, 1 MB of
+        weights apiece, then dropped uncharged: 68% of a core from one address (an outside
+        tester's AF2, retest36); false proofs about a real block, hashed and their rest
+        parsed first, 14% (AF3)."""
+        max_size = compute_max_fraud_proof_size(self.chain.config.max_model_params)
+        header = read_fraud_proof_header(payload, max_size)
         if not self.chain.has_block(header.parent_hash):
             raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent is not stored here")
         if not self.chain.has_state(header.parent_hash):
             raise InvalidFraudProof("unknown_job", f"block #{header.number}'s parent state is pruned here")
-        return header
-
-    async def import_fraud_proof(self, payload: bytes) -> bool:
-        """A fraud proof from a peer: decoded, checked against the faulty block's parent state,
-        and if it shows a fault, its block (and descendants) invalidated here. True if it was new and valid
-        (to gossip on); False if already known here; InvalidFraudProof (with its reason) if it
-        does not decode or shows no fault."""
-        max_size = compute_max_fraud_proof_size(self.chain.config.max_model_params)
-        self.read_fraud_proof_job(payload)
+        block_hash = header.hash()
+        if self.chain.is_invalid(block_hash):
+            raise InvalidFraudProof("proven", f"block #{header.number} is invalid here already")
         head = read_fraud_proof_head(payload, max_size)
-        header = head.header
-        # A real block's seal and a real extrinsic of it, from the head, before the rest is
-        # decoded (verify_fraud_proof checks them again on the decoded proof): false proofs
-        # about real blocks had every one decoded first (a tester's T2, round 15).
+        if self.chain.get_evidence(compute_fraud_evidence_key(block_hash, head.extrinsic_index)) is not None:
+            raise InvalidFraudProof("proven", f"the fault of block #{header.number}'s extrinsic #{head.extrinsic_index} is proven here already")
         # A stored parent's state does not change, but online pruning (--state-pruning) may
         # take it meanwhile: then the job is unknown here, as for a state pruned before, not an
         # error that drops the proof unjudged.
-        state = self.chain.state_at(header.parent_hash)
         try:
             verify_sealed_extrinsic(
-                self.chain.genesis_hash, state, header, bytes((CODEC_VERSION,)) + bytes(head.extrinsic),
-                head.extrinsic_path, head.extrinsic_index, head.extrinsic_count,
+                self.chain.genesis_hash, self.chain.state_at(header.parent_hash), header,
+                bytes((CODEC_VERSION,)) + bytes(head.extrinsic), head.extrinsic_path, head.extrinsic_index,
+                head.extrinsic_count,
             )
         except (MissingTrieNode, UnknownStateRoot):
             if self.chain.has_state(header.parent_hash):
                 raise  # a node missing from a state still held: the database is damaged
             raise _pruned_while_judged(header) from None
+        return head
+
+    async def import_fraud_proof(self, payload: bytes) -> bool:
+        """A fraud proof from a peer: its head checked (:meth:`read_fraud_proof_job`), then the
+        whole decoded and judged against the faulty block's parent state, and if it shows a
+        fault, its block (and descendants) invalidated here. True if it was new and valid (to
+        gossip on); False if another copy proved the same fault meanwhile; InvalidFraudProof
+        (with its reason) if it does not decode or shows no fault."""
+        max_size = compute_max_fraud_proof_size(self.chain.config.max_model_params)
+        header = self.read_fraud_proof_job(payload).header
+        state = self.chain.state_at(header.parent_hash)
         proof = decode_fraud_proof(payload, max_size)
         block_hash = proof.block_hash()
         key = compute_fraud_evidence_key(block_hash, proof.extrinsic_index)
-        if self.chain.get_evidence(key) is not None:
-            return False
         # Judged off the lock, as a block's training check is (import_block): the re-run is up
         # to a block's worth of training, and a false proof from a peer held up every import,
         # vote and authored block meanwhile. One at a time: proofs from many peers at once must

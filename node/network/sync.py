@@ -115,6 +115,7 @@ from chain.errors import (
     UnknownParent,
 )
 from chain.extrinsic import decode_extrinsic
+from chain.fraud import FraudProofHead
 from chain.header import Header, verify_seal
 from chain.pallets.staking import get_validators
 from chain.pool import TransactionPool
@@ -191,9 +192,10 @@ MAX_PENDING_TARGETS = 8
 # How far the peers' median best block may be above ours before the node says it is syncing
 # (is_major_syncing): Substrate's MAJOR_SYNC_BLOCKS, in client/network/sync.
 MAJOR_SYNC_BLOCKS = 5
-#: Fraud-proof refusals that can be our own lag, not the sender's fault: the job's parent
-#: state or model version is not here yet.
-UNJUDGED_FRAUD_REASONS = frozenset({"unknown_job"})
+#: Fraud-proof refusals that are not the sender's fault: the job's parent state is not here
+#: yet (our own lag), or the fault is proven here already (a relay forwards the proof it
+#: judged true, which may be another detector's encoding of a fault we proved: retest36's AF2).
+UNJUDGED_FRAUD_REASONS = frozenset({"unknown_job", "proven"})
 #: Fraud proofs of those reasons the peers of one address may send, a second and in a burst,
 #: before each more is charged BAD_FRAUD_PROOF. An honest relay gossips a proof only once it
 #: judged it true, once to each peer, so what a node that is behind can get from it is bounded
@@ -229,7 +231,7 @@ class SyncedNode(Protocol):
     async def import_block(
         self, block: Block, source: CheckpointSource | None = None, final_proof: Justification | None = None
     ) -> ImportedBlock | None: ...
-    def read_fraud_proof_job(self, payload: bytes) -> Header: ...
+    def read_fraud_proof_job(self, payload: bytes) -> FraudProofHead: ...
     async def import_fraud_proof(self, payload: bytes) -> bool: ...
     async def add_vote(self, vote: SignedVote) -> None: ...
     async def import_justification(self, justification: Justification) -> bool: ...
@@ -389,7 +391,7 @@ class NodeLink:
         node cannot judge, each settled here from the head alone. Hashed first, a proof of 2.3
         MB cost 2.6 ms more than its head, and from identities rotated as fast as an address's
         handshake allowance, each banned at its second charged proof, the node spent 27% of a
-        core (retest34's AD1); a proof not judged is forgotten anyway."""
+        core (retest34's AD1)."""
         try:
             self.node.read_fraud_proof_job(payload)
         except InvalidFraudProof as exc:
@@ -398,26 +400,28 @@ class NodeLink:
         return True
 
     async def _on_fraud_proof(self, peer: PeerId, payload: bytes) -> bool | None:
-        """A gossiped fraud proof: True (gossip it on) if it is valid and new here; an invalid
-        one is charged here with its reason (so None, not False, to the network)."""
+        """A gossiped fraud proof: True (gossip it on) if it is valid and new here; False if it
+        is false, its sender charged here with the reason (the network then charges any copy
+        of it unread); None if not judged."""
         try:
             return await self.node.import_fraud_proof(payload) or None
         except InvalidFraudProof as exc:
             # "unknown_job" here: its parent state was pruned since it was admitted, for good (a
             # copy that comes later could not be judged either, so it stays marked seen).
-            self._refuse_fraud_proof(peer, exc)
-            return None
+            return False if self._refuse_fraud_proof(peer, exc) else None
 
-    def _refuse_fraud_proof(self, peer: PeerId, exc: InvalidFraudProof) -> None:
+    def _refuse_fraud_proof(self, peer: PeerId, exc: InvalidFraudProof) -> bool:
+        """Charge ``peer`` for a proof refused with ``exc``, or not, within its address's
+        budget, if the refusal is not its fault (UNJUDGED_FRAUD_REASONS); whether it is false."""
         if exc.reason not in UNJUDGED_FRAUD_REASONS:
             self.network.report_peer(peer, Misbehaviour.BAD_FRAUD_PROOF, f"{exc.reason}: {exc}")
-            return
+            return True
         # Not charged within a budget: a node that is behind gets true proofs it cannot judge
         # from every honest relay, up to one a forged TRAIN of a block (64), and a charge of 50
         # each had it ban them (the second retest of round 15, Q3).
         group = self.network.peer_group(peer)
         if group is None:
-            return  # gone meanwhile (banned, perhaps): nothing to charge
+            return False  # gone meanwhile (banned, perhaps): nothing to charge
         budget = take_allowance(self._unjudged_budget, group, UNJUDGED_PROOFS_PER_SECOND, UNJUDGED_PROOF_BURST, MAX_SERVED_HOSTS)
         if budget.take():
             log.info("fraud proof from %s not checked here: %s: %s", peer, exc.reason, exc)
@@ -427,6 +431,7 @@ class NodeLink:
                 f"{exc.reason}: more than {UNJUDGED_PROOF_BURST:g} proofs we cannot judge, faster than "
                 f"{UNJUDGED_PROOFS_PER_SECOND:g} a second: {exc}",
             )
+        return False
 
     async def _on_announce(self, peer: PeerId, header: Header) -> None:
         chain = self.node.chain

@@ -18,6 +18,7 @@ from chain.errors import InvalidFraudProof
 from chain.fraud import (
     _FIELDS,
     MAX_FRAUD_PROOF_SIZE,
+    MAX_HEAD_ELEMENTS,
     MAX_HEADER_SIZE,
     read_fraud_proof_head,
     read_fraud_proof_header,
@@ -75,12 +76,37 @@ def test_a_header_that_is_cut_too_long_or_not_canonical_is_malformed() -> None:
     assert refusal(proof_with(b"\x93\x01\x02\x03"))[0] == "malformed"  # an array, not a header's
 
 
-def test_a_head_whose_rest_nests_past_the_recursion_limit_is_malformed() -> None:
-    """The header is read without the rest (a tail nested 5,000 deep is never looked at); the
-    head's read, for a proof the node can judge, parses the rest, and msgspec's RecursionError
-    escaped every handler, uncharged (an outside tester's AE1, retest35)."""
+def _count(data: bytes) -> int:
+    """The MessagePack elements of ``data``: an array is one and its items (no maps here)."""
+
+    def count(value: object) -> int:
+        return 1 + sum(map(count, value)) if isinstance(value, list) else 1
+
+    return count(msgspec.msgpack.decode(data))
+
+
+def test_a_head_is_read_no_further_than_a_true_heads_elements() -> None:
+    """The header is read without the rest (a tail nested 5,000 deep is never looked at), and
+    the head no further than the most elements a true proof's head holds (MAX_HEAD_ELEMENTS:
+    the largest header, a TRAIN extrinsic, a full path). msgspec's read of the head parsed
+    the rest to skip it: nested 5,000 deep, its RecursionError escaped every handler (an
+    outside tester's AE1, retest35); 3 MB of one-byte integers cost 7 ms (AF3, retest36)."""
     data = proof_with(encode(HEADER), b"\x91" * 5000 + b"\xc0" * 12)
     assert read_fraud_proof_header(data) == HEADER
-    with pytest.raises(InvalidFraudProof, match=r"^FraudProof: nested deeper than the decoder's recursion limit$") as refused:
+    with pytest.raises(InvalidFraudProof, match=rf"^FraudProof: its head: the element at byte 2 holds more than {MAX_HEAD_ELEMENTS} elements$") as refused:
         read_fraud_proof_head(data)
     assert refused.value.reason == "malformed"
+    # A head of exactly that many elements is read; one more, refused. The extrinsic is read
+    # as bytes here: an array of fixints makes up the count (the header's and the path's own
+    # elements around it).
+    header, path = encode(HEADER), msgspec.msgpack.encode([bytes(32)] * 3)
+    fixed = _count(header) + 1 + 2 + _count(path)  # the header, the extrinsic's array, index and count, the path
+    for extra, refused_at in ((0, None), (1, MAX_HEAD_ELEMENTS)):
+        xt = msgspec.msgpack.encode([0] * (MAX_HEAD_ELEMENTS - fixed + extra))
+        proof = proof_with(header, xt + b"\x00\x03" + path + b"\xc1" * 8)
+        if refused_at is None:
+            head = read_fraud_proof_head(proof)
+            assert (head.header, bytes(head.extrinsic), head.extrinsic_index, head.extrinsic_count) == (HEADER, xt, 0, 3)
+        else:
+            with pytest.raises(InvalidFraudProof, match=f"holds more than {refused_at} elements$"):
+                read_fraud_proof_head(proof)

@@ -947,6 +947,41 @@ async def test_a_fraud_proof_a_peer_sent_already_is_not_read_again() -> None:
             await raw.close()
 
 
+async def test_a_fraud_proof_judged_false_is_charged_from_whoever_sends_it_again(caplog) -> None:
+    """A proof the handler judged false (and charged its sender for) is remembered: the same
+    bytes again, from its sender or another identity, are charged BAD_FRAUD_PROOF unjudged.
+    Marked seen only, each copy was hashed (2.8 ms for 2.3 MB) and dropped uncharged, up to the
+    senders' allowances (found reviewing retest35's fixes, R2). One not judged (None) is not
+    remembered so, nor one judged true."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({}) as (a,):
+        judged: list[tuple[PeerId, bytes]] = []
+
+        async def judge(peer: PeerId, proof: bytes) -> bool | None:
+            judged.append((peer, proof))
+            return {b"false": False, b"unjudged": None}[proof]
+
+        a.service.handlers.on_fraud_proof = judge
+        first, second = RawPeer(), RawPeer()
+        for raw in (first, second):
+            await raw.connect(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        await first.send(FraudProofGossip(b"false"))
+        await first.send(FraudProofGossip(b"unjudged"))
+        await wait_for(lambda: len(judged) == 2)
+        assert a.service.reputation.score(first.key.peer_id) == 0  # (the handler charges with its reason)
+        await second.send(FraudProofGossip(b"unjudged"))
+        await second.send(FraudProofGossip(b"false"))
+        await wait_for(lambda: a.service.reputation.score(second.key.peer_id) < 0)
+        assert f"peer {second.key.peer_id}: invalid fraud proof (a proof judged false here already)" in caplog.text
+        await first.send(FraudProofGossip(b"false"))
+        await wait_for(lambda: a.service.reputation.score(first.key.peer_id) < 0)
+        assert judged == [(first.key.peer_id, b"false"), (first.key.peer_id, b"unjudged")]
+        assert a.service.reputation.score(second.key.peer_id) == pytest.approx(Misbehaviour.BAD_FRAUD_PROOF.cost, abs=5)  # once (decaying)
+        for raw in (first, second):
+            await raw.close()
+
+
 async def test_an_answer_that_does_not_decode_fails_its_request_at_once_and_bans_the_peer(caplog) -> None:
     """The answer's id is read before its body (round 15's N2): a body that then does not
     decode fails the request it answers with the reason, not after the request's timeout,
