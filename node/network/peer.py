@@ -95,24 +95,27 @@ class PeerLimits:
     tx_byte_burst: float
     fraud_proofs_per_second: float
     fraud_proof_burst: float
+    justifications_per_second: float
+    justification_burst: float
     served_bytes_per_second: float
     served_byte_burst: float
 
 
 class HostShare:
     """The allowances of unasked work the inbound peers of one address share: gossiped
-    extrinsics (count and bytes) and fraud proofs, ``share`` times one peer's
+    extrinsics (count and bytes), fraud proofs and justifications, ``share`` times one peer's
     (NetworkConfig.host_allowance_peers). Each peer's own allowance bounds what one identity
     makes us do, not what an address does: 30 identities of one host, each within its own
     256 unpayable extrinsics a second, held a node at 75% of a core and its event loop
     stalled 409 ms (an outside tester's AF4, retest36)."""
 
-    __slots__ = ("fraud_proofs", "tx_bytes", "tx_count")
+    __slots__ = ("fraud_proofs", "justifications", "tx_bytes", "tx_count")
 
     def __init__(self, limits: PeerLimits, share: float) -> None:
         self.tx_count = RateLimiter(limits.tx_per_second * share, limits.tx_burst * share)
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second * share, limits.tx_byte_burst * share)
         self.fraud_proofs = RateLimiter(limits.fraud_proofs_per_second * share, limits.fraud_proof_burst * share)
+        self.justifications = RateLimiter(limits.justifications_per_second * share, limits.justification_burst * share)
 
 
 class Peer:
@@ -160,6 +163,7 @@ class Peer:
         self.tx_count = RateLimiter(limits.tx_per_second, limits.tx_burst)
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second, limits.tx_byte_burst)
         self.fraud_proofs = RateLimiter(limits.fraud_proofs_per_second, limits.fraud_proof_burst)
+        self.justifications = RateLimiter(limits.justifications_per_second, limits.justification_burst)
         self.host_share: HostShare | None = None  # its address's, if inbound (set when registered)
         self.last_size = 0  # bytes of the message recv() returned last
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
@@ -194,6 +198,11 @@ class Peer:
         """Whether a gossiped fraud proof is within this peer's allowance and its address's."""
         host = self.host_share
         return self.fraud_proofs.take() and (host is None or host.fraud_proofs.take())
+
+    def take_justification(self) -> bool:
+        """Whether a gossiped justification is within this peer's allowance and its address's."""
+        host = self.host_share
+        return self.justifications.take() and (host is None or host.justifications.take())
 
     def request_wait(self, size: int) -> float:
         """Seconds until we may send this peer a request whose answer may be ``size`` bytes:

@@ -176,6 +176,7 @@ from node.network.messages import (
     Disconnect,
     FinalityVote,
     FraudProofGossip,
+    Justification,
     Status,
     Transactions,
     encode_message,
@@ -1278,6 +1279,33 @@ async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsi
         assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (first, second, other))
         for raw in (first, second, other):
             await raw.close()
+
+
+async def test_gossiped_justifications_take_from_an_allowance_before_they_are_hashed(caplog) -> None:
+    """A justification (up to 1,024 votes, walked before a refusal that blames no one) takes a
+    token of its sender's justification allowance first; over it, it is dropped unseen and
+    uncharged (an outside tester's AF7: 250 a second from one peer, 46% of a core)."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({"justifications_per_second": 1e-6, "justification_burst": 2.0}) as (a,):
+        handled: list[bytes] = []
+
+        async def judge(peer: PeerId, payload: bytes) -> None:
+            handled.append(payload)
+
+        a.service.handlers.on_justification = judge
+        raw, other = RawPeer(), RawPeer()
+        for r in (raw, other):
+            await r.connect(a.addr)
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        for i in range(4):
+            await raw.send(Justification(b"justification %d" % i))
+        await wait_for(lambda: caplog.text.count(f"dropped a justification from {raw.key.peer_id}: over its rate") == 2)
+        await other.send(Justification(b"justification 3"))  # another peer's copy of a dropped one is read
+        await wait_for(lambda: len(handled) == 3)
+        assert handled == [b"justification 0", b"justification 1", b"justification 3"]
+        assert a.service.reputation.score(raw.key.peer_id) == 0
+        for r in (raw, other):
+            await r.close()
 
 
 async def test_messages_queued_behind_one_that_got_their_peer_banned_are_not_read() -> None:
