@@ -346,9 +346,16 @@ def _hand_out(port: int) -> bool:
     if port in _HANDED_OUT:
         return False
     try:
-        PORT_LOCK_DIR.mkdir(mode=0o1777, exist_ok=True)
-        fd = os.open(PORT_LOCK_DIR / str(port), os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:  # a folder we cannot write (another user's): this process's own record only
+        PORT_LOCK_DIR.mkdir(exist_ok=True)
+        # Every user's to write, and each file every user's to read (flock takes a read-only
+        # descriptor): the umask narrows the modes asked at creation, and another user's
+        # processes, refused, kept no record of ports a live process here held (a review's R3).
+        with contextlib.suppress(OSError):  # (not ours to change: another user made it)
+            PORT_LOCK_DIR.chmod(0o1777)
+        fd = os.open(PORT_LOCK_DIR / str(port), os.O_RDONLY | os.O_CREAT, 0o666)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o666)
+    except OSError:  # a folder we cannot write (another user's, of another mode): this process's own record only
         _HANDED_OUT[port] = None
         return True
     try:

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -375,6 +376,10 @@ def test_a_port_another_live_process_was_handed_is_not_handed_out_here() -> None
     assert holder.returncode == 0
     assert devnet.find_free_port_range(3, low, low + 4) == low  # released with its holder
     devnet.release_ports(range(low, low + 6))
+    # Whatever the umask, every user may lock there (a review's R3: another user's processes
+    # were refused the folder and kept no record of ports held here).
+    assert stat.S_IMODE(devnet.PORT_LOCK_DIR.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((devnet.PORT_LOCK_DIR / str(low)).stat().st_mode) == 0o666
 
 
 def test_a_child_node_runs_this_polchain_whatever_its_working_folder_holds(tmp_path) -> None:
