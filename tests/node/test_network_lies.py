@@ -176,6 +176,11 @@ async def test_a_false_fraud_proof_is_judged_without_holding_up_imports(tmp_path
             rerun_may_end.set()
             await wait_for(lambda: node.network.reputation.score(peer.id) < 0)  # type: ignore[union-attr]
             assert f"peer {peer.id}: {Misbehaviour.BAD_FRAUD_PROOF.reason} (no_fault: " in caplog.text
+            # Judged false, it is remembered: the same bytes from another peer are charged
+            # unjudged (each copy was hashed and dropped uncharged: a review's R2).
+            honest.service.broadcast_fraud_proof(proof)
+            await wait_for(lambda: node.network.reputation.score(honest.id) < 0)  # type: ignore[union-attr]
+            assert f"peer {honest.id}: {Misbehaviour.BAD_FRAUD_PROOF.reason} (a proof judged false here already)" in caplog.text
             assert node.chain.best_hash == blocks[1].hash() and node.chain.best_header.state_root == root
             assert node.chain.get_header(node.chain.genesis_hash).state_root == genesis_root
             assert node.chain.finalized_number == 0 and not list(node.chain.iter_evidence(b""))
