@@ -1245,22 +1245,29 @@ async def test_gossiped_fraud_proofs_take_from_an_allowance_of_their_own_before_
 
 async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsics_and_fraud_proofs(caplog) -> None:
     """Identities of one address each within their own allowance: together they get
-    ``host_allowance_peers`` peers' worth of extrinsics and fraud proofs, the excess dropped
-    unseen and uncharged; another address has its own. Per peer alone, 30 identities of one
-    host each sent 256 unpayable extrinsics a second: 75% of a core (an outside tester's AF4)."""
+    ``host_allowance_peers`` peers' worth of extrinsics, fraud proofs and justifications, the
+    excess dropped unseen and uncharged; another address has its own. Per peer alone, 30
+    identities of one host each sent 256 unpayable extrinsics a second: 75% of a core (an
+    outside tester's AF4)."""
     caplog.set_level(logging.INFO, logger="polchain.network")
     limits = {
         "tx_per_second": 1e-6, "tx_burst": 20.0, "tx_bytes_per_second": 1e-6, "tx_byte_burst": 1e6,
         "fraud_proofs_per_second": 1e-6, "fraud_proof_burst": 2.0, "host_allowance_peers": 1.5,
+        "justifications_per_second": 1e-6, "justification_burst": 2.0,
     }
     async with nodes(limits) as (a,):
         a.regossip = False
         judged: list[tuple[PeerId, bytes]] = []
+        justified: list[PeerId] = []
 
         async def judge(peer: PeerId, proof: bytes) -> None:
             judged.append((peer, proof))
 
+        async def justify(peer: PeerId, payload: bytes) -> None:
+            justified.append(peer)
+
         a.service.handlers.on_fraud_proof = judge
+        a.service.handlers.on_justification = justify
         first, second, other = RawPeer(), RawPeer(), RawPeer()
         for raw, host in ((first, "127.0.0.2"), (second, "127.0.0.2"), (other, "127.0.0.3")):
             assert isinstance(await raw.connect(a.addr, host=host), Status)
@@ -1272,9 +1279,14 @@ async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsi
                 await raw.send(FraudProofGossip(b"proof %d %d" % (n, i)))
             drop = f"dropped a fraud proof from {raw.key.peer_id}: over its rate"
             await wait_for(lambda drop=drop, dropped=dropped: caplog.text.count(drop) == dropped)
+            for i in range(4):
+                await raw.send(Justification(b"justification %d %d" % (n, i)))
+            drop = f"dropped a justification from {raw.key.peer_id}: over its rate"
+            await wait_for(lambda drop=drop, dropped=dropped: caplog.text.count(drop) == dropped)
         # Each may take 20 and 2; the address of the first two 30 and 3 in all.
         assert [(peer, len(xts)) for peer, xts in a.txs] == [(first.key.peer_id, 20), (second.key.peer_id, 10), (other.key.peer_id, 20)]
         assert [peer for peer, _ in judged] == [first.key.peer_id] * 2 + [second.key.peer_id] + [other.key.peer_id] * 2
+        assert justified == [first.key.peer_id] * 2 + [second.key.peer_id] + [other.key.peer_id] * 2
         assert f"dropped 90 of 100 extrinsics from {second.key.peer_id}: over its rate" in caplog.text
         assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (first, second, other))
         for raw in (first, second, other):
