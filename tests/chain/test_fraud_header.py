@@ -73,6 +73,11 @@ def test_a_header_that_is_cut_too_long_or_not_canonical_is_malformed() -> None:
     wide_number = header[:35] + b"\xcc" + header[35:]  # 7 as a uint8: MessagePack, not the canonical form
     assert header[35] == 7  # (after the array byte and the parent hash's 34)
     assert refusal(proof_with(wide_number)) == ("malformed", "FraudProof: its header: Header: bytes are not in canonical form")
+    head = msgspec.msgpack.encode([0]) + b"\x00\x01\x90"  # an extrinsic (as bytes here), index, count, an empty path
+    assert read_fraud_proof_head(proof_with(header, head)).header == HEADER
+    with pytest.raises(InvalidFraudProof, match=r"^FraudProof: its header is not in canonical form$") as refused:
+        read_fraud_proof_head(proof_with(wide_number, head))  # (msgspec reads the uint8 as 7)
+    assert refused.value.reason == "malformed"
     assert refusal(proof_with(b"\x93\x01\x02\x03"))[0] == "malformed"  # an array, not a header's
 
 
