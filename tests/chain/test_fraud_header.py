@@ -13,8 +13,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from chain.calls import Train
 from chain.codec import CODEC_VERSION, encode
+from chain.crypto import dev_keypair
 from chain.errors import InvalidFraudProof
+from chain.extrinsic import Era, sign_extrinsic
 from chain.fraud import (
     _FIELDS,
     MAX_FRAUD_PROOF_SIZE,
@@ -24,6 +27,7 @@ from chain.fraud import (
     read_fraud_proof_header,
 )
 from chain.header import Header, compute_largest_header
+from chain.proofs import MAX_PATH_LENGTH
 
 HEADER = Header(bytes(range(32)), 7, bytes(32), bytes([1]) * 32, 99, bytes([2]) * 32, (), bytes([3]) * 64)
 OPENING = bytes((CODEC_VERSION, 0x90 + _FIELDS))
@@ -79,6 +83,20 @@ def test_a_header_that_is_cut_too_long_or_not_canonical_is_malformed() -> None:
         read_fraud_proof_head(proof_with(wide_number, head))  # (msgspec reads the uint8 as 7)
     assert refused.value.reason == "malformed"
     assert refusal(proof_with(b"\x93\x01\x02\x03"))[0] == "malformed"  # an array, not a header's
+
+
+def test_max_head_elements_is_the_most_a_true_proofs_head_holds() -> None:
+    """The largest header (an array, 7 fields, 8 digest logs of 3 fields: 41), a signed TRAIN
+    with every optional field set (an array, 4 fields, an era of 2, a call of its tag and 11
+    fields: 21), the extrinsic's index and count (2), a path of 32 hashes (33): 97. Such a
+    head is read; the proof's own array is not counted, as it is not read."""
+    assert MAX_HEAD_ELEMENTS == 41 + 21 + 2 + 33
+    train = Train(2**32 - 1, 0, 1, 1, 0, 0, 1, 0, 2**63 - 1, 2**63 - 1, 0)
+    xt = sign_extrinsic(dev_keypair("Bob"), train, nonce=2**32 - 1, era=Era(2**32 - 1, 2**32 - 1), genesis_hash=bytes(32), spec_version=1)
+    path = msgspec.msgpack.encode([bytes(32)] * MAX_PATH_LENGTH)
+    largest = compute_largest_header()
+    head = read_fraud_proof_head(proof_with(encode(largest), encode(xt) + b"\x00\x01" + path + b"\xc1" * 8))
+    assert (head.header, bytes(head.extrinsic), head.extrinsic_path) == (largest, encode(xt), (bytes(32),) * MAX_PATH_LENGTH)
 
 
 def _count(data: bytes) -> int:
