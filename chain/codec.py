@@ -131,33 +131,26 @@ class _Encoded:
         return _Encoded(self.data, (*self.path, index))
 
     def tag(self) -> Any:
-        """The first element of the array at this place; None if there is none to read."""
+        """The first element of the array at this place; None if it cannot be read. (The
+        indices are msgspec's, of elements it read: each lies in an array.)"""
         data, pos = self.data, 0
-        for index in (*self.path, 0):
-            array = _read_array_head(data, pos)
-            if array is None or index >= array[1]:
-                return None
-            try:
-                pos = compute_element_end(data, array[0], len(data) - array[0], count=index, steps=MAX_NAMING_STEPS)
-            except CodecError:  # past the budget (or malformed): not named
-                return None
         try:
-            return msgspec.msgpack.decode(data[pos : compute_element_end(data, pos, 16)])
-        except (CodecError, msgspec.DecodeError):
+            for index in self.path:
+                pos = compute_element_end(data, _array_start(data, pos), len(data), count=index, steps=MAX_NAMING_STEPS)
+            start = _array_start(data, pos)
+            return msgspec.msgpack.decode(data[start : compute_element_end(data, start, 16)])  # (an int tag: 9 bytes at most)
+        except (CodecError, msgspec.DecodeError):  # past the budget (or not an array, or malformed): not named
             return None
 
 
-def _read_array_head(data: bytes, pos: int) -> tuple[int, int] | None:
-    """Where the array at ``data[pos]`` has its first element, and how many it has (None: not an array)."""
-    if pos >= len(data):
-        return None
-    tag = data[pos]
+def _array_start(data: bytes, pos: int) -> int:
+    """Where the elements of the array at ``data[pos]`` start; CodecError if no array starts there."""
+    tag = data[pos] if pos < len(data) else -1
     if 0x90 <= tag <= 0x9F:
-        return pos + 1, tag & 0x0F
-    width = {0xDC: 2, 0xDD: 4}.get(tag, 0)
-    if not width or pos + 1 + width > len(data):
-        return None
-    return pos + 1 + width, int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+        return pos + 1
+    if tag in (0xDC, 0xDD):  # array 16 and 32: the length's 2 or 4 bytes
+        return pos + (3 if tag == 0xDC else 5)
+    raise CodecError(f"no array at byte {pos}")
 
 
 _PLACE = re.compile(r" - at `\$((?:\[\d+\])+)`$")

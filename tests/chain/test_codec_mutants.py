@@ -130,6 +130,21 @@ def test_a_union_in_refused_bytes_is_named_by_the_tag_read_off_them_within_a_bud
     assert _reason(encode(Body((rows, bad))), Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call.value)")
 
 
+def test_a_union_is_reached_through_arrays_of_each_width() -> None:
+    """The extrinsics' array as a fixarray, an array 16 (17 items) and an array 32 (not the
+    canonical form, which msgspec reads before the check): the tag under each is found."""
+    bad = Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, Transfer(BOB, 2**63))
+    ok = Extrinsic(BOB, bytes(64), 0, 0, IMMORTAL, Remark(b""))
+    assert _reason(encode(Body((ok, bad))), Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call.value)")
+    wide = encode(Body((ok,) * 16 + (bad,)))
+    assert wide[1] == 0xDC  # (after the body's array byte)
+    assert _reason(wide, Body).endswith(" - at `$[0][16][5][2]` (extrinsics[16].call.value)")
+    fix = encode(Body((ok, bad)))
+    assert fix[1] == 0x92
+    widest = fix[:1] + b"\xdd\x00\x00\x00\x02" + fix[2:]
+    assert _reason(widest, Body).endswith(" - at `$[0][1][5][2]` (extrinsics[1].call.value)")
+
+
 def test_a_place_with_no_union_below_it_is_named_without_reading_the_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Field names come from the type: the bytes are read only for a union's tag. A gossiped
     CommitUpdate refused at its last field, after 65,535 one-byte losses, was walked element by
@@ -142,7 +157,7 @@ def test_a_place_with_no_union_below_it_is_named_without_reading_the_bytes(monke
     real = codec.compute_element_end
     monkeypatch.setattr(codec, "compute_element_end", lambda *a, **k: reads.append(k.get("count", 1)) or real(*a, **k))
     assert _reason(data, Extrinsic).endswith(" - at `$[5][8]` (call.first_path)")
-    assert reads == [5, 0, 1]  # to the call (five fields), its first element, the tag itself
+    assert reads == [5, 1]  # to the call (five fields), then the tag itself
 
 
 def test_nesting_past_the_recursion_limit_is_a_refusal_not_a_recursion_error() -> None:
