@@ -251,11 +251,11 @@ class NetworkConfig:
     justifications_per_second: float = 4.0
     justification_burst: float = 32.0
     # The inbound peers of one address (group) share, besides their own, the allowances of
-    # extrinsics, fraud proofs and justifications of this many peers, and the frames and bytes
-    # read from them (node.network.peer.HostShare): a NAT or a local devnet's few nodes pass as
-    # before, and 30 identities of one host do the work of 2, not 30 (an outside tester's AF4:
-    # 75% of a core; 19% with a share of 4; AG1: 73% in frames). Per address, not a cap on its
-    # peers: those of one address never evict each other (``_evict_inbound``).
+    # extrinsics, fraud proofs and justifications of this many peers
+    # (node.network.peer.HostShare): a NAT or a local devnet's few nodes pass as before, and 30
+    # identities of one host do the work of 2, not 30 (an outside tester's AF4: 75% of a core;
+    # 19% with a share of 4). Per address, not a cap on its peers: those of one address never
+    # evict each other (``_evict_inbound``).
     host_allowance_peers: float = 2.0
     max_pending_handshakes: int = 16
     # TCP connections that have not yet sent their upgrade request (rpc.connections'
