@@ -102,21 +102,16 @@ class PeerLimits:
 
 
 class HostShare:
-    """The allowances the inbound peers of one address share, ``share`` times one peer's
-    (NetworkConfig.host_allowance_peers): of unasked work, gossiped extrinsics (count and
-    bytes), fraud proofs and justifications, the excess dropped; and the frames and bytes read
-    from them, past which the address is read slower (:meth:`Peer.recv_bytes`), not banned: an
-    honest peer behind the same address is not at fault. Each peer's own allowance bounds what
-    one identity makes us do, not what an address does: 30 identities of one host, each within
-    its own 256 unpayable extrinsics a second, held a node at 75% of a core and its event loop
-    stalled 409 ms (an outside tester's AF4, retest36); 16, each within its 500 frames a
-    second of votes no one is blamed for, 73% (AG1, retest37)."""
+    """The allowances of unasked work the inbound peers of one address share: gossiped
+    extrinsics (count and bytes), fraud proofs and justifications, ``share`` times one peer's
+    (NetworkConfig.host_allowance_peers). Each peer's own allowance bounds what one identity
+    makes us do, not what an address does: 30 identities of one host, each within its own
+    256 unpayable extrinsics a second, held a node at 75% of a core and its event loop
+    stalled 409 ms (an outside tester's AF4, retest36)."""
 
-    __slots__ = ("bytes", "frames", "fraud_proofs", "justifications", "tx_bytes", "tx_count")
+    __slots__ = ("fraud_proofs", "justifications", "tx_bytes", "tx_count")
 
     def __init__(self, limits: PeerLimits, share: float) -> None:
-        self.frames = RateLimiter(limits.frames_per_second * share, limits.frame_burst * share)
-        self.bytes = RateLimiter(limits.bytes_per_second * share, limits.byte_burst * share)
         self.tx_count = RateLimiter(limits.tx_per_second * share, limits.tx_burst * share)
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second * share, limits.tx_byte_burst * share)
         self.fraud_proofs = RateLimiter(limits.fraud_proofs_per_second * share, limits.fraud_proof_burst * share)
@@ -273,18 +268,8 @@ class Peer:
 
     async def recv_bytes(self) -> bytes:
         """The next whole message's bytes, not decoded; raises FrameError, Flood or PeerGone."""
-        host = self.host_share
         while True:
-            while host is not None and (wait := max(host.frames.wait_for(1.0), host.bytes.wait_for(1.0))) > 0:
-                # The address's frames or bytes spent: not read meanwhile (unless closed).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.closed.wait(), wait)
-                if self.closed.is_set():
-                    raise PeerGone("connection closed")
             msg = await self.ws.receive()
-            if host is not None:
-                host.frames.settle(-1.0)
-                host.bytes.settle(-float(len(msg.data)) if isinstance(msg.data, bytes) else 0.0)
             if msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
                 # Answered here, not by aiohttp (autoping off, node.network.service): a control
                 # frame counts as a frame against the peer's limit. aiohttp answered pings

@@ -1293,44 +1293,6 @@ async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsi
             await raw.close()
 
 
-async def test_past_the_frames_an_address_shares_its_peers_are_read_slower_not_banned() -> None:
-    """Frames read from the inbound peers of one address count against frames they share
-    (HostShare.frames, ``host_allowance_peers`` peers' worth): past them, the address is not
-    read until they refill, and no one is charged (an honest peer may share the address).
-    Another address is read meanwhile. 16 identities of one host, each within its own 500
-    frames a second of votes no one is blamed for, held a node at 73% (AG1, retest37)."""
-    limits = {"frames_per_second": 1.0, "frame_burst": 20.0, "host_allowance_peers": 0.5}  # the address's: 0.5/s, 10
-    async with nodes(limits) as (a,):
-        heard: list[tuple[PeerId, bytes]] = []
-
-        async def vote(peer: PeerId, payload: bytes) -> None:
-            heard.append((peer, payload))
-
-        a.service.handlers.on_vote = vote
-        first, second, other = RawPeer(), RawPeer(), RawPeer()
-        for raw, host in ((first, "127.0.0.2"), (second, "127.0.0.2"), (other, "127.0.0.3")):
-            assert isinstance(await raw.connect(a.addr, host=host), Status)
-        await wait_for(lambda: len(a.service.peers()) == 3)
-        for i in range(10):  # the address's burst, half its own
-            await first.send(FinalityVote(b"vote %d" % i))
-        await wait_for(lambda: len(heard) == 10)
-        # The second's reader was waiting for a frame while the address had some: it reads
-        # that one (a peer overdraws by a frame at most), and then waits.
-        await second.send(FinalityVote(b"overdraft"))
-        await wait_for(lambda: len(heard) == 11)
-        await second.send(FinalityVote(b"waits"))
-        await other.send(FinalityVote(b"another address"))
-        await wait_for(lambda: len(heard) == 12)
-        await asyncio.sleep(0.3)
-        assert heard[10:] == [(second.key.peer_id, b"overdraft"), (other.key.peer_id, b"another address")]
-        await wait_for(lambda: len(heard) == 13, timeout=10.0)  # read once the address's frames refill (~4 s)
-        assert heard[12] == (second.key.peer_id, b"waits")
-        assert len(a.service.peers()) == 3
-        assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (first, second, other))
-        for raw in (first, second, other):
-            await raw.close()
-
-
 async def test_gossiped_justifications_take_from_an_allowance_before_they_are_hashed(caplog) -> None:
     """A justification (up to 1,024 votes, walked before a refusal that blames no one) takes a
     token of its sender's justification allowance first; over it, it is dropped unseen and
