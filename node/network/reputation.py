@@ -37,7 +37,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 BAN_THRESHOLD = -1000.0
 HALF_LIFE = 60.0
@@ -223,17 +223,21 @@ class RateLimiter:
         self._tokens = min(self.burst, self._tokens + delta)
 
 
-def take_allowance(table: OrderedDict[Any, RateLimiter], key: object, rate: float, burst: float, most: int) -> RateLimiter:
-    """``key``'s allowance in ``table``, made full on its first use; the table keeps the ``most``
-    keys used last (a key used again moves to the back), so peers from ever new addresses or
-    with ever new identities cannot grow it without bound: a newcomer past them gets a new one."""
-    bucket = table.pop(key, None)
-    if bucket is None:
-        bucket = RateLimiter(rate, burst)
-    table[key] = bucket  # (the most recent last)
+A = TypeVar("A")  # an allowance: a RateLimiter, or a peer.HostShare of them
+
+
+def take_allowance(table: OrderedDict[Any, A], key: object, make: Callable[[], A], most: int) -> A:
+    """``key``'s allowance in ``table``, ``make()`` (full) on its first use; the table keeps the
+    ``most`` keys used last (a key used again moves to the back), so peers from ever new
+    addresses or with ever new identities cannot grow it without bound: a newcomer past them
+    gets a new one."""
+    allowance = table.pop(key, None)
+    if allowance is None:
+        allowance = make()
+    table[key] = allowance  # (the most recent last)
     while len(table) > most:
         table.popitem(last=False)
-    return bucket
+    return allowance
 
 
 class FairShare:

@@ -764,25 +764,22 @@ class NetworkService:
 
     def _handshake_allowance(self, host: str) -> RateLimiter:
         """The inbound handshakes ``host`` may start (NetworkConfig.handshakes_per_ip)."""
+        config = self.config
         return take_allowance(
-            self._handshake_hosts, host, self.config.handshakes_per_ip, self.config.handshake_burst_per_ip, MAX_SERVED_HOSTS
+            self._handshake_hosts, host, lambda: RateLimiter(config.handshakes_per_ip, config.handshake_burst_per_ip), MAX_SERVED_HOSTS
         )
 
     def _served_host(self, host: str) -> RateLimiter:
         """The answer bytes the inbound peers of ``host`` share (served_bytes_per_host)."""
         rate = self.config.served_bytes_per_host
-        return take_allowance(self._served_hosts, host, rate, rate, MAX_SERVED_HOSTS)
+        return take_allowance(self._served_hosts, host, lambda: RateLimiter(rate, rate), MAX_SERVED_HOSTS)
 
     def _host_share(self, host: str) -> HostShare:
         """The allowances the inbound peers of ``host`` share (host_allowance_peers), full on
         its first use; the last MAX_SERVED_HOSTS addresses used are kept, as answers' are."""
-        share = self._host_shares.pop(host, None)
-        if share is None:
-            share = HostShare(self._limits, self.config.host_allowance_peers)
-        self._host_shares[host] = share
-        while len(self._host_shares) > MAX_SERVED_HOSTS:
-            self._host_shares.popitem(last=False)
-        return share
+        return take_allowance(
+            self._host_shares, host, lambda: HostShare(self._limits, self.config.host_allowance_peers), MAX_SERVED_HOSTS
+        )
 
     async def _run_peer(self, peer: Peer) -> None:
         queue: asyncio.Queue[tuple[Message, int]] = asyncio.Queue(self.config.inbound_queue)

@@ -422,7 +422,9 @@ class NodeLink:
         group = self.network.peer_group(peer)
         if group is None:
             return False  # gone meanwhile (banned, perhaps): nothing to charge
-        budget = take_allowance(self._unjudged_budget, group, UNJUDGED_PROOFS_PER_SECOND, UNJUDGED_PROOF_BURST, MAX_SERVED_HOSTS)
+        budget = take_allowance(
+            self._unjudged_budget, group, lambda: RateLimiter(UNJUDGED_PROOFS_PER_SECOND, UNJUDGED_PROOF_BURST), MAX_SERVED_HOSTS
+        )
         if budget.take():
             log.info("fraud proof from %s not checked here: %s: %s", peer, exc.reason, exc)
         else:
