@@ -211,6 +211,11 @@ class FraudProofHead(msgspec.Struct, frozen=True, array_like=True, gc=False):
 _FIELDS: Final = len(FraudProof.__struct_fields__)
 _head_decoder = msgspec.msgpack.Decoder(FraudProofHead)
 MAX_HEAD_ELEMENTS: Final = compute_max_head_elements()
+#: The most bytes a true proof's head holds: the largest header, the largest extrinsic (its
+#: versioned size, a byte over), two u32s and a full path (as compute_max_fraud_proof_size
+#: counts them). Bounded in elements alone, a head whose extrinsic was one bin of most of a
+#: proof's 18.9 MB was copied and hashed before its path was found false (retest37).
+MAX_HEAD_SIZE: Final = MAX_HEADER_SIZE + MAX_EXTRINSIC_SIZE + 2 * 5 + 3 + MAX_PATH_LENGTH * 34
 
 
 def _check_opening(data: bytes, max_size: int) -> None:
@@ -238,7 +243,7 @@ def read_fraud_proof_header(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -
 def read_fraud_proof_head(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> FraudProofHead:
     """The head of the fraud proof ``data`` (:class:`FraudProofHead`), its header in canonical
     form, read without a parse of the rest: where it ends is read off its types and lengths
-    (at most :data:`MAX_HEAD_ELEMENTS` elements), so whether the proof is about a real block's
+    (at most :data:`MAX_HEAD_ELEMENTS` elements and :data:`MAX_HEAD_SIZE` bytes), so whether the proof is about a real block's
     real extrinsic (:func:`verify_sealed_extrinsic`) costs a header's decode, a signature and
     a hash path, whatever follows. Proofs about blocks whose parent a node lacked were each
     decoded in full first, 24 ms for 2.3 MB (an outside tester's Q2, round 15); false proofs
@@ -247,7 +252,7 @@ def read_fraud_proof_head(data: bytes, max_size: int = MAX_FRAUD_PROOF_SIZE) -> 
     checks the whole."""
     _check_opening(data, max_size)
     try:
-        end = compute_element_end(data, 2, len(data), count=len(FraudProofHead.__struct_fields__), steps=MAX_HEAD_ELEMENTS)
+        end = compute_element_end(data, 2, MAX_HEAD_SIZE, count=len(FraudProofHead.__struct_fields__), steps=MAX_HEAD_ELEMENTS)
         head = _head_decoder.decode(bytes((0x90 + len(FraudProofHead.__struct_fields__),)) + data[2:end])
     except CodecError as exc:
         raise InvalidFraudProof("malformed", f"FraudProof: its head: {exc}") from None

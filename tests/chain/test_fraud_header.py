@@ -17,11 +17,12 @@ from chain.calls import Train
 from chain.codec import CODEC_VERSION, encode
 from chain.crypto import dev_keypair
 from chain.errors import InvalidFraudProof
-from chain.extrinsic import Era, sign_extrinsic
+from chain.extrinsic import MAX_EXTRINSIC_SIZE, Era, sign_extrinsic
 from chain.fraud import (
     _FIELDS,
     MAX_FRAUD_PROOF_SIZE,
     MAX_HEAD_ELEMENTS,
+    MAX_HEAD_SIZE,
     MAX_HEADER_SIZE,
     read_fraud_proof_head,
     read_fraud_proof_header,
@@ -97,6 +98,22 @@ def test_max_head_elements_is_the_most_a_true_proofs_head_holds() -> None:
     largest = compute_largest_header()
     head = read_fraud_proof_head(proof_with(encode(largest), encode(xt) + b"\x00\x01" + path + b"\xc1" * 8))
     assert (head.header, bytes(head.extrinsic), head.extrinsic_path) == (largest, encode(xt), (bytes(32),) * MAX_PATH_LENGTH)
+
+
+def test_a_head_is_read_no_further_than_a_true_heads_bytes() -> None:
+    """A head of few elements but many bytes (an extrinsic of one bin past the largest
+    extrinsic) is refused at MAX_HEAD_SIZE, before it is copied or its extrinsic hashed; the
+    largest true sizes are read."""
+    header, path = encode(compute_largest_header()), msgspec.msgpack.encode([bytes(32)] * MAX_PATH_LENGTH)
+    assert len(header) + 1 + MAX_EXTRINSIC_SIZE + 2 * 5 + len(path) == MAX_HEAD_SIZE  # (the header's bound counts a version byte)
+    tail = b"\xce" + bytes(4) + b"\xce" + bytes(4) + path  # index and count as u32s, the path
+    fits = MAX_HEAD_SIZE - len(header) - len(tail)
+    xt = msgspec.msgpack.encode(bytes(fits - 5))  # (a bin 32's head: 5 bytes)
+    assert len(xt) == fits
+    assert bytes(read_fraud_proof_head(proof_with(header, xt + tail + b"\xc1")).extrinsic) == xt
+    xt = msgspec.msgpack.encode(bytes(fits - 4))
+    with pytest.raises(InvalidFraudProof, match=f"^FraudProof: its head: the element at byte 2 runs past byte {2 + MAX_HEAD_SIZE} "):
+        read_fraud_proof_head(proof_with(header, xt + tail + b"\xc1"))
 
 
 def _count(data: bytes) -> int:
