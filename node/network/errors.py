@@ -62,5 +62,11 @@ class Flood(NetworkError):
     """A peer sent frames or bytes faster than its rate limit, or overfilled its inbound queue."""
 
 
+class HostFlood(NetworkError):
+    """The inbound peers of one address together sent frames or bytes faster than the share of
+    that address (node.network.peer.HostShare): the peer whose frame found it spent is dropped,
+    not charged, as it may be an honest neighbour of the one that spent it."""
+
+
 class PeerGone(NetworkError):
     """The connection closed (cleanly or not) while we were reading or writing."""

@@ -7,8 +7,8 @@ response can be 16 MiB, so a message count alone would let a peer that asks and 
 pin gigabytes. A peer whose queue is full is too slow to keep: the service disconnects it.
 
 Reads are checked in the order that costs the least work for a hostile peer: the WebSocket
-layer refuses frames over the Noise limit (aiohttp's ``max_msg_size``), the rate limiter
-counts a frame before it is decrypted, the session refuses a message over the bound before
+layer refuses frames over the Noise limit (aiohttp's ``max_msg_size``), the rate limiters
+(the peer's, then its address's: HostShare) count a frame before it is decrypted, the session refuses a message over the bound before
 buffering more, and only then is the message decoded.
 """
 
@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from node.network.errors import Flood, FrameError, OversizeMessage, PeerGone
+from node.network.errors import Flood, FrameError, HostFlood, OversizeMessage, PeerGone
 from node.network.identity import PeerId
 from node.network.messages import Disconnect, Message, Status, decode_message, encode_message
 from node.network.multiaddr import Multiaddr
@@ -102,20 +102,50 @@ class PeerLimits:
 
 
 class HostShare:
-    """The allowances of unasked work the inbound peers of one address share: gossiped
-    extrinsics (count and bytes), fraud proofs and justifications, ``share`` times one peer's
-    (NetworkConfig.host_allowance_peers). Each peer's own allowance bounds what one identity
-    makes us do, not what an address does: 30 identities of one host, each within its own
-    256 unpayable extrinsics a second, held a node at 75% of a core and its event loop
-    stalled 409 ms (an outside tester's AF4, retest36)."""
+    """The allowances the inbound peers of one address share, ``share`` times one peer's
+    (NetworkConfig.host_allowance_peers): of unasked work (gossiped extrinsics, count and
+    bytes; fraud proofs; justifications), whose excess is dropped unread, and of frames and
+    bytes read, whose excess drops the peer whose frame found them spent (HostFlood, not
+    charged: it may be an honest neighbour of the identities that spent them).
 
-    __slots__ = ("fraud_proofs", "justifications", "tx_bytes", "tx_count")
+    Each peer's own allowance bounds what one identity makes us do, not what an address does:
+    30 identities of one host, each within its own 256 unpayable extrinsics a second, held a
+    node at 75% of a core and its event loop stalled 409 ms (an outside tester's AF4,
+    retest36); 16, each within its own 500 frames a second of votes refused without blame,
+    73% (AG1, retest37). The frames are taken, not waited for: readers that waited for a
+    shared allowance woke each millisecond to look, and 30 identities cost more than without
+    it (retest38). A dropped identity's new connection takes a token of its address's
+    handshake allowance (4 a second), and the frames it finds spent drop it again."""
+
+    __slots__ = ("bytes", "frames", "fraud_proofs", "justifications", "tx_bytes", "tx_count")
 
     def __init__(self, limits: PeerLimits, share: float) -> None:
+        self.frames = RateLimiter(limits.frames_per_second * share, limits.frame_burst * share)
+        self.bytes = RateLimiter(limits.bytes_per_second * share, limits.byte_burst * share)
         self.tx_count = RateLimiter(limits.tx_per_second * share, limits.tx_burst * share)
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second * share, limits.tx_byte_burst * share)
         self.fraud_proofs = RateLimiter(limits.fraud_proofs_per_second * share, limits.fraud_proof_burst * share)
         self.justifications = RateLimiter(limits.justifications_per_second * share, limits.justification_burst * share)
+
+    def take_frame(self, size: int) -> None:
+        """Take a frame of ``size`` bytes from the share (0: a ping or pong); HostFlood if spent."""
+        if not self.frames.take():
+            raise HostFlood(
+                f"its address's inbound peers passed the {self.frames.rate:g} frames/s they share "
+                f"(burst {self.frames.burst:g})"
+            )
+        if size and not self.bytes.take(size):
+            raise HostFlood(
+                f"its address's inbound peers passed the {self.bytes.rate:g} bytes/s they share "
+                f"(burst {self.bytes.burst:g})"
+            )
+
+    def waits(self, frames: int, size: int) -> float:
+        """Seconds until ``frames`` frames of ``size`` bytes in all pass the share (see
+        Peer.inbound_wait)."""
+        return max(
+            self.frames.wait_for(min(frames, self.frames.burst)), self.bytes.wait_for(min(size, self.bytes.burst))
+        )
 
 
 class Peer:
@@ -218,10 +248,10 @@ class Peer:
         answer can pass it in one piece, and a configured burst below the largest message
         must not fail every request."""
         frames = size // MAX_CHUNK + 2
-        return max(
-            self._frames.wait_for(min(frames, self._frames.burst)),
-            self._bytes.wait_for(min(size + frames * (TAG_LEN + 1), self._bytes.burst)),
-        )
+        wire = size + frames * (TAG_LEN + 1)
+        own = max(self._frames.wait_for(min(frames, self._frames.burst)), self._bytes.wait_for(min(wire, self._bytes.burst)))
+        host = self.host_share
+        return own if host is None else max(own, host.waits(frames, wire))
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"p2p-write-{self.peer_id.short()}")
@@ -278,6 +308,8 @@ class Peer:
                 # tester's finding, round 7). (A pong resets aiohttp's heartbeat all the same.)
                 if not self._frames.take():
                     raise Flood(f"more than {self._frames.rate:g} frames/s (burst {self._frames.burst:g}), pings included")
+                if self.host_share is not None:
+                    self.host_share.take_frame(0)
                 if msg.type == aiohttp.WSMsgType.PING:
                     await self.ws.pong(msg.data)
                 continue
@@ -302,6 +334,8 @@ class Peer:
                 raise Flood(f"more than {self._frames.rate:g} frames/s (burst {self._frames.burst:g})")
             if not self._bytes.take(len(frame)):
                 raise Flood(f"more than {self._bytes.rate:g} bytes/s (burst {self._bytes.burst:g})")
+            if self.host_share is not None:
+                self.host_share.take_frame(len(frame))
             data = self.session.decrypt(frame)
             if data is not None:
                 self.last_size = len(data)

@@ -78,6 +78,7 @@ from node.network.errors import (
     Flood,
     FrameError,
     HandshakeError,
+    HostFlood,
     MessageError,
     NetworkError,
     OversizeMessage,
@@ -251,10 +252,10 @@ class NetworkConfig:
     justifications_per_second: float = 4.0
     justification_burst: float = 32.0
     # The inbound peers of one address (group) share, besides their own, the allowances of
-    # extrinsics, fraud proofs and justifications of this many peers
+    # extrinsics, fraud proofs, justifications, frames and bytes of this many peers
     # (node.network.peer.HostShare): a NAT or a local devnet's few nodes pass as before, and 30
     # identities of one host do the work of 2, not 30 (an outside tester's AF4: 75% of a core;
-    # 19% with a share of 4). Per address, not a cap on its peers: those of one address never
+    # 19% with a share of 4; AG1, 16 identities' votes: 73%). Per address, not a cap on its peers: those of one address never
     # evict each other (``_evict_inbound``).
     host_allowance_peers: float = 2.0
     max_pending_handshakes: int = 16
@@ -826,6 +827,9 @@ class NetworkService:
                     break
                 except Flood as exc:
                     reason = self._misbehaved(peer, Misbehaviour.FLOOD, str(exc))
+                    break
+                except HostFlood as exc:
+                    reason = str(exc)  # not charged (node.network.peer.HostShare)
                     break
                 except (FrameError, MessageError) as exc:
                     if fut is not None and not fut.done():

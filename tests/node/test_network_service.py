@@ -1293,6 +1293,82 @@ async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsi
             await raw.close()
 
 
+async def test_the_inbound_peers_of_one_address_share_its_frames_and_past_them_are_dropped_uncharged(caplog) -> None:
+    """Identities of one address each within their own frame allowance: together they get
+    ``host_allowance_peers`` peers' worth of frames (and bytes), and the one whose frame finds
+    them spent is dropped, not charged (it may be an honest neighbour), and dropped again when
+    it comes back while they are; another address has its own. Per peer alone, 16 identities
+    of one host, each within its own 500 frames a second of votes that blame no one, held a
+    node at 73% of a core (an outside tester's AG1, retest37)."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    limits = {"frames_per_second": 1e-6, "frame_burst": 40.0, "host_allowance_peers": 1.5}
+    async with nodes(limits) as (a,):
+        votes: list[PeerId] = []
+
+        async def count(peer: PeerId, payload: bytes) -> None:
+            votes.append(peer)
+
+        a.service.handlers.on_vote = count
+        first, second, other = RawPeer(), RawPeer(), RawPeer()
+        for raw, host in ((first, "127.0.0.2"), (second, "127.0.0.2"), (other, "127.0.0.3")):
+            assert isinstance(await raw.connect(a.addr, host=host), Status)
+        await wait_for(lambda: len(a.service.peers()) == 3)
+        for raw, n in ((first, 30), (second, 30), (other, 35)):
+            for i in range(n):
+                await raw.send(FinalityVote(b"%s %d" % (str(raw.key.peer_id).encode(), i)))
+            await wait_for(lambda raw=raw, n=n: votes.count(raw.key.peer_id) == n)
+        # The address's 60 frames are spent: the second's next one drops it.
+        await second.send(FinalityVote(b"one too many"))
+        await wait_for(lambda: {p.peer_id for p in a.service.peers()} == {first.key.peer_id, other.key.peer_id})
+        said = f"disconnected from {second.key.peer_id}: its address's inbound peers passed the 1.5e-06 frames/s they share (burst 60)"
+        assert said in caplog.text
+        assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (first, second, other))
+        assert a.service.reputation.banned_for(second.key.peer_id) == 0
+        await second.close()
+        again = RawPeer(second.key)  # back, not banned: and the spent frames drop it at its first
+        assert isinstance(await again.connect(a.addr, host="127.0.0.2"), Status)
+        await again.send(FinalityVote(b"again"))
+        assert await again.recv_until_closed() == [Disconnect(said.split(": ", 1)[1])]
+        assert votes.count(second.key.peer_id) == 30 and a.service.reputation.score(second.key.peer_id) == 0
+        # Our own requests wait for the share too: an answer from the first (2 frames, within
+        # its own 10 left) waits for its address's, and the other's does not.
+        assert a.service._peers[first.key.peer_id].inbound_wait(100) > 1e6
+        assert a.service._peers[other.key.peer_id].inbound_wait(100) == 0
+        assert first.ws is not None
+        await first.ws.ping()  # a ping is a frame too, for the other identity as well
+        await wait_for(lambda: [p.peer_id for p in a.service.peers()] == [other.key.peer_id])
+        assert votes.count(first.key.peer_id) == 30 and a.service.reputation.score(first.key.peer_id) == 0
+        for raw in (first, again, other):
+            await raw.close()
+
+
+async def test_the_inbound_peers_of_one_address_share_its_bytes_and_past_them_are_dropped_uncharged(caplog) -> None:
+    """As their frames: the bytes the identities of one address send are
+    ``host_allowance_peers`` peers' worth together."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({"bytes_per_second": 1e-6, "byte_burst": 40_000.0, "host_allowance_peers": 1.5}) as (a,):
+        votes: list[PeerId] = []
+
+        async def count(peer: PeerId, payload: bytes) -> None:
+            votes.append(peer)
+
+        a.service.handlers.on_vote = count
+        first, second = RawPeer(), RawPeer()
+        for raw in (first, second):
+            assert isinstance(await raw.connect(a.addr, host="127.0.0.2"), Status)
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        for raw, n in ((first, 2), (second, 1)):  # 15 kB each: 45 kB of the address's 60
+            for i in range(n):
+                await raw.send(FinalityVote(bytes([n, i]) * 7_500))
+            await wait_for(lambda raw=raw, n=n: votes.count(raw.key.peer_id) == n)
+        await second.send(FinalityVote(bytes([9]) * 15_000))  # 30 kB of its own 40, 60 kB and more of theirs
+        await wait_for(lambda: [p.peer_id for p in a.service.peers()] == [first.key.peer_id])
+        assert "its address's inbound peers passed the 1.5e-06 bytes/s they share (burst 60000)" in caplog.text
+        assert votes.count(second.key.peer_id) == 1 and a.service.reputation.score(second.key.peer_id) == 0
+        for raw in (first, second):
+            await raw.close()
+
+
 async def test_gossiped_justifications_take_from_an_allowance_before_they_are_hashed(caplog) -> None:
     """A justification (up to 1,024 votes, walked before a refusal that blames no one) takes a
     token of its sender's justification allowance first; over it, it is dropped unseen and
