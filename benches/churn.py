@@ -47,7 +47,7 @@ from node.network.messages import (
     PROTOCOL_VERSION,
     ROLE_FULL,
     BlockAnnounce,
-    FinalityVote,
+    FinalityVotes,
     FraudProofGossip,
     Status,
     Transactions,
@@ -114,7 +114,7 @@ async def one_peer(p2p_port: int, genesis: bytes, index: int) -> None:
                 decode_message(data)
                 break
         salt = index.to_bytes(8, "big")
-        await send(FinalityVote(b"vote" + salt))
+        await send(FinalityVotes((b"vote" + salt,)))
         await send(FraudProofGossip(b"proof" + salt))
         await send(Transactions((b"xt" + salt,)))
         await send(BlockAnnounce(Header(salt * 4, 1 + index, bytes(32), bytes(32), 10**9 + index, bytes(32))))

@@ -8,7 +8,7 @@ WebSocket read, rate limit, decrypt, canonical decode, seen-set, handler). Rows:
 
 - ``connect``: dial to connected (TCP, WebSocket upgrade, Noise XX with the ed25519
   identity check, Status exchange), mean over ``--connects`` dials;
-- ``votes``: FinalityVote messages of ``--size`` payload bytes, one direction, in windows of
+- ``votes``: FinalityVotes messages of one vote of ``--size`` payload bytes, one direction, in windows of
   256 (the sender waits for the window to arrive, so no queue ever overflows);
 - ``plain ws``: the same number of frames of the same encoded size over a bare aiohttp
   WebSocket, no Noise, no msgspec: the baseline the ``votes`` row is compared with;
@@ -35,7 +35,7 @@ from benches.record import write_record
 from chain.block import Block, Body
 from chain.header import ZERO_HASH, Header
 from node.network.identity import NodeKey, PeerId
-from node.network.messages import BlockData, BlockRequest, FinalityVote, encode_message
+from node.network.messages import BlockData, BlockRequest, FinalityVotes, encode_message
 from node.network.multiaddr import Multiaddr
 from node.network.service import ChainStatus, NetworkConfig, NetworkHandlers, NetworkService
 
@@ -46,7 +46,8 @@ CONFIG = NetworkConfig(
     listen_addrs=(Multiaddr("ip4", "127.0.0.1", 0),),
     frames_per_second=1e9, frame_burst=1e9, bytes_per_second=1e12, byte_burst=1e12,
     inbound_queue=4 * WINDOW, send_queue=4 * WINDOW, seen_capacity=1 << 20,
-    requests_per_second=1e9, request_burst=1e9,
+    requests_per_second=1e9, request_burst=1e9, votes_per_second=1e9, vote_burst=1e9,
+    tx_per_second=1e9, tx_burst=1e9, tx_bytes_per_second=1e12, tx_byte_burst=1e12,
 )
 
 
@@ -195,7 +196,7 @@ async def bench_ranges(requests: int) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    frame = len(encode_message(FinalityVote(bytes(args.size)))) + 1 + 16  # + flag + Noise tag
+    frame = len(encode_message(FinalityVotes((bytes(args.size),)))) + 1 + 16  # + flag + Noise tag
     rows: dict[str, tuple[float, str]] = {}
 
     async def best(name: str, unit: str, fn: Any, *fa: Any, lower: bool = False) -> None:

@@ -85,3 +85,17 @@ def test_the_weights_bench_runs_the_scenarios_that_had_stopped_fitting(tmp_path)
     calls = json.loads((tmp_path / "weights.json").read_text())["results"]["calls"]
     assert sorted(calls) == sorted(names) and all(calls[n]["ns_per_unit"] > 0 for n in names)
     assert calls["train_big"]["errors"] == ["training.DatasetMismatch"] and calls["infer_wide_16"]["errors"] == []
+
+
+def test_the_p2p_bench_runs_small_through_every_limit_the_node_keeps() -> None:
+    """benches.p2p at a tiny size: its configuration lifts every per-peer allowance it pushes
+    against. When gossiped extrinsics got an allowance of their own (2 MiB/s after 8 MiB), its
+    1 MiB transactions row waited for the ninth for good, and nothing ran it to notice."""
+    import argparse
+    import asyncio
+
+    from benches import p2p
+
+    args = argparse.Namespace(messages=300, size=128, connects=2, big=12, ranges=5, rounds=1)
+    rows = asyncio.run(p2p.run(args))
+    assert len(rows) == 5 and all(r["value"] > 0 for r in rows.values())

@@ -97,6 +97,8 @@ class PeerLimits:
     fraud_proof_burst: float
     justifications_per_second: float
     justification_burst: float
+    votes_per_second: float
+    vote_burst: float
     served_bytes_per_second: float
     served_byte_burst: float
 
@@ -104,7 +106,7 @@ class PeerLimits:
 class HostShare:
     """The allowances the inbound peers of one address share, ``share`` times one peer's
     (NetworkConfig.host_allowance_peers): of unasked work (gossiped extrinsics, count and
-    bytes; fraud proofs; justifications), whose excess is dropped unread, and of frames and
+    bytes; fraud proofs; justifications; votes), whose excess is dropped unread, and of frames and
     bytes read, whose excess drops the peer whose frame found them spent (HostFlood, not
     charged: it may be an honest neighbour of the identities that spent them).
 
@@ -117,7 +119,7 @@ class HostShare:
     it (retest38). A dropped identity's new connection takes a token of its address's
     handshake allowance (4 a second), and the frames it finds spent drop it again."""
 
-    __slots__ = ("bytes", "frames", "fraud_proofs", "justifications", "tx_bytes", "tx_count")
+    __slots__ = ("bytes", "frames", "fraud_proofs", "justifications", "tx_bytes", "tx_count", "votes")
 
     def __init__(self, limits: PeerLimits, share: float) -> None:
         self.frames = RateLimiter(limits.frames_per_second * share, limits.frame_burst * share)
@@ -126,6 +128,7 @@ class HostShare:
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second * share, limits.tx_byte_burst * share)
         self.fraud_proofs = RateLimiter(limits.fraud_proofs_per_second * share, limits.fraud_proof_burst * share)
         self.justifications = RateLimiter(limits.justifications_per_second * share, limits.justification_burst * share)
+        self.votes = RateLimiter(limits.votes_per_second * share, limits.vote_burst * share)
 
     def take_frame(self, size: int) -> None:
         """Take a frame of ``size`` bytes from the share (0: a ping or pong); HostFlood if spent."""
@@ -194,6 +197,7 @@ class Peer:
         self.tx_bytes = RateLimiter(limits.tx_bytes_per_second, limits.tx_byte_burst)
         self.fraud_proofs = RateLimiter(limits.fraud_proofs_per_second, limits.fraud_proof_burst)
         self.justifications = RateLimiter(limits.justifications_per_second, limits.justification_burst)
+        self.votes = RateLimiter(limits.votes_per_second, limits.vote_burst)
         self.host_share: HostShare | None = None  # its address's, if inbound (set when registered)
         self.last_size = 0  # bytes of the message recv() returned last
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
@@ -233,6 +237,11 @@ class Peer:
         """Whether a gossiped justification is within this peer's allowance and its address's."""
         host = self.host_share
         return self.justifications.take() and (host is None or host.justifications.take())
+
+    def take_vote(self) -> bool:
+        """Whether a gossiped vote is within this peer's allowance and its address's."""
+        host = self.host_share
+        return self.votes.take() and (host is None or host.votes.take())
 
     def request_wait(self, size: int) -> float:
         """Seconds until we may send this peer a request whose answer may be ``size`` bytes:

@@ -29,7 +29,9 @@ The node plugs in with callbacks (all optional, all async):
 - ``serve_block_request(peer, request) -> Sequence[BlockData | ServedBlock]``;
 - ``on_vote(peer, payload) -> bool | None`` and ``on_justification(peer, payload) -> bool |
   None``: True re-gossips the payload to the other peers, False charges the sender, None
-  drops it quietly (stale, already known, or the handler charged the sender itself);
+  drops it quietly (stale, already known, or the handler charged the sender itself). Votes
+  travel in batches (FinalityVotes): the handler is called for each, and those it accepts
+  within VOTE_GOSSIP_WINDOW are gossiped on together;
 - ``serve_transcript_request(peer, request) -> Sequence[Opening]``: the openings the node has
   of those asked for (proof-of-learning checkpoints, node.network.transcripts), already cut at
   the response budget;
@@ -45,7 +47,8 @@ one per-peer bucket (``requests_per_second``, ``request_burst``); a peer that as
 flooding and is banned. Gossiped fraud proofs take from a bucket of their own
 (``fraud_proofs_per_second``, ``fraud_proof_burst``) before anything is read or hashed (each
 may cost a segment's re-run to check), and the excess is dropped, not charged: an honest
-relay forwards every proof it judged true.
+relay forwards every proof it judged true. Gossiped extrinsics, votes and justifications
+have allowances of their own, dropped unread the same way past them.
 - ``on_peer_connected(peer_info)`` / ``on_peer_disconnected(peer_id)``.
 """
 
@@ -62,7 +65,7 @@ import socket
 import time
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +99,7 @@ from node.network.messages import (
     MAX_OPENINGS_PER_REQUEST,
     MAX_TRANSACTIONS_PER_MESSAGE,
     MAX_TRANSCRIPT_RESPONSE_SIZE,
+    MAX_VOTES_PER_MESSAGE,
     PROTOCOL_VERSION,
     ROLE_AUTHORITY,
     ROLE_FULL,
@@ -105,7 +109,7 @@ from node.network.messages import (
     BlockData,
     BlockRequest,
     Disconnect,
-    FinalityVote,
+    FinalityVotes,
     FraudProofGossip,
     Justification,
     Message,
@@ -153,6 +157,10 @@ DEFAULT_PORT = 30333
 WS_MAX_MSG_SIZE = MAX_NOISE_MESSAGE + 1
 ENVELOPE = 64  # bytes around a message's items: array headers, tag, id
 ITEM_OVERHEAD = 5  # a MessagePack bin header, at most
+# Votes accepted from peers are gossiped on together within this long (FinalityVotes): at most
+# 50 vote messages a second to a peer, whatever the number of validators; a node's own vote
+# goes at once.
+VOTE_GOSSIP_WINDOW = 0.02
 LAG_STEP = 0.25  # seconds: a request's timeout is waited in steps this long (see _await_answer)
 MAX_SERVED_HOSTS = 1024  # addresses whose answer and handshake allowances are kept (reputation.take_allowance)
 RESET_LOG_SECONDS = 10.0  # at most one line this often about connections reset on connecting (NetworkService._admit)
@@ -204,9 +212,9 @@ class NetworkConfig:
     # Every message costs its reading: decrypted, framed, decoded, queued and dispatched, about
     # 110 us here for the cheapest (a vote refused unblamed, a known block's announce): at
     # 2,000 a second one peer held a node at 20% of a core for nothing (an outside tester's
-    # AF6, retest36). Honest traffic is far below 500: a vote a validator a round, a block's
-    # announce and justification, transactions gathered into one message a 50 ms window
-    # (node.network.sync.TX_GOSSIP_WINDOW), answers of 16 MiB/s in 64 KiB frames (256).
+    # AF6, retest36). Honest traffic is far below 500: votes and transactions gathered into
+    # one message a window (VOTE_GOSSIP_WINDOW, node.network.sync.TX_GOSSIP_WINDOW), a block's
+    # announce and justification, answers of 16 MiB/s in 64 KiB frames (256).
     frames_per_second: float = 500.0
     frame_burst: float = 4000.0
     bytes_per_second: float = 64 * 1024 * 1024
@@ -251,6 +259,12 @@ class NetworkConfig:
     # excess is dropped unseen, not charged.
     justifications_per_second: float = 4.0
     justification_burst: float = 32.0
+    # Gossiped votes taken in per peer (each costs a hash and a decode, and one by a voter a
+    # signature check); the excess is dropped unseen, not charged. An honest relay sends each
+    # vote once: a round's, one a validator (consensus.finality.MAX_VOTES, 1,024, at most), a
+    # round a slot, and a burst for rounds it brings at once (a restart, a partition healed).
+    votes_per_second: float = 1024.0
+    vote_burst: float = 4096.0
     # The inbound peers of one address (group) share, besides their own, the allowances of
     # extrinsics, fraud proofs, justifications, frames and bytes of this many peers
     # (node.network.peer.HostShare): a NAT or a local devnet's few nodes pass as before, and 30
@@ -342,7 +356,8 @@ class NetworkService:
             config.requests_per_second, config.request_burst,
             config.tx_per_second, config.tx_burst, config.tx_bytes_per_second, config.tx_byte_burst,
             config.fraud_proofs_per_second, config.fraud_proof_burst, config.justifications_per_second,
-            config.justification_burst, config.served_bytes_per_second, config.served_byte_burst,
+            config.justification_burst, config.votes_per_second, config.vote_burst,
+            config.served_bytes_per_second, config.served_byte_burst,
         )
         self._peers: dict[PeerId, Peer] = {}
         self._reserved_ids = {a.peer_id for a in config.reserved_nodes if a.peer_id is not None}
@@ -364,6 +379,9 @@ class NetworkService:
         self._seen_txs: BoundedSet[bytes] = BoundedSet(config.seen_capacity)
         self._seen_votes: BoundedSet[bytes] = BoundedSet(config.seen_capacity)
         self._false_proofs: BoundedSet[bytes] = BoundedSet(config.seen_capacity)  # digests judged false
+        # Votes to gossip, (payload, digest) in the order accepted, and the flush due (_flush_votes).
+        self._votes_out: list[tuple[bytes, bytes]] = []
+        self._votes_due: asyncio.TimerHandle | None = None
         self._pending: dict[tuple[PeerId, int], asyncio.Future[Message | UnreadBlockResponse]] = {}
         self._request_ids = itertools.count(1)
         self._pending_handshakes = 0
@@ -456,6 +474,9 @@ class NetworkService:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._votes_due is not None:
+            self._votes_due.cancel()
+            self._votes_due = None
         if self._resets_due is not None:  # said now, not lost with the loop
             self._resets_due.cancel()
             self._say_resets()
@@ -983,10 +1004,10 @@ class NetworkService:
                         await h.on_transactions(peer.peer_id, tuple(fresh))
                 elif isinstance(msg, BlockRequest):
                     await self._serve(peer, msg)
-                elif isinstance(msg, FinalityVote):
-                    await self._on_finality(peer, msg, h.on_vote)
+                elif isinstance(msg, FinalityVotes):
+                    await self._on_votes(peer, msg)
                 elif isinstance(msg, Justification):
-                    await self._on_finality(peer, msg, h.on_justification)
+                    await self._on_justification(peer, msg)
                 elif isinstance(msg, TranscriptRequest):
                     await self._serve_transcript(peer, msg)
                 elif isinstance(msg, FraudProofGossip):
@@ -1010,19 +1031,46 @@ class NetworkService:
         if new and self.handlers.on_block_announce is not None:
             await self.handlers.on_block_announce(peer.peer_id, header)
 
-    async def _on_finality(self, peer: Peer, msg: FinalityVote | Justification, handler: Handler | None) -> None:
-        if isinstance(msg, Justification) and not peer.take_justification():
+    async def _on_votes(self, peer: Peer, msg: FinalityVotes) -> None:
+        """Each vote within the peer's vote allowance and its address's, not seen before, goes
+        to the handler in turn; those it accepts are gossiped on (:meth:`_relay_votes`)."""
+        handler = self.handlers.on_vote
+        dropped = 0
+        for payload in msg.payloads:
+            if not peer.take_vote():
+                dropped += 1  # not hashed, not marked seen: another peer's copy is read
+                continue
+            digest = blake2_256(b"\0" + payload)
+            peer.known_votes.add(digest)
+            if handler is None or not self._seen_votes.add(digest):
+                continue
+            verdict = await handler(peer.peer_id, payload)
+            if verdict:
+                self._relay_votes(((payload, digest),))
+            elif verdict is False and self.report_peer(peer.peer_id, Misbehaviour.BAD_VOTE, "FinalityVotes"):
+                return  # banned: the rest unread
+            if self._peers.get(peer.peer_id) is not peer:
+                return  # dropped meanwhile (the handler charged it)
+        if dropped:
+            log.info(
+                "dropped %d of %d votes from %s: over its rate (%g/s) or its address's",
+                dropped, len(msg.payloads), peer.peer_id, peer.votes.rate,
+            )
+
+    async def _on_justification(self, peer: Peer, msg: Justification) -> None:
+        if not peer.take_justification():
             log.info("dropped a justification from %s: over its rate (%g/s) or its address's", peer.peer_id, peer.justifications.rate)
             return  # not marked seen: another peer's copy is read
-        digest = blake2_256(bytes((0 if isinstance(msg, FinalityVote) else 1,)) + msg.payload)
+        digest = blake2_256(b"\1" + msg.payload)
         peer.known_votes.add(digest)
+        handler = self.handlers.on_justification
         if handler is None or not self._seen_votes.add(digest):
             return
         verdict = await handler(peer.peer_id, msg.payload)
         if verdict:
             self._gossip(msg, digest, lambda p: p.known_votes)
         elif verdict is False:
-            self.report_peer(peer.peer_id, Misbehaviour.BAD_VOTE, type(msg).__name__)
+            self.report_peer(peer.peer_id, Misbehaviour.BAD_VOTE, "Justification")
 
     async def _serve(self, peer: Peer, req: BlockRequest) -> None:
         taken = await _reserve(peer, self.config.max_message_size)
@@ -1089,14 +1137,14 @@ class NetworkService:
 
     # --- what the node sends ----------------------------------------------------------------------
     def _gossip(self, msg: Message, digest: bytes, known: Callable[[Peer], BoundedSet[bytes]]) -> int:
-        sent = 0
-        for p in list(self._peers.values()):
-            if known(p).add(digest):
-                if p.send(msg):
-                    sent += 1
-                else:
-                    self._spawn(self._drop(p, "send queue full: too slow"), "p2p-slow")
-        return sent
+        return sum(self._send_or_drop(p, msg) for p in list(self._peers.values()) if known(p).add(digest))
+
+    def _send_or_drop(self, peer: Peer, msg: Message) -> bool:
+        """Queue ``msg`` to ``peer``; a peer whose queue is full is too slow to keep: dropped."""
+        if peer.send(msg):
+            return True
+        self._spawn(self._drop(peer, "send queue full: too slow"), "p2p-slow")
+        return False
 
     def broadcast_block(self, header: Header) -> int:
         """Announce ``header`` to every peer that does not know it yet; the number sent to."""
@@ -1130,8 +1178,43 @@ class NetworkService:
         return sent
 
     def broadcast_vote(self, payload: bytes) -> int:
-        msg = FinalityVote(payload)
-        return self._gossip(msg, blake2_256(b"\0" + payload), lambda p: p.known_votes)
+        """Gossip this node's own vote now, with any relayed votes waiting; the number of
+        messages sent."""
+        digest = blake2_256(b"\0" + payload)
+        self._seen_votes.add(digest)
+        self._votes_out.append((payload, digest))
+        return self._flush_votes()
+
+    def _relay_votes(self, votes: Iterable[tuple[bytes, bytes]]) -> None:
+        """Gossip votes accepted from peers ((payload, digest) each) within VOTE_GOSSIP_WINDOW,
+        with those accepted meanwhile, in as few messages as fit."""
+        self._votes_out.extend(votes)
+        if self._votes_due is None and self._votes_out:
+            self._votes_due = asyncio.get_running_loop().call_later(VOTE_GOSSIP_WINDOW, self._flush_votes)
+
+    def _flush_votes(self) -> int:
+        """Send each peer the waiting votes it does not know, in FinalityVotes of at most
+        MAX_VOTES_PER_MESSAGE votes and the message budget; the number of messages sent."""
+        if self._votes_due is not None:
+            self._votes_due.cancel()
+            self._votes_due = None
+        votes, self._votes_out = self._votes_out, []
+        budget = self.config.max_message_size - ENVELOPE
+        sent = 0
+        for p in list(self._peers.values()):
+            batch: list[bytes] = []
+            size = 0
+            for payload, digest in votes:
+                if not p.known_votes.add(digest):
+                    continue
+                if batch and (len(batch) == MAX_VOTES_PER_MESSAGE or size + len(payload) + ITEM_OVERHEAD > budget):
+                    sent += self._send_or_drop(p, FinalityVotes(tuple(batch)))
+                    batch, size = [], 0
+                batch.append(payload)
+                size += len(payload) + ITEM_OVERHEAD
+            if batch:
+                sent += self._send_or_drop(p, FinalityVotes(tuple(batch)))
+        return sent
 
     def broadcast_justification(self, payload: bytes) -> int:
         msg = Justification(payload)

@@ -30,7 +30,7 @@ from node.network.messages import (
     BlockAnnounce,
     BlockResponse,
     Disconnect,
-    FinalityVote,
+    FinalityVotes,
     FraudProofGossip,
     Status,
     Transactions,
@@ -204,7 +204,7 @@ async def test_a_node_under_churn_keeps_every_table_at_its_bound_and_its_state()
         for i in range(24):
             raw = await connected_peer(n)
             salt = i.to_bytes(4, "big")
-            await raw.send(FinalityVote(b"vote" + salt))
+            await raw.send(FinalityVotes((b"vote" + salt,)))
             await raw.send(FraudProofGossip(b"proof" + salt))
             await raw.send(Transactions((b"xt" + salt,)))
             await raw.send(BlockAnnounce(Header(salt * 8, 1 + i, bytes(32), bytes(32), 10**9 + i, bytes(32))))

@@ -14,6 +14,8 @@ from node.network.messages import (
     MAX_FIRST_MESSAGE_SIZE,
     MAX_FRAUD_PROOF_SIZE,
     MAX_TRANSACTIONS_PER_MESSAGE,
+    MAX_VOTE_SIZE,
+    MAX_VOTES_PER_MESSAGE,
     PROTOCOL_VERSION,
     ROLE_AUTHORITY,
     TAG_FRAUD_PROOF,
@@ -22,7 +24,7 @@ from node.network.messages import (
     BlockRequest,
     BlockResponse,
     Disconnect,
-    FinalityVote,
+    FinalityVotes,
     FraudProofGossip,
     Justification,
     Status,
@@ -44,7 +46,7 @@ ALL = [
     BlockRequest(1, H, 3),
     BlockRequest(2, 5, MAX_BLOCKS_PER_REQUEST, 1),
     BlockResponse(1, (BlockData(BLOCK), BlockData(BLOCK, b"just"))),
-    FinalityVote(b"vote"),
+    FinalityVotes((b"vote",)),
     Justification(b"justification"),
     Disconnect("bye"),
 ]
@@ -56,7 +58,7 @@ def test_round_trip(msg) -> None:
 
 
 def test_tags_are_fixed() -> None:
-    assert [encode_message(m)[1] for m in ALL] == [1, 2, 3, 4, 4, 5, 6, 7, 8]
+    assert [encode_message(m)[1] for m in ALL] == [1, 2, 3, 4, 4, 5, 12, 7, 8]
 
 
 @pytest.mark.parametrize("request_id", [0, 127, 128, 255, 256, 2**16 - 1, 2**16, 2**32 - 1, 2**32, 2**64 - 1])
@@ -91,8 +93,28 @@ def test_fraud_proof_gossip_is_tag_9_and_size_bounded_before_decoding() -> None:
         decode_message(msgspec.msgpack.encode([TAG_FRAUD_PROOF, bytes(MAX_FRAUD_PROOF_SIZE + 1)]))
     with pytest.raises(MessageError, match="length >= 1"):
         decode_message(msgspec.msgpack.encode([TAG_FRAUD_PROOF, b""]))
-    with pytest.raises(MessageError, match="not a protocol message: Invalid value 12"):
-        decode_message(msgspec.msgpack.encode([12, b"x"]))
+    with pytest.raises(MessageError, match="not a protocol message: Invalid value 13"):
+        decode_message(msgspec.msgpack.encode([13, b"x"]))
+
+
+def test_votes_travel_in_bounded_batches_under_tag_12_and_tag_6_is_retired() -> None:
+    """One vote a message passed an honest relay's frame limit once a round held more than
+    about 500 validators a slot-second (an outside tester's AG7): votes go in batches of 1 to
+    MAX_VOTES_PER_MESSAGE, each of 1 to MAX_VOTE_SIZE bytes; the single vote of protocol
+    version 1 (tag 6) is not a message any more."""
+    most = FinalityVotes(tuple(b"vote %d" % i for i in range(MAX_VOTES_PER_MESSAGE)))
+    assert encode_message(most)[1] == 12 and decode_message(encode_message(most)) == most
+    assert decode_message(encode_message(FinalityVotes((bytes(MAX_VOTE_SIZE),)))) == FinalityVotes((bytes(MAX_VOTE_SIZE),))
+    for payloads, reason in (
+        ([b"v"] * (MAX_VOTES_PER_MESSAGE + 1), f"length <= {MAX_VOTES_PER_MESSAGE}"),
+        ([], "length >= 1"),
+        ([b""], "length >= 1"),
+        ([bytes(MAX_VOTE_SIZE + 1)], f"length <= {MAX_VOTE_SIZE}"),
+    ):
+        with pytest.raises(MessageError, match=reason):
+            decode_message(msgspec.msgpack.encode([12, payloads]))
+    with pytest.raises(MessageError, match="not a protocol message: Invalid value 6"):
+        decode_message(msgspec.msgpack.encode([6, b"vote"]))
 
 
 def test_non_canonical_and_garbage_bytes_are_refused() -> None:
@@ -116,7 +138,7 @@ def test_non_canonical_and_garbage_bytes_are_refused() -> None:
         ([4, 1, b"short", 1, 0], "Expected `bytes` of length >= 32"),
         ([3, []], "length >= 1"),
         ([3, [b""] * (MAX_TRANSACTIONS_PER_MESSAGE + 1)], f"length <= {MAX_TRANSACTIONS_PER_MESSAGE}"),
-        ([6, b""], "length >= 1"),
+        ([12, [b""]], "length >= 1"),
         ([8, "x" * 300], "length <= 256"),
         ([1, 1, H, 4, 7, H, 3, H, "extra"], "Expected `array` of at most length"),
     ],

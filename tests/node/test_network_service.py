@@ -174,7 +174,7 @@ from node.network.messages import (
     BlockRequest,
     BlockResponse,
     Disconnect,
-    FinalityVote,
+    FinalityVotes,
     FraudProofGossip,
     Justification,
     Status,
@@ -608,6 +608,43 @@ async def test_votes_are_gossiped_once_and_bad_ones_cost_reputation() -> None:
         assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.BAD_VOTE.cost, abs=5)
 
 
+async def test_votes_are_relayed_in_batches_each_taking_from_the_senders_vote_allowance(caplog) -> None:
+    """Votes travel many to a message (FinalityVotes): a relay gathers those it accepts within
+    VOTE_GOSSIP_WINDOW and sends each peer the ones it does not know in one message, so the
+    frames a round's votes cost do not grow with the validators (one vote a message passed
+    the 500 frames a second an honest relay may send once a round held more than about 500
+    validators a slot-second: an outside tester's AG7). Each vote takes a token of its
+    sender's vote allowance; those over it are dropped unread and uncharged, and another
+    peer's copy is read; a bad one in a batch is charged."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({"votes_per_second": 1e-6, "vote_burst": 120.0}) as (b,):
+        src, dst, other = RawPeer(), RawPeer(), RawPeer()
+        for raw, host in ((src, "127.0.0.2"), (dst, "127.0.0.3"), (other, "127.0.0.4")):
+            assert isinstance(await raw.connect(b.addr, host=host), Status)
+        await wait_for(lambda: len(b.service.peers()) == 3)
+        votes = tuple(b"vote %03d" % i for i in range(100))
+        await src.send(FinalityVotes(votes))
+        relayed: list[bytes] = []
+        messages = 0
+        while len(relayed) < 100:
+            msg = await dst.recv()
+            assert isinstance(msg, FinalityVotes)
+            relayed += msg.payloads
+            messages += 1
+        assert relayed == list(votes) and messages <= 2  # 100 votes, not 100 messages
+        assert b.votes == list(votes)
+        await src.send(FinalityVotes(tuple(b"more %d" % i for i in range(30))))  # 20 left of its 120
+        await wait_for(lambda: f"dropped 10 of 30 votes from {src.key.peer_id}: over its rate" in caplog.text)
+        assert b.votes[100:] == [b"more %d" % i for i in range(20)]
+        assert b.service.reputation.score(src.key.peer_id) == 0
+        await other.send(FinalityVotes((b"more 25", b"bad vote")))  # a dropped one, read from another peer
+        await wait_for(lambda: b.votes[-2:] == [b"more 25", b"bad vote"])
+        await wait_for(lambda: b.service.reputation.score(other.key.peer_id) < 0)
+        assert b.service.reputation.score(other.key.peer_id) == pytest.approx(Misbehaviour.BAD_VOTE.cost, abs=5)
+        for raw in (src, dst, other):
+            await raw.close()
+
+
 async def test_a_peer_on_another_genesis_is_refused_with_a_reason(caplog) -> None:
     caplog.set_level(logging.INFO, logger="polchain.network")
     async with nodes({}, {"genesis": b"\x01" * 32}) as (a, other):
@@ -714,7 +751,7 @@ async def test_a_flood_gets_a_peer_banned(caplog) -> None:
 
     async def flood(raw: RawPeer) -> None:
         for i in range(300):
-            await raw.send(FinalityVote(b"v%d" % i))
+            await raw.send(FinalityVotes((b"v%d" % i,)))
 
     async with nodes({"frames_per_second": 50.0, "frame_burst": 100.0}, {}) as (a, b):
         await _banned_after(a, b, flood, Misbehaviour.FLOOD, caplog)
@@ -1315,10 +1352,10 @@ async def test_the_inbound_peers_of_one_address_share_its_frames_and_past_them_a
         await wait_for(lambda: len(a.service.peers()) == 3)
         for raw, n in ((first, 30), (second, 30), (other, 35)):
             for i in range(n):
-                await raw.send(FinalityVote(b"%s %d" % (str(raw.key.peer_id).encode(), i)))
+                await raw.send(FinalityVotes((b"%s %d" % (str(raw.key.peer_id).encode(), i),)))
             await wait_for(lambda raw=raw, n=n: votes.count(raw.key.peer_id) == n)
         # The address's 60 frames are spent: the second's next one drops it.
-        await second.send(FinalityVote(b"one too many"))
+        await second.send(FinalityVotes((b"one too many",)))
         await wait_for(lambda: {p.peer_id for p in a.service.peers()} == {first.key.peer_id, other.key.peer_id})
         said = f"disconnected from {second.key.peer_id}: its address's inbound peers passed the 1.5e-06 frames/s they share (burst 60)"
         assert said in caplog.text
@@ -1327,7 +1364,7 @@ async def test_the_inbound_peers_of_one_address_share_its_frames_and_past_them_a
         await second.close()
         again = RawPeer(second.key)  # back, not banned: and the spent frames drop it at its first
         assert isinstance(await again.connect(a.addr, host="127.0.0.2"), Status)
-        await again.send(FinalityVote(b"again"))
+        await again.send(FinalityVotes((b"again",)))
         assert await again.recv_until_closed() == [Disconnect(said.split(": ", 1)[1])]
         assert votes.count(second.key.peer_id) == 30 and a.service.reputation.score(second.key.peer_id) == 0
         # Our own requests wait for the share too: an answer from the first (2 frames, within
@@ -1359,9 +1396,9 @@ async def test_the_inbound_peers_of_one_address_share_its_bytes_and_past_them_ar
         await wait_for(lambda: len(a.service.peers()) == 2)
         for raw, n in ((first, 2), (second, 1)):  # 15 kB each: 45 kB of the address's 60
             for i in range(n):
-                await raw.send(FinalityVote(bytes([n, i]) * 7_500))
+                await raw.send(FinalityVotes((bytes([n, i]) * 7_500,)))
             await wait_for(lambda raw=raw, n=n: votes.count(raw.key.peer_id) == n)
-        await second.send(FinalityVote(bytes([9]) * 15_000))  # 30 kB of its own 40, 60 kB and more of theirs
+        await second.send(FinalityVotes((bytes([9]) * 15_000,)))  # 30 kB of its own 40, 60 kB and more of theirs
         await wait_for(lambda: [p.peer_id for p in a.service.peers()] == [first.key.peer_id])
         assert "its address's inbound peers passed the 1.5e-06 bytes/s they share (burst 60000)" in caplog.text
         assert votes.count(second.key.peer_id) == 1 and a.service.reputation.score(second.key.peer_id) == 0
