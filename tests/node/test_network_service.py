@@ -606,6 +606,11 @@ async def test_votes_are_gossiped_once_and_bad_ones_cost_reputation() -> None:
         await asyncio.sleep(0.2)
         assert c.votes == [b"vote-1"]  # not passed on
         assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.BAD_VOTE.cost, abs=5)
+        echo = RawPeer()  # a's own vote, back from a peer that did not have it from a: not read
+        await echo.connect(a.addr)
+        await echo.send(FinalityVotes((b"vote-1", b"vote-2")))
+        await wait_for(lambda: a.votes == [b"vote-2"])
+        await echo.close()
 
 
 async def test_votes_are_relayed_in_batches_each_taking_from_the_senders_vote_allowance(caplog) -> None:
@@ -1282,7 +1287,7 @@ async def test_gossiped_fraud_proofs_take_from_an_allowance_of_their_own_before_
 
 async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsics_and_fraud_proofs(caplog) -> None:
     """Identities of one address each within their own allowance: together they get
-    ``host_allowance_peers`` peers' worth of extrinsics, fraud proofs and justifications, the
+    ``host_allowance_peers`` peers' worth of extrinsics, fraud proofs, justifications and votes, the
     excess dropped unseen and uncharged; another address has its own. Per peer alone, 30
     identities of one host each sent 256 unpayable extrinsics a second: 75% of a core (an
     outside tester's AF4)."""
@@ -1291,6 +1296,7 @@ async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsi
         "tx_per_second": 1e-6, "tx_burst": 20.0, "tx_bytes_per_second": 1e-6, "tx_byte_burst": 1e6,
         "fraud_proofs_per_second": 1e-6, "fraud_proof_burst": 2.0, "host_allowance_peers": 1.5,
         "justifications_per_second": 1e-6, "justification_burst": 2.0,
+        "votes_per_second": 1e-6, "vote_burst": 2.0,
     }
     async with nodes(limits) as (a,):
         a.regossip = False
@@ -1320,10 +1326,14 @@ async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsi
                 await raw.send(Justification(b"justification %d %d" % (n, i)))
             drop = f"dropped a justification from {raw.key.peer_id}: over its rate"
             await wait_for(lambda drop=drop, dropped=dropped: caplog.text.count(drop) == dropped)
+            await raw.send(FinalityVotes(tuple(b"vote %d %d" % (n, i) for i in range(4))))
+            drop = f"dropped {dropped} of 4 votes from {raw.key.peer_id}: over its rate"
+            await wait_for(lambda drop=drop: drop in caplog.text)
         # Each may take 20 and 2; the address of the first two 30 and 3 in all.
         assert [(peer, len(xts)) for peer, xts in a.txs] == [(first.key.peer_id, 20), (second.key.peer_id, 10), (other.key.peer_id, 20)]
         assert [peer for peer, _ in judged] == [first.key.peer_id] * 2 + [second.key.peer_id] + [other.key.peer_id] * 2
         assert justified == [first.key.peer_id] * 2 + [second.key.peer_id] + [other.key.peer_id] * 2
+        assert a.votes == [b"vote 0 0", b"vote 0 1", b"vote 1 0", b"vote 2 0", b"vote 2 1"]
         assert f"dropped 90 of 100 extrinsics from {second.key.peer_id}: over its rate" in caplog.text
         assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (first, second, other))
         for raw in (first, second, other):
