@@ -1674,3 +1674,19 @@ async def test_a_stall_of_our_own_event_loop_is_not_charged_as_a_request_timeout
         with pytest.raises(RequestFailed, match="did not answer block request"):
             await b.service.request_blocks(a.id, 0, 2, timeout=0.5)
         assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.REQUEST_TIMEOUT.cost, abs=2)
+
+
+def test_the_frame_limit_is_above_what_an_honest_peer_sends_and_no_higher() -> None:
+    """The default frame limit, from both sides. Below: an honest peer's most in a second, its
+    votes and transactions one message a gossip window each, answers at the served-bytes rate
+    in full Noise chunks, and a block's announcement and justification a slot at the shortest
+    slot of a second (with room: a peer is banned past the limit). Above: reading the
+    cheapest message costs about 110 us here, and one peer's 2,000 a second held a node at
+    20% of a core (an outside tester's AF6): 500 keeps one peer near 5%."""
+    from node.network.service import VOTE_GOSSIP_WINDOW, NetworkConfig
+    from node.network.sync import TX_GOSSIP_WINDOW
+
+    config = NetworkConfig()
+    honest = 1 / VOTE_GOSSIP_WINDOW + 1 / TX_GOSSIP_WINDOW + config.served_bytes_per_second / MAX_CHUNK + 2
+    assert honest < config.frames_per_second <= 500
+    assert config.frame_burst >= 2 * honest
