@@ -47,13 +47,17 @@ from chain.errors import CodecError
 from chain.extrinsic import MAX_EXTRINSIC_SIZE
 from chain.header import Header, compute_largest_header
 from chain.proofs import Opening
+from chain.votes import MAX_VOTE_BYTES
 from node.network.errors import MessageError, OversizeMessage
 
 PROTOCOL_VERSION = 2  # 2: votes in batches (FinalityVotes, tag 12; tag 6 retired)
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 MAX_BLOCKS_PER_REQUEST = 64
 MAX_TRANSACTIONS_PER_MESSAGE = 256
-MAX_VOTE_SIZE = 64 * 1024
+# A signed vote's most (chain.votes: fixed-size fields and bounded ints), so a longer one is
+# refused with the message that carries it, before it is hashed; a FinalityVotes at its most
+# is then 64 KiB, one Noise chunk.
+MAX_VOTE_SIZE = MAX_VOTE_BYTES
 # A round's votes are one a validator (consensus.finality.MAX_VOTES, 1,024, at most): a relay
 # gathers those it accepts within a window (node.network.service.VOTE_GOSSIP_WINDOW) into one
 # message, up to this many.

@@ -1404,14 +1404,17 @@ async def test_the_inbound_peers_of_one_address_share_its_bytes_and_past_them_ar
         for raw in (first, second):
             assert isinstance(await raw.connect(a.addr, host="127.0.0.2"), Status)
         await wait_for(lambda: len(a.service.peers()) == 2)
-        for raw, n in ((first, 2), (second, 1)):  # 15 kB each: 45 kB of the address's 60
+        def batch(n: int, i: int) -> FinalityVotes:  # 60 votes of 250 bytes: 15 kB
+            return FinalityVotes(tuple(bytes([n, i, k]) * 83 + b"v" for k in range(60)))
+
+        for raw, n in ((first, 2), (second, 1)):  # 45 kB of the address's 60
             for i in range(n):
-                await raw.send(FinalityVotes((bytes([n, i]) * 7_500,)))
-            await wait_for(lambda raw=raw, n=n: votes.count(raw.key.peer_id) == n)
-        await second.send(FinalityVotes((bytes([9]) * 15_000,)))  # 30 kB of its own 40, 60 kB and more of theirs
+                await raw.send(batch(n, i))
+            await wait_for(lambda raw=raw, n=n: votes.count(raw.key.peer_id) == 60 * n)
+        await second.send(batch(9, 9))  # 30 kB of its own 40, 60 kB and more of theirs
         await wait_for(lambda: [p.peer_id for p in a.service.peers()] == [first.key.peer_id])
         assert "its address's inbound peers passed the 1.5e-06 bytes/s they share (burst 60000)" in caplog.text
-        assert votes.count(second.key.peer_id) == 1 and a.service.reputation.score(second.key.peer_id) == 0
+        assert votes.count(second.key.peer_id) == 60 and a.service.reputation.score(second.key.peer_id) == 0
         for raw in (first, second):
             await raw.close()
 
