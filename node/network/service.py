@@ -751,7 +751,9 @@ class NetworkService:
         if peer.peer_id not in self._reserved_ids:
             peer.node_served = self._served_node
             peer.host_served = None if peer.host is None else self._served_host(peer.host)
-            peer.host_share = None if peer.host is None else self._host_share(peer.host)
+            if peer.host is not None:
+                peer.host_share = self._host_share(peer.host)
+                peer.host_share.peers.add(peer)
         for t in self._targets:
             if peer.address is not None and t.addr == peer.address:
                 t.peer_id = peer.peer_id
@@ -800,7 +802,8 @@ class NetworkService:
         """The allowances the inbound peers of ``host`` share (host_allowance_peers), full on
         its first use; the last MAX_SERVED_HOSTS addresses used are kept, as answers' are."""
         return take_allowance(
-            self._host_shares, host, lambda: HostShare(self._limits, self.config.host_allowance_peers), MAX_SERVED_HOSTS
+            self._host_shares, host, lambda: HostShare(self._limits, self.config.host_allowance_peers, self._shed),
+            MAX_SERVED_HOSTS,
         )
 
     async def _run_peer(self, peer: Peer) -> None:
@@ -893,7 +896,13 @@ class NetworkService:
                 await worker
             await self._drop(peer, reason)
 
+    def _shed(self, peer: Peer, reason: str) -> None:
+        """Drop ``peer``, not charged (HostShare.take_frame: its address passed its share)."""
+        self._spawn(self._drop(peer, reason), "p2p-shed")
+
     async def _drop(self, peer: Peer, reason: str | None) -> None:
+        if peer.host_share is not None:
+            peer.host_share.peers.discard(peer)
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
             for key, fut in list(self._pending.items()):
@@ -1245,15 +1254,20 @@ class NetworkService:
             raise RequestFailed(f"{peer_id} is not connected")
         budget = timeout or self.config.request_timeout
         waited = 0.0  # the turn's wait, at most the budget; the answer then has the budget whole
-        while not (peer.request_wait(answer_size) <= 0 and peer.requests_out.take()):  # (requests await in turn)
+        while True:
+            if self._peers.get(peer_id) is not peer:  # dropped meanwhile: no more waiting for it (retest39's F4)
+                raise RequestFailed(f"{peer_id} disconnected")
+            if peer.request_wait(answer_size) <= 0 and peer.requests_out.take():  # (requests await in turn)
+                break
             pause = max(peer.request_wait(answer_size), 0.001)
             if waited + pause >= budget:
                 raise RequestFailed(
                     f"{peer_id}: a request now would pass its request limit or an answer of {answer_size} bytes our "
                     f"read limits for {pause:.2f} s more"
                 )
-            await asyncio.sleep(pause)
-            waited += pause  # as planned: a stall of our own loop meanwhile is not the peer's
+            step = min(pause, LAG_STEP)  # (in steps, so a drop meanwhile is seen within one)
+            await asyncio.sleep(step)
+            waited += step  # as planned: a stall of our own loop meanwhile is not the peer's
         req_id = next(self._request_ids)
         fut: asyncio.Future[Message | UnreadBlockResponse] = asyncio.get_running_loop().create_future()
         self._pending[(peer_id, req_id)] = fut
