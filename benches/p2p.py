@@ -35,7 +35,13 @@ from benches.record import write_record
 from chain.block import Block, Body
 from chain.header import ZERO_HASH, Header
 from node.network.identity import NodeKey, PeerId
-from node.network.messages import BlockData, BlockRequest, FinalityVotes, encode_message
+from node.network.messages import (
+    MAX_VOTE_SIZE,
+    BlockData,
+    BlockRequest,
+    FinalityVotes,
+    encode_message,
+)
 from node.network.multiaddr import Multiaddr
 from node.network.service import ChainStatus, NetworkConfig, NetworkHandlers, NetworkService
 
@@ -224,6 +230,8 @@ def main() -> None:
     parser.add_argument("--ranges", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if not 8 <= args.size <= MAX_VOTE_SIZE:
+        parser.error(f"--size must be 8 to {MAX_VOTE_SIZE} bytes (a vote's most: the receiver refuses a longer one)")
     rows = asyncio.run(run(args))
     print(f"{'p2p (both ends on one core)':45} {'best':>12}")
     for name, r in rows.items():

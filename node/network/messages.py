@@ -55,8 +55,8 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 MAX_BLOCKS_PER_REQUEST = 64
 MAX_TRANSACTIONS_PER_MESSAGE = 256
 # A signed vote's most (chain.votes: fixed-size fields and bounded ints), so a longer one is
-# refused with the message that carries it, before it is hashed; a FinalityVotes at its most
-# is then 64 KiB, one Noise chunk.
+# refused with the message that carries it (as garbage: no honest node sends one), before it
+# is hashed; a FinalityVotes at its most is then about 65 KiB, two Noise chunks.
 MAX_VOTE_SIZE = MAX_VOTE_BYTES
 # A round's votes are one a validator (consensus.finality.MAX_VOTES, 1,024, at most): a relay
 # gathers those it accepts within a window (node.network.service.VOTE_GOSSIP_WINDOW) into one

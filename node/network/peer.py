@@ -122,12 +122,15 @@ class HostShare:
 
     The frames and bytes are taken, not waited for: readers that waited for a shared
     allowance woke each millisecond to look, and 30 identities cost more than without it
-    (retest38). Past them the address's peer with the most frames lately is dropped, not
-    charged (it may be an honest neighbour of the identities that spent them), and the frame
-    passes, in debt. Dropping whichever peer's frame found them spent dropped an honest
-    neighbour in every run of retest39 (F2): the attacker kept them at the edge, and the
-    neighbour's few frames found them spent as often as not. ``shed(peer, reason)`` drops a
-    peer (set by the service)."""
+    (retest38). Past them the address's peer with the most frames lately, unasked, is
+    dropped, not charged (it may be an honest neighbour of the identities that spent them),
+    and the frame passes, in debt. Dropping whichever peer's frame found them spent dropped an
+    honest neighbour in every run of retest39 (F2): the attacker kept them at the edge, and
+    the neighbour's few frames found them spent as often as not. A frame from a peer we are
+    waiting on for an answer passes in debt and sheds no one, and is not counted in its load
+    (Peer.frame_load): an answer we asked for is bounded by our requests and the peer's own
+    limits, and an honest neighbour streaming a block range to us was the busiest (a review's
+    finding). ``shed(peer, reason)`` drops a peer (set by the service)."""
 
     __slots__ = ("bytes", "frames", "fraud_proofs", "justifications", "peers", "shed", "tx_bytes", "tx_count", "votes")
 
@@ -144,10 +147,14 @@ class HostShare:
 
     def take_frame(self, reader: Peer, size: int) -> None:
         """Take a frame of ``size`` bytes (0: a ping or pong) that ``reader`` sent from the
-        share. Past it, the address's peer with the most frames lately is shed, and HostFlood
-        raised if that is ``reader`` (or it was shed already)."""
+        share. Past it, unless ``reader`` owes us an answer, the address's peer with the most
+        frames lately is shed, and HostFlood raised if that is ``reader`` (or it was shed
+        already)."""
         frames = self.frames.take()
         if frames and (not size or self.bytes.take(size)):
+            return
+        if reader.asked and reader in self.peers:
+            self._owe(frames, size)
             return
         if frames:
             spent = f"the {self.bytes.rate:g} bytes/s they share (burst {self.bytes.burst:g})"
@@ -159,10 +166,14 @@ class HostShare:
             self.peers.discard(reader)
             raise HostFlood(reason)
         self.peers.discard(hog)
-        if not frames:
+        self._owe(frames, size)
+        self.shed(hog, reason)
+
+    def _owe(self, framed: bool, size: int) -> None:
+        """Let a frame pass in debt: the frame token unless ``framed`` (taken), and its bytes."""
+        if not framed:
             self.frames.settle(-1.0)
         self.bytes.settle(-float(size))
-        self.shed(hog, reason)
 
 
 class Peer:
@@ -225,8 +236,9 @@ class Peer:
         # stopped at the bound, reads on.
         self.waiting_bytes = 0
         self.handled = asyncio.Event()
-        self._load = 0.0  # frames lately, as at _load_at (frame_load)
+        self._load = 0.0  # frames lately, unasked, as at _load_at (frame_load)
         self._load_at = time.monotonic()
+        self.asked = 0  # our requests to it not answered yet (NetworkService._request)
 
     @property
     def group(self) -> object:
@@ -281,7 +293,8 @@ class Peer:
         )
 
     def frame_load(self) -> float:
-        """The frames this peer sent about the last LOAD_SECONDS (decayed exponentially)."""
+        """The frames this peer sent about the last LOAD_SECONDS (decayed exponentially), but
+        those while it owed us an answer (HostShare.take_frame)."""
         return self._load * math.exp((self._load_at - time.monotonic()) / LOAD_SECONDS)
 
     def _count_frame(self) -> None:
@@ -344,7 +357,8 @@ class Peer:
                 # tester's finding, round 7). (A pong resets aiohttp's heartbeat all the same.)
                 if not self._frames.take():
                     raise Flood(f"more than {self._frames.rate:g} frames/s (burst {self._frames.burst:g}), pings included")
-                self._count_frame()
+                if not self.asked:
+                    self._count_frame()
                 if self.host_share is not None:
                     self.host_share.take_frame(self, 0)
                 if msg.type == aiohttp.WSMsgType.PING:
@@ -371,7 +385,8 @@ class Peer:
                 raise Flood(f"more than {self._frames.rate:g} frames/s (burst {self._frames.burst:g})")
             if not self._bytes.take(len(frame)):
                 raise Flood(f"more than {self._bytes.rate:g} bytes/s (burst {self._bytes.burst:g})")
-            self._count_frame()
+            if not self.asked:
+                self._count_frame()
             if self.host_share is not None:
                 self.host_share.take_frame(self, len(frame))
             data = self.session.decrypt(frame)
