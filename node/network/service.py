@@ -259,11 +259,13 @@ class NetworkConfig:
     # excess is dropped unseen, not charged.
     justifications_per_second: float = 4.0
     justification_burst: float = 32.0
-    # Gossiped votes taken in per peer (each costs a hash and a decode, and one by a voter a
-    # signature check); the excess is dropped unseen, not charged. An honest relay sends each
-    # vote once: a round's, one a validator (consensus.finality.MAX_VOTES, 1,024, at most), a
-    # round a slot, and a burst for rounds it brings at once (a restart, a partition healed).
-    votes_per_second: float = 1024.0
+    # Gossiped votes taken in per peer (each costs a hash and a decode, about 16 us to refuse
+    # one of a non-validator, and one by a validator a signature check); the excess is dropped
+    # unseen, not charged. An honest relay sends each vote once: a round's, one a validator
+    # (consensus.finality.MAX_VOTES, 1,024, at most) a slot (6 s by default), so 256 a second
+    # after a burst of four such rounds (a restart, a partition healed). One vote a frame
+    # allowed 500 a second; a batch of 256 would allow any number but for this.
+    votes_per_second: float = 256.0
     vote_burst: float = 4096.0
     # The inbound peers of one address (group) share, besides their own, the allowances of
     # extrinsics, fraud proofs, justifications, votes, frames and bytes of this many peers

@@ -108,6 +108,21 @@ def test_ss58_round_trip_and_checksum() -> None:
         ss58_decode(ss58_encode(ALICE.public, prefix=0))
 
 
+@given(st.binary(max_size=40), st.integers(min_value=0, max_value=4))
+def test_base58_two_digits_a_division_is_base58(body: bytes, zeros: int) -> None:
+    """chain.crypto._b58encode takes two digits a division; the textbook digit a division
+    (Bitcoin's base58, leading zero bytes as "1"s) gives the same text, which decodes back."""
+    from chain.crypto import _B58, _b58decode, _b58encode
+
+    data = bytes(zeros) + body
+    n, digits = int.from_bytes(data, "big"), ""
+    while n:
+        n, r = divmod(n, 58)
+        digits = _B58[r] + digits
+    text = "1" * (len(data) - len(data.lstrip(b"\0"))) + digits
+    assert _b58encode(data) == text and _b58decode(text) == data
+
+
 def test_bad_secrets_are_refused() -> None:
     with pytest.raises(InvalidKey, match="32 bytes"):
         Keypair.from_uri("0x1234")

@@ -1743,6 +1743,8 @@ def test_the_frame_limit_is_above_what_an_honest_peer_sends_and_no_higher() -> N
     slot of a second (with room: a peer is banned past the limit). Above: reading the
     cheapest message costs about 110 us here, and one peer's 2,000 a second held a node at
     20% of a core (an outside tester's AF6): 500 keeps one peer near 5%."""
+    from chain.config import RuntimeConfig
+    from consensus.finality import MAX_VOTES
     from node.network.service import VOTE_GOSSIP_WINDOW, NetworkConfig
     from node.network.sync import TX_GOSSIP_WINDOW
 
@@ -1750,6 +1752,9 @@ def test_the_frame_limit_is_above_what_an_honest_peer_sends_and_no_higher() -> N
     honest = 1 / VOTE_GOSSIP_WINDOW + 1 / TX_GOSSIP_WINDOW + config.served_bytes_per_second / MAX_CHUNK + 2
     assert honest < config.frames_per_second <= 500
     assert 0 < VOTE_GOSSIP_WINDOW <= 0.05  # (a relay hop adds at most this to finality's latency)
+    # Votes: a round of the largest validator set in one burst, and not more a second than
+    # one vote a frame used to allow.
+    assert config.vote_burst >= 4 * MAX_VOTES and MAX_VOTES * 1000 / RuntimeConfig().slot_duration_ms <= config.votes_per_second <= 500
     assert config.frame_burst >= 2 * honest
 
 
