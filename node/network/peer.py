@@ -8,7 +8,7 @@ pin gigabytes. A peer whose queue is full is too slow to keep: the service disco
 
 Reads are checked in the order that costs the least work for a hostile peer: the WebSocket
 layer refuses frames over the Noise limit (aiohttp's ``max_msg_size``), the rate limiters
-(the peer's, then its address's: HostShare) count a frame before it is decrypted, the session refuses a message over the bound before
+(the peer's, then its address's and the node's: FrameShare) count a frame before it is decrypted, the session refuses a message over the bound before
 buffering more, and only then is the message decoded.
 """
 
@@ -108,48 +108,35 @@ class PeerLimits:
     served_byte_burst: float
 
 
-class HostShare:
-    """The allowances the inbound peers of one address share, ``share`` times one peer's
-    (NetworkConfig.host_allowance_peers): of unasked work (gossiped extrinsics, count and
-    bytes; fraud proofs; justifications; votes), whose excess is dropped unread, and of frames
-    and bytes read (:meth:`take_frame`).
+class FrameShare:
+    """Frames and bytes that many inbound peers share, read past their own allowances: those
+    of one address (HostShare) and the node's (NetworkService, ``inbound_frames_per_second``).
 
-    Each peer's own allowance bounds what one identity makes us do, not what an address does:
-    30 identities of one host, each within its own 256 unpayable extrinsics a second, held a
-    node at 75% of a core and its event loop stalled 409 ms (an outside tester's AF4,
-    retest36); 16, each within its own 500 frames a second of votes refused without blame,
-    73% (AG1, retest37).
+    Taken, not waited for: readers that waited for a shared allowance woke each millisecond
+    to look, and 30 identities cost more than without it (retest38). Past it the sharing peer
+    with the most frames lately, unasked, is dropped, not charged (it may be an honest
+    neighbour of the identities that spent it), and the frame passes, in debt. Dropping
+    whichever peer's frame found it spent dropped an honest neighbour in every run of
+    retest39 (F2): the attacker kept it at the edge, and the neighbour's few frames found it
+    spent as often as not. A frame from a peer we are waiting on for an answer passes in
+    debt and sheds no one, and is not counted in its load (Peer.frame_load): an answer we
+    asked for is bounded by our requests and the peer's own limits, and an honest neighbour
+    streaming a block range to us was the busiest (a review's finding). ``shed(peer,
+    reason)`` drops a peer (set by the service); ``whose`` names the sharers in its reason."""
 
-    The frames and bytes are taken, not waited for: readers that waited for a shared
-    allowance woke each millisecond to look, and 30 identities cost more than without it
-    (retest38). Past them the address's peer with the most frames lately, unasked, is
-    dropped, not charged (it may be an honest neighbour of the identities that spent them),
-    and the frame passes, in debt. Dropping whichever peer's frame found them spent dropped an
-    honest neighbour in every run of retest39 (F2): the attacker kept them at the edge, and
-    the neighbour's few frames found them spent as often as not. A frame from a peer we are
-    waiting on for an answer passes in debt and sheds no one, and is not counted in its load
-    (Peer.frame_load): an answer we asked for is bounded by our requests and the peer's own
-    limits, and an honest neighbour streaming a block range to us was the busiest (a review's
-    finding). ``shed(peer, reason)`` drops a peer (set by the service)."""
+    __slots__ = ("bytes", "frames", "peers", "shed", "whose")
 
-    __slots__ = ("bytes", "frames", "fraud_proofs", "justifications", "peers", "shed", "tx_bytes", "tx_count", "votes")
-
-    def __init__(self, limits: PeerLimits, share: float, shed: Callable[[Peer, str], None]) -> None:
-        self.frames = RateLimiter(limits.frames_per_second * share, limits.frame_burst * share)
-        self.bytes = RateLimiter(limits.bytes_per_second * share, limits.byte_burst * share)
-        self.tx_count = RateLimiter(limits.tx_per_second * share, limits.tx_burst * share)
-        self.tx_bytes = RateLimiter(limits.tx_bytes_per_second * share, limits.tx_byte_burst * share)
-        self.fraud_proofs = RateLimiter(limits.fraud_proofs_per_second * share, limits.fraud_proof_burst * share)
-        self.justifications = RateLimiter(limits.justifications_per_second * share, limits.justification_burst * share)
-        self.votes = RateLimiter(limits.votes_per_second * share, limits.vote_burst * share)
-        self.peers: weakref.WeakSet[Peer] = weakref.WeakSet()  # those connected and not shed yet
+    def __init__(self, frames: RateLimiter, size: RateLimiter, whose: str, shed: Callable[[Peer, str], None]) -> None:
+        self.frames = frames
+        self.bytes = size
+        self.whose = whose
         self.shed = shed
+        self.peers: weakref.WeakSet[Peer] = weakref.WeakSet()  # those connected and not shed yet
 
     def take_frame(self, reader: Peer, size: int) -> None:
-        """Take a frame of ``size`` bytes (0: a ping or pong) that ``reader`` sent from the
-        share. Past it, unless ``reader`` owes us an answer, the address's peer with the most
-        frames lately is shed, and HostFlood raised if that is ``reader`` (or it was shed
-        already)."""
+        """Take a frame of ``size`` bytes (0: a ping or pong) that ``reader`` sent. Past the
+        share, unless ``reader`` owes us an answer, the sharer with the most frames lately is
+        shed, and HostFlood raised if that is ``reader`` (or it was shed already)."""
         frames = self.frames.take()
         if frames and (not size or self.bytes.take(size)):
             return
@@ -160,7 +147,7 @@ class HostShare:
             spent = f"the {self.bytes.rate:g} bytes/s they share (burst {self.bytes.burst:g})"
         else:
             spent = f"the {self.frames.rate:g} frames/s they share (burst {self.frames.burst:g})"
-        reason = f"its address's inbound peers passed {spent}, it with the most frames lately"
+        reason = f"{self.whose} passed {spent}, it with the most frames lately"
         hog = max(self.peers, key=Peer.frame_load, default=reader)
         if hog is reader or reader not in self.peers:
             self.peers.discard(reader)
@@ -174,6 +161,33 @@ class HostShare:
         if not framed:
             self.frames.settle(-1.0)
         self.bytes.settle(-float(size))
+
+
+class HostShare(FrameShare):
+    """What the inbound peers of one address share, ``share`` times one peer's
+    (NetworkConfig.host_allowance_peers): frames and bytes read (FrameShare), and the
+    allowances of unasked work (gossiped extrinsics, count and bytes; fraud proofs;
+    justifications; votes), whose excess is dropped unread.
+
+    Each peer's own allowance bounds what one identity makes us do, not what an address does:
+    30 identities of one host, each within its own 256 unpayable extrinsics a second, held a
+    node at 75% of a core and its event loop stalled 409 ms (an outside tester's AF4,
+    retest36); 16, each within its own 500 frames a second of votes refused without blame,
+    73% (AG1, retest37)."""
+
+    __slots__ = ("fraud_proofs", "justifications", "tx_bytes", "tx_count", "votes")
+
+    def __init__(self, limits: PeerLimits, share: float, shed: Callable[[Peer, str], None]) -> None:
+        super().__init__(
+            RateLimiter(limits.frames_per_second * share, limits.frame_burst * share),
+            RateLimiter(limits.bytes_per_second * share, limits.byte_burst * share),
+            "its address's inbound peers", shed,
+        )
+        self.tx_count = RateLimiter(limits.tx_per_second * share, limits.tx_burst * share)
+        self.tx_bytes = RateLimiter(limits.tx_bytes_per_second * share, limits.tx_byte_burst * share)
+        self.fraud_proofs = RateLimiter(limits.fraud_proofs_per_second * share, limits.fraud_proof_burst * share)
+        self.justifications = RateLimiter(limits.justifications_per_second * share, limits.justification_burst * share)
+        self.votes = RateLimiter(limits.votes_per_second * share, limits.vote_burst * share)
 
 
 class Peer:
@@ -224,6 +238,7 @@ class Peer:
         self.justifications = RateLimiter(limits.justifications_per_second, limits.justification_burst)
         self.votes = RateLimiter(limits.votes_per_second, limits.vote_burst)
         self.host_share: HostShare | None = None  # its address's, if inbound (set when registered)
+        self.shares: tuple[FrameShare, ...] = ()  # the frames it shares: its address's and the node's, if inbound
         self.last_size = 0  # bytes of the message recv() returned last
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
         self._send_bytes = limits.send_bytes
@@ -359,8 +374,8 @@ class Peer:
                     raise Flood(f"more than {self._frames.rate:g} frames/s (burst {self._frames.burst:g}), pings included")
                 if not self.asked:
                     self._count_frame()
-                if self.host_share is not None:
-                    self.host_share.take_frame(self, 0)
+                for share in self.shares:
+                    share.take_frame(self, 0)
                 if msg.type == aiohttp.WSMsgType.PING:
                     await self.ws.pong(msg.data)
                 continue
@@ -387,8 +402,8 @@ class Peer:
                 raise Flood(f"more than {self._bytes.rate:g} bytes/s (burst {self._bytes.burst:g})")
             if not self.asked:
                 self._count_frame()
-            if self.host_share is not None:
-                self.host_share.take_frame(self, len(frame))
+            for share in self.shares:
+                share.take_frame(self, len(frame))
             data = self.session.decrypt(frame)
             if data is not None:
                 self.last_size = len(data)

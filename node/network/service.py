@@ -130,7 +130,7 @@ from node.network.messages import (
 )
 from node.network.multiaddr import Multiaddr
 from node.network.noise import MAX_NOISE_MESSAGE, StaticKey, handshake
-from node.network.peer import BoundedSet, HostShare, Peer, PeerLimits
+from node.network.peer import BoundedSet, FrameShare, HostShare, Peer, PeerLimits
 from node.network.reputation import (
     MAX_BANS,
     MAX_TRACKED,
@@ -274,6 +274,16 @@ class NetworkConfig:
     # 19% with a share of 4; AG1, 16 identities' votes: 73%). Per address, not a cap on its peers: those of one address never
     # evict each other (``_evict_inbound``).
     host_allowance_peers: float = 2.0
+    # Frames and bytes all inbound peers but reserved ones share (node.network.peer.FrameShare,
+    # past which the busiest is dropped, uncharged), besides their own and their address's:
+    # 30 identities on 30 addresses, each within its own 500 frames a second, held a node at
+    # 58% of a core (an outside tester's F1, retest39). Honest inbound peers send at most
+    # about 75 unasked frames a second each (votes and transactions a gossip window each, an
+    # announcement and a justification), 2,400 for 32; answers we asked for pass in debt.
+    inbound_frames_per_second: float = 4000.0
+    inbound_frame_burst: float = 32000.0
+    inbound_bytes_per_second: float = 256 * 1024 * 1024
+    inbound_byte_burst: float = 4 * MAX_MESSAGE_SIZE
     max_pending_handshakes: int = 16
     # TCP connections that have not yet sent their upgrade request (rpc.connections'
     # ConnectionBudget: past it the longest idle is closed). The p2p port is public: without
@@ -369,6 +379,11 @@ class NetworkService:
         self._served_hosts: OrderedDict[str, RateLimiter] = OrderedDict()
         self._handshake_hosts: OrderedDict[str, RateLimiter] = OrderedDict()
         self._host_shares: OrderedDict[str, HostShare] = OrderedDict()
+        self._inbound_share = FrameShare(
+            RateLimiter(config.inbound_frames_per_second, config.inbound_frame_burst),
+            RateLimiter(config.inbound_bytes_per_second, config.inbound_byte_burst),
+            "the node's inbound peers", self._shed,
+        )
         self.connections_reset = 0  # inbound connections reset on connecting (_admit)
         # The last line about them: when, the count then, and the line due meanwhile (_say_resets).
         self._resets_said: tuple[float, int] = (-RESET_LOG_SECONDS, 0)
@@ -755,7 +770,9 @@ class NetworkService:
             peer.host_served = None if peer.host is None else self._served_host(peer.host)
             if peer.host is not None:
                 peer.host_share = self._host_share(peer.host)
-                peer.host_share.peers.add(peer)
+                peer.shares = (peer.host_share, self._inbound_share)
+                for share in peer.shares:
+                    share.peers.add(peer)
         for t in self._targets:
             if peer.address is not None and t.addr == peer.address:
                 t.peer_id = peer.peer_id
@@ -899,12 +916,13 @@ class NetworkService:
             await self._drop(peer, reason)
 
     def _shed(self, peer: Peer, reason: str) -> None:
-        """Drop ``peer``, not charged (HostShare.take_frame: its address passed its share)."""
+        """Drop ``peer``, not charged (FrameShare.take_frame: its address or all inbound peers
+        passed their share, it the busiest)."""
         self._spawn(self._drop(peer, reason), "p2p-shed")
 
     async def _drop(self, peer: Peer, reason: str | None) -> None:
-        if peer.host_share is not None:
-            peer.host_share.peers.discard(peer)
+        for share in peer.shares:
+            share.peers.discard(peer)
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
             for key, fut in list(self._pending.items()):

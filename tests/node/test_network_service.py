@@ -1446,6 +1446,36 @@ async def test_the_inbound_peers_of_one_address_share_its_frames_and_past_them_i
             await raw.close()
 
 
+async def test_all_inbound_peers_share_the_nodes_frames_and_past_them_the_busiest_is_dropped(caplog) -> None:
+    """Peers of several addresses, each within its own allowance and its address's: together
+    they get ``inbound_frames_per_second`` frames, and past them the busiest of all is
+    dropped, uncharged, and the frame passes (30 identities on 30 addresses, each within its
+    own 500 frames a second: 58% of a core, an outside tester's F1, retest39)."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    limits = {"inbound_frames_per_second": 1e-6, "inbound_frame_burst": 100.0}
+    async with nodes(limits) as (a,):
+        votes: list[PeerId] = []
+
+        async def count(peer: PeerId, payload: bytes) -> None:
+            votes.append(peer)
+
+        a.service.handlers.on_vote = count
+        busy, light = RawPeer(), RawPeer()
+        for raw, host in ((busy, "127.0.0.2"), (light, "127.0.0.3")):
+            assert isinstance(await raw.connect(a.addr, host=host), Status)
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        for raw, n, total in ((busy, 60, 60), (light, 40, 40), (light, 1, 41)):
+            for _ in range(n):
+                await raw.send(FinalityVotes((os.urandom(16),)))
+            await wait_for(lambda raw=raw, total=total: votes.count(raw.key.peer_id) == total)
+        await wait_for(lambda: [p.peer_id for p in a.service.peers()] == [light.key.peer_id])
+        said = "the node's inbound peers passed the 1e-06 frames/s they share (burst 100), it with the most frames lately"
+        assert f"disconnected from {busy.key.peer_id}: {said}" in caplog.text
+        assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (busy, light))
+        for raw in (busy, light):
+            await raw.close()
+
+
 async def test_the_inbound_peers_of_one_address_share_its_bytes_and_past_them_are_dropped_uncharged(caplog) -> None:
     """As their frames: the bytes the identities of one address send are
     ``host_allowance_peers`` peers' worth together."""
@@ -1752,6 +1782,9 @@ def test_the_frame_limit_is_above_what_an_honest_peer_sends_and_no_higher() -> N
     honest = 1 / VOTE_GOSSIP_WINDOW + 1 / TX_GOSSIP_WINDOW + config.served_bytes_per_second / MAX_CHUNK + 2
     assert honest < config.frames_per_second <= 500
     assert 0 < VOTE_GOSSIP_WINDOW <= 0.05  # (a relay hop adds at most this to finality's latency)
+    # All inbound peers together: each honest one's unasked most (answers pass in debt).
+    unasked = 1 / VOTE_GOSSIP_WINDOW + 1 / TX_GOSSIP_WINDOW + 2
+    assert config.in_peers * unasked < config.inbound_frames_per_second <= config.in_peers * config.frames_per_second / 4
     # Votes: a round of the largest validator set in one burst, and not more a second than
     # one vote a frame used to allow.
     assert config.vote_burst >= 4 * MAX_VOTES and MAX_VOTES * 1000 / RuntimeConfig().slot_duration_ms <= config.votes_per_second <= 500
