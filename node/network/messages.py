@@ -84,6 +84,7 @@ ASCENDING = 0
 DESCENDING = 1
 
 TAG_FRAUD_PROOF = 9
+TAG_VOTES = 12
 TAG_STATUS, TAG_BLOCK_RESPONSE, TAG_DISCONNECT, TAG_TRANSCRIPT_RESPONSE = 1, 5, 8, 11
 
 
@@ -198,7 +199,7 @@ class ServedResponse(Wire, frozen=True, tag=TAG_BLOCK_RESPONSE):
     blocks: tuple[msgspec.Raw, ...]
 
 
-class FinalityVotes(Wire, frozen=True, tag=12):
+class FinalityVotes(Wire, frozen=True, tag=TAG_VOTES):
     """Validators' finality votes; their shape belongs to consensus, here opaque bytes.
 
     In batches, not one a message: reading a message costs about 110 us however small it is,

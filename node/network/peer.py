@@ -121,8 +121,14 @@ class FrameShare:
     spent as often as not. A frame from a peer we are waiting on for an answer passes in
     debt and sheds no one, and is not counted in its load (Peer.frame_load): an answer we
     asked for is bounded by our requests and the peer's own limits, and an honest neighbour
-    streaming a block range to us was the busiest (a review's finding). ``shed(peer,
-    reason)`` drops a peer (set by the service); ``whose`` names the sharers in its reason."""
+    streaming a block range to us was the busiest (a review's finding). And only a peer over
+    its part, the share's rate over the sharers, is shed; while none is, the frame passes in
+    debt (frames; past the bytes the busiest is shed all the same, as its messages may be
+    few and large): an attacker spent an address's share with identities that it dialed again with
+    fresh keys, light for a while, and the busiest was then its honest neighbour at 5 frames a
+    second, shed and kept out (retest40's F9). Sharers within their parts send no more than
+    the share's rate in all. ``shed(peer, reason)`` drops a peer (set by the service);
+    ``whose`` names the sharers in its reason."""
 
     __slots__ = ("bytes", "frames", "peers", "shed", "whose")
 
@@ -149,6 +155,9 @@ class FrameShare:
             spent = f"the {self.frames.rate:g} frames/s they share (burst {self.frames.burst:g})"
         reason = f"{self.whose} passed {spent}, it with the most frames lately"
         hog = max(self.peers, key=Peer.frame_load, default=reader)
+        if not frames and reader in self.peers and Peer.frame_load(hog) <= self.frames.rate * LOAD_SECONDS / len(self.peers):
+            self._owe(frames, size)  # none over its part of the frames
+            return
         if hog is reader or reader not in self.peers:
             self.peers.discard(reader)
             raise HostFlood(reason)
@@ -280,6 +289,12 @@ class Peer:
         """Whether a gossiped justification is within this peer's allowance and its address's."""
         host = self.host_share
         return self.justifications.take() and (host is None or host.justifications.take())
+
+    def may_vote(self) -> bool:
+        """Whether a gossiped vote would be within this peer's allowance and its address's
+        now (no token taken)."""
+        host = self.host_share
+        return self.votes.wait_for(1.0) == 0.0 and (host is None or host.votes.wait_for(1.0) == 0.0)
 
     def take_vote(self) -> bool:
         """Whether a gossiped vote is within this peer's allowance and its address's."""

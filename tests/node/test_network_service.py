@@ -646,6 +646,9 @@ async def test_votes_are_relayed_in_batches_each_taking_from_the_senders_vote_al
         await src.send(FinalityVotes(tuple(b"more %d" % i for i in range(130))))  # 120 left of its 420
         await wait_for(lambda: f"dropped 10 of 130 votes from {src.key.peer_id}: over its rate" in caplog.text)
         assert b.votes[300:] == [b"more %d" % i for i in range(120)]
+        await src.send(FinalityVotes((b"and more",)))  # its allowance spent: the batch not even decoded
+        await wait_for(lambda: f"dropped a batch of votes from {src.key.peer_id} unread: over its rate" in caplog.text)
+        assert b.votes[-1] == b"more 119"
         assert b.service.reputation.score(src.key.peer_id) == 0
         await other.send(FinalityVotes((b"more 125", b"bad vote")))  # a dropped one, read from another peer
         await wait_for(lambda: b.votes[-2:] == [b"more 125", b"bad vote"])
@@ -1857,6 +1860,23 @@ def test_an_address_past_its_share_sheds_its_busiest_peer_once_and_a_shed_one_sh
     share.take_frame(light, 10)  # type: ignore[arg-type]
     share.take_frame(light, 10)  # type: ignore[arg-type]  (spent: the other shed, this one in debt)
     assert share.frames.wait_for(1.0) > 1.5 and share.bytes.wait_for(10.0) > 1.5
+    # Past the frames, a busiest within its part (the rate over the sharers) is not shed: the
+    # frame passes in debt. An attacker's fresh identities, light, spent the share and left
+    # an honest neighbour at 5 frames a second the busiest (retest40's F9).
+    share = HostShare(NetworkService(
+        NodeKey.generate(), NetworkConfig(frames_per_second=100.0, frame_burst=2.0), genesis_hash=GENESIS,
+        chain_status=lambda: None,
+    )._limits, 1.0, lambda peer, reason: shed.append((peer, reason)))
+    fresh, neighbour = Loaded(0.0), Loaded(5.0)
+    for p in (fresh, neighbour):
+        share.peers.add(p)  # type: ignore[arg-type]
+    shed.clear()
+    for _ in range(4):
+        share.take_frame(fresh, 10)  # type: ignore[arg-type]
+    assert shed == [] and share.frames.wait_for(1.0) > 0  # in debt, no one shed: 5 is within 100 / 2
+    neighbour._load = 60.0
+    share.take_frame(fresh, 10)  # type: ignore[arg-type]
+    assert [p for p, _ in shed] == [neighbour]
     # The load is of about the last second: a peer busy 10 s ago is not the busiest now.
     long_ago, lately = Loaded(100.0), Loaded(5.0)
     long_ago._load_at -= 10.0
