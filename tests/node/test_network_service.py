@@ -200,6 +200,17 @@ async def nodes(*configs: dict) -> AsyncIterator[list[Node]]:
             await n.service.stop()
 
 
+def count_votes(node: Node) -> list[PeerId]:
+    """The sender of each vote ``node``'s handler is given from now on, in order."""
+    votes: list[PeerId] = []
+
+    async def count(peer: PeerId, payload: bytes) -> None:
+        votes.append(peer)
+
+    node.service.handlers.on_vote = count
+    return votes
+
+
 async def refused(raw: RawPeer, node: Node) -> bool:
     """Whether ``node`` closes on ``raw`` without a status (telling it why, or not)."""
     try:
@@ -1418,12 +1429,7 @@ async def test_the_inbound_peers_of_one_address_share_its_frames_and_past_them_i
     caplog.set_level(logging.INFO, logger="polchain.network")
     limits = {"frames_per_second": 1e-6, "frame_burst": 400.0, "host_allowance_peers": 1.0}
     async with nodes(limits) as (a,):
-        votes: list[PeerId] = []
-
-        async def count(peer: PeerId, payload: bytes) -> None:
-            votes.append(peer)
-
-        a.service.handlers.on_vote = count
+        votes = count_votes(a)
         first, neighbour, second, other = RawPeer(), RawPeer(), RawPeer(), RawPeer()
         for raw, host in ((first, "127.0.0.2"), (neighbour, "127.0.0.2"), (second, "127.0.0.2"), (other, "127.0.0.3")):
             assert isinstance(await raw.connect(a.addr, host=host), Status)
@@ -1474,12 +1480,7 @@ async def test_all_inbound_peers_share_the_nodes_frames_and_past_them_the_busies
     caplog.set_level(logging.INFO, logger="polchain.network")
     limits = {"inbound_frames_per_second": 1e-6, "inbound_frame_burst": 100.0}
     async with nodes(limits) as (a,):
-        votes: list[PeerId] = []
-
-        async def count(peer: PeerId, payload: bytes) -> None:
-            votes.append(peer)
-
-        a.service.handlers.on_vote = count
+        votes = count_votes(a)
         busy, light = RawPeer(), RawPeer()
         for raw, host in ((busy, "127.0.0.2"), (light, "127.0.0.3")):
             assert isinstance(await raw.connect(a.addr, host=host), Status)
@@ -1501,12 +1502,7 @@ async def test_the_inbound_peers_of_one_address_share_its_bytes_and_past_them_ar
     ``host_allowance_peers`` peers' worth together."""
     caplog.set_level(logging.INFO, logger="polchain.network")
     async with nodes({"bytes_per_second": 1e-6, "byte_burst": 40_000.0, "host_allowance_peers": 1.5}) as (a,):
-        votes: list[PeerId] = []
-
-        async def count(peer: PeerId, payload: bytes) -> None:
-            votes.append(peer)
-
-        a.service.handlers.on_vote = count
+        votes = count_votes(a)
         first, second = RawPeer(), RawPeer()
         for raw in (first, second):
             assert isinstance(await raw.connect(a.addr, host="127.0.0.2"), Status)
