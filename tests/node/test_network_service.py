@@ -1427,7 +1427,7 @@ async def test_the_inbound_peers_of_one_address_share_its_frames_and_past_them_i
     found the share spent dropped an honest neighbour in every run (retest39's F2), and our
     requests that waited for the share never went to it (F3)."""
     caplog.set_level(logging.INFO, logger="polchain.network")
-    limits = {"frames_per_second": 1e-6, "frame_burst": 400.0, "host_allowance_peers": 1.0}
+    limits = {"frames_per_second": 1e-6, "frame_burst": 400.0, "host_allowance_peers": 1.0, "shed_cooldown": 1.0}
     async with nodes(limits) as (a,):
         votes = count_votes(a)
         first, neighbour, second, other = RawPeer(), RawPeer(), RawPeer(), RawPeer()
@@ -1448,6 +1448,18 @@ async def test_the_inbound_peers_of_one_address_share_its_frames_and_past_them_i
         said = "its address's inbound peers passed the 1e-06 frames/s they share (burst 400), it with the most frames lately"
         assert f"disconnected from {second.key.peer_id}: {said}" in caplog.text
         assert votes.count(second.key.peer_id) == 348
+        # Its address's new connections are reset for shed_cooldown, not its peers already in:
+        # a shed identity came back at once with a fresh key (an outside tester's N1, retest41).
+        comer = RawPeer()
+        with pytest.raises((ConnectionError, aiohttp.ClientError)):
+            await comer.connect(a.addr, host="127.0.0.2")
+        await comer.close()
+        await asyncio.sleep(1.0)
+        comer = RawPeer()
+        assert isinstance(await comer.connect(a.addr, host="127.0.0.2"), Status)
+        await wait_for(lambda: comer.key.peer_id in {p.peer_id for p in a.service.peers()})
+        await comer.close()
+        await wait_for(lambda: comer.key.peer_id not in {p.peer_id for p in a.service.peers()})
         # Still spent. Our request to the neighbour is not held back by its address's share
         # (only by its own read limits), and its answer passes, shedding no one.
         assert a.service._peers[neighbour.key.peer_id].inbound_wait(100) == 0
