@@ -63,9 +63,9 @@ class Flood(NetworkError):
 
 
 class HostFlood(NetworkError):
-    """The inbound peers of one address together sent frames or bytes faster than the share of
-    that address (node.network.peer.HostShare): the peer whose frame found it spent is dropped,
-    not charged, as it may be an honest neighbour of the one that spent it."""
+    """Inbound peers sharing frames and bytes (those of one address, or all of them:
+    node.network.peer.FrameShare) sent more than their share, and this one, the busiest, is
+    dropped: not charged, as it may be an honest neighbour of the identities that spent it."""
 
 
 class PeerGone(NetworkError):

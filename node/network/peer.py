@@ -124,9 +124,9 @@ class FrameShare:
     streaming a block range to us was the busiest (a review's finding). And only a peer over
     its part, the share's rate over the sharers, is shed; while none is, the frame passes in
     debt (frames; past the bytes the busiest is shed all the same, as its messages may be
-    few and large): an attacker spent an address's share with identities that it dialed again with
-    fresh keys, light for a while, and the busiest was then its honest neighbour at 5 frames a
-    second, shed and kept out (retest40's F9). Sharers within their parts send no more than
+    few and large): an attacker spent an address's share with identities that it dialed
+    again with fresh keys, light for a while, and the busiest was then its honest neighbour
+    at 5 frames a second, shed and kept out (retest40's F9). Sharers within their parts send no more than
     the share's rate in all. ``shed(peer, reason)`` drops a peer (set by the service);
     ``whose`` names the sharers in its reason."""
 
