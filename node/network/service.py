@@ -65,7 +65,7 @@ import socket
 import time
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,15 +282,15 @@ class NetworkConfig:
     # about 75 unasked frames a second each (votes and transactions a gossip window each, an
     # announcement and a justification), 2,400 for 32; answers we asked for pass in debt.
     inbound_frames_per_second: float = 4000.0
+    inbound_frame_burst: float = 32000.0
+    inbound_bytes_per_second: float = 256 * 1024 * 1024
+    inbound_byte_burst: float = 4 * MAX_MESSAGE_SIZE
     # An address one of whose peers was shed for a share (FrameShare) has its new inbound
     # connections reset for this long: a shed identity dialed again at once with a fresh key,
     # load and bursts, and 30 addresses doing so held a node at 91-99.5% of a core, reading
     # 3.2 times the node's share (an outside tester's N1, retest41). Not a charge: an honest
     # neighbour shed waits this long to come back.
     shed_cooldown: float = 5.0
-    inbound_frame_burst: float = 32000.0
-    inbound_bytes_per_second: float = 256 * 1024 * 1024
-    inbound_byte_burst: float = 4 * MAX_MESSAGE_SIZE
     max_pending_handshakes: int = 16
     # TCP connections that have not yet sent their upgrade request (rpc.connections'
     # ConnectionBudget: past it the longest idle is closed). The p2p port is public: without
@@ -1085,7 +1085,7 @@ class NetworkService:
 
     async def _on_votes(self, peer: Peer, msg: FinalityVotes) -> None:
         """Each vote within the peer's vote allowance and its address's, not seen before, goes
-        to the handler in turn; those it accepts are gossiped on (:meth:`_relay_votes`). The
+        to the handler in turn; those it accepts are gossiped on (:meth:`_relay_vote`). The
         rest of a batch is not read once its peer is banned or gone: the node's handler
         charges a bad vote itself, and a peer banned at its fifth or sixth of 256 votes
         with bad signatures had all 256 checked (a review's finding)."""
@@ -1107,7 +1107,7 @@ class NetworkService:
                 log.exception("vote handler failed on a vote from %s", peer.peer_id)
                 continue
             if verdict:
-                self._relay_votes(((payload, digest),))
+                self._relay_vote(payload, digest)
             elif verdict is False:
                 self.report_peer(peer.peer_id, Misbehaviour.BAD_VOTE, "FinalityVotes")
             if peer.closed.is_set() or self._peers.get(peer.peer_id) is not peer or self.reputation.banned_for(peer.peer_id):
@@ -1219,23 +1219,32 @@ class NetworkService:
         if too_big:
             log.warning("not gossiping %d extrinsic(s) over the %d-byte message budget", len(too_big), budget)
             extrinsics = [raw for raw in extrinsics if len(raw) + ITEM_OVERHEAD <= budget]
-        hashes = [blake2_256(raw) for raw in extrinsics]
-        for h in hashes:
+        items = [(raw, blake2_256(raw)) for raw in extrinsics]
+        for _, h in items:
             self._seen_txs.add(h)
+        return self._gossip_batched(items, lambda p: p.known_txs, Transactions, MAX_TRANSACTIONS_PER_MESSAGE)
+
+    def _gossip_batched(
+        self, items: Sequence[tuple[bytes, bytes]], known: Callable[[Peer], BoundedSet[bytes]],
+        make: Callable[[tuple[bytes, ...]], Message], most: int,
+    ) -> int:
+        """Send each peer the ``items`` ((payload, digest) each) it does not know, ``make``
+        messages of at most ``most`` payloads and the message budget; the number sent."""
+        budget = self.config.max_message_size - ENVELOPE
         sent = 0
         for p in list(self._peers.values()):
             batch: list[bytes] = []
             size = 0
-            for raw, h in zip(extrinsics, hashes, strict=True):
-                if not p.known_txs.add(h):
+            for payload, digest in items:
+                if not known(p).add(digest):
                     continue
-                if batch and (len(batch) == MAX_TRANSACTIONS_PER_MESSAGE or size + len(raw) + ITEM_OVERHEAD > budget):
-                    sent += p.send(Transactions(tuple(batch)))
+                if batch and (len(batch) == most or size + len(payload) + ITEM_OVERHEAD > budget):
+                    sent += self._send_or_drop(p, make(tuple(batch)))
                     batch, size = [], 0
-                batch.append(raw)
-                size += len(raw) + ITEM_OVERHEAD
+                batch.append(payload)
+                size += len(payload) + ITEM_OVERHEAD
             if batch:
-                sent += p.send(Transactions(tuple(batch)))
+                sent += self._send_or_drop(p, make(tuple(batch)))
         return sent
 
     def broadcast_vote(self, payload: bytes) -> int:
@@ -1246,13 +1255,13 @@ class NetworkService:
         self._votes_out.append((payload, digest))
         return self._flush_votes()
 
-    def _relay_votes(self, votes: Iterable[tuple[bytes, bytes]]) -> None:
-        """Gossip votes accepted from peers ((payload, digest) each) within VOTE_GOSSIP_WINDOW,
-        with those accepted meanwhile, in as few messages as fit."""
+    def _relay_vote(self, payload: bytes, digest: bytes) -> None:
+        """Gossip a vote accepted from a peer within VOTE_GOSSIP_WINDOW, with those accepted
+        meanwhile, in as few messages as fit."""
         if self._stopping:
             return
-        self._votes_out.extend(votes)
-        if self._votes_due is None and self._votes_out:
+        self._votes_out.append((payload, digest))
+        if self._votes_due is None:
             self._votes_due = asyncio.get_running_loop().call_later(VOTE_GOSSIP_WINDOW, self._flush_votes)
 
     def _flush_votes(self) -> int:
@@ -1262,22 +1271,7 @@ class NetworkService:
             self._votes_due.cancel()
             self._votes_due = None
         votes, self._votes_out = self._votes_out, []
-        budget = self.config.max_message_size - ENVELOPE
-        sent = 0
-        for p in list(self._peers.values()):
-            batch: list[bytes] = []
-            size = 0
-            for payload, digest in votes:
-                if not p.known_votes.add(digest):
-                    continue
-                if batch and (len(batch) == MAX_VOTES_PER_MESSAGE or size + len(payload) + ITEM_OVERHEAD > budget):
-                    sent += self._send_or_drop(p, FinalityVotes(tuple(batch)))
-                    batch, size = [], 0
-                batch.append(payload)
-                size += len(payload) + ITEM_OVERHEAD
-            if batch:
-                sent += self._send_or_drop(p, FinalityVotes(tuple(batch)))
-        return sent
+        return self._gossip_batched(votes, lambda p: p.known_votes, FinalityVotes, MAX_VOTES_PER_MESSAGE)
 
     def broadcast_justification(self, payload: bytes) -> int:
         msg = Justification(payload)

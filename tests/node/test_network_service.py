@@ -722,7 +722,7 @@ async def test_no_vote_relay_is_scheduled_after_the_service_stopped() -> None:
     scheduled for a relay that would run on a stopped service (a review's finding)."""
     node = await start_node()
     await node.service.stop()
-    node.service._relay_votes(((b"vote", bytes(32)),))
+    node.service._relay_vote(b"vote", bytes(32))
     assert node.service._votes_due is None and node.service._votes_out == []
 
 
