@@ -1505,6 +1505,30 @@ async def test_all_inbound_peers_share_the_nodes_frames_and_past_them_the_busies
         said = "the node's inbound peers passed the 1e-06 frames/s they share (burst 100), it with the most frames lately"
         assert f"disconnected from {busy.key.peer_id}: {said}" in caplog.text
         assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (busy, light))
+        comer = RawPeer()  # shed by another's frame, its address is held for shed_cooldown all the same
+        with pytest.raises((ConnectionError, aiohttp.ClientError)):
+            await comer.connect(a.addr, host="127.0.0.2")
+        for raw in (busy, light, comer):
+            await raw.close()
+
+
+async def test_all_inbound_peers_share_the_nodes_bytes_too(caplog) -> None:
+    """The node's inbound share holds bytes as well as frames: past them the busiest of all
+    is dropped, uncharged."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({"inbound_bytes_per_second": 1e-6, "inbound_byte_burst": 60_000.0}) as (a,):
+        votes = count_votes(a)
+        busy, light = RawPeer(), RawPeer()
+        for raw, host in ((busy, "127.0.0.2"), (light, "127.0.0.3")):
+            assert isinstance(await raw.connect(a.addr, host=host), Status)
+        await wait_for(lambda: len(a.service.peers()) == 2)
+        for raw, tag, total in ((busy, 1, 60), (busy, 2, 120), (busy, 3, 180), (light, 4, 60)):  # 15 kB each
+            await raw.send(FinalityVotes(tuple(bytes([tag, k]) * 124 + b"v" for k in range(60))))
+            await wait_for(lambda raw=raw, total=total: votes.count(raw.key.peer_id) == total)
+        await wait_for(lambda: [p.peer_id for p in a.service.peers()] == [light.key.peer_id])
+        said = "the node's inbound peers passed the 1e-06 bytes/s they share (burst 60000), it with the most frames lately"
+        assert f"disconnected from {busy.key.peer_id}: {said}" in caplog.text
+        assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (busy, light))
         for raw in (busy, light):
             await raw.close()
 
