@@ -30,7 +30,8 @@ class InvalidVote(ConsensusError):
 
     ``reason``: "malformed", "bad_signature", "not_validator", "wrong_set", "stale",
     "bad_link" (the target is not after the source), "wrong_number" (the target block is not
-    of the number the vote names), "double_vote", "surround_vote".
+    of the number the vote names), "double_vote", "surround_vote", "equivocator" (its voter
+    was caught equivocating in the vote's round: not checked further).
     """
 
     def __init__(self, reason: str, message: str) -> None:

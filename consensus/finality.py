@@ -443,13 +443,16 @@ class VoteCollector:
     """A node's votes of the recent rounds, the justified checkpoints they make, and the
     justification of the newest finalized one.
 
-    Not thread-safe: the node drives it from one place. Memory is bounded by one vote per
-    validator per kept round (:data:`KEPT_ROUNDS`) and :data:`KEPT_JUSTIFIED` checkpoints.
+    Not thread-safe: the node drives it from one place. Memory is bounded by one vote and one
+    caught equivocation per validator per kept round (:data:`KEPT_ROUNDS`) and
+    :data:`KEPT_JUSTIFIED` checkpoints.
     """
 
     def __init__(self, chain: Blockchain) -> None:
         self.chain = chain
         self._rounds: dict[int, dict[bytes, SignedVote]] = {}
+        # The validators caught equivocating in each kept round (by the vote of that round).
+        self._caught: dict[int, set[bytes]] = {}
         self._justified: dict[Checkpoint, None] = {}
         # The proof (the link's votes) of the highest-round justified checkpoint it has one
         # for: what a validator stuck on an older source needs (:meth:`justified_proof`).
@@ -542,6 +545,14 @@ class VoteCollector:
         first = votes.get(signed.voter)
         if first == signed:
             return None  # the same vote again (gossip): no offence, no work
+        if signed.voter in self._caught.get(vote.round, ()):
+            # Its evidence is stored and none of its other votes of the round can count (the
+            # first stays, a second is an offence): refused before its signature is checked.
+            # Checked, a validator's key let anyone make every node verify and store as many
+            # distinct votes of one round as the network let through, uncharged.
+            raise InvalidVote(
+                "equivocator", f"{ss58_encode(signed.voter)} equivocated in round {vote.round}: its other votes of it are not read"
+            )
         try:
             verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, vote), signed.signature)
         except InvalidSignature as exc:
@@ -561,10 +572,12 @@ class VoteCollector:
         votes[signed.voter] = signed
         for old in sorted(self._rounds)[:-KEPT_ROUNDS]:
             del self._rounds[old]
+            self._caught.pop(old, None)
         return self.check()
 
     def _offence(self, first: SignedVote, second: SignedVote, kind: str, what: str) -> None:
         evidence = VoteEquivocationEvidence(first, second, kind)
+        self._caught.setdefault(second.vote.round, set()).add(second.voter)
         self.chain.put_evidence(compute_evidence_key(second.vote.set_id, second.vote.round, second.voter), encode(evidence))
         raise VoteEquivocation(kind, f"{ss58_encode(second.voter)}: {what} ({kind}, evidence stored)", evidence)
 

@@ -170,13 +170,14 @@ MAX_BRANCH_BYTES = 512 * 1024 * 1024
 #: peer's transactions are rate-limited (peer.PeerLimits.tx_per_second) before that.
 CHARGED_REFUSALS = frozenset({"bad_proof"})
 #: Refusals of a gossiped finality vote that an honest relay may pass on: a round past our
-#: window (its clock or ours), and a voter outside our finalized set. The set only shrinks
-#: (staking removes offenders; nothing adds one after genesis), so the second is a validator
-#: removed in a block the relay has not finalized yet; a removed validator voting on could
-#: get every lagging relay banned at 5 votes. Both are found before the signature is checked,
-#: so dropping them unblamed costs a decode and a set lookup, and votes are rate-limited.
+#: window (its clock or ours), a voter outside our finalized set, and one we caught
+#: equivocating in that round (a relay that has not seen its other vote passes it on). The set
+#: only shrinks (staking removes offenders; nothing adds one after genesis), so the second is a
+#: validator removed in a block the relay has not finalized yet; a removed validator voting on
+#: could get every lagging relay banned at 5 votes. All three are found before the signature
+#: is checked, so dropping them unblamed costs a decode and a lookup, and votes are rate-limited.
 #: Justifications make the same exception (NodeService.import_justification).
-UNCHARGED_VOTE_REASONS = frozenset({"stale", "not_validator"})
+UNCHARGED_VOTE_REASONS = frozenset({"stale", "not_validator", "equivocator"})
 #: Seconds the node gathers the extrinsics its pool accepts before it gossips them, in one
 #: Transactions message a peer: RPC submissions arrive one event-loop turn apart, and sent one
 #: message each, a burst of 8,192 in 2.3 s was over 2,000 frames a second, and a peer banned the

@@ -244,6 +244,62 @@ def test_a_double_vote_is_kept_as_evidence(chains) -> None:
     assert (evidence.first, evidence.second, evidence.kind) == (first, second, "double_vote")
 
 
+def test_a_caught_equivocator_s_other_votes_of_the_round_are_refused_unchecked(chains) -> None:
+    """Once a double vote is stored, a third vote of the voter for that round is refused as
+    "equivocator" before its signature is checked (a forged one says so, not bad_signature),
+    stores nothing, and counts nothing; its first vote stays, its other rounds are read."""
+    node, blocks_a, _, _ = chains
+    collector = VoteCollector(node)
+    first = _vote(DAVE, blocks_a[0], chain=node)
+    collector.add(first)
+    with pytest.raises(VoteEquivocation):
+        collector.add(_vote(DAVE, blocks_a[1], chain=node))
+    stored = finality.get_vote_equivocations(node)
+    for third in (
+        _vote(DAVE, blocks_a[2], chain=node),
+        msgspec.structs.replace(_vote(DAVE, blocks_a[2], chain=node), signature=bytes(64)),
+    ):
+        with pytest.raises(InvalidVote) as err:
+            collector.add(third, 7)
+        assert err.value.reason == "equivocator", str(err.value)
+        assert "equivocated in round 7: its other votes of it are not read" in str(err.value)
+    assert collector.add(first) is None  # the kept vote again is still no offence
+    assert finality.get_vote_equivocations(node) == stored
+    assert list(collector.recent_votes()) == [first]
+    # Another round of the same voter, and another voter of the same round, are checked.
+    for other in (_vote(DAVE, blocks_a[2], 8, chain=node), _vote(BOB, blocks_a[0], chain=node)):
+        with pytest.raises(InvalidVote) as err:
+            collector.add(msgspec.structs.replace(other, signature=bytes(64)))
+        assert err.value.reason == "bad_signature"
+        assert collector.add(other) is None
+
+
+def test_a_surround_voter_is_caught_in_the_round_of_its_second_vote(chains) -> None:
+    node, blocks_a, _, _ = chains
+    collector = VoteCollector(node)
+    collector.add(_vote(DAVE, blocks_a[2], 9, source=_cp(blocks_a[0], 5), chain=node))  # link 5 -> 9
+    with pytest.raises(VoteEquivocation):
+        collector.add(_vote(DAVE, blocks_a[2], 8, source=_cp(blocks_a[1], 6), chain=node))  # 6 -> 8 inside it
+    with pytest.raises(InvalidVote) as err:
+        collector.add(_vote(DAVE, blocks_a[1], 8, source=_cp(blocks_a[0], 5), chain=node))
+    assert err.value.reason == "equivocator"
+
+
+def test_caught_equivocators_are_forgotten_with_their_round(chains) -> None:
+    node, blocks_a, _, _ = chains
+    collector = VoteCollector(node)
+    collector.add(_vote(DAVE, blocks_a[0], 1, chain=node))
+    with pytest.raises(VoteEquivocation):
+        collector.add(_vote(DAVE, blocks_a[1], 1, chain=node))
+    for round_number in range(2, finality.KEPT_ROUNDS + 2):
+        collector.add(_vote(BOB, blocks_a[0], round_number, chain=node))
+    assert 1 not in collector._rounds and collector._caught == {}
+    # Its round gone (a node's current round refuses it as stale first), a vote is read again.
+    with pytest.raises(InvalidVote) as err:
+        collector.add(msgspec.structs.replace(_vote(DAVE, blocks_a[2], 1, chain=node), signature=bytes(64)))
+    assert err.value.reason == "bad_signature"
+
+
 @pytest.mark.parametrize("order", ["outer_first", "inner_first"])
 def test_a_surround_vote_is_kept_as_evidence(chains, order) -> None:
     node, blocks_a, _, _ = chains

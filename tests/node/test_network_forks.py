@@ -130,6 +130,16 @@ async def test_finality_votes_and_justifications_from_peers_are_checked_and_bad_
             await wait_for(lambda: len(get_vote_equivocations(node.chain)) == 1)
             assert get_vote_equivocations(node.chain)[0].kind == "double_vote"
             assert node.network.reputation.score(peer.id) >= score - 1  # decay only, no charge
+            # Alice caught, a third vote of hers in that round is not checked: a forged one is
+            # neither charged as a bad signature nor stored (a relay may not have seen her first).
+            caplog.set_level(logging.DEBUG)
+            third = Vote(SET_ID, source, Checkpoint(b"\x06" * 32, 2, now + 1))
+            forged = sign_vote(dev_keypair("Ferdie"), genesis, third)
+            peer.service.broadcast_vote(encode(struct_replace(forged, voter=dev_keypair("Alice").public)))
+            await wait_for(lambda: f"equivocated in round {now + 1}: its other votes of it are not read" in caplog.text)
+            assert caplog.text.count("(vote bad_signature:") == 1 and len(get_vote_equivocations(node.chain)) == 1
+            assert node.network.reputation.score(peer.id) >= score - 1
+            caplog.set_level(logging.INFO)
             # A gossiped justification that does not verify costs its sender.
             peer.service.broadcast_justification(_justification(node.chain.get_block(genesis), ("Alice",), genesis))
             await wait_for(lambda: "(justification below_threshold:" in caplog.text)
