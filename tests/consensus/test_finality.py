@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 from chainkit import open_chain
-from consensuskit import ALICE, BOB, CHARLIE, DAVE, EVE, build, open_local
+from consensuskit import ALICE, BOB, CHARLIE, DAVE, EVE, build, open_local, slot_owner
 
 from chain.errors import FinalityConflict
 from chain.storage import Column
@@ -298,6 +298,46 @@ def test_caught_equivocators_are_forgotten_with_their_round(chains) -> None:
     with pytest.raises(InvalidVote) as err:
         collector.add(msgspec.structs.replace(_vote(DAVE, blocks_a[2], 1, chain=node), signature=bytes(64)))
     assert err.value.reason == "bad_signature"
+
+
+def test_the_voter_set_is_read_again_when_the_finalized_block_changes(tmp_path) -> None:
+    """The collector keeps the finalized state's validators as a set between votes; a
+    validator slashed for a double vote and removed at the era start is refused as
+    "not_validator" once that block is final, by the same collector."""
+    from chain import calls
+    from chain.extrinsic import sign_extrinsic
+
+    chain = open_local(tmp_path / "chain")
+    try:
+        collector = VoteCollector(chain)
+        one = build(chain, 1)
+        first = _vote(BOB, one, 5, chain=chain)
+        assert collector.add(first) is None
+        second = sign_vote(BOB, chain.genesis_hash, Vote(0, _genesis(chain), Checkpoint(chain.genesis_hash, 0, 5)))
+        report = sign_extrinsic(
+            CHARLIE, calls.ReportVoteEquivocation(msgspec.msgpack.encode(first), msgspec.msgpack.encode(second)), nonce=0,
+            genesis_hash=chain.genesis_hash, spec_version=chain.runtime.spec_version,
+        )
+        build(chain, 2, [report])
+        assert chain.get_receipts(chain.best_hash)[0].success
+        era = chain.runtime.config.era_length
+        slot = 2
+        while chain.best_number < era:
+            slot += 1
+            if slot_owner(slot) is not BOB:  # disabled: it leaves the set at the era start
+                build(chain, slot)
+        assert BOB.public in finality.get_voters(chain)  # the finalized state is still genesis'
+        later = _vote(BOB, one, 6, chain=chain)
+        with pytest.raises(InvalidVote) as err:
+            collector.add(msgspec.structs.replace(later, signature=bytes(64)))
+        assert err.value.reason == "bad_signature"  # a validator's: its signature is read
+        chain.finalize(chain.best_hash)
+        assert chain.best_number == era and BOB.public not in finality.get_voters(chain)
+        with pytest.raises(InvalidVote) as err:
+            collector.add(later)
+        assert err.value.reason == "not_validator"
+    finally:
+        chain.db.close()
 
 
 @pytest.mark.parametrize("order", ["outer_first", "inner_first"])
