@@ -770,7 +770,10 @@ class NodeService:
         """A vote from a peer: counted, and the block it completes finalized. InvalidVote
         (with its reason) if it does not count."""
         async with self._lock:
-            self._check_own_vote(vote, "from a peer")
+            try:
+                self._check_own_vote(vote, "from a peer")
+            except InvalidSignature as exc:
+                raise InvalidVote("bad_signature", f"vote of {ss58_encode(vote.voter)}: {exc}") from None
             current = self._current_round()
             try:
                 await self._finalize_collected(self.collector.add(vote, current))
@@ -809,7 +812,10 @@ class NodeService:
             # must not cost 1,024 signature checks before the justification is refused.
             own = next((v for v in justification.votes if self.author is not None and v.voter == self.author.public), None)
             if own is not None:
-                self._check_own_vote(own, "in a justification")
+                try:
+                    self._check_own_vote(own, "in a justification")
+                except InvalidSignature as exc:
+                    raise InvalidJustification("bad_signature", f"vote of {ss58_encode(own.voter)}: {exc}") from None
             chain = self.chain
             final = proves_finality(chain, justification)
             if not final and self._knows_justified(justification):
@@ -1055,18 +1061,18 @@ class NodeService:
         another signer's (:meth:`_on_doppelganger`). One from before this run (a restore from
         an old backup: the record is older than the key's votes) raises the record to it, so
         that no later vote surrounds it or repeats its round. Only a good signature counts:
-        anyone can name this key in a vote. ``checked``: the runtime verified its signature
-        (a note_votes that succeeded in a block this node imported)."""
+        anyone can name this key in a vote, and one with a bad signature raises InvalidSignature
+        (the caller refuses the vote for it, charged: checked here, it is not checked again,
+        and a stale one, refused unblamed after this, cost a check each for nothing).
+        ``checked``: the runtime verified its signature (a note_votes that succeeded in a block
+        this node imported)."""
         if self.author is None or signed.voter != self.author.public:
             return
         vote = signed.vote
         if self._signed_votes.get(vote.round) == signed:
             return  # this run's own vote, come back
         if not checked:
-            try:
-                verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, vote), signed.signature)
-            except InvalidSignature:
-                return  # not this key's doing (the collector refuses it with its reason)
+            verify_signature(signed.voter, compute_vote_message(self.chain.genesis_hash, vote), signed.signature)
         if vote.round > self._own_since_round:
             self._on_doppelganger(f"a vote in round {vote.round}", where)
             return
