@@ -823,6 +823,11 @@ class NodeService:
             if final and chain.has_block(justification.target_hash) and chain.is_invalid(justification.target_hash):
                 await self._lift_fraud_marks(justification)
             if not chain.has_block(justification.target_hash):
+                if final and justification.target_hash in self._pending_justifications:
+                    # One is kept, checked, for the same block: this one brings nothing. Checked,
+                    # one proof's votes in each of their orders cost every signature of the set
+                    # a message, uncharged (valid), on a node that is behind.
+                    return False
                 # Checked as far as it can be without the block before it is kept: unchecked,
                 # a forgery took the place of the honest one waiting for the same block. Votes
                 # of non-validators here may be of a set we have not reached: not blamed.

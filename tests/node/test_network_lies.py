@@ -208,7 +208,8 @@ async def test_a_forged_justification_cannot_replace_the_one_waiting_for_its_blo
     not finalize it (the forgery failed when the block came; the honest one was gone and,
     seen, not taken again). Now what can be checked without the block is checked first: a
     bad signature costs the sender, votes of non-validators (maybe a set we have not
-    reached) are dropped without blame, and the honest one finalizes the block."""
+    reached) are dropped without blame; once one is kept, another for the same block is
+    dropped unchecked; and the honest one finalizes the block."""
     caplog.set_level(logging.INFO)
     async with dev_node() as node:
         assert node.network is not None
@@ -222,12 +223,20 @@ async def test_a_forged_justification_cannot_replace_the_one_waiting_for_its_blo
             await honest.service.dial(node.network.listen_addresses[0])
             await liar.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: len(node.network.peers()) == 2)  # type: ignore[union-attr]
-            honest.service.broadcast_justification(good)
-            await wait_for(lambda: blocks[1].hash() in node._pending_justifications)
             liar.service.broadcast_justification(sole_justification(genesis, blocks[1], round_number, dev_keypair("Ferdie")))
             liar.service.broadcast_justification(sole_justification(genesis, blocks[1], round_number, forge=True))
             await wait_for(lambda: node.network.reputation.score(liar.id) < 0)  # type: ignore[union-attr]
             assert f"peer {liar.id}: {Misbehaviour.BAD_VOTE.reason} (justification bad_signature: " in caplog.text
+            assert blocks[1].hash() not in node._pending_justifications
+            honest.service.broadcast_justification(good)
+            await wait_for(lambda: blocks[1].hash() in node._pending_justifications)
+            score = node.network.reputation.score(liar.id)  # type: ignore[union-attr]
+            late = sole_justification(genesis, blocks[1], round_number + 1, forge=True)
+            liar.service.broadcast_justification(late)
+            await wait_for(lambda: blake2_256(b"\1" + late) in node.network._seen_votes)  # type: ignore[union-attr]
+            async with node._lock:  # its handler has run (it takes the lock)
+                assert node._pending_justifications[blocks[1].hash()].encode() == good
+            assert node.network.reputation.score(liar.id) >= score  # type: ignore[union-attr]  # dropped unchecked
             assert node.network.reputation.score(honest.id) == 0  # type: ignore[union-attr]
             honest.blocks = blocks
             honest.service.broadcast_block(blocks[1].header)

@@ -315,6 +315,42 @@ async def test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block(t
         assert full.table_sizes()["pending_justifications"] == 0
 
 
+async def test_a_finality_proof_kept_for_its_block_is_not_checked_again_in_another_order(tmp_path) -> None:
+    """A finality proof of a block not here yet is checked (signatures included) and kept
+    until the block arrives; another proof of the same block brings nothing and is dropped
+    before any signature is checked. Checked each time, the votes of one real proof, reordered
+    (n! orders), cost a node that is behind every signature of the set per message,
+    uncharged (valid): 45 ms for 1,024 validators, at 4 a second a peer. The kept one still
+    finalizes its block when it arrives."""
+    async with running(_full_node()) as full:
+        now = full._current_round()
+        blocks = build_sealed_chain(tmp_path, SPEC, (now - 20, now - 19))
+        genesis = full.chain.genesis_hash
+        await full.import_block(blocks[1])  # #1 is here, #2 is not
+        source = Checkpoint(blocks[2].hash(), 2, now - 10)
+        final = _link(genesis, THREE, source, Checkpoint(blocks[2].hash(), 2, now - 9))
+        checked: list[int] = []
+        real = verify_justification_module.verify_signature
+
+        def counting(*args):
+            checked.append(1)
+            return real(*args)
+
+        verify_justification_module.verify_signature = counting
+        try:
+            assert await full.import_justification(final) is False  # kept for #2, its 3 votes checked
+            assert checked == [1, 1, 1] and full.table_sizes()["pending_justifications"] == 1
+            reordered = msgspec.structs.replace(final, votes=tuple(reversed(final.votes)))
+            assert await full.import_justification(reordered) is False
+            forged = msgspec.structs.replace(final, votes=(*final.votes[:2], SignedVote(final.votes[2].vote, final.votes[2].voter, bytes(64))))
+            assert await full.import_justification(forged) is False
+        finally:
+            verify_justification_module.verify_signature = real
+        assert checked == [1, 1, 1] and full._pending_justifications[blocks[2].hash()] == final
+        await full.import_block(blocks[2])
+        assert full.chain.finalized_number == 2 and full.chain.get_justification(blocks[2].hash()) == final.encode()
+
+
 async def test_a_kept_proof_that_fails_when_its_block_arrives_is_dropped_and_logged(tmp_path, caplog) -> None:
     """What a proof kept for its block cannot be checked for before the block is here (the
     target's number, here #5 for block #2) is checked when it arrives: the proof is refused
