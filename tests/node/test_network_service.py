@@ -143,6 +143,7 @@ R2), and it is gone.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -171,6 +172,7 @@ from node.network.messages import (
     FIRST_TAGS,
     MAX_FIRST_MESSAGE_SIZE,
     MAX_JUSTIFICATION_SIZE,
+    MAX_VOTES_PER_MESSAGE,
     ROLE_FULL,
     BlockData,
     BlockRequest,
@@ -186,6 +188,7 @@ from node.network.messages import (
 from node.network.multiaddr import Multiaddr
 from node.network.noise import FLAG_LAST, FLAG_MORE, MAX_CHUNK
 from node.network.reputation import Misbehaviour
+from node.network.service import VOTES_PER_TURN
 
 
 @asynccontextmanager
@@ -1510,6 +1513,38 @@ async def test_all_inbound_peers_share_the_nodes_frames_and_past_them_the_busies
             await comer.connect(a.addr, host="127.0.0.2")
         for raw in (busy, light, comer):
             await raw.close()
+
+
+async def test_a_batch_of_votes_is_handled_a_slice_a_loop_turn() -> None:
+    """The handler of a vote that finds the node's lock free never yields: a batch of 256
+    handled in one go held the event loop for all of their signature checks (26 ms), and 30
+    peers' batches for 0.8 s (retest42). The loop gets a turn every VOTES_PER_TURN votes."""
+    async with nodes({}) as (a,):
+        turns = 0
+        seen: list[int] = []
+
+        async def handle(peer: PeerId, payload: bytes) -> None:
+            seen.append(turns)
+
+        async def tick() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        a.service.handlers.on_vote = handle
+        raw = RawPeer()
+        assert isinstance(await raw.connect(a.addr), Status)
+        ticker = asyncio.create_task(tick())
+        try:
+            await raw.send(FinalityVotes(tuple(os.urandom(16) for _ in range(MAX_VOTES_PER_MESSAGE))))
+            await wait_for(lambda: len(seen) == MAX_VOTES_PER_MESSAGE)
+        finally:
+            ticker.cancel()
+            await raw.close()
+        slices = [seen[i : i + VOTES_PER_TURN] for i in range(0, MAX_VOTES_PER_MESSAGE, VOTES_PER_TURN)]
+        assert all(len(set(part)) == 1 for part in slices)  # a slice in one turn
+        assert all(later[0] > earlier[0] for earlier, later in itertools.pairwise(slices))  # a turn between
 
 
 async def test_all_inbound_peers_share_the_nodes_bytes_too(caplog) -> None:
