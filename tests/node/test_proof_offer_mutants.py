@@ -133,6 +133,19 @@ def _full_node() -> NodeService:
     return NodeService(NodeConfig(chain="local", tmp=True, author=None, network=replace(FAST, bootnodes=())), SPEC)
 
 
+def _count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A 1 for each vote signature consensus.finality checks from now on (the real check)."""
+    checked: list[int] = []
+    real = verify_justification_module.verify_signature
+
+    def counting(*args: bytes) -> None:
+        checked.append(1)
+        real(*args)
+
+    monkeypatch.setattr(verify_justification_module, "verify_signature", counting)
+    return checked
+
+
 def _link(genesis: bytes, keys: tuple[Keypair, ...], source: Checkpoint, target: Checkpoint) -> Justification:
     votes = tuple(sorted((sign_vote(k, genesis, Vote(SET_ID, source, target)) for k in keys), key=lambda v: v.voter))
     return Justification(target.block_hash, target.block_number, SET_ID, target.round, source, votes)
@@ -275,7 +288,7 @@ async def test_a_proof_that_moves_nothing_reports_nothing(tmp_path) -> None:
         assert full._voter.justified == before == full.collector.highest_justified()
 
 
-async def test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block(tmp_path) -> None:
+async def test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block(tmp_path, monkeypatch) -> None:
     """One link's votes make many valid proofs (any lower target, any order of the votes). A
     reviewer's finding: four of them evicted the higher one waiting for its block, and the
     network's seen-sets never let the same bytes in again, so a lagging validator stayed on a
@@ -292,22 +305,12 @@ async def test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block(t
         assert full.table_sizes()["pending_justifications"] == 0
         assert await full.import_justification(high) is False  # kept for #2
         assert full.table_sizes()["pending_justifications"] == 1
-        checked: list[int] = []
-        real = verify_justification_module.verify_signature
-
-        def counting(*args):
-            checked.append(1)
-            return real(*args)
-
-        verify_justification_module.verify_signature = counting
-        try:
-            for round_number in range(now - 14, now - 10):  # lower rounds, same block: all dropped
-                lower = _link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(b2.block_hash, 2, round_number))
-                assert await full.import_justification(lower) is False
-            reordered = msgspec.structs.replace(high, votes=tuple(reversed(high.votes)))
-            assert await full.import_justification(reordered) is False
-        finally:
-            verify_justification_module.verify_signature = real
+        checked = _count_signature_checks(monkeypatch)
+        for round_number in range(now - 14, now - 10):  # lower rounds, same block: all dropped
+            lower = _link(genesis, THREE, Checkpoint(genesis, 0, 0), Checkpoint(b2.block_hash, 2, round_number))
+            assert await full.import_justification(lower) is False
+        reordered = msgspec.structs.replace(high, votes=tuple(reversed(high.votes)))
+        assert await full.import_justification(reordered) is False
         assert checked == [] and full._pending_proof == high
         await full.import_block(blocks[2])
         assert full.collector.highest_justified() == b2 == full._voter.justified
@@ -315,7 +318,7 @@ async def test_lower_proofs_do_not_push_out_a_higher_one_waiting_for_its_block(t
         assert full.table_sizes()["pending_justifications"] == 0
 
 
-async def test_a_finality_proof_kept_for_its_block_is_not_checked_again_in_another_order(tmp_path) -> None:
+async def test_a_finality_proof_kept_for_its_block_is_not_checked_again_in_another_order(tmp_path, monkeypatch) -> None:
     """A finality proof of a block not here yet is checked (signatures included) and kept
     until the block arrives; another proof of the same block brings nothing and is dropped
     before any signature is checked. Checked each time, the votes of one real proof, reordered
@@ -329,23 +332,13 @@ async def test_a_finality_proof_kept_for_its_block_is_not_checked_again_in_anoth
         await full.import_block(blocks[1])  # #1 is here, #2 is not
         source = Checkpoint(blocks[2].hash(), 2, now - 10)
         final = _link(genesis, THREE, source, Checkpoint(blocks[2].hash(), 2, now - 9))
-        checked: list[int] = []
-        real = verify_justification_module.verify_signature
-
-        def counting(*args):
-            checked.append(1)
-            return real(*args)
-
-        verify_justification_module.verify_signature = counting
-        try:
-            assert await full.import_justification(final) is False  # kept for #2, its 3 votes checked
-            assert checked == [1, 1, 1] and full.table_sizes()["pending_justifications"] == 1
-            reordered = msgspec.structs.replace(final, votes=tuple(reversed(final.votes)))
-            assert await full.import_justification(reordered) is False
-            forged = msgspec.structs.replace(final, votes=(*final.votes[:2], SignedVote(final.votes[2].vote, final.votes[2].voter, bytes(64))))
-            assert await full.import_justification(forged) is False
-        finally:
-            verify_justification_module.verify_signature = real
+        checked = _count_signature_checks(monkeypatch)
+        assert await full.import_justification(final) is False  # kept for #2, its 3 votes checked
+        assert checked == [1, 1, 1] and full.table_sizes()["pending_justifications"] == 1
+        reordered = msgspec.structs.replace(final, votes=tuple(reversed(final.votes)))
+        assert await full.import_justification(reordered) is False
+        forged = msgspec.structs.replace(final, votes=(*final.votes[:2], SignedVote(final.votes[2].vote, final.votes[2].voter, bytes(64))))
+        assert await full.import_justification(forged) is False
         assert checked == [1, 1, 1] and full._pending_justifications[blocks[2].hash()] == final
         await full.import_block(blocks[2])
         assert full.chain.finalized_number == 2 and full.chain.get_justification(blocks[2].hash()) == final.encode()
