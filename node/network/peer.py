@@ -172,6 +172,81 @@ class FrameShare:
         self.bytes.settle(-float(size))
 
 
+class Lately:
+    """A count of about the last LOAD_SECONDS, decayed exponentially (a peer's load)."""
+
+    __slots__ = ("_at", "_count")
+
+    def __init__(self) -> None:
+        self._count = 0.0
+        self._at = time.monotonic()
+
+    def add(self, amount: float) -> float:
+        """Count ``amount`` now; the count with it."""
+        now = time.monotonic()
+        self._count = self._count * math.exp((self._at - now) / LOAD_SECONDS) + amount
+        self._at = now
+        return self._count
+
+    def value(self) -> float:
+        return self._count * math.exp((self._at - time.monotonic()) / LOAD_SECONDS)
+
+
+class WorkShare:
+    """One kind of unasked work that all inbound peers but reserved ones share past their own
+    allowances and their address's (NodeWork): gossiped extrinsics (count and bytes), votes,
+    justifications, fraud proofs.
+
+    Per peer and per address alone, 30 identities on 30 addresses, each within its own 256
+    unpayable extrinsics a second, held a node at 90% of a core, its loop stalled for 4 s and
+    its validator missed four slots in five (retest42's F3); each within its own 256 double
+    votes of a byzantine key a second, 74% (F1). Past the share, a sharer within its part (the
+    rate over the sharers, against the amount it sent of the kind about the last LOAD_SECONDS,
+    what was dropped included) passes in debt, as for frames (FrameShare): an honest peer
+    that sends little is never the one dropped; one over its part has the excess dropped,
+    unread and not charged (it may be an honest relay of a busy chain). Sharers within their
+    parts take no more than the rate in all."""
+
+    __slots__ = ("allowance", "loads", "sharers")
+
+    def __init__(self, rate: float, burst: float, sharers: weakref.WeakSet[Peer]) -> None:
+        self.allowance = RateLimiter(rate, burst)
+        self.sharers = sharers
+        self.loads: weakref.WeakKeyDictionary[Peer, Lately] = weakref.WeakKeyDictionary()
+
+    def take(self, peer: Peer, amount: float = 1.0) -> bool:
+        """Whether ``amount`` of the work from ``peer`` is let in (taken, or owed)."""
+        lately = self.loads.get(peer)
+        if lately is None:
+            lately = self.loads[peer] = Lately()
+        load = lately.add(amount)
+        if self.allowance.take(amount):
+            return True
+        if load > self._part():
+            return False
+        self.allowance.settle(-amount)
+        return True
+
+    def may_take(self, peer: Peer) -> bool:
+        """Whether one more of the work from ``peer`` would be let in now (nothing taken)."""
+        lately = self.loads.get(peer)
+        return self.allowance.wait_for(1.0) == 0.0 or (0.0 if lately is None else lately.value()) + 1.0 <= self._part()
+
+    def _part(self) -> float:
+        return self.allowance.rate * LOAD_SECONDS / max(1, len(self.sharers))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeWork:
+    """The node's WorkShares, one a kind (NetworkConfig.inbound_tx_per_second and the rest)."""
+
+    tx_count: WorkShare
+    tx_bytes: WorkShare
+    fraud_proofs: WorkShare
+    justifications: WorkShare
+    votes: WorkShare
+
+
 class HostShare(FrameShare):
     """What the inbound peers of one address share, ``share`` times one peer's
     (NetworkConfig.host_allowance_peers): frames and bytes read (FrameShare), and the
@@ -247,6 +322,7 @@ class Peer:
         self.justifications = RateLimiter(limits.justifications_per_second, limits.justification_burst)
         self.votes = RateLimiter(limits.votes_per_second, limits.vote_burst)
         self.host_share: HostShare | None = None  # its address's, if inbound (set when registered)
+        self.node_work: NodeWork | None = None  # the node's, if inbound and not reserved (set when registered)
         self.shares: tuple[FrameShare, ...] = ()  # the frames it shares: its address's and the node's, if inbound
         self.last_size = 0  # bytes of the message recv() returned last
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(limits.send_queue)
@@ -260,8 +336,7 @@ class Peer:
         # stopped at the bound, reads on.
         self.waiting_bytes = 0
         self.handled = asyncio.Event()
-        self._load = 0.0  # frames lately, unasked, as at _load_at (frame_load)
-        self._load_at = time.monotonic()
+        self._frames_lately = Lately()  # frames lately, unasked (frame_load)
         self.asked = 0  # our requests to it not answered yet (NetworkService._request)
 
     @property
@@ -272,34 +347,41 @@ class Peer:
         return self.peer_id if self.host is None else self.host
 
     def take_transaction(self, size: int) -> bool:
-        """Whether a gossiped extrinsic of ``size`` bytes is within this peer's allowance and
-        its address's (tokens taken from both if so)."""
-        host = self.host_share
+        """Whether a gossiped extrinsic of ``size`` bytes is within this peer's allowance, its
+        address's and the node's (tokens taken from each if so)."""
+        host, node = self.host_share, self.node_work
         return (
             self.tx_count.take() and self.tx_bytes.take(size)
             and (host is None or (host.tx_count.take() and host.tx_bytes.take(size)))
+            and (node is None or (node.tx_count.take(self) and node.tx_bytes.take(self, size)))
         )
 
     def take_fraud_proof(self) -> bool:
-        """Whether a gossiped fraud proof is within this peer's allowance and its address's."""
-        host = self.host_share
-        return self.fraud_proofs.take() and (host is None or host.fraud_proofs.take())
+        """Whether a gossiped fraud proof is within this peer's allowance, its address's and the node's."""
+        host, node = self.host_share, self.node_work
+        return self.fraud_proofs.take() and (host is None or host.fraud_proofs.take()) and (node is None or node.fraud_proofs.take(self))
 
     def take_justification(self) -> bool:
-        """Whether a gossiped justification is within this peer's allowance and its address's."""
-        host = self.host_share
-        return self.justifications.take() and (host is None or host.justifications.take())
+        """Whether a gossiped justification is within this peer's allowance, its address's and the node's."""
+        host, node = self.host_share, self.node_work
+        return (
+            self.justifications.take() and (host is None or host.justifications.take())
+            and (node is None or node.justifications.take(self))
+        )
 
     def may_vote(self) -> bool:
-        """Whether a gossiped vote would be within this peer's allowance and its address's
-        now (no token taken)."""
-        host = self.host_share
-        return self.votes.wait_for(1.0) == 0.0 and (host is None or host.votes.wait_for(1.0) == 0.0)
+        """Whether a gossiped vote would be within this peer's allowance, its address's and
+        the node's now (no token taken)."""
+        host, node = self.host_share, self.node_work
+        return (
+            self.votes.wait_for(1.0) == 0.0 and (host is None or host.votes.wait_for(1.0) == 0.0)
+            and (node is None or node.votes.may_take(self))
+        )
 
     def take_vote(self) -> bool:
-        """Whether a gossiped vote is within this peer's allowance and its address's."""
-        host = self.host_share
-        return self.votes.take() and (host is None or host.votes.take())
+        """Whether a gossiped vote is within this peer's allowance, its address's and the node's."""
+        host, node = self.host_share, self.node_work
+        return self.votes.take() and (host is None or host.votes.take()) and (node is None or node.votes.take(self))
 
     def request_wait(self, size: int) -> float:
         """Seconds until we may send this peer a request whose answer may be ``size`` bytes:
@@ -325,12 +407,10 @@ class Peer:
     def frame_load(self) -> float:
         """The frames this peer sent about the last LOAD_SECONDS (decayed exponentially), but
         those while it owed us an answer (HostShare.take_frame)."""
-        return self._load * math.exp((self._load_at - time.monotonic()) / LOAD_SECONDS)
+        return self._frames_lately.value()
 
     def _count_frame(self) -> None:
-        now = time.monotonic()
-        self._load = self._load * math.exp((self._load_at - now) / LOAD_SECONDS) + 1.0
-        self._load_at = now
+        self._frames_lately.add(1.0)
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"p2p-write-{self.peer_id.short()}")

@@ -131,7 +131,15 @@ from node.network.messages import (
 )
 from node.network.multiaddr import Multiaddr
 from node.network.noise import MAX_NOISE_MESSAGE, StaticKey, handshake
-from node.network.peer import BoundedSet, FrameShare, HostShare, Peer, PeerLimits
+from node.network.peer import (
+    BoundedSet,
+    FrameShare,
+    HostShare,
+    NodeWork,
+    Peer,
+    PeerLimits,
+    WorkShare,
+)
 from node.network.reputation import (
     MAX_BANS,
     MAX_TRACKED,
@@ -289,6 +297,23 @@ class NetworkConfig:
     inbound_frame_burst: float = 32000.0
     inbound_bytes_per_second: float = 256 * 1024 * 1024
     inbound_byte_burst: float = 4 * MAX_MESSAGE_SIZE
+    # And the unasked work they share (node.network.peer.WorkShare: past it a peer within its
+    # part, the rate over the sharers, passes; the excess of one over it is dropped unread, not
+    # charged): 30 identities on 30 addresses, each within its own 256 unpayable extrinsics a
+    # second, held a node at 90% of a core and stalled its validator (retest42's F3), and each
+    # within its own 256 double votes of one byzantine key, 74% (F1). Eight peers' worth of
+    # extrinsics (a devnet under load includes 136 a second) and four of their bytes, four of
+    # votes (the largest validator set's round a second), 16 of fraud proofs, 8 of justifications.
+    inbound_tx_per_second: float = 2048.0
+    inbound_tx_burst: float = 8192.0
+    inbound_tx_bytes_per_second: float = 8 * 1024 * 1024
+    inbound_tx_byte_burst: float = 32 * 1024 * 1024
+    inbound_fraud_proofs_per_second: float = 320.0
+    inbound_fraud_proof_burst: float = 2048.0
+    inbound_justifications_per_second: float = 32.0
+    inbound_justification_burst: float = 256.0
+    inbound_votes_per_second: float = 1024.0
+    inbound_vote_burst: float = 16384.0
     # An address one of whose peers was shed for a share (FrameShare) has its new inbound
     # connections reset for this long: a shed identity dialed again at once with a fresh key,
     # load and bursts, and 30 addresses doing so held a node at 91-99.5% of a core, reading
@@ -395,6 +420,14 @@ class NetworkService:
             RateLimiter(config.inbound_frames_per_second, config.inbound_frame_burst),
             RateLimiter(config.inbound_bytes_per_second, config.inbound_byte_burst),
             "the node's inbound peers", self._shed,
+        )
+        sharers = self._inbound_share.peers
+        self._node_work = NodeWork(
+            WorkShare(config.inbound_tx_per_second, config.inbound_tx_burst, sharers),
+            WorkShare(config.inbound_tx_bytes_per_second, config.inbound_tx_byte_burst, sharers),
+            WorkShare(config.inbound_fraud_proofs_per_second, config.inbound_fraud_proof_burst, sharers),
+            WorkShare(config.inbound_justifications_per_second, config.inbound_justification_burst, sharers),
+            WorkShare(config.inbound_votes_per_second, config.inbound_vote_burst, sharers),
         )
         self.connections_reset = 0  # inbound connections reset on connecting (_admit)
         # The last line about them: when, the count then, and the line due meanwhile (_say_resets).
@@ -783,6 +816,7 @@ class NetworkService:
             if peer.host is not None:
                 peer.host_share = self._host_share(peer.host)
                 peer.shares = (peer.host_share, self._inbound_share)
+                peer.node_work = self._node_work
                 for share in peer.shares:
                     share.peers.add(peer)
         for t in self._targets:
@@ -877,10 +911,10 @@ class NetworkService:
                     if fut is not None and tag == TAG_BLOCK_RESPONSE:
                         answer = decode_block_response(data)  # bodies read in request_blocks
                     elif len(data) > 1 and data[1] == TAG_VOTES and not peer.may_vote():
-                        # Over its vote allowance or its address's: not decoded, as none of its
+                        # Over its vote allowance, its address's or the node's: not decoded, as none of its
                         # votes would be read. Decoded, a peer's 400 batches of 256 votes a
                         # second cost 15% of a core to drop (an outside tester's F6, retest40).
-                        log.info("dropped a batch of votes from %s unread: over its rate (%g/s) or its address's", peer.peer_id, peer.votes.rate)
+                        log.info("dropped a batch of votes from %s unread: over its rate (%g/s), its address's or the node's", peer.peer_id, peer.votes.rate)
                         continue
                     else:
                         msg = decode_message(data, self.config.max_message_size)
@@ -1045,7 +1079,7 @@ class NetworkService:
                     dropped = 0
                     for raw in msg.extrinsics:
                         if not peer.take_transaction(len(raw)):
-                            dropped += 1  # over its or its address's allowance: not hashed, not marked seen
+                            dropped += 1  # over its, its address's or the node's allowance: not hashed, not marked seen
                             continue
                         xt_hash = blake2_256(raw)
                         peer.known_txs.add(xt_hash)
@@ -1053,7 +1087,7 @@ class NetworkService:
                             fresh.append(raw)
                     if dropped:
                         log.info(
-                            "dropped %d of %d extrinsics from %s: over its rate (%g/s, %g bytes/s) or its address's",
+                            "dropped %d of %d extrinsics from %s: over its rate (%g/s, %g bytes/s), its address's or the node's",
                             dropped, len(msg.extrinsics), peer.peer_id, peer.tx_count.rate, peer.tx_bytes.rate,
                         )
                     if fresh and h.on_transactions is not None:
@@ -1120,13 +1154,13 @@ class NetworkService:
                 return  # banned (by us or by the handler) or gone: the rest unread
         if dropped:
             log.info(
-                "dropped %d of %d votes from %s: over its rate (%g/s) or its address's",
+                "dropped %d of %d votes from %s: over its rate (%g/s), its address's or the node's",
                 dropped, len(msg.payloads), peer.peer_id, peer.votes.rate,
             )
 
     async def _on_justification(self, peer: Peer, msg: Justification) -> None:
         if not peer.take_justification():
-            log.info("dropped a justification from %s: over its rate (%g/s) or its address's", peer.peer_id, peer.justifications.rate)
+            log.info("dropped a justification from %s: over its rate (%g/s), its address's or the node's", peer.peer_id, peer.justifications.rate)
             return  # not marked seen: another peer's copy is read
         digest = blake2_256(b"\1" + msg.payload)
         peer.known_votes.add(digest)
@@ -1178,7 +1212,7 @@ class NetworkService:
         if h.on_fraud_proof is None:
             return
         if not peer.take_fraud_proof():
-            log.info("dropped a fraud proof from %s: over its rate (%g/s) or its address's", peer.peer_id, peer.fraud_proofs.rate)
+            log.info("dropped a fraud proof from %s: over its rate (%g/s), its address's or the node's", peer.peer_id, peer.fraud_proofs.rate)
             return  # not marked seen: the same proof from another peer is still checked
         if h.admit_fraud_proof is not None and not h.admit_fraud_proof(peer.peer_id, msg.proof):
             return  # refused from its head, before the hash (never marked seen)
