@@ -1427,9 +1427,25 @@ async def test_all_inbound_peers_share_the_nodes_allowances_of_unasked_work(capl
         assert "dropped 20 of 25 extrinsics from" in caplog.text and "its address's or the node's" in caplog.text
         assert judged == justified == [first.key.peer_id] * 2 + [second.key.peer_id]
         assert a.votes == [b"vote 0 0", b"vote 0 1", b"vote 1 0"]
+        # The node's votes spent and the second over its part: its next batch is not even decoded.
+        await second.send(FinalityVotes((b"vote 1 2",)))
+        await wait_for(lambda: f"dropped a batch of votes from {second.key.peer_id} unread" in caplog.text)
         assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (first, second))
         for raw in (first, second):
             await raw.close()
+
+
+async def test_all_inbound_peers_share_the_nodes_allowance_of_extrinsic_bytes(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({"inbound_tx_bytes_per_second": 1e-6, "inbound_tx_byte_burst": 20_000.0}) as (a,):
+        a.regossip = False
+        raw = RawPeer()
+        assert isinstance(await raw.connect(a.addr, host="127.0.0.2"), Status)
+        await wait_for(lambda: len(a.service.peers()) == 1)
+        await raw.send(Transactions((bytes(15_000), bytes([1]) * 15_000)))  # one of two
+        await wait_for(lambda: len(a.txs) == 1)
+        assert a.txs[0][1] == (bytes(15_000),) and "dropped 1 of 2 extrinsics from" in caplog.text
+        await raw.close()
 
 
 def test_a_work_share_lets_a_peer_within_its_part_pass_and_drops_the_excess_of_one_over_it() -> None:
@@ -1457,6 +1473,9 @@ def test_a_work_share_lets_a_peer_within_its_part_pass_and_drops_the_excess_of_o
     sharers.add(third)  # three sharers: a part of 33 each
     assert not share.may_take(light) and not share.take(light)  # type: ignore[arg-type]
     assert share.may_take(third) and share.take(third, 30.0)  # type: ignore[arg-type]
+    # The amounts are of about the last second: what a peer sent 10 s ago is forgotten.
+    share.loads[light]._at -= 10.0  # type: ignore[index]
+    assert share.loads[light].add(1.0) < 2.0 and share.take(light)  # type: ignore[index, arg-type]
 
 
 async def test_the_inbound_peers_of_one_address_share_its_allowances_of_extrinsics_and_fraud_proofs(caplog) -> None:
