@@ -125,6 +125,11 @@ class NoiseSession:
             frames.append(self.conn.encrypt(bytes((flag,)) + chunk))
         return frames
 
+    @property
+    def held(self) -> int:
+        """Bytes of the message not complete yet, held until its last chunk."""
+        return self._size
+
     def decrypt(self, frame: bytes) -> bytes | None:
         """Feed one frame; the whole message once its last chunk arrives, else None."""
         if len(frame) > MAX_NOISE_MESSAGE:

@@ -130,14 +130,38 @@ class FrameShare:
     the share's rate in all. ``shed(peer, reason)`` drops a peer (set by the service);
     ``whose`` names the sharers in its reason."""
 
-    __slots__ = ("bytes", "frames", "peers", "shed", "whose")
+    __slots__ = ("bytes", "frames", "held_cap", "peers", "shed", "whose")
 
-    def __init__(self, frames: RateLimiter, size: RateLimiter, whose: str, shed: Callable[[Peer, str], None]) -> None:
+    def __init__(
+        self, frames: RateLimiter, size: RateLimiter, whose: str, shed: Callable[[Peer, str], None],
+        held_cap: float = math.inf,
+    ) -> None:
         self.frames = frames
         self.bytes = size
         self.whose = whose
         self.shed = shed
+        self.held_cap = held_cap  # bytes the sharers may hold in messages not complete yet (hold)
         self.peers: weakref.WeakSet[Peer] = weakref.WeakSet()  # those connected and not shed yet
+
+    def hold(self, reader: Peer) -> None:
+        """``reader`` holds part of a message, unasked: past ``held_cap`` bytes held so by the
+        sharers, the one whose part is the oldest is shed, not charged, and HostFlood raised
+        if that is ``reader``. The byte shares are rates, not a cap on what is held: 31
+        identities on 31 addresses, each sending 15.9 MiB of a message within every rate and
+        never its last chunk, kept 476 MiB of a node's memory for as long as they liked
+        (retest42's F2). The oldest part, not the largest: an honest message is sent at once
+        and complete within a second, so its part is young, while a held one grows old, and an
+        attacker that keeps its parts just below an honest fraud proof's size cannot make that
+        the one dropped."""
+        holders = [p for p in self.peers if p.session.held and not p.asked]
+        if reader not in holders or sum(p.session.held for p in holders) <= self.held_cap:
+            return
+        oldest = min(holders, key=lambda p: p.held_since)
+        reason = f"{self.whose} held more than {self.held_cap:g} bytes of messages not complete yet, its part the oldest"
+        self.peers.discard(oldest)
+        if oldest is reader:
+            raise HostFlood(reason)
+        self.shed(oldest, reason)
 
     def take_frame(self, reader: Peer, size: int) -> None:
         """Take a frame of ``size`` bytes (0: a ping or pong) that ``reader`` sent. Past the
@@ -337,6 +361,7 @@ class Peer:
         self.waiting_bytes = 0
         self.handled = asyncio.Event()
         self._frames_lately = Lately()  # frames lately, unasked (frame_load)
+        self.held_since = 0.0  # when the first part of the message not complete yet came (FrameShare.hold)
         self.asked = 0  # our requests to it not answered yet (NetworkService._request)
 
     @property
@@ -499,10 +524,15 @@ class Peer:
                 self._count_frame()
             for share in self.shares:
                 share.take_frame(self, len(frame))
+            held = self.session.held
             data = self.session.decrypt(frame)
             if data is not None:
                 self.last_size = len(data)
                 return data
+            if not held:
+                self.held_since = time.monotonic()  # the first part of a message
+            for share in self.shares:
+                share.hold(self)
 
     async def close(self, reason: str | None = None) -> None:
         """Send ``Disconnect(reason)`` if given (best effort, bounded in time), then close."""

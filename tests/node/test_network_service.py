@@ -1435,6 +1435,64 @@ async def test_all_inbound_peers_share_the_nodes_allowances_of_unasked_work(capl
             await raw.close()
 
 
+async def test_past_the_bytes_inbound_peers_may_hold_in_parts_the_oldest_part_is_dropped(caplog) -> None:
+    """The byte shares are rates: 31 identities each sending 15.9 MiB of a message and never
+    its last chunk held 476 MiB of a node's memory (retest42's F2). Past ``inbound_held_bytes``
+    held so, the peer whose part is the oldest (by its first chunk) is dropped, uncharged:
+    the one sending, or another, and then the one sending goes on."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    chunk = bytes((FLAG_MORE,)) + b"\x98" + bytes(MAX_CHUNK - 1)  # a Transactions message's first parts
+    async with nodes({"inbound_held_bytes": 3.5 * MAX_CHUNK}) as (a,):
+        a.regossip = False
+        old, new, late = RawPeer(), RawPeer(), RawPeer()
+        for raw, host in ((old, "127.0.0.2"), (new, "127.0.0.3"), (late, "127.0.0.4")):
+            assert isinstance(await raw.connect(a.addr, host=host), Status)
+        await wait_for(lambda: len(a.service.peers()) == 3)
+        # 4 parts, the old one sending the last: its part is the oldest (by its first chunk,
+        # not its last), and it is dropped itself.
+        for raw in (old, new, old, old):
+            await raw.send_encrypted(chunk)
+        said = "the node's inbound peers held more than 229313 bytes of messages not complete yet, its part the oldest"
+        await wait_for(lambda: f"disconnected from {old.key.peer_id}: {said}" in caplog.text)
+        assert {p.peer_id for p in a.service.peers()} == {new.key.peer_id, late.key.peer_id}
+        for _ in range(3):  # 4 parts: the new one's is the oldest, and not the largest
+            await late.send_encrypted(chunk)
+        await wait_for(lambda: f"disconnected from {new.key.peer_id}: {said}" in caplog.text)
+        assert [p.peer_id for p in a.service.peers()] == [late.key.peer_id]
+        assert all(a.service.reputation.score(raw.key.peer_id) == 0 for raw in (old, new, late))
+        for raw in (old, new, late):
+            await raw.close()
+
+
+def test_held_parts_shed_the_oldest_holder_and_raise_for_the_reader_itself() -> None:
+    """FrameShare.hold as the read loop meets it: past the cap, another oldest holder is shed
+    (the reader goes on); the reader oldest raises HostFlood for itself; a holder we asked
+    for an answer is neither counted nor shed."""
+    from types import SimpleNamespace
+
+    from node.network.errors import HostFlood
+    from node.network.peer import FrameShare
+    from node.network.reputation import RateLimiter
+
+    class Holder:
+        def __init__(self, held: int, since: float, asked: int = 0) -> None:
+            self.session, self.held_since, self.asked = SimpleNamespace(held=held), since, asked
+
+    shed: list[object] = []
+    share = FrameShare(RateLimiter(1.0, 1.0), RateLimiter(1.0, 1.0), "they", lambda p, r: shed.append(p), held_cap=100)
+    first, second, answering = Holder(60, 1.0), Holder(50, 2.0), Holder(1000, 0.0, asked=1)
+    for p in (first, second, answering):
+        share.peers.add(p)  # type: ignore[arg-type]
+    share.hold(answering)  # type: ignore[arg-type]  (an answer we wait for: not counted)
+    assert shed == []
+    share.hold(second)  # type: ignore[arg-type]
+    assert shed == [first] and first not in share.peers
+    second.session.held = 120
+    with pytest.raises(HostFlood, match=r"^they held more than 100 bytes of messages not complete yet, its part the oldest$"):
+        share.hold(second)  # type: ignore[arg-type]
+    assert shed == [first] and second not in share.peers
+
+
 async def test_all_inbound_peers_share_the_nodes_allowance_of_extrinsic_bytes(caplog) -> None:
     caplog.set_level(logging.INFO, logger="polchain.network")
     async with nodes({"inbound_tx_bytes_per_second": 1e-6, "inbound_tx_byte_burst": 20_000.0}) as (a,):
