@@ -701,6 +701,13 @@ async def test_announced_headers_are_checked_before_a_sync_starts(caplog) -> Non
             tall = Header(genesis.hash(), 10**6, bytes(32), bytes(32), 1000, alice.public, (), bytes(64))
             peer.service.broadcast_block(tall)
             await wait_for(lambda: "block #1000000 in slot 1000 is above" in caplog.text)
+            # Sealed well by a validator, but in a slot that import would refuse as ahead of our
+            # clock: a fork of a byzantine key with its tip 250 slots ahead made a node walk
+            # 256 blocks down for each of 30 peers' announces, 131% of a core (retest42's F6).
+            ahead = seal_header(alice, genesis.hash(), Header(genesis.hash(), 1, bytes(32), bytes(32), now + 100, alice.public))
+            peer.service.broadcast_block(ahead)
+            await wait_for(lambda: f"block #1 in slot {now + 100} is more than" in caplog.text)
+            assert f"slots after our clock's slot {now}" in caplog.text or f"slots after our clock's slot {now + 1}" in caplog.text
             await asyncio.sleep(0.3)
             assert requests == []
             assert node.network.reputation.score(peer.id) == pytest.approx(Misbehaviour.BAD_ANNOUNCE.cost, abs=2)  # type: ignore[union-attr]
