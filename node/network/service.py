@@ -310,11 +310,12 @@ class NetworkConfig:
     # part, the rate over the sharers, passes; the excess of one over it is dropped unread, not
     # charged): 30 identities on 30 addresses, each within its own 256 unpayable extrinsics a
     # second, held a node at 90% of a core and stalled its validator (retest42's F3), and each
-    # within its own 256 double votes of one byzantine key, 74% (F1). Eight peers' worth of
-    # extrinsics (a devnet under load includes 136 a second) and four of their bytes, four of
-    # votes (the largest validator set's round a second), 16 of fraud proofs, 8 of justifications.
-    inbound_tx_per_second: float = 2048.0
-    inbound_tx_burst: float = 8192.0
+    # within its own 256 double votes of one byzantine key, 74% (F1). Four peers' worth of
+    # extrinsics (a devnet under load includes 136 a second; one unpayable costs up to 190 us
+    # to refuse, so 20% of a core at most) and of their bytes, four of votes (the largest
+    # validator set's round a second), 16 of fraud proofs, 8 of justifications.
+    inbound_tx_per_second: float = 1024.0
+    inbound_tx_burst: float = 4096.0
     inbound_tx_bytes_per_second: float = 8 * 1024 * 1024
     inbound_tx_byte_burst: float = 32 * 1024 * 1024
     inbound_fraud_proofs_per_second: float = 320.0
