@@ -851,7 +851,11 @@ class NodeService:
             if chain.is_descendant(chain.finalized_hash, justification.target_hash) and chain.get_justification(
                 justification.target_hash
             ) is not None:
-                return False
+                # Final here already; the checkpoint its link justifies may still be above the
+                # highest noted (the recovery a peer offers a node voting from an older source:
+                # _offer_justified), so it is taken as a proof of justification (no signature
+                # checked when it brings nothing).
+                return await self._note_justified(justification)
             conflict = chain.find_checkpoint_conflict(justification.target_hash)
             if conflict is not None:  # (--checkpoint: its sender may be honest, and not yet shown wrong)
                 log.info("a justification is not applied: %s", conflict)
@@ -1184,8 +1188,13 @@ class NodeService:
         old = chain.finalized_number
         route = await asyncio.to_thread(import_justification, chain, justification)
         self._after_reorg(route)
-        # The finalized checkpoint is justified, and the link's votes may justify more.
+        # The finalized checkpoint is justified, and so is the link's target in its round: noted
+        # from the proof, not only from its votes, which the collector may not count (a vote of
+        # one of them came first, a byzantine key's): a node that finalized so voted from the
+        # link's source round while the rest voted from its target's, and with a threshold of all
+        # three no link formed again (retest43's N1).
         self.collector.note_justified(finalized_checkpoint(chain))
+        self.collector.note_justified(justified_checkpoint(justification), justification)
         for signed in justification.votes:
             try:
                 self.collector.add(signed, self._current_round())

@@ -344,6 +344,36 @@ async def test_a_finality_proof_kept_for_its_block_is_not_checked_again_in_anoth
         assert full.chain.finalized_number == 2 and full.chain.get_justification(blocks[2].hash()) == final.encode()
 
 
+async def test_a_finality_proof_notes_the_checkpoint_its_link_justifies(tmp_path) -> None:
+    """A finality proof is a link from the target's checkpoint to the target in the next round,
+    which justifies the target in that round too. A node that finalized the block from a peer's
+    proof noted only the finalized checkpoint (the link's source round) and voted from it, while
+    the validators that counted the link's votes voted from the round after: with a threshold of
+    all three, no link formed again, for good (retest43's N1; the node had refused the honest
+    third vote as a double vote, a byzantine key's having come first). The proof that
+    reconciles them, sent again as a proof of justification, was dropped as final already. Now
+    the import notes the link's target checkpoint, and a proof of a block final here already
+    still raises the highest justified checkpoint when it can."""
+    async with running(_full_node()) as full:
+        now = full._current_round()
+        blocks = build_sealed_chain(tmp_path, SPEC, (now - 20, now - 19))
+        genesis = full.chain.genesis_hash
+        for block in blocks[1:]:
+            await full.import_block(block)
+        b2 = blocks[2].hash()
+        # Dave's vote of round now - 9 that came first: his link vote is a double vote here.
+        first = sign_vote(DAVE, genesis, Vote(SET_ID, Checkpoint(genesis, 0, 0), Checkpoint(blocks[1].hash(), 1, now - 9)))
+        await full.add_vote(first)
+        link = _link(genesis, THREE, Checkpoint(b2, 2, now - 10), Checkpoint(b2, 2, now - 9))
+        assert await full.import_justification(link) is True and full.chain.finalized_number == 2
+        assert full.collector.highest_justified() == Checkpoint(b2, 2, now - 9) == full._voter.justified
+        assert full.collector.justified_proof() == link
+        later = _link(genesis, THREE, Checkpoint(b2, 2, now - 9), Checkpoint(b2, 2, now - 8))  # final here already
+        assert await full.import_justification(later) is True
+        assert full.collector.highest_justified() == Checkpoint(b2, 2, now - 8) == full._voter.justified
+        assert await full.import_justification(later) is False  # nothing new
+
+
 async def test_a_kept_proof_that_fails_when_its_block_arrives_is_dropped_and_logged(tmp_path, caplog) -> None:
     """What a proof kept for its block cannot be checked for before the block is here (the
     target's number, here #5 for block #2) is checked when it arrives: the proof is refused
