@@ -179,8 +179,9 @@ MAX_SERVED_HOSTS = 1024  # addresses whose answer and handshake allowances are k
 # Bytes an answer's block costs the answer allowances at least (served_bytes_per_*): serving a
 # small block costs about 17 us (read and encoded) whatever its size, so charged by its bytes,
 # 30 addresses each within its own requests made a node serve 36,480 empty blocks a second at
-# 61% of a core (retest42's F5). At this floor the node's 128 MiB/s is 16,384 blocks a second.
-SERVED_BLOCK_COST = 8 * 1024
+# 61% of a core (retest42's F5), and 16,750 at 26% with a floor of 8 KiB (retest43). At this
+# floor the node's 128 MiB/s is 8,192 blocks a second, a peer's own 16 MiB/s 1,024.
+SERVED_BLOCK_COST = 16 * 1024
 RESET_LOG_SECONDS = 10.0  # at most one line this often about connections reset on connecting (NetworkService._admit)
 
 
@@ -313,15 +314,19 @@ class NetworkConfig:
     # within its own 256 double votes of one byzantine key, 74% (F1). Four peers' worth of
     # extrinsics (a devnet under load includes 136 a second; one unpayable costs up to 190 us
     # to refuse, so 20% of a core at most) and of their bytes, four of votes (the largest
-    # validator set's round a second), 16 of fraud proofs, 8 of justifications.
+    # validator set's round a second), four of fraud proofs, two of justifications (one of
+    # 4,095 ancestry headers that fails at its signatures costs about 11 ms). The kinds add up:
+    # one attacker using three at once held a node at 67% of a core with the justifications at
+    # 32 a second and served blocks at 8 KiB (retest43's N2); at these rates each is at most
+    # about a tenth of a core.
     inbound_tx_per_second: float = 1024.0
     inbound_tx_burst: float = 4096.0
     inbound_tx_bytes_per_second: float = 8 * 1024 * 1024
     inbound_tx_byte_burst: float = 32 * 1024 * 1024
-    inbound_fraud_proofs_per_second: float = 320.0
-    inbound_fraud_proof_burst: float = 2048.0
-    inbound_justifications_per_second: float = 32.0
-    inbound_justification_burst: float = 256.0
+    inbound_fraud_proofs_per_second: float = 80.0
+    inbound_fraud_proof_burst: float = 512.0
+    inbound_justifications_per_second: float = 8.0
+    inbound_justification_burst: float = 64.0
     inbound_votes_per_second: float = 1024.0
     inbound_vote_burst: float = 16384.0
     # An address one of whose peers was shed for a share (FrameShare) has its new inbound
