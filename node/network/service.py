@@ -1392,6 +1392,12 @@ class NetworkService:
                 peer.expired_requests.add(req_id)
         if not answered:
             self.report_peer(peer_id, Misbehaviour.REQUEST_TIMEOUT)
+            if peer.session.held and not peer.asked:
+                # Silent in the middle of a message, owing us nothing now: what it holds was
+                # never counted against inbound_held_bytes (answers we wait for are not), and
+                # 30 identities that each began a 15.9 MiB answer and stopped held 476 MiB,
+                # charged a timeout each, never enough for a ban (retest43's N3).
+                self._spawn(self._drop(peer, "stopped in the middle of a message past the request timeout"), "p2p-close")
             raise RequestFailed(f"{peer_id} did not answer {what} request {req_id} in time")
         return fut.result()
 

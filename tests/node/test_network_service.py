@@ -1202,6 +1202,25 @@ async def test_a_late_answer_is_not_charged_as_unsolicited() -> None:
         assert b.service.reputation.score(a.id) == pytest.approx(Misbehaviour.REQUEST_TIMEOUT.cost, abs=2)
 
 
+async def test_a_peer_silent_in_the_middle_of_an_answer_past_the_timeout_is_dropped(caplog) -> None:
+    """The part of an answer we wait for is not counted against inbound_held_bytes; a peer that
+    began one and went silent was charged a timeout and kept, holding it: 30 identities held
+    476 MiB so (retest43's N3). Past the request timeout, it is dropped."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({}) as (a,):
+        raw = RawPeer()
+        assert isinstance(await raw.connect(a.addr, host="127.0.0.2"), Status)
+        await wait_for(lambda: len(a.service.peers()) == 1)
+        asking = asyncio.create_task(a.service.request_blocks(raw.key.peer_id, 0, 2, timeout=0.5))
+        assert isinstance(await raw.recv(), BlockRequest)
+        await raw.send_encrypted(bytes((FLAG_MORE,)) + b"\x93" + bytes(MAX_CHUNK - 1))  # an answer's first part, no more
+        with pytest.raises(RequestFailed, match="did not answer block request"):
+            await asking
+        await wait_for(lambda: a.service.peers() == [])
+        assert f"disconnected from {raw.key.peer_id}: stopped in the middle of a message past the request timeout" in caplog.text
+        await raw.close()
+
+
 async def test_an_extrinsic_over_the_message_budget_is_not_gossiped(caplog) -> None:
     async with nodes({"max_message_size": 256 * 1024}, {"max_message_size": 256 * 1024}) as (a, b):
         await b.service.dial(a.addr)
