@@ -1398,8 +1398,10 @@ class NetworkService:
                 # Silent in the middle of a message, owing us nothing now: what it holds was
                 # never counted against inbound_held_bytes (answers we wait for are not), and
                 # 30 identities that each began a 15.9 MiB answer and stopped held 476 MiB,
-                # charged a timeout each, never enough for a ban (retest43's N3).
-                self._spawn(self._drop(peer, "stopped in the middle of a message past the request timeout"), "p2p-close")
+                # charged a timeout each, never enough for a ban (retest43's N3). Its address is
+                # held for shed_cooldown, as for a shed peer: each came back at once with a fresh
+                # key (retest44's N4).
+                self._shed(peer, "stopped in the middle of a message past the request timeout")
             raise RequestFailed(f"{peer_id} did not answer {what} request {req_id} in time")
         return fut.result()
 
