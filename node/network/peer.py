@@ -144,18 +144,16 @@ class FrameShare:
         self.peers: weakref.WeakSet[Peer] = weakref.WeakSet()  # those connected and not shed yet
 
     def hold(self, reader: Peer) -> None:
-        """``reader`` holds part of a message: past ``held_cap`` bytes held so by the sharers,
-        the one whose part is the oldest is shed, not charged, and HostFlood raised if that is
-        ``reader``. The byte shares are rates, not a cap on what is held: 31 identities on 31
-        addresses, each sending 15.9 MiB of a message within every rate and never its last
-        chunk, kept 476 MiB of a node's memory for as long as they liked (retest42's F2). The
-        oldest part, not the largest: an honest message is sent at once and complete within a
-        second, so its part is young, while a held one grows old, and an attacker that keeps
-        its parts just below an honest fraud proof's size cannot make that the one dropped.
-        Answers we wait for count too: left out, 30 identities that each claimed a better
-        best block began a 15.9 MiB answer and stopped, dropped at the request's timeout and
-        back at once with fresh keys, held 475 MiB throughout (retest44)."""
-        holders = [p for p in self.peers if p.session.held]
+        """``reader`` holds part of a message, unasked: past ``held_cap`` bytes held so by the
+        sharers, the one whose part is the oldest is shed, not charged, and HostFlood raised
+        if that is ``reader``. The byte shares are rates, not a cap on what is held: 31
+        identities on 31 addresses, each sending 15.9 MiB of a message within every rate and
+        never its last chunk, kept 476 MiB of a node's memory for as long as they liked
+        (retest42's F2). The oldest part, not the largest: an honest message is sent at once
+        and complete within a second, so its part is young, while a held one grows old, and an
+        attacker that keeps its parts just below an honest fraud proof's size cannot make that
+        the one dropped."""
+        holders = [p for p in self.peers if p.session.held and not p.asked]
         if reader not in holders or sum(p.session.held for p in holders) <= self.held_cap:
             return
         oldest = min(holders, key=lambda p: p.held_since)

@@ -303,12 +303,10 @@ class NetworkConfig:
     inbound_frame_burst: float = 32000.0
     inbound_bytes_per_second: float = 256 * 1024 * 1024
     inbound_byte_burst: float = 4 * MAX_MESSAGE_SIZE
-    # Bytes they may hold in messages not complete yet, answers we wait for included; past it
-    # the peer whose part is the oldest is dropped, uncharged (node.network.peer.FrameShare.hold):
-    # 31 identities held 476 MiB of a node's memory with 15.9 MiB each, never sending the last
-    # chunk (retest42's F2), and 30 did as much with answers we had asked for (retest44). Eight
-    # full answers in flight at once, as a sync from several peers may have.
-    inbound_held_bytes: float = 8 * MAX_MESSAGE_SIZE
+    # Bytes they may hold in messages not complete yet, unasked; past it the peer whose part is
+    # the oldest is dropped, uncharged (node.network.peer.FrameShare.hold): 31 identities held
+    # 476 MiB of a node's memory with 15.9 MiB each, never sending the last chunk (retest42's F2).
+    inbound_held_bytes: float = 4 * MAX_MESSAGE_SIZE
     # And the unasked work they share (node.network.peer.WorkShare: past it a peer within its
     # part, the rate over the sharers, passes; the excess of one over it is dropped unread, not
     # charged): 30 identities on 30 addresses, each within its own 256 unpayable extrinsics a

@@ -1489,8 +1489,8 @@ async def test_past_the_bytes_inbound_peers_may_hold_in_parts_the_oldest_part_is
 
 def test_held_parts_shed_the_oldest_holder_and_raise_for_the_reader_itself() -> None:
     """FrameShare.hold as the read loop meets it: past the cap, another oldest holder is shed
-    (the reader goes on), one we asked for an answer too; the reader oldest raises HostFlood
-    for itself."""
+    (the reader goes on); the reader oldest raises HostFlood for itself; a holder we asked
+    for an answer is neither counted nor shed."""
     from types import SimpleNamespace
 
     from node.network.errors import HostFlood
@@ -1503,19 +1503,17 @@ def test_held_parts_shed_the_oldest_holder_and_raise_for_the_reader_itself() -> 
 
     shed: list[object] = []
     share = FrameShare(RateLimiter(1.0, 1.0), RateLimiter(1.0, 1.0), "they", lambda p, r: shed.append(p), held_cap=100)
-    first, second, answering = Holder(60, 1.0), Holder(50, 2.0), Holder(30, 0.0, asked=1)
-    for p in (first, second):
+    first, second, answering = Holder(60, 1.0), Holder(50, 2.0), Holder(1000, 0.0, asked=1)
+    for p in (first, second, answering):
         share.peers.add(p)  # type: ignore[arg-type]
-    share.hold(second)  # type: ignore[arg-type]  (110 > 100)
+    share.hold(answering)  # type: ignore[arg-type]  (an answer we wait for: not counted)
+    assert shed == []
+    share.hold(second)  # type: ignore[arg-type]
     assert shed == [first] and first not in share.peers
-    share.peers.add(answering)  # type: ignore[arg-type]
-    second.session.held = 80
-    share.hold(second)  # type: ignore[arg-type]  (an answer we wait for counts, and is shed when its part is the oldest)
-    assert shed == [first, answering]
     second.session.held = 120
     with pytest.raises(HostFlood, match=r"^they held more than 100 bytes of messages not complete yet, its part the oldest$"):
         share.hold(second)  # type: ignore[arg-type]
-    assert shed == [first, answering] and second not in share.peers
+    assert shed == [first] and second not in share.peers
 
 
 async def test_all_inbound_peers_share_the_nodes_allowance_of_extrinsic_bytes(caplog) -> None:
