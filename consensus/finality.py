@@ -600,9 +600,8 @@ class VoteCollector:
         checkpoints): note the checkpoints they justify, and return the justification of the
         highest block they finalize above the finalized one, or None."""
         chain = self.chain
-        validators = get_voters(chain)
-        voters = set(validators)
-        needed = compute_threshold(len(validators))
+        voters = self._voter_set()  # (check runs after every vote counted: read once a finalized block)
+        needed = compute_threshold(len(voters))
         found: Justification | None = None
         for round_number in sorted(self._rounds):
             by_source: dict[Checkpoint, list[SignedVote]] = {}
@@ -640,10 +639,10 @@ class VoteCollector:
                 justified = max((h for h, who in support.items() if len(who) >= needed), key=lambda h: numbers[h])
                 checkpoint = Checkpoint(justified, numbers[justified], round_number)
                 proof = None
-                if len(validators) > 1 and (self._proof is None or checkpoint_order(checkpoint) > checkpoint_order(justified_checkpoint(self._proof))):
+                if len(voters) > 1 and (self._proof is None or checkpoint_order(checkpoint) > checkpoint_order(justified_checkpoint(self._proof))):
                     proof = _make_justification(chain, counted, support, numbers, justified, round_number, source)
                 self.note_justified(checkpoint, proof)
-                if len(validators) == 1:
+                if len(voters) == 1:
                     final = justified
                 elif round_number == source.round + 1:
                     final = source.block_hash
