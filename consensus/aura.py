@@ -102,6 +102,12 @@ class Aura:
     def current_slot(self) -> int:
         return compute_slot(int(self.clock() * 1000), self.slot_ms)
 
+    def is_ahead(self, slot: int) -> bool:
+        """Whether a header in ``slot`` is refused now as ahead of the clock ("future_slot"):
+        more than ``max_future_slots`` after the clock's slot. (The sync starts no walk for one:
+        node.network.sync.)"""
+        return slot > self.current_slot() + self.max_future_slots
+
     def check_claim(self, chain: Blockchain, parent: Header, author: bytes, slot: int) -> None:
         """May ``author`` seal a block on ``parent`` in ``slot``? (Authoring; no clock check:
         an instant-seal node runs ahead of the clock on purpose.)"""
@@ -116,11 +122,11 @@ class Aura:
     def verify_header(self, chain: Blockchain, header: Header, parent: Header) -> None:
         """Check an incoming header against its stored parent (see the module docstring)."""
         _check_slot_order(parent, header.slot, header.number)
-        now = self.current_slot()
-        if header.slot > now + self.max_future_slots:
+        if self.is_ahead(header.slot):
             raise InvalidHeader(
                 "future_slot",
-                f"block #{header.number} is in slot {header.slot}, more than {self.max_future_slots} after the local slot {now}",
+                f"block #{header.number} is in slot {header.slot}, more than {self.max_future_slots} after the local slot "
+                f"{self.current_slot()}",
             )
         state = chain.state_at(header.parent_hash)
         validators = get_validators(state)

@@ -484,10 +484,12 @@ class NodeLink:
         # blocks down for each announce (131% of a core, retest42's F6). So a branch to walk is
         # no deeper than the slots from our finalized block to now.
         rules = chain.rules
-        if isinstance(rules, ConsensusRules):
-            now, most = rules.aura.current_slot(), rules.aura.max_future_slots
-            if header.slot > now + most:
-                return f"block #{header.number} in slot {header.slot} is more than {most} slots after our clock's slot {now}", False
+        if isinstance(rules, ConsensusRules) and rules.aura.is_ahead(header.slot):
+            aura = rules.aura
+            return (
+                f"block #{header.number} in slot {header.slot} is more than {aura.max_future_slots} slots after our "
+                f"clock's slot {aura.current_slot()}"
+            ), False
         problem = self._seal_problem(header)
         if problem is None:
             return None, False
