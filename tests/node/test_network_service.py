@@ -1225,6 +1225,30 @@ async def test_a_peer_silent_in_the_middle_of_an_answer_past_the_timeout_is_drop
             await peer.close()
 
 
+async def test_a_peer_mid_message_is_kept_while_it_owes_us_another_answer(caplog) -> None:
+    """The drop for silence mid-message waits until the peer owes us nothing: the part may be
+    the answer to another request of ours still within its time."""
+    caplog.set_level(logging.INFO, logger="polchain.network")
+    async with nodes({}) as (a,):
+        raw = RawPeer()
+        assert isinstance(await raw.connect(a.addr, host="127.0.0.2"), Status)
+        await wait_for(lambda: len(a.service.peers()) == 1)
+        short = asyncio.create_task(a.service.request_blocks(raw.key.peer_id, 0, 2, timeout=0.3))
+        long = asyncio.create_task(a.service.request_blocks(raw.key.peer_id, 2, 2, timeout=1.5))
+        for _ in range(2):
+            assert isinstance(await raw.recv(), BlockRequest)
+        await raw.send_encrypted(bytes((FLAG_MORE,)) + b"\x93" + bytes(MAX_CHUNK - 1))
+        with pytest.raises(RequestFailed):
+            await short
+        await asyncio.sleep(0.1)
+        assert [p.peer_id for p in a.service.peers()] == [raw.key.peer_id]  # it still owes the long one
+        with pytest.raises(RequestFailed):
+            await long
+        await wait_for(lambda: a.service.peers() == [])
+        assert "stopped in the middle of a message past the request timeout" in caplog.text
+        await raw.close()
+
+
 async def test_an_extrinsic_over_the_message_budget_is_not_gossiped(caplog) -> None:
     async with nodes({"max_message_size": 256 * 1024}, {"max_message_size": 256 * 1024}) as (a, b):
         await b.service.dial(a.addr)
