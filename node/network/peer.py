@@ -363,6 +363,9 @@ class Peer:
         self._frames_lately = Lately()  # frames lately, unasked (frame_load)
         self.held_since = 0.0  # when the first part of the message not complete yet came (FrameShare.hold)
         self.asked = 0  # our requests to it not answered yet (NetworkService._request)
+        # Kind -> when it last gave us something new and valid: a block we imported, a
+        # transaction our pool took, a vote we counted (NetworkService.note_useful).
+        self.useful: dict[str, float] = {}
 
     @property
     def group(self) -> object:

@@ -61,6 +61,7 @@ import functools
 import itertools
 import logging
 import random
+import secrets
 import socket
 import time
 import weakref
@@ -182,6 +183,10 @@ MAX_SERVED_HOSTS = 1024  # addresses whose answer and handshake allowances are k
 # 61% of a core (retest42's F5), and 16,750 at 26% with a floor of 8 KiB (retest43). At this
 # floor the node's 128 MiB/s is 8,192 blocks a second, a peer's own 16 MiB/s 1,024.
 SERVED_BLOCK_COST = 16 * 1024
+#: The ways a peer is useful to us that keep it from eviction (NetworkService.note_useful), and
+#: how many peers each keeps (choose_evictee).
+USEFUL_KINDS = ("block", "transaction", "vote")
+PROTECTED_EACH = 4
 RESET_LOG_SECONDS = 10.0  # at most one line this often about connections reset on connecting (NetworkService._admit)
 
 
@@ -469,6 +474,7 @@ class NetworkService:
         self._evicted: set[web.WebSocketResponse] = set()
         # Inbound peers closed to make room (_evict_inbound) and not yet gone: no longer counted.
         self._evicted_peers: weakref.WeakSet[Peer] = weakref.WeakSet()
+        self._eviction_key = secrets.token_bytes(32)  # the keyed hash of addresses in choose_evictee
         self._budget = ConnectionBudget(config.max_pending_connections)
         self._runner: web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -786,26 +792,31 @@ class NetworkService:
             raise PeerRefused(f"no free {'outbound' if outbound else 'inbound'} slot ({count}/{limit})")
 
     def _evict_inbound(self, host: str | None) -> bool:
-        """Make room for an inbound peer from ``host`` when every inbound slot is taken: close
-        the newest inbound peer of the address that holds the most, if that is another address
-        and it holds more than a quarter of the slots; False if none qualifies. One address
-        with 32 identities held every slot and kept everyone else out (an outside tester's
-        finding, round 7; Substrate's defaults do the same). Peers of one address (a local
-        devnet, a NAT) never evict each other, and reserved peers are never evicted."""
+        """Make room for an inbound peer from ``host`` when every inbound slot is taken; False
+        if no peer gives way. If an address other than ``host`` holds more than a quarter of
+        the slots, its newest peer is closed: one address with 32 identities held every slot
+        and kept everyone else out (an outside tester's finding, round 7). Else the peer
+        :func:`choose_evictee` picks among those of other addresses: 32 addresses with one
+        idle identity each kept every slot and an honest newcomer out, as Substrate's
+        defaults let them (retest44). Peers of one address (a local devnet, a NAT) never
+        evict each other, and reserved peers are never evicted."""
         inbound = [
             p for p in self._peers.values()
             if not p.outbound and p.peer_id not in self._reserved_ids and p not in self._evicted_peers
         ]
         hog = find_hog(Counter(p.host for p in inbound), host, self.config.in_peers)
-        if hog is None:
-            return False
-        peers = [p for p in inbound if p.host == hog]
-        victim = max(peers, key=lambda p: p.connected_at)
+        if hog is not None:
+            peers = [p for p in inbound if p.host == hog]
+            victim = max(peers, key=lambda p: p.connected_at)
+            reason = f"evicted: its address holds {len(peers)} of {self.config.in_peers} inbound slots"
+        else:
+            chosen = choose_evictee([p for p in inbound if p.host != host], self._eviction_key)
+            if chosen is None:
+                return False
+            victim = chosen
+            reason = "evicted: every inbound slot is taken, and no new block, transaction or vote of its own lately keeps it"
         self._evicted_peers.add(victim)
-        self._spawn(
-            self._drop(victim, f"evicted: its address holds {len(peers)} of {self.config.in_peers} inbound slots"),
-            "p2p-evict-peer",
-        )
+        self._spawn(self._drop(victim, reason), "p2p-evict-peer")
         return True
 
     def _replaces(self, old: Peer, outbound: bool) -> bool:
@@ -1012,6 +1023,14 @@ class NetworkService:
                     await self.handlers.on_peer_disconnected(peer.peer_id)
         await peer.close(reason)
 
+    def note_useful(self, peer_id: PeerId, kind: str) -> None:
+        """``peer_id`` has just given us a new and valid ``kind`` (one of USEFUL_KINDS: a block
+        we imported, a transaction our pool took; a vote we counted is noted here): it keeps
+        the peer from eviction for a while (:func:`choose_evictee`)."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            peer.useful[kind] = time.monotonic()
+
     def _charge(self, peer_id: PeerId, what: Misbehaviour, peer: Peer | None = None) -> bool:
         """Charge ``peer_id``, telling the book how long it has been connected (which decides
         the table its ban goes in: node.network.reputation)."""
@@ -1162,6 +1181,7 @@ class NetworkService:
                 log.exception("vote handler failed on a vote from %s", peer.peer_id)
                 continue
             if verdict:
+                peer.useful["vote"] = time.monotonic()
                 self._relay_vote(payload, digest)
             elif verdict is False:
                 self.report_peer(peer.peer_id, Misbehaviour.BAD_VOTE, "FinalityVotes")
@@ -1593,6 +1613,35 @@ def _encode_transcript_response(req: TranscriptRequest, openings: Sequence[Openi
         out.pop()
         data = encode_message(TranscriptResponse(req.id, tuple(out)))
     return data
+
+
+def choose_evictee(candidates: Sequence[Peer], key: bytes) -> Peer | None:
+    """The inbound peer to close for a newcomer when every slot is taken and no address holds
+    more than a quarter of them, or None if each of ``candidates`` is kept. After Bitcoin
+    Core's eviction (src/node/eviction.cpp, SelectNodeToEvict), kept are: PROTECTED_EACH peers
+    by a hash of their address keyed with ``key`` (a secret of this node, so a newcomer cannot
+    tell which); for each of USEFUL_KINDS, the PROTECTED_EACH that most recently gave us a new
+    one; and the longest-connected half of the rest. To take an honest peer's slot an attacker
+    must outdo it on every count. Of those left, the newest peer of the address holding the
+    most is closed (of addresses holding as many, the one with the newest peer)."""
+    left = list(candidates)
+
+    def keep(first: list[Peer]) -> None:
+        for p in first[:PROTECTED_EACH]:
+            left.remove(p)
+
+    keep(sorted(left, key=lambda p: blake2_256(key + str(p.host).encode())))
+    for kind in USEFUL_KINDS:
+        keep(sorted((p for p in left if kind in p.useful), key=lambda p: p.useful[kind], reverse=True))
+    left.sort(key=lambda p: p.connected_at)
+    del left[: len(left) // 2]
+    if not left:
+        return None
+    by_host: dict[str | None, list[Peer]] = {}
+    for p in left:
+        by_host.setdefault(p.host, []).append(p)
+    newest = max(by_host.values(), key=lambda peers: (len(peers), peers[-1].connected_at))
+    return newest[-1]
 
 
 def _check_transcript_response(asked: Sequence[tuple[int, bool]], resp: Message | UnreadBlockResponse) -> str | None:

@@ -358,6 +358,8 @@ class NodeLink:
                     self.network.report_peer(peer, Misbehaviour.BAD_TRANSACTION, f"{exc.reason}: {exc}")
             except ChainError:
                 pass  # duplicate, banned, pool full...: not the peer's fault
+            else:
+                self.network.note_useful(peer, "transaction")
 
     async def _on_vote(self, peer: PeerId, payload: bytes) -> bool | None:
         try:
@@ -828,6 +830,7 @@ class NodeLink:
                     return joined
             if not await self._import_block(peer, data, final_proof):
                 return False
+            self.network.note_useful(peer, "block")
         if data.justification is None:
             return True
         try:

@@ -173,6 +173,19 @@ async def start_node(
 
 
 @asynccontextmanager
+async def nodes(*configs: dict) -> AsyncIterator[list[Node]]:
+    """Nodes started with each of ``configs`` (changes to FAST), stopped when the block ends."""
+    started: list[Node] = []
+    try:
+        for changes in configs:
+            started.append(await start_node(**changes))
+        yield started
+    finally:
+        for n in started:
+            await n.service.stop()
+
+
+@asynccontextmanager
 async def running(service: NodeService) -> AsyncIterator[NodeService]:
     """``service`` run on this event loop, yielded once it listens for peers; stopped (and
     waited for) when the block ends."""

@@ -468,3 +468,36 @@ async def test_a_burst_of_submissions_is_gossiped_in_few_messages() -> None:
             assert sync.TX_GOSSIP_WINDOW <= 0.05  # a submission waits that long at most to be sent
         finally:
             await peer.service.stop()
+
+
+async def test_a_peer_is_noted_useful_for_a_block_we_import_and_a_transaction_our_pool_takes(tmp_path) -> None:
+    """What keeps an inbound peer from eviction (node.network.service.choose_evictee): a block
+    from it that we imported, a transaction from it that our pool took; one the pool refuses
+    (unpayable: its sender has nothing) notes nothing."""
+    first = int(time.time() * 1000) // BLOCK_TIME_MS - 10
+    blocks = build_sealed_chain(tmp_path, SPEC, range(first, first + 2))
+    genesis = blocks[0].hash()
+
+    def transfer(signer: str) -> bytes:
+        return sign_extrinsic(
+            dev_keypair(signer), calls.Transfer(dev_keypair("Charlie").public, 10**9), nonce=0,
+            genesis_hash=genesis, spec_version=SPEC_VERSION,
+        ).encode()
+
+    async with local_node() as node:
+        assert node.network is not None
+        peer = await _peer_serving(blocks, {})
+        peer.regossip = False
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: node.chain.best_hash == blocks[2].hash())
+            noted = node.network._peers[peer.id].useful
+            assert set(noted) == {"block"}
+            peer.service.broadcast_transactions((transfer("Nobody"),))
+            await asyncio.sleep(0.5)
+            assert set(noted) == {"block"} and len(node.pool) == 0
+            peer.service.broadcast_transactions((transfer("Bob"),))
+            await wait_for(lambda: "transaction" in noted)
+            assert len(node.pool) == 1
+        finally:
+            await peer.service.stop()

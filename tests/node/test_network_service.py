@@ -147,8 +147,6 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -159,6 +157,7 @@ from netkit import (
     RawPeer,
     answer_blocks_late,
     make_chain,
+    nodes,
     start_node,
     wait_for,
 )
@@ -189,18 +188,6 @@ from node.network.multiaddr import Multiaddr
 from node.network.noise import FLAG_LAST, FLAG_MORE, MAX_CHUNK
 from node.network.reputation import Misbehaviour
 from node.network.service import SERVED_BLOCK_COST, VOTES_PER_TURN
-
-
-@asynccontextmanager
-async def nodes(*configs: dict) -> AsyncIterator[list[Node]]:
-    started: list[Node] = []
-    try:
-        for changes in configs:
-            started.append(await start_node(**changes))
-        yield started
-    finally:
-        for n in started:
-            await n.service.stop()
 
 
 def count_votes(node: Node) -> list[PeerId]:
@@ -1905,7 +1892,8 @@ async def test_one_address_holding_the_inbound_slots_gives_way_to_another_addres
 
 async def test_an_inbound_slot_is_given_way_only_by_an_address_holding_more_than_a_quarter() -> None:
     """The bound of _evict_inbound: with four slots held by four addresses, one each (a
-    quarter, not more), a fifth address is refused and nobody is closed; with no inbound slot
+    quarter, not more), a fifth address is refused and nobody is closed (choose_evictee keeps
+    four peers by the keyed hash of their address: here every one); with no inbound slot
     at all (``in_peers=0``) a newcomer is refused for the slot, not failed by an empty
     ``max``. (Mutation testing, mut12: ``<`` for ``<=``, ``// 5`` for ``// 4``, the
     ``default`` of the ``max`` over no addresses.)"""
