@@ -61,21 +61,34 @@ def test_the_address_holding_the_most_gives_way_first_and_none_when_all_are_kept
     """Of the peers left, the newest of the address holding the most goes (of addresses
     holding as many, the one with the newest peer); with too few candidates, every one is
     kept and no one goes."""
-    peers = [_peer(f"10.0.0.{i}", float(i)) for i in range(12)]
-    keyed = _keyed(peers)
-    crowd = [p for p in peers if p not in keyed][:3]  # the three longest connected of the rest
+    peers = [_peer(f"10.0.0.{i}", float(i)) for i in range(16)]
+    crowd = [p for p in peers if p not in _keyed(peers)][-5:-2]  # three of the newest not kept by the hash
     for p in crowd:
-        p.host = "10.9.9.9"  # one address holds three (a quarter of 12: no hog)
-    keyed = _keyed(peers)
-    rest = sorted((p for p in peers if p not in keyed), key=lambda p: p.connected_at)
-    left = rest[len(rest) // 2:]
-    by_host: dict[str, list[SimpleNamespace]] = {}
-    for p in left:
-        by_host.setdefault(p.host, []).append(p)
-    most = max(by_host.values(), key=lambda ps: (len(ps), ps[-1].connected_at))
-    assert choose_evictee(peers, KEY) is most[-1]  # type: ignore[arg-type]
+        p.host = "10.9.9.9"  # one address holds three (under a quarter of 16: no hog)
+    assert all(p not in _keyed(peers) for p in crowd)  # (no keyed peer of that address either)
+    assert choose_evictee(peers, KEY) is crowd[-1]  # type: ignore[arg-type]  (not the newest of all, which is alone)
+    # Three of the longest connected on one address: kept as the older half, not the most held.
+    for p in crowd:
+        p.host = f"10.0.0.{int(p.connected_at)}"
+    elders = [p for p in peers if p not in _keyed(peers)][:3]
+    for p in elders:
+        p.host = "10.9.9.9"
+    assert all(p not in _keyed(peers) for p in elders)
+    assert choose_evictee(peers, KEY) is [p for p in peers if p not in _keyed(peers)][-1]  # type: ignore[arg-type]
+    # Five candidates: the hash keeps four, the older half of one is none, and the fifth goes.
+    five = peers[:PROTECTED_EACH + 1]
+    (unkept,) = [p for p in five if p not in _keyed(five)]
+    assert choose_evictee(five, KEY) is unkept  # type: ignore[arg-type]
     assert choose_evictee(peers[:PROTECTED_EACH], KEY) is None  # type: ignore[arg-type]
     assert choose_evictee([], KEY) is None
+
+
+def test_the_keyed_hash_keeps_peers_whatever_their_age() -> None:
+    """The four kept by the keyed hash of their address are kept even if newest: an attacker
+    that cannot compute the hash cannot tell which peers it would close by connecting."""
+    hosts = sorted((f"10.1.{i}.1" for i in range(16)), key=lambda h: blake2_256(KEY + h.encode()))
+    peers = [_peer(h, float(16 - n)) for n, h in enumerate(hosts)]  # the first by the hash connected last
+    assert choose_evictee(peers, KEY) is peers[PROTECTED_EACH]  # type: ignore[arg-type]  (the newest not kept)
 
 
 async def test_with_every_inbound_slot_held_by_idle_peers_of_many_addresses_a_newcomer_gets_in(caplog) -> None:
@@ -104,7 +117,18 @@ async def test_with_every_inbound_slot_held_by_idle_peers_of_many_addresses_a_ne
         said = [m for m in await gone[0].recv_until_closed() if isinstance(m, Disconnect)]  # (after the votes relayed)
         assert [m.reason for m in said] == [EVICTED]
         assert all(a.service.reputation.score(r.key.peer_id) == 0 for r in held)
-        for raw in (*held, comer):
+        # A newcomer from the address of the peer that would go next closes another: peers of
+        # one address never evict each other (a devnet, a NAT).
+        inbound = [a.service._peers[p.peer_id] for p in a.service.peers()]
+        first = choose_evictee(inbound, a.service._eviction_key)
+        assert first is not None
+        second = choose_evictee([p for p in inbound if p.host != first.host], a.service._eviction_key)
+        assert second is not None
+        neighbour = RawPeer()
+        assert isinstance(await neighbour.connect(a.addr, host=first.host), Status)
+        await wait_for(lambda: a.service._peers.get(second.peer_id) is None)
+        assert first.peer_id in {p.peer_id for p in a.service.peers()}
+        for raw in (*held, comer, neighbour):
             await raw.close()
 
 
