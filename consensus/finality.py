@@ -468,6 +468,7 @@ class VoteCollector:
                 log.warning("the stored proof of justification is unreadable and is ignored: %s", exc)
             else:
                 self.note_justified(justified_checkpoint(proof), proof)
+        self._lower_proof()
 
     def note_justified(self, checkpoint: Checkpoint, proof: Justification | None = None) -> None:
         """Remember ``checkpoint`` as justified (computed here, or proven by a justification:
@@ -479,6 +480,48 @@ class VoteCollector:
         if len(self._justified) > KEPT_JUSTIFIED:
             for old in sorted(self._justified, key=lambda c: c.round)[: len(self._justified) - KEPT_JUSTIFIED]:
                 del self._justified[old]
+
+    def _lower_proof(self) -> None:
+        """If the kept proof's checkpoint has been proven invalid since (a fraud proof that came
+        after the link that justified it and before the next one finalized it), keep instead
+        the proof of the same round's checkpoint on the valid part: the link's votes contain
+        every block from its source to its target, so they justify the highest valid one as
+        much (:meth:`check` counts them so). A validator that voted from the invalid checkpoint
+        votes from that one (node.service._follow_justified): a source of the same round
+        surrounds nothing it signed, where an older round's would surround its last vote, and
+        no vote at all stopped finality for good once the link's votes were gone (a restart,
+        KEPT_ROUNDS: the reviewer's F1b, review45). With the link's source proven invalid too,
+        the proof proves nothing, and is dropped for one of the kept votes (:meth:`check`)."""
+        proof, chain = self._proof, self.chain
+        if proof is None or not chain.has_block(proof.target_hash) or not chain.is_invalid(proof.target_hash):
+            return
+        source = proof.source
+        voters = self._voter_set()
+        chosen = tuple(v for v in proof.votes if v.voter in voters)
+        if not chain.has_block(source.block_hash) or chain.is_invalid(source.block_hash) or len(chosen) < compute_threshold(len(voters)):
+            self._proof = None
+            return
+        headers = {h.hash(): h for h in proof.ancestry}
+        target, number = proof.target_hash, proof.target_number
+        while chain.is_invalid(target):  # down to the highest valid ancestor (the source at lowest)
+            headers[target] = header = chain.get_header(target)
+            target, number = header.parent_hash, number - 1
+        used: dict[bytes, Header] = {}
+        for signed in chosen:
+            current = signed.vote.target.block_hash
+            while current != target and current not in used:
+                used[current] = header = headers[current]
+                current = header.parent_hash
+        lowered = Justification(
+            target, number, SET_ID, proof.round, source, chosen, tuple(sorted(used.values(), key=lambda h: (h.number, h.hash()))),
+        )
+        self._proof = lowered
+        self._justified[justified_checkpoint(lowered)] = None
+        chain.put_justified_proof(lowered.encode())
+        log.warning(
+            "the justified checkpoint #%d of round %d was proven invalid: its link's votes justify #%d of that round, the next source",
+            proof.target_number, proof.round, number,
+        )
 
     def justified_proof(self) -> Justification | None:
         """The proof that the highest justified checkpoint (:meth:`highest_justified`) is
@@ -599,6 +642,7 @@ class VoteCollector:
         """Recount the kept rounds, oldest first (after new votes, blocks or justified
         checkpoints): note the checkpoints they justify, and return the justification of the
         highest block they finalize above the finalized one, or None."""
+        self._lower_proof()
         chain = self.chain
         voters = self._voter_set()  # (check runs after every vote counted: read once a finalized block)
         needed = compute_threshold(len(voters))

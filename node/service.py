@@ -943,10 +943,20 @@ class NodeService:
     async def _follow_justified(self) -> None:
         """Persist the highest justified checkpoint the collector knows (the next source),
         point the fork choice at it, and reorganise onto it if the best block lacks it (a
-        synced write: on a thread, as :meth:`_finalize`'s, with the lock held)."""
+        synced write: on a thread, as :meth:`_finalize`'s, with the lock held).
+
+        The source only rises (by round, then height), but for one case: the recorded one
+        proven invalid since, the collector's checkpoint of the same round on the valid part
+        replaces it (VoteCollector._lower_proof). Nothing valid descends from an invalid
+        source, so every validator that had it voted never again and finality stopped for
+        good (the reviewer's F1, review45); a source of the same round surrounds no vote
+        signed before, whose sources are of that round at most."""
         justified = self.collector.highest_justified()
         self.rules.justified = justified.block_hash
-        if checkpoint_order(justified) > checkpoint_order(self._voter.justified):
+        recorded = self._voter.justified
+        if checkpoint_order(justified) > checkpoint_order(recorded) or (
+            justified.round == recorded.round and self.chain.has_block(recorded.block_hash) and self.chain.is_invalid(recorded.block_hash)
+        ):
             self._raise_record(replace_struct(self._voter, justified=justified))
         self._after_reorg(await asyncio.to_thread(follow_justified, self.chain, justified.block_hash))
 

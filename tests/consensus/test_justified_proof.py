@@ -8,6 +8,7 @@ import msgspec
 import pytest
 from consensuskit import ALICE, BOB, CHARLIE, DAVE, build, open_local
 
+from chain import votes as chain_votes
 from chain.codec import decode_versioned
 from chain.errors import CodecError
 from consensus import finality
@@ -131,3 +132,77 @@ def test_an_unreadable_stored_proof_is_ignored_not_fatal(chains, caplog) -> None
     for vote in _votes(node, (ALICE, BOB, CHARLIE), Checkpoint(node.genesis_hash, 0, 0), _cp(blocks_a[1], 7)):
         collector.add(vote)
     assert VoteCollector(node).justified_proof() == collector.justified_proof() is not None
+
+
+def test_a_justified_checkpoint_proven_invalid_leaves_the_same_rounds_checkpoint_on_the_valid_part(tmp_path) -> None:
+    """A fraud proof may come after the link that justified a checkpoint and before the next
+    one finalized it. Every validator that counted the link votes from that source, and
+    nothing valid descends from it; a vote from an older round's source would surround its
+    last. The link's votes justify every valid block between its source and its target, so
+    the checkpoint of the same round on the valid part is justified: kept with its own proof,
+    which survives a restart (the votes do not) and which any node verifies (the
+    reviewer's F1/F1b, review45: before, a restarted collector knew genesis only, and every
+    validator's only vote surrounded its last)."""
+    chain = open_local(tmp_path / "n")
+    blocks = [build(chain, s) for s in range(1, 11)]
+    collector = VoteCollector(chain)
+    genesis = Checkpoint(chain.genesis_hash, 0, 0)
+    for key in (ALICE, BOB, CHARLIE, DAVE):  # round 10: genesis -> B6
+        vote = finality.make_vote(chain, key, 10, genesis)
+        assert vote is not None and vote.vote.target.block_hash == blocks[5].hash()
+        collector.add(vote, 10)
+    b6, b4 = _cp(blocks[5], 10), _cp(blocks[3], 10)
+    assert collector.highest_justified() == b6
+    build(chain, 11)
+    alice_11 = finality.make_vote(chain, ALICE, 11, b6)
+    assert alice_11 is not None
+    collector.add(alice_11, 11)
+    chain.invalidate(blocks[4].hash(), "fraud: a late proof")  # B5, so B6 and above
+    for slot in range(12, 20):
+        build(chain, slot)
+    assert collector.check() is None
+    assert collector.highest_justified() == b4
+    proof = collector.justified_proof()
+    assert proof is not None and justified_checkpoint(proof) == b4 and proof.round == 10 and proof.source == genesis
+    finality.verify_justification(chain, proof, final=False)
+    restarted = VoteCollector(chain)  # the kept votes are gone; the stored proof is not
+    assert restarted.highest_justified() == b4 and restarted.justified_proof() == proof
+    vote = finality.make_vote(chain, ALICE, 20, b4)
+    assert vote is not None and vote.vote.source == b4
+    assert not chain_votes.surrounds(vote.vote, alice_11.vote) and not chain_votes.surrounds(alice_11.vote, vote.vote)
+    # Another node, which never saw the fraud proof, takes the proof too.
+    other = open_local(tmp_path / "other")
+    for block in blocks:
+        other.import_block(block)
+    finality.verify_justification(other, proof, final=False)
+    other.db.close()
+    chain.db.close()
+
+
+def test_a_proof_whose_source_is_proven_invalid_is_dropped_for_one_of_the_valid_part(tmp_path) -> None:
+    """Only the valid part between a link's source and its target is justified by its votes:
+    with the source itself invalid, the kept proof proves nothing, and is replaced by one of
+    the highest checkpoint the kept votes still justify (here the round before's, lowered)."""
+    chain = open_local(tmp_path / "n")
+    blocks = [build(chain, s) for s in range(1, 13)]
+    collector = VoteCollector(chain)
+    genesis = Checkpoint(chain.genesis_hash, 0, 0)
+    for key in (ALICE, BOB, CHARLIE, DAVE):  # round 10: genesis -> B8 (a window of 4 behind B12)
+        vote = finality.make_vote(chain, key, 10, genesis)
+        assert vote is not None
+        collector.add(vote, 10)
+    first = collector.highest_justified()
+    for key in (ALICE, BOB, CHARLIE):  # round 12 from it: justifies higher, finalizes nothing (not consecutive)
+        vote = finality.make_vote(chain, key, 12, first)
+        assert vote is not None
+        collector.add(vote, 12)
+    kept = collector.justified_proof()
+    assert kept is not None and kept.source == first
+    chain.invalidate(blocks[first.block_number - 2].hash(), "fraud")  # below the link's source
+    collector.check()
+    lowered = Checkpoint(blocks[first.block_number - 3].hash(), first.block_number - 2, 10)
+    assert collector.highest_justified() == lowered
+    proof = collector.justified_proof()
+    assert proof is not None and justified_checkpoint(proof) == lowered and proof.source == genesis
+    finality.verify_justification(chain, proof, final=False)
+    chain.db.close()

@@ -119,3 +119,67 @@ async def test_forged_proofs_of_justification_are_refused_with_their_reason_and_
             assert await charlie.import_justification(proof)
             assert charlie._voter.justified == justified_checkpoint(proof)
             assert not await charlie.import_justification(proof)  # known now: nothing checked again
+
+
+async def test_a_validator_whose_justified_source_is_proven_invalid_votes_from_the_valid_part(tmp_path, caplog) -> None:
+    """A fraud proof after the link that justified (B6, r) and before the next link finalized
+    it invalidates B5: nothing valid descends from Alice's recorded source any more. She votes
+    again from (B4, r), the same round's checkpoint on the valid part (her earlier votes'
+    sources are of round r at most: none is surrounded), and a restart keeps it. Before, she
+    never voted again, and with every validator so, finality stopped for good (the reviewer's
+    F1, review45)."""
+    caplog.set_level(logging.WARNING)
+    import time
+
+    from chain import votes as chain_votes
+    from consensus import finality
+
+    spec = with_slot_duration(load_chain_spec("local"), 1000)
+    keys = [dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave")]
+    base = int(time.time())
+    now = [float(base - 45)]
+
+    def node() -> NodeService:
+        config = NodeConfig(chain="local", base_path=tmp_path / "alice", author="//Alice")
+        return NodeService(config, spec, clock=lambda: now[0])
+
+    alice = node()
+    try:
+        chain = alice.chain
+        s0 = base - 40
+        blocks = [chain.build_block([], keys[(s0 + i) % 4], slot=s0 + i).block for i in range(10)]
+        r = s0 + 10
+        now[0] = r + 0.1
+        genesis = Checkpoint(chain.genesis_hash, 0, 0)
+        for key in keys[1:]:  # Bob, Charlie and Dave justify B6 in round r (B10 less the window of 4)
+            vote = finality.make_vote(chain, key, r, genesis)
+            assert vote is not None and vote.vote.target.block_hash == blocks[5].hash()
+            await alice.add_vote(vote)
+        b6, b4 = Checkpoint(blocks[5].hash(), 6, r), Checkpoint(blocks[3].hash(), 4, r)
+        assert alice._voter.justified == b6
+        chain.build_block([], keys[(r + 1) % 4], slot=r + 1)
+        now[0] = r + 1.5
+        async with alice._lock:
+            await alice._vote_if_due()
+        (signed,) = [v for v in alice.collector.recent_votes() if v.voter == keys[0].public]
+        assert signed.vote.source == b6 and signed.vote.round == r + 1
+        chain.invalidate(blocks[4].hash(), "fraud: a late proof")  # B5, and so B6..
+        for i in range(2, 10):  # the chain goes on from B4; Alice votes again, from (B4, r), once its window passes B4
+            chain.build_block([], keys[(r + i) % 4], slot=r + i)
+            now[0] = r + i + 0.5
+            async with alice._lock:
+                await alice._finalize_collected(alice.collector.check())
+                await alice._vote_if_due()
+        assert alice._voter.justified == b4
+        mine = sorted((v for v in alice.collector.recent_votes() if v.voter == keys[0].public), key=lambda v: v.vote.round)
+        assert [v.vote.round for v in mine] == [r + 1, r + 5, r + 6, r + 7, r + 8, r + 9]  # (targets B4, then #5' to #8')
+        assert all(v.vote.source == b4 for v in mine[1:])
+        assert not any(chain_votes.surrounds(a.vote, b.vote) for a in mine for b in mine)
+        assert "was proven invalid: its link's votes justify #4 of that round" in caplog.text
+    finally:
+        alice.close()
+    restarted = node()  # the votes of the link are gone; the record and the stored proof are not
+    try:
+        assert restarted._voter.justified == b4 and restarted.collector.highest_justified() == b4
+    finally:
+        restarted.close()
