@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated
 
 import msgspec
@@ -412,6 +412,12 @@ def import_justification(chain: Blockchain, justification: Justification | bytes
     """
     j = decode_justification(justification) if isinstance(justification, bytes) else justification
     verify_justification(chain, j)
+    return finalize_verified(chain, j)
+
+
+def finalize_verified(chain: Blockchain, j: Justification) -> TreeRoute | None:
+    """:func:`import_justification` for a justification verified already (the node notes
+    what its link justifies in between: VoteCollector.note_link)."""
     best = fork_choice.select_best(chain, j.target_hash) if chain.is_descendant(j.target_hash, chain.finalized_hash) else None
     try:
         return chain.finalize(j.target_hash, j.encode(), best=best)
@@ -506,15 +512,7 @@ class VoteCollector:
         while chain.is_invalid(target):  # down to the highest valid ancestor (the source at lowest)
             headers[target] = header = chain.get_header(target)
             target, number = header.parent_hash, number - 1
-        used: dict[bytes, Header] = {}
-        for signed in chosen:
-            current = signed.vote.target.block_hash
-            while current != target and current not in used:
-                used[current] = header = headers[current]
-                current = header.parent_hash
-        lowered = Justification(
-            target, number, SET_ID, proof.round, source, chosen, tuple(sorted(used.values(), key=lambda h: (h.number, h.hash()))),
-        )
+        lowered = _link_proof(proof, target, number, chosen, headers)
         self._proof = lowered
         self._justified[justified_checkpoint(lowered)] = None
         chain.put_justified_proof(lowered.encode())
@@ -522,6 +520,35 @@ class VoteCollector:
             "the justified checkpoint #%d of round %d was proven invalid: its link's votes justify #%d of that round, the next source",
             proof.target_number, proof.round, number,
         )
+
+    def note_link(self, justification: Justification) -> None:
+        """Note what the link of ``justification`` (verified) justifies: the highest block that
+        enough of its votes contain, in its round (its target at least), with the proof of it.
+        Call it before the justification finalizes anything: counted with the set of the
+        finalized block that verified it. At the era start that removes a validator, the link
+        that finalizes the first block past it may need the leaver's vote: counted after,
+        with the new set, it justified less at a validator that finalized from the
+        justification than at the validators that had counted the link's votes as they came,
+        and with a threshold of all three they never formed a link again (the reviewer's F3,
+        review45); its votes may also be too old for :meth:`add`."""
+        j, voters = justification, self._voter_set()
+        headers = {h.hash(): h for h in j.ancestry}
+        support: dict[bytes, list[SignedVote]] = {}
+        for signed in j.votes:
+            if signed.voter not in voters:
+                continue
+            current = signed.vote.target.block_hash
+            while current != j.target_hash:
+                support.setdefault(current, []).append(signed)
+                current = headers[current].parent_hash
+        above = [h for h, votes in support.items() if len(votes) >= compute_threshold(len(voters))]
+        if not above:
+            self.note_justified(justified_checkpoint(j), j)
+            return
+        top = max(above, key=lambda h: headers[h].number)
+        number = headers[top].number
+        chosen = tuple(sorted(support[top], key=lambda v: v.voter))
+        self.note_justified(Checkpoint(top, number, j.round), _link_proof(j, top, number, chosen, headers))
 
     def justified_proof(self) -> Justification | None:
         """The proof that the highest justified checkpoint (:meth:`highest_justified`) is
@@ -721,6 +748,22 @@ def _make_justification(
         target, numbers[target], SET_ID, round_number, source, chosen,
         tuple(ancestry[h][1] for h in sorted(ancestry, key=lambda h: (ancestry[h][0], h))),
     )
+
+
+def _link_proof(
+    j: Justification, target: bytes, number: int, chosen: tuple[SignedVote, ...], headers: Mapping[bytes, Header]
+) -> Justification:
+    """The proof that ``j``'s link justifies ``target`` (#``number``, below the targets of the
+    ``chosen`` votes, which contain it) in ``j``'s round: those votes, and the headers of
+    ``headers`` that link each of them down to it."""
+    used: dict[bytes, Header] = {}
+    for signed in chosen:
+        current = signed.vote.target.block_hash
+        while current != target and current not in used:
+            used[current] = header = headers[current]
+            current = header.parent_hash
+    ancestry = tuple(sorted(used.values(), key=lambda h: (h.number, h.hash())))
+    return Justification(target, number, SET_ID, j.round, j.source, chosen, ancestry)
 
 
 def _walk_down(chain: Blockchain, block_hash: bytes, stop_number: int) -> Iterable[tuple[bytes, int]]:

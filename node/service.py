@@ -137,10 +137,10 @@ from consensus.finality import (
     VoterState,
     checkpoint_order,
     compute_vote_message,
+    finalize_verified,
     finalized_checkpoint,
     follow_justified,
     get_voters,
-    import_justification,
     justified_checkpoint,
     load_voter_state,
     make_vote,
@@ -904,7 +904,7 @@ class NodeService:
             return False
         await asyncio.to_thread(verify_justification, self.chain, proof, final=False)
         before = self.collector.highest_justified()
-        self.collector.note_justified(justified_checkpoint(proof), proof)
+        self.collector.note_link(proof)
         await self._follow_justified()
         if self.collector.highest_justified() == before:
             return False  # e.g. its block is off the finalized chain here
@@ -1196,15 +1196,17 @@ class NodeService:
         caller and the slot timer once a round (``python -m benches.looplag``)."""
         chain = self.chain
         old = chain.finalized_number
-        route = await asyncio.to_thread(import_justification, chain, justification)
+        await asyncio.to_thread(verify_justification, chain, justification)
+        # What the link justifies is noted from the proof, not only from its votes, which the
+        # collector may not count (a vote of one of them came first, a byzantine key's; or they
+        # are older than the rounds it keeps): a node that finalized so voted from the link's
+        # source round while the rest voted from its target's, and with a threshold of all three
+        # no link formed again (retest43's N1). Before the finalized block moves: the set that
+        # verified the link counts it (VoteCollector.note_link: review45's F3).
+        self.collector.note_link(justification)
+        route = await asyncio.to_thread(finalize_verified, chain, justification)
         self._after_reorg(route)
-        # The finalized checkpoint is justified, and so is the link's target in its round: noted
-        # from the proof, not only from its votes, which the collector may not count (a vote of
-        # one of them came first, a byzantine key's): a node that finalized so voted from the
-        # link's source round while the rest voted from its target's, and with a threshold of all
-        # three no link formed again (retest43's N1).
-        self.collector.note_justified(finalized_checkpoint(chain))
-        self.collector.note_justified(justified_checkpoint(justification), justification)
+        self.collector.note_justified(finalized_checkpoint(chain))  # (justified: its link finalized it)
         for signed in justification.votes:
             try:
                 self.collector.add(signed, self._current_round())

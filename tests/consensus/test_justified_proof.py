@@ -206,3 +206,89 @@ def test_a_proof_whose_source_is_proven_invalid_is_dropped_for_one_of_the_valid_
     assert proof is not None and justified_checkpoint(proof) == lowered and proof.source == genesis
     finality.verify_justification(chain, proof, final=False)
     chain.db.close()
+
+
+def test_a_finality_proof_notes_what_its_link_justifies_with_the_set_that_verified_it(tmp_path) -> None:
+    """At the era start that removes a validator, the link that finalizes the first block past
+    it may need the leaver's vote. A validator that missed the link's votes and finalizes from
+    the justification must note the checkpoint the link justifies as the others did, with the
+    set that verified it (before it finalizes anything: the set then changes): counted after,
+    the leaver's vote was refused, the other two were below the new threshold, and it voted
+    from a lower checkpoint of the same round than the other two; with a threshold of all
+    three they never formed a link again (the reviewer's F3, review45)."""
+    from dataclasses import replace
+
+    from chainkit import open_chain, sign
+
+    from chain import calls
+    from chain.crypto import dev_keypair
+    from chain.pallets import balances, staking
+    from genesis.spec import load_chain_spec
+
+    spec = load_chain_spec("local")
+    spec = replace(spec, runtime_config=replace(spec.runtime_config, era_length=8, challenge_blocks=0))
+    alice, charlie = open_chain(tmp_path / "alice", spec), open_chain(tmp_path / "charlie", spec)
+    genesis = alice.genesis_hash
+    keys = {k.public: k for k in (ALICE, BOB, CHARLIE, DAVE)}
+    eve = dev_keypair("Eve")
+
+    def dave_vote(target: bytes) -> bytes:
+        return msgspec.msgpack.encode(sign_vote(DAVE, genesis, Vote(0, Checkpoint(genesis, 0, 0), Checkpoint(target, 1, 3))))
+
+    slot = 0
+    report = sign(
+        alice, eve, calls.ReportVoteEquivocation(dave_vote(b"\xaa" * 32), dave_vote(b"\xbb" * 32)),
+        balances.get_account(alice.state.overlay(), eve.public).nonce,
+    )
+    pending = [report]
+    while alice.best_number < 12:  # Dave's double vote reported in #1: he leaves the set at #8
+        slot += 1
+        state = alice.state.overlay()
+        validators = staking.get_validators(state)
+        owner = keys[validators[slot % len(validators)]]
+        if staking.is_disabled(state, owner.public):
+            continue
+        built = alice.build_block(pending, owner, slot=slot)
+        assert all(r.success for r in built.receipts)
+        pending = []
+        charlie.import_block(built.block)
+    assert DAVE.public not in staking.get_validators(alice.state_at(alice.get_hash(10)))
+    h10, h12 = alice.get_hash(10), alice.get_hash(12)
+    assert h10 is not None and h12 is not None
+    collector = VoteCollector(alice)
+    first = Checkpoint(h10, 10, 100)
+    for key in (ALICE, BOB, CHARLIE, DAVE):  # round 100: genesis -> #10 (Dave still in the finalized set)
+        collector.add(sign_vote(key, genesis, Vote(0, Checkpoint(genesis, 0, 0), first)))
+    final = None
+    for key in (ALICE, BOB, DAVE):  # round 101: (#10, 100) -> #12; Charlie's vote is late
+        final = collector.add(sign_vote(key, genesis, Vote(0, first, Checkpoint(h12, 12, 101)))) or final
+    assert final is not None and final.target_hash == h10
+    assert collector.highest_justified() == Checkpoint(h12, 12, 101)  # at Alice and Bob: their next source
+
+    late = VoteCollector(charlie)  # Charlie finalizes #10 from the justification, as NodeService._finalize does
+    finality.verify_justification(charlie, final)
+    late.note_link(final)
+    finality.finalize_verified(charlie, final)
+    assert charlie.finalized_hash == h10 and DAVE.public not in finality.get_voters(charlie)
+    assert late.highest_justified() == Checkpoint(h12, 12, 101)
+    proof = late.justified_proof()
+    assert proof is not None and justified_checkpoint(proof) == Checkpoint(h12, 12, 101) and proof.source == first
+    assert [v.voter for v in proof.votes] == sorted(k.public for k in (ALICE, BOB, DAVE))
+    alice.db.close()
+    charlie.db.close()
+
+
+def test_a_link_whose_votes_agree_on_its_target_only_notes_its_target(chains) -> None:
+    """note_link with no block above the target that enough votes contain: the target in its
+    round, the justification itself kept as its proof."""
+    node, blocks_a, _ = chains
+    genesis = Checkpoint(node.genesis_hash, 0, 0)
+    collector = VoteCollector(node)
+    votes = [*_votes(node, (ALICE,), genesis, _cp(blocks_a[2], 7)), *_votes(node, (BOB, CHARLIE), genesis, _cp(blocks_a[1], 7))]
+    seen = VoteCollector(node)
+    for vote in votes:
+        seen.add(vote)
+    proof = seen.justified_proof()
+    assert proof is not None and justified_checkpoint(proof) == _cp(blocks_a[1], 7)
+    collector.note_link(proof)
+    assert collector.highest_justified() == _cp(blocks_a[1], 7) and collector.justified_proof() == proof

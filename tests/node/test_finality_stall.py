@@ -29,6 +29,7 @@ from consensus.finality import (
     Checkpoint,
     Justification,
     Vote,
+    get_voters,
     justified_checkpoint,
     proves_finality,
     sign_vote,
@@ -183,3 +184,72 @@ async def test_a_validator_whose_justified_source_is_proven_invalid_votes_from_t
         assert restarted._voter.justified == b4 and restarted.collector.highest_justified() == b4
     finally:
         restarted.close()
+
+
+@pytest.mark.parametrize("now", [102.5, 130.5], ids=["votes-counted", "votes-too-old-to-count"])
+async def test_a_validator_that_finalizes_past_a_set_change_from_a_justification_counts_its_link_with_the_old_set(
+    tmp_path, now: float
+) -> None:
+    """Dave's double vote is reported in #1 and he leaves the set at #8 (era_length 8). The
+    link that finalizes #10 in round 101 (Alice, Bob, Dave: Charlie's vote was late) justifies
+    (#12, 101) at Alice and Bob. Charlie, who finalizes #10 from its justification, notes
+    (#12, 101) as well, counted with the set that verified it, and votes from it. Before, its
+    votes were added after #10 was final, with the new set: Dave's refused, the two others
+    below the threshold of three, and Charlie's source stayed (#10, 101) for good (the
+    reviewer's F3, review45). Both when the collector counts the votes themselves and when
+    they are older than the rounds it keeps (round 130: what the link justifies is taken from
+    the justification, VoteCollector.note_link)."""
+    import msgspec
+
+    from chain import calls
+    from chain.blockchain import Blockchain
+    from chain.extrinsic import sign_extrinsic
+    from chain.pallets import balances, staking
+    from chain.storage import Database
+
+    spec = with_slot_duration(load_chain_spec("local"), 1000)
+    spec = replace(spec, runtime_config=replace(spec.runtime_config, era_length=8, challenge_blocks=0))
+    keys = {k.public: k for k in (dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave"))}
+    alice, bob, _, dave = keys.values()
+    builder = Blockchain(Database(tmp_path / "builder"), chain_id=spec.id, build_genesis=spec.apply_genesis)
+    genesis = builder.genesis_hash
+
+    def dave_vote(target: bytes) -> bytes:
+        return msgspec.msgpack.encode(sign_vote(dave, genesis, Vote(SET_ID, Checkpoint(genesis, 0, 0), Checkpoint(target, 1, 3))))
+
+    eve = dev_keypair("Eve")
+    pending = [sign_extrinsic(
+        eve, calls.ReportVoteEquivocation(dave_vote(b"\xaa" * 32), dave_vote(b"\xbb" * 32)),
+        nonce=balances.get_account(builder.state.overlay(), eve.public).nonce,
+        genesis_hash=genesis, spec_version=builder.runtime.spec_version,
+    )]
+    blocks, slot = [], 0
+    while builder.best_number < 12:
+        slot += 1
+        state = builder.state.overlay()
+        validators = staking.get_validators(state)
+        owner = keys[validators[slot % len(validators)]]
+        if staking.is_disabled(state, owner.public):
+            continue
+        built = builder.build_block(pending, owner, slot=slot)
+        assert all(r.success for r in built.receipts)
+        pending = []
+        blocks.append(built.block)
+    h10, h12 = blocks[9].hash(), blocks[11].hash()
+    first = Checkpoint(h10, 10, 100)
+    round_101 = [sign_vote(k, genesis, Vote(SET_ID, first, Checkpoint(h12, 12, 101))) for k in (alice, bob, dave)]
+    final = Justification(
+        h10, 10, SET_ID, 101, first, tuple(sorted(round_101, key=lambda v: v.voter)), (blocks[10].header, blocks[11].header),
+    )
+    builder.db.close()
+    node = NodeService(NodeConfig(chain="local", base_path=tmp_path / "charlie", author="//Charlie"), spec, clock=lambda: now)
+    try:
+        for block in blocks:
+            assert await node.import_block(block) is not None
+        node.collector.note_justified(first)  # round 100's link, whose votes Charlie saw
+        assert await node.import_justification(final)
+        assert node.chain.finalized_hash == h10 and dave.public not in get_voters(node.chain)
+        assert node.collector.highest_justified() == Checkpoint(h12, 12, 101)
+        assert node._voter.justified == Checkpoint(h12, 12, 101)
+    finally:
+        node.close()
