@@ -880,8 +880,9 @@ class RpcServer:
         handler = request.protocol
         try:
             # Waiting for body bytes is waiting on the network, like a silent connection:
-            # evictable, or 256 slow bodies would lock every new caller out for body_timeout.
-            self._budget.idle(handler)
+            # evictable (first: ConnectionBudget), or 256 slow bodies would lock every new
+            # caller out for body_timeout.
+            self._budget.stalled(handler)
             try:
                 async with asyncio.timeout(self.body_timeout):
                     body = await request.read()
@@ -912,7 +913,7 @@ class RpcServer:
             if len(out) <= _SEND_DIRECT:
                 await answer.write(out)  # never waits on the client (below aiohttp's drain threshold)
             else:
-                self._budget.idle(request.protocol)  # waiting on the client to read: evictable, as a body's wait is
+                self._budget.stalled(request.protocol)  # waiting on the client to read: evictable, as a body's wait is
                 await self._send_bounded(request, answer, out)
         except ConnectionError:
             pass  # the client went away before its answer: nobody to tell (aiohttp's own writes were as quiet)

@@ -941,6 +941,33 @@ async def test_slow_body_flood_keeps_room_for_a_new_caller(start_server, session
             writer.close()
 
 
+async def test_a_connection_stalled_mid_request_gives_way_before_one_that_has_not_begun(start_server):
+    """Full, the server closes a connection whose request body trickles in before one that has
+    not sent its request yet, though that one is idle longer: a flood of connections that each
+    sent a head and trickled its body, 3,000 a second, had every new connection closed before
+    its head was read, and 12% of an honest caller's requests failed (retest45's F1)."""
+    async with start_server(max_http_connections=4) as srv:
+        early = await asyncio.open_connection("127.0.0.1", srv.port)  # has sent nothing yet
+        await wait_for(lambda: srv.open_connections == 1)
+        slow = []
+        for n in range(2, 5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+            await writer.drain()
+            slow.append((reader, writer))
+            await wait_for(lambda n=n: srv.open_connections == n)
+        await asyncio.sleep(0.1)  # (their heads read: waiting on their bodies)
+        comer = await asyncio.open_connection("127.0.0.1", srv.port)
+        assert await _closes_soon(slow[0][0])  # the first stalled one, not the early silent one
+        assert not await _closed(early[0])
+        body = HEALTH.encode()
+        early[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await early[1].drain()
+        assert (await asyncio.wait_for(early[0].readline(), 2)).startswith(b"HTTP/1.1 200")
+        for _reader, writer in (early, *slow, comer):
+            writer.close()
+
+
 def _blob_table(size: int = 8 * MIB) -> tuple[Any, bytes]:
     """A method table whose test_blob answers ``size`` z's, and a raw HTTP request for it."""
     table = make_table()
