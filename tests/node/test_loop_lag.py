@@ -222,18 +222,24 @@ async def test_finality_is_imported_off_the_loop(tmp_path, monkeypatch) -> None:
     from node import service as service_module
 
     on_loop: list[bool] = []
-    real_import = service_module.import_justification
+    real_verify = service_module.verify_justification
+    real_finalize = service_module.finalize_verified
     real_follow = service_module.follow_justified
 
-    def import_justification(chain, justification):
+    def verify_justification(chain, justification, **kwargs):
         on_loop.append(threading.current_thread() is threading.main_thread())  # the tests' loop runs there
-        return real_import(chain, justification)
+        return real_verify(chain, justification, **kwargs)
+
+    def finalize_verified(chain, justification):
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return real_finalize(chain, justification)
 
     def follow_justified(chain, justified):
         on_loop.append(threading.current_thread() is threading.main_thread())
         return real_follow(chain, justified)
 
-    monkeypatch.setattr(service_module, "import_justification", import_justification)
+    monkeypatch.setattr(service_module, "verify_justification", verify_justification)
+    monkeypatch.setattr(service_module, "finalize_verified", finalize_verified)
     monkeypatch.setattr(service_module, "follow_justified", follow_justified)
     dev = load_chain_spec("dev")
     spec = with_slot_duration(replace(dev, runtime_config=replace(dev.runtime_config, challenge_blocks=0)), 500)
