@@ -531,17 +531,15 @@ class VoteCollector:
         justification than at the validators that had counted the link's votes as they came,
         and with a threshold of all three they never formed a link again (the reviewer's F3,
         review45); its votes may also be too old for :meth:`add`."""
-        j, voters = justification, self._voter_set()
+        j = justification  # (verified: every voter is of the set, _voter_set)
         headers = {h.hash(): h for h in j.ancestry}
         support: dict[bytes, list[SignedVote]] = {}
         for signed in j.votes:
-            if signed.voter not in voters:
-                continue
             current = signed.vote.target.block_hash
             while current != j.target_hash:
                 support.setdefault(current, []).append(signed)
                 current = headers[current].parent_hash
-        above = [h for h, votes in support.items() if len(votes) >= compute_threshold(len(voters))]
+        above = [h for h, votes in support.items() if len(votes) >= compute_threshold(len(self._voter_set()))]
         if not above:
             self.note_justified(justified_checkpoint(j), j)
             return

@@ -292,3 +292,63 @@ def test_a_link_whose_votes_agree_on_its_target_only_notes_its_target(chains) ->
     assert proof is not None and justified_checkpoint(proof) == _cp(blocks_a[1], 7)
     collector.note_link(proof)
     assert collector.highest_justified() == _cp(blocks_a[1], 7) and collector.justified_proof() == proof
+
+
+def test_a_kept_proof_of_a_valid_checkpoint_is_left_as_it_is(chains, caplog) -> None:
+    """Nothing proven invalid: the kept proof stays the very object it was, nothing is written
+    again and nothing logged (mutmut: _lower_proof's first test with an ``and``)."""
+    node, blocks_a, _ = chains
+    genesis = Checkpoint(node.genesis_hash, 0, 0)
+    collector = VoteCollector(node)
+    for vote in _votes(node, (ALICE, BOB, CHARLIE), genesis, _cp(blocks_a[2], 7)):
+        collector.add(vote)
+    kept = collector.justified_proof()
+    assert kept is not None
+    collector.check()
+    assert collector.justified_proof() is kept and "proven invalid" not in caplog.text
+
+
+def test_a_proof_stored_before_its_checkpoint_was_proven_invalid_is_lowered_on_load(tmp_path, caplog) -> None:
+    """The collector that counted the link is gone (a restart) when the fraud proof comes: the
+    stored proof is lowered as it is loaded, and kept (mutmut: _lower_proof keeping None)."""
+    chain = open_local(tmp_path / "n")
+    blocks = [build(chain, s) for s in range(1, 11)]
+    counted = VoteCollector(chain)
+    genesis = Checkpoint(chain.genesis_hash, 0, 0)
+    for key in (ALICE, BOB, CHARLIE, DAVE):
+        vote = finality.make_vote(chain, key, 10, genesis)
+        assert vote is not None
+        counted.add(vote, 10)
+    assert counted.highest_justified() == _cp(blocks[5], 10)
+    chain.invalidate(blocks[4].hash(), "fraud: a late proof")
+    restarted = VoteCollector(chain)
+    assert restarted.highest_justified() == _cp(blocks[3], 10)
+    proof = restarted.justified_proof()
+    assert proof is not None and justified_checkpoint(proof) == _cp(blocks[3], 10)
+    assert len(proof.votes) == 3 and [h.number for h in proof.ancestry] == [5, 6]  # (the three that formed the link)
+    finality.verify_justification(chain, proof, final=False)
+    said = "the justified checkpoint #6 of round 10 was proven invalid: its link's votes justify #4 of that round, the next source"
+    assert said in [r.getMessage() for r in caplog.records]
+    chain.db.close()
+
+
+def test_a_link_notes_the_highest_block_enough_of_its_votes_contain(chains) -> None:
+    """note_link on a justification whose votes go past its target by different amounts: two
+    for A3, one for A2, so A2 (three votes) is the highest block the link justifies; its proof
+    links the A3 votes down to it (mutmut: note_link's headers)."""
+    node, blocks_a, _ = chains
+    genesis = Checkpoint(node.genesis_hash, 0, 0)
+    votes = sorted(
+        [*_votes(node, (ALICE, BOB), genesis, _cp(blocks_a[2], 7)), *_votes(node, (CHARLIE,), genesis, _cp(blocks_a[1], 7))],
+        key=lambda v: v.voter,
+    )
+    headers = (blocks_a[1].header, blocks_a[2].header)
+    justification = Justification(blocks_a[0].hash(), 1, 0, 7, genesis, tuple(votes), headers)
+    finality.verify_justification(node, justification, final=False)
+    collector = VoteCollector(node)
+    collector.note_link(justification)
+    assert collector.highest_justified() == _cp(blocks_a[1], 7)
+    proof = collector.justified_proof()
+    assert proof is not None and proof.target_hash == blocks_a[1].hash() and proof.votes == tuple(votes)
+    assert proof.ancestry == (blocks_a[2].header,)
+    finality.verify_justification(node, proof, final=False)
