@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 from chain.blockchain import Blockchain
 from chain.errors import ChainError
+from chain.extrinsic import Extrinsic
 from chain.header import Header
 from chain.pool import TransactionPool
 from consensus import fork_choice
@@ -56,21 +57,33 @@ def update_pool(pool: TransactionPool, chain: Blockchain, retracted: Iterable[by
     Call it after the move, on the thread that owns the pool; it uses the pool's public API
     only (``submit``, then ``maintain``: prune the enacted blocks' extrinsics, revalidate the
     rest, expire old future ones). A resubmission the pool refuses (already
-    pooled, invalid on the new branch, pool full) is skipped.
+    pooled, invalid on the new branch, pool full) is skipped. (The node does the same in
+    turns: node.service.NodeService._update_pool.)
     """
-    enacted = tuple(enacted)
-    included = {xt.hash() for block_hash in enacted for xt in chain.get_block(block_hash).body.extrinsics}
+    extrinsics, included = find_resubmissions(pool, chain, retracted, enacted)
     resubmitted: list[bytes] = []
-    for block_hash in reversed(tuple(retracted)):  # oldest block first: nonces in order
-        for xt in chain.get_block(block_hash).body.extrinsics:
-            xt_hash = xt.hash()
-            if xt_hash in included or xt_hash in pool:
-                continue
-            try:
-                pool.submit(xt.encode())
-            except ChainError as exc:
-                log.debug("retracted extrinsic 0x%s not resubmitted: %s", xt_hash.hex(), exc)
-                continue
-            resubmitted.append(xt_hash)
+    for xt in extrinsics:
+        try:
+            pool.submit(xt.encode())
+        except ChainError as exc:
+            log.debug("retracted extrinsic 0x%s not resubmitted: %s", xt.hash().hex(), exc)
+            continue
+        resubmitted.append(xt.hash())
     pool.maintain(chain.best_number, included)
     return resubmitted
+
+
+def find_resubmissions(
+    pool: TransactionPool, chain: Blockchain, retracted: Iterable[bytes], enacted: Iterable[bytes]
+) -> tuple[list[Extrinsic], set[bytes]]:
+    """The retracted blocks' extrinsics to put back in ``pool``, oldest block first (nonces in
+    order), but those an enacted block includes or the pool holds; and the hashes of the
+    enacted blocks' extrinsics (for ``maintain``)."""
+    included = {xt.hash() for block_hash in tuple(enacted) for xt in chain.get_block(block_hash).body.extrinsics}
+    back = [
+        xt
+        for block_hash in reversed(tuple(retracted))
+        for xt in chain.get_block(block_hash).body.extrinsics
+        if xt.hash() not in included and xt.hash() not in pool
+    ]
+    return back, included

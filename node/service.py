@@ -127,7 +127,7 @@ from chain.pruning import LivePrune
 from chain.runtime import Receipt
 from chain.storage import Database
 from consensus.aura import Aura, compute_slot, compute_slot_author
-from consensus.block_import import ConsensusRules, update_pool
+from consensus.block_import import ConsensusRules, find_resubmissions
 from consensus.errors import InvalidHeader, InvalidJustification, InvalidVote, VoteEquivocation
 from consensus.finality import (
     Justification,
@@ -180,6 +180,9 @@ progress = logging.getLogger(PROGRESS_LOGGER)  # a line per block, never collaps
 
 WATCH_QUEUE = 64
 SIGNATURE_CACHE = 16384
+# Retracted extrinsics put back in the pool a loop turn after a reorg (NodeService._update_pool):
+# 32 us each without their signatures here, about 8 ms a turn.
+RESUBMIT_PER_TURN = 256
 # Justifications from peers kept until their target block arrives (each up to 1 MiB).
 MAX_PENDING_JUSTIFICATIONS = 4
 # GIL switch interval while serving (CPython's default is 5 ms). The numba kernels release
@@ -679,8 +682,8 @@ class NodeService:
         # senders' older extrinsics in place for this step to recognise as included.
         if imported.retracted:
             # A reorganisation: the retracted blocks' extrinsics go back to the pool if still
-            # valid, the enacted blocks' are pruned (consensus.block_import.update_pool).
-            update_pool(self.pool, self.chain, imported.retracted, imported.enacted)
+            # valid, the enacted blocks' are pruned (_update_pool).
+            await self._update_pool(imported.retracted, imported.enacted)
         elif imported.is_best:
             self.pool.maintain(block.header.number, included)
         progress.info(
@@ -958,7 +961,7 @@ class NodeService:
             justified.round == recorded.round and self.chain.has_block(recorded.block_hash) and self.chain.is_invalid(recorded.block_hash)
         ):
             self._raise_record(replace_struct(self._voter, justified=justified))
-        self._after_reorg(await asyncio.to_thread(follow_justified, self.chain, justified.block_hash))
+        await self._after_reorg(await asyncio.to_thread(follow_justified, self.chain, justified.block_hash))
 
     # --- signing safety: the record, another signer of this key ------------------------------------
     async def _record(self, state: VoterState, refusal: str) -> bool:
@@ -1178,9 +1181,34 @@ class NodeService:
                 for signed in call.votes:
                     self._check_own_vote(signed, f"noted in block #{header.number}", checked=True)
 
-    def _after_reorg(self, route: TreeRoute | None) -> None:
+    async def _update_pool(self, retracted: Sequence[bytes], enacted: Sequence[bytes]) -> None:
+        """Put the retracted blocks' extrinsics back in the pool (if still valid on the new
+        best chain), then prune the enacted blocks' and revalidate the rest
+        (consensus.block_import.update_pool, in turns): RESUBMIT_PER_TURN a loop turn, their
+        signatures not checked again (their blocks were imported, so they were). All at once,
+        a reorg off a block of 20,000 transfers held the event loop 4.2 s, and a validator
+        missed its slots (retest45's F5). In process, one block of 20,000 remarks: 1.8 s in
+        one turn before, 0.64-0.70 s now, the longest turn 45-47 ms
+        (/work/scratch/s43/reorgpool_node.py, not committed)."""
+        extrinsics, included = find_resubmissions(self.pool, self.chain, retracted, enacted)
+        for n, xt in enumerate(extrinsics):
+            if n and not n % RESUBMIT_PER_TURN:
+                await asyncio.sleep(0)
+            xt_hash = xt.hash()
+            if xt_hash in self.pool:
+                continue
+            self.signature_verified(xt_hash)
+            try:
+                self.pool.submit(xt.encode())
+            except ChainError as exc:
+                log.debug("retracted extrinsic 0x%s not resubmitted: %s", xt_hash.hex(), exc)
+        self.pool.maintain(self.chain.best_number, included)
+        if extrinsics:
+            self._work.set()
+
+    async def _after_reorg(self, route: TreeRoute | None) -> None:
         if route is not None:
-            update_pool(self.pool, self.chain, route.retracted, route.enacted)
+            await self._update_pool(route.retracted, route.enacted)
             self._notify_route(route.retracted, route.enacted)
             self._publish(self._head_watchers, self.chain.best_header)
             if self.network is not None:
@@ -1205,7 +1233,7 @@ class NodeService:
         # verified the link counts it (VoteCollector.note_link: review45's F3).
         self.collector.note_link(justification)
         route = await asyncio.to_thread(finalize_verified, chain, justification)
-        self._after_reorg(route)
+        await self._after_reorg(route)
         self.collector.note_justified(finalized_checkpoint(chain))  # (justified: its link finalized it)
         for signed in justification.votes:
             try:
@@ -1545,7 +1573,7 @@ class NodeService:
                 # reported (below): expected at the rates the README gives, so not an ERROR.
                 log.warning("a valid fraud proof against a finalized block, which stays final; the fraud is reported: %s", exc)
             else:
-                self._after_reorg(route)
+                await self._after_reorg(route)
             # Reported on chain here too unless it is proven already: the detector may have no
             # author key (an auditor), and the first report included earns the reward. In a
             # block of our chain each forged TRAIN is proven apart (a bounty claim may rest on

@@ -395,3 +395,70 @@ def test_a_reorg_tells_the_watcher_retracted_then_in_block_again(tmp_path) -> No
     finally:
         service.close()
     assert statuses == ["ready", {"inBlock": first}, {"retracted": first}, {"inBlock": again}]
+
+
+def test_a_reorg_puts_a_big_blocks_extrinsics_back_in_turns_without_checking_their_signatures_again(tmp_path, monkeypatch) -> None:
+    """A reorg off a block of many extrinsics resubmits them RESUBMIT_PER_TURN a loop turn,
+    their signatures not checked again (their block was imported): all at once, a block of
+    20,000 transfers held the event loop 4.2 s and a validator missed its slots (retest45's F5)."""
+    import node.service as service_module
+
+    monkeypatch.setattr(service_module, "RESUBMIT_PER_TURN", 100)
+    spec = with_slot_duration(load_chain_spec("local"), 100)
+    service = NodeService(NodeConfig(chain="local", tmp=True), spec)
+    keys = {k.public: k for k in map(dev_keypair, ("Alice", "Bob", "Charlie", "Dave"))}
+    senders = [dev_keypair(n) for n in ("Alice", "Bob", "Charlie", "Dave", "Eve")]
+    chain = service.chain
+    xts = [
+        decode_extrinsic(sign_extrinsic(
+            key, calls.Transfer(dev_keypair("Ferdie").public, 10**9), nonce=n,
+            genesis_hash=chain.genesis_hash, spec_version=chain.runtime.spec_version,
+        ).encode())
+        for key in senders for n in range(60)
+    ]
+    validators = get_validators(chain.state.overlay())
+    big = chain.build_block(xts, keys[compute_slot_author(validators, 1)], slot=1)
+    assert len(big.receipts) == 300 and all(r.success for r in big.receipts)
+    other = Blockchain(Database(tmp_path / "fork"), chain_id=spec.id, build_genesis=spec.apply_genesis)
+    try:
+        fork = [other.build_block([], keys[compute_slot_author(validators, slot)], slot=slot).block for slot in (2, 3)]
+    finally:
+        other.db.close()
+    moved = [chain.import_block(block) for block in fork]
+    retracted = tuple(h for m in moved for h in m.retracted)
+    enacted = tuple(h for m in moved for h in m.enacted)
+    assert retracted == (big.block.hash(),)
+    checked: list[bool] = []
+    verify = chain.runtime.verify_extrinsic
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        checked.append(kwargs.get("check_signature", True))
+        return verify(*args, **kwargs)
+
+    monkeypatch.setattr(chain.runtime, "verify_extrinsic", counting)
+
+    async def scenario() -> int:
+        turns = 0
+        done = asyncio.Event()
+
+        async def tick() -> None:
+            nonlocal turns
+            while not done.is_set():
+                turns += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)
+        before = turns
+        await service._update_pool(retracted, enacted)
+        done.set()
+        await ticker
+        return turns - before
+
+    try:
+        turns = asyncio.run(scenario())
+        assert turns >= 2  # 300 in turns of 100: the loop ran between them
+        assert len(service.pool) == 300 and {xt.hash() for xt in service.pool.ready()} == {xt.hash() for xt in xts}
+        assert checked and not any(checked)
+    finally:
+        service.close()
