@@ -29,6 +29,7 @@ import asyncio
 import functools
 import ipaddress
 import itertools
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar, cast
 
@@ -36,7 +37,7 @@ from aiohttp import web
 from aiohttp.http_websocket import WebSocketError
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["ConnectionBudget", "FrameGuard", "GuardedWebSocket", "Listener", "find_hog"]
+__all__ = ["ConnectionBudget", "FrameGuard", "GuardedWebSocket", "HeldBytes", "Listener", "find_hog"]
 
 K = TypeVar("K")
 
@@ -258,6 +259,34 @@ class _Gate(asyncio.Protocol):
         handler.connection_made(transport)
 
 
+class HeldBytes:
+    """The bytes of requests the server holds at once, over all its connections: HTTP bodies
+    from the moment they are read until their call is answered, WebSocket messages from their
+    first frame until their call is. Each connection's own bound (the request size, twice it
+    for a WebSocket message) is no bound on the sum: 100 WebSockets each sending 29.5 MB held
+    5.4 GB of a node's memory, stalled its event loop 5-10 s and paused finality (retest45's
+    F6). A request of at most ``small`` bytes is never refused for it (those of every
+    connection the server keeps together are a few MiB), so a flood of large ones cannot keep
+    out ordinary calls."""
+
+    __slots__ = ("cap", "held", "small")
+
+    def __init__(self, cap: int, small: int = 64 * 1024) -> None:
+        self.cap = cap
+        self.small = small
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Hold ``size`` more bytes if they fit under ``cap`` (True), else none (False)."""
+        if self.held + size > self.cap:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
 class FrameGuard:
     """Sits between aiohttp's `RequestHandler` and its WebSocket reader, reading frame heads.
 
@@ -273,11 +302,15 @@ class FrameGuard:
     __slots__ = (
         "_control_at",
         "_control_tokens",
+        "_done",
         "_head",
+        "_held",
         "_inner",
         "_loop",
+        "_message",
         "_on_violation",
         "_skip",
+        "_taken",
         "eof",
         "failed",
         "flooded",
@@ -285,9 +318,13 @@ class FrameGuard:
         "saw_close",
     )
 
-    def __init__(self, inner: Any, on_violation: Callable[[int, str], None]) -> None:
+    def __init__(self, inner: Any, on_violation: Callable[[int, str], None], held: HeldBytes | None = None) -> None:
         self._inner = inner
         self._on_violation = on_violation
+        self._held = held  # the server's (HeldBytes): each data frame's payload is taken from it
+        self._message = 0  # payload bytes of the message being received
+        self._taken = 0  # of those, held in _held (all of them once past its ``small``)
+        self._done: deque[int] = deque()  # bytes held for each message received, not yet answered
         self._loop = asyncio.get_running_loop()
         self._head = bytearray()  # a frame head not yet complete
         self._skip = 0  # payload bytes of the current frame still to come
@@ -367,11 +404,40 @@ class FrameGuard:
                     bad = (start, CLOSE_PROTOCOL_ERROR, "client frames must be masked (RFC 6455 section 5.1)")
                 elif opcode in (_OP_PING, _OP_PONG) and not self._take_control():
                     bad = (start, CLOSE_POLICY_VIOLATION, f"more than {CONTROL_PER_SECOND:g} pings and pongs a second")
+                elif opcode < _OP_CLOSE and not self._hold(length, bool(head[0] & 0x80)):
+                    bad = (start, CLOSE_TRY_AGAIN_LATER, "the server holds all the request bytes it may now: try again later")
             if opcode == _OP_CLOSE:
                 self.saw_close = True
             self._skip = length
             head.clear()
         return bad
+
+    def _hold(self, length: int, last: bool) -> bool:
+        """Count a data frame of ``length`` payload bytes (``last``: its message's last) against
+        the server's HeldBytes, once its message is past the small size; False if they do not
+        fit (nothing taken)."""
+        held = self._held
+        self._message += length
+        if held is not None and self._message > held.small:
+            if not held.take(self._message - self._taken):
+                return False
+            self._taken = self._message
+        if last:
+            self._done.append(self._taken)
+            self._message = self._taken = 0
+        return True
+
+    def answered(self) -> None:
+        """The oldest message received has been answered: its bytes are no longer held."""
+        if self._done and self._held is not None:
+            self._held.give(self._done.popleft())
+
+    def release(self) -> None:
+        """The connection is over: nothing of it is held any more."""
+        if self._held is not None:
+            self._held.give(sum(self._done) + self._taken)
+        self._done.clear()
+        self._message = self._taken = 0
 
     def _take_control(self) -> bool:
         now = self._loop.time()
@@ -414,6 +480,7 @@ class GuardedWebSocket(web.WebSocketResponse):
     """
 
     guard: FrameGuard | None = None
+    held: HeldBytes | None = None  # the server's, set before prepare (FrameGuard counts against it)
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         handler: Any = request.protocol
@@ -425,7 +492,7 @@ class GuardedWebSocket(web.WebSocketResponse):
         def violation(code: int, message: str) -> None:
             queue.set_exception(WebSocketError(code, message))
 
-        guard = self.guard = FrameGuard(handler._payload_parser, violation)
+        guard = self.guard = FrameGuard(handler._payload_parser, violation, self.held)
         handler._payload_parser = guard
         if tail:
             guard.feed_data(tail)

@@ -134,6 +134,7 @@ from rpc.connections import (
     CLOSE_TRY_AGAIN_LATER,
     ConnectionBudget,
     GuardedWebSocket,
+    HeldBytes,
     Listener,
     compute_address_group,
     find_hog,
@@ -207,6 +208,9 @@ DEFAULT_MAX_SUBSCRIPTIONS: Final = 8192
 RESERVED_SUBSCRIPTIONS: Final = 16
 # Non-WebSocket TCP connections; WebSockets have max_connections (Substrate's 100).
 DEFAULT_MAX_HTTP_CONNECTIONS: Final = 256
+# Bytes of requests held at once over every connection (rpc.connections.HeldBytes): sixteen of
+# the largest HTTP bodies, or eight of the largest WebSocket messages.
+DEFAULT_MAX_HELD_REQUEST_BYTES: Final = 256 * MIB
 # Seconds. hyper (under jsonrpsee) allows 30 s for a request head; 10 s is ample on any
 # link that can use the node and makes a slowloris pay three times more reconnects.
 DEFAULT_HEADER_TIMEOUT: Final = 10.0
@@ -579,6 +583,7 @@ class RpcServer:
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         max_connections: int = 100,
         max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS,
+        max_held_request_bytes: int = DEFAULT_MAX_HELD_REQUEST_BYTES,
         max_subscriptions_per_connection: int = 1024,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
         reserved_subscriptions: int = RESERVED_SUBSCRIPTIONS,
@@ -602,6 +607,7 @@ class RpcServer:
             ("max_response_size", max_response_size),
             ("max_connections", max_connections),
             ("max_http_connections", max_http_connections),
+            ("max_held_request_bytes", max_held_request_bytes),
             ("max_batch_len", max_batch_len),
             ("max_depth", max_depth),
             ("max_containers", max_containers),
@@ -652,6 +658,7 @@ class RpcServer:
         self._http_in_flight = 0
         self._connections: set[_WsConnection] = set()
         self._budget = ConnectionBudget(max_http_connections)
+        self._held = HeldBytes(max_held_request_bytes)
         self._evictions: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._runner: web.ServerRunner | None = None
@@ -876,6 +883,15 @@ class RpcServer:
         length = request.content_length
         if length is not None and length > self.max_request_size:
             return self._too_large(origin, length)
+        # Held from here until answered, against the server's HeldBytes (unless small).
+        held = length if length is not None else self.max_request_size
+        if held <= self._held.small:
+            held = 0
+        elif not self._held.take(held):
+            return web.Response(
+                status=503, headers={**(self._cors_headers(origin) or {}), "Retry-After": "1"},
+                text="The server holds all the request bytes it may now (--rpc-max-request-size bodies from others): try again\n",
+            )
         self._http_in_flight += 1
         handler = request.protocol
         try:
@@ -902,6 +918,7 @@ class RpcServer:
             out = await self._handle_payload(body, None)
         finally:
             self._http_in_flight -= 1
+            self._held.give(held)
         if out is None:
             return web.Response(status=204, headers=self._cors_headers(origin))
         del body  # (not held while the answer goes out)
@@ -1037,6 +1054,7 @@ class RpcServer:
             heartbeat=self.ws_ping_interval,
             timeout=_WS_CLOSE_TIMEOUT,
         )
+        ws.held = self._held
         origin = request.headers.get("Origin")
         if origin is not None:
             ws.headers["Access-Control-Allow-Origin"] = origin
@@ -1073,6 +1091,8 @@ class RpcServer:
                     finally:
                         conn.busy = False
                         conn.last_active = loop.time()
+                        if ws.guard is not None:
+                            ws.guard.answered()
                 elif kind is WSMsgType.ERROR:
                     log.debug("rpc: websocket error: %s", ws.exception())
                     break
@@ -1082,6 +1102,8 @@ class RpcServer:
             log.debug("rpc: websocket dropped: %s", e)
         finally:
             self._connections.discard(conn)
+            if ws.guard is not None:
+                ws.guard.release()
             await conn.close()
             if not ws.closed:
                 await ws.close()

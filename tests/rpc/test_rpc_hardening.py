@@ -1156,3 +1156,63 @@ async def test_the_newcomers_address_is_counted_without_it(start_server, session
             release.set()
             for _reader, running_writer in running:
                 running_writer.close()
+
+
+async def test_the_request_bytes_held_over_all_connections_are_bounded(start_server, session):
+    """HTTP bodies and WebSocket messages count against max_held_request_bytes from the first
+    byte read to their answer: past it a large request is refused (HTTP 503 with Retry-After, a
+    WebSocket closed 1013), a small one is not, and all is given back when they end. Each
+    connection's own bound is no bound on the sum: 100 WebSockets each sending 29.5 MB held
+    5.4 GB of a node's memory and paused its finality (retest45's F6)."""
+    size = 900 * 1024
+    async with start_server(max_request_size=MIB, max_held_request_bytes=2 * MIB) as srv:
+        stalled = []
+        for _ in range(2):  # heads of 900 KiB bodies, and a byte of each: 1.8 MiB held
+            reader, writer = await rawws.connect(srv.port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % size)
+            await writer.drain()
+            stalled.append((reader, writer))
+        await wait_for(lambda: srv._held.held == 2 * size)
+        big = b'{"jsonrpc":"2.0","id":1,"method":"system_health","params":[]}'.ljust(size, b" ")
+        status, answer = await rawws.http_exchange(
+            srv.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(big) + big,
+        )
+        assert status == 503 and b"Retry-After: 1" in answer, answer[:300]
+        status, _ = await post(session, srv, HEALTH)  # small: never refused for it
+        assert status == 200
+        reader, writer = await rawws.upgrade(srv.port)
+        part = b"x" * (300 * 1024)
+        head = bytes([0x01, 0x80 | 127]) + struct.pack(">Q", len(part))  # a text frame, more to come
+        key = bytes(4)  # (a zero mask: the payload as it is)
+        writer.write(head + key + part)
+        await writer.drain()
+        code, _ = await rawws.read_close(reader)
+        assert code == 1013
+        writer.close()
+        small_ws = await session.ws_connect(ws_url(srv))
+        await small_ws.send_str(HEALTH)
+        assert (await small_ws.receive_json(timeout=5))["id"] == 1
+        await small_ws.close()
+        for _reader, stalled_writer in stalled:
+            stalled_writer.close()
+        await wait_for(lambda: srv._held.held == 0)
+        status, answer = await rawws.http_exchange(
+            srv.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(big) + big,
+        )
+        assert status == 200, answer[:300]
+        assert srv._held.held == 0
+        # A WebSocket's message is held until answered, and a part of one until it closes.
+        reader, writer = await rawws.upgrade(srv.port)
+        message = b'{"jsonrpc":"2.0","id":7,"method":"system_health","params":[]}'.ljust(300 * 1024, b" ")
+        writer.write(rawws.frame(message))
+        await writer.drain()
+        opcode, payload = await rawws.read_frame(reader)
+        assert opcode == rawws.OP_TEXT and json.loads(payload)["id"] == 7
+        await wait_for(lambda: srv._held.held == 0)
+        writer.write(head + key + part)
+        await writer.drain()
+        await wait_for(lambda: srv._held.held == len(part))
+        writer.close()
+        await wait_for(lambda: srv._held.held == 0)
