@@ -208,6 +208,7 @@ DEFAULT_MAX_SUBSCRIPTIONS: Final = 8192
 RESERVED_SUBSCRIPTIONS: Final = 16
 # Non-WebSocket TCP connections; WebSockets have max_connections (Substrate's 100).
 DEFAULT_MAX_HTTP_CONNECTIONS: Final = 256
+_MAX_ID: Final = 2**128  # an integer request id's magnitude stays below it
 # Bytes of requests held at once over every connection (rpc.connections.HeldBytes): sixteen of
 # the largest HTTP bodies, or eight of the largest WebSocket messages.
 DEFAULT_MAX_HELD_REQUEST_BYTES: Final = 256 * MIB
@@ -1350,10 +1351,12 @@ class RpcServer:
         has_id = "id" in request
         rid = request.get("id")
         if has_id and not (
-            rid is None or type(rid) is str or type(rid) is int or type(rid) is float
+            rid is None or type(rid) is str or (type(rid) is int and -_MAX_ID < rid < _MAX_ID) or type(rid) is float
         ):
+            # (An integer is bounded: one of a million digits was run, and its answer could
+            # not be encoded with it, so it went out with "id": null: retest45.)
             return _error_response(
-                InvalidRequest(data='"id" must be a string, a number or null'), None
+                InvalidRequest(data='"id" must be a string, a number (an integer below 2^128 in size) or null'), None
             )
         if request.get("jsonrpc") != "2.0":
             return _error_response(InvalidRequest(data='"jsonrpc" must be exactly "2.0"'), rid)

@@ -41,7 +41,7 @@ async def test_an_answer_is_json_with_its_length(server, session):
     assert json.loads(raw)["id"] == 7
 
 
-@pytest.mark.parametrize("rid", ["abc", 0, -5, 2**70, 1.5, None])
+@pytest.mark.parametrize("rid", ["abc", 0, -5, 2**70, 2**128 - 1, -(2**128) + 1, 1.5, None])
 async def test_id_may_be_string_number_or_null(server, session, rid):
     resp = await call(
         session, server, {"jsonrpc": "2.0", "id": rid, "method": "test_echo", "params": [1]}
@@ -125,6 +125,8 @@ async def test_invalid_json_or_utf8_is_parse_error(server, session, body):
         ({"jsonrpc": "2.0", "id": [1], "method": "system_health"}, None),
         ({"jsonrpc": "2.0", "id": {"a": 1}, "method": "system_health"}, None),
         ({"jsonrpc": "2.0", "id": True, "method": "system_health"}, None),
+        ({"jsonrpc": "2.0", "id": 2**128, "method": "system_health"}, None),
+        ({"jsonrpc": "2.0", "id": -(2**128), "method": "system_health"}, None),
         (1, None),
         ("a string", None),
     ],
