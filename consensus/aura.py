@@ -24,6 +24,8 @@ and the block is still imported, as Substrate's Aura does (it only reports). Ref
 would let an equivocating author split honest nodes for good: a node that saw block A first
 would refuse B and every descendant of B, while a node that saw B first would do the
 opposite. Imported, both blocks reach every node, and fork choice and finality pick one.
+(A third block of the slot, announced, is not fetched on its own by the network sync: it
+comes in as the parent of a block that builds on it. node.network.sync, retest45's F0.)
 
 The seal is checked before the equivocation lookup, so stored evidence always consists of
 two headers the author really signed.

@@ -17,10 +17,14 @@ from netkit import FAST, build_sealed_chain, running, start_node, wait_for
 
 from chain import calls
 from chain.block import Block
+from chain.blockchain import Blockchain
 from chain.codec import decode, encode
 from chain.config import SPEC_VERSION
 from chain.crypto import dev_keypair
 from chain.extrinsic import sign_extrinsic
+from chain.pallets.staking import get_validators
+from chain.storage import Database
+from consensus.aura import compute_slot_author
 from consensus.finality import (
     SET_ID,
     Checkpoint,
@@ -499,5 +503,73 @@ async def test_a_peer_is_noted_useful_for_a_block_we_import_and_a_transaction_ou
             peer.service.broadcast_transactions((transfer("Bob"),))
             await wait_for(lambda: "transaction" in noted)
             assert len(node.pool) == 1
+        finally:
+            await peer.service.stop()
+
+
+async def test_a_third_block_of_one_authors_slot_is_imported_only_as_the_parent_of_another(tmp_path, caplog) -> None:
+    """Two blocks of one author's slot prove its equivocation (stored as evidence). A third,
+    announced, is not imported on its own: a byzantine validator re-sealed full blocks 20
+    times a slot on an old parent, each imported in 2-4 s, and 35-42% of honest slots were
+    missed (retest45's F0). A block that builds on it brings it in as its parent, so a node
+    that saw the other siblings first still follows the chain built on it."""
+    caplog.set_level(logging.INFO)
+    first = int(time.time() * 1000) // BLOCK_TIME_MS - 10
+    keys = {k.public: k for k in map(dev_keypair, ("Alice", "Bob", "Charlie", "Dave"))}
+
+    def branch(name: str, remark: bytes | None, length: int) -> list[Block]:
+        """#1 in slot ``first`` (with a remark, or none), then empty blocks in the next slots."""
+        builder = Blockchain(Database(tmp_path / name), chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
+        try:
+            validators = get_validators(builder.state.overlay())
+            xts = [] if remark is None else [sign_extrinsic(
+                dev_keypair("Eve"), calls.Remark(remark), nonce=0, genesis_hash=builder.genesis_hash, spec_version=SPEC_VERSION,
+            )]
+            out = [builder.build_block(xts, keys[compute_slot_author(validators, first)], slot=first).block]
+            out += [builder.build_block([], keys[compute_slot_author(validators, first + n)], slot=first + n).block for n in range(1, length)]
+            return out
+        finally:
+            builder.db.close()
+
+    a, b, (c, child) = branch("a", b"a", 1), branch("b", b"b", 1), branch("c", None, 2)
+    async with local_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
+        peer.blocks = [genesis]
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            by_hash = {block.hash(): block for block in (genesis, a[0], b[0], c, child)}
+
+            tip = [genesis]
+
+            async def serve(who, req):  # type: ignore[no-untyped-def]  (siblings of one height: by hash, or along the last announced)
+                if isinstance(req.start, int):
+                    line = [tip[0]]
+                    while line[0].header.number:
+                        line.insert(0, by_hash[line[0].header.parent_hash])
+                    return [BlockData(block) for block in line[req.start : req.start + req.count]]
+                block, out = by_hash.get(req.start), []
+                while block is not None and len(out) < req.count:
+                    out.append(BlockData(block))
+                    block = None if req.direction == 0 else by_hash.get(block.header.parent_hash)
+                return out
+
+            peer.service.handlers.serve_block_request = serve
+            for block in (a[0], b[0]):
+                tip[0] = block
+                peer.service.broadcast_block(block.header)
+                await wait_for(lambda block=block: node.chain.has_block(block.hash()))
+            root = node.chain.best_header.state_root
+            tip[0] = c
+            peer.service.broadcast_block(c.header)
+            await wait_for(lambda: "is a third block of slot" in caplog.text)
+            assert not node.chain.has_block(c.hash()) and node.chain.best_header.state_root == root
+            assert node.network.reputation.score(peer.id) == 0  # type: ignore[union-attr]
+            tip[0] = child
+            peer.service.broadcast_block(child.header)
+            await wait_for(lambda: node.chain.best_hash == child.hash())
+            assert node.chain.has_block(c.hash())
         finally:
             await peer.service.stop()
