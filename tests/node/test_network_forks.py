@@ -573,3 +573,90 @@ async def test_a_third_block_of_one_authors_slot_is_imported_only_as_the_parent_
             assert node.chain.has_block(c.hash())
         finally:
             await peer.service.stop()
+
+
+async def test_a_side_block_by_a_validator_disabled_on_the_best_chain_is_imported_only_as_a_parent(tmp_path, caplog) -> None:
+    """Dave's double vote is reported in #1 of the best chain, which disables him. A block he
+    seals on a side branch (off genesis, where he is not disabled) is not fetched on its own
+    when announced: the slashed validator of retest45's F0 kept building one full block a slot
+    on its old parent, each imported (14-19% of a core, 0.7 MB/s of disk). A block that builds
+    on it brings it in, as its parent."""
+    import msgspec
+
+    from chain.pallets import balances, staking
+    from consensus.finality import Checkpoint as VoteCheckpoint
+
+    caplog.set_level(logging.INFO)
+    keys = {k.public: k for k in map(dev_keypair, ("Alice", "Bob", "Charlie", "Dave"))}
+    dave, eve = dev_keypair("Dave"), dev_keypair("Eve")
+    now_slot = int(time.time() * 1000) // BLOCK_TIME_MS
+    first = now_slot - 20
+
+    def builder(name: str) -> Blockchain:
+        return Blockchain(Database(tmp_path / name), chain_id=SPEC.id, build_genesis=SPEC.apply_genesis)
+
+    def owner(chain: Blockchain, slot: int) -> bytes:
+        return compute_slot_author(get_validators(chain.state.overlay()), slot)
+
+    main = builder("main")
+    genesis_hash = main.genesis_hash
+
+    def dave_vote(target: bytes) -> bytes:
+        vote = Vote(SET_ID, VoteCheckpoint(genesis_hash, 0, 0), VoteCheckpoint(target, 1, 3))
+        return msgspec.msgpack.encode(sign_vote(dave, genesis_hash, vote))
+
+    report = sign_extrinsic(
+        eve, calls.ReportVoteEquivocation(dave_vote(b"\xaa" * 32), dave_vote(b"\xbb" * 32)),
+        nonce=balances.get_account(main.state.overlay(), eve.public).nonce, genesis_hash=genesis_hash, spec_version=SPEC_VERSION,
+    )
+    slot = first
+    while owner(main, slot) == dave.public:
+        slot += 1
+    built = main.build_block([report], keys[owner(main, slot)], slot=slot)
+    assert all(r.success for r in built.receipts) and staking.is_disabled(main.state.overlay(), dave.public)
+    best = [built.block]
+    main.db.close()
+    side = builder("side")
+    dave_slot = next(s for s in range(slot + 1, now_slot) if owner(side, s) == dave.public)
+    mine = side.build_block([], dave, slot=dave_slot).block
+    child_slot = next(s for s in range(dave_slot + 1, now_slot) if owner(side, s) != dave.public)
+    child = side.build_block([], keys[owner(side, child_slot)], slot=child_slot).block
+    side.db.close()
+
+    async with local_node() as node:
+        assert node.network is not None
+        genesis = node.chain.get_block(node.chain.genesis_hash)
+        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
+        peer.blocks = [genesis]
+        try:
+            await peer.service.dial(node.network.listen_addresses[0])
+            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
+            by_hash = {block.hash(): block for block in (genesis, *best, mine, child)}
+            tip = [genesis]
+
+            async def serve(who, req):  # type: ignore[no-untyped-def]  (by hash, or along the last announced)
+                if isinstance(req.start, int):
+                    line = [tip[0]]
+                    while line[0].header.number:
+                        line.insert(0, by_hash[line[0].header.parent_hash])
+                    return [BlockData(block) for block in line[req.start : req.start + req.count]]
+                block, out = by_hash.get(req.start), []
+                while block is not None and len(out) < req.count:
+                    out.append(BlockData(block))
+                    block = None if req.direction == 0 else by_hash.get(block.header.parent_hash)
+                return out
+
+            peer.service.handlers.serve_block_request = serve
+            tip[0] = best[0]
+            peer.service.broadcast_block(best[0].header)
+            await wait_for(lambda: node.chain.best_hash == best[0].hash())
+            tip[0] = mine
+            peer.service.broadcast_block(mine.header)
+            await wait_for(lambda: "disabled or removed for an offence on our best chain: imported only as the parent" in caplog.text)
+            assert not node.chain.has_block(mine.hash())
+            tip[0] = child
+            peer.service.broadcast_block(child.header)
+            await wait_for(lambda: node.chain.has_block(child.hash()))
+            assert node.chain.has_block(mine.hash()) and node.network.reputation.score(peer.id) == 0  # type: ignore[union-attr]
+        finally:
+            await peer.service.stop()
