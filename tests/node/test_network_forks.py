@@ -507,6 +507,33 @@ async def test_a_peer_is_noted_useful_for_a_block_we_import_and_a_transaction_ou
             await peer.service.stop()
 
 
+def _serve_tree(peer: Any, blocks: list[Block]) -> Any:
+    """Have ``peer`` serve ``blocks`` (a tree: siblings of one height), by hash down to their
+    parents, and by number along the chain of the block it announced last; returns
+    ``announce(block)``, which gossips ``block``'s header."""
+    by_hash = {block.hash(): block for block in blocks}
+    tip = [blocks[0]]
+
+    async def serve(who, req):  # type: ignore[no-untyped-def]
+        if isinstance(req.start, int):
+            line = [tip[0]]
+            while line[0].header.number:
+                line.insert(0, by_hash[line[0].header.parent_hash])
+            return [BlockData(block) for block in line[req.start : req.start + req.count]]
+        block, out = by_hash.get(req.start), []
+        while block is not None and len(out) < req.count:
+            out.append(BlockData(block))
+            block = None if req.direction == 0 else by_hash.get(block.header.parent_hash)
+        return out
+
+    def announce(block: Block) -> None:
+        tip[0] = block
+        peer.service.broadcast_block(block.header)
+
+    peer.service.handlers.serve_block_request = serve
+    return announce
+
+
 async def test_a_third_block_of_one_authors_slot_is_imported_only_as_the_parent_of_another(tmp_path, caplog) -> None:
     """Two blocks of one author's slot prove its equivocation (stored as evidence). A third,
     announced, is not imported on its own: a byzantine validator re-sealed full blocks 20
@@ -540,35 +567,16 @@ async def test_a_third_block_of_one_authors_slot_is_imported_only_as_the_parent_
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
-            by_hash = {block.hash(): block for block in (genesis, a[0], b[0], c, child)}
-
-            tip = [genesis]
-
-            async def serve(who, req):  # type: ignore[no-untyped-def]  (siblings of one height: by hash, or along the last announced)
-                if isinstance(req.start, int):
-                    line = [tip[0]]
-                    while line[0].header.number:
-                        line.insert(0, by_hash[line[0].header.parent_hash])
-                    return [BlockData(block) for block in line[req.start : req.start + req.count]]
-                block, out = by_hash.get(req.start), []
-                while block is not None and len(out) < req.count:
-                    out.append(BlockData(block))
-                    block = None if req.direction == 0 else by_hash.get(block.header.parent_hash)
-                return out
-
-            peer.service.handlers.serve_block_request = serve
+            announce = _serve_tree(peer, [genesis, a[0], b[0], c, child])
             for block in (a[0], b[0]):
-                tip[0] = block
-                peer.service.broadcast_block(block.header)
+                announce(block)
                 await wait_for(lambda block=block: node.chain.has_block(block.hash()))
             root = node.chain.best_header.state_root
-            tip[0] = c
-            peer.service.broadcast_block(c.header)
+            announce(c)
             await wait_for(lambda: "is a third block of slot" in caplog.text)
             assert not node.chain.has_block(c.hash()) and node.chain.best_header.state_root == root
             assert node.network.reputation.score(peer.id) == 0  # type: ignore[union-attr]
-            tip[0] = child
-            peer.service.broadcast_block(child.header)
+            announce(child)
             await wait_for(lambda: node.chain.best_hash == child.hash())
             assert node.chain.has_block(c.hash())
         finally:
@@ -631,31 +639,13 @@ async def test_a_side_block_by_a_validator_disabled_on_the_best_chain_is_importe
         try:
             await peer.service.dial(node.network.listen_addresses[0])
             await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
-            by_hash = {block.hash(): block for block in (genesis, *best, mine, child)}
-            tip = [genesis]
-
-            async def serve(who, req):  # type: ignore[no-untyped-def]  (by hash, or along the last announced)
-                if isinstance(req.start, int):
-                    line = [tip[0]]
-                    while line[0].header.number:
-                        line.insert(0, by_hash[line[0].header.parent_hash])
-                    return [BlockData(block) for block in line[req.start : req.start + req.count]]
-                block, out = by_hash.get(req.start), []
-                while block is not None and len(out) < req.count:
-                    out.append(BlockData(block))
-                    block = None if req.direction == 0 else by_hash.get(block.header.parent_hash)
-                return out
-
-            peer.service.handlers.serve_block_request = serve
-            tip[0] = best[0]
-            peer.service.broadcast_block(best[0].header)
+            announce = _serve_tree(peer, [genesis, *best, mine, child])
+            announce(best[0])
             await wait_for(lambda: node.chain.best_hash == best[0].hash())
-            tip[0] = mine
-            peer.service.broadcast_block(mine.header)
+            announce(mine)
             await wait_for(lambda: "disabled or removed for an offence on our best chain: imported only as the parent" in caplog.text)
             assert not node.chain.has_block(mine.hash())
-            tip[0] = child
-            peer.service.broadcast_block(child.header)
+            announce(child)
             await wait_for(lambda: node.chain.has_block(child.hash()))
             assert node.chain.has_block(mine.hash()) and node.network.reputation.score(peer.id) == 0  # type: ignore[union-attr]
         finally:
