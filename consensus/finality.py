@@ -533,19 +533,38 @@ class VoteCollector:
         review45); its votes may also be too old for :meth:`add`."""
         j = justification  # (verified: every voter is of the set, _voter_set)
         headers = {h.hash(): h for h in j.ancestry}
-        support: dict[bytes, list[SignedVote]] = {}
+        # The votes containing each block above the target: those for it, and those containing
+        # a child (children first: each header once, not a walk a vote; a justification may hold
+        # 1,024 votes over 4,095 headers).
+        support: dict[bytes, int] = {}
         for signed in j.votes:
-            current = signed.vote.target.block_hash
-            while current != j.target_hash:
-                support.setdefault(current, []).append(signed)
-                current = headers[current].parent_hash
-        above = [h for h, votes in support.items() if len(votes) >= compute_threshold(len(self._voter_set()))]
+            support[signed.vote.target.block_hash] = support.get(signed.vote.target.block_hash, 0) + 1
+        for header in sorted(j.ancestry, key=lambda h: h.number, reverse=True):
+            if header.parent_hash != j.target_hash:
+                support[header.parent_hash] = support.get(header.parent_hash, 0) + support.get(header.hash(), 0)
+        needed = compute_threshold(len(self._voter_set()))
+        above = [h for h, count in support.items() if h in headers and count >= needed]
         if not above:
             self.note_justified(justified_checkpoint(j), j)
             return
         top = max(above, key=lambda h: headers[h].number)
         number = headers[top].number
-        chosen = tuple(sorted(support[top], key=lambda v: v.voter))
+        contains: dict[bytes, bool] = {top: True}
+
+        def reaches(block: bytes) -> bool:
+            path = []
+            while block not in contains:
+                header = headers.get(block)
+                if header is None or header.number <= number:
+                    contains[block] = False
+                    break
+                path.append(block)
+                block = header.parent_hash
+            for passed in path:
+                contains[passed] = contains[block]
+            return contains[block]
+
+        chosen = tuple(v for v in j.votes if reaches(v.vote.target.block_hash))  # (in the justification's order: by voter)
         self.note_justified(Checkpoint(top, number, j.round), _link_proof(j, top, number, chosen, headers))
 
     def justified_proof(self) -> Justification | None:

@@ -352,3 +352,30 @@ def test_a_link_notes_the_highest_block_enough_of_its_votes_contain(chains) -> N
     assert proof is not None and proof.target_hash == blocks_a[1].hash() and proof.votes == tuple(votes)
     assert proof.ancestry == (blocks_a[2].header,)
     finality.verify_justification(node, proof, final=False)
+
+
+def test_a_link_counts_a_vote_for_every_block_it_contains_and_leaves_out_one_on_another_branch(chains) -> None:
+    """note_link on a justification of genesis whose votes are two for A3, one for A1 and one
+    for B1 (another branch): A1 has three (the A3 votes reach it through A2), so the link
+    justifies A1, and its proof leaves the B1 vote out (mutmut: the counts carried from
+    children first, and the votes that do not contain the block left out)."""
+    node, blocks_a, block_b = chains
+    genesis = Checkpoint(node.genesis_hash, 0, 0)
+    votes = sorted(
+        [
+            *_votes(node, (BOB, CHARLIE), genesis, _cp(blocks_a[2], 7)),
+            *_votes(node, (ALICE,), genesis, _cp(blocks_a[0], 7)),
+            *_votes(node, (DAVE,), genesis, _cp(block_b, 7)),
+        ],
+        key=lambda v: v.voter,
+    )
+    headers = (blocks_a[0].header, blocks_a[1].header, blocks_a[2].header, block_b.header)
+    justification = Justification(node.genesis_hash, 0, 0, 7, genesis, tuple(votes), headers)
+    finality.verify_justification(node, justification, final=False)
+    collector = VoteCollector(node)
+    collector.note_link(justification)
+    assert collector.highest_justified() == _cp(blocks_a[0], 7)
+    proof = collector.justified_proof()
+    assert proof is not None and sorted(v.voter for v in proof.votes) == sorted(k.public for k in (ALICE, BOB, CHARLIE))
+    assert proof.ancestry == (blocks_a[1].header, blocks_a[2].header)
+    finality.verify_justification(node, proof, final=False)
