@@ -261,30 +261,42 @@ class _Gate(asyncio.Protocol):
 
 class HeldBytes:
     """The bytes of requests the server holds at once, over all its connections: HTTP bodies
-    from the moment they are read until their call is answered, WebSocket messages from their
-    first frame until their call is. Each connection's own bound (the request size, twice it
-    for a WebSocket message) is no bound on the sum: 100 WebSockets each sending 29.5 MB held
-    5.4 GB of a node's memory, stalled its event loop 5-10 s and paused finality (retest45's
-    F6). A request of at most ``small`` bytes is never refused for it (those of every
+    and WebSocket messages, counted as they arrive (not as declared) until their call is
+    answered. Each connection's own bound (the request size, twice it for a WebSocket
+    message) is no bound on the sum: 100 WebSockets each sending 29.5 MB held 5.4 GB of a
+    node's memory, stalled its event loop 5-10 s and paused finality (retest45's F6). Counted
+    as declared, 27 connections each declaring a 9.9 MB body and sending a byte a second held
+    the whole cap, and every request over ``small`` was refused for as long as they kept it
+    (retest46), so bytes count once they are read, and one address may hold ``part`` of the
+    cap at most. A request of at most ``small`` bytes is never refused for it (those of every
     connection the server keeps together are a few MiB), so a flood of large ones cannot keep
     out ordinary calls."""
 
-    __slots__ = ("cap", "held", "small")
+    __slots__ = ("_by_host", "cap", "held", "part", "small")
 
-    def __init__(self, cap: int, small: int = 64 * 1024) -> None:
+    def __init__(self, cap: int, part: int, small: int = 64 * 1024) -> None:
         self.cap = cap
+        self.part = part
         self.small = small
         self.held = 0
+        self._by_host: dict[str, int] = {}
 
-    def take(self, size: int) -> bool:
-        """Hold ``size`` more bytes if they fit under ``cap`` (True), else none (False)."""
-        if self.held + size > self.cap:
+    def take(self, size: int, host: str) -> bool:
+        """Hold ``size`` more bytes of ``host``'s if they fit under ``cap`` and ``host``'s
+        ``part`` (True), else none (False)."""
+        mine = self._by_host.get(host, 0) + size
+        if self.held + size > self.cap or mine > self.part:
             return False
         self.held += size
+        self._by_host[host] = mine
         return True
 
-    def give(self, size: int) -> None:
-        self.held -= size
+    def give(self, size: int, host: str) -> None:
+        if size:
+            self.held -= size
+            left = self._by_host.pop(host) - size
+            if left:
+                self._by_host[host] = left
 
 
 class FrameGuard:
@@ -302,10 +314,13 @@ class FrameGuard:
     __slots__ = (
         "_control_at",
         "_control_tokens",
+        "_data",
         "_done",
         "_head",
         "_held",
+        "_host",
         "_inner",
+        "_last",
         "_loop",
         "_message",
         "_on_violation",
@@ -318,10 +333,15 @@ class FrameGuard:
         "saw_close",
     )
 
-    def __init__(self, inner: Any, on_violation: Callable[[int, str], None], held: HeldBytes | None = None) -> None:
+    def __init__(
+        self, inner: Any, on_violation: Callable[[int, str], None], held: HeldBytes | None = None, host: str = "?"
+    ) -> None:
         self._inner = inner
         self._on_violation = on_violation
-        self._held = held  # the server's (HeldBytes): each data frame's payload is taken from it
+        self._held = held  # the server's (HeldBytes): data frames' payload bytes are taken from it as they come
+        self._host = host  # the client's address group, whose part of _held they are
+        self._data = False  # whether the frame whose payload is coming is a data frame
+        self._last = False  # and the last of its message
         self._message = 0  # payload bytes of the message being received
         self._taken = 0  # of those, held in _held (all of them once past its ``small``)
         self._done: deque[int] = deque()  # bytes held for each message received, not yet answered
@@ -379,8 +399,12 @@ class FrameGuard:
         while pos < end:
             if self._skip:
                 step = min(self._skip, end - pos)
+                if self._data and bad is None and not self._hold(step):
+                    bad = (pos, CLOSE_TRY_AGAIN_LATER, "the server holds all the request bytes it may now: try again later")
                 self._skip -= step
                 pos += step
+                if not self._skip and self._data and self._last:
+                    self._end_message()
                 continue
             if not head:
                 start = pos
@@ -404,38 +428,39 @@ class FrameGuard:
                     bad = (start, CLOSE_PROTOCOL_ERROR, "client frames must be masked (RFC 6455 section 5.1)")
                 elif opcode in (_OP_PING, _OP_PONG) and not self._take_control():
                     bad = (start, CLOSE_POLICY_VIOLATION, f"more than {CONTROL_PER_SECOND:g} pings and pongs a second")
-                elif opcode < _OP_CLOSE and not self._hold(length, bool(head[0] & 0x80)):
-                    bad = (start, CLOSE_TRY_AGAIN_LATER, "the server holds all the request bytes it may now: try again later")
             if opcode == _OP_CLOSE:
                 self.saw_close = True
+            self._data, self._last = opcode < _OP_CLOSE, bool(head[0] & 0x80)
+            if self._data and self._last and not length:
+                self._end_message()
             self._skip = length
             head.clear()
         return bad
 
-    def _hold(self, length: int, last: bool) -> bool:
-        """Count a data frame of ``length`` payload bytes (``last``: its message's last) against
-        the server's HeldBytes, once its message is past the small size; False if they do not
-        fit (nothing taken)."""
+    def _hold(self, size: int) -> bool:
+        """Count ``size`` payload bytes of a data frame, just arrived, against the server's
+        HeldBytes once their message is past the small size; False if they do not fit."""
         held = self._held
-        self._message += length
+        self._message += size
         if held is not None and self._message > held.small:
-            if not held.take(self._message - self._taken):
+            if not held.take(self._message - self._taken, self._host):
                 return False
             self._taken = self._message
-        if last:
-            self._done.append(self._taken)
-            self._message = self._taken = 0
         return True
+
+    def _end_message(self) -> None:
+        self._done.append(self._taken)
+        self._message = self._taken = 0
 
     def answered(self) -> None:
         """The oldest message received has been answered: its bytes are no longer held."""
         if self._done and self._held is not None:
-            self._held.give(self._done.popleft())
+            self._held.give(self._done.popleft(), self._host)
 
     def release(self) -> None:
         """The connection is over: nothing of it is held any more."""
         if self._held is not None:
-            self._held.give(sum(self._done) + self._taken)
+            self._held.give(sum(self._done) + self._taken, self._host)
         self._done.clear()
         self._message = self._taken = 0
 
@@ -481,6 +506,7 @@ class GuardedWebSocket(web.WebSocketResponse):
 
     guard: FrameGuard | None = None
     held: HeldBytes | None = None  # the server's, set before prepare (FrameGuard counts against it)
+    host: str = "?"  # the client's address group, set with it
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         handler: Any = request.protocol
@@ -492,7 +518,7 @@ class GuardedWebSocket(web.WebSocketResponse):
         def violation(code: int, message: str) -> None:
             queue.set_exception(WebSocketError(code, message))
 
-        guard = self.guard = FrameGuard(handler._payload_parser, violation, self.held)
+        guard = self.guard = FrameGuard(handler._payload_parser, violation, self.held, self.host)
         handler._payload_parser = guard
         if tail:
             guard.feed_data(tail)

@@ -659,7 +659,8 @@ class RpcServer:
         self._http_in_flight = 0
         self._connections: set[_WsConnection] = set()
         self._budget = ConnectionBudget(max_http_connections)
-        self._held = HeldBytes(max_held_request_bytes)
+        # One address may hold a quarter of it, and one largest WebSocket message at least.
+        self._held = HeldBytes(max_held_request_bytes, part=max(max_held_request_bytes // 4, 2 * max_request_size))
         self._evictions: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._runner: web.ServerRunner | None = None
@@ -884,17 +885,10 @@ class RpcServer:
         length = request.content_length
         if length is not None and length > self.max_request_size:
             return self._too_large(origin, length)
-        # Held from here until answered, against the server's HeldBytes (unless small).
-        held = length if length is not None else self.max_request_size
-        if held <= self._held.small:
-            held = 0
-        elif not self._held.take(held):
-            return web.Response(
-                status=503, headers={**(self._cors_headers(origin) or {}), "Retry-After": "1"},
-                text="The server holds all the request bytes it may now (--rpc-max-request-size bodies from others): try again\n",
-            )
         self._http_in_flight += 1
         handler = request.protocol
+        host = compute_address_group(request.remote)
+        held = 0  # of the body's bytes, those held against the server's HeldBytes (past its small size)
         try:
             # Waiting for body bytes is waiting on the network, like a silent connection:
             # evictable (first: ConnectionBudget), or 256 slow bodies would lock every new
@@ -902,9 +896,23 @@ class RpcServer:
             self._budget.stalled(handler)
             try:
                 async with asyncio.timeout(self.body_timeout):
-                    body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                return self._too_large(origin, None)
+                    parts: list[bytes] = []
+                    size = 0
+                    async for part in request.content.iter_any():
+                        size += len(part)
+                        if size > self.max_request_size:
+                            return self._too_large(origin, None)
+                        if size > self._held.small:
+                            if not self._held.take(size - held, host):
+                                return web.Response(
+                                    status=503, headers={**(self._cors_headers(origin) or {}), "Retry-After": "1"},
+                                    text="The server holds all the request bytes it may now, or this address's part of them: "
+                                    "try again\n",
+                                )
+                            held = size
+                        parts.append(part)
+                    body = b"".join(parts)
+                    del parts
             except ConnectionError:
                 return web.Response(status=400)  # evicted or gone: nobody reads this
             except TimeoutError:
@@ -919,7 +927,7 @@ class RpcServer:
             out = await self._handle_payload(body, None)
         finally:
             self._http_in_flight -= 1
-            self._held.give(held)
+            self._held.give(held, host)
         if out is None:
             return web.Response(status=204, headers=self._cors_headers(origin))
         del body  # (not held while the answer goes out)
@@ -1055,7 +1063,7 @@ class RpcServer:
             heartbeat=self.ws_ping_interval,
             timeout=_WS_CLOSE_TIMEOUT,
         )
-        ws.held = self._held
+        ws.held, ws.host = self._held, compute_address_group(request.remote)
         origin = request.headers.get("Origin")
         if origin is not None:
             ws.headers["Access-Control-Allow-Origin"] = origin

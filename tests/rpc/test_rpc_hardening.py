@@ -1159,33 +1159,42 @@ async def test_the_newcomers_address_is_counted_without_it(start_server, session
 
 
 async def test_the_request_bytes_held_over_all_connections_are_bounded(start_server, session):
-    """HTTP bodies and WebSocket messages count against max_held_request_bytes from the first
-    byte read to their answer: past it a large request is refused (HTTP 503 with Retry-After, a
-    WebSocket closed 1013), a small one is not, and all is given back when they end. Each
-    connection's own bound is no bound on the sum: 100 WebSockets each sending 29.5 MB held
-    5.4 GB of a node's memory and paused its finality (retest45's F6)."""
-    size = 900 * 1024
-    async with start_server(max_request_size=MIB, max_held_request_bytes=2 * MIB) as srv:
-        stalled = []
-        for _ in range(2):  # heads of 900 KiB bodies, and a byte of each: 1.8 MiB held
-            reader, writer = await rawws.connect(srv.port)
-            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % size)
+    """HTTP bodies and WebSocket messages count against max_held_request_bytes as their bytes
+    arrive, until their answer, each address a quarter of it at most: past it a large request
+    is refused (HTTP 503 with Retry-After, a WebSocket closed 1013), a small one is not, and
+    all is given back when they end. Each connection's own bound is no bound on the sum: 100
+    WebSockets each sending 29.5 MB held 5.4 GB of a node's memory and paused its finality
+    (retest45's F6); counted as declared, 27 connections each declaring 9.9 MB and sending a
+    byte a second held the whole cap (retest46)."""
+    async with start_server(max_request_size=MIB, max_held_request_bytes=8 * MIB) as srv:  # a part of 2 MiB an address
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+
+        async def partial(host: str, sent: int, declared: int = 900 * 1024) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(host, 0))
+            writer.write(head % declared + b"{" + b" " * (sent - 1))
             await writer.drain()
-            stalled.append((reader, writer))
-        await wait_for(lambda: srv._held.held == 2 * size)
-        big = b'{"jsonrpc":"2.0","id":1,"method":"system_health","params":[]}'.ljust(size, b" ")
-        status, answer = await rawws.http_exchange(
-            srv.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(big) + big,
-        )
-        assert status == 503 and b"Retry-After: 1" in answer, answer[:300]
+            return reader, writer
+
+        declared = [await partial("127.0.0.2", 1) for _ in range(27)]  # 27 declared bodies, a byte each: nothing held
+        await asyncio.sleep(0.2)
+        assert srv._held.held == 0
+        hosts = [f"127.0.0.{n}" for n in (3, 3, 4, 4, 5, 5, 6, 6)]
+        stalled = [await partial(host, 900 * 1024 - 1) for host in hosts]  # 8 bodies of 900 KiB, but a byte of each
+        await wait_for(lambda: srv._held.held == 8 * (900 * 1024 - 1))
+        more = await partial("127.0.0.3", 300 * 1024)  # within the cap, past 127.0.0.3's part (2 MiB): refused
+        assert (await rawws.read_head(more[0])).startswith(b"HTTP/1.1 503")
+        stalled.append(await partial("127.0.0.7", 900 * 1024 - 1))
+        await wait_for(lambda: srv._held.held == 9 * (900 * 1024 - 1))
+        other = await partial("127.0.0.12", 300 * 1024)  # past the cap (8 MiB): refused
+        answer = await rawws.read_head(other[0])
+        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in answer
         status, _ = await post(session, srv, HEALTH)  # small: never refused for it
         assert status == 200
         reader, writer = await rawws.upgrade(srv.port)
         part = b"x" * (300 * 1024)
-        head = bytes([0x01, 0x80 | 127]) + struct.pack(">Q", len(part))  # a text frame, more to come
+        ws_head = bytes([0x01, 0x80 | 127]) + struct.pack(">Q", len(part))  # a text frame, more to come
         key = bytes(4)  # (a zero mask: the payload as it is)
-        writer.write(head + key + part)
+        writer.write(ws_head + key + part)
         await writer.drain()
         code, _ = await rawws.read_close(reader)
         assert code == 1013
@@ -1194,13 +1203,11 @@ async def test_the_request_bytes_held_over_all_connections_are_bounded(start_ser
         await small_ws.send_str(HEALTH)
         assert (await small_ws.receive_json(timeout=5))["id"] == 1
         await small_ws.close()
-        for _reader, stalled_writer in stalled:
+        for _reader, stalled_writer in (*declared, *stalled, more, other):
             stalled_writer.close()
         await wait_for(lambda: srv._held.held == 0)
-        status, answer = await rawws.http_exchange(
-            srv.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(big) + big,
-        )
+        big = b'{"jsonrpc":"2.0","id":1,"method":"system_health","params":[]}'.ljust(900 * 1024, b" ")
+        status, answer = await rawws.http_exchange(srv.port, head.replace(b"Host: x", b"Host: x\r\nConnection: close") % len(big) + big)
         assert status == 200, answer[:300]
         assert srv._held.held == 0
         # A WebSocket's message is held until answered, and a part of one until it closes.
@@ -1211,7 +1218,12 @@ async def test_the_request_bytes_held_over_all_connections_are_bounded(start_ser
         opcode, payload = await rawws.read_frame(reader)
         assert opcode == rawws.OP_TEXT and json.loads(payload)["id"] == 7
         await wait_for(lambda: srv._held.held == 0)
-        writer.write(head + key + part)
+        writer.write(ws_head + key + part + rawws.frame(b"", opcode=0))  # ended by an empty last frame
+        await writer.drain()
+        opcode, payload = await rawws.read_frame(reader)
+        assert json.loads(payload)["error"]["code"] == -32700  # (not JSON: answered all the same)
+        await wait_for(lambda: srv._held.held == 0)
+        writer.write(ws_head + key + part)
         await writer.drain()
         await wait_for(lambda: srv._held.held == len(part))
         writer.close()
