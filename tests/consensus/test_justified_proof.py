@@ -1,6 +1,15 @@
 """Proofs of justification (consensus.finality): the link's votes that justify a checkpoint
 without finalizing anything, which a node sends a validator that votes from an older source
-(node.service; tests/node/test_finality_stall.py has the two-node story)."""
+(node.service; tests/node/test_finality_stall.py has the two-node story).
+
+Mutation testing of VoteCollector._lower_proof and note_link and _link_proof (2026-12-02,
+``mutmut run --max-children 1 "consensus.finality.xǁVoteCollectorǁ_lower_proof*"
+"consensus.finality.xǁVoteCollectorǁnote_link*" "consensus.finality.x__link_proof*"``, then
+hand mutants of note_link's rewrite, /work/scratch/s43/mut_fin.py and mut_link.py): every
+mutant killed by the tests below but these, equivalent: ``self._justified[...] = ""`` for
+``None`` (the value is never read); note_link's propagation into the target itself (the
+target is never among the ancestry headers that ``above`` keeps); and the lower bound of
+``reaches``'s walk (it only shortens a walk that cannot reach the top below it)."""
 
 from __future__ import annotations
 
