@@ -442,7 +442,7 @@ class FrameGuard:
         HeldBytes once their message is past the small size; False if they do not fit."""
         held = self._held
         self._message += size
-        if held is not None and self._message > held.small:
+        if held is not None and self._message > held.small and not self.failed:
             if not held.take(self._message - self._taken, self._host):
                 return False
             self._taken = self._message
@@ -458,9 +458,13 @@ class FrameGuard:
             self._held.give(self._done.popleft(), self._host)
 
     def release(self) -> None:
-        """The connection is over: nothing of it is held any more."""
+        """The connection is over: nothing of it is held any more, nor counted from now on
+        (a failed connection's frames are still scanned while it lingers: counted, they were
+        never given back, and four addresses' WebSockets that passed their parts left the
+        whole cap taken for good, every request over ``small`` refused: retest47)."""
         if self._held is not None:
             self._held.give(sum(self._done) + self._taken, self._host)
+        self._held = None
         self._done.clear()
         self._message = self._taken = 0
 

@@ -1228,3 +1228,22 @@ async def test_the_request_bytes_held_over_all_connections_are_bounded(start_ser
         await wait_for(lambda: srv._held.held == len(part))
         writer.close()
         await wait_for(lambda: srv._held.held == 0)
+        # A WebSocket closed for passing its address's part goes on sending while the server
+        # lingers: none of that is counted (it was, after the connection's bytes were given
+        # back, and never given back again: retest47).
+        first = await rawws.upgrade(srv.port)
+        big = b"x" * (1536 * 1024)
+        first[1].write(bytes([0x01, 0x80 | 127]) + struct.pack(">Q", len(big) + 1) + key + big)  # 1.5 MiB of 1.5 MiB + 1
+        await first[1].drain()
+        await wait_for(lambda: srv._held.held == len(big))
+        second = await rawws.upgrade(srv.port)
+        second[1].write(bytes([0x01, 0x80 | 127]) + struct.pack(">Q", 4 * len(big)) + key + big)  # past 127.0.0.1's part
+        await second[1].drain()
+        for _ in range(3):
+            with contextlib.suppress(ConnectionError):
+                second[1].write(big)
+                await second[1].drain()
+        await asyncio.sleep(0.3)
+        for _reader, ws_writer in (first, second):
+            ws_writer.close()
+        await wait_for(lambda: srv._held.held == 0)
