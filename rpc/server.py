@@ -129,6 +129,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 from aiohttp import WSMsgType, web
+from aiohttp.web_protocol import RequestHandler
 
 from rpc.connections import (
     CLOSE_TRY_AGAIN_LATER,
@@ -661,6 +662,8 @@ class RpcServer:
         self._budget = ConnectionBudget(max_http_connections)
         # One address may hold a quarter of it, and one largest WebSocket message at least.
         self._held = HeldBytes(max_held_request_bytes, part=max(max_held_request_bytes // 4, 2 * max_request_size))
+        self._bodies: dict[RequestHandler, tuple[float, str, int]] = {}  # HTTP bodies: (since, address, bytes held)
+        self._reading: set[RequestHandler] = set()  # those of them still being read (_hold_body may cut them off)
         self._evictions: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._runner: web.ServerRunner | None = None
@@ -849,6 +852,32 @@ class RpcServer:
             if not upgraded:
                 self._budget.idle(handler)
 
+    def _hold_body(self, handler: RequestHandler, size: int) -> bool:
+        """Hold an HTTP body's first ``size`` bytes against HeldBytes (those held already
+        counted). Past the cap, the bodies still being read that began before this one are cut
+        off, the one begun longest ago first, and their bytes given back: an honest body comes
+        at once, so it is young, while one held to fill the cap grows old. Without it, twenty
+        connections of five addresses that sent 13.4 MB each and stalled kept every request over
+        64 KiB refused, refilling at each body timeout (retest47). False if it does not fit
+        even so, or passes its address's part."""
+        since, host, held = self._bodies[handler]
+        self._reading.add(handler)
+        while not self._held.take(size - held, host):
+            if not self._held.fits_part(size - held, host):
+                return False
+            older = [h for h in self._reading if h is not handler and self._bodies[h][0] < since]
+            if not older:
+                return False
+            oldest = min(older, key=lambda h: self._bodies[h][0])
+            self._reading.discard(oldest)
+            gone_since, gone_host, gone_held = self._bodies[oldest]
+            self._bodies[oldest] = (gone_since, gone_host, 0)
+            self._held.give(gone_held, gone_host)
+            self._budget.evicted += 1
+            oldest.force_close()
+        self._bodies[handler] = (since, host, size)
+        return True
+
     def _cors_headers(self, origin: str | None) -> dict[str, str] | None:
         if origin is None:
             return None
@@ -888,7 +917,7 @@ class RpcServer:
         self._http_in_flight += 1
         handler = request.protocol
         host = compute_address_group(request.remote)
-        held = 0  # of the body's bytes, those held against the server's HeldBytes (past its small size)
+        self._bodies[handler] = (asyncio.get_running_loop().time(), host, 0)  # (since, address, bytes held)
         try:
             # Waiting for body bytes is waiting on the network, like a silent connection:
             # evictable (first: ConnectionBudget), or 256 slow bodies would lock every new
@@ -902,17 +931,16 @@ class RpcServer:
                         size += len(part)
                         if size > self.max_request_size:
                             return self._too_large(origin, None)
-                        if size > self._held.small:
-                            if not self._held.take(size - held, host):
-                                return web.Response(
-                                    status=503, headers={**(self._cors_headers(origin) or {}), "Retry-After": "1"},
-                                    text="The server holds all the request bytes it may now, or this address's part of them: "
-                                    "try again\n",
-                                )
-                            held = size
+                        if size > self._held.small and not self._hold_body(handler, size):
+                            return web.Response(
+                                status=503, headers={**(self._cors_headers(origin) or {}), "Retry-After": "1"},
+                                text="The server holds all the request bytes it may now, or this address's part of them: "
+                                "try again\n",
+                            )
                         parts.append(part)
                     body = b"".join(parts)
                     del parts
+                    self._reading.discard(handler)  # read whole: no longer cut off for room
             except ConnectionError:
                 return web.Response(status=400)  # evicted or gone: nobody reads this
             except TimeoutError:
@@ -927,6 +955,8 @@ class RpcServer:
             out = await self._handle_payload(body, None)
         finally:
             self._http_in_flight -= 1
+            self._reading.discard(handler)
+            _since, _host, held = self._bodies.pop(handler, (0.0, host, 0))
             self._held.give(held, host)
         if out is None:
             return web.Response(status=204, headers=self._cors_headers(origin))
