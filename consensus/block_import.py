@@ -21,8 +21,8 @@ import logging
 from collections.abc import Iterable
 
 from chain.blockchain import Blockchain
+from chain.crypto import blake2_256
 from chain.errors import ChainError
-from chain.extrinsic import Extrinsic
 from chain.header import Header
 from chain.pool import TransactionPool
 from consensus import fork_choice
@@ -62,28 +62,29 @@ def update_pool(pool: TransactionPool, chain: Blockchain, retracted: Iterable[by
     """
     extrinsics, included = find_resubmissions(pool, chain, retracted, enacted)
     resubmitted: list[bytes] = []
-    for xt in extrinsics:
+    for xt_hash, raw in extrinsics:
         try:
-            pool.submit(xt.encode())
+            pool.submit(raw)
         except ChainError as exc:
-            log.debug("retracted extrinsic 0x%s not resubmitted: %s", xt.hash().hex(), exc)
+            log.debug("retracted extrinsic 0x%s not resubmitted: %s", xt_hash.hex(), exc)
             continue
-        resubmitted.append(xt.hash())
+        resubmitted.append(xt_hash)
     pool.maintain(chain.best_number, included)
     return resubmitted
 
 
 def find_resubmissions(
     pool: TransactionPool, chain: Blockchain, retracted: Iterable[bytes], enacted: Iterable[bytes]
-) -> tuple[list[Extrinsic], set[bytes]]:
-    """The retracted blocks' extrinsics to put back in ``pool``, oldest block first (nonces in
-    order), but those an enacted block includes or the pool holds; and the hashes of the
-    enacted blocks' extrinsics (for ``maintain``)."""
+) -> tuple[list[tuple[bytes, bytes]], set[bytes]]:
+    """The retracted blocks' extrinsics to put back in ``pool`` (hash and encoding, each made
+    once), oldest block first (nonces in order), but those an enacted block includes or the
+    pool holds; and the hashes of the enacted blocks' extrinsics (for ``maintain``)."""
     included = {xt.hash() for block_hash in tuple(enacted) for xt in chain.get_block(block_hash).body.extrinsics}
-    back = [
-        xt
-        for block_hash in reversed(tuple(retracted))
-        for xt in chain.get_block(block_hash).body.extrinsics
-        if xt.hash() not in included and xt.hash() not in pool
-    ]
+    back = []
+    for block_hash in reversed(tuple(retracted)):
+        for xt in chain.get_block(block_hash).body.extrinsics:
+            raw = xt.encode()
+            xt_hash = blake2_256(raw)
+            if xt_hash not in included and xt_hash not in pool:
+                back.append((xt_hash, raw))
     return back, included

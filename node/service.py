@@ -1191,15 +1191,14 @@ class NodeService:
         one turn before, 0.64-0.70 s now, the longest turn 45-47 ms
         (/work/scratch/s43/reorgpool_node.py, not committed)."""
         extrinsics, included = find_resubmissions(self.pool, self.chain, retracted, enacted)
-        for n, xt in enumerate(extrinsics):
+        for n, (xt_hash, raw) in enumerate(extrinsics):
             if n and not n % RESUBMIT_PER_TURN:
                 await asyncio.sleep(0)
-            xt_hash = xt.hash()
             if xt_hash in self.pool:
                 continue
             self.signature_verified(xt_hash)
             try:
-                self.pool.submit(xt.encode())
+                self.pool.submit(raw)
             except ChainError as exc:
                 log.debug("retracted extrinsic 0x%s not resubmitted: %s", xt_hash.hex(), exc)
         self.pool.maintain(self.chain.best_number, included)
