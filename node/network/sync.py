@@ -492,6 +492,11 @@ class NodeLink:
                 f"block #{header.number} in slot {header.slot} is more than {aura.max_future_slots} slots after our "
                 f"clock's slot {aura.current_slot()}"
             ), False
+        problem = self._seal_problem(header)
+        if problem is not None:
+            return f"block #{header.number} announced {problem}", header.author in self._final_validators()
+        # (The two refusals below come after the seal's check, which blames a forged header: before
+        # it, a peer's forged headers naming a removed validator cost storage reads, uncharged.)
         # A third block of one author's slot: its equivocation is proven by the two stored (the
         # evidence), and a byzantine validator re-sealed full blocks 20 times a slot on an old
         # parent, each imported here in 2-4 s: 35-42% of honest slots were missed (retest45's
@@ -514,10 +519,7 @@ class NodeLink:
                 f"block #{header.number} by {ss58_encode(header.author)}, disabled or removed for an offence on our "
                 f"best chain: imported only as the parent of a block that builds on it"
             ), False
-        problem = self._seal_problem(header)
-        if problem is None:
-            return None, False
-        return f"block #{header.number} announced {problem}", header.author in self._final_validators()
+        return None, False
 
     def _seal_problem(self, header: Header, parent: Header | None = None) -> str | None:
         """Why ``header`` cannot be a block above our finalized one by its seal (None if it
