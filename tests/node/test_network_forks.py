@@ -507,10 +507,16 @@ async def test_a_peer_is_noted_useful_for_a_block_we_import_and_a_transaction_ou
             await peer.service.stop()
 
 
-def _serve_tree(peer: Any, blocks: list[Block]) -> Any:
-    """Have ``peer`` serve ``blocks`` (a tree: siblings of one height), by hash down to their
-    parents, and by number along the chain of the block it announced last; returns
-    ``announce(block)``, which gossips ``block``'s header."""
+async def _serve_tree(node: NodeService, blocks: list[Block]) -> tuple[Any, Any]:
+    """A peer on ``blocks[0]`` (genesis) dialed into ``node``, serving ``blocks`` (a tree:
+    siblings of one height) by hash down to their parents, and by number along the chain of the
+    block it announced last; returns it (stop its service) and ``announce(block)``, which gossips
+    ``block``'s header."""
+    assert node.network is not None
+    peer = await start_node(genesis=blocks[0].hash(), blocks=1)
+    peer.blocks = blocks[:1]
+    await peer.service.dial(node.network.listen_addresses[0])
+    await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
     by_hash = {block.hash(): block for block in blocks}
     tip = [blocks[0]]
 
@@ -531,7 +537,7 @@ def _serve_tree(peer: Any, blocks: list[Block]) -> Any:
         peer.service.broadcast_block(block.header)
 
     peer.service.handlers.serve_block_request = serve
-    return announce
+    return peer, announce
 
 
 async def test_a_third_block_of_one_authors_slot_is_imported_only_as_the_parent_of_another(tmp_path, caplog) -> None:
@@ -562,12 +568,8 @@ async def test_a_third_block_of_one_authors_slot_is_imported_only_as_the_parent_
     async with local_node() as node:
         assert node.network is not None
         genesis = node.chain.get_block(node.chain.genesis_hash)
-        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
-        peer.blocks = [genesis]
+        peer, announce = await _serve_tree(node, [genesis, a[0], b[0], c, child])
         try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
-            announce = _serve_tree(peer, [genesis, a[0], b[0], c, child])
             for block in (a[0], b[0]):
                 announce(block)
                 await wait_for(lambda block=block: node.chain.has_block(block.hash()))
@@ -634,12 +636,8 @@ async def test_a_side_block_by_a_validator_disabled_on_the_best_chain_is_importe
     async with local_node() as node:
         assert node.network is not None
         genesis = node.chain.get_block(node.chain.genesis_hash)
-        peer = await start_node(genesis=node.chain.genesis_hash, blocks=1)
-        peer.blocks = [genesis]
+        peer, announce = await _serve_tree(node, [genesis, *best, mine, child])
         try:
-            await peer.service.dial(node.network.listen_addresses[0])
-            await wait_for(lambda: len(node.network.peers()) == 1)  # type: ignore[union-attr]
-            announce = _serve_tree(peer, [genesis, *best, mine, child])
             announce(best[0])
             await wait_for(lambda: node.chain.best_hash == best[0].hash())
             announce(mine)
