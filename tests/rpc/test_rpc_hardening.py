@@ -1250,3 +1250,34 @@ async def test_the_request_bytes_held_over_all_connections_are_bounded(start_ser
         for _reader, ws_writer in (first, second):
             ws_writer.close()
         await wait_for(lambda: srv._held.held == 0)
+
+
+async def test_a_body_read_whole_is_not_cut_off_for_room_while_its_call_runs(start_server):
+    """Past the held-bytes cap, only bodies still being read are cut off for a newcomer: one
+    read whole, whose call is running, is older than every stalled body but stays, and is
+    answered (the re-read of this change: no test missed the line that says so)."""
+    table, release, _ = _slow_table()
+    async with start_server(methods=table, max_request_size=MIB, max_held_request_bytes=8 * MIB) as srv:
+        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "test_slow"}).encode().ljust(900 * 1024, b" ")
+        running = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
+        running[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await running[1].drain()
+        await wait_for(lambda: srv._held.held == len(body) and not srv._reading)
+        stalled = []
+        for host in ("127.0.0.3", "127.0.0.3", "127.0.0.4", "127.0.0.4", "127.0.0.5", "127.0.0.5", "127.0.0.6", "127.0.0.6"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(host, 0))
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (900 * 1024) + b" " * (900 * 1024 - 2))
+            await writer.drain()
+            stalled.append((reader, writer))
+        await wait_for(lambda: srv._held.held == len(body) + 8 * (900 * 1024 - 1))
+        comer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.7", 0))
+        comer[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (900 * 1024) + b" " * (300 * 1024))
+        await comer[1].drain()
+        assert await _closes_soon(stalled[0][0])  # the oldest body still being read, not the running call's
+        assert not await _closed(running[0])
+        release.set()
+        head = await rawws.read_head(running[0])
+        assert head.startswith(b"HTTP/1.1 200")
+        for _reader, writer in (running, *stalled, comer):
+            writer.close()
+        await wait_for(lambda: srv._held.held == 0)
