@@ -291,6 +291,10 @@ class HeldBytes:
         self._by_host[host] = mine
         return True
 
+    def holds(self, host: str) -> int:
+        """The bytes ``host`` holds."""
+        return self._by_host.get(host, 0)
+
     def fits_part(self, size: int, host: str) -> bool:
         """Whether ``size`` more bytes of ``host``'s are within its part (the cap aside)."""
         return self._by_host.get(host, 0) + size <= self.part

@@ -663,7 +663,8 @@ class RpcServer:
         # One address may hold a quarter of it, and one largest WebSocket message at least.
         self._held = HeldBytes(max_held_request_bytes, part=max(max_held_request_bytes // 4, 2 * max_request_size))
         self._bodies: dict[RequestHandler, tuple[float, str, int]] = {}  # HTTP bodies: (since, address, bytes held)
-        self._reading: set[RequestHandler] = set()  # those of them still being read (_hold_body may cut them off)
+        # Those of them still being read (_hold_body may cut them off), in the order they were first held.
+        self._reading: dict[RequestHandler, None] = {}
         self._evictions: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._runner: web.ServerRunner | None = None
@@ -854,27 +855,34 @@ class RpcServer:
 
     def _hold_body(self, handler: RequestHandler, size: int) -> bool:
         """Hold an HTTP body's first ``size`` bytes against HeldBytes (those held already
-        counted). Past the cap, the bodies still being read that began before this one are cut
-        off, the one begun longest ago first, and their bytes given back: an honest body comes
-        at once, so it is young, while one held to fill the cap grows old. Without it, twenty
-        connections of five addresses that sent 13.4 MB each and stalled kept every request over
-        64 KiB refused, refilling at each body timeout (retest47). False if it does not fit
-        even so, or passes its address's part."""
+        counted). Past the cap, bodies still being read are cut off for it and their bytes given
+        back, each the first begun of the address whose bodies being read hold the most, while
+        that address holds more than this one's would: room is taken from the largest holder,
+        never from an address holding less (the rule of the inbound p2p peers,
+        node.network.service.choose_evictee). Without a cut-off, twenty connections of five
+        addresses that sent 13.4 MB each and stalled kept every request over 64 KiB refused
+        (retest47); cutting off the body begun longest ago cut every honest upload slower than
+        about 0.2 s while they sent again at once (retest48). False if it does not fit even so,
+        or passes its address's part."""
         since, host, held = self._bodies[handler]
-        self._reading.add(handler)
+        self._reading[handler] = None
         while not self._held.take(size - held, host):
             if not self._held.fits_part(size - held, host):
                 return False
-            older = [h for h in self._reading if h is not handler and self._bodies[h][0] < since]
-            if not older:
+            reading: dict[str, int] = {}  # bytes of bodies being read, by address
+            for other in self._reading:  # (in the order they began to be held: ties go to the first)
+                _since, where, count = self._bodies[other]
+                reading[where] = reading.get(where, 0) + count
+            hog, most = max(reading.items(), key=lambda item: item[1])
+            if most <= self._held.holds(host) + size - held:  # (so never host itself: it holds those)
                 return False
-            oldest = min(older, key=lambda h: self._bodies[h][0])
-            self._reading.discard(oldest)
-            gone_since, gone_host, gone_held = self._bodies[oldest]
-            self._bodies[oldest] = (gone_since, gone_host, 0)
+            victim = next(other for other in self._reading if self._bodies[other][1] == hog)
+            del self._reading[victim]
+            gone_since, gone_host, gone_held = self._bodies[victim]
+            self._bodies[victim] = (gone_since, gone_host, 0)
             self._held.give(gone_held, gone_host)
             self._budget.evicted += 1
-            oldest.force_close()
+            victim.force_close()
         self._bodies[handler] = (since, host, size)
         return True
 
@@ -940,7 +948,7 @@ class RpcServer:
                         parts.append(part)
                     body = b"".join(parts)
                     del parts
-                    self._reading.discard(handler)  # read whole: no longer cut off for room
+                    self._reading.pop(handler, None)  # read whole: no longer cut off for room
             except ConnectionError:
                 return web.Response(status=400)  # evicted or gone: nobody reads this
             except TimeoutError:
@@ -955,7 +963,7 @@ class RpcServer:
             out = await self._handle_payload(body, None)
         finally:
             self._http_in_flight -= 1
-            self._reading.discard(handler)
+            self._reading.pop(handler, None)
             _since, _host, held = self._bodies.pop(handler, (0.0, host, 0))
             self._held.give(held, host)
         if out is None:

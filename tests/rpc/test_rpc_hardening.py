@@ -1281,3 +1281,51 @@ async def test_a_body_read_whole_is_not_cut_off_for_room_while_its_call_runs(sta
         for _reader, writer in (running, *stalled, comer):
             writer.close()
         await wait_for(lambda: srv._held.held == 0)
+
+
+async def test_a_slow_honest_body_is_not_cut_off_for_addresses_holding_more(start_server):
+    """Past the held-bytes cap, the body cut off for a newcomer is one of the address whose
+    bodies still being read hold the most, and only if it holds more than the newcomer's
+    would: an honest upload that arrives slowly, begun before the stalled bodies that filled
+    the cap, goes on and is answered. Cutting the body begun longest ago cut it off, every one
+    of 11 such uploads of 0.2-10 MB, while five addresses kept the cap full and sent again
+    at once when cut off (retest48). A newcomer from an address already holding as much as
+    any other is refused (503), not given another's room."""
+    async with start_server(max_request_size=MIB, max_held_request_bytes=8 * MIB) as srv:  # a part of 2 MiB an address
+        body = b'{"jsonrpc":"2.0","id":5,"method":"system_health","params":[]}'.ljust(900 * 1024, b" ")
+        honest = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.9", 0))
+        honest[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body[: 100 * 1024])
+        await honest[1].drain()
+        await wait_for(lambda: srv._held.held == 100 * 1024)
+        stalled = []
+        hosts = ("127.0.0.3", "127.0.0.3", "127.0.0.4", "127.0.0.4", "127.0.0.5", "127.0.0.5", "127.0.0.6", "127.0.0.6")
+        for host in hosts:  # 8 x (900 KiB - 1): 7.03 MiB, each address 1.76 MiB
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(host, 0))
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (900 * 1024) + b" " * (900 * 1024 - 2))
+            await writer.drain()
+            stalled.append((reader, writer))
+        await wait_for(lambda: srv._held.held == 100 * 1024 + 8 * (900 * 1024 - 1))
+        # A fresh address sends 900 KiB: past the cap, so the first body of an address holding
+        # the most (127.0.0.3) is cut off, not the honest one begun before them all.
+        comer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.7", 0))
+        comer[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (900 * 1024) + b" " * (900 * 1024 - 2))
+        await comer[1].drain()
+        assert await _closes_soon(stalled[0][0])
+        assert not await _closed(honest[0]) and not await _closed(stalled[1][0])
+        # 127.0.0.3, cut off, sends again at once: its address would hold 1.76 MiB, no less
+        # than any other's: refused, no body cut off for it.
+        again = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.3", 0))
+        again[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (900 * 1024) + b" " * (900 * 1024 - 2))
+        await again[1].drain()
+        assert (await rawws.read_head(again[0])).startswith(b"HTTP/1.1 503")
+        assert not await _closed(honest[0]) and not any([await _closed(reader) for reader, _ in stalled[1:]])
+        # The honest body's rest arrives, slowly: each part cuts off a body of an address
+        # holding more, and the call is answered.
+        for at in range(100 * 1024, len(body), 200 * 1024):
+            honest[1].write(body[at : at + 200 * 1024])
+            await honest[1].drain()
+            await asyncio.sleep(0.05)
+        assert (await rawws.read_head(honest[0])).startswith(b"HTTP/1.1 200")
+        for _reader, writer in (honest, *stalled, comer, again):
+            writer.close()
+        await wait_for(lambda: srv._held.held == 0)
