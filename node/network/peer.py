@@ -31,7 +31,8 @@ from node.network.identity import PeerId
 from node.network.messages import Disconnect, Message, Status, decode_message, encode_message
 from node.network.multiaddr import Multiaddr
 from node.network.noise import MAX_CHUNK, TAG_LEN, NoiseSession
-from node.network.reputation import FairShare, RateLimiter
+from node.network.reputation import FairShare
+from rpc.connections import RateLimiter
 
 T = TypeVar("T", bound=Hashable)
 

@@ -37,7 +37,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+
+from rpc.connections import RateLimiter
 
 BAN_THRESHOLD = -1000.0
 HALF_LIFE = 60.0
@@ -187,57 +188,6 @@ class ReputationBook:
                 return left
             del table[peer]
         return 0.0
-
-
-class RateLimiter:
-    """A token bucket: ``rate`` tokens per second, at most ``burst`` banked."""
-
-    __slots__ = ("_at", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = burst
-        self._at = time.monotonic()
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until ``amount`` tokens are banked (0: now; inf: more than the burst)."""
-        if amount > self.burst:
-            return float("inf")
-        tokens = min(self.burst, self._tokens + (time.monotonic() - self._at) * self.rate)
-        return 0.0 if tokens >= amount else (amount - tokens) / self.rate
-
-    def take(self, amount: float = 1.0) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens < amount:
-            return False
-        self._tokens -= amount
-        return True
-
-    def settle(self, delta: float) -> None:
-        """Give back ``delta`` tokens of an amount taken ahead (at most up to the burst), or,
-        if negative, take more than was banked: later takes wait for the debt too."""
-        self.take(0.0)  # (banks what accrued since the last take)
-        self._tokens = min(self.burst, self._tokens + delta)
-
-
-A = TypeVar("A")  # an allowance: a RateLimiter, or a peer.HostShare of them
-
-
-def take_allowance(table: OrderedDict[Any, A], key: object, make: Callable[[], A], most: int) -> A:
-    """``key``'s allowance in ``table``, ``make()`` (full) on its first use; the table keeps the
-    ``most`` keys used last (a key used again moves to the back), so peers from ever new
-    addresses or with ever new identities cannot grow it without bound: a newcomer past them
-    gets a new one."""
-    allowance = table.pop(key, None)
-    if allowance is None:
-        allowance = make()
-    table[key] = allowance  # (the most recent last)
-    while len(table) > most:
-        table.popitem(last=False)
-    return allowance
 
 
 class FairShare:

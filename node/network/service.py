@@ -147,16 +147,16 @@ from node.network.reputation import (
     SETTLED_AFTER,
     FairShare,
     Misbehaviour,
-    RateLimiter,
     ReputationBook,
-    take_allowance,
 )
 from rpc.connections import (
     CLOSE_TRY_AGAIN_LATER,
     ConnectionBudget,
     Listener,
+    RateLimiter,
     compute_address_group,
     find_hog,
+    take_allowance,
 )
 
 log = logging.getLogger("polchain.network")
@@ -176,7 +176,7 @@ VOTE_GOSSIP_WINDOW = 0.02
 # for 26 ms, and 30 peers' batches back to back for 0.8 s (retest42). 32 are under 2 ms.
 VOTES_PER_TURN = 32
 LAG_STEP = 0.25  # seconds: a request's timeout is waited in steps this long (see _await_answer)
-MAX_SERVED_HOSTS = 1024  # addresses whose answer and handshake allowances are kept (reputation.take_allowance)
+MAX_SERVED_HOSTS = 1024  # addresses whose answer and handshake allowances are kept (rpc.connections.take_allowance)
 # Bytes an answer's block costs the answer allowances at least (served_bytes_per_*): serving a
 # small block costs about 17 us (read and encoded) whatever its size, so charged by its bytes,
 # 30 addresses each within its own requests made a node serve 36,480 empty blocks a second at

@@ -143,7 +143,7 @@ from node.network.messages import (
     compute_answered_extrinsics_root,
 )
 from node.network.peer import BoundedSet
-from node.network.reputation import Misbehaviour, RateLimiter, take_allowance
+from node.network.reputation import Misbehaviour
 from node.network.service import (
     MAX_SERVED_HOSTS,
     ChainStatus,
@@ -152,6 +152,7 @@ from node.network.service import (
     PeerInfo,
 )
 from node.network.transcripts import KeptOpenings, NetworkSource, TranscriptServer, TranscriptStats
+from rpc.connections import RateLimiter, take_allowance
 
 log = logging.getLogger("polchain.sync")
 

@@ -659,7 +659,7 @@ def test_a_rate_limiters_settle_gives_back_or_takes_exactly_its_delta_up_to_the_
     """RateLimiter.settle (node.network.service._settle: an answer's size paid after the
     largest was taken ahead): the tokens move by the delta alone, capped at the burst, and a
     debt makes later takes wait. A rate of one token in ~30 years keeps accrual out of it."""
-    from node.network.reputation import RateLimiter
+    from rpc.connections import RateLimiter
 
     bucket = RateLimiter(1e-9, 10.0)
     assert bucket.take(5.0)

@@ -384,11 +384,12 @@ async def test_the_nodes_allowance_counts_an_inbound_peers_bytes_by_address_and_
     the group None, always the address or always the id, either way round, and the settle
     for the group None.)"""
     from node.network import reputation
+    from rpc.connections import RateLimiter
 
     class Recording(reputation.FairShare):
         __slots__ = ("seen",)
 
-        def __init__(self, bucket: reputation.RateLimiter) -> None:
+        def __init__(self, bucket: RateLimiter) -> None:
             super().__init__(bucket)
             self.seen: list[tuple[object, ...]] = []
 
@@ -1506,7 +1507,7 @@ def test_held_parts_shed_the_oldest_holder_and_raise_for_the_reader_itself() -> 
 
     from node.network.errors import HostFlood
     from node.network.peer import FrameShare
-    from node.network.reputation import RateLimiter
+    from rpc.connections import RateLimiter
 
     class Holder:
         def __init__(self, held: int, since: float, asked: int = 0) -> None:
