@@ -266,6 +266,7 @@ def _add_node(sub: _Commands) -> None:
     from node.service import POL_MODES
     from rpc.server import (
         DEFAULT_HEADER_TIMEOUT,
+        DEFAULT_MAX_CONNECTIONS_PER_SECOND,
         DEFAULT_MAX_HTTP_CONNECTIONS,
         DEFAULT_MAX_SUBSCRIPTIONS,
         DEFAULT_WS_IDLE_TIMEOUT,
@@ -318,6 +319,9 @@ def _add_node(sub: _Commands) -> None:
     node.add_argument("--rpc-max-http-connections", type=_positive, default=DEFAULT_MAX_HTTP_CONNECTIONS, metavar="N",
                       help=f"open connections other than WebSockets (default {DEFAULT_MAX_HTTP_CONNECTIONS}); "
                            "over it the longest idle one is closed")
+    node.add_argument("--rpc-max-connections-per-second", type=_positive, default=int(DEFAULT_MAX_CONNECTIONS_PER_SECOND),
+                      metavar="N", help=f"new connections one address may open a second, four seconds' worth at once "
+                                        f"(default {int(DEFAULT_MAX_CONNECTIONS_PER_SECOND)}); past it HTTP 429")
     node.add_argument("--rpc-header-timeout", type=_seconds, default=DEFAULT_HEADER_TIMEOUT, metavar="SECS",
                       help="a connection must send a complete request head this soon after opening or its last response")
     node.add_argument("--rpc-ws-ping-interval", type=_seconds, default=DEFAULT_WS_PING_INTERVAL, metavar="SECS",
@@ -905,6 +909,7 @@ def run_node(args: argparse.Namespace) -> int:
         )
         rpc_options = {
             "max_http_connections": args.rpc_max_http_connections,
+            "max_connections_per_second": args.rpc_max_connections_per_second,
             "header_timeout": args.rpc_header_timeout,
             "ws_ping_interval": args.rpc_ws_ping_interval,
             "ws_idle_timeout": args.rpc_ws_idle_timeout,

@@ -265,17 +265,22 @@ class Listener(web.Server):
 
     ``admit``, given, is asked about each new connection's address group
     (:func:`compute_address_group`) before anything is made for it: a connection it refuses is
-    reset at once by a :class:`_Gate`, with no request handler made, no request read and no
-    response written. The p2p service refuses an address that has used its handshake
-    allowance: answered one by one with HTTP 503, about 1,100 refused upgrades a second from one
-    address, each a fresh connection, kept a node at 63% of a core (an outside tester's X2,
-    round 15)."""
+    refused by a :class:`_Gate`, with no request handler made and no request parsed. The p2p
+    service refuses an address that has used its handshake allowance: answered one by one with
+    HTTP 503, about 1,100 refused upgrades a second from one address, each a fresh connection,
+    kept a node at 63% of a core (an outside tester's X2, round 15). Without ``refusal`` such a
+    connection is reset at once; with it (the RPC server's 429), ``refusal`` is written and
+    the connection closed once the client's first bytes are read (closed with bytes unread,
+    the kernel resets it and drops the answer), or reset after REFUSAL_LINGER seconds, at most
+    MAX_REFUSING of them waiting at once (the rest reset at once)."""
 
     def __init__(self, handler: Any, budget: ConnectionBudget, admit: Callable[[str], bool] | None = None,
-                 **kwargs: Any) -> None:
+                 *, refusal: bytes | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.budget = budget
         self.admit = admit
+        self.refusal = refusal
+        self.refusing = 0  # refused connections waiting for their client's first bytes
 
     def __call__(self) -> Any:
         return super().__call__() if self.admit is None else _Gate(self)
@@ -289,26 +294,55 @@ class Listener(web.Server):
         self.budget.forget(handler)
 
 
+# A refused connection that is answered waits this long at most for its client's first bytes,
+# and so many at once at most (each an open socket): a flood is reset beyond them.
+REFUSAL_LINGER: Final = 1.0
+MAX_REFUSING: Final = 64
+
+
 class _Gate(asyncio.Protocol):
     """A new connection's protocol until :class:`Listener`'s ``admit`` has seen its address:
-    refused, the connection is reset; admitted, aiohttp's request handler is made and takes
-    the transport over before a byte has been read (asyncio's ``set_protocol``)."""
+    admitted, aiohttp's request handler is made and takes the transport over before a byte
+    has been read (asyncio's ``set_protocol``); refused, it is reset, or answered and closed
+    (Listener's ``refusal``)."""
 
-    __slots__ = ("_listener",)
+    __slots__ = ("_expiry", "_listener", "_transport")
 
     def __init__(self, listener: Listener) -> None:
         self._listener = listener
+        self._transport: asyncio.Transport | None = None
+        self._expiry: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         listener = self._listener
         peer = transport.get_extra_info("peername")
         assert listener.admit is not None  # (a gate only stands where there is an admit)
-        if not listener.admit(compute_address_group(str(peer[0]) if isinstance(peer, tuple) and peer else None)):
-            cast(asyncio.Transport, transport).abort()
-            return
-        handler = web.Server.__call__(listener)
-        transport.set_protocol(handler)
-        handler.connection_made(transport)
+        tcp = cast(asyncio.Transport, transport)
+        if listener.admit(compute_address_group(str(peer[0]) if isinstance(peer, tuple) and peer else None)):
+            handler = web.Server.__call__(listener)
+            tcp.set_protocol(handler)
+            handler.connection_made(tcp)
+        elif listener.refusal is None or listener.refusing >= MAX_REFUSING:
+            tcp.abort()
+        else:
+            listener.refusing += 1
+            self._transport = tcp
+            self._expiry = asyncio.get_running_loop().call_later(REFUSAL_LINGER, tcp.abort)
+            tcp.write(listener.refusal)
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is not None:  # (read, so closing sends the answer, not a reset)
+            self._transport.close()
+
+    def eof_received(self) -> bool | None:
+        return False  # (closes: the answer was written first)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._transport = None
+            self._listener.refusing -= 1
+            assert self._expiry is not None
+            self._expiry.cancel()
 
 
 class HeldBytes:

@@ -71,6 +71,11 @@ are MiB like Substrate's and convert with `MIB`):
     WebSockets so that WebSockets can never take the room HTTP callers need. Over the
     limit, the connection that has waited on the network longest (silent, idle, or
     dribbling a body) is closed (`ConnectionBudget`); one whose call is running is not.
+  - new connections: an address (`compute_address_group`) opens at most
+    ``max_connections_per_second`` a second, four seconds' worth banked; past it a
+    connection is answered HTTP 429 with ``Retry-After: 1`` and closed before a request
+    handler is made for it (`Listener`'s ``admit``, the gate the p2p port has). One
+    address's churn of 3,000-4,600 new connections a second took a core (retest45's F1).
   - both limits are cut at start to fit half of the open-file room left under the soft
     ``RLIMIT_NOFILE`` (the other half stays for the database, logs and peers), with a
     warning, so that accepts never fail with EMFILE because of RPC alone.
@@ -122,7 +127,7 @@ import os
 import re
 import resource
 import secrets
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal
@@ -137,9 +142,11 @@ from rpc.connections import (
     GuardedWebSocket,
     HeldBytes,
     Listener,
+    RateLimiter,
     compute_address_group,
     find_hog,
     may_close_idle,
+    take_allowance,
 )
 from rpc.errors import (
     BatchTooLarge,
@@ -213,6 +220,16 @@ _MAX_ID: Final = 2**128  # an integer request id's magnitude stays below it
 # Bytes of requests held at once over every connection (rpc.connections.HeldBytes): sixteen of
 # the largest HTTP bodies, or eight of the largest WebSocket messages.
 DEFAULT_MAX_HELD_REQUEST_BYTES: Final = 256 * MIB
+# New connections an address may open a second, CONNECTION_BURST_SECONDS of them at once: far
+# above a client that keeps its connections (or a browser's six), a fifteenth of the churn
+# that took a core (retest45's F1). Addresses with an allowance kept: MAX_RATED_ADDRESSES.
+DEFAULT_MAX_CONNECTIONS_PER_SECOND: Final = 256.0
+CONNECTION_BURST_SECONDS: Final = 4.0
+MAX_RATED_ADDRESSES: Final = 4096
+_TOO_MANY_CONNECTIONS: Final = (
+    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\nContent-Length: 56\r\n\r\nThis address opens new connections too fast: try again\n"
+)
 # Seconds. hyper (under jsonrpsee) allows 30 s for a request head; 10 s is ample on any
 # link that can use the node and makes a slowloris pay three times more reconnects.
 DEFAULT_HEADER_TIMEOUT: Final = 10.0
@@ -586,6 +603,7 @@ class RpcServer:
         max_connections: int = 100,
         max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS,
         max_held_request_bytes: int = DEFAULT_MAX_HELD_REQUEST_BYTES,
+        max_connections_per_second: float = DEFAULT_MAX_CONNECTIONS_PER_SECOND,
         max_subscriptions_per_connection: int = 1024,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
         reserved_subscriptions: int = RESERVED_SUBSCRIPTIONS,
@@ -627,6 +645,8 @@ class RpcServer:
         ):
             if seconds is not None and not seconds > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {seconds}")
+        if not max_connections_per_second > 0:
+            raise ValueError(f"max_connections_per_second must be positive, got {max_connections_per_second}")
         if max_subscriptions_per_connection < 0:
             raise ValueError("max_subscriptions_per_connection must not be negative")
         if reserved_subscriptions < 0:
@@ -666,6 +686,9 @@ class RpcServer:
         # Those of them still being read (_hold_body may cut them off), in the order they were first held.
         self._reading: dict[RequestHandler, None] = {}
         self._evictions: set[asyncio.Task[None]] = set()
+        self.max_connections_per_second = max_connections_per_second
+        self._arrivals: OrderedDict[str, RateLimiter] = OrderedDict()  # new connections' allowance, by address
+        self.refused_connections = 0  # refused for their address's rate (_admit)
         self._executor: ThreadPoolExecutor | None = None
         self._runner: web.ServerRunner | None = None
 
@@ -768,6 +791,8 @@ class RpcServer:
         listener = Listener(
             self._route,
             self._budget,
+            self._admit,
+            refusal=_TOO_MANY_CONNECTIONS,
             request_factory=make_request,
             # aiohttp arms this timer at accept and after each response, and closes the
             # connection if no complete request head has arrived when it fires.
@@ -852,6 +877,17 @@ class RpcServer:
         finally:
             if not upgraded:
                 self._budget.idle(handler)
+
+    def _admit(self, host: str) -> bool:
+        """Whether a new connection from ``host`` is let in (Listener's admit): within the
+        address's allowance of new connections."""
+        rate = self.max_connections_per_second
+        allowance = take_allowance(self._arrivals, host, lambda: RateLimiter(rate, rate * CONNECTION_BURST_SECONDS),
+                                   MAX_RATED_ADDRESSES)
+        if allowance.take():
+            return True
+        self.refused_connections += 1
+        return False
 
     def _hold_body(self, handler: RequestHandler, size: int) -> bool:
         """Hold an HTTP body's first ``size`` bytes against HeldBytes (those held already

@@ -1329,3 +1329,77 @@ async def test_a_slow_honest_body_is_not_cut_off_for_addresses_holding_more(star
         for _reader, writer in (honest, *stalled, comer, again):
             writer.close()
         await wait_for(lambda: srv._held.held == 0)
+
+
+async def test_new_connections_from_one_address_are_rate_limited(start_server, session):
+    """An address opens at most ``max_connections_per_second`` connections a second, a burst
+    of four seconds' worth banked: past it a connection gets HTTP 429 with Retry-After at
+    once and is closed, before a request handler is made for it or a byte of it read. Others'
+    connections, and the address's open ones, go on. Without it one address's churn of new
+    connections, 3,000-4,600 a second, each sending a head and a byte of body, took a core
+    (retest45's F1, and retest46-47)."""
+    async with start_server(max_connections_per_second=4) as srv:  # a burst of 16
+        kept = await session.ws_connect(ws_url(srv))  # opened before the churn: goes on
+        request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(HEALTH.encode()) + HEALTH.encode())
+
+        async def exchange(host: str) -> tuple[int, bytes]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(host, 0))
+            writer.write(request)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            try:
+                data = await asyncio.wait_for(reader.read(), 5)
+            except ConnectionError:
+                data = b""
+            writer.close()
+            return (int(data.split(b" ", 2)[1]) if data else 0), data
+
+        statuses = [(await exchange("127.0.0.2"))[0] for _ in range(16)]  # the burst
+        assert statuses == [200] * 16
+        start = asyncio.get_running_loop().time()
+        status, refused = await exchange("127.0.0.2")
+        assert status == 429 and b"Retry-After: 1\r\n" in refused, refused
+        assert asyncio.get_running_loop().time() - start < 0.5  # closed once the request was read, not left to expire
+        assert srv.refused_connections == 1
+        assert (await exchange("127.0.0.3"))[0] == 200  # another address's allowance is its own
+        assert (await rpc(kept, {"jsonrpc": "2.0", "id": 3, "method": "system_health"}))["id"] == 3
+        await asyncio.sleep(0.3)  # a token and more banked again
+        assert (await exchange("127.0.0.2"))[0] == 200
+        await kept.close()
+
+
+async def test_refused_connections_waiting_for_their_first_bytes_are_bounded(start_server):
+    """A connection refused for its address's rate is answered 429 at once, and closed once
+    its client's first bytes are read, or reset after REFUSAL_LINGER seconds if none come; at
+    most MAX_REFUSING wait so at once (each holds a socket), those past them are reset at
+    once: a flood of silent connections past the rate holds no more sockets than that."""
+    from rpc.connections import MAX_REFUSING, REFUSAL_LINGER
+
+    async with start_server(max_connections_per_second=1) as srv:  # a burst of 4
+        for _ in range(4):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.4", 0))
+            writer.close()
+        silent = [await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.4", 0))
+                  for _ in range(MAX_REFUSING + 6)]
+        heads = []
+        for reader, _writer in silent:
+            try:
+                heads.append(await asyncio.wait_for(reader.read(1000), 2))
+            except ConnectionError:
+                heads.append(b"reset")
+        assert all(head.startswith(b"HTTP/1.1 429") for head in heads[:MAX_REFUSING]), heads[:MAX_REFUSING]
+        assert all(head in (b"reset", b"") for head in heads[MAX_REFUSING:]), heads[MAX_REFUSING:]
+        start = asyncio.get_running_loop().time()
+        for reader, _writer in silent[:MAX_REFUSING]:  # none sent a byte: each reset when its wait ends
+            with contextlib.suppress(ConnectionError):
+                assert await asyncio.wait_for(reader.read(), REFUSAL_LINGER + 2) == b""
+        assert asyncio.get_running_loop().time() - start < REFUSAL_LINGER + 1
+        for _reader, writer in silent:
+            writer.close()
+        for _ in range(4):  # another address's burst, then a refusal: answered, the room of those reset free again
+            _reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.5", 0))
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.5", 0))
+        assert (await asyncio.wait_for(reader.read(1000), 2)).startswith(b"HTTP/1.1 429")
+        writer.close()
