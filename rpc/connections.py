@@ -32,13 +32,14 @@ import itertools
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
 from aiohttp.http_websocket import WebSocketError
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["ConnectionBudget", "FrameGuard", "GuardedWebSocket", "HeldBytes", "Listener", "RateLimiter", "find_hog", "take_allowance"]
+__all__ = ["CALLER", "ConnectionBudget", "FrameGuard", "GuardedWebSocket", "HeldBytes", "Listener", "RateLimiter", "find_hog", "take_allowance"]
 
 K = TypeVar("K")
 
@@ -64,6 +65,11 @@ _OP_PONG: Final = 0xA
 # pings come every few seconds (aiohttp's heartbeat, browsers').
 CONTROL_PER_SECOND: Final = 10.0
 CONTROL_BURST: Final = 100.0
+
+
+#: The address group (:func:`compute_address_group`) of the call being served: the server sets
+#: it for each HTTP request and each WebSocket, and rpc.reads.run_read takes turns by it.
+CALLER: ContextVar[str] = ContextVar("rpc_caller", default="?")
 
 
 @functools.lru_cache(maxsize=4096)

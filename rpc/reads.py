@@ -17,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from chain.blockchain import Blockchain
 from chain.errors import MissingTrieNode, UnknownStateRoot
 from chain.storage import Column
 from rpc import errors
+from rpc.connections import CALLER
 
 __all__ = ["ReadOnlyState", "block_at", "pruned_while_read", "run_read", "state_at", "state_root_at"]
 
@@ -39,10 +42,71 @@ T = TypeVar("T")
 _READ_THREADS = 2
 _reader = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="rpc-read")
 
+class _Turns:
+    """The read threads, taken in turn by the addresses waiting for one (round robin over
+    addresses, each address's reads in order): a read waits for those running and at most one
+    of each other address waiting, not for every read queued before it. In one FIFO queue a
+    flood of allowed heavy calls from one address multiplied an honest caller's latency 30-100
+    times (retest45's F2); the cost of the flood itself is the flood's. A slot is given back
+    when its thread's work ends, not when its caller stops waiting (a read cannot be stopped
+    once it runs), and a read whose caller left while it waited takes no turn."""
+
+    __slots__ = ("_free", "_loop", "_waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._free = _READ_THREADS
+        self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()  # the next address in turn first
+
+    async def run(self, call: Callable[[], T]) -> T:
+        if self._free:  # (never while a read waits: a slot given back goes to it)
+            self._free -= 1
+        else:
+            turn = self._loop.create_future()
+            self._waiting.setdefault(CALLER.get(), deque()).append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # its turn came as it left: the next one's
+                    self._give_back()
+                raise
+        try:
+            work = _reader.submit(call)
+        except BaseException:
+            self._give_back()
+            raise
+        work.add_done_callback(self._ended)
+        return await asyncio.wrap_future(work, loop=self._loop)
+
+    def _ended(self, _work: Future[Any]) -> None:  # (on the read thread, or here if cancelled unstarted)
+        with contextlib.suppress(RuntimeError):  # (the loop closed: nobody waits)
+            self._loop.call_soon_threadsafe(self._give_back)
+
+    def _give_back(self) -> None:
+        """A slot is free: to the first waiting read of the next address in turn."""
+        waiting = self._waiting
+        while waiting:
+            caller, queue = waiting.popitem(last=False)
+            turn = queue.popleft()
+            if queue:
+                waiting[caller] = queue  # (to the back: its next read after the others')
+            if not turn.cancelled():
+                turn.set_result(None)
+                return
+        self._free += 1
+
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.WeakKeyDictionary()
+
 
 async def run_read(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` on the RPC read threads; its exception, if any, raised here."""
-    return await asyncio.get_running_loop().run_in_executor(_reader, functools.partial(fn, *args, **kwargs))
+    """``fn(*args, **kwargs)`` on the RPC read threads, in the turn of its caller's address;
+    its exception, if any, raised here."""
+    loop = asyncio.get_running_loop()
+    turns = _turns.get(loop)
+    if turns is None:
+        turns = _turns[loop] = _Turns(loop)
+    return await turns.run(functools.partial(fn, *args, **kwargs))
 
 
 def block_at(chain: Blockchain, at: bytes | None) -> bytes:

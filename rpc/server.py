@@ -137,6 +137,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.web_protocol import RequestHandler
 
 from rpc.connections import (
+    CALLER,
     CLOSE_TRY_AGAIN_LATER,
     ConnectionBudget,
     GuardedWebSocket,
@@ -961,6 +962,7 @@ class RpcServer:
         self._http_in_flight += 1
         handler = request.protocol
         host = compute_address_group(request.remote)
+        CALLER.set(host)  # (this request's task: rpc.reads.run_read takes turns by it)
         self._bodies[handler] = (asyncio.get_running_loop().time(), host, 0)  # (since, address, bytes held)
         try:
             # Waiting for body bytes is waiting on the network, like a silent connection:
@@ -1144,6 +1146,7 @@ class RpcServer:
         await ws.prepare(request)
         self._budget.forget(request.protocol)  # counted as a WebSocket from now on
         conn = _WsConnection(ws, self.ws_queue_size, compute_address_group(request.remote))
+        CALLER.set(conn.host)  # (this WebSocket's task: rpc.reads.run_read takes turns by it)
         self._connections.add(conn)
         loop = asyncio.get_running_loop()
         idle_timeout = self.ws_idle_timeout
