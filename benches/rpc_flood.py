@@ -18,10 +18,17 @@ Scenarios:
 * ``half-open``: ``--half-open`` TCP connections that never send a byte, held open.
 * ``churn``: another process opens silent connections as fast as it can for
   ``--churn-seconds`` while the new callers are measured (eviction under pressure).
+* ``heavy-reads``: 16 keep-alive connections call ``state_getReadProof`` of 1,000 keys back to
+  back (about 20 ms of Python each, on the RPC read threads) while the new callers ask for a
+  read proof of one key (``small read``: a read on those threads too; measured alone first, as
+  ``read-baseline``). The read threads serve addresses in turn (rpc.reads); in one FIFO queue
+  such a flood multiplied a caller's latency 30-100x (retest45's F2).
 
 Before issue 7's fix the node answered 429 to every HTTP caller while 100 idle WebSockets
 were open, and stopped accepting at about 1,010 half-open connections (1,024 open files).
-Only 127.0.0.1 is used. Results are printed and written to bench-results/rpc_flood.json.
+The floods come from 127.0.0.2 (FLOOD_HOST), the new callers from 127.0.0.1: the node's
+per-address rules (its new connections a second, its share of connections) tell them apart,
+as they would two hosts. Results are printed and written to bench-results/rpc_flood.json.
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ REQUEST = (
     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
 )
 BODY = b'{"jsonrpc":"2.0","id":1,"method":"system_health"}'
+SMALL_READ = b'{"jsonrpc":"2.0","id":1,"method":"state_getReadProof","params":[["0x%s"]]}' % (b"ab" * 32)
+HEAVY_READ = b'{"jsonrpc":"2.0","id":1,"method":"state_getReadProof","params":[[%s]]}' % b",".join(
+    b'"0x%064x"' % (n * 0x9E3779B97F4A7C15) for n in range(1, 1001)
+)
 
 
 def _raise_fd_limit() -> None:
@@ -81,13 +92,16 @@ def start_node(
     raise RuntimeError("node did not start")
 
 
-async def new_caller(port: int, timeout: float = 5.0) -> float | None:
-    """Seconds for one fresh-connection system_health call; None if it failed."""
+FLOOD_HOST = "127.0.0.2"
+
+
+async def new_caller(port: int, timeout: float = 5.0, body: bytes = BODY) -> float | None:
+    """Seconds for one fresh-connection call (system_health by default); None if it failed."""
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(REQUEST % (len(BODY), BODY))
+            writer.write(REQUEST % (len(body), body))
             data = await reader.read()
             writer.close()
     except (OSError, TimeoutError):
@@ -97,11 +111,11 @@ async def new_caller(port: int, timeout: float = 5.0) -> float | None:
     return time.perf_counter() - started
 
 
-async def measure(port: int, calls: int) -> dict[str, Any]:
+async def measure(port: int, calls: int, body: bytes = BODY) -> dict[str, Any]:
     times: list[float] = []
     failed = 0
     for _ in range(calls):
-        t = await new_caller(port)
+        t = await new_caller(port, body=body)
         if t is None:
             failed += 1
         else:
@@ -136,7 +150,7 @@ async def still_open(readers: list[asyncio.StreamReader]) -> int:
 async def scenario_idle_ws(port: int, calls: int) -> dict[str, Any]:
     # limit=0: aiohttp's client otherwise queues connections past 100 per session.
     async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=10)
+        connector=aiohttp.TCPConnector(limit=0, local_addr=(FLOOD_HOST, 0)), timeout=aiohttp.ClientTimeout(total=10)
     ) as session:
         sockets = [await session.ws_connect(f"ws://127.0.0.1:{port}") for _ in range(100)]
         refused = 0
@@ -165,7 +179,7 @@ async def scenario_half_open(port: int, calls: int, count: int) -> dict[str, Any
     for _ in range(count):
         try:
             async with asyncio.timeout(2):
-                flood.append(await asyncio.open_connection("127.0.0.1", port))
+                flood.append(await asyncio.open_connection("127.0.0.1", port, local_addr=(FLOOD_HOST, 0)))
         except (OSError, TimeoutError):
             break  # the node stopped accepting (its backlog is full)
     await asyncio.sleep(0.5)
@@ -189,7 +203,7 @@ def _churn(port: int, seconds: float, counter: Any) -> None:
             while time.monotonic() < end:
                 try:
                     async with asyncio.timeout(1):
-                        _, writer = await asyncio.open_connection("127.0.0.1", port)
+                        _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(FLOOD_HOST, 0))
                 except (OSError, TimeoutError):
                     continue
                 held.append(writer)
@@ -216,6 +230,29 @@ async def scenario_churn(port: int, calls: int, seconds: float) -> dict[str, Any
             "opened": counter.value, "opened_per_s": rate, "held": None, **result}
 
 
+async def scenario_heavy_reads(port: int, calls: int) -> dict[str, Any]:
+    stop = asyncio.Event()
+    done = 0
+
+    async def reader() -> None:
+        nonlocal done
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(FLOOD_HOST, 0))) as session:
+            while not stop.is_set():
+                async with session.post(f"http://127.0.0.1:{port}", data=HEAVY_READ,
+                                        headers={"Content-Type": "application/json"}) as answer:
+                    await answer.read()
+                done += 1
+
+    flood = [asyncio.ensure_future(reader()) for _ in range(16)]
+    await asyncio.sleep(1.0)
+    started, before = time.perf_counter(), done
+    result = await measure(port, calls, SMALL_READ)
+    rate = round((done - before) / (time.perf_counter() - started))
+    stop.set()
+    await asyncio.gather(*flood)
+    return {"flood": f"16 connections of state_getReadProof x 1,000 keys ({rate}/s)", "held": None, **result}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200)
@@ -237,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"scenario": "half-open", **await scenario_half_open(port, args.calls, args.half_open)})
                 await asyncio.sleep(1)
                 rows.append({"scenario": "churn", **await scenario_churn(port, args.calls, args.churn_seconds)})
+                await asyncio.sleep(1)
+                rows.append({"scenario": "read-baseline", "flood": "none (small read)", "held": 0,
+                             **await measure(port, args.calls, SMALL_READ)})
+                rows.append({"scenario": "heavy-reads", **await scenario_heavy_reads(port, args.calls)})
                 return rows
 
             rows = asyncio.run(run())
@@ -245,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(30)
         log_bytes = log.stat().st_size
         tracebacks = log.read_text().count("Traceback")
-    print(f"{'scenario':<10} {'held':>6} {'new callers ok':>15} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  flood")
+    print(f"{'scenario':<13} {'held':>6} {'new callers ok':>15} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  flood")
     for row in rows:
         held = "-" if row["held"] is None else str(row["held"])
         print(
-            f"{row['scenario']:<10} {held:>6} {row['ok']:>7}/{row['calls']:<7} "
+            f"{row['scenario']:<13} {held:>6} {row['ok']:>7}/{row['calls']:<7} "
             f"{row['p50_ms'] or '-':>8} {row['p99_ms'] or '-':>8} {row['max_ms'] or '-':>8}  {row['flood']}"
             + (f" ({row['ws_refused']} refused)" if "ws_refused" in row else "")
             + (f" ({row['opened_per_s']}/s)" if "opened_per_s" in row else "")
