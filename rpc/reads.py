@@ -42,6 +42,7 @@ T = TypeVar("T")
 _READ_THREADS = 2
 _reader = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="rpc-read")
 
+
 class _Turns:
     """The read threads, taken in turn by the addresses waiting for one (round robin over
     addresses, each address's reads in order): a read waits for those running and at most one
@@ -51,18 +52,18 @@ class _Turns:
     when its thread's work ends, not when its caller stops waiting (a read cannot be stopped
     once it runs), and a read whose caller left while it waited takes no turn."""
 
-    __slots__ = ("_free", "_loop", "_waiting")
+    __slots__ = ("_free", "_waiting")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._free = _READ_THREADS
         self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()  # the next address in turn first
 
     async def run(self, call: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
         if self._free:  # (never while a read waits: a slot given back goes to it)
             self._free -= 1
         else:
-            turn = self._loop.create_future()
+            turn = loop.create_future()
             self._waiting.setdefault(CALLER.get(), deque()).append(turn)
             try:
                 await turn
@@ -75,12 +76,13 @@ class _Turns:
         except BaseException:
             self._give_back()
             raise
-        work.add_done_callback(self._ended)
-        return await asyncio.wrap_future(work, loop=self._loop)
+        work.add_done_callback(functools.partial(self._ended, loop))
+        return await asyncio.wrap_future(work, loop=loop)
 
-    def _ended(self, _work: Future[Any]) -> None:  # (on the read thread, or here if cancelled unstarted)
+    def _ended(self, loop: asyncio.AbstractEventLoop, _work: Future[Any]) -> None:
+        """(On the read thread, or on the loop if cancelled before it ran.)"""
         with contextlib.suppress(RuntimeError):  # (the loop closed: nobody waits)
-            self._loop.call_soon_threadsafe(self._give_back)
+            loop.call_soon_threadsafe(self._give_back)
 
     def _give_back(self) -> None:
         """A slot is free: to the first waiting read of the next address in turn."""
@@ -96,6 +98,7 @@ class _Turns:
         self._free += 1
 
 
+# One a loop (tests run many): the loop is not referenced by its turns, so both go with it.
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.WeakKeyDictionary()
 
 
@@ -105,7 +108,7 @@ async def run_read(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
     turns = _turns.get(loop)
     if turns is None:
-        turns = _turns[loop] = _Turns(loop)
+        turns = _turns[loop] = _Turns()
     return await turns.run(functools.partial(fn, *args, **kwargs))
 
 
