@@ -683,7 +683,7 @@ class RpcServer:
         self._budget = ConnectionBudget(max_http_connections)
         # One address may hold a quarter of it, and one largest WebSocket message at least.
         self._held = HeldBytes(max_held_request_bytes, part=max(max_held_request_bytes // 4, 2 * max_request_size))
-        self._bodies: dict[RequestHandler, tuple[float, str, int]] = {}  # HTTP bodies: (since, address, bytes held)
+        self._bodies: dict[RequestHandler, tuple[str, int]] = {}  # HTTP bodies: (address, bytes held)
         # Those of them still being read (_hold_body may cut them off), in the order they were first held.
         self._reading: dict[RequestHandler, None] = {}
         self._evictions: set[asyncio.Task[None]] = set()
@@ -901,26 +901,26 @@ class RpcServer:
         (retest47); cutting off the body begun longest ago cut every honest upload slower than
         about 0.2 s while they sent again at once (retest48). False if it does not fit even so,
         or passes its address's part."""
-        since, host, held = self._bodies[handler]
+        host, held = self._bodies[handler]
         self._reading[handler] = None
         while not self._held.take(size - held, host):
             if not self._held.fits_part(size - held, host):
                 return False
             reading: dict[str, int] = {}  # bytes of bodies being read, by address
             for other in self._reading:  # (in the order they began to be held: ties go to the first)
-                _since, where, count = self._bodies[other]
+                where, count = self._bodies[other]
                 reading[where] = reading.get(where, 0) + count
             hog, most = max(reading.items(), key=lambda item: item[1])
             if most <= self._held.holds(host) + size - held:  # (so never host itself: it holds those)
                 return False
-            victim = next(other for other in self._reading if self._bodies[other][1] == hog)
+            victim = next(other for other in self._reading if self._bodies[other][0] == hog)
             del self._reading[victim]
-            gone_since, gone_host, gone_held = self._bodies[victim]
-            self._bodies[victim] = (gone_since, gone_host, 0)
+            gone_host, gone_held = self._bodies[victim]
+            self._bodies[victim] = (gone_host, 0)
             self._held.give(gone_held, gone_host)
             self._budget.evicted += 1
             victim.force_close()
-        self._bodies[handler] = (since, host, size)
+        self._bodies[handler] = (host, size)
         return True
 
     def _cors_headers(self, origin: str | None) -> dict[str, str] | None:
@@ -963,7 +963,7 @@ class RpcServer:
         handler = request.protocol
         host = compute_address_group(request.remote)
         CALLER.set(host)  # (this request's task: rpc.reads.run_read takes turns by it)
-        self._bodies[handler] = (asyncio.get_running_loop().time(), host, 0)  # (since, address, bytes held)
+        self._bodies[handler] = (host, 0)
         try:
             # Waiting for body bytes is waiting on the network, like a silent connection:
             # evictable (first: ConnectionBudget), or 256 slow bodies would lock every new
@@ -1002,7 +1002,7 @@ class RpcServer:
         finally:
             self._http_in_flight -= 1
             self._reading.pop(handler, None)
-            _since, _host, held = self._bodies.pop(handler, (0.0, host, 0))
+            _host, held = self._bodies.pop(handler, (host, 0))
             self._held.give(held, host)
         if out is None:
             return web.Response(status=204, headers=self._cors_headers(origin))
