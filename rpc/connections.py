@@ -362,9 +362,19 @@ class HeldBytes:
     (retest46), so bytes count once they are read, and one address may hold ``part`` of the
     cap at most. A request of at most ``small`` bytes is never refused for it (those of every
     connection the server keeps together are a few MiB), so a flood of large ones cannot keep
-    out ordinary calls."""
+    out ordinary calls.
 
-    __slots__ = ("_by_host", "cap", "held", "part", "small")
+    Past the cap, requests still arriving are cut off for a newcomer (:meth:`hold`), each the
+    first begun of the address whose requests still arriving hold the most, while that address
+    holds more than the newcomer's would: room is taken from the largest holder, never from an
+    address holding less (the rule of the inbound p2p peers, node.network.service
+    .choose_evictee). Without a cut-off, twenty HTTP bodies of five addresses that sent 13.4 MB
+    each and stalled kept every request over ``small`` refused (retest47); cutting off the one
+    begun longest ago cut every honest upload slower than about 0.2 s while they sent again at
+    once (retest48). HTTP bodies and WebSocket messages are cut off alike: a request received
+    whole, whose call runs, is not."""
+
+    __slots__ = ("_arriving", "_by_host", "cap", "held", "part", "small")
 
     def __init__(self, cap: int, part: int, small: int = 64 * 1024) -> None:
         self.cap = cap
@@ -372,6 +382,8 @@ class HeldBytes:
         self.small = small
         self.held = 0
         self._by_host: dict[str, int] = {}
+        # Requests still arriving, in the order they were first held: (address, bytes held, cut off).
+        self._arriving: dict[object, tuple[str, int, Callable[[], None]]] = {}
 
     def take(self, size: int, host: str) -> bool:
         """Hold ``size`` more bytes of ``host``'s if they fit under ``cap`` and ``host``'s
@@ -383,13 +395,34 @@ class HeldBytes:
         self._by_host[host] = mine
         return True
 
-    def holds(self, host: str) -> int:
-        """The bytes ``host`` holds."""
-        return self._by_host.get(host, 0)
+    def hold(self, request: object, size: int, host: str, cut: Callable[[], None]) -> bool:
+        """Hold ``size`` more bytes of ``request``, still arriving from ``host``, cutting off
+        others still arriving past the cap (the class's rule): each one cut off has its bytes
+        given back and ``cut``, the one it was held with, called (its owner closes it). False if
+        they do not fit even so, or pass ``host``'s part."""
+        arriving = self._arriving
+        if request not in arriving:
+            arriving[request] = (host, 0, cut)
+        while not self.take(size, host):
+            by_host: dict[str, int] = {}
+            for where, count, _cut in arriving.values():  # (in the order first held: ties go to the first)
+                by_host[where] = by_host.get(where, 0) + count
+            hog, most = max(by_host.items(), key=lambda item: item[1])
+            # (So never host itself, which holds those; nor when host would pass its part, as no
+            # address holds more than its part.)
+            if most <= self._by_host.get(host, 0) + size:
+                return False
+            victim = next(other for other, (where, _count, _cut) in arriving.items() if where == hog)
+            gone_host, gone, cut_off = arriving.pop(victim)
+            self.give(gone, gone_host)
+            cut_off()
+        where, count, cut = arriving[request]
+        arriving[request] = (where, count + size, cut)
+        return True
 
-    def fits_part(self, size: int, host: str) -> bool:
-        """Whether ``size`` more bytes of ``host``'s are within its part (the cap aside)."""
-        return self._by_host.get(host, 0) + size <= self.part
+    def arrived(self, request: object) -> None:
+        """``request`` is received whole (its call runs), or over: no longer cut off for room."""
+        self._arriving.pop(request, None)
 
     def give(self, size: int, host: str) -> None:
         if size:
@@ -543,12 +576,21 @@ class FrameGuard:
         held = self._held
         self._message += size
         if held is not None and self._message > held.small and not self.failed:
-            if not held.take(self._message - self._taken, self._host):
+            if not held.hold(self, self._message - self._taken, self._host, self._cut):
                 return False
             self._taken = self._message
         return True
 
+    def _cut(self) -> None:
+        """Cut off for room by another request (HeldBytes.hold, which gave the message's bytes
+        back): the rest of it is not counted, and the connection closes with 1013."""
+        self._taken = 0
+        self.failed = True
+        self._on_violation(CLOSE_TRY_AGAIN_LATER, "the server needed room for other requests: try again later")
+
     def _end_message(self) -> None:
+        if self._held is not None:
+            self._held.arrived(self)
         self._done.append(self._taken)
         self._message = self._taken = 0
 
@@ -563,6 +605,7 @@ class FrameGuard:
         never given back, and four addresses' WebSockets that passed their parts left the
         whole cap taken for good, every request over ``small`` refused: retest47)."""
         if self._held is not None:
+            self._held.arrived(self)
             self._held.give(sum(self._done) + self._taken, self._host)
         self._held = None
         self._done.clear()

@@ -684,8 +684,6 @@ class RpcServer:
         # One address may hold a quarter of it, and one largest WebSocket message at least.
         self._held = HeldBytes(max_held_request_bytes, part=max(max_held_request_bytes // 4, 2 * max_request_size))
         self._bodies: dict[RequestHandler, tuple[str, int]] = {}  # HTTP bodies: (address, bytes held)
-        # Those of them still being read (_hold_body may cut them off), in the order they were first held.
-        self._reading: dict[RequestHandler, None] = {}
         self._evictions: set[asyncio.Task[None]] = set()
         self.max_connections_per_second = max_connections_per_second
         self._arrivals: OrderedDict[str, RateLimiter] = OrderedDict()  # new connections' allowance, by address
@@ -892,34 +890,17 @@ class RpcServer:
 
     def _hold_body(self, handler: RequestHandler, size: int) -> bool:
         """Hold an HTTP body's first ``size`` bytes against HeldBytes (those held already
-        counted). Past the cap, bodies still being read are cut off for it and their bytes given
-        back, each the first begun of the address whose bodies being read hold the most, while
-        that address holds more than this one's would: room is taken from the largest holder,
-        never from an address holding less (the rule of the inbound p2p peers,
-        node.network.service.choose_evictee). Without a cut-off, twenty connections of five
-        addresses that sent 13.4 MB each and stalled kept every request over 64 KiB refused
-        (retest47); cutting off the body begun longest ago cut every honest upload slower than
-        about 0.2 s while they sent again at once (retest48). False if it does not fit even so,
-        or passes its address's part."""
+        counted), cutting off other requests still arriving past the cap (HeldBytes.hold);
+        False if it does not fit even so, or passes its address's part."""
         host, held = self._bodies[handler]
-        self._reading[handler] = None
-        while not self._held.take(size - held, host):
-            if not self._held.fits_part(size - held, host):
-                return False
-            reading: dict[str, int] = {}  # bytes of bodies being read, by address
-            for other in self._reading:  # (in the order they began to be held: ties go to the first)
-                where, count = self._bodies[other]
-                reading[where] = reading.get(where, 0) + count
-            hog, most = max(reading.items(), key=lambda item: item[1])
-            if most <= self._held.holds(host) + size - held:  # (so never host itself: it holds those)
-                return False
-            victim = next(other for other in self._reading if self._bodies[other][0] == hog)
-            del self._reading[victim]
-            gone_host, gone_held = self._bodies[victim]
-            self._bodies[victim] = (gone_host, 0)
-            self._held.give(gone_held, gone_host)
+
+        def cut() -> None:  # (its bytes given back by HeldBytes)
+            self._bodies[handler] = (host, 0)
             self._budget.evicted += 1
-            victim.force_close()
+            handler.force_close()
+
+        if not self._held.hold(handler, size - held, host, cut):
+            return False
         self._bodies[handler] = (host, size)
         return True
 
@@ -986,7 +967,7 @@ class RpcServer:
                         parts.append(part)
                     body = b"".join(parts)
                     del parts
-                    self._reading.pop(handler, None)  # read whole: no longer cut off for room
+                    self._held.arrived(handler)  # read whole: no longer cut off for room
             except ConnectionError:
                 return web.Response(status=400)  # evicted or gone: nobody reads this
             except TimeoutError:
@@ -1001,7 +982,7 @@ class RpcServer:
             out = await self._handle_payload(body, None)
         finally:
             self._http_in_flight -= 1
-            self._reading.pop(handler, None)
+            self._held.arrived(handler)
             _host, held = self._bodies.pop(handler, (host, 0))
             self._held.give(held, host)
         if out is None:

@@ -19,8 +19,9 @@ OP_PING = 0x9
 OP_PONG = 0xA
 
 
-async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port)
+async def connect(port: int, local: str | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the server, from the loopback address ``local`` if given."""
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=None if local is None else (local, 0))
 
 
 async def read_head(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
@@ -39,10 +40,10 @@ async def http_exchange(port: int, request: bytes, timeout: float = 5.0) -> tupl
 
 
 async def upgrade(
-    port: int, extra_headers: bytes = b"", tail: bytes = b""
+    port: int, extra_headers: bytes = b"", tail: bytes = b"", local: str | None = None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A WebSocket handshake by hand; ``tail`` is sent in the same write as the request."""
-    reader, writer = await connect(port)
+    reader, writer = await connect(port, local)
     key = base64.b64encode(os.urandom(16))
     writer.write(
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

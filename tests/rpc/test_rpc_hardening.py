@@ -1194,13 +1194,13 @@ async def test_the_request_bytes_held_over_all_connections_are_bounded(start_ser
         status, _ = await post(session, srv, HEALTH)  # small: never refused for it
         assert status == 200
         reader, writer = await rawws.upgrade(srv.port)
-        part = b"x" * (800 * 1024)  # (past the cap: WebSocket messages cut no HTTP body off)
+        part = b"x" * (800 * 1024)  # (past the cap: a WebSocket message cuts off a body as a body does)
         ws_head = bytes([0x01, 0x80 | 127]) + struct.pack(">Q", len(part))  # a text frame, more to come
         key = bytes(4)  # (a zero mask: the payload as it is)
         writer.write(ws_head + key + part)
         await writer.drain()
-        code, _ = await rawws.read_close(reader)
-        assert code == 1013
+        assert await _closes_soon(stalled[2][0])  # the first body of 127.0.0.4, among those holding the most
+        assert not await _closed(reader) and not await _closed(stalled[1][0])
         writer.close()
         small_ws = await session.ws_connect(ws_url(srv))
         await small_ws.send_str(HEALTH)
@@ -1262,7 +1262,7 @@ async def test_a_body_read_whole_is_not_cut_off_for_room_while_its_call_runs(sta
         running = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.0.2", 0))
         running[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         await running[1].drain()
-        await wait_for(lambda: srv._held.held == len(body) and not srv._reading)
+        await wait_for(lambda: srv._held.held == len(body) and not srv._held._arriving)
         stalled = []
         for host in ("127.0.0.3", "127.0.0.3", "127.0.0.4", "127.0.0.4", "127.0.0.5", "127.0.0.5", "127.0.0.6", "127.0.0.6"):
             reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(host, 0))
@@ -1453,7 +1453,50 @@ async def test_heavy_reads_take_turns_by_address(start_server):
         assert await honest == "b"
         assert await asyncio.gather(*flood) == [f"a{n}" for n in range(8)]
         assert done.index("b") <= 3, done  # after the two running and at most one more of 127.0.0.2's
-        assert [who for who in done if who != "b"] == [f"a{n}" for n in range(8)]
+        assert sorted(who for who in done if who != "b") == [f"a{n}" for n in range(8)]
         assert sorted(ran) == sorted(done) and "gone" not in ran  # (it left while it waited: never run)
         turns = reads._turns[asyncio.get_running_loop()]
         await wait_for(lambda: turns._free == 2 and not turns._waiting)  # every slot given back
+
+
+async def test_websocket_messages_still_arriving_are_cut_off_for_room_too(start_server):
+    """Past the held-bytes cap, a WebSocket message still arriving is cut off like an HTTP
+    body (its connection closed with 1013), by the same rule: the first begun of the address
+    holding the most in requests still arriving. Only HTTP bodies were, so four addresses'
+    WebSockets, each sending most of a large message and stalling, kept every request over
+    64 KiB refused. A message received whole, being answered, is not cut off."""
+    async with start_server(max_request_size=MIB, max_held_request_bytes=8 * MIB) as srv:  # a part of 2 MiB an address
+        key = bytes(4)  # (a zero mask: the payload as it is)
+        whole = await rawws.upgrade(srv.port, local="127.0.0.8")  # a message received whole and answered
+        whole[1].write(rawws.frame(b'{"jsonrpc":"2.0","id":7,"method":"system_health","params":[]}'.ljust(500 * 1024, b" ")))
+        await whole[1].drain()
+        opcode, payload = await rawws.read_frame(whole[0])
+        assert opcode == rawws.OP_TEXT and json.loads(payload)["id"] == 7
+        assert not srv._held._arriving  # (received whole: never to be cut off, its connection open)
+        part = b"x" * (1800 * 1024)
+        sockets = []
+        for host in ("127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"):  # 4 x 1.76 MiB of messages, stalled
+            reader, writer = await rawws.upgrade(srv.port, local=host)
+            writer.write(bytes([0x01, 0x80 | 127]) + struct.pack(">Q", 2 * MIB - 1) + key + part)
+            await writer.drain()
+            sockets.append((reader, writer))
+        await wait_for(lambda: srv._held.held == 4 * len(part))
+        body = b'{"jsonrpc":"2.0","id":5,"method":"system_health","params":[]}'.ljust(1000 * 1024, b" ")
+        status, answer = await rawws.http_exchange(
+            srv.port, b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
+        )
+        assert status == 200, answer[:300]  # 7.03 + 0.98 MiB > 8 MiB: 127.0.0.3's message was cut off
+        code, _ = await rawws.read_close(sockets[0][0])
+        assert code == 1013
+        assert not await _closed(sockets[1][0])
+        # A message that does not fit, and cuts nothing off (its address holds as much as any), closes 1013.
+        more = await rawws.upgrade(srv.port, local="127.0.0.4")
+        more[1].write(bytes([0x01, 0x80 | 127]) + struct.pack(">Q", MIB) + key + b"x" * (300 * 1024))
+        await more[1].drain()
+        code, _ = await rawws.read_close(more[0])
+        assert code == 1013
+        assert not await _closed(sockets[1][0]) and not await _closed(sockets[2][0])
+        more[1].close()
+        for _reader, writer in (*sockets, whole):
+            writer.close()
+        await wait_for(lambda: srv._held.held == 0 and not srv._held._arriving)  # nothing left to cut off
