@@ -1360,6 +1360,8 @@ async def test_new_connections_from_one_address_are_rate_limited(start_server, s
         start = asyncio.get_running_loop().time()
         status, refused = await exchange("127.0.0.2")
         assert status == 429 and b"Retry-After: 1\r\n" in refused, refused
+        head, _, text = refused.partition(b"\r\n\r\n")  # a well-formed answer: its length is its body's
+        assert b"Content-Length: %d\r\n" % len(text) in head + b"\r\n" and text.endswith(b"\n"), refused
         assert asyncio.get_running_loop().time() - start < 0.5  # closed once the request was read, not left to expire
         assert srv.refused_connections == 1
         assert (await exchange("127.0.0.3"))[0] == 200  # another address's allowance is its own
