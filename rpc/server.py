@@ -127,10 +127,11 @@ import os
 import re
 import resource
 import secrets
+import socket
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -225,6 +226,15 @@ DEFAULT_MAX_HELD_REQUEST_BYTES: Final = 256 * MIB
 # above a client that keeps its connections (or a browser's six), a fifteenth of the churn
 # that took a core (retest45's F1). Addresses with an allowance kept: MAX_RATED_ADDRESSES.
 DEFAULT_MAX_CONNECTIONS_PER_SECOND: Final = 256.0
+# The kernel's queue of connections not yet accepted: a flood fills it faster than the loop
+# drains it, and a caller whose SYN finds it full waits for TCP's 1 s retransmission. 1,024 is
+# tokio's default (under jsonrpsee), aiohttp's 128; the kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG: Final = 1024
+# asyncio accepts up to its ``backlog`` connections each time the listening socket is
+# readable, and sets each up in a task of its own, all run in the next loop turn: with 1,024,
+# a churn of new connections made turns of hundreds of ms, and connected clients stalled
+# 0.3-0.96 s (retest49's M3). The site is started with this, its queue deepened after.
+ACCEPT_BATCH: Final = 64
 CONNECTION_BURST_SECONDS: Final = 4.0
 MAX_RATED_ADDRESSES: Final = 4096
 _TOO_FAST: Final = b"This address opens new connections too fast: try again\n"
@@ -579,6 +589,17 @@ class _WsConnection:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _deepen_accept_queue(site: web.TCPSite) -> None:
+    """Set the kernel's accept queue of ``site``'s listening sockets to LISTEN_BACKLOG, leaving
+    asyncio's accept batch at the ACCEPT_BATCH it was started with (listen() on a listening
+    socket sets the queue's length anew: Linux's inet_listen)."""
+    server = site._server  # (aiohttp's asyncio.Server; runner.addresses reads it the same way)
+    assert server is not None
+    for listening in cast(asyncio.Server, server).sockets:
+        with socket.socket(fileno=os.dup(listening.fileno())) as raw:  # (closing the duplicate leaves the socket)
+            raw.listen(LISTEN_BACKLOG)
+
+
 class RpcServer:
     """JSON-RPC 2.0 over HTTP POST and WebSocket on one aiohttp port.
 
@@ -810,12 +831,10 @@ class RpcServer:
             listener, handle_signals=False, shutdown_timeout=self.shutdown_timeout
         )
         await runner.setup()
-        # A flood fills the accept queue faster than the loop drains it; a caller whose SYN
-        # finds it full waits for TCP's 1 s retransmission. 1,024 is tokio's default (under
-        # jsonrpsee); aiohttp's is 128. The kernel caps it at net.core.somaxconn.
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True, backlog=1024)
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True, backlog=ACCEPT_BATCH)
         try:
             await site.start()
+            _deepen_accept_queue(site)
         except BaseException:
             await runner.cleanup()
             raise

@@ -1530,3 +1530,40 @@ async def test_a_websocket_message_is_let_go_once_answered(start_server):
         assert after - before < MIB, (after - before) >> 10  # and is gone while the connection stays
         assert not await _closed(reader)
         writer.close()
+
+
+async def test_the_kernel_queues_a_thousand_connections_while_asyncio_accepts_few_at_a_time(start_server):
+    """The listening socket's queue is LISTEN_BACKLOG (1,024) deep while asyncio accepts
+    ACCEPT_BATCH at a time: with the event loop busy, 500 connections complete their
+    handshakes at once (a queue of 64 would leave 436 waiting for SYN retransmissions), and
+    then are all served. The same 1,024 as asyncio's batch made loop turns of hundreds of ms
+    under a churn of connections (retest49's M3)."""
+    import socket
+    import threading
+    import time
+
+    from rpc.server import ACCEPT_BATCH, LISTEN_BACKLOG
+
+    assert ACCEPT_BATCH < 500 <= LISTEN_BACKLOG
+    with open("/proc/sys/net/core/somaxconn") as limit:  # (the kernel's cap on any queue)
+        assert int(limit.read()) >= 500, "net.core.somaxconn is below 500 on this host"
+    async with start_server() as srv:
+        connected: list[socket.socket] = []
+
+        def dial() -> None:
+            for _ in range(500):
+                try:
+                    connected.append(socket.create_connection(("127.0.0.1", srv.port), timeout=0.5))
+                except OSError:
+                    return
+
+        dialer = threading.Thread(target=dial)
+        dialer.start()
+        time.sleep(1.0)  # the loop does nothing meanwhile: no accept
+        dialer.join()
+        try:
+            assert len(connected) == 500
+            await wait_for(lambda: srv.open_connections == 256)  # accepted now (256: the HTTP budget)
+        finally:
+            for sock in connected:
+                sock.close()
