@@ -18,6 +18,9 @@ Scenarios:
 * ``half-open``: ``--half-open`` TCP connections that never send a byte, held open.
 * ``churn``: another process opens silent connections as fast as it can for
   ``--churn-seconds`` while the new callers are measured (eviction under pressure).
+* ``churn-reset``: the same from one blocking opener whose connections each send a POST head
+  and a byte of body and are closed with a reset (retest49's M3: before asyncio accepted 64
+  connections a loop turn rather than 1,024, connected clients stalled up to a second).
 * ``heavy-reads``: 16 keep-alive connections call ``state_getReadProof`` of 1,000 keys back to
   back (about 20 ms of Python each, on the RPC read threads) while the new callers ask for a
   read proof of one key (``small read``: a read on those threads too; measured alone first, as
@@ -37,6 +40,8 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import resource
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -218,15 +223,35 @@ def _churn(port: int, seconds: float, counter: Any) -> None:
     asyncio.run(flood())
 
 
-async def scenario_churn(port: int, calls: int, seconds: float) -> dict[str, Any]:
+def _churn_head_reset(port: int, seconds: float, counter: Any) -> None:
+    """One blocking opener: connect, send a POST head and a byte of its body, close with a
+    reset (SO_LINGER 0), as fast as it can."""
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        try:
+            sock.bind((FLOOD_HOST, 0))
+            sock.connect(("127.0.0.1", port))
+            sock.send(head)
+            counter.value += 1
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+async def scenario_churn(port: int, calls: int, seconds: float, *, reset: bool = False) -> dict[str, Any]:
     counter = mp.Value("q", 0)
-    flooder = mp.Process(target=_churn, args=(port, seconds, counter))
+    flooder = mp.Process(target=_churn_head_reset if reset else _churn, args=(port, seconds, counter))
     flooder.start()
     await asyncio.sleep(0.5)
     result = await measure(port, calls)
     flooder.join()
     rate = round(counter.value / seconds)
-    return {"flood": f"silent connections opened as fast as possible for {seconds:g} s",
+    what = "connections each sending a head and a byte, then reset," if reset else "silent connections"
+    return {"flood": f"{what} opened as fast as possible for {seconds:g} s",
             "opened": counter.value, "opened_per_s": rate, "held": None, **result}
 
 
@@ -274,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"scenario": "half-open", **await scenario_half_open(port, args.calls, args.half_open)})
                 await asyncio.sleep(1)
                 rows.append({"scenario": "churn", **await scenario_churn(port, args.calls, args.churn_seconds)})
+                await asyncio.sleep(1)
+                rows.append({"scenario": "churn-reset",
+                             **await scenario_churn(port, args.calls, args.churn_seconds, reset=True)})
                 await asyncio.sleep(1)
                 rows.append({"scenario": "read-baseline", "flood": "none (small read)", "held": 0,
                              **await measure(port, args.calls, SMALL_READ)})
