@@ -39,7 +39,7 @@ from aiohttp import web
 from aiohttp.http_websocket import WebSocketError
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["CALLER", "ConnectionBudget", "FrameGuard", "GuardedWebSocket", "HeldBytes", "Listener", "RateLimiter", "find_hog", "take_allowance"]
+__all__ = ["CALLER", "ConnectionBudget", "FrameGuard", "GuardedWebSocket", "HeldBytes", "Listener", "RateLimiter", "compute_subnet", "find_hog", "take_allowance"]
 
 K = TypeVar("K")
 
@@ -142,6 +142,19 @@ def take_allowance(table: OrderedDict[Any, A], key: object, make: Callable[[], A
     while len(table) > most:
         table.popitem(last=False)
     return allowance
+
+
+@functools.lru_cache(maxsize=4096)
+def compute_subnet(group: str) -> str:
+    """The subnet of an address group (:func:`compute_address_group`): an IPv4 address's /24,
+    an IPv6 /64's /48 (a site's allocation, RFC 6177); the group itself if it is neither. One
+    host's neighbours in a provider's range are counted together by the rules that go by
+    subnet as well as by address (rpc.server's new connections)."""
+    try:
+        network = ipaddress.ip_network(group, strict=False)
+    except ValueError:
+        return group
+    return str(network.supernet(new_prefix=24 if network.version == 4 else 48))
 
 
 def find_hog(held: Mapping[K, int], newcomer: K, capacity: int) -> K | None:

@@ -72,7 +72,8 @@ are MiB like Substrate's and convert with `MIB`):
     limit, the connection that has waited on the network longest (silent, idle, or
     dribbling a body) is closed (`ConnectionBudget`); one whose call is running is not.
   - new connections: an address (`compute_address_group`) opens at most
-    ``max_connections_per_second`` a second, four seconds' worth banked; past it a
+    ``max_connections_per_second`` a second, four seconds' worth banked, and its subnet
+    (`compute_subnet`) SUBNET_SHARE times as many; past it a
     connection is answered HTTP 429 with ``Retry-After: 1`` and closed before a request
     handler is made for it (`Listener`'s ``admit``, the gate the p2p port has). One
     address's churn of 3,000-4,600 new connections a second took a core (retest45's F1).
@@ -146,6 +147,7 @@ from rpc.connections import (
     Listener,
     RateLimiter,
     compute_address_group,
+    compute_subnet,
     find_hog,
     may_close_idle,
     take_allowance,
@@ -236,6 +238,9 @@ LISTEN_BACKLOG: Final = 1024
 # 0.3-0.96 s (retest49's M3). The site is started with this, its queue deepened after.
 ACCEPT_BATCH: Final = 64
 CONNECTION_BURST_SECONDS: Final = 4.0
+# A subnet (rpc.connections.compute_subnet) may open this many times an address's: fifty
+# addresses of one /24 went past the per-address allowance (retest49's M3).
+SUBNET_SHARE: Final = 4
 MAX_RATED_ADDRESSES: Final = 4096
 _TOO_FAST: Final = b"This address opens new connections too fast: try again\n"
 _TOO_MANY_CONNECTIONS: Final = (
@@ -899,11 +904,16 @@ class RpcServer:
 
     def _admit(self, host: str) -> bool:
         """Whether a new connection from ``host`` is let in (Listener's admit): within the
-        address's allowance of new connections."""
+        address's allowance of new connections and its subnet's (SUBNET_SHARE times as many)."""
         rate = self.max_connections_per_second
-        allowance = take_allowance(self._arrivals, host, lambda: RateLimiter(rate, rate * CONNECTION_BURST_SECONDS),
-                                   MAX_RATED_ADDRESSES)
-        if allowance.take():
+        mine = take_allowance(self._arrivals, host, lambda: RateLimiter(rate, rate * CONNECTION_BURST_SECONDS),
+                              MAX_RATED_ADDRESSES)
+        ours = take_allowance(
+            self._arrivals, "subnet " + compute_subnet(host),
+            lambda: RateLimiter(SUBNET_SHARE * rate, SUBNET_SHARE * rate * CONNECTION_BURST_SECONDS), MAX_RATED_ADDRESSES,
+        )
+        if mine.wait_for(1.0) == 0.0 and ours.take():
+            mine.take()
             return True
         self.refused_connections += 1
         return False

@@ -1567,3 +1567,32 @@ async def test_the_kernel_queues_a_thousand_connections_while_asyncio_accepts_fe
         finally:
             for sock in connected:
                 sock.close()
+
+
+async def test_new_connections_from_one_subnet_are_rate_limited_too(start_server):
+    """A subnet (an IPv4 /24, an IPv6 /48) opens at most four times an address's new
+    connections: fifty addresses of one /24 each within its own allowance had taken the
+    churn past the per-address gate (retest49's M3: 62% of a core, 17% of honest calls
+    failed). Another subnet's allowance is its own."""
+    from rpc.connections import compute_subnet
+
+    assert compute_subnet("10.1.2.3") == "10.1.2.0/24"
+    assert compute_subnet("2001:db8:1:2::/64") == "2001:db8:1::/48"
+    assert compute_subnet("?") == "?"
+    async with start_server(max_connections_per_second=2) as srv:  # an address 8 at once, a subnet 32
+
+        async def opens(host: str) -> bool:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(host, 0))
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            try:
+                return (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
+            except ConnectionError:
+                return False
+            finally:
+                writer.close()
+
+        for n in range(1, 9):  # 8 addresses of 127.0.5.0/24, 4 connections each: within both allowances
+            assert all([await opens(f"127.0.5.{n}") for _ in range(4)])
+        assert not await opens("127.0.5.9")  # a fresh address, but its subnet's 32 are used
+        assert srv.refused_connections == 1
+        assert await opens("127.0.6.1")
