@@ -482,7 +482,7 @@ class FrameGuard:
     def __init__(
         self, inner: Any, on_violation: Callable[[int, str], None], held: HeldBytes | None = None, host: str = "?"
     ) -> None:
-        self._inner = inner
+        self._inner: Any = inner  # aiohttp's WebSocketReader; None once failed (_fail)
         self._on_violation = on_violation
         self._held = held  # the server's (HeldBytes): data frames' payload bytes are taken from it as they come
         self._host = host  # the client's address group, whose part of _held they are
@@ -511,20 +511,28 @@ class FrameGuard:
             bad, code, reason = found
             if bad:
                 self._inner.feed_data(data[:bad])
-            self.failed = True
+            self._fail()
             self.flooded = code == CLOSE_POLICY_VIOLATION
             self._on_violation(code, reason)
             return False, b""
         eof, tail = self._inner.feed_data(data)
         if eof:
             # The reader rejected a frame and queued the error; receive() sends the close.
-            self.failed = True
+            self._fail()
             return False, b""
         return eof, tail
 
     def feed_eof(self) -> None:
         self.eof = True
-        self._inner.feed_eof()
+        if self._inner is not None:
+            self._inner.feed_eof()
+
+    def _fail(self) -> None:
+        """Nothing more goes to aiohttp's reader, which is let go: the part of a message it
+        holds (up to twice the request size) is freed once aiohttp's close lets go of it too,
+        not when the connection is over, after lingering (up to LINGER_MAX)."""
+        self.failed = True
+        self._inner = None
 
     def _head_size(self) -> int:
         head = self._head
@@ -598,7 +606,7 @@ class FrameGuard:
         """Cut off for room by another request (HeldBytes.hold, which gave the message's bytes
         back): the rest of it is not counted, and the connection closes with 1013."""
         self._taken = 0
-        self.failed = True
+        self._fail()
         self._on_violation(CLOSE_TRY_AGAIN_LATER, "the server needed room for other requests: try again later")
 
     def _end_message(self) -> None:
@@ -687,3 +695,13 @@ class GuardedWebSocket(web.WebSocketResponse):
         if self.guard is not None and self.guard.failed:
             return  # the handler lingers; aiohttp closes the socket when it returns
         super()._close_transport()
+
+    def _on_data_received(self) -> None:
+        """Nothing once closing: aiohttp re-arms its ping timer on every chunk received, and
+        chunks that came after close() had cancelled it (a client sending on while the server
+        lingers) armed a timer nothing cancelled again, which kept the connection, its reader
+        and the message's bytes received so far alive for a minute or more: WebSockets cut off
+        or closed mid-message by 1013 kept 2 GB, and reconnecting after each 1013 grew a node to
+        4-7 GB (retest50's N1)."""
+        if not self.closed:
+            super()._on_data_received()

@@ -1596,3 +1596,42 @@ async def test_new_connections_from_one_subnet_are_rate_limited_too(start_server
         assert not await opens("127.0.5.9")  # a fresh address, but its subnet's 32 are used
         assert srv.refused_connections == 1
         assert await opens("127.0.6.1")
+
+
+async def test_a_websocket_closed_mid_message_is_freed(start_server):
+    """WebSockets cut off for room mid-message (1013), their clients sending on while the
+    server closes and lingers, leave nothing alive once over: aiohttp re-armed its ping timer
+    on every chunk that came after close() had cancelled it, and the timer kept the
+    connection, its reader and the message's bytes received so far alive for a minute or more:
+    staggered 25 MB partial messages kept 2 GB, and reconnecting after each 1013 grew a node to
+    4-7 GB (retest50's N1)."""
+    import gc
+
+    from rpc.connections import GuardedWebSocket
+
+    async with start_server(max_request_size=MIB, max_held_request_bytes=8 * MIB) as srv:  # a part of 2 MiB
+        chunk = b"x" * (128 * 1024)
+
+        async def send_on(host: str) -> None:  # one message of 2 MiB - 1, sent on until the server closes
+            reader, writer = await rawws.upgrade(srv.port, local=host)
+            writer.write(bytes([0x01, 0x80 | 127]) + struct.pack(">Q", 2 * MIB - 1) + bytes(4))
+            try:
+                for _ in range(15):
+                    writer.write(chunk)
+                    await writer.drain()
+                    await asyncio.sleep(0.03)
+                await asyncio.wait_for(reader.read(), 5)
+            except (ConnectionError, TimeoutError):
+                pass
+            finally:
+                writer.close()
+
+        # 6 x 1.875 MiB of messages never complete, past the 8 MiB cap: some are cut off (1013).
+        await asyncio.gather(*(send_on(f"127.0.0.{n}") for n in range(2, 8)))
+        await wait_for(lambda: srv.websocket_connections == 0 and srv._held.held == 0)
+
+        def alive() -> int:
+            gc.collect()
+            return sum(1 for thing in gc.get_objects() if isinstance(thing, GuardedWebSocket))
+
+        await wait_for(lambda: alive() == 0, timeout=3.0)
