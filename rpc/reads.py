@@ -27,7 +27,7 @@ from chain.blockchain import Blockchain
 from chain.errors import MissingTrieNode, UnknownStateRoot
 from chain.storage import Column
 from rpc import errors
-from rpc.connections import CALLER
+from rpc.connections import CALLER, compute_subnet
 
 __all__ = ["ReadOnlyState", "block_at", "pruned_while_read", "run_read", "state_at", "state_root_at"]
 
@@ -44,19 +44,22 @@ _reader = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="rpc-read")
 
 
 class _Turns:
-    """The read threads, taken in turn by the addresses waiting for one (round robin over
-    addresses, each address's reads in order): a read waits for those running and at most one
-    of each other address waiting, not for every read queued before it. In one FIFO queue a
-    flood of allowed heavy calls from one address multiplied an honest caller's latency 30-100
-    times (retest45's F2); the cost of the flood itself is the flood's. A slot is given back
-    when its thread's work ends, not when its caller stops waiting (a read cannot be stopped
-    once it runs), and a read whose caller left while it waited takes no turn."""
+    """The read threads, taken in turn by the subnets waiting for one, and within a subnet by
+    its addresses (round robin at both levels; each address's reads in order): a read waits for
+    those running and at most one of each other subnet, or other address of its own subnet,
+    waiting, not for every read queued before it. In one FIFO queue a flood of allowed heavy
+    calls from one address multiplied an honest caller's latency 30-100 times (retest45's F2);
+    by address alone, a flood spread over 64 addresses of one /24 did 200 times (retest50's N2).
+    The cost of the flood itself is the flood's. A slot is given back when its thread's work
+    ends, not when its caller stops waiting (a read cannot be stopped once it runs), and a
+    read whose caller left while it waited takes no turn."""
 
     __slots__ = ("_free", "_waiting")
 
     def __init__(self) -> None:
         self._free = _READ_THREADS
-        self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()  # the next address in turn first
+        # subnet -> address -> its reads waiting; the next in turn first at both levels
+        self._waiting: OrderedDict[str, OrderedDict[str, deque[asyncio.Future[None]]]] = OrderedDict()
 
     async def run(self, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -64,7 +67,8 @@ class _Turns:
             self._free -= 1
         else:
             turn = loop.create_future()
-            self._waiting.setdefault(CALLER.get(), deque()).append(turn)
+            caller = CALLER.get()
+            self._waiting.setdefault(compute_subnet(caller), OrderedDict()).setdefault(caller, deque()).append(turn)
             try:
                 await turn
             except asyncio.CancelledError:
@@ -85,13 +89,16 @@ class _Turns:
             loop.call_soon_threadsafe(self._give_back)
 
     def _give_back(self) -> None:
-        """A slot is free: to the first waiting read of the next address in turn."""
+        """A slot is free: to the first waiting read of the next address of the next subnet in turn."""
         waiting = self._waiting
         while waiting:
-            caller, queue = waiting.popitem(last=False)
+            subnet, addresses = waiting.popitem(last=False)
+            caller, queue = addresses.popitem(last=False)
             turn = queue.popleft()
             if queue:
-                waiting[caller] = queue  # (to the back: its next read after the others')
+                addresses[caller] = queue  # (to the back: its next read after its neighbours')
+            if addresses:
+                waiting[subnet] = addresses  # (to the back: after the other subnets')
             if not turn.cancelled():
                 turn.set_result(None)
                 return

@@ -1407,13 +1407,19 @@ async def test_refused_connections_waiting_for_their_first_bytes_are_bounded(sta
         writer.close()
 
 
-async def test_heavy_reads_take_turns_by_address(start_server):
+@pytest.mark.parametrize(
+    ("flood_hosts", "honest_host"),
+    [(["127.0.0.2"] * 8, "127.0.0.3"), ([f"127.0.0.{n}" for n in range(10, 18)], "127.0.1.3")],
+    ids=["one address", "eight addresses of a subnet"],
+)
+async def test_heavy_reads_take_turns_by_address(start_server, flood_hosts, honest_host):
     """The RPC read threads (rpc.reads.run_read: blocks, key pages, proofs, predictions) serve
-    the addresses waiting for them in turn, each address's calls in order: a caller's read
-    waits for the reads running and at most one of each other address waiting, not for a
-    flood's whole queue. FIFO, callers of allowed heavy calls from one address multiplied an
-    honest caller's latency 30-100x (retest45's F2). A call whose caller left while it waited
-    takes no turn."""
+    the subnets waiting for them in turn, and within a subnet its addresses, each address's
+    calls in order: a caller's read waits for the reads running and at most one of each other
+    subnet (or address of its own subnet) waiting, not for a flood's whole queue. FIFO, callers
+    of allowed heavy calls from one address multiplied an honest caller's latency 30-100x
+    (retest45's F2); by address alone, a flood spread over 64 addresses of one /24 did 200x
+    (retest50's N2). A call whose caller left while it waited takes no turn."""
     import time
 
     from rpc import reads
@@ -1445,16 +1451,16 @@ async def test_heavy_reads_take_turns_by_address(start_server):
                 writer.close()
             return json.loads(data.split(b"\r\n\r\n", 1)[1])["result"]
 
-        flood = [asyncio.ensure_future(call("127.0.0.2", f"a{n}")) for n in range(8)]
+        flood = [asyncio.ensure_future(call(host, f"a{n}")) for n, host in enumerate(flood_hosts)]
         await wait_for(lambda: srv._http_in_flight == 8)
-        gone = asyncio.ensure_future(call("127.0.0.4", "gone"))  # waits, then leaves
+        gone = asyncio.ensure_future(call("127.0.2.4", "gone"))  # waits, then leaves
         await asyncio.sleep(0.02)
-        honest = asyncio.ensure_future(call("127.0.0.3", "b"))
+        honest = asyncio.ensure_future(call(honest_host, "b"))
         await asyncio.sleep(0.02)
         gone.cancel()
         assert await honest == "b"
         assert await asyncio.gather(*flood) == [f"a{n}" for n in range(8)]
-        assert done.index("b") <= 3, done  # after the two running and at most one more of 127.0.0.2's
+        assert done.index("b") <= 3, done  # after the two running and at most one more of the flood's
         assert sorted(who for who in done if who != "b") == [f"a{n}" for n in range(8)]
         assert sorted(ran) == sorted(done) and "gone" not in ran  # (it left while it waited: never run)
         turns = reads._turns[asyncio.get_running_loop()]
