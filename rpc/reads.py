@@ -110,8 +110,8 @@ _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.W
 
 
 async def run_read(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` on the RPC read threads, in the turn of its caller's address;
-    its exception, if any, raised here."""
+    """``fn(*args, **kwargs)`` on the RPC read threads, in the turn of its caller's subnet and
+    address (:class:`_Turns`); its exception, if any, raised here."""
     loop = asyncio.get_running_loop()
     turns = _turns.get(loop)
     if turns is None:

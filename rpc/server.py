@@ -228,15 +228,6 @@ DEFAULT_MAX_HELD_REQUEST_BYTES: Final = 256 * MIB
 # above a client that keeps its connections (or a browser's six), a fifteenth of the churn
 # that took a core (retest45's F1). Addresses with an allowance kept: MAX_RATED_ADDRESSES.
 DEFAULT_MAX_CONNECTIONS_PER_SECOND: Final = 256.0
-# The kernel's queue of connections not yet accepted: a flood fills it faster than the loop
-# drains it, and a caller whose SYN finds it full waits for TCP's 1 s retransmission. 1,024 is
-# tokio's default (under jsonrpsee), aiohttp's 128; the kernel caps it at net.core.somaxconn.
-LISTEN_BACKLOG: Final = 1024
-# asyncio accepts up to its ``backlog`` connections each time the listening socket is
-# readable, and sets each up in a task of its own, all run in the next loop turn: with 1,024,
-# a churn of new connections made turns of hundreds of ms, and connected clients stalled
-# 0.3-0.96 s (retest49's M3). The site is started with this, its queue deepened after.
-ACCEPT_BATCH: Final = 64
 CONNECTION_BURST_SECONDS: Final = 4.0
 # A subnet (rpc.connections.compute_subnet) may open this many times an address's: fifty
 # addresses of one /24 went past the per-address allowance (retest49's M3).
@@ -247,6 +238,15 @@ _TOO_MANY_CONNECTIONS: Final = (
     b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_TOO_FAST), _TOO_FAST)
 )
+# The kernel's queue of connections not yet accepted: a flood fills it faster than the loop
+# drains it, and a caller whose SYN finds it full waits for TCP's 1 s retransmission. 1,024 is
+# tokio's default (under jsonrpsee), aiohttp's 128; the kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG: Final = 1024
+# asyncio accepts up to its ``backlog`` connections each time the listening socket is
+# readable, and sets each up in a task of its own, all run in the next loop turn: with 1,024,
+# a churn of new connections made turns of hundreds of ms, and connected clients stalled
+# 0.3-0.96 s (retest49's M3). The site is started with this, its queue deepened after.
+ACCEPT_BATCH: Final = 64
 # Seconds. hyper (under jsonrpsee) allows 30 s for a request head; 10 s is ample on any
 # link that can use the node and makes a slowloris pay three times more reconnects.
 DEFAULT_HEADER_TIMEOUT: Final = 10.0
@@ -713,8 +713,8 @@ class RpcServer:
         self._bodies: dict[RequestHandler, tuple[str, int]] = {}  # HTTP bodies: (address, bytes held)
         self._evictions: set[asyncio.Task[None]] = set()
         self.max_connections_per_second = max_connections_per_second
-        self._arrivals: OrderedDict[str, RateLimiter] = OrderedDict()  # new connections' allowance, by address
-        self.refused_connections = 0  # refused for their address's rate (_admit)
+        self._arrivals: OrderedDict[str, RateLimiter] = OrderedDict()  # new connections' allowances, by address and subnet
+        self.refused_connections = 0  # refused for their address's or subnet's rate (_admit)
         self._executor: ThreadPoolExecutor | None = None
         self._runner: web.ServerRunner | None = None
 
