@@ -378,10 +378,13 @@ class HeldBytes:
     out ordinary calls.
 
     Past the cap, requests still arriving are cut off for a newcomer (:meth:`hold`), each the
-    first begun of the address whose requests still arriving hold the most, while that address
-    holds more than the newcomer's would: room is taken from the largest holder, never from an
-    address holding less (the rule of the inbound p2p peers, node.network.service
-    .choose_evictee). Without a cut-off, twenty HTTP bodies of five addresses that sent 13.4 MB
+    first begun of the address whose requests still arriving hold the most within the subnet
+    (:func:`compute_subnet`) whose requests still arriving hold the most, while that subnet holds
+    more than the newcomer's would (within the newcomer's own subnet: while that address holds
+    more than the newcomer's would): room is taken from the largest holder, never from one
+    holding less (the rule of the inbound p2p peers, node.network.service.choose_evictee). By
+    address alone, attackers spread over N addresses each holding cap/N cut off every honest
+    upload larger than that (retest49's M1). Without a cut-off, twenty HTTP bodies of five addresses that sent 13.4 MB
     each and stalled kept every request over ``small`` refused (retest47); cutting off the one
     begun longest ago cut every honest upload slower than about 0.2 s while they sent again at
     once (retest48). HTTP bodies and WebSocket messages are cut off alike: a request received
@@ -416,14 +419,21 @@ class HeldBytes:
         arriving = self._arriving
         if request not in arriving:
             arriving[request] = (host, 0, cut)
+        subnet = compute_subnet(host)
         while not self.take(size, host):
-            by_host: dict[str, int] = {}
+            by_subnet: dict[str, dict[str, int]] = {}  # subnet -> address -> bytes of its requests arriving
             for where, count, _cut in arriving.values():  # (in the order first held: ties go to the first)
-                by_host[where] = by_host.get(where, 0) + count
-            hog, most = max(by_host.items(), key=lambda item: item[1])
-            # (So never host itself, which holds those; nor when host would pass its part, as no
-            # address holds more than its part.)
-            if most <= self._by_host.get(host, 0) + size:
+                addresses = by_subnet.setdefault(compute_subnet(where), {})
+                addresses[where] = addresses.get(where, 0) + count
+            hog_subnet, addresses = max(by_subnet.items(), key=lambda item: sum(item[1].values()))
+            hog, most = max(addresses.items(), key=lambda item: item[1])
+            if hog_subnet != subnet:
+                ours = sum(count for where, count in self._by_host.items() if compute_subnet(where) == subnet)
+                if sum(addresses.values()) <= ours + size:
+                    return False
+            elif most <= self._by_host.get(host, 0) + size:
+                # (Within host's own subnet, the address rule: so never host itself, which holds
+                # those; nor when host would pass its part, as no address holds more than its part.)
                 return False
             victim = next(other for other, (where, _count, _cut) in arriving.items() if where == hog)
             gone_host, gone, cut_off = arriving.pop(victim)

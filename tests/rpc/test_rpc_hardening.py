@@ -1641,3 +1641,31 @@ async def test_a_websocket_closed_mid_message_is_freed(start_server):
             return sum(1 for thing in gc.get_objects() if isinstance(thing, GuardedWebSocket))
 
         await wait_for(lambda: alive() == 0, timeout=3.0)
+
+
+async def test_room_is_taken_from_the_subnet_holding_the_most_first(start_server):
+    """Past the held-bytes cap, the subnet whose requests still arriving hold the most gives
+    way first (then, within it, its address holding the most), while it holds more than the
+    newcomer's subnet would; the address rule applies within the newcomer's own subnet. By
+    address alone, attackers spread over N addresses each holding cap/N had every honest upload
+    larger than that cut off or refused (retest49's M1: 60 addresses, every upload over 4.5 MB)."""
+    async with start_server(max_request_size=MIB, max_held_request_bytes=8 * MIB) as srv:
+        stalled = []
+        for n in range(10, 26):  # 16 addresses of 127.0.0.0/24, a stalled body of 470 KiB each: 7.3 MiB
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(f"127.0.0.{n}", 0))
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (900 * 1024) + b" " * (470 * 1024 - 1))
+            await writer.drain()
+            stalled.append((reader, writer))
+        await wait_for(lambda: srv._held.held == 16 * 470 * 1024)
+        body = b'{"jsonrpc":"2.0","id":5,"method":"system_health","params":[]}'.ljust(1000 * 1024, b" ")
+        honest = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.1.9", 0))
+        honest[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for at in range(0, len(body), 100 * 1024):  # past 470 KiB it holds more than any one attacker
+            honest[1].write(body[at : at + 100 * 1024])
+            await honest[1].drain()
+            await asyncio.sleep(0.02)
+        assert (await rawws.read_head(honest[0])).startswith(b"HTTP/1.1 200")
+        assert srv._held.held < 16 * 470 * 1024  # room was taken from 127.0.0.0/24's bodies
+        for _reader, writer in (honest, *stalled):
+            writer.close()
+        await wait_for(lambda: srv._held.held == 0)
