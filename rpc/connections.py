@@ -468,8 +468,7 @@ class FrameGuard:
     """
 
     __slots__ = (
-        "_control_at",
-        "_control_tokens",
+        "_control",
         "_data",
         "_done",
         "_head",
@@ -508,8 +507,8 @@ class FrameGuard:
         self.flooded = False  # a violation of rate, not of form: no lingering for it
         self.saw_close = False
         self.eof = False
-        self.last_data = self._control_at = self._loop.time()
-        self._control_tokens = CONTROL_BURST
+        self.last_data = self._loop.time()
+        self._control = RateLimiter(CONTROL_PER_SECOND, CONTROL_BURST)  # pings and pongs
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         self.last_data = self._loop.time()
@@ -590,7 +589,7 @@ class FrameGuard:
             if bad is None:
                 if not b1 & 0x80:
                     bad = (start, CLOSE_PROTOCOL_ERROR, "client frames must be masked (RFC 6455 section 5.1)")
-                elif opcode in (_OP_PING, _OP_PONG) and not self._take_control():
+                elif opcode in (_OP_PING, _OP_PONG) and not self._control.take():
                     bad = (start, CLOSE_POLICY_VIOLATION, f"more than {CONTROL_PER_SECOND:g} pings and pongs a second")
             if opcode == _OP_CLOSE:
                 self.saw_close = True
@@ -641,15 +640,6 @@ class FrameGuard:
         self._held = None
         self._done.clear()
         self._message = self._taken = 0
-
-    def _take_control(self) -> bool:
-        now = self._loop.time()
-        self._control_tokens = min(CONTROL_BURST, self._control_tokens + (now - self._control_at) * CONTROL_PER_SECOND)
-        self._control_at = now
-        if self._control_tokens < 1:
-            return False
-        self._control_tokens -= 1
-        return True
 
     async def linger(self, transport: asyncio.BaseTransport | None) -> None:
         """Half-close, then read and discard until the peer closes, goes quiet, or LINGER_MAX;

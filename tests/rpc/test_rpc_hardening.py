@@ -42,8 +42,9 @@ tests/rpc/test_rpc_policy.py ``-k cors`` (outside the selection). Left:
   True``, ``"XX?XX"``: Listener.connection_made calls aiohttp's first, which sets
   ``handler.transport``, and a TCP socket's peername is a (host, port) tuple: the fallbacks are
   never taken. ``held > self.limit / 4``: for an integer ``held`` the same as ``// 4``.
-- ``_take_control``: ``tokens <= 1``: differs only at exactly 1.0 token, which needs two control
-  frames scanned at one ``loop.time()`` (the refill between two scans is never 0).
+- ``_take_control`` (since session 44 the shared ``RateLimiter.take``): ``tokens <= 1``: differs only
+  at exactly 1.0 token, which needs two control frames scanned at one clock reading (the refill
+  between two scans is never 0).
 - ``_send_bounded``: ``transport is not None or True`` and ``else 1`` (aiohttp's request always
   has its transport while its handler runs); ``> SEND_STALL`` and ``> limit`` for ``>=`` (loop
   times between polls are never equal to the bound); ``"none" ... and False``, ``"XXnoneXX"``,
