@@ -1670,3 +1670,38 @@ async def test_room_is_taken_from_the_subnet_holding_the_most_first(start_server
         for _reader, writer in (honest, *stalled):
             writer.close()
         await wait_for(lambda: srv._held.held == 0)
+
+
+async def test_a_subnet_holding_less_than_the_newcomers_gives_no_room(start_server):
+    """The subnet rule counts all the newcomer's subnet holds, calls running included: a
+    subnet whose requests arriving hold less than that is not cut off for it, and the newcomer
+    gets 503 (never room from one holding less). (The re-read: no test missed the count.)"""
+    table, release, _ = _slow_table()
+    async with start_server(methods=table, max_request_size=MIB, max_held_request_bytes=8 * MIB) as srv:
+        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "test_slow"}).encode().ljust(900 * 1024, b" ")
+        running = []
+        for n in range(2, 6):  # 127.0.1.0/24: four calls of 900 KiB running, 3.5 MiB held
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(f"127.0.1.{n}", 0))
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+            running.append((reader, writer))
+        await wait_for(lambda: srv._held.held == 4 * len(body) and not srv._held._arriving)
+        stalled = []
+        for n in range(2, 6):  # 127.0.0.0/24: four stalled bodies, 3.5 MiB arriving
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=(f"127.0.0.{n}", 0))
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (1000 * 1024) + b" " * (900 * 1024 - 1))
+            await writer.drain()
+            stalled.append((reader, writer))
+        await wait_for(lambda: srv._held.held == 8 * 900 * 1024)
+        comer = await asyncio.open_connection("127.0.0.1", srv.port, local_addr=("127.0.1.9", 0))
+        comer[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (1000 * 1024) + b" " * (1000 * 1024 - 2))
+        await comer[1].drain()
+        # Past the cap: 127.0.0.0/24 has 3.5 MiB arriving, 127.0.1.0/24 would hold 3.5 + 0.98 MiB.
+        assert (await rawws.read_head(comer[0])).startswith(b"HTTP/1.1 503")
+        assert not any([await _closed(reader) for reader, _ in stalled])
+        release.set()
+        for reader, _writer in running:
+            assert (await rawws.read_head(reader)).startswith(b"HTTP/1.1 200")
+        for _reader, writer in (*running, *stalled, comer):
+            writer.close()
+        await wait_for(lambda: srv._held.held == 0)
