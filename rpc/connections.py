@@ -384,10 +384,10 @@ class HeldBytes:
     more than the newcomer's would): room is taken from the largest holder, never from one
     holding less (the rule of the inbound p2p peers, node.network.service.choose_evictee). By
     address alone, attackers spread over N addresses each holding cap/N cut off every honest
-    upload larger than that (retest49's M1). Without a cut-off, twenty HTTP bodies of five addresses that sent 13.4 MB
-    each and stalled kept every request over ``small`` refused (retest47); cutting off the one
-    begun longest ago cut every honest upload slower than about 0.2 s while they sent again at
-    once (retest48). HTTP bodies and WebSocket messages are cut off alike: a request received
+    upload larger than that (retest49's M1). Without a cut-off, twenty HTTP bodies of five
+    addresses that sent 13.4 MB each and stalled kept every request over ``small`` refused
+    (retest47); cutting off the one begun longest ago cut every honest upload slower than about
+    0.2 s while they sent again at once (retest48). HTTP bodies and WebSocket messages are cut off alike: a request received
     whole, whose call runs, is not."""
 
     __slots__ = ("_arriving", "_by_host", "cap", "held", "part", "small")
