@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import math
@@ -322,6 +323,12 @@ def _add_node(sub: _Commands) -> None:
     node.add_argument("--rpc-max-connections-per-second", type=_positive, default=int(DEFAULT_MAX_CONNECTIONS_PER_SECOND),
                       metavar="N", help=f"new connections one address may open a second, four seconds' worth at once "
                                         f"(default {int(DEFAULT_MAX_CONNECTIONS_PER_SECOND)}); past it HTTP 429")
+    node.add_argument("--rpc-rate-limit", type=_positive, default=None, metavar="N",
+                      help="calls a minute one address may make, a minute's worth at once, its subnet four times "
+                      "as many (Substrate's flag, counted by address rather than by connection); a call past it waits "
+                      "until it is due, up to a second, else gets -32009 (default: no limit)")
+    node.add_argument("--rpc-rate-limit-whitelisted-ips", type=_network, nargs="+", default=[], metavar="CIDR",
+                      help="addresses not counted by --rpc-rate-limit, as networks (1.2.3.0/24, 2001:db8::/48)")
     node.add_argument("--rpc-header-timeout", type=_seconds, default=DEFAULT_HEADER_TIMEOUT, metavar="SECS",
                       help="a connection must send a complete request head this soon after opening or its last response")
     node.add_argument("--rpc-ws-ping-interval", type=_seconds, default=DEFAULT_WS_PING_INTERVAL, metavar="SECS",
@@ -731,6 +738,14 @@ def _text(text: str) -> str:
     return text
 
 
+def _network(text: str) -> str:
+    """An address or network in CIDR notation (``--rpc-rate-limit-whitelisted-ips``)."""
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address or network in CIDR notation (1.2.3.0/24)") from None
+
+
 def _cors(text: str) -> str | tuple[str, ...]:
     """``--rpc-cors``: "all", or origins separated by commas, each printable ASCII with no space
     (as an Origin header is, RFC 6454 section 7.1: one with a control character could never
@@ -910,6 +925,8 @@ def run_node(args: argparse.Namespace) -> int:
         rpc_options = {
             "max_http_connections": args.rpc_max_http_connections,
             "max_connections_per_second": args.rpc_max_connections_per_second,
+            "rate_limit": args.rpc_rate_limit,
+            "rate_limit_whitelist": args.rpc_rate_limit_whitelisted_ips,
             "header_timeout": args.rpc_header_timeout,
             "ws_ping_interval": args.rpc_ws_ping_interval,
             "ws_idle_timeout": args.rpc_ws_idle_timeout,

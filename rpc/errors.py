@@ -43,6 +43,7 @@ __all__ = [
     "OversizedRequest",
     "OversizedResponse",
     "ParseError",
+    "RateLimited",
     "RpcCallError",
     "RpcError",
     "RpcTransportError",
@@ -183,6 +184,13 @@ class SubscriptionDropped(ServerBusy):
     fast enough, the connection's bounded queue was full, and the server dropped it."""
 
     default_message = "Subscription dropped: notifications were not read fast enough"
+
+
+class RateLimited(ServerBusy):
+    """-32009: the caller's address (or its subnet) has made its calls a minute
+    (--rpc-rate-limit) and the next one is not due soon; ``data`` says whose and when."""
+
+    default_message = "Too many calls from this address, try again later"
 
 
 class BatchTooLarge(RpcError):

@@ -80,6 +80,12 @@ are MiB like Substrate's and convert with `MIB`):
   - both limits are cut at start to fit half of the open-file room left under the soft
     ``RLIMIT_NOFILE`` (the other half stays for the database, logs and peers), with a
     warning, so that accepts never fail with EMFILE because of RPC alone.
+* calls: with ``rate_limit`` (``--rpc-rate-limit``, none by default, as Substrate's) an address
+  makes at most that many calls a minute, a minute's worth at once, its subnet SUBNET_SHARE
+  times as many; each request object counts (a batch's entries, a WebSocket's messages). A
+  call past it waits until it is due, as Substrate's middleware makes it, if that is within
+  RATE_LIMIT_MAX_WAIT seconds, and is refused before it runs with -32009 (`RateLimited`)
+  otherwise; ``rate_limit_whitelist`` networks are not counted (`_pace`).
 * timeouts: a connection must deliver a complete request head within ``header_timeout``
   seconds of opening or of its previous response (slowloris: a client sending its header
   a byte at a time is cut off; this is aiohttp's keep-alive timer, armed at accept and not
@@ -121,6 +127,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -161,6 +168,7 @@ from rpc.errors import (
     OversizedRequest,
     OversizedResponse,
     ParseError,
+    RateLimited,
     RpcError,
     SubscriptionsUnsupported,
     TooManyNodeSubscriptions,
@@ -233,6 +241,11 @@ CONNECTION_BURST_SECONDS: Final = 4.0
 # addresses of one /24 went past the per-address allowance (retest49's M3).
 SUBNET_SHARE: Final = 4
 MAX_RATED_ADDRESSES: Final = 4096
+# Calls past their caller's allowance (--rpc-rate-limit) wait for their turn as Substrate's
+# middleware makes them (polkadot-sdk's rpc-servers rate_limit.rs: governor's per-minute quota,
+# a minute's worth at once, the call delayed until it is due), but at most this many seconds:
+# a call due later is refused at once, so the calls waiting are bounded by the rate itself.
+RATE_LIMIT_MAX_WAIT: Final = 1.0
 _TOO_FAST: Final = b"This address opens new connections too fast: try again\n"
 _TOO_MANY_CONNECTIONS: Final = (
     b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -493,6 +506,20 @@ class _CorsPolicy:
         return False
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_whitelisted(caller: str, whitelist: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    """Whether an address group (rpc.connections.compute_address_group: an IPv4 address, an IPv6
+    /64) is in one of ``whitelist``'s networks. An IPv6 caller is known by its /64, as one
+    address by every rule here, so a whitelisted network within a /64 (``::1``) exempts it."""
+    if not whitelist:
+        return False
+    try:
+        group = ipaddress.ip_network(caller, strict=False)
+    except ValueError:
+        return False  # ("?": not a network address)
+    return any(group.version == net.version and group.overlaps(net) for net in whitelist)
+
+
 def _is_port(text: str) -> bool:
     """1 to 5 ASCII digits naming a port from 1 to 65535 (``str.isdigit`` alone also
     accepts Unicode digits such as "١٢٣" or "²", which no URL port can contain)."""
@@ -632,6 +659,8 @@ class RpcServer:
         max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS,
         max_held_request_bytes: int = DEFAULT_MAX_HELD_REQUEST_BYTES,
         max_connections_per_second: float = DEFAULT_MAX_CONNECTIONS_PER_SECOND,
+        rate_limit: int | None = None,
+        rate_limit_whitelist: Sequence[str] = (),
         max_subscriptions_per_connection: int = 1024,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
         reserved_subscriptions: int = RESERVED_SUBSCRIPTIONS,
@@ -675,6 +704,8 @@ class RpcServer:
                 raise ValueError(f"{name} must be a positive number of seconds, got {seconds}")
         if not max_connections_per_second > 0:
             raise ValueError(f"max_connections_per_second must be positive, got {max_connections_per_second}")
+        if rate_limit is not None and rate_limit < 1:
+            raise ValueError(f"rate_limit must be at least 1 call a minute, got {rate_limit}")
         if max_subscriptions_per_connection < 0:
             raise ValueError("max_subscriptions_per_connection must not be negative")
         if reserved_subscriptions < 0:
@@ -715,6 +746,11 @@ class RpcServer:
         self.max_connections_per_second = max_connections_per_second
         self._arrivals: OrderedDict[str, RateLimiter] = OrderedDict()  # new connections' allowances, by address and subnet
         self.refused_connections = 0  # refused for their address's or subnet's rate (_admit)
+        self.rate_limit = rate_limit
+        # (ValueError for one that is not an address or network: the CLI says which.)
+        self.rate_limit_whitelist = tuple(ipaddress.ip_network(net, strict=False) for net in rate_limit_whitelist)
+        self._calls: OrderedDict[str, RateLimiter] = OrderedDict()  # calls' allowances, by address and subnet
+        self.rate_limited_calls = 0  # refused for their address's or subnet's rate (_pace)
         self._executor: ThreadPoolExecutor | None = None
         self._runner: web.ServerRunner | None = None
 
@@ -917,6 +953,33 @@ class RpcServer:
             return True
         self.refused_connections += 1
         return False
+
+    async def _pace(self) -> RpcError | None:
+        """Take a call of the caller's (rpc.connections.CALLER) allowance of ``rate_limit`` a
+        minute, and its subnet's (SUBNET_SHARE times as many), a minute's worth at once; wait
+        until it is due, or, due more than RATE_LIMIT_MAX_WAIT seconds from now, the error that
+        refuses it. A whitelisted address is not counted."""
+        caller = CALLER.get()
+        limit = self.rate_limit
+        if limit is None or _is_whitelisted(caller, self.rate_limit_whitelist):
+            return None
+        mine = take_allowance(self._calls, caller, lambda: RateLimiter(limit / 60, limit), MAX_RATED_ADDRESSES)
+        subnet = compute_subnet(caller)
+        ours = take_allowance(
+            self._calls, "subnet " + subnet, lambda: RateLimiter(SUBNET_SHARE * limit / 60, SUBNET_SHARE * limit),
+            MAX_RATED_ADDRESSES,
+        )
+        own_due, subnet_due = mine.wait_for(1.0), ours.wait_for(1.0)
+        due = max(own_due, subnet_due)
+        if due > RATE_LIMIT_MAX_WAIT:
+            self.rate_limited_calls += 1
+            whose = f"{caller} has made its {limit}" if own_due == due else f"{subnet} has made its {SUBNET_SHARE * limit}"
+            return RateLimited(data=f"{whose} calls a minute (--rpc-rate-limit); the next is due in {due:.1f} s")
+        mine.settle(-1.0)  # (taken ahead: the calls waiting are a debt the next ones wait for too)
+        ours.settle(-1.0)
+        if due:
+            await asyncio.sleep(due)
+        return None
 
     def _hold_body(self, handler: RequestHandler, size: int) -> bool:
         """Hold an HTTP body's first ``size`` bytes against HeldBytes (those held already
@@ -1488,6 +1551,10 @@ class RpcServer:
         else:
             params = []
 
+        if self.rate_limit is not None:
+            refusal = await self._pace()
+            if refusal is not None:
+                return _error_response(refusal, rid) if has_id else None
         entry = self._dispatch.get(method)
         if entry is None:
             if not has_id:

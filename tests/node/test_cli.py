@@ -432,6 +432,18 @@ def test_rpc_cors_is_all_or_origins() -> None:
     assert parse(["node"]).rpc_cors is None
 
 
+def test_rpc_rate_limit_is_calls_a_minute_with_whitelisted_networks(capsys) -> None:
+    parse = build_parser().parse_args
+    args = parse(["node", "--rpc-rate-limit", "600", "--rpc-rate-limit-whitelisted-ips", "10.1.2.3/8", "::1"])
+    assert args.rpc_rate_limit == 600 and args.rpc_rate_limit_whitelisted_ips == ["10.0.0.0/8", "::1/128"]
+    assert parse(["node"]).rpc_rate_limit is None and parse(["node"]).rpc_rate_limit_whitelisted_ips == []
+    for bad, says in ((["--rpc-rate-limit", "0"], "a positive integer"),
+                      (["--rpc-rate-limit-whitelisted-ips", "10.0.0.0/33"], "not an address or network in CIDR")):
+        with pytest.raises(SystemExit):
+            parse(["node", *bad])
+        assert says in capsys.readouterr().err
+
+
 def test_a_node_name_of_63_characters_is_accepted() -> None:
     name = "\u00e9" * 63  # characters, as Substrate counts them, not bytes (126 here)
     assert build_parser().parse_args(["node", "--name", name]).name == name
