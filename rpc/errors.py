@@ -191,6 +191,7 @@ class RateLimited(ServerBusy):
     (--rpc-rate-limit) and the next one is not due soon; ``data`` says whose and when."""
 
     default_message = "Too many calls from this address, try again later"
+    retry_after = 1  # whole seconds until the next call is due (HTTP's Retry-After)
 
 
 class BatchTooLarge(RpcError):

@@ -2,7 +2,9 @@
 (polkadot-sdk's rpc-servers ``rate_limit.rs``: a minute's worth at once, a call past it delayed
 until it is due), by address and subnet rather than by connection, since connections are cheap
 to open again; a call due more than RATE_LIMIT_MAX_WAIT seconds from now is refused with -32009
-before it runs. Without a limit (the default) nothing is counted: the other RPC tests."""
+before it runs, and a request whose caller's next call is not due soon is refused before it is
+read (HTTP 429) or parsed (a WebSocket message). Without a limit (the default) nothing is
+counted: the other RPC tests."""
 
 from __future__ import annotations
 
@@ -41,10 +43,17 @@ def call(rid: int, method: str = "test_count") -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rid, "method": method}
 
 
-async def post(session: aiohttp.ClientSession, srv: RpcServer, body: Any) -> Any:
+async def post(session: aiohttp.ClientSession, srv: RpcServer, body: Any, status: int = 200) -> Any:
     async with session.post(srv.url, data=json.dumps(body), headers={"Content-Type": "application/json"}) as resp:
-        assert resp.status == 200
+        assert resp.status == status
+        if status == 429:  # refused unread: the connection is not kept
+            assert resp.headers["Connection"] == "close" and int(resp.headers["Retry-After"]) >= 1
         return await resp.json()
+
+
+async def post_any(session: aiohttp.ClientSession, srv: RpcServer, body: Any) -> tuple[int, Any]:
+    async with session.post(srv.url, data=json.dumps(body), headers={"Content-Type": "application/json"}) as resp:
+        return resp.status, await resp.json()
 
 
 def refusals(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -54,17 +63,21 @@ def refusals(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def test_a_call_past_its_addresss_rate_waits_for_its_turn_and_one_due_later_is_refused(start_server):
     """A minute's worth of calls at once (a batch counts each entry); the next waits until it is
     due (at 60 a minute, about a second); two more at the same time would be due in two and three
-    seconds, past RATE_LIMIT_MAX_WAIT: refused at once with -32009, saying whose calls and when the
-    next is due, and not run. Another subnet's caller is not slowed."""
+    seconds, past RATE_LIMIT_MAX_WAIT: refused at once, before their bodies are read (HTTP 429
+    with the -32009 error, saying whose calls and when the next is due), and not run. Another
+    subnet's caller is not slowed."""
     table, runs = counting_table()
     async with start_server(methods=table, rate_limit=60) as srv, client("127.0.0.2") as mine, \
             client("127.0.1.2") as other:
         answers = await post(mine, srv, [call(i) for i in range(60)])
         assert [a["result"] for a in answers] == list(range(1, 61))
         start = time.monotonic()
-        late = await asyncio.gather(*(post(mine, srv, call(100 + i)) for i in range(3)))
+        first = asyncio.ensure_future(post_any(mine, srv, call(100)))
+        await asyncio.sleep(0.2)  # (waiting for its turn by now: those after it are due past the wait)
+        late = [*await asyncio.gather(*(post_any(mine, srv, call(101 + i)) for i in range(2))), await first]
         spent = time.monotonic() - start
-        errors = refusals(late)
+        assert sorted(status for status, _ in late) == [200, 429, 429], late
+        errors = refusals([answer for _, answer in late])
         assert len(errors) == 2, late
         assert all(e["code"] == -32009 for e in errors), errors
         assert all("127.0.0.2 has made its 60 calls a minute (--rpc-rate-limit)" in e["data"] for e in errors), errors
@@ -86,7 +99,7 @@ async def test_a_subnet_makes_at_most_four_times_an_addresss_calls(start_server)
             async with client(f"127.0.0.{n}") as session:
                 assert not refusals(await post(session, srv, [call(i) for i in range(6)]))
         async with client("127.0.0.6") as fifth:
-            refused = await post(fifth, srv, call(1))
+            refused = await post(fifth, srv, call(1), status=429)
         assert refused["error"]["code"] == -32009, refused
         assert "127.0.0.0/24 has made its 24 calls a minute" in refused["error"]["data"], refused
         async with client("127.0.1.6") as other:
@@ -97,24 +110,29 @@ async def test_a_subnet_makes_at_most_four_times_an_addresss_calls(start_server)
 async def test_whitelisted_addresses_are_not_counted_and_websocket_calls_are(start_server):
     """``rate_limit_whitelist`` (``--rpc-rate-limit-whitelisted-ips``) exempts the addresses in
     its networks; everyone else's calls count however they come: a batch's entries one by one,
-    and a WebSocket's, whose connection stays open when a call is refused. A refused
-    notification gets no answer and does not run either."""
+    and a WebSocket's, whose connection stays open when a call is refused. A notification past the
+    rate does not run either; a message whose caller's next call is not due soon is refused
+    unparsed (its ids not known: "id": null, as a request too large is)."""
     table, runs = counting_table()
     async with start_server(methods=table, rate_limit=6, rate_limit_whitelist=["127.0.0.0/30"]) as srv, \
             client("127.0.0.2") as listed, client("127.0.0.5") as counted:
         assert not refusals(await post(listed, srv, [call(i) for i in range(20)]))
-        answers = await post(counted, srv, [call(i) for i in range(9)])
-        assert [a.get("result") for a in answers[:6]] == list(range(21, 27))
-        assert len(refusals(answers)) == 3  # each due 10 s after the one before
+        answers = await post(counted, srv, [call(i) for i in range(5)])
+        assert [a.get("result") for a in answers] == list(range(21, 26))
         ws = await counted.ws_connect(ws_url(srv))
-        await ws.send_str(json.dumps({"jsonrpc": "2.0", "method": "test_count"}))  # a notification
+        await ws.send_str(json.dumps([call(6), {"jsonrpc": "2.0", "method": "test_count"}]))  # a call, a notification
+        answer = json.loads(await ws.receive_str(timeout=5))
+        assert [a.get("result") for a in answer] == [26], answer  # the notification, its turn 10 s away, refused
+        assert srv.rate_limited_calls == 1
         await ws.send_str(json.dumps(call(7)))
         answer = json.loads(await ws.receive_str(timeout=5))
-        assert answer["id"] == 7 and answer["error"]["code"] == -32009, answer
+        assert answer["id"] is None and answer["error"]["code"] == -32009, answer
+        assert "127.0.0.5 has made its 6 calls a minute" in answer["error"]["data"]
         await ws.send_str(json.dumps(call(8, "system_health")))
         assert json.loads(await ws.receive_str(timeout=5))["error"]["code"] == -32009  # still open, still counted
         await ws.close()
-        assert runs[0] == 26
+        assert runs[0] == 26 and srv.rate_limited_calls == 3
+        await post(counted, srv, call(9), status=429)
 
 
 @pytest.mark.parametrize(("kwargs", "says"), [
