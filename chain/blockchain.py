@@ -803,8 +803,8 @@ class Blockchain:
         overlay.start_transaction()
         try:
             receipt = runtime.apply_extrinsic(overlay, info, index, xt, blake2_256(raw), len(raw))
-        except (InvalidTransaction, ml_runtime.SubnormalsFlushed):
-            # (SubnormalsFlushed: this thread would compute other bits than the network, no
+        except (InvalidTransaction, ml_runtime.FloatEnvironmentChanged):
+            # (FloatEnvironmentChanged: this thread would compute other bits than the network, no
             # verdict on the extrinsic: the block is not built, and the pool keeps it.)
             overlay.rollback_transaction()
             raise

@@ -21,12 +21,14 @@ from ml_runtime.cost import (
 from ml_runtime.data import load_digits
 from ml_runtime.errors import (
     BuildMismatch,
+    FloatEnvironmentChanged,
     InvalidCheckpoint,
     InvalidJob,
     InvalidSpec,
     MLRuntimeError,
     NonFiniteWeights,
     ProofError,
+    RoundingChanged,
     SegmentMismatch,
     SubnormalsFlushed,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "STEP_PARAM_UNITS",
     "STEP_UNITS",
     "BuildMismatch",
+    "FloatEnvironmentChanged",
     "InvalidCheckpoint",
     "InvalidJob",
     "InvalidSpec",
@@ -80,6 +83,7 @@ __all__ = [
     "ModelSpec",
     "NonFiniteWeights",
     "ProofError",
+    "RoundingChanged",
     "SegmentMismatch",
     "SubnormalsFlushed",
     "TrainingJob",

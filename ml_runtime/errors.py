@@ -3,8 +3,8 @@
 Every error the runtime raises on bad input or on a consensus failure is a subclass of
 :class:`MLRuntimeError`, so the chain can map the whole family to "transaction invalid"
 (or "block invalid") with a single ``except`` and still show the precise message. The one
-error outside it, :class:`SubnormalsFlushed`, is outside on purpose: it is no verdict on
-any input (its docstring says why).
+errors outside it, :class:`FloatEnvironmentChanged` and its kinds, are outside on purpose:
+they are no verdict on any input (its docstring says why).
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ class BuildMismatch(MLRuntimeError):
     """This build of the kernels computes bits different from the pinned golden vector."""
 
 
-class SubnormalsFlushed(RuntimeError):
-    """The thread about to run a consensus kernel flushes subnormals (FTZ/DAZ): see
-    :mod:`ml_runtime.fpenv`.
+class FloatEnvironmentChanged(RuntimeError):
+    """The thread about to run a consensus kernel has another floating-point environment than
+    IEEE 754's default, so it would compute other bits: see :mod:`ml_runtime.fpenv`.
 
     Deliberately *not* an :class:`MLRuntimeError`. The chain reads an MLRuntimeError from a
     kernel call as a verdict on its input: a TRAIN or a block "invalid", a federated round
@@ -61,3 +61,11 @@ class SubnormalsFlushed(RuntimeError):
     other bits can give no verdict; the error must pass every such handler and stop the
     block or transaction at hand, as any other fault of this node's environment does.
     """
+
+
+class SubnormalsFlushed(FloatEnvironmentChanged):
+    """The thread flushes subnormals (MXCSR's FTZ or DAZ)."""
+
+
+class RoundingChanged(FloatEnvironmentChanged):
+    """The thread rounds otherwise than to nearest, ties to even (MXCSR's RC, fesetround)."""

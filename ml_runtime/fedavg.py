@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit
 
 from ml_runtime.errors import InvalidJob, NonFiniteWeights
-from ml_runtime.fpenv import require_subnormals
+from ml_runtime.fpenv import require_default_environment
 
 MAX_SAMPLES: Final = 1 << 24  # the largest N for which every count is an exact float32
 MAX_UPDATES: Final = 1024
@@ -103,11 +103,11 @@ def federated_average(updates: Sequence[np.ndarray], counts: Sequence[int]) -> n
     """FedAvg of ``updates`` weighted by ``counts``, in the given order (see the module doc).
 
     Raises InvalidJob for bad inputs and NonFiniteWeights (segment 0, step = the parameter
-    index) if a result overflows, and SubnormalsFlushed (not an MLRuntimeError: no verdict on
-    the round) on a thread that flushes subnormals (ml_runtime.fpenv).
+    index) if a result overflows, and FloatEnvironmentChanged (not an MLRuntimeError: no verdict
+    on the round) on a thread that flushes subnormals or rounds otherwise (ml_runtime.fpenv).
     """
     stacked, cnt, total = verify_inputs(updates, counts)
-    require_subnormals("FedAvg")
+    require_default_environment("FedAvg")
     out = np.empty(stacked.shape[1], dtype=np.float32)
     with np.errstate(all="ignore"):  # only matters with NUMBA_DISABLE_JIT=1
         status = int(fedavg_kernel(stacked, cnt, np.int64(total), out))

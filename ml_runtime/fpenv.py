@@ -1,4 +1,5 @@
-"""The floating-point environment the kernels need: IEEE 754 subnormals, not flushed.
+"""The floating-point environment the kernels need: IEEE 754's default, subnormals kept and
+results rounded to nearest, ties to even.
 
 x86's MXCSR register has two bits that change float32 results without changing any
 instruction: FTZ (flush-to-zero: a subnormal result becomes ±0) and DAZ
@@ -11,7 +12,7 @@ weights, so a thread with either bit set computes other training roots, losses a
 aggregates than the network: it would fork the chain (an outside tester's determinism
 round, finding 4: ``ml_runtime.verify_build`` passed on such a thread).
 
-:func:`require_subnormals` asks the hardware directly, with :func:`keeps_subnormals`, a
+:func:`require_default_environment` asks the hardware directly, with :func:`keeps_subnormals`, a
 compiled function on operands it cannot fold (a read-only array): about half a
 microsecond, so every consensus kernel entry (:func:`ml_runtime.job.run_kernel`, under
 training, segment re-runs and ``compute_loss``; :func:`ml_runtime.fedavg.federated_average`)
@@ -20,6 +21,14 @@ is caught too. A flushing thread raises :class:`SubnormalsFlushed` before any ke
 The probe measures the thread it runs on, so it must be a call on that thread (numba's
 code and NumPy's both run under the thread's MXCSR; with ``NUMBA_DISABLE_JIT=1`` the
 probe runs as NumPy scalar code, which the bits affect just the same).
+
+MXCSR's rounding control (RC, bits 13-14) changes every inexact float32 result just as much,
+per thread and inherited the same way: C's ``fesetround`` (glibc sets the x87 control word
+and MXCSR both), or any library that loads MXCSR, switches a thread to rounding down, up or
+toward zero. A thread that rounds otherwise re-ran honest segments to other bits and refused
+them as forged (retest53's F1: the per-call check looked at FTZ and DAZ only). So the check
+of every kernel call, :func:`require_default_environment`, asks :func:`rounds_to_nearest`
+too (another half microsecond), and raises :class:`RoundingChanged`.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from typing import Final
 import numpy as np
 from numba import njit
 
-from ml_runtime.errors import SubnormalsFlushed
+from ml_runtime.errors import RoundingChanged, SubnormalsFlushed
 
 # The probe's operands: a subnormal (2**-140, read as 0 under DAZ), the smallest normal
 # float32 and a factor whose product with it is an inexact subnormal (0 under FTZ), and +0.
@@ -50,18 +59,48 @@ def keeps_subnormals(v):
     return a > v[3] and b > v[3]
 
 
+# The rounding probe's operands: 1, half an ulp of 1 (2**-24), three quarters of one
+# (1.5 * 2**-24), and the float32 after 1 (1 + 2**-23). Read-only arguments, as above.
+_ROUNDING: Final = np.array([1.0, 2.0**-24, 1.5 * 2.0**-24, 1.0 + 2.0**-23], dtype=np.float32)
+_ROUNDING.flags.writeable = False
+
+
+@njit(cache=True, nogil=True)
+def rounds_to_nearest(v):
+    """True if this thread rounds to nearest, ties to even (IEEE 754's default, MXCSR's RC 00):
+    ``v[0] + v[1]``, 1 and half an ulp, is a tie, which goes to the even 1 (rounding up:
+    1 + ulp); ``v[0] + v[2]``, 1 and three quarters of an ulp, goes to 1 + ulp (rounding down
+    or toward zero: 1). Either comparison is False under each of the three other modes."""
+    tie = v[0] + v[1]
+    above = v[0] + v[2]
+    return tie == v[0] and above == v[3]
+
+
+def rounds_otherwise() -> bool:
+    """Whether the calling thread rounds otherwise than to nearest, asked of the hardware."""
+    return not rounds_to_nearest(_ROUNDING)
+
+
 def flushes_subnormals() -> bool:
     """Whether the calling thread flushes subnormals (FTZ or DAZ), asked of the hardware."""
     return not keeps_subnormals(_OPERANDS)
 
 
-def require_subnormals(kernel: str) -> None:
+def require_default_environment(kernel: str) -> None:
     """Raise :class:`SubnormalsFlushed`, naming ``kernel`` (a family, or "FedAvg"), if the
-    calling thread flushes subnormals (FTZ or DAZ)."""
+    calling thread flushes subnormals (FTZ or DAZ), or :class:`RoundingChanged` if it rounds
+    otherwise than to nearest."""
     if flushes_subnormals():
         raise SubnormalsFlushed(
             f"the {kernel} kernel: this thread flushes subnormal float32 values to zero (the CPU's FTZ or "
             "DAZ mode is on, e.g. set by a shared library built with -ffast-math), so the "
             "kernels would compute other bits than the network's; refusing to run them. Find "
             "the library that sets MXCSR (a thread inherits it from the thread that started it)"
+        )
+    if rounds_otherwise():
+        raise RoundingChanged(
+            f"the {kernel} kernel: this thread rounds float32 results otherwise than to nearest, ties "
+            "to even (the CPU's rounding control was changed, e.g. by fesetround in a library), so the "
+            "kernels would compute other bits than the network's; refusing to run them. Find the code "
+            "that sets the rounding mode (a thread inherits it from the thread that started it)"
         )

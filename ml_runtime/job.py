@@ -38,7 +38,7 @@ from ml_runtime.errors import (
     NonFiniteWeights,
     SegmentMismatch,
 )
-from ml_runtime.fpenv import require_subnormals
+from ml_runtime.fpenv import require_default_environment
 from ml_runtime.prf import batch_indices, sample_indices
 from ml_runtime.spec import ModelSpec
 from ml_runtime.transcript import Transcript, TranscriptEntry, float32_bytes, hash_weights
@@ -248,10 +248,11 @@ def run_kernel(
     """The family's segment kernel: ``nsteps`` SGD steps of ``batch`` rows (``idx``) in place
     on ``w``; (mean loss, status) as the kernels define. The one place a family picks its
     kernel, for training and for ml_runtime.compute_loss alike. ``lr`` and ``l2`` are float32
-    values (np.float32, as a TrainingJob stores them). Raises SubnormalsFlushed, before any
-    step, on a thread that flushes subnormals (ml_runtime.fpenv: checked on every call, about
-    half a microsecond, so every thread that trains, re-runs or computes a loss is checked)."""
-    require_subnormals(spec.family)
+    values (np.float32, as a TrainingJob stores them). Raises SubnormalsFlushed or
+    RoundingChanged, before any step, on a thread that flushes subnormals or rounds otherwise
+    than to nearest (ml_runtime.fpenv: checked on every call, about a microsecond, so every
+    thread that trains, re-runs or computes a loss is checked)."""
+    require_default_environment(spec.family)
     args = (w, x, y, idx, nsteps, batch, lr, l2, spec.d, spec.k)
     # errstate only matters when the kernels run as Python (NUMBA_DISABLE_JIT=1): overflow
     # to inf is an expected, handled outcome, not something to warn about.

@@ -5,9 +5,10 @@ with ``cache=True`` a restarted node loads machine code from ``__pycache__``) an
 :func:`verify_build` on its main thread, before it opens anything. verify_build refuses
 (BuildMismatch) unless, in order:
 
-1. the thread keeps subnormals: no FTZ/DAZ (:mod:`ml_runtime.fpenv`; the kernel entry points
-   check every thread they run on too, so a rerun-pool or block-worker thread that flushes
-   refuses with SubnormalsFlushed);
+1. the thread keeps subnormals (no FTZ/DAZ) and rounds to nearest (:mod:`ml_runtime.fpenv`;
+   the kernel entry points check every thread they run on too, so a rerun-pool or
+   block-worker thread that flushes or rounds otherwise refuses with SubnormalsFlushed or
+   RoundingChanged);
 2. each family's small golden job (PINNED: one kernel each, linear's squared error,
    softmax's exp/log, the MLP's two layers and ReLU; all with the update, L2 decay and a
    short last segment) runs to its pinned transcript root and final weights hash; these are
@@ -55,7 +56,7 @@ import numpy as np
 from ml_runtime import fedavg, kernels
 from ml_runtime.errors import BuildMismatch, NonFiniteWeights
 from ml_runtime.fedavg import federated_average
-from ml_runtime.fpenv import flushes_subnormals
+from ml_runtime.fpenv import flushes_subnormals, rounds_otherwise
 from ml_runtime.inference import compute_loss
 from ml_runtime.job import TrainingJob, recompute_segment, run_job
 from ml_runtime.prf import batch_indices, init_weights
@@ -331,7 +332,8 @@ def warm_up() -> None:
     kernels.mlp_forward(ro_w12, ro_x, 2, 2, 2)
     fedavg.fedavg_kernel(np.zeros((1, 2), dtype=np.float32), np.ones(1, dtype=np.int64), np.int64(1),
                          np.empty(2, dtype=np.float32))
-    flushes_subnormals()  # the thread check of every kernel call (ml_runtime.fpenv)
+    flushes_subnormals()  # the thread checks of every kernel call (ml_runtime.fpenv)
+    rounds_otherwise()
     batch_indices(bytes(32), 0, 1, 3, 1)  # the compiled batch PRF (and its keyed-state cache)
 
 
@@ -406,7 +408,7 @@ def _check_fedavg() -> None:
 def verify_build() -> None:
     """Raise :class:`BuildMismatch` unless this build, on this thread, computes every pinned bit.
 
-    In order: the thread keeps subnormals (:mod:`ml_runtime.fpenv`); each family's small
+    In order: the thread keeps subnormals and rounds to nearest (:mod:`ml_runtime.fpenv`); each family's small
     golden job (PINNED), its batch-64 job (PINNED_WIDE), its subnormal job
     (PINNED_SUBNORMAL), its diverging job (PINNED_DIVERGING) and its loss over LOSS_ROWS
     rows (PINNED_LOSS); the FedAvg aggregate (PINNED_FEDAVG). About 3 ms with the kernels
@@ -418,6 +420,12 @@ def verify_build() -> None:
             "this thread flushes subnormal float32 values to zero (the CPU's FTZ or DAZ mode is "
             "on, e.g. set by a shared library built with -ffast-math, which sets it when loaded): "
             "the kernels would compute other bits than the network's on subnormal data and weights"
+        )
+    if rounds_otherwise():
+        raise BuildMismatch(
+            "this thread rounds float32 results otherwise than to nearest, ties to even (the CPU's "
+            "rounding control was changed, e.g. by fesetround): the kernels would compute other bits "
+            "than the network's"
         )
     checks: list[tuple[str, Callable[[], None]]] = [
         (family, partial(_check_job, family, partial(golden_job, family), pinned)) for family, pinned in PINNED.items()

@@ -122,9 +122,13 @@ def twin_run(job: mr.TrainingJob) -> dict:
 
 
 # MXCSR, the x86 SSE control register: FTZ (flush-to-zero) is bit 15, DAZ (denormals-are-zero)
-# bit 6. A thread's value is its own; a thread it starts inherits it.
+# bit 6, the rounding control (RC) bits 13-14: 00 to nearest, 01 down, 10 up, 11 toward zero
+# (Intel SDM vol. 1, 10.2.3). A thread's value is its own; a thread it starts inherits it.
 FTZ: Final = 0x8000
 DAZ: Final = 0x0040
+RC_DOWN: Final = 0x2000
+RC_UP: Final = 0x4000
+RC_ZERO: Final = 0x6000
 X86_64: Final = platform.machine().lower() in {"x86_64", "amd64"}
 
 
@@ -155,19 +159,20 @@ def _ldmxcsr(typingctx, value):
 
 @njit(nogil=True)
 def _set_flush_bits(bits):
-    _ldmxcsr((_stmxcsr() & np.uint32(0xFFFF7FBF)) | bits)
+    _ldmxcsr((_stmxcsr() & np.uint32(0xFFFF1FBF)) | bits)
     return _stmxcsr()
 
 
 def set_flush_bits(bits: int) -> int:
-    """Set this thread's FTZ/DAZ bits to ``bits`` (FTZ | DAZ, one, or 0) and return its MXCSR:
-    what a shared library built with -ffast-math does when it is loaded (crtfastmath.o), done
-    here with LLVM's intrinsics, so no C compiler is needed. x86-64 only (X86_64)."""
+    """Set this thread's FTZ, DAZ and RC bits to ``bits`` (FTZ | DAZ, one, a RC_* mode, or 0: the
+    others cleared) and return its MXCSR: what a shared library built with -ffast-math does
+    when it is loaded (crtfastmath.o), or fesetround, done here with LLVM's intrinsics, so no
+    C compiler is needed. x86-64 only (X86_64)."""
     return int(_set_flush_bits(np.uint32(bits)))
 
 
 def run_flushing(bits: int, fn: Callable[[], T]) -> T:
-    """``fn()`` on a new thread whose FTZ/DAZ bits are ``bits``; its result, or its exception."""
+    """``fn()`` on a new thread whose FTZ/DAZ/RC bits are ``bits``; its result, or its exception."""
     out: dict[str, Any] = {}
 
     def body() -> None:

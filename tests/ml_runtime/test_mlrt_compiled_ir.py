@@ -44,7 +44,8 @@ from ml_runtime import fedavg, fpenv
 report = {}
 names = ["linear_segment", "softmax_segment", "mlp_segment",
          "linear_forward", "softmax_forward", "mlp_forward"]
-others = {"control": control, "fedavg_kernel": fedavg.fedavg_kernel, "keeps_subnormals": fpenv.keeps_subnormals}
+others = {"control": control, "fedavg_kernel": fedavg.fedavg_kernel, "keeps_subnormals": fpenv.keeps_subnormals,
+          "rounds_to_nearest": fpenv.rounds_to_nearest}
 for name in names + list(others):
     fn = others[name] if name in others else getattr(kernels, name)
     ir = "".join(fn.inspect_llvm().values())
@@ -99,8 +100,9 @@ def test_kernels_ir_is_float32_without_fastmath() -> None:
     control = report.pop("control")
     assert control["double_ops"] and control["fast_flags"] and control["libm"]
     # FedAvg is a consensus kernel too (its aggregate is a model version in state), and a
-    # fast-math probe of FTZ/DAZ (ml_runtime.fpenv) could be folded into a constant answer.
-    for name in ("fedavg_kernel", "keeps_subnormals"):
+    # fast-math probe of FTZ/DAZ or the rounding mode (ml_runtime.fpenv) could be folded into a
+    # constant answer.
+    for name in ("fedavg_kernel", "keeps_subnormals", "rounds_to_nearest"):
         r = report.pop(name)
         assert r["lines"] > 0 and r["double_ops"] == [] and r["fast_flags"] == [] and r["fma"] == [], (name, r)
     assert len(report) == 6

@@ -23,7 +23,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
-from mlrtkit import DAZ, FTZ, X86_64, run_flushing
+from mlrtkit import DAZ, FTZ, RC_DOWN, RC_UP, RC_ZERO, X86_64, run_flushing
 
 import ml_runtime as mr
 from ml_runtime import fedavg, fpenv, job, kernels, selfcheck
@@ -31,6 +31,7 @@ from ml_runtime import fedavg, fpenv, job, kernels, selfcheck
 REPO = Path(__file__).resolve().parents[2]
 FAMILIES = ("linear", "softmax", "mlp")
 FLUSH_MODES = {"FTZ": FTZ, "DAZ": DAZ, "FTZ+DAZ": FTZ | DAZ}
+ROUNDING_MODES = {"down": RC_DOWN, "up": RC_UP, "toward zero": RC_ZERO}
 SEGMENT = {"linear": "linear_segment", "softmax": "softmax_segment", "mlp": "mlp_segment"}
 SETS_MXCSR = pytest.mark.skipif(
     not X86_64 or numba.config.DISABLE_JIT, reason="sets the x86 MXCSR with compiled LLVM intrinsics"
@@ -177,8 +178,8 @@ def test_verify_build_refuses_a_thread_that_flushes_subnormals(mode: str) -> Non
 def test_the_subnormal_jobs_alone_see_a_flushing_thread(mode: str, monkeypatch) -> None:
     """Without the probe and the kernels' thread check, each family's subnormal job still runs
     to another root on a flushing thread (and verify_build refuses it): two defences, not one."""
-    monkeypatch.setattr(job, "require_subnormals", lambda kernel: None)
-    monkeypatch.setattr(fedavg, "require_subnormals", lambda kernel: None)
+    monkeypatch.setattr(job, "require_default_environment", lambda kernel: None)
+    monkeypatch.setattr(fedavg, "require_default_environment", lambda kernel: None)
     monkeypatch.setattr(selfcheck, "flushes_subnormals", lambda: False)
     bits = FLUSH_MODES[mode]
     for family in FAMILIES:
@@ -207,6 +208,57 @@ def test_every_consensus_kernel_refuses_a_flushing_thread() -> None:
         with pytest.raises(mr.SubnormalsFlushed, match=f"^the {kernel} kernel: this thread flushes"):
             run_flushing(FTZ | DAZ, call)
     assert mr.run_job(golden).transcript.root == result.transcript.root  # this thread is untouched
+
+
+# --- the rounding mode -----------------------------------------------------------------------
+
+
+@SETS_MXCSR
+def test_the_probe_sees_each_rounding_mode_and_not_the_flush_bits() -> None:
+    assert not fpenv.rounds_otherwise()
+    assert not run_flushing(FTZ | DAZ, fpenv.rounds_otherwise)
+    for bits in ROUNDING_MODES.values():
+        assert run_flushing(bits, fpenv.rounds_otherwise)
+        assert not run_flushing(bits, fpenv.flushes_subnormals)
+
+
+@SETS_MXCSR
+@pytest.mark.parametrize("mode", ROUNDING_MODES)
+def test_every_consensus_kernel_refuses_a_thread_that_rounds_otherwise(mode: str) -> None:
+    """retest53's F1: a thread whose rounding control is not to-nearest passed the FTZ/DAZ
+    check, re-ran an honest segment to other bits and refused it (SegmentMismatch: an honest
+    author accused). Every kernel entry now raises RoundingChanged first (a
+    FloatEnvironmentChanged, no MLRuntimeError: no verdict), and verify_build refuses."""
+    assert issubclass(mr.RoundingChanged, mr.FloatEnvironmentChanged)
+    assert not issubclass(mr.FloatEnvironmentChanged, mr.MLRuntimeError)
+    golden = selfcheck.golden_job("softmax")
+    result = mr.run_job(golden)
+    spec, w, x, y = selfcheck.loss_case("mlp")
+    calls = [
+        ("softmax", lambda: mr.run_job(golden)),
+        ("softmax", lambda: mr.recompute_segment(golden, 1, result.checkpoints[1])),
+        ("mlp", lambda: mr.compute_loss(spec, w, x, y)),
+        ("FedAvg", lambda: fedavg.federated_average(*selfcheck.fedavg_case())),
+    ]
+    for kernel, call in calls:
+        with pytest.raises(mr.RoundingChanged, match=f"^the {kernel} kernel: this thread rounds"):
+            run_flushing(ROUNDING_MODES[mode], call)
+    with pytest.raises(mr.BuildMismatch, match=r"^this thread rounds float32 results otherwise"):
+        run_flushing(ROUNDING_MODES[mode], mr.verify_build)
+
+
+@SETS_MXCSR
+@pytest.mark.parametrize("mode", ROUNDING_MODES)
+def test_a_segment_rerun_rounding_otherwise_computes_other_bits(mode: str, monkeypatch) -> None:
+    """Why the check: without it, an honest segment re-run under another rounding mode does not
+    reproduce the author's checkpoint (the false accusation of retest53's F1)."""
+    monkeypatch.setattr(job, "require_default_environment", lambda kernel: None)
+    golden = selfcheck.golden_job("softmax")
+    result = mr.run_job(golden)
+    _, here = mr.recompute_segment(golden, 1, result.checkpoints[1])
+    _, there = run_flushing(ROUNDING_MODES[mode], lambda: mr.recompute_segment(golden, 1, result.checkpoints[1]))
+    assert here.tobytes() == result.checkpoints[2].tobytes()
+    assert there.tobytes() != result.checkpoints[2].tobytes()
 
 
 @SETS_MXCSR
