@@ -31,6 +31,15 @@ This follows Substrate's ``sc-transaction-pool`` "graph" design (``base_pool.rs`
     for a READY newcomer, only strictly lower priorities for a FUTURE one), then the worst
     READY ones that end their sender's chain (so nobody's chain is broken in the middle) of
     strictly lower priority.
+- calls a block takes few of (TRAIN: MAX_TRAIN_CALLS a block; the validator says so, ``rationed``):
+  at most ``max_rationed`` of them are pooled, four blocks' worth. Past it a newcomer of the kind
+  evicts the one of lowest priority (strictly lower than its own) that is FUTURE or ends its
+  sender's READY chain, else it is refused ``immediately_dropped``; other extrinsics never make
+  room for it, nor it for them. Blocks cannot take more sooner, and without the bound TRAINs that
+  fail at once (an unknown model: only the arguments are checked before a block) held all
+  8,192 entries while blocks included 64 of them, each paying the base fee: 0.136 POL a block
+  kept every honest extrinsic tipping no more out of the pool, and its revalidation after each
+  block held the event loop 0.3-1 s (retest51's F1, F2).
 - FUTURE extrinsics expire: one still FUTURE ``future_longevity`` blocks after the block it
   was submitted at is "dropped" (Substrate's ``TransactionLongevity``, counted in blocks, so
   nothing expires on a chain that makes no blocks; a READY one stays until included or
@@ -91,6 +100,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from chain.block import MAX_TRAIN_CALLS
 from chain.codec import MAX_BALANCE
 from chain.crypto import blake2_256
 from chain.errors import FutureTransaction, InvalidTransaction, PoolError
@@ -113,6 +123,8 @@ DEFAULT_MAX_FUTURE_BYTES = DEFAULT_MAX_BYTES // 8  # 8 MiB: room for 4 of the la
 # Blocks a FUTURE extrinsic may wait for its nonce gap to fill: 64 blocks is 6.4 minutes at
 # the default 6 s slots (Substrate's ``TransactionLongevity`` is in blocks too).
 DEFAULT_FUTURE_LONGEVITY = 64
+# Calls a block takes few of (chain.block.MAX_TRAIN_CALLS TRAINs): four blocks' worth pooled.
+DEFAULT_MAX_RATIONED = 4 * MAX_TRAIN_CALLS
 DEFAULT_BAN_SECONDS = 1800.0  # Substrate's rotator: 30 minutes
 MAX_BANNED = 65536  # a bound on the ban list's memory under a flood of invalid extrinsics
 
@@ -146,6 +158,8 @@ class Validity:
     fee: int = 0
     spend: int = 0
     balance: int | None = None
+    #: Its call is one a block takes few of (a TRAIN): counted against ``max_rationed``.
+    rationed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +193,7 @@ class _Entry:
         "insertion_id",
         "nonce",
         "priority",
+        "rationed",
         "sender",
         "state",
         "submitted_at",
@@ -201,6 +216,7 @@ class _Entry:
         self.priority = validity.priority
         self.fee = validity.fee
         self.cost = validity.fee + validity.spend  # what it may take from its sender's balance
+        self.rationed = validity.rationed
         self.insertion_id = insertion_id
         self.submitted_at = submitted_at  # the best block number when it was submitted
         self.state = _FUTURE
@@ -245,6 +261,7 @@ class TransactionPool:
         max_future_count: int = DEFAULT_MAX_FUTURE_COUNT,
         max_future_bytes: int = DEFAULT_MAX_FUTURE_BYTES,
         future_longevity: int = DEFAULT_FUTURE_LONGEVITY,
+        max_rationed: int = DEFAULT_MAX_RATIONED,
         ban_seconds: float = DEFAULT_BAN_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         block_number: int = 0,
@@ -254,7 +271,7 @@ class TransactionPool:
             ("max_count", max_count), ("max_bytes", max_bytes), ("max_per_sender", max_per_sender),
             ("max_future_per_sender", max_future_per_sender),
             ("max_future_count", max_future_count), ("max_future_bytes", max_future_bytes),
-            ("future_longevity", future_longevity),
+            ("future_longevity", future_longevity), ("max_rationed", max_rationed),
         ):
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -266,6 +283,8 @@ class TransactionPool:
         self.max_future_count = max_future_count
         self.max_future_bytes = max_future_bytes
         self.future_longevity = future_longevity
+        self.max_rationed = max_rationed
+        self._rationed: set[_Entry] = set()  # the pooled extrinsics whose Validity said rationed
         self.block_number = block_number
         self.ban_seconds = ban_seconds
         self._clock = clock
@@ -478,6 +497,8 @@ class TransactionPool:
             queue = self._senders[sender] = _SenderQueue(sender, validity.account_nonce)
         self._by_hash[tx_hash] = entry
         self._bytes += len(data)
+        if entry.rationed:
+            self._rationed.add(entry)
         if old is not None:
             self._apply_replace(queue, old, entry, events)
             if validity.balance is not None:
@@ -555,6 +576,7 @@ class TransactionPool:
     ) -> None:
         queue.txs[old.nonce] = new
         del self._by_hash[old.hash]
+        self._rationed.discard(old)
         self._bytes -= len(old.data)
         self._apply_state(new, old.state)
         self._apply_state(old, _REMOVED)
@@ -602,6 +624,8 @@ class TransactionPool:
                 f"extrinsic is {size} bytes, more than the whole pool (max_bytes {self.max_bytes})",
             )
         victims: list[_Entry] = []
+        if new.rationed and (replaced is None or not replaced.rationed) and len(self._rationed) >= self.max_rationed:
+            victims.append(self._find_rationed_victim(new))
         if replaced is None:
             if queue is not None and (
                 len(queue.txs) >= self.max_per_sender
@@ -612,7 +636,7 @@ class TransactionPool:
                 len(self._by_hash) - self._ready_count >= self.max_future_count
                 or self._bytes - self._ready_bytes + size > self.max_future_bytes
             ):
-                victims += self._compute_future_victims(new, victims)
+                victims += self._compute_future_victims(new, [v for v in victims if v.state == _FUTURE])
         count = len(self._by_hash) + 1
         total = self._bytes + size
         if victims:
@@ -669,7 +693,7 @@ class TransactionPool:
                 break
             heapq.heappop(heap)
             shelved.append(item)
-            if victim.sender == new.sender:
+            if victim.sender == new.sender or id(victim) in taken:
                 continue
             victims.append(victim)
             count -= 1
@@ -692,6 +716,29 @@ class TransactionPool:
                 f"{new.priority} to evict",
             )
         return victims
+
+    def _find_rationed_victim(self, new: _Entry) -> _Entry:
+        """The pooled extrinsic of a rationed kind that makes room for ``new`` of that kind (the
+        module docstring): the lowest priority, strictly below ``new``'s, FUTURE or the end of
+        its sender's READY chain, never one of ``new``'s own sender; the newest of equals, as the
+        pool's other evictions. PoolError if there is none."""
+        best: _Entry | None = None
+        for entry in self._rationed:
+            if entry.priority >= new.priority:
+                continue
+            if entry.sender == new.sender:
+                continue  # (its own: below the newcomer's nonce it may depend on them; above, the sender's limits choose)
+            if entry.state == _READY and entry.nonce + 1 != self._senders[entry.sender].ready_end:
+                continue  # (in the middle of its sender's chain: the nonces after it depend on it)
+            if best is None or (entry.priority, -entry.insertion_id) < (best.priority, -best.insertion_id):
+                best = entry
+        if best is None:
+            raise PoolError(
+                "immediately_dropped",
+                f"the pool holds its max_rationed {self.max_rationed} calls of the kinds a block takes few of "
+                f"(TRAIN: {MAX_TRAIN_CALLS} a block) and none of lower priority than {new.priority} to evict",
+            )
+        return best
 
     def _compute_sender_victims(
         self, new: _Entry, new_is_ready: bool, queue: _SenderQueue
@@ -847,6 +894,7 @@ class TransactionPool:
         """Forget one entry, leaving its sender's chain to the caller to recompute."""
         del queue.txs[entry.nonce]
         del self._by_hash[entry.hash]
+        self._rationed.discard(entry)
         self._bytes -= len(entry.data)
         self._apply_state(entry, _REMOVED)
 

@@ -468,7 +468,10 @@ class NodeService:
         # The fee, the call's spend and the balance: the pool counts a sender's extrinsics
         # together, so that one balance does not back many it cannot pay (chain.pool, "overdraft").
         spend = runtime.compute_spend(state, xt, number)
-        return Validity(v.priority, v.account_nonce, 64, fee=v.fee, spend=spend, balance=v.free)
+        # A TRAIN is rationed: a block takes MAX_TRAIN_CALLS of them, and the pool four blocks' worth.
+        return Validity(
+            v.priority, v.account_nonce, 64, fee=v.fee, spend=spend, balance=v.free, rationed=type(xt.call) is calls.Train
+        )
 
     def signature_verified(self, xt_hash: bytes) -> None:
         """Note that the extrinsic ``xt_hash`` has a good signature (the network link checks

@@ -77,6 +77,7 @@ class NonceTable:
         self.balances: dict[bytes, int] = {}
         self.broke: set[bytes] = set()
         self.calls = 0
+        self.rationed = lambda ext: isinstance(ext.call, Remark)  # (a TRAIN stands behind it in the node)
 
     def __call__(self, ext: Extrinsic) -> Validity:
         self.calls += 1
@@ -87,13 +88,14 @@ class NonceTable:
         if ext.nonce < account_nonce:
             raise InvalidTransaction("stale", f"nonce {ext.nonce} < {account_nonce}")
         balance = self.balances.get(ext.signer)
+        rationed = self.rationed(ext)
         if balance is None:
-            return Validity(priority=ext.tip, account_nonce=account_nonce, longevity=64)
+            return Validity(priority=ext.tip, account_nonce=account_nonce, longevity=64, rationed=rationed)
         fee = FEE + ext.tip
         if balance < fee:
             raise InvalidTransaction("payment", f"free balance {balance} cannot pay the fee {fee}")
         spend = ext.call.value if isinstance(ext.call, Transfer) else 0
-        return Validity(ext.tip, account_nonce, 64, fee=fee, spend=spend, balance=balance)
+        return Validity(ext.tip, account_nonce, 64, fee=fee, spend=spend, balance=balance, rationed=rationed)
 
 
 class Clock:
@@ -877,10 +879,11 @@ def verify_payable(pool: TransactionPool, table: NonceTable) -> None:
             taken += FEE + ext.tip + ext.call.value
 
 
-@pytest.mark.parametrize("with_balances", [False, True])
-def test_random_operations_keep_invariants(with_balances: bool) -> None:
+@pytest.mark.parametrize(("with_balances", "rationed"), [(False, False), (True, False), (True, True)])
+def test_random_operations_keep_invariants(with_balances: bool, rationed: bool) -> None:
     """A random walk of submissions, invalid reports, blocks and reorgs; with balances, the
-    senders' balances change at each block too (tester16's P1: overdraft and its revalidation)."""
+    senders' balances change at each block too (tester16's P1: overdraft and its revalidation);
+    rationed, the odd nonces are of a kind the pool holds max_rationed of."""
     rng = random.Random(7)
     keys = get_senders(5)
     signed = {
@@ -892,8 +895,9 @@ def test_random_operations_keep_invariants(with_balances: bool) -> None:
     clock = Clock()
     pool, table, rec = make_pool(
         max_count=12, max_per_sender=4, max_future_per_sender=3, max_future_count=5,
-        future_longevity=6, clock=clock, ban_seconds=5,
+        future_longevity=6, clock=clock, ban_seconds=5, max_rationed=3,
     )
+    table.rationed = (lambda ext: ext.nonce % 2 == 1) if rationed else (lambda ext: False)
     number = 0
     if with_balances:
         table.balances.update({k.public: 45 for k in keys[:4]})  # keys[4] is not accounted
@@ -942,6 +946,8 @@ def test_random_operations_keep_invariants(with_balances: bool) -> None:
             pool.revalidate()
         verify_invariants(pool, table.nonces)
         verify_payable(pool, table)
+        if rationed:  # (demotions and promotions never add one; only submissions do, within the bound)
+            assert len(pool._rationed) == sum(e.nonce % 2 for e in pool.pending()) <= pool.max_rationed
 
 
 def test_lazy_heaps_stay_bounded_across_blocks() -> None:
@@ -954,3 +960,73 @@ def test_lazy_heaps_stay_bounded_across_blocks() -> None:
         pool.prune([h])
     assert len(pool) == 0
     assert len(pool._tail_heap) + len(pool._future_heap) <= 2 * 1024
+
+
+# --- rationed kinds (TRAIN) -------------------------------------------------------------------
+
+
+def make_rationed(key: Keypair, nonce: int, tip: int = 0) -> bytes:
+    """A Remark, which NonceTable calls rationed (in the node, a TRAIN: MAX_TRAIN_CALLS a block)."""
+    return sign_extrinsic(key, Remark(b"r"), nonce=nonce, genesis_hash=GENESIS, spec_version=SPEC, tip=tip).encode()
+
+
+def test_the_pool_holds_max_rationed_of_a_kind_a_block_takes_few_of_and_room_for_the_rest() -> None:
+    """retest51's F1: TRAINs failing at once in their block (only their arguments are checked
+    before) held every entry of the pool while blocks took 64 of them, each paying the base fee,
+    and every honest extrinsic tipping no more was refused. Now a rationed newcomer past
+    max_rationed evicts only a rationed one of strictly lower priority, and the rest of the
+    pool stays for the others."""
+    senders = get_senders(6)
+    pool, _, rec = make_pool(max_count=8, max_rationed=4)
+    held = [pool.submit(make_rationed(key, 0)).hash for key in senders[:4]]
+    with pytest.raises(PoolError, match=r"holds its max_rationed 4 calls of the kinds a block takes few of "
+                                        r"\(TRAIN: 64 a block\) and none of lower priority than 0") as refused:
+        pool.submit(make_rationed(senders[4], 0))
+    assert refused.value.reason == "immediately_dropped"
+    for nonce in range(4):  # the rest of the pool: others' extrinsics, tipping no more, fit beside them
+        pool.submit(make_tx(senders[5], nonce))
+    assert len(pool) == 8 and not [h for h, status, _ in rec.events if status == "dropped"]
+    outbid = pool.submit(make_rationed(EVE, 0, tip=1))  # the pool full too: one eviction makes both rooms
+    dropped = [h for h, status, _ in rec.events if status == "dropped"]
+    assert dropped == [held[3]]  # the newest of the lowest priority
+    assert len(pool) == 8 and len(pool._rationed) == 4 and outbid.hash in pool
+    verify_invariants(pool, {})
+
+
+def test_a_rationed_newcomer_evicts_no_chain_in_its_middle_nor_its_own_senders() -> None:
+    pool, _, _ = make_pool(max_rationed=2)
+    pool.submit(make_rationed(ALICE, 0))
+    pool.submit(make_rationed(ALICE, 1))
+    with pytest.raises(PoolError, match="max_rationed 2"):
+        pool.submit(make_rationed(ALICE, 2, tip=9))  # its own: never
+    pool.submit(make_rationed(BOB, 0, tip=5))  # evicts Alice's tail (nonce 1), not nonce 0 under it
+    assert sorted((e.signer, e.nonce) for e in pool.pending()) == sorted([(ALICE.public, 0), (BOB.public, 0)])
+    replaced = pool.submit(make_rationed(BOB, 0, tip=6))  # a replacement makes no room and needs none
+    assert replaced.usurped is not None and len(pool._rationed) == 2
+    pool.submit(make_rationed(CHARLIE, 0, tip=1))  # Alice's nonce 0 is a tail now
+    assert sorted(e.signer for e in pool.pending()) == sorted([BOB.public, CHARLIE.public])
+
+
+
+def test_a_rationed_eviction_counts_once_when_the_pool_needs_more_room_too() -> None:
+    """A rationed victim that ends its sender's chain is also the pool's first candidate when the
+    newcomer needs more bytes than it frees: it is evicted once, and the next tail after it."""
+    alice = make_rationed(ALICE, 0)
+    bob = make_tx(BOB, 0)
+    big = sign_extrinsic(CHARLIE, Remark(bytes(200)), nonce=0, genesis_hash=GENESIS, spec_version=SPEC, tip=1).encode()
+    pool, _, rec = make_pool(max_rationed=1, max_bytes=len(alice) + len(bob) + 100)
+    pool.submit(bob)
+    pool.submit(alice)  # (the newest: the pool's first candidate of the lowest priority)
+    assert len(big) > len(alice) + 100
+    pool.submit(big)
+    assert [status for _, status, _ in rec.events if status == "dropped"] == ["dropped", "dropped"]
+    assert [e.signer for e in pool.pending()] == [CHARLIE.public]
+    verify_invariants(pool, {})
+
+
+def test_a_replacement_by_a_rationed_call_counts_against_the_bound() -> None:
+    pool, _, _ = make_pool(max_rationed=1)
+    alice = pool.submit(make_rationed(ALICE, 0)).hash
+    pool.submit(make_tx(BOB, 0))
+    pool.submit(make_rationed(BOB, 0, tip=1))  # Bob's transfer usurped by a rationed call: Alice's goes
+    assert alice not in pool and len(pool._rationed) == 1 and len(pool) == 1

@@ -228,3 +228,33 @@ async def test_an_infer_counts_at_its_price_cap_or_as_everything_without_one(ser
     assert err.value.reason == "overdraft"
     imported = await service.author_block()
     assert imported is not None and [r.success for r in imported.receipts] == [True, True]
+
+
+async def test_trains_failing_at_once_hold_no_more_than_their_share_of_the_pool(service) -> None:
+    """retest51's F1 with the node's validator: TRAINs naming an unknown model pass the pool's
+    check (only their arguments are checked) and fail in their block for the base fee, 64 a
+    block (MAX_TRAIN_CALLS). Four accounts' 256 of them are the pool's max_rationed: the next
+    is refused, honest transfers tipping no more are pooled beside them and included, and a
+    block takes its 64 TRAINs."""
+    from chain.block import MAX_TRAIN_CALLS
+    from chain.pool import DEFAULT_MAX_RATIONED
+
+    squatters = _keys(b"train-squat", 4)
+    honest = _keys(b"train-squat-honest", HONEST)
+    late = _keys(b"train-squat-late", 1)[0]
+    await _fund(service, [*squatters, late, *honest])
+    bogus = calls.Train(999_999, 0, 1, 1, calls.compute_f32_bits(0.5), 0, 1)  # no such model
+    per = DEFAULT_MAX_RATIONED // len(squatters)
+    for key in squatters:
+        for nonce in range(per):
+            assert service.pool.submit(_sign(service, key, bogus, nonce)).status == "ready"
+    with pytest.raises(PoolError, match="max_rationed 256") as refused:
+        service.pool.submit(_sign(service, late, bogus, 0))
+    assert refused.value.reason == "immediately_dropped"
+    raws = [_sign(service, key, calls.Transfer(BOB.public, 10**6), _account(service, key).nonce) for key in honest]  # tip 0
+    assert _submit_all(service, raws) == ["ready"] * HONEST
+    imported = await service.author_block()
+    assert imported is not None
+    assert {blake2_256(raw) for raw in raws} <= {receipt.hash for receipt in imported.receipts}
+    failed = [r for r in imported.receipts if not r.success]
+    assert len(failed) == MAX_TRAIN_CALLS and all("UnknownModel" in (r.error or "") for r in failed)
