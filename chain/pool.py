@@ -34,8 +34,9 @@ This follows Substrate's ``sc-transaction-pool`` "graph" design (``base_pool.rs`
 - calls a block takes few of (TRAIN: MAX_TRAIN_CALLS a block; the validator says so, ``rationed``):
   at most ``max_rationed`` of them are pooled, four blocks' worth. Past it a newcomer of the kind
   evicts the one of lowest priority (strictly lower than its own) that is FUTURE or ends its
-  sender's READY chain, else it is refused ``immediately_dropped``; other extrinsics never make
-  room for it, nor it for them. Blocks cannot take more sooner, and without the bound TRAINs that
+  sender's READY chain (of another sender), else it is refused ``immediately_dropped``: at the
+  bound only one of its kind makes room for it (the pool's other limits then apply to it as to
+  any newcomer). Blocks cannot take more sooner, and without the bound TRAINs that
   fail at once (an unknown model: only the arguments are checked before a block) held all
   8,192 entries while blocks included 64 of them, each paying the base fee: 0.136 POL a block
   kept every honest extrinsic tipping no more out of the pool, and its revalidation after each
